@@ -1,0 +1,59 @@
+# marketdata-assets: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+WITH_ENV := scripts/with-env
+STAMP := $(VENV)/.installed
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+PYTEST_ARGS ?=
+
+.PHONY: help install stack-up stack-down stack-status materialize run ui test bench env clean
+
+help:
+	@echo "make run     set up everything, materialize the asset graph on replay data, serve the UI on http://$(UI_HOST):$(UI_PORT)"
+	@echo "make test    set up everything, run the full test suite against the real local servers"
+	@echo "make stack-up | stack-down | stack-status | env | bench | clean"
+
+# The Python environment: uv (from PyPI) installs the pinned set much faster than pip.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv
+	@$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev,stack]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+stack-up: install
+	@scripts/stack up
+
+stack-down:
+	@scripts/stack down
+
+stack-status:
+	@scripts/stack status
+
+env: install
+	@$(WITH_ENV) $(PY) -m marketdata_assets.settings env
+
+# Materialize the whole asset graph on offline replay data into the instance's Postgres storage.
+materialize: stack-up
+	@$(WITH_ENV) $(PY) -m marketdata_assets.pools apply
+	@$(WITH_ENV) $(PY) -m marketdata_assets.main
+
+ui: stack-up
+	@echo "Dagster UI on http://$(UI_HOST):$(UI_PORT) (webserver + daemon; Ctrl-C stops them, 'make stack-down' the databases)"
+	@$(WITH_ENV) dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+
+run: materialize ui
+
+test: stack-up
+	@$(WITH_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: stack-up
+	@$(WITH_ENV) $(PY) -m bench
+
+clean: stack-down
+	rm -rf .stack $(VENV)

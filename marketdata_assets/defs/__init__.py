@@ -1,0 +1,1 @@
+"""One folder per domain: alphas (MongoDB), ticks (ClickHouse), bars (TimescaleDB)."""

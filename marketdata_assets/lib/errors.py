@@ -1,0 +1,19 @@
+"""Errors with messages a quant can act on: what, where (host:port, file, symbol, partition), what to do."""
+
+from __future__ import annotations
+
+
+class StoreUnavailable(RuntimeError):
+    """A database could not be reached. The message names host:port and the fix, never a password."""
+
+    def __init__(self, store: str, address: str, reason: str, hint: str):
+        self.store, self.address, self.reason, self.hint = store, address, reason, hint
+        super().__init__(f"{store} at {address} is not reachable: {reason}. {hint}")
+
+
+def scrub(text: str, *secrets: str) -> str:
+    """Remove secrets from a message that came from a driver before it reaches a log or the UI."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

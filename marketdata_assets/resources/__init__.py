@@ -1,0 +1,41 @@
+"""Every resource in one place, configured from environment variables (marketdata_assets.settings).
+
+A variable that is set is passed as `dg.EnvVar`, so the UI shows its name, never its value;
+an unset one falls back to the local stack's default.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from marketdata_assets import settings
+from marketdata_assets.resources.clickhouse import ClickHouseResource
+from marketdata_assets.resources.http import HttpApiResource
+from marketdata_assets.resources.mongo import MongoResource
+from marketdata_assets.resources.timescale import TimescaleResource
+
+__all__ = ["ClickHouseResource", "HttpApiResource", "MongoResource", "TimescaleResource", "build_resources"]
+
+
+def _env(name: str):
+    return dg.EnvVar(name) if os.environ.get(name) else settings.get(name)
+
+
+def _env_int(name: str):
+    return dg.EnvVar.int(name) if os.environ.get(name) else int(settings.get(name))
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    clickhouse_dsn = dg.EnvVar("CLICKHOUSE_DSN") if os.environ.get("CLICKHOUSE_DSN") else settings.clickhouse_dsn()
+    return {
+        "mongo": MongoResource(uri=_env("MONGODB_URI"), username=_env("MONGODB_USERNAME"),
+                               password=_env("MONGODB_PASSWORD")),
+        "clickhouse": ClickHouseResource(dsn=clickhouse_dsn, user=_env("CLICKHOUSE_USER"),
+                                         password=_env("CLICKHOUSE_PASSWORD"), database=_env("CLICKHOUSE_DATABASE")),
+        "timescale": TimescaleResource(host=_env("TIMESCALE_HOST"), port=_env_int("TIMESCALE_PORT"),
+                                       user=_env("TIMESCALE_USER"), password=_env("TIMESCALE_PASSWORD"),
+                                       dbname=_env("TIMESCALE_DB"), sslmode=_env("TIMESCALE_SSLMODE"),
+                                       pool_size=_env_int("TIMESCALE_POOL_SIZE")),
+    }

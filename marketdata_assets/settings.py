@@ -1,0 +1,118 @@
+"""Environment variables the project reads, with the local-stack defaults.
+
+One table so the README, the resources, the stack script and docker/ agree on names.
+Values are read at call time (never cached at import) so tests can point a fresh
+process at other servers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    description: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("MARKETDATA_STATE_DIR", "", "Writable state: landing areas, quarantine, the embedded ClickHouse, "
+            "the local stack's data and logs. Empty means <repo>/.stack."),
+    # Dagster's own storage (read by dagster.yaml).
+    Setting("DAGSTER_PG_HOST", "127.0.0.1", "Postgres host for Dagster run/event/schedule storage."),
+    Setting("DAGSTER_PG_PORT", "55432", "Its port."),
+    Setting("DAGSTER_PG_USER", "postgres", "Its user."),
+    Setting("DAGSTER_PG_PASSWORD", "", "Its password.", secret=True),
+    Setting("DAGSTER_PG_DB", "dagster", "Its database."),
+    # The market database (TimescaleDB).
+    Setting("TIMESCALE_HOST", "127.0.0.1", "TimescaleDB host for minute bars and the monthly K-line."),
+    Setting("TIMESCALE_PORT", "55432", "Its port."),
+    Setting("TIMESCALE_USER", "postgres", "Its user."),
+    Setting("TIMESCALE_PASSWORD", "", "Its password.", secret=True),
+    Setting("TIMESCALE_DB", "marketdata", "Its database."),
+    Setting("TIMESCALE_SSLMODE", "prefer", "libpq sslmode (disable, prefer, require, verify-full)."),
+    Setting("TIMESCALE_POOL_SIZE", "4", "Connections per process (1 for a single-session server such as PGlite)."),
+    # MongoDB.
+    Setting("MONGODB_URI", "mongodb://127.0.0.1:57017", "MongoDB URI without credentials."),
+    Setting("MONGODB_USERNAME", "", "MongoDB user (empty: no auth)."),
+    Setting("MONGODB_PASSWORD", "", "MongoDB password.", secret=True),
+    # ClickHouse.
+    Setting("CLICKHOUSE_DSN", "", "chdb:///path (embedded engine), chdb://memory, or http(s)://host:port of a "
+            "server. Empty means chdb://<state dir>/clickhouse."),
+    Setting("CLICKHOUSE_USER", "default", "ClickHouse user (server DSNs only)."),
+    Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True),
+    Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database holding the tick tables."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def get(name: str) -> str:
+    """The variable's value, or its documented default."""
+    setting = _BY_NAME[name]
+    value = os.environ.get(name)
+    return value if value not in (None, "") else setting.default
+
+
+def state_dir() -> Path:
+    configured = os.environ.get("MARKETDATA_STATE_DIR")
+    return Path(configured).resolve() if configured else PROJECT_ROOT / ".stack"
+
+
+def clickhouse_dsn() -> str:
+    return get("CLICKHOUSE_DSN") or f"chdb://{state_dir() / 'clickhouse'}"
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME: <state dir>/dagster_home, holding a link to the repo's dagster.yaml."""
+    configured = os.environ.get("DAGSTER_HOME")
+    if configured:
+        return Path(configured)
+    home = state_dir() / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    if not link.exists():
+        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
+    return home
+
+
+def apply_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Fill unset variables with their defaults (dagster.yaml needs every one of them set)."""
+    environ = os.environ if environ is None else environ
+    for setting in SETTINGS:
+        environ.setdefault(setting.name, setting.default)
+    environ["MARKETDATA_STATE_DIR"] = str(state_dir())
+    if not environ.get("CLICKHOUSE_DSN"):
+        environ["CLICKHOUSE_DSN"] = clickhouse_dsn()
+    environ["DAGSTER_HOME"] = str(dagster_home())
+    return environ
+
+
+def main(argv: list[str]) -> int:
+    """`python -m marketdata_assets.settings env` prints the effective variables (secrets masked);
+    `... exec CMD ARGS` runs CMD with the defaults applied."""
+    if argv[:1] == ["exec"] and len(argv) > 1:
+        apply_defaults()
+        os.execvp(argv[1], argv[1:])
+    if argv[:1] == ["env"]:
+        apply_defaults()
+        for setting in SETTINGS:
+            value = os.environ[setting.name]
+            print(f"{setting.name}={'***' if setting.secret and value else value}")
+        print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+        return 0
+    print("usage: python -m marketdata_assets.settings env | exec CMD [ARGS...]", flush=True)
+    return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

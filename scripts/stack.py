@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""The local database stack without Docker: `stack up|down|status`.
+
+Starts, on 127.0.0.1, under the project's state directory (MARKETDATA_STATE_DIR, default
+<repo>/.stack) with pid files and logs:
+
+- PostgreSQL 15 with the natively built, Apache-only TimescaleDB preloaded. One server holds
+  Dagster's storage database and the market database.
+- SecantusDB, a MongoDB-wire server on WiredTiger.
+- ClickHouse embedded through chDB: only a data directory, no process.
+
+`up` installs what is missing (Debian packages, the TimescaleDB build, SecantusDB into the
+project's Python environment), is idempotent and takes about a second once installed.
+`down` stops only processes whose pid file it wrote and whose command line names this state
+directory. Ports come from the same variables the project's clients read (TIMESCALE_PORT,
+DAGSTER_PG_PORT, MONGODB_URI), so the two cannot disagree.
+
+Standard library only: it runs before anything else is set up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from marketdata_assets import settings  # noqa: E402  (stdlib-only module)
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SECANTUS_SPEC = "SecantusDB==0.7.0b3"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in text) or "    (log is empty)"
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, seconds: float, alive) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if port_in_use(port):
+            return True
+        if not alive():
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def rss_mb(pid: int, with_children: bool = False) -> float:
+    """Resident memory of a process (and its direct children, for postgres' backends)."""
+    pids = [pid]
+    if with_children:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().split(") ")[-1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid == pid:
+                    pids.append(int(entry.name))
+    total_kb = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            pass
+    return total_kb / 1024
+
+
+def run(cmd: list[str], what: str, log: Path | None = None, **kw) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if result.returncode != 0:
+        detail = (result.stdout + result.stderr).strip().splitlines()[-30:]
+        raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(cmd)}\n"
+                         + "\n".join(f"    {line}" for line in detail)
+                         + (f"\n  log {log}:\n{log_tail(log)}" if log else ""))
+    return result
+
+
+def apt_install(packages: list[str]) -> None:
+    if os.geteuid() != 0:
+        raise StackError(f"missing Debian packages {packages}: run `sudo apt-get install -y {' '.join(packages)}`")
+    print(f"  installing Debian packages: {' '.join(packages)}", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-qq"], "apt-get update", env=env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], "apt-get install", env=env)
+
+
+class Service:
+    name = ""
+
+    def __init__(self, state: Path):
+        self.state = state
+        self.dir = state / self.name
+        self.pidfile = state / "run" / f"{self.name}.pid"
+        self.logfile = state / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """Our process's pid, only if the pid file is ours and the process still runs with our state dir."""
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if pid_alive(pid) and str(self.dir) in cmdline(pid):
+            return pid
+        return None
+
+    def check_port_free(self, port: int, variable: str) -> None:
+        if port_in_use(port):
+            raise StackError(
+                f"{self.name}: port 127.0.0.1:{port} is taken by another process (not started by this stack, "
+                f"state dir {self.state}). Stop it (`ss -ltnp 'sport = :{port}'` shows who) or choose another "
+                f"port with {variable}.")
+
+
+class Postgres(Service):
+    """PostgreSQL 15 + TimescaleDB (Apache-only, native build)."""
+
+    name = "postgres"
+
+    @property
+    def port(self) -> int:
+        port = settings.get("TIMESCALE_PORT")
+        dagster_port = settings.get("DAGSTER_PG_PORT")
+        if port != dagster_port:
+            raise StackError(f"the local stack runs one Postgres for Dagster and TimescaleDB, but TIMESCALE_PORT={port} "
+                             f"and DAGSTER_PG_PORT={dagster_port} differ: set them equal (or point them at your own servers "
+                             "and don't use the local stack)")
+        return int(port)
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    def install(self) -> None:
+        if not (PG_BIN / "postgres").exists():
+            apt_install(["postgresql-15", "postgresql-client-15"])
+        check = subprocess.run(["bash", str(REPO / "scripts/install-timescaledb.sh"), "--check"], capture_output=True)
+        if check.returncode != 0:
+            print("  building TimescaleDB (Apache-only) from Debian's source package ...", flush=True)
+            result = subprocess.run(["bash", str(REPO / "scripts/install-timescaledb.sh")])
+            if result.returncode != 0:
+                raise StackError("TimescaleDB build failed (see the output above)")
+
+    def _as_owner(self) -> list[str]:
+        # initdb/postgres refuse to run as root: run them as the `postgres` user.
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _owner(self) -> tuple[int, int]:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            return entry.pw_uid, entry.pw_gid
+        return os.getuid(), os.getgid()
+
+    def up(self) -> str:
+        port = self.port
+        if self.pid():
+            return f"already running (pid {self.pid()}, port {port})"
+        self.install()
+        uid, gid = self._owner()
+        for path in (self.dir, self.logfile.parent, self.pidfile.parent):
+            path.mkdir(parents=True, exist_ok=True)
+        os.chown(self.dir, uid, gid)
+        socket_dir = self.dir / "socket"
+        socket_dir.mkdir(exist_ok=True)
+        os.chown(socket_dir, uid, gid)
+        if not (self.data / "PG_VERSION").exists():
+            run([*self._as_owner(), str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-E", "UTF8",
+                 "--locale=C.UTF-8", "-U", "postgres"], "initdb")
+        self.check_port_free(port, "TIMESCALE_PORT and DAGSTER_PG_PORT")
+        self.logfile.touch()
+        os.chown(self.logfile, uid, gid)
+        options = " ".join([
+            f"-c port={port}", "-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={socket_dir}",
+            "-c shared_preload_libraries=timescaledb", "-c timescaledb.telemetry_level=off",
+            "-c max_connections=200", "-c shared_buffers=256MB", "-c max_wal_size=2GB",
+            "-c max_locks_per_transaction=256",
+        ])
+        run([*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
+             "-o", options, "-w", "-t", "60", "start"], "postgres start", log=self.logfile)
+        postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        self.pidfile.write_text(f"{postmaster_pid}\n")
+        for database in (settings.get("DAGSTER_PG_DB"), settings.get("TIMESCALE_DB")):
+            exists = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'")
+            if exists.strip() != "1":
+                self.psql("postgres", f'CREATE DATABASE "{database}"')
+        self.psql(settings.get("TIMESCALE_DB"), "CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return f"started (pid {postmaster_pid}, port {port}, databases {settings.get('DAGSTER_PG_DB')} + " \
+               f"{settings.get('TIMESCALE_DB')})"
+
+    def psql(self, database: str, sql: str) -> str:
+        return run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                    "-v", "ON_ERROR_STOP=1", "-tAqc", sql], f"psql on {database}").stdout
+
+    def down(self) -> str:
+        pid = self.pid()
+        if not pid:
+            return "not running"
+        run([*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            "postgres stop", log=self.logfile)
+        self.pidfile.unlink(missing_ok=True)
+        return f"stopped (pid {pid})"
+
+    def status(self) -> str:
+        pid = self.pid()
+        return f"running pid {pid} port {self.port} rss {rss_mb(pid, with_children=True):.0f} MB" if pid else "stopped"
+
+
+class MongoWire(Service):
+    """SecantusDB: a MongoDB 8 wire-protocol server storing in WiredTiger."""
+
+    name = "mongodb"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(settings.get("MONGODB_URI"))
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise StackError(f"MONGODB_URI points at {parts.hostname}, not this machine: the local stack serves "
+                             "only 127.0.0.1 (unset MONGODB_URI to use it)")
+        return parts.port or 27017
+
+    def executable(self) -> Path:
+        return Path(sys.executable).parent / "secantusd-py"
+
+    def install(self) -> None:
+        if self.executable().exists():
+            return
+        print(f"  installing {SECANTUS_SPEC} into {sys.prefix} ...", flush=True)
+        uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+        cmd = [uv, "pip", "install", "--python", sys.executable, SECANTUS_SPEC] if uv else \
+            [sys.executable, "-m", "pip", "install", "-q", SECANTUS_SPEC]
+        run(cmd, "SecantusDB install")
+
+    def up(self) -> str:
+        port = self.port
+        if self.pid():
+            return f"already running (pid {self.pid()}, port {port})"
+        self.install()
+        self.check_port_free(port, "MONGODB_URI")
+        for path in (self.dir / "data", self.logfile.parent, self.pidfile.parent):
+            path.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile, "ab") as log:
+            proc = subprocess.Popen(
+                [str(self.executable()), "--host", "127.0.0.1", "--port", str(port),
+                 "--storage-path", str(self.dir / "data"), "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
+        self.pidfile.write_text(f"{proc.pid}\n")
+        if not wait_for_port(port, 60, lambda: proc.poll() is None):
+            if proc.poll() is None:
+                proc.kill()
+            self.pidfile.unlink(missing_ok=True)
+            raise StackError(f"mongodb (SecantusDB) did not start listening on 127.0.0.1:{port} within 60 s; "
+                             f"log {self.logfile}:\n{log_tail(self.logfile)}")
+        return f"started (pid {proc.pid}, port {port})"
+
+    def down(self) -> str:
+        pid = self.pid()
+        if not pid:
+            return "not running"
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+        return f"stopped (pid {pid})"
+
+    def status(self) -> str:
+        pid = self.pid()
+        return f"running pid {pid} port {self.port} rss {rss_mb(pid):.0f} MB" if pid else "stopped"
+
+
+class EmbeddedClickHouse(Service):
+    """chDB: the ClickHouse engine inside each process that opens the data directory. Nothing to start."""
+
+    name = "clickhouse"
+
+    def up(self) -> str:
+        dsn = settings.clickhouse_dsn()
+        if not dsn.startswith("chdb://") or dsn == "chdb://memory":
+            return f"not managed here (CLICKHOUSE_DSN names {urlsplit(dsn).hostname or 'memory'})"
+        path = Path(dsn.removeprefix("chdb://"))
+        path.mkdir(parents=True, exist_ok=True)
+        return f"embedded (chDB), data dir {path}"
+
+    def down(self) -> str:
+        return "embedded: nothing to stop"
+
+    def status(self) -> str:
+        return self.up()
+
+
+def services(state: Path) -> list[Service]:
+    return [Postgres(state), MongoWire(state), EmbeddedClickHouse(state)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    state = settings.state_dir()
+    started = time.monotonic()
+    failed = False
+    for service in services(state):
+        try:
+            outcome = getattr(service, args.command)()
+        except StackError as error:
+            failed = True
+            outcome = f"FAILED: {error}"
+        print(f"{service.name:<11} {outcome}", flush=True)
+    if args.command == "up":
+        print(f"stack up in {time.monotonic() - started:.1f} s (state dir {state})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

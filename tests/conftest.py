@@ -1,0 +1,102 @@
+"""Tests run against the real servers of the local stack (`scripts/stack up`, done by `make test`).
+
+Each test session works in its own databases (`*_test`), so a developer's data is never touched.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import psycopg
+import pytest
+
+from marketdata_assets import settings
+
+settings.apply_defaults()
+
+TEST_TIMESCALE_DB = "marketdata_test"
+TEST_DAGSTER_DB = "dagster_test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def admin_connect() -> psycopg.Connection:
+    return psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
+                           user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD") or None,
+                           dbname="postgres", autocommit=True, connect_timeout=5)
+
+
+def recreate_database(name: str, extension: bool = False) -> None:
+    with admin_connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    if extension:
+        with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
+                             user=settings.get("TIMESCALE_USER"), dbname=name, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+
+@pytest.fixture(scope="session")
+def timescale_db() -> str:
+    recreate_database(TEST_TIMESCALE_DB, extension=True)
+    return TEST_TIMESCALE_DB
+
+
+@pytest.fixture
+def timescale(timescale_db):
+    from marketdata_assets.resources import TimescaleResource
+
+    resource = TimescaleResource(host=settings.get("TIMESCALE_HOST"), port=int(settings.get("TIMESCALE_PORT")),
+                                 user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD"),
+                                 dbname=timescale_db, sslmode="disable")
+    yield resource
+    resource.close()
+
+
+@pytest.fixture
+def mongo():
+    from marketdata_assets.resources import MongoResource
+
+    resource = MongoResource(uri=settings.get("MONGODB_URI"))
+    yield resource
+    resource.close()
+
+
+@pytest.fixture
+def mongo_db_name(mongo):
+    """A throwaway database name, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    yield name
+    mongo.client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_dsn(tmp_path_factory) -> str:
+    """chDB allows one data directory per process: the whole test session shares this one."""
+    return f"chdb://{tmp_path_factory.mktemp('clickhouse') / 'data'}"
+
+
+@pytest.fixture
+def clickhouse(clickhouse_dsn):
+    from marketdata_assets.resources import ClickHouseResource
+
+    resource = ClickHouseResource(dsn=clickhouse_dsn, database=f"test_{uuid.uuid4().hex[:8]}", lock_timeout_s=5)
+    yield resource
+    with resource.get_client() as client:
+        client.command(f"DROP DATABASE IF EXISTS `{resource.database}`")
+    resource.close()
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """Set environment variables for one test."""
+    def _set(**values):
+        for key, value in values.items():
+            monkeypatch.setenv(key, str(value))
+    return _set
+
