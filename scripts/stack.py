@@ -198,6 +198,7 @@ class Postgres(Service):
         port = self.port
         if self.pid():
             return f"already running (pid {self.pid()}, port {port})"
+        self.check_port_free(port, "TIMESCALE_PORT and DAGSTER_PG_PORT")
         self.install()
         uid, gid = self._owner()
         for path in (self.dir, self.logfile.parent, self.pidfile.parent):
@@ -209,7 +210,6 @@ class Postgres(Service):
         if not (self.data / "PG_VERSION").exists():
             run([*self._as_owner(), str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-E", "UTF8",
                  "--locale=C.UTF-8", "-U", "postgres"], "initdb")
-        self.check_port_free(port, "TIMESCALE_PORT and DAGSTER_PG_PORT")
         self.logfile.touch()
         os.chown(self.logfile, uid, gid)
         options = " ".join([
@@ -277,8 +277,8 @@ class MongoWire(Service):
         port = self.port
         if self.pid():
             return f"already running (pid {self.pid()}, port {port})"
-        self.install()
         self.check_port_free(port, "MONGODB_URI")
+        self.install()
         for path in (self.dir / "data", self.logfile.parent, self.pidfile.parent):
             path.mkdir(parents=True, exist_ok=True)
         with open(self.logfile, "ab") as log:
@@ -340,14 +340,21 @@ def services(state: Path) -> list[Service]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("services", nargs="*", metavar="SERVICE",
+                        help="only these services: postgres, mongodb, clickhouse (default: all)")
     args = parser.parse_args(argv)
     state = settings.state_dir()
+    unknown = set(args.services) - {service.name for service in services(state)}
+    if unknown:
+        parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
     started = time.monotonic()
     failed = False
     for service in services(state):
+        if args.services and service.name not in args.services:
+            continue
         try:
             outcome = getattr(service, args.command)()
-        except StackError as error:
+        except (StackError, OSError) as error:
             failed = True
             outcome = f"FAILED: {error}"
         print(f"{service.name:<11} {outcome}", flush=True)

@@ -1,0 +1,91 @@
+"""scripts/stack on a private state directory: clear errors, lifecycle, and `down` touching only its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+STACK = Path(__file__).resolve().parent.parent / "scripts" / "stack.py"
+
+
+def stack(state: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "MARKETDATA_STATE_DIR": str(state), **env}
+    return subprocess.run([sys.executable, str(STACK), *args], capture_output=True, text=True, env=environ,
+                          timeout=120)
+
+
+@pytest.fixture
+def taken_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_taken_ports_give_clear_errors(tmp_path, taken_port):
+    result = stack(tmp_path, "up", "postgres", "mongodb", TIMESCALE_PORT=str(taken_port),
+                   DAGSTER_PG_PORT=str(taken_port), MONGODB_URI=f"mongodb://127.0.0.1:{taken_port}")
+    assert result.returncode == 1
+    assert result.stdout.count(f"port 127.0.0.1:{taken_port} is taken by another process") == 2
+    assert "TIMESCALE_PORT" in result.stdout and "MONGODB_URI" in result.stdout
+
+
+def test_mismatched_postgres_ports_are_refused(tmp_path):
+    result = stack(tmp_path, "up", "postgres", TIMESCALE_PORT="55001", DAGSTER_PG_PORT="55002")
+    assert result.returncode == 1 and "differ" in result.stdout
+
+
+@pytest.fixture
+def postgres_readable_dir():
+    """pytest's tmp dirs are root-only; the postgres user must be able to reach the data dir."""
+    path = Path(tempfile.mkdtemp(prefix="stack-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_failed_start_shows_the_log_tail(postgres_readable_dir):
+    state = postgres_readable_dir
+    data = state / "postgres" / "data"
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").write_text("15\n")
+    (data / "postgresql.conf").write_text("shared_buffers = lots\n")  # the server refuses to start
+    port = str(free_port())
+    result = stack(state, "up", "postgres", TIMESCALE_PORT=port, DAGSTER_PG_PORT=port)
+    assert result.returncode == 1
+    assert "postgres    FAILED: postgres start failed" in result.stdout
+    assert f"log {state / 'logs' / 'postgres.log'}" in result.stdout
+    assert 'invalid value for parameter "shared_buffers": "lots"' in result.stdout
+    assert not (state / "run" / "postgres.pid").exists()
+
+
+def test_lifecycle_and_down_stops_only_its_own(tmp_path):
+    port = free_port()
+    env = {"MONGODB_URI": f"mongodb://127.0.0.1:{port}"}
+    assert "started" in stack(tmp_path, "up", "mongodb", **env).stdout
+    assert "already running" in stack(tmp_path, "up", "mongodb", **env).stdout  # idempotent
+    status = stack(tmp_path, "status", "mongodb", **env).stdout
+    assert f"port {port}" in status and "rss" in status
+    pid = int((tmp_path / "run" / "mongodb.pid").read_text())
+
+    assert "stopped" in stack(tmp_path, "down", "mongodb", **env).stdout
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+
+    # A pid file naming a process this stack did not start: `down` leaves it alone.
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "run" / "mongodb.pid").write_text(f"{stranger.pid}\n")
+        assert "not running" in stack(tmp_path, "down", "mongodb", **env).stdout
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
