@@ -168,3 +168,31 @@ def test_clickhouse_server_dsn_stopped_fails_fast_without_password():
             pass
     assert time.monotonic() - started < 10
     assert f"127.0.0.1:{port}" in str(error.value) and SECRET not in str(error.value)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+def test_secrets_travel_as_env_var_names_not_values(monkeypatch):
+    import dagster as dg
+
+    from marketdata_assets.resources import build_resources
+
+    monkeypatch.setenv("MONGODB_PASSWORD", SECRET)
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", SECRET)
+    monkeypatch.setenv("TIMESCALE_PASSWORD", SECRET)
+    resources = build_resources()
+    assert resources["mongo"].password == dg.EnvVar("MONGODB_PASSWORD")
+    assert resources["timescale"].password == dg.EnvVar("TIMESCALE_PASSWORD")
+    assert SECRET not in repr(resources) and SECRET not in str(resources)
+
+
+def test_unset_variables_fall_back_to_the_local_stack(monkeypatch):
+    from marketdata_assets import settings
+    from marketdata_assets.resources import build_resources
+
+    for name in ("MONGODB_URI", "TIMESCALE_PORT", "CLICKHOUSE_DSN", "MARKETDATA_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    resources = build_resources()
+    assert resources["mongo"].uri == "mongodb://127.0.0.1:57017"
+    assert resources["timescale"].port == 55432
+    assert resources["clickhouse"].dsn == f"chdb://{settings.PROJECT_ROOT / '.stack' / 'clickhouse'}"

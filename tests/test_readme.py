@@ -1,0 +1,26 @@
+"""The README stays true: its two commands exist, CI calls its test command, every setting is documented."""
+
+from pathlib import Path
+
+from marketdata_assets.settings import SETTINGS
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+
+
+def test_every_environment_variable_is_documented():
+    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in README]
+    assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in README and "make run" in README
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    assert "\ntest:" in makefile and "\nrun:" in makefile
+
+
+def test_docker_compose_uses_the_same_variable_names():
+    compose = (REPO / "docker" / "compose.yaml").read_text()
+    missing = [s.name for s in SETTINGS if s.name not in compose]
+    assert not missing, f"docker/compose.yaml does not set {missing}"
