@@ -147,6 +147,39 @@ class Service:
             return pid
         return None
 
+    def spawn(self, cmd: list[str], port: int, timeout_s: float) -> int:
+        """Start a detached server process with its log and pid file; wait until it listens."""
+        for path in (self.dir, self.logfile.parent, self.pidfile.parent):
+            path.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=self.dir)
+        self.pidfile.write_text(f"{proc.pid}\n")
+        if not wait_for_port(port, timeout_s, lambda: proc.poll() is None):
+            if proc.poll() is None:
+                proc.kill()
+            self.pidfile.unlink(missing_ok=True)
+            raise StackError(f"{self.name} did not start listening on 127.0.0.1:{port} within {timeout_s:.0f} s; "
+                             f"log {self.logfile}:\n{log_tail(self.logfile)}")
+        return proc.pid
+
+    def down(self) -> str:
+        pid = self.pid()
+        if not pid:
+            return "not running"
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+        return f"stopped (pid {pid})"
+
+    def status(self) -> str:
+        pid = self.pid()
+        return f"running pid {pid} port {self.port} rss {rss_mb(pid):.0f} MB" if pid else "stopped"
+
     def check_port_free(self, port: int, variable: str) -> None:
         if port_in_use(port):
             raise StackError(
@@ -162,13 +195,13 @@ class Postgres(Service):
 
     @property
     def port(self) -> int:
-        port = settings.get("TIMESCALE_PORT")
-        dagster_port = settings.get("DAGSTER_PG_PORT")
-        if port != dagster_port:
-            raise StackError(f"the local stack runs one Postgres for Dagster and TimescaleDB, but TIMESCALE_PORT={port} "
-                             f"and DAGSTER_PG_PORT={dagster_port} differ: set them equal (or point them at your own servers "
-                             "and don't use the local stack)")
-        return int(port)
+        return int(settings.get("DAGSTER_PG_PORT"))
+
+    @property
+    def serves_market_db(self) -> bool:
+        """The market database lives here unless TIMESCALE_PORT points elsewhere (e.g. the PGlite server)."""
+        return settings.get("TIMESCALE_HOST") in ("127.0.0.1", "localhost") and \
+            settings.get("TIMESCALE_PORT") == settings.get("DAGSTER_PG_PORT")
 
     @property
     def data(self) -> Path:
@@ -198,7 +231,7 @@ class Postgres(Service):
         port = self.port
         if self.pid():
             return f"already running (pid {self.pid()}, port {port})"
-        self.check_port_free(port, "TIMESCALE_PORT and DAGSTER_PG_PORT")
+        self.check_port_free(port, "DAGSTER_PG_PORT (and TIMESCALE_PORT)")
         self.install()
         uid, gid = self._owner()
         for path in (self.dir, self.logfile.parent, self.pidfile.parent):
@@ -222,13 +255,14 @@ class Postgres(Service):
              "-o", options, "-w", "-t", "60", "start"], "postgres start", log=self.logfile)
         postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
         self.pidfile.write_text(f"{postmaster_pid}\n")
-        for database in (settings.get("DAGSTER_PG_DB"), settings.get("TIMESCALE_DB")):
+        databases = [settings.get("DAGSTER_PG_DB")] + ([settings.get("TIMESCALE_DB")] if self.serves_market_db else [])
+        for database in databases:
             exists = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'")
             if exists.strip() != "1":
                 self.psql("postgres", f'CREATE DATABASE "{database}"')
-        self.psql(settings.get("TIMESCALE_DB"), "CREATE EXTENSION IF NOT EXISTS timescaledb")
-        return f"started (pid {postmaster_pid}, port {port}, databases {settings.get('DAGSTER_PG_DB')} + " \
-               f"{settings.get('TIMESCALE_DB')})"
+        if self.serves_market_db:
+            self.psql(settings.get("TIMESCALE_DB"), "CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return f"started (pid {postmaster_pid}, port {port}, databases {' + '.join(databases)})"
 
     def psql(self, database: str, sql: str) -> str:
         return run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
@@ -279,38 +313,40 @@ class MongoWire(Service):
             return f"already running (pid {self.pid()}, port {port})"
         self.check_port_free(port, "MONGODB_URI")
         self.install()
-        for path in (self.dir / "data", self.logfile.parent, self.pidfile.parent):
-            path.mkdir(parents=True, exist_ok=True)
-        with open(self.logfile, "ab") as log:
-            proc = subprocess.Popen(
-                [str(self.executable()), "--host", "127.0.0.1", "--port", str(port),
-                 "--storage-path", str(self.dir / "data"), "--log-level", "WARNING"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
-        self.pidfile.write_text(f"{proc.pid}\n")
-        if not wait_for_port(port, 60, lambda: proc.poll() is None):
-            if proc.poll() is None:
-                proc.kill()
-            self.pidfile.unlink(missing_ok=True)
-            raise StackError(f"mongodb (SecantusDB) did not start listening on 127.0.0.1:{port} within 60 s; "
-                             f"log {self.logfile}:\n{log_tail(self.logfile)}")
-        return f"started (pid {proc.pid}, port {port})"
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        pid = self.spawn([str(self.executable()), "--host", "127.0.0.1", "--port", str(port),
+                          "--storage-path", str(self.dir / "data"), "--log-level", "WARNING"], port, 60)
+        return f"started (pid {pid}, port {port})"
 
-    def down(self) -> str:
-        pid = self.pid()
-        if not pid:
-            return "not running"
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        self.pidfile.unlink(missing_ok=True)
-        return f"stopped (pid {pid})"
 
-    def status(self) -> str:
-        pid = self.pid()
-        return f"running pid {pid} port {self.port} rss {rss_mb(pid):.0f} MB" if pid else "stopped"
+class PgliteTimescale(Service):
+    """PGlite (PostgreSQL 17 + TimescaleDB with the TSL features, in WebAssembly) over the wire protocol,
+    one client session at a time (scripts/pglite/server.mjs): the server for continuous aggregates."""
+
+    name = "pglite"
+    app = REPO / "scripts" / "pglite"
+
+    @property
+    def port(self) -> int:
+        return int(settings.get("STACK_PGLITE_PORT"))
+
+    def install(self) -> None:
+        if not (shutil.which("node") and shutil.which("npm")):
+            apt_install(["nodejs", "npm"])
+        if not (self.app / "node_modules" / "@electric-sql" / "pglite-socket").exists():
+            print("  installing the PGlite server's npm packages ...", flush=True)
+            run(["npm", "ci", "--legacy-peer-deps", "--no-audit", "--no-fund", "--loglevel=error"],
+                "npm ci (scripts/pglite)", cwd=self.app)
+
+    def up(self) -> str:
+        port = self.port
+        if self.pid():
+            return f"already running (pid {self.pid()}, port {port})"
+        self.check_port_free(port, "STACK_PGLITE_PORT")
+        self.install()
+        pid = self.spawn(["node", str(self.app / "server.mjs"), "--data-dir", str(self.dir / "data"),
+                          "--host", "127.0.0.1", "--port", str(port)], port, 120)
+        return f"started (pid {pid}, port {port}, database postgres)"
 
 
 class EmbeddedClickHouse(Service):
@@ -334,14 +370,14 @@ class EmbeddedClickHouse(Service):
 
 
 def services(state: Path) -> list[Service]:
-    return [Postgres(state), MongoWire(state), EmbeddedClickHouse(state)]
+    return [Postgres(state), MongoWire(state), PgliteTimescale(state), EmbeddedClickHouse(state)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help="only these services: postgres, mongodb, clickhouse (default: all)")
+                        help="only these services: postgres, mongodb, pglite, clickhouse (default: all)")
     args = parser.parse_args(argv)
     state = settings.state_dir()
     unknown = set(args.services) - {service.name for service in services(state)}
