@@ -20,6 +20,7 @@ class Setting:
     default: str
     description: str
     secret: bool = False
+    stack_only: bool = False  # only the local stack reads it (not docker/)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -40,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TIMESCALE_SSLMODE", "prefer", "libpq sslmode (disable, prefer, require, verify-full)."),
     Setting("TIMESCALE_POOL_SIZE", "4", "Connections per process (1 for a single-session server such as PGlite)."),
     Setting("STACK_PGLITE_PORT", "55433", "Port of the local stack's PGlite server: PostgreSQL 17 + TimescaleDB "
-            "with the TSL features (continuous aggregates), database postgres, one session at a time."),
+            "with the TSL features (continuous aggregates), database postgres, one session at a time.", stack_only=True),
     # MongoDB.
     Setting("MONGODB_URI", "mongodb://127.0.0.1:57017", "MongoDB URI without credentials."),
     Setting("MONGODB_USERNAME", "", "MongoDB user (empty: no auth)."),
