@@ -1,0 +1,71 @@
+"""Small SVG charts for materialization metadata.
+
+Dagster renders Markdown metadata, and Markdown images may be data URIs, so a chart travels
+inside the event itself: no file server, nothing to clean up. SVG keeps it tiny (a year of monthly
+candles for four codes is a few KB) and needs no plotting library.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import date
+from html import escape
+from typing import Sequence
+
+UP = "#d62728"    # A-share convention: red rises
+DOWN = "#2ca02c"  # green falls
+AXIS = "#888888"
+
+
+@dataclass(frozen=True)
+class Candle:
+    period: date
+    open: float
+    high: float
+    low: float
+    close: float
+
+
+def candlestick_svg(title: str, candles: Sequence[Candle], width: int = 560, height: int = 220) -> str:
+    """One panel of candles, oldest left; price axis labels at min/max."""
+    pad_left, pad_right, pad_top, pad_bottom = 56, 10, 24, 26
+    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{pad_left}" y="15" font-size="13" font-weight="bold">{escape(title)}</text>']
+    if not candles:
+        parts.append(f'<text x="{pad_left}" y="{height // 2}" fill="{AXIS}">no bars</text></svg>')
+        return "".join(parts)
+    low = min(c.low for c in candles)
+    high = max(c.high for c in candles)
+    span = (high - low) or abs(high) or 1.0
+
+    def y(price: float) -> float:
+        return pad_top + (high - price) / span * plot_h
+
+    slot = plot_w / len(candles)
+    body_w = max(1.0, slot * 0.6)
+    parts.append(f'<line x1="{pad_left}" y1="{pad_top}" x2="{pad_left}" y2="{pad_top + plot_h}" stroke="{AXIS}"/>')
+    for price in (high, low):
+        parts.append(f'<text x="{pad_left - 4}" y="{y(price) + 4:.1f}" text-anchor="end" fill="{AXIS}">{price:.2f}</text>')
+    label_every = max(1, len(candles) // 6)
+    for i, c in enumerate(candles):
+        cx = pad_left + slot * (i + 0.5)
+        color = UP if c.close >= c.open else DOWN
+        top, bottom = y(max(c.open, c.close)), y(min(c.open, c.close))
+        parts.append(f'<line x1="{cx:.1f}" y1="{y(c.high):.1f}" x2="{cx:.1f}" y2="{y(c.low):.1f}" stroke="{color}"/>')
+        parts.append(f'<rect x="{cx - body_w / 2:.1f}" y="{top:.1f}" width="{body_w:.1f}" '
+                     f'height="{max(1.0, bottom - top):.1f}" fill="{color}"/>')
+        if i % label_every == 0:
+            parts.append(f'<text x="{cx:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
+                         f'{c.period:%Y-%m}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_markdown_image(svg: str, alt: str) -> str:
+    """Markdown for an inline SVG image (a base64 data URI)."""
+    encoded = base64.b64encode(svg.encode()).decode()
+    return f"![{escape(alt)}](data:image/svg+xml;base64,{encoded})"
