@@ -10,7 +10,7 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 PYTEST_ARGS ?=
 
-.PHONY: help install stack-up stack-down stack-status materialize run ui test bench env clean
+.PHONY: help install browser stack-up stack-down stack-status materialize run ui test bench env clean
 
 help:
 	@echo "make run     set up everything, materialize the asset graph on replay data, serve the UI on http://$(UI_HOST):$(UI_PORT)"
@@ -49,7 +49,12 @@ ui: stack-up
 
 run: materialize ui
 
-test: stack-up
+# Tests look at the UI in a real browser: Debian's chromium (playwright drives it, downloads nothing).
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the UI tests ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: stack-up browser
 	@$(WITH_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: stack-up
