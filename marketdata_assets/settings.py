@@ -26,6 +26,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("MARKETDATA_STATE_DIR", "", "Writable state: landing areas, quarantine, the embedded ClickHouse, "
             "the local stack's data and logs. Empty means <repo>/.stack."),
+    Setting("MINUTE_BARS_LANDING_DIR", "", "Where A-share 1-minute CSV files are dropped (watched by a sensor). "
+            "Empty means <state dir>/landing/minute_bars."),
     # Dagster's own storage (read by dagster.yaml).
     Setting("DAGSTER_PG_HOST", "127.0.0.1", "Postgres host for Dagster run/event/schedule storage."),
     Setting("DAGSTER_PG_PORT", "55432", "Its port."),
@@ -67,6 +69,16 @@ def get(name: str) -> str:
 def state_dir() -> Path:
     configured = os.environ.get("MARKETDATA_STATE_DIR")
     return Path(configured).resolve() if configured else PROJECT_ROOT / ".stack"
+
+
+def minute_bars_landing_dir() -> Path:
+    configured = os.environ.get("MINUTE_BARS_LANDING_DIR")
+    return Path(configured).resolve() if configured else state_dir() / "landing" / "minute_bars"
+
+
+def quarantine_dir(domain: str) -> Path:
+    """Rejected input of a domain, with a reason file beside each item."""
+    return state_dir() / "quarantine" / domain
 
 
 def clickhouse_dsn() -> str:
