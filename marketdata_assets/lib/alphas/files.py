@@ -1,0 +1,283 @@
+"""Landing files for fetched alphas: layout, canonical JSON, atomic writes, robust reads, quarantine.
+
+Layout: ``<root>/alphas/<TYPE>/<YYYY-MM>/<account>/<alpha_id>.json`` where YYYY-MM is the month of
+``dateCreated`` in America/New_York, the API's time zone (2025-07-31T23:30:00-04:00 is July even
+though it is already August in UTC). The month is computed from the INSTANT, so an offset that
+does not match New York's (``Z``, a wrong DST offset) still lands in the right New York month.
+Timestamps without an offset are rejected rather than guessed.
+
+Canonical JSON (file content, package lines, change detection) is the standard library's
+``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
+encoded as UTF-8, plus one ``\\n`` at the end of a file. It is always produced by the standard
+library, never orjson, because orjson formats some floats differently (``1e-05`` vs ``1e-5``):
+the bytes, and so every sha256, must not depend on whether orjson is installed. orjson is only
+used to PARSE, when importable (it is optional; the fallback is ``json``). NaN/Infinity are not
+JSON: they are rejected when reading and writing.
+
+Writes are atomic: a temp file ``.<name>.<pid>.<n>.tmp`` in the same directory, fsync, then
+``os.replace``; a reader never sees a half-written file. The directory entry itself is made durable
+by ``fsync_directory`` (call it once per directory after a batch; ``sync_dir=True`` per write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from marketdata_assets.lib.files import (atomic_write_bytes, fsync_directory, open_temp_file,  # noqa: F401
+                                         quarantine, write_bytes_if_changed)
+
+try:  # optional: faster parsing only
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+API_TZ = ZoneInfo("America/New_York")
+ALPHA_DIR = "alphas"
+_ID = re.compile(r"^[A-Za-z0-9]{7,8}$")
+_TYPE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}$")
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+# ---------------------------------------------------------------- JSON
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Canonical bytes of a JSON value (sorted keys, compact, UTF-8, no NaN), no trailing newline."""
+    return _CANONICAL.encode(obj).encode("utf-8")
+
+
+def canonical_file_bytes(obj: Any) -> bytes:
+    """What an alpha file contains: canonical JSON and one newline (same bytes as a package line)."""
+    return canonical_json(obj) + b"\n"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _json_error_reason(text: str, exc: json.JSONDecodeError) -> str:
+    end = len(text.rstrip())
+    if exc.msg.startswith("Unterminated string") or exc.pos >= end:
+        return f"truncated JSON: {exc.msg} (input ends at char {end})"
+    return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+
+
+def parse_json_bytes(data: bytes) -> tuple[Any, str | None]:
+    """Parse JSON bytes as a file holds them: (value, None) or (None, reason).
+
+    Handles an empty/blank input, a UTF-8 BOM (stripped) or UTF-16/32 with a BOM, invalid UTF-8,
+    truncated and malformed JSON (reason says which), NaN/Infinity (rejected).
+    """
+    encoding = "utf-8"
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            data, encoding = data[len(bom):], enc
+            break
+    if encoding != "utf-8":
+        try:
+            data = data.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"invalid {encoding} text: {exc.reason} at byte {exc.start}"
+    if not data.strip():
+        return None, "empty file"
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data), None
+        except _orjson.JSONDecodeError:
+            pass  # the standard parser gives the reason (and accepts integers beyond 64 bits)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8: {exc.reason} at byte {exc.start}"
+    try:
+        return json.loads(text, parse_constant=_reject_constant), None
+    except json.JSONDecodeError as exc:
+        return None, _json_error_reason(text, exc)
+    except ValueError as exc:  # NaN / Infinity
+        return None, f"malformed JSON: {exc}"
+    except RecursionError:
+        return None, "malformed JSON: nested too deeply"
+
+
+def loads_line(line: bytes) -> Any:
+    """Parse one canonical JSON line (package content); raises ValueError with the reason."""
+    value, reason = parse_json_bytes(line)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Cyclic GC off around bulk JSON work (most parse time is GC; JSON trees have no cycles)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# ---------------------------------------------------------------- dates and layout
+
+
+def parse_api_datetime(value: str) -> datetime:
+    """An API timestamp (ISO 8601 with an offset) as an aware datetime; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"timestamp without a UTC offset: {value!r}")
+    return parsed
+
+
+def to_utc(value: str) -> datetime:
+    """An API timestamp as an aware UTC datetime."""
+    return parse_api_datetime(value).astimezone(timezone.utc)
+
+
+def month_of(date_created_iso: str) -> str:
+    """'YYYY-MM' of a timestamp in America/New_York: '2025-07-31T23:30:00-04:00' -> '2025-07'."""
+    return parse_api_datetime(date_created_iso).astimezone(API_TZ).strftime("%Y-%m")
+
+
+def check_alpha_id(alpha_id: Any) -> str:
+    if not isinstance(alpha_id, str) or not _ID.match(alpha_id):
+        raise ValueError(f"invalid alpha id {alpha_id!r}: expected 7-8 letters or digits")
+    return alpha_id
+
+
+def check_type(alpha_type: Any) -> str:
+    if not isinstance(alpha_type, str) or not _TYPE.match(alpha_type):
+        raise ValueError(f"invalid alpha type {alpha_type!r}: expected letters, digits or '_' (at most 32)")
+    return alpha_type
+
+
+def check_account(account: Any) -> str:
+    if not isinstance(account, str) or not _ACCOUNT.match(account):
+        raise ValueError(f"invalid account {account!r}: expected letters, digits, '.', '_', '@' or '-' "
+                         "(starting with a letter or digit, at most 128)")
+    return account
+
+
+def check_month(month: Any) -> str:
+    if not isinstance(month, str) or not _MONTH.match(month):
+        raise ValueError(f"invalid month {month!r}: expected YYYY-MM")
+    return month
+
+
+def alpha_dir(root: str | os.PathLike, alpha_type: str, month: str, account: str) -> Path:
+    """``<root>/alphas/<TYPE>/<YYYY-MM>/<account>``, each part validated (no path tricks)."""
+    return Path(root) / ALPHA_DIR / check_type(alpha_type) / check_month(month) / check_account(account)
+
+
+def alpha_path(root: str | os.PathLike, account: str, obj: dict) -> Path:
+    """Where an alpha object lands; ValueError if its id, type or dateCreated can't place it."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object (got {type(obj).__name__})")
+    month = month_of(obj.get("dateCreated"))
+    return alpha_dir(root, obj.get("type"), month, account) / f"{check_alpha_id(obj.get('id'))}.json"
+
+
+def parse_alpha_path(path: str | os.PathLike) -> tuple[str, str, str, str]:
+    """(TYPE, YYYY-MM, account, alpha_id) of a path in the layout; ValueError otherwise."""
+    p = Path(path)
+    parts = p.parts
+    if len(parts) < 5 or parts[-5] != ALPHA_DIR or p.suffix != ".json":
+        raise ValueError(f"{p} is not in the layout <root>/{ALPHA_DIR}/<TYPE>/<YYYY-MM>/<account>/<id>.json")
+    return (check_type(parts[-4]), check_month(parts[-3]), check_account(parts[-2]), check_alpha_id(p.stem))
+
+
+def landing_root_of(path: str | os.PathLike) -> Path:
+    """The <root> of a file in the layout."""
+    parse_alpha_path(path)
+    return Path(path).parents[4]
+
+
+def iter_alpha_files(root: str | os.PathLike, alpha_type: str | None = None, month: str | None = None,
+                     account: str | None = None) -> Iterator[Path]:
+    """Alpha files under a landing root (temp files and reason files excluded), sorted."""
+    base = Path(root) / ALPHA_DIR
+    pattern = "/".join([check_type(alpha_type) if alpha_type else "*", check_month(month) if month else "*",
+                        check_account(account) if account else "*", "*.json"])
+    for path in sorted(base.glob(pattern)):
+        if not path.name.startswith(".") and _ID.match(path.stem):
+            yield path
+
+
+# ---------------------------------------------------------------- writing
+
+
+
+def write_if_changed(path: str | os.PathLike, obj: Any, *, fsync: bool = True,
+                     sync_dir: bool = False) -> Literal["written", "unchanged"]:
+    """Write `obj` as a canonical file unless the file already holds the same canonical bytes.
+
+    A file that holds the same alpha in another formatting (pretty-printed, other key order) is
+    rewritten once in canonical form ("written").
+    """
+    return write_bytes_if_changed(path, canonical_file_bytes(obj), fsync=fsync, sync_dir=sync_dir)
+
+
+def land_alpha(root: str | os.PathLike, account: str, obj: dict, *,
+               fsync: bool = True) -> tuple[Path, Literal["written", "unchanged"]]:
+    """Place a fetched alpha in the layout: (path, "written" | "unchanged")."""
+    path = alpha_path(root, account, obj)
+    return path, write_if_changed(path, obj, fsync=fsync)
+
+
+# ---------------------------------------------------------------- reading and quarantine
+
+
+def read_alpha_file(path: str | os.PathLike) -> tuple[dict | None, str | None]:
+    """(alpha object, None) or (None, reason): unreadable, empty, BOM, truncated, malformed, not an object."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+    value, reason = parse_json_bytes(data)
+    if reason is not None:
+        return None, reason
+    if not isinstance(value, dict):
+        return None, f"not a JSON object (got {_json_type(value)})"
+    return value, None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "null" if value is None else type(value).__name__

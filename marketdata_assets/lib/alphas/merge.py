@@ -1,0 +1,239 @@
+"""Deep merge of alpha JSON objects (the alpha import tool's "smart deep merge").
+
+Rules (the seed's examples are the specification; every decision below is tested):
+
+* Objects merge recursively. A key only in the old object is kept; a key in the new object wins.
+  A key present in the new object with ``null`` OVERWRITES the old value (the API sends
+  ``"dateSubmitted": null`` on purpose). Only a key that is ABSENT from the new object keeps the
+  old value. When the types differ (object vs. scalar, list vs. object, ...) the new value wins.
+* Arrays whose path is configured in ``array_keys`` are merged item by item by a unique key
+  (default ``{"checks": "name", "classifications": "id"}``):
+    - a bare name (``"checks"``) matches the field at any depth (``is.checks``, ``train.checks``,
+      ``os.checks``, ...); a dotted path (``"is.checks"``) matches that exact path from the root
+      (array items are transparent in paths: ``is.checks.pyramids``) and wins over a bare name;
+      mapping a path to ``None`` switches keyed merging off there.
+    - keys that repeat (MATCHES_THEMES twice, IS_LADDER_SHARPE once per ladder year) are paired by
+      OCCURRENCE: the n-th item with key K in the new array merges with the n-th item with key K in
+      the old array.
+    - result order: the items of the new array first, in the new order (each merged with its old
+      partner, if any), then the old items that found no partner, in their old order. So
+      old ``[{LOW_SHARPE 1.0}]`` + new ``[{LOW_SHARPE 2.5}, {NEW_CHECK 1.0}]`` gives
+      ``[{LOW_SHARPE 2.5}, {NEW_CHECK 1.0}]`` (the seed's example), and an empty new array keeps
+      every old item.
+    - keyed merging applies only when EVERY item of both arrays is an object that has the key
+      with a scalar value; otherwise (and for arrays of scalars, arrays of arrays, arrays whose
+      path is not configured) the new array replaces the old one.
+* Key order of merged objects: the new object's keys first (in its order), then old-only keys.
+  Merging into ``None``/nothing therefore returns a copy of the new object, key order included.
+* Pure: inputs are never mutated and the result shares no dict/list with them (scalars, including
+  datetimes, are immutable and shared).
+
+``merge_changed`` also reports whether the merged value differs from the old one, so an importer
+can skip unchanged documents. The comparison is strict JSON equality: ``1`` vs ``1.0`` vs ``true``
+are different values (they serialize differently), list order matters, object key order does not,
+and bson's ``Int64`` (pymongo's type for large stored integers) equals the same plain ``int``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_ARRAY_KEYS: dict[str, str] = {"checks": "name", "classifications": "id"}
+
+# Import modes of the alpha import tool and what each means for ONE document. Which files or alphas
+# are looked at (skip processed files, a date window, newer than the database's latest timestamp)
+# is decided by the caller; per document every mode deep-merges except `rebuild`.
+IMPORT_MODES: dict[str, str] = {
+    "incremental": "merge",   # skip already processed files, deep-merge the rest
+    "overwrite": "merge",     # process every file, deep-merge (old fields are kept)
+    "rebuild": "replace",     # whole-document replace: fields missing from the new object are dropped
+    "time_range": "merge",    # only alphas created in a time window, deep-merged
+    "smart_merge": "merge",   # only alphas modified after the newest one in the database, deep-merged
+}
+
+_SCALARS = (str, int, float, bool, type(None))
+_CONTAINERS = frozenset((dict, list))
+
+
+class _Keys:
+    """array_keys split into exact dotted paths and bare names, built once per call."""
+
+    __slots__ = ("bare", "exact")
+
+    def __init__(self, array_keys: Mapping[str, str | None] | None):
+        self.exact: dict[tuple[str, ...], str | None] = {}
+        self.bare: dict[str, str | None] = {}
+        for path, key in (DEFAULT_ARRAY_KEYS if array_keys is None else array_keys).items():
+            if key is not None and not isinstance(key, str):
+                raise TypeError(f"array key for {path!r} must be a field name or None, got {key!r}")
+            if "." in path:
+                self.exact[tuple(path.split("."))] = key
+            else:
+                self.bare[path] = key
+
+    def key_for(self, path: tuple[str, ...]) -> str | None:
+        if self.exact and path in self.exact:
+            return self.exact[path]
+        return self.bare.get(path[-1]) if path else None
+
+
+def copy_json(value: Any) -> Any:
+    """A copy of a JSON tree: new dicts and lists, scalars shared (much cheaper than deepcopy)."""
+    t = type(value)
+    if t is dict:
+        return {k: (copy_json(v) if type(v) in _CONTAINERS else v) for k, v in value.items()}
+    if t is list:
+        return [copy_json(v) if type(v) in _CONTAINERS else v for v in value]
+    if isinstance(value, dict):  # subclasses: slow path
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    return value
+
+
+def _scalar_equal(a: Any, b: Any) -> bool:
+    ta, tb = type(a), type(b)
+    if ta is tb:
+        return a == b or (ta is float and math.isnan(a) and math.isnan(b))
+    if ta is bool or tb is bool:
+        return False
+    # subclasses: bson's Int64 (what pymongo returns for large integers) equals a plain int
+    for kind in (int, float, str):
+        if isinstance(a, kind):
+            return isinstance(b, kind) and (a == b or (kind is float and math.isnan(a) and math.isnan(b)))
+    return a == b
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Strict JSON equality: int, float and bool are different types, list order matters, key order
+    does not; NaN equals NaN; int subclasses (bson Int64) count as int."""
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or len(a) != len(b):
+            return False
+        for k, v in a.items():
+            if k not in b or not json_equal(v, b[k]):
+                return False
+        return True
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(b, (dict, list)):
+        return False
+    return _scalar_equal(a, b)
+
+
+def _match_key(value: Any) -> tuple[str, Any]:
+    # the JSON kind keeps 1, 1.0 and True apart (they are equal and hash alike in Python)
+    if isinstance(value, bool) or value is None:
+        return ("const", value)
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return (kind.__name__, value)
+    return (type(value).__name__, value)
+
+
+def _keyed(items: list, key: str) -> bool:
+    for item in items:
+        if not isinstance(item, dict) or key not in item or not isinstance(item[key], _SCALARS):
+            return False
+    return True
+
+
+def _merge(old: Any, new: Any, path: tuple[str, ...], keys: _Keys) -> tuple[Any, bool]:
+    if isinstance(new, dict) and isinstance(old, dict):
+        out: dict = {}
+        changed = False
+        shared = 0
+        for k, nv in new.items():
+            if k in old:
+                shared += 1
+                ov = old[k]
+                tn = type(nv)
+                if tn in _CONTAINERS or isinstance(nv, (dict, list)):
+                    v, c = _merge(ov, nv, path + (k,), keys)
+                    if c:
+                        changed = True
+                else:  # scalar: inlined (most of an alpha's values)
+                    v = nv
+                    if not changed and not ((type(ov) is tn and ov == nv) or _scalar_equal(ov, nv)):
+                        changed = True
+            else:
+                v, changed = copy_json(nv), True
+            out[k] = v
+        if shared < len(old):  # old-only keys are kept, after the new ones
+            for k, ov in old.items():
+                if k not in new:
+                    out[k] = copy_json(ov)
+        return out, changed
+    if isinstance(new, list) and isinstance(old, list):
+        key = keys.key_for(path)
+        if key is not None and _keyed(new, key) and _keyed(old, key):
+            return _merge_keyed(old, new, key, path, keys)
+        return copy_json(new), not json_equal(old, new)
+    return copy_json(new), not json_equal(old, new)
+
+
+def _merge_keyed(old: list, new: list, key: str, path: tuple[str, ...], keys: _Keys) -> tuple[list, bool]:
+    positions: dict[tuple[str, Any], list[int]] = {}
+    for i, item in enumerate(old):
+        positions.setdefault(_match_key(item[key]), []).append(i)
+    seen: dict[tuple[str, Any], int] = {}
+    used = [False] * len(old)
+    out: list = []
+    order: list[int] = []  # old index behind each output item, -1 for a new item
+    changed = False
+    for item in new:
+        mk = _match_key(item[key])
+        n = seen.get(mk, 0)
+        seen[mk] = n + 1
+        candidates = positions.get(mk)
+        if candidates is not None and n < len(candidates):
+            oi = candidates[n]
+            used[oi] = True
+            merged, c = _merge(old[oi], item, path, keys)
+            changed = changed or c
+            order.append(oi)
+        else:
+            merged = copy_json(item)
+            changed = True
+            order.append(-1)
+        out.append(merged)
+    for oi, item in enumerate(old):
+        if not used[oi]:
+            out.append(copy_json(item))
+            order.append(oi)
+    if not changed and order != list(range(len(old))):
+        # same items, other order: changed unless the moved items happen to be equal
+        changed = not json_equal(out, old)
+    return out, changed
+
+
+def merge_changed(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None) -> tuple[Any, bool]:
+    """Deep-merge `new` into `old` (see module doc); returns (merged, changed vs. old).
+
+    `old` None means "no previous version": the result is a copy of `new` and changed is True.
+    """
+    if old is None:
+        return copy_json(new), True
+    return _merge(old, new, (), _Keys(array_keys))
+
+
+def deep_merge(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None) -> Any:
+    """Deep-merge `new` into `old` and return the result (inputs untouched). See module doc."""
+    return merge_changed(old, new, array_keys)[0]
+
+
+def resolve_for_mode(old: Any, new: Any, mode: str = "overwrite",
+                     array_keys: Mapping[str, str | None] | None = None) -> tuple[Any, bool]:
+    """The document an import `mode` stores for one alpha, and whether it differs from `old`.
+
+    `rebuild` replaces the whole document with `new`; every other mode deep-merges.
+    """
+    try:
+        action = IMPORT_MODES[mode]
+    except KeyError:
+        raise ValueError(f"unknown import mode {mode!r}: expected one of {', '.join(IMPORT_MODES)}") from None
+    if action == "replace":
+        return copy_json(new), old is None or not json_equal(old, new)
+    return merge_changed(old, new, array_keys)
