@@ -333,7 +333,7 @@ class PgliteTimescale(Service):
     def install(self) -> None:
         if not (shutil.which("node") and shutil.which("npm")):
             apt_install(["nodejs", "npm"])
-        if not (self.app / "node_modules" / "@electric-sql" / "pglite-socket").exists():
+        if not (self.app / "node_modules" / "@electric-sql" / "pglite" / "package.json").exists():
             print("  installing the PGlite server's npm packages ...", flush=True)
             run(["npm", "ci", "--legacy-peer-deps", "--no-audit", "--no-fund", "--loglevel=error"],
                 "npm ci (scripts/pglite)", cwd=self.app)
