@@ -21,6 +21,7 @@ from tests.conftest import TEST_DAGSTER_DB, free_port, recreate_database
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.webserver
+WEB_TIMESCALE_DB = "marketdata_web_test"
 
 ASSET_NODES = """
 { assetNodes { assetKey { path } groupName
@@ -29,14 +30,19 @@ ASSET_NODES = """
 
 
 @pytest.fixture(scope="module")
-def served_project(tmp_path_factory, timescale_db):
+def served_project(tmp_path_factory):
     recreate_database(TEST_DAGSTER_DB)
+    recreate_database(WEB_TIMESCALE_DB, extension=True)
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
+    landing = tmp_path_factory.mktemp("landing")  # empty: the chart test drops files for the sensor
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": TEST_DAGSTER_DB,
-           "TIMESCALE_DB": timescale_db, "CLICKHOUSE_DSN": f"chdb://{tmp_path_factory.mktemp('ch') / 'data'}",
+           "MINUTE_BARS_LANDING_DIR": str(landing), "MARKETDATA_STATE_DIR": str(tmp_path_factory.mktemp("state")),
+           "TIMESCALE_DB": WEB_TIMESCALE_DB, "CLICKHOUSE_DSN": f"chdb://{tmp_path_factory.mktemp('ch') / 'data'}",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-m", "marketdata_assets.pools", "apply"], env=env, cwd=REPO, check=True,
+                   capture_output=True)  # as `make run` does
     log = open(home / "dagster-dev.log", "wb")
     server = subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -52,13 +58,19 @@ def served_project(tmp_path_factory, timescale_db):
             log.close()
             pytest.fail("dagster dev did not come up:\n" + (home / "dagster-dev.log").read_text()[-3000:])
         time.sleep(0.5)
-    yield url, port
+    yield url, port, landing
     os.killpg(server.pid, 15)
     try:
         server.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, 9)
     log.close()
+
+
+def write_minute_files(landing: Path) -> None:
+    from tests.bars.test_bars_assets import NAMED, write_files
+
+    write_files(landing, files=NAMED)
 
 
 def graphql(url: str, query: str) -> dict:
@@ -72,7 +84,7 @@ def graphql(url: str, query: str) -> dict:
 def test_every_asset_and_check_loads(served_project):
     from marketdata_assets.definitions import defs
 
-    url, _ = served_project
+    url, _, _ = served_project
     expected = defs().resolve_asset_graph()
     expected_assets = {key.to_user_string() for key in expected.get_all_asset_keys()}
     expected_checks = {(key.asset_key.to_user_string(), key.name) for key in expected.asset_check_keys}
@@ -91,8 +103,17 @@ def test_every_asset_and_check_loads(served_project):
     assert {node["groupName"] for node in nodes} >= {"alphas", "ticks", "bars"}
 
 
+def wait_for_run(client: DagsterGraphQLClient, run_id: str, seconds: float = 240) -> str:
+    deadline = time.monotonic() + seconds  # queued -> daemon dequeues -> run process -> steps
+    while True:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED") or time.monotonic() > deadline:
+            return status
+        time.sleep(1)
+
+
 def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mongo):
-    url, port = served_project
+    url, port, _ = served_project
     test_db = f"test_{uuid.uuid4().hex[:8]}"
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
@@ -102,13 +123,7 @@ def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mong
         asset_selection=[["alpha_store"], ["bar_store"], ["tick_store"]],
         tags={"marketdata/test": "webserver"})
     try:
-        deadline = time.monotonic() + 240  # queued -> daemon dequeues -> run process -> steps
-        while True:
-            status = client.get_run_status(run_id).value
-            if status in ("SUCCESS", "FAILURE", "CANCELED") or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert status == "SUCCESS"
+        assert wait_for_run(client, run_id) == "SUCCESS"
         with psycopg.connect(host=settings.get("DAGSTER_PG_HOST"), port=settings.get("DAGSTER_PG_PORT"),
                              user=settings.get("DAGSTER_PG_USER"), dbname=TEST_DAGSTER_DB) as conn:
             stored = conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()
@@ -121,3 +136,48 @@ def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mong
     finally:
         mongo.client.drop_database(f"{test_db}_regular")
         mongo.client.drop_database(f"{test_db}_super")
+
+
+SENSOR_RUNS = """
+{ runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: "minute_bar_files"}]}) {
+    ... on Runs { results { runId status tags { key value } } } } }
+"""
+
+
+def test_files_dropped_in_the_landing_area_load_and_chart_in_a_real_browser(served_project, tmp_path):
+    """Drop minute-bar CSVs: the sensor requests their months, the runs load them and refresh the
+    K-line; then open the asset page in Debian's chromium and look at the chart in its metadata."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, landing = served_project
+    write_minute_files(landing)
+    deadline = time.monotonic() + 600
+    while True:
+        runs = graphql(url, SENSOR_RUNS)["runsOrError"]["results"]
+        done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+        if len(runs) >= 3 and len(done) == len(runs):
+            break
+        assert time.monotonic() < deadline, f"sensor runs did not finish: {runs}"
+        time.sleep(2)
+    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+    assert partitions == ["2026-01-01", "2026-02-01", "2026-03-01"]
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/assets/stock_monthly_kline", wait_until="networkidle")
+            page.get_by_text("[Show Markdown]").first.click(timeout=60_000)
+            page.wait_for_function("Array.from(document.images).filter(i => i.src.startsWith('data:image/svg')"
+                                   " && i.complete && i.naturalWidth > 0).length >= 3", timeout=30_000)
+            images = page.evaluate("Array.from(document.images).filter(i => i.src.startsWith('data:image/svg'))"
+                                   ".map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
+            page.screenshot(path=str(tmp_path / "monthly_candles.png"))
+        finally:
+            browser.close()
+    assert sorted(alt for alt, _, _ in images) == [
+        "000001.SZ monthly K-line", "600000.SH monthly K-line", "688981.SH monthly K-line"]
+    assert all((w, h) == (560, 220) for _, w, h in images)

@@ -1,0 +1,247 @@
+"""Loading minute-bar CSV files into stock_1min_qfq, idempotently, per file and month.
+
+The unit of work is (file, month): the months of a run's partitions that a file has rows in.
+`etl_metadata` (seed 001) records each loaded (file, month) with the file's sha256: a file
+already loaded with the same content is skipped unless forced.
+
+One file is one transaction:
+1. pass 1 streams the file and computes, per code, the first and last bar time in the wanted
+   months (and collects rejected lines);
+2. DELETE those (code, time range) rows, stream the file again and write its rows (binary COPY,
+   or INSERT ... unnest on servers without COPY FROM STDIN), upsert etl_metadata, COMMIT.
+So re-loading a file replaces its rows and never duplicates them; a file covering one day of all
+codes does not touch other days; a killed load rolls back to the previous state. A file that
+repeats a (code, minute) across batches trips the unique index: it is then loaded again keeping
+the last occurrence of each bar (counted as `duplicates_dropped`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import polars as pl
+import psycopg
+from psycopg import errors, sql
+
+from marketdata_assets.lib.bars.copy_writer import insert_rows, table_identifier
+from marketdata_assets.lib.bars.csv_profiles import CsvProfile
+from marketdata_assets.lib.bars.kline import MINUTE_TABLE
+from marketdata_assets.lib.bars.minute_csv import CsvFileError, open_minute_csv, write_rejects
+from marketdata_assets.lib.bars.transforms import dedupe_bars
+
+ETL_METADATA_DDL = """
+CREATE TABLE IF NOT EXISTS etl_metadata (
+    source_file        text        NOT NULL,
+    month              date        NOT NULL,
+    sha256             text        NOT NULL,
+    size_bytes         bigint      NOT NULL,
+    rows_loaded        bigint      NOT NULL,
+    rows_rejected      bigint      NOT NULL,
+    duplicates_dropped bigint      NOT NULL DEFAULT 0,
+    loaded_at          timestamptz NOT NULL DEFAULT now(),
+    run_id             text,
+    PRIMARY KEY (source_file, month)
+)"""
+
+# Where each landing file's rows fall in time, so a run finds the files of its months without
+# reading every file: refreshed when a file's size or mtime changes.
+LANDING_INDEX_DDL = """
+CREATE TABLE IF NOT EXISTS minute_bar_landing_files (
+    source_file text        PRIMARY KEY,
+    size_bytes  bigint      NOT NULL,
+    mtime_ns    bigint      NOT NULL,
+    first_time  timestamp,
+    last_time   timestamp,
+    months      date[]      NOT NULL,
+    error       text,
+    indexed_at  timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+@dataclass
+class FileLoad:
+    """What happened to one file in one run (metadata rows, the run log)."""
+
+    file: str
+    size_bytes: int
+    months: list[str] = field(default_factory=list)
+    outcome: str = "pending"  # loaded | skipped | failed
+    rows: int = 0
+    rows_deleted: int = 0
+    rejects: int = 0
+    duplicates_dropped: int = 0
+    seconds: float = 0.0
+    error: Optional[str] = None
+    rejects_file: Optional[str] = None
+
+
+# Runs of different months start together (a sensor, a backfill): concurrent CREATE ... IF NOT
+# EXISTS can still collide in the catalog, so schema changes take this lock first.
+DDL_LOCK_KEY = 0x6D61726B65740001
+
+
+@contextmanager
+def ddl_lock(conn: psycopg.Connection) -> Iterator[None]:
+    """One transaction holding the project's DDL advisory lock (released at commit or rollback)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+        yield
+
+
+def ensure_loader_tables(conn: psycopg.Connection) -> None:
+    with ddl_lock(conn):
+        conn.execute(ETL_METADATA_DDL)
+        conn.execute(LANDING_INDEX_DDL)
+
+
+def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def month_start(value: date | datetime) -> date:
+    return date(value.year, value.month, 1)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def landing_files(root: Path) -> list[Path]:
+    """CSV (and .csv.gz) files under the landing root, ignoring hidden and partial files."""
+    if not root.exists():
+        return []
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(Path(dirpath, name) for name in filenames
+                     if not name.startswith(".") and name.lower().endswith((".csv", ".csv.gz")))
+    return sorted(found)
+
+
+def index_landing_files(conn: psycopg.Connection, root: Path, profiles: Optional[Sequence[CsvProfile]] = None
+                        ) -> dict[str, tuple[list[date], Optional[str]]]:
+    """{relative path: (months, error)} for every landing file, re-reading only new or changed files."""
+    files = landing_files(root)
+    known = {row[0]: row[1:] for row in conn.execute(
+        "SELECT source_file, size_bytes, mtime_ns, months, error FROM minute_bar_landing_files").fetchall()}
+    result: dict[str, tuple[list[date], Optional[str]]] = {}
+    for path in files:
+        rel = str(path.relative_to(root))
+        stat = path.stat()
+        cached = known.get(rel)
+        if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
+            result[rel] = (list(cached[2]), cached[3])
+            continue
+        first = last = None
+        months: list[date] = []
+        error = None
+        try:
+            span = open_minute_csv(path, profiles).time_range()
+            first, last = span.min_time, span.max_time
+            months = [date(int(m[:4]), int(m[5:7]), 1) for m in span.months]
+        except CsvFileError as problem:
+            error = str(problem)
+        conn.execute("""
+            INSERT INTO minute_bar_landing_files (source_file, size_bytes, mtime_ns, first_time, last_time, months, error)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (source_file) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns,
+                first_time = EXCLUDED.first_time, last_time = EXCLUDED.last_time, months = EXCLUDED.months,
+                error = EXCLUDED.error, indexed_at = now()""",
+                     (rel, stat.st_size, stat.st_mtime_ns, first, last, months, error))
+        result[rel] = (months, error)
+    gone = set(known) - set(result)
+    if gone:
+        conn.execute("DELETE FROM minute_bar_landing_files WHERE source_file = ANY(%s)", (sorted(gone),))
+    conn.commit()
+    return result
+
+
+def months_to_load(conn: psycopg.Connection, rel: str, sha: str, months: Iterable[date], force: bool) -> list[date]:
+    wanted = sorted(set(months))
+    if force or not wanted:
+        return wanted
+    done = {row[0] for row in conn.execute(
+        "SELECT month FROM etl_metadata WHERE source_file = %s AND sha256 = %s AND month = ANY(%s)",
+        (rel, sha, wanted)).fetchall()}
+    return [m for m in wanted if m not in done]
+
+
+def _in_months(frame: pl.DataFrame, months: Sequence[date]) -> pl.DataFrame:
+    return frame.filter(pl.col("time").dt.truncate("1mo").dt.date().is_in(list(months)))
+
+
+def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[date], *, sha256: str,
+              use_copy: bool, run_id: Optional[str], reject_dir: Path,
+              profiles: Optional[Sequence[CsvProfile]] = None, table: str = MINUTE_TABLE,
+              block_bytes: Optional[int] = None) -> FileLoad:
+    """Load the rows of `path` that fall in `months`, replacing what an earlier load of the same rows
+    wrote, in one transaction on `conn` (which must not be in a transaction)."""
+    started = time.monotonic()
+    result = FileLoad(file=rel, size_bytes=path.stat().st_size, months=[f"{m:%Y-%m}" for m in months])
+    options = {"block_bytes": block_bytes} if block_bytes else {}
+
+    # Pass 1: per-code time spans in the wanted months, and the rejects.
+    reader = open_minute_csv(path, profiles, **options)
+    spans: list[pl.DataFrame] = []
+    for batch in reader.batches():
+        batch = _in_months(batch, months)
+        if batch.height:
+            spans.append(batch.group_by("code").agg(first=pl.col("time").min(), last=pl.col("time").max()))
+    result.rejects = reader.reject_count
+    if reader.rejects:
+        result.rejects_file = str(write_rejects(reader.rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv"))
+    span = (pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())
+            if spans else pl.DataFrame(schema={"code": pl.String, "first": pl.Datetime("us"), "last": pl.Datetime("us")}))
+
+    def write(dedupe_whole_file: bool) -> None:
+        with conn.transaction():
+            if span.height:
+                delete = sql.SQL("""
+                    DELETE FROM {table} t USING unnest(%s::text[], %s::timestamp[], %s::timestamp[]) AS r(code, first, last)
+                    WHERE t.code = r.code AND t.time BETWEEN r.first AND r.last""").format(table=table_identifier(table))
+                cursor = conn.execute(delete, [span["code"].to_list(), span["first"].to_list(), span["last"].to_list()])
+                result.rows_deleted = cursor.rowcount
+            batches = (_in_months(b, months) for b in open_minute_csv(path, profiles, **options).batches())
+            if dedupe_whole_file:  # a bar repeated across batches: keep its last occurrence in the file
+                frames = [b for b in batches if b.height]
+                batches = iter([pl.concat(frames)] if frames else [])
+            rows = duplicates = 0
+            per_month: dict[date, int] = {}
+            for batch in batches:
+                unique = dedupe_bars(batch)
+                duplicates += batch.height - unique.height
+                rows += insert_rows(conn, unique, table, use_copy=use_copy)
+                for month, count in unique.group_by(pl.col("time").dt.truncate("1mo").dt.date()).len().iter_rows():
+                    per_month[month] = per_month.get(month, 0) + count
+            result.duplicates_dropped = duplicates
+            result.rows = rows
+            for month in months:
+                conn.execute("""
+                    INSERT INTO etl_metadata (source_file, month, sha256, size_bytes, rows_loaded, rows_rejected,
+                                              duplicates_dropped, run_id)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (source_file, month) DO UPDATE SET sha256 = EXCLUDED.sha256,
+                        size_bytes = EXCLUDED.size_bytes, rows_loaded = EXCLUDED.rows_loaded,
+                        rows_rejected = EXCLUDED.rows_rejected, duplicates_dropped = EXCLUDED.duplicates_dropped,
+                        loaded_at = now(), run_id = EXCLUDED.run_id""",
+                             (rel, month, sha256, result.size_bytes, per_month.get(month, 0), result.rejects,
+                              result.duplicates_dropped, run_id))
+
+    try:
+        write(dedupe_whole_file=False)
+    except errors.UniqueViolation:
+        write(dedupe_whole_file=True)
+    result.outcome = "loaded"
+    result.seconds = round(time.monotonic() - started, 3)
+    return result

@@ -1,0 +1,222 @@
+"""The bars domain as Dagster runs it: landing files -> stock_1min_qfq -> monthly K-line and daily MAs,
+against the native TimescaleDB (a database of its own), with the sensor and the checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import psycopg
+import pytest
+
+from marketdata_assets import settings
+from tests.bars import csv_fixtures as fx
+from tests.conftest import recreate_database
+
+DB = "marketdata_bars_test"
+RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-03-01"}
+DAYS = fx.trading_days(date(2026, 1, 5), 45)  # 2026-01-05 .. 2026-03-09
+FILES = [("600000.SH", "cn_minute", {"bom": True}), ("000001.SZ", "cn_minute", {"encoding": "gbk"}),
+         ("688981.SH", "tushare", {})]
+NAMED = [("600000.SH", "cn_minute", {"bom": True}), ("000001.SZ", "cn_minute", {"encoding": "gbk"}),
+         ("688981.SH", "cn_minute", {})]  # layouts with a name column: check E passes
+
+
+@pytest.fixture
+def bars_env(tmp_path, monkeypatch):
+    recreate_database(DB, extension=True)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    monkeypatch.setenv("TIMESCALE_DB", DB)
+    monkeypatch.setenv("MINUTE_BARS_LANDING_DIR", str(landing))
+    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path / "state"))
+    return landing
+
+
+def write_files(landing: Path, files=FILES, seed: int = 0) -> pl.DataFrame:
+    """Landing files in several layouts; returns the rows they must load (names filled where the layout has none)."""
+    truths = []
+    for i, (code, layout, options) in enumerate(files):
+        truth = fx.make_bars(code, DAYS, seed=seed + i, base_price=10 + 5 * i)
+        fx.write_text(landing / f"{code}.csv", fx.render(truth, layout), **options)
+        truths.append(fx.expected(truth, layout))
+    return pl.concat(truths).sort("code", "time")
+
+
+def definitions():
+    from marketdata_assets.definitions import defs
+
+    return defs()
+
+
+def materialize(keys: list[str], config: dict | None = None, tags: dict | None = RANGE, with_checks=False):
+    d = definitions()
+    assets = [a for a in d.assets if any(k.to_user_string() in keys for k in a.keys)]
+    checks = list(d.asset_checks) if with_checks else []
+    return dg.materialize(assets + checks, resources=d.resources, tags=tags, raise_on_error=False,
+                          run_config={"ops": {k: {"config": v} for k, v in (config or {}).items()}})
+
+
+def stored(query: str, params=()) -> list[tuple]:
+    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def stored_minutes() -> pl.DataFrame:
+    rows = stored("SELECT time, code, name, open, high, low, close, volume, amount FROM stock_1min_qfq ORDER BY code, time")
+    return pl.DataFrame(rows, schema=fx.MINUTE_SCHEMA, orient="row")
+
+
+def metadata(result, key: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key][:1]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_load_files_of_every_layout_then_skip_then_force(bars_env):
+    truth = write_files(bars_env)
+    (bars_env / "unknown_layout.csv").write_text("foo,bar\n1,2\n")
+    assert materialize(["bar_store"], tags=None).success
+
+    first = materialize(["stock_1min_qfq"])
+    assert first.success
+    meta = metadata(first, "stock_1min_qfq")
+    assert (meta["files_loaded"], meta["files_quarantined"], meta["rows_loaded"]) == (3, 1, truth.height)
+    assert stored_minutes().equals(truth)
+    quarantined = Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars"
+    assert "header not recognized" in (quarantined / "unknown_layout.csv.reason.txt").read_text()
+    assert not (bars_env / "unknown_layout.csv").exists()
+
+    again = metadata(materialize(["stock_1min_qfq"]), "stock_1min_qfq")
+    assert (again["files_loaded"], again["files_skipped"], again["rows_loaded"]) == (0, 3, 0)
+
+    forced = metadata(materialize(["stock_1min_qfq"], {"stock_1min_qfq": {"force": True, "workers": 1}}),
+                      "stock_1min_qfq")
+    assert forced["files_loaded"] == 3 and forced["rows_replaced"] == truth.height
+    assert stored_minutes().equals(truth)  # replaced, never duplicated
+    assert stored("SELECT count(*), sum(rows_loaded) FROM etl_metadata") == [(9, truth.height)]  # 3 files x 3 months
+
+
+def test_changed_file_replaces_its_rows_and_one_month_loads_alone(bars_env):
+    write_files(bars_env)
+    materialize(["bar_store"], tags=None)
+    assert materialize(["stock_1min_qfq"]).success
+    changed = fx.make_bars("600000.SH", DAYS, seed=99, base_price=50)
+    fx.write_text(bars_env / "600000.SH.csv", fx.render(changed, "cn_minute"), bom=True)
+
+    feb = materialize(["stock_1min_qfq"], tags={"dagster/partition": "2026-02-01"})
+    assert metadata(feb, "stock_1min_qfq")["files_loaded"] == 1  # only the changed file, only February
+    rows = stored("SELECT date_trunc('month', time)::date, round(avg(close)) FROM stock_1min_qfq "
+                  "WHERE code = '600000.SH' GROUP BY 1 ORDER BY 1")
+    assert [r[0] for r in rows] == [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
+    assert rows[1][1] >= 40 and rows[0][1] < 20  # February replaced by the new content, January untouched
+    assert stored("SELECT count(*) FROM stock_1min_qfq WHERE code = '600000.SH'")[0][0] == changed.height
+
+
+def test_rejected_lines_go_to_a_reject_file_and_the_rest_loads(bars_env):
+    truth = fx.make_bars("600000.SH", DAYS[:3], seed=1)
+    text = fx.render(truth, "tushare").splitlines()
+    text[5] = text[5].replace(text[5].split(",")[2], "12.3abc")  # garbage number on physical line 6
+    text[-1] = text[-1][: len(text[-1]) // 2]  # truncated last line
+    (bars_env / "dirty.csv").write_text("\n".join(text))
+    materialize(["bar_store"], tags=None)
+    result = materialize(["stock_1min_qfq"], tags={"dagster/partition": "2026-01-01"})
+    meta = metadata(result, "stock_1min_qfq")
+    assert (meta["rows_loaded"], meta["rows_rejected"]) == (truth.height - 2, 2)
+    rejects = (Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars" / "rejects"
+               / "dirty.csv.rejects.csv").read_text()
+    assert "\n6," in rejects and f"\n{len(text)}," in rejects
+
+
+def test_kline_daily_ma_and_checks(bars_env):
+    truth = write_files(bars_env, files=NAMED)
+    materialize(["bar_store"], tags=None)
+    result = materialize(["stock_1min_qfq", "stock_monthly_kline", "stock_daily_ma"], with_checks=True)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert len(result.get_asset_check_evaluations()) == 5
+
+    kline = stored("SELECT month::date, code, open, high, low, close, volume FROM stock_monthly_kline ORDER BY code, month")
+    clean = truth.filter((pl.col("volume") >= 0) & (pl.col("amount") >= 0)
+                         & (pl.col("high") >= pl.max_horizontal("open", "close"))
+                         & (pl.col("low") <= pl.min_horizontal("open", "close")))
+    expected = (clean.sort("time").group_by(pl.col("time").dt.truncate("1mo").dt.date().alias("month"), "code")
+                .agg(pl.col("open").first(), pl.col("high").max(), pl.col("low").min(), pl.col("close").last(),
+                     pl.col("volume").sum()).sort("code", "month"))
+    assert kline == [tuple(r) for r in expected.iter_rows()]
+    kmeta = metadata(result, "stock_monthly_kline")
+    assert kmeta["path"] == "table" and kmeta["created"] is True
+    assert kmeta["monthly_candles"].count("data:image/svg+xml;base64,") == 3
+
+    ma = stored("SELECT date, close, ma5, ma20 FROM stock_daily_ma WHERE code = '600000.SH' ORDER BY date")
+    closes = [r[1] for r in ma]
+    assert len(ma) == len(DAYS) and ma[3][2] is None and ma[19][3] is not None
+    assert ma[4][2] == pytest.approx(sum(closes[0:5]) / 5) and ma[30][3] == pytest.approx(sum(closes[11:31]) / 20)
+
+    # One month refreshes only its own window.
+    refreshed = materialize(["stock_monthly_kline"], tags={"dagster/partition": "2026-02-01"})
+    rmeta = metadata(refreshed, "stock_monthly_kline")
+    assert (rmeta["action"], rmeta["window_start"], rmeta["window_end"], rmeta["rows_in_window"]) == \
+        ("refresh_window", "2026-02-01 00:00:00", "2026-03-01 00:00:00", 3)
+
+
+def test_blocking_check_fails_on_missing_names(bars_env):
+    write_files(bars_env, files=[("300750.SZ", "tushare", {})])  # this layout has no name column
+    materialize(["bar_store"], tags=None)
+    result = materialize(["stock_1min_qfq", "stock_monthly_kline"], with_checks=True)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evaluations["E_missing_name"].passed and evaluations["E_missing_name"].metadata["rows_found"].value == 3
+    assert evaluations["B_negative_volume_or_amount"].passed
+
+
+def test_sensor_requests_months_of_new_and_changed_files(bars_env):
+    from marketdata_assets.defs.bars.sensors import minute_bar_files
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_sensor_context(instance=instance)
+        assert minute_bar_files(context).run_requests == []
+        write_files(bars_env, files=FILES[:1])
+        first = minute_bar_files(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+        assert [r.partition_key for r in first.run_requests] == ["2026-01-01", "2026-02-01", "2026-03-01"]
+        second = minute_bar_files(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert second.run_requests == []
+        later = fx.make_bars("600000.SH", fx.trading_days(date(2026, 4, 1), 2), seed=5)
+        path = bars_env / "600000.SH.csv"
+        fx.write_text(path, fx.render(later, "cn_minute"))
+        os.utime(path, ns=(time.time_ns(), json.loads(first.cursor)["mtime_ns"] + 1))
+        third = minute_bar_files(dg.build_sensor_context(instance=instance, cursor=second.cursor))
+        assert [r.partition_key for r in third.run_requests] == ["2026-04-01"]
+
+
+KILL_SCRIPT = """
+import sys
+from marketdata_assets import settings
+settings.apply_defaults()
+from tests.bars.test_bars_assets import materialize
+materialize(["stock_1min_qfq"], {"stock_1min_qfq": {"force": True, "workers": 1}})
+"""
+
+
+def test_killed_load_then_rerun_gives_exactly_the_uninterrupted_rows(bars_env):
+    big = [(f"{600000 + i}.SH", "tushare", {}) for i in range(12)]
+    truth = write_files(bars_env, files=big)
+    materialize(["bar_store"], tags=None)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT], env=os.environ.copy(), cwd=Path(__file__).parents[2],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not stored("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND query ILIKE 'COPY%%'", (DB,)):
+        assert time.monotonic() < deadline and proc.poll() is None, "the load never reached COPY"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = stored("SELECT count(*) FROM stock_1min_qfq")[0][0]
+    assert partial < truth.height  # killed mid-way: some files (or none) committed, not all
+    assert materialize(["stock_1min_qfq"]).success
+    assert stored_minutes().equals(truth)
