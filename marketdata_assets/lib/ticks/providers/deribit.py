@@ -1,0 +1,297 @@
+"""Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`).
+
+Formats (shared/docs/vendor-formats.md): `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}`;
+usIn/usOut in microseconds, trade timestamps in milliseconds; numbers are JSON numbers.
+
+- `get_last_trades_by_instrument_and_time` (start_timestamp, end_timestamp — both inclusive —,
+  count ≤ 1000, sorting=asc) → `result: {trades: [{trade_seq, trade_id ("ETH-284830839" for ETH,
+  digits for BTC), timestamp, tick_direction, direction, price, amount, mark_price, index_price,
+  instrument_name, ...}], has_more}`. Paging: while `has_more`, the next page starts AT the last
+  timestamp seen (it may hold more trades of that millisecond) and the trades of that millisecond
+  already seen are dropped by trade_id. A page made entirely of one millisecond cannot move the
+  start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`).
+- `get_order_book` → `result: {timestamp, change_id, bids: [[price, amount]], asks, stats, ...}`.
+- `get_tradingview_chart_data` (resolution=1) → parallel arrays `ticks, open, high, low, close,
+  volume (base), cost (quote)`, `status` "ok" | "no_data"; trades = null.
+
+Amounts: inverse contracts (BTC-PERPETUAL, ETH-PERPETUAL, BTC-27DEC24: no "_" in the currency and
+no strike) trade in USD: quantity = amount / price (base units), amount = the USD amount. Linear
+ones (BTC_USDC-PERPETUAL) and options trade in base units: quantity = amount, amount = price * amount.
+
+Errors: `{"error": {"code": 10028, "message": "too_many_requests"}}` (HTTP 429, or 400) is retried
+like a 429; 13009/13021 (unauthorized/forbidden) → ProviderPermissionError; any other error code →
+ProviderRequestError with code, message and `data.reason`/`data.param`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import httpx
+import polars as pl
+
+from marketdata_assets.lib.http import ApiClient
+from marketdata_assets.lib.ticks.providers import (
+    BarColumns,
+    PageContext,
+    ProviderPermissionError,
+    ProviderRequestError,
+    TradeColumns,
+    as_utc,
+    book_frame,
+    ceil_ms,
+    day_of,
+    decode_json,
+    describe_request,
+    epoch_to_us,
+    field,
+    finish_bars,
+    finish_trades,
+    floor_ms,
+    from_us,
+    integer,
+    number,
+    price_check,
+    status_detail,
+    to_us,
+)
+
+VENUE = "DERIBIT"
+DEFAULT_BASE_URL = "https://www.deribit.com"
+RATE_LIMIT_CODE = 10028
+PERMISSION_CODES = frozenset({13009, 13021})  # unauthorized, forbidden
+BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000, 10000)
+CHART_WINDOW = timedelta(minutes=1000)
+
+
+def is_inverse(instrument: str) -> bool:
+    """BTC-PERPETUAL / BTC-27DEC24 (USD amounts) vs BTC_USDC-PERPETUAL and options (base amounts)."""
+    parts = instrument.split("-")
+    return "_" not in parts[0] and len(parts) == 2
+
+
+def base_and_quote(instrument_inverse: bool, price: float, amount: float) -> tuple[float, float]:
+    if instrument_inverse:
+        return amount / price, amount
+    return amount, price * amount
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers
+# --------------------------------------------------------------------------------------------
+
+def _result(body: Any, ctx: PageContext) -> Any:
+    if not isinstance(body, dict):
+        raise ctx.error(f"expected a JSON-RPC object, got {type(body).__name__} {str(body)[:120]!r}")
+    if "error" in body:
+        raise ctx.error(f"JSON-RPC error where a result was expected: {str(body['error'])[:200]}")
+    return field(body, "result", "JSON-RPC response", ctx)
+
+
+def parse_trades(body: Any, instrument: str, ctx: PageContext | None = None) -> tuple[pl.DataFrame, bool]:
+    """A get_last_trades_by_instrument[_and_time] response → (trades frame, has_more)."""
+    ctx = ctx or PageContext(VENUE, instrument)
+    result = _result(body, ctx)
+    trades = field(result, "trades", "result", ctx)
+    has_more = field(result, "has_more", "result", ctx)
+    if not isinstance(trades, list):
+        raise ctx.error(f"result.trades is {type(trades).__name__}, not an array")
+    if not isinstance(has_more, bool):
+        raise ctx.error(f"result.has_more is {has_more!r}, not true/false")
+    inverse = is_inverse(instrument)
+    cols = TradeColumns()
+    for i, record in enumerate(trades):
+        what = f"trade #{i}"
+        trade_id = field(record, "trade_id", what, ctx)
+        if not isinstance(trade_id, str) or not trade_id:
+            raise ctx.error(f"{what} trade_id is {trade_id!r}, not a string id")
+        what = f"trade {trade_id}"
+        inst = record.get("instrument_name", instrument)
+        if inst != instrument:
+            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
+        seq = integer(field(record, "trade_seq", what, ctx), f"{what} trade_seq", ctx)
+        ts = epoch_to_us(integer(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx))
+        price = price_check(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
+        amount = number(field(record, "amount", what, ctx), f"{what} amount", ctx)
+        direction = field(record, "direction", what, ctx)
+        if direction not in ("buy", "sell"):
+            raise ctx.error(f"{what} direction is {direction!r}, not buy/sell")
+        quantity, quote = base_and_quote(inverse, price, amount)
+        cols.add(ts, trade_id, price, quantity, quote, direction, seq)
+    return cols.frame(VENUE, instrument), has_more
+
+
+def _levels(levels: Any, side: str, inverse: bool, ctx: PageContext) -> list[tuple[float, float]]:
+    if not isinstance(levels, list):
+        raise ctx.error(f"order book {side} is {type(levels).__name__}, not an array")
+    out = []
+    for i, level in enumerate(levels):
+        if not isinstance(level, list) or len(level) < 2:
+            raise ctx.error(f"order book {side}[{i}] is not a [price, amount] pair: {str(level)[:80]}")
+        price = price_check(number(level[0], f"{side}[{i}] price", ctx), f"{side}[{i}]", ctx)
+        quantity, _ = base_and_quote(inverse, price, number(level[1], f"{side}[{i}] amount", ctx))
+        out.append((price, quantity))
+    return out
+
+
+def parse_order_book(body: Any, instrument: str, ctx: PageContext | None = None) -> pl.DataFrame:
+    """get_order_book → books frame (ts = result.timestamp, update_id = change_id)."""
+    ctx = ctx or PageContext(VENUE, instrument)
+    result = _result(body, ctx)
+    ts = epoch_to_us(integer(field(result, "timestamp", "order book", ctx), "order book timestamp", ctx))
+    change_id = field(result, "change_id", "order book", ctx)
+    update_id = integer(change_id, "order book change_id", ctx) if change_id is not None else None
+    inverse = is_inverse(instrument)
+    bids = _levels(field(result, "bids", "order book", ctx), "bids", inverse, ctx)
+    asks = _levels(field(result, "asks", "order book", ctx), "asks", inverse, ctx)
+    return book_frame(VENUE, instrument, ts, update_id, bids, asks)
+
+
+def parse_chart(body: Any, instrument: str, ctx: PageContext | None = None) -> pl.DataFrame:
+    """get_tradingview_chart_data → bars frame (volume = base, amount = cost)."""
+    ctx = ctx or PageContext(VENUE, instrument)
+    result = _result(body, ctx)
+    status = field(result, "status", "chart", ctx)
+    if status == "no_data":
+        return BarColumns().frame(VENUE, instrument)
+    keys = ("ticks", "open", "high", "low", "close", "volume", "cost")
+    arrays = [field(result, key, "chart", ctx) for key in keys]
+    for key, array in zip(keys, arrays):
+        if not isinstance(array, list):
+            raise ctx.error(f"chart {key} is {type(array).__name__}, not an array")
+    lengths = {len(a) for a in arrays}
+    if len(lengths) != 1:
+        raise ctx.error(f"chart arrays differ in length: {dict(zip(keys, map(len, arrays)))}")
+    cols = BarColumns()
+    for i, tick in enumerate(arrays[0]):
+        ts = epoch_to_us(integer(tick, f"chart ticks[{i}]", ctx))
+        what = f"bar {from_us(ts).strftime('%Y-%m-%d %H:%M')}"
+        o, h, lo, c, v, cost = (number(arrays[k][i], f"{what} {keys[k]}", ctx) for k in range(1, 7))
+        cols.add(ts, o, h, lo, c, v, cost, None)
+    return cols.frame(VENUE, instrument)
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+class DeribitClient(ApiClient):
+    """Deribit public API. Credits: ~20 requests/s sustained for public methods (1200 a minute)."""
+
+    api_name = "Deribit"
+    name = VENUE
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_size: int = 1000, requests_per_minute: float = 1200,
+                 **kwargs):
+        super().__init__(base_url, requests_per_minute=requests_per_minute, **kwargs)
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size: 1..1000")
+        self.page_size = page_size
+
+    def is_rate_limited(self, response: httpx.Response) -> bool:
+        if response.status_code == 429:
+            return True
+        content = response.content
+        if response.status_code >= 400 and len(content) < 2048 and str(RATE_LIMIT_CODE).encode() in content:
+            try:
+                return response.json()["error"]["code"] == RATE_LIMIT_CODE
+            except (ValueError, KeyError, TypeError):
+                return False
+        return False
+
+    async def _call(self, method: str, params: dict[str, Any], *, instrument: str,
+                    day: date | None) -> tuple[Any, PageContext]:
+        path = f"/api/v2/public/{method}"
+        request = describe_request(path, params)
+        ctx = PageContext(VENUE, instrument, day, request)
+        response = await self.request("GET", path, params=params)
+        status = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            code, message = error.get("code"), error.get("message")
+            data = error.get("data") or {}
+            extra = ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
+            detail = f"{message}" + (f" ({extra})" if extra else "")
+            if code in PERMISSION_CODES or status in (401, 403):
+                raise ProviderPermissionError(VENUE, status, f"code {code}: {detail}", request=request)
+            raise ProviderRequestError(VENUE, instrument, status, code, detail, request=request)
+        if status in (401, 403):
+            raise ProviderPermissionError(VENUE, status, status_detail(response), request=request)
+        if status >= 400:
+            raise ProviderRequestError(VENUE, instrument, status, None, status_detail(response), request=request)
+        if payload is None:
+            decode_json(response, ctx)  # raises ProviderDataError naming the request
+        return payload, ctx
+
+    async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        if end <= start:
+            return finish_trades([])
+        end_ms = ceil_ms(end) - 1  # inclusive on the venue
+        cursor = floor_ms(start)
+        boundary: set[str] = set()  # ids already taken at the millisecond `cursor`
+        frames: list[pl.DataFrame] = []
+        while True:
+            params = {"instrument_name": instrument, "start_timestamp": cursor, "end_timestamp": end_ms,
+                      "count": self.page_size, "sorting": "asc"}
+            body, ctx = await self._call("get_last_trades_by_instrument_and_time", params, instrument=instrument,
+                                         day=day_of(from_us(cursor * 1000)))
+            page, has_more = parse_trades(body, instrument, ctx)
+            frames.append(page.filter(~pl.col("trade_id").is_in(list(boundary))) if boundary else page)
+            if not has_more or page.height == 0:
+                break
+            last_ms = to_us(page["ts"].max()) // 1000
+            if last_ms <= cursor:
+                # One millisecond fills the page: moving the start cannot progress, page by sequence.
+                frames.extend(await self._trades_by_seq(instrument, int(page["seq"].max()) + 1, end_ms,
+                                                        day_of(from_us(cursor * 1000))))
+                break
+            boundary = set(page.filter(pl.col("ts") >= from_us(last_ms * 1000))["trade_id"].to_list())
+            cursor = last_ms
+        return finish_trades(frames, start, end)
+
+    async def _trades_by_seq(self, instrument: str, start_seq: int, end_ms: int,
+                             day: date | None) -> list[pl.DataFrame]:
+        frames = []
+        while True:
+            params = {"instrument_name": instrument, "start_seq": start_seq, "count": self.page_size,
+                      "sorting": "asc"}
+            body, ctx = await self._call("get_last_trades_by_instrument", params, instrument=instrument, day=day)
+            page, has_more = parse_trades(body, instrument, ctx)
+            if page.height:
+                day = day_of(page["ts"].max())
+            frames.append(page)
+            if page.height == 0 or not has_more or to_us(page["ts"].max()) // 1000 > end_ms:
+                return frames
+            next_seq = int(page["seq"].max()) + 1
+            if next_seq <= start_seq:
+                raise ctx.error(f"trades by sequence from {start_seq} did not advance")
+            start_seq = next_seq
+
+    async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
+        venue_depth = next((d for d in BOOK_DEPTHS if d >= depth), BOOK_DEPTHS[-1])
+        body, ctx = await self._call("get_order_book", {"instrument_name": instrument, "depth": venue_depth},
+                                     instrument=instrument, day=day_of(datetime.now().astimezone()))
+        return parse_order_book(body, instrument, ctx).filter(pl.col("level") < depth)
+
+    async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        frames: list[pl.DataFrame] = []
+        cursor = start
+        while cursor < end:
+            window_end = min(cursor + CHART_WINDOW, end)
+            params = {"instrument_name": instrument, "start_timestamp": ceil_ms(cursor),
+                      "end_timestamp": ceil_ms(window_end) - 1, "resolution": "1"}
+            body, ctx = await self._call("get_tradingview_chart_data", params, instrument=instrument,
+                                         day=day_of(cursor))
+            frames.append(parse_chart(body, instrument, ctx))
+            cursor = window_end
+        return finish_bars(frames, start, end)
+
+
+__all__ = ["DeribitClient", "is_inverse", "parse_chart", "parse_order_book", "parse_trades"]

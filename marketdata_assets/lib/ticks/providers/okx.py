@@ -1,0 +1,320 @@
+"""OKX v5 public market data: history trades, order books, 1-minute history candles.
+
+Formats (shared/docs/vendor-formats.md): the envelope is `{"code": "0", "msg": "", "data": [...]}`
+and every value is a string, `ts` included (milliseconds).
+
+- `/api/v5/market/history-trades` → `data: [{instId, side, sz, px, tradeId, ts}]`, newest first;
+  `side` is the taker's. Paging: the first page asks `type=2&after=<end ms>` (trades strictly before
+  `end`), every later page `type=1&after=<smallest tradeId so far>` (by trade id, so trades sharing
+  a millisecond across a page boundary are neither lost nor repeated) until a page reaches
+  before `start`. seq = tradeId (numeric, increasing per instrument).
+- `/api/v5/market/books?sz=N` → `data: [{asks: [[px, sz, "0", numOrders]], bids: [...], ts}]`
+  (a `seqId` is read when present: update_id).
+- `/api/v5/market/history-candles?bar=1m` → `data: [[ts, o, h, l, c, vol, volCcy, volCcyQuote,
+  confirm]]`, newest first; unconfirmed bars (`confirm` "0") are dropped; trades = null.
+
+Quantities are base units: spot `sz` already is; for SWAP/FUTURES `sz` counts contracts, so
+quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal in USD);
+`CONTRACT_VALUES` holds the common ones, `contract_values=` adds others.
+
+Errors: HTTP 429 or code "50011" (also seen with HTTP 200: `is_rate_limited` catches both) are
+retried; 401 (no `data` key) → ProviderPermissionError; a 404 with a NUMERIC code (unknown path) or
+any other non-"0" code (51001 unknown instrument...) → ProviderRequestError.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import httpx
+import polars as pl
+
+from marketdata_assets.lib.http import ApiClient
+from marketdata_assets.lib.ticks.providers import (
+    BarColumns,
+    PageContext,
+    ProviderPermissionError,
+    ProviderRequestError,
+    TradeColumns,
+    as_utc,
+    book_frame,
+    ceil_ms,
+    day_of,
+    decode_json,
+    describe_request,
+    epoch_to_us,
+    field,
+    finish_bars,
+    finish_trades,
+    from_us,
+    integer,
+    number,
+    price_check,
+    status_detail,
+    to_us,
+)
+
+VENUE = "OKX"
+DEFAULT_BASE_URL = "https://www.okx.com"
+RATE_LIMIT_CODE = "50011"
+MAX_BOOK_DEPTH = 400
+
+# instId -> (contract value, inverse?) for derivatives; linear ctVal in base units, inverse in USD.
+CONTRACT_VALUES: dict[str, tuple[float, bool]] = {
+    "BTC-USDT-SWAP": (0.01, False), "ETH-USDT-SWAP": (0.1, False), "SOL-USDT-SWAP": (1.0, False),
+    "BTC-USD-SWAP": (100.0, True), "ETH-USD-SWAP": (10.0, True),
+}
+
+
+def is_derivative(instrument: str) -> bool:
+    """BTC-USDT is spot; BTC-USDT-SWAP, BTC-USD-250328 and options are contracts."""
+    return len(instrument.split("-")) > 2
+
+
+class ContractSizer:
+    """sz (and candle vol) → base quantity and quote amount for an instrument."""
+
+    def __init__(self, instrument: str, contract_values: dict[str, tuple[float, bool]] | None = None):
+        self.instrument = instrument
+        self.derivative = is_derivative(instrument)
+        self.value, self.inverse = (1.0, False)
+        if self.derivative:
+            table = {**CONTRACT_VALUES, **(contract_values or {})}
+            if instrument not in table:
+                raise ValueError(f"OKX {instrument}: sizes are in contracts and the contract value is unknown; "
+                                 f"pass contract_values={{'{instrument}': (ctVal, inverse)}}")
+            self.value, self.inverse = table[instrument]
+
+    def base_and_quote(self, price: float, size: float) -> tuple[float, float]:
+        if not self.derivative:
+            return size, price * size
+        if self.inverse:
+            quote = size * self.value
+            return quote / price, quote
+        base = size * self.value
+        return base, price * base
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers
+# --------------------------------------------------------------------------------------------
+
+def _data(body: Any, ctx: PageContext) -> list:
+    """The `data` array of an envelope (a bare list is accepted too)."""
+    if isinstance(body, list):
+        return body
+    if not isinstance(body, dict):
+        raise ctx.error(f"expected the {{code, msg, data}} envelope, got {type(body).__name__} {str(body)[:120]!r}")
+    code = body.get("code")
+    if code != "0":
+        raise ctx.error(f"envelope code {code!r} (msg {body.get('msg')!r}) where \"0\" was expected")
+    data = field(body, "data", "envelope", ctx)
+    if not isinstance(data, list):
+        raise ctx.error(f"envelope data is {type(data).__name__}, not an array")
+    return data
+
+
+def _sizer(instrument: str, contract_values, ctx: PageContext) -> ContractSizer:
+    try:
+        return ContractSizer(instrument, contract_values)
+    except ValueError as error:
+        raise ctx.error(str(error)) from None
+
+
+def parse_history_trades(body: Any, instrument: str, ctx: PageContext | None = None,
+                         contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+    """history-trades (or trades) envelope → trades frame; trade_id = tradeId, seq = int(tradeId)."""
+    ctx = ctx or PageContext(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    cols = TradeColumns()
+    for i, record in enumerate(_data(body, ctx)):
+        what = f"trade #{i}"
+        trade_id = field(record, "tradeId", what, ctx)
+        if not isinstance(trade_id, str) or not trade_id:
+            raise ctx.error(f"{what} tradeId is {trade_id!r}, not a string id")
+        what = f"trade {trade_id}"
+        inst = field(record, "instId", what, ctx)
+        if inst != instrument:
+            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
+        price = price_check(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
+        size = number(field(record, "sz", what, ctx), f"{what} sz", ctx)
+        ts = epoch_to_us(integer(field(record, "ts", what, ctx), f"{what} ts", ctx))
+        side = field(record, "side", what, ctx)
+        if side not in ("buy", "sell"):
+            raise ctx.error(f"{what} side is {side!r}, not buy/sell")
+        quantity, amount = sizer.base_and_quote(price, size)
+        seq = int(trade_id) if trade_id.isdigit() else None
+        cols.add(ts, trade_id, price, quantity, amount, side, seq)
+    return cols.frame(VENUE, instrument)
+
+
+def _levels(levels: Any, side: str, sizer: ContractSizer, ctx: PageContext) -> list[tuple[float, float]]:
+    if not isinstance(levels, list):
+        raise ctx.error(f"books {side} is {type(levels).__name__}, not an array")
+    out = []
+    for i, level in enumerate(levels):
+        if not isinstance(level, list) or len(level) < 2:
+            raise ctx.error(f"books {side}[{i}] is not a [px, sz, \"0\", numOrders] array: {str(level)[:80]}")
+        price = price_check(number(level[0], f"{side}[{i}] px", ctx), f"{side}[{i}]", ctx)
+        quantity, _ = sizer.base_and_quote(price, number(level[1], f"{side}[{i}] sz", ctx))
+        out.append((price, quantity))
+    return out
+
+
+def parse_books(body: Any, instrument: str, ctx: PageContext | None = None,
+                contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+    """books envelope → books frame (ts from the book's `ts`; update_id = seqId when present)."""
+    ctx = ctx or PageContext(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    data = _data(body, ctx)
+    if not data:
+        raise ctx.error("books: empty data array")
+    book = data[0]
+    ts = epoch_to_us(integer(field(book, "ts", "book", ctx), "book ts", ctx))
+    seq = book.get("seqId") if isinstance(book, dict) else None
+    update_id = integer(seq, "book seqId", ctx) if seq not in (None, "") else None
+    bids = _levels(field(book, "bids", "book", ctx), "bids", sizer, ctx)
+    asks = _levels(field(book, "asks", "book", ctx), "asks", sizer, ctx)
+    return book_frame(VENUE, instrument, ts, update_id, bids, asks)
+
+
+def parse_candles(body: Any, instrument: str, ctx: PageContext | None = None,
+                  contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+    """candles / history-candles envelope → bars frame (confirmed bars only, any order in)."""
+    ctx = ctx or PageContext(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    cols = BarColumns()
+    for i, row in enumerate(_data(body, ctx)):
+        if not isinstance(row, list) or len(row) < 7:
+            raise ctx.error(f"candle #{i} is not a [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] array: "
+                            f"{str(row)[:160]}")
+        ts = epoch_to_us(integer(row[0], f"candle #{i} ts", ctx))
+        what = f"candle {from_us(ts).strftime('%Y-%m-%d %H:%M')}"
+        if len(row) >= 9 and row[8] == "0":
+            continue  # the bar is still forming
+        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
+                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
+        vol = number(row[5], f"{what} vol", ctx)
+        vol_ccy = number(row[6], f"{what} volCcy", ctx)
+        quote = number(row[7], f"{what} volCcyQuote", ctx) if len(row) >= 8 and row[7] != "" else None
+        if not sizer.derivative:
+            volume, amount = vol, (quote if quote is not None else vol_ccy)
+        else:  # vol in contracts, volCcy in base
+            volume = vol_ccy
+            amount = quote if quote is not None else vol_ccy * c
+        cols.add(ts, o, h, lo, c, volume, amount, None)
+    return cols.frame(VENUE, instrument)
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+class OkxClient(ApiClient):
+    """OKX v5 public market data (20 requests / 2 s per endpoint and IP: 600 a minute by default)."""
+
+    api_name = "OKX"
+    name = VENUE
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100, requests_per_minute: float = 600,
+                 contract_values: dict[str, tuple[float, bool]] | None = None, **kwargs):
+        super().__init__(base_url, requests_per_minute=requests_per_minute, **kwargs)
+        if not 1 <= page_limit <= 100:
+            raise ValueError("page_limit: 1..100")
+        self.page_limit = page_limit
+        self.contract_values = contract_values
+
+    def is_rate_limited(self, response: httpx.Response) -> bool:
+        if response.status_code == 429:
+            return True
+        content = response.content
+        if len(content) < 1024 and RATE_LIMIT_CODE.encode() in content:
+            try:
+                return str(response.json().get("code")) == RATE_LIMIT_CODE
+            except (ValueError, AttributeError):
+                return False
+        return False
+
+    async def _get(self, path: str, params: dict[str, Any], *, instrument: str,
+                   day: date | None) -> tuple[Any, PageContext]:
+        request = describe_request(path, params)
+        ctx = PageContext(VENUE, instrument, day, request)
+        response = await self.request("GET", path, params=params)
+        status = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if status in (401, 403):
+            detail = (f"code {payload.get('code')}: {payload.get('msg')}" if isinstance(payload, dict)
+                      else status_detail(response))
+            raise ProviderPermissionError(VENUE, status, detail, request=request)
+        if isinstance(payload, dict) and "code" in payload and payload.get("code") != "0":
+            code = payload.get("code")
+            message = payload.get("msg") or payload.get("error_message") or payload.get("detail") or ""
+            if not isinstance(code, str):
+                message = f"unknown path or endpoint ({message})" if status == 404 else message
+            raise ProviderRequestError(VENUE, instrument, status, code, str(message), request=request)
+        if status >= 400:
+            raise ProviderRequestError(VENUE, instrument, status, None, status_detail(response), request=request)
+        if payload is None:
+            decode_json(response, ctx)  # raises ProviderDataError naming the request
+        return payload, ctx
+
+    async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        if end <= start:
+            return finish_trades([])
+        start_us = to_us(start)
+        params: dict[str, Any] = {"instId": instrument, "type": "2", "after": str(ceil_ms(end)),
+                                  "limit": str(self.page_limit)}
+        frames: list[pl.DataFrame] = []
+        day = day_of(from_us(to_us(end) - 1))  # the first page holds the newest trades
+        while True:
+            body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
+            page = parse_history_trades(body, instrument, ctx, self.contract_values)
+            if page.height == 0:
+                break
+            frames.append(page)
+            oldest = to_us(page["ts"].min())
+            smallest = page["seq"].min()
+            if smallest is None or page["seq"].null_count():
+                raise ctx.error("history-trades page has non-numeric tradeIds: cannot page by tradeId")
+            if oldest < start_us:  # a short page is not trusted to mean "no more": only an empty one is
+                break
+            if params.get("type") == "1" and int(smallest) >= int(params["after"]):
+                raise ctx.error(f"history-trades page for after={params['after']} did not go back in tradeId")
+            day = day_of(from_us(oldest))
+            params = {"instId": instrument, "type": "1", "after": str(smallest), "limit": str(self.page_limit)}
+        return finish_trades(frames, start, end)
+
+    async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
+        if not 1 <= depth <= MAX_BOOK_DEPTH:
+            raise ValueError(f"OKX books depth: 1..{MAX_BOOK_DEPTH}")
+        body, ctx = await self._get("/api/v5/market/books", {"instId": instrument, "sz": str(depth)},
+                                    instrument=instrument, day=day_of(datetime.now().astimezone()))
+        return parse_books(body, instrument, ctx, self.contract_values).filter(pl.col("level") < depth)
+
+    async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        start_us = to_us(start)
+        after = ceil_ms(end)
+        frames: list[pl.DataFrame] = []
+        while after * 1000 > start_us:
+            params = {"instId": instrument, "bar": "1m", "after": str(after), "limit": str(self.page_limit)}
+            body, ctx = await self._get("/api/v5/market/history-candles", params, instrument=instrument,
+                                        day=day_of(from_us(after * 1000 - 1)))
+            data = body.get("data") if isinstance(body, dict) else body
+            page = parse_candles(body, instrument, ctx, self.contract_values)
+            if not data:
+                break
+            frames.append(page)
+            oldest_ms = min(integer(row[0], "candle ts", ctx) for row in data)
+            if oldest_ms >= after:
+                raise ctx.error(f"history-candles page for after={after} did not go back in time")
+            after = oldest_ms
+        return finish_bars(frames, start, end)
+
+
+__all__ = ["CONTRACT_VALUES", "ContractSizer", "OkxClient", "parse_books", "parse_candles", "parse_history_trades"]

@@ -1,0 +1,469 @@
+"""Tushare Pro client against the stocks replay server over real HTTP on loopback: units, time
+zones, newest-first paging, HTTP-200 error codes told apart by message, and the token's secrecy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+
+from marketdata_assets.lib.http import ApiError, RetryPolicy
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
+from marketdata_assets.lib.ticks.providers import (
+    ProviderBanned,
+    ProviderDataError,
+    ProviderPermissionError,
+    ProviderRequestError,
+)
+from marketdata_assets.lib.ticks.providers.tushare import (
+    DAILY_SCHEMA,
+    TushareClient,
+    TushareLimitReached,
+    TusharePermissionError,
+    TushareRateLimited,
+    TushareTokenError,
+    classify_error,
+    normalize_ts_code,
+    parse_daily,
+    parse_stk_mins,
+    token_from_env,
+    venue_of,
+)
+from marketdata_assets.replay.stocks import (
+    StocksReplayConfig,
+    StocksReplayServer,
+    tushare_day_limit_message,
+    tushare_minute_limit_message,
+)
+
+FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
+CHINA = ZoneInfo("Asia/Shanghai")
+UTC = timezone.utc
+TOKEN = "tok-3f9a1c-SECRET-never-print"
+WEEK = [date(2025, 6, 2) + timedelta(days=i) for i in range(5)]  # Mon..Fri
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def client(server: StocksReplayServer, token: str = TOKEN, **kwargs) -> TushareClient:
+    options = {"requests_per_minute": 60_000, "max_concurrency": 4, "retry": FAST}
+    options.update(kwargs)
+    return TushareClient(server.base_url, token, **options)
+
+
+def expected_minutes(server: StocksReplayServer, code: str, days) -> list[tuple]:
+    """Server truth → (ts UTC of the bar OPEN, open, high, low, close, volume, amount)."""
+    out = []
+    for day in days:
+        for _, label, o, c, h, lo, vol, amount in server.tushare_minutes(code, day):
+            end = datetime.strptime(label, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
+            out.append(((end - timedelta(minutes=1)).astimezone(UTC), o, h, lo, c, vol, amount))
+    return out
+
+
+def as_rows(frame: pl.DataFrame) -> list[tuple]:
+    return frame.select("ts", "open", "high", "low", "close", "volume", "amount").rows()
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing captured-format answers
+# --------------------------------------------------------------------------------------------
+
+STK_MINS_ANSWER = {
+    "request_id": "c2a0b1d4e5f6", "code": 0, "msg": "",
+    "data": {"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+             "items": [  # newest first, as the API sends them
+                 ["600000.SH", "2023-08-25 15:00:00", 7.14, 7.14, 7.14, 7.14, 608700.0, 4346118.0],
+                 ["600000.SH", "2023-08-25 14:59:00", 7.13, 7.13, 7.13, 7.13, 0.0, 0.0],
+                 ["600000.SH", "2023-08-25 14:58:00", 7.13, 7.13, 7.13, 7.13, 0.0, 0.0],
+                 ["600000.SH", "2023-08-25 14:57:00", 7.13, 7.13, 7.14, 7.13, 126900.0, 905578.0],
+                 ["600000.SH", "2023-08-25 13:01:00", None, None, None, None, None, None],
+                 ["600000.SH", "2023-08-25 11:30:00", 7.12, 7.12, 7.13, 7.12, 33000.0, None],
+                 ["600000.SH", "2023-08-25 09:31:00", 7.11, 7.12, 7.12, 7.10, 413500.0, 2941029.0],
+                 ["600000.SH", "2023-08-25 09:30:00", 7.11, 7.11, 7.11, 7.11, 288300.0, 2049813.0],
+             ], "has_more": False, "count": -1}}
+
+
+def test_stk_mins_units_beijing_to_utc_bar_open_and_oldest_first():
+    parsed = parse_stk_mins(STK_MINS_ANSWER, instrument="600000.SH")
+    frame = parsed.frame
+    assert frame.schema == pl.Schema(BARS_SCHEMA)
+    # trade_time is the bar END in China time: ts = label - 1 minute, in UTC (UTC+8, no DST)
+    assert frame["ts"].to_list() == [
+        datetime(2023, 8, 25, 1, 29, tzinfo=UTC),   # 09:30 auction bar
+        datetime(2023, 8, 25, 1, 30, tzinfo=UTC),   # 09:31
+        datetime(2023, 8, 25, 6, 56, tzinfo=UTC),   # 14:57
+        datetime(2023, 8, 25, 6, 57, tzinfo=UTC),   # 14:58, zero volume, kept
+        datetime(2023, 8, 25, 6, 58, tzinfo=UTC),   # 14:59, zero volume, kept
+        datetime(2023, 8, 25, 6, 59, tzinfo=UTC),   # 15:00 closing auction
+    ]
+    first = frame.row(1, named=True)
+    assert (first["open"], first["high"], first["low"], first["close"]) == (7.11, 7.12, 7.10, 7.12)
+    assert first["volume"] == 413500.0 and first["amount"] == 2941029.0  # shares, yuan: as sent
+    assert frame.filter(pl.col("volume") == 0).height == 2
+    assert set(frame["venue"]) == {"SSE"} and set(frame["instrument"]) == {"600000.SH"}
+    assert frame["trades"].null_count() == frame.height
+    assert (parsed.null_rows, parsed.partial_rows, parsed.received) == (1, 1, 8)
+    assert parsed.oldest == datetime(2023, 8, 25, 9, 30)
+
+
+def test_stk_mins_start_label_option_keeps_the_label():
+    frame = parse_stk_mins(STK_MINS_ANSWER, bar_label="start").frame
+    assert frame["ts"][0] == datetime(2023, 8, 25, 1, 30, tzinfo=UTC)
+
+
+def test_stk_mins_fields_in_any_order_and_without_ts_code():
+    answer = {"code": 0, "msg": "", "data": {"fields": ["amount", "vol", "low", "high", "close", "open", "trade_time"],
+                                             "items": [[1000.5, 100.0, 9.9, 10.1, 10.0, 10.05, "2025-06-05 10:00:00"]]}}
+    frame = parse_stk_mins(answer, instrument="000001.SZ").frame
+    assert frame.row(0, named=True) == {
+        "ts": datetime(2025, 6, 5, 1, 59, tzinfo=UTC), "venue": "SZSE", "instrument": "000001.SZ", "open": 10.05,
+        "high": 10.1, "low": 9.9, "close": 10.0, "volume": 100.0, "amount": 1000.5, "trades": None}
+
+
+@pytest.mark.parametrize("bad, what", [
+    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol"], "items": []}, "amount"),
+    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+      "items": [["600000.SH", "2025-06-05 10:00:00", "7.1x", 7.1, 7.1, 7.1, 100.0, 710.0]]}, "non-numeric open"),
+    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+      "items": [["600000.SH", "05/06/2025 10:00", 7.1, 7.1, 7.1, 7.1, 100.0, 710.0]]}, "trade_time"),
+    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+      "items": [["600036.SH", "2025-06-05 10:00:00", 7.1, 7.1, 7.1, 7.1, 100.0, 710.0]]}, "600036.SH"),
+])
+def test_stk_mins_malformed_answers_name_the_instrument(bad, what):
+    with pytest.raises(ProviderDataError) as error:
+        parse_stk_mins({"code": 0, "msg": "", "data": bad}, instrument="600000.SH")
+    assert what in str(error.value) and "600000.SH" in str(error.value) and error.value.instrument == "600000.SH"
+
+
+def test_daily_lots_to_shares_and_thousands_to_yuan():
+    answer = {"request_id": "x", "code": 0, "msg": "", "data": {
+        "fields": ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "change", "pct_chg",
+                   "vol", "amount"],
+        "items": [["000001.SZ", "20180718", 8.75, 8.85, 8.69, 8.70, 8.72, -0.02, -0.23, 525152.77, 460697.377],
+                  ["000001.SZ", "20180717", 8.74, 8.75, 8.66, 8.72, 8.73, -0.01, -0.11, 375356.33, 326396.994]],
+        "has_more": False, "count": -1}}
+    parsed = parse_daily(answer, instrument="000001.SZ")
+    frame = parsed.frame
+    assert frame.schema == pl.Schema(DAILY_SCHEMA)
+    assert frame["day"].to_list() == [date(2018, 7, 17), date(2018, 7, 18)]  # oldest first
+    last = frame.row(1, named=True)
+    assert last["volume"] == 52515277.0  # 525152.77 lots × 100 shares
+    assert last["amount"] == 460697377.0  # 460697.377 thousand yuan × 1000, no binary noise
+    assert (last["venue"], last["pre_close"], last["close"]) == ("SZSE", 8.72, 8.70)
+
+
+@pytest.mark.parametrize("code, msg, kind", [
+    (40203, "抱歉，您每分钟最多访问该接口200次，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
+     "rate_minute"),
+    (40203, "抱歉，您每小时最多访问该接口1次，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
+     "rate_hour"),
+    (40203, "抱歉，您每天最多访问该接口2次，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
+     "rate_day"),
+    (40203, "抱歉，您没有访问该接口的权限，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
+     "permission"),
+    (40203, "抱歉，您没有权限访问该接口，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
+     "permission"),
+    (40101, "您的token不对，请确认。", "token"),
+    (2002, "权限不足", "permission"),
+    ("0", "", "ok"),
+    (-2001, "参数错误", "other"),
+])
+def test_error_codes_are_told_apart_by_message(code, msg, kind):
+    assert classify_error(code, msg) == kind
+
+
+def test_rate_limit_answer_raises_for_a_parser_caller():
+    with pytest.raises(TushareRateLimited):
+        parse_stk_mins({"code": 40203, "msg": tushare_minute_limit_message(200), "data": None})
+
+
+def test_venues_and_token_from_env():
+    assert [venue_of(c) for c in ("600000.SH", "000001.SZ", "830799.BJ")] == ["SSE", "SZSE", "BSE"]
+    assert normalize_ts_code("sh600000") == "600000.SH" and normalize_ts_code("000001.XSHE") == "000001.SZ"
+    with pytest.raises(ValueError):
+        venue_of("AAPL")
+    assert token_from_env({"TUSHARE_TOKEN": " abc "}) == "abc"
+    from_env = TushareClient.from_env("http://127.0.0.1:9", {"TUSHARE_TOKEN": "abc"})
+    assert "abc" not in repr(from_env)
+    run(from_env.aclose())
+    with pytest.raises(TushareTokenError) as error:
+        token_from_env({})
+    assert "TUSHARE_TOKEN" in str(error.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Against the replay server
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path_style", ["dataapi", "root"])
+def test_minute_bars_equal_the_servers_ground_truth(path_style):
+    with StocksReplayServer() as server:
+        async def go():
+            async with client(server, path_style=path_style) as ts:
+                return (await ts.minute_bars("600000.SH", WEEK[0], WEEK[-1]),
+                        await ts.minute_bars("000001.SZ", WEEK[2]))
+
+        sh, sz = run(go())
+        paths = {(e["api"], e["path"]) for e in server.requests_for("tushare")}
+    assert paths == {("stk_mins", "/dataapi/stk_mins" if path_style == "dataapi" else "/")}
+    assert sh.height == 5 * 241 and sz.height == 241
+    assert as_rows(sh) == expected_minutes(server, "600000.SH", WEEK)
+    assert as_rows(sz) == expected_minutes(server, "000001.SZ", [WEEK[2]])
+    assert set(sz["venue"]) == {"SZSE"} and sh.schema == pl.Schema(BARS_SCHEMA)
+    day = sh.filter(pl.col("ts").dt.convert_time_zone("Asia/Shanghai").dt.date() == WEEK[0])
+    local = day["ts"].dt.convert_time_zone("Asia/Shanghai").dt.strftime("%H:%M").to_list()
+    assert local[0] == "09:29" and local[1] == "09:30" and local[-1] == "14:59"  # bar opens
+    assert "11:30" not in local and "12:59" not in local and local.count("13:00") == 1
+    zero = day.filter(pl.col("volume") == 0)["ts"].dt.convert_time_zone("Asia/Shanghai").dt.strftime("%H:%M")
+    assert zero.to_list() == ["14:57", "14:58"]  # the bars Tushare labels 14:58 and 14:59
+
+
+@pytest.mark.parametrize("server_limit, client_limit, window_days, days", [
+    (8000, 8000, 60, (date(2025, 3, 3), date(2025, 5, 30))),  # 44 trading days in a window: > 8000 rows
+    (1000, 1000, 30, (date(2025, 6, 2), date(2025, 6, 13))),  # pages that cut days in the middle
+])
+def test_newest_first_paging_loses_and_repeats_nothing(server_limit, client_limit, window_days, days):
+    with StocksReplayServer(StocksReplayConfig(stk_mins_row_limit=server_limit)) as server:
+        async def go():
+            async with client(server, row_limit=client_limit, window_days=window_days) as ts:
+                frame = await ts.minute_bars("600519.SH", *days)
+                return frame, ts.quality["600519.SH"]
+
+        frame, quality = run(go())
+        requests = len(server.requests_for("tushare", "600519.SH"))
+    all_days = [days[0] + timedelta(days=i) for i in range((days[1] - days[0]).days + 1)]
+    truth = expected_minutes(server, "600519.SH", all_days)
+    assert len(truth) > server_limit
+    assert as_rows(frame) == truth
+    assert frame["ts"].is_unique().all() and frame["ts"].is_sorted()
+    windows = math.ceil(len(all_days) / window_days)
+    assert requests > windows  # at least one window was paged
+    assert quality["duplicates"] == 0 and quality["rows"] == len(truth)
+
+
+def test_daily_bars_units_against_truth_and_minutes():
+    with StocksReplayServer() as server:
+        async def go():
+            async with client(server) as ts:
+                return await ts.daily_bars("600000.SH", WEEK[0], WEEK[-1]), await ts.minute_bars("600000.SH", WEEK[1])
+
+        daily, minutes = run(go())
+    assert daily["day"].to_list() == WEEK
+    row = daily.row(1, named=True)
+    truth = server.tushare_daily("600000.SH", WEEK[1])
+    assert row["volume"] == round(truth[9] * 100, 4) == minutes["volume"].sum()  # lots → shares
+    assert row["amount"] == round(truth[10] * 1000, 3)  # thousands of yuan → yuan
+    assert abs(row["amount"] - minutes["amount"].sum()) <= 0.5  # the API rounds to whole yuan
+    assert (row["open"], row["close"]) == (minutes["open"][0], minutes["close"][-1])
+    assert daily["pre_close"][1] == daily["close"][0]
+
+
+def test_bars_1m_is_half_open_in_utc():
+    with StocksReplayServer() as server:
+        async def go():
+            async with client(server) as ts:
+                return await ts.bars_1m("600000.SH", datetime(2025, 6, 3, 1, 30, tzinfo=UTC),
+                                        datetime(2025, 6, 3, 1, 40, tzinfo=UTC))
+
+        frame = run(go())
+    assert frame["ts"].to_list() == [datetime(2025, 6, 3, 1, 30 + i, tzinfo=UTC) for i in range(10)]
+
+
+def test_per_minute_limit_waits_for_the_next_window_then_succeeds():
+    window = 1.0
+    config = StocksReplayConfig(tushare_minute_limit=3, limit_window_s=window)
+    with StocksReplayServer(config) as server:
+        async def go():
+            sends: list[tuple[float, float, bool]] = []  # (sent, answered, refused), client side
+            async with client(server, limit_window_s=window) as ts:
+                original = ts.http.request
+
+                async def recording(*args, **kwargs):
+                    sent = time.time()
+                    response = await original(*args, **kwargs)
+                    sends.append((sent, time.time(), b'"code":40203' in response.content))
+                    return response
+
+                ts.http.request = recording
+                started = time.monotonic()
+                frames = await asyncio.gather(*(ts.daily_bars("600000.SH", d) for d in WEEK + WEEK[:3]))
+                return frames, time.monotonic() - started, ts.stats, ts.limit_waits, sends
+
+        frames, elapsed, stats, waits, sends = run(go())
+        log = server.requests_for("tushare")
+    assert [f["day"].to_list() for f in frames] == [[d] for d in WEEK + WEEK[:3]]
+    refused = [e for e in log if e["code"] == 40203]
+    accepted = [e for e in log if e["code"] == 0]
+    assert len(accepted) == 8 and refused and stats.rate_limited == len(refused) == waits
+    assert elapsed >= window  # 8 calls at 3 per window need three windows
+    for _, answered, was_refused in sends:  # once told, nobody sends before the next window
+        if was_refused:
+            boundary = (math.floor(answered / window) + 1) * window
+            later = [sent for sent, _, _ in sends if sent > answered + 0.01]
+            assert not later or min(later) >= boundary
+    per_window: dict[int, int] = {}
+    for entry in accepted:
+        per_window[int(entry["wall"] // window)] = per_window.get(int(entry["wall"] // window), 0) + 1
+    assert max(per_window.values()) <= 3
+
+
+def test_per_minute_limit_that_never_clears_gives_up_clearly():
+    with StocksReplayServer(StocksReplayConfig(tushare_minute_limit=0, limit_window_s=0.2)) as server:
+        async def go():
+            async with client(server, limit_window_s=0.2, max_limit_waits=2) as ts:
+                await ts.minute_bars("600000.SH", WEEK[0])
+
+        with pytest.raises(TushareLimitReached) as error:
+            run(go())
+    assert "per-minute" in str(error.value) and "每分钟" in str(error.value)
+    assert len(server.requests_for("tushare")) == 3
+
+
+def test_daily_quota_stops_that_api_without_retrying():
+    config = StocksReplayConfig(tushare_day_limit=2)
+    with StocksReplayServer(config) as server:
+        async def go():
+            async with client(server) as ts:
+                await ts.minute_bars("600000.SH", WEEK[0])
+                await ts.minute_bars("600000.SH", WEEK[1])
+                errors = []
+                for day in WEEK[2:4]:
+                    try:
+                        await ts.minute_bars("600000.SH", day)
+                    except ProviderBanned as error:
+                        errors.append(error)
+                daily = await ts.daily_bars("600000.SH", WEEK[0])  # another API: its own quota
+                return errors, daily
+
+        errors, daily = run(go())
+        stk = [e for e in server.requests_for("tushare") if e["api"] == "stk_mins"]
+    assert len(errors) == 2 and all(isinstance(e, TushareLimitReached) for e in errors)
+    assert "daily quota of 'stk_mins'" in str(errors[0]) and tushare_day_limit_message(2) in str(errors[0])
+    assert errors[0].until is not None
+    assert len(stk) == 3  # the 4th call failed without a request
+    assert daily.height == 1
+
+
+def test_permission_40203_is_not_a_rate_limit_and_is_not_retried():
+    with StocksReplayServer() as server:
+        server.add_fault("tushare_permission", api="stk_mins")
+
+        async def go():
+            async with client(server) as ts:
+                with pytest.raises(ProviderPermissionError) as first:
+                    await ts.minute_bars("600000.SH", WEEK[0])
+                with pytest.raises(TusharePermissionError):
+                    await ts.minute_bars("000001.SZ", WEEK[0])
+                return first.value, await ts.daily_bars("600000.SH", WEEK[0]), ts.stats
+
+        error, daily, stats = run(go())
+    assert isinstance(error, TusharePermissionError) and "没有访问该接口的权限" in str(error)
+    assert "stk_mins" in str(error) and stats.rate_limited == 0
+    assert len([e for e in server.requests_for("tushare") if e["api"] == "stk_mins"]) == 1
+    assert daily.height == 1
+
+
+def test_code_2002_is_a_permission_error_and_other_codes_are_request_errors():
+    with StocksReplayServer() as server:
+        server.add_fault("tushare_error", api="daily", code=2002, message="您没有该接口的访问权限")
+        server.add_fault("tushare_error", api="stk_mins", symbols=["000001.SZ"], code=-2001, message="参数错误")
+
+        async def go():
+            async with client(server) as ts:
+                with pytest.raises(TusharePermissionError):
+                    await ts.daily_bars("600000.SH", WEEK[0])
+                with pytest.raises(ProviderRequestError) as other:
+                    await ts.minute_bars("000001.SZ", WEEK[0])
+                return other.value, await ts.minute_bars("600000.SH", WEEK[0])
+
+        other, ok = run(go())
+    assert other.instrument == "000001.SZ" and "参数错误" in str(other) and ok.height == 241
+
+
+def test_bad_token_stops_the_client_and_the_token_never_shows(caplog):
+    caplog.set_level(logging.DEBUG)
+    config = StocksReplayConfig(tushare_tokens=["the-right-token"])
+    with StocksReplayServer(config) as server:
+        async def go():
+            async with client(server) as ts:
+                with pytest.raises(TushareTokenError) as first:
+                    await ts.minute_bars("600000.SH", WEEK[0])
+                with pytest.raises(TushareTokenError) as second:
+                    await ts.daily_bars("600000.SH", WEEK[0])
+                return first.value, second.value, repr(ts), str(ts)
+
+        first, second, representation, text = run(go())
+    assert isinstance(first, ProviderPermissionError) and "40101" in str(first) and "TUSHARE_TOKEN" in str(first)
+    assert len(server.requests_for("tushare")) == 1
+    for shown in (str(first), repr(first), str(second), representation, text, caplog.text):
+        assert TOKEN not in shown
+    assert "token='***'" in representation
+
+
+def test_token_never_in_logs_or_errors_across_faults(caplog):
+    caplog.set_level(logging.DEBUG)  # httpx/httpcore debug logging included
+    config = StocksReplayConfig(tushare_minute_limit=2, limit_window_s=0.3)
+    with StocksReplayServer(config) as server:
+        server.add_fault("http_error", symbols=["600036.SH"], status=503)
+        server.add_fault("malformed_json", symbols=["601398.SH"])
+        server.add_fault("non_numeric", symbols=["000001.SZ"], field="vol", value="1,000")
+
+        async def go():
+            errors = []
+            async with client(server, limit_window_s=0.3) as ts:
+                for code in ("600000.SH", "600036.SH", "601398.SH", "000001.SZ"):
+                    try:
+                        await ts.minute_bars(code, WEEK[0])
+                    except Exception as error:  # noqa: BLE001
+                        errors.append(error)
+                return errors, ts.stats
+
+        errors, stats = run(go())
+    assert [type(e).__name__ for e in errors] == ["ApiError", "TushareResponseError", "TushareResponseError"]
+    assert stats.rate_limited >= 1 and stats.server_errors >= 1
+    assert "HTTP Request: POST" in caplog.text  # httpx did log every request
+    for shown in [caplog.text] + [str(e) for e in errors] + [repr(e) for e in errors]:
+        assert TOKEN not in shown
+
+
+def test_per_symbol_isolation_with_parallel_workers():
+    """Seed 003: symbols processed in parallel under a --workers semaphore; one symbol's failure
+    doesn't affect the others ("Successful: 3/6")."""
+    symbols = ["600000.SH", "000001.SZ", "600036.SH", "601398.SH", "600519.SH", "830799.BJ"]
+    with StocksReplayServer() as server:
+        server.add_fault("non_numeric", symbols=["000001.SZ"], field="close", value="--")
+        server.add_fault("missing_field", symbols=["600036.SH"], field="amount")
+        server.add_fault("malformed_json", symbols=["601398.SH"])
+        server.add_fault("http_error", symbols=["600519.SH"], status=502, times=2)  # recovers
+        server.add_fault("http_error", symbols=["830799.BJ"], status=500)  # never recovers
+
+        async def go():
+            workers = asyncio.Semaphore(3)
+            async with client(server) as ts:
+                async def one(code):
+                    async with workers:
+                        try:
+                            return code, await ts.minute_bars(code, WEEK[0], WEEK[1])
+                        except (ProviderDataError, ApiError) as error:
+                            return code, error
+
+                return dict(await asyncio.gather(*(one(c) for c in symbols)))
+
+        results = run(go())
+    ok = {c for c, r in results.items() if isinstance(r, pl.DataFrame)}
+    assert ok == {"600000.SH", "600519.SH"}
+    assert f"Successful: {len(ok)}/{len(symbols)}" == "Successful: 2/6"
+    assert as_rows(results["600519.SH"]) == expected_minutes(server, "600519.SH", WEEK[:2])
+    assert "'--'" in str(results["000001.SZ"]) and results["000001.SZ"].instrument == "000001.SZ"
+    assert "'amount'" in str(results["600036.SH"]) and "600036.SH" in str(results["600036.SH"])
+    assert "not valid JSON" in str(results["601398.SH"])
+    assert isinstance(results["830799.BJ"], ApiError) and results["830799.BJ"].status == 500

@@ -1,0 +1,354 @@
+"""Yahoo Finance chart v8 client against the stocks replay server over real HTTP on loopback: minor
+currency units, float32 noise, nulls, 7-day chunks, plain-text 429s and per-symbol errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import httpx
+import polars as pl
+import pytest
+
+from marketdata_assets.lib.http import ApiError, RetryPolicy
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
+from marketdata_assets.lib.ticks.providers import ProviderDataError, ProviderRequestError
+from marketdata_assets.lib.ticks.providers.yahoo import (
+    ChartData,
+    YahooChartClient,
+    YahooRequestError,
+    YahooSymbolNotFound,
+    denoise_float32,
+    normalize_currency,
+    parse_chart,
+)
+from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer, float32
+
+FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
+UTC = timezone.utc
+NOW = datetime(2025, 6, 14, 12, 0, tzinfo=UTC).timestamp()  # a Saturday
+WEEK = (date(2025, 6, 2), date(2025, 6, 6))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def server_config(**kwargs) -> StocksReplayConfig:
+    return StocksReplayConfig(now=NOW, **kwargs)
+
+
+def client(server: StocksReplayServer, **kwargs) -> YahooChartClient:
+    options = {"requests_per_minute": 60_000, "retry": FAST, "clock": lambda: NOW}
+    options.update(kwargs)
+    return YahooChartClient(server.base_url, **options)
+
+
+def expected(server: StocksReplayServer, symbol: str, first: date, last: date, divisor: int = 1):
+    """Server truth → (kept rows as (ts, o, h, l, c, volume), null minutes, partial rows)."""
+    rows, empty, partial = [], 0, 0
+    day = first
+    while day <= last:
+        for ts, o, h, lo, c, vol, kind, _ in server.yahoo_rows(symbol, day):
+            if kind == "empty":
+                empty += 1
+            elif kind == "partial":
+                partial += 1
+            else:
+                scale = (lambda v: round(v / divisor, 4)) if divisor != 1 else (lambda v: v)
+                rows.append((datetime.fromtimestamp(ts, UTC), scale(o), scale(h), scale(lo), scale(c), float(vol)))
+        day += timedelta(days=1)
+    return rows, empty, partial
+
+
+def as_rows(frame: pl.DataFrame) -> list[tuple]:
+    return frame.select("ts", "open", "high", "low", "close", "volume").rows()
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing captured-format answers
+# --------------------------------------------------------------------------------------------
+
+LSE_ANSWER = {"chart": {"result": [{
+    "meta": {"currency": "GBp", "symbol": "VOD.L", "exchangeName": "LSE", "fullExchangeName": "LSE",
+             "instrumentType": "EQUITY", "firstTradeDate": 567585000, "regularMarketTime": 1749225599,
+             "hasPrePostMarketData": False, "gmtoffset": 3600, "timezone": "BST",
+             "exchangeTimezoneName": "Europe/London", "regularMarketPrice": 71.24, "chartPreviousClose": 71.0,
+             "priceHint": 2, "currentTradingPeriod": {"regular": {"timezone": "BST", "start": 1749193200,
+                                                                  "end": 1749223800, "gmtoffset": 3600}},
+             "dataGranularity": "1m",  # no "range": it is absent for period1/period2 requests
+             "tradingPeriods": [[{"timezone": "BST", "start": 1749193200, "end": 1749223800, "gmtoffset": 3600}]],
+             "validRanges": ["1d", "5d"]},
+    "timestamp": [1749193200, 1749193260, 1749193320, 1749193380, 1749193440],
+    "indicators": {"quote": [{
+        "open": [71.0, 101.19999694824219, None, 71.23999786376953, 71.5],
+        "high": [71.30000305175781, 101.4000015258789, None, 71.30000305175781, 71.5999984741211],
+        "low": [70.9000015258789, 101.0, None, 71.19999694824219, None],
+        "close": [71.19999694824219, 101.19999694824219, None, 71.23999786376953, 71.5],
+        "volume": [0, 15234, None, 8811, 120],
+    }]}}], "error": None}}
+
+
+def test_gbp_pence_float32_noise_and_nulls():
+    data = parse_chart(LSE_ANSWER, "VOD.L")
+    frame = data.frame
+    assert frame.schema == pl.Schema(BARS_SCHEMA)
+    assert (data.currency, data.quote_currency, data.price_divisor, data.exchange) == ("GBP", "GBp", 100, "LSE")
+    assert (data.null_minutes, data.partial_rows) == (1, 1)  # the whole null minute, the row without a low
+    assert frame["ts"].to_list() == [datetime.fromtimestamp(t, UTC) for t in (1749193200, 1749193260, 1749193380)]
+    assert frame.row(1, named=True) | {"amount": None} == {
+        "ts": datetime(2025, 6, 6, 7, 1, tzinfo=UTC), "venue": "LSE", "instrument": "VOD.L",
+        "open": 1.012, "high": 1.014, "low": 1.01, "close": 1.012, "volume": 15234.0, "amount": None,
+        "trades": None}
+    assert frame["open"][2] == 0.7124 and frame["high"][0] == 0.713
+    # no turnover from Yahoo: volume × typical price, in pounds
+    assert frame["amount"][1] == pytest.approx(15234 * (1.014 + 1.01 + 1.012) / 3)
+    assert frame["amount"][0] == 0.0
+
+
+@pytest.mark.parametrize("raw, clean", [
+    (101.19999694824219, 101.2), (71.23999786376953, 71.24), (0.30000001192092896, 0.3),
+    (1.5, 1.5), (2243.969970703125, 2243.97), (0.1, 0.1), (123.4567891, 123.4567891), (7.0, 7.0),
+])
+def test_float32_noise_is_removed_only_when_it_is_float32_noise(raw, clean):
+    assert denoise_float32(raw)[0] == clean
+
+
+@pytest.mark.parametrize("currency, normalized", [("GBp", ("GBP", 100)), ("GBX", ("GBP", 100)),
+                                                  ("ZAc", ("ZAR", 100)), ("ILA", ("ILS", 100)),
+                                                  ("KWF", ("KWD", 1000)), ("GBP", ("GBP", 1)), ("USD", ("USD", 1))])
+def test_minor_currency_units(currency, normalized):
+    assert normalize_currency(currency) == normalized
+
+
+def test_missing_timestamp_is_an_empty_frame():
+    answer = {"chart": {"result": [{"meta": {"currency": "USD", "symbol": "AAPL", "exchangeName": "NMS",
+                                             "exchangeTimezoneName": "America/New_York", "range": "1d"},
+                                    "indicators": {"quote": [{}]}}], "error": None}}
+    data = parse_chart(json.dumps(answer), "AAPL")
+    assert data.frame.height == 0 and data.frame.schema == pl.Schema(BARS_SCHEMA)
+    assert (data.currency, data.exchange) == ("USD", "NMS")
+
+
+def test_live_row_stamped_mid_minute_is_floored_and_not_doubled():
+    answer = json.loads(json.dumps(LSE_ANSWER))
+    result = answer["chart"]["result"][0]
+    result["timestamp"] += [1749193457, 1749193517]  # the live bar: 07:04:17 (minute taken) and 07:05:17
+    for name, values in result["indicators"]["quote"][0].items():
+        values += [71.5, 71.5] if name != "volume" else [5, 7]
+    data = parse_chart(answer, "VOD.L")
+    assert data.off_minute == 2 and data.duplicates == 0  # 07:04 already dropped as partial
+    assert data.frame["ts"][-1] == datetime(2025, 6, 6, 7, 5, tzinfo=UTC)
+    assert data.frame["ts"].is_unique().all()
+
+
+@pytest.mark.parametrize("payload, error_type, words", [
+    ({"chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}},
+     YahooSymbolNotFound, "delisted"),
+    ({"chart": {"result": None, "error": {"code": "Bad Request", "description": "Invalid input - start date cannot be "
+                                                                                 "after end date."}}},
+     YahooRequestError, "Bad Request"),
+])
+def test_error_payloads(payload, error_type, words):
+    with pytest.raises(error_type) as error:
+        parse_chart(payload, "DEAD.L")
+    assert words in str(error.value) and "DEAD.L" in str(error.value)
+    assert isinstance(error.value, ProviderRequestError)
+
+
+def test_non_numeric_and_missing_quote_fields_are_data_errors():
+    answer = json.loads(json.dumps(LSE_ANSWER))
+    answer["chart"]["result"][0]["indicators"]["quote"][0]["close"][0] = "71.2"
+    with pytest.raises(ProviderDataError, match="non-numeric close"):
+        parse_chart(answer, "VOD.L")
+    del answer["chart"]["result"][0]["indicators"]["quote"][0]["close"]
+    with pytest.raises(ProviderDataError, match="no 'close' list") as error:
+        parse_chart(answer, "VOD.L")
+    assert error.value.instrument == "VOD.L"
+
+
+# --------------------------------------------------------------------------------------------
+# Against the replay server
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("symbol, venue, currency, divisor, tz", [
+    ("VOD.L", "LSE", "GBP", 100, "Europe/London"),
+    ("AAPL", "NMS", "USD", 1, "America/New_York"),
+    ("NPN.JO", "JNB", "ZAR", 100, "Africa/Johannesburg"),
+    ("TEVA.TA", "TLV", "ILS", 100, "Asia/Jerusalem"),
+])
+def test_minute_bars_equal_the_servers_ground_truth(symbol, venue, currency, divisor, tz):
+    with StocksReplayServer(server_config()) as server:
+        async def go():
+            async with client(server) as yahoo:
+                return await yahoo.minute_bars(symbol, *WEEK), yahoo.quality[symbol], yahoo.instruments[symbol]
+
+        frame, quality, info = run(go())
+    rows, empty, partial = expected(server, symbol, *WEEK, divisor=divisor)
+    assert as_rows(frame) == rows
+    assert (quality["null_minutes"], quality["partial_rows"]) == (empty, partial) and empty and partial
+    assert set(frame["venue"]) == {venue} and set(frame["instrument"]) == {symbol}
+    assert (info["currency"], info["price_divisor"], info["timezone"]) == (currency, divisor, tz)
+    local_days = frame["ts"].dt.convert_time_zone(tz).dt.date().unique().sort().to_list()
+    assert local_days == [WEEK[0] + timedelta(days=i) for i in range(5)]
+    assert frame["amount"].null_count() == 0 and frame["trades"].null_count() == frame.height
+
+
+def test_long_windows_are_cut_into_seven_day_requests():
+    with StocksReplayServer(server_config()) as server:
+        async def go():
+            async with client(server) as yahoo:
+                return await yahoo.bars_1m("AAPL", datetime(2025, 5, 19, tzinfo=UTC),
+                                           datetime(2025, 6, 14, tzinfo=UTC))
+
+        frame = run(go())
+        requests = server.requests_for("yahoo", "AAPL")
+    assert len(requests) == 4 and all(r["status"] == 200 for r in requests)  # 26 days, <= 7 each
+    rows, _, _ = expected(server, "AAPL", date(2025, 5, 19), date(2025, 6, 13))
+    assert as_rows(frame) == rows  # chunk edges neither lose nor repeat a bar
+
+
+def test_the_30_day_horizon_clips_or_refuses_without_a_request():
+    with StocksReplayServer(server_config()) as server:
+        async def go():
+            async with client(server) as yahoo:
+                edge = await yahoo.minute_bars("AAPL", date(2025, 5, 16))  # padding clipped quietly
+                assert edge.height > 0 and not yahoo.quality["AAPL"]["clipped_windows"]
+                frame = await yahoo.bars_1m("AAPL", datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC))
+                with pytest.raises(ProviderDataError, match="last 30 days") as error:
+                    await yahoo.minute_bars("AAPL", date(2025, 4, 1), date(2025, 4, 30))
+                return frame, yahoo.quality["AAPL"], error.value
+
+        frame, quality, error = run(go())
+    assert quality["clipped_windows"] == 1 and frame.height > 0
+    assert frame["ts"].min() >= datetime.fromtimestamp(NOW - 30 * 86400, UTC)
+    assert error.instrument == "AAPL" and error.day == date(2025, 4, 1)
+    assert all(r["status"] == 200 for r in server.requests_for("yahoo"))  # the server's 422 never came
+
+
+@pytest.mark.parametrize("body", ["Too Many Requests", "Edge: Too Many Requests"])
+def test_plain_text_429_is_retried_not_parsed(body):
+    with StocksReplayServer(server_config()) as server:
+        server.add_fault("too_many_requests", symbols=["VOD.L"], times=2, body=body)
+
+        async def go():
+            async with client(server) as yahoo:
+                return await yahoo.minute_bars("VOD.L", WEEK[0]), yahoo.stats
+
+        frame, stats = run(go())
+    assert frame.height > 400 and (stats.rate_limited, stats.retries) == (2, 2)
+    assert [r["status"] for r in server.requests_for("yahoo")] == [429, 429, 200]
+
+
+def test_429_that_never_ends_fails_with_the_shared_api_error():
+    with StocksReplayServer(server_config()) as server:
+        server.add_fault("too_many_requests", body="Edge: Too Many Requests")
+
+        async def go():
+            async with client(server) as yahoo:
+                await yahoo.minute_bars("AAPL", WEEK[0])
+
+        with pytest.raises(ApiError) as error:
+            run(go())
+    assert error.value.status == 429 and "Edge: Too Many Requests" in str(error.value)
+
+
+def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
+    symbols = ["VOD.L", "DEAD.L", "AAPL", "BAD", "GLITCH.L", "FLAKY"]
+    with StocksReplayServer(server_config()) as server:
+        server.add_fault("not_found", symbols=["DEAD.L"])
+        server.add_fault("bad_request", symbols=["BAD"], message="Invalid input - symbol BAD")
+        server.add_fault("non_numeric", symbols=["GLITCH.L"], field="close", value="n/a")
+        server.add_fault("http_error", symbols=["FLAKY"], status=503, times=2)
+
+        async def go():
+            workers = asyncio.Semaphore(2)
+            async with client(server) as yahoo:
+                async def one(symbol):
+                    async with workers:
+                        try:
+                            return symbol, await yahoo.minute_bars(symbol, WEEK[0])
+                        except (ProviderRequestError, ProviderDataError, ApiError) as error:
+                            return symbol, error
+
+                return dict(await asyncio.gather(*(one(s) for s in symbols)))
+
+        results = run(go())
+        dead_requests = server.requests_for("yahoo", "DEAD.L")
+    assert {s for s, r in results.items() if isinstance(r, pl.DataFrame)} == {"VOD.L", "AAPL", "FLAKY"}
+    dead = results["DEAD.L"]
+    assert isinstance(dead, YahooSymbolNotFound) and dead.status == 404 and dead.instrument == "DEAD.L"
+    assert "No data found, symbol may be delisted" in str(dead) and len(dead_requests) == 1
+    assert isinstance(results["BAD"], YahooRequestError) and results["BAD"].status == 400
+    assert isinstance(results["GLITCH.L"], ProviderDataError) and "'n/a'" in str(results["GLITCH.L"])
+
+
+def test_malformed_json_is_retried_then_a_data_error():
+    with StocksReplayServer(server_config()) as server:
+        server.add_fault("malformed_json", symbols=["VOD.L"], times=1)
+        server.add_fault("malformed_json", symbols=["AAPL"])
+        server.add_fault("missing_field", symbols=["SAP.DE"], field="volume")
+
+        async def go():
+            async with client(server) as yahoo:
+                ok = await yahoo.minute_bars("VOD.L", WEEK[0])
+                with pytest.raises(ProviderDataError, match="not valid JSON"):
+                    await yahoo.minute_bars("AAPL", WEEK[0])
+                with pytest.raises(ProviderDataError, match="no 'volume' list"):
+                    await yahoo.minute_bars("SAP.DE", WEEK[0])
+                return ok
+
+        ok = run(go())
+    assert ok.height > 400
+    assert len(server.requests_for("yahoo", "AAPL")) == 4  # 1 + max_retries
+
+
+def test_no_bars_in_the_window_is_empty_not_an_error():
+    with StocksReplayServer(server_config()) as server:
+        async def go():
+            async with client(server) as yahoo:
+                weekend = await yahoo.minute_bars("VOD.L", date(2025, 6, 7), date(2025, 6, 8))
+                raw = await yahoo.chart("VOD.L", int(datetime(2025, 6, 7, tzinfo=UTC).timestamp()),
+                                        int(datetime(2025, 6, 8, tzinfo=UTC).timestamp()))
+                return weekend, raw
+
+        weekend, raw = run(go())
+    assert weekend.height == 0 and weekend.schema == pl.Schema(BARS_SCHEMA)
+    assert isinstance(raw, ChartData) and raw.currency == "GBP" and "range" not in raw.meta
+
+
+def test_replay_sends_float32_noise_and_symbols_are_url_encoded():
+    assert float32(101.2) == 101.19999694824219
+    with StocksReplayServer(server_config()) as server:
+        async def go():
+            async with client(server) as yahoo:
+                return await yahoo.minute_bars("^FTSE.L", WEEK[0])
+
+        frame = run(go())
+    assert frame.height > 400 and set(frame["instrument"]) == {"^FTSE.L"} and set(frame["venue"]) == {"LSE"}
+    london = frame["ts"].dt.convert_time_zone("Europe/London").dt.strftime("%H:%M")
+    assert london.min() >= "08:00" and london.max() <= "16:29"  # the regular session, bar opens
+    assert server.requests_for("yahoo", "^FTSE.L")
+
+
+def test_faults_by_control_endpoint_latency_is_targeted():
+    with StocksReplayServer(server_config()) as server:
+        answer = httpx.post(f"{server.base_url}/_replay/faults",
+                            json={"add": [{"kind": "latency", "symbols": ["AAPL"], "seconds": 0.4, "times": 1}]})
+        assert answer.status_code == 200 and answer.json()["faults"][0]["kind"] == "latency"
+
+        async def go():
+            async with client(server) as yahoo:
+                timings = {}
+                for symbol in ("VOD.L", "AAPL"):
+                    started = asyncio.get_running_loop().time()
+                    await yahoo.minute_bars(symbol, WEEK[0])
+                    timings[symbol] = asyncio.get_running_loop().time() - started
+                return timings
+
+        timings = run(go())
+        truth = httpx.get(f"{server.base_url}/_replay/truth", params={"provider": "yahoo", "symbol": "VOD.L",
+                                                                      "day": "2025-06-02"}).json()
+    assert timings["AAPL"] >= 0.4 > timings["VOD.L"]
+    assert len(truth["items"]) == 510  # 08:00-16:30 London
