@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from marketdata_assets import settings
-from tests.bars import csv_fixtures as fx
+from marketdata_assets.replay import minute_csv as fx
 from tests.conftest import recreate_database
 
 DB = "marketdata_bars_test"

@@ -29,7 +29,7 @@ from marketdata_assets.lib.bars.copy_writer import (
     table_identifier,
 )
 from marketdata_assets.lib.bars.minute_csv import MINUTE_SCHEMA, read_minute_csv
-from tests.bars.csv_fixtures import make_bars, render, trading_days, write_text
+from marketdata_assets.replay.minute_csv import make_bars, render, trading_days, write_text
 
 COPY_TYPES = ["timestamp", "text", "text", "float8", "float8", "float8", "float8", "float8", "float8"]
 

@@ -17,7 +17,7 @@ from marketdata_assets.lib.bars.transforms import (
     moving_averages,
     pipeline,
 )
-from tests.bars.csv_fixtures import make_bars, trading_days
+from marketdata_assets.replay.minute_csv import make_bars, trading_days
 
 
 def bars(rows) -> pl.DataFrame:

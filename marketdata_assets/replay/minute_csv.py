@@ -1,4 +1,4 @@
-"""Realistic A-share 1-minute CSV files for tests, generated into tmp dirs (no data files committed).
+"""Realistic A-share 1-minute CSV files (replay data for `make run`, tests and benchmarks): generated, never committed.
 
 `make_bars` builds ground truth in the normalized schema (volume in shares, amount in yuan) with the
 real dirty patterns of docs/vendor-formats.md; `render` writes it in one of the stored layouts with a
