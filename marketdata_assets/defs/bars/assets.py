@@ -71,45 +71,61 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
         with loader.ddl_lock(conn):
             kline.ensure_minute_table(conn)
             loader.ensure_loader_tables(conn)
-        index = loader.index_landing_files(conn, root, profiles)
+        indexed, stale = loader.landing_index(conn, root)
 
-    quarantined = []
-    for rel, (_, error) in index.items():
-        if error:  # the whole file can't be read: out of the landing area, with the reason beside it
-            quarantine(root / rel, error, quarantine_root, relative_to=root)
-            quarantined.append({"file": rel, "reason": error})
-            context.log.warning(f"quarantined {rel}: {error}")
     wanted = set(months)
-    candidates = sorted(((root / rel, rel, sorted(wanted & set(file_months)))
-                         for rel, (file_months, error) in index.items() if not error and wanted & set(file_months)),
-                        key=lambda item: item[0].stat().st_size, reverse=True)
+    # Files indexed as they are now: only those with rows in the run's months. New or changed files:
+    # all, their months are learnt in the worker (small files parsed once for both).
+    work = [(root / rel, rel, None, sorted(wanted & set(file_months)))
+            for rel, (file_months, error) in indexed.items() if not error and wanted & set(file_months)]
+    work += [(path, rel, stat, None) for path, rel, stat in stale]
+    work.sort(key=lambda item: item[0].stat().st_size, reverse=True)  # largest first
     workers = 1 if capabilities.single_session else max(1, config.workers)
-    context.log.info(f"{len(candidates)} files touch {months[0]:%Y-%m}..{months[-1]:%Y-%m}; "
-                     f"{'binary COPY' if capabilities.copy_from_stdin else 'INSERT ... unnest'}, {workers} workers")
+    context.log.info(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} ({len(stale)} new or "
+                     f"changed); {'binary COPY' if capabilities.copy_from_stdin else 'INSERT ... unnest'}, "
+                     f"{workers} workers")
+    quarantined = []
 
-    def load(path: Path, rel: str, file_months: list[date]) -> loader.FileLoad:
-        sha = loader.file_sha256(path)
+    def load(path: Path, rel: str, stat, file_months) -> loader.FileLoad | None:
+        parsed = None
         with timescale.connection() as conn:
+            if file_months is None:
+                try:
+                    first, last, all_months, parsed = loader.file_span(path, profiles)
+                except CsvFileError as error:  # the whole file can't be read: out of the landing area
+                    loader.record_index(conn, rel, stat, None, None, [], str(error))
+                    quarantine(path, str(error), quarantine_root, relative_to=root)
+                    quarantined.append({"file": rel, "reason": str(error)})
+                    context.log.warning(f"quarantined {rel}: {error}")
+                    return None
+                loader.record_index(conn, rel, stat, first, last, all_months, None)
+                file_months = sorted(wanted & set(all_months))
+                if not file_months:
+                    return None
+            sha = loader.file_sha256(path)
             todo = loader.months_to_load(conn, rel, sha, file_months, config.force)
+            conn.commit()
             if not todo:
                 return loader.FileLoad(file=rel, size_bytes=path.stat().st_size,
                                        months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
-            conn.commit()
             return loader.load_file(conn, path, rel, todo, sha256=sha, use_copy=capabilities.copy_from_stdin,
-                                    run_id=context.run.run_id, reject_dir=quarantine_root / "rejects", profiles=profiles)
+                                    run_id=context.run.run_id, reject_dir=quarantine_root / "rejects",
+                                    profiles=profiles, parsed=parsed)
 
     results: list[loader.FileLoad] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(load, *candidate): candidate for candidate in candidates}
+        futures = {pool.submit(load, *item): item for item in work}
         for done, future in enumerate(as_completed(futures), start=1):
-            _, rel, file_months = futures[future]
+            _, rel, _, _ = futures[future]
             try:
                 outcome = future.result()
             except CsvFileError as error:  # found mid-file (e.g. undecodable bytes): nothing of it was kept
                 outcome = loader.FileLoad(file=rel, size_bytes=0, outcome="failed", error=str(error))
+            if outcome is None:
+                continue
             results.append(outcome)
             rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
-            context.log.info(f"[{done}/{len(candidates)}] {outcome.outcome} {rel}: {outcome.rows:,} rows, "
+            context.log.info(f"[{done}/{len(work)}] {outcome.outcome} {rel}: {outcome.rows:,} rows, "
                              f"{outcome.rejects} rejected{rate}")
 
     failed = [r for r in results if r.outcome == "failed"]
@@ -119,7 +135,7 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
     metadata = {
         "months": f"{months[0]:%Y-%m}..{months[-1]:%Y-%m}",
         "write_path": "binary COPY" if capabilities.copy_from_stdin else "INSERT ... SELECT FROM unnest",
-        "files_considered": len(candidates),
+        "files_considered": len(results),
         "files_loaded": len(loaded),
         "files_skipped": sum(r.outcome == "skipped" for r in results),
         "files_failed": len(failed),

@@ -33,7 +33,7 @@ from psycopg import errors, sql
 from marketdata_assets.lib.bars.copy_writer import insert_rows, table_identifier
 from marketdata_assets.lib.bars.csv_profiles import CsvProfile
 from marketdata_assets.lib.bars.kline import MINUTE_TABLE
-from marketdata_assets.lib.bars.minute_csv import CsvFileError, open_minute_csv, write_rejects
+from marketdata_assets.lib.bars.minute_csv import open_minute_csv, write_rejects
 from marketdata_assets.lib.bars.transforms import dedupe_bars
 
 ETL_METADATA_DDL = """
@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS minute_bar_landing_files (
     error       text,
     indexed_at  timestamptz NOT NULL DEFAULT now()
 )"""
+
+
+# Files up to this size are parsed once (batches kept between the span pass and the write).
+IN_MEMORY_BYTES = 256 << 20
 
 
 @dataclass
@@ -129,42 +133,76 @@ def landing_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def index_landing_files(conn: psycopg.Connection, root: Path, profiles: Optional[Sequence[CsvProfile]] = None
-                        ) -> dict[str, tuple[list[date], Optional[str]]]:
-    """{relative path: (months, error)} for every landing file, re-reading only new or changed files."""
-    files = landing_files(root)
+def landing_index(conn: psycopg.Connection, root: Path
+                  ) -> tuple[dict[str, tuple[list[date], Optional[str]]], list[tuple[Path, str, os.stat_result]]]:
+    """({relative path: (months, error)} of files indexed as they are now, [new or changed files]).
+    Entries of files gone from the landing area are dropped."""
     known = {row[0]: row[1:] for row in conn.execute(
         "SELECT source_file, size_bytes, mtime_ns, months, error FROM minute_bar_landing_files").fetchall()}
-    result: dict[str, tuple[list[date], Optional[str]]] = {}
-    for path in files:
+    current: dict[str, tuple[list[date], Optional[str]]] = {}
+    stale = []
+    for path in landing_files(root):
         rel = str(path.relative_to(root))
         stat = path.stat()
         cached = known.get(rel)
         if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
-            result[rel] = (list(cached[2]), cached[3])
-            continue
-        first = last = None
-        months: list[date] = []
-        error = None
-        try:
-            span = open_minute_csv(path, profiles).time_range()
-            first, last = span.min_time, span.max_time
-            months = [date(int(m[:4]), int(m[5:7]), 1) for m in span.months]
-        except CsvFileError as problem:
-            error = str(problem)
+            current[rel] = (list(cached[2]), cached[3])
+        else:
+            stale.append((path, rel, stat))
+    gone = set(known) - set(current) - {rel for _, rel, _ in stale}
+    if gone:
+        conn.execute("DELETE FROM minute_bar_landing_files WHERE source_file = ANY(%s)", (sorted(gone),))
+    conn.commit()
+    return current, stale
+
+
+def record_index(conn: psycopg.Connection, rel: str, stat: os.stat_result, first: Optional[datetime],
+                 last: Optional[datetime], months: Sequence[date], error: Optional[str]) -> None:
+    with conn.transaction():
         conn.execute("""
             INSERT INTO minute_bar_landing_files (source_file, size_bytes, mtime_ns, first_time, last_time, months, error)
             VALUES (%s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (source_file) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns,
                 first_time = EXCLUDED.first_time, last_time = EXCLUDED.last_time, months = EXCLUDED.months,
                 error = EXCLUDED.error, indexed_at = now()""",
-                     (rel, stat.st_size, stat.st_mtime_ns, first, last, months, error))
-        result[rel] = (months, error)
-    gone = set(known) - set(result)
-    if gone:
-        conn.execute("DELETE FROM minute_bar_landing_files WHERE source_file = ANY(%s)", (sorted(gone),))
-    conn.commit()
-    return result
+                     (rel, stat.st_size, stat.st_mtime_ns, first, last, list(months), error))
+
+
+@dataclass
+class ParsedFile:
+    """A file parsed once (files up to IN_MEMORY_BYTES): its batches, rejects and time span."""
+
+    batches: list[pl.DataFrame]
+    rejects: list
+    reject_count: int
+    first_time: Optional[datetime]
+    last_time: Optional[datetime]
+    months: list[date]
+
+
+def parse_file(path: Path, profiles: Optional[Sequence[CsvProfile]] = None, **options) -> ParsedFile:
+    reader = open_minute_csv(path, profiles, **options)
+    batches = list(reader.batches())
+    months: set[date] = set()
+    first = last = None
+    for batch in batches:
+        lo, hi = batch["time"].min(), batch["time"].max()
+        first = lo if first is None or lo < first else first
+        last = hi if last is None or hi > last else last
+        months.update(batch["time"].dt.truncate("1mo").dt.date().unique().to_list())
+    return ParsedFile(batches, reader.rejects, reader.reject_count, first, last, sorted(months))
+
+
+def file_span(path: Path, profiles: Optional[Sequence[CsvProfile]] = None
+              ) -> tuple[Optional[datetime], Optional[datetime], list[date], Optional[ParsedFile]]:
+    """(first, last, months, parsed file or None) of a new or changed landing file: small files are
+    parsed whole (the load reuses the batches), big ones scanned by their time column only.
+    Raises CsvFileError when the file can't be read."""
+    if path.stat().st_size <= IN_MEMORY_BYTES:
+        parsed = parse_file(path, profiles)
+        return parsed.first_time, parsed.last_time, parsed.months, parsed
+    span = open_minute_csv(path, profiles).time_range()
+    return span.min_time, span.max_time, [date(int(m[:4]), int(m[5:7]), 1) for m in span.months], None
 
 
 def months_to_load(conn: psycopg.Connection, rel: str, sha: str, months: Iterable[date], force: bool) -> list[date]:
@@ -184,23 +222,30 @@ def _in_months(frame: pl.DataFrame, months: Sequence[date]) -> pl.DataFrame:
 def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[date], *, sha256: str,
               use_copy: bool, run_id: Optional[str], reject_dir: Path,
               profiles: Optional[Sequence[CsvProfile]] = None, table: str = MINUTE_TABLE,
-              block_bytes: Optional[int] = None) -> FileLoad:
+              block_bytes: Optional[int] = None, parsed: Optional[ParsedFile] = None) -> FileLoad:
     """Load the rows of `path` that fall in `months`, replacing what an earlier load of the same rows
     wrote, in one transaction on `conn` (which must not be in a transaction)."""
     started = time.monotonic()
     result = FileLoad(file=rel, size_bytes=path.stat().st_size, months=[f"{m:%Y-%m}" for m in months])
     options = {"block_bytes": block_bytes} if block_bytes else {}
 
-    # Pass 1: per-code time spans in the wanted months, and the rejects.
-    reader = open_minute_csv(path, profiles, **options)
+    # Pass 1: per-code time spans in the wanted months, and the rejects. A file that fits in memory
+    # keeps its parsed batches for pass 2; a bigger one is streamed again.
+    if parsed is None and result.size_bytes <= IN_MEMORY_BYTES:
+        parsed = parse_file(path, profiles, **options)
+    reader = open_minute_csv(path, profiles, **options) if parsed is None else None
     spans: list[pl.DataFrame] = []
-    for batch in reader.batches():
+    kept: Optional[list[pl.DataFrame]] = [] if parsed is not None else None
+    for batch in (parsed.batches if parsed is not None else reader.batches()):
         batch = _in_months(batch, months)
         if batch.height:
             spans.append(batch.group_by("code").agg(first=pl.col("time").min(), last=pl.col("time").max()))
-    result.rejects = reader.reject_count
-    if reader.rejects:
-        result.rejects_file = str(write_rejects(reader.rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv"))
+            if kept is not None:
+                kept.append(batch)
+    rejects = parsed.rejects if parsed is not None else reader.rejects
+    result.rejects = parsed.reject_count if parsed is not None else reader.reject_count
+    if rejects:
+        result.rejects_file = str(write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv"))
     span = (pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())
             if spans else pl.DataFrame(schema={"code": pl.String, "first": pl.Datetime("us"), "last": pl.Datetime("us")}))
 
@@ -212,7 +257,8 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
                     WHERE t.code = r.code AND t.time BETWEEN r.first AND r.last""").format(table=table_identifier(table))
                 cursor = conn.execute(delete, [span["code"].to_list(), span["first"].to_list(), span["last"].to_list()])
                 result.rows_deleted = cursor.rowcount
-            batches = (_in_months(b, months) for b in open_minute_csv(path, profiles, **options).batches())
+            batches = iter(kept) if kept is not None else (
+                _in_months(b, months) for b in open_minute_csv(path, profiles, **options).batches())
             if dedupe_whole_file:  # a bar repeated across batches: keep its last occurrence in the file
                 frames = [b for b in batches if b.height]
                 batches = iter([pl.concat(frames)] if frames else [])

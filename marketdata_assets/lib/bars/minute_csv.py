@@ -69,7 +69,7 @@ MINUTE_SCHEMA = pl.Schema({"time": pl.Datetime("us"), "code": pl.String, "name":
                            "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
                            "volume": pl.Float64, "amount": pl.Float64})
 DEFAULT_BLOCK_BYTES = 16 << 20
-SAMPLE_BYTES = 4 << 20
+SAMPLE_BYTES = 512 << 10  # detection only needs a few thousand lines
 DEFAULT_MAX_REJECTS = 100_000
 HEADER_SEARCH_LINES = 5
 NULL_TOKENS = ["", "nan", "null", "none", "-", "--", "n/a", "na", "#n/a"]  # compared case-insensitively
