@@ -29,6 +29,7 @@ from marketdata_assets import settings
 DB = "marketdata_bench"
 CODES = 100
 YEAR = 2025
+WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
 
 
 def trading_days(year: int) -> list[date]:
@@ -164,10 +165,10 @@ def main() -> int:
     print(f"psql \\copy:      {copy_s:6.1f} s  {rows / copy_s:>10,.0f} rows/s")
 
     fresh_table()
-    load_s, meta = project_load(data, workers=2)
+    load_s, meta = project_load(data, workers=WORKERS)
     loaded = count_rows()
     assert loaded == rows, (loaded, rows)
-    print(f"project load:    {load_s:6.1f} s  {rows / load_s:>10,.0f} rows/s  ({meta['write_path']}, 2 workers)")
+    print(f"project load:    {load_s:6.1f} s  {rows / load_s:>10,.0f} rows/s  ({meta['write_path']}, {WORKERS} workers)")
 
     refresh = refresh_vs_plain()
     print(f"plain GROUP BY:  {refresh['plain_group_by_s']:6.2f} s  ({refresh['groups']} monthly rows)")
