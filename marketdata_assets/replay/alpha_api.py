@@ -52,7 +52,6 @@ import os
 import random
 import re
 import secrets
-import signal
 import socket
 import string
 import sys
@@ -69,6 +68,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from marketdata_assets.lib.alphas.api import credential_vars, month_window
+from marketdata_assets.replay import serve_until_terminated
 
 NY = ZoneInfo("America/New_York")
 UTC = timezone.utc
@@ -853,17 +853,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     summary = ", ".join(f"{name} ({len(recs)} alphas)" for name, recs in server.records.items())
     print(f"alpha API replay on {server.base_url}: {summary}; months {config.start_month} +{config.months}; "
           f"max offset {config.max_offset}", flush=True)
-    def on_term(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-    return 0
+    return serve_until_terminated(server.httpd)
 
 
 if __name__ == "__main__":

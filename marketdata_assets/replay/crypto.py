@@ -48,7 +48,6 @@ import dataclasses
 import json
 import math
 import random
-import signal
 import sys
 import threading
 import time
@@ -59,6 +58,7 @@ from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+from marketdata_assets.replay import serve_until_terminated
 
 if TYPE_CHECKING:  # Polars is imported only by the ground-truth helpers: the CLI starts fast
     import polars as pl
@@ -1284,17 +1284,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     print(f"crypto market-data replay on {server.base_url} ({venues}); {server.config.trades_per_day} trades/day, "
           f"seed {server.config.seed}, {len(server.config.faults)} fault(s)", flush=True)
 
-    def on_term(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-    return 0
+    return serve_until_terminated(server.httpd)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ import json
 import math
 import random
 import re
-import signal
 import struct
 import sys
 import threading
@@ -77,6 +76,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
+from marketdata_assets.replay import serve_until_terminated
 
 UTC = timezone.utc
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -935,17 +935,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     print(f"stocks replay (Tushare Pro + Yahoo chart v8) on {server.base_url}: seed {server.config.seed}, "
           f"{len(server.config.faults)} faults", flush=True)
 
-    def on_term(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-    return 0
+    return serve_until_terminated(server.httpd)
 
 
 if __name__ == "__main__":
