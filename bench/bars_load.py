@@ -29,7 +29,7 @@ from marketdata_assets import settings
 DB = "marketdata_bench"
 CODES = 100
 YEAR = 2025
-WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
 
 
 def trading_days(year: int) -> list[date]:
