@@ -20,8 +20,9 @@ Each account sees only its own alphas, generated deterministically from the seed
 characters, dateCreated spread over the months configured in New York time with -05:00/-04:00
 offsets, plus boundary alphas: the first and last second of every month, same-second bursts,
 both 01:30s of the autumn DST change). The alpha objects come from an `alpha_factory(seed,
-type, date_created)` callable (date_created an aware New York datetime) passed in by tests or
-`--factory module:callable`; the server sets `id`, `type`, `author` and `dateCreated` itself.
+type, date_created)` callable (date_created an aware New York datetime), by default
+`replay.alpha_factory.make_alpha` (every field and check variant), or another one passed in by
+tests or `--factory module:callable`; the server sets `id`, `type`, `author` and `dateCreated`.
 
 Faults (config, CLI flags, or `POST /_replay/faults` at run time) on the data endpoints, counted
 over all data requests: latency, 429 every N (Retry-After as given, e.g. "1" or "0.5", body of
@@ -69,6 +70,7 @@ from zoneinfo import ZoneInfo
 
 from marketdata_assets.lib.alphas.api import credential_vars, month_window
 from marketdata_assets.replay import serve_until_terminated
+from marketdata_assets.replay.alpha_factory import make_alpha
 
 NY = ZoneInfo("America/New_York")
 UTC = timezone.utc
@@ -153,61 +155,6 @@ class ReplayConfig:
             config.faults = faults if isinstance(faults, Faults) else Faults(**faults)
         return config
 
-
-# --------------------------------------------------------------------------------------------
-# A minimal alpha generator (tests and `make run` pass a richer one)
-# --------------------------------------------------------------------------------------------
-
-def minimal_alpha(seed: int, alpha_type: str, date_created: datetime) -> dict:
-    """A small alpha object with the vendor's top-level shape (REGULAR or SUPER)."""
-    rng = random.Random(seed)
-    created = date_created.astimezone(NY).replace(microsecond=0)
-    modified = created + timedelta(seconds=rng.randint(0, 3 * 86400))
-    region = rng.choice(["USA", "GLB", "EUR", "ASI", "CHN"])
-    submitted = rng.random() < 0.1
-    settings = {"instrumentType": "EQUITY", "region": region, "universe": "TOP3000", "delay": rng.choice([0, 1]),
-                "decay": rng.randint(0, 20), "neutralization": rng.choice(["MARKET", "INDUSTRY", "SUBINDUSTRY"]),
-                "truncation": round(rng.choice([0.0, 0.01, 0.05, 0.08]), 2), "pasteurization": "ON",
-                "unitHandling": "VERIFY", "nanHandling": rng.choice(["ON", "OFF"]), "maxTrade": "OFF",
-                "maxPosition": "OFF", "language": "FASTEXPR", "visualization": False,
-                "startDate": "2018-01-20", "endDate": "2023-01-20", "testPeriod": "P1Y"}
-    sharpe = round(rng.uniform(-1.5, 3.0), 2)
-    checks = [{"name": "LOW_SHARPE", "result": "PASS" if sharpe >= 1.25 else "FAIL", "limit": 1.25, "value": sharpe},
-              {"name": "CONCENTRATED_WEIGHT", "result": "PASS"},
-              {"name": "SELF_CORRELATION", "result": "PENDING"}]
-    alpha = {
-        "id": "".join(rng.choice(ID_CHARS) for _ in range(8)), "type": alpha_type, "author": "XX00000",
-        "settings": settings,
-        "dateCreated": created.isoformat(),
-        "dateSubmitted": (modified.isoformat() if submitted else None),
-        "dateModified": modified.isoformat(),
-        "name": None if rng.random() < 0.7 else f"alpha_{rng.randint(1, 999)}",
-        "favorite": rng.random() < 0.05, "hidden": rng.random() < 0.03, "color": None, "category": None,
-        "tags": [], "classifications": [], "grade": None, "stage": "OS" if submitted else "IS",
-        "status": "ACTIVE" if submitted else "UNSUBMITTED",
-        "is": {"pnl": rng.randint(-2_000_000, 9_000_000), "bookSize": 20_000_000,
-               "longCount": rng.randint(100, 2000), "shortCount": rng.randint(100, 2000),
-               "turnover": round(rng.uniform(0.01, 0.7), 4), "returns": round(rng.uniform(-0.1, 0.3), 4),
-               "drawdown": round(rng.uniform(0.01, 0.6), 4), "margin": round(rng.uniform(-0.001, 0.002), 6),
-               "sharpe": sharpe, "fitness": round(sharpe * rng.uniform(0.3, 1.0), 2),
-               "startDate": "2018-01-20", "checks": checks},
-        "os": None, "train": None, "test": None, "prod": None, "competitions": None, "themes": None,
-        "pyramids": None, "pyramidThemes": None, "team": None,
-    }
-    if alpha_type == "SUPER":
-        settings.update({"selectionHandling": "POSITIVE", "selectionLimit": rng.randint(10, 100),
-                         "componentActivation": "IS"})
-        alpha["combo"] = {"code": "combo_a(alpha)", "description": None, "operatorCount": 1}
-        alpha["selection"] = {"code": "turnover < 0.3", "description": None, "operatorCount": 1}
-        alpha["operatorCount"] = None
-    else:
-        alpha["regular"] = {"code": "rank(-ts_delta(close, 5))", "description": None, "operatorCount": 2}
-    return alpha
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
 
 @dataclass
 class Record:
@@ -406,7 +353,7 @@ class AlphaReplayServer:
     def __init__(self, config: ReplayConfig | None = None, *, alpha_factory: AlphaFactory | None = None,
                  host: str = "127.0.0.1", port: int = 0):
         self.config = config or ReplayConfig()
-        self.alpha_factory = alpha_factory or minimal_alpha
+        self.alpha_factory = alpha_factory or make_alpha
         self.lock = threading.RLock()
         self.accounts = {a.name: a for a in self.config.accounts}
         self.by_user = {a.user: a for a in self.config.accounts}

@@ -47,10 +47,7 @@ from marketdata_assets.replay.alpha_api import (
 )
 from tests.scripted_server import Reply, ScriptedServer
 
-try:  # the realistic alpha objects, when that module is there; else the server's minimal ones
-    from tests.alphas.alpha_factory import make_alpha as ALPHA_FACTORY
-except ImportError:  # pragma: no cover
-    ALPHA_FACTORY = None
+from marketdata_assets.replay.alpha_factory import make_alpha as ALPHA_FACTORY
 
 NY = ZoneInfo("America/New_York")
 FAST = RetryPolicy(max_retries=4, backoff_base_s=0.01, backoff_max_s=0.05)

@@ -16,7 +16,7 @@ from marketdata_assets.lib.alphas.documents import (ESC, FW_DOLLAR, FW_DOT, Inva
                                                     replace_payload, to_document, unescape_key, unsafe_keys,
                                                     validate_alpha)
 from marketdata_assets.lib.alphas.files import canonical_json
-from tests.alphas.alpha_factory import make_alpha
+from marketdata_assets.replay.alpha_factory import make_alpha
 
 UTC = timezone.utc
 
@@ -254,7 +254,7 @@ def test_alpha_factory_is_deterministic_realistic_and_complete():
     import hashlib
     import statistics
 
-    from tests.alphas.alpha_factory import alpha_id_for
+    from marketdata_assets.replay.alpha_factory import alpha_id_for
 
     assert make_alpha(42, "SUPER") == make_alpha(42, "SUPER")
     assert make_alpha(42, "SUPER") != make_alpha(43, "SUPER")

@@ -19,7 +19,7 @@ from marketdata_assets.lib.alphas.files import (alpha_path, canonical_file_bytes
 from marketdata_assets.lib.alphas.packages import (PackageError, build_package, build_packages,
                                                    decompose_package, manifest_path_of, read_manifest,
                                                    verify_package)
-from tests.alphas.alpha_factory import NY, make_alpha
+from marketdata_assets.replay.alpha_factory import NY, make_alpha
 
 ACCOUNT = "XX12345"
 

@@ -9,7 +9,7 @@ import pytest
 
 from marketdata_assets.lib.alphas.merge import (DEFAULT_ARRAY_KEYS, deep_merge, json_equal, merge_changed,
                                                 resolve_for_mode)
-from tests.alphas.alpha_factory import make_alpha
+from marketdata_assets.replay.alpha_factory import make_alpha
 
 
 def test_seed_example_nested_objects():
