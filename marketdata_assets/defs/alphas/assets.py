@@ -1,21 +1,10 @@
 import time
 
 import dagster as dg
-import pymongo
 
 from marketdata_assets import pools
+from marketdata_assets.lib.alphas.importer import ensure_alpha_indexes
 from marketdata_assets.resources import MongoResource
-
-# Indexes every alpha collection carries (seed 000 / the alphas issue): lookups by id, and the
-# filters quants use: type, creation/modification dates, status, region.
-ALPHA_INDEXES = [
-    pymongo.IndexModel([("id", pymongo.ASCENDING)], name="id", unique=True),
-    pymongo.IndexModel([("type", pymongo.ASCENDING)], name="type"),
-    pymongo.IndexModel([("dateCreated", pymongo.ASCENDING)], name="dateCreated"),
-    pymongo.IndexModel([("dateModified", pymongo.ASCENDING)], name="dateModified"),
-    pymongo.IndexModel([("status", pymongo.ASCENDING)], name="status"),
-    pymongo.IndexModel([("settings.region", pymongo.ASCENDING)], name="region"),
-]
 
 
 class AlphaStoreConfig(dg.Config):
@@ -31,10 +20,12 @@ def alpha_store(context: dg.AssetExecutionContext, config: AlphaStoreConfig, mon
     """The MongoDB databases and collections that hold REGULAR and SUPER alphas, with their indexes."""
     started = time.monotonic()
     collections = {}
+    ensure_alpha_indexes(mongo.database(config.db_name_regular), mongo.database(config.db_name_super),
+                         config.collection)
     for database in (config.db_name_regular, config.db_name_super):
         collection = mongo.database(database)[config.collection]
         collections[f"{database}.{config.collection}"] = {
-            "indexes": mongo.ensure_indexes(collection, ALPHA_INDEXES),
+            "indexes": sorted(collection.index_information()),
             "documents": collection.estimated_document_count(),
         }
     context.log.info(f"alpha collections ready: {', '.join(collections)}")

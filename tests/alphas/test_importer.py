@@ -1,0 +1,176 @@
+"""The deep-merge importer against the real MongoDB-wire server: the seed's examples, the five
+modes on the same fixtures, quarantine, `$`/`.` keys, and a killed import resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from marketdata_assets.lib.alphas.documents import from_document, to_document
+from marketdata_assets.lib.alphas.importer import LEDGER, collection_digest, ensure_alpha_indexes, import_files
+from marketdata_assets.replay.alpha_factory import make_alpha
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dbs(mongo):
+    names = [f"test_regular_{uuid.uuid4().hex[:8]}", f"test_super_{uuid.uuid4().hex[:8]}"]
+    regular, super_ = (mongo.client[name] for name in names)
+    ensure_alpha_indexes(regular, super_, "alphas")
+    yield regular, super_
+    for name in names:
+        mongo.client.drop_database(name)
+
+
+def alpha(alpha_id: str, modified: str = "2025-07-18T23:32:42-04:00", **fields) -> dict:
+    base = {"id": alpha_id, "type": "REGULAR", "dateCreated": "2025-07-01T10:00:00-04:00",
+            "dateModified": modified, "dateSubmitted": None, "status": "UNSUBMITTED"}
+    return {**base, **fields}
+
+
+def drop(root: Path, name: str, obj) -> tuple[str, Path]:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return name, path
+
+
+def stored(db, alpha_id: str) -> dict:
+    return from_document(db["alphas"].find_one({"_id": alpha_id}))
+
+
+def run(dbs, files, mode="incremental", **kw):
+    return import_files(files, db_regular=dbs[0], db_super=dbs[1], mode=mode, **kw)
+
+
+def test_the_seeds_two_examples(dbs, tmp_path):
+    old = alpha("AAAAAAA", settings={"region": "USA", "delay": 0},
+                checks=[{"name": "LOW_SHARPE", "value": 1.0}])
+    new = alpha("AAAAAAA", settings={"region": "ASI", "decay": 5},
+                checks=[{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}])
+    run(dbs, [drop(tmp_path, "v1/a.json", old)])
+    stats = run(dbs, [drop(tmp_path, "v2/a.json", new)], mode="overwrite")
+    doc = stored(dbs[0], "AAAAAAA")
+    assert doc["settings"] == {"region": "ASI", "delay": 0, "decay": 5}
+    assert doc["checks"] == [{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}]
+    assert (stats.merged, stats.inserted) == (1, 0)
+
+
+def test_five_modes_on_the_same_fixtures(dbs, tmp_path):
+    v1 = [alpha("AAAAAAA", legacy="kept?", settings={"region": "USA"}),
+          alpha("BBBBBBB", modified="2025-07-10T09:00:00-04:00", settings={"region": "EUR"})]
+    v2 = [alpha("AAAAAAA", modified="2025-08-02T12:00:00-04:00", settings={"region": "ASI"}),
+          alpha("BBBBBBB", modified="2025-07-11T09:00:00-04:00", settings={"region": "CHN"})]
+    first = [drop(tmp_path, f"v1/{a['id']}.json", a) for a in v1]
+    second = [drop(tmp_path, f"v2/{a['id']}.json", a) for a in v2]
+
+    # incremental: the same files again are skipped by their sha256 in the ledger
+    assert run(dbs, first).inserted == 2
+    again = run(dbs, first)
+    assert (again.files_skipped, again.inserted, again.merged) == (2, 0, 0)
+    # overwrite: deep merge, the old-only field survives, new values win; a re-run changes nothing
+    merged = run(dbs, second, mode="overwrite")
+    assert merged.merged == 2 and stored(dbs[0], "AAAAAAA")["legacy"] == "kept?"
+    assert stored(dbs[0], "AAAAAAA")["settings"] == {"region": "ASI"}
+    assert run(dbs, second, mode="overwrite").unchanged == 2
+    # rebuild: whole documents replaced, the old-only field is gone
+    run(dbs, first, mode="overwrite")
+    rebuilt = run(dbs, second, mode="rebuild")
+    assert rebuilt.replaced == 2
+    assert dbs[0]["alphas"].find_one({"_id": "AAAAAAA"}) == to_document(v2[0])
+    assert stored(dbs[0], "AAAAAAA") == v2[0] and "legacy" not in stored(dbs[0], "AAAAAAA")
+    # time_range: only alphas modified inside the window
+    run(dbs, first, mode="rebuild")
+    window = (datetime(2025, 8, 1, tzinfo=timezone.utc), datetime(2025, 9, 1, tzinfo=timezone.utc))
+    ranged = run(dbs, second, mode="time_range", time_range=window)
+    assert (ranged.merged, ranged.alphas_filtered_out) == (1, 1)
+    assert stored(dbs[0], "AAAAAAA")["settings"] == {"region": "ASI"}
+    assert stored(dbs[0], "BBBBBBB")["settings"] == {"region": "EUR"}
+    # smart_merge: only alphas newer than the newest dateModified stored (A, 2025-08-02 16:00Z, now)
+    newer = alpha("BBBBBBB", modified="2025-08-03T00:00:00-04:00", settings={"region": "JPN"})
+    older = alpha("CCCCCCC", modified="2025-07-01T00:00:00-04:00")
+    smart = run(dbs, [drop(tmp_path, "v3/b.json", newer), drop(tmp_path, "v3/c.json", older)], mode="smart_merge")
+    assert (smart.merged, smart.inserted, smart.alphas_filtered_out) == (1, 0, 1)
+    assert stored(dbs[0], "BBBBBBB")["settings"] == {"region": "JPN"}
+    assert dbs[0]["alphas"].count_documents({"_id": "CCCCCCC"}) == 0
+    assert dbs[0][LEDGER].count_documents({}) == 16  # 8 runs x 2 files; skipped files add no entry
+
+
+def test_bad_files_are_quarantined_and_the_rest_imports(dbs, tmp_path):
+    landing, quarantine_root = tmp_path / "landing", tmp_path / "quarantine"
+    good = make_alpha(1, "SUPER")
+    files = [drop(landing, "good.json", good),
+             drop(landing, "truncated.json", json.dumps(make_alpha(2))[:500]),
+             drop(landing, "not_json.json", "<html>502 Bad Gateway</html>"),
+             drop(landing, "no_id.json", {k: v for k, v in make_alpha(3).items() if k != "id"}),
+             drop(landing, "weird_type.json", {**make_alpha(4), "type": "POWER_POOL"})]
+    stats = run(dbs, files, quarantine_root=quarantine_root, landing_root=landing)
+    assert stats.inserted == 1 and dbs[1]["alphas"].count_documents({}) == 1
+    assert sorted(q["file"] for q in stats.quarantined) == ["no_id.json", "not_json.json", "truncated.json",
+                                                             "weird_type.json"]
+    assert "POWER_POOL" in (quarantine_root / "weird_type.json.reason.txt").read_text()
+    assert not (landing / "truncated.json").exists() and (landing / "good.json").exists()
+
+
+def test_dollar_and_dot_keys_are_data_never_operators(dbs, tmp_path):
+    tricky = alpha("DDDDDDD", settings={"$set": {"status": "ACTIVE"}, "a.b": 1, "$where": "sleep(1)"})
+    run(dbs, [drop(tmp_path, "d.json", tricky)])
+    raw = dbs[0]["alphas"].find_one({"_id": "DDDDDDD"})
+    assert raw["status"] == "UNSUBMITTED"  # "$set" did not act
+    assert not any(k.startswith("$") or "." in k for k in raw["settings"])
+    assert stored(dbs[0], "DDDDDDD") == tricky
+
+
+KILLABLE = """
+import sys, time
+from pathlib import Path
+from marketdata_assets import settings
+settings.apply_defaults()
+import pymongo
+from marketdata_assets.lib.alphas.importer import import_files
+client = pymongo.MongoClient(settings.get("MONGODB_URI"))
+root = Path(sys.argv[1])
+files = [(p.name, p) for p in sorted(root.glob("*.json"))]
+import_files(files, db_regular=client[sys.argv[2]], db_super=client[sys.argv[3]], batch_size=25)
+"""
+
+
+def test_killed_import_resumes_to_the_same_documents(dbs, mongo, tmp_path):
+    landing = tmp_path / "landing"
+    for seed in range(400):
+        drop(landing, f"{seed:04d}.json", make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"))
+    files = [(p.name, p) for p in sorted(landing.glob("*.json"))]
+    regular, super_ = dbs
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(landing), regular.name, super_.name],
+                            cwd=REPO, env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while regular[LEDGER].count_documents({}) < 60:
+        assert proc.poll() is None and time.monotonic() < deadline, "the import ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert regular[LEDGER].count_documents({}) < 400
+    resumed = run(dbs, files)
+    assert resumed.files_skipped >= 60
+
+    clean_names = [f"test_clean_r_{uuid.uuid4().hex[:6]}", f"test_clean_s_{uuid.uuid4().hex[:6]}"]
+    try:
+        clean = tuple(mongo.client[n] for n in clean_names)
+        ensure_alpha_indexes(clean[0], clean[1], "alphas")
+        run(clean, files)
+        for got, want in ((regular, clean[0]), (super_, clean[1])):
+            assert got["alphas"].count_documents({}) == want["alphas"].count_documents({}) > 0
+            assert collection_digest(got["alphas"]) == collection_digest(want["alphas"])
+    finally:
+        for n in clean_names:
+            mongo.client.drop_database(n)
