@@ -234,17 +234,27 @@ def test_same_files_give_the_same_kline_on_the_tsl_server(bars_env, pglite_serve
     for name, value in {"TIMESCALE_PORT": pglite_server["port"], "TIMESCALE_DB": "postgres",
                         "TIMESCALE_SSLMODE": "disable", "TIMESCALE_POOL_SIZE": 1}.items():
         monkeypatch.setenv(name, str(value))
-    assert materialize(["bar_store"], tags=None).success
-    result = materialize(["stock_1min_qfq", "stock_monthly_kline"], with_checks=True)
-    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
-    assert metadata(result, "stock_1min_qfq")["write_path"] == "INSERT ... SELECT FROM unnest"
-    kmeta = metadata(result, "stock_monthly_kline")
-    assert kmeta["path"] == "continuous_aggregate" and kmeta["watermark"] == "2026-04-01 00:00:00"
-    with psycopg.connect(host="127.0.0.1", port=pglite_server["port"], user="postgres", dbname="postgres",
-                         sslmode="disable") as conn:
-        tsl = conn.execute(query).fetchall()
-        kind = conn.execute("SELECT count(*) FROM timescaledb_information.continuous_aggregates "
-                            "WHERE view_name = 'stock_monthly_kline'").fetchone()[0]
+
+    def pglite() -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=pglite_server["port"], user="postgres", dbname="postgres",
+                               sslmode="disable", autocommit=True)
+
+    try:
+        assert materialize(["bar_store"], tags=None).success
+        result = materialize(["stock_1min_qfq", "stock_monthly_kline"], with_checks=True)
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        assert metadata(result, "stock_1min_qfq")["write_path"] == "INSERT ... SELECT FROM unnest"
+        kmeta = metadata(result, "stock_monthly_kline")
+        assert kmeta["path"] == "continuous_aggregate" and kmeta["watermark"] == "2026-04-01 00:00:00"
+        with pglite() as conn:
+            tsl = conn.execute(query).fetchall()
+            kind = conn.execute("SELECT count(*) FROM timescaledb_information.continuous_aggregates "
+                                "WHERE view_name = 'stock_monthly_kline'").fetchone()[0]
+    finally:  # the PGlite server is shared by the session: leave its public schema as found
+        with pglite() as conn:
+            conn.execute("DROP MATERIALIZED VIEW IF EXISTS stock_monthly_kline CASCADE")
+            for table in ("stock_1min_qfq", "etl_metadata", "minute_bar_landing_files"):  # one per DROP: hypertable
+                conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     assert kind == 1 and len(native) == 9
     # Identical rows; sums of float8 may differ in the last bits with the order of addition
     # (parallel workers on the native server), so volume and amount compare to 1e-12 relative.
