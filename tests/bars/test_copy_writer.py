@@ -25,7 +25,6 @@ from marketdata_assets.lib.bars.copy_writer import (
     insert_rows,
     insert_unnest,
     register_binary_arrays,
-    replace_rows,
     table_identifier,
 )
 from marketdata_assets.lib.bars.minute_csv import MINUTE_SCHEMA, read_minute_csv
@@ -238,81 +237,10 @@ def test_tz_aware_times_are_stored_as_beijing_wall_clock(conn, table):
     conn.rollback()
 
 
-# ---- replace_rows -------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("use_copy", [True, False])
-def test_replace_rows_is_idempotent(conn, table, use_copy):
-    days = trading_days(date(2026, 1, 5), 3)
-    a = make_bars("600000.SH", days, seed=6)
-    b = make_bars("000001.SZ", days, seed=7)
-    other_month = make_bars("600000.SH", trading_days(date(2026, 2, 2), 1), seed=8)
-    insert_rows(conn, other_month, table, use_copy=use_copy)
-    window = (date(2026, 1, 1), date(2026, 2, 1))
-    first = replace_rows(conn, pl.concat([a, b]), ["600000.SH", "000001.SZ"], *window, use_copy, table=table)
-    assert (first.deleted, first.inserted) == (0, a.height + b.height)
-    conn.commit()
-    before = fetch_frame(conn, table)
-    second = replace_rows(conn, pl.concat([a, b]), ["600000.SH", "000001.SZ"], *window, use_copy, table=table)
-    conn.commit()
-    assert (second.deleted, second.inserted) == (a.height + b.height, a.height + b.height)
-    assert_frame_equal(fetch_frame(conn, table), before)
-    # a corrected reload of one code replaces only that code's rows in the window
-    fixed = a.with_columns(close=pl.col("close") + 1).head(100)
-    third = replace_rows(conn, fixed, ["600000.SH"], *window, use_copy, table=table)
-    conn.commit()
-    assert (third.deleted, third.inserted) == (a.height, 100)
-    assert_frame_equal(fetch_frame(conn, table, ["000001.SZ"]), b)
-    got_a = fetch_frame(conn, table, ["600000.SH"])
-    assert_frame_equal(got_a, pl.concat([fixed, other_month]).sort("code", "time"))
-
-
-def test_replace_rows_runs_in_the_callers_transaction(conn, table):
-    df = make_bars("600000.SH", trading_days(date(2026, 1, 5), 1), seed=9)
-    replace_rows(conn, df, ["600000.SH"], date(2026, 1, 1), date(2026, 2, 1), table=table)
-    conn.commit()
-    replace_rows(conn, df.head(10), ["600000.SH"], date(2026, 1, 1), date(2026, 2, 1), table=table)
-    conn.rollback()  # nothing committed inside replace_rows
-    assert fetch_frame(conn, table).height == df.height
-
-
-def test_replace_rows_on_autocommit_connection_is_atomic(timescale, table):
-    df = make_bars("600000.SH", trading_days(date(2026, 1, 5), 1), seed=10)
-    with timescale.connect(autocommit=True) as conn:
-        replace_rows(conn, df, ["600000.SH"], date(2026, 1, 1), date(2026, 2, 1), table=table)
-        broken = df.with_columns(pl.when(pl.col("time") == pl.col("time").max()).then(pl.lit(None))
-                                 .otherwise(pl.col("code")).alias("code"))
-        with pytest.raises(ValueError):
-            replace_rows(conn, broken, ["600000.SH"], date(2026, 1, 1), date(2026, 2, 1), table=table)
-        bad_type = df.with_columns(pl.lit("x").alias("name"))
-        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT no_x CHECK (name <> 'x')").format(sql.Identifier(table)))
-        with pytest.raises(psycopg.errors.CheckViolation):
-            replace_rows(conn, bad_type, ["600000.SH"], date(2026, 1, 1), date(2026, 2, 1), table=table)
-        assert fetch_frame(conn, table).height == df.height  # the DELETE was rolled back with the insert
-
-
-def test_replace_rows_rejects_rows_outside_the_window(conn, table):
-    df = make_bars("600000.SH", trading_days(date(2026, 1, 30), 2), seed=11)  # Jan 30 and Feb 2
-    with pytest.raises(ValueError, match=r"240 rows lie outside the replace window"):
-        replace_rows(conn, df, ["600000.SH"], date(2026, 1, 1), date(2026, 2, 1), table=table)
-    with pytest.raises(ValueError, match="outside"):
-        replace_rows(conn, df, ["000001.SZ"], date(2026, 1, 1), date(2026, 3, 1), table=table)
-
-
-def test_replace_rows_drops_duplicates_inside_the_frame(conn, table):
-    df = make_bars("600000.SH", trading_days(date(2026, 1, 5), 1), seed=12)
-    dup = pl.concat([df, df.head(5).with_columns(close=pl.lit(99.0))])
-    result = replace_rows(conn, dup, ["600000.SH"], datetime(2026, 1, 5), datetime(2026, 1, 6), table=table)
-    assert (result.inserted, result.duplicates_dropped) == (df.height, 5)
-    got = fetch_frame(conn, table)
-    assert got.height == df.height and got.head(5)["close"].to_list() == [99.0] * 5
-    conn.rollback()
-
-
 @pytest.mark.parametrize("name", ["bad-name", "x; DROP TABLE y", "a.b.c", ""])
 def test_table_names_are_validated(conn, name):
     df = sample_frame()
-    for call in (lambda: copy_binary(conn, df, name), lambda: insert_unnest(conn, df, name),
-                 lambda: replace_rows(conn, df, ["600000.SH"], date(2026, 1, 1), date(2026, 2, 1), table=name)):
+    for call in (lambda: copy_binary(conn, df, name), lambda: insert_unnest(conn, df, name)):
         with pytest.raises(ValueError, match="invalid table"):
             call()
 

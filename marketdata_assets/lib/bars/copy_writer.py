@@ -18,9 +18,8 @@ Two insert paths, same rows:
   one parameter already encoded as a binary PostgreSQL array by numpy (:func:`binary_array_params`):
   psycopg's own list adaptation costs ~30 us per row, this ~1 us.
 
-:func:`replace_rows` makes a load idempotent: inside the caller's transaction it deletes the rows
-of the given codes in ``[window_start, window_end)`` and inserts the frame, so re-loading a file
-replaces its rows and never duplicates them.
+Neither commits: `loader.load_file` deletes what a file wrote before and writes it again in one
+transaction, which is what makes a re-load replace rather than duplicate.
 
 Table names are validated (identifiers.qualified_name: ``table`` or ``schema.table``) and composed
 with psycopg.sql.Identifier; values always travel as data, never as SQL text.
@@ -29,9 +28,7 @@ with psycopg.sql.Identifier; values always travel as data, never as SQL text.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -39,7 +36,6 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from marketdata_assets.lib.bars.transforms import dedupe_bars
 from marketdata_assets.lib.identifiers import qualified_name
 
 MINUTE_TABLE = "stock_1min_qfq"
@@ -51,13 +47,6 @@ PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 00:00:00 in microseconds since 1
 DEFAULT_BLOCK_BYTES = 8 << 20
 DEFAULT_UNNEST_ROWS = 20_000
 _ZERO_BYTES = np.zeros(0, dtype=np.uint8)
-
-
-@dataclass(frozen=True)
-class ReplaceResult:
-    deleted: int
-    inserted: int
-    duplicates_dropped: int = 0
 
 
 def table_identifier(table: str) -> sql.Composable:
@@ -332,56 +321,6 @@ def insert_rows(conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_
                 use_copy: bool = True) -> int:
     """Binary COPY when the server allows it (TimescaleCapabilities.copy_from_stdin), else unnest."""
     return copy_binary(conn, df, table) if use_copy else insert_unnest(conn, df, table)
-
-
-# --------------------------------------------------------------------------------------------
-# Idempotent replace
-# --------------------------------------------------------------------------------------------
-
-def _as_datetime(value: date | datetime) -> datetime:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            raise ValueError(f"window bounds are naive Beijing wall-clock times, got {value!r}")
-        return value
-    return datetime(value.year, value.month, value.day)
-
-
-def replace_rows(conn: psycopg.Connection, df: pl.DataFrame, codes: Iterable[str],
-                 window_start: date | datetime, window_end: date | datetime,
-                 use_copy: bool = True, *, table: str = MINUTE_TABLE) -> ReplaceResult:
-    """Delete the rows of `codes` in [window_start, window_end) and insert `df`, in the caller's
-    transaction (no commit; on an autocommit connection both run in one transaction block).
-
-    Every row of `df` must lie in the window and belong to `codes` (otherwise a reload could leave
-    duplicates behind): ValueError names the offending rows. Duplicate (code, time) rows inside
-    `df` keep their last occurrence (the unique index would reject them)."""
-    ident = table_identifier(table)
-    start, end = _as_datetime(window_start), _as_datetime(window_end)
-    if not start < end:
-        raise ValueError(f"empty window [{start}, {end})")
-    code_list = sorted(set(codes))
-    df = prepare_frame(df)
-    outside = df.filter((pl.col("time") < start) | (pl.col("time") >= end) | pl.col("time").is_null()
-                        | ~pl.col("code").is_in(code_list) | pl.col("code").is_null())
-    if outside.height:
-        sample = outside.head(3).select("code", "time").rows()
-        raise ValueError(f"{outside.height} rows lie outside the replace window [{start}, {end}) or codes "
-                         f"{code_list[:10]}{'...' if len(code_list) > 10 else ''}: e.g. {sample}")
-    deduped = dedupe_bars(df)
-    dropped = df.height - deduped.height
-    delete = sql.SQL("DELETE FROM {} WHERE code = ANY(%s) AND time >= %s AND time < %s").format(ident)
-
-    def run() -> ReplaceResult:
-        with conn.cursor() as cur:
-            cur.execute(delete, (code_list, start, end))
-            deleted = cur.rowcount
-        inserted = insert_rows(conn, deduped, table, use_copy=use_copy)
-        return ReplaceResult(deleted=deleted, inserted=inserted, duplicates_dropped=dropped)
-
-    if conn.autocommit:
-        with conn.transaction():
-            return run()
-    return run()
 
 
 def minute_rows_sql(table: str = MINUTE_TABLE) -> sql.Composable:
