@@ -5,6 +5,7 @@ e.g. `python -m marketdata_assets.replay.alpha_api --port 8765`.
 """
 
 import signal
+import threading
 from http.server import HTTPServer
 
 
@@ -21,3 +22,32 @@ def serve_until_terminated(httpd: HTTPServer) -> int:
     finally:
         httpd.server_close()
     return 0
+
+
+class BackgroundServer:
+    """The lifecycle the replay servers share: `with Server(...) as s: s.base_url` serves from a
+    daemon thread (short poll interval, so `stop()` returns quickly). Subclasses set `httpd`."""
+
+    httpd: HTTPServer
+    thread_name = "replay"
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name=self.thread_name, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

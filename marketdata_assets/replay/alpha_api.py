@@ -69,7 +69,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from marketdata_assets.lib.alphas.api import credential_vars, month_window
-from marketdata_assets.replay import serve_until_terminated
+from marketdata_assets.replay import BackgroundServer, serve_until_terminated
 from marketdata_assets.replay.alpha_factory import make_alpha
 
 NY = ZoneInfo("America/New_York")
@@ -347,8 +347,10 @@ class Reply:
     disconnect: bool = False
 
 
-class AlphaReplayServer:
+class AlphaReplayServer(BackgroundServer):
     """The replay server; a context manager serving in a background thread (`base_url`)."""
+
+    thread_name = "alpha-replay"
 
     def __init__(self, config: ReplayConfig | None = None, *, alpha_factory: AlphaFactory | None = None,
                  host: str = "127.0.0.1", port: int = 0):
@@ -377,25 +379,6 @@ class AlphaReplayServer:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> AlphaReplayServer:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="alpha-replay", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # ---- ground truth and control ----------------------------------------------------------
 

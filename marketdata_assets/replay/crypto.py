@@ -58,7 +58,7 @@ from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
-from marketdata_assets.replay import serve_until_terminated
+from marketdata_assets.replay import BackgroundServer, serve_until_terminated
 
 if TYPE_CHECKING:  # Polars is imported only by the ground-truth helpers: the CLI starts fast
     import polars as pl
@@ -345,8 +345,10 @@ class VendorError(Exception):
 # The server
 # --------------------------------------------------------------------------------------------
 
-class CryptoReplayServer:
+class CryptoReplayServer(BackgroundServer):
     """The replay server; a context manager serving in a background thread (`base_url`)."""
+
+    thread_name = "crypto-replay"
 
     def __init__(self, config: ReplayConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):
         self.config = config or ReplayConfig()
@@ -364,26 +366,6 @@ class CryptoReplayServer:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> CryptoReplayServer:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="crypto-replay", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # ---- control ---------------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
-from marketdata_assets.replay import serve_until_terminated
+from marketdata_assets.replay import BackgroundServer, serve_until_terminated
 
 UTC = timezone.utc
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -395,8 +395,10 @@ def _parse_cn_time(text: str, end: bool) -> datetime | None:
     return None
 
 
-class StocksReplayServer:
+class StocksReplayServer(BackgroundServer):
     """The replay server; a context manager serving in a background thread (`base_url`)."""
+
+    thread_name = "stocks-replay"
 
     def __init__(self, config: StocksReplayConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):
         self.config = config or StocksReplayConfig()
@@ -411,26 +413,6 @@ class StocksReplayServer:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> StocksReplayServer:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="stocks-replay", daemon=True)  # a short poll: quick stop()
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # ---- ground truth and control ----------------------------------------------------------
 
