@@ -354,11 +354,17 @@ class EmbeddedClickHouse(Service):
 
     name = "clickhouse"
 
-    def up(self) -> str:
+    def data_dir(self) -> Path | None:
+        """The embedded data directory, or None when CLICKHOUSE_DSN names a server or memory."""
         dsn = settings.clickhouse_dsn()
         if not dsn.startswith("chdb://") or dsn == "chdb://memory":
-            return f"not managed here (CLICKHOUSE_DSN names {urlsplit(dsn).hostname or 'memory'})"
-        path = Path(dsn.removeprefix("chdb://"))
+            return None
+        return Path(dsn.removeprefix("chdb://"))
+
+    def up(self) -> str:
+        path = self.data_dir()
+        if path is None:
+            return self.status()
         path.mkdir(parents=True, exist_ok=True)
         return f"embedded (chDB), data dir {path}"
 
@@ -366,7 +372,12 @@ class EmbeddedClickHouse(Service):
         return "embedded: nothing to stop"
 
     def status(self) -> str:
-        return self.up()
+        """Says where the data lives; unlike `up`, creates nothing."""
+        path = self.data_dir()
+        if path is None:
+            dsn = settings.clickhouse_dsn()
+            return f"not managed here (CLICKHOUSE_DSN names {urlsplit(dsn).hostname or 'memory'})"
+        return f"embedded (chDB), data dir {path}{'' if path.exists() else ' (not created yet)'}"
 
 
 def services(state: Path) -> list[Service]:
