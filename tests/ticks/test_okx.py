@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import RetryPolicy
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.ticks.providers import (
     ProviderDataError,
@@ -25,16 +24,7 @@ from marketdata_assets.lib.ticks.providers.okx import (
 )
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from tests.scripted_server import Reply, ScriptedServer
-
-UTC = timezone.utc
-DAY = date(2025, 1, 15)
-START = datetime(2025, 1, 15, tzinfo=UTC)
-END = START + timedelta(days=1)
-FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
-
-
-def run(coro):
-    return asyncio.run(coro)
+from tests.ticks.common import DAY, END, FAST, START, UTC, run
 
 
 def client(base_url: str, **kwargs) -> OkxClient:
