@@ -1,11 +1,18 @@
 """`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports."""
 
+import importlib
 import sys
 
-from bench import bars_load
-
-BENCHMARKS = {"bars_load": bars_load.main}
+# name -> module with a main() returning the exit status (non-zero: a target missed)
+BENCHMARKS = {
+    "bars_load": "bench.bars_load",
+    "alphas_import": "bench.alphas_import",
+    "ticks_load": "bench.ticks_load",
+}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)
-    sys.exit(max(BENCHMARKS[name]() for name in names))
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {', '.join(unknown)}; one of {', '.join(BENCHMARKS)}")
+    sys.exit(max(importlib.import_module(BENCHMARKS[name]).main() for name in names))

@@ -15,6 +15,9 @@ not written at all. The ledger (`import_ledger`, in the regular database next to
 one entry per file after the batch holding its alphas is written, so a killed import re-runs
 only the files without an entry, and re-merging a file already merged changes nothing: the
 collections end identical to an uninterrupted import.
+
+A ledger entry: ``file, size, sha256, documents`` (1 imported, 0 filtered out by the mode),
+``alpha_id, type, month`` (New York month of dateCreated: the partition), ``mode, imported_at, run_id``.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import pymongo
 from pymongo.database import Database
 
 from marketdata_assets.lib.alphas.documents import (DATES_FIELD, collection_for, date_sidecar, merged_document,
                                                     to_document, validate_alpha)
-from marketdata_assets.lib.alphas.files import read_alpha_file
+from marketdata_assets.lib.alphas.files import month_of, read_alpha_file
 from marketdata_assets.lib.files import quarantine
 
 IMPORT_MODES = ("incremental", "overwrite", "rebuild", "time_range", "smart_merge")
@@ -83,6 +86,7 @@ def ensure_alpha_indexes(db_regular: Database, db_super: Database, collection: s
     for db in (db_regular, db_super):
         db[collection].create_indexes(ALPHA_INDEXES)
     db_regular[LEDGER].create_index([("file", pymongo.ASCENDING), ("sha256", pymongo.ASCENDING)], name="file_sha256")
+    db_regular[LEDGER].create_index([("type", pymongo.ASCENDING), ("month", pymongo.ASCENDING)], name="type_month")
 
 
 def newest_modified(coll) -> Optional[datetime]:
@@ -96,8 +100,12 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
                  collection: str = "alphas", mode: str = "incremental",
                  time_range: Optional[tuple[datetime, datetime]] = None, batch_size: int = 1000,
                  array_keys: Optional[Mapping[str, Optional[str]]] = None, quarantine_root: Optional[Path] = None,
-                 landing_root: Optional[Path] = None, run_id: Optional[str] = None) -> ImportStats:
-    """Import alpha files ((name in the ledger, path) pairs) and return what happened."""
+                 landing_root: Optional[Path] = None, run_id: Optional[str] = None,
+                 on_progress: Optional[Callable[[ImportStats], None]] = None) -> ImportStats:
+    """Import alpha files ((name in the ledger, path) pairs) and return what happened.
+
+    `on_progress(stats)` is called after every bulk write (a batch of documents and their ledger
+    entries), for progress reports on long imports."""
     if mode not in IMPORT_MODES:
         raise ValueError(f"unknown import mode {mode!r}: one of {', '.join(IMPORT_MODES)}")
     if mode == "time_range" and not time_range:
@@ -143,6 +151,8 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
         if batch.files:
             ledger.insert_many([{**entry, "mode": mode, "imported_at": now, "run_id": run_id} for entry in batch.files])
         pending[kind] = _Pending()
+        if on_progress is not None and (batch.docs or batch.files):
+            on_progress(stats)
 
     for name, path in files:
         stats.files_seen += 1
@@ -172,7 +182,8 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
             batch.docs[alpha["id"]] = alpha  # the same alpha twice in one batch: the later file wins
         else:
             stats.alphas_filtered_out += 1
-        batch.files.append({"file": name, "size": len(data), "sha256": sha, "documents": int(keep)})
+        batch.files.append({"file": name, "size": len(data), "sha256": sha, "documents": int(keep),
+                            "alpha_id": alpha["id"], "type": alpha["type"], "month": month_of(alpha["dateCreated"])})
         stats.files_imported += keep
         if len(batch.docs) >= batch_size or len(batch.files) >= 4 * batch_size:
             flush(kind)
