@@ -1,0 +1,275 @@
+"""The providers config file of the ticks domain (seed 003's `data_providers.yaml`, five providers).
+
+    config = load_providers_config()            # TICKS_PROVIDERS_CONFIG, else the shipped file
+    config.providers["tushare"].requests_per_minute   # 200.0
+    config.a_shares                              # ("600000.SH", ...) normalized codes
+    config.crypto_instruments                    # (InstrumentKey("BINANCE", "BTCUSDT"), ...)
+
+File layout (marketdata_assets/defs/ticks/data_providers.yaml is the reference)::
+
+    providers:
+      <tushare|yahoo|binance|okx|deribit>:
+        base_url: https://...        # the vendor's public host
+        base_url_env: NAME           # this variable, when set and not empty, replaces base_url
+        requests_per_minute: 200     # token bucket shared by every request of the run (> 0)
+        max_concurrency: 4           # requests in flight at once (>= 1)
+        workers: 10                  # symbols / instrument-days processed at once (>= 1)
+        timeout_s: 30                # per request (> 0)
+        max_retries: 5               # 429/418, 5xx and timeouts (>= 0)
+        backoff_base_s: 0.5          # first backoff step, doubled per retry, full jitter (>= 0)
+        # tushare only: token_env (the variable holding the token), limit_window_s
+        # yahoo only:   max_days_back (null = no horizon)
+        # binance only: weight_per_minute, weight_headroom (0 < h <= 1)
+    universes:
+      a_shares: {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # codes in any spelling
+      yahoo:    {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # Yahoo symbols
+      crypto:   {history_start: YYYY-MM-DD, book_depth: 20, instruments: {VENUE: [SYMBOL, ...]}}
+    catch_up_days: 7
+
+Every problem is reported with the file and the key (``data_providers.yaml: providers.okx.workers:
+expected an integer >= 1, got 'four'``); unknown keys are errors too (a typo would otherwise be a
+silently ignored limit). Secrets never live in the file: only the NAME of the token's variable.
+A-share codes are normalized (``sh600000`` -> ``600000.SH``), crypto symbols checked against their
+venue (lib.ticks.instruments); duplicates are dropped, first occurrence kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from marketdata_assets.lib.identifiers import symbol_key
+from marketdata_assets.lib.ticks.instruments import InstrumentKey, a_share_code, normalize_instrument
+
+CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "defs" / "ticks" / "data_providers.yaml"
+PROVIDERS = ("tushare", "yahoo", "binance", "okx", "deribit")
+CRYPTO_PROVIDERS = {"BINANCE": "binance", "OKX": "okx", "DERIBIT": "deribit"}
+
+_COMMON = {"base_url", "base_url_env", "requests_per_minute", "max_concurrency", "workers", "timeout_s",
+           "max_retries", "backoff_base_s"}
+_EXTRA = {"tushare": {"token_env", "limit_window_s"}, "yahoo": {"max_days_back"},
+          "binance": {"weight_per_minute", "weight_headroom"}, "okx": set(), "deribit": set()}
+_DEFAULTS = {"requests_per_minute": 600.0, "max_concurrency": 4, "workers": 4, "timeout_s": 30.0,
+             "max_retries": 5, "backoff_base_s": 0.5}
+
+
+class ProvidersConfigError(ValueError):
+    """The providers config file is missing, unreadable or invalid; names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    base_url: str                 # resolved: the variable base_url_env if set, else the file's base_url
+    default_base_url: str         # the file's base_url
+    base_url_env: str
+    requests_per_minute: float
+    max_concurrency: int
+    workers: int
+    timeout_s: float
+    max_retries: int
+    backoff_base_s: float
+    options: Mapping[str, Any] = field(default_factory=dict)  # the provider-specific keys
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class ProvidersConfig:
+    path: Path
+    providers: Mapping[str, ProviderSettings]
+    a_shares: tuple[str, ...]
+    a_share_history_start: date
+    yahoo_symbols: tuple[str, ...]
+    yahoo_history_start: date
+    crypto_instruments: tuple[InstrumentKey, ...]
+    crypto_history_start: date
+    book_depth: int = 20
+    catch_up_days: int = 7
+
+    def crypto_partition_keys(self) -> list[str]:
+        return [key.partition_key for key in self.crypto_instruments]
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    configured = (environ.get(CONFIG_ENV) or "").strip()
+    return Path(configured).resolve() if configured else DEFAULT_CONFIG
+
+
+class _Reader:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def error(self, where: str, detail: str) -> ProvidersConfigError:
+        return ProvidersConfigError(f"{self.path.name}: {where}: {detail} (file {self.path})")
+
+    def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(where, f"expected a mapping, got {type(value).__name__} {str(value)[:60]!r}")
+        if allowed is not None:
+            unknown = sorted(str(k) for k in value if k not in allowed)
+            if unknown:
+                raise self.error(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        return value
+
+    def number(self, value: Any, where: str, *, minimum: float = 0.0, strict: bool = True,
+               maximum: float | None = None) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if ok:
+            ok = value > minimum if strict else value >= minimum
+            ok = ok and (maximum is None or value <= maximum)
+        if not ok:
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            bound += f" and <= {maximum:g}" if maximum is not None else ""
+            raise self.error(where, f"expected a number {bound}, got {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, where: str, *, minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.error(where, f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(where, f"expected a non-empty string, got {value!r}")
+        return value.strip()
+
+    def day(self, value: Any, where: str) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise self.error(where, f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+    def symbols(self, section: dict, where: str) -> list[str]:
+        listed = section.get("symbols") or []
+        if not isinstance(listed, list):
+            raise self.error(f"{where}.symbols", f"expected a list, got {type(listed).__name__}")
+        out = [str(s) for s in listed]
+        if section.get("symbols_file"):
+            file = Path(self.text(section["symbols_file"], f"{where}.symbols_file"))
+            file = file if file.is_absolute() else self.path.parent / file
+            try:
+                lines = file.read_text(encoding="utf-8").splitlines()
+            except OSError as error:
+                raise self.error(f"{where}.symbols_file", f"cannot read {file}: {error.strerror}") from None
+            out += [line.split("#", 1)[0].strip() for line in lines]
+        return [s for s in out if s]
+
+
+def _unique(items: list) -> tuple:
+    return tuple(dict.fromkeys(items))
+
+
+def _provider(reader: _Reader, name: str, raw: Any, environ: Mapping[str, str]) -> ProviderSettings:
+    where = f"providers.{name}"
+    raw = reader.mapping(raw, where, _COMMON | _EXTRA[name])
+    values = {**_DEFAULTS, **raw}
+    base_url = reader.text(values.get("base_url"), f"{where}.base_url")
+    if not base_url.startswith(("http://", "https://")):
+        raise reader.error(f"{where}.base_url", f"expected an http(s):// URL, got {base_url!r}")
+    env_name = reader.text(values.get("base_url_env", f"{name.upper()}_BASE_URL"), f"{where}.base_url_env")
+    resolved = (environ.get(env_name) or "").strip() or base_url
+    options: dict[str, Any] = {}
+    if name == "tushare":
+        options["token_env"] = reader.text(raw.get("token_env", "TUSHARE_TOKEN"), f"{where}.token_env")
+        options["limit_window_s"] = reader.number(raw.get("limit_window_s", 60), f"{where}.limit_window_s")
+    elif name == "yahoo":
+        back = raw.get("max_days_back", 30)
+        options["max_days_back"] = None if back is None else reader.number(back, f"{where}.max_days_back")
+    elif name == "binance":
+        options["weight_per_minute"] = reader.integer(raw.get("weight_per_minute", 6000), f"{where}.weight_per_minute",
+                                                      minimum=1)
+        options["weight_headroom"] = reader.number(raw.get("weight_headroom", 0.9), f"{where}.weight_headroom",
+                                                   maximum=1.0)
+    return ProviderSettings(
+        name=name, base_url=resolved.rstrip("/"), default_base_url=base_url.rstrip("/"), base_url_env=env_name,
+        requests_per_minute=reader.number(values["requests_per_minute"], f"{where}.requests_per_minute"),
+        max_concurrency=reader.integer(values["max_concurrency"], f"{where}.max_concurrency", minimum=1),
+        workers=reader.integer(values["workers"], f"{where}.workers", minimum=1),
+        timeout_s=reader.number(values["timeout_s"], f"{where}.timeout_s"),
+        max_retries=reader.integer(values["max_retries"], f"{where}.max_retries", minimum=0),
+        backoff_base_s=reader.number(values["backoff_base_s"], f"{where}.backoff_base_s", strict=False),
+        options=options,
+    )
+
+
+def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | None = None) -> ProvidersConfig:
+    """Validate the decoded YAML of `path` (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    reader = _Reader(path)
+    top = reader.mapping(data, "top level", {"providers", "universes", "catch_up_days"})
+    providers_raw = reader.mapping(top.get("providers"), "providers", set(PROVIDERS))
+    missing = [name for name in PROVIDERS if name not in providers_raw]
+    if missing:
+        raise reader.error("providers", f"missing provider(s) {missing}")
+    providers = {name: _provider(reader, name, providers_raw[name], environ) for name in PROVIDERS}
+
+    universes = reader.mapping(top.get("universes"), "universes", {"a_shares", "yahoo", "crypto"})
+    a_raw = reader.mapping(universes.get("a_shares") or {}, "universes.a_shares",
+                           {"history_start", "symbols", "symbols_file"})
+    codes = []
+    for symbol in reader.symbols(a_raw, "universes.a_shares"):
+        try:
+            codes.append(a_share_code(symbol))
+        except ValueError as error:
+            raise reader.error("universes.a_shares", str(error)) from None
+    y_raw = reader.mapping(universes.get("yahoo") or {}, "universes.yahoo", {"history_start", "symbols", "symbols_file"})
+    yahoo = []
+    for symbol in reader.symbols(y_raw, "universes.yahoo"):
+        try:
+            yahoo.append(symbol_key(symbol.strip().upper()))
+        except ValueError as error:
+            raise reader.error("universes.yahoo", str(error)) from None
+    c_raw = reader.mapping(universes.get("crypto") or {}, "universes.crypto",
+                           {"history_start", "book_depth", "instruments"})
+    by_venue = reader.mapping(c_raw.get("instruments") or {}, "universes.crypto.instruments")
+    instruments = []
+    for venue, symbols in by_venue.items():
+        where = f"universes.crypto.instruments.{venue}"
+        if str(venue).upper() not in CRYPTO_PROVIDERS:
+            raise reader.error(where, f"unknown venue; expected one of {sorted(CRYPTO_PROVIDERS)}")
+        if not isinstance(symbols, list):
+            raise reader.error(where, f"expected a list of symbols, got {type(symbols).__name__}")
+        for symbol in symbols:
+            try:
+                instruments.append(normalize_instrument(str(venue), str(symbol)))
+            except ValueError as error:
+                raise reader.error(where, str(error)) from None
+    return ProvidersConfig(
+        path=path, providers=providers,
+        a_shares=_unique(codes),
+        a_share_history_start=reader.day(a_raw.get("history_start", "2024-01-01"), "universes.a_shares.history_start"),
+        yahoo_symbols=_unique(yahoo),
+        yahoo_history_start=reader.day(y_raw.get("history_start", "2025-01-01"), "universes.yahoo.history_start"),
+        crypto_instruments=_unique(instruments),
+        crypto_history_start=reader.day(c_raw.get("history_start", "2022-01-01"), "universes.crypto.history_start"),
+        book_depth=reader.integer(c_raw.get("book_depth", 20), "universes.crypto.book_depth", minimum=1),
+        catch_up_days=reader.integer(top.get("catch_up_days", 7), "catch_up_days", minimum=1),
+    )
+
+
+def load_providers_config(path: str | os.PathLike | None = None,
+                          environ: Mapping[str, str] | None = None) -> ProvidersConfig:
+    """Read and validate the providers config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
+    path = Path(path).resolve() if path is not None else config_path(environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ProvidersConfigError(f"providers config {path}: cannot read it ({error.strerror}); set "
+                                   f"{CONFIG_ENV} to the file's path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ProvidersConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
+                                   f"(file {path})") from None
+    return parse_providers_config(data, path, environ)

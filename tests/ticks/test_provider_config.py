@@ -1,0 +1,103 @@
+"""The providers config file (lib.ticks.provider_config): the shipped file, env overrides, clear errors."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from marketdata_assets.lib.ticks.instruments import InstrumentKey
+from marketdata_assets.lib.ticks.provider_config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    ProvidersConfigError,
+    load_providers_config,
+)
+
+
+def shipped() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+
+
+def write(tmp_path: Path, data: dict, name: str = "providers.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_the_shipped_file_has_the_seeds_limits_and_the_vendors_hosts():
+    config = load_providers_config(environ={})
+    assert config.path == DEFAULT_CONFIG
+    tushare, yahoo, binance = (config.providers[n] for n in ("tushare", "yahoo", "binance"))
+    assert (tushare.requests_per_minute, yahoo.requests_per_minute) == (200.0, 2000.0)  # seed 003
+    assert binance.option("weight_per_minute") == 6000 and binance.option("weight_headroom") == 0.9
+    assert {name: p.base_url for name, p in config.providers.items()} == {
+        "tushare": "http://api.waditu.com", "yahoo": "https://query2.finance.yahoo.com",
+        "binance": "https://api.binance.com", "okx": "https://www.okx.com", "deribit": "https://www.deribit.com"}
+    assert tushare.option("token_env") == "TUSHARE_TOKEN"
+    assert "600000.SH" in config.a_shares and "830799.BJ" in config.a_shares
+    assert InstrumentKey("OKX", "BTC-USDT-SWAP") in config.crypto_instruments
+    assert all(":" in key and "|" not in key and "," not in key for key in config.crypto_partition_keys())
+    assert config.crypto_history_start == date(2022, 1, 1) and config.catch_up_days == 7
+
+
+def test_base_urls_come_from_the_named_variables_and_the_file_from_its_variable(tmp_path):
+    data = shipped()
+    data["providers"]["okx"]["requests_per_minute"] = 30
+    path = write(tmp_path, data)
+    config = load_providers_config(environ={CONFIG_ENV: str(path), "OKX_BASE_URL": "http://127.0.0.1:8766/",
+                                            "BINANCE_BASE_URL": ""})
+    assert config.path == path.resolve()
+    okx, binance = config.providers["okx"], config.providers["binance"]
+    assert (okx.base_url, okx.default_base_url, okx.requests_per_minute) == (
+        "http://127.0.0.1:8766", "https://www.okx.com", 30.0)
+    assert binance.base_url == "https://api.binance.com"  # empty variable = unset
+
+
+def test_universes_normalize_codes_drop_duplicates_and_read_a_symbols_file(tmp_path):
+    (tmp_path / "a_shares.txt").write_text("# the market\nsh600000\n000001.XSHE  # Ping An\n\n830799\n")
+    data = shipped()
+    data["universes"]["a_shares"] = {"symbols": ["600000.SH", "601398"], "symbols_file": "a_shares.txt"}
+    data["universes"]["yahoo"]["symbols"] = ["aapl", "AAPL", "vod.l"]
+    config = load_providers_config(write(tmp_path, data), environ={})
+    assert config.a_shares == ("600000.SH", "601398.SH", "000001.SZ", "830799.BJ")
+    assert config.yahoo_symbols == ("AAPL", "VOD.L")
+
+
+def test_five_thousand_symbols_load(tmp_path):
+    codes = [f"{600000 + i}.SH" for i in range(2500)] + [f"{i:06d}.SZ" for i in range(1, 2501)]
+    (tmp_path / "market.txt").write_text("\n".join(codes))
+    data = shipped()
+    data["universes"]["a_shares"] = {"symbols_file": str(tmp_path / "market.txt")}
+    assert len(load_providers_config(write(tmp_path, data), environ={}).a_shares) == 5000
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["providers"]["okx"].update(workers="four"), "providers.okx.workers: expected an integer >= 1, got 'four'"),
+    (lambda d: d["providers"]["tushare"].update(requests_per_minute=0), "providers.tushare.requests_per_minute: expected a number > 0"),
+    (lambda d: d["providers"]["binance"].update(weight_headroom=1.5), "providers.binance.weight_headroom"),
+    (lambda d: d["providers"]["yahoo"].update(requets_per_minute=10), "providers.yahoo: unknown key(s) ['requets_per_minute']"),
+    (lambda d: d["providers"]["deribit"].update(base_url="www.deribit.com"), "providers.deribit.base_url: expected an http(s):// URL"),
+    (lambda d: d["providers"].pop("okx"), "providers: missing provider(s) ['okx']"),
+    (lambda d: d["universes"]["a_shares"].update(symbols=["600000.XX"]), "universes.a_shares: invalid A-share code '600000.XX'"),
+    (lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]), "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like a symbol of OKX"),
+    (lambda d: d["universes"]["crypto"]["instruments"].update(KRAKEN=["XBTUSD"]), "universes.crypto.instruments.KRAKEN: unknown venue"),
+    (lambda d: d["universes"]["yahoo"].update(history_start="June"), "universes.yahoo.history_start: expected a date YYYY-MM-DD, got 'June'"),
+    (lambda d: d["universes"]["a_shares"].update(symbols_file="nowhere.txt"), "universes.a_shares.symbols_file: cannot read"),
+])
+def test_invalid_files_name_the_file_and_the_key(tmp_path, change, message):
+    data = shipped()
+    change(data)
+    with pytest.raises(ProvidersConfigError) as raised:
+        load_providers_config(write(tmp_path, data, "mine.yaml"), environ={})
+    assert str(raised.value).startswith("mine.yaml: ") and message in str(raised.value)
+
+
+def test_missing_and_unparsable_files(tmp_path):
+    with pytest.raises(ProvidersConfigError, match=f"cannot read it .*set {CONFIG_ENV}"):
+        load_providers_config(tmp_path / "absent.yaml", environ={})
+    (tmp_path / "bad.yaml").write_text("providers: [unclosed\n")
+    with pytest.raises(ProvidersConfigError, match="bad.yaml: not valid YAML"):
+        load_providers_config(tmp_path / "bad.yaml", environ={})
