@@ -54,6 +54,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CLICKHOUSE_USER", "default", "ClickHouse user (server DSNs only)."),
     Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True),
     Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database holding the tick tables."),
+    # The alpha API and the alpha store (seed 000).
+    Setting("ALPHA_API_BASE_URL", "https://api.worldquantbrain.com", "Base URL of the BRAIN-style alpha API "
+            "(a replay server's in tests and `make run`)."),
+    Setting("ALPHA_API_ACCOUNTS", "main", "Comma-separated account names: the account dimension of the alpha "
+            "file partitions. Each NAME needs ALPHA_API_USER_<NAME> and ALPHA_API_PASSWORD_<NAME>."),
+    Setting("ALPHA_API_REQUESTS_PER_MINUTE", "240", "Request rate limit per account."),
+    Setting("ALPHA_API_MAX_CONCURRENCY", "4", "Requests in flight per account."),
+    Setting("ALPHA_LANDING_DIR", "", "Alpha landing area: fetched files in alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json "
+            "and dropped packages in packages/ (watched by a sensor). Empty means <state dir>/landing/alpha_api."),
+    Setting("ALPHA_PACKAGES_DIR", "", "Where monthly alpha packages are built (<TYPE>/<YYYY-MM>/<account>.jsonl.gz "
+            "+ manifest). Empty means <state dir>/alpha_packages."),
+    Setting("ALPHA_DB_REGULAR", "regular_alphas", "MongoDB database of REGULAR alphas (seed's db_name_regular)."),
+    Setting("ALPHA_DB_SUPER", "super_alphas", "MongoDB database of SUPER alphas (seed's db_name_super)."),
+    Setting("ALPHA_COLLECTION", "alphas", "Collection name in both alpha databases."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -74,6 +88,16 @@ def state_dir() -> Path:
 def minute_bars_landing_dir() -> Path:
     configured = os.environ.get("MINUTE_BARS_LANDING_DIR")
     return Path(configured).resolve() if configured else state_dir() / "landing" / "minute_bars"
+
+
+def alpha_landing_dir() -> Path:
+    configured = os.environ.get("ALPHA_LANDING_DIR")
+    return Path(configured).resolve() if configured else state_dir() / "landing" / "alpha_api"
+
+
+def alpha_packages_dir() -> Path:
+    configured = os.environ.get("ALPHA_PACKAGES_DIR")
+    return Path(configured).resolve() if configured else state_dir() / "alpha_packages"
 
 
 def quarantine_dir(domain: str) -> Path:

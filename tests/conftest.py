@@ -5,6 +5,7 @@ Each test session works in its own databases (`*_test`), so a developer's data i
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 
@@ -13,6 +14,8 @@ import pytest
 
 from marketdata_assets import settings
 
+# Two alpha accounts (the account dimension of alpha_files is read when the definitions load).
+os.environ.setdefault("ALPHA_API_ACCOUNTS", "main,research")
 settings.apply_defaults()
 
 TEST_TIMESCALE_DB = "marketdata_test"

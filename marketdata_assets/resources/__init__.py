@@ -11,12 +11,13 @@ import os
 import dagster as dg
 
 from marketdata_assets import settings
+from marketdata_assets.resources.alphas import AlphaApiResource, AlphaStoreResource
 from marketdata_assets.resources.clickhouse import ClickHouseResource
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.resources.mongo import MongoResource
 from marketdata_assets.resources.timescale import TimescaleResource
 
-__all__ = ["ClickHouseResource", "HttpApiResource", "MongoResource", "TimescaleResource", "build_resources"]
+__all__ = ["AlphaApiResource", "AlphaStoreResource", "ClickHouseResource", "HttpApiResource", "MongoResource", "TimescaleResource", "build_resources"]
 
 
 def _env(name: str):
@@ -29,9 +30,15 @@ def _env_int(name: str):
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     clickhouse_dsn = dg.EnvVar("CLICKHOUSE_DSN") if os.environ.get("CLICKHOUSE_DSN") else settings.clickhouse_dsn()
+    mongo = MongoResource(uri=_env("MONGODB_URI"), username=_env("MONGODB_USERNAME"),
+                          password=_env("MONGODB_PASSWORD"))
     return {
-        "mongo": MongoResource(uri=_env("MONGODB_URI"), username=_env("MONGODB_USERNAME"),
-                               password=_env("MONGODB_PASSWORD")),
+        "mongo": mongo,
+        "alpha_store": AlphaStoreResource(mongo=mongo, db_name_regular=_env("ALPHA_DB_REGULAR"),
+                                          db_name_super=_env("ALPHA_DB_SUPER"), collection=_env("ALPHA_COLLECTION")),
+        "alpha_api": AlphaApiResource(base_url=_env("ALPHA_API_BASE_URL"), accounts=_env("ALPHA_API_ACCOUNTS"),
+                                      requests_per_minute=float(settings.get("ALPHA_API_REQUESTS_PER_MINUTE")),
+                                      max_concurrency=_env_int("ALPHA_API_MAX_CONCURRENCY")),
         "clickhouse": ClickHouseResource(dsn=clickhouse_dsn, user=_env("CLICKHOUSE_USER"),
                                          password=_env("CLICKHOUSE_PASSWORD"), database=_env("CLICKHOUSE_DATABASE")),
         "timescale": TimescaleResource(host=_env("TIMESCALE_HOST"), port=_env_int("TIMESCALE_PORT"),

@@ -1,37 +1,271 @@
+"""Alphas (seed 000): API -> landing files -> MongoDB (deep merge) -> monthly packages.
+
+    alpha_files (month x account) ─┐
+    alpha_package_drops (month) ───┼─> regular_alphas, super_alphas (month) ─> alpha_packages (month)
+    alpha_store ───────────────────┘
+
+Months are New York months of dateCreated (the API's time zone), as in the landing layout.
+"""
+
+
+import asyncio
 import time
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 
-from marketdata_assets import pools
-from marketdata_assets.lib.alphas.importer import ensure_alpha_indexes
-from marketdata_assets.resources import MongoResource
+from marketdata_assets import pools, settings
+from marketdata_assets.defs.alphas.partitions import (ALL_ACCOUNTS_OF_MONTH, alpha_months, alpha_months_by_account,
+                                                      month_of_key)
+from marketdata_assets.lib.alphas.api import AlphaAuthError, AlphaConfigError
+from marketdata_assets.lib.alphas.files import iter_alpha_files, parse_alpha_path, parse_api_datetime
+from marketdata_assets.lib.alphas.importer import ImportStats, ensure_alpha_indexes, import_files
+from marketdata_assets.lib.alphas.landing import decompose_dropped, land_month
+from marketdata_assets.lib.alphas.packages import PackageError, build_package
+from marketdata_assets.lib.markdown import table
+from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
+
+GROUP = "alphas"
+# Where each alpha type is imported; other types are quarantined by the import ("unsupported type").
+IMPORTED_TYPES = {"regular_alphas": "REGULAR", "super_alphas": "SUPER"}
 
 
-class AlphaStoreConfig(dg.Config):
-    """Names as in the seed's mongo_config.json."""
-
-    db_name_regular: str = "regular_alphas"
-    db_name_super: str = "super_alphas"
-    collection: str = "alphas"
+def partition_months(context: dg.AssetExecutionContext) -> list[str]:
+    """'YYYY-MM' of every month of the run's partition (or range)."""
+    return [month_of_key(key) for key in context.partition_keys]
 
 
-@dg.asset(group_name="alphas", pool=pools.MONGODB, kinds={"mongodb"})
-def alpha_store(context: dg.AssetExecutionContext, config: AlphaStoreConfig, mongo: MongoResource) -> dg.MaterializeResult:
-    """The MongoDB databases and collections that hold REGULAR and SUPER alphas, with their indexes."""
+@dg.asset(group_name=GROUP, pool=pools.MONGODB, kinds={"mongodb"})
+def alpha_store(context: dg.AssetExecutionContext, alpha_store: AlphaStoreResource) -> dg.MaterializeResult:
+    """The MongoDB databases and collections that hold REGULAR and SUPER alphas, their indexes
+    (id, type, dateCreated, dateModified, status, region) and the import ledger."""
     started = time.monotonic()
+    db_regular, db_super = alpha_store.databases()
+    ensure_alpha_indexes(db_regular, db_super, alpha_store.collection)
     collections = {}
-    ensure_alpha_indexes(mongo.database(config.db_name_regular), mongo.database(config.db_name_super),
-                         config.collection)
-    for database in (config.db_name_regular, config.db_name_super):
-        collection = mongo.database(database)[config.collection]
-        collections[f"{database}.{config.collection}"] = {
+    for database in (db_regular, db_super):
+        collection = database[alpha_store.collection]
+        collections[f"{database.name}.{alpha_store.collection}"] = {
             "indexes": sorted(collection.index_information()),
             "documents": collection.estimated_document_count(),
         }
     context.log.info(f"alpha collections ready: {', '.join(collections)}")
     return dg.MaterializeResult(metadata={
-        "server_version": mongo.server_version(),
+        "server_version": alpha_store.mongo.server_version(),
         "collections": dg.MetadataValue.json(collections),
         "documents": sum(c["documents"] for c in collections.values()),
         "seconds": round(time.monotonic() - started, 3),
     })
+
+
+@dg.asset(group_name=GROUP, partitions_def=alpha_months_by_account, pool=pools.ALPHA_API, kinds={"api", "json"},
+          backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+          retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL))
+def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) -> dg.MaterializeResult:
+    """Every alpha an account created in the month, as its own JSON file in the landing area:
+    ``<landing>/alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json``, written atomically; a re-fetch
+    rewrites only the alphas whose content changed."""
+    keys = context.partition_key.keys_by_dimension
+    month, account = month_of_key(keys["month"]), keys["account"]
+    landing, quarantine_root = settings.alpha_landing_dir(), settings.quarantine_dir("alphas")
+
+    def progress(landed) -> None:
+        context.log.info(f"{account} {month}: {landed.fetched:,} alphas fetched, {landed.written:,} files written")
+
+    async def fetch():
+        async with alpha_api.api() as api:
+            return await land_month(api, account, month, landing, quarantine_root, on_progress=progress)
+
+    try:
+        landed = asyncio.run(fetch())
+    except (AlphaAuthError, AlphaConfigError) as error:  # credentials or the persona check: retrying won't help
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    for item in landed.quarantined:
+        context.log.warning(f"quarantined: {item['reason']} -> {item['file']}")
+    fetch_stats = landed.fetch.as_metadata() if landed.fetch else {}
+    context.log.info(f"{account} {month}: {landed.fetched:,} alphas, {landed.written:,} written, "
+                     f"{landed.unchanged:,} unchanged, {len(landed.quarantined)} quarantined in {landed.seconds} s")
+    metadata = {
+        **{k: v for k, v in landed.as_metadata().items() if k != "alphas_by_type"},
+        "alphas_by_type": dg.MetadataValue.json(dict(landed.by_type)),
+        "requests": fetch_stats.get("requests", 0),
+        "retries": fetch_stats.get("retries", 0),
+        "rate_limited_429": fetch_stats.get("rate_limited_429", 0),
+        "server_errors_5xx": fetch_stats.get("server_errors_5xx", 0),
+        "reauthentications": fetch_stats.get("reauths", 0),
+        "pages": fetch_stats.get("pages", 0),
+        "windows_split": fetch_stats.get("windows_split", 0),
+        "landing_dir": str(landing / "alphas"),
+    }
+    if landed.quarantined:
+        metadata["quarantined"] = dg.MetadataValue.json(landed.quarantined)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),
+          kinds={"json"})
+def alpha_package_drops(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Monthly packages dropped into ``<landing>/packages/`` (``*.jsonl.gz`` + manifest), decomposed
+    back into landing files after their count and sha256 are verified. A corrupt package is
+    quarantined whole, with its reason; nothing of it lands."""
+    landing, quarantine_root = settings.alpha_landing_dir(), settings.quarantine_dir("alphas")
+    months = partition_months(context)
+    results = decompose_dropped(landing, set(months), quarantine_root)
+    for result in results:
+        log = context.log.warning if result.outcome == "quarantined" else context.log.info
+        log(f"{result.outcome} {result.package}: {result.reason or f'{result.count:,} alphas, {result.written:,} files written'}")
+    quarantined = [r for r in results if r.outcome == "quarantined"]
+    metadata = {
+        "months": f"{months[0]}..{months[-1]}",
+        "packages_decomposed": sum(r.outcome == "decomposed" for r in results),
+        "packages_quarantined": len(quarantined),
+        "files_written": sum(r.written for r in results),
+        "files_unchanged": sum(r.unchanged for r in results),
+    }
+    if results:
+        metadata["packages"] = dg.MetadataValue.md(table(
+            ["package", "month", "outcome", "alphas", "written", "unchanged", "reason"],
+            ([r.package, r.month, r.outcome, r.count, r.written, r.unchanged, r.reason] for r in results)))
+    if quarantined:
+        metadata["quarantined"] = dg.MetadataValue.json([{"package": r.package, "reason": r.reason} for r in quarantined])
+    return dg.MaterializeResult(metadata=metadata)
+
+
+class AlphaImportConfig(dg.Config):
+    """Seed 000's import options (mongo_config.json's IMPORT_MODE, batch_size)."""
+
+    mode: Literal["incremental", "overwrite", "rebuild", "time_range", "smart_merge"] = Field(
+        default="incremental",
+        description="incremental: skip files already imported with the same sha256; overwrite: every file, deep "
+                    "merge; rebuild: replace whole documents; time_range: only alphas whose dateModified is in "
+                    "[start, end); smart_merge: only alphas modified after the newest dateModified stored.")
+    start: str = Field(default="", description="time_range: first dateModified, ISO 8601 with an offset.")
+    end: str = Field(default="", description="time_range: end (exclusive) of dateModified, ISO 8601 with an offset.")
+    batch_size: int = Field(default=1000, ge=1, description="Documents per bulk write.")
+    array_keys: dict[str, str] = Field(
+        default_factory=dict, description="Extra keys for merging arrays of objects, by field name (path.to.array -> "
+                                          "key), on top of checks -> name and classifications -> id.")
+    accounts: list[str] = Field(default_factory=list, description="Only these accounts' files (default: all).")
+
+    def time_range(self) -> "tuple[datetime, datetime] | None":
+        if self.mode != "time_range":
+            return None
+        if not (self.start and self.end):
+            raise dg.Failure(description="import mode time_range needs `start` and `end` (ISO 8601 with an offset)",
+                             allow_retries=False)
+        try:
+            return parse_api_datetime(self.start), parse_api_datetime(self.end)
+        except ValueError as error:
+            raise dg.Failure(description=f"time_range: {error}", allow_retries=False) from None
+
+
+def _import_files(landing: Path, alpha_type: str | None, months: list[str], accounts: list[str],
+                  exclude_types: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    files = []
+    for month in months:
+        for path in iter_alpha_files(landing, alpha_type, month):
+            kind, _, account, _ = parse_alpha_path(path)
+            if kind in exclude_types or (accounts and account not in accounts):
+                continue
+            files.append((path.relative_to(landing).as_posix(), path))
+    return files
+
+
+def _import_metadata(stats: ImportStats, months: list[str], collection) -> dict:
+    metadata = {
+        "months": f"{months[0]}..{months[-1]}",
+        **{key: value for key, value in stats.as_metadata().items()},
+        "documents_per_second": round((stats.inserted + stats.merged + stats.replaced) / stats.seconds)
+        if stats.seconds else None,
+        "documents_in_collection": collection.estimated_document_count(),
+    }
+    if stats.quarantined:
+        metadata["quarantined"] = dg.MetadataValue.md(table(["file", "reason"],
+                                                            ([q["file"], q["reason"]] for q in stats.quarantined)))
+    return metadata
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(name, group_name=GROUP, kinds={"mongodb"},
+                        description=f"{alpha_type} alphas in MongoDB, one document per alpha (_id = id), deep-merged "
+                                    "from the landing files; a ledger of imported files next to them.",
+                        deps=[dg.AssetDep(alpha_files, partition_mapping=ALL_ACCOUNTS_OF_MONTH),
+                              alpha_package_drops, alpha_store])
+           for name, alpha_type in IMPORTED_TYPES.items()],
+    partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.MONGODB)
+def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig,
+                    alpha_store: AlphaStoreResource):
+    """Import the month's landing files (seed 000's importer, five modes, resumable via the ledger)."""
+    months = partition_months(context)
+    landing, quarantine_root = settings.alpha_landing_dir(), settings.quarantine_dir("alphas")
+    time_range = config.time_range()
+    db_regular, db_super = alpha_store.databases()
+    ensure_alpha_indexes(db_regular, db_super, alpha_store.collection)
+    array_keys = config.array_keys or None
+    for asset_name, alpha_type in IMPORTED_TYPES.items():
+        # Files under other type directories go with the REGULAR import, which quarantines them
+        # ("unsupported type") unless their content is a supported alpha that was misfiled.
+        if alpha_type == "REGULAR":
+            files = _import_files(landing, None, months, config.accounts, exclude_types=("SUPER",))
+        else:
+            files = _import_files(landing, alpha_type, months, config.accounts)
+        total, last = len(files), [time.monotonic()]
+        context.log.info(f"{asset_name} {months[0]}..{months[-1]}: {total:,} files, mode {config.mode}")
+
+        def progress(stats: ImportStats, asset_name=asset_name, total=total, last=last) -> None:
+            if time.monotonic() - last[0] >= 5:
+                last[0] = time.monotonic()
+                context.log.info(f"{asset_name}: {stats.files_seen:,}/{total:,} files, {stats.inserted:,} inserted, "
+                                 f"{stats.merged:,} merged, {stats.replaced:,} replaced, {stats.unchanged:,} unchanged")
+
+        stats = import_files(files, db_regular=db_regular, db_super=db_super, collection=alpha_store.collection,
+                             mode=config.mode, time_range=time_range, batch_size=config.batch_size,
+                             array_keys=array_keys, quarantine_root=quarantine_root, landing_root=landing,
+                             run_id=context.run.run_id, on_progress=progress)
+        for item in stats.quarantined:
+            context.log.warning(f"quarantined {item['file']}: {item['reason']}")
+        context.log.info(f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
+                         f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
+                         f"{len(stats.quarantined)} quarantined in {stats.seconds} s")
+        collection = (db_regular if alpha_type == "REGULAR" else db_super)[alpha_store.collection]
+        yield dg.MaterializeResult(asset_key=asset_name, metadata=_import_metadata(stats, months, collection))
+
+
+@dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),
+          deps=[dg.AssetKey(name) for name in IMPORTED_TYPES], kinds={"json"})
+def alpha_packages(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """One package per (type, month, account): the month's landing files as canonical JSON Lines,
+    gzip, sorted by id, with a manifest (count, sha256). Built after the import, so files the import
+    quarantined are not packaged; an unchanged month keeps its package bytes."""
+    landing, package_root = settings.alpha_landing_dir(), settings.alpha_packages_dir()
+    rows, failures = [], []
+    for month in partition_months(context):
+        groups: dict[tuple[str, str], list[Path]] = {}
+        for path in iter_alpha_files(landing, None, month):
+            alpha_type, _, account, _ = parse_alpha_path(path)
+            groups.setdefault((alpha_type, account), []).append(path)
+        for (alpha_type, account), paths in sorted(groups.items()):
+            try:
+                package, manifest = build_package(paths, package_root)
+            except PackageError as error:
+                failures.append({"type": alpha_type, "month": month, "account": account, "error": str(error)})
+                context.log.error(f"package {alpha_type} {month} {account}: {error}")
+                continue
+            rows.append([alpha_type, month, account, manifest["count"], manifest["package_bytes"],
+                         manifest["sha256_package"][:12], manifest["created_at"]])
+    metadata = {
+        "packages": len(rows),
+        "alphas_packaged": sum(r[3] for r in rows),
+        "package_bytes": sum(r[4] for r in rows),
+        "package_dir": str(package_root),
+        "manifests": dg.MetadataValue.md(table(["type", "month", "account", "alphas", "bytes", "sha256", "built"], rows))
+        if rows else "none",
+    }
+    if failures:
+        raise dg.Failure(description=f"{len(failures)} package(s) could not be built: "
+                                     + "; ".join(f["error"] for f in failures[:3]),
+                         metadata={**metadata, "failures": dg.MetadataValue.json(failures)})
+    return dg.MaterializeResult(metadata=metadata)

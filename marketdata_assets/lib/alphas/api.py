@@ -51,6 +51,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from marketdata_assets.lib.http import ApiClient, ApiError, RetryPolicy, backoff_delay
+from marketdata_assets.lib.alphas.files import check_account
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,22 @@ class AlphaAccount:
         return cls(name=name, user=environ[user_var], password=environ[password_var])
 
 
+def parse_account_names(text: str) -> list[str]:
+    """Account names from configuration ("main, research"): each one also a partition key and a
+    directory of the landing layout, so checked like one (files.check_account)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise AlphaConfigError("no alpha accounts configured: set ALPHA_API_ACCOUNTS (e.g. main,research)")
+    try:
+        return [check_account(name) for name in names]
+    except ValueError as error:
+        raise AlphaConfigError(f"ALPHA_API_ACCOUNTS: {error}") from None
+
+
 def accounts_from_env(names: Iterable[str] | str, environ: Mapping[str, str] | None = None) -> list[AlphaAccount]:
     """Accounts for configured names ("a,b" or a list), credentials from their environment variables."""
     if isinstance(names, str):
-        names = [n for n in (part.strip() for part in names.split(",")) if n]
+        names = parse_account_names(names)
     accounts = [AlphaAccount.from_env(name, environ) for name in names]
     keys = [env_key(a.name) for a in accounts]
     if len(set(keys)) != len(keys):

@@ -1,0 +1,47 @@
+"""The alpha API (many accounts) and the two MongoDB databases alphas are imported into (seed 000)."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+from pymongo.database import Database
+
+from marketdata_assets.lib.alphas.api import AlphaApi, accounts_from_env, parse_account_names
+from marketdata_assets.resources.http import HttpApiResource
+from marketdata_assets.resources.mongo import MongoResource
+
+
+class AlphaApiResource(HttpApiResource):
+    """The BRAIN-style alpha API. `accounts` names the accounts (ALPHA_API_ACCOUNTS); each account's
+    credentials are read from ALPHA_API_USER_<NAME> / ALPHA_API_PASSWORD_<NAME> when a run starts,
+    so they never appear in configuration, the UI or logs. Limits apply per account."""
+
+    accounts: str = Field(default="main", description="Comma-separated account names (ALPHA_API_ACCOUNTS).")
+    requests_per_minute: float = Field(default=240, description="Rate limit per account.")
+    max_concurrency: int = Field(default=4, description="Requests in flight per account.")
+    timeout_s: float = Field(default=60, description="Per-request timeout.")
+
+    def account_names(self) -> list[str]:
+        return parse_account_names(self.accounts)
+
+    def api(self) -> AlphaApi:
+        """A client for every configured account; use it as `async with resource.api() as api:`."""
+        return AlphaApi(self.base_url, accounts_from_env(self.account_names()), **self.client_kwargs())
+
+
+class AlphaStoreResource(dg.ConfigurableResource):
+    """Where alphas live in MongoDB: names as in the seed's mongo_config.json."""
+
+    mongo: MongoResource
+    db_name_regular: str = Field(default="regular_alphas", description="Database of REGULAR alphas.")
+    db_name_super: str = Field(default="super_alphas", description="Database of SUPER alphas.")
+    collection: str = Field(default="alphas", description="Collection name in both databases.")
+
+    def databases(self) -> tuple[Database, Database]:
+        """(regular database, super database)."""
+        return self.mongo.database(self.db_name_regular), self.mongo.database(self.db_name_super)
+
+    def database_for(self, kind: str) -> Database:
+        """The database of 'regular' or 'super' (documents.collection_for)."""
+        regular, super_ = self.databases()
+        return {"regular": regular, "super": super_}[kind]
