@@ -18,6 +18,11 @@ Tables (one database, name checked by identifiers.sql_identifier)
     ``ReplacingMergeTree(load_id)`` ordered by that key, unpartitioned (so every insert into it is
     one part: atomic). The *active* load of a slice is the one with the largest ``load_id``
     (``loads FINAL``, exact at read time with or without merges).
+``daily_bars``
+    A vendor's own daily bars (Tushare ``daily``: ``pre_close``, volume in shares, amount in yuan),
+    ``ts`` = 00:00 UTC of the trading day; same engine, pointer and views (``daily_bars_v``,
+    ``daily_bars_range``) as the tables above. Not to be confused with ``bars_1d_v``, bars computed
+    from trades.
 ``trades_1d_agg`` + materialized view ``trades_1d_mv``
     Daily bars from trades, aggregated at insert time per ``(venue, instrument, day, load_id)``
     (``AggregatingMergeTree``). Because the state is per load, it obeys the same pointer.
@@ -167,8 +172,25 @@ BARS = TableSpec(
     ),
     order_by=("venue", "instrument", "ts"),
 )
-SPECS = {spec.kind: spec for spec in (TRADES, BOOKS, BARS)}
-_KIND_ALIASES = {"trade": "trades", "book": "books", "book_snapshots": "books", "bars_1m": "bars", "bar": "bars"}
+DAILY = TableSpec(
+    kind="daily", table="daily_bars", schema=frames.DAILY_BARS_SCHEMA, nullable=frames.NULLABLE["daily"],
+    columns=(
+        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
+        ("venue", LC),
+        ("instrument", LC),
+        ("open", FLOAT),
+        ("high", FLOAT),
+        ("low", FLOAT),
+        ("close", FLOAT),
+        ("pre_close", "Nullable(Float64) CODEC(ZSTD(1))"),
+        ("volume", FLOAT),
+        ("amount", FLOAT),
+    ),
+    order_by=("venue", "instrument", "ts"),
+)
+SPECS = {spec.kind: spec for spec in (TRADES, BOOKS, BARS, DAILY)}
+_KIND_ALIASES = {"trade": "trades", "book": "books", "book_snapshots": "books", "bars_1m": "bars", "bar": "bars",
+                 "daily_bars": "daily"}
 LOADS = "loads"
 DAILY_AGG = "trades_1d_agg"
 DAILY_MV = "trades_1d_mv"
@@ -180,7 +202,7 @@ INGEST_LOG_COLUMNS = ("run_id", "provider", "kind", "venue", "instrument", "day"
 
 
 def spec_for(kind: str) -> TableSpec:
-    """TableSpec of 'trades' | 'books' | 'bars' (also 'book_snapshots', 'bars_1m')."""
+    """TableSpec of 'trades' | 'books' | 'bars' | 'daily' (also 'book_snapshots', 'bars_1m', 'daily_bars')."""
     key = _KIND_ALIASES.get(kind, kind)
     if key not in SPECS:
         raise ValueError(f"unknown tick kind {kind!r}: expected one of {sorted(SPECS)}")

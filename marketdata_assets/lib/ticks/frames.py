@@ -7,6 +7,9 @@
   (0 = best), ``price``, ``quantity`` Float64, ``update_id`` Int64 (nullable).
 - 1-minute bars: ``ts`` (bar open, UTC), ``venue``, ``instrument``, ``open``, ``high``, ``low``,
   ``close``, ``volume``, ``amount`` Float64, ``trades`` Int64 (nullable).
+- daily bars (a vendor's own daily bars, e.g. Tushare ``daily``): ``ts`` = 00:00 UTC of the
+  trading day (the exchange's date), ``venue``, ``instrument``, ``open``, ``high``, ``low``,
+  ``close``, ``pre_close`` (nullable), ``volume``, ``amount`` Float64.
 
 ``venue`` / ``instrument`` follow lib.ticks.instruments (e.g. BINANCE / BTCUSDT, SSE / 600000.SH).
 Only the columns listed in ``NULLABLE`` may hold nulls.
@@ -54,11 +57,25 @@ BARS_SCHEMA: dict[str, pl.DataType] = {
     "trades": pl.Int64,
 }
 
+DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "pre_close": pl.Float64,
+    "volume": pl.Float64,
+    "amount": pl.Float64,
+}
+
 # Columns that may be null; every other column must be fully populated.
 NULLABLE: dict[str, frozenset[str]] = {
     "trades": frozenset({"seq"}),
     "books": frozenset({"update_id"}),
     "bars": frozenset({"trades"}),
+    "daily": frozenset({"pre_close"}),
 }
 
 TRADE_SIDES = ("buy", "sell")
@@ -75,3 +92,7 @@ def empty_books() -> pl.DataFrame:
 
 def empty_bars() -> pl.DataFrame:
     return pl.DataFrame(schema=BARS_SCHEMA)
+
+
+def empty_daily_bars() -> pl.DataFrame:
+    return pl.DataFrame(schema=DAILY_BARS_SCHEMA)

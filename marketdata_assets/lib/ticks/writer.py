@@ -176,8 +176,10 @@ def validate_frame(frame: pl.DataFrame, kind: str, venue: str, instrument: Optio
             rules.append((f"null {name}", pl.col(name).is_null(),
                           lambda row, n=name: f"column {n!r} has {out[n].null_count()} null(s), first at row {row}"))
         if spec.schema[name] == pl.Float64:
-            rules.append((f"nan {name}", pl.col(name).is_nan() | pl.col(name).is_infinite(),
-                          lambda row, n=name: f"column {n!r} is NaN/inf at row {row}"))
+            bad = pl.col(name).is_nan() | pl.col(name).is_infinite()
+            if name in spec.nullable:  # a null there is allowed: only NaN/inf are bad
+                bad = bad.fill_null(False)
+            rules.append((f"nan {name}", bad, lambda row, n=name: f"column {n!r} is NaN/inf at row {row}"))
     for name, expected in (("venue", venue), ("instrument", instrument)):
         if expected is not None:
             rules.append((f"value {name}", pl.col(name) != expected,

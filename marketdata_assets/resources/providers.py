@@ -1,0 +1,109 @@
+"""Resources for the market-data providers of the ticks domain, built from the providers config file
+(lib.ticks.provider_config, defs/ticks/data_providers.yaml).
+
+Keys: ``tushare``, ``yahoo``, ``binance``, ``okx``, ``deribit``. Each resource only holds settings;
+``make_client()`` returns a NEW async client (use it as ``async with resource.make_client() as c``)
+whose token bucket, semaphore and (Binance) weight gate are that client's. The ticks assets create
+exactly one client per provider per step, and each provider's work of a run is one step, so the
+limit holds across all concurrent requests of the run; across runs the assets' concurrency pools
+keep one step per provider group at a time.
+
+Credentials: the Tushare token is only ever taken from the variable the config names (TUSHARE_TOKEN),
+as ``dg.EnvVar`` (the UI shows the variable's name, never the value); clients scrub it from messages.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from marketdata_assets.lib.ticks.provider_config import ProviderSettings, ProvidersConfig, load_providers_config
+from marketdata_assets.lib.ticks.providers import ProviderClient, make_provider
+from marketdata_assets.lib.ticks.providers.tushare import TushareClient, TushareTokenError
+from marketdata_assets.lib.ticks.providers.yahoo import YahooChartClient
+from marketdata_assets.resources.http import HttpApiResource
+
+__all__ = ["CryptoVenueResource", "ProviderResource", "TushareResource", "YahooResource", "provider_resources"]
+
+
+class ProviderResource(HttpApiResource):
+    """A market-data provider: the shared HTTP policy plus how many symbols are worked on at once."""
+
+    workers: int = Field(default=4, description="Symbols (or instrument-days) processed at once: the seed's --workers.")
+
+    def client_kwargs(self) -> dict:
+        if self.workers < 1 or self.max_concurrency < 1 or self.requests_per_minute <= 0:
+            raise ValueError(f"{type(self).__name__}: workers and max_concurrency must be >= 1 and "
+                             "requests_per_minute > 0")
+        return super().client_kwargs()
+
+
+class TushareResource(ProviderResource):
+    """Tushare Pro (A-share 1-minute and daily bars)."""
+
+    token: str = Field(default="", description="The API token, from the TUSHARE_TOKEN variable (never logged).")
+    token_env: str = Field(default="TUSHARE_TOKEN", description="Name of the token's variable, for messages.")
+    limit_window_s: float = Field(default=60, description="A per-minute limit answer pauses requests until the "
+                                                          "next window of this many seconds.")
+
+    def make_client(self) -> TushareClient:
+        if not (self.token or "").strip():
+            raise TushareTokenError(f"{self.token_env} is not set")
+        return TushareClient(self.base_url, self.token, limit_window_s=self.limit_window_s, **self.client_kwargs())
+
+
+class YahooResource(ProviderResource):
+    """Yahoo Finance chart v8 (1-minute bars)."""
+
+    max_days_back: Optional[float] = Field(default=30, description="Yahoo serves 1-minute bars this many days "
+                                                                   "back (None: no horizon, e.g. a replay).")
+
+    def make_client(self) -> YahooChartClient:
+        return YahooChartClient(self.base_url, max_days_back=self.max_days_back, **self.client_kwargs())
+
+
+class CryptoVenueResource(ProviderResource):
+    """One crypto venue's public market data: BINANCE (spot), OKX (v5) or DERIBIT (v2)."""
+
+    venue: str = Field(description="BINANCE | OKX | DERIBIT")
+    weight_per_minute: int = Field(default=6000, description="Binance: request weight per IP and minute.")
+    weight_headroom: float = Field(default=0.9, description="Binance: wait for the next minute rather than pass "
+                                                            "this share of the weight.")
+
+    def make_client(self) -> ProviderClient:
+        kwargs = self.client_kwargs()
+        if self.venue.upper() == "BINANCE":
+            kwargs.update(weight_limit=self.weight_per_minute, weight_headroom=self.weight_headroom)
+        return make_provider(self.venue, self.base_url, **kwargs)
+
+
+def _base_url(settings: ProviderSettings):
+    # A variable that is set is passed as EnvVar (its name shows in the UI); else the vendor's host.
+    return dg.EnvVar(settings.base_url_env) if os.environ.get(settings.base_url_env) else settings.default_base_url
+
+
+def _common(settings: ProviderSettings) -> dict:
+    return dict(base_url=_base_url(settings), requests_per_minute=settings.requests_per_minute,
+                max_concurrency=settings.max_concurrency, workers=settings.workers, timeout_s=settings.timeout_s,
+                max_retries=settings.max_retries, backoff_base_s=settings.backoff_base_s)
+
+
+def provider_resources(config: ProvidersConfig | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The five provider resources, keyed tushare, yahoo, binance, okx, deribit."""
+    config = config or load_providers_config()
+    p = config.providers
+    token_env = p["tushare"].option("token_env")
+    return {
+        "tushare": TushareResource(**_common(p["tushare"]), token_env=token_env,
+                                   token=dg.EnvVar(token_env) if os.environ.get(token_env) else "",
+                                   limit_window_s=p["tushare"].option("limit_window_s")),
+        "yahoo": YahooResource(**_common(p["yahoo"]), max_days_back=p["yahoo"].option("max_days_back")),
+        "binance": CryptoVenueResource(**_common(p["binance"]), venue="BINANCE",
+                                       weight_per_minute=p["binance"].option("weight_per_minute"),
+                                       weight_headroom=p["binance"].option("weight_headroom")),
+        "okx": CryptoVenueResource(**_common(p["okx"]), venue="OKX"),
+        "deribit": CryptoVenueResource(**_common(p["deribit"]), venue="DERIBIT"),
+    }
