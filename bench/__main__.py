@@ -7,6 +7,7 @@ import sys
 BENCHMARKS = {
     "bars_load": "bench.bars_load",
     "alphas_import": "bench.alphas_import",
+    "alphas_sensor": "bench.alphas_sensor",
     "ticks_load": "bench.ticks_load",
 }
 
