@@ -6,12 +6,18 @@ show up in the UI that `make run` serves next:
 1. the store assets (databases, extensions, indexes), unpartitioned;
 2. minute bars: replay CSV drops for the last three complete months (Beijing time) are written
    into the landing area once, then stock_1min_qfq, the monthly K-line and the daily MAs are
-   materialized for those months as one range run (single-run backfill), with their checks.
+   materialized for those months as one range run (single-run backfill), with their checks;
+3. alphas: a replay of the alpha API is served in-process (ALPHA_API_BASE_URL and each account's
+   credentials point at it for this process only); alpha_files is fetched for the last three
+   complete New York months x every account of ALPHA_API_ACCOUNTS (one run each, as the schedule
+   does), then the import, the package drops and the packages run for the three months as one
+   range run, with the eight checks.
 Run it again and the loads are skipped (same content already loaded): only the refreshes redo work.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import date, datetime
@@ -59,32 +65,75 @@ def write_replay_minute_files(landing: Path, months: list[date]) -> list[Path]:
     return written
 
 
-def plan(defs: dg.Definitions) -> list[tuple[str, list, dict]]:
-    """(label, assets and checks, run tags) in dependency order."""
+def _group(items, group: str) -> list:
+    return [a for a in items if a.partitions_def is not None and set(a.group_names_by_key.values()) == {group}]
+
+
+def _range_tags(months: list[date]) -> dict:
+    return {"dagster/asset_partition_range_start": f"{months[0]:%Y-%m-%d}",
+            "dagster/asset_partition_range_end": f"{months[-1]:%Y-%m-%d}"}
+
+
+def _checks_of(defs: dg.Definitions, assets: list) -> list:
+    keys = {key for a in assets for key in a.keys}
+    return [c for c in defs.asset_checks or [] if {spec.asset_key for spec in c.check_specs} <= keys]
+
+
+def serve_replay_alpha_api(months: list[date]):
+    """The alpha API replay for the configured accounts, with this process's environment pointed at it."""
+    from marketdata_assets.lib.alphas.api import credential_vars, parse_account_names
+    from marketdata_assets.replay.alpha_api import AlphaReplayServer, ReplayAccount, ReplayConfig
+
+    names = parse_account_names(settings.get("ALPHA_API_ACCOUNTS"))
+    accounts = []
+    for name in names:
+        user_var, password_var = credential_vars(name)
+        account = ReplayAccount.default(name, alphas=400)
+        os.environ[user_var], os.environ[password_var] = account.user, account.password
+        accounts.append(account)
+    server = AlphaReplayServer(ReplayConfig(seed=7, accounts=accounts, start_month=f"{months[0]:%Y-%m}",
+                                            months=len(months)))
+    server.start()
+    os.environ["ALPHA_API_BASE_URL"] = server.base_url
+    return server
+
+
+def plan(defs: dg.Definitions) -> list[tuple[str, list, dict, object]]:
+    """(label, assets and checks, run tags, partition key) in dependency order."""
+    from marketdata_assets.defs.alphas.partitions import alpha_accounts
+
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    checks = list(defs.asset_checks or [])
     months = last_complete_months(3)
     write_replay_minute_files(settings.minute_bars_landing_dir(), months)
-    bars = [a for a in assets if a.partitions_def is not None and a.group_names_by_key and
-            set(a.group_names_by_key.values()) == {"bars"}]
-    return [
-        ("stores", [a for a in assets if a.partitions_def is None], {}),
-        (f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}", bars + checks,
-         {"dagster/asset_partition_range_start": f"{months[0]:%Y-%m-%d}",
-          "dagster/asset_partition_range_end": f"{months[-1]:%Y-%m-%d}"}),
+    bars = _group(assets, "bars")
+    alpha_months = last_complete_months(3, datetime.now(ZoneInfo("America/New_York")).date())
+    alphas = _group(assets, "alphas")
+    fetch = [a for a in alphas if dg.AssetKey("alpha_files") in a.keys]
+    monthly_alphas = [a for a in alphas if a not in fetch]
+    steps = [
+        ("stores", [a for a in assets if a.partitions_def is None], {}, None),
+        (f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}", bars + _checks_of(defs, bars), _range_tags(months), None),
     ]
+    steps += [(f"alpha files {month:%Y-%m} {account}", fetch, {},
+               dg.MultiPartitionKey({"month": f"{month:%Y-%m-%d}", "account": account}))
+              for month in alpha_months for account in alpha_accounts.get_partition_keys()]
+    steps.append((f"alphas {alpha_months[0]:%Y-%m}..{alpha_months[-1]:%Y-%m}",
+                  monthly_alphas + _checks_of(defs, monthly_alphas) + [a.to_source_asset() for a in fetch],
+                  _range_tags(alpha_months), None))
+    return steps
 
 
 def main() -> int:
     from marketdata_assets.definitions import defs as load_defs
 
+    alpha_api = serve_replay_alpha_api(last_complete_months(3, datetime.now(ZoneInfo("America/New_York")).date()))
     defs = load_defs()
     resources = defs.resources or {}
     failed = 0
     with dg.DagsterInstance.get() as instance:
-        for label, assets, tags in plan(defs):
+        for label, assets, tags, partition_key in plan(defs):
             started = time.monotonic()
-            result = dg.materialize(assets, instance=instance, resources=resources,
+            result = dg.materialize(assets, instance=instance, resources=resources, partition_key=partition_key,
                                     tags={"marketdata/launched_by": "make run", **tags}, raise_on_error=False)
             keys = sorted({key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
             checks = result.get_asset_check_evaluations()
@@ -93,6 +142,7 @@ def main() -> int:
                   f"{sum(c.passed for c in checks)}/{len(checks)} checks passed, "
                   f"{time.monotonic() - started:.1f} s, run {result.run_id}", flush=True)
             failed += not result.success
+    alpha_api.stop()
     return 1 if failed else 0
 
 
