@@ -101,13 +101,18 @@ def truth_by_type(server, account, month=MONTH):
 
 
 def test_fetch_lands_each_alpha_as_a_file_and_refetch_rewrites_only_changes(server, landing, resources):
-    result = fetch(resources, "main")
+    with dg.instance_for_test() as instance:
+        result = fetch(resources, "main", instance=instance)
+        logs = " ".join(entry.user_message for entry in instance.all_logs(result.run_id))
+    assert "main 2025-07:" in logs  # the run's own log lines are in there
     truth = truth_by_type(server, "main")
     meta = metadata(result, "alpha_files")
     for alpha_type, ids in truth.items():
         files = {p.stem for p in iter_alpha_files(landing, alpha_type, MONTH, "main")}
         assert files == ids and ids
     assert meta["alphas_fetched"] == meta["files_written"] == sum(len(v) for v in truth.values())
+    logged = logs + json.dumps(meta, default=str)
+    assert PASSWORDS["main"] not in logged and "Basic " not in logged
     assert meta["requests"] >= 2 and meta["files_quarantined"] == 0
     one = next(iter_alpha_files(landing, "REGULAR", MONTH, "main"))
     before = one.stat().st_mtime_ns
