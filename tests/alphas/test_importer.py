@@ -104,6 +104,10 @@ def test_five_modes_on_the_same_fixtures(dbs, tmp_path):
     assert stored(dbs[0], "BBBBBBB")["settings"] == {"region": "JPN"}
     assert dbs[0]["alphas"].count_documents({"_id": "CCCCCCC"}) == 0
     assert dbs[0][LEDGER].count_documents({}) == 16  # 8 runs x 2 files; skipped files add no entry
+    # a file smart_merge filtered out was not imported: a later incremental run still imports it
+    later = run(dbs, [drop(tmp_path, "v3/c.json", older)])
+    assert (later.files_skipped, later.inserted) == (0, 1)
+    assert dbs[0][LEDGER].find_one({"file": "v3/c.json", "documents": 1})["alpha_id"] == "CCCCCCC"
 
 
 def test_bad_files_are_quarantined_and_the_rest_imports(dbs, tmp_path):

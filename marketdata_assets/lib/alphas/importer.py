@@ -162,7 +162,9 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
             reject(name, path, f"unreadable: {error}")
             continue
         sha = sha256_bytes(data)
-        if mode == "incremental" and ledger.find_one({"file": name, "sha256": sha}, {"_id": 1}):
+        # only entries that imported the alpha count: a file a time_range or smart_merge run filtered
+        # out (documents 0) has not been imported yet
+        if mode == "incremental" and ledger.find_one({"file": name, "sha256": sha, "documents": 1}, {"_id": 1}):
             stats.files_skipped += 1
             continue
         alpha, problem = read_alpha_file(path)
