@@ -3,7 +3,7 @@ import re
 from datetime import date
 from xml.etree import ElementTree
 
-from marketdata_assets.lib.charts import DOWN, UP, Candle, candlestick_svg, svg_markdown_image
+from marketdata_assets.lib.charts import BAR, DOWN, UP, Candle, bar_chart_svg, candlestick_svg, svg_markdown_image
 
 CANDLES = [Candle(date(2024, 1, 1), 10.0, 12.0, 9.5, 11.0),   # up
            Candle(date(2024, 2, 1), 11.0, 11.5, 8.0, 8.5),    # down
@@ -34,3 +34,15 @@ def test_markdown_image_round_trips():
     md = svg_markdown_image(svg, "monthly K-line")
     payload = re.fullmatch(r"!\[monthly K-line\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", md).group(1)
     assert base64.b64decode(payload).decode() == svg
+
+
+def test_bars_scale_to_the_largest_value():
+    svg = bar_chart_svg("alphas per day <July>", [("07-01", 10), ("07-02", 40), ("07-03", 0)])
+    root = ElementTree.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = [r for r in root.findall(f"{ns}rect") if r.get("fill") == BAR]
+    heights = [float(b.get("height")) for b in bars]
+    assert heights[1] == 220 - 24 - 26 and heights[0] == heights[1] / 4 and heights[2] == 0
+    assert [b.find(f"{ns}title").text for b in bars] == ["07-01: 10", "07-02: 40", "07-03: 0"]
+    assert "alphas per day <July>" in [t.text for t in root.findall(f"{ns}text")]
+    assert "nothing yet" in bar_chart_svg("x", [])

@@ -65,6 +65,41 @@ def candlestick_svg(title: str, candles: Sequence[Candle], width: int = 560, hei
     return "".join(parts)
 
 
+BAR = "#1f77b4"
+
+
+def bar_chart_svg(title: str, bars: Sequence[tuple[str, float]], width: int = 560, height: int = 220,
+                  color: str = BAR) -> str:
+    """Vertical bars (label, value >= 0), left to right; the largest value labelled on the axis."""
+    pad_left, pad_right, pad_top, pad_bottom = 56, 10, 24, 26
+    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{pad_left}" y="15" font-size="13" font-weight="bold">{escape(title)}</text>']
+    if not bars:
+        parts.append(f'<text x="{pad_left}" y="{height // 2}" fill="{AXIS}">nothing yet</text></svg>')
+        return "".join(parts)
+    top = max(value for _, value in bars) or 1.0
+    slot = plot_w / len(bars)
+    bar_w = max(1.0, slot * 0.8)
+    parts.append(f'<line x1="{pad_left}" y1="{pad_top + plot_h}" x2="{pad_left + plot_w}" y2="{pad_top + plot_h}" '
+                 f'stroke="{AXIS}"/>')
+    parts.append(f'<text x="{pad_left - 4}" y="{pad_top + 4}" text-anchor="end" fill="{AXIS}">{top:,.0f}</text>')
+    parts.append(f'<text x="{pad_left - 4}" y="{pad_top + plot_h + 4}" text-anchor="end" fill="{AXIS}">0</text>')
+    label_every = max(1, len(bars) // 8)
+    for i, (label, value) in enumerate(bars):
+        h = max(0.0, value) / top * plot_h
+        x = pad_left + slot * i + (slot - bar_w) / 2
+        parts.append(f'<rect x="{x:.1f}" y="{pad_top + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                     f'fill="{color}"><title>{escape(label)}: {value:,.0f}</title></rect>')
+        if i % label_every == 0:
+            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
+                         f'{escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def svg_markdown_image(svg: str, alt: str) -> str:
     """Markdown for an inline SVG image (a base64 data URI)."""
     encoded = base64.b64encode(svg.encode()).decode()

@@ -323,3 +323,15 @@ def test_catch_up_backfills_missing_and_failed_partitions_of_the_last_months(ser
         assert len(imports) == sensors.CATCHUP_MONTHS - 1 and last_complete not in imports
         assert sensors.alpha_monthly_catchup(dg.build_sensor_context(
             instance=instance, definitions=definitions, cursor=result.cursor)).skip_message
+
+
+def test_import_metadata_draws_the_alphas_created_per_day(server, landing, resources):
+    import base64
+    import re
+
+    fetch(resources, "main")
+    meta = metadata(import_month(resources), "regular_alphas")
+    payload = re.search(r"base64,([A-Za-z0-9+/=]+)\)", meta["alphas_created"]).group(1)
+    svg = base64.b64decode(payload).decode()
+    counts = [int(n) for n in re.findall(r"<title>\d\d-\d\d: (\d+)</title>", svg)]
+    assert len(counts) == 31 and sum(counts) == len(truth_by_type(server, "main")["REGULAR"])

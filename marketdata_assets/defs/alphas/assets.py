@@ -10,7 +10,8 @@ Months are New York months of dateCreated (the API's time zone), as in the landi
 
 import asyncio
 import time
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -20,11 +21,13 @@ from pydantic import Field
 from marketdata_assets import pools, settings
 from marketdata_assets.defs.alphas.partitions import (ALL_ACCOUNTS_OF_MONTH, alpha_months, alpha_months_by_account,
                                                       month_of_key)
-from marketdata_assets.lib.alphas.api import AlphaAuthError, AlphaConfigError
-from marketdata_assets.lib.alphas.files import iter_alpha_files, parse_alpha_path, parse_api_datetime
+from marketdata_assets.lib.alphas.api import AlphaAuthError, AlphaConfigError, month_window
+from marketdata_assets.lib.alphas.documents import DATES_FIELD
+from marketdata_assets.lib.alphas.files import API_TZ, iter_alpha_files, parse_alpha_path, parse_api_datetime
 from marketdata_assets.lib.alphas.importer import ImportStats, ensure_alpha_indexes, import_files
 from marketdata_assets.lib.alphas.landing import decompose_dropped, land_month
 from marketdata_assets.lib.alphas.packages import PackageError, build_package
+from marketdata_assets.lib.charts import bar_chart_svg, svg_markdown_image
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
 
@@ -174,13 +177,36 @@ def _import_files(landing: Path, alpha_type: str | None, months: list[str], acco
     return files
 
 
-def _import_metadata(stats: ImportStats, months: list[str], collection) -> dict:
+def _created_chart(collection, months: list[str], alpha_type: str) -> str:
+    """Alphas stored per New York day of dateCreated (per month for a range of months)."""
+    start, _ = month_window(months[0])
+    _, end = month_window(months[-1])
+    counts: Counter = Counter()
+    by_day = len(months) == 1
+    for doc in collection.find({f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}},
+                               {f"{DATES_FIELD}.dateCreated": 1, "_id": 0}):
+        created = doc[DATES_FIELD]["dateCreated"].replace(tzinfo=timezone.utc).astimezone(API_TZ)
+        counts[f"{created:%m-%d}" if by_day else f"{created:%Y-%m}"] += 1
+    if by_day:
+        labels, day = [], start
+        while day < end:
+            labels.append(f"{day:%m-%d}")
+            day += timedelta(days=1)
+    else:
+        labels = list(months)
+    title = f"{alpha_type} alphas by {'day' if by_day else 'month'} created ({months[0]}"
+    title += ")" if by_day else f"..{months[-1]})"
+    return svg_markdown_image(bar_chart_svg(title, [(label, counts.get(label, 0)) for label in labels]), title)
+
+
+def _import_metadata(stats: ImportStats, months: list[str], collection, alpha_type: str) -> dict:
     metadata = {
         "months": f"{months[0]}..{months[-1]}",
         **{key: value for key, value in stats.as_metadata().items()},
         "documents_per_second": round((stats.inserted + stats.merged + stats.replaced) / stats.seconds)
         if stats.seconds else None,
         "documents_in_collection": collection.estimated_document_count(),
+        "alphas_created": dg.MetadataValue.md(_created_chart(collection, months, alpha_type)),
     }
     if stats.quarantined:
         metadata["quarantined"] = dg.MetadataValue.md(table(["file", "reason"],
@@ -231,7 +257,7 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
                          f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
                          f"{len(stats.quarantined)} quarantined in {stats.seconds} s")
         collection = (db_regular if alpha_type == "REGULAR" else db_super)[alpha_store.collection]
-        yield dg.MaterializeResult(asset_key=asset_name, metadata=_import_metadata(stats, months, collection))
+        yield dg.MaterializeResult(asset_key=asset_name, metadata=_import_metadata(stats, months, collection, alpha_type))
 
 
 @dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),
