@@ -1,0 +1,60 @@
+"""Partitions of the ticks domain.
+
+- Crypto (Binance, OKX, Deribit, Binance dump files): UTC calendar day x instrument. The instrument
+  is the dynamic dimension `crypto_instruments` with keys VENUE:SYMBOL (lib.ticks.instruments
+  .partition_key: never `| , [ ]`), added from the providers config and by the dump-file sensor.
+  Days start at the config's crypto history_start: instruments x days stays under Dagster's
+  ~100,000 partitions per asset (8 instruments x 4 years = ~12,000).
+- A-shares (Tushare): China calendar days (Asia/Shanghai), weekdays only (holidays run and find no
+  bars: the day is recorded as not a trading day). The universe (~5,000 codes) is processed inside
+  the run, never a partition dimension (1.25M keys a year). `end_offset=1`: today's partition
+  exists, so the 15:30 schedule can load the day that just closed.
+- Yahoo: UTC calendar days, weekdays. Every exchange of the universe holds its regular session
+  inside one UTC day (the Americas, Europe, Africa, the Middle East), and a UTC day is the unit the
+  tick tables write (one slice per instrument and UTC day), so a partition is exactly one slice per
+  symbol. `end_offset=1` for the same reason as A-shares (the schedule runs at 17:30 New York, in
+  the same UTC day).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from marketdata_assets.lib.ticks.instruments import InstrumentKey, parse_partition_key
+from marketdata_assets.lib.ticks.provider_config import load_providers_config
+
+CRYPTO_INSTRUMENTS = "crypto_instruments"
+WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars
+
+_config = load_providers_config()
+
+crypto_instruments = dg.DynamicPartitionsDefinition(name=CRYPTO_INSTRUMENTS)
+crypto_days = dg.DailyPartitionsDefinition(start_date=_config.crypto_history_start.isoformat(), timezone="UTC")
+crypto_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "instrument": crypto_instruments})
+
+a_share_days = dg.DailyPartitionsDefinition(start_date=_config.a_share_history_start.isoformat(),
+                                            timezone="Asia/Shanghai", end_offset=1, exclusions=WEEKENDS)
+yahoo_days = dg.DailyPartitionsDefinition(start_date=_config.yahoo_history_start.isoformat(), timezone="UTC",
+                                          end_offset=1, exclusions=WEEKENDS)
+
+
+def crypto_key(day: date | str, instrument: str) -> str:
+    """The multi-partition key string of (day, instrument): 'YYYY-MM-DD|VENUE:SYMBOL'."""
+    return f"{day if isinstance(day, str) else day.isoformat()}|{instrument}"
+
+
+def crypto_slices(partition_keys) -> list[tuple[date, InstrumentKey]]:
+    """(day, instrument) of every crypto partition key of a run, in order."""
+    out = []
+    for key in partition_keys:
+        dims = key.keys_by_dimension if hasattr(key, "keys_by_dimension") else dict(
+            zip(("day", "instrument"), str(key).split("|")))
+        out.append((date.fromisoformat(dims["day"]), parse_partition_key(dims["instrument"])))
+    return out
+
+
+def days_of(partition_keys) -> list[date]:
+    """The days of a daily-partitioned run, in order."""
+    return sorted({date.fromisoformat(str(key)) for key in partition_keys})

@@ -1,0 +1,89 @@
+"""Sensors of the ticks domain: crypto instruments from the providers config, and new Binance dump files."""
+
+
+import json
+import time
+from datetime import date
+
+import dagster as dg
+
+from marketdata_assets.defs.ticks.dumps import (
+    DUMP_INSTRUMENTS,
+    DUMP_KINDS,
+    VENUE,
+    binance_dump_instruments,
+    binance_dump_partitions,
+    binance_dumps_landing_dir,
+    landing_dumps,
+)
+from marketdata_assets.defs.ticks.partitions import CRYPTO_INSTRUMENTS, crypto_instruments
+from marketdata_assets.defs.ticks.schedules import range_runs, range_tags
+from marketdata_assets.lib.ticks.instruments import partition_key
+from marketdata_assets.lib.ticks.provider_config import load_providers_config
+
+# An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
+TIME_BUDGET_S = 40
+
+binance_dumps_job = dg.define_asset_job("binance_dumps_job", selection=dg.AssetSelection.assets(
+    *(asset for _, asset, _, _ in DUMP_KINDS.values())), partitions_def=binance_dump_partitions)
+
+
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def crypto_instruments_from_config(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """Adds the providers config's crypto instruments to the `crypto_instruments` partitions (new
+    ones get their recent days from the catch-up schedule)."""
+    wanted = load_providers_config().crypto_partition_keys()
+    existing = set(context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS))
+    new = [key for key in wanted if key not in existing]
+    if not new:
+        return dg.SkipReason(f"all {len(wanted)} configured instruments are partitions")
+    context.log.info(f"adding crypto instruments {new}")
+    return dg.SensorResult(dynamic_partitions_requests=[crypto_instruments.build_add_request(new)])
+
+
+@dg.sensor(job=binance_dumps_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """New dump files in the landing directory request loads of their (day, instrument) partitions,
+    unknown instruments are added to `binance_dump_instruments` first. Cursor: the largest
+    (mtime_ns, path) seen, not the clock, so files copied in with old modification times are still
+    picked up, in order, and none is looked at twice; the run_key only guards against a repeat."""
+    cursor = json.loads(context.cursor) if context.cursor else {"mtime_ns": 0, "path": ""}
+    root = binance_dumps_landing_dir()
+    found = []
+    for path, name in landing_dumps(root):
+        try:
+            mtime_ns = path.stat().st_mtime_ns
+        except OSError:  # removed while we looked
+            continue
+        if (mtime_ns, str(path)) > (cursor["mtime_ns"], cursor["path"]):
+            found.append((mtime_ns, str(path), name))
+    found.sort(key=lambda item: (item[0], item[1]))
+    started = time.monotonic()
+    affected: dict[str, dict[date, set[str]]] = {}
+    for mtime_ns, path, name in found:
+        if time.monotonic() - started > TIME_BUDGET_S:
+            break
+        try:
+            key = partition_key(VENUE, name.instrument)
+        except ValueError as error:
+            context.log.warning(f"{path}: not a Binance spot symbol ({error}); ignored")
+        else:
+            affected.setdefault(name.kind, {}).setdefault(name.day, set()).add(key)
+        cursor = {"mtime_ns": mtime_ns, "path": path}
+    existing = list(context.instance.get_dynamic_partitions(DUMP_INSTRUMENTS))
+    known = set(existing)
+    new = sorted({k for days in affected.values() for keys in days.values() for k in keys} - known)
+    order = existing + new
+    requests = []
+    for dump_kind, by_day in affected.items():
+        asset = DUMP_KINDS[dump_kind][1]
+        for first, last, a, b in range_runs(by_day, order):
+            requests.append(dg.RunRequest(
+                run_key=f"{asset}:{first}..{last}:{a}..{b}:{cursor['mtime_ns']}", tags=range_tags(first, last, a, b),
+                asset_selection=[dg.AssetKey(asset)]))
+    if found:
+        context.log.info(f"{len(found)} new dump file(s) under {root}: {len(requests)} run(s), "
+                         f"{len(new)} new instrument(s)")
+    return dg.SensorResult(
+        run_requests=requests, cursor=json.dumps(cursor),
+        dynamic_partitions_requests=[binance_dump_instruments.build_add_request(new)] if new else [])
