@@ -7,15 +7,18 @@ binance_dumps.write_dump; kept between runs). Three paths, each in its own proce
 database in one temporary chDB data directory, so every figure is from the same engine and the same
 table definitions of lib.ticks.clickhouse_tables, materialized daily-bar view included):
 
-- ceiling: one `INSERT INTO trades SELECT <the same columns> FROM file('dir/*.csv', CSV, schema)`;
+- ceiling: one `INSERT INTO trades SELECT <the same columns> FROM file('dir/*.csv', CSV, schema)`
+  into the project's table (sorting key, codecs and the daily-bar view: slower than the bare-table
+  figures of shared/docs/performance-notes.md, and the fair reference for the same rows);
 - CSV: lib.ticks.writer.load_csv_files (what the dump asset runs: load ids, the engine's file()
   reader, row-count and day checks, the pointer flip);
 - JSON: the Binance replay server (its own process) serves the same day for the 20 instruments as
   aggTrades pages; lib.ticks.providers.binance.BinanceClient fetches them (8 concurrent requests,
   the rate limits lifted: this measures throughput, not the venue's quota) and each instrument is
-  written with lib.ticks.writer.write_slice as soon as it is fetched. The replay generates its tapes
-  in pure Python and parses pages row by row, so this path uses a subset: 1 million trades
-  (50,000 per instrument; BENCH_JSON_TRADES overrides); its rows/s is comparable, its seconds not.
+  written with lib.ticks.writer.write_slice as soon as it is fetched. The replay builds its tapes
+  in pure Python and the client parses each page record by record (about 50k rows per client CPU
+  second), so this path uses a subset: 1 million trades (50,000 per instrument; BENCH_JSON_TRADES
+  overrides); its rows/s is comparable, its seconds not.
   (BENCH_CSV_TRADES changes the CSV size, for a quick try.)
 
 Three repetitions of the three paths (BENCH_REPEAT). Rows/s are wall-clock around the load only
