@@ -217,7 +217,8 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: SliceLoadConfig, cli
     if len(failures) > config.max_failed:
         summary = ", ".join(f"{kind} {meta['summary']}" for kind, meta in results.items())
         raise fail_step(f"crypto_ticks: {len(failures)} slice(s) not loaded ({summary}); the others are written",
-                        {f"{kind}_summary": meta["summary"] for kind, meta in results.items()} | {
+                        {f"{key}_summary": results[kind]["summary"] for key, kind in CRYPTO_KINDS.items()
+                         if kind in results} | {
                             "providers": dg.MetadataValue.md(ingest.provider_table(client_stats))}, failures)
     for key, kind in CRYPTO_KINDS.items():
         if kind in results:

@@ -154,7 +154,8 @@ def binance_dumps(context: dg.AssetExecutionContext, config: SliceLoadConfig, cl
         }
     if len(failures) > config.max_failed:
         raise fail_step(f"binance_dumps: {len(failures)} dump slice(s) not loaded", {
-            f"{k}_summary": m["summary"] for k, m in results.items()}, failures)
+            f"{asset}_summary": results[kind]["summary"] for kind, asset, _, _ in DUMP_KINDS.values()
+            if kind in results}, failures)
     for kind, asset in ((k, a) for k, a, _, _ in DUMP_KINDS.values()):
         if kind in results:
             yield dg.MaterializeResult(asset_key=asset, metadata=results[kind])

@@ -316,7 +316,7 @@ def success_line(ok: int, total: int) -> str:
 def failures_table(rows: Sequence[tuple[str, str, str, int]], limit: int = 200) -> str:
     """Markdown table of (what, outcome, error, attempts)."""
     return table(["slice", "outcome", "error", "attempts"],
-                 ((what, status, error[:400], attempts) for what, status, error, attempts in rows), limit=limit)
+                 ((what, status, error[:700], attempts) for what, status, error, attempts in rows), limit=limit)
 
 
 def provider_table(stats_by_provider: dict[str, dict]) -> str:

@@ -172,7 +172,7 @@ class StockRun:
 
 def _fail_or_results(context, run: StockRun, asset_by_kind: dict[str, str], max_failed: int, started: float):
     seconds = round(time.monotonic() - started, 3)
-    metadata = {kind: run.metadata(kind, seconds) for kind in asset_by_kind if kind in run.rows}
+    metadata = {kind: run.metadata(kind, seconds) for kind in asset_by_kind}
     failures = run.failures()
     for kind, meta in metadata.items():
         context.log.info(f"{asset_by_kind[kind]}: {meta['summary']} {meta['counted_in']}, {meta['rows'].value:,} rows")
@@ -183,9 +183,7 @@ def _fail_or_results(context, run: StockRun, asset_by_kind: dict[str, str], max_
                         + f"{context.run.run_id} to load only those",
                         {f"{asset_by_kind[k]}_summary": m["summary"] for k, m in metadata.items()}, failures)
     for kind, asset in asset_by_kind.items():
-        if kind in metadata:
-            meta = dict(metadata[kind])
-            yield dg.MaterializeResult(asset_key=asset, metadata=meta)
+        yield dg.MaterializeResult(asset_key=asset, metadata=metadata[kind])
 
 
 # --------------------------------------------------------------------------------------------
