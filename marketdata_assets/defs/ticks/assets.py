@@ -212,6 +212,7 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: SliceLoadConfig, cli
                 ((f"{venue}:{o.key[1]} {o.key[2]}", o.value["rows"] if o.status == "ok" else 0, o.stats.requests,
                   o.stats.retries, o.stats.rate_limited, o.stats.percentile_ms(0.5), o.status) for venue, o in mine))),
             "providers": dg.MetadataValue.md(ingest.provider_table(client_stats)),
+            "provider_figures": dg.MetadataValue.json(client_stats),
             "seconds": seconds,
         }
     if len(failures) > config.max_failed:

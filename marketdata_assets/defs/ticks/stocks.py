@@ -14,9 +14,10 @@ attempt of the day did not succeed: failed, skipped, or never tried because a ru
 `symbols: [...]`. The step fails when more than `max_failed_symbols` symbols failed (the loaded
 ones stay written), so the partition shows as failed until a follow-up run loads the rest.
 
-A range run (a backfill) goes through its days in blocks (20 China trade days for Tushare: one
-`stk_mins` request per symbol, 8000 rows; 7 days for Yahoo: one chart request), writing each
-day of the block before the next block: memory stays at one block of the universe.
+A range run (a backfill) goes through its days in blocks (up to 20 China trade days for Tushare:
+one `stk_mins` request per symbol, 8000 rows; up to 7 days for Yahoo: one chart request; and
+about 2M rows: the whole A-share market goes a day at a time), writing each day of the block
+before the next block: memory stays at one block of the universe.
 
 A day on which no symbol has any bar is not a trading day (a holiday): nothing is written, the
 ingest log says so, and the partition materializes with 0 rows.
@@ -40,6 +41,7 @@ from marketdata_assets.defs.ticks.assets import (
     slices_to_fetch,
     stats_metadata,
     tick_store,
+    time_range,
 )
 from marketdata_assets.defs.ticks.partitions import a_share_days, days_of, yahoo_days
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
@@ -55,6 +57,9 @@ TUSHARE, YAHOO = "TUSHARE", "YAHOO"
 TUSHARE_BLOCK_DAYS = 20        # stk_mins: 241 bars a day, 8000 rows an answer
 TUSHARE_DAILY_ROWS = 5000      # codes x days per `daily` request (the API answers at most 6000 rows)
 YAHOO_BLOCK_DAYS = 7           # one chart request: at most 7 days of 1-minute bars
+# A block holds every symbol's bars of its days in memory: at most about this many rows (~200 MB),
+# so the whole A-share market goes one day at a time and a 150-symbol universe 20 days at a time.
+BLOCK_ROWS = 2_000_000
 
 
 class StockBarsConfig(SliceLoadConfig):
@@ -66,7 +71,9 @@ class StockBarsConfig(SliceLoadConfig):
     """Symbols fetched at once; 0: the provider's `workers` from the config file."""
 
 
-def _blocks(days: list[date], size: int) -> list[list[date]]:
+def _blocks(days: list[date], most: int, symbols: int, rows_per_day: int) -> list[list[date]]:
+    """The run's days cut into blocks of at most `most` days and about BLOCK_ROWS rows."""
+    size = max(1, min(most, BLOCK_ROWS // max(1, symbols * rows_per_day)))
     return [days[i:i + size] for i in range(0, len(days), size)]
 
 
@@ -88,8 +95,9 @@ def _day_frame(frame: pl.DataFrame, day: date) -> pl.DataFrame:
 
 def write_day(client, database: str, run_id: str, provider: str, kind: str, day: date,
               fetched: dict[str, tuple[str, pl.DataFrame, ingest.Outcome]], log) -> dict[str, dict]:
-    """Write one day of one kind: each symbol's frame validated alone, then one write_slices per venue.
-    fetched: {symbol: (venue, frame of that day, outcome)}. Returns {symbol: result row}."""
+    """Write one day of one kind with one write_slices per venue. fetched: {symbol: (venue, frame of
+    that day, outcome)}. A venue's frames are validated together; if that fails, one by one, so a
+    bad frame fails its symbol only. Returns {symbol: result row}."""
     results: dict[str, dict] = {}
     if fetched and all(frame.height == 0 for _, frame, _ in fetched.values()):
         log(f"{provider} {kind} {day}: no bars for any of {len(fetched)} symbols: not a trading day, nothing written")
@@ -103,19 +111,34 @@ def write_day(client, database: str, run_id: str, provider: str, kind: str, day:
             key = normalize_instrument(venue, symbol)
             if (key.venue, key.instrument) != (venue, symbol):
                 raise ValueError(f"{venue}:{symbol} is not a normalized instrument (expected {key})")
-            checked = writer.validate_frame(frame, kind, venue, symbol, day)
         except ValueError as error:
             results[symbol] = {"status": "failed", "rows": 0, "load_id": 0, "venue": venue,
                                "error": f"{provider} {venue}:{symbol} {day}: {error}"}
             continue
-        by_venue.setdefault(venue, []).append((symbol, checked))
+        by_venue.setdefault(venue, []).append((symbol, frame))
     for venue, items in by_venue.items():
         data = pl.concat([frame for _, frame in items], how="vertical")
+        try:
+            writer.validate_frame(data, kind, venue, None, day)
+        except ValueError:  # find the bad frames; the others are written
+            good = []
+            for symbol, frame in items:
+                try:
+                    writer.validate_frame(frame, kind, venue, symbol, day)
+                    good.append((symbol, frame))
+                except ValueError as error:
+                    results[symbol] = {"status": "failed", "rows": 0, "load_id": 0, "venue": venue,
+                                       "error": f"{provider} {venue}:{symbol} {day}: {error}"}
+            items = good
+            data = pl.concat([frame for _, frame in items], how="vertical") if items else data.clear()
+        if not items:
+            continue
         written = writer.write_slices(client, database, kind, data, venue, day, run_id,
                                       instruments=[symbol for symbol, _ in items])
+        first, last = time_range(data)
         for symbol, _ in items:
             results[symbol] = {"status": "ok", "rows": written[symbol].rows, "load_id": written[symbol].load_id,
-                               "venue": venue}
+                               "venue": venue, "first_ts": first, "last_ts": last}
         log(f"{provider} {kind} {day}: wrote {venue}, {len(items)} symbols, {data.height:,} rows in one load batch")
     return results
 
@@ -135,7 +158,8 @@ class StockRun:
         error = (result or {}).get("error", outcome.error if status != "ok" else (result or {}).get("note", ""))
         row = {"symbol": symbol, "day": day, "venue": venue or "", "status": status if status != "fetched" else "failed",
                "rows": (result or {}).get("rows", 0), "load_id": (result or {}).get("load_id", 0), "error": error,
-               "attempts": outcome.attempts, "stats": stats, "outcome": outcome}
+               "attempts": outcome.attempts, "stats": stats, "outcome": outcome,
+               "first_ts": (result or {}).get("first_ts"), "last_ts": (result or {}).get("last_ts")}
         self.rows.setdefault(kind, []).append(row)
         return row
 
@@ -156,6 +180,8 @@ class StockRun:
         for r in rows:
             stats.add(r["stats"])
         unit = "symbols" if len(days) <= 1 else "symbol-days"
+        firsts = [r["first_ts"] for r in ok if r["first_ts"] is not None]
+        lasts = [r["last_ts"] for r in ok if r["last_ts"] is not None]
         return {
             "summary": ingest.success_line(len(ok), len(rows)), "counted_in": unit,
             "days": ", ".join(d.isoformat() for d in days) if len(days) <= 5 else f"{days[0]}..{days[-1]} ({len(days)})",
@@ -163,9 +189,11 @@ class StockRun:
             "failed": sum(r["status"] == "failed" for r in rows), "skipped": sum(r["status"] == "skipped" for r in rows),
             "left_out_by_retry_options": self.left_out.get(kind, 0),
             "rows": dg.MetadataValue.int(sum(r["rows"] for r in ok)),
+            "first_ts": min(firsts).isoformat() if firsts else "", "last_ts": max(lasts).isoformat() if lasts else "",
             "venues": ", ".join(sorted({r["venue"] for r in ok if r["venue"]})),
             **stats_metadata(stats),
             "providers": dg.MetadataValue.md(ingest.provider_table(self.client_stats)),
+            "provider_figures": dg.MetadataValue.json(self.client_stats),
             "seconds": seconds,
         }
 
@@ -219,7 +247,7 @@ def a_share_ticks(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
         raise dg.Failure(f"a_share_ticks: {TushareTokenError(f'{tushare.token_env} is not set')}")
     context.log.info(f"{len(universe)} symbols x {len(days)} day(s) ({days[0]}..{days[-1]}), kinds {kinds}, "
                      f"{workers} workers, {tushare.requests_per_minute:g} requests/minute")
-    for block in _blocks(days, TUSHARE_BLOCK_DAYS):
+    for block in _blocks(days, TUSHARE_BLOCK_DAYS, len(universe), 241):
         wanted = _wanted(clickhouse, config, run, TUSHARE, kinds, universe, block)
         fetched = asyncio.run(_fetch_a_shares(context, tushare, workers, config.attempts, kinds, wanted, block, run))
         _write_block(context, clickhouse, run, kinds, block, wanted, fetched, venue_of=a_share_venue)
@@ -286,6 +314,10 @@ def _write_block(context, clickhouse, run: StockRun, kinds: list[str], block: li
         for kind in kinds:
             outcomes = fetched[kind]
             log_rows = []
+            first_day: dict[str, date] = {}
+            for day in block:
+                for symbol in wanted[kind][day]:
+                    first_day.setdefault(symbol, day)
             for i, day in enumerate(block):
                 ready, rows = {}, []
                 for symbol in wanted[kind][day]:
@@ -304,7 +336,7 @@ def _write_block(context, clickhouse, run: StockRun, kinds: list[str], block: li
                 for symbol in wanted[kind][day]:
                     outcome = outcomes[symbol]
                     # a block's request figures are counted once, on the symbol's first day of the block
-                    stats = outcome.stats if day == min(d for d in block if symbol in wanted[kind][d]) else ingest.KeyStats()
+                    stats = outcome.stats if day == first_day[symbol] else ingest.KeyStats()
                     rows.append(run.record(kind, symbol, day, _venue(outcome, symbol, venue_of), outcome,
                                            results.get(symbol), stats))
                 log_rows += run.log_rows(kind, rows)
@@ -349,7 +381,7 @@ def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
     workers = config.workers or yahoo.workers
     context.log.info(f"{len(universe)} symbols x {len(days)} day(s) ({days[0]}..{days[-1]}), {workers} workers, "
                      f"{yahoo.requests_per_minute:g} requests/minute")
-    for block in _blocks(days, YAHOO_BLOCK_DAYS):
+    for block in _blocks(days, YAHOO_BLOCK_DAYS, len(universe), 510):
         wanted = _wanted(clickhouse, config, run, YAHOO, ["bars"], universe, block)
         fetched = asyncio.run(_fetch_yahoo(context, yahoo, workers, config.attempts, wanted["bars"], block, run))
         _write_block(context, clickhouse, run, ["bars"], block, wanted, {"bars": fetched}, venue_of=None)
