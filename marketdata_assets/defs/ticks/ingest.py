@@ -128,10 +128,14 @@ class Outcome:
         self.finished_at = datetime.now(UTC)
 
 
+def error_text(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if isinstance(error, (RuntimeError, ValueError)) else f"{type(error).__name__}: {text}"
+
+
 def describe_error(error: BaseException, label: str) -> str:
     """The error's own message, prefixed with `label` (venue, instrument, day) unless it names it."""
-    text = str(error).strip() or type(error).__name__
-    text = text if isinstance(error, (RuntimeError, ValueError)) else f"{type(error).__name__}: {text}"
+    text = error_text(error)
     return text if label.split(" ")[0].split(":")[-1] in text else f"{label}: {text}"
 
 
@@ -202,7 +206,7 @@ class ProviderRun:
                     try:
                         await on_fetched(outcome)
                     except Exception as error:  # noqa: BLE001 - recorded on the key, the others go on
-                        outcome.fail(f"{self.label(key)}: write failed: {describe_error(error, self.label(key))}")
+                        outcome.fail(f"{self.label(key)}: write failed: {error_text(error)}")
                 self._finish(outcome)
 
         async def worker() -> None:
