@@ -75,15 +75,18 @@ def tick_store(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource
 # Shared by the ticks assets
 # --------------------------------------------------------------------------------------------
 
-class SliceLoadConfig(dg.Config):
+class RetryOptions(dg.Config):
     retry_failed: bool = False
     """Only slices whose latest ingest_log attempt did not succeed (failed, skipped, never tried)."""
     retry_failed_from_run: str = ""
     """Only slices that failed or were skipped in this run id."""
-    max_failed: int = 0
-    """The step fails when more slices than this failed (after writing the others)."""
     attempts: int = 2
     """Fetch attempts per slice (on top of the HTTP retries of 429/5xx/timeouts)."""
+
+
+class SliceLoadConfig(RetryOptions):
+    max_failed: int = 0
+    """The step fails when more slices than this failed (after writing the others)."""
 
 
 class ClickHouseWriter:
@@ -101,7 +104,7 @@ class ClickHouseWriter:
         self.pool.shutdown(wait=True)
 
 
-def slices_to_fetch(client, database: str, config: SliceLoadConfig, provider: str, kind: str,
+def slices_to_fetch(client, database: str, config: RetryOptions, provider: str, kind: str,
                     candidates: Iterable[tuple[str, date]]) -> tuple[list[tuple[str, date]], int]:
     """The (instrument, day) slices of the run to fetch under the retry options; and how many were left out."""
     candidates = list(dict.fromkeys(candidates))

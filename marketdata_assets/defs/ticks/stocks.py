@@ -36,7 +36,7 @@ from marketdata_assets import pools
 from marketdata_assets.defs.ticks import ingest
 from marketdata_assets.defs.ticks.assets import (
     GROUP,
-    SliceLoadConfig,
+    RetryOptions,
     fail_step,
     slices_to_fetch,
     stats_metadata,
@@ -62,7 +62,7 @@ YAHOO_BLOCK_DAYS = 7           # one chart request: at most 7 days of 1-minute b
 BLOCK_ROWS = 2_000_000
 
 
-class StockBarsConfig(SliceLoadConfig):
+class StockBarsConfig(RetryOptions):
     symbols: list[str] = []  # noqa: RUF012 - pydantic copies the default
     """These symbols instead of the config file's universe (A-share codes in any spelling)."""
     max_failed_symbols: int = 0
