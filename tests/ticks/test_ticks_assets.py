@@ -535,3 +535,32 @@ def test_range_runs_cover_exactly_the_affected_pairs():
                 d + timedelta(days=4): {"A", "B"}}
     assert range_runs(affected, order) == [(d, d + timedelta(days=1), "A", "B"), (d + timedelta(days=2),) * 2 + ("E", "E"),
                                            (d + timedelta(days=4),) * 2 + ("A", "B")]
+
+
+# --------------------------------------------------------------------------------------------
+# Resources from the providers config and the environment
+# --------------------------------------------------------------------------------------------
+
+def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_server, clickhouse, instance,
+                                                                          monkeypatch):
+    from marketdata_assets.lib.ticks.providers.tushare import TushareTokenError
+    from marketdata_assets.resources.providers import provider_resources
+
+    monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
+    with pytest.raises(TushareTokenError, match="TUSHARE_TOKEN is not set"):
+        provider_resources()["tushare"].make_client()
+    secret = "s3cret-token-value"
+    monkeypatch.setenv("TUSHARE_TOKEN", secret)
+    monkeypatch.setenv("TUSHARE_BASE_URL", stock_server.base_url)
+    resources = provider_resources()
+    assert resources["tushare"].requests_per_minute == 200 and resources["binance"].weight_per_minute == 6000
+    assert resources["okx"].base_url == "https://www.okx.com"  # its variable is not set
+    assert secret not in repr(resources) and isinstance(resources["tushare"].token, dg.EnvVar)
+    stock_server.configure(tushare_tokens=[secret])  # any other token gets 40101
+    try:
+        result = materialize(instance, {**resources, "clickhouse": clickhouse}, ["a_share_daily_bars"],
+                             partition_key=str(STOCK_DAY), config={"a_share_ticks": {"symbols": ["600000.SH"]}})
+    finally:
+        stock_server.configure(tushare_tokens=None)
+    assert result.success and metadata(result, "a_share_daily_bars")["summary"] == "Successful: 1/1"
+    assert not any(secret in (m or "") for m in log_messages(instance, result))
