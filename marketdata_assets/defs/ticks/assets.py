@@ -20,7 +20,6 @@ the partitions show as failed and the catch-up schedule re-requests them with `r
 until") or a permission error stops that venue for the rest of the run; the other venues go on.
 """
 
-
 import asyncio
 import time
 from collections.abc import Iterable

@@ -10,7 +10,6 @@ partition's day); crypto prices positive; bars with high >= max(open, close) and
 close). The checks are partitioned like their assets, so a run checks exactly what it loaded.
 """
 
-
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timezone

@@ -18,7 +18,6 @@ run of the same instrument-day replace each other (the last load wins). The dump
 individual trade; the REST path (crypto_trades) holds aggregate trades.
 """
 
-
 import os
 import time
 from collections.abc import Iterator

@@ -1,8 +1,11 @@
 """Partitions of the ticks domain.
 
-- Crypto (Binance, OKX, Deribit, Binance dump files): UTC calendar day x instrument. The instrument
-  is the dynamic dimension `crypto_instruments` with keys VENUE:SYMBOL (lib.ticks.instruments
-  .partition_key: never `| , [ ]`), added from the providers config and by the dump-file sensor.
+- Crypto (Binance, OKX, Deribit REST): UTC calendar day x instrument. The instrument is the
+  dynamic dimension `crypto_instruments` with keys VENUE:SYMBOL (lib.ticks.instruments
+  .partition_key: never `| , [ ]`), added from the providers config by the
+  crypto_instruments_from_config sensor. The Binance dump files have the same days and their own
+  dimension `binance_dump_instruments` (dumps.py), filled by the dump-file sensor, so a REST venue's
+  partitions never list symbols only dumps have, and the other way round.
   Days start at the config's crypto history_start: instruments x days stays under Dagster's
   ~100,000 partitions per asset (8 instruments x 4 years = ~12,000).
 - A-shares (Tushare): China calendar days (Asia/Shanghai), weekdays only (holidays run and find no

@@ -1,6 +1,5 @@
 """Sensors of the ticks domain: crypto instruments from the providers config, and new Binance dump files."""
 
-
 import json
 import time
 from datetime import date

@@ -5,8 +5,14 @@ processed INSIDE the run (the config file's, ~5,000 A-shares work, or `symbols` 
 `workers` symbols at once through one client (one rate limiter for the run). Every symbol is
 independent: its failure is recorded, retried after the others, summarized ("Successful: 148/150")
 with a failures table; other symbols complete. All symbols of a day go into ClickHouse with ONE
-`write_slices` call per exchange (venue), after every symbol of the day was fetched; each symbol's
-frame is validated on its own first, so one bad frame fails one symbol, not the day.
+`write_slices` call per exchange (venue), after every symbol of the day was fetched (5,000
+A-shares: 2 calls of ~600,000 rows); if a venue's frames do not validate, they are validated one
+by one, so one bad frame fails one symbol, not the day.
+
+Measured (5,000 A-shares, one day, against the local replay in another process, 16 workers):
+209 s, 1,205,000 bars, peak RSS 1.0 GB (0.4 GB of it Dagster + the embedded engine). The client's
+parser is the limit there (~24 symbols/s: `strptime` twice per row); Tushare's own limit
+(200 requests/minute, one stk_mins request per symbol) makes a real day ~25 minutes.
 
 A follow-up run can target only the failed symbols: run config `retry_failed_from_run: <run id>`
 (the symbols that failed or were skipped in that run), `retry_failed: true` (those whose latest
@@ -22,7 +28,6 @@ before the next block: memory stays at one block of the universe.
 A day on which no symbol has any bar is not a trading day (a holiday): nothing is written, the
 ingest log says so, and the partition materializes with 0 rows.
 """
-
 
 import asyncio
 import time
