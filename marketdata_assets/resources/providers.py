@@ -15,12 +15,15 @@ as ``dg.EnvVar`` (the UI shows the variable's name, never the value); clients sc
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
-from marketdata_assets.lib.ticks.provider_config import ProviderSettings, ProvidersConfig, load_providers_config
+from marketdata_assets.lib.ticks.provider_config import (
+    ProvidersConfig,
+    ProviderSettings,
+    load_providers_config,
+)
 from marketdata_assets.lib.ticks.providers import ProviderClient, make_provider
 from marketdata_assets.lib.ticks.providers.tushare import TushareClient, TushareTokenError
 from marketdata_assets.lib.ticks.providers.yahoo import YahooChartClient
@@ -58,7 +61,7 @@ class TushareResource(ProviderResource):
 class YahooResource(ProviderResource):
     """Yahoo Finance chart v8 (1-minute bars)."""
 
-    max_days_back: Optional[float] = Field(default=30, description="Yahoo serves 1-minute bars this many days "
+    max_days_back: float | None = Field(default=30, description="Yahoo serves 1-minute bars this many days "
                                                                    "back (None: no horizon, e.g. a replay).")
 
     def make_client(self) -> YahooChartClient:
@@ -86,9 +89,9 @@ def _base_url(settings: ProviderSettings):
 
 
 def _common(settings: ProviderSettings) -> dict:
-    return dict(base_url=_base_url(settings), requests_per_minute=settings.requests_per_minute,
-                max_concurrency=settings.max_concurrency, workers=settings.workers, timeout_s=settings.timeout_s,
-                max_retries=settings.max_retries, backoff_base_s=settings.backoff_base_s)
+    return {"base_url": _base_url(settings), "requests_per_minute": settings.requests_per_minute,
+            "max_concurrency": settings.max_concurrency, "workers": settings.workers, "timeout_s": settings.timeout_s,
+            "max_retries": settings.max_retries, "backoff_base_s": settings.backoff_base_s}
 
 
 def provider_resources(config: ProvidersConfig | None = None) -> dict[str, dg.ConfigurableResource]:

@@ -35,11 +35,13 @@ venue (lib.ticks.instruments); duplicates are dropped, first occurrence kept.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -122,7 +124,7 @@ class _Reader:
 
     def number(self, value: Any, where: str, *, minimum: float = 0.0, strict: bool = True,
                maximum: float | None = None) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
         if ok:
             ok = value > minimum if strict else value >= minimum
             ok = ok and (maximum is None or value <= maximum)
