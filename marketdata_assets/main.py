@@ -11,7 +11,12 @@ show up in the UI that `make run` serves next:
    credentials point at it for this process only); alpha_files is fetched for the last three
    complete New York months x every account of ALPHA_API_ACCOUNTS (one run each, as the schedule
    does), then the import, the package drops and the packages run for the three months as one
-   range run, with the eight checks.
+   range run, with the eight checks;
+4. ticks: replays of Binance, OKX, Deribit, Tushare and Yahoo are served in-process (the
+   *_BASE_URL variables point at them for this process only), the configured crypto instruments
+   are added as partitions, then: yesterday's (UTC) trades and 1-minute bars of every instrument
+   as one range run, a book snapshot of each, the A-share and Yahoo bars of the last weekday, and
+   two Binance dump files of yesterday dropped into the dump landing area and loaded; with checks.
 Run it again and the loads are skipped (same content already loaded): only the refreshes redo work.
 """
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -98,8 +103,76 @@ def serve_replay_alpha_api(months: list[date]):
     return server
 
 
-def plan(defs: dg.Definitions) -> list[tuple[str, list, dict, object]]:
-    """(label, assets and checks, run tags, partition key) in dependency order."""
+def serve_replay_ticks() -> list:
+    """The five providers' replays, with this process's environment pointed at them."""
+    from marketdata_assets.replay.crypto import CryptoReplayServer
+    from marketdata_assets.replay.stocks import StocksReplayServer
+
+    crypto, stocks = CryptoReplayServer(), StocksReplayServer()
+    crypto.start()
+    stocks.start()
+    for name in ("BINANCE_BASE_URL", "OKX_BASE_URL", "DERIBIT_BASE_URL"):
+        os.environ[name] = crypto.base_url
+    for name in ("TUSHARE_BASE_URL", "YAHOO_BASE_URL"):
+        os.environ[name] = stocks.base_url
+    os.environ["TUSHARE_TOKEN"] = "replay-token"
+    return [crypto, stocks]
+
+
+def last_weekday(tz: str) -> date:
+    day = datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+DUMP_INSTRUMENTS = ("BTCUSDT", "ETHUSDT")
+
+
+def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, list, dict, object]]:
+    """Ticks runs on the replays: partitions added to the instance, dump files written once."""
+    from marketdata_assets.defs.ticks.dumps import binance_dump_instruments
+    from marketdata_assets.defs.ticks.partitions import crypto_instruments
+    from marketdata_assets.lib.ticks.instruments import partition_key
+    from marketdata_assets.lib.ticks.provider_config import load_providers_config
+    from marketdata_assets.lib.ticks.providers.binance_dumps import generate_trades, write_dump
+
+    instruments = load_providers_config().crypto_partition_keys()
+    instance.add_dynamic_partitions(crypto_instruments.name, instruments)
+    yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
+    landing = settings.binance_dumps_landing_dir()
+    landing.mkdir(parents=True, exist_ok=True)
+    for i, symbol in enumerate(DUMP_INSTRUMENTS):
+        path = landing / f"{symbol}-trades-{yesterday}.csv"
+        if not path.exists():
+            write_dump(path, generate_trades(symbol, yesterday, 20_000, seed=i))
+    dump_keys = [partition_key("BINANCE", symbol) for symbol in DUMP_INSTRUMENTS]
+    instance.add_dynamic_partitions(binance_dump_instruments.name, dump_keys)
+
+    def keys(*names: str) -> list:
+        return [dg.AssetKey(name) for name in names]
+
+    def day_range(day: date, first: str, last: str) -> dict:
+        return {"dagster/asset_partition_range_start": f"{day}|{first}",
+                "dagster/asset_partition_range_end": f"{day}|{last}"}
+
+    a_share_day, yahoo_day = last_weekday("Asia/Shanghai"), last_weekday("America/New_York")
+    return [
+        (f"crypto trades + 1m bars {yesterday}", ticks + [keys("crypto_trades", "crypto_bars_1m")],
+         day_range(yesterday, instruments[0], instruments[-1]), None),
+        ("crypto book snapshots", ticks + [keys("crypto_book_snapshots")],
+         {"dagster/asset_partition_range_start": instruments[0],
+          "dagster/asset_partition_range_end": instruments[-1]}, None),
+        (f"A-share bars {a_share_day}", ticks + [keys("a_share_bars_1m", "a_share_daily_bars")], {}, f"{a_share_day}"),
+        (f"Yahoo bars {yahoo_day}", ticks + [keys("yahoo_bars_1m")], {}, f"{yahoo_day}"),
+        (f"Binance dumps {yesterday}", ticks + [keys("binance_dump_trades")],
+         day_range(yesterday, dump_keys[0], dump_keys[-1]), None),
+    ]
+
+
+def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> list[tuple[str, list, dict, object]]:
+    """(label, assets and checks, run tags, partition key) in dependency order. In a ticks step the
+    last element of the assets list is the selection (asset keys) among the others."""
     from marketdata_assets.defs.alphas.partitions import alpha_accounts
 
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
@@ -120,29 +193,38 @@ def plan(defs: dg.Definitions) -> list[tuple[str, list, dict, object]]:
     steps.append((f"alphas {alpha_months[0]:%Y-%m}..{alpha_months[-1]:%Y-%m}",
                   monthly_alphas + _checks_of(defs, monthly_alphas) + [a.to_source_asset() for a in fetch],
                   _range_tags(alpha_months), None))
+    if instance is not None:
+        ticks = _group(assets, "ticks")
+        steps += tick_steps(instance, ticks + _checks_of(defs, ticks) + [a.to_source_asset() for a in assets
+                                                                          if a.partitions_def is None])
     return steps
 
 
 def main() -> int:
     from marketdata_assets.definitions import defs as load_defs
 
-    alpha_api = serve_replay_alpha_api(last_complete_months(3, datetime.now(ZoneInfo("America/New_York")).date()))
+    servers = [serve_replay_alpha_api(last_complete_months(3, datetime.now(ZoneInfo("America/New_York")).date())),
+               *serve_replay_ticks()]
     defs = load_defs()
     resources = defs.resources or {}
     failed = 0
     with dg.DagsterInstance.get() as instance:
-        for label, assets, tags, partition_key in plan(defs):
+        for label, assets, tags, partition_key in plan(defs, instance):
             started = time.monotonic()
+            selection = assets.pop() if assets and isinstance(assets[-1], list) else None
             result = dg.materialize(assets, instance=instance, resources=resources, partition_key=partition_key,
-                                    tags={"marketdata/launched_by": "make run", **tags}, raise_on_error=False)
-            keys = sorted({key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
+                                    selection=selection, tags={"marketdata/launched_by": "make run", **tags},
+                                    raise_on_error=False)
+            keys = sorted(key.to_user_string() for key in selection) if selection else sorted(
+                {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
             checks = result.get_asset_check_evaluations()
             status = "ok" if result.success else "FAILED"
             print(f"[{status}] {label}: {len(keys)} assets ({', '.join(keys)}), "
                   f"{sum(c.passed for c in checks)}/{len(checks)} checks passed, "
                   f"{time.monotonic() - started:.1f} s, run {result.run_id}", flush=True)
             failed += not result.success
-    alpha_api.stop()
+    for server in servers:
+        server.stop()
     return 1 if failed else 0
 
 

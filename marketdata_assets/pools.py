@@ -17,9 +17,9 @@ CLICKHOUSE = "clickhouse"
 ALPHA_API = "alpha_api"
 TUSHARE = "tushare"
 YAHOO = "yahoo"
-BINANCE = "binance"
-OKX = "okx"
-DERIBIT = "deribit"
+# Binance, OKX and Deribit share one step per run (crypto_ticks, crypto_book_snapshots), each
+# venue with its own client and limits inside it.
+CRYPTO_VENUES = "crypto_venues"
 
 
 def pool_limits() -> dict[str, int]:
@@ -31,7 +31,7 @@ def pool_limits() -> dict[str, int]:
         CLICKHOUSE: clickhouse,
         # One step per provider across all runs: each client enforces the provider's rate limit
         # for its own requests, so two concurrent steps would together exceed it.
-        ALPHA_API: 1, TUSHARE: 1, YAHOO: 1, BINANCE: 1, OKX: 1, DERIBIT: 1,
+        ALPHA_API: 1, TUSHARE: 1, YAHOO: 1, CRYPTO_VENUES: 1,
     }
 
 

@@ -54,6 +54,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CLICKHOUSE_USER", "default", "ClickHouse user (server DSNs only)."),
     Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True),
     Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database holding the tick tables."),
+    # Market-data providers of the ticks domain (seeds 002, 003).
+    Setting("TICKS_PROVIDERS_CONFIG", "", "The providers config file (rate limits, concurrency, workers, universes). "
+            "Empty means marketdata_assets/defs/ticks/data_providers.yaml."),
+    Setting("TUSHARE_BASE_URL", "http://api.waditu.com", "Tushare Pro API host."),
+    Setting("TUSHARE_TOKEN", "", "Tushare Pro token; A-share runs fail without it.", secret=True),
+    Setting("YAHOO_BASE_URL", "https://query2.finance.yahoo.com", "Yahoo Finance chart v8 host."),
+    Setting("BINANCE_BASE_URL", "https://api.binance.com", "Binance spot REST host."),
+    Setting("OKX_BASE_URL", "https://www.okx.com", "OKX v5 host."),
+    Setting("DERIBIT_BASE_URL", "https://www.deribit.com", "Deribit v2 host."),
+    Setting("BINANCE_DUMPS_LANDING_DIR", "", "Where data.binance.vision daily dump CSVs are dropped (watched by a "
+            "sensor). Empty means <state dir>/landing/binance_dumps."),
     # The alpha API and the alpha store (seed 000).
     Setting("ALPHA_API_BASE_URL", "https://api.worldquantbrain.com", "Base URL of the BRAIN-style alpha API "
             "(a replay server's in tests and `make run`)."),
@@ -88,6 +99,11 @@ def state_dir() -> Path:
 def minute_bars_landing_dir() -> Path:
     configured = os.environ.get("MINUTE_BARS_LANDING_DIR")
     return Path(configured).resolve() if configured else state_dir() / "landing" / "minute_bars"
+
+
+def binance_dumps_landing_dir() -> Path:
+    configured = os.environ.get("BINANCE_DUMPS_LANDING_DIR")
+    return Path(configured).resolve() if configured else state_dir() / "landing" / "binance_dumps"
 
 
 def alpha_landing_dir() -> Path:

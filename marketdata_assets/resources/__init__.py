@@ -15,6 +15,7 @@ from marketdata_assets.resources.alphas import AlphaApiResource, AlphaStoreResou
 from marketdata_assets.resources.clickhouse import ClickHouseResource
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.resources.mongo import MongoResource
+from marketdata_assets.resources.providers import provider_resources
 from marketdata_assets.resources.timescale import TimescaleResource
 
 __all__ = ["AlphaApiResource", "AlphaStoreResource", "ClickHouseResource", "HttpApiResource", "MongoResource", "TimescaleResource", "build_resources"]
@@ -45,4 +46,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
                                        user=_env("TIMESCALE_USER"), password=_env("TIMESCALE_PASSWORD"),
                                        dbname=_env("TIMESCALE_DB"), sslmode=_env("TIMESCALE_SSLMODE"),
                                        pool_size=_env_int("TIMESCALE_POOL_SIZE")),
+        # tushare, yahoo, binance, okx, deribit: limits from the providers config file
+        **provider_resources(),
     }

@@ -45,7 +45,7 @@ UTC = timezone.utc
 GROUP = "ticks"
 # One step of the crypto venues at a time across runs (an unconfigured pool has one slot), so two
 # runs never add their rate limits up.
-CRYPTO_POOL = "crypto_venues"
+CRYPTO_POOL = pools.CRYPTO_VENUES
 CRYPTO_KINDS = {"crypto_trades": "trades", "crypto_bars_1m": "bars"}
 
 

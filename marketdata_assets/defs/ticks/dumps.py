@@ -36,7 +36,6 @@ from marketdata_assets.lib.ticks import writer
 from marketdata_assets.lib.ticks.providers.binance_dumps import DumpName, parse_dump_name, read_dump
 from marketdata_assets.resources import ClickHouseResource
 
-LANDING_ENV = "BINANCE_DUMPS_LANDING_DIR"
 DUMP_INSTRUMENTS = "binance_dump_instruments"
 PROVIDER = "BINANCE_DUMPS"
 VENUE = "BINANCE"
@@ -52,9 +51,7 @@ binance_dump_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "ins
 
 
 def binance_dumps_landing_dir() -> Path:
-    """BINANCE_DUMPS_LANDING_DIR, else <state dir>/landing/binance_dumps."""
-    configured = os.environ.get(LANDING_ENV)
-    return Path(configured).resolve() if configured else settings.state_dir() / "landing" / "binance_dumps"
+    return settings.binance_dumps_landing_dir()
 
 
 def supported(name: DumpName) -> bool:
