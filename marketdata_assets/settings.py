@@ -96,24 +96,26 @@ def state_dir() -> Path:
     return Path(configured).resolve() if configured else PROJECT_ROOT / ".stack"
 
 
+def _directory(name: str, *default: str) -> Path:
+    """The directory a variable names, else `default` under the state dir."""
+    configured = os.environ.get(name)
+    return Path(configured).resolve() if configured else state_dir().joinpath(*default)
+
+
 def minute_bars_landing_dir() -> Path:
-    configured = os.environ.get("MINUTE_BARS_LANDING_DIR")
-    return Path(configured).resolve() if configured else state_dir() / "landing" / "minute_bars"
+    return _directory("MINUTE_BARS_LANDING_DIR", "landing", "minute_bars")
 
 
 def binance_dumps_landing_dir() -> Path:
-    configured = os.environ.get("BINANCE_DUMPS_LANDING_DIR")
-    return Path(configured).resolve() if configured else state_dir() / "landing" / "binance_dumps"
+    return _directory("BINANCE_DUMPS_LANDING_DIR", "landing", "binance_dumps")
 
 
 def alpha_landing_dir() -> Path:
-    configured = os.environ.get("ALPHA_LANDING_DIR")
-    return Path(configured).resolve() if configured else state_dir() / "landing" / "alpha_api"
+    return _directory("ALPHA_LANDING_DIR", "landing", "alpha_api")
 
 
 def alpha_packages_dir() -> Path:
-    configured = os.environ.get("ALPHA_PACKAGES_DIR")
-    return Path(configured).resolve() if configured else state_dir() / "alpha_packages"
+    return _directory("ALPHA_PACKAGES_DIR", "alpha_packages")
 
 
 def quarantine_dir(domain: str) -> Path:

@@ -18,6 +18,23 @@ DOWN = "#2ca02c"  # green falls
 AXIS = "#888888"
 
 
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 10, 24, 26
+
+
+def _panel(title: str, width: int, height: int) -> tuple[list[str], float, float]:
+    """The opening of a chart (background, title) and the plot area's width and height."""
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{PAD_LEFT}" y="15" font-size="13" font-weight="bold">{escape(title)}</text>']
+    return parts, width - PAD_LEFT - PAD_RIGHT, height - PAD_TOP - PAD_BOTTOM
+
+
+def _empty(parts: list[str], height: int, message: str) -> str:
+    parts.append(f'<text x="{PAD_LEFT}" y="{height // 2}" fill="{AXIS}">{message}</text></svg>')
+    return "".join(parts)
+
+
 @dataclass(frozen=True)
 class Candle:
     period: date
@@ -29,15 +46,10 @@ class Candle:
 
 def candlestick_svg(title: str, candles: Sequence[Candle], width: int = 560, height: int = 220) -> str:
     """One panel of candles, oldest left; price axis labels at min/max."""
-    pad_left, pad_right, pad_top, pad_bottom = 56, 10, 24, 26
-    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{pad_left}" y="15" font-size="13" font-weight="bold">{escape(title)}</text>']
+    parts, plot_w, plot_h = _panel(title, width, height)
     if not candles:
-        parts.append(f'<text x="{pad_left}" y="{height // 2}" fill="{AXIS}">no bars</text></svg>')
-        return "".join(parts)
+        return _empty(parts, height, "no bars")
+    pad_left, pad_top = PAD_LEFT, PAD_TOP
     low = min(c.low for c in candles)
     high = max(c.high for c in candles)
     span = (high - low) or abs(high) or 1.0
@@ -71,15 +83,10 @@ BAR = "#1f77b4"
 def bar_chart_svg(title: str, bars: Sequence[tuple[str, float]], width: int = 560, height: int = 220,
                   color: str = BAR) -> str:
     """Vertical bars (label, value >= 0), left to right; the largest value labelled on the axis."""
-    pad_left, pad_right, pad_top, pad_bottom = 56, 10, 24, 26
-    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{pad_left}" y="15" font-size="13" font-weight="bold">{escape(title)}</text>']
+    parts, plot_w, plot_h = _panel(title, width, height)
     if not bars:
-        parts.append(f'<text x="{pad_left}" y="{height // 2}" fill="{AXIS}">nothing yet</text></svg>')
-        return "".join(parts)
+        return _empty(parts, height, "nothing yet")
+    pad_left, pad_top = PAD_LEFT, PAD_TOP
     top = max(value for _, value in bars) or 1.0
     slot = plot_w / len(bars)
     bar_w = max(1.0, slot * 0.8)
