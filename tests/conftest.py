@@ -14,8 +14,9 @@ import pytest
 
 from marketdata_assets import settings
 
-# Two alpha accounts (the account dimension of alpha_files is read when the definitions load).
-os.environ.setdefault("ALPHA_API_ACCOUNTS", "main,research")
+# Two alpha accounts (the account dimension of alpha_files is read when the definitions load);
+# set, not defaulted: `make test` runs pytest with the settings' defaults already applied.
+os.environ["ALPHA_API_ACCOUNTS"] = "main,research"
 settings.apply_defaults()
 
 TEST_TIMESCALE_DB = "marketdata_test"
