@@ -22,6 +22,8 @@ from tests.conftest import TEST_DAGSTER_DB, free_port, recreate_database
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.webserver
 WEB_TIMESCALE_DB = "marketdata_web_test"
+WEB_ALPHA_DBS = {"ALPHA_DB_REGULAR": f"web_test_regular_{uuid.uuid4().hex[:6]}",
+                 "ALPHA_DB_SUPER": f"web_test_super_{uuid.uuid4().hex[:6]}"}
 
 ASSET_NODES = """
 { assetNodes { assetKey { path } groupName
@@ -39,7 +41,7 @@ def served_project(tmp_path_factory):
     landing = tmp_path_factory.mktemp("landing")  # empty: the chart test drops files for the sensor
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": TEST_DAGSTER_DB,
            "MINUTE_BARS_LANDING_DIR": str(landing), "MARKETDATA_STATE_DIR": str(tmp_path_factory.mktemp("state")),
-           "TIMESCALE_DB": WEB_TIMESCALE_DB, "CLICKHOUSE_DSN": f"chdb://{tmp_path_factory.mktemp('ch') / 'data'}",
+           "TIMESCALE_DB": WEB_TIMESCALE_DB, **WEB_ALPHA_DBS, "CLICKHOUSE_DSN": f"chdb://{tmp_path_factory.mktemp('ch') / 'data'}",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run([sys.executable, "-m", "marketdata_assets.pools", "apply"], env=env, cwd=REPO, check=True,
                    capture_output=True)  # as `make run` does
@@ -114,12 +116,9 @@ def wait_for_run(client: DagsterGraphQLClient, run_id: str, seconds: float = 240
 
 def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mongo):
     url, port, _ = served_project
-    test_db = f"test_{uuid.uuid4().hex[:8]}"
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
         "__ASSET_JOB", repository_location_name="marketdata_assets",
-        run_config={"ops": {"alpha_store": {"config": {"db_name_regular": f"{test_db}_regular",
-                                                       "db_name_super": f"{test_db}_super"}}}},
         asset_selection=[["alpha_store"], ["bar_store"], ["tick_store"]],
         tags={"marketdata/test": "webserver"})
     try:
@@ -132,10 +131,11 @@ def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mong
                 "AND dagster_event_type = 'ASSET_MATERIALIZATION'", (run_id,)).fetchone()[0]
         assert stored == ("SUCCESS",)
         assert materialized == 3
-        assert mongo.client[f"{test_db}_regular"]["alphas"].index_information().keys() >= {"id", "region"}
+        # the databases the served code location was configured with (ALPHA_DB_* variables)
+        assert mongo.client[WEB_ALPHA_DBS["ALPHA_DB_REGULAR"]]["alphas"].index_information().keys() >= {"id", "region"}
     finally:
-        mongo.client.drop_database(f"{test_db}_regular")
-        mongo.client.drop_database(f"{test_db}_super")
+        for name in WEB_ALPHA_DBS.values():
+            mongo.client.drop_database(name)
 
 
 SENSOR_RUNS = """

@@ -547,6 +547,7 @@ def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_s
     from marketdata_assets.resources.providers import provider_resources
 
     monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
+    monkeypatch.delenv("OKX_BASE_URL", raising=False)  # `make test` sets every variable to its default
     with pytest.raises(TushareTokenError, match="TUSHARE_TOKEN is not set"):
         provider_resources()["tushare"].make_client()
     secret = "s3cret-token-value"
