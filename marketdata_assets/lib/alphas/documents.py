@@ -34,6 +34,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import bson
+from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
+
 from .files import check_alpha_id, to_utc
 from .merge import resolve_for_mode
 
@@ -90,18 +93,26 @@ def unescape_key(key: str) -> str:
     return "".join(out)
 
 
-def _needs_escape(value: Any) -> bool:
-    """Does any key at any depth need escaping? (one regex per object, recursion into containers)"""
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
+def _tree_keys(value: Any, keys: list) -> list:
+    """Every key of a JSON tree, all depths, appended to `keys` (then one string search covers them all)."""
     if isinstance(value, dict):
-        if _NEEDS_ESCAPE.search("".join(value)):
-            return True
+        keys.extend(value)
         values = value.values()
     else:
         values = value
     for v in values:
-        if isinstance(v, (dict, list)) and _needs_escape(v):
-            return True
-    return False
+        t = type(v)
+        if t is dict or t is list or (t not in _LEAVES and isinstance(v, (dict, list))):
+            _tree_keys(v, keys)
+    return keys
+
+
+def _needs_escape(value: Any) -> bool:
+    """Does any key at any depth need escaping?"""
+    return _NEEDS_ESCAPE.search("".join(_tree_keys(value, []))) is not None
 
 
 def _escape_tree(value: Any) -> Any:
@@ -191,13 +202,16 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
-def _fast_storable(value: Any) -> bool:
+def _fast_storable(value: Any, keys: list | None = None) -> bool:
     """True if every key and value is plain JSON storable in BSON: a quick pre-check (exact types,
-    scalars inlined, much cheaper than the walk); when it says False, _walk_problems says why."""
+    scalars inlined, much cheaper than the walk); when it says False, _walk_problems says why.
+    Appends every key to `keys` on the way (for _needs_escape's search without a second walk)."""
     if type(value) is dict:
         for k in value:
             if type(k) is not str or (not k.isascii() and not _utf8_ok(k)):
                 return False
+        if keys is not None:
+            keys.extend(value)
         values = value.values()
     else:
         values = value
@@ -213,7 +227,7 @@ def _fast_storable(value: Any) -> bool:
             if not _INT64_MIN <= v <= _INT64_MAX:
                 return False
         elif t is dict or t is list:
-            if not _fast_storable(v):
+            if not _fast_storable(v, keys):
                 return False
         elif v is not None and t is not bool:
             return False
@@ -231,9 +245,25 @@ def validate_alpha(obj: Any, supported_types: tuple[str, ...] | None = tuple(COL
     canonical JSON (64-bit integers, finite floats, valid Unicode) unless `check_values` is False
     (for callers that serialize anyway and let the encoder vouch for the values).
     """
+    return _validate(obj, supported_types, check_values, None)[0]
+
+
+def inspect_alpha(obj: Any) -> tuple[list[str], bool]:
+    """``(validate_alpha(obj), whether any key needs escaping)`` in one walk of the object (the
+    second answer is for `to_document(..., escape=...)`; it means nothing when there are problems)."""
+    keys: list[str] = []
+    problems, walked = _validate(obj, tuple(COLLECTIONS), True, keys)
+    if problems:
+        return problems, False
+    return problems, _NEEDS_ESCAPE.search("".join(keys)) is not None if walked else _needs_escape(obj)
+
+
+def _validate(obj: Any, supported_types: tuple[str, ...] | None, check_values: bool,
+              keys: list | None) -> tuple[list[str], bool]:
+    """(problems, whether the quick check passed: `keys` then holds every key)."""
     if not isinstance(obj, dict):
         kind = "array" if isinstance(obj, list) else ("null" if obj is None else type(obj).__name__)
-        return [f"not a JSON object (got {kind})"]
+        return [f"not a JSON object (got {kind})"], False
     problems: list[str] = []
     if "id" not in obj or obj["id"] is None:
         problems.append("missing id")
@@ -255,9 +285,10 @@ def validate_alpha(obj: Any, supported_types: tuple[str, ...] | None = tuple(COL
             to_utc(value)
         except ValueError as exc:
             problems.append(f"unparseable {field}: {exc}")
-    if check_values and not _fast_storable(obj):
+    walked = check_values and _fast_storable(obj, keys)
+    if check_values and not walked:
         _walk_problems(obj, [], problems)
-    return problems
+    return problems, walked
 
 
 def collection_for(obj: Mapping) -> str:
@@ -282,20 +313,21 @@ def date_sidecar(obj: Mapping) -> dict:
     return dates
 
 
-def to_document(obj: dict, *, validate: bool = True) -> dict:
+def to_document(obj: dict, *, validate: bool = True, escape: bool | None = None) -> dict:
     """The MongoDB document of an alpha (see module doc). InvalidAlpha if it has problems.
 
     Validation here is structural (type support is the caller's routing decision via
     `collection_for`). The document is a new top-level dict; nested values are SHARED with `obj`
     when no key needs escaping (the common case: no copy of a 4 KB tree per alpha), so treat both
     as read-only afterwards (pymongo does not modify documents that have an ``_id``).
+    `escape`: whether some key needs escaping, when the caller knows (`inspect_alpha`); None: look.
     """
     if validate:
         problems = validate_alpha(obj, supported_types=None)
         if problems:
             raise InvalidAlpha(problems)
     doc: dict = {"_id": check_alpha_id(obj.get("id"))}
-    if _needs_escape(obj):
+    if _needs_escape(obj) if escape is None else escape:
         for key, value in obj.items():
             stored = escape_key(key)
             doc[ESC + stored if stored.startswith("_") else stored] = _escape_tree(value)
@@ -307,17 +339,8 @@ def to_document(obj: dict, *, validate: bool = True) -> dict:
 
 
 def _needs_unescape(value: Any) -> bool:
-    if isinstance(value, dict):
-        joined = "".join(value)
-        if ESC in joined or FW_DOLLAR in joined or FW_DOT in joined:
-            return True
-        values = value.values()
-    else:
-        values = value
-    for v in values:
-        if isinstance(v, (dict, list)) and _needs_unescape(v):
-            return True
-    return False
+    joined = "".join(_tree_keys(value, []))
+    return ESC in joined or FW_DOLLAR in joined or FW_DOT in joined
 
 
 def from_document(doc: Mapping) -> dict:
@@ -328,6 +351,23 @@ def from_document(doc: Mapping) -> dict:
     if _needs_unescape(doc):
         return {unescape_key(k): _unescape_tree(v) for k, v in doc.items() if not k.startswith("_")}
     return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+# ＼ ＄ ． in UTF-8 all start with these two bytes: stored BSON without them has no escaped key
+_ESCAPES_UTF8_PREFIX = ESC.encode()[:2]
+assert all(ch.encode().startswith(_ESCAPES_UTF8_PREFIX) for ch in (ESC, FW_DOLLAR, FW_DOT))
+
+
+def alpha_from_bson(data: bytes, codec_options: CodecOptions = DEFAULT_CODEC_OPTIONS) -> tuple[dict, bool]:
+    """``(from_document(document), whether any key was escaped)`` of a stored document's raw BSON.
+
+    Bytes without the escape characters' UTF-8 prefix cannot hold an escaped key: no key walk."""
+    if not isinstance(data, bytes):  # a memoryview (RawBSONDocument.raw): `in` would go item by item
+        data = bytes(data)
+    doc = bson.decode(data, codec_options)
+    if _ESCAPES_UTF8_PREFIX not in data:
+        return {k: v for k, v in doc.items() if not k.startswith("_")}, False
+    return from_document(doc), _needs_unescape(doc)
 
 
 def replace_payload(doc: dict) -> dict:
@@ -343,13 +383,15 @@ def replace_payload(doc: dict) -> dict:
 
 
 def merged_document(old_doc: Mapping | None, new_alpha: dict, mode: str = "overwrite",
-                    array_keys: Mapping[str, str | None] | None = None) -> tuple[dict, bool]:
+                    array_keys: Mapping[str, str | None] | None = None, *,
+                    validate: bool = True) -> tuple[dict, bool]:
     """The document to store for `new_alpha` given the stored `old_doc` (None if absent).
 
     Merges the ORIGINAL objects (unescaped, sidecars recomputed), per the import `mode`
     (`rebuild` replaces, every other mode deep-merges). Returns (document, changed); an unchanged
-    alpha (changed False) needs no write.
+    alpha (changed False) needs no write. `validate=False` skips validating the merged object, for
+    callers that validated `new_alpha` already (a stored document was validated when it was stored).
     """
     old = None if old_doc is None else from_document(old_doc)
     merged, changed = resolve_for_mode(old, new_alpha, mode, array_keys)
-    return to_document(merged), changed
+    return to_document(merged, validate=validate), changed

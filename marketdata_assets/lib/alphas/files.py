@@ -263,6 +263,12 @@ def read_alpha_file(path: str | os.PathLike) -> tuple[dict | None, str | None]:
             data = fh.read()
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
+    return parse_alpha_bytes(data)
+
+
+def parse_alpha_bytes(data: bytes) -> tuple[dict | None, str | None]:
+    """The content of an alpha file already read (the importer hashes the bytes it parses):
+    (alpha object, None) or (None, reason), as read_alpha_file."""
     value, reason = parse_json_bytes(data)
     if reason is not None:
         return None, reason

@@ -1,0 +1,335 @@
+"""Alpha files into MongoDB (SecantusDB): the project's deep-merge import vs raw `insert_many`.
+
+50,000 realistic alphas (replay/alpha_factory.make_alpha, ~4.4 KB of canonical JSON each, one in five
+SUPER, dateCreated spread over 24 months) landed as one file each with files.land_alpha. The import
+runs exactly as the Dagster asset calls it: per month partition, the month's files listed with
+files.iter_alpha_files and named relative to the landing root, then `import_files(...)`. Phases, in
+one run, on the same server, each in its own process (its own peak RSS):
+
+1. ceiling: `insert_many` of the same documents (documents.to_document of each alpha, built before
+   the clock starts, batches of 1000) into an empty collection carrying the alpha indexes the import
+   maintains (ALPHA_INDEXES), and, for reference, into one without secondary indexes;
+2. first import (mode incremental) into empty collections;
+3. overwrite merge (mode overwrite) after rewriting 99% of the files (new dateModified and a changed
+   check value), so the merge really writes; then the same overwrite again with nothing changed;
+4. incremental re-run with nothing changed (seconds).
+
+Targets (issue 3): first import >= 0.8x the ceiling, overwrite merge >= 0.35x, unchanged re-run
+>= 20x faster than the first import, peak RSS < 500 MB. The target ratios use the indexed ceiling
+(the same collection definition the import writes into); the plain one is reported next to it.
+Each phase's results are checked (counts, import statistics, a sample of stored documents).
+
+`python -m bench alphas_import`; BENCH_ALPHAS=n for a smaller run. Results: results/alphas_import.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pymongo
+
+from marketdata_assets import settings
+
+ALPHAS = int(os.environ.get("BENCH_ALPHAS", "50000"))
+SUPER_EVERY = 5          # one alpha in five is SUPER
+ACCOUNT = "bench"
+UNCHANGED_EVERY = 100    # the overwrite leaves one alpha in a hundred as it was
+CEILING_BATCH = 1000
+DB_REGULAR, DB_SUPER, DB_CEILING = "bench_alphas_regular", "bench_alphas_super", "bench_alphas_ceiling"
+COLLECTION = "alphas"
+NEW_MODIFIED = "2026-01-05T10:00:00-05:00"
+TARGETS = {"first_over_ceiling": 0.8, "overwrite_over_ceiling": 0.35, "first_over_rerun": 20.0, "peak_rss_mb": 500}
+
+
+def client() -> pymongo.MongoClient:
+    return pymongo.MongoClient(settings.get("MONGODB_URI"))
+
+
+def rss_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def alpha_type(seed: int) -> str:
+    return "SUPER" if seed % SUPER_EVERY == 0 else "REGULAR"
+
+
+# ---------------------------------------------------------------- data
+
+
+def cached_landing(count: int) -> Path:
+    """The landed files, generated once per count under the state dir (same seeds, same bytes)."""
+    from marketdata_assets.lib.alphas.files import land_alpha
+    from marketdata_assets.replay.alpha_factory import make_alpha
+
+    root = settings.state_dir() / "bench" / f"alphas_{count}"
+    done = root / "complete"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        for seed in range(count):
+            land_alpha(root, ACCOUNT, make_alpha(seed, alpha_type(seed)), fsync=False)
+        done.write_text(f"{count}\n")
+    return root
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Hard links of the cached files: the overwrite phase replaces files atomically (a new inode),
+    so the cache is never modified."""
+    for directory, _, names in os.walk(source):
+        rel = Path(directory).relative_to(source)
+        (target / rel).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if name.endswith(".json"):
+                os.link(Path(directory) / name, target / rel / name)
+
+
+def months(root: Path) -> list[str]:
+    return sorted({p.name for p in (root / "alphas").glob("*/*")})
+
+
+def modify_for_overwrite(root: Path) -> tuple[int, int]:
+    """Rewrite all but one alpha in UNCHANGED_EVERY: new dateModified, a changed LOW_SHARPE value."""
+    from marketdata_assets.lib.alphas.files import iter_alpha_files, read_alpha_file, write_if_changed
+
+    changed = unchanged = 0
+    for i, path in enumerate(iter_alpha_files(root)):
+        if i % UNCHANGED_EVERY == 0:
+            unchanged += 1
+            continue
+        alpha, problem = read_alpha_file(path)
+        assert problem is None, (path, problem)
+        alpha["dateModified"] = NEW_MODIFIED
+        check = alpha["is"]["checks"][0]
+        check["value"] = round(check["value"] + 0.01, 2)
+        assert write_if_changed(path, alpha, fsync=False) == "written"
+        changed += 1
+    return changed, unchanged
+
+
+# ---------------------------------------------------------------- phases (each in its own process)
+
+
+def phase_ceiling(root: Path) -> dict:
+    """insert_many of prepared documents; only the insert_many calls are timed."""
+    from marketdata_assets.lib.alphas.documents import to_document
+    from marketdata_assets.lib.alphas.files import iter_alpha_files, read_alpha_file
+    from marketdata_assets.lib.alphas.importer import ALPHA_INDEXES
+
+    db = client()[DB_CEILING]
+    db.drop_collection("indexed")
+    db.drop_collection("plain")
+    db["indexed"].create_indexes(ALPHA_INDEXES)
+    db.create_collection("plain")
+    paths = list(iter_alpha_files(root))
+    seconds = {"indexed": 0.0, "plain": 0.0}
+    for start in range(0, len(paths), CEILING_BATCH):
+        docs = [to_document(read_alpha_file(p)[0]) for p in paths[start:start + CEILING_BATCH]]
+        for name in seconds:
+            batch = [dict(d) for d in docs]  # insert_many would reuse the _id it sets
+            started = time.monotonic()
+            db[name].insert_many(batch, ordered=False)
+            seconds[name] += time.monotonic() - started
+    counts = {name: db[name].count_documents({}) for name in seconds}
+    return {"seconds": seconds, "counts": counts, "rss_mb": rss_mb()}
+
+
+def month_files(root: Path, month: str) -> dict[str, list[tuple[str, Path]]]:
+    """The month's files per import call, as the alpha_documents asset lists them: REGULAR takes
+    every type directory but SUPER, names are paths relative to the landing root."""
+    from marketdata_assets.lib.alphas.files import iter_alpha_files, parse_alpha_path
+
+    calls: dict[str, list[tuple[str, Path]]] = {"REGULAR": [], "SUPER": []}
+    for path in iter_alpha_files(root, None, month):
+        kind = parse_alpha_path(path)[0]
+        calls["SUPER" if kind == "SUPER" else "REGULAR"].append((path.relative_to(root).as_posix(), path))
+    return calls
+
+
+def phase_import(root: Path, mode: str, run_id: str) -> dict:
+    """One month partition after another (a run per partition), each a REGULAR and a SUPER call."""
+    from marketdata_assets.lib.alphas.importer import import_files
+
+    mongo = client()
+    batch_size = int(os.environ.get("BENCH_BATCH", "0")) or inspect.signature(import_files).parameters["batch_size"].default
+    quarantine_root = root.parent / "quarantine"
+    totals: dict = {}
+    started = time.monotonic()
+    for month in months(root):
+        for files in month_files(root, month).values():
+            stats = import_files(files, db_regular=mongo[DB_REGULAR], db_super=mongo[DB_SUPER],
+                                 collection=COLLECTION, mode=mode, batch_size=batch_size,
+                                 quarantine_root=quarantine_root, landing_root=root, run_id=run_id)
+            for key, value in stats.as_metadata().items():
+                totals[key] = totals.get(key, 0) + value
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "stats": totals, "batch_size": batch_size, "rss_mb": rss_mb()}
+
+
+def run_phase(name: str, root: Path, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.alphas_import", "--phase", name, str(root), *args],
+                         check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_documents(root: Path, sample: list[Path]) -> None:
+    """Stored documents of a sample of files are exactly the alphas the files hold (every alpha
+    in a file has all the fields of the stored one, so the deep merge gives the file's alpha)."""
+    from marketdata_assets.lib.alphas.documents import from_document
+    from marketdata_assets.lib.alphas.files import read_alpha_file
+
+    mongo = client()
+    for path in sample:
+        alpha, _ = read_alpha_file(root / path)
+        db = mongo[DB_SUPER if alpha["type"] == "SUPER" else DB_REGULAR]
+        assert from_document(db[COLLECTION].find_one({"_id": alpha["id"]})) == alpha, path
+
+
+def check_counts(expected: int) -> None:
+    mongo = client()
+    stored = sum(mongo[db][COLLECTION].count_documents({}) for db in (DB_REGULAR, DB_SUPER))
+    assert stored == expected, (stored, expected)
+
+
+def expect(stats: dict, **wanted: int) -> None:
+    got = {key: stats.get(key) for key in wanted}
+    assert got == wanted, (got, wanted)
+
+
+# ---------------------------------------------------------------- main
+
+
+def fresh_databases() -> None:
+    from marketdata_assets.lib.alphas.importer import ensure_alpha_indexes
+
+    mongo = client()
+    for name in (DB_REGULAR, DB_SUPER, DB_CEILING):
+        mongo.drop_database(name)
+    ensure_alpha_indexes(mongo[DB_REGULAR], mongo[DB_SUPER], COLLECTION)
+
+
+def drop_databases() -> None:
+    mongo = client()
+    for name in (DB_REGULAR, DB_SUPER, DB_CEILING):
+        mongo.drop_database(name)
+
+
+def main() -> int:
+    settings.apply_defaults()
+    n = ALPHAS
+    started = time.monotonic()
+    cache = cached_landing(n)
+    work = Path(tempfile.mkdtemp(prefix="bench_alphas_"))
+    root = work / "landing"
+    link_tree(cache, root)
+    sizes = [p.stat().st_size for p in (root / "alphas").glob("*/*/*/*.json")]
+    assert len(sizes) == n, (len(sizes), n)
+    sample = [p.relative_to(root) for p in random.Random(7).sample(sorted((root / "alphas").glob("*/*/*/*.json")), 200)]
+    print(f"data: {n:,} alpha files, {len(months(root))} months, mean {sum(sizes) / n:,.0f} B "
+          f"({sum(sizes) / 1e6:.0f} MB; {time.monotonic() - started:.1f} s to prepare)", flush=True)
+    report: dict = {"alphas": n, "mean_file_bytes": round(sum(sizes) / n), "months": len(months(root))}
+    try:
+        fresh_databases()
+
+        ceiling = run_phase("ceiling", root)
+        assert ceiling["counts"] == {"indexed": n, "plain": n}, ceiling["counts"]
+        ceil_s, plain_s = ceiling["seconds"]["indexed"], ceiling["seconds"]["plain"]
+        print(f"ceiling insert_many, alpha indexes: {ceil_s:6.1f} s {n / ceil_s:>8,.0f} docs/s", flush=True)
+        print(f"ceiling insert_many, no indexes:    {plain_s:6.1f} s {n / plain_s:>8,.0f} docs/s", flush=True)
+        client().drop_database(DB_CEILING)
+
+        first = run_phase("import", root, "incremental", "bench-first")
+        expect(first["stats"], files_seen=n, files_imported=n, inserted=n, merged=0, files_quarantined=0)
+        check_counts(n)
+        check_documents(root, sample)
+        print(f"first import:        {first['seconds']:6.1f} s {n / first['seconds']:>8,.0f} docs/s", flush=True)
+
+        changed, unchanged = modify_for_overwrite(root)
+        overwrite = run_phase("import", root, "overwrite", "bench-overwrite")
+        expect(overwrite["stats"], files_seen=n, merged=changed, unchanged=unchanged, inserted=0, files_quarantined=0)
+        check_counts(n)
+        check_documents(root, sample)
+        print(f"overwrite merge:     {overwrite['seconds']:6.1f} s {n / overwrite['seconds']:>8,.0f} docs/s "
+              f"({changed:,} merged, {unchanged:,} unchanged)", flush=True)
+
+        noop = run_phase("import", root, "overwrite", "bench-noop")
+        expect(noop["stats"], files_seen=n, merged=0, unchanged=n, inserted=0)
+        print(f"overwrite, no change:{noop['seconds']:6.1f} s {n / noop['seconds']:>8,.0f} docs/s", flush=True)
+
+        rerun = run_phase("import", root, "incremental", "bench-rerun")
+        expect(rerun["stats"], files_seen=n, files_skipped=n, inserted=0, merged=0, unchanged=0)
+        print(f"incremental re-run:  {rerun['seconds']:6.2f} s (nothing changed)", flush=True)
+        check_documents(root, sample)
+    finally:
+        drop_databases()
+        shutil.rmtree(work, ignore_errors=True)
+
+    import_rss = max(p["rss_mb"] for p in (first, overwrite, noop, rerun))
+    report |= {
+        "ceiling_s": round(ceil_s, 2), "ceiling_docs_per_s": round(n / ceil_s),
+        "ceiling_plain_s": round(plain_s, 2), "ceiling_plain_docs_per_s": round(n / plain_s),
+        "first_import_s": round(first["seconds"], 2), "first_import_docs_per_s": round(n / first["seconds"]),
+        "overwrite_s": round(overwrite["seconds"], 2), "overwrite_docs_per_s": round(n / overwrite["seconds"]),
+        "overwrite_merged": changed, "overwrite_unchanged": unchanged,
+        "noop_overwrite_s": round(noop["seconds"], 2), "noop_overwrite_docs_per_s": round(n / noop["seconds"]),
+        "rerun_s": round(rerun["seconds"], 2),
+        "first_over_ceiling": round(ceil_s / first["seconds"], 3),
+        "overwrite_over_ceiling": round(ceil_s / overwrite["seconds"], 3),
+        "first_over_plain_ceiling": round(plain_s / first["seconds"], 3),
+        "overwrite_over_plain_ceiling": round(plain_s / overwrite["seconds"], 3),
+        "first_over_rerun": round(first["seconds"] / rerun["seconds"], 1),
+        "peak_rss_mb": import_rss,
+        "peak_rss_mb_by_phase": {"ceiling": ceiling["rss_mb"], "first": first["rss_mb"],
+                                 "overwrite": overwrite["rss_mb"], "noop_overwrite": noop["rss_mb"],
+                                 "rerun": rerun["rss_mb"]},
+        "batch_size": first["batch_size"],
+        "stats": {"first": first["stats"], "overwrite": overwrite["stats"], "noop_overwrite": noop["stats"],
+                  "rerun": rerun["stats"]},
+        "targets": TARGETS,
+        "at": datetime.now().isoformat(timespec="seconds"),
+    }
+    missed = [name for name, target in TARGETS.items()
+              if (report[name] >= target if name == "peak_rss_mb" else report[name] < target)]
+    report["missed"] = missed
+    print(f"first import vs ceiling: {report['first_over_ceiling']}x (target >= 0.8; "
+          f"{report['first_over_plain_ceiling']}x of the unindexed insert); "
+          f"overwrite vs ceiling: {report['overwrite_over_ceiling']}x (target >= 0.35; "
+          f"{report['overwrite_over_plain_ceiling']}x of the unindexed insert); "
+          f"re-run {report['first_over_rerun']}x faster than the first import (target >= 20); "
+          f"peak RSS {import_rss} MB (target < 500)")
+    print("all targets met" if not missed else f"MISSED: {', '.join(missed)}")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "alphas_import.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if missed else 0
+
+
+def _phase_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--phase", required=True, choices=["ceiling", "import"])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("args", nargs="*")
+    args = parser.parse_args(argv)
+    settings.apply_defaults()
+    result = phase_ceiling(args.root) if args.phase == "ceiling" else phase_import(args.root, *args.args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if "--phase" in sys.argv:
+        _phase_main(sys.argv[1:])
+    else:
+        sys.exit(main())
