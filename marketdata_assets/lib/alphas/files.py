@@ -75,6 +75,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads(..., parse_constant=) builds one per call
+
+
 def _json_error_reason(text: str, exc: json.JSONDecodeError) -> str:
     end = len(text.rstrip())
     if exc.msg.startswith("Unterminated string") or exc.pos >= end:
@@ -110,7 +113,9 @@ def parse_json_bytes(data: bytes) -> tuple[Any, str | None]:
     except UnicodeDecodeError as exc:
         return None, f"invalid UTF-8: {exc.reason} at byte {exc.start}"
     try:
-        return json.loads(text, parse_constant=_reject_constant), None
+        if text.startswith("\ufeff"):  # json.loads checks this, the decoder object does not
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text), None
     except json.JSONDecodeError as exc:
         return None, _json_error_reason(text, exc)
     except ValueError as exc:  # NaN / Infinity
@@ -208,7 +213,7 @@ def alpha_path(root: str | os.PathLike, account: str, obj: dict) -> Path:
 
 def parse_alpha_path(path: str | os.PathLike) -> tuple[str, str, str, str]:
     """(TYPE, YYYY-MM, account, alpha_id) of a path in the layout; ValueError otherwise."""
-    p = Path(path)
+    p = path if isinstance(path, Path) else Path(path)  # Path(a Path) parses it again
     parts = p.parts
     if len(parts) < 5 or parts[-5] != ALPHA_DIR or p.suffix != ".json":
         raise ValueError(f"{p} is not in the layout <root>/{ALPHA_DIR}/<TYPE>/<YYYY-MM>/<account>/<id>.json")

@@ -26,7 +26,10 @@ Rules (the seed's examples are the specification; every decision below is tested
 * Key order of merged objects: the new object's keys first (in its order), then old-only keys.
   Merging into ``None``/nothing therefore returns a copy of the new object, key order included.
 * Pure: inputs are never mutated and the result shares no dict/list with them (scalars, including
-  datetimes, are immutable and shared).
+  datetimes, are immutable and shared). With ``share=True`` the result may share dicts and lists
+  with both inputs (no copies: for callers that never mutate any of them, like the importer).
+* Speed: a subtree identical in both (same values, JSON kinds and key order: ``_identical``) is
+  taken whole without walking it (the result is the same as merging it).
 
 ``merge_changed`` also reports whether the merged value differs from the old one, so an importer
 can skip unchanged documents. The comparison is strict JSON equality: ``1`` vs ``1.0`` vs ``true``
@@ -36,6 +39,7 @@ and bson's ``Int64`` (pymongo's type for large stored integers) equals the same 
 
 from __future__ import annotations
 
+import marshal
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -55,14 +59,18 @@ IMPORT_MODES: dict[str, str] = {
 
 _SCALARS = (str, int, float, bool, type(None))
 _CONTAINERS = frozenset((dict, list))
+_PLAIN_SCALARS = frozenset(_SCALARS)  # exact types: most values, tested without isinstance
+_MISSING = object()
+_KINDS = {str: "str", int: "int", float: "float", bool: "const", type(None): "const"}
 
 
 class _Keys:
-    """array_keys split into exact dotted paths and bare names, built once per call."""
+    """array_keys split into exact dotted paths and bare names, built once per call (and `share`)."""
 
-    __slots__ = ("bare", "exact")
+    __slots__ = ("bare", "exact", "share")
 
-    def __init__(self, array_keys: Mapping[str, str | None] | None):
+    def __init__(self, array_keys: Mapping[str, str | None] | None, share: bool = False):
+        self.share = share
         self.exact: dict[tuple[str, ...], str | None] = {}
         self.bare: dict[str, str | None] = {}
         for path, key in (DEFAULT_ARRAY_KEYS if array_keys is None else array_keys).items():
@@ -125,12 +133,32 @@ def json_equal(a: Any, b: Any) -> bool:
 
 def _match_key(value: Any) -> tuple[str, Any]:
     # the JSON kind keeps 1, 1.0 and True apart (they are equal and hash alike in Python)
+    kind = _KINDS.get(type(value))
+    if kind is not None:
+        return (kind, value)
     if isinstance(value, bool) or value is None:
         return ("const", value)
     for kind in (str, int, float):
         if isinstance(value, kind):
             return (kind.__name__, value)
     return (type(value).__name__, value)
+
+
+def _identical(old: Any, new: Any) -> bool:
+    """Equal with the same JSON kinds and key order. ``==`` alone has 1 == 1.0 == True; marshal's
+    bytes tell them apart and follow key order (format 2: no back-references, so how objects are
+    shared does not matter). Both run in C, several times faster than walking the trees; a type
+    marshal does not know (bson's Int64) answers False and the caller walks."""
+    if old != new:
+        return False
+    try:
+        return marshal.dumps(old, 2) == marshal.dumps(new, 2)
+    except ValueError:
+        return False
+
+
+def _take(value: Any, keys: _Keys) -> Any:
+    return value if keys.share else copy_json(value)
 
 
 def _keyed(items: list, key: str) -> bool:
@@ -146,32 +174,35 @@ def _merge(old: Any, new: Any, path: tuple[str, ...], keys: _Keys) -> tuple[Any,
         changed = False
         shared = 0
         for k, nv in new.items():
-            if k in old:
+            ov = old.get(k, _MISSING)
+            if ov is not _MISSING:
                 shared += 1
-                ov = old[k]
                 tn = type(nv)
-                if tn in _CONTAINERS or isinstance(nv, (dict, list)):
-                    v, c = _merge(ov, nv, path + (k,), keys)
-                    if c:
-                        changed = True
+                if tn not in _PLAIN_SCALARS and (tn in _CONTAINERS or isinstance(nv, (dict, list))):
+                    if _identical(ov, nv):
+                        v = _take(nv, keys)
+                    else:
+                        v, c = _merge(ov, nv, path + (k,), keys)
+                        if c:
+                            changed = True
                 else:  # scalar: inlined (most of an alpha's values)
                     v = nv
                     if not changed and not ((type(ov) is tn and ov == nv) or _scalar_equal(ov, nv)):
                         changed = True
             else:
-                v, changed = copy_json(nv), True
+                v, changed = _take(nv, keys), True
             out[k] = v
         if shared < len(old):  # old-only keys are kept, after the new ones
             for k, ov in old.items():
                 if k not in new:
-                    out[k] = copy_json(ov)
+                    out[k] = _take(ov, keys)
         return out, changed
     if isinstance(new, list) and isinstance(old, list):
         key = keys.key_for(path)
         if key is not None and _keyed(new, key) and _keyed(old, key):
             return _merge_keyed(old, new, key, path, keys)
-        return copy_json(new), not json_equal(old, new)
-    return copy_json(new), not json_equal(old, new)
+        return _take(new, keys), not json_equal(old, new)
+    return _take(new, keys), not json_equal(old, new)
 
 
 def _merge_keyed(old: list, new: list, key: str, path: tuple[str, ...], keys: _Keys) -> tuple[list, bool]:
@@ -191,17 +222,20 @@ def _merge_keyed(old: list, new: list, key: str, path: tuple[str, ...], keys: _K
         if candidates is not None and n < len(candidates):
             oi = candidates[n]
             used[oi] = True
-            merged, c = _merge(old[oi], item, path, keys)
-            changed = changed or c
+            if _identical(old[oi], item):
+                merged = _take(item, keys)
+            else:
+                merged, c = _merge(old[oi], item, path, keys)
+                changed = changed or c
             order.append(oi)
         else:
-            merged = copy_json(item)
+            merged = _take(item, keys)
             changed = True
             order.append(-1)
         out.append(merged)
     for oi, item in enumerate(old):
         if not used[oi]:
-            out.append(copy_json(item))
+            out.append(_take(item, keys))
             order.append(oi)
     if not changed and order != list(range(len(old))):
         # same items, other order: changed unless the moved items happen to be equal
@@ -209,14 +243,19 @@ def _merge_keyed(old: list, new: list, key: str, path: tuple[str, ...], keys: _K
     return out, changed
 
 
-def merge_changed(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None) -> tuple[Any, bool]:
+def merge_changed(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None, *,
+                  share: bool = False) -> tuple[Any, bool]:
     """Deep-merge `new` into `old` (see module doc); returns (merged, changed vs. old).
 
     `old` None means "no previous version": the result is a copy of `new` and changed is True.
+    `share`: the result may share dicts and lists with the inputs (see module doc).
     """
+    keys = _Keys(array_keys, share)
     if old is None:
-        return copy_json(new), True
-    return _merge(old, new, (), _Keys(array_keys))
+        return _take(new, keys), True
+    if _identical(old, new):
+        return _take(new, keys), False
+    return _merge(old, new, (), keys)
 
 
 def deep_merge(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None) -> Any:
@@ -225,15 +264,17 @@ def deep_merge(old: Any, new: Any, array_keys: Mapping[str, str | None] | None =
 
 
 def resolve_for_mode(old: Any, new: Any, mode: str = "overwrite",
-                     array_keys: Mapping[str, str | None] | None = None) -> tuple[Any, bool]:
+                     array_keys: Mapping[str, str | None] | None = None, *,
+                     share: bool = False) -> tuple[Any, bool]:
     """The document an import `mode` stores for one alpha, and whether it differs from `old`.
 
-    `rebuild` replaces the whole document with `new`; every other mode deep-merges.
+    `rebuild` replaces the whole document with `new`; every other mode deep-merges. `share`: as
+    for merge_changed.
     """
     try:
         action = IMPORT_MODES[mode]
     except KeyError:
         raise ValueError(f"unknown import mode {mode!r}: expected one of {', '.join(IMPORT_MODES)}") from None
     if action == "replace":
-        return copy_json(new), old is None or not json_equal(old, new)
-    return merge_changed(old, new, array_keys)
+        return (new if share else copy_json(new)), old is None or not json_equal(old, new)
+    return merge_changed(old, new, array_keys, share=share)
