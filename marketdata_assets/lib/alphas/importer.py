@@ -62,7 +62,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 
 from marketdata_assets.lib.alphas.documents import (DATES_FIELD, alpha_from_bson, collection_for, date_sidecar,
                                                     inspect_alpha, merged_document, to_document)
-from marketdata_assets.lib.alphas.files import gc_paused, month_of, parse_alpha_bytes
+from marketdata_assets.lib.alphas.files import gc_paused, month_of, parse_alpha_bytes, read_file_bytes
 from marketdata_assets.lib.alphas.merge import resolve_for_mode
 from marketdata_assets.lib.files import quarantine
 
@@ -408,7 +408,7 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
             for name, path in files:
                 stats.files_seen += 1
                 try:
-                    data = path.read_bytes()
+                    data = read_file_bytes(path)
                 except OSError as error:
                     reject(name, path, f"unreadable: {error}")
                     continue
