@@ -44,7 +44,8 @@ BOOKS_SCHEMA: dict[str, pl.DataType] = {
     "update_id": pl.Int64,
 }
 
-BARS_SCHEMA: dict[str, pl.DataType] = {
+# What every bar starts with (1-minute and daily alike).
+_OHLC: dict[str, pl.DataType] = {
     "ts": UTC_US,
     "venue": pl.Utf8,
     "instrument": pl.Utf8,
@@ -52,23 +53,12 @@ BARS_SCHEMA: dict[str, pl.DataType] = {
     "high": pl.Float64,
     "low": pl.Float64,
     "close": pl.Float64,
-    "volume": pl.Float64,
-    "amount": pl.Float64,
-    "trades": pl.Int64,
 }
 
-DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US,
-    "venue": pl.Utf8,
-    "instrument": pl.Utf8,
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "pre_close": pl.Float64,
-    "volume": pl.Float64,
-    "amount": pl.Float64,
-}
+BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "volume": pl.Float64, "amount": pl.Float64, "trades": pl.Int64}
+
+DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "pre_close": pl.Float64, "volume": pl.Float64,
+                                             "amount": pl.Float64}
 
 # Columns that may be null; every other column must be fully populated.
 NULLABLE: dict[str, frozenset[str]] = {

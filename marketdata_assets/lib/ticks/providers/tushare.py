@@ -79,7 +79,7 @@ import polars as pl
 
 from marketdata_assets.lib.errors import scrub
 from marketdata_assets.lib.http import ApiClient, ApiError, RetryPolicy, backoff_delay
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, UTC_US
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US
 from marketdata_assets.lib.ticks.instruments import a_share_code, a_share_venue
 from marketdata_assets.lib.ticks.providers import (
     ProviderBanned,
@@ -115,18 +115,9 @@ CODE_BAD_TOKEN = 40101
 CODE_LIMIT_OR_PERMISSION = 40203
 CODE_PERMISSION = 2002
 
-DAILY_SCHEMA: dict[str, pl.DataType] = {
-    "day": pl.Date,
-    "venue": pl.Utf8,
-    "instrument": pl.Utf8,
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "pre_close": pl.Float64,
-    "volume": pl.Float64,
-    "amount": pl.Float64,
-}
+# The normalized daily bar with the trade date (`day`) where it has the timestamp (`ts`).
+DAILY_SCHEMA: dict[str, pl.DataType] = {"day": pl.Date, **{name: dtype for name, dtype in DAILY_BARS_SCHEMA.items()
+                                                           if name != "ts"}}
 
 ErrorKind = Literal["ok", "rate_minute", "rate_hour", "rate_day", "permission", "token", "other"]
 
