@@ -3,6 +3,7 @@ modes on the same fixtures, quarantine, `$`/`.` keys, and a killed import resume
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from marketdata_assets.lib.alphas.documents import from_document, to_document
-from marketdata_assets.lib.alphas.importer import LEDGER, collection_digest, ensure_alpha_indexes, import_files
+from marketdata_assets.lib.alphas.importer import (LEDGER, collection_digest, ensure_alpha_indexes, import_files,
+                                                   ledger_entries)
 from marketdata_assets.replay.alpha_factory import make_alpha
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,11 +105,46 @@ def test_five_modes_on_the_same_fixtures(dbs, tmp_path):
     assert (smart.merged, smart.inserted, smart.alphas_filtered_out) == (1, 0, 1)
     assert stored(dbs[0], "BBBBBBB")["settings"] == {"region": "JPN"}
     assert dbs[0]["alphas"].count_documents({"_id": "CCCCCCC"}) == 0
-    assert dbs[0][LEDGER].count_documents({}) == 16  # 8 runs x 2 files; skipped files add no entry
+    entries = list(ledger_entries(dbs[0]))
+    assert len(entries) == 16  # 8 runs x 2 files; skipped files add no entry
+    assert {e["mode"] for e in entries} == {"incremental", "overwrite", "rebuild", "time_range", "smart_merge"}
     # a file smart_merge filtered out was not imported: a later incremental run still imports it
     later = run(dbs, [drop(tmp_path, "v3/c.json", older)])
     assert (later.files_skipped, later.inserted) == (0, 1)
-    assert dbs[0][LEDGER].find_one({"file": "v3/c.json", "documents": 1})["alpha_id"] == "CCCCCCC"
+    imported_c = [e for e in ledger_entries(dbs[0], {"dir": "v3"}) if e["file"] == "v3/c.json" and e["documents"]]
+    assert [e["alpha_id"] for e in imported_c] == ["CCCCCCC"]
+
+
+def test_the_ledger_has_one_entry_per_file_stored_per_write_and_directory(dbs, tmp_path):
+    files = [drop(tmp_path, f"alphas/REGULAR/2025-07/{account}/{i:07d}.json", alpha(f"{i:07d}"))
+             for account in ("acct1", "acct2") for i in range(account == "acct2", 30, 2)]
+    files.append(drop(tmp_path, "alphas/REGULAR/2025-07/acct1/bad.json", "{"))
+    run(dbs, files, batch_size=10, run_id="run-1")
+    fields = ("file", "size", "sha256", "documents", "alpha_id", "type", "month")
+    entries = {e["file"]: e for e in ledger_entries(dbs[0], fields=fields)}
+    assert sorted(entries) == sorted(name for name, _ in files if not name.endswith("bad.json"))
+    name, path = files[3]
+    assert entries[name] == {"file": name, "size": path.stat().st_size,
+                             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "documents": 1,
+                             "alpha_id": path.stem, "type": "REGULAR", "month": "2025-07", "mode": "incremental",
+                             "imported_at": entries[name]["imported_at"], "run_id": "run-1"}
+    # one ledger document per bulk write and directory, not per file
+    docs = list(dbs[0][LEDGER].find())
+    assert len(files) - 1 == sum(len(doc["files"]) for doc in docs) > 2 * len(docs)
+    assert all({name.rpartition("/")[0] for name in (f["file"] for f in doc["files"])} == {doc["dir"]}
+               for doc in docs)
+
+
+def test_entries_of_the_earlier_per_file_ledger_still_count(dbs, tmp_path):
+    name, path = drop(tmp_path, "alphas/REGULAR/2025-07/acct1/EEEEEEE.json", alpha("EEEEEEE"))
+    dbs[0][LEDGER].insert_one({"file": name, "size": path.stat().st_size, "documents": 1, "alpha_id": "EEEEEEE",
+                               "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "type": "REGULAR",
+                               "month": "2025-07", "mode": "incremental", "run_id": "old", "imported_at": None})
+    assert [(e["file"], e["run_id"]) for e in ledger_entries(dbs[0])] == [(name, "old")]
+    # incremental merges such a file once more (nothing changes) and ledgers it the new way
+    assert run(dbs, [(name, path)]).inserted == 1
+    again = run(dbs, [(name, path)])
+    assert (again.files_skipped, again.inserted, again.merged) == (1, 0, 0)
 
 
 def test_bad_files_are_quarantined_and_the_rest_imports(dbs, tmp_path):
@@ -158,12 +195,12 @@ def test_killed_import_resumes_to_the_same_documents(dbs, mongo, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(landing), regular.name, super_.name],
                             cwd=REPO, env=os.environ.copy())
     deadline = time.monotonic() + 120
-    while regular[LEDGER].count_documents({}) < 60:
+    while len(list(ledger_entries(regular))) < 60:
         assert proc.poll() is None and time.monotonic() < deadline, "the import ended before it could be killed"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert regular[LEDGER].count_documents({}) < 400
+    assert len(list(ledger_entries(regular))) < 400
     resumed = run(dbs, files)
     assert resumed.files_skipped >= 60
 

@@ -6,7 +6,7 @@ import dagster as dg
 from marketdata_assets.defs.alphas.assets import IMPORTED_TYPES
 from marketdata_assets.lib.alphas.documents import DATE_FIELDS, DATES_FIELD
 from marketdata_assets.lib.alphas.files import to_utc
-from marketdata_assets.lib.alphas.importer import LEDGER
+from marketdata_assets.lib.alphas.importer import ledger_entries
 from marketdata_assets.resources import AlphaStoreResource
 
 # Fields every alpha of the type carries (shared/docs/vendor-formats.md).
@@ -29,8 +29,9 @@ def _checks_for(asset_name: str, alpha_type: str) -> list[dg.AssetChecksDefiniti
     def documents_match_ledger(alpha_store: AlphaStoreResource) -> dg.AssetCheckResult:
         collection = _collection(alpha_store, alpha_type)
         documents = collection.count_documents({})
-        ledger = alpha_store.databases()[0][LEDGER]
-        ledger_ids = set(ledger.distinct("alpha_id", {"type": alpha_type, "documents": 1}))
+        ledger_ids = {entry["alpha_id"] for entry in ledger_entries(alpha_store.databases()[0],
+                                                                    fields=("alpha_id", "type", "documents"))
+                      if entry["type"] == alpha_type and entry["documents"] == 1}
         stored_ids = {doc["_id"] for doc in collection.find({}, {"_id": 1})}
         missing, unledgered = sorted(ledger_ids - stored_ids), sorted(stored_ids - ledger_ids)
         return dg.AssetCheckResult(passed=not missing and not unledgered, metadata={

@@ -15,7 +15,7 @@ escapes `$` and `.`). Stored documents are read with `$in` lists of STORED_READ_
 server's cost per id grows with the list). Each batch is written in one transaction: replaced
 documents are deleted and inserted again (SecantusDB spends ~25% less on that than on a ReplaceOne,
 which plans and runs an update per document; an upsert of a new alpha costs ~2.5x an insert), then
-the batch's ledger entries and ledger index. A server without transactions (a standalone mongod)
+the batch's ledger entries. A server without transactions (a standalone mongod)
 gets InsertOne / ReplaceOne bulk writes, then the ledger. An alpha stored by someone else between
 our read and our write (duplicate key) is merged into what is stored then.
 
@@ -24,24 +24,20 @@ merged (the server is another process: its work and ours overlap); a batch whose
 being written waits for that write before reading them. The first batches of a run are small, so
 the server starts early.
 
-The ledger (`import_ledger`, in the regular database next to the data) gets one entry per file,
-committed with the batch holding its alphas (or right after it), so a killed import re-runs only
-the files without an entry, and re-merging a file already merged changes nothing: the collections
-end identical to an uninterrupted import. A ledger entry: ``file, size, sha256, documents`` (1
-imported, 0 filtered out by the mode), ``alpha_id, type, month`` (New York month of dateCreated:
-the partition), ``mode, imported_at, run_id``.
-
-The ledger index (`import_ledger_index`) is what `incremental` reads to skip files: per batch and
-directory one document ``{dir, names, sha256, entry, run_id, imported_at}`` listing the (file,
-sha256) pairs of the batch's entries that imported their alpha (documents 1). It is written in the
-same transaction as the entries, so it lists exactly those pairs; a run loads the pairs of its
-files' directories in one query instead of one ledger lookup per file. `entry` is the `_id` of one
-of the listed entries: an index document whose entry is gone is ignored, so dropping the ledger (or
-a partition's entries) makes those files import again, as it did before the index. Without
-transactions the entries are written first: an interruption between the two writes only makes the
-next incremental run merge those files again (no change, new entries). Ledger entries written
-before the index existed are not in it: their files are merged again once. The ledger has no
-secondary index (each would cost every entry about as much as the entry itself).
+The ledger (`import_ledger`, in the regular database next to the data) has one entry per file:
+``file, size, sha256, documents`` (1 imported, 0 filtered out by the mode), ``alpha_id, type,
+month`` (New York month of dateCreated: the partition), with the ``mode, imported_at, run_id`` of
+the write that committed it. The entries of one bulk write are stored together, one ledger
+document per landing directory: ``{dir, mode, imported_at, run_id, files: [entry, ...]}``
+(`ledger_entries` reads them back flat). One document per file would cost this server about a
+fifth of the import (each insert has a fixed cost far above its size); one per write costs nothing
+measurable. The ledger document commits with the batch holding its alphas (in its transaction, or
+right after the inserts of new alphas), so a killed import re-runs only the files without an
+entry, and re-merging a file already merged changes nothing: the collections end identical to an
+uninterrupted import. `incremental` reads the entries of its files' directories once per run
+(index on ``dir``) to skip the (file, sha256) pairs already imported. Entries of earlier versions
+(one document per file, no ``dir``) still count for the checks; `incremental` merges their files
+once more (no change) and ledgers them anew.
 """
 
 from __future__ import annotations
@@ -68,7 +64,7 @@ from marketdata_assets.lib.files import quarantine
 
 IMPORT_MODES = ("incremental", "overwrite", "rebuild", "time_range", "smart_merge")
 LEDGER = "import_ledger"
-LEDGER_INDEX = "import_ledger_index"
+_OBSOLETE_LEDGER_INDEX = "import_ledger_index"  # written by earlier versions
 # ids per `$in` when reading stored documents (SecantusDB: ~100 ids cost ~3x less per document than 1000)
 STORED_READ_CHUNK = 100
 # The first batches of a run are smaller (FIRST_BATCH, then GROWTH times the last, up to batch_size):
@@ -76,7 +72,6 @@ STORED_READ_CHUNK = 100
 FIRST_BATCH = 100
 GROWTH = 4
 _DUPLICATE_KEY = 11000
-_OBSOLETE_LEDGER_INDEXES = ("file_sha256", "type_month")  # created by earlier versions
 _ILLEGAL_OPERATION = 20  # a standalone mongod refusing transactions
 
 # Indexes every alpha collection carries: lookups by id, and the filters quants use.
@@ -164,12 +159,8 @@ def sha256_bytes(data: bytes) -> str:
 def ensure_alpha_indexes(db_regular: Database, db_super: Database, collection: str) -> None:
     for db in (db_regular, db_super):
         db[collection].create_indexes(ALPHA_INDEXES)
-    # The ledger has no secondary index: every entry would pay for it (an index costs SecantusDB
-    # about as much per insert as the entry itself) and the skip check reads the ledger index instead.
-    ledger = db_regular[LEDGER]
-    for name in set(ledger.index_information()) & set(_OBSOLETE_LEDGER_INDEXES):
-        ledger.drop_index(name)
-    db_regular[LEDGER_INDEX].create_index([("dir", pymongo.ASCENDING)], name="dir")
+    db_regular[LEDGER].create_index([("dir", pymongo.ASCENDING)], name="dir")
+    db_regular.drop_collection(_OBSOLETE_LEDGER_INDEX)
 
 
 def newest_modified(coll) -> Optional[datetime]:
@@ -179,46 +170,51 @@ def newest_modified(coll) -> Optional[datetime]:
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
-def _directory(name: str) -> tuple[str, str]:
-    directory, _, base = name.rpartition("/")
-    return directory, base
+def _directory(name: str) -> str:
+    return name.rpartition("/")[0]
+
+
+def _entries(ledger_doc: Mapping) -> list[Mapping]:
+    """The file entries of a ledger document (an earlier version's document is one entry)."""
+    return ledger_doc["files"] if "files" in ledger_doc else [ledger_doc]
+
+
+def ledger_entries(db_regular: Database, query: Optional[Mapping] = None,
+                   fields: Iterable[str] = ("file", "sha256", "documents", "alpha_id", "type", "month")
+                   ) -> Iterable[dict]:
+    """The ledger's file entries (with `fields`, plus ``mode, imported_at, run_id``) of the
+    ledger documents matching `query` (on the document: ``dir``, ``run_id``, ``files.<field>``)."""
+    projection = {"_id": 0, "mode": 1, "imported_at": 1, "run_id": 1}
+    for name in fields:
+        projection[f"files.{name}"] = projection[name] = 1
+    for doc in db_regular[LEDGER].find(query or {}, projection):
+        shared = {key: doc.get(key) for key in ("mode", "imported_at", "run_id")}
+        for entry in _entries(doc):
+            yield {**shared, **{name: entry.get(name) for name in fields}}
 
 
 def imported_files(db_regular: Database, names: Iterable[str]) -> set[tuple[str, str]]:
     """(file, sha256) of the ledger entries that imported their alpha, for the directories of
-    `names`: from the ledger index (one query per STORED_READ_CHUNK directories), without the
-    index documents whose ledger entry is gone (the ledger was dropped or entries deleted)."""
-    dirs = sorted({_directory(name)[0] for name in names})
-    found = []
+    `names` (one query per STORED_READ_CHUNK directories, on the ledger's ``dir`` index)."""
+    dirs = sorted({_directory(name) for name in names})
+    pairs: set[tuple[str, str]] = set()
     for start in range(0, len(dirs), STORED_READ_CHUNK):
         query = {"dir": {"$in": dirs[start:start + STORED_READ_CHUNK]}}
-        found += db_regular[LEDGER_INDEX].find(query, {"_id": 0, "dir": 1, "names": 1, "sha256": 1, "entry": 1})
-    entries = [doc.get("entry") for doc in found]
-    live = set()
-    for start in range(0, len(entries), STORED_READ_CHUNK):
-        query = {"_id": {"$in": entries[start:start + STORED_READ_CHUNK]}}
-        live.update(doc["_id"] for doc in db_regular[LEDGER].find(query, {"_id": 1}))
-    pairs: set[tuple[str, str]] = set()
-    for doc in found:
-        if doc.get("entry") in live:
-            prefix = f"{doc['dir']}/" if doc["dir"] else ""
-            pairs.update(zip([prefix + name for name in doc["names"]], doc["sha256"]))
+        for entry in ledger_entries(db_regular, query, fields=("file", "sha256", "documents")):
+            if entry["documents"]:
+                pairs.add((entry["file"], entry["sha256"]))
     return pairs
 
 
-def _index_documents(entries: list[dict], run_id: Optional[str], now: datetime) -> list[dict]:
-    """The ledger index documents of a batch's entries (which get their `_id` here: the index
-    names one entry per directory, so an index document outlives neither the ledger nor that
-    directory's entries)."""
+def _ledger_documents(entries: list[dict], mode: str, run_id: Optional[str], now: datetime) -> list[dict]:
+    """The ledger documents of one write's file entries: one per landing directory."""
     by_dir: dict[str, dict] = {}
     for entry in entries:
-        entry["_id"] = ObjectId()
-        if entry["documents"]:
-            directory, base = _directory(entry["file"])
-            doc = by_dir.setdefault(directory, {"dir": directory, "names": [], "sha256": [], "entry": entry["_id"],
-                                                "run_id": run_id, "imported_at": now})
-            doc["names"].append(base)
-            doc["sha256"].append(entry["sha256"])
+        directory = _directory(entry["file"])
+        if directory not in by_dir:
+            by_dir[directory] = {"_id": ObjectId(), "dir": directory, "mode": mode, "imported_at": now,
+                                 "run_id": run_id, "files": []}
+        by_dir[directory]["files"].append(entry)
     return list(by_dir.values())
 
 
@@ -258,7 +254,7 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
     started = time.monotonic()
     stats = ImportStats()
     targets = {"regular": db_regular[collection], "super": db_super[collection]}
-    ledger, ledger_index = db_regular[LEDGER], db_regular[LEDGER_INDEX]
+    ledger = db_regular[LEDGER]
     files = list(files)
     already = imported_files(db_regular, (name for name, _ in files)) if mode == "incremental" else set()
     since = {kind: newest_modified(coll) for kind, coll in targets.items()} if mode == "smart_merge" else {}
@@ -306,22 +302,18 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
         return _Batch(kind, docs, new, replace, batch.files, counts)
 
     def write(batch: _Batch) -> dict:
-        """The documents, then the ledger entries and their index (in the writer thread).
+        """The documents, then the ledger entries (in the writer thread).
 
         A batch that replaces documents is one transaction: each replaced document is deleted and
         inserted again (SecantusDB: ~25% less work than a ReplaceOne, which plans and runs an update
         per document), and the ledger entries commit with the documents. A batch of new alphas only
         is inserted outside a transaction (a transaction adds ~13% to an insert), then its ledger
-        entries and their index commit together. Without transactions: InsertOne / ReplaceOne, then
-        the entries, then the index."""
+        entries. Without transactions: InsertOne / ReplaceOne, then the entries."""
         counts = dict(batch.counts)
-        now = datetime.now(timezone.utc)
-        for entry in batch.entries:
-            entry.update(mode=mode, imported_at=now, run_id=run_id)
-        index = _index_documents(batch.entries, run_id, now)
+        ledger_docs = _ledger_documents(batch.entries, mode, run_id, datetime.now(timezone.utc))
         while batch.replace and transactions[0]:
             try:
-                if in_transaction(lambda session: write_batch(batch, index, session)):
+                if in_transaction(lambda session: write_batch(batch, ledger_docs, session)):
                     return counts
             except BulkWriteError as error:
                 # an alpha stored by someone else since we read it: the whole batch was rolled
@@ -341,8 +333,7 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
             late = [pymongo.ReplaceOne({"_id": i}, batch.docs[i], upsert=True) for i in ids if i in batch.docs]
             if late:
                 coll.bulk_write(late, ordered=False)
-        if not (transactions[0] and in_transaction(lambda session: record(batch.entries, index, session))):
-            record(batch.entries, index, None)
+        record(ledger_docs, None)
         return counts
 
     def in_transaction(callback: Callable) -> bool:
@@ -358,19 +349,19 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
             transactions[0] = False
             return False
 
-    def write_batch(batch: _Batch, index: list[dict], session) -> None:
+    def write_batch(batch: _Batch, ledger_docs: list[dict], session) -> None:
         coll = targets[batch.kind]
         for start in range(0, len(batch.replace), STORED_READ_CHUNK):
             coll.delete_many({"_id": {"$in": batch.replace[start:start + STORED_READ_CHUNK]}}, session=session)
         if batch.docs:
             coll.insert_many(list(batch.docs.values()), ordered=False, session=session)
-        record(batch.entries, index, session)
+        record(ledger_docs, session)
 
-    def record(entries: list[dict], index: list[dict], session) -> None:
-        if entries:
-            ledger.insert_many(entries, session=session)
-        if index:
-            ledger_index.insert_many(index, session=session)
+    def record(ledger_docs: list[dict], session) -> None:
+        # each ledger document is written whole or not at all: an interruption between two of them
+        # only makes the next incremental run merge the files of the missing one again (no change)
+        if ledger_docs:
+            ledger.insert_many(ledger_docs, ordered=False, session=session)
 
     def taken_ids(batch: _Batch, error: BulkWriteError, order: Optional[list[str]] = None) -> list[str]:
         """The new alphas a duplicate key error says are stored already (re-raised for any other error)."""
