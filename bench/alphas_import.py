@@ -3,7 +3,7 @@
 50,000 realistic alphas (replay/alpha_factory.make_alpha, ~4.4 KB of canonical JSON each, one in five
 SUPER, dateCreated spread over 24 months) landed as one file each with files.land_alpha. The import
 runs exactly as the Dagster asset calls it: per month partition, the month's files listed with
-files.iter_alpha_files and named relative to the landing root, then `import_files(...)`. Phases, in
+files.month_alpha_files (named relative to the landing root), then `import_files(...)`. Phases, in
 one run, on the same server, each in its own process (its own peak RSS):
 
 1. first import (mode incremental) into empty collections;
@@ -156,13 +156,10 @@ def phase_plain(root: Path) -> dict:
 def month_files(root: Path, month: str) -> dict[str, list[tuple[str, Path]]]:
     """The month's files per import call, as the alpha_documents asset lists them: REGULAR takes
     every type directory but SUPER, names are paths relative to the landing root."""
-    from marketdata_assets.lib.alphas.files import iter_alpha_files, parse_alpha_path
+    from marketdata_assets.lib.alphas.files import month_alpha_files
 
-    calls: dict[str, list[tuple[str, Path]]] = {"REGULAR": [], "SUPER": []}
-    for path in iter_alpha_files(root, None, month):
-        kind = parse_alpha_path(path)[0]
-        calls["SUPER" if kind == "SUPER" else "REGULAR"].append((path.relative_to(root).as_posix(), path))
-    return calls
+    return {"REGULAR": month_alpha_files(root, month, exclude_types=("SUPER",)),
+            "SUPER": month_alpha_files(root, month, alpha_type="SUPER")}
 
 
 def phase_import(root: Path, mode: str, run_id: str, only_months: list[str], ceiling_months: list[str]) -> dict:

@@ -14,7 +14,7 @@ import pytest
 
 from marketdata_assets.lib.alphas import files as files_mod
 from marketdata_assets.lib.alphas.files import (alpha_path, canonical_file_bytes, iter_alpha_files, land_alpha,
-                                                month_of, parse_alpha_path, quarantine, read_alpha_file,
+                                                month_alpha_files, month_of, parse_alpha_path, quarantine, read_alpha_file,
                                                 write_if_changed)
 from marketdata_assets.lib.alphas.packages import (PackageError, build_package, build_packages,
                                                    decompose_package, manifest_path_of, read_manifest,
@@ -133,6 +133,35 @@ def test_land_alpha_and_iter(tmp_path):
     assert list(iter_alpha_files(tmp_path)) == sorted(directory / f"{a['id']}.json" for a in alphas)
     assert list(iter_alpha_files(tmp_path, "SUPER")) == []
     assert len(list(iter_alpha_files(tmp_path, "REGULAR", "2025-07", ACCOUNT))) == 3
+
+
+def test_month_alpha_files_names_what_iter_alpha_files_finds(tmp_path):
+    for i in range(12):
+        alpha_type = ("REGULAR", "SUPER", "POWER_POOL")[i % 3]
+        created = datetime(2025, 7 + i % 2, 10, tzinfo=NY)
+        land_alpha(tmp_path, ("acct1", "acct2")[i % 4 // 2], make_alpha(i, alpha_type, created))
+    july = tmp_path / "alphas" / "REGULAR" / "2025-07"
+    (july / "acct1" / ".ABCDEFG.json.x1.tmp").write_text("partial")
+    (july / "acct1" / "notes.json").write_text("{}")
+    (july / "bad account!").mkdir()
+    (july / "bad account!" / "ABCDEFG.json").write_text("{}")
+    (tmp_path / "alphas" / "SUPER" / "2025-07" / "stray.json").write_text("{}")
+
+    def named(paths):  # a directory whose name is no account is not in the layout: not listed
+        return [(p.relative_to(tmp_path).as_posix(), p) for p in paths if "bad account!" not in p.parts]
+
+    for month in ("2025-07", "2025-08"):
+        every = named(iter_alpha_files(tmp_path, None, month))
+        assert month_alpha_files(tmp_path, month) == every and len(every) == 6
+        assert month_alpha_files(tmp_path, month, alpha_type="SUPER") == named(iter_alpha_files(tmp_path, "SUPER",
+                                                                                                 month))
+        assert month_alpha_files(tmp_path, month, exclude_types=("SUPER",)) == [
+            (name, path) for name, path in every if parse_alpha_path(path)[0] != "SUPER"]
+        assert month_alpha_files(tmp_path, month, accounts=["acct2"]) == [
+            (name, path) for name, path in every if parse_alpha_path(path)[2] == "acct2"]
+    assert month_alpha_files(tmp_path, "2025-09") == [] and month_alpha_files(tmp_path / "nowhere", "2025-07") == []
+    with pytest.raises(ValueError, match="invalid month"):
+        month_alpha_files(tmp_path, "2025-7")
 
 
 # ---------------------------------------------------------------- reading

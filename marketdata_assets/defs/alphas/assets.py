@@ -23,7 +23,8 @@ from marketdata_assets.defs.alphas.partitions import (ALL_ACCOUNTS_OF_MONTH, alp
                                                       month_of_key)
 from marketdata_assets.lib.alphas.api import AlphaAuthError, AlphaConfigError, month_window
 from marketdata_assets.lib.alphas.documents import DATES_FIELD
-from marketdata_assets.lib.alphas.files import API_TZ, iter_alpha_files, parse_alpha_path, parse_api_datetime
+from marketdata_assets.lib.alphas.files import (API_TZ, iter_alpha_files, month_alpha_files, parse_alpha_path,
+                                                parse_api_datetime)
 from marketdata_assets.lib.alphas.importer import ImportStats, ensure_alpha_indexes, import_files
 from marketdata_assets.lib.alphas.landing import decompose_dropped, land_month
 from marketdata_assets.lib.alphas.packages import PackageError, build_package
@@ -167,14 +168,9 @@ class AlphaImportConfig(dg.Config):
 
 def _import_files(landing: Path, alpha_type: str | None, months: list[str], accounts: list[str],
                   exclude_types: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
-    files = []
-    for month in months:
-        for path in iter_alpha_files(landing, alpha_type, month):
-            kind, _, account, _ = parse_alpha_path(path)
-            if kind in exclude_types or (accounts and account not in accounts):
-                continue
-            files.append((path.relative_to(landing).as_posix(), path))
-    return files
+    return [named for month in months
+            for named in month_alpha_files(landing, month, alpha_type=alpha_type, exclude_types=exclude_types,
+                                           accounts=accounts)]
 
 
 def _created_chart(collection, months: list[str], alpha_type: str) -> str:

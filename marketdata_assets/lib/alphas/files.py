@@ -27,7 +27,7 @@ import json
 import operator
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -241,6 +241,38 @@ def iter_alpha_files(root: str | os.PathLike, alpha_type: str | None = None, mon
     for path in paths:
         if not path.name.startswith(".") and _ID.match(path.stem):
             yield path
+
+
+def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | None = None,
+                      exclude_types: Iterable[str] = (), accounts: Iterable[str] = ()) -> list[tuple[str, Path]]:
+    """The month's alpha files as the importer names them: ``(path relative to root, POSIX; path)``,
+    in iter_alpha_files' order. `alpha_type` None: every type directory but `exclude_types`;
+    `accounts` empty: every account. Directories whose names are not in the layout are not entered.
+
+    Walks the three directory levels with os.scandir and builds names as strings: globbing, then
+    parsing and relativizing a Path per file, took ~4x longer (0.7 s for 50,000 files)."""
+    check_month(month)
+    base, wanted, excluded = Path(root) / ALPHA_DIR, set(accounts), set(exclude_types)
+    found: list[tuple[str, Path]] = []
+    for type_name in _subdirectories(base, _TYPE):
+        if (alpha_type is not None and type_name != alpha_type) or type_name in excluded:
+            continue
+        month_dir = base / type_name / month
+        for account in _subdirectories(month_dir, _ACCOUNT):
+            if wanted and account not in wanted:
+                continue
+            directory, prefix = month_dir / account, f"{ALPHA_DIR}/{type_name}/{month}/{account}/"
+            names = sorted(name for name in os.listdir(directory) if name.endswith(".json") and _ID.match(name[:-5]))
+            found.extend((prefix + name, directory / name) for name in names)
+    return found
+
+
+def _subdirectories(directory: Path, pattern: re.Pattern) -> list[str]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(e.name for e in entries if pattern.match(e.name) and e.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 # ---------------------------------------------------------------- writing

@@ -65,8 +65,9 @@ from marketdata_assets.lib.files import quarantine
 IMPORT_MODES = ("incremental", "overwrite", "rebuild", "time_range", "smart_merge")
 LEDGER = "import_ledger"
 _OBSOLETE_LEDGER_INDEX = "import_ledger_index"  # written by earlier versions
-# ids per `$in` when reading stored documents (SecantusDB: ~100 ids cost ~3x less per document than 1000)
-STORED_READ_CHUNK = 100
+# ids per `$in` when reading or deleting stored documents: SecantusDB's cost per id grows with the
+# list (measured per document: 20-30 ids read in 0.14 ms and delete in 0.33 ms, 100 ids in 0.22 / 0.41 ms)
+STORED_READ_CHUNK = 25
 # The first batches of a run are smaller (FIRST_BATCH, then GROWTH times the last, up to batch_size):
 # the server starts writing while the rest of a batch is still read and parsed.
 FIRST_BATCH = 100
@@ -351,8 +352,10 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
 
     def write_batch(batch: _Batch, ledger_docs: list[dict], session) -> None:
         coll = targets[batch.kind]
-        for start in range(0, len(batch.replace), STORED_READ_CHUNK):
-            coll.delete_many({"_id": {"$in": batch.replace[start:start + STORED_READ_CHUNK]}}, session=session)
+        if batch.replace:  # one round trip: small `$in` lists, as statements of one delete command
+            coll.bulk_write([pymongo.DeleteMany({"_id": {"$in": batch.replace[start:start + STORED_READ_CHUNK]}})
+                             for start in range(0, len(batch.replace), STORED_READ_CHUNK)],
+                            ordered=False, session=session)
         if batch.docs:
             coll.insert_many(list(batch.docs.values()), ordered=False, session=session)
         record(ledger_docs, session)
