@@ -147,6 +147,29 @@ def test_entries_of_the_earlier_per_file_ledger_still_count(dbs, tmp_path):
     assert (again.files_skipped, again.inserted, again.merged) == (1, 0, 0)
 
 
+def test_an_alpha_stored_without_a_ledger_entry_is_merged_not_inserted_twice(dbs, tmp_path):
+    """Files the ledger has not seen are inserted without a read; an alpha that is stored after all
+    (the ledger was dropped, or another file of the same alpha was imported) is merged."""
+    modified = "2025-08-02T12:00:00-04:00"
+    run(dbs, [drop(tmp_path, f"v1/{i}.json", alpha(i, legacy="kept", settings={"region": "USA"}))
+              for i in ("FFFFFFF", "GGGGGGG")])
+    dbs[0][LEDGER].drop()
+    # a batch of unledgered files only (written outside a transaction)
+    stats = run(dbs, [drop(tmp_path, "v2/FFFFFFF.json", alpha("FFFFFFF", modified, settings={"region": "ASI"})),
+                      drop(tmp_path, "v2/GGGGGGG.json", alpha("GGGGGGG", legacy="kept", settings={"region": "USA"})),
+                      drop(tmp_path, "v2/HHHHHHH.json", alpha("HHHHHHH"))])
+    assert (stats.inserted, stats.merged, stats.unchanged) == (1, 1, 1)
+    assert stored(dbs[0], "FFFFFFF") == alpha("FFFFFFF", modified, legacy="kept", settings={"region": "ASI"})
+    assert dbs[0]["alphas"].count_documents({}) == 3
+    # a batch that also replaces a ledgered alpha (one transaction): rolled back, merged, written again
+    stats = run(dbs, [drop(tmp_path, "v2/HHHHHHH.json", alpha("HHHHHHH", modified)),
+                      drop(tmp_path, "v3/GGGGGGG.json", alpha("GGGGGGG", modified, settings={"delay": 1}))])
+    assert (stats.inserted, stats.merged, stats.unchanged) == (0, 2, 0)
+    assert stored(dbs[0], "GGGGGGG") == alpha("GGGGGGG", modified, legacy="kept", settings={"region": "USA", "delay": 1})
+    assert stored(dbs[0], "HHHHHHH") == alpha("HHHHHHH", modified)
+    assert dbs[0]["alphas"].count_documents({}) == 3
+
+
 def test_bad_files_are_quarantined_and_the_rest_imports(dbs, tmp_path):
     landing, quarantine_root = tmp_path / "landing", tmp_path / "quarantine"
     good = make_alpha(1, "SUPER")

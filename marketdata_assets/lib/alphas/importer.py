@@ -12,12 +12,14 @@ The merge happens here, in Python: an alpha not stored yet is inserted (its merg
 itself), a changed one replaces the stored document whole, an unchanged one is not written at all;
 no key of the data ever reaches the server as an operator or a path (`documents.to_document`
 escapes `$` and `.`). Stored documents are read with `$in` lists of STORED_READ_CHUNK ids (the
-server's cost per id grows with the list). Each batch is written in one transaction: replaced
-documents are deleted and inserted again (SecantusDB spends ~25% less on that than on a ReplaceOne,
-which plans and runs an update per document; an upsert of a new alpha costs ~2.5x an insert), then
-the batch's ledger entries. A server without transactions (a standalone mongod)
-gets InsertOne / ReplaceOne bulk writes, then the ledger. An alpha stored by someone else between
-our read and our write (duplicate key) is merged into what is stored then.
+server's cost per id grows with the list), only for alphas whose file the ledger has seen: an
+alpha from a file it has never seen is inserted unread. Each batch that replaces documents is
+written in one transaction: replaced documents are deleted and inserted again (SecantusDB spends
+~25% less on that than on a ReplaceOne, which plans and runs an update per document; an upsert of
+a new alpha costs ~2.5x an insert), then the batch's ledger entries. A server without transactions
+(a standalone mongod) gets InsertOne / ReplaceOne bulk writes, then the ledger. An alpha inserted
+unread that is stored after all (the ledger was dropped, another file holds the same alpha, or
+another import stored it since) fails with a duplicate key and is merged into what is stored then.
 
 Batches are written by one background thread, in order, while the next batch is read, parsed and
 merged (the server is another process: its work and ours overlap); a batch whose alphas are still
@@ -111,6 +113,7 @@ class _Pending:
 
     docs: dict[str, tuple[dict, bool]] = field(default_factory=dict)  # id -> (alpha, a key needs escaping)
     files: list[dict] = field(default_factory=list)
+    ledgered: set[str] = field(default_factory=set)  # ids read from a file the ledger has seen (maybe stored)
 
 
 @dataclass
@@ -194,17 +197,19 @@ def ledger_entries(db_regular: Database, query: Optional[Mapping] = None,
             yield {**shared, **{name: entry.get(name) for name in fields}}
 
 
-def imported_files(db_regular: Database, names: Iterable[str]) -> set[tuple[str, str]]:
-    """(file, sha256) of the ledger entries that imported their alpha, for the directories of
-    `names` (one query per STORED_READ_CHUNK directories, on the ledger's ``dir`` index)."""
+def ledgered_files(db_regular: Database, names: Iterable[str]) -> dict[str, set[str]]:
+    """For the files of the ledger among `names`' directories: file -> sha256s of its entries that
+    imported the alpha (empty: only filtered out so far). One query per STORED_READ_CHUNK
+    directories, on the ledger's ``dir`` index."""
     dirs = sorted({_directory(name) for name in names})
-    pairs: set[tuple[str, str]] = set()
+    found: dict[str, set[str]] = {}
     for start in range(0, len(dirs), STORED_READ_CHUNK):
         query = {"dir": {"$in": dirs[start:start + STORED_READ_CHUNK]}}
         for entry in ledger_entries(db_regular, query, fields=("file", "sha256", "documents")):
+            shas = found.setdefault(entry["file"], set())
             if entry["documents"]:
-                pairs.add((entry["file"], entry["sha256"]))
-    return pairs
+                shas.add(entry["sha256"])
+    return found
 
 
 def _ledger_documents(entries: list[dict], mode: str, run_id: Optional[str], now: datetime) -> list[dict]:
@@ -257,7 +262,10 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
     targets = {"regular": db_regular[collection], "super": db_super[collection]}
     ledger = db_regular[LEDGER]
     files = list(files)
-    already = imported_files(db_regular, (name for name, _ in files)) if mode == "incremental" else set()
+    # A file the ledger has never seen holds an alpha that is almost always new (its first fetch):
+    # it is inserted without reading the collection first, and merged after all if the insert
+    # finds it stored (duplicate key, see merge_late). That saves the first import a read per alpha.
+    ledgered = ledgered_files(db_regular, (name for name, _ in files)) if mode != "rebuild" else {}
     since = {kind: newest_modified(coll) for kind, coll in targets.items()} if mode == "smart_merge" else {}
     pending = {kind: _Pending() for kind in targets}
     limits = {kind: min(batch_size, FIRST_BATCH) for kind in targets}
@@ -272,9 +280,9 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
         """Read the stored documents of the pending alphas and merge (in the caller's thread)."""
         batch, pending[kind] = pending[kind], _Pending()
         limits[kind] = min(batch_size, limits[kind] * GROWTH)
-        ids = list(batch.docs)
+        ids = [alpha_id for alpha_id in batch.docs if alpha_id in batch.ledgered]
         old: dict[str, tuple[dict, bool]] = {}
-        if ids and mode != "rebuild":
+        if ids:
             writer.wait_for(kind, ids)
             old = stored_alphas(targets[kind], ids)
         counts = {"inserted": 0, "merged": 0, "replaced": 0, "unchanged": 0}
@@ -407,7 +415,7 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
                     reject(name, path, f"unreadable: {error}")
                     continue
                 sha = sha256_bytes(data)
-                if (name, sha) in already:
+                if mode == "incremental" and sha in ledgered.get(name, ()):
                     stats.files_skipped += 1
                     continue
                 alpha, problem = parse_alpha_bytes(data)
@@ -426,6 +434,8 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
                 batch = pending[kind]
                 if keep:
                     batch.docs[alpha["id"]] = (alpha, escape)  # the same alpha twice in one batch: the later file wins
+                    if name in ledgered:
+                        batch.ledgered.add(alpha["id"])
                 else:
                     stats.alphas_filtered_out += 1
                 batch.files.append({"file": name, "size": len(data), "sha256": sha, "documents": int(keep),
