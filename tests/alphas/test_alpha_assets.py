@@ -167,6 +167,17 @@ def test_import_matches_the_api_and_every_check_passes(server, landing, resource
     assert metadata(again, "regular_alphas")["files_skipped"] == len(list(iter_alpha_files(landing, "REGULAR", MONTH)))
     assert metadata(again, "regular_alphas")["inserted"] == 0
 
+    # a document lost behind the ledger's back, and one no import wrote: the ledger check names both
+    lost = sorted(truth["REGULAR"])[0]
+    stray = {**regular.find_one({"_id": lost}), "_id": "STRAY01", "id": "STRAY01"}
+    regular.delete_one({"_id": lost})
+    regular.insert_one(stray)
+    (ledger_check,) = [c for c in import_month(resources).get_asset_check_evaluations()
+                       if c.asset_key.to_user_string() == "regular_alphas" and c.check_name == "documents_match_ledger"]
+    found = {k: v.value for k, v in ledger_check.metadata.items()}
+    assert not ledger_check.passed
+    assert (found["in_ledger_not_stored"], found["stored_not_in_ledger"]) == ([lost], ["STRAY01"])
+
 
 def test_import_modes_through_run_config(server, landing, resources):
     fetch(resources, "main")
