@@ -325,8 +325,8 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
                 if in_transaction(lambda session: write_batch(batch, ledger_docs, session)):
                     return counts
             except BulkWriteError as error:
-                # an alpha stored by someone else since we read it: the whole batch was rolled
-                # back; merge into what is stored now and write the batch again
+                # an alpha inserted unread, or stored by someone else since we read it: the whole
+                # batch was rolled back; merge into what is stored now and write the batch again
                 merge_late(batch, taken_ids(batch, error), counts)
         coll = targets[batch.kind]
         order = list(batch.docs)
