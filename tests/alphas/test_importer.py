@@ -128,11 +128,11 @@ def test_the_ledger_has_one_entry_per_file_stored_per_write_and_directory(dbs, t
                              "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "documents": 1,
                              "alpha_id": path.stem, "type": "REGULAR", "month": "2025-07", "mode": "incremental",
                              "imported_at": entries[name]["imported_at"], "run_id": "run-1"}
-    # one ledger document per bulk write and directory, not per file
+    # one ledger document per bulk write and directory, not per file, with a column per field
     docs = list(dbs[0][LEDGER].find())
-    assert len(files) - 1 == sum(len(doc["files"]) for doc in docs) > 2 * len(docs)
-    assert all({name.rpartition("/")[0] for name in (f["file"] for f in doc["files"])} == {doc["dir"]}
-               for doc in docs)
+    assert len(files) - 1 == sum(len(doc["files"]["file"]) for doc in docs) > 2 * len(docs)
+    assert all({name.rpartition("/")[0] for name in doc["files"]["file"]} == {doc["dir"]} for doc in docs)
+    assert all(len({len(column) for column in doc["files"].values()}) == 1 for doc in docs)
 
 
 def test_entries_of_the_earlier_per_file_ledger_still_count(dbs, tmp_path):
