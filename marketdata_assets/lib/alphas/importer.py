@@ -196,16 +196,23 @@ def _columns(ledger_doc: Mapping, fields: tuple[str, ...]) -> list[list]:
     return [[ledger_doc.get(name)] for name in fields]
 
 
-def ledger_entries(db_regular: Database, query: Optional[Mapping] = None,
-                   fields: tuple[str, ...] = LEDGER_FIELDS) -> Iterator[dict]:
-    """The ledger's file entries (with `fields`, plus ``mode, imported_at, run_id``) of the
-    ledger documents matching `query` (on the document: ``dir``, ``run_id``, ``files.<field>``)."""
+def _ledger_columns(db_regular: Database, query: Optional[Mapping], fields: tuple[str, ...]
+                    ) -> Iterator[tuple[dict, list[list]]]:
+    """(the write's ``mode, imported_at, run_id``, the `fields` columns) of each ledger document
+    matching `query`; only those columns travel."""
     projection = {"_id": 0, "mode": 1, "imported_at": 1, "run_id": 1}
     for name in fields:
         projection[f"files.{name}"] = projection[name] = 1
     for doc in db_regular[LEDGER].find(query or {}, projection):
-        shared = {key: doc.get(key) for key in ("mode", "imported_at", "run_id")}
-        for row in zip(*_columns(doc, fields)):
+        yield {key: doc.get(key) for key in ("mode", "imported_at", "run_id")}, _columns(doc, fields)
+
+
+def ledger_entries(db_regular: Database, query: Optional[Mapping] = None,
+                   fields: tuple[str, ...] = LEDGER_FIELDS) -> Iterator[dict]:
+    """The ledger's file entries (with `fields`, plus ``mode, imported_at, run_id``) of the
+    ledger documents matching `query` (on the document: ``dir``, ``run_id``, ``files.<field>``)."""
+    for shared, columns in _ledger_columns(db_regular, query, fields):
+        for row in zip(*columns):
             yield {**shared, **dict(zip(fields, row))}
 
 
@@ -214,13 +221,11 @@ def ledgered_files(db_regular: Database, names: Iterable[str]) -> dict[str, set[
     imported the alpha (empty: only filtered out so far). One query per STORED_READ_CHUNK
     directories, on the ledger's ``dir`` index, reading three columns."""
     dirs = sorted({_directory(name) for name in names})
-    fields = ("file", "sha256", "documents")
-    projection = {"_id": 0, **{f"files.{name}": 1 for name in fields}, **{name: 1 for name in fields}}
     found: dict[str, set[str]] = {}
     for start in range(0, len(dirs), STORED_READ_CHUNK):
         query = {"dir": {"$in": dirs[start:start + STORED_READ_CHUNK]}}
-        for doc in db_regular[LEDGER].find(query, projection):
-            for name, sha, documents in zip(*_columns(doc, fields)):
+        for _, columns in _ledger_columns(db_regular, query, ("file", "sha256", "documents")):
+            for name, sha, documents in zip(*columns):
                 shas = found.setdefault(name, set())
                 if documents:
                     shas.add(sha)
