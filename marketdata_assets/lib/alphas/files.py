@@ -250,7 +250,8 @@ def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | 
     `accounts` empty: every account. Directories whose names are not in the layout are not entered.
 
     Walks the three directory levels with os.scandir and builds names as strings: globbing, then
-    parsing and relativizing a Path per file, took ~4x longer (0.7 s for 50,000 files)."""
+    parsing and relativizing a Path per file, took ~4x longer (0.5 s instead of 0.13 s for 50,000
+    files in 24 months, both types)."""
     check_month(month)
     base, wanted, excluded = Path(root) / ALPHA_DIR, set(accounts), set(exclude_types)
     found: list[tuple[str, Path]] = []
@@ -299,7 +300,7 @@ def land_alpha(root: str | os.PathLike, account: str, obj: dict, *,
 # ---------------------------------------------------------------- reading and quarantine
 
 
-_READ_BLOCK = 1 << 16  # an alpha file (~4 KB) is one read
+_READ_BLOCK = 1 << 16  # an alpha file (~4 KB) comes in one read; the next one says end of file
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:
