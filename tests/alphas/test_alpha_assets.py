@@ -168,7 +168,7 @@ def test_import_matches_the_api_and_every_check_passes(server, landing, resource
     assert metadata(again, "regular_alphas")["inserted"] == 0
 
     # a document lost behind the ledger's back, and one no import wrote: the ledger check names both
-    lost = sorted(truth["REGULAR"])[0]
+    lost = min(truth["REGULAR"])
     stray = {**regular.find_one({"_id": lost}), "_id": "STRAY01", "id": "STRAY01"}
     regular.delete_one({"_id": lost})
     regular.insert_one(stray)
