@@ -13,7 +13,7 @@ table definitions of lib.ticks.clickhouse_tables, materialized daily-bar view in
 - CSV: lib.ticks.writer.load_csv_files (what the dump asset runs: load ids, the engine's file()
   reader, row-count and day checks, the pointer flip);
 - JSON: the Binance replay server (its own process) serves the same day for the 20 instruments as
-  aggTrades pages; lib.ticks.providers.binance.BinanceClient fetches them (8 concurrent requests,
+  aggTrades pages; lib.ticks.sources.binance.BinanceClient fetches them (8 concurrent requests,
   the rate limits lifted: this measures throughput, not the venue's quota) and each instrument is
   written with lib.ticks.writer.write_slice as soon as it is fetched. The replay builds its tapes
   in pure Python and the client parses each page record by record (about 50k rows per client CPU
@@ -68,7 +68,7 @@ SPOT_SCHEMA = ("id Int64, price Float64, qty Float64, quote_qty Float64, time In
 
 def generate_csvs(directory: Path) -> list[Path]:
     """The 20 dump files (generated once: the manifest records what they hold)."""
-    from marketdata_assets.lib.ticks.providers.binance_dumps import iter_generated_trades, write_dump
+    from marketdata_assets.lib.ticks.sources.binance.dumps import iter_generated_trades, write_dump
 
     per_instrument = CSV_TRADES // len(INSTRUMENTS)
     manifest = {"day": DAY.isoformat(), "instruments": INSTRUMENTS, "trades_per_instrument": per_instrument,
@@ -176,7 +176,7 @@ def _json(client, database: str, base_url: str) -> dict:
     from concurrent.futures import ThreadPoolExecutor
     from functools import partial
 
-    from marketdata_assets.lib.ticks.providers.binance import BinanceClient
+    from marketdata_assets.lib.ticks.sources.binance import BinanceClient
     from marketdata_assets.lib.ticks.writer import write_slice
 
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)

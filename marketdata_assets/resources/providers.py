@@ -1,5 +1,5 @@
 """Resources for the market-data providers of the ticks domain, built from the providers config file
-(lib.ticks.provider_config, defs/ticks/data_providers.yaml).
+(lib.ticks.config, defs/ticks/data_providers.yaml).
 
 Keys: ``tushare``, ``yahoo``, ``binance``, ``okx``, ``deribit``. Each resource only holds settings;
 ``make_client()`` returns a NEW async client (use it as ``async with resource.make_client() as c``)
@@ -19,14 +19,14 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from marketdata_assets.lib.ticks.provider_config import (
+from marketdata_assets.lib.ticks.config import (
     ProvidersConfig,
     ProviderSettings,
     load_providers_config,
 )
-from marketdata_assets.lib.ticks.providers import ProviderClient, make_provider
-from marketdata_assets.lib.ticks.providers.tushare import TushareClient, TushareTokenError
-from marketdata_assets.lib.ticks.providers.yahoo import YahooChartClient
+from marketdata_assets.lib.ticks.sources import VenueClient, venue_client
+from marketdata_assets.lib.ticks.sources.tushare import TushareClient, TushareTokenError
+from marketdata_assets.lib.ticks.sources.yahoo import YahooChartClient
 from marketdata_assets.resources.http import HttpApiResource
 
 __all__ = ["CryptoVenueResource", "ProviderResource", "TushareResource", "YahooResource", "provider_resources"]
@@ -76,11 +76,11 @@ class CryptoVenueResource(ProviderResource):
     weight_headroom: float = Field(default=0.9, description="Binance: wait for the next minute rather than pass "
                                                             "this share of the weight.")
 
-    def make_client(self) -> ProviderClient:
+    def make_client(self) -> VenueClient:
         kwargs = self.client_kwargs()
         if self.venue.upper() == "BINANCE":
             kwargs.update(weight_limit=self.weight_per_minute, weight_headroom=self.weight_headroom)
-        return make_provider(self.venue, self.base_url, **kwargs)
+        return venue_client(self.venue, self.base_url, **kwargs)
 
 
 def _base_url(settings: ProviderSettings):

@@ -11,17 +11,17 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.providers import (
-    ProviderBanned,
-    ProviderClient,
-    ProviderDataError,
-    ProviderPermissionError,
-    ProviderRequestError,
-    make_provider,
-)
-from marketdata_assets.lib.ticks.providers.binance import (
-    BinanceClient,
+from marketdata_assets.lib.http import (
     WeightGate,
+    SourceBanned,
+    SourceDataError,
+    SourcePermissionError,
+    SourceRequestError,
+)
+from marketdata_assets.lib.ticks.sources import VenueClient, venue_client
+from marketdata_assets.lib.ticks.sources.binance import (
+    BinanceClient,
+
     ban_until,
     parse_agg_trades,
     parse_depth,
@@ -90,7 +90,7 @@ def test_klines_twelve_element_mixed_arrays():
     assert frame.schema == pl.Schema(BARS_SCHEMA)
     assert frame.row(0) == (datetime(2017, 7, 3, tzinfo=UTC), "BINANCE", "ETHBTC", 0.0163479, 0.8, 0.015758,
                             0.015771, 148976.11427815, 2434.19055334, 308)
-    with pytest.raises(ProviderDataError, match="12-element"):
+    with pytest.raises(SourceDataError, match="12-element"):
         parse_klines([body[0][:11]], "ETHBTC")
 
 
@@ -113,7 +113,7 @@ def test_depth_has_no_timestamp_so_ts_is_the_receive_time():
     ({"a": 1, "p": "1", "q": "1", "f": 1, "l": 1, "T": 1498793709153, "m": "true", "M": True}, "not true/false"),
 ])
 def test_bad_records_raise_data_errors_naming_the_instrument(record, message):
-    with pytest.raises(ProviderDataError, match=message) as error:
+    with pytest.raises(SourceDataError, match=message) as error:
         parse_agg_trades([record], "BTCUSDT")
     assert error.value.instrument == "BTCUSDT" and "BTCUSDT" in str(error.value)
 
@@ -151,8 +151,8 @@ def test_weight_gate_waits_for_the_next_window_on_a_fake_clock():
 
 def test_client_satisfies_the_provider_protocol(server):
     async def go():
-        async with make_provider("binance", server.base_url) as venue:
-            return isinstance(venue, ProviderClient), venue.name
+        async with venue_client("binance", server.base_url) as venue:
+            return isinstance(venue, VenueClient), venue.name
 
     assert run(go()) == (True, "BINANCE")
 
@@ -255,13 +255,13 @@ def test_ban_stops_the_provider_at_once(server):
             results = await asyncio.gather(api.trades("ETHUSDT", START, END), api.trades("BTCUSDT", START, END),
                                            return_exceptions=True)
             sent = len(server.requests("BINANCE"))
-            with pytest.raises(ProviderBanned):
+            with pytest.raises(SourceBanned):
                 await api.bars_1m("SOLUSDT", START, END)
             return results, sent, len(server.requests("BINANCE")), api.stats
 
     server.reset()
     (eth, btc), sent, after, stats = run(go())
-    assert isinstance(eth, ProviderBanned) and isinstance(btc, ProviderBanned)
+    assert isinstance(eth, SourceBanned) and isinstance(btc, SourceBanned)
     assert "banned" in str(eth) and eth.until is not None and eth.until > datetime.now(UTC)
     assert "/api/v3/aggTrades" in str(eth)
     assert len(server.requests("BINANCE", "ETHUSDT")) == 1 and stats.retries == 0
@@ -286,7 +286,7 @@ def test_waf_html_403_is_a_clear_permission_error(server):
         async with client(server) as api:
             await api.trades("SOLUSDT", START, START + timedelta(hours=1))
 
-    with pytest.raises(ProviderPermissionError, match="WAF") as error:
+    with pytest.raises(SourcePermissionError, match="WAF") as error:
         run(go())
     assert error.value.status == 403
 
@@ -296,7 +296,7 @@ def test_unknown_symbol_is_a_request_error(server):
         async with client(server) as api:
             await api.trades("NOPEUSDT", START, START + timedelta(hours=1))
 
-    with pytest.raises(ProviderRequestError, match="Invalid symbol") as error:
+    with pytest.raises(SourceRequestError, match="Invalid symbol") as error:
         run(go())
     assert error.value.code == -1121 and error.value.instrument == "NOPEUSDT"
 
@@ -313,7 +313,7 @@ def test_a_damaged_page_fails_only_its_instrument(server, kind, message):
                                         return_exceptions=True)
 
     eth, btc = run(go())
-    assert isinstance(eth, ProviderDataError), eth
+    assert isinstance(eth, SourceDataError), eth
     assert message in str(eth) and eth.instrument == "ETHUSDT" and eth.day == DAY
     assert "/api/v3/aggTrades?symbol=ETHUSDT" in str(eth)
     truth = server.truth_trades("BINANCE", "BTCUSDT", DAY).filter(pl.col("ts").is_between(*window, closed="left"))
@@ -369,52 +369,3 @@ def test_the_replay_runs_as_a_cli():
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-# ---- ccxt unified shapes ----------------------------------------------------------------------------
-
-def test_ccxt_shapes_map_to_the_frames():
-    from marketdata_assets.lib.ticks.providers import (
-        ccxt_symbol_to_instrument,
-        from_ccxt_ohlcv,
-        from_ccxt_order_book,
-        from_ccxt_trades,
-    )
-
-    trade = {"info": {"a": 26129, "p": "0.01633102", "q": "4.70443515", "f": 27781, "l": 27781, "T": 1498793709153,
-                      "m": True, "M": True},
-             "timestamp": 1498793709153, "datetime": "2017-06-30T03:35:09.153Z", "symbol": "ETH/BTC", "id": "26129",
-             "order": None, "type": None, "side": "sell", "takerOrMaker": None, "price": 0.01633102,
-             "amount": 4.70443515, "cost": 0.07682902, "fee": None, "fees": []}
-    frame = from_ccxt_trades([trade], "binance")
-    assert frame.schema == pl.Schema(TRADES_SCHEMA)
-    assert frame.row(0) == (datetime(2017, 6, 30, 3, 35, 9, 153000, tzinfo=UTC), "BINANCE", "ETHBTC", "26129",
-                            0.01633102, 4.70443515, 0.07682902, "sell", 26129)  # ccxt amount = our quantity
-    book = from_ccxt_order_book({"symbol": "BTC/USDT", "bids": [[60000.0, 1.5, 3]], "asks": [[60000.01, 0.2]],
-                                 "timestamp": None, "datetime": None, "nonce": 1027024}, "BINANCE",
-                                received=datetime(2025, 1, 1, tzinfo=UTC))
-    assert book.rows() == [(datetime(2025, 1, 1, tzinfo=UTC), "BINANCE", "BTCUSDT", "bid", 0, 60000.0, 1.5, 1027024),
-                           (datetime(2025, 1, 1, tzinfo=UTC), "BINANCE", "BTCUSDT", "ask", 0, 60000.01, 0.2, 1027024)]
-    bars = from_ccxt_ohlcv([[1499040000000, 0.0163479, 0.8, 0.015758, 0.015771, 148976.11427815]], "BINANCE", "ETHBTC")
-    assert bars.schema == pl.Schema(BARS_SCHEMA) and bars["volume"][0] == 148976.11427815
-    assert bars["amount"].is_nan().all() and bars["trades"].null_count() == 1  # ccxt has neither
-    assert [ccxt_symbol_to_instrument(v, s) for v, s in [
-        ("OKX", "BTC/USDT"), ("OKX", "BTC/USDT:USDT"), ("OKX", "BTC/USD:BTC-250328"), ("DERIBIT", "BTC/USD:BTC"),
-        ("DERIBIT", "BTC/USDC:USDC"), ("DERIBIT", "ETH/USD:ETH-241227"), ("BINANCE", "BTC/USDT:USDT")]] == [
-        "BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-250328", "BTC-PERPETUAL", "BTC_USDC-PERPETUAL", "ETH-27DEC24", "BTCUSDT"]
-
-
-def test_ccxt_contract_amounts_need_a_contract_size():
-    from marketdata_assets.lib.ticks.providers import from_ccxt_trades
-
-    swap = {"info": {"instId": "BTC-USDT-SWAP", "tradeId": "77", "px": "60000", "sz": "3", "side": "buy",
-                     "ts": "1654161646974"}, "timestamp": 1654161646974, "symbol": "BTC/USDT:USDT", "id": "77",
-            "side": "buy", "price": 60000.0, "amount": 3.0, "cost": None}
-    with pytest.raises(ProviderDataError, match="contract_size"):
-        from_ccxt_trades([swap], "OKX")
-    row = from_ccxt_trades([swap], "OKX", contract_size=0.01).row(0, named=True)
-    assert (row["instrument"], row["quantity"], row["amount"], row["seq"]) == ("BTC-USDT-SWAP", 0.03, 1800.0, 77)
-    inverse = {"info": {"instrument_name": "BTC-PERPETUAL", "trade_seq": 30289432}, "timestamp": 1590484156350,
-               "symbol": "BTC/USD:BTC", "id": "48079254", "side": "sell", "price": 8950.0, "amount": 1.0}
-    row = from_ccxt_trades([inverse], "DERIBIT", contract_size=10).row(0, named=True)
-    assert (row["instrument"], row["amount"], row["quantity"], row["seq"]) == ("BTC-PERPETUAL", 10.0, 10 / 8950, 30289432)

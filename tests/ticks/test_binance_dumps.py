@@ -10,8 +10,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.providers import ProviderDataError
-from marketdata_assets.lib.ticks.providers.binance_dumps import (
+from marketdata_assets.lib.http import SourceDataError
+from marketdata_assets.lib.ticks.sources.binance.dumps import (
     DumpName,
     generate_trades,
     iter_dump,
@@ -179,7 +179,7 @@ def test_a_bad_row_names_the_file_instrument_and_day(tmp_path, line, message):
     path = tmp_path / "BTCUSDT-trades-2025-01-15.csv"
     good = "4433425389,94350.01000000,0.00017000,16.03950170,1736899200008900,True,True\n"
     path.write_text(good * 3 + line + "\n" + good)
-    with pytest.raises(ProviderDataError, match=message) as error:
+    with pytest.raises(SourceDataError, match=message) as error:
         read_dump(path)
     assert error.value.instrument == "BTCUSDT" and error.value.day == date(2025, 1, 15)
     assert "BTCUSDT-trades-2025-01-15.csv" in str(error.value)

@@ -10,13 +10,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.providers import (
-    ProviderDataError,
-    ProviderPermissionError,
-    ProviderRequestError,
-    make_provider,
-)
-from marketdata_assets.lib.ticks.providers.deribit import (
+from marketdata_assets.lib.http import SourceDataError, SourcePermissionError, SourceRequestError
+from marketdata_assets.lib.ticks.sources import venue_client
+from marketdata_assets.lib.ticks.sources.deribit import (
     DeribitClient,
     parse_chart,
     parse_order_book,
@@ -109,7 +105,7 @@ def test_tradingview_chart_arrays():
                                           "close": [], "volume": [], "cost": []}}
     assert parse_chart(empty, "BTC-PERPETUAL").height == 0
     body["result"]["close"] = body["result"]["close"][:1]
-    with pytest.raises(ProviderDataError, match="differ in length"):
+    with pytest.raises(SourceDataError, match="differ in length"):
         parse_chart(body, "BTC-PERPETUAL")
 
 
@@ -118,7 +114,7 @@ def test_tradingview_chart_arrays():
 @pytest.mark.parametrize("instrument", ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"])
 def test_a_day_of_trades_pages_by_time_and_sequence_without_loss_or_duplicates(server, instrument):
     async def go():
-        async with make_provider("DERIBIT", server.base_url, retry=FAST, requests_per_minute=60_000,
+        async with venue_client("DERIBIT", server.base_url, retry=FAST, requests_per_minute=60_000,
                                  page_size=200) as api:
             return await api.trades(instrument, START, END)
 
@@ -161,11 +157,11 @@ def test_other_rpc_errors_are_clear(server):
         async with client(server) as api:
             await api.book_snapshot(instrument, 5)
 
-    with pytest.raises(ProviderRequestError, match="Invalid params.*instrument not found") as error:
+    with pytest.raises(SourceRequestError, match="Invalid params.*instrument not found") as error:
         run(go("BTC-NOPE"))
     assert error.value.code == -32602 and error.value.status == 400 and "get_order_book" in str(error.value)
     server.add_fault(kind="unauthorized", venue="DERIBIT", times=1)
-    with pytest.raises(ProviderPermissionError, match="13009"):
+    with pytest.raises(SourcePermissionError, match="13009"):
         run(go("BTC-PERPETUAL"))
 
 
@@ -192,7 +188,7 @@ def test_a_damaged_page_fails_only_its_instrument(server, kind, message):
                                         return_exceptions=True)
 
     eth, btc = run(go())
-    assert isinstance(eth, ProviderDataError), eth
+    assert isinstance(eth, SourceDataError), eth
     assert message in str(eth) and eth.instrument == "ETH-PERPETUAL" and eth.day == DAY
     assert "get_last_trades_by_instrument_and_time?instrument_name=ETH-PERPETUAL" in str(eth)
     truth = server.truth_trades("DERIBIT", "BTC-PERPETUAL", DAY).filter(pl.col("ts").is_between(*window, closed="left"))

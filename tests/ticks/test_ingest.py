@@ -10,12 +10,8 @@ import pytest
 
 from marketdata_assets.defs.ticks import ingest
 from marketdata_assets.lib.http import RetryPolicy
-from marketdata_assets.lib.ticks.providers import (
-    ProviderBanned,
-    ProviderDataError,
-    ProviderRequestError,
-    make_provider,
-)
+from marketdata_assets.lib.http import SourceBanned, SourceDataError, SourceRequestError
+from marketdata_assets.lib.ticks.sources import venue_client
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 
 UTC = timezone.utc
@@ -34,7 +30,7 @@ def test_each_key_is_independent_and_a_failed_one_is_retried_after_the_others():
         calls.append(key)
         await asyncio.sleep(0)
         if key == "BAD":
-            raise ProviderDataError(key, "2025-01-15", "price is 'abc', not a number", provider="X", request="GET /x")
+            raise SourceDataError(key, "2025-01-15", "price is 'abc', not a number", source="X", request="GET /x")
         if flaky.get(key):
             flaky[key] -= 1
             raise RuntimeError("connection reset")
@@ -59,9 +55,9 @@ def test_a_rejected_request_is_not_retried_and_a_stop_error_skips_everything_lef
         (key,) = batch
         calls.append(key)
         if key == "UNKNOWN":
-            raise ProviderRequestError("X", key, 400, -1121, "Invalid symbol.")
+            raise SourceRequestError("X", key, 400, -1121, "Invalid symbol.")
         if key == "C":
-            raise ProviderBanned("X", "HTTP 418: IP banned until 1700000000000")
+            raise SourceBanned("X", "HTTP 418: IP banned until 1700000000000")
         return {key: 1}
 
     provider = ingest.ProviderRun("X", workers=1, attempts=3)
@@ -106,7 +102,7 @@ def test_request_figures_are_counted_per_key_over_real_http():
         start = datetime(2025, 1, 15, tzinfo=UTC)
 
         async def main():
-            async with make_provider("OKX", server.base_url, requests_per_minute=60_000, max_concurrency=4,
+            async with venue_client("OKX", server.base_url, requests_per_minute=60_000, max_concurrency=4,
                                      retry=RetryPolicy(max_retries=3, backoff_base_s=0.01)) as api:
                 ingest.count_requests(api)
 

@@ -10,13 +10,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.providers import (
-    ProviderDataError,
-    ProviderPermissionError,
-    ProviderRequestError,
-    make_provider,
-)
-from marketdata_assets.lib.ticks.providers.okx import (
+from marketdata_assets.lib.http import SourceDataError, SourcePermissionError, SourceRequestError
+from marketdata_assets.lib.ticks.sources import venue_client
+from marketdata_assets.lib.ticks.sources.okx import (
     OkxClient,
     parse_books,
     parse_candles,
@@ -67,7 +63,7 @@ def test_swap_sizes_are_contracts():
     assert row["quantity"] == pytest.approx(0.03) and row["amount"] == pytest.approx(1800.0)
     inverse = parse_history_trades({**body, "data": [{**body["data"][0], "instId": "BTC-USD-SWAP"}]}, "BTC-USD-SWAP")
     assert inverse["amount"][0] == 300.0 and inverse["quantity"][0] == pytest.approx(0.005)
-    with pytest.raises(ProviderDataError, match="contract value"):
+    with pytest.raises(SourceDataError, match="contract value"):
         parse_history_trades({**body, "data": [{**body["data"][0], "instId": "XYZ-USDT-SWAP"}]}, "XYZ-USDT-SWAP")
 
 
@@ -98,7 +94,7 @@ def test_candles_nine_strings_and_unconfirmed_bars_dropped():
 
 
 def test_error_envelope_in_a_page_is_a_data_error():
-    with pytest.raises(ProviderDataError, match="envelope code '51001'"):
+    with pytest.raises(SourceDataError, match="envelope code '51001'"):
         parse_history_trades({"code": "51001", "msg": "Instrument ID doesn't exist", "data": []}, "BTC-USDT")
 
 
@@ -112,7 +108,7 @@ def test_401_without_data_key_is_a_permission_error():
             async with client(scripted.url) as api:
                 await api.book_snapshot("BTC-USDT", 5)
 
-        with pytest.raises(ProviderPermissionError, match="50111.*Invalid OK-ACCESS-KEY") as error:
+        with pytest.raises(SourcePermissionError, match="50111.*Invalid OK-ACCESS-KEY") as error:
             run(go())
     assert error.value.status == 401
 
@@ -122,7 +118,7 @@ def test_unknown_path_has_a_numeric_code(server):
         async with client(server.base_url) as api:
             await api._get("/api/v5/market/no-such-thing", {"instId": "BTC-USDT"}, instrument="BTC-USDT", day=None)
 
-    with pytest.raises(ProviderRequestError, match="unknown path") as error:
+    with pytest.raises(SourceRequestError, match="unknown path") as error:
         run(go())
     assert error.value.status == 404 and error.value.code == 404
 
@@ -132,7 +128,7 @@ def test_unknown_instrument_is_a_request_error(server):
         async with client(server.base_url) as api:
             await api.trades("NOPE-USDT", START, END)
 
-    with pytest.raises(ProviderRequestError, match="51001") as error:
+    with pytest.raises(SourceRequestError, match="51001") as error:
         run(go())
     assert error.value.instrument == "NOPE-USDT"
 
@@ -142,7 +138,7 @@ def test_unknown_instrument_is_a_request_error(server):
 @pytest.mark.parametrize("instrument", ["BTC-USDT", "BTC-USDT-SWAP"])
 def test_a_day_of_trades_pages_by_trade_id_without_loss_or_duplicates(server, instrument):
     async def go():
-        async with make_provider("OKX", server.base_url, retry=FAST, requests_per_minute=60_000) as api:
+        async with venue_client("OKX", server.base_url, retry=FAST, requests_per_minute=60_000) as api:
             return await api.trades(instrument, START, END)
 
     trades = run(go())
@@ -202,7 +198,7 @@ def test_a_damaged_page_fails_only_its_instrument(server, kind, message):
                                         return_exceptions=True)
 
     eth, btc = run(go())
-    assert isinstance(eth, ProviderDataError), eth
+    assert isinstance(eth, SourceDataError), eth
     assert message in str(eth) and eth.instrument == "ETH-USDT" and eth.day == DAY
     assert "history-trades?instId=ETH-USDT&type=1" in str(eth)
     truth = server.truth_trades("OKX", "BTC-USDT", DAY).filter(pl.col("ts").is_between(*window, closed="left"))

@@ -1,4 +1,4 @@
-"""The providers config file (lib.ticks.provider_config): the shipped file, env overrides, clear errors."""
+"""The providers config file (lib.ticks.config): the shipped file, env overrides, clear errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from marketdata_assets.lib.ticks.instruments import InstrumentKey
-from marketdata_assets.lib.ticks.provider_config import (
+from marketdata_assets.lib.ticks.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     ProvidersConfigError,

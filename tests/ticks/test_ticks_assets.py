@@ -23,7 +23,7 @@ from polars.testing import assert_frame_equal
 from marketdata_assets.defs.ticks.partitions import crypto_partitions
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import frames, writer
-from marketdata_assets.lib.ticks.providers.binance_dumps import generate_trades, read_dump, write_dump
+from marketdata_assets.lib.ticks.sources.binance.dumps import generate_trades, read_dump, write_dump
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer
 from tests.ticks.ticks_dagster import (
@@ -472,7 +472,7 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
 
 def test_instruments_from_config_sensor_adds_the_missing_ones():
     from marketdata_assets.defs.ticks.sensors import crypto_instruments_from_config
-    from marketdata_assets.lib.ticks.provider_config import load_providers_config
+    from marketdata_assets.lib.ticks.config import load_providers_config
 
     wanted = load_providers_config().crypto_partition_keys()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -543,7 +543,7 @@ def test_range_runs_cover_exactly_the_affected_pairs():
 
 def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_server, clickhouse, instance,
                                                                           monkeypatch):
-    from marketdata_assets.lib.ticks.providers.tushare import TushareTokenError
+    from marketdata_assets.lib.ticks.sources.tushare import TushareTokenError
     from marketdata_assets.resources.providers import provider_resources
 
     monkeypatch.delenv("TUSHARE_TOKEN", raising=False)

@@ -15,13 +15,13 @@ import pytest
 
 from marketdata_assets.lib.http import ApiError, RetryPolicy
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
-from marketdata_assets.lib.ticks.providers import (
-    ProviderBanned,
-    ProviderDataError,
-    ProviderPermissionError,
-    ProviderRequestError,
+from marketdata_assets.lib.http import (
+    SourceBanned,
+    SourceDataError,
+    SourcePermissionError,
+    SourceRequestError,
 )
-from marketdata_assets.lib.ticks.providers.tushare import (
+from marketdata_assets.lib.ticks.sources.tushare import (
     DAILY_SCHEMA,
     TushareClient,
     TushareLimitReached,
@@ -139,7 +139,7 @@ def test_stk_mins_fields_in_any_order_and_without_ts_code():
       "items": [["600036.SH", "2025-06-05 10:00:00", 7.1, 7.1, 7.1, 7.1, 100.0, 710.0]]}, "600036.SH"),
 ])
 def test_stk_mins_malformed_answers_name_the_instrument(bad, what):
-    with pytest.raises(ProviderDataError) as error:
+    with pytest.raises(SourceDataError) as error:
         parse_stk_mins({"code": 0, "msg": "", "data": bad}, instrument="600000.SH")
     assert what in str(error.value) and "600000.SH" in str(error.value) and error.value.instrument == "600000.SH"
 
@@ -339,7 +339,7 @@ def test_daily_quota_stops_that_api_without_retrying():
                 for day in WEEK[2:4]:
                     try:
                         await ts.minute_bars("600000.SH", day)
-                    except ProviderBanned as error:
+                    except SourceBanned as error:
                         errors.append(error)
                 daily = await ts.daily_bars("600000.SH", WEEK[0])  # another API: its own quota
                 return errors, daily
@@ -359,7 +359,7 @@ def test_permission_40203_is_not_a_rate_limit_and_is_not_retried():
 
         async def go():
             async with client(server) as ts:
-                with pytest.raises(ProviderPermissionError) as first:
+                with pytest.raises(SourcePermissionError) as first:
                     await ts.minute_bars("600000.SH", WEEK[0])
                 with pytest.raises(TusharePermissionError):
                     await ts.minute_bars("000001.SZ", WEEK[0])
@@ -381,7 +381,7 @@ def test_code_2002_is_a_permission_error_and_other_codes_are_request_errors():
             async with client(server) as ts:
                 with pytest.raises(TusharePermissionError):
                     await ts.daily_bars("600000.SH", WEEK[0])
-                with pytest.raises(ProviderRequestError) as other:
+                with pytest.raises(SourceRequestError) as other:
                     await ts.minute_bars("000001.SZ", WEEK[0])
                 return other.value, await ts.minute_bars("600000.SH", WEEK[0])
 
@@ -402,7 +402,7 @@ def test_bad_token_stops_the_client_and_the_token_never_shows(caplog):
                 return first.value, second.value, repr(ts), str(ts)
 
         first, second, representation, text = run(go())
-    assert isinstance(first, ProviderPermissionError) and "40101" in str(first) and "TUSHARE_TOKEN" in str(first)
+    assert isinstance(first, SourcePermissionError) and "40101" in str(first) and "TUSHARE_TOKEN" in str(first)
     assert len(server.requests_for("tushare")) == 1
     for shown in (str(first), repr(first), str(second), representation, text, caplog.text):
         assert TOKEN not in shown
@@ -453,7 +453,7 @@ def test_per_symbol_isolation_with_parallel_workers():
                     async with workers:
                         try:
                             return code, await ts.minute_bars(code, WEEK[0], WEEK[1])
-                        except (ProviderDataError, ApiError) as error:
+                        except (SourceDataError, ApiError) as error:
                             return code, error
 
                 return dict(await asyncio.gather(*(one(c) for c in symbols)))

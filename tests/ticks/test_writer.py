@@ -348,8 +348,8 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
                                          ("um", date(2024, 6, 3))])
 def test_csv_file_path_matches_the_dump_reader(ch, tmp_path, market, day):
     """Real dump layouts (spot: no header, True/False, µs from 2025; USD-M: header, true/false)
-    through the engine's file() equal lib.ticks.providers.binance_dumps.read_dump + write_slice."""
-    from marketdata_assets.lib.ticks.providers.binance_dumps import generate_trades, read_dump, write_dump
+    through the engine's file() equal lib.ticks.sources.binance.dumps.read_dump + write_slice."""
+    from marketdata_assets.lib.ticks.sources.binance.dumps import generate_trades, read_dump, write_dump
 
     client, db = ch
     venue = "BINANCE" if market == "spot" else "BINANCE_UM"

@@ -13,8 +13,8 @@ import pytest
 
 from marketdata_assets.lib.http import ApiError, RetryPolicy
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
-from marketdata_assets.lib.ticks.providers import ProviderDataError, ProviderRequestError
-from marketdata_assets.lib.ticks.providers.yahoo import (
+from marketdata_assets.lib.http import SourceDataError, SourceRequestError
+from marketdata_assets.lib.ticks.sources.yahoo import (
     ChartData,
     YahooChartClient,
     YahooRequestError,
@@ -154,16 +154,16 @@ def test_error_payloads(payload, error_type, words):
     with pytest.raises(error_type) as error:
         parse_chart(payload, "DEAD.L")
     assert words in str(error.value) and "DEAD.L" in str(error.value)
-    assert isinstance(error.value, ProviderRequestError)
+    assert isinstance(error.value, SourceRequestError)
 
 
 def test_non_numeric_and_missing_quote_fields_are_data_errors():
     answer = json.loads(json.dumps(LSE_ANSWER))
     answer["chart"]["result"][0]["indicators"]["quote"][0]["close"][0] = "71.2"
-    with pytest.raises(ProviderDataError, match="non-numeric close"):
+    with pytest.raises(SourceDataError, match="non-numeric close"):
         parse_chart(answer, "VOD.L")
     del answer["chart"]["result"][0]["indicators"]["quote"][0]["close"]
-    with pytest.raises(ProviderDataError, match="no 'close' list") as error:
+    with pytest.raises(SourceDataError, match="no 'close' list") as error:
         parse_chart(answer, "VOD.L")
     assert error.value.instrument == "VOD.L"
 
@@ -216,7 +216,7 @@ def test_the_30_day_horizon_clips_or_refuses_without_a_request():
                 edge = await yahoo.minute_bars("AAPL", date(2025, 5, 16))  # padding clipped quietly
                 assert edge.height > 0 and not yahoo.quality["AAPL"]["clipped_windows"]
                 frame = await yahoo.bars_1m("AAPL", datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC))
-                with pytest.raises(ProviderDataError, match="last 30 days") as error:
+                with pytest.raises(SourceDataError, match="last 30 days") as error:
                     await yahoo.minute_bars("AAPL", date(2025, 4, 1), date(2025, 4, 30))
                 return frame, yahoo.quality["AAPL"], error.value
 
@@ -269,7 +269,7 @@ def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
                     async with workers:
                         try:
                             return symbol, await yahoo.minute_bars(symbol, WEEK[0])
-                        except (ProviderRequestError, ProviderDataError, ApiError) as error:
+                        except (SourceRequestError, SourceDataError, ApiError) as error:
                             return symbol, error
 
                 return dict(await asyncio.gather(*(one(s) for s in symbols)))
@@ -281,7 +281,7 @@ def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
     assert isinstance(dead, YahooSymbolNotFound) and dead.status == 404 and dead.instrument == "DEAD.L"
     assert "No data found, symbol may be delisted" in str(dead) and len(dead_requests) == 1
     assert isinstance(results["BAD"], YahooRequestError) and results["BAD"].status == 400
-    assert isinstance(results["GLITCH.L"], ProviderDataError) and "'n/a'" in str(results["GLITCH.L"])
+    assert isinstance(results["GLITCH.L"], SourceDataError) and "'n/a'" in str(results["GLITCH.L"])
 
 
 def test_malformed_json_is_retried_then_a_data_error():
@@ -293,9 +293,9 @@ def test_malformed_json_is_retried_then_a_data_error():
         async def go():
             async with client(server) as yahoo:
                 ok = await yahoo.minute_bars("VOD.L", WEEK[0])
-                with pytest.raises(ProviderDataError, match="not valid JSON"):
+                with pytest.raises(SourceDataError, match="not valid JSON"):
                     await yahoo.minute_bars("AAPL", WEEK[0])
-                with pytest.raises(ProviderDataError, match="no 'volume' list"):
+                with pytest.raises(SourceDataError, match="no 'volume' list"):
                     await yahoo.minute_bars("SAP.DE", WEEK[0])
                 return ok
 

@@ -37,7 +37,7 @@ from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import writer
 from marketdata_assets.lib.ticks.instruments import parse_partition_key
-from marketdata_assets.lib.ticks.provider_config import load_providers_config
+from marketdata_assets.lib.ticks.config import load_providers_config
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.providers import CryptoVenueResource
 

@@ -33,7 +33,7 @@ from marketdata_assets.defs.ticks.partitions import crypto_days, crypto_slices
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.providers.binance_dumps import DumpName, parse_dump_name, read_dump
+from marketdata_assets.lib.ticks.sources.binance.dumps import DumpName, parse_dump_name, read_dump
 from marketdata_assets.resources import ClickHouseResource
 
 DUMP_INSTRUMENTS = "binance_dump_instruments"

@@ -8,9 +8,9 @@ slices), works on `workers` of them at once with one shared client, and gives ev
 - a key whose fetch failed is retried (after the keys not yet tried) until `attempts`; a batch of
   keys (Tushare `daily` answers 100 codes at once) that fails is split into single keys first, so
   one bad symbol cannot fail its neighbours;
-- `ProviderRequestError` (unknown symbol, rejected parameter) is not retried: asking again gets the
+- `SourceRequestError` (unknown symbol, rejected parameter) is not retried: asking again gets the
   same answer;
-- `ProviderBanned` / `ProviderPermissionError` (HTTP 418, IP bans, Tushare quotas and permissions,
+- `SourceBanned` / `SourcePermissionError` (HTTP 418, IP bans, Tushare quotas and permissions,
   bad tokens, 401/403) STOP the provider: the key fails with the vendor's message, every key not
   started yet is `skipped` ("not attempted: ... stopped: ...") and no further request is sent;
 - progress goes to the run log every `progress_every` keys or `progress_every_s` seconds.
@@ -35,14 +35,10 @@ from typing import Any
 import httpx
 
 from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks.providers import (
-    ProviderBanned,
-    ProviderPermissionError,
-    ProviderRequestError,
-)
+from marketdata_assets.lib.http import SourceBanned, SourcePermissionError, SourceRequestError
 
 UTC = timezone.utc
-STOP_ERRORS = (ProviderBanned, ProviderPermissionError)
+STOP_ERRORS = (SourceBanned, SourcePermissionError)
 OUTCOMES = ("ok", "failed", "skipped")
 
 
@@ -240,7 +236,7 @@ class ProviderRun:
                     key = batch[0]
                     outcome = self.outcomes[key]
                     outcome.error = describe_error(error, self.label(key))
-                    if attempt + 1 < self.attempts and not isinstance(error, ProviderRequestError):
+                    if attempt + 1 < self.attempts and not isinstance(error, SourceRequestError):
                         self.log(f"{self.provider}: {outcome.error} (attempt {attempt + 1} of {self.attempts}; "
                                  "retried after the others)")
                         queue.append((batch, attempt + 1))

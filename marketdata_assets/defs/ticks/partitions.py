@@ -26,7 +26,7 @@ from datetime import date
 import dagster as dg
 
 from marketdata_assets.lib.ticks.instruments import InstrumentKey, parse_partition_key
-from marketdata_assets.lib.ticks.provider_config import load_providers_config
+from marketdata_assets.lib.ticks.config import load_providers_config
 
 CRYPTO_INSTRUMENTS = "crypto_instruments"
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars

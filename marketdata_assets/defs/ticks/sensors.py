@@ -18,7 +18,7 @@ from marketdata_assets.defs.ticks.dumps import (
 from marketdata_assets.defs.ticks.partitions import CRYPTO_INSTRUMENTS, crypto_instruments
 from marketdata_assets.defs.ticks.schedules import range_runs, range_tags
 from marketdata_assets.lib.ticks.instruments import partition_key
-from marketdata_assets.lib.ticks.provider_config import load_providers_config
+from marketdata_assets.lib.ticks.config import load_providers_config
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
 TIME_BUDGET_S = 40

@@ -52,8 +52,8 @@ from marketdata_assets.defs.ticks.partitions import a_share_days, days_of, yahoo
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import frames, writer
 from marketdata_assets.lib.ticks.instruments import a_share_code, a_share_venue, normalize_instrument
-from marketdata_assets.lib.ticks.provider_config import load_providers_config
-from marketdata_assets.lib.ticks.providers.tushare import DAILY_FIELDS, TushareTokenError, parse_daily
+from marketdata_assets.lib.ticks.config import load_providers_config
+from marketdata_assets.lib.ticks.sources.tushare import DAILY_FIELDS, TushareTokenError, parse_daily
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.providers import TushareResource, YahooResource
 

@@ -17,7 +17,14 @@ Only the columns listed in ``NULLABLE`` may hold nulls.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
 import polars as pl
+
+from marketdata_assets.lib.http import Page
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -86,3 +93,234 @@ def empty_bars() -> pl.DataFrame:
 
 def empty_daily_bars() -> pl.DataFrame:
     return pl.DataFrame(schema=DAILY_BARS_SCHEMA)
+
+
+# --------------------------------------------------------------------------------------------
+# Time: every frame holds UTC microseconds; intervals are half-open [start, end)
+# --------------------------------------------------------------------------------------------
+
+UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Aware datetimes converted to UTC; naive ones taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_us(value: datetime) -> int:
+    """Epoch microseconds of a datetime (naive = UTC)."""
+    delta = as_utc(value) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def floor_ms(value: datetime) -> int:
+    return to_us(value) // 1000
+
+
+def ceil_ms(value: datetime) -> int:
+    return -(-to_us(value) // 1000)
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def epoch_to_us(value: int) -> int:
+    """Epoch milliseconds (13 digits today) or microseconds (16 digits) → microseconds, by magnitude.
+    Binance answers in microseconds when asked (X-MBX-TIME-UNIT) and its dumps switch per row."""
+    if value >= 100_000_000_000_000:  # >= 1e14: microseconds (ms would be the year 5138)
+        return value
+    return value * 1000
+
+
+def day_of(value: datetime | None) -> date | None:
+    return as_utc(value).date() if value is not None else None
+
+
+def day_window(day: date) -> tuple[datetime, datetime]:
+    """[00:00, next 00:00) UTC of a day."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading wire values: a clear SourceDataError naming the source, instrument, day and request
+# --------------------------------------------------------------------------------------------
+
+def number(value: Any, what: str, page: Page) -> float:
+    """A finite float from a vendor string ("0.01633102") or JSON number; a clear error otherwise."""
+    if isinstance(value, bool) or value is None:
+        raise page.error(f"{what} is {value!r}, not a number")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise page.error(f"{what} is {value!r}, not a number") from None
+    if not math.isfinite(result):
+        raise page.error(f"{what} is {value!r}, not a finite number")
+    return result
+
+
+def integer(value: Any, what: str, page: Page) -> int:
+    if isinstance(value, bool) or value is None:
+        raise page.error(f"{what} is {value!r}, not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise page.error(f"{what} is {value!r}, not an integer")
+
+
+def field(record: Any, key: str, what: str, page: Page) -> Any:
+    if not isinstance(record, dict):
+        raise page.error(f"{what} is {type(record).__name__} {str(record)[:80]!r}, not an object")
+    try:
+        return record[key]
+    except KeyError:
+        raise page.error(f"{what} lacks field {key!r} (has {sorted(record)[:12]})") from None
+
+
+def positive(price: float, what: str, page: Page) -> float:
+    if price <= 0:
+        raise page.error(f"{what} price is {price}, not positive")
+    return price
+
+
+# --------------------------------------------------------------------------------------------
+# Building frames from parsed records
+# --------------------------------------------------------------------------------------------
+
+class TradeColumns:
+    """Accumulates parsed trades as columns; `frame()` builds the normalized trades frame."""
+
+    def __init__(self):
+        self.ts: list[int] = []
+        self.trade_id: list[str] = []
+        self.price: list[float] = []
+        self.quantity: list[float] = []
+        self.amount: list[float] = []
+        self.side: list[str] = []
+        self.seq: list[int | None] = []
+
+    def add(self, ts_us: int, trade_id: str, price: float, quantity: float, amount: float, side: str,
+            seq: int | None) -> None:
+        self.ts.append(ts_us)
+        self.trade_id.append(trade_id)
+        self.price.append(price)
+        self.quantity.append(quantity)
+        self.amount.append(amount)
+        self.side.append(side)
+        self.seq.append(seq)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def frame(self, venue: str, instrument: str) -> pl.DataFrame:
+        n = len(self.ts)
+        return pl.DataFrame({
+            "ts": pl.Series(self.ts, dtype=pl.Int64).cast(UTC_US),
+            "venue": pl.Series([venue] * n, dtype=pl.Utf8),
+            "instrument": pl.Series([instrument] * n, dtype=pl.Utf8),
+            "trade_id": pl.Series(self.trade_id, dtype=pl.Utf8),
+            "price": pl.Series(self.price, dtype=pl.Float64),
+            "quantity": pl.Series(self.quantity, dtype=pl.Float64),
+            "amount": pl.Series(self.amount, dtype=pl.Float64),
+            "side": pl.Series(self.side, dtype=pl.Utf8),
+            "seq": pl.Series(self.seq, dtype=pl.Int64),
+        }, schema=TRADES_SCHEMA)
+
+
+class BarColumns:
+    """Accumulates parsed bars as columns; `frame()` builds the normalized 1-minute bars frame."""
+
+    def __init__(self):
+        self.ts: list[int] = []
+        self.open: list[float] = []
+        self.high: list[float] = []
+        self.low: list[float] = []
+        self.close: list[float] = []
+        self.volume: list[float] = []
+        self.amount: list[float] = []
+        self.trades: list[int | None] = []
+
+    def add(self, ts_us: int, o: float, h: float, lo: float, c: float, volume: float, amount: float,
+            trades: int | None) -> None:
+        self.ts.append(ts_us)
+        self.open.append(o)
+        self.high.append(h)
+        self.low.append(lo)
+        self.close.append(c)
+        self.volume.append(volume)
+        self.amount.append(amount)
+        self.trades.append(trades)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def frame(self, venue: str, instrument: str) -> pl.DataFrame:
+        n = len(self.ts)
+        return pl.DataFrame({
+            "ts": pl.Series(self.ts, dtype=pl.Int64).cast(UTC_US),
+            "venue": pl.Series([venue] * n, dtype=pl.Utf8),
+            "instrument": pl.Series([instrument] * n, dtype=pl.Utf8),
+            "open": pl.Series(self.open, dtype=pl.Float64),
+            "high": pl.Series(self.high, dtype=pl.Float64),
+            "low": pl.Series(self.low, dtype=pl.Float64),
+            "close": pl.Series(self.close, dtype=pl.Float64),
+            "volume": pl.Series(self.volume, dtype=pl.Float64),
+            "amount": pl.Series(self.amount, dtype=pl.Float64),
+            "trades": pl.Series(self.trades, dtype=pl.Int64),
+        }, schema=BARS_SCHEMA)
+
+
+def book_frame(venue: str, instrument: str, ts_us: int, update_id: int | None,
+               bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> pl.DataFrame:
+    rows = [("bid", i, p, q) for i, (p, q) in enumerate(bids)] + [("ask", i, p, q) for i, (p, q) in enumerate(asks)]
+    n = len(rows)
+    return pl.DataFrame({
+        "ts": pl.Series([ts_us] * n, dtype=pl.Int64).cast(UTC_US),
+        "venue": pl.Series([venue] * n, dtype=pl.Utf8),
+        "instrument": pl.Series([instrument] * n, dtype=pl.Utf8),
+        "side": pl.Series([r[0] for r in rows], dtype=pl.Utf8),
+        "level": pl.Series([r[1] for r in rows], dtype=pl.Int32),
+        "price": pl.Series([r[2] for r in rows], dtype=pl.Float64),
+        "quantity": pl.Series([r[3] for r in rows], dtype=pl.Float64),
+        "update_id": pl.Series([update_id] * n, dtype=pl.Int64),
+    }, schema=BOOKS_SCHEMA)
+
+
+def _window(frames: Sequence[pl.DataFrame], schema: dict, start: datetime | None,
+            end: datetime | None) -> pl.DataFrame:
+    frame = pl.concat(list(frames), how="vertical") if frames else pl.DataFrame(schema=schema)
+    if start is not None:
+        frame = frame.filter(pl.col("ts") >= as_utc(start))
+    if end is not None:
+        frame = frame.filter(pl.col("ts") < as_utc(end))
+    return frame
+
+
+def finish_trades(frames: Sequence[pl.DataFrame], start: datetime | None = None,
+                  end: datetime | None = None) -> pl.DataFrame:
+    """Concatenate pages, keep [start, end), drop repeated trade ids, order by (ts, seq)."""
+    return (_window(frames, TRADES_SCHEMA, start, end)
+            .unique(subset=["trade_id"], keep="first", maintain_order=True)
+            .sort(["ts", "seq"], nulls_last=True, maintain_order=True))
+
+
+def finish_bars(frames: Sequence[pl.DataFrame], start: datetime | None = None,
+                end: datetime | None = None) -> pl.DataFrame:
+    """Concatenate pages, keep [start, end), one bar per ts, oldest first."""
+    return (_window(frames, BARS_SCHEMA, start, end)
+            .unique(subset=["ts"], keep="first", maintain_order=True).sort("ts", maintain_order=True))
+
+
+def decode_json(response, page: Page) -> Any:  # transitional: removed once every source reads through ApiClient.call
+    import json
+
+    try:
+        return json.loads(response.content)
+    except ValueError as error:
+        raise page.error(f"malformed JSON body (HTTP {response.status_code}, {len(response.content)} bytes): "
+                         f"{error}; body starts {response.text[:120]!r}") from None

@@ -19,8 +19,8 @@ no strike) trade in USD: quantity = amount / price (base units), amount = the US
 ones (BTC_USDC-PERPETUAL) and options trade in base units: quantity = amount, amount = price * amount.
 
 Errors: `{"error": {"code": 10028, "message": "too_many_requests"}}` (HTTP 429, or 400) is retried
-like a 429; 13009/13021 (unauthorized/forbidden) → ProviderPermissionError; any other error code →
-ProviderRequestError with code, message and `data.reason`/`data.param`.
+like a 429; 13009/13021 (unauthorized/forbidden) → SourcePermissionError; any other error code →
+SourceRequestError with code, message and `data.reason`/`data.param`.
 """
 
 from __future__ import annotations
@@ -32,18 +32,21 @@ import httpx
 import polars as pl
 
 from marketdata_assets.lib.http import ApiClient
-from marketdata_assets.lib.ticks.providers import (
+from marketdata_assets.lib.http import (
+    Page,
+    SourcePermissionError,
+    SourceRequestError,
+    body_excerpt,
+    describe_request,
+)
+from marketdata_assets.lib.ticks.frames import (
     BarColumns,
-    PageContext,
-    ProviderPermissionError,
-    ProviderRequestError,
     TradeColumns,
     as_utc,
     book_frame,
     ceil_ms,
     day_of,
     decode_json,
-    describe_request,
     epoch_to_us,
     field,
     finish_bars,
@@ -52,8 +55,7 @@ from marketdata_assets.lib.ticks.providers import (
     from_us,
     integer,
     number,
-    price_check,
-    status_detail,
+    positive,
     to_us,
 )
 
@@ -81,7 +83,7 @@ def base_and_quote(instrument_inverse: bool, price: float, amount: float) -> tup
 # Parsers
 # --------------------------------------------------------------------------------------------
 
-def _result(body: Any, ctx: PageContext) -> Any:
+def _result(body: Any, ctx: Page) -> Any:
     if not isinstance(body, dict):
         raise ctx.error(f"expected a JSON-RPC object, got {type(body).__name__} {str(body)[:120]!r}")
     if "error" in body:
@@ -89,9 +91,9 @@ def _result(body: Any, ctx: PageContext) -> Any:
     return field(body, "result", "JSON-RPC response", ctx)
 
 
-def parse_trades(body: Any, instrument: str, ctx: PageContext | None = None) -> tuple[pl.DataFrame, bool]:
+def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[pl.DataFrame, bool]:
     """A get_last_trades_by_instrument[_and_time] response → (trades frame, has_more)."""
-    ctx = ctx or PageContext(VENUE, instrument)
+    ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
     trades = field(result, "trades", "result", ctx)
     has_more = field(result, "has_more", "result", ctx)
@@ -112,7 +114,7 @@ def parse_trades(body: Any, instrument: str, ctx: PageContext | None = None) -> 
             raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
         seq = integer(field(record, "trade_seq", what, ctx), f"{what} trade_seq", ctx)
         ts = epoch_to_us(integer(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx))
-        price = price_check(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
+        price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
         amount = number(field(record, "amount", what, ctx), f"{what} amount", ctx)
         direction = field(record, "direction", what, ctx)
         if direction not in ("buy", "sell"):
@@ -122,22 +124,22 @@ def parse_trades(body: Any, instrument: str, ctx: PageContext | None = None) -> 
     return cols.frame(VENUE, instrument), has_more
 
 
-def _levels(levels: Any, side: str, inverse: bool, ctx: PageContext) -> list[tuple[float, float]]:
+def _levels(levels: Any, side: str, inverse: bool, ctx: Page) -> list[tuple[float, float]]:
     if not isinstance(levels, list):
         raise ctx.error(f"order book {side} is {type(levels).__name__}, not an array")
     out = []
     for i, level in enumerate(levels):
         if not isinstance(level, list) or len(level) < 2:
             raise ctx.error(f"order book {side}[{i}] is not a [price, amount] pair: {str(level)[:80]}")
-        price = price_check(number(level[0], f"{side}[{i}] price", ctx), f"{side}[{i}]", ctx)
+        price = positive(number(level[0], f"{side}[{i}] price", ctx), f"{side}[{i}]", ctx)
         quantity, _ = base_and_quote(inverse, price, number(level[1], f"{side}[{i}] amount", ctx))
         out.append((price, quantity))
     return out
 
 
-def parse_order_book(body: Any, instrument: str, ctx: PageContext | None = None) -> pl.DataFrame:
+def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_order_book → books frame (ts = result.timestamp, update_id = change_id)."""
-    ctx = ctx or PageContext(VENUE, instrument)
+    ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
     ts = epoch_to_us(integer(field(result, "timestamp", "order book", ctx), "order book timestamp", ctx))
     change_id = field(result, "change_id", "order book", ctx)
@@ -148,9 +150,9 @@ def parse_order_book(body: Any, instrument: str, ctx: PageContext | None = None)
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
-def parse_chart(body: Any, instrument: str, ctx: PageContext | None = None) -> pl.DataFrame:
+def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_tradingview_chart_data → bars frame (volume = base, amount = cost)."""
-    ctx = ctx or PageContext(VENUE, instrument)
+    ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
     status = field(result, "status", "chart", ctx)
     if status == "no_data":
@@ -201,10 +203,10 @@ class DeribitClient(ApiClient):
         return False
 
     async def _call(self, method: str, params: dict[str, Any], *, instrument: str,
-                    day: date | None) -> tuple[Any, PageContext]:
+                    day: date | None) -> tuple[Any, Page]:
         path = f"/api/v2/public/{method}"
-        request = describe_request(path, params)
-        ctx = PageContext(VENUE, instrument, day, request)
+        request = describe_request("GET", path, params)
+        ctx = Page(VENUE, instrument, day, request)
         response = await self.request("GET", path, params=params)
         status = response.status_code
         try:
@@ -218,14 +220,14 @@ class DeribitClient(ApiClient):
             extra = ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
             detail = f"{message}" + (f" ({extra})" if extra else "")
             if code in PERMISSION_CODES or status in (401, 403):
-                raise ProviderPermissionError(VENUE, status, f"code {code}: {detail}", request=request)
-            raise ProviderRequestError(VENUE, instrument, status, code, detail, request=request)
+                raise SourcePermissionError(VENUE, status, f"code {code}: {detail}", request=request)
+            raise SourceRequestError(VENUE, instrument, status, code, detail, request=request)
         if status in (401, 403):
-            raise ProviderPermissionError(VENUE, status, status_detail(response), request=request)
+            raise SourcePermissionError(VENUE, status, body_excerpt(response), request=request)
         if status >= 400:
-            raise ProviderRequestError(VENUE, instrument, status, None, status_detail(response), request=request)
+            raise SourceRequestError(VENUE, instrument, status, None, body_excerpt(response), request=request)
         if payload is None:
-            decode_json(response, ctx)  # raises ProviderDataError naming the request
+            decode_json(response, ctx)  # raises SourceDataError naming the request
         return payload, ctx
 
     async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:

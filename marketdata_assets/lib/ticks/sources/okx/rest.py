@@ -18,8 +18,8 @@ quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal
 `CONTRACT_VALUES` holds the common ones, `contract_values=` adds others.
 
 Errors: HTTP 429 or code "50011" (also seen with HTTP 200: `is_rate_limited` catches both) are
-retried; 401 (no `data` key) → ProviderPermissionError; a 404 with a NUMERIC code (unknown path) or
-any other non-"0" code (51001 unknown instrument...) → ProviderRequestError.
+retried; 401 (no `data` key) → SourcePermissionError; a 404 with a NUMERIC code (unknown path) or
+any other non-"0" code (51001 unknown instrument...) → SourceRequestError.
 """
 
 from __future__ import annotations
@@ -31,18 +31,21 @@ import httpx
 import polars as pl
 
 from marketdata_assets.lib.http import ApiClient
-from marketdata_assets.lib.ticks.providers import (
+from marketdata_assets.lib.http import (
+    Page,
+    SourcePermissionError,
+    SourceRequestError,
+    body_excerpt,
+    describe_request,
+)
+from marketdata_assets.lib.ticks.frames import (
     BarColumns,
-    PageContext,
-    ProviderPermissionError,
-    ProviderRequestError,
     TradeColumns,
     as_utc,
     book_frame,
     ceil_ms,
     day_of,
     decode_json,
-    describe_request,
     epoch_to_us,
     field,
     finish_bars,
@@ -50,8 +53,7 @@ from marketdata_assets.lib.ticks.providers import (
     from_us,
     integer,
     number,
-    price_check,
-    status_detail,
+    positive,
     to_us,
 )
 
@@ -100,7 +102,7 @@ class ContractSizer:
 # Parsers
 # --------------------------------------------------------------------------------------------
 
-def _data(body: Any, ctx: PageContext) -> list:
+def _data(body: Any, ctx: Page) -> list:
     """The `data` array of an envelope (a bare list is accepted too)."""
     if isinstance(body, list):
         return body
@@ -115,17 +117,17 @@ def _data(body: Any, ctx: PageContext) -> list:
     return data
 
 
-def _sizer(instrument: str, contract_values, ctx: PageContext) -> ContractSizer:
+def _sizer(instrument: str, contract_values, ctx: Page) -> ContractSizer:
     try:
         return ContractSizer(instrument, contract_values)
     except ValueError as error:
         raise ctx.error(str(error)) from None
 
 
-def parse_history_trades(body: Any, instrument: str, ctx: PageContext | None = None,
+def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
                          contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
     """history-trades (or trades) envelope → trades frame; trade_id = tradeId, seq = int(tradeId)."""
-    ctx = ctx or PageContext(VENUE, instrument)
+    ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
     cols = TradeColumns()
     for i, record in enumerate(_data(body, ctx)):
@@ -137,7 +139,7 @@ def parse_history_trades(body: Any, instrument: str, ctx: PageContext | None = N
         inst = field(record, "instId", what, ctx)
         if inst != instrument:
             raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
-        price = price_check(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
+        price = positive(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
         size = number(field(record, "sz", what, ctx), f"{what} sz", ctx)
         ts = epoch_to_us(integer(field(record, "ts", what, ctx), f"{what} ts", ctx))
         side = field(record, "side", what, ctx)
@@ -149,23 +151,23 @@ def parse_history_trades(body: Any, instrument: str, ctx: PageContext | None = N
     return cols.frame(VENUE, instrument)
 
 
-def _levels(levels: Any, side: str, sizer: ContractSizer, ctx: PageContext) -> list[tuple[float, float]]:
+def _levels(levels: Any, side: str, sizer: ContractSizer, ctx: Page) -> list[tuple[float, float]]:
     if not isinstance(levels, list):
         raise ctx.error(f"books {side} is {type(levels).__name__}, not an array")
     out = []
     for i, level in enumerate(levels):
         if not isinstance(level, list) or len(level) < 2:
             raise ctx.error(f"books {side}[{i}] is not a [px, sz, \"0\", numOrders] array: {str(level)[:80]}")
-        price = price_check(number(level[0], f"{side}[{i}] px", ctx), f"{side}[{i}]", ctx)
+        price = positive(number(level[0], f"{side}[{i}] px", ctx), f"{side}[{i}]", ctx)
         quantity, _ = sizer.base_and_quote(price, number(level[1], f"{side}[{i}] sz", ctx))
         out.append((price, quantity))
     return out
 
 
-def parse_books(body: Any, instrument: str, ctx: PageContext | None = None,
+def parse_books(body: Any, instrument: str, ctx: Page | None = None,
                 contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
     """books envelope → books frame (ts from the book's `ts`; update_id = seqId when present)."""
-    ctx = ctx or PageContext(VENUE, instrument)
+    ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
     data = _data(body, ctx)
     if not data:
@@ -179,10 +181,10 @@ def parse_books(body: Any, instrument: str, ctx: PageContext | None = None,
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
-def parse_candles(body: Any, instrument: str, ctx: PageContext | None = None,
+def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
                   contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
     """candles / history-candles envelope → bars frame (confirmed bars only, any order in)."""
-    ctx = ctx or PageContext(VENUE, instrument)
+    ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
     cols = BarColumns()
     for i, row in enumerate(_data(body, ctx)):
@@ -237,9 +239,9 @@ class OkxClient(ApiClient):
         return False
 
     async def _get(self, path: str, params: dict[str, Any], *, instrument: str,
-                   day: date | None) -> tuple[Any, PageContext]:
-        request = describe_request(path, params)
-        ctx = PageContext(VENUE, instrument, day, request)
+                   day: date | None) -> tuple[Any, Page]:
+        request = describe_request("GET", path, params)
+        ctx = Page(VENUE, instrument, day, request)
         response = await self.request("GET", path, params=params)
         status = response.status_code
         try:
@@ -248,18 +250,18 @@ class OkxClient(ApiClient):
             payload = None
         if status in (401, 403):
             detail = (f"code {payload.get('code')}: {payload.get('msg')}" if isinstance(payload, dict)
-                      else status_detail(response))
-            raise ProviderPermissionError(VENUE, status, detail, request=request)
+                      else body_excerpt(response))
+            raise SourcePermissionError(VENUE, status, detail, request=request)
         if isinstance(payload, dict) and "code" in payload and payload.get("code") != "0":
             code = payload.get("code")
             message = payload.get("msg") or payload.get("error_message") or payload.get("detail") or ""
             if not isinstance(code, str):
                 message = f"unknown path or endpoint ({message})" if status == 404 else message
-            raise ProviderRequestError(VENUE, instrument, status, code, str(message), request=request)
+            raise SourceRequestError(VENUE, instrument, status, code, str(message), request=request)
         if status >= 400:
-            raise ProviderRequestError(VENUE, instrument, status, None, status_detail(response), request=request)
+            raise SourceRequestError(VENUE, instrument, status, None, body_excerpt(response), request=request)
         if payload is None:
-            decode_json(response, ctx)  # raises ProviderDataError naming the request
+            decode_json(response, ctx)  # raises SourceDataError naming the request
         return payload, ctx
 
     async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:

@@ -18,17 +18,17 @@ The vendor's formats and quirks (shared/docs/vendor-formats.md) handled here:
   fils) → /1000 "KWD". Volume is unchanged. The normalized currency is in `ChartData.currency`
   and `instruments[symbol]` (the bar frame has no currency column).
 - Errors: `{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found,
-  symbol may be delisted"}}}` with HTTP 404 → `YahooSymbolNotFound` (a `ProviderRequestError` for
+  symbol may be delisted"}}}` with HTTP 404 → `YahooSymbolNotFound` (a `SourceRequestError` for
   that symbol, not retried); "Bad Request" 400 and "Unprocessable Entity" 422 → `YahooRequestError`
   (same family). A 429's body is PLAIN TEXT ("Too Many Requests" / "Edge: Too Many Requests"): it
   is never parsed; the shared policy (`ApiClient`) waits and retries it and raises `ApiError` when
-  retries run out. 401/403 → `ProviderPermissionError`. A 200 whose body is not JSON (a proxy
-  fault) is retried with backoff, then `ProviderDataError`; a result without the quote arrays, or
-  a non-numeric value → `ProviderDataError` naming the symbol and day.
+  retries run out. 401/403 → `SourcePermissionError`. A 200 whose body is not JSON (a proxy
+  fault) is retried with backoff, then `SourceDataError`; a result without the quote arrays, or
+  a non-numeric value → `SourceDataError` naming the symbol and day.
 - Windows: 1-minute data come at most 7 days per request (`max_days_per_request`) and only for the
   last ~30 days (`max_days_back`): a longer window is cut into chunks; a window reaching further
   back is clipped (logged, counted as `clipped_windows`) and one entirely older raises
-  `ProviderDataError` without a request.
+  `SourceDataError` without a request.
 - Real Yahoo answers 429 to clients without a browser-like User-Agent: one is sent by default.
 
 Normalized frame (lib.ticks.frames.BARS_SCHEMA): `ts` = the bar open (UTC, whole minutes; a live
@@ -59,12 +59,8 @@ import polars as pl
 
 from marketdata_assets.lib.http import ApiClient, RetryPolicy, backoff_delay
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, UTC_US
-from marketdata_assets.lib.ticks.providers import (
-    ProviderDataError,
-    ProviderPermissionError,
-    ProviderRequestError,
-    as_utc,
-)
+from marketdata_assets.lib.http import SourceDataError, SourcePermissionError, SourceRequestError
+from marketdata_assets.lib.ticks.frames import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +89,7 @@ MINOR_UNITS: dict[str, tuple[str, int]] = {
 # Errors
 # --------------------------------------------------------------------------------------------
 
-class YahooRequestError(ProviderRequestError):
+class YahooRequestError(SourceRequestError):
     """Yahoo rejected the request for one symbol (400 Bad Request, 422, another 4xx). Not retried."""
 
     def __init__(self, symbol: str, status: int, code: Any, description: str, *, request: str | None = None):
@@ -194,13 +190,13 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     """A chart v8 answer → `ChartData` (normalized frame + currency + drop counts).
 
     `start`/`end` (epoch seconds) keep bars with start <= ts < end. Raises `YahooSymbolNotFound` /
-    `YahooRequestError` for an error payload, `ProviderDataError` for a malformed one.
+    `YahooRequestError` for an error payload, `SourceDataError` for a malformed one.
     """
     try:
         payload = _load(payload)
     except ValueError as error:
-        raise ProviderDataError(symbol, _day_label(start), f"the body is not a JSON object ({error})",
-                                provider=PROVIDER) from None
+        raise SourceDataError(symbol, _day_label(start), f"the body is not a JSON object ({error})",
+                                source=PROVIDER) from None
     error = chart_error(payload)
     if error is not None:
         code, description = error
@@ -209,12 +205,12 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     chart = payload.get("chart")
     results = chart.get("result") if isinstance(chart, Mapping) else None
     if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
-        raise ProviderDataError(symbol, _day_label(start), "chart.result is missing or empty", provider=PROVIDER)
+        raise SourceDataError(symbol, _day_label(start), "chart.result is missing or empty", source=PROVIDER)
     result = results[0]
     meta = result.get("meta") if isinstance(result.get("meta"), Mapping) else {}
     sym = symbol or str(meta.get("symbol") or "")
     if not sym:
-        raise ProviderDataError(None, _day_label(start), "no symbol given and none in meta", provider=PROVIDER)
+        raise SourceDataError(None, _day_label(start), "no symbol given and none in meta", source=PROVIDER)
     quote_currency = meta.get("currency")
     currency, divisor = normalize_currency(quote_currency)
     exchange = str(meta.get("exchangeName") or meta.get("fullExchangeName") or "YAHOO")
@@ -225,23 +221,23 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     if timestamps is None:
         return data  # no trades in the window
     if not isinstance(timestamps, list):
-        raise ProviderDataError(sym, _day_label(start), "`timestamp` is not a list", provider=PROVIDER)
+        raise SourceDataError(sym, _day_label(start), "`timestamp` is not a list", source=PROVIDER)
     if not timestamps:
         return data
     indicators = result.get("indicators")
     quotes = indicators.get("quote") if isinstance(indicators, Mapping) else None
     if not isinstance(quotes, list) or not quotes or not isinstance(quotes[0], Mapping):
-        raise ProviderDataError(sym, _day_label(start), "indicators.quote[0] is missing", provider=PROVIDER)
+        raise SourceDataError(sym, _day_label(start), "indicators.quote[0] is missing", source=PROVIDER)
     quote_block = quotes[0]
     columns: dict[str, list] = {}
     for name in QUOTE_FIELDS:
         values = quote_block.get(name)
         if not isinstance(values, list):
-            raise ProviderDataError(sym, _day_label(start), f"indicators.quote[0] has no {name!r} list "
-                                                             f"(has {sorted(quote_block)})", provider=PROVIDER)
+            raise SourceDataError(sym, _day_label(start), f"indicators.quote[0] has no {name!r} list "
+                                                             f"(has {sorted(quote_block)})", source=PROVIDER)
         if len(values) != len(timestamps):
-            raise ProviderDataError(sym, _day_label(start), f"indicators.quote[0].{name} has {len(values)} values "
-                                                             f"for {len(timestamps)} timestamps", provider=PROVIDER)
+            raise SourceDataError(sym, _day_label(start), f"indicators.quote[0].{name} has {len(values)} values "
+                                                             f"for {len(timestamps)} timestamps", source=PROVIDER)
         columns[name] = values
 
     ts_out: list[int] = []
@@ -250,8 +246,8 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     seen: set[int] = set()
     for i, raw_ts in enumerate(timestamps):
         if isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts):
-            raise ProviderDataError(sym, _day_label(start), f"timestamp[{i}] is {raw_ts!r}, not epoch seconds",
-                                    provider=PROVIDER)
+            raise SourceDataError(sym, _day_label(start), f"timestamp[{i}] is {raw_ts!r}, not epoch seconds",
+                                    source=PROVIDER)
         epoch = int(raw_ts)
         day = _day_label(epoch)
         row = {}
@@ -261,11 +257,11 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
                 row[name] = None
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ProviderDataError(sym, day, f"non-numeric {name} {value!r} at "
-                                                  f"{datetime.fromtimestamp(epoch, UTC).isoformat()}", provider=PROVIDER)
+                raise SourceDataError(sym, day, f"non-numeric {name} {value!r} at "
+                                                  f"{datetime.fromtimestamp(epoch, UTC).isoformat()}", source=PROVIDER)
             row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
             if row[name] is not None and math.isinf(row[name]):
-                raise ProviderDataError(sym, day, f"infinite {name} at {epoch}", provider=PROVIDER)
+                raise SourceDataError(sym, day, f"infinite {name} at {epoch}", source=PROVIDER)
         nulls = sum(v is None for v in row.values())
         if nulls == len(QUOTE_FIELDS):
             data.null_minutes += 1
@@ -320,8 +316,8 @@ def merge_chart_data(parts: list[ChartData], symbol: str) -> ChartData:
     first = parts[0]
     currencies = {p.quote_currency for p in parts if p.quote_currency}
     if len(currencies) > 1:
-        raise ProviderDataError(symbol, None, f"the quote currency changed between requests: {sorted(currencies)}",
-                                provider=PROVIDER)
+        raise SourceDataError(symbol, None, f"the quote currency changed between requests: {sorted(currencies)}",
+                                source=PROVIDER)
     frame = pl.concat([p.frame for p in parts], how="vertical")
     before = frame.height
     frame = frame.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
@@ -384,7 +380,7 @@ class YahooChartClient(ApiClient):
             response = await self.request("GET", path, params=params)  # 429/5xx: retried, then ApiError
             status = response.status_code
             if status in (401, 403):
-                raise ProviderPermissionError(PROVIDER, status, response.text[:200].strip(), request=request)
+                raise SourcePermissionError(PROVIDER, status, response.text[:200].strip(), request=request)
             if status != 200:
                 error = None
                 try:
@@ -401,9 +397,9 @@ class YahooChartClient(ApiClient):
             except ValueError as error:
                 bad_bodies += 1
                 if bad_bodies > self.retry.max_retries:
-                    raise ProviderDataError(symbol, day, f"the body is not valid JSON after {bad_bodies} attempts "
+                    raise SourceDataError(symbol, day, f"the body is not valid JSON after {bad_bodies} attempts "
                                                          f"({error}); starts with {response.text[:80]!r}",
-                                            provider=PROVIDER, request=request) from None
+                                            source=PROVIDER, request=request) from None
                 self.stats.retries += 1
                 await asyncio.sleep(backoff_delay(bad_bodies - 1, self.retry.backoff_base_s,
                                                   self.retry.backoff_max_s, self.rng))
@@ -426,10 +422,10 @@ class YahooChartClient(ApiClient):
         if self.max_days_back is not None:
             horizon = int(now - self.max_days_back * 86400 + 600)
             if hi <= horizon:
-                raise ProviderDataError(symbol or None, as_utc(needed_from or start).date(),
+                raise SourceDataError(symbol or None, as_utc(needed_from or start).date(),
                                         f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
                                         f"the window ends {as_utc(end).isoformat()}, before "
-                                        f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", provider=PROVIDER)
+                                        f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", source=PROVIDER)
             if lo < horizon and as_utc(needed_from or start).timestamp() < horizon:
                 log.warning("%s %s: 1-minute bars exist for the last %g days only: window start %s clipped to %s",
                             PROVIDER, symbol, self.max_days_back, datetime.fromtimestamp(lo, UTC).isoformat(),
@@ -467,7 +463,7 @@ class YahooChartClient(ApiClient):
         return data
 
     async def bars_1m(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
-        """`ProviderClient` form: the bars opening in [start, end)."""
+        """`VenueClient` form: the bars opening in [start, end)."""
         return (await self.fetch_bars(symbol, start, end)).frame
 
     async def minute_bars(self, symbol: str, first_day: date, last_day: date | None = None) -> pl.DataFrame:
@@ -483,8 +479,8 @@ class YahooChartClient(ApiClient):
         try:
             ZoneInfo(tz_name)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ProviderDataError(symbol, first_day, f"unknown exchangeTimezoneName {tz_name!r}",
-                                    provider=PROVIDER) from None
+            raise SourceDataError(symbol, first_day, f"unknown exchangeTimezoneName {tz_name!r}",
+                                    source=PROVIDER) from None
         local_day = pl.col("ts").dt.convert_time_zone(tz_name).dt.date()
         return data.frame.filter(local_day.is_between(first_day, last_day))
 

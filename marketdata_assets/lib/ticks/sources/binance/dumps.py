@@ -41,7 +41,7 @@ import polars as pl
 import pyarrow as pa
 
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.providers import ProviderDataError
+from marketdata_assets.lib.http import SourceDataError
 
 VENUE = "BINANCE"
 UTC = timezone.utc
@@ -240,8 +240,8 @@ class DumpReader:
         self.layout: Layout | None = None
         self.has_header: bool | None = None
 
-    def _error(self, detail: str) -> ProviderDataError:
-        return ProviderDataError(self.instrument, self.day, f"{self.path.name}: {detail}", provider=self.venue)
+    def _error(self, detail: str) -> SourceDataError:
+        return SourceDataError(self.instrument, self.day, f"{self.path.name}: {detail}", source=self.venue)
 
     def batches(self, batch_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[pl.DataFrame]:
         if batch_bytes < 1:
@@ -305,7 +305,7 @@ def iter_dump(path: str | Path, *, batch_bytes: int = DEFAULT_BATCH_BYTES, marke
               instrument: str | None = None, kind: str | None = None, day: date | None = None,
               venue: str = VENUE) -> Iterator[pl.DataFrame]:
     """Normalized frames (trades for trades/aggTrades files, bars for klines), one per block of
-    about `batch_bytes` of CSV text. Raises ProviderDataError naming the file, instrument and day."""
+    about `batch_bytes` of CSV text. Raises SourceDataError naming the file, instrument and day."""
     yield from DumpReader(path, market=market, instrument=instrument, kind=kind, day=day,
                           venue=venue).batches(batch_bytes)
 

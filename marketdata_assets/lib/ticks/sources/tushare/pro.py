@@ -13,15 +13,15 @@ The vendor's formats and quirks (shared/docs/vendor-formats.md) handled here:
     it) aligned on the wall clock: all tasks of the client pause until then. Note the message
     also contains "权限" (in "权限的具体详情访问"), so limits are recognised before permissions.
   * 40203 "…每小时最多访问…" / "…每天最多访问…" (per hour / per day): `TushareLimitReached`
-    (a shared `ProviderBanned`, `until` = the next hour / China midnight): that API is stopped for
+    (a shared `SourceBanned`, `until` = the next hour / China midnight): that API is stopped for
     this client, no retry; later calls of it fail at once without a request.
   * 40203 "抱歉，您没有访问该接口的权限…" / "…没有权限访问该接口…" (or any other 40203 text), and
-    code 2002: `TusharePermissionError` (a `ProviderPermissionError`), that API stopped, no retry.
-  * 40101 (bad token): `TushareTokenError` (a `ProviderPermissionError`): the whole client stops.
-  * any other non-zero code (bad parameters…): `ProviderRequestError` for that instrument.
+    code 2002: `TusharePermissionError` (a `SourcePermissionError`), that API stopped, no retry.
+  * 40101 (bad token): `TushareTokenError` (a `SourcePermissionError`): the whole client stops.
+  * any other non-zero code (bad parameters…): `SourceRequestError` for that instrument.
   * HTTP 429 / 5xx / timeouts: the shared policy retries them and raises `lib.http.ApiError` when
-    retries run out (the shared convention); HTTP 401/403 → `ProviderPermissionError`; another
-    HTTP status → `ProviderRequestError`.
+    retries run out (the shared convention); HTTP 401/403 → `SourcePermissionError`; another
+    HTTP status → `SourceRequestError`.
 - `daily`: trade_date "YYYYMMDD", `vol` in lots (手, ×100 → shares), `amount` in thousands of yuan
   (×1000 → yuan). Rows newest first.
 - `stk_mins` (freq "1min"): trade_time "YYYY-MM-DD HH:MM:SS" in China time WITHOUT zone (converted
@@ -44,7 +44,7 @@ repeated. Rows are deduplicated on trade_time anyway (counted) and sorted oldest
 
 Rows with nulls are dropped and counted (`quality[instrument]`: `null_rows` all values null,
 `partial_rows` some null); a non-numeric value, an unparsable time, a missing field or a row of
-another instrument is a `TushareResponseError` (a shared `ProviderDataError`) naming the
+another instrument is a `TushareResponseError` (a shared `SourceDataError`) naming the
 instrument and day (or window). A body that is not JSON (a proxy fault) is retried with backoff,
 then the same error. Per-instrument errors leave other instruments alone.
 
@@ -53,7 +53,7 @@ calendar), `venue`, `instrument`, `open`, `high`, `low`, `close`, `pre_close`, `
 `amount` (yuan).
 
 Interfaces: `minute_bars(instrument, first_day, last_day)` (China trade days, inclusive),
-`bars_1m(instrument, start, end)` (the shared `ProviderClient` form: bars opening in [start, end)),
+`bars_1m(instrument, start, end)` (the shared `VenueClient` form: bars opening in [start, end)),
 `daily_bars(...)`, `call(api_name, params, fields)` for any other API, pure parsers
 `parse_stk_mins` / `parse_daily` / `classify_error` for captured answers, `metadata()`.
 
@@ -81,14 +81,14 @@ from marketdata_assets.lib.errors import scrub
 from marketdata_assets.lib.http import ApiClient, ApiError, RetryPolicy, backoff_delay
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US
 from marketdata_assets.lib.ticks.instruments import a_share_code, a_share_venue
-from marketdata_assets.lib.ticks.providers import (
-    ProviderBanned,
-    ProviderDataError,
-    ProviderError,
-    ProviderPermissionError,
-    ProviderRequestError,
-    as_utc,
+from marketdata_assets.lib.http import (
+    SourceBanned,
+    SourceDataError,
+    SourceError,
+    SourcePermissionError,
+    SourceRequestError,
 )
+from marketdata_assets.lib.ticks.frames import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ ErrorKind = Literal["ok", "rate_minute", "rate_hour", "rate_day", "permission", 
 # Errors of this provider
 # --------------------------------------------------------------------------------------------
 
-class TushareLimitReached(ProviderBanned):
+class TushareLimitReached(SourceBanned):
     """A per-hour or per-day quota of an API is used up (or per-minute limits never clear): stop
     calling that API in this run."""
 
@@ -138,7 +138,7 @@ class TushareLimitReached(ProviderBanned):
                      + (f" (about {until.isoformat()})" if until else "") + " or raise the account's quota",)
 
 
-class TusharePermissionError(ProviderPermissionError):
+class TusharePermissionError(SourcePermissionError):
     """The token's account has no permission for an API (40203 permission message, or code 2002)."""
 
     def __init__(self, api_name: str, code: Any, message: str):
@@ -148,7 +148,7 @@ class TusharePermissionError(ProviderPermissionError):
                      + "the account needs the API's points or a separate grant",)
 
 
-class TushareTokenError(ProviderPermissionError):
+class TushareTokenError(SourcePermissionError):
     """The token was refused (40101) or is missing."""
 
     def __init__(self, detail: str):
@@ -157,11 +157,11 @@ class TushareTokenError(ProviderPermissionError):
                      + "(its value is never printed)",)
 
 
-class TushareResponseError(ProviderDataError):
+class TushareResponseError(SourceDataError):
     """A response for one instrument/window that is not what Tushare documents."""
 
     def __init__(self, instrument: str | None, day: Any, detail: str, *, request: str | None = None):
-        super().__init__(instrument, day, detail, provider=PROVIDER, request=request)
+        super().__init__(instrument, day, detail, source=PROVIDER, request=request)
 
 
 def token_from_env(environ: Mapping[str, str] | None = None) -> str:
@@ -245,7 +245,7 @@ def raise_for_code(response: Mapping, api_name: str, *, instrument: str | None =
         raise TusharePermissionError(api_name, code, msg)
     if kind == "token":
         raise TushareTokenError(f"the token was refused (code {code}: {msg})")
-    raise ProviderRequestError(PROVIDER, instrument, 200, code, msg or "(no message)",
+    raise SourceRequestError(PROVIDER, instrument, 200, code, msg or "(no message)",
                                request=f"{api_name} {day}" if day else api_name)
 
 
@@ -312,7 +312,7 @@ def response_table(response: Mapping | str | bytes, api_name: str, *, instrument
 
 
 def _number(value: Any, field_name: str, row_label: str, instrument: str | None, day: Any) -> float | None:
-    """A float from a JSON value; None for null/NaN; ProviderDataError for anything non-numeric."""
+    """A float from a JSON value; None for null/NaN; SourceDataError for anything non-numeric."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -370,7 +370,7 @@ def parse_stk_mins(response: Mapping | str | bytes | Table, *, instrument: str |
                    bar_label: Literal["end", "start"] = "end") -> ParsedMinutes:
     """A `stk_mins` answer → normalized 1-minute bars (see the module docstring for units and time).
 
-    `instrument`, when given, must be the only ts_code in the rows (else ProviderDataError).
+    `instrument`, when given, must be the only ts_code in the rows (else SourceDataError).
     """
     required = ("trade_time", "open", "high", "low", "close", "vol", "amount")
     table = response if isinstance(response, Table) else response_table(
@@ -590,7 +590,7 @@ class TushareClient(ApiClient):
         # Tasks wait HERE, not on ApiClient's semaphore, so that one that gets a slot while a
         # per-minute pause is on sees the pause before sending (the base semaphore never queues).
         self._gate = asyncio.Semaphore(max(1, max_concurrency))
-        self._stopped: dict[str | None, ProviderError] = {}  # api_name (None = all) -> the error
+        self._stopped: dict[str | None, SourceError] = {}  # api_name (None = all) -> the error
 
     @classmethod
     def from_env(cls, base_url: str = DEFAULT_BASE_URL, environ: Mapping[str, str] | None = None,
@@ -646,10 +646,10 @@ class TushareClient(ApiClient):
                 raise ApiError(error.api, error.method, error.path, error.status,
                                self._scrub(error.detail)) from None
             if response.status_code in (401, 403):
-                raise ProviderPermissionError(PROVIDER, response.status_code,
+                raise SourcePermissionError(PROVIDER, response.status_code,
                                               self._scrub(response.text[:200]), request=api_name)
             if response.status_code != 200:
-                raise ProviderRequestError(PROVIDER, instrument, response.status_code, None,
+                raise SourceRequestError(PROVIDER, instrument, response.status_code, None,
                                            self._scrub(response.text[:200]), request=f"POST {path}")
             try:
                 body = response.json()
@@ -713,7 +713,7 @@ class TushareClient(ApiClient):
         return frame
 
     async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
-        """`ProviderClient` form: the bars OPENING in [start, end) (aware datetimes, naive = UTC)."""
+        """`VenueClient` form: the bars OPENING in [start, end) (aware datetimes, naive = UTC)."""
         from zoneinfo import ZoneInfo
 
         lo, hi = as_utc(start), as_utc(end)

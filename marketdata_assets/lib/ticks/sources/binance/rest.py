@@ -1,0 +1,300 @@
+"""Binance spot REST (`/api/v3`): aggregate trades, 1-minute klines and depth snapshots.
+
+Formats: aggTrades `[{a, p, q, f, l, T, m, M}]`: prices/quantities are strings, `T` in
+milliseconds, or microseconds when the request carried `X-MBX-TIME-UNIT: MICROSECOND` (decided per
+value by magnitude, so both work whatever was asked). `m` = the buyer was the maker → the taker
+SOLD. trade_id = seq = `a`; amount = price * quantity (aggTrades have no quoteQty).
+trades `[{id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch}]` (`parse_trades`, the dump
+files' record): amount = quoteQty. klines: 12-element mixed arrays `[openTime, "o", "h", "l", "c",
+"volume", closeTime, "quoteVolume", trades, "takerBase", "takerQuote", "0"]`. depth
+`{lastUpdateId, bids:[[p, q]], asks:[[p, q]]}` has no timestamp: the snapshot's `ts` is the time
+the response was received (local clock, UTC).
+
+Paging trades: windows of at most one hour (`startTime`/`endTime`, limit 1000); as soon as a window
+fills a page the client pages by `fromId` = last `a` + 1 until it passes `end` (ids are contiguous,
+so nothing is lost or repeated; a final filter keeps [start, end)).
+
+Limits (`LIMITS`): Binance counts request WEIGHT per IP and minute and reports it in
+`X-MBX-USED-WEIGHT-1M`; the shared client adds each request's weight (`weights`) locally, trusts the
+header when it says more, and waits for the next minute rather than pass 90% of it. Errors
+(`ERRORS`): 429 (with Retry-After) is waited out and retried; 418 or -1003 "IP banned until ..."
+is a ban (every later call is refused without a request); 403 with an HTML body is the WAF.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from marketdata_assets.lib.http import ApiClient, ErrorTable, Limits, Page, SourcePermissionError, describe_request
+from marketdata_assets.lib.ticks.frames import (
+    BarColumns,
+    TradeColumns,
+    as_utc,
+    book_frame,
+    ceil_ms,
+    day_of,
+    epoch_to_us,
+    field,
+    finish_bars,
+    finish_trades,
+    floor_ms,
+    from_us,
+    integer,
+    number,
+    positive,
+    to_us,
+)
+
+VENUE = "BINANCE"
+DEFAULT_BASE_URL = "https://api.binance.com"
+MAX_WINDOW = timedelta(hours=1)
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
+
+LIMITS = Limits(
+    requests_per_minute=1200, max_concurrency=4,
+    weight_per_window=6000, weight_window_s=60.0, weight_headroom=0.9, weight_header="X-MBX-USED-WEIGHT-1M",
+    weights={"/api/v3/aggTrades": 4, "/api/v3/trades": 25, "/api/v3/klines": 2},  # depth: depth_weight(limit)
+)
+ERRORS = ErrorTable(
+    broad=(("banned until", "banned"),),
+    exact={"-1003": "rate_limited", "-1121": "not_found", "-1100": "rejected", "-1102": "rejected"},
+    status={418: "banned"},
+)
+WAF = ("an HTML page instead of JSON: Binance's web application firewall (WAF) blocked the request; check the "
+       "request rate and pattern, and the IP/region; not retried")
+
+_BANNED_UNTIL = re.compile(r"banned until (\d{10,17})", re.IGNORECASE)
+
+
+def depth_weight(limit: int) -> int:
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers (pure: a decoded JSON body in, a normalized frame out)
+# --------------------------------------------------------------------------------------------
+
+def _ctx(instrument: str, ctx: Page | None) -> Page:
+    return ctx or Page(VENUE, instrument)
+
+
+def _bool(value: Any, what: str, ctx: Page) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ctx.error(f"{what} is {value!r}, not true/false")
+
+
+def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """`/api/v3/aggTrades` records → trades frame (trade_id = seq = `a`)."""
+    ctx = _ctx(instrument, ctx)
+    if not isinstance(body, list):
+        raise ctx.error(f"aggTrades: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+    cols = TradeColumns()
+    for i, record in enumerate(body):
+        what = f"aggTrade #{i}"
+        agg_id = integer(field(record, "a", what, ctx), f"{what} a", ctx)
+        price = positive(number(field(record, "p", what, ctx), f"{what} (a={agg_id}) p", ctx), what, ctx)
+        qty = number(field(record, "q", what, ctx), f"{what} (a={agg_id}) q", ctx)
+        ts = epoch_to_us(integer(field(record, "T", what, ctx), f"{what} (a={agg_id}) T", ctx))
+        maker = _bool(field(record, "m", what, ctx), f"{what} (a={agg_id}) m", ctx)
+        cols.add(ts, str(agg_id), price, qty, price * qty, "sell" if maker else "buy", agg_id)
+    return cols.frame(VENUE, instrument)
+
+
+def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """`/api/v3/trades` / `historicalTrades` records → trades frame (amount = quoteQty, seq = id)."""
+    ctx = _ctx(instrument, ctx)
+    if not isinstance(body, list):
+        raise ctx.error(f"trades: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+    cols = TradeColumns()
+    for i, record in enumerate(body):
+        what = f"trade #{i}"
+        trade_id = integer(field(record, "id", what, ctx), f"{what} id", ctx)
+        price = positive(number(field(record, "price", what, ctx), f"{what} (id={trade_id}) price", ctx), what, ctx)
+        qty = number(field(record, "qty", what, ctx), f"{what} (id={trade_id}) qty", ctx)
+        quote = number(field(record, "quoteQty", what, ctx), f"{what} (id={trade_id}) quoteQty", ctx)
+        ts = epoch_to_us(integer(field(record, "time", what, ctx), f"{what} (id={trade_id}) time", ctx))
+        maker = _bool(field(record, "isBuyerMaker", what, ctx), f"{what} (id={trade_id}) isBuyerMaker", ctx)
+        cols.add(ts, str(trade_id), price, qty, quote, "sell" if maker else "buy", trade_id)
+    return cols.frame(VENUE, instrument)
+
+
+def parse_klines(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """`/api/v3/klines` 12-element arrays → bars frame (volume = base, amount = quote volume)."""
+    ctx = _ctx(instrument, ctx)
+    if not isinstance(body, list):
+        raise ctx.error(f"klines: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+    cols = BarColumns()
+    for i, row in enumerate(body):
+        if not isinstance(row, list) or len(row) < 12:
+            raise ctx.error(f"kline #{i} is not a 12-element array: {str(row)[:160]}")
+        what = f"kline #{i}"
+        open_us = epoch_to_us(integer(row[0], f"{what} open time", ctx))
+        when = from_us(open_us).strftime("%H:%M")
+        o, h, lo, c = (number(row[k], f"{what} ({when}) {name}", ctx) for k, name in
+                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
+        volume = number(row[5], f"{what} ({when}) volume", ctx)
+        amount = number(row[7], f"{what} ({when}) quote volume", ctx)
+        trades = integer(row[8], f"{what} ({when}) number of trades", ctx)
+        cols.add(open_us, o, h, lo, c, volume, amount, trades)
+    return cols.frame(VENUE, instrument)
+
+
+def _levels(levels: Any, side: str, ctx: Page) -> list[tuple[float, float]]:
+    if not isinstance(levels, list):
+        raise ctx.error(f"depth {side} is {type(levels).__name__}, not an array")
+    out = []
+    for i, level in enumerate(levels):
+        if not isinstance(level, list) or len(level) < 2:
+            raise ctx.error(f"depth {side}[{i}] is not a [price, qty] pair: {str(level)[:80]}")
+        out.append((positive(number(level[0], f"{side}[{i}] price", ctx), f"{side}[{i}]", ctx),
+                    number(level[1], f"{side}[{i}] qty", ctx)))
+    return out
+
+
+def parse_depth(body: Any, instrument: str, received: datetime, ctx: Page | None = None) -> pl.DataFrame:
+    """`/api/v3/depth` → books frame. Depth carries no time: `ts` = `received` (when it arrived)."""
+    ctx = _ctx(instrument, ctx)
+    update_id = integer(field(body, "lastUpdateId", "depth", ctx), "depth lastUpdateId", ctx)
+    bids = _levels(field(body, "bids", "depth", ctx), "bids", ctx)
+    asks = _levels(field(body, "asks", "depth", ctx), "asks", ctx)
+    return book_frame(VENUE, instrument, to_us(received), update_id, bids, asks)
+
+
+def ban_until(message: str) -> datetime | None:
+    match = _BANNED_UNTIL.search(message or "")
+    return from_us(epoch_to_us(int(match.group(1)))) if match else None
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+class BinanceClient(ApiClient):
+    """Binance spot market data. `time_unit="MICROSECOND"` asks for microsecond timestamps."""
+
+    api_name = "Binance"
+    name = VENUE
+    ERRORS = ERRORS
+    LIMITS = LIMITS
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, weight_limit: int | None = None,
+                 weight_window_s: float | None = None, weight_headroom: float | None = None,
+                 time_unit: str | None = None, page_limit: int = 1000, headers: dict[str, str] | None = None,
+                 **kwargs):
+        headers = dict(headers or {})
+        if time_unit:
+            if time_unit.upper() not in ("MILLISECOND", "MICROSECOND"):
+                raise ValueError("time_unit: MILLISECOND or MICROSECOND")
+            headers["X-MBX-TIME-UNIT"] = time_unit.upper()
+        super().__init__(base_url, headers=headers, weight_per_window=weight_limit, weight_window_s=weight_window_s,
+                         weight_headroom=weight_headroom, **kwargs)
+        if not 1 <= page_limit <= 1000:
+            raise ValueError("page_limit: 1..1000")
+        self.page_limit = page_limit
+
+    # ---- what Binance's answers mean ---------------------------------------------------------
+
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
+        if isinstance(payload, dict) and "code" in payload and "msg" in payload:
+            return payload["code"], str(payload["msg"])
+        return None
+
+    def ban_until(self, message: str) -> datetime | None:
+        return ban_until(message)
+
+    def make_error(self, kind, *, status, code, message, page):
+        if kind == "permission" and message.lstrip().startswith("<"):
+            return SourcePermissionError(VENUE, status, WAF, request=page.request)
+        if kind == "banned":
+            error = super().make_error(kind, status=status, code=code, message=message, page=page)
+            error.source = VENUE
+            return error
+        return super().make_error(kind, status=status, code=code, message=message, page=page)
+
+    async def _get(self, path: str, params: dict[str, Any], *, instrument: str, day, weight: int | None = None):
+        page = Page(VENUE, instrument, day, describe_request("GET", path, params))
+        extra = {"_weight": weight} if weight is not None else {}
+        return await self.call("GET", path, page=page, params=params, **extra), page
+
+    # ---- trades -----------------------------------------------------------------------------
+
+    async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Aggregate trades with start <= ts < end (see the module doc for the paging)."""
+        start, end = as_utc(start), as_utc(end)
+        frames: list[pl.DataFrame] = []
+        end_us = to_us(end)
+        cursor, from_id = start, None
+        while True:
+            if from_id is None:
+                if cursor >= end:
+                    break
+                window_end = min(cursor + MAX_WINDOW, end)
+                params = {"symbol": instrument, "startTime": floor_ms(cursor), "endTime": ceil_ms(window_end) - 1,
+                          "limit": self.page_limit}
+                body, page = await self._get("/api/v3/aggTrades", params, instrument=instrument, day=day_of(cursor))
+                frame = parse_agg_trades(body, instrument, page)
+                frames.append(frame)
+                if frame.height >= self.page_limit:
+                    from_id = int(frame["seq"].max()) + 1
+                cursor = window_end
+            else:
+                params = {"symbol": instrument, "fromId": from_id, "limit": self.page_limit}
+                day = day_of(frames[-1]["ts"].max()) if frames[-1].height else day_of(start)
+                body, page = await self._get("/api/v3/aggTrades", params, instrument=instrument, day=day)
+                frame = parse_agg_trades(body, instrument, page)
+                if frame.height == 0:
+                    break
+                first = int(frame["seq"].min())
+                if first < from_id:
+                    raise page.error(f"aggTrades page for fromId={from_id} starts at a={first}")
+                frames.append(frame)
+                if frame.height < self.page_limit or to_us(frame["ts"].max()) >= end_us:
+                    break
+                from_id = int(frame["seq"].max()) + 1
+        return finish_trades(frames, start, end)
+
+    # ---- book -------------------------------------------------------------------------------
+
+    async def book_snapshot(self, instrument: str, depth: int = 100) -> pl.DataFrame:
+        """`/api/v3/depth` (limit rounded up to 5/10/20/50/100/500/1000/5000, then cut to `depth`).
+        `ts` is the time the response was received: Binance's depth has no timestamp."""
+        limit = next((x for x in DEPTH_LIMITS if x >= depth), DEPTH_LIMITS[-1])
+        body, page = await self._get("/api/v3/depth", {"symbol": instrument, "limit": limit}, instrument=instrument,
+                                     day=day_of(datetime.now().astimezone()), weight=depth_weight(limit))
+        return parse_depth(body, instrument, datetime.now().astimezone(), page).filter(pl.col("level") < depth)
+
+    # ---- bars -------------------------------------------------------------------------------
+
+    async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        frames: list[pl.DataFrame] = []
+        cursor_ms, end_ms = ceil_ms(start), ceil_ms(end)
+        while cursor_ms < end_ms:
+            params = {"symbol": instrument, "interval": "1m", "startTime": cursor_ms, "endTime": end_ms - 1,
+                      "limit": self.page_limit}
+            body, page = await self._get("/api/v3/klines", params, instrument=instrument,
+                                         day=day_of(from_us(cursor_ms * 1000)))
+            frame = parse_klines(body, instrument, page)
+            if frame.height == 0:
+                break
+            frames.append(frame)
+            last_ms = to_us(frame["ts"].max()) // 1000
+            if frame.height < self.page_limit or last_ms + 1 <= cursor_ms:
+                break
+            cursor_ms = last_ms + 1
+        return finish_bars(frames, start, end)
+
+
+__all__ = ["ERRORS", "LIMITS", "BinanceClient", "ban_until", "depth_weight", "parse_agg_trades", "parse_depth",
+           "parse_klines", "parse_trades"]
