@@ -396,6 +396,10 @@ class ApiClient:
     def http(self) -> httpx.AsyncClient:
         return self._http
 
+    def figures(self) -> dict[str, Any]:
+        """The client's request counters (and a source's own counts, where it overrides this)."""
+        return self.stats.as_metadata()
+
     # ---- what a source declares beyond its tables (override where the vendor differs) ------
 
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:
