@@ -68,7 +68,7 @@ SPOT_SCHEMA = ("id Int64, price Float64, qty Float64, quote_qty Float64, time In
 
 def generate_csvs(directory: Path) -> list[Path]:
     """The 20 dump files (generated once: the manifest records what they hold)."""
-    from marketdata_assets.lib.ticks.sources.binance.dumps import iter_generated_trades, write_dump
+    from marketdata_assets.replay.binance_dumps import iter_generated_trades, write_dump
 
     per_instrument = CSV_TRADES // len(INSTRUMENTS)
     manifest = {"day": DAY.isoformat(), "instruments": INSTRUMENTS, "trades_per_instrument": per_instrument,

@@ -133,9 +133,9 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
     """Ticks runs on the replays: partitions added to the instance, dump files written once."""
     from marketdata_assets.defs.ticks.dumps import binance_dump_instruments
     from marketdata_assets.defs.ticks.partitions import crypto_instruments
+    from marketdata_assets.defs.ticks.resources import load_providers_config
     from marketdata_assets.lib.ticks.instruments import partition_key
-    from marketdata_assets.lib.ticks.config import load_providers_config
-    from marketdata_assets.lib.ticks.sources.binance.dumps import generate_trades, write_dump
+    from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 
     instruments = load_providers_config().crypto_partition_keys()
     instance.add_dynamic_partitions(crypto_instruments.name, instruments)

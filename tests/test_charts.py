@@ -3,7 +3,15 @@ import re
 from datetime import date
 from xml.etree import ElementTree
 
-from marketdata_assets.lib.charts import BAR, DOWN, UP, Candle, bar_chart_svg, candlestick_svg, svg_markdown_image
+from marketdata_assets.lib.charts import (
+    BAR,
+    DOWN,
+    UP,
+    Candle,
+    bar_chart_svg,
+    candlestick_svg,
+    svg_markdown_image,
+)
 
 CANDLES = [Candle(date(2024, 1, 1), 10.0, 12.0, 9.5, 11.0),   # up
            Candle(date(2024, 2, 1), 11.0, 11.5, 8.0, 8.5),    # down

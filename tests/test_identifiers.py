@@ -3,8 +3,13 @@ from datetime import date
 import pytest
 
 from marketdata_assets.lib.errors import scrub
-from marketdata_assets.lib.identifiers import (day_partition_key, month_partition_key, qualified_name,
-                                               sql_identifier, symbol_key)
+from marketdata_assets.lib.identifiers import (
+    day_partition_key,
+    month_partition_key,
+    qualified_name,
+    sql_identifier,
+    symbol_key,
+)
 
 
 @pytest.mark.parametrize("name", ["stock_1min_qfq", "_tmp", "A1"])

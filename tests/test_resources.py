@@ -150,9 +150,8 @@ def test_clickhouse_embedded_directory_held_by_another_process(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         resource = ClickHouseResource(dsn=f"chdb://{data_dir}", lock_timeout_s=1)
-        with pytest.raises(EmbeddedLockTimeout) as error:
-            with resource.get_client():
-                pass
+        with pytest.raises(EmbeddedLockTimeout) as error, resource.get_client():
+            pass
         assert str(holder.pid) in str(error.value) and str(data_dir) in str(error.value)
     finally:
         holder.kill()
@@ -163,9 +162,8 @@ def test_clickhouse_server_dsn_stopped_fails_fast_without_password():
     port = free_port()
     resource = ClickHouseResource(dsn=f"http://127.0.0.1:{port}", password=SECRET, connect_timeout_s=2)
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable) as error:
-        with resource.get_client():
-            pass
+    with pytest.raises(StoreUnavailable) as error, resource.get_client():
+        pass
     assert time.monotonic() - started < 10
     assert f"127.0.0.1:{port}" in str(error.value) and SECRET not in str(error.value)
 

@@ -8,10 +8,10 @@ candles for four codes is a few KB) and needs no plotting library.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import escape
-from typing import Sequence
 
 UP = "#d62728"    # A-share convention: red rises
 DOWN = "#2ca02c"  # green falls

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+
 def fsync_directory(directory: str | os.PathLike) -> None:
     """Make renames/creations in a directory durable (no-op where directories can't be opened)."""
     try:

@@ -38,7 +38,7 @@ RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 524})
 RATE_LIMIT_STATUS = frozenset({429, 418})
 
 ErrorKind = Literal["rate_limited", "banned", "quota", "permission", "unauthorized", "not_found", "rejected",
-                    "retry", "data"]
+                    "retry", "data", "bad_body"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ class TokenBucket:
     def penalize(self, seconds: float) -> None:
         """After a 429, nobody sends for `seconds`: drain the bucket into the future."""
         self._refill()
-        self.tokens = min(self.tokens, 0.0) - seconds * self.rate
+        self.tokens = min(self.tokens, -seconds * self.rate)  # several refusals at once do not stack
 
 
 class WeightGate:
@@ -437,7 +437,9 @@ class ApiClient:
         """What is raised when retries run out."""
         if kind == "data" and page is not None:
             return page.error(f"{failure} after {attempts} attempts")
-        return ApiError(self.api_name, method, path, status, f"gave up after {attempts} attempts; last: {failure}")
+        request = f" ({page.request})" if page is not None and page.request else ""
+        return ApiError(self.api_name, method, path, status,
+                        f"gave up after {attempts} attempts; last: {failure}{request}")
 
     # ---- the one path ----------------------------------------------------------------------
 
@@ -490,7 +492,7 @@ class ApiClient:
         except ValueError:
             payload = None
             if status < 400:
-                return self.bad_body, None, None, "malformed JSON body"
+                return ("bad_body" if self.bad_body == "retry" else "data"), None, None, "malformed JSON body"
         found = self.error_fields(payload) if payload is not None else None
         if found is None and status < 400:
             return None, payload, None, ""
@@ -524,14 +526,17 @@ class ApiClient:
                                        f"{self.retry.max_retry_after_s:.0f} s allowed: {response.text[:200]}")
                     self.bucket.penalize(wait)
                     failure = f"rate limited: {message or response.text[:200]}"
-                elif kind == "retry" or (kind == "data" and self.bad_body == "retry" and status < 400):
+                elif kind in ("retry", "bad_body"):
                     if status in RETRYABLE_STATUS:
                         for stats in _tallies(self.stats):
                             stats.server_errors += 1
-                    failure = (f"server error: {response.text[:200]}" if status >= 400
-                               else f"{message} (HTTP {status}, {len(response.content)} bytes): "
-                                    f"starts {response.text[:80]!r}")
-                    kind = "retry" if status >= 400 else "data"
+                        failure = f"server error: {response.text[:200]}"
+                    elif kind == "bad_body":  # a cut body: asked again, then a data error naming the request
+                        failure = (f"{message} (HTTP {status}, {len(response.content)} bytes): "
+                                   f"starts {response.text[:80]!r}")
+                        kind = "data"
+                    else:  # a vendor's "try again" code
+                        failure = f"code {code}: {message}" if code is not None else message
                     wait = backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
                 else:
                     if kind == "data":
@@ -554,8 +559,9 @@ class ApiClient:
     async def call(self, method: str, path: str, *, page: Page | None = None, endpoint: str | None = None,
                    **kwargs) -> Any:
         """Send through the whole policy; the decoded JSON answer, or the `SourceError` it stands
-        for (`ERRORS`). `endpoint` names what a quota or permission error stops (default: none,
-        bans stop every endpoint) and keys the endpoint's weight in `LIMITS.weights`."""
+        for (`ERRORS`). `endpoint` (default: the path) names what a quota or permission error stops
+        (bans stop every endpoint) and keys the endpoint's weight in `LIMITS.weights`; pass a fixed
+        one where the path carries the instrument (Yahoo's chart path)."""
         return await self._loop(method, path, page=page, endpoint=endpoint or path, raw=False, **kwargs)
 
     async def request(self, method: str, path: str, **kwargs) -> httpx.Response:

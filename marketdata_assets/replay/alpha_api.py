@@ -1,6 +1,6 @@
 """A local replay of the WorldQuant BRAIN-style alpha API: real formats, quirks and faults.
 
-Answers like the vendor (shared/docs/vendor-formats.md):
+Answers like the vendor:
 
 - `POST /authentication` (HTTP Basic) → 201 `{user:{id}, token:{expiry}, permissions}` and the
   session cookie `t`; wrong credentials → 401; an account configured for `persona` → 401 with
@@ -53,7 +53,6 @@ import os
 import random
 import re
 import secrets
-import socket
 import string
 import sys
 import threading
@@ -63,13 +62,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from marketdata_assets.lib.alphas.api import credential_vars, month_window
-from marketdata_assets.replay import BackgroundServer, serve_until_terminated
+from marketdata_assets.replay import (
+    BackgroundServer,
+    Reply,
+    answer,
+    cli_parser,
+    config_from_cli,
+    json_reply,
+    serve_until_terminated,
+)
 from marketdata_assets.replay.alpha_factory import make_alpha
 
 NY = ZoneInfo("America/New_York")
@@ -338,15 +344,6 @@ class Session:
     requests: int = 0
 
 
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    truncate: bool = False
-    disconnect: bool = False
-
-
 class AlphaReplayServer(BackgroundServer):
     """The replay server; a context manager serving in a background thread (`base_url`)."""
 
@@ -372,13 +369,8 @@ class AlphaReplayServer(BackgroundServer):
         self.counters: dict[str, int] = {}
         self.auth_counts: dict[str, int] = {}
         self.log: deque[dict] = deque(maxlen=200_000)
-        self.verbose = False
-        self.httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self.httpd.daemon_threads = True
-        self.thread: threading.Thread | None = None
-
-    # ---- lifecycle -------------------------------------------------------------------------
-
+        self.listen(host, port, self._serve, name="alpha-replay", methods=("GET", "POST", "DELETE", "PUT", "PATCH"),
+                    delay_before=self._latency)
 
     # ---- ground truth and control ----------------------------------------------------------
 
@@ -429,13 +421,20 @@ class AlphaReplayServer(BackgroundServer):
 
     # ---- request handling ------------------------------------------------------------------
 
-    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
-        return Reply(status, json.dumps(payload, separators=(",", ":")).encode(),
-                     {"Content-Type": "application/json", **(headers or {})})
+    def _latency(self, target: str) -> float:
+        """The latency fault: before the request is looked at, on everything but the control endpoints."""
+        return 0.0 if target.startswith("/_replay/") else self.config.faults.latency_s
+
+    def _serve(self, method: str, target: str, headers, body: bytes) -> Reply:
+        """One request at a time, logged with its status."""
+        with self.lock:
+            reply = answer(self.handle, method, target, headers, body)
+            self.log.append({"t": time.monotonic(), "method": method, "path": target, "status": reply.status})
+        return reply
 
     def _persona_reply(self) -> Reply:
         inquiry = "inq_" + secrets.token_hex(8)
-        return self._json(401, {"detail": "Biometric verification required."},
+        return json_reply(401, {"detail": "Biometric verification required."},
                           {"WWW-Authenticate": "persona", "Location": f"/authentication/persona?inquiry={inquiry}"})
 
     def _session(self, cookie_header: str | None) -> tuple[str, Session] | None:
@@ -464,7 +463,7 @@ class AlphaReplayServer(BackgroundServer):
             return self._authentication(method, headers)
         if method == "GET" and (path == LIST_PATH or path.startswith("/alphas/")):
             return self._data(path, parts.query, headers)
-        return self._json(404, {"detail": "Not found."})
+        return json_reply(404, {"detail": "Not found."})
 
     def _authentication(self, method: str, headers) -> Reply:
         config = self.config
@@ -479,7 +478,7 @@ class AlphaReplayServer(BackgroundServer):
             account = self.by_user.get(user) if user is not None else None
             if account is None or not secrets.compare_digest(account.password.encode(), (password or "").encode()):
                 self._count("auth_rejected")
-                return self._json(401, {"detail": "Invalid username or password."},
+                return json_reply(401, {"detail": "Invalid username or password."},
                                   {"WWW-Authenticate": 'Basic realm="api"'})
             self.auth_counts[account.name] = self.auth_counts.get(account.name, 0) + 1
             if account.name in self.persona_required:
@@ -490,7 +489,7 @@ class AlphaReplayServer(BackgroundServer):
             cookie = f"t={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={int(config.session_ttl_s)}"
             if config.cookie_secure:
                 cookie += "; Secure"
-            return self._json(201, {"user": {"id": self.authors[account.name]},
+            return json_reply(201, {"user": {"id": self.authors[account.name]},
                                     "token": {"expiry": float(config.session_ttl_s)},
                                     "permissions": ["BEFORE_AND_AFTER_PERFORMANCE_V2", "BRAIN_LABS",
                                                     "CONSULTANT", "MULTI_SIMULATION", "PROD_ALPHAS",
@@ -501,16 +500,16 @@ class AlphaReplayServer(BackgroundServer):
             found = self._session(headers.get("Cookie"))
         if method == "GET":
             if found is None:
-                return self._json(401, {"detail": "Incorrect authentication credentials."})
+                return json_reply(401, {"detail": "Incorrect authentication credentials."})
             token, session = found
             remaining = max(0.0, config.session_ttl_s - (time.monotonic() - session.created))
-            return self._json(200, {"user": {"id": self.authors[session.account]},
+            return json_reply(200, {"user": {"id": self.authors[session.account]},
                                     "token": {"expiry": round(remaining, 1)}, "permissions": ["CONSULTANT"]})
         if method == "DELETE":
             if found:
                 self.sessions.pop(found[0], None)
             return Reply(204)
-        return self._json(405, {"detail": f'Method "{method}" not allowed.'})
+        return json_reply(405, {"detail": f'Method "{method}" not allowed.'})
 
     def _data(self, path: str, query: str, headers) -> Reply:
         faults = self.config.faults
@@ -521,7 +520,7 @@ class AlphaReplayServer(BackgroundServer):
             body = ({"detail": "CONCURRENT_SIMULATION_LIMIT_EXCEEDED"} if faults.rate_limit_body == "concurrent"
                     else {"detail": "Request was throttled. Expected available in 1 second."})
             headers = {"Retry-After": faults.retry_after} if faults.retry_after is not None else {}
-            return self._json(faults.rate_limit_status, body, headers)
+            return json_reply(faults.rate_limit_status, body, headers)
         if faults.server_error_every and n % faults.server_error_every == 0:
             self._count("5xx")
             return Reply(faults.server_error_status, b"<html><body><h1>503 Service Temporarily Unavailable</h1>"
@@ -529,7 +528,7 @@ class AlphaReplayServer(BackgroundServer):
         found = self._session(headers.get("Cookie"))
         if found is None:
             self._count("401")
-            return self._json(401, {"detail": "Incorrect authentication credentials."})
+            return json_reply(401, {"detail": "Incorrect authentication credentials."})
         token, session = found
         if session.account in self.persona_required:
             del self.sessions[token]
@@ -538,14 +537,14 @@ class AlphaReplayServer(BackgroundServer):
         if faults.expire_session_after is not None and session.requests >= faults.expire_session_after:
             del self.sessions[token]
             self._count("401_expired")
-            return self._json(401, {"detail": "Incorrect authentication credentials."})
+            return json_reply(401, {"detail": "Incorrect authentication credentials."})
         session.requests += 1
         if path == LIST_PATH:
             reply = self._list(session.account, query, headers)
         else:
             name_rec = self.by_id.get(path.rsplit("/", 1)[-1])
             if name_rec is None or name_rec[0] != session.account:
-                reply = self._json(404, {"detail": "Not found."})
+                reply = json_reply(404, {"detail": "Not found."})
             else:
                 reply = Reply(200, name_rec[1].raw, {"Content-Type": "application/json"})
         if reply.status == 200 and faults.truncate_every and n % faults.truncate_every == 0:
@@ -563,20 +562,20 @@ class AlphaReplayServer(BackgroundServer):
             limit = int(params.get("limit", config.default_limit))
             offset = int(params.get("offset", 0))
         except ValueError:
-            return self._json(400, {"detail": "limit and offset must be integers."})
+            return json_reply(400, {"detail": "limit and offset must be integers."})
         if limit <= 0:
             limit = config.default_limit
         limit = min(limit, config.max_limit)
         if offset < 0:
-            return self._json(400, {"detail": "offset must not be negative."})
+            return json_reply(400, {"detail": "offset must not be negative."})
         if offset + limit > config.max_offset:
-            return self._json(400, {"detail": f"Invalid offset: offset + limit must not exceed {config.max_offset}."})
+            return json_reply(400, {"detail": f"Invalid offset: offset + limit must not exceed {config.max_offset}."})
         records = self.records[account]
         fast = [(n, op, v) for n, op, v in filters if n == "dateCreated" and len(v) == 1 and op in ("<", "<=", ">", ">=")]
         for _, op, values in fast:
             bound = _parse_when(values[0])
             if bound is None:
-                return self._json(400, {"dateCreated": [f"Enter a valid date/time: {values[0]!r}."]})
+                return json_reply(400, {"dateCreated": [f"Enter a valid date/time: {values[0]!r}."]})
             compare, b = _COMPARE[op], bound.timestamp()
             records = [r for r in records if compare(r.ts, b)]
         rest = [f for f in filters if f not in fast and _lookup_root(f[0])]
@@ -611,79 +610,28 @@ class AlphaReplayServer(BackgroundServer):
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
-            return self._json(400, {"detail": "JSON body expected"})
+            return json_reply(400, {"detail": "JSON body expected"})
         if path == "/_replay/state":
-            return self._json(200, self.state())
+            return json_reply(200, self.state())
         if path == "/_replay/faults" and method == "POST":
             try:
                 faults = self.set_faults(**payload)
             except TypeError as error:
-                return self._json(400, {"detail": str(error)})
-            return self._json(200, dataclasses.asdict(faults))
+                return json_reply(400, {"detail": str(error)})
+            return json_reply(200, dataclasses.asdict(faults))
         if path == "/_replay/expire" and method == "POST":
-            return self._json(200, {"expired": self.expire_sessions(payload.get("account"))})
+            return json_reply(200, {"expired": self.expire_sessions(payload.get("account"))})
         if path == "/_replay/persona" and method == "POST":
             if payload.get("account") not in self.accounts:
-                return self._json(400, {"detail": "unknown account"})
+                return json_reply(400, {"detail": "unknown account"})
             self.require_persona(payload["account"], bool(payload.get("required", True)))
-            return self._json(200, {"persona_required": sorted(self.persona_required)})
+            return json_reply(200, {"persona_required": sorted(self.persona_required)})
         if path == "/_replay/truth":
             args = dict(parse_qsl(query))
             if args.get("account") not in self.accounts:
-                return self._json(400, {"detail": "account= one of " + ",".join(self.accounts)})
-            return self._json(200, {"ids": self.truth(args["account"], args.get("month"), args.get("type"))})
-        return self._json(404, {"detail": "Not found."})
-
-    def _handler_class(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes
-            server_version = "alpha-replay"
-            sys_version = ""
-
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                latency = server.config.faults.latency_s
-                if latency and not self.path.startswith("/_replay/"):
-                    time.sleep(latency)
-                with server.lock:
-                    try:
-                        reply = server.handle(self.command, self.path, self.headers, body)
-                    except Exception as error:  # noqa: BLE001 - a replay bug must not hang the client
-                        reply = server._json(500, {"detail": f"replay server error: {type(error).__name__}: {error}"})
-                    server.log.append({"t": time.monotonic(), "method": self.command, "path": self.path,
-                                       "status": reply.status})
-                if server.verbose:
-                    print(f"{self.command} {self.path} -> {reply.status}", file=sys.stderr, flush=True)
-                payload = reply.body
-                if reply.truncate:
-                    payload = payload[:max(1, len(payload) // 2)]
-                self.send_response(reply.status)
-                for key, value in reply.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if reply.disconnect:
-                    self.wfile.write(payload[:len(payload) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                    return
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-
-            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
+                return json_reply(400, {"detail": "account= one of " + ",".join(self.accounts)})
+            return json_reply(200, {"ids": self.truth(args["account"], args.get("month"), args.get("type"))})
+        return json_reply(404, {"detail": "Not found."})
 
 
 def _lookup_root(name: str) -> bool:
@@ -714,11 +662,8 @@ def load_factory(spec: str) -> AlphaFactory:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m marketdata_assets.replay.alpha_api",
-                                description="Replay of the BRAIN-style alpha API (formats, quirks, faults).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed)")
-    p.add_argument("--config", help="JSON file with ReplayConfig fields (accounts, faults...); flags override")
+    p = cli_parser("marketdata_assets.replay.alpha_api", "Replay of the BRAIN-style alpha API (formats, quirks, "
+                   "faults).", port=8765, config="ReplayConfig fields (accounts, faults...)")
     p.add_argument("--seed", type=int)
     p.add_argument("--alphas", type=int, help="alphas per account")
     p.add_argument("--accounts", help="comma-separated account names; credentials from ALPHA_API_USER_<NAME> / "
@@ -747,16 +692,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ReplayConfig:
-    data: dict = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            data = json.load(handle)
-    config = ReplayConfig.from_dict(data)
-    for flag, attr in [("seed", "seed"), ("alphas", "alphas_per_account"), ("start_month", "start_month"),
-                       ("months", "months"), ("super_share", "super_share"), ("max_limit", "max_limit"),
-                       ("max_offset", "max_offset"), ("session_ttl_s", "session_ttl_s")]:
-        if getattr(args, flag) is not None:
-            setattr(config, attr, getattr(args, flag))
+    config = config_from_cli(args, ReplayConfig.from_dict, {
+        "seed": "seed", "alphas": "alphas_per_account", "start_month": "start_month", "months": "months",
+        "super_share": "super_share", "max_limit": "max_limit", "max_offset": "max_offset",
+        "session_ttl_s": "session_ttl_s"})
     if args.accounts:
         config.accounts = [ReplayAccount.default(n.strip()) for n in args.accounts.split(",") if n.strip()]
     for name in args.persona_account:

@@ -1,7 +1,7 @@
 """Deterministic, realistic BRAIN-style alpha objects (REGULAR and SUPER) for tests, replay and benchmarks.
 
 ``make_alpha(seed, type="REGULAR", date_created=None, ...)`` returns a plain JSON-ready dict with
-every field and quirk of docs/vendor-formats.md ("Alpha object"), about 4 KB as canonical JSON:
+every field and quirk of the vendor's alpha object, about 4 KB as canonical JSON:
 
 * top level: id (7 chars, unique per (seed, type)), type, author, settings, regular | combo +
   selection, dateCreated / dateSubmitted / dateModified (ISO 8601 with the New York offset, or

@@ -1,7 +1,7 @@
 """Realistic A-share 1-minute CSV files (replay data for `make run`, tests and benchmarks): generated, never committed.
 
 `make_bars` builds ground truth in the normalized schema (volume in shares, amount in yuan) with the
-real dirty patterns of docs/vendor-formats.md; `render` writes it in one of the stored layouts with a
+real dirty patterns of vendors' files; `render` writes it in one of the stored layouts with a
 chosen code style, time style, volume unit, encoding, BOM and line ends; tests parse the file back
 and compare with the ground truth.
 """

@@ -1,6 +1,6 @@
 """A local replay of Tushare Pro and Yahoo Finance chart v8 on one port: real formats, quirks, faults.
 
-Answers like the vendors (shared/docs/vendor-formats.md):
+Answers like the vendors:
 
 Tushare Pro — `POST /dataapi/{api_name}` (current SDK) and `POST /` (legacy SDK, `api_name` in the
 body), JSON `{api_name, token, params, fields}` → `{request_id, code, msg, data:{fields, items,
@@ -63,7 +63,6 @@ import math
 import random
 import re
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -72,11 +71,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
-from marketdata_assets.replay import BackgroundServer, serve_until_terminated
+
+from marketdata_assets.replay import (
+    BackgroundServer,
+    Reply,
+    cli_parser,
+    config_from_cli,
+    json_reply,
+    serve_until_terminated,
+)
 
 UTC = timezone.utc
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -359,24 +365,9 @@ def yahoo_minutes(seed: int, symbol: str, day: date, null_rate: float = 0.02, pa
 # The server
 # --------------------------------------------------------------------------------------------
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):  # the client hung up: nothing to report
-            return
-        super().handle_error(request, client_address)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def _vendor_json(status: int, payload: Any) -> Reply:
+    """JSON as both vendors send it: UTF-8 (Tushare's messages are Chinese), charset in the type."""
+    return json_reply(status, payload, content_type="application/json;charset=utf-8", ensure_ascii=False)
 
 
 def _parse_cn_time(text: str, end: bool) -> datetime | None:
@@ -407,12 +398,8 @@ class StocksReplayServer(BackgroundServer):
         self.total_counts: dict[tuple[str, str], int] = {}
         self.log: deque[dict] = deque(maxlen=100_000)
         self._local = threading.local()  # the request path being handled, for the log
-        self.verbose = False
-        self.httpd = _HTTPServer((host, port), self._handler_class())
-        self.thread: threading.Thread | None = None
-
-    # ---- lifecycle -------------------------------------------------------------------------
-
+        # verbose lines give the path only: Tushare tokens travel in bodies and are never printed
+        self.listen(host, port, self.handle, name="stocks-replay", methods=("GET", "POST", "HEAD"), log_query=False)
 
     # ---- ground truth and control ----------------------------------------------------------
 
@@ -519,7 +506,7 @@ class StocksReplayServer(BackgroundServer):
 
     def _ts_reply(self, code: int, msg: str, data: Any = None) -> Reply:
         payload = {"request_id": uuid.UUID(int=random.getrandbits(128)).hex, "code": code, "msg": msg, "data": data}
-        return Reply(200, _json_bytes(payload), {"Content-Type": "application/json;charset=utf-8"})
+        return _vendor_json(200, payload)
 
     def _tushare(self, path_api: str | None, body: bytes) -> Reply:
         try:
@@ -654,8 +641,7 @@ class StocksReplayServer(BackgroundServer):
     # ---- Yahoo ---------------------------------------------------------------------------------
 
     def _yahoo_error(self, status: int, code: str, description: str) -> Reply:
-        return Reply(status, _json_bytes({"chart": {"result": None, "error": {"code": code, "description": description}}}),
-                     {"Content-Type": "application/json;charset=utf-8"})
+        return _vendor_json(status, {"chart": {"result": None, "error": {"code": code, "description": description}}})
 
     def _yahoo(self, symbol: str, query: str) -> Reply:
         args = dict(parse_qsl(query, keep_blank_values=True))
@@ -744,10 +730,10 @@ class StocksReplayServer(BackgroundServer):
                     quote.pop(fault.field, None)
             elif quote.get(fault.field):
                 quote[fault.field][len(quote[fault.field]) // 2] = fault.value
-        body = _json_bytes(payload)
+        reply = _vendor_json(200, payload)
         if fault and fault.kind == "malformed_json":
-            body = body[:max(1, len(body) // 2)]
-        return Reply(200, body, {"Content-Type": "application/json;charset=utf-8"})
+            reply.body = reply.body[:max(1, len(reply.body) // 2)]
+        return reply
 
     def _chart_payload(self, symbol: str, ex: Exchange, tz: ZoneInfo, rows: list[tuple], periods: list,
                        requested_range: str | None, now: int) -> dict:
@@ -789,7 +775,7 @@ class StocksReplayServer(BackgroundServer):
 
     def _control(self, method: str, path: str, query: str, body: bytes) -> Reply:
         def reply(status: int, payload: Any) -> Reply:
-            return Reply(status, _json_bytes(payload), {"Content-Type": "application/json"})
+            return json_reply(status, payload, ensure_ascii=False)
 
         try:
             payload = json.loads(body or b"{}")
@@ -832,51 +818,14 @@ class StocksReplayServer(BackgroundServer):
             return reply(400, {"detail": "provider= tushare | tushare_daily | yahoo"})
         return reply(404, {"detail": "Not found."})
 
-    def _handler_class(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-            server_version = "stocks-replay"
-            sys_version = ""
-
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                try:
-                    reply = server.handle(self.command, self.path, self.headers, body)
-                except Exception as error:  # noqa: BLE001 - a replay bug must not hang the client
-                    reply = Reply(500, _json_bytes({"detail": f"replay server error: {type(error).__name__}: {error}"}),
-                                  {"Content-Type": "application/json"})
-                if server.verbose:  # the path only: Tushare tokens travel in bodies and are never printed
-                    print(f"{self.command} {urlsplit(self.path).path} -> {reply.status}", file=sys.stderr, flush=True)
-                self.send_response(reply.status)
-                for key, value in reply.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(reply.body)
-
-            do_GET = do_POST = do_HEAD = _serve
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
-
 
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m marketdata_assets.replay.stocks",
-                                description="Replay of Tushare Pro and Yahoo Finance chart v8 (formats, quirks, faults).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8766, help="0 picks a free port (printed)")
-    p.add_argument("--config", help="JSON file with StocksReplayConfig fields (faults too); flags override")
+    p = cli_parser("marketdata_assets.replay.stocks", "Replay of Tushare Pro and Yahoo Finance chart v8 (formats, "
+                   "quirks, faults).", port=8766, config="StocksReplayConfig fields (faults too)")
     p.add_argument("--seed", type=int)
     p.add_argument("--latency", type=float, dest="latency_s")
     p.add_argument("--tushare-token", action="append", dest="tushare_tokens",
@@ -895,15 +844,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> StocksReplayConfig:
-    data: dict = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            data = json.load(handle)
-    config = StocksReplayConfig.from_dict(data)
-    for attr in ("seed", "latency_s", "tushare_tokens", "tushare_minute_limit", "tushare_hour_limit",
-                 "tushare_day_limit", "limit_window_s", "stk_mins_row_limit", "yahoo_days_back"):
-        if getattr(args, attr) is not None:
-            setattr(config, attr, getattr(args, attr))
+    config = config_from_cli(args, StocksReplayConfig.from_dict, (
+        "seed", "latency_s", "tushare_tokens", "tushare_minute_limit", "tushare_hour_limit", "tushare_day_limit",
+        "limit_window_s", "stk_mins_row_limit", "yahoo_days_back"))
     if args.no_auction_bar:
         config.tushare_auction_bar = False
     config.faults.extend(Fault(**json.loads(spec)) for spec in args.fault)

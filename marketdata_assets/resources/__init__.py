@@ -15,7 +15,6 @@ from marketdata_assets.resources.alphas import AlphaApiResource, AlphaStoreResou
 from marketdata_assets.resources.clickhouse import ClickHouseResource
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.resources.mongo import MongoResource
-from marketdata_assets.resources.providers import provider_resources
 from marketdata_assets.resources.timescale import TimescaleResource
 
 __all__ = ["AlphaApiResource", "AlphaStoreResource", "ClickHouseResource", "HttpApiResource", "MongoResource", "TimescaleResource", "build_resources"]
@@ -30,6 +29,8 @@ def _env_int(name: str):
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    from marketdata_assets.defs.ticks.resources import provider_resources  # the ticks domain's own wiring
+
     clickhouse_dsn = dg.EnvVar("CLICKHOUSE_DSN") if os.environ.get("CLICKHOUSE_DSN") else settings.clickhouse_dsn()
     mongo = MongoResource(uri=_env("MONGODB_URI"), username=_env("MONGODB_USERNAME"),
                           password=_env("MONGODB_PASSWORD"))
@@ -46,6 +47,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
                                        user=_env("TIMESCALE_USER"), password=_env("TIMESCALE_PASSWORD"),
                                        dbname=_env("TIMESCALE_DB"), sslmode=_env("TIMESCALE_SSLMODE"),
                                        pool_size=_env_int("TIMESCALE_POOL_SIZE")),
-        # tushare, yahoo, binance, okx, deribit: limits from the providers config file
+        # tushare, yahoo, binance, okx, deribit: limits from the ticks domain's providers config file
         **provider_resources(),
     }

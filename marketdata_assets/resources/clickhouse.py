@@ -12,9 +12,9 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -35,7 +35,7 @@ class _DirectoryLock:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
         self.path = data_dir.parent / f".{data_dir.name}.lock"
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
 
     def holder(self) -> str:
         try:
@@ -113,7 +113,7 @@ class ClickHouseResource(dg.ConfigurableResource):
                                                            "holding the data directory.")
 
     _client = PrivateAttr(default=None)
-    _locked_dir: Optional[Path] = PrivateAttr(default=None)
+    _locked_dir: Path | None = PrivateAttr(default=None)
     _log = PrivateAttr(default=None)
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -28,7 +27,7 @@ class MongoResource(dg.ConfigurableResource):
     server_selection_timeout_ms: int = Field(default=4000, description="How long to wait for the server.")
     app_name: str = "marketdata-assets"
 
-    _client: Optional[pymongo.MongoClient] = PrivateAttr(default=None)
+    _client: pymongo.MongoClient | None = PrivateAttr(default=None)
 
     def _error(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(

@@ -9,9 +9,10 @@ The probe runs once per step process and tells assets which path to take:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator, Literal, Optional
+from typing import Literal
 
 import dagster as dg
 import psycopg
@@ -24,8 +25,8 @@ from marketdata_assets.lib.errors import StoreUnavailable, scrub
 @dataclass(frozen=True)
 class TimescaleCapabilities:
     server_version: str
-    extension_version: Optional[str]
-    license: Optional[str]
+    extension_version: str | None
+    license: str | None
     copy_from_stdin: bool
     single_session: bool
 
@@ -70,8 +71,8 @@ class TimescaleResource(dg.ConfigurableResource):
         default="auto", description="COPY FROM STDIN: auto (probe), on, off (INSERT path).")
     application_name: str = "marketdata-assets"
 
-    _pool: Optional[ConnectionPool] = PrivateAttr(default=None)
-    _capabilities: Optional[TimescaleCapabilities] = PrivateAttr(default=None)
+    _pool: ConnectionPool | None = PrivateAttr(default=None)
+    _capabilities: TimescaleCapabilities | None = PrivateAttr(default=None)
 
     @property
     def address(self) -> str:

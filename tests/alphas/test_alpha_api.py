@@ -45,9 +45,8 @@ from marketdata_assets.replay.alpha_api import (
     ReplayConfig,
     parse_filters,
 )
-from tests.scripted_server import Reply, ScriptedServer
-
 from marketdata_assets.replay.alpha_factory import make_alpha as ALPHA_FACTORY
+from tests.scripted_server import Reply, ScriptedServer
 
 NY = ZoneInfo("America/New_York")
 FAST = RetryPolicy(max_retries=4, backoff_base_s=0.01, backoff_max_s=0.05)

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
 
 from marketdata_assets.defs.alphas import sensors
-from marketdata_assets.defs.alphas.assets import (alpha_documents, alpha_files, alpha_package_drops, alpha_packages,
-                                                  alpha_store)
+from marketdata_assets.defs.alphas.assets import (
+    alpha_documents,
+    alpha_files,
+    alpha_package_drops,
+    alpha_packages,
+    alpha_store,
+)
 from marketdata_assets.defs.alphas.checks import alpha_checks
 from marketdata_assets.defs.alphas.schedules import alpha_fetch_daily
 from marketdata_assets.lib.alphas.api import credential_vars
@@ -22,7 +26,7 @@ from marketdata_assets.lib.alphas.files import iter_alpha_files, read_alpha_file
 from marketdata_assets.lib.alphas.importer import LEDGER, collection_digest
 from marketdata_assets.lib.alphas.packages import build_package
 from marketdata_assets.replay.alpha_api import AlphaReplayServer, ReplayAccount, ReplayConfig
-from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource, MongoResource
+from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
 
 NY = ZoneInfo("America/New_York")
 MONTH, MONTH_KEY = "2025-07", "2025-07-01"

@@ -11,10 +11,22 @@ import pytest
 from bson.codec_options import CodecOptions
 from pymongo.common import validate_ok_for_replace
 
-from marketdata_assets.lib.alphas.documents import (ESC, FW_DOLLAR, FW_DOT, InvalidAlpha, UnsupportedAlphaType,
-                                                    collection_for, escape_key, from_document, merged_document,
-                                                    replace_payload, to_document, unescape_key, unsafe_keys,
-                                                    validate_alpha)
+from marketdata_assets.lib.alphas.documents import (
+    ESC,
+    FW_DOLLAR,
+    FW_DOT,
+    InvalidAlpha,
+    UnsupportedAlphaType,
+    collection_for,
+    escape_key,
+    from_document,
+    merged_document,
+    replace_payload,
+    to_document,
+    unescape_key,
+    unsafe_keys,
+    validate_alpha,
+)
 from marketdata_assets.lib.alphas.files import canonical_json
 from marketdata_assets.replay.alpha_factory import make_alpha
 

@@ -13,12 +13,27 @@ from pathlib import Path
 import pytest
 
 from marketdata_assets.lib.alphas import files as files_mod
-from marketdata_assets.lib.alphas.files import (alpha_path, canonical_file_bytes, iter_alpha_files, land_alpha,
-                                                month_alpha_files, month_of, parse_alpha_path, quarantine, read_alpha_file,
-                                                write_if_changed)
-from marketdata_assets.lib.alphas.packages import (PackageError, build_package, build_packages,
-                                                   decompose_package, manifest_path_of, read_manifest,
-                                                   verify_package)
+from marketdata_assets.lib.alphas.files import (
+    alpha_path,
+    canonical_file_bytes,
+    iter_alpha_files,
+    land_alpha,
+    month_alpha_files,
+    month_of,
+    parse_alpha_path,
+    quarantine,
+    read_alpha_file,
+    write_if_changed,
+)
+from marketdata_assets.lib.alphas.packages import (
+    PackageError,
+    build_package,
+    build_packages,
+    decompose_package,
+    manifest_path_of,
+    read_manifest,
+    verify_package,
+)
 from marketdata_assets.replay.alpha_factory import NY, make_alpha
 
 ACCOUNT = "XX12345"

@@ -17,8 +17,13 @@ from pathlib import Path
 import pytest
 
 from marketdata_assets.lib.alphas.documents import from_document, to_document
-from marketdata_assets.lib.alphas.importer import (LEDGER, collection_digest, ensure_alpha_indexes, import_files,
-                                                   ledger_entries)
+from marketdata_assets.lib.alphas.importer import (
+    LEDGER,
+    collection_digest,
+    ensure_alpha_indexes,
+    import_files,
+    ledger_entries,
+)
 from marketdata_assets.replay.alpha_factory import make_alpha
 
 REPO = Path(__file__).resolve().parents[2]

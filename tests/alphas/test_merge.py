@@ -7,8 +7,13 @@ import json
 
 import pytest
 
-from marketdata_assets.lib.alphas.merge import (DEFAULT_ARRAY_KEYS, deep_merge, json_equal, merge_changed,
-                                                resolve_for_mode)
+from marketdata_assets.lib.alphas.merge import (
+    DEFAULT_ARRAY_KEYS,
+    deep_merge,
+    json_equal,
+    merge_changed,
+    resolve_for_mode,
+)
 from marketdata_assets.replay.alpha_factory import make_alpha
 
 

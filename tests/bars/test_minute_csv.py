@@ -33,7 +33,14 @@ from marketdata_assets.lib.bars.minute_csv import (
     read_minute_csv,
     write_rejects,
 )
-from marketdata_assets.replay.minute_csv import big_file, expected, make_bars, render, trading_days, write_text
+from marketdata_assets.replay.minute_csv import (
+    big_file,
+    expected,
+    make_bars,
+    render,
+    trading_days,
+    write_text,
+)
 
 DAYS = trading_days(date(2026, 1, 5), 2)
 

@@ -10,18 +10,17 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.http import (
-    WeightGate,
     SourceBanned,
     SourceDataError,
     SourcePermissionError,
     SourceRequestError,
+    WeightGate,
 )
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.ticks.sources import VenueClient, venue_client
 from marketdata_assets.lib.ticks.sources.binance import (
     BinanceClient,
-
     ban_until,
     parse_agg_trades,
     parse_depth,

@@ -9,17 +9,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.http import SourceDataError
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.ticks.sources.binance.dumps import (
     DumpName,
-    generate_trades,
     iter_dump,
     parse_dump_name,
     read_dump,
     scan_dump,
-    write_dump,
 )
+from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 
 UTC = timezone.utc
 

@@ -117,7 +117,13 @@ def test_daily_bars_materialized_view_matches_the_query_from_trades(ch):
         w.write_slice(client, db, "trades", trades(500 + i, day, seed=i), "BINANCE", "BTCUSDT", day, "r1")
     w.write_slice(client, db, "trades", trades(321, DAY, seed=9), "BINANCE", "BTCUSDT", DAY, "r2")   # re-write
     mv = ct.daily_bars(client, db, "BINANCE", "BTCUSDT", days[0], days[-1])
-    direct = ct.daily_bars(client, db, "BINANCE", "BTCUSDT", days[0], days[-1], from_trades=True)
+    direct = pl.from_arrow(client.query_arrow(  # the same bars computed from the active trades
+        "SELECT toDate(ts) AS day, venue, instrument, argMin(price, ts) AS open, max(price) AS high, min(price) AS low, "
+        "argMax(price, ts) AS close, sum(quantity) AS volume, sum(amount) AS amount, toInt64(count()) AS trades, "
+        f"min(ts) AS first_ts, max(ts) AS last_ts FROM `{db}`.trades_range(venue = 'BINANCE', instrument = 'BTCUSDT', "
+        "start = {start:DateTime64(6, 'UTC')}, end = {end:DateTime64(6, 'UTC')}) GROUP BY day, venue, instrument "
+        "ORDER BY day", parameters={"start": datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC),
+                                     "end": datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC) + timedelta(days=2)}))
     assert mv["trades"].to_list() == [500, 321, 502] == direct["trades"].to_list()
     exact = ["day", "venue", "instrument", "open", "high", "low", "close", "trades", "first_ts", "last_ts"]
     assert mv.select(exact).equals(direct.select(exact))
@@ -168,6 +174,6 @@ def test_books_and_bars_views(ch):
     assert client.command(f"SELECT count() FROM `{db}`.book_snapshots_v") == 6
     back = ct.read_range(client, db, "books", "DERIBIT", "BTC-PERPETUAL", DAY, DAY + timedelta(days=1))
     assert back.sort("side", "level").equals(book.sort("side", "level"))
-    with pytest.raises(ValueError, match="unknown tick kind"):
-        ct.spec_for("quotes")
-    assert ct.spec_for("book_snapshots") is ct.BOOKS and ct.spec_for("bars_1m") is ct.BARS
+    with pytest.raises(ValueError, match="unknown dataset 'book_snapshots'"):
+        ct.spec_for("book_snapshots")  # no aliases: the dataset's one name
+    assert ct.spec_for("books") is frames.BOOKS and ct.spec_for("bars_1m") is frames.BARS

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.http import SourceDataError, SourcePermissionError, SourceRequestError
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.ticks.sources import venue_client
 from marketdata_assets.lib.ticks.sources.deribit import (
     DeribitClient,
@@ -19,6 +20,7 @@ from marketdata_assets.lib.ticks.sources.deribit import (
     parse_trades,
 )
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import DAY, END, FAST, START, UTC, run
 
 
@@ -109,6 +111,10 @@ def test_tradingview_chart_arrays():
         parse_chart(body, "BTC-PERPETUAL")
 
 
+BOOK_BODY = json.dumps({"jsonrpc": "2.0", "result": {"timestamp": 1550757626706, "change_id": 7,
+                                                     "bids": [[3955.75, 30.0]], "asks": [[3956.0, 40.0]]}}).encode()
+
+
 # ---- paging and data against the replay's ground truth ---------------------------------------
 
 @pytest.mark.parametrize("instrument", ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"])
@@ -160,9 +166,57 @@ def test_other_rpc_errors_are_clear(server):
     with pytest.raises(SourceRequestError, match="Invalid params.*instrument not found") as error:
         run(go("BTC-NOPE"))
     assert error.value.code == -32602 and error.value.status == 400 and "get_order_book" in str(error.value)
+    assert str(error.value).startswith("DERIBIT BTC-NOPE: HTTP 400, code -32602: Invalid params (reason=instrument "
+                                       "not found, param=instrument_name)")
+    assert error.value.instrument == "BTC-NOPE" and len(server.requests("DERIBIT", "BTC-NOPE")) == 1  # not retried
     server.add_fault(kind="unauthorized", venue="DERIBIT", times=1)
     with pytest.raises(SourcePermissionError, match="13009"):
         run(go("BTC-PERPETUAL"))
+
+
+def test_a_permission_code_stops_the_endpoint_without_another_request(server):
+    server.add_fault(kind="unauthorized", venue="DERIBIT", instrument="ETH-PERPETUAL", times=1)
+    before = len(server.requests("DERIBIT", "ETH-PERPETUAL", "book"))
+
+    async def go():
+        async with client(server) as api:
+            errors = []
+            for _ in range(2):
+                with pytest.raises(SourcePermissionError) as error:
+                    await api.book_snapshot("ETH-PERPETUAL", 5)
+                errors.append(error.value)
+            return errors
+
+    first, second = run(go())
+    assert second is first and first.status == 400
+    assert str(first).startswith("DERIBIT refused access (HTTP 400): code 13009: unauthorized")
+    assert len(server.requests("DERIBIT", "ETH-PERPETUAL", "book")) == before + 1
+
+
+def test_a_rejected_parameter_names_reason_and_param(server):
+    server.add_fault(kind="vendor_error", venue="DERIBIT", instrument="ETH-PERPETUAL", endpoint="book", times=1)
+
+    async def go():
+        async with client(server) as api:
+            await api.book_snapshot("ETH-PERPETUAL", 5)
+
+    with pytest.raises(SourceRequestError, match=r"Invalid params \(reason=wrong format, param=instrument_name\)") \
+            as error:
+        run(go())
+    assert error.value.code == -32602 and error.value.instrument == "ETH-PERPETUAL"
+
+
+def test_the_retry_code_is_retried():
+    with ScriptedServer() as scripted:
+        scripted.replies.append(Reply(400, b'{"jsonrpc":"2.0","error":{"message":"retry","code":10040}}'))
+        scripted.replies.append(Reply(200, BOOK_BODY))
+
+        async def go():
+            async with DeribitClient(scripted.url, retry=FAST, requests_per_minute=60_000) as api:
+                return await api.book_snapshot("BTC-PERPETUAL", 1), api.stats
+
+        book, stats = run(go())
+    assert book.height == 2 and stats.retries == 1 and stats.rate_limited == 0 and len(scripted.requests) == 2
 
 
 def test_5xx_html_from_the_proxy_is_retried(server):

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from marketdata_assets.lib.http import (
+    SourceDataError,
+    SourceNotFound,
+    SourcePermissionError,
+    SourceRequestError,
+)
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.http import SourceDataError, SourcePermissionError, SourceRequestError
 from marketdata_assets.lib.ticks.sources import venue_client
 from marketdata_assets.lib.ticks.sources.okx import (
     OkxClient,
@@ -98,6 +105,11 @@ def test_error_envelope_in_a_page_is_a_data_error():
         parse_history_trades({"code": "51001", "msg": "Instrument ID doesn't exist", "data": []}, "BTC-USDT")
 
 
+BOOK_BODY = json.dumps({"code": "0", "msg": "", "data": [{"asks": [["41006.8", "0.6", "0", "1"]],
+                                                           "bids": [["41006.3", "0.3", "0", "2"]],
+                                                           "ts": "1629966436396"}]}).encode()
+
+
 # ---- error shapes over HTTP ------------------------------------------------------------------
 
 def test_401_without_data_key_is_a_permission_error():
@@ -110,7 +122,25 @@ def test_401_without_data_key_is_a_permission_error():
 
         with pytest.raises(SourcePermissionError, match="50111.*Invalid OK-ACCESS-KEY") as error:
             run(go())
-    assert error.value.status == 401
+        assert error.value.status == 401 and len(scripted.requests) == 1
+
+
+def test_a_permission_error_stops_the_endpoint_without_another_request():
+    with ScriptedServer() as scripted:
+        scripted.replies.append(Reply(401, b'{"msg":"Invalid OK-ACCESS-KEY","code":"50111"}'))
+        scripted.replies.append(Reply(200, BOOK_BODY))
+
+        async def go():
+            async with client(scripted.url) as api:
+                errors = []
+                for _ in range(2):
+                    with pytest.raises(SourcePermissionError) as error:
+                        await api.book_snapshot("BTC-USDT", 5)
+                    errors.append(error.value)
+                return errors
+
+        first, second = run(go())
+        assert second is first and len(scripted.requests) == 1
 
 
 def test_unknown_path_has_a_numeric_code(server):
@@ -131,6 +161,53 @@ def test_unknown_instrument_is_a_request_error(server):
     with pytest.raises(SourceRequestError, match="51001") as error:
         run(go())
     assert error.value.instrument == "NOPE-USDT"
+    assert isinstance(error.value, SourceNotFound) and error.value.code == "51001" and error.value.status == 200
+    assert "history-trades?instId=NOPE-USDT" in str(error.value)
+    assert len(server.requests("OKX", "NOPE-USDT")) == 1  # not retried
+
+
+def test_other_codes_are_rejected_requests_not_retried(server):
+    server.add_fault(kind="vendor_error", venue="OKX", instrument="BTC-USDT", endpoint="book", times=1)
+    before = len(server.requests("OKX", "BTC-USDT", "book"))
+
+    async def go():
+        async with client(server.base_url) as api:
+            await api.book_snapshot("BTC-USDT", 5)
+
+    with pytest.raises(SourceRequestError, match="code 51000: Parameter instId error") as error:
+        run(go())
+    assert not isinstance(error.value, SourceNotFound) and error.value.code == "51000"
+    assert error.value.status == 200 and len(server.requests("OKX", "BTC-USDT", "book")) == before + 1
+
+
+def test_http_200_busy_code_is_retried():
+    with ScriptedServer() as scripted:
+        scripted.replies.append(Reply(200, b'{"code":"50013","msg":"Systems are busy. Please try again later.",'
+                                           b'"data":[]}'))
+        scripted.replies.append(Reply(200, BOOK_BODY))
+
+        async def go():
+            async with client(scripted.url) as api:
+                return await api.book_snapshot("BTC-USDT", 5), api.stats
+
+        book, stats = run(go())
+    assert book.height == 2 and stats.retries == 1 and stats.rate_limited == 0 and len(scripted.requests) == 2
+
+
+def test_http_200_rate_limit_code_honours_retry_after():
+    with ScriptedServer() as scripted:
+        scripted.replies.append(Reply(200, b'{"msg":"Too Many Requests","code":"50011"}',
+                                      {"Content-Type": "application/json", "Retry-After": "0.3"}))
+        scripted.replies.append(Reply(200, BOOK_BODY))
+
+        async def go():
+            async with client(scripted.url) as api:
+                started = time.monotonic()
+                book = await api.book_snapshot("BTC-USDT", 5)
+                return book, api.stats, time.monotonic() - started
+
+        book, stats, elapsed = run(go())
+    assert book.height == 2 and stats.rate_limited == 1 and stats.retries == 1 and elapsed >= 0.3
 
 
 # ---- paging and data against the replay's ground truth ---------------------------------------

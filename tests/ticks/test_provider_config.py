@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from marketdata_assets.defs.ticks.resources import CONFIG_ENV, DEFAULT_CONFIG, load_providers_config
+from marketdata_assets.lib.ticks.config import ProvidersConfigError
 from marketdata_assets.lib.ticks.instruments import InstrumentKey
-from marketdata_assets.lib.ticks.config import (
-    CONFIG_ENV,
-    DEFAULT_CONFIG,
-    ProvidersConfigError,
-    load_providers_config,
-)
 
 
 def shipped() -> dict:

@@ -23,7 +23,8 @@ from polars.testing import assert_frame_equal
 from marketdata_assets.defs.ticks.partitions import crypto_partitions
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import frames, writer
-from marketdata_assets.lib.ticks.sources.binance.dumps import generate_trades, read_dump, write_dump
+from marketdata_assets.lib.ticks.sources.binance.dumps import read_dump
+from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer
 from tests.ticks.ticks_dagster import (
@@ -105,13 +106,13 @@ def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_serv
     assert first.success
     meta = metadata(first, "crypto_trades")
     assert meta["summary"] == "Successful: 6/6" and meta["slices_failed"] == 0
-    assert meta["requests"] > 6 and meta["first_ts"].startswith(str(DAY)) and "BINANCE" in meta["providers"]
+    assert meta["requests"] > 6 and meta["first_ts"].startswith(str(DAY)) and "BINANCE" in meta["sources"]
     assert metadata(first, "crypto_bars_1m")["rows"] == 6 * 1440
     for key in CRYPTO:
         venue, instrument = key.split(":")
         truth = crypto_server.truth_trades(venue, instrument, DAY)
         assert_same_rows(view_rows(clickhouse, "trades", venue, instrument, DAY), truth, ["ts", "trade_id"])
-        assert_same_rows(view_rows(clickhouse, "bars", venue, instrument, DAY),
+        assert_same_rows(view_rows(clickhouse, "bars_1m", venue, instrument, DAY),
                          crypto_server.truth_bars(venue, instrument, DAY), ["ts"])
     checks = first.get_asset_check_evaluations()
     assert len(checks) == 6 and all(c.passed for c in checks)
@@ -159,7 +160,7 @@ def test_malformed_page_fails_its_slice_the_others_are_written_and_retry_failed_
     clickhouse = crypto["clickhouse"]
     assert view_rows(clickhouse, "trades", "OKX", "BTC-USDT-SWAP", DAY).height == 0
     assert view_rows(clickhouse, "trades", "OKX", "BTC-USDT", DAY).height == 1500            # written anyway
-    assert view_rows(clickhouse, "bars", "DERIBIT", "BTC-PERPETUAL", DAY).height == 0
+    assert view_rows(clickhouse, "bars_1m", "DERIBIT", "BTC-PERPETUAL", DAY).height == 0
     failed = ingest_log(clickhouse, "outcome = 'failed'")
     assert {(r["instrument"], r["kind"]) for r in failed} == {("BTC-USDT-SWAP", "trades"), ("BTC-PERPETUAL", "bars")}
     assert all(r["run_id"] == result.run_id and "2025-01-15" in r["error"] for r in failed)
@@ -184,15 +185,15 @@ def test_a_ban_stops_binance_for_the_run_and_the_other_venues_finish(crypto_serv
     result = materialize(instance, crypto, BOTH, tags=day_range(DAY, CRYPTO[0], CRYPTO[-1]))
     assert not result.success
     _, meta = failure(result)
-    assert "banned this IP" in meta["failures"] and "not attempted: BINANCE stopped" in meta["failures"]
+    assert "banned this IP" in meta["failures"] and "not attempted: BINANCE trades stopped" in meta["failures"]
     assert meta["crypto_trades_summary"] == "Successful: 4/6"
     assert len(crypto_server.requests(venue="BINANCE")) == 2  # the first page and the ban: nothing after
     clickhouse = crypto["clickhouse"]
     for key in CRYPTO[2:]:
         venue, instrument = key.split(":")
         assert view_rows(clickhouse, "trades", venue, instrument, DAY).height == 1500
-        assert view_rows(clickhouse, "bars", venue, instrument, DAY).height == 1440
-    assert any("BINANCE: STOPPED, no further requests in this run" in m for m in log_messages(instance, result))
+        assert view_rows(clickhouse, "bars_1m", venue, instrument, DAY).height == 1440
+    assert any("BINANCE trades: STOPPED, no further requests in this run" in m for m in log_messages(instance, result))
 
 
 def test_book_snapshots_add_up_in_their_day(crypto_server, crypto, instance):
@@ -225,7 +226,7 @@ def test_checks_fail_on_bad_rows_in_the_active_loads(crypto, instance):
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, db)
         writer.write_slice(client, db, "trades", trades, "BINANCE", "BTCUSDT", DAY, "test")
-        writer.write_slice(client, db, "bars", bars, "BINANCE", "BTCUSDT", DAY, "test")
+        writer.write_slice(client, db, "bars_1m", bars, "BINANCE", "BTCUSDT", DAY, "test")
         # a row outside its day cannot come through the writer: insert it and flip the pointer by hand
         client.command(f"INSERT INTO `{db}`.bars_1m (ts, venue, instrument, open, high, low, close, volume, amount, "
                        "trades, day, load_id) VALUES ('2025-01-16 00:00:00', 'OKX', 'BTC-USDT', 1, 2, 1, 2, 1, 1, 1, "
@@ -324,24 +325,25 @@ A_SHARES = [f"{600000 + i}.SH" for i in range(75)] + [f"{i:06d}.SZ" for i in ran
 def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_it(stock_server, stocks, instance):
     bad = "600010.SH"
     stock_server.add_fault("non_numeric", symbols=[bad], api="stk_mins", field="close")
-    config = {"a_share_ticks": {"symbols": A_SHARES, "attempts": 2}}
+    config = {"a_share_ticks": {"instruments": A_SHARES, "attempts": 2}}
     result = materialize(instance, stocks, ["a_share_bars_1m", "a_share_daily_bars"], partition_key=str(STOCK_DAY),
                          config=config)
     assert not result.success
     description, meta = failure(result)
     assert meta["a_share_bars_1m_summary"] == "Successful: 149/150"
     assert meta["a_share_daily_bars_summary"] == "Successful: 150/150"
-    assert f"bars {bad} 2025-06-05" in meta["failures"] and "close" in meta["failures"]
+    assert f"SSE:{bad} 2025-06-05 bars_1m" in meta["failures"] and "close" in meta["failures"]
     assert f"retry_failed_from_run: {result.run_id}" in description
     assert len(stock_server.requests_for("tushare", bad)) >= 2 + 1  # tried twice (+ its daily batch)
     messages = log_messages(instance, result)
-    assert any("TUSHARE bars: 150/150 symbols done" in m for m in messages)
-    assert any("wrote SSE, 74 symbols" in m for m in messages) and any("wrote SZSE, 75 symbols" in m for m in messages)
+    assert any("TUSHARE: 150/150 slices settled (149 ok, 1 failed, 0 skipped)" in m for m in messages)
+    assert any(f"wrote bars_1m SSE {STOCK_DAY}: 74 instruments" in m for m in messages)
+    assert any(f"wrote bars_1m SZSE {STOCK_DAY}: 75 instruments" in m for m in messages)
 
     clickhouse = stocks["clickhouse"]
     counts = dict(query(clickhouse, "SELECT instrument, count() FROM {db}.bars_1m_v GROUP BY instrument"))
     assert len(counts) == 149 and set(counts.values()) == {241} and bad not in counts
-    first = view_rows(clickhouse, "bars", "SSE", "600000.SH", STOCK_DAY)
+    first = view_rows(clickhouse, "bars_1m", "SSE", "600000.SH", STOCK_DAY)
     truth = stock_server.tushare_minutes("600000.SH", STOCK_DAY)
     assert first["ts"][0] == datetime(2025, 6, 5, 1, 29, tzinfo=UTC) and first["close"][0] == float(truth[0][3])
     daily = query(clickhouse, "SELECT instrument, volume, close FROM {db}.daily_bars_v WHERE instrument = '600000.SH'")
@@ -362,7 +364,7 @@ def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_
     stock_server.clear_faults()
     stock_server.reset_counters()
     follow_up = materialize(instance, stocks, ["a_share_bars_1m", "a_share_daily_bars"], partition_key=str(STOCK_DAY),
-                            config={"a_share_ticks": {"symbols": A_SHARES, "retry_failed_from_run": result.run_id}})
+                            config={"a_share_ticks": {"instruments": A_SHARES, "retry_failed_from_run": result.run_id}})
     assert follow_up.success
     assert {tuple(r["symbols"]) for r in stock_server.requests_for("tushare")} == {(bad,)}
     assert metadata(follow_up, "a_share_bars_1m")["summary"] == "Successful: 1/1"
@@ -377,18 +379,18 @@ def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_
 def test_tushare_permission_error_stops_minutes_and_daily_bars_go_on(stock_server, stocks, instance):
     stock_server.add_fault("tushare_permission", api="stk_mins")
     result = materialize(instance, stocks, ["a_share_bars_1m", "a_share_daily_bars"], partition_key=str(STOCK_DAY),
-                         config={"a_share_ticks": {"symbols": A_SHARES[:40], "workers": 4}})
+                         config={"a_share_ticks": {"instruments": A_SHARES[:40], "workers": 4}})
     assert not result.success
     _, meta = failure(result)
     assert meta["a_share_bars_1m_summary"] == "Successful: 0/40" and meta["a_share_daily_bars_summary"] == "Successful: 40/40"
-    assert "no permission for 'stk_mins'" in meta["failures"] and "not attempted: TUSHARE bars stopped" in meta["failures"]
+    assert "no permission for 'stk_mins'" in meta["failures"] and "not attempted: TUSHARE bars_1m stopped" in meta["failures"]
     assert len([r for r in stock_server.requests_for("tushare") if r["api"] == "stk_mins"]) <= 4  # not hammered
     assert query(stocks["clickhouse"], "SELECT count() FROM {db}.daily_bars_v") == [(40,)]
 
 
 def test_yahoo_day_in_major_units_a_delisted_symbol_tolerated_and_a_rerun_replaces(stock_server, stocks, instance):
     stock_server.add_fault("not_found", symbols=["GONE.L"])
-    config = {"yahoo_bars_1m": {"symbols": ["AAPL", "VOD.L", "SAP.DE", "GONE.L"], "max_failed_symbols": 1}}
+    config = {"yahoo_bars_1m": {"instruments": ["AAPL", "VOD.L", "SAP.DE", "GONE.L"], "max_failed": 1}}
     for _ in range(2):
         result = materialize(instance, stocks, ["yahoo_bars_1m"], partition_key=str(STOCK_DAY), config=config)
         assert result.success
@@ -398,7 +400,7 @@ def test_yahoo_day_in_major_units_a_delisted_symbol_tolerated_and_a_rerun_replac
     counts = dict(query(clickhouse, "SELECT concat(venue, ':', instrument), count() FROM {db}.bars_1m_v GROUP BY 1"))
     raw = {s: [r for r in stock_server.yahoo_rows(s, STOCK_DAY) if r[6] == "ok"] for s in ("AAPL", "VOD.L", "SAP.DE")}
     assert counts == {"NMS:AAPL": len(raw["AAPL"]), "LSE:VOD.L": len(raw["VOD.L"]), "GER:SAP.DE": len(raw["SAP.DE"])}
-    vod = view_rows(clickhouse, "bars", "LSE", "VOD.L", STOCK_DAY)
+    vod = view_rows(clickhouse, "bars_1m", "LSE", "VOD.L", STOCK_DAY)
     assert vod["close"][0] == pytest.approx(raw["VOD.L"][0][4] / 100)  # pence -> pounds
     gone = ingest_log(clickhouse, "instrument = 'GONE.L'")
     assert len(gone) == 2 and all(r["outcome"] == "failed" and "delisted" in r["error"] for r in gone)
@@ -409,12 +411,12 @@ def test_a_holiday_writes_nothing_and_materializes(stock_server, stocks, instanc
     stock_server.configure(holidays=["2025-06-06"])
     try:
         result = materialize(instance, stocks, ["a_share_bars_1m"], partition_key="2025-06-06",
-                             config={"a_share_ticks": {"symbols": A_SHARES[:10]}})
+                             config={"a_share_ticks": {"instruments": A_SHARES[:10]}})
     finally:
         stock_server.configure(holidays=[])
     assert result.success and metadata(result, "a_share_bars_1m")["rows"] == 0
     assert query(stocks["clickhouse"], "SELECT count() FROM {db}.loads") == [(0,)]
-    assert {r["error"] for r in ingest_log(stocks["clickhouse"])} == {"not a trading day (no bars for any symbol)"}
+    assert {r["error"] for r in ingest_log(stocks["clickhouse"])} == {"not a trading day (no bars for any instrument)"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,8 +473,8 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
 
 
 def test_instruments_from_config_sensor_adds_the_missing_ones():
+    from marketdata_assets.defs.ticks.resources import load_providers_config
     from marketdata_assets.defs.ticks.sensors import crypto_instruments_from_config
-    from marketdata_assets.lib.ticks.config import load_providers_config
 
     wanted = load_providers_config().crypto_partition_keys()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -543,8 +545,8 @@ def test_range_runs_cover_exactly_the_affected_pairs():
 
 def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_server, clickhouse, instance,
                                                                           monkeypatch):
+    from marketdata_assets.defs.ticks.resources import provider_resources
     from marketdata_assets.lib.ticks.sources.tushare import TushareTokenError
-    from marketdata_assets.resources.providers import provider_resources
 
     monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
     monkeypatch.delenv("OKX_BASE_URL", raising=False)  # `make test` sets every variable to its default
@@ -560,7 +562,7 @@ def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_s
     stock_server.configure(tushare_tokens=[secret])  # any other token gets 40101
     try:
         result = materialize(instance, {**resources, "clickhouse": clickhouse}, ["a_share_daily_bars"],
-                             partition_key=str(STOCK_DAY), config={"a_share_ticks": {"symbols": ["600000.SH"]}})
+                             partition_key=str(STOCK_DAY), config={"a_share_ticks": {"instruments": ["600000.SH"]}})
     finally:
         stock_server.configure(tushare_tokens=None)
     assert result.success and metadata(result, "a_share_daily_bars")["summary"] == "Successful: 1/1"

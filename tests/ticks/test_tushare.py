@@ -1,5 +1,6 @@
 """Tushare Pro client against the stocks replay server over real HTTP on loopback: units, time
-zones, newest-first paging, HTTP-200 error codes told apart by message, and the token's secrecy."""
+zones, newest-first paging, the batch `daily` call, HTTP-200 error codes told apart by message
+(the declared error table), and the token's secrecy."""
 
 from __future__ import annotations
 
@@ -13,32 +14,37 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.http import ApiError, RetryPolicy
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
 from marketdata_assets.lib.http import (
+    ApiError,
+    RetryPolicy,
     SourceBanned,
     SourceDataError,
     SourcePermissionError,
     SourceRequestError,
 )
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
 from marketdata_assets.lib.ticks.sources.tushare import (
-    DAILY_SCHEMA,
+    ERRORS,
     TushareClient,
     TushareLimitReached,
     TusharePermissionError,
-    TushareRateLimited,
+    TushareResponseError,
     TushareTokenError,
-    classify_error,
+    error_fields,
     normalize_ts_code,
     parse_daily,
     parse_stk_mins,
+    response_table,
     token_from_env,
     venue_of,
 )
 from marketdata_assets.replay.stocks import (
+    TUSHARE_BAD_TOKEN_MESSAGE,
+    TUSHARE_PERMISSION_MESSAGE,
     StocksReplayConfig,
     StocksReplayServer,
     tushare_day_limit_message,
+    tushare_hour_limit_message,
     tushare_minute_limit_message,
 )
 
@@ -153,37 +159,95 @@ def test_daily_lots_to_shares_and_thousands_to_yuan():
         "has_more": False, "count": -1}}
     parsed = parse_daily(answer, instrument="000001.SZ")
     frame = parsed.frame
-    assert frame.schema == pl.Schema(DAILY_SCHEMA)
-    assert frame["day"].to_list() == [date(2018, 7, 17), date(2018, 7, 18)]  # oldest first
+    assert frame.schema == pl.Schema(DAILY_BARS_SCHEMA)
+    # ts = 00:00 UTC of the trade date, oldest first
+    assert frame["ts"].to_list() == [datetime(2018, 7, 17, tzinfo=UTC), datetime(2018, 7, 18, tzinfo=UTC)]
     last = frame.row(1, named=True)
     assert last["volume"] == 52515277.0  # 525152.77 lots × 100 shares
     assert last["amount"] == 460697377.0  # 460697.377 thousand yuan × 1000, no binary noise
     assert (last["venue"], last["pre_close"], last["close"]) == ("SZSE", 8.72, 8.70)
+    assert parsed.oldest == date(2018, 7, 17) and parsed.counts["000001.SZ"]["rows"] == 2
+
+
+def test_daily_nulls_and_repeats_are_counted_per_instrument():
+    fields = ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount"]
+    answer = {"code": 0, "msg": "", "data": {"fields": fields, "items": [
+        ["600000.SH", "20250603", 7.1, 7.2, 7.0, 7.1, 7.0, 100.0, 71.0],
+        ["600000.SH", "20250603", 7.1, 7.2, 7.0, 7.1, 7.0, 100.0, 71.0],  # repeated
+        ["000001.SZ", "20250603", None, None, None, None, None, None, None],  # all null
+        ["000001.SZ", "20250602", 10.0, 10.1, 9.9, None, 9.9, 50.0, 50.0],  # partly null
+        ["000001.SZ", "20250530", 10.0, 10.1, 9.9, 10.0, None, 50.0, 50.0],  # pre_close may be null
+    ]}}
+    parsed = parse_daily(answer, instrument="600000.SH,000001.SZ")
+    assert parsed.frame.select("instrument", "ts").rows() == [
+        ("000001.SZ", datetime(2025, 5, 30, tzinfo=UTC)), ("600000.SH", datetime(2025, 6, 3, tzinfo=UTC))]
+    assert (parsed.null_rows, parsed.partial_rows, parsed.duplicates, parsed.received) == (1, 1, 1, 5)
+    assert parsed.counts["600000.SH"] == {"rows": 2, "duplicates": 1}
+    assert parsed.counts["000001.SZ"] == {"rows": 3, "null_rows": 1, "partial_rows": 1}
+    assert parsed.frame["pre_close"].to_list() == [None, 7.0]
+    with pytest.raises(TushareResponseError, match="a row of 000001.SZ in the answer for 600000.SH"):
+        parse_daily(answer, instrument="600000.SH")
+
+
+def test_code_zero_with_null_data_is_an_empty_table():
+    table = response_table({"code": 0, "msg": "", "data": None}, "stk_mins", required=("trade_time", "open"))
+    assert (table.fields, table.items, table.has_more) == (["trade_time", "open"], [], False)
+    parsed = parse_stk_mins({"code": 0, "msg": "", "data": None}, instrument="600000.SH")
+    assert parsed.frame.schema == pl.Schema(BARS_SCHEMA) and parsed.frame.height == 0 and parsed.received == 0
+    assert parse_daily({"code": "0", "msg": "", "data": None}).frame.schema == pl.Schema(DAILY_BARS_SCHEMA)
+    with pytest.raises(TushareResponseError, match="no `code`"):
+        response_table({"msg": "", "data": None}, "daily", instrument="600000.SH")
+
+
+DOC = "权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。"
 
 
 @pytest.mark.parametrize("code, msg, kind", [
-    (40203, "抱歉，您每分钟最多访问该接口200次，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
-     "rate_minute"),
-    (40203, "抱歉，您每小时最多访问该接口1次，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
-     "rate_hour"),
-    (40203, "抱歉，您每天最多访问该接口2次，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
-     "rate_day"),
-    (40203, "抱歉，您没有访问该接口的权限，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
-     "permission"),
-    (40203, "抱歉，您没有权限访问该接口，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。",
-     "permission"),
-    (40101, "您的token不对，请确认。", "token"),
+    (40203, "抱歉，您每分钟最多访问该接口200次，" + DOC, "rate_limited"),  # also says 权限: a limit, not a refusal
+    (40203, "Sorry, you can call this API at most 200 times per minute", "rate_limited"),
+    (40203, "抱歉，您每小时最多访问该接口1次，" + DOC, "quota"),
+    (40203, "抱歉，您每天最多访问该接口2次，" + DOC, "quota"),
+    (40203, "抱歉，您每日最多访问该接口2次，" + DOC, "quota"),
+    (40203, "at most 10 calls per hour", "quota"),
+    (40203, "at most 10 calls per day", "quota"),
+    (40203, "抱歉，您没有访问该接口的权限，" + DOC, "permission"),
+    (40203, "抱歉，您没有权限访问该接口，" + DOC, "permission"),
+    (40203, "", "permission"),
+    (40101, "您的token不对，请确认。", "unauthorized"),
     (2002, "权限不足", "permission"),
-    ("0", "", "ok"),
-    (-2001, "参数错误", "other"),
+    ("2002", "您没有该接口的访问权限", "permission"),
+    (-2001, "参数错误", "rejected"),
+    (-1, "", "rejected"),
 ])
-def test_error_codes_are_told_apart_by_message(code, msg, kind):
-    assert classify_error(code, msg) == kind
+def test_error_table_tells_codes_apart_by_message(code, msg, kind):
+    found = error_fields({"request_id": "r", "code": code, "msg": msg, "data": None})
+    assert found == (code, msg)
+    assert ERRORS.classify(200, *found) == kind
 
 
-def test_rate_limit_answer_raises_for_a_parser_caller():
-    with pytest.raises(TushareRateLimited):
-        parse_stk_mins({"code": 40203, "msg": tushare_minute_limit_message(200), "data": None})
+@pytest.mark.parametrize("payload", [{"code": 0, "msg": "", "data": None}, {"code": "0", "msg": ""},
+                                     {"data": None}, [1, 2], "text"])
+def test_good_answers_have_no_error_fields(payload):
+    assert error_fields(payload) is None
+
+
+@pytest.mark.parametrize("code, msg, error_type, what", [
+    (40203, tushare_minute_limit_message(200), TushareLimitReached, "per-minute quota of 'stk_mins'"),
+    (40203, tushare_hour_limit_message(1), TushareLimitReached, "hourly quota of 'stk_mins'"),
+    (40203, tushare_day_limit_message(2), TushareLimitReached, "daily quota of 'stk_mins'"),
+    (40203, TUSHARE_PERMISSION_MESSAGE, TusharePermissionError, "no permission for 'stk_mins'"),
+    (2002, "权限不足", TusharePermissionError, "code 2002"),
+    (40101, TUSHARE_BAD_TOKEN_MESSAGE, TushareTokenError, "TUSHARE_TOKEN"),
+    (-2001, "参数错误", SourceRequestError, "参数错误"),
+])
+def test_error_answers_raise_what_they_stand_for_for_a_parser_caller(code, msg, error_type, what):
+    with pytest.raises(error_type) as error:
+        parse_stk_mins({"code": code, "msg": msg, "data": None}, instrument="600000.SH")
+    assert what in str(error.value) and type(error.value) is error_type
+    if "quota" in what and "per-minute" not in what:
+        assert error.value.until is not None and error.value.until > datetime.now(UTC)
+        hours = (error.value.until - datetime.now(UTC)).total_seconds() / 3600
+        assert hours <= (1 if "hourly" in what else 24)
 
 
 def test_venues_and_token_from_env():
@@ -250,14 +314,16 @@ def test_newest_first_paging_loses_and_repeats_nothing(server_limit, client_limi
     assert quality["duplicates"] == 0 and quality["rows"] == len(truth)
 
 
-def test_daily_bars_units_against_truth_and_minutes():
+def test_daily_units_against_truth_and_minutes():
     with StocksReplayServer() as server:
         async def go():
             async with client(server) as ts:
-                return await ts.daily_bars("600000.SH", WEEK[0], WEEK[-1]), await ts.minute_bars("600000.SH", WEEK[1])
+                return (await ts.daily(["600000.SH"], WEEK[0], WEEK[-1]),
+                        await ts.minute_bars("600000.SH", WEEK[1]))
 
         daily, minutes = run(go())
-    assert daily["day"].to_list() == WEEK
+    assert daily.schema == pl.Schema(DAILY_BARS_SCHEMA)
+    assert daily["ts"].to_list() == [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in WEEK]
     row = daily.row(1, named=True)
     truth = server.tushare_daily("600000.SH", WEEK[1])
     assert row["volume"] == round(truth[9] * 100, 4) == minutes["volume"].sum()  # lots → shares
@@ -267,15 +333,87 @@ def test_daily_bars_units_against_truth_and_minutes():
     assert daily["pre_close"][1] == daily["close"][0]
 
 
-def test_bars_1m_is_half_open_in_utc():
+SIX = ["600000.SH", "000001.SZ", "600036.SH", "601398.SH", "600519.SH", "830799.BJ"]
+
+
+def expected_daily(server: StocksReplayServer, codes, days) -> list[tuple]:
+    """Server truth → (instrument, ts, open, high, low, close, pre_close, volume in shares, amount in yuan)."""
+    out = []
+    for code in sorted(codes):
+        for day in days:
+            row = server.tushare_daily(code, day)
+            if row:
+                _, _, o, h, lo, c, pre, _, _, vol, amount = row
+                out.append((code, datetime(day.year, day.month, day.day, tzinfo=UTC), o, h, lo, c, pre,
+                            round(vol * 100, 4), round(amount * 1000, 3)))
+    return out
+
+
+def daily_rows(frame: pl.DataFrame) -> list[tuple]:
+    return frame.select("instrument", "ts", "open", "high", "low", "close", "pre_close", "volume", "amount").rows()
+
+
+def test_daily_asks_once_for_every_code():
     with StocksReplayServer() as server:
         async def go():
             async with client(server) as ts:
-                return await ts.bars_1m("600000.SH", datetime(2025, 6, 3, 1, 30, tzinfo=UTC),
-                                        datetime(2025, 6, 3, 1, 40, tzinfo=UTC))
+                frame = await ts.daily(["sh600000", *SIX[1:], "600000.SH"], WEEK[0], WEEK[-1])
+                return frame, ts.quality, ts.figures()
 
-        frame = run(go())
-    assert frame["ts"].to_list() == [datetime(2025, 6, 3, 1, 30 + i, tzinfo=UTC) for i in range(10)]
+        frame, quality, figures = run(go())
+        log = server.requests_for("tushare")
+    assert [(e["api"], e["symbols"]) for e in log] == [("daily", SIX)]  # one request, codes normalized, once each
+    assert daily_rows(frame) == expected_daily(server, SIX, WEEK)
+    assert frame.height == 30 and frame.schema == pl.Schema(DAILY_BARS_SCHEMA)
+    assert set(zip(frame["instrument"], frame["venue"])) == {(c, venue_of(c)) for c in SIX}
+    assert all(quality[c]["daily_rows"] == 5 for c in SIX)
+    assert figures["requests"] == 1 and figures["duplicate_rows"] == 0 and figures["limit_waits"] == 0
+
+
+def test_daily_pages_backward_through_a_date_cut_in_the_middle():
+    # 3 codes x 10 trade days = 30 rows, 7 a page: pages end inside a date, which is asked again whole
+    codes, days = ["600000.SH", "000001.SZ", "830799.BJ"], (date(2025, 6, 2), date(2025, 6, 13))
+    with StocksReplayServer(StocksReplayConfig(daily_row_limit=7)) as server:
+        async def go():
+            async with client(server, daily_row_limit=7) as ts:
+                return await ts.daily(codes, *days), ts.quality, ts.figures()
+
+        frame, quality, figures = run(go())
+        log = server.requests_for("tushare")
+    all_days = [days[0] + timedelta(days=i) for i in range((days[1] - days[0]).days + 1)]
+    truth = expected_daily(server, codes, all_days)
+    assert len(truth) == 30
+    assert daily_rows(frame) == truth  # nothing lost, nothing repeated
+    assert len(log) >= 30 // 7 + 1 and all(e["symbols"] == codes for e in log)
+    assert figures["duplicate_rows"] == 0 and sum(quality[c]["daily_rows"] for c in codes) == 30
+
+
+def test_daily_refuses_a_date_that_fills_a_whole_answer():
+    with StocksReplayServer(StocksReplayConfig(daily_row_limit=2)) as server:
+        async def go():
+            async with client(server, daily_row_limit=2) as ts:
+                await ts.daily(["600000.SH", "000001.SZ", "830799.BJ"], WEEK[0], WEEK[1])
+
+        with pytest.raises(TushareResponseError) as error:
+            run(go())
+    assert "one trade date fills a whole answer" in str(error.value) and "ask fewer codes" in str(error.value)
+    assert error.value.instrument == "600000.SH,000001.SZ,830799.BJ" and error.value.day == WEEK[1]
+
+
+def test_daily_drops_null_rows_and_counts_them_per_instrument():
+    with StocksReplayServer() as server:
+        server.add_fault("non_numeric", api="daily", field="close", value=None, times=1)
+
+        async def go():
+            async with client(server) as ts:
+                return await ts.daily(SIX[:3], WEEK[0], WEEK[-1]), ts.quality, ts.figures()
+
+        frame, quality, figures = run(go())
+    truth = expected_daily(server, SIX[:3], WEEK)
+    assert frame.height == len(truth) - 1 and set(daily_rows(frame)) < set(truth)
+    (dropped,) = set(truth) - set(daily_rows(frame))
+    assert quality[dropped[0]]["partial_rows"] == 1
+    assert sum(q["partial_rows"] for q in quality.values()) == 1 == figures["dropped_partial_rows"]
 
 
 def test_per_minute_limit_waits_for_the_next_window_then_succeeds():
@@ -295,12 +433,12 @@ def test_per_minute_limit_waits_for_the_next_window_then_succeeds():
 
                 ts.http.request = recording
                 started = time.monotonic()
-                frames = await asyncio.gather(*(ts.daily_bars("600000.SH", d) for d in WEEK + WEEK[:3]))
+                frames = await asyncio.gather(*(ts.daily(["600000.SH"], d, d) for d in WEEK + WEEK[:3]))
                 return frames, time.monotonic() - started, ts.stats, ts.limit_waits, sends
 
         frames, elapsed, stats, waits, sends = run(go())
         log = server.requests_for("tushare")
-    assert [f["day"].to_list() for f in frames] == [[d] for d in WEEK + WEEK[:3]]
+    assert [f["ts"].dt.date().to_list() for f in frames] == [[d] for d in WEEK + WEEK[:3]]
     refused = [e for e in log if e["code"] == 40203]
     accepted = [e for e in log if e["code"] == 0]
     assert len(accepted) == 8 and refused and stats.rate_limited == len(refused) == waits
@@ -341,7 +479,7 @@ def test_daily_quota_stops_that_api_without_retrying():
                         await ts.minute_bars("600000.SH", day)
                     except SourceBanned as error:
                         errors.append(error)
-                daily = await ts.daily_bars("600000.SH", WEEK[0])  # another API: its own quota
+                daily = await ts.daily(["600000.SH"], WEEK[0], WEEK[0])  # another API: its own quota
                 return errors, daily
 
         errors, daily = run(go())
@@ -363,7 +501,7 @@ def test_permission_40203_is_not_a_rate_limit_and_is_not_retried():
                     await ts.minute_bars("600000.SH", WEEK[0])
                 with pytest.raises(TusharePermissionError):
                     await ts.minute_bars("000001.SZ", WEEK[0])
-                return first.value, await ts.daily_bars("600000.SH", WEEK[0]), ts.stats
+                return first.value, await ts.daily(["600000.SH"], WEEK[0], WEEK[0]), ts.stats
 
         error, daily, stats = run(go())
     assert isinstance(error, TusharePermissionError) and "没有访问该接口的权限" in str(error)
@@ -380,13 +518,110 @@ def test_code_2002_is_a_permission_error_and_other_codes_are_request_errors():
         async def go():
             async with client(server) as ts:
                 with pytest.raises(TusharePermissionError):
-                    await ts.daily_bars("600000.SH", WEEK[0])
+                    await ts.daily(["600000.SH"], WEEK[0], WEEK[0])
                 with pytest.raises(SourceRequestError) as other:
                     await ts.minute_bars("000001.SZ", WEEK[0])
                 return other.value, await ts.minute_bars("600000.SH", WEEK[0])
 
         other, ok = run(go())
     assert other.instrument == "000001.SZ" and "参数错误" in str(other) and ok.height == 241
+
+
+@pytest.mark.parametrize("code, msg, error_type, stops", [
+    (40203, tushare_hour_limit_message(1), TushareLimitReached, "api"),
+    (40203, tushare_day_limit_message(2), TushareLimitReached, "api"),
+    (40203, TUSHARE_PERMISSION_MESSAGE, TusharePermissionError, "api"),
+    (2002, "您没有该接口的访问权限", TusharePermissionError, "api"),
+    (40101, TUSHARE_BAD_TOKEN_MESSAGE, TushareTokenError, "client"),
+    (-2001, "参数错误", SourceRequestError, None),
+])
+def test_each_error_answer_stops_what_it_should(code, msg, error_type, stops):
+    """A real Tushare error body, once, on stk_mins: the error it stands for, and what it stops
+    (quota/permission: that API; token: the client; anything else: only that call)."""
+    with StocksReplayServer() as server:
+        server.add_fault("tushare_error", api="stk_mins", code=code, message=msg, times=1)
+
+        async def go():
+            async with client(server) as ts:
+                with pytest.raises(error_type) as first:
+                    await ts.minute_bars("600000.SH", WEEK[0])
+                outcomes = []
+                for fetch in (lambda: ts.minute_bars("000001.SZ", WEEK[0]),
+                              lambda: ts.daily(["600000.SH"], WEEK[0], WEEK[0])):
+                    try:
+                        outcomes.append((await fetch()).height)
+                    except (SourceBanned, SourcePermissionError) as error:
+                        outcomes.append(error)
+                return first.value, outcomes, ts.stats
+
+        error, (again, other_api), stats = run(go())
+        log = server.requests_for("tushare")
+    assert type(error) is error_type and msg in str(error) and stats.retries == stats.rate_limited == 0
+    if stops is None:
+        assert error.instrument == "600000.SH" and "stk_mins" in error.request
+        assert (again, other_api) == (241, 1) and len(log) == 3
+    elif stops == "api":
+        assert again is error and other_api == 1  # refused without a request; daily is another API
+        assert [e["api"] for e in log] == ["stk_mins", "daily"]
+    else:
+        assert again is error and other_api is error and len(log) == 1
+
+
+def test_one_per_minute_answer_waits_one_window_then_succeeds():
+    window = 0.3
+    with StocksReplayServer() as server:
+        server.add_fault("tushare_error", api="stk_mins", code=40203, message=tushare_minute_limit_message(200),
+                         times=1)
+
+        async def go():
+            async with client(server, limit_window_s=window) as ts:
+                return await ts.minute_bars("600000.SH", WEEK[0]), ts.figures(), ts.pause_until
+
+        frame, figures, pause_until = run(go())
+        log = server.requests_for("tushare")
+    assert frame.height == 241 and [e["code"] for e in log] == [40203, 0]
+    assert figures["limit_waits"] == 1 and figures["rate_limited_429"] == 1 and figures["retries"] == 1
+    # the pause ends on a window boundary (wall clock) after the refusal, plus a little slack
+    slack = window * 0.02
+    boundary = (math.floor(log[0]["wall"] / window) + 1) * window
+    assert boundary + slack - 1e-6 <= pause_until <= boundary + window + slack + 1e-6
+    assert abs((pause_until - slack) / window - round((pause_until - slack) / window)) < 1e-6
+    assert log[1]["wall"] >= pause_until  # the retry went in the next window
+
+
+def test_http_429_is_backed_off_not_a_window_pause():
+    with StocksReplayServer() as server:
+        server.add_fault("http_error", api="daily", status=429, times=2)
+
+        async def go():
+            async with client(server, limit_window_s=60) as ts:
+                started = time.monotonic()
+                frame = await ts.daily(["600000.SH"], WEEK[0], WEEK[0])
+                return frame, time.monotonic() - started, ts.figures()
+
+        frame, elapsed, figures = run(go())
+    assert frame.height == 1 and elapsed < 5  # no 60 s window wait
+    assert figures["rate_limited_429"] == 2 and figures["limit_waits"] == 0 and figures["retries"] == 2
+
+
+def test_figures_count_requests_waits_and_dropped_rows():
+    with StocksReplayServer() as server:
+        server.add_fault("non_numeric", api="stk_mins", field="vol", value=None, times=1)
+
+        async def go():
+            async with client(server) as ts:
+                await ts.minute_bars("600000.SH", WEEK[0])
+                await ts.daily(["600000.SH", "000001.SZ"], WEEK[0], WEEK[1])
+                return ts.figures(), ts.quality
+
+        figures, quality = run(go())
+    assert {k: figures[k] for k in ("requests", "retries", "limit_waits", "dropped_null_rows", "dropped_partial_rows",
+                                    "duplicate_rows")} == {"requests": 2, "retries": 0, "limit_waits": 0,
+                                                           "dropped_null_rows": 0, "dropped_partial_rows": 1,
+                                                           "duplicate_rows": 0}
+    assert figures["latency_p50_ms"] is not None
+    assert quality["600000.SH"]["rows"] == 241 and quality["600000.SH"]["partial_rows"] == 1
+    assert quality["000001.SZ"]["daily_rows"] == 2
 
 
 def test_bad_token_stops_the_client_and_the_token_never_shows(caplog):
@@ -398,7 +633,7 @@ def test_bad_token_stops_the_client_and_the_token_never_shows(caplog):
                 with pytest.raises(TushareTokenError) as first:
                     await ts.minute_bars("600000.SH", WEEK[0])
                 with pytest.raises(TushareTokenError) as second:
-                    await ts.daily_bars("600000.SH", WEEK[0])
+                    await ts.daily(["600000.SH"], WEEK[0], WEEK[0])
                 return first.value, second.value, repr(ts), str(ts)
 
         first, second, representation, text = run(go())
@@ -465,5 +700,6 @@ def test_per_symbol_isolation_with_parallel_workers():
     assert as_rows(results["600519.SH"]) == expected_minutes(server, "600519.SH", WEEK[:2])
     assert "'--'" in str(results["000001.SZ"]) and results["000001.SZ"].instrument == "000001.SZ"
     assert "'amount'" in str(results["600036.SH"]) and "600036.SH" in str(results["600036.SH"])
-    assert "not valid JSON" in str(results["601398.SH"])
+    assert "malformed JSON body" in str(results["601398.SH"]) and "after 4 attempts" in str(results["601398.SH"])
+    assert results["601398.SH"].instrument == "601398.SH"
     assert isinstance(results["830799.BJ"], ApiError) and results["830799.BJ"].status == 500

@@ -17,6 +17,7 @@ import pytest
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import frames
 from marketdata_assets.lib.ticks import writer as w
+from marketdata_assets.lib.ticks.sources.binance.dumps import KLINES_1M_CSV, TRADES_CSV, read_dump
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = date(2024, 3, 1)
@@ -87,7 +88,7 @@ def test_round_trip_every_kind_exact(ch, method):
     for kind, frame, venue, instrument, order in (
             ("trades", make_trades(500), "BINANCE", "BTCUSDT", ["ts", "trade_id"]),
             ("books", make_books(), "OKX", "BTC-USDT-SWAP", ["ts", "side", "level"]),
-            ("bars", make_bars(), "SSE", "600000.SH", ["ts"])):
+            ("bars_1m", make_bars(), "SSE", "600000.SH", ["ts"])):
         result = w.write_slice(client, db, kind, frame, venue, instrument, DAY, "run-1", method=method)
         assert result.rows == frame.height and result.load_id > 0 and result.method == method
         back = visible(client, db, kind, venue, instrument)
@@ -283,17 +284,17 @@ def test_lossless_casts_are_accepted(ch):
 def test_write_slices_many_instruments_in_one_load(ch):
     client, db = ch
     day_bars = pl.concat([make_bars(instrument=code, venue="SSE") for code in ("600000.SH", "600519.SH", "688981.SH")])
-    results = w.write_slices(client, db, "bars", day_bars, "SSE", DAY, "r1")
+    results = w.write_slices(client, db, "bars_1m", day_bars, "SSE", DAY, "r1")
     assert sorted(results) == ["600000.SH", "600519.SH", "688981.SH"]
     assert len({r.load_id for r in results.values()}) == 3 and all(r.rows == 240 for r in results.values())
     # the next day's run has no bars for 688981.SH (suspended): naming it empties its slice
     fewer = day_bars.filter(pl.col("instrument") != "688981.SH")
-    w.write_slices(client, db, "bars", fewer, "SSE", DAY, "r2", instruments=["688981.SH"])
+    w.write_slices(client, db, "bars_1m", fewer, "SSE", DAY, "r2", instruments=["688981.SH"])
     counts = dict(client.query(f"SELECT instrument, count() FROM `{db}`.bars_1m_v GROUP BY instrument").result_rows)
     assert counts == {"600000.SH": 240, "600519.SH": 240}
-    assert visible(client, db, "bars", "SSE", "600519.SH").equals(make_bars(instrument="600519.SH"))
+    assert visible(client, db, "bars_1m", "SSE", "600519.SH").equals(make_bars(instrument="600519.SH"))
     with pytest.raises(ValueError, match="listed on SSE, not SZSE"):
-        w.write_slices(client, db, "bars", day_bars.with_columns(pl.lit("SZSE").alias("venue")), "SZSE", DAY, "r")
+        w.write_slices(client, db, "bars_1m", day_bars.with_columns(pl.lit("SZSE").alias("venue")), "SZSE", DAY, "r")
 
 
 def write_binance_csv(path: Path, frame: pl.DataFrame, header: bool, millis: bool) -> None:
@@ -322,7 +323,7 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
     write_binance_csv(paths[0], spot, header=False, millis=True)
     write_binance_csv(paths[1], futures, header=True, millis=False)
 
-    result = w.load_csv_files(client, db, paths, "BINANCE", run_id="csv")
+    result = w.load_csv_files(client, db, paths, "BINANCE", profile=TRADES_CSV, run_id="csv")
     assert result.rows == 5000 and [(s.instrument, s.day, s.rows) for s in result.slices] == [
         ("BTCUSDT", DAY, 3000), ("ETHUSDT", day2, 2000)]
     by_file = {
@@ -332,7 +333,7 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
     bars_file = ct.daily_bars(client, db, "BINANCE", "BTCUSDT", DAY, DAY)
     # the same files through Polars and the Arrow path: identical rows
     for path, symbol, day in ((paths[0], "BTCUSDT", DAY), (paths[1], "ETHUSDT", day2)):
-        frame = w.binance_trades_frame(path)
+        frame = read_dump(path)
         w.write_slice(client, db, "trades", frame, "BINANCE", symbol, day, "arrow", method="arrow")
         back = visible(client, db, "trades", "BINANCE", symbol, day, day + timedelta(days=1))
         assert back.equals(by_file[symbol]), symbol
@@ -340,7 +341,7 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
     assert by_file["ETHUSDT"].sort("ts", "trade_id").equals(futures.sort("ts", "trade_id"))
     assert ct.daily_bars(client, db, "BINANCE", "BTCUSDT", DAY, DAY).equals(bars_file)
     # loading the files again replaces their slices
-    w.load_csv_files(client, db, paths, "BINANCE", run_id="csv-2")
+    w.load_csv_files(client, db, paths, "BINANCE", profile=TRADES_CSV, run_id="csv-2")
     assert client.query(f"SELECT count() FROM `{db}`.trades_v").result_rows[0][0] == 5000
 
 
@@ -349,14 +350,15 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
 def test_csv_file_path_matches_the_dump_reader(ch, tmp_path, market, day):
     """Real dump layouts (spot: no header, True/False, µs from 2025; USD-M: header, true/false)
     through the engine's file() equal lib.ticks.sources.binance.dumps.read_dump + write_slice."""
-    from marketdata_assets.lib.ticks.sources.binance.dumps import generate_trades, read_dump, write_dump
+    from marketdata_assets.lib.ticks.sources.binance.dumps import read_dump
+    from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 
     client, db = ch
     venue = "BINANCE" if market == "spot" else "BINANCE_UM"
     path = write_dump(tmp_path / f"BTCUSDT-trades-{day.isoformat()}.csv",
                       generate_trades("BTCUSDT", day, 20_000, seed=5, market=market, venue=venue),
                       market=market, day=day)
-    w.load_csv_files(client, db, [path], venue)
+    w.load_csv_files(client, db, [path], venue, profile=TRADES_CSV)
     by_file = visible(client, db, "trades", venue, "BTCUSDT", day, day + timedelta(days=1))
     polars_frame = read_dump(path, market=market, venue=venue)
     assert by_file.sort("ts", "trade_id").equals(polars_frame.sort("ts", "trade_id"))
@@ -369,20 +371,20 @@ def test_csv_rows_outside_the_file_day_make_nothing_visible(ch, tmp_path):
     client, db = ch
     good = tmp_path / "BTCUSDT-trades-2024-03-01.csv"
     write_binance_csv(good, binance_like(100, DAY, 1, millis=True), header=False, millis=True)
-    w.load_csv_files(client, db, [good], "BINANCE")
+    w.load_csv_files(client, db, [good], "BINANCE", profile=TRADES_CSV)
     wrong_day = tmp_path / "ETHUSDT-trades-2024-03-02.csv"
     write_binance_csv(wrong_day, binance_like(50, DAY, 2, millis=True), header=False, millis=True)
     other = tmp_path / "SOLUSDT-trades-2024-03-02.csv"
     write_binance_csv(other, binance_like(10, DAY + timedelta(days=1), 3, millis=True), header=False, millis=True)
     with pytest.raises(ValueError, match="ETHUSDT-trades-2024-03-02.csv: 50 row\\(s\\) of BINANCE:ETHUSDT are outside"):
-        w.load_csv_files(client, db, [good, wrong_day, other], "BINANCE")
+        w.load_csv_files(client, db, [good, wrong_day, other], "BINANCE", profile=TRADES_CSV)
     counts = dict(client.query(f"SELECT instrument, count() FROM `{db}`.trades_v GROUP BY instrument").result_rows)
     assert counts == {"BTCUSDT": 100}
     for bad, message in (([tmp_path / "BTCUSDT-aggTrades-2024-03-01.csv"], "does not match"),
                          ([tmp_path / "BTCUSDT-trades-2024-03-09.csv"], "no such file"),
                          ([good, good], "same slice")):
         with pytest.raises(ValueError, match=message):
-            w.load_csv_files(client, db, bad, "BINANCE")
+            w.load_csv_files(client, db, bad, "BINANCE", profile=TRADES_CSV)
 
 
 def test_csv_klines_profile(ch, tmp_path):
@@ -394,9 +396,9 @@ def test_csv_klines_profile(ch, tmp_path):
                   "close": bars["close"], "volume": bars["volume"], "close_time": open_ms + 59_999,
                   "quote_volume": bars["amount"], "count": bars["trades"], "taker_buy_volume": 0.0,
                   "taker_buy_quote_volume": 0.0, "ignore": 0}).write_csv(path, include_header=False)
-    result = w.load_csv_files(client, db, [path], "BINANCE", profile="binance_klines_1m")
+    result = w.load_csv_files(client, db, [path], "BINANCE", profile=KLINES_1M_CSV)
     assert result.rows == 240
-    assert visible(client, db, "bars", "BINANCE", "BTCUSDT").equals(bars)
+    assert visible(client, db, "bars_1m", "BINANCE", "BTCUSDT").equals(bars)
 
 
 def test_log_ingest(ch):

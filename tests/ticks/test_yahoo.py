@@ -1,5 +1,6 @@
 """Yahoo Finance chart v8 client against the stocks replay server over real HTTP on loopback: minor
-currency units, float32 noise, nulls, 7-day chunks, plain-text 429s and per-symbol errors."""
+currency units, float32 noise, nulls, 7-day chunks, plain-text 429s and per-symbol errors (what the
+error table does with each of Yahoo's real error bodies)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ import httpx
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.http import ApiError, RetryPolicy
+from marketdata_assets.lib.http import (
+    ApiError,
+    RetryPolicy,
+    SourceDataError,
+    SourcePermissionError,
+    SourceRequestError,
+)
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
-from marketdata_assets.lib.http import SourceDataError, SourceRequestError
 from marketdata_assets.lib.ticks.sources.yahoo import (
+    ERRORS,
     ChartData,
     YahooChartClient,
     YahooRequestError,
@@ -23,7 +30,9 @@ from marketdata_assets.lib.ticks.sources.yahoo import (
     normalize_currency,
     parse_chart,
 )
+from marketdata_assets.lib.ticks.sources.yahoo.chart import chart_error
 from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer, float32
+from tests.scripted_server import Reply, ScriptedServer
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
 UTC = timezone.utc
@@ -43,6 +52,16 @@ def client(server: StocksReplayServer, **kwargs) -> YahooChartClient:
     options = {"requests_per_minute": 60_000, "retry": FAST, "clock": lambda: NOW}
     options.update(kwargs)
     return YahooChartClient(server.base_url, **options)
+
+
+def utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+async def utc_days(yahoo: YahooChartClient, symbol: str, first: date, last: date | None = None) -> ChartData:
+    """The bars of the UTC days first..last, as the asset asks for them (every exchange used here
+    holds its regular session inside one UTC day)."""
+    return await yahoo.fetch_bars(symbol, utc(first), utc(last or first) + timedelta(days=1))
 
 
 def expected(server: StocksReplayServer, symbol: str, first: date, last: date, divisor: int = 1):
@@ -143,18 +162,45 @@ def test_live_row_stamped_mid_minute_is_floored_and_not_doubled():
     assert data.frame["ts"].is_unique().all()
 
 
-@pytest.mark.parametrize("payload, error_type, words", [
-    ({"chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}},
-     YahooSymbolNotFound, "delisted"),
-    ({"chart": {"result": None, "error": {"code": "Bad Request", "description": "Invalid input - start date cannot be "
-                                                                                 "after end date."}}},
-     YahooRequestError, "Bad Request"),
+# Yahoo's error bodies as captured: chart v8's envelope, and the `finance` one of its 401/403 answers.
+NOT_FOUND = {"chart": {"result": None, "error": {"code": "Not Found",
+                                                 "description": "No data found, symbol may be delisted"}}}
+BAD_REQUEST = {"chart": {"result": None, "error": {"code": "Bad Request",
+                                                   "description": "Invalid input - start date cannot be after end date."}}}
+UNPROCESSABLE = {"chart": {"result": None, "error": {
+    "code": "Unprocessable Entity", "description": "1m data not available for startTime=1743465600 and "
+    "endTime=1744070400. The requested range must be within the last 30 days."}}}
+INVALID_CRUMB = {"finance": {"result": None, "error": {"code": "Unauthorized", "description": "Invalid Crumb"}}}
+FORBIDDEN = {"finance": {"result": None, "error": {
+    "code": "forbidden", "description": "User is unable to access this feature - https://bit.ly/yahoo-finance-api-feedback"}}}
+
+
+@pytest.mark.parametrize("payload, status, error_type, words", [
+    (NOT_FOUND, 200, YahooSymbolNotFound, "delisted"),
+    (NOT_FOUND, 404, YahooSymbolNotFound, "delisted"),
+    (BAD_REQUEST, 200, YahooRequestError, "Bad Request"),
+    (UNPROCESSABLE, 422, YahooRequestError, "within the last 30 days"),
+    (INVALID_CRUMB, 401, SourcePermissionError, "Invalid Crumb"),
 ])
-def test_error_payloads(payload, error_type, words):
+def test_error_payloads(payload, status, error_type, words):
+    request = "GET /v8/finance/chart/DEAD.L?interval=1m"
     with pytest.raises(error_type) as error:
-        parse_chart(payload, "DEAD.L")
-    assert words in str(error.value) and "DEAD.L" in str(error.value)
-    assert isinstance(error.value, SourceRequestError)
+        parse_chart(payload, "DEAD.L", status=status, request=request)
+    assert type(error.value) is error_type
+    assert words in str(error.value) and "DEAD.L" in str(error.value) and request in str(error.value)
+    assert isinstance(error.value, SourceRequestError) != (error_type is SourcePermissionError)
+
+
+@pytest.mark.parametrize("status, body, kind", [
+    (404, NOT_FOUND, "not_found"), (400, BAD_REQUEST, "rejected"), (422, UNPROCESSABLE, "rejected"),
+    (401, INVALID_CRUMB, "permission"), (403, FORBIDDEN, "permission"),
+    (429, "Too Many Requests", "rate_limited"), (429, "Edge: Too Many Requests", "rate_limited"),
+    (503, "<html><body><b>Http/1.1 Service Unavailable</b></body></html>", "retry"),
+])
+def test_the_error_table_classifies_yahoos_answers(status, body, kind):
+    fields = chart_error(body) if isinstance(body, dict) else None  # YahooChartClient.error_fields
+    code, message = fields or (None, body)  # a plain-text or HTML body: its status alone decides
+    assert ERRORS.classify(status, code, message) == kind
 
 
 def test_non_numeric_and_missing_quote_fields_are_data_errors():
@@ -178,18 +224,22 @@ def test_non_numeric_and_missing_quote_fields_are_data_errors():
     ("NPN.JO", "JNB", "ZAR", 100, "Africa/Johannesburg"),
     ("TEVA.TA", "TLV", "ILS", 100, "Asia/Jerusalem"),
 ])
-def test_minute_bars_equal_the_servers_ground_truth(symbol, venue, currency, divisor, tz):
+def test_bars_equal_the_servers_ground_truth(symbol, venue, currency, divisor, tz):
     with StocksReplayServer(server_config()) as server:
         async def go():
             async with client(server) as yahoo:
-                return await yahoo.minute_bars(symbol, *WEEK), yahoo.quality[symbol], yahoo.instruments[symbol]
+                return await utc_days(yahoo, symbol, *WEEK), yahoo.quality[symbol], yahoo.figures()
 
-        frame, quality, info = run(go())
+        data, quality, figures = run(go())
+    frame = data.frame
     rows, empty, partial = expected(server, symbol, *WEEK, divisor=divisor)
     assert as_rows(frame) == rows
-    assert (quality["null_minutes"], quality["partial_rows"]) == (empty, partial) and empty and partial
-    assert set(frame["venue"]) == {venue} and set(frame["instrument"]) == {symbol}
-    assert (info["currency"], info["price_divisor"], info["timezone"]) == (currency, divisor, tz)
+    assert (data.null_minutes, data.partial_rows) == (empty, partial) and empty and partial
+    assert (quality["null_minutes"], quality["partial_rows"]) == (empty, partial)
+    assert (figures["dropped_null_minutes"], figures["dropped_partial_rows"]) == (empty, partial)
+    assert figures["requests"] == quality["requests"] == 1 and figures["retries"] == 0
+    assert set(frame["venue"]) == {venue} and set(frame["instrument"]) == {symbol} and data.exchange == venue
+    assert (data.currency, data.price_divisor, data.timezone) == (currency, divisor, tz)
     local_days = frame["ts"].dt.convert_time_zone(tz).dt.date().unique().sort().to_list()
     assert local_days == [WEEK[0] + timedelta(days=i) for i in range(5)]
     assert frame["amount"].null_count() == 0 and frame["trades"].null_count() == frame.height
@@ -199,26 +249,26 @@ def test_long_windows_are_cut_into_seven_day_requests():
     with StocksReplayServer(server_config()) as server:
         async def go():
             async with client(server) as yahoo:
-                return await yahoo.bars_1m("AAPL", datetime(2025, 5, 19, tzinfo=UTC),
-                                           datetime(2025, 6, 14, tzinfo=UTC))
+                return await yahoo.fetch_bars("AAPL", datetime(2025, 5, 19, tzinfo=UTC),
+                                              datetime(2025, 6, 14, tzinfo=UTC))
 
-        frame = run(go())
+        data = run(go())
         requests = server.requests_for("yahoo", "AAPL")
     assert len(requests) == 4 and all(r["status"] == 200 for r in requests)  # 26 days, <= 7 each
     rows, _, _ = expected(server, "AAPL", date(2025, 5, 19), date(2025, 6, 13))
-    assert as_rows(frame) == rows  # chunk edges neither lose nor repeat a bar
+    assert as_rows(data.frame) == rows and data.requests == 4  # chunk edges neither lose nor repeat a bar
 
 
 def test_the_30_day_horizon_clips_or_refuses_without_a_request():
     with StocksReplayServer(server_config()) as server:
         async def go():
             async with client(server) as yahoo:
-                edge = await yahoo.minute_bars("AAPL", date(2025, 5, 16))  # padding clipped quietly
-                assert edge.height > 0 and not yahoo.quality["AAPL"]["clipped_windows"]
-                frame = await yahoo.bars_1m("AAPL", datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC))
+                edge = await utc_days(yahoo, "AAPL", date(2025, 5, 16))  # inside the horizon: not clipped
+                assert edge.frame.height > 0 and not yahoo.quality["AAPL"]["clipped_windows"]
+                data = await yahoo.fetch_bars("AAPL", datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC))
                 with pytest.raises(SourceDataError, match="last 30 days") as error:
-                    await yahoo.minute_bars("AAPL", date(2025, 4, 1), date(2025, 4, 30))
-                return frame, yahoo.quality["AAPL"], error.value
+                    await utc_days(yahoo, "AAPL", date(2025, 4, 1), date(2025, 4, 30))
+                return data.frame, yahoo.quality["AAPL"], error.value
 
         frame, quality, error = run(go())
     assert quality["clipped_windows"] == 1 and frame.height > 0
@@ -234,7 +284,7 @@ def test_plain_text_429_is_retried_not_parsed(body):
 
         async def go():
             async with client(server) as yahoo:
-                return await yahoo.minute_bars("VOD.L", WEEK[0]), yahoo.stats
+                return (await utc_days(yahoo, "VOD.L", WEEK[0])).frame, yahoo.stats
 
         frame, stats = run(go())
     assert frame.height > 400 and (stats.rate_limited, stats.retries) == (2, 2)
@@ -247,11 +297,13 @@ def test_429_that_never_ends_fails_with_the_shared_api_error():
 
         async def go():
             async with client(server) as yahoo:
-                await yahoo.minute_bars("AAPL", WEEK[0])
+                await utc_days(yahoo, "AAPL", WEEK[0])
 
         with pytest.raises(ApiError) as error:
             run(go())
+        requests = server.requests_for("yahoo", "AAPL")
     assert error.value.status == 429 and "Edge: Too Many Requests" in str(error.value)
+    assert "/v8/finance/chart/AAPL" in str(error.value) and len(requests) == 1 + FAST.max_retries
 
 
 def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
@@ -268,7 +320,7 @@ def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
                 async def one(symbol):
                     async with workers:
                         try:
-                            return symbol, await yahoo.minute_bars(symbol, WEEK[0])
+                            return symbol, (await utc_days(yahoo, symbol, WEEK[0])).frame
                         except (SourceRequestError, SourceDataError, ApiError) as error:
                             return symbol, error
 
@@ -276,12 +328,20 @@ def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
 
         results = run(go())
         dead_requests = server.requests_for("yahoo", "DEAD.L")
+        bad_requests = server.requests_for("yahoo", "BAD")
+        flaky = [r["status"] for r in server.requests_for("yahoo", "FLAKY")]
     assert {s for s, r in results.items() if isinstance(r, pl.DataFrame)} == {"VOD.L", "AAPL", "FLAKY"}
     dead = results["DEAD.L"]
     assert isinstance(dead, YahooSymbolNotFound) and dead.status == 404 and dead.instrument == "DEAD.L"
     assert "No data found, symbol may be delisted" in str(dead) and len(dead_requests) == 1
-    assert isinstance(results["BAD"], YahooRequestError) and results["BAD"].status == 400
-    assert isinstance(results["GLITCH.L"], SourceDataError) and "'n/a'" in str(results["GLITCH.L"])
+    assert dead.code == "Not Found" and "GET /v8/finance/chart/DEAD.L?interval=1m&period1=" in str(dead)
+    bad = results["BAD"]
+    assert type(bad) is YahooRequestError and bad.status == 400 and bad.code == "Bad Request"
+    assert "Invalid input - symbol BAD" in str(bad) and "/v8/finance/chart/BAD?" in str(bad) and len(bad_requests) == 1
+    glitch = results["GLITCH.L"]
+    assert isinstance(glitch, SourceDataError) and "'n/a'" in str(glitch) and glitch.instrument == "GLITCH.L"
+    assert "/v8/finance/chart/GLITCH.L?" in str(glitch)
+    assert flaky == [503, 503, 200]
 
 
 def test_malformed_json_is_retried_then_a_data_error():
@@ -292,15 +352,17 @@ def test_malformed_json_is_retried_then_a_data_error():
 
         async def go():
             async with client(server) as yahoo:
-                ok = await yahoo.minute_bars("VOD.L", WEEK[0])
-                with pytest.raises(SourceDataError, match="not valid JSON"):
-                    await yahoo.minute_bars("AAPL", WEEK[0])
-                with pytest.raises(SourceDataError, match="no 'volume' list"):
-                    await yahoo.minute_bars("SAP.DE", WEEK[0])
-                return ok
+                ok = (await utc_days(yahoo, "VOD.L", WEEK[0])).frame
+                with pytest.raises(SourceDataError, match="malformed JSON body .* after 4 attempts") as bad:
+                    await utc_days(yahoo, "AAPL", WEEK[0])
+                with pytest.raises(SourceDataError, match="no 'volume' list") as missing:
+                    await utc_days(yahoo, "SAP.DE", WEEK[0])
+                return ok, bad.value, missing.value
 
-        ok = run(go())
+        ok, bad, missing = run(go())
     assert ok.height > 400
+    assert (bad.instrument, bad.day) == ("AAPL", WEEK[0]) and "/v8/finance/chart/AAPL?" in str(bad)
+    assert missing.instrument == "SAP.DE" and "/v8/finance/chart/SAP.DE?" in str(missing)
     assert len(server.requests_for("yahoo", "AAPL")) == 4  # 1 + max_retries
 
 
@@ -308,7 +370,7 @@ def test_no_bars_in_the_window_is_empty_not_an_error():
     with StocksReplayServer(server_config()) as server:
         async def go():
             async with client(server) as yahoo:
-                weekend = await yahoo.minute_bars("VOD.L", date(2025, 6, 7), date(2025, 6, 8))
+                weekend = (await utc_days(yahoo, "VOD.L", date(2025, 6, 7), date(2025, 6, 8))).frame
                 raw = await yahoo.chart("VOD.L", int(datetime(2025, 6, 7, tzinfo=UTC).timestamp()),
                                         int(datetime(2025, 6, 8, tzinfo=UTC).timestamp()))
                 return weekend, raw
@@ -323,7 +385,7 @@ def test_replay_sends_float32_noise_and_symbols_are_url_encoded():
     with StocksReplayServer(server_config()) as server:
         async def go():
             async with client(server) as yahoo:
-                return await yahoo.minute_bars("^FTSE.L", WEEK[0])
+                return (await utc_days(yahoo, "^FTSE.L", WEEK[0])).frame
 
         frame = run(go())
     assert frame.height > 400 and set(frame["instrument"]) == {"^FTSE.L"} and set(frame["venue"]) == {"LSE"}
@@ -343,7 +405,7 @@ def test_faults_by_control_endpoint_latency_is_targeted():
                 timings = {}
                 for symbol in ("VOD.L", "AAPL"):
                     started = asyncio.get_running_loop().time()
-                    await yahoo.minute_bars(symbol, WEEK[0])
+                    await utc_days(yahoo, symbol, WEEK[0])
                     timings[symbol] = asyncio.get_running_loop().time() - started
                 return timings
 
@@ -352,3 +414,49 @@ def test_faults_by_control_endpoint_latency_is_targeted():
                                                                       "day": "2025-06-02"}).json()
     assert timings["AAPL"] >= 0.4 > timings["VOD.L"]
     assert len(truth["items"]) == 510  # 08:00-16:30 London
+
+
+@pytest.mark.parametrize("options, window, words", [
+    ({"max_days_back": None}, (date(2025, 4, 1), date(2025, 4, 3)), "must be within the last 30 days"),
+    ({"max_days_per_request": 10}, (date(2025, 6, 2), date(2025, 6, 11)),
+     "Only 8 days worth of 1m granularity data are allowed"),
+])
+def test_unprocessable_entity_is_a_request_error_not_retried(options, window, words):
+    with StocksReplayServer(server_config()) as server:
+        async def go():
+            async with client(server, **options) as yahoo:
+                with pytest.raises(YahooRequestError) as error:
+                    await utc_days(yahoo, "AAPL", *window)
+                return error.value, yahoo.stats
+
+        error, stats = run(go())
+        requests = server.requests_for("yahoo", "AAPL")
+    assert type(error) is YahooRequestError and (error.status, error.code) == (422, "Unprocessable Entity")
+    assert words in str(error) and error.instrument == "AAPL" and "GET /v8/finance/chart/AAPL?" in str(error)
+    assert [r["status"] for r in requests] == [422] and stats.retries == 0
+
+
+@pytest.mark.parametrize("status, body, words", [
+    (401, INVALID_CRUMB, "code Unauthorized: Invalid Crumb"),
+    (403, FORBIDDEN, "code forbidden: User is unable to access this feature"),
+    (403, "<html><body>Forbidden</body></html>", "Forbidden"),
+])
+def test_401_and_403_stop_the_client_without_retries(status, body, words):
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
+    kind = "application/json;charset=utf-8" if isinstance(body, dict) else "text/html"
+    with ScriptedServer() as server:
+        server.replies.append(Reply(status, raw, {"Content-Type": kind}))
+
+        async def go():
+            async with YahooChartClient(server.url, retry=FAST, clock=lambda: NOW) as yahoo:
+                with pytest.raises(SourcePermissionError) as first:
+                    await utc_days(yahoo, "VOD.L", WEEK[0])
+                with pytest.raises(SourcePermissionError) as second:  # refused before sending
+                    await utc_days(yahoo, "AAPL", WEEK[0])
+                return first.value, second.value
+
+        first, second = run(go())
+        sent = [path for _, _, path in server.requests]
+    assert first.status == status and words in str(first)
+    assert "VOD.L" in str(first) and "GET /v8/finance/chart/VOD.L?interval=1m&period1=" in str(first)
+    assert second is first and len(sent) == 1 and sent[0].startswith("/v8/finance/chart/VOD.L?")

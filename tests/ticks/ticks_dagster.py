@@ -7,9 +7,9 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from marketdata_assets.defs.ticks.resources import CryptoVenueResource, TushareResource, YahooResource
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.providers import CryptoVenueResource, TushareResource, YahooResource
 
 DAY = date(2025, 1, 15)           # the crypto replay day (a Wednesday)
 STOCK_DAY = date(2025, 6, 5)      # a Thursday

@@ -19,12 +19,21 @@ import dagster as dg
 from pydantic import Field
 
 from marketdata_assets import pools, settings
-from marketdata_assets.defs.alphas.partitions import (ALL_ACCOUNTS_OF_MONTH, alpha_months, alpha_months_by_account,
-                                                      month_of_key)
+from marketdata_assets.defs.alphas.partitions import (
+    ALL_ACCOUNTS_OF_MONTH,
+    alpha_months,
+    alpha_months_by_account,
+    month_of_key,
+)
 from marketdata_assets.lib.alphas.api import AlphaAuthError, AlphaConfigError, month_window
 from marketdata_assets.lib.alphas.documents import DATES_FIELD
-from marketdata_assets.lib.alphas.files import (API_TZ, iter_alpha_files, month_alpha_files, parse_alpha_path,
-                                                parse_api_datetime)
+from marketdata_assets.lib.alphas.files import (
+    API_TZ,
+    iter_alpha_files,
+    month_alpha_files,
+    parse_alpha_path,
+    parse_api_datetime,
+)
 from marketdata_assets.lib.alphas.importer import ImportStats, ensure_alpha_indexes, import_files
 from marketdata_assets.lib.alphas.landing import decompose_dropped, land_month
 from marketdata_assets.lib.alphas.packages import PackageError, build_package

@@ -9,8 +9,13 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from marketdata_assets import settings
-from marketdata_assets.defs.alphas.assets import (IMPORTED_TYPES, alpha_documents, alpha_files, alpha_package_drops,
-                                                  alpha_packages)
+from marketdata_assets.defs.alphas.assets import (
+    IMPORTED_TYPES,
+    alpha_documents,
+    alpha_files,
+    alpha_package_drops,
+    alpha_packages,
+)
 from marketdata_assets.defs.alphas.partitions import alpha_accounts, alpha_months, alpha_months_by_account
 from marketdata_assets.lib.alphas.files import API_TZ
 from marketdata_assets.lib.alphas.landing import landing_changes

@@ -9,8 +9,8 @@ from marketdata_assets import pools, settings
 from marketdata_assets.defs.bars.partitions import minute_bar_months
 from marketdata_assets.lib.bars import kline, loader
 from marketdata_assets.lib.bars.csv_profiles import load_profiles
-from marketdata_assets.lib.bars.minute_csv import CsvFileError
 from marketdata_assets.lib.bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
+from marketdata_assets.lib.bars.minute_csv import CsvFileError
 from marketdata_assets.lib.charts import Candle, candlestick_svg, svg_markdown_image
 from marketdata_assets.lib.files import quarantine
 from marketdata_assets.lib.markdown import table

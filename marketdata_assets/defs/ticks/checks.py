@@ -16,25 +16,25 @@ from datetime import date, datetime, timezone
 
 import dagster as dg
 
-from marketdata_assets.defs.ticks.dumps import binance_dump_partitions
 from marketdata_assets.defs.ticks.partitions import (
     a_share_days,
+    binance_dump_partitions,
     crypto_instruments,
     crypto_partitions,
-    crypto_slices,
     days_of,
+    slice_keys,
     yahoo_days,
 )
 from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks.clickhouse_tables import spec_for
+from marketdata_assets.lib.ticks.frames import spec_for
 from marketdata_assets.resources import ClickHouseResource
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str
-    kind: str
+    dataset: str
     description: str
     violations: str   # SELECT over `{table}` restricted by `{scope}` (a load_id subquery)
 
@@ -43,48 +43,48 @@ NO_DUPLICATE_TRADE_IDS = Rule(
     "no_duplicate_trade_ids", "trades", "No trade id appears twice in an instrument-day.",
     "SELECT venue, instrument, day, trade_id, count() AS copies FROM {table} WHERE load_id IN ({scope}) "
     "GROUP BY venue, instrument, day, trade_id HAVING copies > 1")
-TIMESTAMPS_INSIDE_DAY = {kind: Rule(
-    "timestamps_inside_day", kind, "Every timestamp lies inside its partition's (UTC) day.",
+TIMESTAMPS_INSIDE_DAY = {dataset: Rule(
+    "timestamps_inside_day", dataset, "Every timestamp lies inside its partition's (UTC) day.",
     "SELECT venue, instrument, day, ts FROM {table} WHERE load_id IN ({scope}) AND toDate(ts, 'UTC') != day")
-    for kind in ("trades", "bars", "daily")}
+    for dataset in ("trades", "bars_1m", "daily_bars")}
 PRICES_POSITIVE = {
     "trades": Rule("prices_positive", "trades", "Every trade price is positive.",
                    "SELECT venue, instrument, ts, trade_id, price FROM {table} WHERE load_id IN ({scope}) AND "
                    "NOT (price > 0)"),
-    "bars": Rule("prices_positive", "bars", "Open, high, low and close are positive.",
+    "bars_1m": Rule("prices_positive", "bars_1m", "Open, high, low and close are positive.",
                  "SELECT venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "
                  "AND NOT (least(open, high, low, close) > 0)"),
     "books": Rule("prices_positive", "books", "Every book level's price is positive.",
                   "SELECT venue, instrument, ts, side, level, price FROM {table} WHERE load_id IN ({scope}) "
                   "AND NOT (price > 0)"),
 }
-BARS_CONSISTENT = {kind: Rule(
-    "bar_high_low_consistent", kind, "high >= max(open, close) and low <= min(open, close).",
+BARS_CONSISTENT = {dataset: Rule(
+    "bar_high_low_consistent", dataset, "high >= max(open, close) and low <= min(open, close).",
     "SELECT venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "
-    "AND (high < greatest(open, close) OR low > least(open, close))") for kind in ("bars", "daily")}
+    "AND (high < greatest(open, close) OR low > least(open, close))") for dataset in ("bars_1m", "daily_bars")}
 
 
 def _db(database: str) -> str:
     return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
 
-def crypto_scopes(database: str, kind: str, partition_keys) -> list[tuple[str, dict]]:
+def crypto_scopes(database: str, dataset: str, partition_keys) -> list[tuple[str, dict]]:
     """One load-id subquery per day of the checked (day, instrument) partitions."""
     by_day: dict[date, list[str]] = {}
-    for day, instrument in crypto_slices(partition_keys):
-        by_day.setdefault(day, []).append(f"{instrument.venue}:{instrument.instrument}")
+    for key in slice_keys(partition_keys, [dataset]):
+        by_day.setdefault(key.day, []).append(f"{key.venue}:{key.instrument}")
     sql = (f"SELECT load_id FROM {_db(database)}.active_loads WHERE kind = {{kind:String}} AND day = {{day:Date}} "
            "AND concat(venue, ':', instrument) IN {keys:Array(String)}")
-    return [(sql, {"kind": spec_for(kind).kind, "day": day, "keys": keys}) for day, keys in sorted(by_day.items())]
+    return [(sql, {"kind": spec_for(dataset).code, "day": day, "keys": keys}) for day, keys in sorted(by_day.items())]
 
 
-def provider_scope(database: str, kind: str, provider: str, days: list[date]) -> list[tuple[str, dict]]:
+def provider_scope(database: str, dataset: str, provider: str, days: list[date]) -> list[tuple[str, dict]]:
     """The days' slices whose active load was written by `provider` (ingest_log)."""
     db = _db(database)
     sql = (f"SELECT load_id FROM {db}.active_loads WHERE kind = {{kind:String}} AND day IN {{days:Array(Date)}} "
            f"AND load_id IN (SELECT load_id FROM {db}.ingest_log WHERE provider = {{provider:String}} "
            "AND kind = {kind:String} AND day IN {days:Array(Date)} AND outcome = 'ok')")
-    return [(sql, {"kind": spec_for(kind).kind, "days": days, "provider": provider})]
+    return [(sql, {"kind": spec_for(dataset).code, "days": days, "provider": provider})]
 
 
 def latest_book_scope(database: str, partition_keys) -> list[tuple[str, dict]]:
@@ -98,7 +98,7 @@ def latest_book_scope(database: str, partition_keys) -> list[tuple[str, dict]]:
 def evaluate(clickhouse: ClickHouseResource, rule: Rule, scopes: list[tuple[str, dict]],
              checked: str) -> dg.AssetCheckResult:
     """Count the rule's violations over the scopes; a sample of them in the metadata."""
-    table_sql = f"{_db(clickhouse.database)}.`{spec_for(rule.kind).table}`"
+    table_sql = f"{_db(clickhouse.database)}.`{spec_for(rule.dataset).table}`"
     violations, rows_checked, sample, columns = 0, 0, [], []
     with clickhouse.get_client() as client:
         for scope, params in scopes:
@@ -131,7 +131,7 @@ def _crypto_check(asset: str, rule: Rule, partitions_def) -> dg.AssetChecksDefin
     @dg.asset_check(asset=asset, name=rule.name, description=rule.description, partitions_def=partitions_def)
     def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
         keys = _partition_keys(context)
-        return evaluate(clickhouse, rule, crypto_scopes(clickhouse.database, rule.kind, keys), _checked_text(keys))
+        return evaluate(clickhouse, rule, crypto_scopes(clickhouse.database, rule.dataset, keys), _checked_text(keys))
 
     return check
 
@@ -140,7 +140,7 @@ def _stock_check(asset: str, rule: Rule, provider: str, partitions_def) -> dg.As
     @dg.asset_check(asset=asset, name=rule.name, description=rule.description, partitions_def=partitions_def)
     def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
         days = days_of(_partition_keys(context))
-        return evaluate(clickhouse, rule, provider_scope(clickhouse.database, rule.kind, provider, days),
+        return evaluate(clickhouse, rule, provider_scope(clickhouse.database, rule.dataset, provider, days),
                         _checked_text(days))
 
     return check
@@ -167,16 +167,16 @@ with warnings.catch_warnings():
         *(_crypto_check(asset, rule, crypto_partitions) for asset in ("crypto_trades",)
           for rule in (NO_DUPLICATE_TRADE_IDS, TIMESTAMPS_INSIDE_DAY["trades"], PRICES_POSITIVE["trades"])),
         *(_crypto_check("crypto_bars_1m", rule, crypto_partitions)
-          for rule in (BARS_CONSISTENT["bars"], TIMESTAMPS_INSIDE_DAY["bars"], PRICES_POSITIVE["bars"])),
+          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], PRICES_POSITIVE["bars_1m"])),
         *(_crypto_check("binance_dump_trades", rule, binance_dump_partitions)
           for rule in (NO_DUPLICATE_TRADE_IDS, TIMESTAMPS_INSIDE_DAY["trades"], PRICES_POSITIVE["trades"])),
         *(_crypto_check("binance_dump_bars_1m", rule, binance_dump_partitions)
-          for rule in (BARS_CONSISTENT["bars"], TIMESTAMPS_INSIDE_DAY["bars"], PRICES_POSITIVE["bars"])),
+          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], PRICES_POSITIVE["bars_1m"])),
         *(_stock_check("a_share_bars_1m", rule, "TUSHARE", a_share_days)
-          for rule in (BARS_CONSISTENT["bars"], TIMESTAMPS_INSIDE_DAY["bars"])),
+          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"])),
         *(_stock_check("a_share_daily_bars", rule, "TUSHARE", a_share_days)
-          for rule in (BARS_CONSISTENT["daily"], TIMESTAMPS_INSIDE_DAY["daily"])),
+          for rule in (BARS_CONSISTENT["daily_bars"], TIMESTAMPS_INSIDE_DAY["daily_bars"])),
         *(_stock_check("yahoo_bars_1m", rule, "YAHOO", yahoo_days)
-          for rule in (BARS_CONSISTENT["bars"], TIMESTAMPS_INSIDE_DAY["bars"])),
+          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"])),
         _book_check(),
     ]

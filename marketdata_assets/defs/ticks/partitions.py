@@ -1,11 +1,11 @@
 """Partitions of the ticks domain.
 
 - Crypto (Binance, OKX, Deribit REST): UTC calendar day x instrument. The instrument is the
-  dynamic dimension `crypto_instruments` with keys VENUE:SYMBOL (lib.ticks.instruments
+  dynamic dimension `crypto_instruments` with keys VENUE:INSTRUMENT (lib.ticks.instruments
   .partition_key: never `| , [ ]`), added from the providers config by the
   crypto_instruments_from_config sensor. The Binance dump files have the same days and their own
-  dimension `binance_dump_instruments` (dumps.py), filled by the dump-file sensor, so a REST venue's
-  partitions never list symbols only dumps have, and the other way round.
+  dimension `binance_dump_instruments`, filled by the dump-file sensor, so a REST venue's
+  partitions never list instruments only dumps have, and the other way round.
   Days start at the config's crypto history_start: instruments x days stays under Dagster's
   ~100,000 partitions per asset (8 instruments x 4 years = ~12,000).
 - A-shares (Tushare): China calendar days (Asia/Shanghai), weekdays only (holidays run and find no
@@ -25,10 +25,12 @@ from datetime import date
 
 import dagster as dg
 
-from marketdata_assets.lib.ticks.instruments import InstrumentKey, parse_partition_key
-from marketdata_assets.lib.ticks.config import load_providers_config
+from marketdata_assets.defs.ticks.resources import load_providers_config
+from marketdata_assets.lib.ticks.engine import SliceKey
+from marketdata_assets.lib.ticks.instruments import parse_partition_key
 
 CRYPTO_INSTRUMENTS = "crypto_instruments"
+DUMP_INSTRUMENTS = "binance_dump_instruments"
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars
 
 _config = load_providers_config()
@@ -36,6 +38,8 @@ _config = load_providers_config()
 crypto_instruments = dg.DynamicPartitionsDefinition(name=CRYPTO_INSTRUMENTS)
 crypto_days = dg.DailyPartitionsDefinition(start_date=_config.crypto_history_start.isoformat(), timezone="UTC")
 crypto_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "instrument": crypto_instruments})
+binance_dump_instruments = dg.DynamicPartitionsDefinition(name=DUMP_INSTRUMENTS)
+binance_dump_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "instrument": binance_dump_instruments})
 
 a_share_days = dg.DailyPartitionsDefinition(start_date=_config.a_share_history_start.isoformat(),
                                             timezone="Asia/Shanghai", end_offset=1, exclusions=WEEKENDS)
@@ -48,13 +52,15 @@ def crypto_key(day: date | str, instrument: str) -> str:
     return f"{day if isinstance(day, str) else day.isoformat()}|{instrument}"
 
 
-def crypto_slices(partition_keys) -> list[tuple[date, InstrumentKey]]:
-    """(day, instrument) of every crypto partition key of a run, in order."""
+def slice_keys(partition_keys, datasets) -> list[SliceKey]:
+    """The slices of a run's day x instrument partition keys, for each dataset."""
     out = []
     for key in partition_keys:
         dims = key.keys_by_dimension if hasattr(key, "keys_by_dimension") else dict(
             zip(("day", "instrument"), str(key).split("|")))
-        out.append((date.fromisoformat(dims["day"]), parse_partition_key(dims["instrument"])))
+        instrument = parse_partition_key(dims["instrument"])
+        out += [SliceKey(dataset, instrument.venue, instrument.instrument, date.fromisoformat(dims["day"]))
+                for dataset in datasets]
     return out
 
 

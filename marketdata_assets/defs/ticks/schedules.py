@@ -34,7 +34,7 @@ from marketdata_assets.defs.ticks.partitions import (
     crypto_partitions,
     yahoo_days,
 )
-from marketdata_assets.lib.ticks.config import load_providers_config
+from marketdata_assets.defs.ticks.resources import load_providers_config
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 SHANGHAI, NEW_YORK, UTC = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"), ZoneInfo("UTC")

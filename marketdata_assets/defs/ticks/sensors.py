@@ -6,25 +6,23 @@ from datetime import date
 
 import dagster as dg
 
-from marketdata_assets.defs.ticks.dumps import (
+from marketdata_assets import settings
+from marketdata_assets.defs.ticks.dumps import DUMP_ASSETS
+from marketdata_assets.defs.ticks.partitions import (
+    CRYPTO_INSTRUMENTS,
     DUMP_INSTRUMENTS,
-    DUMP_KINDS,
-    VENUE,
     binance_dump_instruments,
-    binance_dump_partitions,
-    binance_dumps_landing_dir,
-    landing_dumps,
+    crypto_instruments,
 )
-from marketdata_assets.defs.ticks.partitions import CRYPTO_INSTRUMENTS, crypto_instruments
+from marketdata_assets.defs.ticks.resources import load_providers_config
 from marketdata_assets.defs.ticks.schedules import range_runs, range_tags
 from marketdata_assets.lib.ticks.instruments import partition_key
-from marketdata_assets.lib.ticks.config import load_providers_config
+from marketdata_assets.lib.ticks.sources.binance import dumps
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
 TIME_BUDGET_S = 40
 
-binance_dumps_job = dg.define_asset_job("binance_dumps_job", selection=dg.AssetSelection.assets(
-    *(asset for _, asset, _, _ in DUMP_KINDS.values())), partitions_def=binance_dump_partitions)
+binance_dumps_job = dg.define_asset_job("binance_dumps_job", selection=dg.AssetSelection.assets(*DUMP_ASSETS.values()))
 
 
 @dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -47,9 +45,9 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     (mtime_ns, path) seen, not the clock, so files copied in with old modification times are still
     picked up, in order, and none is looked at twice; the run_key only guards against a repeat."""
     cursor = json.loads(context.cursor) if context.cursor else {"mtime_ns": 0, "path": ""}
-    root = binance_dumps_landing_dir()
+    root = settings.binance_dumps_landing_dir()
     found = []
-    for path, name in landing_dumps(root):
+    for path, name in dumps.landing_dumps(root):
         try:
             mtime_ns = path.stat().st_mtime_ns
         except OSError:  # removed while we looked
@@ -63,7 +61,7 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         if time.monotonic() - started > TIME_BUDGET_S:
             break
         try:
-            key = partition_key(VENUE, name.instrument)
+            key = partition_key(dumps.VENUE, name.instrument)
         except ValueError as error:
             context.log.warning(f"{path}: not a Binance spot symbol ({error}); ignored")
         else:
@@ -75,7 +73,7 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     order = existing + new
     requests = []
     for dump_kind, by_day in affected.items():
-        asset = DUMP_KINDS[dump_kind][1]
+        asset = DUMP_ASSETS[dumps.DUMP_DATASETS[dump_kind][0]]
         for first, last, a, b in range_runs(by_day, order):
             requests.append(dg.RunRequest(
                 run_key=f"{asset}:{first}..{last}:{a}..{b}:{cursor['mtime_ns']}", tags=range_tags(first, last, a, b),

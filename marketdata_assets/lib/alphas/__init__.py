@@ -9,10 +9,29 @@ Plain Python (no Dagster, no database client). Modules:
 * ``packages``  monthly ``.jsonl.gz`` packages with manifests, built and decomposed losslessly
 """
 
-from .documents import (COLLECTIONS, InvalidAlpha, UnsupportedAlphaType, collection_for, from_document,
-                        merged_document, replace_payload, to_document, unsafe_keys, validate_alpha)
-from .files import (API_TZ, alpha_path, canonical_file_bytes, canonical_json, land_alpha, month_of,
-                    quarantine, read_alpha_file, write_if_changed)
+from .documents import (
+                        COLLECTIONS,
+                        InvalidAlpha,
+                        UnsupportedAlphaType,
+                        collection_for,
+                        from_document,
+                        merged_document,
+                        replace_payload,
+                        to_document,
+                        unsafe_keys,
+                        validate_alpha,
+)
+from .files import (
+                        API_TZ,
+                        alpha_path,
+                        canonical_file_bytes,
+                        canonical_json,
+                        land_alpha,
+                        month_of,
+                        quarantine,
+                        read_alpha_file,
+                        write_if_changed,
+)
 from .merge import DEFAULT_ARRAY_KEYS, IMPORT_MODES, deep_merge, merge_changed, resolve_for_mode
 from .packages import PackageError, build_package, build_packages, decompose_package, verify_package
 

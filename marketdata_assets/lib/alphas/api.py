@@ -50,8 +50,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from marketdata_assets.lib.http import ApiClient, ApiError, RetryPolicy, backoff_delay
 from marketdata_assets.lib.alphas.files import check_account
+from marketdata_assets.lib.http import ApiClient, ApiError, RetryPolicy, backoff_delay
 
 log = logging.getLogger(__name__)
 

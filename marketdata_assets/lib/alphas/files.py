@@ -33,8 +33,13 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from marketdata_assets.lib.files import (atomic_write_bytes, fsync_directory, open_temp_file,  # noqa: F401
-                                         quarantine, write_bytes_if_changed)
+from marketdata_assets.lib.files import (  # noqa: F401
+    atomic_write_bytes,
+    fsync_directory,
+    open_temp_file,
+    quarantine,
+    write_bytes_if_changed,
+)
 
 try:  # optional: faster parsing only
     import orjson as _orjson

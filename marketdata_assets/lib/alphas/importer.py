@@ -48,11 +48,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 import bson
 import pymongo
@@ -61,8 +61,15 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, OperationFailure
 
-from marketdata_assets.lib.alphas.documents import (DATES_FIELD, alpha_from_bson, collection_for, date_sidecar,
-                                                    inspect_alpha, merged_document, to_document)
+from marketdata_assets.lib.alphas.documents import (
+    DATES_FIELD,
+    alpha_from_bson,
+    collection_for,
+    date_sidecar,
+    inspect_alpha,
+    merged_document,
+    to_document,
+)
 from marketdata_assets.lib.alphas.files import gc_paused, month_of, parse_alpha_bytes, read_file_bytes
 from marketdata_assets.lib.alphas.merge import resolve_for_mode
 from marketdata_assets.lib.files import quarantine
@@ -139,8 +146,8 @@ class _Writer:
     def __init__(self, write: Callable[[_Batch], dict], done: Callable[[dict], None]):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alpha-import-writer")
         self._write, self._done = write, done
-        self._batch: Optional[_Batch] = None
-        self._future: Optional[Future] = None
+        self._batch: _Batch | None = None
+        self._future: Future | None = None
 
     def wait(self) -> None:
         """Until the batch in flight is written; its error is raised here, in the caller's thread."""
@@ -178,7 +185,7 @@ def ensure_alpha_indexes(db_regular: Database, db_super: Database, collection: s
     db_regular.drop_collection(_OBSOLETE_LEDGER_INDEX)
 
 
-def newest_modified(coll) -> Optional[datetime]:
+def newest_modified(coll) -> datetime | None:
     doc = coll.find_one({f"{DATES_FIELD}.dateModified": {"$ne": None}}, {f"{DATES_FIELD}.dateModified": 1},
                         sort=[(f"{DATES_FIELD}.dateModified", pymongo.DESCENDING)])
     value = doc[DATES_FIELD]["dateModified"] if doc else None
@@ -196,7 +203,7 @@ def _columns(ledger_doc: Mapping, fields: tuple[str, ...]) -> list[list]:
     return [[ledger_doc.get(name)] for name in fields]
 
 
-def _ledger_columns(db_regular: Database, query: Optional[Mapping], fields: tuple[str, ...]
+def _ledger_columns(db_regular: Database, query: Mapping | None, fields: tuple[str, ...]
                     ) -> Iterator[tuple[dict, list[list]]]:
     """(the write's ``mode, imported_at, run_id``, the `fields` columns) of each ledger document
     matching `query`; only those columns travel."""
@@ -207,7 +214,7 @@ def _ledger_columns(db_regular: Database, query: Optional[Mapping], fields: tupl
         yield {key: doc.get(key) for key in ("mode", "imported_at", "run_id")}, _columns(doc, fields)
 
 
-def ledger_entries(db_regular: Database, query: Optional[Mapping] = None,
+def ledger_entries(db_regular: Database, query: Mapping | None = None,
                    fields: tuple[str, ...] = LEDGER_FIELDS) -> Iterator[dict]:
     """The ledger's file entries (with `fields`, plus ``mode, imported_at, run_id``) of the
     ledger documents matching `query` (on the document: ``dir``, ``run_id``, ``files.<field>``)."""
@@ -232,7 +239,7 @@ def ledgered_files(db_regular: Database, names: Iterable[str]) -> dict[str, set[
     return found
 
 
-def _ledger_documents(entries: list[dict], mode: str, run_id: Optional[str], now: datetime) -> list[dict]:
+def _ledger_documents(entries: list[dict], mode: str, run_id: str | None, now: datetime) -> list[dict]:
     """The ledger documents of one write's file entries: one per landing directory, a column per field."""
     by_dir: dict[str, list[dict]] = {}
     for entry in entries:
@@ -263,10 +270,10 @@ def stored_documents(coll, ids: list[str]) -> dict[str, dict]:
 
 def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_super: Database,
                  collection: str = "alphas", mode: str = "incremental",
-                 time_range: Optional[tuple[datetime, datetime]] = None, batch_size: int = 1000,
-                 array_keys: Optional[Mapping[str, Optional[str]]] = None, quarantine_root: Optional[Path] = None,
-                 landing_root: Optional[Path] = None, run_id: Optional[str] = None,
-                 on_progress: Optional[Callable[[ImportStats], None]] = None) -> ImportStats:
+                 time_range: tuple[datetime, datetime] | None = None, batch_size: int = 1000,
+                 array_keys: Mapping[str, str | None] | None = None, quarantine_root: Path | None = None,
+                 landing_root: Path | None = None, run_id: str | None = None,
+                 on_progress: Callable[[ImportStats], None] | None = None) -> ImportStats:
     """Import alpha files ((name in the ledger, path) pairs) and return what happened.
 
     `on_progress(stats)` is called after every bulk write (a batch of documents and their ledger
@@ -392,7 +399,7 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
         if ledger_docs:
             ledger.insert_many(ledger_docs, ordered=False, session=session)
 
-    def taken_ids(batch: _Batch, error: BulkWriteError, order: Optional[list[str]] = None) -> list[str]:
+    def taken_ids(batch: _Batch, error: BulkWriteError, order: list[str] | None = None) -> list[str]:
         """The new alphas a duplicate key error says are stored already (re-raised for any other error)."""
         order = order or list(batch.docs)
         errors = error.details.get("writeErrors", [])

@@ -17,14 +17,20 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from marketdata_assets.lib.alphas.api import AlphaApi, FetchStats
 from marketdata_assets.lib.alphas.files import canonical_file_bytes, land_alpha
-from marketdata_assets.lib.alphas.packages import (PACKAGE_DIR, PACKAGE_SUFFIX, PackageError,
-                                                   decompose_package, manifest_path_of, read_manifest)
+from marketdata_assets.lib.alphas.packages import (
+    PACKAGE_DIR,
+    PACKAGE_SUFFIX,
+    PackageError,
+    decompose_package,
+    manifest_path_of,
+    read_manifest,
+)
 from marketdata_assets.lib.files import atomic_write_bytes, quarantine
 
 PROGRESS_EVERY_S = 5.0
@@ -39,7 +45,7 @@ class LandedMonth:
     unchanged: int = 0
     by_type: Counter = field(default_factory=Counter)
     quarantined: list[dict] = field(default_factory=list)
-    fetch: Optional[FetchStats] = None
+    fetch: FetchStats | None = None
     seconds: float = 0.0
 
     def as_metadata(self) -> dict:
@@ -50,7 +56,7 @@ class LandedMonth:
 
 
 async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path, quarantine_root: Path, *,
-                     on_progress: Optional[Callable[[LandedMonth], None]] = None) -> LandedMonth:
+                     on_progress: Callable[[LandedMonth], None] | None = None) -> LandedMonth:
     """Fetch every alpha of (account, month) and land it; returns the counts."""
     started = last_report = time.monotonic()
     landed = LandedMonth(account=account, month=month)
@@ -95,7 +101,7 @@ def dropped_packages(landing_root: Path) -> list[Path]:
                   and manifest_path_of(p).exists()) if base.is_dir() else []
 
 
-def package_month(package: Path) -> Optional[str]:
+def package_month(package: Path) -> str | None:
     """The month a dropped package's manifest names (None if the manifest can't be read)."""
     try:
         return read_manifest(package).get("month")
@@ -106,7 +112,7 @@ def package_month(package: Path) -> Optional[str]:
 @dataclass
 class Decomposed:
     package: str
-    month: Optional[str]
+    month: str | None
     outcome: str  # decomposed | quarantined
     count: int = 0
     written: int = 0
@@ -138,8 +144,16 @@ def decompose_dropped(landing_root: Path, months: set[str], quarantine_root: Pat
     return results
 
 
-__all__ = ["Decomposed", "LandedMonth", "LandingChange", "landing_changes", "decompose_dropped", "dropped_packages", "land_month",
-           "package_month"]
+__all__ = [
+    "Decomposed",
+    "LandedMonth",
+    "LandingChange",
+    "decompose_dropped",
+    "dropped_packages",
+    "land_month",
+    "landing_changes",
+    "package_month",
+]
 
 
 # ---------------------------------------------------------------- changes in the landing area
@@ -150,7 +164,7 @@ class LandingChange:
     mtime_ns: int
     path: str  # relative to the landing root, posix
     kind: str  # "file" (an alpha file) | "package" (a dropped package or its manifest)
-    month: Optional[str]  # YYYY-MM; None: a package whose manifest can't be read (yet)
+    month: str | None  # YYYY-MM; None: a package whose manifest can't be read (yet)
 
 
 def _scan(directory: str, depth: int, out: list, cursor: tuple[int, str], root_len: int) -> None:

@@ -42,9 +42,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .documents import validate_alpha
-from .files import (alpha_dir, atomic_write_bytes, canonical_file_bytes, check_account, check_month,
-                    check_type, fsync_directory, gc_paused, iter_alpha_files, landing_root_of, loads_line,
-                    month_of, open_temp_file, parse_alpha_path, read_alpha_file, write_bytes_if_changed)
+from .files import (
+    alpha_dir,
+    atomic_write_bytes,
+    canonical_file_bytes,
+    check_account,
+    check_month,
+    check_type,
+    fsync_directory,
+    gc_paused,
+    iter_alpha_files,
+    landing_root_of,
+    loads_line,
+    month_of,
+    open_temp_file,
+    parse_alpha_path,
+    read_alpha_file,
+    write_bytes_if_changed,
+)
 
 FORMAT = "alpha-package/1"
 _ID_RE = re.compile(r"^[A-Za-z0-9]{7,8}$")

@@ -20,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
 
 import polars as pl
 import psycopg
@@ -82,8 +82,8 @@ class FileLoad:
     rejects: int = 0
     duplicates_dropped: int = 0
     seconds: float = 0.0
-    error: Optional[str] = None
-    rejects_file: Optional[str] = None
+    error: str | None = None
+    rejects_file: str | None = None
 
 
 # Runs of different months start together (a sensor, a backfill): concurrent CREATE ... IF NOT
@@ -134,12 +134,12 @@ def landing_files(root: Path) -> list[Path]:
 
 
 def landing_index(conn: psycopg.Connection, root: Path
-                  ) -> tuple[dict[str, tuple[list[date], Optional[str]]], list[tuple[Path, str, os.stat_result]]]:
+                  ) -> tuple[dict[str, tuple[list[date], str | None]], list[tuple[Path, str, os.stat_result]]]:
     """({relative path: (months, error)} of files indexed as they are now, [new or changed files]).
     Entries of files gone from the landing area are dropped."""
     known = {row[0]: row[1:] for row in conn.execute(
         "SELECT source_file, size_bytes, mtime_ns, months, error FROM minute_bar_landing_files").fetchall()}
-    current: dict[str, tuple[list[date], Optional[str]]] = {}
+    current: dict[str, tuple[list[date], str | None]] = {}
     stale = []
     for path in landing_files(root):
         rel = str(path.relative_to(root))
@@ -156,8 +156,8 @@ def landing_index(conn: psycopg.Connection, root: Path
     return current, stale
 
 
-def record_index(conn: psycopg.Connection, rel: str, stat: os.stat_result, first: Optional[datetime],
-                 last: Optional[datetime], months: Sequence[date], error: Optional[str]) -> None:
+def record_index(conn: psycopg.Connection, rel: str, stat: os.stat_result, first: datetime | None,
+                 last: datetime | None, months: Sequence[date], error: str | None) -> None:
     with conn.transaction():
         conn.execute("""
             INSERT INTO minute_bar_landing_files (source_file, size_bytes, mtime_ns, first_time, last_time, months, error)
@@ -175,12 +175,12 @@ class ParsedFile:
     batches: list[pl.DataFrame]
     rejects: list
     reject_count: int
-    first_time: Optional[datetime]
-    last_time: Optional[datetime]
+    first_time: datetime | None
+    last_time: datetime | None
     months: list[date]
 
 
-def parse_file(path: Path, profiles: Optional[Sequence[CsvProfile]] = None, **options) -> ParsedFile:
+def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **options) -> ParsedFile:
     reader = open_minute_csv(path, profiles, **options)
     batches = list(reader.batches())
     months: set[date] = set()
@@ -193,8 +193,8 @@ def parse_file(path: Path, profiles: Optional[Sequence[CsvProfile]] = None, **op
     return ParsedFile(batches, reader.rejects, reader.reject_count, first, last, sorted(months))
 
 
-def file_span(path: Path, profiles: Optional[Sequence[CsvProfile]] = None
-              ) -> tuple[Optional[datetime], Optional[datetime], list[date], Optional[ParsedFile]]:
+def file_span(path: Path, profiles: Sequence[CsvProfile] | None = None
+              ) -> tuple[datetime | None, datetime | None, list[date], ParsedFile | None]:
     """(first, last, months, parsed file or None) of a new or changed landing file: small files are
     parsed whole (the load reuses the batches), big ones scanned by their time column only.
     Raises CsvFileError when the file can't be read."""
@@ -220,9 +220,9 @@ def _in_months(frame: pl.DataFrame, months: Sequence[date]) -> pl.DataFrame:
 
 
 def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[date], *, sha256: str,
-              use_copy: bool, run_id: Optional[str], reject_dir: Path,
-              profiles: Optional[Sequence[CsvProfile]] = None, table: str = MINUTE_TABLE,
-              block_bytes: Optional[int] = None, parsed: Optional[ParsedFile] = None) -> FileLoad:
+              use_copy: bool, run_id: str | None, reject_dir: Path,
+              profiles: Sequence[CsvProfile] | None = None, table: str = MINUTE_TABLE,
+              block_bytes: int | None = None, parsed: ParsedFile | None = None) -> FileLoad:
     """Load the rows of `path` that fall in `months`, replacing what an earlier load of the same rows
     wrote, in one transaction on `conn` (which must not be in a transaction)."""
     started = time.monotonic()
@@ -235,7 +235,7 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
         parsed = parse_file(path, profiles, **options)
     reader = open_minute_csv(path, profiles, **options) if parsed is None else None
     spans: list[pl.DataFrame] = []
-    kept: Optional[list[pl.DataFrame]] = [] if parsed is not None else None
+    kept: list[pl.DataFrame] | None = [] if parsed is not None else None
     for batch in (parsed.batches if parsed is not None else reader.batches()):
         batch = _in_months(batch, months)
         if batch.height:

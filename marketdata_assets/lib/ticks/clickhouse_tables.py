@@ -84,8 +84,7 @@ the ``clickhouse`` pool).
 
 Daily bars from trades
 ----------------------
-``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate; :func:`daily_bars_from_trades_sql`
-is the same bar computed directly from ``trades_range`` (for a custom session or checks). Days are
+``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate (:func:`daily_bars`). Days are
 UTC days, which for A-shares (trading 01:30-07:00 UTC) are the trading days.
 """
 
@@ -93,104 +92,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Optional, Union
 
 import polars as pl
 
 from marketdata_assets.lib.identifiers import sql_identifier
-from marketdata_assets.lib.ticks import frames
+from marketdata_assets.lib.ticks.frames import DATASETS, LC, TS, Dataset, spec_for
 
-TS = "DateTime64(6, 'UTC')"
-LC = "LowCardinality(String)"
-FLOAT = "Float64 CODEC(ZSTD(1))"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    kind: str                      # key in loads.kind
-    table: str
-    schema: dict                   # the Polars frame contract (lib.ticks.frames)
-    columns: tuple                 # (name, ClickHouse type + codec) for the frame columns, in order
-    order_by: tuple
-    nullable: frozenset
-
-    @property
-    def view(self) -> str:
-        return f"{self.table}_v"
-
-    @property
-    def range_view(self) -> str:
-        return f"{self.table}_range"
-
-    @property
-    def column_names(self) -> tuple:
-        return tuple(name for name, _ in self.columns)
-
-
-TRADES = TableSpec(
-    kind="trades", table="trades", schema=frames.TRADES_SCHEMA, nullable=frames.NULLABLE["trades"],
-    columns=(
-        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
-        ("venue", LC),
-        ("instrument", LC),
-        ("trade_id", "String CODEC(ZSTD(1))"),
-        ("price", FLOAT),
-        ("quantity", FLOAT),
-        ("amount", FLOAT),
-        ("side", LC),
-        ("seq", "Nullable(Int64) CODEC(Delta, ZSTD(1))"),
-    ),
-    order_by=("venue", "instrument", "ts", "trade_id"),
-)
-BOOKS = TableSpec(
-    kind="books", table="book_snapshots", schema=frames.BOOKS_SCHEMA, nullable=frames.NULLABLE["books"],
-    columns=(
-        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
-        ("venue", LC),
-        ("instrument", LC),
-        ("side", LC),
-        ("level", "Int32 CODEC(ZSTD(1))"),
-        ("price", FLOAT),
-        ("quantity", FLOAT),
-        ("update_id", "Nullable(Int64) CODEC(Delta, ZSTD(1))"),
-    ),
-    order_by=("venue", "instrument", "ts", "side", "level"),
-)
-BARS = TableSpec(
-    kind="bars", table="bars_1m", schema=frames.BARS_SCHEMA, nullable=frames.NULLABLE["bars"],
-    columns=(
-        ("ts", f"{TS} CODEC(DoubleDelta, ZSTD(1))"),
-        ("venue", LC),
-        ("instrument", LC),
-        ("open", FLOAT),
-        ("high", FLOAT),
-        ("low", FLOAT),
-        ("close", FLOAT),
-        ("volume", FLOAT),
-        ("amount", FLOAT),
-        ("trades", "Nullable(Int64) CODEC(ZSTD(1))"),
-    ),
-    order_by=("venue", "instrument", "ts"),
-)
-DAILY = TableSpec(
-    kind="daily", table="daily_bars", schema=frames.DAILY_BARS_SCHEMA, nullable=frames.NULLABLE["daily"],
-    columns=(
-        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
-        ("venue", LC),
-        ("instrument", LC),
-        ("open", FLOAT),
-        ("high", FLOAT),
-        ("low", FLOAT),
-        ("close", FLOAT),
-        ("pre_close", "Nullable(Float64) CODEC(ZSTD(1))"),
-        ("volume", FLOAT),
-        ("amount", FLOAT),
-    ),
-    order_by=("venue", "instrument", "ts"),
-)
-SPECS = {spec.kind: spec for spec in (TRADES, BOOKS, BARS, DAILY)}
-_KIND_ALIASES = {"trade": "trades", "book": "books", "book_snapshots": "books", "bars_1m": "bars", "bar": "bars",
-                 "daily_bars": "daily"}
 LOADS = "loads"
 DAILY_AGG = "trades_1d_agg"
 DAILY_MV = "trades_1d_mv"
@@ -201,26 +108,18 @@ INGEST_LOG_COLUMNS = ("run_id", "provider", "kind", "venue", "instrument", "day"
                       "started_at", "finished_at")
 
 
-def spec_for(kind: str) -> TableSpec:
-    """TableSpec of 'trades' | 'books' | 'bars' | 'daily' (also 'book_snapshots', 'bars_1m', 'daily_bars')."""
-    key = _KIND_ALIASES.get(kind, kind)
-    if key not in SPECS:
-        raise ValueError(f"unknown tick kind {kind!r}: expected one of {sorted(SPECS)}")
-    return SPECS[key]
-
-
 def _db(database: str) -> str:
     return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
 
-def active_loads_sql(database: str, kind: str, where: str = "") -> str:
+def active_loads_sql(database: str, dataset: str, where: str = "") -> str:
     """``SELECT load_id FROM loads FINAL WHERE kind = '<kind>' [AND where]``: the pointer lookup."""
-    spec = spec_for(kind)
+    spec = spec_for(dataset)
     extra = f" AND {where}" if where else ""
-    return f"SELECT load_id FROM {_db(database)}.{LOADS} FINAL WHERE kind = '{spec.kind}'{extra}"
+    return f"SELECT load_id FROM {_db(database)}.{LOADS} FINAL WHERE kind = '{spec.code}'{extra}"
 
 
-def _table_ddl(database: str, spec: TableSpec) -> str:
+def _table_ddl(database: str, spec: Dataset) -> str:
     cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in spec.columns)
     return (f"CREATE TABLE IF NOT EXISTS {_db(database)}.`{spec.table}` (\n    {cols},\n"
             "    `day` Date CODEC(Delta, ZSTD(1)),\n"
@@ -229,17 +128,17 @@ def _table_ddl(database: str, spec: TableSpec) -> str:
             f"ORDER BY ({', '.join(spec.order_by)})")
 
 
-def _view_ddl(database: str, spec: TableSpec) -> list[str]:
+def _view_ddl(database: str, spec: Dataset) -> list[str]:
     db = _db(database)
     cols = ", ".join(f"`{c}`" for c in spec.column_names)
     whole = (f"CREATE OR REPLACE VIEW {db}.`{spec.view}` AS\nSELECT {cols}\nFROM {db}.`{spec.table}`\n"
-             f"WHERE load_id IN ({active_loads_sql(database, spec.kind)})")
+             f"WHERE load_id IN ({active_loads_sql(database, spec.name)})")
     in_range = ("venue = {venue:String} AND instrument = {instrument:String} "
                 "AND day >= toDate({start:DateTime64(6, 'UTC')}) AND day <= toDate({end:DateTime64(6, 'UTC')})")
     ranged = (f"CREATE OR REPLACE VIEW {db}.`{spec.range_view}` AS\nSELECT {cols}\nFROM {db}.`{spec.table}`\n"
               "WHERE venue = {venue:String} AND instrument = {instrument:String}\n"
               "  AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')}\n"
-              f"  AND load_id IN ({active_loads_sql(database, spec.kind, in_range)})")
+              f"  AND load_id IN ({active_loads_sql(database, spec.name, in_range)})")
     return [whole, ranged]
 
 
@@ -285,7 +184,7 @@ GROUP BY venue, instrument, day, load_id"""
 def ddl_statements(database: str) -> list[str]:
     """Every statement of :func:`ensure_tables`, in order (tables, then views)."""
     db = _db(database)
-    statements = [_table_ddl(database, spec) for spec in SPECS.values()]
+    statements = [_table_ddl(database, spec) for spec in DATASETS.values()]
     statements.append(f"""CREATE TABLE IF NOT EXISTS {db}.{LOADS} (
     `kind` {LC},
     `venue` {LC},
@@ -320,7 +219,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (provider, instrument, day, finished_at)""")
     daily = _daily_ddl(database)
     statements += daily[:2]
-    for spec in SPECS.values():
+    for spec in DATASETS.values():
         statements += _view_ddl(database, spec)
     statements += daily[2:]
     statements.append(f"""CREATE OR REPLACE VIEW {db}.active_loads AS
@@ -333,15 +232,15 @@ def ensure_tables(client, database: str) -> list[str]:
     client.command(f"CREATE DATABASE IF NOT EXISTS {_db(database)}")
     for statement in ddl_statements(database):
         client.command(statement)
-    names = [spec.table for spec in SPECS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
+    names = [spec.table for spec in DATASETS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
                                                         "bars_1d_v", "bars_1d_range"]
-    names += [n for spec in SPECS.values() for n in (spec.view, spec.range_view)]
+    names += [n for spec in DATASETS.values() for n in (spec.view, spec.range_view)]
     return names
 
 
 # ---- read helpers ------------------------------------------------------------------------------------
 
-def _utc(value: Union[datetime, date, str]) -> datetime:
+def _utc(value: datetime | date | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
@@ -349,22 +248,22 @@ def _utc(value: Union[datetime, date, str]) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def range_query(database: str, kind: str) -> str:
+def range_query(database: str, dataset: str) -> str:
     """``SELECT * FROM <table>_range(...)`` with bind parameters venue, instrument, start, end
     (half-open ``[start, end)``), ordered by the table's key."""
-    spec = spec_for(kind)
+    spec = spec_for(dataset)
     return (f"SELECT * FROM {_db(database)}.`{spec.range_view}`(venue = {{venue:String}}, "
             "instrument = {instrument:String}, start = {start:DateTime64(6, 'UTC')}, "
             "end = {end:DateTime64(6, 'UTC')})\n"
             f"ORDER BY {', '.join(spec.order_by)}")
 
 
-def read_range(client, database: str, kind: str, venue: str, instrument: str,
-               start: Union[datetime, date, str], end: Union[datetime, date, str]) -> pl.DataFrame:
+def read_range(client, database: str, dataset: str, venue: str, instrument: str,
+               start: datetime | date | str, end: datetime | date | str) -> pl.DataFrame:
     """Active rows of one instrument in ``[start, end)`` (naive datetimes are UTC) as a frame with
     the lib.ticks.frames schema, sorted by the table key."""
-    spec = spec_for(kind)
-    table = client.query_arrow(range_query(database, spec.kind), parameters={
+    spec = spec_for(dataset)
+    table = client.query_arrow(range_query(database, spec.name), parameters={
         "venue": venue, "instrument": instrument, "start": _utc(start), "end": _utc(end)})
     frame = pl.from_arrow(table)
     if not isinstance(frame, pl.DataFrame) or frame.width == 0:
@@ -372,39 +271,21 @@ def read_range(client, database: str, kind: str, venue: str, instrument: str,
     return frame.select([pl.col(name).cast(dtype) for name, dtype in spec.schema.items()])
 
 
-def daily_bars_from_trades_sql(database: str) -> str:
-    """Daily (UTC) OHLCV bars of one instrument computed directly from active trades; bind
-    parameters venue, instrument, start, end (half-open). Same numbers as ``bars_1d_range``."""
-    return (
-        "SELECT toDate(ts) AS day, venue, instrument, argMin(price, ts) AS open, max(price) AS high,\n"
-        "       min(price) AS low, argMax(price, ts) AS close, sum(quantity) AS volume, sum(amount) AS amount,\n"
-        "       toInt64(count()) AS trades, min(ts) AS first_ts, max(ts) AS last_ts\n"
-        f"FROM {_db(database)}.trades_range(venue = {{venue:String}}, instrument = {{instrument:String}},\n"
-        "     start = {start:DateTime64(6, 'UTC')}, end = {end:DateTime64(6, 'UTC')})\n"
-        "GROUP BY day, venue, instrument ORDER BY day")
-
-
-def daily_bars(client, database: str, venue: str, instrument: str, first_day: date, last_day: date,
-               from_trades: bool = False) -> pl.DataFrame:
-    """Daily bars of one instrument for ``first_day..last_day`` (inclusive) from the materialized
-    aggregate (``bars_1d_range``) or, with ``from_trades=True``, computed from the trades."""
-    if from_trades:
-        sql = daily_bars_from_trades_sql(database)
-        params = {"venue": venue, "instrument": instrument, "start": _utc(first_day),
-                  "end": _utc(date.fromordinal(last_day.toordinal() + 1))}
-    else:
-        sql = (f"SELECT * FROM {_db(database)}.bars_1d_range(venue = {{venue:String}}, "
-               "instrument = {instrument:String}, first_day = {first_day:Date}, last_day = {last_day:Date}) "
-               "ORDER BY day")
-        params = {"venue": venue, "instrument": instrument, "first_day": first_day, "last_day": last_day}
+def daily_bars(client, database: str, venue: str, instrument: str, first_day: date, last_day: date) -> pl.DataFrame:
+    """Daily bars of one instrument for ``first_day..last_day`` (inclusive), computed from its trades at
+    insert time (``bars_1d_range``)."""
+    sql = (f"SELECT * FROM {_db(database)}.bars_1d_range(venue = {{venue:String}}, "
+           "instrument = {instrument:String}, first_day = {first_day:Date}, last_day = {last_day:Date}) "
+           "ORDER BY day")
+    params = {"venue": venue, "instrument": instrument, "first_day": first_day, "last_day": last_day}
     return pl.from_arrow(client.query_arrow(sql, parameters=params))
 
 
-def loaded_days(client, database: str, kind: str, venue: Optional[str] = None,
-                instrument: Optional[str] = None) -> pl.DataFrame:
+def loaded_days(client, database: str, dataset: str, venue: str | None = None,
+                instrument: str | None = None) -> pl.DataFrame:
     """The active load of every slice (kind, venue, instrument, day, load_id, rows, run_id, loaded_at)."""
-    spec = spec_for(kind)
-    where, params = ["kind = {kind:String}"], {"kind": spec.kind}
+    spec = spec_for(dataset)
+    where, params = ["kind = {code:String}"], {"code": spec.code}
     if venue is not None:
         where.append("venue = {venue:String}")
         params["venue"] = venue
@@ -427,7 +308,7 @@ class CompactResult:
     seconds: float
 
 
-def _month_id(month: Union[str, date]) -> str:
+def _month_id(month: str | date) -> str:
     if isinstance(month, date):
         return f"{month.year:04d}{month.month:02d}"
     text = str(month).replace("-", "")
@@ -436,7 +317,7 @@ def _month_id(month: Union[str, date]) -> str:
     return text
 
 
-def compact_month(client, database: str, kind: str, month: Union[str, date]) -> list[CompactResult]:
+def compact_month(client, database: str, dataset: str, month: str | date) -> list[CompactResult]:
     """Drop superseded and orphaned rows of one month (partition) of a kind: copy the active rows to
     a staging table, check each active slice's count against ``loads.rows``, then swap the partition
     with ``ALTER TABLE ... REPLACE PARTITION`` (atomic; readers see the same rows before and after).
@@ -444,11 +325,11 @@ def compact_month(client, database: str, kind: str, month: Union[str, date]) -> 
     compacted the same way."""
     import time
 
-    spec = spec_for(kind)
+    spec = spec_for(dataset)
     part = _month_id(month)
     db = _db(database)
     targets = [(spec.table, "toYYYYMM(ts)")]
-    if spec.kind == "trades":
+    if spec.code == "trades":
         targets.append((DAILY_AGG, "toYYYYMM(day)"))
     results = []
     for table, month_expr in targets:
@@ -459,12 +340,12 @@ def compact_month(client, database: str, kind: str, month: Union[str, date]) -> 
         client.command(f"CREATE TABLE {db}.`{staging}` AS {db}.`{table}`")
         try:
             client.command(f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` "
-                           f"WHERE {month_expr} = {part} AND load_id IN ({active_loads_sql(database, spec.kind)})")
+                           f"WHERE {month_expr} = {part} AND load_id IN ({active_loads_sql(database, spec.name)})")
             if table == spec.table:
                 bad = client.query(
                     f"SELECT l.venue, l.instrument, l.day, l.rows, ifNull(s.n, 0) FROM "
                     f"(SELECT venue, instrument, day, load_id, rows FROM {db}.{LOADS} FINAL "
-                    f" WHERE kind = '{spec.kind}' AND toYYYYMM(day) = {part}) AS l "
+                    f" WHERE kind = '{spec.code}' AND toYYYYMM(day) = {part}) AS l "
                     f"LEFT JOIN (SELECT load_id, count() AS n FROM {db}.`{staging}` GROUP BY load_id) AS s "
                     f"ON l.load_id = s.load_id WHERE l.rows != ifNull(s.n, 0) LIMIT 5").result_rows
                 if bad:
@@ -478,8 +359,8 @@ def compact_month(client, database: str, kind: str, month: Union[str, date]) -> 
     return results
 
 
-def garbage_rows(client, database: str, kind: str) -> int:
+def garbage_rows(client, database: str, dataset: str) -> int:
     """Rows of a kind's table that no read path shows (superseded or orphaned loads)."""
-    spec = spec_for(kind)
+    spec = spec_for(dataset)
     return int(client.command(f"SELECT count() FROM {_db(database)}.`{spec.table}` "
-                              f"WHERE load_id NOT IN ({active_loads_sql(database, spec.kind)})") or 0)
+                              f"WHERE load_id NOT IN ({active_loads_sql(database, spec.name)})") or 0)

@@ -1,6 +1,6 @@
 """The providers config file of the ticks domain (seed 003's `data_providers.yaml`, five providers).
 
-    config = load_providers_config()            # TICKS_PROVIDERS_CONFIG, else the shipped file
+    config = parse_providers_config(yaml.safe_load(text), path)   # defs/ticks/resources.py loads the file
     config.providers["tushare"].requests_per_minute   # 200.0
     config.a_shares                              # ("600000.SH", ...) normalized codes
     config.crypto_instruments                    # (InstrumentKey("BINANCE", "BTCUSDT"), ...)
@@ -43,13 +43,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from marketdata_assets.lib.identifiers import symbol_key
 from marketdata_assets.lib.ticks.instruments import InstrumentKey, a_share_code, normalize_instrument
 
-CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "defs" / "ticks" / "data_providers.yaml"
 PROVIDERS = ("tushare", "yahoo", "binance", "okx", "deribit")
 CRYPTO_PROVIDERS = {"BINANCE": "binance", "OKX": "okx", "DERIBIT": "deribit"}
 
@@ -98,12 +94,6 @@ class ProvidersConfig:
 
     def crypto_partition_keys(self) -> list[str]:
         return [key.partition_key for key in self.crypto_instruments]
-
-
-def config_path(environ: Mapping[str, str] | None = None) -> Path:
-    environ = os.environ if environ is None else environ
-    configured = (environ.get(CONFIG_ENV) or "").strip()
-    return Path(configured).resolve() if configured else DEFAULT_CONFIG
 
 
 class _Reader:
@@ -258,20 +248,3 @@ def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | N
         book_depth=reader.integer(c_raw.get("book_depth", 20), "universes.crypto.book_depth", minimum=1),
         catch_up_days=reader.integer(top.get("catch_up_days", 7), "catch_up_days", minimum=1),
     )
-
-
-def load_providers_config(path: str | os.PathLike | None = None,
-                          environ: Mapping[str, str] | None = None) -> ProvidersConfig:
-    """Read and validate the providers config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
-    path = Path(path).resolve() if path is not None else config_path(environ)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ProvidersConfigError(f"providers config {path}: cannot read it ({error.strerror}); set "
-                                   f"{CONFIG_ENV} to the file's path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ProvidersConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
-                                   f"(file {path})") from None
-    return parse_providers_config(data, path, environ)

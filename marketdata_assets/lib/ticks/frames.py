@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -71,12 +72,117 @@ DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "pre_close": pl.Float64, "
 NULLABLE: dict[str, frozenset[str]] = {
     "trades": frozenset({"seq"}),
     "books": frozenset({"update_id"}),
-    "bars": frozenset({"trades"}),
-    "daily": frozenset({"pre_close"}),
+    "bars_1m": frozenset({"trades"}),
+    "daily_bars": frozenset({"pre_close"}),
 }
 
 TRADE_SIDES = ("buy", "sell")
 BOOK_SIDES = ("bid", "ask")
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets: the frame each is written as and its ClickHouse table (one declaration each)
+# --------------------------------------------------------------------------------------------
+
+TS = "DateTime64(6, 'UTC')"
+LC = "LowCardinality(String)"
+FLOAT = "Float64 CODEC(ZSTD(1))"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset: its name, the normalized frame it is written as, and its ClickHouse table."""
+
+    name: str                      # trades | books | bars_1m | daily_bars
+    code: str                      # its key in loads.kind / ingest_log.kind (the store's first names)
+    table: str
+    schema: dict                   # the Polars frame contract (lib.ticks.frames)
+    columns: tuple                 # (name, ClickHouse type + codec) for the frame columns, in order
+    order_by: tuple
+    nullable: frozenset
+
+    @property
+    def view(self) -> str:
+        return f"{self.table}_v"
+
+    @property
+    def range_view(self) -> str:
+        return f"{self.table}_range"
+
+    @property
+    def column_names(self) -> tuple:
+        return tuple(name for name, _ in self.columns)
+
+
+TRADES = Dataset(
+    name="trades", code="trades", table="trades", schema=TRADES_SCHEMA, nullable=NULLABLE["trades"],
+    columns=(
+        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
+        ("venue", LC),
+        ("instrument", LC),
+        ("trade_id", "String CODEC(ZSTD(1))"),
+        ("price", FLOAT),
+        ("quantity", FLOAT),
+        ("amount", FLOAT),
+        ("side", LC),
+        ("seq", "Nullable(Int64) CODEC(Delta, ZSTD(1))"),
+    ),
+    order_by=("venue", "instrument", "ts", "trade_id"),
+)
+BOOKS = Dataset(
+    name="books", code="books", table="book_snapshots", schema=BOOKS_SCHEMA, nullable=NULLABLE["books"],
+    columns=(
+        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
+        ("venue", LC),
+        ("instrument", LC),
+        ("side", LC),
+        ("level", "Int32 CODEC(ZSTD(1))"),
+        ("price", FLOAT),
+        ("quantity", FLOAT),
+        ("update_id", "Nullable(Int64) CODEC(Delta, ZSTD(1))"),
+    ),
+    order_by=("venue", "instrument", "ts", "side", "level"),
+)
+BARS = Dataset(
+    name="bars_1m", code="bars", table="bars_1m", schema=BARS_SCHEMA, nullable=NULLABLE["bars_1m"],
+    columns=(
+        ("ts", f"{TS} CODEC(DoubleDelta, ZSTD(1))"),
+        ("venue", LC),
+        ("instrument", LC),
+        ("open", FLOAT),
+        ("high", FLOAT),
+        ("low", FLOAT),
+        ("close", FLOAT),
+        ("volume", FLOAT),
+        ("amount", FLOAT),
+        ("trades", "Nullable(Int64) CODEC(ZSTD(1))"),
+    ),
+    order_by=("venue", "instrument", "ts"),
+)
+DAILY = Dataset(
+    name="daily_bars", code="daily", table="daily_bars", schema=DAILY_BARS_SCHEMA, nullable=NULLABLE["daily_bars"],
+    columns=(
+        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
+        ("venue", LC),
+        ("instrument", LC),
+        ("open", FLOAT),
+        ("high", FLOAT),
+        ("low", FLOAT),
+        ("close", FLOAT),
+        ("pre_close", "Nullable(Float64) CODEC(ZSTD(1))"),
+        ("volume", FLOAT),
+        ("amount", FLOAT),
+    ),
+    order_by=("venue", "instrument", "ts"),
+)
+DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY)}
+
+
+def spec_for(dataset: str) -> Dataset:
+    """The declaration of a dataset: trades | books | bars_1m | daily_bars."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: expected one of {sorted(DATASETS)}")
+    return DATASETS[dataset]
 
 
 def empty_trades() -> pl.DataFrame:

@@ -52,24 +52,18 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
 
 import polars as pl
 import pyarrow as pa
 
 from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.ticks import frames
-from marketdata_assets.lib.ticks.clickhouse_tables import (
-    INGEST_LOG,
-    INGEST_LOG_COLUMNS,
-    LOADS,
-    OUTCOMES,
-    TableSpec,
-    spec_for,
-)
+from marketdata_assets.lib.ticks.clickhouse_tables import INGEST_LOG, INGEST_LOG_COLUMNS, LOADS, OUTCOMES
+from marketdata_assets.lib.ticks.frames import Dataset, spec_for
 from marketdata_assets.lib.ticks.instruments import normalize_instrument, normalize_venue
 
 DEFAULT_BATCH_ROWS = 1_000_000
@@ -106,7 +100,7 @@ def _db(database: str) -> str:
 
 # ---- frame validation ----------------------------------------------------------------------------------
 
-def _as_day(day: Union[date, str]) -> date:
+def _as_day(day: date | str) -> date:
     if isinstance(day, datetime):
         raise ValueError(f"day must be a date, not a datetime ({day!r})")
     if isinstance(day, date):
@@ -145,15 +139,15 @@ def _conform_column(frame: pl.DataFrame, name: str, target: pl.DataType, where: 
     raise ValueError(f"{where}: column {name!r} is {dtype}, expected {target}")
 
 
-def validate_frame(frame: pl.DataFrame, kind: str, venue: str, instrument: Optional[str],
-                   day: Union[date, str]) -> pl.DataFrame:
+def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: str | None,
+                   day: date | str) -> pl.DataFrame:
     """The frame as the contract's columns and dtypes, or ``ValueError`` naming the slice and the
     first offending row. Lossless casts are done (ints to Float64, other UTC time units, another
     time zone to UTC, categoricals to strings); everything else must have been fixed upstream.
     ``instrument=None``: rows of several instruments (each must be a normalized symbol of venue)."""
-    spec = spec_for(kind)
+    spec = spec_for(dataset)
     day = _as_day(day)
-    where = f"{spec.kind} of {venue}:{instrument if instrument is not None else '*'} on {day}"
+    where = f"{spec.name} of {venue}:{instrument if instrument is not None else '*'} on {day}"
     if not isinstance(frame, pl.DataFrame):
         raise ValueError(f"{where}: expected a polars DataFrame, got {type(frame).__name__}")
     missing = [c for c in spec.schema if c not in frame.columns]
@@ -184,11 +178,11 @@ def validate_frame(frame: pl.DataFrame, kind: str, venue: str, instrument: Optio
         if expected is not None:
             rules.append((f"value {name}", pl.col(name) != expected,
                           lambda row, n=name, e=expected: f"row {row} has {n} {out[n][row]!r}, expected {e!r}"))
-    sides = {"trades": frames.TRADE_SIDES, "books": frames.BOOK_SIDES}.get(spec.kind)
+    sides = {"trades": frames.TRADE_SIDES, "books": frames.BOOK_SIDES}.get(spec.name)
     if sides:
         rules.append(("side", ~pl.col("side").is_in(list(sides)),
                       lambda row: f"row {row} has side {out['side'][row]!r}, expected one of {list(sides)}"))
-    if spec.kind == "books":
+    if spec.name == "books":
         rules.append(("level", pl.col("level") < 0,
                       lambda row: f"row {row} has level {out['level'][row]}, expected >= 0"))
     rules.append(("ts", (pl.col("ts") < start) | (pl.col("ts") >= end),
@@ -211,7 +205,7 @@ def validate_frame(frame: pl.DataFrame, kind: str, venue: str, instrument: Optio
 
 # ---- load ids and the pointer ----------------------------------------------------------------------------
 
-def _active_load_ids(client, database: str, kind: str, venue: str, slices: Sequence[tuple]) -> dict:
+def _active_load_ids(client, database: str, code: str, venue: str, slices: Sequence[tuple]) -> dict:
     """{(instrument, day): active load_id} for the given slices."""
     if not slices:
         return {}
@@ -221,16 +215,16 @@ def _active_load_ids(client, database: str, kind: str, venue: str, slices: Seque
         f"SELECT instrument, day, load_id FROM {_db(database)}.{LOADS} FINAL WHERE kind = {{kind:String}} "
         "AND venue = {venue:String} AND instrument IN {instruments:Array(String)} "
         "AND day >= {first:Date} AND day <= {last:Date}",
-        parameters={"kind": kind, "venue": venue, "instruments": instruments, "first": days[0], "last": days[-1]},
+        parameters={"kind": code, "venue": venue, "instruments": instruments, "first": days[0], "last": days[-1]},
     ).result_rows
     return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-def new_load_ids(client, database: str, kind: str, venue: str, slices: Sequence[tuple],
+def new_load_ids(client, database: str, code: str, venue: str, slices: Sequence[tuple],
                  timeout_s: float = 5.0) -> list[int]:
     """One new snowflake load id per (instrument, day) slice, each larger than the slice's active
     load (waits out a server clock that went backwards, up to ``timeout_s``)."""
-    active = _active_load_ids(client, database, kind, venue, slices)
+    active = _active_load_ids(client, database, code, venue, slices)
     floor = max([active.get((s[0], s[1]), 0) for s in slices], default=0)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -240,15 +234,15 @@ def new_load_ids(client, database: str, kind: str, venue: str, slices: Sequence[
             return ids
         if time.monotonic() > deadline:
             raise RuntimeError(f"ClickHouse issued load ids {min(ids)} <= the active load {floor} of "
-                               f"{kind} {venue}: is the server clock behind?")
+                               f"{code} {venue}: is the server clock behind?")
         time.sleep(0.05)
 
 
-def _flip(client, database: str, kind: str, venue: str, loads: Sequence[tuple], run_id: str) -> None:
+def _flip(client, database: str, code: str, venue: str, loads: Sequence[tuple], run_id: str) -> None:
     """Make the given loads active: one insert (one part) into ``loads`` = atomic for all of them.
     loads: (instrument, day, load_id, rows)."""
     now = datetime.now(timezone.utc)
-    client.insert(f"{LOADS}", [[kind, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
+    client.insert(f"{LOADS}", [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
                   column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
                   database=database)
 
@@ -267,7 +261,7 @@ def _chdb_handle(client):
     return handle
 
 
-def _insert_python(client, database: str, spec: TableSpec, table: pa.Table) -> None:
+def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> None:
     """``INSERT ... SELECT ... FROM Python(tick_rows)`` on the chDB handle, under the handle's lock."""
     handle = _chdb_handle(client)
     cols = ", ".join(f"`{c}`" for c in (*spec.column_names, "day", "load_id"))
@@ -288,12 +282,12 @@ def _insert_python(client, database: str, spec: TableSpec, table: pa.Table) -> N
             raise wrap(error) from error
 
 
-def _insert_arrow(client, database: str, spec: TableSpec, table: pa.Table, batch_rows: int) -> None:
+def _insert_arrow(client, database: str, spec: Dataset, table: pa.Table, batch_rows: int) -> None:
     for offset in range(0, table.num_rows, batch_rows):
         client.insert_arrow(spec.table, table.slice(offset, batch_rows), database=database)
 
 
-def _count_loads(client, database: str, spec: TableSpec, venue: str, instruments: Sequence[str], day: date,
+def _count_loads(client, database: str, spec: Dataset, venue: str, instruments: Sequence[str], day: date,
                  load_ids: Sequence[int]) -> dict:
     """{load_id: rows} of the given new loads (all in one day)."""
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
@@ -306,7 +300,7 @@ def _count_loads(client, database: str, spec: TableSpec, venue: str, instruments
     return {int(r[0]): int(r[1]) for r in rows}
 
 
-def _write_day(client, database: str, spec: TableSpec, data: pl.DataFrame, venue: str, day: date,
+def _write_day(client, database: str, spec: Dataset, data: pl.DataFrame, venue: str, day: date,
                instruments: Sequence[str], run_id: str, method: str, batch_rows: int) -> dict:
     """Insert validated rows of one venue and day as one new load per instrument, check the
     counts, flip all pointers in one insert. Returns {instrument: WriteResult}."""
@@ -318,7 +312,7 @@ def _write_day(client, database: str, spec: TableSpec, data: pl.DataFrame, venue
     elif method == "python" and _chdb_handle(client) is None:
         raise ValueError("method='python' needs the embedded chDB engine (clickhouse-connect ChdbClient)")
     instruments = sorted(set(instruments))
-    ids = new_load_ids(client, database, spec.kind, venue, [(i, day) for i in instruments])
+    ids = new_load_ids(client, database, spec.code, venue, [(i, day) for i in instruments])
     load_of = dict(zip(instruments, ids))
     expected = dict(data["instrument"].value_counts().iter_rows()) if data.height else {}
     if data.height:
@@ -334,42 +328,42 @@ def _write_day(client, database: str, spec: TableSpec, data: pl.DataFrame, venue
         wrong = [(i, expected.get(i, 0), written.get(load_of[i], 0)) for i in instruments
                  if written.get(load_of[i], 0) != expected.get(i, 0)]
         if wrong:
-            raise RuntimeError(f"{spec.kind} of {venue} on {day}: ClickHouse holds a different row count for "
+            raise RuntimeError(f"{spec.name} of {venue} on {day}: ClickHouse holds a different row count for "
                                f"(instrument, expected, found) {wrong[:5]}; the previous loads stay active")
-    _flip(client, database, spec.kind, venue, [(i, day, load_of[i], expected.get(i, 0)) for i in instruments], run_id)
+    _flip(client, database, spec.code, venue, [(i, day, load_of[i], expected.get(i, 0)) for i in instruments], run_id)
     seconds = round(time.monotonic() - started, 3)
     return {i: WriteResult(rows=expected.get(i, 0), load_id=load_of[i], seconds=seconds, method=method)
             for i in instruments}
 
 
-def write_slice(client, database: str, kind: str, frame: pl.DataFrame, venue: str, instrument: str,
-                day: Union[date, str], run_id: str, *, method: str = "auto",
+def write_slice(client, database: str, dataset: str, frame: pl.DataFrame, venue: str, instrument: str,
+                day: date | str, run_id: str, *, method: str = "auto",
                 batch_rows: int = DEFAULT_BATCH_ROWS) -> WriteResult:
     """Replace one (kind, venue, instrument, day) slice with ``frame`` (see the module docstring).
     The previous rows stay visible until the new ones are all in; an empty frame empties the day."""
-    spec = spec_for(kind)
+    spec = spec_for(dataset)
     key = normalize_instrument(venue, instrument)
     if (key.venue, key.instrument) != (venue, instrument):
         raise ValueError(f"instrument {venue}:{instrument} is not normalized: expected {key}")
     day = _as_day(day)
-    data = validate_frame(frame, spec.kind, venue, instrument, day)
+    data = validate_frame(frame, spec.name, venue, instrument, day)
     return _write_day(client, database, spec, data, venue, day, [instrument], run_id, method, batch_rows)[instrument]
 
 
-def write_slices(client, database: str, kind: str, frame: pl.DataFrame, venue: str, day: Union[date, str],
-                 run_id: str, *, instruments: Optional[Iterable[str]] = None, method: str = "auto",
+def write_slices(client, database: str, dataset: str, frame: pl.DataFrame, venue: str, day: date | str,
+                 run_id: str, *, instruments: Iterable[str] | None = None, method: str = "auto",
                  batch_rows: int = DEFAULT_BATCH_ROWS) -> dict:
     """:func:`write_slice` for many instruments of one venue and day in one insert (e.g. a day of
     minute bars for 5,000 A-shares): one load per instrument, one count query, one flip for all
     (~50 ms of pointer work per call instead of per instrument). ``instruments`` names slices to
     replace even when the frame has no row for them (they become empty). Returns
     {instrument: WriteResult}; ``seconds`` is the whole call's."""
-    spec = spec_for(kind)
+    spec = spec_for(dataset)
     venue = venue if isinstance(venue, str) else str(venue)
     if normalize_venue(venue) != venue:
         raise ValueError(f"venue {venue!r} is not normalized: expected {normalize_venue(venue)!r}")
     day = _as_day(day)
-    data = validate_frame(frame, spec.kind, venue, None, day)
+    data = validate_frame(frame, spec.name, venue, None, day)
     names = set(data["instrument"].unique().to_list())
     for symbol in instruments or ():
         key = normalize_instrument(venue, symbol)
@@ -383,84 +377,35 @@ def write_slices(client, database: str, kind: str, frame: pl.DataFrame, venue: s
 
 # ---- dump CSVs read by the engine ------------------------------------------------------------------------
 
-_TS_MS_OR_US = "fromUnixTimestamp64Micro(if({c} >= 100000000000000, {c}, {c} * 1000), 'UTC')"
-
-
 @dataclass(frozen=True)
 class CsvProfile:
-    kind: str
+    """How the engine's own CSV reader maps a source's dump files onto a dataset's table."""
+
+    dataset: str
     name_pattern: re.Pattern      # groups: symbol, day
     schema: str                   # the file's columns for file(..., CSV, schema)
     select: dict                  # table column -> SQL over the file's columns
 
 
-CSV_PROFILES = {
-    "binance_trades": CsvProfile(
-        kind="trades",
-        name_pattern=re.compile(r"^([A-Z0-9]+)-trades-(\d{4}-\d{2}-\d{2})\.csv$"),
-        schema=("id Int64, price Float64, qty Float64, quote_qty Float64, time Int64, is_buyer_maker Bool, "
-                "is_best_match Nullable(Bool)"),
-        select={"ts": _TS_MS_OR_US.format(c="time"), "trade_id": "toString(id)", "price": "price",
-                "quantity": "qty", "amount": "quote_qty", "side": "if(is_buyer_maker, 'sell', 'buy')",
-                "seq": "id"},
-    ),
-    "binance_klines_1m": CsvProfile(
-        kind="bars",
-        name_pattern=re.compile(r"^([A-Z0-9]+)-1m-(\d{4}-\d{2}-\d{2})\.csv$"),
-        schema=("open_time Int64, open Float64, high Float64, low Float64, close Float64, volume Float64, "
-                "close_time Int64, quote_volume Float64, count Int64, taker_buy_volume Float64, "
-                "taker_buy_quote_volume Float64, ignore Nullable(String)"),
-        select={"ts": _TS_MS_OR_US.format(c="open_time"), "open": "open", "high": "high", "low": "low",
-                "close": "close", "volume": "volume", "amount": "quote_volume", "trades": "count"},
-    ),
-}
 _UNSAFE_PATH = re.compile(r"[',\\{}*?\[\]\n\r\t]")
 
 
-def binance_trades_frame(path: Union[str, Path], venue: str = "BINANCE") -> pl.DataFrame:
-    """A Binance trades dump read with Polars into the trades frame (the same mapping as the
-    ``binance_trades`` profile; for comparisons and for files not on the engine's disk)."""
-    path = Path(path)
-    match = CSV_PROFILES["binance_trades"].name_pattern.match(path.name)
-    if not match:
-        raise ValueError(f"{path}: not a Binance trades dump name (SYMBOL-trades-YYYY-MM-DD.csv)")
-    first = path.open().readline()
-    has_header = first.startswith("id")
-    names = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"]
-    raw = pl.read_csv(path, has_header=has_header, new_columns=names[: len(first.split(","))],
-                      schema_overrides={"id": pl.Int64, "price": pl.Float64, "qty": pl.Float64,
-                                        "quote_qty": pl.Float64, "time": pl.Int64})
-    micros = pl.when(pl.col("time") >= 100_000_000_000_000).then(pl.col("time")).otherwise(pl.col("time") * 1000)
-    maker = pl.col("is_buyer_maker").cast(pl.Utf8).str.to_lowercase() == "true"
-    return raw.select(
-        micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
-        pl.lit(venue).alias("venue"),
-        pl.lit(match.group(1)).alias("instrument"),
-        pl.col("id").cast(pl.Utf8).alias("trade_id"),
-        pl.col("price"), pl.col("qty").alias("quantity"), pl.col("quote_qty").alias("amount"),
-        pl.when(maker).then(pl.lit("sell")).otherwise(pl.lit("buy")).alias("side"),
-        pl.col("id").alias("seq"),
-    )
-
-
-def load_csv_files(client, database: str, paths: Iterable[Union[str, Path]], venue: str, *,
-                   profile: str = "binance_trades", run_id: str = "", files_per_insert: int = 200) -> CsvLoadResult:
+def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: str, *,
+                   profile: CsvProfile, run_id: str = "", files_per_insert: int = 200) -> CsvLoadResult:
     """Load dump CSVs with the engine's ``file()`` reader; each file replaces its (instrument, day)
     slice. The paths must be readable by the ClickHouse engine (the embedded engine: this machine's
     disk; a server: its own disk). Nothing becomes visible unless every file loaded and every row's
     ts is in its file's day."""
     started = time.monotonic()
-    if profile not in CSV_PROFILES:
-        raise ValueError(f"unknown CSV profile {profile!r}: expected one of {sorted(CSV_PROFILES)}")
-    prof = CSV_PROFILES[profile]
-    spec = spec_for(prof.kind)
+    prof = profile
+    spec = spec_for(prof.dataset)
     files: list[tuple[Path, str, date]] = []
     seen: dict[tuple, Path] = {}
     for raw in paths:
         path = Path(raw).resolve()
         match = prof.name_pattern.match(path.name)
         if not match:
-            raise ValueError(f"{path}: file name does not match the {profile} pattern {prof.name_pattern.pattern}")
+            raise ValueError(f"{path}: file name does not match the {prof.dataset} dump pattern {prof.name_pattern.pattern}")
         if _UNSAFE_PATH.search(str(path)):
             raise ValueError(f"{path}: the path contains characters that cannot go into file() "
                              "(quotes, commas, backslashes, braces, glob characters)")
@@ -476,7 +421,7 @@ def load_csv_files(client, database: str, paths: Iterable[Union[str, Path]], ven
         files.append((path, symbol, day))
     if not files:
         return CsvLoadResult(rows=0, seconds=0.0)
-    ids = new_load_ids(client, database, spec.kind, venue, [(s, d) for _, s, d in files])
+    ids = new_load_ids(client, database, spec.code, venue, [(s, d) for _, s, d in files])
     load_of = {path.name: load_id for (path, _, _), load_id in zip(files, ids)}  # a name is a slice: unique
     db = _db(database)
     venue_sql = "'" + venue + "'"  # normalized venue: [A-Z0-9_] only
@@ -512,7 +457,7 @@ def load_csv_files(client, database: str, paths: Iterable[Union[str, Path]], ven
             raise ValueError(f"{path}: {outside} row(s) of {venue}:{symbol} are outside the file's day {day}, "
                              f"the first at ts {first_ts}; nothing from this batch was made visible")
     loads = [(symbol, day, load_id, counts.get(load_id, 0)) for (path, symbol, day), load_id in zip(files, ids)]
-    _flip(client, database, spec.kind, venue, loads, run_id)
+    _flip(client, database, spec.code, venue, loads, run_id)
     slices = [SliceLoad(symbol, day, load_id, rows, str(path))
               for (path, symbol, day), (_, _, load_id, rows) in zip(files, loads)]
     return CsvLoadResult(rows=sum(s.rows for s in slices), seconds=round(time.monotonic() - started, 3), slices=slices)

@@ -21,34 +21,40 @@ blocks of `batch_bytes` and each block is parsed by Polars with an explicit sche
 (`iter_dump`), so a 1 GB file never has to be in memory at once; `read_dump` concatenates the
 batches (same result as one shot). `scan_dump` gives a LazyFrame (`pl.scan_csv`) for plain CSV.
 
-`generate_trades` / `write_dump` produce realistic, deterministic dump files for tests and benchmarks.
+Loading (`dump_feed`): a plain CSV on the engine's disk is read by ClickHouse itself
+(`INSERT ... SELECT ... FROM file()`, `TRADES_CSV` / `KLINES_1M_CSV`: all of a run's files in one
+statement, each file its own slice; a failed statement is retried file by file to name the bad
+ones); zips, and anything on a ClickHouse server, go through `read_dump` and `write_slice`.
+`landing_dumps` finds the files this domain loads (daily spot trades and 1-minute klines).
 """
 
 from __future__ import annotations
 
-import io
-import math
-import random
+import logging
+import os
 import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, timezone
 from pathlib import Path
 from typing import IO, NamedTuple
 
 import polars as pl
-import pyarrow as pa
 
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.http import SourceDataError
+from marketdata_assets.lib.ticks import writer
+from marketdata_assets.lib.ticks.engine import Feed, Job, SliceKey, error_text
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.lib.ticks.writer import CsvProfile
 
 VENUE = "BINANCE"
 UTC = timezone.utc
 MICROSECONDS_SINCE = date(2025, 1, 1)  # spot dumps switch to microsecond timestamps
 FUTURES_HEADER_SINCE = date(2022, 5, 1)  # futures dumps carry a header from about here
 DEFAULT_BATCH_BYTES = 16 << 20
-GENERATOR_CHUNK = 1 << 18
+SOURCE = "BINANCE_DUMPS"  # the ingest_log provider of dump loads
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(?P<symbol>[A-Z0-9_]+)-(?P<kind>trades|aggTrades|\d+(?:mo|s|m|h|d|w))-"
                    r"(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?P<ext>csv|zip)$")
@@ -334,155 +340,122 @@ def scan_dump(path: str | Path, *, market: str | None = None, instrument: str | 
     return normalize(lazy, layout, reader.instrument, venue)
 
 
+
+
 # --------------------------------------------------------------------------------------------
-# Generating and writing realistic dumps
+# Finding and loading the files of a run
 # --------------------------------------------------------------------------------------------
 
-def _base_price(instrument: str) -> float:
-    for prefix, price in (("BTC", 60_000.0), ("ETH", 3_000.0), ("SOL", 150.0), ("BNB", 550.0)):
-        if instrument.startswith(prefix):
-            return price
-    return 100.0
+_TS_MS_OR_US = "fromUnixTimestamp64Micro(if({c} >= 100000000000000, {c}, {c} * 1000), 'UTC')"
 
 
-def _uniform(rng: random.Random, n: int) -> pl.Series:
-    """n deterministic uniforms in [0, 1) from the seeded generator's bytes (vectorized)."""
-    words = pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(rng.randbytes(8 * n))])
-    return (pl.Series(words) // 2048).cast(pl.Float64) * (2.0 ** -53)
+# The engine's own reader (ClickHouse file()) on plain dump CSVs: the fastest load path measured.
+TRADES_CSV = CsvProfile(
+        dataset="trades",
+        name_pattern=re.compile(r"^([A-Z0-9]+)-trades-(\d{4}-\d{2}-\d{2})\.csv$"),
+        schema=("id Int64, price Float64, qty Float64, quote_qty Float64, time Int64, is_buyer_maker Bool, "
+                "is_best_match Nullable(Bool)"),
+        select={"ts": _TS_MS_OR_US.format(c="time"), "trade_id": "toString(id)", "price": "price",
+                "quantity": "qty", "amount": "quote_qty", "side": "if(is_buyer_maker, 'sell', 'buy')",
+                "seq": "id"},
+    )
+KLINES_1M_CSV = CsvProfile(
+        dataset="bars_1m",
+        name_pattern=re.compile(r"^([A-Z0-9]+)-1m-(\d{4}-\d{2}-\d{2})\.csv$"),
+        schema=("open_time Int64, open Float64, high Float64, low Float64, close Float64, volume Float64, "
+                "close_time Int64, quote_volume Float64, count Int64, taker_buy_volume Float64, "
+                "taker_buy_quote_volume Float64, ignore Nullable(String)"),
+        select={"ts": _TS_MS_OR_US.format(c="open_time"), "open": "open", "high": "high", "low": "low",
+                "close": "close", "volume": "volume", "amount": "quote_volume", "trades": "count"},
+    )
+# dump kind -> (dataset, file-name token, the engine's CSV profile)
+DUMP_DATASETS = {"trades": ("trades", "trades", TRADES_CSV), "klines": ("bars_1m", "1m", KLINES_1M_CSV)}
 
 
-def _round_to(expr: pl.Expr, decimals: int) -> pl.Expr:
-    """The double nearest to the decimal (Polars' round is correctly rounded; x*k/k is not)."""
-    return expr.round(decimals)
+def supported(name: DumpName) -> bool:
+    """Daily spot trades and 1-minute klines (the files this domain loads)."""
+    return name.period == "daily" and (name.kind == "trades" or (name.kind == "klines" and name.interval == "1m"))
 
 
-def iter_generated_trades(instrument: str, day: date, n: int, seed: int = 0, *, market: str = "spot",
-                          venue: str = VENUE) -> Iterator[pl.DataFrame]:
-    """`generate_trades` in chunks of GENERATOR_CHUNK rows (for files larger than memory)."""
-    rng = random.Random(f"binance-dump:{seed}:{instrument}:{day.isoformat()}:{n}")
-    micro = market == "spot" and day >= MICROSECONDS_SINCE
-    day_start_us = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-    day_us = 86_400_000_000
-    log_price = math.log(_base_price(instrument)) + rng.uniform(-0.1, 0.1)
-    first_id = 1_000_000_000 + (day - date(2017, 7, 14)).days * 5_000_000
-    done = 0
-    while done < n:
-        size = min(GENERATOR_CHUNK, n - done)
-        lo = day_start_us + day_us * done // n
-        span = max(1, day_start_us + day_us * (done + size) // n - lo)
-        u = pl.DataFrame({f"u{k}": _uniform(rng, size) for k in range(5)})
-        frame = u.select(
-            (pl.lit(lo, pl.Int64) + (pl.col("u0") * span).floor().cast(pl.Int64)).sort().alias("t"),
-            # Box-Muller normal steps of the log price, exponential sizes, fair sides
-            (pl.lit(log_price) + (0.0002 * (-2.0 * (1.0 - pl.col("u1")).log()).sqrt()
-                                  * (2.0 * math.pi * pl.col("u2")).cos()).cum_sum()).alias("logp"),
-            pl.max_horizontal(_round_to(-(1.0 - pl.col("u3")).log() * 0.05, 5), pl.lit(0.00001)).alias("quantity"),
-            pl.when(pl.col("u4") < 0.5).then(pl.lit("sell")).otherwise(pl.lit("buy")).alias("side"),
-        )
-        log_price = frame["logp"][-1]
-        ids = pl.int_range(first_id + done, first_id + done + size, dtype=pl.Int64, eager=True)
-        time = pl.col("t") if micro else pl.col("t") - pl.col("t") % 1000
-        price = pl.max_horizontal(_round_to(pl.col("logp").exp(), 2), pl.lit(0.01))
-        yield frame.with_columns(price.alias("price"), ids.alias("seq")).select(
-            time.cast(TRADES_SCHEMA["ts"]).alias("ts"),
-            pl.lit(venue, pl.Utf8).alias("venue"), pl.lit(instrument, pl.Utf8).alias("instrument"),
-            pl.col("seq").cast(pl.Utf8).alias("trade_id"), "price", "quantity",
-            _round_to(pl.col("price") * pl.col("quantity"), 8).alias("amount"), "side", "seq",
-        )
-        done += size
+def landing_dumps(root: Path) -> Iterator[tuple[Path, DumpName]]:
+    """Every supported spot dump file under `root` (any depth), with its parsed name."""
+    if not root.is_dir():
+        return
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            if not filename.endswith((".csv", ".zip")):
+                continue
+            try:
+                name = parse_dump_name(filename)
+            except ValueError:
+                continue
+            if supported(name) and "/futures/" not in dirpath.replace("\\", "/"):
+                yield Path(dirpath) / filename, name
 
 
-def generate_trades(instrument: str, day: date, n: int, seed: int = 0, *, market: str = "spot",
-                    venue: str = VENUE) -> pl.DataFrame:
-    """`n` deterministic trades of one UTC day in the normalized frame: a random-walk price on a
-    0.01 tick, exponential sizes, ids counting up; ms timestamps, µs for spot from 2025-01-01 —
-    what `read_dump(write_dump(...))` gives back exactly."""
-    frames = list(iter_generated_trades(instrument, day, n, seed, market=market, venue=venue))
-    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=TRADES_SCHEMA)
+def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, database: str,
+              run_id: str) -> Feed:
+    """The engine's feed for the dump slices `keys`: each slice's file found under `root` (a plain
+    CSV preferred), read by the engine's file() when it can see this disk, else by `read_dump`."""
+    found: dict[tuple[str, str, date], list[Path]] = {}
+    for path, name in landing_dumps(root):
+        dataset = DUMP_DATASETS[name.kind][0]
+        found.setdefault((dataset, name.instrument, name.day), []).append(path)
+    jobs = [Job((key,), sorted(found.get((key.dataset, key.instrument, key.day), []),
+                               key=lambda p: p.suffix != ".csv")) for key in keys]
+
+    def load(client, jobs: list[Job]) -> dict:
+        results: dict = {}
+        csvs: dict[str, list[tuple[SliceKey, Path]]] = {}
+        for job in jobs:
+            key, files = job.keys[0], job.args
+            token = next(t for d, t, _ in DUMP_DATASETS.values() if d == key.dataset)
+            if not files:
+                results[key] = FileNotFoundError(f"{key}: no dump file {key.instrument}-{token}-{key.day}.csv or "
+                                                 f".zip under {root}")
+            elif files[0].suffix == ".csv" and engine_reads_files:
+                csvs.setdefault(key.dataset, []).append((key, files[0]))
+            else:
+                results[key] = _load_with_polars(client, database, run_id, key, files[0])
+        for dataset, items in csvs.items():
+            results.update(_load_csvs(client, database, run_id, dataset, items))
+        return results
+
+    return Feed(SOURCE, jobs, fetch=None, load=load)
 
 
-def _dump_rows(trades: pl.DataFrame, market: str, time_unit: str) -> pl.DataFrame:
-    us = pl.col("ts").dt.epoch("us")
-    time = us if time_unit == "us" else us // 1000
-    maker = pl.col("side") == "sell"
-    if market == "spot":
-        return trades.select(
-            pl.col("trade_id").cast(pl.Int64).alias("id"), "price", pl.col("quantity").alias("qty"),
-            pl.col("amount").alias("quoteQty"), time.alias("time"),
-            pl.when(maker).then(pl.lit("True")).otherwise(pl.lit("False")).alias("isBuyerMaker"),
-            pl.lit("True").alias("isBestMatch"))
-    return trades.select(
-        pl.col("trade_id").cast(pl.Int64).alias("id"), "price", pl.col("quantity").alias("qty"),
-        pl.col("amount").alias("quote_qty"), time.alias("time"),
-        pl.when(maker).then(pl.lit("true")).otherwise(pl.lit("false")).alias("is_buyer_maker"))
+def _load_with_polars(client, database: str, run_id: str, key: SliceKey, path: Path):
+    try:
+        frame = read_dump(path, instrument=key.instrument, day=key.day, venue=key.venue)
+        result = writer.write_slice(client, database, key.dataset, frame, key.venue, key.instrument, key.day, run_id)
+    except Exception as error:  # noqa: BLE001 - this file fails its slice, the others load
+        return RuntimeError(f"{path}: {error_text(error, str(key))}")
+    return writer.WriteResult(result.rows, result.load_id, result.seconds, "polars + write_slice")
 
 
-def write_dump(path: str | Path, trades: pl.DataFrame | Iterable[pl.DataFrame], *, market: str = "spot",
-               header: bool | None = None, time_unit: str | None = None, day: date | None = None) -> Path:
-    """Write trades (a frame, or an iterable of frames for big files) as a data.binance.vision
-    trades dump: `.csv`, or `.zip` holding `<name>.csv`. Spot (default): no header, `True/False`,
-    8-decimal numbers, ms timestamps before 2025-01-01 and µs from then; USD-M futures
-    (`market="um"`): a header from 2022-05 on (`header=` overrides), `true/false`, ms."""
-    path = Path(path)
-    if market not in ("spot", "um"):
-        raise ValueError("write_dump writes spot or um (USD-M futures) trades")
-    frames: Iterable[pl.DataFrame] = [trades] if isinstance(trades, pl.DataFrame) else trades
-    iterator = iter(frames)
-    first = next(iterator, None)
-    if day is None:
+def _load_csvs(client, database: str, run_id: str, dataset: str, items: list[tuple[SliceKey, Path]]) -> dict:
+    """All CSVs in one file() statement; if it fails, file by file (to name the bad ones)."""
+    profile = next(p for d, _, p in DUMP_DATASETS.values() if d == dataset)
+    venue = items[0][0].venue
+
+    def loaded(result: writer.CsvLoadResult) -> dict:
+        by_slice = {(s.instrument, s.day): s for s in result.slices}
+        return {key: writer.WriteResult(by_slice[(key.instrument, key.day)].rows,
+                                        by_slice[(key.instrument, key.day)].load_id, result.seconds, "engine file()")
+                for key, _ in items if (key.instrument, key.day) in by_slice}
+
+    try:
+        return loaded(writer.load_csv_files(client, database, [p for _, p in items], venue, profile=profile,
+                                            run_id=run_id))
+    except Exception as error:  # noqa: BLE001 - find the bad file(s): nothing of that statement is visible
+        log.warning("%d %s dump CSVs in one statement failed (%s); loading them one by one", len(items), dataset,
+                    str(error)[:300])
+    results: dict = {}
+    for key, path in items:
         try:
-            day = parse_dump_name(path).day
-        except ValueError:
-            day = first["ts"].min().date() if first is not None and first.height else date(1970, 1, 1)
-    if header is None:
-        header = market != "spot" and day >= FUTURES_HEADER_SINCE
-    if time_unit is None:
-        time_unit = "us" if market == "spot" and day >= MICROSECONDS_SINCE else "ms"
-    precision = 8 if market == "spot" else None
-
-    def chunks() -> Iterator[bytes]:
-        write_header = header
-        for frame in _chain(first, iterator):
-            for offset in range(0, frame.height, 500_000):
-                rows = _dump_rows(frame.slice(offset, 500_000), market, time_unit)
-                buffer = io.BytesIO()
-                rows.write_csv(buffer, include_header=write_header, float_precision=precision)
-                write_header = False
-                yield buffer.getvalue()
-        if write_header:  # no rows at all
-            yield (",".join(_dump_rows(pl.DataFrame(schema=TRADES_SCHEMA), market, time_unit).columns) + "\n").encode()
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive, \
-                archive.open(path.with_suffix(".csv").name, "w", force_zip64=True) as out:
-            for data in chunks():
-                out.write(data)
-    else:
-        with open(path, "wb") as out:
-            for data in chunks():
-                out.write(data)
-    return path
-
-
-def _chain(first: pl.DataFrame | None, rest: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    if first is not None:
-        yield first
-    yield from rest
-
-
-__all__ = [
-    "LAYOUTS",
-    "DumpName",
-    "DumpReader",
-    "detect_layout",
-    "generate_trades",
-    "iter_dump",
-    "iter_generated_trades",
-    "market_from_path",
-    "normalize",
-    "parse_dump_name",
-    "read_dump",
-    "scan_dump",
-    "write_dump",
-]
+            result = writer.load_csv_files(client, database, [path], venue, profile=profile, run_id=run_id)
+            results[key] = writer.WriteResult(result.rows, result.slices[0].load_id, result.seconds, "engine file()")
+        except Exception as error:  # noqa: BLE001
+            text = str(error).strip().splitlines()[0][:500]
+            results[key] = RuntimeError(f"{path}: {key}: the file does not load: {text}")
+    return results

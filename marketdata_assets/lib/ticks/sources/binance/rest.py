@@ -29,7 +29,14 @@ from typing import Any
 
 import polars as pl
 
-from marketdata_assets.lib.http import ApiClient, ErrorTable, Limits, Page, SourcePermissionError, describe_request
+from marketdata_assets.lib.http import (
+    ApiClient,
+    ErrorTable,
+    Limits,
+    Page,
+    SourcePermissionError,
+    describe_request,
+)
 from marketdata_assets.lib.ticks.frames import (
     BarColumns,
     TradeColumns,

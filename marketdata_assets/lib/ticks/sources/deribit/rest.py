@@ -1,7 +1,7 @@
 """Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`).
 
-Formats (shared/docs/vendor-formats.md): `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}`;
-usIn/usOut in microseconds, trade timestamps in milliseconds; numbers are JSON numbers.
+Formats: `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}`; usIn/usOut in microseconds, trade
+timestamps in milliseconds; numbers are JSON numbers.
 
 - `get_last_trades_by_instrument_and_time` (start_timestamp, end_timestamp — both inclusive —,
   count ≤ 1000, sorting=asc) → `result: {trades: [{trade_seq, trade_id ("ETH-284830839" for ETH,
@@ -18,9 +18,11 @@ Amounts: inverse contracts (BTC-PERPETUAL, ETH-PERPETUAL, BTC-27DEC24: no "_" in
 no strike) trade in USD: quantity = amount / price (base units), amount = the USD amount. Linear
 ones (BTC_USDC-PERPETUAL) and options trade in base units: quantity = amount, amount = price * amount.
 
-Errors: `{"error": {"code": 10028, "message": "too_many_requests"}}` (HTTP 429, or 400) is retried
-like a 429; 13009/13021 (unauthorized/forbidden) → SourcePermissionError; any other error code →
-SourceRequestError with code, message and `data.reason`/`data.param`.
+Limits (`LIMITS`): public methods cost credits that refill at about 20 requests a second: 1200 a
+minute. Errors (`ERRORS`, read from `{"error": {"code", "message", "data": {reason, param}}}`):
+10028 too_many_requests (HTTP 429, or 400) is waited out and retried like a 429; 10040 ("retry")
+and 13888 (timed_out) are retried; 13009/13021 (unauthorized/forbidden) → SourcePermissionError;
+any other code → SourceRequestError with code, message and `data.reason`/`data.param`.
 """
 
 from __future__ import annotations
@@ -28,15 +30,16 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import httpx
 import polars as pl
 
-from marketdata_assets.lib.http import ApiClient
 from marketdata_assets.lib.http import (
+    ApiClient,
+    ErrorTable,
+    Limits,
     Page,
+    SourceNotFound,
     SourcePermissionError,
     SourceRequestError,
-    body_excerpt,
     describe_request,
 )
 from marketdata_assets.lib.ticks.frames import (
@@ -46,7 +49,6 @@ from marketdata_assets.lib.ticks.frames import (
     book_frame,
     ceil_ms,
     day_of,
-    decode_json,
     epoch_to_us,
     field,
     finish_bars,
@@ -61,8 +63,14 @@ from marketdata_assets.lib.ticks.frames import (
 
 VENUE = "DERIBIT"
 DEFAULT_BASE_URL = "https://www.deribit.com"
-RATE_LIMIT_CODE = 10028
-PERMISSION_CODES = frozenset({13009, 13021})  # unauthorized, forbidden
+LIMITS = Limits(requests_per_minute=1200, max_concurrency=8)
+ERRORS = ErrorTable(exact={
+    "10028": "rate_limited",  # too_many_requests (HTTP 429, or 400)
+    "10040": "retry",  # "retry": the request cannot be processed now and should be retried
+    "13888": "retry",  # timed_out
+    "13009": "permission",  # unauthorized
+    "13021": "permission",  # forbidden
+})
 BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000, 10000)
 CHART_WINDOW = timedelta(minutes=1000)
 
@@ -179,56 +187,46 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
 # --------------------------------------------------------------------------------------------
 
 class DeribitClient(ApiClient):
-    """Deribit public API. Credits: ~20 requests/s sustained for public methods (1200 a minute)."""
+    """Deribit public API (limits and errors: `LIMITS`, `ERRORS`)."""
 
     api_name = "Deribit"
     name = VENUE
+    ERRORS = ERRORS
+    LIMITS = LIMITS
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_size: int = 1000, requests_per_minute: float = 1200,
-                 **kwargs):
-        super().__init__(base_url, requests_per_minute=requests_per_minute, **kwargs)
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_size: int = 1000, **kwargs):
+        super().__init__(base_url, **kwargs)
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size: 1..1000")
         self.page_size = page_size
 
-    def is_rate_limited(self, response: httpx.Response) -> bool:
-        if response.status_code == 429:
-            return True
-        content = response.content
-        if response.status_code >= 400 and len(content) < 2048 and str(RATE_LIMIT_CODE).encode() in content:
-            try:
-                return response.json()["error"]["code"] == RATE_LIMIT_CODE
-            except (ValueError, KeyError, TypeError):
-                return False
-        return False
+    # ---- what Deribit's answers mean --------------------------------------------------------
 
-    async def _call(self, method: str, params: dict[str, Any], *, instrument: str,
-                    day: date | None) -> tuple[Any, Page]:
-        path = f"/api/v2/public/{method}"
-        request = describe_request("GET", path, params)
-        ctx = Page(VENUE, instrument, day, request)
-        response = await self.request("GET", path, params=params)
-        status = response.status_code
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
         error = payload.get("error") if isinstance(payload, dict) else None
-        if isinstance(error, dict):
-            code, message = error.get("code"), error.get("message")
-            data = error.get("data") or {}
-            extra = ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
-            detail = f"{message}" + (f" ({extra})" if extra else "")
-            if code in PERMISSION_CODES or status in (401, 403):
-                raise SourcePermissionError(VENUE, status, f"code {code}: {detail}", request=request)
-            raise SourceRequestError(VENUE, instrument, status, code, detail, request=request)
-        if status in (401, 403):
-            raise SourcePermissionError(VENUE, status, body_excerpt(response), request=request)
-        if status >= 400:
-            raise SourceRequestError(VENUE, instrument, status, None, body_excerpt(response), request=request)
-        if payload is None:
-            decode_json(response, ctx)  # raises SourceDataError naming the request
-        return payload, ctx
+        if not isinstance(error, dict):
+            return None
+        data = error.get("data") or {}
+        extra = ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
+        return error.get("code"), f"{error.get('message')}" + (f" ({extra})" if extra else "")
+
+    def make_error(self, kind, *, status, code, message, page):
+        """The errors name the venue (DERIBIT), as its data errors do."""
+        if kind in ("permission", "unauthorized"):
+            detail = f"code {code}: {message}" if code is not None else message
+            return SourcePermissionError(VENUE, status, detail, request=page.request)
+        if kind in ("rejected", "not_found"):
+            cls = SourceNotFound if kind == "not_found" else SourceRequestError
+            return cls(VENUE, page.instrument, status, code, message, request=page.request)
+        return super().make_error(kind, status=status, code=code, message=message, page=page)
+
+    async def _public(self, method: str, params: dict[str, Any], *, instrument: str,
+                      day: date | None) -> tuple[Any, Page]:
+        path = f"/api/v2/public/{method}"
+        page = Page(VENUE, instrument, day, describe_request("GET", path, params))
+        return await self.call("GET", path, page=page, params=params), page
+
+    # ---- trades, book, bars -----------------------------------------------------------------
 
     async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         start, end = as_utc(start), as_utc(end)
@@ -241,8 +239,8 @@ class DeribitClient(ApiClient):
         while True:
             params = {"instrument_name": instrument, "start_timestamp": cursor, "end_timestamp": end_ms,
                       "count": self.page_size, "sorting": "asc"}
-            body, ctx = await self._call("get_last_trades_by_instrument_and_time", params, instrument=instrument,
-                                         day=day_of(from_us(cursor * 1000)))
+            body, ctx = await self._public("get_last_trades_by_instrument_and_time", params, instrument=instrument,
+                                           day=day_of(from_us(cursor * 1000)))
             page, has_more = parse_trades(body, instrument, ctx)
             frames.append(page.filter(~pl.col("trade_id").is_in(list(boundary))) if boundary else page)
             if not has_more or page.height == 0:
@@ -263,7 +261,7 @@ class DeribitClient(ApiClient):
         while True:
             params = {"instrument_name": instrument, "start_seq": start_seq, "count": self.page_size,
                       "sorting": "asc"}
-            body, ctx = await self._call("get_last_trades_by_instrument", params, instrument=instrument, day=day)
+            body, ctx = await self._public("get_last_trades_by_instrument", params, instrument=instrument, day=day)
             page, has_more = parse_trades(body, instrument, ctx)
             if page.height:
                 day = day_of(page["ts"].max())
@@ -277,8 +275,8 @@ class DeribitClient(ApiClient):
 
     async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
         venue_depth = next((d for d in BOOK_DEPTHS if d >= depth), BOOK_DEPTHS[-1])
-        body, ctx = await self._call("get_order_book", {"instrument_name": instrument, "depth": venue_depth},
-                                     instrument=instrument, day=day_of(datetime.now().astimezone()))
+        body, ctx = await self._public("get_order_book", {"instrument_name": instrument, "depth": venue_depth},
+                                       instrument=instrument, day=day_of(datetime.now().astimezone()))
         return parse_order_book(body, instrument, ctx).filter(pl.col("level") < depth)
 
     async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
@@ -289,11 +287,11 @@ class DeribitClient(ApiClient):
             window_end = min(cursor + CHART_WINDOW, end)
             params = {"instrument_name": instrument, "start_timestamp": ceil_ms(cursor),
                       "end_timestamp": ceil_ms(window_end) - 1, "resolution": "1"}
-            body, ctx = await self._call("get_tradingview_chart_data", params, instrument=instrument,
-                                         day=day_of(cursor))
+            body, ctx = await self._public("get_tradingview_chart_data", params, instrument=instrument,
+                                           day=day_of(cursor))
             frames.append(parse_chart(body, instrument, ctx))
             cursor = window_end
         return finish_bars(frames, start, end)
 
 
-__all__ = ["DeribitClient", "is_inverse", "parse_chart", "parse_order_book", "parse_trades"]
+__all__ = ["ERRORS", "LIMITS", "DeribitClient", "is_inverse", "parse_chart", "parse_order_book", "parse_trades"]

@@ -1,4 +1,15 @@
-"""OKX v5 public market data."""
+"""OKX v5 public market data: the client and the pure parsers of its answers."""
 
-from marketdata_assets.lib.ticks.sources.okx.rest import *  # noqa: F403
-from marketdata_assets.lib.ticks.sources.okx.rest import OkxClient  # noqa: F401
+from marketdata_assets.lib.ticks.sources.okx.rest import (
+    CONTRACT_VALUES,
+    ERRORS,
+    LIMITS,
+    ContractSizer,
+    OkxClient,
+    parse_books,
+    parse_candles,
+    parse_history_trades,
+)
+
+__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "parse_books", "parse_candles",
+           "parse_history_trades"]

@@ -1,7 +1,7 @@
 """OKX v5 public market data: history trades, order books, 1-minute history candles.
 
-Formats (shared/docs/vendor-formats.md): the envelope is `{"code": "0", "msg": "", "data": [...]}`
-and every value is a string, `ts` included (milliseconds).
+Formats: the envelope is `{"code": "0", "msg": "", "data": [...]}` and every value is a string,
+`ts` included (milliseconds).
 
 - `/api/v5/market/history-trades` → `data: [{instId, side, sz, px, tradeId, ts}]`, newest first;
   `side` is the taker's. Paging: the first page asks `type=2&after=<end ms>` (trades strictly before
@@ -17,9 +17,11 @@ Quantities are base units: spot `sz` already is; for SWAP/FUTURES `sz` counts co
 quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal in USD);
 `CONTRACT_VALUES` holds the common ones, `contract_values=` adds others.
 
-Errors: HTTP 429 or code "50011" (also seen with HTTP 200: `is_rate_limited` catches both) are
-retried; 401 (no `data` key) → SourcePermissionError; a 404 with a NUMERIC code (unknown path) or
-any other non-"0" code (51001 unknown instrument...) → SourceRequestError.
+Limits (`LIMITS`): 20 requests / 2 s per endpoint and IP, so 600 a minute over all of them.
+Errors (`ERRORS`; any envelope code but "0" is an error): code 50011 is a rate limit whether it
+comes with HTTP 429 or 200 (waited out and retried, like any 429); "busy/unavailable" codes are
+retried; 401 is a SourcePermissionError; 51001 (unknown instrument) a SourceNotFound; a 404 with a
+NUMERIC code is an unknown path; any other code a SourceRequestError (not retried).
 """
 
 from __future__ import annotations
@@ -27,17 +29,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-import httpx
 import polars as pl
 
-from marketdata_assets.lib.http import ApiClient
-from marketdata_assets.lib.http import (
-    Page,
-    SourcePermissionError,
-    SourceRequestError,
-    body_excerpt,
-    describe_request,
-)
+from marketdata_assets.lib.http import ApiClient, ErrorTable, Limits, Page, describe_request
 from marketdata_assets.lib.ticks.frames import (
     BarColumns,
     TradeColumns,
@@ -45,7 +39,6 @@ from marketdata_assets.lib.ticks.frames import (
     book_frame,
     ceil_ms,
     day_of,
-    decode_json,
     epoch_to_us,
     field,
     finish_bars,
@@ -59,8 +52,17 @@ from marketdata_assets.lib.ticks.frames import (
 
 VENUE = "OKX"
 DEFAULT_BASE_URL = "https://www.okx.com"
-RATE_LIMIT_CODE = "50011"
 MAX_BOOK_DEPTH = 400
+
+LIMITS = Limits(requests_per_minute=600, max_concurrency=8)
+ERRORS = ErrorTable(exact={
+    "50011": "rate_limited",  # "Too Many Requests" (HTTP 429, or 200)
+    "50001": "retry",  # service temporarily unavailable
+    "50004": "retry",  # endpoint request timeout
+    "50013": "retry",  # systems are busy
+    "50026": "retry",  # system error, try again later
+    "51001": "not_found",  # instrument ID does not exist
+})
 
 # instId -> (contract value, inverse?) for derivatives; linear ctVal in base units, inverse in USD.
 CONTRACT_VALUES: dict[str, tuple[float, bool]] = {
@@ -214,55 +216,40 @@ def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
 # --------------------------------------------------------------------------------------------
 
 class OkxClient(ApiClient):
-    """OKX v5 public market data (20 requests / 2 s per endpoint and IP: 600 a minute by default)."""
+    """OKX v5 public market data (limits and errors: `LIMITS`, `ERRORS`)."""
 
     api_name = "OKX"
     name = VENUE
+    ERRORS = ERRORS
+    LIMITS = LIMITS
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100, requests_per_minute: float = 600,
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100,
                  contract_values: dict[str, tuple[float, bool]] | None = None, **kwargs):
-        super().__init__(base_url, requests_per_minute=requests_per_minute, **kwargs)
+        super().__init__(base_url, **kwargs)
         if not 1 <= page_limit <= 100:
             raise ValueError("page_limit: 1..100")
         self.page_limit = page_limit
         self.contract_values = contract_values
 
-    def is_rate_limited(self, response: httpx.Response) -> bool:
-        if response.status_code == 429:
-            return True
-        content = response.content
-        if len(content) < 1024 and RATE_LIMIT_CODE.encode() in content:
-            try:
-                return str(response.json().get("code")) == RATE_LIMIT_CODE
-            except (ValueError, AttributeError):
-                return False
-        return False
+    # ---- what OKX's answers mean ------------------------------------------------------------
+
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
+        if not isinstance(payload, dict) or "code" not in payload or payload["code"] == "0":
+            return None
+        message = payload.get("msg") or payload.get("error_message") or payload.get("detail") or ""
+        return payload["code"], str(message)
+
+    def make_error(self, kind, *, status, code, message, page):
+        if status == 404 and code is not None and not isinstance(code, str):  # OKX's codes are strings
+            message = f"unknown path or endpoint ({message})"
+        return super().make_error(kind, status=status, code=code, message=message, page=page)
 
     async def _get(self, path: str, params: dict[str, Any], *, instrument: str,
                    day: date | None) -> tuple[Any, Page]:
-        request = describe_request("GET", path, params)
-        ctx = Page(VENUE, instrument, day, request)
-        response = await self.request("GET", path, params=params)
-        status = response.status_code
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if status in (401, 403):
-            detail = (f"code {payload.get('code')}: {payload.get('msg')}" if isinstance(payload, dict)
-                      else body_excerpt(response))
-            raise SourcePermissionError(VENUE, status, detail, request=request)
-        if isinstance(payload, dict) and "code" in payload and payload.get("code") != "0":
-            code = payload.get("code")
-            message = payload.get("msg") or payload.get("error_message") or payload.get("detail") or ""
-            if not isinstance(code, str):
-                message = f"unknown path or endpoint ({message})" if status == 404 else message
-            raise SourceRequestError(VENUE, instrument, status, code, str(message), request=request)
-        if status >= 400:
-            raise SourceRequestError(VENUE, instrument, status, None, body_excerpt(response), request=request)
-        if payload is None:
-            decode_json(response, ctx)  # raises SourceDataError naming the request
-        return payload, ctx
+        page = Page(VENUE, instrument, day, describe_request("GET", path, params))
+        return await self.call("GET", path, page=page, params=params), page
+
+    # ---- trades, book, bars -----------------------------------------------------------------
 
     async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         start, end = as_utc(start), as_utc(end)
@@ -319,4 +306,5 @@ class OkxClient(ApiClient):
         return finish_bars(frames, start, end)
 
 
-__all__ = ["CONTRACT_VALUES", "ContractSizer", "OkxClient", "parse_books", "parse_candles", "parse_history_trades"]
+__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "parse_books", "parse_candles",
+           "parse_history_trades"]

@@ -1,4 +1,17 @@
-"""Yahoo Finance chart v8: 1-minute bars."""
+"""Yahoo Finance chart v8: 1-minute bars (`chart`)."""
 
-from marketdata_assets.lib.ticks.sources.yahoo.chart import *  # noqa: F403
-from marketdata_assets.lib.ticks.sources.yahoo.chart import YahooChartClient  # noqa: F401
+from marketdata_assets.lib.ticks.sources.yahoo.chart import (
+    ERRORS,
+    LIMITS,
+    PROVIDER,
+    ChartData,
+    YahooChartClient,
+    YahooRequestError,
+    YahooSymbolNotFound,
+    denoise_float32,
+    normalize_currency,
+    parse_chart,
+)
+
+__all__ = ["ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
+           "denoise_float32", "normalize_currency", "parse_chart"]

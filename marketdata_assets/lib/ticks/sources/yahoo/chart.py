@@ -1,47 +1,21 @@
-"""Yahoo Finance chart v8 client: 1-minute bars as normalized frames.
+"""Yahoo Finance chart v8: 1-minute bars of stocks as normalized `BARS_SCHEMA` frames.
 
-The vendor's formats and quirks (shared/docs/vendor-formats.md) handled here:
+`GET /v8/finance/chart/{symbol}?interval=1m&period1=&period2=` answers `chart.result[0]`: `meta`,
+`timestamp[]` (epoch seconds, bar open) and parallel `indicators.quote[0].{open, high, low, close,
+volume}[]`. `parse_chart` (pure) undoes what would otherwise corrupt the bars: float32 noise in
+prices (101.19999694824219 → 101.2), minor currency units (GBp, ZAc, ILA: /100; KWF: /1000), null or
+partly null minutes (dropped, counted), a live bar stamped mid-minute (floored). `venue` is
+`meta.exchangeName`; `amount` is an ESTIMATE (volume × typical price: Yahoo sends no turnover).
 
-- `GET /v8/finance/chart/{symbol}?interval=1m&period1=&period2=&includePrePost=false` → `chart.result[0]`
-  with `meta`, `timestamp[]` (epoch SECONDS, the bar OPEN) and `indicators.quote[0].{open, high,
-  low, close, volume}[]` parallel to `timestamp`. `meta.range` may be absent; nothing here needs it.
-- No trades in the window → no `timestamp` key (and `quote:[{}]`): an empty frame, not an error.
-- Nulls: a minute where every value is null is dropped (counted as `null_minutes`); a row where
-  only some values are null is dropped too and counted as `partial_rows` (a bar without its
-  close or volume cannot be trusted). Counts are in `quality[symbol]` and `ChartData`.
-- float32 noise: Yahoo stores prices as float32, so 101.2 arrives as 101.19999694824219. A price
-  is snapped to the shortest decimal (at most 6 places) that has the same float32 value — only
-  when the value IS exactly a float32 (so a genuine float64 like 0.1 or 123.4567891 is kept as
-  sent). 101.19999694824219 → 101.2; 71.23999786376953 → 71.24.
-- Minor currency units: `meta.currency` "GBp"/"GBX" (pence) → prices /100, currency "GBP";
-  "ZAc" (South African cents) → /100 "ZAR"; "ILA" (Israeli agorot) → /100 "ILS"; "KWF" (Kuwaiti
-  fils) → /1000 "KWD". Volume is unchanged. The normalized currency is in `ChartData.currency`
-  and `instruments[symbol]` (the bar frame has no currency column).
-- Errors: `{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found,
-  symbol may be delisted"}}}` with HTTP 404 → `YahooSymbolNotFound` (a `SourceRequestError` for
-  that symbol, not retried); "Bad Request" 400 and "Unprocessable Entity" 422 → `YahooRequestError`
-  (same family). A 429's body is PLAIN TEXT ("Too Many Requests" / "Edge: Too Many Requests"): it
-  is never parsed; the shared policy (`ApiClient`) waits and retries it and raises `ApiError` when
-  retries run out. 401/403 → `SourcePermissionError`. A 200 whose body is not JSON (a proxy
-  fault) is retried with backoff, then `SourceDataError`; a result without the quote arrays, or
-  a non-numeric value → `SourceDataError` naming the symbol and day.
-- Windows: 1-minute data come at most 7 days per request (`max_days_per_request`) and only for the
-  last ~30 days (`max_days_back`): a longer window is cut into chunks; a window reaching further
-  back is clipped (logged, counted as `clipped_windows`) and one entirely older raises
-  `SourceDataError` without a request.
-- Real Yahoo answers 429 to clients without a browser-like User-Agent: one is sent by default.
-
-Normalized frame (lib.ticks.frames.BARS_SCHEMA): `ts` = the bar open (UTC, whole minutes; a live
-last bar stamped mid-minute is floored, and dropped if that minute is already there), `venue` =
-`meta.exchangeName` as Yahoo writes it ("LSE", "NMS", "NYQ", "GER", …; "YAHOO" if absent),
-`instrument` = the symbol as Yahoo writes it ("VOD.L", "AAPL"), prices in major units, `volume` in
-shares. `amount` is an ESTIMATE — Yahoo sends no turnover and the contract requires the column:
-volume × typical price (high + low + close) / 3, in the normalized currency. `trades` is null.
+`YahooChartClient` sends each request through the shared `ApiClient.call`, its `ERRORS` saying what
+Yahoo's answers mean (unknown symbol, rejected window, refused access; plain-text 429s and cut
+bodies are retried), and cuts a window into requests of at most 7 days within the ~30 days Yahoo
+keeps 1-minute data for.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -50,17 +24,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from marketdata_assets.lib.http import ApiClient, RetryPolicy, backoff_delay
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, UTC_US
-from marketdata_assets.lib.http import SourceDataError, SourcePermissionError, SourceRequestError
-from marketdata_assets.lib.ticks.frames import as_utc
+from marketdata_assets.lib.http import (
+    ApiClient,
+    ErrorKind,
+    ErrorTable,
+    Limits,
+    Page,
+    RetryPolicy,
+    SourceDataError,
+    SourceError,
+    SourcePermissionError,
+    SourceRequestError,
+    describe_request,
+)
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, UTC_US, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +82,40 @@ class YahooRequestError(SourceRequestError):
 
 class YahooSymbolNotFound(YahooRequestError):
     """404 "Not Found": "No data found, symbol may be delisted". Not retried; other symbols go on."""
+
+
+# What Yahoo's error answers mean: `chart.error` (or `finance.error`) `{code, description}` with the
+# status, or a plain-text/HTML body classified by its status alone (a 429 "Too Many Requests").
+ERRORS = ErrorTable(
+    exact={"Not Found": "not_found", "Bad Request": "rejected", "Unprocessable Entity": "rejected",
+           "Unauthorized": "permission", "Forbidden": "permission", "forbidden": "permission"},
+    status={400: "rejected", 401: "permission", 403: "permission", 404: "not_found", 422: "rejected",
+            429: "rate_limited"},
+)
+LIMITS = Limits(requests_per_minute=2000, max_concurrency=8)
+
+
+def chart_error(payload: Any) -> tuple[str, str] | None:
+    """(code, description) of `chart.error` (or `finance.error`), None for an answer without one."""
+    if not isinstance(payload, Mapping):
+        return None
+    chart = payload.get("chart")
+    error = chart.get("error") if isinstance(chart, Mapping) else None
+    if isinstance(payload.get("finance"), Mapping):  # the envelope of Yahoo's other endpoints (401/403)
+        error = error or payload["finance"].get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("code") or "error"), str(error.get("description") or "")
+    return None
+
+
+def yahoo_error(kind: ErrorKind, *, status: int, code: Any, message: str, symbol: str,
+                request: str | None = None) -> SourceError:
+    """The exception an error answer about `symbol` stands for (`kind` from `ERRORS`)."""
+    if kind in ("permission", "unauthorized"):
+        detail = f"{symbol}: code {code}: {message}" if code is not None else f"{symbol}: {message}"
+        return SourcePermissionError(PROVIDER, status, detail, request=request)
+    cls = YahooSymbolNotFound if kind == "not_found" else YahooRequestError
+    return cls(symbol, status, code, message, request=request)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,49 +185,43 @@ def _load(payload: Mapping | str | bytes) -> Mapping:
     return payload
 
 
-def chart_error(payload: Any) -> tuple[str, str] | None:
-    """(code, description) of `chart.error`, if the payload carries one."""
-    if not isinstance(payload, Mapping):
-        return None
-    chart = payload.get("chart")
-    error = chart.get("error") if isinstance(chart, Mapping) else None
-    if isinstance(payload.get("finance"), Mapping):  # other Yahoo endpoints' envelope
-        error = error or payload["finance"].get("error")
-    if isinstance(error, Mapping):
-        return str(error.get("code") or "error"), str(error.get("description") or "")
-    return None
-
-
-def _day_label(epoch: int | None) -> Any:
+def _day_label(epoch: int | None) -> date | None:
     return datetime.fromtimestamp(epoch, UTC).date() if epoch is not None else None
 
 
 def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, start: int | None = None,
-                end: int | None = None, status: int = 200) -> ChartData:
-    """A chart v8 answer → `ChartData` (normalized frame + currency + drop counts).
+                end: int | None = None, status: int = 200, request: str | None = None) -> ChartData:
+    """A chart v8 answer (decoded, or the body as sent) → `ChartData` (normalized frame + currency
+    + drop counts).
 
-    `start`/`end` (epoch seconds) keep bars with start <= ts < end. Raises `YahooSymbolNotFound` /
-    `YahooRequestError` for an error payload, `SourceDataError` for a malformed one.
+    `start`/`end` (epoch seconds) keep bars with start <= ts < end. An error payload raises what
+    `ERRORS` makes of it with `status` (`YahooSymbolNotFound`, `YahooRequestError`, ...), a malformed
+    one `SourceDataError`; both name the symbol and `request` (the request it answered) when given.
     """
+    page = Page(PROVIDER, symbol, _day_label(start), request)
+
+    def fail(detail: str, **where: Any) -> SourceDataError:
+        return dataclasses.replace(page, **where).error(detail)
+
     try:
         payload = _load(payload)
     except ValueError as error:
-        raise SourceDataError(symbol, _day_label(start), f"the body is not a JSON object ({error})",
-                                source=PROVIDER) from None
+        raise fail(f"the body is not a JSON object ({error})") from None
     error = chart_error(payload)
     if error is not None:
         code, description = error
-        cls = YahooSymbolNotFound if (status == 404 or code == "Not Found") else YahooRequestError
-        raise cls(symbol or "?", status, code, description)
+        raise yahoo_error(ERRORS.classify(status, code, description), status=status, code=code,
+                          message=description, symbol=symbol or "?", request=request)
     chart = payload.get("chart")
     results = chart.get("result") if isinstance(chart, Mapping) else None
     if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
-        raise SourceDataError(symbol, _day_label(start), "chart.result is missing or empty", source=PROVIDER)
+        raise fail("chart.result is missing or empty")
     result = results[0]
     meta = result.get("meta") if isinstance(result.get("meta"), Mapping) else {}
     sym = symbol or str(meta.get("symbol") or "")
     if not sym:
-        raise SourceDataError(None, _day_label(start), "no symbol given and none in meta", source=PROVIDER)
+        raise fail("no symbol given and none in meta")
+    page = dataclasses.replace(page, instrument=sym)
     quote_currency = meta.get("currency")
     currency, divisor = normalize_currency(quote_currency)
     exchange = str(meta.get("exchangeName") or meta.get("fullExchangeName") or "YAHOO")
@@ -221,23 +232,21 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     if timestamps is None:
         return data  # no trades in the window
     if not isinstance(timestamps, list):
-        raise SourceDataError(sym, _day_label(start), "`timestamp` is not a list", source=PROVIDER)
+        raise fail("`timestamp` is not a list")
     if not timestamps:
         return data
     indicators = result.get("indicators")
     quotes = indicators.get("quote") if isinstance(indicators, Mapping) else None
     if not isinstance(quotes, list) or not quotes or not isinstance(quotes[0], Mapping):
-        raise SourceDataError(sym, _day_label(start), "indicators.quote[0] is missing", source=PROVIDER)
+        raise fail("indicators.quote[0] is missing")
     quote_block = quotes[0]
     columns: dict[str, list] = {}
     for name in QUOTE_FIELDS:
         values = quote_block.get(name)
         if not isinstance(values, list):
-            raise SourceDataError(sym, _day_label(start), f"indicators.quote[0] has no {name!r} list "
-                                                             f"(has {sorted(quote_block)})", source=PROVIDER)
+            raise fail(f"indicators.quote[0] has no {name!r} list (has {sorted(quote_block)})")
         if len(values) != len(timestamps):
-            raise SourceDataError(sym, _day_label(start), f"indicators.quote[0].{name} has {len(values)} values "
-                                                             f"for {len(timestamps)} timestamps", source=PROVIDER)
+            raise fail(f"indicators.quote[0].{name} has {len(values)} values for {len(timestamps)} timestamps")
         columns[name] = values
 
     ts_out: list[int] = []
@@ -246,8 +255,7 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     seen: set[int] = set()
     for i, raw_ts in enumerate(timestamps):
         if isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts):
-            raise SourceDataError(sym, _day_label(start), f"timestamp[{i}] is {raw_ts!r}, not epoch seconds",
-                                    source=PROVIDER)
+            raise fail(f"timestamp[{i}] is {raw_ts!r}, not epoch seconds")
         epoch = int(raw_ts)
         day = _day_label(epoch)
         row = {}
@@ -257,11 +265,11 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
                 row[name] = None
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SourceDataError(sym, day, f"non-numeric {name} {value!r} at "
-                                                  f"{datetime.fromtimestamp(epoch, UTC).isoformat()}", source=PROVIDER)
+                raise fail(f"non-numeric {name} {value!r} at {datetime.fromtimestamp(epoch, UTC).isoformat()}",
+                           day=day)
             row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
             if row[name] is not None and math.isinf(row[name]):
-                raise SourceDataError(sym, day, f"infinite {name} at {epoch}", source=PROVIDER)
+                raise fail(f"infinite {name} at {epoch}", day=day)
         nulls = sum(v is None for v in row.values())
         if nulls == len(QUOTE_FIELDS):
             data.null_minutes += 1
@@ -317,7 +325,7 @@ def merge_chart_data(parts: list[ChartData], symbol: str) -> ChartData:
     currencies = {p.quote_currency for p in parts if p.quote_currency}
     if len(currencies) > 1:
         raise SourceDataError(symbol, None, f"the quote currency changed between requests: {sorted(currencies)}",
-                                source=PROVIDER)
+                              source=PROVIDER)
     frame = pl.concat([p.frame for p in parts], how="vertical")
     before = frame.height
     frame = frame.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
@@ -335,103 +343,79 @@ def merge_chart_data(parts: list[ChartData], symbol: str) -> ChartData:
 # --------------------------------------------------------------------------------------------
 
 class YahooChartClient(ApiClient):
-    """Async chart v8 client on the shared HTTP policy (`ApiClient`: 2000 requests/minute by
-    default, `max_concurrency` in flight, 429 (plain text) / 5xx / timeouts retried with backoff).
+    """Chart v8 client on the shared policy (`ERRORS`, `LIMITS`; a body that is not JSON is retried).
 
-    `async with YahooChartClient(base_url) as yahoo: frame = await yahoo.minute_bars("VOD.L",
-    date(2025, 6, 2), date(2025, 6, 6))`.
+    `async with YahooChartClient(base_url) as yahoo: data = await yahoo.fetch_bars("VOD.L", start, end)`.
     """
 
     api_name = PROVIDER
-    name = "YAHOO"  # the provider; each bar's `venue` is meta.exchangeName
+    ERRORS = ERRORS
+    LIMITS = LIMITS
+    bad_body = "retry"  # a 200 cut short by a proxy: asked again, then a SourceDataError
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, requests_per_minute: float = 2000,
-                 max_concurrency: int = 8, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, requests_per_minute: float | None = None,
+                 max_concurrency: int | None = None, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
                  max_days_per_request: float = 7.0, max_days_back: float | None = 30.0,
-                 clock: Callable[[], float] = time.time, user_agent: str = DEFAULT_USER_AGENT,
-                 include_pre_post: bool = False, rng=None):
+                 clock: Callable[[], float] = time.time, user_agent: str = DEFAULT_USER_AGENT, rng=None):
+        # Yahoo answers 429 to clients without a browser-like User-Agent.
         super().__init__(base_url, requests_per_minute=requests_per_minute, max_concurrency=max_concurrency,
                          timeout_s=timeout_s, retry=retry, rng=rng,
                          headers={"User-Agent": user_agent, "Accept": "application/json"})
         self.max_days_per_request = float(max_days_per_request)
         self.max_days_back = max_days_back
         self.clock = clock
-        self.include_pre_post = include_pre_post
-        self.quality: dict[str, Counter] = {}
-        self.instruments: dict[str, dict[str, Any]] = {}
+        self.quality: dict[str, Counter] = {}  # symbol -> drop counts, requests, clipped windows
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
-    # ---- one request ---------------------------------------------------------------------------
+    # ---- what Yahoo's answers mean -------------------------------------------------------------
 
-    def chart_path(self, symbol: str) -> str:
-        return CHART_PATH + quote(symbol, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
+        return chart_error(payload)
+
+    def make_error(self, kind: ErrorKind, *, status: int, code: Any, message: str, page: Page) -> SourceError:
+        if kind in ("banned", "quota", "data"):
+            return super().make_error(kind, status=status, code=code, message=message, page=page)
+        return yahoo_error(kind, status=status, code=code, message=message, symbol=page.instrument or "?",
+                           request=page.request)
+
+    # ---- one request ---------------------------------------------------------------------------
 
     async def chart(self, symbol: str, period1: int, period2: int) -> ChartData:
         """One request for [period1, period2) (epoch seconds, at most `max_days_per_request`)."""
-        path = self.chart_path(symbol)
+        path = CHART_PATH + quote(symbol, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
         params = {"interval": "1m", "period1": str(int(period1)), "period2": str(int(period2)),
-                  "includePrePost": "true" if self.include_pre_post else "false"}
-        request = f"GET {path}?period1={params['period1']}&period2={params['period2']}"
-        day = _day_label(period1)
-        bad_bodies = 0
-        while True:
-            response = await self.request("GET", path, params=params)  # 429/5xx: retried, then ApiError
-            status = response.status_code
-            if status in (401, 403):
-                raise SourcePermissionError(PROVIDER, status, response.text[:200].strip(), request=request)
-            if status != 200:
-                error = None
-                try:
-                    error = chart_error(response.json())
-                except ValueError:
-                    pass
-                code, description = error or (None, response.text[:200].strip())
-                cls = YahooSymbolNotFound if status == 404 else YahooRequestError
-                raise cls(symbol, status, code, description, request=request)
-            try:
-                payload = response.json()
-                if not isinstance(payload, dict):
-                    raise ValueError(f"a JSON {type(payload).__name__}, not an object")  # noqa: TRY004
-            except ValueError as error:
-                bad_bodies += 1
-                if bad_bodies > self.retry.max_retries:
-                    raise SourceDataError(symbol, day, f"the body is not valid JSON after {bad_bodies} attempts "
-                                                         f"({error}); starts with {response.text[:80]!r}",
-                                            source=PROVIDER, request=request) from None
-                self.stats.retries += 1
-                await asyncio.sleep(backoff_delay(bad_bodies - 1, self.retry.backoff_base_s,
-                                                  self.retry.backoff_max_s, self.rng))
-                continue
-            data = parse_chart(payload, symbol, start=int(period1), end=int(period2), status=status)
-            data.requests = 1
-            return data
+                  "includePrePost": "false"}
+        page = Page(PROVIDER, symbol, _day_label(period1), describe_request("GET", path, params))
+        # endpoint "chart": a 401/403 stops every symbol's requests, not only this path's
+        payload = await self.call("GET", path, page=page, endpoint="chart", params=params)
+        data = parse_chart(payload, symbol, start=int(period1), end=int(period2), request=page.request)
+        data.requests = 1
+        return data
 
     # ---- windows -------------------------------------------------------------------------------
 
-    def windows(self, start: datetime, end: datetime, symbol: str = "", *,
-                needed_from: datetime | None = None) -> list[tuple[int, int]]:
+    def windows(self, start: datetime, end: datetime, symbol: str = "") -> list[tuple[int, int]]:
         """[start, end) → request windows (epoch seconds) of at most `max_days_per_request`,
-        clipped to Yahoo's 1-minute horizon (`max_days_back`, with 10 minutes of slack). The
-        clipping is logged and counted when it cuts data from `needed_from` on (default `start`;
-        `minute_bars` pads its window and passes the first requested day)."""
+        clipped to Yahoo's 1-minute horizon (`max_days_back`, with 10 minutes of slack; the
+        clipping is logged and counted as `clipped_windows`)."""
         lo, hi = math.floor(as_utc(start).timestamp()), math.ceil(as_utc(end).timestamp())
         now = self.clock()
         hi = min(hi, int(now) + 60)
         if self.max_days_back is not None:
             horizon = int(now - self.max_days_back * 86400 + 600)
             if hi <= horizon:
-                raise SourceDataError(symbol or None, as_utc(needed_from or start).date(),
-                                        f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
-                                        f"the window ends {as_utc(end).isoformat()}, before "
-                                        f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", source=PROVIDER)
-            if lo < horizon and as_utc(needed_from or start).timestamp() < horizon:
+                raise SourceDataError(symbol or None, as_utc(start).date(),
+                                      f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
+                                      f"the window ends {as_utc(end).isoformat()}, before "
+                                      f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", source=PROVIDER)
+            if lo < horizon:
                 log.warning("%s %s: 1-minute bars exist for the last %g days only: window start %s clipped to %s",
                             PROVIDER, symbol, self.max_days_back, datetime.fromtimestamp(lo, UTC).isoformat(),
                             datetime.fromtimestamp(horizon, UTC).isoformat())
                 self._count(symbol, clipped_windows=1)
-            lo = max(lo, horizon)
+                lo = horizon
         step = int(self.max_days_per_request * 86400)
         out, cursor = [], lo
         while cursor < hi:
@@ -445,50 +429,26 @@ class YahooChartClient(ApiClient):
             if value:
                 counter[key] += value
 
-    async def fetch_bars(self, symbol: str, start: datetime, end: datetime, *,
-                         needed_from: datetime | None = None) -> ChartData:
+    async def fetch_bars(self, symbol: str, start: datetime, end: datetime) -> ChartData:
         """Bars opening in [start, end) (aware datetimes, naive = UTC), chunked and merged, with
         the currency, exchange and drop counts."""
-        windows = self.windows(start, end, symbol, needed_from=needed_from)
-        parts = [await self.chart(symbol, p1, p2) for p1, p2 in windows]
+        parts = [await self.chart(symbol, p1, p2) for p1, p2 in self.windows(start, end, symbol)]
         data = merge_chart_data(parts, symbol)
         self._count(symbol, requests=data.requests, **data.counts())
         if data.null_minutes or data.partial_rows:
             log.info("%s %s: dropped %d null minutes and %d partially null rows", PROVIDER, symbol,
                      data.null_minutes, data.partial_rows)
-        if parts:
-            self.instruments[symbol] = {"currency": data.currency, "quote_currency": data.quote_currency,
-                                        "price_divisor": data.price_divisor, "venue": data.exchange,
-                                        "timezone": data.timezone}
         return data
 
-    async def bars_1m(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
-        """`VenueClient` form: the bars opening in [start, end)."""
-        return (await self.fetch_bars(symbol, start, end)).frame
-
-    async def minute_bars(self, symbol: str, first_day: date, last_day: date | None = None) -> pl.DataFrame:
-        """The bars of the exchange's trading days first_day..last_day (inclusive, in the
-        exchange's own calendar: `meta.exchangeTimezoneName`), oldest first."""
-        last_day = last_day or first_day
-        # every zone is within UTC-12..UTC+14: one UTC day of padding each side covers the local days
-        start = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        end = datetime.combine(last_day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
-        data = await self.fetch_bars(symbol, start, end,
-                                     needed_from=datetime.combine(first_day, datetime.min.time(), tzinfo=UTC))
-        tz_name = data.timezone or "UTC"
-        try:
-            ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SourceDataError(symbol, first_day, f"unknown exchangeTimezoneName {tz_name!r}",
-                                    source=PROVIDER) from None
-        local_day = pl.col("ts").dt.convert_time_zone(tz_name).dt.date()
-        return data.frame.filter(local_day.is_between(first_day, last_day))
-
-    def metadata(self) -> dict[str, Any]:
+    def figures(self) -> dict[str, Any]:
         """Request counters and data-quality counts, for materialization metadata."""
         totals: Counter = Counter()
         for counter in self.quality.values():
             totals.update(counter)
-        return {**self.stats.as_metadata(), "dropped_null_minutes": totals.get("null_minutes", 0),
+        return {**super().figures(), "dropped_null_minutes": totals.get("null_minutes", 0),
                 "dropped_partial_rows": totals.get("partial_rows", 0), "denoised_prices": totals.get("denoised", 0),
                 "clipped_windows": totals.get("clipped_windows", 0)}
+
+
+__all__ = ["ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
+           "chart_error", "denoise_float32", "merge_chart_data", "normalize_currency", "parse_chart", "yahoo_error"]

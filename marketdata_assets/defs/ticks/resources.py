@@ -15,19 +15,50 @@ as ``dg.EnvVar`` (the UI shows the variable's name, never the value); clients sc
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
+import yaml
 from pydantic import Field
 
 from marketdata_assets.lib.ticks.config import (
     ProvidersConfig,
+    ProvidersConfigError,
     ProviderSettings,
-    load_providers_config,
+    parse_providers_config,
 )
 from marketdata_assets.lib.ticks.sources import VenueClient, venue_client
 from marketdata_assets.lib.ticks.sources.tushare import TushareClient, TushareTokenError
 from marketdata_assets.lib.ticks.sources.yahoo import YahooChartClient
 from marketdata_assets.resources.http import HttpApiResource
+
+CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "data_providers.yaml"
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    configured = (environ.get(CONFIG_ENV) or "").strip()
+    return Path(configured).resolve() if configured else DEFAULT_CONFIG
+
+
+def load_providers_config(path: str | os.PathLike | None = None,
+                          environ: Mapping[str, str] | None = None) -> ProvidersConfig:
+    """Read and validate the providers config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
+    path = Path(path).resolve() if path is not None else config_path(environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ProvidersConfigError(f"providers config {path}: cannot read it ({error.strerror}); set "
+                                   f"{CONFIG_ENV} to the file's path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ProvidersConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
+                                   f"(file {path})") from None
+    return parse_providers_config(data, path, environ)
+
 
 __all__ = ["CryptoVenueResource", "ProviderResource", "TushareResource", "YahooResource", "provider_resources"]
 

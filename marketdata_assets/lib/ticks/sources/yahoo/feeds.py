@@ -1,0 +1,26 @@
+"""How the ingest engine asks Yahoo for 1-minute bars: one chart fetch per symbol and block of days
+(the venue of each slice is the exchange Yahoo names in its answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from marketdata_assets.lib.ticks.engine import Feed, Job, SliceKey
+from marketdata_assets.lib.ticks.frames import day_window
+
+SOURCE = "YAHOO"
+
+
+async def _fetch(api, job: Job):
+    days = sorted({key.day for key in job.keys})
+    symbol = job.keys[0].instrument
+    data = await api.fetch_bars(symbol, day_window(days[0])[0], day_window(days[-1])[1])
+    return data.frame, {symbol: data.exchange}
+
+
+def bars_feed(client: Callable, keys: Sequence[SliceKey], *, workers: int, attempts: int) -> Feed:
+    by_symbol: dict[str, list[SliceKey]] = {}
+    for key in keys:
+        by_symbol.setdefault(key.instrument, []).append(key)
+    return Feed(SOURCE, [Job(tuple(mine)) for mine in by_symbol.values()], _fetch, client, workers=workers,
+                attempts=attempts, skip_empty_days=True, by_day=True)

@@ -1,0 +1,52 @@
+"""The crypto replay as a CLI: `python -m marketdata_assets.replay.crypto --port 8766 --seed 7`
+(`--help` lists the flags; a `--config` JSON file holds any `ReplayConfig` field, flags override it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+
+from marketdata_assets.replay import cli_parser, config_from_cli, serve_until_terminated
+from marketdata_assets.replay.crypto.config import Fault, ReplayConfig
+from marketdata_assets.replay.crypto.server import CryptoReplayServer
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = cli_parser("marketdata_assets.replay.crypto", "Replay of Binance spot, OKX v5 and Deribit v2 market data "
+                   "(formats, quirks, faults) on one port.", port=8766, config="ReplayConfig fields (faults too)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--trades-per-day", type=int)
+    p.add_argument("--burst-run", type=int, help="put this many trades in one millisecond once a day")
+    p.add_argument("--weight-limit", type=int, dest="binance_weight_limit", help="Binance weight per window (6000)")
+    p.add_argument("--weight-window", type=float, dest="weight_window_s", help="seconds per weight window (60)")
+    p.add_argument("--now", help="ISO time: data exists only before it (default: the wall clock)")
+    p.add_argument("--latency", type=float, help="add this many seconds to every data request")
+    p.add_argument("--fault", action="append", default=[],
+                   help='a fault as JSON, e.g. \'{"kind":"rate_limit","venue":"BINANCE","every":5}\' (repeatable)')
+    p.add_argument("--verbose", action="store_true", help="print each request line to stderr")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ReplayConfig:
+    config = config_from_cli(args, ReplayConfig.from_dict, ("seed", "trades_per_day", "burst_run",
+                                                            "binance_weight_limit", "weight_window_s", "now"))
+    if args.latency:
+        config.faults.append(Fault(kind="latency", latency_s=args.latency))
+    for text in args.fault:
+        config.faults.append(Fault(**json.loads(text)))
+    return config
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
+    server = CryptoReplayServer(config_from_args(args), host=args.host, port=args.port)
+    server.verbose = args.verbose
+    venues = "; ".join(f"{v}: {', '.join(i)}" for v, i in server.config.instruments.items())
+    print(f"crypto market-data replay on {server.base_url} ({venues}); {server.config.trades_per_day} trades/day, "
+          f"seed {server.config.seed}, {len(server.config.faults)} fault(s)", flush=True)
+    return serve_until_terminated(server.httpd)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

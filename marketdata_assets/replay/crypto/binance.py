@@ -1,0 +1,207 @@
+"""Binance spot public market data (`/api/v3/...`) as the venue answers it.
+
+`aggTrades` (symbol, fromId | startTime/endTime at most 1 h apart, limit ≤ 1000), `trades`,
+`klines` (interval=1m), `depth`, `ping`, `time`. Prices and quantities are 8-decimal strings,
+times milliseconds, or MICROSECONDS when the request carries `X-MBX-TIME-UNIT: MICROSECOND`.
+Every answer carries `X-MBX-USED-WEIGHT-1M`: request weight counted per fixed window of
+`weight_window_s` against `binance_weight_limit`, beyond it 429 + Retry-After + -1003. Errors
+are `{"code": -1xxx, "msg": ...}`; a ban is 418, the WAF a 403 HTML page.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar
+
+from marketdata_assets.replay import Reply, json_reply
+from marketdata_assets.replay.crypto.config import BINANCE, Fault
+from marketdata_assets.replay.crypto.tape import MINUTE_US, binance_trade_span
+from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
+
+HOUR_US = 3_600_000_000
+WEIGHTS = {"aggTrades": 4, "trades": 25, "historicalTrades": 25, "klines": 2}  # depth: by limit
+WAF_PAGE = (b"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01 Transitional//EN\">\n<HTML><HEAD><META "
+            b"HTTP-EQUIV=\"Content-Type\" CONTENT=\"text/html; charset=iso-8859-1\">\n<TITLE>ERROR: The request "
+            b"could not be satisfied</TITLE>\n</HEAD><BODY>\n<H1>403 ERROR</H1>\n<H2>The request could not be "
+            b"satisfied.</H2>\n<HR noshade size=\"1px\">\nRequest blocked.\n</BODY></HTML>")
+
+
+def fmt8(value: float) -> str:
+    """Fixed 8 decimals ("0.01633102")."""
+    return f"{value:.8f}"
+
+
+def request_weight(path: str, query: dict) -> int:
+    name = path.rsplit("/", 1)[-1]
+    if name == "depth":
+        try:
+            n = int(query.get("limit") or 100)
+        except ValueError:
+            n = 100
+        return 5 if n <= 100 else 25 if n <= 500 else 50 if n <= 1000 else 250
+    return WEIGHTS.get(name, 1)
+
+
+def too_much_weight(limit: int) -> dict:
+    return {"code": -1003, "msg": f"Too much request weight used; current limit is {limit} request weight per "
+                                  f"1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}
+
+
+class Binance(Venue):
+    name = BINANCE
+    prefix = "/api/v3/"
+    instrument_param = "symbol"
+    endpoints: ClassVar[dict[str, str]] = {"aggTrades": "trades", "trades": "trades", "depth": "book",
+                                           "klines": "bars"}
+    bar_decimals = 8
+    bar_trade_counts = True
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.weight_window: int | None = None
+        self.weight_used = 0
+
+    def reset(self) -> None:
+        self.weight_window, self.weight_used = None, 0
+
+    # ---- limits ----------------------------------------------------------------------------
+
+    def admit(self, path: str, query: dict) -> tuple[dict[str, str], Reply | None]:
+        window = int(time.time() // self.config.weight_window_s)
+        if window != self.weight_window:
+            self.weight_window, self.weight_used = window, 0
+        self.weight_used += request_weight(path, query)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self.weight_used), "X-MBX-USED-WEIGHT": str(self.weight_used)}
+        if self.weight_used <= self.config.binance_weight_limit:
+            return headers, None
+        remaining = (window + 1) * self.config.weight_window_s - time.time()
+        return headers, json_reply(429, too_much_weight(self.config.binance_weight_limit),
+                                   {**headers, "Retry-After": str(max(1, math.ceil(remaining)))})
+
+    # ---- answers ---------------------------------------------------------------------------
+
+    def _symbol(self, query: dict) -> str:
+        symbol = query.get("symbol")
+        if not symbol:
+            raise VendorError(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, "
+                                                          "or malformed."})
+        if symbol not in self.config.instruments.get(BINANCE, []):
+            raise VendorError(400, {"code": -1121, "msg": "Invalid symbol."})
+        return symbol
+
+    def answer(self, path: str, query: dict, headers) -> Any:
+        market = self.market
+        micro = (headers.get("X-MBX-TIME-UNIT") or "").upper() == "MICROSECOND"
+
+        def t_out(us: int) -> int:
+            return us if micro else us // 1000
+
+        def t_in(name: str) -> int | None:
+            value = query.get(name)
+            if value in (None, ""):
+                return None
+            if not value.lstrip("-").isdigit():
+                raise VendorError(400, {"code": -1100, "msg": f"Illegal characters found in parameter '{name}'; "
+                                                              f"legal range is '^[0-9]{{1,20}}$'."})
+            number = int(value)
+            return number if number >= 100_000_000_000_000 else number * 1000
+
+        def limit(default: int, maximum: int) -> int:
+            value = query.get("limit")
+            if value in (None, ""):
+                return default
+            return max(1, min(maximum, int(value)))
+
+        if path == "/api/v3/ping":
+            return {}
+        if path == "/api/v3/time":
+            return {"serverTime": int(time.time() * 1000)}
+        symbol = self._symbol(query)
+        if path == "/api/v3/aggTrades":
+            n = limit(500, 1000)
+            start, end = t_in("startTime"), t_in("endTime")
+            from_id = query.get("fromId")
+            if from_id not in (None, "") and (start is not None or end is not None):
+                raise VendorError(400, {"code": -1128, "msg": "Combination of optional parameters invalid."})
+            if start is not None and end is not None:
+                if end - start > HOUR_US:
+                    raise VendorError(400, {"code": -1127, "msg": "More than 1 hours between startTime and endTime."})
+                rows = market.rows_between(BINANCE, symbol, start, end, n)
+            elif start is not None:
+                rows = market.rows_between(BINANCE, symbol, start, start + HOUR_US, n)
+            elif end is not None:
+                rows = market.rows_between(BINANCE, symbol, end - HOUR_US, end, n, newest_first=True)[::-1]
+            elif from_id not in (None, ""):
+                rows = market.rows_from_id(BINANCE, symbol, int(from_id), n)
+            else:
+                rows = market.latest(BINANCE, symbol, n)
+            out = []
+            for tape, i in rows:
+                a = tape.first_id + i
+                f, last = binance_trade_span(a)
+                out.append({"a": a, "p": fmt8(tape.price[i]), "q": fmt8(tape.size[i]), "f": f, "l": last,
+                            "T": t_out(tape.ts[i]), "m": not tape.buy[i], "M": True})
+            return out
+        if path == "/api/v3/trades":
+            rows = market.latest(BINANCE, symbol, limit(500, 1000))
+            return [{"id": tape.first_id + i, "price": fmt8(tape.price[i]), "qty": fmt8(tape.size[i]),
+                     "quoteQty": fmt8(tape.price[i] * tape.size[i]), "time": t_out(tape.ts[i]),
+                     "isBuyerMaker": not tape.buy[i], "isBestMatch": True} for tape, i in rows]
+        if path == "/api/v3/klines":
+            if query.get("interval") != "1m":
+                raise VendorError(400, {"code": -1120, "msg": "Invalid interval."})
+            n = limit(500, 1000)
+            start, end = t_in("startTime"), t_in("endTime")
+            now = market.now_us()
+            if start is not None:
+                hi = min(end if end is not None else now, start + n * MINUTE_US - 1)
+                bars = market.bars_between(BINANCE, symbol, start, hi)[:n]
+            else:
+                hi = min(end if end is not None else now, now - MINUTE_US)
+                bars = market.bars_between(BINANCE, symbol, hi - n * MINUTE_US + 1, hi)[-n:]
+            out = []
+            for bar in bars:
+                ts, o, h, lo, c, vol, quote, count, _, tb_base, tb_quote = bar
+                out.append([t_out(ts), fmt8(o), fmt8(h), fmt8(lo), fmt8(c), fmt8(vol), t_out(ts + MINUTE_US) - 1,
+                            fmt8(quote), count, fmt8(tb_base), fmt8(tb_quote), "0"])
+            return out
+        if path == "/api/v3/depth":
+            update_id, bids, asks, _ = market.book(BINANCE, symbol, limit(100, 5000))
+            return {"lastUpdateId": update_id, "bids": [[fmt8(p), fmt8(q)] for p, q in bids],
+                    "asks": [[fmt8(p), fmt8(q)] for p, q in asks]}
+        raise VendorError(404, {"code": -1000, "msg": f"Unknown path {path}"})
+
+    # ---- faults ----------------------------------------------------------------------------
+
+    def fault_reply(self, fault: Fault) -> Reply:
+        kind = fault.kind
+        if kind == "rate_limit":
+            return json_reply(fault.status or 429, too_much_weight(6000), retry_after(fault))
+        if kind == "ban":
+            seconds = float(fault.retry_after or 120)
+            until = int((time.time() + seconds) * 1000)
+            return json_reply(fault.status or 418, {"code": -1003, "msg": (
+                f"Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for "
+                f"live updates to avoid bans.")}, {"Retry-After": str(int(seconds))})
+        if kind == "server_error":
+            return json_reply(fault.status or 503, {"code": -1001, "msg": "Internal error; unable to process your "
+                                                                          "request. Please try again."})
+        if kind == "waf":
+            return Reply(fault.status or 403, WAF_PAGE, {"Content-Type": "text/html"})
+        if kind == "unauthorized":
+            return json_reply(fault.status or 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions "
+                                                                          "for action."})
+        return json_reply(fault.status or 400, {"code": -1100, "msg": "Illegal characters found in a parameter."})
+
+    def mutate(self, payload: Any, path: str, kind: str) -> None:
+        name = path.rsplit("/", 1)[-1]
+        if name in ("aggTrades", "trades") and payload:
+            damage(middle(payload), "p" if name == "aggTrades" else "price", kind, "6O123.45")
+        elif name == "klines" and payload:
+            damage(middle(payload), 4, kind, "6O123.45")  # the close
+        elif name == "depth":
+            if kind == "missing_field":
+                del payload["lastUpdateId"]
+            elif payload["bids"]:
+                payload["bids"][0][0] = "6O123.45"

@@ -1,0 +1,87 @@
+"""What a crypto replay serves and how it misbehaves: `ReplayConfig` and its `Fault`s.
+
+The venue names are the keys everything else is indexed by (instruments, tapes, faults, the log).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BINANCE, OKX, DERIBIT = "BINANCE", "OKX", "DERIBIT"
+
+DEFAULT_INSTRUMENTS = {
+    BINANCE: ["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+    OKX: ["BTC-USDT", "ETH-USDT", "BTC-USDT-SWAP"],
+    DERIBIT: ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"],
+}
+FAULT_KINDS = frozenset({"latency", "rate_limit", "ban", "server_error", "waf", "unauthorized", "vendor_error",
+                         "malformed_json", "missing_field", "bad_number"})
+BODY_FAULTS = frozenset({"malformed_json", "missing_field", "bad_number"})  # damage a normal answer
+BINANCE_ONLY_FAULTS = frozenset({"ban", "waf"})
+
+
+@dataclass
+class Fault:
+    kind: str
+    venue: str | None = None  # BINANCE | OKX | DERIBIT; None = all
+    instrument: str | None = None  # None = all
+    endpoint: str | None = None  # trades | book | bars; None = all
+    every: int = 1
+    after: int = 0  # let the first N matching requests through
+    times: int | None = None  # fire at most N times; None = always
+    status: int | None = None
+    retry_after: str | None = "1"  # Retry-After as sent; None = no header
+    latency_s: float = 0.0
+    seen: int = 0
+    fired: int = 0
+
+    def __post_init__(self):
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind {self.kind!r}: one of {', '.join(sorted(FAULT_KINDS))}")
+        if self.venue:
+            self.venue = self.venue.upper()
+        if self.every < 1:
+            raise ValueError("every must be >= 1")
+
+    def matches(self, venue: str, instrument: str | None, endpoint: str | None) -> bool:
+        if self.venue and self.venue != venue:
+            return False
+        if self.kind in BINANCE_ONLY_FAULTS and venue != BINANCE:
+            return False
+        if self.instrument and self.instrument != instrument:
+            return False
+        return not self.endpoint or self.endpoint == endpoint
+
+    def fire(self) -> bool:
+        """Count a matching request; True if the fault applies to it."""
+        self.seen += 1
+        if self.seen <= self.after or (self.seen - self.after - 1) % self.every:
+            return False
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class ReplayConfig:
+    seed: int = 0
+    trades_per_day: int = 3000
+    trades_per_day_by_instrument: dict[str, int] = field(default_factory=dict)
+    busy_share: float = 0.4
+    burst_share: float = 0.1
+    burst_run: int = 0
+    instruments: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in
+                                                                       DEFAULT_INSTRUMENTS.items()})
+    binance_weight_limit: int = 6000
+    weight_window_s: float = 60.0
+    now: str | None = None  # ISO 8601; None = the wall clock
+    faults: list[Fault] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReplayConfig:
+        data = dict(data)
+        faults = [f if isinstance(f, Fault) else Fault(**f) for f in data.pop("faults", [])]
+        config = cls(**data)
+        config.faults = faults
+        return config

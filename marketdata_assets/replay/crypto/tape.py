@@ -1,0 +1,357 @@
+"""The deterministic market every crypto venue answers from: instruments' specs, day tapes of
+trades, the minute bars aggregated from them, and order books around the last price.
+
+A tape is a pure function of (seed, venue, instrument, day), so a replay restarted with the same
+config serves the same trades, and the ground truth can be recomputed at any time. `Market` caches
+tapes and answers the queries the venues need (by time, by trade id, bars, a book), never past `now`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from marketdata_assets.replay.crypto.config import BINANCE, DERIBIT, OKX, ReplayConfig
+
+UTC = timezone.utc
+DAY_US = 86_400_000_000
+MINUTE_US = 60_000_000
+EPOCH_DAY = date(2017, 1, 1)
+ID_BASE = {BINANCE: 3_000_000_000, OKX: 500_000_000, DERIBIT: 100_000_000}
+OKX_CONTRACT_VALUES = {"BTC-USDT-SWAP": 0.01, "ETH-USDT-SWAP": 0.1}
+CACHED_TAPES = 96
+
+Rows = list[tuple["DayTape", int]]  # trades as (tape, index in the tape)
+
+
+# --------------------------------------------------------------------------------------------
+# Instruments
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Spec:
+    base_price: float
+    tick: float
+    size_step: float
+    size_mean: float  # in size units
+    kind: str  # "base" | "inverse" (size in USD) | "contracts" (size * ct_val = base)
+    ct_val: float = 1.0
+
+
+def instrument_spec(venue: str, instrument: str) -> Spec:
+    root = instrument[:3]
+    base = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 550.0}.get(root, 100.0)
+    if venue == BINANCE:
+        return Spec(base, 0.01, 0.00001, 3_000.0 / base, "base")
+    if venue == OKX:
+        tick = 0.1 if base >= 10_000 else 0.01
+        if instrument in OKX_CONTRACT_VALUES:
+            ct = OKX_CONTRACT_VALUES[instrument]
+            return Spec(base, tick, 0.01, 3_000.0 / base / ct, "contracts", ct)
+        return Spec(base, tick, 0.00000001, 3_000.0 / base, "base")
+    tick = 0.5 if base >= 10_000 else 0.05
+    parts = instrument.split("-")
+    if "_" not in parts[0] and len(parts) == 2:
+        return Spec(base, tick, 10.0 if root == "BTC" else 1.0, 3_000.0, "inverse")
+    return Spec(base, tick, 0.0001, 3_000.0 / base, "base")
+
+
+def _decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def round_step(value: float, step: float) -> float:
+    return round(round(value / step) * step, _decimals(step))
+
+
+def base_and_quote(spec: Spec, price: float, size: float) -> tuple[float, float]:
+    """The normalized quantity (base) and amount (quote) of a venue size, as the clients compute them."""
+    if spec.kind == "inverse":
+        return size / price, size
+    if spec.kind == "contracts":
+        base = size * spec.ct_val
+        return base, price * base
+    return size, price * size
+
+
+def binance_trade_span(agg_id: int) -> tuple[int, int]:
+    """First/last individual trade ids of an aggregate trade (1 or 2 trades each, contiguous)."""
+    first = 7_000_000_000 + agg_id + (agg_id + 2) // 3
+    return first, first + (1 if agg_id % 3 == 0 else 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Day tapes
+# --------------------------------------------------------------------------------------------
+
+def day_us(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * DAY_US
+
+
+def day_of_us(us: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=us // DAY_US)
+
+
+@dataclass
+class DayTape:
+    venue: str
+    instrument: str
+    day: date
+    spec: Spec
+    first_id: int
+    open_price: float
+    ts: list[int]  # epoch µs, sorted (ms multiples except Binance)
+    price: list[float]
+    size: list[float]  # venue units (Binance/OKX spot: base; OKX swap: contracts; Deribit inverse: USD)
+    buy: list[bool]  # the taker bought
+    _bars: list | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.ts)
+
+    def bars(self) -> list[tuple]:
+        """1440 minutes: (ts_us, o, h, l, c, base volume, quote volume, trade count, size volume,
+        taker-buy base, taker-buy quote)."""
+        if self._bars is None:
+            start_of_day = day_us(self.day)
+            out, i, close = [], 0, self.open_price
+            for minute in range(1440):
+                start, end = start_of_day + minute * MINUTE_US, start_of_day + (minute + 1) * MINUTE_US
+                o = h = lo = c = close
+                vol = quote = size_vol = tb_base = tb_quote = 0.0
+                count, first = 0, True
+                while i < self.n and self.ts[i] < end:
+                    p = self.price[i]
+                    base, q = base_and_quote(self.spec, p, self.size[i])
+                    if first:
+                        o = h = lo = p
+                        first = False
+                    h, lo, c = max(h, p), min(lo, p), p
+                    vol += base
+                    quote += q
+                    size_vol += self.size[i]
+                    if self.buy[i]:
+                        tb_base += base
+                        tb_quote += q
+                    if self.venue == BINANCE:
+                        f, last = binance_trade_span(self.first_id + i)
+                        count += last - f + 1
+                    else:
+                        count += 1
+                    i += 1
+                close = c
+                out.append((start, o, h, lo, c, vol, quote, count, size_vol, tb_base, tb_quote))
+            self._bars = out
+        return self._bars
+
+
+def trades_per_day(config: ReplayConfig, instrument: str) -> int:
+    return config.trades_per_day_by_instrument.get(instrument, config.trades_per_day)
+
+
+def generate_tape(config: ReplayConfig, venue: str, instrument: str, day: date) -> DayTape:
+    spec = instrument_spec(venue, instrument)
+    n = trades_per_day(config, instrument)
+    rng = random.Random(f"crypto-replay:{config.seed}:{venue}:{instrument}:{day.isoformat()}")
+    start_of_day = day_us(day)
+    busy_hour = rng.randrange(24)
+    times = []
+    for _ in range(n):
+        if rng.random() < config.busy_share:
+            times.append(start_of_day + busy_hour * 3_600_000_000 + rng.randrange(3_600_000_000))
+        else:
+            times.append(start_of_day + rng.randrange(DAY_US))
+    times.sort()
+    for i in range(1, n):
+        if rng.random() < config.burst_share:
+            times[i] = times[i - 1]
+    if config.burst_run > 1 and n > config.burst_run:
+        at = n // 2
+        for i in range(at + 1, min(n, at + config.burst_run)):
+            times[i] = times[at]
+    if venue != BINANCE:
+        times = [t - t % 1000 for t in times]
+    open_price = round_step(spec.base_price * math.exp(rng.uniform(-0.15, 0.15)), spec.tick)
+    price, prices, sizes, buys = open_price, [], [], []
+    for _ in range(n):
+        price = max(spec.tick, round_step(price * (1 + rng.gauss(0, 0.0003)), spec.tick))
+        prices.append(price)
+        sizes.append(max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean), spec.size_step)))
+        buys.append(rng.random() < 0.5)
+    first_id = ID_BASE[venue] + (day - EPOCH_DAY).days * n
+    return DayTape(venue, instrument, day, spec, first_id, open_price, times, prices, sizes, buys)
+
+
+# --------------------------------------------------------------------------------------------
+# The market: cached tapes and the queries venues answer from
+# --------------------------------------------------------------------------------------------
+
+class Market:
+    """The tapes of one replay (the most recent `CACHED_TAPES` kept) and what can be asked of them.
+    Only trades before `now_us()` exist; only minutes that have ended have bars."""
+
+    def __init__(self, config: ReplayConfig, lock: threading.RLock | None = None):
+        self.config = config
+        self.lock = lock or threading.RLock()
+        self.tapes: OrderedDict[tuple[str, str, date], DayTape] = OrderedDict()
+        self.book_counter = 0
+        self.books: dict[tuple[str, str], tuple[int, int | None, list]] = {}  # the last book served, normalized
+
+    def now_us(self) -> int:
+        if self.config.now:
+            when = datetime.fromisoformat(self.config.now.replace("Z", "+00:00"))
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            return int(when.timestamp() * 1_000_000)
+        return int(time.time() * 1_000_000)
+
+    def tape(self, venue: str, instrument: str, day: date) -> DayTape:
+        key = (venue, instrument, day)
+        with self.lock:
+            tape = self.tapes.get(key)
+            if tape is None:
+                tape = generate_tape(self.config, venue, instrument, day)
+                self.tapes[key] = tape
+                while len(self.tapes) > CACHED_TAPES:
+                    self.tapes.popitem(last=False)
+            else:
+                self.tapes.move_to_end(key)
+            return tape
+
+    def _id_location(self, venue: str, instrument: str, trade_id: int) -> tuple[date, int]:
+        n = trades_per_day(self.config, instrument)
+        offset = trade_id - ID_BASE[venue]
+        return EPOCH_DAY + timedelta(days=offset // n), offset % n
+
+    def rows_between(self, venue: str, instrument: str, lo_us: int, hi_us: int, limit: int | None = None,
+                     newest_first: bool = False) -> Rows:
+        """Trades with lo_us <= ts <= hi_us (and before now), oldest first (or newest first), at most `limit`."""
+        hi_us = min(hi_us, self.now_us() - 1)
+        lo_us = max(lo_us, day_us(EPOCH_DAY))
+        out: Rows = []
+        if hi_us < lo_us:
+            return out
+        room = (lambda: limit - len(out)) if limit is not None else (lambda: 1 << 62)
+        day = day_of_us(hi_us if newest_first else lo_us)
+        while room() > 0 and (day_us(day) + DAY_US > lo_us if newest_first else day_us(day) <= hi_us):
+            tape = self.tape(venue, instrument, day)
+            i, j = bisect.bisect_left(tape.ts, lo_us), bisect.bisect_right(tape.ts, hi_us)
+            if newest_first:
+                out.extend((tape, k) for k in range(j - 1, max(i, j - room()) - 1, -1))
+                day -= timedelta(days=1)
+            else:
+                out.extend((tape, k) for k in range(i, min(j, i + room())))
+                day += timedelta(days=1)
+        return out
+
+    def rows_from_id(self, venue: str, instrument: str, first: int, limit: int) -> Rows:
+        """Up to `limit` trades with id >= first, ascending (before now)."""
+        now = self.now_us()
+        first = max(first, ID_BASE[venue])
+        day, i = self._id_location(venue, instrument, first)
+        out: Rows = []
+        while len(out) < limit and day_us(day) < now:
+            tape = self.tape(venue, instrument, day)
+            while i < tape.n and len(out) < limit:
+                if tape.ts[i] >= now:
+                    return out
+                out.append((tape, i))
+                i += 1
+            day, i = day + timedelta(days=1), 0
+        return out
+
+    def rows_before_id(self, venue: str, instrument: str, below: int, limit: int) -> Rows:
+        """Up to `limit` trades with id < below, newest first."""
+        now = self.now_us()
+        below = min(below, self.last_id(venue, instrument) + 1)
+        out: Rows = []
+        if below <= ID_BASE[venue]:
+            return out
+        day, i = self._id_location(venue, instrument, below - 1)
+        while len(out) < limit and day >= EPOCH_DAY:
+            tape = self.tape(venue, instrument, day)
+            while i >= 0 and len(out) < limit:
+                if tape.ts[i] < now:
+                    out.append((tape, i))
+                i -= 1
+            day = day - timedelta(days=1)
+            i = trades_per_day(self.config, instrument) - 1
+        return out
+
+    def rows_before_ts(self, venue: str, instrument: str, below_us: int, limit: int) -> Rows:
+        """Up to `limit` trades with ts < below_us, newest first."""
+        below_us = min(below_us, self.now_us())
+        out: Rows = []
+        day = day_of_us(below_us - 1)
+        while len(out) < limit and day >= EPOCH_DAY:
+            tape = self.tape(venue, instrument, day)
+            i = bisect.bisect_left(tape.ts, below_us) - 1
+            while i >= 0 and len(out) < limit:
+                out.append((tape, i))
+                i -= 1
+            day -= timedelta(days=1)
+        return out
+
+    def latest(self, venue: str, instrument: str, limit: int) -> Rows:
+        """The newest `limit` trades, oldest first."""
+        return list(reversed(self.rows_before_id(venue, instrument, self.last_id(venue, instrument) + 1, limit)))
+
+    def last_id(self, venue: str, instrument: str) -> int:
+        now = self.now_us()
+        tape = self.tape(venue, instrument, day_of_us(now))
+        i = bisect.bisect_left(tape.ts, now) - 1
+        if i >= 0:
+            return tape.first_id + i
+        return tape.first_id - 1
+
+    def bars_between(self, venue: str, instrument: str, lo_us: int, hi_us: int) -> list[tuple]:
+        """Minute bars opening in [lo_us, hi_us], only minutes that have ended by now."""
+        hi_us = min(hi_us, self.now_us() - MINUTE_US)
+        out: list[tuple] = []
+        if hi_us < lo_us:
+            return out
+        day = max(day_of_us(lo_us), EPOCH_DAY)
+        while day_us(day) <= hi_us:
+            bars = self.tape(venue, instrument, day).bars()
+            lo_i = max(0, -(-(lo_us - day_us(day)) // MINUTE_US))
+            hi_i = min(1439, (hi_us - day_us(day)) // MINUTE_US)
+            out.extend(bars[lo_i:hi_i + 1])
+            day += timedelta(days=1)
+        return out
+
+    def book(self, venue: str, instrument: str, depth: int) -> tuple[int, list, list, int]:
+        """(update id, bids, asks, ts µs) in venue units around the last trade price; remembers the
+        normalized rows in `books` (OKX books have no update id there)."""
+        self.book_counter += 1
+        now = self.now_us()
+        spec = instrument_spec(venue, instrument)
+        tape = self.tape(venue, instrument, day_of_us(now))
+        i = bisect.bisect_left(tape.ts, now) - 1
+        mid = tape.price[i] if i >= 0 else tape.open_price
+        update_id = 40_000_000_000 + self.book_counter * 7 + len(instrument)
+        rng = random.Random(f"book:{self.config.seed}:{venue}:{instrument}:{update_id}")
+        best_bid = round_step(mid - spec.tick * rng.randint(0, 3), spec.tick)
+        best_ask = round_step(best_bid + spec.tick * rng.randint(1, 4), spec.tick)
+        bids, asks = [], []
+        for level in range(depth):
+            bids.append((round_step(best_bid - level * spec.tick * rng.randint(1, 3), spec.tick),
+                         max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean) * 3, spec.size_step))))
+            asks.append((round_step(best_ask + level * spec.tick * rng.randint(1, 3), spec.tick),
+                         max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean) * 3, spec.size_step))))
+        # strictly monotonic prices, best first
+        for side, sign in ((bids, -1), (asks, 1)):
+            for k in range(1, len(side)):
+                if sign * (side[k][0] - side[k - 1][0]) <= 0:
+                    side[k] = (round_step(side[k - 1][0] + sign * spec.tick, spec.tick), side[k][1])
+        bids = [(p, q) for p, q in bids if p > 0]
+        ts = now - now % 1000
+        rows = [("bid", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(bids)] + \
+               [("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)]
+        self.books[(venue, instrument)] = (ts, update_id if venue != OKX else None, rows)
+        return update_id, bids, asks, ts
