@@ -2,20 +2,21 @@
 engine's own `INSERT INTO ... SELECT ... FROM file(...)` of the same CSVs.
 
 One UTC day (2025-01-15) of 20 Binance spot instruments, 10 million trades (500,000 each), as
-headerless data.binance.vision spot files with microsecond timestamps (lib.ticks.providers.
-binance_dumps.write_dump; kept between runs). Three paths, each in its own process (a fresh
+headerless data.binance.vision spot files with microsecond timestamps (replay.binance_dumps
+.write_dump; kept between runs). Three paths, each in its own process (a fresh
 database in one temporary chDB data directory, so every figure is from the same engine and the same
 table definitions of lib.ticks.clickhouse_tables, materialized daily-bar view included):
 
 - ceiling: one `INSERT INTO trades SELECT <the same columns> FROM file('dir/*.csv', CSV, schema)`
-  into the project's table (sorting key, codecs and the daily-bar view: slower than the bare-table
-  figures of shared/docs/performance-notes.md, and the fair reference for the same rows);
-- CSV: lib.ticks.writer.load_csv_files (what the dump asset runs: load ids, the engine's file()
-  reader, row-count and day checks, the pointer flip);
+  into the project's table (sorting key, codecs and the daily-bar view: slower than a bare table,
+  and the fair reference for the same rows);
+- CSV: the ingest engine with the Binance dump feed (lib.ticks.sources.binance.dumps.dump_feed:
+  what the dump asset runs: load ids, the engine's file() reader, row-count and day checks, the
+  pointer flip, the ingest log);
 - JSON: the Binance replay server (its own process) serves the same day for the 20 instruments as
-  aggTrades pages; lib.ticks.sources.binance.BinanceClient fetches them (8 concurrent requests,
-  the rate limits lifted: this measures throughput, not the venue's quota) and each instrument is
-  written with lib.ticks.writer.write_slice as soon as it is fetched. The replay builds its tapes
+  aggTrades pages; the ingest engine with the venue feed (lib.ticks.sources.venue_feed) fetches
+  them through one BinanceClient (8 concurrent requests, the rate limits lifted: this measures
+  throughput, not the venue's quota) and writes each instrument's slice as soon as it is fetched. The replay builds its tapes
   in pure Python and the client parses each page record by record (about 50k rows per client CPU
   second), so this path uses a subset: 1 million trades (50,000 per instrument; BENCH_JSON_TRADES
   overrides); its rows/s is comparable, its seconds not.
@@ -154,7 +155,7 @@ def _cpu_s() -> float:
 
 
 def _ceiling(client, database: str, csv_dir: Path) -> None:
-    from marketdata_assets.lib.ticks.clickhouse_tables import TRADES
+    from marketdata_assets.lib.ticks.frames import TRADES
 
     cols = ", ".join(f"`{c}`" for c in (*TRADES.column_names, "day", "load_id"))
     client.command(
@@ -164,46 +165,41 @@ def _ceiling(client, database: str, csv_dir: Path) -> None:
         f"FROM file('{csv_dir}/*.csv', CSV, '{SPOT_SCHEMA}')")
 
 
-def _csv(client, database: str, csv_dir: Path) -> int:
-    from marketdata_assets.lib.ticks.writer import load_csv_files
+def _engine(client, database: str, feed) -> dict:
+    """One feed through the ingest engine (what the assets run), on this process's client."""
+    import contextlib
 
-    paths = [csv_dir / f"{symbol}-trades-{DAY.isoformat()}.csv" for symbol in INSTRUMENTS]
-    return load_csv_files(client, database, paths, VENUE, run_id="bench").rows
+    from marketdata_assets.lib.ticks.engine import Engine
+
+    report = Engine(lambda: contextlib.nullcontext(client), database, "bench").run([[feed]])
+    failed = [o.error for o in report.failures()]
+    if failed:
+        raise RuntimeError(f"{len(failed)} slices failed: {failed[:2]}")
+    return {"rows": sum(o.rows for o in report.outcomes.values()), "sources": report.sources}
+
+
+def _csv(client, database: str, csv_dir: Path) -> int:
+    from marketdata_assets.lib.ticks.engine import SliceKey
+    from marketdata_assets.lib.ticks.sources.binance.dumps import dump_feed
+
+    keys = [SliceKey("trades", VENUE, symbol, DAY) for symbol in INSTRUMENTS]
+    feed = dump_feed(csv_dir, keys, engine_reads_files=True, database=database, run_id="bench")
+    return _engine(client, database, feed)["rows"]
 
 
 def _json(client, database: str, base_url: str) -> dict:
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-    from functools import partial
-
+    from marketdata_assets.lib.ticks.engine import SliceKey
+    from marketdata_assets.lib.ticks.sources import venue_feed
     from marketdata_assets.lib.ticks.sources.binance import BinanceClient
-    from marketdata_assets.lib.ticks.writer import write_slice
 
-    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
-    end = start + timedelta(days=1)
+    def make_client():  # the rate limits lifted: this measures throughput, not the venue's quota
+        return BinanceClient(base_url, weight_limit=10**9, requests_per_minute=10**9, max_concurrency=8,
+                             time_unit="MICROSECOND")
 
-    async def run() -> dict:
-        loop = asyncio.get_running_loop()
-        # one writer thread: the instruments' writes queue up in the order their pages are complete
-        # while the other fetches go on
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            async with BinanceClient(base_url, weight_limit=10**9, requests_per_minute=10**9,
-                                     time_unit="MICROSECOND") as api:
-                async def fetch(symbol: str):
-                    return symbol, await api.trades(symbol, start, end)
-
-                writes = []
-                for done in asyncio.as_completed([fetch(s) for s in INSTRUMENTS]):
-                    symbol, frame = await done
-                    writes.append(loop.run_in_executor(writer, partial(
-                        write_slice, client, database, "trades", frame, VENUE, symbol, DAY, "bench")))
-                fetched = time.monotonic()
-                results = await asyncio.gather(*writes)
-                return {"rows": sum(r.rows for r in results), "fetched_at": fetched,
-                        "write_s": round(sum(r.seconds for r in results), 2), "method": results[0].method,
-                        "requests": api.stats.requests, "rate_limited": api.stats.rate_limited}
-
-    return asyncio.run(run())
+    keys = [SliceKey("trades", VENUE, symbol, DAY) for symbol in INSTRUMENTS]
+    result = _engine(client, database, venue_feed(VENUE, make_client, keys, workers=len(keys), attempts=1))
+    figures = result["sources"][VENUE]
+    return {"rows": result["rows"], "requests": figures["requests"], "rate_limited": figures["rate_limited_429"]}
 
 
 def run_phase(argv: list[str]) -> int:

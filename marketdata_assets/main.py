@@ -104,7 +104,7 @@ def serve_replay_alpha_api(months: list[date]):
 
 
 def serve_replay_ticks() -> list:
-    """The five providers' replays, with this process's environment pointed at them."""
+    """The five sources' replays, with this process's environment pointed at them."""
     from marketdata_assets.replay.crypto import CryptoReplayServer
     from marketdata_assets.replay.stocks import StocksReplayServer
 
@@ -131,8 +131,7 @@ DUMP_INSTRUMENTS = ("BTCUSDT", "ETHUSDT")
 
 def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, list, dict, object]]:
     """Ticks runs on the replays: partitions added to the instance, dump files written once."""
-    from marketdata_assets.defs.ticks.dumps import binance_dump_instruments
-    from marketdata_assets.defs.ticks.partitions import crypto_instruments
+    from marketdata_assets.defs.ticks.partitions import binance_dump_instruments, crypto_instruments
     from marketdata_assets.defs.ticks.resources import load_providers_config
     from marketdata_assets.lib.ticks.instruments import partition_key
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump

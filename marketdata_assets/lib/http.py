@@ -137,8 +137,8 @@ def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
 @dataclass(frozen=True)
 class ErrorTable:
     """How a source's error answers are classified: `broad` message fragments first (in order,
-    case-insensitive), then `exact` vendor codes, then `status`, then the HTTP defaults (401/403
-    permission, 404 not found, 418/429 rate limited, 5xx retry, other 4xx rejected)."""
+    case-insensitive), then `exact` vendor codes (case-insensitive), then `status`, then the HTTP
+    defaults (401/403 permission, 404 not found, 418/429 rate limited, 5xx retry, other 4xx rejected)."""
 
     broad: tuple[tuple[str, ErrorKind], ...] = ()
     exact: Mapping[str, ErrorKind] = field(default_factory=dict)
@@ -149,8 +149,11 @@ class ErrorTable:
         for needle, kind in self.broad:
             if needle.lower() in lower:
                 return kind
-        if code is not None and str(code) in self.exact:
-            return self.exact[str(code)]
+        if code is not None:
+            wanted = str(code).casefold()
+            for key, kind in self.exact.items():
+                if key.casefold() == wanted:
+                    return kind
         if status in self.status:
             return self.status[status]
         if status in (401, 403):
@@ -523,7 +526,8 @@ class ApiClient:
                     if wait > self.retry.max_retry_after_s:
                         raise ApiError(self.api_name, method, path, status,
                                        f"told to wait {wait:.0f} s (Retry-After), more than the "
-                                       f"{self.retry.max_retry_after_s:.0f} s allowed: {response.text[:200]}")
+                                       f"{self.retry.max_retry_after_s:.0f} s allowed: {message[:200]} "
+                                       f"({page.request})")
                     self.bucket.penalize(wait)
                     failure = f"rate limited: {message or response.text[:200]}"
                 elif kind in ("retry", "bad_body"):

@@ -11,13 +11,7 @@ from polars.testing import assert_frame_equal
 
 from marketdata_assets.lib.http import SourceDataError
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.sources.binance.dumps import (
-    DumpName,
-    iter_dump,
-    parse_dump_name,
-    read_dump,
-    scan_dump,
-)
+from marketdata_assets.lib.ticks.sources.binance.dumps import DumpName, DumpReader, parse_dump_name, read_dump
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 
 UTC = timezone.utc
@@ -129,7 +123,7 @@ def test_zip_round_trip_and_batches_equal_one_shot(tmp_path):
         first = archive.open("BTCUSDT-trades-2025-01-15.csv").readline().decode()
     assert first.count(",") == 6 and first.rstrip().endswith(("True,True", "False,True"))
     assert len(first.split(",")[4]) == 16  # microseconds in 2025
-    batches = list(iter_dump(path, batch_bytes=64 * 1024))
+    batches = list(DumpReader(path).batches(batch_bytes=64 * 1024))
     assert len(batches) > 10 and max(b.height for b in batches) < 30_000
     one_shot = read_dump(path)
     assert_frame_equal(pl.concat(batches), one_shot, check_exact=True)
@@ -158,14 +152,6 @@ def test_generator_is_deterministic():
     assert not a.equals(generate_trades("BTCUSDT", date(2025, 1, 15), 1000, seed=8))
     assert a["ts"].is_sorted() and a["ts"].dt.date().unique().to_list() == [date(2025, 1, 15)]
     assert a["trade_id"].n_unique() == 1000 and set(a["side"].unique()) == {"buy", "sell"}
-
-
-def test_scan_dump_is_lazy_and_equal(tmp_path):
-    trades = generate_trades("BTCUSDT", date(2023, 3, 1), 2000, seed=2, market="um")
-    path = write_dump(tmp_path / "BTCUSDT-trades-2023-03-01.csv", trades, market="um")
-    lazy = scan_dump(path)
-    assert isinstance(lazy, pl.LazyFrame)
-    assert_frame_equal(lazy.collect(), trades, check_exact=True)
 
 
 @pytest.mark.parametrize("line, message", [

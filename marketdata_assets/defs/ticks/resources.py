@@ -64,7 +64,7 @@ __all__ = ["CryptoVenueResource", "ProviderResource", "TushareResource", "YahooR
 
 
 class ProviderResource(HttpApiResource):
-    """A market-data provider: the shared HTTP policy plus how many symbols are worked on at once."""
+    """A market-data provider: the shared HTTP policy plus how many fetches run at once."""
 
     workers: int = Field(default=4, description="Symbols (or instrument-days) processed at once: the seed's --workers.")
 

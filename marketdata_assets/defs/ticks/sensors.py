@@ -63,17 +63,17 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         try:
             key = partition_key(dumps.VENUE, name.instrument)
         except ValueError as error:
-            context.log.warning(f"{path}: not a Binance spot symbol ({error}); ignored")
+            context.log.warning(f"{path}: not a Binance spot instrument ({error}); ignored")
         else:
-            affected.setdefault(name.kind, {}).setdefault(name.day, set()).add(key)
+            affected.setdefault(name.family, {}).setdefault(name.day, set()).add(key)
         cursor = {"mtime_ns": mtime_ns, "path": path}
     existing = list(context.instance.get_dynamic_partitions(DUMP_INSTRUMENTS))
     known = set(existing)
     new = sorted({k for days in affected.values() for keys in days.values() for k in keys} - known)
     order = existing + new
     requests = []
-    for dump_kind, by_day in affected.items():
-        asset = DUMP_ASSETS[dumps.DUMP_DATASETS[dump_kind][0]]
+    for family, by_day in affected.items():
+        asset = DUMP_ASSETS[dumps.DUMP_DATASETS[family][0]]
         for first, last, a, b in range_runs(by_day, order):
             requests.append(dg.RunRequest(
                 run_key=f"{asset}:{first}..{last}:{a}..{b}:{cursor['mtime_ns']}", tags=range_tags(first, last, a, b),

@@ -75,12 +75,12 @@ def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
                   yahoo: YahooResource):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the
     universe per UTC day, in ClickHouse `bars_1m` (venue = Yahoo's exchange code: NMS, LSE, GER, ...)."""
-    symbols = universe(config, load_providers_config().yahoo_symbols, lambda s: symbol_key(s.strip().upper()))
+    instruments = universe(config, load_providers_config().yahoo_symbols, lambda s: symbol_key(s.strip().upper()))
     report = IngestReport()
 
     def stages():
-        for block in day_blocks(days_of(context.partition_keys), 7, len(symbols), 510):
-            keys = [SliceKey("bars_1m", "", symbol, day) for day in block for symbol in symbols]
+        for block in day_blocks(days_of(context.partition_keys), 7, len(instruments), 510):
+            keys = [SliceKey("bars_1m", "", instrument, day) for day in block for instrument in instruments]
             yield [yahoo_feeds.bars_feed(yahoo.make_client, planned(clickhouse, config, yahoo_feeds.SOURCE, keys, report),
                                    workers=config.workers or yahoo.workers, attempts=config.attempts)]
 

@@ -1,89 +1,23 @@
-"""ClickHouse tables for normalized ticks: DDL, read views, and the load-pointer design that makes
-re-writes exact without ``ALTER TABLE ... DELETE``.
+"""ClickHouse tables for normalized ticks: DDL, read views, and the load pointer that makes re-writes
+exact without ``ALTER TABLE ... DELETE`` (the design and its measurements: docs/ticks.md).
 
-Tables (one database, name checked by identifiers.sql_identifier)
-------------------------------------------------------------------
-``trades`` / ``book_snapshots`` / ``bars_1m``
-    The columns of lib.ticks.frames plus ``day Date`` (the UTC day of ``ts``: the write unit) and
-    ``load_id UInt64`` (which write produced the row). ``MergeTree``, ``PARTITION BY toYYYYMM(ts)``
-    (monthly: a few dozen parts per year however many instruments; daily partitions would mean
-    thousands of parts for years of history), ``ORDER BY (venue, instrument, ts, ...)`` so an
-    instrument's time range is one contiguous index range. ``DateTime64(6, 'UTC')``,
-    ``LowCardinality(String)`` for venue / instrument / side. Codecs measured on a 2M-trade random
-    walk with tick-rounded prices: ``ZSTD(1)`` alone compresses Float64 prices 3.0x (Gorilla+ZSTD
-    only 1.5x, LZ4 1.6x), so floats get ``ZSTD(1)``; ``ts`` gets ``Delta, ZSTD(1)`` (``DoubleDelta``
-    for the regular 1-minute grid), sequence numbers ``Delta, ZSTD(1)`` (8x -> 70x+).
-``loads``
-    The load pointer: one row per committed write of a slice ``(kind, venue, instrument, day)``,
-    ``ReplacingMergeTree(load_id)`` ordered by that key, unpartitioned (so every insert into it is
-    one part: atomic). The *active* load of a slice is the one with the largest ``load_id``
-    (``loads FINAL``, exact at read time with or without merges).
-``daily_bars``
-    A vendor's own daily bars (Tushare ``daily``: ``pre_close``, volume in shares, amount in yuan),
-    ``ts`` = 00:00 UTC of the trading day; same engine, pointer and views (``daily_bars_v``,
-    ``daily_bars_range``) as the tables above. Not to be confused with ``bars_1d_v``, bars computed
-    from trades.
-``trades_1d_agg`` + materialized view ``trades_1d_mv``
-    Daily bars from trades, aggregated at insert time per ``(venue, instrument, day, load_id)``
-    (``AggregatingMergeTree``). Because the state is per load, it obeys the same pointer.
-``ingest_log``
-    One row per (run_id, provider, venue, instrument, day) attempt: rows, requests, retries,
-    rate_limited (HTTP 429s), latency p50/p95, outcome ok|failed|skipped, error, started_at,
-    finished_at. ``MergeTree ORDER BY (provider, instrument, day, finished_at)``.
+Tables (one database, name checked by identifiers.sql_identifier): one per dataset
+(lib.ticks.frames.DATASETS: ``trades``, ``book_snapshots``, ``bars_1m``, ``daily_bars``), each the
+frame's columns plus ``day Date`` (the UTC day of ``ts``: the write unit) and ``load_id UInt64``
+(which write produced the row), ``MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (venue, instrument,
+ts, ...)``; ``loads``, the pointer (``ReplacingMergeTree(load_id)`` keyed by the slice
+``(kind, venue, instrument, day)``, ``kind`` holding the dataset's code); ``trades_1d_agg`` +
+``trades_1d_mv``, daily bars from trades aggregated at insert time per load; ``ingest_log``, one row
+per (run, provider, instrument, day) attempt.
 
-Idempotency without DELETE: the active-load pointer
----------------------------------------------------
-A write of one (kind, venue, instrument, day) slice (lib.ticks.writer.write_slice):
-
-1. takes a new ``load_id`` from the engine's ``generateSnowflakeID()`` (unique per server,
-   increasing with time; the writer insists it is larger than the slice's active load),
-2. inserts all rows tagged with that ``load_id`` (any number of blocks/parts; nothing points at
-   them yet, so readers never see them),
-3. counts the rows of that load and, only if the count is right,
-4. inserts ONE row into ``loads``: the flip. From that instant every read path selects the new
-   load and no longer the previous one.
-
-Every read path filters ``load_id IN (SELECT load_id FROM loads FINAL WHERE kind = ...)``:
-``trades_v``, ``book_snapshots_v``, ``bars_1m_v``, ``bars_1d_v`` (whole tables) and the
-parameterized views ``trades_range(venue=, instrument=, start=, end=)``, ``book_snapshots_range``,
-``bars_1m_range``, ``bars_1d_range(venue=, instrument=, first_day=, last_day=)`` (which also push the
-venue/instrument/day range into the pointer lookup). Consequences, all tested on chDB:
-
-- re-writing a day shows exactly the new rows at once: no duplicates, no OPTIMIZE, no waiting for
-  merges, and rows that disappeared from a corrected re-download disappear from reads too (a
-  ReplacingMergeTree on the natural key would keep them, and would mix old and new rows after a
-  half-finished re-write);
-- a write killed before step 4 leaves exactly the previous state (its rows are orphans);
-- an empty frame is a valid load: it makes the day empty;
-- two concurrent writers of one slice: the larger load_id wins, the other's rows are orphans.
-
-Rejected: ``ReplacingMergeTree`` on the natural key + ``FINAL`` (keeps rows a corrected download
-dropped, shows a mix after a killed re-write, FINAL on every read); ``REPLACE PARTITION`` per
-(instrument, day) (needs that as the partition key: 5,000 A-shares x 12 months = 60k partitions a
-year); ``ALTER TABLE ... DELETE`` (a mutation: rewrites parts asynchronously, not allowed here).
-
-Load ids are unique across slices (snowflake ids), so a bare ``load_id IN (...)`` (a UInt64 set)
-is exact; the 4-column tuple ``(venue, instrument, day, load_id) IN (...)`` was 5x slower (1.8 s
-vs 0.38 s per query with 1.25M slices). Measured on chDB (2 cores, shared, 5M-trade days):
-
-- 6-hour window of one instrument (1.25M rows) after six loads of its day (31M raw rows): raw
-  table 398 ms and wrong (7.5M rows), ``trades_v`` 137 ms, ``trades_range`` 131 ms, both exact.
-  After compaction: raw 50 ms, ``trades_v`` 65 ms, ``trades_range`` 80 ms.
-- Daily bars over all trades: raw 478 ms, through ``trades_v`` 561 ms (+17%), ``bars_1d_v`` 13 ms.
-- With 1.25M slices in ``loads`` (an A-share year): the 6-hour window through ``trades_v`` 163 ms
-  (the whole pointer set is built) vs ``trades_range`` 42 ms (pushed down); a write still takes
-  65 ms of pointer work. Use the ``*_range`` views (or :func:`read_range`) for per-instrument reads.
-
-Superseded and orphaned rows cost disk (and scan time on the raw table) only. :func:`compact_month`
-(31M -> 6M rows in 3.4 s) rewrites one monthly partition
-with just the active loads (``INSERT ... SELECT`` into a staging table, then the atomic
-``ALTER TABLE ... REPLACE PARTITION``: a partition swap, not a mutation) and checks every active
-slice's row count against ``loads.rows`` before swapping. It must not run concurrently with writes
-into the same month (on the embedded engine every step is serialized anyway; on a server run it in
-the ``clickhouse`` pool).
-
-Daily bars from trades
-----------------------
+A write (lib.ticks.writer) inserts a slice's rows under a new snowflake ``load_id``, counts them,
+and only then inserts ONE row into ``loads``: the flip. Every read path (``trades_v``,
+``book_snapshots_v``, ``bars_1m_v``, ``daily_bars_v``, ``bars_1d_v`` and the parameterized
+``*_range(venue=, instrument=, start=, end=)`` views) filters ``load_id IN (the active loads)``, so
+a re-write shows exactly the new rows at once, a killed write leaves the previous state, an empty
+frame empties the day, and two concurrent writers of a slice resolve to the larger load id.
+:func:`compact_month` drops superseded and orphaned rows with an atomic ``REPLACE PARTITION`` (a
+partition swap, not a mutation); it must not run concurrently with writes into the same month.
 ``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate (:func:`daily_bars`). Days are
 UTC days, which for A-shares (trading 01:30-07:00 UTC) are the trading days.
 """

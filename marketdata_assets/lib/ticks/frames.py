@@ -298,87 +298,54 @@ def positive(price: float, what: str, page: Page) -> float:
 # Building frames from parsed records
 # --------------------------------------------------------------------------------------------
 
-class TradeColumns:
-    """Accumulates parsed trades as columns; `frame()` builds the normalized trades frame."""
+class Columns:
+    """Accumulates parsed records as columns (`add` takes the `fields` in order, `ts` in epoch
+    microseconds); `frame(venue, instrument)` builds the normalized frame of `schema`."""
+
+    fields: tuple[str, ...] = ()
+    schema: dict[str, pl.DataType] = {}
 
     def __init__(self):
-        self.ts: list[int] = []
-        self.trade_id: list[str] = []
-        self.price: list[float] = []
-        self.quantity: list[float] = []
-        self.amount: list[float] = []
-        self.side: list[str] = []
-        self.seq: list[int | None] = []
+        self._columns: list[list] = [[] for _ in self.fields]
 
-    def add(self, ts_us: int, trade_id: str, price: float, quantity: float, amount: float, side: str,
-            seq: int | None) -> None:
-        self.ts.append(ts_us)
-        self.trade_id.append(trade_id)
-        self.price.append(price)
-        self.quantity.append(quantity)
-        self.amount.append(amount)
-        self.side.append(side)
-        self.seq.append(seq)
+    def add(self, *values) -> None:
+        for column, value in zip(self._columns, values, strict=True):
+            column.append(value)
 
     def __len__(self) -> int:
-        return len(self.ts)
+        return len(self._columns[0])
 
     def frame(self, venue: str, instrument: str) -> pl.DataFrame:
-        n = len(self.ts)
-        return pl.DataFrame({
-            "ts": pl.Series(self.ts, dtype=pl.Int64).cast(UTC_US),
-            "venue": pl.Series([venue] * n, dtype=pl.Utf8),
-            "instrument": pl.Series([instrument] * n, dtype=pl.Utf8),
-            "trade_id": pl.Series(self.trade_id, dtype=pl.Utf8),
-            "price": pl.Series(self.price, dtype=pl.Float64),
-            "quantity": pl.Series(self.quantity, dtype=pl.Float64),
-            "amount": pl.Series(self.amount, dtype=pl.Float64),
-            "side": pl.Series(self.side, dtype=pl.Utf8),
-            "seq": pl.Series(self.seq, dtype=pl.Int64),
-        }, schema=TRADES_SCHEMA)
+        n = len(self)
+        data = {name: pl.Series(values, dtype=pl.Int64 if name == "ts" else self.schema[name])
+                for name, values in zip(self.fields, self._columns)}
+        data["venue"] = pl.Series([venue] * n, dtype=pl.Utf8)
+        data["instrument"] = pl.Series([instrument] * n, dtype=pl.Utf8)
+        data["ts"] = data["ts"].cast(UTC_US)
+        return pl.DataFrame([data[name] for name in self.schema], schema=self.schema)
 
 
-class BarColumns:
-    """Accumulates parsed bars as columns; `frame()` builds the normalized 1-minute bars frame."""
+class TradeColumns(Columns):
+    """add(ts_us, trade_id, price, quantity, amount, side, seq)."""
 
-    def __init__(self):
-        self.ts: list[int] = []
-        self.open: list[float] = []
-        self.high: list[float] = []
-        self.low: list[float] = []
-        self.close: list[float] = []
-        self.volume: list[float] = []
-        self.amount: list[float] = []
-        self.trades: list[int | None] = []
+    fields = ("ts", "trade_id", "price", "quantity", "amount", "side", "seq")
+    schema = TRADES_SCHEMA
 
-    def add(self, ts_us: int, o: float, h: float, lo: float, c: float, volume: float, amount: float,
-            trades: int | None) -> None:
-        self.ts.append(ts_us)
-        self.open.append(o)
-        self.high.append(h)
-        self.low.append(lo)
-        self.close.append(c)
-        self.volume.append(volume)
-        self.amount.append(amount)
-        self.trades.append(trades)
 
-    def __len__(self) -> int:
-        return len(self.ts)
+class BarColumns(Columns):
+    """add(ts_us, open, high, low, close, volume, amount, trades)."""
 
-    def frame(self, venue: str, instrument: str) -> pl.DataFrame:
-        n = len(self.ts)
-        return pl.DataFrame({
-            "ts": pl.Series(self.ts, dtype=pl.Int64).cast(UTC_US),
-            "venue": pl.Series([venue] * n, dtype=pl.Utf8),
-            "instrument": pl.Series([instrument] * n, dtype=pl.Utf8),
-            "open": pl.Series(self.open, dtype=pl.Float64),
-            "high": pl.Series(self.high, dtype=pl.Float64),
-            "low": pl.Series(self.low, dtype=pl.Float64),
-            "close": pl.Series(self.close, dtype=pl.Float64),
-            "volume": pl.Series(self.volume, dtype=pl.Float64),
-            "amount": pl.Series(self.amount, dtype=pl.Float64),
-            "trades": pl.Series(self.trades, dtype=pl.Int64),
-        }, schema=BARS_SCHEMA)
+    fields = ("ts", "open", "high", "low", "close", "volume", "amount", "trades")
+    schema = BARS_SCHEMA
+
+
+def nulls_in(values) -> str | None:
+    """Why a parsed record with missing values is dropped (counted by the parser): "null_rows"
+    when every value is null, "partial_rows" when some are, None when none are."""
+    nulls = sum(v is None for v in values)
+    if not nulls:
+        return None
+    return "null_rows" if nulls == len(values) else "partial_rows"
 
 
 def book_frame(venue: str, instrument: str, ts_us: int, update_id: int | None,
@@ -420,13 +387,3 @@ def finish_bars(frames: Sequence[pl.DataFrame], start: datetime | None = None,
     """Concatenate pages, keep [start, end), one bar per ts, oldest first."""
     return (_window(frames, BARS_SCHEMA, start, end)
             .unique(subset=["ts"], keep="first", maintain_order=True).sort("ts", maintain_order=True))
-
-
-def decode_json(response, page: Page) -> Any:  # transitional: removed once every source reads through ApiClient.call
-    import json
-
-    try:
-        return json.loads(response.content)
-    except ValueError as error:
-        raise page.error(f"malformed JSON body (HTTP {response.status_code}, {len(response.content)} bytes): "
-                         f"{error}; body starts {response.text[:120]!r}") from None

@@ -1,49 +1,23 @@
-"""Write normalized tick frames and venue dump CSVs into ClickHouse, idempotently per
-(kind, venue, instrument, day), with the active-load pointer of lib.ticks.clickhouse_tables.
+"""Write normalized frames into ClickHouse, idempotently per (dataset, venue, instrument, day),
+with the active-load pointer of lib.ticks.clickhouse_tables (measured rates: docs/ticks.md).
 
-:func:`write_slice` (one Polars frame = one slice; :func:`write_slices`: one venue and day, many
-instruments, in one insert):
-  1. checks the frame against lib.ticks.frames (columns, dtypes, nulls, NaN, side values, venue and
+:func:`write_slice` (one frame = one slice; :func:`write_slices`: one venue and day, many
+instruments, one insert and ONE pointer flip):
+  1. checks the frame against its dataset (columns, dtypes, nulls, NaN, side values, venue and
      instrument columns, every ``ts`` inside the UTC day) and raises ``ValueError`` naming the
      slice and the first offending row,
   2. takes a new load id (``generateSnowflakeID()``, larger than the slice's active load),
   3. inserts the rows tagged with it, counts them, then flips the pointer with one row in
      ``loads``. A failure or a kill before the flip leaves the previous state visible.
 
-Load methods (``method=``); rates measured on chDB 26.9 on this 2-core machine (shared, load
-average 4-10 during the runs), fresh table, validation + pointer included, min / median / max of 3:
-
-==========================================  =========================  =========================
-method                                      1M trades (one slice)      5M trades (one slice)
-==========================================  =========================  =========================
-``python``: ``FROM Python(tbl)``            0.34 / 0.76 / 1.16 M/s     0.95 / 1.04 / 1.06 M/s
-``arrow``: ``insert_arrow``, 1M batches     0.50 / 0.56 / 0.85 M/s     0.57 / 0.64 / 0.69 M/s
-:func:`load_csv_files` (``file()``)         0.83 / 0.86 / 0.97 M/s     0.41 / 0.41 / 0.42 M/s
-==========================================  =========================  =========================
-
-Per CPU-second (less sensitive to the neighbours): python 1.1-1.2M rows, arrow 0.6-0.9M, CSV
-0.6-0.7M (parsing a 67-byte trade line is most of it). The daily-bars materialized view costs
-~15% of the insert CPU; the pointer (id, count, flip) ~50-80 ms per call, which is why
-:func:`write_slices` exists: 5,000 A-shares x 240 minute bars in one call take 1.2 s, one call per
-instrument ~60-75 ms each (6 minutes a day).
-
-- ``"python"`` (the default on the embedded engine): ``INSERT INTO t SELECT ... FROM Python(tbl)``
-  on the chDB connection behind clickhouse-connect's ChdbClient (``client._backend._handle``; no
-  public accessor exists in clickhouse-connect 1.12): the engine reads the Arrow buffers
-  in-process. The first call in a process pays ~3 s (chDB imports pandas).
-- ``"arrow"`` (the default on a server): ``client.insert_arrow`` of Arrow batches of
-  ``batch_rows`` rows (Polars' ``compat_level=oldest``: plain strings, not string_view). On chDB
-  each batch becomes an Arrow IPC temp file and ``INSERT ... FROM INFILE``.
-
-:func:`load_csv_files` loads venue dump CSVs that are on the engine's disk with the engine's own
-reader, ``INSERT ... SELECT ... FROM file('dir/{a.csv,b.csv}', CSV, 'schema')``: the instrument
-and the day come from the file name inside SQL (``splitByChar('-', _file)[1]``), each file is one
-slice with its own load id, and all the files' pointers flip in one insert after the row counts
-and the day of every row are checked. Profiles: ``binance_trades``
-(``BTCUSDT-trades-2024-01-01.csv``: id, price, qty, quote_qty, time, is_buyer_maker[, is_best_match],
-time in ms or µs, header or not) and ``binance_klines_1m`` (``BTCUSDT-1m-2024-01-01.csv``).
-
-:func:`log_ingest` appends rows to ``ingest_log``.
+Rows go in through Arrow: ``method="python"`` (the default on the embedded engine: ``INSERT ...
+SELECT ... FROM Python(tbl)`` on the chDB connection behind clickhouse-connect's ChdbClient,
+``client._backend._handle``, which has no public accessor in clickhouse-connect 1.12) or
+``"arrow"`` (the default on a server: ``insert_arrow`` of ``batch_rows`` batches, plain strings,
+not string_view). :func:`load_csv_files` lets the engine read dump CSVs on its own disk with
+``file()`` under a source's :class:`CsvProfile` (the instrument and day from the file name inside
+SQL); each file is a slice, and all the files' pointers flip in one insert after the row counts and
+the day of every row are checked. :func:`log_ingest` appends rows to ``ingest_log``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 File names: `BTCUSDT-trades-2025-01-15.csv|.zip`, `BTCUSDT-aggTrades-2025-01-15.zip`,
 `BTCUSDT-1m-2025-01-15.zip`, monthly `BTCUSDT-trades-2025-01.zip`; `parse_dump_name` → DumpName.
 
-Formats (shared/docs/vendor-formats.md) and how they are told apart:
+Formats, and how they are told apart:
 
 - spot files have NO header and booleans `True/False`; spot trades are
   `id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch` (7 columns), aggTrades
@@ -18,8 +18,8 @@ Formats (shared/docs/vendor-formats.md) and how they are told apart:
 
 Reading is streamed: a zip member is decompressed as it is read, the text is cut at line ends into
 blocks of `batch_bytes` and each block is parsed by Polars with an explicit schema and no header
-(`iter_dump`), so a 1 GB file never has to be in memory at once; `read_dump` concatenates the
-batches (same result as one shot). `scan_dump` gives a LazyFrame (`pl.scan_csv`) for plain CSV.
+(`DumpReader.batches`), so a 1 GB file never has to be in memory at once; `read_dump`
+concatenates the batches (same result as one shot).
 
 Loading (`dump_feed`): a plain CSV on the engine's disk is read by ClickHouse itself
 (`INSERT ... SELECT ... FROM file()`, `TRADES_CSV` / `KLINES_1M_CSV`: all of a run's files in one
@@ -56,13 +56,13 @@ DEFAULT_BATCH_BYTES = 16 << 20
 SOURCE = "BINANCE_DUMPS"  # the ingest_log provider of dump loads
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^(?P<symbol>[A-Z0-9_]+)-(?P<kind>trades|aggTrades|\d+(?:mo|s|m|h|d|w))-"
+_NAME = re.compile(r"^(?P<instrument>[A-Z0-9_]+)-(?P<family>trades|aggTrades|\d+(?:mo|s|m|h|d|w))-"
                    r"(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?P<ext>csv|zip)$")
 
 
 class DumpName(NamedTuple):
     instrument: str
-    kind: str  # "trades" | "aggTrades" | "klines"
+    family: str  # "trades" | "aggTrades" | "klines"
     day: date  # the first day of the month for monthly files
     interval: str | None = None  # klines: "1m", "1h", ...
     period: str = "daily"  # "daily" | "monthly"
@@ -76,15 +76,15 @@ def parse_dump_name(name: str | Path) -> DumpName:
     if not match:
         raise ValueError(f"{base!r} is not a data.binance.vision file name like BTCUSDT-trades-2025-01-15.zip, "
                          f"BTCUSDT-aggTrades-2025-01-15.csv or BTCUSDT-1m-2025-01-15.zip")
-    kind = match["kind"]
+    family = match["family"]
     interval = None
-    if kind not in ("trades", "aggTrades"):
-        kind, interval = "klines", match["kind"]
+    if family not in ("trades", "aggTrades"):
+        family, interval = "klines", match["family"]
     try:
         day = date(int(match["year"]), int(match["month"]), int(match["day"] or 1))
     except ValueError as error:
         raise ValueError(f"{base!r}: {error}") from None
-    return DumpName(match["symbol"], kind, day, interval, "daily" if match["day"] else "monthly",
+    return DumpName(match["instrument"], family, day, interval, "daily" if match["day"] else "monthly",
                     match["ext"] == "zip")
 
 
@@ -94,7 +94,7 @@ def parse_dump_name(name: str | Path) -> DumpName:
 
 @dataclass(frozen=True)
 class Layout:
-    kind: str
+    family: str
     market: str  # spot | um | cm
     columns: tuple[tuple[str, pl.DataType], ...]
 
@@ -138,36 +138,36 @@ def market_from_path(path: str | Path) -> str | None:
     return None
 
 
-def detect_layout(kind: str, first_line: str, market: str | None = None) -> tuple[Layout, bool]:
+def detect_layout(family: str, first_line: str, market: str | None = None) -> tuple[Layout, bool]:
     """(layout, has_header) from a file's first line; `market` (spot|um|cm) when known."""
     fields = [f.strip() for f in first_line.strip().lstrip("\ufeff").split(",")]
     has_header = not fields[0].lstrip("-").isdigit()
     n = len(fields)
-    if kind == "trades":
+    if family == "trades":
         by_count = "spot" if n == 7 else ("futures" if n == 6 else None)
-    elif kind == "aggTrades":
+    elif family == "aggTrades":
         by_count = "spot" if n == 8 else ("futures" if n == 7 else None)
-    elif kind == "klines":
+    elif family == "klines":
         by_count = "any" if n == 12 else None
     else:
-        raise ValueError(f"unknown dump kind {kind!r}")
+        raise ValueError(f"unknown dump family {family!r}")
     if by_count is None:
-        raise ValueError(f"{kind} dump with {n} columns in its first line {first_line.strip()[:120]!r}")
+        raise ValueError(f"{family} dump with {n} columns in its first line {first_line.strip()[:120]!r}")
     if by_count == "spot":
         if market not in (None, "spot"):
-            raise ValueError(f"{kind} dump has {n} columns (spot layout) but market={market!r}")
+            raise ValueError(f"{family} dump has {n} columns (spot layout) but market={market!r}")
         market = "spot"
     elif by_count == "futures":
         if market == "spot":
-            raise ValueError(f"{kind} dump has {n} columns (futures layout) but market='spot'")
+            raise ValueError(f"{family} dump has {n} columns (futures layout) but market='spot'")
         if has_header and "base_qty" in fields:
             market = "cm"
-        elif has_header and kind == "trades" and "quote_qty" in fields:
+        elif has_header and family == "trades" and "quote_qty" in fields:
             market = "um"
         market = market or "um"
     else:
         market = market or ("spot" if not has_header else "um")
-    return LAYOUTS[(kind, market)], has_header
+    return LAYOUTS[(family, market)], has_header
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,13 +200,13 @@ def normalize(frame: pl.DataFrame | pl.LazyFrame, layout: Layout, instrument: st
               venue: str = VENUE) -> pl.DataFrame | pl.LazyFrame:
     """Raw dump columns (named as in LAYOUTS) → the trades or bars frame."""
     lit_venue, lit_inst = pl.lit(venue, pl.Utf8).alias("venue"), pl.lit(instrument, pl.Utf8).alias("instrument")
-    if layout.kind == "klines":
+    if layout.family == "klines":
         return frame.select(
             _time_us("open_time").alias("ts"), lit_venue, lit_inst,
             *(pl.col(c).alias(c) for c in ("open", "high", "low", "close", "volume")),
             pl.col("quote_volume").alias("amount"), pl.col("count").cast(pl.Int64).alias("trades"),
         ).select(list(BARS_SCHEMA))
-    if layout.kind == "aggTrades":
+    if layout.family == "aggTrades":
         trade_id, qty, time = "agg_trade_id", pl.col("quantity"), "transact_time"
         amount = pl.col("price") * qty
     else:
@@ -229,17 +229,17 @@ class DumpReader:
     """One dump file: its name, layout and a streamed, batched parse."""
 
     def __init__(self, path: str | Path, *, market: str | None = None, instrument: str | None = None,
-                 kind: str | None = None, day: date | None = None, venue: str = VENUE):
+                 family: str | None = None, day: date | None = None, venue: str = VENUE):
         self.path = Path(path)
         try:
             name = parse_dump_name(self.path)
         except ValueError:
-            if not (instrument and kind):
+            if not (instrument and family):
                 raise
-            name = DumpName(instrument, kind, day or date(1970, 1, 1))
+            name = DumpName(instrument, family, day or date(1970, 1, 1))
         self.name = name
         self.instrument = instrument or name.instrument
-        self.kind = kind or name.kind
+        self.family = family or name.family
         self.day = day or name.day
         self.venue = venue
         self.market_hint = market or market_from_path(self.path) or ("cm" if "_" in self.instrument else None)
@@ -258,7 +258,7 @@ class DumpReader:
             if not first or first.isspace():
                 return
             try:
-                self.layout, self.has_header = detect_layout(self.kind, first.decode("utf-8", "replace"),
+                self.layout, self.has_header = detect_layout(self.family, first.decode("utf-8", "replace"),
                                                              self.market_hint)
             except ValueError as error:
                 raise self._error(str(error)) from None
@@ -290,7 +290,7 @@ class DumpReader:
             raw = pl.read_csv(chunk, has_header=False, schema=layout.schema, missing_columns="insert")
         except pl.exceptions.PolarsError as error:
             first_line = str(error).strip().splitlines()[0]
-            raise self._error(f"rows from byte {offset} do not parse as the {layout.market} {layout.kind} layout "
+            raise self._error(f"rows from byte {offset} do not parse as the {layout.market} {layout.family} layout "
                               f"{[c for c, _ in layout.columns]}: {first_line}") from None
         required = [c for c, _ in layout.columns if c not in ("ignore", "is_best_match")]
         nulls = raw.select(pl.col(required).null_count()).row(0)
@@ -299,7 +299,7 @@ class DumpReader:
                 row = raw.with_row_index("row").filter(pl.col(column).is_null())["row"][0]
                 raise self._error(f"{count} row(s) from byte {offset} have no {column} (first: row {row} of the "
                                   f"batch); a short or empty line?")
-        time_col = {"klines": "open_time", "aggTrades": "transact_time"}.get(layout.kind, "time")
+        time_col = {"klines": "open_time", "aggTrades": "transact_time"}.get(layout.family, "time")
         low = raw.filter(pl.col(time_col) < 100_000_000_000)
         if low.height:
             raise self._error(f"{time_col} {low[time_col][0]} is neither milliseconds nor microseconds "
@@ -307,39 +307,13 @@ class DumpReader:
         return normalize(raw, layout, self.instrument, self.venue)
 
 
-def iter_dump(path: str | Path, *, batch_bytes: int = DEFAULT_BATCH_BYTES, market: str | None = None,
-              instrument: str | None = None, kind: str | None = None, day: date | None = None,
-              venue: str = VENUE) -> Iterator[pl.DataFrame]:
-    """Normalized frames (trades for trades/aggTrades files, bars for klines), one per block of
-    about `batch_bytes` of CSV text. Raises SourceDataError naming the file, instrument and day."""
-    yield from DumpReader(path, market=market, instrument=instrument, kind=kind, day=day,
-                          venue=venue).batches(batch_bytes)
-
-
 def read_dump(path: str | Path, **kwargs) -> pl.DataFrame:
-    """The whole file as one frame (the batches of `iter_dump`, concatenated)."""
+    """The whole file as one frame (the batches of `DumpReader.batches`, concatenated)."""
     reader = DumpReader(path, **{k: v for k, v in kwargs.items() if k != "batch_bytes"})
     frames = list(reader.batches(kwargs.get("batch_bytes", DEFAULT_BATCH_BYTES)))
     if frames:
         return pl.concat(frames, how="vertical")
-    return pl.DataFrame(schema=BARS_SCHEMA if reader.kind == "klines" else TRADES_SCHEMA)
-
-
-def scan_dump(path: str | Path, *, market: str | None = None, instrument: str | None = None,
-              kind: str | None = None, venue: str = VENUE) -> pl.LazyFrame:
-    """A LazyFrame over an UNCOMPRESSED dump (`pl.scan_csv`, explicit schema, header skipped when
-    present), normalized lazily: for the streaming engine (`.sink_parquet(...)`). No validation
-    beyond Polars' parse; `iter_dump` checks every batch."""
-    reader = DumpReader(path, market=market, instrument=instrument, kind=kind, venue=venue)
-    if reader.path.suffix.lower() == ".zip":
-        raise ValueError("scan_dump reads plain .csv files; use iter_dump for .zip")
-    with open(reader.path, "rb") as handle:
-        first = handle.readline().decode("utf-8", "replace")
-    layout, has_header = detect_layout(reader.kind, first, reader.market_hint)
-    lazy = pl.scan_csv(reader.path, has_header=False, skip_rows=1 if has_header else 0, schema=layout.schema)
-    return normalize(lazy, layout, reader.instrument, venue)
-
-
+    return pl.DataFrame(schema=BARS_SCHEMA if reader.family == "klines" else TRADES_SCHEMA)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,13 +342,13 @@ KLINES_1M_CSV = CsvProfile(
         select={"ts": _TS_MS_OR_US.format(c="open_time"), "open": "open", "high": "high", "low": "low",
                 "close": "close", "volume": "volume", "amount": "quote_volume", "trades": "count"},
     )
-# dump kind -> (dataset, file-name token, the engine's CSV profile)
+# dump family -> (dataset, file-name token, the engine's CSV profile)
 DUMP_DATASETS = {"trades": ("trades", "trades", TRADES_CSV), "klines": ("bars_1m", "1m", KLINES_1M_CSV)}
 
 
 def supported(name: DumpName) -> bool:
     """Daily spot trades and 1-minute klines (the files this domain loads)."""
-    return name.period == "daily" and (name.kind == "trades" or (name.kind == "klines" and name.interval == "1m"))
+    return name.period == "daily" and (name.family == "trades" or (name.family == "klines" and name.interval == "1m"))
 
 
 def landing_dumps(root: Path) -> Iterator[tuple[Path, DumpName]]:
@@ -399,7 +373,7 @@ def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, dat
     CSV preferred), read by the engine's file() when it can see this disk, else by `read_dump`."""
     found: dict[tuple[str, str, date], list[Path]] = {}
     for path, name in landing_dumps(root):
-        dataset = DUMP_DATASETS[name.kind][0]
+        dataset = DUMP_DATASETS[name.family][0]
         found.setdefault((dataset, name.instrument, name.day), []).append(path)
     jobs = [Job((key,), sorted(found.get((key.dataset, key.instrument, key.day), []),
                                key=lambda p: p.suffix != ".csv")) for key in keys]

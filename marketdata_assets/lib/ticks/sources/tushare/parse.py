@@ -39,7 +39,7 @@ from marketdata_assets.lib.http import (
     SourcePermissionError,
     SourceRequestError,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US, as_utc
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US, as_utc, nulls_in
 from marketdata_assets.lib.ticks.instruments import a_share_code, a_share_venue
 
 PROVIDER = "Tushare Pro"
@@ -340,12 +340,8 @@ def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | N
         if result.oldest is None or when < result.oldest:
             result.oldest = when
         numbers = {k: _number(row[index[k]], k, f"{code} {label}", instrument or code, row_day) for k in values}
-        nulls = sum(v is None for v in numbers.values())
-        if nulls == len(numbers):
-            result.null_rows += 1
-            continue
-        if nulls:
-            result.partial_rows += 1
+        if dropped := nulls_in(list(numbers.values())):
+            setattr(result, dropped, getattr(result, dropped) + 1)
             continue
         key = (code, when)
         if key in seen:
@@ -421,13 +417,9 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
         counts["rows"] += 1
         numbers = {k: _number(row[index[k]], k, f"{code} {label}", code, trade_day) for k in numeric}
         core = [numbers[k] for k in ("open", "high", "low", "close", "vol", "amount")]
-        if all(v is None for v in core):
-            result.null_rows += 1
-            counts["null_rows"] += 1
-            continue
-        if any(v is None for v in core):
-            result.partial_rows += 1
-            counts["partial_rows"] += 1
+        if dropped := nulls_in(core):
+            setattr(result, dropped, getattr(result, dropped) + 1)
+            counts[dropped] += 1
             continue
         if (code, trade_day) in seen:
             result.duplicates += 1

@@ -43,7 +43,7 @@ from marketdata_assets.lib.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, UTC_US, as_utc
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, UTC_US, as_utc, nulls_in
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class YahooSymbolNotFound(YahooRequestError):
 # status, or a plain-text/HTML body classified by its status alone (a 429 "Too Many Requests").
 ERRORS = ErrorTable(
     exact={"Not Found": "not_found", "Bad Request": "rejected", "Unprocessable Entity": "rejected",
-           "Unauthorized": "permission", "Forbidden": "permission", "forbidden": "permission"},
+           "Unauthorized": "permission", "Forbidden": "permission"},
     status={400: "rejected", 401: "permission", 403: "permission", 404: "not_found", 422: "rejected",
             429: "rate_limited"},
 )
@@ -270,12 +270,11 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
             row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
             if row[name] is not None and math.isinf(row[name]):
                 raise fail(f"infinite {name} at {epoch}", day=day)
-        nulls = sum(v is None for v in row.values())
-        if nulls == len(QUOTE_FIELDS):
-            data.null_minutes += 1
-            continue
-        if nulls:
-            data.partial_rows += 1
+        if dropped := nulls_in(list(row.values())):
+            if dropped == "null_rows":
+                data.null_minutes += 1
+            else:
+                data.partial_rows += 1
             continue
         minute = epoch - epoch % 60
         if minute != epoch:
