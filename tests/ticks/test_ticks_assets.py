@@ -528,7 +528,7 @@ def test_crypto_catch_up_requests_missing_and_failed_instrument_blocks(crypto_se
 
 
 def test_range_runs_cover_exactly_the_affected_pairs():
-    from marketdata_assets.defs.ticks.schedules import instrument_blocks, range_runs
+    from marketdata_assets.lib.ticks.ranges import instrument_blocks, range_runs
 
     order = ["A", "B", "C", "D", "E"]
     assert instrument_blocks(order, {"A", "B", "D"}) == [("A", "B"), ("D", "D")]

@@ -20,7 +20,7 @@ The schedules are off by default (they call the vendors' hosts): switch them on 
 """
 
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,7 @@ from marketdata_assets.defs.ticks.partitions import (
     yahoo_days,
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
+from marketdata_assets.lib.ticks.ranges import range_runs
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 SHANGHAI, NEW_YORK, UTC = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"), ZoneInfo("UTC")
@@ -53,43 +54,6 @@ yahoo_bars_job = dg.define_asset_job("yahoo_bars_job", selection=dg.AssetSelecti
 # --------------------------------------------------------------------------------------------
 # Runs over day x instrument partitions
 # --------------------------------------------------------------------------------------------
-
-def instrument_blocks(order: Sequence[str], affected: Iterable[str]) -> list[tuple[str, str]]:
-    """Maximal runs of consecutive `order` entries that are all affected: (first, last) each."""
-    affected = set(affected)
-    blocks, start, last = [], None, None
-    for key in order:
-        if key in affected:
-            start = start or key
-            last = key
-        elif start is not None:
-            blocks.append((start, last))
-            start = None
-    if start is not None:
-        blocks.append((start, last))
-    return blocks
-
-
-def range_runs(affected_by_day: dict[date, set[str]], order: Sequence[str]) -> list[tuple[date, date, str, str]]:
-    """(first day, last day, first instrument, last instrument) ranges covering exactly the affected
-    (day, instrument) pairs: the day's contiguous instrument blocks, consecutive days with the same
-    blocks merged."""
-    runs: list[list] = []
-    open_runs: dict[tuple[str, str], list] = {}
-    for day in sorted(d for d, keys in affected_by_day.items() if keys):
-        blocks = instrument_blocks(order, affected_by_day[day])
-        still_open = {}
-        for block in blocks:
-            current = open_runs.get(block)
-            if current is not None and current[1] == day - timedelta(days=1):
-                current[1] = day
-            else:
-                current = [day, day, *block]
-                runs.append(current)
-            still_open[block] = current
-        open_runs = still_open
-    return [tuple(run) for run in runs]
-
 
 def range_tags(first_day: date, last_day: date, first: str, last: str) -> dict[str, str]:
     return {RANGE_START: crypto_key(first_day, first), RANGE_END: crypto_key(last_day, last)}

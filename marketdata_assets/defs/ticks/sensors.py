@@ -15,8 +15,9 @@ from marketdata_assets.defs.ticks.partitions import (
     crypto_instruments,
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
-from marketdata_assets.defs.ticks.schedules import range_runs, range_tags
+from marketdata_assets.defs.ticks.schedules import range_tags
 from marketdata_assets.lib.ticks.instruments import partition_key
+from marketdata_assets.lib.ticks.ranges import range_runs
 from marketdata_assets.lib.ticks.sources.binance import dumps
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.

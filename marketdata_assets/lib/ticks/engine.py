@@ -398,13 +398,19 @@ class _FeedRun:
             self._settle(key, "failed", error_text(error, str(key)), writes)
 
     def _take(self, job: Job, fetched: Fetched, writes: list) -> None:
+        """Cut the fetched frame into the job's slices; rows no slice of the job holds are counted."""
         frame, venues = fetched if isinstance(fetched, tuple) else (fetched, {})
+        taken = 0
         for key in job.keys:
             start, end = day_window(key.day)
             part = frame.filter((pl.col("instrument") == key.instrument) & (pl.col("ts") >= start)
                                 & (pl.col("ts") < end)) if frame.height else frame
+            taken += part.height
             venue = key.venue or venues.get(key.instrument) or (part["venue"][0] if part.height else "")
             self._settle(key, "fetched", "", writes, part, venue)
+        if frame.height > taken:
+            self.engine.log(f"{self.feed.source}: {frame.height - taken} fetched row(s) outside the requested "
+                            f"slices ({job.keys[0]}...) not written")
 
     def _settle(self, key: SliceKey, status: str, error: str, writes: list, frame: pl.DataFrame | None = None,
                 venue: str = "") -> None:

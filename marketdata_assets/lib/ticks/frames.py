@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -143,16 +143,12 @@ BOOKS = Dataset(
     ),
     order_by=("venue", "instrument", "ts", "side", "level"),
 )
+_OHLC_COLUMNS = (("venue", LC), ("instrument", LC), ("open", FLOAT), ("high", FLOAT), ("low", FLOAT), ("close", FLOAT))
 BARS = Dataset(
     name="bars_1m", code="bars", table="bars_1m", schema=BARS_SCHEMA, nullable=NULLABLE["bars_1m"],
     columns=(
-        ("ts", f"{TS} CODEC(DoubleDelta, ZSTD(1))"),
-        ("venue", LC),
-        ("instrument", LC),
-        ("open", FLOAT),
-        ("high", FLOAT),
-        ("low", FLOAT),
-        ("close", FLOAT),
+        ("ts", f"{TS} CODEC(DoubleDelta, ZSTD(1))"),  # the regular 1-minute grid
+        *_OHLC_COLUMNS,
         ("volume", FLOAT),
         ("amount", FLOAT),
         ("trades", "Nullable(Int64) CODEC(ZSTD(1))"),
@@ -163,12 +159,7 @@ DAILY = Dataset(
     name="daily_bars", code="daily", table="daily_bars", schema=DAILY_BARS_SCHEMA, nullable=NULLABLE["daily_bars"],
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
-        ("venue", LC),
-        ("instrument", LC),
-        ("open", FLOAT),
-        ("high", FLOAT),
-        ("low", FLOAT),
-        ("close", FLOAT),
+        *_OHLC_COLUMNS,
         ("pre_close", "Nullable(Float64) CODEC(ZSTD(1))"),
         ("volume", FLOAT),
         ("amount", FLOAT),
@@ -302,8 +293,8 @@ class Columns:
     """Accumulates parsed records as columns (`add` takes the `fields` in order, `ts` in epoch
     microseconds); `frame(venue, instrument)` builds the normalized frame of `schema`."""
 
-    fields: tuple[str, ...] = ()
-    schema: dict[str, pl.DataType] = {}
+    fields: ClassVar[tuple[str, ...]] = ()
+    schema: ClassVar[dict[str, pl.DataType]] = {}
 
     def __init__(self):
         self._columns: list[list] = [[] for _ in self.fields]
