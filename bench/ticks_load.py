@@ -237,8 +237,6 @@ def run_phase(argv: list[str]) -> int:
             client.command(f"DROP DATABASE `{database}`")
     finally:
         resource_.close()
-    if "fetched_at" in info:
-        info["fetch_s"] = round(info.pop("fetched_at") - started, 2)
     print(json.dumps({"phase": args.phase, **info, "visible_rows": visible, "seconds": round(seconds, 3),
                       "cpu_s": round(cpu, 2), "rss_before_load_mb": round(rss_before / 1024),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
@@ -297,8 +295,7 @@ def main() -> int:
             c, p, j = run["ceiling"], run["csv"], run["json"]
             print(f"run {rep}: ceiling {c['seconds']:5.1f} s {c['rows_per_s']:>10,} rows/s | "
                   f"CSV {p['seconds']:5.1f} s {p['rows_per_s']:>10,} rows/s ({run['csv_over_ceiling']:.2f}x) | "
-                  f"JSON {j['seconds']:5.1f} s {j['rows_per_s']:>9,} rows/s (fetched in {j['fetch_s']} s, "
-                  f"{j['requests']} pages; CPU s: client {j['cpu_s']}, replay {j['replay_server_cpu_s']}) | peak RSS {c['peak_rss_mb']} / {p['peak_rss_mb']} / {j['peak_rss_mb']} MB",
+                  f"JSON {j['seconds']:5.1f} s {j['rows_per_s']:>9,} rows/s ({j['requests']} pages; CPU s: client {j['cpu_s']}, replay {j['replay_server_cpu_s']}) | peak RSS {c['peak_rss_mb']} / {p['peak_rss_mb']} / {j['peak_rss_mb']} MB",
                   flush=True)
         replay_rss = replay.peak_rss_mb()
     finally:

@@ -166,6 +166,19 @@ def serve_until_terminated(httpd: HTTPServer) -> int:
     return 0
 
 
+class FaultList:
+    """The faults a replay fires: `config.faults`, changed under the server's `lock`."""
+
+    def keep_fault(self, fault):
+        with self.lock:
+            self.config.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.config.faults.clear()
+
+
 class BackgroundServer:
     """The lifecycle the replay servers share: `with Server(...) as s: s.base_url` serves from a
     daemon thread (short poll interval, so `stop()` returns quickly). Subclasses call `listen`."""

@@ -77,6 +77,7 @@ from zoneinfo import ZoneInfo
 
 from marketdata_assets.replay import (
     BackgroundServer,
+    FaultList,
     Reply,
     cli_parser,
     config_from_cli,
@@ -386,7 +387,7 @@ def _parse_cn_time(text: str, end: bool) -> datetime | None:
     return None
 
 
-class StocksReplayServer(BackgroundServer):
+class StocksReplayServer(FaultList, BackgroundServer):
     """The replay server; a context manager serving in a background thread (`base_url`)."""
 
     thread_name = "stocks-replay"
@@ -421,14 +422,7 @@ class StocksReplayServer(BackgroundServer):
                                   self.config.yahoo_partial_rate, self._holidays))
 
     def add_fault(self, kind: str, **kwargs) -> Fault:
-        fault = Fault(kind, **kwargs)
-        with self.lock:
-            self.config.faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        with self.lock:
-            self.config.faults.clear()
+        return self.keep_fault(Fault(kind, **kwargs))
 
     def configure(self, **changes) -> StocksReplayConfig:
         with self.lock:

@@ -453,31 +453,22 @@ class _FeedRun:
                         self._fail(key, message)
 
     def _write_venue(self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]) -> None:
-        db, run_id = self.engine.database, self.engine.run_id
         if not venue:
             for key in items:
                 self._fail(key, f"{key}: the source named no venue for it")
             return
-        good: dict[SliceKey, pl.DataFrame] = {}
-        data = pl.concat(list(items.values()), how="vertical")
-        try:
-            writer.validate_frame(data, dataset, venue, None, day)
-            good = items
+        try:  # the whole group in one write (it validates every frame first: nothing is written if one fails)
+            good, written = items, self._write(client, dataset, venue, day, items)
         except ValueError:  # find the bad frames; the others are written
+            good = {}
             for key, frame in items.items():
                 try:
-                    writer.validate_frame(frame, dataset, venue, key.instrument, day)
-                    good[key] = frame
+                    good[key] = writer.validate_frame(frame, dataset, venue, key.instrument, day)
                 except ValueError as error:
                     self._fail(key, f"{self.feed.source} {error}")
-        if not good:
-            return
-        frames = list(good.values())
-        if self.feed.append:
-            start, end = day_window(day)
-            frames += [tables.read_range(client, db, dataset, venue, key.instrument, start, end) for key in good]
-        written = writer.write_slices(client, db, dataset, pl.concat(frames, how="vertical"), venue, day, run_id,
-                                      instruments=[key.instrument for key in good])
+            if not good:
+                return
+            written = self._write(client, dataset, venue, day, good)
         for key, frame in good.items():
             self._done(key, frame.height, written[key.instrument].load_id, frame)
         rows = sum(f.height for f in good.values())
@@ -487,6 +478,16 @@ class _FeedRun:
                             f"(load {written[key.instrument].load_id})")
         else:
             self.engine.log(f"wrote {dataset} {venue} {day}: {len(good)} instruments, {rows:,} rows in one load batch")
+
+    def _write(self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]) -> dict:
+        """One load per instrument and one pointer flip for the group (`append`: after the day's rows)."""
+        db = self.engine.database
+        frames = list(items.values())
+        if self.feed.append:
+            start, end = day_window(day)
+            frames += [tables.read_range(client, db, dataset, venue, key.instrument, start, end) for key in items]
+        return writer.write_slices(client, db, dataset, pl.concat(frames, how="vertical"), venue, day,
+                                   self.engine.run_id, instruments=[key.instrument for key in items])
 
     def _original(self, key: SliceKey) -> SliceKey:
         return key if key in self.outcomes else replace(key, venue="")

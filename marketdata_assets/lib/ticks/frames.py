@@ -290,26 +290,27 @@ def positive(price: float, what: str, page: Page) -> float:
 # --------------------------------------------------------------------------------------------
 
 class Columns:
-    """Accumulates parsed records as columns (`add` takes the `fields` in order, `ts` in epoch
-    microseconds); `frame(venue, instrument)` builds the normalized frame of `schema`."""
+    """Accumulates parsed records (`add` takes the `fields` in order, `ts` in epoch microseconds);
+    `frame(venue, instrument)` builds the normalized frame of `schema`. A record is kept as one
+    tuple (one append per record: this is the parsers' hot loop) and transposed once at the end."""
 
     fields: ClassVar[tuple[str, ...]] = ()
     schema: ClassVar[dict[str, pl.DataType]] = {}
 
     def __init__(self):
-        self._columns: list[list] = [[] for _ in self.fields]
+        self._rows: list[tuple] = []
 
     def add(self, *values) -> None:
-        for column, value in zip(self._columns, values, strict=True):
-            column.append(value)
+        self._rows.append(values)
 
     def __len__(self) -> int:
-        return len(self._columns[0])
+        return len(self._rows)
 
     def frame(self, venue: str, instrument: str) -> pl.DataFrame:
-        n = len(self)
+        n = len(self._rows)
+        columns = list(zip(*self._rows)) if n else [() for _ in self.fields]
         data = {name: pl.Series(values, dtype=pl.Int64 if name == "ts" else self.schema[name])
-                for name, values in zip(self.fields, self._columns)}
+                for name, values in zip(self.fields, columns, strict=True)}
         data["venue"] = pl.Series([venue] * n, dtype=pl.Utf8)
         data["instrument"] = pl.Series([instrument] * n, dtype=pl.Utf8)
         data["ts"] = data["ts"].cast(UTC_US)

@@ -17,7 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
-from marketdata_assets.replay import BackgroundServer, Reply, json_reply
+from marketdata_assets.replay import BackgroundServer, FaultList, Reply, json_reply
 from marketdata_assets.replay.crypto.binance import Binance
 from marketdata_assets.replay.crypto.config import BODY_FAULTS, Fault, ReplayConfig
 from marketdata_assets.replay.crypto.deribit import Deribit
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # Polars is imported only by the ground-truth helpers: the CL
 VENUES: tuple[type[Venue], ...] = (Binance, Okx, Deribit)
 
 
-class CryptoReplayServer(BackgroundServer):
+class CryptoReplayServer(FaultList, BackgroundServer):
     """The replay server; a context manager serving in a background thread (`base_url`)."""
 
     thread_name = "crypto-replay"
@@ -47,14 +47,7 @@ class CryptoReplayServer(BackgroundServer):
     # ---- control ---------------------------------------------------------------------------
 
     def add_fault(self, fault: Fault | None = None, **kwargs) -> Fault:
-        fault = fault or Fault(**kwargs)
-        with self.lock:
-            self.config.faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        with self.lock:
-            self.config.faults.clear()
+        return self.keep_fault(fault or Fault(**kwargs))
 
     def reset(self) -> None:
         with self.lock:
