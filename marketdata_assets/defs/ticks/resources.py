@@ -1,15 +1,13 @@
-"""Resources for the market-data providers of the ticks domain, built from the providers config file
-(lib.ticks.config, defs/ticks/data_providers.yaml).
+"""The ticks domain's wiring: `data_providers.yaml` (this folder; `TICKS_PROVIDERS_CONFIG` points at
+another copy) loaded and validated (lib.ticks.config), and the sources as resources, keys
+``tushare``, ``yahoo``, ``binance``, ``okx``, ``deribit``.
 
-Keys: ``tushare``, ``yahoo``, ``binance``, ``okx``, ``deribit``. Each resource only holds settings;
-``make_client()`` returns a NEW async client (use it as ``async with resource.make_client() as c``)
-whose token bucket, semaphore and (Binance) weight gate are that client's. The ticks assets create
-exactly one client per provider per step, and each provider's work of a run is one step, so the
-limit holds across all concurrent requests of the run; across runs the assets' concurrency pools
-keep one step per provider group at a time.
-
-Credentials: the Tushare token is only ever taken from the variable the config names (TUSHARE_TOKEN),
-as ``dg.EnvVar`` (the UI shows the variable's name, never the value); clients scrub it from messages.
+A resource only holds settings; ``make_client()`` returns a NEW client whose limiters are its own.
+The ingest engine opens one client per source per step (feeds of one source share it), and each
+source's work of a run is one step, so the limits hold across every concurrent request of the run;
+across runs the assets' concurrency pools keep one step per source group at a time. The Tushare
+token is only ever taken from the variable the config names, as ``dg.EnvVar`` (the UI shows the
+variable's name, never the value); the client scrubs it from messages.
 """
 
 from __future__ import annotations

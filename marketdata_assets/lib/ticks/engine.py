@@ -2,7 +2,7 @@
 
 A run is a list of stages (a stock range goes a block of days at a time, to bound memory); a
 stage is a list of `Feed`s run concurrently, one per source. A feed holds the `Job`s to do (one job
-= the slices one fetch answers: a crypto instrument-day, a symbol's block of days, a batch of
+= the slices one fetch answers: a crypto instrument-day, an instrument's block of days, a batch of
 codes' daily bars, a dump file), the source's client and its `fetch(client, job)`. The engine:
 
 - plans: `plan(...)` drops slices the retry options leave out (`retry_failed`: the latest

@@ -118,7 +118,7 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
     """The frame as the contract's columns and dtypes, or ``ValueError`` naming the slice and the
     first offending row. Lossless casts are done (ints to Float64, other UTC time units, another
     time zone to UTC, categoricals to strings); everything else must have been fixed upstream.
-    ``instrument=None``: rows of several instruments (each must be a normalized symbol of venue)."""
+    ``instrument=None``: rows of several instruments (each must be a normalized instrument of venue)."""
     spec = spec_for(dataset)
     day = _as_day(day)
     where = f"{spec.name} of {venue}:{instrument if instrument is not None else '*'} on {day}"
@@ -168,11 +168,11 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
             row = out.select(mask.fill_null(True).arg_max()).item()
             raise ValueError(f"{where}: {message(row)}: {out.row(row, named=True)}")
     if instrument is None:
-        for symbol in out["instrument"].unique().to_list():
-            key = normalize_instrument(venue, symbol)
-            if key.instrument != symbol:
-                row = out.select((pl.col("instrument") == symbol).arg_max()).item()
-                raise ValueError(f"{where}: row {row} has instrument {symbol!r}, not normalized (expected "
+        for name in out["instrument"].unique().to_list():
+            key = normalize_instrument(venue, name)
+            if key.instrument != name:
+                row = out.select((pl.col("instrument") == name).arg_max()).item()
+                raise ValueError(f"{where}: row {row} has instrument {name!r}, not normalized (expected "
                                  f"{key.instrument!r})")
     return out
 
@@ -339,11 +339,11 @@ def write_slices(client, database: str, dataset: str, frame: pl.DataFrame, venue
     day = _as_day(day)
     data = validate_frame(frame, spec.name, venue, None, day)
     names = set(data["instrument"].unique().to_list())
-    for symbol in instruments or ():
-        key = normalize_instrument(venue, symbol)
-        if key.instrument != symbol:
-            raise ValueError(f"instrument {venue}:{symbol} is not normalized: expected {key}")
-        names.add(symbol)
+    for instrument in instruments or ():
+        key = normalize_instrument(venue, instrument)
+        if key.instrument != instrument:
+            raise ValueError(f"instrument {venue}:{instrument} is not normalized: expected {key}")
+        names.add(instrument)
     if not names:
         return {}
     return _write_day(client, database, spec, data, venue, day, sorted(names), run_id, method, batch_rows)
@@ -356,7 +356,7 @@ class CsvProfile:
     """How the engine's own CSV reader maps a source's dump files onto a dataset's table."""
 
     dataset: str
-    name_pattern: re.Pattern      # groups: symbol, day
+    name_pattern: re.Pattern      # groups: instrument, day
     schema: str                   # the file's columns for file(..., CSV, schema)
     select: dict                  # table column -> SQL over the file's columns
 
@@ -385,14 +385,14 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
                              "(quotes, commas, backslashes, braces, glob characters)")
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
-        symbol, day = match.group(1), _as_day(match.group(2))
-        key = normalize_instrument(venue, symbol)
-        if (key.venue, key.instrument) != (venue, symbol):
-            raise ValueError(f"{path}: instrument {venue}:{symbol} is not normalized (expected {key})")
-        if (symbol, day) in seen:
-            raise ValueError(f"{path} and {seen[(symbol, day)]} are the same slice {venue}:{symbol} {day}")
-        seen[(symbol, day)] = path
-        files.append((path, symbol, day))
+        instrument, day = match.group(1), _as_day(match.group(2))
+        key = normalize_instrument(venue, instrument)
+        if (key.venue, key.instrument) != (venue, instrument):
+            raise ValueError(f"{path}: instrument {venue}:{instrument} is not normalized (expected {key})")
+        if (instrument, day) in seen:
+            raise ValueError(f"{path} and {seen[(instrument, day)]} are the same slice {venue}:{instrument} {day}")
+        seen[(instrument, day)] = path
+        files.append((path, instrument, day))
     if not files:
         return CsvLoadResult(rows=0, seconds=0.0)
     ids = new_load_ids(client, database, spec.code, venue, [(s, d) for _, s, d in files])
@@ -427,13 +427,13 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
     counts = {int(r[0]): int(r[1]) for r in check}
     for load_id, _, outside, first_ts in check:
         if outside:
-            path, symbol, day = next(f for f, i in zip(files, ids) if i == load_id)
-            raise ValueError(f"{path}: {outside} row(s) of {venue}:{symbol} are outside the file's day {day}, "
+            path, instrument, day = next(f for f, i in zip(files, ids) if i == load_id)
+            raise ValueError(f"{path}: {outside} row(s) of {venue}:{instrument} are outside the file's day {day}, "
                              f"the first at ts {first_ts}; nothing from this batch was made visible")
-    loads = [(symbol, day, load_id, counts.get(load_id, 0)) for (path, symbol, day), load_id in zip(files, ids)]
+    loads = [(instrument, day, load_id, counts.get(load_id, 0)) for (path, instrument, day), load_id in zip(files, ids)]
     _flip(client, database, spec.code, venue, loads, run_id)
-    slices = [SliceLoad(symbol, day, load_id, rows, str(path))
-              for (path, symbol, day), (_, _, load_id, rows) in zip(files, loads)]
+    slices = [SliceLoad(instrument, day, load_id, rows, str(path))
+              for (path, instrument, day), (_, _, load_id, rows) in zip(files, loads)]
     return CsvLoadResult(rows=sum(s.rows for s in slices), seconds=round(time.monotonic() - started, 3), slices=slices)
 
 

@@ -1,6 +1,6 @@
 """Yahoo Finance chart v8: 1-minute bars of stocks as normalized `BARS_SCHEMA` frames.
 
-`GET /v8/finance/chart/{symbol}?interval=1m&period1=&period2=` answers `chart.result[0]`: `meta`,
+`GET /v8/finance/chart/{instrument}?interval=1m&period1=&period2=` answers `chart.result[0]`: `meta`,
 `timestamp[]` (epoch seconds, bar open) and parallel `indicators.quote[0].{open, high, low, close,
 volume}[]`. `parse_chart` (pure) undoes what would otherwise corrupt the bars: float32 noise in
 prices (101.19999694824219 → 101.2), minor currency units (GBp, ZAc, ILA: /100; KWF: /1000), null or
@@ -8,7 +8,7 @@ partly null minutes (dropped, counted), a live bar stamped mid-minute (floored).
 `meta.exchangeName`; `amount` is an ESTIMATE (volume × typical price: Yahoo sends no turnover).
 
 `YahooChartClient` sends each request through the shared `ApiClient.call`, its `ERRORS` saying what
-Yahoo's answers mean (unknown symbol, rejected window, refused access; plain-text 429s and cut
+Yahoo's answers mean (unknown instrument, rejected window, refused access; plain-text 429s and cut
 bodies are retried), and cuts a window into requests of at most 7 days within the ~30 days Yahoo
 keeps 1-minute data for.
 """
@@ -73,15 +73,15 @@ MINOR_UNITS: dict[str, tuple[str, int]] = {
 # --------------------------------------------------------------------------------------------
 
 class YahooRequestError(SourceRequestError):
-    """Yahoo rejected the request for one symbol (400 Bad Request, 422, another 4xx). Not retried."""
+    """Yahoo rejected the request for one instrument (400 Bad Request, 422, another 4xx). Not retried."""
 
-    def __init__(self, symbol: str, status: int, code: Any, description: str, *, request: str | None = None):
-        self.symbol, self.description = symbol, description
-        super().__init__(PROVIDER, symbol, status, code, description, request=request)
+    def __init__(self, instrument: str, status: int, code: Any, description: str, *, request: str | None = None):
+        self.instrument, self.description = instrument, description
+        super().__init__(PROVIDER, instrument, status, code, description, request=request)
 
 
 class YahooSymbolNotFound(YahooRequestError):
-    """404 "Not Found": "No data found, symbol may be delisted". Not retried; other symbols go on."""
+    """404 "Not Found": "No data found, instrument may be delisted". Not retried; other symbols go on."""
 
 
 # What Yahoo's error answers mean: `chart.error` (or `finance.error`) `{code, description}` with the
@@ -108,14 +108,14 @@ def chart_error(payload: Any) -> tuple[str, str] | None:
     return None
 
 
-def yahoo_error(kind: ErrorKind, *, status: int, code: Any, message: str, symbol: str,
+def yahoo_error(kind: ErrorKind, *, status: int, code: Any, message: str, instrument: str,
                 request: str | None = None) -> SourceError:
-    """The exception an error answer about `symbol` stands for (`kind` from `ERRORS`)."""
+    """The exception an error answer about `instrument` stands for (`kind` from `ERRORS`)."""
     if kind in ("permission", "unauthorized"):
-        detail = f"{symbol}: code {code}: {message}" if code is not None else f"{symbol}: {message}"
+        detail = f"{instrument}: code {code}: {message}" if code is not None else f"{instrument}: {message}"
         return SourcePermissionError(PROVIDER, status, detail, request=request)
     cls = YahooSymbolNotFound if kind == "not_found" else YahooRequestError
-    return cls(symbol, status, code, message, request=request)
+    return cls(instrument, status, code, message, request=request)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def normalize_currency(currency: str | None) -> tuple[str | None, int]:
 
 @dataclass
 class ChartData:
-    symbol: str
+    instrument: str
     frame: pl.DataFrame  # BARS_SCHEMA, oldest first, prices in major units
     currency: str | None = None  # normalized: "GBP" for "GBp"
     quote_currency: str | None = None  # as Yahoo sent it
@@ -189,16 +189,16 @@ def _day_label(epoch: int | None) -> date | None:
     return datetime.fromtimestamp(epoch, UTC).date() if epoch is not None else None
 
 
-def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, start: int | None = None,
+def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *, start: int | None = None,
                 end: int | None = None, status: int = 200, request: str | None = None) -> ChartData:
     """A chart v8 answer (decoded, or the body as sent) → `ChartData` (normalized frame + currency
     + drop counts).
 
     `start`/`end` (epoch seconds) keep bars with start <= ts < end. An error payload raises what
     `ERRORS` makes of it with `status` (`YahooSymbolNotFound`, `YahooRequestError`, ...), a malformed
-    one `SourceDataError`; both name the symbol and `request` (the request it answered) when given.
+    one `SourceDataError`; both name the instrument and `request` (the request it answered) when given.
     """
-    page = Page(PROVIDER, symbol, _day_label(start), request)
+    page = Page(PROVIDER, instrument, _day_label(start), request)
 
     def fail(detail: str, **where: Any) -> SourceDataError:
         return dataclasses.replace(page, **where).error(detail)
@@ -211,21 +211,21 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     if error is not None:
         code, description = error
         raise yahoo_error(ERRORS.classify(status, code, description), status=status, code=code,
-                          message=description, symbol=symbol or "?", request=request)
+                          message=description, instrument=instrument or "?", request=request)
     chart = payload.get("chart")
     results = chart.get("result") if isinstance(chart, Mapping) else None
     if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
         raise fail("chart.result is missing or empty")
     result = results[0]
     meta = result.get("meta") if isinstance(result.get("meta"), Mapping) else {}
-    sym = symbol or str(meta.get("symbol") or "")
-    if not sym:
-        raise fail("no symbol given and none in meta")
-    page = dataclasses.replace(page, instrument=sym)
+    inst = instrument or str(meta.get("symbol") or "")
+    if not inst:
+        raise fail("no instrument given and none in meta")
+    page = dataclasses.replace(page, instrument=inst)
     quote_currency = meta.get("currency")
     currency, divisor = normalize_currency(quote_currency)
     exchange = str(meta.get("exchangeName") or meta.get("fullExchangeName") or "YAHOO")
-    data = ChartData(symbol=sym, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
+    data = ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
                      quote_currency=quote_currency, price_divisor=divisor, exchange=exchange,
                      timezone=meta.get("exchangeTimezoneName"), gmtoffset=meta.get("gmtoffset"), meta=dict(meta))
     timestamps = result.get("timestamp")
@@ -308,7 +308,7 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     frame = frame.with_columns(
         pl.col("ts").cast(UTC_US),
         pl.lit(exchange, dtype=pl.Utf8).alias("venue"),
-        pl.lit(sym, dtype=pl.Utf8).alias("instrument"),
+        pl.lit(inst, dtype=pl.Utf8).alias("instrument"),
         (pl.col("volume") * (pl.col("high") + pl.col("low") + pl.col("close")) / 3).round(6).alias("amount"),
         pl.lit(None, dtype=pl.Int64).alias("trades"),
     ).select(list(BARS_SCHEMA)).sort("ts")
@@ -316,19 +316,19 @@ def parse_chart(payload: Mapping | str | bytes, symbol: str | None = None, *, st
     return data
 
 
-def merge_chart_data(parts: list[ChartData], symbol: str) -> ChartData:
-    """Chunks of one symbol → one ChartData (bars deduplicated on ts, counts summed)."""
+def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
+    """Chunks of one instrument → one ChartData (bars deduplicated on ts, counts summed)."""
     if not parts:
-        return ChartData(symbol=symbol, frame=pl.DataFrame(schema=BARS_SCHEMA))
+        return ChartData(instrument=instrument, frame=pl.DataFrame(schema=BARS_SCHEMA))
     first = parts[0]
     currencies = {p.quote_currency for p in parts if p.quote_currency}
     if len(currencies) > 1:
-        raise SourceDataError(symbol, None, f"the quote currency changed between requests: {sorted(currencies)}",
+        raise SourceDataError(instrument, None, f"the quote currency changed between requests: {sorted(currencies)}",
                               source=PROVIDER)
     frame = pl.concat([p.frame for p in parts], how="vertical")
     before = frame.height
     frame = frame.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
-    merged = ChartData(symbol=symbol, frame=frame, currency=first.currency, quote_currency=first.quote_currency,
+    merged = ChartData(instrument=instrument, frame=frame, currency=first.currency, quote_currency=first.quote_currency,
                        price_divisor=first.price_divisor, exchange=first.exchange, timezone=first.timezone,
                        gmtoffset=parts[-1].gmtoffset, meta=parts[-1].meta)
     for name in ("null_minutes", "partial_rows", "off_minute", "duplicates", "outside", "denoised", "requests"):
@@ -363,7 +363,7 @@ class YahooChartClient(ApiClient):
         self.max_days_per_request = float(max_days_per_request)
         self.max_days_back = max_days_back
         self.clock = clock
-        self.quality: dict[str, Counter] = {}  # symbol -> drop counts, requests, clipped windows
+        self.quality: dict[str, Counter] = {}  # instrument -> drop counts, requests, clipped windows
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -376,26 +376,26 @@ class YahooChartClient(ApiClient):
     def make_error(self, kind: ErrorKind, *, status: int, code: Any, message: str, page: Page) -> SourceError:
         if kind in ("banned", "quota", "data"):
             return super().make_error(kind, status=status, code=code, message=message, page=page)
-        return yahoo_error(kind, status=status, code=code, message=message, symbol=page.instrument or "?",
+        return yahoo_error(kind, status=status, code=code, message=message, instrument=page.instrument or "?",
                            request=page.request)
 
     # ---- one request ---------------------------------------------------------------------------
 
-    async def chart(self, symbol: str, period1: int, period2: int) -> ChartData:
+    async def chart(self, instrument: str, period1: int, period2: int) -> ChartData:
         """One request for [period1, period2) (epoch seconds, at most `max_days_per_request`)."""
-        path = CHART_PATH + quote(symbol, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
+        path = CHART_PATH + quote(instrument, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
         params = {"interval": "1m", "period1": str(int(period1)), "period2": str(int(period2)),
                   "includePrePost": "false"}
-        page = Page(PROVIDER, symbol, _day_label(period1), describe_request("GET", path, params))
-        # endpoint "chart": a 401/403 stops every symbol's requests, not only this path's
+        page = Page(PROVIDER, instrument, _day_label(period1), describe_request("GET", path, params))
+        # endpoint "chart": a 401/403 stops every instrument's requests, not only this path's
         payload = await self.call("GET", path, page=page, endpoint="chart", params=params)
-        data = parse_chart(payload, symbol, start=int(period1), end=int(period2), request=page.request)
+        data = parse_chart(payload, instrument, start=int(period1), end=int(period2), request=page.request)
         data.requests = 1
         return data
 
     # ---- windows -------------------------------------------------------------------------------
 
-    def windows(self, start: datetime, end: datetime, symbol: str = "") -> list[tuple[int, int]]:
+    def windows(self, start: datetime, end: datetime, instrument: str = "") -> list[tuple[int, int]]:
         """[start, end) → request windows (epoch seconds) of at most `max_days_per_request`,
         clipped to Yahoo's 1-minute horizon (`max_days_back`, with 10 minutes of slack; the
         clipping is logged and counted as `clipped_windows`)."""
@@ -405,15 +405,15 @@ class YahooChartClient(ApiClient):
         if self.max_days_back is not None:
             horizon = int(now - self.max_days_back * 86400 + 600)
             if hi <= horizon:
-                raise SourceDataError(symbol or None, as_utc(start).date(),
+                raise SourceDataError(instrument or None, as_utc(start).date(),
                                       f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
                                       f"the window ends {as_utc(end).isoformat()}, before "
                                       f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", source=PROVIDER)
             if lo < horizon:
                 log.warning("%s %s: 1-minute bars exist for the last %g days only: window start %s clipped to %s",
-                            PROVIDER, symbol, self.max_days_back, datetime.fromtimestamp(lo, UTC).isoformat(),
+                            PROVIDER, instrument, self.max_days_back, datetime.fromtimestamp(lo, UTC).isoformat(),
                             datetime.fromtimestamp(horizon, UTC).isoformat())
-                self._count(symbol, clipped_windows=1)
+                self._count(instrument, clipped_windows=1)
                 lo = horizon
         step = int(self.max_days_per_request * 86400)
         out, cursor = [], lo
@@ -422,20 +422,20 @@ class YahooChartClient(ApiClient):
             cursor += step
         return out
 
-    def _count(self, symbol: str, **counts: int) -> None:
-        counter = self.quality.setdefault(symbol, Counter())
+    def _count(self, instrument: str, **counts: int) -> None:
+        counter = self.quality.setdefault(instrument, Counter())
         for key, value in counts.items():
             if value:
                 counter[key] += value
 
-    async def fetch_bars(self, symbol: str, start: datetime, end: datetime) -> ChartData:
+    async def fetch_bars(self, instrument: str, start: datetime, end: datetime) -> ChartData:
         """Bars opening in [start, end) (aware datetimes, naive = UTC), chunked and merged, with
         the currency, exchange and drop counts."""
-        parts = [await self.chart(symbol, p1, p2) for p1, p2 in self.windows(start, end, symbol)]
-        data = merge_chart_data(parts, symbol)
-        self._count(symbol, requests=data.requests, **data.counts())
+        parts = [await self.chart(instrument, p1, p2) for p1, p2 in self.windows(start, end, instrument)]
+        data = merge_chart_data(parts, instrument)
+        self._count(instrument, requests=data.requests, **data.counts())
         if data.null_minutes or data.partial_rows:
-            log.info("%s %s: dropped %d null minutes and %d partially null rows", PROVIDER, symbol,
+            log.info("%s %s: dropped %d null minutes and %d partially null rows", PROVIDER, instrument,
                      data.null_minutes, data.partial_rows)
         return data
 

@@ -1,4 +1,4 @@
-"""How the ingest engine asks Yahoo for 1-minute bars: one chart fetch per symbol and block of days
+"""How the ingest engine asks Yahoo for 1-minute bars: one chart fetch per instrument and block of days
 (the venue of each slice is the exchange Yahoo names in its answer)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ SOURCE = "YAHOO"
 
 async def _fetch(api, job: Job):
     days = sorted({key.day for key in job.keys})
-    symbol = job.keys[0].instrument
-    data = await api.fetch_bars(symbol, day_window(days[0])[0], day_window(days[-1])[1])
-    return data.frame, {symbol: data.exchange}
+    instrument = job.keys[0].instrument
+    data = await api.fetch_bars(instrument, day_window(days[0])[0], day_window(days[-1])[1])
+    return data.frame, {instrument: data.exchange}
 
 
 def bars_feed(client: Callable, keys: Sequence[SliceKey], *, workers: int, attempts: int) -> Feed:
