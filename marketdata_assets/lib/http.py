@@ -413,8 +413,10 @@ class ApiClient:
         """For `request()`: which raw responses are waited out and retried."""
         return response.status_code in RATE_LIMIT_STATUS
 
-    def rate_limit_wait(self, response: httpx.Response, attempt: int) -> float:
-        """Seconds to wait after a rate-limit answer: Retry-After, else backoff."""
+    def rate_limit_wait(self, response: httpx.Response, attempt: int, *, page: Page, message: str,
+                        waits: int) -> float:
+        """Seconds to wait after a rate-limit answer (`waits`: how many this call waited out
+        before): Retry-After, else backoff. A source may raise here to stop waiting."""
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return retry_after if retry_after is not None else backoff_delay(
             attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
@@ -504,7 +506,7 @@ class ApiClient:
 
     async def _loop(self, method: str, path: str, *, page: Page | None, endpoint: str | None, raw: bool,
                     **kwargs) -> Any:
-        attempt = 0
+        attempt = waits = 0
         page = page or Page(self.api_name, request=describe_request(method, path, kwargs.get("params")))
         while True:
             try:
@@ -522,7 +524,8 @@ class ApiClient:
                 if kind == "rate_limited":
                     for stats in _tallies(self.stats):
                         stats.rate_limited += 1
-                    wait = self.rate_limit_wait(response, attempt)
+                    wait = self.rate_limit_wait(response, attempt, page=page, message=message, waits=waits)
+                    waits += 1
                     if wait > self.retry.max_retry_after_s:
                         raise ApiError(self.api_name, method, path, status,
                                        f"told to wait {wait:.0f} s (Retry-After), more than the "

@@ -16,8 +16,6 @@ The token only travels in request bodies: never in a message, repr or log (`lib.
 
 from __future__ import annotations
 
-import contextvars
-import json
 import logging
 import math
 import os
@@ -84,18 +82,6 @@ class TusharePage(Page):
 
     def error(self, detail: str) -> TushareResponseError:
         return TushareResponseError(self.instrument, self.day, detail, request=self.request)
-
-
-@dataclass
-class _Limited:
-    """One call's per-minute limit answers (for `max_limit_waits` and the give-up message)."""
-
-    api: str
-    windows: int = 0
-    message: str = ""
-
-
-_limited: contextvars.ContextVar[_Limited | None] = contextvars.ContextVar("tushare_limited", default=None)
 
 
 def _label(first: date, last: date) -> date | str:
@@ -180,38 +166,29 @@ class TushareClient(ApiClient):
             log.error("%s", error)
         return error
 
-    def rate_limit_wait(self, response: httpx.Response, attempt: int) -> float:
+    def rate_limit_wait(self, response: httpx.Response, attempt: int, *, page: Page, message: str,
+                        waits: int) -> float:
         """A per-minute limit answer: every request of the client waits for the next window of
         the limit (wall clock, a little slack for clock skew); this call gives up after
         `max_limit_waits` windows. An HTTP 429 (a proxy): Retry-After, else backoff."""
-        state = _limited.get()
-        found = error_fields(json.loads(response.content)) if response.status_code == 200 else None
-        if found is None or state is None:
-            return super().rate_limit_wait(response, attempt)
-        state.message = found[1]
-        # give up here when no window is left for this call (or the shared policy has no retry left)
-        if state.windows >= self.max_limit_waits or attempt >= self.retry.max_retries:
-            raise self.exhausted("rate_limited", method="POST", path=str(response.request.url.path), status=200,
-                                 failure=f"rate limited: {state.message}", attempts=attempt + 1, page=None)
-        state.windows += 1
+        if response.status_code != 200 or not isinstance(page, TusharePage):
+            return super().rate_limit_wait(response, attempt, page=page, message=message, waits=waits)
+        if waits >= self.max_limit_waits or attempt >= self.retry.max_retries:
+            error = TushareLimitReached(page.api, "per-minute", message)
+            error.args = (f"{error} (still limited after {waits} windows of {self.limit_window_s:g} s)",)
+            raise self._scrubbed(error)
         self.limit_waits += 1
         window = self.limit_window_s
         until = (math.floor(time.time() / window) + 1) * window + min(0.5, window * 0.02)
         self.pause_until = max(self.pause_until, until)
         wait = max(0.0, until - time.time())
         log.info("%s %s: per-minute limit (%s); every request waits %.1f s for the next window", PROVIDER,
-                 state.api, scrub(state.message, self.__token), wait)
+                 page.api, scrub(message, self.__token), wait)
         return wait
 
     def exhausted(self, kind, *, method, path, status, failure, attempts, page):
-        state = _limited.get()
-        if kind == "rate_limited" and status == 200 and state is not None:
-            error = TushareLimitReached(state.api, "per-minute", state.message)
-            error.args = (f"{error} (still limited after {state.windows} windows of {self.limit_window_s:g} s)",)
-        else:
-            error = super().exhausted(kind, method=method, path=path, status=status, failure=failure,
-                                      attempts=attempts, page=page)
-        return self._scrubbed(error)
+        return self._scrubbed(super().exhausted(kind, method=method, path=path, status=status, failure=failure,
+                                                attempts=attempts, page=page))
 
     # ---- one call ----------------------------------------------------------------------------
 
@@ -227,14 +204,11 @@ class TushareClient(ApiClient):
         described = "&".join(f"{key}={value}" for key, value in params.items())
         page = TusharePage(PROVIDER, instrument, day, f"{api_name}?{described}" if described else api_name,
                            api=api_name)
-        context = _limited.set(_Limited(api_name))
         try:
             answer = await self.call("POST", self.path_for(api_name), page=page, endpoint=api_name, json=body)
         except (SourceError, ApiError) as error:
             self._scrubbed(error)
             raise
-        finally:
-            _limited.reset(context)
         return response_table(answer, api_name, instrument=instrument, day=day, required=required)
 
     def _count(self, instrument: str, **counts: int) -> None:
