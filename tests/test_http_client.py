@@ -140,3 +140,18 @@ def test_resource_builds_a_client_with_its_policy():
     base_url, retry, rate, slots = run(go())
     assert base_url == "http://127.0.0.1:9/api" and retry.max_retries == 2 and retry.backoff_base_s == 0.1
     assert rate == pytest.approx(200 / 60) and slots == 3
+
+
+def test_error_table_classifies_fragments_codes_and_statuses_in_that_order():
+    from marketdata_assets.lib.http import ErrorTable
+
+    table = ErrorTable(broad=(("banned until", "banned"), ("每天", "quota", "40203")),
+                       exact={"-1003": "rate_limited", "Not Found": "not_found"}, status={418: "banned"})
+    assert table.classify(429, -1003, "Way too much request weight used; IP banned until 1") == "banned"
+    assert table.classify(429, -1003, "Too much request weight used") == "rate_limited"
+    assert table.classify(200, 40203, "抱歉，您每天最多访问该接口") == "quota"
+    assert table.classify(200, -2001, "参数错误: 每天") == "rejected"  # a scoped fragment of another code
+    assert table.classify(404, "not found", "") == "not_found"  # codes match case-insensitively
+    assert table.classify(418, None, "") == "banned"
+    assert [table.classify(s, None, "") for s in (401, 403, 404, 429, 503, 400)] == [
+        "permission", "permission", "not_found", "rate_limited", "retry", "rejected"]

@@ -137,17 +137,18 @@ def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
 @dataclass(frozen=True)
 class ErrorTable:
     """How a source's error answers are classified: `broad` message fragments first (in order,
-    case-insensitive), then `exact` vendor codes (case-insensitive), then `status`, then the HTTP
-    defaults (401/403 permission, 404 not found, 418/429 rate limited, 5xx retry, other 4xx rejected)."""
+    case-insensitive; an entry `(fragment, kind, code, ...)` applies to those vendor codes only),
+    then `exact` vendor codes (case-insensitive), then `status`, then the HTTP defaults (401/403
+    permission, 404 not found, 418/429 rate limited, 5xx retry, other 4xx rejected)."""
 
-    broad: tuple[tuple[str, ErrorKind], ...] = ()
+    broad: tuple[tuple[str, ...], ...] = ()
     exact: Mapping[str, ErrorKind] = field(default_factory=dict)
     status: Mapping[int, ErrorKind] = field(default_factory=dict)
 
     def classify(self, status: int, code: Any, message: str) -> ErrorKind:
         lower = (message or "").lower()
-        for needle, kind in self.broad:
-            if needle.lower() in lower:
+        for needle, kind, *codes in self.broad:
+            if needle.lower() in lower and (not codes or str(code) in codes):
                 return kind
         if code is not None:
             wanted = str(code).casefold()

@@ -66,8 +66,8 @@ HOUR_WORDS = ("每小时", "per hour")
 DAY_WORDS = ("每天", "每日", "per day")
 
 ERRORS = ErrorTable(
-    broad=(*((word, "rate_limited") for word in MINUTE_WORDS),
-           *((word, "quota") for word in HOUR_WORDS + DAY_WORDS)),
+    broad=(*((word, "rate_limited", "40203") for word in MINUTE_WORDS),
+           *((word, "quota", "40203") for word in HOUR_WORDS + DAY_WORDS)),
     # 40203 without a period word: "抱歉，您没有访问该接口的权限…", "…没有权限访问该接口…".
     # Any other non-zero code (-2001 bad parameter, …) falls through to "rejected".
     exact={"40203": "permission", "2002": "permission", "40101": "unauthorized"},
