@@ -340,6 +340,23 @@ def nulls_in(values) -> str | None:
     return "null_rows" if nulls == len(values) else "partial_rows"
 
 
+def book_levels(levels: Any, side: str, page: Page, *, what: str, shape: str, price: str, size: str,
+                base=None) -> list[tuple[float, float]]:
+    """One side of a book answer, `[[price, size, ...], ...]`, as (price, base quantity) pairs;
+    `base(price, size)` converts a venue's size (contracts, USD) into base units. `what`, `shape`,
+    `price` and `size` are the venue's own words, for the error messages."""
+    if not isinstance(levels, list):
+        raise page.error(f"{what} {side} is {type(levels).__name__}, not an array")
+    out = []
+    for i, level in enumerate(levels):
+        if not isinstance(level, list) or len(level) < 2:
+            raise page.error(f"{what} {side}[{i}] is not a {shape}: {str(level)[:80]}")
+        px = positive(number(level[0], f"{side}[{i}] {price}", page), f"{side}[{i}]", page)
+        quantity = number(level[1], f"{side}[{i}] {size}", page)
+        out.append((px, base(px, quantity) if base is not None else quantity))
+    return out
+
+
 def book_frame(venue: str, instrument: str, ts_us: int, update_id: int | None,
                bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> pl.DataFrame:
     rows = [("bid", i, p, q) for i, (p, q) in enumerate(bids)] + [("ask", i, p, q) for i, (p, q) in enumerate(asks)]

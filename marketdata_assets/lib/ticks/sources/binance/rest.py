@@ -42,6 +42,7 @@ from marketdata_assets.lib.ticks.frames import (
     TradeColumns,
     as_utc,
     book_frame,
+    book_levels,
     ceil_ms,
     day_of,
     epoch_to_us,
@@ -157,24 +158,12 @@ def parse_klines(body: Any, instrument: str, ctx: Page | None = None) -> pl.Data
     return cols.frame(VENUE, instrument)
 
 
-def _levels(levels: Any, side: str, ctx: Page) -> list[tuple[float, float]]:
-    if not isinstance(levels, list):
-        raise ctx.error(f"depth {side} is {type(levels).__name__}, not an array")
-    out = []
-    for i, level in enumerate(levels):
-        if not isinstance(level, list) or len(level) < 2:
-            raise ctx.error(f"depth {side}[{i}] is not a [price, qty] pair: {str(level)[:80]}")
-        out.append((positive(number(level[0], f"{side}[{i}] price", ctx), f"{side}[{i}]", ctx),
-                    number(level[1], f"{side}[{i}] qty", ctx)))
-    return out
-
-
 def parse_depth(body: Any, instrument: str, received: datetime, ctx: Page | None = None) -> pl.DataFrame:
     """`/api/v3/depth` → books frame. Depth carries no time: `ts` = `received` (when it arrived)."""
     ctx = _ctx(instrument, ctx)
     update_id = integer(field(body, "lastUpdateId", "depth", ctx), "depth lastUpdateId", ctx)
-    bids = _levels(field(body, "bids", "depth", ctx), "bids", ctx)
-    asks = _levels(field(body, "asks", "depth", ctx), "asks", ctx)
+    bids, asks = (book_levels(field(body, side, "depth", ctx), side, ctx, what="depth", shape="[price, qty] pair",
+                              price="price", size="qty") for side in ("bids", "asks"))
     return book_frame(VENUE, instrument, to_us(received), update_id, bids, asks)
 
 

@@ -47,6 +47,7 @@ from marketdata_assets.lib.ticks.frames import (
     TradeColumns,
     as_utc,
     book_frame,
+    book_levels,
     ceil_ms,
     day_of,
     epoch_to_us,
@@ -132,19 +133,6 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
     return cols.frame(VENUE, instrument), has_more
 
 
-def _levels(levels: Any, side: str, inverse: bool, ctx: Page) -> list[tuple[float, float]]:
-    if not isinstance(levels, list):
-        raise ctx.error(f"order book {side} is {type(levels).__name__}, not an array")
-    out = []
-    for i, level in enumerate(levels):
-        if not isinstance(level, list) or len(level) < 2:
-            raise ctx.error(f"order book {side}[{i}] is not a [price, amount] pair: {str(level)[:80]}")
-        price = positive(number(level[0], f"{side}[{i}] price", ctx), f"{side}[{i}]", ctx)
-        quantity, _ = base_and_quote(inverse, price, number(level[1], f"{side}[{i}] amount", ctx))
-        out.append((price, quantity))
-    return out
-
-
 def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_order_book → books frame (ts = result.timestamp, update_id = change_id)."""
     ctx = ctx or Page(VENUE, instrument)
@@ -153,8 +141,10 @@ def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.
     change_id = field(result, "change_id", "order book", ctx)
     update_id = integer(change_id, "order book change_id", ctx) if change_id is not None else None
     inverse = is_inverse(instrument)
-    bids = _levels(field(result, "bids", "order book", ctx), "bids", inverse, ctx)
-    asks = _levels(field(result, "asks", "order book", ctx), "asks", inverse, ctx)
+    bids, asks = (book_levels(field(result, side, "order book", ctx), side, ctx, what="order book",
+                              shape="[price, amount] pair", price="price", size="amount",
+                              base=lambda price, amount: base_and_quote(inverse, price, amount)[0])
+                  for side in ("bids", "asks"))
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 

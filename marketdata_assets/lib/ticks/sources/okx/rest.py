@@ -37,6 +37,7 @@ from marketdata_assets.lib.ticks.frames import (
     TradeColumns,
     as_utc,
     book_frame,
+    book_levels,
     ceil_ms,
     day_of,
     epoch_to_us,
@@ -153,19 +154,6 @@ def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
     return cols.frame(VENUE, instrument)
 
 
-def _levels(levels: Any, side: str, sizer: ContractSizer, ctx: Page) -> list[tuple[float, float]]:
-    if not isinstance(levels, list):
-        raise ctx.error(f"books {side} is {type(levels).__name__}, not an array")
-    out = []
-    for i, level in enumerate(levels):
-        if not isinstance(level, list) or len(level) < 2:
-            raise ctx.error(f"books {side}[{i}] is not a [px, sz, \"0\", numOrders] array: {str(level)[:80]}")
-        price = positive(number(level[0], f"{side}[{i}] px", ctx), f"{side}[{i}]", ctx)
-        quantity, _ = sizer.base_and_quote(price, number(level[1], f"{side}[{i}] sz", ctx))
-        out.append((price, quantity))
-    return out
-
-
 def parse_books(body: Any, instrument: str, ctx: Page | None = None,
                 contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
     """books envelope → books frame (ts from the book's `ts`; update_id = seqId when present)."""
@@ -178,8 +166,10 @@ def parse_books(body: Any, instrument: str, ctx: Page | None = None,
     ts = epoch_to_us(integer(field(book, "ts", "book", ctx), "book ts", ctx))
     seq = book.get("seqId") if isinstance(book, dict) else None
     update_id = integer(seq, "book seqId", ctx) if seq not in (None, "") else None
-    bids = _levels(field(book, "bids", "book", ctx), "bids", sizer, ctx)
-    asks = _levels(field(book, "asks", "book", ctx), "asks", sizer, ctx)
+    bids, asks = (book_levels(field(book, side, "book", ctx), side, ctx, what="books",
+                              shape='[px, sz, "0", numOrders] array', price="px", size="sz",
+                              base=lambda price, size: sizer.base_and_quote(price, size)[0])
+                  for side in ("bids", "asks"))
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
