@@ -69,7 +69,9 @@ LIMITS = Limits(
 )
 ERRORS = ErrorTable(
     broad=(("banned until", "banned"),),
-    exact={"-1003": "rate_limited", "-1121": "not_found", "-1100": "rejected", "-1102": "rejected"},
+    exact={"-1003": "rate_limited", "-1121": "not_found", "-1100": "rejected", "-1102": "rejected",
+           # DISCONNECTED, SERVER_BUSY, TIMEOUT, overloaded: "please try again"
+           "-1001": "retry", "-1004": "retry", "-1007": "retry", "-1008": "retry"},
     status={418: "banned"},
 )
 WAF = ("an HTML page instead of JSON: Binance's web application firewall (WAF) blocked the request; check the "

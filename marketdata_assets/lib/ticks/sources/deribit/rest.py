@@ -69,6 +69,10 @@ ERRORS = ErrorTable(exact={
     "10028": "rate_limited",  # too_many_requests (HTTP 429, or 400)
     "10040": "retry",  # "retry": the request cannot be processed now and should be retried
     "13888": "retry",  # timed_out
+    "13028": "retry",  # temporarily_unavailable
+    "11094": "retry",  # internal_server_error
+    "10066": "rate_limited",  # too_many_concurrent_requests
+    "10020": "not_found",  # invalid_or_unsupported_instrument
     "13009": "permission",  # unauthorized
     "13021": "permission",  # forbidden
 })
