@@ -1,4 +1,4 @@
-"""Minute-bar CSV parsing: every stored layout of docs/vendor-formats.md, rejects, file errors, batching."""
+"""Minute-bar CSV parsing: every built-in stored layout, rejects, file errors, batching."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from marketdata_assets.lib.alphas.files import to_utc
 from marketdata_assets.lib.alphas.importer import ledger_entries
 from marketdata_assets.resources import AlphaStoreResource
 
-# Fields every alpha of the type carries (shared/docs/vendor-formats.md).
+# Fields every alpha of the type carries (the BRAIN-style API answers them for every alpha).
 REQUIRED_FIELDS = {
     "REGULAR": ("id", "type", "author", "dateCreated", "settings", "regular"),
     "SUPER": ("id", "type", "author", "dateCreated", "settings", "combo", "selection"),

@@ -1,6 +1,6 @@
 """Client of the WorldQuant BRAIN-style alpha API: sessions per account, month listing by windows.
 
-The vendor's quirks (shared/docs/vendor-formats.md) that this module handles:
+The vendor's quirks that this module handles:
 
 - `POST /authentication` with HTTP Basic answers 201 and a session cookie `t`; the body's
   `token.expiry` (seconds) is when the session ends. A 401 on a normal request means the

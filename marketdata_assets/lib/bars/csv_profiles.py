@@ -2,8 +2,9 @@
 
 A profile says how one source's CSV maps to the normalized bar columns
 ``time, code, name, open, high, low, close, volume, amount`` and in which units it counts.
-Built-in profiles cover every layout in docs/vendor-formats.md ("A-share 1-minute CSVs as people
-store them"); more can be added from configuration with :func:`load_profiles`.
+Built-in profiles cover the layouts A-share 1-minute CSVs are stored in by people and vendors
+(English and Chinese headers, BOM, GBK, lots or shares); more can be added from configuration
+with :func:`load_profiles`.
 
 Profile dict schema (plain JSON, every key except ``name`` and ``columns`` optional)::
 
