@@ -368,3 +368,20 @@ def test_the_replay_runs_as_a_cli():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_no_request_leaves_after_a_ban_even_from_tasks_already_waiting_for_a_slot(server):
+    """Eight fetches queue behind one slot; the first answer is a 418: the other seven never send
+    (the refusal is checked at send time, after the slot is granted)."""
+    server.add_fault(kind="ban", venue="BINANCE", retry_after="600")
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "TRXUSDT"]
+
+    async def go():
+        async with client(server, max_concurrency=1) as api:
+            return await asyncio.gather(*(api.bars_1m(s, START, START + timedelta(hours=1)) for s in symbols),
+                                        return_exceptions=True), api.stats
+
+    server.reset()
+    results, stats = run(go())
+    assert all(isinstance(r, SourceBanned) for r in results)
+    assert len(server.requests("BINANCE")) == 1 and stats.requests == 1
