@@ -138,7 +138,7 @@ class Fault:
     fired: int = 0
 
     KINDS = ("latency", "http_error", "malformed_json", "missing_field", "non_numeric", "tushare_error",
-             "tushare_permission", "bad_token", "too_many_requests", "not_found", "bad_request")
+             "tushare_permission", "bad_token", "too_many_requests", "not_found", "bad_request", "null_data")
 
     def __post_init__(self):
         if self.kind not in self.KINDS:
@@ -559,7 +559,8 @@ class StocksReplayServer(FaultList, BackgroundServer):
             items = [row[:i] + row[i + 1:] for row in items]
         if fault and fault.kind == "non_numeric" and fault.field in fields and items:
             items[len(items) // 2][fields.index(fault.field)] = fault.value
-        reply = self._ts_reply(0, "", {"fields": fields, "items": items, "has_more": has_more, "count": -1})
+        data = {"fields": fields, "items": items, "has_more": has_more, "count": -1}
+        reply = self._ts_reply(0, "", None if fault and fault.kind == "null_data" else data)
         if fault and fault.kind == "malformed_json":
             reply.body = reply.body[:max(1, len(reply.body) // 2)]
         self._record("tushare", api, symbols, 200, 0, fault and fault.kind)

@@ -567,3 +567,21 @@ def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_s
         stock_server.configure(tushare_tokens=None)
     assert result.success and metadata(result, "a_share_daily_bars")["summary"] == "Successful: 1/1"
     assert not any(secret in (m or "") for m in log_messages(instance, result))
+
+
+def test_tushare_null_data_fails_its_code_day_and_keeps_the_stored_slice(stock_server, stocks, instance):
+    """`code 0` with `data: null` is no answer, not "no bars": the code-day fails with the reason, its
+    stored bars stay, the other codes are re-written."""
+    codes = ["600000.SH", "600036.SH", "000001.SZ"]
+    config = {"a_share_ticks": {"instruments": codes}}
+    assert materialize(instance, stocks, ["a_share_bars_1m"], partition_key=str(STOCK_DAY), config=config).success
+    before = view_rows(stocks["clickhouse"], "bars_1m", "SSE", "600036.SH", STOCK_DAY)
+    assert before.height == 241
+    stock_server.add_fault("null_data", symbols=["600036.SH"], api="stk_mins")
+    result = materialize(instance, stocks, ["a_share_bars_1m"], partition_key=str(STOCK_DAY), config=config)
+    assert not result.success
+    _, meta = failure(result)
+    assert meta["a_share_bars_1m_summary"] == "Successful: 2/3"
+    assert "SSE:600036.SH 2025-06-05 bars_1m" in meta["failures"] and "`data` is null" in meta["failures"]
+    assert_frame_equal(view_rows(stocks["clickhouse"], "bars_1m", "SSE", "600036.SH", STOCK_DAY), before)
+    assert view_rows(stocks["clickhouse"], "bars_1m", "SZSE", "000001.SZ", STOCK_DAY).height == 241

@@ -189,12 +189,15 @@ def test_daily_nulls_and_repeats_are_counted_per_instrument():
         parse_daily(answer, instrument="600000.SH")
 
 
-def test_code_zero_with_null_data_is_an_empty_table():
-    table = response_table({"code": 0, "msg": "", "data": None}, "stk_mins", required=("trade_time", "open"))
-    assert (table.fields, table.items, table.has_more) == (["trade_time", "open"], [], False)
-    parsed = parse_stk_mins({"code": 0, "msg": "", "data": None}, instrument="600000.SH")
+def test_code_zero_with_null_data_is_an_error_and_only_empty_items_are_an_empty_table():
+    with pytest.raises(TushareResponseError, match="600000.SH 2025-06-05: stk_mins: code 0 but `data` is null"):
+        parse_stk_mins({"code": 0, "msg": "", "data": None}, instrument="600000.SH", day="2025-06-05")
+    with pytest.raises(TushareResponseError, match="code 0 but `data` is null"):
+        parse_daily({"code": "0", "msg": "", "data": None})
+    empty = {"code": 0, "msg": "", "data": {"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol",
+                                                       "amount"], "items": [], "has_more": False}}
+    parsed = parse_stk_mins(empty, instrument="600000.SH")
     assert parsed.frame.schema == pl.Schema(BARS_SCHEMA) and parsed.frame.height == 0 and parsed.received == 0
-    assert parse_daily({"code": "0", "msg": "", "data": None}).frame.schema == pl.Schema(DAILY_BARS_SCHEMA)
     with pytest.raises(TushareResponseError, match="no `code`"):
         response_table({"msg": "", "data": None}, "daily", instrument="600000.SH")
 

@@ -203,8 +203,9 @@ def response_table(answer: Mapping | str | bytes, api_name: str, *, instrument: 
     if answer.get("code") is None:
         raise TushareResponseError(instrument, day, f"{api_name}: the answer has no `code` (keys: {sorted(answer)})")
     data = answer.get("data")
-    if data is None:  # code 0 without data: nothing to return (seen for empty results of some APIs)
-        return Table(list(required), [], False, 0)
+    if data is None:  # not an empty result (that is `items: []`): an answer that says nothing
+        raise TushareResponseError(instrument, day, f"{api_name}: code 0 but `data` is null: no answer for it "
+                                                    "(an empty result has data.items = []); nothing is stored")
     if not isinstance(data, Mapping):
         raise TushareResponseError(instrument, day, f"{api_name}: `data` is not an object")
     fields, items = data.get("fields"), data.get("items")
