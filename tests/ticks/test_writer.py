@@ -387,6 +387,33 @@ def test_csv_rows_outside_the_file_day_make_nothing_visible(ch, tmp_path):
             w.load_csv_files(client, db, bad, "BINANCE", profile=TRADES_CSV)
 
 
+def test_a_short_line_fails_its_csv_on_the_engine_path_as_the_zip_path_rejects_it(ch, tmp_path):
+    """One strict reading for both paths: a row without is_buyer_maker is never stored as a buy."""
+    import zipfile
+
+    from marketdata_assets.lib.http import SourceDataError
+
+    client, db = ch
+    good = tmp_path / "BTCUSDT-trades-2024-03-01.csv"
+    write_binance_csv(good, binance_like(100, DAY, 1, millis=True), header=False, millis=True)
+    short = tmp_path / "ETHUSDT-trades-2024-03-01.csv"
+    write_binance_csv(short, binance_like(50, DAY, 2, millis=True), header=False, millis=True)
+    lines = short.read_text().splitlines()
+    lines[10] = ",".join(lines[10].split(",")[:5])  # id,price,qty,quote_qty,time: no is_buyer_maker
+    short.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match="a row lacks one of id, price, qty, quote_qty, time, is_buyer_maker"):
+        w.load_csv_files(client, db, [good, short], "BINANCE", profile=TRADES_CSV)
+    assert client.command(f"SELECT count() FROM `{db}`.trades_v") == 0  # nothing of that statement is visible
+    w.load_csv_files(client, db, [good], "BINANCE", profile=TRADES_CSV)
+    assert client.command(f"SELECT count() FROM `{db}`.trades_v") == 100
+    zipped = tmp_path / "zip" / "ETHUSDT-trades-2024-03-01.zip"
+    zipped.parent.mkdir()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.write(short, short.name)
+    with pytest.raises(SourceDataError, match="have no is_buyer_maker"):
+        read_dump(zipped)
+
+
 def test_csv_klines_profile(ch, tmp_path):
     client, db = ch
     bars = make_bars(instrument="BTCUSDT", venue="BINANCE").with_columns(pl.col("trades").fill_null(0))

@@ -357,8 +357,11 @@ class CsvProfile:
 
     dataset: str
     name_pattern: re.Pattern      # groups: instrument, day
-    schema: str                   # the file's columns for file(..., CSV, schema)
+    schema: str                   # the file's columns for file(..., CSV, schema); `required` ones Nullable
     select: dict                  # table column -> SQL over the file's columns
+    # Columns every row must have: a short line fails its file (the engine's reader would otherwise
+    # fill the missing trailing columns with defaults, a missing is_buyer_maker becoming a buy).
+    required: tuple[str, ...] = ()
 
 
 _UNSAFE_PATH = re.compile(r"[',\\{}*?\[\]\n\r\t]")
@@ -406,6 +409,9 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
     for path, _, _ in files:
         by_dir.setdefault(path.parent, []).append(path.name)
     names_sql = "[" + ", ".join(f"'{n}'" for n in load_of) + "]"
+    missing = " OR ".join(f"isNull({c})" for c in prof.required)  # column names of the source's profile
+    guard = (f" + throwIf({missing}, 'a row lacks one of {', '.join(prof.required)}: a short line')"
+             if prof.required else "")
     ids_sql = "[" + ", ".join(f"toUInt64({i})" for i in load_of.values()) + "]"
     for directory, names in by_dir.items():
         for i in range(0, len(names), files_per_insert):
@@ -413,7 +419,7 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
             glob = f"{directory}/{group[0]}" if len(group) == 1 else f"{directory}/{{{','.join(group)}}}"
             client.command(
                 f"INSERT INTO {db}.`{spec.table}` ({cols}, `day`, `load_id`)\n"
-                f"SELECT {select}, toDate(substring(_file, length(_file) - 13, 10)),\n"
+                f"SELECT {select}, toDate(substring(_file, length(_file) - 13, 10)){guard},\n"
                 f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
                 f"FROM file('{glob}', CSV, '{prof.schema}')\n"
                 "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1")

@@ -327,8 +327,9 @@ _TS_MS_OR_US = "fromUnixTimestamp64Micro(if({c} >= 100000000000000, {c}, {c} * 1
 TRADES_CSV = CsvProfile(
         dataset="trades",
         name_pattern=re.compile(r"^([A-Z0-9]+)-trades-(\d{4}-\d{2}-\d{2})\.csv$"),
-        schema=("id Int64, price Float64, qty Float64, quote_qty Float64, time Int64, is_buyer_maker Bool, "
-                "is_best_match Nullable(Bool)"),
+        schema=("id Nullable(Int64), price Nullable(Float64), qty Nullable(Float64), quote_qty Nullable(Float64), "
+                "time Nullable(Int64), is_buyer_maker Nullable(Bool), is_best_match Nullable(Bool)"),
+        required=("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
         select={"ts": _TS_MS_OR_US.format(c="time"), "trade_id": "toString(id)", "price": "price",
                 "quantity": "qty", "amount": "quote_qty", "side": "if(is_buyer_maker, 'sell', 'buy')",
                 "seq": "id"},
@@ -336,9 +337,11 @@ TRADES_CSV = CsvProfile(
 KLINES_1M_CSV = CsvProfile(
         dataset="bars_1m",
         name_pattern=re.compile(r"^([A-Z0-9]+)-1m-(\d{4}-\d{2}-\d{2})\.csv$"),
-        schema=("open_time Int64, open Float64, high Float64, low Float64, close Float64, volume Float64, "
-                "close_time Int64, quote_volume Float64, count Int64, taker_buy_volume Float64, "
-                "taker_buy_quote_volume Float64, ignore Nullable(String)"),
+        schema=("open_time Nullable(Int64), open Nullable(Float64), high Nullable(Float64), low Nullable(Float64), "
+                "close Nullable(Float64), volume Nullable(Float64), close_time Nullable(Int64), "
+                "quote_volume Nullable(Float64), count Nullable(Int64), taker_buy_volume Nullable(Float64), "
+                "taker_buy_quote_volume Nullable(Float64), ignore Nullable(String)"),
+        required=("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count"),
         select={"ts": _TS_MS_OR_US.format(c="open_time"), "open": "open", "high": "high", "low": "low",
                 "close": "close", "volume": "volume", "amount": "quote_volume", "trades": "count"},
     )
