@@ -193,3 +193,33 @@ def test_request_figures_are_counted_per_slice_over_real_http(store):
 def test_a_feed_needs_workers():
     with pytest.raises(ValueError, match="workers"):
         Feed("X", [], fetch=None, workers=0)
+
+
+def test_an_empty_dump_never_wipes_a_stored_day(store, tmp_path):
+    """A 0-byte CSV or a header-only zip of a day already loaded fails its slice; the day stays."""
+    import zipfile
+
+    from marketdata_assets.lib.ticks.sources.binance.dumps import dump_feed
+    from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
+
+    day = date(2024, 6, 3)
+    keys = [SliceKey("trades", "BINANCE", "BTCUSDT", day), SliceKey("trades", "BINANCE", "ETHUSDT", day)]
+    for i, key in enumerate(keys):
+        write_dump(tmp_path / f"{key.instrument}-trades-{day}.csv", generate_trades(key.instrument, day, 300, seed=i))
+
+    def load(run_id: str) -> IngestReport:
+        return run_feed(store, dump_feed(tmp_path, keys, engine_reads_files=True, database=store.database,
+                                         run_id=run_id), run_id=run_id)
+
+    assert load("full").summary() == "Successful: 2/2"
+    (tmp_path / f"BTCUSDT-trades-{day}.csv").write_bytes(b"")
+    (tmp_path / f"ETHUSDT-trades-{day}.csv").unlink()
+    with zipfile.ZipFile(tmp_path / f"ETHUSDT-trades-{day}.zip", "w") as archive:
+        archive.writestr(f"ETHUSDT-trades-{day}.csv", "id,price,qty,quote_qty,time,is_buyer_maker\n")
+    report = load("empty")
+    assert report.summary() == "Successful: 0/2"
+    assert all("the dump holds no rows" in o.error for o in report.outcomes.values())
+    with store.get_client() as client:
+        counts = dict(client.query(f"SELECT instrument, count() FROM `{store.database}`.trades_v GROUP BY instrument")
+                      .result_rows)
+    assert counts == {"BTCUSDT": 300, "ETHUSDT": 300}

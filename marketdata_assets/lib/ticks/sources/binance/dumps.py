@@ -190,6 +190,20 @@ def _open_binary(path: Path) -> tuple[IO[bytes], list]:
     return stream, [stream]
 
 
+def has_rows(path: Path) -> bool:
+    """Whether a dump (plain or zipped) holds at least one data line (not only a header)."""
+    stream, closers = _open_binary(path)
+    try:
+        for line in stream:
+            fields = line.strip().lstrip(b"\xef\xbb\xbf").split(b",")
+            if fields[0] and fields[0].lstrip(b"-").isdigit():
+                return True
+        return False
+    finally:
+        for closer in closers:
+            closer.close()
+
+
 def _time_us(column: str) -> pl.Expr:
     """Milliseconds (13 digits) or microseconds (16 digits), per row."""
     t = pl.col(column)
@@ -390,6 +404,9 @@ def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, dat
             if not files:
                 results[key] = FileNotFoundError(f"{key}: no dump file {key.instrument}-{token}-{key.day}.csv or "
                                                  f".zip under {root}")
+            elif not has_rows(files[0]):
+                results[key] = ValueError(f"{files[0]}: {key}: the dump holds no rows (0 bytes or a header only); "
+                                          "not loaded over the stored day: a venue's day is never empty")
             elif files[0].suffix == ".csv" and engine_reads_files:
                 csvs.setdefault(key.dataset, []).append((key, files[0]))
             else:
