@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -155,3 +156,59 @@ def test_error_table_classifies_fragments_codes_and_statuses_in_that_order():
     assert table.classify(418, None, "") == "banned"
     assert [table.classify(s, None, "") for s in (401, 403, 404, 429, 503, 400)] == [
         "permission", "permission", "not_found", "rate_limited", "retry", "rejected"]
+
+
+def test_a_body_dripped_a_byte_at_a_time_is_cut_off_by_the_deadline():
+    """httpx's timeout is per read: a small page sent a byte every 0.1 s never trips it. The client's
+    deadline for the whole answer does, the request is retried, then fails naming the deadline."""
+    import socket
+    import threading
+
+    stop = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    served = []
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            served.append(time.monotonic())
+            body = b'{"data": "' + b"x" * 200 + b'"}'
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n")
+                for byte in body:
+                    if stop.is_set():
+                        break
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    async def go():
+        async with ApiClient(url, timeout_s=1.0, deadline_s=0.5,
+                             retry=RetryPolicy(max_retries=1, backoff_base_s=0.01)) as api:
+            return await api.call("GET", "/page"), api.stats
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(ApiError, match="no complete answer within the 0.5 s deadline") as error:
+            asyncio.run(go())
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+    assert time.monotonic() - started < 5  # two attempts of 0.5 s, not 20 s of dripping each
+    assert len(served) == 2 and "gave up after 2 attempts" in str(error.value)

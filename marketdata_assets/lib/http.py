@@ -368,7 +368,8 @@ class ApiClient:
     def __init__(self, base_url: str, *, requests_per_minute: float | None = None, max_concurrency: int | None = None,
                  timeout_s: float = 30.0, retry: RetryPolicy | None = None, headers: dict[str, str] | None = None,
                  rng: random.Random | None = None, weight_per_window: int | None = None,
-                 weight_window_s: float | None = None, weight_headroom: float | None = None):
+                 weight_window_s: float | None = None, weight_headroom: float | None = None,
+                 deadline_s: float | None = None):
         limits = self.LIMITS
         rpm = requests_per_minute if requests_per_minute is not None else limits.requests_per_minute
         concurrency = max_concurrency if max_concurrency is not None else limits.max_concurrency
@@ -384,6 +385,8 @@ class ApiClient:
         self.rng = rng or random.Random()
         self.pause_until = 0.0  # wall clock: no request leaves before (a source's per-window limit)
         self.stopped: dict[str | None, SourceError] = {}  # endpoint (None: every one) -> why it stopped
+        # httpx's timeout bounds each read; a body dripped a byte at a time needs a deadline for the whole answer
+        self.deadline_s = deadline_s if deadline_s is not None else 4 * timeout_s
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s),
                                        headers=headers or {}, follow_redirects=False)
 
@@ -472,7 +475,10 @@ class ApiClient:
             for stats in _tallies(self.stats):
                 stats.requests += 1
             started = time.monotonic()
-            response = await self._http.request(method, path, **kwargs)
+            try:
+                response = await asyncio.wait_for(self._http.request(method, path, **kwargs), self.deadline_s)
+            except asyncio.TimeoutError:
+                raise httpx.ReadTimeout(f"no complete answer within the {self.deadline_s:g} s deadline") from None
         latency = time.monotonic() - started
         for stats in _tallies(self.stats):
             stats.latency_s.append(latency)
