@@ -459,10 +459,10 @@ class ApiClient:
 
     async def _send(self, method: str, path: str, endpoint: str | None, kwargs: dict) -> httpx.Response:
         """Wait for every gate, check at send time that nothing stopped the endpoint, send."""
-        cost = self.LIMITS.weights.get(endpoint or path, 1) if self.weight is not None else 0
+        cost = kwargs.pop("_weight", None) or self.LIMITS.weights.get(endpoint or path, 1)  # never sent to httpx
         self._refuse(endpoint)
         if self.weight is not None:
-            waited = await self.weight.acquire(kwargs.pop("_weight", cost))
+            waited = await self.weight.acquire(cost)
             if waited:
                 for stats in _tallies(self.stats):
                     stats.weight_waits += 1

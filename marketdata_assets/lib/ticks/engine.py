@@ -146,8 +146,12 @@ class IngestReport:
         for name, figures in other.sources.items():
             mine = self.sources.setdefault(name, {})
             for key, value in figures.items():
-                mine[key] = value if not isinstance(value, (int, float)) or key.startswith("latency") \
-                    else mine.get(key, 0) + value
+                if not isinstance(value, (int, float)) or key.startswith("latency"):
+                    mine[key] = value  # a percentile of the last stage: not additive
+                elif key.startswith("max_"):
+                    mine[key] = max(mine.get(key, 0), value)
+                else:
+                    mine[key] = mine.get(key, 0) + value
 
     def of(self, dataset: str) -> list[SliceOutcome]:
         return [o for k, o in self.outcomes.items() if k.dataset == dataset]
