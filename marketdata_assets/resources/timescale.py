@@ -5,10 +5,15 @@ The probe runs once per step process and tells assets which path to take:
 - `license`: "timescale" (continuous aggregates available) or "apache" (hypertables only),
 - `copy_from_stdin`: False on the PGlite (WebAssembly) server, where COPY FROM STDIN aborts the
   server, so loaders use multi-row INSERT ... SELECT FROM unnest(...) instead.
+
+A server that dies mid-work fails the step within seconds: the first lost connection marks the
+store down, closes the pool (threads waiting for a connection wake up) and every later request
+raises the same StoreUnavailable naming the server, instead of each waiting the pool timeout.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -16,10 +21,14 @@ from typing import Literal
 
 import dagster as dg
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from pydantic import Field, PrivateAttr
 
 from marketdata_assets.lib.errors import StoreUnavailable, scrub
+
+
+# How long a step waits on the pool before checking that the server is still there.
+CHECKOUT_SLICE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class TimescaleResource(dg.ConfigurableResource):
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
     _capabilities: TimescaleCapabilities | None = PrivateAttr(default=None)
+    _down: StoreUnavailable | None = PrivateAttr(default=None)
 
     @property
     def address(self) -> str:
@@ -81,7 +91,9 @@ class TimescaleResource(dg.ConfigurableResource):
     def _conninfo(self) -> str:
         return psycopg.conninfo.make_conninfo(
             host=self.host, port=self.port, user=self.user, password=self.password or None, dbname=self.dbname,
-            sslmode=self.sslmode, connect_timeout=self.connect_timeout_s, application_name=self.application_name)
+            sslmode=self.sslmode, connect_timeout=self.connect_timeout_s, application_name=self.application_name,
+            # a host that vanishes without closing the socket is noticed in ~25 s, not never
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 
     def _error(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(
@@ -110,12 +122,27 @@ class TimescaleResource(dg.ConfigurableResource):
             self._capabilities = probe_capabilities(conn, self.copy_mode)
         size = 1 if self._capabilities.single_session else self.pool_size
         self._pool = ConnectionPool(self._conninfo(), min_size=1, max_size=size, open=True,
-                                    timeout=max(30, self.connect_timeout_s), name=f"timescale-{self.dbname}")
+                                    timeout=max(30, self.connect_timeout_s), name=f"timescale-{self.dbname}",
+                                    check=ConnectionPool.check_connection)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self._down = None
+
+    def _lost(self, error: Exception) -> StoreUnavailable:
+        """The server went away under a connection: every other user of this resource fails now too."""
+        if self._down is None:
+            self._down = self._error(f"connection lost mid-work ({str(error).strip() or type(error).__name__})")
+            if self._pool is not None:
+                self._pool.close(timeout=1)  # waiting threads get PoolClosed at once
+        return self._down_error()
+
+    def _down_error(self) -> StoreUnavailable:
+        """A fresh exception per raise (threads must not share one traceback)."""
+        down = self._down
+        return StoreUnavailable(down.store, down.address, down.reason, down.hint)
 
     @property
     def capabilities(self) -> TimescaleCapabilities:
@@ -124,13 +151,43 @@ class TimescaleResource(dg.ConfigurableResource):
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection; committed on success, rolled back on error (psycopg_pool semantics)."""
+        """A pooled connection; committed on success, rolled back on error (psycopg_pool semantics).
+        A connection lost to the server raises StoreUnavailable, here and in every later call."""
+        if self._down is not None:
+            raise self._down_error()
         self.open()
+        pool = self._pool
+        conn = self._checkout(pool)
         try:
-            with self._pool.connection() as conn:
+            with conn:
                 yield conn
-        except PoolTimeout as error:
-            raise self._error(f"no connection within the pool timeout ({error})") from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            if conn.broken or conn.closed:
+                raise self._lost(error) from None
+            raise
+        finally:
+            pool.putconn(conn)
+
+    def _checkout(self, pool: ConnectionPool) -> psycopg.Connection:
+        """Wait for a pooled connection in short slices; between slices a direct connection attempt
+        tells a busy pool (keep waiting) from a dead server (fail now, not at the pool timeout)."""
+        deadline = time.monotonic() + pool.timeout
+        while True:
+            try:
+                return pool.getconn(timeout=max(0.1, min(CHECKOUT_SLICE_S, deadline - time.monotonic())))
+            except PoolClosed:
+                if self._down is not None:
+                    raise self._down_error() from None
+                raise
+            except PoolTimeout as error:
+                if self._down is not None:
+                    raise self._down_error() from None
+                try:
+                    psycopg.connect(self._conninfo()).close()
+                except psycopg.OperationalError as failure:
+                    raise self._lost(failure) from None
+                if time.monotonic() >= deadline:
+                    raise self._error(f"no connection within the pool timeout ({error})") from None
 
     def ensure_extension(self) -> None:
         """CREATE EXTENSION timescaledb if missing (needs it in shared_preload_libraries)."""

@@ -1,18 +1,14 @@
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 
 from marketdata_assets import pools, settings
 from marketdata_assets.defs.bars.partitions import minute_bar_months
-from marketdata_assets.lib.bars import kline, loader
+from marketdata_assets.lib.bars import kline, landing_load, loader
 from marketdata_assets.lib.bars.csv_profiles import load_profiles
 from marketdata_assets.lib.bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
-from marketdata_assets.lib.bars.minute_csv import CsvFileError
 from marketdata_assets.lib.charts import Candle, candlestick_svg, svg_markdown_image
-from marketdata_assets.lib.files import quarantine
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.resources import TimescaleResource
 
@@ -61,106 +57,21 @@ class MinuteBarLoadConfig(dg.Config):
 def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfig,
                    timescale: TimescaleResource) -> dg.MaterializeResult:
     """1-minute forward-adjusted A-share bars from the CSV landing area, one row per code and minute
-    (Beijing wall-clock time). Each (file, month) loads once per content; re-loading replaces."""
-    started = time.monotonic()
-    months = partition_months(context)
-    root = settings.minute_bars_landing_dir()
-    quarantine_root = settings.quarantine_dir("minute_bars")
-    profiles = load_profiles(config.profiles_file or None)
+    (Beijing wall-clock time). Each (file, month) loads once per content; re-loading replaces; a file
+    that can't be loaded is quarantined with its reason and the others load."""
     capabilities = timescale.capabilities
-    with timescale.connection() as conn:
-        with loader.ddl_lock(conn):
-            kline.ensure_minute_table(conn)
-            loader.ensure_loader_tables(conn)
-        indexed, stale = loader.landing_index(conn, root)
-
-    wanted = set(months)
-    # Files indexed as they are now: only those with rows in the run's months. New or changed files:
-    # all, their months are learnt in the worker (small files parsed once for both).
-    work = [(root / rel, rel, None, sorted(wanted & set(file_months)))
-            for rel, (file_months, error) in indexed.items() if not error and wanted & set(file_months)]
-    work += [(path, rel, stat, None) for path, rel, stat in stale]
-    work.sort(key=lambda item: item[0].stat().st_size, reverse=True)  # largest first
-    workers = 1 if capabilities.single_session else max(1, config.workers)
-    context.log.info(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} ({len(stale)} new or "
-                     f"changed); {'binary COPY' if capabilities.copy_from_stdin else 'INSERT ... unnest'}, "
-                     f"{workers} workers")
-    quarantined = []
-
-    def load(path: Path, rel: str, stat, file_months) -> loader.FileLoad | None:
-        parsed = None
-        with timescale.connection() as conn:
-            if file_months is None:
-                try:
-                    first, last, all_months, parsed = loader.file_span(path, profiles)
-                except CsvFileError as error:  # the whole file can't be read: out of the landing area
-                    loader.record_index(conn, rel, stat, None, None, [], str(error))
-                    quarantine(path, str(error), quarantine_root, relative_to=root)
-                    quarantined.append({"file": rel, "reason": str(error)})
-                    context.log.warning(f"quarantined {rel}: {error}")
-                    return None
-                loader.record_index(conn, rel, stat, first, last, all_months, None)
-                file_months = sorted(wanted & set(all_months))
-                if not file_months:
-                    return None
-            sha = loader.file_sha256(path)
-            todo = loader.months_to_load(conn, rel, sha, file_months, config.force)
-            conn.commit()
-            if not todo:
-                return loader.FileLoad(file=rel, size_bytes=path.stat().st_size,
-                                       months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
-            return loader.load_file(conn, path, rel, todo, sha256=sha, use_copy=capabilities.copy_from_stdin,
-                                    run_id=context.run.run_id, reject_dir=quarantine_root / "rejects",
-                                    profiles=profiles, parsed=parsed)
-
-    results: list[loader.FileLoad] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(load, *item): item for item in work}
-        for done, future in enumerate(as_completed(futures), start=1):
-            _, rel, _, _ = futures[future]
-            try:
-                outcome = future.result()
-            except CsvFileError as error:  # found mid-file (e.g. undecodable bytes): nothing of it was kept
-                outcome = loader.FileLoad(file=rel, size_bytes=0, outcome="failed", error=str(error))
-            if outcome is None:
-                continue
-            results.append(outcome)
-            rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
-            context.log.info(f"[{done}/{len(work)}] {outcome.outcome} {rel}: {outcome.rows:,} rows, "
-                             f"{outcome.rejects} rejected{rate}")
-
-    failed = [r for r in results if r.outcome == "failed"]
-    loaded = [r for r in results if r.outcome == "loaded"]
-    rows = sum(r.rows for r in loaded)
-    seconds = round(time.monotonic() - started, 3)
-    metadata = {
-        "months": f"{months[0]:%Y-%m}..{months[-1]:%Y-%m}",
-        "write_path": "binary COPY" if capabilities.copy_from_stdin else "INSERT ... SELECT FROM unnest",
-        "files_considered": len(results),
-        "files_loaded": len(loaded),
-        "files_skipped": sum(r.outcome == "skipped" for r in results),
-        "files_failed": len(failed),
-        "files_quarantined": len(quarantined),
-        "rows_loaded": dg.MetadataValue.int(rows),
-        "rows_replaced": sum(r.rows_deleted for r in loaded),
-        "rows_rejected": sum(r.rejects for r in results),
-        "duplicates_dropped": sum(r.duplicates_dropped for r in loaded),
-        "rows_per_second": round(rows / seconds) if seconds else None,
-        "seconds": seconds,
-        "files": dg.MetadataValue.md(_file_table(results)) if results else "none",
-    }
-    if quarantined:
-        metadata["quarantined"] = dg.MetadataValue.json(quarantined)
-    if failed:
-        metadata["failed"] = dg.MetadataValue.json([{"file": r.file, "error": r.error} for r in failed])
-        context.log.error("failed files: " + "; ".join(f"{r.file}: {r.error}" for r in failed))
+    report = landing_load.load_landing(
+        timescale.connection, settings.minute_bars_landing_dir(), partition_months(context),
+        quarantine_root=settings.quarantine_dir("minute_bars"), use_copy=capabilities.copy_from_stdin,
+        workers=1 if capabilities.single_session else max(1, config.workers), force=config.force,
+        profiles=load_profiles(config.profiles_file or None), run_id=context.run.run_id, log=context.log.info)
+    metadata = report.metadata()
+    metadata["rows_loaded"] = dg.MetadataValue.int(metadata["rows_loaded"])
+    metadata["files"] = dg.MetadataValue.md(report.files_table()) if report.files else "none"
+    if report.quarantined:
+        metadata["quarantined"] = dg.MetadataValue.json(report.quarantined)
+        context.log.warning("quarantined: " + "; ".join(f"{q['file']}: {q['reason']}" for q in report.quarantined))
     return dg.MaterializeResult(metadata=metadata)
-
-
-def _file_table(results: list[loader.FileLoad]) -> str:
-    return table(["file", "months", "outcome", "rows", "replaced", "rejected", "duplicates", "seconds", "note"],
-                 ([r.file, " ".join(r.months), r.outcome, r.rows, r.rows_deleted, r.rejects, r.duplicates_dropped,
-                   r.seconds, r.rejects_file or r.error] for r in sorted(results, key=lambda r: r.file)))
 
 
 class MonthlyKlineConfig(dg.Config):

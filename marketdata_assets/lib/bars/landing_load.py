@@ -1,0 +1,164 @@
+"""One load of the minute-bar landing area for a run's months: which files, in parallel, and what
+happened to each.
+
+The files of the months (by the landing index; new or changed files are indexed on the way) load
+largest first on `workers` connections, each file in its own transaction (loader.load_file). A
+file that can't be loaded — unreadable, no known layout, a time column that never parses, values
+the database refuses — is quarantined with its reason and every other file loads. A store that goes
+away is different: the first StoreUnavailable cancels the queued files and fails the load at once,
+so a dead server costs seconds, not a pool timeout per file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import psycopg
+
+from marketdata_assets.lib.bars import kline, loader
+from marketdata_assets.lib.bars.csv_profiles import CsvProfile
+from marketdata_assets.lib.errors import StoreUnavailable
+from marketdata_assets.lib.files import quarantine
+from marketdata_assets.lib.markdown import table
+
+# What a file's own content can cause; anything else (a server gone, a bug) fails the load.
+FILE_ERRORS = (ValueError, UnicodeError, OSError, psycopg.DataError, pl.exceptions.PolarsError)
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A file to look at: `months` known from the index, or None for a new/changed file (`stat` set)."""
+
+    path: Path
+    rel: str
+    stat: object | None
+    months: list[date] | None
+
+
+@dataclass
+class LandingLoad:
+    """What one load did: the outcome of every file looked at, and the quarantined ones."""
+
+    months: list[date]
+    use_copy: bool
+    workers: int
+    files: list[loader.FileLoad] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def metadata(self) -> dict:
+        """Plain values; the asset turns the tables into Markdown/JSON metadata."""
+        loaded = [f for f in self.files if f.outcome == "loaded"]
+        rows = sum(f.rows for f in loaded)
+        return {
+            "months": f"{self.months[0]:%Y-%m}..{self.months[-1]:%Y-%m}",
+            "write_path": "binary COPY" if self.use_copy else "INSERT ... SELECT FROM unnest",
+            "files_considered": len(self.files),
+            "files_loaded": len(loaded),
+            "files_skipped": sum(f.outcome == "skipped" for f in self.files),
+            "files_quarantined": len(self.quarantined),
+            "rows_loaded": rows,
+            "rows_replaced": sum(f.rows_deleted for f in loaded),
+            "rows_rejected": sum(f.rejects for f in self.files),
+            "duplicates_dropped": sum(f.duplicates_dropped for f in loaded),
+            "rows_per_second": round(rows / self.seconds) if self.seconds else None,
+            "seconds": self.seconds,
+        }
+
+    def files_table(self) -> str:
+        return table(["file", "months", "outcome", "rows", "replaced", "rejected", "duplicates", "seconds", "note"],
+                     ([f.file, " ".join(f.months), f.outcome, f.rows, f.rows_deleted, f.rejects,
+                       f.duplicates_dropped, f.seconds, f.rejects_file or f.error]
+                      for f in sorted(self.files, key=lambda f: f.file)))
+
+
+def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date]) -> list[LandingFile]:
+    """The files that may hold rows of `months`, largest first: indexed files with rows in them, and
+    every new or changed file (its months are learnt when it is read)."""
+    indexed, stale = loader.landing_index(conn, root)
+    wanted = set(months)
+    work = [LandingFile(root / rel, rel, None, sorted(wanted & set(file_months)))
+            for rel, (file_months, error) in indexed.items() if not error and wanted & set(file_months)]
+    work += [LandingFile(path, rel, stat, None) for path, rel, stat in stale]
+    return sorted(work, key=lambda item: item.path.stat().st_size, reverse=True)
+
+
+def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connection]], root: Path,
+                 months: Sequence[date], *, quarantine_root: Path, use_copy: bool, workers: int = 4,
+                 force: bool = False, profiles: Sequence[CsvProfile] | None = None, run_id: str | None = None,
+                 log: Callable[[str], None] = lambda message: None) -> LandingLoad:
+    """Load the landing files' rows of `months` into stock_1min_qfq; `connection()` yields a pooled
+    connection (the resource's). Raises StoreUnavailable when the server goes away."""
+    started = time.monotonic()
+    report = LandingLoad(months=list(months), use_copy=use_copy, workers=workers)
+    with connection() as conn:
+        with loader.ddl_lock(conn):
+            kline.ensure_minute_table(conn)
+            loader.ensure_loader_tables(conn)
+        work = plan_files(conn, root, months)
+    log(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
+        f"({sum(f.months is None for f in work)} new or changed); "
+        f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers")
+    wanted = set(months)
+
+    def set_aside(item: LandingFile, error: Exception) -> None:
+        reason = str(error)
+        if isinstance(error, psycopg.Error):  # the driver's message doesn't name the file
+            reason = f"{item.rel}: the database refused the file's rows: {' '.join(reason.split())}"
+        try:
+            quarantine(item.path, reason, quarantine_root, relative_to=root)
+        except OSError as failure:  # e.g. the file vanished: it is then no longer in the landing area
+            reason = f"{reason} (could not be moved aside: {failure})"
+        report.quarantined.append({"file": item.rel, "reason": reason})
+        log(f"quarantined {item.rel}: {reason}")
+
+    def load(item: LandingFile) -> loader.FileLoad | None:
+        with connection() as conn:
+            file_months, parsed = item.months, None
+            if file_months is None:
+                try:
+                    first, last, all_months, parsed = loader.file_span(item.path, profiles)
+                except FILE_ERRORS as error:  # the whole file can't be read: out of the landing area
+                    loader.record_index(conn, item.rel, item.stat, None, None, [], str(error))
+                    raise
+                loader.record_index(conn, item.rel, item.stat, first, last, all_months, None)
+                file_months = sorted(wanted & set(all_months))
+                if not file_months:
+                    return None
+            sha = loader.file_sha256(item.path)
+            todo = loader.months_to_load(conn, item.rel, sha, file_months, force)
+            conn.commit()
+            if not todo:
+                return loader.FileLoad(file=item.rel, size_bytes=item.path.stat().st_size,
+                                       months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
+            return loader.load_file(conn, item.path, item.rel, todo, sha256=sha, use_copy=use_copy, run_id=run_id,
+                                    reject_dir=quarantine_root / "rejects", profiles=profiles, parsed=parsed)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(load, item): item for item in work}
+        try:
+            for done, future in enumerate(as_completed(futures), start=1):
+                item = futures[future]
+                try:
+                    outcome = future.result()
+                except FILE_ERRORS as error:  # nothing of the file was kept (one transaction)
+                    set_aside(item, error)
+                    continue
+                if outcome is None:
+                    continue
+                report.files.append(outcome)
+                rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
+                log(f"[{done}/{len(work)}] {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
+                    f"{outcome.rejects} rejected{rate}")
+        except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    report.seconds = round(time.monotonic() - started, 3)
+    return report

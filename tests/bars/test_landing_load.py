@@ -1,0 +1,119 @@
+"""The landing load engine against the real TimescaleDB: a server dying mid-load fails it within
+seconds naming the server, and a file that can't be loaded is set aside while the others load."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+
+from marketdata_assets import settings
+from marketdata_assets.lib.bars import landing_load
+from marketdata_assets.lib.errors import StoreUnavailable
+from marketdata_assets.replay import minute_csv as fx
+from marketdata_assets.resources import TimescaleResource
+from tests.conftest import recreate_database
+from tests.fault_proxy import FaultProxy
+
+DB = "marketdata_landing_load_test"
+DAYS = fx.trading_days(date(2026, 1, 5), 5)
+MONTHS = [date(2026, 1, 1)]
+
+
+def resource(port: int) -> TimescaleResource:
+    return TimescaleResource(host="127.0.0.1", port=port, user=settings.get("TIMESCALE_USER"),
+                             password=settings.get("TIMESCALE_PASSWORD"), dbname=DB, sslmode="disable",
+                             connect_timeout_s=2)
+
+
+def stored() -> pl.DataFrame:
+    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
+        rows = conn.execute("SELECT time, code, name, open, high, low, close, volume, amount "
+                            "FROM stock_1min_qfq ORDER BY code, time").fetchall()
+    return pl.DataFrame(rows, schema=fx.MINUTE_SCHEMA, orient="row")
+
+
+@pytest.fixture
+def landing(tmp_path) -> tuple[Path, pl.DataFrame]:
+    recreate_database(DB, extension=True)
+    root = tmp_path / "landing"
+    root.mkdir()
+    truths = []
+    for i in range(16):
+        bars = fx.make_bars(f"{600000 + i}.SH", DAYS, seed=i)
+        fx.write_text(root / f"{600000 + i}.SH.csv", fx.render(bars, "tushare"))
+        truths.append(fx.expected(bars, "tushare"))
+    return root, pl.concat(truths).sort("code", "time")
+
+
+def test_server_dying_mid_load_fails_within_seconds_naming_it_then_a_rerun_is_exact(landing, tmp_path):
+    root, truth = landing
+    proxy = FaultProxy("127.0.0.1", int(settings.get("TIMESCALE_PORT")))
+    dying = resource(proxy.port)
+    killed_at: list[float] = []
+
+    def log(message: str) -> None:  # the first finished file is the event: the server dies right there
+        if message.startswith("[") and not killed_at:
+            proxy.kill()
+            killed_at.append(time.monotonic())
+
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            landing_load.load_landing(dying.connection, root, MONTHS, quarantine_root=tmp_path / "q",
+                                      use_copy=True, workers=2, log=log)
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            outcome["error"], outcome["at"] = error, time.monotonic()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout=90)
+    dying.close()
+    assert not worker.is_alive(), "the load hung after the server died"
+    assert killed_at, "the load never finished a file"
+    error = outcome["error"]
+    assert isinstance(error, StoreUnavailable), repr(error)
+    assert outcome["at"] - killed_at[0] < 10  # was 30 s of pool timeout per queued file
+    assert f"TimescaleDB at 127.0.0.1:{proxy.port}" in str(error) and "make stack-up" in str(error)
+    assert "connection lost" in str(error)
+    assert not (tmp_path / "q").exists()  # nothing was quarantined for the server's fault
+    assert 0 < stored().height < truth.height
+
+    live = resource(int(settings.get("TIMESCALE_PORT")))
+    try:
+        report = landing_load.load_landing(live.connection, root, MONTHS, quarantine_root=tmp_path / "q",
+                                           use_copy=True, workers=2)
+    finally:
+        live.close()
+    assert report.metadata()["files_loaded"] + report.metadata()["files_skipped"] == 16
+    assert report.metadata()["files_skipped"] >= 1  # what committed before the death is not redone
+    assert stored().equals(truth)
+
+
+def test_a_file_the_database_refuses_is_quarantined_and_the_others_load(landing, tmp_path):
+    """A NUL byte in a name passes the CSV reader but no Postgres text column takes it: that file
+    alone is set aside with the reason, nothing of it is stored, the other files load."""
+    root, truth = landing
+    bad = fx.make_bars("688001.SH", DAYS[:1], seed=99).with_columns(name=pl.lit("bad\x00name"))
+    fx.write_text(root / "688001.SH.csv", fx.render(bad, "cn_minute"))
+    live = resource(int(settings.get("TIMESCALE_PORT")))
+    try:
+        report = landing_load.load_landing(live.connection, root, MONTHS, quarantine_root=tmp_path / "q",
+                                           use_copy=True, workers=2)
+    finally:
+        live.close()
+    meta = report.metadata()
+    assert (meta["files_loaded"], meta["files_quarantined"]) == (16, 1)
+    (entry,) = report.quarantined
+    assert entry["file"] == "688001.SH.csv"
+    assert entry["reason"].startswith("688001.SH.csv: the database refused the file's rows: ")
+    assert "0x00" in entry["reason"] and "column name" in entry["reason"]
+    assert entry["reason"] in (tmp_path / "q" / "688001.SH.csv.reason.txt").read_text()
+    assert not (root / "688001.SH.csv").exists()
+    assert stored().equals(truth)
