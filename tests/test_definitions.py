@@ -34,7 +34,7 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         assert not missing, f"{key.to_user_string()} needs resources {sorted(missing)} the location does not have"
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     assert {"alphas", "ticks", "bars"} <= set(groups)
-    assert groups["ticks"] == {"tick_store", *TICKS_CHECKS}
+    assert groups["ticks"] == {"tick_store", "tick_compaction", *TICKS_CHECKS}
     for name in TICKS_CHECKS:
         assert graph.get(dg.AssetKey(name)).partitions_def is not None, f"{name} is not partitioned"
     checks: dict[str, set[str]] = {}
@@ -42,5 +42,6 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         checks.setdefault(check.asset_key.to_user_string(), set()).add(check.name)
     for name, expected in TICKS_CHECKS.items():
         assert expected <= checks.get(name, set()), f"{name} lacks checks {sorted(expected - checks.get(name, set()))}"
-    assert {job.name for job in repo.get_all_jobs()} >= {"crypto_ticks_job", "binance_dumps_job", "a_share_ticks_job"}
+    assert {job.name for job in repo.get_all_jobs()} >= {"crypto_ticks_job", "binance_dumps_job", "a_share_ticks_job",
+                                                       "tick_compaction_job"}
     assert {s.name for s in repo.sensor_defs} >= {"binance_dump_files", "crypto_instruments_from_config"}

@@ -84,13 +84,18 @@ def test_trades_body_uses_quote_qty():
 
 def test_klines_twelve_element_mixed_arrays():
     body = [[1499040000000, "0.01634790", "0.80000000", "0.01575800", "0.01577100", "148976.11427815",
-             1499644799999, "2434.19055334", 308, "1756.87402397", "28.46694368", "0"]]
+             1499040059999, "2434.19055334", 308, "1756.87402397", "28.46694368", "0"]]
     frame = parse_klines(body, "ETHBTC")
     assert frame.schema == pl.Schema(BARS_SCHEMA)
     assert frame.row(0) == (datetime(2017, 7, 3, tzinfo=UTC), "BINANCE", "ETHBTC", 0.0163479, 0.8, 0.015758,
                             0.015771, 148976.11427815, 2434.19055334, 308)
     with pytest.raises(SourceDataError, match="12-element"):
         parse_klines([body[0][:11]], "ETHBTC")
+    # the documented example closes a week later (1499644799999): not a 1-minute kline
+    with pytest.raises(SourceDataError, match=r"kline #0 \(2017-07-03 00:00\) spans 604800 s .* not 60 s"):
+        parse_klines([[*body[0][:6], 1499644799999, *body[0][7:]]], "ETHBTC")
+    micro = [[1499040000000000, *body[0][1:6], 1499040059999999, *body[0][7:]]]  # X-MBX-TIME-UNIT: MICROSECOND
+    assert parse_klines(micro, "ETHBTC").row(0) == frame.row(0)
 
 
 def test_depth_has_no_timestamp_so_ts_is_the_receive_time():

@@ -1,7 +1,10 @@
-"""lib.ticks.clickhouse_tables on the real embedded ClickHouse (chDB): DDL, read views, pointer, compaction."""
+"""lib.ticks.clickhouse_tables on the real embedded ClickHouse (chDB): DDL, read views, pointer, compaction
+(what it reclaims, that reads stay exact while it runs, that a concurrent write stops the swap)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
@@ -10,6 +13,7 @@ import pytest
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import frames
 from marketdata_assets.lib.ticks import writer as w
+from marketdata_assets.resources import ClickHouseResource
 
 DAY = date(2024, 3, 31)           # a month end: the next day is in another partition
 UTC = timezone.utc
@@ -27,6 +31,26 @@ def trades(n: int, day: date, instrument: str = "BTCUSDT", seed: int = 0) -> pl.
         "side": ["buy" if i % 2 else "sell" for i in range(n)],
         "seq": list(range(n)),
     }, schema=frames.TRADES_SCHEMA)
+
+
+def load_id_aged(client, age: timedelta) -> int:
+    """A load id (snowflake) as the engine would have issued it `age` ago."""
+    now_ms = int(client.command("SELECT toUnixTimestamp64Milli(now64(3))"))
+    return ((now_ms - int(age.total_seconds() * 1000)) << 22) | 1
+
+
+def insert_orphan(client, db: str, frame: pl.DataFrame, day: date, load_id: int) -> int:
+    """Rows inserted under a load whose pointer never flipped (a killed load); the daily aggregate
+    gets its rows too (the materialized view)."""
+    table = frame.with_columns(pl.lit(day, pl.Date).alias("day"), pl.lit(load_id, pl.UInt64).alias("load_id"))
+    client.insert_arrow("trades", table.to_arrow(compat_level=pl.CompatLevel.oldest()), database=db)
+    return frame.height
+
+
+def parts(client, db: str) -> list[tuple]:
+    """The active parts of every table: unchanged means nothing was rewritten."""
+    return client.query("SELECT table, name FROM system.parts WHERE database = {db:String} AND active "
+                        "ORDER BY table, name", parameters={"db": db}).result_rows
 
 
 @pytest.fixture
@@ -177,3 +201,193 @@ def test_books_and_bars_views(ch):
     with pytest.raises(ValueError, match="unknown dataset 'book_snapshots'"):
         ct.spec_for("book_snapshots")  # no aliases: the dataset's one name
     assert ct.spec_for("books") is frames.BOOKS and ct.spec_for("bars_1m") is frames.BARS
+
+
+def _garbage_of_every_kind(client, db) -> dict:
+    """March 2024: a reloaded slice (superseded), a load killed two days ago (orphaned), a load
+    issued just now that never flipped (pending: may be in flight); April: one clean load."""
+    w.write_slice(client, db, "trades", trades(100, DAY, seed=1), "BINANCE", "BTCUSDT", DAY, "r1")
+    w.write_slice(client, db, "trades", trades(40, DAY, seed=2), "BINANCE", "BTCUSDT", DAY, "r2")
+    old = insert_orphan(client, db, trades(30, DAY - timedelta(days=1), "ETHUSDT", seed=3), DAY - timedelta(days=1),
+                        load_id_aged(client, timedelta(days=2)))
+    fresh = insert_orphan(client, db, trades(20, DAY - timedelta(days=2), "SOLUSDT", seed=4),
+                          DAY - timedelta(days=2), load_id_aged(client, timedelta(minutes=1)))
+    april = DAY + timedelta(days=1)
+    w.write_slice(client, db, "trades", trades(50, april, seed=5), "BINANCE", "BTCUSDT", april, "r1")
+    return {"superseded": 100, "orphaned": old, "pending": fresh}
+
+
+def test_garbage_by_month_splits_superseded_orphaned_and_pending_loads(ch):
+    client, db = ch
+    _garbage_of_every_kind(client, db)
+    found = {(g.table, g.month): g for g in ct.garbage_by_month(client, db, "trades")}
+    assert found == {
+        ("trades", "202403"): ct.MonthGarbage("trades", "trades", "202403", 190, 100, 30, 20),
+        ("trades", "202404"): ct.MonthGarbage("trades", "trades", "202404", 50),
+        # the aggregate: one row per (slice, load)
+        ("trades_1d_agg", "202403"): ct.MonthGarbage("trades", "trades_1d_agg", "202403", 4, 1, 1, 1),
+        ("trades_1d_agg", "202404"): ct.MonthGarbage("trades", "trades_1d_agg", "202404", 1)}
+    assert found["trades", "202403"].reclaimable == 130
+    only_april = ct.garbage_by_month(client, db, "trades", months=["2024-04"])
+    assert [(g.table, g.month, g.reclaimable) for g in only_april] == [("trades", "202404", 0),
+                                                                        ("trades_1d_agg", "202404", 0)]
+    no_grace = ct.garbage_by_month(client, db, "trades", months=[date(2024, 3, 1)], orphan_grace=timedelta(0))
+    assert [(g.orphaned, g.pending) for g in no_grace] == [(50, 0), (2, 0)]
+    assert ct.garbage_by_month(client, db, "books") == []
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        ct.garbage_by_month(client, db, "trades", months=["2024-3; DROP"])
+
+
+def test_compaction_reclaims_old_orphans_and_keeps_loads_that_may_be_in_flight(ch):
+    client, db = ch
+    kinds = _garbage_of_every_kind(client, db)
+    window = (DAY - timedelta(days=3), DAY + timedelta(days=2))
+    reads = {i: ct.read_range(client, db, "trades", "BINANCE", i, *window) for i in ("BTCUSDT", "ETHUSDT", "SOLUSDT")}
+    bars = ct.daily_bars(client, db, "BINANCE", "BTCUSDT", *window)
+    assert ct.garbage_rows(client, db, "trades") == sum(kinds.values())
+    (main, agg) = ct.compact_month(client, db, "trades", "2024-03")
+    assert (main.rows_before, main.rows_after, main.reclaimed, main.superseded, main.orphaned, main.pending) == (
+        190, 60, 130, 100, 30, 20)
+    assert (agg.table, agg.rows_before, agg.rows_after) == ("trades_1d_agg", 4, 2)
+    assert ct.garbage_rows(client, db, "trades") == kinds["pending"]            # the fresh load is kept
+    for instrument, frame in reads.items():
+        assert ct.read_range(client, db, "trades", "BINANCE", instrument, *window).equals(frame)
+    assert ct.daily_bars(client, db, "BINANCE", "BTCUSDT", *window).equals(bars)
+    # nothing left to reclaim: the month is not rewritten
+    unchanged = parts(client, db)
+    assert [r.reclaimed for r in ct.compact_month(client, db, "trades", "2024-03")] == [0, 0]
+    assert parts(client, db) == unchanged
+    # once the load is older than the grace it is an orphan; a month of orphans only is dropped
+    assert [r.reclaimed for r in ct.compact_month(client, db, "trades", "2024-03", timedelta(0))] == [20, 1]
+    feb = date(2024, 2, 10)
+    insert_orphan(client, db, trades(25, feb, seed=6), feb, load_id_aged(client, timedelta(days=3)))
+    (main, agg) = ct.compact_month(client, db, "trades", "2024-02")
+    assert (main.rows_before, main.rows_after, agg.rows_after) == (25, 0, 0)
+    assert ct.garbage_rows(client, db, "trades") == 0
+    assert client.command(f"SELECT count() FROM `{db}`.trades") == 40 + 50
+    assert int(client.command(f"SELECT count() FROM system.mutations WHERE database = '{db}'")) == 0
+    with pytest.raises(ValueError, match="negative"):
+        ct.compact_month(client, db, "trades", "2024-03", timedelta(hours=-1))
+
+
+def test_reads_stay_exact_while_compaction_runs(clickhouse):
+    db = clickhouse.database
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, db)
+        for seed in range(4):                                # 3 superseded loads of each slice
+            for instrument in ("BTCUSDT", "ETHUSDT"):
+                w.write_slice(client, db, "trades", trades(40_000, DAY, instrument, seed=seed), "BINANCE", instrument,
+                              DAY, "r")
+        window = (DAY - timedelta(days=1), DAY + timedelta(days=1))
+        truth = {i: ct.read_range(client, db, "trades", "BINANCE", i, *window) for i in ("BTCUSDT", "ETHUSDT")}
+        bars = ct.daily_bars(client, db, "BINANCE", "BTCUSDT", *window)
+    # a reader with its own connection to the same engine, reading in a loop in another thread
+    reader = ClickHouseResource(dsn=clickhouse.dsn, database=db, lock_timeout_s=5)
+    reads, wrong, stop = [], [], threading.Event()
+
+    def read_loop():
+        with reader.get_client() as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                for instrument, expected in truth.items():
+                    if not ct.read_range(client, db, "trades", "BINANCE", instrument, *window).equals(expected):
+                        wrong.append(instrument)
+                if not ct.daily_bars(client, db, "BINANCE", "BTCUSDT", *window).equals(bars):
+                    wrong.append("bars")
+                reads.append((started, time.monotonic()))
+
+    thread = threading.Thread(target=read_loop)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        with clickhouse.get_client() as client:
+            begun = time.monotonic()
+            results = ct.compact_month(client, db, "trades", "2024-03")
+            ended = time.monotonic()
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+        reader.close()
+    assert [r.reclaimed for r in results] == [240_000, 6]
+    during = [r for r in reads if r[0] < ended and r[1] > begun]
+    assert reads[0][1] < begun and reads[-1][0] > ended and len(during) >= 2, (len(reads), len(during))
+    assert wrong == []
+
+
+class _WriteDuringCopy:
+    """A client that lets another write land in the month right after compaction copied it."""
+
+    def __init__(self, client, write):
+        self._client, self._write = client, write
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def command(self, sql, *args, **kwargs):
+        result = self._client.command(sql, *args, **kwargs)
+        if sql.startswith("INSERT INTO") and "`_compact_trades_202403_" in sql:
+            self._write()
+        return result
+
+
+def test_a_write_into_the_month_during_compaction_stops_the_swap(ch):
+    client, db = ch
+    w.write_slice(client, db, "trades", trades(100, DAY, seed=1), "BINANCE", "BTCUSDT", DAY, "r1")
+    w.write_slice(client, db, "trades", trades(40, DAY, seed=2), "BINANCE", "BTCUSDT", DAY, "r2")
+    late = trades(70, DAY - timedelta(days=1), "ETHUSDT", seed=3)
+    racing = _WriteDuringCopy(client, lambda: w.write_slice(client, db, "trades", late, "BINANCE", "ETHUSDT",
+                                                            DAY - timedelta(days=1), "concurrent"))
+    with pytest.raises(ct.CompactionConflict, match="a write went into the month"):
+        ct.compact_month(racing, db, "trades", "2024-03")
+    assert client.command(f"SELECT count() FROM `{db}`.trades") == 210                # nothing swapped
+    assert ct.read_range(client, db, "trades", "BINANCE", "ETHUSDT", DAY - timedelta(days=1), DAY).equals(late)
+    report = ct.compact_store(client, db, datasets=["trades"])                         # the next run does it
+    assert (report.reclaimed, report.conflicts, report.errors) == (101, [], [])
+    assert ct.read_range(client, db, "trades", "BINANCE", "ETHUSDT", DAY - timedelta(days=1), DAY).equals(late)
+
+
+def test_compact_store_compacts_only_the_months_with_garbage(ch):
+    client, db = ch
+    bars = pl.DataFrame({"ts": [datetime(2024, 4, 2, 0, m, tzinfo=UTC) for m in range(60)], "venue": "OKX",
+                         "instrument": "BTC-USDT", "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0,
+                         "amount": 4.0, "trades": 5}, schema=frames.BARS_SCHEMA)
+    for run in ("r1", "r2", "r3"):
+        w.write_slice(client, db, "bars_1m", bars, "OKX", "BTC-USDT", date(2024, 4, 2), run)
+    w.write_slice(client, db, "trades", trades(10, DAY, seed=1), "BINANCE", "BTCUSDT", DAY, "r1")
+    w.write_slice(client, db, "trades", trades(20, DAY, seed=2), "BINANCE", "BTCUSDT", DAY, "r2")
+    w.write_slice(client, db, "trades", trades(30, DAY + timedelta(days=1)), "BINANCE", "BTCUSDT",
+                  DAY + timedelta(days=1), "r1")                                       # April: clean
+    report = ct.compact_store(client, db)
+    assert [(r.dataset, r.table, r.month, r.reclaimed) for r in report.results] == [
+        ("trades", "trades", "202403", 10), ("trades", "trades_1d_agg", "202403", 1),
+        ("bars_1m", "bars_1m", "202404", 120)]
+    assert report.reclaimed == 131 and report.months_compacted == 2 and len(report.checked) == 5
+    assert report.rows()[-1] == {"dataset": "bars_1m", "table": "bars_1m", "month": "2024-04", "rows_before": 180,
+                                 "rows_after": 60, "rows_reclaimed": 120, "superseded": 120, "orphaned": 0,
+                                 "unflipped_kept": 0, "seconds": report.results[-1].seconds}
+    assert "131 rows reclaimed in 2 month(s)" in report.summary()
+    unchanged = parts(client, db)
+    again = ct.compact_store(client, db)
+    assert (again.results, again.reclaimed, len(again.checked)) == ([], 0, 5)
+    assert parts(client, db) == unchanged
+
+
+def tables(client, db: str) -> list[str]:
+    return [r[0] for r in client.query("SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
+                                       parameters={"db": db}).result_rows]
+
+
+def test_compaction_leaves_no_staging_table_and_drops_those_a_killed_one_left(ch):
+    client, db = ch
+    objects = tables(client, db)
+    for seed in range(2):
+        w.write_slice(client, db, "trades", trades(10, DAY, seed=seed), "BINANCE", "BTCUSDT", DAY, "r")
+    w._flip(client, db, "trades", "BINANCE", [("ETHUSDT", DAY, 2**63, 7)], "broken")     # aborts the swap
+    with pytest.raises(ct.CompactionAborted):
+        ct.compact_month(client, db, "trades", "2024-03")
+    assert tables(client, db) == objects
+    client.command(f"CREATE TABLE `{db}`.`_compact_trades_202403_deadbeef` AS `{db}`.trades")   # a killed run's
+    assert ct.drop_stale_staging(client, db) == []                                      # too recent: maybe running
+    assert ct.drop_stale_staging(client, db, timedelta(0)) == ["_compact_trades_202403_deadbeef"]
+    assert tables(client, db) == objects

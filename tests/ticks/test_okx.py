@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -89,15 +90,21 @@ def test_books_levels_are_px_sz_zero_orders():
     assert parse_books(body, "BTC-USDT")["update_id"].unique().to_list() == [3082552170]
 
 
-def test_candles_nine_strings_and_unconfirmed_bars_dropped():
+def test_candles_nine_strings_and_unconfirmed_bars_dropped_and_counted():
+    # the documented example's shape; its times (1597026383085, not on a minute) moved to minute opens
     body = {"code": "0", "msg": "", "data": [
-        ["1597026443085", "3.721", "3.743", "3.677", "3.708", "8422410", "22698348.04828491", "22698348.04828491", "0"],
-        ["1597026383085", "3.731", "3.799", "3.494", "3.72", "24912403", "67632347.24399722", "67632347.24399722",
+        ["1597026420000", "3.721", "3.743", "3.677", "3.708", "8422410", "22698348.04828491", "22698348.04828491", "0"],
+        ["1597026360000", "3.731", "3.799", "3.494", "3.72", "24912403", "67632347.24399722", "67632347.24399722",
          "1"]]}
-    frame = parse_candles(body, "ETH-USDT")
+    drops = Counter()
+    frame = parse_candles(body, "ETH-USDT", drops=drops)
     assert frame.schema == pl.Schema(BARS_SCHEMA)
-    assert frame.rows() == [(datetime(2020, 8, 10, 2, 26, 23, 85000, tzinfo=UTC), "OKX", "ETH-USDT", 3.731, 3.799,
+    assert frame.rows() == [(datetime(2020, 8, 10, 2, 26, tzinfo=UTC), "OKX", "ETH-USDT", 3.731, 3.799,
                              3.494, 3.72, 24912403.0, 67632347.24399722, None)]
+    assert drops == {"unconfirmed": 1}
+    body["data"][1][0] = "1597026383085"  # the documented example's own time: not a minute's open
+    with pytest.raises(SourceDataError, match="candle 2020-08-10 02:26:23 opens at .* not on a minute"):
+        parse_candles(body, "ETH-USDT")
 
 
 def test_error_envelope_in_a_page_is_a_data_error():

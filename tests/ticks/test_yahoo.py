@@ -215,6 +215,104 @@ def test_non_numeric_and_missing_quote_fields_are_data_errors():
 
 
 # --------------------------------------------------------------------------------------------
+# The unit of a price: never guessed (issue 15, item 9)
+# --------------------------------------------------------------------------------------------
+
+def without(answer: dict, *keys: str, **meta) -> dict:
+    answer = json.loads(json.dumps(answer))
+    for key in keys:
+        answer["chart"]["result"][0]["meta"].pop(key, None)
+    answer["chart"]["result"][0]["meta"].update(meta)
+    return answer
+
+
+@pytest.mark.parametrize("symbol, meta, said, market", [
+    ("VOD.L", {}, "no meta.currency", "London"),                           # the key is absent
+    ("VOD.L", {"currency": None}, "no meta.currency", "London"),
+    ("VOD.L", {"currency": ""}, "no meta.currency", "London"),
+    ("VOD.L", {"currency": "gbp"}, "meta.currency 'gbp'", "London"),       # neither GBp nor GBP: unknown
+    ("NPN.JO", {"exchangeName": "JNB"}, "no meta.currency", "Johannesburg"),
+    ("TEVA.TA", {"exchangeName": "TLV"}, "no meta.currency", "Tel Aviv"),
+    ("VOD", {"exchangeName": "LSE"}, "no meta.currency", "London"),        # the exchange says London
+])
+def test_a_minor_unit_market_without_a_currency_is_an_error_not_a_guess(symbol, meta, said, market):
+    answer = without(LSE_ANSWER, "currency", **meta)
+    request = f"GET /v8/finance/chart/{symbol}?interval=1m"
+    with pytest.raises(SourceDataError) as error:
+        parse_chart(answer, symbol, start=1749168000, end=1749254400, request=request)
+    assert error.value.instrument == symbol and error.value.day == date(2025, 6, 6)
+    assert said in str(error.value) and market in str(error.value) and "unit" in str(error.value)
+    assert symbol in str(error.value) and request in str(error.value)
+
+
+def test_elsewhere_a_missing_currency_keeps_the_prices_as_sent_and_is_counted():
+    answer = without(LSE_ANSWER, "currency", symbol="AAPL", exchangeName="NMS")
+    data = parse_chart(answer, "AAPL")
+    assert (data.currency, data.quote_currency, data.price_divisor, data.no_currency) == (None, None, 1, 1)
+    assert data.frame["open"][1] == 101.2  # no /100: US prices are never in a minor unit
+
+
+def test_the_replay_without_a_currency_fails_the_london_symbol_only():
+    with StocksReplayServer(server_config()) as server:
+        server.add_fault("missing_field", symbols=["VOD.L", "AAPL"], field="meta.currency")
+
+        async def go():
+            async with client(server) as yahoo:
+                with pytest.raises(SourceDataError) as london:
+                    await utc_days(yahoo, "VOD.L", WEEK[0])
+                us = await utc_days(yahoo, "AAPL", WEEK[0])
+                ok = await utc_days(yahoo, "BP.L", WEEK[0])
+                return london.value, us, ok, yahoo.figures()
+
+        london, us, ok, figures = run(go())
+    assert (london.instrument, london.day) == ("VOD.L", WEEK[0]) and "no meta.currency" in str(london)
+    assert "/v8/finance/chart/VOD.L?" in str(london)
+    rows, _, _ = expected(server, "AAPL", WEEK[0], WEEK[0])
+    assert as_rows(us.frame) == rows and us.no_currency == 1 and figures["answers_without_currency"] == 1
+    assert ok.currency == "GBP" and ok.frame.height > 400  # a London symbol with its currency: pounds
+
+
+def test_a_london_slice_without_a_currency_fails_in_the_ingest_with_the_reason(clickhouse):
+    """Through the engine (the real path of the stock bars asset): the VOD.L day fails naming the
+    reason, nothing is written for it, AAPL's day is written."""
+    from marketdata_assets.lib.ticks import clickhouse_tables as ct
+    from marketdata_assets.lib.ticks.engine import Engine, SliceKey
+    from marketdata_assets.lib.ticks.sources.yahoo.feeds import bars_feed
+
+    with clickhouse.get_client() as ch:
+        ct.ensure_tables(ch, clickhouse.database)
+    with StocksReplayServer(server_config()) as server:
+        server.add_fault("missing_field", symbols=["VOD.L"], field="meta.currency")
+        keys = [SliceKey("bars_1m", "", symbol, WEEK[0]) for symbol in ("VOD.L", "AAPL")]
+        feed = bars_feed(lambda: client(server), keys, workers=2, attempts=2)
+        report = Engine(clickhouse.get_client, clickhouse.database, "no-currency").run([[feed]])
+    outcomes = {key.instrument: outcome for key, outcome in report.outcomes.items()}
+    assert outcomes["AAPL"].status == "ok" and outcomes["AAPL"].rows > 300
+    vod = outcomes["VOD.L"]
+    assert vod.status == "failed" and vod.rows == 0 and vod.attempts == 2
+    assert "VOD.L" in vod.error and "no meta.currency" in vod.error and "not stored with a guessed unit" in vod.error
+    with clickhouse.get_client() as ch:
+        stored = dict(ch.query(f"SELECT instrument, count() FROM `{clickhouse.database}`.bars_1m_v "
+                               "GROUP BY instrument").result_rows)
+        logged = dict(ch.query(f"SELECT instrument, error FROM `{clickhouse.database}`.ingest_log "
+                               "WHERE outcome = 'failed'").result_rows)
+    assert stored == {"AAPL": outcomes["AAPL"].rows} and "no meta.currency" in logged["VOD.L"]
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda r: r["meta"].update(dataGranularity="1h"), "meta.dataGranularity is '1h' where '1m' bars were asked"),
+    (lambda r: r.update(timestamp=[t * 1000 for t in r["timestamp"]]), "is 1749193200000, not epoch seconds"),
+    (lambda r: r["indicators"]["quote"][0]["volume"].__setitem__(1, -5), "volume -5 at 2025-06-06T07:01:00"),
+])
+def test_implausible_answers_are_errors(mutate, words):
+    answer = json.loads(json.dumps(LSE_ANSWER))
+    mutate(answer["chart"]["result"][0])
+    with pytest.raises(SourceDataError) as error:
+        parse_chart(answer, "VOD.L")
+    assert words in str(error.value) and error.value.instrument == "VOD.L"
+
+
+# --------------------------------------------------------------------------------------------
 # Against the replay server
 # --------------------------------------------------------------------------------------------
 

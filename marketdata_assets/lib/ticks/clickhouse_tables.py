@@ -18,14 +18,17 @@ a re-write shows exactly the new rows at once, a killed write leaves the previou
 frame empties the day, and two concurrent writers of a slice resolve to the larger load id.
 :func:`compact_month` drops superseded and orphaned rows with an atomic ``REPLACE PARTITION`` (a
 partition swap, not a mutation); it must not run concurrently with writes into the same month.
+:func:`compact_store` runs it on every month that has such rows (the weekly ``tick_compaction`` asset).
 ``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate (:func:`daily_bars`). Days are
 UTC days, which for A-shares (trading 01:30-07:00 UTC) are the trading days.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
@@ -232,14 +235,58 @@ def loaded_days(client, database: str, dataset: str, venue: str | None = None,
 
 
 # ---- maintenance -------------------------------------------------------------------------------------
+#
+# A row is garbage when no read path shows it and none ever will: its load was *superseded* (its
+# slice's active load has a larger id: the pointer only moves up) or *orphaned* (never made active
+# and older than the grace: a killed write). A load that never became active but is younger than
+# the grace is *pending*: it may be a write in flight (ids are taken before the insert, the pointer
+# flips after the count), so it is kept. Load ids are snowflakes: ms since 1970 << 22, by the
+# engine's clock.
+
+DEFAULT_ORPHAN_GRACE = timedelta(hours=24)
+STAGING_PREFIX = "_compact_"
+
+
+class CompactionAborted(RuntimeError):
+    """The month was left as it was (nothing swapped)."""
+
+
+class CompactionConflict(CompactionAborted):
+    """A write went into the month while it was being compacted: run it again later."""
+
+
+@dataclass(frozen=True)
+class MonthGarbage:
+    """One month of one table: its rows and how many of them each kind of load holds."""
+
+    dataset: str
+    table: str
+    month: str            # YYYYMM (the partition id)
+    rows: int
+    superseded: int = 0
+    orphaned: int = 0
+    pending: int = 0      # rows of unflipped loads younger than the grace: kept
+
+    @property
+    def reclaimable(self) -> int:
+        return self.superseded + self.orphaned
+
 
 @dataclass(frozen=True)
 class CompactResult:
     table: str
-    month: str
+    month: str            # YYYYMM
     rows_before: int
     rows_after: int
     seconds: float
+    superseded: int = 0
+    orphaned: int = 0
+    pending: int = 0      # kept
+    dataset: str = ""
+
+    @property
+    def reclaimed(self) -> int:
+        return self.rows_before - self.rows_after
 
 
 def _month_id(month: str | date) -> str:
@@ -251,30 +298,120 @@ def _month_id(month: str | date) -> str:
     return text
 
 
-def compact_month(client, database: str, dataset: str, month: str | date) -> list[CompactResult]:
-    """Drop superseded and orphaned rows of one month (partition) of a kind: copy the active rows to
-    a staging table, check each active slice's count against ``loads.rows``, then swap the partition
-    with ``ALTER TABLE ... REPLACE PARTITION`` (atomic; readers see the same rows before and after).
-    Never run it while another process writes into that month. For trades the daily aggregate is
-    compacted the same way."""
-    import time
-
-    spec = spec_for(dataset)
-    part = _month_id(month)
-    db = _db(database)
+def _targets(spec: Dataset) -> list[tuple[str, str]]:
+    """(table, month expression = its partition key) of a dataset: for trades the daily aggregate too."""
     targets = [(spec.table, "toYYYYMM(ts)")]
     if spec.code == "trades":
         targets.append((DAILY_AGG, "toYYYYMM(day)"))
+    return targets
+
+
+def orphan_cutoff(client, grace: timedelta = DEFAULT_ORPHAN_GRACE) -> int:
+    """The first load id issued after (the engine's now - grace): unflipped loads below it are orphans."""
+    if grace < timedelta(0):
+        raise ValueError(f"orphan grace must not be negative, got {grace}")
+    now_ms = int(client.command("SELECT toUnixTimestamp64Milli(now64(3))"))
+    return max(0, now_ms - int(grace.total_seconds() * 1000)) << 22
+
+
+def _load_states_sql(database: str, spec: Dataset, table: str, month_expr: str) -> str:
+    """One row per (month, slice, load) of ``table`` in the months ``{months:Array(UInt32)}``:
+    month, load_id, n (rows), state (active | superseded | orphaned | pending; orphans are the
+    unflipped loads below ``{cutoff:UInt64}``)."""
+    db = _db(database)
+    return (
+        "SELECT g.month AS month, g.load_id AS load_id, g.n AS n, multiIf("
+        f"g.load_id IN ({active_loads_sql(database, spec.name)}), 'active', "
+        "g.load_id < ifNull(a.active, 0), 'superseded', g.load_id < {cutoff:UInt64}, 'orphaned', 'pending') AS state\n"
+        f"FROM (SELECT {month_expr} AS month, venue, instrument, day, load_id, count() AS n FROM {db}.`{table}`\n"
+        f"      WHERE {month_expr} IN {{months:Array(UInt32)}} GROUP BY month, venue, instrument, day, load_id) AS g\n"
+        f"LEFT JOIN (SELECT venue, instrument, day, load_id AS active FROM {db}.{LOADS} FINAL\n"
+        f"           WHERE kind = '{spec.code}' AND toYYYYMM(day) IN {{months:Array(UInt32)}}) AS a\n"
+        "ON g.venue = a.venue AND g.instrument = a.instrument AND g.day = a.day")
+
+
+def garbage_by_month(client, database: str, dataset: str, months=None,
+                     orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE) -> list[MonthGarbage]:
+    """Every month (of ``months``, YYYY-MM, or all) of the dataset's tables with its garbage. Cheap
+    when there is none: one scan of the month key and ``load_id`` per table; the per-slice split
+    (superseded / orphaned / pending) is computed only for months with inactive rows."""
+    spec = spec_for(dataset)
+    db = _db(database)
+    wanted = sorted({int(_month_id(m)) for m in months}) if months is not None else None
+    cutoff, out = None, []
+    for table, month_expr in _targets(spec):
+        where = f"WHERE {month_expr} IN {{months:Array(UInt32)}} " if wanted is not None else ""
+        counts = client.query(
+            f"SELECT {month_expr} AS month, count(), countIf(load_id NOT IN ({active_loads_sql(database, spec.name)})) "
+            f"FROM {db}.`{table}` {where}GROUP BY month ORDER BY month",
+            parameters={"months": wanted} if wanted is not None else None).result_rows
+        dirty = [int(m) for m, _, inactive in counts if inactive]
+        split = {}
+        if dirty:
+            cutoff = orphan_cutoff(client, orphan_grace) if cutoff is None else cutoff
+            split = {int(r[0]): r[1:] for r in client.query(
+                "SELECT month, sumIf(n, state = 'superseded'), sumIf(n, state = 'orphaned'), "
+                f"sumIf(n, state = 'pending') FROM ({_load_states_sql(database, spec, table, month_expr)}) "
+                "GROUP BY month", parameters={"months": dirty, "cutoff": cutoff}).result_rows}
+        out += [MonthGarbage(spec.name, table, str(m), int(rows), *(int(v) for v in split.get(int(m), (0, 0, 0))))
+                for m, rows, _ in counts]
+    return out
+
+
+def _max_block(client, database: str, table: str, part: str) -> int:
+    """The highest block number in a partition: every insert creates a part above it (merges don't)."""
+    return int(client.command(
+        "SELECT max(max_block_number) FROM system.parts WHERE database = {db:String} AND table = {table:String} "
+        "AND partition_id = {part:String} AND active",
+        parameters={"db": database, "table": table, "part": part}) or 0)
+
+
+def _no_write_since(client, database: str, table: str, part: str, block: int) -> None:
+    if _max_block(client, database, table, part) != block:
+        raise CompactionConflict(f"compaction of {table} {part} aborted: a write went into the month while it was "
+                                 "being compacted; nothing was changed, run it again")
+
+
+def compact_month(client, database: str, dataset: str, month: str | date,
+                  orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE) -> list[CompactResult]:
+    """Drop superseded and orphaned rows of one month (partition) of a kind: copy every other row
+    (active, and pending loads younger than ``orphan_grace``) to a staging table, check each active
+    slice's count against ``loads.rows``, then swap the partition with ``ALTER TABLE ... REPLACE
+    PARTITION`` (``DROP PARTITION`` when nothing is left): atomic, so readers see the same rows
+    before, during and after. A table-month without garbage is left untouched. For trades the
+    daily aggregate is compacted the same way.
+
+    Never run it while another process writes into that month: a row inserted between the copy and
+    the swap would be lost. What keeps writers out when the tick_compaction asset runs it: its
+    ``clickhouse`` concurrency pool (the other ClickHouse steps of that pool wait) and, on the
+    embedded engine, the data-directory lock every ClickHouse step holds while its client is open
+    (one process at a time: this also holds off the ingest steps that sit in their providers' pools).
+    On a ClickHouse server those ingest steps are not kept out, so the swap is also refused
+    (:class:`CompactionConflict`, nothing changed) when a part was added to the partition since the
+    copy began; only the instant between that check and the swap stays unguarded. A count mismatch
+    raises :class:`CompactionAborted` (nothing changed)."""
+    spec = spec_for(dataset)
+    part = _month_id(month)
+    db = _db(database)
+    params = {"months": [int(part)], "cutoff": orphan_cutoff(client, orphan_grace)}
     results = []
-    for table, month_expr in targets:
+    for table, month_expr in _targets(spec):
         started = time.monotonic()
-        staging = f"_compact_{table}"
-        before = int(client.command(f"SELECT count() FROM {db}.`{table}` WHERE {month_expr} = {part}") or 0)
-        client.command(f"DROP TABLE IF EXISTS {db}.`{staging}`")
+        states = _load_states_sql(database, spec, table, month_expr)
+        before, superseded, orphaned, pending = (int(v or 0) for v in client.query(
+            "SELECT sum(n), sumIf(n, state = 'superseded'), sumIf(n, state = 'orphaned'), sumIf(n, state = 'pending') "
+            f"FROM ({states})", parameters=params).result_rows[0])
+        counts = {"superseded": superseded, "orphaned": orphaned, "pending": pending, "dataset": spec.name}
+        if not superseded + orphaned:
+            results.append(CompactResult(table, part, before, before, round(time.monotonic() - started, 3), **counts))
+            continue
+        block = _max_block(client, database, table, part)
+        staging = f"{STAGING_PREFIX}{table}_{part}_{uuid.uuid4().hex[:8]}"  # its own: never another run's
         client.command(f"CREATE TABLE {db}.`{staging}` AS {db}.`{table}`")
         try:
-            client.command(f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` "
-                           f"WHERE {month_expr} = {part} AND load_id IN ({active_loads_sql(database, spec.name)})")
+            client.command(f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE {month_expr} = {part} "
+                           f"AND load_id NOT IN (SELECT load_id FROM ({states}) "
+                           "WHERE state IN ('superseded', 'orphaned'))", parameters=params)
             if table == spec.table:
                 bad = client.query(
                     f"SELECT l.venue, l.instrument, l.day, l.rows, ifNull(s.n, 0) FROM "
@@ -283,14 +420,87 @@ def compact_month(client, database: str, dataset: str, month: str | date) -> lis
                     f"LEFT JOIN (SELECT load_id, count() AS n FROM {db}.`{staging}` GROUP BY load_id) AS s "
                     f"ON l.load_id = s.load_id WHERE l.rows != ifNull(s.n, 0) LIMIT 5").result_rows
                 if bad:
-                    raise RuntimeError(f"compaction of {table} {part} aborted: active slices with a row count "
-                                       f"different from loads.rows (venue, instrument, day, expected, found): {bad}")
-            client.command(f"ALTER TABLE {db}.`{table}` REPLACE PARTITION ID '{part}' FROM {db}.`{staging}`")
+                    _no_write_since(client, database, table, part, block)  # a write that flipped meanwhile
+                    raise CompactionAborted(
+                        f"compaction of {table} {part} aborted: active slices with a row count different from "
+                        f"loads.rows (venue, instrument, day, expected, found): {bad}")
+            kept = int(client.command(f"SELECT count() FROM {db}.`{staging}`") or 0)
+            _no_write_since(client, database, table, part, block)
+            if kept:
+                client.command(f"ALTER TABLE {db}.`{table}` REPLACE PARTITION ID '{part}' FROM {db}.`{staging}`")
+            else:  # every row was garbage (REPLACE refuses an empty source)
+                client.command(f"ALTER TABLE {db}.`{table}` DROP PARTITION ID '{part}'")
         finally:
             client.command(f"DROP TABLE IF EXISTS {db}.`{staging}`")
         after = int(client.command(f"SELECT count() FROM {db}.`{table}` WHERE {month_expr} = {part}") or 0)
-        results.append(CompactResult(table, part, before, after, round(time.monotonic() - started, 3)))
+        results.append(CompactResult(table, part, before, after, round(time.monotonic() - started, 3), **counts))
     return results
+
+
+def drop_stale_staging(client, database: str, older_than: timedelta = timedelta(days=1)) -> list[str]:
+    """Drop the staging tables a killed compaction left behind (created more than ``older_than`` ago)."""
+    names = [r[0] for r in client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {prefix:String}) "
+        "AND metadata_modification_time <= now() - toIntervalSecond({age:UInt32})",
+        parameters={"db": database, "prefix": STAGING_PREFIX, "age": int(older_than.total_seconds())}).result_rows]
+    for name in names:
+        client.command(f"DROP TABLE IF EXISTS {_db(database)}.`{sql_identifier(name, 'staging table')}`")
+    return names
+
+
+@dataclass
+class CompactionReport:
+    """What :func:`compact_store` did: the table-months it compacted, the months it left alone."""
+
+    results: list = field(default_factory=list)       # CompactResult of each table of a compacted month
+    checked: list = field(default_factory=list)       # MonthGarbage of every table-month looked at
+    conflicts: list = field(default_factory=list)     # "dataset YYYY-MM: why" (a write ran into it: next time)
+    errors: list = field(default_factory=list)        # "dataset YYYY-MM: why" (a count mismatch: look at it)
+    stale_staging: list = field(default_factory=list)  # staging tables of killed compactions, dropped
+    seconds: float = 0.0
+
+    @property
+    def reclaimed(self) -> int:
+        return sum(r.reclaimed for r in self.results)
+
+    @property
+    def months_compacted(self) -> int:
+        return len({(r.dataset, r.month) for r in self.results})
+
+    def rows(self) -> list[dict]:
+        """One dict per compacted table-month (for metadata)."""
+        return [{"dataset": r.dataset, "table": r.table, "month": f"{r.month[:4]}-{r.month[4:]}",
+                 "rows_before": r.rows_before, "rows_after": r.rows_after, "rows_reclaimed": r.reclaimed,
+                 "superseded": r.superseded, "orphaned": r.orphaned, "unflipped_kept": r.pending,
+                 "seconds": r.seconds} for r in self.results]
+
+    def summary(self) -> str:
+        months = {(r.dataset, r.month) for r in self.results}
+        return (f"{self.reclaimed:,} rows reclaimed in {len(months)} month(s) of {len(self.checked)} table-months "
+                f"checked, {len(self.conflicts)} skipped (a write ran into them), {len(self.errors)} failed, "
+                f"{self.seconds:.1f} s")
+
+
+def compact_store(client, database: str, datasets=None, months=None,
+                  orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE) -> CompactionReport:
+    """:func:`compact_month` for every dataset (or ``datasets``) and month (or ``months``, YYYY-MM)
+    with reclaimable rows (:func:`garbage_by_month`); the others are only counted. A month that
+    could not be compacted is listed (``conflicts`` / ``errors``) and the next months still run."""
+    started = time.monotonic()
+    report = CompactionReport(stale_staging=drop_stale_staging(client, database))
+    for dataset in datasets or DATASETS:
+        found = garbage_by_month(client, database, dataset, months, orphan_grace)
+        report.checked += found
+        for month in sorted({g.month for g in found if g.reclaimable}):
+            label = f"{dataset} {month[:4]}-{month[4:]}"
+            try:
+                report.results += compact_month(client, database, dataset, month, orphan_grace)
+            except CompactionConflict as error:
+                report.conflicts.append(f"{label}: {error}")
+            except CompactionAborted as error:
+                report.errors.append(f"{label}: {error}")
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
 
 
 def garbage_rows(client, database: str, dataset: str) -> int:

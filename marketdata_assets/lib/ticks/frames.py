@@ -18,6 +18,7 @@ Only the columns listed in ``NULLABLE`` may hold nulls.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from marketdata_assets.lib.http import Page
+from marketdata_assets.lib.http import Page, SourceDataError
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -100,6 +101,7 @@ class Dataset:
     columns: tuple                 # (name, ClickHouse type + codec) for the frame columns, in order
     order_by: tuple
     nullable: frozenset
+    key: str | None = None         # the column no two rows of a slice share (None: books append)
 
     @property
     def view(self) -> str:
@@ -128,6 +130,7 @@ TRADES = Dataset(
         ("seq", "Nullable(Int64) CODEC(Delta, ZSTD(1))"),
     ),
     order_by=("venue", "instrument", "ts", "trade_id"),
+    key="trade_id",
 )
 BOOKS = Dataset(
     name="books", code="books", table="book_snapshots", schema=BOOKS_SCHEMA, nullable=NULLABLE["books"],
@@ -154,6 +157,7 @@ BARS = Dataset(
         ("trades", "Nullable(Int64) CODEC(ZSTD(1))"),
     ),
     order_by=("venue", "instrument", "ts"),
+    key="ts",
 )
 DAILY = Dataset(
     name="daily_bars", code="daily", table="daily_bars", schema=DAILY_BARS_SCHEMA, nullable=NULLABLE["daily_bars"],
@@ -165,6 +169,7 @@ DAILY = Dataset(
         ("amount", FLOAT),
     ),
     order_by=("venue", "instrument", "ts"),
+    key="ts",
 )
 DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY)}
 
@@ -231,6 +236,10 @@ def epoch_to_us(value: int) -> int:
     return value * 1000
 
 
+# Epoch milliseconds or microseconds of 1973-03-03 .. 5138: below is seconds (or garbage), above nanoseconds.
+EPOCH_MS_OR_US = (100_000_000_000, 100_000_000_000_000_000)
+
+
 def day_of(value: datetime | None) -> date | None:
     return as_utc(value).date() if value is not None else None
 
@@ -259,15 +268,28 @@ def number(value: Any, what: str, page: Page) -> float:
 
 
 def integer(value: Any, what: str, page: Page) -> int:
+    """An Int64 from a JSON integer, an integral float or a digit string; a clear error otherwise."""
     if isinstance(value, bool) or value is None:
         raise page.error(f"{what} is {value!r}, not an integer")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise page.error(f"{what} is {value!r}, not an integer")
+        result = value
+    elif (isinstance(value, str) and value.strip().lstrip("-").isdigit()) or (
+            isinstance(value, float) and value.is_integer()):
+        result = int(value)
+    else:
+        raise page.error(f"{what} is {value!r}, not an integer")
+    if not -(2**63) <= result < 2**63:
+        raise page.error(f"{what} is {str(value)[:40]}, out of the 64-bit integer range")
+    return result
+
+
+def epoch_us(value: Any, what: str, page: Page) -> int:
+    """Epoch milliseconds or microseconds (`epoch_to_us`) → microseconds; seconds, nanoseconds or a
+    negative time is a clear error (seconds read as milliseconds would be stored in 1970)."""
+    raw = integer(value, what, page)
+    if not EPOCH_MS_OR_US[0] <= raw < EPOCH_MS_OR_US[1]:
+        raise page.error(f"{what} is {raw}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)")
+    return epoch_to_us(raw)
 
 
 def field(record: Any, key: str, what: str, page: Page) -> Any:
@@ -279,10 +301,29 @@ def field(record: Any, key: str, what: str, page: Page) -> Any:
         raise page.error(f"{what} lacks field {key!r} (has {sorted(record)[:12]})") from None
 
 
-def positive(price: float, what: str, page: Page) -> float:
+def positive(price: float, what: str, page: Page, name: str = "price") -> float:
     if price <= 0:
-        raise page.error(f"{what} price is {price}, not positive")
+        raise page.error(f"{what} {name} is {price}, not positive")
     return price
+
+
+def not_negative(value: float, what: str, page: Page) -> float:
+    if value < 0:
+        raise page.error(f"{what} is {value}, negative")
+    return value
+
+
+def check_bar(what: str, page: Page, ts_us: int, o: float, h: float, lo: float, c: float, volume: float,
+              minute: bool = True) -> None:
+    """A bar that can be true: opens on a minute (`minute`), positive prices, low <= open/close <=
+    high, volume >= 0; a clear error naming the bar otherwise."""
+    if minute and ts_us % 60_000_000:
+        raise page.error(f"{what} opens at {from_us(ts_us).isoformat()}, not on a minute: not a 1-minute bar")
+    for name, price in (("open", o), ("high", h), ("low", lo), ("close", c)):
+        positive(price, what, page, name)
+    if not lo <= min(o, c) <= max(o, c) <= h:
+        raise page.error(f"{what} is not a bar: open {o}, high {h}, low {lo}, close {c}")
+    not_negative(volume, f"{what} volume", page)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,6 +372,43 @@ class BarColumns(Columns):
     schema = BARS_SCHEMA
 
 
+# --------------------------------------------------------------------------------------------
+# Rows a parser drops: each one counted with its reason; the counts reach the ingest report as the
+# source client's `dropped_<reason>` figures (`IngestReport.sources`, the `source_figures` metadata)
+# --------------------------------------------------------------------------------------------
+
+DROP_REASONS: dict[str, str] = {
+    "null_rows": "every value null (a minute without trades)",
+    "partial_rows": "some values null",
+    "unconfirmed": 'a bar still forming (OKX confirm "0"): stored once it is final',
+    "duplicates": "a trade id or bar time sent again with the same values (pages that overlap)",
+    "outside_window": "stamped outside the window the request asked for",
+    "past_window_edge": "beyond the window's edge in the paging direction (paging by id, or newest first, "
+                        "cannot stop exactly there): the neighbouring slice's rows",
+}
+
+
+class DropCounts:
+    """Rows a source's parsers dropped, per instrument and reason (`DROP_REASONS`); `figures()` gives
+    the totals as `dropped_<reason>` for the client's figures."""
+
+    def __init__(self):
+        self.by_instrument: dict[str, Counter] = {}
+
+    def of(self, instrument: str) -> Counter:
+        return self.by_instrument.setdefault(instrument, Counter())
+
+    def totals(self) -> Counter:
+        total: Counter = Counter()
+        for counter in self.by_instrument.values():
+            total.update(counter)
+        return total
+
+    def figures(self) -> dict[str, int]:
+        totals = self.totals()
+        return {f"dropped_{reason}": totals.get(reason, 0) for reason in DROP_REASONS}
+
+
 def nulls_in(values) -> str | None:
     """Why a parsed record with missing values is dropped (counted by the parser): "null_rows"
     when every value is null, "partial_rows" when some are, None when none are."""
@@ -373,26 +451,59 @@ def book_frame(venue: str, instrument: str, ts_us: int, update_id: int | None,
     }, schema=BOOKS_SCHEMA)
 
 
-def _window(frames: Sequence[pl.DataFrame], schema: dict, start: datetime | None,
-            end: datetime | None) -> pl.DataFrame:
+def _window(frames: Sequence[pl.DataFrame], schema: dict, start: datetime | None, end: datetime | None,
+            drops: Counter | None, paged: str | None) -> pl.DataFrame:
+    """The pages as one frame, rows outside [start, end) dropped and counted: `past_window_edge` on
+    the side the pages ran towards (`paged` "forward": after `end`; "backward": before `start`),
+    `outside_window` for every other one."""
     frame = pl.concat(list(frames), how="vertical") if frames else pl.DataFrame(schema=schema)
+    before = after = 0
     if start is not None:
-        frame = frame.filter(pl.col("ts") >= as_utc(start))
+        early = pl.col("ts") < as_utc(start)
+        before = frame.select(early.sum()).item() if frame.height else 0
+        frame = frame.filter(~early) if before else frame
     if end is not None:
-        frame = frame.filter(pl.col("ts") < as_utc(end))
+        late = pl.col("ts") >= as_utc(end)
+        after = frame.select(late.sum()).item() if frame.height else 0
+        frame = frame.filter(~late) if after else frame
+    if drops is not None:
+        edge = {"forward": after, "backward": before}.get(paged or "", 0)
+        for reason, count in (("past_window_edge", edge), ("outside_window", before + after - edge)):
+            if count:
+                drops[reason] += count
     return frame
 
 
+def _once(frame: pl.DataFrame, key: str, what: str, start: datetime | None, drops: Counter | None) -> pl.DataFrame:
+    """Each `key` once: a row sent again with the same values is dropped and counted (`duplicates`);
+    one key with different values is a SourceDataError naming it."""
+    if frame.height == 0 or frame[key].is_unique().all():
+        return frame
+    distinct = frame.unique(maintain_order=True)
+    if distinct[key].n_unique() != distinct.height:
+        repeated = distinct.filter(pl.col(key).is_duplicated())
+        value = repeated[key][0]
+        rows = repeated.filter(pl.col(key) == value).drop("venue", "instrument").rows(named=True)
+        value = value.isoformat() if isinstance(value, datetime) else value
+        raise SourceDataError(frame["instrument"][0], day_of(start) or day_of(frame["ts"][0]),
+                              f"{what} {value} comes {len(rows)} times with different values: "
+                              f"{str(rows)[:300]}", source=frame["venue"][0])
+    if drops is not None:
+        drops["duplicates"] += frame.height - distinct.height
+    return distinct
+
+
 def finish_trades(frames: Sequence[pl.DataFrame], start: datetime | None = None,
-                  end: datetime | None = None) -> pl.DataFrame:
-    """Concatenate pages, keep [start, end), drop repeated trade ids, order by (ts, seq)."""
-    return (_window(frames, TRADES_SCHEMA, start, end)
-            .unique(subset=["trade_id"], keep="first", maintain_order=True)
-            .sort(["ts", "seq"], nulls_last=True, maintain_order=True))
+                  end: datetime | None = None, drops: Counter | None = None, paged: str | None = None) -> pl.DataFrame:
+    """Concatenate pages, keep [start, end), each trade id once, order by (ts, seq); `drops` counts
+    what is dropped, by reason (`_window`, `_once`: one id with different values is an error)."""
+    frame = _once(_window(frames, TRADES_SCHEMA, start, end, drops, paged), "trade_id", "trade id", start, drops)
+    return frame.sort(["ts", "seq"], nulls_last=True, maintain_order=True)
 
 
 def finish_bars(frames: Sequence[pl.DataFrame], start: datetime | None = None,
-                end: datetime | None = None) -> pl.DataFrame:
-    """Concatenate pages, keep [start, end), one bar per ts, oldest first."""
-    return (_window(frames, BARS_SCHEMA, start, end)
-            .unique(subset=["ts"], keep="first", maintain_order=True).sort("ts", maintain_order=True))
+                end: datetime | None = None, drops: Counter | None = None, paged: str | None = None) -> pl.DataFrame:
+    """Concatenate pages, keep [start, end), one bar per ts (the same bar twice counted, two
+    different bars of one minute an error), oldest first."""
+    frame = _once(_window(frames, BARS_SCHEMA, start, end, drops, paged), "ts", "the bar of", start, drops)
+    return frame.sort("ts", maintain_order=True)

@@ -423,19 +423,26 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
                 f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
                 f"FROM file('{glob}', CSV, '{prof.schema}')\n"
                 "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1")
-    # check the new loads: rows per load and rows outside their file's day
+    # check the new loads: rows per load, rows outside their file's day, rows repeating the slice key
     instruments = sorted({s for _, s, _ in files})
-    check = client.query(
-        f"SELECT load_id, count(), countIf(toDate(ts) != day), minIf(ts, toDate(ts) != day) "
-        f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN {{instruments:Array(String)}} "
-        "AND load_id IN {ids:Array(UInt64)} GROUP BY load_id",
-        parameters={"venue": venue, "instruments": instruments, "ids": ids}).result_rows
+    where = (f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN {{instruments:Array(String)}} "
+             "AND load_id IN {ids:Array(UInt64)}")
+    params = {"venue": venue, "instruments": instruments, "ids": ids}
+    repeats = f"count() - uniqExact(`{spec.key}`)" if spec.key else "0"
+    check = client.query(f"SELECT load_id, count(), countIf(toDate(ts) != day), minIf(ts, toDate(ts) != day), "
+                         f"{repeats} {where} GROUP BY load_id", parameters=params).result_rows
     counts = {int(r[0]): int(r[1]) for r in check}
-    for load_id, _, outside, first_ts in check:
+    for load_id, _, outside, first_ts, repeated in check:
+        path, instrument, day = next(f for f, i in zip(files, ids) if i == load_id)
         if outside:
-            path, instrument, day = next(f for f, i in zip(files, ids) if i == load_id)
             raise ValueError(f"{path}: {outside} row(s) of {venue}:{instrument} are outside the file's day {day}, "
                              f"the first at ts {first_ts}; nothing from this batch was made visible")
+        if repeated:
+            value, times = client.query(
+                f"SELECT `{spec.key}`, count() AS n {where} AND load_id = {{load:UInt64}} GROUP BY `{spec.key}` "
+                f"HAVING n > 1 ORDER BY `{spec.key}` LIMIT 1", parameters={**params, "load": load_id}).result_rows[0]
+            raise ValueError(f"{path}: {repeated} row(s) of {venue}:{instrument} repeat a {spec.key} of the file "
+                             f"({spec.key} {value} appears {times} times); nothing from this batch was made visible")
     loads = [(instrument, day, load_id, counts.get(load_id, 0)) for (path, instrument, day), load_id in zip(files, ids)]
     _flip(client, database, spec.code, venue, loads, run_id)
     slices = [SliceLoad(instrument, day, load_id, rows, str(path))

@@ -16,6 +16,14 @@ Formats, and how they are told apart:
 - spot timestamps switch to 16-digit MICROSECONDS from 2025-01-01: decided per row by magnitude.
 - booleans are compared case-insensitively; isBuyerMaker true → the taker SOLD.
 
+The reading is strict (`DumpReader`, and the engine's reader through `TRADES_CSV` / `KLINES_1M_CSV`):
+a zip holds exactly one CSV named like itself; every row has every column (a short line is an
+error, never a default); prices and quantities are positive and finite; a kline spans its file's
+interval and can be true (low <= open/close <= high); an id (a kline's open time) appears once;
+times are milliseconds or microseconds; an empty line is a short one. Any of these names the file,
+instrument and day. `is_best_match` is not stored, nor checked; the order of the rows does not
+matter (stored sorted).
+
 Reading is streamed: a zip member is decompressed as it is read, the text is cut at line ends into
 blocks of `batch_bytes` and each block is parsed by Polars with an explicit schema and no header
 (`DumpReader.batches`), so a 1 GB file never has to be in memory at once; `read_dump`
@@ -25,7 +33,9 @@ Loading (`dump_feed`): a plain CSV on the engine's disk is read by ClickHouse it
 (`INSERT ... SELECT ... FROM file()`, `TRADES_CSV` / `KLINES_1M_CSV`: all of a run's files in one
 statement, each file its own slice; a failed statement is retried file by file to name the bad
 ones); zips, and anything on a ClickHouse server, go through `read_dump` and `write_slice`.
-`landing_dumps` finds the files this domain loads (daily spot trades and 1-minute klines).
+`landing_dumps` finds the files this domain loads (daily spot trades and 1-minute klines) and
+says why it passed over the others (`ignored`); a file that cannot be read fails its slice with the
+reason, the other files load.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import logging
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timezone
@@ -106,14 +117,14 @@ class Layout:
 _I, _F, _S, _B = pl.Int64, pl.Float64, pl.Utf8, pl.Boolean  # Polars reads True/true/TRUE as booleans
 LAYOUTS = {
     ("trades", "spot"): Layout("trades", "spot", (("id", _I), ("price", _F), ("qty", _F), ("quote_qty", _F),
-                                                  ("time", _I), ("is_buyer_maker", _B), ("is_best_match", _B))),
+                                                  ("time", _I), ("is_buyer_maker", _B), ("is_best_match", _S))),
     ("trades", "um"): Layout("trades", "um", (("id", _I), ("price", _F), ("qty", _F), ("quote_qty", _F),
                                               ("time", _I), ("is_buyer_maker", _B))),
     ("trades", "cm"): Layout("trades", "cm", (("id", _I), ("price", _F), ("qty", _F), ("base_qty", _F),
                                               ("time", _I), ("is_buyer_maker", _B))),
     ("aggTrades", "spot"): Layout("aggTrades", "spot", (
         ("agg_trade_id", _I), ("price", _F), ("quantity", _F), ("first_trade_id", _I), ("last_trade_id", _I),
-        ("transact_time", _I), ("is_buyer_maker", _B), ("is_best_match", _B))),
+        ("transact_time", _I), ("is_buyer_maker", _B), ("is_best_match", _S))),
     ("aggTrades", "um"): Layout("aggTrades", "um", (
         ("agg_trade_id", _I), ("price", _F), ("quantity", _F), ("first_trade_id", _I), ("last_trade_id", _I),
         ("transact_time", _I), ("is_buyer_maker", _B))),
@@ -140,7 +151,7 @@ def market_from_path(path: str | Path) -> str | None:
 
 def detect_layout(family: str, first_line: str, market: str | None = None) -> tuple[Layout, bool]:
     """(layout, has_header) from a file's first line; `market` (spot|um|cm) when known."""
-    fields = [f.strip() for f in first_line.strip().lstrip("\ufeff").split(",")]
+    fields = [f.strip().strip('"') for f in first_line.strip().lstrip("\ufeff").split(",")]
     has_header = not fields[0].lstrip("-").isdigit()
     n = len(fields)
     if family == "trades":
@@ -174,34 +185,67 @@ def detect_layout(family: str, first_line: str, market: str | None = None) -> tu
 # Reading
 # --------------------------------------------------------------------------------------------
 
+# What reading a damaged file raises (a zip that is cut or corrupt fails while it is read, too).
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+
+
 def _open_binary(path: Path) -> tuple[IO[bytes], list]:
-    """A binary stream of the CSV (a zip member is decompressed as it is read) + things to close."""
+    """A binary stream of the CSV (a zip member is decompressed as it is read) + things to close.
+    A zip must hold exactly one CSV, named like the zip (as data.binance.vision's do): ValueError
+    naming the file otherwise."""
     if path.suffix.lower() == ".zip":
-        archive = zipfile.ZipFile(path)
-        members = [m for m in archive.infolist() if m.filename.lower().endswith(".csv")]
-        if not members:
-            archive.close()
-            raise ValueError(f"{path.name}: no .csv inside the zip")
+        try:
+            archive = zipfile.ZipFile(path)
+        except READ_ERRORS as error:
+            raise ValueError(f"{path.name}: not a readable zip ({type(error).__name__}: {error})") from None
+        members = [m for m in archive.infolist() if not m.is_dir()]
         wanted = path.with_suffix(".csv").name
-        member = next((m for m in members if Path(m.filename).name == wanted), members[0])
-        stream = archive.open(member)
+        problem = None
+        if not any(m.filename.lower().endswith(".csv") for m in members):
+            problem = f"no .csv inside the zip (members: {[m.filename for m in members][:5]})"
+        elif len(members) > 1:
+            problem = (f"{len(members)} members {[m.filename for m in members][:5]}: a dump zip holds one CSV, "
+                       f"{wanted}")
+        elif Path(members[0].filename).name != wanted:
+            problem = f"the zip holds {members[0].filename!r}, not {wanted!r}: another file's rows?"
+        if problem:
+            archive.close()
+            raise ValueError(f"{path.name}: {problem}")
+        try:
+            stream = archive.open(members[0])
+        except (*READ_ERRORS, RuntimeError) as error:  # RuntimeError: an encrypted member
+            archive.close()
+            raise ValueError(f"{path.name}: {members[0].filename} cannot be read ({error})") from None
         return stream, [stream, archive]
     stream = open(path, "rb")  # noqa: SIM115 - closed by the caller (DumpReader.batches)
     return stream, [stream]
 
 
 def has_rows(path: Path) -> bool:
-    """Whether a dump (plain or zipped) holds at least one data line (not only a header)."""
+    """Whether a dump (plain or zipped) holds at least one data line (not only a header); ValueError
+    naming the file when it cannot be read."""
     stream, closers = _open_binary(path)
     try:
         for line in stream:
             fields = line.strip().lstrip(b"\xef\xbb\xbf").split(b",")
-            if fields[0] and fields[0].lstrip(b"-").isdigit():
+            if fields[0] and fields[0].strip(b'"').lstrip(b"-").isdigit():
                 return True
         return False
+    except READ_ERRORS as error:
+        raise ValueError(f"{path.name}: cannot be read ({type(error).__name__}: {error})") from None
     finally:
         for closer in closers:
             closer.close()
+
+
+# A kline file's interval → its span in milliseconds (1mo varies: not checked).
+INTERVAL_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def interval_ms(interval: str | None) -> int | None:
+    """"1m" → 60000; None for "1mo" or no interval."""
+    match = re.fullmatch(r"(\d+)([smhdw])", interval or "")
+    return int(match[1]) * INTERVAL_MS[match[2]] if match else None
 
 
 def _time_us(column: str) -> pl.Expr:
@@ -259,44 +303,59 @@ class DumpReader:
         self.market_hint = market or market_from_path(self.path) or ("cm" if "_" in self.instrument else None)
         self.layout: Layout | None = None
         self.has_header: bool | None = None
+        self._keys: list[pl.Series] = []  # every batch's ids (a kline's open time): each must appear once
 
     def _error(self, detail: str) -> SourceDataError:
         return SourceDataError(self.instrument, self.day, f"{self.path.name}: {detail}", source=self.venue)
 
     def batches(self, batch_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[pl.DataFrame]:
+        """The file's rows in frames of about `batch_bytes` of text; a SourceDataError naming the
+        file for anything the strict reading refuses (module doc)."""
         if batch_bytes < 1:
             raise ValueError("batch_bytes must be positive")
-        stream, closers = _open_binary(self.path)
         try:
-            first = stream.readline()
-            if not first or first.isspace():
-                return
-            try:
-                self.layout, self.has_header = detect_layout(self.family, first.decode("utf-8", "replace"),
-                                                             self.market_hint)
-            except ValueError as error:
-                raise self._error(str(error)) from None
-            pending = b"" if self.has_header else first
-            offset = len(first) if self.has_header else 0
-            while True:
-                block = stream.read(batch_bytes)
-                data = pending + block if pending else block
-                if block:
-                    cut = data.rfind(b"\n")
-                    if cut < 0:
-                        pending = data
-                        continue
-                    chunk, pending = data[:cut + 1], data[cut + 1:]
-                else:
-                    chunk, pending = data, b""
-                if chunk and not chunk.isspace():
-                    yield self._parse(chunk, offset)
-                offset += len(chunk)
-                if not block:
-                    break
+            stream, closers = _open_binary(self.path)
+        except ValueError as error:
+            raise self._error(str(error).removeprefix(f"{self.path.name}: ")) from None
+        try:
+            yield from self._batches(stream, batch_bytes)
+        except READ_ERRORS as error:
+            raise self._error(f"cannot be read ({type(error).__name__}: {error})") from None
         finally:
             for closer in closers:
                 closer.close()
+        self._check_keys()
+
+    def _batches(self, stream: IO[bytes], batch_bytes: int) -> Iterator[pl.DataFrame]:
+        self._keys = []
+        first = stream.readline()
+        while first and first.isspace():
+            first = stream.readline()
+        if not first:
+            return
+        try:
+            self.layout, self.has_header = detect_layout(self.family, first.decode("utf-8", "replace"),
+                                                         self.market_hint)
+        except ValueError as error:
+            raise self._error(str(error)) from None
+        pending = b"" if self.has_header else first
+        offset = len(first) if self.has_header else 0
+        while True:
+            block = stream.read(batch_bytes)
+            data = pending + block if pending else block
+            if block:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    pending = data
+                    continue
+                chunk, pending = data[:cut + 1], data[cut + 1:]
+            else:
+                chunk, pending = data, b""
+            if chunk and not chunk.isspace():
+                yield self._parse(chunk, offset)
+            offset += len(chunk)
+            if not block:
+                break
 
     def _parse(self, chunk: bytes, offset: int) -> pl.DataFrame:
         layout = self.layout
@@ -306,7 +365,7 @@ class DumpReader:
             first_line = str(error).strip().splitlines()[0]
             raise self._error(f"rows from byte {offset} do not parse as the {layout.market} {layout.family} layout "
                               f"{[c for c, _ in layout.columns]}: {first_line}") from None
-        required = [c for c, _ in layout.columns if c not in ("ignore", "is_best_match")]
+        required = [c for c, _ in layout.columns if c not in ("ignore", "is_best_match")]  # neither is stored
         nulls = raw.select(pl.col(required).null_count()).row(0)
         for column, count in zip(required, nulls):
             if count:
@@ -318,7 +377,47 @@ class DumpReader:
         if low.height:
             raise self._error(f"{time_col} {low[time_col][0]} is neither milliseconds nor microseconds "
                               f"(rows from byte {offset})")
+        self._check_values(raw, offset)
+        self._keys.append(raw[layout.columns[0][0]])
         return normalize(raw, layout, self.instrument, self.venue)
+
+    def _check_values(self, raw: pl.DataFrame, offset: int) -> None:
+        """The rows' values can be true (module doc); the first row that cannot is named."""
+        family = self.layout.family
+        if family == "klines":
+            prices = [pl.col(c) for c in ("open", "high", "low", "close")]
+            rules = [(pl.all_horizontal(p.is_finite() & (p > 0) for p in prices).not_(), "a price is not positive"),
+                     ((pl.col("low") > pl.min_horizontal("open", "close"))
+                      | (pl.col("high") < pl.max_horizontal("open", "close")), "low <= open, close <= high fails"),
+                     ((pl.col("volume") < 0) | (pl.col("quote_volume") < 0) | (pl.col("count") < 0)
+                      | pl.col("volume").is_infinite() | pl.col("quote_volume").is_infinite(),
+                      "a volume or count is negative or infinite")]
+            span_ms = interval_ms(self.name.interval) if self.name.family == "klines" else None
+            if span_ms:
+                gap = pl.col("close_time") - pl.col("open_time")
+                span = pl.when(pl.col("open_time") >= 100_000_000_000_000).then(gap).otherwise(gap * 1000)
+                why = f"the kline does not span {self.name.interval} (close_time - open_time): another interval's file?"
+                rules.append(((span < span_ms * 1000 - 1000) | (span >= span_ms * 1000), why))
+        else:
+            qty = "quantity" if family == "aggTrades" else ("base_qty" if self.layout.market == "cm" else "qty")
+            rules = [(((pl.col("price") > 0) & pl.col("price").is_finite()).not_(), "the price is not positive"),
+                     (((pl.col(qty) > 0) & pl.col(qty).is_finite()).not_(), f"the {qty} is not positive")]
+        failed = raw.select([mask.any().alias(str(i)) for i, (mask, _) in enumerate(rules)]).row(0)
+        for (mask, why), bad in zip(rules, failed):
+            if bad:
+                row = raw.with_row_index("row").filter(mask).row(0, named=True)
+                raise self._error(f"{why}: row {row.pop('row')} of the rows from byte {offset}: {row}")
+
+    def _check_keys(self) -> None:
+        """Each id (a kline's open time) once in the file: a repeated line is damage, never a trade."""
+        if not self._keys:
+            return
+        keys = pl.concat(self._keys)
+        self._keys = []
+        if keys.n_unique() != keys.len():
+            repeated = keys.filter(keys.is_duplicated())
+            raise self._error(f"{self.layout.columns[0][0]} {repeated[0]} appears {int((keys == repeated[0]).sum())} "
+                              f"times ({repeated.n_unique()} repeated value(s)): a repeated line?")
 
 
 def read_dump(path: str | Path, **kwargs) -> pl.DataFrame:
@@ -337,16 +436,35 @@ def read_dump(path: str | Path, **kwargs) -> pl.DataFrame:
 _TS_MS_OR_US = "fromUnixTimestamp64Micro(if({c} >= 100000000000000, {c}, {c} * 1000), 'UTC')"
 
 
+def _unless(value: str, bad: str, why: str) -> str:
+    """`value`, or the statement fails with `why` when a row's `bad` holds (the engine reader's
+    checks: the same as `DumpReader`'s)."""
+    return f"if(throwIf(ifNull({bad}, 0), '{why}') = 0, {value}, {value})"
+
+
+# A column past the layout's: the engine's reader takes rows of any length (a short one is caught
+# by `required`), so a row with a field too many would lose it silently without this one.
+_EXTRA = "extra_field Nullable(String)"
+_NO_EXTRA = ("extra_field IS NOT NULL", "a row has more columns than the layout")
+
+
 # The engine's own reader (ClickHouse file()) on plain dump CSVs: the fastest load path measured.
 TRADES_CSV = CsvProfile(
         dataset="trades",
         name_pattern=re.compile(r"^([A-Z0-9]+)-trades-(\d{4}-\d{2}-\d{2})\.csv$"),
-        schema=("id Nullable(Int64), price Nullable(Float64), qty Nullable(Float64), quote_qty Nullable(Float64), "
-                "time Nullable(Int64), is_buyer_maker Nullable(Bool), is_best_match Nullable(Bool)"),
+        schema=("id Nullable(Int128), price Nullable(Float64), qty Nullable(Float64), quote_qty Nullable(Float64), "
+                "time Nullable(Int64), is_buyer_maker Nullable(String), is_best_match Nullable(String), " + _EXTRA),
         required=("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
-        select={"ts": _TS_MS_OR_US.format(c="time"), "trade_id": "toString(id)", "price": "price",
-                "quantity": "qty", "amount": "quote_qty", "side": "if(is_buyer_maker, 'sell', 'buy')",
-                "seq": "id"},
+        # id read wide: an id past Int64 fails instead of wrapping around
+        select={"ts": _TS_MS_OR_US.format(c="time"), "trade_id": _unless("toString(id)", *_NO_EXTRA),
+                "price": _unless("price", "NOT (price > 0 AND isFinite(price))", "a row has a price that is not positive"),
+                "quantity": _unless("qty", "NOT (qty > 0 AND isFinite(qty))", "a row has a qty that is not positive"),
+                "amount": "quote_qty",
+                # True/False (spot), true/false (futures): what Polars reads as a boolean, nothing else
+                "side": _unless("if(lower(is_buyer_maker) = 'true', 'sell', 'buy')",
+                                "lower(is_buyer_maker) NOT IN ('true', 'false')", "is_buyer_maker is not true/false"),
+                "seq": _unless("toInt64(id)", "id NOT BETWEEN 0 AND 9223372036854775807",
+                               "a row has an id out of the Int64 range")},
     )
 KLINES_1M_CSV = CsvProfile(
         dataset="bars_1m",
@@ -354,10 +472,21 @@ KLINES_1M_CSV = CsvProfile(
         schema=("open_time Nullable(Int64), open Nullable(Float64), high Nullable(Float64), low Nullable(Float64), "
                 "close Nullable(Float64), volume Nullable(Float64), close_time Nullable(Int64), "
                 "quote_volume Nullable(Float64), count Nullable(Int64), taker_buy_volume Nullable(Float64), "
-                "taker_buy_quote_volume Nullable(Float64), ignore Nullable(String)"),
+                "taker_buy_quote_volume Nullable(Float64), ignore Nullable(String), " + _EXTRA),
         required=("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count"),
-        select={"ts": _TS_MS_OR_US.format(c="open_time"), "open": "open", "high": "high", "low": "low",
-                "close": "close", "volume": "volume", "amount": "quote_volume", "trades": "count"},
+        select={"ts": _TS_MS_OR_US.format(c="open_time"),
+                "open": _unless("open", "NOT (least(open, high, low, close) > 0 AND isFinite(open + high + low + close))",
+                                "a kline has a price that is not positive"),
+                "high": _unless("high", "low > least(open, close) OR high < greatest(open, close)",
+                                "a kline fails low <= open, close <= high"),
+                "low": "low",
+                "close": _unless("close", "if(open_time >= 100000000000000, close_time - open_time, "
+                                          "(close_time - open_time) * 1000) NOT BETWEEN 59999000 AND 59999999",
+                                 "a kline does not span 1m (close_time - open_time): another interval file?"),
+                "volume": _unless("volume", "volume < 0 OR quote_volume < 0 OR count < 0 "
+                                            "OR NOT isFinite(volume + quote_volume)",
+                                  "a kline has a negative or infinite volume or count"),
+                "amount": _unless("quote_volume", *_NO_EXTRA), "trades": "count"},
     )
 # dump family -> (dataset, file-name token, the engine's CSV profile)
 DUMP_DATASETS = {"trades": ("trades", "trades", TRADES_CSV), "klines": ("bars_1m", "1m", KLINES_1M_CSV)}
@@ -368,20 +497,33 @@ def supported(name: DumpName) -> bool:
     return name.period == "daily" and (name.family == "trades" or (name.family == "klines" and name.interval == "1m"))
 
 
-def landing_dumps(root: Path) -> Iterator[tuple[Path, DumpName]]:
-    """Every supported spot dump file under `root` (any depth), with its parsed name."""
+def landing_dumps(root: Path, ignored: list[tuple[Path, str]] | None = None) -> Iterator[tuple[Path, DumpName]]:
+    """Every supported spot dump file under `root` (any depth), with its parsed name; every other
+    file is passed over, with the reason in `ignored` when given (a name that is not a dump's, a
+    family or period this domain does not load, a futures file)."""
     if not root.is_dir():
         return
     for dirpath, _, filenames in os.walk(root):
         for filename in filenames:
-            if not filename.endswith((".csv", ".zip")):
-                continue
+            path = Path(dirpath) / filename
             try:
                 name = parse_dump_name(filename)
-            except ValueError:
+            except ValueError as error:
+                why = str(error) if filename.endswith((".csv", ".zip")) else \
+                    f"{filename!r} is not a .csv or .zip dump file (a .CHECKSUM, .gz or other file)"
+                if ignored is not None and not filename.endswith(".CHECKSUM"):
+                    ignored.append((path, why))
                 continue
-            if supported(name) and "/futures/" not in dirpath.replace("\\", "/"):
-                yield Path(dirpath) / filename, name
+            if "/futures/" in dirpath.replace("\\", "/") + "/":
+                why = "a futures dump: this domain loads spot dumps"
+            elif not supported(name):
+                why = (f"a {name.period} {name.interval or name.family} dump: this domain loads daily spot trades "
+                       "and 1m klines")
+            else:
+                yield path, name
+                continue
+            if ignored is not None:
+                ignored.append((path, why))
 
 
 def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, database: str,
@@ -404,7 +546,13 @@ def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, dat
             if not files:
                 results[key] = FileNotFoundError(f"{key}: no dump file {key.instrument}-{token}-{key.day}.csv or "
                                                  f".zip under {root}")
-            elif not has_rows(files[0]):
+                continue
+            try:
+                empty = not has_rows(files[0])
+            except (ValueError, OSError) as error:  # a corrupt zip, an unreadable file: this slice fails
+                results[key] = ValueError(f"{files[0]}: {key}: {str(error).removeprefix(files[0].name + ': ')}")
+                continue
+            if empty:
                 results[key] = ValueError(f"{files[0]}: {key}: the dump holds no rows (0 bytes or a header only); "
                                           "not loaded over the stored day: a venue's day is never empty")
             elif files[0].suffix == ".csv" and engine_reads_files:

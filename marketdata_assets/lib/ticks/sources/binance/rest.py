@@ -6,7 +6,11 @@ value by magnitude, so both work whatever was asked). `m` = the buyer was the ma
 SOLD. trade_id = seq = `a`; amount = price * quantity (aggTrades have no quoteQty).
 trades `[{id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch}]` (`parse_trades`, the dump
 files' record): amount = quoteQty. klines: 12-element mixed arrays `[openTime, "o", "h", "l", "c",
-"volume", closeTime, "quoteVolume", trades, "takerBase", "takerQuote", "0"]`. depth
+"volume", closeTime, "quoteVolume", trades, "takerBase", "takerQuote", "0"]`; closeTime - openTime
+tells the interval (a kline of another interval is an error, not a 1-minute bar). A time in
+seconds, a price or quantity that is not positive, a bar that cannot be true are errors naming
+the instrument and request; rows dropped (repeats, outside the window) are counted by reason in
+`dropped` (`figures()`). depth
 `{lastUpdateId, bids:[[p, q]], asks:[[p, q]]}` has no timestamp: the snapshot's `ts` is the time
 the response was received (local clock, UTC).
 
@@ -23,6 +27,7 @@ is a ban (every later call is refused without a request); 403 with an HTML body 
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,19 +44,23 @@ from marketdata_assets.lib.http import (
 )
 from marketdata_assets.lib.ticks.frames import (
     BarColumns,
+    DropCounts,
     TradeColumns,
     as_utc,
     book_frame,
     book_levels,
     ceil_ms,
+    check_bar,
     day_of,
     epoch_to_us,
+    epoch_us,
     field,
     finish_bars,
     finish_trades,
     floor_ms,
     from_us,
     integer,
+    not_negative,
     number,
     positive,
     to_us,
@@ -113,11 +122,12 @@ def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None) -> pl.
     for i, record in enumerate(body):
         what = f"aggTrade #{i}"
         agg_id = integer(field(record, "a", what, ctx), f"{what} a", ctx)
-        price = positive(number(field(record, "p", what, ctx), f"{what} (a={agg_id}) p", ctx), what, ctx)
-        qty = number(field(record, "q", what, ctx), f"{what} (a={agg_id}) q", ctx)
-        ts = epoch_to_us(integer(field(record, "T", what, ctx), f"{what} (a={agg_id}) T", ctx))
-        maker = _bool(field(record, "m", what, ctx), f"{what} (a={agg_id}) m", ctx)
-        cols.add(ts, str(agg_id), price, qty, price * qty, "sell" if maker else "buy", agg_id)
+        what = f"{what} (a={agg_id})"
+        price = positive(number(field(record, "p", what, ctx), f"{what} p", ctx), what, ctx)
+        qty = positive(number(field(record, "q", what, ctx), f"{what} q", ctx), what, ctx, "quantity")
+        ts = epoch_us(field(record, "T", what, ctx), f"{what} T", ctx)
+        maker = _bool(field(record, "m", what, ctx), f"{what} m", ctx)
+        cols.add(ts, str(agg_id), price, qty, _amount(price * qty, what, ctx), "sell" if maker else "buy", agg_id)
     return cols.frame(VENUE, instrument)
 
 
@@ -130,17 +140,26 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> pl.Data
     for i, record in enumerate(body):
         what = f"trade #{i}"
         trade_id = integer(field(record, "id", what, ctx), f"{what} id", ctx)
-        price = positive(number(field(record, "price", what, ctx), f"{what} (id={trade_id}) price", ctx), what, ctx)
-        qty = number(field(record, "qty", what, ctx), f"{what} (id={trade_id}) qty", ctx)
-        quote = number(field(record, "quoteQty", what, ctx), f"{what} (id={trade_id}) quoteQty", ctx)
-        ts = epoch_to_us(integer(field(record, "time", what, ctx), f"{what} (id={trade_id}) time", ctx))
-        maker = _bool(field(record, "isBuyerMaker", what, ctx), f"{what} (id={trade_id}) isBuyerMaker", ctx)
+        what = f"{what} (id={trade_id})"
+        price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
+        qty = positive(number(field(record, "qty", what, ctx), f"{what} qty", ctx), what, ctx, "quantity")
+        quote = not_negative(number(field(record, "quoteQty", what, ctx), f"{what} quoteQty", ctx), f"{what} quoteQty",
+                             ctx)
+        ts = epoch_us(field(record, "time", what, ctx), f"{what} time", ctx)
+        maker = _bool(field(record, "isBuyerMaker", what, ctx), f"{what} isBuyerMaker", ctx)
         cols.add(ts, str(trade_id), price, qty, quote, "sell" if maker else "buy", trade_id)
     return cols.frame(VENUE, instrument)
 
 
-def parse_klines(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
-    """`/api/v3/klines` 12-element arrays → bars frame (volume = base, amount = quote volume)."""
+def _amount(amount: float, what: str, ctx: Page) -> float:
+    if not math.isfinite(amount):
+        raise ctx.error(f"{what} price x quantity is {amount}: the numbers are out of range")
+    return amount
+
+
+def parse_klines(body: Any, instrument: str, ctx: Page | None = None, interval_ms: int = 60_000) -> pl.DataFrame:
+    """`/api/v3/klines` 12-element arrays → bars frame (volume = base, amount = quote volume); every
+    kline must span `interval_ms` (closeTime = openTime + interval - 1 ms, or - 1 µs)."""
     ctx = _ctx(instrument, ctx)
     if not isinstance(body, list):
         raise ctx.error(f"klines: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
@@ -149,13 +168,20 @@ def parse_klines(body: Any, instrument: str, ctx: Page | None = None) -> pl.Data
         if not isinstance(row, list) or len(row) < 12:
             raise ctx.error(f"kline #{i} is not a 12-element array: {str(row)[:160]}")
         what = f"kline #{i}"
-        open_us = epoch_to_us(integer(row[0], f"{what} open time", ctx))
-        when = from_us(open_us).strftime("%H:%M")
-        o, h, lo, c = (number(row[k], f"{what} ({when}) {name}", ctx) for k, name in
+        open_us = epoch_us(row[0], f"{what} open time", ctx)
+        what = f"{what} ({from_us(open_us).strftime('%Y-%m-%d %H:%M')})"
+        span = epoch_us(row[6], f"{what} close time", ctx) - open_us
+        if not interval_ms * 1000 - 1000 <= span < interval_ms * 1000:
+            raise ctx.error(f"{what} spans {(span + 1) / 1e6:g} s (close time - open time), not {interval_ms / 1000:g} s: "
+                            "a kline of another interval")
+        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
                        ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
-        volume = number(row[5], f"{what} ({when}) volume", ctx)
-        amount = number(row[7], f"{what} ({when}) quote volume", ctx)
-        trades = integer(row[8], f"{what} ({when}) number of trades", ctx)
+        volume = number(row[5], f"{what} volume", ctx)
+        amount = not_negative(number(row[7], f"{what} quote volume", ctx), f"{what} quote volume", ctx)
+        trades = integer(row[8], f"{what} number of trades", ctx)
+        check_bar(what, ctx, open_us, o, h, lo, c, volume, minute=interval_ms % 60_000 == 0)
+        if trades < 0:
+            raise ctx.error(f"{what} number of trades is {trades}, negative")
         cols.add(open_us, o, h, lo, c, volume, amount, trades)
     return cols.frame(VENUE, instrument)
 
@@ -200,6 +226,10 @@ class BinanceClient(ApiClient):
         if not 1 <= page_limit <= 1000:
             raise ValueError("page_limit: 1..1000")
         self.page_limit = page_limit
+        self.dropped = DropCounts()
+
+    def figures(self) -> dict[str, Any]:
+        return {**super().figures(), **self.dropped.figures()}
 
     # ---- what Binance's answers mean ---------------------------------------------------------
 
@@ -260,7 +290,7 @@ class BinanceClient(ApiClient):
                 if frame.height < self.page_limit or to_us(frame["ts"].max()) >= end_us:
                     break
                 from_id = int(frame["seq"].max()) + 1
-        return finish_trades(frames, start, end)
+        return finish_trades(frames, start, end, self.dropped.of(instrument), paged="forward")
 
     # ---- book -------------------------------------------------------------------------------
 
@@ -291,7 +321,7 @@ class BinanceClient(ApiClient):
             if frame.height < self.page_limit or last_ms + 1 <= cursor_ms:
                 break
             cursor_ms = last_ms + 1
-        return finish_bars(frames, start, end)
+        return finish_bars(frames, start, end, self.dropped.of(instrument))
 
 
 __all__ = ["ERRORS", "LIMITS", "BinanceClient", "ban_until", "depth_weight", "parse_agg_trades", "parse_depth",

@@ -8,11 +8,14 @@ timestamps in milliseconds; numbers are JSON numbers.
   digits for BTC), timestamp, tick_direction, direction, price, amount, mark_price, index_price,
   instrument_name, ...}], has_more}`. Paging: while `has_more`, the next page starts AT the last
   timestamp seen (it may hold more trades of that millisecond) and the trades of that millisecond
-  already seen are dropped by trade_id. A page made entirely of one millisecond cannot move the
+  already seen are dropped by trade_id (counted as `duplicates`). A page made entirely of one millisecond cannot move the
   start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`).
 - `get_order_book` → `result: {timestamp, change_id, bids: [[price, amount]], asks, stats, ...}`.
 - `get_tradingview_chart_data` (resolution=1) → parallel arrays `ticks, open, high, low, close,
-  volume (base), cost (quote)`, `status` "ok" | "no_data"; trades = null.
+  volume (base), cost (quote)`, `status` "ok" | "no_data" (any other is an error); trades = null.
+
+A time in seconds, a price or amount that is not positive, a bar that cannot be true are errors
+naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
 
 Amounts: inverse contracts (BTC-PERPETUAL, ETH-PERPETUAL, BTC-27DEC24: no "_" in the currency and
 no strike) trade in USD: quantity = amount / price (base units), amount = the USD amount. Linear
@@ -44,19 +47,22 @@ from marketdata_assets.lib.http import (
 )
 from marketdata_assets.lib.ticks.frames import (
     BarColumns,
+    DropCounts,
     TradeColumns,
     as_utc,
     book_frame,
     book_levels,
     ceil_ms,
+    check_bar,
     day_of,
-    epoch_to_us,
+    epoch_us,
     field,
     finish_bars,
     finish_trades,
     floor_ms,
     from_us,
     integer,
+    not_negative,
     number,
     positive,
     to_us,
@@ -126,9 +132,9 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
         if inst != instrument:
             raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
         seq = integer(field(record, "trade_seq", what, ctx), f"{what} trade_seq", ctx)
-        ts = epoch_to_us(integer(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx))
+        ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
         price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
-        amount = number(field(record, "amount", what, ctx), f"{what} amount", ctx)
+        amount = positive(number(field(record, "amount", what, ctx), f"{what} amount", ctx), what, ctx, "amount")
         direction = field(record, "direction", what, ctx)
         if direction not in ("buy", "sell"):
             raise ctx.error(f"{what} direction is {direction!r}, not buy/sell")
@@ -141,7 +147,7 @@ def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.
     """get_order_book → books frame (ts = result.timestamp, update_id = change_id)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
-    ts = epoch_to_us(integer(field(result, "timestamp", "order book", ctx), "order book timestamp", ctx))
+    ts = epoch_us(field(result, "timestamp", "order book", ctx), "order book timestamp", ctx)
     change_id = field(result, "change_id", "order book", ctx)
     update_id = integer(change_id, "order book change_id", ctx) if change_id is not None else None
     inverse = is_inverse(instrument)
@@ -159,6 +165,8 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
     status = field(result, "status", "chart", ctx)
     if status == "no_data":
         return BarColumns().frame(VENUE, instrument)
+    if status != "ok":
+        raise ctx.error(f"chart status is {status!r}, not \"ok\" or \"no_data\"")
     keys = ("ticks", "open", "high", "low", "close", "volume", "cost")
     arrays = [field(result, key, "chart", ctx) for key in keys]
     for key, array in zip(keys, arrays):
@@ -169,9 +177,11 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
         raise ctx.error(f"chart arrays differ in length: {dict(zip(keys, map(len, arrays)))}")
     cols = BarColumns()
     for i, tick in enumerate(arrays[0]):
-        ts = epoch_to_us(integer(tick, f"chart ticks[{i}]", ctx))
-        what = f"bar {from_us(ts).strftime('%Y-%m-%d %H:%M')}"
+        ts = epoch_us(tick, f"chart ticks[{i}]", ctx)
+        what = f"bar {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
         o, h, lo, c, v, cost = (number(arrays[k][i], f"{what} {keys[k]}", ctx) for k in range(1, 7))
+        check_bar(what, ctx, ts, o, h, lo, c, v)
+        not_negative(cost, f"{what} cost", ctx)
         cols.add(ts, o, h, lo, c, v, cost, None)
     return cols.frame(VENUE, instrument)
 
@@ -193,6 +203,10 @@ class DeribitClient(ApiClient):
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size: 1..1000")
         self.page_size = page_size
+        self.dropped = DropCounts()
+
+    def figures(self) -> dict[str, Any]:
+        return {**super().figures(), **self.dropped.figures()}
 
     # ---- what Deribit's answers mean --------------------------------------------------------
 
@@ -228,7 +242,6 @@ class DeribitClient(ApiClient):
             return finish_trades([])
         end_ms = ceil_ms(end) - 1  # inclusive on the venue
         cursor = floor_ms(start)
-        boundary: set[str] = set()  # ids already taken at the millisecond `cursor`
         frames: list[pl.DataFrame] = []
         while True:
             params = {"instrument_name": instrument, "start_timestamp": cursor, "end_timestamp": end_ms,
@@ -236,7 +249,7 @@ class DeribitClient(ApiClient):
             body, ctx = await self._public("get_last_trades_by_instrument_and_time", params, instrument=instrument,
                                            day=day_of(from_us(cursor * 1000)))
             page, has_more = parse_trades(body, instrument, ctx)
-            frames.append(page.filter(~pl.col("trade_id").is_in(list(boundary))) if boundary else page)
+            frames.append(page)  # the trades of the millisecond `cursor` seen again: dropped (and counted) at the end
             if not has_more or page.height == 0:
                 break
             last_ms = to_us(page["ts"].max()) // 1000
@@ -245,9 +258,8 @@ class DeribitClient(ApiClient):
                 frames.extend(await self._trades_by_seq(instrument, int(page["seq"].max()) + 1, end_ms,
                                                         day_of(from_us(cursor * 1000))))
                 break
-            boundary = set(page.filter(pl.col("ts") >= from_us(last_ms * 1000))["trade_id"].to_list())
             cursor = last_ms
-        return finish_trades(frames, start, end)
+        return finish_trades(frames, start, end, self.dropped.of(instrument), paged="forward")
 
     async def _trades_by_seq(self, instrument: str, start_seq: int, end_ms: int,
                              day: date | None) -> list[pl.DataFrame]:
@@ -285,7 +297,7 @@ class DeribitClient(ApiClient):
                                            day=day_of(cursor))
             frames.append(parse_chart(body, instrument, ctx))
             cursor = window_end
-        return finish_bars(frames, start, end)
+        return finish_bars(frames, start, end, self.dropped.of(instrument))
 
 
 __all__ = ["ERRORS", "LIMITS", "DeribitClient", "is_inverse", "parse_chart", "parse_order_book", "parse_trades"]

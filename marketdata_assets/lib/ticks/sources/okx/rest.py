@@ -11,7 +11,12 @@ Formats: the envelope is `{"code": "0", "msg": "", "data": [...]}` and every val
 - `/api/v5/market/books?sz=N` → `data: [{asks: [[px, sz, "0", numOrders]], bids: [...], ts}]`
   (a `seqId` is read when present: update_id).
 - `/api/v5/market/history-candles?bar=1m` → `data: [[ts, o, h, l, c, vol, volCcy, volCcyQuote,
-  confirm]]`, newest first; unconfirmed bars (`confirm` "0") are dropped; trades = null.
+  confirm]]`, newest first; unconfirmed bars (`confirm` "0") are dropped and counted; trades = null.
+  A candle carries no interval: one not opening on a minute is an error (a 1H body on minute
+  boundaries cannot be told from a sparse 1m one).
+
+A time in seconds, a price or size that is not positive, a bar that cannot be true are errors
+naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
 
 Quantities are base units: spot `sz` already is; for SWAP/FUTURES `sz` counts contracts, so
 quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal in USD);
@@ -26,6 +31,7 @@ NUMERIC code is an unknown path; any other code a SourceRequestError (not retrie
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
@@ -34,18 +40,21 @@ import polars as pl
 from marketdata_assets.lib.http import ApiClient, ErrorTable, Limits, Page, describe_request
 from marketdata_assets.lib.ticks.frames import (
     BarColumns,
+    DropCounts,
     TradeColumns,
     as_utc,
     book_frame,
     book_levels,
     ceil_ms,
+    check_bar,
     day_of,
-    epoch_to_us,
+    epoch_us,
     field,
     finish_bars,
     finish_trades,
     from_us,
     integer,
+    not_negative,
     number,
     positive,
     to_us,
@@ -143,8 +152,8 @@ def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
         if inst != instrument:
             raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
         price = positive(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
-        size = number(field(record, "sz", what, ctx), f"{what} sz", ctx)
-        ts = epoch_to_us(integer(field(record, "ts", what, ctx), f"{what} ts", ctx))
+        size = positive(number(field(record, "sz", what, ctx), f"{what} sz", ctx), what, ctx, "size")
+        ts = epoch_us(field(record, "ts", what, ctx), f"{what} ts", ctx)
         side = field(record, "side", what, ctx)
         if side not in ("buy", "sell"):
             raise ctx.error(f"{what} side is {side!r}, not buy/sell")
@@ -163,7 +172,7 @@ def parse_books(body: Any, instrument: str, ctx: Page | None = None,
     if not data:
         raise ctx.error("books: empty data array")
     book = data[0]
-    ts = epoch_to_us(integer(field(book, "ts", "book", ctx), "book ts", ctx))
+    ts = epoch_us(field(book, "ts", "book", ctx), "book ts", ctx)
     seq = book.get("seqId") if isinstance(book, dict) else None
     update_id = integer(seq, "book seqId", ctx) if seq not in (None, "") else None
     bids, asks = (book_levels(field(book, side, "book", ctx), side, ctx, what="books",
@@ -174,8 +183,10 @@ def parse_books(body: Any, instrument: str, ctx: Page | None = None,
 
 
 def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
-                  contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
-    """candles / history-candles envelope → bars frame (confirmed bars only, any order in)."""
+                  contract_values: dict[str, tuple[float, bool]] | None = None,
+                  drops: Counter | None = None) -> pl.DataFrame:
+    """candles / history-candles envelope → bars frame (confirmed bars only, any order in; the
+    unconfirmed ones counted in `drops["unconfirmed"]`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
     cols = BarColumns()
@@ -183,15 +194,23 @@ def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
         if not isinstance(row, list) or len(row) < 7:
             raise ctx.error(f"candle #{i} is not a [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] array: "
                             f"{str(row)[:160]}")
-        ts = epoch_to_us(integer(row[0], f"candle #{i} ts", ctx))
-        what = f"candle {from_us(ts).strftime('%Y-%m-%d %H:%M')}"
-        if len(row) >= 9 and row[8] == "0":
-            continue  # the bar is still forming
+        ts = epoch_us(row[0], f"candle #{i} ts", ctx)
+        what = f"candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
+        confirm = row[8] if len(row) >= 9 else "1"
+        if confirm not in ("0", "1"):
+            raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
+        if confirm == "0":  # the bar is still forming
+            if drops is not None:
+                drops["unconfirmed"] += 1
+            continue
         o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
                        ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
         vol = number(row[5], f"{what} vol", ctx)
-        vol_ccy = number(row[6], f"{what} volCcy", ctx)
+        vol_ccy = not_negative(number(row[6], f"{what} volCcy", ctx), f"{what} volCcy", ctx)
         quote = number(row[7], f"{what} volCcyQuote", ctx) if len(row) >= 8 and row[7] != "" else None
+        check_bar(what, ctx, ts, o, h, lo, c, vol)
+        if quote is not None:
+            not_negative(quote, f"{what} volCcyQuote", ctx)
         if not sizer.derivative:
             volume, amount = vol, (quote if quote is not None else vol_ccy)
         else:  # vol in contracts, volCcy in base
@@ -220,6 +239,10 @@ class OkxClient(ApiClient):
             raise ValueError("page_limit: 1..100")
         self.page_limit = page_limit
         self.contract_values = contract_values
+        self.dropped = DropCounts()
+
+    def figures(self) -> dict[str, Any]:
+        return {**super().figures(), **self.dropped.figures()}
 
     # ---- what OKX's answers mean ------------------------------------------------------------
 
@@ -266,7 +289,7 @@ class OkxClient(ApiClient):
                 raise ctx.error(f"history-trades page for after={params['after']} did not go back in tradeId")
             day = day_of(from_us(oldest))
             params = {"instId": instrument, "type": "1", "after": str(smallest), "limit": str(self.page_limit)}
-        return finish_trades(frames, start, end)
+        return finish_trades(frames, start, end, self.dropped.of(instrument), paged="backward")
 
     async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
         if not 1 <= depth <= MAX_BOOK_DEPTH:
@@ -285,7 +308,7 @@ class OkxClient(ApiClient):
             body, ctx = await self._get("/api/v5/market/history-candles", params, instrument=instrument,
                                         day=day_of(from_us(after * 1000 - 1)))
             data = body.get("data") if isinstance(body, dict) else body
-            page = parse_candles(body, instrument, ctx, self.contract_values)
+            page = parse_candles(body, instrument, ctx, self.contract_values, self.dropped.of(instrument))
             if not data:
                 break
             frames.append(page)
@@ -293,7 +316,7 @@ class OkxClient(ApiClient):
             if oldest_ms >= after:
                 raise ctx.error(f"history-candles page for after={after} did not go back in time")
             after = oldest_ms
-        return finish_bars(frames, start, end)
+        return finish_bars(frames, start, end, self.dropped.of(instrument), paged="backward")
 
 
 __all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "parse_books", "parse_candles",

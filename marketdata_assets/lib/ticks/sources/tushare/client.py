@@ -245,9 +245,9 @@ class TushareClient(ApiClient):
                       "end_date": end_time.strftime("%Y-%m-%d %H:%M:%S")}
             table = await self.query("stk_mins", params, STK_MINS_FIELDS, instrument=code, day=label,
                                      required=STK_MINS_REQUIRED)
-            parsed = parse_stk_mins(table, instrument=code, day=label, bar_label=self.bar_label)
+            parsed = parse_stk_mins(table, instrument=code, day=label, bar_label=self.bar_label, window=(first, last))
             self._count(code, requests=1, rows=parsed.received, null_rows=parsed.null_rows,
-                        partial_rows=parsed.partial_rows, duplicates=parsed.duplicates)
+                        partial_rows=parsed.partial_rows, duplicates=parsed.duplicates, outside=parsed.outside)
             if parsed.null_rows or parsed.partial_rows:
                 log.warning("%s %s %s: dropped %d all-null and %d partially null rows", PROVIDER, code, label,
                             parsed.null_rows, parsed.partial_rows)
@@ -278,17 +278,18 @@ class TushareClient(ApiClient):
             params = {"ts_code": joined, "start_date": f"{first:%Y%m%d}", "end_date": f"{end:%Y%m%d}"}
             table = await self.query("daily", params, DAILY_FIELDS, instrument=joined, day=label,
                                      required=DAILY_REQUIRED)
-            parsed = parse_daily(table, instrument=joined, day=label)
+            parsed = parse_daily(table, instrument=joined, day=label, window=(first, last))
             cut = None  # a full answer's oldest date, which may be cut: asked again, whole, next
             if (parsed.received >= self.daily_row_limit or table.has_more) and parsed.oldest is not None:
                 cut = parsed.oldest
                 if cut >= end:
                     raise TushareResponseError(joined, end, f"daily: one trade date fills a whole answer "
                                                             f"({parsed.received} rows): ask fewer codes at once")
-                parsed = parse_daily(without_day(table, cut), instrument=joined, day=label)
+                parsed = parse_daily(without_day(table, cut), instrument=joined, day=label, window=(first, last))
             for code, counts in parsed.counts.items():
                 self._count(code, daily_rows=counts["rows"], null_rows=counts["null_rows"],
-                            partial_rows=counts["partial_rows"], duplicates=counts["duplicates"])
+                            partial_rows=counts["partial_rows"], duplicates=counts["duplicates"],
+                            outside=counts["outside"])
             if parsed.null_rows or parsed.partial_rows:
                 log.warning("%s daily %s: dropped %d all-null and %d partially null rows", PROVIDER, label,
                             parsed.null_rows, parsed.partial_rows)
@@ -311,4 +312,4 @@ class TushareClient(ApiClient):
             totals.update(counter)
         return {**super().figures(), "limit_waits": self.limit_waits,
                 "dropped_null_rows": totals.get("null_rows", 0), "dropped_partial_rows": totals.get("partial_rows", 0),
-                "duplicate_rows": totals.get("duplicates", 0)}
+                "duplicate_rows": totals.get("duplicates", 0), "dropped_outside_window": totals.get("outside", 0)}

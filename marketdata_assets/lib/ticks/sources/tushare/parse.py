@@ -13,8 +13,9 @@ the day runs 09:30 (the opening auction) … 15:00, with zero-volume 14:58/14:59
 auction runs): the frame's `ts` is the bar OPEN in UTC, `label − 1 minute` (China has no DST).
 `vol` is in shares, `amount` in yuan. `daily` sends `vol` in lots (×100 → shares) and `amount` in
 thousands of yuan (×1000 → yuan); its `ts` is 00:00 UTC of the trade date. Rows with nulls are
-dropped and counted, repeated rows are counted; anything else unexpected is a
-`TushareResponseError` naming the instrument and day.
+dropped and counted, repeated rows are counted, rows of a day outside the asked window (`window`)
+are dropped and counted; a price that is not positive or a negative volume/amount, and anything
+else unexpected, is a `TushareResponseError` naming the instrument and day.
 """
 
 from __future__ import annotations
@@ -264,6 +265,19 @@ def _number(value: Any, field_name: str, row_label: str, instrument: str | None,
     return number
 
 
+def _plausible(numbers: dict[str, float], row_label: str, instrument: str | None, day: Any) -> None:
+    """Unadjusted prices are positive, volumes and amounts not negative."""
+    for name, value in numbers.items():
+        if name in ("open", "high", "low", "close", "pre_close") and value is not None and value <= 0:
+            raise TushareResponseError(instrument, day, f"{name} is {value} at {row_label}, not a positive price")
+        if name in ("vol", "amount") and value is not None and value < 0:
+            raise TushareResponseError(instrument, day, f"{name} is {value} at {row_label}, negative")
+
+
+def _outside(day: date, window: tuple[date, date] | None) -> bool:
+    return window is not None and not window[0] <= day <= window[1]
+
+
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y%m%d %H:%M:%S", "%Y%m%d%H%M%S")
 
 
@@ -310,13 +324,16 @@ class ParsedMinutes:
     duplicates: int = 0  # same instrument and trade_time twice: the first kept
     oldest: datetime | None = None  # oldest trade_time received (China time, naive), for paging
     received: int = 0  # rows in the answer
+    outside: int = 0  # rows of a China day outside `window`: dropped
 
 
 def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | None = None, day: Any = None,
-                   bar_label: Literal["end", "start"] = "end") -> ParsedMinutes:
+                   bar_label: Literal["end", "start"] = "end",
+                   window: tuple[date, date] | None = None) -> ParsedMinutes:
     """A `stk_mins` answer → normalized 1-minute bars, oldest first (`ts` = bar open in UTC; with
     `bar_label="start"` the label is taken as the open). `instrument`, when given, must be the
-    only ts_code in the rows."""
+    only ts_code in the rows; `window` (first, last China day), when given, drops and counts rows
+    of other days (`outside`)."""
     table = _table(answer, "stk_mins", instrument, day, STK_MINS_REQUIRED)
     index = {name: table.fields.index(name) for name in table.fields}
     code_at = index.get("ts_code")
@@ -343,6 +360,10 @@ def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | N
         numbers = {k: _number(row[index[k]], k, f"{code} {label}", instrument or code, row_day) for k in values}
         if dropped := nulls_in(list(numbers.values())):
             setattr(result, dropped, getattr(result, dropped) + 1)
+            continue
+        _plausible(numbers, f"{code} {label}", instrument or code, row_day)
+        if _outside(row_day, window):
+            result.outside += 1
             continue
         key = (code, when)
         if key in seen:
@@ -385,12 +406,13 @@ class ParsedDaily:
     duplicates: int = 0
     oldest: date | None = None  # oldest trade_date received, for paging
     received: int = 0
-    # per ts_code: rows, null_rows, partial_rows, duplicates
+    outside: int = 0  # rows of a trade date outside `window`: dropped
+    # per ts_code: rows, null_rows, partial_rows, duplicates, outside
     counts: dict[str, Counter] = field(default_factory=dict)
 
 
 def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None = None,
-                day: Any = None) -> ParsedDaily:
+                day: Any = None, window: tuple[date, date] | None = None) -> ParsedDaily:
     """A `daily` answer → `DAILY_BARS_SCHEMA` (ts = 00:00 UTC of the trade date; lots → shares
     ×100, thousands of yuan → yuan ×1000). `instrument` may be a comma-separated ts_code list (as
     `daily` accepts it): every row must be of one of them."""
@@ -421,6 +443,11 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
         if dropped := nulls_in(core):
             setattr(result, dropped, getattr(result, dropped) + 1)
             counts[dropped] += 1
+            continue
+        _plausible(numbers, f"{code} {label}", code, trade_day)
+        if _outside(trade_day, window):
+            result.outside += 1
+            counts["outside"] += 1
             continue
         if (code, trade_day) in seen:
             result.duplicates += 1

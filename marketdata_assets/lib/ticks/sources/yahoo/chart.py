@@ -6,6 +6,9 @@ volume}[]`. `parse_chart` (pure) undoes what would otherwise corrupt the bars: f
 prices (101.19999694824219 → 101.2), minor currency units (GBp, ZAc, ILA: /100; KWF: /1000), null or
 partly null minutes (dropped, counted), a live bar stamped mid-minute (floored). `venue` is
 `meta.exchangeName`; `amount` is an ESTIMATE (volume × typical price: Yahoo sends no turnover).
+What it cannot undo is an error naming the instrument: no `meta.currency` where Yahoo may quote in
+a minor unit (London, Johannesburg, Tel Aviv, Kuwait: pence would become pounds; elsewhere it is
+counted), another `meta.dataGranularity` than 1m, times that are not epoch seconds, a negative volume.
 
 `YahooChartClient` sends each request through the shared `ApiClient.call`, its `ERRORS` saying what
 Yahoo's answers mean (unknown instrument, rejected window, refused access; plain-text 429s and cut
@@ -66,6 +69,11 @@ MINOR_UNITS: dict[str, tuple[str, int]] = {
     "ILA": ("ILS", 100),
     "KWF": ("KWD", 1000),
 }
+# Where Yahoo quotes (some) instruments in a minor unit: the unit of a bar there depends on
+# `meta.currency`, so an answer without a currency it knows is not read (symbol suffix, exchangeName).
+MINOR_UNIT_SUFFIXES = {".L": "London", ".IL": "London", ".JO": "Johannesburg", ".TA": "Tel Aviv", ".KW": "Kuwait"}
+MINOR_UNIT_EXCHANGES = {"LSE": "London", "IOB": "London", "JNB": "Johannesburg", "TLV": "Tel Aviv", "KUW": "Kuwait"}
+EPOCH_SECONDS = (100_000_000, 10_000_000_000)  # 1973 .. 2286: milliseconds would be far above
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,12 +177,13 @@ class ChartData:
     duplicates: int = 0
     outside: int = 0  # rows outside the requested window (dropped)
     denoised: int = 0  # prices snapped from float32 noise
+    no_currency: int = 0  # answers without meta.currency where the unit does not depend on it
     requests: int = 0
 
     def counts(self) -> dict[str, int]:
         return {"null_minutes": self.null_minutes, "partial_rows": self.partial_rows,
                 "off_minute": self.off_minute, "duplicates": self.duplicates, "outside": self.outside,
-                "denoised": self.denoised}
+                "denoised": self.denoised, "no_currency": self.no_currency}
 
 
 def _load(payload: Mapping | str | bytes) -> Mapping:
@@ -189,14 +198,30 @@ def _day_label(epoch: int | None) -> date | None:
     return datetime.fromtimestamp(epoch, UTC).date() if epoch is not None else None
 
 
+def minor_unit_market(instrument: str, exchange: Any) -> str | None:
+    """The market's name where Yahoo may quote `instrument` in a minor unit (pence, cents, agorot,
+    fils), None elsewhere."""
+    suffix = instrument[instrument.rfind("."):].upper() if "." in instrument else ""
+    return MINOR_UNIT_SUFFIXES.get(suffix) or MINOR_UNIT_EXCHANGES.get(str(exchange or "").upper())
+
+
+def known_currency(currency: Any) -> bool:
+    """A currency code the units can be read from: a minor-unit code, or an ISO 4217 code."""
+    return isinstance(currency, str) and (currency in MINOR_UNITS or (len(currency) == 3 and currency.isalpha()
+                                                                       and currency.isupper()))
+
+
 def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *, start: int | None = None,
-                end: int | None = None, status: int = 200, request: str | None = None) -> ChartData:
+                end: int | None = None, status: int = 200, request: str | None = None,
+                interval: str = "1m") -> ChartData:
     """A chart v8 answer (decoded, or the body as sent) → `ChartData` (normalized frame + currency
     + drop counts).
 
     `start`/`end` (epoch seconds) keep bars with start <= ts < end. An error payload raises what
     `ERRORS` makes of it with `status` (`YahooSymbolNotFound`, `YahooRequestError`, ...), a malformed
     one `SourceDataError`; both name the instrument and `request` (the request it answered) when given.
+    So is an answer whose unit is unknown (no `meta.currency` on a minor-unit market) or whose
+    `meta.dataGranularity` is not `interval`.
     """
     page = Page(PROVIDER, instrument, _day_label(start), request)
 
@@ -222,12 +247,25 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
     if not inst:
         raise fail("no instrument given and none in meta")
     page = dataclasses.replace(page, instrument=inst)
-    quote_currency = meta.get("currency")
-    currency, divisor = normalize_currency(quote_currency)
+    granularity = meta.get("dataGranularity")
+    if granularity is not None and granularity != interval:
+        raise fail(f"meta.dataGranularity is {granularity!r} where {interval!r} bars were asked for: "
+                   f"not {interval} bars")
     exchange = str(meta.get("exchangeName") or meta.get("fullExchangeName") or "YAHOO")
+    quote_currency = meta.get("currency")
+    no_currency = 0
+    if not known_currency(quote_currency):
+        market = minor_unit_market(inst, meta.get("exchangeName"))
+        if market is not None:
+            said = "no meta.currency" if quote_currency in (None, "") else f"meta.currency {quote_currency!r}"
+            raise fail(f"{said}: on {market} Yahoo quotes prices in a major or a minor unit (GBp pence vs "
+                       "GBP pounds), so the unit of these bars is unknown; not stored with a guessed unit")
+        quote_currency, no_currency = None, 1  # the prices are as sent: no minor unit here
+    currency, divisor = normalize_currency(quote_currency)
     data = ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
                      quote_currency=quote_currency, price_divisor=divisor, exchange=exchange,
-                     timezone=meta.get("exchangeTimezoneName"), gmtoffset=meta.get("gmtoffset"), meta=dict(meta))
+                     timezone=meta.get("exchangeTimezoneName"), gmtoffset=meta.get("gmtoffset"), meta=dict(meta),
+                     no_currency=no_currency)
     timestamps = result.get("timestamp")
     if timestamps is None:
         return data  # no trades in the window
@@ -254,7 +292,8 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
     volumes: list[float] = []
     seen: set[int] = set()
     for i, raw_ts in enumerate(timestamps):
-        if isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts):
+        if (isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts)
+                or not EPOCH_SECONDS[0] <= raw_ts < EPOCH_SECONDS[1]):
             raise fail(f"timestamp[{i}] is {raw_ts!r}, not epoch seconds")
         epoch = int(raw_ts)
         day = _day_label(epoch)
@@ -270,6 +309,9 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
             row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
             if row[name] is not None and math.isinf(row[name]):
                 raise fail(f"infinite {name} at {epoch}", day=day)
+        if row["volume"] is not None and row["volume"] < 0:
+            raise fail(f"volume {row['volume']:g} at {datetime.fromtimestamp(epoch, UTC).isoformat()}, negative",
+                       day=day)
         if dropped := nulls_in(list(row.values())):
             if dropped == "null_rows":
                 data.null_minutes += 1
@@ -331,7 +373,8 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
     merged = ChartData(instrument=instrument, frame=frame, currency=first.currency, quote_currency=first.quote_currency,
                        price_divisor=first.price_divisor, exchange=first.exchange, timezone=first.timezone,
                        gmtoffset=parts[-1].gmtoffset, meta=parts[-1].meta)
-    for name in ("null_minutes", "partial_rows", "off_minute", "duplicates", "outside", "denoised", "requests"):
+    for name in ("null_minutes", "partial_rows", "off_minute", "duplicates", "outside", "denoised", "no_currency",
+                 "requests"):
         setattr(merged, name, sum(getattr(p, name) for p in parts))
     merged.duplicates += before - frame.height
     return merged
@@ -445,7 +488,10 @@ class YahooChartClient(ApiClient):
         for counter in self.quality.values():
             totals.update(counter)
         return {**super().figures(), "dropped_null_minutes": totals.get("null_minutes", 0),
-                "dropped_partial_rows": totals.get("partial_rows", 0), "denoised_prices": totals.get("denoised", 0),
+                "dropped_partial_rows": totals.get("partial_rows", 0),
+                "dropped_duplicates": totals.get("duplicates", 0), "dropped_outside_window": totals.get("outside", 0),
+                "denoised_prices": totals.get("denoised", 0), "floored_off_minute": totals.get("off_minute", 0),
+                "answers_without_currency": totals.get("no_currency", 0),
                 "clipped_windows": totals.get("clipped_windows", 0)}
 
 
