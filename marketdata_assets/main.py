@@ -199,6 +199,10 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     return steps
 
 
+# The console shows one line per step; every event is still in the run's log in the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def main() -> int:
     from marketdata_assets.definitions import defs as load_defs
 
@@ -213,7 +217,7 @@ def main() -> int:
             selection = assets.pop() if assets and isinstance(assets[-1], list) else None
             result = dg.materialize(assets, instance=instance, resources=resources, partition_key=partition_key,
                                     selection=selection, tags={"marketdata/launched_by": "make run", **tags},
-                                    raise_on_error=False)
+                                    raise_on_error=False, run_config=QUIET)
             keys = sorted(key.to_user_string() for key in selection) if selection else sorted(
                 {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
             checks = result.get_asset_check_evaluations()

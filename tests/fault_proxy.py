@@ -75,6 +75,10 @@ class FaultProxy:
         with self._lock:
             self._dead = True
             sockets, self._sockets = self._sockets, []
+        try:  # shutdown wakes the thread blocked in accept(); close alone would not
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         for sock in sockets:
             try:  # SO_LINGER 0: the pipes' close() then resets instead of lingering

@@ -14,6 +14,7 @@ import pytest
 
 from marketdata_assets import settings
 from marketdata_assets.lib.bars import landing_load
+from marketdata_assets.lib.bars.csv_profiles import load_profiles
 from marketdata_assets.lib.errors import StoreUnavailable
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.resources import TimescaleResource
@@ -29,6 +30,16 @@ def resource(port: int) -> TimescaleResource:
     return TimescaleResource(host="127.0.0.1", port=port, user=settings.get("TIMESCALE_USER"),
                              password=settings.get("TIMESCALE_PASSWORD"), dbname=DB, sslmode="disable",
                              connect_timeout_s=2)
+
+
+def load(root: Path, quarantine_root: Path, profiles=None) -> landing_load.LandingLoad:
+    """One load against the real server."""
+    live = resource(int(settings.get("TIMESCALE_PORT")))
+    try:
+        return landing_load.load_landing(live.connection, root, MONTHS, quarantine_root=quarantine_root,
+                                         use_copy=True, workers=2, profiles=profiles)
+    finally:
+        live.close()
 
 
 def stored() -> pl.DataFrame:
@@ -85,12 +96,7 @@ def test_server_dying_mid_load_fails_within_seconds_naming_it_then_a_rerun_is_ex
     assert not (tmp_path / "q").exists()  # nothing was quarantined for the server's fault
     assert 0 < stored().height < truth.height
 
-    live = resource(int(settings.get("TIMESCALE_PORT")))
-    try:
-        report = landing_load.load_landing(live.connection, root, MONTHS, quarantine_root=tmp_path / "q",
-                                           use_copy=True, workers=2)
-    finally:
-        live.close()
+    report = load(root, tmp_path / "q")
     assert report.metadata()["files_loaded"] + report.metadata()["files_skipped"] == 16
     assert report.metadata()["files_skipped"] >= 1  # what committed before the death is not redone
     assert stored().equals(truth)
@@ -102,12 +108,7 @@ def test_a_file_the_database_refuses_is_quarantined_and_the_others_load(landing,
     root, truth = landing
     bad = fx.make_bars("688001.SH", DAYS[:1], seed=99).with_columns(name=pl.lit("bad\x00name"))
     fx.write_text(root / "688001.SH.csv", fx.render(bad, "cn_minute"))
-    live = resource(int(settings.get("TIMESCALE_PORT")))
-    try:
-        report = landing_load.load_landing(live.connection, root, MONTHS, quarantine_root=tmp_path / "q",
-                                           use_copy=True, workers=2)
-    finally:
-        live.close()
+    report = load(root, tmp_path / "q")
     meta = report.metadata()
     assert (meta["files_loaded"], meta["files_quarantined"]) == (16, 1)
     (entry,) = report.quarantined
@@ -117,3 +118,36 @@ def test_a_file_the_database_refuses_is_quarantined_and_the_others_load(landing,
     assert entry["reason"] in (tmp_path / "q" / "688001.SH.csv.reason.txt").read_text()
     assert not (root / "688001.SH.csv").exists()
     assert stored().equals(truth)
+
+
+def test_a_time_column_that_never_parses_is_quarantined_then_retried_when_a_profile_reads_it(landing, tmp_path):
+    """US-style dates: no row's time parses. The file is set aside naming the column (not loaded as 0
+    rows and remembered as done); the same profiles leave it there; a profile that reads the dates
+    brings it back and loads it."""
+    root, truth = landing
+    us = fx.make_bars("688002.SH", DAYS[:2], seed=5)
+    text = fx.render(us, "tushare").splitlines()
+    header, rows = text[0], text[1:]
+    rows = [",".join([cells[0], f"{cells[1][5:7]}/{cells[1][8:10]}/{cells[1][:4]}{cells[1][10:]}", *cells[2:]])
+            for cells in (row.split(",") for row in rows)]
+    (root / "688002.SH.csv").write_text("\n".join([header, *rows]) + "\n")
+    quarantine_root = tmp_path / "q"
+    fixed = load_profiles({"name": "us_dates", "columns": {"ts_code": "code", "trade_time": "time", "open": "open",
+                                                           "high": "high", "low": "low", "close": "close",
+                                                           "vol": "volume", "amount": "amount"},
+                           "time_formats": ["%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M"], "volume_unit": "shares"})
+    first = load(root, quarantine_root)
+    (entry,) = first.quarantined
+    assert entry["file"] == "688002.SH.csv" and "never parses" in entry["reason"] and "trade_time" in entry["reason"]
+    assert (quarantine_root / "688002.SH.csv").exists() and stored().equals(truth)
+
+    again = load(root, quarantine_root)
+    assert (again.released, again.quarantined) == ([], [])  # the same profiles can't read it
+    assert (quarantine_root / "688002.SH.csv").exists()
+
+    retried = load(root, quarantine_root, fixed)
+    assert retried.released == ["688002.SH.csv"] and retried.quarantined == []
+    assert retried.metadata()["files_loaded"] == 1 and retried.metadata()["rows_loaded"] == us.height
+    assert not (quarantine_root / "688002.SH.csv").exists()
+    assert not (quarantine_root / "688002.SH.csv.reason.txt").exists()
+    assert stored().height == truth.height + us.height

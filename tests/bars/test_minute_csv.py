@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
 import csv
 import gzip
 import json
-from datetime import date, datetime
+from collections import Counter
+from collections.abc import Callable, Collection
+from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import polars as pl
 import pytest
@@ -21,6 +25,7 @@ from marketdata_assets.lib.bars.csv_profiles import (
     normalize_code,
     normalize_codes,
     profile_from_dict,
+    profiles_fingerprint,
 )
 from marketdata_assets.lib.bars.minute_csv import (
     CsvFileError,
@@ -554,3 +559,352 @@ def test_explicit_time_formats_in_order():
     values = pl.Series(["05.01.2026 09:31", "2026-01-05 09:32:00", "x"])
     got = parse_times(values, ("%d.%m.%Y %H:%M", "auto")).to_list()
     assert got == [datetime(2026, 1, 5, 9, 31), datetime(2026, 1, 5, 9, 32), None]
+
+
+# ---- bad-input corpus ---------------------------------------------------------------------------
+# One table: each case is a whole-file error (CsvFileError naming the file, raised by every reading
+# path: open/read and file_time_range), per-line rejects with a specific counted reason and the good
+# rows of the file kept, or a documented, counted acceptance. A good file lies beside every case and
+# must load whatever the case does (one bad file never stops the others).
+# Cases elsewhere in this file, not repeated here: empty / blank / BOM-only files, header only,
+# missing file, UTF-16 with and without BOM, latin-1 bytes, unknown header, missing volume column,
+# BAD_FILE's rejects (bad number, bad month, missing time, missing/bad code, inf, extra field,
+# trailing empty fields, null tokens), truncated last line and multi-byte character, one corrupt
+# UTF-8 line, a quoted "1,212.5", TDX title and trailer lines, UTC offsets, dirty-but-valid rows.
+
+GOOD = make_bars("600000.SH", DAYS[:1], seed=30)  # 240 bars: 09:31-11:30, 13:01-15:00
+GOOD_TIMES = GOOD["time"].to_list()
+
+
+class Err(NamedTuple):
+    fragment: str
+    span: bool = True  # file_time_range (the big-file path) raises too; False: only the full read can tell
+
+
+class Rej(NamedTuple):
+    count: int
+    fragment: str  # in every reject's reason
+    rows: int
+
+
+class Ok(NamedTuple):
+    rows: int
+    why: str
+    check: Callable[[pl.DataFrame], bool] | None = None
+
+
+class Case(NamedTuple):
+    id: str
+    data: bytes
+    expect: Err | Rej | Ok
+    name: str = "600000.SH.csv"
+    profiles: list | None = None
+
+
+def _table(layout: str = "tushare", truth: pl.DataFrame = GOOD) -> list[list[str]]:
+    return [line.split(",") for line in render(truth, layout).splitlines()]
+
+
+def _bytes(rows: list, sep: str = ",", end: str = "\n", encoding: str = "utf-8", bom: bool = False) -> bytes:
+    text = end.join(row if isinstance(row, str) else sep.join(row) for row in rows) + end
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding)
+
+
+def _retimed(fmt: Callable[[datetime], str], layout: str = "tushare", only: Collection[int] | None = None) -> bytes:
+    rows = _table(layout)
+    column = rows[0].index({"tushare": "trade_time", "cn_minute": "时间"}[layout])
+    for i, (row, t) in enumerate(zip(rows[1:], GOOD_TIMES)):
+        if only is None or i in only:
+            row[column] = fmt(t)
+    return _bytes(rows)
+
+
+def _edited(edits: dict[int, Callable[[list[str]], list[str] | str]], **options) -> bytes:
+    """Tushare rows (fields: ts_code, trade_time, open, close, high, low, vol, amount), data row i -> edit."""
+    rows = _table()
+    for i, edit in edits.items():
+        rows[i + 1] = edit(list(rows[i + 1]))
+    return _bytes(rows, **options)
+
+
+def _set(**fields) -> Callable[[list[str]], list[str]]:
+    index = {"ts_code": 0, "trade_time": 1, "open": 2, "close": 3, "high": 4, "low": 5, "vol": 6, "amount": 7}
+
+    def edit(row: list[str]) -> list[str]:
+        for key, value in fields.items():
+            row[index[key]] = value
+        return row
+    return edit
+
+
+def _inserted(at: int, *lines: str) -> bytes:
+    rows = _table()
+    rows[at + 1:at + 1] = list(lines)
+    return _bytes(rows)
+
+
+def _date_clock(date_fmt: str) -> bytes:
+    rows = ["date,time,open,high,low,close,volume,amount"]
+    rows += [f"{r['time']:{date_fmt}},{r['time']:%H:%M},{r['open']},{r['high']},{r['low']},{r['close']},"
+             f"{r['volume']:.0f},{r['amount']}" for r in GOOD.iter_rows(named=True)]
+    return _bytes(rows)
+
+
+def _excel_serial(t: datetime) -> str:
+    return f"{(t - datetime(1899, 12, 30)) / timedelta(days=1):.6f}"
+
+
+def _epoch(t: datetime) -> int:
+    return calendar.timegm((t - timedelta(hours=8)).timetuple())  # Beijing wall clock -> UTC seconds
+
+
+def _gzip_cut() -> bytes:
+    data = gzip.compress(render(GOOD, "tushare").encode())
+    return data[: len(data) // 2]
+
+
+AMPM = {"name": "ampm", "columns": {"ts_code": "code", "trade_time": "time", "open": "open", "close": "close",
+                                    "high": "high", "low": "low", "vol": "volume", "amount": "amount"},
+        "time_formats": ["%Y-%m-%d %I:%M:%S %p", "auto"], "volume_unit": "shares"}  # AM/PM, else 24-hour
+NEVER = "time column 'trade_time' of profile 'tushare_stk_mins' never parses: "
+
+CORPUS = [
+    # -- time columns that never parse: the file's error (issue 15 item 3) --
+    Case("dates_mm_dd_yyyy", _retimed(lambda t: f"{t:%m/%d/%Y %H:%M}"),
+         Err(NEVER + "'01/05/2026 09:31', '01/05/2026 09:32', '01/05/2026 09:33' ... (0 of 240 rows)")),
+    Case("dates_dd_mm_yyyy", _retimed(lambda t: f"{t:%d-%m-%Y %H:%M:%S}"), Err(NEVER + "'05-01-2026 09:31:00'")),
+    Case("excel_serials", _retimed(_excel_serial), Err(NEVER + "'46027.396528'")),
+    Case("unix_epoch_ms", _retimed(lambda t: str(_epoch(t) * 1000)), Err(NEVER + "'1767576660000'")),
+    Case("unix_epoch_seconds", _retimed(lambda t: str(_epoch(t))), Err(NEVER + "'1767576660'")),
+    Case("dates_without_time_daily_file", _retimed(lambda t: f"{t:%Y-%m-%d}"),
+         Err(NEVER + "'2026-01-05' ... (0 of 240 rows)")),
+    Case("date_and_clock_mm_dd_yyyy", _date_clock("%m/%d/%Y"),
+         Err("time column 'date'+'time' of profile 'generic_date_clock' never parses: '01/05/2026 09:31'")),
+    Case("am_pm_no_profile_reads_it", _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S %p}"),
+         Err(NEVER + "'2026-01-05 09:31:00 AM'")),
+    Case("time_column_empty", _retimed(lambda t: ""),
+         Err("time column 'trade_time' of profile 'tushare_stk_mins' is empty in every row (0 of 240 rows)")),
+    # -- implausible clocks: the file's error (issue 15 item 9) --
+    Case("twelve_hour_clock_without_am_pm", _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S}"),
+         Err("120 bars at 01:00-03:00 and none from 12:00 on 1 day, first '2026-01-05 01:01:00': "
+             "looks like a 12-hour clock without AM/PM (A-share")),
+    Case("twelve_hour_clock_excel_style_cn", _retimed(lambda t: f"{t.year}/{t.month}/{t.day} {t.hour % 12}:{t:%M}",
+                                                      layout="cn_minute"),
+         Err("time column '时间' of profile 'cn_minute': 120 bars at 01:00-03:00")),
+    Case("utc_times_without_offset", _retimed(lambda t: f"{t - timedelta(hours=8):%Y-%m-%d %H:%M:%S}"),
+         Err("looks like a 12-hour clock without AM/PM, or UTC times without an offset")),
+    # -- no row readable for another reason: the file's error, never "done" with 0 rows --
+    Case("rows_use_another_delimiter", _bytes([_table()[0]] + [";".join(r) for r in _table()[1:]]),
+         Err("no row can be read: all 240 data rows were rejected (240 wrong field count); "
+             "first on line 2: wrong field count: expected 8, got 1")),
+    Case("every_code_unreadable", _edited({i: _set(ts_code="HK.00700") for i in range(240)}),
+         Err("no row can be read: all 240 data rows were rejected (240 bad code)", span=False)),
+    # -- bytes that are not a readable CSV --
+    Case("gzip_truncated", _gzip_cut(), Err("cannot read the file"), name="600000.SH.csv.gz"),
+    Case("plain_text_named_gz", render(GOOD, "tushare").encode(), Err("cannot read the file: Not a gzipped file"),
+         name="600000.SH.csv.gz"),
+    Case("xlsx_saved_as_csv", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml" + bytes(200),
+         Err("line 1: NUL bytes in the header")),
+    Case("html_error_page", b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n",
+         Err("header not recognized; columns seen: ['<!DOCTYPE html>']")),
+    # -- per-line rejects, counted, the good rows kept --
+    Case("prices_as_text", _edited({i: _set(open="ten") for i in (3, 50, 200)}), Rej(3, "bad number in open: 'ten'", 237)),
+    Case("mixed_date_formats", _retimed(lambda t: f"{t:%m/%d/%Y %H:%M}", only=range(100, 105)),
+         Rej(5, "bad time: '01/05/2026 ", 235)),
+    Case("thousands_separator_unquoted", _edited({7: _set(amount="1,234,567.5")}),
+         Rej(1, "wrong field count: expected 8, got 10", 239)),
+    Case("header_repeated_mid_file", _inserted(120, "ts_code,trade_time,open,close,high,low,vol,amount"),
+         Rej(1, "bad time: 'trade_time'; bad code: 'ts_code'", 240)),
+    Case("summary_line_at_the_end", _inserted(240, "Total: 240 rows"), Rej(1, "expected 8, got 1", 240)),
+    Case("row_missing_a_field_mid_file", _edited({60: lambda r: r[:-1]}), Rej(1, "expected 8, got 7", 239)),
+    Case("undecodable_bytes_in_one_row",
+         _bytes(_table()).replace(b"600000.SH,2026-01-05 09:41", b"600000\xff\xfe,2026-01-05 09:41"),
+         Rej(1, "line can't be decoded as utf-8-sig", 239)),
+    Case("nul_byte_in_a_code", _edited({20: _set(ts_code="600000.SH\x00")}), Rej(1, "bad code: '600000.SH\x00'", 239)),
+    Case("volume_overflows_to_inf", _edited({30: _set(vol="1e400")}), Rej(1, "bad number in volume: '1e400'", 239)),
+    Case("very_long_line", _inserted(100, "x" * 300_000), Rej(1, "wrong field count: expected 8, got 1", 240)),
+    # -- documented, counted acceptances: kept unchanged, cleaning belongs to the aggregates --
+    Case("negative_volume", _edited({5: _set(vol="-100")}), Ok(240, "kept; the K-line's WHERE volume >= 0 drops it")),
+    Case("high_below_low", _edited({6: _set(high="9.0", low="11.0")}), Ok(240, "kept; the K-line's WHERE drops it")),
+    Case("nan_prices", _edited({7: _set(close="NaN"), 8: _set(open="nan")}), Ok(240, "null tokens become NULL",
+                                                                              lambda df: df["close"].null_count() == 1)),
+    Case("zero_prices", _edited({9: _set(open="0", close="0", high="0", low="0")}), Ok(240, "kept like open = 0")),
+    Case("times_out_of_session", _inserted(0, "600000.SH,2026-01-05 08:00:00,10,10,10,10,100,1000")
+         .replace(b"\n600000.SH,2026-01-05 15:00:00", b"\n600000.SH,2026-01-05 20:00:00"),
+         Ok(241, "kept; only a 01:00-03:00 day without afternoon is an error",
+            lambda df: df["time"].dt.hour().max() == 20)),
+    Case("morning_only_half_day", _bytes(_table()[:121]), Ok(120, "no 01:00-03:00 bars: no 12-hour clock")),
+    Case("duplicate_minutes", _inserted(50, *[",".join(r) for r in _table()[1:4]]),
+         Ok(243, "kept; the loader keeps the last of a repeated bar")),
+    Case("code_column_disagrees_with_file_name", _bytes(_table()), Ok(240, "the code column wins over the name",
+                                                                      lambda df: df["code"].unique().to_list() == ["600000.SH"]),
+         name="000002.SZ.csv"),
+    Case("crlf_line_ends", _bytes(_table(), end="\r\n"), Ok(240, "CRLF stripped")),
+    Case("cr_only_line_ends", _bytes(_table(), end="\r"), Ok(240, "old Mac line ends")),
+    Case("utf8_bom_english_header", _bytes(_table(), bom=True), Ok(240, "BOM dropped")),
+    Case("quoted_and_padded_fields", _bytes([' "' + '" , "'.join(r) + '" ' for r in _table()]),
+         Ok(240, "quotes and spaces trimmed", lambda df: df["code"][0] == "600000.SH")),
+    Case("extra_unknown_columns", _bytes([r + [("pct_chg" if i == 0 else "0.1")] for i, r in enumerate(_table())]),
+         Ok(240, "columns no profile maps are ignored")),
+    Case("tab_separated", _bytes(_table(), sep="\t"), Ok(240, "separator detected from the header")),
+    Case("semicolon_separated", _bytes(_table(), sep=";"), Ok(240, "separator detected from the header")),
+    Case("scientific_notation_volume", _edited({11: _set(vol="1.2e+05")}), Ok(240, "a number",
+                                                                              lambda df: df["volume"][11] == 120000.0)),
+    Case("no_final_line_end", _bytes(_table())[:-1], Ok(240, "last line complete")),
+    Case("am_pm_with_a_profile_that_reads_it", _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S %p}"),
+         Ok(240, "%p read by the profile: afternoon at 13:01-15:00", lambda df: df["time"].to_list() == GOOD_TIMES),
+         profiles=[AMPM]),
+]
+
+
+def _load_dir(directory, profiles) -> dict:
+    """Read every file of a landing directory as the loader does: a CsvFileError sets one file aside."""
+    out = {}
+    for path in sorted(directory.iterdir()):
+        try:
+            reader = open_minute_csv(path, profiles)
+            out[path.name] = (reader.read(), reader)
+        except CsvFileError as error:
+            out[path.name] = error
+    return out
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case.id for case in CORPUS])
+def test_bad_input_corpus(tmp_path, case):
+    beside = make_bars("000001.SZ", DAYS, seed=31)
+    write_text(tmp_path / "good_000001.SZ.csv", render(beside, "tushare"))
+    path = tmp_path / case.name
+    path.write_bytes(case.data)
+    profiles = load_profiles(case.profiles) if case.profiles else None
+    outcome = _load_dir(tmp_path, profiles)
+
+    good_frame, _ = outcome["good_000001.SZ.csv"]
+    assert_frame_equal(good_frame, expected(beside, "tushare"))
+    result = outcome[case.name]
+    expect = case.expect
+    if isinstance(expect, Err):
+        assert isinstance(result, CsvFileError), f"expected a file error, got {result}"
+        assert str(result).startswith(str(path)) and expect.fragment in str(result), str(result)
+        if expect.span:
+            with pytest.raises(CsvFileError) as span_error:
+                file_time_range(path, profiles=profiles)
+            assert str(span_error.value) == str(result)
+        return
+    assert not isinstance(result, CsvFileError), str(result)
+    frame, reader = result
+    if isinstance(expect, Rej):
+        assert reader.reject_count == expect.count and len(reader.rejects) == expect.count
+        assert all(expect.fragment in r.reason and r.file == str(path) for r in reader.rejects), reader.rejects
+        assert frame.height == expect.rows == reader.rows
+    else:
+        assert (frame.height, reader.reject_count) == (expect.rows, 0), reader.rejects
+        assert expect.check is None or expect.check(frame)
+
+
+def test_corpus_size():
+    kinds = Counter(type(case.expect).__name__ for case in CORPUS)
+    assert len({case.id for case in CORPUS}) == len(CORPUS) >= 25, kinds
+
+
+# ---- whole-file time checks, file reading errors, profile fingerprints ----------------------------
+
+def _mdy_file(path, days: int = 20, garbage_first: int = 0):
+    truth = make_bars("600000.SH", trading_days(date(2026, 1, 5), days), seed=32)
+    rows = [line.split(",") for line in render(truth, "tushare").splitlines()]
+    for row in rows[1:]:
+        row[1] = datetime.fromisoformat(row[1]).strftime("%m/%d/%Y %H:%M")
+    lines = [",".join(rows[0]), *["garbage"] * garbage_first, *(",".join(r) for r in rows[1:])]
+    path.write_text("\n".join(lines) + "\n")
+    return truth
+
+
+def test_time_column_that_never_parses_is_found_at_open(tmp_path, monkeypatch):
+    monkeypatch.setattr(minute_csv, "SAMPLE_BYTES", 8192)
+    path = tmp_path / "600000.SH.csv"
+    _mdy_file(path)
+    with pytest.raises(minute_csv.TimeColumnError) as error:
+        open_minute_csv(path)  # before a single batch: nothing of the file is read as rows
+    message = str(error.value)
+    assert message.startswith(f"{path}: time column 'trade_time' of profile 'tushare_stk_mins' never parses: "
+                              "'01/05/2026 09:31', '01/05/2026 09:32', '01/05/2026 09:33' ... (0 of the first ")
+    assert "add a profile with time_formats" in message
+    assert (error.value.column, error.value.profile, error.value.samples[0]) == (
+        "'trade_time'", "tushare_stk_mins", "01/05/2026 09:31")
+
+
+def test_time_column_that_never_parses_after_the_sample_fails_the_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(minute_csv, "SAMPLE_BYTES", 2048)
+    path = tmp_path / "600000.SH.csv"
+    truth = _mdy_file(path, days=2, garbage_first=1000)  # the sample holds only garbage lines
+    reader = open_minute_csv(path, block_bytes=4096)
+    with pytest.raises(minute_csv.TimeColumnError, match=rf"never parses: '01/05/2026 09:31', .* \(0 of {truth.height} rows\)"):
+        reader.read()
+    with pytest.raises(minute_csv.TimeColumnError, match=rf"\(0 of {truth.height} rows\)"):
+        file_time_range(path, block_bytes=4096)
+
+
+def test_a_few_bad_times_among_good_ones_stay_rejects(tmp_path):
+    truth = make_bars("600000.SH", DAYS, seed=33)
+    lines = render(truth, "tushare").splitlines()
+    lines[3] = lines[3].replace("2026-01-05 09:33:00", "01/05/2026 09:33")
+    path = write_text(tmp_path / "t.csv", "\n".join(lines) + "\n")
+    reader = open_minute_csv(path)
+    df = reader.read()
+    assert [(r.line, r.reason) for r in reader.rejects] == [(4, "bad time: '01/05/2026 09:33'")]
+    assert df.height == truth.height - 1
+
+
+def test_twelve_hour_clock_beyond_the_sample_fails_the_read_with_its_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(minute_csv, "SAMPLE_BYTES", 4096)
+    truth = make_bars("600000.SH", trading_days(date(2026, 1, 5), 5), seed=34)
+    lines = render(truth, "tushare").splitlines()
+    day5 = f"{DAYS[0] + timedelta(days=4):%Y-%m-%d}"  # 2026-01-09, the fifth trading day
+    first = None
+    for i, line in enumerate(lines):
+        if f",{day5} 1" in line and line.split(",")[1] >= f"{day5} 13:00":
+            hour = int(line.split(",")[1][11:13])
+            lines[i] = line.replace(f"{day5} {hour}:", f"{day5} {hour - 12:02d}:")
+            first = first or i + 1
+    path = write_text(tmp_path / "t.csv", "\n".join(lines) + "\n")
+    reader = open_minute_csv(path)  # the sample holds only good days
+    with pytest.raises(minute_csv.TimeColumnError) as error:
+        reader.read()
+    assert error.value.line == first
+    assert f"120 bars at 01:00-03:00 and none from 12:00 on 1 day, first '{day5} 01:01:00'" in str(error.value)
+    with pytest.raises(minute_csv.TimeColumnError, match="12-hour clock"):
+        file_time_range(path, block_bytes=8192)  # found in small blocks too
+
+
+def test_truncated_gzip_beyond_the_sample_is_a_file_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(minute_csv, "SAMPLE_BYTES", 4096)
+    truth = make_bars("600000.SH", trading_days(date(2026, 1, 5), 10), seed=35)
+    data = gzip.compress(render(truth, "tushare").encode())
+    path = tmp_path / "600000.SH.csv.gz"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    reader = open_minute_csv(path, block_bytes=4096)
+    with pytest.raises(CsvFileError, match=r"600000.SH.csv.gz: cannot read the file to its end \(after line \d+\): "
+                                           "Compressed file ended"):
+        reader.read()
+
+
+def test_profiles_fingerprint_changes_with_what_reads_a_file(tmp_path):
+    base = profiles_fingerprint()
+    assert base == profiles_fingerprint(BUILTIN_PROFILES) == profiles_fingerprint(load_profiles())
+    assert len(base) == 64 and int(base, 16) >= 0
+    mdy = {"name": "mdy", "columns": {"ts_code": "code", "trade_time": "time", "open": "open", "close": "close",
+                                      "high": "high", "low": "low", "vol": "volume", "amount": "amount"},
+           "time_formats": ["%m/%d/%Y %H:%M", "auto"], "volume_unit": "shares"}
+    fixed = load_profiles([mdy])
+    assert profiles_fingerprint(fixed) == profiles_fingerprint(load_profiles([dict(mdy)]))  # stable
+    assert profiles_fingerprint(fixed) != base
+    assert profiles_fingerprint(load_profiles([{**mdy, "description": "notes only"}])) == profiles_fingerprint(fixed)
+    assert profiles_fingerprint(load_profiles([{**mdy, "time_formats": ["%m/%d/%Y %H:%M"]}])) != profiles_fingerprint(fixed)
+    assert profiles_fingerprint(list(reversed(BUILTIN_PROFILES))) != base  # order decides ties
+
+    # The loader's retry: quarantined under `base`, read again once the profile set changed.
+    path = tmp_path / "600000.SH.csv"
+    truth = _mdy_file(path, days=1)
+    with pytest.raises(minute_csv.TimeColumnError):
+        open_minute_csv(path)
+    reader = open_minute_csv(path, fixed)
+    assert reader.profile.name == "mdy" and reader.read()["time"].to_list() == truth["time"].to_list()

@@ -71,6 +71,8 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
     if report.quarantined:
         metadata["quarantined"] = dg.MetadataValue.json(report.quarantined)
         context.log.warning("quarantined: " + "; ".join(f"{q['file']}: {q['reason']}" for q in report.quarantined))
+    if report.released:
+        metadata["released"] = dg.MetadataValue.json(report.released)
     return dg.MaterializeResult(metadata=metadata)
 
 

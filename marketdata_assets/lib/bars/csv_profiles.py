@@ -41,6 +41,9 @@ amount in YUAN. "auto" volume units decide per file from a sample: A-share volum
 multiples of 100 (board lots) outside the STAR and Beijing markets, and amount / (volume * close)
 is ~1 for shares and ~100 for lots.
 
+:func:`profiles_fingerprint` is a stable sha256 of a profile set (and of the reader's rules version):
+the loader records it with a quarantined file, so that fixing or adding a profile retries the file.
+
 Codes are normalized to ``600000.SH`` form from ``600000.SH``, ``sh600000``, ``SH600000``,
 ``sh.600000`` (baostock), ``SHSE.600000`` (gm), ``600000.SS`` (Yahoo), ``600000.XSHG`` /
 ``000001.XSHE`` (JoinQuant) and bare ``600000`` (exchange inferred from the digits; 1-5 digit
@@ -50,6 +53,7 @@ wins: ``000001.XSHG`` is the SSE Composite index ``000001.SH``, not Ping An Bank
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -67,6 +71,9 @@ VOLUME_UNITS = {"shares": 1.0, "lots": 100.0}
 AMOUNT_UNITS = {"yuan": 1.0, "thousands": 1000.0, "ten_thousands": 10000.0}
 CODE_FORMATS = ("auto", "suffix", "prefix", "joinquant", "bare")
 SEPARATORS = (",", "\t", ";", "|")
+# Bump when the reader's built-in rules change what a profile accepts ("auto" time layouts, code
+# forms, whole-file checks): files quarantined under another profiles_fingerprint are retried.
+PARSER_VERSION = 1
 _PROFILE_KEYS = {"name", "columns", "required", "encodings", "time_formats", "volume_unit",
                  "volume_unit_fallback", "amount_unit", "code_format", "separator", "description"}
 
@@ -279,6 +286,26 @@ def load_profiles(extra: None | Mapping | Sequence[Mapping] | str | Path = None,
         raise ValueError(f"duplicate CSV profile names: {duplicates}")
     builtin = [p for p in BUILTIN_PROFILES if p.name not in names] if include_builtin else []
     return [*user, *builtin]
+
+
+def profile_definition(profile: CsvProfile) -> dict:
+    """The canonical, JSON-ready definition of a profile: everything that changes how a file is read
+    (not the description). Column order is kept: the first alias present in a file wins."""
+    return {"name": profile.name, "columns": [[source, target] for source, target in profile.columns.items()],
+            "required": list(profile.required), "encodings": list(profile.encodings),
+            "time_formats": list(profile.time_formats), "volume_unit": profile.volume_unit,
+            "volume_unit_fallback": profile.volume_unit_fallback, "amount_unit": profile.amount_unit,
+            "code_format": profile.code_format, "separator": profile.separator}
+
+
+def profiles_fingerprint(profiles: Iterable[CsvProfile] | None = None) -> str:
+    """sha256 (hex) of the profile set a file is read with, in order (None: the built-in profiles, as
+    the reader uses them), and of PARSER_VERSION. The loader records it with a quarantined file and
+    re-admits files quarantined under another fingerprint: fixing or adding a profile retries them."""
+    chosen = BUILTIN_PROFILES if profiles is None else profiles
+    payload = {"parser_version": PARSER_VERSION, "profiles": [profile_definition(p) for p in chosen]}
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def detect_profile(headers: Sequence[str], profiles: Iterable[CsvProfile] | None = None

@@ -4,7 +4,9 @@ happened to each.
 The files of the months (by the landing index; new or changed files are indexed on the way) load
 largest first on `workers` connections, each file in its own transaction (loader.load_file). A
 file that can't be loaded — unreadable, no known layout, a time column that never parses, values
-the database refuses — is quarantined with its reason and every other file loads. A store that goes
+the database refuses — is quarantined with its reason and every other file loads. Files no profile
+could read are recorded with the profile set's fingerprint; a later run with other profiles (a
+fixed or added one) moves them back and reads them again. A store that goes
 away is different: the first StoreUnavailable cancels the queued files and fails the load at once,
 so a dead server costs seconds, not a pool timeout per file.
 """
@@ -23,9 +25,10 @@ import polars as pl
 import psycopg
 
 from marketdata_assets.lib.bars import kline, loader
-from marketdata_assets.lib.bars.csv_profiles import CsvProfile
+from marketdata_assets.lib.bars.csv_profiles import CsvProfile, profiles_fingerprint
+from marketdata_assets.lib.bars.minute_csv import CsvFileError
 from marketdata_assets.lib.errors import StoreUnavailable
-from marketdata_assets.lib.files import quarantine
+from marketdata_assets.lib.files import quarantine, reason_file_of
 from marketdata_assets.lib.markdown import table
 
 # What a file's own content can cause; anything else (a server gone, a bug) fails the load.
@@ -51,6 +54,7 @@ class LandingLoad:
     workers: int
     files: list[loader.FileLoad] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def metadata(self) -> dict:
@@ -64,6 +68,7 @@ class LandingLoad:
             "files_loaded": len(loaded),
             "files_skipped": sum(f.outcome == "skipped" for f in self.files),
             "files_quarantined": len(self.quarantined),
+            "files_released": len(self.released),
             "rows_loaded": rows,
             "rows_replaced": sum(f.rows_deleted for f in loaded),
             "rows_rejected": sum(f.rejects for f in self.files),
@@ -90,6 +95,25 @@ def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date]) -> 
     return sorted(work, key=lambda item: item.path.stat().st_size, reverse=True)
 
 
+def release_quarantined(conn: psycopg.Connection, root: Path, fingerprint: str) -> list[str]:
+    """Move files quarantined under another profile set back to where they were (unless something
+    new took their place); returns their landing paths."""
+    rows = conn.execute("SELECT source_file, quarantined_to FROM minute_bar_quarantine "
+                        "WHERE profiles IS NOT NULL AND profiles <> %s ORDER BY source_file", (fingerprint,)).fetchall()
+    released = []
+    for rel, moved_to in rows:
+        origin, held = root / rel, Path(moved_to)
+        if held.exists() and not origin.exists():
+            origin.parent.mkdir(parents=True, exist_ok=True)
+            held.replace(origin)
+            reason_file_of(held).unlink(missing_ok=True)
+            released.append(rel)
+        conn.execute("DELETE FROM minute_bar_quarantine WHERE source_file = %s", (rel,))
+        conn.execute("DELETE FROM minute_bar_landing_files WHERE source_file = %s", (rel,))  # read it anew
+    conn.commit()
+    return released
+
+
 def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connection]], root: Path,
                  months: Sequence[date], *, quarantine_root: Path, use_copy: bool, workers: int = 4,
                  force: bool = False, profiles: Sequence[CsvProfile] | None = None, run_id: str | None = None,
@@ -102,7 +126,11 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
         with loader.ddl_lock(conn):
             kline.ensure_minute_table(conn)
             loader.ensure_loader_tables(conn)
+        fingerprint = profiles_fingerprint(profiles)
+        report.released = release_quarantined(conn, root, fingerprint)
         work = plan_files(conn, root, months)
+    for rel in report.released:
+        log(f"released {rel} from quarantine: the profiles changed since it was set aside")
     log(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
         f"({sum(f.months is None for f in work)} new or changed); "
         f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers")
@@ -113,9 +141,18 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
         if isinstance(error, psycopg.Error):  # the driver's message doesn't name the file
             reason = f"{item.rel}: the database refused the file's rows: {' '.join(reason.split())}"
         try:
-            quarantine(item.path, reason, quarantine_root, relative_to=root)
+            moved_to = quarantine(item.path, reason, quarantine_root, relative_to=root)
         except OSError as failure:  # e.g. the file vanished: it is then no longer in the landing area
             reason = f"{reason} (could not be moved aside: {failure})"
+        else:
+            with connection() as conn:
+                conn.execute("""
+                    INSERT INTO minute_bar_quarantine (source_file, quarantined_to, reason, profiles)
+                    VALUES (%s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET
+                        quarantined_to = EXCLUDED.quarantined_to, reason = EXCLUDED.reason,
+                        profiles = EXCLUDED.profiles, quarantined_at = now()""",
+                             (item.rel, str(moved_to), reason,
+                              fingerprint if isinstance(error, CsvFileError) else None))
         report.quarantined.append({"file": item.rel, "reason": reason})
         log(f"quarantined {item.rel}: {reason}")
 

@@ -64,6 +64,17 @@ CREATE TABLE IF NOT EXISTS minute_bar_landing_files (
     indexed_at  timestamptz NOT NULL DEFAULT now()
 )"""
 
+# Files set aside because no profile could read them, with the profile set (fingerprint) that
+# failed: a run under another profile set moves them back into the landing area to be read again.
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS minute_bar_quarantine (
+    source_file    text        PRIMARY KEY,
+    quarantined_to text        NOT NULL,
+    reason         text        NOT NULL,
+    profiles       text,
+    quarantined_at timestamptz NOT NULL DEFAULT now()
+)"""
+
 
 # Files up to this size are parsed once (batches kept between the span pass and the write).
 IN_MEMORY_BYTES = 256 << 20
@@ -103,6 +114,7 @@ def ensure_loader_tables(conn: psycopg.Connection) -> None:
     with ddl_lock(conn):
         conn.execute(ETL_METADATA_DDL)
         conn.execute(LANDING_INDEX_DDL)
+        conn.execute(QUARANTINE_DDL)
 
 
 def file_sha256(path: Path, chunk: int = 8 << 20) -> str:

@@ -26,7 +26,18 @@ What is kept and what is rejected:
 - Whole-file problems raise :class:`CsvFileError` naming the file (and the line where relevant):
   empty file, no header, a header no profile matches (:class:`UnknownHeaderError` lists the headers
   seen, the profiles tried and what the closest one is missing), bytes no candidate encoding can
-  decode, no code column and no code in the file name.
+  decode, no code column and no code in the file name, a file that can't be read to its end
+  (a truncated gzip), and data rows none of which can be read (a file is never "done" with 0 rows
+  and only rejects; a header-only file is fine).
+- Time columns (:class:`TimeColumnError`, a CsvFileError naming the column, the profile and sample
+  values): a time column that parses in NO row is the file's error, not per-row rejects (dates as
+  MM/DD/YYYY, DD-MM-YYYY, Excel serials, epoch numbers, AM/PM the profile doesn't read); it is raised
+  at open when no row of the first ``SAMPLE_BYTES`` parses, else when the file ends. A few bad times
+  among good ones stay rejects. A 12-hour clock without AM/PM is the file's error too: a day with
+  bars at 01:00-03:00 and none from 12:00 on (A-share sessions are 09:30-11:30 and 13:00-15:00
+  Beijing time, so the afternoon lost its 12 hours; UTC times without an offset look the same). Its
+  morning bars are right but a file of half days would load as if complete, so none of it loads.
+  Other out-of-session times are kept, like other dirty rows.
 
 Encodings: tried per profile candidates (default utf-8-sig, gbk, gb18030) on a sample of the file;
 UTF-8 wins when most non-ASCII lines are valid UTF-8 (a few corrupt lines are then rejected, not
@@ -42,6 +53,8 @@ import gzip
 import os
 import re
 import tempfile
+import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,6 +110,46 @@ class UnknownHeaderError(CsvFileError):
         super().__init__(path, f"header not recognized; columns seen: {self.headers}; profiles tried: "
                                f"{self.profiles_tried}{closest}. Add a profile (csv_profiles.load_profiles) "
                                "for this layout.", line)
+
+
+class TimeColumnError(CsvFileError):
+    """The time column of a file is unusable as a whole: it never parses, or it is a 12-hour clock
+    without AM/PM. ``column`` (header text, 'date'+'time' for two columns), ``profile``, ``samples``."""
+
+    def __init__(self, path, message: str, *, column: str, profile: str, samples: Sequence[str] = (),
+                 line: int | None = None):
+        self.column, self.profile, self.samples = column, profile, list(samples)
+        super().__init__(path, message, line)
+
+
+_TIME_REASONS = ("bad time", "missing time")
+_UNCHECKED_REASONS = ("wrong field count", "line can't be decoded")  # rows whose time is never looked at
+_BAD_TIME_TEXT = r"^bad time: '(.*?)'(?:; .*)?$"
+
+
+class _Tally:
+    """Kept and rejected rows of one pass over a file, for the whole-file checks."""
+
+    def __init__(self):
+        self.kept = 0
+        self.kinds: Counter = Counter()  # reason up to its first ':' -> rows
+        self.time_samples: list[str] = []
+        self.first: tuple[int, str] | None = None  # (line, reason) of the first reject
+
+    def add(self, kept: int, rejected: pl.DataFrame) -> None:
+        self.kept += kept
+        if rejected.height == 0:
+            return
+        if self.first is None:
+            self.first = (rejected["line"][0], rejected["reason"][0])
+        kinds = rejected.select(pl.col("reason").str.extract(r"^([^:;]*)")).to_series().value_counts()
+        for kind, count in kinds.iter_rows():
+            self.kinds[kind] += count
+        if len(self.time_samples) < 3:
+            texts = rejected.select(pl.col("reason").str.extract(_BAD_TIME_TEXT)).to_series().drop_nulls()
+            for text in texts.unique(maintain_order=True).head(3).to_list():
+                if text not in self.time_samples and len(self.time_samples) < 3:
+                    self.time_samples.append(text)
 
 
 @dataclass(frozen=True)
@@ -267,7 +320,7 @@ class MinuteCsvReader:
                 at_eof = not fh.read(1)
         except FileNotFoundError:
             raise CsvFileError(self.path, "file not found") from None
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise CsvFileError(self.path, f"cannot read the file: {error}") from None
         return sample, at_eof
 
@@ -338,6 +391,7 @@ class MinuteCsvReader:
                 raise CsvFileError(self.path, f"no code column ({accepted}) and no stock code in the file name "
                                               "(expected e.g. sh600000.csv or 600000.SH_2024.csv)")
         self.amount_factor = AMOUNT_UNITS[self.profile.amount_unit]
+        self._check_sample_times(lines[header_index + 1:], header_index + 2, whole_file=at_eof)
         if self.profile.volume_unit == "auto":
             data_lines = lines[header_index + 1:]
             self._volume_factor = 1.0
@@ -389,6 +443,83 @@ class MinuteCsvReader:
         if best is None:
             return ""
         return f"; closest profile {best.name!r} is missing {', '.join(best_missing)}"
+
+    def _check_sample_times(self, data_lines: list[bytes], first_line: int, whole_file: bool) -> None:
+        """Raise TimeColumnError when no row of the sample parses its time (or on a 12-hour clock)."""
+        tally = _Tally()
+        kept, rejected = self._parse_frame(self._decode_block(data_lines, first_line, probe=True), only_time=True)
+        tally.add(kept.height, rejected)
+        error = self._unreadable_error(tally, whole_file, time_only=True)
+        if error is not None:
+            raise error
+
+    def _time_column(self) -> str:
+        positions = self._match.positions
+        names = [self.headers[positions[t]].replace("\ufeff", "").strip().strip('"').strip()
+                 for t in (("time",) if "time" in positions else ("date", "clock"))]
+        return "+".join(repr(name) for name in names)
+
+    def _unreadable_error(self, tally: _Tally, whole_file: bool = True,
+                          time_only: bool = False) -> CsvFileError | None:
+        """The whole-file error when a pass kept no row but rejected some: TimeColumnError when the
+        time is why (every row whose time was looked at failed it), else a CsvFileError counting the
+        reasons. time_only: only the time case (a sample can't tell for the rest)."""
+        if tally.kept or not tally.kinds:
+            return None
+        total = sum(tally.kinds.values())
+        timed = sum(n for kind, n in tally.kinds.items() if kind.startswith(_TIME_REASONS))
+        others = [kind for kind in tally.kinds if not kind.startswith(_TIME_REASONS + _UNCHECKED_REASONS)]
+        rows = f"0 of {timed} rows" if whole_file else f"0 of the first {timed} rows"
+        if timed and not others:
+            column, profile = self._time_column(), self.profile.name
+            if tally.time_samples:
+                shown = ", ".join(repr(text) for text in tally.time_samples)
+                what = f"never parses: {shown}{' ...' if timed > len(tally.time_samples) else ''} ({rows})"
+            else:
+                what = f"is empty in every row ({rows})"
+            if "auto" in self.profile.time_formats:
+                hint = ("'auto' reads YYYY-MM-DD HH:MM[:SS], YYYY/MM/DD HH:MM and YYYYMMDD HHMM[SS], with an "
+                        "optional UTC offset; add a profile with time_formats for this layout (e.g. "
+                        "'%m/%d/%Y %H:%M', '%d-%m-%Y %H:%M', '%Y-%m-%d %I:%M:%S %p')")
+            else:
+                hint = f"the profile's time_formats are {list(self.profile.time_formats)}"
+            return TimeColumnError(self.path, f"time column {column} of profile {profile!r} {what}; {hint}",
+                                   column=column, profile=profile, samples=tally.time_samples)
+        if time_only:
+            return None
+        kinds = ", ".join(f"{n} {kind}" for kind, n in tally.kinds.most_common(4))
+        line, reason = tally.first
+        return CsvFileError(self.path, f"no row can be read: all {total} data rows were rejected ({kinds}); "
+                                       f"first on line {line}: {reason}")
+
+    def _check_clock(self, kept: pl.DataFrame) -> None:
+        """Raise TimeColumnError on a 12-hour clock without AM/PM: a day with bars at 01:00-03:00 and
+        none from 12:00 on (the A-share afternoon, 13:00-15:00, without its 12 hours)."""
+        if kept.height == 0:
+            return
+        minute = pl.col("time").dt.hour().cast(pl.Int32) * 60 + pl.col("time").dt.minute().cast(pl.Int32)
+        if not kept.select(minute.is_between(60, 180).any()).item():
+            return
+        days = (kept.select("line", "time", _early=minute.is_between(60, 180), _late=minute >= 720,
+                            _morning=minute.is_between(570, 690))
+                .group_by(pl.col("time").dt.date().alias("day"))
+                .agg(early=pl.col("_early").sum(), late=pl.col("_late").sum(), morning=pl.col("_morning").sum(),
+                     line=pl.col("line").filter(pl.col("_early")).min()))
+        flagged = days.filter((pl.col("early") > 0) & (pl.col("late") == 0)).sort("line")
+        if flagged.height == 0:
+            return
+        line = flagged["line"][0]
+        text = kept.filter(pl.col("line") == line)["_time_text"][0]
+        bars, n_days = int(flagged["early"].sum()), flagged.height
+        guess = ("a 12-hour clock without AM/PM" if flagged["morning"].sum() else
+                 "a 12-hour clock without AM/PM, or UTC times without an offset")
+        column, profile = self._time_column(), self.profile.name
+        raise TimeColumnError(
+            self.path, f"time column {column} of profile {profile!r}: {bars} bars at 01:00-03:00 and none from "
+                       f"12:00 on {n_days} day{'s' if n_days != 1 else ''}, first {text!r}: looks like {guess} "
+                       "(A-share sessions are 09:30-11:30 and 13:00-15:00 Beijing time); re-export with 24-hour "
+                       "times, or read AM/PM with a profile time format such as '%Y-%m-%d %I:%M:%S %p'",
+            column=column, profile=profile, samples=[text], line=line)
 
     def _parse_sample(self, data_lines: list[bytes], first_line: int) -> pl.DataFrame:
         frame = self._decode_block(data_lines, first_line, probe=True)
@@ -523,6 +654,7 @@ class MinuteCsvReader:
         parsed = frame.with_columns(_reason=reason)
         rejected = parsed.filter(pl.col("_reason") != "").select("line", "raw", reason="_reason")
         kept = parsed.filter(pl.col("_reason") == "")
+        self._check_clock(kept)
         if only_time:
             return kept.select("time"), rejected
         kept = kept.select(
@@ -542,7 +674,11 @@ class MinuteCsvReader:
         first = True
         with _open_binary(self.path) as fh:
             while True:
-                chunk = fh.read(self.block_bytes)
+                try:
+                    chunk = fh.read(self.block_bytes)
+                except (OSError, EOFError, zlib.error) as error:
+                    raise CsvFileError(self.path, f"cannot read the file to its end (after line {line_no}): "
+                                                  f"{error}") from None
                 if chunk:
                     data = carry + chunk
                     cut = data.rfind(sep)
@@ -582,13 +718,19 @@ class MinuteCsvReader:
                                 for line, raw, reason in rejected.head(room).iter_rows())
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        """Normalized batches (one per block, empty ones skipped); rejects accumulate on the reader."""
+        """Normalized batches (one per block, empty ones skipped); rejects accumulate on the reader.
+        Raises CsvFileError at the end when data rows were read but none was kept."""
+        tally = _Tally()
         for frame in self._frames():
             kept, rejected = self._parse_frame(frame)
             self._add_rejects(rejected)
+            tally.add(kept.height, rejected)
             if kept.height:
                 self.rows += kept.height
                 yield kept
+        error = self._unreadable_error(tally)
+        if error is not None:
+            raise error
 
     __iter__ = batches
 
@@ -598,11 +740,14 @@ class MinuteCsvReader:
         return pl.concat(frames) if frames else empty_minute_frame()
 
     def time_range(self) -> TimeRange:
-        """Min and max bar time and the months touched, parsing only the time column."""
+        """Min and max bar time and the months touched, parsing only the time column. Raises
+        CsvFileError when data rows were read but no time parsed (or on a 12-hour clock)."""
         low = high = None
         months: set[str] = set()
+        tally = _Tally()
         for frame in self._frames():
-            kept, _ = self._parse_frame(frame, only_time=True)
+            kept, rejected = self._parse_frame(frame, only_time=True)
+            tally.add(kept.height, rejected)
             if kept.height == 0:
                 continue
             stats = kept.select(lo=pl.col("time").min(), hi=pl.col("time").max(),
@@ -610,6 +755,9 @@ class MinuteCsvReader:
             low = stats[0] if low is None or stats[0] < low else low
             high = stats[1] if high is None or stats[1] > high else high
             months.update(stats[2])
+        error = self._unreadable_error(tally)
+        if error is not None:
+            raise error
         return TimeRange(low, high, sorted(months))
 
     def summary(self) -> dict:
