@@ -2,8 +2,9 @@
 
 Clients connect to the proxy's port; every byte goes to and from the real server. `kill()` makes
 the server look dead to them the way a killed server process does: open connections are dropped and
-new ones refused, while the real server (shared by the rest of the suite) keeps running. `wait_for(n)`
-returns once n client connections are open, so a test kills on an event, not after a sleep.
+new ones refused, while the real server (shared by the rest of the suite) keeps running. `stall()` keeps the
+connections open but forwards nothing more (a wedged server). `wait_for(n)` returns once n client
+connections are open, so a test kills on an event, not after a sleep.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class FaultProxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Condition()
         self._dead = False
+        self.stalled = False
         threading.Thread(target=self._accept, daemon=True, name="fault-proxy").start()
 
     def _accept(self) -> None:
@@ -48,11 +50,11 @@ class FaultProxy:
             for src, dst in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self.stalled:  # a stalled server reads and never answers
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -68,6 +70,10 @@ class FaultProxy:
         with self._lock:
             if not self._lock.wait_for(lambda: self.accepted >= connections, timeout):
                 raise TimeoutError(f"only {self.accepted} of {connections} connections reached the proxy")
+
+    def stall(self) -> None:
+        """From now on bytes are read and dropped: clients wait for answers that never come."""
+        self.stalled = True
 
     def kill(self) -> None:
         """Drop every open connection, as the kernel does for a killed server process, and refuse

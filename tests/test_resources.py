@@ -13,6 +13,7 @@ import pyarrow as pa
 import pymongo
 import pytest
 
+from marketdata_assets import settings
 from marketdata_assets.lib.errors import StoreUnavailable
 from marketdata_assets.resources import ClickHouseResource, MongoResource, TimescaleResource
 from marketdata_assets.resources.clickhouse import EmbeddedLockTimeout
@@ -194,3 +195,28 @@ def test_unset_variables_fall_back_to_the_local_stack(monkeypatch):
     assert resources["mongo"].uri == "mongodb://127.0.0.1:57017"
     assert resources["timescale"].port == 55432
     assert resources["clickhouse"].dsn == f"chdb://{settings.PROJECT_ROOT / '.stack' / 'clickhouse'}"
+
+
+def test_mongo_server_that_stops_answering_fails_the_operation_instead_of_hanging():
+    """A wedged server (connections open, no answer): an operation fails after socket_timeout_ms with
+    a network timeout (which the importer reports as StoreUnavailable), it does not wait forever."""
+    from urllib.parse import urlsplit
+
+    from pymongo.errors import NetworkTimeout
+
+    from tests.fault_proxy import FaultProxy
+
+    uri = urlsplit(settings.get("MONGODB_URI"))
+    with FaultProxy(uri.hostname, uri.port) as proxy:
+        resource = MongoResource(uri=f"mongodb://{proxy.address}/?directConnection=true", socket_timeout_ms=1500,
+                                 server_selection_timeout_ms=2000)
+        try:
+            collection = resource.database("test_stalled")["probe"]
+            collection.find_one({})  # answered: the connection is up
+            proxy.stall()
+            started = time.monotonic()
+            with pytest.raises(NetworkTimeout):
+                collection.find_one({})
+            assert time.monotonic() - started < 10
+        finally:
+            resource.close()

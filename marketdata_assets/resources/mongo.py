@@ -25,6 +25,9 @@ class MongoResource(dg.ConfigurableResource):
     username: str = Field(default="", description="MONGODB_USERNAME; empty for no authentication.")
     password: str = Field(default="", description="MONGODB_PASSWORD.")
     server_selection_timeout_ms: int = Field(default=4000, description="How long to wait for the server.")
+    socket_timeout_ms: int = Field(default=300_000, description=(
+        "How long one operation may wait for its answer: a server that stops answering fails the step "
+        "instead of holding it forever (generous: a large bulk write on a slow server takes seconds)."))
     app_name: str = "marketdata-assets"
 
     _client: pymongo.MongoClient | None = PrivateAttr(default=None)
@@ -43,7 +46,8 @@ class MongoResource(dg.ConfigurableResource):
                 credentials["authSource"] = "admin"  # where mongo:8 creates its root user
         client = pymongo.MongoClient(
             self.uri, serverSelectionTimeoutMS=self.server_selection_timeout_ms,
-            connectTimeoutMS=self.server_selection_timeout_ms, appname=self.app_name, tz_aware=True, **credentials)
+            connectTimeoutMS=self.server_selection_timeout_ms, socketTimeoutMS=self.socket_timeout_ms,
+            appname=self.app_name, tz_aware=True, **credentials)
         try:
             client.admin.command("ping")
         except PyMongoError as error:

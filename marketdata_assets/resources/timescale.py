@@ -26,7 +26,6 @@ from pydantic import Field, PrivateAttr
 
 from marketdata_assets.lib.errors import StoreUnavailable, scrub
 
-
 # How long a step waits on the pool before checking that the server is still there.
 CHECKOUT_SLICE_S = 2.0
 
