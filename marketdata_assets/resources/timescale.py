@@ -133,7 +133,8 @@ class TimescaleResource(dg.ConfigurableResource):
     def _lost(self, error: Exception) -> StoreUnavailable:
         """The server went away under a connection: every other user of this resource fails now too."""
         if self._down is None:
-            self._down = self._error(f"connection lost mid-work ({str(error).strip() or type(error).__name__})")
+            detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            self._down = self._error(f"connection lost mid-work ({detail})")
             if self._pool is not None:
                 self._pool.close(timeout=1)  # waiting threads get PoolClosed at once
         return self._down_error()
