@@ -238,6 +238,29 @@ def test_bad_files_are_quarantined_with_reasons_and_the_rest_imports(server, lan
     assert collections(resources)[0].count_documents({}) == good
 
 
+def test_flags_and_rejects_of_item_9_are_in_the_run_metadata(server, landing, resources, tmp_path):
+    """A file named for another alpha, a field of the wrong kind and a key twice with different values
+    are quarantined; a key twice with the same value and a BOM are imported and counted as flags."""
+    fetch(resources, "main")
+    directory = landing / "alphas" / "REGULAR" / MONTH / "main"
+    files = sorted(directory.glob("*.json"))
+    good = len(files)
+    alphas = [json.loads(path.read_text()) for path in files[:5]]
+    files[0].write_text(json.dumps({**alphas[0], "id": "Renamed1"}))               # name != id
+    files[1].write_text(json.dumps({**alphas[1], "status": {"state": "ACTIVE"}}))   # wrong kind
+    files[2].write_text('{"id": "Other12", ' + json.dumps(alphas[2])[1:])           # id twice, different
+    files[3].write_text('{"type": "REGULAR", ' + json.dumps(alphas[3])[1:])         # type twice, the same
+    files[4].write_bytes(b"\xef\xbb\xbf" + json.dumps(alphas[4]).encode())          # a UTF-8 BOM
+    meta = metadata(import_month(resources), "regular_alphas")
+    assert (meta["files_quarantined"], meta["files_flagged"], meta["inserted"]) == (3, 2, good - 3)
+    assert "disagrees with the alpha's id 'Renamed1' (expected Renamed1.json)" in meta["quarantined"]
+    assert "status: expected a string or null, got an object" in meta["quarantined"]
+    assert "duplicate key 'id' with different values ('Other12', then " in meta["quarantined"]
+    assert "duplicate key 'type' with the same value twice, kept once" in meta["flagged"]
+    assert "UTF-8 byte order mark ignored" in meta["flagged"]
+    assert collections(resources)[0].count_documents({}) == good - 3
+
+
 def test_packages_round_trip_through_the_landing_area(server, landing, resources, tmp_path, monkeypatch):
     fetch(resources, "main")
     fetch(resources, "research")

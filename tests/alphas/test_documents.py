@@ -174,6 +174,13 @@ def test_validate_good_alphas():
             assert validate_alpha(make_alpha(seed, alpha_type)) == []
 
 
+def _nested_lists(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize("obj,problems", [
     ([1, 2], ["not a JSON object (got array)"]),
     (None, ["not a JSON object (got null)"]),
@@ -207,6 +214,18 @@ def test_validate_good_alphas():
      ["name: string is not valid Unicode (lone surrogate)"]),
     ({"id": "", "dateCreated": None}, ["invalid id '': expected 7-8 letters or digits", "missing type",
                                        "missing dateCreated"]),
+    # known fields of the wrong JSON kind (null is fine: the API's "not set")
+    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "status": {"s": "ACTIVE"},
+      "checks": "LOW_SHARPE", "favorite": 1, "hidden": None, "name": None},
+     ["status: expected a string or null, got an object", "favorite: expected true/false or null, got a number",
+      "checks: expected an array or null, got a string"]),
+    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "settings": {"region": ["USA"]},
+      "os": {"checks": [{"name": "LOW_SHARPE"}, "PASS"]}, "tags": ["a", None], "osmosisPoints": "12"},
+     ["osmosisPoints: expected a number or null, got a string", "tags[1]: expected a string, got null",
+      "settings.region: expected a string or null, got an array", "os.checks[1]: expected an object, got a string"]),
+    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00",
+      "x": _nested_lists(100)},
+     ["x[0][0]...: nested more than 100 levels deep (MongoDB stores at most 100)"]),
 ])
 def test_validate_problems(obj, problems):
     assert validate_alpha(obj) == problems

@@ -16,6 +16,7 @@ from marketdata_assets.lib.alphas import files as files_mod
 from marketdata_assets.lib.alphas.files import (
     alpha_path,
     canonical_file_bytes,
+    canonical_json,
     iter_alpha_files,
     land_alpha,
     month_alpha_files,
@@ -165,6 +166,10 @@ def test_month_alpha_files_names_what_iter_alpha_files_finds(tmp_path):
     def named(paths):  # a directory whose name is no account is not in the layout: not listed
         return [(p.relative_to(tmp_path).as_posix(), p) for p in paths if "bad account!" not in p.parts]
 
+    # a *.json whose name is no alpha id is listed too (the import quarantines it), temp files are not
+    notes = ("alphas/REGULAR/2025-07/acct1/notes.json", july / "acct1" / "notes.json")
+    assert notes in month_alpha_files(tmp_path, "2025-07")
+    (july / "acct1" / "notes.json").unlink()
     for month in ("2025-07", "2025-08"):
         every = named(iter_alpha_files(tmp_path, None, month))
         assert month_alpha_files(tmp_path, month) == every and len(every) == 6
@@ -457,7 +462,8 @@ def test_packaging_streams(tmp_path):
 
 
 def test_orjson_path_when_installed(tmp_path, monkeypatch):
-    """orjson (optional) parses; anything it refuses goes to the standard parser for a verdict/reason."""
+    """orjson (optional) parses package lines; anything it refuses goes to the standard parser for a
+    verdict/reason. Alpha files never go to orjson: it would keep the last of two equal keys silently."""
     import types
 
     calls = []
@@ -472,8 +478,13 @@ def test_orjson_path_when_installed(tmp_path, monkeypatch):
     monkeypatch.setattr(files_mod, "_orjson", types.SimpleNamespace(loads=fake_loads,
                                                                     JSONDecodeError=json.JSONDecodeError))
     alpha = make_alpha(2, "REGULAR")
+    assert files_mod.loads_line(canonical_json(alpha)) == alpha
+    assert files_mod.loads_line(b'{"pnl": 123456789012345678901234}') == {"pnl": 123456789012345678901234}
+    with pytest.raises(ValueError, match="^malformed JSON: non-standard JSON constant NaN$"):
+        files_mod.loads_line(b'{"v": NaN}')
+    with pytest.raises(ValueError, match="^truncated JSON"):
+        files_mod.loads_line(b'{"v": ')
+    assert len(calls) == 4
     assert _read(tmp_path, canonical_file_bytes(alpha)) == (alpha, None)
-    assert _read(tmp_path, b'{"pnl": 123456789012345678901234}') == ({"pnl": 123456789012345678901234}, None)
-    assert _read(tmp_path, b'{"v": NaN}') == (None, "malformed JSON: non-standard JSON constant NaN")
-    assert _read(tmp_path, b'{"v": ')[1].startswith("truncated JSON")
+    assert _read(tmp_path, b'{"id": "A", "id": "B"}')[1].startswith("duplicate key 'id' with different values")
     assert len(calls) == 4

@@ -216,6 +216,8 @@ def _import_metadata(stats: ImportStats, months: list[str], collection, alpha_ty
     if stats.quarantined:
         metadata["quarantined"] = dg.MetadataValue.md(table(["file", "reason"],
                                                             ([q["file"], q["reason"]] for q in stats.quarantined)))
+    if stats.flagged:  # imported, but something about the file was unusual (a BOM, a key twice with one value)
+        metadata["flagged"] = dg.MetadataValue.md(table(["file", "flag"], ([f["file"], f["flag"]] for f in stats.flagged)))
     return metadata
 
 
@@ -258,9 +260,11 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
                              run_id=context.run.run_id, on_progress=progress)
         for item in stats.quarantined:
             context.log.warning(f"quarantined {item['file']}: {item['reason']}")
+        for item in stats.flagged:
+            context.log.warning(f"flagged {item['file']}: {item['flag']}")
         context.log.info(f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
                          f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
-                         f"{len(stats.quarantined)} quarantined in {stats.seconds} s")
+                         f"{len(stats.quarantined)} quarantined, {len(stats.flagged)} flagged in {stats.seconds} s")
         collection = (db_regular if alpha_type == "REGULAR" else db_super)[alpha_store.collection]
         yield dg.MaterializeResult(asset_key=asset_name, metadata=_import_metadata(stats, months, collection, alpha_type))
 

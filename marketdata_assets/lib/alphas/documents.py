@@ -25,6 +25,12 @@ Document shape (decisions):
 
 Routing: REGULAR -> collection ``regular``, SUPER -> ``super``. Any other type is NOT stored: it is
 quarantined with the problem ``unsupported type 'X'`` (``validate_alpha``/``collection_for``).
+
+Known fields of the API's alpha object (``FIELD_KINDS``: ``status`` a string, ``settings`` an
+object, every ``checks`` an array of objects, ...) must hold their JSON kind or null; another kind
+is a problem naming the field (``status: expected a string or null, got an object``): the deep
+merge would let it replace a good stored value, and the indexes and checks read these fields.
+Unknown fields are stored as they come. Nesting is limited to MongoDB's 100 levels (MAX_DEPTH).
 """
 
 from __future__ import annotations
@@ -52,6 +58,25 @@ _NEEDS_ESCAPE = re.compile("[$.\x00\uff04\uff0e\uff3c]")
 _ESCAPE_MAP = {"$": FW_DOLLAR, ".": FW_DOT, "\x00": ESC + "0",
                ESC: ESC + ESC, FW_DOLLAR: ESC + FW_DOLLAR, FW_DOT: ESC + FW_DOT}
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+MAX_DEPTH = 100  # levels of nested objects/arrays, the alpha itself the first: MongoDB's documented limit
+
+# The JSON kinds each known field of the API's alpha object may hold (null is always allowed: the
+# API sends null for "not set"); an absent field is fine. "checks" is checked at the top level and
+# in each statistics block (where the API puts it); "[]" items: the kind every item must have.
+_OBJECT, _ARRAY, _STRING, _BOOLEAN, _NUMBER = "object", "array", "string", "boolean", "number"
+FIELD_KINDS: dict[str, tuple[str, str | None]] = {  # field -> (kind, kind of each item of an array)
+    "author": (_STRING, None), "name": (_STRING, None), "status": (_STRING, None), "stage": (_STRING, None),
+    "grade": (_STRING, None), "category": (_STRING, None), "color": (_STRING, None),
+    "favorite": (_BOOLEAN, None), "hidden": (_BOOLEAN, None), "osmosisPoints": (_NUMBER, None),
+    "settings": (_OBJECT, None), "regular": (_OBJECT, None), "combo": (_OBJECT, None),
+    "selection": (_OBJECT, None), "pyramidThemes": (_OBJECT, None), "team": (_OBJECT, None),
+    "is": (_OBJECT, None), "os": (_OBJECT, None), "train": (_OBJECT, None), "test": (_OBJECT, None),
+    "prod": (_OBJECT, None),
+    "tags": (_ARRAY, _STRING), "classifications": (_ARRAY, _OBJECT), "checks": (_ARRAY, _OBJECT),
+    "competitions": (_ARRAY, _OBJECT), "themes": (_ARRAY, _OBJECT), "pyramids": (_ARRAY, _OBJECT),
+}
+STATISTICS_BLOCKS = ("is", "os", "train", "test", "prod")
+SETTINGS_KINDS: dict[str, str] = {"region": _STRING, "universe": _STRING, "delay": _NUMBER, "decay": _NUMBER}
 
 
 class UnsupportedAlphaType(ValueError):
@@ -158,6 +183,10 @@ def _where(trail: list) -> str:
 
 def _walk_problems(value: Any, trail: list, problems: list[str]) -> None:
     # the path string is only built when something is wrong: this runs on every alpha
+    if isinstance(value, (dict, list)) and len(trail) >= MAX_DEPTH:
+        problems.append(f"{_where(trail[:3])}...: nested more than {MAX_DEPTH} levels deep "
+                        f"(MongoDB stores at most {MAX_DEPTH})")
+        return
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
@@ -202,10 +231,12 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
-def _fast_storable(value: Any, keys: list | None = None) -> bool:
+def _fast_storable(value: Any, keys: list | None = None, depth: int = 1) -> bool:
     """True if every key and value is plain JSON storable in BSON: a quick pre-check (exact types,
     scalars inlined, much cheaper than the walk); when it says False, _walk_problems says why.
     Appends every key to `keys` on the way (for _needs_escape's search without a second walk)."""
+    if depth > MAX_DEPTH:
+        return False
     if type(value) is dict:
         for k in value:
             if type(k) is not str or (not k.isascii() and not _utf8_ok(k)):
@@ -227,7 +258,7 @@ def _fast_storable(value: Any, keys: list | None = None) -> bool:
             if not _INT64_MIN <= v <= _INT64_MAX:
                 return False
         elif t is dict or t is list:
-            if not _fast_storable(v, keys):
+            if not _fast_storable(v, keys, depth + 1):
                 return False
         elif v is not None and t is not bool:
             return False
@@ -241,9 +272,11 @@ def validate_alpha(obj: Any, supported_types: tuple[str, ...] | None = tuple(COL
     Checks: a JSON object; ``id`` present, 7-8 letters/digits; ``type`` present and a string (and,
     unless `supported_types` is None, one of them: else ``unsupported type 'X'``); ``dateCreated``
     present and a parseable ISO 8601 timestamp with an offset (it decides the month);
-    ``dateModified``/``dateSubmitted`` null/absent or parseable; every value storable in BSON and
-    canonical JSON (64-bit integers, finite floats, valid Unicode) unless `check_values` is False
-    (for callers that serialize anyway and let the encoder vouch for the values).
+    ``dateModified``/``dateSubmitted`` null/absent or parseable; the known fields of the kinds in
+    FIELD_KINDS (``status: expected a string or null, got an object``); every value storable in
+    BSON and canonical JSON (64-bit integers, finite floats, valid Unicode, at most MAX_DEPTH
+    levels) unless `check_values` is False (for callers that serialize anyway and let the encoder
+    vouch for the values).
     """
     return _validate(obj, supported_types, check_values, None)[0]
 
@@ -285,10 +318,76 @@ def _validate(obj: Any, supported_types: tuple[str, ...] | None, check_values: b
             to_utc(value)
         except ValueError as exc:
             problems.append(f"unparseable {field}: {exc}")
+    _kind_problems(obj, problems)
     walked = check_values and _fast_storable(obj, keys)
     if check_values and not walked:
         _walk_problems(obj, [], problems)
     return problems, walked
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return _OBJECT
+    if isinstance(value, list):
+        return _ARRAY
+    if isinstance(value, str):
+        return _STRING
+    if isinstance(value, bool):
+        return _BOOLEAN
+    if isinstance(value, (int, float)):
+        return _NUMBER
+    return "null" if value is None else type(value).__name__
+
+
+def _article(kind: str) -> str:
+    if kind in ("null", _BOOLEAN):
+        return "true/false" if kind == _BOOLEAN else kind
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _check_kind(where: str, value: Any, kind: str, item_kind: str | None, problems: list[str]) -> None:
+    """The slow, exact check (isinstance: bson's Int64 of a stored document is a number), with the message."""
+    if value is None:
+        return
+    got = _kind(value)
+    if got != kind:
+        problems.append(f"{where}: expected {_article(kind)} or null, got {_article(got)}")
+    elif item_kind is not None:
+        for i, item in enumerate(value):
+            if _kind(item) != item_kind:
+                problems.append(f"{where}[{i}]: expected {_article(item_kind)}, got {_article(_kind(item))}")
+                break
+
+
+_PY_TYPES = {_OBJECT: (dict,), _ARRAY: (list,), _STRING: (str,), _BOOLEAN: (bool,), _NUMBER: (int, float)}
+# (field, exact types that pass at once, exact type every item must have or None, kind, item kind)
+_FIELD_CHECKS = tuple((field, frozenset(_PY_TYPES[kind] + (type(None),)), _PY_TYPES[item][0] if item else None,
+                       kind, item) for field, (kind, item) in FIELD_KINDS.items())
+_SETTINGS_CHECKS = tuple((field, frozenset(_PY_TYPES[kind] + (type(None),)), kind)
+                         for field, kind in SETTINGS_KINDS.items())
+_LIST_OF_DICTS = frozenset((dict,))
+
+
+def _kind_problems(obj: dict, problems: list[str]) -> None:
+    """The known fields (FIELD_KINDS, SETTINGS_KINDS, checks in the statistics blocks) of the wrong
+    kind. Exact types first (this runs on every alpha); anything else gets the exact check."""
+    for field, allowed, item_type, kind, item_kind in _FIELD_CHECKS:
+        if field in obj:
+            value = obj[field]
+            if type(value) not in allowed or (item_type is not None and type(value) is list
+                                              and not set(map(type, value)) <= {item_type}):
+                _check_kind(field, value, kind, item_kind, problems)
+    settings = obj.get("settings")
+    if type(settings) is dict:
+        for field, allowed, kind in _SETTINGS_CHECKS:
+            if field in settings and type(settings[field]) not in allowed:
+                _check_kind(f"settings.{field}", settings[field], kind, None, problems)
+    for block in STATISTICS_BLOCKS:
+        stats = obj.get(block)
+        if type(stats) is dict and "checks" in stats:
+            checks = stats["checks"]
+            if checks is not None and (type(checks) is not list or not set(map(type, checks)) <= _LIST_OF_DICTS):
+                _check_kind(f"{block}.checks", checks, _ARRAY, _OBJECT, problems)
 
 
 def collection_for(obj: Mapping) -> str:

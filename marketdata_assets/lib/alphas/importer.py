@@ -42,11 +42,22 @@ nothing: the collections end identical to an uninterrupted import. `incremental`
 (index on ``dir``) to skip the (file, sha256) pairs already imported. Entries of earlier versions
 (one document per file, no ``dir``) still count for the checks; `incremental` merges their files
 once more (no change) and ledgers them anew.
+
+One bad file never stops an import: whatever is wrong with a file (unreadable, not a regular file,
+a symbolic link out of the landing area, bad JSON, a key twice with different values, a name that
+is not its alpha's id, fields of the wrong kind, a document over MongoDB's 16 MB, anything the
+server refuses for that one document) quarantines it with the reason and the others load. What is
+accepted but unusual is flagged (``ImportStats.flagged``: a byte order mark, a key twice with the
+same value) or counted (``files_keys_escaped``). A store that goes away fails the import at once
+with StoreUnavailable (MongoDB, its address, what to do), never after the driver's retry loops:
+transactions are retried only on a transient error from a live server.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,7 +70,15 @@ import pymongo
 from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    WriteError,
+)
 
 from marketdata_assets.lib.alphas.documents import (
     DATES_FIELD,
@@ -70,8 +89,15 @@ from marketdata_assets.lib.alphas.documents import (
     merged_document,
     to_document,
 )
-from marketdata_assets.lib.alphas.files import gc_paused, month_of, parse_alpha_bytes, read_file_bytes
+from marketdata_assets.lib.alphas.files import (
+    UnreadableFile,
+    gc_paused,
+    month_of,
+    parse_alpha_file,
+    read_landing_file,
+)
 from marketdata_assets.lib.alphas.merge import resolve_for_mode
+from marketdata_assets.lib.errors import StoreUnavailable
 from marketdata_assets.lib.files import quarantine
 
 IMPORT_MODES = ("incremental", "overwrite", "rebuild", "time_range", "smart_merge")
@@ -88,6 +114,15 @@ FIRST_BATCH = 100
 GROWTH = 4
 _DUPLICATE_KEY = 11000
 _ILLEGAL_OPERATION = 20  # a standalone mongod refusing transactions
+# MongoDB's limit for one document (its BSON), checked on the encoded document before it is sent
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+# A transaction that fails with a transient error from a live server (a write conflict) is tried
+# again, this often in all; the driver's with_transaction retries for up to 120 s, also when the
+# server is gone, which is what made a dead server hang an import
+TRANSACTION_ATTEMPTS = 3
+_ID_NAME = re.compile(r"^[A-Za-z0-9]{7,8}$")
+STORE_HINT = ("Check that the server is running and reachable (the local stack: `make stack-up`), then run "
+              "the import again: the files already imported are skipped (ledger import_ledger)")
 
 # Indexes every alpha collection carries: lookups by id, and the filters quants use.
 ALPHA_INDEXES = [
@@ -111,12 +146,14 @@ class ImportStats:
     merged: int = 0
     replaced: int = 0
     unchanged: int = 0
-    quarantined: list[dict] = field(default_factory=list)
+    files_keys_escaped: int = 0  # alphas with a key holding `$`, `.` or NUL: stored escaped (documents.py)
+    quarantined: list[dict] = field(default_factory=list)  # {file, reason}: moved out of the landing area
+    flagged: list[dict] = field(default_factory=list)  # {file, flag}: imported, but something was unusual
     seconds: float = 0.0
 
     def as_metadata(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "quarantined"} | {
-            "files_quarantined": len(self.quarantined)}
+        return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "flagged")} | {
+            "files_quarantined": len(self.quarantined), "files_flagged": len(self.flagged)}
 
 
 @dataclass
@@ -126,6 +163,7 @@ class _Pending:
     docs: dict[str, tuple[dict, bool]] = field(default_factory=dict)  # id -> (alpha, a key needs escaping)
     files: list[dict] = field(default_factory=list)
     ledgered: set[str] = field(default_factory=set)  # ids read from a file the ledger has seen (maybe stored)
+    sources: dict[str, tuple[str, Path]] = field(default_factory=dict)  # id -> (name, path) of its file
 
 
 @dataclass
@@ -138,6 +176,8 @@ class _Batch:
     replace: list[str]          # ids whose stored document is replaced
     entries: list[dict]
     counts: dict[str, int]
+    sources: dict[str, tuple[str, Path]]  # alpha id -> (name, path) of the file it came from
+    counted: dict[str, str]     # alpha id -> the count it is in (inserted, merged, replaced)
 
 
 class _Writer:
@@ -164,8 +204,13 @@ class _Writer:
         self.wait()
         self._batch, self._future = batch, self._pool.submit(self._write, batch)
 
+    def check(self) -> None:
+        """Raise the error of a write that failed already (a dead server stops the reading at once)."""
+        if self._future is not None and self._future.done() and self._future.exception() is not None:
+            self.wait()
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _encoded(document: dict) -> RawBSONDocument:
@@ -268,6 +313,35 @@ def stored_documents(coll, ids: list[str]) -> dict[str, dict]:
     return found
 
 
+def _name_problem(name: str, alpha_id: str) -> str | None:
+    """Why the file's name disagrees with the alpha in it (None: it agrees). A file in the landing
+    layout (``alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json``) must be named by its alpha's id; a file
+    named elsewhere only when its name looks like an alpha id."""
+    base = name.rpartition("/")[2]
+    stem = base.removesuffix(".json")
+    if stem == alpha_id:
+        return None
+    if name.startswith("alphas/") and name.count("/") == 4 or _ID_NAME.match(stem):
+        shown = base if len(base) <= 60 else base[:40] + f"... ({len(base)} characters)"
+        return f"file name {shown!r} disagrees with the alpha's id {alpha_id!r} (expected {alpha_id}.json)"
+    return None
+
+
+def _store_address(client: pymongo.MongoClient) -> str:
+    """host:port of the client's servers, from what it knows (no I/O, no credentials)."""
+    try:
+        servers = client.topology_description.server_descriptions()
+        return ",".join(f"{host}:{port}" for host, port in servers) or "unknown address"
+    except Exception:  # noqa: BLE001 - only a name for a message
+        return "unknown address"
+
+
+def store_unavailable(client: pymongo.MongoClient, error: PyMongoError) -> StoreUnavailable:
+    """The error an import raises when MongoDB goes away: store, address, the driver's reason, a hint."""
+    reason = f"{type(error).__name__}: {str(error).split(', Timeout')[0].split(' (configured timeouts')[0][:300]}"
+    return StoreUnavailable("MongoDB", _store_address(client), reason, STORE_HINT)
+
+
 def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_super: Database,
                  collection: str = "alphas", mode: str = "incremental",
                  time_range: tuple[datetime, datetime] | None = None, batch_size: int = 1000,
@@ -277,7 +351,23 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
     """Import alpha files ((name in the ledger, path) pairs) and return what happened.
 
     `on_progress(stats)` is called after every bulk write (a batch of documents and their ledger
-    entries), for progress reports on long imports."""
+    entries), for progress reports on long imports. Bad files are quarantined (with
+    `quarantine_root`; always listed in ``stats.quarantined``) and the others load; a lost
+    connection to MongoDB raises StoreUnavailable within the driver's server selection timeout."""
+    try:
+        return _import_files(files, db_regular=db_regular, db_super=db_super, collection=collection, mode=mode,
+                             time_range=time_range, batch_size=batch_size, array_keys=array_keys,
+                             quarantine_root=quarantine_root, landing_root=landing_root, run_id=run_id,
+                             on_progress=on_progress)
+    except ConnectionFailure as error:  # also ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout
+        raise store_unavailable(db_regular.client, error) from error
+
+
+def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_super: Database,
+                  collection: str, mode: str, time_range: tuple[datetime, datetime] | None, batch_size: int,
+                  array_keys: Mapping[str, str | None] | None, quarantine_root: Path | None,
+                  landing_root: Path | None, run_id: str | None,
+                  on_progress: Callable[[ImportStats], None] | None) -> ImportStats:
     if mode not in IMPORT_MODES:
         raise ValueError(f"unknown import mode {mode!r}: one of {', '.join(IMPORT_MODES)}")
     if mode == "time_range" and not time_range:
@@ -295,11 +385,58 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
     pending = {kind: _Pending() for kind in targets}
     limits = {kind: min(batch_size, FIRST_BATCH) for kind in targets}
     transactions = [True]  # until the server says it has none
+    real_root = os.path.realpath(landing_root) if landing_root is not None else None
 
     def reject(name: str, path: Path, reason: str) -> None:
-        stats.quarantined.append({"file": name, "reason": reason})
+        entry = {"file": name, "reason": reason}
+        stats.quarantined.append(entry)
         if quarantine_root is not None:
-            quarantine(path, reason, quarantine_root, relative_to=landing_root)
+            try:
+                quarantine(path, reason, quarantine_root, relative_to=landing_root)
+            except OSError as error:  # e.g. a read-only landing area: reported, and the import goes on
+                entry["reason"] = f"{reason} (not moved to the quarantine: {error})"
+
+    def take(name: str, path: Path) -> str | None:
+        """Read, check and queue one file; the collection it went to (None: skipped or quarantined)."""
+        try:
+            data = read_landing_file(path, real_root)
+        except UnreadableFile as error:
+            reject(name, path, str(error))
+            return None
+        sha = sha256_bytes(data)
+        if mode == "incremental" and sha in ledgered.get(name, ()):
+            stats.files_skipped += 1
+            return None
+        alpha, problem, notes = parse_alpha_file(data)
+        problems, escape = ([problem], False) if problem else inspect_alpha(alpha)
+        if not problems and (wrong_name := _name_problem(name, alpha["id"])):
+            problems = [wrong_name]
+        if problems:
+            reject(name, path, "; ".join(problems))
+            return None
+        kind = collection_for(alpha)
+        keep = True
+        if mode == "time_range":
+            modified = date_sidecar(alpha).get("dateModified")
+            keep = modified is not None and time_range[0] <= modified < time_range[1]
+        elif mode == "smart_merge" and since.get(kind) is not None:
+            modified = date_sidecar(alpha).get("dateModified")
+            keep = modified is not None and modified > since[kind]
+        entry = {"file": name, "size": len(data), "sha256": sha, "documents": int(keep), "alpha_id": alpha["id"],
+                 "type": alpha["type"], "month": month_of(alpha["dateCreated"])}
+        batch = pending[kind]  # everything above may fail for this file alone; below only records
+        if keep:
+            batch.docs[alpha["id"]] = (alpha, escape)  # the same alpha twice in one batch: the later file wins
+            batch.sources[alpha["id"]] = (name, path)
+            if name in ledgered:
+                batch.ledgered.add(alpha["id"])
+        else:
+            stats.alphas_filtered_out += 1
+        batch.files.append(entry)
+        stats.files_imported += keep
+        stats.files_keys_escaped += escape
+        stats.flagged.extend({"file": name, "flag": note} for note in notes)
+        return kind
 
     def prepare(kind: str) -> _Batch:
         """Read the stored documents of the pending alphas and merge (in the caller's thread)."""
@@ -311,29 +448,38 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
             writer.wait_for(kind, ids)
             old = stored_alphas(targets[kind], ids)
         counts = {"inserted": 0, "merged": 0, "replaced": 0, "unchanged": 0}
-        docs, new, replace = {}, {}, []
+        docs, new, replace, counted, too_large = {}, {}, [], {}, {}
         for alpha_id, (alpha, escape) in batch.docs.items():
             stored = old.get(alpha_id)
             # every alpha was validated when read: the documents need no second validation, and
             # a merged object has a key to escape only if the stored or the new one had one
-            if mode == "rebuild":
-                docs[alpha_id] = _encoded(to_document(alpha, validate=False, escape=escape))
-                replace.append(alpha_id)
-                counts["replaced"] += 1
-            elif stored is None:  # merged with nothing, an alpha is itself
-                docs[alpha_id] = _encoded(to_document(alpha, validate=False, escape=escape))
-                new[alpha_id] = alpha
-                counts["inserted"] += 1
+            if mode == "rebuild" or stored is None:  # merged with nothing, an alpha is itself
+                doc, count = _encoded(to_document(alpha, validate=False, escape=escape)), \
+                    "replaced" if mode == "rebuild" else "inserted"
             else:
                 # shared subtrees: nothing here mutates the alpha, the stored one or the merge
                 merged, changed = resolve_for_mode(stored[0], alpha, mode, array_keys, share=True)
                 if not changed:
                     counts["unchanged"] += 1
                     continue
-                docs[alpha_id] = _encoded(to_document(merged, validate=False, escape=escape or stored[1]))
+                doc, count = _encoded(to_document(merged, validate=False, escape=escape or stored[1])), "merged"
+            if len(doc.raw) > MAX_DOCUMENT_BYTES:  # the server would refuse it (and with it the batch)
+                too_large[alpha_id] = (len(doc.raw), count)
+                continue
+            docs[alpha_id], counted[alpha_id] = doc, count
+            counts[count] += 1
+            if count == "inserted":
+                new[alpha_id] = alpha
+            else:
                 replace.append(alpha_id)
-                counts["merged"] += 1
-        return _Batch(kind, docs, new, replace, batch.files, counts)
+        for alpha_id, (size, count) in too_large.items():
+            name, path = batch.sources[alpha_id]
+            what = "merged with the stored alpha, its document would be" if count == "merged" else "its document is"
+            reject(name, path, f"alpha {alpha_id}: {what} {size:,} bytes, over MongoDB's limit of "
+                               f"{MAX_DOCUMENT_BYTES:,} bytes per document (file {name})")
+            batch.files = [entry for entry in batch.files if entry["file"] != name]
+            stats.files_imported -= 1
+        return _Batch(kind, docs, new, replace, batch.files, counts, batch.sources, counted)
 
     def write(batch: _Batch) -> dict:
         """The documents, then the ledger entries (in the writer thread).
@@ -342,17 +488,26 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
         inserted again (SecantusDB: ~25% less work than a ReplaceOne, which plans and runs an update
         per document), and the ledger entries commit with the documents. A batch of new alphas only
         is inserted outside a transaction (a transaction adds ~13% to an insert), then its ledger
-        entries. Without transactions: InsertOne / ReplaceOne, then the entries."""
-        counts = dict(batch.counts)
-        ledger_docs = _ledger_documents(batch.entries, mode, run_id, datetime.now(timezone.utc))
+        entries. Without transactions: InsertOne / ReplaceOne, then the entries.
+
+        A document the server refuses (too large for it, ...) is taken out of the batch, its file
+        quarantined (by `done`, in the importing thread) and the rest written; when the driver
+        refuses one before sending (DocumentTooLarge), the batch is written one document at a time."""
+        counts = dict(batch.counts, rejected=[])
         while batch.replace and transactions[0]:
             try:
-                if in_transaction(lambda session: write_batch(batch, ledger_docs, session)):
+                if in_transaction(lambda session: write_batch(batch, session)):
                     return counts
             except BulkWriteError as error:
-                # an alpha inserted unread, or stored by someone else since we read it: the whole
-                # batch was rolled back; merge into what is stored now and write the batch again
-                merge_late(batch, taken_ids(batch, error), counts)
+                # the whole batch was rolled back. An alpha inserted unread, or stored by someone else
+                # since we read it: merge into what is stored now. A document the server refused:
+                # out of the batch. Then the batch is written again.
+                taken, refused = sort_errors(batch, error, list(batch.docs))
+                for alpha_id, message in refused.items():
+                    drop(batch, alpha_id, message, counts)
+                merge_late(batch, taken, counts)
+            except DocumentTooLarge:
+                return write_each(batch, counts)
         coll = targets[batch.kind]
         order = list(batch.docs)
         try:
@@ -361,29 +516,90 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
                                  else pymongo.InsertOne(batch.docs[i]) for i in order], ordered=False)
             elif order:
                 coll.insert_many([batch.docs[i] for i in order], ordered=False)
-        except BulkWriteError as error:
-            ids = taken_ids(batch, error, order)
+        except DocumentTooLarge:  # some of the batch may be written: each document again, on its own
+            return write_each(batch, counts)
+        except BulkWriteError as error:  # unordered: every document without an error is written
+            ids, refused = sort_errors(batch, error, order)
+            for alpha_id, message in refused.items():
+                drop(batch, alpha_id, message, counts)
             merge_late(batch, ids, counts)
             late = [pymongo.ReplaceOne({"_id": i}, batch.docs[i], upsert=True) for i in ids if i in batch.docs]
             if late:
                 coll.bulk_write(late, ordered=False)
-        record(ledger_docs, None)
+        record(ledger_documents(batch), None)
         return counts
+
+    def write_each(batch: _Batch, counts: dict) -> dict:
+        """The batch one document at a time (no transaction), then its ledger entries: the
+        documents the server or the driver refuse are dropped, the others written. (A new alpha the
+        failed batch had written already counts as unchanged rather than inserted.)"""
+        coll = targets[batch.kind]
+        for alpha_id in list(batch.docs):
+            try:
+                if alpha_id in batch.new:
+                    try:
+                        coll.insert_one(batch.docs[alpha_id])
+                        continue
+                    except DuplicateKeyError:  # stored after all (also by the failed batch): merge
+                        merge_late(batch, [alpha_id], counts)
+                        if alpha_id not in batch.docs:
+                            continue
+                coll.replace_one({"_id": alpha_id}, batch.docs[alpha_id], upsert=True)
+            except (DocumentTooLarge, WriteError) as error:
+                drop(batch, alpha_id, str(error).split(", full error")[0], counts)
+        record(ledger_documents(batch), None)
+        return counts
+
+    def drop(batch: _Batch, alpha_id: str, message: str, counts: dict) -> None:
+        """Take a document the server refused out of the batch: its file goes to the quarantine
+        (`done`), its ledger entry is not written, its count is undone."""
+        name, path = batch.sources[alpha_id]
+        doc = batch.docs[alpha_id]
+        size = len(doc.raw) if isinstance(doc, RawBSONDocument) else len(bson.encode(doc))
+        counts[batch.counted.pop(alpha_id)] -= 1
+        del batch.docs[alpha_id]
+        batch.new.pop(alpha_id, None)
+        if alpha_id in batch.replace:
+            batch.replace.remove(alpha_id)
+        batch.entries = [entry for entry in batch.entries if entry["file"] != name]
+        reason = f"MongoDB refused the document of alpha {alpha_id} ({size:,} bytes; file {name}): {message}"
+        counts["rejected"].append((name, path, reason))
+
+    def ledger_documents(batch: _Batch) -> list[dict]:
+        return _ledger_documents(batch.entries, mode, run_id, datetime.now(timezone.utc))
 
     def in_transaction(callback: Callable) -> bool:
         """callback(session) in a transaction: True once committed; False if the server has no
-        transactions (IllegalOperation: nothing was written, and `transactions` remembers it)."""
-        try:
-            with db_regular.client.start_session() as session:
-                session.with_transaction(callback)
-            return True
-        except OperationFailure as error:
-            if error.code != _ILLEGAL_OPERATION:
-                raise
-            transactions[0] = False
-            return False
+        transactions (IllegalOperation: nothing was written, and `transactions` remembers it).
+        A transient error from a live server (write conflict) is tried again, up to
+        TRANSACTION_ATTEMPTS times; a lost connection is raised at once (no 120 s of retries)."""
+        with db_regular.client.start_session() as session:
+            for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+                session.start_transaction()
+                try:
+                    callback(session)
+                    session.commit_transaction()
+                    return True
+                except ConnectionFailure:
+                    raise  # ending the session aborts what the server still holds
+                except OperationFailure as error:
+                    abort(session)
+                    if error.code == _ILLEGAL_OPERATION:
+                        transactions[0] = False
+                        return False
+                    if attempt < TRANSACTION_ATTEMPTS and error.has_error_label("TransientTransactionError"):
+                        continue
+                    raise
+                except BaseException:
+                    abort(session)
+                    raise
+        return False  # not reached
 
-    def write_batch(batch: _Batch, ledger_docs: list[dict], session) -> None:
+    def abort(session) -> None:
+        if session.in_transaction:
+            session.abort_transaction()  # errors are ignored by the driver
+
+    def write_batch(batch: _Batch, session) -> None:
         coll = targets[batch.kind]
         if batch.replace:  # one round trip: small `$in` lists, as statements of one delete command
             coll.bulk_write([pymongo.DeleteMany({"_id": {"$in": batch.replace[start:start + STORED_READ_CHUNK]}})
@@ -391,7 +607,7 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
                             ordered=False, session=session)
         if batch.docs:
             coll.insert_many(list(batch.docs.values()), ordered=False, session=session)
-        record(ledger_docs, session)
+        record(ledger_documents(batch), session)
 
     def record(ledger_docs: list[dict], session) -> None:
         # each ledger document is written whole or not at all: an interruption between two of them
@@ -399,14 +615,24 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
         if ledger_docs:
             ledger.insert_many(ledger_docs, ordered=False, session=session)
 
-    def taken_ids(batch: _Batch, error: BulkWriteError, order: list[str] | None = None) -> list[str]:
-        """The new alphas a duplicate key error says are stored already (re-raised for any other error)."""
-        order = order or list(batch.docs)
+    def sort_errors(batch: _Batch, error: BulkWriteError, order: list[str]) -> tuple[list[str], dict[str, str]]:
+        """(the new alphas a duplicate key error says are stored already, {alpha id: the server's
+        message} of the documents it refused); the error itself when it is about something else."""
         errors = error.details.get("writeErrors", [])
-        ids = [order[e["index"]] for e in errors if e.get("code") == _DUPLICATE_KEY and e["index"] < len(order)]
-        if not ids or len(ids) != len(errors) or any(i not in batch.new for i in ids):
+        taken, refused = [], {}
+        if not errors or error.details.get("writeConcernErrors"):
             raise error
-        return ids
+        for item in errors:
+            index = item.get("index", -1)
+            if not 0 <= index < len(order):
+                raise error
+            if item.get("code") == _DUPLICATE_KEY:
+                if order[index] not in batch.new:
+                    raise error
+                taken.append(order[index])
+            else:
+                refused[order[index]] = f"{item.get('errmsg', 'refused')} (code {item.get('code')})"
+        return taken, refused
 
     def merge_late(batch: _Batch, ids: list[str], counts: dict) -> None:
         old = stored_documents(targets[batch.kind], ids)
@@ -418,11 +644,16 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
                 counts["merged"] += 1
                 batch.docs[alpha_id] = doc
                 batch.replace.append(alpha_id)
+                batch.counted[alpha_id] = "merged"
             else:
                 counts["unchanged"] += 1
                 del batch.docs[alpha_id]
+                del batch.counted[alpha_id]
 
     def done(counts: dict) -> None:
+        for name, path, reason in counts.pop("rejected", ()):
+            reject(name, path, reason)
+            stats.files_imported -= 1
         for key, value in counts.items():
             setattr(stats, key, getattr(stats, key) + value)
         if on_progress is not None:
@@ -434,40 +665,14 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
         try:
             for name, path in files:
                 stats.files_seen += 1
+                writer.check()
                 try:
-                    data = read_file_bytes(path)
-                except OSError as error:
-                    reject(name, path, f"unreadable: {error}")
+                    kind = take(name, path)
+                except Exception as error:  # noqa: BLE001 - whatever else is wrong with this one file
+                    reject(name, path, f"could not be imported: {type(error).__name__}: {error}")
                     continue
-                sha = sha256_bytes(data)
-                if mode == "incremental" and sha in ledgered.get(name, ()):
-                    stats.files_skipped += 1
-                    continue
-                alpha, problem = parse_alpha_bytes(data)
-                problems, escape = ([problem], False) if problem else inspect_alpha(alpha)
-                if problems:
-                    reject(name, path, "; ".join(problems))
-                    continue
-                kind = collection_for(alpha)
-                keep = True
-                if mode == "time_range":
-                    modified = date_sidecar(alpha).get("dateModified")
-                    keep = modified is not None and time_range[0] <= modified < time_range[1]
-                elif mode == "smart_merge" and since.get(kind) is not None:
-                    modified = date_sidecar(alpha).get("dateModified")
-                    keep = modified is not None and modified > since[kind]
-                batch = pending[kind]
-                if keep:
-                    batch.docs[alpha["id"]] = (alpha, escape)  # the same alpha twice in one batch: the later file wins
-                    if name in ledgered:
-                        batch.ledgered.add(alpha["id"])
-                else:
-                    stats.alphas_filtered_out += 1
-                batch.files.append({"file": name, "size": len(data), "sha256": sha, "documents": int(keep),
-                                    "alpha_id": alpha["id"], "type": alpha["type"],
-                                    "month": month_of(alpha["dateCreated"])})
-                stats.files_imported += keep
-                if len(batch.docs) >= limits[kind] or len(batch.files) >= 4 * limits[kind]:
+                if kind is not None and (len(pending[kind].docs) >= limits[kind]
+                                         or len(pending[kind].files) >= 4 * limits[kind]):
                     writer.submit(prepare(kind))
             for kind, batch in pending.items():
                 if batch.docs or batch.files:

@@ -31,7 +31,7 @@ from marketdata_assets.lib.alphas.packages import (
     manifest_path_of,
     read_manifest,
 )
-from marketdata_assets.lib.files import atomic_write_bytes, quarantine
+from marketdata_assets.lib.files import atomic_write_bytes, quarantine, reason_file_of
 
 PROGRESS_EVERY_S = 5.0
 
@@ -73,7 +73,7 @@ async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path
             target = quarantine_root / "unplaceable" / account / month / f"{next(unplaceable):06d}.json"
             atomic_write_bytes(target, canonical_file_bytes(alpha) if isinstance(alpha, dict) else
                                (json.dumps(alpha) + "\n").encode())
-            target.with_name(target.name + ".reason.txt").write_text(reason + "\n")
+            reason_file_of(target).write_text(reason + "\n")
             landed.quarantined.append({"file": str(target), "reason": reason})
             return
         landed.by_type[alpha.get("type")] += 1
@@ -202,7 +202,7 @@ def landing_changes(landing_root: Path, cursor: tuple[int, str] = (0, "")) -> li
     changes = []
     for mtime_ns, rel in found:
         parts = rel.split("/")
-        if len(parts) == 5 and parts[-1][:-5].isalnum():
+        if len(parts) == 5:  # any *.json of an account directory: the import quarantines one not named <id>.json
             changes.append(LandingChange(mtime_ns, rel, "file", parts[2]))
     base = landing_root / PACKAGE_DIR
     if base.is_dir():
