@@ -151,3 +151,22 @@ def test_a_time_column_that_never_parses_is_quarantined_then_retried_when_a_prof
     assert not (quarantine_root / "688002.SH.csv").exists()
     assert not (quarantine_root / "688002.SH.csv.reason.txt").exists()
     assert stored().height == truth.height + us.height
+
+
+def test_a_file_with_a_name_near_the_limit_loads_and_its_rejects_file_is_written(landing, tmp_path):
+    """A 249-character file name: `<name>.rejects.csv` would pass the 255-byte limit, so the rejects
+    file gets a shortened, hashed name; the file's good rows load."""
+    root, truth = landing
+    bars = fx.make_bars("688003.SH", DAYS[:1], seed=7)
+    lines = fx.render(bars, "tushare").splitlines()
+    lines[4] = lines[4].replace(lines[4].split(",")[2], "12.3abc")
+    name = "x" * 245 + ".csv"
+    (root / name).write_text("\n".join(lines) + "\n")
+    report = load(root, tmp_path / "q")
+    meta = report.metadata()
+    assert (meta["files_loaded"], meta["rows_rejected"], meta["files_quarantined"]) == (17, 1, 0)
+    (long_load,) = [f for f in report.files if f.file == name]
+    written = Path(long_load.rejects_file)
+    assert written.exists() and len(written.name.encode()) <= 255 and written.name.endswith(".rejects.csv")
+    assert "12.3abc" in written.read_text()
+    assert stored().height == truth.height + bars.height - 1

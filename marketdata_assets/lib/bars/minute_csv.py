@@ -50,9 +50,8 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import os
+import io
 import re
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -77,6 +76,7 @@ from marketdata_assets.lib.bars.csv_profiles import (
     normalize_codes,
     profile_from_dict,
 )
+from marketdata_assets.lib.files import atomic_write_bytes, fit_name
 
 MINUTE_SCHEMA = pl.Schema({"time": pl.Datetime("us"), "code": pl.String, "name": pl.String,
                            "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
@@ -837,21 +837,20 @@ def file_time_range(path: str | Path, profile: None | str | dict | CsvProfile = 
 
 def write_rejects(rejects: Sequence[Reject], path: str | Path) -> Path:
     """Write rejects as CSV (columns line, reason, raw, file; UTF-8) to `path`, or into `path` as
-    ``<source file name>.rejects.csv`` when `path` is an existing directory. Written atomically."""
+    ``<source file name>.rejects.csv`` when `path` is an existing directory. Written atomically; a
+    name too long for the file system is shortened with a hash (files.fit_name)."""
     target = Path(path)
     if target.is_dir():
-        source = Path(rejects[0].file).name if rejects else "file"
-        target = target / f"{source}.rejects.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["line", "reason", "raw", "file"])
-            for reject in rejects:
-                writer.writerow([reject.line, reject.reason, reject.raw, reject.file])
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        target = target / (Path(rejects[0].file).name if rejects else "file")
+        target = target.with_name(target.name + ".rejects.csv")
+    if target.name.endswith(".rejects.csv"):
+        target = target.with_name(fit_name(target.name[: -len(".rejects.csv")], ".rejects.csv"))
+    else:
+        target = target.with_name(fit_name(target.name))
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["line", "reason", "raw", "file"])
+    for reject in rejects:
+        writer.writerow([reject.line, reject.reason, reject.raw, reject.file])
+    atomic_write_bytes(target, buffer.getvalue().encode("utf-8"))
     return target
