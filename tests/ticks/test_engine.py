@@ -6,6 +6,7 @@ real HTTP (a replay)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -223,3 +224,30 @@ def test_an_empty_dump_never_wipes_a_stored_day(store, tmp_path):
         counts = dict(client.query(f"SELECT instrument, count() FROM `{store.database}`.trades_v GROUP BY instrument")
                       .result_rows)
     assert counts == {"BTCUSDT": 300, "ETHUSDT": 300}
+
+
+def test_the_run_deadline_cuts_off_a_fetch_that_never_ends_and_skips_the_rest(store):
+    """A source that holds a fetch forever (a slow drip the per-request deadline can't see, a client
+    stuck waiting for its pool): the run's deadline fails that slice and skips the ones not started,
+    so the run ends and gives its pool back."""
+    never = asyncio.Event()
+    calls: list[str] = []
+
+    async def fetch(api, job):
+        (key,) = job.keys
+        calls.append(key.instrument)
+        if key.instrument == "HANGS":
+            await never.wait()
+        return trades(key.instrument)
+
+    feed = Feed("X", [Job((k,)) for k in keys("AAA", "HANGS", "CCC", "DDD")], fetch, workers=1, attempts=2)
+    engine = Engine(store.get_client, store.database, "run-deadline", deadline_s=2)
+    started = time.monotonic()
+    report = engine.run([[feed]])
+    assert time.monotonic() - started < 30  # without the deadline: never
+    assert calls == ["AAA", "HANGS"]  # nothing is started after the deadline
+    outcome = {k.instrument: o for k, o in report.outcomes.items()}
+    assert [outcome[i].status for i in ("AAA", "HANGS", "CCC", "DDD")] == ["ok", "failed", "skipped", "skipped"]
+    assert "the run's deadline of 2 s passed during a fetch" in outcome["HANGS"].error
+    assert outcome["DDD"].error.startswith("not attempted: X trades stopped: the run's deadline of 2 s passed")
+    assert ingest_log(store)["DDD"][0] == "skipped"

@@ -48,7 +48,13 @@ def tick_store(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource
 # What every ingest asset shares: the run options, the engine, the report as Dagster results
 # --------------------------------------------------------------------------------------------
 
-class IngestConfig(dg.Config):
+class RunDeadline(dg.Config):
+    deadline_minutes: float = 180
+    """The whole run's deadline: then a fetch still going fails and the rest is skipped (retry_failed
+    picks them up), so a run never holds a source's pool forever; 0: none."""
+
+
+class IngestConfig(RunDeadline):
     retry_failed: bool = False
     """Only slices whose latest ingest_log attempt did not succeed (failed, skipped, never tried)."""
     retry_failed_from_run: str = ""
@@ -61,8 +67,9 @@ class IngestConfig(dg.Config):
     """Fetches at once; 0: the source's `workers` from the providers config."""
 
 
-def engine(context, clickhouse: ClickHouseResource) -> Engine:
-    return Engine(clickhouse.get_client, clickhouse.database, context.run.run_id, log=context.log.info)
+def engine(context, clickhouse: ClickHouseResource, config: RunDeadline) -> Engine:
+    return Engine(clickhouse.get_client, clickhouse.database, context.run.run_id, log=context.log.info,
+                  deadline_s=config.deadline_minutes * 60 or None)
 
 
 def planned(clickhouse: ClickHouseResource, config: IngestConfig, source: str, keys, report: IngestReport) -> list:
@@ -130,12 +137,12 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig, clickh
     feeds = [venue_feed(venue, resource.make_client, planned(clickhouse, config, venue, mine, report),
                         workers=config.workers or resource.workers, attempts=config.attempts)
              for venue, resource in venues.items() if (mine := [k for k in keys if k.venue == venue])]
-    report.merge(engine(context, clickhouse).run([feeds]))
+    report.merge(engine(context, clickhouse, config).run([feeds]))
     clickhouse.close()
     yield from materialize(context, report, assets, config.max_failed)
 
 
-class BookSnapshotConfig(dg.Config):
+class BookSnapshotConfig(RunDeadline):
     depth: int = 0
     """Levels per side; 0: the providers config's book_depth."""
 
@@ -156,6 +163,6 @@ def crypto_book_snapshots(context: dg.AssetExecutionContext, config: BookSnapsho
              if (mine := [i.instrument for i in instruments if i.venue == venue])]
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
-    report = engine(context, clickhouse).run([feeds])
+    report = engine(context, clickhouse, config).run([feeds])
     clickhouse.close()
     yield from materialize(context, report, {"books": "crypto_book_snapshots"}, 0)

@@ -38,6 +38,6 @@ def binance_dumps(context: dg.AssetExecutionContext, config: IngestConfig, click
     keys = planned(clickhouse, config, SOURCE, slice_keys(context.partition_keys, assets), report)
     feed = dump_feed(settings.binance_dumps_landing_dir(), keys, engine_reads_files=clickhouse.embedded,
                      database=clickhouse.database, run_id=context.run.run_id)
-    report.merge(engine(context, clickhouse).run([[feed]]))
+    report.merge(engine(context, clickhouse, config).run([[feed]]))
     clickhouse.close()
     yield from materialize(context, report, assets, config.max_failed)

@@ -64,7 +64,7 @@ def a_share_ticks(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
             yield tushare_feeds.feeds(tushare.make_client, planned(clickhouse, config, tushare_feeds.SOURCE, keys, report),
                                 workers=config.workers or tushare.workers, attempts=config.attempts)
 
-    report.merge(engine(context, clickhouse).run(stages()))
+    report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()
     yield from materialize(context, report, assets, config.max_failed)
 
@@ -84,6 +84,6 @@ def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
             yield [yahoo_feeds.bars_feed(yahoo.make_client, planned(clickhouse, config, yahoo_feeds.SOURCE, keys, report),
                                    workers=config.workers or yahoo.workers, attempts=config.attempts)]
 
-    report.merge(engine(context, clickhouse).run(stages()))
+    report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()
     yield from materialize(context, report, {"bars_1m": "yahoo_bars_1m"}, config.max_failed)

@@ -10,7 +10,8 @@ codes' daily bars, a dump file), the source's client and its `fetch(client, job)
 - fetches: `workers` jobs of a feed at once through ONE client (its limits hold for the run), a
   failed job retried after the others up to `attempts` (a batch is split per instrument first, so
   one bad code fails alone; a rejected request is not retried), a ban or permission error stops
-  the feed (its remaining jobs are `skipped`, no request is sent);
+  the feed (its remaining jobs are `skipped`, no request is sent), and so does the run's deadline
+  (`deadline_s`: a fetch still going then is cut off and fails; a run never holds a source forever);
 - writes: the fetched frame is cut into slices; each (dataset, venue, day) group is written when
   all its slices are settled, with ONE pointer flip (`writer.write_slices`), on a writer thread
   while fetches go on; a group that does not validate is written instrument by instrument, so a
@@ -276,13 +277,21 @@ class Engine:
     client as a context manager (one per run, used from the writer thread)."""
 
     def __init__(self, connect: Callable[[], Any], database: str, run_id: str, *,
-                 log: Callable[[str], None] | None = None, progress_every_s: float = 10.0):
+                 log: Callable[[str], None] | None = None, progress_every_s: float = 10.0,
+                 deadline_s: float | None = None):
         self.connect, self.database, self.run_id = connect, database, run_id
         self.log = log or (lambda message: None)
         self.progress_every_s = progress_every_s
+        self.deadline_s = deadline_s  # the whole run: later jobs are skipped, a fetch past it is cut off
+        self.deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the run's deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     def run(self, stages: Iterable[Sequence[Feed]]) -> IngestReport:
         started = time.monotonic()
+        self.deadline = started + self.deadline_s if self.deadline_s else None
         report = IngestReport()
         with self.connect() as client:
             for stage in stages:
@@ -357,6 +366,11 @@ class _FeedRun:
         async def worker() -> None:
             while queue:
                 job, attempt = queue.popleft()
+                remaining = self.engine.remaining()
+                if self.stopped is None and remaining is not None and remaining <= 0:
+                    self.stopped = TimeoutError(f"the run's deadline of {self.engine.deadline_s:g} s passed")
+                    self.engine.log(f"{self.feed.source}: {self.stopped}; the remaining slices are skipped "
+                                    "(retry_failed picks them up)")
                 if self.stopped is not None:
                     for key in job.keys:
                         self._settle(key, "skipped", f"not attempted: {self.feed.source} {key.dataset} stopped: "
@@ -369,7 +383,7 @@ class _FeedRun:
                     outcome.started_at = outcome.started_at or datetime.now(UTC)
                 try:
                     with counting(stats):
-                        fetched = await self.feed.fetch(api, job)
+                        fetched = await asyncio.wait_for(self.feed.fetch(api, job), remaining)
                 except STOP_ERRORS as error:
                     if self.stopped is None:
                         self.stopped = error
@@ -378,6 +392,12 @@ class _FeedRun:
                     self._fail_job(job, error, stats, writes)
                     continue
                 except Exception as error:  # noqa: BLE001 - one job's failure never stops the others
+                    if isinstance(error, TimeoutError) and remaining is not None and self.engine.remaining() <= 0:
+                        # the run's deadline, mid-fetch: this job fails, the remaining ones are skipped
+                        self.stopped = self.stopped or TimeoutError(
+                            f"the run's deadline of {self.engine.deadline_s:g} s passed during a fetch")
+                        self._fail_job(job, self.stopped, stats, writes)
+                        continue
                     if len({k.instrument for k in job.keys}) > 1:
                         queue.extend((part, attempt) for part in job.split())
                         continue
