@@ -323,16 +323,6 @@ def test_the_good_files_load_and_the_counts_add_up(corpus):
 # ---------------------------------------------------------------- MongoDB's 16 MB per document
 
 
-@pytest.fixture
-def dbs(mongo):
-    names = [f"test_big_r_{uuid.uuid4().hex[:8]}", f"test_big_s_{uuid.uuid4().hex[:8]}"]
-    regular, super_ = (mongo.client[name] for name in names)
-    ensure_alpha_indexes(regular, super_, "alphas")
-    yield regular, super_
-    for name in names:
-        mongo.client.drop_database(name)
-
-
 def land_month(landing: Path, alphas: list[dict]) -> list[tuple[str, Path]]:
     for alpha in alphas:
         alpha = {key: value for key, value in alpha.items() if value is not DROP}

@@ -14,8 +14,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
-
 from marketdata_assets.lib.alphas.documents import from_document, to_document
 from marketdata_assets.lib.alphas.importer import (
     LEDGER,
@@ -27,16 +25,6 @@ from marketdata_assets.lib.alphas.importer import (
 from marketdata_assets.replay.alpha_factory import make_alpha
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def dbs(mongo):
-    names = [f"test_regular_{uuid.uuid4().hex[:8]}", f"test_super_{uuid.uuid4().hex[:8]}"]
-    regular, super_ = (mongo.client[name] for name in names)
-    ensure_alpha_indexes(regular, super_, "alphas")
-    yield regular, super_
-    for name in names:
-        mongo.client.drop_database(name)
 
 
 def alpha(alpha_id: str, modified: str = "2025-07-18T23:32:42-04:00", **fields) -> dict:
@@ -58,6 +46,21 @@ def stored(db, alpha_id: str) -> dict:
 
 def run(dbs, files, mode="incremental", **kw):
     return import_files(files, db_regular=dbs[0], db_super=dbs[1], mode=mode, **kw)
+
+
+def assert_same_as_a_clean_import(mongo, dbs, files) -> None:
+    """`dbs` hold exactly what one uninterrupted import of `files` into empty databases gives."""
+    clean_names = [f"test_clean_r_{uuid.uuid4().hex[:6]}", f"test_clean_s_{uuid.uuid4().hex[:6]}"]
+    try:
+        clean = tuple(mongo.client[n] for n in clean_names)
+        ensure_alpha_indexes(clean[0], clean[1], "alphas")
+        run(clean, files)
+        for got, want in zip(dbs, clean):
+            assert got["alphas"].count_documents({}) == want["alphas"].count_documents({}) > 0
+            assert collection_digest(got["alphas"]) == collection_digest(want["alphas"])
+    finally:
+        for n in clean_names:
+            mongo.client.drop_database(n)
 
 
 def test_the_seeds_two_examples(dbs, tmp_path):
@@ -232,14 +235,4 @@ def test_killed_import_resumes_to_the_same_documents(dbs, mongo, tmp_path):
     resumed = run(dbs, files)
     assert resumed.files_skipped >= 60
 
-    clean_names = [f"test_clean_r_{uuid.uuid4().hex[:6]}", f"test_clean_s_{uuid.uuid4().hex[:6]}"]
-    try:
-        clean = tuple(mongo.client[n] for n in clean_names)
-        ensure_alpha_indexes(clean[0], clean[1], "alphas")
-        run(clean, files)
-        for got, want in ((regular, clean[0]), (super_, clean[1])):
-            assert got["alphas"].count_documents({}) == want["alphas"].count_documents({}) > 0
-            assert collection_digest(got["alphas"]) == collection_digest(want["alphas"])
-    finally:
-        for n in clean_names:
-            mongo.client.drop_database(n)
+    assert_same_as_a_clean_import(mongo, dbs, files)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
@@ -15,8 +14,6 @@ import pytest
 
 from marketdata_assets import settings
 from marketdata_assets.lib.alphas.importer import (
-    collection_digest,
-    ensure_alpha_indexes,
     import_files,
     ledger_entries,
 )
@@ -25,30 +22,21 @@ from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.resources import MongoResource
 from tests.fault_proxy import FaultProxy
 
-from .test_importer import drop
+from .test_importer import assert_same_as_a_clean_import, drop
 
 FILES = 600
 KILL_AFTER = 100  # documents stored before the proxy dies
 
 
-@pytest.fixture
-def real_dbs(mongo):
-    names = [f"test_fault_r_{uuid.uuid4().hex[:8]}", f"test_fault_s_{uuid.uuid4().hex[:8]}"]
-    yield tuple(mongo.client[name] for name in names)
-    for name in names:
-        mongo.client.drop_database(name)
-
-
 @pytest.mark.parametrize("replacing", [False, True], ids=["inserts", "transactions"])
-def test_mongodb_dying_mid_import_fails_fast_and_a_rerun_ends_exact(real_dbs, mongo, tmp_path, replacing):
+def test_mongodb_dying_mid_import_fails_fast_and_a_rerun_ends_exact(dbs, mongo, tmp_path, replacing):
     """`inserts`: a first import (batches of new alphas, no transaction). `transactions`: every
     alpha is stored already and changed, so each batch replaces documents in a transaction (the
     driver's with_transaction would retry a transaction for up to 120 s)."""
     landing = tmp_path / "landing"
     files = [drop(landing, f"{seed:05d}.json", make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"))
              for seed in range(FILES)]
-    regular, super_ = real_dbs
-    ensure_alpha_indexes(regular, super_, "alphas")
+    regular, super_ = dbs
     if replacing:  # stored already; the files below change every alpha
         import_files(files, db_regular=regular, db_super=super_)
         files = [drop(landing, f"{seed:05d}.json", {**make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"),
@@ -101,14 +89,4 @@ def test_mongodb_dying_mid_import_fails_fast_and_a_rerun_ends_exact(real_dbs, mo
     assert set(per_file) == {name for name, _ in files}
     if not replacing:  # incremental: each file ledgered exactly once (the re-run skipped the stored ones)
         assert max(per_file.values()) == 1 and rerun.files_skipped >= KILL_AFTER
-    clean_names = [f"test_clean_r_{uuid.uuid4().hex[:6]}", f"test_clean_s_{uuid.uuid4().hex[:6]}"]
-    try:
-        clean = tuple(mongo.client[n] for n in clean_names)
-        ensure_alpha_indexes(clean[0], clean[1], "alphas")
-        import_files(files, db_regular=clean[0], db_super=clean[1])
-        for got, want in ((regular, clean[0]), (super_, clean[1])):
-            assert got["alphas"].count_documents({}) == want["alphas"].count_documents({}) > 0
-            assert collection_digest(got["alphas"]) == collection_digest(want["alphas"])
-    finally:
-        for n in clean_names:
-            mongo.client.drop_database(n)
+    assert_same_as_a_clean_import(mongo, (regular, super_), files)

@@ -80,7 +80,7 @@ class LandingLoad:
     def files_table(self) -> str:
         return table(["file", "months", "outcome", "rows", "replaced", "rejected", "duplicates", "seconds", "note"],
                      ([f.file, " ".join(f.months), f.outcome, f.rows, f.rows_deleted, f.rejects,
-                       f.duplicates_dropped, f.seconds, f.rejects_file or f.error]
+                       f.duplicates_dropped, f.seconds, f.rejects_file or ""]
                       for f in sorted(self.files, key=lambda f: f.file)))
 
 

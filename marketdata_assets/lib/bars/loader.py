@@ -87,13 +87,12 @@ class FileLoad:
     file: str
     size_bytes: int
     months: list[str] = field(default_factory=list)
-    outcome: str = "pending"  # loaded | skipped | failed
+    outcome: str = "pending"  # loaded | skipped (a file that can't be loaded is quarantined)
     rows: int = 0
     rows_deleted: int = 0
     rejects: int = 0
     duplicates_dropped: int = 0
     seconds: float = 0.0
-    error: str | None = None
     rejects_file: str | None = None
 
 
