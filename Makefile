@@ -10,7 +10,7 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 PYTEST_ARGS ?=
 
-.PHONY: help install browser stack-up stack-down stack-status materialize run ui test bench env clean
+.PHONY: help install dotenv browser stack-up stack-down stack-status materialize run ui test bench env clean
 
 help:
 	@echo "make run     set up everything, materialize the asset graph on replay data, serve the UI on http://$(UI_HOST):$(UI_PORT)"
@@ -26,7 +26,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-stack-up: install
+# The project .env (settings table -> values) lets `dagster dev`, `dg` and `dagster asset materialize`
+# work in an activated venv without scripts/with-env.
+dotenv: install
+	@$(PY) -m marketdata_assets.settings dotenv >/dev/null
+
+stack-up: install dotenv
 	@scripts/stack up
 
 stack-down:
@@ -36,6 +41,7 @@ stack-status:
 	@scripts/stack status
 
 env: install
+	@$(PY) -m marketdata_assets.settings dotenv
 	@$(WITH_ENV) $(PY) -m marketdata_assets.settings env
 
 # Materialize the whole asset graph on offline replay data into the instance's Postgres storage.

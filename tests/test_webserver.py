@@ -36,7 +36,7 @@ def served_project(tmp_path_factory):
     recreate_database(TEST_DAGSTER_DB)
     recreate_database(WEB_TIMESCALE_DB, extension=True)
     home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     landing = tmp_path_factory.mktemp("landing")  # empty: the chart test drops files for the sensor
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": TEST_DAGSTER_DB,
@@ -46,8 +46,9 @@ def served_project(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "marketdata_assets.pools", "apply"], env=env, cwd=REPO, check=True,
                    capture_output=True)  # as `make run` does
     log = open(home / "dagster-dev.log", "wb")
-    server = subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # cwd: not the repo, whose generated .env (read by `dagster dev`, winning over env) names the dev instance
+    server = subprocess.Popen(["dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+                              cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
