@@ -4,12 +4,21 @@ their assets so a run checks exactly what it loaded:
 - crypto and dumps (day x instrument): the slices of those instruments and days;
 - A-shares / Yahoo (day): the day's slices whose active load this source wrote (ingest_log);
 - book snapshots (instrument): those instruments' latest day.
+
+A run, a range run too, records one Passed/Failed evaluation per partition (`evaluate`: one
+ClickHouse query per measure for the whole range, grouped by partition).
 """
 
 import warnings
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 import dagster as dg
+
+# the type of the public AssetCheckEvaluation's target_materialization_data, not exported by `dagster`
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as Target,
+)
 
 from marketdata_assets.defs.ticks.partitions import (
     a_share_days,
@@ -27,52 +36,66 @@ from marketdata_assets.lib.ticks.checks import (
     PRICES_POSITIVE,
     TIMESTAMPS_INSIDE_DAY,
     Rule,
+    RuleResult,
+    Scope,
     count,
     latest_book_scope,
-    slice_scopes,
+    slice_scope,
     source_scope,
 )
 from marketdata_assets.resources import ClickHouseResource
 
 
-def evaluate(clickhouse: ClickHouseResource, rule: Rule, scopes: list[tuple[str, dict]],
-             checked: str) -> dg.AssetCheckResult:
-    """The rule's violations over the scopes as a check result, with a sample in the metadata."""
+def _targets(instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]) -> dict[str, Target]:
+    """The latest materialization of each partition (what its evaluation checked, as Dagster records
+    for a one-partition AssetCheckResult): two queries for the whole range."""
+    ids = instance.get_latest_storage_id_by_partition(asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                                      set(keys))
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(
+        ids.values())), limit=len(ids)).records if ids else []
+    return {r.partition_key: Target(storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp)
+            for r in records}
+
+
+def evaluate(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource, rule: Rule, scope: Scope,
+             checked: Callable[[str], str] = str) -> Iterator:
+    """The check's (empty) output, then one evaluation per partition of the run (a range run too):
+    the rule's violations in that partition's loads, with a sample in the metadata. A returned
+    AssetCheckResult would carry no partition when the run has several."""
+    (spec,) = context.check_specs
+    keys = [str(k) for k in context.partition_keys]
     with clickhouse.get_client() as client:
-        result = count(client, clickhouse.database, rule, scopes)
-    metadata = {"violations": result.violations, "rows_checked": result.rows_checked, "checked": checked,
-                "rule": rule.description}
-    if result.sample:
-        metadata["sample"] = dg.MetadataValue.md(table(result.sample_columns, result.sample))
-    return dg.AssetCheckResult(passed=result.violations == 0, metadata=metadata,
-                               severity=dg.AssetCheckSeverity.ERROR, description=rule.description)
-
-
-def _partition_keys(context: dg.AssetCheckExecutionContext) -> list:
-    return list(context.op_execution_context.partition_keys)
-
-
-def _checked_text(keys: list, limit: int = 6) -> str:
-    names = [str(k) for k in keys]
-    return ", ".join(names) if len(names) <= limit else f"{', '.join(names[:limit])} ... ({len(names)} partitions)"
+        results = count(client, clickhouse.database, rule, scope)
+    targets = _targets(context.instance, spec.asset_key, keys)
+    yield dg.Output(None)
+    for key in keys:
+        result = results.get(key, RuleResult())
+        metadata = {"violations": result.violations, "rows_checked": result.rows_checked,
+                    "checked": checked(key), "rule": rule.description}
+        if result.sample:
+            metadata["sample"] = dg.MetadataValue.md(table(result.sample_columns, result.sample))
+        yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=spec.name,
+                                      passed=result.violations == 0, metadata=metadata,
+                                      target_materialization_data=targets.get(key),
+                                      severity=dg.AssetCheckSeverity.ERROR, description=rule.description,
+                                      blocking=spec.blocking, partition=key)
 
 
 def _crypto_check(asset: str, rule: Rule, partitions_def) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=rule.name, description=rule.description, partitions_def=partitions_def)
-    def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
-        keys = _partition_keys(context)
-        scopes = slice_scopes(clickhouse.database, rule.dataset, slice_keys(keys, [rule.dataset]))
-        return evaluate(clickhouse, rule, scopes, _checked_text(keys))
+    def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
+        slices = slice_keys(context.partition_keys, [rule.dataset])
+        yield from evaluate(context, clickhouse, rule, slice_scope(clickhouse.database, rule.dataset, slices))
 
     return check
 
 
 def _stock_check(asset: str, rule: Rule, source: str, partitions_def) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=rule.name, description=rule.description, partitions_def=partitions_def)
-    def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
-        days = days_of(_partition_keys(context))
-        return evaluate(clickhouse, rule, source_scope(clickhouse.database, rule.dataset, source, days),
-                        _checked_text(days))
+    def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
+        days = days_of(context.partition_keys)
+        yield from evaluate(context, clickhouse, rule, source_scope(clickhouse.database, rule.dataset, source,
+                                                                    days))
 
     return check
 
@@ -82,16 +105,18 @@ def _book_check() -> dg.AssetChecksDefinition:
 
     @dg.asset_check(asset="crypto_book_snapshots", name=rule.name, description=rule.description,
                     partitions_def=crypto_instruments)
-    def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
-        keys = [str(k) for k in _partition_keys(context)]
-        return evaluate(clickhouse, rule, latest_book_scope(clickhouse.database, keys),
-                        f"{_checked_text(keys)} (latest day, {datetime.now(timezone.utc):%Y-%m-%d} or before)")
+    def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
+        today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
+        scope = latest_book_scope(clickhouse.database, context.partition_keys)
+        yield from evaluate(context, clickhouse, rule, scope,
+                            lambda key: f"{key} (its latest day, {today} or before)")
 
     return check
 
 
 # Partitioned asset checks are a preview feature of Dagster 1.13 (checked: context.partition_keys
-# is the run's keys, single partitions and ranges); the warning would print on every load.
+# is the run's keys, single partitions and ranges; an evaluation yielded with its partition is
+# recorded on that partition); the warning would print on every load.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.PreviewWarning)
     ticks_checks = [

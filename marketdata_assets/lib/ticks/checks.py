@@ -1,12 +1,13 @@
 """The ticks domain's data checks as SQL over the ACTIVE loads (the `active_loads` view: what every
-read view shows), scoped to what a run loaded: `slice_scopes` (the checked slices), `source_scope`
-(the days' slices a source's run wrote, from the ingest log), `latest_book_scope`. `count` runs a
-rule over its scopes and returns the violations, the rows checked and a sample."""
+read view shows), scoped to what a run loaded: `slice_scope` (the checked slices), `source_scope`
+(the days' slices a source's run wrote, from the ingest log), `latest_book_scope`. A scope also
+names the Dagster partition of each load, so `count` runs a rule over a whole range run at once and
+returns, per partition, the violations, the rows checked and a sample."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from marketdata_assets.lib.identifiers import sql_identifier
@@ -19,84 +20,117 @@ class Rule:
     name: str
     dataset: str
     description: str
-    violations: str   # SELECT over `{table}` restricted by `{scope}` (a load_id subquery)
+    # SELECT load_id, <shown columns> over `{table}` restricted by `{scope}` (a load_id subquery);
+    # load_id places a violation in its partition and is left out of the sample
+    violations: str
 
 
 NO_DUPLICATE_TRADE_IDS = Rule(
     "no_duplicate_trade_ids", "trades", "No trade id appears twice in an instrument-day.",
-    "SELECT venue, instrument, day, trade_id, count() AS copies FROM {table} WHERE load_id IN ({scope}) "
-    "GROUP BY venue, instrument, day, trade_id HAVING copies > 1")
+    "SELECT load_id, venue, instrument, day, trade_id, count() AS copies FROM {table} "
+    "WHERE load_id IN ({scope}) GROUP BY load_id, venue, instrument, day, trade_id HAVING copies > 1")
 TIMESTAMPS_INSIDE_DAY = {dataset: Rule(
     "timestamps_inside_day", dataset, "Every timestamp lies inside its partition's (UTC) day.",
-    "SELECT venue, instrument, day, ts FROM {table} WHERE load_id IN ({scope}) AND toDate(ts, 'UTC') != day")
+    "SELECT load_id, venue, instrument, day, ts FROM {table} WHERE load_id IN ({scope}) "
+    "AND toDate(ts, 'UTC') != day")
     for dataset in ("trades", "bars_1m", "daily_bars")}
 PRICES_POSITIVE = {
     "trades": Rule("prices_positive", "trades", "Every trade price is positive.",
-                   "SELECT venue, instrument, ts, trade_id, price FROM {table} WHERE load_id IN ({scope}) AND "
-                   "NOT (price > 0)"),
+                   "SELECT load_id, venue, instrument, ts, trade_id, price FROM {table} "
+                   "WHERE load_id IN ({scope}) AND NOT (price > 0)"),
     "bars_1m": Rule("prices_positive", "bars_1m", "Open, high, low and close are positive.",
-                 "SELECT venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "
-                 "AND NOT (least(open, high, low, close) > 0)"),
+                 "SELECT load_id, venue, instrument, ts, open, high, low, close FROM {table} "
+                 "WHERE load_id IN ({scope}) AND NOT (least(open, high, low, close) > 0)"),
     "books": Rule("prices_positive", "books", "Every book level's price is positive.",
-                  "SELECT venue, instrument, ts, side, level, price FROM {table} WHERE load_id IN ({scope}) "
-                  "AND NOT (price > 0)"),
+                  "SELECT load_id, venue, instrument, ts, side, level, price FROM {table} "
+                  "WHERE load_id IN ({scope}) AND NOT (price > 0)"),
 }
 BARS_CONSISTENT = {dataset: Rule(
     "bar_high_low_consistent", dataset, "high >= max(open, close) and low <= min(open, close).",
-    "SELECT venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "
-    "AND (high < greatest(open, close) OR low > least(open, close))") for dataset in ("bars_1m", "daily_bars")}
+    "SELECT load_id, venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "
+    "AND (high < greatest(open, close) OR low > least(open, close))")
+    for dataset in ("bars_1m", "daily_bars")}
 
 
 def _db(database: str) -> str:
     return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
 
-def slice_scopes(database: str, dataset: str, slices: Iterable[SliceKey]) -> list[tuple[str, dict]]:
-    """One load-id subquery per day of the checked slices."""
-    by_day: dict[date, list[str]] = {}
-    for key in slices:
-        by_day.setdefault(key.day, []).append(f"{key.venue}:{key.instrument}")
-    sql = (f"SELECT load_id FROM {_db(database)}.active_loads WHERE kind = {{kind:String}} AND day = {{day:Date}} "
-           "AND concat(venue, ':', instrument) IN {keys:Array(String)}")
-    return [(sql, {"kind": spec_for(dataset).code, "day": day, "keys": keys}) for day, keys in sorted(by_day.items())]
+@dataclass(frozen=True)
+class Scope:
+    """The checked loads: `sql` selects (load_id, partition_key), the Dagster partition each load
+    belongs to; `params` are its query parameters."""
+    sql: str
+    params: dict
 
 
-def source_scope(database: str, dataset: str, source: str, days: list[date]) -> list[tuple[str, dict]]:
-    """The days' slices whose active load was written by `source` (ingest_log)."""
+def slice_scope(database: str, dataset: str, slices: Iterable[SliceKey]) -> Scope:
+    """The active loads of the slices, each in its day x instrument partition ('YYYY-MM-DD|VENUE:SYMBOL')."""
+    slices = list(slices)
+    sql = ("SELECT load_id, concat(toString(day), '|', venue, ':', instrument) AS partition_key "
+           f"FROM {_db(database)}.active_loads WHERE kind = {{kind:String}} AND day IN {{days:Array(Date)}} "
+           "AND partition_key IN {keys:Array(String)}")
+    return Scope(sql, {"kind": spec_for(dataset).code, "days": sorted({s.day for s in slices}),
+                       "keys": [f"{s.day.isoformat()}|{s.venue}:{s.instrument}" for s in slices]})
+
+
+def source_scope(database: str, dataset: str, source: str, days: list[date]) -> Scope:
+    """The days' slices whose active load was written by `source` (ingest_log), each in its day's
+    partition ('YYYY-MM-DD')."""
     db = _db(database)
-    sql = (f"SELECT load_id FROM {db}.active_loads WHERE kind = {{kind:String}} AND day IN {{days:Array(Date)}} "
+    sql = (f"SELECT load_id, toString(day) AS partition_key FROM {db}.active_loads "
+           "WHERE kind = {kind:String} AND day IN {days:Array(Date)} "
            f"AND load_id IN (SELECT load_id FROM {db}.ingest_log WHERE provider = {{provider:String}} "
            "AND kind = {kind:String} AND day IN {days:Array(Date)} AND outcome = 'ok')")
-    return [(sql, {"kind": spec_for(dataset).code, "days": days, "provider": source})]
+    return Scope(sql, {"kind": spec_for(dataset).code, "days": days, "provider": source})
 
 
-def latest_book_scope(database: str, partition_keys) -> list[tuple[str, dict]]:
+def latest_book_scope(database: str, partition_keys) -> Scope:
+    """Each instrument's ('VENUE:SYMBOL') book snapshots of its latest day."""
     db = _db(database)
     match = "kind = 'books' AND concat(venue, ':', instrument) IN {keys:Array(String)}"
-    sql = (f"SELECT load_id FROM {db}.active_loads WHERE {match} AND day = "
-           f"(SELECT max(day) FROM {db}.active_loads WHERE {match})")
-    return [(sql, {"keys": list(partition_keys)})]
+    sql = (f"SELECT load_id, concat(venue, ':', instrument) AS partition_key FROM {db}.active_loads "
+           f"WHERE {match} AND (venue, instrument, day) IN "
+           f"(SELECT venue, instrument, max(day) FROM {db}.active_loads WHERE {match} "
+           "GROUP BY venue, instrument)")
+    return Scope(sql, {"keys": [str(k) for k in partition_keys]})
 
 
 @dataclass(frozen=True)
 class RuleResult:
-    violations: int
-    rows_checked: int
-    sample_columns: list[str]
-    sample: list[list]
+    violations: int = 0
+    rows_checked: int = 0
+    sample_columns: list[str] = field(default_factory=list)
+    sample: list[list] = field(default_factory=list)
 
 
-def count(client, database: str, rule: Rule, scopes: list[tuple[str, dict]], sample_rows: int = 10) -> RuleResult:
-    """The rule's violations over the scopes, the rows checked, and a sample of the violations."""
+def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10) -> dict[str, RuleResult]:
+    """The rule's violations, the rows checked and a sample of the violations, by partition key: three
+    queries whatever the number of partitions (two when nothing is violated). Partitions without
+    an active load are left out."""
     table_sql = f"{_db(database)}.`{spec_for(rule.dataset).table}`"
-    violations, rows_checked, sample, columns = 0, 0, [], []
-    for scope, params in scopes:
-        query = rule.violations.format(table=table_sql, scope=scope)
-        violations += int(client.query(f"SELECT count() FROM ({query})", parameters=params).result_rows[0][0])
-        rows_checked += int(client.query(f"SELECT count() FROM {table_sql} WHERE load_id IN ({scope})",
-                                         parameters=params).result_rows[0][0])
-        if len(sample) < sample_rows:
-            found = client.query(f"{query} LIMIT {sample_rows - len(sample)}", parameters=params)
-            columns = list(found.column_names)
-            sample += [list(r) for r in found.result_rows]
-    return RuleResult(violations, rows_checked, columns, sample)
+    loads = "SELECT load_id FROM scope"
+    with_scope = f"WITH scope AS ({scope.sql}) "
+    by_partition = (f"{with_scope}SELECT s.partition_key AS partition_key, v.* EXCEPT (load_id) FROM "
+                    f"({rule.violations.format(table=table_sql, scope=loads)}) AS v "
+                    "INNER JOIN scope AS s ON v.load_id = s.load_id")
+
+    def per_partition(sql: str) -> dict[str, int]:
+        return {key: int(n) for key, n in client.query(sql, parameters=scope.params).result_rows}
+
+    violations = per_partition(f"SELECT partition_key, count() FROM ({by_partition}) GROUP BY partition_key")
+    rows_checked = per_partition(
+        f"{with_scope}SELECT s.partition_key, sum(t.rows) FROM (SELECT load_id, count() AS rows "
+        f"FROM {table_sql} WHERE load_id IN ({loads}) GROUP BY load_id) AS t "
+        "INNER JOIN scope AS s ON t.load_id = s.load_id "
+        "GROUP BY s.partition_key")
+    samples: dict[str, list[list]] = {}
+    columns: list[str] = []
+    if any(violations.values()):
+        found = client.query(f"SELECT * FROM ({by_partition}) ORDER BY partition_key "
+                             f"LIMIT {int(sample_rows)} BY partition_key", parameters=scope.params)
+        columns = list(found.column_names)[1:]
+        for row in found.result_rows:
+            samples.setdefault(row[0], []).append(list(row[1:]))
+    return {key: RuleResult(violations.get(key, 0), rows_checked.get(key, 0), columns, samples.get(key, []))
+            for key in rows_checked.keys() | violations.keys()}
