@@ -44,16 +44,21 @@ env: install
 	@$(PY) -m marketdata_assets.settings dotenv
 	@$(WITH_ENV) $(PY) -m marketdata_assets.settings env
 
-# Materialize the whole asset graph on offline replay data into the instance's Postgres storage.
+# Materialize the whole asset graph into the instance's Postgres storage; the vendors are local
+# replays unless configured (MARKETDATA_DEMO, see README). Not through with-env: the demo launcher
+# must see which variables the user set before the defaults are applied.
 materialize: stack-up
 	@$(WITH_ENV) $(PY) -m marketdata_assets.pools apply
-	@$(WITH_ENV) $(PY) -m marketdata_assets.main
+	@$(PY) -m marketdata_assets.demo run --no-ui
 
+# The same, then the UI (webserver + daemon) with the replays and the metrics exporter kept running.
+run: stack-up
+	@$(WITH_ENV) $(PY) -m marketdata_assets.pools apply
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m marketdata_assets.demo run --host $(UI_HOST) --port $(UI_PORT)
+
+# The UI alone, on the real vendors (no replays).
 ui: stack-up
-	@echo "Dagster UI on http://$(UI_HOST):$(UI_PORT) (webserver + daemon; Ctrl-C stops them, 'make stack-down' the databases)"
 	@$(WITH_ENV) dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
-
-run: materialize ui
 
 # Tests look at the UI in a real browser: Debian's chromium (playwright drives it, downloads nothing).
 browser:

@@ -7,24 +7,19 @@ show up in the UI that `make run` serves next:
 2. minute bars: replay CSV drops for the last three complete months (Beijing time) are written
    into the landing area once, then stock_1min_qfq, the monthly K-line and the daily MAs are
    materialized for those months as one range run (single-run backfill), with their checks;
-3. alphas: a replay of the alpha API is served in-process (ALPHA_API_BASE_URL and each account's
-   credentials point at it for this process only); alpha_files is fetched for the last three
-   complete New York months x every account of ALPHA_API_ACCOUNTS (one run each, as the schedule
-   does), then the import, the package drops and the packages run for the three months as one
+3. alphas: alpha_files is fetched for the last three complete New York months x every account of
+   ALPHA_API_ACCOUNTS (one run each, as the schedule does), then the import, the package drops and the packages run for the three months as one
    range run, with the eight checks;
-4. ticks: replays of Binance, OKX, Deribit, Tushare and Yahoo are served in-process (the
-   *_BASE_URL variables point at them for this process only), the configured crypto instruments
-   are added as partitions, then: yesterday's (UTC) trades and 1-minute bars of every instrument
-   as one range run, a book snapshot of each, the A-share and Yahoo bars of the last weekday, and
+4. ticks: the configured crypto instruments are added as partitions, then: yesterday's (UTC)
+   trades and 1-minute bars of every instrument as one range run, a book snapshot of each, the A-share and Yahoo bars of the last weekday, and
    two Binance dump files of yesterday dropped into the dump landing area and loaded; with checks.
+The vendors are the replays of marketdata_assets.demo unless configured for real (MARKETDATA_DEMO).
 Run it again and the loads are skipped (same content already loaded): only the refreshes redo work.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -82,41 +77,6 @@ def _range_tags(months: list[date]) -> dict:
 def _checks_of(defs: dg.Definitions, assets: list) -> list:
     keys = {key for a in assets for key in a.keys}
     return [c for c in defs.asset_checks or [] if {spec.asset_key for spec in c.check_specs} <= keys]
-
-
-def serve_replay_alpha_api(months: list[date]):
-    """The alpha API replay for the configured accounts, with this process's environment pointed at it."""
-    from marketdata_assets.lib.alphas.api import credential_vars, parse_account_names
-    from marketdata_assets.replay.alpha_api import AlphaReplayServer, ReplayAccount, ReplayConfig
-
-    names = parse_account_names(settings.get("ALPHA_API_ACCOUNTS"))
-    accounts = []
-    for name in names:
-        user_var, password_var = credential_vars(name)
-        account = ReplayAccount.default(name, alphas=400)
-        os.environ[user_var], os.environ[password_var] = account.user, account.password
-        accounts.append(account)
-    server = AlphaReplayServer(ReplayConfig(seed=7, accounts=accounts, start_month=f"{months[0]:%Y-%m}",
-                                            months=len(months)))
-    server.start()
-    os.environ["ALPHA_API_BASE_URL"] = server.base_url
-    return server
-
-
-def serve_replay_ticks() -> list:
-    """The five sources' replays, with this process's environment pointed at them."""
-    from marketdata_assets.replay.crypto import CryptoReplayServer
-    from marketdata_assets.replay.stocks import StocksReplayServer
-
-    crypto, stocks = CryptoReplayServer(), StocksReplayServer()
-    crypto.start()
-    stocks.start()
-    for name in ("BINANCE_BASE_URL", "OKX_BASE_URL", "DERIBIT_BASE_URL"):
-        os.environ[name] = crypto.base_url
-    for name in ("TUSHARE_BASE_URL", "YAHOO_BASE_URL"):
-        os.environ[name] = stocks.base_url
-    os.environ["TUSHARE_TOKEN"] = "replay-token"
-    return [crypto, stocks]
 
 
 def last_weekday(tz: str) -> date:
@@ -199,37 +159,34 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     return steps
 
 
-# The console shows one line per step; every event is still in the run's log in the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def main() -> int:
+def main(replays=None) -> int:
+    """Materialize the graph; `replays` (marketdata_assets.demo) already point the environment at
+    the replays of the sources that have no real configuration (started here when not given)."""
+    from marketdata_assets import demo
     from marketdata_assets.definitions import defs as load_defs
+    from marketdata_assets.launch import launch, summary
 
-    servers = [serve_replay_alpha_api(last_complete_months(3, datetime.now(ZoneInfo("America/New_York")).date())),
-               *serve_replay_ticks()]
+    own = replays is None
+    replays = demo.activate() if own else replays
     defs = load_defs()
-    resources = defs.resources or {}
-    failed = 0
-    with dg.DagsterInstance.get() as instance:
-        for label, assets, tags, partition_key in plan(defs, instance):
-            started = time.monotonic()
-            selection = assets.pop() if assets and isinstance(assets[-1], list) else None
-            result = dg.materialize(assets, instance=instance, resources=resources, partition_key=partition_key,
-                                    selection=selection, tags={"marketdata/launched_by": "make run", **tags},
-                                    raise_on_error=False, run_config=QUIET)
-            keys = sorted(key.to_user_string() for key in selection) if selection else sorted(
-                {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
-            checks = result.get_asset_check_evaluations()
-            status = "ok" if result.success else "FAILED"
-            print(f"[{status}] {label}: {len(keys)} assets ({', '.join(keys)}), "
-                  f"{sum(c.passed for c in checks)}/{len(checks)} checks passed, "
-                  f"{time.monotonic() - started:.1f} s, run {result.run_id}", flush=True)
-            failed += not result.success
-    for server in servers:
-        server.stop()
-    return 1 if failed else 0
+    outcomes = []
+    try:
+        with dg.DagsterInstance.get() as instance:
+            for label, assets, tags, partition_key in plan(defs, instance):
+                selection = assets.pop() if assets and isinstance(assets[-1], list) else None
+                outcome = launch(label, assets, instance=instance, resources=defs.resources or {},
+                                 partition_key=partition_key, selection=selection,
+                                 tags={"marketdata/launched_by": "make run", **tags})
+                print(outcome.line(), flush=True)
+                outcomes.append(outcome)
+    finally:
+        if own:
+            replays.stop()
+    print(f"make run: {summary(outcomes)}", flush=True)
+    return 1 if any(not o.success for o in outcomes) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from marketdata_assets.demo import main as demo_main
+
+    sys.exit(demo_main(["run", "--no-ui"]))

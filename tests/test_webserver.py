@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from dagster import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
 from marketdata_assets import settings
@@ -61,7 +63,7 @@ def served_project(tmp_path_factory):
             log.close()
             pytest.fail("dagster dev did not come up:\n" + (home / "dagster-dev.log").read_text()[-3000:])
         time.sleep(0.5)
-    yield url, port, landing
+    yield url, port, landing, home
     os.killpg(server.pid, 15)
     try:
         server.wait(timeout=30)
@@ -92,7 +94,7 @@ def graphql(url: str, query: str) -> dict:
 def test_every_asset_and_check_loads(served_project):
     from marketdata_assets.definitions import defs
 
-    url, _, _ = served_project
+    url, _, _, _ = served_project
     expected = defs().resolve_asset_graph()
     expected_assets = {key.to_user_string() for key in expected.get_all_asset_keys()}
     expected_checks = {(key.asset_key.to_user_string(), key.name) for key in expected.asset_check_keys}
@@ -111,24 +113,46 @@ def test_every_asset_and_check_loads(served_project):
     assert {node["groupName"] for node in nodes} >= {"alphas", "ticks", "bars"}
 
 
-def wait_for_run(client: DagsterGraphQLClient, run_id: str, seconds: float = 240) -> str:
-    deadline = time.monotonic() + seconds  # queued -> daemon dequeues -> run process -> steps
-    while True:
-        status = client.get_run_status(run_id).value
-        if status in ("SUCCESS", "FAILURE", "CANCELED") or time.monotonic() > deadline:
-            return status
-        time.sleep(1)
+RUN_ENDED = {DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED}
 
 
-def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mongo):
-    url, port, _ = served_project
+def wait_for_run_end(run_id: str, timeout: float = 110) -> str:
+    """The run's last event, waited for on the event log's own notifications (Postgres LISTEN /
+    NOTIFY through Dagster's watcher), not by polling the run's status."""
+    from dagster import DagsterInstance
+
+    ended, last = threading.Event(), []
+
+    def on_event(event, _cursor) -> None:
+        if event.is_dagster_event and event.dagster_event_type in RUN_ENDED:
+            last.append(event.dagster_event_type.name)
+            ended.set()
+
+    with DagsterInstance.get() as instance:
+        records = instance.get_records_for_run(run_id)
+        already = [r.event_log_entry.dagster_event_type.name for r in records.records
+                   if r.event_log_entry.is_dagster_event and r.event_log_entry.dagster_event_type in RUN_ENDED]
+        if already:
+            return already[-1]
+        instance.event_log_storage.watch(run_id, records.cursor, on_event)
+        try:
+            assert ended.wait(timeout), f"run {run_id} did not end within {timeout} s"
+        finally:
+            instance.event_log_storage.end_watch(run_id, on_event)
+    return last[0]
+
+
+def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mongo, monkeypatch):
+    _, port, _, home = served_project
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
         "__ASSET_JOB", repository_location_name="marketdata_assets",
         asset_selection=[["alpha_store"], ["bar_store"], ["tick_store"]],
         tags={"marketdata/test": "webserver"})
     try:
-        assert wait_for_run(client, run_id) == "SUCCESS"
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        monkeypatch.setenv("DAGSTER_PG_DB", TEST_DAGSTER_DB)
+        assert wait_for_run_end(run_id) == "RUN_SUCCESS"
         with psycopg.connect(host=settings.get("DAGSTER_PG_HOST"), port=settings.get("DAGSTER_PG_PORT"),
                              user=settings.get("DAGSTER_PG_USER"), dbname=TEST_DAGSTER_DB) as conn:
             stored = conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()
@@ -148,26 +172,25 @@ SENSOR_RUNS = """
 { runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: "minute_bar_files"}]}) {
     ... on Runs { results { runId status tags { key value } } } } }
 """
-
-
-def test_files_dropped_in_the_landing_area_load_and_chart_in_a_real_browser(served_project, tmp_path):
-    """Drop minute-bar CSVs: the sensor requests their months, the runs load them and refresh the
-    K-line; then open the asset page in Debian's chromium and look at the chart in its metadata."""
+def test_files_dropped_in_the_landing_area_load_and_chart_in_a_real_browser(served_project, tmp_path, monkeypatch):
+    """Drop minute-bar CSVs: the sensor requests one range run of their months, which loads them
+    and refreshes the K-line; then open the asset page in Debian's chromium and look at the chart
+    in its metadata."""
     from playwright.sync_api import sync_playwright
 
-    url, _, landing = served_project
+    url, _, landing, home = served_project
     write_minute_files(landing)
-    deadline = time.monotonic() + 600
-    while True:
-        runs = graphql(url, SENSOR_RUNS)["runsOrError"]["results"]
-        done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
-        if len(runs) >= 3 and len(done) == len(runs):
-            break
-        assert time.monotonic() < deadline, f"sensor runs did not finish: {runs}"
-        time.sleep(2)
-    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
-    assert partitions == ["2026-01-01", "2026-02-01", "2026-03-01"]
-    assert {r["status"] for r in runs} == {"SUCCESS"}
+    deadline = time.monotonic() + 90  # the daemon ticks the sensor every 30 s
+    while not (runs := graphql(url, SENSOR_RUNS)["runsOrError"]["results"]):
+        assert time.monotonic() < deadline, "the sensor requested no run"
+        time.sleep(1)
+    (run,) = runs
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+        "2026-01-01", "2026-03-01")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_PG_DB", TEST_DAGSTER_DB)
+    assert wait_for_run_end(run["runId"]) == "RUN_SUCCESS"
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=[

@@ -19,6 +19,7 @@ from marketdata_assets.defs.alphas.assets import (
 from marketdata_assets.defs.alphas.partitions import alpha_accounts, alpha_months, alpha_months_by_account
 from marketdata_assets.lib.alphas.files import API_TZ
 from marketdata_assets.lib.alphas.landing import landing_changes
+from marketdata_assets.sensing import newest_by_partition, partitions_to_request
 
 # An evaluation times out at 60 s: stop well before; the rest waits for the next tick.
 TIME_BUDGET_S = 40.0
@@ -30,11 +31,12 @@ IMPORT_KEYS = [dg.AssetKey(name) for name in IMPORTED_TYPES]
 def alpha_landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """New or changed alpha files or dropped packages -> import runs of their months (packages are
     decomposed first). Cursor: the largest (mtime_ns, path) handled, not the clock, so files copied
-    in with old modification times are still seen, in order, and nothing is requested twice."""
+    in with old modification times are still seen, in order, and nothing is requested twice; nor
+    is a month a run started after the change already imported."""
     cursor = json.loads(context.cursor) if context.cursor else {"mtime_ns": 0, "path": ""}
     started = time.monotonic()
     changes = landing_changes(settings.alpha_landing_dir(), (cursor["mtime_ns"], cursor["path"]))
-    file_months, package_months, skipped = set(), set(), []
+    file_changes, package_changes, skipped = [], [], []
     valid = set(alpha_months.get_partition_keys(current_time=datetime.now(API_TZ)))
     handled = 0
     for change in changes:
@@ -45,14 +47,16 @@ def alpha_landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         key = f"{change.month}-01" if change.month else None
         if key not in valid:
             skipped.append(f"{change.path} (month {change.month!r} is not a partition)")
-        elif change.kind == "package":
-            package_months.add(key)
         else:
-            file_months.add(key)
+            (package_changes if change.kind == "package" else file_changes).append((key, change.mtime_ns))
     if skipped:
         context.log.warning(f"{len(skipped)} landing changes outside the partitions: {'; '.join(skipped[:5])}")
+    # months a run started after the change already imported (make run's, a backfill's) are left out
+    file_months = set(partitions_to_request(context.instance, IMPORT_KEYS[0], newest_by_partition(file_changes)))
+    package_months = set(partitions_to_request(context.instance, alpha_package_drops.key,
+                                               newest_by_partition(package_changes)))
     context.log.info(f"{len(changes)} changes since the cursor, {handled} handled in "
-                     f"{time.monotonic() - started:.2f} s: months {sorted(file_months | package_months)}")
+                     f"{time.monotonic() - started:.2f} s: months to import {sorted(file_months | package_months)}")
     requests = []
     for key in sorted(file_months | package_months):
         selection = ([alpha_package_drops.key] if key in package_months else []) + IMPORT_KEYS + [alpha_packages.key]

@@ -13,12 +13,14 @@ from marketdata_assets.defs.ticks.partitions import (
     DUMP_INSTRUMENTS,
     binance_dump_instruments,
     crypto_instruments,
+    crypto_key,
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
 from marketdata_assets.defs.ticks.schedules import range_tags
 from marketdata_assets.lib.ticks.instruments import partition_key
 from marketdata_assets.lib.ticks.ranges import range_runs
 from marketdata_assets.lib.ticks.sources.binance import dumps
+from marketdata_assets.sensing import newest_by_partition, partitions_to_request
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
 TIME_BUDGET_S = 40
@@ -44,7 +46,8 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """New dump files in the landing directory request loads of their (day, instrument) partitions,
     unknown instruments are added to `binance_dump_instruments` first. Cursor: the largest
     (mtime_ns, path) seen, not the clock, so files copied in with old modification times are still
-    picked up, in order, and none is looked at twice; the run_key only guards against a repeat."""
+    picked up, in order, and none is looked at twice; the run_key only guards against a repeat.
+    Partitions a run started after the change already loaded (`make run`'s) are left out."""
     cursor = json.loads(context.cursor) if context.cursor else {"mtime_ns": 0, "path": ""}
     root = settings.binance_dumps_landing_dir()
     found = []
@@ -57,7 +60,7 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             found.append((mtime_ns, str(path), name))
     found.sort(key=lambda item: (item[0], item[1]))
     started = time.monotonic()
-    affected: dict[str, dict[date, set[str]]] = {}
+    touched: dict[str, list[tuple[str, int]]] = {}  # family -> (partition key, mtime_ns)
     for mtime_ns, path, name in found:
         if time.monotonic() - started > TIME_BUDGET_S:
             break
@@ -66,8 +69,14 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         except ValueError as error:
             context.log.warning(f"{path}: not a Binance spot instrument ({error}); ignored")
         else:
-            affected.setdefault(name.family, {}).setdefault(name.day, set()).add(key)
+            touched.setdefault(name.family, []).append((crypto_key(name.day, key), mtime_ns))
         cursor = {"mtime_ns": mtime_ns, "path": path}
+    affected: dict[str, dict[date, set[str]]] = {}  # family -> day -> instruments still to load
+    for family, changes in touched.items():
+        asset = dg.AssetKey(DUMP_ASSETS[dumps.DUMP_DATASETS[family][0]])
+        for key in partitions_to_request(context.instance, asset, newest_by_partition(changes)):
+            day, instrument = key.split("|")
+            affected.setdefault(family, {}).setdefault(date.fromisoformat(day), set()).add(instrument)
     existing = list(context.instance.get_dynamic_partitions(DUMP_INSTRUMENTS))
     known = set(existing)
     new = sorted({k for days in affected.values() for keys in days.values() for k in keys} - known)
