@@ -5,8 +5,11 @@ Each test session works in its own databases (`*_test`), so a developer's data i
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 
 import psycopg
@@ -17,6 +20,10 @@ from marketdata_assets import settings
 # Two alpha accounts (the account dimension of alpha_files is read when the definitions load);
 # set, not defaulted: `make test` runs pytest with the settings' defaults already applied.
 os.environ["ALPHA_API_ACCOUNTS"] = "main,research"
+# Metric samples of the tests' requests and loads go to a directory of this session, never into the
+# one the developer's exporter reads (set before anything imports prometheus_client).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="marketdata-test-metrics-")
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 settings.apply_defaults()
 
 TEST_TIMESCALE_DB = "marketdata_test"

@@ -15,7 +15,8 @@ with `ERRORS`, then retry (429/Retry-After or a vendor's HTTP-200 limit code, 5x
 truncated bodies where the vendor declares them retryable) with exponential backoff and full
 jitter, or raise the `SourceError` the answer stands for. `request()` is the same loop for clients
 that read raw responses themselves (the alpha API). Counters go to the client's `stats` and to
-the `RequestStats` of the slice being fetched (`counting(stats)`), for metadata and the ingest log.
+the `RequestStats` of the slice being fetched (`counting(stats)`), for metadata and the ingest log,
+and to the Prometheus metrics (lib.metrics, label `source`: `metrics_source`, else from `api_name`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
+
+from marketdata_assets.lib import metrics
 
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 524})
 RATE_LIMIT_STATUS = frozenset({429, 418})
@@ -359,6 +362,7 @@ class ApiClient:
     """Async client with the shared policy. Use as `async with Client(...) as api: await api.call(...)`."""
 
     api_name = "HTTP API"
+    metrics_source: str | None = None  # the `source` label of lib.metrics; None: derived from api_name
     ERRORS = ErrorTable()
     LIMITS = Limits()
     # What a body that is not JSON means on a 2xx answer: "data" (a SourceDataError naming the
@@ -480,6 +484,7 @@ class ApiClient:
             except asyncio.TimeoutError:
                 raise httpx.ReadTimeout(f"no complete answer within the {self.deadline_s:g} s deadline") from None
         latency = time.monotonic() - started
+        metrics.http_response(self.metrics_source or self.api_name, response.status_code, latency)
         for stats in _tallies(self.stats):
             stats.latency_s.append(latency)
         if self.weight is not None and self.LIMITS.weight_header:
@@ -519,6 +524,7 @@ class ApiClient:
             try:
                 response = await self._send(method, path, endpoint, dict(kwargs))
             except (httpx.TimeoutException, httpx.TransportError) as error:
+                metrics.http_transport_error(self.metrics_source or self.api_name)
                 for stats in _tallies(self.stats):
                     stats.transport_errors += 1
                 kind, status, failure = "retry", None, f"{type(error).__name__}: {error}"
@@ -529,11 +535,13 @@ class ApiClient:
                 if kind is None:
                     return payload
                 if kind == "rate_limited":
+                    metrics.http_rate_limited(self.metrics_source or self.api_name)
                     for stats in _tallies(self.stats):
                         stats.rate_limited += 1
                     wait = self.rate_limit_wait(response, attempt, page=page, message=message, waits=waits)
                     waits += 1
                     if wait > self.retry.max_retry_after_s:
+                        metrics.http_error(self.metrics_source or self.api_name, "gave_up")
                         raise ApiError(self.api_name, method, path, status,
                                        f"told to wait {wait:.0f} s (Retry-After), more than the "
                                        f"{self.retry.max_retry_after_s:.0f} s allowed: {message[:200]} "
@@ -541,6 +549,8 @@ class ApiClient:
                     self.bucket.penalize(wait)
                     failure = f"rate limited: {message or response.text[:200]}"
                 elif kind in ("retry", "bad_body"):
+                    metrics.http_error(self.metrics_source or self.api_name,
+                                       "server_error" if status in RETRYABLE_STATUS else kind)
                     if status in RETRYABLE_STATUS:
                         for stats in _tallies(self.stats):
                             stats.server_errors += 1
@@ -557,15 +567,18 @@ class ApiClient:
                         message = (f"{message} (HTTP {status}, {len(response.content)} bytes); body starts "
                                    f"{response.text[:120]!r}")
                     error = self.make_error(kind, status=status, code=code, message=message, page=page)
+                    metrics.http_error(self.metrics_source or self.api_name, kind)
                     if kind in ("banned", "unauthorized"):
                         self.stopped[None] = error
                     elif kind in ("quota", "permission") and endpoint:
                         self.stopped[endpoint] = error
                     raise error
             if attempt >= self.retry.max_retries:
+                metrics.http_error(self.metrics_source or self.api_name, "gave_up")
                 raise self.exhausted(kind, method=method, path=path, status=status, failure=failure,
                                      attempts=attempt + 1, page=page)
             attempt += 1
+            metrics.http_retry(self.metrics_source or self.api_name)
             for stats in _tallies(self.stats):
                 stats.retries += 1
             await asyncio.sleep(wait)

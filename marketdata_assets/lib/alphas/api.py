@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from marketdata_assets.lib import metrics
 from marketdata_assets.lib.alphas.files import check_account
 from marketdata_assets.lib.http import ApiClient, ApiError, RetryPolicy, backoff_delay
 
@@ -316,6 +317,7 @@ class AlphaApiClient(ApiClient):
     """
 
     api_name = "Alpha API"
+    metrics_source = "alpha_api"  # every request, 429, retry and latency goes to lib.metrics under it
 
     def __init__(self, base_url: str, account: AlphaAccount, *, requests_per_minute: float = 240,
                  max_concurrency: int = 4, timeout_s: float = 60.0, retry: RetryPolicy | None = None,
@@ -458,6 +460,7 @@ class AlphaApiClient(ApiClient):
             generation = self._generation
             response = await self.request("GET", url)
             if response.status_code == 401:
+                metrics.http_error(self.metrics_source, "session_expired")
                 self._stop_for_persona(response)
                 if reauthed:
                     raise AlphaAuthError(self.account.name, f"GET {url}: still HTTP 401 right after "
@@ -466,6 +469,7 @@ class AlphaApiClient(ApiClient):
                 await self._reauthenticate(generation)
                 continue
             if response.status_code != 200:
+                metrics.http_error(self.metrics_source, "rejected")
                 raise AlphaApiError(self.api_name, "GET", url, response.status_code, response.text[:300])
             try:
                 data = response.json()
@@ -473,12 +477,15 @@ class AlphaApiClient(ApiClient):
                     raise ValueError(f"a JSON {type(data).__name__}, not an object")  # noqa: TRY004
             except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 self.invalid_bodies += 1
+                metrics.http_error(self.metrics_source, "bad_body")
                 if bad_bodies >= self.retry.max_retries:
+                    metrics.http_error(self.metrics_source, "gave_up")
                     raise InvalidResponseError(
                         self.api_name, "GET", url, response.status_code,
                         f"invalid JSON body on {bad_bodies + 1} attempts (truncated by a proxy?): {error}; "
                         f"{len(response.content)} bytes, ending {response.text[-80:]!r}") from None
                 self.stats.retries += 1
+                metrics.http_retry(self.metrics_source)
                 await asyncio.sleep(backoff_delay(bad_bodies, self.retry.backoff_base_s,
                                                   self.retry.backoff_max_s, self.rng))
                 bad_bodies += 1

@@ -80,6 +80,7 @@ from pymongo.errors import (
     WriteError,
 )
 
+from marketdata_assets.lib import metrics
 from marketdata_assets.lib.alphas.documents import (
     DATES_FIELD,
     alpha_from_bson,
@@ -105,6 +106,7 @@ LEDGER = "import_ledger"
 # What the ledger keeps per file (with the mode, time and run of the write that committed it).
 LEDGER_FIELDS = ("file", "size", "sha256", "documents", "alpha_id", "type", "month")
 _OBSOLETE_LEDGER_INDEX = "import_ledger_index"  # written by earlier versions
+WRITTEN_COUNTS = ("inserted", "merged", "replaced")  # the counts of a batch whose documents were written
 # ids per `$in` when reading or deleting stored documents: SecantusDB's cost per id grows with the
 # list (measured per document: 20-30 ids read in 0.14 ms and delete in 0.33 ms, 100 ids in 0.22 / 0.41 ms)
 STORED_READ_CHUNK = 25
@@ -192,8 +194,10 @@ class _Writer:
     def wait(self) -> None:
         """Until the batch in flight is written; its error is raised here, in the caller's thread."""
         if self._future is not None:
-            future, self._future, self._batch = self._future, None, None
-            self._done(future.result())
+            future, batch, self._future, self._batch = self._future, self._batch, None, None
+            counts = future.result()
+            self._done(counts)  # the batch and its ledger entries are committed: documents written
+            metrics.loaded(f"{batch.kind}_alphas", "mongodb", sum(counts.get(k, 0) for k in WRITTEN_COUNTS))
 
     def wait_for(self, kind: str, ids: Iterable[str]) -> None:
         """Wait if the batch in flight writes any of these alphas (so reading them sees the write)."""

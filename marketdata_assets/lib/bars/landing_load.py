@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
+from marketdata_assets.lib import metrics
 from marketdata_assets.lib.bars import kline, loader
 from marketdata_assets.lib.bars.csv_profiles import CsvProfile, profiles_fingerprint
 from marketdata_assets.lib.bars.minute_csv import CsvFileError
@@ -191,6 +192,8 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
                 if outcome is None:
                     continue
                 report.files.append(outcome)
+                if outcome.outcome == "loaded":  # committed (one transaction per file)
+                    metrics.loaded("stock_1min_qfq", "timescaledb", outcome.rows)
                 rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
                 log(f"[{done}/{len(work)}] {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
                     f"{outcome.rejects} rejected{rate}")

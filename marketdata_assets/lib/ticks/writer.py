@@ -34,6 +34,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from marketdata_assets.lib import metrics
 from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.ticks import frames
 from marketdata_assets.lib.ticks.clickhouse_tables import INGEST_LOG, INGEST_LOG_COLUMNS, LOADS, OUTCOMES
@@ -42,6 +43,7 @@ from marketdata_assets.lib.ticks.instruments import normalize_instrument, normal
 
 DEFAULT_BATCH_ROWS = 1_000_000
 METHODS = ("auto", "python", "arrow")
+_DATASET_OF_CODE = {spec.code: spec.name for spec in frames.DATASETS.values()}  # loads.kind -> dataset
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ def _flip(client, database: str, code: str, venue: str, loads: Sequence[tuple], 
     client.insert(f"{LOADS}", [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
                   column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
                   database=database)
+    metrics.loaded(_DATASET_OF_CODE.get(code, code), venue, sum(load[3] for load in loads))  # the commit point
 
 
 # ---- inserting rows ---------------------------------------------------------------------------------------
