@@ -1,5 +1,6 @@
 """The project loads the way dg and dagster load it: `dg check defs`, `dg list defs --json`,
-`dagster definitions validate`."""
+`dagster definitions validate`, in a plain environment (an activated venv: no scripts/with-env,
+none of the project's variables), reading the generated project `.env`."""
 
 from __future__ import annotations
 
@@ -13,9 +14,20 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def plain_environment() -> dict[str, str]:
+    """This shell's environment without anything the project or scripts/with-env sets."""
+    from marketdata_assets.settings import SETTINGS, write_dotenv
+
+    if not (REPO / ".env").exists():  # `make test` writes it (make dotenv)
+        write_dotenv()
+    project = {s.name for s in SETTINGS} | {"DAGSTER_HOME"}
+    return {k: v for k, v in os.environ.items() if k not in project and not k.startswith("ALPHA_API_")}
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1"}, timeout=300)
+                          env={**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1"},
+                          timeout=300)
 
 
 def test_dg_check_defs():
