@@ -18,6 +18,7 @@ import click
 import dagster as dg
 
 from marketdata_assets import settings
+from marketdata_assets.sensing import range_tags
 
 MONTH = click.DateTime(formats=["%Y-%m"])
 DAY = click.DateTime(formats=["%Y-%m-%d"])
@@ -91,10 +92,6 @@ def _upstream(defs: dg.Definitions, assets: list) -> list:
     deps = {dep for a in assets if isinstance(a, dg.AssetsDefinition) for dep in a.dependency_keys} - inside
     return [a.to_source_asset(key) for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)
             for key in a.keys if key in deps]
-
-
-def _range(keys: list[str]) -> dict:
-    return {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
 
 
 def _months(start: datetime | None, end: datetime | None, tz: str) -> list[str]:
@@ -176,7 +173,7 @@ def import_alphas(ctx, import_mode, batch_size, workers, start_month, end_month,
     assets = _assets(defs, "regular_alphas", "super_alphas")
     config = {"mode": import_mode, "batch_size": batch_size, **({"start": start, "end": end} if start else {})}
     session.run(f"import alphas {months[0][:7]}..{months[-1][:7]} ({import_mode})", assets + _upstream(defs, assets),
-                tags=_range(months), run_config={"ops": {"alpha_documents": {"config": config}}},
+                tags=range_tags(months[0], months[-1]), run_config={"ops": {"alpha_documents": {"config": config}}},
                 expected=2 * len(months))
     _finish(ctx)
 
@@ -207,7 +204,7 @@ def ingest(ctx, symbols, start_date, end_date, providers_config, workers) -> Non
     days = _days(a_share_days, start_date, end_date)
     assets = _assets(defs, "a_share_bars_1m", "a_share_daily_bars")
     session.run(f"A-share bars {days[0]}..{days[-1]} ({'all codes' if not instruments else len(instruments)})",
-                assets + _upstream(defs, assets), tags=_range(days), expected=2 * len(days),
+                assets + _upstream(defs, assets), tags=range_tags(days[0], days[-1]), expected=2 * len(days),
                 run_config={"ops": {"a_share_ticks": {"config": {"instruments": instruments, "workers": workers}}}})
     _finish(ctx)
 
@@ -233,7 +230,7 @@ def load_minute_bars(ctx, data_dir, force, workers, start_month, end_month, aggr
     names = ["stock_1min_qfq", *(["stock_monthly_kline"] if aggregate else [])]
     assets = _assets(defs, *names)
     session.run(f"minute bars {months[0][:7]}..{months[-1][:7]}", assets + _upstream(defs, assets),
-                tags=_range(months), expected=len(names) * len(months),
+                tags=range_tags(months[0], months[-1]), expected=len(names) * len(months),
                 run_config={"ops": {"stock_1min_qfq": {"config": {"force": force, "workers": workers}}}})
     _finish(ctx)
 
@@ -266,7 +263,7 @@ def aggregate(ctx, force_backfill, start_month, end_month) -> None:
     months = _months(start_month, end_month, "Asia/Shanghai")
     assets = _assets(defs, "stock_monthly_kline")
     session.run(f"monthly K-line {months[0][:7]}..{months[-1][:7]}", assets + _upstream(defs, assets),
-                tags=_range(months), expected=len(months),
+                tags=range_tags(months[0], months[-1]), expected=len(months),
                 run_config={"ops": {"stock_monthly_kline": {"config": {"force_backfill": force_backfill}}}})
     _finish(ctx)
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from marketdata_assets import settings
+from marketdata_assets.sensing import range_tags
 
 # Codes with their names, and the layouts they are dropped in (the variants seen in real files).
 REPLAY_MINUTE_FILES = [
@@ -70,8 +71,7 @@ def _group(items, group: str) -> list:
 
 
 def _range_tags(months: list[date]) -> dict:
-    return {"dagster/asset_partition_range_start": f"{months[0]:%Y-%m-%d}",
-            "dagster/asset_partition_range_end": f"{months[-1]:%Y-%m-%d}"}
+    return range_tags(f"{months[0]:%Y-%m-%d}", f"{months[-1]:%Y-%m-%d}")
 
 
 def _checks_of(defs: dg.Definitions, assets: list) -> list:
