@@ -78,12 +78,13 @@ class Session:
         return 1 if failed else 0
 
 
-def _assets(defs: dg.Definitions, *names: str, checks: bool = True) -> list:
+def _assets(defs: dg.Definitions, *names: str) -> list:
+    """The assets holding `names`, with their checks."""
+    from marketdata_assets.main import checks_of
+
     keys = {dg.AssetKey(name) for name in names}
     chosen = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and keys & set(a.keys)]
-    if checks:
-        chosen += [c for c in defs.asset_checks or [] if {s.asset_key for s in c.check_specs} <= keys]
-    return chosen
+    return chosen + checks_of(defs, chosen)
 
 
 def _upstream(defs: dg.Definitions, assets: list) -> list:

@@ -74,7 +74,7 @@ def _range_tags(months: list[date]) -> dict:
     return range_tags(f"{months[0]:%Y-%m-%d}", f"{months[-1]:%Y-%m-%d}")
 
 
-def _checks_of(defs: dg.Definitions, assets: list) -> list:
+def checks_of(defs: dg.Definitions, assets: list) -> list:
     keys = {key for a in assets for key in a.keys}
     return [c for c in defs.asset_checks or [] if {spec.asset_key for spec in c.check_specs} <= keys]
 
@@ -144,17 +144,17 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     monthly_alphas = [a for a in alphas if a not in fetch]
     steps = [
         ("stores", [a for a in assets if a.partitions_def is None], {}, None),
-        (f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}", bars + _checks_of(defs, bars), _range_tags(months), None),
+        (f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}", bars + checks_of(defs, bars), _range_tags(months), None),
     ]
     steps += [(f"alpha files {month:%Y-%m} {account}", fetch, {},
                dg.MultiPartitionKey({"month": f"{month:%Y-%m-%d}", "account": account}))
               for month in alpha_months for account in alpha_accounts.get_partition_keys()]
     steps.append((f"alphas {alpha_months[0]:%Y-%m}..{alpha_months[-1]:%Y-%m}",
-                  monthly_alphas + _checks_of(defs, monthly_alphas) + [a.to_source_asset() for a in fetch],
+                  monthly_alphas + checks_of(defs, monthly_alphas) + [a.to_source_asset() for a in fetch],
                   _range_tags(alpha_months), None))
     if instance is not None:
         ticks = _group(assets, "ticks")
-        steps += tick_steps(instance, ticks + _checks_of(defs, ticks) + [a.to_source_asset() for a in assets
+        steps += tick_steps(instance, ticks + checks_of(defs, ticks) + [a.to_source_asset() for a in assets
                                                                           if a.partitions_def is None])
     return steps
 
