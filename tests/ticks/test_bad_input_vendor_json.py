@@ -489,3 +489,58 @@ def test_the_drops_reach_the_ingest_report(clickhouse):
     assert outcome.status == "ok" and outcome.rows == 1
     assert report.sources["OKX"]["dropped_unconfirmed"] == 1
     assert report.sources["OKX"]["dropped_past_window_edge"] == 0 == report.sources["OKX"]["dropped_outside_window"]
+    # ... and the slice's own ingest_log row and metadata say so: "successful" never hides a drop
+    assert outcome.dropped == {"unconfirmed": 1}
+    assert logged(clickhouse, "drops") == [("BTC-USDT", "ok", 1, {"unconfirmed": 1}, [])]
+    metadata = report.metadata("bars_1m")
+    assert metadata["rows_dropped"] == 1 and metadata["dropped_by_reason"] == {"unconfirmed": 1}
+    assert "1 unconfirmed" in metadata["slices"]
+
+
+def logged(clickhouse, run_id: str) -> list[tuple]:
+    with clickhouse.get_client() as ch:
+        return [tuple(r) for r in ch.query(
+            f"SELECT instrument, outcome, rows, dropped, conversions FROM `{clickhouse.database}`.ingest_log "
+            "WHERE run_id = {run:String} ORDER BY instrument", parameters={"run": run_id}).result_rows]
+
+
+def test_unit_conversions_are_recorded_per_slice(clickhouse):
+    """Deribit's inverse perpetual trades in USD amounts: the quantity stored is coin (amount /
+    price), and the slice's ingest_log row and metadata name that conversion; a linear
+    instrument's slice names none."""
+    from marketdata_assets.lib.ticks import clickhouse_tables as ct
+    from marketdata_assets.lib.ticks.engine import Engine, SliceKey
+    from marketdata_assets.lib.ticks.sources import venue_feed
+    from marketdata_assets.lib.ticks.sources.deribit.rest import INVERSE_CONVERSION
+
+    with clickhouse.get_client() as ch:
+        ct.ensure_tables(ch, clickhouse.database)
+    inverse, linear = "BTC-PERPETUAL", "BTC_USDC-PERPETUAL"
+    with ScriptedServer() as srv:
+        for instrument in (inverse, linear):
+            srv.replies.append(Reply(200, dumps(rpc({"trades": [deribit_trade(amount=100.0, inst=instrument)],
+                                                     "has_more": False}))))
+        keys = [SliceKey("trades", "DERIBIT", instrument, DAY) for instrument in (inverse, linear)]
+        feed = venue_feed("DERIBIT", lambda: DeribitClient(srv.url, retry=FAST), keys, workers=1, attempts=1)
+        report = Engine(clickhouse.get_client, clickhouse.database, "units").run([[feed]])
+    assert logged(clickhouse, "units") == [(inverse, "ok", 1, {}, [INVERSE_CONVERSION]), (linear, "ok", 1, {}, [])]
+    assert INVERSE_CONVERSION in report.metadata("trades")["conversions"]
+
+
+def test_parsers_name_their_conversions():
+    """Yahoo pence -> pounds, Tushare lots -> shares and thousands of yuan -> yuan, OKX contracts ->
+    coin: each parser notes what it did to the numbers on the running fetch."""
+    from marketdata_assets.lib.ticks.frames import FetchNotes, noting
+    from marketdata_assets.lib.ticks.sources.okx.rest import parse_history_trades
+    from marketdata_assets.lib.ticks.sources.tushare import parse_daily
+    from marketdata_assets.lib.ticks.sources.yahoo import parse_chart
+
+    with noting(FetchNotes()) as notes:
+        parse_chart(dumps(yahoo()), "VOD.L")
+        parse_daily(dumps(stk(daily_row(), fields=DAILY_FIELDS)), instrument="600000.SH")
+        parse_history_trades(okx([okx_trade(inst="BTC-USDT-SWAP")]), "BTC-USDT-SWAP")
+        parse_history_trades(okx([okx_trade()]), "BTC-USDT")
+    assert notes.conversions == {
+        "VOD.L": {"prices GBp -> GBP (/100)": None},
+        "600000.SH": {"volume lots -> shares (x100)": None, "amount thousand CNY -> CNY (x1000)": None},
+        "BTC-USDT-SWAP": {"size contracts -> base (x ctVal 0.01)": None}}

@@ -104,6 +104,9 @@ def materialize(context, report: IngestReport, assets: dict[str, str], max_faile
 def _metadata(report: IngestReport, dataset: str) -> dict:
     plain = report.metadata(dataset)
     return {**plain, "rows": dg.MetadataValue.int(plain["rows"]), "slices": dg.MetadataValue.md(plain["slices"]),
+            "rows_dropped": dg.MetadataValue.int(plain["rows_dropped"]),
+            "dropped_by_reason": dg.MetadataValue.json(plain["dropped_by_reason"]),
+            "conversions": dg.MetadataValue.md(plain["conversions"]),
             "sources": dg.MetadataValue.md(plain["sources"]), "source_figures": dg.MetadataValue.json(report.sources)}
 
 

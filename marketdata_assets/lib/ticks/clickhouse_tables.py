@@ -42,7 +42,9 @@ INGEST_LOG = "ingest_log"
 OUTCOMES = ("ok", "failed", "skipped")
 INGEST_LOG_COLUMNS = ("run_id", "provider", "kind", "venue", "instrument", "day", "rows", "requests", "retries",
                       "rate_limited", "latency_p50_ms", "latency_p95_ms", "outcome", "error", "load_id",
-                      "started_at", "finished_at")
+                      "started_at", "finished_at", "dropped", "conversions")
+# Columns added after the first release: added to an existing ingest_log by ensure_tables.
+INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversions": "Array(String)"}
 
 
 def _db(database: str) -> str:
@@ -150,7 +152,9 @@ ORDER BY (kind, venue, instrument, day)""")
     `error` String DEFAULT '',
     `load_id` UInt64 DEFAULT 0,
     `started_at` DateTime64(3, 'UTC'),
-    `finished_at` DateTime64(3, 'UTC')
+    `finished_at` DateTime64(3, 'UTC'),
+    `dropped` Map(LowCardinality(String), UInt64),
+    `conversions` Array(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (provider, instrument, day, finished_at)""")
@@ -169,6 +173,8 @@ def ensure_tables(client, database: str) -> list[str]:
     client.command(f"CREATE DATABASE IF NOT EXISTS {_db(database)}")
     for statement in ddl_statements(database):
         client.command(statement)
+    for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
+        client.command(f"ALTER TABLE {_db(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
     names = [spec.table for spec in DATASETS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
                                                         "bars_1d_v", "bars_1d_range"]
     names += [n for spec in DATASETS.values() for n in (spec.view, spec.range_view)]

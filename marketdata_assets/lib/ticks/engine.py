@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -39,7 +39,7 @@ from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as tables
 from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.frames import day_window, spec_for
+from marketdata_assets.lib.ticks.frames import FetchNotes, day_window, noting, spec_for
 
 UTC = timezone.utc
 OUTCOMES = ("ok", "failed", "skipped")
@@ -116,6 +116,8 @@ class SliceOutcome:
     stats: RequestStats = field(default_factory=RequestStats)
     first_ts: datetime | None = None
     last_ts: datetime | None = None
+    dropped: Counter = field(default_factory=Counter)    # rows the parser dropped, by reason
+    conversions: list[str] = field(default_factory=list)  # unit conversions applied to the rows
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -185,6 +187,12 @@ class IngestReport:
         firsts = [o.first_ts for o in ok if o.first_ts is not None]
         lasts = [o.last_ts for o in ok if o.last_ts is not None]
         figures = stats.as_metadata()
+        dropped: Counter = Counter()
+        conversions: dict[str, int] = {}
+        for o in ok:
+            dropped.update(o.dropped)
+            for text in o.conversions:
+                conversions[text] = conversions.get(text, 0) + 1
         return {
             "summary": self.summary(dataset),
             "slices_ok": len(ok), "slices_failed": sum(o.status == "failed" for o in mine),
@@ -197,13 +205,20 @@ class IngestReport:
             "first_ts": min(firsts).isoformat() if firsts else "", "last_ts": max(lasts).isoformat() if lasts else "",
             **{k: figures[k] for k in ("requests", "retries", "rate_limited_429", "server_errors_5xx",
                                        "latency_p50_ms", "latency_p95_ms")},
-            "slices": table(["slice", "rows", "requests", "retries", "429s", "p50 ms", "outcome"],
-                            ((str(o.key), o.rows, o.stats.requests, o.stats.retries, o.stats.rate_limited,
-                              o.stats.percentile_ms(0.5), o.status + (f" ({o.note})" if o.note else ""))
-                             for o in mine), limit=200),
+            "rows_dropped": sum(dropped.values()),
+            "dropped_by_reason": dict(sorted(dropped.items())),
+            "conversions": table(["conversion", "slices"], sorted(conversions.items())) if conversions else "none",
+            "slices": table(["slice", "rows", "dropped", "requests", "retries", "429s", "p50 ms", "outcome"],
+                            ((str(o.key), o.rows, _dropped_text(o.dropped), o.stats.requests, o.stats.retries,
+                              o.stats.rate_limited, o.stats.percentile_ms(0.5),
+                              o.status + (f" ({o.note})" if o.note else "")) for o in mine), limit=200),
             "sources": self.sources_table(),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _dropped_text(dropped: Counter) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())) if dropped else ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,13 +391,13 @@ class _FeedRun:
                         self._settle(key, "skipped", f"not attempted: {self.feed.source} {key.dataset} stopped: "
                                                      f"{self.stopped}", writes)
                     continue
-                stats = RequestStats()
+                stats, notes = RequestStats(), FetchNotes()
                 for key in job.keys:
                     outcome = self.outcomes[key]
                     outcome.attempts += 1
                     outcome.started_at = outcome.started_at or datetime.now(UTC)
                 try:
-                    with counting(stats):
+                    with counting(stats), noting(notes):
                         fetched = await asyncio.wait_for(self.feed.fetch(api, job), remaining)
                 except STOP_ERRORS as error:
                     if self.stopped is None:
@@ -410,6 +425,7 @@ class _FeedRun:
                     self._fail_job(job, error, stats, writes)
                     continue
                 self.outcomes[job.keys[0]].stats.add(stats)  # a job's requests count on its first slice
+                self._note(job, notes)
                 self._take(job, fetched, writes)
 
         await asyncio.gather(*(worker() for _ in range(min(self.feed.workers, max(1, len(queue))))))
@@ -420,6 +436,17 @@ class _FeedRun:
         self.outcomes[job.keys[0]].stats.add(stats)
         for key in job.keys:
             self._settle(key, "failed", error_text(error, str(key)), writes)
+
+    def _note(self, job: Job, notes: FetchNotes) -> None:
+        """A fetch's drops count on its first slice of the instrument (a fetch of several days cannot
+        always tell which day a dropped row was meant for); its conversions apply to every slice."""
+        seen: set[str] = set()
+        for key in job.keys:
+            outcome = self.outcomes[key]
+            if key.instrument not in seen:
+                seen.add(key.instrument)
+                outcome.dropped.update(notes.dropped.get(key.instrument, {}))
+            outcome.conversions = list(notes.conversions.get(key.instrument, {}))
 
     def _take(self, job: Job, fetched: Fetched, writes: list) -> None:
         """Cut the fetched frame into the job's slices; rows no slice of the job holds are counted."""
@@ -545,7 +572,8 @@ class _FeedRun:
                 "latency_p50_ms": o.stats.percentile_ms(0.5) or 0.0,
                 "latency_p95_ms": o.stats.percentile_ms(0.95) or 0.0,
                 "outcome": o.status if o.status in OUTCOMES else "failed", "error": o.error or o.note,
-                "load_id": o.load_id, "started_at": o.started_at or now, "finished_at": o.finished_at or now}
+                "load_id": o.load_id, "started_at": o.started_at or now, "finished_at": o.finished_at or now,
+                "dropped": dict(o.dropped), "conversions": o.conversions}
 
     def _count_done(self) -> None:
         self.done += 1

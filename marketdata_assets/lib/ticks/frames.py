@@ -17,9 +17,12 @@ Only the columns listed in ``NULLABLE`` may hold nulls.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
@@ -373,8 +376,9 @@ class BarColumns(Columns):
 
 
 # --------------------------------------------------------------------------------------------
-# Rows a parser drops: each one counted with its reason; the counts reach the ingest report as the
-# source client's `dropped_<reason>` figures (`IngestReport.sources`, the `source_figures` metadata)
+# What a fetch did to its rows: each dropped row counted with its reason, each unit conversion
+# named. The counts reach the source client's `dropped_<reason>` figures (`IngestReport.sources`)
+# and, through `noting()`, the fetch's slices (ingest_log `dropped` / `conversions`, metadata).
 # --------------------------------------------------------------------------------------------
 
 DROP_REASONS: dict[str, str] = {
@@ -388,15 +392,90 @@ DROP_REASONS: dict[str, str] = {
 }
 
 
+@dataclass
+class FetchNotes:
+    """One fetch's drops (instrument -> reason -> rows) and unit conversions (instrument ->
+    descriptions), collected while the engine runs it inside `noting()`."""
+
+    dropped: dict[str, Counter] = dataclasses.field(default_factory=dict)
+    conversions: dict[str, dict[str, None]] = dataclasses.field(default_factory=dict)  # an ordered set
+
+    def drop(self, instrument: str, reason: str, rows: int = 1) -> None:
+        if reason not in DROP_REASONS:
+            raise ValueError(f"{reason!r} is not a documented drop reason ({sorted(DROP_REASONS)})")
+        if rows:
+            self.dropped.setdefault(instrument, Counter())[reason] += rows
+
+    def convert(self, instrument: str, description: str) -> None:
+        self.conversions.setdefault(instrument, {})[description] = None
+
+
+_fetch_notes: contextvars.ContextVar[FetchNotes | None] = contextvars.ContextVar("fetch_notes", default=None)
+
+
+@contextlib.contextmanager
+def noting(notes: FetchNotes) -> Iterator[FetchNotes]:
+    """Record the drops and conversions of the parsing done inside the block (in this task) on `notes`."""
+    token = _fetch_notes.set(notes)
+    try:
+        yield notes
+    finally:
+        _fetch_notes.reset(token)
+
+
+def note_dropped(instrument: str, reason: str, rows: int = 1) -> None:
+    """Count `rows` of `instrument` dropped for `reason` on the running fetch (if any)."""
+    if (notes := _fetch_notes.get()) is not None:
+        notes.drop(instrument, reason, rows)
+
+
+def note_conversion(instrument: str, description: str) -> None:
+    """Record a unit conversion applied to `instrument`'s rows on the running fetch (if any), e.g.
+    "price GBp -> GBP (/100)"; recorded per slice so a user can see what was done to the numbers."""
+    if (notes := _fetch_notes.get()) is not None:
+        notes.convert(instrument, description)
+
+
+# The Tushare and Yahoo clients' own names of the rows they drop -> DROP_REASONS.
+_QUALITY_DROPS = {"null_rows": "null_rows", "null_minutes": "null_rows", "partial_rows": "partial_rows",
+                  "duplicates": "duplicates", "outside": "outside_window"}
+
+
+def count_quality(quality: dict[str, Counter], instrument: str, counts: dict[str, int]) -> None:
+    """Add `counts` to a client's per-instrument quality counters; the dropped rows among them are
+    noted on the running fetch too."""
+    counter = quality.setdefault(instrument, Counter())
+    for key, value in counts.items():
+        if value:
+            counter[key] += value
+            if key in _QUALITY_DROPS:
+                note_dropped(instrument, _QUALITY_DROPS[key], value)
+
+
+class _Tally(Counter):
+    """An instrument's drop counter: every increment is also noted on the running fetch."""
+
+    def __init__(self, instrument: str):
+        super().__init__()
+        self.instrument = instrument
+
+    def __setitem__(self, reason, value) -> None:
+        delta = value - self.get(reason, 0)
+        super().__setitem__(reason, value)
+        if delta > 0:
+            note_dropped(self.instrument, reason, delta)
+
+
 class DropCounts:
     """Rows a source's parsers dropped, per instrument and reason (`DROP_REASONS`); `figures()` gives
-    the totals as `dropped_<reason>` for the client's figures."""
+    the totals as `dropped_<reason>` for the client's figures. Counts go to the running fetch's
+    notes too (`noting`)."""
 
     def __init__(self):
         self.by_instrument: dict[str, Counter] = {}
 
     def of(self, instrument: str) -> Counter:
-        return self.by_instrument.setdefault(instrument, Counter())
+        return self.by_instrument.setdefault(instrument, _Tally(instrument))
 
     def totals(self) -> Counter:
         total: Counter = Counter()

@@ -458,11 +458,12 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
 def log_ingest(client, database: str, rows: list[dict]) -> int:
     """Append attempt rows to ``ingest_log``. Required keys: run_id, provider, venue, instrument, day,
     outcome ('ok' | 'failed' | 'skipped'), started_at, finished_at (aware or UTC-naive datetimes);
-    optional: kind, rows, requests, retries, rate_limited, latency_p50_ms, latency_p95_ms, error, load_id."""
+    optional: kind, rows, requests, retries, rate_limited, latency_p50_ms, latency_p95_ms, error, load_id,
+    dropped ({reason: rows} a parser dropped), conversions (unit conversions applied, as text)."""
     if not rows:
         return 0
     defaults = {"kind": "", "rows": 0, "requests": 0, "retries": 0, "rate_limited": 0, "latency_p50_ms": 0.0,
-                "latency_p95_ms": 0.0, "error": "", "load_id": 0}
+                "latency_p95_ms": 0.0, "error": "", "load_id": 0, "dropped": {}, "conversions": []}
     data = []
     for index, row in enumerate(rows):
         unknown = set(row) - set(INGEST_LOG_COLUMNS)

@@ -63,6 +63,7 @@ from marketdata_assets.lib.ticks.frames import (
     from_us,
     integer,
     not_negative,
+    note_conversion,
     number,
     positive,
     to_us,
@@ -90,6 +91,9 @@ def is_inverse(instrument: str) -> bool:
     """BTC-PERPETUAL / BTC-27DEC24 (USD amounts) vs BTC_USDC-PERPETUAL and options (base amounts)."""
     parts = instrument.split("-")
     return "_" not in parts[0] and len(parts) == 2
+
+
+INVERSE_CONVERSION = "quantity USD amount -> coin (amount / price)"
 
 
 def base_and_quote(instrument_inverse: bool, price: float, amount: float) -> tuple[float, float]:
@@ -121,6 +125,8 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
     if not isinstance(has_more, bool):
         raise ctx.error(f"result.has_more is {has_more!r}, not true/false")
     inverse = is_inverse(instrument)
+    if inverse and trades:
+        note_conversion(instrument, INVERSE_CONVERSION)
     cols = TradeColumns()
     for i, record in enumerate(trades):
         what = f"trade #{i}"

@@ -55,6 +55,7 @@ from marketdata_assets.lib.ticks.frames import (
     from_us,
     integer,
     not_negative,
+    note_conversion,
     number,
     positive,
     to_us,
@@ -131,9 +132,13 @@ def _data(body: Any, ctx: Page) -> list:
 
 def _sizer(instrument: str, contract_values, ctx: Page) -> ContractSizer:
     try:
-        return ContractSizer(instrument, contract_values)
+        sizer = ContractSizer(instrument, contract_values)
     except ValueError as error:
         raise ctx.error(str(error)) from None
+    if sizer.derivative:
+        note_conversion(instrument, "size contracts -> " + (f"coin (x ctVal {sizer.value:g} USD / price)" if sizer.inverse
+                                                             else f"base (x ctVal {sizer.value:g})"))
+    return sizer
 
 
 def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,

@@ -31,7 +31,7 @@ import polars as pl
 
 from marketdata_assets.lib.errors import scrub
 from marketdata_assets.lib.http import ApiClient, ApiError, Limits, Page, RetryPolicy, SourceError
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, count_quality
 from marketdata_assets.lib.ticks.sources.tushare.parse import (
     DAILY_FIELDS,
     DAILY_REQUIRED,
@@ -212,10 +212,7 @@ class TushareClient(ApiClient):
         return response_table(answer, api_name, instrument=instrument, day=day, required=required)
 
     def _count(self, instrument: str, **counts: int) -> None:
-        counter = self.quality.setdefault(instrument, Counter())
-        for key, value in counts.items():
-            if value:
-                counter[key] += value
+        count_quality(self.quality, instrument, counts)
 
     # ---- minute bars ---------------------------------------------------------------------------
 

@@ -40,7 +40,14 @@ from marketdata_assets.lib.http import (
     SourcePermissionError,
     SourceRequestError,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US, as_utc, nulls_in
+from marketdata_assets.lib.ticks.frames import (
+    BARS_SCHEMA,
+    DAILY_BARS_SCHEMA,
+    UTC_US,
+    as_utc,
+    note_conversion,
+    nulls_in,
+)
 from marketdata_assets.lib.ticks.instruments import a_share_code, a_share_venue
 
 PROVIDER = "Tushare Pro"
@@ -470,6 +477,9 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
     })
     if "pre_close" not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("pre_close"))
+    for code in frame["instrument"].unique(maintain_order=True):
+        note_conversion(code, f"volume lots -> shares (x{LOTS_TO_SHARES:g})")
+        note_conversion(code, f"amount thousand CNY -> CNY (x{THOUSANDS_TO_YUAN:g})")
     # ×100 / ×1000 in binary floating point leaves noise (1279950.983 × 1000 = 1279950983.0000002):
     # round back to the precision the vendor sends (2 decimals of lots, 3 of thousands of yuan).
     result.frame = frame.with_columns(

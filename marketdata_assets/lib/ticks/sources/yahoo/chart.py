@@ -46,7 +46,14 @@ from marketdata_assets.lib.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, UTC_US, as_utc, nulls_in
+from marketdata_assets.lib.ticks.frames import (
+    BARS_SCHEMA,
+    UTC_US,
+    as_utc,
+    count_quality,
+    note_conversion,
+    nulls_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +269,8 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
                        "GBP pounds), so the unit of these bars is unknown; not stored with a guessed unit")
         quote_currency, no_currency = None, 1  # the prices are as sent: no minor unit here
     currency, divisor = normalize_currency(quote_currency)
+    if divisor != 1:
+        note_conversion(inst, f"prices {quote_currency} -> {currency} (/{divisor})")
     data = ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
                      quote_currency=quote_currency, price_divisor=divisor, exchange=exchange,
                      timezone=meta.get("exchangeTimezoneName"), gmtoffset=meta.get("gmtoffset"), meta=dict(meta),
@@ -466,10 +475,7 @@ class YahooChartClient(ApiClient):
         return out
 
     def _count(self, instrument: str, **counts: int) -> None:
-        counter = self.quality.setdefault(instrument, Counter())
-        for key, value in counts.items():
-            if value:
-                counter[key] += value
+        count_quality(self.quality, instrument, counts)
 
     async def fetch_bars(self, instrument: str, start: datetime, end: datetime) -> ChartData:
         """Bars opening in [start, end) (aware datetimes, naive = UTC), chunked and merged, with
