@@ -33,8 +33,10 @@ from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks.checks import (
     BARS_CONSISTENT,
     NO_DUPLICATE_TRADE_IDS,
+    ON_THE_MINUTE_GRID,
     PRICES_POSITIVE,
     TIMESTAMPS_INSIDE_DAY,
+    UNIT_STEP_REVERTS,
     Rule,
     RuleResult,
     Scope,
@@ -77,7 +79,7 @@ def evaluate(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResou
         yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=spec.name,
                                       passed=result.violations == 0, metadata=metadata,
                                       target_materialization_data=targets.get(key),
-                                      severity=dg.AssetCheckSeverity.ERROR, description=rule.description,
+                                      severity=dg.AssetCheckSeverity(rule.severity), description=rule.description,
                                       blocking=spec.blocking, partition=key)
 
 
@@ -114,6 +116,10 @@ def _book_check() -> dg.AssetChecksDefinition:
     return check
 
 
+STOCK_BAR_RULES = (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], ON_THE_MINUTE_GRID,
+                   UNIT_STEP_REVERTS["bars_1m"])
+CRYPTO_BAR_RULES = (*STOCK_BAR_RULES, PRICES_POSITIVE["bars_1m"])
+
 # Partitioned asset checks are a preview feature of Dagster 1.13 (checked: context.partition_keys
 # is the run's keys, single partitions and ranges; an evaluation yielded with its partition is
 # recorded on that partition); the warning would print on every load.
@@ -122,17 +128,14 @@ with warnings.catch_warnings():
     ticks_checks = [
         *(_crypto_check(asset, rule, crypto_partitions) for asset in ("crypto_trades",)
           for rule in (NO_DUPLICATE_TRADE_IDS, TIMESTAMPS_INSIDE_DAY["trades"], PRICES_POSITIVE["trades"])),
-        *(_crypto_check("crypto_bars_1m", rule, crypto_partitions)
-          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], PRICES_POSITIVE["bars_1m"])),
+        *(_crypto_check("crypto_bars_1m", rule, crypto_partitions) for rule in CRYPTO_BAR_RULES),
         *(_crypto_check("binance_dump_trades", rule, binance_dump_partitions)
           for rule in (NO_DUPLICATE_TRADE_IDS, TIMESTAMPS_INSIDE_DAY["trades"], PRICES_POSITIVE["trades"])),
-        *(_crypto_check("binance_dump_bars_1m", rule, binance_dump_partitions)
-          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], PRICES_POSITIVE["bars_1m"])),
-        *(_stock_check("a_share_bars_1m", rule, "TUSHARE", a_share_days)
-          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"])),
+        *(_crypto_check("binance_dump_bars_1m", rule, binance_dump_partitions) for rule in CRYPTO_BAR_RULES),
+        *(_stock_check("a_share_bars_1m", rule, "TUSHARE", a_share_days) for rule in STOCK_BAR_RULES),
         *(_stock_check("a_share_daily_bars", rule, "TUSHARE", a_share_days)
-          for rule in (BARS_CONSISTENT["daily_bars"], TIMESTAMPS_INSIDE_DAY["daily_bars"])),
-        *(_stock_check("yahoo_bars_1m", rule, "YAHOO", yahoo_days)
-          for rule in (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"])),
+          for rule in (BARS_CONSISTENT["daily_bars"], TIMESTAMPS_INSIDE_DAY["daily_bars"],
+                       UNIT_STEP_REVERTS["daily_bars"])),
+        *(_stock_check("yahoo_bars_1m", rule, "YAHOO", yahoo_days) for rule in STOCK_BAR_RULES),
         _book_check(),
     ]

@@ -20,9 +20,12 @@ class Rule:
     name: str
     dataset: str
     description: str
-    # SELECT load_id, <shown columns> over `{table}` restricted by `{scope}` (a load_id subquery);
-    # load_id places a violation in its partition and is left out of the sample
+    # SELECT load_id, <shown columns> over `{table}` restricted by `{scope}` (a load_id subquery;
+    # `{neighbours}`: the active loads of the same instruments within a month of the scope's days,
+    # for rules that look at a series); load_id places a violation in its partition and is left
+    # out of the sample
     violations: str
+    severity: str = "ERROR"  # or "WARN": something to look at, not proof of a bad load
 
 
 NO_DUPLICATE_TRADE_IDS = Rule(
@@ -49,6 +52,43 @@ BARS_CONSISTENT = {dataset: Rule(
     "bar_high_low_consistent", dataset, "high >= max(open, close) and low <= min(open, close).",
     "SELECT load_id, venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "
     "AND (high < greatest(open, close) OR low > least(open, close))")
+    for dataset in ("bars_1m", "daily_bars")}
+
+
+# A 1-minute bar table holds 1-minute bars: stamped on the minute, and a day of them has bars one
+# minute apart. A slice whose bars (ten or more) are never closer than two minutes is another
+# interval's body (1h klines answered to a 1m request) even when every stamp is on the minute.
+ON_THE_MINUTE_GRID = Rule(
+    "bars_on_the_1m_grid", "bars_1m",
+    "Bars are stamped on the minute, and a day of ten or more bars has bars one minute apart (not "
+    "another interval's body).",
+    "SELECT load_id, venue, instrument, day, count() AS bars, countIf(toStartOfMinute(ts) != ts) AS off_the_minute, "
+    "min(gap_s) AS smallest_gap_s FROM (SELECT load_id, venue, instrument, day, ts, if(row_number() OVER w = 1, "
+    "NULL, dateDiff('second', lagInFrame(ts) OVER w, ts)) AS gap_s FROM {table} WHERE load_id IN ({scope}) "
+    "WINDOW w AS (PARTITION BY load_id ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)) "
+    "GROUP BY load_id, venue, instrument, day HAVING off_the_minute > 0 OR (bars >= 10 AND smallest_gap_s > 60)")
+
+# A price stepping by ~100x and stepping back later is a unit error (pence quoted as pounds for a
+# stretch, cents as dollars); a 100x move that stays is left alone. Over each instrument's series of
+# active bars (its neighbouring days too), between consecutive jumps in opposite directions.
+_JUMP = "(ratio BETWEEN 80 AND 125 OR ratio BETWEEN 0.008 AND 0.0125)"
+UNIT_STEP_REVERTS = {dataset: Rule(
+    "no_unit_step", dataset,
+    "No close steps by ~100x (or ~1/100) and back later: a stretch quoted in another unit (pence as pounds).",
+    "SELECT load_id, venue, instrument, ts AS jump_at, prev_close, close, round(ratio, 4) AS ratio, "
+    "stretch_from, stretch_until FROM ("
+    "SELECT *, leadInFrame(ratio) OVER j AS next_ratio, lagInFrame(ratio) OVER j AS prev_ratio, "
+    "leadInFrame(ts) OVER j AS next_ts, lagInFrame(ts) OVER j AS prev_ts, "
+    "if(next_ratio != 0 AND (ratio > 1) != (next_ratio > 1), ts, prev_ts) AS stretch_from, "
+    "if(next_ratio != 0 AND (ratio > 1) != (next_ratio > 1), next_ts, ts) AS stretch_until FROM ("
+    "SELECT load_id, venue, instrument, ts, close, lagInFrame(close) OVER s AS prev_close, "
+    "if(prev_close > 0, close / prev_close, 0) AS ratio FROM {table} WHERE load_id IN ({neighbours}) "
+    "WINDOW s AS (PARTITION BY venue, instrument ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)) "
+    f"WHERE {_JUMP} "
+    "WINDOW j AS (PARTITION BY venue, instrument ORDER BY ts ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING)) "
+    "WHERE load_id IN ({scope}) AND ((next_ratio != 0 AND (ratio > 1) != (next_ratio > 1)) "
+    "OR (prev_ratio != 0 AND (ratio > 1) != (prev_ratio > 1)))",
+    severity="WARN")
     for dataset in ("bars_1m", "daily_bars")}
 
 
@@ -108,11 +148,16 @@ def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10
     """The rule's violations, the rows checked and a sample of the violations, by partition key: three
     queries whatever the number of partitions (two when nothing is violated). Partitions without
     an active load are left out."""
-    table_sql = f"{_db(database)}.`{spec_for(rule.dataset).table}`"
+    db, spec = _db(database), spec_for(rule.dataset)
+    table_sql = f"{db}.`{spec.table}`"
     loads = "SELECT load_id FROM scope"
     with_scope = f"WITH scope AS ({scope.sql}) "
+    checked = f"SELECT venue, instrument, day FROM {db}.active_loads WHERE load_id IN ({loads})"
+    neighbours = (f"SELECT load_id FROM {db}.active_loads WHERE kind = '{spec.code}' AND (venue, instrument) IN "
+                  f"(SELECT venue, instrument FROM ({checked})) AND day BETWEEN (SELECT min(day) - 31 FROM "
+                  f"({checked})) AND (SELECT max(day) + 31 FROM ({checked}))")
     by_partition = (f"{with_scope}SELECT s.partition_key AS partition_key, v.* EXCEPT (load_id) FROM "
-                    f"({rule.violations.format(table=table_sql, scope=loads)}) AS v "
+                    f"({rule.violations.format(table=table_sql, scope=loads, neighbours=neighbours)}) AS v "
                     "INNER JOIN scope AS s ON v.load_id = s.load_id")
 
     def per_partition(sql: str) -> dict[str, int]:
