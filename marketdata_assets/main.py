@@ -11,7 +11,7 @@ show up in the UI that `make run` serves next:
    ALPHA_API_ACCOUNTS (one run each, as the schedule does), then the import, the package drops and the packages run for the three months as one
    range run, with the eight checks;
 4. ticks: the configured crypto instruments are added as partitions, then: yesterday's (UTC)
-   trades and 1-minute bars of every instrument as one range run, a book snapshot of each, the A-share and Yahoo bars of the last weekday, and
+   trades and 1-minute bars of every instrument as one range run, a book snapshot of each, the A-share and Yahoo bars of the last trading day, and
    two Binance dump files of yesterday dropped into the dump landing area and loaded; with checks.
 The vendors are the replays of marketdata_assets.demo unless configured for real (MARKETDATA_DEMO).
 Run it again and the loads are skipped (same content already loaded): only the refreshes redo work.
@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from marketdata_assets import settings
+from marketdata_assets.lib import calendars
 from marketdata_assets.sensing import range_tags
 
 # Codes with their names, and the layouts they are dropped in (the variants seen in real files).
@@ -79,11 +80,10 @@ def checks_of(defs: dg.Definitions, assets: list) -> list:
     return [c for c in defs.asset_checks or [] if {spec.asset_key for spec in c.check_specs} <= keys]
 
 
-def last_weekday(tz: str) -> date:
-    day = datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= timedelta(days=1)
-    return day
+def last_trading_day(venue: str) -> date:
+    """The venue's last trading day before today (its own time zone), from its calendar."""
+    today = datetime.now(ZoneInfo(calendars.venue_timezone(venue))).date()
+    return calendars.trading_days(venue, today - timedelta(days=20), today - timedelta(days=1))[-1]
 
 
 DUMP_INSTRUMENTS = ("BTCUSDT", "ETHUSDT")
@@ -115,7 +115,7 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
         return {"dagster/asset_partition_range_start": f"{day}|{first}",
                 "dagster/asset_partition_range_end": f"{day}|{last}"}
 
-    a_share_day, yahoo_day = last_weekday("Asia/Shanghai"), last_weekday("America/New_York")
+    a_share_day, yahoo_day = last_trading_day("SSE"), last_trading_day("NYSE")
     return [
         (f"crypto trades + 1m bars {yesterday}", ticks + [keys("crypto_trades", "crypto_bars_1m")],
          day_range(yesterday, instruments[0], instruments[-1]), None),

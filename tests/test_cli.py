@@ -56,7 +56,7 @@ def test_ingest_on_the_replays_is_a_dagster_run_with_its_checks(cli_env, monkeyp
                         "--start-date", "2025-06-05", "--end-date", "2025-06-06", "--workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ok] A-share bars 2025-06-05..2025-06-06 (2): 2 assets, 2 partitions" in result.stdout
-    assert "14/14 checks passed" in result.stdout  # (4 minute-bar + 3 daily-bar checks) x 2 days
+    assert "16/16 checks passed" in result.stdout  # (5 minute-bar + 3 daily-bar checks) x 2 days
     (run,) = runs(cli_env)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (

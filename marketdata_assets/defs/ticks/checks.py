@@ -10,7 +10,7 @@ ClickHouse query per measure for the whole range, grouped by partition).
 """
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -32,6 +32,7 @@ from marketdata_assets.defs.ticks.partitions import (
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks.checks import (
     BARS_CONSISTENT,
+    MINUTES_COMPLETE,
     NO_DUPLICATE_TRADE_IDS,
     ON_THE_MINUTE_GRID,
     PRICES_POSITIVE,
@@ -42,9 +43,12 @@ from marketdata_assets.lib.ticks.checks import (
     Scope,
     count,
     latest_book_scope,
+    minute_grid,
     slice_scope,
     source_scope,
 )
+from marketdata_assets.lib.ticks.sources.tushare import feeds as tushare_feeds
+from marketdata_assets.lib.ticks.sources.yahoo import feeds as yahoo_feeds
 from marketdata_assets.resources import ClickHouseResource
 
 
@@ -59,28 +63,39 @@ def _targets(instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[st
             for r in records}
 
 
+def record(context: dg.AssetCheckExecutionContext, outcomes: Mapping[str, tuple[bool, dict, str]],
+           severity: str = "ERROR") -> Iterator:
+    """The check's (empty) output, then one evaluation per partition of the run (a range run too):
+    `outcomes[partition key]` = (passed, metadata, description). A returned AssetCheckResult would
+    carry no partition when the run has several."""
+    (spec,) = context.check_specs
+    keys = [str(k) for k in context.partition_keys]
+    targets = _targets(context.instance, spec.asset_key, keys)
+    yield dg.Output(None)
+    for key in keys:
+        passed, metadata, description = outcomes[key]
+        yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=spec.name,
+                                      passed=passed, metadata=metadata,
+                                      target_materialization_data=targets.get(key),
+                                      severity=dg.AssetCheckSeverity(severity), description=description,
+                                      blocking=spec.blocking, partition=key)
+
+
 def evaluate(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource, rule: Rule, scope: Scope,
              checked: Callable[[str], str] = str) -> Iterator:
-    """The check's (empty) output, then one evaluation per partition of the run (a range run too):
-    the rule's violations in that partition's loads, with a sample in the metadata. A returned
-    AssetCheckResult would carry no partition when the run has several."""
-    (spec,) = context.check_specs
+    """`record` of the rule's violations in each partition's loads, with a sample in the metadata."""
     keys = [str(k) for k in context.partition_keys]
     with clickhouse.get_client() as client:
         results = count(client, clickhouse.database, rule, scope)
-    targets = _targets(context.instance, spec.asset_key, keys)
-    yield dg.Output(None)
+    outcomes = {}
     for key in keys:
         result = results.get(key, RuleResult())
         metadata = {"violations": result.violations, "rows_checked": result.rows_checked,
                     "checked": checked(key), "rule": rule.description}
         if result.sample:
             metadata["sample"] = dg.MetadataValue.md(table(result.sample_columns, result.sample))
-        yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=spec.name,
-                                      passed=result.violations == 0, metadata=metadata,
-                                      target_materialization_data=targets.get(key),
-                                      severity=dg.AssetCheckSeverity(rule.severity), description=rule.description,
-                                      blocking=spec.blocking, partition=key)
+        outcomes[key] = (result.violations == 0, metadata, rule.description)
+    yield from record(context, outcomes, rule.severity)
 
 
 def _crypto_check(asset: str, rule: Rule, partitions_def) -> dg.AssetChecksDefinition:
@@ -95,9 +110,11 @@ def _crypto_check(asset: str, rule: Rule, partitions_def) -> dg.AssetChecksDefin
 def _stock_check(asset: str, rule: Rule, source: str, partitions_def) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=rule.name, description=rule.description, partitions_def=partitions_def)
     def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
-        days = days_of(context.partition_keys)
-        yield from evaluate(context, clickhouse, rule, source_scope(clickhouse.database, rule.dataset, source,
-                                                                    days))
+        scope = source_scope(clickhouse.database, rule.dataset, source, days_of(context.partition_keys))
+        if rule is MINUTES_COMPLETE:
+            with clickhouse.get_client() as client:
+                scope = minute_grid(client, clickhouse.database, scope, SESSION_BAR_OPENS[source])
+        yield from evaluate(context, clickhouse, rule, scope)
 
     return check
 
@@ -116,9 +133,12 @@ def _book_check() -> dg.AssetChecksDefinition:
     return check
 
 
-STOCK_BAR_RULES = (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], ON_THE_MINUTE_GRID,
-                   UNIT_STEP_REVERTS["bars_1m"])
-CRYPTO_BAR_RULES = (*STOCK_BAR_RULES, PRICES_POSITIVE["bars_1m"])
+BAR_RULES = (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], ON_THE_MINUTE_GRID,
+             UNIT_STEP_REVERTS["bars_1m"])
+CRYPTO_BAR_RULES = (*BAR_RULES, PRICES_POSITIVE["bars_1m"])
+STOCK_BAR_RULES = (*BAR_RULES, MINUTES_COMPLETE)
+# each stock source's bar convention: the bar opens a full day has (lib.calendars underneath)
+SESSION_BAR_OPENS = {"TUSHARE": tushare_feeds.session_bar_opens, "YAHOO": yahoo_feeds.session_bar_opens}
 
 # Partitioned asset checks are a preview feature of Dagster 1.13 (checked: context.partition_keys
 # is the run's keys, single partitions and ranges; an evaluation yielded with its partition is

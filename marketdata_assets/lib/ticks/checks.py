@@ -6,9 +6,9 @@ returns, per partition, the violations, the rows checked and a sample."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.ticks.engine import SliceKey
@@ -92,6 +92,50 @@ UNIT_STEP_REVERTS = {dataset: Rule(
     for dataset in ("bars_1m", "daily_bars")}
 
 
+# Every minute of the venue's sessions (lib.calendars) is there, for each instrument-day a stock
+# source loaded: `grid_keys` ('VENUE|YYYY-MM-DD') and `grid_minutes` (that day's expected bar opens,
+# epoch seconds) are the query parameters `minute_grid` adds. A day's missing minutes beyond the
+# rows the parser dropped for a documented reason (a null minute: no trade) fail it, and so do bars
+# outside the sessions or on a non-trading day. A day with no bars at all (a suspended instrument;
+# its load holds 0 rows) is not a violation.
+_EXPECTED = "{{grid_minutes:Array(Array(Int64))}}[indexOf({{grid_keys:Array(String)}}, concat(venue, '|', toString(day)))]"
+_AS_TIMES = "arrayMap(x -> toDateTime(x, 'UTC'), arraySlice({}, 1, 5))"
+MINUTES_COMPLETE = Rule(
+    "minutes_complete", "bars_1m",
+    "Every trading day has every session minute (beyond null minutes the parser dropped and counted), "
+    "and no bar lies outside the sessions.",
+    "SELECT load_id, venue, instrument, day, length(expected) AS expected_bars, bars, "
+    f"length(missing) AS missing_bars, {_AS_TIMES.format('missing')} AS first_missing, explained_by_drops, "
+    f"length(outside) AS off_session, {_AS_TIMES.format('outside')} AS first_off_session FROM ("
+    "SELECT l.load_id AS load_id, l.venue AS venue, l.instrument AS instrument, l.day AS day, l.expected AS expected, "
+    "b.bars AS bars, d.explained AS explained_by_drops, arrayFilter(x -> NOT has(b.got, x), expected) AS missing, "
+    "arrayFilter(x -> NOT has(expected, x), b.got) AS outside "
+    f"FROM (SELECT load_id, venue, instrument, day, {_EXPECTED} AS expected FROM {{db}}.active_loads "
+    "WHERE load_id IN ({scope}) AND has({{grid_keys:Array(String)}}, concat(venue, '|', toString(day)))) AS l "
+    "LEFT JOIN (SELECT load_id, count() AS bars, groupArray(toUnixTimestamp(ts)) AS got FROM {table} "
+    "WHERE load_id IN ({scope}) GROUP BY load_id) AS b ON l.load_id = b.load_id "
+    "LEFT JOIN (SELECT load_id, max(dropped['null_rows'] + dropped['partial_rows']) AS explained FROM "
+    "{db}.ingest_log WHERE load_id IN ({scope}) GROUP BY load_id) AS d ON l.load_id = d.load_id) "
+    "WHERE bars > 0 AND (length(missing) > explained_by_drops OR length(outside) > 0)")
+
+
+def minute_grid(client, database: str, scope: Scope, expected: Callable[[str, date], list[datetime]]) -> Scope:
+    """`scope` with the parameters `MINUTES_COMPLETE` reads: `expected(venue, day)`, the bar opens a
+    full day has, for each venue-day the scope holds; a venue without a calendar (or a day outside
+    it) is left out of the check."""
+    rows = client.query(f"WITH scope AS ({scope.sql}) SELECT DISTINCT venue, day FROM {_db(database)}.active_loads "
+                        "WHERE load_id IN (SELECT load_id FROM scope)", parameters=scope.params).result_rows
+    keys, minutes = [], []
+    for venue, day in rows:
+        try:
+            opens = expected(venue, day)
+        except ValueError:  # no calendar for the venue, or a day outside it
+            continue
+        keys.append(f"{venue}|{day.isoformat()}")
+        minutes.append([int(t.timestamp()) for t in opens])
+    return Scope(scope.sql, {**scope.params, "grid_keys": keys, "grid_minutes": minutes})
+
+
 def _db(database: str) -> str:
     return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
@@ -157,7 +201,7 @@ def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10
                   f"(SELECT venue, instrument FROM ({checked})) AND day BETWEEN (SELECT min(day) - 31 FROM "
                   f"({checked})) AND (SELECT max(day) + 31 FROM ({checked}))")
     by_partition = (f"{with_scope}SELECT s.partition_key AS partition_key, v.* EXCEPT (load_id) FROM "
-                    f"({rule.violations.format(table=table_sql, scope=loads, neighbours=neighbours)}) AS v "
+                    f"({rule.violations.format(table=table_sql, scope=loads, neighbours=neighbours, db=db)}) AS v "
                     "INNER JOIN scope AS s ON v.load_id = s.load_id")
 
     def per_partition(sql: str) -> dict[str, int]:

@@ -438,11 +438,12 @@ class _FeedRun:
             self._settle(key, "failed", error_text(error, str(key)), writes)
 
     def _note(self, job: Job, notes: FetchNotes) -> None:
-        """A fetch's drops count on its first slice of the instrument (a fetch of several days cannot
-        always tell which day a dropped row was meant for); its conversions apply to every slice."""
+        """A fetch's drops count on the slice of the dropped row's day where the parser knows it,
+        else on its first slice of the instrument; its conversions apply to every slice."""
         seen: set[str] = set()
         for key in job.keys:
             outcome = self.outcomes[key]
+            outcome.dropped.update(notes.dropped_on.get((key.instrument, key.day), {}))
             if key.instrument not in seen:
                 seen.add(key.instrument)
                 outcome.dropped.update(notes.dropped.get(key.instrument, {}))

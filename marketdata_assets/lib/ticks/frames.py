@@ -23,7 +23,7 @@ import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -97,7 +97,7 @@ FLOAT = "Float64 CODEC(ZSTD(1))"
 class Dataset:
     """A dataset: its name, the normalized frame it is written as, and its ClickHouse table."""
 
-    name: str                      # trades | books | bars_1m | daily_bars
+    name: str                      # trades | books | bars_1m | daily_bars | agg_trades | klines_<interval>
     code: str                      # its key in loads.kind / ingest_log.kind (the store's first names)
     table: str
     schema: dict                   # the Polars frame contract (lib.ticks.frames)
@@ -174,7 +174,14 @@ DAILY = Dataset(
     order_by=("venue", "instrument", "ts"),
     key="ts",
 )
-DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY)}
+# data.binance.vision archives (lib.ticks.sources.binance.archives): aggregate trades apart from the
+# individual ones (`seq` is the aggregate id), and the daily files' kline intervals other than 1m, a
+# table each (`klines_1h`, ...: `bars_1d_v` is already the daily bars made from trades).
+AGG_TRADES = replace(TRADES, name="agg_trades", code="agg_trades", table="agg_trades")
+KLINE_INTERVALS = ("1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+KLINES = {interval: replace(BARS, name=f"klines_{interval}", code=f"klines_{interval}", table=f"klines_{interval}")
+          for interval in KLINE_INTERVALS}
+DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES, *KLINES.values())}
 
 
 def spec_for(dataset: str) -> Dataset:
@@ -394,17 +401,21 @@ DROP_REASONS: dict[str, str] = {
 
 @dataclass
 class FetchNotes:
-    """One fetch's drops (instrument -> reason -> rows) and unit conversions (instrument ->
-    descriptions), collected while the engine runs it inside `noting()`."""
+    """One fetch's drops (instrument -> reason -> rows; by (instrument, UTC day) where the parser
+    knows the dropped row's day) and unit conversions (instrument -> descriptions), collected while
+    the engine runs it inside `noting()`."""
 
     dropped: dict[str, Counter] = dataclasses.field(default_factory=dict)
+    dropped_on: dict[tuple[str, date], Counter] = dataclasses.field(default_factory=dict)
     conversions: dict[str, dict[str, None]] = dataclasses.field(default_factory=dict)  # an ordered set
 
-    def drop(self, instrument: str, reason: str, rows: int = 1) -> None:
+    def drop(self, instrument: str, reason: str, rows: int = 1, day: date | None = None) -> None:
         if reason not in DROP_REASONS:
             raise ValueError(f"{reason!r} is not a documented drop reason ({sorted(DROP_REASONS)})")
         if rows:
-            self.dropped.setdefault(instrument, Counter())[reason] += rows
+            counter = self.dropped_on.setdefault((instrument, day), Counter()) if day else \
+                self.dropped.setdefault(instrument, Counter())
+            counter[reason] += rows
 
     def convert(self, instrument: str, description: str) -> None:
         self.conversions.setdefault(instrument, {})[description] = None
@@ -423,10 +434,11 @@ def noting(notes: FetchNotes) -> Iterator[FetchNotes]:
         _fetch_notes.reset(token)
 
 
-def note_dropped(instrument: str, reason: str, rows: int = 1) -> None:
-    """Count `rows` of `instrument` dropped for `reason` on the running fetch (if any)."""
+def note_dropped(instrument: str, reason: str, rows: int = 1, day: date | None = None) -> None:
+    """Count `rows` of `instrument` dropped for `reason` on the running fetch (if any), on the
+    slice of `day` when the parser knows it."""
     if (notes := _fetch_notes.get()) is not None:
-        notes.drop(instrument, reason, rows)
+        notes.drop(instrument, reason, rows, day)
 
 
 def note_conversion(instrument: str, description: str) -> None:
@@ -441,14 +453,15 @@ _QUALITY_DROPS = {"null_rows": "null_rows", "null_minutes": "null_rows", "partia
                   "duplicates": "duplicates", "outside": "outside_window"}
 
 
-def count_quality(quality: dict[str, Counter], instrument: str, counts: dict[str, int]) -> None:
+def count_quality(quality: dict[str, Counter], instrument: str, counts: dict[str, int], *,
+                  note: bool = True) -> None:
     """Add `counts` to a client's per-instrument quality counters; the dropped rows among them are
-    noted on the running fetch too."""
+    noted on the running fetch too (`note=False`: the parser noted them by day itself)."""
     counter = quality.setdefault(instrument, Counter())
     for key, value in counts.items():
         if value:
             counter[key] += value
-            if key in _QUALITY_DROPS:
+            if note and key in _QUALITY_DROPS:
                 note_dropped(instrument, _QUALITY_DROPS[key], value)
 
 

@@ -5,13 +5,21 @@ trade days (241 bars a day, 8000 rows an answer), `daily` for up to 100 codes at
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 
+from marketdata_assets.lib import calendars
 from marketdata_assets.lib.ticks.engine import Feed, Job, SliceKey
 
 SOURCE = "TUSHARE"
 BLOCK_DAYS = 20        # stk_mins: 241 bars a day, 8000 rows an answer
 DAILY_ROWS = 5000      # codes x days per `daily` request (the API answers at most 6000 rows)
 DAILY_CODES = 100
+
+
+def session_bar_opens(venue: str, day: date) -> list[datetime]:
+    """The bar opens (UTC) a full `stk_mins` day has: labelled by their end with the 09:30 opening
+    auction bar, 241 (stored one minute earlier, as opens: 09:29, 09:30..11:29, 13:00..14:59)."""
+    return [t - timedelta(minutes=1) for t in calendars.session_minutes(venue, day, label="end", call_auction=True)]
 
 
 async def _minutes(api, job: Job):

@@ -52,6 +52,7 @@ from marketdata_assets.lib.ticks.frames import (
     as_utc,
     count_quality,
     note_conversion,
+    note_dropped,
     nulls_in,
 )
 
@@ -186,6 +187,7 @@ class ChartData:
     denoised: int = 0  # prices snapped from float32 noise
     no_currency: int = 0  # answers without meta.currency where the unit does not depend on it
     requests: int = 0
+    dropped_on: Counter = field(default_factory=Counter)  # (DROP_REASONS reason, UTC day) -> rows dropped
 
     def counts(self) -> dict[str, int]:
         return {"null_minutes": self.null_minutes, "partial_rows": self.partial_rows,
@@ -326,15 +328,18 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
                 data.null_minutes += 1
             else:
                 data.partial_rows += 1
+            data.dropped_on[(dropped, day)] += 1
             continue
         minute = epoch - epoch % 60
         if minute != epoch:
             data.off_minute += 1
         if (start is not None and minute < start) or (end is not None and minute >= end):
             data.outside += 1
+            data.dropped_on[("outside_window", day)] += 1
             continue
         if minute in seen:
             data.duplicates += 1
+            data.dropped_on[("duplicates", day)] += 1
             continue
         seen.add(minute)
         ts_out.append(minute)
@@ -378,6 +383,7 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
                               source=PROVIDER)
     frame = pl.concat([p.frame for p in parts], how="vertical")
     before = frame.height
+    days_before = Counter(frame["ts"].dt.date().to_list())
     frame = frame.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
     merged = ChartData(instrument=instrument, frame=frame, currency=first.currency, quote_currency=first.quote_currency,
                        price_divisor=first.price_divisor, exchange=first.exchange, timezone=first.timezone,
@@ -385,7 +391,12 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
     for name in ("null_minutes", "partial_rows", "off_minute", "duplicates", "outside", "denoised", "no_currency",
                  "requests"):
         setattr(merged, name, sum(getattr(p, name) for p in parts))
+    for part in parts:
+        merged.dropped_on.update(part.dropped_on)
     merged.duplicates += before - frame.height
+    if before > frame.height:  # overlapping chunks: the repeats, by day
+        days_before.subtract(Counter(frame["ts"].dt.date().to_list()))
+        merged.dropped_on.update({("duplicates", day): n for day, n in days_before.items() if n})
     return merged
 
 
@@ -482,7 +493,9 @@ class YahooChartClient(ApiClient):
         the currency, exchange and drop counts."""
         parts = [await self.chart(instrument, p1, p2) for p1, p2 in self.windows(start, end, instrument)]
         data = merge_chart_data(parts, instrument)
-        self._count(instrument, requests=data.requests, **data.counts())
+        count_quality(self.quality, instrument, {"requests": data.requests, **data.counts()}, note=False)
+        for (reason, day), rows in data.dropped_on.items():
+            note_dropped(instrument, reason, rows, day)
         if data.null_minutes or data.partial_rows:
             log.info("%s %s: dropped %d null minutes and %d partially null rows", PROVIDER, instrument,
                      data.null_minutes, data.partial_rows)

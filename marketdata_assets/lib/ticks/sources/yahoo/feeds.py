@@ -4,11 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 
+from marketdata_assets.lib import calendars
 from marketdata_assets.lib.ticks.engine import Feed, Job, SliceKey
 from marketdata_assets.lib.ticks.frames import day_window
 
 SOURCE = "YAHOO"
+
+
+def session_bar_opens(venue: str, day: date) -> list[datetime]:
+    """The bar opens (UTC) a full chart day has on the exchange Yahoo names (`venue`): labelled by
+    their start, 09:30..15:59 New York time on a full XNYS day; ValueError without a calendar."""
+    return calendars.session_minutes(venue, day, label="start")
 
 
 async def _fetch(api, job: Job):
