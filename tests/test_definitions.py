@@ -8,13 +8,17 @@ import dagster as dg
 # ingest assets -> the checks each must have (a check the refactor drops would go unnoticed otherwise)
 TICKS_CHECKS = {
     "crypto_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive"},
-    "crypto_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive"},
+    "crypto_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive", "bars_on_the_1m_grid",
+                       "no_unit_step"},
     "binance_dump_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive"},
-    "binance_dump_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive"},
+    "binance_dump_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive",
+                             "bars_on_the_1m_grid", "no_unit_step"},
     "crypto_book_snapshots": {"prices_positive"},
-    "a_share_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day"},
-    "a_share_daily_bars": {"bar_high_low_consistent", "timestamps_inside_day"},
-    "yahoo_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day"},
+    "a_share_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "bars_on_the_1m_grid", "no_unit_step",
+                        "minutes_complete"},
+    "a_share_daily_bars": {"bar_high_low_consistent", "timestamps_inside_day", "no_unit_step"},
+    "yahoo_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "bars_on_the_1m_grid", "no_unit_step",
+                      "minutes_complete"},
 }
 
 
@@ -45,3 +49,29 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     assert {job.name for job in repo.get_all_jobs()} >= {"crypto_ticks_job", "binance_dumps_job", "a_share_ticks_job",
                                                        "tick_compaction_job"}
     assert {s.name for s in repo.sensor_defs} >= {"binance_dump_files", "crypto_instruments_from_config"}
+
+
+def test_every_asset_a_schedule_keeps_fresh_has_a_freshness_deadline_after_its_run():
+    """The assets loaded on a cadence carry a cron freshness policy whose deadline follows their
+    schedule's run, and the instance evaluates freshness (a late or failed partition shows as such)."""
+    from pathlib import Path
+
+    import yaml
+
+    from marketdata_assets.definitions import defs
+    from marketdata_assets.settings import INSTANCE_YAML
+
+    graph = defs().resolve_asset_graph()
+    schedules = {s.name: s for s in defs().schedules}
+    expected = {"crypto_trades": "crypto_ticks_daily", "crypto_bars_1m": "crypto_ticks_daily",
+                "a_share_bars_1m": "a_share_after_close", "a_share_daily_bars": "a_share_after_close",
+                "yahoo_bars_1m": "yahoo_after_close", "alpha_files": "alpha_fetch_daily"}
+    for asset, schedule in expected.items():
+        policy = graph.get(dg.AssetKey(asset)).freshness_policy
+        assert isinstance(policy, dg.FreshnessPolicy), asset
+        run_at = schedules[schedule].cron_schedule.split()
+        deadline = policy.deadline_cron.split()
+        assert policy.timezone == schedules[schedule].execution_timezone, asset
+        # the deadline is later in the day than the run (both crons fire at a fixed time of day)
+        assert (int(deadline[1]), int(deadline[0])) > (int(run_at[1]), int(run_at[0])), (asset, deadline, run_at)
+    assert yaml.safe_load(Path(INSTANCE_YAML).read_text())["freshness"] == {"enabled": True}

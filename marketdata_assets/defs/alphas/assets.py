@@ -76,6 +76,9 @@ def alpha_store(context: dg.AssetExecutionContext, alpha_store: AlphaStoreResour
 
 @dg.asset(group_name=GROUP, partitions_def=alpha_months_by_account, pool=pools.ALPHA_API, kinds={"api", "json"},
           backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+          # alpha_fetch_daily runs at 06:30 New York: today's files by 09:00
+          freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="0 9 * * *", lower_bound_delta=timedelta(hours=3),
+                                                   timezone="America/New_York"),
           retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL))
 def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) -> dg.MaterializeResult:
     """Every alpha an account created in the month, as its own JSON file in the landing area:

@@ -12,7 +12,12 @@ from collections.abc import Iterator
 import dagster as dg
 
 from marketdata_assets import pools
-from marketdata_assets.defs.ticks.partitions import crypto_instruments, crypto_partitions, slice_keys
+from marketdata_assets.defs.ticks.partitions import (
+    FRESHNESS,
+    crypto_instruments,
+    crypto_partitions,
+    slice_keys,
+)
 from marketdata_assets.defs.ticks.resources import CryptoVenueResource, load_providers_config
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
@@ -117,9 +122,11 @@ def _metadata(report: IngestReport, dataset: str) -> dict:
 def _specs() -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec("crypto_trades", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+                     freshness_policy=FRESHNESS["crypto"],
                      description="Trades of Binance spot (aggregate trades), OKX and Deribit per UTC day and "
                                  "instrument, normalized, in ClickHouse `trades` (read: trades_v, trades_range)."),
         dg.AssetSpec("crypto_bars_1m", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+                     freshness_policy=FRESHNESS["crypto"],
                      description="The venues' own 1-minute bars per UTC day and instrument, in ClickHouse "
                                  "`bars_1m` (read: bars_1m_v, bars_1m_range)."),
     ]

@@ -21,7 +21,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -67,3 +67,17 @@ def slice_keys(partition_keys, datasets) -> list[SliceKey]:
 def days_of(partition_keys) -> list[date]:
     """The days of a daily-partitioned run, in order."""
     return sorted({date.fromisoformat(str(key)) for key in partition_keys})
+
+
+# Freshness (shown in the UI, evaluated by the daemon with `freshness: enabled` in dagster.yaml): each
+# dataset with a cadence is materialized by its deadline, after its schedule's run (schedules.py).
+FRESHNESS = {
+    # crypto days close at 00:00 UTC; crypto_ticks_daily runs at 00:30
+    "crypto": dg.FreshnessPolicy.cron(deadline_cron="0 2 * * *", lower_bound_delta=timedelta(hours=24)),
+    # the session ends 15:00 Beijing; a_share_after_close runs at 15:30 on weekdays
+    "a_share": dg.FreshnessPolicy.cron(deadline_cron="0 18 * * 1-5", lower_bound_delta=timedelta(hours=4),
+                                       timezone="Asia/Shanghai"),
+    # the regular session ends 16:00 New York; yahoo_after_close runs at 17:30 on weekdays
+    "yahoo": dg.FreshnessPolicy.cron(deadline_cron="0 20 * * 1-5", lower_bound_delta=timedelta(hours=4),
+                                     timezone="America/New_York"),
+}

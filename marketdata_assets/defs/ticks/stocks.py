@@ -11,7 +11,7 @@ import dagster as dg
 
 from marketdata_assets import pools
 from marketdata_assets.defs.ticks.assets import GROUP, IngestConfig, engine, materialize, planned, tick_store
-from marketdata_assets.defs.ticks.partitions import a_share_days, days_of, yahoo_days
+from marketdata_assets.defs.ticks.partitions import FRESHNESS, a_share_days, days_of, yahoo_days
 from marketdata_assets.defs.ticks.resources import TushareResource, YahooResource, load_providers_config
 from marketdata_assets.lib.identifiers import symbol_key
 from marketdata_assets.lib.ticks.engine import IngestReport, SliceKey, day_blocks
@@ -39,9 +39,11 @@ def universe(config: StockBarsConfig, default, normalize) -> list[str]:
 def _a_share_specs() -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec("a_share_bars_1m", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+                     freshness_policy=FRESHNESS["a_share"],
                      description="A-share 1-minute bars (Tushare stk_mins; 241 a day, ts = bar open in UTC) of the "
                                  "whole universe per China trading day, in ClickHouse `bars_1m` (venues SSE, SZSE, BSE)."),
         dg.AssetSpec("a_share_daily_bars", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+                     freshness_policy=FRESHNESS["a_share"],
                      description="A-share daily bars (Tushare daily: volume in shares, amount in yuan, pre_close) per "
                                  "China trading day, in ClickHouse `daily_bars` (read: daily_bars_v, daily_bars_range)."),
     ]
@@ -70,7 +72,7 @@ def a_share_ticks(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
 
 
 @dg.asset(group_name=GROUP, partitions_def=yahoo_days, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[tick_store], pool=pools.YAHOO, kinds={"clickhouse", "polars"})
+          deps=[tick_store], pool=pools.YAHOO, kinds={"clickhouse", "polars"}, freshness_policy=FRESHNESS["yahoo"])
 def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, clickhouse: ClickHouseResource,
                   yahoo: YahooResource):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the
