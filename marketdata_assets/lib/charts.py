@@ -111,3 +111,39 @@ def svg_markdown_image(svg: str, alt: str) -> str:
     """Markdown for an inline SVG image (a base64 data URI)."""
     encoded = base64.b64encode(svg.encode()).decode()
     return f"![{escape(alt)}](data:image/svg+xml;base64,{encoded})"
+
+
+def _shade(value: float | None) -> str:
+    """Red (0) through amber to green (1); grey where nothing is expected (a closed day)."""
+    if value is None:
+        return "#eeeeee"
+    v = min(1.0, max(0.0, value))
+    if v >= 0.999:
+        return "#2ca02c"
+    red, green = (214, 39, 40), (255, 191, 0)  # 0 -> red, just under 1 -> amber
+    return "#" + "".join(f"{round(a + (b - a) * v):02x}" for a, b in zip(red, green))
+
+
+def heatmap_svg(title: str, rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float | None]],
+                cell: int = 12, label_width: int = 150) -> str:
+    """A completeness grid: one row per label, one column per period, each cell shaded by its value
+    in [0, 1] (green complete, amber to red less, grey None: nothing expected), with a tooltip."""
+    width = label_width + cell * max(1, len(columns)) + PAD_RIGHT
+    height = PAD_TOP + cell * max(1, len(rows)) + 40
+    parts, _, _ = _panel(title, width, height)
+    if not rows or not columns:
+        return _empty(parts, height, "nothing yet")
+    for r, (label, line) in enumerate(zip(rows, values)):
+        y = PAD_TOP + r * cell
+        parts.append(f'<text x="{label_width - 4}" y="{y + cell - 2}" text-anchor="end">{escape(label)}</text>')
+        for c, (column, value) in enumerate(zip(columns, line)):
+            shown = "not expected" if value is None else f"{value:.1%}"
+            parts.append(f'<rect x="{label_width + c * cell}" y="{y}" width="{cell - 1}" height="{cell - 1}" '
+                         f'fill="{_shade(value)}"><title>{escape(label)} {escape(column)}: {shown}</title></rect>')
+    label_every = max(1, len(columns) // 6)
+    for c in range(0, len(columns), label_every):
+        parts.append(f'<text x="{label_width + c * cell}" y="{PAD_TOP + len(rows) * cell + 12}" fill="{AXIS}">'
+                     f'{escape(columns[c])}</text>')
+    parts.append(f'<text x="{label_width}" y="{height - 6}" fill="{AXIS}">green: complete, amber to red: less, '
+                 "grey: not expected (closed)</text></svg>")
+    return "".join(parts)

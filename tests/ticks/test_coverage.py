@@ -1,0 +1,63 @@
+"""The ticks coverage picture: stored 1-minute bars per instrument-day against a full day of the
+venue (24/7 crypto, the exchange's calendar), from the embedded ClickHouse to the heat map."""
+
+import base64
+import re
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import polars as pl
+
+from marketdata_assets.lib.ticks import clickhouse_tables as ct
+from marketdata_assets.lib.ticks import coverage as cov
+from marketdata_assets.lib.ticks import writer
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
+
+UTC = timezone.utc
+
+
+def minute_bars(venue: str, instrument: str, start: datetime, n: int) -> pl.DataFrame:
+    return pl.DataFrame({"ts": [start + timedelta(minutes=i) for i in range(n)], "venue": venue,
+                         "instrument": instrument, "open": 10.0, "high": 10.0, "low": 10.0, "close": 10.0,
+                         "volume": 1.0, "amount": 10.0, "trades": 1}, schema=BARS_SCHEMA)
+
+
+def test_expected_bars_follow_each_venue():
+    assert cov.expected_bars("BINANCE", date(2025, 10, 1)) == 1440  # crypto never closes
+    assert cov.expected_bars("SSE", date(2025, 10, 1)) is None  # National Day
+    assert cov.expected_bars("SSE", date(2025, 6, 5)) == 241  # Tushare's day, with the auction bar
+    assert cov.expected_bars("NMS", date(2024, 11, 29)) == 210  # the day after Thanksgiving: a half day
+
+
+def test_the_grid_rates_each_day_and_sorts_the_worst_first():
+    first, last = date(2025, 6, 4), date(2025, 6, 6)
+    stored = {("BINANCE", "BTCUSDT"): {first: 1440, date(2025, 6, 5): 720, last: 1440},
+              ("SSE", "600000.SH"): {date(2025, 6, 5): 241, last: 241}}
+    grid = cov.coverage(stored, first, last)
+    assert grid.rows == ["BINANCE:BTCUSDT", "SSE:600000.SH"]
+    assert grid.cells[0] == [1.0, 0.5, 1.0]
+    assert grid.cells[1] == [None, 1.0, 1.0]  # not collected before its first day
+    assert abs(grid.percent["BINANCE:BTCUSDT"] - 3600 / 4320) < 1e-9 and grid.percent["SSE:600000.SH"] == 1.0
+
+
+def test_the_asset_draws_what_the_store_holds(clickhouse):
+    from marketdata_assets.defs.ticks.coverage import ticks_coverage
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    start = datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC)
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+        writer.write_slice(client, clickhouse.database, "bars_1m", minute_bars("BINANCE", "BTCUSDT", start, 1440),
+                           "BINANCE", "BTCUSDT", yesterday, "test")
+        writer.write_slice(client, clickhouse.database, "bars_1m", minute_bars("OKX", "BTC-USDT", start, 360),
+                           "OKX", "BTC-USDT", yesterday, "test")
+    result = dg.materialize([ticks_coverage], resources={"clickhouse": clickhouse},
+                            run_config={"ops": {"ticks_coverage": {"config": {"days": 3}}}})
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    meta = event.materialization.metadata
+    assert meta["instruments"].value == 2 and meta["incomplete_instruments"].value == 1
+    assert meta["overall_percent"].value == 62.5  # (100% + 25%) / 2
+    assert "| OKX:BTC-USDT | 25.00 |" in meta["by_instrument"].value
+    svg = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", meta["heat_map"].value)[1]).decode()
+    assert "OKX:BTC-USDT" in svg and f"{yesterday:%m-%d}: 25.0%" in svg
