@@ -35,7 +35,7 @@ class ReplayedSource:
     """A source the demo can replay: which server answers it, and which variables mean "real"."""
 
     name: str
-    server: str  # alpha | crypto | stocks
+    server: str  # alpha | crypto | stocks | archive
     base_url_var: str
     real_if_set: tuple[str, ...] = ()  # besides the base URL (credentials)
 
@@ -47,6 +47,7 @@ SOURCES = (
     ReplayedSource("deribit", "crypto", "DERIBIT_BASE_URL"),
     ReplayedSource("tushare", "stocks", "TUSHARE_BASE_URL", ("TUSHARE_TOKEN",)),
     ReplayedSource("yahoo", "stocks", "YAHOO_BASE_URL"),
+    ReplayedSource("binance_archive", "archive", "BINANCE_ARCHIVE_BASE_URL"),
 )
 REPLAY_TUSHARE_TOKEN = "replay-token"
 
@@ -105,6 +106,7 @@ def serve(sources: list[ReplayedSource], host: str = "127.0.0.1", ports: dict[st
     """Start the servers the sources need (port 0: any free port) and set os.environ to them."""
     from marketdata_assets.lib.alphas.api import credential_vars, parse_account_names
     from marketdata_assets.replay.alpha_api import AlphaReplayServer, ReplayAccount, ReplayConfig
+    from marketdata_assets.replay.binance_archive import BinanceArchiveReplayServer, demo_config
     from marketdata_assets.replay.crypto import CryptoReplayServer
     from marketdata_assets.replay.stocks import StocksReplayServer
 
@@ -123,6 +125,8 @@ def serve(sources: list[ReplayedSource], host: str = "127.0.0.1", ports: dict[st
             host=host, port=ports.get("alpha", 0))
     if "crypto" in needed:
         replays.servers["crypto"] = CryptoReplayServer(host=host, port=ports.get("crypto", 0))
+    if "archive" in needed:
+        replays.servers["archive"] = BinanceArchiveReplayServer(demo_config(), host=host, port=ports.get("archive", 0))
     if "stocks" in needed:
         replays.servers["stocks"] = StocksReplayServer(host=host, port=ports.get("stocks", 0))
         if any(s.name == "tushare" for s in sources):
@@ -221,13 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     replay_parser = commands.add_parser("replays", help="serve every replay until SIGTERM (docker's demo profile)")
     replay_parser.add_argument("--host", default="127.0.0.1")
     replay_parser.add_argument("--advertise", help="host name the printed URLs use (default: --host)")
-    for name, default in (("alpha", 8701), ("crypto", 8702), ("stocks", 8703)):
+    for name, default in (("alpha", 8701), ("crypto", 8702), ("stocks", 8703), ("archive", 8704)):
         replay_parser.add_argument(f"--{name}-port", type=int, default=default)
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.host, args.port, serve_ui=not args.no_ui)
     replays = serve(list(SOURCES), args.host, {"alpha": args.alpha_port, "crypto": args.crypto_port,
-                                               "stocks": args.stocks_port}, advertise=args.advertise)
+                                               "stocks": args.stocks_port, "archive": args.archive_port},
+                    advertise=args.advertise)
     for name, value in sorted(replays.environ.items()):
         print(f"{name}={value}", flush=True)
     stop = threading.Event()

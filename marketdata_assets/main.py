@@ -129,6 +129,17 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
     ]
 
 
+def archive_steps(archives: list) -> list[tuple[str, list, dict, object]]:
+    """Yesterday's Binance archives (every configured dataset and instrument) from the replay."""
+    from marketdata_assets.defs.ticks.archives import ARCHIVE_ASSETS, INSTRUMENTS
+
+    yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
+    tags = {"dagster/asset_partition_range_start": f"{yesterday}|{INSTRUMENTS[0]}",
+            "dagster/asset_partition_range_end": f"{yesterday}|{INSTRUMENTS[-1]}"}
+    selection = [dg.AssetKey(a) for a in ARCHIVE_ASSETS.values()]
+    return [(f"Binance archives {yesterday}", archives + [selection], tags, None)]
+
+
 def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> list[tuple[str, list, dict, object]]:
     """(label, assets and checks, run tags, partition key) in dependency order. In a ticks step the
     last element of the assets list is the selection (asset keys) among the others."""
@@ -142,8 +153,11 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     alphas = _group(assets, "alphas")
     fetch = [a for a in alphas if dg.AssetKey("alpha_files") in a.keys]
     monthly_alphas = [a for a in alphas if a not in fetch]
+    unpartitioned = [a for a in assets if a.partitions_def is None]
+    stores = [a for a in unpartitioned if not any(a.asset_deps.values())]  # the tables and collections
+    upkeep = [a for a in unpartitioned if a not in stores]  # re-checks, compaction, coverage: of what is loaded
     steps = [
-        ("stores", [a for a in assets if a.partitions_def is None], {}, None),
+        ("stores", stores, {}, None),
         (f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}", bars + checks_of(defs, bars), _range_tags(months), None),
     ]
     steps += [(f"alpha files {month:%Y-%m} {account}", fetch, {},
@@ -154,8 +168,11 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
                   _range_tags(alpha_months), None))
     if instance is not None:
         ticks = _group(assets, "ticks")
-        steps += tick_steps(instance, ticks + checks_of(defs, ticks) + [a.to_source_asset() for a in assets
-                                                                          if a.partitions_def is None])
+        sources = [a.to_source_asset() for a in unpartitioned]
+        steps += tick_steps(instance, ticks + checks_of(defs, ticks) + sources)
+        archives = _group(assets, "binance_archives")
+        steps += archive_steps(archives + checks_of(defs, archives) + sources)
+    steps.append(("upkeep and coverage", upkeep + checks_of(defs, upkeep), {}, None))
     return steps
 
 

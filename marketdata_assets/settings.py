@@ -63,6 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BINANCE_BASE_URL", "https://api.binance.com", "Binance spot REST host."),
     Setting("OKX_BASE_URL", "https://www.okx.com", "OKX v5 host."),
     Setting("DERIBIT_BASE_URL", "https://www.deribit.com", "Deribit v2 host."),
+    Setting("BINANCE_ARCHIVE_BASE_URL", "https://data.binance.vision", "data.binance.vision host of the Binance "
+            "daily and monthly archives (.zip + .zip.CHECKSUM)."),
     Setting("BINANCE_DUMPS_LANDING_DIR", "", "Where data.binance.vision daily dump CSVs are dropped (watched by a "
             "sensor). Empty means <state dir>/landing/binance_dumps."),
     # The alpha API and the alpha store (seed 000).

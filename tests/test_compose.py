@@ -208,7 +208,7 @@ def test_demo_profile_serves_the_replays_that_demo_env_points_at():
     cmd = command("replays")
     assert cmd[:4] == ["python", "-m", "marketdata_assets.demo", "replays"], f"service replays: command {cmd}"
     assert flag(cmd, "--host") == "0.0.0.0", "service replays: listens on loopback only"
-    ports = {server: int(flag(cmd, f"--{server}-port")) for server in ("alpha", "crypto", "stocks")}
+    ports = {server: int(flag(cmd, f"--{server}-port")) for server in ("alpha", "crypto", "stocks", "archive")}
     accounts_ref = REFERENCE.match(environment("replays").get("ALPHA_API_ACCOUNTS", ""))
     assert accounts_ref and accounts_ref["name"] == "ALPHA_API_ACCOUNTS", (
         "service replays: ALPHA_API_ACCOUNTS is not interpolated (demo.env's accounts would not reach it)")

@@ -3,6 +3,7 @@
 import json
 import time
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
@@ -17,6 +18,7 @@ from marketdata_assets.defs.ticks.partitions import (
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
 from marketdata_assets.defs.ticks.schedules import range_tags
+from marketdata_assets.lib.files import quarantine
 from marketdata_assets.lib.ticks.instruments import partition_key
 from marketdata_assets.lib.ticks.ranges import range_runs
 from marketdata_assets.lib.ticks.sources.binance import dumps
@@ -41,17 +43,36 @@ def crypto_instruments_from_config(context: dg.SensorEvaluationContext) -> dg.Se
     return dg.SensorResult(dynamic_partitions_requests=[crypto_instruments.build_add_request(new)])
 
 
+def move_aside(context, root: Path, ignored: list[tuple[Path, str]]) -> None:
+    """Each file the landing does not load (and its .CHECKSUM) into `ignored/`, keeping its relative
+    path, with `<name>.reason.txt` saying why (lib.files.quarantine); copiers' temporary files stay."""
+    for path, why in ignored:
+        if dumps.in_progress(path.name):
+            continue
+        try:
+            moved = quarantine(path, why, root / dumps.IGNORED_DIR, relative_to=root)
+            checksum = path.with_name(path.name + ".CHECKSUM")
+            if checksum.exists():
+                quarantine(checksum, f"the checksum of {path.name}, moved aside: {why}", root / dumps.IGNORED_DIR,
+                           relative_to=root)
+        except OSError as error:  # removed meanwhile, or not ours to move: said, and tried again next time
+            context.log.warning(f"{path}: not loaded ({why}); could not be moved aside: {error}")
+            continue
+        context.log.warning(f"{path}: not loaded: {why}; moved to {moved} (reason beside it)")
+
+
 @dg.sensor(job=binance_dumps_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """New dump files in the landing directory request loads of their (day, instrument) partitions,
     unknown instruments are added to `binance_dump_instruments` first. Cursor: the largest
     (mtime_ns, path) seen, not the clock, so files copied in with old modification times are still
     picked up, in order, and none is looked at twice; the run_key only guards against a repeat.
-    Partitions a run started after the change already loaded (`make run`'s) are left out."""
+    Partitions a run started after the change already loaded (`make run`'s) are left out. Files
+    of kinds this landing does not load are logged and moved into `ignored/` with a `.reason.txt`."""
     cursor = json.loads(context.cursor) if context.cursor else {"mtime_ns": 0, "path": ""}
     root = settings.binance_dumps_landing_dir()
-    found = []
-    for path, name in dumps.landing_dumps(root):
+    found, ignored = [], []
+    for path, name in dumps.landing_dumps(root, ignored):
         try:
             mtime_ns = path.stat().st_mtime_ns
         except OSError:  # removed while we looked
@@ -91,6 +112,7 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if found:
         context.log.info(f"{len(found)} new dump file(s) under {root}: {len(requests)} run(s), "
                          f"{len(new)} new instrument(s)")
+    move_aside(context, root, ignored)
     return dg.SensorResult(
         run_requests=requests, cursor=json.dumps(cursor),
         dynamic_partitions_requests=[binance_dump_instruments.build_add_request(new)] if new else [])

@@ -25,6 +25,18 @@ File layout (marketdata_assets/defs/ticks/data_providers.yaml is the reference):
       yahoo:    {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # Yahoo symbols
       crypto:   {history_start: YYYY-MM-DD, book_depth: 20, instruments: {VENUE: [SYMBOL, ...]}}
     catch_up_days: 7
+    binance_archives:                # data.binance.vision archives (lib.ticks.sources.binance.archives); absent:
+                                     # spot trades of BTCUSDT from 2025-01-01
+      base_url: https://data.binance.vision
+      base_url_env: BINANCE_ARCHIVE_BASE_URL
+      start_date: YYYY-MM-DD         # the first day partition
+      markets: [spot, um]            # spot -> venue BINANCE, um (USD-M futures) -> BINANCE_UM
+      families: [trades, aggTrades, klines]
+      intervals: [1m, 1h]            # klines: the daily files' intervals (1s, 1m, 3m ... 12h, 1d)
+      instruments: [BTCUSDT, ...]    # each in every market
+      workers: 2                     # archives downloaded at once (>= 1)
+      timeout_s: 60                  # per read of a download (> 0)
+      max_retries: 5                 # 429, 5xx and broken transfers (>= 0)
 
 Every problem is reported with the file and the key (``data_providers.yaml: providers.okx.workers:
 expected an integer >= 1, got 'four'``); unknown keys are errors too (a typo would otherwise be a
@@ -91,9 +103,43 @@ class ProvidersConfig:
     crypto_history_start: date
     book_depth: int = 20
     catch_up_days: int = 7
+    binance_archives: ArchiveSettings | None = None  # parsed: the section, or its defaults when absent
 
     def crypto_partition_keys(self) -> list[str]:
         return [key.partition_key for key in self.crypto_instruments]
+
+
+ARCHIVE_MARKETS = {"spot": "BINANCE", "um": "BINANCE_UM"}  # market -> venue
+ARCHIVE_FAMILIES = ("trades", "aggTrades", "klines")
+ARCHIVE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")  # daily files
+_DEFAULT_ARCHIVES = {"instruments": ["BTCUSDT"]}  # no section: spot trades of BTCUSDT from 2025-01-01
+_ARCHIVE_KEYS = {"base_url", "base_url_env", "start_date", "markets", "families", "intervals", "instruments",
+                 "workers", "timeout_s", "max_retries"}
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """The `binance_archives` section: which data.binance.vision archives the archive assets load."""
+
+    base_url: str                 # resolved like a provider's: the variable base_url_env if set
+    default_base_url: str
+    base_url_env: str
+    start_date: date
+    markets: tuple[str, ...]      # spot | um
+    families: tuple[str, ...]     # trades | aggTrades | klines
+    intervals: tuple[str, ...]    # klines intervals (empty without klines)
+    instruments: tuple[str, ...]  # Binance symbols, in every market
+    workers: int = 2
+    timeout_s: float = 60.0
+    max_retries: int = 5
+
+    def instrument_keys(self) -> tuple[InstrumentKey, ...]:
+        """Every (venue, symbol) the archives cover: BINANCE:BTCUSDT, BINANCE_UM:BTCUSDT, ..."""
+        return tuple(normalize_instrument(ARCHIVE_MARKETS[m], s) for m in self.markets for s in self.instruments)
+
+    def kinds(self) -> tuple[tuple[str, str], ...]:
+        """(family, interval) of every configured archive kind ('' for trades and aggTrades)."""
+        return tuple((f, i) for f in self.families for i in (self.intervals if f == "klines" else ("",)))
 
 
 class _Reader:
@@ -158,6 +204,44 @@ class _Reader:
         return [s for s in out if s]
 
 
+def _names(reader: _Reader, raw: dict, key: str, allowed: tuple[str, ...], default: list, why: str = "") -> tuple:
+    values = raw.get(key, default)
+    if not isinstance(values, list) or not values:
+        raise reader.error(f"binance_archives.{key}", f"expected a non-empty list, got {values!r}")
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise reader.error(f"binance_archives.{key}", f"unknown {unknown}; expected some of {list(allowed)}{why}")
+    return _unique(values)
+
+
+def _archives(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> ArchiveSettings:
+    raw = reader.mapping(raw, "binance_archives", _ARCHIVE_KEYS)
+    base_url = reader.text(raw.get("base_url", "https://data.binance.vision"), "binance_archives.base_url")
+    if not base_url.startswith(("http://", "https://")):
+        raise reader.error("binance_archives.base_url", f"expected an http(s):// URL, got {base_url!r}")
+    env_name = reader.text(raw.get("base_url_env", "BINANCE_ARCHIVE_BASE_URL"), "binance_archives.base_url_env")
+    markets = _names(reader, raw, "markets", tuple(ARCHIVE_MARKETS), ["spot"], " (COIN-M archives are not loaded)")
+    families = _names(reader, raw, "families", ARCHIVE_FAMILIES, ["trades"])
+    intervals = _names(reader, raw, "intervals", ARCHIVE_INTERVALS, ["1m"],
+                       " (3d, 1w and 1mo klines are published monthly only)") if "klines" in families else ()
+    symbols = raw.get("instruments")
+    if not isinstance(symbols, list) or not symbols:
+        raise reader.error("binance_archives.instruments", f"expected a non-empty list of symbols, got {symbols!r}")
+    for market in markets:
+        for symbol in symbols:
+            try:
+                normalize_instrument(ARCHIVE_MARKETS[market], str(symbol))
+            except ValueError as error:
+                raise reader.error("binance_archives.instruments", str(error)) from None
+    return ArchiveSettings(
+        base_url=((environ.get(env_name) or "").strip() or base_url).rstrip("/"), default_base_url=base_url.rstrip("/"),
+        base_url_env=env_name, start_date=reader.day(raw.get("start_date", "2025-01-01"), "binance_archives.start_date"),
+        markets=markets, families=families, intervals=intervals, instruments=_unique([str(s) for s in symbols]),
+        workers=reader.integer(raw.get("workers", 2), "binance_archives.workers", minimum=1),
+        timeout_s=reader.number(raw.get("timeout_s", 60), "binance_archives.timeout_s"),
+        max_retries=reader.integer(raw.get("max_retries", 5), "binance_archives.max_retries", minimum=0))
+
+
 def _unique(items: list) -> tuple:
     return tuple(dict.fromkeys(items))
 
@@ -199,7 +283,7 @@ def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | N
     """Validate the decoded YAML of `path` (see the module docstring)."""
     environ = os.environ if environ is None else environ
     reader = _Reader(path)
-    top = reader.mapping(data, "top level", {"providers", "universes", "catch_up_days"})
+    top = reader.mapping(data, "top level", {"providers", "universes", "catch_up_days", "binance_archives"})
     providers_raw = reader.mapping(top.get("providers"), "providers", set(PROVIDERS))
     missing = [name for name in PROVIDERS if name not in providers_raw]
     if missing:
@@ -247,4 +331,5 @@ def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | N
         crypto_history_start=reader.day(c_raw.get("history_start", "2022-01-01"), "universes.crypto.history_start"),
         book_depth=reader.integer(c_raw.get("book_depth", 20), "universes.crypto.book_depth", minimum=1),
         catch_up_days=reader.integer(top.get("catch_up_days", 7), "catch_up_days", minimum=1),
+        binance_archives=_archives(reader, top.get("binance_archives") or _DEFAULT_ARCHIVES, environ),
     )

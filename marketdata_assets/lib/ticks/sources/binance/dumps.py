@@ -34,8 +34,10 @@ Loading (`dump_feed`): a plain CSV on the engine's disk is read by ClickHouse it
 statement, each file its own slice; a failed statement is retried file by file to name the bad
 ones); zips, and anything on a ClickHouse server, go through `read_dump` and `write_slice`.
 `landing_dumps` finds the files this domain loads (daily spot trades and 1-minute klines) and
-says why it passed over the others (`ignored`); a file that cannot be read fails its slice with the
-reason, the other files load.
+says why it passed over the others (`ignored`: the `binance_dump_files` sensor moves them into
+`ignored/` of the landing directory with a `.reason.txt`; aggTrades, other kline intervals, USD-M and
+monthly files come verified from data.binance.vision through the archive assets instead:
+`archives.py`); a file that cannot be read fails its slice with the reason, the other files load.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import polars as pl
 
 from marketdata_assets.lib.http import SourceDataError
 from marketdata_assets.lib.ticks import writer
+from marketdata_assets.lib.ticks.config import ARCHIVE_INTERVALS
 from marketdata_assets.lib.ticks.engine import Feed, Job, SliceKey, error_text
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.ticks.writer import CsvProfile
@@ -497,13 +500,24 @@ def supported(name: DumpName) -> bool:
     return name.period == "daily" and (name.family == "trades" or (name.family == "klines" and name.interval == "1m"))
 
 
+IGNORED_DIR = "ignored"  # under the landing root: files this landing does not load, each with a .reason.txt
+_IN_PROGRESS = (".tmp", ".part", ".partial", ".crdownload", ".download")
+
+
+def in_progress(name: str) -> bool:
+    """A copier's temporary file (dot file, .tmp, .part, ...): neither loaded nor moved aside."""
+    return name.startswith(".") or name.lower().endswith(_IN_PROGRESS)
+
+
 def landing_dumps(root: Path, ignored: list[tuple[Path, str]] | None = None) -> Iterator[tuple[Path, DumpName]]:
-    """Every supported spot dump file under `root` (any depth), with its parsed name; every other
-    file is passed over, with the reason in `ignored` when given (a name that is not a dump's, a
-    family or period this domain does not load, a futures file)."""
+    """Every supported spot dump file under `root` (any depth, `ignored/` left out), with its parsed
+    name; every other file is passed over, with the reason in `ignored` when given (a name that is
+    not a dump's, a family or period this domain does not load, a futures file)."""
     if not root.is_dir():
         return
-    for dirpath, _, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root and IGNORED_DIR in dirnames:
+            dirnames.remove(IGNORED_DIR)
         for filename in filenames:
             path = Path(dirpath) / filename
             try:
@@ -514,11 +528,16 @@ def landing_dumps(root: Path, ignored: list[tuple[Path, str]] | None = None) -> 
                 if ignored is not None and not filename.endswith(".CHECKSUM"):
                     ignored.append((path, why))
                 continue
-            if "/futures/" in dirpath.replace("\\", "/") + "/":
-                why = "a futures dump: this domain loads spot dumps"
+            where = dirpath.replace("\\", "/") + "/"
+            archived = ((name.interval or "1m") in ARCHIVE_INTERVALS and "/futures/cm/" not in where
+                        and "_" not in name.instrument)
+            hint = ("; the binance_archives assets load it from data.binance.vision, verified against its CHECKSUM "
+                    "(binance_archives in data_providers.yaml)") if archived else ""
+            if "/futures/" in where:
+                why = f"a futures dump: this domain loads spot dumps{hint}"
             elif not supported(name):
-                why = (f"a {name.period} {name.interval or name.family} dump: this domain loads daily spot trades "
-                       "and 1m klines")
+                why = f"a {name.period} {name.interval or name.family} dump: this domain loads daily spot trades " \
+                      f"and 1m klines{hint}"
             else:
                 yield path, name
                 continue

@@ -1,0 +1,211 @@
+"""Binance archives from data.binance.vision, fetched and verified before they load
+(lib.ticks.sources.binance.archives): the assets, their partitions, the re-check, the monthly
+reconcile and their schedules, all here.
+
+- `binance_archives`: one asset per configured dataset (`binance_archive_trades`,
+  `binance_archive_agg_trades`, `binance_archive_bars_1m`, `binance_archive_klines_<interval>`),
+  partitioned by UTC day (from the config's `start_date`) x `binance_archive_instruments` (static,
+  from data_providers.yaml's `binance_archives`: BINANCE:SYMBOL for spot, BINANCE_UM:SYMBOL for
+  USD-M futures); the configured families and intervals are loaded inside each run. A slice is one
+  slice whichever source wrote it: a BINANCE:BTCUSDT trades day from an archive, a dropped dump
+  file or the REST API replace each other (the last load wins).
+- `binance_archive_recheck`: the CHECKSUM of every recorded archive read again; the replaced ones
+  reloaded and recorded with their old and new digests.
+- `binance_archive_reconcile` (check `monthly_matches_daily`): monthly archives of the last complete
+  months compared day by day with the daily slices; days without one are filled from them.
+- Schedules `binance_archives_daily` (04:00 UTC: the two last days, only slices not loaded yet) and
+  `binance_archive_upkeep_daily` (05:30 UTC: re-check, then reconcile). They call data.binance.vision,
+  so they are stopped by default.
+
+Group `binance_archives`. The step holds the `clickhouse` pool: the embedded engine is one process.
+"""
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from marketdata_assets import pools, settings
+from marketdata_assets.defs.ticks.assets import (
+    IngestConfig,
+    RunDeadline,
+    engine,
+    materialize,
+    planned,
+    tick_store,
+)
+from marketdata_assets.defs.ticks.partitions import slice_keys
+from marketdata_assets.defs.ticks.resources import load_providers_config
+from marketdata_assets.defs.ticks.schedules import UTC, range_tags
+from marketdata_assets.lib.markdown import table
+from marketdata_assets.lib.ticks.engine import IngestReport
+from marketdata_assets.lib.ticks.sources.binance import archives
+from marketdata_assets.lib.ticks.sources.binance.archives import SOURCE, ArchiveClient, ArchiveRun, dataset_of
+from marketdata_assets.resources import ClickHouseResource
+
+GROUP = "binance_archives"
+ARCHIVES = load_providers_config().binance_archives  # the kinds and instruments: assets and partitions
+ARCHIVE_ASSETS = {dataset_of(f, i): f"binance_archive_{dataset_of(f, i)}" for f, i in ARCHIVES.kinds()}
+INSTRUMENTS = [key.partition_key for key in ARCHIVES.instrument_keys()]
+
+binance_archive_days = dg.DailyPartitionsDefinition(start_date=ARCHIVES.start_date.isoformat(), timezone="UTC")
+binance_archive_instruments = dg.StaticPartitionsDefinition(INSTRUMENTS)
+binance_archive_partitions = dg.MultiPartitionsDefinition({"day": binance_archive_days,
+                                                           "instrument": binance_archive_instruments})
+
+
+def _client():
+    """Makes the run's client: the config read when the run starts (its base URL variable too)."""
+    config = load_providers_config().binance_archives
+    return lambda: ArchiveClient.from_settings(config)
+
+
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    """Where a run's archives are downloaded: the state dir (a monthly archive can be gigabytes), removed after."""
+    root = settings.state_dir() / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="binance-archives-", dir=root) as path:
+        yield Path(path)
+
+
+def _recorded(rows: list[dict]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(table(["archive", "sha256", "bytes", "rows", "ids", "status", "note"], (
+        (Path(r["url"]).name, r["sha256"], r["size"], r["rows"], f"{r['first_id']}..{r['last_id']}", r["status"],
+         r["note"][:200]) for r in rows), limit=200))
+
+
+def _lines(items: list[str]) -> dg.MetadataValue:
+    return dg.MetadataValue.md("\n".join(f"- {item}" for item in items) or "none")
+
+
+def _fail_on(asset: str, problems: list[str], metadata: dict) -> None:
+    if problems:
+        raise dg.Failure(f"{asset}: {len(problems)} archive(s) not verified or not loaded: "
+                         + "; ".join(p[:300] for p in problems[:3]), metadata=metadata, allow_retries=False)
+
+
+def _specs() -> list[dg.AssetSpec]:
+    return [dg.AssetSpec(asset, deps=[tick_store], group_name=GROUP, kinds={"clickhouse"},
+                         description=f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
+                                     f"published CHECKSUM), in ClickHouse `{dataset}` (venues BINANCE, BINANCE_UM).")
+            for dataset, asset in ARCHIVE_ASSETS.items()]
+
+
+@dg.multi_asset(name="binance_archives", specs=_specs(), partitions_def=binance_archive_partitions, can_subset=True,
+                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE)
+def binance_archives(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource):
+    """Fetch, verify and load the daily archives of the run's (day, instrument) partitions."""
+    assets = {d: a for d, a in ARCHIVE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
+    report = IngestReport()
+    keys = planned(clickhouse, config, SOURCE, slice_keys(context.partition_keys, assets), report)
+    with _workdir() as workdir:
+        run = ArchiveRun(_client(), workdir, workers=config.workers or ARCHIVES.workers, attempts=config.attempts)
+        report.merge(engine(context, clickhouse, config).run([[run.feed(archives.daily_jobs(keys))]]))
+        with clickhouse.get_client() as client:
+            recorded = run.record(client, clickhouse.database, report, context.run.run_id)
+    clickhouse.close()
+    for dataset, asset in assets.items():
+        context.add_asset_metadata({"archives": _recorded([r for r in recorded if r["dataset"] == dataset])},
+                                   asset_key=asset)
+    yield from materialize(context, report, assets, config.max_failed)
+
+
+@dg.asset(group_name=GROUP, deps=[tick_store], pool=pools.CLICKHOUSE, kinds={"clickhouse"})
+def binance_archive_recheck(context: dg.AssetExecutionContext, config: RunDeadline,
+                            clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """The published CHECKSUM of every recorded archive read again (Binance replaces archives after
+    publication); the changed ones downloaded, verified and their slices reloaded (the load pointer
+    swaps each at once), recorded with the old and new digests."""
+    with _workdir() as workdir:
+        result = archives.recheck(_client(), engine(context, clickhouse, config), workdir, workers=ARCHIVES.workers)
+    clickhouse.close()
+    context.log.info(f"re-check: {result.checked} archives, {len(result.changed)} changed, reload "
+                     f"{result.report.summary()}")
+    changes = [[c.key.path, c.old, c.new] for c in result.changed]
+    metadata = {"archives_checked": result.checked, "changed": len(changes),
+                "changes": dg.MetadataValue.md(table(["archive", "old sha256", "new sha256"], changes) if changes
+                                               else "none"),
+                "withdrawn": _lines(result.withdrawn),
+                "reloaded": _recorded(result.recorded),
+                "reload_summary": result.report.summary()}
+    again = result.reconciled
+    if again is not None:
+        metadata["monthly_reconciled"] = again.summary()
+    problems = [o.error for o in result.report.failures()] + result.errors + (
+        again.failed + [o.error for o in again.report.failures()] if again is not None else [])
+    _fail_on("binance_archive_recheck", problems, metadata)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+class ReconcileConfig(RunDeadline):
+    months: list[str] = []  # noqa: RUF012 - pydantic copies the default
+    """Months (YYYY-MM) to reconcile for every configured kind and instrument; empty: the last complete
+    months with daily archives recorded and no reconciled monthly archive yet."""
+    instruments: list[str] = []  # noqa: RUF012
+    """With `months`: only these instruments (BINANCE:BTCUSDT, BINANCE_UM:ETHUSDT, ...); empty: every one."""
+    months_back: int = 3
+    """How many complete months back the default looks."""
+    fill_missing: bool = True
+    """Load the days no daily slice holds (a daily archive missing) from the monthly archive."""
+    replace_mismatched: bool = False
+    """Replace the daily slices that differ from the monthly archive with its rows."""
+
+
+@dg.asset(group_name=GROUP, deps=[tick_store], pool=pools.CLICKHOUSE, kinds={"clickhouse"},
+          check_specs=[dg.AssetCheckSpec("monthly_matches_daily", asset="binance_archive_reconcile",
+                                         description="Each day of a monthly archive has the rows and ids of the "
+                                                     "daily slice stored.")])
+def binance_archive_reconcile(context: dg.AssetExecutionContext, config: ReconcileConfig,
+                              clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """Monthly archives, once published, compared day by day (rows, first and last id, distinct ids)
+    with the daily slices stored; days without a daily slice filled from them; mismatches named."""
+    with clickhouse.get_client() as client:
+        months = (archives.monthly_keys(ARCHIVES, [date.fromisoformat(f"{m}-01") for m in config.months],
+                                        config.instruments)
+                  or archives.months_to_reconcile(client, clickhouse.database, ARCHIVES,
+                                                  datetime.now(UTC).date(), config.months_back))
+    with _workdir() as workdir:
+        result = archives.reconcile(_client(), engine(context, clickhouse, config), workdir, months,
+                                    workers=ARCHIVES.workers, fill_missing=config.fill_missing,
+                                    replace_mismatched=config.replace_mismatched)
+    clickhouse.close()
+    context.log.info(f"reconcile: {result.summary()}")
+    columns = ["instrument", "dataset", "day", "status", "monthly archive", "daily slice"]
+    shown = [c.row() for c in result.comparisons if c.status != "match"]
+    mismatches = [c.row() for c in result.mismatches]
+    check = dg.AssetCheckResult(passed=not mismatches, check_name="monthly_matches_daily", metadata={
+        "mismatches": dg.MetadataValue.md(table(columns, mismatches) if mismatches else "none"),
+        "days_compared": len(result.comparisons)})
+    metadata = {"summary": result.summary(), "months": _lines([k.path for k in months]),
+                "differences": dg.MetadataValue.md(table(columns, shown, limit=200) if shown else "none"),
+                "not_published": _lines(result.missing), "failed": _lines(result.failed),
+                "recorded": _recorded(result.recorded), "load_summary": result.report.summary()}
+    _fail_on("binance_archive_reconcile", result.failed + [o.error for o in result.report.failures()], metadata)
+    return dg.MaterializeResult(check_results=[check], metadata=metadata)
+
+
+binance_archives_job = dg.define_asset_job("binance_archives_job", selection=dg.AssetSelection.assets(
+    *ARCHIVE_ASSETS.values()))
+binance_archive_upkeep_job = dg.define_asset_job("binance_archive_upkeep_job", selection=dg.AssetSelection.assets(
+    binance_archive_recheck, binance_archive_reconcile))
+
+
+@dg.schedule(job=binance_archives_job, cron_schedule="0 4 * * *", execution_timezone="UTC")
+def binance_archives_daily(context: dg.ScheduleEvaluationContext):
+    """The last two UTC days for every archive instrument, in one run: yesterday's archives (published
+    the next day) and the slices of the day before that did not load (`retry_failed`)."""
+    last = context.scheduled_execution_time.astimezone(UTC).date() - timedelta(days=1)
+    first = max(last - timedelta(days=1), ARCHIVES.start_date)
+    return dg.RunRequest(run_key=f"binance-archives:{last}", tags=range_tags(first, last, INSTRUMENTS[0],
+                                                                             INSTRUMENTS[-1]),
+                         run_config={"ops": {"binance_archives": {"config": {"retry_failed": True}}}})
+
+
+@dg.schedule(job=binance_archive_upkeep_job, cron_schedule="30 5 * * *", execution_timezone="UTC")
+def binance_archive_upkeep_daily(context: dg.ScheduleEvaluationContext):
+    """Re-check every recorded archive's published CHECKSUM, then reconcile the monthly archives."""
+    return dg.RunRequest(run_key=f"binance-archive-upkeep:{context.scheduled_execution_time:%Y-%m-%d}")

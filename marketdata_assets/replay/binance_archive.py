@@ -1,0 +1,411 @@
+"""A replay of data.binance.vision: daily and monthly archives (`.zip` + `.zip.CHECKSUM`) in the vendor's
+layout, generated on request, deterministic per (seed, archive, generation).
+
+    GET /data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip[.CHECKSUM]
+    GET /data/spot/monthly/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-12.zip[.CHECKSUM]
+    GET /data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01-15.zip[.CHECKSUM]
+    GET /data/futures/um/daily/...                                      (USD-M futures)
+
+What it serves is what the vendor's files hold (lib.ticks.sources.binance.dumps describes the
+layouts): spot files without a header, `True/False`, 8 decimals, µs timestamps from 2025; USD-M
+files with a header from 2022-05, `true/false`, ms. A zip holds one CSV named like itself; its
+CHECKSUM is `<sha256 hex>  <name>\\n`. Any instrument is served; a day is published once it is on or
+before `published_until` (default: yesterday UTC), a month once its last day is. aggTrades group a
+day's consecutive trades of one price and side; klines are the trades' OHLCV per interval; a monthly
+archive holds its days' rows, as the daily archives first published them.
+
+The faults archives have (config fields keyed by an archive's name, which hits it in every market,
+or its path without the leading slash, `data/spot/daily/...zip`, which hits that one; `server.
+replace(name)`, or `POST /_replay/<fault>?name=`):
+
+- `replaced` {name: generation}: Binance re-published the archive: other rows, another digest
+  (`replace(name)` bumps it, so two fetches see two generations);
+- `corrupt` {name}: the zip bytes do not match the published CHECKSUM (one byte flipped);
+- `missing` {name}: 404 for the zip and its CHECKSUM, as S3 answers behind CloudFront
+  (`<Error><Code>NoSuchKey</Code>...`, application/xml); days after `published_until` too;
+- `truncated` {name: hours}: a daily archive holding only its first hours (binance-public-data
+  issue #413), while the month's archive holds the whole day;
+- `slow_down` {name: n}: the next n requests of the zip answer 503 SlowDown (S3's throttle); `cut`
+  {name: n}: the next n transfers of the zip stop halfway (the whole length announced).
+
+`GET /_replay/state` lists the faults and the requests served. In-process:
+`with BinanceArchiveReplayServer(ArchiveReplayConfig(...)) as server: server.base_url`;
+CLI: `python -m marketdata_assets.replay.binance_archive --port 8767`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import hashlib
+import io
+import json
+import re
+import sys
+import threading
+import zipfile
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from email.utils import format_datetime
+from urllib.parse import parse_qsl, urlsplit
+
+import polars as pl
+
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.lib.ticks.sources.binance.dumps import (
+    FUTURES_HEADER_SINCE,
+    MICROSECONDS_SINCE,
+    interval_ms,
+)
+from marketdata_assets.replay import (
+    BackgroundServer,
+    Reply,
+    cli_parser,
+    config_from_cli,
+    json_reply,
+    serve_until_terminated,
+)
+from marketdata_assets.replay.binance_dumps import _dump_rows, generate_trades
+
+UTC = timezone.utc
+VENUES = {"spot": "BINANCE", "um": "BINANCE_UM"}
+_PATH = re.compile(r"^/data/(?P<market>spot|futures/um)/(?P<period>daily|monthly)/(?P<family>trades|aggTrades|klines)/"
+                   r"(?P<symbol>[A-Z0-9]+)/(?:(?P<interval>\d+[smhdw])/)?(?P<name>[^/]+\.zip)(?P<checksum>\.CHECKSUM)?$")
+_ZIP_TIME = (2025, 1, 1, 0, 0, 0)  # a fixed member time: the same rows always give the same bytes
+AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"
+KLINE_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+                "taker_buy_quote_volume,ignore")
+
+
+@dataclass
+class ArchiveReplayConfig:
+    seed: int = 11
+    trades_per_day: int = 2000
+    published_until: date | None = None                         # None: yesterday (UTC)
+    replaced: dict[str, int] = field(default_factory=dict)      # archive name -> generation (0: as first published)
+    corrupt: set[str] = field(default_factory=set)
+    missing: set[str] = field(default_factory=set)
+    truncated: dict[str, int] = field(default_factory=dict)     # daily archive name -> hours it holds
+    slow_down: dict[str, int] = field(default_factory=dict)     # name -> 503 SlowDown answers still to give
+    cut: dict[str, int] = field(default_factory=dict)           # name -> transfers still to cut halfway
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ArchiveReplayConfig:
+        data = dict(data)
+        if data.get("published_until"):
+            data["published_until"] = date.fromisoformat(data["published_until"])
+        for name in ("corrupt", "missing"):
+            data[name] = set(data.get(name) or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Archive:
+    market: str        # spot | um
+    period: str        # daily | monthly
+    family: str        # trades | aggTrades | klines
+    symbol: str
+    interval: str      # klines only
+    day: date          # the day, or the month's first day
+    name: str
+
+    @property
+    def venue(self) -> str:
+        return VENUES[self.market]
+
+    @property
+    def path(self) -> str:
+        market = "futures/um" if self.market == "um" else "spot"
+        interval = f"{self.interval}/" if self.interval else ""
+        return f"data/{market}/{self.period}/{self.family}/{self.symbol}/{interval}{self.name}"
+
+    def lookup(self, table):
+        """This archive's entry of a fault table (by path, else by name): a set's membership or a dict's value."""
+        if isinstance(table, dict):
+            return table.get(self.path, table.get(self.name))
+        return self.path in table or self.name in table
+
+    def days(self) -> list[date]:
+        if self.period == "daily":
+            return [self.day]
+        return [self.day.replace(day=d) for d in range(1, calendar.monthrange(self.day.year, self.day.month)[1] + 1)]
+
+
+def parse_path(path: str) -> tuple[Archive, bool] | None:
+    """(archive, is its CHECKSUM) of a URL path in the vendor's layout (the leading slash optional),
+    None for any other path."""
+    match = _PATH.match("/" + path.lstrip("/"))
+    if not match or (match["family"] == "klines") != bool(match["interval"]):
+        return None
+    token = match["interval"] or match["family"]
+    when = r"\d{4}-\d{2}-\d{2}" if match["period"] == "daily" else r"\d{4}-\d{2}"
+    found = re.fullmatch(rf"{match['symbol']}-{re.escape(token)}-({when})\.zip", match["name"])
+    if not found:
+        return None
+    try:
+        day = date.fromisoformat(found[1] if match["period"] == "daily" else found[1] + "-01")
+    except ValueError:
+        return None
+    market = "um" if match["market"] == "futures/um" else "spot"
+    return Archive(market, match["period"], match["family"], match["symbol"], match["interval"] or "", day,
+                   match["name"]), bool(match["checksum"])
+
+
+# --------------------------------------------------------------------------------------------
+# What an archive holds
+# --------------------------------------------------------------------------------------------
+
+def day_trades(archive: Archive, day: date, seed: int, trades_per_day: int, generation: int = 0) -> pl.DataFrame:
+    """The normalized trades of one day of an archive's instrument (a generation > 0: re-published,
+    other rows). About two in five trades are further fills of the taker order before them (its
+    time, price and side), so aggTrades aggregate something."""
+    trades = generate_trades(archive.symbol, day, trades_per_day + 7 * generation, seed=seed * 1000 + generation,
+                             market=archive.market, venue=archive.venue)
+    fill = ((pl.col("seq") * 2654435761) % 97 < 40) & (pl.int_range(pl.len()) > 0)
+    order = (~fill).cum_sum()
+    return trades.with_columns(*(pl.col(c).first().over(order) for c in ("ts", "price", "side"))).with_columns(
+        (pl.col("price") * pl.col("quantity")).round(8).alias("amount"))
+
+
+def agg_trades(trades: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Aggregate trades: the day's consecutive trades of one price and side (the normalized frame,
+    `seq` the aggregate id, plus first/last trade ids)."""
+    first_agg = 500_000_000 + (day - date(2017, 7, 14)).days * 5_000_000
+    run = ((pl.col("price") != pl.col("price").shift()) | (pl.col("side") != pl.col("side").shift())).fill_null(True)
+    grouped = trades.with_columns(run.cum_sum().alias("run")).group_by("run", maintain_order=True).agg(
+        pl.col("ts").first(), pl.col("venue").first(), pl.col("instrument").first(), pl.col("price").first(),
+        pl.col("quantity").sum().round(8), pl.col("side").first(), pl.col("seq").first().alias("first_trade_id"),
+        pl.col("seq").last().alias("last_trade_id"))
+    agg_id = pl.int_range(first_agg, first_agg + grouped.height, dtype=pl.Int64)
+    return grouped.with_columns(agg_id.alias("seq")).select(
+        "ts", "venue", "instrument", pl.col("seq").cast(pl.Utf8).alias("trade_id"), "price", "quantity",
+        (pl.col("price") * pl.col("quantity")).alias("amount"), "side", "seq", "first_trade_id", "last_trade_id")
+
+
+def klines(trades: pl.DataFrame, interval: str) -> pl.DataFrame:
+    """The trades' OHLCV per `interval` (bars with no trade left out), with the kline file's columns."""
+    span_us = interval_ms(interval) * 1000
+    buy = pl.col("side") == "buy"
+    bars = trades.with_columns((pl.col("ts").dt.epoch("us") // span_us * span_us).alias("open_us")).group_by(
+        "open_us", maintain_order=True).agg(
+        pl.col("price").first().alias("open"), pl.col("price").max().alias("high"), pl.col("price").min().alias("low"),
+        pl.col("price").last().alias("close"), pl.col("quantity").sum().round(8).alias("volume"),
+        pl.col("amount").sum().round(8).alias("quote_volume"), pl.len().cast(pl.Int64).alias("count"),
+        pl.col("quantity").filter(buy).sum().round(8).alias("taker_buy_volume"),
+        pl.col("amount").filter(buy).sum().round(8).alias("taker_buy_quote_volume"))
+    return bars.with_columns((pl.col("open_us") + span_us - 1).alias("close_us")).sort("open_us")
+
+
+def _time(column: str, unit: str) -> pl.Expr:
+    return pl.col(column) if unit == "us" else pl.col(column) // 1000
+
+
+def csv_bytes(archive: Archive, frames: list[pl.DataFrame]) -> bytes:
+    """The archive's CSV as the vendor writes it (per day: the unit and header of its market)."""
+    header = archive.market != "spot" and archive.day >= FUTURES_HEADER_SINCE
+    unit = "us" if archive.market == "spot" and archive.day >= MICROSECONDS_SINCE else "ms"
+    precision = 8 if archive.market == "spot" else None
+    if archive.family == "trades":
+        rows = pl.concat([_dump_rows(f, archive.market, unit) for f in frames])
+    elif archive.family == "aggTrades":
+        rows = pl.concat(frames).select(
+            "seq", "price", "quantity", "first_trade_id", "last_trade_id",
+            _time("ts_us", unit).alias("time"), pl.when(pl.col("side") == "sell").then(pl.lit("True"))
+            .otherwise(pl.lit("False")).alias("maker"), *([pl.lit("True").alias("best")] if archive.market == "spot"
+                                                          else []))
+    else:
+        rows = pl.concat(frames).select(
+            _time("open_us", unit), "open", "high", "low", "close", "volume", _time("close_us", unit), "quote_volume",
+            "count", "taker_buy_volume", "taker_buy_quote_volume", pl.lit("0").alias("ignore"))
+    buffer = io.BytesIO()
+    rows.write_csv(buffer, include_header=False, float_precision=precision)
+    text = buffer.getvalue()
+    if archive.market != "spot":
+        text = text.replace(b",True", b",true").replace(b",False", b",false")
+    if header and archive.family != "trades":
+        text = ((AGG_HEADER if archive.family == "aggTrades" else KLINE_HEADER) + "\n").encode() + text
+    elif header:
+        text = b"id,price,qty,quote_qty,time,is_buyer_maker\n" + text
+    return text
+
+
+def zipped(member: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr(zipfile.ZipInfo(member, date_time=_ZIP_TIME), data, compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------
+
+NOT_FOUND = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does '
+             'not exist.</Message><Key>{key}</Key><RequestId>{request}</RequestId><HostId>replay</HostId></Error>')
+
+
+SLOW_DOWN = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request '
+             'rate.</Message><RequestId>replay</RequestId><HostId>replay</HostId></Error>')
+
+
+class BinanceArchiveReplayServer(BackgroundServer):
+    """The replay; a context manager serving in a background thread (`base_url`)."""
+
+    thread_name = "binance-archive-replay"
+
+    def __init__(self, config: ArchiveReplayConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):
+        self.config = config or ArchiveReplayConfig()
+        self.lock = threading.RLock()
+        self.cache: dict[tuple[str, int], tuple[bytes, str]] = {}  # (path, generation) -> (zip, sha256)
+        self.log: deque[tuple[str, int]] = deque(maxlen=100_000)  # (path, status)
+        self.listen(host, port, self.dispatch, name="binance-archive-replay", methods=("GET", "HEAD", "POST"))
+
+    # ---- control ---------------------------------------------------------------------------
+
+    def replace(self, name: str) -> int:
+        """Re-publish an archive (its name, or path without the leading slash): its next generation
+        (other rows, another digest)."""
+        with self.lock:
+            self.config.replaced[name] = self.config.replaced.get(name, 0) + 1
+            return self.config.replaced[name]
+
+    def requests(self, suffix: str = "") -> list[tuple[str, int]]:
+        with self.lock:
+            return [r for r in self.log if r[0].endswith(suffix)]
+
+    def published_until(self) -> date:
+        return self.config.published_until or (datetime.now(UTC).date() - timedelta(days=1))
+
+    # ---- content ---------------------------------------------------------------------------
+
+    def frames(self, archive: Archive, generation: int = 0) -> list[pl.DataFrame]:
+        """The archive's rows per day, normalized (+ the kline and aggTrades file columns): the
+        ground truth a correct loader stores."""
+        out = []
+        for day in archive.days():  # a monthly archive: its days as first published (unless it is replaced)
+            trades = day_trades(archive, day, self.config.seed, self.config.trades_per_day, generation)
+            hours = archive.lookup(self.config.truncated) if archive.period == "daily" else None
+            if hours is not None:
+                trades = trades.filter(pl.col("ts") < datetime(day.year, day.month, day.day, tzinfo=UTC)
+                                       + timedelta(hours=hours))
+            if archive.family == "aggTrades":
+                trades = agg_trades(trades, day).with_columns(pl.col("ts").dt.epoch("us").alias("ts_us"))
+            elif archive.family == "klines":
+                trades = klines(trades, archive.interval)
+            out.append(trades)
+        return out
+
+    def content(self, archive: Archive) -> tuple[bytes, str]:
+        """(zip bytes, sha256) of the archive's current generation (cached)."""
+        with self.lock:
+            generation = archive.lookup(self.config.replaced) or 0
+            cache_key = (archive.path, generation)
+            if cache_key not in self.cache:
+                data = zipped(archive.name.removesuffix(".zip") + ".csv", csv_bytes(archive, self.frames(archive,
+                                                                                                          generation)))
+                self.cache[cache_key] = (data, hashlib.sha256(data).hexdigest())
+            return self.cache[cache_key]
+
+    def checksum(self, archive: Archive) -> str:
+        return f"{self.content(archive)[1]}  {archive.name}\n"
+
+    def truth(self, path: str) -> pl.DataFrame:
+        """The normalized rows of the archive at `path` (current generation), as a loader stores them."""
+        archive, _ = parse_path(path)
+        frame = pl.concat(self.frames(archive, archive.lookup(self.config.replaced) or 0))
+        if archive.family != "klines":
+            return frame.select(list(TRADES_SCHEMA))
+        return frame.select(pl.col("open_us").cast(BARS_SCHEMA["ts"]).alias("ts"), pl.lit(archive.venue).alias("venue"),
+                            pl.lit(archive.symbol).alias("instrument"), "open", "high", "low", "close", "volume",
+                            pl.col("quote_volume").alias("amount"), pl.col("count").alias("trades"))
+
+    def is_published(self, archive: Archive) -> bool:
+        last = archive.days()[-1]
+        return last <= self.published_until() and not archive.lookup(self.config.missing)
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def dispatch(self, method: str, target: str, headers, body: bytes) -> Reply:
+        url = urlsplit(target)
+        if url.path.startswith("/_replay/"):
+            return self.control(method, url.path, dict(parse_qsl(url.query)))
+        reply = self.serve_path(url.path)
+        with self.lock:
+            self.log.append((url.path, reply.status))
+        return reply
+
+    def serve_path(self, path: str) -> Reply:
+        found = parse_path(path)
+        if found is None or not self.is_published(found[0]):
+            return self.not_found(path)
+        archive, is_checksum = found
+        s3 = {"Server": "AmazonS3", "X-Cache": "Miss from cloudfront",
+              "Last-Modified": format_datetime(datetime.combine(archive.days()[-1] + timedelta(days=1),
+                                                                datetime.min.time(), UTC), usegmt=True)}
+        if is_checksum:
+            return Reply(200, self.checksum(archive).encode(), {"Content-Type": "binary/octet-stream", **s3})
+        for faults, reply in ((self.config.slow_down, Reply(503, SLOW_DOWN.encode(), {
+                "Content-Type": "application/xml", "Server": "AmazonS3", "X-Cache": "Error from cloudfront"})),
+                              (self.config.cut, None)):
+            with self.lock:
+                name = archive.path if archive.path in faults else archive.name
+                if faults.get(name, 0) > 0:
+                    faults[name] -= 1
+                    if reply is not None:
+                        return reply
+                    data, _ = self.content(archive)
+                    return Reply(200, data, {"Content-Type": "application/zip"}, disconnect=True)
+        data, _ = self.content(archive)
+        if archive.lookup(self.config.corrupt):
+            middle = len(data) // 2
+            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+        return Reply(200, data, {"Content-Type": "application/zip", "ETag": f'"{hashlib.md5(data).hexdigest()}"', **s3})
+
+    @staticmethod
+    def not_found(path: str) -> Reply:
+        body = NOT_FOUND.format(key=path.lstrip("/"), request=hashlib.sha1(path.encode()).hexdigest()[:16].upper())
+        return Reply(404, body.encode(), {"Content-Type": "application/xml", "Server": "AmazonS3",
+                                          "X-Cache": "Error from cloudfront"})
+
+    def control(self, method: str, path: str, query: dict) -> Reply:
+        name = query.get("name", "")
+        with self.lock:
+            if path == "/_replay/state" and method == "GET":
+                return json_reply(200, {"published_until": self.published_until().isoformat(),
+                                        "replaced": self.config.replaced, "corrupt": sorted(self.config.corrupt),
+                                        "missing": sorted(self.config.missing), "truncated": self.config.truncated,
+                                        "requests": len(self.log)})
+            if method == "POST" and name and path == "/_replay/replace":
+                return json_reply(200, {"name": name, "generation": self.replace(name)})
+            if method == "POST" and name and path in ("/_replay/corrupt", "/_replay/missing"):
+                getattr(self.config, path.rsplit("/", 1)[1]).add(name)
+                return json_reply(200, {"name": name})
+        return json_reply(404, {"detail": "unknown control endpoint (state; POST replace|corrupt|missing?name=)"})
+
+
+def demo_config() -> ArchiveReplayConfig:
+    """What `make run` serves: every day up to yesterday, with one archive of each fault in the first
+    days of the shipped config's start (2025-01-01): the spot trades of 2025-01-03 missing, the spot
+    aggTrades of 2025-01-04 corrupt (the UI shows both failures when those partitions run; `POST
+    /_replay/replace?name=` re-publishes an archive for the re-check to find)."""
+    return ArchiveReplayConfig(seed=11, trades_per_day=5000,
+                               missing={"data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-03.zip"},
+                               corrupt={"data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-04.zip"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli_parser("marketdata_assets.replay.binance_archive", "Replay of data.binance.vision's daily and "
+                        "monthly archives (zip + CHECKSUM).", port=8767, config="ArchiveReplayConfig fields")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--trades-per-day", type=int)
+    args = parser.parse_args(argv)
+    config = config_from_cli(args, ArchiveReplayConfig.from_dict, ("seed", "trades_per_day"))
+    server = BinanceArchiveReplayServer(config, host=args.host, port=args.port)
+    print(f"data.binance.vision replay on {server.base_url}: {json.dumps(dataclasses.asdict(config), default=str)}",
+          flush=True)
+    return serve_until_terminated(server.httpd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
