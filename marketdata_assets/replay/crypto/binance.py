@@ -1,7 +1,8 @@
 """Binance spot public market data (`/api/v3/...`) as the venue answers it.
 
 `aggTrades` (symbol, fromId | startTime/endTime at most 1 h apart, limit ≤ 1000), `trades`,
-`klines` (interval=1m), `depth`, `ping`, `time`. Prices and quantities are 8-decimal strings,
+`historicalTrades` (symbol, fromId, limit ≤ 1000: individual trades, the dump files' ids, see
+`DumpTrades`), `klines` (interval=1m), `depth`, `ping`, `time`. Prices and quantities are 8-decimal strings,
 times milliseconds, or MICROSECONDS when the request carries `X-MBX-TIME-UNIT: MICROSECOND`.
 Every answer carries `X-MBX-USED-WEIGHT-1M`: request weight counted per fixed window of
 `weight_window_s` against `binance_weight_limit`, beyond it 429 + Retry-After + -1003. Errors
@@ -10,13 +11,18 @@ are `{"code": -1xxx, "msg": ...}`; a ban is 418, the WAF a 403 HTML page.
 
 from __future__ import annotations
 
+import bisect
 import math
+import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
-from marketdata_assets.replay.crypto.config import BINANCE, Fault
-from marketdata_assets.replay.crypto.tape import MINUTE_US, binance_trade_span
+from marketdata_assets.replay.crypto.config import BINANCE, Fault, ReplayConfig
+from marketdata_assets.replay.crypto.tape import EPOCH_DAY, MINUTE_US, binance_trade_span, day_of_us
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
 HOUR_US = 3_600_000_000
@@ -43,6 +49,102 @@ def request_weight(path: str, query: dict) -> int:
     return WEIGHTS.get(name, 1)
 
 
+def illegal_characters(name: str) -> VendorError:
+    return VendorError(400, {"code": -1100, "msg": f"Illegal characters found in parameter '{name}'; legal range is "
+                                                   f"'^[0-9]{{1,20}}$'."})
+
+
+@dataclass
+class DumpDay:
+    """One day of individual trades, as columns (ids count up from `first_id`)."""
+
+    first_id: int
+    ts: list[int]  # epoch µs (whole milliseconds before the dumps switched to microseconds)
+    price: list[float]
+    qty: list[float]
+    quote: list[float]
+    sell: list[bool]  # the taker sold: isBuyerMaker
+
+
+class DumpTrades:
+    """Binance's individual trades as the dump files hold them: the day of (instrument, day) is
+    replay.binance_dumps.generate_trades(instrument, day, `dump_trades_per_day`, the instrument's
+    `dump_seed_by_instrument` seed or 0), so `historicalTrades` answers the ids and values of the
+    files written with those settings. The generator gives each day its own block of ids, so the
+    ids between one day's last trade and the next day's first do not exist here: a page skips them
+    (Binance's own ids run on without a gap). Only trades before `now`."""
+
+    CACHED = 16
+
+    def __init__(self, config: ReplayConfig):
+        self.config = config
+        self.lock = threading.RLock()
+        self.days: OrderedDict[tuple[str, date], DumpDay] = OrderedDict()
+        self.firsts: dict[tuple[str, date], int] = {}
+
+    def first_id(self, instrument: str, day: date) -> int:
+        """The id of the day's first trade (the generator's; it does not depend on the count or seed)."""
+        from marketdata_assets.replay.binance_dumps import iter_generated_trades
+
+        key = (instrument, day)
+        if key not in self.firsts:
+            self.firsts[key] = int(next(iter_generated_trades(instrument, day, 1))["seq"][0])
+        return self.firsts[key]
+
+    def day(self, instrument: str, day: date) -> DumpDay:
+        from marketdata_assets.replay.binance_dumps import generate_trades
+
+        key = (instrument, day)
+        with self.lock:
+            found = self.days.get(key)
+            if found is None:
+                seed = self.config.dump_seed_by_instrument.get(instrument, 0)
+                frame = generate_trades(instrument, day, self.config.dump_trades_per_day, seed)
+                found = DumpDay(int(frame["seq"][0]) if frame.height else self.first_id(instrument, day),
+                                frame["ts"].dt.epoch("us").to_list(), frame["price"].to_list(),
+                                frame["quantity"].to_list(), frame["amount"].to_list(),
+                                (frame["side"] == "sell").to_list())
+                self.days[key] = found
+                while len(self.days) > self.CACHED:
+                    self.days.popitem(last=False)
+            else:
+                self.days.move_to_end(key)
+            return found
+
+    def day_of_id(self, instrument: str, trade_id: int, last: date) -> date:
+        """The last day up to `last` whose first id is <= trade_id (the first day if none is)."""
+        days = [EPOCH_DAY + timedelta(days=k) for k in range((last - EPOCH_DAY).days + 1)]
+        found = bisect.bisect_right(days, trade_id, key=lambda d: self.first_id(instrument, d)) - 1
+        return days[max(0, found)]
+
+    def from_id(self, instrument: str, from_id: int, limit: int, now_us: int) -> list[tuple[DumpDay, int]]:
+        """Up to `limit` trades with id >= from_id, ascending (before now)."""
+        last = day_of_us(now_us - 1)
+        day = self.day_of_id(instrument, from_id, last)
+        out: list[tuple[DumpDay, int]] = []
+        while len(out) < limit and day <= last:
+            tape = self.day(instrument, day)
+            for i in range(max(0, from_id - tape.first_id), len(tape.ts)):
+                if tape.ts[i] >= now_us or len(out) >= limit:
+                    return out
+                out.append((tape, i))
+            day += timedelta(days=1)
+        return out
+
+    def latest(self, instrument: str, limit: int, now_us: int) -> list[tuple[DumpDay, int]]:
+        """The newest `limit` trades before now, oldest first."""
+        out: list[tuple[DumpDay, int]] = []
+        day = day_of_us(now_us - 1)
+        while len(out) < limit and day >= EPOCH_DAY:
+            tape = self.day(instrument, day)
+            i = bisect.bisect_left(tape.ts, now_us) - 1
+            while i >= 0 and len(out) < limit:
+                out.append((tape, i))
+                i -= 1
+            day -= timedelta(days=1)
+        return out[::-1]
+
+
 def too_much_weight(limit: int) -> dict:
     return {"code": -1003, "msg": f"Too much request weight used; current limit is {limit} request weight per "
                                   f"1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}
@@ -52,13 +154,14 @@ class Binance(Venue):
     name = BINANCE
     prefix = "/api/v3/"
     instrument_param = "symbol"
-    endpoints: ClassVar[dict[str, str]] = {"aggTrades": "trades", "trades": "trades", "depth": "book",
-                                           "klines": "bars"}
+    endpoints: ClassVar[dict[str, str]] = {"aggTrades": "trades", "trades": "trades", "historicalTrades": "trades",
+                                           "depth": "book", "klines": "bars"}
     bar_decimals = 8
     bar_trade_counts = True
 
     def __init__(self, *args):
         super().__init__(*args)
+        self.dumps = DumpTrades(self.config)
         self.weight_window: int | None = None
         self.weight_used = 0
 
@@ -97,21 +200,23 @@ class Binance(Venue):
         def t_out(us: int) -> int:
             return us if micro else us // 1000
 
-        def t_in(name: str) -> int | None:
+        def integer(name: str) -> int | None:
             value = query.get(name)
             if value in (None, ""):
                 return None
             if not value.lstrip("-").isdigit():
-                raise VendorError(400, {"code": -1100, "msg": f"Illegal characters found in parameter '{name}'; "
-                                                              f"legal range is '^[0-9]{{1,20}}$'."})
-            number = int(value)
+                raise illegal_characters(name)
+            return int(value)
+
+        def t_in(name: str) -> int | None:
+            number = integer(name)
+            if number is None:
+                return None
             return number if number >= 100_000_000_000_000 else number * 1000
 
         def limit(default: int, maximum: int) -> int:
-            value = query.get("limit")
-            if value in (None, ""):
-                return default
-            return max(1, min(maximum, int(value)))
+            value = integer("limit")
+            return default if value is None else max(1, min(maximum, value))
 
         if path == "/api/v3/ping":
             return {}
@@ -148,6 +253,13 @@ class Binance(Venue):
             return [{"id": tape.first_id + i, "price": fmt8(tape.price[i]), "qty": fmt8(tape.size[i]),
                      "quoteQty": fmt8(tape.price[i] * tape.size[i]), "time": t_out(tape.ts[i]),
                      "isBuyerMaker": not tape.buy[i], "isBestMatch": True} for tape, i in rows]
+        if path == "/api/v3/historicalTrades":
+            n, from_id, now = limit(500, 1000), integer("fromId"), market.now_us()
+            trades = (self.dumps.latest(symbol, n, now) if from_id is None
+                      else self.dumps.from_id(symbol, max(0, from_id), n, now))
+            return [{"id": day.first_id + i, "price": fmt8(day.price[i]), "qty": fmt8(day.qty[i]),
+                     "quoteQty": fmt8(day.quote[i]), "time": t_out(day.ts[i]), "isBuyerMaker": day.sell[i],
+                     "isBestMatch": True} for day, i in trades]
         if path == "/api/v3/klines":
             if query.get("interval") != "1m":
                 raise VendorError(400, {"code": -1120, "msg": "Invalid interval."})
@@ -196,7 +308,7 @@ class Binance(Venue):
 
     def mutate(self, payload: Any, path: str, kind: str) -> None:
         name = path.rsplit("/", 1)[-1]
-        if name in ("aggTrades", "trades") and payload:
+        if name in ("aggTrades", "trades", "historicalTrades") and payload:
             damage(middle(payload), "p" if name == "aggTrades" else "price", kind, "6O123.45")
         elif name == "klines" and payload:
             damage(middle(payload), 4, kind, "6O123.45")  # the close

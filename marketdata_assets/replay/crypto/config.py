@@ -74,6 +74,11 @@ class ReplayConfig:
     instruments: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in
                                                                        DEFAULT_INSTRUMENTS.items()})
     binance_weight_limit: int = 6000
+    # Binance's individual trades (`historicalTrades`) are the dump files' trades of
+    # replay.binance_dumps.generate_trades(instrument, day, dump_trades_per_day, seed): the files
+    # `make run` writes (main.DUMP_INSTRUMENTS, 20,000 trades a day, seed = the index) by default.
+    dump_trades_per_day: int = 20_000
+    dump_seed_by_instrument: dict[str, int] = field(default_factory=lambda: {"BTCUSDT": 0, "ETHUSDT": 1})
     weight_window_s: float = 60.0
     now: str | None = None  # ISO 8601; None = the wall clock
     faults: list[Fault] = field(default_factory=list)

@@ -18,6 +18,13 @@ Paging trades: windows of at most one hour (`startTime`/`endTime`, limit 1000); 
 fills a page the client pages by `fromId` = last `a` + 1 until it passes `end` (ids are contiguous,
 so nothing is lost or repeated; a final filter keeps [start, end)).
 
+By id range (the trade-id refill, lib.ticks.continuity): `agg_trades_by_id` pages
+`aggTrades?fromId=` and `trades_by_id` pages `historicalTrades?fromId=` (individual trades: the
+dump files' ids; weight 25, no API key since 2023-07-11: Binance's spot CHANGELOG changed its
+security type from MARKET_DATA to NONE, `X-MBX-APIKEY` is ignored), each from `first_id` until
+`last_id` is passed or a page comes back empty; ids past `last_id` are dropped (counted).
+`time_unit="MICROSECOND"` asks for that request's times in microseconds.
+
 Limits (`LIMITS`): Binance counts request WEIGHT per IP and minute and reports it in
 `X-MBX-USED-WEIGHT-1M`; the shared client adds each request's weight (`weights`) locally, trusts the
 header when it says more, and waits for the next minute rather than pass 90% of it. Errors
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -74,7 +81,8 @@ DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
 LIMITS = Limits(
     requests_per_minute=1200, max_concurrency=4,
     weight_per_window=6000, weight_window_s=60.0, weight_headroom=0.9, weight_header="X-MBX-USED-WEIGHT-1M",
-    weights={"/api/v3/aggTrades": 4, "/api/v3/trades": 25, "/api/v3/klines": 2},  # depth: depth_weight(limit)
+    weights={"/api/v3/aggTrades": 4, "/api/v3/trades": 25, "/api/v3/historicalTrades": 25, "/api/v3/klines": 2},
+    # depth: depth_weight(limit)
 )
 ERRORS = ErrorTable(
     broad=(("banned until", "banned"),),
@@ -250,9 +258,12 @@ class BinanceClient(ApiClient):
             return error
         return super().make_error(kind, status=status, code=code, message=message, page=page)
 
-    async def _get(self, path: str, params: dict[str, Any], *, instrument: str, day, weight: int | None = None):
+    async def _get(self, path: str, params: dict[str, Any], *, instrument: str, day, weight: int | None = None,
+                   time_unit: str | None = None):
         page = Page(VENUE, instrument, day, describe_request("GET", path, params))
-        extra = {"_weight": weight} if weight is not None else {}
+        extra: dict[str, Any] = {"_weight": weight} if weight is not None else {}
+        if time_unit:
+            extra["headers"] = {"X-MBX-TIME-UNIT": time_unit}
         return await self.call("GET", path, page=page, params=params, **extra), page
 
     # ---- trades -----------------------------------------------------------------------------
@@ -291,6 +302,38 @@ class BinanceClient(ApiClient):
                     break
                 from_id = int(frame["seq"].max()) + 1
         return finish_trades(frames, start, end, self.dropped.of(instrument), paged="forward")
+
+    async def agg_trades_by_id(self, instrument: str, first_id: int, last_id: int, *, day: date | None = None,
+                               time_unit: str | None = None) -> pl.DataFrame:
+        """Aggregate trades with first_id <= a <= last_id (`aggTrades?fromId=`); `day` names the
+        slice in errors."""
+        return await self._by_id("/api/v3/aggTrades", parse_agg_trades, instrument, first_id, last_id, day, time_unit)
+
+    async def trades_by_id(self, instrument: str, first_id: int, last_id: int, *, day: date | None = None,
+                           time_unit: str | None = None) -> pl.DataFrame:
+        """Individual trades with first_id <= id <= last_id (`historicalTrades?fromId=`)."""
+        return await self._by_id("/api/v3/historicalTrades", parse_trades, instrument, first_id, last_id, day,
+                                 time_unit)
+
+    async def _by_id(self, path: str, parse, instrument: str, first_id: int, last_id: int, day: date | None,
+                     time_unit: str | None) -> pl.DataFrame:
+        frames: list[pl.DataFrame] = []
+        from_id = first_id
+        while from_id <= last_id:
+            params = {"symbol": instrument, "fromId": from_id, "limit": min(self.page_limit, last_id - from_id + 1)}
+            body, page = await self._get(path, params, instrument=instrument, day=day, time_unit=time_unit)
+            frame = parse(body, instrument, page)
+            if frame.height == 0:
+                break
+            if int(frame["seq"].min()) < from_id:
+                raise page.error(f"{path.rsplit('/', 1)[-1]} page for fromId={from_id} starts at id "
+                                 f"{int(frame['seq'].min())}")
+            frames.append(frame)
+            from_id = int(frame["seq"].max()) + 1
+        frame = finish_trades(frames, drops=self.dropped.of(instrument))
+        inside = frame.filter(pl.col("seq").is_between(first_id, last_id))
+        self.dropped.of(instrument)["past_window_edge"] += frame.height - inside.height
+        return inside
 
     # ---- book -------------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ timestamps in milliseconds; numbers are JSON numbers.
   timestamp seen (it may hold more trades of that millisecond) and the trades of that millisecond
   already seen are dropped by trade_id (counted as `duplicates`). A page made entirely of one millisecond cannot move the
   start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`).
+  By sequence range (the trade-id refill, lib.ticks.continuity): `trades_by_seq` pages
+  `get_last_trades_by_instrument?start_seq=&end_seq=` (trade_seq: "the sequence number of the
+  trade within instrument").
 - `get_order_book` → `result: {timestamp, change_id, bids: [[price, amount]], asks, stats, ...}`.
 - `get_tradingview_chart_data` (resolution=1) → parallel arrays `ticks, open, high, low, close,
   volume (base), cost (quote)`, `status` "ok" | "no_data" (any other is an error); trades = null.
@@ -267,22 +270,36 @@ class DeribitClient(ApiClient):
             cursor = last_ms
         return finish_trades(frames, start, end, self.dropped.of(instrument), paged="forward")
 
-    async def _trades_by_seq(self, instrument: str, start_seq: int, end_ms: int,
-                             day: date | None) -> list[pl.DataFrame]:
+    async def trades_by_seq(self, instrument: str, first_seq: int, last_seq: int, *,
+                            day: date | None = None) -> pl.DataFrame:
+        """Trades with first_seq <= trade_seq <= last_seq; `day` names the slice in errors."""
+        frames = await self._trades_by_seq(instrument, first_seq, None, day, last_seq)
+        frame = finish_trades(frames, drops=self.dropped.of(instrument))
+        inside = frame.filter(pl.col("seq").is_between(first_seq, last_seq))
+        self.dropped.of(instrument)["past_window_edge"] += frame.height - inside.height
+        return inside
+
+    async def _trades_by_seq(self, instrument: str, start_seq: int, end_ms: int | None,
+                             day: date | None, end_seq: int | None = None) -> list[pl.DataFrame]:
+        """Pages from `start_seq` until one passes `end_ms` (or reaches `end_seq`, asked as end_seq)."""
         frames = []
         while True:
             params = {"instrument_name": instrument, "start_seq": start_seq, "count": self.page_size,
                       "sorting": "asc"}
+            if end_seq is not None:
+                params.update(end_seq=end_seq, count=max(1, min(self.page_size, end_seq - start_seq + 1)))
             body, ctx = await self._public("get_last_trades_by_instrument", params, instrument=instrument, day=day)
             page, has_more = parse_trades(body, instrument, ctx)
             if page.height:
                 day = day_of(page["ts"].max())
             frames.append(page)
-            if page.height == 0 or not has_more or to_us(page["ts"].max()) // 1000 > end_ms:
+            if page.height == 0 or not has_more or (end_ms is not None and to_us(page["ts"].max()) // 1000 > end_ms):
                 return frames
             next_seq = int(page["seq"].max()) + 1
             if next_seq <= start_seq:
                 raise ctx.error(f"trades by sequence from {start_seq} did not advance")
+            if end_seq is not None and next_seq > end_seq:
+                return frames
             start_seq = next_seq
 
     async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:

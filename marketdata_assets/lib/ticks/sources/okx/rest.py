@@ -7,7 +7,11 @@ Formats: the envelope is `{"code": "0", "msg": "", "data": [...]}` and every val
   `side` is the taker's. Paging: the first page asks `type=2&after=<end ms>` (trades strictly before
   `end`), every later page `type=1&after=<smallest tradeId so far>` (by trade id, so trades sharing
   a millisecond across a page boundary are neither lost nor repeated) until a page reaches
-  before `start`. seq = tradeId (numeric, increasing per instrument).
+  before `start`. seq = tradeId (numeric, increasing per instrument). By id range (the trade-id
+  refill, lib.ticks.continuity): `trades_by_id` asks `type=1&after=<last_id + 1>` and pages back by
+  the smallest tradeId seen until it passes `first_id` (trade ids count up by one per instrument:
+  the `trades` channel's aggregation says so, "tradeId = 123 and count = 3 ... aggregates the
+  trades of tradeId = 123, 122, and 121"); history-trades holds the last 3 months.
 - `/api/v5/market/books?sz=N` → `data: [{asks: [[px, sz, "0", numOrders]], bids: [...], ts}]`
   (a `seqId` is read when present: update_id).
 - `/api/v5/market/history-candles?bar=1m` → `data: [[ts, o, h, l, c, vol, volCcy, volCcyQuote,
@@ -295,6 +299,31 @@ class OkxClient(ApiClient):
             day = day_of(from_us(oldest))
             params = {"instId": instrument, "type": "1", "after": str(smallest), "limit": str(self.page_limit)}
         return finish_trades(frames, start, end, self.dropped.of(instrument), paged="backward")
+
+    async def trades_by_id(self, instrument: str, first_id: int, last_id: int, *,
+                           day: date | None = None) -> pl.DataFrame:
+        """Trades with first_id <= tradeId <= last_id (history-trades, `type=1`, paging back by
+        `after`); `day` names the slice in errors."""
+        frames: list[pl.DataFrame] = []
+        after = last_id + 1
+        while after > first_id:
+            params = {"instId": instrument, "type": "1", "after": str(after),
+                      "limit": str(min(self.page_limit, after - first_id))}
+            body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
+            page = parse_history_trades(body, instrument, ctx, self.contract_values)
+            if page.height == 0:
+                break
+            smallest = page["seq"].min()
+            if smallest is None or page["seq"].null_count():
+                raise ctx.error("history-trades page has non-numeric tradeIds: cannot page by tradeId")
+            if int(smallest) >= after:
+                raise ctx.error(f"history-trades page for after={after} did not go back in tradeId")
+            frames.append(page)
+            after = int(smallest)
+        frame = finish_trades(frames, drops=self.dropped.of(instrument))
+        inside = frame.filter(pl.col("seq").is_between(first_id, last_id))
+        self.dropped.of(instrument)["past_window_edge"] += frame.height - inside.height
+        return inside
 
     async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
         if not 1 <= depth <= MAX_BOOK_DEPTH:

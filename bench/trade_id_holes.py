@@ -1,0 +1,206 @@
+"""The trade-id hole check (issue 13) against a plain count of the same rows.
+
+One UTC day (2025-01-15) of 20 Binance instruments, BENCH_HOLE_TRADES trades each (default
+10,000,000: 200 million rows), in the project's `trades` table (lib.ticks.clickhouse_tables: sorting
+key, codecs, the daily-bar view), one active load per instrument with its ingest_log row (source
+BINANCE: aggregate trade ids), generated inside ClickHouse (`numbers()`; a Python frame of 200
+million rows would measure Python). BENCH_HOLED of the instruments (default 4) miss five id ranges
+each (1, 7, 100, 1,000 and 25,000 ids). The data is kept between runs (a manifest says what it
+holds) in `$MARKETDATA_STATE_DIR/bench/trade_id_holes`.
+
+Timed, three repetitions (BENCH_REPEAT), in one process on the embedded engine:
+
+- count: `SELECT instrument, count() FROM trades WHERE ts in the day GROUP BY instrument` (the
+  plain count), and the same over the active loads only (`load_id IN (active loads)`: what every
+  read view does); for scale, a scan of the ids (`max(seq)` per instrument: the least a check of
+  the ids reads, where a count reads no column at all);
+- check: `lib.ticks.continuity.find_holes` over the 20 slices, what the `trade_ids_continuous`
+  check runs: the loads and their sources, one scan of the ids (rows, first/last id, distinct ids
+  with groupBitmap), then the window function (`lagInFrame`) over the holed slices only; and its two
+  halves: the clean slices alone, the holed slices alone;
+- window everywhere: the window query over all 20 slices (what the check would cost without the
+  distinct-id pre-pass), for comparison.
+
+The check must find exactly the holes put in (else exit 1). Results: bench/results/trade_id_holes.json.
+Run: `scripts/with-env .venv/bin/python -m bench trade_id_holes`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.ticks_load import DAY, INSTRUMENTS
+from marketdata_assets import settings
+
+VENUE = "BINANCE"
+TRADES = int(os.environ.get("BENCH_HOLE_TRADES", "10000000"))
+HOLED = int(os.environ.get("BENCH_HOLED", "4"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+DATABASE = "bench_trade_id_holes"
+FIRST_ID = 3_000_000_000
+HOLE_SIZES = (1, 7, 100, 1_000, 25_000)  # at 10%, 30%, 50%, 70%, 90% of each holed instrument's day
+
+
+def holes_of(index: int) -> list[tuple[int, int]]:
+    """The (first, last) missing ids of instrument `index` (the first HOLED instruments have holes)."""
+    if index >= HOLED:
+        return []
+    base = FIRST_ID + index * TRADES
+    return [(base + TRADES * (2 * k + 1) // 10, base + TRADES * (2 * k + 1) // 10 + size - 1)
+            for k, size in enumerate(HOLE_SIZES) if size < TRADES // 10]
+
+
+def generate(client) -> float:
+    """The 20 slices as loads made active the way the writer does (rows, then one row in `loads`),
+    each with its ingest_log row. Returns the seconds taken."""
+    from marketdata_assets.lib.ticks import clickhouse_tables as ct
+    from marketdata_assets.lib.ticks import writer
+
+    started = time.monotonic()
+    client.command(f"DROP DATABASE IF EXISTS `{DATABASE}`")
+    client.command(f"CREATE DATABASE `{DATABASE}`")
+    ct.ensure_tables(client, DATABASE)
+    ids = writer.new_load_ids(client, DATABASE, "trades", VENUE, [(s, DAY) for s in INSTRUMENTS])
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
+    loads, log = [], []
+    for index, (symbol, load_id) in enumerate(zip(INSTRUMENTS, ids)):
+        missing = " OR ".join(f"(number BETWEEN {lo - FIRST_ID - index * TRADES} AND {hi - FIRST_ID - index * TRADES})"
+                              for lo, hi in holes_of(index)) or "0"
+        client.command(
+            f"INSERT INTO `{DATABASE}`.trades (ts, venue, instrument, trade_id, price, quantity, amount, side, seq, "
+            "day, load_id) SELECT {start:DateTime64(6, 'UTC')} + toIntervalMicrosecond(intDiv(number * 86400000000, "
+            "{n:UInt64})) AS ts, {venue:String}, {symbol:String}, toString({first:Int64} + number), "
+            "round(100 + 10 * sin(number / 50000) + (cityHash64(number) % 100) / 100, 2) AS price, "
+            "(cityHash64(number, 1) % 100000) / 100000 + 0.00001 AS quantity, price * quantity, "
+            "if(cityHash64(number, 2) % 2 = 0, 'buy', 'sell'), {first:Int64} + number, toDate(ts), {load:UInt64} "
+            f"FROM numbers({{n:UInt64}}) WHERE NOT ({missing})",
+            parameters={"start": start, "n": TRADES, "venue": VENUE, "symbol": symbol,
+                        "first": FIRST_ID + index * TRADES, "load": load_id})
+        rows = TRADES - sum(hi - lo + 1 for lo, hi in holes_of(index))
+        loads.append(["trades", VENUE, symbol, DAY, load_id, rows, "bench", datetime.now(timezone.utc)])
+        log.append({"run_id": "bench", "provider": VENUE, "kind": "trades", "venue": VENUE, "instrument": symbol,
+                    "day": DAY, "rows": rows, "outcome": "ok", "load_id": load_id, "started_at": start,
+                    "finished_at": datetime.now(timezone.utc)})
+        print(f"  {symbol}: {rows:,} rows ({time.monotonic() - started:.0f} s)", flush=True)
+    client.insert("loads", loads, column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id",
+                                                "loaded_at"], database=DATABASE)
+    writer.log_ingest(client, DATABASE, log)
+    client.command(f"OPTIMIZE TABLE `{DATABASE}`.trades FINAL")  # as the merges would leave it after a while
+    return time.monotonic() - started
+
+
+def timed(fn) -> tuple[float, object]:
+    started = time.monotonic()
+    result = fn()
+    return time.monotonic() - started, result
+
+
+def main() -> int:
+    settings.apply_defaults()
+    from marketdata_assets.lib.ticks.continuity import find_holes
+    from marketdata_assets.lib.ticks.engine import SliceKey
+    from marketdata_assets.resources import ClickHouseResource
+
+    workdir = settings.state_dir() / "bench" / "trade_id_holes"
+    manifest = {"day": DAY.isoformat(), "instruments": INSTRUMENTS, "trades": TRADES, "holed": HOLED,
+                "holes": list(HOLE_SIZES)}
+    marker = workdir / "manifest.json"
+    fresh = not (marker.exists() and json.loads(marker.read_text()) == manifest)
+    if fresh:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+    store = ClickHouseResource(dsn=f"chdb://{workdir / 'chdb'}", database=DATABASE, lock_timeout_s=60)
+    slices = [SliceKey("trades", VENUE, s, DAY) for s in INSTRUMENTS]
+    expected = {i: holes_of(i) for i in range(len(INSTRUMENTS))}
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
+    day_filter = "ts >= {start:DateTime64(6, 'UTC')} AND ts < {start:DateTime64(6, 'UTC')} + INTERVAL 1 DAY"
+    runs = []
+    try:
+        with store.get_client() as client:
+            if fresh:
+                print(f"generating {len(INSTRUMENTS)} x {TRADES:,} trades of {DAY} ...", flush=True)
+                generated = generate(client)
+                marker.write_text(json.dumps(manifest))
+                print(f"generated in {generated:.0f} s")
+            total = int(client.command(f"SELECT count() FROM `{DATABASE}`.trades"))
+            disk_mb = int(client.command("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} "
+                                         "AND table = 'trades' AND active", parameters={"db": DATABASE})) / 1e6
+            print(f"{total:,} rows, {disk_mb:,.0f} MB on disk; {HOLED} instrument(s) with holes")
+
+            def count(active: bool):
+                where = day_filter + (f" AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads "
+                                      "WHERE kind = 'trades')" if active else "")
+                return client.query(f"SELECT instrument, count() FROM `{DATABASE}`.trades WHERE {where} "
+                                    "GROUP BY instrument", parameters={"start": start}).result_rows
+
+            def window_everywhere():
+                return client.query(
+                    "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0) FROM ("
+                    "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
+                    f"ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev FROM `{DATABASE}`.trades WHERE {day_filter} "
+                    f"AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads WHERE kind = 'trades')) "
+                    "GROUP BY load_id", parameters={"start": start}).result_rows
+
+            for rep in range(1, REPEAT + 1):
+                run: dict = {"repetition": rep}
+                run["count_s"], counted = timed(lambda: count(False))
+                run["count_active_s"], _ = timed(lambda: count(True))
+                run["scan_ids_s"], _ = timed(lambda: client.query(
+                    f"SELECT instrument, max(seq) FROM `{DATABASE}`.trades WHERE {day_filter} GROUP BY instrument",
+                    parameters={"start": start}))
+                run["check_s"], found = timed(lambda: find_holes(client, DATABASE, slices))
+                run["check_clean_only_s"], _ = timed(lambda: find_holes(client, DATABASE, slices[HOLED:]))
+                run["check_holed_only_s"], _ = timed(lambda: find_holes(client, DATABASE, slices[:HOLED]))
+                run["window_everywhere_s"], windowed = timed(window_everywhere)
+                for index, key in enumerate(slices):
+                    ids = found[f"{DAY}|{VENUE}:{key.instrument}"]
+                    got = [(h.first_missing, h.last_missing) for h in ids.holes]
+                    if got != expected[index] or ids.missing != sum(hi - lo + 1 for lo, hi in expected[index]):
+                        raise RuntimeError(f"{key}: the check found {got} ({ids.missing} ids), expected "
+                                           f"{expected[index]}")
+                if sum(n for _, n in counted) != total or sum(int(r[2]) for r in windowed) != sum(
+                        hi - lo + 1 for h in expected.values() for lo, hi in h):
+                    raise RuntimeError("the count or the window over every slice disagrees with the data")
+                for key in ("count_active_s", "scan_ids_s", "check_s", "check_clean_only_s", "check_holed_only_s",
+                            "window_everywhere_s"):
+                    run[key.replace("_s", "_over_count")] = round(run[key] / run["count_s"], 1)
+                run = {k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()}
+                runs.append(run)
+                print(f"run {rep}: count {run['count_s']:.2f} s (active loads {run['count_active_s']:.2f} s, "
+                      f"scan of the ids {run['scan_ids_s']:.2f} s) | "
+                      f"check {run['check_s']:.2f} s = {run['check_over_count']}x (clean slices "
+                      f"{run['check_clean_only_s']:.2f} s, holed {run['check_holed_only_s']:.2f} s) | window over "
+                      f"every slice {run['window_everywhere_s']:.2f} s = {run['window_everywhere_over_count']}x",
+                      flush=True)
+    finally:
+        store.close()
+
+    def median(key: str) -> float:
+        return round(statistics.median(r[key] for r in runs), 3)
+
+    report = {"day": DAY.isoformat(), "instruments": len(INSTRUMENTS), "trades_per_instrument": TRADES,
+              "rows": total, "disk_mb": round(disk_mb), "holed_instruments": HOLED, "hole_sizes": HOLE_SIZES,
+              "repetitions": REPEAT,
+              "median": {k: median(k) for k in runs[0] if k != "repetition"},
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "runs": runs,
+              "at": datetime.now().isoformat(timespec="seconds")}
+    m = report["median"]
+    print(f"median of {REPEAT}: count {m['count_s']} s, over the active loads {m['count_active_s']} s; check "
+          f"{m['check_s']} s ({m['check_over_count']}x the count); window over every slice {m['window_everywhere_s']} s "
+          f"({m['window_everywhere_over_count']}x); peak RSS {report['peak_rss_mb']} MB")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "trade_id_holes.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
