@@ -6,9 +6,11 @@ import sys
 # name -> module with a main() returning the exit status (non-zero: a target missed)
 BENCHMARKS = {
     "bars_load": "bench.bars_load",
+    "bars_completeness": "bench.bars_completeness",
     "alphas_import": "bench.alphas_import",
     "alphas_sensor": "bench.alphas_sensor",
     "ticks_load": "bench.ticks_load",
+    "trade_id_holes": "bench.trade_id_holes",
 }
 
 if __name__ == "__main__":

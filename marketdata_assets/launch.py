@@ -35,6 +35,7 @@ class Outcome:
     checks: int = 0
     failed_partitions: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # WARN-severity checks that did not pass
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
@@ -42,13 +43,16 @@ class Outcome:
             parts.append(f"{len(self.partitions)} partition{'s' * (len(self.partitions) != 1)}")
         parts.append(f"{self.rows:,} rows")
         if self.checks:
-            parts.append(f"{self.checks_passed}/{self.checks} checks passed")
+            parts.append(f"{self.checks_passed}/{self.checks} checks passed"
+                         + (f" ({len(self.warnings)} warning{'s' * (len(self.warnings) != 1)})" if self.warnings else ""))
         text = f"[{'ok' if self.success else 'FAILED'}] {self.label}: {', '.join(parts)}, {self.seconds:.1f} s"
         if self.failed_partitions:
             text += f"; failed partitions: {', '.join(self.failed_partitions[:10])}" + (
                 f" (+{len(self.failed_partitions) - 10})" if len(self.failed_partitions) > 10 else "")
         if self.failed_checks:
             text += f"; failed checks: {', '.join(self.failed_checks[:10])}"
+        if self.warnings:
+            text += f"; warnings: {', '.join(self.warnings[:10])}"
         return text + f"  (run {self.run_id[:8]})"
 
 
@@ -138,9 +142,13 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         rows=_rows(materializations),
         checks_passed=sum(c.passed for c in checks), checks=len(checks),
         failed_partitions=[] if result.success else sorted(set(planned) - done_partitions) or planned,
-        failed_checks=sorted({f"{c.asset_key.to_user_string()}:{c.check_name}" + (f"[{c.partition}]" if c.partition
-                                                                                    else "")
-                              for c in checks if not c.passed}))
+        failed_checks=_named(c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN),
+        warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN))
+
+
+def _named(checks) -> list[str]:
+    return sorted({f"{c.asset_key.to_user_string()}:{c.check_name}" + (f"[{c.partition}]" if c.partition else "")
+                   for c in checks})
 
 
 def _planned_partitions(instance, assets: list, selection, partition_key, tags: dict) -> list[str]:

@@ -12,7 +12,8 @@ show up in the UI that `make run` serves next:
    range run, with the eight checks;
 4. ticks: the configured crypto instruments are added as partitions, then: yesterday's (UTC)
    trades and 1-minute bars of every instrument as one range run, a book snapshot of each, the A-share and Yahoo bars of the last trading day, and
-   two Binance dump files of yesterday dropped into the dump landing area and loaded; with checks.
+   two Binance dump files (of REPLAY_FILE_DAY) dropped into the dump landing area and loaded, and that
+   day's Binance archives; with checks.
 The vendors are the replays of marketdata_assets.demo unless configured for real (MARKETDATA_DEMO).
 Run it again and the loads are skipped (same content already loaded): only the refreshes redo work.
 """
@@ -87,6 +88,10 @@ def last_trading_day(venue: str) -> date:
 
 
 DUMP_INSTRUMENTS = ("BTCUSDT", "ETHUSDT")
+# The day of the replayed dump files and archives: always the same one, because the file replays
+# number each day's trade ids from their own base, so two consecutive replayed days would show an
+# id hole at midnight (a day-after-day `make run` would fail trade_ids_continuous on the replay).
+REPLAY_FILE_DAY = date(2025, 1, 2)
 
 
 def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, list, dict, object]]:
@@ -102,9 +107,9 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
     landing = settings.binance_dumps_landing_dir()
     landing.mkdir(parents=True, exist_ok=True)
     for i, symbol in enumerate(DUMP_INSTRUMENTS):
-        path = landing / f"{symbol}-trades-{yesterday}.csv"
+        path = landing / f"{symbol}-trades-{REPLAY_FILE_DAY}.csv"
         if not path.exists():
-            write_dump(path, generate_trades(symbol, yesterday, 20_000, seed=i))
+            write_dump(path, generate_trades(symbol, REPLAY_FILE_DAY, 20_000, seed=i))
     dump_keys = [partition_key("BINANCE", symbol) for symbol in DUMP_INSTRUMENTS]
     instance.add_dynamic_partitions(binance_dump_instruments.name, dump_keys)
 
@@ -124,20 +129,20 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
           "dagster/asset_partition_range_end": instruments[-1]}, None),
         (f"A-share bars {a_share_day}", ticks + [keys("a_share_bars_1m", "a_share_daily_bars")], {}, f"{a_share_day}"),
         (f"Yahoo bars {yahoo_day}", ticks + [keys("yahoo_bars_1m")], {}, f"{yahoo_day}"),
-        (f"Binance dumps {yesterday}", ticks + [keys("binance_dump_trades")],
-         day_range(yesterday, dump_keys[0], dump_keys[-1]), None),
+        (f"Binance dumps {REPLAY_FILE_DAY}", ticks + [keys("binance_dump_trades")],
+         day_range(REPLAY_FILE_DAY, dump_keys[0], dump_keys[-1]), None),
     ]
 
 
 def archive_steps(archives: list) -> list[tuple[str, list, dict, object]]:
-    """Yesterday's Binance archives (every configured dataset and instrument) from the replay."""
+    """One day's Binance archives (every configured dataset and instrument) from the replay."""
     from marketdata_assets.defs.ticks.archives import ARCHIVE_ASSETS, INSTRUMENTS
 
-    yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
-    tags = {"dagster/asset_partition_range_start": f"{yesterday}|{INSTRUMENTS[0]}",
-            "dagster/asset_partition_range_end": f"{yesterday}|{INSTRUMENTS[-1]}"}
+    day = REPLAY_FILE_DAY
+    tags = {"dagster/asset_partition_range_start": f"{day}|{INSTRUMENTS[0]}",
+            "dagster/asset_partition_range_end": f"{day}|{INSTRUMENTS[-1]}"}
     selection = [dg.AssetKey(a) for a in ARCHIVE_ASSETS.values()]
-    return [(f"Binance archives {yesterday}", archives + [selection], tags, None)]
+    return [(f"Binance archives {day}", archives + [selection], tags, None)]
 
 
 def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> list[tuple[str, list, dict, object]]:

@@ -75,7 +75,7 @@ def test_weekend():
 def test_days_outside_the_calendar_raise_naming_venue_and_day():
     last = calendars.calendar_for("SSE").last_session.date()
     beyond = last + timedelta(days=400)
-    with pytest.raises(ValueError, match=rf"{beyond} is outside the XSHG calendar of venue 'SSE'"):
+    with pytest.raises(calendars.OutOfCalendar, match=rf"{beyond} is outside the XSHG calendar of venue 'SSE'"):
         calendars.is_trading_day("SSE", beyond)
     with pytest.raises(ValueError, match=r"1999-12-31 is outside the XSHG calendar of venue 'SZSE'"):
         calendars.trading_days("SZSE", date(1999, 12, 31), date(2000, 1, 10))

@@ -65,7 +65,8 @@ def test_every_asset_a_schedule_keeps_fresh_has_a_freshness_deadline_after_its_r
     schedules = {s.name: s for s in defs().schedules}
     expected = {"crypto_trades": "crypto_ticks_daily", "crypto_bars_1m": "crypto_ticks_daily",
                 "a_share_bars_1m": "a_share_after_close", "a_share_daily_bars": "a_share_after_close",
-                "yahoo_bars_1m": "yahoo_after_close", "alpha_files": "alpha_fetch_daily"}
+                "yahoo_bars_1m": "yahoo_after_close", "alpha_files": "alpha_fetch_daily",
+                "stock_monthly_kline": "monthly_kline_after_close"}
     for asset, schedule in expected.items():
         policy = graph.get(dg.AssetKey(asset)).freshness_policy
         assert isinstance(policy, dg.FreshnessPolicy), asset

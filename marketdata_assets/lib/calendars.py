@@ -34,7 +34,7 @@ API::
 **Range limits.** A calendar knows the sessions between its first session (2000 or the venue's
 earliest, whichever is later) and its last one (about a year ahead; for XSHG the last year whose
 lunar holidays the installed exchange-calendars knows: upgrade the package each December). A day
-outside raises ``ValueError`` naming the venue, the day and the bounds, never a silent "holiday".
+outside raises ``OutOfCalendar`` (a ValueError) naming the venue, the day and the bounds, never a silent "holiday".
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ import pandas as pd
 
 Label = Literal["end", "start"]
 EARLIEST = date(2000, 1, 1)  # the first month partition of the bars domain
+
+
+class OutOfCalendar(ValueError):
+    """A day outside the range a venue's calendar knows (names venue, day and range)."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ def _check_bounds(venue: str, calendar: xcals.ExchangeCalendar, *days: date) -> 
     first, last = _calendar(calendar.name)[1], calendar.last_session.date()
     for day in days:
         if not first <= day <= last:
-            raise ValueError(
+            raise OutOfCalendar(
                 f"{day} is outside the {calendar.name} calendar of venue {venue!r}, which knows "
                 f"{first}..{last}" + (" (upgrade exchange-calendars for later years' holidays)" if day > last else ""))
 

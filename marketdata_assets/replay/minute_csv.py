@@ -37,8 +37,17 @@ def trading_minutes(day: date, first_bar: time = time(9, 31)) -> list[datetime]:
     return out
 
 
-def trading_days(start: date, count: int) -> list[date]:
-    days, d = [], start
+def trading_days(start: date, count: int, venue: str = "SSE") -> list[date]:
+    """The first `count` trading days from `start` on, by the exchange calendar (lib/calendars:
+    weekends AND holidays skipped, as real files have no bars on 2026-10-01). Past the last year the
+    installed exchange-calendars knows, weekdays (replay data only; the completeness check names
+    such a month as beyond the calendar)."""
+    from marketdata_assets.lib import calendars
+
+    last_known = calendars.calendar_for(venue).last_session.date()
+    days = calendars.trading_days(venue, start, min(last_known, start + timedelta(days=2 * count + 30)))[:count] \
+        if start <= last_known else []
+    d = max(start, last_known + timedelta(days=1))
     while len(days) < count:
         if d.weekday() < 5:
             days.append(d)

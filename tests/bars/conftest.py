@@ -59,3 +59,46 @@ def pglite_server(tmp_path_factory):
     assert code == 0, f"the PGlite server exited with {code} on SIGTERM:\n{log_path.read_text()}"
 
 
+
+
+# --- A schema of its own per test on the native server (completeness, coverage, unit checks) -------
+
+QUALITY_DB = "marketdata_quality_test"
+
+
+@pytest.fixture(scope="session")
+def quality_db() -> str:
+    from tests.conftest import recreate_database
+
+    recreate_database(QUALITY_DB, extension=True)
+    return QUALITY_DB
+
+
+@pytest.fixture
+def minute_store(quality_db, tmp_path):
+    """A connection whose search_path starts with a fresh schema holding stock_1min_qfq, the loader's
+    tables and the K-line table: the project's fixed table names, isolated per test."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from marketdata_assets.lib.bars import kline, loader
+
+    conn = psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
+                           user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD") or None,
+                           dbname=quality_db, connect_timeout=5)
+    schema = f"quality_{uuid.uuid4().hex[:10]}"
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+    conn.commit()
+    kline.ensure_monthly_kline(conn)
+    loader.ensure_loader_tables(conn)
+    conn.commit()
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        conn.commit()
+        conn.close()

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,12 +18,13 @@ import psycopg
 import pytest
 
 from marketdata_assets import settings
+from marketdata_assets.lib import calendars
 from marketdata_assets.replay import minute_csv as fx
 from tests.conftest import recreate_database
 
 DB = "marketdata_bars_test"
 RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-03-01"}
-DAYS = fx.trading_days(date(2026, 1, 5), 45)  # 2026-01-05 .. 2026-03-09
+DAYS = calendars.trading_days("SSE", date(2026, 1, 1), date(2026, 3, 31))  # every trading day of Jan..Mar
 FILES = [("600000.SH", "cn_minute", {"bom": True}), ("000001.SZ", "cn_minute", {"encoding": "gbk"}),
          ("688981.SH", "tushare", {})]
 NAMED = [("600000.SH", "cn_minute", {"bom": True}), ("000001.SZ", "cn_minute", {"encoding": "gbk"}),
@@ -141,7 +142,12 @@ def test_kline_daily_ma_and_checks(bars_env):
     result = materialize(["stock_1min_qfq", "stock_monthly_kline", "stock_daily_ma"], with_checks=True)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    assert len(result.get_asset_check_evaluations()) == 5
+    # seed 004's A-E once, and the four per-month checks once per month of the range run
+    partitions = sorted((e.check_name, e.partition) for e in result.get_asset_check_evaluations() if e.partition)
+    assert partitions == sorted((name, month) for name in ("complete_minutes", "every_code_has_a_kline_row",
+                                                           "no_unit_stretch", "no_unit_stretch")
+                                for month in ("2026-01-01", "2026-02-01", "2026-03-01"))
+    assert len(result.get_asset_check_evaluations()) == 5 + 12
 
     kline = stored("SELECT month::date, code, open, high, low, close, volume FROM stock_monthly_kline ORDER BY code, month")
     clean = truth.filter((pl.col("volume") >= 0) & (pl.col("amount") >= 0)
@@ -221,6 +227,7 @@ def test_sensor_leaves_out_months_a_later_run_loaded(bars_env):
 KILL_SCRIPT = """
 import sys
 from marketdata_assets import settings
+from marketdata_assets.lib import calendars
 settings.apply_defaults()
 from tests.bars.test_bars_assets import materialize
 materialize(["stock_1min_qfq"], {"stock_1min_qfq": {"force": True, "workers": 1}})
@@ -283,3 +290,72 @@ def test_same_files_give_the_same_kline_on_the_tsl_server(bars_env, pglite_serve
     # (parallel workers on the native server), so volume and amount compare to 1e-12 relative.
     assert [r[:7] for r in tsl] == [r[:7] for r in native]
     assert [r[7:] for r in tsl] == [pytest.approx(r[7:], rel=1e-12) for r in native]
+
+
+def test_month_checks_fail_specifically_and_the_coverage_asset_draws_the_month(bars_env):
+    """Issue #13 in the UI's terms, on January 2026: a hole and a suspended day (ERROR), an index file
+    without amount (no K-line row: ERROR naming `amount >= 0`, while A-E stay green), a x100 stretch
+    that reverts (WARN); the run itself succeeds (none of them blocks) and bars_coverage draws it."""
+    jan = [d for d in DAYS if d.month == 1]
+    complete = fx.make_bars("600000.SH", jan, seed=1)
+    holed = fx.make_bars("000001.SZ", jan, seed=2).filter(
+        ~((pl.col("time") >= datetime(2026, 1, 7, 10, 1)) & (pl.col("time") <= datetime(2026, 1, 7, 10, 3)))
+        & (pl.col("time").dt.date() != date(2026, 1, 20)))
+    index = fx.make_bars("000001.SH", jan, seed=3, base_price=3200.0)
+    stretch = fx.make_bars("688981.SH", jan, seed=4).with_columns(
+        pl.when(pl.col("time").is_between(datetime(2026, 1, 12, 13, 1), datetime(2026, 1, 13, 11, 30)))
+        .then(pl.col(c) * 100).otherwise(pl.col(c)).alias(c) for c in ("open", "high", "low", "close"))
+    for frame, name, layout in ((complete, "600000.SH.csv", "cn_minute"), (holed, "000001.SZ.csv", "cn_minute"),
+                                (index, "000001.XSHG.csv", "symbol_dt"), (stretch, "688981.SH.csv", "cn_minute")):
+        fx.write_text(bars_env / name, fx.render(frame, layout))
+    materialize(["bar_store"], tags=None)
+    result = materialize(["stock_1min_qfq", "stock_monthly_kline", "bars_coverage"], with_checks=True,
+                         tags={"dagster/partition": "2026-01-01"})
+    assert result.success
+    found = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert all(found[("stock_monthly_kline", f"{k}")].passed for k in (
+        "A_extreme_monthly_gain", "B_negative_volume_or_amount", "C_price_logic", "D_volume_without_amount",
+        "E_missing_name"))
+
+    complete_minutes = found[("stock_1min_qfq", "complete_minutes")]
+    assert (complete_minutes.passed, complete_minutes.severity, complete_minutes.partition) == \
+        (False, dg.AssetCheckSeverity.ERROR, "2026-01-01")
+    assert "1 code-day(s) with 3 missing minute(s): 000001.SZ 2026-01-07 3 missing (10:01-10:03)" in \
+        complete_minutes.description
+    assert "1 suspended code-day(s) (no bar on a trading day): 000001.SZ 01-20" in complete_minutes.description
+    assert complete_minutes.metadata["missing_minutes"].value == 3
+
+    coverage_check = found[("stock_monthly_kline", "every_code_has_a_kline_row")]
+    assert (coverage_check.passed, coverage_check.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert "000001.SH: every row removed by the cleaning WHERE: `amount >= 0` fails for 4,800 of 4,800 rows " \
+           "(4,800 with amount NULL: no amount column in the file?)" in coverage_check.description
+
+    units_check = found[("stock_1min_qfq", "no_unit_stretch")]
+    assert (units_check.passed, units_check.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert "688981.SH 2026-01-12 13:01 .. 2026-01-13 11:30 (240 bars at x" in units_check.description
+    assert found[("stock_monthly_kline", "no_unit_stretch")].passed
+
+    meta = metadata(result, "bars_coverage")
+    assert meta["heat_map"].startswith("![2026-01 coverage](data:image/svg+xml;base64,")
+    assert "| 000001.SZ | 94.94 | 1 | 1 | 0 |" in meta["heat_map"]  # (18 + 237 / 240 + 0) / 20 days
+    assert "| all other 3 codes | 100.00 |" in meta["heat_map"]
+    assert (meta["codes"], meta["incomplete_codes"]) == (4, 1)
+    (month,) = meta["coverage"]
+    assert month["rows"]["000001.SZ"][month["days"].index("2026-01-20")] == 0.0
+
+
+def test_the_monthly_kline_is_due_after_its_schedule_and_the_minute_bars_have_no_deadline():
+    from datetime import timedelta
+
+    d = definitions()
+    graph = d.resolve_asset_graph()
+    policy = graph.get(dg.AssetKey("stock_monthly_kline")).freshness_policy
+    schedule = next(s for s in d.schedules if s.name == "monthly_kline_after_close")
+    assert isinstance(policy, dg.FreshnessPolicy) and policy.timezone == schedule.execution_timezone
+    run_at, deadline = schedule.cron_schedule.split(), policy.deadline_cron.split()
+    assert deadline[2:] == run_at[2:]  # the same days
+    run_minute, deadline_minute = int(run_at[1]) * 60 + int(run_at[0]), int(deadline[1]) * 60 + int(deadline[0])
+    window = policy.lower_bound_delta
+    assert deadline_minute - window // timedelta(minutes=1) < run_minute < deadline_minute  # the run is in the window
+    # loaded when the vendor's files land (the sensor): a cron deadline would go red on every exchange holiday
+    assert graph.get(dg.AssetKey("stock_1min_qfq")).freshness_policy is None

@@ -1,11 +1,11 @@
 import time
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
 from marketdata_assets import pools, settings
 from marketdata_assets.defs.bars.partitions import minute_bar_months
-from marketdata_assets.lib.bars import kline, landing_load, loader
+from marketdata_assets.lib.bars import coverage, kline, landing_load, loader
 from marketdata_assets.lib.bars.csv_profiles import load_profiles
 from marketdata_assets.lib.bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
 from marketdata_assets.lib.charts import Candle, candlestick_svg, svg_markdown_image
@@ -86,7 +86,10 @@ class MonthlyKlineConfig(dg.Config):
 
 
 @dg.asset(group_name="bars", partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[stock_1min_qfq], pool=pools.TIMESCALEDB, kinds={"timescaledb"})
+          deps=[stock_1min_qfq], pool=pools.TIMESCALEDB, kinds={"timescaledb"},
+          # monthly_kline_after_close (schedules.py) refreshes the last three months at 17:30 on weekdays.
+          freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="30 18 * * 1-5", timezone="Asia/Shanghai",
+                                                   lower_bound_delta=timedelta(hours=1, minutes=30)))
 def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineConfig,
                         timescale: TimescaleResource) -> dg.MaterializeResult:
     """Monthly K-line per code (seed 004): a TimescaleDB continuous aggregate where the TSL features
@@ -150,4 +153,27 @@ def stock_daily_ma(context: dg.AssetExecutionContext, timescale: TimescaleResour
         "rows": written,
         "rows_with_ma20": int(frame["ma20"].is_not_null().sum()) if frame.height else 0,
         "preview": dg.MetadataValue.md(table(frame.columns, frame.tail(10).iter_rows())) if frame.height else "empty",
+    })
+
+
+class CoverageConfig(dg.Config):
+    worst: int = coverage.WORST
+    """Incomplete codes drawn one row each (worst first); all the others form one band."""
+
+
+@dg.asset(group_name="bars", partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
+          deps=[stock_1min_qfq], pool=pools.TIMESCALEDB, kinds={"timescaledb"})
+def bars_coverage(context: dg.AssetExecutionContext, config: CoverageConfig,
+                  timescale: TimescaleResource) -> dg.MaterializeResult:
+    """Code x trading day completeness of each month's minute bars as a heat map (the worst codes, then
+    one band for all others) with the percentages behind it. Monthly like stock_1min_qfq: a month's
+    picture changes only when that month loads, so a run redraws only its own months."""
+    with timescale.connection() as conn:
+        maps = [coverage.month_coverage(conn, month, worst=config.worst) for month in partition_months(context)]
+    return dg.MaterializeResult(metadata={
+        "heat_map": dg.MetadataValue.md("\n\n".join(m.markdown() for m in maps)),
+        "codes": max(m.codes for m in maps),
+        "incomplete_codes": max(m.codes - m.complete_codes for m in maps),
+        "overall_percent": round(100 * min(m.overall for m in maps), 3),
+        "coverage": dg.MetadataValue.json([m.as_json() for m in maps]),
     })

@@ -7,7 +7,12 @@ from datetime import datetime
 import dagster as dg
 
 from marketdata_assets import settings
-from marketdata_assets.defs.bars.assets import stock_1min_qfq, stock_daily_ma, stock_monthly_kline
+from marketdata_assets.defs.bars.assets import (
+    bars_coverage,
+    stock_1min_qfq,
+    stock_daily_ma,
+    stock_monthly_kline,
+)
 from marketdata_assets.defs.bars.partitions import minute_bar_months
 from marketdata_assets.lib.bars.loader import landing_files
 from marketdata_assets.lib.bars.minute_csv import CsvFileError, file_time_range
@@ -17,7 +22,8 @@ from marketdata_assets.sensing import contiguous, newest_by_partition, partition
 TIME_BUDGET_S = 40
 
 
-@dg.sensor(asset_selection=[stock_1min_qfq, stock_monthly_kline, stock_daily_ma], minimum_interval_seconds=30,
+@dg.sensor(asset_selection=[stock_1min_qfq, stock_monthly_kline, stock_daily_ma, bars_coverage],
+           minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING)
 def minute_bar_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Changed files -> one range run per stretch of consecutive months they touch, leaving out the

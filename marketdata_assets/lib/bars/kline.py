@@ -115,6 +115,14 @@ _SELECT_LIST = {
 }
 
 
+def cleaning_rules() -> tuple[str, ...]:
+    """The conditions of the cleaning WHERE, one by one ("volume >= 0", "amount >= 0", ...): a
+    minute row reaches the K-line only when every one is TRUE (NULL fails). Parsed from the SQL
+    itself, so a report naming the rule that dropped a row can never drift from the definition."""
+    text = " ".join(line.split("--", 1)[0] for line in _CLEANING.splitlines())
+    return tuple(" ".join(part.split()) for part in text.split(" AND "))
+
+
 def monthly_select(dialect: str = "timescaledb", windowed: bool = False) -> str:
     """The seed 004 SELECT. `windowed` adds ``time >= %(start)s AND time < %(end)s`` (table path)."""
     where = _CLEANING + ("\n  AND time >= %(start)s AND time < %(end)s" if windowed else "")
