@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.ticks.frames import spec_for
@@ -17,6 +18,7 @@ A_SHARE_VENUES = ("SSE", "SZSE", "BSE")
 FULL_DAY = 1440
 
 
+@lru_cache(maxsize=4096)  # one calendar computation per venue-day, not one per instrument
 def expected_bars(venue: str, day: date) -> int | None:
     """The 1-minute bars a full day of `venue` has; None on a day it does not trade. A venue without
     a calendar trades around the clock (crypto)."""

@@ -381,10 +381,9 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
     if len(currencies) > 1:
         raise SourceDataError(instrument, None, f"the quote currency changed between requests: {sorted(currencies)}",
                               source=PROVIDER)
-    frame = pl.concat([p.frame for p in parts], how="vertical")
-    before = frame.height
-    days_before = Counter(frame["ts"].dt.date().to_list())
-    frame = frame.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
+    everything = pl.concat([p.frame for p in parts], how="vertical")
+    before = everything.height
+    frame = everything.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
     merged = ChartData(instrument=instrument, frame=frame, currency=first.currency, quote_currency=first.quote_currency,
                        price_divisor=first.price_divisor, exchange=first.exchange, timezone=first.timezone,
                        gmtoffset=parts[-1].gmtoffset, meta=parts[-1].meta)
@@ -395,8 +394,9 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
         merged.dropped_on.update(part.dropped_on)
     merged.duplicates += before - frame.height
     if before > frame.height:  # overlapping chunks: the repeats, by day
-        days_before.subtract(Counter(frame["ts"].dt.date().to_list()))
-        merged.dropped_on.update({("duplicates", day): n for day, n in days_before.items() if n})
+        repeats = Counter(everything["ts"].dt.date().to_list())
+        repeats.subtract(Counter(frame["ts"].dt.date().to_list()))
+        merged.dropped_on.update({("duplicates", day): n for day, n in repeats.items() if n})
     return merged
 
 
