@@ -234,15 +234,6 @@ def test_the_landing_says_why_it_passes_files_over(tmp_path):
 
 # ---- the load path: every file beside the others in one run -------------------------------------
 
-@pytest.fixture
-def store(clickhouse):
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
-
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-    return clickhouse
-
-
 @pytest.mark.parametrize("engine_reads_files", [True, False], ids=["engine-file-reader", "polars-reader"])
 def test_one_load_of_every_file_each_bad_one_fails_alone(store, tmp_path, engine_reads_files):
     land(tmp_path, ALL)

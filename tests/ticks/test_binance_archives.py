@@ -41,13 +41,6 @@ def replay():
         yield server
 
 
-@pytest.fixture
-def store(clickhouse):
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-    return clickhouse
-
-
 def client_of(replay):
     return lambda: a.ArchiveClient(replay.base_url)
 

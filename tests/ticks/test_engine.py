@@ -46,15 +46,6 @@ def ingest_log(clickhouse) -> dict:
     return {r[0]: r[1:] for r in rows}
 
 
-@pytest.fixture
-def store(clickhouse):
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
-
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-    return clickhouse
-
-
 def test_each_slice_is_independent_and_a_failed_one_is_retried_after_the_others(store):
     calls: list[str] = []
     flaky = {"BBB": 1}  # fails once, then works

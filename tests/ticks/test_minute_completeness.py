@@ -7,7 +7,6 @@ suspended code (no bars at all) is told apart and not a failure."""
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
-import pytest
 
 from marketdata_assets.lib import calendars
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
@@ -25,13 +24,6 @@ from tests.ticks.common import FAST
 UTC = timezone.utc
 DAY = date(2025, 6, 5)  # a Thursday, a trading day in Shanghai and New York
 HOLIDAY = date(2025, 10, 1)  # National Day: a Wednesday without an A-share session
-
-
-@pytest.fixture
-def store(clickhouse):
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-    return clickhouse
 
 
 def load(store, feeds, run_id: str):

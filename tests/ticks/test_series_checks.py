@@ -6,9 +6,7 @@ genuine 100x move pass."""
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
-import pytest
 
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import writer
 from marketdata_assets.lib.ticks.checks import ON_THE_MINUTE_GRID, UNIT_STEP_REVERTS, count, slice_scope
 from marketdata_assets.lib.ticks.engine import SliceKey
@@ -17,13 +15,6 @@ from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
 UTC = timezone.utc
 DAY = date(2025, 1, 15)
 OPEN = datetime(2025, 1, 15, 8, tzinfo=UTC)  # London 08:00
-
-
-@pytest.fixture
-def store(clickhouse):
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-    return clickhouse
 
 
 def bars(instrument: str, stamps: list[datetime], closes: list[float], venue: str = "LSE") -> pl.DataFrame:
