@@ -424,33 +424,34 @@ def test_per_minute_limit_waits_for_the_next_window_then_succeeds():
     config = StocksReplayConfig(tushare_minute_limit=3, limit_window_s=window)
     with StocksReplayServer(config) as server:
         async def go():
-            sends: list[tuple[float, float, bool]] = []  # (sent, answered, refused), client side
+            sends: list[float] = []  # wall clock of each request put on the wire
+            told: list[float] = []  # wall clock at which the client handled each limit answer
             async with client(server, limit_window_s=window) as ts:
-                original = ts.http.request
+                wire, handle = ts.http.request, ts.rate_limit_wait
 
-                async def recording(*args, **kwargs):
-                    sent = time.time()
-                    response = await original(*args, **kwargs)
-                    sends.append((sent, time.time(), b'"code":40203' in response.content))
-                    return response
+                def on_the_wire(*args, **kwargs):  # called in the same loop step as the pause gate
+                    sends.append(time.time())
+                    return wire(*args, **kwargs)
 
-                ts.http.request = recording
+                def handled(*args, **kwargs):
+                    told.append(time.time())
+                    return handle(*args, **kwargs)
+
+                ts.http.request, ts.rate_limit_wait = on_the_wire, handled
                 started = time.monotonic()
                 frames = await asyncio.gather(*(ts.daily(["600000.SH"], d, d) for d in WEEK + WEEK[:3]))
-                return frames, time.monotonic() - started, ts.stats, ts.limit_waits, sends
+                return frames, time.monotonic() - started, ts.stats, ts.limit_waits, sends, told
 
-        frames, elapsed, stats, waits, sends = run(go())
+        frames, elapsed, stats, waits, sends, told = run(go())
         log = server.requests_for("tushare")
     assert [f["ts"].dt.date().to_list() for f in frames] == [[d] for d in WEEK + WEEK[:3]]
     refused = [e for e in log if e["code"] == 40203]
     accepted = [e for e in log if e["code"] == 0]
-    assert len(accepted) == 8 and refused and stats.rate_limited == len(refused) == waits
+    assert len(accepted) == 8 and refused and stats.rate_limited == len(refused) == waits == len(told)
     assert elapsed >= window  # 8 calls at 3 per window need three windows
-    for _, answered, was_refused in sends:  # once told, nobody sends before the next window
-        if was_refused:
-            boundary = (math.floor(answered / window) + 1) * window
-            later = [sent for sent, _, _ in sends if sent > answered + 0.01]
-            assert not later or min(later) >= boundary
+    for at in told:  # once told, nobody puts a request on the wire before the next window
+        boundary = (math.floor(at / window) + 1) * window
+        assert all(sent >= boundary for sent in sends if sent > at)
     per_window: dict[int, int] = {}
     for entry in accepted:
         per_window[int(entry["wall"] // window)] = per_window.get(int(entry["wall"] // window), 0) + 1
