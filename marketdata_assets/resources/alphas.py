@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from marketdata_assets.lib.alphas.api import AlphaApi, accounts_from_env, parse_account_names
+from marketdata_assets.lib.alphas.documents import COLLECTIONS
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.resources.mongo import MongoResource
 
@@ -45,3 +47,7 @@ class AlphaStoreResource(dg.ConfigurableResource):
         """The database of 'regular' or 'super' (documents.collection_for)."""
         regular, super_ = self.databases()
         return {"regular": regular, "super": super_}[kind]
+
+    def collection_of(self, alpha_type: str) -> Collection:
+        """The alpha collection of a type ('REGULAR' or 'SUPER')."""
+        return self.database_for(COLLECTIONS[alpha_type])[self.collection]

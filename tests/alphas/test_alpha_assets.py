@@ -378,3 +378,50 @@ def test_import_metadata_draws_the_alphas_created_per_day(server, landing, resou
     svg = base64.b64decode(payload).decode()
     counts = [int(n) for n in re.findall(r"<title>\d\d-\d\d: (\d+)</title>", svg)]
     assert len(counts) == 31 and sum(counts) == len(truth_by_type(server, "main")["REGULAR"])
+
+
+def test_coverage_draws_stored_over_listed_per_account_month_and_names_what_is_missing(server, landing, resources):
+    import base64
+    import re
+
+    from marketdata_assets.defs.alphas.coverage import alphas_coverage, recent_months
+
+    assert recent_months(3, datetime(2026, 1, 15, tzinfo=NY)) == ["2025-11", "2025-12", "2026-01"]
+    months = len(recent_months(400, datetime.now(NY))) - recent_months(400, datetime.now(NY)).index(MONTH)
+    config = {"ops": {"alphas_coverage": {"config": {"months": months}}}}
+    truth = {a: set().union(*truth_by_type(server, a).values()) for a in ACCOUNTS}
+
+    def cover(instance):
+        result = materialize([alphas_coverage], resources, run_config=config, instance=instance)
+        meta = metadata(result, "alphas_coverage")
+        svg = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", meta["heat_map"]).group(1)).decode()
+        cells = dict(re.findall(r"<title>(\w+ \d\d-\d\d): ([^<]+)</title>", svg))
+        return meta, cells
+
+    with dg.instance_for_test() as instance:
+        for account in ACCOUNTS:
+            fetch(resources, account, instance=instance)
+        meta, cells = cover(instance)  # fetched, nothing imported yet
+        assert meta["alphas_listed"] == meta["alphas_landed"] == sum(map(len, truth.values()))
+        assert meta["alphas_stored"] == 0 and meta["incomplete_account_months"] == 2
+        assert cells["main 25-07"] == "0.0%" and cells["main 25-08"] == "not expected"
+
+        import_month(resources)
+        meta, cells = cover(instance)
+        assert meta["overall_percent"] == 100 and meta["incomplete_account_months"] == 0
+        assert cells["main 25-07"] == cells["research 25-07"] == "100.0%" and meta["stored_without_file"] == 0
+
+        # a document lost from MongoDB, and a listed alpha whose file is gone after its import
+        regular, _ = collections(resources)
+        lost = min(truth["main"] & truth_by_type(server, "main")["REGULAR"])
+        regular.delete_one({"_id": lost})
+        gone = next(iter_alpha_files(landing, None, MONTH, "research"))
+        gone.unlink()
+        meta, cells = cover(instance)
+    assert meta["incomplete_account_months"] == 2 and meta["alphas_stored"] == sum(map(len, truth.values())) - 2
+    assert cells["main 25-07"] == f"{(len(truth['main']) - 1) / len(truth['main']):.1%}"
+    assert cells["research 25-07"] == f"{(len(truth['research']) - 1) / len(truth['research']):.1%}"
+    assert f"| main | {MONTH} | {len(truth['main'])} | {len(truth['main'])} | {len(truth['main']) - 1} | {lost} |" \
+        in meta["heat_map"]
+    assert f"| research | {MONTH} | {len(truth['research'])} | {len(truth['research']) - 1} |" in meta["heat_map"]
+    assert f"| {MONTH} | 1 |" in meta["stored_without_file"]

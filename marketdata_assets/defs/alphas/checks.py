@@ -17,17 +17,13 @@ REQUIRED_FIELDS = {
 SAMPLE = 10
 
 
-def _collection(alpha_store: AlphaStoreResource, alpha_type: str):
-    return alpha_store.database_for("regular" if alpha_type == "REGULAR" else "super")[alpha_store.collection]
-
-
 def _checks_for(asset_name: str, alpha_type: str) -> list[dg.AssetChecksDefinition]:
     key = dg.AssetKey(asset_name)
 
     @dg.asset_check(asset=key, name="documents_match_ledger",
                     description="Documents in the collection = distinct alphas the ledger says were imported.")
     def documents_match_ledger(alpha_store: AlphaStoreResource) -> dg.AssetCheckResult:
-        collection = _collection(alpha_store, alpha_type)
+        collection = alpha_store.collection_of(alpha_type)
         documents = collection.count_documents({})
         ledger_ids = {entry["alpha_id"] for entry in ledger_entries(alpha_store.databases()[0],
                                                                     fields=("alpha_id", "type", "documents"))
@@ -42,7 +38,7 @@ def _checks_for(asset_name: str, alpha_type: str) -> list[dg.AssetChecksDefiniti
     @dg.asset_check(asset=key, name="type_matches_collection",
                     description=f"Every document's type is {alpha_type}.")
     def type_matches_collection(alpha_store: AlphaStoreResource) -> dg.AssetCheckResult:
-        collection = _collection(alpha_store, alpha_type)
+        collection = alpha_store.collection_of(alpha_type)
         wrong = list(collection.find({"type": {"$ne": alpha_type}}, {"_id": 1, "type": 1}).limit(SAMPLE))
         count = collection.count_documents({"type": {"$ne": alpha_type}}) if wrong else 0
         return dg.AssetCheckResult(passed=not wrong, metadata={
@@ -51,7 +47,7 @@ def _checks_for(asset_name: str, alpha_type: str) -> list[dg.AssetChecksDefiniti
     @dg.asset_check(asset=key, name="required_fields_present",
                     description=f"Every document has {', '.join(REQUIRED_FIELDS[alpha_type])}.")
     def required_fields_present(alpha_store: AlphaStoreResource) -> dg.AssetCheckResult:
-        collection = _collection(alpha_store, alpha_type)
+        collection = alpha_store.collection_of(alpha_type)
         missing = {}
         for field in REQUIRED_FIELDS[alpha_type]:
             count = collection.count_documents({"$or": [{field: {"$exists": False}}, {field: None}]})
@@ -65,7 +61,7 @@ def _checks_for(asset_name: str, alpha_type: str) -> list[dg.AssetChecksDefiniti
                     description="dateCreated/dateModified/dateSubmitted parse as ISO 8601 with an offset and agree "
                                 "with the UTC dates indexed in _dates.")
     def dates_parse(alpha_store: AlphaStoreResource) -> dg.AssetCheckResult:
-        collection = _collection(alpha_store, alpha_type)
+        collection = alpha_store.collection_of(alpha_type)
         problems, checked = [], 0
         for doc in collection.find({}, {**{f: 1 for f in DATE_FIELDS}, DATES_FIELD: 1}):
             checked += 1
