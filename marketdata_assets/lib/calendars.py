@@ -45,10 +45,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import cache, lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import exchange_calendars as xcals
-import pandas as pd
+if TYPE_CHECKING:  # imported on first use: it pulls in pandas, ~1.5 s a process loading the definitions never needs
+    import exchange_calendars as xcals
 
 Label = Literal["end", "start"]
 EARLIEST = date(2000, 1, 1)  # the first month partition of the bars domain
@@ -118,15 +118,19 @@ def _library() -> Iterator[None]:
 
 @lru_cache(maxsize=1)
 def _iso_codes() -> frozenset[str]:
+    import exchange_calendars as xcals
+
     return frozenset(xcals.get_calendar_names(include_aliases=False))
 
 
 @cache
 def _calendar(code: str) -> tuple[xcals.ExchangeCalendar, date]:
     """(calendar, first day it answers for): from 2000-01-01, or the venue's own earliest."""
+    import exchange_calendars as xcals
+
     with _library():
         try:
-            return xcals.get_calendar(code, start=pd.Timestamp(EARLIEST)), EARLIEST
+            return xcals.get_calendar(code, start=EARLIEST.isoformat()), EARLIEST
         except ValueError:  # a venue whose calendar starts after 2000
             calendar = xcals.get_calendar(code)
             return calendar, calendar.first_session.date()
@@ -176,7 +180,7 @@ def is_trading_day(venue: str, day: date | datetime | str) -> bool:
     calendar, day = calendar_for(venue), _day(day, "day")
     _check_bounds(venue, calendar, day)
     with _library():
-        return day >= calendar.first_session.date() and bool(calendar.is_session(pd.Timestamp(day)))
+        return day >= calendar.first_session.date() and bool(calendar.is_session(day.isoformat()))
 
 
 def trading_days(venue: str, start: date | datetime | str, end: date | datetime | str) -> list[date]:
@@ -190,7 +194,7 @@ def trading_days(venue: str, start: date | datetime | str, end: date | datetime 
     if last < first:
         return []
     with _library():
-        return [ts.date() for ts in calendar.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))]
+        return [ts.date() for ts in calendar.sessions_in_range(first.isoformat(), last.isoformat())]
 
 
 def session_minutes(venue: str, day: date | datetime | str, *, label: Label | None = None,
@@ -209,11 +213,10 @@ def session_minutes(venue: str, day: date | datetime | str, *, label: Label | No
                          "which label='start' gives the first continuous bar")
     calendar, day = calendar_for(venue), _day(day, "day")
     _check_bounds(venue, calendar, day)
-    session = pd.Timestamp(day)
     if not is_trading_day(venue, day):
         return []
     with _library():
-        starts = calendar.session_minutes(session).tz_convert("UTC").to_pydatetime()
+        starts = calendar.session_minutes(day.isoformat()).tz_convert("UTC").to_pydatetime()
     minutes = [t.replace(tzinfo=timezone.utc) for t in starts]  # left side: each bar's start
     if label == "end":
         step = timedelta(minutes=1)
