@@ -28,6 +28,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the local stack's data and logs. Empty means <repo>/.stack."),
     Setting("MINUTE_BARS_LANDING_DIR", "", "Where A-share 1-minute CSV files are dropped (watched by a sensor). "
             "Empty means <state dir>/landing/minute_bars."),
+    Setting("LANDING_SENSOR_INTERVAL_S", "30", "Seconds between two looks of a landing-area sensor (minute-bar "
+            "CSVs, Binance dump files, alpha files and packages); read when the definitions load."),
     # Dagster's own storage (read by dagster.yaml).
     Setting("DAGSTER_PG_HOST", "127.0.0.1", "Postgres host for Dagster run/event/schedule storage."),
     Setting("DAGSTER_PG_PORT", "55432", "Its port."),
@@ -98,6 +100,13 @@ def get(name: str) -> str:
     setting = _BY_NAME[name]
     value = os.environ.get(name)
     return value if value not in (None, "") else setting.default
+
+
+def landing_sensor_interval_s() -> int:
+    value = get("LANDING_SENSOR_INTERVAL_S")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"LANDING_SENSOR_INTERVAL_S must be a whole number of seconds >= 1, got {value!r}")
+    return int(value)
 
 
 def state_dir() -> Path:

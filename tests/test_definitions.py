@@ -76,3 +76,20 @@ def test_every_asset_a_schedule_keeps_fresh_has_a_freshness_deadline_after_its_r
         # the deadline is later in the day than the run (both crons fire at a fixed time of day)
         assert (int(deadline[1]), int(deadline[0])) > (int(run_at[1]), int(run_at[0])), (asset, deadline, run_at)
     assert yaml.safe_load(Path(INSTANCE_YAML).read_text())["freshness"] == {"enabled": True}
+
+
+def test_landing_sensors_look_as_often_as_configured(monkeypatch):
+    import importlib
+
+    import pytest
+
+    from marketdata_assets import settings
+    from marketdata_assets.defs.bars import sensors
+
+    monkeypatch.setenv("LANDING_SENSOR_INTERVAL_S", "7")
+    assert importlib.reload(sensors).minute_bar_files.minimum_interval_seconds == 7
+    monkeypatch.setenv("LANDING_SENSOR_INTERVAL_S", "0")
+    with pytest.raises(ValueError, match="LANDING_SENSOR_INTERVAL_S must be a whole number of seconds >= 1, got '0'"):
+        settings.landing_sensor_interval_s()
+    monkeypatch.delenv("LANDING_SENSOR_INTERVAL_S")
+    assert importlib.reload(sensors).minute_bar_files.minimum_interval_seconds == 30

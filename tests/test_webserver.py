@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -42,7 +43,8 @@ def served_project(tmp_path_factory):
     port = free_port()
     landing = tmp_path_factory.mktemp("landing")  # empty: the chart test drops files for the sensor
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": TEST_DAGSTER_DB,
-           "MINUTE_BARS_LANDING_DIR": str(landing), "MARKETDATA_STATE_DIR": str(tmp_path_factory.mktemp("state")),
+           "MINUTE_BARS_LANDING_DIR": str(landing), "LANDING_SENSOR_INTERVAL_S": "5",
+           "MARKETDATA_STATE_DIR": str(tmp_path_factory.mktemp("state")),
            "TIMESCALE_DB": WEB_TIMESCALE_DB, **WEB_ALPHA_DBS, "CLICKHOUSE_DSN": f"chdb://{tmp_path_factory.mktemp('ch') / 'data'}",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run([sys.executable, "-m", "marketdata_assets.pools", "apply"], env=env, cwd=REPO, check=True,
@@ -64,11 +66,11 @@ def served_project(tmp_path_factory):
             pytest.fail("dagster dev did not come up:\n" + (home / "dagster-dev.log").read_text()[-3000:])
         time.sleep(0.5)
     yield url, port, landing, home
-    os.killpg(server.pid, 15)
+    os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, as a user stops it; it may linger, nothing of it is kept
     try:
-        server.wait(timeout=30)
+        server.wait(timeout=3)
     except subprocess.TimeoutExpired:
-        os.killpg(server.pid, 9)
+        os.killpg(server.pid, signal.SIGKILL)
     log.close()
 
 
@@ -180,7 +182,7 @@ def test_files_dropped_in_the_landing_area_load_and_chart_in_a_real_browser(serv
 
     url, _, landing, home = served_project
     write_minute_files(landing)
-    deadline = time.monotonic() + 90  # the daemon ticks the sensor every 30 s
+    deadline = time.monotonic() + 90  # the daemon ticks the sensor every 5 s here (LANDING_SENSOR_INTERVAL_S)
     while not (runs := graphql(url, SENSOR_RUNS)["runsOrError"]["results"]):
         assert time.monotonic() < deadline, "the sensor requested no run"
         time.sleep(1)

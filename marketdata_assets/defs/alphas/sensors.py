@@ -26,7 +26,8 @@ TIME_BUDGET_S = 40.0
 IMPORT_KEYS = [dg.AssetKey(name) for name in IMPORTED_TYPES]
 
 
-@dg.sensor(asset_selection=[alpha_package_drops, alpha_documents, alpha_packages], minimum_interval_seconds=30,
+@dg.sensor(asset_selection=[alpha_package_drops, alpha_documents, alpha_packages],
+           minimum_interval_seconds=settings.landing_sensor_interval_s(),
            default_status=dg.DefaultSensorStatus.RUNNING)
 def alpha_landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """New or changed alpha files or dropped packages -> import runs of their months (packages are

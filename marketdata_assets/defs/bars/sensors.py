@@ -23,7 +23,7 @@ TIME_BUDGET_S = 40
 
 
 @dg.sensor(asset_selection=[stock_1min_qfq, stock_monthly_kline, stock_daily_ma, bars_coverage],
-           minimum_interval_seconds=30,
+           minimum_interval_seconds=settings.landing_sensor_interval_s(),
            default_status=dg.DefaultSensorStatus.RUNNING)
 def minute_bar_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Changed files -> one range run per stretch of consecutive months they touch, leaving out the

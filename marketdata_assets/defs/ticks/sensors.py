@@ -61,7 +61,8 @@ def move_aside(context, root: Path, ignored: list[tuple[Path, str]]) -> None:
         context.log.warning(f"{path}: not loaded: {why}; moved to {moved} (reason beside it)")
 
 
-@dg.sensor(job=binance_dumps_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=binance_dumps_job, minimum_interval_seconds=settings.landing_sensor_interval_s(),
+           default_status=dg.DefaultSensorStatus.RUNNING)
 def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """New dump files in the landing directory request loads of their (day, instrument) partitions,
     unknown instruments are added to `binance_dump_instruments` first. Cursor: the largest
