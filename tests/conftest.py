@@ -26,8 +26,17 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="marketdata-tes
 atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 settings.apply_defaults()
 
-TEST_TIMESCALE_DB = "marketdata_test"
-TEST_DAGSTER_DB = "dagster_test"
+
+
+def worker_name(name: str) -> str:
+    """A database name of this pytest process: `make test` runs files in parallel (pytest-xdist), and
+    each worker recreates its databases."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"{name}_{worker}" if worker else name
+
+
+TEST_TIMESCALE_DB = worker_name("marketdata_test")
+TEST_DAGSTER_DB = worker_name("dagster_test")
 
 
 def free_port() -> int:

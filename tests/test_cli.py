@@ -9,21 +9,30 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pymongo
 import pytest
 
-from tests.conftest import TEST_DAGSTER_DB, recreate_database
+from marketdata_assets import settings
+from tests.conftest import TEST_DAGSTER_DB, recreate_database, worker_name
 
 REPO = Path(__file__).resolve().parent.parent
 MARKETDATA = Path(sys.executable).parent / "marketdata"
+CLI_TIMESCALE_DB = worker_name("marketdata_cli_test")  # and the alpha databases: never the developer's
 COMMANDS = ["fetch-alphas", "import-alphas", "ingest", "load-minute-bars", "aggregate"]
 
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory):
     recreate_database(TEST_DAGSTER_DB)
+    recreate_database(CLI_TIMESCALE_DB, extension=True)
+    with pymongo.MongoClient(settings.get("MONGODB_URI"), serverSelectionTimeoutMS=5000) as client:
+        for suffix in ("regular", "super"):
+            client.drop_database(f"{CLI_TIMESCALE_DB}_{suffix}")
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
     return {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": TEST_DAGSTER_DB,
+            "TIMESCALE_DB": CLI_TIMESCALE_DB, "ALPHA_DB_REGULAR": f"{CLI_TIMESCALE_DB}_regular",
+            "ALPHA_DB_SUPER": f"{CLI_TIMESCALE_DB}_super",
             "MARKETDATA_STATE_DIR": str(tmp_path_factory.mktemp("state")),
             "CLICKHOUSE_DSN": f"chdb://{tmp_path_factory.mktemp('ch') / 'data'}"}
 

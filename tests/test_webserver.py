@@ -20,11 +20,11 @@ from dagster import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
 from marketdata_assets import settings
-from tests.conftest import TEST_DAGSTER_DB, free_port, recreate_database
+from tests.conftest import TEST_DAGSTER_DB, free_port, recreate_database, worker_name
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.webserver
-WEB_TIMESCALE_DB = "marketdata_web_test"
+WEB_TIMESCALE_DB = worker_name("marketdata_web_test")
 WEB_ALPHA_DBS = {"ALPHA_DB_REGULAR": f"web_test_regular_{uuid.uuid4().hex[:6]}",
                  "ALPHA_DB_SUPER": f"web_test_super_{uuid.uuid4().hex[:6]}"}
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from marketdata_assets import settings
-from tests.conftest import free_port
+from tests.conftest import free_port, worker_name
 
 PGLITE_DIR = settings.PROJECT_ROOT / "scripts" / "pglite"
 
@@ -63,7 +63,7 @@ def pglite_server(tmp_path_factory):
 
 # --- A schema of its own per test on the native server (completeness, coverage, unit checks) -------
 
-QUALITY_DB = "marketdata_quality_test"
+QUALITY_DB = worker_name("marketdata_quality_test")
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,9 @@ import pytest
 from marketdata_assets import settings
 from marketdata_assets.lib import calendars
 from marketdata_assets.replay import minute_csv as fx
-from tests.conftest import recreate_database
+from tests.conftest import recreate_database, worker_name
 
-DB = "marketdata_bars_test"
+DB = worker_name("marketdata_bars_test")
 RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-03-01"}
 DAYS = calendars.trading_days("SSE", date(2026, 1, 1), date(2026, 3, 31))  # every trading day of Jan..Mar
 FILES = [("600000.SH", "cn_minute", {"bom": True}), ("000001.SZ", "cn_minute", {"encoding": "gbk"}),

@@ -23,9 +23,9 @@ from psycopg import errors, sql
 
 from marketdata_assets import settings
 from marketdata_assets.lib.bars import kline
-from tests.conftest import recreate_database
+from tests.conftest import recreate_database, worker_name
 
-NATIVE_DB = "marketdata_kline_test"
+NATIVE_DB = worker_name("marketdata_kline_test")
 JAN, FEB, MAR, APR = (datetime(2024, m, 1) for m in (1, 2, 3, 4))
 
 

@@ -18,10 +18,10 @@ from marketdata_assets.lib.bars.csv_profiles import load_profiles
 from marketdata_assets.lib.errors import StoreUnavailable
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.resources import TimescaleResource
-from tests.conftest import recreate_database
+from tests.conftest import recreate_database, worker_name
 from tests.fault_proxy import FaultProxy
 
-DB = "marketdata_landing_load_test"
+DB = worker_name("marketdata_landing_load_test")
 DAYS = fx.trading_days(date(2026, 1, 5), 5)
 MONTHS = [date(2026, 1, 1)]
 
