@@ -11,6 +11,8 @@ one run, on the same server, each in its own process (its own peak RSS):
    check value), so the merge really writes; then the same overwrite again with nothing changed,
    over the first NOOP_MONTHS months only (it reads and merges but writes nothing: docs/s);
 3. incremental re-run with nothing changed (seconds; the median of RERUNS runs).
+4. the coverage picture's engine (lib/alphas/coverage.py, as `alphas_coverage` runs it) over every
+   month, every alpha stored (seconds; no target).
 
 The ceiling is raw `insert_many` of the same documents (documents.to_document of each alpha, built
 before the clock starts, batches of 1000) into an empty collection with the indexes the import
@@ -48,6 +50,7 @@ from pathlib import Path
 import pymongo
 
 from marketdata_assets import settings
+from marketdata_assets.lib.alphas.coverage import coverage as alpha_coverage
 
 ALPHAS = int(os.environ.get("BENCH_ALPHAS", "50000"))
 SUPER_EVERY = 5          # one alpha in five is SUPER
@@ -311,6 +314,15 @@ def main() -> int:
         runs = ", ".join(f"{r['seconds']:.2f}" for r in reruns)
         print(f"incremental re-run:  {rerun['seconds']:6.2f} s (nothing changed; median of {runs})", flush=True)
         check_documents(root, sample)
+
+        # alphas_coverage's engine over the same landing area and collections (every alpha stored)
+        started = time.monotonic()
+        grid = alpha_coverage(root, all_months, [ACCOUNT], {}, {"REGULAR": client()[DB_REGULAR][COLLECTION],
+                                                             "SUPER": client()[DB_SUPER][COLLECTION]})
+        coverage_s = time.monotonic() - started
+        assert sum(c.stored for c in grid.cells.values()) == n and grid.overall == 1.0, grid.overall
+        print(f"coverage picture:    {coverage_s:6.2f} s ({n:,} alphas, {len(all_months)} months, all stored)",
+              flush=True)
     finally:
         drop_databases()
         shutil.rmtree(work, ignore_errors=True)
@@ -333,6 +345,7 @@ def main() -> int:
         "first_over_unindexed_insert": round(first_rate / plain_rate, 3),
         "overwrite_over_unindexed_insert": round(over_rate / plain_rate, 3),
         "first_over_rerun": round(first["seconds"] / rerun["seconds"], 1),
+        "coverage_s": round(coverage_s, 2),
         "peak_rss_mb": import_rss,
         "peak_rss_mb_by_phase": {"unindexed_insert": plain["rss_mb"], "first": first["rss_mb"],
                                  "overwrite": overwrite["rss_mb"], "noop_overwrite": noop["rss_mb"],
