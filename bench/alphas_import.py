@@ -12,7 +12,7 @@ one run, on the same server, each in its own process (its own peak RSS):
    over the first NOOP_MONTHS months only (it reads and merges but writes nothing: docs/s);
 3. incremental re-run with nothing changed (seconds; the median of RERUNS runs).
 4. the coverage picture's engine (lib/alphas/coverage.py, as `alphas_coverage` runs it) over every
-   month, every alpha stored (seconds; no target).
+   month, every alpha stored, the landed files standing for the listing (seconds; no target).
 
 The ceiling is raw `insert_many` of the same documents (documents.to_document of each alpha, built
 before the clock starts, batches of 1000) into an empty collection with the indexes the import
@@ -317,8 +317,8 @@ def main() -> int:
 
         # alphas_coverage's engine over the same landing area and collections (every alpha stored)
         started = time.monotonic()
-        grid = alpha_coverage(root, all_months, [ACCOUNT], {}, {"REGULAR": client()[DB_REGULAR][COLLECTION],
-                                                             "SUPER": client()[DB_SUPER][COLLECTION]})
+        grid = alpha_coverage(root, all_months, [ACCOUNT], {"REGULAR": client()[DB_REGULAR][COLLECTION],
+                                                         "SUPER": client()[DB_SUPER][COLLECTION]})
         coverage_s = time.monotonic() - started
         assert sum(c.stored for c in grid.cells.values()) == n and grid.overall == 1.0, grid.overall
         print(f"coverage picture:    {coverage_s:6.2f} s ({n:,} alphas, {len(all_months)} months, all stored)",

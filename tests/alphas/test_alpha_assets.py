@@ -385,43 +385,46 @@ def test_coverage_draws_stored_over_listed_per_account_month_and_names_what_is_m
     import re
 
     from marketdata_assets.defs.alphas.coverage import alphas_coverage, recent_months
+    from marketdata_assets.lib.alphas.landing import read_listing
 
     assert recent_months(3, datetime(2026, 1, 15, tzinfo=NY)) == ["2025-11", "2025-12", "2026-01"]
     months = len(recent_months(400, datetime.now(NY))) - recent_months(400, datetime.now(NY)).index(MONTH)
     config = {"ops": {"alphas_coverage": {"config": {"months": months}}}}
     truth = {a: set().union(*truth_by_type(server, a).values()) for a in ACCOUNTS}
 
-    def cover(instance):
-        result = materialize([alphas_coverage], resources, run_config=config, instance=instance)
-        meta = metadata(result, "alphas_coverage")
+    def cover():
+        meta = metadata(materialize([alphas_coverage], resources, run_config=config), "alphas_coverage")
         svg = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", meta["heat_map"]).group(1)).decode()
-        cells = dict(re.findall(r"<title>(\w+ \d\d-\d\d): ([^<]+)</title>", svg))
-        return meta, cells
+        return meta, dict(re.findall(r"<title>(\w+ \d\d-\d\d): ([^<]+)</title>", svg))
 
-    with dg.instance_for_test() as instance:
-        for account in ACCOUNTS:
-            fetch(resources, account, instance=instance)
-        meta, cells = cover(instance)  # fetched, nothing imported yet
-        assert meta["alphas_listed"] == meta["alphas_landed"] == sum(map(len, truth.values()))
-        assert meta["alphas_stored"] == 0 and meta["incomplete_account_months"] == 2
-        assert cells["main 25-07"] == "0.0%" and cells["main 25-08"] == "not expected"
+    for account in ACCOUNTS:
+        fetch(resources, account)
+    listing = read_listing(landing, MONTH, "main")
+    assert listing["listed"] == len(truth["main"]) and set().union(*map(set, listing["ids"].values())) == truth["main"]
+    meta, cells = cover()  # fetched, nothing imported yet
+    assert meta["alphas_expected"] == sum(map(len, truth.values())) and meta["alphas_stored"] == 0
+    assert meta["incomplete_account_months"] == 2 and cells["main 25-07"] == "0.0%"
+    assert cells["main 25-08"] == "not expected"
 
-        import_month(resources)
-        meta, cells = cover(instance)
-        assert meta["overall_percent"] == 100 and meta["incomplete_account_months"] == 0
-        assert cells["main 25-07"] == cells["research 25-07"] == "100.0%" and meta["stored_without_file"] == 0
+    import_month(resources)
+    meta, cells = cover()
+    assert meta["overall_percent"] == 100 and meta["incomplete_account_months"] == 0 and meta["files_not_listed"] == 0
+    assert cells["main 25-07"] == cells["research 25-07"] == "100.0%"
 
-        # a document lost from MongoDB, and a listed alpha whose file is gone after its import
-        regular, _ = collections(resources)
-        lost = min(truth["main"] & truth_by_type(server, "main")["REGULAR"])
-        regular.delete_one({"_id": lost})
-        gone = next(iter_alpha_files(landing, None, MONTH, "research"))
-        gone.unlink()
-        meta, cells = cover(instance)
-    assert meta["incomplete_account_months"] == 2 and meta["alphas_stored"] == sum(map(len, truth.values())) - 2
+    # a document lost from MongoDB; a file the API no longer lists; a month that only has files
+    regular, _ = collections(resources)
+    lost = min(truth_by_type(server, "main")["REGULAR"])
+    regular.delete_one({"_id": lost})
+    one = next(iter_alpha_files(landing, "REGULAR", MONTH, "research"))
+    shutil.copy(one, one.with_name("Zombie01.json"))
+    unfetched = landing / "alphas" / "REGULAR" / "2025-08" / "main"
+    unfetched.mkdir(parents=True)
+    shutil.copy(one, unfetched / "Orphan01.json")
+    meta, cells = cover()
+    assert meta["incomplete_account_months"] == 2 and meta["files_not_listed"] == 1
+    assert meta["alphas_expected"] == sum(map(len, truth.values())) + 1
+    assert meta["alphas_stored"] == sum(map(len, truth.values())) - 1
     assert cells["main 25-07"] == f"{(len(truth['main']) - 1) / len(truth['main']):.1%}"
-    assert cells["research 25-07"] == f"{(len(truth['research']) - 1) / len(truth['research']):.1%}"
-    assert f"| main | {MONTH} | {len(truth['main'])} | {len(truth['main'])} | {len(truth['main']) - 1} | {lost} |" \
-        in meta["heat_map"]
-    assert f"| research | {MONTH} | {len(truth['research'])} | {len(truth['research']) - 1} |" in meta["heat_map"]
-    assert f"| {MONTH} | 1 |" in meta["stored_without_file"]
+    assert cells["research 25-07"] == "100.0%" and cells["main 25-08"] == "0.0%"
+    assert f"| main | {MONTH} | {len(truth['main'])} | {len(truth['main']) - 1} | 0 | {lost} |" in meta["heat_map"]
+    assert "| main | 2025-08 | 1 (files; never fetched) | 0 | 0 | Orphan01 |" in meta["heat_map"]

@@ -1,10 +1,11 @@
-"""The alphas domain's coverage picture: account x month, how much of what the API listed reached MongoDB.
+"""The alphas domain's coverage picture: account x month, how much of what the API listed is in MongoDB.
 
-Three counts per (account, month): the alphas the API listed (the latest fetch of that partition;
-unknown for a month never fetched, e.g. one that arrived as a package), the alpha files landed, and
-those landed alphas stored in the type's collection. A cell is stored / max(listed, landed): an alpha
-quarantined at landing (it could not be placed) or a file not imported yet both lower it. Documents
-stored without a landed file are counted apart (a file deleted after its import).
+What a month should hold is the id list of its latest complete fetch (`landing.read_listing`; the
+alphas that could not be placed count as never stored), or the landed files of a month that was
+never fetched (it arrived as a package). A cell is the share of those ids stored in their type's
+collection: a quarantined alpha, a file not imported yet or a lost document lowers it. Files the
+latest listing no longer names (an alpha deleted upstream, or one whose dateCreated moved to another
+month) are counted apart: they are not missing data.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from marketdata_assets.lib.alphas.api import month_window
-from marketdata_assets.lib.alphas.documents import DATES_FIELD
 from marketdata_assets.lib.alphas.files import month_alpha_files
+from marketdata_assets.lib.alphas.landing import read_listing
 from marketdata_assets.lib.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.lib.markdown import table
 
 SAMPLE = 5  # missing alpha ids named per cell
+LOOKUP_BATCH = 10_000  # ids per `$in` query
 
 
 class AccountMonth(NamedTuple):
@@ -31,18 +32,16 @@ class AccountMonth(NamedTuple):
 
 @dataclass
 class Cell:
-    listed: int | None = None  # alphas the API listed at the latest fetch; None: never fetched
-    landed: int = 0
+    expected: int = 0  # ids listed (+ unplaceable alphas), or files landed where never fetched
     stored: int = 0
-    missing: list[str] = field(default_factory=list)  # landed but not stored (first SAMPLE ids)
-
-    @property
-    def expected(self) -> int:
-        return max(self.listed or 0, self.landed)
+    listed: bool = False  # False: no complete fetch of this month is on record
+    unplaceable: int = 0
+    not_listed: int = 0  # landed files the latest listing no longer names
+    missing: list[str] = field(default_factory=list)  # expected, not stored (first SAMPLE ids)
 
     @property
     def share(self) -> float | None:
-        return min(1.0, self.stored / self.expected) if self.expected else None
+        return self.stored / self.expected if self.expected else None
 
 
 @dataclass
@@ -50,12 +49,11 @@ class AlphaCoverage:
     months: list[str]
     accounts: list[str]
     cells: dict[AccountMonth, Cell]
-    stored_without_file: dict[str, int]  # month -> documents whose file is not in the landing area
 
     @property
     def overall(self) -> float:
         expected = sum(c.expected for c in self.cells.values())
-        return min(1.0, sum(c.stored for c in self.cells.values()) / expected) if expected else 1.0
+        return sum(c.stored for c in self.cells.values()) / expected if expected else 1.0
 
     def incomplete(self) -> list[tuple[AccountMonth, Cell]]:
         return [(key, cell) for key, cell in sorted(self.cells.items()) if cell.share is not None and cell.share < 1]
@@ -68,45 +66,49 @@ class AlphaCoverage:
 
     def markdown(self) -> str:
         """The heat map, then every incomplete cell with its counts and the first missing ids."""
-        rows = [(key.account, key.month, "?" if cell.listed is None else cell.listed, cell.landed, cell.stored,
-                 ", ".join(cell.missing)) for key, cell in self.incomplete()]
+        rows = [(key.account, key.month, cell.expected if cell.listed else f"{cell.expected} (files; never fetched)",
+                 cell.stored, cell.unplaceable, ", ".join(cell.missing)) for key, cell in self.incomplete()]
         parts = [svg_markdown_image(self.svg(), "alphas coverage heat map")]
         if rows:
-            parts.append(table(["account", "month", "API listed", "files landed", "stored", "first missing"], rows))
+            parts.append(table(["account", "month", "expected", "stored", "unplaceable", "first missing"], rows))
         return "\n\n".join(parts)
 
 
+def _stored(collection, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), LOOKUP_BATCH):
+        found.update(doc["_id"] for doc in collection.find({"_id": {"$in": ids[start:start + LOOKUP_BATCH]}}, {"_id": 1}))
+    return found
+
+
 def coverage(landing_root: Path, months: list[str], accounts: Iterable[str],
-             listed: Mapping[AccountMonth, int], collections: Mapping[str, object]) -> AlphaCoverage:
-    """Compare the landing area and the stored documents of `months` (YYYY-MM) with the API's counts.
-    `collections`: alpha type -> its pymongo collection; landed files of other types are not counted
-    (the import quarantines them)."""
+             collections: Mapping[str, object]) -> AlphaCoverage:
+    """The grid of `months` (YYYY-MM) for `accounts` plus any account with files. `collections`:
+    alpha type -> its pymongo collection; alphas of other types are not counted (the import
+    quarantines them)."""
     cells: dict[AccountMonth, Cell] = {}
-    for key, count in listed.items():
-        if key.month in months:
-            cells[key] = Cell(listed=count)
-    stored_without_file: dict[str, int] = {}
     for month in months:
-        landed: dict[str, dict[str, str]] = defaultdict(dict)  # type -> id -> account
+        landed: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # account -> type -> ids
         for name, _ in month_alpha_files(landing_root, month):
             _, alpha_type, _, account, file_name = name.split("/")
             if alpha_type in collections:
-                landed[alpha_type][file_name[: -len(".json")]] = account
-        start, end = month_window(month)
-        extra = 0
-        for alpha_type, collection in collections.items():
-            stored = {doc["_id"] for doc in collection.find({f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}},
-                                                            {"_id": 1})}
-            files = landed.get(alpha_type, {})
-            extra += len(stored - files.keys())
-            for alpha_id, account in sorted(files.items()):
-                cell = cells.setdefault(AccountMonth(account, month), Cell())
-                cell.landed += 1
-                if alpha_id in stored:
-                    cell.stored += 1
-                elif len(cell.missing) < SAMPLE:
-                    cell.missing.append(alpha_id)
-        if extra:
-            stored_without_file[month] = extra
+                landed[account][alpha_type].add(file_name[: -len(".json")])
+        for account in sorted(set(accounts) | landed.keys()):
+            listing = read_listing(landing_root, month, account)
+            if listing is None and account not in landed:
+                continue
+            cell = cells[AccountMonth(account, month)] = Cell(listed=listing is not None)
+            if listing is not None:
+                expected = {t: set(ids) for t, ids in listing["ids"].items() if t in collections}
+                cell.unplaceable = int(listing.get("unplaceable", 0))
+                cell.not_listed = sum(len(ids - expected.get(t, set())) for t, ids in landed[account].items())
+            else:
+                expected = landed[account]
+            cell.expected = sum(map(len, expected.values())) + cell.unplaceable
+            for alpha_type, ids in sorted(expected.items()):
+                wanted = sorted(ids)
+                stored = _stored(collections[alpha_type], wanted)
+                cell.stored += len(stored)
+                cell.missing.extend([i for i in wanted if i not in stored][: SAMPLE - len(cell.missing)])
     every_account = sorted(set(accounts) | {key.account for key in cells})
-    return AlphaCoverage(months=months, accounts=every_account, cells=cells, stored_without_file=stored_without_file)
+    return AlphaCoverage(months=months, accounts=every_account, cells=cells)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketdata_assets.lib.alphas.api import AlphaApi, FetchStats
-from marketdata_assets.lib.alphas.files import canonical_file_bytes, land_alpha
+from marketdata_assets.lib.alphas.files import ALPHA_DIR, canonical_file_bytes, check_account, check_month, land_alpha
 from marketdata_assets.lib.alphas.packages import (
     PACKAGE_DIR,
     PACKAGE_SUFFIX,
@@ -55,11 +55,29 @@ class LandedMonth:
                 "seconds": self.seconds}
 
 
+LISTINGS = ".listings"  # under <landing>/alphas/: a dot directory, so no importer, sensor or package reads it
+
+
+def listing_path(landing_root: Path, month: str, account: str) -> Path:
+    """Where the ids of the latest complete fetch of (account, month) are kept."""
+    return Path(landing_root) / ALPHA_DIR / LISTINGS / check_month(month) / f"{check_account(account)}.json"
+
+
+def read_listing(landing_root: Path, month: str, account: str) -> dict | None:
+    """{"ids": {type: [id, ...]}, "unplaceable": n, ...} of the latest complete fetch, or None."""
+    try:
+        return json.loads(listing_path(landing_root, month, account).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
 async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path, quarantine_root: Path, *,
                      on_progress: Callable[[LandedMonth], None] | None = None) -> LandedMonth:
-    """Fetch every alpha of (account, month) and land it; returns the counts."""
+    """Fetch every alpha of (account, month) and land it; returns the counts. A fetch that completes
+    also records the ids it listed (`read_listing`): what the coverage picture holds the store to."""
     started = last_report = time.monotonic()
     landed = LandedMonth(account=account, month=month)
+    listed: dict[str, list[str]] = {}
     directories: set[str] = set()
     unplaceable = itertools.count(1)
 
@@ -77,6 +95,7 @@ async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path
             landed.quarantined.append({"file": str(target), "reason": reason})
             return
         landed.by_type[alpha.get("type")] += 1
+        listed.setdefault(path.parts[-4], []).append(path.stem)  # .../<TYPE>/<month>/<account>/<id>.json
         directories.add(str(path.parent))
         if outcome == "written":
             landed.written += 1
@@ -88,6 +107,9 @@ async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path
 
     result = await api.fetch_month(account, month, on_alpha=land, keep=False)
     landed.fetch = result.stats
+    listing = {"account": account, "month": month, "listed": landed.fetched, "unplaceable": len(landed.quarantined),
+               "ids": {alpha_type: sorted(ids) for alpha_type, ids in sorted(listed.items())}}
+    atomic_write_bytes(listing_path(landing_root, month, account), canonical_file_bytes(listing), fsync=False)
     if landed.written:
         os.sync()  # one flush for the month instead of an fsync per file (a re-fetch repairs a crash)
     landed.seconds = round(time.monotonic() - started, 3)
