@@ -4,7 +4,11 @@ latest listing names is expected, unplaceable alphas count as missing, unlisted 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
+import pytest
+
+from marketdata_assets.lib.alphas import coverage as cov
 from marketdata_assets.lib.alphas.coverage import AccountMonth, coverage
 from marketdata_assets.lib.alphas.files import land_alpha
 from marketdata_assets.lib.alphas.landing import listing_path
@@ -14,7 +18,9 @@ def alpha(alpha_id: str, alpha_type: str = "REGULAR") -> dict:
     return {"id": alpha_id, "type": alpha_type, "dateCreated": "2025-07-04T10:00:00-04:00"}
 
 
-def test_listing_unplaceable_and_unlisted_files(tmp_path, mongo, mongo_db_name):
+@pytest.mark.parametrize("lookup_limit", [500, 0], ids=["by-month-then-id", "every-id-once"])
+def test_listing_unplaceable_and_unlisted_files(tmp_path, mongo, mongo_db_name, monkeypatch, lookup_limit):
+    monkeypatch.setattr(cov, "LOOKUP_LIMIT", lookup_limit)
     regular, super_ = mongo.client[mongo_db_name]["regular"], mongo.client[mongo_db_name]["super"]
     for a in (alpha("Reg0001"), alpha("Reg0002"), alpha("Sup0001", "SUPER"), alpha("Gone001")):
         land_alpha(tmp_path, "main", a, fsync=False)
@@ -22,7 +28,8 @@ def test_listing_unplaceable_and_unlisted_files(tmp_path, mongo, mongo_db_name):
     path.parent.mkdir(parents=True)  # listed: two REGULAR (one never landed), one SUPER, one unplaceable
     path.write_text(json.dumps({"listed": 5, "unplaceable": 1,
                                 "ids": {"REGULAR": ["Reg0001", "Reg0003"], "SUPER": ["Sup0001"]}}))
-    regular.insert_many([{"_id": "Reg0001"}, {"_id": "Gone001"}])
+    in_july = {"_dates": {"dateCreated": datetime(2025, 7, 4, 14, tzinfo=timezone.utc)}}
+    regular.insert_many([{"_id": "Reg0001", **in_july}, {"_id": "Gone001"}])
     super_.insert_one({"_id": "Sup0001"})
 
     grid = coverage(tmp_path, ["2025-06", "2025-07"], ["main", "research"], {"REGULAR": regular, "SUPER": super_})

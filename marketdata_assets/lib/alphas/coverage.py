@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from marketdata_assets.lib.alphas.api import month_window
+from marketdata_assets.lib.alphas.documents import DATES_FIELD
 from marketdata_assets.lib.alphas.files import month_alpha_files
 from marketdata_assets.lib.alphas.landing import read_listing
 from marketdata_assets.lib.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.lib.markdown import table
 
 SAMPLE = 5  # missing alpha ids named per cell
-LOOKUP_BATCH = 10_000  # ids per `$in` query
+LOOKUP_LIMIT = 500  # ids outside their month looked up by `_id`; more: every `_id` is read once
 
 
 class AccountMonth(NamedTuple):
@@ -74,11 +76,27 @@ class AlphaCoverage:
         return "\n\n".join(parts)
 
 
-def _stored(collection, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(ids), LOOKUP_BATCH):
-        found.update(doc["_id"] for doc in collection.find({"_id": {"$in": ids[start:start + LOOKUP_BATCH]}}, {"_id": 1}))
-    return found
+class _StoredIds:
+    """Which ids a type's collection holds, asked month by month: the month's documents by the
+    dateCreated index (fast), then the few ids found elsewhere by `_id`; when many are left (a month
+    not imported yet), every `_id` of the collection once (`$in` on SecantusDB: ~1.7 ms an id)."""
+
+    def __init__(self, collection):
+        self.collection, self.everything = collection, None
+
+    def among(self, ids: set[str], month: str) -> set[str]:
+        if self.everything is not None:
+            return ids & self.everything
+        start, end = month_window(month)
+        found = ids & {doc["_id"] for doc in self.collection.find(
+            {f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}}, {"_id": 1})}
+        rest = sorted(ids - found)
+        if len(rest) > LOOKUP_LIMIT:
+            self.everything = {doc["_id"] for doc in self.collection.find({}, {"_id": 1})}
+            return ids & self.everything
+        if rest:
+            found.update(doc["_id"] for doc in self.collection.find({"_id": {"$in": rest}}, {"_id": 1}))
+        return found
 
 
 def coverage(landing_root: Path, months: list[str], accounts: Iterable[str],
@@ -87,6 +105,7 @@ def coverage(landing_root: Path, months: list[str], accounts: Iterable[str],
     alpha type -> its pymongo collection; alphas of other types are not counted (the import
     quarantines them)."""
     cells: dict[AccountMonth, Cell] = {}
+    lookups = {alpha_type: _StoredIds(collection) for alpha_type, collection in collections.items()}
     for month in months:
         landed: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # account -> type -> ids
         for name, _ in month_alpha_files(landing_root, month):
@@ -106,9 +125,8 @@ def coverage(landing_root: Path, months: list[str], accounts: Iterable[str],
                 expected = landed[account]
             cell.expected = sum(map(len, expected.values())) + cell.unplaceable
             for alpha_type, ids in sorted(expected.items()):
-                wanted = sorted(ids)
-                stored = _stored(collections[alpha_type], wanted)
+                stored = lookups[alpha_type].among(set(ids), month)
                 cell.stored += len(stored)
-                cell.missing.extend([i for i in wanted if i not in stored][: SAMPLE - len(cell.missing)])
+                cell.missing.extend(sorted(ids - stored)[: SAMPLE - len(cell.missing)])
     every_account = sorted(set(accounts) | {key.account for key in cells})
     return AlphaCoverage(months=months, accounts=every_account, cells=cells)
