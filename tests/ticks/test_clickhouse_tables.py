@@ -47,9 +47,12 @@ def insert_orphan(client, db: str, frame: pl.DataFrame, day: date, load_id: int)
 
 
 def parts(client, db: str) -> list[tuple]:
-    """The active parts of every table: unchanged means nothing was rewritten."""
-    return client.query("SELECT table, name FROM system.parts WHERE database = {db:String} AND active "
-                        "ORDER BY table, name", parameters={"db": db}).result_rows
+    """Rows and the highest block number of every table partition's active parts: unchanged means
+    nothing was rewritten. ClickHouse's own background merges keep both (a merged part covers the
+    blocks of its sources), so they may run meanwhile; an insert or a REPLACE PARTITION adds blocks."""
+    return client.query("SELECT table, partition_id, sum(rows), max(max_block_number) FROM system.parts "
+                        "WHERE database = {db:String} AND active GROUP BY table, partition_id "
+                        "ORDER BY table, partition_id", parameters={"db": db}).result_rows
 
 
 @pytest.fixture

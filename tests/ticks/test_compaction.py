@@ -102,11 +102,11 @@ def test_tick_compaction_reclaims_superseded_and_orphaned_rows_and_reads_stay_ex
         unchanged = parts(client, db)
     clickhouse.close()
 
-    # the next run finds nothing to reclaim, rewrites nothing, and is quick
+    # the next run finds nothing to reclaim and rewrites nothing
     again = compact(instance, clickhouse)
     meta = metadata(again, "tick_compaction")
     assert (meta["rows_reclaimed"], meta["months_compacted"], meta["compactions_json"]) == (0, 0, [])
-    assert meta["table_months_checked"] == 4 and meta["seconds"] < 2
+    assert meta["table_months_checked"] == 4
     with clickhouse.get_client() as client:
         assert parts(client, db) == unchanged
     clickhouse.close()
