@@ -25,6 +25,8 @@ replace(name)`, or `POST /_replay/<fault>?name=`):
   (`<Error><Code>NoSuchKey</Code>...`, application/xml); days after `published_until` too;
 - `truncated` {name: hours}: a daily archive holding only its first hours (binance-public-data
   issue #413), while the month's archive holds the whole day;
+- `holed` {name: n}: a daily archive published without n rows from the middle of its day, with a
+  checksum that matches (ids missing all the same; the trade-id continuity check finds them);
 - `slow_down` {name: n}: the next n requests of the zip answer 503 SlowDown (S3's throttle); `cut`
   {name: n}: the next n transfers of the zip stop halfway (the whole length announced).
 
@@ -87,6 +89,7 @@ class ArchiveReplayConfig:
     corrupt: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
     truncated: dict[str, int] = field(default_factory=dict)     # daily archive name -> hours it holds
+    holed: dict[str, int] = field(default_factory=dict)         # daily archive name -> rows left out mid-day
     slow_down: dict[str, int] = field(default_factory=dict)     # name -> 503 SlowDown answers still to give
     cut: dict[str, int] = field(default_factory=dict)           # name -> transfers still to cut halfway
 
@@ -293,6 +296,10 @@ class BinanceArchiveReplayServer(BackgroundServer):
                 trades = agg_trades(trades, day).with_columns(pl.col("ts").dt.epoch("us").alias("ts_us"))
             elif archive.family == "klines":
                 trades = klines(trades, archive.interval)
+            holes = archive.lookup(self.config.holed) if archive.period == "daily" else None
+            if holes:  # published with its checksum, ids missing all the same (it happens on data.binance.vision)
+                middle = trades.height // 2
+                trades = pl.concat([trades.head(middle), trades.slice(middle + holes)])
             out.append(trades)
         return out
 
@@ -375,7 +382,7 @@ class BinanceArchiveReplayServer(BackgroundServer):
                 return json_reply(200, {"published_until": self.published_until().isoformat(),
                                         "replaced": self.config.replaced, "corrupt": sorted(self.config.corrupt),
                                         "missing": sorted(self.config.missing), "truncated": self.config.truncated,
-                                        "requests": len(self.log)})
+                                        "holed": self.config.holed, "requests": len(self.log)})
             if method == "POST" and name and path == "/_replay/replace":
                 return json_reply(200, {"name": name, "generation": self.replace(name)})
             if method == "POST" and name and path in ("/_replay/corrupt", "/_replay/missing"):

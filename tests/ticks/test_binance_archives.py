@@ -341,3 +341,25 @@ def test_an_unsupported_dropped_file_is_moved_aside_with_its_reason(tmp_path, mo
         again = binance_dump_files(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert again.run_requests == [] and sorted(p.name for p in (landing / "ignored").rglob("*.zip")) == sorted(
             [agg.name, hourly.name])  # moved once, never looked at again
+
+
+def test_an_archive_whose_checksum_matches_can_still_miss_ids_and_the_check_names_them(store, tmp_path):
+    from marketdata_assets.lib.ticks.continuity import find_holes
+
+    agg = "data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-15.zip"
+    config = ArchiveReplayConfig(seed=3, trades_per_day=300, published_until=date(2025, 1, 20), holed={agg: 7})
+    with BinanceArchiveReplayServer(config) as replay:
+        slices = [SliceKey("agg_trades", "BINANCE", "BTCUSDT", DAY), SliceKey("trades", "BINANCE", "BTCUSDT", DAY)]
+        report, recorded = load(store, replay, tmp_path, slices)
+        truth = replay.truth(agg)
+    assert report.summary() == "Successful: 2/2" and all(r["sha256"] == r["published_sha256"] for r in recorded)
+    with store.get_client() as client:
+        (held,) = find_holes(client, store.database, slices[:1], dataset="agg_trades").values()
+        (whole,) = find_holes(client, store.database, slices[1:]).values()
+        with pytest.raises(ValueError, match="dataset 'klines_1h' has no sequential ids"):
+            find_holes(client, store.database, slices[:1], dataset="klines_1h")
+    ids = truth["seq"].to_list()
+    gap = next(i for i in range(1, len(ids)) if ids[i] != ids[i - 1] + 1)
+    assert held.kind.name == "aggTrade" and not held.passed and held.missing == 7 == ids[gap] - ids[gap - 1] - 1
+    assert [(h.first_missing, h.last_missing) for h in held.holes] == [(ids[gap - 1] + 1, ids[gap] - 1)]
+    assert whole.kind.name == "trade" and whole.passed and whole.rows == 300

@@ -1,8 +1,8 @@
 """Trade-id continuity (the logic: lib/ticks/continuity.py).
 
-- `trade_ids_continuous`, a check on the trades assets (`crypto_trades`, `binance_dump_trades`,
-  `binance_archive_trades` when archives of trades are configured): per day x instrument
-  partition, the ids missing inside the slice and at midnight (after the previous day, when it is
+- `trade_ids_continuous`, a check on the trades assets (`crypto_trades`, `binance_dump_trades`, and
+  `binance_archive_trades` / `binance_archive_agg_trades` when those archives are configured): per
+  day x instrument partition, the ids missing inside the slice and at midnight (after the previous day, when it is
   stored with ids of the same kind), named with their first ranges; one evaluation per partition.
 - `trade_id_refill` (day x instrument, like crypto_ticks; run it by hand or as a backfill on the
   partitions the check failed): fetches exactly the missing ids from the venue's REST API and
@@ -19,7 +19,7 @@ from marketdata_assets.defs.ticks.archives import ARCHIVE_ASSETS, binance_archiv
 from marketdata_assets.defs.ticks.checks import record
 from marketdata_assets.defs.ticks.partitions import binance_dump_partitions, crypto_partitions, slice_keys
 from marketdata_assets.defs.ticks.resources import CryptoVenueResource
-from marketdata_assets.lib.ticks.continuity import find_holes, refill
+from marketdata_assets.lib.ticks.continuity import CHECKED_DATASETS, find_holes, refill
 from marketdata_assets.resources import ClickHouseResource
 
 CHECK = "trade_ids_continuous"
@@ -29,11 +29,12 @@ DESCRIPTION = ("No trade id is missing where the venue numbers trades one by one
 GROUP = "ticks_repair"
 
 
-def _check(asset: str, partitions_def) -> dg.AssetChecksDefinition:
+def _check(asset: str, partitions_def, dataset: str = "trades") -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=CHECK, description=DESCRIPTION, partitions_def=partitions_def)
     def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
         with clickhouse.get_client() as client:
-            found = find_holes(client, clickhouse.database, slice_keys(context.partition_keys, ["trades"]))
+            found = find_holes(client, clickhouse.database, slice_keys(context.partition_keys, [dataset]),
+                               dataset=dataset)
         outcomes = {}
         for key in map(str, context.partition_keys):
             ids = found.get(key)
@@ -50,8 +51,8 @@ with warnings.catch_warnings():  # partitioned asset checks are a preview featur
     warnings.simplefilter("ignore", dg.PreviewWarning)
     continuity_checks = [_check("crypto_trades", crypto_partitions),
                          _check("binance_dump_trades", binance_dump_partitions),
-                         *([_check(ARCHIVE_ASSETS["trades"], binance_archive_partitions)]
-                           if "trades" in ARCHIVE_ASSETS else [])]
+                         *(_check(ARCHIVE_ASSETS[dataset], binance_archive_partitions, dataset)
+                           for dataset in CHECKED_DATASETS if dataset in ARCHIVE_ASSETS)]
 
 
 class RefillConfig(dg.Config):

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketdata_assets.lib.alphas.api import AlphaApi, FetchStats
-from marketdata_assets.lib.alphas.files import ALPHA_DIR, canonical_file_bytes, check_account, check_month, land_alpha
+from marketdata_assets.lib.alphas.files import (
+    ALPHA_DIR,
+    canonical_file_bytes,
+    check_account,
+    check_month,
+    land_alpha,
+)
 from marketdata_assets.lib.alphas.packages import (
     PACKAGE_DIR,
     PACKAGE_SUFFIX,

@@ -11,6 +11,7 @@ ACTIVE load (its `ingest_log.provider`), declared in `ID_KINDS`:
 | trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE | individual trade id (dump files, archives, historicalTrades) |
 | tradeId | OKX | OKX | tradeId (history-trades) |
 | trade_seq | DERIBIT | DERIBIT | trade_seq ("the sequence number of the trade within instrument") |
+| aggTrade (dataset agg_trades) | BINANCE | BINANCE_ARCHIVE | aggregate trade id of the aggTrades archives |
 
 A Binance slice's ids are aggregate ids or individual ids depending on which source loaded it, so
 two days are compared across midnight only when both are of the same kind (the day before must be
@@ -78,6 +79,7 @@ class IdKind:
     page: int            # ids one request returns at most: holes closer than this are fetched as one span
     time_units: bool     # the fetch takes time_unit= (asked as precise as the slice's stored times)
     what: str
+    dataset: str = "trades"  # the dataset (table) whose `seq` column holds these ids
 
 
 ID_KINDS = (
@@ -87,13 +89,16 @@ ID_KINDS = (
            "Binance trade ids (dump files and archives: every individual trade; historicalTrades)"),
     IdKind("tradeId", "OKX", ("OKX",), "trades_by_id", 100, False, "OKX tradeId"),
     IdKind("trade_seq", "DERIBIT", ("DERIBIT",), "trades_by_seq", 1000, False, "Deribit trade_seq"),
+    IdKind("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,
+           "Binance aggregate trade ids (archives of aggTrades, their own dataset)", dataset="agg_trades"),
 )
-_KINDS = {(kind.venue, provider): kind for kind in ID_KINDS for provider in kind.providers}
+_KINDS = {(kind.dataset, kind.venue, provider): kind for kind in ID_KINDS for provider in kind.providers}
+CHECKED_DATASETS = tuple(sorted({kind.dataset for kind in ID_KINDS}))
 
 
-def id_kind(venue: str, provider: str) -> IdKind | None:
-    """The kind of ids a load of `provider` holds for `venue`; None: not sequential, or unknown."""
-    return _KINDS.get((venue, provider))
+def id_kind(venue: str, provider: str, dataset: str = "trades") -> IdKind | None:
+    """The kind of ids a load of `provider` holds for `venue` in `dataset`; None: not sequential, or unknown."""
+    return _KINDS.get((dataset, venue, provider))
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +186,7 @@ def _db(database: str) -> str:
     return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
 
-def _loads(client, database: str, slices: list[SliceKey]) -> dict[tuple[str, str, date], tuple[int, str]]:
+def _loads(client, database: str, slices: list[SliceKey], code: str) -> dict[tuple[str, str, date], tuple[int, str]]:
     """{(venue, instrument, day): (active trades load, its ingest_log provider or '')} of the slices
     and of the day before each."""
     days = sorted({s.day for s in slices} | {s.day - timedelta(days=1) for s in slices})
@@ -192,7 +197,7 @@ def _loads(client, database: str, slices: list[SliceKey]) -> dict[tuple[str, str
         "GROUP BY load_id) AS l ON a.load_id = l.load_id "
         "WHERE a.kind = {kind:String} AND a.day IN {days:Array(Date)} "
         "AND concat(a.venue, ':', a.instrument) IN {instruments:Array(String)}",
-        parameters={"kind": TRADES.code, "days": days,
+        parameters={"kind": code, "days": days,
                     "instruments": sorted({f"{s.venue}:{s.instrument}" for s in slices})}).result_rows
     return {(r[0], r[1], r[2]): (int(r[3]), r[4] or "") for r in rows}
 
@@ -208,23 +213,28 @@ def _rows_where(slices: list[SliceKey]) -> tuple[str, dict]:
                  "start": day_window(first)[0], "end": day_window(max(s.day for s in slices))[1]}
 
 
-def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges: int = 10) -> dict[str, SliceIds]:
-    """The ids of each slice's active load, by partition key ('YYYY-MM-DD|VENUE:SYMBOL'), with its
-    missing ids and its first `max_ranges` hole ranges. Slices without an active load are left out."""
-    slices = sorted({replace(s, dataset="trades") for s in slices})
+def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges: int = 10,
+               dataset: str = "trades") -> dict[str, SliceIds]:
+    """The ids of each slice's active load of `dataset` (trades or agg_trades), by partition key
+    ('YYYY-MM-DD|VENUE:SYMBOL'), with its missing ids and its first `max_ranges` hole ranges. Slices
+    without an active load are left out."""
+    if dataset not in CHECKED_DATASETS:
+        raise ValueError(f"dataset {dataset!r} has no sequential ids to check (checked: {', '.join(CHECKED_DATASETS)})")
+    spec = spec_for(dataset)
+    slices = sorted({replace(s, dataset=dataset) for s in slices})
     if not slices:
         return {}
     if not 1 <= max_ranges <= 1_000_000:
         raise ValueError("max_ranges: 1..1,000,000")
-    loads = _loads(client, database, slices)
+    loads = _loads(client, database, slices, spec.code)
     found: dict[str, SliceIds] = {}
     for s in slices:
         if (s.venue, s.instrument, s.day) not in loads:
             continue
         load_id, provider = loads[(s.venue, s.instrument, s.day)]
-        kind = id_kind(s.venue, provider)
+        kind = id_kind(s.venue, provider, dataset)
         previous = loads.get((s.venue, s.instrument, s.day - timedelta(days=1)))
-        same_kind = kind is not None and previous is not None and id_kind(s.venue, previous[1]) == kind
+        same_kind = kind is not None and previous is not None and id_kind(s.venue, previous[1], dataset) == kind
         item = SliceIds(s.venue, s.instrument, s.day, load_id, provider, kind,
                         previous_load_id=previous[0] if same_kind else 0)
         found[item.partition_key] = item
@@ -236,7 +246,7 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
     stats = client.query(
         "SELECT load_id, count(), countIf(seq IS NULL), min(seq), max(seq), groupBitmapIf(toUInt32(bitAnd("
         "assumeNotNull(seq), 4294967295)), seq IS NOT NULL AND load_id IN {mine:Array(UInt64)}) "
-        f"FROM {_db(database)}.`{TRADES.table}` WHERE {where} GROUP BY load_id",
+        f"FROM {_db(database)}.`{spec.table}` WHERE {where} GROUP BY load_id",
         parameters={**params, "mine": mine, "loads": mine + [s.previous_load_id for s in checked
                                                              if s.previous_load_id]}).result_rows
     by_load = {int(r[0]): r[1:] for r in stats}
@@ -250,7 +260,7 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
             f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
             "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
             "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
-            f"FROM {_db(database)}.`{TRADES.table}` WHERE {where} AND seq IS NOT NULL) GROUP BY load_id",
+            f"FROM {_db(database)}.`{spec.table}` WHERE {where} AND seq IS NOT NULL) GROUP BY load_id",
             parameters={**params, "loads": holed}).result_rows}
     for s in checked:
         rows, without_id, first, last, _ = by_load.get(s.load_id, (0, 0, None, None, 0))
@@ -405,7 +415,7 @@ def _complete(client, database: str, venue: str, instrument: str, day: date, add
 
 def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Callable[[str], None]) -> None:
     found, frame = outcome.found, outcome.frame
-    current = _loads(client, database, [found.key])
+    current = _loads(client, database, [found.key], TRADES.code)
     expected = {found.day: found.load_id}
     if found.previous_load_id:
         expected[found.day - timedelta(days=1)] = found.previous_load_id
