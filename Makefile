@@ -8,8 +8,8 @@ WITH_ENV := scripts/with-env
 STAMP := $(VENV)/.installed
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
-# Test files run in parallel, one process per core (at most 4; databases are per process), each file whole.
-PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
+# Test files run in parallel, one process per logical CPU (at most 4; databases are per process), each file whole.
+PYTEST_ARGS ?= -n logical --maxprocesses 4 --dist loadfile
 
 .PHONY: help install dotenv browser stack-up stack-down stack-status materialize run ui test bench env clean
 
