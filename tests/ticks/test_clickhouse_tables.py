@@ -47,10 +47,11 @@ def insert_orphan(client, db: str, frame: pl.DataFrame, day: date, load_id: int)
 
 
 def parts(client, db: str) -> list[tuple]:
-    """Rows and the highest block number of every table partition's active parts: unchanged means
-    nothing was rewritten. ClickHouse's own background merges keep both (a merged part covers the
-    blocks of its sources), so they may run meanwhile; an insert or a REPLACE PARTITION adds blocks."""
-    return client.query("SELECT table, partition_id, sum(rows), max(max_block_number) FROM system.parts "
+    """The highest block number of every table partition's active parts: unchanged means nothing was
+    written or rewritten. ClickHouse's own background merges keep it (a merged part covers the blocks
+    of its sources; a Replacing/Aggregating merge may change the row count, so rows are not compared),
+    so they may run meanwhile; an insert or a REPLACE PARTITION adds blocks, a DROP removes the partition."""
+    return client.query("SELECT table, partition_id, max(max_block_number) FROM system.parts "
                         "WHERE database = {db:String} AND active GROUP BY table, partition_id "
                         "ORDER BY table, partition_id", parameters={"db": db}).result_rows
 
