@@ -27,7 +27,7 @@ import contextvars
 import json
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
@@ -339,13 +339,18 @@ _slice_stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextV
 
 
 @contextlib.contextmanager
-def counting(stats: RequestStats) -> Iterator[RequestStats]:
-    """Count the requests made inside the block (in this task) on `stats` too."""
-    token = _slice_stats.set(stats)
+def bound(var: contextvars.ContextVar, value):
+    """`var` holds `value` inside the block (in this task and the tasks it starts), as before after it."""
+    token = var.set(value)
     try:
-        yield stats
+        yield value
     finally:
-        _slice_stats.reset(token)
+        var.reset(token)
+
+
+def counting(stats: RequestStats) -> contextlib.AbstractContextManager[RequestStats]:
+    """Count the requests made inside the block (in this task) on `stats` too."""
+    return bound(_slice_stats, stats)
 
 
 def _tallies(own: RequestStats) -> tuple[RequestStats, ...]:

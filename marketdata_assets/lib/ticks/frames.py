@@ -22,14 +22,14 @@ import contextvars
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import polars as pl
 
-from marketdata_assets.lib.http import Page, SourceDataError
+from marketdata_assets.lib.http import Page, SourceDataError, bound
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -424,14 +424,9 @@ class FetchNotes:
 _fetch_notes: contextvars.ContextVar[FetchNotes | None] = contextvars.ContextVar("fetch_notes", default=None)
 
 
-@contextlib.contextmanager
-def noting(notes: FetchNotes) -> Iterator[FetchNotes]:
+def noting(notes: FetchNotes) -> contextlib.AbstractContextManager[FetchNotes]:
     """Record the drops and conversions of the parsing done inside the block (in this task) on `notes`."""
-    token = _fetch_notes.set(notes)
-    try:
-        yield notes
-    finally:
-        _fetch_notes.reset(token)
+    return bound(_fetch_notes, notes)
 
 
 def note_dropped(instrument: str, reason: str, rows: int = 1, day: date | None = None) -> None:
