@@ -48,6 +48,7 @@ from marketdata_assets.lib.http import (
     SourceRequestError,
     describe_request,
 )
+from marketdata_assets.lib.ticks.contracts import contract_of
 from marketdata_assets.lib.ticks.frames import (
     BarColumns,
     DropCounts,
@@ -91,9 +92,9 @@ CHART_WINDOW = timedelta(minutes=1000)
 
 
 def is_inverse(instrument: str) -> bool:
-    """BTC-PERPETUAL / BTC-27DEC24 (USD amounts) vs BTC_USDC-PERPETUAL and options (base amounts)."""
-    parts = instrument.split("-")
-    return "_" not in parts[0] and len(parts) == 2
+    """BTC-PERPETUAL / BTC-27DEC24 (USD amounts) vs BTC_USDC-PERPETUAL and options (base amounts);
+    ValueError for a name of no Deribit shape (lib.ticks.contracts)."""
+    return contract_of(VENUE, instrument).inverse
 
 
 INVERSE_CONVERSION = "quantity USD amount -> coin (amount / price)"

@@ -42,6 +42,7 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.lib.http import ApiClient, ErrorTable, Limits, Page, describe_request
+from marketdata_assets.lib.ticks.contracts import contract_of
 from marketdata_assets.lib.ticks.frames import (
     BarColumns,
     DropCounts,
@@ -87,8 +88,9 @@ CONTRACT_VALUES: dict[str, tuple[float, bool]] = {
 
 
 def is_derivative(instrument: str) -> bool:
-    """BTC-USDT is spot; BTC-USDT-SWAP, BTC-USD-250328 and options are contracts."""
-    return len(instrument.split("-")) > 2
+    """BTC-USDT is spot; BTC-USDT-SWAP, BTC-USD-250328 and options are contracts; ValueError for a
+    name of no OKX shape (lib.ticks.contracts)."""
+    return contract_of(VENUE, instrument).kind != "spot"
 
 
 class ContractSizer:
