@@ -7,7 +7,7 @@ import dagster as dg
 
 from marketdata_assets import pools, settings
 from marketdata_assets.defs.alphas.assets import GROUP, IMPORTED_TYPES
-from marketdata_assets.defs.alphas.partitions import alpha_accounts
+from marketdata_assets.defs.alphas.partitions import alpha_accounts, alpha_months, month_of_key
 from marketdata_assets.lib.alphas import coverage as cov
 from marketdata_assets.lib.alphas.api import NY
 from marketdata_assets.resources import AlphaStoreResource
@@ -19,9 +19,8 @@ class AlphaCoverageConfig(dg.Config):
 
 
 def recent_months(count: int, today: datetime) -> list[str]:
-    """The last `count` months as YYYY-MM, oldest first, ending with `today`'s."""
-    index = today.year * 12 + today.month - 1
-    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - max(1, count) + 1, index + 1)]
+    """The last `count` alpha month partitions as YYYY-MM, oldest first, ending with `today`'s."""
+    return [month_of_key(key) for key in alpha_months.get_partition_keys(current_time=today)[-max(1, count):]]
 
 
 @dg.asset(group_name=GROUP, pool=pools.MONGODB, kinds={"mongodb"},

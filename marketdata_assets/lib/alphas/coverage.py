@@ -83,13 +83,16 @@ class _StoredIds:
 
     def __init__(self, collection):
         self.collection, self.everything = collection, None
+        self.of_month: dict[str, set[str]] = {}  # each month read once, whatever the accounts asking
 
     def among(self, ids: set[str], month: str) -> set[str]:
         if self.everything is not None:
             return ids & self.everything
-        start, end = month_window(month)
-        found = ids & {doc["_id"] for doc in self.collection.find(
-            {f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}}, {"_id": 1})}
+        if month not in self.of_month:
+            start, end = month_window(month)
+            self.of_month[month] = {doc["_id"] for doc in self.collection.find(
+                {f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}}, {"_id": 1})}
+        found = ids & self.of_month[month]
         rest = sorted(ids - found)
         if len(rest) > LOOKUP_LIMIT:
             self.everything = {doc["_id"] for doc in self.collection.find({}, {"_id": 1})}
