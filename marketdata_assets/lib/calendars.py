@@ -47,7 +47,8 @@ from datetime import date, datetime, timedelta, timezone
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Literal
 
-if TYPE_CHECKING:  # imported on first use: it pulls in pandas, ~1.5 s a process loading the definitions never needs
+# imported on first use: it pulls in pandas, ~1.5 s that a process loading the definitions never needs
+if TYPE_CHECKING:
     import exchange_calendars as xcals
 
 Label = Literal["end", "start"]

@@ -2,8 +2,9 @@
 
 - `trade_ids_continuous`, a check on the trades assets (`crypto_trades`, `binance_dump_trades`, and
   `binance_archive_trades` / `binance_archive_agg_trades` when those archives are configured): per
-  day x instrument partition, the ids missing inside the slice and at midnight (after the previous day, when it is
-  stored with ids of the same kind), named with their first ranges; one evaluation per partition.
+  day x instrument partition, the ids missing inside the slice and at midnight (after the previous
+  day, when it is stored with ids of the same kind), named with their first ranges; one evaluation
+  per partition.
 - `trade_id_refill` (day x instrument, like crypto_ticks; run it by hand or as a backfill on the
   partitions the check failed): fetches exactly the missing ids from the venue's REST API and
   writes each completed slice as one new load; a partition without holes sends no request.

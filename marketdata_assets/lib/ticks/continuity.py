@@ -97,7 +97,8 @@ CHECKED_DATASETS = tuple(sorted({kind.dataset for kind in ID_KINDS}))
 
 
 def id_kind(venue: str, provider: str, dataset: str = "trades") -> IdKind | None:
-    """The kind of ids a load of `provider` holds for `venue` in `dataset`; None: not sequential, or unknown."""
+    """The kind of ids a load of `provider` holds for `venue` in `dataset`; None: not sequential,
+    or unknown."""
     return _KINDS.get((dataset, venue, provider))
 
 
@@ -186,7 +187,8 @@ def _db(database: str) -> str:
     return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
 
-def _loads(client, database: str, slices: list[SliceKey], code: str) -> dict[tuple[str, str, date], tuple[int, str]]:
+def _loads(client, database: str, slices: list[SliceKey],
+           code: str) -> dict[tuple[str, str, date], tuple[int, str]]:
     """{(venue, instrument, day): (active trades load, its ingest_log provider or '')} of the slices
     and of the day before each."""
     days = sorted({s.day for s in slices} | {s.day - timedelta(days=1) for s in slices})
@@ -219,7 +221,8 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
     ('YYYY-MM-DD|VENUE:SYMBOL'), with its missing ids and its first `max_ranges` hole ranges. Slices
     without an active load are left out."""
     if dataset not in CHECKED_DATASETS:
-        raise ValueError(f"dataset {dataset!r} has no sequential ids to check (checked: {', '.join(CHECKED_DATASETS)})")
+        raise ValueError(f"dataset {dataset!r} has no sequential ids to check "
+                         f"(checked: {', '.join(CHECKED_DATASETS)})")
     spec = spec_for(dataset)
     slices = sorted({replace(s, dataset=dataset) for s in slices})
     if not slices:
