@@ -72,16 +72,77 @@ BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "volume": pl.Float64, "amount": 
 DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "pre_close": pl.Float64, "volume": pl.Float64,
                                              "amount": pl.Float64}
 
+# The rest of seed 002's data model (docs/crypto-datasets.md has the venues' formats).
+# Ticker snapshots: the top of the book and the day's activity as the venue reports them at `ts`.
+TICKERS_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
+    "last": pl.Float64, "bid": pl.Float64, "bid_size": pl.Float64, "ask": pl.Float64, "ask_size": pl.Float64,
+    "volume_24h": pl.Float64,       # base units
+    "amount_24h": pl.Float64,       # quote units
+    "mark_price": pl.Float64, "index_price": pl.Float64, "funding_rate": pl.Float64,
+}
+# Funding settlements of perpetuals: `rate` is what was settled at `ts` for the period of
+# `interval_hours` that ends there (Binance fundingRate, OKX realizedRate, Deribit interest_1h);
+# `rate_8h` the rate quoted over 8 hours (Deribit's interest_8h, else rate * 8 / interval_hours).
+FUNDING_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
+    "rate": pl.Float64, "interval_hours": pl.Float64, "rate_8h": pl.Float64,
+    "mark_price": pl.Float64, "index_price": pl.Float64,
+}
+# Open interest at `ts`: `contracts` of `contract_size` each (in `size_unit`: "base" or "quote"
+# units a contract is worth), and the same as base units and as quote value.
+OPEN_INTEREST_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
+    "contracts": pl.Float64, "contract_size": pl.Float64, "size_unit": pl.Utf8,
+    "base": pl.Float64, "quote": pl.Float64,
+}
+# Forced liquidations: `side` is the liquidation order's side (sell: a long was closed).
+LIQUIDATIONS_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "liquidation_id": pl.Utf8,
+    "side": pl.Utf8, "price": pl.Float64, "quantity": pl.Float64, "amount": pl.Float64,
+}
+# Mark and index price 1-minute bars (prices only; `ts` = bar open).
+PRICE_BARS_SCHEMA: dict[str, pl.DataType] = dict(_OHLC)
+# One option chain snapshot: `instrument` names the chain (DERIBIT BTC-OPTIONS: every BTC option),
+# `option` each option in it; prices as the venue quotes them (Deribit: in the base coin), IVs in %.
+OPTION_CHAIN_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "option": pl.Utf8,
+    "expiry": UTC_US, "strike": pl.Float64, "option_type": pl.Utf8,
+    "underlying_price": pl.Float64, "underlying_index": pl.Utf8,
+    "mark_price": pl.Float64, "mark_iv": pl.Float64, "bid_iv": pl.Float64, "ask_iv": pl.Float64,
+    "bid_price": pl.Float64, "ask_price": pl.Float64, "open_interest": pl.Float64, "volume_24h": pl.Float64,
+}
+# Factors (lib.ticks.factors): one row per factor of an instrument-day, `ts` = the day's 00:00 UTC.
+FACTORS_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "factor": pl.Utf8, "value": pl.Float64,
+}
+
 # Columns that may be null; every other column must be fully populated.
 NULLABLE: dict[str, frozenset[str]] = {
     "trades": frozenset({"seq"}),
     "books": frozenset({"update_id"}),
     "bars_1m": frozenset({"trades"}),
     "daily_bars": frozenset({"pre_close"}),
+    "tickers": frozenset({"last", "bid", "bid_size", "ask", "ask_size", "amount_24h", "mark_price",
+                          "index_price", "funding_rate"}),
+    "funding": frozenset({"mark_price", "index_price"}),
+    "open_interest": frozenset(),
+    "liquidations": frozenset(),
+    "price_bars": frozenset(),
+    "option_chain": frozenset({"bid_iv", "ask_iv", "bid_price", "ask_price", "volume_24h"}),
+    "factors": frozenset({"value"}),
 }
 
 TRADE_SIDES = ("buy", "sell")
 BOOK_SIDES = ("bid", "ask")
+OPTION_TYPES = ("call", "put")
+SIZE_UNITS = ("base", "quote")
+# Columns holding one of a few words (lib.ticks.writer checks them): dataset -> column -> words.
+WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "trades": {"side": TRADE_SIDES}, "agg_trades": {"side": TRADE_SIDES}, "books": {"side": BOOK_SIDES},
+    "liquidations": {"side": TRADE_SIDES}, "open_interest": {"size_unit": SIZE_UNITS},
+    "option_chain": {"option_type": OPTION_TYPES},
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,7 +165,8 @@ class Dataset:
     columns: tuple                 # (name, ClickHouse type + codec) for the frame columns, in order
     order_by: tuple
     nullable: frozenset
-    key: str | None = None         # the column no two rows of a slice share (None: books append)
+    key: str | None = None         # the column no two rows of a slice share (None: snapshots append)
+    contracts: frozenset | None = None  # the contract kinds it exists for (lib.ticks.contracts); None: all
 
     @property
     def view(self) -> str:
@@ -181,11 +243,50 @@ AGG_TRADES = replace(TRADES, name="agg_trades", code="agg_trades", table="agg_tr
 KLINE_INTERVALS = ("1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 KLINES = {interval: replace(BARS, name=f"klines_{interval}", code=f"klines_{interval}", table=f"klines_{interval}")
           for interval in KLINE_INTERVALS}
-DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES, *KLINES.values())}
+
+def _columns(schema: dict, types: dict) -> tuple:
+    """(name, ClickHouse type) of every frame column: `types` by name, else by the Polars type."""
+    by_dtype = {pl.Float64: FLOAT, pl.Utf8: LC, pl.Int64: "Int64 CODEC(ZSTD(1))", UTC_US: f"{TS} CODEC(Delta, ZSTD(1))"}
+    return tuple((name, types.get(name) or by_dtype[dtype]) for name, dtype in schema.items())
+
+
+def _nullable(columns: tuple, nullable: frozenset) -> tuple:
+    return tuple((name, f"Nullable({ctype.split(' CODEC')[0]}) CODEC(ZSTD(1))" if name in nullable else ctype)
+                 for name, ctype in columns)
+
+
+def _declare(name: str, code: str, table: str, schema: dict, *, nullable: str | None = None, order_by: tuple,
+             key: str | None, contracts: tuple | None = None, types: dict | None = None) -> Dataset:
+    """A dataset whose ClickHouse columns follow from its frame schema (`types` overrides)."""
+    null = NULLABLE[nullable or name]
+    return Dataset(name=name, code=code, table=table, schema=schema, nullable=null,
+                   columns=_nullable(_columns(schema, types or {}), null), order_by=order_by, key=key,
+                   contracts=frozenset(contracts) if contracts else None)
+
+
+DERIVATIVES = ("perpetual", "future")
+TICKERS = _declare("tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"), key=None)
+FUNDING = _declare("funding", "funding", "funding_rates", FUNDING_SCHEMA, order_by=("venue", "instrument", "ts"),
+                   key="ts", contracts=("perpetual",))
+OPEN_INTEREST = _declare("open_interest", "open_interest", "open_interest", OPEN_INTEREST_SCHEMA,
+                         order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
+LIQUIDATIONS = _declare("liquidations", "liquidations", "liquidations", LIQUIDATIONS_SCHEMA,
+                        order_by=("venue", "instrument", "ts", "liquidation_id"), key="liquidation_id",
+                        contracts=DERIVATIVES, types={"liquidation_id": "String CODEC(ZSTD(1))"})
+MARK_BARS = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCHEMA, nullable="price_bars",
+                     order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES,
+                     types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"})
+INDEX_BARS = replace(MARK_BARS, name="index_bars_1m", code="index_bars", table="index_bars_1m")
+OPTION_CHAIN = _declare("option_chain", "option_chain", "option_chain", OPTION_CHAIN_SCHEMA,
+                        order_by=("venue", "instrument", "ts", "option"), key=None)
+FACTORS = _declare("factors", "factors", "factors", FACTORS_SCHEMA, order_by=("venue", "instrument", "ts", "factor"),
+                   key="factor")
+DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES, *KLINES.values(), TICKERS, FUNDING,
+                                         OPEN_INTEREST, LIQUIDATIONS, MARK_BARS, INDEX_BARS, OPTION_CHAIN, FACTORS)}
 
 
 def spec_for(dataset: str) -> Dataset:
-    """The declaration of a dataset: trades | books | bars_1m | daily_bars."""
+    """The declaration of a dataset (`DATASETS`: trades, books, bars_1m, funding, ...)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: expected one of {sorted(DATASETS)}")
     return DATASETS[dataset]
@@ -360,11 +461,13 @@ class Columns:
     def frame(self, venue: str, instrument: str) -> pl.DataFrame:
         n = len(self._rows)
         columns = list(zip(*self._rows)) if n else [() for _ in self.fields]
-        data = {name: pl.Series(values, dtype=pl.Int64 if name == "ts" else self.schema[name])
+        data = {name: pl.Series(values, dtype=pl.Int64 if self.schema[name] == UTC_US else self.schema[name])
                 for name, values in zip(self.fields, columns, strict=True)}
         data["venue"] = pl.Series([venue] * n, dtype=pl.Utf8)
         data["instrument"] = pl.Series([instrument] * n, dtype=pl.Utf8)
-        data["ts"] = data["ts"].cast(UTC_US)
+        for name in self.fields:  # times are added as epoch microseconds
+            if self.schema[name] == UTC_US:
+                data[name] = data[name].cast(UTC_US)
         return pl.DataFrame([data[name] for name in self.schema], schema=self.schema)
 
 
@@ -380,6 +483,19 @@ class BarColumns(Columns):
 
     fields = ("ts", "open", "high", "low", "close", "volume", "amount", "trades")
     schema = BARS_SCHEMA
+
+
+def columns_of(dataset: str) -> Columns:
+    """Columns for any dataset: `add` takes its schema's columns but venue and instrument, in order
+    (funding: ts_us, rate, interval_hours, rate_8h, mark_price, index_price); time columns (`ts`,
+    `expiry`) as epoch microseconds."""
+    spec = spec_for(dataset)
+
+    class Of(Columns):
+        fields = tuple(name for name in spec.schema if name not in ("venue", "instrument"))
+        schema = spec.schema
+
+    return Of()
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,6 +702,17 @@ def finish_trades(frames: Sequence[pl.DataFrame], start: datetime | None = None,
     what is dropped, by reason (`_window`, `_once`: one id with different values is an error)."""
     frame = _once(_window(frames, TRADES_SCHEMA, start, end, drops, paged), "trade_id", "trade id", start, drops)
     return frame.sort(["ts", "seq"], nulls_last=True, maintain_order=True)
+
+
+def finish(dataset: str, frames: Sequence[pl.DataFrame], start: datetime | None = None, end: datetime | None = None,
+           drops: Counter | None = None, paged: str | None = None) -> pl.DataFrame:
+    """Any dataset's pages as one frame: [start, end) kept, each `key` once (the same row twice
+    counted as a duplicate, one key with different values an error), ordered by the table's order."""
+    spec = spec_for(dataset)
+    frame = _window(frames, spec.schema, start, end, drops, paged)
+    if spec.key:
+        frame = _once(frame, spec.key, spec.key, start, drops)
+    return frame.sort([c for c in spec.order_by if c not in ("venue", "instrument")], maintain_order=True)
 
 
 def finish_bars(frames: Sequence[pl.DataFrame], start: datetime | None = None,

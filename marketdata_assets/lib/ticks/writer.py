@@ -154,10 +154,9 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
         if expected is not None:
             rules.append((f"value {name}", pl.col(name) != expected,
                           lambda row, n=name, e=expected: f"row {row} has {n} {out[n][row]!r}, expected {e!r}"))
-    sides = {"trades": frames.TRADE_SIDES, "books": frames.BOOK_SIDES}.get(spec.name)
-    if sides:
-        rules.append(("side", ~pl.col("side").is_in(list(sides)),
-                      lambda row: f"row {row} has side {out['side'][row]!r}, expected one of {list(sides)}"))
+    for name, words in frames.WORDS.get(spec.name, {}).items():
+        rules.append((name, ~pl.col(name).is_in(list(words)),
+                      lambda row, n=name, w=words: f"row {row} has {n} {out[n][row]!r}, expected one of {list(w)}"))
     if spec.name == "books":
         rules.append(("level", pl.col("level") < 0,
                       lambda row: f"row {row} has level {out['level'][row]}, expected >= 0"))

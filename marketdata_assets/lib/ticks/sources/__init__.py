@@ -7,29 +7,36 @@ its package, over the shared client of `lib.http`:
 - `tushare` (Tushare Pro: A-share 1-minute and daily bars), `yahoo` (chart v8 1-minute bars).
 
 The crypto venues answer one interface (`VenueClient`); `venue_client(venue, base_url, **limits)`
-builds the client of a venue, `venue_feed` / `book_feed` tell the ingest engine how to ask it.
+builds the client of a venue. Each client declares the datasets it serves in `DATASETS` (dataset
+-> HISTORY: `async <dataset>(instrument, start, end)`, the rows of [start, end); SNAPSHOT: `async
+<dataset>(instrument)`, the venue's state now, added to today's slice); `serves` reads them, and
+`venue_feed` / `snapshot_feed` tell the ingest engine how to ask. A new dataset is its table spec
+(lib.ticks.frames) and, in each source that has it, one method and one DATASETS entry.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import polars as pl
 
 from marketdata_assets.lib.http import RequestStats, SourceDataError
+from marketdata_assets.lib.ticks.contracts import contract_of
 from marketdata_assets.lib.ticks.engine import Feed, Job, SliceKey
-from marketdata_assets.lib.ticks.frames import day_window
+from marketdata_assets.lib.ticks.frames import day_window, spec_for
 
-VENUES = ("BINANCE", "OKX", "DERIBIT")
+VENUES = ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")
+HISTORY, SNAPSHOT = "history", "snapshot"
 
 
 @runtime_checkable
 class VenueClient(Protocol):
-    """What every crypto venue client offers (Binance, OKX, Deribit)."""
+    """What every crypto venue client offers (Binance spot and USD-M, OKX, Deribit)."""
 
-    name: str  # the venue: BINANCE | OKX | DERIBIT
+    name: str  # the venue: BINANCE | BINANCE_UM | OKX | DERIBIT
     stats: RequestStats
+    DATASETS: ClassVar[dict[str, str]]  # dataset -> HISTORY | SNAPSHOT
 
     async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         """All trades with start <= ts < end, each once, ordered by (ts, seq)."""
@@ -43,51 +50,81 @@ class VenueClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-def venue_client(venue: str, base_url: str | None = None, **kwargs) -> VenueClient:
-    """The client of `venue` (BINANCE | OKX | DERIBIT); base_url None = the venue's public host;
-    kwargs are the limits and retry policy (`lib.http.ApiClient`)."""
+def client_class(venue: str) -> type:
+    """The client class of `venue` (BINANCE | BINANCE_UM | OKX | DERIBIT)."""
     key = venue.upper()
     if key == "BINANCE":
         from marketdata_assets.lib.ticks.sources.binance import BinanceClient as cls
+    elif key == "BINANCE_UM":
+        from marketdata_assets.lib.ticks.sources.binance import BinanceFuturesClient as cls
     elif key == "OKX":
         from marketdata_assets.lib.ticks.sources.okx import OkxClient as cls
     elif key == "DERIBIT":
         from marketdata_assets.lib.ticks.sources.deribit import DeribitClient as cls
     else:
         raise ValueError(f"unknown venue {venue!r}; one of {', '.join(VENUES)}")
+    return cls
+
+
+def venue_client(venue: str, base_url: str | None = None, **kwargs) -> VenueClient:
+    """The client of `venue`; base_url None = the venue's public host; kwargs are the limits and
+    retry policy (`lib.http.ApiClient`)."""
+    cls = client_class(venue)
     return cls(base_url, **kwargs) if base_url else cls(**kwargs)
 
 
-# --------------------------------------------------------------------------------------------
-# How the engine asks a venue for a dataset (one job per instrument-day)
-# --------------------------------------------------------------------------------------------
+def serves(venue: str, dataset: str, instrument: str | None = None) -> str | None:
+    """HISTORY or SNAPSHOT if `venue`'s client serves `dataset` (for `instrument`'s kind of contract:
+    funding only for perpetuals, ...), else None: such a slice does not exist, it is not a failure."""
+    mode = client_class(venue).DATASETS.get(dataset)
+    contracts = spec_for(dataset).contracts
+    if mode is None or instrument is None or contracts is None:
+        return mode
+    return mode if contract_of(venue, instrument).kind in contracts else None
 
-VENUE_DATASETS = ("trades", "bars_1m")
 
+def datasets_table() -> list[tuple[str, ...]]:
+    """(dataset, then per venue: history | snapshot | -) rows: what each venue serves."""
+    names = sorted({d for venue in VENUES for d in client_class(venue).DATASETS})
+    return [(d, *(client_class(v).DATASETS.get(d, "-") for v in VENUES)) for d in names]
+
+
+# --------------------------------------------------------------------------------------------
+# How the engine asks a venue for a dataset (one job per instrument-day, or per snapshot)
+# --------------------------------------------------------------------------------------------
 
 async def _fetch_day(api: VenueClient, job) -> pl.DataFrame:
     key = job.keys[0]
     start, end = day_window(key.day)
-    method = {"trades": api.trades, "bars_1m": api.bars_1m}[key.dataset]
-    return await method(key.instrument, start, end)
+    return await getattr(api, key.dataset)(key.instrument, start, end)
 
 
 def venue_feed(venue: str, client, keys, *, workers: int, attempts: int) -> Feed:
-    """The engine's feed for a venue's trades / 1-minute bars slices; `client` makes the client."""
+    """The engine's feed for a venue's HISTORY slices (trades, bars_1m, funding, ...); `client`
+    makes the client."""
     return Feed(venue, [Job((key,)) for key in keys], _fetch_day, client, workers=workers, attempts=attempts)
 
 
-def book_feed(venue: str, client, instruments, *, depth: int, workers: int) -> Feed:
-    """One order-book snapshot per instrument, added to today's (UTC) slice of each."""
+def snapshot_feed(venue: str, client, dataset: str, instruments, *, workers: int, depth: int = 20) -> Feed:
+    """One SNAPSHOT of `dataset` per instrument (books: `depth` levels a side), added to today's
+    (UTC) slice of each; a snapshot stamped on another day is taken again next run."""
     today = datetime.now(timezone.utc).date()
 
     async def fetch(api: VenueClient, job) -> pl.DataFrame:
         key = job.keys[0]
-        frame = await api.book_snapshot(key.instrument, depth)
-        if frame.height and frame["ts"][0].date() != key.day:
-            raise SourceDataError(key.instrument, key.day, f"the snapshot is stamped {frame['ts'][0].isoformat()}, "
-                                  "after the day it was taken for: taken again next run", source=venue)
+        if dataset == "books":
+            frame = await api.book_snapshot(key.instrument, depth)
+        else:
+            frame = await getattr(api, dataset)(key.instrument)
+        if frame.height and frame["ts"].min().date() != key.day:
+            raise SourceDataError(key.instrument, key.day, f"the snapshot is stamped {frame['ts'].min().isoformat()}, "
+                                  "not on the day it was taken for: taken again next run", source=venue)
         return frame
 
-    jobs = [Job((SliceKey("books", venue, instrument, today),)) for instrument in instruments]
+    jobs = [Job((SliceKey(dataset, venue, instrument, today),)) for instrument in instruments]
     return Feed(venue, jobs, fetch, client, workers=workers, attempts=1, append=True, by_day=True)
+
+
+def book_feed(venue: str, client, instruments, *, depth: int, workers: int) -> Feed:
+    """One order-book snapshot per instrument, added to today's (UTC) slice of each."""
+    return snapshot_feed(venue, client, "books", instruments, workers=workers, depth=depth)

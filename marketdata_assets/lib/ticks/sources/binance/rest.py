@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -72,6 +72,7 @@ from marketdata_assets.lib.ticks.frames import (
     positive,
     to_us,
 )
+from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT
 
 VENUE = "BINANCE"
 DEFAULT_BASE_URL = "https://api.binance.com"
@@ -219,6 +220,7 @@ class BinanceClient(ApiClient):
     name = VENUE
     ERRORS = ERRORS
     LIMITS = LIMITS
+    DATASETS: ClassVar[dict[str, str]] = {"trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT}
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, weight_limit: int | None = None,
                  weight_window_s: float | None = None, weight_headroom: float | None = None,

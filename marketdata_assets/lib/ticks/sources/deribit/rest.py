@@ -34,7 +34,7 @@ any other code → SourceRequestError with code, message and `data.reason`/`data
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -72,6 +72,7 @@ from marketdata_assets.lib.ticks.frames import (
     positive,
     to_us,
 )
+from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT
 
 VENUE = "DERIBIT"
 DEFAULT_BASE_URL = "https://www.deribit.com"
@@ -207,6 +208,7 @@ class DeribitClient(ApiClient):
     name = VENUE
     ERRORS = ERRORS
     LIMITS = LIMITS
+    DATASETS: ClassVar[dict[str, str]] = {"trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT}
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_size: int = 1000, **kwargs):
         super().__init__(base_url, **kwargs)

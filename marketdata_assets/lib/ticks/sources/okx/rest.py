@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -65,6 +65,7 @@ from marketdata_assets.lib.ticks.frames import (
     positive,
     to_us,
 )
+from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT
 
 VENUE = "OKX"
 DEFAULT_BASE_URL = "https://www.okx.com"
@@ -242,6 +243,7 @@ class OkxClient(ApiClient):
     name = VENUE
     ERRORS = ERRORS
     LIMITS = LIMITS
+    DATASETS: ClassVar[dict[str, str]] = {"trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT}
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100,
                  contract_values: dict[str, tuple[float, bool]] | None = None, **kwargs):
