@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BINANCE, OKX, DERIBIT = "BINANCE", "OKX", "DERIBIT"
+BINANCE, BINANCE_UM, OKX, DERIBIT = "BINANCE", "BINANCE_UM", "OKX", "DERIBIT"
 
 DEFAULT_INSTRUMENTS = {
     BINANCE: ["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+    BINANCE_UM: ["BTCUSDT", "ETHUSDT"],
     OKX: ["BTC-USDT", "ETH-USDT", "BTC-USDT-SWAP"],
     DERIBIT: ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"],
 }
@@ -18,14 +19,15 @@ FAULT_KINDS = frozenset({"latency", "rate_limit", "ban", "server_error", "waf", 
                          "malformed_json", "missing_field", "bad_number"})
 BODY_FAULTS = frozenset({"malformed_json", "missing_field", "bad_number"})  # damage a normal answer
 BINANCE_ONLY_FAULTS = frozenset({"ban", "waf"})
+BINANCE_VENUES = frozenset({BINANCE, BINANCE_UM})
 
 
 @dataclass
 class Fault:
     kind: str
-    venue: str | None = None  # BINANCE | OKX | DERIBIT; None = all
+    venue: str | None = None  # BINANCE | BINANCE_UM | OKX | DERIBIT; None = all
     instrument: str | None = None  # None = all
-    endpoint: str | None = None  # trades | book | bars; None = all
+    endpoint: str | None = None  # trades | book | bars | funding | ... (Venue.endpoints); None = all
     every: int = 1
     after: int = 0  # let the first N matching requests through
     times: int | None = None  # fire at most N times; None = always
@@ -46,7 +48,7 @@ class Fault:
     def matches(self, venue: str, instrument: str | None, endpoint: str | None) -> bool:
         if self.venue and self.venue != venue:
             return False
-        if self.kind in BINANCE_ONLY_FAULTS and venue != BINANCE:
+        if self.kind in BINANCE_ONLY_FAULTS and venue not in BINANCE_VENUES:
             return False
         if self.instrument and self.instrument != instrument:
             return False
@@ -74,6 +76,12 @@ class ReplayConfig:
     instruments: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in
                                                                        DEFAULT_INSTRUMENTS.items()})
     binance_weight_limit: int = 6000
+    binance_um_weight_limit: int = 2400  # USD-M: 2400 request weight a minute
+    # OKX: requests per endpoint and IP in each 2-second window (20 on most public endpoints, 10 on
+    # funding-rate-history / rubik); Deribit: public requests a second (credits refill ~20/s). 0: not
+    # enforced. Beyond it: the venue's own rate-limit answer, counted in `limit_refusals`.
+    okx_requests_per_2s: int = 0
+    deribit_requests_per_s: float = 0
     # Binance's individual trades (`historicalTrades`) are the dump files' trades of
     # replay.binance_dumps.generate_trades(instrument, day, dump_trades_per_day, seed): the files
     # `make run` writes (main.DUMP_INSTRUMENTS, 20,000 trades a day, seed = the index) by default.

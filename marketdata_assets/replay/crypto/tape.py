@@ -17,13 +17,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from marketdata_assets.replay.crypto.config import BINANCE, DERIBIT, OKX, ReplayConfig
+from marketdata_assets.replay.crypto.config import BINANCE, BINANCE_UM, DERIBIT, OKX, ReplayConfig
 
 UTC = timezone.utc
 DAY_US = 86_400_000_000
 MINUTE_US = 60_000_000
 EPOCH_DAY = date(2017, 1, 1)
-ID_BASE = {BINANCE: 3_000_000_000, OKX: 500_000_000, DERIBIT: 100_000_000}
+ID_BASE = {BINANCE: 3_000_000_000, BINANCE_UM: 5_000_000_000, OKX: 500_000_000, DERIBIT: 100_000_000}
 OKX_CONTRACT_VALUES = {"BTC-USDT-SWAP": 0.01, "ETH-USDT-SWAP": 0.1}
 CACHED_TAPES = 96
 
@@ -49,6 +49,8 @@ def instrument_spec(venue: str, instrument: str) -> Spec:
     base = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 550.0}.get(root, 100.0)
     if venue == BINANCE:
         return Spec(base, 0.01, 0.00001, 3_000.0 / base, "base")
+    if venue == BINANCE_UM:  # USD-M perpetuals: quantities in base units, whole-millisecond times
+        return Spec(base, 0.1 if base >= 10_000 else 0.01, 0.001, 3_000.0 / base, "base")
     if venue == OKX:
         tick = 0.1 if base >= 10_000 else 0.01
         if instrument in OKX_CONTRACT_VALUES:
@@ -140,7 +142,7 @@ class DayTape:
                     if self.buy[i]:
                         tb_base += base
                         tb_quote += q
-                    if self.venue == BINANCE:
+                    if self.venue in (BINANCE, BINANCE_UM):  # aggregate trades: 1 or 2 trades each
                         f, last = binance_trade_span(self.first_id + i)
                         count += last - f + 1
                     else:
