@@ -72,6 +72,7 @@ class CryptoReplayServer(FaultList, BackgroundServer):
             binance = self.venues[Binance.name]
             return {"requests": len(self.log), "by_venue": by_venue, "weight_used": binance.weight_used,
                     "weight_limit": self.config.binance_weight_limit, "weight_window_s": self.config.weight_window_s,
+                    "limit_refusals": {v.name: v.limit_refusals for v in self.venues.values()},
                     "faults": [dataclasses.asdict(f) for f in self.config.faults], "now": self.market.now_us()}
 
     def now_us(self) -> int:

@@ -34,6 +34,7 @@ class Venue:
 
     def __init__(self, config: ReplayConfig, market: Market):
         self.config, self.market = config, market
+        self.limit_refusals = 0  # requests `admit` refused for a rate limit (the bench's "violations")
 
     def instrument(self, query: dict) -> str | None:
         return query.get(self.instrument_param)
@@ -65,7 +66,8 @@ class Venue:
         return str(seq)
 
     def reset(self) -> None:
-        """Forget counted requests (`CryptoReplayServer.reset`)."""
+        """Forget counted requests (`CryptoReplayServer.reset`); subclasses call this too."""
+        self.limit_refusals = 0
 
 
 def retry_after(fault: Fault) -> dict[str, str]:
