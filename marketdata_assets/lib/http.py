@@ -6,8 +6,9 @@ as data, what their answers mean and what they allow (ccxt's `describe()['except
 - `ERRORS` (`ErrorTable`): which vendor codes, message fragments and HTTP statuses mean
   rate-limited, banned, quota used up, permission refused, unauthorized, not found, rejected or
   retryable; `error_fields(payload)` says where the code and message sit in the vendor's envelope.
-- `LIMITS` (`Limits`): requests per minute (token bucket), requests in flight (semaphore), and a
-  request-weight budget per fixed window with per-endpoint weights (Binance).
+- `LIMITS` (`Limits`): requests per minute (token bucket), requests in flight (semaphore), a
+  request-weight budget per fixed window with per-endpoint weights (Binance), and requests per
+  sliding window for each endpoint (`endpoint_limits`: OKX's "20 requests per 2 seconds").
 
 `call()` is the one path every request takes: wait for the bucket, the weight budget and any
 pause, refuse at send time what a ban, quota or permission error stopped, send, decode, classify
@@ -27,6 +28,7 @@ import contextvars
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -176,7 +178,11 @@ class Limits:
     """What a source allows: `requests_per_minute` (token bucket over every concurrent request),
     `max_concurrency` (requests in flight) and, where the source counts request weight (Binance),
     `weight_per_window` per fixed `weight_window_s`, spent up to `weight_headroom` of it, endpoint
-    weights in `weights` (1 if absent) and the response header carrying the source's own count."""
+    weights in `weights` (1 if absent) and the response header carrying the source's own count.
+    `endpoint_limits` maps a path prefix to (requests, window_s): at most that many requests whose
+    path starts with it (the longest prefix that matches) in any `window_s` seconds as the source
+    counts them (`WindowGate`), over a window longer by `endpoint_margin` (a share of it: slack
+    for a source that counts by coarser clock ticks)."""
 
     requests_per_minute: float = 600
     max_concurrency: int = 8
@@ -185,6 +191,8 @@ class Limits:
     weight_headroom: float = 0.9
     weight_header: str | None = None
     weights: Mapping[str, int] = field(default_factory=dict)
+    endpoint_limits: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    endpoint_margin: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -296,6 +304,44 @@ class WeightGate:
         self.used = max(self.used, float(used))
 
 
+class WindowGate:
+    """At most `requests` requests in any `window_s` seconds as the SOURCE counts them, whatever
+    the network and the load do: a request holds its place from the moment it leaves until
+    `window_s` after its answer has come back (`acquire` ... `release`). The source saw it at some
+    moment in between, so the next request that takes this place reaches it at least `window_s`
+    later. Shared by all tasks of a loop; waiters go in turn."""
+
+    def __init__(self, requests: int, window_s: float, clock=time.monotonic):
+        if requests < 1 or window_s <= 0:
+            raise ValueError("a window limit needs requests >= 1 and window_s > 0")
+        self.requests, self.window_s, self.clock = requests, window_s, clock
+        self.done: deque[float] = deque()  # when the answers of the window's requests came back
+        self.in_flight = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> float:
+        """Wait until one more request fits, count it as in flight; returns the seconds waited."""
+        started = self.clock()
+        async with self._changed:
+            while True:
+                now = self.clock()
+                while self.done and self.done[0] <= now - self.window_s:
+                    self.done.popleft()
+                if len(self.done) + self.in_flight < self.requests:
+                    self.in_flight += 1
+                    return self.clock() - started
+                timeout = self.done[0] + self.window_s - now if self.done else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def release(self) -> None:
+        """The request's answer came back (or it failed): its place frees `window_s` from now."""
+        async with self._changed:
+            self.in_flight -= 1
+            self.done.append(self.clock())
+            self._changed.notify_all()
+
+
 # --------------------------------------------------------------------------------------------
 # Counters: one type for a client, a slice and a run
 # --------------------------------------------------------------------------------------------
@@ -378,7 +424,8 @@ class ApiClient:
                  timeout_s: float = 30.0, retry: RetryPolicy | None = None, headers: dict[str, str] | None = None,
                  rng: random.Random | None = None, weight_per_window: int | None = None,
                  weight_window_s: float | None = None, weight_headroom: float | None = None,
-                 deadline_s: float | None = None):
+                 deadline_s: float | None = None,
+                 endpoint_limits: Mapping[str, tuple[int, float]] | None = None):
         limits = self.LIMITS
         rpm = requests_per_minute if requests_per_minute is not None else limits.requests_per_minute
         concurrency = max_concurrency if max_concurrency is not None else limits.max_concurrency
@@ -389,6 +436,9 @@ class ApiClient:
         self.weight = (WeightGate(weight, weight_window_s or limits.weight_window_s,
                                   weight_headroom if weight_headroom is not None else limits.weight_headroom)
                        if weight else None)
+        # path prefix -> (requests, window_s); `endpoint_limits={}` turns the per-endpoint gates off
+        self.endpoint_limits = dict(limits.endpoint_limits if endpoint_limits is None else endpoint_limits)
+        self._gates: dict[str, WindowGate] = {}
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self.rng = rng or random.Random()
@@ -461,6 +511,17 @@ class ApiClient:
 
     # ---- the one path ----------------------------------------------------------------------
 
+    def _gate(self, path: str) -> WindowGate | None:
+        """The window gate of the longest `endpoint_limits` prefix `path` starts with (one per prefix)."""
+        prefix = max((p for p in self.endpoint_limits if path.startswith(p)), key=len, default=None)
+        if prefix is None:
+            return None
+        gate = self._gates.get(prefix)
+        if gate is None:
+            requests, window_s = self.endpoint_limits[prefix]
+            gate = self._gates[prefix] = WindowGate(requests, window_s * (1 + self.LIMITS.endpoint_margin))
+        return gate
+
     def _refuse(self, endpoint: str | None) -> None:
         stopped = self.stopped.get(None) or (self.stopped.get(endpoint) if endpoint else None)
         if stopped is not None:
@@ -477,17 +538,24 @@ class ApiClient:
                     stats.weight_waits += 1
                     stats.weight_wait_s += waited
         await self.bucket.acquire(1.0)
+        gate = self._gate(path)
         async with self.semaphore:
             while (delay := self.pause_until - time.time()) > 0:
                 await asyncio.sleep(delay)
-            self._refuse(endpoint)
-            for stats in _tallies(self.stats):
-                stats.requests += 1
-            started = time.monotonic()
+            if gate is not None:  # taken as late as possible: right before the request leaves
+                await gate.acquire()
             try:
-                response = await asyncio.wait_for(self._http.request(method, path, **kwargs), self.deadline_s)
-            except asyncio.TimeoutError:
-                raise httpx.ReadTimeout(f"no complete answer within the {self.deadline_s:g} s deadline") from None
+                self._refuse(endpoint)
+                for stats in _tallies(self.stats):
+                    stats.requests += 1
+                started = time.monotonic()
+                try:
+                    response = await asyncio.wait_for(self._http.request(method, path, **kwargs), self.deadline_s)
+                except asyncio.TimeoutError:
+                    raise httpx.ReadTimeout(f"no complete answer within the {self.deadline_s:g} s deadline") from None
+            finally:
+                if gate is not None:
+                    await gate.release()
         latency = time.monotonic() - started
         metrics.http_response(self.metrics_source or self.api_name, response.status_code, latency)
         for stats in _tallies(self.stats):

@@ -512,6 +512,8 @@ DROP_REASONS: dict[str, str] = {
     "outside_window": "stamped outside the window the request asked for",
     "past_window_edge": "beyond the window's edge in the paging direction (paging by id, or newest first, "
                         "cannot stop exactly there): the neighbouring slice's rows",
+    "other_instrument": "a record of another instrument answered alongside (OKX liquidations are asked "
+                        "by instrument family)",
 }
 
 

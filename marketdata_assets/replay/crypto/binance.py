@@ -2,11 +2,15 @@
 
 `aggTrades` (symbol, fromId | startTime/endTime at most 1 h apart, limit ≤ 1000), `trades`,
 `historicalTrades` (symbol, fromId, limit ≤ 1000: individual trades, the dump files' ids, see
-`DumpTrades`), `klines` (interval=1m), `depth`, `ping`, `time`. Prices and quantities are 8-decimal strings,
-times milliseconds, or MICROSECONDS when the request carries `X-MBX-TIME-UNIT: MICROSECOND`.
+`DumpTrades`), `klines` (interval=1m), `depth`, `ticker/24hr` (the rolling 24 hours before now:
+last trade, volumes from the tape, best bid/ask from a book of the market's), `ping`, `time`.
+Prices and quantities are 8-decimal strings, times milliseconds, or MICROSECONDS when the request
+carries `X-MBX-TIME-UNIT: MICROSECOND`.
 Every answer carries `X-MBX-USED-WEIGHT-1M`: request weight counted per fixed window of
 `weight_window_s` against `binance_weight_limit`, beyond it 429 + Retry-After + -1003. Errors
-are `{"code": -1xxx, "msg": ...}`; a ban is 418, the WAF a 403 HTML page.
+are `{"code": -1xxx, "msg": ...}`; a ban is 418, the WAF a 403 HTML page. The venue's paths,
+limits and formats are attributes and methods of `Binance`, which `binance_um.BinanceUm` (USD-M
+futures) subclasses.
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
 from marketdata_assets.replay.crypto.config import BINANCE, Fault, ReplayConfig
-from marketdata_assets.replay.crypto.tape import EPOCH_DAY, MINUTE_US, binance_trade_span, day_of_us
+from marketdata_assets.replay.crypto.tape import (
+    DAY_US,
+    EPOCH_DAY,
+    MINUTE_US,
+    base_and_quote,
+    binance_trade_span,
+    day_of_us,
+)
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
 HOUR_US = 3_600_000_000
-WEIGHTS = {"aggTrades": 4, "trades": 25, "historicalTrades": 25, "klines": 2}  # depth: by limit
+WEIGHTS = {"aggTrades": 4, "trades": 25, "historicalTrades": 25, "klines": 2, "24hr": 2}  # depth: by limit
+BAD_NUMBER = "6O123.45"
 WAF_PAGE = (b"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01 Transitional//EN\">\n<HTML><HEAD><META "
             b"HTTP-EQUIV=\"Content-Type\" CONTENT=\"text/html; charset=iso-8859-1\">\n<TITLE>ERROR: The request "
             b"could not be satisfied</TITLE>\n</HEAD><BODY>\n<H1>403 ERROR</H1>\n<H2>The request could not be "
@@ -47,6 +59,35 @@ def request_weight(path: str, query: dict) -> int:
             n = 100
         return 5 if n <= 100 else 25 if n <= 500 else 50 if n <= 1000 else 250
     return WEIGHTS.get(name, 1)
+
+
+class Params:
+    """A request's query as Binance reads it: integers, times (ms, or µs where asked and where the
+    value is that large), limits; `out` writes a time in the unit asked for."""
+
+    def __init__(self, query: dict, micro: bool = False):
+        self.query, self.micro = query, micro
+
+    def integer(self, name: str) -> int | None:
+        value = self.query.get(name)
+        if value in (None, ""):
+            return None
+        if not value.lstrip("-").isdigit():
+            raise illegal_characters(name)
+        return int(value)
+
+    def time(self, name: str) -> int | None:
+        number = self.integer(name)
+        if number is None:
+            return None
+        return number if number >= 100_000_000_000_000 else number * 1000
+
+    def limit(self, default: int, maximum: int) -> int:
+        value = self.integer("limit")
+        return default if value is None else max(1, min(maximum, value))
+
+    def out(self, us: int) -> int:
+        return us if self.micro else us // 1000
 
 
 def illegal_characters(name: str) -> VendorError:
@@ -155,9 +196,13 @@ class Binance(Venue):
     prefix = "/api/v3/"
     instrument_param = "symbol"
     endpoints: ClassVar[dict[str, str]] = {"aggTrades": "trades", "trades": "trades", "historicalTrades": "trades",
-                                           "depth": "book", "klines": "bars"}
+                                           "depth": "book", "klines": "bars", "24hr": "tickers"}
     bar_decimals = 8
     bar_trade_counts = True
+    KLINE_MAX = 1000
+    DEPTH_DEFAULT, DEPTH_MAX = 100, 5000
+    agg_best_match = True  # aggTrades records carry `M`
+    prev_close = True  # ticker/24hr carries prevClosePrice
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -166,130 +211,178 @@ class Binance(Venue):
         self.weight_used = 0
 
     def reset(self) -> None:
+        super().reset()
         self.weight_window, self.weight_used = None, 0
 
     # ---- limits ----------------------------------------------------------------------------
+
+    @property
+    def weight_limit(self) -> int:
+        return self.config.binance_weight_limit
+
+    def request_weight(self, path: str, query: dict) -> int:
+        return request_weight(path, query)
 
     def admit(self, path: str, query: dict) -> tuple[dict[str, str], Reply | None]:
         window = int(time.time() // self.config.weight_window_s)
         if window != self.weight_window:
             self.weight_window, self.weight_used = window, 0
-        self.weight_used += request_weight(path, query)
+        self.weight_used += self.request_weight(path, query)
         headers = {"X-MBX-USED-WEIGHT-1M": str(self.weight_used), "X-MBX-USED-WEIGHT": str(self.weight_used)}
-        if self.weight_used <= self.config.binance_weight_limit:
+        if self.weight_used <= self.weight_limit:
             return headers, None
+        self.limit_refusals += 1
         remaining = (window + 1) * self.config.weight_window_s - time.time()
-        return headers, json_reply(429, too_much_weight(self.config.binance_weight_limit),
+        return headers, json_reply(429, too_much_weight(self.weight_limit),
                                    {**headers, "Retry-After": str(max(1, math.ceil(remaining)))})
 
     # ---- answers ---------------------------------------------------------------------------
 
-    def _symbol(self, query: dict) -> str:
-        symbol = query.get("symbol")
+    def _symbol(self, query: dict, param: str = "symbol") -> str:
+        """The instrument `param` names, one of the venue's; the venue's error otherwise."""
+        symbol = query.get(param)
         if not symbol:
-            raise VendorError(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, "
-                                                          "or malformed."})
-        if symbol not in self.config.instruments.get(BINANCE, []):
+            raise VendorError(400, {"code": -1102, "msg": f"Mandatory parameter '{param}' was not sent, was "
+                                                          "empty/null, or malformed."})
+        if symbol not in self.config.instruments.get(self.name, []):
             raise VendorError(400, {"code": -1121, "msg": "Invalid symbol."})
         return symbol
 
     def answer(self, path: str, query: dict, headers) -> Any:
         market = self.market
-        micro = (headers.get("X-MBX-TIME-UNIT") or "").upper() == "MICROSECOND"
-
-        def t_out(us: int) -> int:
-            return us if micro else us // 1000
-
-        def integer(name: str) -> int | None:
-            value = query.get(name)
-            if value in (None, ""):
-                return None
-            if not value.lstrip("-").isdigit():
-                raise illegal_characters(name)
-            return int(value)
-
-        def t_in(name: str) -> int | None:
-            number = integer(name)
-            if number is None:
-                return None
-            return number if number >= 100_000_000_000_000 else number * 1000
-
-        def limit(default: int, maximum: int) -> int:
-            value = integer("limit")
-            return default if value is None else max(1, min(maximum, value))
-
-        if path == "/api/v3/ping":
+        p = Params(query, (headers.get("X-MBX-TIME-UNIT") or "").upper() == "MICROSECOND")
+        name = path.removeprefix(self.prefix)
+        if name == "ping":
             return {}
-        if path == "/api/v3/time":
+        if name == "time":
             return {"serverTime": int(time.time() * 1000)}
         symbol = self._symbol(query)
-        if path == "/api/v3/aggTrades":
-            n = limit(500, 1000)
-            start, end = t_in("startTime"), t_in("endTime")
-            from_id = query.get("fromId")
-            if from_id not in (None, "") and (start is not None or end is not None):
-                raise VendorError(400, {"code": -1128, "msg": "Combination of optional parameters invalid."})
-            if start is not None and end is not None:
-                if end - start > HOUR_US:
-                    raise VendorError(400, {"code": -1127, "msg": "More than 1 hours between startTime and endTime."})
-                rows = market.rows_between(BINANCE, symbol, start, end, n)
-            elif start is not None:
-                rows = market.rows_between(BINANCE, symbol, start, start + HOUR_US, n)
-            elif end is not None:
-                rows = market.rows_between(BINANCE, symbol, end - HOUR_US, end, n, newest_first=True)[::-1]
-            elif from_id not in (None, ""):
-                rows = market.rows_from_id(BINANCE, symbol, int(from_id), n)
-            else:
-                rows = market.latest(BINANCE, symbol, n)
-            out = []
-            for tape, i in rows:
-                a = tape.first_id + i
-                f, last = binance_trade_span(a)
-                out.append({"a": a, "p": fmt8(tape.price[i]), "q": fmt8(tape.size[i]), "f": f, "l": last,
-                            "T": t_out(tape.ts[i]), "m": not tape.buy[i], "M": True})
-            return out
-        if path == "/api/v3/trades":
-            rows = market.latest(BINANCE, symbol, limit(500, 1000))
+        if name == "aggTrades":
+            return self.agg_trades(symbol, p)
+        if name == "trades":
+            rows = market.latest(self.name, symbol, p.limit(500, 1000))
             return [{"id": tape.first_id + i, "price": fmt8(tape.price[i]), "qty": fmt8(tape.size[i]),
-                     "quoteQty": fmt8(tape.price[i] * tape.size[i]), "time": t_out(tape.ts[i]),
+                     "quoteQty": fmt8(tape.price[i] * tape.size[i]), "time": p.out(tape.ts[i]),
                      "isBuyerMaker": not tape.buy[i], "isBestMatch": True} for tape, i in rows]
-        if path == "/api/v3/historicalTrades":
-            n, from_id, now = limit(500, 1000), integer("fromId"), market.now_us()
+        if name == "historicalTrades":
+            n, from_id, now = p.limit(500, 1000), p.integer("fromId"), market.now_us()
             trades = (self.dumps.latest(symbol, n, now) if from_id is None
                       else self.dumps.from_id(symbol, max(0, from_id), n, now))
             return [{"id": day.first_id + i, "price": fmt8(day.price[i]), "qty": fmt8(day.qty[i]),
-                     "quoteQty": fmt8(day.quote[i]), "time": t_out(day.ts[i]), "isBuyerMaker": day.sell[i],
+                     "quoteQty": fmt8(day.quote[i]), "time": p.out(day.ts[i]), "isBuyerMaker": day.sell[i],
                      "isBestMatch": True} for day, i in trades]
-        if path == "/api/v3/klines":
-            if query.get("interval") != "1m":
-                raise VendorError(400, {"code": -1120, "msg": "Invalid interval."})
-            n = limit(500, 1000)
-            start, end = t_in("startTime"), t_in("endTime")
-            now = market.now_us()
-            if start is not None:
-                hi = min(end if end is not None else now, start + n * MINUTE_US - 1)
-                bars = market.bars_between(BINANCE, symbol, start, hi)[:n]
-            else:
-                hi = min(end if end is not None else now, now - MINUTE_US)
-                bars = market.bars_between(BINANCE, symbol, hi - n * MINUTE_US + 1, hi)[-n:]
-            out = []
-            for bar in bars:
-                ts, o, h, lo, c, vol, quote, count, _, tb_base, tb_quote = bar
-                out.append([t_out(ts), fmt8(o), fmt8(h), fmt8(lo), fmt8(c), fmt8(vol), t_out(ts + MINUTE_US) - 1,
-                            fmt8(quote), count, fmt8(tb_base), fmt8(tb_quote), "0"])
-            return out
-        if path == "/api/v3/depth":
-            update_id, bids, asks, _ = market.book(BINANCE, symbol, limit(100, 5000))
-            return {"lastUpdateId": update_id, "bids": [[fmt8(p), fmt8(q)] for p, q in bids],
-                    "asks": [[fmt8(p), fmt8(q)] for p, q in asks]}
+        if name == "klines":
+            return self.klines(symbol, p)
+        if name == "depth":
+            return self.depth(symbol, p)
+        if name == "ticker/24hr":
+            stats = self.day_stats(symbol, p)
+            _, bids, asks, _ = market.book(self.name, symbol, 1)
+            at = list(stats).index("lastQty") + 1  # Binance's field order: bid/ask after the last trade
+            items = list(stats.items())
+            best = [("bidPrice", fmt8(bids[0][0])), ("bidQty", fmt8(bids[0][1])),
+                    ("askPrice", fmt8(asks[0][0])), ("askQty", fmt8(asks[0][1]))]
+            return dict(items[:at] + best + items[at:])
         raise VendorError(404, {"code": -1000, "msg": f"Unknown path {path}"})
+
+    def agg_trades(self, symbol: str, p: Params, oldest_us: int | None = None) -> list[dict]:
+        """`aggTrades` by startTime/endTime (at most 1 h apart), fromId or the latest; trades before
+        `oldest_us` do not exist (a venue keeping a limited history)."""
+        market, query, n = self.market, p.query, p.limit(500, 1000)
+        start, end = p.time("startTime"), p.time("endTime")
+        from_id = query.get("fromId")
+        if from_id not in (None, "") and (start is not None or end is not None):
+            raise VendorError(400, {"code": -1128, "msg": "Combination of optional parameters invalid."})
+        if start is not None and end is not None:
+            if end - start > HOUR_US:
+                raise VendorError(400, {"code": -1127, "msg": "More than 1 hours between startTime and endTime."})
+            rows = market.rows_between(self.name, symbol, max(start, oldest_us or 0), end, n)
+        elif start is not None:
+            rows = market.rows_between(self.name, symbol, max(start, oldest_us or 0), start + HOUR_US, n)
+        elif end is not None:
+            rows = market.rows_between(self.name, symbol, max(end - HOUR_US, oldest_us or 0), end, n,
+                                       newest_first=True)[::-1]
+        elif from_id not in (None, ""):
+            rows = [r for r in market.rows_from_id(self.name, symbol, int(from_id), n)
+                    if oldest_us is None or r[0].ts[r[1]] >= oldest_us]
+        else:
+            rows = market.latest(self.name, symbol, n)
+        out = []
+        for tape, i in rows:
+            a = tape.first_id + i
+            f, last = binance_trade_span(a)
+            record = {"a": a, "p": fmt8(tape.price[i]), "q": fmt8(tape.size[i]), "f": f, "l": last,
+                      "T": p.out(tape.ts[i]), "m": not tape.buy[i]}
+            if self.agg_best_match:
+                record["M"] = True
+            out.append(record)
+        return out
+
+    def kline_window(self, p: Params, n: int) -> tuple[int, int, bool]:
+        """(first, last, newest): the minute opens a klines request covers (newest: keep the last n)."""
+        start, end = p.time("startTime"), p.time("endTime")
+        now = self.market.now_us()
+        if start is not None:
+            return start, min(end if end is not None else now, start + n * MINUTE_US - 1), False
+        hi = min(end if end is not None else now, now - MINUTE_US)
+        return hi - n * MINUTE_US + 1, hi, True
+
+    def klines(self, symbol: str, p: Params) -> list[list]:
+        if p.query.get("interval") != "1m":
+            raise VendorError(400, {"code": -1120, "msg": "Invalid interval."})
+        n = p.limit(500, self.KLINE_MAX)
+        lo, hi, newest = self.kline_window(p, n)
+        bars = self.market.bars_between(self.name, symbol, lo, hi)
+        out = []
+        for bar in (bars[-n:] if newest else bars[:n]):
+            ts, o, h, low, c, vol, quote, count, _, tb_base, tb_quote = bar
+            out.append([p.out(ts), fmt8(o), fmt8(h), fmt8(low), fmt8(c), fmt8(vol), p.out(ts + MINUTE_US) - 1,
+                        fmt8(quote), count, fmt8(tb_base), fmt8(tb_quote), "0"])
+        return out
+
+    def depth_times(self, ts_us: int) -> dict:
+        """The times a depth answer carries (spot: none)."""
+        return {}
+
+    def depth(self, symbol: str, p: Params) -> dict:
+        depth = p.limit(self.DEPTH_DEFAULT, self.DEPTH_MAX)
+        update_id, bids, asks, ts = self.market.book(self.name, symbol, depth)
+        return {"lastUpdateId": update_id, **self.depth_times(ts),
+                "bids": [[fmt8(px), fmt8(q)] for px, q in bids], "asks": [[fmt8(px), fmt8(q)] for px, q in asks]}
+
+    def day_stats(self, symbol: str, p: Params) -> dict:
+        """The `ticker/24hr` statistics of the rolling 24 hours before now, from the tape (spot adds
+        prevClosePrice and the best bid/ask)."""
+        now = self.market.now_us()
+        rows = self.market.rows_between(self.name, symbol, now - DAY_US, now - 1)
+        prices = [tape.price[i] for tape, i in rows]
+        sizes = [base_and_quote(tape.spec, tape.price[i], tape.size[i]) for tape, i in rows]
+        volume, value = sum(b for b, _ in sizes), sum(q for _, q in sizes)
+        first, last = (prices[0], prices[-1]) if prices else (0.0, 0.0)
+        stats = {"symbol": symbol, "priceChange": fmt8(last - first),
+                 "priceChangePercent": f"{(last / first - 1) * 100 if first else 0:.3f}",
+                 "weightedAvgPrice": fmt8(value / volume if volume else 0.0)}
+        if self.prev_close:
+            stats["prevClosePrice"] = fmt8(self._close_before(symbol, now - DAY_US))
+        last_qty = rows[-1][0].size[rows[-1][1]] if rows else 0.0
+        stats.update({"lastPrice": fmt8(last), "lastQty": fmt8(last_qty), "openPrice": fmt8(first),
+                      "highPrice": fmt8(max(prices, default=0.0)), "lowPrice": fmt8(min(prices, default=0.0)),
+                      "volume": fmt8(volume), "quoteVolume": fmt8(value),
+                      "openTime": p.out(now - DAY_US), "closeTime": p.out(now),
+                      "firstId": rows[0][0].first_id + rows[0][1] if rows else -1,
+                      "lastId": rows[-1][0].first_id + rows[-1][1] if rows else -1, "count": len(rows)})
+        return stats
+
+    def _close_before(self, symbol: str, us: int) -> float:
+        before = self.market.rows_before_ts(self.name, symbol, us, 1)
+        return before[0][0].price[before[0][1]] if before else 0.0
 
     # ---- faults ----------------------------------------------------------------------------
 
     def fault_reply(self, fault: Fault) -> Reply:
         kind = fault.kind
         if kind == "rate_limit":
-            return json_reply(fault.status or 429, too_much_weight(6000), retry_after(fault))
+            return json_reply(fault.status or 429, too_much_weight(self.weight_limit), retry_after(fault))
         if kind == "ban":
             seconds = float(fault.retry_after or 120)
             until = int((time.time() + seconds) * 1000)
@@ -309,11 +402,13 @@ class Binance(Venue):
     def mutate(self, payload: Any, path: str, kind: str) -> None:
         name = path.rsplit("/", 1)[-1]
         if name in ("aggTrades", "trades", "historicalTrades") and payload:
-            damage(middle(payload), "p" if name == "aggTrades" else "price", kind, "6O123.45")
+            damage(middle(payload), "p" if name == "aggTrades" else "price", kind, BAD_NUMBER)
         elif name == "klines" and payload:
-            damage(middle(payload), 4, kind, "6O123.45")  # the close
+            damage(middle(payload), 4, kind, BAD_NUMBER)  # the close
+        elif name == "24hr":
+            damage(payload, "lastPrice", kind, BAD_NUMBER)
         elif name == "depth":
             if kind == "missing_field":
                 del payload["lastUpdateId"]
             elif payload["bids"]:
-                payload["bids"][0][0] = "6O123.45"
+                payload["bids"][0][0] = BAD_NUMBER

@@ -1,26 +1,53 @@
 """Deribit v2 public market data (`/api/v2/public/...`) as the venue answers it.
 
 `get_last_trades_by_instrument_and_time`, `get_last_trades_by_instrument` (start_seq/end_seq),
-`get_order_book`, `get_tradingview_chart_data` (resolution=1), `get_time`. Every answer, errors
-included, is a JSON-RPC envelope with usIn/usOut/usDiff/testnet; numbers are JSON numbers,
-inverse perpetuals count amounts in USD. Errors: -32602 invalid params, -32601 unknown method,
-10028 too many requests, 13009 unauthorized.
+`get_order_book`, `get_tradingview_chart_data` (resolution=1), `ticker`, `get_funding_rate_history`,
+`get_book_summary_by_currency` (kind=option), `get_time`. Every answer, errors included, is a
+JSON-RPC envelope with usIn/usOut/usDiff/testnet; numbers are JSON numbers, inverse perpetuals count
+amounts in USD. Errors: -32602 invalid params, -32601 unknown method, 10028 too many requests (HTTP
+429, also when the credits of `deribit_requests_per_s` run out), 13009 unauthorized.
+
+From the derived series (derived.py): the trades `liquidation_flag` marks; the ticker's mark and
+index (the last ended minute's close), current_funding / funding_8h (funding_rate over 1 and 8 hours
+to now) and open_interest (derived contracts * `contract_size`, in amount units); hourly funding
+history (interest_1h, interest_8h; index_price: the index before the hour; start_timestamp
+exclusive, at most `FUNDING_ROWS` rows, the newest [inferred]). An option chain per BTC/ETH
+perpetual served (`option_chain`): the next 4 Fridays and the months' last Fridays at 08:00 UTC,
+strikes on a grid around the perpetual's last price, mark IVs on a smile, Black-76 mark prices in
+coin units, bid/ask around them.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
+from marketdata_assets.replay.crypto import derived
 from marketdata_assets.replay.crypto.config import DERIBIT, Fault
-from marketdata_assets.replay.crypto.tape import DayTape, instrument_spec
+from marketdata_assets.replay.crypto.derived import HOUR_US
+from marketdata_assets.replay.crypto.tape import (
+    DAY_US,
+    MINUTE_US,
+    DayTape,
+    Market,
+    base_and_quote,
+    instrument_spec,
+)
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
 TRADES = ("get_last_trades_by_instrument_and_time", "get_last_trades_by_instrument")
-METHODS = (*TRADES, "get_order_book", "get_tradingview_chart_data")
+METHODS = (*TRADES, "get_order_book", "get_tradingview_chart_data", "ticker", "get_funding_rate_history",
+           "get_book_summary_by_currency")
 BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000, 10000)
+CURRENCIES = ("BTC", "ETH", "USDC", "USDT", "EURR")
+FUNDING_ROWS = 744  # one get_funding_rate_history answer: about a month, the newest rows [inferred]
+STRIKE_STEPS = {"BTC": 1000, "ETH": 50}  # the chains served (with their perpetual)
+OPTION_TICK = 0.0001
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 NGINX_PAGE = ("<html><head><title>{status} Bad Gateway</title></head><body><center><h1>{status} Bad Gateway</h1>"
               "</center><hr><center>nginx</center></body></html>")
 
@@ -49,12 +76,212 @@ def rpc_error(message: str, code: int, **extra) -> dict:
     return rpc({"error": {"message": message, **extra, "code": code}}, {})
 
 
+# --------------------------------------------------------------------------------------------
+# The derived answers (pure functions of the market: tests recompute them)
+# --------------------------------------------------------------------------------------------
+
+def contract_size(instrument: str) -> float:
+    """get_instruments' contract_size: USD for inverse contracts (BTC 10, others 1), base coin for linear."""
+    root = instrument.split("-")[0].split("_")[0]
+    if instrument_spec(DERIBIT, instrument).kind == "inverse":
+        return 10.0 if root == "BTC" else 1.0
+    return 0.001 if root == "BTC" else 0.01
+
+
+def liquidation_flag(seed: int, instrument: str, seq: int) -> str | None:
+    """A trade's `liquidation`: None, or for the trades derived.is_liquidation picks (by trade_seq)
+    "M" (maker side liquidated), "T" (taker side) or "MT" (both)."""
+    if not derived.is_liquidation(seed, DERIBIT, instrument, seq):
+        return None
+    u = random.Random(f"liq-side:{seed}:{instrument}:{seq}").random()
+    return "M" if u < 0.45 else "T" if u < 0.9 else "MT"
+
+
+def open_interest(market: Market, instrument: str, ts_us: int) -> float:
+    """The ticker's open_interest at `ts_us`: derived contracts in amount units (USD or base coin)."""
+    return round(derived.open_interest(market, DERIBIT, instrument, ts_us) * contract_size(instrument), 8)
+
+
+def ticker(market: Market, instrument: str) -> dict:
+    """public/ticker now: best bid/ask of a fresh book (market.book, depth 1), the last 24 hours' trades."""
+    now = market.now_us()
+    ts = now - now % 1000
+    spec = instrument_spec(DERIBIT, instrument)
+    minute = ts - ts % MINUTE_US - MINUTE_US  # the last minute that has ended
+    index = derived.index_bar(market, DERIBIT, instrument, minute)[3]
+    mark = derived.mark_bar(market, DERIBIT, instrument, minute)[3]
+    _, bids, asks, _ = market.book(DERIBIT, instrument, 1)
+    rows = market.rows_between(DERIBIT, instrument, ts - DAY_US, ts - 1)
+    last = market.rows_before_ts(DERIBIT, instrument, ts, 1)
+    volume = volume_usd = 0.0
+    for tape, i in rows:
+        base, quote = base_and_quote(spec, tape.price[i], tape.size[i])
+        volume += base
+        volume_usd += quote
+    prices = [tape.price[i] for tape, i in rows]
+    result = {
+        "timestamp": ts // 1000, "state": "open", "instrument_name": instrument,
+        "stats": {"volume": round(volume, 8), "volume_usd": round(volume_usd, 2),
+                  "price_change": round((prices[-1] / prices[0] - 1) * 100, 4) if prices else None,
+                  "low": min(prices) if prices else None, "high": max(prices) if prices else None},
+        "open_interest": open_interest(market, instrument, ts), "mark_price": mark, "index_price": index,
+        "last_price": last[0][0].price[last[0][1]] if last else None,
+        "best_bid_price": bids[0][0], "best_bid_amount": bids[0][1], "best_ask_price": asks[0][0],
+        "best_ask_amount": asks[0][1], "settlement_price": mark, "estimated_delivery_price": index,
+        "min_price": round(mark * 0.97, 1), "max_price": round(mark * 1.03, 1)}
+    if instrument.endswith("-PERPETUAL"):
+        result.update(current_funding=derived.funding_rate(market, DERIBIT, instrument, ts, 1),
+                      funding_8h=derived.funding_rate(market, DERIBIT, instrument, ts, 8), interest_value=0.0)
+    return result
+
+
+def index_before(market: Market, instrument: str, t_us: int) -> float:
+    """The index at `t_us` (on a minute): the close of the minute that ended there."""
+    return derived.index_bar(market, DERIBIT, instrument, t_us - MINUTE_US)[3]
+
+
+def funding_history(market: Market, instrument: str, start_ms: int, end_ms: int) -> list[dict]:
+    """The hourly rows of (start_ms, end_ms] before now, at most the newest `FUNDING_ROWS`."""
+    last = min(end_ms * 1000, market.now_us())
+    first = max((start_ms + 1) * 1000, last - FUNDING_ROWS * HOUR_US)
+    return [{"timestamp": t // 1000, "index_price": index_before(market, instrument, t),
+             "prev_index_price": index_before(market, instrument, t - HOUR_US),
+             "interest_8h": derived.funding_rate(market, DERIBIT, instrument, t, 8),
+             "interest_1h": derived.funding_rate(market, DERIBIT, instrument, t, 1)}
+            for t in derived.settlements(first, last, 1)[-FUNDING_ROWS:]]
+
+
+def option_expiries(now_us: int) -> list[tuple[datetime, bool]]:
+    """(expiry, monthly) ascending: the next 4 Fridays 08:00 UTC after now and the last Fridays of
+    this month (if still ahead) and the next."""
+    now = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=now_us)
+
+    def at_eight(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day, 8, tzinfo=timezone.utc)
+
+    def last_friday(year: int, month: int) -> datetime:
+        day = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+        return at_eight(day - timedelta(days=(day.weekday() - 4) % 7))
+
+    expiries: dict[datetime, bool] = {}
+    day = now.date()
+    while len(expiries) < 4:
+        if day.weekday() == 4 and at_eight(day) > now:
+            expiries[at_eight(day)] = False
+        day += timedelta(days=1)
+    for monthly in (last_friday(now.year, now.month), last_friday(now.year + now.month // 12, now.month % 12 + 1)):
+        if monthly > now:
+            expiries[monthly] = True
+    return sorted(expiries.items())
+
+
+def smile(strike: float, forward: float, years: float) -> float:
+    """Mark IV in percent: a smile in log-moneyness, higher for the nearest expiries (always > 40)."""
+    m = math.log(strike / forward)
+    return round(45 + 600 * m * m - 8 * m + 5 / (1 + 52 * years), 2)
+
+
+def black76(option_type: str, forward: float, strike: float, years: float, sigma: float) -> float:
+    """Black-76 undiscounted price in the quote currency (USD) of a call ("C") or put ("P")."""
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+    width = sigma * math.sqrt(years)
+    d1 = (math.log(forward / strike) + width * width / 2) / width
+    d2 = d1 - width
+    if option_type == "C":
+        return forward * cdf(d1) - strike * cdf(d2)
+    return strike * cdf(-d2) - forward * cdf(-d1)
+
+
+def _unit(*key) -> float:
+    return random.Random(repr(key)).random()
+
+
+def option_chain(market: Market, currency: str) -> list[dict]:
+    """get_book_summary_by_currency?currency=&kind=option now: the chain of `currency` if its
+    perpetual is served, else none."""
+    perpetual = f"{currency}-PERPETUAL"
+    if currency not in STRIKE_STEPS or perpetual not in market.config.instruments.get(DERIBIT, []):
+        return []
+    now = market.now_us()
+    last = market.rows_before_ts(DERIBIT, perpetual, now, 1)
+    spot = last[0][0].price[last[0][1]] if last else instrument_spec(DERIBIT, perpetual).base_price
+    step = STRIKE_STEPS[currency]
+    atm = round(spot / step) * step
+    out = []
+    for expiry, monthly in option_expiries(now):
+        years = (expiry.timestamp() * 1_000_000 - now) / (365 * DAY_US)
+        forward = round(spot * (1 + 0.02 * years), 2)
+        code = f"{expiry.day}{MONTHS[expiry.month - 1]}{expiry.year % 100:02d}"
+        for k in range(-5, 6):
+            strike = atm + k * step
+            if strike <= 0:
+                continue
+            iv = smile(strike, forward, years)
+            for option_type in "CP":
+                name = f"{currency}-{code}-{strike}-{option_type}"
+                mark = round(black76(option_type, forward, strike, years, iv / 100) / forward, 8)
+                bid = round(math.floor(mark * 0.97 / OPTION_TICK) * OPTION_TICK, 4)
+                ask = round((math.ceil(mark * 1.03 / OPTION_TICK) + 1) * OPTION_TICK, 4)
+                bid = bid if bid >= OPTION_TICK else None
+                used = _unit("volume", market.config.seed, name)
+                volume = round(50 * used, 1) if used >= 0.25 else 0.0
+                out.append({
+                    "volume": volume, "volume_usd": round(volume * mark * spot, 2),
+                    "underlying_price": forward,
+                    "underlying_index": f"{currency}-{code}" if monthly else f"SYN.{currency}-{code}",
+                    "quote_currency": currency, "price_change": None,
+                    "open_interest": round(1 + 400 * _unit("oi", market.config.seed, name), 1),
+                    "mid_price": round((bid + ask) / 2, 5) if bid is not None else None, "mark_price": mark,
+                    "mark_iv": iv, "low": None, "last": None, "high": None, "interest_rate": 0.0,
+                    "instrument_name": name, "estimated_delivery_price": spot,
+                    "creation_timestamp": now // 1000,
+                    "bid_price": bid, "base_currency": currency, "ask_price": ask})
+    return out
+
+
 class Deribit(Venue):
     name = DERIBIT
     prefix = "/api/v2/"
     instrument_param = "instrument_name"
     endpoints: ClassVar[dict[str, str]] = {**dict.fromkeys(TRADES, "trades"), "get_order_book": "book",
-                                           "get_tradingview_chart_data": "bars"}
+                                           "get_tradingview_chart_data": "bars", "ticker": "tickers",
+                                           "get_funding_rate_history": "funding",
+                                           "get_book_summary_by_currency": "option_chain"}
+
+    def __init__(self, config, market):
+        super().__init__(config, market)
+        self.refilled: float | None = None  # when `credits` were last refilled (monotonic)
+        self.credits = 0.0
+
+    def instrument(self, query: dict) -> str | None:
+        """instrument_name, or the chain ("BTC-OPTIONS") a book summary of options asks for."""
+        if "instrument_name" not in query and query.get("currency") and query.get("kind") == "option":
+            return f"{query['currency']}-OPTIONS"
+        return query.get("instrument_name")
+
+    def admit(self, path: str, query: dict) -> tuple[dict[str, str], Reply | None]:
+        """Deribit's credits as a bucket: `deribit_requests_per_s` refilled each second, as many at
+        most (one second's worth); a request without a credit is refused with 10028."""
+        rate = self.config.deribit_requests_per_s
+        if rate <= 0:
+            return {}, None
+        now = time.monotonic()
+        if self.refilled is None:
+            self.refilled, self.credits = now, rate
+        self.credits = min(rate, self.credits + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.credits < 1:
+            self.limit_refusals += 1
+            wait = str(max(1, math.ceil((1 - self.credits) / rate)))  # Retry-After, as the 10028 faults send it
+            return {}, json_reply(429, rpc_error("too_many_requests", 10028), {"Retry-After": wait})
+        self.credits -= 1
+        return {}, None
+
+    def reset(self) -> None:
+        super().reset()
+        self.refilled, self.credits = None, 0.0
 
     def envelope(self, payload: Any, query: dict) -> Any:
         return rpc(payload, query)
@@ -80,11 +307,27 @@ class Deribit(Venue):
             return int(time.time() * 1000)
         if not path.startswith("/api/v2/public/") or method not in METHODS:
             raise VendorError(400, {"error": {"message": "Method not found", "code": -32601}})
+        if method == "get_book_summary_by_currency":
+            currency = query.get("currency")
+            if not currency:
+                raise invalid("required", "currency")
+            if currency not in CURRENCIES:
+                raise invalid(f"must be one of {', '.join(CURRENCIES)}", "currency")
+            if query.get("kind") != "option":
+                raise invalid("only kind=option is replayed", "kind")
+            return option_chain(self.market, currency)
         inst = query.get("instrument_name")
         if not inst:
             raise invalid("required", "instrument_name")
         if inst not in self.config.instruments.get(DERIBIT, []):
             raise invalid("instrument not found", "instrument_name")
+        if method == "ticker":
+            return ticker(self.market, inst)
+        if method == "get_funding_rate_history":
+            start, end = int_param("start_timestamp", True), int_param("end_timestamp", True)
+            if not inst.endswith("-PERPETUAL"):
+                raise invalid("not a perpetual", "instrument_name")  # the code Deribit uses is not documented
+            return funding_history(self.market, inst, start, end)
         if method in TRADES:
             count = int_param("count") or 10
             if not 1 <= count <= 1000:
@@ -132,12 +375,11 @@ class Deribit(Venue):
         update_id, bids, asks, ts = self.market.book(DERIBIT, inst, depth)
         best_bid, best_ask = bids[0], asks[0]
         mid = (best_bid[0] + best_ask[0]) / 2
-        inverse = instrument_spec(DERIBIT, inst).kind == "inverse"
         return {
             "timestamp": ts // 1000, "state": "open", "stats": {"volume": 12345.6789, "volume_usd": 7.4e8,
                                                                "price_change": 1.23, "low": mid * 0.97,
                                                                "high": mid * 1.02},
-            "settlement_price": round(mid, 2), "open_interest": 1.1e9 if inverse else 1234.5,
+            "settlement_price": round(mid, 2), "open_interest": open_interest(self.market, inst, ts),
             "min_price": round(mid * 0.97, 1), "max_price": round(mid * 1.03, 1), "mark_price": round(mid, 2),
             "last_price": best_ask[0], "instrument_name": inst, "index_price": round(mid - 3.21, 2),
             "funding_8h": 0.00001234, "current_funding": 0.0, "interest_value": 0.0123,
@@ -157,8 +399,9 @@ class Deribit(Venue):
                  "direction": "buy" if tape.buy[i] else "sell", "amount": tape.size[i]}
         if tape.spec.kind == "inverse":
             trade["contracts"] = tape.size[i] / tape.spec.size_step
-        if rng.random() < 0.01:
-            trade["liquidation"] = "M"
+        flag = liquidation_flag(self.config.seed, inst, seq)
+        if flag is not None:
+            trade["liquidation"] = flag
         return trade
 
     def fault_reply(self, fault: Fault) -> Reply:
@@ -175,14 +418,24 @@ class Deribit(Venue):
 
     def mutate(self, payload: Any, path: str, kind: str) -> None:
         result = payload.get("result")
-        if not isinstance(result, dict):
-            return
         name = path.rsplit("/", 1)[-1]
         missing = kind == "missing_field"
+        if name in ("get_funding_rate_history", "get_book_summary_by_currency"):
+            if result:
+                key = "interest_1h" if name == "get_funding_rate_history" else "mark_iv"
+                damage(middle(result), key, kind, "n/a")
+            return
+        if not isinstance(result, dict):
+            return
         if name.startswith("get_last_trades"):
             trades = result.get("trades") or []
             if trades:
                 damage(middle(trades), "price", kind, "n/a")
+        elif name == "ticker":
+            if missing:
+                del result["timestamp"]
+            else:
+                result["mark_price"] = "n/a"
         elif name == "get_order_book":
             if missing:
                 del result["bids"]

@@ -1,25 +1,60 @@
-"""OKX v5 public market data (`/api/v5/market/...`) as the venue answers it.
+"""OKX v5 public market data (`/api/v5/...`) as the venue answers it.
 
 `history-trades` (type=1 pages by tradeId, type=2 by ts; after/before, limit ≤ 100, newest
 first), `trades`, `books` (sz ≤ 400, levels `[px, sz, "0", numOrders]`), `history-candles` and
-`candles` (bar=1m, newest first). Every value is a string in the envelope
+`candles` (bar=1m, newest first), `ticker`, `public/funding-rate-history`,
+`rubik/stat/contracts/open-interest-history` (period=5m), `public/liquidation-orders`,
+`history-mark-price-candles` and `history-index-candles`. Every value is a string in the envelope
 `{"code": "0", "msg": "", "data": [...]}`; most errors come back with HTTP 200 and a non-zero
-`code` (50011 rate limit, 50014/51000/51001 parameters).
+`code` (50011 rate limit, 50014/51000/51001 parameters). Beyond `okx_requests_per_2s` requests to
+one path in 2 seconds (sliding): HTTP 429 `{"code": "50011"}`, counted in `limit_refusals`.
+
+From the derived series (derived.py), for a contract: funding settled every 8 hours
+(realizedRate = fundingRate = derived.funding_rate); open interest every 5 minutes (oi =
+derived.open_interest, oiCcy = oi * ctVal, oiUsd = oiCcy * the close of the mark minute before);
+liquidations = the tape's trades `derived.is_liquidation` picks (side = the trade's taker side,
+bkPx = its price, sz = its size; the last `LIQUIDATION_DAYS` only, limit ≤ 100 details); mark
+candles = derived.mark_bar; index candles (instId = the index, "BTC-USDT") = derived.index_bar on
+the perpetual's tape ("BTC-USDT-SWAP" when configured, else the spot pair's), so mark and index
+stay close. The ticker: the last trade, the top of a book around it, the last 24 hours' trades.
+History is served from the whole tape (no retention limit but the liquidations').
 """
 
 from __future__ import annotations
 
 import random
+import time
+from collections import deque
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
-from marketdata_assets.replay.crypto.config import OKX, Fault
-from marketdata_assets.replay.crypto.tape import MINUTE_US, instrument_spec
+from marketdata_assets.replay.crypto import derived
+from marketdata_assets.replay.crypto.config import OKX, Fault, ReplayConfig
+from marketdata_assets.replay.crypto.tape import (
+    DAY_US,
+    MINUTE_US,
+    Market,
+    base_and_quote,
+    day_of_us,
+    day_us,
+    instrument_spec,
+)
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
 TRADES = ("/api/v5/market/history-trades", "/api/v5/market/trades")
 BOOKS = "/api/v5/market/books"
 CANDLES = ("/api/v5/market/history-candles", "/api/v5/market/candles")
+TICKER = "/api/v5/market/ticker"
+FUNDING = "/api/v5/public/funding-rate-history"
+OPEN_INTEREST = "/api/v5/rubik/stat/contracts/open-interest-history"
+LIQUIDATIONS = "/api/v5/public/liquidation-orders"
+MARK_CANDLES = "/api/v5/market/history-mark-price-candles"
+INDEX_CANDLES = "/api/v5/market/history-index-candles"
+PATHS = (*TRADES, BOOKS, *CANDLES, TICKER, FUNDING, OPEN_INTEREST, LIQUIDATIONS, MARK_CANDLES, INDEX_CANDLES)
+FUNDING_HOURS = 8
+OI_STEP_US = 5 * MINUTE_US
+LIQUIDATION_DAYS = 1  # "liquidation orders in the last day" (older docs)
+WINDOW_S = 2.0  # okx_requests_per_2s counts requests per path in this sliding window
 
 
 def fmt_plain(value: float) -> str:
@@ -40,22 +75,61 @@ def ok(data: list) -> dict:
     return {"code": "0", "msg": "", "data": data}
 
 
+UNKNOWN = VendorError(200, {"code": "51001", "data": [], "msg": "Instrument ID or Spread ID doesn't exist."})
+
+
+def is_contract(instrument: str) -> bool:
+    """BTC-USDT-SWAP, BTC-USD-250328: a contract; BTC-USDT: a spot pair."""
+    return len(instrument.split("-")) >= 3
+
+
+def family_of(instrument: str) -> str:
+    return "-".join(instrument.split("-")[:2])
+
+
 class Okx(Venue):
     name = OKX
     prefix = "/api/v5/"
     instrument_param = "instId"
-    endpoints: ClassVar[dict[str, str]] = {"history-trades": "trades", "trades": "trades", "books": "book",
-                                           "history-candles": "bars", "candles": "bars"}
+    endpoints: ClassVar[dict[str, str]] = {
+        "history-trades": "trades", "trades": "trades", "books": "book", "history-candles": "bars",
+        "candles": "bars", "ticker": "tickers", "funding-rate-history": "funding",
+        "open-interest-history": "open_interest", "liquidation-orders": "liquidations",
+        "history-mark-price-candles": "mark_bars", "history-index-candles": "index_bars"}
+
+    def __init__(self, config: ReplayConfig, market: Market):
+        super().__init__(config, market)
+        self.sent: dict[str, deque[float]] = {}  # path -> times of the requests admitted in the window
+        self.liquidation_index: dict[tuple, list[int]] = {}  # (instrument, day) -> tape indexes
+
+    def instrument(self, query: dict) -> str | None:
+        if query.get("instId"):
+            return query["instId"]
+        family = query.get("instFamily") or query.get("uly")  # liquidation-orders: a SWAP family's perpetual
+        return f"{family}-SWAP" if family and query.get("instType") == "SWAP" else family
+
+    def admit(self, path: str, query: dict) -> tuple[dict[str, str], Reply | None]:
+        limit = self.config.okx_requests_per_2s
+        if limit <= 0:
+            return {}, None
+        now = time.monotonic()
+        sent = self.sent.setdefault(path, deque())
+        while sent and sent[0] <= now - WINDOW_S:
+            sent.popleft()
+        if len(sent) >= limit:
+            self.limit_refusals += 1
+            return {}, json_reply(429, {"code": "50011", "msg": "Too Many Requests"})
+        sent.append(now)
+        return {}, None
+
+    def reset(self) -> None:
+        super().reset()
+        self.sent.clear()
 
     def answer(self, path: str, query: dict, headers) -> Any:
-        if path not in (*TRADES, BOOKS, *CANDLES):
+        if path not in PATHS:
             raise VendorError(404, {"msg": "Not Found", "code": 404, "error_code": "404", "error_message": "Not Found",
                                     "detail": f"The requested path {path} was not found", "data": {}})
-        inst = query.get("instId")
-        if not inst:
-            raise VendorError(200, {"code": "50014", "data": [], "msg": "Parameter instId can not be empty."})
-        if inst not in self.config.instruments.get(OKX, []):
-            raise VendorError(200, {"code": "51001", "data": [], "msg": "Instrument ID or Spread ID doesn't exist."})
 
         def int_param(name: str) -> int | None:
             value = query.get(name)
@@ -66,6 +140,30 @@ class Okx(Venue):
             return int(value)
 
         n = max(1, min(100, int_param("limit") or 100))
+        if path == LIQUIDATIONS:
+            return self._liquidations(query, int_param("after"), int_param("before"), n)
+        inst = query.get("instId")
+        if not inst:
+            raise VendorError(200, {"code": "50014", "data": [], "msg": "Parameter instId can not be empty."})
+        if path == INDEX_CANDLES:
+            after, before = int_param("after"), int_param("before")
+            return self._price_candles(self._index_tape(inst), "index", after, before, n, query.get("bar"))
+        if inst not in self.config.instruments.get(OKX, []):
+            raise UNKNOWN
+        if path in (FUNDING, OPEN_INTEREST, MARK_CANDLES) and not is_contract(inst):
+            raise parameter_error("instId")
+        if path == TICKER:
+            return self._ticker(inst)
+        if path == FUNDING:
+            return self._funding(inst, int_param("after"), int_param("before"),
+                                 max(1, min(400, int_param("limit") or 400)))
+        if path == OPEN_INTEREST:
+            if (query.get("period") or "5m") != "5m":
+                raise parameter_error("period")
+            return self._open_interest(inst, int_param("end"), int_param("begin"), n)
+        if path == MARK_CANDLES:
+            after, before = int_param("after"), int_param("before")
+            return self._price_candles(inst, "mark", after, before, n, query.get("bar"))
         if path in TRADES:
             return self._trades(path, inst, query.get("type") or "1", int_param("after"), int_param("before"), n)
         if path == BOOKS:
@@ -119,6 +217,171 @@ class Okx(Venue):
                          fmt_plain(size_vol), fmt_plain(vol_ccy), fmt_plain(quote), confirm])
         return ok(data)
 
+    # ---- the derived datasets ----------------------------------------------------------------
+
+    def _index_tape(self, index: str) -> str:
+        """The tape an index is computed on: the perpetual's, else the spot pair's (51001 if neither)."""
+        configured = self.config.instruments.get(OKX, [])
+        for inst in (f"{index}-SWAP", index):
+            if inst in configured:
+                return inst
+        raise UNKNOWN
+
+    def _ticker(self, inst: str) -> dict:
+        market, spec = self.market, instrument_spec(OKX, inst)
+        now = market.now_us()
+        _, bids, asks, ts = market.book(OKX, inst, 1)
+        day = market.rows_between(OKX, inst, now - DAY_US, now - 1)
+        last = day[-1] if day else (market.rows_before_ts(OKX, inst, now, 1) or [None])[0]
+        vol = vol_ccy = 0.0
+        for tape, i in day:
+            base, quote = base_and_quote(spec, tape.price[i], tape.size[i])
+            vol += tape.size[i]
+            vol_ccy += quote if spec.kind == "base" else base  # spot: quote; contracts: base
+        prices = [tape.price[i] for tape, i in day]
+        text = (lambda v: fmt_plain(v) if v is not None else "")
+        last_px, last_sz = (last[0].price[last[1]], last[0].size[last[1]]) if last else (None, 0)
+        return ok([{
+            "instType": "SWAP" if is_contract(inst) else "SPOT", "instId": inst,
+            "last": text(last_px), "lastSz": text(last_sz),
+            "askPx": text(asks[0][0] if asks else None), "askSz": text(asks[0][1] if asks else None),
+            "bidPx": text(bids[0][0] if bids else None), "bidSz": text(bids[0][1] if bids else None),
+            "open24h": text(prices[0] if prices else None), "high24h": text(max(prices) if prices else None),
+            "low24h": text(min(prices) if prices else None), "volCcy24h": fmt_plain(vol_ccy),
+            "vol24h": fmt_plain(vol),
+            "sodUtc0": text(market.tape(OKX, inst, day_of_us(now)).open_price), "sodUtc8": "",
+            "ts": str(ts // 1000)}])
+
+    def _funding(self, inst: str, after: int | None, before: int | None, n: int) -> dict:
+        """Settlements every FUNDING_HOURS up to now, newest first: fundingTime < after, > before."""
+        step = FUNDING_HOURS * derived.HOUR_US
+        hi = self.market.now_us()
+        if after is not None:
+            hi = min(hi, after * 1000 - 1)
+        hi -= hi % step
+        if before is not None and after is None:  # the oldest n newer than `before`
+            lo = before * 1000 + 1
+            times = derived.settlements(lo, min(hi, lo + n * step), FUNDING_HOURS)[:n]
+        else:  # the newest n older than `after` (and newer than `before`)
+            lo = max(hi - (n - 1) * step, before * 1000 + 1 if before is not None else 0)
+            times = derived.settlements(lo, hi, FUNDING_HOURS)
+        data = []
+        for t in reversed(times):
+            rate = fmt_plain(derived.funding_rate(self.market, OKX, inst, t, FUNDING_HOURS))
+            data.append({"formulaType": "withRate", "fundingRate": rate, "fundingTime": str(t // 1000),
+                         "instId": inst, "instType": "SWAP", "method": "current_period",
+                         "realizedRate": rate})
+        return ok(data)
+
+    def open_interest_row(self, inst: str, ts: int) -> tuple[float, float, float]:
+        """(oi contracts, oiCcy coin, oiUsd) at `ts`, a multiple of 5 minutes (the minute before it
+        has ended: its mark price values the coin)."""
+        spec = instrument_spec(OKX, inst)
+        contracts = derived.open_interest(self.market, OKX, inst, ts)
+        price = derived.mark_bar(self.market, OKX, inst, ts - MINUTE_US)[3]
+        coin = contracts * spec.ct_val if spec.kind != "inverse" else contracts * spec.ct_val / price
+        return contracts, coin, coin * price
+
+    def _open_interest(self, inst: str, end: int | None, begin: int | None, n: int) -> dict:
+        """Every 5 minutes up to now, newest first: ts < end, ts > begin."""
+        hi = self.market.now_us()
+        if end is not None:
+            hi = min(hi, end * 1000 - 1)
+        hi -= hi % OI_STEP_US
+        lo = hi - (n - 1) * OI_STEP_US
+        if begin is not None:
+            lo = max(lo, begin * 1000 + 1)
+        data = []
+        for ts in reversed(range(-(-lo // OI_STEP_US) * OI_STEP_US, hi + 1, OI_STEP_US)):
+            oi, coin, usd = self.open_interest_row(inst, ts)
+            data.append([str(ts // 1000), fmt_plain(oi), fmt_plain(coin), fmt_plain(usd)])
+        return ok(data)
+
+    def liquidation_rows(self, inst: str, lo_us: int, hi_us: int) -> list[tuple]:
+        """The tape's liquidations of `inst` with lo_us <= ts <= hi_us (and before now), newest
+        first, as (tape, index)."""
+        out: list[tuple] = []
+        hi_us = min(hi_us, self.market.now_us() - 1)
+        if hi_us < lo_us:
+            return out
+        day = day_of_us(hi_us)
+        while day_us(day) + DAY_US > lo_us:
+            tape = self.market.tape(OKX, inst, day)
+            key = (inst, day)
+            if key not in self.liquidation_index:
+                seed = self.config.seed
+                self.liquidation_index[key] = [i for i in range(tape.n)
+                                               if derived.is_liquidation(seed, OKX, inst, tape.first_id + i)]
+            picked = self.liquidation_index[key]
+            for i in reversed(picked):
+                if lo_us <= tape.ts[i] <= hi_us:
+                    out.append((tape, i))
+            day = day_of_us(day_us(day) - 1)
+        return out
+
+    def _liquidations(self, query: dict, after: int | None, before: int | None, n: int) -> dict:
+        """Filled liquidations of an instrument family's SWAP (or FUTURES), the last LIQUIDATION_DAYS,
+        newest first, ts < after, ts > before, at most n details [inferred: the limit counts details]."""
+        inst_type = query.get("instType")
+        if inst_type not in ("SWAP", "FUTURES", "MARGIN", "OPTION"):
+            raise parameter_error("instType")
+        family = query.get("instFamily") or query.get("uly")
+        if not family:
+            raise VendorError(200, {"code": "50014", "data": [],
+                                    "msg": "Parameter instFamily can not be empty."})
+        configured = self.config.instruments.get(OKX, [])
+        kind = {"SWAP": "perpetual", "FUTURES": "future"}.get(inst_type)
+        members = [i for i in configured if family_of(i) == family and len(i.split("-")) == 3
+                   and ("perpetual" if i.endswith("-SWAP") else "future") == kind]
+        if not members and inst_type in ("SWAP", "FUTURES"):
+            raise UNKNOWN
+        if (query.get("state") or "unfilled") != "filled" or inst_type not in ("SWAP", "FUTURES"):
+            return ok([])
+        now = self.market.now_us()
+        lo = max(now - LIQUIDATION_DAYS * DAY_US, before * 1000 + 1 if before is not None else 0)
+        hi = after * 1000 - 1 if after is not None else now
+        rows = sorted((row for inst in members for row in self.liquidation_rows(inst, lo, hi)),
+                      key=lambda row: (row[0].ts[row[1]], row[0].first_id + row[1]), reverse=True)
+        rows = rows[-n:] if before is not None and after is None else rows[:n]
+        data = []
+        for inst in members:
+            details = [{"bkLoss": "0", "bkPx": fmt_plain(tape.price[i]), "ccy": "",
+                        "posSide": "short" if tape.buy[i] else "long",
+                        "side": "buy" if tape.buy[i] else "sell",  # the order that closed the position
+                        "sz": fmt_plain(tape.size[i]), "ts": str(tape.ts[i] // 1000)}
+                       for tape, i in rows if tape.instrument == inst]
+            if details:
+                data.append({"details": details, "instFamily": family, "instId": inst, "instType": inst_type,
+                             "totalLoss": "0", "uly": family})
+        return ok(data)
+
+    def _price_candles(self, inst: str, kind: str, after: int | None, before: int | None, n: int,
+                       bar: str | None) -> dict:
+        """Mark or index 1-minute candles of minutes that have ended, newest first: ts < after, ts >
+        before (`before` alone: the oldest n newer than it)."""
+        if (bar or "1m") != "1m":
+            raise parameter_error("bar")
+        now = self.market.now_us()
+        hi = now - now % MINUTE_US - MINUTE_US  # the last minute that has ended
+        if after is not None:
+            hi = min(hi, after * 1000 - 1)
+        hi -= hi % MINUTE_US
+        if before is not None and after is None:
+            lo = before * 1000 + 1
+            lo = -(-lo // MINUTE_US) * MINUTE_US
+            minutes = list(range(lo, min(hi, lo + (n - 1) * MINUTE_US) + 1, MINUTE_US))
+        else:
+            lo = hi - (n - 1) * MINUTE_US
+            if before is not None:
+                lo = max(lo, before * 1000 + 1)
+            minutes = list(range(-(-lo // MINUTE_US) * MINUTE_US, hi + 1, MINUTE_US))
+        bar_of = derived.mark_bar if kind == "mark" else derived.index_bar
+        data = []
+        for minute in reversed(minutes):
+            o, h, lo_p, c = bar_of(self.market, OKX, inst, minute)
+            data.append([str(minute // 1000), fmt_plain(o), fmt_plain(h), fmt_plain(lo_p), fmt_plain(c), "1"])
+        return ok(data)
+
     def fault_reply(self, fault: Fault) -> Reply:
         kind = fault.kind
         if kind == "rate_limit":
@@ -138,6 +401,19 @@ class Okx(Venue):
         missing = kind == "missing_field"
         if name in ("history-trades", "trades"):
             damage(middle(data), "px", kind, "6O123.4")
+        elif name == "ticker":
+            damage(data[0], "bidPx", kind, "6O123.4")
+        elif name == "funding-rate-history":
+            damage(middle(data), "realizedRate", kind, "0.0O01")
+        elif name == "liquidation-orders":
+            details = middle(data)["details"]
+            damage(middle(details), "bkPx", kind, "6O123.4")
+        elif name in ("open-interest-history", "history-mark-price-candles", "history-index-candles"):
+            row = middle(data)
+            if missing:
+                del row[2:]
+            else:
+                row[2] = "6O123.4"
         elif name == "books":
             if missing:
                 del data[0]["bids"]

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from marketdata_assets.replay import BackgroundServer, FaultList, Reply, json_reply
 from marketdata_assets.replay.crypto.binance import Binance
+from marketdata_assets.replay.crypto.binance_um import BinanceUm
 from marketdata_assets.replay.crypto.config import BODY_FAULTS, Fault, ReplayConfig
 from marketdata_assets.replay.crypto.deribit import Deribit
 from marketdata_assets.replay.crypto.okx import Okx
@@ -28,7 +29,7 @@ from marketdata_assets.replay.crypto.venue import VendorError, Venue
 if TYPE_CHECKING:  # Polars is imported only by the ground-truth helpers: the CLI starts fast
     import polars as pl
 
-VENUES: tuple[type[Venue], ...] = (Binance, Okx, Deribit)
+VENUES: tuple[type[Venue], ...] = (Binance, BinanceUm, Okx, Deribit)
 
 
 class CryptoReplayServer(FaultList, BackgroundServer):

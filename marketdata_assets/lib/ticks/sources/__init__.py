@@ -83,10 +83,12 @@ def serves(venue: str, dataset: str, instrument: str | None = None) -> str | Non
     return mode if contract_of(venue, instrument).kind in contracts else None
 
 
-def datasets_table() -> list[tuple[str, ...]]:
-    """(dataset, then per venue: history | snapshot | -) rows: what each venue serves."""
+def datasets_table() -> str:
+    """What each venue serves, as a Markdown table (dataset x venue: history | snapshot | -)."""
+    from marketdata_assets.lib.markdown import table
+
     names = sorted({d for venue in VENUES for d in client_class(venue).DATASETS})
-    return [(d, *(client_class(v).DATASETS.get(d, "-") for v in VENUES)) for d in names]
+    return table(["dataset", *VENUES], ((d, *(client_class(v).DATASETS.get(d, "-") for v in VENUES)) for d in names))
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,10 +6,19 @@ from marketdata_assets.lib.ticks.sources.okx.rest import (
     LIMITS,
     ContractSizer,
     OkxClient,
+    funding_frame,
     parse_books,
     parse_candles,
+    parse_funding_history,
     parse_history_trades,
+    parse_liquidations,
+    parse_open_interest_history,
+    parse_price_candles,
+    parse_ticker,
+    underlying,
 )
 
-__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "parse_books", "parse_candles",
-           "parse_history_trades"]
+__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "funding_frame",
+           "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",
+           "parse_liquidations", "parse_open_interest_history", "parse_price_candles", "parse_ticker",
+           "underlying"]

@@ -1,0 +1,211 @@
+"""Binance USD-M futures public market data (`/fapi/v1/...`, `/futures/data/...`) as the venue
+answers it, for venue BINANCE_UM: the spot venue's code (`binance.Binance`) over USD-M's paths,
+weights (`config.binance_um_weight_limit`, 2400 a minute) and formats.
+
+- `aggTrades` (spot's records without `M`), `klines` (limit ≤ 1500), `depth` (spot's plus `E`, `T`:
+  the book's time), `ticker/24hr` (spot's without prevClosePrice and bid/ask), `ping`, `time`:
+  from the BINANCE_UM tapes. Only the last 48 hours of aggregate trades exist (the docs' reach):
+  older ones are silently absent, as a venue with a limited history answers [inferred].
+- `ticker/bookTicker`: the best level of a book of the market's; `premiumIndex`: mark and index
+  closes of the last minute that ended (`derived.mark_bar` / `index_bar`), `lastFundingRate` = the
+  last rate settled, nextFundingTime, time.
+- `fundingRate` (startTime/endTime inclusive, limit ≤ 1000, ascending, the first `limit` from
+  startTime): settlements every `FUNDING_INFO` interval (8 h unless listed; ETHUSDT every 4 h here)
+  at `derived.settlements`, rate `derived.funding_rate`, markPrice the mark close of the minute
+  before; `fundingInfo` lists `FUNDING_INFO` (BTCUSDT: cap adjusted, 8 h; ETHUSDT: 4 h).
+- `markPriceKlines` (symbol) / `indexPriceKlines` (pair): the derived bars, volumes "0", 60 "basic
+  data" a minute; only minutes that have ended.
+- `openInterestHist` (period 5m..1d, limit ≤ 500): `derived.open_interest` on the period grid,
+  value = it x the mark close of the minute before; only the last 30 days exist (older rows are
+  silently absent [inferred]); more rows than `limit` answer the first `limit` from startTime
+  [inferred].
+Errors as spot (-1121 unknown symbol, -1100 bad parameter, -1120 bad interval, 429 + -1003).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from marketdata_assets.replay.crypto import derived
+from marketdata_assets.replay.crypto.binance import BAD_NUMBER, Binance, Params, fmt8
+from marketdata_assets.replay.crypto.config import BINANCE_UM
+from marketdata_assets.replay.crypto.tape import DAY_US, EPOCH_DAY, MINUTE_US, day_us
+from marketdata_assets.replay.crypto.venue import VendorError, damage, middle
+
+HOUR_US = 3_600_000_000
+TRADES_REACH_US = 48 * HOUR_US
+OPEN_INTEREST_REACH_US = 30 * DAY_US
+OI_PERIODS = {"5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360, "12h": 720,
+              "1d": 1440}  # minutes
+# symbol -> (adjustedFundingRateCap, adjustedFundingRateFloor, fundingIntervalHours): fundingInfo
+FUNDING_INFO: dict[str, tuple[str, str, int]] = {"BTCUSDT": ("0.03000000", "-0.03000000", 8),
+                                                  "ETHUSDT": ("0.02000000", "-0.02000000", 4)}
+FUNDING_HOURS = 8
+WEIGHTS = {"aggTrades": 20, "ticker/24hr": 1, "ticker/bookTicker": 2, "premiumIndex": 1, "fundingRate": 0,
+           "fundingInfo": 0, "openInterestHist": 0}
+
+
+def request_weight(name: str, query: dict) -> int:
+    """USD-M weights: klines (and mark/index klines) and depth by limit, the rest by endpoint."""
+    try:
+        n = int(query.get("limit") or 500)
+    except ValueError:
+        n = 500
+    if name in ("klines", "markPriceKlines", "indexPriceKlines"):
+        return 1 if n < 100 else 2 if n < 500 else 5 if n <= 1000 else 10
+    if name == "depth":
+        return 2 if n <= 50 else 5 if n <= 100 else 10 if n <= 500 else 20
+    return WEIGHTS.get(name, 1)
+
+
+def funding_hours(symbol: str) -> int:
+    return FUNDING_INFO[symbol][2] if symbol in FUNDING_INFO else FUNDING_HOURS
+
+
+class BinanceUm(Binance):
+    name = BINANCE_UM
+    prefix = ("/fapi/v1/", "/futures/data/")  # str.startswith takes a tuple: the server routes both
+    endpoints: ClassVar[dict[str, str]] = {
+        "aggTrades": "trades", "klines": "bars", "depth": "book", "24hr": "tickers", "bookTicker": "tickers",
+        "premiumIndex": "tickers", "fundingRate": "funding", "fundingInfo": "funding_info",
+        "openInterestHist": "open_interest", "markPriceKlines": "mark_bars", "indexPriceKlines": "index_bars"}
+    KLINE_MAX = 1500
+    DEPTH_DEFAULT, DEPTH_MAX = 500, 1000
+    agg_best_match = False
+    prev_close = False
+
+    @property
+    def weight_limit(self) -> int:
+        return self.config.binance_um_weight_limit
+
+    def request_weight(self, path: str, query: dict) -> int:
+        return request_weight(self.api_path(path), query)
+
+    def instrument(self, query: dict) -> str | None:
+        return query.get("symbol") or query.get("pair")
+
+    @staticmethod
+    def api_path(path: str) -> str:
+        """`/fapi/v1/ticker/24hr` -> `ticker/24hr`, `/futures/data/openInterestHist` -> `openInterestHist`."""
+        return path.split("/", 3)[-1]
+
+    def depth_times(self, ts_us: int) -> dict:
+        return {"E": ts_us // 1000 + 3, "T": ts_us // 1000}
+
+    # ---- answers ---------------------------------------------------------------------------
+
+    def answer(self, path: str, query: dict, headers) -> Any:
+        p, name, now = Params(query), self.api_path(path), self.market.now_us()
+        if name == "ping":
+            return {}
+        if name == "time":
+            return {"serverTime": now // 1000}
+        if name == "fundingInfo":
+            return [{"symbol": symbol, "adjustedFundingRateCap": cap, "adjustedFundingRateFloor": floor,
+                     "fundingIntervalHours": hours, "disclaimer": False}
+                    for symbol, (cap, floor, hours) in FUNDING_INFO.items()
+                    if symbol in self.config.instruments.get(self.name, [])]
+        symbol = self._symbol(query, "pair" if name == "indexPriceKlines" else "symbol")
+        if name == "aggTrades":
+            return self.agg_trades(symbol, p, oldest_us=now - TRADES_REACH_US)
+        if name == "klines":
+            return self.klines(symbol, p)
+        if name == "depth":
+            return self.depth(symbol, p)
+        if name == "ticker/24hr":
+            return self.day_stats(symbol, p)
+        if name == "ticker/bookTicker":
+            _, bids, asks, ts = self.market.book(self.name, symbol, 1)
+            return {"symbol": symbol, "bidPrice": fmt8(bids[0][0]), "bidQty": fmt8(bids[0][1]),
+                    "askPrice": fmt8(asks[0][0]), "askQty": fmt8(asks[0][1]), "time": ts // 1000}
+        if name == "premiumIndex":
+            return self.premium_index(symbol, now)
+        if name == "fundingRate":
+            return self.funding_rate(symbol, p, now)
+        if name == "markPriceKlines":
+            return self.price_klines(symbol, p, derived.mark_bar)
+        if name == "indexPriceKlines":
+            return self.price_klines(symbol, p, derived.index_bar)
+        if name == "openInterestHist":
+            return self.open_interest(symbol, p, now)
+        raise VendorError(404, {"code": -1000, "msg": f"Unknown path {path}"})
+
+    def premium_index(self, symbol: str, now: int) -> dict:
+        minute = now - now % MINUTE_US - MINUTE_US  # the last minute that ended
+        mark = derived.mark_bar(self.market, self.name, symbol, minute)[3]
+        index = derived.index_bar(self.market, self.name, symbol, minute)[3]
+        hours = funding_hours(symbol)
+        settled = derived.settlements(now - hours * HOUR_US, now, hours)[-1]
+        return {"symbol": symbol, "markPrice": fmt8(mark), "indexPrice": fmt8(index),
+                "estimatedSettlePrice": fmt8(index),
+                "lastFundingRate": fmt8(derived.funding_rate(self.market, self.name, symbol, settled, hours)),
+                "interestRate": fmt8(derived.INTEREST),
+                "nextFundingTime": (settled + hours * HOUR_US) // 1000, "time": now // 1000}
+
+    def funding_rate(self, symbol: str, p: Params, now: int) -> list[dict]:
+        n, hours = p.limit(100, 1000), funding_hours(symbol)
+        start, end = p.time("startTime"), p.time("endTime")
+        hi = now if end is None else min(end, now)
+        if start is not None:
+            times = derived.settlements(max(start, day_us(EPOCH_DAY)), hi, hours)[:n]
+        else:
+            times = derived.settlements(max(hi - n * hours * HOUR_US, day_us(EPOCH_DAY)), hi, hours)[-n:]
+        return [{"symbol": symbol, "fundingTime": t // 1000,
+                 "fundingRate": fmt8(derived.funding_rate(self.market, self.name, symbol, t, hours)),
+                 "markPrice": fmt8(derived.mark_bar(self.market, self.name, symbol, t - MINUTE_US)[3])}
+                for t in times]
+
+    def price_klines(self, symbol: str, p: Params, bar) -> list[list]:
+        """Mark or index price klines (`bar`: derived.mark_bar / index_bar) of the minutes that ended."""
+        if p.query.get("interval") != "1m":
+            raise VendorError(400, {"code": -1120, "msg": "Invalid interval."})
+        n = p.limit(500, self.KLINE_MAX)
+        lo, hi, newest = self.kline_window(p, n)
+        hi = min(hi, self.market.now_us() - MINUTE_US)
+        first = max(-(-lo // MINUTE_US) * MINUTE_US, day_us(EPOCH_DAY))
+        minutes = list(range(first, hi + 1, MINUTE_US)) if hi >= first else []
+        out = []
+        for minute in (minutes[-n:] if newest else minutes[:n]):
+            o, h, low, c = bar(self.market, self.name, symbol, minute)
+            out.append([minute // 1000, fmt8(o), fmt8(h), fmt8(low), fmt8(c), "0",
+                        (minute + MINUTE_US) // 1000 - 1, "0", 60, "0", "0", "0"])
+        return out
+
+    def open_interest(self, symbol: str, p: Params, now: int) -> list[dict]:
+        period = p.query.get("period")
+        if period not in OI_PERIODS:
+            raise VendorError(400, {"code": -1130, "msg": "Data sent for parameter 'period' is not valid."})
+        step, n = OI_PERIODS[period] * MINUTE_US, p.limit(30, 500)
+        start, end = p.time("startTime"), p.time("endTime")
+        hi = now if end is None else min(end, now)
+        lo = max(now - OPEN_INTEREST_REACH_US, start if start is not None else 0)
+        first = -(-lo // step) * step
+        times = range(first, hi + 1, step) if hi >= first else range(0)
+        times = times[:n] if start is not None else times[-n:]
+        rows = []
+        for t in times:
+            contracts = derived.open_interest(self.market, self.name, symbol, t)
+            mark = derived.mark_bar(self.market, self.name, symbol, t - MINUTE_US)[3]
+            rows.append({"symbol": symbol, "sumOpenInterest": fmt8(contracts),
+                         "sumOpenInterestValue": fmt8(contracts * mark), "timestamp": t // 1000})
+        return rows
+
+    # ---- faults ----------------------------------------------------------------------------
+
+    def mutate(self, payload: Any, path: str, kind: str) -> None:
+        name = path.rsplit("/", 1)[-1]
+        if name == "fundingRate" and payload:
+            damage(middle(payload), "fundingRate", kind, BAD_NUMBER)
+        elif name == "fundingInfo" and payload:
+            key = "symbol" if kind == "missing_field" else "fundingIntervalHours"
+            damage(middle(payload), key, kind, BAD_NUMBER)
+        elif name == "openInterestHist" and payload:
+            damage(middle(payload), "sumOpenInterest", kind, BAD_NUMBER)
+        elif name in ("markPriceKlines", "indexPriceKlines") and payload:
+            damage(middle(payload), 4, kind, BAD_NUMBER)  # the close
+        elif name == "bookTicker":
+            damage(payload, "bidPrice", kind, BAD_NUMBER)
+        elif name == "premiumIndex":
+            damage(payload, "markPrice", kind, BAD_NUMBER)
+        else:  # aggTrades, klines, depth, 24hr
+            super().mutate(payload, path, kind)
