@@ -11,6 +11,8 @@ BENCHMARKS = {
     "alphas_sensor": "bench.alphas_sensor",
     "ticks_load": "bench.ticks_load",
     "trade_id_holes": "bench.trade_id_holes",
+    "factors": "bench.factors",
+    "crypto_datasets": "bench.crypto_datasets",
 }
 
 if __name__ == "__main__":

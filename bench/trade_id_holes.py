@@ -49,51 +49,53 @@ FIRST_ID = 3_000_000_000
 HOLE_SIZES = (1, 7, 100, 1_000, 25_000)  # at 10%, 30%, 50%, 70%, 90% of each holed instrument's day
 
 
-def holes_of(index: int) -> list[tuple[int, int]]:
-    """The (first, last) missing ids of instrument `index` (the first HOLED instruments have holes)."""
-    if index >= HOLED:
+def holes_of(index: int, trades: int = TRADES, holed: int = HOLED) -> list[tuple[int, int]]:
+    """The (first, last) missing ids of instrument `index` (the first `holed` instruments have holes)."""
+    if index >= holed:
         return []
-    base = FIRST_ID + index * TRADES
-    return [(base + TRADES * (2 * k + 1) // 10, base + TRADES * (2 * k + 1) // 10 + size - 1)
-            for k, size in enumerate(HOLE_SIZES) if size < TRADES // 10]
+    base = FIRST_ID + index * trades
+    return [(base + trades * (2 * k + 1) // 10, base + trades * (2 * k + 1) // 10 + size - 1)
+            for k, size in enumerate(HOLE_SIZES) if size < trades // 10]
 
 
-def generate(client) -> float:
-    """The 20 slices as loads made active the way the writer does (rows, then one row in `loads`),
-    each with its ingest_log row. Returns the seconds taken."""
+def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int = HOLED) -> float:
+    """The 20 slices (`trades` each, the first `holed` with holes) in a new `database`, as loads made
+    active the way the writer does (rows, then one row in `loads`), each with its ingest_log row.
+    Returns the seconds taken (bench.factors generates its trades with it too)."""
     from marketdata_assets.lib.ticks import clickhouse_tables as ct
     from marketdata_assets.lib.ticks import writer
 
     started = time.monotonic()
-    client.command(f"DROP DATABASE IF EXISTS `{DATABASE}`")
-    client.command(f"CREATE DATABASE `{DATABASE}`")
-    ct.ensure_tables(client, DATABASE)
-    ids = writer.new_load_ids(client, DATABASE, "trades", VENUE, [(s, DAY) for s in INSTRUMENTS])
+    client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    client.command(f"CREATE DATABASE `{database}`")
+    ct.ensure_tables(client, database)
+    ids = writer.new_load_ids(client, database, "trades", VENUE, [(s, DAY) for s in INSTRUMENTS])
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
     loads, log = [], []
     for index, (symbol, load_id) in enumerate(zip(INSTRUMENTS, ids)):
-        missing = " OR ".join(f"(number BETWEEN {lo - FIRST_ID - index * TRADES} AND {hi - FIRST_ID - index * TRADES})"
-                              for lo, hi in holes_of(index)) or "0"
+        first = FIRST_ID + index * trades
+        missing = " OR ".join(f"(number BETWEEN {lo - first} AND {hi - first})"
+                              for lo, hi in holes_of(index, trades, holed)) or "0"
         client.command(
-            f"INSERT INTO `{DATABASE}`.trades (ts, venue, instrument, trade_id, price, quantity, amount, side, seq, "
+            f"INSERT INTO `{database}`.trades (ts, venue, instrument, trade_id, price, quantity, amount, side, seq, "
             "day, load_id) SELECT {start:DateTime64(6, 'UTC')} + toIntervalMicrosecond(intDiv(number * 86400000000, "
             "{n:UInt64})) AS ts, {venue:String}, {symbol:String}, toString({first:Int64} + number), "
             "round(100 + 10 * sin(number / 50000) + (cityHash64(number) % 100) / 100, 2) AS price, "
             "(cityHash64(number, 1) % 100000) / 100000 + 0.00001 AS quantity, price * quantity, "
             "if(cityHash64(number, 2) % 2 = 0, 'buy', 'sell'), {first:Int64} + number, toDate(ts), {load:UInt64} "
             f"FROM numbers({{n:UInt64}}) WHERE NOT ({missing})",
-            parameters={"start": start, "n": TRADES, "venue": VENUE, "symbol": symbol,
-                        "first": FIRST_ID + index * TRADES, "load": load_id})
-        rows = TRADES - sum(hi - lo + 1 for lo, hi in holes_of(index))
+            parameters={"start": start, "n": trades, "venue": VENUE, "symbol": symbol,
+                        "first": first, "load": load_id})
+        rows = trades - sum(hi - lo + 1 for lo, hi in holes_of(index, trades, holed))
         loads.append(["trades", VENUE, symbol, DAY, load_id, rows, "bench", datetime.now(timezone.utc)])
         log.append({"run_id": "bench", "provider": VENUE, "kind": "trades", "venue": VENUE, "instrument": symbol,
                     "day": DAY, "rows": rows, "outcome": "ok", "load_id": load_id, "started_at": start,
                     "finished_at": datetime.now(timezone.utc)})
         print(f"  {symbol}: {rows:,} rows ({time.monotonic() - started:.0f} s)", flush=True)
     client.insert("loads", loads, column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id",
-                                                "loaded_at"], database=DATABASE)
-    writer.log_ingest(client, DATABASE, log)
-    client.command(f"OPTIMIZE TABLE `{DATABASE}`.trades FINAL")  # as the merges would leave it after a while
+                                                "loaded_at"], database=database)
+    writer.log_ingest(client, database, log)
+    client.command(f"OPTIMIZE TABLE `{database}`.trades FINAL")  # as the merges would leave it after a while
     return time.monotonic() - started
 
 
