@@ -43,6 +43,7 @@ class ReplayedSource:
 SOURCES = (
     ReplayedSource("alpha_api", "alpha", "ALPHA_API_BASE_URL"),  # + ALPHA_API_USER_<NAME>, see is_real
     ReplayedSource("binance", "crypto", "BINANCE_BASE_URL"),
+    ReplayedSource("binance_um", "crypto", "BINANCE_UM_BASE_URL"),
     ReplayedSource("okx", "crypto", "OKX_BASE_URL"),
     ReplayedSource("deribit", "crypto", "DERIBIT_BASE_URL"),
     ReplayedSource("tushare", "stocks", "TUSHARE_BASE_URL", ("TUSHARE_TOKEN",)),

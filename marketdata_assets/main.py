@@ -11,7 +11,9 @@ show up in the UI that `make run` serves next:
    ALPHA_API_ACCOUNTS (one run each, as the schedule does), then the import, the package drops and the packages run for the three months as one
    range run, with the eight checks;
 4. ticks: the configured crypto instruments are added as partitions, then: yesterday's (UTC)
-   trades and 1-minute bars of every instrument as one range run, a book snapshot of each, the A-share and Yahoo bars of the last trading day, and
+   history datasets (trades, 1-minute bars, funding, open interest, liquidations, mark/index bars)
+   of every instrument as one range run, a snapshot of each (book, ticker, open interest), the
+   option chains, the factors of yesterday, the A-share and Yahoo bars of the last trading day, and
    two Binance dump files (of REPLAY_FILE_DAY) dropped into the dump landing area and loaded, and that
    day's Binance archives; with checks.
 The vendors are the replays of marketdata_assets.demo unless configured for real (MARKETDATA_DEMO).
@@ -96,12 +98,18 @@ REPLAY_FILE_DAY = date(2025, 1, 2)
 
 def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, list, dict, object]]:
     """Ticks runs on the replays: partitions added to the instance, dump files written once."""
-    from marketdata_assets.defs.ticks.partitions import binance_dump_instruments, crypto_instruments
+    from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
+    from marketdata_assets.defs.ticks.partitions import (
+        binance_dump_instruments,
+        crypto_instruments,
+        option_chains,
+    )
     from marketdata_assets.defs.ticks.resources import load_providers_config
     from marketdata_assets.lib.ticks.instruments import partition_key
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 
     instruments = load_providers_config().crypto_partition_keys()
+    chains = option_chains.get_partition_keys()
     instance.add_dynamic_partitions(crypto_instruments.name, instruments)
     yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
     landing = settings.binance_dumps_landing_dir()
@@ -122,11 +130,15 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
 
     a_share_day, yahoo_day = last_trading_day("SSE"), last_trading_day("NYSE")
     return [
-        (f"crypto trades + 1m bars {yesterday}", ticks + [keys("crypto_trades", "crypto_bars_1m")],
+        (f"crypto history datasets {yesterday}", ticks + [keys(*CRYPTO_ASSETS.values())],
          day_range(yesterday, instruments[0], instruments[-1]), None),
-        ("crypto book snapshots", ticks + [keys("crypto_book_snapshots")],
+        ("crypto snapshots (books, tickers, open interest)", ticks + [keys(*(a for a, _ in SNAPSHOT_ASSETS.values()))],
          {"dagster/asset_partition_range_start": instruments[0],
           "dagster/asset_partition_range_end": instruments[-1]}, None),
+        ("option chains", ticks + [keys("crypto_option_chains")],
+         {"dagster/asset_partition_range_start": chains[0], "dagster/asset_partition_range_end": chains[-1]}, None),
+        (f"crypto factors {yesterday}", ticks + [keys("crypto_factors")],
+         day_range(yesterday, instruments[0], instruments[-1]), None),
         (f"A-share bars {a_share_day}", ticks + [keys("a_share_bars_1m", "a_share_daily_bars")], {}, f"{a_share_day}"),
         (f"Yahoo bars {yahoo_day}", ticks + [keys("yahoo_bars_1m")], {}, f"{yahoo_day}"),
         (f"Binance dumps {REPLAY_FILE_DAY}", ticks + [keys("binance_dump_trades")],

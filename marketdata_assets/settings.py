@@ -63,6 +63,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TUSHARE_TOKEN", "", "Tushare Pro token; A-share runs fail without it.", secret=True),
     Setting("YAHOO_BASE_URL", "https://query2.finance.yahoo.com", "Yahoo Finance chart v8 host."),
     Setting("BINANCE_BASE_URL", "https://api.binance.com", "Binance spot REST host."),
+    Setting("BINANCE_UM_BASE_URL", "https://fapi.binance.com", "Binance USD-M futures REST host."),
     Setting("OKX_BASE_URL", "https://www.okx.com", "OKX v5 host."),
     Setting("DERIBIT_BASE_URL", "https://www.deribit.com", "Deribit v2 host."),
     Setting("BINANCE_ARCHIVE_BASE_URL", "https://data.binance.vision", "data.binance.vision host of the Binance "

@@ -54,3 +54,31 @@ def test_bars_scale_to_the_largest_value():
     assert [b.find(f"{ns}title").text for b in bars] == ["07-01: 10", "07-02: 40", "07-03: 0"]
     assert "alphas per day <July>" in [t.text for t in root.findall(f"{ns}text")]
     assert "nothing yet" in bar_chart_svg("x", [])
+
+
+def test_lines_share_one_time_axis_and_mark_zero_when_values_cross_it():
+    from datetime import datetime, timedelta
+
+    from marketdata_assets.lib.charts import LINE_COLORS, line_chart_svg
+
+    start = datetime(2025, 1, 15)
+    funding = {"OKX:BTC-USDT-SWAP <swap>": [(start + timedelta(hours=8 * i), r) for i, r in
+                                            enumerate((0.0001, -0.0002, 0.0003))],
+               "DERIBIT:BTC-PERPETUAL": [(start + timedelta(hours=h), 0.00005) for h in range(24)],
+               "BINANCE_UM:BTCUSDT": []}
+    root = ElementTree.fromstring(line_chart_svg("funding", funding))
+    ns = "{http://www.w3.org/2000/svg}"
+    lines = root.findall(f"{ns}polyline")
+    assert [line.get("stroke") for line in lines] == list(LINE_COLORS[:2])  # an empty series draws nothing
+    points = [[tuple(map(float, p.split(","))) for p in line.get("points").split()] for line in lines]
+    assert [len(p) for p in points] == [3, 24]
+    # one time axis: the 16:00 point of the first series sits left of the last hour of the second
+    assert points[0][-1][0] < points[1][-1][0] and points[0][0][0] == points[1][0][0]
+    # the lowest value is drawn lowest (largest y), the highest highest
+    assert max(points[0], key=lambda p: p[1])[1] > min(points[0], key=lambda p: p[1])[1]
+    texts = [t.text for t in root.findall(f"{ns}text")]
+    assert "0.0003" in texts and "-0.0002" in texts and "OKX:BTC-USDT-SWAP <swap>" in texts
+    assert any(line.get("stroke-dasharray") for line in root.findall(f"{ns}line"))  # the zero line
+    positive = ElementTree.fromstring(line_chart_svg("oi", {"a": [(start, 1.0), (start + timedelta(hours=1), 2.0)]}))
+    assert not any(line.get("stroke-dasharray") for line in positive.findall(f"{ns}line"))
+    assert "no values yet" in line_chart_svg("empty", {"a": []})

@@ -14,6 +14,14 @@ TICKS_CHECKS = {
     "binance_dump_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive",
                              "bars_on_the_1m_grid", "no_unit_step"},
     "crypto_book_snapshots": {"prices_positive"},
+    "crypto_tickers": {"ticker_not_crossed"},
+    "crypto_funding": {"funding_inside_cap"},
+    "crypto_open_interest": {"open_interest_not_negative"},
+    "crypto_open_interest_snapshots": {"open_interest_not_negative"},
+    "crypto_liquidations": {"no_duplicate_liquidation_ids"},
+    "crypto_mark_bars_1m": {"bar_high_low_consistent", "mark_near_index"},
+    "crypto_index_bars_1m": {"bar_high_low_consistent"},
+    "crypto_option_chains": {"options_iv_positive_and_names_parse"},
     "a_share_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "bars_on_the_1m_grid", "no_unit_step",
                         "minutes_complete"},
     "a_share_daily_bars": {"bar_high_low_consistent", "timestamps_inside_day", "no_unit_step"},
@@ -29,7 +37,8 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     dg.Definitions.validate_loadable(definitions)
     repo = definitions.get_repository_def()
     resources = set(repo.get_top_level_resources())
-    assert {"clickhouse", "tushare", "yahoo", "binance", "okx", "deribit", "timescale", "alpha_store"} <= resources
+    assert {"clickhouse", "tushare", "yahoo", "binance", "binance_um", "okx", "deribit", "timescale",
+            "alpha_store"} <= resources
     graph = repo.asset_graph
     groups: dict[str, set[str]] = {}
     for key in graph.get_all_asset_keys():
@@ -38,7 +47,7 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         assert not missing, f"{key.to_user_string()} needs resources {sorted(missing)} the location does not have"
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     assert {"alphas", "ticks", "bars"} <= set(groups)
-    assert groups["ticks"] == {"tick_store", "tick_compaction", "ticks_coverage", *TICKS_CHECKS}
+    assert groups["ticks"] == {"tick_store", "tick_compaction", "ticks_coverage", "crypto_factors", *TICKS_CHECKS}
     for name in TICKS_CHECKS:
         assert graph.get(dg.AssetKey(name)).partitions_def is not None, f"{name} is not partitioned"
     checks: dict[str, set[str]] = {}

@@ -24,3 +24,11 @@ def test_docker_compose_uses_the_same_variable_names():
     compose = (REPO / "docker" / "compose.yaml").read_text()
     missing = [s.name for s in SETTINGS if s.name not in compose and not s.stack_only]
     assert not missing, f"docker/compose.yaml does not set {missing}"
+
+
+def test_the_table_of_what_each_venue_serves_is_the_declarations():
+    from marketdata_assets.lib.ticks.sources import datasets_table
+
+    start, end = "<!-- datasets-table -->\n", "\n<!-- /datasets-table -->"
+    shown = README[README.index(start) + len(start):README.index(end)]
+    assert shown == datasets_table(), "README's datasets table is stale: paste lib.ticks.sources.datasets_table()"

@@ -20,7 +20,7 @@ FAST = {"requests_per_minute": 60_000, "max_concurrency": 8, "max_retries": 3, "
 
 def crypto_resources(base_url: str, workers: int = 4) -> dict:
     return {venue.lower(): CryptoVenueResource(venue=venue, base_url=base_url, workers=workers, **FAST)
-            for venue in ("BINANCE", "OKX", "DERIBIT")}
+            for venue in ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")}
 
 
 def stock_resources(base_url: str, workers: int = 8) -> dict:
@@ -29,12 +29,19 @@ def stock_resources(base_url: str, workers: int = 8) -> dict:
 
 
 def ticks_definitions():
-    from marketdata_assets.defs.ticks.assets import crypto_book_snapshots, crypto_ticks, tick_store
+    from marketdata_assets.defs.ticks.assets import (
+        crypto_option_chains,
+        crypto_snapshots,
+        crypto_ticks,
+        tick_store,
+    )
     from marketdata_assets.defs.ticks.checks import ticks_checks
     from marketdata_assets.defs.ticks.dumps import binance_dumps
+    from marketdata_assets.defs.ticks.factors import crypto_factors
     from marketdata_assets.defs.ticks.stocks import a_share_ticks, yahoo_bars_1m
 
-    return [tick_store, crypto_ticks, crypto_book_snapshots, binance_dumps, a_share_ticks, yahoo_bars_1m, *ticks_checks]
+    return [tick_store, crypto_ticks, crypto_snapshots, crypto_option_chains, crypto_factors, binance_dumps,
+            a_share_ticks, yahoo_bars_1m, *ticks_checks]
 
 
 def materialize(instance, resources: dict, selection, *, partition_key: str | None = None, tags: dict | None = None,

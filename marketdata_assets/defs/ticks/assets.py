@@ -1,4 +1,5 @@
-"""Ticks assets: the ClickHouse store, the crypto venues' trades, bars and book snapshots.
+"""Ticks assets: the ClickHouse store, the crypto venues' history datasets (trades, bars, funding, open
+interest, liquidations, mark/index bars) and snapshots (books, tickers, open interest).
 
 Every ingest asset reads the same way: partition keys and run config in → the slices
 (`lib.ticks.engine.SliceKey`) → `Engine.run(feeds)` → `materialize(report)`: one
@@ -8,6 +9,7 @@ are written; the partitions show as failed until a `retry_failed` run loads the 
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dagster as dg
 
@@ -16,14 +18,18 @@ from marketdata_assets.defs.ticks.partitions import (
     FRESHNESS,
     crypto_instruments,
     crypto_partitions,
+    option_chains,
     slice_keys,
 )
 from marketdata_assets.defs.ticks.resources import CryptoVenueResource, load_providers_config
+from marketdata_assets.lib.charts import line_chart_svg, svg_markdown_image
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks.engine import Engine, IngestReport, plan
+from marketdata_assets.lib.ticks.frames import spec_for
 from marketdata_assets.lib.ticks.instruments import parse_partition_key
-from marketdata_assets.lib.ticks.sources import book_feed, venue_feed
+from marketdata_assets.lib.ticks.series import series
+from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT, serves, snapshot_feed, venue_feed
 from marketdata_assets.resources import ClickHouseResource
 
 GROUP = "ticks"
@@ -84,9 +90,11 @@ def planned(clickhouse: ClickHouseResource, config: IngestConfig, source: str, k
                     retry_failed_from_run=config.retry_failed_from_run, report=report)
 
 
-def materialize(context, report: IngestReport, assets: dict[str, str], max_failed: int) -> Iterator:
-    """The report as one MaterializeResult per asset (dataset -> asset), or the step's failure."""
-    metadata = {dataset: _metadata(report, dataset) for dataset in assets}
+def materialize(context, report: IngestReport, assets: dict[str, str], max_failed: int,
+                charts: dict[str, dict] | None = None) -> Iterator:
+    """The report as one MaterializeResult per asset (dataset -> asset, with `charts[dataset]`
+    added to its metadata), or the step's failure."""
+    metadata = {dataset: {**_metadata(report, dataset), **(charts or {}).get(dataset, {})} for dataset in assets}
     for dataset, asset in assets.items():
         context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows")
     failures = report.failures()
@@ -116,63 +124,136 @@ def _metadata(report: IngestReport, dataset: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# Crypto venues
+# Crypto venues: every HISTORY dataset of a day x instrument in one multi-asset, every SNAPSHOT
+# dataset of an instrument in another (what each venue serves: lib.ticks.sources `DATASETS`)
 # --------------------------------------------------------------------------------------------
 
-def _specs() -> list[dg.AssetSpec]:
-    return [
-        dg.AssetSpec("crypto_trades", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
-                     freshness_policy=FRESHNESS["crypto"],
-                     description="Trades of Binance spot (aggregate trades), OKX and Deribit per UTC day and "
-                                 "instrument, normalized, in ClickHouse `trades` (read: trades_v, trades_range)."),
-        dg.AssetSpec("crypto_bars_1m", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
-                     freshness_policy=FRESHNESS["crypto"],
-                     description="The venues' own 1-minute bars per UTC day and instrument, in ClickHouse "
-                                 "`bars_1m` (read: bars_1m_v, bars_1m_range)."),
-    ]
+READ = "(read: {table}_v, {table}_range)"
+HISTORY_ASSETS = {  # dataset -> (asset, description)
+    "trades": ("crypto_trades", "Trades of Binance spot and USD-M (aggregate trades), OKX and Deribit per UTC day "
+                                "and instrument, normalized, in ClickHouse `trades`"),
+    "bars_1m": ("crypto_bars_1m", "The venues' own 1-minute bars per UTC day and instrument, in `bars_1m`"),
+    "funding": ("crypto_funding", "Funding settlements of perpetuals (Binance USD-M fundingRate, OKX realized rate, "
+                                  "Deribit hourly interest) per UTC day, in `funding_rates`; charted"),
+    "open_interest": ("crypto_open_interest", "Open interest history (Binance USD-M and OKX, 5-minute) in "
+                                              "contracts, base units and quote value, in `open_interest`; charted"),
+    "liquidations": ("crypto_liquidations", "Forced liquidations (OKX liquidation orders, Deribit trades flagged as "
+                                            "liquidations) per UTC day, in `liquidations`"),
+    "mark_bars_1m": ("crypto_mark_bars_1m", "1-minute mark price bars (Binance USD-M, OKX), in `mark_bars_1m`"),
+    "index_bars_1m": ("crypto_index_bars_1m", "1-minute index price bars of the derivatives' underlying index "
+                                              "(Binance USD-M, OKX), in `index_bars_1m`"),
+}
+CRYPTO_ASSETS = {dataset: asset for dataset, (asset, _) in HISTORY_ASSETS.items()}  # dataset -> asset
+SNAPSHOT_ASSETS = {
+    "books": ("crypto_book_snapshots", "Order-book snapshots (levels per side: the config's book_depth), in "
+                                       "`book_snapshots`"),
+    "tickers": ("crypto_tickers", "Ticker snapshots: last, best bid/ask and sizes, 24h volume, and mark, index and "
+                                  "funding where the venue's ticker has them, in `tickers`"),
+    "open_interest": ("crypto_open_interest_snapshots", "Open interest snapshots where the venue has no history "
+                                                         "(Deribit's ticker), in `open_interest`"),
+}
 
 
-@dg.multi_asset(name="crypto_ticks", specs=_specs(), partitions_def=crypto_partitions, can_subset=True,
+def _spec(dataset: str, asset: str, description: str, **kwargs) -> dg.AssetSpec:
+    table_name = spec_for(dataset).table
+    return dg.AssetSpec(asset, deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+                        description=f"{description} {READ.format(table=table_name)}.", **kwargs)
+
+
+def venue_resources(binance, binance_um, okx, deribit) -> dict[str, CryptoVenueResource]:
+    return {"BINANCE": binance, "BINANCE_UM": binance_um, "OKX": okx, "DERIBIT": deribit}
+
+
+@dg.multi_asset(name="crypto_ticks", partitions_def=crypto_partitions, can_subset=True,
+                specs=[_spec(d, a, text, freshness_policy=FRESHNESS["crypto"]) for d, (a, text) in
+                       HISTORY_ASSETS.items()],
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES)
 def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource,
-                 binance: CryptoVenueResource, okx: CryptoVenueResource, deribit: CryptoVenueResource):
-    """Trades and 1-minute bars of the run's (day, instrument) partitions from the venues' REST APIs."""
+                 binance: CryptoVenueResource, binance_um: CryptoVenueResource, okx: CryptoVenueResource,
+                 deribit: CryptoVenueResource):
+    """The history datasets of the run's (day, instrument) partitions from the venues' REST APIs; a
+    dataset a venue does not serve for an instrument (funding of a spot pair) has no slice."""
     assets = {d: a for d, a in CRYPTO_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
-    venues = {"BINANCE": binance, "OKX": okx, "DERIBIT": deribit}
+    venues = venue_resources(binance, binance_um, okx, deribit)
     keys = slice_keys(context.partition_keys, assets)
     unknown = sorted({f"{k.venue}:{k.instrument}" for k in keys if k.venue not in venues})
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")
+    keys = [k for k in keys if serves(k.venue, k.dataset, k.instrument) == HISTORY]
     report = IngestReport()
     feeds = [venue_feed(venue, resource.make_client, planned(clickhouse, config, venue, mine, report),
                         workers=config.workers or resource.workers, attempts=config.attempts)
              for venue, resource in venues.items() if (mine := [k for k in keys if k.venue == venue])]
     report.merge(engine(context, clickhouse, config).run([feeds]))
+    charts = history_charts(clickhouse, assets, keys)
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed)
+    yield from materialize(context, report, assets, config.max_failed, charts)
 
 
-class BookSnapshotConfig(RunDeadline):
+CHARTS = {  # dataset -> (column, what it shows, bucket seconds, days drawn up to the run's last day)
+    "funding": ("rate_8h", "funding rate (as an 8-hour rate)", 3600, 30),
+    "open_interest": ("quote", "open interest (quote value, hourly mean)", 3600, 7),
+    "mark_bars_1m": ("close", "mark price (hourly mean)", 3600, 7),
+}
+
+
+def history_charts(clickhouse: ClickHouseResource, assets: dict[str, str], keys) -> dict[str, dict]:
+    """A line chart per charted dataset of the run: its instruments over the days before the run's last."""
+    out = {}
+    with clickhouse.get_client() as client:
+        for dataset, (column, what, bucket_s, days) in CHARTS.items():
+            mine = [k for k in keys if k.dataset == dataset]
+            if dataset not in assets or not mine:
+                continue
+            last = max(k.day for k in mine)
+            first = last - timedelta(days=days - 1)
+            data = series(client, clickhouse.database, dataset, column, {(k.venue, k.instrument) for k in mine},
+                          first, last, bucket_s)
+            svg = line_chart_svg(f"{what}, {first}..{last}", data)
+            out[dataset] = {"chart": dg.MetadataValue.md(svg_markdown_image(svg, what))}
+    return out
+
+
+class SnapshotConfig(RunDeadline):
     depth: int = 0
-    """Levels per side; 0: the providers config's book_depth."""
+    """Book levels per side; 0: the providers config's book_depth."""
 
 
-@dg.asset(group_name=GROUP, partitions_def=crypto_instruments, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[tick_store], pool=pools.CRYPTO_VENUES, kinds={"clickhouse", "polars"})
-def crypto_book_snapshots(context: dg.AssetExecutionContext, config: BookSnapshotConfig,
-                          clickhouse: ClickHouseResource, binance: CryptoVenueResource, okx: CryptoVenueResource,
-                          deribit: CryptoVenueResource):
-    """One order-book snapshot per instrument of the run, added to its UTC day's slice in ClickHouse
-    `book_snapshots` (read: book_snapshots_v, book_snapshots_range). Venues serve only the current
-    book: history is what these snapshots collected."""
+@dg.multi_asset(name="crypto_snapshots", partitions_def=crypto_instruments, can_subset=True,
+                specs=[_spec(d, a, text) for d, (a, text) in SNAPSHOT_ASSETS.items()],
+                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES)
+def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig, clickhouse: ClickHouseResource,
+                     binance: CryptoVenueResource, binance_um: CryptoVenueResource, okx: CryptoVenueResource,
+                     deribit: CryptoVenueResource):
+    """One snapshot of each selected dataset per instrument of the run, added to its UTC day's slice
+    (venues serve only the current state: history is what these snapshots collected)."""
+    assets = {d: a for d, (a, _) in SNAPSHOT_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     depth = config.depth or load_providers_config().book_depth
     instruments = [parse_partition_key(key) for key in context.partition_keys]
-    venues = {"BINANCE": binance, "OKX": okx, "DERIBIT": deribit}
-    feeds = [book_feed(venue, resource.make_client, mine, depth=depth, workers=resource.workers)
-             for venue, resource in venues.items()
-             if (mine := [i.instrument for i in instruments if i.venue == venue])]
+    feeds = [snapshot_feed(venue, resource.make_client, dataset, mine, depth=depth, workers=resource.workers)
+             for venue, resource in venue_resources(binance, binance_um, okx, deribit).items() for dataset in assets
+             if (mine := [i.instrument for i in instruments
+                          if i.venue == venue and serves(venue, dataset, i.instrument) == SNAPSHOT])]
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
     report = engine(context, clickhouse, config).run([feeds])
     clickhouse.close()
-    yield from materialize(context, report, {"books": "crypto_book_snapshots"}, 0)
+    yield from materialize(context, report, assets, 0)
+
+
+@dg.asset(group_name=GROUP, partitions_def=option_chains, backfill_policy=dg.BackfillPolicy.single_run(),
+          deps=[tick_store], pool=pools.CRYPTO_VENUES, kinds={"clickhouse", "polars"})
+def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline, clickhouse: ClickHouseResource,
+                         deribit: CryptoVenueResource):
+    """One snapshot of every option of each chain of the run (DERIBIT:BTC-OPTIONS: Deribit's book
+    summary of all BTC options: strike, expiry, type, mark price and IV, bid/ask, underlying, open
+    interest), added to the UTC day's slice in `option_chain` (read: option_chain_v, option_chain_range),
+    so a volatility surface can be rebuilt for any snapshot time."""
+    chains = [parse_partition_key(key) for key in context.partition_keys]
+    feeds = [snapshot_feed("DERIBIT", deribit.make_client, "option_chain",
+                           [c.instrument for c in chains if c.venue == "DERIBIT"], workers=deribit.workers)]
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+    report = engine(context, clickhouse, config).run([feeds])
+    clickhouse.close()
+    yield from materialize(context, report, {"option_chain": "crypto_option_chains"}, 0)

@@ -3,7 +3,7 @@ their assets so a run checks exactly what it loaded:
 
 - crypto and dumps (day x instrument): the slices of those instruments and days;
 - A-shares / Yahoo (day): the day's slices whose active load this source wrote (ingest_log);
-- book snapshots (instrument): those instruments' latest day.
+- snapshots (instrument; option chains: chain): those instruments' latest day.
 
 A run, a range run too, records one Passed/Failed evaluation per partition (`evaluate`: one
 ClickHouse query per measure for the whole range, grouped by partition).
@@ -26,26 +26,36 @@ from marketdata_assets.defs.ticks.partitions import (
     crypto_instruments,
     crypto_partitions,
     days_of,
+    option_chains,
     slice_keys,
     yahoo_days,
 )
+from marketdata_assets.defs.ticks.resources import load_providers_config
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks.checks import (
     BARS_CONSISTENT,
+    FUNDING_INSIDE_CAP,
+    MARK_NEAR_INDEX,
     MINUTES_COMPLETE,
+    NO_DUPLICATE_LIQUIDATION_IDS,
     NO_DUPLICATE_TRADE_IDS,
     ON_THE_MINUTE_GRID,
+    OPEN_INTEREST_NOT_NEGATIVE,
+    OPTIONS_SANE,
     PRICES_POSITIVE,
+    TICKER_NOT_CROSSED,
     TIMESTAMPS_INSIDE_DAY,
     UNIT_STEP_REVERTS,
     Rule,
     RuleResult,
     Scope,
     count,
-    latest_book_scope,
+    funding_caps,
+    latest_scope,
     minute_grid,
     slice_scope,
     source_scope,
+    with_params,
 )
 from marketdata_assets.lib.ticks.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.lib.ticks.sources.yahoo import feeds as yahoo_feeds
@@ -119,16 +129,29 @@ def _stock_check(asset: str, rule: Rule, source: str, partitions_def) -> dg.Asse
     return check
 
 
-def _book_check() -> dg.AssetChecksDefinition:
-    rule = PRICES_POSITIVE["books"]
+def _snapshot_check(asset: str, rule: Rule, partitions_def=crypto_instruments) -> dg.AssetChecksDefinition:
+    """A rule over each instrument's (or chain's) snapshots of its latest day."""
 
-    @dg.asset_check(asset="crypto_book_snapshots", name=rule.name, description=rule.description,
-                    partitions_def=crypto_instruments)
+    @dg.asset_check(asset=asset, name=rule.name, description=rule.description, partitions_def=partitions_def)
     def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
         today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
-        scope = latest_book_scope(clickhouse.database, context.partition_keys)
+        scope = latest_scope(clickhouse.database, rule.dataset, context.partition_keys)
         yield from evaluate(context, clickhouse, rule, scope,
                             lambda key: f"{key} (its latest day, {today} or before)")
+
+    return check
+
+
+def _funding_check() -> dg.AssetChecksDefinition:
+    rule = FUNDING_INSIDE_CAP
+
+    @dg.asset_check(asset="crypto_funding", name=rule.name, description=rule.description,
+                    partitions_def=crypto_partitions)
+    def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
+        slices = slice_keys(context.partition_keys, [rule.dataset])
+        scope = with_params(slice_scope(clickhouse.database, rule.dataset, slices),
+                            **funding_caps(load_providers_config().funding_caps))
+        yield from evaluate(context, clickhouse, rule, scope)
 
     return check
 
@@ -157,5 +180,14 @@ with warnings.catch_warnings():
           for rule in (BARS_CONSISTENT["daily_bars"], TIMESTAMPS_INSIDE_DAY["daily_bars"],
                        UNIT_STEP_REVERTS["daily_bars"])),
         *(_stock_check("yahoo_bars_1m", rule, "YAHOO", yahoo_days) for rule in STOCK_BAR_RULES),
-        _book_check(),
+        _snapshot_check("crypto_book_snapshots", PRICES_POSITIVE["books"]),
+        _snapshot_check("crypto_tickers", TICKER_NOT_CROSSED),
+        _snapshot_check("crypto_open_interest_snapshots", OPEN_INTEREST_NOT_NEGATIVE),
+        _snapshot_check("crypto_option_chains", OPTIONS_SANE, option_chains),
+        _funding_check(),
+        _crypto_check("crypto_open_interest", OPEN_INTEREST_NOT_NEGATIVE, crypto_partitions),
+        _crypto_check("crypto_liquidations", NO_DUPLICATE_LIQUIDATION_IDS, crypto_partitions),
+        *(_crypto_check(asset, BARS_CONSISTENT[dataset], crypto_partitions)
+          for dataset, asset in (("mark_bars_1m", "crypto_mark_bars_1m"), ("index_bars_1m", "crypto_index_bars_1m"))),
+        _crypto_check("crypto_mark_bars_1m", MARK_NEAR_INDEX, crypto_partitions),
     ]

@@ -38,6 +38,8 @@ _config = load_providers_config()
 crypto_instruments = dg.DynamicPartitionsDefinition(name=CRYPTO_INSTRUMENTS)
 crypto_days = dg.DailyPartitionsDefinition(start_date=_config.crypto_history_start.isoformat(), timezone="UTC")
 crypto_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "instrument": crypto_instruments})
+# Option chains (DERIBIT:BTC-OPTIONS: every BTC option): the config's chains, snapshots taken now.
+option_chains = dg.StaticPartitionsDefinition([key.partition_key for key in _config.option_chains])
 binance_dump_instruments = dg.DynamicPartitionsDefinition(name=DUMP_INSTRUMENTS)
 binance_dump_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "instrument": binance_dump_instruments})
 

@@ -1,6 +1,6 @@
 """The ticks domain's wiring: `data_providers.yaml` (this folder; `TICKS_PROVIDERS_CONFIG` points at
 another copy) loaded and validated (lib.ticks.config), and the sources as resources, keys
-``tushare``, ``yahoo``, ``binance``, ``okx``, ``deribit``.
+``tushare``, ``yahoo``, ``binance``, ``binance_um``, ``okx``, ``deribit``.
 
 A resource only holds settings; ``make_client()`` returns a NEW client whose limiters are its own.
 The ingest engine opens one client per source per step (feeds of one source share it), and each
@@ -98,16 +98,17 @@ class YahooResource(ProviderResource):
 
 
 class CryptoVenueResource(ProviderResource):
-    """One crypto venue's public market data: BINANCE (spot), OKX (v5) or DERIBIT (v2)."""
+    """One crypto venue's public market data: BINANCE (spot), BINANCE_UM (USD-M futures), OKX (v5) or
+    DERIBIT (v2)."""
 
-    venue: str = Field(description="BINANCE | OKX | DERIBIT")
+    venue: str = Field(description="BINANCE | BINANCE_UM | OKX | DERIBIT")
     weight_per_minute: int = Field(default=6000, description="Binance: request weight per IP and minute.")
     weight_headroom: float = Field(default=0.9, description="Binance: wait for the next minute rather than pass "
                                                             "this share of the weight.")
 
     def make_client(self) -> VenueClient:
         kwargs = self.client_kwargs()
-        if self.venue.upper() == "BINANCE":
+        if self.venue.upper() in ("BINANCE", "BINANCE_UM"):
             kwargs.update(weight_limit=self.weight_per_minute, weight_headroom=self.weight_headroom)
         return venue_client(self.venue, self.base_url, **kwargs)
 
@@ -124,7 +125,7 @@ def _common(settings: ProviderSettings) -> dict:
 
 
 def provider_resources(config: ProvidersConfig | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The five provider resources, keyed tushare, yahoo, binance, okx, deribit."""
+    """The provider resources, keyed tushare, yahoo, binance, binance_um, okx, deribit."""
     config = config or load_providers_config()
     p = config.providers
     token_env = p["tushare"].option("token_env")
@@ -136,6 +137,9 @@ def provider_resources(config: ProvidersConfig | None = None) -> dict[str, dg.Co
         "binance": CryptoVenueResource(**_common(p["binance"]), venue="BINANCE",
                                        weight_per_minute=p["binance"].option("weight_per_minute"),
                                        weight_headroom=p["binance"].option("weight_headroom")),
+        "binance_um": CryptoVenueResource(**_common(p["binance_um"]), venue="BINANCE_UM",
+                                          weight_per_minute=p["binance_um"].option("weight_per_minute"),
+                                          weight_headroom=p["binance_um"].option("weight_headroom")),
         "okx": CryptoVenueResource(**_common(p["okx"]), venue="OKX"),
         "deribit": CryptoVenueResource(**_common(p["deribit"]), venue="DERIBIT"),
     }

@@ -6,7 +6,8 @@ every instrument / the whole universe in it:
 - crypto (UTC days): 00:30 UTC, yesterday x every instrument of `crypto_instruments`;
 - A-shares (China days): 15:30 Asia/Shanghai on weekdays, the day that just closed;
 - Yahoo (UTC days, see partitions.py): 17:30 America/New_York on weekdays, that day;
-- book snapshots: every 15 minutes, every instrument (a snapshot can only be taken now).
+- snapshots (books, tickers, open interest where there is no history): every 15 minutes, every
+  instrument (a snapshot can only be taken now); option chains: hourly.
 
 The catch-up schedules look at the last `catch_up_days` (providers config) closed days and request
 the partitions the instance knows as missing or failed (materialization status; in-progress ones
@@ -26,12 +27,14 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.defs.ticks.partitions import (
     CRYPTO_INSTRUMENTS,
     a_share_days,
     crypto_instruments,
     crypto_key,
     crypto_partitions,
+    option_chains,
     yahoo_days,
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
@@ -42,9 +45,11 @@ SHANGHAI, NEW_YORK, UTC = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"
 RETRY_FAILED = {"retry_failed": True}
 
 crypto_ticks_job = dg.define_asset_job("crypto_ticks_job", selection=dg.AssetSelection.assets(
-    "crypto_trades", "crypto_bars_1m"), partitions_def=crypto_partitions)
-crypto_book_snapshots_job = dg.define_asset_job("crypto_book_snapshots_job", selection=dg.AssetSelection.assets(
-    "crypto_book_snapshots"), partitions_def=crypto_instruments)
+    *CRYPTO_ASSETS.values()), partitions_def=crypto_partitions)
+crypto_snapshots_job = dg.define_asset_job("crypto_snapshots_job", selection=dg.AssetSelection.assets(
+    *(asset for asset, _ in SNAPSHOT_ASSETS.values())), partitions_def=crypto_instruments)
+crypto_option_chains_job = dg.define_asset_job("crypto_option_chains_job", selection=dg.AssetSelection.assets(
+    "crypto_option_chains"), partitions_def=option_chains)
 a_share_ticks_job = dg.define_asset_job("a_share_ticks_job", selection=dg.AssetSelection.assets(
     "a_share_bars_1m", "a_share_daily_bars"), partitions_def=a_share_days)
 yahoo_bars_job = dg.define_asset_job("yahoo_bars_job", selection=dg.AssetSelection.assets("yahoo_bars_1m"),
@@ -77,15 +82,27 @@ def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"crypto:{day}", tags=range_tags(day, day, instruments[0], instruments[-1]))
 
 
-@dg.schedule(job=crypto_book_snapshots_job, cron_schedule="*/15 * * * *", execution_timezone="UTC")
-def crypto_book_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
-    """One order-book snapshot of every crypto instrument."""
+@dg.schedule(job=crypto_snapshots_job, cron_schedule="*/15 * * * *", execution_timezone="UTC")
+def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
+    """One order-book, ticker and (where there is no history) open-interest snapshot of every crypto
+    instrument."""
     instruments = context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS)
     if not instruments:
         return dg.SkipReason("no crypto instruments yet")
     when = context.scheduled_execution_time.astimezone(UTC)
-    return dg.RunRequest(run_key=f"books:{when:%Y-%m-%dT%H:%M}",
+    return dg.RunRequest(run_key=f"snapshots:{when:%Y-%m-%dT%H:%M}",
                          tags={RANGE_START: instruments[0], RANGE_END: instruments[-1]})
+
+
+@dg.schedule(job=crypto_option_chains_job, cron_schedule="5 * * * *", execution_timezone="UTC")
+def crypto_option_chains_hourly(context: dg.ScheduleEvaluationContext):
+    """One snapshot of every configured option chain, each hour."""
+    chains = option_chains.get_partition_keys()
+    if not chains:
+        return dg.SkipReason("no option chains in the providers config (universes.crypto.option_chains)")
+    when = context.scheduled_execution_time.astimezone(UTC)
+    return dg.RunRequest(run_key=f"option_chains:{when:%Y-%m-%dT%H}",
+                         tags={RANGE_START: chains[0], RANGE_END: chains[-1]})
 
 
 @dg.schedule(job=a_share_ticks_job, cron_schedule="30 15 * * 1-5", execution_timezone="Asia/Shanghai")
@@ -140,7 +157,7 @@ def crypto_catch_up_requests(context: dg.ScheduleEvaluationContext, days: int | 
     last = (now - timedelta(minutes=30)).date() - timedelta(days=1)
     day_list = [last - timedelta(days=i) for i in range(days)][::-1]
     keys = [crypto_key(d, i) for d in day_list for i in instruments]
-    statuses = _statuses(context.instance, ["crypto_trades", "crypto_bars_1m"], keys, crypto_partitions)
+    statuses = _statuses(context.instance, list(CRYPTO_ASSETS.values()), keys, crypto_partitions)
     affected: dict[date, set[str]] = {}
     for key in keys:
         if any(_bad(s.get(key)) for s in statuses) and not any(

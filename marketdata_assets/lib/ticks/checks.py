@@ -1,6 +1,6 @@
 """The ticks domain's data checks as SQL over the ACTIVE loads (the `active_loads` view: what every
 read view shows), scoped to what a run loaded: `slice_scope` (the checked slices), `source_scope`
-(the days' slices a source's run wrote, from the ingest log), `latest_book_scope`. A scope also
+(the days' slices a source's run wrote, from the ingest log), `latest_scope` (snapshots). A scope also
 names the Dagster partition of each load, so `count` runs a rule over a whole range run at once and
 returns, per partition, the violations, the rows checked and a sample."""
 
@@ -52,7 +52,57 @@ BARS_CONSISTENT = {dataset: Rule(
     "bar_high_low_consistent", dataset, "high >= max(open, close) and low <= min(open, close).",
     "SELECT load_id, venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "
     "AND (high < greatest(open, close) OR low > least(open, close))")
-    for dataset in ("bars_1m", "daily_bars")}
+    for dataset in ("bars_1m", "daily_bars", "mark_bars_1m", "index_bars_1m")}
+
+# The rest of seed 002's datasets. The funding cap is per venue, as an 8-hour rate (the providers
+# config's funding_caps): the scope carries them as parameters (`funding_caps`); a venue without a
+# configured cap is not checked.
+FUNDING_INSIDE_CAP = Rule(
+    "funding_inside_cap", "funding",
+    "Every funding rate, normalized to 8 hours, lies inside its venue's cap (providers config funding_caps).",
+    "SELECT load_id, venue, instrument, ts, rate, interval_hours, rate_8h, "
+    "{{caps:Array(Float64)}}[indexOf({{cap_venues:Array(String)}}, venue)] AS cap FROM {table} "
+    "WHERE load_id IN ({scope}) AND has({{cap_venues:Array(String)}}, venue) AND abs(rate_8h) > cap")
+
+
+def funding_caps(caps: dict[str, float]) -> dict:
+    """FUNDING_INSIDE_CAP's query parameters for {venue: cap} (`with_params(scope, **funding_caps(caps))`)."""
+    return {"cap_venues": list(caps), "caps": [float(c) for c in caps.values()]}
+OPEN_INTEREST_NOT_NEGATIVE = Rule(
+    "open_interest_not_negative", "open_interest", "Open interest (contracts, base and quote value) is >= 0.",
+    "SELECT load_id, venue, instrument, ts, contracts, base, quote FROM {table} WHERE load_id IN ({scope}) "
+    "AND NOT (contracts >= 0 AND base >= 0 AND quote >= 0 AND contract_size > 0)")
+MARK_INDEX_BAND = 0.03
+MARK_NEAR_INDEX = Rule(
+    "mark_near_index", "mark_bars_1m",
+    f"Every 1-minute mark close lies within {MARK_INDEX_BAND:.0%} of the index close of the same minute.",
+    "SELECT m.load_id AS load_id, m.venue AS venue, m.instrument AS instrument, m.ts AS ts, m.close AS mark, "
+    "i.close AS index, round(m.close / i.close - 1, 6) AS premium FROM {table} AS m INNER JOIN "
+    "(SELECT venue, instrument, ts, close FROM {db}.index_bars_1m_v WHERE (venue, instrument, toDate(ts)) IN "
+    "(SELECT venue, instrument, day FROM {db}.active_loads WHERE load_id IN ({scope}))) AS i "
+    "ON m.venue = i.venue AND m.instrument = i.instrument AND m.ts = i.ts "
+    f"WHERE m.load_id IN ({{scope}}) AND abs(m.close / i.close - 1) > {MARK_INDEX_BAND}")
+NO_DUPLICATE_LIQUIDATION_IDS = Rule(
+    "no_duplicate_liquidation_ids", "liquidations", "No liquidation id appears twice in an instrument-day.",
+    "SELECT load_id, venue, instrument, day, liquidation_id, count() AS copies FROM {table} "
+    "WHERE load_id IN ({scope}) GROUP BY load_id, venue, instrument, day, liquidation_id HAVING copies > 1")
+TICKER_NOT_CROSSED = Rule(
+    "ticker_not_crossed", "tickers", "Every ticker's best bid is below its best ask, and its prices are positive.",
+    "SELECT load_id, venue, instrument, ts, bid, ask, last FROM {table} WHERE load_id IN ({scope}) "
+    "AND NOT (ifNull(bid, 0) < ifNull(ask, inf) AND ifNull(bid, 1) > 0 AND ifNull(last, 1) > 0)")
+# An option's name says its currency, expiry, strike and type (BTC-27DEC24-100000-C); the stored
+# columns must say the same, and its IVs must be positive.
+_OPTION_NAME = ("concat(splitByChar('-', instrument)[1], '-', toString(toDayOfMonth(expiry, 'UTC')), "
+                "upper(formatDateTime(expiry, '%b%y', 'UTC')), '-', toString(strike), '-', "
+                "if(option_type = 'call', 'C', 'P'))")
+OPTIONS_SANE = Rule(
+    "options_iv_positive_and_names_parse", "option_chain",
+    "Every option's mark IV (and bid/ask IV where quoted) is > 0, its strike > 0, its expiry not before the "
+    "snapshot's day, and its name spells its currency, expiry, strike and type.",
+    f"SELECT load_id, instrument, ts, option, expiry, strike, option_type, mark_iv, bid_iv, ask_iv, "
+    f"{_OPTION_NAME} AS expected_name FROM {{table}} WHERE load_id IN ({{scope}}) AND NOT (mark_iv > 0 "
+    "AND ifNull(bid_iv, 1) > 0 AND ifNull(ask_iv, 1) > 0 AND strike > 0 AND expiry >= toStartOfDay(ts) "
+    "AND option = expected_name)")
 
 
 # A 1-minute bar table holds 1-minute bars: stamped on the minute, and a day of them has bars one
@@ -169,15 +219,20 @@ def source_scope(database: str, dataset: str, source: str, days: list[date]) -> 
     return Scope(sql, {"kind": spec_for(dataset).code, "days": days, "provider": source})
 
 
-def latest_book_scope(database: str, partition_keys) -> Scope:
-    """Each instrument's ('VENUE:SYMBOL') book snapshots of its latest day."""
+def latest_scope(database: str, dataset: str, partition_keys) -> Scope:
+    """Each instrument's ('VENUE:SYMBOL') snapshots of `dataset` (books, tickers, ...) of its latest day."""
     db = _db(database)
-    match = "kind = 'books' AND concat(venue, ':', instrument) IN {keys:Array(String)}"
+    match = "kind = {kind:String} AND concat(venue, ':', instrument) IN {keys:Array(String)}"
     sql = (f"SELECT load_id, concat(venue, ':', instrument) AS partition_key FROM {db}.active_loads "
            f"WHERE {match} AND (venue, instrument, day) IN "
            f"(SELECT venue, instrument, max(day) FROM {db}.active_loads WHERE {match} "
            "GROUP BY venue, instrument)")
-    return Scope(sql, {"keys": [str(k) for k in partition_keys]})
+    return Scope(sql, {"kind": spec_for(dataset).code, "keys": [str(k) for k in partition_keys]})
+
+
+def with_params(scope: Scope, **params) -> Scope:
+    """The scope with more query parameters (a rule's own, e.g. FUNDING_INSIDE_CAP's `caps`)."""
+    return Scope(scope.sql, {**scope.params, **params})
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The providers config file of the ticks domain (seed 003's `data_providers.yaml`, five providers).
+"""The providers config file of the ticks domain (seed 003's `data_providers.yaml`, six providers).
 
     config = parse_providers_config(yaml.safe_load(text), path)   # defs/ticks/resources.py loads the file
     config.providers["tushare"].requests_per_minute   # 200.0
@@ -8,7 +8,7 @@
 File layout (marketdata_assets/defs/ticks/data_providers.yaml is the reference)::
 
     providers:
-      <tushare|yahoo|binance|okx|deribit>:
+      <tushare|yahoo|binance|binance_um|okx|deribit>:
         base_url: https://...        # the vendor's public host
         base_url_env: NAME           # this variable, when set and not empty, replaces base_url
         requests_per_minute: 200     # token bucket shared by every request of the run (> 0)
@@ -19,11 +19,13 @@ File layout (marketdata_assets/defs/ticks/data_providers.yaml is the reference):
         backoff_base_s: 0.5          # first backoff step, doubled per retry, full jitter (>= 0)
         # tushare only: token_env (the variable holding the token), limit_window_s
         # yahoo only:   max_days_back (null = no horizon)
-        # binance only: weight_per_minute, weight_headroom (0 < h <= 1)
+        # binance, binance_um: weight_per_minute, weight_headroom (0 < h <= 1)
     universes:
       a_shares: {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # codes in any spelling
       yahoo:    {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # Yahoo symbols
-      crypto:   {history_start: YYYY-MM-DD, book_depth: 20, instruments: {VENUE: [SYMBOL, ...]}}
+      crypto:   {history_start: YYYY-MM-DD, book_depth: 20, instruments: {VENUE: [SYMBOL, ...]},
+                 option_chains: {DERIBIT: [BTC, ...]},      # chains DERIBIT:BTC-OPTIONS, ...
+                 funding_caps: {VENUE: 0.003, ...}}         # |funding rate| cap as an 8-hour rate (a check)
     catch_up_days: 7
     binance_archives:                # data.binance.vision archives (lib.ticks.sources.binance.archives); absent:
                                      # spot trades of BTCUSDT from 2025-01-01
@@ -58,13 +60,16 @@ from typing import Any
 from marketdata_assets.lib.identifiers import symbol_key
 from marketdata_assets.lib.ticks.instruments import InstrumentKey, a_share_code, normalize_instrument
 
-PROVIDERS = ("tushare", "yahoo", "binance", "okx", "deribit")
-CRYPTO_PROVIDERS = {"BINANCE": "binance", "OKX": "okx", "DERIBIT": "deribit"}
+PROVIDERS = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")
+CRYPTO_PROVIDERS = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}
 
+# Providers a file written before they existed may leave out: the vendor's defaults.
+OPTIONAL_PROVIDERS = {"binance_um": {"base_url": "https://fapi.binance.com", "base_url_env": "BINANCE_UM_BASE_URL"}}
 _COMMON = {"base_url", "base_url_env", "requests_per_minute", "max_concurrency", "workers", "timeout_s",
            "max_retries", "backoff_base_s"}
 _EXTRA = {"tushare": {"token_env", "limit_window_s"}, "yahoo": {"max_days_back"},
-          "binance": {"weight_per_minute", "weight_headroom"}, "okx": set(), "deribit": set()}
+          "binance": {"weight_per_minute", "weight_headroom"},
+          "binance_um": {"weight_per_minute", "weight_headroom"}, "okx": set(), "deribit": set()}
 _DEFAULTS = {"requests_per_minute": 600.0, "max_concurrency": 4, "workers": 4, "timeout_s": 30.0,
              "max_retries": 5, "backoff_base_s": 0.5}
 
@@ -102,6 +107,8 @@ class ProvidersConfig:
     crypto_instruments: tuple[InstrumentKey, ...]
     crypto_history_start: date
     book_depth: int = 20
+    option_chains: tuple[InstrumentKey, ...] = ()  # DERIBIT BTC-OPTIONS: every BTC option
+    funding_caps: Mapping[str, float] = field(default_factory=dict)  # venue -> |rate| cap, as an 8-hour rate
     catch_up_days: int = 7
     binance_archives: ArchiveSettings | None = None  # parsed: the section, or its defaults when absent
 
@@ -262,8 +269,8 @@ def _provider(reader: _Reader, name: str, raw: Any, environ: Mapping[str, str]) 
     elif name == "yahoo":
         back = raw.get("max_days_back", 30)
         options["max_days_back"] = None if back is None else reader.number(back, f"{where}.max_days_back")
-    elif name == "binance":
-        options["weight_per_minute"] = reader.integer(raw.get("weight_per_minute", 6000), f"{where}.weight_per_minute",
+    elif name in ("binance", "binance_um"):
+        options["weight_per_minute"] = reader.integer(raw.get("weight_per_minute", 6000 if name == "binance" else 2400), f"{where}.weight_per_minute",
                                                       minimum=1)
         options["weight_headroom"] = reader.number(raw.get("weight_headroom", 0.9), f"{where}.weight_headroom",
                                                    maximum=1.0)
@@ -279,12 +286,30 @@ def _provider(reader: _Reader, name: str, raw: Any, environ: Mapping[str, str]) 
     )
 
 
+def _option_chains(reader: _Reader, raw: Any) -> tuple[InstrumentKey, ...]:
+    """{DERIBIT: [BTC, ETH]} -> the chains DERIBIT:BTC-OPTIONS, DERIBIT:ETH-OPTIONS."""
+    where = "universes.crypto.option_chains"
+    chains = []
+    for venue, currencies in reader.mapping(raw, where, {"DERIBIT"}).items():
+        if not isinstance(currencies, list) or not all(isinstance(c, str) and c.isalnum() for c in currencies):
+            raise reader.error(f"{where}.{venue}", f"expected a list of currencies (BTC, ETH), got {currencies!r}")
+        chains += [InstrumentKey(venue, f"{c.upper()}-OPTIONS") for c in currencies]
+    return _unique(chains)
+
+
+def _funding_caps(reader: _Reader, raw: Any) -> dict[str, float]:
+    where = "universes.crypto.funding_caps"
+    caps = reader.mapping(raw, where, set(CRYPTO_PROVIDERS))
+    return {venue: reader.number(cap, f"{where}.{venue}", maximum=1.0) for venue, cap in caps.items()}
+
+
 def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | None = None) -> ProvidersConfig:
     """Validate the decoded YAML of `path` (see the module docstring)."""
     environ = os.environ if environ is None else environ
     reader = _Reader(path)
     top = reader.mapping(data, "top level", {"providers", "universes", "catch_up_days", "binance_archives"})
     providers_raw = reader.mapping(top.get("providers"), "providers", set(PROVIDERS))
+    providers_raw = {**OPTIONAL_PROVIDERS, **providers_raw}
     missing = [name for name in PROVIDERS if name not in providers_raw]
     if missing:
         raise reader.error("providers", f"missing provider(s) {missing}")
@@ -307,7 +332,7 @@ def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | N
         except ValueError as error:
             raise reader.error("universes.yahoo", str(error)) from None
     c_raw = reader.mapping(universes.get("crypto") or {}, "universes.crypto",
-                           {"history_start", "book_depth", "instruments"})
+                           {"history_start", "book_depth", "instruments", "option_chains", "funding_caps"})
     by_venue = reader.mapping(c_raw.get("instruments") or {}, "universes.crypto.instruments")
     instruments = []
     for venue, symbols in by_venue.items():
@@ -330,6 +355,8 @@ def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | N
         crypto_instruments=_unique(instruments),
         crypto_history_start=reader.day(c_raw.get("history_start", "2022-01-01"), "universes.crypto.history_start"),
         book_depth=reader.integer(c_raw.get("book_depth", 20), "universes.crypto.book_depth", minimum=1),
+        option_chains=_option_chains(reader, c_raw.get("option_chains") or {}),
+        funding_caps=_funding_caps(reader, c_raw.get("funding_caps") or {}),
         catch_up_days=reader.integer(top.get("catch_up_days", 7), "catch_up_days", minimum=1),
         binance_archives=_archives(reader, top.get("binance_archives") or _DEFAULT_ARCHIVES, environ),
     )

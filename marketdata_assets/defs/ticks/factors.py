@@ -1,0 +1,66 @@
+"""Factors (seed 003's third ingest kind): the registry's factors (lib.ticks.factors) of each day x
+instrument, computed inside ClickHouse over the stored trades, bars, books, funding and mark/index
+bars and written as that partition's `factors` slice. Declarative automation materializes a
+partition when its upstream partitions change (once its trades are there)."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from marketdata_assets import pools
+from marketdata_assets.defs.ticks.assets import GROUP, tick_store
+from marketdata_assets.defs.ticks.partitions import crypto_partitions, slice_keys
+from marketdata_assets.lib.charts import line_chart_svg, svg_markdown_image
+from marketdata_assets.lib.markdown import table
+from marketdata_assets.lib.ticks import clickhouse_tables as ct
+from marketdata_assets.lib.ticks import writer
+from marketdata_assets.lib.ticks.factors import FACTORS, compute_factors_many
+from marketdata_assets.lib.ticks.series import series
+from marketdata_assets.resources import ClickHouseResource
+
+SAME_PARTITION = ("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_mark_bars_1m", "crypto_index_bars_1m")
+CHARTED = ("return", "realized_vol", "buy_sell_imbalance", "basis_annualized")
+CHART_DAYS = 30
+
+# eager, except that a dataset the instrument does not have (no funding for a spot pair, no book
+# snapshots yet) does not hold it back: only missing trades do
+AUTOMATION = (dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+              & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing()).allow(
+                  dg.AssetSelection.assets("crypto_trades")))
+
+
+@dg.asset(group_name=GROUP, partitions_def=crypto_partitions, pool=pools.CLICKHOUSE, kinds={"clickhouse"},
+          deps=[tick_store, *SAME_PARTITION, dg.AssetDep("crypto_book_snapshots", partition_mapping=(
+              dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="instrument")))],
+          automation_condition=AUTOMATION, backfill_policy=dg.BackfillPolicy.single_run())
+def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """Daily factors per instrument (return, VWAP, realized volatility, volume, trade count, buy/sell
+    imbalance, spread and depth imbalance from book snapshots, annualized funding and basis) in
+    ClickHouse `factors` (read: factors_v, factors_range); charted over the last 30 days."""
+    keys = slice_keys(context.partition_keys, ["factors"])
+    groups: dict[tuple, list[str]] = {}
+    for key in keys:
+        groups.setdefault((key.venue, key.day), []).append(key.instrument)
+    rows = []
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+        for (venue, day), instruments in sorted(groups.items()):  # one query and one write per venue-day
+            frame = compute_factors_many(client, clickhouse.database, venue, instruments, day)
+            writer.write_slices(client, clickhouse.database, "factors", frame, venue, day, context.run.run_id,
+                                instruments=instruments)
+            rows += [(day, f"{venue}:{i}", name, value) for i, name, value in
+                     zip(frame["instrument"], frame["factor"], frame["value"])]
+        last = max(k.day for k in keys)
+        first = last - timedelta(days=CHART_DAYS - 1)
+        pairs = {(k.venue, k.instrument) for k in keys}
+        charts = {f"chart_{name}": dg.MetadataValue.md(svg_markdown_image(line_chart_svg(
+            f"{name}, {first}..{last}", series(client, clickhouse.database, "factors", "value", pairs, first, last,
+                                               86_400, where={"factor": name})), name)) for name in CHARTED}
+    context.log.info(f"crypto_factors: {len(keys)} instrument-day(s), {len(rows)} values")
+    return dg.MaterializeResult(metadata={
+        "slices": len(keys), "rows": dg.MetadataValue.int(len(rows)), "values": len(rows),
+        "nulls": sum(value is None for *_, value in rows),
+        "factors": dg.MetadataValue.md(table(["factor", "description"], ((f.name, f.description) for f in FACTORS))),
+        "values_table": dg.MetadataValue.md(table(["day", "instrument", "factor", "value"], rows, limit=300)),
+        **charts,
+    })
