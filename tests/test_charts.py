@@ -82,3 +82,16 @@ def test_lines_share_one_time_axis_and_mark_zero_when_values_cross_it():
     positive = ElementTree.fromstring(line_chart_svg("oi", {"a": [(start, 1.0), (start + timedelta(hours=1), 2.0)]}))
     assert not any(line.get("stroke-dasharray") for line in positive.findall(f"{ns}line"))
     assert "no values yet" in line_chart_svg("empty", {"a": []})
+
+
+def test_lines_over_numbers_label_the_axis_with_the_numbers():
+    from marketdata_assets.lib.charts import line_chart_svg
+
+    smile = {"2025-03-28": [(80_000.0, 62.0), (100_000.0, 50.5), (120_000.0, 58.0)]}
+    root = ElementTree.fromstring(line_chart_svg("smile", smile, unit="%"))
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in root.findall(f"{ns}text")]
+    assert "80,000" in texts and "120,000" in texts and "62%" in texts and "50.5%" in texts
+    (line,) = root.findall(f"{ns}polyline")
+    xs = [float(p.split(",")[0]) for p in line.get("points").split()]
+    assert xs == sorted(xs) and xs[1] - xs[0] == xs[2] - xs[1]  # strikes evenly apart, evenly drawn

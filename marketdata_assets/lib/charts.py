@@ -152,36 +152,45 @@ def heatmap_svg(title: str, rows: Sequence[str], columns: Sequence[str], values:
 LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def line_chart_svg(title: str, series: dict[str, Sequence[tuple[datetime, float]]], width: int = 560,
-                   height: int = 220, unit: str = "") -> str:
-    """One line per named series (time, value) on a shared time axis; the value axis labelled at its
-    min and max (and a dashed zero line when the values cross it); a legend of the first eight."""
+def line_chart_svg(title: str, series: dict[str, Sequence[tuple[datetime | float, float]]], width: int = 560,
+                   height: int = 220, unit: str = "", x_unit: str = "") -> str:
+    """One line per named series (x, value) on a shared x axis (times, or numbers such as strikes);
+    the value axis labelled at its min and max (and a dashed zero line when the values cross it); a
+    legend of the first eight."""
     parts, plot_w, plot_h = _panel(title, width, height)
-    points = [(t, v) for values in series.values() for t, v in values if v is not None]
+    points = [(x, v) for values in series.values() for x, v in values if v is not None]
     if not points:
         return _empty(parts, height, "no values yet")
-    t0, t1 = min(t for t, _ in points), max(t for t, _ in points)
+    times = isinstance(points[0][0], datetime)
+
+    def num(x) -> float:
+        return x.timestamp() if times else float(x)
+
+    x0, x1 = min(num(x) for x, _ in points), max(num(x) for x, _ in points)
     low, high = min(v for _, v in points), max(v for _, v in points)
-    span_t = (t1 - t0).total_seconds() or 1.0
+    span_x = (x1 - x0) or 1.0
     span_v = (high - low) or abs(high) or 1.0
 
-    def xy(t: datetime, v: float) -> tuple[float, float]:
-        return (PAD_LEFT + (t - t0).total_seconds() / span_t * plot_w, PAD_TOP + (high - v) / span_v * plot_h)
+    def xy(x, v: float) -> tuple[float, float]:
+        return PAD_LEFT + (num(x) - x0) / span_x * plot_w, PAD_TOP + (high - v) / span_v * plot_h
 
+    first_x = min((x for x, _ in points), key=num)
+    last_x = max((x for x, _ in points), key=num)
     parts.append(f'<line x1="{PAD_LEFT}" y1="{PAD_TOP}" x2="{PAD_LEFT}" y2="{PAD_TOP + plot_h}" stroke="{AXIS}"/>')
     for value in (high, low):
-        parts.append(f'<text x="{PAD_LEFT - 4}" y="{xy(t0, value)[1] + 4:.1f}" text-anchor="end" fill="{AXIS}">'
-                     f'{value:.4g}{escape(unit)}</text>')
+        parts.append(f'<text x="{PAD_LEFT - 4}" y="{xy(first_x, value)[1] + 4:.1f}" text-anchor="end" '
+                     f'fill="{AXIS}">{value:.4g}{escape(unit)}</text>')
     if low < 0 < high:
-        y0 = xy(t0, 0.0)[1]
+        y0 = xy(first_x, 0.0)[1]
         parts.append(f'<line x1="{PAD_LEFT}" y1="{y0:.1f}" x2="{PAD_LEFT + plot_w}" y2="{y0:.1f}" stroke="{AXIS}" '
                      'stroke-dasharray="3,3"/>')
-    for label_t in (t0, t1):
-        parts.append(f'<text x="{xy(label_t, low)[0]:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
-                     f'{label_t:%Y-%m-%d %H:%M}</text>')
+    for x in (first_x, last_x):
+        label = f"{x:%Y-%m-%d %H:%M}" if times else f"{x:,.6g}{escape(x_unit)}"
+        parts.append(f'<text x="{xy(x, low)[0]:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
+                     f'{label}</text>')
     for i, (name, values) in enumerate(series.items()):
         color = LINE_COLORS[i % len(LINE_COLORS)]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, v) for t, v in values if v is not None))
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in (xy(x, v) for x, v in values if v is not None))
         if path:
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.2">'
                          f'<title>{escape(name)}</title></polyline>')

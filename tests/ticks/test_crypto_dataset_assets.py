@@ -8,7 +8,9 @@ replay's ground truth in their own tests)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime, timedelta, timezone
+from xml.etree import ElementTree
 
 import dagster as dg
 import polars as pl
@@ -148,7 +150,11 @@ def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_
 
     chains = materialize(instance, resources, ["crypto_option_chains"], partition_key="DERIBIT:BTC-OPTIONS")
     assert chains.success, failure(chains)[0]
-    assert metadata(chains, "crypto_option_chains")["summary"] == "Successful: 1/1"
+    chain_meta = metadata(chains, "crypto_option_chains")
+    assert chain_meta["summary"] == "Successful: 1/1"
+    smile = ElementTree.fromstring(base64.b64decode(chain_meta["smile_BTC-OPTIONS"].split("base64,")[1][:-1]))
+    lines = smile.findall("{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 4 and all(len(line.get("points").split()) >= 10 for line in lines)  # 4 expiries
     (check,) = chains.get_asset_check_evaluations()
     assert check.passed and check.metadata["rows_checked"].value > 20
     rows = query(resources["clickhouse"], "SELECT count(), uniqExact(option), min(mark_iv), countIf(option_type = "

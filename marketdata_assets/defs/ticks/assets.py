@@ -28,7 +28,7 @@ from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks.engine import Engine, IngestReport, plan
 from marketdata_assets.lib.ticks.frames import spec_for
 from marketdata_assets.lib.ticks.instruments import parse_partition_key
-from marketdata_assets.lib.ticks.series import series
+from marketdata_assets.lib.ticks.series import series, smiles
 from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT, serves, snapshot_feed, venue_feed
 from marketdata_assets.resources import ClickHouseResource
 
@@ -248,12 +248,16 @@ def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline,
     """One snapshot of every option of each chain of the run (DERIBIT:BTC-OPTIONS: Deribit's book
     summary of all BTC options: strike, expiry, type, mark price and IV, bid/ask, underlying, open
     interest), added to the UTC day's slice in `option_chain` (read: option_chain_v, option_chain_range),
-    so a volatility surface can be rebuilt for any snapshot time."""
+    so a volatility surface can be rebuilt for any snapshot time; the latest smiles are charted."""
     chains = [parse_partition_key(key) for key in context.partition_keys]
     feeds = [snapshot_feed("DERIBIT", deribit.make_client, "option_chain",
                            [c.instrument for c in chains if c.venue == "DERIBIT"], workers=deribit.workers)]
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
     report = engine(context, clickhouse, config).run([feeds])
+    with clickhouse.get_client() as client:
+        charts = {f"smile_{c.instrument}": dg.MetadataValue.md(svg_markdown_image(line_chart_svg(
+            f"{c}: mark IV by strike, nearest expiries", smiles(client, clickhouse.database, c.venue, c.instrument),
+            unit="%"), f"{c} smile")) for c in chains}
     clickhouse.close()
-    yield from materialize(context, report, {"option_chain": "crypto_option_chains"}, 0)
+    yield from materialize(context, report, {"option_chain": "crypto_option_chains"}, 0, {"option_chain": charts})

@@ -1,5 +1,6 @@
-"""Time series of one stored column for a few instruments, read from a dataset's active rows (its
-`_v` view) and averaged per time bucket inside ClickHouse: what the assets' charts draw."""
+"""What the assets' charts draw, read from the datasets' active rows (their `_v` views) inside
+ClickHouse: time series of one column for a few instruments, averaged per time bucket, and the
+volatility smiles of an option chain's latest snapshot."""
 
 from __future__ import annotations
 
@@ -37,4 +38,23 @@ def series(client, database: str, dataset: str, column: str, instruments: Iterab
     out: dict[str, list[tuple[datetime, float]]] = {}
     for key, at, value in rows:
         out.setdefault(key, []).append((at, value))
+    return out
+
+
+def smiles(client, database: str, venue: str, chain: str, expiries: int = 4) -> dict[str, list[tuple[float, float]]]:
+    """{'<expiry>': [(strike, mark IV), ...]} of the nearest `expiries` expiries in the chain's
+    latest snapshot (its rows stamped within 5 minutes of the newest; each option's newest row),
+    calls at and above the money and puts below: the usual out-of-the-money smile."""
+    db = f"`{sql_identifier(database, 'ClickHouse database')}`"
+    chain_rows = f"{db}.option_chain_v WHERE venue = {{venue:String}} AND instrument = {{chain:String}}"
+    rows = client.query(
+        f"WITH snap AS (SELECT option, argMax(expiry, ts) AS expiry, argMax(strike, ts) AS strike, "
+        "argMax(option_type, ts) AS kind, argMax(underlying_price, ts) AS under, argMax(mark_iv, ts) AS iv "
+        f"FROM {chain_rows} AND ts >= (SELECT max(ts) FROM {chain_rows}) - INTERVAL 5 MINUTE GROUP BY option) "
+        "SELECT expiry, strike, iv FROM snap WHERE kind = if(strike >= under, 'call', 'put') AND expiry IN "
+        "(SELECT DISTINCT expiry FROM snap ORDER BY expiry LIMIT {n:UInt32}) ORDER BY expiry, strike",
+        parameters={"venue": venue, "chain": chain, "n": int(expiries)}).result_rows
+    out: dict[str, list[tuple[float, float]]] = {}
+    for expiry, strike, iv in rows:
+        out.setdefault(f"{expiry:%Y-%m-%d}", []).append((strike, iv))
     return out
