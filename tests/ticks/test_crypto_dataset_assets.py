@@ -161,3 +161,15 @@ def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_
                                           "'put') FROM {db}.option_chain_v WHERE instrument = 'BTC-OPTIONS'")
     (n, options, min_iv, puts), = rows
     assert n == options > 20 and min_iv > 0 and 0 < puts < n
+
+
+def test_days_past_a_venues_rest_history_are_not_fetched_and_the_metadata_says_so(server, resources, instance):
+    old = YESTERDAY - timedelta(days=40)  # past USD-M's and OKX's open interest history, inside funding's
+    keys = ["BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL"]  # a range of the instrument dimension
+    result = materialize(instance, resources, ["crypto_funding", "crypto_open_interest"],
+                         tags=day_range(old, keys[0], keys[1]))
+    assert result.success, failure(result)[0]
+    oi, funding = metadata(result, "crypto_open_interest"), metadata(result, "crypto_funding")
+    assert oi["beyond_rest_reach"] == 1 and "BINANCE_UM" not in oi["slices"]  # no slice, no request
+    assert funding["beyond_rest_reach"] == 0 and funding["summary"] == "Successful: 2/2"
+    assert not server.requests("BINANCE_UM", endpoint="open_interest")

@@ -184,3 +184,12 @@ def test_what_each_venue_serves_follows_its_declarations_and_the_contract_kind()
     assert serves("BINANCE", "tickers", "BTCUSDT") == SNAPSHOT
     assert serves("DERIBIT", "option_chain", "BTC-OPTIONS") == SNAPSHOT
     assert serves("BINANCE_UM", "liquidations", "BTCUSDT") is None  # no REST history at Binance
+    # how far back a venue's history goes (its client's REACH): an older day has no slice there
+    now = datetime(2026, 1, 31, 6, tzinfo=UTC)
+    assert serves("BINANCE_UM", "trades", "BTCUSDT", date(2026, 1, 30), now) == HISTORY  # starts 30 h back
+    assert serves("BINANCE_UM", "trades", "BTCUSDT", date(2026, 1, 29), now) is None  # 54 h: aggTrades has 48
+    assert serves("BINANCE_UM", "open_interest", "BTCUSDT", date(2026, 1, 2), now) == HISTORY
+    assert serves("BINANCE_UM", "open_interest", "BTCUSDT", date(2026, 1, 1), now) is None  # 30 days
+    assert serves("OKX", "open_interest", "BTC-USDT-SWAP", date(2026, 1, 25), now) is None  # 1,440 rows of 5 m
+    assert serves("OKX", "funding", "BTC-USDT-SWAP", date(2025, 11, 15), now) == HISTORY  # 3 months
+    assert serves("DERIBIT", "funding", "BTC-PERPETUAL", date(2020, 1, 1), now) == HISTORY  # no limit known

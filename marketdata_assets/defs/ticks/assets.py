@@ -91,10 +91,10 @@ def planned(clickhouse: ClickHouseResource, config: IngestConfig, source: str, k
 
 
 def materialize(context, report: IngestReport, assets: dict[str, str], max_failed: int,
-                charts: dict[str, dict] | None = None) -> Iterator:
-    """The report as one MaterializeResult per asset (dataset -> asset, with `charts[dataset]`
-    added to its metadata), or the step's failure."""
-    metadata = {dataset: {**_metadata(report, dataset), **(charts or {}).get(dataset, {})} for dataset in assets}
+                extra: dict[str, dict] | None = None) -> Iterator:
+    """The report as one MaterializeResult per asset (dataset -> asset, with `extra[dataset]` (charts,
+    counts) added to its metadata), or the step's failure."""
+    metadata = {dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})} for dataset in assets}
     for dataset, asset in assets.items():
         context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows")
     failures = report.failures()
@@ -180,14 +180,24 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig, clickh
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")
     keys = [k for k in keys if serves(k.venue, k.dataset, k.instrument) == HISTORY]
+    reachable = [k for k in keys if serves(k.venue, k.dataset, k.instrument, k.day) == HISTORY]
+    beyond = {d: sorted(f"{k.venue}:{k.instrument} {k.day}" for k in keys if k.dataset == d and k not in reachable)
+              for d in assets}
+    for dataset, names in beyond.items():
+        if names:
+            context.log.warning(f"{CRYPTO_ASSETS[dataset]}: {len(names)} slice(s) older than the venue's REST history "
+                                f"reaches, not fetched (the README says where they come from): {names[:5]}")
+    keys = reachable
     report = IngestReport()
     feeds = [venue_feed(venue, resource.make_client, planned(clickhouse, config, venue, mine, report),
                         workers=config.workers or resource.workers, attempts=config.attempts)
              for venue, resource in venues.items() if (mine := [k for k in keys if k.venue == venue])]
     report.merge(engine(context, clickhouse, config).run([feeds]))
-    charts = history_charts(clickhouse, assets, keys)
+    extra = history_charts(clickhouse, assets, keys)
+    for dataset, names in beyond.items():
+        extra.setdefault(dataset, {})["beyond_rest_reach"] = dg.MetadataValue.int(len(names))
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed, charts)
+    yield from materialize(context, report, assets, config.max_failed, extra)
 
 
 CHARTS = {  # dataset -> (column, what it shows, bucket seconds, days drawn up to the run's last day)

@@ -9,14 +9,15 @@ its package, over the shared client of `lib.http`:
 The crypto venues answer one interface (`VenueClient`); `venue_client(venue, base_url, **limits)`
 builds the client of a venue. Each client declares the datasets it serves in `DATASETS` (dataset
 -> HISTORY: `async <dataset>(instrument, start, end)`, the rows of [start, end); SNAPSHOT: `async
-<dataset>(instrument)`, the venue's state now, added to today's slice); `serves` reads them, and
+<dataset>(instrument)`, the venue's state now, added to today's slice) and how far back a history
+goes where the venue limits it (`REACH`: dataset -> timedelta); `serves` reads them, and
 `venue_feed` / `snapshot_feed` tell the ingest engine how to ask. A new dataset is its table spec
 (lib.ticks.frames) and, in each source that has it, one method and one DATASETS entry.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import ClassVar, Protocol, runtime_checkable
 
 import polars as pl
@@ -73,14 +74,21 @@ def venue_client(venue: str, base_url: str | None = None, **kwargs) -> VenueClie
     return cls(base_url, **kwargs) if base_url else cls(**kwargs)
 
 
-def serves(venue: str, dataset: str, instrument: str | None = None) -> str | None:
+def serves(venue: str, dataset: str, instrument: str | None = None, day: date | None = None,
+           now: datetime | None = None) -> str | None:
     """HISTORY or SNAPSHOT if `venue`'s client serves `dataset` (for `instrument`'s kind of contract:
-    funding only for perpetuals, ...), else None: such a slice does not exist, it is not a failure."""
-    mode = client_class(venue).DATASETS.get(dataset)
+    funding only for perpetuals, ...; for `day`, if its history reaches back that far: the client's
+    `REACH`), else None: such a slice does not exist at this source, it is not a failure."""
+    cls = client_class(venue)
+    mode = cls.DATASETS.get(dataset)
     contracts = spec_for(dataset).contracts
-    if mode is None or instrument is None or contracts is None:
-        return mode
-    return mode if contract_of(venue, instrument).kind in contracts else None
+    if mode is None or (instrument is not None and contracts is not None
+                        and contract_of(venue, instrument).kind not in contracts):
+        return None
+    reach = getattr(cls, "REACH", {}).get(dataset)
+    if day is not None and reach is not None and day_window(day)[0] < (now or datetime.now(timezone.utc)) - reach:
+        return None
+    return mode
 
 
 def datasets_table() -> str:

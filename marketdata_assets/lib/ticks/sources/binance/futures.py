@@ -208,6 +208,7 @@ class BinanceFuturesClient(BinanceClient):
     DATASETS: ClassVar[dict[str, str]] = {
         "trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT, "funding": HISTORY,
         "open_interest": HISTORY, "mark_bars_1m": HISTORY, "index_bars_1m": HISTORY}
+    REACH: ClassVar[dict[str, timedelta]] = {"trades": TRADES_REACH, "open_interest": OPEN_INTEREST_REACH}
     AGG_TRADES = "/fapi/v1/aggTrades"
     HISTORICAL_TRADES = "/fapi/v1/historicalTrades"
     KLINES = "/fapi/v1/klines"
