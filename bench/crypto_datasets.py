@@ -5,8 +5,9 @@ with the venues' documented limits switched on in the replay and in the clients.
 Reported per venue: rows/s and requests/s; per limit (an endpoint's documented one, else the
 venue's request bucket): requests, the most requests the replay saw in any window of the limit
 (must not pass it), and for a limit that bound the fetch how close to its pace the requests went;
-and the replay's refusals (must be 0: every refusal is a limit violation). The fetch is done as the assets do it: one client per venue
-(its limits shared by every request), `workers` instruments at once.
+and the replay's refusals (must be 0: every refusal is a limit violation). The fetch is done as
+the assets do it: one client per venue (its limits shared by every request), `workers`
+instruments at once.
 
 Run: `scripts/with-env .venv/bin/python -m bench crypto_datasets` (BENCH_INSTRUMENTS=200).
 Results: bench/results/crypto_datasets.json.
@@ -78,7 +79,8 @@ async def fetch_venue(base_url: str, venue: str, instruments: list[str], day) ->
         limits = {prefix: spec for prefix, spec in api.endpoint_limits.items()}
         rpm = api.LIMITS.requests_per_minute
     return {"venue": venue, "instruments": len(instruments), "rows": rows, "requests": requests,
-            "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "requests_per_s": round(requests / seconds, 1),
+            "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
+            "requests_per_s": round(requests / seconds, 1),
             "answered_429": rate_limited, "endpoint_limits": limits, "requests_per_minute": rpm}
 
 
@@ -111,7 +113,8 @@ def limit_report(server: CryptoReplayServer, venues: list[dict]) -> list[dict]:
     specs: dict[tuple[str, str], tuple[str, float, float]] = {}
     for entry in server.requests():
         stats = next(v for v in venues if v["venue"] == entry["venue"])
-        prefix = max((p for p in stats["endpoint_limits"] if entry["path"].startswith(p)), key=len, default=None)
+        prefix = max((p for p in stats["endpoint_limits"] if entry["path"].startswith(p)), key=len,
+                     default=None)
         if prefix is not None:
             key, spec = (entry["venue"], prefix), ("window", *stats["endpoint_limits"][prefix])
         else:
@@ -126,11 +129,13 @@ def limit_report(server: CryptoReplayServer, venues: list[dict]) -> list[dict]:
         if kind == "window":
             limit, window = int(a), b
             most = most_in_window(times, window)
-            row = {"limit": f"{limit} / {window:g} s", "most_in_a_window": most, "violations": max(0, most - limit)}
+            row = {"limit": f"{limit} / {window:g} s", "most_in_a_window": most,
+                   "violations": max(0, most - limit)}
             shortest = (-(-len(times) // limit) - 1) * window if len(times) > limit else None
         else:
             rate, capacity = a, b
-            row = {"limit": f"{rate:g}/s, {capacity:g} at once", "violations": bucket_refusals(times, rate, capacity)}
+            row = {"limit": f"{rate:g}/s, {capacity:g} at once",
+                   "violations": bucket_refusals(times, rate, capacity)}
             shortest = (len(times) - capacity) / rate if len(times) > capacity else None
         row = {"venue": key[0], "limit_of": key[1], "requests": len(times), **row}
         if shortest is not None and span > 0:
@@ -149,7 +154,8 @@ def main() -> int:
         started = time.monotonic()
 
         async def everything():
-            return await asyncio.gather(*(fetch_venue(server.base_url, v, i, day) for v, i in instruments.items()))
+            return await asyncio.gather(*(fetch_venue(server.base_url, v, i, day)
+                                          for v, i in instruments.items()))
 
         venues = asyncio.run(everything())
         seconds = time.monotonic() - started
@@ -160,20 +166,23 @@ def main() -> int:
               "seconds": round(seconds, 1), "rows": rows, "requests": requests,
               "rows_per_s": round(rows / seconds), "requests_per_s": round(requests / seconds, 1),
               "replay_refusals": refusals, "window_violations": sum(e["violations"] for e in endpoints),
-              "venues": [{k: v for k, v in venue.items() if k not in ("endpoint_limits",)} for venue in venues],
-              "endpoints": endpoints, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+              "venues": [{k: v for k, v in venue.items() if k not in ("endpoint_limits",)}
+                         for venue in venues],
+              "endpoints": endpoints,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
               "at": datetime.now().isoformat(timespec="seconds")}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"crypto datasets: {n} instruments, {rows:,} rows, {requests:,} requests in {seconds:.1f} s "
-          f"({report['rows_per_s']:,} rows/s, {report['requests_per_s']} requests/s); replay refusals {refusals}, "
-          f"window violations {report['window_violations']}")
+          f"({report['rows_per_s']:,} rows/s, {report['requests_per_s']} requests/s); "
+          f"replay refusals {refusals}, window violations {report['window_violations']}")
     for v in venues:
-        print(f"  {v['venue']:<10} {v['instruments']:>3} instruments {v['rows']:>7,} rows {v['requests']:>5} requests "
-              f"{v['seconds']:>6} s  {v['rows_per_s']:>7,} rows/s {v['requests_per_s']:>6} req/s  429s {v['answered_429']}")
+        print(f"  {v['venue']:<10} {v['instruments']:>3} instruments {v['rows']:>7,} rows "
+              f"{v['requests']:>5} requests {v['seconds']:>6} s  {v['rows_per_s']:>7,} rows/s "
+              f"{v['requests_per_s']:>6} req/s  429s {v['answered_429']}")
     for e in endpoints:
-        bound = (f"limit-bound, at {e['limit_bound_share']:.0%} of the limit's pace" if "limit_bound_share" in e
-                 else "not bound (fits in one window)")
+        bound = (f"limit-bound, at {e['limit_bound_share']:.0%} of the limit's pace"
+                 if "limit_bound_share" in e else "not bound (fits in one window)")
         print(f"  {e['venue']:<10} {e['limit_of']:<52} {e['requests']:>5} req  limit {e['limit']:>16}  "
               f"violations {e['violations']}  {bound}")
     failed = report["window_violations"] or any(refusals.values())

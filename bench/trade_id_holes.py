@@ -77,7 +77,8 @@ def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int 
         missing = " OR ".join(f"(number BETWEEN {lo - first} AND {hi - first})"
                               for lo, hi in holes_of(index, trades, holed)) or "0"
         client.command(
-            f"INSERT INTO `{database}`.trades (ts, venue, instrument, trade_id, price, quantity, amount, side, seq, "
+            f"INSERT INTO `{database}`.trades (ts, venue, instrument, trade_id, price, quantity, amount, "
+            "side, seq, "
             "day, load_id) SELECT {start:DateTime64(6, 'UTC')} + toIntervalMicrosecond(intDiv(number * 86400000000, "
             "{n:UInt64})) AS ts, {venue:String}, {symbol:String}, toString({first:Int64} + number), "
             "round(100 + 10 * sin(number / 50000) + (cityHash64(number) % 100) / 100, 2) AS price, "

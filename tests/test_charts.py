@@ -79,7 +79,8 @@ def test_lines_share_one_time_axis_and_mark_zero_when_values_cross_it():
     texts = [t.text for t in root.findall(f"{ns}text")]
     assert "0.0003" in texts and "-0.0002" in texts and "OKX:BTC-USDT-SWAP <swap>" in texts
     assert any(line.get("stroke-dasharray") for line in root.findall(f"{ns}line"))  # the zero line
-    positive = ElementTree.fromstring(line_chart_svg("oi", {"a": [(start, 1.0), (start + timedelta(hours=1), 2.0)]}))
+    positive = ElementTree.fromstring(line_chart_svg("oi", {"a": [(start, 1.0),
+                                                                  (start + timedelta(hours=1), 2.0)]}))
     assert not any(line.get("stroke-dasharray") for line in positive.findall(f"{ns}line"))
     assert "no values yet" in line_chart_svg("empty", {"a": []})
 

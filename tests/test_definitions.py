@@ -47,7 +47,8 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         assert not missing, f"{key.to_user_string()} needs resources {sorted(missing)} the location does not have"
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     assert {"alphas", "ticks", "bars"} <= set(groups)
-    assert groups["ticks"] == {"tick_store", "tick_compaction", "ticks_coverage", "crypto_factors", *TICKS_CHECKS}
+    assert groups["ticks"] == {"tick_store", "tick_compaction", "ticks_coverage", "crypto_factors",
+                               *TICKS_CHECKS}
     for name in TICKS_CHECKS:
         assert graph.get(dg.AssetKey(name)).partitions_def is not None, f"{name} is not partitioned"
     checks: dict[str, set[str]] = {}

@@ -31,4 +31,5 @@ def test_the_table_of_what_each_venue_serves_is_the_declarations():
 
     start, end = "<!-- datasets-table -->\n", "\n<!-- /datasets-table -->"
     shown = README[README.index(start) + len(start):README.index(end)]
-    assert shown == datasets_table(), "README's datasets table is stale: paste lib.ticks.sources.datasets_table()"
+    assert shown == datasets_table(), ("README's datasets table is stale: paste "
+                                       "lib.ticks.sources.datasets_table()")

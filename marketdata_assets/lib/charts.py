@@ -176,14 +176,15 @@ def line_chart_svg(title: str, series: dict[str, Sequence[tuple[datetime | float
 
     first_x = min((x for x, _ in points), key=num)
     last_x = max((x for x, _ in points), key=num)
-    parts.append(f'<line x1="{PAD_LEFT}" y1="{PAD_TOP}" x2="{PAD_LEFT}" y2="{PAD_TOP + plot_h}" stroke="{AXIS}"/>')
+    parts.append(f'<line x1="{PAD_LEFT}" y1="{PAD_TOP}" x2="{PAD_LEFT}" y2="{PAD_TOP + plot_h}" '
+                 f'stroke="{AXIS}"/>')
     for value in (high, low):
         parts.append(f'<text x="{PAD_LEFT - 4}" y="{xy(first_x, value)[1] + 4:.1f}" text-anchor="end" '
                      f'fill="{AXIS}">{value:.4g}{escape(unit)}</text>')
     if low < 0 < high:
         y0 = xy(first_x, 0.0)[1]
-        parts.append(f'<line x1="{PAD_LEFT}" y1="{y0:.1f}" x2="{PAD_LEFT + plot_w}" y2="{y0:.1f}" stroke="{AXIS}" '
-                     'stroke-dasharray="3,3"/>')
+        parts.append(f'<line x1="{PAD_LEFT}" y1="{y0:.1f}" x2="{PAD_LEFT + plot_w}" y2="{y0:.1f}" '
+                     f'stroke="{AXIS}" stroke-dasharray="3,3"/>')
     for x in (first_x, last_x):
         label = f"{x:%Y-%m-%d %H:%M}" if times else f"{x:,.6g}{escape(x_unit)}"
         parts.append(f'<text x="{xy(x, low)[0]:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
@@ -195,7 +196,7 @@ def line_chart_svg(title: str, series: dict[str, Sequence[tuple[datetime | float
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.2">'
                          f'<title>{escape(name)}</title></polyline>')
         if i < len(LINE_COLORS):
-            parts.append(f'<text x="{PAD_LEFT + 6 + (i % 4) * (plot_w / 4):.1f}" y="{PAD_TOP + 10 + (i // 4) * 12}" '
-                         f'fill="{color}">{escape(name)}</text>')
+            parts.append(f'<text x="{PAD_LEFT + 6 + (i % 4) * (plot_w / 4):.1f}" '
+                         f'y="{PAD_TOP + 10 + (i // 4) * 12}" fill="{color}">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)

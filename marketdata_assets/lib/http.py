@@ -550,9 +550,11 @@ class ApiClient:
                     stats.requests += 1
                 started = time.monotonic()
                 try:
-                    response = await asyncio.wait_for(self._http.request(method, path, **kwargs), self.deadline_s)
+                    response = await asyncio.wait_for(self._http.request(method, path, **kwargs),
+                                                      self.deadline_s)
                 except asyncio.TimeoutError:
-                    raise httpx.ReadTimeout(f"no complete answer within the {self.deadline_s:g} s deadline") from None
+                    raise httpx.ReadTimeout("no complete answer within the "
+                                            f"{self.deadline_s:g} s deadline") from None
             finally:
                 if gate is not None:
                     await gate.release()

@@ -37,7 +37,8 @@ from tests.ticks.ticks_dagster import (
 )
 
 YESTERDAY = datetime.now(timezone.utc).date() - timedelta(days=1)
-INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT", "OKX:BTC-USDT-SWAP"]
+INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT",
+               "OKX:BTC-USDT-SWAP"]
 PERPETUALS = ["BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT-SWAP"]
 HISTORY = list(CRYPTO_ASSETS.values())
 
@@ -74,23 +75,29 @@ def fetched(server, key: str, dataset: str) -> pl.DataFrame:
     return asyncio.run(go())
 
 
-def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automation(server, resources, instance):
+def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automation(server, resources,
+                                                                                   instance):
     clickhouse = resources["clickhouse"]
     # the automation daemon is running before the day's data arrives: its first evaluation sees nothing to do
-    definitions = dg.Definitions(assets=ticks_definitions(), resources={**stock_resources(UNUSED), **resources})
+    definitions = dg.Definitions(assets=ticks_definitions(),
+                                 resources={**stock_resources(UNUSED), **resources})
     factors_only = dg.AssetSelection.assets("crypto_factors")
-    before = dg.evaluate_automation_conditions(defs=definitions, instance=instance, asset_selection=factors_only)
+    before = dg.evaluate_automation_conditions(defs=definitions, instance=instance,
+                                               asset_selection=factors_only)
     assert before.total_requested == 0
-    result = materialize(instance, resources, HISTORY, tags=day_range(YESTERDAY, INSTRUMENTS[0], INSTRUMENTS[-1]))
+    result = materialize(instance, resources, HISTORY,
+                         tags=day_range(YESTERDAY, INSTRUMENTS[0], INSTRUMENTS[-1]))
     assert result.success, failure(result)[0]
     funding = metadata(result, "crypto_funding")
     # perpetuals only: a spot pair has no funding slice (and is no failure)
     assert funding["summary"] == "Successful: 3/3" and funding["slices_failed"] == 0
     assert "data:image/svg+xml;base64," in funding["chart"]
     assert metadata(result, "crypto_trades")["summary"] == "Successful: 5/5"
-    assert metadata(result, "crypto_mark_bars_1m")["summary"] == "Successful: 2/2"  # Deribit has no mark history
+    # Deribit has no mark history
+    assert metadata(result, "crypto_mark_bars_1m")["summary"] == "Successful: 2/2"
     assert metadata(result, "crypto_liquidations")["summary"] == "Successful: 2/2"  # OKX and Deribit
-    for dataset, keys in (("funding", PERPETUALS), ("open_interest", ["BINANCE_UM:BTCUSDT", "OKX:BTC-USDT-SWAP"]),
+    for dataset, keys in (("funding", PERPETUALS),
+                          ("open_interest", ["BINANCE_UM:BTCUSDT", "OKX:BTC-USDT-SWAP"]),
                           ("liquidations", ["DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT-SWAP"]),
                           ("mark_bars_1m", ["BINANCE_UM:BTCUSDT", "OKX:BTC-USDT-SWAP"]),
                           ("index_bars_1m", ["BINANCE_UM:BTCUSDT", "OKX:BTC-USDT-SWAP"])):
@@ -102,22 +109,23 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
             assert_frame_equal(stored.sort(order), expected.sort(order), check_exact=False, rel_tol=1e-9)
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
-    assert {c.check_name for c in checks} >= {"funding_inside_cap", "open_interest_not_negative", "mark_near_index",
-                                              "no_duplicate_liquidation_ids"}
+    assert {c.check_name for c in checks} >= {"funding_inside_cap", "open_interest_not_negative",
+                                              "mark_near_index", "no_duplicate_liquidation_ids"}
 
     snapshots = materialize(instance, resources, [a for a, _ in SNAPSHOT_ASSETS.values()],
                             tags={"dagster/asset_partition_range_start": INSTRUMENTS[0],
                                   "dagster/asset_partition_range_end": INSTRUMENTS[-1]})
     assert snapshots.success, failure(snapshots)[0]
     assert metadata(snapshots, "crypto_tickers")["summary"] == "Successful: 5/5"
-    assert metadata(snapshots, "crypto_open_interest_snapshots")["summary"] == "Successful: 1/1"  # Deribit only
+    # Deribit only
+    assert metadata(snapshots, "crypto_open_interest_snapshots")["summary"] == "Successful: 1/1"
     assert all(c.passed for c in snapshots.get_asset_check_evaluations())
 
     # the factors of yesterday's partitions: requested by the automation condition, then computed
     requested = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=before.cursor,
                                                   asset_selection=factors_only)
-    assert sorted(str(k) for k in requested.get_requested_partitions(dg.AssetKey("crypto_factors"))) == sorted(
-        f"{YESTERDAY}|{key}" for key in INSTRUMENTS)
+    assert sorted(str(k) for k in requested.get_requested_partitions(
+        dg.AssetKey("crypto_factors"))) == sorted(f"{YESTERDAY}|{key}" for key in INSTRUMENTS)
     factors = materialize(instance, resources, ["crypto_factors"],
                           tags=day_range(YESTERDAY, INSTRUMENTS[0], INSTRUMENTS[-1]))
     assert factors.success, failure(factors)[0]
@@ -125,7 +133,8 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
     assert meta["slices"] == 5 and meta["values"] == 5 * len(FACTORS)
     assert all("data:image/svg+xml" in meta[f"chart_{name}"] for name in ("return", "realized_vol"))
     values = {(venue, instrument, factor): value for venue, instrument, factor, value in query(
-        clickhouse, "SELECT venue, instrument, factor, value FROM {db}.factors_v WHERE ts = {day:DateTime64(6, 'UTC')}",
+        clickhouse, "SELECT venue, instrument, factor, value FROM {db}.factors_v "
+                    "WHERE ts = {day:DateTime64(6, 'UTC')}",
         day=day_window(YESTERDAY)[0])}
     assert len(values) == 5 * len(FACTORS)
     assert values[("OKX", "BTC-USDT", "funding_annualized")] is None  # spot: no funding
@@ -136,8 +145,8 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
     assert again.total_requested == 0  # handled: nothing upstream changed since
 
 
-def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_every_option(server, resources,
-                                                                                            instance):
+def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_every_option(
+        server, resources, instance):
     server.add_fault(kind="missing_field", venue="OKX", endpoint="funding")
     result = materialize(instance, resources, ["crypto_funding", "crypto_open_interest"],
                          tags=day_range(YESTERDAY, INSTRUMENTS[0], INSTRUMENTS[-1]))
@@ -145,7 +154,8 @@ def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_
     description, meta = failure(result)
     assert "OKX" in description and "BTC-USDT-SWAP" in description and "retry_failed_from_run" in description
     assert meta["crypto_funding_summary"] == "Successful: 2/3"
-    assert meta["crypto_open_interest_summary"] == "Successful: 2/2"  # the other dataset of that venue is written
+    # the other dataset of that venue is written
+    assert meta["crypto_open_interest_summary"] == "Successful: 2/2"
     server.clear_faults()
 
     chains = materialize(instance, resources, ["crypto_option_chains"], partition_key="DERIBIT:BTC-OPTIONS")
@@ -157,13 +167,15 @@ def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_
     assert len(lines) == 4 and all(len(line.get("points").split()) >= 10 for line in lines)  # 4 expiries
     (check,) = chains.get_asset_check_evaluations()
     assert check.passed and check.metadata["rows_checked"].value > 20
-    rows = query(resources["clickhouse"], "SELECT count(), uniqExact(option), min(mark_iv), countIf(option_type = "
-                                          "'put') FROM {db}.option_chain_v WHERE instrument = 'BTC-OPTIONS'")
+    rows = query(resources["clickhouse"], "SELECT count(), uniqExact(option), min(mark_iv), "
+                                          "countIf(option_type = 'put') FROM {db}.option_chain_v "
+                                          "WHERE instrument = 'BTC-OPTIONS'")
     (n, options, min_iv, puts), = rows
     assert n == options > 20 and min_iv > 0 and 0 < puts < n
 
 
-def test_days_past_a_venues_rest_history_are_not_fetched_and_the_metadata_says_so(server, resources, instance):
+def test_days_past_a_venues_rest_history_are_not_fetched_and_the_metadata_says_so(server, resources,
+                                                                                   instance):
     old = YESTERDAY - timedelta(days=40)  # past USD-M's and OKX's open interest history, inside funding's
     keys = ["BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL"]  # a range of the instrument dimension
     result = materialize(instance, resources, ["crypto_funding", "crypto_open_interest"],

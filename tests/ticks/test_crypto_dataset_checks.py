@@ -61,7 +61,8 @@ def test_a_funding_rate_past_its_venues_cap_is_named_and_venues_without_a_cap_ar
         (us(t), 0.0001, 8.0, 0.0001, None, None) for t in hours]), "OKX", "BTC-USDT-SWAP")
     # Binance at 16:00: 0.5% a period against a 0.3% cap
     bad = write(store, "funding", frame("funding", "BINANCE_UM", "BTCUSDT", [
-        (us(t), r, 8.0, r, 95_000.0, None) for t, r in zip(hours, (0.0001, -0.0002, 0.005))]), "BINANCE_UM", "BTCUSDT")
+        (us(t), r, 8.0, r, 95_000.0, None) for t, r in zip(hours, (0.0001, -0.0002, 0.005))]),
+        "BINANCE_UM", "BTCUSDT")
     # Deribit's hourly rate: checked as its 8-hour figure
     deribit = write(store, "funding", frame("funding", "DERIBIT", "BTC-PERPETUAL", [
         (us(MIDNIGHT + timedelta(hours=h)), 0.00001, 1.0, 0.00008, None, 95_000.0) for h in range(24)]),
@@ -81,8 +82,8 @@ def test_a_funding_rate_past_its_venues_cap_is_named_and_venues_without_a_cap_ar
 def test_negative_open_interest_fails_and_a_plausible_history_passes(store):
     stamps = [MIDNIGHT + timedelta(minutes=5 * i) for i in range(12)]
     good = write(store, "open_interest", frame("open_interest", "OKX", "BTC-USDT-SWAP", [
-        (us(t), 1000.0 + i, 0.01, "base", 10.0 + i / 100, (10.0 + i / 100) * 95_000) for i, t in enumerate(stamps)]),
-        "OKX", "BTC-USDT-SWAP")
+        (us(t), 1000.0 + i, 0.01, "base", 10.0 + i / 100, (10.0 + i / 100) * 95_000)
+        for i, t in enumerate(stamps)]), "OKX", "BTC-USDT-SWAP")
     bad = write(store, "open_interest", frame("open_interest", "BINANCE_UM", "BTCUSDT", [
         (us(t), -5.0 if i == 3 else 80_000.0, 1.0, "base", -5.0 if i == 3 else 80_000.0, 8e9)
         for i, t in enumerate(stamps)]), "BINANCE_UM", "BTCUSDT")
@@ -97,7 +98,8 @@ def test_a_mark_price_far_from_its_index_is_named_with_its_premium(store):
     index = [95_000.0 + i for i in range(30)]
     mark = [p * (1.0004 if i != 17 else 1.05) for i, p in enumerate(index)]  # 5% off at 00:17
     write(store, "index_bars_1m", frame("index_bars_1m", "OKX", "BTC-USDT-SWAP",
-                                        [(us(t), p, p, p, p) for t, p in zip(minutes, index)]), "OKX", "BTC-USDT-SWAP")
+                                        [(us(t), p, p, p, p) for t, p in zip(minutes, index)]), "OKX",
+          "BTC-USDT-SWAP")
     key = write(store, "mark_bars_1m", frame("mark_bars_1m", "OKX", "BTC-USDT-SWAP",
                                              [(us(t), p, p, p, p) for t, p in zip(minutes, mark)]), "OKX",
                 "BTC-USDT-SWAP")
@@ -108,13 +110,14 @@ def test_a_mark_price_far_from_its_index_is_named_with_its_premium(store):
 
 
 def test_duplicate_liquidation_ids_are_found(store):
-    rows = [(us(MIDNIGHT + timedelta(minutes=i)), f"liq-{i}", "sell", 95_000.0, 0.1, 9_500.0) for i in range(5)]
+    rows = [(us(MIDNIGHT + timedelta(minutes=i)), f"liq-{i}", "sell", 95_000.0, 0.1, 9_500.0)
+            for i in range(5)]
     key = write(store, "liquidations", frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows), "DERIBIT",
                 "BTC-PERPETUAL")
     assert check(store, NO_DUPLICATE_LIQUIDATION_IDS, [key])[f"{DAY}|DERIBIT:BTC-PERPETUAL"].violations == 0
     # a frame that repeats one (a parser that did not drop a page overlap), written as given
-    write(store, "liquidations", frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows + rows[2:3]), "DERIBIT",
-          "BTC-PERPETUAL")
+    write(store, "liquidations", frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows + rows[2:3]),
+          "DERIBIT", "BTC-PERPETUAL")
     result = check(store, NO_DUPLICATE_LIQUIDATION_IDS, [key])[f"{DAY}|DERIBIT:BTC-PERPETUAL"]
     assert result.violations == 1 and result.rows_checked == 6
     assert dict(zip(result.sample_columns, result.sample[0]))["liquidation_id"] == "liq-2"
@@ -125,7 +128,8 @@ def test_options_with_a_bad_iv_or_a_name_that_disagrees_are_named(store):
     at = us(MIDNIGHT + timedelta(hours=9))
 
     def option(name, strike, kind, iv, bid_iv=None):
-        return (at, name, expiry, strike, kind, 95_000.0, "btc_usd", 0.05, iv, bid_iv, None, 0.049, 0.051, 12.0, None)
+        return (at, name, expiry, strike, kind, 95_000.0, "btc_usd", 0.05, iv, bid_iv, None, 0.049, 0.051,
+                12.0, None)
 
     chain = frame("option_chain", "DERIBIT", "BTC-OPTIONS", [
         option("BTC-28MAR25-100000-C", 100_000.0, "call", 55.2, 54.0),
@@ -134,9 +138,11 @@ def test_options_with_a_bad_iv_or_a_name_that_disagrees_are_named(store):
         option("BTC-28MAR25-70000-P", 70_000.0, "call", 64.0),         # the name says a put
     ])
     with store.get_client() as client:
-        writer.write_slice(client, store.database, "option_chain", chain, "DERIBIT", "BTC-OPTIONS", DAY, "test")
+        writer.write_slice(client, store.database, "option_chain", chain, "DERIBIT", "BTC-OPTIONS", DAY,
+                           "test")
         result = count(client, store.database, OPTIONS_SANE,
-                       latest_scope(store.database, "option_chain", ["DERIBIT:BTC-OPTIONS"]))["DERIBIT:BTC-OPTIONS"]
+                       latest_scope(store.database, "option_chain",
+                                    ["DERIBIT:BTC-OPTIONS"]))["DERIBIT:BTC-OPTIONS"]
     assert result.violations == 3 and result.rows_checked == 4
     named = {dict(zip(result.sample_columns, row))["option"] for row in result.sample}
     assert named == {"BTC-28MAR25-90000-P", "BTC-28MAR25-80000-P", "BTC-28MAR25-70000-P"}
@@ -144,12 +150,12 @@ def test_options_with_a_bad_iv_or_a_name_that_disagrees_are_named(store):
 
 def test_a_crossed_ticker_fails_and_one_sided_tickers_pass(store):
     at = us(MIDNIGHT + timedelta(hours=3))
-    good = frame("tickers", "OKX", "BTC-USDT", [(at, 95_000.0, 94_999.9, 1.2, 95_000.1, 0.8, 1234.5, 1.2e8, None, None,
-                                                 None)])
-    one_sided = frame("tickers", "OKX", "ETH-USDT", [(at, 3_300.0, None, None, 3_300.1, 2.0, 99.0, None, None, None,
-                                                      None)])
-    crossed = frame("tickers", "BINANCE", "BTCUSDT", [(at, 95_000.0, 95_001.0, 1.0, 95_000.5, 1.0, 10.0, 9.5e5, None,
-                                                       None, None)])
+    good = frame("tickers", "OKX", "BTC-USDT", [(at, 95_000.0, 94_999.9, 1.2, 95_000.1, 0.8, 1234.5, 1.2e8,
+                                                 None, None, None)])
+    one_sided = frame("tickers", "OKX", "ETH-USDT", [(at, 3_300.0, None, None, 3_300.1, 2.0, 99.0, None,
+                                                      None, None, None)])
+    crossed = frame("tickers", "BINANCE", "BTCUSDT", [(at, 95_000.0, 95_001.0, 1.0, 95_000.5, 1.0, 10.0,
+                                                       9.5e5, None, None, None)])
     with store.get_client() as client:
         for data, venue, instrument in ((good, "OKX", "BTC-USDT"), (one_sided, "OKX", "ETH-USDT"),
                                         (crossed, "BINANCE", "BTCUSDT")):
@@ -163,13 +169,15 @@ def test_a_crossed_ticker_fails_and_one_sided_tickers_pass(store):
 def test_the_frame_contract_holds_the_new_datasets_to_their_words():
     with pytest.raises(ValueError, match="option_type 'C', expected one of"):
         writer.validate_frame(frame("option_chain", "DERIBIT", "BTC-OPTIONS", [
-            (us(MIDNIGHT), "BTC-28MAR25-100000-C", us(MIDNIGHT), 1.0, "C", 1.0, "btc_usd", 0.1, 50.0, None, None,
-             None, None, 1.0, None)]), "option_chain", "DERIBIT", "BTC-OPTIONS", DAY)
+            (us(MIDNIGHT), "BTC-28MAR25-100000-C", us(MIDNIGHT), 1.0, "C", 1.0, "btc_usd", 0.1, 50.0, None,
+             None, None, None, 1.0, None)]), "option_chain", "DERIBIT", "BTC-OPTIONS", DAY)
     with pytest.raises(ValueError, match="size_unit 'contracts'"):
         writer.validate_frame(frame("open_interest", "OKX", "BTC-USDT-SWAP", [
-            (us(MIDNIGHT), 1.0, 0.01, "contracts", 0.01, 950.0)]), "open_interest", "OKX", "BTC-USDT-SWAP", DAY)
+            (us(MIDNIGHT), 1.0, 0.01, "contracts", 0.01, 950.0)]),
+                              "open_interest", "OKX", "BTC-USDT-SWAP", DAY)
     with pytest.raises(ValueError, match="null"):
-        writer.validate_frame(frame("funding", "OKX", "BTC-USDT-SWAP", [(us(MIDNIGHT), None, 8.0, 0.0, None, None)]),
+        writer.validate_frame(frame("funding", "OKX", "BTC-USDT-SWAP",
+                                    [(us(MIDNIGHT), None, 8.0, 0.0, None, None)]),
                               "funding", "OKX", "BTC-USDT-SWAP", DAY)
     assert spec_for("funding").key == "ts" and spec_for("option_chain").key is None
     assert dict(spec_for("tickers").columns)["bid"].startswith("Nullable(Float64)")
@@ -190,6 +198,7 @@ def test_what_each_venue_serves_follows_its_declarations_and_the_contract_kind()
     assert serves("BINANCE_UM", "trades", "BTCUSDT", date(2026, 1, 29), now) is None  # 54 h: aggTrades has 48
     assert serves("BINANCE_UM", "open_interest", "BTCUSDT", date(2026, 1, 2), now) == HISTORY
     assert serves("BINANCE_UM", "open_interest", "BTCUSDT", date(2026, 1, 1), now) is None  # 30 days
-    assert serves("OKX", "open_interest", "BTC-USDT-SWAP", date(2026, 1, 25), now) is None  # 1,440 rows of 5 m
+    # 1,440 rows of 5 m
+    assert serves("OKX", "open_interest", "BTC-USDT-SWAP", date(2026, 1, 25), now) is None
     assert serves("OKX", "funding", "BTC-USDT-SWAP", date(2025, 11, 15), now) == HISTORY  # 3 months
     assert serves("DERIBIT", "funding", "BTC-PERPETUAL", date(2020, 1, 1), now) == HISTORY  # no limit known

@@ -406,4 +406,5 @@ def test_requests_beyond_the_per_second_limit_are_refused_with_10028_and_retried
         assert all(f.height == 1 for f in frames) and len(frames) == 4
         assert stats.rate_limited == len(refused) == limited.state()["limit_refusals"]["DERIBIT"] >= 1
         limited.reset()
-        assert limited.state()["limit_refusals"]["DERIBIT"] == 0 and limited.venues["DERIBIT"].refilled is None
+        assert (limited.state()["limit_refusals"]["DERIBIT"] == 0
+                and limited.venues["DERIBIT"].refilled is None)

@@ -34,7 +34,8 @@ def test_the_shipped_file_has_the_seeds_limits_and_the_vendors_hosts():
         "binance": "https://api.binance.com", "binance_um": "https://fapi.binance.com", "okx": "https://www.okx.com",
         "deribit": "https://www.deribit.com"}
     assert config.providers["binance_um"].option("weight_per_minute") == 2400
-    assert config.option_chains == (InstrumentKey("DERIBIT", "BTC-OPTIONS"), InstrumentKey("DERIBIT", "ETH-OPTIONS"))
+    assert config.option_chains == (InstrumentKey("DERIBIT", "BTC-OPTIONS"),
+                                    InstrumentKey("DERIBIT", "ETH-OPTIONS"))
     assert config.funding_caps == {"BINANCE_UM": 0.003, "OKX": 0.00375, "DERIBIT": 0.005}
     assert InstrumentKey("BINANCE_UM", "BTCUSDT") in config.crypto_instruments
     assert tushare.option("token_env") == "TUSHARE_TOKEN"
@@ -85,9 +86,12 @@ def test_five_thousand_symbols_load(tmp_path):
     (lambda d: d["universes"]["a_shares"].update(symbols=["600000.XX"]), "universes.a_shares: invalid A-share code '600000.XX'"),
     (lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]), "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like a symbol of OKX"),
     (lambda d: d["universes"]["crypto"]["instruments"].update(KRAKEN=["XBTUSD"]), "universes.crypto.instruments.KRAKEN: unknown venue"),
-    (lambda d: d["universes"]["crypto"].update(option_chains={"DERIBIT": "BTC"}), "universes.crypto.option_chains.DERIBIT: expected a list of currencies"),
-    (lambda d: d["universes"]["crypto"].update(option_chains={"OKX": ["BTC"]}), "universes.crypto.option_chains: unknown key(s) ['OKX']"),
-    (lambda d: d["universes"]["crypto"].update(funding_caps={"OKX": 2}), "universes.crypto.funding_caps.OKX: expected a number > 0 and <= 1, got 2"),
+    (lambda d: d["universes"]["crypto"].update(option_chains={"DERIBIT": "BTC"}),
+     "universes.crypto.option_chains.DERIBIT: expected a list of currencies"),
+    (lambda d: d["universes"]["crypto"].update(option_chains={"OKX": ["BTC"]}),
+     "universes.crypto.option_chains: unknown key(s) ['OKX']"),
+    (lambda d: d["universes"]["crypto"].update(funding_caps={"OKX": 2}),
+     "universes.crypto.funding_caps.OKX: expected a number > 0 and <= 1, got 2"),
     (lambda d: d["universes"]["yahoo"].update(history_start="June"), "universes.yahoo.history_start: expected a date YYYY-MM-DD, got 'June'"),
     (lambda d: d["universes"]["a_shares"].update(symbols_file="nowhere.txt"), "universes.a_shares.symbols_file: cannot read"),
 ])

@@ -94,7 +94,8 @@ def materialize(context, report: IngestReport, assets: dict[str, str], max_faile
                 extra: dict[str, dict] | None = None) -> Iterator:
     """The report as one MaterializeResult per asset (dataset -> asset, with `extra[dataset]` (charts,
     counts) added to its metadata), or the step's failure."""
-    metadata = {dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})} for dataset in assets}
+    metadata = {dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})}
+                for dataset in assets}
     for dataset, asset in assets.items():
         context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows")
     failures = report.failures()
@@ -130,27 +131,30 @@ def _metadata(report: IngestReport, dataset: str) -> dict:
 
 READ = "(read: {table}_v, {table}_range)"
 HISTORY_ASSETS = {  # dataset -> (asset, description)
-    "trades": ("crypto_trades", "Trades of Binance spot and USD-M (aggregate trades), OKX and Deribit per UTC day "
-                                "and instrument, normalized, in ClickHouse `trades`"),
+    "trades": ("crypto_trades", "Trades of Binance spot and USD-M (aggregate trades), OKX and Deribit "
+                                "per UTC day and instrument, normalized, in ClickHouse `trades`"),
     "bars_1m": ("crypto_bars_1m", "The venues' own 1-minute bars per UTC day and instrument, in `bars_1m`"),
-    "funding": ("crypto_funding", "Funding settlements of perpetuals (Binance USD-M fundingRate, OKX realized rate, "
-                                  "Deribit hourly interest) per UTC day, in `funding_rates`; charted"),
+    "funding": ("crypto_funding", "Funding settlements of perpetuals (Binance USD-M fundingRate, OKX "
+                                  "realized rate, Deribit hourly interest) per UTC day, in "
+                                  "`funding_rates`; charted"),
     "open_interest": ("crypto_open_interest", "Open interest history (Binance USD-M and OKX, 5-minute) in "
-                                              "contracts, base units and quote value, in `open_interest`; charted"),
-    "liquidations": ("crypto_liquidations", "Forced liquidations (OKX liquidation orders, Deribit trades flagged as "
-                                            "liquidations) per UTC day, in `liquidations`"),
-    "mark_bars_1m": ("crypto_mark_bars_1m", "1-minute mark price bars (Binance USD-M, OKX), in `mark_bars_1m`"),
-    "index_bars_1m": ("crypto_index_bars_1m", "1-minute index price bars of the derivatives' underlying index "
-                                              "(Binance USD-M, OKX), in `index_bars_1m`"),
+                                              "contracts, base units and quote value, in `open_interest`; "
+                                              "charted"),
+    "liquidations": ("crypto_liquidations", "Forced liquidations (OKX liquidation orders, Deribit trades "
+                                            "flagged as liquidations) per UTC day, in `liquidations`"),
+    "mark_bars_1m": ("crypto_mark_bars_1m", "1-minute mark price bars (Binance USD-M, OKX), in "
+                                            "`mark_bars_1m`"),
+    "index_bars_1m": ("crypto_index_bars_1m", "1-minute index price bars of the derivatives' underlying "
+                                              "index (Binance USD-M, OKX), in `index_bars_1m`"),
 }
 CRYPTO_ASSETS = {dataset: asset for dataset, (asset, _) in HISTORY_ASSETS.items()}  # dataset -> asset
 SNAPSHOT_ASSETS = {
     "books": ("crypto_book_snapshots", "Order-book snapshots (levels per side: the config's book_depth), in "
                                        "`book_snapshots`"),
-    "tickers": ("crypto_tickers", "Ticker snapshots: last, best bid/ask and sizes, 24h volume, and mark, index and "
-                                  "funding where the venue's ticker has them, in `tickers`"),
-    "open_interest": ("crypto_open_interest_snapshots", "Open interest snapshots where the venue has no history "
-                                                         "(Deribit's ticker), in `open_interest`"),
+    "tickers": ("crypto_tickers", "Ticker snapshots: last, best bid/ask and sizes, 24h volume, and mark, "
+                                  "index and funding where the venue's ticker has them, in `tickers`"),
+    "open_interest": ("crypto_open_interest_snapshots", "Open interest snapshots where the venue has no "
+                                                         "history (Deribit's ticker), in `open_interest`"),
 }
 
 
@@ -181,12 +185,14 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig, clickh
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")
     keys = [k for k in keys if serves(k.venue, k.dataset, k.instrument) == HISTORY]
     reachable = [k for k in keys if serves(k.venue, k.dataset, k.instrument, k.day) == HISTORY]
-    beyond = {d: sorted(f"{k.venue}:{k.instrument} {k.day}" for k in keys if k.dataset == d and k not in reachable)
+    beyond = {d: sorted(f"{k.venue}:{k.instrument} {k.day}" for k in keys
+                        if k.dataset == d and k not in reachable)
               for d in assets}
     for dataset, names in beyond.items():
         if names:
-            context.log.warning(f"{CRYPTO_ASSETS[dataset]}: {len(names)} slice(s) older than the venue's REST history "
-                                f"reaches, not fetched (the README says where they come from): {names[:5]}")
+            context.log.warning(f"{CRYPTO_ASSETS[dataset]}: {len(names)} slice(s) older than the venue's "
+                                "REST history reaches, not fetched (the README says where they come from): "
+                                f"{names[:5]}")
     keys = reachable
     report = IngestReport()
     feeds = [venue_feed(venue, resource.make_client, planned(clickhouse, config, venue, mine, report),
@@ -217,8 +223,8 @@ def history_charts(clickhouse: ClickHouseResource, assets: dict[str, str], keys)
                 continue
             last = max(k.day for k in mine)
             first = last - timedelta(days=days - 1)
-            data = series(client, clickhouse.database, dataset, column, {(k.venue, k.instrument) for k in mine},
-                          first, last, bucket_s)
+            data = series(client, clickhouse.database, dataset, column,
+                          {(k.venue, k.instrument) for k in mine}, first, last, bucket_s)
             svg = line_chart_svg(f"{what}, {first}..{last}", data)
             out[dataset] = {"chart": dg.MetadataValue.md(svg_markdown_image(svg, what))}
     return out
@@ -232,16 +238,17 @@ class SnapshotConfig(RunDeadline):
 @dg.multi_asset(name="crypto_snapshots", partitions_def=crypto_instruments, can_subset=True,
                 specs=[_spec(d, a, text) for d, (a, text) in SNAPSHOT_ASSETS.items()],
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES)
-def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig, clickhouse: ClickHouseResource,
-                     binance: CryptoVenueResource, binance_um: CryptoVenueResource, okx: CryptoVenueResource,
-                     deribit: CryptoVenueResource):
+def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig,
+                     clickhouse: ClickHouseResource, binance: CryptoVenueResource,
+                     binance_um: CryptoVenueResource, okx: CryptoVenueResource, deribit: CryptoVenueResource):
     """One snapshot of each selected dataset per instrument of the run, added to its UTC day's slice
     (venues serve only the current state: history is what these snapshots collected)."""
     assets = {d: a for d, (a, _) in SNAPSHOT_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     depth = config.depth or load_providers_config().book_depth
     instruments = [parse_partition_key(key) for key in context.partition_keys]
     feeds = [snapshot_feed(venue, resource.make_client, dataset, mine, depth=depth, workers=resource.workers)
-             for venue, resource in venue_resources(binance, binance_um, okx, deribit).items() for dataset in assets
+             for venue, resource in venue_resources(binance, binance_um, okx, deribit).items()
+             for dataset in assets
              if (mine := [i.instrument for i in instruments
                           if i.venue == venue and serves(venue, dataset, i.instrument) == SNAPSHOT])]
     with clickhouse.get_client() as client:
@@ -253,8 +260,8 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig, 
 
 @dg.asset(group_name=GROUP, partitions_def=option_chains, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[tick_store], pool=pools.CRYPTO_VENUES, kinds={"clickhouse", "polars"})
-def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline, clickhouse: ClickHouseResource,
-                         deribit: CryptoVenueResource):
+def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline,
+                         clickhouse: ClickHouseResource, deribit: CryptoVenueResource):
     """One snapshot of every option of each chain of the run (DERIBIT:BTC-OPTIONS: Deribit's book
     summary of all BTC options: strike, expiry, type, mark price and IV, bid/ask, underlying, open
     interest), added to the UTC day's slice in `option_chain` (read: option_chain_v, option_chain_range),
@@ -267,7 +274,9 @@ def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline,
     report = engine(context, clickhouse, config).run([feeds])
     with clickhouse.get_client() as client:
         charts = {f"smile_{c.instrument}": dg.MetadataValue.md(svg_markdown_image(line_chart_svg(
-            f"{c}: mark IV by strike, nearest expiries", smiles(client, clickhouse.database, c.venue, c.instrument),
+            f"{c}: mark IV by strike, nearest expiries",
+            smiles(client, clickhouse.database, c.venue, c.instrument),
             unit="%"), f"{c} smile")) for c in chains}
     clickhouse.close()
-    yield from materialize(context, report, {"option_chain": "crypto_option_chains"}, 0, {"option_chain": charts})
+    yield from materialize(context, report, {"option_chain": "crypto_option_chains"}, 0,
+                           {"option_chain": charts})

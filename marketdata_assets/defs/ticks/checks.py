@@ -188,6 +188,7 @@ with warnings.catch_warnings():
         _crypto_check("crypto_open_interest", OPEN_INTEREST_NOT_NEGATIVE, crypto_partitions),
         _crypto_check("crypto_liquidations", NO_DUPLICATE_LIQUIDATION_IDS, crypto_partitions),
         *(_crypto_check(asset, BARS_CONSISTENT[dataset], crypto_partitions)
-          for dataset, asset in (("mark_bars_1m", "crypto_mark_bars_1m"), ("index_bars_1m", "crypto_index_bars_1m"))),
+          for dataset, asset in (("mark_bars_1m", "crypto_mark_bars_1m"),
+                                 ("index_bars_1m", "crypto_index_bars_1m"))),
         _crypto_check("crypto_mark_bars_1m", MARK_NEAR_INDEX, crypto_partitions),
     ]

@@ -18,7 +18,8 @@ from marketdata_assets.lib.ticks.factors import FACTORS, compute_factors_many
 from marketdata_assets.lib.ticks.series import series
 from marketdata_assets.resources import ClickHouseResource
 
-SAME_PARTITION = ("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_mark_bars_1m", "crypto_index_bars_1m")
+SAME_PARTITION = ("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_mark_bars_1m",
+                  "crypto_index_bars_1m")
 CHARTED = ("return", "realized_vol", "buy_sell_imbalance", "basis_annualized")
 CHART_DAYS = 30
 
@@ -54,13 +55,15 @@ def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseReso
         first = last - timedelta(days=CHART_DAYS - 1)
         pairs = {(k.venue, k.instrument) for k in keys}
         charts = {f"chart_{name}": dg.MetadataValue.md(svg_markdown_image(line_chart_svg(
-            f"{name}, {first}..{last}", series(client, clickhouse.database, "factors", "value", pairs, first, last,
-                                               86_400, where={"factor": name})), name)) for name in CHARTED}
+            f"{name}, {first}..{last}",
+            series(client, clickhouse.database, "factors", "value", pairs, first, last, 86_400,
+                   where={"factor": name})), name)) for name in CHARTED}
     context.log.info(f"crypto_factors: {len(keys)} instrument-day(s), {len(rows)} values")
     return dg.MaterializeResult(metadata={
         "slices": len(keys), "rows": dg.MetadataValue.int(len(rows)), "values": len(rows),
         "nulls": sum(value is None for *_, value in rows),
-        "factors": dg.MetadataValue.md(table(["factor", "description"], ((f.name, f.description) for f in FACTORS))),
+        "factors": dg.MetadataValue.md(table(["factor", "description"],
+                                             ((f.name, f.description) for f in FACTORS))),
         "values_table": dg.MetadataValue.md(table(["day", "instrument", "factor", "value"], rows, limit=300)),
         **charts,
     })

@@ -87,7 +87,8 @@ NO_DUPLICATE_LIQUIDATION_IDS = Rule(
     "SELECT load_id, venue, instrument, day, liquidation_id, count() AS copies FROM {table} "
     "WHERE load_id IN ({scope}) GROUP BY load_id, venue, instrument, day, liquidation_id HAVING copies > 1")
 TICKER_NOT_CROSSED = Rule(
-    "ticker_not_crossed", "tickers", "Every ticker's best bid is below its best ask, and its prices are positive.",
+    "ticker_not_crossed", "tickers",
+    "Every ticker's best bid is below its best ask, and its prices are positive.",
     "SELECT load_id, venue, instrument, ts, bid, ask, last FROM {table} WHERE load_id IN ({scope}) "
     "AND NOT (ifNull(bid, 0) < ifNull(ask, inf) AND ifNull(bid, 1) > 0 AND ifNull(last, 1) > 0)")
 # An option's name says its currency, expiry, strike and type (BTC-27DEC24-100000-C); the stored

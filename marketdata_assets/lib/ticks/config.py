@@ -64,7 +64,8 @@ PROVIDERS = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")
 CRYPTO_PROVIDERS = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}
 
 # Providers a file written before they existed may leave out: the vendor's defaults.
-OPTIONAL_PROVIDERS = {"binance_um": {"base_url": "https://fapi.binance.com", "base_url_env": "BINANCE_UM_BASE_URL"}}
+OPTIONAL_PROVIDERS = {"binance_um": {"base_url": "https://fapi.binance.com",
+                                     "base_url_env": "BINANCE_UM_BASE_URL"}}
 _COMMON = {"base_url", "base_url_env", "requests_per_minute", "max_concurrency", "workers", "timeout_s",
            "max_retries", "backoff_base_s"}
 _EXTRA = {"tushare": {"token_env", "limit_window_s"}, "yahoo": {"max_days_back"},
@@ -270,8 +271,9 @@ def _provider(reader: _Reader, name: str, raw: Any, environ: Mapping[str, str]) 
         back = raw.get("max_days_back", 30)
         options["max_days_back"] = None if back is None else reader.number(back, f"{where}.max_days_back")
     elif name in ("binance", "binance_um"):
-        options["weight_per_minute"] = reader.integer(raw.get("weight_per_minute", 6000 if name == "binance" else 2400), f"{where}.weight_per_minute",
-                                                      minimum=1)
+        options["weight_per_minute"] = reader.integer(
+            raw.get("weight_per_minute", 6000 if name == "binance" else 2400), f"{where}.weight_per_minute",
+            minimum=1)
         options["weight_headroom"] = reader.number(raw.get("weight_headroom", 0.9), f"{where}.weight_headroom",
                                                    maximum=1.0)
     return ProviderSettings(
@@ -291,8 +293,10 @@ def _option_chains(reader: _Reader, raw: Any) -> tuple[InstrumentKey, ...]:
     where = "universes.crypto.option_chains"
     chains = []
     for venue, currencies in reader.mapping(raw, where, {"DERIBIT"}).items():
-        if not isinstance(currencies, list) or not all(isinstance(c, str) and c.isalnum() for c in currencies):
-            raise reader.error(f"{where}.{venue}", f"expected a list of currencies (BTC, ETH), got {currencies!r}")
+        if not isinstance(currencies, list) or not all(isinstance(c, str) and c.isalnum()
+                                                       for c in currencies):
+            raise reader.error(f"{where}.{venue}",
+                               f"expected a list of currencies (BTC, ETH), got {currencies!r}")
         chains += [InstrumentKey(venue, f"{c.upper()}-OPTIONS") for c in currencies]
     return _unique(chains)
 

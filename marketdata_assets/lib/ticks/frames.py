@@ -246,7 +246,8 @@ KLINES = {interval: replace(BARS, name=f"klines_{interval}", code=f"klines_{inte
 
 def _columns(schema: dict, types: dict) -> tuple:
     """(name, ClickHouse type) of every frame column: `types` by name, else by the Polars type."""
-    by_dtype = {pl.Float64: FLOAT, pl.Utf8: LC, pl.Int64: "Int64 CODEC(ZSTD(1))", UTC_US: f"{TS} CODEC(Delta, ZSTD(1))"}
+    by_dtype = {pl.Float64: FLOAT, pl.Utf8: LC, pl.Int64: "Int64 CODEC(ZSTD(1))",
+                UTC_US: f"{TS} CODEC(Delta, ZSTD(1))"}
     return tuple((name, types.get(name) or by_dtype[dtype]) for name, dtype in schema.items())
 
 
@@ -265,9 +266,10 @@ def _declare(name: str, code: str, table: str, schema: dict, *, nullable: str | 
 
 
 DERIVATIVES = ("perpetual", "future")
-TICKERS = _declare("tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"), key=None)
-FUNDING = _declare("funding", "funding", "funding_rates", FUNDING_SCHEMA, order_by=("venue", "instrument", "ts"),
-                   key="ts", contracts=("perpetual",))
+TICKERS = _declare("tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"),
+                   key=None)
+FUNDING = _declare("funding", "funding", "funding_rates", FUNDING_SCHEMA,
+                   order_by=("venue", "instrument", "ts"), key="ts", contracts=("perpetual",))
 OPEN_INTEREST = _declare("open_interest", "open_interest", "open_interest", OPEN_INTEREST_SCHEMA,
                          order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
 LIQUIDATIONS = _declare("liquidations", "liquidations", "liquidations", LIQUIDATIONS_SCHEMA,
@@ -279,10 +281,11 @@ MARK_BARS = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCH
 INDEX_BARS = replace(MARK_BARS, name="index_bars_1m", code="index_bars", table="index_bars_1m")
 OPTION_CHAIN = _declare("option_chain", "option_chain", "option_chain", OPTION_CHAIN_SCHEMA,
                         order_by=("venue", "instrument", "ts", "option"), key=None)
-FACTORS = _declare("factors", "factors", "factors", FACTORS_SCHEMA, order_by=("venue", "instrument", "ts", "factor"),
-                   key="factor")
-DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES, *KLINES.values(), TICKERS, FUNDING,
-                                         OPEN_INTEREST, LIQUIDATIONS, MARK_BARS, INDEX_BARS, OPTION_CHAIN, FACTORS)}
+FACTORS = _declare("factors", "factors", "factors", FACTORS_SCHEMA,
+                   order_by=("venue", "instrument", "ts", "factor"), key="factor")
+DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES, *KLINES.values(),
+                                         TICKERS, FUNDING, OPEN_INTEREST, LIQUIDATIONS, MARK_BARS,
+                                         INDEX_BARS, OPTION_CHAIN, FACTORS)}
 
 
 def spec_for(dataset: str) -> Dataset:
@@ -706,8 +709,9 @@ def finish_trades(frames: Sequence[pl.DataFrame], start: datetime | None = None,
     return frame.sort(["ts", "seq"], nulls_last=True, maintain_order=True)
 
 
-def finish(dataset: str, frames: Sequence[pl.DataFrame], start: datetime | None = None, end: datetime | None = None,
-           drops: Counter | None = None, paged: str | None = None) -> pl.DataFrame:
+def finish(dataset: str, frames: Sequence[pl.DataFrame], start: datetime | None = None,
+           end: datetime | None = None, drops: Counter | None = None,
+           paged: str | None = None) -> pl.DataFrame:
     """Any dataset's pages as one frame: [start, end) kept, each `key` once (the same row twice
     counted as a duplicate, one key with different values an error), ordered by the table's order."""
     spec = spec_for(dataset)

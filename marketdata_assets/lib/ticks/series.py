@@ -28,10 +28,12 @@ def series(client, database: str, dataset: str, column: str, instruments: Iterab
     start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
     end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1)
     rows = client.query(
-        f"SELECT concat(venue, ':', instrument) AS key, toStartOfInterval(ts, toIntervalSecond({{bucket:UInt32}})) "
+        f"SELECT concat(venue, ':', instrument) AS key, "
+        f"toStartOfInterval(ts, toIntervalSecond({{bucket:UInt32}})) "
         f"AS at, avg(`{column}`) FROM {db}.`{spec.view}` WHERE (venue, instrument) IN "
         "{pairs:Array(Tuple(String, String))} AND ts >= {start:DateTime64(6, 'UTC')} "
-        "AND ts < {end:DateTime64(6, 'UTC')}" + "".join(f" AND `{name}` = {{w{i}:String}}" for i, name in enumerate(where))
+        "AND ts < {end:DateTime64(6, 'UTC')}"
+        + "".join(f" AND `{name}` = {{w{i}:String}}" for i, name in enumerate(where))
         + " GROUP BY key, at ORDER BY key, at",
         parameters={"bucket": int(bucket_s), "pairs": pairs, "start": start, "end": end,
                     **{f"w{i}": value for i, value in enumerate(where.values())}}).result_rows
@@ -41,7 +43,8 @@ def series(client, database: str, dataset: str, column: str, instruments: Iterab
     return out
 
 
-def smiles(client, database: str, venue: str, chain: str, expiries: int = 4) -> dict[str, list[tuple[float, float]]]:
+def smiles(client, database: str, venue: str, chain: str,
+           expiries: int = 4) -> dict[str, list[tuple[float, float]]]:
     """{'<expiry>': [(strike, mark IV), ...]} of the nearest `expiries` expiries in the chain's
     latest snapshot (its rows stamped within 5 minutes of the newest; each option's newest row),
     calls at and above the money and puts below: the usual out-of-the-money smile."""
@@ -50,7 +53,8 @@ def smiles(client, database: str, venue: str, chain: str, expiries: int = 4) -> 
     rows = client.query(
         f"WITH snap AS (SELECT option, argMax(expiry, ts) AS expiry, argMax(strike, ts) AS strike, "
         "argMax(option_type, ts) AS kind, argMax(underlying_price, ts) AS under, argMax(mark_iv, ts) AS iv "
-        f"FROM {chain_rows} AND ts >= (SELECT max(ts) FROM {chain_rows}) - INTERVAL 5 MINUTE GROUP BY option) "
+        f"FROM {chain_rows} AND ts >= (SELECT max(ts) FROM {chain_rows}) - INTERVAL 5 MINUTE "
+        "GROUP BY option) "
         "SELECT expiry, strike, iv FROM snap WHERE kind = if(strike >= under, 'call', 'put') AND expiry IN "
         "(SELECT DISTINCT expiry FROM snap ORDER BY expiry LIMIT {n:UInt32}) ORDER BY expiry, strike",
         parameters={"venue": venue, "chain": chain, "n": int(expiries)}).result_rows

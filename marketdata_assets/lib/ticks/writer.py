@@ -156,7 +156,8 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
                           lambda row, n=name, e=expected: f"row {row} has {n} {out[n][row]!r}, expected {e!r}"))
     for name, words in frames.WORDS.get(spec.name, {}).items():
         rules.append((name, ~pl.col(name).is_in(list(words)),
-                      lambda row, n=name, w=words: f"row {row} has {n} {out[n][row]!r}, expected one of {list(w)}"))
+                      lambda row, n=name, w=words: f"row {row} has {n} {out[n][row]!r}, "
+                                                   f"expected one of {list(w)}"))
     if spec.name == "books":
         rules.append(("level", pl.col("level") < 0,
                       lambda row: f"row {row} has level {out['level'][row]}, expected >= 0"))

@@ -295,7 +295,8 @@ class Binance(Venue):
             raise VendorError(400, {"code": -1128, "msg": "Combination of optional parameters invalid."})
         if start is not None and end is not None:
             if end - start > HOUR_US:
-                raise VendorError(400, {"code": -1127, "msg": "More than 1 hours between startTime and endTime."})
+                raise VendorError(400, {"code": -1127,
+                                        "msg": "More than 1 hours between startTime and endTime."})
             rows = market.rows_between(self.name, symbol, max(start, oldest_us or 0), end, n)
         elif start is not None:
             rows = market.rows_between(self.name, symbol, max(start, oldest_us or 0), start + HOUR_US, n)
@@ -348,7 +349,8 @@ class Binance(Venue):
         depth = p.limit(self.DEPTH_DEFAULT, self.DEPTH_MAX)
         update_id, bids, asks, ts = self.market.book(self.name, symbol, depth)
         return {"lastUpdateId": update_id, **self.depth_times(ts),
-                "bids": [[fmt8(px), fmt8(q)] for px, q in bids], "asks": [[fmt8(px), fmt8(q)] for px, q in asks]}
+                "bids": [[fmt8(px), fmt8(q)] for px, q in bids],
+                "asks": [[fmt8(px), fmt8(q)] for px, q in asks]}
 
     def day_stats(self, symbol: str, p: Params) -> dict:
         """The `ticker/24hr` statistics of the rolling 24 hours before now, from the tape (spot adds

@@ -169,7 +169,8 @@ def option_expiries(now_us: int) -> list[tuple[datetime, bool]]:
         if day.weekday() == 4 and at_eight(day) > now:
             expiries[at_eight(day)] = False
         day += timedelta(days=1)
-    for monthly in (last_friday(now.year, now.month), last_friday(now.year + now.month // 12, now.month % 12 + 1)):
+    for monthly in (last_friday(now.year, now.month),
+                    last_friday(now.year + now.month // 12, now.month % 12 + 1)):
         if monthly > now:
             expiries[monthly] = True
     return sorted(expiries.items())
@@ -274,7 +275,8 @@ class Deribit(Venue):
         self.refilled = now
         if self.credits < 1:
             self.limit_refusals += 1
-            wait = str(max(1, math.ceil((1 - self.credits) / rate)))  # Retry-After, as the 10028 faults send it
+            # Retry-After, as the 10028 faults send it
+            wait = str(max(1, math.ceil((1 - self.credits) / rate)))
             return {}, json_reply(429, rpc_error("too_many_requests", 10028), {"Retry-After": wait})
         self.credits -= 1
         return {}, None

@@ -86,7 +86,8 @@ def serves(venue: str, dataset: str, instrument: str | None = None, day: date | 
                         and contract_of(venue, instrument).kind not in contracts):
         return None
     reach = getattr(cls, "REACH", {}).get(dataset)
-    if day is not None and reach is not None and day_window(day)[0] < (now or datetime.now(timezone.utc)) - reach:
+    if (day is not None and reach is not None
+            and day_window(day)[0] < (now or datetime.now(timezone.utc)) - reach):
         return None
     return mode
 
@@ -96,7 +97,8 @@ def datasets_table() -> str:
     from marketdata_assets.lib.markdown import table
 
     names = sorted({d for venue in VENUES for d in client_class(venue).DATASETS})
-    return table(["dataset", *VENUES], ((d, *(client_class(v).DATASETS.get(d, "-") for v in VENUES)) for d in names))
+    return table(["dataset", *VENUES],
+                 ((d, *(client_class(v).DATASETS.get(d, "-") for v in VENUES)) for d in names))
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,7 +129,8 @@ def snapshot_feed(venue: str, client, dataset: str, instruments, *, workers: int
         else:
             frame = await getattr(api, dataset)(key.instrument)
         if frame.height and frame["ts"].min().date() != key.day:
-            raise SourceDataError(key.instrument, key.day, f"the snapshot is stamped {frame['ts'].min().isoformat()}, "
+            raise SourceDataError(key.instrument, key.day,
+                                  f"the snapshot is stamped {frame['ts'].min().isoformat()}, "
                                   "not on the day it was taken for: taken again next run", source=venue)
         return frame
 

@@ -15,8 +15,9 @@ the instrument and request; rows dropped (repeats, outside the window) are count
 the response was received (local clock, UTC). `ticker/24hr` (weight 2 with `symbol`): lastPrice,
 bidPrice/bidQty, askPrice/askQty, volume (base), quoteVolume (quote), closeTime; the ticker's `ts`
 is `closeTime`, "the end of the ticker interval": the rolling 24 hours end at the request (the docs
-say so of the rolling-window `ticker`'s closeTime), on Binance's clock, not ours. A price of 0 (no trade in 24 hours, an empty book side) is
-stored as null [inferred: the docs show no such answer]; mark, index and funding are null on spot.
+say so of the rolling-window `ticker`'s closeTime), on Binance's clock, not ours. A price of 0 (no
+trade in 24 hours, an empty book side) is stored as null [inferred: the docs show no such answer];
+mark, index and funding are null on spot.
 
 Paging trades: windows of at most one hour (`startTime`/`endTime`, limit 1000); as soon as a window
 fills a page the client pages by `fromId` = last `a` + 1 until it passes `end` (ids are contiguous,
@@ -445,7 +446,8 @@ class BinanceClient(ApiClient):
             query = {**params, "interval": "1m", "startTime": cursor_ms, "endTime": end_ms - 1,
                      "limit": limit}
             body, page = await self._get(path, query, instrument=instrument,
-                                         day=day_of(from_us(cursor_ms * 1000)), weight=self.kline_weight(limit))
+                                         day=day_of(from_us(cursor_ms * 1000)),
+                                         weight=self.kline_weight(limit))
             frame = parse_klines(body, instrument, page, venue=self.name)
             if frame.height == 0:
                 break

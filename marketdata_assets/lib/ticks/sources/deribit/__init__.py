@@ -22,5 +22,5 @@ from marketdata_assets.lib.ticks.sources.deribit.rest import (
 
 __all__ = ["CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
            "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",
-           "parse_open_interest", "parse_option_chain", "parse_order_book", "parse_ticker", "parse_trade_page",
-           "parse_trades"]
+           "parse_open_interest", "parse_option_chain", "parse_order_book", "parse_ticker",
+           "parse_trade_page", "parse_trades"]

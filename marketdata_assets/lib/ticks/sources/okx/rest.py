@@ -511,7 +511,8 @@ class OkxClient(ApiClient):
         "open_interest": HISTORY, "liquidations": HISTORY, "mark_bars_1m": HISTORY, "index_bars_1m": HISTORY}
     # how far back OKX's history goes (documented): funding-rate-history 3 months, rubik open interest
     # the latest 1,440 rows (5 days of 5-minute rows)
-    REACH: ClassVar[dict[str, timedelta]] = {"funding": timedelta(days=90), "open_interest": timedelta(minutes=5 * 1440)}
+    REACH: ClassVar[dict[str, timedelta]] = {"funding": timedelta(days=90),
+                                             "open_interest": timedelta(minutes=5 * 1440)}
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100,
                  contract_values: dict[str, tuple[float, bool]] | None = None, **kwargs):
