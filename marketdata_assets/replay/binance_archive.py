@@ -5,6 +5,7 @@ layout, generated on request, deterministic per (seed, archive, generation).
     GET /data/spot/monthly/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-12.zip[.CHECKSUM]
     GET /data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01-15.zip[.CHECKSUM]
     GET /data/futures/um/daily/...                                      (USD-M futures)
+    GET /data/futures/um/daily/liquidationSnapshot/BTCUSDT/BTCUSDT-liquidationSnapshot-2024-03-31.zip
 
 What it serves is what the vendor's files hold (lib.ticks.sources.binance.dumps describes the
 layouts): spot files without a header, `True/False`, 8 decimals, µs timestamps from 2025; USD-M
@@ -12,7 +13,10 @@ files with a header from 2022-05, `true/false`, ms. A zip holds one CSV named li
 CHECKSUM is `<sha256 hex>  <name>\\n`. Any instrument is served; a day is published once it is on or
 before `published_until` (default: yesterday UTC), a month once its last day is. aggTrades group a
 day's consecutive trades of one price and side; klines are the trades' OHLCV per interval; a monthly
-archive holds its days' rows, as the daily archives first published them.
+archive holds its days' rows, as the daily archives first published them. USD-M liquidationSnapshot
+archives (daily only; on any day, where the real site had them until 2024-03-31 only) hold about one
+trade in 11 of the day's trades, the latest of each second, as liquidation orders with their header,
+every line twice as Binance writes them (lib.ticks.sources.binance.archives has the layout).
 
 The faults archives have (config fields keyed by an archive's name, which hits it in every market,
 or its path without the leading slash, `data/spot/daily/...zip`, which hits that one; `server.
@@ -27,6 +31,8 @@ replace(name)`, or `POST /_replay/<fault>?name=`):
   issue #413), while the month's archive holds the whole day;
 - `holed` {name: n}: a daily archive published without n rows from the middle of its day, with a
   checksum that matches (ids missing all the same; the trade-id continuity check finds them);
+- `malformed` {name: n}: the archive's n-th CSV line (0: the first) published without its last
+  field, with a checksum that matches (the reader refuses the file, naming it);
 - `slow_down` {name: n}: the next n requests of the zip answer 503 SlowDown (S3's throttle); `cut`
   {name: n}: the next n transfers of the zip stop halfway (the whole length announced).
 
@@ -57,8 +63,10 @@ import polars as pl
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.lib.ticks.sources.binance.dumps import (
     FUTURES_HEADER_SINCE,
+    LIQUIDATION_FAMILY,
     MICROSECONDS_SINCE,
     interval_ms,
+    liquidation_id,
 )
 from marketdata_assets.replay import (
     BackgroundServer,
@@ -72,10 +80,13 @@ from marketdata_assets.replay.binance_dumps import _dump_rows, generate_trades
 
 UTC = timezone.utc
 VENUES = {"spot": "BINANCE", "um": "BINANCE_UM"}
-_PATH = re.compile(r"^/data/(?P<market>spot|futures/um)/(?P<period>daily|monthly)/(?P<family>trades|aggTrades|klines)/"
-                   r"(?P<symbol>[A-Z0-9]+)/(?:(?P<interval>\d+[smhdw])/)?(?P<name>[^/]+\.zip)(?P<checksum>\.CHECKSUM)?$")
+_PATH = re.compile(r"^/data/(?P<market>spot|futures/um)/(?P<period>daily|monthly)/"
+                   r"(?P<family>trades|aggTrades|klines|liquidationSnapshot)/(?P<symbol>[A-Z0-9]+)/"
+                   r"(?:(?P<interval>\d+[smhdw])/)?(?P<name>[^/]+\.zip)(?P<checksum>\.CHECKSUM)?$")
 _ZIP_TIME = (2025, 1, 1, 0, 0, 0)  # a fixed member time: the same rows always give the same bytes
 AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"
+LIQUIDATION_HEADER = ("time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
+                      "last_fill_quantity,accumulated_fill_quantity")
 KLINE_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
                 "taker_buy_quote_volume,ignore")
 
@@ -90,6 +101,7 @@ class ArchiveReplayConfig:
     missing: set[str] = field(default_factory=set)
     truncated: dict[str, int] = field(default_factory=dict)     # daily archive name -> hours it holds
     holed: dict[str, int] = field(default_factory=dict)         # daily archive name -> rows left out mid-day
+    malformed: dict[str, int] = field(default_factory=dict)     # name -> a CSV line without its last field
     slow_down: dict[str, int] = field(default_factory=dict)     # name -> 503 SlowDown answers still to give
     cut: dict[str, int] = field(default_factory=dict)           # name -> transfers still to cut halfway
 
@@ -107,7 +119,7 @@ class ArchiveReplayConfig:
 class Archive:
     market: str        # spot | um
     period: str        # daily | monthly
-    family: str        # trades | aggTrades | klines
+    family: str        # trades | aggTrades | klines | liquidationSnapshot
     symbol: str
     interval: str      # klines only
     day: date          # the day, or the month's first day
@@ -141,6 +153,9 @@ def parse_path(path: str) -> tuple[Archive, bool] | None:
     match = _PATH.match("/" + path.lstrip("/"))
     if not match or (match["family"] == "klines") != bool(match["interval"]):
         return None
+    if match["family"] == LIQUIDATION_FAMILY and (match["market"], match["period"]) != ("futures/um",
+                                                                                        "daily"):
+        return None  # USD-M daily files only
     token = match["interval"] or match["family"]
     when = r"\d{4}-\d{2}-\d{2}" if match["period"] == "daily" else r"\d{4}-\d{2}"
     found = re.fullmatch(rf"{match['symbol']}-{re.escape(token)}-({when})\.zip", match["name"])
@@ -200,6 +215,24 @@ def klines(trades: pl.DataFrame, interval: str) -> pl.DataFrame:
     return bars.with_columns((pl.col("open_us") + span_us - 1).alias("close_us")).sort("open_us")
 
 
+def liquidations(trades: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """The day's liquidation orders in the file's columns (+ `ts`): the trades a hash of the seed and
+    trade id picks (about one in 11), the latest of each second (the forceOrder snapshot), each
+    filled whole at the trade's price, its limit price 0.5% worse, one in three in two fills."""
+    picked = trades.filter((pl.col("seq") * 40503 + seed * 7919) % 101 < 9)
+    second = pl.col("ts").dt.epoch("ms") // 1000
+    latest = picked.filter(pl.col("seq") == pl.col("seq").max().over(second))
+    sell = pl.col("side") == "sell"
+    return latest.select(
+        "ts", pl.col("ts").dt.epoch("ms").alias("time"), pl.col("side").str.to_uppercase().alias("side"),
+        pl.lit("LIMIT").alias("order_type"), pl.lit("IOC").alias("time_in_force"),
+        pl.col("quantity").alias("original_quantity"),
+        (pl.col("price") * pl.when(sell).then(0.995).otherwise(1.005)).round(2).alias("price"),
+        pl.col("price").alias("average_price"), pl.lit("FILLED").alias("order_status"),
+        pl.when(pl.col("seq") % 3 == 0).then((pl.col("quantity") / 2).round(5)).otherwise(pl.col("quantity"))
+        .alias("last_fill_quantity"), pl.col("quantity").alias("accumulated_fill_quantity"))
+
+
 def _time(column: str, unit: str) -> pl.Expr:
     return pl.col(column) if unit == "us" else pl.col(column) // 1000
 
@@ -209,6 +242,10 @@ def csv_bytes(archive: Archive, frames: list[pl.DataFrame]) -> bytes:
     header = archive.market != "spot" and archive.day >= FUTURES_HEADER_SINCE
     unit = "us" if archive.market == "spot" and archive.day >= MICROSECONDS_SINCE else "ms"
     precision = 8 if archive.market == "spot" else None
+    if archive.family == LIQUIDATION_FAMILY:  # a header, every line twice (binance-public-data #259)
+        rows = pl.concat(frames).drop("ts")
+        rows = rows.select(pl.all().repeat_by(2).explode())
+        return (LIQUIDATION_HEADER + "\n").encode() + _csv(rows, None)
     if archive.family == "trades":
         rows = pl.concat([_dump_rows(f, archive.market, unit) for f in frames])
     elif archive.family == "aggTrades":
@@ -221,9 +258,7 @@ def csv_bytes(archive: Archive, frames: list[pl.DataFrame]) -> bytes:
         rows = pl.concat(frames).select(
             _time("open_us", unit), "open", "high", "low", "close", "volume", _time("close_us", unit), "quote_volume",
             "count", "taker_buy_volume", "taker_buy_quote_volume", pl.lit("0").alias("ignore"))
-    buffer = io.BytesIO()
-    rows.write_csv(buffer, include_header=False, float_precision=precision)
-    text = buffer.getvalue()
+    text = _csv(rows, precision)
     if archive.market != "spot":
         text = text.replace(b",True", b",true").replace(b",False", b",false")
     if header and archive.family != "trades":
@@ -231,6 +266,12 @@ def csv_bytes(archive: Archive, frames: list[pl.DataFrame]) -> bytes:
     elif header:
         text = b"id,price,qty,quote_qty,time,is_buyer_maker\n" + text
     return text
+
+
+def _csv(rows: pl.DataFrame, precision: int | None) -> bytes:
+    buffer = io.BytesIO()
+    rows.write_csv(buffer, include_header=False, float_precision=precision)
+    return buffer.getvalue()
 
 
 def zipped(member: str, data: bytes) -> bytes:
@@ -296,6 +337,8 @@ class BinanceArchiveReplayServer(BackgroundServer):
                 trades = agg_trades(trades, day).with_columns(pl.col("ts").dt.epoch("us").alias("ts_us"))
             elif archive.family == "klines":
                 trades = klines(trades, archive.interval)
+            elif archive.family == LIQUIDATION_FAMILY:
+                trades = liquidations(trades, self.config.seed)
             holes = archive.lookup(self.config.holed) if archive.period == "daily" else None
             if holes:  # published with its checksum, ids missing all the same (it happens on data.binance.vision)
                 middle = trades.height // 2
@@ -309,8 +352,12 @@ class BinanceArchiveReplayServer(BackgroundServer):
             generation = archive.lookup(self.config.replaced) or 0
             cache_key = (archive.path, generation)
             if cache_key not in self.cache:
-                data = zipped(archive.name.removesuffix(".zip") + ".csv", csv_bytes(archive, self.frames(archive,
-                                                                                                          generation)))
+                text = csv_bytes(archive, self.frames(archive, generation))
+                if (line := archive.lookup(self.config.malformed)) is not None:
+                    lines = text.split(b"\n")
+                    lines[line] = lines[line].rsplit(b",", 1)[0]
+                    text = b"\n".join(lines)
+                data = zipped(archive.name.removesuffix(".zip") + ".csv", text)
                 self.cache[cache_key] = (data, hashlib.sha256(data).hexdigest())
             return self.cache[cache_key]
 
@@ -321,6 +368,15 @@ class BinanceArchiveReplayServer(BackgroundServer):
         """The normalized rows of the archive at `path` (current generation), as a loader stores them."""
         archive, _ = parse_path(path)
         frame = pl.concat(self.frames(archive, archive.lookup(self.config.replaced) or 0))
+        if archive.family == LIQUIDATION_FAMILY:
+            ids = [liquidation_id(t, s.lower(), q, p) for t, s, q, p in zip(
+                frame["ts"].dt.epoch("us"), frame["side"], frame["accumulated_fill_quantity"],
+                frame["average_price"])]
+            return frame.select(
+                "ts", pl.lit(archive.venue).alias("venue"), pl.lit(archive.symbol).alias("instrument"),
+                pl.Series("liquidation_id", ids, dtype=pl.Utf8), pl.col("side").str.to_lowercase(),
+                pl.col("average_price").alias("price"), pl.col("accumulated_fill_quantity").alias("quantity"),
+                (pl.col("average_price") * pl.col("accumulated_fill_quantity")).alias("amount")).sort("ts")
         if archive.family != "klines":
             return frame.select(list(TRADES_SCHEMA))
         return frame.select(pl.col("open_us").cast(BARS_SCHEMA["ts"]).alias("ts"), pl.lit(archive.venue).alias("venue"),
@@ -382,7 +438,8 @@ class BinanceArchiveReplayServer(BackgroundServer):
                 return json_reply(200, {"published_until": self.published_until().isoformat(),
                                         "replaced": self.config.replaced, "corrupt": sorted(self.config.corrupt),
                                         "missing": sorted(self.config.missing), "truncated": self.config.truncated,
-                                        "holed": self.config.holed, "requests": len(self.log)})
+                                        "holed": self.config.holed, "malformed": self.config.malformed,
+                                        "requests": len(self.log)})
             if method == "POST" and name and path == "/_replay/replace":
                 return json_reply(200, {"name": name, "generation": self.replace(name)})
             if method == "POST" and name and path in ("/_replay/corrupt", "/_replay/missing"):

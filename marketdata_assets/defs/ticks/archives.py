@@ -3,7 +3,8 @@
 reconcile and their schedules, all here.
 
 - `binance_archives`: one asset per configured dataset (`binance_archive_trades`,
-  `binance_archive_agg_trades`, `binance_archive_bars_1m`, `binance_archive_klines_<interval>`),
+  `binance_archive_agg_trades`, `binance_archive_bars_1m`, `binance_archive_klines_<interval>`,
+  `binance_archive_liquidations`: USD-M only, files up to 2024-03-31, see archives.py),
   partitioned by UTC day (from the config's `start_date`) x `binance_archive_instruments` (static,
   from data_providers.yaml's `binance_archives`: BINANCE:SYMBOL for spot, BINANCE_UM:SYMBOL for
   USD-M futures); the configured families and intervals are loaded inside each run. A slice is one
@@ -88,10 +89,17 @@ def _fail_on(asset: str, problems: list[str], metadata: dict) -> None:
                          + "; ".join(p[:300] for p in problems[:3]), metadata=metadata, allow_retries=False)
 
 
+def _venues(dataset: str) -> str:
+    if dataset == "liquidations":
+        return ("venue BINANCE_UM only: USD-M liquidationSnapshot files, published up to 2024-03-31 and "
+                "since taken off the site (a later day fails as missing)")
+    return "venues BINANCE, BINANCE_UM"
+
+
 def _specs() -> list[dg.AssetSpec]:
     return [dg.AssetSpec(asset, deps=[tick_store], group_name=GROUP, kinds={"clickhouse"},
                          description=f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
-                                     f"published CHECKSUM), in ClickHouse `{dataset}` (venues BINANCE, BINANCE_UM).")
+                                     f"published CHECKSUM), in ClickHouse `{dataset}` ({_venues(dataset)}).")
             for dataset, asset in ARCHIVE_ASSETS.items()]
 
 
@@ -101,7 +109,11 @@ def binance_archives(context: dg.AssetExecutionContext, config: IngestConfig, cl
     """Fetch, verify and load the daily archives of the run's (day, instrument) partitions."""
     assets = {d: a for d, a in ARCHIVE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     report = IngestReport()
-    keys = planned(clickhouse, config, SOURCE, slice_keys(context.partition_keys, assets), report)
+    wanted = slice_keys(context.partition_keys, assets)
+    if skipped := [k for k in wanted if not archives.archived(k)]:  # no spot liquidations
+        context.log.info(f"{len(skipped)} slice(s) of kinds data.binance.vision does not publish for their "
+                         f"market (e.g. {skipped[0]}): not asked for")
+    keys = planned(clickhouse, config, SOURCE, [k for k in wanted if archives.archived(k)], report)
     with _workdir() as workdir:
         run = ArchiveRun(_client(), workdir, workers=config.workers or ARCHIVES.workers, attempts=config.attempts)
         report.merge(engine(context, clickhouse, config).run([[run.feed(archives.daily_jobs(keys))]]))

@@ -33,7 +33,7 @@ File layout (marketdata_assets/defs/ticks/data_providers.yaml is the reference):
       base_url_env: BINANCE_ARCHIVE_BASE_URL
       start_date: YYYY-MM-DD         # the first day partition
       markets: [spot, um]            # spot -> venue BINANCE, um (USD-M futures) -> BINANCE_UM
-      families: [trades, aggTrades, klines]
+      families: [trades, aggTrades, klines]    # + liquidationSnapshot (USD-M, 2023-06..2024-03)
       intervals: [1m, 1h]            # klines: the daily files' intervals (1s, 1m, 3m ... 12h, 1d)
       instruments: [BTCUSDT, ...]    # each in every market
       workers: 2                     # archives downloaded at once (>= 1)
@@ -118,7 +118,7 @@ class ProvidersConfig:
 
 
 ARCHIVE_MARKETS = {"spot": "BINANCE", "um": "BINANCE_UM"}  # market -> venue
-ARCHIVE_FAMILIES = ("trades", "aggTrades", "klines")
+ARCHIVE_FAMILIES = ("trades", "aggTrades", "klines", "liquidationSnapshot")
 ARCHIVE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")  # daily files
 _DEFAULT_ARCHIVES = {"instruments": ["BTCUSDT"]}  # no section: spot trades of BTCUSDT from 2025-01-01
 _ARCHIVE_KEYS = {"base_url", "base_url_env", "start_date", "markets", "families", "intervals", "instruments",
@@ -134,7 +134,7 @@ class ArchiveSettings:
     base_url_env: str
     start_date: date
     markets: tuple[str, ...]      # spot | um
-    families: tuple[str, ...]     # trades | aggTrades | klines
+    families: tuple[str, ...]     # trades | aggTrades | klines | liquidationSnapshot
     intervals: tuple[str, ...]    # klines intervals (empty without klines)
     instruments: tuple[str, ...]  # Binance symbols, in every market
     workers: int = 2

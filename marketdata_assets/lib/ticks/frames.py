@@ -511,7 +511,10 @@ DROP_REASONS: dict[str, str] = {
     "null_rows": "every value null (a minute without trades)",
     "partial_rows": "some values null",
     "unconfirmed": 'a bar still forming (OKX confirm "0"): stored once it is final',
-    "duplicates": "a trade id or bar time sent again with the same values (pages that overlap)",
+    "duplicates": "a trade id or bar time sent again with the same values (pages that overlap), or a line "
+                  "repeated in a dump file",
+    "not_filled": "a liquidation order that filled nothing (a Binance liquidationSnapshot line with "
+                  "accumulated_fill_quantity 0)",
     "outside_window": "stamped outside the window the request asked for",
     "past_window_edge": "beyond the window's edge in the paging direction (paging by id, or newest first, "
                         "cannot stop exactly there): the neighbouring slice's rows",

@@ -26,6 +26,26 @@ An archive's way (`ArchiveRun`, one job of the ingest engine per archive):
 4. `ArchiveRun.record` writes the verified archive into `dump_archives` (DDL and reads here): url,
    digests, size, the slices it wrote and their load ids, rows, first/last id, when.
 
+Liquidations (Binance has no REST history of them): USD-M `liquidationSnapshot` archives, daily
+only, e.g. `.../futures/um/daily/liquidationSnapshot/BTCUSDT/BTCUSDT-liquidationSnapshot-2024-03-31.zip`,
+into `liquidations` (venue BINANCE_UM). They stop after 2024-03-31 (binance-public-data #337; "no
+longer provided", #361) and were later taken off the site (#420): such a day is a 404, "missing",
+nothing is invented. Binance documents neither the files nor their columns; readers of the real
+files (dev.binance.vision thread 22392, public loaders) give: a header `time,side,order_type,
+time_in_force,original_quantity,price,average_price,order_status,last_fill_quantity,
+accumulated_fill_quantity`, `time` in ms, side BUY|SELL (the liquidation order's), base-unit
+quantities, and every line written twice (#259, #337). The columns are the `forceOrder` stream's
+(at most one liquidation per symbol and second; `time` its trade time [inferred]). A row becomes:
+side lower-cased; quantity = accumulated_fill_quantity (what filled; = original_quantity on every
+row reported); price = average_price (the fills' average), the order's price if that is 0; amount =
+price * quantity; liquidation_id = `<ts µs>-<side>-<quantity>-<price>` in plain shortest decimals
+(no id in the files; unique with one row per second [inferred]); `dump_archives` first/last id: ts
+µs. A line repeated verbatim is dropped as `duplicates` (an occurrence number would store each
+liquidation twice); one id on lines that differ fails the file; a row that filled nothing is
+dropped as `not_filled` (none reported [inferred]); a header-only file is a day without
+liquidations [inferred]. COIN-M files hold contracts (100 USD for BTC, else 10 USD), not base
+units: not loaded.
+
 `recheck` reads the published CHECKSUM of every recorded archive again and reloads those whose
 digest changed (the old and new digests recorded); `reconcile` compares a monthly archive, day by
 day (rows, first and last id, distinct ids), with the daily slices stored, fills the days no daily
@@ -64,8 +84,8 @@ from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.ticks.clickhouse_tables import LOADS
 from marketdata_assets.lib.ticks.config import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.lib.ticks.engine import Engine, Feed, IngestReport, Job, SliceKey
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, KLINES, LC, TRADES_SCHEMA, spec_for
-from marketdata_assets.lib.ticks.sources.binance.dumps import DumpReader
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, KLINES, LC, spec_for
+from marketdata_assets.lib.ticks.sources.binance.dumps import LIQUIDATION_FAMILY, DumpReader
 
 SOURCE = "BINANCE_ARCHIVE"          # the ingest_log provider of archive loads
 API_NAME = "data.binance.vision"
@@ -86,11 +106,22 @@ def dataset_of(family: str, interval: str = "") -> str:
         return "bars_1m"
     if family == "klines" and interval in KLINES:
         return KLINES[interval].name
+    if family == LIQUIDATION_FAMILY and not interval:
+        return "liquidations"
     raise ValueError(f"no dataset for {family} {interval}".strip())
 
 
 _KINDS = {dataset_of(f, i): (f, i) for f, i in [("trades", ""), ("aggTrades", ""), ("klines", "1m"),
-                                                 *(("klines", i) for i in KLINES)]}
+                                                 *(("klines", i) for i in KLINES), (LIQUIDATION_FAMILY, "")]}
+FAMILY_MARKETS = {LIQUIDATION_FAMILY: ("um",)}   # families published for some markets only
+DAILY_ONLY = {LIQUIDATION_FAMILY}                # families without monthly archives
+
+
+def archived(key: SliceKey) -> bool:
+    """Whether data.binance.vision publishes archives of the slice's kind for its market (no
+    liquidations for spot): the other slices are not asked for."""
+    family, _ = _KINDS[key.dataset]
+    return VENUE_MARKETS.get(key.venue) in FAMILY_MARKETS.get(family, MARKET_PATHS)
 
 
 def month_days(first: date) -> list[date]:
@@ -102,7 +133,7 @@ class ArchiveKey:
     """One archive: `day` is its day, or its month's first day for a monthly one."""
 
     market: str        # spot | um
-    family: str        # trades | aggTrades | klines
+    family: str        # trades | aggTrades | klines | liquidationSnapshot
     interval: str      # klines: 1m, 1h, ...; '' otherwise
     instrument: str
     period: str        # daily | monthly
@@ -347,33 +378,38 @@ class DayFigures:
                                                                       other.ids)
 
 
-def _id(dataset: str) -> pl.Expr:
-    return pl.col("ts").dt.epoch("us") if spec_for(dataset).schema is BARS_SCHEMA else pl.col("seq")
+def _id(dataset: str) -> tuple[pl.Expr, pl.Expr]:
+    """(the id whose first and last a day's figures hold, what its distinct ids count)."""
+    if dataset == "liquidations":
+        return pl.col("ts").dt.epoch("us"), pl.col("liquidation_id")
+    ident = pl.col("ts").dt.epoch("us") if spec_for(dataset).schema is BARS_SCHEMA else pl.col("seq")
+    return ident, ident
 
 
 def read_archive(path: Path, key: ArchiveKey, keep: Collection[date] = ()) -> tuple[pl.DataFrame, dict]:
     """The archive's rows of the days `keep` (a frame of its dataset) and every day's figures
     ({day: DayFigures}), read in batches by the dump reader. A row outside the archive's day (or
-    month) or an archive without rows is a SourceDataError naming the file."""
+    month) or an archive without rows (but of liquidations) is a SourceDataError naming the file."""
     reader = DumpReader(path, market=key.market, instrument=key.instrument, family=key.family, day=key.day,
                         venue=key.venue)
     allowed, keep = set(key.days()), sorted(set(keep))
     kept: list[pl.DataFrame] = []
     figures: dict[date, DayFigures] = {}
+    (ids, distinct_ids), day = _id(key.dataset), pl.col("ts").dt.date()
     for batch in reader.batches():
-        ids, day = _id(key.dataset), pl.col("ts").dt.date()
         for when, rows, first, last, distinct in batch.group_by(day.alias("day")).agg(
-                pl.len(), ids.min().alias("first"), ids.max().alias("last"), ids.n_unique().alias("n")).iter_rows():
+                pl.len(), ids.min().alias("first"), ids.max().alias("last"),
+                distinct_ids.n_unique().alias("n")).iter_rows():
             if when not in allowed:
                 raise SourceDataError(key.instrument, key.day, f"{key.name}: {rows} row(s) on {when}, outside the "
                                       f"archive's {'day' if key.period == 'daily' else 'month'}", source=API_NAME)
             figures.setdefault(when, DayFigures()).add(rows, first, last, distinct)
         if keep:
             kept.append(batch.filter(day.is_in(keep)))
-    if not figures:
+    if not figures and key.dataset != "liquidations":  # a day without liquidations can be
         raise SourceDataError(key.instrument, key.day, f"{key.name}: the archive holds no rows; not loaded over a "
                               "stored day (a venue's day is never empty)", source=API_NAME)
-    schema = BARS_SCHEMA if spec_for(key.dataset).schema is BARS_SCHEMA else TRADES_SCHEMA
+    schema = spec_for(key.dataset).schema
     return (pl.concat(kept, how="vertical") if kept else pl.DataFrame(schema=schema)), dict(sorted(figures.items()))
 
 
@@ -532,7 +568,9 @@ def stored_figures(client, database: str, dataset: str, venue: str, instrument: 
     is left out, one whose load is empty has zero rows)."""
     spec = spec_for(dataset)
     db, table = _db(database), f"`{sql_identifier(spec.table, 'table')}`"
-    ident = "toInt64(toUnixTimestamp64Micro(ts))" if spec.schema is BARS_SCHEMA else "seq"
+    by_ts = spec.schema is BARS_SCHEMA or dataset == "liquidations"
+    ident = "toInt64(toUnixTimestamp64Micro(ts))" if by_ts else "seq"
+    distinct = "liquidation_id" if dataset == "liquidations" else ident
     params = {"kind": spec.code, "venue": venue, "instrument": instrument, "days": list(days)}
     active = {r[0]: int(r[1]) for r in client.query(
         f"SELECT day, load_id FROM {db}.{LOADS} FINAL WHERE kind = {{kind:String}} AND venue = {{venue:String}} "
@@ -540,7 +578,7 @@ def stored_figures(client, database: str, dataset: str, venue: str, instrument: 
     out = {day: DayFigures() for day in active}
     if active:
         for day, rows, first, last, ids in client.query(
-                f"SELECT day, count(), min({ident}), max({ident}), uniqExact({ident}) FROM {db}.{table} "
+                f"SELECT day, count(), min({ident}), max({ident}), uniqExact({distinct}) FROM {db}.{table} "
                 "WHERE venue = {venue:String} AND instrument = {instrument:String} AND day IN {days:Array(Date)} "
                 "AND load_id IN {ids:Array(UInt64)} GROUP BY day",
                 parameters={**params, "ids": list(active.values())}).result_rows:
@@ -678,11 +716,12 @@ class ReconcileResult:
 def monthly_keys(settings: ArchiveSettings, months: Iterable[date], instruments: Collection[str] = ()
                  ) -> list[ArchiveKey]:
     """The monthly archives of every configured kind and instrument (or of `instruments`, VENUE:SYMBOL)
-    for `months` (any day of each)."""
+    for `months` (any day of each); none of the daily-only families (liquidationSnapshot)."""
     return sorted({ArchiveKey(VENUE_MARKETS[key.venue], family, interval, key.instrument, "monthly",
                               month.replace(day=1))
                    for month in months for key in settings.instrument_keys()
-                   if not instruments or key.partition_key in instruments for family, interval in settings.kinds()})
+                   if not instruments or key.partition_key in instruments
+                   for family, interval in settings.kinds() if family not in DAILY_ONLY})
 
 
 def months_to_reconcile(client, database: str, settings: ArchiveSettings, today: date,

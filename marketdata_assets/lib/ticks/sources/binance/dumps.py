@@ -1,4 +1,5 @@
-"""data.binance.vision dump files (trades, aggTrades, klines) → normalized frames, in batches.
+"""data.binance.vision dump files (trades, aggTrades, klines, liquidationSnapshot) → normalized
+frames, in batches.
 
 File names: `BTCUSDT-trades-2025-01-15.csv|.zip`, `BTCUSDT-aggTrades-2025-01-15.zip`,
 `BTCUSDT-1m-2025-01-15.zip`, monthly `BTCUSDT-trades-2025-01.zip`; `parse_dump_name` → DumpName.
@@ -15,6 +16,8 @@ Formats, and how they are told apart:
   (`.../spot/...`, `.../futures/um/...`, `.../futures/cm/...`) or `market=`.
 - spot timestamps switch to 16-digit MICROSECONDS from 2025-01-01: decided per row by magnitude.
 - booleans are compared case-insensitively; isBuyerMaker true → the taker SOLD.
+- USD-M `liquidationSnapshot` files (the liquidations dataset): `archives.py`'s docstring has the
+  layout, its sources and how a row becomes a liquidation (`liquidation_rows`).
 
 The reading is strict (`DumpReader`, and the engine's reader through `TRADES_CSV` / `KLINES_1M_CSV`):
 a zip holds exactly one CSV named like itself; every row has every column (a short line is an
@@ -47,9 +50,11 @@ import os
 import re
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -59,7 +64,7 @@ from marketdata_assets.lib.http import SourceDataError
 from marketdata_assets.lib.ticks import writer
 from marketdata_assets.lib.ticks.config import ARCHIVE_INTERVALS
 from marketdata_assets.lib.ticks.engine import Feed, Job, SliceKey, error_text
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, LIQUIDATIONS_SCHEMA, TRADES_SCHEMA, note_dropped
 from marketdata_assets.lib.ticks.writer import CsvProfile
 
 VENUE = "BINANCE"
@@ -70,13 +75,14 @@ DEFAULT_BATCH_BYTES = 16 << 20
 SOURCE = "BINANCE_DUMPS"  # the ingest_log provider of dump loads
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^(?P<instrument>[A-Z0-9_]+)-(?P<family>trades|aggTrades|\d+(?:mo|s|m|h|d|w))-"
+_NAME = re.compile(r"^(?P<instrument>[A-Z0-9_]+)-"
+                   r"(?P<family>trades|aggTrades|liquidationSnapshot|\d+(?:mo|s|m|h|d|w))-"
                    r"(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?P<ext>csv|zip)$")
 
 
 class DumpName(NamedTuple):
     instrument: str
-    family: str  # "trades" | "aggTrades" | "klines"
+    family: str  # "trades" | "aggTrades" | "klines" | "liquidationSnapshot"
     day: date  # the first day of the month for monthly files
     interval: str | None = None  # klines: "1m", "1h", ...
     period: str = "daily"  # "daily" | "monthly"
@@ -92,7 +98,7 @@ def parse_dump_name(name: str | Path) -> DumpName:
                          f"BTCUSDT-aggTrades-2025-01-15.csv or BTCUSDT-1m-2025-01-15.zip")
     family = match["family"]
     interval = None
-    if family not in ("trades", "aggTrades"):
+    if family not in ("trades", "aggTrades", LIQUIDATION_FAMILY):
         family, interval = "klines", match["family"]
     try:
         day = date(int(match["year"]), int(match["month"]), int(match["day"] or 1))
@@ -136,6 +142,12 @@ LAYOUTS = {
         ("close_time", _I), ("quote_volume", _F), ("count", _I), ("taker_buy_volume", _F),
         ("taker_buy_quote_volume", _F), ("ignore", _S))),
 }
+# USD-M only: COIN-M files hold contracts of a USD value, not base units (archives.py's docstring)
+LIQUIDATION_FAMILY = "liquidationSnapshot"
+LAYOUTS[(LIQUIDATION_FAMILY, "um")] = Layout(LIQUIDATION_FAMILY, "um", (
+    ("time", _I), ("side", _S), ("order_type", _S), ("time_in_force", _S), ("original_quantity", _F),
+    ("price", _F), ("average_price", _F), ("order_status", _S), ("last_fill_quantity", _F),
+    ("accumulated_fill_quantity", _F)))
 LAYOUTS[("aggTrades", "cm")] = Layout("aggTrades", "cm", LAYOUTS[("aggTrades", "um")].columns)
 LAYOUTS[("klines", "um")] = Layout("klines", "um", LAYOUTS[("klines", "spot")].columns)
 LAYOUTS[("klines", "cm")] = Layout("klines", "cm", LAYOUTS[("klines", "spot")].columns)
@@ -163,6 +175,16 @@ def detect_layout(family: str, first_line: str, market: str | None = None) -> tu
         by_count = "spot" if n == 8 else ("futures" if n == 7 else None)
     elif family == "klines":
         by_count = "any" if n == 12 else None
+    elif family == LIQUIDATION_FAMILY:
+        layout = LAYOUTS[(LIQUIDATION_FAMILY, "um")]
+        if market not in (None, "um"):
+            raise ValueError(f"{family} dumps are read for USD-M futures only, not market={market!r} (COIN-M "
+                             "quantities are contracts, not base units)")
+        names = [c for c, _ in layout.columns]
+        if (has_header and fields != names) or n != len(names):
+            raise ValueError(f"{family} dump whose first line {first_line.strip()[:160]!r} is not the layout "
+                             f"{','.join(names)} ({n} columns, expected {len(names)})")
+        return layout, has_header
     else:
         raise ValueError(f"unknown dump family {family!r}")
     if by_count is None:
@@ -257,6 +279,35 @@ def _time_us(column: str) -> pl.Expr:
     return pl.when(t >= 100_000_000_000_000).then(t).otherwise(t * 1000).cast(TRADES_SCHEMA["ts"])
 
 
+def plain(value: float) -> str:
+    """A number's shortest round-trip digits, positional, no trailing zeros: 1e-05 → "0.00001",
+    70900.0 → "70900"."""
+    text = f"{Decimal(repr(float(value))):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def liquidation_id(ts_us: int, side: str, quantity: float, price: float) -> str:
+    """`<ts µs>-<side>-<quantity>-<price>`: "1711843200123000-sell-0.014-70010.5"."""
+    return f"{ts_us}-{side}-{plain(quantity)}-{plain(price)}"
+
+
+def liquidation_rows(raw: pl.DataFrame, instrument: str, venue: str) -> pl.DataFrame:
+    """A liquidationSnapshot batch (LAYOUTS' columns) → the liquidations frame (`liquidation_id` not
+    set yet) + `_line` (the row's fields as read): price = average_price (the fills' average; the
+    order's price when it is 0), quantity = accumulated_fill_quantity (0: nothing filled)."""
+    t = pl.col("time")
+    time_us = pl.when(t >= 100_000_000_000_000).then(t).otherwise(t * 1000)
+    side = pl.col("side").str.to_lowercase()
+    price = pl.when(pl.col("average_price") > 0).then(pl.col("average_price")).otherwise(pl.col("price"))
+    quantity = pl.col("accumulated_fill_quantity")
+    return raw.select(
+        time_us.cast(LIQUIDATIONS_SCHEMA["ts"]).alias("ts"), pl.lit(venue, pl.Utf8).alias("venue"),
+        pl.lit(instrument, pl.Utf8).alias("instrument"), pl.lit("", pl.Utf8).alias("liquidation_id"),
+        side.alias("side"), price.alias("price"), quantity.alias("quantity"),
+        (price * quantity).alias("amount"),
+        pl.concat_str([pl.col(c).cast(pl.Utf8) for c in raw.columns], separator=",").alias("_line"))
+
+
 def normalize(frame: pl.DataFrame | pl.LazyFrame, layout: Layout, instrument: str,
               venue: str = VENUE) -> pl.DataFrame | pl.LazyFrame:
     """Raw dump columns (named as in LAYOUTS) → the trades or bars frame."""
@@ -307,6 +358,8 @@ class DumpReader:
         self.layout: Layout | None = None
         self.has_header: bool | None = None
         self._keys: list[pl.Series] = []  # every batch's ids (a kline's open time): each must appear once
+        self._liquidations: dict[str, str] = {}  # liquidation_id -> its raw line, across the batches
+        self.dropped: Counter = Counter()  # rows left out, by frames.DROP_REASONS reason
 
     def _error(self, detail: str) -> SourceDataError:
         return SourceDataError(self.instrument, self.day, f"{self.path.name}: {detail}", source=self.venue)
@@ -330,7 +383,7 @@ class DumpReader:
         self._check_keys()
 
     def _batches(self, stream: IO[bytes], batch_bytes: int) -> Iterator[pl.DataFrame]:
-        self._keys = []
+        self._keys, self._liquidations = [], {}
         first = stream.readline()
         while first and first.isspace():
             first = stream.readline()
@@ -381,8 +434,35 @@ class DumpReader:
             raise self._error(f"{time_col} {low[time_col][0]} is neither milliseconds nor microseconds "
                               f"(rows from byte {offset})")
         self._check_values(raw, offset)
+        if layout.family == LIQUIDATION_FAMILY:
+            return self._once(liquidation_rows(raw, self.instrument, self.venue))
         self._keys.append(raw[layout.columns[0][0]])
         return normalize(raw, layout, self.instrument, self.venue)
+
+    def _once(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Each liquidation once: a line repeated verbatim (the vendor writes every line twice) is
+        dropped as `duplicates`, one liquidation_id on lines that differ is an error; the rows that
+        filled nothing are dropped as `not_filled` (archives.py's docstring)."""
+        keep, ids = [], []
+        for ts, side, quantity, price, line in zip(rows["ts"].dt.epoch("us"), rows["side"], rows["quantity"],
+                                                   rows["price"], rows["_line"]):
+            ids.append(lid := liquidation_id(ts, side, quantity, price))
+            seen = self._liquidations.get(lid)
+            if seen is not None and seen != line:
+                raise self._error(f"liquidation {lid} on two different lines {seen!r} and {line!r}: not the "
+                                  "vendor's repeated line (the lines of one liquidation differ)")
+            keep.append(seen is None)
+            self._liquidations[lid] = line
+        rows = rows.with_columns(pl.Series("liquidation_id", ids, dtype=pl.Utf8),
+                                 pl.Series("_keep", keep, dtype=pl.Boolean))
+        self._drop("duplicates", rows.filter(~pl.col("_keep")))
+        self._drop("not_filled", rows.filter(pl.col("_keep") & (pl.col("quantity") <= 0)))
+        return rows.filter(pl.col("_keep") & (pl.col("quantity") > 0)).select(list(LIQUIDATIONS_SCHEMA))
+
+    def _drop(self, reason: str, rows: pl.DataFrame) -> None:
+        for day, count in rows.group_by(pl.col("ts").dt.date().alias("day")).len().iter_rows():
+            self.dropped[reason] += count
+            note_dropped(self.instrument, reason, count, day)
 
     def _check_values(self, raw: pl.DataFrame, offset: int) -> None:
         """The rows' values can be true (module doc); the first row that cannot is named."""
@@ -401,6 +481,22 @@ class DumpReader:
                 span = pl.when(pl.col("open_time") >= 100_000_000_000_000).then(gap).otherwise(gap * 1000)
                 why = f"the kline does not span {self.name.interval} (close_time - open_time): another interval's file?"
                 rules.append(((span < span_ms * 1000 - 1000) | (span >= span_ms * 1000), why))
+        elif family == LIQUIDATION_FAMILY:
+            def finite(column: str) -> pl.Expr:
+                return pl.col(column).is_finite()
+
+            filled, original = pl.col("accumulated_fill_quantity"), pl.col("original_quantity")
+            side = pl.col("side").str.to_uppercase()
+            rules = [(~side.is_in(["BUY", "SELL"]), "the side is not BUY or SELL"),
+                     (((pl.col("price") > 0) & finite("price")).not_(), "the price is not positive"),
+                     (((pl.col("average_price") >= 0) & finite("average_price")).not_(),
+                      "the average_price is negative or not finite"),
+                     (((original > 0) & finite("original_quantity")).not_(),
+                      "the original_quantity is not positive"),
+                     (((filled >= 0) & (filled <= original)).not_(),
+                      "the accumulated_fill_quantity is not between 0 and the original_quantity"),
+                     (((pl.col("last_fill_quantity") >= 0) & (pl.col("last_fill_quantity") <= filled)).not_(),
+                      "the last_fill_quantity is not between 0 and the accumulated_fill_quantity")]
         else:
             qty = "quantity" if family == "aggTrades" else ("base_qty" if self.layout.market == "cm" else "qty")
             rules = [(((pl.col("price") > 0) & pl.col("price").is_finite()).not_(), "the price is not positive"),
@@ -429,7 +525,8 @@ def read_dump(path: str | Path, **kwargs) -> pl.DataFrame:
     frames = list(reader.batches(kwargs.get("batch_bytes", DEFAULT_BATCH_BYTES)))
     if frames:
         return pl.concat(frames, how="vertical")
-    return pl.DataFrame(schema=BARS_SCHEMA if reader.family == "klines" else TRADES_SCHEMA)
+    schemas = {"klines": BARS_SCHEMA, LIQUIDATION_FAMILY: LIQUIDATIONS_SCHEMA}
+    return pl.DataFrame(schema=schemas.get(reader.family, TRADES_SCHEMA))
 
 
 # --------------------------------------------------------------------------------------------
