@@ -27,13 +27,13 @@ import json
 import math
 import os
 import resource
-import shutil
 import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from bench import KeptData
 from bench.ticks_load import DAY, INSTRUMENTS
 from bench.trade_id_holes import VENUE, generate
 from marketdata_assets import settings
@@ -120,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = settings.state_dir() / "bench" / "factors" / str(args.trades)  # a quick run keeps the full data
     manifest = {"day": DAY.isoformat(), "instruments": INSTRUMENTS, "trades": args.trades, "version": VERSION}
-    marker = workdir / "manifest.json"
-    fresh = not (marker.exists() and json.loads(marker.read_text()) == manifest)
-    if fresh:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+    kept = KeptData(workdir, manifest)
     store = ClickHouseResource(dsn=f"chdb://{workdir / 'chdb'}", database=DATABASE, lock_timeout_s=60)
     trades_only = [f for f in fx.FACTORS if f.input == "trades"]
     day_filter = ("venue = {venue:String} AND ts >= {start:DateTime64(6, 'UTC')} "
@@ -133,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         with store.get_client() as client:
-            if fresh:
+            if kept.fresh:
                 print(f"generating {len(INSTRUMENTS)} x {args.trades:,} trades of {DAY} ...", flush=True)
                 started = time.monotonic()
                 generate(client, DATABASE, args.trades, holed=0)
                 generate_inputs(client)
-                marker.write_text(json.dumps(manifest))
+                kept.done()
                 print(f"generated in {time.monotonic() - started:.0f} s")
             total = int(client.command(f"SELECT count() FROM `{DATABASE}`.trades"))
             disk_mb = int(client.command(

@@ -30,13 +30,13 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import KeptData
 from bench.ticks_load import DAY, INSTRUMENTS
 from marketdata_assets import settings
 
@@ -115,11 +115,7 @@ def main() -> int:
     workdir = settings.state_dir() / "bench" / "trade_id_holes"
     manifest = {"day": DAY.isoformat(), "instruments": INSTRUMENTS, "trades": TRADES, "holed": HOLED,
                 "holes": list(HOLE_SIZES)}
-    marker = workdir / "manifest.json"
-    fresh = not (marker.exists() and json.loads(marker.read_text()) == manifest)
-    if fresh:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+    kept = KeptData(workdir, manifest)
     store = ClickHouseResource(dsn=f"chdb://{workdir / 'chdb'}", database=DATABASE, lock_timeout_s=60)
     slices = [SliceKey("trades", VENUE, s, DAY) for s in INSTRUMENTS]
     expected = {i: holes_of(i) for i in range(len(INSTRUMENTS))}
@@ -128,10 +124,10 @@ def main() -> int:
     runs = []
     try:
         with store.get_client() as client:
-            if fresh:
+            if kept.fresh:
                 print(f"generating {len(INSTRUMENTS)} x {TRADES:,} trades of {DAY} ...", flush=True)
                 generated = generate(client)
-                marker.write_text(json.dumps(manifest))
+                kept.done()
                 print(f"generated in {generated:.0f} s")
             total = int(client.command(f"SELECT count() FROM `{DATABASE}`.trades"))
             disk_mb = int(client.command("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} "
