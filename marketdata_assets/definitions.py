@@ -15,7 +15,16 @@ EXECUTOR = dg.multiprocess_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": ["marketdata_assets.definitions"]}}})
 
 
+# Declarative automation (crypto_factors when its upstream partitions change, the coverage pictures on
+# their crons) evaluated by one sensor, running by default: none of those assets calls a vendor.
+# Dagster's own default sensor would be stopped.
+AUTOMATION = dg.AutomationConditionSensorDefinition(
+    "automation_conditions", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60)
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     domains = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    return dg.Definitions.merge(domains, dg.Definitions(resources=build_resources(), executor=EXECUTOR))
+    return dg.Definitions.merge(domains, dg.Definitions(resources=build_resources(), executor=EXECUTOR,
+                                                        sensors=[AUTOMATION]))

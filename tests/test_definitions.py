@@ -59,6 +59,12 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     assert {job.name for job in repo.get_all_jobs()} >= {"crypto_ticks_job", "binance_dumps_job", "a_share_ticks_job",
                                                        "tick_compaction_job"}
     assert {s.name for s in repo.sensor_defs} >= {"binance_dump_files", "crypto_instruments_from_config"}
+    # declarative automation (factors, coverage pictures) runs by default, through one sensor
+    automation = [s for s in repo.sensor_defs if isinstance(s, dg.AutomationConditionSensorDefinition)]
+    assert [(s.name, s.default_status) for s in automation] == [("automation_conditions",
+                                                                dg.DefaultSensorStatus.RUNNING)]
+    targeted = automation[0].asset_selection.resolve(graph)
+    assert {dg.AssetKey("crypto_factors"), dg.AssetKey("ticks_coverage"), dg.AssetKey("alphas_coverage")} <= targeted
 
 
 def test_every_asset_a_schedule_keeps_fresh_has_a_freshness_deadline_after_its_run():
