@@ -136,8 +136,3 @@ def snapshot_feed(venue: str, client, dataset: str, instruments, *, workers: int
 
     jobs = [Job((SliceKey(dataset, venue, instrument, today),)) for instrument in instruments]
     return Feed(venue, jobs, fetch, client, workers=workers, attempts=1, append=True, by_day=True)
-
-
-def book_feed(venue: str, client, instruments, *, depth: int, workers: int) -> Feed:
-    """One order-book snapshot per instrument, added to today's (UTC) slice of each."""
-    return snapshot_feed(venue, client, "books", instruments, workers=workers, depth=depth)
