@@ -30,8 +30,9 @@ settings.apply_defaults()
 
 def worker_name(name: str) -> str:
     """A database name of this pytest process: `make test` runs files in parallel (pytest-xdist), and
-    each worker recreates its databases."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    each worker recreates its databases; MARKETDATA_TEST_DB_SUFFIX keeps two checkouts' runs apart."""
+    worker = "_".join(part for part in (os.environ.get("MARKETDATA_TEST_DB_SUFFIX", ""),
+                                        os.environ.get("PYTEST_XDIST_WORKER", "")) if part)
     return f"{name}_{worker}" if worker else name
 
 
@@ -140,3 +141,16 @@ def _no_dead_defs_state_storage():
                       "cleared", stacklevel=1)
         base._current_storage.set(None)  # no token to reset to: this context's value is the stale one
     yield
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL + TimescaleDB server of this test alone, which the test may stop, kill and restart."""
+    from pathlib import Path
+
+    from tests.private_postgres import PrivatePostgres
+
+    # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
+    yield server
+    server.close()
