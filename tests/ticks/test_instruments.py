@@ -35,7 +35,8 @@ def test_a_share_code_rejects(bad):
 
 def test_exchange_inference_and_venues():
     assert [infer_exchange(c) for c in ("600000", "900901", "000001", "200002", "300750", "430047", "830799",
-                                        "688981", "920002")] == ["SH", "SH", "SZ", "SZ", "SZ", "BJ", "BJ", "SH", "BJ"]
+                                        "688981", "920002", "921001", "929999", "159915", "161005")] == \
+        ["SH", "SH", "SZ", "SZ", "SZ", "BJ", "BJ", "SH", "BJ", "BJ", "BJ", "SZ", "SZ"]
     assert [a_share_venue(c) for c in ("sh600000", "000001.XSHE", "830799")] == ["SSE", "SZSE", "BSE"]
     assert [normalize_venue(v) for v in ("binance", "SH", "XSHE", "bj", "okx ")] == ["BINANCE", "SSE", "SZSE", "BSE", "OKX"]
     with pytest.raises(ValueError):
@@ -105,3 +106,36 @@ def test_partition_key_normalizes_and_rejects():
     for bad in ("BINANCE:btcusdt", "BINANCE", "A:B:C", "SSE:600000"):
         with pytest.raises(ValueError):
             parse_partition_key(bad)
+
+
+# The one A-share rule: every domain's normalizer gives the same answer (they disagreed on 1xxxxx and 921-929).
+A_SHARE_CASES = {
+    "920118": "920118.BJ", "921001": "921001.BJ", "929999": "929999.BJ",     # BSE's 92 range
+    "430047": "430047.BJ", "830799": "830799.BJ", "870001": "870001.BJ",     # BSE/NEEQ 4xxxxx, 8xxxxx
+    "900901": "900901.SH", "600000": "600000.SH", "510300": "510300.SH",
+    "000001": "000001.SZ", "300750": "300750.SZ", "200002": "200002.SZ",
+    "159915": "159915.SZ", "161005": "161005.SZ",                            # SZ ETFs and LOFs
+    "113009": None, "127045": None, "100001": None, "131810": None,          # bonds/repos: both exchanges use 1xxxxx
+    "700001": None, "730001": None,                                          # subscription codes
+    # each exchange suffix wins over the digits
+    "113009.SH": "113009.SH", "127045.SZ": "127045.SZ", "000001.SH": "000001.SH", "600000.SS": "600000.SH",
+    "600000.XSHG": "600000.SH", "000001.XSHE": "000001.SZ", "830799.BJ": "830799.BJ",
+    "sh600000": "600000.SH", "sz000001": "000001.SZ", "bj830799": "830799.BJ", "SHSE.600000": "600000.SH",
+}
+
+
+@pytest.mark.parametrize("raw, expected", A_SHARE_CASES.items())
+def test_one_a_share_rule_in_every_normalizer(raw, expected):
+    import polars as pl
+
+    from marketdata_assets.lib.bars.csv_profiles import code_expr, normalize_code
+
+    vectorized = pl.DataFrame({"c": [raw]}).select(code_expr(pl.col("c"))).item()
+    if expected is None:
+        with pytest.raises(ValueError, match="add .SH, .SZ or .BJ"):
+            a_share_code(raw)
+        with pytest.raises(ValueError, match="cannot infer the exchange"):
+            normalize_code(raw)
+        assert vectorized is None
+    else:
+        assert (a_share_code(raw), normalize_code(raw), vectorized) == (expected, expected, expected)

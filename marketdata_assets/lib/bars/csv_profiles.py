@@ -62,6 +62,8 @@ from pathlib import Path
 
 import polars as pl
 
+from marketdata_assets.lib.ticks.instruments import EXCHANGE_ALIASES, EXCHANGE_BY_PREFIX, exchange_by_prefix
+
 NORMALIZED_COLUMNS = ("time", "code", "name", "open", "high", "low", "close", "volume", "amount")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 NUMERIC_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
@@ -331,9 +333,6 @@ def detect_separator(header_line: str, preferred: str | None = None) -> str:
 # Stock codes
 # --------------------------------------------------------------------------------------------
 
-_EXCHANGE_ALIASES = {"SH": "SH", "SS": "SH", "XSHG": "SH", "SHSE": "SH",
-                     "SZ": "SZ", "XSHE": "SZ", "SZSE": "SZ",
-                     "BJ": "BJ", "BSE": "BJ", "BJSE": "BJ"}
 _SUFFIX = r"(?P<d1>\d{6})\.(?P<x1>SH|SZ|BJ|SS)"
 _JOINQUANT = r"(?P<d4>\d{6})\.(?P<x4>XSHG|XSHE)"
 _PREFIX = r"(?P<x2>SHSE|SZSE|BJSE|SH|SZ|BJ)[.]?(?P<d2>\d{6})"
@@ -346,20 +345,6 @@ _CODE_PATTERNS = {
     "bare": rf"^(?:{_BARE})$",
 }
 _CODE_RE = {k: re.compile(v) for k, v in _CODE_PATTERNS.items()}
-
-
-def infer_exchange(digits: str) -> str | None:
-    """Exchange of a 6-digit A-share code: 92xxxx/4xxxxx/8xxxxx BJ, 5/6/9xxxxx SH, 0/2/3xxxxx and
-    15/16xxxx (ETFs, LOFs) SZ; None when the digits don't say (1xxxxx bonds, 7xxxxx)."""
-    if len(digits) != 6 or not digits.isdigit():
-        return None
-    if digits.startswith("92") or digits[0] in "48":
-        return "BJ"
-    if digits[0] in "569":
-        return "SH"
-    if digits[0] in "023" or digits[:2] in ("15", "16"):
-        return "SZ"
-    return None
 
 
 def normalize_code(value: object, code_format: str = "auto") -> str:
@@ -376,11 +361,11 @@ def normalize_code(value: object, code_format: str = "auto") -> str:
     exchange_alias = groups.get("x1") or groups.get("x2") or groups.get("x4")
     if digits is None:
         digits = groups["d3"].zfill(6)
-        exchange = infer_exchange(digits)
+        exchange = exchange_by_prefix(digits)
         if exchange is None:
-            raise ValueError(f"bad code {value!r}: cannot infer the exchange of {digits}")
+            raise ValueError(f"bad code {value!r}: cannot infer the exchange of {digits} (add .SH, .SZ or .BJ)")
     else:
-        exchange = _EXCHANGE_ALIASES[exchange_alias]
+        exchange = EXCHANGE_ALIASES[exchange_alias]
     return f"{digits}.{exchange}"
 
 
@@ -397,16 +382,19 @@ def code_expr(expr: pl.Expr, code_format: str = "auto") -> pl.Expr:
 
     explicit_digits = pl.coalesce(group("d1"), group("d2"), group("d4"))
     alias = pl.coalesce(group("x1"), group("x2"), group("x4"))
-    explicit = alias.replace_strict(_EXCHANGE_ALIASES, default=None, return_dtype=pl.String)
+    explicit = alias.replace_strict(EXCHANGE_ALIASES, default=None, return_dtype=pl.String)
     bare = group("d3").str.zfill(6)
-    first, first2 = bare.str.slice(0, 1), bare.str.slice(0, 2)
-    inferred = (pl.when((first2 == "92") | first.is_in(["4", "8"])).then(pl.lit("BJ"))
-                .when(first.is_in(["5", "6", "9"])).then(pl.lit("SH"))
-                .when(first.is_in(["0", "2", "3"]) | first2.is_in(["15", "16"])).then(pl.lit("SZ"))
-                .otherwise(pl.lit(None, dtype=pl.String)))
     return (pl.when(explicit_digits.is_not_null())
             .then(pl.concat_str([explicit_digits, pl.lit("."), explicit]))
-            .otherwise(pl.concat_str([bare, pl.lit("."), inferred])))
+            .otherwise(pl.concat_str([bare, pl.lit("."), _exchange_by_prefix_expr(bare)])))
+
+
+def _exchange_by_prefix_expr(digits: pl.Expr) -> pl.Expr:
+    """:func:`exchange_by_prefix` as an expression: the same table, longest prefix first."""
+    result = pl.lit(None, dtype=pl.String)
+    for prefix, exchange in sorted(EXCHANGE_BY_PREFIX.items(), key=lambda item: len(item[0])):
+        result = pl.when(digits.str.starts_with(prefix)).then(pl.lit(exchange)).otherwise(result)
+    return result
 
 
 def normalize_codes(values: pl.Series, code_format: str = "auto") -> pl.Series:

@@ -32,11 +32,14 @@ A-share codes
 -------------
 Accepted spellings of one stock: ``600000.SH``, ``600000.sh``, ``600000.SS`` (Yahoo),
 ``600000.XSHG`` / ``000001.XSHE`` (JoinQuant/MIC style), ``sh600000``, ``SH600000``, ``sh.600000``
-(baostock), ``SH:600000``, and the bare ``600000``. An explicit exchange always wins: ``000001.SH``
+(baostock), ``SHSE.600000`` (gm), ``SH:600000``, and the bare ``600000``. An explicit exchange always wins: ``000001.SH``
 is the SSE Composite index and ``000001.SZ`` is Ping An Bank. Without one, the exchange is inferred
-from the code: ``920`` -> BJ (the Beijing exchange's new code range), otherwise ``6``/``9`` -> SH
-(``688`` STAR Market, ``900`` B shares), ``5`` -> SH (funds/ETFs), ``0``/``2``/``3`` -> SZ
-(``300`` ChiNext, ``200`` B shares), ``1`` -> SZ (funds/ETFs), ``4``/``8`` -> BJ.
+from the code's leading digits, longest prefix first (:data:`EXCHANGE_BY_PREFIX`, the one table every
+domain reads): ``92`` -> BJ (the Beijing exchange's 920 range), ``4``/``8`` -> BJ, ``6`` -> SH
+(``688`` STAR Market), ``9`` -> SH (``900`` B shares), ``5`` -> SH (funds/ETFs), ``0``/``2``/``3`` -> SZ
+(``300`` ChiNext, ``200`` B shares), ``15``/``16`` -> SZ (ETFs, LOFs). Other ``1xxxxx`` codes (bonds,
+repos) and ``7xxxxx`` (subscription codes) are used by both Shanghai and Shenzhen: they need an explicit
+exchange.
 """
 
 from __future__ import annotations
@@ -65,11 +68,17 @@ _VENUE_SYMBOL = {
     "OKX": re.compile(r"^[A-Z0-9]+-[A-Z0-9]+(-[A-Z0-9]+)*$"),
     "DERIBIT": re.compile(r"^[A-Z0-9_]+-[A-Z0-9]+(-[A-Z0-9.]+)*$"),
 }
-_SUFFIX_EXCHANGE = {"SH": "SH", "SS": "SH", "XSHG": "SH", "SSE": "SH",
+# Every spelling of an A-share exchange in circulation -> its suffix (SH | SZ | BJ).
+EXCHANGE_ALIASES = {"SH": "SH", "SS": "SH", "XSHG": "SH", "SSE": "SH", "SHSE": "SH",
                     "SZ": "SZ", "XSHE": "SZ", "SZSE": "SZ",
                     "BJ": "BJ", "BSE": "BJ", "BJSE": "BJ", "XBSE": "BJ"}
+# The exchange of a bare 6-digit code by its leading digits; the longest matching prefix wins.
+EXCHANGE_BY_PREFIX = {"92": "BJ", "4": "BJ", "8": "BJ",
+                      "6": "SH", "9": "SH", "5": "SH",
+                      "0": "SZ", "2": "SZ", "3": "SZ", "15": "SZ", "16": "SZ"}
+_PREFIX_LENGTHS = sorted({len(prefix) for prefix in EXCHANGE_BY_PREFIX}, reverse=True)
 _CODE_SUFFIX = re.compile(r"^(\d{6})\.([A-Z]{2,4})$")
-_PREFIX_CODE = re.compile(r"^(SH|SZ|BJ)[.:]?(\d{6})$")
+_PREFIX_CODE = re.compile(r"^(SHSE|SZSE|BJSE|SH|SZ|BJ)[.:]?(\d{6})$")
 _BARE_CODE = re.compile(r"^\d{6}$")
 _FORBIDDEN_IN_KEYS = ("|", ",", "[", "]", "...", ":")
 
@@ -88,20 +97,25 @@ class InstrumentKey(NamedTuple):
         return partition_key(self.venue, self.instrument)
 
 
+def exchange_by_prefix(code: str) -> str | None:
+    """'SH' | 'SZ' | 'BJ' for a bare 6-digit A-share code, None when its digits don't tell."""
+    if not isinstance(code, str) or not _BARE_CODE.match(code):
+        return None
+    for length in _PREFIX_LENGTHS:
+        if exchange := EXCHANGE_BY_PREFIX.get(code[:length]):
+            return exchange
+    return None
+
+
 def infer_exchange(code: str) -> str:
     """'SH' | 'SZ' | 'BJ' for a bare 6-digit A-share code (see the module docstring)."""
     if not isinstance(code, str) or not _BARE_CODE.match(code):
         raise ValueError(f"invalid A-share code {code!r}: expected 6 digits")
-    if code.startswith("920"):
-        return "BJ"
-    first = code[0]
-    if first in "695":
-        return "SH"
-    if first in "0231":
-        return "SZ"
-    if first in "48":
-        return "BJ"
-    raise ValueError(f"cannot infer the exchange of A-share code {code!r}: add .SH, .SZ or .BJ")
+    exchange = exchange_by_prefix(code)
+    if exchange is None:
+        raise ValueError(f"cannot infer the exchange of A-share code {code!r} (Shanghai and Shenzhen both use "
+                         f"{code[:2]}xxxx codes): add .SH, .SZ or .BJ")
+    return exchange
 
 
 def a_share_code(code: str) -> str:
@@ -115,14 +129,14 @@ def a_share_code(code: str) -> str:
     text = code.strip().upper()
     if match := _CODE_SUFFIX.match(text):
         digits, suffix = match.groups()
-        exchange = _SUFFIX_EXCHANGE.get(suffix)
+        exchange = EXCHANGE_ALIASES.get(suffix)
         if exchange is None:
             raise ValueError(f"invalid A-share code {code!r}: unknown exchange suffix .{suffix} "
                              "(expected SH, SZ, BJ, SS, XSHG, XSHE)")
         return f"{digits}.{exchange}"
     if match := _PREFIX_CODE.match(text):
         exchange, digits = match.groups()
-        return f"{digits}.{exchange}"
+        return f"{digits}.{EXCHANGE_ALIASES[exchange]}"
     if _BARE_CODE.match(text):
         return f"{text}.{infer_exchange(text)}"
     raise ValueError(f"invalid A-share code {code!r}: expected forms like 600000.SH, sh600000, 000001.XSHE "
