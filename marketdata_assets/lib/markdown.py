@@ -1,8 +1,14 @@
-"""Markdown tables for materialization metadata (Dagster renders Markdown metadata)."""
+"""Markdown tables for materialization metadata (Dagster renders Markdown metadata).
+
+Numbers are shown as stored: a float prints its shortest exact form (a close of 0.001455 reads
+0.001455, not 0.0015), never rounded to a fixed number of decimals and never in exponent form.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 
@@ -10,10 +16,19 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:,.4f}".rstrip("0").rstrip(".")
+        return number(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def number(value: float) -> str:
+    """A float at full precision with thousands separators: 1234567.5 -> '1,234,567.5', 4e-05 -> '0.00004'."""
+    if not math.isfinite(value):
+        return str(value)
+    if value.is_integer() and abs(value) < 1e16:
+        return f"{int(value):,}"
+    return f"{Decimal(repr(value)):,f}"
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 200) -> str:
