@@ -68,6 +68,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 test: stack-up browser
+	@$(VENV)/bin/lint-imports --no-cache --config .importlinter
 	@$(WITH_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: stack-up

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from marketdata_assets.defs.ticks.resources import provider_resources
 from marketdata_assets.resources import build_resources
 
 EXECUTOR = dg.multiprocess_executor.configured(
@@ -26,5 +27,7 @@ AUTOMATION = dg.AutomationConditionSensorDefinition(
 @dg.definitions
 def defs() -> dg.Definitions:
     domains = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    return dg.Definitions.merge(domains, dg.Definitions(resources=build_resources(), executor=EXECUTOR,
-                                                        sensors=[AUTOMATION]))
+    # the stores' resources, and the vendor sources' (tushare, yahoo, binance, okx, deribit) from the
+    # ticks domain's providers config file
+    resources = {**build_resources(), **provider_resources()}
+    return dg.Definitions.merge(domains, dg.Definitions(resources=resources, executor=EXECUTOR, sensors=[AUTOMATION]))

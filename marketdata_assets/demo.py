@@ -166,7 +166,7 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
     print(replays.describe(), flush=True)
     exporter = _start_exporter() if serve_ui else None
     try:
-        failed = graph.main(replays)
+        failed = graph.main()
         if not serve_ui:
             return failed
         workspace = settings.PROJECT_ROOT / "workspace.yaml"

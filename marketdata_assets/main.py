@@ -22,7 +22,6 @@ Run it again and the loads are skipped (same content already loaded): only the r
 
 from __future__ import annotations
 
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -195,34 +194,22 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     return steps
 
 
-def main(replays=None) -> int:
-    """Materialize the graph; `replays` (marketdata_assets.demo) already point the environment at
-    the replays of the sources that have no real configuration (started here when not given)."""
-    from marketdata_assets import demo
+def main() -> int:
+    """Materialize the graph. The caller (marketdata_assets.demo, `make run`) has already pointed the
+    environment at the replays of the sources that have no real configuration."""
     from marketdata_assets.definitions import defs as load_defs
     from marketdata_assets.launch import launch, summary
 
-    own = replays is None
-    replays = demo.activate() if own else replays
     defs = load_defs()
     outcomes = []
-    try:
-        with dg.DagsterInstance.get() as instance:
-            for label, assets, tags, partition_key in plan(defs, instance):
-                selection = assets.pop() if assets and isinstance(assets[-1], list) else None
-                outcome = launch(label, assets, instance=instance, resources=defs.resources or {},
-                                 partition_key=partition_key, selection=selection,
-                                 tags={"marketdata/launched_by": "make run", **tags})
-                print(outcome.line(), flush=True)
-                outcomes.append(outcome)
-    finally:
-        if own:
-            replays.stop()
+    with dg.DagsterInstance.get() as instance:
+        for label, assets, tags, partition_key in plan(defs, instance):
+            selection = assets.pop() if assets and isinstance(assets[-1], list) else None
+            outcome = launch(label, assets, instance=instance, resources=defs.resources or {},
+                             partition_key=partition_key, selection=selection,
+                             tags={"marketdata/launched_by": "make run", **tags})
+            print(outcome.line(), flush=True)
+            outcomes.append(outcome)
     print(f"make run: {summary(outcomes)}", flush=True)
     return 1 if any(not o.success for o in outcomes) else 0
 
-
-if __name__ == "__main__":
-    from marketdata_assets.demo import main as demo_main
-
-    sys.exit(demo_main(["run", "--no-ui"]))

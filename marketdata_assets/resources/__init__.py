@@ -1,4 +1,7 @@
-"""Every resource in one place, configured from environment variables (marketdata_assets.settings).
+"""The store and alpha-API resources, configured from environment variables (marketdata_assets.settings).
+
+The vendor sources' resources are the ticks domain's own (defs/ticks/resources.py); the code location
+(definitions.py) puts the two together.
 
 A variable that is set is passed as `dg.EnvVar`, so the UI shows its name, never its value;
 an unset one falls back to the local stack's default.
@@ -29,8 +32,6 @@ def _env_int(name: str):
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
-    from marketdata_assets.defs.ticks.resources import provider_resources  # the ticks domain's own wiring
-
     clickhouse_dsn = dg.EnvVar("CLICKHOUSE_DSN") if os.environ.get("CLICKHOUSE_DSN") else settings.clickhouse_dsn()
     mongo = MongoResource(uri=_env("MONGODB_URI"), username=_env("MONGODB_USERNAME"),
                           password=_env("MONGODB_PASSWORD"))
@@ -47,6 +48,4 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
                                        user=_env("TIMESCALE_USER"), password=_env("TIMESCALE_PASSWORD"),
                                        dbname=_env("TIMESCALE_DB"), sslmode=_env("TIMESCALE_SSLMODE"),
                                        pool_size=_env_int("TIMESCALE_POOL_SIZE")),
-        # tushare, yahoo, binance, okx, deribit: limits from the ticks domain's providers config file
-        **provider_resources(),
     }
