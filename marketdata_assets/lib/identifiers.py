@@ -26,6 +26,11 @@ def sql_identifier(name: str, what: str = "identifier") -> str:
     return name
 
 
+def clickhouse_database(name: str) -> str:
+    """A validated ClickHouse database name, back-quoted for SQL text: `market`."""
+    return f"`{sql_identifier(name, 'ClickHouse database')}`"
+
+
 def qualified_name(name: str, what: str = "table") -> str:
     """`schema.table` or `table`, each part a valid identifier."""
     parts = name.split(".") if isinstance(name, str) else [name]

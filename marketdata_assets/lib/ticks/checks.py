@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.ticks.engine import SliceKey
 from marketdata_assets.lib.ticks.frames import spec_for
 
@@ -174,7 +174,7 @@ def minute_grid(client, database: str, scope: Scope, expected: Callable[[str, da
     """`scope` with the parameters `MINUTES_COMPLETE` reads: `expected(venue, day)`, the bar opens a
     full day has, for each venue-day the scope holds; a venue without a calendar (or a day outside
     it) is left out of the check."""
-    rows = client.query(f"WITH scope AS ({scope.sql}) SELECT DISTINCT venue, day FROM {_db(database)}.active_loads "
+    rows = client.query(f"WITH scope AS ({scope.sql}) SELECT DISTINCT venue, day FROM {clickhouse_database(database)}.active_loads "
                         "WHERE load_id IN (SELECT load_id FROM scope)", parameters=scope.params).result_rows
     keys, minutes = [], []
     for venue, day in rows:
@@ -186,9 +186,6 @@ def minute_grid(client, database: str, scope: Scope, expected: Callable[[str, da
         minutes.append([int(t.timestamp()) for t in opens])
     return Scope(scope.sql, {**scope.params, "grid_keys": keys, "grid_minutes": minutes})
 
-
-def _db(database: str) -> str:
-    return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
 
 @dataclass(frozen=True)
@@ -203,7 +200,7 @@ def slice_scope(database: str, dataset: str, slices: Iterable[SliceKey]) -> Scop
     """The active loads of the slices, each in its day x instrument partition ('YYYY-MM-DD|VENUE:SYMBOL')."""
     slices = list(slices)
     sql = ("SELECT load_id, concat(toString(day), '|', venue, ':', instrument) AS partition_key "
-           f"FROM {_db(database)}.active_loads WHERE kind = {{kind:String}} AND day IN {{days:Array(Date)}} "
+           f"FROM {clickhouse_database(database)}.active_loads WHERE kind = {{kind:String}} AND day IN {{days:Array(Date)}} "
            "AND partition_key IN {keys:Array(String)}")
     return Scope(sql, {"kind": spec_for(dataset).code, "days": sorted({s.day for s in slices}),
                        "keys": [f"{s.day.isoformat()}|{s.venue}:{s.instrument}" for s in slices]})
@@ -212,7 +209,7 @@ def slice_scope(database: str, dataset: str, slices: Iterable[SliceKey]) -> Scop
 def source_scope(database: str, dataset: str, source: str, days: list[date]) -> Scope:
     """The days' slices whose active load was written by `source` (ingest_log), each in its day's
     partition ('YYYY-MM-DD')."""
-    db = _db(database)
+    db = clickhouse_database(database)
     sql = (f"SELECT load_id, toString(day) AS partition_key FROM {db}.active_loads "
            "WHERE kind = {kind:String} AND day IN {days:Array(Date)} "
            f"AND load_id IN (SELECT load_id FROM {db}.ingest_log WHERE provider = {{provider:String}} "
@@ -222,7 +219,7 @@ def source_scope(database: str, dataset: str, source: str, days: list[date]) -> 
 
 def latest_scope(database: str, dataset: str, partition_keys) -> Scope:
     """Each instrument's ('VENUE:SYMBOL') snapshots of `dataset` (books, tickers, ...) of its latest day."""
-    db = _db(database)
+    db = clickhouse_database(database)
     match = "kind = {kind:String} AND concat(venue, ':', instrument) IN {keys:Array(String)}"
     sql = (f"SELECT load_id, concat(venue, ':', instrument) AS partition_key FROM {db}.active_loads "
            f"WHERE {match} AND (venue, instrument, day) IN "
@@ -248,7 +245,7 @@ def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10
     """The rule's violations, the rows checked and a sample of the violations, by partition key: three
     queries whatever the number of partitions (two when nothing is violated). Partitions without
     an active load are left out."""
-    db, spec = _db(database), spec_for(rule.dataset)
+    db, spec = clickhouse_database(database), spec_for(rule.dataset)
     table_sql = f"{db}.`{spec.table}`"
     loads = "SELECT load_id FROM scope"
     with_scope = f"WITH scope AS ({scope.sql}) "

@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.lib.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.lib.ticks.frames import DATASETS, LC, TS, Dataset, spec_for
 
 LOADS = "loads"
@@ -47,20 +47,17 @@ INGEST_LOG_COLUMNS = ("run_id", "provider", "kind", "venue", "instrument", "day"
 INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversions": "Array(String)"}
 
 
-def _db(database: str) -> str:
-    return f"`{sql_identifier(database, 'ClickHouse database')}`"
-
 
 def active_loads_sql(database: str, dataset: str, where: str = "") -> str:
     """``SELECT load_id FROM loads FINAL WHERE kind = '<kind>' [AND where]``: the pointer lookup."""
     spec = spec_for(dataset)
     extra = f" AND {where}" if where else ""
-    return f"SELECT load_id FROM {_db(database)}.{LOADS} FINAL WHERE kind = '{spec.code}'{extra}"
+    return f"SELECT load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE kind = '{spec.code}'{extra}"
 
 
 def _table_ddl(database: str, spec: Dataset) -> str:
     cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in spec.columns)
-    return (f"CREATE TABLE IF NOT EXISTS {_db(database)}.`{spec.table}` (\n    {cols},\n"
+    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.`{spec.table}` (\n    {cols},\n"
             "    `day` Date CODEC(Delta, ZSTD(1)),\n"
             "    `load_id` UInt64 CODEC(Delta, ZSTD(1))\n"
             ") ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\n"
@@ -68,7 +65,7 @@ def _table_ddl(database: str, spec: Dataset) -> str:
 
 
 def _view_ddl(database: str, spec: Dataset) -> list[str]:
-    db = _db(database)
+    db = clickhouse_database(database)
     cols = ", ".join(f"`{c}`" for c in spec.column_names)
     whole = (f"CREATE OR REPLACE VIEW {db}.`{spec.view}` AS\nSELECT {cols}\nFROM {db}.`{spec.table}`\n"
              f"WHERE load_id IN ({active_loads_sql(database, spec.name)})")
@@ -82,7 +79,7 @@ def _view_ddl(database: str, spec: Dataset) -> list[str]:
 
 
 def _daily_ddl(database: str) -> list[str]:
-    db = _db(database)
+    db = clickhouse_database(database)
     agg = f"""CREATE TABLE IF NOT EXISTS {db}.{DAILY_AGG} (
     `venue` {LC},
     `instrument` {LC},
@@ -122,7 +119,7 @@ GROUP BY venue, instrument, day, load_id"""
 
 def ddl_statements(database: str) -> list[str]:
     """Every statement of :func:`ensure_tables`, in order (tables, then views)."""
-    db = _db(database)
+    db = clickhouse_database(database)
     statements = [_table_ddl(database, spec) for spec in DATASETS.values()]
     statements.append(f"""CREATE TABLE IF NOT EXISTS {db}.{LOADS} (
     `kind` {LC},
@@ -170,11 +167,11 @@ SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {db}.
 
 def ensure_tables(client, database: str) -> list[str]:
     """Create the database, tables and views if missing (idempotent). Returns the object names."""
-    client.command(f"CREATE DATABASE IF NOT EXISTS {_db(database)}")
+    client.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse_database(database)}")
     for statement in ddl_statements(database):
         client.command(statement)
     for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
-        client.command(f"ALTER TABLE {_db(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
+        client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
     names = [spec.table for spec in DATASETS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
                                                         "bars_1d_v", "bars_1d_range"]
     names += [n for spec in DATASETS.values() for n in (spec.view, spec.range_view)]
@@ -195,7 +192,7 @@ def range_query(database: str, dataset: str) -> str:
     """``SELECT * FROM <table>_range(...)`` with bind parameters venue, instrument, start, end
     (half-open ``[start, end)``), ordered by the table's key."""
     spec = spec_for(dataset)
-    return (f"SELECT * FROM {_db(database)}.`{spec.range_view}`(venue = {{venue:String}}, "
+    return (f"SELECT * FROM {clickhouse_database(database)}.`{spec.range_view}`(venue = {{venue:String}}, "
             "instrument = {instrument:String}, start = {start:DateTime64(6, 'UTC')}, "
             "end = {end:DateTime64(6, 'UTC')})\n"
             f"ORDER BY {', '.join(spec.order_by)}")
@@ -217,7 +214,7 @@ def read_range(client, database: str, dataset: str, venue: str, instrument: str,
 def daily_bars(client, database: str, venue: str, instrument: str, first_day: date, last_day: date) -> pl.DataFrame:
     """Daily bars of one instrument for ``first_day..last_day`` (inclusive), computed from its trades at
     insert time (``bars_1d_range``)."""
-    sql = (f"SELECT * FROM {_db(database)}.bars_1d_range(venue = {{venue:String}}, "
+    sql = (f"SELECT * FROM {clickhouse_database(database)}.bars_1d_range(venue = {{venue:String}}, "
            "instrument = {instrument:String}, first_day = {first_day:Date}, last_day = {last_day:Date}) "
            "ORDER BY day")
     params = {"venue": venue, "instrument": instrument, "first_day": first_day, "last_day": last_day}
@@ -235,7 +232,7 @@ def loaded_days(client, database: str, dataset: str, venue: str | None = None,
     if instrument is not None:
         where.append("instrument = {instrument:String}")
         params["instrument"] = instrument
-    sql = (f"SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {_db(database)}.{LOADS} "
+    sql = (f"SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {clickhouse_database(database)}.{LOADS} "
            f"FINAL WHERE {' AND '.join(where)} ORDER BY venue, instrument, day")
     return pl.from_arrow(client.query_arrow(sql, parameters=params))
 
@@ -324,7 +321,7 @@ def _load_states_sql(database: str, spec: Dataset, table: str, month_expr: str) 
     """One row per (month, slice, load) of ``table`` in the months ``{months:Array(UInt32)}``:
     month, load_id, n (rows), state (active | superseded | orphaned | pending; orphans are the
     unflipped loads below ``{cutoff:UInt64}``)."""
-    db = _db(database)
+    db = clickhouse_database(database)
     return (
         "SELECT g.month AS month, g.load_id AS load_id, g.n AS n, multiIf("
         f"g.load_id IN ({active_loads_sql(database, spec.name)}), 'active', "
@@ -342,7 +339,7 @@ def garbage_by_month(client, database: str, dataset: str, months=None,
     when there is none: one scan of the month key and ``load_id`` per table; the per-slice split
     (superseded / orphaned / pending) is computed only for months with inactive rows."""
     spec = spec_for(dataset)
-    db = _db(database)
+    db = clickhouse_database(database)
     wanted = sorted({int(_month_id(m)) for m in months}) if months is not None else None
     cutoff, out = None, []
     for table, month_expr in _targets(spec):
@@ -398,7 +395,7 @@ def compact_month(client, database: str, dataset: str, month: str | date,
     raises :class:`CompactionAborted` (nothing changed)."""
     spec = spec_for(dataset)
     part = _month_id(month)
-    db = _db(database)
+    db = clickhouse_database(database)
     params = {"months": [int(part)], "cutoff": orphan_cutoff(client, orphan_grace)}
     results = []
     for table, month_expr in _targets(spec):
@@ -450,7 +447,7 @@ def drop_stale_staging(client, database: str, older_than: timedelta = timedelta(
         "AND metadata_modification_time <= now() - toIntervalSecond({age:UInt32})",
         parameters={"db": database, "prefix": STAGING_PREFIX, "age": int(older_than.total_seconds())}).result_rows]
     for name in names:
-        client.command(f"DROP TABLE IF EXISTS {_db(database)}.`{sql_identifier(name, 'staging table')}`")
+        client.command(f"DROP TABLE IF EXISTS {clickhouse_database(database)}.`{sql_identifier(name, 'staging table')}`")
     return names
 
 
@@ -512,5 +509,5 @@ def compact_store(client, database: str, datasets=None, months=None,
 def garbage_rows(client, database: str, dataset: str) -> int:
     """Rows of a kind's table that no read path shows (superseded or orphaned loads)."""
     spec = spec_for(dataset)
-    return int(client.command(f"SELECT count() FROM {_db(database)}.`{spec.table}` "
+    return int(client.command(f"SELECT count() FROM {clickhouse_database(database)}.`{spec.table}` "
                               f"WHERE load_id NOT IN ({active_loads_sql(database, spec.name)})") or 0)

@@ -55,7 +55,7 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.lib.http import STOP_ERRORS, RequestStats, counting
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as tables
 from marketdata_assets.lib.ticks import writer
@@ -183,9 +183,6 @@ class SliceIds:
                                  "midnight" if h.at_midnight else "inside the day") for h in self.holes))}
 
 
-def _db(database: str) -> str:
-    return f"`{sql_identifier(database, 'ClickHouse database')}`"
-
 
 def _loads(client, database: str, slices: list[SliceKey],
            code: str) -> dict[tuple[str, str, date], tuple[int, str]]:
@@ -193,8 +190,8 @@ def _loads(client, database: str, slices: list[SliceKey],
     and of the day before each."""
     days = sorted({s.day for s in slices} | {s.day - timedelta(days=1) for s in slices})
     rows = client.query(
-        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.provider FROM {_db(database)}.active_loads AS a "
-        f"LEFT JOIN (SELECT load_id, argMax(provider, finished_at) AS provider FROM {_db(database)}.ingest_log "
+        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.provider FROM {clickhouse_database(database)}.active_loads AS a "
+        f"LEFT JOIN (SELECT load_id, argMax(provider, finished_at) AS provider FROM {clickhouse_database(database)}.ingest_log "
         "WHERE kind = {kind:String} AND day IN {days:Array(Date)} AND outcome = 'ok' AND load_id != 0 "
         "GROUP BY load_id) AS l ON a.load_id = l.load_id "
         "WHERE a.kind = {kind:String} AND a.day IN {days:Array(Date)} "
@@ -249,7 +246,7 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
     stats = client.query(
         "SELECT load_id, count(), countIf(seq IS NULL), min(seq), max(seq), groupBitmapIf(toUInt32(bitAnd("
         "assumeNotNull(seq), 4294967295)), seq IS NOT NULL AND load_id IN {mine:Array(UInt64)}) "
-        f"FROM {_db(database)}.`{spec.table}` WHERE {where} GROUP BY load_id",
+        f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} GROUP BY load_id",
         parameters={**params, "mine": mine, "loads": mine + [s.previous_load_id for s in checked
                                                              if s.previous_load_id]}).result_rows
     by_load = {int(r[0]): r[1:] for r in stats}
@@ -263,7 +260,7 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
             f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
             "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
             "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
-            f"FROM {_db(database)}.`{spec.table}` WHERE {where} AND seq IS NOT NULL) GROUP BY load_id",
+            f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} AND seq IS NOT NULL) GROUP BY load_id",
             parameters={**params, "loads": holed}).result_rows}
     for s in checked:
         rows, without_id, first, last, _ = by_load.get(s.load_id, (0, 0, None, None, 0))
@@ -397,7 +394,7 @@ def _micro(client, database: str, found: SliceIds) -> bool:
     start, end = day_window(found.day)
     return bool(client.query(
         "SELECT max(toUnixTimestamp64Micro(ts) % 1000) > 0 FROM (SELECT ts FROM "
-        f"{_db(database)}.`{TRADES.table}` WHERE venue = {{venue:String}} AND instrument = {{instrument:String}} "
+        f"{clickhouse_database(database)}.`{TRADES.table}` WHERE venue = {{venue:String}} AND instrument = {{instrument:String}} "
         "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} AND load_id = {load:UInt64} "
         "LIMIT 10000)", parameters={"venue": found.venue, "instrument": found.instrument, "start": start, "end": end,
                                     "load": found.load_id}).result_rows[0][0])

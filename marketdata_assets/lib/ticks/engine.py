@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.lib.http import STOP_ERRORS, RequestStats, SourceRequestError, counting
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as tables
 from marketdata_assets.lib.ticks import writer
@@ -225,16 +225,13 @@ def _dropped_text(dropped: Counter) -> str:
 # Planning: the retry options against the ingest log
 # --------------------------------------------------------------------------------------------
 
-def _db(database: str) -> str:
-    return f"`{sql_identifier(database, 'ClickHouse database')}`"
-
 
 def loaded_ok(client, database: str, source: str, dataset: str, days: Sequence[date]) -> set[tuple[str, date]]:
     """(instrument, day) slices whose latest ingest_log attempt by `source` succeeded."""
     if not days:
         return set()
     rows = client.query(
-        f"SELECT instrument, day FROM {_db(database)}.ingest_log WHERE provider = {{source:String}} "
+        f"SELECT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE provider = {{source:String}} "
         "AND kind = {code:String} AND day IN {days:Array(Date)} GROUP BY instrument, day "
         "HAVING argMax(outcome, finished_at) = 'ok'",
         parameters={"source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows
@@ -247,7 +244,7 @@ def not_ok_in_run(client, database: str, run_id: str, source: str, dataset: str,
     if not days:
         return set()
     rows = client.query(
-        f"SELECT DISTINCT instrument, day FROM {_db(database)}.ingest_log WHERE run_id = {{run_id:String}} "
+        f"SELECT DISTINCT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE run_id = {{run_id:String}} "
         "AND provider = {source:String} AND kind = {code:String} AND day IN {days:Array(Date)} "
         "AND outcome != 'ok'",
         parameters={"run_id": run_id, "source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows

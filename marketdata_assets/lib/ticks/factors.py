@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.lib.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.lib.ticks.frames import DATASETS, FACTORS_SCHEMA, spec_for
 
 TS_PARAM = "DateTime64(6, 'UTC')"
@@ -106,9 +106,6 @@ FACTORS: tuple[Factor, ...] = (
 )
 
 
-def _db(database: str) -> str:
-    return f"`{sql_identifier(database, 'ClickHouse database')}`"
-
 
 def _check(factors: Sequence[Factor], inputs: dict[str, Input]) -> None:
     names = [f.name for f in factors]
@@ -131,10 +128,10 @@ def _source(database: str, dataset: str, many: bool) -> str:
     to ``{instruments:Array(String)}`` (several)."""
     spec = spec_for(dataset)
     if many:
-        return (f"(SELECT * FROM {_db(database)}.`{spec.view}` WHERE venue = {{venue:String}} "
+        return (f"(SELECT * FROM {clickhouse_database(database)}.`{spec.view}` WHERE venue = {{venue:String}} "
                 f"AND instrument IN {{instruments:Array(String)}} AND ts >= {{start:{TS_PARAM}}} "
                 f"AND ts < {{end:{TS_PARAM}}})")
-    return (f"{_db(database)}.`{spec.range_view}`(venue = {{venue:String}}, "
+    return (f"{clickhouse_database(database)}.`{spec.range_view}`(venue = {{venue:String}}, "
             f"instrument = {{instrument:String}}, start = {{start:{TS_PARAM}}}, end = {{end:{TS_PARAM}}})")
 
 

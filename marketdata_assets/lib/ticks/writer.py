@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow as pa
 
 from marketdata_assets.lib import metrics
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.ticks import frames
 from marketdata_assets.lib.ticks.clickhouse_tables import INGEST_LOG, INGEST_LOG_COLUMNS, LOADS, OUTCOMES
 from marketdata_assets.lib.ticks.frames import Dataset, spec_for
@@ -69,9 +69,6 @@ class CsvLoadResult:
     seconds: float
     slices: list = field(default_factory=list)  # list[SliceLoad]
 
-
-def _db(database: str) -> str:
-    return f"`{sql_identifier(database, 'ClickHouse database')}`"
 
 
 # ---- frame validation ----------------------------------------------------------------------------------
@@ -188,7 +185,7 @@ def _active_load_ids(client, database: str, code: str, venue: str, slices: Seque
     instruments = sorted({s[0] for s in slices})
     days = sorted({s[1] for s in slices})
     rows = client.query(
-        f"SELECT instrument, day, load_id FROM {_db(database)}.{LOADS} FINAL WHERE kind = {{kind:String}} "
+        f"SELECT instrument, day, load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE kind = {{kind:String}} "
         "AND venue = {venue:String} AND instrument IN {instruments:Array(String)} "
         "AND day >= {first:Date} AND day <= {last:Date}",
         parameters={"kind": code, "venue": venue, "instruments": instruments, "first": days[0], "last": days[-1]},
@@ -242,7 +239,7 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> Non
     """``INSERT ... SELECT ... FROM Python(tick_rows)`` on the chDB handle, under the handle's lock."""
     handle = _chdb_handle(client)
     cols = ", ".join(f"`{c}`" for c in (*spec.column_names, "day", "load_id"))
-    sql = f"INSERT INTO {_db(database)}.`{spec.table}` ({cols}) SELECT {cols} FROM Python(tick_rows)"
+    sql = f"INSERT INTO {clickhouse_database(database)}.`{spec.table}` ({cols}) SELECT {cols} FROM Python(tick_rows)"
     tick_rows = table  # noqa: F841  -- chDB's Python() table function finds it in this frame
     wrap = getattr(client._backend, "_wrap_exception", None)
     if getattr(handle, "stream_owner", None) == threading.get_ident():
@@ -269,7 +266,7 @@ def _count_loads(client, database: str, spec: Dataset, venue: str, instruments: 
     """{load_id: rows} of the given new loads (all in one day)."""
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     rows = client.query(
-        f"SELECT load_id, count() FROM {_db(database)}.`{spec.table}` WHERE venue = {{venue:String}} "
+        f"SELECT load_id, count() FROM {clickhouse_database(database)}.`{spec.table}` WHERE venue = {{venue:String}} "
         "AND instrument IN {instruments:Array(String)} AND ts >= {start:DateTime64(6, 'UTC')} "
         "AND ts < {end:DateTime64(6, 'UTC')} AND load_id IN {ids:Array(UInt64)} GROUP BY load_id",
         parameters={"venue": venue, "instruments": list(instruments), "start": start,
@@ -403,7 +400,7 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
         return CsvLoadResult(rows=0, seconds=0.0)
     ids = new_load_ids(client, database, spec.code, venue, [(s, d) for _, s, d in files])
     load_of = {path.name: load_id for (path, _, _), load_id in zip(files, ids)}  # a name is a slice: unique
-    db = _db(database)
+    db = clickhouse_database(database)
     venue_sql = "'" + venue + "'"  # normalized venue: [A-Z0-9_] only
     exprs = dict(prof.select, venue=venue_sql, instrument="splitByChar('-', _file)[1]")
     cols = ", ".join(f"`{c}`" for c in spec.column_names)

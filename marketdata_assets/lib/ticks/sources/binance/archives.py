@@ -80,7 +80,7 @@ from marketdata_assets.lib.http import (
     backoff_delay,
     parse_retry_after,
 )
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.lib.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.lib.ticks.clickhouse_tables import LOADS
 from marketdata_assets.lib.ticks.config import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.lib.ticks.engine import Engine, Feed, IngestReport, Job, SliceKey
@@ -490,15 +490,12 @@ ARCHIVE_COLUMNS = ("market", "family", "interval", "instrument", "period", "day"
 _IDENTITY = "market, family, interval, instrument, period, day"
 
 
-def _db(database: str) -> str:
-    return f"`{sql_identifier(database, 'ClickHouse database')}`"
-
 
 def archive_table_ddl(database: str) -> str:
     """Every verification of an archive, appended (the history of its digests): the latest row of an
     archive is its state. `status`: loaded (its slices written) | reconciled (a monthly archive
     compared with the daily slices)."""
-    return f"""CREATE TABLE IF NOT EXISTS {_db(database)}.{ARCHIVES} (
+    return f"""CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{ARCHIVES} (
     `market` {LC},
     `family` {LC},
     `interval` {LC},
@@ -527,7 +524,7 @@ ORDER BY ({_IDENTITY}, verified_at)"""
 
 
 def ensure_archive_table(client, database: str) -> None:
-    client.command(f"CREATE DATABASE IF NOT EXISTS {_db(database)}")
+    client.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse_database(database)}")
     client.command(archive_table_ddl(database))
 
 
@@ -557,7 +554,7 @@ def latest_archives(client, database: str, *, statuses: Collection[str] = ("load
         params["period"] = period
     rows = client.query(
         f"SELECT {_IDENTITY}, published_sha256, days, status, rows, verified_at FROM (SELECT * FROM "
-        f"{_db(database)}.{ARCHIVES} ORDER BY verified_at DESC LIMIT 1 BY {_IDENTITY}) "
+        f"{clickhouse_database(database)}.{ARCHIVES} ORDER BY verified_at DESC LIMIT 1 BY {_IDENTITY}) "
         f"WHERE {' AND '.join(where)} ORDER BY {_IDENTITY}", parameters=params).result_rows
     return [ArchiveRecord(ArchiveKey(*r[:6]), r[6], tuple(r[7]), r[8], int(r[9]), r[10]) for r in rows]
 
@@ -567,7 +564,7 @@ def stored_figures(client, database: str, dataset: str, venue: str, instrument: 
     """The figures of the active slices of `days` ({day: DayFigures}; a day without an active load
     is left out, one whose load is empty has zero rows)."""
     spec = spec_for(dataset)
-    db, table = _db(database), f"`{sql_identifier(spec.table, 'table')}`"
+    db, table = clickhouse_database(database), f"`{sql_identifier(spec.table, 'table')}`"
     by_ts = spec.schema is BARS_SCHEMA or dataset == "liquidations"
     ident = "toInt64(toUnixTimestamp64Micro(ts))" if by_ts else "seq"
     distinct = "liquidation_id" if dataset == "liquidations" else ident
