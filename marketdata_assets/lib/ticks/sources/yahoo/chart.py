@@ -233,33 +233,59 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
     `meta.dataGranularity` is not `interval`.
     """
     page = Page(PROVIDER, instrument, _day_label(start), request)
+    result, meta, page = _chart_result(payload, page, status, interval)
+    data = _chart_data(meta, page)
+    timestamps = result.get("timestamp")
+    if timestamps is None:
+        return data  # no trades in the window
+    if not isinstance(timestamps, list):
+        raise page.error("`timestamp` is not a list")
+    if not timestamps:
+        return data
+    columns = _quote_columns(result, len(timestamps), page)
+    kept: dict[int, dict[str, float | None]] = {}
+    for i, raw_ts in enumerate(timestamps):
+        epoch, row = _chart_row(i, raw_ts, columns, page)
+        minute = _keep_minute(data, epoch, row, kept, start, end)
+        if minute is not None:
+            kept[minute] = _major_unit_prices(data, row)
+    if kept:
+        data.frame = _bars_frame(kept, data.exchange, data.instrument)
+    return data
 
-    def fail(detail: str, **where: Any) -> SourceDataError:
-        return dataclasses.replace(page, **where).error(detail)
 
+def _chart_result(payload: Mapping | str | bytes, page: Page, status: int,
+                  interval: str) -> tuple[Mapping, Mapping, Page]:
+    """chart.result[0] and its meta, the error answers raised; the page names the instrument."""
     try:
         payload = _load(payload)
     except ValueError as error:
-        raise fail(f"the body is not a JSON object ({error})") from None
+        raise page.error(f"the body is not a JSON object ({error})") from None
     error = chart_error(payload)
     if error is not None:
         code, description = error
         raise yahoo_error(ERRORS.classify(status, code, description), status=status, code=code,
-                          message=description, instrument=instrument or "?", request=request)
+                          message=description, instrument=page.instrument or "?", request=page.request)
     chart = payload.get("chart")
     results = chart.get("result") if isinstance(chart, Mapping) else None
     if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
-        raise fail("chart.result is missing or empty")
+        raise page.error("chart.result is missing or empty")
     result = results[0]
     meta = result.get("meta") if isinstance(result.get("meta"), Mapping) else {}
-    inst = instrument or str(meta.get("symbol") or "")
+    inst = page.instrument or str(meta.get("symbol") or "")
     if not inst:
-        raise fail("no instrument given and none in meta")
+        raise page.error("no instrument given and none in meta")
     page = dataclasses.replace(page, instrument=inst)
     granularity = meta.get("dataGranularity")
     if granularity is not None and granularity != interval:
-        raise fail(f"meta.dataGranularity is {granularity!r} where {interval!r} bars were asked for: "
-                   f"not {interval} bars")
+        raise page.error(f"meta.dataGranularity is {granularity!r} where {interval!r} bars were asked for: "
+                         f"not {interval} bars")
+    return result, meta, page
+
+
+def _chart_data(meta: Mapping, page: Page) -> ChartData:
+    """An empty `ChartData` with the answer's exchange and price unit (a minor unit is divided out)."""
+    inst = page.instrument
     exchange = str(meta.get("exchangeName") or meta.get("fullExchangeName") or "YAHOO")
     quote_currency = meta.get("currency")
     no_currency = 0
@@ -267,109 +293,111 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
         market = minor_unit_market(inst, meta.get("exchangeName"))
         if market is not None:
             said = "no meta.currency" if quote_currency in (None, "") else f"meta.currency {quote_currency!r}"
-            raise fail(f"{said}: on {market} Yahoo quotes prices in a major or a minor unit (GBp pence vs "
-                       "GBP pounds), so the unit of these bars is unknown; not stored with a guessed unit")
+            raise page.error(f"{said}: on {market} Yahoo quotes prices in a major or a minor unit (GBp pence vs "
+                             "GBP pounds), so the unit of these bars is unknown; not stored with a guessed unit")
         quote_currency, no_currency = None, 1  # the prices are as sent: no minor unit here
     currency, divisor = normalize_currency(quote_currency)
     if divisor != 1:
         note_conversion(inst, f"prices {quote_currency} -> {currency} (/{divisor})")
-    data = ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
+    return ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
                      quote_currency=quote_currency, price_divisor=divisor, exchange=exchange,
                      timezone=meta.get("exchangeTimezoneName"), gmtoffset=meta.get("gmtoffset"), meta=dict(meta),
                      no_currency=no_currency)
-    timestamps = result.get("timestamp")
-    if timestamps is None:
-        return data  # no trades in the window
-    if not isinstance(timestamps, list):
-        raise fail("`timestamp` is not a list")
-    if not timestamps:
-        return data
+
+
+def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
+    """indicators.quote[0]'s lists, one per QUOTE_FIELDS name, each as long as `timestamp`."""
     indicators = result.get("indicators")
     quotes = indicators.get("quote") if isinstance(indicators, Mapping) else None
     if not isinstance(quotes, list) or not quotes or not isinstance(quotes[0], Mapping):
-        raise fail("indicators.quote[0] is missing")
+        raise page.error("indicators.quote[0] is missing")
     quote_block = quotes[0]
     columns: dict[str, list] = {}
     for name in QUOTE_FIELDS:
         values = quote_block.get(name)
         if not isinstance(values, list):
-            raise fail(f"indicators.quote[0] has no {name!r} list (has {sorted(quote_block)})")
-        if len(values) != len(timestamps):
-            raise fail(f"indicators.quote[0].{name} has {len(values)} values for {len(timestamps)} timestamps")
+            raise page.error(f"indicators.quote[0] has no {name!r} list (has {sorted(quote_block)})")
+        if len(values) != rows:
+            raise page.error(f"indicators.quote[0].{name} has {len(values)} values for {rows} timestamps")
         columns[name] = values
+    return columns
 
-    ts_out: list[int] = []
-    prices: dict[str, list[float]] = {k: [] for k in PRICE_FIELDS}
-    volumes: list[float] = []
-    seen: set[int] = set()
-    for i, raw_ts in enumerate(timestamps):
-        if (isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts)
-                or not EPOCH_SECONDS[0] <= raw_ts < EPOCH_SECONDS[1]):
-            raise fail(f"timestamp[{i}] is {raw_ts!r}, not epoch seconds")
-        epoch = int(raw_ts)
-        day = _day_label(epoch)
-        row = {}
-        for name in QUOTE_FIELDS:
-            value = columns[name][i]
-            if value is None:
-                row[name] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise fail(f"non-numeric {name} {value!r} at {datetime.fromtimestamp(epoch, UTC).isoformat()}",
-                           day=day)
-            row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
-            if row[name] is not None and math.isinf(row[name]):
-                raise fail(f"infinite {name} at {epoch}", day=day)
-        if row["volume"] is not None and row["volume"] < 0:
-            raise fail(f"volume {row['volume']:g} at {datetime.fromtimestamp(epoch, UTC).isoformat()}, negative",
-                       day=day)
-        if dropped := nulls_in(list(row.values())):
-            if dropped == "null_rows":
-                data.null_minutes += 1
-            else:
-                data.partial_rows += 1
-            data.dropped_on[(dropped, day)] += 1
+
+def _chart_row(i: int, raw_ts: Any, columns: Mapping[str, list], page: Page) -> tuple[int, dict]:
+    """Row i as (epoch seconds, {field: float | None}); a value that is no number fails the page."""
+    if (isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts)
+            or not EPOCH_SECONDS[0] <= raw_ts < EPOCH_SECONDS[1]):
+        raise page.error(f"timestamp[{i}] is {raw_ts!r}, not epoch seconds")
+    epoch = int(raw_ts)
+    at = dataclasses.replace(page, day=_day_label(epoch))
+    row: dict[str, float | None] = {}
+    for name in QUOTE_FIELDS:
+        value = columns[name][i]
+        if value is None:
+            row[name] = None
             continue
-        minute = epoch - epoch % 60
-        if minute != epoch:
-            data.off_minute += 1
-        if (start is not None and minute < start) or (end is not None and minute >= end):
-            data.outside += 1
-            data.dropped_on[("outside_window", day)] += 1
-            continue
-        if minute in seen:
-            data.duplicates += 1
-            data.dropped_on[("duplicates", day)] += 1
-            continue
-        seen.add(minute)
-        ts_out.append(minute)
-        for name in PRICE_FIELDS:
-            value, decimals = denoise_float32(row[name])
-            if decimals is not None:
-                data.denoised += value != row[name]
-            if divisor != 1:
-                value = value / divisor
-                if decimals is not None:  # exact decimal shift, no binary noise left over
-                    value = round(value, decimals + round(math.log10(divisor)))
-            prices[name].append(value)
-        volumes.append(row["volume"])
-    if not ts_out:
-        return data
-    frame = pl.DataFrame({
-        "ts": pl.Series(ts_out, dtype=pl.Int64) * 1_000_000,
-        "open": pl.Series(prices["open"], dtype=pl.Float64), "high": pl.Series(prices["high"], dtype=pl.Float64),
-        "low": pl.Series(prices["low"], dtype=pl.Float64), "close": pl.Series(prices["close"], dtype=pl.Float64),
-        "volume": pl.Series(volumes, dtype=pl.Float64),
-    })
-    frame = frame.with_columns(
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise at.error(f"non-numeric {name} {value!r} at {datetime.fromtimestamp(epoch, UTC).isoformat()}")
+        row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
+        if row[name] is not None and math.isinf(row[name]):
+            raise at.error(f"infinite {name} at {epoch}")
+    if row["volume"] is not None and row["volume"] < 0:
+        raise at.error(f"volume {row['volume']:g} at {datetime.fromtimestamp(epoch, UTC).isoformat()}, negative")
+    return epoch, row
+
+
+def _keep_minute(data: ChartData, epoch: int, row: Mapping, kept: Mapping[int, Any], start: int | None,
+                 end: int | None) -> int | None:
+    """The row's minute if it is kept; otherwise None, with the reason counted in `data`."""
+    day = _day_label(epoch)
+    if dropped := nulls_in(list(row.values())):
+        if dropped == "null_rows":
+            data.null_minutes += 1
+        else:
+            data.partial_rows += 1
+        data.dropped_on[(dropped, day)] += 1
+        return None
+    minute = epoch - epoch % 60
+    if minute != epoch:
+        data.off_minute += 1
+    if (start is not None and minute < start) or (end is not None and minute >= end):
+        data.outside += 1
+        data.dropped_on[("outside_window", day)] += 1
+        return None
+    if minute in kept:
+        data.duplicates += 1
+        data.dropped_on[("duplicates", day)] += 1
+        return None
+    return minute
+
+
+def _major_unit_prices(data: ChartData, row: Mapping[str, float]) -> dict[str, float]:
+    """The row's prices snapped from float32 noise and divided into the major unit, and its volume."""
+    out = {"volume": row["volume"]}
+    divisor = data.price_divisor
+    for name in PRICE_FIELDS:
+        value, decimals = denoise_float32(row[name])
+        if decimals is not None:
+            data.denoised += value != row[name]
+        if divisor != 1:
+            value = value / divisor
+            if decimals is not None:  # exact decimal shift, no binary noise left over
+                value = round(value, decimals + round(math.log10(divisor)))
+        out[name] = value
+    return out
+
+
+def _bars_frame(kept: Mapping[int, Mapping[str, float]], exchange: str, instrument: str) -> pl.DataFrame:
+    columns = {name: pl.Series([row[name] for row in kept.values()], dtype=pl.Float64)
+               for name in (*PRICE_FIELDS, "volume")}
+    frame = pl.DataFrame({"ts": pl.Series(list(kept), dtype=pl.Int64) * 1_000_000, **columns})
+    return frame.with_columns(
         pl.col("ts").cast(UTC_US),
         pl.lit(exchange, dtype=pl.Utf8).alias("venue"),
-        pl.lit(inst, dtype=pl.Utf8).alias("instrument"),
+        pl.lit(instrument, dtype=pl.Utf8).alias("instrument"),
         (pl.col("volume") * (pl.col("high") + pl.col("low") + pl.col("close")) / 3).round(6).alias("amount"),
         pl.lit(None, dtype=pl.Int64).alias("trades"),
     ).select(list(BARS_SCHEMA)).sort("ts")
-    data.frame = frame
-    return data
 
 
 def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
