@@ -233,11 +233,33 @@ def make_alpha(seed: int, type: str = "REGULAR", date_created: datetime | None =
     submitted, with an ``os`` block) or DECOMMISSIONED; default drawn from the seed.
     `overrides` replaces top-level fields at the end.
     """
+    # One generator drawn in a fixed order: the steps below must keep it.
     rng = random.Random(f"alpha:{seed}:{type}")
     is_super = type == "SUPER"
     created = default_date_created(seed) if date_created is None else date_created
     if created.tzinfo is None:
         created = created.replace(tzinfo=NY)
+    status, submitted, modified = _lifecycle(rng, created, status, date_modified)
+    region = region or rng.choice(list(_REGIONS))
+    sim_end = datetime(2023 if not is_super else 2022, 1, 20, tzinfo=timezone.utc)
+    sim_start = sim_end.replace(year=sim_end.year - 5)
+    settings = _settings(rng, region, is_super, sim_start, sim_end)
+    sharpe = round(rng.uniform(-0.5, 3.2), 2)
+    alpha: dict[str, Any] = {"id": alpha_id or alpha_id_for(seed, type), "type": type, "author": author,
+                             "settings": settings, **_code_fields(rng, is_super)}
+    alpha.update(_listing_fields(rng, seed, status, created, submitted, modified))
+    alpha["is"] = _is_block(rng, sharpe, settings, is_super, sim_start, sim_end)
+    alpha.update(dict.fromkeys(("os", "train", "test", "prod", "competitions", "themes", "pyramids",
+                                "pyramidThemes", "team")))
+    _add_later_blocks(rng, alpha, sharpe, is_super, created, submitted, sim_start, sim_end)
+    if overrides:
+        alpha.update(overrides)
+    return alpha
+
+
+def _lifecycle(rng: random.Random, created: datetime, status: str | None,
+               date_modified: datetime | None) -> tuple[str, datetime | None, datetime]:
+    """(status, dateSubmitted, dateModified): submitted within 20 days unless UNSUBMITTED."""
     if status is None:
         status = rng.choices(["UNSUBMITTED", "ACTIVE", "DECOMMISSIONED"], weights=[70, 25, 5])[0]
     submitted = None
@@ -245,10 +267,11 @@ def make_alpha(seed: int, type: str = "REGULAR", date_created: datetime | None =
         submitted = created + timedelta(days=rng.randint(0, 20), seconds=rng.randint(60, 86_000))
     modified = date_modified or max(created + timedelta(seconds=rng.randint(1, 3600)),
                                     submitted or created)
-    region = region or rng.choice(list(_REGIONS))
-    sim_end = datetime(2023 if not is_super else 2022, 1, 20, tzinfo=timezone.utc)
-    sim_start = sim_end.replace(year=sim_end.year - 5)
+    return status, submitted, modified
 
+
+def _settings(rng: random.Random, region: str, is_super: bool, sim_start: datetime,
+              sim_end: datetime) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "instrumentType": "EQUITY",
         "region": region,
@@ -273,32 +296,32 @@ def make_alpha(seed: int, type: str = "REGULAR", date_created: datetime | None =
         settings["selectionHandling"] = rng.choice(["POSITIVE", "NON_ZERO", "NON_NAN"])
         settings["selectionLimit"] = rng.choice([10, 20, 50, 100])
         settings["componentActivation"] = rng.choice(["IS", "OS"])
+    return settings
 
-    sharpe = round(rng.uniform(-0.5, 3.2), 2)
-    alpha: dict[str, Any] = {
-        "id": alpha_id or alpha_id_for(seed, type),
-        "type": type,
-        "author": author,
-        "settings": settings,
-    }
+
+def _code_fields(rng: random.Random, is_super: bool) -> dict[str, Any]:
+    """A regular alpha's `regular` code, or a super alpha's `combo` and `selection`."""
     if is_super:
         combo, _ = _code(rng)
-        alpha["combo"] = {"code": f"stats = generate_stats(alpha);\n{combo}\n"
+        return {"combo": {"code": f"stats = generate_stats(alpha);\n{combo}\n"
                                   "combo_a(alpha, nlength=250, mode='algo1')",
                           "description": rng.choice([None, "Equal-weight combo of selected components"]),
-                          "operatorCount": None}
-        alpha["selection"] = {"code": f"turnover < {rng.choice([0.3, 0.5, 0.7])} && "
+                          "operatorCount": None},
+                "selection": {"code": f"turnover < {rng.choice([0.3, 0.5, 0.7])} && "
                                       f"self_corr < {rng.choice([0.5, 0.6, 0.7])} && "
                                       f"prod_corr < 0.7 && sharpe > {rng.choice([1.0, 1.25, 1.5])}",
-                              "description": None, "operatorCount": None}
-    else:
-        code, ops = _code(rng)
-        alpha["regular"] = {"code": code,
-                            "description": rng.choice([None, None, "Idea: " + rng.choice(_FIELDS)
-                                                       + " reversal "
-                                                       "after earnings, neutralized by industry."]),
-                            "operatorCount": ops}
-    alpha.update({
+                              "description": None, "operatorCount": None}}
+    code, ops = _code(rng)
+    return {"regular": {"code": code,
+                        "description": rng.choice([None, None, "Idea: " + rng.choice(_FIELDS)
+                                                   + " reversal after earnings, neutralized by industry."]),
+                        "operatorCount": ops}}
+
+
+def _listing_fields(rng: random.Random, seed: int, status: str, created: datetime, submitted: datetime | None,
+                    modified: datetime) -> dict[str, Any]:
+    """Dates, name, flags and classifications, stage and status, in the listing's order."""
+    return {
         "dateCreated": iso_ny(created),
         "dateSubmitted": None if submitted is None else iso_ny(submitted),
         "dateModified": iso_ny(modified),
@@ -313,23 +336,20 @@ def make_alpha(seed: int, type: str = "REGULAR", date_created: datetime | None =
         "grade": rng.choice(_GRADES) if status != "UNSUBMITTED" or rng.random() < 0.5 else None,
         "stage": "IS" if status == "UNSUBMITTED" else "OS",
         "status": status,
-        "is": _is_block(rng, sharpe, settings, is_super, sim_start, sim_end),
-        "os": None,
-        "train": None,
-        "test": None,
-        "prod": None,
-        "competitions": None,
-        "themes": None,
-        "pyramids": None,
-        "pyramidThemes": None,
-        "team": None,
-    })
-    if status != "UNSUBMITTED":
+    }
+
+
+def _add_later_blocks(rng: random.Random, alpha: dict, sharpe: float, is_super: bool, created: datetime,
+                      submitted: datetime | None, sim_start: datetime, sim_end: datetime) -> None:
+    """The out-of-sample block of a submitted alpha, and the optional train/test, competitions,
+    pyramids, themes and osmosis points."""
+    region = alpha["settings"]["region"]
+    if alpha["status"] != "UNSUBMITTED":
         os_block = _stats(rng, sharpe, (submitted or created).date().isoformat(), scale=rng.uniform(0.2, 1.0))
         os_block["checks"] = _checks(rng, os_block, region, is_super, sim_start, sim_end, full=False)
         alpha["os"] = os_block
     if rng.random() < 0.4:  # train / test split of the IS period
-        train = _stats(rng, sharpe, settings["startDate"], scale=rng.uniform(0.9, 1.1))
+        train = _stats(rng, sharpe, alpha["settings"]["startDate"], scale=rng.uniform(0.9, 1.1))
         train["investabilityConstrained"] = _stats(rng, sharpe, None, scale=0.8)
         train["checks"] = _checks(rng, train, region, is_super, sim_start, sim_end, full=False)
         test = _stats(rng, sharpe, sim_end.replace(year=sim_end.year - 1).date().isoformat(),
@@ -347,9 +367,6 @@ def make_alpha(seed: int, type: str = "REGULAR", date_created: datetime | None =
         alpha["themes"] = [{"id": theme_id, "multiplier": rng.choice([1.5, 2.0]), "name": theme_name}]
     if rng.random() < 0.35:
         alpha["osmosisPoints"] = rng.choice([None, rng.randint(0, 5000)])
-    if overrides:
-        alpha.update(overrides)
-    return alpha
 
 
 def make_alphas(count: int, type: str = "REGULAR", *, first_seed: int = 0,
