@@ -159,6 +159,47 @@ def build_package(files: Iterable[str | os.PathLike], package_root: str | os.Pat
     type and New York month of dateCreated = its directories); otherwise PackageError and nothing
     is written. If the existing package already has exactly these bytes it is kept as it is.
     """
+    directory, ids = _one_directory(files)
+    first = os.path.join(directory, ids[0] + ".json")
+    alpha_type, month, account, _ = parse_alpha_path(first)
+    if package_root is None:
+        package_root = landing_root_of(first) / PACKAGE_DIR
+    package_path, manifest_path = package_paths(package_root, alpha_type, month, account)
+    package_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = open_temp_file(str(package_path.parent), package_path.name)
+    try:
+        with os.fdopen(fd, "wb") as raw, gc_paused():
+            hashing = _HashingWriter(raw)
+            jsonl_sha, jsonl_bytes = _write_alphas(hashing, directory, ids, alpha_type, month, compresslevel)
+            raw.flush()
+            if fsync:
+                os.fsync(raw.fileno())
+        manifest = {
+            "format": FORMAT, "type": alpha_type, "month": month, "account": account, "count": len(ids),
+            "sha256_jsonl": jsonl_sha, "jsonl_bytes": jsonl_bytes,
+            "sha256_package": hashing.sha.hexdigest(), "package_bytes": hashing.size, "package": package_path.name,
+            "compresslevel": compresslevel,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        if list_files:
+            manifest["files"] = [f"{i}.json" for i in ids]
+        if (old := _identical_package(package_path, manifest)) is not None:
+            os.unlink(tmp)
+            return package_path, old
+        os.replace(tmp, package_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
+                       fsync=fsync)
+    if fsync:
+        fsync_directory(package_path.parent)
+    return package_path, manifest
+
+
+def _one_directory(files: Iterable[str | os.PathLike]) -> tuple[str, list[str]]:
+    """(the one directory, the sorted alpha ids of its files); PackageError for anything else."""
     # plain strings, not Path objects: ~100 bytes per alpha for 50,000 alphas
     by_dir: dict[str, list[str]] = defaultdict(list)
     for f in files:
@@ -171,69 +212,44 @@ def build_package(files: Iterable[str | os.PathLike], package_root: str | os.Pat
                            "(TYPE, month, account) directory: " + ", ".join(sorted(by_dir)[:5]))
     (directory, names), = by_dir.items()
     names = sorted(set(names))
-    alpha_type, month, account, _ = parse_alpha_path(os.path.join(directory, names[0]))
     for name in names:
         if not name.endswith(".json") or not _ID_RE.match(name[:-5]):
             raise PackageError(f"{os.path.join(directory, name)} is not an alpha file (<id>.json)")
-    ids = [name[:-5] for name in names]
-    if package_root is None:
-        package_root = landing_root_of(os.path.join(directory, names[0])) / PACKAGE_DIR
-    package_path, manifest_path = package_paths(package_root, alpha_type, month, account)
-    package_path.parent.mkdir(parents=True, exist_ok=True)
+    return directory, [name[:-5] for name in names]
 
+
+def _write_alphas(out: _HashingWriter, directory: str, ids: list[str], alpha_type: str, month: str,
+                  compresslevel: int) -> tuple[str, int]:
+    """Each alpha's canonical line, checked, into a gzip stream on `out`: (sha256 of the JSONL, its bytes)."""
     jsonl_sha, jsonl_bytes = hashlib.sha256(), 0
-    fd, tmp = open_temp_file(str(package_path.parent), package_path.name)
-    try:
-        with os.fdopen(fd, "wb") as raw, gc_paused():
-            hashing = _HashingWriter(raw)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=hashing, mtime=0,
-                               compresslevel=compresslevel) as gz:
-                for alpha_id in ids:
-                    path = os.path.join(directory, alpha_id + ".json")
-                    obj, reason = read_alpha_file(path)
-                    if reason is not None:
-                        raise PackageError(f"{path}: {reason}")
-                    try:
-                        line = canonical_file_bytes(obj)
-                    except (ValueError, UnicodeEncodeError):
-                        line = None  # the full check below says what is wrong
-                    _check_alpha(obj, path, alpha_type, month, alpha_id, line)
-                    if line is None:
-                        raise PackageError(f"{path}: alpha {alpha_id} can't be written as JSON")
-                    gz.write(line)
-                    jsonl_sha.update(line)
-                    jsonl_bytes += len(line)
-            raw.flush()
-            if fsync:
-                os.fsync(raw.fileno())
-        package_sha, package_bytes = hashing.sha.hexdigest(), hashing.size
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=compresslevel) as gz:
+        for alpha_id in ids:
+            path = os.path.join(directory, alpha_id + ".json")
+            obj, reason = read_alpha_file(path)
+            if reason is not None:
+                raise PackageError(f"{path}: {reason}")
+            try:
+                line = canonical_file_bytes(obj)
+            except (ValueError, UnicodeEncodeError):
+                line = None  # the full check below says what is wrong
+            _check_alpha(obj, path, alpha_type, month, alpha_id, line)
+            if line is None:
+                raise PackageError(f"{path}: alpha {alpha_id} can't be written as JSON")
+            gz.write(line)
+            jsonl_sha.update(line)
+            jsonl_bytes += len(line)
+    return jsonl_sha.hexdigest(), jsonl_bytes
 
-        manifest = {
-            "format": FORMAT, "type": alpha_type, "month": month, "account": account, "count": len(ids),
-            "sha256_jsonl": jsonl_sha.hexdigest(), "jsonl_bytes": jsonl_bytes,
-            "sha256_package": package_sha, "package_bytes": package_bytes, "package": package_path.name,
-            "compresslevel": compresslevel,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        }
-        if list_files:
-            manifest["files"] = [f"{i}.json" for i in ids]
-        with contextlib.suppress(PackageError, OSError):  # identical package already there: keep it
-            old = read_manifest(package_path)
-            same = {k: v for k, v in old.items() if k != "created_at"} == \
-                   {k: v for k, v in manifest.items() if k != "created_at"}
-            if same and _sha256_file(package_path) == (package_sha, package_bytes):
-                os.unlink(tmp)
-                return package_path, old
-        os.replace(tmp, package_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
-                       fsync=fsync)
-    if fsync:
-        fsync_directory(package_path.parent)
-    return package_path, manifest
+
+def _identical_package(package_path: Path, manifest: dict) -> dict | None:
+    """The manifest of the package already there when it holds exactly these bytes, else None."""
+    with contextlib.suppress(PackageError, OSError):
+        old = read_manifest(package_path)
+        same = {k: v for k, v in old.items() if k != "created_at"} == \
+               {k: v for k, v in manifest.items() if k != "created_at"}
+        if same and _sha256_file(package_path) == (manifest["sha256_package"], manifest["package_bytes"]):
+            return old
+    return None
 
 
 def build_packages(landing_root: str | os.PathLike, package_root: str | os.PathLike | None = None, *,
