@@ -1,12 +1,16 @@
 """What the provider tests share: the replay day and its UTC window, fast retries, a coroutine runner,
-and reads in a loop around an action (compaction must keep reads exact while it runs)."""
+one way to serve a module its crypto replay, and reads in a loop around an action (compaction must
+keep reads exact while it runs)."""
 
 import asyncio
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
+
 from marketdata_assets.lib.http import RetryPolicy
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 
 UTC = timezone.utc
 DAY = date(2025, 1, 15)
@@ -17,6 +21,24 @@ FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def crypto_replay(config: ReplayConfig):
+    """(server, clean) fixtures for a test module: one replay server for the module, and an autouse
+    fixture clearing its faults around every test. `server, _clean = crypto_replay(ReplayConfig(...))`."""
+
+    @pytest.fixture(scope="module")
+    def server():
+        with CryptoReplayServer(config) as srv:
+            yield srv
+
+    @pytest.fixture(autouse=True)
+    def clean(server):
+        server.clear_faults()
+        yield
+        server.clear_faults()
+
+    return server, clean
 
 
 def reads_around(open_client, check, action):

@@ -28,7 +28,7 @@ from marketdata_assets.lib.ticks.sources.binance import (
     parse_trades,
 )
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
-from tests.ticks.common import DAY, END, FAST, START, UTC, run
+from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 
 def client(server: CryptoReplayServer, **kwargs) -> BinanceClient:
@@ -36,17 +36,7 @@ def client(server: CryptoReplayServer, **kwargs) -> BinanceClient:
     return BinanceClient(server.base_url, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with CryptoReplayServer(ReplayConfig(seed=11, trades_per_day=2500)) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _clean(server):
-    server.clear_faults()
-    yield
-    server.clear_faults()
+server, _clean = crypto_replay(ReplayConfig(seed=11, trades_per_day=2500))
 
 
 # ---- parsers on the vendor's exact bodies ---------------------------------------------------

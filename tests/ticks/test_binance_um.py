@@ -31,7 +31,7 @@ from marketdata_assets.lib.ticks.sources.binance.futures import (
 from marketdata_assets.lib.ticks.sources.binance.rest import parse_depth
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
 from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US
-from tests.ticks.common import DAY, END, FAST, START, UTC, run
+from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 UM = "BINANCE_UM"
 NOW = datetime(2025, 1, 16, 6, tzinfo=UTC)  # the replay's clock: DAY lies inside the 48 h aggTrades reach
@@ -43,17 +43,7 @@ def client(server: CryptoReplayServer, **kwargs) -> BinanceFuturesClient:
                                                     "clock": lambda: NOW, **kwargs})
 
 
-@pytest.fixture(scope="module")
-def server():
-    with CryptoReplayServer(ReplayConfig(seed=17, trades_per_day=2000, now=NOW.isoformat())) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _clean(server):
-    server.clear_faults()
-    yield
-    server.clear_faults()
+server, _clean = crypto_replay(ReplayConfig(seed=17, trades_per_day=2000, now=NOW.isoformat()))
 
 
 # ---- the truth, recomputed from the tapes and derived series (as the wire's 8 decimals carry it) ----

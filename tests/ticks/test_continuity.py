@@ -25,8 +25,8 @@ from marketdata_assets.lib.ticks.frames import day_window
 from marketdata_assets.lib.ticks.sources.binance import BinanceClient
 from marketdata_assets.lib.ticks.sources.binance.dumps import dump_feed
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
-from tests.ticks.common import FAST, run
+from marketdata_assets.replay.crypto import ReplayConfig
+from tests.ticks.common import FAST, crypto_replay, run
 from tests.ticks.ticks_dagster import (
     DAY,
     RANGE_END,
@@ -45,13 +45,8 @@ INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "OKX:BTC-USDT", "DERIBIT:BT
 TRADES = dg.AssetKey("crypto_trades")
 
 
-@pytest.fixture(scope="module")
-def server():
-    config = ReplayConfig(seed=21, trades_per_day=PER_DAY, dump_trades_per_day=DUMP_TRADES,
-                          dump_seed_by_instrument={"ETHUSDT": DUMP_SEED})
-    with CryptoReplayServer(config) as srv:
-        yield srv
-
+server, _clean = crypto_replay(ReplayConfig(seed=21, trades_per_day=PER_DAY, dump_trades_per_day=DUMP_TRADES,
+                                            dump_seed_by_instrument={"ETHUSDT": DUMP_SEED}))
 
 @pytest.fixture
 def store(server, clickhouse):

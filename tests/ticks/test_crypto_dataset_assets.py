@@ -21,8 +21,8 @@ from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.lib.ticks.factors import FACTORS
 from marketdata_assets.lib.ticks.frames import day_window
 from marketdata_assets.lib.ticks.sources import venue_client
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
-from tests.ticks.common import FAST
+from marketdata_assets.replay.crypto import ReplayConfig
+from tests.ticks.common import FAST, crypto_replay
 from tests.ticks.ticks_dagster import (
     UNUSED,
     crypto_resources,
@@ -43,11 +43,7 @@ PERPETUALS = ["BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT-SWAP"
 HISTORY = list(CRYPTO_ASSETS.values())
 
 
-@pytest.fixture(scope="module")
-def server():
-    with CryptoReplayServer(ReplayConfig(seed=11, trades_per_day=600)) as srv:
-        yield srv
-
+server, _clean = crypto_replay(ReplayConfig(seed=11, trades_per_day=600))
 
 @pytest.fixture
 def instance():

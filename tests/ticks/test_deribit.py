@@ -19,27 +19,17 @@ from marketdata_assets.lib.ticks.sources.deribit import (
     parse_order_book,
     parse_trades,
 )
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.replay.crypto import ReplayConfig
 from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import DAY, END, FAST, START, UTC, run
+from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 
 def client(server, **kwargs) -> DeribitClient:
     return DeribitClient(server.base_url, **{"retry": FAST, "requests_per_minute": 60_000, **kwargs})
 
 
-@pytest.fixture(scope="module")
-def server():
-    # a run of 300 trades in one millisecond: longer than a page of 200
-    with CryptoReplayServer(ReplayConfig(seed=9, trades_per_day=2500, burst_share=0.2, burst_run=300)) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _clean(server):
-    server.clear_faults()
-    yield
-    server.clear_faults()
+# a run of 300 trades in one millisecond: longer than a page of 200
+server, _clean = crypto_replay(ReplayConfig(seed=9, trades_per_day=2500, burst_share=0.2, burst_run=300))
 
 
 # ---- parsers on the vendor's exact bodies ---------------------------------------------------

@@ -32,7 +32,7 @@ from marketdata_assets.lib.ticks.sources.deribit import (
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
 from marketdata_assets.replay.crypto import deribit as replay
 from marketdata_assets.replay.crypto.tape import MINUTE_US
-from tests.ticks.common import DAY, END, FAST, START, UTC, run
+from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 PERPETUALS = ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"]
 NOW = datetime(2025, 1, 16, 10, 30, 15, 250000, tzinfo=UTC)
@@ -55,17 +55,7 @@ def fetch(server, method: str, *args, **kwargs):
     return run(go())
 
 
-@pytest.fixture(scope="module")
-def server():
-    with CryptoReplayServer(ReplayConfig(seed=5, trades_per_day=2000, now=NOW.isoformat())) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _clean(server):
-    server.clear_faults()
-    yield
-    server.clear_faults()
+server, _clean = crypto_replay(ReplayConfig(seed=5, trades_per_day=2000, now=NOW.isoformat()))
 
 
 # ---- parsers on the vendor's documented bodies -----------------------------------------------

@@ -26,27 +26,17 @@ from marketdata_assets.lib.ticks.sources.okx import (
     parse_candles,
     parse_history_trades,
 )
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.replay.crypto import ReplayConfig
 from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import DAY, END, FAST, START, UTC, run
+from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 
 def client(base_url: str, **kwargs) -> OkxClient:
     return OkxClient(base_url, **{"retry": FAST, "requests_per_minute": 60_000, **kwargs})
 
 
-@pytest.fixture(scope="module")
-def server():
-    # bursts: many trades share a millisecond, one run of 250 is longer than a page of 100
-    with CryptoReplayServer(ReplayConfig(seed=5, trades_per_day=2000, burst_share=0.3, burst_run=250)) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _clean(server):
-    server.clear_faults()
-    yield
-    server.clear_faults()
+# bursts: many trades share a millisecond, one run of 250 is longer than a page of 100
+server, _clean = crypto_replay(ReplayConfig(seed=5, trades_per_day=2000, burst_share=0.3, burst_run=250))
 
 
 # ---- parsers on the vendor's exact bodies ---------------------------------------------------

@@ -29,7 +29,7 @@ from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, de
 from marketdata_assets.replay.crypto.okx import fmt_plain
 from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US, base_and_quote, day_us, instrument_spec
 from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import DAY, END, FAST, START, UTC, run
+from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 SEED = 7
 SWAP, ETH_SWAP = "BTC-USDT-SWAP", "ETH-USDT-SWAP"
@@ -41,20 +41,14 @@ def client(base_url: str, **kwargs) -> OkxClient:
     return OkxClient(base_url, **{**options, **kwargs})
 
 
-@pytest.fixture(scope="module")
-def server():
+def _config() -> ReplayConfig:
     config = ReplayConfig(seed=SEED, trades_per_day=2000, now=NOW,
                           trades_per_day_by_instrument={SWAP: 12_000})  # ~120 liquidations a day
     config.instruments["OKX"] = ["BTC-USDT", "ETH-USDT", SWAP, ETH_SWAP]
-    with CryptoReplayServer(config) as srv:
-        yield srv
+    return config
 
 
-@pytest.fixture(autouse=True)
-def _clean(server):
-    server.clear_faults()
-    yield
-    server.clear_faults()
+server, _clean = crypto_replay(_config())
 
 
 def frame(dataset: str, rows: list[tuple], instrument: str) -> pl.DataFrame:
