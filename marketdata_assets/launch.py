@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from marketdata_assets.sensing import RANGE_END, RANGE_START
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 ROW_KEYS = ("rows_loaded", "rows", "documents_imported", "alphas_fetched")  # the first one an asset reports
 LAUNCH_TAG = "marketdata/launch"
@@ -155,7 +157,7 @@ def _planned_partitions(instance, assets: list, selection, partition_key, tags: 
     """The partitions the run was asked for: its key, or its range's keys."""
     if partition_key is not None:
         return [str(partition_key)]
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    start, end = tags.get(RANGE_START), tags.get(RANGE_END)
     if not start:
         return []
     wanted = set(selection or [])

@@ -124,8 +124,7 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
         return [dg.AssetKey(name) for name in names]
 
     def day_range(day: date, first: str, last: str) -> dict:
-        return {"dagster/asset_partition_range_start": f"{day}|{first}",
-                "dagster/asset_partition_range_end": f"{day}|{last}"}
+        return range_tags(f"{day}|{first}", f"{day}|{last}")
 
     a_share_day, yahoo_day = last_trading_day("SSE"), last_trading_day("NYSE")
     return [
@@ -133,11 +132,9 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
          day_range(yesterday, instruments[0], instruments[-1]), None),
         ("crypto snapshots (books, tickers, open interest)",
          ticks + [keys(*(a for a, _ in SNAPSHOT_ASSETS.values()))],
-         {"dagster/asset_partition_range_start": instruments[0],
-          "dagster/asset_partition_range_end": instruments[-1]}, None),
+         range_tags(instruments[0], instruments[-1]), None),
         ("option chains", ticks + [keys("crypto_option_chains")],
-         {"dagster/asset_partition_range_start": chains[0],
-          "dagster/asset_partition_range_end": chains[-1]}, None),
+         range_tags(chains[0], chains[-1]), None),
         (f"crypto factors {yesterday}", ticks + [keys("crypto_factors")],
          day_range(yesterday, instruments[0], instruments[-1]), None),
         (f"A-share bars {a_share_day}", ticks + [keys("a_share_bars_1m", "a_share_daily_bars")], {}, f"{a_share_day}"),
@@ -152,8 +149,7 @@ def archive_steps(archives: list) -> list[tuple[str, list, dict, object]]:
     from marketdata_assets.defs.ticks.archives import ARCHIVE_ASSETS, INSTRUMENTS
 
     day = REPLAY_FILE_DAY
-    tags = {"dagster/asset_partition_range_start": f"{day}|{INSTRUMENTS[0]}",
-            "dagster/asset_partition_range_end": f"{day}|{INSTRUMENTS[-1]}"}
+    tags = range_tags(f"{day}|{INSTRUMENTS[0]}", f"{day}|{INSTRUMENTS[-1]}")
     selection = [dg.AssetKey(a) for a in ARCHIVE_ASSETS.values()]
     return [(f"Binance archives {day}", archives + [selection], tags, None)]
 

@@ -66,5 +66,10 @@ def contiguous(keys: list[str], all_keys: list[str]) -> list[tuple[str, str]]:
     return [(run[0], run[-1]) for run in runs]
 
 
+# The tags of a single-run backfill over a partition range (Dagster reads them; spelled once here).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
 def range_tags(first: str, last: str) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    """Tags that make one run cover the partitions `first`..`last`."""
+    return {RANGE_START: first, RANGE_END: last}

@@ -7,6 +7,7 @@ import dagster as dg
 
 from marketdata_assets.defs.bars.assets import stock_monthly_kline
 from marketdata_assets.defs.bars.partitions import minute_bar_months
+from marketdata_assets.sensing import range_tags
 
 monthly_kline_job = dg.define_asset_job("monthly_kline_refresh", selection=[stock_monthly_kline],
                                         partitions_def=minute_bar_months)
@@ -17,5 +18,4 @@ def monthly_kline_after_close(context: dg.ScheduleEvaluationContext) -> dg.RunRe
     """Mirrors the continuous aggregate policy's window (start_offset 3 months) in one range run."""
     now = context.scheduled_execution_time
     keys = minute_bar_months.get_partition_keys(current_time=now + timedelta(seconds=1))[-3:]
-    return dg.RunRequest(run_key=f"{keys[0]}..{keys[-1]}@{now:%Y-%m-%d}", tags={
-        "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    return dg.RunRequest(run_key=f"{keys[0]}..{keys[-1]}@{now:%Y-%m-%d}", tags=range_tags(keys[0], keys[-1]))

@@ -40,7 +40,7 @@ from marketdata_assets.defs.ticks.assets import (
 )
 from marketdata_assets.defs.ticks.partitions import slice_keys
 from marketdata_assets.defs.ticks.resources import load_providers_config
-from marketdata_assets.defs.ticks.schedules import UTC, range_tags
+from marketdata_assets.defs.ticks.schedules import UTC, day_range_tags
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks.engine import IngestReport
 from marketdata_assets.lib.ticks.sources.binance import archives
@@ -212,7 +212,7 @@ def binance_archives_daily(context: dg.ScheduleEvaluationContext):
     the next day) and the slices of the day before that did not load (`retry_failed`)."""
     last = context.scheduled_execution_time.astimezone(UTC).date() - timedelta(days=1)
     first = max(last - timedelta(days=1), ARCHIVES.start_date)
-    return dg.RunRequest(run_key=f"binance-archives:{last}", tags=range_tags(first, last, INSTRUMENTS[0],
+    return dg.RunRequest(run_key=f"binance-archives:{last}", tags=day_range_tags(first, last, INSTRUMENTS[0],
                                                                              INSTRUMENTS[-1]),
                          run_config={"ops": {"binance_archives": {"config": {"retry_failed": True}}}})
 

@@ -39,8 +39,8 @@ from marketdata_assets.defs.ticks.partitions import (
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
 from marketdata_assets.lib.ticks.ranges import range_runs
+from marketdata_assets.sensing import range_tags
 
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 SHANGHAI, NEW_YORK, UTC = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"), ZoneInfo("UTC")
 RETRY_FAILED = {"retry_failed": True}
 
@@ -60,8 +60,9 @@ yahoo_bars_job = dg.define_asset_job("yahoo_bars_job", selection=dg.AssetSelecti
 # Runs over day x instrument partitions
 # --------------------------------------------------------------------------------------------
 
-def range_tags(first_day: date, last_day: date, first: str, last: str) -> dict[str, str]:
-    return {RANGE_START: crypto_key(first_day, first), RANGE_END: crypto_key(last_day, last)}
+def day_range_tags(first_day: date, last_day: date, first: str, last: str) -> dict[str, str]:
+    """One run over days first_day..last_day x instruments first..last (day|instrument keys)."""
+    return range_tags(crypto_key(first_day, first), crypto_key(last_day, last))
 
 
 def _op_config(op_name: str, config: dict) -> dict:
@@ -79,7 +80,7 @@ def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     instruments = context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS)
     if not instruments:
         return dg.SkipReason("no crypto instruments yet (the crypto_instruments_from_config sensor adds them)")
-    return dg.RunRequest(run_key=f"crypto:{day}", tags=range_tags(day, day, instruments[0], instruments[-1]))
+    return dg.RunRequest(run_key=f"crypto:{day}", tags=day_range_tags(day, day, instruments[0], instruments[-1]))
 
 
 @dg.schedule(job=crypto_snapshots_job, cron_schedule="*/15 * * * *", execution_timezone="UTC")
@@ -91,7 +92,7 @@ def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
         return dg.SkipReason("no crypto instruments yet")
     when = context.scheduled_execution_time.astimezone(UTC)
     return dg.RunRequest(run_key=f"snapshots:{when:%Y-%m-%dT%H:%M}",
-                         tags={RANGE_START: instruments[0], RANGE_END: instruments[-1]})
+                         tags=range_tags(instruments[0], instruments[-1]))
 
 
 @dg.schedule(job=crypto_option_chains_job, cron_schedule="5 * * * *", execution_timezone="UTC")
@@ -102,7 +103,7 @@ def crypto_option_chains_hourly(context: dg.ScheduleEvaluationContext):
         return dg.SkipReason("no option chains in the providers config (universes.crypto.option_chains)")
     when = context.scheduled_execution_time.astimezone(UTC)
     return dg.RunRequest(run_key=f"option_chains:{when:%Y-%m-%dT%H}",
-                         tags={RANGE_START: chains[0], RANGE_END: chains[-1]})
+                         tags=range_tags(chains[0], chains[-1]))
 
 
 @dg.schedule(job=a_share_ticks_job, cron_schedule="30 15 * * 1-5", execution_timezone="Asia/Shanghai")
@@ -165,7 +166,7 @@ def crypto_catch_up_requests(context: dg.ScheduleEvaluationContext, days: int | 
             day, instrument = key.split("|")
             affected.setdefault(date.fromisoformat(day), set()).add(instrument)
     return [dg.RunRequest(run_key=f"crypto-catch-up:{a}..{b}:{i}..{j}@{now:%Y-%m-%d}",
-                          tags=range_tags(a, b, i, j), run_config=_op_config("crypto_ticks", RETRY_FAILED))
+                          tags=day_range_tags(a, b, i, j), run_config=_op_config("crypto_ticks", RETRY_FAILED))
             for a, b, i, j in range_runs(affected, instruments)]
 
 

@@ -17,7 +17,7 @@ from marketdata_assets.defs.ticks.partitions import (
     crypto_key,
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
-from marketdata_assets.defs.ticks.schedules import range_tags
+from marketdata_assets.defs.ticks.schedules import day_range_tags
 from marketdata_assets.lib.files import quarantine
 from marketdata_assets.lib.ticks.instruments import partition_key
 from marketdata_assets.lib.ticks.ranges import range_runs
@@ -108,7 +108,7 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         asset = DUMP_ASSETS[dumps.DUMP_DATASETS[family][0]]
         for first, last, a, b in range_runs(by_day, order):
             requests.append(dg.RunRequest(
-                run_key=f"{asset}:{first}..{last}:{a}..{b}:{cursor['mtime_ns']}", tags=range_tags(first, last, a, b),
+                run_key=f"{asset}:{first}..{last}:{a}..{b}:{cursor['mtime_ns']}", tags=day_range_tags(first, last, a, b),
                 asset_selection=[dg.AssetKey(asset)]))
     if found:
         context.log.info(f"{len(found)} new dump file(s) under {root}: {len(requests)} run(s), "
