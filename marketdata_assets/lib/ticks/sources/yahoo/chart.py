@@ -329,7 +329,10 @@ def _chart_row(i: int, raw_ts: Any, columns: Mapping[str, list], page: Page) -> 
             or not EPOCH_SECONDS[0] <= raw_ts < EPOCH_SECONDS[1]):
         raise page.error(f"timestamp[{i}] is {raw_ts!r}, not epoch seconds")
     epoch = int(raw_ts)
-    at = dataclasses.replace(page, day=_day_label(epoch))
+
+    def at() -> Page:  # the page of this row's day, for an error
+        return dataclasses.replace(page, day=_day_label(epoch))
+
     row: dict[str, float | None] = {}
     for name in QUOTE_FIELDS:
         value = columns[name][i]
@@ -337,12 +340,12 @@ def _chart_row(i: int, raw_ts: Any, columns: Mapping[str, list], page: Page) -> 
             row[name] = None
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise at.error(f"non-numeric {name} {value!r} at {datetime.fromtimestamp(epoch, UTC).isoformat()}")
+            raise at().error(f"non-numeric {name} {value!r} at {datetime.fromtimestamp(epoch, UTC).isoformat()}")
         row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
         if row[name] is not None and math.isinf(row[name]):
-            raise at.error(f"infinite {name} at {epoch}")
+            raise at().error(f"infinite {name} at {epoch}")
     if row["volume"] is not None and row["volume"] < 0:
-        raise at.error(f"volume {row['volume']:g} at {datetime.fromtimestamp(epoch, UTC).isoformat()}, negative")
+        raise at().error(f"volume {row['volume']:g} at {datetime.fromtimestamp(epoch, UTC).isoformat()}, negative")
     return epoch, row
 
 
