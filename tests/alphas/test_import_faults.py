@@ -198,16 +198,27 @@ def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_hold
         # the Dagster asset takes the same lock: its run fails with that message, without retries
         monkeypatch.setenv("MARKETDATA_STATE_DIR", str(state))
         monkeypatch.setenv("ALPHA_LANDING_DIR", str(tmp_path / "empty"))
-        store = AlphaStoreResource(mongo=MongoResource(uri=private_mongo.uri), db_name_regular=NAMES[0],
-                                   db_name_super=NAMES[1])
-        result = dg.materialize([alpha_documents, alpha_files.to_source_asset(), alpha_package_drops.to_source_asset(),
-                                 alpha_store.to_source_asset()], resources={"alpha_store": store},
-                                partition_key=f"{MONTH}-01", raise_on_error=False)
+        result, _ = import_month(private_mongo)
         assert not result.success
         (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         assert f"REGULAR {MONTH} of {NAMES[0]}.alphas is already running" in str(failure.step_failure_data.error)
     finally:
         sigkill(child)
+    # its holder dead, the asset takes the partition, told that an import of it did not end
+    result, messages = import_month(private_mongo)
+    assert result.success
+    assert any(f"REGULAR {MONTH} of {NAMES[0]}.alphas: test importer (pid {child.pid}" in m
+               and "did not end (running): this import writes every batch in a transaction" in m for m in messages)
+
+
+def import_month(server: PrivateMongo) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    """The import asset for MONTH against `server`: (the result, its log messages)."""
+    store = AlphaStoreResource(mongo=MongoResource(uri=server.uri), db_name_regular=NAMES[0], db_name_super=NAMES[1])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([alpha_documents, alpha_files.to_source_asset(), alpha_package_drops.to_source_asset(),
+                                 alpha_store.to_source_asset()], resources={"alpha_store": store},
+                                partition_key=f"{MONTH}-01", raise_on_error=False, instance=instance)
+        return result, [entry.user_message for entry in instance.all_logs(result.run_id)]
 
 
 def test_a_rerun_whose_first_batch_holds_only_alphas_the_dead_transaction_inserted(short_lived, tmp_path):

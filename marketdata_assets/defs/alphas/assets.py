@@ -269,7 +269,8 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
             with partition_lock(settings.state_dir() / "locks" / "alphas", store, alpha_type, months,
                                 holder=f"Dagster run {context.run.run_id} ({asset_name})") as died:
                 for line in died:
-                    context.log.warning(f"{line}: its writes are retried in transactions, waiting out any it left open")
+                    context.log.warning(f"{line}: this import writes every batch in a transaction and waits out "
+                                        "any transaction it left open")
                 stats = import_files(files, db_regular=db_regular, db_super=db_super,
                                      collection=alpha_store.collection, mode=config.mode, time_range=time_range,
                                      batch_size=config.batch_size, array_keys=array_keys,
