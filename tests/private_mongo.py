@@ -1,17 +1,14 @@
-"""A MongoDB-wire server (SecantusDB) of one test alone, for tests that leave a transaction open.
+"""A MongoDB-wire server (SecantusDB) of one test's own, for tests that kill or restart the server.
 
-A transaction whose client died stays open on the server until its lifetime runs out, and while it
-lives the server blocks what conflicts with it (listing and dropping databases time out): such tests
-must never run against the shared server. `PrivateMongo` starts the real `secantusd-py` daemon on a
-free port in a temp directory and removes both at `close()`. The daemon has no flag for the
-transaction lifetime (SecantusDB's `SecantusDBServer(transaction_lifetime_seconds=)`, 60 s by
-default, like mongod's transactionLifetimeLimitSeconds): `transaction_lifetime_s` starts the same
-daemon entry point with that default changed, so a test can wait one out in seconds.
+The stack's server is shared by every test worker: a test that crashes a server does it to one of
+these instead: `secantusd-py` on a free port over a storage directory of its own; `kill()` is a
+crash (SIGKILL), `start()` again on the same storage.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,59 +16,65 @@ import time
 from pathlib import Path
 
 import pymongo
+import pytest
 
 from tests.conftest import free_port
 
-DAEMON = Path(sys.executable).parent / "secantusd-py"
-# The daemon's own entry point (secantus.cli.main), with the server's transaction lifetime changed
-# first: argv[1] is the lifetime in seconds, the rest are the daemon's flags.
-_WITH_LIFETIME = """
-import sys
-from secantus import server
-server.SecantusDBServer.__init__.__kwdefaults__["transaction_lifetime_seconds"] = float(sys.argv[1])
-from secantus.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
+SERVER = Path(sys.executable).parent / "secantusd-py"
 
 
 class PrivateMongo:
-    def __init__(self, transaction_lifetime_s: float | None = None):
-        self.transaction_lifetime_s = transaction_lifetime_s
-        self.root = Path(tempfile.mkdtemp(prefix="marketdata-private-mongo-"))
+    def __init__(self, root: Path):
+        self.root = root
+        self.storage = root / "storage"
+        self.logfile = root / "server.log"
         self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 60) -> PrivateMongo:
-        flags = ["--host", "127.0.0.1", "--port", str(self.port), "--storage-path", str(self.root / "data"),
-                 "--log-level", "ERROR"]
-        command = ([str(DAEMON)] if self.transaction_lifetime_s is None
-                   else [sys.executable, "-c", _WITH_LIFETIME, str(self.transaction_lifetime_s)])
-        with open(self.root / "server.log", "ab") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen(command + flags, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + timeout_s
-        with pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=1000) as client:
-            while True:
-                try:
-                    client.admin.command("ping")
-                    return self
-                except pymongo.errors.ConnectionFailure:
-                    assert self.process.poll() is None, f"secantusd-py exited: {self.log()}"
-                    assert time.monotonic() < deadline, f"secantusd-py did not answer in {timeout_s} s"
-                    time.sleep(0.2)
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def client(self, **options) -> pymongo.MongoClient:
-        return pymongo.MongoClient(self.uri, **{"serverSelectionTimeoutMS": 5000, **options})
+        return pymongo.MongoClient(self.uri, **{"serverSelectionTimeoutMS": 3000, "connectTimeoutMS": 3000, **options})
 
-    def log(self) -> str:
-        path = self.root / "server.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+    def start(self, timeout_s: float = 60) -> PrivateMongo:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile, "a") as log:
+            self.process = subprocess.Popen([str(SERVER), "--host", "127.0.0.1", "--port", str(self.port),
+                                             "--storage-path", str(self.storage), "--log-level", "WARNING"],
+                                            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        with self.client(serverSelectionTimeoutMS=500) as probe:
+            while True:
+                try:
+                    probe.admin.command("ping")
+                    return self
+                except pymongo.errors.PyMongoError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"secantusd-py did not come up on port {self.port}:\n"
+                                           f"{self.logfile.read_text()[-3000:]}") from None
+                    time.sleep(0.1)
 
     def kill(self) -> None:
+        """What a crash or a power cut looks like to the clients."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
 
     def close(self) -> None:
-        self.kill()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_mongo():
+    """A SecantusDB server of this test alone, which the test may kill and restart."""
+    server = PrivateMongo(Path(tempfile.mkdtemp(prefix="marketdata-private-mongo-"))).start()
+    yield server
+    server.close()

@@ -1,6 +1,7 @@
-"""A real alpha importer process for fault tests: the v2 merge import of tests/alphas/test_import_faults.py
-under its partition locks, paused right before it commits its n-th transaction (every statement of
-it sent) so the test can SIGKILL it there. Kept free of Dagster so the process starts fast."""
+"""A real alpha importer process for fault tests (tests/alphas/test_import_faults.py): an import under
+its partition locks, paused right before it commits its n-th transaction (every statement of it
+sent) so the test can SIGKILL it there; kept free of Dagster so the process starts fast. And a
+private SecantusDB whose transactions live a few seconds, so a test can wait one out."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 from pymongo import MongoClient
@@ -19,6 +21,7 @@ from pymongo import MongoClient
 from marketdata_assets.lib.alphas.import_lock import partition_lock
 from marketdata_assets.lib.alphas.importer import ensure_alpha_indexes, import_files
 from marketdata_assets.replay.alpha_factory import make_alpha
+from tests import private_mongo
 from tests.alphas.test_importer import drop
 from tests.private_mongo import PrivateMongo
 
@@ -27,6 +30,30 @@ MONTH = "2025-07"
 ALPHAS = 250  # one in five SUPER
 BATCH = 25
 NAMES = ("faults_r", "faults_s")  # the databases on the private server
+# The daemon's own entry point (secantus.cli.main) with the server's transaction lifetime changed:
+# `secantusd-py` has no flag for SecantusDBServer(transaction_lifetime_seconds=), 60 s by default.
+_LAUNCHER = """#!{python}
+import sys
+from secantus import server
+server.SecantusDBServer.__init__.__kwdefaults__["transaction_lifetime_seconds"] = {lifetime_s}
+from secantus.cli import main
+sys.exit(main())
+"""
+
+
+class ShortLivedMongo(PrivateMongo):
+    """A private server (tests/private_mongo.py) whose transactions live `lifetime_s`."""
+
+    def __init__(self, root: Path, lifetime_s: float):
+        super().__init__(root)
+        self.lifetime_s = lifetime_s
+
+    def start(self, timeout_s: float = 60) -> ShortLivedMongo:
+        launcher = self.root / "secantusd-py"
+        launcher.write_text(_LAUNCHER.format(python=sys.executable, lifetime_s=float(self.lifetime_s)))
+        launcher.chmod(0o755)
+        with mock.patch.object(private_mongo, "SERVER", launcher):
+            return super().start(timeout_s)
 
 
 def landing_files(root: Path, version: int) -> list[tuple[str, Path]]:

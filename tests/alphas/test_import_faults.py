@@ -12,6 +12,7 @@ whose document is not committed.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from tests.alphas.killable_import import (
     BATCH,
     MONTH,
     NAMES,
+    ShortLivedMongo,
     landing_files,
     locked_import,
     shas,
@@ -118,16 +120,22 @@ def assert_same_as_an_uninterrupted_import(client: MongoClient, root: Path, last
     return documents, "/".join(d[:12] for d in digests)
 
 
+def private_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="marketdata-private-mongo-"))
+
+
 @pytest.fixture
 def short_lived():
-    server = PrivateMongo(transaction_lifetime_s=LIFETIME_S).start()
+    """A private server whose transactions live LIFETIME_S."""
+    server = ShortLivedMongo(private_root(), LIFETIME_S).start()
     yield server
     server.close()
 
 
 @pytest.fixture
-def private_mongo():
-    server = PrivateMongo().start()
+def stock_server():
+    """A private `secantusd-py` as it comes: transactions live 60 s."""
+    server = PrivateMongo(private_root()).start()
     yield server
     server.close()
 
@@ -159,37 +167,37 @@ def test_a_killed_merge_import_is_waited_out_then_the_rerun_equals_an_uninterrup
           f"documents, digest {digest}; {snapshots} snapshots agreed")
 
 
-def test_past_the_wait_the_import_fails_naming_the_server_and_the_remedy(private_mongo, tmp_path):
+def test_past_the_wait_the_import_fails_naming_the_server_and_the_remedy(stock_server, tmp_path):
     root, locks = tmp_path / "landing", tmp_path / "locks"
-    client = private_mongo.client()
+    client = stock_server.client()
     seconds, source = transaction_lifetime(client)
     assert seconds == 60.0 and source.startswith("MongoDB's default") and "does not report" in source
-    locked_import(private_mongo.uri, NAMES, root, 1, locks, mode="incremental")
-    sigkill(start_paused_importer(private_mongo, root, locks, commit=1))  # lives 60 s on this server
+    locked_import(stock_server.uri, NAMES, root, 1, locks, mode="incremental")
+    sigkill(start_paused_importer(stock_server, root, locks, commit=1))  # lives 60 s on this server
     started = time.monotonic()
     with pytest.raises(ImportBlocked) as error:
-        locked_import(private_mongo.uri, NAMES, root, 2, locks, conflict_wait_s=2, on_wait=lambda line: None)
+        locked_import(stock_server.uri, NAMES, root, 2, locks, conflict_wait_s=2, on_wait=lambda line: None)
     assert time.monotonic() - started < 30
     message = str(error.value)
-    assert f"MongoDB at 127.0.0.1:{private_mongo.port}" in message and "still conflicts" in message
+    assert f"MongoDB at 127.0.0.1:{stock_server.port}" in message and "still conflicts" in message
     assert "killAllSessions" in message and "run the import again" in message
     # the remedy works: the dead transaction ended, the import goes through without waiting
     client.admin.command("killAllSessions", [])
-    stats, died = locked_import(private_mongo.uri, NAMES, root, 2, locks)
+    stats, died = locked_import(stock_server.uri, NAMES, root, 2, locks)
     assert died and all("did not end (failed)" in line for line in died)  # the blocked run: it may hold one too
     assert stats.seconds_waiting_for_conflicts == 0
     assert_same_as_an_uninterrupted_import(client, root)
 
 
-def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_holder(private_mongo, tmp_path,
+def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_holder(stock_server, tmp_path,
                                                                                   monkeypatch):
     root, state = tmp_path / "landing", tmp_path / "state"
     locks = state / "locks" / "alphas"
-    locked_import(private_mongo.uri, NAMES, root, 1, locks, mode="incremental")
-    child = start_paused_importer(private_mongo, root, locks, commit=1)
+    locked_import(stock_server.uri, NAMES, root, 1, locks, mode="incremental")
+    child = start_paused_importer(stock_server, root, locks, commit=1)
     try:
         with pytest.raises(PartitionBusy) as error:
-            locked_import(private_mongo.uri, NAMES, root, 2, locks)
+            locked_import(stock_server.uri, NAMES, root, 2, locks)
         message = str(error.value)
         assert f"alpha import of REGULAR {MONTH} of {NAMES[0]}.alphas is already running" in message
         assert f"test importer (pid {child.pid} on " in message
@@ -198,14 +206,14 @@ def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_hold
         # the Dagster asset takes the same lock: its run fails with that message, without retries
         monkeypatch.setenv("MARKETDATA_STATE_DIR", str(state))
         monkeypatch.setenv("ALPHA_LANDING_DIR", str(tmp_path / "empty"))
-        result, _ = import_month(private_mongo)
+        result, _ = import_month(stock_server)
         assert not result.success
         (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         assert f"REGULAR {MONTH} of {NAMES[0]}.alphas is already running" in str(failure.step_failure_data.error)
     finally:
         sigkill(child)
     # its holder dead, the asset takes the partition, told that an import of it did not end
-    result, messages = import_month(private_mongo)
+    result, messages = import_month(stock_server)
     assert result.success
     assert any(f"REGULAR {MONTH} of {NAMES[0]}.alphas: test importer (pid {child.pid}" in m
                and "did not end (running): this import writes every batch in a transaction" in m for m in messages)
