@@ -34,7 +34,13 @@ from marketdata_assets.lib.alphas.files import (
     parse_alpha_path,
     parse_api_datetime,
 )
-from marketdata_assets.lib.alphas.importer import ImportStats, ensure_alpha_indexes, import_files
+from marketdata_assets.lib.alphas.import_lock import PartitionBusy, partition_lock
+from marketdata_assets.lib.alphas.importer import (
+    ImportBlocked,
+    ImportStats,
+    ensure_alpha_indexes,
+    import_files,
+)
 from marketdata_assets.lib.alphas.landing import decompose_dropped, land_month
 from marketdata_assets.lib.alphas.packages import PackageError, build_package
 from marketdata_assets.lib.charts import bar_chart_svg, svg_markdown_image
@@ -257,10 +263,22 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
                 context.log.info(f"{asset_name}: {stats.files_seen:,}/{total:,} files, {stats.inserted:,} inserted, "
                                  f"{stats.merged:,} merged, {stats.replaced:,} replaced, {stats.unchanged:,} unchanged")
 
-        stats = import_files(files, db_regular=db_regular, db_super=db_super, collection=alpha_store.collection,
-                             mode=config.mode, time_range=time_range, batch_size=config.batch_size,
-                             array_keys=array_keys, quarantine_root=quarantine_root, landing_root=landing,
-                             run_id=context.run.run_id, on_progress=progress)
+        collection = (db_regular if alpha_type == "REGULAR" else db_super)[alpha_store.collection]
+        store = f"{collection.database.name}.{collection.name}"
+        try:
+            with partition_lock(settings.state_dir() / "locks" / "alphas", store, alpha_type, months,
+                                holder=f"Dagster run {context.run.run_id} ({asset_name})") as died:
+                for line in died:
+                    context.log.warning(f"{line}: this import writes every batch in a transaction and waits out "
+                                        "any transaction it left open")
+                stats = import_files(files, db_regular=db_regular, db_super=db_super,
+                                     collection=alpha_store.collection, mode=config.mode, time_range=time_range,
+                                     batch_size=config.batch_size, array_keys=array_keys,
+                                     quarantine_root=quarantine_root, landing_root=landing,
+                                     run_id=context.run.run_id, on_progress=progress, after_crash=bool(died),
+                                     on_wait=context.log.warning)
+        except (PartitionBusy, ImportBlocked) as error:  # retrying at once would meet the same
+            raise dg.Failure(description=str(error), allow_retries=False) from None
         for item in stats.quarantined:
             context.log.warning(f"quarantined {item['file']}: {item['reason']}")
         for item in stats.flagged:
@@ -268,7 +286,6 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
         context.log.info(f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
                          f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
                          f"{len(stats.quarantined)} quarantined, {len(stats.flagged)} flagged in {stats.seconds} s")
-        collection = (db_regular if alpha_type == "REGULAR" else db_super)[alpha_store.collection]
         yield dg.MaterializeResult(asset_key=asset_name, metadata=_import_metadata(stats, months, collection, alpha_type))
 
 

@@ -51,11 +51,22 @@ accepted but unusual is flagged (``ImportStats.flagged``: a byte order mark, a k
 same value) or counted (``files_keys_escaped``). A store that goes away fails the import at once
 with StoreUnavailable (MongoDB, its address, what to do), never after the driver's retry loops:
 transactions are retried only on a transient error from a live server.
+
+A write conflict means a transaction is still open on the server: importers of one partition
+refuse to run together (import_lock), so it is one a killed importer left. The server ends it when
+its lifetime runs out (transactionLifetimeLimitSeconds, read from the server; MongoDB's 60 s when it
+does not say); the batch is tried again with a growing pause until then, with one line saying what
+it waits for, and past that ImportBlocked names the server and the remedy. After such a crash
+(`after_crash`) every batch goes through a transaction: a plain insert of an alpha the dead
+transaction wrote would wait on the server without a word (SecantusDB: until a transaction statement
+comes by after the lifetime). The ledger never claims a file before its documents are committed:
+its entries commit in the batch's transaction, or are written after the batch's plain inserts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import time
@@ -119,9 +130,14 @@ _ILLEGAL_OPERATION = 20  # a standalone mongod refusing transactions
 # MongoDB's limit for one document (its BSON), checked on the encoded document before it is sent
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 # A transaction that fails with a transient error from a live server (a write conflict) is tried
-# again, this often in all; the driver's with_transaction retries for up to 120 s, also when the
-# server is gone, which is what made a dead server hang an import
-TRANSACTION_ATTEMPTS = 3
+# again after a pause growing from CONFLICT_FIRST_PAUSE_S to CONFLICT_MAX_PAUSE_S, for as long as the
+# server keeps a transaction open (its transaction lifetime, read from the server; MongoDB's default
+# when it does not say) plus CONFLICT_GRACE_S; a lost connection is raised at once (the driver's
+# with_transaction retried for 120 s, also when the server was gone, which hung imports).
+DEFAULT_TRANSACTION_LIFETIME_S = 60.0
+CONFLICT_GRACE_S = 5.0
+CONFLICT_FIRST_PAUSE_S, CONFLICT_MAX_PAUSE_S = 0.1, 2.0
+_log = logging.getLogger(__name__)
 _ID_NAME = re.compile(r"^[A-Za-z0-9]{7,8}$")
 STORE_HINT = ("Check that the server is running and reachable (the local stack: `make stack-up`), then run "
               "the import again: the files already imported are skipped (ledger import_ledger)")
@@ -152,6 +168,7 @@ class ImportStats:
     quarantined: list[dict] = field(default_factory=list)  # {file, reason}: moved out of the landing area
     flagged: list[dict] = field(default_factory=list)  # {file, flag}: imported, but something was unusual
     seconds: float = 0.0
+    seconds_waiting_for_conflicts: float = 0.0  # for a transaction left open on the server (a killed import)
 
     def as_metadata(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "flagged")} | {
@@ -346,23 +363,101 @@ def store_unavailable(client: pymongo.MongoClient, error: PyMongoError) -> Store
     return StoreUnavailable("MongoDB", _store_address(client), reason, STORE_HINT)
 
 
+class ImportBlocked(RuntimeError):
+    """A batch still conflicts with a transaction open on the server after waiting longer than the
+    server keeps one: the message names the server (host:port) and the remedy."""
+
+
+def transaction_lifetime(client: pymongo.MongoClient) -> tuple[float, str]:
+    """(seconds, where that comes from) a transaction may stay open on the server: its
+    ``transactionLifetimeLimitSeconds`` parameter, or MongoDB's default (60 s) when the server does not
+    report it (SecantusDB does not) or refuses to say (no privilege)."""
+    try:
+        value = client.admin.command({"getParameter": 1, "transactionLifetimeLimitSeconds": 1}).get(
+            "transactionLifetimeLimitSeconds")
+    except OperationFailure:
+        value = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value), "the server's transactionLifetimeLimitSeconds"
+    return DEFAULT_TRANSACTION_LIFETIME_S, ("MongoDB's default transactionLifetimeLimitSeconds: the server does "
+                                            "not report its own")
+
+
+@dataclass
+class _ConflictWait:
+    """Waits out write conflicts with a transaction open on the server, with a growing pause, for up
+    to `limit_s` (None: the server's transaction lifetime + CONFLICT_GRACE_S) from the first conflict
+    of a batch; says once what it waits for, and raises ImportBlocked past the limit."""
+
+    client: pymongo.MongoClient
+    limit_s: float | None
+    on_wait: Callable[[str], None]
+    waited_s: float = 0.0  # over the whole import
+    _started: float | None = None
+    _pause_s: float = CONFLICT_FIRST_PAUSE_S
+    _lifetime: tuple[float, str] | None = None
+    _announced: bool = False
+
+    def pause(self, what: str, error: OperationFailure) -> None:
+        now = time.monotonic()
+        if self._started is None:
+            self._started, self._pause_s = now, CONFLICT_FIRST_PAUSE_S
+        if self._lifetime is None:
+            self._lifetime = transaction_lifetime(self.client)
+        limit = self.limit_s if self.limit_s is not None else self._lifetime[0] + CONFLICT_GRACE_S
+        seconds, source = self._lifetime
+        if not self._announced:
+            self._announced = True
+            code = (error.details or {}).get("codeName") or error.code
+            self.on_wait(f"MongoDB at {_store_address(self.client)}: writing {what} conflicts with a transaction "
+                         f"still open on the server ({code}); importers of one partition refuse to run together, "
+                         f"so it is one a killed import left. Waiting up to {limit:.0f} s for the server to end it "
+                         f"(transactions live {seconds:.0f} s: {source})")
+        if now - self._started >= limit:
+            raise ImportBlocked(
+                f"MongoDB at {_store_address(self.client)}: writing {what} still conflicts with a transaction "
+                f"open on the server after {now - self._started:.0f} s of waiting (transactions live "
+                f"{seconds:.0f} s: {source}). Remedy: end the transaction - run db.adminCommand({{killAllSessions: "
+                "[]}) on that server, or restart it - then run the import again; the files already imported "
+                "are skipped (ledger import_ledger)")
+        time.sleep(min(self._pause_s, max(0.0, self._started + limit - now)))
+        self._pause_s = min(2 * self._pause_s, CONFLICT_MAX_PAUSE_S)
+
+    def ended(self) -> None:
+        """The batch committed: the time it waited counts, the next conflict starts a new wait."""
+        if self._started is not None:
+            self.waited_s += time.monotonic() - self._started
+            self._started = None
+
+
 def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_super: Database,
                  collection: str = "alphas", mode: str = "incremental",
                  time_range: tuple[datetime, datetime] | None = None, batch_size: int = 1000,
                  array_keys: Mapping[str, str | None] | None = None, quarantine_root: Path | None = None,
                  landing_root: Path | None = None, run_id: str | None = None,
-                 on_progress: Callable[[ImportStats], None] | None = None) -> ImportStats:
+                 on_progress: Callable[[ImportStats], None] | None = None, after_crash: bool = False,
+                 conflict_wait_s: float | None = None, on_wait: Callable[[str], None] | None = None
+                 ) -> ImportStats:
     """Import alpha files ((name in the ledger, path) pairs) and return what happened.
 
     `on_progress(stats)` is called after every bulk write (a batch of documents and their ledger
     entries), for progress reports on long imports. Bad files are quarantined (with
     `quarantine_root`; always listed in ``stats.quarantined``) and the others load; a lost
-    connection to MongoDB raises StoreUnavailable within the driver's server selection timeout."""
+    connection to MongoDB raises StoreUnavailable within the driver's server selection timeout.
+
+    A write conflict with a transaction left open on the server is waited out (`on_wait` gets one
+    line saying so; default: this module's logger) for up to `conflict_wait_s` (None: the server's
+    transaction lifetime + CONFLICT_GRACE_S), then ImportBlocked. `after_crash` (an importer of
+    these partitions died, `import_lock` says): every batch is written in a transaction, so a
+    conflict with what the dead one left surfaces at once; a plain insert would wait on the server
+    for as long as that transaction lives, silently (on SecantusDB until a transaction statement
+    reaps it)."""
     try:
         return _import_files(files, db_regular=db_regular, db_super=db_super, collection=collection, mode=mode,
                              time_range=time_range, batch_size=batch_size, array_keys=array_keys,
                              quarantine_root=quarantine_root, landing_root=landing_root, run_id=run_id,
-                             on_progress=on_progress)
+                             on_progress=on_progress, after_crash=after_crash,
+                             conflicts=_ConflictWait(db_regular.client, conflict_wait_s, on_wait or _log.warning))
     except ConnectionFailure as error:  # also ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout
         raise store_unavailable(db_regular.client, error) from error
 
@@ -371,7 +466,8 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
                   collection: str, mode: str, time_range: tuple[datetime, datetime] | None, batch_size: int,
                   array_keys: Mapping[str, str | None] | None, quarantine_root: Path | None,
                   landing_root: Path | None, run_id: str | None,
-                  on_progress: Callable[[ImportStats], None] | None) -> ImportStats:
+                  on_progress: Callable[[ImportStats], None] | None, after_crash: bool,
+                  conflicts: _ConflictWait) -> ImportStats:
     if mode not in IMPORT_MODES:
         raise ValueError(f"unknown import mode {mode!r}: one of {', '.join(IMPORT_MODES)}")
     if mode == "time_range" and not time_range:
@@ -498,9 +594,10 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
         quarantined (by `done`, in the importing thread) and the rest written; when the driver
         refuses one before sending (DocumentTooLarge), the batch is written one document at a time."""
         counts = dict(batch.counts, rejected=[])
-        while batch.replace and transactions[0]:
+        what = f"a batch of {len(batch.docs):,} {batch.kind} alphas"
+        while (batch.replace or after_crash) and transactions[0]:
             try:
-                if in_transaction(lambda session: write_batch(batch, session)):
+                if in_transaction(lambda session: write_batch(batch, session), what):
                     return counts
             except BulkWriteError as error:
                 # the whole batch was rolled back. An alpha inserted unread, or stored by someone else
@@ -572,17 +669,18 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
     def ledger_documents(batch: _Batch) -> list[dict]:
         return _ledger_documents(batch.entries, mode, run_id, datetime.now(timezone.utc))
 
-    def in_transaction(callback: Callable) -> bool:
+    def in_transaction(callback: Callable, what: str) -> bool:
         """callback(session) in a transaction: True once committed; False if the server has no
         transactions (IllegalOperation: nothing was written, and `transactions` remembers it).
-        A transient error from a live server (write conflict) is tried again, up to
-        TRANSACTION_ATTEMPTS times; a lost connection is raised at once (no 120 s of retries)."""
+        A transient error from a live server (a write conflict with a transaction still open) is
+        waited out (`conflicts`); a lost connection is raised at once (no 120 s of retries)."""
         with db_regular.client.start_session() as session:
-            for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            while True:
                 session.start_transaction()
                 try:
                     callback(session)
                     session.commit_transaction()
+                    conflicts.ended()
                     return True
                 except ConnectionFailure:
                     raise  # ending the session aborts what the server still holds
@@ -591,13 +689,12 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
                     if error.code == _ILLEGAL_OPERATION:
                         transactions[0] = False
                         return False
-                    if attempt < TRANSACTION_ATTEMPTS and error.has_error_label("TransientTransactionError"):
-                        continue
-                    raise
+                    if not error.has_error_label("TransientTransactionError"):
+                        raise
+                    conflicts.pause(what, error)
                 except BaseException:
                     abort(session)
                     raise
-        return False  # not reached
 
     def abort(session) -> None:
         if session.in_transaction:
@@ -685,6 +782,7 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
         finally:
             writer.close()
     stats.seconds = round(time.monotonic() - started, 3)
+    stats.seconds_waiting_for_conflicts = round(conflicts.waited_s, 3)
     return stats
 
 
