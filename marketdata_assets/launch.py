@@ -68,6 +68,9 @@ def summary(outcomes: list[Outcome]) -> str:
             f"{seconds:.1f} s")
     if failed:
         text += "; failed: " + "; ".join(f"{o.label} (run {o.run_id})" for o in failed)
+    degraded = [o.label for o in outcomes if o.degraded]
+    if degraded:
+        text += "; DEGRADED: " + ", ".join(degraded)
     return text
 
 

@@ -23,7 +23,7 @@ from marketdata_assets.lib.identifiers import qualified_name
 MINUTE_TABLE = "stock_1min_qfq"
 MINUTE_CHUNK_INTERVAL = "1 month"  # TimescaleDB makes this a fixed 30-day chunk
 MIGRATE_SETTING = "MINUTE_BARS_MIGRATE_MAX_ROWS"
-MIGRATE_MAX_ROWS = 20_000_000  # ~2-3 minutes of migrate_data on 2 cores (150k rows/s measured)
+MIGRATE_MAX_ROWS = 20_000_000  # ~2 minutes of migrate_data on 2 cores (2.3M rows took 12.4 s)
 
 MINUTE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     time timestamp without time zone NOT NULL,
