@@ -1,6 +1,7 @@
 """`marketdata load-minute-bars` on databases nobody bootstrapped (issue 27): a fresh database ends with
 the hypertable and its unique index; Postgres killed during the first load, then the same command
-again, gives exactly the files' rows; a server without TimescaleDB says so on the command's line."""
+again, gives exactly the files' rows; a server without TimescaleDB says so on the command's line, and
+its plain table is migrated later, or refused once with the command that migrates it."""
 
 from __future__ import annotations
 
@@ -123,17 +124,41 @@ def test_postgres_killed_during_the_first_load_of_a_fresh_database_then_the_reru
                      "indexes": [UNIQUE_INDEX]}
 
 
-def test_without_timescaledb_the_cli_line_says_the_store_is_degraded(landing, tmp_path, dagster_db,
-                                                                     private_postgres):
+def test_a_degraded_store_says_so_then_its_plain_table_is_refused_once_and_migrated_by_the_named_command(
+        landing, tmp_path, dagster_db, private_postgres):
+    """No TimescaleDB on the server: the load goes into a plain table and the command's line says so.
+    Once the server has it, a table above the migration limit fails the load once, naming the table,
+    its rows and the command; that command migrates it, every row kept."""
     root, truth = landing
     private_postgres.stop()
     private_postgres.timescaledb = False  # the library is not preloaded: no extension can be created
     private_postgres.start()
     private_postgres.create_database("plain")
-    result = run(cli_env(tmp_path, dagster_db, private_postgres.port, "plain"), root)
+    env = cli_env(tmp_path, dagster_db, private_postgres.port, "plain")
+    result = run(env, root)
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(li for li in result.stdout.splitlines() if li.startswith("[ok] minute bars"))
     assert f"{truth.height:,} rows" in line
     assert "DEGRADED: TimescaleDB is not available (the server does not preload it" in line
     assert "stock_1min_qfq is a plain PostgreSQL table" in line
     assert store_state(private_postgres.port, "plain")["hypertable"] is False
+
+    private_postgres.stop()
+    private_postgres.timescaledb = True
+    private_postgres.start()
+    refused = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": "1000"}, root)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert f"stock_1min_qfq is a plain table (not a hypertable) holding {truth.height:,} rows" in said
+    command = f"MINUTE_BARS_MIGRATE_MAX_ROWS={truth.height} marketdata load-minute-bars"
+    assert command in said
+    assert store_state(private_postgres.port, "plain") == {
+        "hypertable": False, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": truth.height,
+        "indexes": [UNIQUE_INDEX]}  # nothing changed
+
+    migrated = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": str(truth.height)}, root)  # the command it named
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert "DEGRADED" not in migrated.stdout
+    assert store_state(private_postgres.port, "plain") == {
+        "hypertable": True, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": 0,
+        "indexes": [UNIQUE_INDEX]}
