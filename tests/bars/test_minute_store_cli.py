@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from marketdata_assets import settings
-from marketdata_assets.lib.bars import minute_table
+from marketdata_assets.lib.bars import loader, minute_table
 from marketdata_assets.replay import minute_csv as fx
 from tests.conftest import recreate_database, worker_name
 
@@ -124,18 +124,14 @@ def test_postgres_killed_during_the_first_load_of_a_fresh_database_then_the_reru
                      "indexes": [UNIQUE_INDEX]}
 
 
-def test_a_degraded_store_says_so_then_its_plain_table_is_refused_once_and_migrated_by_the_named_command(
-        landing, tmp_path, dagster_db, private_postgres):
-    """No TimescaleDB on the server: the load goes into a plain table and the command's line says so.
-    Once the server has it, a table above the migration limit fails the load once, naming the table,
-    its rows and the command; that command migrates it, every row kept."""
+def test_without_timescaledb_the_cli_line_says_the_store_is_degraded(landing, tmp_path, dagster_db,
+                                                                     private_postgres):
     root, truth = landing
     private_postgres.stop()
     private_postgres.timescaledb = False  # the library is not preloaded: no extension can be created
     private_postgres.start()
     private_postgres.create_database("plain")
-    env = cli_env(tmp_path, dagster_db, private_postgres.port, "plain")
-    result = run(env, root)
+    result = run(cli_env(tmp_path, dagster_db, private_postgres.port, "plain"), root)
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(li for li in result.stdout.splitlines() if li.startswith("[ok] minute bars"))
     assert f"{truth.height:,} rows" in line
@@ -143,22 +139,35 @@ def test_a_degraded_store_says_so_then_its_plain_table_is_refused_once_and_migra
     assert "stock_1min_qfq is a plain PostgreSQL table" in line
     assert store_state(private_postgres.port, "plain")["hypertable"] is False
 
-    private_postgres.stop()
-    private_postgres.timescaledb = True
-    private_postgres.start()
+
+def test_a_plain_table_above_the_limit_is_refused_once_then_the_named_command_migrates_it(landing, tmp_path,
+                                                                                          dagster_db):
+    """The files loaded into a plain table (as the command did where the extension was absent); the
+    server has TimescaleDB: a table above MINUTE_BARS_MIGRATE_MAX_ROWS fails the load once, naming the
+    table, its rows and the command, changing nothing; that command migrates it, every row kept."""
+    root, truth = landing
+    recreate_database(FRESH_DB)
+    port = int(settings.get("TIMESCALE_PORT"))
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=FRESH_DB) as conn:
+        minute_table.ensure_minute_table(conn)  # no extension in the database yet: a plain table
+        loader.ensure_loader_tables(conn)
+        for path in sorted(root.glob("*.csv")):
+            loader.load_file(conn, path, path.name, [date(2026, 1, 1)], sha256=loader.file_sha256(path),
+                             use_copy=True, run_id=None, reject_dir=tmp_path / "rejects")
+    env = cli_env(tmp_path, dagster_db, port, FRESH_DB)
     refused = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": "1000"}, root)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     said = refused.stdout + refused.stderr
     assert f"stock_1min_qfq is a plain table (not a hypertable) holding {truth.height:,} rows" in said
     command = f"MINUTE_BARS_MIGRATE_MAX_ROWS={truth.height} marketdata load-minute-bars"
     assert command in said
-    assert store_state(private_postgres.port, "plain") == {
+    assert store_state(port, FRESH_DB) == {
         "hypertable": False, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": truth.height,
         "indexes": [UNIQUE_INDEX]}  # nothing changed
 
     migrated = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": str(truth.height)}, root)  # the command it named
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert "DEGRADED" not in migrated.stdout
-    assert store_state(private_postgres.port, "plain") == {
+    assert store_state(port, FRESH_DB) == {
         "hypertable": True, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": 0,
         "indexes": [UNIQUE_INDEX]}
