@@ -77,12 +77,12 @@ CROSS JOIN LATERAL (
 
 def prepare(conn: psycopg.Connection, days: list[date]) -> int:
     """The schema with the month's bars and planted faults, and the month's K-line."""
-    from marketdata_assets.lib.bars import kline
+    from marketdata_assets.lib.bars import kline, minute_table
 
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
     conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(SCHEMA)))
-    conn.execute(kline.MINUTE_TABLE_DDL.format(table="stock_1min_qfq"))
+    conn.execute(minute_table.MINUTE_TABLE_DDL.format(table="stock_1min_qfq"))
     conn.execute("SELECT create_hypertable('stock_1min_qfq', by_range('time', INTERVAL '1 month'), "
                  "create_default_indexes => false)")
     conn.commit()

@@ -89,7 +89,7 @@ def fresh_database() -> None:
 
 
 def fresh_table() -> None:
-    from marketdata_assets.lib.bars.kline import ensure_minute_table
+    from marketdata_assets.lib.bars.minute_table import ensure_minute_table
 
     with connect(autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS stock_1min_qfq CASCADE")

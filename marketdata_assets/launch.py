@@ -38,6 +38,7 @@ class Outcome:
     failed_partitions: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # WARN-severity checks that did not pass
+    degraded: list[str] = field(default_factory=list)  # an asset's `degraded` metadata: a store's fallback
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
@@ -55,6 +56,8 @@ class Outcome:
             text += f"; failed checks: {', '.join(self.failed_checks[:10])}"
         if self.warnings:
             text += f"; warnings: {', '.join(self.warnings[:10])}"
+        for note in self.degraded:
+            text += f"; DEGRADED: {note}"
         return text + f"  (run {self.run_id[:8]})"
 
 
@@ -67,6 +70,9 @@ def summary(outcomes: list[Outcome]) -> str:
             f"{seconds:.1f} s")
     if failed:
         text += "; failed: " + "; ".join(f"{o.label} (run {o.run_id})" for o in failed)
+    degraded = [o.label for o in outcomes if o.degraded]
+    if degraded:
+        text += "; DEGRADED: " + ", ".join(degraded)
     return text
 
 
@@ -145,7 +151,8 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         checks_passed=sum(c.passed for c in checks), checks=len(checks),
         failed_partitions=[] if result.success else sorted(set(planned) - done_partitions) or planned,
         failed_checks=_named(c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN),
-        warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN))
+        warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN),
+        degraded=sorted({str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}))
 
 
 def _named(checks) -> list[str]:

@@ -44,6 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TIMESCALE_DB", "marketdata", "Its database."),
     Setting("TIMESCALE_SSLMODE", "prefer", "libpq sslmode (disable, prefer, require, verify-full)."),
     Setting("TIMESCALE_POOL_SIZE", "4", "Connections per process (1 for a single-session server such as PGlite)."),
+    Setting("MINUTE_BARS_MIGRATE_MAX_ROWS", "20000000", "A plain stock_1min_qfq table holding at most this many "
+            "rows is made a hypertable by the next bootstrap, its rows migrated; above it the run fails once "
+            "saying how to migrate."),
     Setting("STACK_PGLITE_PORT", "55433", "Port of the local stack's PGlite server: PostgreSQL 17 + TimescaleDB "
             "with the TSL features (continuous aggregates), database postgres, one session at a time.", stack_only=True),
     # MongoDB.
@@ -107,6 +110,13 @@ def landing_sensor_interval_s() -> int:
     value = get("LANDING_SENSOR_INTERVAL_S")
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"LANDING_SENSOR_INTERVAL_S must be a whole number of seconds >= 1, got {value!r}")
+    return int(value)
+
+
+def minute_bars_migrate_max_rows() -> int:
+    value = get("MINUTE_BARS_MIGRATE_MAX_ROWS").replace("_", "").replace(",", "")
+    if not value.isdigit():
+        raise ValueError(f"MINUTE_BARS_MIGRATE_MAX_ROWS must be a whole number of rows, got {value!r}")
     return int(value)
 
 

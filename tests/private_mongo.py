@@ -52,6 +52,7 @@ class PrivateMongo:
                     return self
                 except pymongo.errors.PyMongoError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
+                        self.kill()  # never leave a server behind
                         raise RuntimeError(f"secantusd-py did not come up on port {self.port}:\n"
                                            f"{self.logfile.read_text()[-3000:]}") from None
                     time.sleep(0.1)
@@ -75,6 +76,8 @@ class PrivateMongo:
 @pytest.fixture
 def private_mongo():
     """A SecantusDB server of this test alone, which the test may kill and restart."""
-    server = PrivateMongo(Path(tempfile.mkdtemp(prefix="marketdata-private-mongo-"))).start()
-    yield server
-    server.close()
+    server = PrivateMongo(Path(tempfile.mkdtemp(prefix="marketdata-private-mongo-")))
+    try:
+        yield server.start()
+    finally:
+        server.close()

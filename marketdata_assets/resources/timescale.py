@@ -189,10 +189,8 @@ class TimescaleResource(dg.ConfigurableResource):
                 if time.monotonic() >= deadline:
                     raise self._error(f"no connection within the pool timeout ({error})") from None
 
-    def ensure_extension(self) -> None:
-        """CREATE EXTENSION timescaledb if missing (needs it in shared_preload_libraries)."""
+    def refresh_capabilities(self) -> TimescaleCapabilities:
+        """Probe again (the bootstrap created the extension); the pool's connections stay usable."""
         with self.connection() as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        self._capabilities = None
-        self.close()
-        self.open()
+            self._capabilities = probe_capabilities(conn, self.copy_mode)
+        return self._capabilities

@@ -359,3 +359,24 @@ def test_the_monthly_kline_is_due_after_its_schedule_and_the_minute_bars_have_no
     assert deadline_minute - window // timedelta(minutes=1) < run_minute < deadline_minute  # the run is in the window
     # loaded when the vendor's files land (the sensor): a cron deadline would go red on every exchange holiday
     assert graph.get(dg.AssetKey("stock_1min_qfq")).freshness_policy is None
+
+
+@pytest.mark.parametrize("asset", ["stock_1min_qfq", "stock_monthly_kline"])
+def test_a_bars_asset_run_alone_on_a_fresh_database_bootstraps_the_store_first(bars_env, asset):
+    """What a sensor's, a schedule's or the UI's run of one asset does on a database bar_store never
+    ran on (no extension): the hypertable, as the asset graph makes it, and the metadata says so."""
+    truth = write_files(bars_env, files=FILES[:1])
+    recreate_database(DB)  # createdb: no extension
+    result = materialize([asset])
+    assert result.success
+    meta = metadata(result, asset)
+    assert stored("SELECT extname FROM pg_extension WHERE extname = 'timescaledb'") == [("timescaledb",)]
+    assert stored("SELECT hypertable_name FROM timescaledb_information.hypertables") == [("stock_1min_qfq",)]
+    assert stored("SELECT indexname FROM pg_indexes WHERE tablename = 'stock_1min_qfq'") == [
+        ("stock_1min_qfq_code_time",)]
+    assert "degraded" not in meta
+    if asset == "stock_1min_qfq":
+        assert (meta["store_mode"], meta["extension_created"], meta["rows_loaded"]) == ("hypertable", True,
+                                                                                        truth.height)
+    else:
+        assert meta["aggregation"].startswith("table refreshed per month with time_bucket and first/last")

@@ -34,9 +34,9 @@ COPY_TYPES = ["timestamp", "text", "text", "float8", "float8", "float8", "float8
 
 
 def create_minute_table(conn: psycopg.Connection, table: str) -> None:
-    """kline.ensure_minute_table when it can target another table, else the same DDL here."""
+    """minute_table.ensure_minute_table when it can target another table, else the same DDL here."""
     try:
-        from marketdata_assets.lib.bars.kline import ensure_minute_table  # owned by another helper
+        from marketdata_assets.lib.bars.minute_table import ensure_minute_table  # owned by another helper
         if "table" in inspect.signature(ensure_minute_table).parameters:
             ensure_minute_table(conn, table=table)
             return

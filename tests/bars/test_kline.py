@@ -22,7 +22,7 @@ import pytest
 from psycopg import errors, sql
 
 from marketdata_assets import settings
-from marketdata_assets.lib.bars import kline
+from marketdata_assets.lib.bars import kline, minute_table
 from tests.conftest import recreate_database, worker_name
 
 NATIVE_DB = worker_name("marketdata_kline_test")
@@ -198,8 +198,8 @@ def prepared(s: Server, rows: list[Row] | None = None) -> kline.EnsureResult:
 
 def test_minute_table_is_idempotent_and_one_bar_per_code_minute(server):
     conn = server.conn
-    assert kline.ensure_minute_table(conn) is True
-    assert kline.ensure_minute_table(conn) is False
+    assert minute_table.ensure_minute_table(conn) == minute_table.MinuteTable(created=True, hypertable=True)
+    assert minute_table.ensure_minute_table(conn) == minute_table.MinuteTable(created=False, hypertable=True)
     conn.commit()
     dims = conn.execute("""SELECT column_name, time_interval FROM timescaledb_information.dimensions
                            WHERE hypertable_schema = current_schema() AND hypertable_name = 'stock_1min_qfq'
@@ -223,10 +223,10 @@ def test_minute_table_is_idempotent_and_one_bar_per_code_minute(server):
 
 
 def test_minute_table_in_another_table_name(native):
-    assert kline.ensure_minute_table(native.conn, table="probe_minutes") is True
-    assert kline.ensure_minute_table(native.conn, table="probe_minutes") is False
+    assert minute_table.ensure_minute_table(native.conn, table="probe_minutes").created is True
+    assert minute_table.ensure_minute_table(native.conn, table="probe_minutes").created is False
     with pytest.raises(ValueError):
-        kline.ensure_minute_table(native.conn, table="bad name; DROP")
+        minute_table.ensure_minute_table(native.conn, table="bad name; DROP")
 
 
 # --- Creating the K-line -----------------------------------------------------------------------
@@ -292,7 +292,7 @@ WITH NO DATA"""
 
 def test_cagg_definition_change_is_detected_and_only_recreate_drops(pglite):
     conn = pglite.conn
-    kline.ensure_minute_table(conn)
+    minute_table.ensure_minute_table(conn)
     # a continuous aggregate made by the seed's own script is the same definition: adopted as is
     conn.execute(SEED_VERBATIM)
     conn.commit()
@@ -518,7 +518,7 @@ def test_validations(server):
 
 def test_pglite_refuses_copy_from_stdin_and_survives(pglite):
     conn = pglite.conn
-    kline.ensure_minute_table(conn)
+    minute_table.ensure_minute_table(conn)
     conn.commit()
     with pytest.raises(errors.FeatureNotSupported, match="COPY ... FROM STDIN is not supported"), \
             conn.cursor().copy("COPY stock_1min_qfq (time, code) FROM STDIN") as copy:

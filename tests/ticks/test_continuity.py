@@ -327,3 +327,16 @@ def test_the_client_pages_ids_and_drops_what_lies_past_the_range(server):
     frame, sent = run(fetch())
     assert sent == 3 + 1 and frame["seq"].to_list() == list(range(first + 50, first + 301))
     assert_frame_equal(frame, day.slice(50, 251))
+
+
+def test_a_refill_on_a_store_nobody_bootstrapped_creates_the_tables_before_anything(clickhouse):
+    """trade_id_refill writes slices: run alone on a fresh database it bootstraps the store first,
+    like every other writer, instead of failing on a missing table."""
+    from marketdata_assets.lib.ticks.continuity import refill
+
+    report = refill(clickhouse.get_client, clickhouse.database, "run-fresh",
+                    [SliceKey("trades", "BINANCE", "BTCUSDT", date(2024, 3, 1))], {})
+    assert report.failures() == []
+    with clickhouse.get_client() as client:
+        assert client.command(f"EXISTS TABLE `{clickhouse.database}`.`{ct.LOADS}`") == 1
+        assert client.command(f"EXISTS TABLE `{clickhouse.database}`.trades") == 1

@@ -1,13 +1,15 @@
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import dagster as dg
 
 from marketdata_assets import pools, settings
 from marketdata_assets.defs.bars.partitions import minute_bar_months
-from marketdata_assets.lib.bars import coverage, kline, landing_load, loader
+from marketdata_assets.lib.bars import coverage, kline, landing_load, loader, store
 from marketdata_assets.lib.bars.csv_profiles import load_profiles
 from marketdata_assets.lib.bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
+from marketdata_assets.lib.bars.minute_table import PlainTableNotMigrated
 from marketdata_assets.lib.charts import Candle, candlestick_svg, svg_markdown_image
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.resources import TimescaleResource
@@ -15,20 +17,45 @@ from marketdata_assets.resources import TimescaleResource
 
 @dg.asset(group_name="bars", pool=pools.TIMESCALEDB, kinds={"timescaledb"})
 def bar_store(context: dg.AssetExecutionContext, timescale: TimescaleResource) -> dg.MaterializeResult:
-    """The market database with the TimescaleDB extension; its capabilities decide the load and
-    aggregate paths (COPY vs INSERT, continuous aggregate vs table)."""
-    started = time.monotonic()
-    timescale.ensure_extension()
+    """The market database with the TimescaleDB extension, the stock_1min_qfq hypertable and its index
+    (lib/bars/store.py; every writer of minute bars does the same first); its capabilities decide the
+    load and aggregate paths (COPY vs INSERT, continuous aggregate vs table)."""
+    bootstrap = bootstrap_store(context, timescale)
     capabilities = timescale.capabilities
-    with timescale.connection() as conn, loader.ddl_lock(conn):
-        kline.ensure_minute_table(conn)
-        loader.ensure_loader_tables(conn)
     context.log.info(f"TimescaleDB {capabilities.extension_version} ({capabilities.license} license) "
                      f"on {capabilities.server_version}")
     return dg.MaterializeResult(metadata={
         **{key: str(value) for key, value in capabilities.as_metadata().items()},
-        "seconds": round(time.monotonic() - started, 3),
+        **bootstrap.as_metadata(),
+        "seconds": bootstrap.seconds,
     })
+
+
+def bootstrap_store(context: dg.AssetExecutionContext, timescale: TimescaleResource) -> store.StoreBootstrap:
+    """store.bootstrap on the resource, its events logged (a degraded store as a warning)."""
+    with _plain_table_failure(), timescale.connection() as conn:
+        bootstrap = store.bootstrap(conn, migrate_max_rows=settings.minute_bars_migrate_max_rows())
+    report_bootstrap(context, timescale, bootstrap)
+    return bootstrap
+
+
+def report_bootstrap(context: dg.AssetExecutionContext, timescale: TimescaleResource,
+                     bootstrap: store.StoreBootstrap) -> None:
+    for line in bootstrap.events():
+        context.log.info(line)
+    if bootstrap.degraded:
+        context.log.warning(bootstrap.degraded)
+    if bootstrap.extension_created:
+        timescale.refresh_capabilities()
+
+
+@contextmanager
+def _plain_table_failure() -> Iterator[None]:
+    """A plain table too big to migrate implicitly fails the step once, with the command that migrates it."""
+    try:
+        yield
+    except PlainTableNotMigrated as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
 def partition_months(context: dg.AssetExecutionContext) -> list[date]:
@@ -60,11 +87,14 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
     (Beijing wall-clock time). Each (file, month) loads once per content; re-loading replaces; a file
     that can't be loaded is quarantined with its reason and the others load."""
     capabilities = timescale.capabilities
-    report = landing_load.load_landing(
-        timescale.connection, settings.minute_bars_landing_dir(), partition_months(context),
-        quarantine_root=settings.quarantine_dir("minute_bars"), use_copy=capabilities.copy_from_stdin,
-        workers=1 if capabilities.single_session else max(1, config.workers), force=config.force,
-        profiles=load_profiles(config.profiles_file or None), run_id=context.run.run_id, log=context.log.info)
+    with _plain_table_failure():  # the load bootstraps the store first, whoever launched this run
+        report = landing_load.load_landing(
+            timescale.connection, settings.minute_bars_landing_dir(), partition_months(context),
+            quarantine_root=settings.quarantine_dir("minute_bars"), use_copy=capabilities.copy_from_stdin,
+            workers=1 if capabilities.single_session else max(1, config.workers), force=config.force,
+            profiles=load_profiles(config.profiles_file or None), run_id=context.run.run_id,
+            migrate_max_rows=settings.minute_bars_migrate_max_rows(), log=context.log.info)
+    report_bootstrap(context, timescale, report.bootstrap)
     metadata = report.metadata()
     metadata["rows_loaded"] = dg.MetadataValue.int(metadata["rows_loaded"])
     metadata["files"] = dg.MetadataValue.md(report.files_table()) if report.files else "none"
@@ -96,6 +126,7 @@ def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineC
     exist, otherwise a table refreshed per month with the same SQL; cleaning in its WHERE."""
     months = partition_months(context)
     end = loader.next_month(months[-1])
+    bootstrap = bootstrap_store(context, timescale)
     with timescale.connection() as conn:
         try:
             with loader.ddl_lock(conn):
@@ -113,6 +144,9 @@ def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineC
     metadata = {key: (dg.MetadataValue.json(value) if isinstance(value, dict) else value)
                 for key, value in refreshed.as_metadata().items() if value is not None}
     metadata["created"] = ensured.created
+    metadata["aggregation"] = kline.aggregation_path(timescale.capabilities.license)
+    if bootstrap.degraded:
+        metadata["degraded"] = bootstrap.degraded
     if chart:
         metadata["monthly_candles"] = dg.MetadataValue.md(chart)
     return dg.MaterializeResult(metadata=metadata)

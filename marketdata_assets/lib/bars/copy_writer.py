@@ -1,6 +1,6 @@
 """Write normalized minute bars (minute_csv.MINUTE_SCHEMA) into PostgreSQL/TimescaleDB.
 
-Target table (DDL owned by kline.ensure_minute_table)::
+Target table (DDL owned by minute_table.ensure_minute_table)::
 
     stock_1min_qfq (time timestamp without time zone, code text, name text,
                     open, high, low, close, volume, amount double precision)

@@ -52,12 +52,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from marketdata_assets.lib.identifiers import qualified_name
+from marketdata_assets.lib.bars.minute_table import MINUTE_TABLE, ensure_minute_table
 
-MINUTE_TABLE = "stock_1min_qfq"
 KLINE = "stock_monthly_kline"
 KLINE_INDEX = "idx_monthly_code_time"
-MINUTE_CHUNK_INTERVAL = "1 month"  # TimescaleDB makes this a fixed 30-day chunk
 SESSION_TIME_ZONE = "Asia/Shanghai"
 BACKFILL_START = datetime(2000, 1, 1)
 POLICY_START_OFFSET = "3 months"
@@ -67,22 +65,6 @@ AUTO = "auto"
 
 MINUTE_COLUMNS = ("time", "code", "name", "open", "high", "low", "close", "volume", "amount")
 KLINE_COLUMNS = ("month", "code", "name", "open", "high", "low", "close", "volume", "amount")
-
-# The minute table (ensure_minute_table): one bar per code and minute; loaders replace rows.
-MINUTE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    time timestamp without time zone NOT NULL,
-    code text NOT NULL,
-    name text,
-    open double precision,
-    high double precision,
-    low double precision,
-    close double precision,
-    volume double precision,
-    amount double precision
-)"""
-MINUTE_HYPERTABLE_SQL = (f"SELECT create_hypertable({{table_name}}, by_range('time', INTERVAL '{MINUTE_CHUNK_INTERVAL}'), "
-                         "create_default_indexes => false, if_not_exists => true)")
-MINUTE_UNIQUE_INDEX_DDL = "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} (code, time DESC)"
 
 # --- The seed's SELECT: one body for every path ------------------------------------------------
 
@@ -286,6 +268,17 @@ def _dialect(license: str | None) -> str:
     return "postgres" if license is None else "timescaledb"
 
 
+def aggregation_path(license: str | None) -> str:
+    """What the K-line is built with on a server of this license, in words (for a run's metadata)."""
+    if license == "timescale":
+        return "continuous aggregate (time_bucket, first/last) with its refresh policy"
+    if license is not None:
+        return ("table refreshed per month with time_bucket and first/last (TimescaleDB "
+                f"{license} license: no continuous aggregates)")
+    return ("degraded: no TimescaleDB, so a table refreshed per month with date_trunc('month') and ordered "
+            "array_agg instead of time_bucket/first/last (the same rows)")
+
+
 @contextmanager
 def _transaction(conn: psycopg.Connection) -> Iterator[None]:
     """Commit at the end on an idle connection; a savepoint inside the caller's transaction."""
@@ -407,26 +400,6 @@ def _recreate_hint() -> str:
     return ("Recreate it explicitly: ensure_monthly_kline(conn, recreate=True) drops it "
             f"(DROP ... {KLINE} CASCADE: index and refresh policy too) and creates it again; then run "
             "force_backfill(conn). Nothing is dropped without recreate=True.")
-
-
-# --- The minute table --------------------------------------------------------------------------
-
-
-def ensure_minute_table(conn: psycopg.Connection, *, table: str = MINUTE_TABLE) -> bool:
-    """Create the minute-bar table if missing (idempotent): a hypertable on `time` with 1-month chunks
-    and no default index when TimescaleDB is installed, and a UNIQUE index on (code, time DESC), so
-    one bar per code and minute. Returns True if the table was created."""
-    qualified_name(table)
-    name = table.rpartition(".")[2]
-    ident = sql.Identifier(*table.split("."))
-    with _transaction(conn):
-        existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
-        conn.execute(sql.SQL(MINUTE_TABLE_DDL).format(table=ident))
-        if detect_license(conn) is not None:
-            conn.execute(sql.SQL(MINUTE_HYPERTABLE_SQL).format(table_name=sql.Literal(table)))
-        conn.execute(sql.SQL(MINUTE_UNIQUE_INDEX_DDL).format(index=sql.Identifier(f"{name}_code_time"),
-                                                             table=ident))
-    return not existed
 
 
 # --- The monthly K-line ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """One load of the minute-bar landing area for a run's months: which files, in parallel, and what
-happened to each.
+happened to each. The store is bootstrapped first (lib/bars/store.py), whoever launched the load.
 
 The files of the months (by the landing index; new or changed files are indexed on the way) load
 largest first on `workers` connections, each file in its own transaction (loader.load_file). A
@@ -25,9 +25,10 @@ import polars as pl
 import psycopg
 
 from marketdata_assets.lib import metrics
-from marketdata_assets.lib.bars import kline, loader
+from marketdata_assets.lib.bars import loader, store
 from marketdata_assets.lib.bars.csv_profiles import CsvProfile, profiles_fingerprint
 from marketdata_assets.lib.bars.minute_csv import CsvFileError
+from marketdata_assets.lib.bars.minute_table import MIGRATE_MAX_ROWS
 from marketdata_assets.lib.errors import StoreUnavailable
 from marketdata_assets.lib.files import quarantine, reason_file_of
 from marketdata_assets.lib.markdown import table
@@ -57,6 +58,7 @@ class LandingLoad:
     quarantined: list[dict] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    bootstrap: store.StoreBootstrap | None = None  # done before the first file
 
     def metadata(self) -> dict:
         """Plain values; the asset turns the tables into Markdown/JSON metadata."""
@@ -76,6 +78,7 @@ class LandingLoad:
             "duplicates_dropped": sum(f.duplicates_dropped for f in loaded),
             "rows_per_second": round(rows / self.seconds) if self.seconds else None,
             "seconds": self.seconds,
+            **(self.bootstrap.as_metadata() if self.bootstrap else {}),
         }
 
     def files_table(self) -> str:
@@ -118,15 +121,16 @@ def release_quarantined(conn: psycopg.Connection, root: Path, fingerprint: str) 
 def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connection]], root: Path,
                  months: Sequence[date], *, quarantine_root: Path, use_copy: bool, workers: int = 4,
                  force: bool = False, profiles: Sequence[CsvProfile] | None = None, run_id: str | None = None,
+                 migrate_max_rows: int | None = MIGRATE_MAX_ROWS,
                  log: Callable[[str], None] = lambda message: None) -> LandingLoad:
-    """Load the landing files' rows of `months` into stock_1min_qfq; `connection()` yields a pooled
-    connection (the resource's). Raises StoreUnavailable when the server goes away."""
+    """Load the landing files' rows of `months` into stock_1min_qfq, after bootstrapping the store
+    (store.bootstrap: extension, hypertable, indexes); `connection()` yields a pooled connection (the
+    resource's). Raises StoreUnavailable when the server goes away, PlainTableNotMigrated before any
+    load when a plain table holds more than `migrate_max_rows` rows."""
     started = time.monotonic()
     report = LandingLoad(months=list(months), use_copy=use_copy, workers=workers)
     with connection() as conn:
-        with loader.ddl_lock(conn):
-            kline.ensure_minute_table(conn)
-            loader.ensure_loader_tables(conn)
+        report.bootstrap = store.bootstrap(conn, migrate_max_rows=migrate_max_rows)
         fingerprint = profiles_fingerprint(profiles)
         report.released = release_quarantined(conn, root, fingerprint)
         work = plan_files(conn, root, months)

@@ -457,6 +457,7 @@ def refill(connect: Callable[[], Any], database: str, run_id: str, slices: Itera
     started = time.monotonic()
     slices = list(slices)
     with connect() as client:
+        tables.ensure_tables(client, database)  # it writes slices: the store is bootstrapped first
         found = find_holes(client, database, slices, max_ranges=max_ranges)
         report = RefillReport([RefillOutcome(f, status="pending" if f.kind and f.missing else "nothing to do")
                                for f in found.values()])

@@ -81,7 +81,7 @@ from marketdata_assets.lib.http import (
     parse_retry_after,
 )
 from marketdata_assets.lib.identifiers import clickhouse_database, sql_identifier
-from marketdata_assets.lib.ticks.clickhouse_tables import LOADS
+from marketdata_assets.lib.ticks.clickhouse_tables import LOADS, ensure_tables
 from marketdata_assets.lib.ticks.config import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.lib.ticks.engine import Engine, Feed, IngestReport, Job, SliceKey
 from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, KLINES, LC, spec_for
@@ -644,6 +644,7 @@ def recheck(make_client: Callable[[], ArchiveClient], engine: Engine, workdir: P
     monthly ones again; record each with its previous digest."""
     result = RecheckResult()
     with engine.connect() as client:
+        ensure_tables(client, engine.database)  # reloads write slices: the store is bootstrapped first
         ensure_archive_table(client, engine.database)
         records = latest_archives(client, engine.database)
     asyncio.run(find_changes(make_client, records, workers, result))
@@ -764,6 +765,7 @@ def reconcile(make_client: Callable[[], ArchiveClient], engine: Engine, workdir:
     figures: dict[ArchiveKey, dict] = {}
     jobs: dict[ArchiveKey, list[date]] = {}
     with engine.connect() as client:
+        ensure_tables(client, engine.database)  # filled days are written as slices
         ensure_archive_table(client, engine.database)
         for key, archive in verified.items():
             try:
