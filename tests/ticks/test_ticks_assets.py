@@ -27,6 +27,7 @@ from marketdata_assets.lib.ticks.sources.binance.dumps import read_dump
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer
+from marketdata_assets.sensing import RANGE_END, RANGE_START
 from tests.ticks.ticks_dagster import (
     DAY,
     STOCK_DAY,
@@ -513,12 +514,12 @@ def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance)
     new_york = run(s.yahoo_after_close, datetime(2025, 6, 5, 17, 30, tzinfo=ZoneInfo("America/New_York")))
     assert new_york.partition_key == "2025-06-05"  # 21:30 UTC: the same UTC day
     books = run(s.crypto_snapshots_every_15_minutes, datetime(2025, 1, 16, 9, 15, tzinfo=UTC))
-    assert books.tags == {s.RANGE_START: CRYPTO[0], s.RANGE_END: CRYPTO[-1]}
+    assert books.tags == {RANGE_START: CRYPTO[0], RANGE_END: CRYPTO[-1]}
     graph = [a for a in ticks_definitions() if isinstance(a, dg.AssetsDefinition)]
     assert {key.to_user_string() for key in s.crypto_snapshots_job.selection.resolve(graph)} == {
         "crypto_book_snapshots", "crypto_tickers", "crypto_open_interest_snapshots"}
     chains = run(s.crypto_option_chains_hourly, datetime(2025, 1, 16, 9, 5, tzinfo=UTC))
-    assert chains.tags == {s.RANGE_START: "DERIBIT:BTC-OPTIONS", s.RANGE_END: "DERIBIT:ETH-OPTIONS"}
+    assert chains.tags == {RANGE_START: "DERIBIT:BTC-OPTIONS", RANGE_END: "DERIBIT:ETH-OPTIONS"}
     assert chains.run_key == "option_chains:2025-01-16T09"
     with dg.instance_for_test() as empty:
         skipped = s.crypto_ticks_daily(dg.build_schedule_context(instance=empty, scheduled_execution_time=datetime(
