@@ -110,12 +110,13 @@ def _rows(materializations: list[dg.AssetMaterialization]) -> int:
     return total
 
 
+EVENT_KINDS = {"STEP_START": "step_start", "STEP_SUCCESS": "step_end", "STEP_FAILURE": "step_end",
+               "ASSET_MATERIALIZATION": "materialization"}  # what on_event(kind, event) hears of
+
+
 class _Tap(logging.Handler):
     """The run's events in this process, ahead of the storage's handler: the console follows the run
     (on_event) and hears of a step failure even when the storage can't record it."""
-
-    KINDS = {"STEP_START": "step_start", "STEP_SUCCESS": "step_end", "STEP_FAILURE": "step_end",
-             "ASSET_MATERIALIZATION": "materialization"}
 
     def __init__(self, on_event: Callable[[str, object], None] | None, say_warnings: bool = True):
         super().__init__()
@@ -137,21 +138,19 @@ class _Tap(logging.Handler):
         elif kind == "RESOURCE_INIT_FAILURE" and getattr(event.event_specific_data, "error", None):
             self.failures[f"step {event.step_key}" if event.step_key else "resource setup"] = error_line(
                 event.event_specific_data.error)
-        elif kind == "PIPELINE_FAILURE" and not self.failures and getattr(event.event_specific_data, "error", None):
+        elif kind == "PIPELINE_FAILURE" and not self.failures and getattr(event.event_specific_data, "error",
+                                                                            None):
             self.failures["run"] = error_line(event.event_specific_data.error)
-        if kind in self.KINDS and self.on_event is not None:
-            try:
-                self.on_event(self.KINDS[kind], event)
-            except Exception:  # a progress bar must never fail the run
-                pass
+        if kind in EVENT_KINDS and self.on_event is not None:
+            self.on_event(EVENT_KINDS[kind], event)
 
     def _say(self, record: logging.LogRecord) -> None:
         """A step's own warnings and errors, one plain line each (Dagster's console logger is off)."""
         meta = getattr(record, "dagster_meta", None) or {}
         if self.say_warnings and record.levelno >= logging.WARNING and meta.get("orig_message"):
             where = f"{meta['step_key']}: " if meta.get("step_key") else ""
-            print(f"{logging.getLevelName(record.levelno).lower()}: {where}{meta['orig_message']}", file=sys.stderr,
-                  flush=True)
+            level = logging.getLevelName(record.levelno).lower()
+            print(f"{level}: {where}{meta['orig_message']}", file=sys.stderr, flush=True)
 
 
 def error_line(error) -> str:
@@ -268,10 +267,20 @@ class _StorageWatch(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if not record.getMessage().startswith(self.MARKER):
-            logging.lastResort.handle(record)
+            if not self._handled_elsewhere(record):
+                logging.lastResort.handle(record)
         elif not self._probing.is_set():
             self._probing.set()
             threading.Thread(target=self._probe, name="storage-watch", daemon=True).start()
+
+    def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
+        """Whether another handler got the record (logging only falls back to lastResort when none does)."""
+        logger = logging.getLogger(record.name)
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return True
+            logger = logger.parent if logger.propagate else None
+        return False
 
     def _probe(self) -> None:
         from marketdata_assets.runs import storage_reachable
@@ -295,8 +304,9 @@ def storage_down(error: Exception) -> None:
         partitions = CURRENT.get("partitions") or []
         where = f" (partitions {partitions[0]}..{partitions[-1]})" if partitions else ""
         lines += [f"FAILED: {label}: {what}{where}: {text}" for what, text in sorted(tap.failures.items())]
-    stopped = f" The run {run_id[:8]} ({label}) stopped" + (f" in step {tap.step}" if tap and tap.step else "") + "." \
-        if run_id else ""
+    stopped = ""
+    if run_id:
+        stopped = f" The run {run_id[:8]} ({label}) stopped" + (f" in step {tap.step}" if tap and tap.step else "") + "."
     lines.append(f"FAILED: {error}{stopped}")
     sys.stderr.write("\n" + "\n".join(lines) + "\n")
     sys.stderr.flush()

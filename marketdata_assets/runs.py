@@ -86,8 +86,8 @@ def storage_unavailable(reason: str) -> StoreUnavailable:
     return StoreUnavailable(
         "Dagster's storage (Postgres)", storage_address(), reason,
         "Start it with `make stack-up` (or set DAGSTER_PG_HOST/DAGSTER_PG_PORT to a running server), then "
-        "re-run the same command: it marks the interrupted run failed, frees its pool slots and skips what "
-        "was committed.")
+        "re-run the same command: it first marks a run stopped by this failed and frees its pool slots; what "
+        "was committed is skipped.")
 
 
 def storage_reachable(timeout_s: int = 3) -> StoreUnavailable | None:

@@ -82,7 +82,8 @@ def swept_line(failed: list[RunView], freed: dict[str, int]) -> str:
     return "cleaned up: " + "; ".join(parts)
 
 
-def holders_line(step: str, pool: str, limit: int, holders: list[RunView], now: float, here: str | None = None) -> str:
+def holders_line(step: str, pool: str, limit: int, holders: list[RunView], now: float,
+                 here: str | None = None) -> str:
     """What a step waiting for a pool slot says once: the pool and who holds its slots."""
     described = []
     for run in holders:
