@@ -342,3 +342,23 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
         (dead,) = [r for r in instance.get_runs() if r.tags.get("marketdata/pid") == str(load.popen.pid)]
         assert dead.status == dg.DagsterRunStatus.FAILURE
         assert claims_of(instance, "timescaledb") == ([], [])
+
+
+@pytest.mark.parametrize("launcher_args", [["marketdata", "load-minute-bars"],
+                                           [sys.executable, "-m", "marketdata_assets.demo", "run", "--no-ui"]],
+                         ids=["marketdata", "make-run"])
+def test_a_stopped_dagster_storage_is_one_line_and_exit_3_before_any_run(run_env, tmp_path, launcher_args):
+    from tests.conftest import free_port
+
+    command = [str(MARKETDATA), *launcher_args[1:]] if launcher_args[0] == "marketdata" else launcher_args
+    if launcher_args[0] == "marketdata":
+        command += ["--data-dir", str(replay_files(tmp_path / "csv"))]
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    proc = Proc(command, {**run_env, "DAGSTER_PG_PORT": str(port)})
+    assert proc.wait(timeout=120) == 3, proc.output
+    print(f"{launcher_args[-1]}: exit 3 after {time.monotonic() - started:.1f} s (start-up included)")
+    (line,) = [line for line in proc.lines if "FAILED" in line]
+    assert f"FAILED: Dagster's storage (Postgres) at 127.0.0.1:{port} (database {DAGSTER_DB}" in line
+    assert "Connection refused" in line and "make stack-up" in line
+    assert "Traceback" not in proc.output and "Retrying" not in proc.output
