@@ -2,7 +2,8 @@
 and what people read on a console about it: one line per step, then a summary.
 
 `make run` (marketdata_assets.main) and the `marketdata` command both launch through `launch()`.
-The console logger is quiet (warnings and errors); every event is still in the run's log in the UI.
+Dagster's console logger is off (on with --verbose): the run's events are tapped in this process,
+and the steps' warnings are printed as plain lines; every event is still in the run's log in the UI.
 Each run carries its process in tags (lib/sweep.py), so a run whose process dies is found and failed
 by the next sweep (marketdata_assets.runs). A failed step is one line naming the error; a Dagster
 storage that stops answering ends the process within about a second with one line (storage_watch),
@@ -123,7 +124,7 @@ class _Tap(logging.Handler):
         self.on_event = on_event
         self.say_warnings = say_warnings
         self.step: str | None = None
-        self.failures: dict[str, str] = {}  # step key -> the error's first line
+        self.failures: dict[str, str] = {}  # "step X" | "resource setup" | "run" -> the error's first line
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "dagster_event", None)
