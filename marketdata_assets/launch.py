@@ -33,6 +33,7 @@ ROW_KEYS = ("rows_loaded", "rows", "documents_imported", "alphas_fetched")  # th
 EPHEMERAL_JOB = "__ephemeral_asset_job__"  # dg.materialize's job name
 WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
 STORAGE_DOWN_EXIT = 3
+STORAGE_DRIVER_ERROR = ("(psycopg2.", "too many retries for DB")  # dagster-postgres's errors (our stores: psycopg 3)
 CURRENT: dict = {}  # the run being launched in this process: label, run_id, tap
 
 
@@ -303,8 +304,10 @@ def storage_down(error: Exception) -> None:
     label, run_id, tap = CURRENT.get("label"), CURRENT.get("run_id"), CURRENT.get("tap")
     if tap is not None:
         partitions = CURRENT.get("partitions") or []
-        where = f" (partitions {partitions[0]}..{partitions[-1]})" if partitions else ""
-        lines += [f"FAILED: {label}: {what}{where}: {text}" for what, text in sorted(tap.failures.items())]
+        where = f" (partitions {partitions[0]}..{partitions[-1]})" if len(partitions) > 1 else (
+            f" (partition {partitions[0]})" if partitions else "")
+        lines += [f"FAILED: {label}: {what}{where}: {text}" for what, text in sorted(tap.failures.items())
+                  if not text.startswith(STORAGE_DRIVER_ERROR)]  # a step that failed writing to the storage
     stopped = ""
     if run_id:
         stopped = f" The run {run_id[:8]} ({label}) stopped" + (f" in step {tap.step}" if tap and tap.step else "") + "."

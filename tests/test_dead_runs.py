@@ -362,3 +362,47 @@ def test_a_stopped_dagster_storage_is_one_line_and_exit_3_before_any_run(run_env
     assert f"FAILED: Dagster's storage (Postgres) at 127.0.0.1:{port} (database {DAGSTER_DB}" in line
     assert "Connection refused" in line and "make stack-up" in line
     assert "Traceback" not in proc.output and "Retrying" not in proc.output
+
+
+@pytest.mark.parametrize("pool", ["mongodb", "clickhouse", "tushare"])
+def test_dagster_storage_crashed_mid_step_is_one_line_and_the_next_run_cleans_up(run_env, tmp_path, monkeypatch,
+                                                                                 private_postgres, pool):
+    """The other stores' steps when only Dagster's Postgres crashes under them: the command ends with
+    one line as soon as the run needs its storage; after the restart the next run fails the dead one
+    and frees its slot."""
+    pg = private_postgres
+    pg.create_database("dagster")
+    env = {**run_env, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(pg.port), "DAGSTER_PG_USER": "postgres",
+           "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster"}
+    for key in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.setenv(key, env[key])
+    command, held = KILLED[pool]
+    with dg.DagsterInstance.get() as instance:
+        with held(env) as changed:
+            victim = command({**env, **changed}, tmp_path)
+            try:
+                dead_run = slot_taken_by(instance, pool, victim)
+                pg.stop("immediate")
+            except BaseException:
+                victim.popen.kill()
+                raise
+        crashed = time.monotonic()  # the step goes on now, until the run needs its storage
+        try:
+            code = victim.wait(timeout=120)
+        finally:
+            if victim.popen.poll() is None:
+                victim.popen.kill()
+        print(f"{pool}: exit {code} {time.monotonic() - crashed:.1f} s after the step was let go:\n{victim.output}")
+        assert code == 3, victim.output
+        storage_lines = [line for line in victim.lines if line.startswith("FAILED: Dagster's storage (Postgres) at "
+                                                                          f"127.0.0.1:{pg.port} (database dagster")]
+        assert len(storage_lines) == 1 and f"The run {dead_run[:8]}" in storage_lines[0], victim.output
+        assert [line for line in victim.lines if line.startswith("FAILED")] == storage_lines  # the one cause
+        assert "Traceback" not in victim.output and "Retrying" not in victim.output
+        pg.start()
+        following = command(env, tmp_path)
+        assert following.wait(timeout=180) == 0, following.output
+        assert f"marked failed: run {dead_run[:8]}" in following.output
+        assert f"1 pool slot freed ({pool} 1)" in following.output
+        assert instance.get_run_by_id(dead_run).status == dg.DagsterRunStatus.FAILURE
+        assert claims_of(instance, pool) == ([], [])
