@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -406,3 +407,30 @@ def test_dagster_storage_crashed_mid_step_is_one_line_and_the_next_run_cleans_up
         assert f"1 pool slot freed ({pool} 1)" in following.output
         assert instance.get_run_by_id(dead_run).status == dg.DagsterRunStatus.FAILURE
         assert claims_of(instance, pool) == ([], [])
+
+
+def test_a_holder_that_dies_while_a_step_waits_is_cleaned_up_and_the_step_runs(run_env, tmp_path):
+    from marketdata_assets.lib.processes import ProcessRef, process_start
+
+    holder_process = subprocess.Popen(["sleep", "600"])
+    try:
+        ref = ProcessRef(socket.gethostname(), holder_process.pid, process_start(holder_process.pid))
+        with dg.DagsterInstance.get() as instance:
+            holder = str(uuid.uuid4())
+            instance.run_storage.add_run(dg.DagsterRun(job_name="holder", run_id=holder,
+                                                       status=dg.DagsterRunStatus.STARTED,
+                                                       tags=process_tags(holder, "a load elsewhere", ref)))
+            instance.event_log_storage.set_concurrency_slots("timescaledb", 1)
+            assert instance.event_log_storage.claim_concurrency_slot("timescaledb", holder, "step").is_claimed
+            waiter = WAITERS["timescaledb"](run_env, tmp_path)
+            line = waiter.wait_for_line("waits for a slot of pool 'timescaledb'")
+            assert f"run {holder[:8]} (a load elsewhere)" in line and f"process {ref.pid} on this host alive" in line
+            holder_process.kill()
+            holder_process.wait()
+            assert waiter.wait(timeout=120) == 0, waiter.output
+            assert f"marked failed: run {holder[:8]} (a load elsewhere); 1 pool slot freed (timescaledb 1)" in (
+                waiter.output)
+            assert "[ok] minute bars" in waiter.output
+            assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
+    finally:
+        holder_process.kill()
