@@ -223,7 +223,7 @@ def main(replays=None) -> int:
                 outcomes.append(outcome)
     except Interrupted as interrupted:
         print(f"make run: {interrupted}", file=sys.stderr, flush=True)
-        return 130
+        return INTERRUPTED
     finally:
         if own:
             replays.stop()
@@ -231,7 +231,8 @@ def main(replays=None) -> int:
     return 1 if any(not o.success for o in outcomes) else 0
 
 
-STORAGE_DOWN = 3
+STORAGE_DOWN = 3  # exit codes, as the marketdata command's
+INTERRUPTED = 130
 
 
 def storage_answers() -> bool:
