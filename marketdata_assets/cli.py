@@ -103,9 +103,9 @@ class Session:
             click.echo(summary(self.outcomes))
         failed = [o for o in self.outcomes if not o.success]
         for outcome in failed:
-            for line in outcome.error_lines() or [
-                    f"FAILED: {outcome.label}: partitions {', '.join(outcome.partitions) or '-'}; "
-                    f"see run {outcome.run_id} in the UI"]:
+            fallback = (f"FAILED: {outcome.label}: partitions {', '.join(outcome.partitions) or '-'}; "
+                        f"see run {outcome.run_id} in the UI")
+            for line in outcome.error_lines() or [fallback]:
                 click.echo(line, err=True)
         return 1 if failed else 0
 

@@ -45,7 +45,7 @@ class ProcessRef:
     start: str
 
     @classmethod
-    def current(cls) -> "ProcessRef":
+    def current(cls) -> ProcessRef:
         pid = os.getpid()
         return cls(socket.gethostname(), pid, process_start(pid) or "")
 
