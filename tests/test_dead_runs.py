@@ -434,3 +434,13 @@ def test_a_holder_that_dies_while_a_step_waits_is_cleaned_up_and_the_step_runs(r
             assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
     finally:
         holder_process.kill()
+
+
+def test_verbose_shows_what_dagster_says_about_a_stopped_storage(run_env, tmp_path):
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = marketdata({**run_env, "DAGSTER_PG_PORT": str(port)}, "--verbose", "load-minute-bars", "--data-dir",
+                      str(replay_files(tmp_path / "csv")))
+    assert proc.wait(timeout=120) not in (0, 3), proc.output
+    assert "Retrying failed database connection" in proc.output and "Traceback" in proc.output
