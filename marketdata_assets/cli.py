@@ -8,6 +8,9 @@ failing partitions named. `--demo` serves the vendors' replays (as `make run` do
 
 from __future__ import annotations
 
+import atexit
+import gc
+import logging
 import os
 import sys
 from contextlib import ExitStack
@@ -27,8 +30,9 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 class Session:
     """The instance, the definitions and the launches of one command."""
 
-    def __init__(self, demo: bool):
+    def __init__(self, demo: bool, verbose: bool = False):
         self.stack = ExitStack()
+        self.verbose = verbose
         if demo:
             from marketdata_assets.demo import activate
 
@@ -37,19 +41,40 @@ class Session:
             click.echo(replays.describe(), err=True)
         settings.apply_defaults()
         self.outcomes = []
+        self._instance: dg.DagsterInstance | None = None
 
     def definitions(self) -> dg.Definitions:
         from marketdata_assets.definitions import defs
 
         return defs()
 
+    def instance(self) -> dg.DagsterInstance:
+        """The Dagster instance, opened at the first run: a stopped storage is one line and exit 3; runs
+        found dead are failed and their pool slots freed first (marketdata_assets.runs)."""
+        if self._instance is None:
+            from marketdata_assets.launch import STORAGE_DOWN_EXIT, storage_watch
+            from marketdata_assets.lib.sweep import swept_line
+            from marketdata_assets.runs import storage_reachable, sweep
+
+            error = None if self.verbose else storage_reachable()
+            if error is not None:
+                click.echo(f"FAILED: {error}", err=True)
+                self.stack.close()
+                raise click.exceptions.Exit(STORAGE_DOWN_EXIT)
+            self.stack.enter_context(storage_watch(enabled=not self.verbose))
+            self._instance = self.stack.enter_context(dg.DagsterInstance.get())
+            line = swept_line(*sweep(self._instance))
+            if line:
+                click.echo(line, err=True)
+        return self._instance
+
     def run(self, label: str, assets: list, *, tags: dict | None = None, partition_key=None, run_config=None,
             expected: int = 1) -> None:
-        from marketdata_assets.launch import launch
+        from marketdata_assets.launch import Interrupted, launch
 
         defs = self.definitions()
-        with dg.DagsterInstance.get() as instance, click.progressbar(
-                length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
+        instance = self.instance()
+        with click.progressbar(length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
             seen = set()
 
             def on_event(kind: str, event) -> None:
@@ -59,9 +84,14 @@ class Session:
                         seen.add(key)
                         bar.update(1)
 
-            outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
-                "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
-                run_config=run_config, on_event=on_event)
+            try:
+                outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
+                    "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
+                    run_config=run_config, on_event=on_event, verbose=self.verbose)
+            except Interrupted as interrupted:
+                click.echo(f"\n{interrupted}", err=True)
+                self.stack.close()
+                raise click.exceptions.Exit(130) from None
         click.echo(outcome.line())
         self.outcomes.append(outcome)
 
@@ -73,8 +103,10 @@ class Session:
             click.echo(summary(self.outcomes))
         failed = [o for o in self.outcomes if not o.success]
         for outcome in failed:
-            click.echo(f"FAILED: {outcome.label}: partitions {', '.join(outcome.partitions) or '-'}; "
-                       f"see run {outcome.run_id} in the UI", err=True)
+            fallback = (f"FAILED: {outcome.label}: partitions {', '.join(outcome.partitions) or '-'}; "
+                        f"see run {outcome.run_id} in the UI")
+            for line in outcome.error_lines() or [fallback]:
+                click.echo(line, err=True)
         return 1 if failed else 0
 
 
@@ -119,10 +151,14 @@ def _days(partitions_def, start: datetime, end: datetime) -> list[str]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--demo", is_flag=True, help="Serve the vendors' replays in this process and use them (as `make run`).")
+@click.option("--verbose", is_flag=True, help="Show Dagster's warnings and full tracebacks instead of one line "
+              "per failure.")
 @click.pass_context
-def cli(ctx: click.Context, demo: bool) -> None:
+def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
     """The seeds' commands, launched as Dagster materializations (they show in the UI)."""
-    ctx.obj = Session(demo)
+    if verbose:
+        logging.basicConfig(level=logging.WARNING)
+    ctx.obj = Session(demo, verbose)
 
 
 def _finish(ctx: click.Context) -> None:
@@ -270,7 +306,25 @@ def aggregate(ctx, force_backfill, start_month, end_month) -> None:
 
 
 def main() -> None:
-    cli(prog_name="marketdata")
+    """The command; an unexpected error is one line unless --verbose (then its traceback)."""
+    # Dagster, Polars and chDB leave millions of objects: the interpreter's last collection took ~3 s
+    # after a run (a Ctrl-C'd command seemed to hang). Everything is closed by then: skip it.
+    atexit.register(gc.freeze)
+    try:
+        code = cli(prog_name="marketdata", standalone_mode=False)  # an Exit's code, or the command's None
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except Exception as error:
+        if "--verbose" in sys.argv[1:]:
+            raise
+        click.echo(f"FAILED: {type(error).__name__}: {' '.join(str(error).split())} (--verbose shows the "
+                   "traceback)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,20 @@
 Runs execute their steps in processes forked from a server that has already imported the project
 (forkserver with the code location preloaded): a step starts in milliseconds instead of importing
 Dagster, Polars, chDB and the project again, which made a three-step run mostly start-up time.
+A step waiting for a pool slot waits quietly and can be stopped (pool_wait); the dead_run_sweep
+sensor fails runs whose process died and frees their slots (runs).
 """
 
 from pathlib import Path
 
 import dagster as dg
 
+from marketdata_assets import pool_wait
 from marketdata_assets.defs.ticks.resources import provider_resources
 from marketdata_assets.resources import build_resources
+from marketdata_assets.runs import dead_run_sweep
+
+pool_wait.install()  # every process that runs steps imports this module (see pool_wait)
 
 EXECUTOR = dg.multiprocess_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": ["marketdata_assets.definitions"]}}})
@@ -30,4 +36,5 @@ def defs() -> dg.Definitions:
     # the stores' resources, and the vendor sources' (tushare, yahoo, binance, okx, deribit) from the
     # ticks domain's providers config file
     resources = {**build_resources(), **provider_resources()}
-    return dg.Definitions.merge(domains, dg.Definitions(resources=resources, executor=EXECUTOR, sensors=[AUTOMATION]))
+    return dg.Definitions.merge(domains, dg.Definitions(resources=resources, executor=EXECUTOR,
+                                                        sensors=[AUTOMATION, dead_run_sweep]))

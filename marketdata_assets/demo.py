@@ -167,7 +167,7 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
     exporter = _start_exporter() if serve_ui else None
     try:
         failed = graph.main()
-        if not serve_ui:
+        if not serve_ui or failed in (graph.STORAGE_DOWN, graph.INTERRUPTED):  # no UI without storage, nor after ^C
             return failed
         workspace = settings.PROJECT_ROOT / "workspace.yaml"
         if replays.sources:

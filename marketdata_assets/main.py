@@ -22,6 +22,7 @@ Run it again and the loads are skipped (same content already loaded): only the r
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -192,20 +193,52 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
 
 def main() -> int:
     """Materialize the graph. The caller (marketdata_assets.demo, `make run`) has already pointed the
-    environment at the replays of the sources that have no real configuration."""
+    environment at the replays of the sources that have no real configuration. Runs found dead are
+    cleaned up first; a stopped storage or Ctrl-C ends it with one line."""
     from marketdata_assets.definitions import defs as load_defs
-    from marketdata_assets.launch import launch, summary
+    from marketdata_assets.launch import Interrupted, launch, storage_watch, summary
 
     defs = load_defs()
     outcomes = []
-    with dg.DagsterInstance.get() as instance:
-        for label, assets, tags, partition_key in plan(defs, instance):
-            selection = assets.pop() if assets and isinstance(assets[-1], list) else None
-            outcome = launch(label, assets, instance=instance, resources=defs.resources or {},
-                             partition_key=partition_key, selection=selection,
-                             tags={"marketdata/launched_by": "make run", **tags})
-            print(outcome.line(), flush=True)
-            outcomes.append(outcome)
+    try:
+        if not storage_answers():
+            return STORAGE_DOWN
+        with storage_watch(), dg.DagsterInstance.get() as instance:
+            sweep_and_say(instance)
+            for label, assets, tags, partition_key in plan(defs, instance):
+                selection = assets.pop() if assets and isinstance(assets[-1], list) else None
+                outcome = launch(label, assets, instance=instance, resources=defs.resources or {},
+                                 partition_key=partition_key, selection=selection,
+                                 tags={"marketdata/launched_by": "make run", **tags})
+                print(outcome.line(), flush=True)
+                for line in outcome.error_lines():
+                    print(line, file=sys.stderr, flush=True)
+                outcomes.append(outcome)
+    except Interrupted as interrupted:
+        print(f"make run: {interrupted}", file=sys.stderr, flush=True)
+        return INTERRUPTED
     print(f"make run: {summary(outcomes)}", flush=True)
     return 1 if any(not o.success for o in outcomes) else 0
+
+
+STORAGE_DOWN = 3  # exit codes, as the marketdata command's
+INTERRUPTED = 130
+
+
+def storage_answers() -> bool:
+    from marketdata_assets.runs import storage_reachable
+
+    error = storage_reachable()
+    if error is not None:
+        print(f"make run: FAILED: {error}", file=sys.stderr, flush=True)
+    return error is None
+
+
+def sweep_and_say(instance: dg.DagsterInstance) -> None:
+    from marketdata_assets.lib.sweep import swept_line
+    from marketdata_assets.runs import sweep
+
+    line = swept_line(*sweep(instance))
+    if line:
+        print(f"make run: {line}", flush=True)
 

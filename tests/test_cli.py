@@ -76,7 +76,9 @@ def test_a_failing_run_exits_non_zero_naming_its_partitions(cli_env):
     result = marketdata(cli_env, "--demo", "import-alphas", "--import-mode", "time_range", "--start-month", "2025-06",
                         "--end-month", "2025-07")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED: import alphas 2025-06..2025-07 (time_range): partitions 2025-06-01, 2025-07-01" in result.stderr
+    assert ("FAILED: import alphas 2025-06..2025-07 (time_range): step alpha_documents (partitions 2025-06-01, "
+            "2025-07-01): import mode time_range needs `start` and `end`") in result.stderr  # one line, no traceback
+    assert "Traceback" not in result.stderr and "Stack Trace" not in result.stderr
 
 
 def test_bad_options_are_usage_errors_naming_the_option(cli_env):

@@ -10,6 +10,10 @@ class StoreUnavailable(RuntimeError):
         self.store, self.address, self.reason, self.hint = store, address, reason, hint
         super().__init__(f"{store} at {address} is not reachable: {reason}. {hint}")
 
+    def with_progress(self, done: str) -> StoreUnavailable:
+        """The same error saying how far the work got (what committed, what to re-run)."""
+        return StoreUnavailable(self.store, self.address, f"{self.reason}; {done}", self.hint)
+
 
 def scrub(text: str, *secrets: str) -> str:
     """Remove secrets from a message that came from a driver before it reaches a log or the UI."""

@@ -81,6 +81,14 @@ class LandingLoad:
             **(self.bootstrap.as_metadata() if self.bootstrap else {}),
         }
 
+    def progress(self, planned: int) -> str:
+        """How far a load got (for the error of a store lost mid-load)."""
+        loaded = [f for f in self.files if f.outcome == "loaded"]
+        done = len(self.files) + len(self.quarantined)
+        return (f"{sum(f.rows for f in loaded):,} rows of {len(loaded)} file{'s' * (len(loaded) != 1)} were "
+                f"committed before, {planned - done} of {planned} files not finished (re-run the same load: "
+                "what committed is skipped)")
+
     def files_table(self) -> str:
         return table(["file", "months", "outcome", "rows", "replaced", "rejected", "duplicates", "seconds", "note"],
                      ([f.file, " ".join(f.months), f.outcome, f.rows, f.rows_deleted, f.rejects,
@@ -201,7 +209,10 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
                 rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
                 log(f"[{done}/{len(work)}] {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
                     f"{outcome.rejects} rejected{rate}")
-        except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):
+        except StoreUnavailable as error:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise error.with_progress(report.progress(len(work))) from None
+        except (psycopg.OperationalError, psycopg.InterfaceError):
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     report.seconds = round(time.monotonic() - started, 3)
