@@ -667,7 +667,10 @@ def test_token_never_in_logs_or_errors_across_faults(caplog):
                 return errors, ts.stats
 
         errors, stats = run(go())
-    assert [type(e).__name__ for e in errors] == ["ApiError", "TushareResponseError", "TushareResponseError"]
+    # 503 -> ApiError; the malformed and non-numeric bodies -> TushareResponseError, or the limit the call met
+    # on its retries (2 requests per 0.3 s: on a loaded machine a retry may land in a full window)
+    assert type(errors[0]).__name__ == "ApiError" and len(errors) == 3
+    assert {type(e).__name__ for e in errors[1:]} <= {"TushareResponseError", "TushareLimitReached"}
     assert stats.rate_limited >= 1 and stats.server_errors >= 1
     assert "HTTP Request: POST" in caplog.text  # httpx did log every request
     for shown in [caplog.text] + [str(e) for e in errors] + [repr(e) for e in errors]:
