@@ -85,7 +85,14 @@ def test_split_judges_each_row_by_its_own_venue():
     assert rejected["instrument"].to_list() == ["B", "C"]
     assert rejected["reason"].to_list() == [
         "implausible time: '1970-01-01 00:00:00.000000+00:00' is before BINANCE's earliest plausible day 2017-07-14",
-        "implausible time: '2017-08-01 00:00:00.000000+00:00' is before BINANCE_UM's earliest plausible day "
-        "2019-09-08"]
+        ("implausible time: '2017-08-01 00:00:00.000000+00:00' is before BINANCE_UM's earliest plausible day "
+         "2019-09-08")]
     clean, none = plausibility.split(frame.head(1), now=NOW)
     assert clean.height == 1 and none.height == 0 and "reason" in none.columns
+
+
+def test_an_aware_column_is_judged_by_a_venue_window_of_another_time_zone():
+    frame = pl.DataFrame({"ts": pl.Series([datetime(2026, 1, 20, 2, 5), datetime(2026, 1, 20, 2, 15)],
+                                          dtype=pl.Datetime("us", "UTC")), "venue": ["SSE", "SSE"]})
+    kept, rejected = plausibility.split(frame, now=NOW)  # 10:05 and 10:15 Beijing time
+    assert kept.height == 1 and rejected["reason"][0].endswith("is after now + 10 min (2026-01-20 10:10 Asia/Shanghai)")

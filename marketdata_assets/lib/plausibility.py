@@ -109,7 +109,8 @@ class Window:
         return value
 
     def _bounds(self, naive: bool) -> tuple[pl.Expr, pl.Expr]:
-        low, high = self.local() if naive else (self.earliest, self.latest)
+        low, high = self.local() if naive else (self.earliest.astimezone(timezone.utc),
+                                                 self.latest.astimezone(timezone.utc))
         dtype = pl.Datetime("us") if naive else pl.Datetime("us", "UTC")
         return pl.lit(low, dtype=dtype), pl.lit(high, dtype=dtype)
 
