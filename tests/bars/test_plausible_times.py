@@ -24,13 +24,14 @@ JANUARY = {"dagster/partition": "2026-01-01"}
 TYPED = range(60, 90)  # 30 of the day's 240 bars: 10:31 .. 11:00 written with the year 2062
 
 
-def year_typo_file(landing: Path) -> pl.DataFrame:
-    """One code, one January 2026 trading day (240 bars), 30 rows stamped 2062; returns the true rows."""
-    truth = fx.make_bars("600000.SH", [date(2026, 1, 5)], seed=28)
+def year_typo_file(landing: Path, code: str = "600000.SH", typed: range = TYPED) -> pl.DataFrame:
+    """One code, one January 2026 trading day (240 bars), the `typed` rows stamped 2062; returns the
+    true rows."""
+    truth = fx.make_bars(code, [date(2026, 1, 5)], seed=28)
     lines = fx.render(truth, "cn_minute").splitlines()
-    for i in TYPED:
+    for i in typed:
         lines[1 + i] = lines[1 + i].replace("2026-01-05", "2062-01-05")
-    fx.write_text(landing / "600000.SH.csv", "\n".join(lines) + "\n")
+    fx.write_text(landing / f"{code}.csv", "\n".join(lines) + "\n")
     return fx.expected(truth, "cn_minute")
 
 
@@ -42,11 +43,18 @@ def checks_of(result) -> dict:
 def test_the_2062_typo_file_loads_its_2026_rows_and_rejects_the_others_with_reason_and_count():
     truth = year_typo_file(settings.minute_bars_landing_dir())
     assert truth.height == 240
+    year_typo_file(settings.minute_bars_landing_dir(), "000001.SZ", range(240))  # every row typed
     assert materialize(["bar_store"], tags=None).success
     result = materialize(["stock_1min_qfq", "stock_monthly_kline"], with_checks=True, tags=JANUARY)
     assert result.success
     meta = metadata(result, "stock_1min_qfq")
-    assert (meta["files_loaded"], meta["files_quarantined"]) == (1, 0)
+    assert (meta["files_loaded"], meta["files_quarantined"]) == (1, 1)
+    (quarantined,) = meta["quarantined"]
+    assert quarantined["file"] == "000001.SZ.csv" and "'时间' of profile 'cn_minute' is implausible in every row: " \
+        "'2062-01-05 09:31:00', '2062-01-05 09:32:00', '2062-01-05 09:33:00' (0 of 240 rows inside the plausible " \
+        "window 1990-12-01 .. " in quarantined["reason"]
+    reason_file = Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars" / "000001.SZ.csv.reason.txt"
+    assert "is implausible in every row" in reason_file.read_text()
     assert (meta["rows_loaded"], meta["rows_rejected"]) == (210, 30)
     assert meta["rejected_by_reason"] == {"implausible time": 30}
     rejects = (Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars" / "rejects"
@@ -56,7 +64,8 @@ def test_the_2062_typo_file_loads_its_2026_rows_and_rejects_the_others_with_reas
     assert stored("SELECT rows_loaded, rows_rejected FROM etl_metadata") == [(210, 30)]
 
     # no 2062 anywhere: the landing index, the minute table, the K-line (even refreshed over 2062)
-    assert stored("SELECT months FROM minute_bar_landing_files") == [([date(2026, 1, 1)],)]
+    assert stored("SELECT source_file, months, error IS NULL FROM minute_bar_landing_files ORDER BY 1") == [
+        ("000001.SZ.csv", [], False), ("600000.SH.csv", [date(2026, 1, 1)], True)]
     assert stored("SELECT count(*), min(time), max(time) FROM stock_1min_qfq") == [
         (210, datetime(2026, 1, 5, 9, 31), datetime(2026, 1, 5, 15, 0))]
     stored_times = {r[0] for r in stored("SELECT time FROM stock_1min_qfq")}
