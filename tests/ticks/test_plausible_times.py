@@ -15,7 +15,7 @@ import pytest
 from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.lib.ticks import writer
 from marketdata_assets.lib.ticks.checks import TIMESTAMPS_INSIDE_DAY, count, slice_scope
-from marketdata_assets.lib.ticks.engine import Engine, SliceKey
+from marketdata_assets.lib.ticks.engine import Engine, Feed, Job, SliceKey
 from marketdata_assets.lib.ticks.frames import TradeColumns, spec_for
 from marketdata_assets.lib.ticks.sources import venue_feed
 from marketdata_assets.lib.ticks.sources.okx import OkxClient
@@ -70,6 +70,22 @@ def test_an_epoch_zero_row_in_a_trade_body_is_dropped_and_counted_and_its_neighb
         == [("BTC-USDT", "ok", 2, {"implausible_time": 1})]
     assert query(store, "SELECT trade_id, toUnixTimestamp64Milli(ts) FROM {db}.trades_v ORDER BY ts") == [
         ("242720721", NOON_MS + 1_000), ("242720722", NOON_MS + 2_000)]
+
+
+def test_a_fetch_that_bypasses_the_parsers_window_has_its_implausible_rows_counted_by_the_engine(store):
+    """Any fetched frame (a snapshot, a source without a window cut): the engine drops and counts
+    the rows of implausible times on the slice of their instrument instead of losing them unnamed."""
+    async def fetch(client, job):
+        frame = trades(DAY, 1, 2)
+        return pl.concat([frame, frame.head(1).with_columns(ts=pl.lit(datetime(1970, 1, 1, tzinfo=UTC)),
+                                                             trade_id=pl.lit("0"))])
+
+    keys = (SliceKey("trades", "BINANCE", "BTCUSDT", DAY),)
+    report = Engine(store.get_client, store.database, "bypass").run([[Feed("X", [Job(keys)], fetch, attempts=1)]])
+    (outcome,) = report.outcomes.values()
+    assert (outcome.status, outcome.rows, outcome.dropped) == ("ok", 2, {"implausible_time": 1})
+    assert query(store, "SELECT rows, dropped FROM {db}.ingest_log WHERE run_id = 'bypass'") == \
+        [(2, {"implausible_time": 1})]
 
 
 def trades(day: date, *hours: float) -> pl.DataFrame:

@@ -36,7 +36,8 @@ What is kept and what is rejected:
   MM/DD/YYYY, DD-MM-YYYY, Excel serials, epoch numbers, AM/PM the profile doesn't read); it is raised
   at open when no row of the first ``SAMPLE_BYTES`` parses, else when the file ends. A few bad times
   among good ones stay rejects. So do implausible times, unless every row of the file has one: the
-  file is then refused naming the column and sample values (never at open from a sample alone). A 12-hour clock without AM/PM is the file's error too: a day with
+  file is then refused naming the column and sample values (never at open from a sample alone).
+  A 12-hour clock without AM/PM is the file's error too: a day with
   bars at 01:00-03:00 and none from 12:00 on (A-share sessions are 09:30-11:30 and 13:00-15:00
   Beijing time, so the afternoon lost its 12 hours; UTC times without an offset look the same). Its
   morning bars are right but a file of half days would load as if complete, so none of it loads.
@@ -512,8 +513,8 @@ class MinuteCsvReader:
         what = "is implausible in every row" if every else "never parses or is implausible"
         return TimeColumnError(
             self.path, f"time column {column} of profile {profile!r} {what}: {shown} ({rows} inside the plausible "
-                       f"window {low:%Y-%m-%d} .. {high:%Y-%m-%d %H:%M} Beijing "
-                       f"time); first on line {tally.first[0]}: {tally.first[1]}",
+                       f"window {low:%Y-%m-%d} .. {high:%Y-%m-%d %H:%M} Beijing time); first on line "
+                       f"{tally.first[0]}: {tally.first[1]}",
             column=column, profile=profile, samples=tally.time_samples)
 
     def _check_clock(self, kept: pl.DataFrame) -> None:
