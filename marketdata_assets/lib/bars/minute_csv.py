@@ -647,9 +647,12 @@ class MinuteCsvReader:
             frame = frame.with_columns(_time_text=pl.concat_str([pl.col("_date"), pl.lit(" "), _clock(pl.col("_clock"))]),
                                        _time_missing=pl.col("_date_null") | pl.col("_clock_null"))
         frame = frame.with_columns(parse_times(frame["_time_text"], profile.time_formats).alias("time"))
-        reasons = [pl.when(pl.col("_time_missing")).then(pl.lit("missing time"))
-                   .when(pl.col("time").is_null()).then(pl.format("bad time: '{}'", pl.col("_time_text")))
-                   .otherwise(self.plausible.violation(pl.col("time"), pl.col("_time_text"), naive=True))]
+        time_reason = (pl.when(pl.col("_time_missing")).then(pl.lit("missing time"))
+                       .when(pl.col("time").is_null()).then(pl.format("bad time: '{}'", pl.col("_time_text"))))
+        if frame.select(self.plausible.outside(pl.col("time"), naive=True).any()).item():  # words only then
+            time_reason = time_reason.otherwise(self.plausible.violation(pl.col("time"), pl.col("_time_text"),
+                                                                         naive=True))
+        reasons = [time_reason]
         if not only_time:
             columns: dict[str, pl.Expr] = {}
             if "code" in positions:
