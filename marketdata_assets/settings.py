@@ -30,6 +30,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Empty means <state dir>/landing/minute_bars."),
     Setting("LANDING_SENSOR_INTERVAL_S", "30", "Seconds between two looks of a landing-area sensor (minute-bar "
             "CSVs, Binance dump files, alpha files and packages); read when the definitions load."),
+    # Timestamps from outside (lib/plausibility.py): every parser and writer rejects rows outside these.
+    Setting("TIMESTAMP_FUTURE_TOLERANCE_MINUTES", "10", "How far after now (in the venue's time zone) a timestamp "
+            "from a file or vendor may lie before its row is rejected as implausible (a 2062 typo for 2026)."),
+    Setting("TIMESTAMP_EARLIEST", "", "Per-venue earliest plausible day, overriding the built-in table of first "
+            "sessions and launches (SSE 1990-12-19, BINANCE 2017-07-14, ALPHA_API 2016-01-01, ...): "
+            "VENUE=YYYY-MM-DD items separated by commas. Older rows are rejected as implausible."),
     # Dagster's own storage (read by dagster.yaml).
     Setting("DAGSTER_PG_HOST", "127.0.0.1", "Postgres host for Dagster run/event/schedule storage."),
     Setting("DAGSTER_PG_PORT", "55432", "Its port."),

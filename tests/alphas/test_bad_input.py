@@ -176,6 +176,12 @@ CASES: dict[str, Case] = {
                                   "malformed JSON: nested too deeply"),
     "date_unparseable": q("Case028.json", lambda: text(case_alpha(28, dateCreated="07/15/2025 10:00 AM")),
                           "unparseable dateCreated: not an ISO 8601 timestamp: '07/15/2025 10:00 AM'"),
+    "date_created_year_typo": q("Case042.json", lambda: text(case_alpha(42, dateCreated="2062-07-15T10:00:00-04:00")),
+                                "dateCreated: implausible time: '2062-07-15T10:00:00-04:00' is after now + 10 min (",
+                                "Case042"),
+    "date_created_epoch_zero": q("Case043.json", lambda: text(case_alpha(43, dateCreated="1970-01-01T00:00:00Z")),
+                                 "dateCreated: implausible time: '1970-01-01T00:00:00Z' is before ALPHA_API's "
+                                 "earliest plausible day 2016-01-01", "Case043"),
     "date_without_offset": q("Case029.json", lambda: text(case_alpha(29, dateModified="2025-07-15T10:00:00")),
                              "unparseable dateModified: timestamp without a UTC offset"),
     "integer_over_64_bits": q("Case030.json", lambda: text(with_is(30, pnl=2 ** 64)),

@@ -142,12 +142,12 @@ def test_kline_daily_ma_and_checks(bars_env):
     result = materialize(["stock_1min_qfq", "stock_monthly_kline", "stock_daily_ma"], with_checks=True)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    # seed 004's A-E once, and the four per-month checks once per month of the range run
+    # seed 004's A-E once, and the five per-month checks once per month of the range run
     partitions = sorted((e.check_name, e.partition) for e in result.get_asset_check_evaluations() if e.partition)
     assert partitions == sorted((name, month) for name in ("complete_minutes", "every_code_has_a_kline_row",
-                                                           "no_unit_stretch", "no_unit_stretch")
+                                                           "no_unit_stretch", "no_unit_stretch", "times_inside_window")
                                 for month in ("2026-01-01", "2026-02-01", "2026-03-01"))
-    assert len(result.get_asset_check_evaluations()) == 5 + 12
+    assert len(result.get_asset_check_evaluations()) == 5 + 15
 
     kline = stored("SELECT month::date, code, open, high, low, close, volume FROM stock_monthly_kline ORDER BY code, month")
     clean = truth.filter((pl.col("volume") >= 0) & (pl.col("amount") >= 0)

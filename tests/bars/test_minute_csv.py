@@ -908,3 +908,50 @@ def test_profiles_fingerprint_changes_with_what_reads_a_file(tmp_path):
         open_minute_csv(path)
     reader = open_minute_csv(path, fixed)
     assert reader.profile.name == "mdy" and reader.read()["time"].to_list() == truth["time"].to_list()
+
+
+# --- Implausible times (issue #28: lib/plausibility.py) -----------------------------------------
+
+def _year_typo_lines(truth: pl.DataFrame, rows: range) -> list[str]:
+    """The file's lines with the year of the given data rows typed as 2062 instead of 2026."""
+    lines = render(truth, "tushare").splitlines()
+    for i in rows:
+        lines[1 + i] = lines[1 + i].replace(",2026-", ",2062-")
+    return lines
+
+
+def test_year_typo_rows_are_rejected_with_the_reason_and_leave_their_month_out(tmp_path):
+    truth = make_bars("600000.SH", [date(2026, 1, 5)], seed=41)
+    path = write_text(tmp_path / "t.csv", "\n".join(_year_typo_lines(truth, range(100, 112))) + "\n")
+    reader = open_minute_csv(path)
+    df = reader.read()
+    assert df.height == truth.height - 12 and df["time"].dt.year().unique().to_list() == [2026]
+    assert reader.reject_count == 12 and reader.reject_reasons == {"implausible time": 12}
+    assert reader.summary()["rejects_by_reason"] == {"implausible time": 12}
+    line, reason = reader.rejects[0].line, reader.rejects[0].reason
+    assert line == 102 and reason.startswith("implausible time: '2062-01-05 11:11:00' is after now + 10 min (")
+    assert file_time_range(path).months == ["2026-01"]  # the sensor and the landing index never see 2062
+
+
+def test_a_file_of_only_implausible_times_is_refused_naming_the_column_and_samples(tmp_path):
+    truth = make_bars("600000.SH", [date(2026, 1, 5)], seed=42)
+    path = write_text(tmp_path / "t.csv", "\n".join(_year_typo_lines(truth, range(truth.height))) + "\n")
+    with pytest.raises(minute_csv.TimeColumnError) as error:
+        open_minute_csv(path)  # the sample is the whole file: refused at open
+    assert (error.value.column, error.value.samples[:2]) == ("'trade_time'", ["2062-01-05 09:31:00",
+                                                                               "2062-01-05 09:32:00"])
+    assert "is implausible in every row: '2062-01-05 09:31:00'" in str(error.value)
+    assert f"(0 of {truth.height} rows inside the plausible window 1990-12-01 .. " in str(error.value)
+
+
+def test_implausible_times_in_the_sample_alone_do_not_refuse_a_file_with_good_rows_further_on(tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(minute_csv, "SAMPLE_BYTES", 4096)
+    truth = make_bars("600000.SH", trading_days(date(2026, 1, 5), 3), seed=43)
+    path = write_text(tmp_path / "t.csv", "\n".join(_year_typo_lines(truth, range(240))) + "\n")  # day 1 typed
+    reader = open_minute_csv(path, block_bytes=4096)
+    assert reader.read().height == truth.height - 240 and reader.reject_count == 240
+    epoch = truth.head(3).with_columns(time=pl.Series([datetime(1970, 1, 1, 8, 0)] * 3))
+    early = write_text(tmp_path / "epoch.csv", render(epoch, "tushare"))
+    with pytest.raises(minute_csv.TimeColumnError, match="is before SSE/SZSE/BSE's earliest plausible day 1990-12-01"):
+        read_minute_csv(early)

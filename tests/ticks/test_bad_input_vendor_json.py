@@ -204,6 +204,7 @@ CASES = {
     "binance-same-trade-twice": ok("binance", "aggTrades", [agg(), agg(), agg(a=101)], 2, {"dropped_duplicates": 1}),
     "binance-row-of-the-day-before": ok("binance", "aggTrades", [agg(a=99, t=MS - 86_400_000), agg()], 1,
                                         {"dropped_outside_window": 1}),
+    "binance-epoch-zero-row": ok("binance", "aggTrades", [agg(a=99, t=0), agg()], 1, {"dropped_implausible_time": 1}),
     # ---- Binance klines ----------------------------------------------------------------------
     "binance-1h-kline-for-1m": err("binance", "klines", [kline(close=MS + 3_600_000 - 1)], SourceDataError,
                                    "spans 3600 s (close time - open time), not 60 s"),
@@ -255,6 +256,8 @@ CASES = {
     "okx-page-past-the-window-start": ok("okx", "history-trades",
                                          okx([okx_trade(), okx_trade("242720719", ts=MS - 5)]), 1,
                                          {"dropped_past_window_edge": 1}),
+    "okx-epoch-zero-row": ok("okx", "history-trades", okx([okx_trade(), okx_trade("242720719", ts=0)]), 1,
+                             {"dropped_implausible_time": 1}),
     # ---- OKX candles ---------------------------------------------------------------------------
     "okx-unconfirmed-candle-beside-confirmed": ok("okx", "candles",
                                                   okx([candle(MS + MINUTE, confirm="0"), candle(MS)]), 1,
@@ -295,6 +298,9 @@ CASES = {
                                     "is for 'ETH-PERPETUAL', not BTC-PERPETUAL"),
     "deribit-same-trade-twice": ok("deribit", "trades", rpc({"trades": [deribit_trade(), deribit_trade()],
                                                               "has_more": False}), 1, {"dropped_duplicates": 1}),
+    "deribit-epoch-zero-row": ok("deribit", "trades", rpc({"trades": [deribit_trade(seq=1000, trade_id="320450000",
+                                                                                  ts=0), deribit_trade()],
+                                                           "has_more": False}), 1, {"dropped_implausible_time": 1}),
     "deribit-chart-status-error": err("deribit", "chart", chart(status="error"), SourceDataError,
                                       "chart status is 'error'"),
     "deribit-chart-lengths-differ": err("deribit", "chart", chart(close=[94380.0]), SourceDataError,

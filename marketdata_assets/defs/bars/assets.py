@@ -97,6 +97,7 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
     report_bootstrap(context, timescale, report.bootstrap)
     metadata = report.metadata()
     metadata["rows_loaded"] = dg.MetadataValue.int(metadata["rows_loaded"])
+    metadata["rejected_by_reason"] = dg.MetadataValue.json(metadata["rejected_by_reason"])
     metadata["files"] = dg.MetadataValue.md(report.files_table()) if report.files else "none"
     if report.quarantined:
         metadata["quarantined"] = dg.MetadataValue.json(report.quarantined)

@@ -1,7 +1,8 @@
 """Seed 004's validation queries A-E on the monthly K-line: A warns, B-E block. One step runs the
 five on one connection (five steps would each pay a process start for a sub-second query).
 Then issue #13's proofs per month partition: minute completeness against the trading calendar,
-K-line coverage with the cleaning rule that removed a code, and x100 unit stretches."""
+K-line coverage with the cleaning rule that removed a code, and x100 unit stretches; issue #28's
+plausible time window of each month's codes."""
 
 from datetime import date
 
@@ -11,7 +12,7 @@ from marketdata_assets import pools
 from marketdata_assets.defs.bars.assets import stock_1min_qfq, stock_monthly_kline
 from marketdata_assets.defs.bars.partitions import minute_bar_months
 from marketdata_assets.lib import calendars
-from marketdata_assets.lib.bars import completeness, kline, kline_coverage, units
+from marketdata_assets.lib.bars import completeness, kline, kline_coverage, time_window, units
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.resources import TimescaleResource
 
@@ -48,6 +49,11 @@ MINUTE_CHECKS = {
     "no_unit_stretch": (units.check_minutes,
                         ("No stretch of bars at ~100x (or 1/100) the scale around it that reverts: WARN naming code, "
                          "first and last bar (a lone x100 move is listed, not flagged).")),
+    "times_inside_window": (time_window.check_month,
+                            ("No bar of the month's codes lies outside the plausible window (lib/plausibility.py): "
+                             "after now + the tolerance in Beijing time (the month's own future included; a 2062 "
+                             "typo no partition owns) or before the A-share venues' first session. ERROR naming "
+                             "code and time.")),
 }
 KLINE_CHECKS = {
     "every_code_has_a_kline_row": (kline_coverage.check_month,

@@ -187,6 +187,10 @@ with warnings.catch_warnings():
         _funding_check(),
         _crypto_check("crypto_open_interest", OPEN_INTEREST_NOT_NEGATIVE, crypto_partitions),
         _crypto_check("crypto_liquidations", NO_DUPLICATE_LIQUIDATION_IDS, crypto_partitions),
+        *(_crypto_check(asset, TIMESTAMPS_INSIDE_DAY[dataset], crypto_partitions)
+          for dataset, asset in (("funding", "crypto_funding"), ("open_interest", "crypto_open_interest"),
+                                 ("liquidations", "crypto_liquidations"), ("mark_bars_1m", "crypto_mark_bars_1m"),
+                                 ("index_bars_1m", "crypto_index_bars_1m"))),
         *(_crypto_check(asset, BARS_CONSISTENT[dataset], crypto_partitions)
           for dataset, asset in (("mark_bars_1m", "crypto_mark_bars_1m"),
                                  ("index_bars_1m", "crypto_index_bars_1m"))),

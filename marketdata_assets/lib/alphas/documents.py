@@ -43,7 +43,7 @@ from typing import Any
 import bson
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
 
-from .files import check_alpha_id, to_utc
+from .files import check_alpha_id, implausible_created, to_utc
 from .merge import resolve_for_mode
 
 COLLECTIONS: dict[str, str] = {"REGULAR": "regular", "SUPER": "super"}
@@ -271,7 +271,8 @@ def validate_alpha(obj: Any, supported_types: tuple[str, ...] | None = tuple(COL
 
     Checks: a JSON object; ``id`` present, 7-8 letters/digits; ``type`` present and a string (and,
     unless `supported_types` is None, one of them: else ``unsupported type 'X'``); ``dateCreated``
-    present and a parseable ISO 8601 timestamp with an offset (it decides the month);
+    present, a parseable ISO 8601 timestamp with an offset and plausible (lib/plausibility.py: it
+    decides the month);
     ``dateModified``/``dateSubmitted`` null/absent or parseable; the known fields of the kinds in
     FIELD_KINDS (``status: expected a string or null, got an object``); every value storable in
     BSON and canonical JSON (64-bit integers, finite floats, valid Unicode, at most MAX_DEPTH
@@ -315,9 +316,12 @@ def _validate(obj: Any, supported_types: tuple[str, ...] | None, check_values: b
                 problems.append("missing dateCreated")
             continue
         try:
-            to_utc(value)
+            parsed = to_utc(value)
         except ValueError as exc:
             problems.append(f"unparseable {field}: {exc}")
+            continue
+        if field == "dateCreated" and (problem := implausible_created(parsed, value)):
+            problems.append(f"{field}: {problem}")  # it decides the month
     _kind_problems(obj, problems)
     walked = check_values and _fast_storable(obj, keys)
     if check_values and not walked:

@@ -4,7 +4,9 @@ Layout: ``<root>/alphas/<TYPE>/<YYYY-MM>/<account>/<alpha_id>.json`` where YYYY-
 ``dateCreated`` in America/New_York, the API's time zone (2025-07-31T23:30:00-04:00 is July even
 though it is already August in UTC). The month is computed from the INSTANT, so an offset that
 does not match New York's (``Z``, a wrong DST offset) still lands in the right New York month.
-Timestamps without an offset are rejected rather than guessed.
+Timestamps without an offset are rejected rather than guessed, and so is a ``dateCreated`` outside
+the alpha API's plausible window (lib/plausibility.py, venue ``ALPHA_API``: after now + the
+tolerance, a 2062 typo, or before 2016): it places no alpha in any month.
 
 Canonical JSON (file content, package lines, change detection) is the standard library's
 ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from marketdata_assets.lib import plausibility
 from marketdata_assets.lib.files import (  # noqa: F401
     atomic_write_bytes,
     fsync_directory,
@@ -55,6 +58,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
 API_TZ = ZoneInfo("America/New_York")
+PLAUSIBILITY_VENUE = "ALPHA_API"  # the plausible window of dateCreated (lib/plausibility.py)
 ALPHA_DIR = "alphas"
 _ID = re.compile(r"^[A-Za-z0-9]{7,8}$")
 _TYPE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
@@ -237,9 +241,19 @@ def to_utc(value: str) -> datetime:
     return parse_api_datetime(value).astimezone(timezone.utc)
 
 
+def implausible_created(created: datetime, text: str) -> str | None:
+    """Why a parsed dateCreated can't be true (lib/plausibility.py), or None."""
+    return plausibility.window(PLAUSIBILITY_VENUE).reason(created, text)
+
+
 def month_of(date_created_iso: str) -> str:
-    """'YYYY-MM' of a timestamp in America/New_York: '2025-07-31T23:30:00-04:00' -> '2025-07'."""
-    return parse_api_datetime(date_created_iso).astimezone(API_TZ).strftime("%Y-%m")
+    """'YYYY-MM' of a timestamp in America/New_York: '2025-07-31T23:30:00-04:00' -> '2025-07'.
+    ValueError for a dateCreated that can't be parsed or can't be true (implausible_created)."""
+    created = parse_api_datetime(date_created_iso)
+    problem = implausible_created(created, date_created_iso)
+    if problem:
+        raise plausibility.ImplausibleTime(f"dateCreated: {problem}")
+    return created.astimezone(API_TZ).strftime("%Y-%m")
 
 
 def check_alpha_id(alpha_id: Any) -> str:

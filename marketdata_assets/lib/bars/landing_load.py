@@ -14,6 +14,7 @@ so a dead server costs seconds, not a pool timeout per file.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
@@ -64,6 +65,9 @@ class LandingLoad:
         """Plain values; the asset turns the tables into Markdown/JSON metadata."""
         loaded = [f for f in self.files if f.outcome == "loaded"]
         rows = sum(f.rows for f in loaded)
+        by_reason: Counter = Counter()
+        for f in self.files:
+            by_reason.update(f.rejects_by_reason)
         return {
             "months": f"{self.months[0]:%Y-%m}..{self.months[-1]:%Y-%m}",
             "write_path": "binary COPY" if self.use_copy else "INSERT ... SELECT FROM unnest",
@@ -75,6 +79,7 @@ class LandingLoad:
             "rows_loaded": rows,
             "rows_replaced": sum(f.rows_deleted for f in loaded),
             "rows_rejected": sum(f.rejects for f in self.files),
+            "rejected_by_reason": dict(sorted(by_reason.items())),
             "duplicates_dropped": sum(f.duplicates_dropped for f in loaded),
             "rows_per_second": round(rows / self.seconds) if self.seconds else None,
             "seconds": self.seconds,
@@ -207,8 +212,9 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
                 if outcome.outcome == "loaded":  # committed (one transaction per file)
                     metrics.loaded("stock_1min_qfq", "timescaledb", outcome.rows)
                 rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
+                reasons = ", ".join(f"{n} {why}" for why, n in sorted(outcome.rejects_by_reason.items()))
                 log(f"[{done}/{len(work)}] {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
-                    f"{outcome.rejects} rejected{rate}")
+                    f"{outcome.rejects} rejected{f' ({reasons})' if reasons else ''}{rate}")
         except StoreUnavailable as error:
             pool.shutdown(wait=False, cancel_futures=True)
             raise error.with_progress(report.progress(len(work))) from None

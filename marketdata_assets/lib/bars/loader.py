@@ -91,6 +91,7 @@ class FileLoad:
     rows: int = 0
     rows_deleted: int = 0
     rejects: int = 0
+    rejects_by_reason: dict = field(default_factory=dict)  # reason (up to its first ':') -> rows
     duplicates_dropped: int = 0
     seconds: float = 0.0
     rejects_file: str | None = None
@@ -186,6 +187,7 @@ class ParsedFile:
     batches: list[pl.DataFrame]
     rejects: list
     reject_count: int
+    reject_reasons: dict
     first_time: datetime | None
     last_time: datetime | None
     months: list[date]
@@ -201,7 +203,8 @@ def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **optio
         first = lo if first is None or lo < first else first
         last = hi if last is None or hi > last else last
         months.update(batch["time"].dt.truncate("1mo").dt.date().unique().to_list())
-    return ParsedFile(batches, reader.rejects, reader.reject_count, first, last, sorted(months))
+    return ParsedFile(batches, reader.rejects, reader.reject_count, dict(reader.reject_reasons), first, last,
+                      sorted(months))
 
 
 def file_span(path: Path, profiles: Sequence[CsvProfile] | None = None
@@ -255,6 +258,7 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
                 kept.append(batch)
     rejects = parsed.rejects if parsed is not None else reader.rejects
     result.rejects = parsed.reject_count if parsed is not None else reader.reject_count
+    result.rejects_by_reason = dict(parsed.reject_reasons if parsed is not None else reader.reject_reasons)
     if rejects:
         result.rejects_file = str(write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv"))
     span = (pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())

@@ -16,7 +16,9 @@ What is kept and what is rejected:
 - Rejected rows go to ``reader.rejects`` as :class:`Reject` (file, 1-based physical line number
   counting the header and blank lines, raw line text, reason): a time that doesn't parse or is
   missing, a code that is missing or can't be normalized, a numeric field that isn't a number
-  (or is +-inf), a wrong field count (a truncated last line), a line that can't be decoded.
+  (or is +-inf), a wrong field count (a truncated last line), a line that can't be decoded, and a
+  time outside the A-share venues' plausible window (lib/plausibility.py: after now + the tolerance
+  in Beijing time, a 2062 typo for 2026, or before the first session), as "implausible time: ...".
 - Dirty but valid rows are KEPT unchanged: negative forward-adjusted prices, open = 0, zero-volume
   placeholder bars, float32 cent noise, duplicated or missing minutes. Cleaning belongs to the
   aggregates (the monthly K-line's WHERE, transforms.clean_minute_bars).
@@ -33,7 +35,9 @@ What is kept and what is rejected:
   values): a time column that parses in NO row is the file's error, not per-row rejects (dates as
   MM/DD/YYYY, DD-MM-YYYY, Excel serials, epoch numbers, AM/PM the profile doesn't read); it is raised
   at open when no row of the first ``SAMPLE_BYTES`` parses, else when the file ends. A few bad times
-  among good ones stay rejects. A 12-hour clock without AM/PM is the file's error too: a day with
+  among good ones stay rejects. So do implausible times, unless every row of the file has one: the
+  file is then refused naming the column and sample values (never at open from a sample alone).
+  A 12-hour clock without AM/PM is the file's error too: a day with
   bars at 01:00-03:00 and none from 12:00 on (A-share sessions are 09:30-11:30 and 13:00-15:00
   Beijing time, so the afternoon lost its 12 hours; UTC times without an offset look the same). Its
   morning bars are right but a file of half days would load as if complete, so none of it loads.
@@ -62,6 +66,7 @@ from typing import IO, NamedTuple
 
 import polars as pl
 
+from marketdata_assets.lib import plausibility
 from marketdata_assets.lib.bars.csv_profiles import (
     AMOUNT_UNITS,
     BUILTIN_PROFILES,
@@ -122,9 +127,9 @@ class TimeColumnError(CsvFileError):
         super().__init__(path, message, line)
 
 
-_TIME_REASONS = ("bad time", "missing time")
+_TIME_REASONS = ("bad time", "missing time", plausibility.REASON)
 _UNCHECKED_REASONS = ("wrong field count", "line can't be decoded")  # rows whose time is never looked at
-_BAD_TIME_TEXT = r"^bad time: '(.*?)'(?:; .*)?$"
+_BAD_TIME_TEXT = rf"^(?:bad time|{plausibility.REASON}): '(.*?)'(?:; .*| is .*)?$"
 
 
 class _Tally:
@@ -293,7 +298,10 @@ class MinuteCsvReader:
         self.max_rejects = max_rejects
         self.rejects: list[Reject] = []
         self.reject_count = 0
+        self.reject_reasons: Counter = Counter()  # rejected rows by reason (up to its first ':')
         self.rows = 0
+        # one window for the whole file (and both passes over it): the loosest of the A-share venues
+        self.plausible = plausibility.window(plausibility.A_SHARE_VENUES)
         self._profiles = self._resolve_profiles(profiles, profile)
         self._detect()
 
@@ -470,8 +478,13 @@ class MinuteCsvReader:
         timed = sum(n for kind, n in tally.kinds.items() if kind.startswith(_TIME_REASONS))
         others = [kind for kind in tally.kinds if not kind.startswith(_TIME_REASONS + _UNCHECKED_REASONS)]
         rows = f"0 of {timed} rows" if whole_file else f"0 of the first {timed} rows"
+        implausible = tally.kinds.get(plausibility.REASON, 0)
+        if timed and not others and implausible and not whole_file:
+            return None  # a sample can't tell: rows further on may be plausible
         if timed and not others:
             column, profile = self._time_column(), self.profile.name
+            if implausible:
+                return self._implausible_error(tally, column, profile, rows, every=implausible == timed)
             if tally.time_samples:
                 shown = ", ".join(repr(text) for text in tally.time_samples)
                 what = f"never parses: {shown}{' ...' if timed > len(tally.time_samples) else ''} ({rows})"
@@ -491,6 +504,18 @@ class MinuteCsvReader:
         line, reason = tally.first
         return CsvFileError(self.path, f"no row can be read: all {total} data rows were rejected ({kinds}); "
                                        f"first on line {line}: {reason}")
+
+    def _implausible_error(self, tally: _Tally, column: str, profile: str, rows: str,
+                           every: bool) -> TimeColumnError:
+        """No row kept, and implausible times among the reasons: the column's error with samples."""
+        shown = ", ".join(repr(text) for text in tally.time_samples)
+        low, high = self.plausible.local()
+        what = "is implausible in every row" if every else "never parses or is implausible"
+        return TimeColumnError(
+            self.path, f"time column {column} of profile {profile!r} {what}: {shown} ({rows} inside the plausible "
+                       f"window {low:%Y-%m-%d} .. {high:%Y-%m-%d %H:%M} Beijing time); first on line "
+                       f"{tally.first[0]}: {tally.first[1]}",
+            column=column, profile=profile, samples=tally.time_samples)
 
     def _check_clock(self, kept: pl.DataFrame) -> None:
         """Raise TimeColumnError on a 12-hour clock without AM/PM: a day with bars at 01:00-03:00 and
@@ -622,8 +647,12 @@ class MinuteCsvReader:
             frame = frame.with_columns(_time_text=pl.concat_str([pl.col("_date"), pl.lit(" "), _clock(pl.col("_clock"))]),
                                        _time_missing=pl.col("_date_null") | pl.col("_clock_null"))
         frame = frame.with_columns(parse_times(frame["_time_text"], profile.time_formats).alias("time"))
-        reasons = [pl.when(pl.col("_time_missing")).then(pl.lit("missing time"))
-                   .when(pl.col("time").is_null()).then(pl.format("bad time: '{}'", pl.col("_time_text")))]
+        time_reason = (pl.when(pl.col("_time_missing")).then(pl.lit("missing time"))
+                       .when(pl.col("time").is_null()).then(pl.format("bad time: '{}'", pl.col("_time_text"))))
+        if frame.select(self.plausible.outside(pl.col("time"), naive=True).any()).item():  # words only then
+            time_reason = time_reason.otherwise(self.plausible.violation(pl.col("time"), pl.col("_time_text"),
+                                                                         naive=True))
+        reasons = [time_reason]
         if not only_time:
             columns: dict[str, pl.Expr] = {}
             if "code" in positions:
@@ -728,6 +757,7 @@ class MinuteCsvReader:
             if kept.height:
                 self.rows += kept.height
                 yield kept
+        self.reject_reasons = tally.kinds
         error = self._unreadable_error(tally)
         if error is not None:
             raise error
@@ -765,7 +795,8 @@ class MinuteCsvReader:
         return {"file": str(self.path), "profile": self.profile.name, "encoding": self.encoding,
                 "separator": self.separator, "header_line": self.header_line, "file_code": self.file_code,
                 "volume_unit": self.volume_unit, "volume_unit_reason": self.volume_unit_reason,
-                "amount_unit": self.profile.amount_unit, "rows": self.rows, "rejects": self.reject_count}
+                "amount_unit": self.profile.amount_unit, "rows": self.rows, "rejects": self.reject_count,
+                "rejects_by_reason": dict(self.reject_reasons)}
 
 
 def infer_volume_unit(frame: pl.DataFrame, min_rows: int = 5) -> tuple[str | None, str]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from marketdata_assets.lib import plausibility
 from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.ticks.engine import SliceKey
 from marketdata_assets.lib.ticks.frames import spec_for
@@ -26,17 +27,43 @@ class Rule:
     # out of the sample
     violations: str
     severity: str = "ERROR"  # or "WARN": something to look at, not proof of a bad load
+    params: Callable[[], dict] | None = None  # the rule's own query parameters, computed when it runs
 
 
 NO_DUPLICATE_TRADE_IDS = Rule(
     "no_duplicate_trade_ids", "trades", "No trade id appears twice in an instrument-day.",
     "SELECT load_id, venue, instrument, day, trade_id, count() AS copies FROM {table} "
     "WHERE load_id IN ({scope}) GROUP BY load_id, venue, instrument, day, trade_id HAVING copies > 1")
+
+
+def plausible_window_params(now: datetime | None = None) -> dict:
+    """TIMESTAMPS_INSIDE_DAY's parameters: every configured venue's earliest plausible instant, the
+    default one for other venues and now + the tolerance (lib.plausibility), as epoch microseconds."""
+    days = plausibility.earliest_days()
+
+    def micros(moment: datetime) -> int:
+        return int(moment.timestamp()) * 1_000_000
+
+    return {"plausible_venues": sorted(days),
+            "plausible_earliest": [micros(plausibility.window(v, now).earliest) for v in sorted(days)],
+            "plausible_default": micros(plausibility.window("", now).earliest),
+            "plausible_latest": micros(plausibility.window("", now).latest)}
+
+
+_EARLIEST_OF_VENUE = ("if(has({{plausible_venues:Array(String)}}, venue), {{plausible_earliest:Array(Int64)}}"
+                      "[indexOf({{plausible_venues:Array(String)}}, venue)], {{plausible_default:Int64}})")
 TIMESTAMPS_INSIDE_DAY = {dataset: Rule(
-    "timestamps_inside_day", dataset, "Every timestamp lies inside its partition's (UTC) day.",
-    "SELECT load_id, venue, instrument, day, ts FROM {table} WHERE load_id IN ({scope}) "
-    "AND toDate(ts, 'UTC') != day")
-    for dataset in ("trades", "bars_1m", "daily_bars")}
+    "timestamps_inside_day", dataset,
+    "Every timestamp lies inside its partition's (UTC) day, and inside its venue's plausible window "
+    "(lib/plausibility.py: not after now + the tolerance, not before the venue's earliest plausible day).",
+    "SELECT load_id, venue, instrument, day, ts, multiIf(toDate(ts, 'UTC') != day, 'outside its day', "
+    "toUnixTimestamp64Micro(ts) > {{plausible_latest:Int64}}, 'after now + the tolerance', "
+    "'before its venue earliest plausible day') AS crosses FROM {table} WHERE load_id IN ({scope}) "
+    "AND (toDate(ts, 'UTC') != day OR toUnixTimestamp64Micro(ts) > {{plausible_latest:Int64}} "
+    f"OR toUnixTimestamp64Micro(ts) < {_EARLIEST_OF_VENUE})",
+    params=plausible_window_params)
+    for dataset in ("trades", "bars_1m", "daily_bars", "funding", "open_interest", "liquidations", "mark_bars_1m",
+                    "index_bars_1m")}
 PRICES_POSITIVE = {
     "trades": Rule("prices_positive", "trades", "Every trade price is positive.",
                    "SELECT load_id, venue, instrument, ts, trade_id, price FROM {table} "
@@ -246,6 +273,8 @@ def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10
     queries whatever the number of partitions (two when nothing is violated). Partitions without
     an active load are left out."""
     db, spec = clickhouse_database(database), spec_for(rule.dataset)
+    if rule.params is not None:
+        scope = with_params(scope, **rule.params())
     table_sql = f"{db}.`{spec.table}`"
     loads = "SELECT load_id FROM scope"
     with_scope = f"WITH scope AS ({scope.sql}) "

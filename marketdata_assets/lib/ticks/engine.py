@@ -39,7 +39,7 @@ from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks import clickhouse_tables as tables
 from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.frames import FetchNotes, day_window, noting, spec_for
+from marketdata_assets.lib.ticks.frames import FetchNotes, day_window, drop_implausible, noting, spec_for
 
 UTC = timezone.utc
 OUTCOMES = ("ok", "failed", "skipped")
@@ -446,9 +446,25 @@ class _FeedRun:
                 outcome.dropped.update(notes.dropped.get(key.instrument, {}))
             outcome.conversions = list(notes.conversions.get(key.instrument, {}))
 
+    def _implausible(self, job: Job, frame: pl.DataFrame) -> pl.DataFrame:
+        """The frame without rows of implausible times (lib.plausibility), counted as `implausible_time`
+        on the job's first slice of their instrument (as `_note` places a fetch's drops)."""
+        kept, rejected = drop_implausible(frame, Counter())
+        if rejected.height:
+            first = {}
+            for key in job.keys:
+                first.setdefault(key.instrument, key)
+            for instrument, rows in rejected.group_by("instrument").len().iter_rows():
+                if instrument in first:
+                    self.outcomes[first[instrument]].dropped["implausible_time"] += rows
+            self.engine.log(f"{self.feed.source}: {rejected.height} fetched row(s) with an implausible timestamp "
+                            f"dropped ({job.keys[0]}...), e.g. {rejected['instrument'][0]}: {rejected['reason'][0]}")
+        return kept
+
     def _take(self, job: Job, fetched: Fetched, writes: list) -> None:
         """Cut the fetched frame into the job's slices; rows no slice of the job holds are counted."""
         frame, venues = fetched if isinstance(fetched, tuple) else (fetched, {})
+        frame = self._implausible(job, frame) if frame.height and "venue" in frame.columns else frame
         taken = 0
         for key in job.keys:
             start, end = day_window(key.day)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from marketdata_assets.lib import plausibility
 from marketdata_assets.lib.http import Page, SourceDataError, bound
 
 UTC_US = pl.Datetime("us", "UTC")
@@ -399,8 +400,12 @@ def integer(value: Any, what: str, page: Page) -> int:
 
 def epoch_us(value: Any, what: str, page: Page) -> int:
     """Epoch milliseconds or microseconds (`epoch_to_us`) → microseconds; seconds, nanoseconds or a
-    negative time is a clear error (seconds read as milliseconds would be stored in 1970)."""
+    negative time is a clear error (seconds read as milliseconds would be stored in 1970). 0 is
+    epoch zero, a placeholder stamp: kept as 1970-01-01 for the plausibility rule to drop and count
+    (`drop_implausible`), so one such row does not fail its page."""
     raw = integer(value, what, page)
+    if raw == 0:
+        return 0
     if not EPOCH_MS_OR_US[0] <= raw < EPOCH_MS_OR_US[1]:
         raise page.error(f"{what} is {raw}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)")
     return epoch_to_us(raw)
@@ -520,6 +525,8 @@ DROP_REASONS: dict[str, str] = {
                         "cannot stop exactly there): the neighbouring slice's rows",
     "other_instrument": "a record of another instrument answered alongside (OKX liquidations are asked "
                         "by instrument family)",
+    "implausible_time": "stamped after now + the tolerance or before the venue's earliest plausible day "
+                        "(lib/plausibility.py: an epoch-zero 1970 stamp, a year typo)",
 }
 
 
@@ -662,12 +669,28 @@ def book_frame(venue: str, instrument: str, ts_us: int, update_id: int | None,
     }, schema=BOOKS_SCHEMA)
 
 
+def drop_implausible(frame: pl.DataFrame, drops: Counter | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(plausible rows, implausible rows with their `reason`) of a frame with `ts` and `venue`: the
+    rows lib.plausibility rejects are counted as `implausible_time`, on `drops` (one instrument's
+    counter) or, without one, per instrument on the running fetch."""
+    kept, rejected = plausibility.split(frame)
+    if rejected.height:
+        if drops is not None:
+            drops["implausible_time"] += rejected.height
+        else:
+            for instrument, rows in rejected.group_by("instrument").len().iter_rows():
+                note_dropped(instrument, "implausible_time", rows)
+    return kept, rejected
+
+
 def _window(frames: Sequence[pl.DataFrame], schema: dict, start: datetime | None, end: datetime | None,
             drops: Counter | None, paged: str | None) -> pl.DataFrame:
-    """The pages as one frame, rows outside [start, end) dropped and counted: `past_window_edge` on
-    the side the pages ran towards (`paged` "forward": after `end`; "backward": before `start`),
-    `outside_window` for every other one."""
+    """The pages as one frame, rows of implausible times dropped and counted (`implausible_time`,
+    before any window: a 1970 stamp is not a neighbouring slice's row), then rows outside [start,
+    end): `past_window_edge` on the side the pages ran towards (`paged` "forward": after `end`;
+    "backward": before `start`), `outside_window` for every other one."""
     frame = pl.concat(list(frames), how="vertical") if frames else pl.DataFrame(schema=schema)
+    frame, _ = drop_implausible(frame, drops)
     before = after = 0
     if start is not None:
         early = pl.col("ts") < as_utc(start)

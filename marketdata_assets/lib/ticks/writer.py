@@ -4,8 +4,9 @@ with the active-load pointer of lib.ticks.clickhouse_tables (measured rates: doc
 :func:`write_slice` (one frame = one slice; :func:`write_slices`: one venue and day, many
 instruments, one insert and ONE pointer flip):
   1. checks the frame against its dataset (columns, dtypes, nulls, NaN, side values, venue and
-     instrument columns, every ``ts`` inside the UTC day) and raises ``ValueError`` naming the
-     slice and the first offending row,
+     instrument columns, every ``ts`` plausible for the venue (lib/plausibility.py: parsers drop and
+     count such rows; one that reaches the writer fails the slice) and inside the UTC day) and
+     raises ``ValueError`` naming the slice and the first offending row,
   2. takes a new load id (``generateSnowflakeID()``, larger than the slice's active load),
   3. inserts the rows tagged with it, counts them, then flips the pointer with one row in
      ``loads``. A failure or a kill before the flip leaves the previous state visible.
@@ -34,7 +35,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from marketdata_assets.lib import metrics
+from marketdata_assets.lib import metrics, plausibility
 from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.ticks import frames
 from marketdata_assets.lib.ticks.clickhouse_tables import INGEST_LOG, INGEST_LOG_COLUMNS, LOADS, OUTCOMES
@@ -158,6 +159,9 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
     if spec.name == "books":
         rules.append(("level", pl.col("level") < 0,
                       lambda row: f"row {row} has level {out['level'][row]}, expected >= 0"))
+    plausible = plausibility.window(venue)
+    rules.append(("plausible ts", plausible.outside(pl.col("ts")),
+                  lambda row: _implausible_message(out, plausible, row)))
     rules.append(("ts", (pl.col("ts") < start) | (pl.col("ts") >= end),
                   lambda row: f"row {row} has ts {out['ts'][row].isoformat()} outside the day "
                               f"[{start.isoformat()}, {end.isoformat()})"))
@@ -174,6 +178,14 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
                 raise ValueError(f"{where}: row {row} has instrument {name!r}, not normalized (expected "
                                  f"{key.instrument!r})")
     return out
+
+
+def _implausible_message(frame: pl.DataFrame, plausible: plausibility.Window, row: int) -> str:
+    """Column ts's implausible rows: how many, sample values and the first one's reason."""
+    bad = frame.filter(plausible.outside(pl.col("ts")))["ts"]
+    samples = ", ".join(t.isoformat() for t in bad.unique(maintain_order=True).head(3).to_list())
+    return (f"column 'ts' has {bad.len()} implausible timestamp(s) ({samples}); first at row {row}: "
+            f"{plausible.reason(frame['ts'][row])}")
 
 
 # ---- load ids and the pointer ----------------------------------------------------------------------------
@@ -389,6 +401,10 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
         instrument, day = match.group(1), _as_day(match.group(2))
+        implausible = plausibility.window(venue).reason(datetime(day.year, day.month, day.day, tzinfo=timezone.utc),
+                                                        f"{day}")
+        if implausible:  # every row of the file is in that day
+            raise ValueError(f"{path}: the file's day (from its name): {implausible}")
         key = normalize_instrument(venue, instrument)
         if (key.venue, key.instrument) != (venue, instrument):
             raise ValueError(f"{path}: instrument {venue}:{instrument} is not normalized (expected {key})")
