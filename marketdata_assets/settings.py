@@ -47,6 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MINUTE_BARS_MIGRATE_MAX_ROWS", "20000000", "A plain stock_1min_qfq table holding at most this many "
             "rows is made a hypertable by the next bootstrap, its rows migrated; above it the run fails once "
             "saying how to migrate."),
+    Setting("MARKETDATA_HOLIDAYS_FILE", "", "YAML holiday file for days beyond what exchange-calendars knows (e.g. "
+            "`XSHG: [2027-01-01]`, calendar or venue codes); those days are judged provisionally (WARN). Empty: weekdays."),
     Setting("STACK_PGLITE_PORT", "55433", "Port of the local stack's PGlite server: PostgreSQL 17 + TimescaleDB "
             "with the TSL features (continuous aggregates), database postgres, one session at a time.", stack_only=True),
     # MongoDB.
