@@ -242,7 +242,7 @@ def _holiday_file(path: str, _mtime_ns: int) -> dict[str, frozenset[date]]:
     except yaml.YAMLError as error:
         raise ValueError(f"holiday file {path} is not valid YAML: {error}") from None
     if not isinstance(loaded, dict):
-        raise ValueError(f"holiday file {path}: expected a mapping of exchange codes to lists of ISO dates, "
+        raise ValueError(f"holiday file {path}: expected a mapping of exchange codes to lists of ISO dates, "  # noqa: TRY004 - a bad file
                          f"e.g. 'XSHG: [2027-01-01]', not {type(loaded).__name__}")
     out: dict[str, set[date]] = {}
     for key, days in loaded.items():
@@ -251,7 +251,7 @@ def _holiday_file(path: str, _mtime_ns: int) -> dict[str, frozenset[date]]:
         except ValueError as error:
             raise ValueError(f"holiday file {path}: key {key!r}: {error}") from None
         if not isinstance(days, list):
-            raise ValueError(f"holiday file {path}: key {key!r}: expected a list of ISO dates")
+            raise ValueError(f"holiday file {path}: key {key!r}: expected a list of ISO dates")  # noqa: TRY004
         for value in days:
             try:
                 out.setdefault(code, set()).add(date.fromisoformat(str(value)))

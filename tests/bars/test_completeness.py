@@ -12,7 +12,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from marketdata_assets.lib import calendars
 from marketdata_assets.lib.bars import completeness, loader
