@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The project .env (settings table -> values) lets `dagster dev`, `dg` and `dagster asset materialize`
-# work in an activated venv without scripts/with-env.
+# The project .env (settings table -> NAME=${NAME:-default}: an exported variable always wins) lets
+# `dagster dev`, `dg` and `dagster asset materialize` work in an activated venv without scripts/with-env.
 dotenv: install
 	@$(PY) -m marketdata_assets.settings dotenv >/dev/null
 

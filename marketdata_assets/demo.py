@@ -174,7 +174,8 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
             workspace = write_demo_workspace(settings.state_dir() / "workspace.demo.yaml")
         print(f"Dagster UI on http://{host}:{port} ({'demo: ' + DEMO_LOCATION if replays.sources else 'live'}; "
               "Ctrl-C stops it, `make stack-down` the databases)", flush=True)
-        # cwd: the state dir, not the repo, whose .env would win over the replays' variables
+        # cwd: the state dir, not the repo (its .env only fills in unset variables since issue #24, but
+        # one written by an older checkout would still win over the replays' variables)
         ui = subprocess.Popen(["dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
                               cwd=settings.state_dir(), env=os.environ.copy())
         return _wait(ui)

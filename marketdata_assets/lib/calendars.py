@@ -16,6 +16,8 @@ API::
     session_minutes("NYSE", date(2024, 11, 29))          -> 210 stamps, 09:30..12:59 New York time
     venue_timezone("SSE")                                -> "Asia/Shanghai"
     convention_for("SSE")                                -> BarConvention(label="end", call_auction=False)
+    is_provisional("SSE", date(2027, 1, 4))              -> True (exchange-calendars 4.13.2 ends XSHG in 2026)
+    provisional_note("SSE")                              -> "provisional: exchange-calendars 4.13.2 knows ..."
 
 **Bar labelling.** A 1-minute bar covers [t, t + 1 min); vendors stamp it with either end:
 
@@ -34,18 +36,26 @@ API::
 **Range limits.** A calendar knows the sessions between its first session (2000 or the venue's
 earliest, whichever is later) and its last one (about a year ahead; for XSHG the last year whose
 lunar holidays the installed exchange-calendars knows: upgrade the package each December). A day
-outside raises ``OutOfCalendar`` (a ValueError) naming the venue, the day and the bounds, never a silent "holiday".
+before the first raises ``OutOfCalendar`` (a ValueError) naming the venue, the day and the bounds.
+A day after the last is judged **provisionally** (:func:`is_provisional`): the calendar's weekdays
+(its weekmask) minus the holidays listed for it in the user's holiday file (MARKETDATA_HOLIDAYS_FILE,
+YAML: calendar or venue code -> ISO dates), with the hours of its regular session. Callers mark
+such verdicts as provisional (a WARN with :func:`provisional_note`: which library to upgrade).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
+
+from marketdata_assets import settings
 
 # imported on first use: it pulls in pandas, ~1.5 s that a process loading the definitions never needs
 if TYPE_CHECKING:
@@ -53,6 +63,7 @@ if TYPE_CHECKING:
 
 Label = Literal["end", "start"]
 EARLIEST = date(2000, 1, 1)  # the first month partition of the bars domain
+HOLIDAYS_FILE = "MARKETDATA_HOLIDAYS_FILE"  # settings.py documents it
 
 
 class OutOfCalendar(ValueError):
@@ -168,34 +179,139 @@ def _day(value: date | datetime | str, what: str) -> date:
 
 
 def _check_bounds(venue: str, calendar: xcals.ExchangeCalendar, *days: date) -> None:
-    first, last = _calendar(calendar.name)[1], calendar.last_session.date()
+    """Days before the calendar's first session are refused; days after its last are provisional."""
+    first, last = _calendar(calendar.name)[1], _known_until(calendar)
     for day in days:
-        if not first <= day <= last:
-            raise OutOfCalendar(
-                f"{day} is outside the {calendar.name} calendar of venue {venue!r}, which knows "
-                f"{first}..{last}" + (" (upgrade exchange-calendars for later years' holidays)" if day > last else ""))
+        if day < first:
+            raise OutOfCalendar(f"{day} is outside the {calendar.name} calendar of venue {venue!r}, which knows "
+                                f"{first}..{last} (and provisionally every day after {last})")
+
+
+def last_known_session(venue: str) -> date:
+    """The last session the installed exchange-calendars knows for the venue; later days are provisional."""
+    return _known_until(calendar_for(venue))
+
+
+def _known_until(calendar: xcals.ExchangeCalendar) -> date:
+    """The calendar's last session: the one place that says where the library's knowledge ends."""
+    return calendar.last_session.date()
+
+
+def is_provisional(venue: str, day: date | datetime | str) -> bool:
+    """Whether `day` is beyond what the library knows (judged on weekdays minus the holiday file)."""
+    return _day(day, "day") > last_known_session(venue)
+
+
+def provisional_days(venue: str, days: Iterable[date]) -> list[date]:
+    """The days of `days` judged provisionally, ascending."""
+    last = last_known_session(venue)
+    return sorted(d for d in days if d > last)
+
+
+def provisional_note(venue: str) -> str:
+    """What a provisional verdict says: the library and version to upgrade, and what stood in for it."""
+    from importlib.metadata import version
+
+    code, path = calendar_code(venue), settings.get(HOLIDAYS_FILE)
+    holidays = f"the holidays of {path}" if path else f"no holiday file ({HOLIDAYS_FILE} is not set)"
+    return (f"provisional: exchange-calendars {version('exchange-calendars')} knows {code} sessions only until "
+            f"{last_known_session(venue)}; later days are judged as weekdays minus {holidays}. "
+            "Upgrade exchange-calendars (pip install -U exchange-calendars) to judge them for sure")
+
+
+def user_holidays(code: str) -> frozenset[date]:
+    """The holidays the user's holiday file lists for an exchange_calendars code (empty without a file)."""
+    path = settings.get(HOLIDAYS_FILE)
+    if not path:
+        return frozenset()
+    file = Path(path)
+    try:
+        stamp = file.stat().st_mtime_ns
+    except OSError as error:
+        raise ValueError(f"{HOLIDAYS_FILE}={path}: cannot read the holiday file ({error.strerror})") from None
+    return _holiday_file(str(file.resolve()), stamp).get(code, frozenset())
+
+
+@lru_cache(maxsize=8)
+def _holiday_file(path: str, _mtime_ns: int) -> dict[str, frozenset[date]]:
+    """{calendar code: holidays} of a holiday file (YAML mapping of calendar or venue codes to ISO dates)."""
+    import yaml
+
+    try:
+        loaded = yaml.load(Path(path).read_text(), Loader=yaml.BaseLoader) or {}  # dates as text: checked below
+    except yaml.YAMLError as error:
+        raise ValueError(f"holiday file {path} is not valid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"holiday file {path}: expected a mapping of exchange codes to lists of ISO dates, "  # noqa: TRY004 - a bad file
+                         f"e.g. 'XSHG: [2027-01-01]', not {type(loaded).__name__}")
+    out: dict[str, set[date]] = {}
+    for key, days in loaded.items():
+        try:
+            code = _resolve(str(key))[0]
+        except ValueError as error:
+            raise ValueError(f"holiday file {path}: key {key!r}: {error}") from None
+        if not isinstance(days, list):
+            raise ValueError(f"holiday file {path}: key {key!r}: expected a list of ISO dates")  # noqa: TRY004
+        for value in days:
+            try:
+                out.setdefault(code, set()).add(date.fromisoformat(str(value)))
+            except ValueError:
+                raise ValueError(f"holiday file {path}: key {key!r}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
+    return {code: frozenset(days) for code, days in out.items()}
+
+
+def _fallback_is_session(calendar: xcals.ExchangeCalendar, day: date) -> bool:
+    return calendar.weekmask[day.weekday()] == "1" and day not in user_holidays(calendar.name)
+
+
+def _fallback_minutes(calendar: xcals.ExchangeCalendar, day: date) -> list[datetime]:
+    """The left-side minute stamps (UTC) of a regular session of the calendar on `day`: its current
+    open and close times, less its lunch break (as exchange_calendars' session_minutes gives them)."""
+    zone = ZoneInfo(str(calendar.tz))
+
+    def at(times, offset: int = 0) -> datetime | None:
+        if not times:
+            return None
+        return datetime.combine(day + timedelta(days=offset), times[-1][1], zone).astimezone(timezone.utc)
+
+    start, end = at(calendar.open_times, calendar.open_offset), at(calendar.close_times, calendar.close_offset)
+    pause, resume = at(calendar.break_start_times), at(calendar.break_end_times)
+    minutes, t, step = [], start, timedelta(minutes=1)
+    while t < end:
+        if pause is None or not pause <= t < resume:
+            minutes.append(t)
+        t += step
+    return minutes
 
 
 def is_trading_day(venue: str, day: date | datetime | str) -> bool:
-    """Whether the venue has a session on `day` (ValueError outside the calendar's bounds)."""
+    """Whether the venue has a session on `day` (ValueError before the calendar's first session;
+    provisional after its last: see the module docstring)."""
     calendar, day = calendar_for(venue), _day(day, "day")
     _check_bounds(venue, calendar, day)
+    if day > _known_until(calendar):
+        return _fallback_is_session(calendar, day)
     with _library():
         return day >= calendar.first_session.date() and bool(calendar.is_session(day.isoformat()))
 
 
 def trading_days(venue: str, start: date | datetime | str, end: date | datetime | str) -> list[date]:
-    """The venue's trading days in [start, end], both ends included (empty if end < start)."""
+    """The venue's trading days in [start, end], both ends included (empty if end < start); days
+    after the calendar's last session are provisional."""
     calendar = calendar_for(venue)
     first, last = _day(start, "start"), _day(end, "end")
     if last < first:
         return []
     _check_bounds(venue, calendar, first, last)
-    first = max(first, calendar.first_session.date())  # days before it (2000-01-01..03) are holidays
+    known = _known_until(calendar)
+    after = max(first, known + timedelta(days=1))
+    beyond = [after + timedelta(days=i) for i in range((last - after).days + 1)]
+    beyond = [d for d in beyond if _fallback_is_session(calendar, d)]
+    first, last = max(first, calendar.first_session.date()), min(last, known)  # 2000-01-01..03 are holidays
     if last < first:
-        return []
+        return beyond
     with _library():
-        return [ts.date() for ts in calendar.sessions_in_range(first.isoformat(), last.isoformat())]
+        return [ts.date() for ts in calendar.sessions_in_range(first.isoformat(), last.isoformat())] + beyond
 
 
 def session_minutes(venue: str, day: date | datetime | str, *, label: Label | None = None,
@@ -216,9 +332,12 @@ def session_minutes(venue: str, day: date | datetime | str, *, label: Label | No
     _check_bounds(venue, calendar, day)
     if not is_trading_day(venue, day):
         return []
-    with _library():
-        starts = calendar.session_minutes(day.isoformat()).tz_convert("UTC").to_pydatetime()
-    minutes = [t.replace(tzinfo=timezone.utc) for t in starts]  # left side: each bar's start
+    if day > _known_until(calendar):
+        minutes = _fallback_minutes(calendar, day)
+    else:
+        with _library():
+            starts = calendar.session_minutes(day.isoformat()).tz_convert("UTC").to_pydatetime()
+        minutes = [t.replace(tzinfo=timezone.utc) for t in starts]  # left side: each bar's start
     if label == "end":
         step = timedelta(minutes=1)
         minutes = [t + step for t in minutes]
@@ -229,7 +348,5 @@ def session_minutes(venue: str, day: date | datetime | str, *, label: Label | No
 
 def local_session_minutes(venue: str, day: date | datetime | str, **convention) -> list[datetime]:
     """:func:`session_minutes` as naive wall-clock times of the venue (how stock_1min_qfq stores them)."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(venue_timezone(venue))
     return [t.astimezone(zone).replace(tzinfo=None) for t in session_minutes(venue, day, **convention)]

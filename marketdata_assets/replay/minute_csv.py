@@ -39,19 +39,15 @@ def trading_minutes(day: date, first_bar: time = time(9, 31)) -> list[datetime]:
 
 def trading_days(start: date, count: int, venue: str = "SSE") -> list[date]:
     """The first `count` trading days from `start` on, by the exchange calendar (lib/calendars:
-    weekends AND holidays skipped, as real files have no bars on 2026-10-01). Past the last year the
-    installed exchange-calendars knows, weekdays (replay data only; the completeness check names
-    such a month as beyond the calendar)."""
+    weekends AND holidays skipped, as real files have no bars on 2026-10-01; past the last year the
+    installed exchange-calendars knows, its provisional weekdays minus MARKETDATA_HOLIDAYS_FILE)."""
     from marketdata_assets.lib import calendars
 
-    last_known = calendars.calendar_for(venue).last_session.date()
-    days = calendars.trading_days(venue, start, min(last_known, start + timedelta(days=2 * count + 30)))[:count] \
-        if start <= last_known else []
-    d = max(start, last_known + timedelta(days=1))
+    days: list[date] = []
     while len(days) < count:
-        if d.weekday() < 5:
-            days.append(d)
-        d += timedelta(days=1)
+        end = start + timedelta(days=2 * (count - len(days)) + 30)
+        days += calendars.trading_days(venue, start, end)[:count - len(days)]
+        start = end + timedelta(days=1)
     return days
 
 

@@ -380,3 +380,34 @@ def test_a_bars_asset_run_alone_on_a_fresh_database_bootstraps_the_store_first(b
                                                                                         truth.height)
     else:
         assert meta["aggregation"].startswith("table refreshed per month with time_bucket and first/last")
+
+
+def test_a_month_past_the_library_s_calendar_is_a_provisional_warn_and_drawn_so(bars_env, monkeypatch):
+    """complete_minutes in Dagster when exchange-calendars' XSHG ends inside the month (as it ends on
+    2026-12-31 for 2027's months; simulated on 2026-01-15, as no 2027 month can be judged before it
+    starts): complete bars give a WARN naming the library version and the provisional days, and
+    bars_coverage lists those days."""
+    from importlib.metadata import version
+
+    known = calendars._known_until
+    monkeypatch.setattr(calendars, "_known_until", lambda cal: min(known(cal), date(2026, 1, 15))
+                        if cal.name == "XSHG" else known(cal))
+    jan = [d for d in DAYS if d.month == 1]
+    for i, code in enumerate(("600000.SH", "000001.SZ")):
+        fx.write_text(bars_env / f"{code}.csv", fx.render(fx.make_bars(code, jan, seed=i), "cn_minute"))
+    materialize(["bar_store"], tags=None)
+    result = materialize(["stock_1min_qfq", "bars_coverage"], with_checks=True, tags={"dagster/partition": "2026-01-01"})
+    assert result.success
+    found = {e.check_name: e for e in result.get_asset_check_evaluations()
+             if e.asset_key.to_user_string() == "stock_1min_qfq"}
+    grid = found["complete_minutes"]
+    later = [d for d in jan if d > date(2026, 1, 15)]
+    assert (grid.passed, grid.severity, grid.partition) == (False, dg.AssetCheckSeverity.WARN, "2026-01-01")
+    assert grid.description.startswith(f"provisional: exchange-calendars {version('exchange-calendars')} knows XSHG "
+                                       "sessions only until 2026-01-15")
+    assert f"Days judged provisionally: {', '.join(f'{d:%m-%d}' for d in later)}. 2026-01: 2 codes x {len(jan)} " \
+           "trading days" in grid.description and grid.description.endswith(": complete")
+    assert grid.metadata["provisional_days"].value == [str(d) for d in later]
+    assert found["no_unit_stretch"].passed
+    (drawn,) = metadata(result, "bars_coverage")["coverage"]
+    assert drawn["provisional_days"] == [str(d) for d in later] and drawn["overall_percent"] == 100

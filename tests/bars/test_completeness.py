@@ -8,10 +8,10 @@ trading days; Friday 2026-09-25 is the Mid-Autumn holiday.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from marketdata_assets.lib import calendars
 from marketdata_assets.lib.bars import completeness, loader
@@ -145,10 +145,44 @@ def test_month_in_progress_is_judged_up_to_yesterday(minute_store, tmp_path):
     assert result.passed  # today's half-loaded day is not judged yet
 
 
-def test_a_month_the_calendar_does_not_know_raises(minute_store):
-    beyond = calendars.calendar_for("SSE").last_session.date() + timedelta(days=400)
-    with pytest.raises(calendars.OutOfCalendar, match="outside the XSHG calendar of venue 'SSE'"):
-        completeness.check_month(minute_store, beyond, as_of=beyond + timedelta(days=62))
+def test_a_2027_month_is_judged_provisionally_with_a_warn(minute_store, tmp_path, monkeypatch):
+    """January 2027 (the year after the last the installed exchange-calendars knows for XSHG): the
+    weekdays minus the holiday file are the grid, and whatever is found the verdict is a WARN naming
+    the library version to upgrade and the days judged provisionally, never an error."""
+    year = max(2027, calendars.last_known_session("SSE").year + 1)
+    month, as_of = date(year, 1, 1), date(year, 2, 1)
+    holidays = tmp_path / "holidays.yaml"
+    holidays.write_text(f"XSHG: [{year}-01-01]\n")
+    monkeypatch.setenv("MARKETDATA_HOLIDAYS_FILE", str(holidays))
+    days = calendars.trading_days("SSE", month, date(year, 1, 31))
+    assert month not in days and len(days) == sum(date(year, 1, d).weekday() < 5 for d in range(2, 32))
+    drop(minute_store, tmp_path, fx.make_bars("600000.SH", days, seed=1), "600000.SH.csv")
+    drop(minute_store, tmp_path, fx.make_bars("000001.SZ", days, seed=2), "000001.SZ.csv")
+
+    complete = completeness.check_month(minute_store, month, as_of=as_of)
+    assert (complete.severity, complete.passed, complete.trading_days) == ("WARN", False, len(days))
+    assert (complete.bars, complete.expected_bars, complete.partial, complete.missing_days) == \
+        (2 * 240 * len(days), 2 * 240 * len(days), [], [])
+    text = complete.description()
+    assert text.startswith(f"provisional: exchange-calendars {version('exchange-calendars')} knows XSHG sessions "
+                           f"only until {calendars.last_known_session('SSE')}; later days are judged as weekdays "
+                           f"minus the holidays of {holidays}. Upgrade exchange-calendars")
+    assert f"Days judged provisionally: {', '.join(f'{d:%m-%d}' for d in days)}." in text
+    assert text.endswith(f"{year}-01: 2 codes x {len(days)} trading days, {complete.bars:,} of {complete.bars:,} "
+                         "expected bars: complete")
+    meta = complete.metadata()
+    assert meta["provisional_days"] == [str(d) for d in days] and "exchange-calendars" in meta["calendar"]
+
+    # a hole on a provisional day is listed, still a WARN; without the holiday file New Year's Day is
+    # a weekday without bars: a missing day, a WARN too
+    holed = without(fx.make_bars("600000.SH", days, seed=1), days[2], time(10, 1), time(10, 5))
+    drop(minute_store, tmp_path, holed, "600000.SH.csv")
+    monkeypatch.delenv("MARKETDATA_HOLIDAYS_FILE")
+    found = completeness.check_month(minute_store, month, as_of=as_of)
+    assert found.severity == "WARN" and found.missing_days == ([month] if month.weekday() < 5 else [])
+    assert [(c.code, c.day, c.missing, c.stamps) for c in found.partial] == [("600000.SH", days[2], 5, "10:01-10:05")]
+    assert "MARKETDATA_HOLIDAYS_FILE is not set" in found.description()
+    assert f"600000.SH {days[2]} 5 missing (10:01-10:05)" in found.description()
 
 
 def test_a_month_without_bars_fails_but_a_month_not_started_passes(minute_store):

@@ -29,6 +29,19 @@ def test_expected_bars_follow_each_venue():
     assert cov.expected_bars("NMS", date(2024, 11, 29)) == 210  # the day after Thanksgiving: a half day
 
 
+def test_days_after_the_library_s_calendar_expect_the_provisional_session_and_say_so():
+    from marketdata_assets.lib import calendars
+
+    year = max(2027, calendars.last_known_session("SSE").year + 1)
+    tuesday = next(date(year, 1, d) for d in range(4, 11) if date(year, 1, d).weekday() == 1)
+    saturday = next(date(year, 1, d) for d in range(1, 8) if date(year, 1, d).weekday() == 5)
+    # an exchange day past its calendar is still an exchange day (before: "no calendar", so 1,440 as crypto)
+    assert (cov.expected_bars("SSE", tuesday), cov.expected_bars("SZSE", saturday)) == (241, None)
+    (note,) = cov.provisional_notes({"SSE", "SZSE", "BINANCE", "OKX"}, tuesday)
+    assert note.startswith("provisional: exchange-calendars ") and "knows XSHG sessions only until" in note
+    assert cov.provisional_notes({"SSE", "BINANCE"}, calendars.last_known_session("SSE")) == []
+
+
 def test_the_grid_rates_each_day_and_sorts_the_worst_first():
     first, last = date(2025, 6, 4), date(2025, 6, 6)
     stored = {("BINANCE", "BTCUSDT"): {first: 1440, date(2025, 6, 5): 720, last: 1440},

@@ -122,3 +122,30 @@ def test_yahoo_null_minutes_are_counted_per_day_and_explain_the_missing_ones(sto
         assert outcomes[day].rows == 510 - dropped
     results = check(store, "YAHOO", days)
     assert {k: r.violations for k, r in results.items()} == {str(days[0]): 0, str(days[1]): 0}
+
+
+def test_a_2027_day_is_judged_on_the_provisional_grid_and_listed_as_such(store):
+    """A day of the year after the last the installed exchange-calendars knows for XSHG: the replay's
+    bars match the provisional grid (a weekday, the regular 241 Tushare bars), and the scope lists
+    the venue-days judged provisionally (the Dagster check makes them a WARN)."""
+    year = max(2027, calendars.last_known_session("SSE").year + 1)
+    day = next(date(year, 1, d) for d in range(4, 11) if date(year, 1, d).weekday() == 1)  # a Tuesday
+    assert calendars.is_provisional("SSE", day)
+    with StocksReplayServer() as server:
+        def client():
+            return TushareClient(server.base_url, "token", requests_per_minute=60_000, retry=FAST)
+        keys = [SliceKey("bars_1m", "SSE", "600000.SH", day), SliceKey("bars_1m", "SZSE", "000001.SZ", day)]
+        report = load(store, tushare_feeds.feeds(client, keys, workers=2, attempts=1)[:1], "replayed 2027")
+    assert {o.rows for o in report.outcomes.values()} == {241}
+    with store.get_client() as client:
+        scope = minute_grid(client, store.database, source_scope(store.database, "bars_1m", "TUSHARE", [day]),
+                            tushare_feeds.session_bar_opens)
+        assert scope.provisional == (("SSE", day), ("SZSE", day))
+        assert {k: r.violations for k, r in count(client, store.database, MINUTES_COMPLETE, scope).items()} == \
+            {str(day): 0}
+    # a hole is still found on the provisional grid
+    full = stored(store, keys[0])
+    rewrite(store, keys[0], full.filter(pl.col("ts").dt.hour() != 2), "holed")
+    (result,) = check(store, "TUSHARE", [day]).values()
+    (row,) = shown(result)
+    assert result.violations == 1 and (row["instrument"], row["expected_bars"], row["missing_bars"]) == ("600000.SH", 241, 60)

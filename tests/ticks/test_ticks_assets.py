@@ -605,3 +605,30 @@ def test_tushare_null_data_fails_its_code_day_and_keeps_the_stored_slice(stock_s
     assert "SSE:600036.SH 2025-06-05 bars_1m" in meta["failures"] and "`data` is null" in meta["failures"]
     assert_frame_equal(view_rows(stocks["clickhouse"], "bars_1m", "SSE", "600036.SH", STOCK_DAY), before)
     assert view_rows(stocks["clickhouse"], "bars_1m", "SZSE", "000001.SZ", STOCK_DAY).height == 241
+
+
+def test_a_day_after_the_library_s_calendar_is_a_provisional_warn(stock_server, stocks, instance, monkeypatch):
+    """A partition the installed exchange-calendars does not know (as when XSHG ends on 2026-12-31 and
+    the day is in 2027; simulated by ending XSHG the day before STOCK_DAY, since Dagster has no 2027
+    partition yet): the bars load, minutes_complete judges them on the provisional grid and reports
+    a WARN naming the library version to upgrade and the day, not a pass and not an error."""
+    from importlib.metadata import version
+
+    from marketdata_assets.lib import calendars
+
+    known = calendars._known_until
+    monkeypatch.setattr(calendars, "_known_until", lambda cal: min(known(cal), STOCK_DAY - timedelta(days=1))
+                        if cal.name == "XSHG" else known(cal))
+    result = materialize(instance, stocks, ["a_share_bars_1m"], partition_key=str(STOCK_DAY),
+                         config={"a_share_ticks": {"instruments": A_SHARES[:3] + A_SHARES[-2:]}})
+    assert result.success and metadata(result, "a_share_bars_1m")["rows"] == 5 * 241
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()
+              if e.asset_key.to_user_string() == "a_share_bars_1m"}
+    grid = checks["minutes_complete"]
+    assert (grid.passed, grid.severity, grid.partition) == (False, dg.AssetCheckSeverity.WARN, str(STOCK_DAY))
+    assert grid.description.startswith(
+        f"provisional: exchange-calendars {version('exchange-calendars')} knows XSHG sessions only until "
+        f"{STOCK_DAY - timedelta(days=1)}; later days are judged as weekdays minus ")
+    assert f"({STOCK_DAY} judged provisionally)" in grid.description
+    assert grid.metadata["violations"].value == 0 and "Upgrade exchange-calendars" in grid.metadata["calendar"].value
+    assert all(c.passed for name, c in checks.items() if name != "minutes_complete")  # the other rules as ever

@@ -45,7 +45,8 @@ MINUTE_CHECKS = {
     "complete_minutes": (completeness.check_month,
                          ("Every code that traded in the month has every session minute (XSHG calendar, bars labelled "
                           "by their end) on every trading day: missing minutes and off-session bars ERROR; suspended "
-                          "code-days and closing-auction (14:58/14:59) gaps WARN.")),
+                          "code-days and closing-auction (14:58/14:59) gaps WARN; so does a month past the last session the "
+                          "installed exchange-calendars knows (judged provisionally: upgrade it).")),
     "no_unit_stretch": (units.check_minutes,
                         ("No stretch of bars at ~100x (or 1/100) the scale around it that reverts: WARN naming code, "
                          "first and last bar (a lone x100 move is listed, not flagged).")),
@@ -84,7 +85,7 @@ def _judge(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
             for name in names:
                 try:
                     found = checks[name][0](conn, date.fromisoformat(partition))
-                except calendars.OutOfCalendar as error:  # beyond the installed exchange-calendars' years
+                except calendars.OutOfCalendar as error:  # before the calendar's first session (2000)
                     yield dg.AssetCheckEvaluation(asset_key=asset_key, check_name=name, passed=False,
                                                   severity=dg.AssetCheckSeverity.WARN, partition=partition,
                                                   description=f"cannot judge {partition[:7]}: {error}")

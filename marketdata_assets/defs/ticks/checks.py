@@ -31,6 +31,7 @@ from marketdata_assets.defs.ticks.partitions import (
     yahoo_days,
 )
 from marketdata_assets.defs.ticks.resources import load_providers_config
+from marketdata_assets.lib import calendars
 from marketdata_assets.lib.markdown import table
 from marketdata_assets.lib.ticks.checks import (
     BARS_CONSISTENT,
@@ -74,10 +75,10 @@ def _targets(instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[st
 
 
 def record(context: dg.AssetCheckExecutionContext, outcomes: Mapping[str, tuple[bool, dict, str]],
-           severity: str = "ERROR") -> Iterator:
+           severity: str = "ERROR", severities: Mapping[str, str] | None = None) -> Iterator:
     """The check's (empty) output, then one evaluation per partition of the run (a range run too):
-    `outcomes[partition key]` = (passed, metadata, description). A returned AssetCheckResult would
-    carry no partition when the run has several."""
+    `outcomes[partition key]` = (passed, metadata, description), with `severity` (or the partition's
+    own in `severities`). A returned AssetCheckResult would carry no partition when the run has several."""
     (spec,) = context.check_specs
     keys = [str(k) for k in context.partition_keys]
     targets = _targets(context.instance, spec.asset_key, keys)
@@ -87,13 +88,17 @@ def record(context: dg.AssetCheckExecutionContext, outcomes: Mapping[str, tuple[
         yield dg.AssetCheckEvaluation(asset_key=spec.asset_key, check_name=spec.name,
                                       passed=passed, metadata=metadata,
                                       target_materialization_data=targets.get(key),
-                                      severity=dg.AssetCheckSeverity(severity), description=description,
+                                      severity=dg.AssetCheckSeverity((severities or {}).get(key, severity)),
+                                      description=description,
                                       blocking=spec.blocking, partition=key)
 
 
 def evaluate(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource, rule: Rule, scope: Scope,
-             checked: Callable[[str], str] = str) -> Iterator:
-    """`record` of the rule's violations in each partition's loads, with a sample in the metadata."""
+             checked: Callable[[str], str] = str, provisional: Mapping[str, str] | None = None) -> Iterator:
+    """`record` of the rule's violations in each partition's loads, with a sample in the metadata.
+    A partition in `provisional` (key -> what to upgrade) was judged on a provisional calendar:
+    it is a WARN saying so, whatever was found."""
+    provisional = provisional or {}
     keys = [str(k) for k in context.partition_keys]
     with clickhouse.get_client() as client:
         results = count(client, clickhouse.database, rule, scope)
@@ -105,7 +110,10 @@ def evaluate(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResou
         if result.sample:
             metadata["sample"] = dg.MetadataValue.md(table(result.sample_columns, result.sample))
         outcomes[key] = (result.violations == 0, metadata, rule.description)
-    yield from record(context, outcomes, rule.severity)
+        if key in provisional:
+            metadata["calendar"] = provisional[key]
+            outcomes[key] = (False, metadata, f"{provisional[key]}. {rule.description}")
+    yield from record(context, outcomes, rule.severity, {key: "WARN" for key in provisional})
 
 
 def _crypto_check(asset: str, rule: Rule, partitions_def) -> dg.AssetChecksDefinition:
@@ -124,9 +132,19 @@ def _stock_check(asset: str, rule: Rule, source: str, partitions_def) -> dg.Asse
         if rule is MINUTES_COMPLETE:
             with clickhouse.get_client() as client:
                 scope = minute_grid(client, clickhouse.database, scope, SESSION_BAR_OPENS[source])
-        yield from evaluate(context, clickhouse, rule, scope)
+        yield from evaluate(context, clickhouse, rule, scope, provisional=provisional_partitions(scope))
 
     return check
+
+
+def provisional_partitions(scope: Scope) -> dict[str, str]:
+    """Day partition ('YYYY-MM-DD') -> what its provisional calendar days say (calendars.provisional_note),
+    for the venue-days `minute_grid` judged after a calendar's last known session."""
+    notes: dict[str, dict[str, str]] = {}  # one note per calendar (NYSE, NMS, ... are all XNYS)
+    for venue, day in scope.provisional:
+        notes.setdefault(day.isoformat(), {})[calendars.calendar_code(venue)] = calendars.provisional_note(venue)
+    return {key: "; ".join(f"{text} ({key} judged provisionally)" for text in by_code.values())
+            for key, by_code in notes.items()}
 
 
 def _snapshot_check(asset: str, rule: Rule, partitions_def=crypto_instruments) -> dg.AssetChecksDefinition:

@@ -31,7 +31,9 @@ def ticks_coverage(context: dg.AssetExecutionContext, config: CoverageConfig,
     last = datetime.now(timezone.utc).date() - timedelta(days=1)
     first = last - timedelta(days=max(1, config.days) - 1)
     with clickhouse.get_client() as client:
-        grid = cov.coverage(cov.bars_per_day(client, clickhouse.database, first, last), first, last)
+        stored = cov.bars_per_day(client, clickhouse.database, first, last)
+    grid = cov.coverage(stored, first, last)
+    provisional = cov.provisional_notes({venue for venue, _ in stored}, last)
     shown = grid.rows[:SHOWN_ROWS]
     svg = heatmap_svg(f"1-minute bars stored, {first}..{last} (worst {len(shown)} of {len(grid.rows)})", shown,
                       [f"{d:%m-%d}" for d in grid.days], grid.cells[:SHOWN_ROWS])
@@ -45,4 +47,5 @@ def ticks_coverage(context: dg.AssetExecutionContext, config: CoverageConfig,
         "by_instrument": dg.MetadataValue.md(table(["instrument", "bars stored %"],
                                                    ((k, f"{100 * p:.2f}") for k, p in grid.percent.items()),
                                                    limit=500)),
+        **({"calendar": "; ".join(provisional)} if provisional else {}),
     })

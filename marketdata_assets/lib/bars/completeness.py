@@ -30,7 +30,11 @@ what the exchange traded: first/last prices and sums of the K-line can be wrong,
 start-labelled or UTC file shows up exactly this way. WARN when the only findings are
 suspended code-days or closing-auction gaps: both are normal in A-share data (suspensions happen
 every month; 14:58/14:59 carry no trade) but can also hide a missing file, so they are listed for a
-look and do not fail the partition. Nothing found: passed.
+look and do not fail the partition. Nothing found: passed. **Provisional days** (after the last
+session the installed exchange-calendars knows, lib/calendars): judged on weekdays minus the user's
+holiday file, so a finding there is at most a WARN, and a month with such days is a WARN even when
+nothing is found, naming the library version to upgrade and the days (findings on known days keep
+their severity).
 
 **How it is computed** (fast enough for 5,000 codes x a month, ~26M rows): one pass over the month's
 rows, hash-joined to the grid (a few thousand stamps) and grouped per code and day into a temporary
@@ -76,6 +80,11 @@ class Grid:
     days: list[date]  # trading days in [start, end)
     stamps: list[datetime]
     kinds: list[str]
+    known_until: date  # the calendar's last known session: later days are provisional
+
+    @property
+    def provisional_days(self) -> list[date]:
+        return [d for d in self.days if d > self.known_until]
 
 
 def month_window(month: date, as_of: date | None = None, venue: str = "SSE") -> tuple[date, date]:
@@ -103,7 +112,7 @@ def expected_grid(venue: str, start: date, end: date) -> Grid:
                 kind = REQUIRED
             stamps.append(stamp)
             kinds.append(kind)
-    return Grid(venue, start, end, days, stamps, kinds)
+    return Grid(venue, start, end, days, stamps, kinds, calendars.last_known_session(venue))
 
 
 # --- SQL ----------------------------------------------------------------------------------------
@@ -212,6 +221,9 @@ class MonthCompleteness:
     off_session: list[CodeDay] = field(default_factory=list)  # off_session and off_calendar code-days
     missing_days: list[date] = field(default_factory=list)
     seconds: float = 0.0
+    known_until: date | None = None  # the calendar's last known session, when the window goes past it
+    provisional_days: list[date] = field(default_factory=list)  # trading days judged provisionally
+    calendar_note: str = ""  # calendars.provisional_note: what to upgrade
 
     @property
     def missing_minutes(self) -> int:
@@ -228,9 +240,10 @@ class MonthCompleteness:
     @property
     def severity(self) -> str | None:
         """"ERROR", "WARN" or None (passed): see the module docstring."""
-        if self.partial or self.off_session or self.missing_days:
+        errors = [c.day for c in self.partial + self.off_session] + self.missing_days
+        if any(self.known_until is None or day <= self.known_until for day in errors):
             return "ERROR"
-        if self.suspended or self.auction_gaps:
+        if errors or self.suspended or self.auction_gaps or self.known_until is not None:
             return "WARN"
         return None
 
@@ -239,7 +252,13 @@ class MonthCompleteness:
         return self.severity is None
 
     def description(self, limit: int = 4) -> str:
-        """One specific sentence naming codes and days."""
+        """One specific sentence naming codes and days (after what is provisional, if anything)."""
+        if self.known_until is None:
+            return self._findings(limit)
+        days = ", ".join(f"{d:%m-%d}" for d in self.provisional_days) or "none"
+        return f"{self.calendar_note}. Days judged provisionally: {days}. {self._findings(limit)}"
+
+    def _findings(self, limit: int) -> str:
         if self.trading_days == 0 and self.codes == 0:
             return f"{self.month:%Y-%m}: no trading day to judge yet"
         if self.codes == 0:
@@ -287,6 +306,9 @@ class MonthCompleteness:
             "suspended_code_days": len(self.suspended), "off_session_bars": self.off_session_bars,
             "missing_days": [str(d) for d in self.missing_days], "seconds": self.seconds,
         }
+        if self.known_until is not None:
+            out["provisional_days"] = [str(d) for d in self.provisional_days]
+            out["calendar"] = self.calendar_note
         if self.partial:
             out["partial"] = markdown_table(["code", "day", "missing", "closing auction", "first missing"],
                                             ([c.code, c.day, c.missing, c.auction_missing, c.stamps]
@@ -331,12 +353,15 @@ def build_code_days(conn: psycopg.Connection, grid: Grid, table: str = MINUTE_TA
 def check_month(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as_of: date | None = None,
                 table: str = MINUTE_TABLE, sample: int = SAMPLE) -> MonthCompleteness:
     """Judge the minute bars of `month` (see the module docstring). Read-only: runs in a transaction
-    that is rolled back (its temporary tables go with it). Raises calendars.OutOfCalendar when the
-    venue's calendar does not know the month (upgrade exchange-calendars)."""
+    that is rolled back (its temporary tables go with it). Days after the calendar's last known
+    session are judged provisionally (see the module docstring); calendars.OutOfCalendar before its first."""
     started = _time.monotonic()
     start, end = month_window(month, as_of, venue)
     grid = expected_grid(venue, start, end)
     result = MonthCompleteness(month=start, start=start, end=end, trading_days=len(grid.days))
+    if end - timedelta(days=1) > grid.known_until:
+        result.known_until, result.provisional_days = grid.known_until, grid.provisional_days
+        result.calendar_note = calendars.provisional_note(venue)
     ident = table_identifier(table)
     with conn.transaction(force_rollback=True):
         build_code_days(conn, grid, table)

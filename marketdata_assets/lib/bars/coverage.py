@@ -15,6 +15,7 @@ from datetime import date
 
 import psycopg
 
+from marketdata_assets.lib import calendars
 from marketdata_assets.lib.bars import completeness
 from marketdata_assets.lib.bars.kline import MINUTE_TABLE
 from marketdata_assets.lib.charts import heatmap_svg, svg_markdown_image
@@ -67,6 +68,8 @@ class MonthCoverage:
     worst: list[CodeRow] = field(default_factory=list)
     others: list[float | None] = field(default_factory=list)  # the band: the other codes' mean per day
     others_count: int = 0
+    provisional_days: list[date] = field(default_factory=list)  # judged on a provisional calendar
+    calendar_note: str = ""  # what to upgrade (calendars.provisional_note), when there are such days
 
     def svg(self) -> str:
         rows = [r.code for r in self.worst] + ([f"all other {self.others_count:,} codes"] if self.others_count else [])
@@ -81,7 +84,9 @@ class MonthCoverage:
             shares = [s for s in self.others if s is not None]
             lines.append((f"all other {self.others_count:,} codes",
                           f"{100 * sum(shares) / len(shares):.2f}" if shares else "", "", "", ""))
-        return (svg_markdown_image(self.svg(), f"{self.month:%Y-%m} coverage") + "\n\n"
+        note = (f"**{self.calendar_note}** (days {', '.join(f'{d:%m-%d}' for d in self.provisional_days)})\n\n"
+                if self.provisional_days else "")
+        return (svg_markdown_image(self.svg(), f"{self.month:%Y-%m} coverage") + "\n\n" + note
                 + table(["code", "bars present %", "partial days", "days without bars", "off-session bars"], lines))
 
     def as_json(self) -> dict:
@@ -89,7 +94,8 @@ class MonthCoverage:
                 "complete_codes": self.complete_codes, "overall_percent": round(100 * self.overall, 3),
                 "rows": {r.code: [None if s is None else round(100 * s, 2) for s in r.cells] for r in self.worst},
                 "others": {"codes": self.others_count,
-                           "percent": [None if s is None else round(100 * s, 2) for s in self.others]}}
+                           "percent": [None if s is None else round(100 * s, 2) for s in self.others]},
+                "provisional_days": [str(d) for d in self.provisional_days]}
 
 
 def month_coverage(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as_of: date | None = None,
@@ -97,7 +103,9 @@ def month_coverage(conn: psycopg.Connection, month: date, *, venue: str = "SSE",
     """The month's coverage (read-only): the `worst` incomplete codes and the band of all others."""
     start, end = completeness.month_window(month, as_of, venue)
     grid = completeness.expected_grid(venue, start, end)
-    result = MonthCoverage(start, grid.days)
+    result = MonthCoverage(start, grid.days, provisional_days=grid.provisional_days)
+    if result.provisional_days:
+        result.calendar_note = calendars.provisional_note(venue)
     with conn.transaction(force_rollback=True):
         completeness.build_code_days(conn, grid, table_name)
         conn.execute(_CELLS)

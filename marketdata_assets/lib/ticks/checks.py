@@ -7,10 +7,10 @@ returns, per partition, the violations, the rows checked and a sample."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from marketdata_assets.lib import plausibility
+from marketdata_assets.lib import calendars, plausibility
 from marketdata_assets.lib.identifiers import clickhouse_database
 from marketdata_assets.lib.ticks.engine import SliceKey
 from marketdata_assets.lib.ticks.frames import spec_for
@@ -199,28 +199,33 @@ MINUTES_COMPLETE = Rule(
 
 def minute_grid(client, database: str, scope: Scope, expected: Callable[[str, date], list[datetime]]) -> Scope:
     """`scope` with the parameters `MINUTES_COMPLETE` reads: `expected(venue, day)`, the bar opens a
-    full day has, for each venue-day the scope holds; a venue without a calendar (or a day outside
-    it) is left out of the check."""
+    full day has, for each venue-day the scope holds; a venue without a calendar (or a day before
+    it) is left out of the check. Days after a calendar's last known session are judged on its
+    provisional grid (lib/calendars) and listed in the returned scope's `provisional`."""
     rows = client.query(f"WITH scope AS ({scope.sql}) SELECT DISTINCT venue, day FROM {clickhouse_database(database)}.active_loads "
                         "WHERE load_id IN (SELECT load_id FROM scope)", parameters=scope.params).result_rows
-    keys, minutes = [], []
+    keys, minutes, provisional = [], [], []
     for venue, day in rows:
         try:
             opens = expected(venue, day)
-        except ValueError:  # no calendar for the venue, or a day outside it
+            if calendars.is_provisional(venue, day):
+                provisional.append((venue, day))
+        except ValueError:  # no calendar for the venue, or a day before it
             continue
         keys.append(f"{venue}|{day.isoformat()}")
         minutes.append([int(t.timestamp()) for t in opens])
-    return Scope(scope.sql, {**scope.params, "grid_keys": keys, "grid_minutes": minutes})
+    return Scope(scope.sql, {**scope.params, "grid_keys": keys, "grid_minutes": minutes}, tuple(sorted(provisional)))
 
 
 
 @dataclass(frozen=True)
 class Scope:
     """The checked loads: `sql` selects (load_id, partition_key), the Dagster partition each load
-    belongs to; `params` are its query parameters."""
+    belongs to; `params` are its query parameters; `provisional` the (venue, day)s `minute_grid`
+    judged on a provisional calendar (after the last session exchange-calendars knows)."""
     sql: str
     params: dict
+    provisional: tuple[tuple[str, date], ...] = ()
 
 
 def slice_scope(database: str, dataset: str, slices: Iterable[SliceKey]) -> Scope:
@@ -257,7 +262,7 @@ def latest_scope(database: str, dataset: str, partition_keys) -> Scope:
 
 def with_params(scope: Scope, **params) -> Scope:
     """The scope with more query parameters (a rule's own, e.g. FUNDING_INSIDE_CAP's `caps`)."""
-    return Scope(scope.sql, {**scope.params, **params})
+    return replace(scope, params={**scope.params, **params})
 
 
 @dataclass(frozen=True)

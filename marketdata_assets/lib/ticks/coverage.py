@@ -4,11 +4,12 @@ calendar for an exchange, none on a day it is closed), as a grid for the coverag
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
+from marketdata_assets.lib import calendars
 from marketdata_assets.lib.identifiers import sql_identifier
 from marketdata_assets.lib.ticks.frames import spec_for
 from marketdata_assets.lib.ticks.sources.tushare.feeds import session_bar_opens as a_share_bar_opens
@@ -27,6 +28,19 @@ def expected_bars(venue: str, day: date) -> int | None:
         return len(opens(venue, day)) or None
     except ValueError:  # no calendar: a 24/7 venue
         return FULL_DAY
+
+
+def provisional_notes(venues: Iterable[str], last: date) -> list[str]:
+    """One note (calendars.provisional_note) per calendar of `venues` whose last known session is
+    before `last`: its days after that are expected on a provisional calendar. Crypto venues: none."""
+    notes = {}
+    for venue in venues:
+        try:
+            if calendars.is_provisional(venue, last):
+                notes[calendars.calendar_code(venue)] = calendars.provisional_note(venue)
+        except ValueError:  # no calendar: a 24/7 venue
+            continue
+    return sorted(notes.values())
 
 
 @dataclass(frozen=True)
