@@ -40,6 +40,34 @@ TEST_TIMESCALE_DB = worker_name("marketdata_test")
 TEST_DAGSTER_DB = worker_name("dagster_test")
 
 
+def allow_future_until(monkeypatch, day) -> None:
+    """A test that stores days which have not happened yet (the year after the last one a calendar
+    library knows) widens the plausibility rule's future tolerance to reach past `day`: otherwise
+    lib/plausibility rightly rejects those rows as stamped in the future."""
+    from datetime import datetime, timezone
+
+    minutes = (datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - datetime.now(timezone.utc))
+    monkeypatch.setenv("TIMESTAMP_FUTURE_TOLERANCE_MINUTES", str(max(0, int(minutes.total_seconds() // 60)) + 3 * 1440))
+
+
+def clear_stale_defs_state() -> None:
+    """Dagster keeps the defs-state storage of the instance last entered (`with instance:`) in a
+    context variable. An instance whose exit ran in another context (a finalizer, another task)
+    leaves it pointing at a disposed instance, and every later `defs()` of the process fails
+    ("Attempted to resolve undefined DagsterInstance weakref": seen in parallel runs, also between
+    two materializations of one test). Clear such a storage, with a warning naming it."""
+    from dagster._core.storage.defs_state import base
+
+    storage = base.DefsStateStorage.get()
+    weakref = getattr(storage, "_instance_weakref", None)
+    if weakref is not None and weakref() is None:
+        import warnings
+
+        warnings.warn(f"Dagster's defs-state storage pointed at a disposed instance ({type(storage).__name__}): "
+                      "cleared", stacklevel=2)
+        base._current_storage.set(None)  # no token to reset to: this context's value is the stale one
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -125,32 +153,6 @@ def env(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _no_dead_defs_state_storage():
-    """Dagster keeps the defs-state storage of the instance last entered (`with instance:`) in a
-    context variable. An instance whose exit ran in another context (a finalizer, another task)
-    leaves it pointing at a disposed instance, and every later `defs()` of the process fails
-    ("Attempted to resolve undefined DagsterInstance weakref": once in a parallel CI run). Clear such
-    a storage before each test, with a warning naming it."""
-    from dagster._core.storage.defs_state import base
-
-    storage = base.DefsStateStorage.get()
-    weakref = getattr(storage, "_instance_weakref", None)
-    if weakref is not None and weakref() is None:
-        import warnings
-
-        warnings.warn(f"Dagster's defs-state storage pointed at a disposed instance ({type(storage).__name__}): "
-                      "cleared", stacklevel=1)
-        base._current_storage.set(None)  # no token to reset to: this context's value is the stale one
+    """Before each test: no defs-state storage of a disposed instance (clear_stale_defs_state)."""
+    clear_stale_defs_state()
     yield
-
-
-@pytest.fixture
-def private_postgres():
-    """A PostgreSQL + TimescaleDB server of this test alone, which the test may stop, kill and restart."""
-    from pathlib import Path
-
-    from tests.private_postgres import PrivatePostgres
-
-    # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
-    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
-    yield server
-    server.close()

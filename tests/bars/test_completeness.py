@@ -16,6 +16,7 @@ import polars as pl
 from marketdata_assets.lib import calendars
 from marketdata_assets.lib.bars import completeness, loader
 from marketdata_assets.replay import minute_csv as fx
+from tests.conftest import allow_future_until
 
 SEP = date(2026, 9, 1)
 SEP_DAYS = calendars.trading_days("SSE", SEP, date(2026, 9, 30))
@@ -154,6 +155,7 @@ def test_a_2027_month_is_judged_provisionally_with_a_warn(minute_store, tmp_path
     holidays = tmp_path / "holidays.yaml"
     holidays.write_text(f"XSHG: [{year}-01-01]\n")
     monkeypatch.setenv("MARKETDATA_HOLIDAYS_FILE", str(holidays))
+    allow_future_until(monkeypatch, as_of)
     days = calendars.trading_days("SSE", month, date(year, 1, 31))
     assert month not in days and len(days) == sum(date(year, 1, d).weekday() < 5 for d in range(2, 32))
     drop(minute_store, tmp_path, fx.make_bars("600000.SH", days, seed=1), "600000.SH.csv")

@@ -19,6 +19,7 @@ from marketdata_assets.lib.ticks.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.lib.ticks.sources.yahoo import YahooChartClient
 from marketdata_assets.lib.ticks.sources.yahoo import feeds as yahoo_feeds
 from marketdata_assets.replay.stocks import StocksReplayServer
+from tests.conftest import allow_future_until
 from tests.ticks.common import FAST
 
 UTC = timezone.utc
@@ -124,13 +125,14 @@ def test_yahoo_null_minutes_are_counted_per_day_and_explain_the_missing_ones(sto
     assert {k: r.violations for k, r in results.items()} == {str(days[0]): 0, str(days[1]): 0}
 
 
-def test_a_2027_day_is_judged_on_the_provisional_grid_and_listed_as_such(store):
+def test_a_2027_day_is_judged_on_the_provisional_grid_and_listed_as_such(store, monkeypatch):
     """A day of the year after the last the installed exchange-calendars knows for XSHG: the replay's
     bars match the provisional grid (a weekday, the regular 241 Tushare bars), and the scope lists
     the venue-days judged provisionally (the Dagster check makes them a WARN)."""
     year = max(2027, calendars.last_known_session("SSE").year + 1)
     day = next(date(year, 1, d) for d in range(4, 11) if date(year, 1, d).weekday() == 1)  # a Tuesday
     assert calendars.is_provisional("SSE", day)
+    allow_future_until(monkeypatch, day + timedelta(days=1))
     with StocksReplayServer() as server:
         def client():
             return TushareClient(server.base_url, "token", requests_per_minute=60_000, retry=FAST)
