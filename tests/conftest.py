@@ -156,3 +156,16 @@ def _no_dead_defs_state_storage():
     """Before each test: no defs-state storage of a disposed instance (clear_stale_defs_state)."""
     clear_stale_defs_state()
     yield
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL + TimescaleDB server of this test alone, which the test may stop, kill and restart."""
+    from pathlib import Path
+
+    from tests.private_postgres import PrivatePostgres
+
+    # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
+    yield server
+    server.close()
