@@ -24,7 +24,9 @@ another import stored it since) fails with a duplicate key and is merged into wh
 Batches are written by one background thread, in order, while the next batch is read, parsed and
 merged (the server is another process: its work and ours overlap); a batch whose alphas are still
 being written waits for that write before reading them. The first batches of a run are small, so
-the server starts early.
+the server starts early. `_Import` is the importing thread's side (read, check, queue, prepare a
+batch, quarantine, count), `_BatchStore` the writer's (a batch and its ledger entries, in a
+transaction or not).
 
 The ledger (`import_ledger`, in the regular database next to the data) has one entry per file:
 ``file, size, sha256, documents`` (1 imported, 0 filtered out by the mode), ``alpha_id, type,
@@ -473,62 +475,118 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
     if mode == "time_range" and not time_range:
         raise ValueError("import mode time_range needs time_range=(start, end)")
     started = time.monotonic()
-    stats = ImportStats()
-    targets = {"regular": db_regular[collection], "super": db_super[collection]}
-    ledger = db_regular[LEDGER]
+    store = _BatchStore(db_regular.client, {"regular": db_regular[collection], "super": db_super[collection]},
+                        db_regular[LEDGER], mode=mode, array_keys=array_keys, run_id=run_id,
+                        after_crash=after_crash, conflicts=conflicts)
     files = list(files)
-    # A file the ledger has never seen holds an alpha that is almost always new (its first fetch):
-    # it is inserted without reading the collection first, and merged after all if the insert
-    # finds it stored (duplicate key, see merge_late). That saves the first import a read per alpha.
-    ledgered = ledgered_files(db_regular, (name for name, _ in files)) if mode != "rebuild" else {}
-    since = {kind: newest_modified(coll) for kind, coll in targets.items()} if mode == "smart_merge" else {}
-    pending = {kind: _Pending() for kind in targets}
-    limits = {kind: min(batch_size, FIRST_BATCH) for kind in targets}
-    transactions = [True]  # until the server says it has none
-    real_root = os.path.realpath(landing_root) if landing_root is not None else None
+    run = _Import(store, files, db_regular=db_regular, mode=mode, time_range=time_range, batch_size=batch_size,
+                  quarantine_root=quarantine_root, landing_root=landing_root, on_progress=on_progress)
+    run.load(files)
+    stats = run.stats
+    stats.seconds = round(time.monotonic() - started, 3)
+    stats.seconds_waiting_for_conflicts = round(conflicts.waited_s, 3)
+    return stats
 
-    def reject(name: str, path: Path, reason: str) -> None:
-        entry = {"file": name, "reason": reason}
-        stats.quarantined.append(entry)
-        if quarantine_root is not None:
+
+class _Import:
+    """One import, in the importing thread: reads, checks and queues each file, prepares batches
+    (reads the stored alphas, merges) for the writer thread (`_BatchStore.write`), quarantines bad
+    files and keeps the statistics."""
+
+    def __init__(self, store: _BatchStore, files: list[tuple[str, Path]], *, db_regular: Database, mode: str,
+                 time_range: tuple[datetime, datetime] | None, batch_size: int, quarantine_root: Path | None,
+                 landing_root: Path | None, on_progress: Callable[[ImportStats], None] | None):
+        self.store, self.mode, self.time_range, self.batch_size = store, mode, time_range, batch_size
+        self.quarantine_root, self.landing_root, self.on_progress = quarantine_root, landing_root, on_progress
+        self.stats = ImportStats()
+        targets = store.targets
+        # A file the ledger has never seen holds an alpha that is almost always new (its first fetch):
+        # it is inserted without reading the collection first, and merged after all if the insert
+        # finds it stored (duplicate key, see _BatchStore.merge_late). That saves the first import a
+        # read per alpha.
+        self.ledgered = ledgered_files(db_regular, (name for name, _ in files)) if mode != "rebuild" else {}
+        self.since = {kind: newest_modified(coll) for kind, coll in targets.items()} if mode == "smart_merge" else {}
+        self.pending = {kind: _Pending() for kind in targets}
+        self.limits = {kind: min(batch_size, FIRST_BATCH) for kind in targets}
+        self.real_root = os.path.realpath(landing_root) if landing_root is not None else None
+        self.writer = _Writer(store.write, self.done)
+
+    def load(self, files: list[tuple[str, Path]]) -> None:
+        """Every file queued, every batch written (the last error of the writer raised here)."""
+        stats, writer, pending, limits = self.stats, self.writer, self.pending, self.limits
+        # JSON trees have no reference cycles: most of the parse time would be the cyclic GC's
+        with gc_paused():
             try:
-                quarantine(path, reason, quarantine_root, relative_to=landing_root)
+                for name, path in files:
+                    stats.files_seen += 1
+                    writer.check()
+                    try:
+                        kind = self.take(name, path)
+                    except Exception as error:  # noqa: BLE001 - whatever else is wrong with this one file
+                        self.reject(name, path, f"could not be imported: {type(error).__name__}: {error}")
+                        continue
+                    if kind is not None and (len(pending[kind].docs) >= limits[kind]
+                                             or len(pending[kind].files) >= 4 * limits[kind]):
+                        writer.submit(self.prepare(kind))
+                for kind, batch in pending.items():
+                    if batch.docs or batch.files:
+                        writer.submit(self.prepare(kind))
+                writer.wait()
+            finally:
+                writer.close()
+
+    def reject(self, name: str, path: Path, reason: str) -> None:
+        entry = {"file": name, "reason": reason}
+        self.stats.quarantined.append(entry)
+        if self.quarantine_root is not None:
+            try:
+                quarantine(path, reason, self.quarantine_root, relative_to=self.landing_root)
             except OSError as error:  # e.g. a read-only landing area: reported, and the import goes on
                 entry["reason"] = f"{reason} (not moved to the quarantine: {error})"
 
-    def take(name: str, path: Path) -> str | None:
+    def take(self, name: str, path: Path) -> str | None:
         """Read, check and queue one file; the collection it went to (None: skipped or quarantined)."""
         try:
-            data = read_landing_file(path, real_root)
+            data = read_landing_file(path, self.real_root)
         except UnreadableFile as error:
-            reject(name, path, str(error))
+            self.reject(name, path, str(error))
             return None
         sha = sha256_bytes(data)
-        if mode == "incremental" and sha in ledgered.get(name, ()):
-            stats.files_skipped += 1
+        if self.mode == "incremental" and sha in self.ledgered.get(name, ()):
+            self.stats.files_skipped += 1
             return None
         alpha, problem, notes = parse_alpha_file(data)
         problems, escape = ([problem], False) if problem else inspect_alpha(alpha)
         if not problems and (wrong_name := _name_problem(name, alpha["id"])):
             problems = [wrong_name]
         if problems:
-            reject(name, path, "; ".join(problems))
+            self.reject(name, path, "; ".join(problems))
             return None
         kind = collection_for(alpha)
-        keep = True
-        if mode == "time_range":
-            modified = date_sidecar(alpha).get("dateModified")
-            keep = modified is not None and time_range[0] <= modified < time_range[1]
-        elif mode == "smart_merge" and since.get(kind) is not None:
-            modified = date_sidecar(alpha).get("dateModified")
-            keep = modified is not None and modified > since[kind]
+        keep = self.keeps(alpha, kind)
         entry = {"file": name, "size": len(data), "sha256": sha, "documents": int(keep), "alpha_id": alpha["id"],
                  "type": alpha["type"], "month": month_of(alpha["dateCreated"])}
-        batch = pending[kind]  # everything above may fail for this file alone; below only records
+        # everything above may fail for this file alone; queueing only records
+        self.queue(kind, name, path, alpha, escape, keep, entry, notes)
+        return kind
+
+    def keeps(self, alpha: dict, kind: str) -> bool:
+        """Whether the mode imports this alpha (time_range, smart_merge: by its dateModified)."""
+        if self.mode == "time_range":
+            modified = date_sidecar(alpha).get("dateModified")
+            return modified is not None and self.time_range[0] <= modified < self.time_range[1]
+        if self.mode == "smart_merge" and self.since.get(kind) is not None:
+            modified = date_sidecar(alpha).get("dateModified")
+            return modified is not None and modified > self.since[kind]
+        return True
+
+    def queue(self, kind: str, name: str, path: Path, alpha: dict, escape: bool, keep: bool, entry: dict,
+              notes: list[str]) -> None:
+        stats, batch = self.stats, self.pending[kind]
         if keep:
             batch.docs[alpha["id"]] = (alpha, escape)  # the same alpha twice in one batch: the later file wins
             batch.sources[alpha["id"]] = (name, path)
-            if name in ledgered:
+            if name in self.ledgered:
                 batch.ledgered.add(alpha["id"])
         else:
             stats.alphas_filtered_out += 1
@@ -536,20 +594,34 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
         stats.files_imported += keep
         stats.files_keys_escaped += escape
         stats.flagged.extend({"file": name, "flag": note} for note in notes)
-        return kind
 
-    def prepare(kind: str) -> _Batch:
+    def prepare(self, kind: str) -> _Batch:
         """Read the stored documents of the pending alphas and merge (in the caller's thread)."""
-        batch, pending[kind] = pending[kind], _Pending()
-        limits[kind] = min(batch_size, limits[kind] * GROWTH)
-        ids = [alpha_id for alpha_id in batch.docs if alpha_id in batch.ledgered]
+        pending, self.pending[kind] = self.pending[kind], _Pending()
+        self.limits[kind] = min(self.batch_size, self.limits[kind] * GROWTH)
+        ids = [alpha_id for alpha_id in pending.docs if alpha_id in pending.ledgered]
         old: dict[str, tuple[dict, bool]] = {}
         if ids:
-            writer.wait_for(kind, ids)
-            old = stored_alphas(targets[kind], ids)
-        counts = {"inserted": 0, "merged": 0, "replaced": 0, "unchanged": 0}
-        docs, new, replace, counted, too_large = {}, {}, [], {}, {}
-        for alpha_id, (alpha, escape) in batch.docs.items():
+            self.writer.wait_for(kind, ids)
+            old = stored_alphas(self.store.targets[kind], ids)
+        batch = _Batch(kind, {}, {}, [], pending.files, {"inserted": 0, "merged": 0, "replaced": 0, "unchanged": 0},
+                       pending.sources, {})
+        for alpha_id, (size, count) in self.merge(pending, old, batch).items():
+            name, path = pending.sources[alpha_id]
+            what = "merged with the stored alpha, its document would be" if count == "merged" else "its document is"
+            self.reject(name, path, f"alpha {alpha_id}: {what} {size:,} bytes, over MongoDB's limit of "
+                                    f"{MAX_DOCUMENT_BYTES:,} bytes per document (file {name})")
+            batch.entries = [entry for entry in batch.entries if entry["file"] != name]
+            self.stats.files_imported -= 1
+        return batch
+
+    def merge(self, pending: _Pending, old: dict[str, tuple[dict, bool]], batch: _Batch) -> dict[str, tuple]:
+        """Fill `batch` with the documents of the pending alphas merged with the stored ones (`old`);
+        the alphas whose document is too large: id -> (its size, the count it would be in)."""
+        mode, array_keys = self.mode, self.store.array_keys
+        docs, new, replace, counted, counts = batch.docs, batch.new, batch.replace, batch.counted, batch.counts
+        too_large = {}
+        for alpha_id, (alpha, escape) in pending.docs.items():
             stored = old.get(alpha_id)
             # every alpha was validated when read: the documents need no second validation, and
             # a merged object has a key to escape only if the stored or the new one had one
@@ -572,16 +644,33 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
                 new[alpha_id] = alpha
             else:
                 replace.append(alpha_id)
-        for alpha_id, (size, count) in too_large.items():
-            name, path = batch.sources[alpha_id]
-            what = "merged with the stored alpha, its document would be" if count == "merged" else "its document is"
-            reject(name, path, f"alpha {alpha_id}: {what} {size:,} bytes, over MongoDB's limit of "
-                               f"{MAX_DOCUMENT_BYTES:,} bytes per document (file {name})")
-            batch.files = [entry for entry in batch.files if entry["file"] != name]
-            stats.files_imported -= 1
-        return _Batch(kind, docs, new, replace, batch.files, counts, batch.sources, counted)
+        return too_large
 
-    def write(batch: _Batch) -> dict:
+    def done(self, counts: dict) -> None:
+        """A batch is written (called by the writer, in this thread): its counts and refused files."""
+        stats = self.stats
+        for name, path, reason in counts.pop("rejected", ()):
+            self.reject(name, path, reason)
+            stats.files_imported -= 1
+        for key, value in counts.items():
+            setattr(stats, key, getattr(stats, key) + value)
+        if self.on_progress is not None:
+            self.on_progress(stats)
+
+
+class _BatchStore:
+    """Writes prepared batches and their ledger entries (in the writer thread): in a transaction,
+    waiting out write conflicts, or plainly; knows whether the server has transactions."""
+
+    def __init__(self, client: pymongo.MongoClient, targets: dict, ledger, *, mode: str,
+                 array_keys: Mapping[str, str | None] | None, run_id: str | None, after_crash: bool,
+                 conflicts: _ConflictWait):
+        self.client, self.targets, self.ledger = client, targets, ledger
+        self.mode, self.array_keys, self.run_id = mode, array_keys, run_id
+        self.after_crash, self.conflicts = after_crash, conflicts
+        self.transactions = True  # until the server says it has none
+
+    def write(self, batch: _Batch) -> dict:
         """The documents, then the ledger entries (in the writer thread).
 
         A batch that replaces documents is one transaction: each replaced document is deleted and
@@ -595,21 +684,23 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
         refuses one before sending (DocumentTooLarge), the batch is written one document at a time."""
         counts = dict(batch.counts, rejected=[])
         what = f"a batch of {len(batch.docs):,} {batch.kind} alphas"
-        while (batch.replace or after_crash) and transactions[0]:
+        while (batch.replace or self.after_crash) and self.transactions:
             try:
-                if in_transaction(lambda session: write_batch(batch, session), what):
+                if self.in_transaction(lambda session: self.write_batch(batch, session), what):
                     return counts
             except BulkWriteError as error:
                 # the whole batch was rolled back. An alpha inserted unread, or stored by someone else
                 # since we read it: merge into what is stored now. A document the server refused:
                 # out of the batch. Then the batch is written again.
-                taken, refused = sort_errors(batch, error, list(batch.docs))
-                for alpha_id, message in refused.items():
-                    drop(batch, alpha_id, message, counts)
-                merge_late(batch, taken, counts)
+                self.settle(batch, error, list(batch.docs), counts)
             except DocumentTooLarge:
-                return write_each(batch, counts)
-        coll = targets[batch.kind]
+                return self.write_each(batch, counts)
+        return self.write_plain(batch, counts)
+
+    def write_plain(self, batch: _Batch, counts: dict) -> dict:
+        """The batch outside a transaction (new alphas only, or a server without transactions),
+        then its ledger entries."""
+        coll = self.targets[batch.kind]
         order = list(batch.docs)
         try:
             if batch.replace:  # without transactions
@@ -618,23 +709,20 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
             elif order:
                 coll.insert_many([batch.docs[i] for i in order], ordered=False)
         except DocumentTooLarge:  # some of the batch may be written: each document again, on its own
-            return write_each(batch, counts)
+            return self.write_each(batch, counts)
         except BulkWriteError as error:  # unordered: every document without an error is written
-            ids, refused = sort_errors(batch, error, order)
-            for alpha_id, message in refused.items():
-                drop(batch, alpha_id, message, counts)
-            merge_late(batch, ids, counts)
+            ids = self.settle(batch, error, order, counts)
             late = [pymongo.ReplaceOne({"_id": i}, batch.docs[i], upsert=True) for i in ids if i in batch.docs]
             if late:
                 coll.bulk_write(late, ordered=False)
-        record(ledger_documents(batch), None)
+        self.record(batch, None)
         return counts
 
-    def write_each(batch: _Batch, counts: dict) -> dict:
+    def write_each(self, batch: _Batch, counts: dict) -> dict:
         """The batch one document at a time (no transaction), then its ledger entries: the
         documents the server or the driver refuse are dropped, the others written. (A new alpha the
         failed batch had written already counts as unchanged rather than inserted.)"""
-        coll = targets[batch.kind]
+        coll = self.targets[batch.kind]
         for alpha_id in list(batch.docs):
             try:
                 if alpha_id in batch.new:
@@ -642,15 +730,25 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
                         coll.insert_one(batch.docs[alpha_id])
                         continue
                     except DuplicateKeyError:  # stored after all (also by the failed batch): merge
-                        merge_late(batch, [alpha_id], counts)
+                        self.merge_late(batch, [alpha_id], counts)
                         if alpha_id not in batch.docs:
                             continue
                 coll.replace_one({"_id": alpha_id}, batch.docs[alpha_id], upsert=True)
             except (DocumentTooLarge, WriteError) as error:
-                drop(batch, alpha_id, str(error).split(", full error")[0], counts)
-        record(ledger_documents(batch), None)
+                self.drop(batch, alpha_id, str(error).split(", full error")[0], counts)
+        self.record(batch, None)
         return counts
 
+    def settle(self, batch: _Batch, error: BulkWriteError, order: list[str], counts: dict) -> list[str]:
+        """After a bulk write's errors: the documents the server refused are dropped, the new alphas
+        it says are stored already merged into what is stored (merge_late); those alphas' ids."""
+        taken, refused = self.sort_errors(batch, error, order)
+        for alpha_id, message in refused.items():
+            self.drop(batch, alpha_id, message, counts)
+        self.merge_late(batch, taken, counts)
+        return taken
+
+    @staticmethod
     def drop(batch: _Batch, alpha_id: str, message: str, counts: dict) -> None:
         """Take a document the server refused out of the batch: its file goes to the quarantine
         (`done`), its ledger entry is not written, its count is undone."""
@@ -666,56 +764,57 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
         reason = f"MongoDB refused the document of alpha {alpha_id} ({size:,} bytes; file {name}): {message}"
         counts["rejected"].append((name, path, reason))
 
-    def ledger_documents(batch: _Batch) -> list[dict]:
-        return _ledger_documents(batch.entries, mode, run_id, datetime.now(timezone.utc))
-
-    def in_transaction(callback: Callable, what: str) -> bool:
+    def in_transaction(self, callback: Callable, what: str) -> bool:
         """callback(session) in a transaction: True once committed; False if the server has no
         transactions (IllegalOperation: nothing was written, and `transactions` remembers it).
         A transient error from a live server (a write conflict with a transaction still open) is
         waited out (`conflicts`); a lost connection is raised at once (no 120 s of retries)."""
-        with db_regular.client.start_session() as session:
+        with self.client.start_session() as session:
             while True:
                 session.start_transaction()
                 try:
                     callback(session)
                     session.commit_transaction()
-                    conflicts.ended()
+                    self.conflicts.ended()
                     return True
                 except ConnectionFailure:
                     raise  # ending the session aborts what the server still holds
                 except OperationFailure as error:
-                    abort(session)
+                    self.abort(session)
                     if error.code == _ILLEGAL_OPERATION:
-                        transactions[0] = False
+                        self.transactions = False
                         return False
                     if not error.has_error_label("TransientTransactionError"):
                         raise
-                    conflicts.pause(what, error)
+                    self.conflicts.pause(what, error)
                 except BaseException:
-                    abort(session)
+                    self.abort(session)
                     raise
 
+    @staticmethod
     def abort(session) -> None:
         if session.in_transaction:
             session.abort_transaction()  # errors are ignored by the driver
 
-    def write_batch(batch: _Batch, session) -> None:
-        coll = targets[batch.kind]
+    def write_batch(self, batch: _Batch, session) -> None:
+        coll = self.targets[batch.kind]
         if batch.replace:  # one round trip: small `$in` lists, as statements of one delete command
             coll.bulk_write([pymongo.DeleteMany({"_id": {"$in": batch.replace[start:start + STORED_READ_CHUNK]}})
                              for start in range(0, len(batch.replace), STORED_READ_CHUNK)],
                             ordered=False, session=session)
         if batch.docs:
             coll.insert_many(list(batch.docs.values()), ordered=False, session=session)
-        record(ledger_documents(batch), session)
+        self.record(batch, session)
 
-    def record(ledger_docs: list[dict], session) -> None:
+    def record(self, batch: _Batch, session) -> None:
+        """The batch's ledger entries (in its transaction with `session`)."""
         # each ledger document is written whole or not at all: an interruption between two of them
         # only makes the next incremental run merge the files of the missing one again (no change)
+        ledger_docs = _ledger_documents(batch.entries, self.mode, self.run_id, datetime.now(timezone.utc))
         if ledger_docs:
-            ledger.insert_many(ledger_docs, ordered=False, session=session)
+            self.ledger.insert_many(ledger_docs, ordered=False, session=session)
 
+    @staticmethod
     def sort_errors(batch: _Batch, error: BulkWriteError, order: list[str]) -> tuple[list[str], dict[str, str]]:
         """(the new alphas a duplicate key error says are stored already, {alpha id: the server's
         message} of the documents it refused); the error itself when it is about something else."""
@@ -735,10 +834,11 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
                 refused[order[index]] = f"{item.get('errmsg', 'refused')} (code {item.get('code')})"
         return taken, refused
 
-    def merge_late(batch: _Batch, ids: list[str], counts: dict) -> None:
-        old = stored_documents(targets[batch.kind], ids)
+    def merge_late(self, batch: _Batch, ids: list[str], counts: dict) -> None:
+        """New alphas found stored after all (duplicate key): merged into what is stored now."""
+        old = stored_documents(self.targets[batch.kind], ids)
         for alpha_id in ids:
-            doc, changed = merged_document(old.get(alpha_id), batch.new.pop(alpha_id), mode, array_keys,
+            doc, changed = merged_document(old.get(alpha_id), batch.new.pop(alpha_id), self.mode, self.array_keys,
                                            validate=False)
             counts["inserted"] -= 1
             if changed:
@@ -750,40 +850,6 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
                 counts["unchanged"] += 1
                 del batch.docs[alpha_id]
                 del batch.counted[alpha_id]
-
-    def done(counts: dict) -> None:
-        for name, path, reason in counts.pop("rejected", ()):
-            reject(name, path, reason)
-            stats.files_imported -= 1
-        for key, value in counts.items():
-            setattr(stats, key, getattr(stats, key) + value)
-        if on_progress is not None:
-            on_progress(stats)
-
-    writer = _Writer(write, done)
-    # JSON trees have no reference cycles: most of the parse time would be the cyclic GC's
-    with gc_paused():
-        try:
-            for name, path in files:
-                stats.files_seen += 1
-                writer.check()
-                try:
-                    kind = take(name, path)
-                except Exception as error:  # noqa: BLE001 - whatever else is wrong with this one file
-                    reject(name, path, f"could not be imported: {type(error).__name__}: {error}")
-                    continue
-                if kind is not None and (len(pending[kind].docs) >= limits[kind]
-                                         or len(pending[kind].files) >= 4 * limits[kind]):
-                    writer.submit(prepare(kind))
-            for kind, batch in pending.items():
-                if batch.docs or batch.files:
-                    writer.submit(prepare(kind))
-            writer.wait()
-        finally:
-            writer.close()
-    stats.seconds = round(time.monotonic() - started, 3)
-    stats.seconds_waiting_for_conflicts = round(conflicts.waited_s, 3)
-    return stats
 
 
 def collection_digest(coll) -> str:
