@@ -152,69 +152,22 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
     log(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
         f"({sum(f.months is None for f in work)} new or changed); "
         f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers")
-    wanted = set(months)
-
-    def set_aside(item: LandingFile, error: Exception) -> None:
-        reason = str(error)
-        if isinstance(error, psycopg.Error):  # the driver's message doesn't name the file
-            reason = f"{item.rel}: the database refused the file's rows: {' '.join(reason.split())}"
-        try:
-            moved_to = quarantine(item.path, reason, quarantine_root, relative_to=root)
-        except OSError as failure:  # e.g. the file vanished: it is then no longer in the landing area
-            reason = f"{reason} (could not be moved aside: {failure})"
-        else:
-            with connection() as conn:
-                conn.execute("""
-                    INSERT INTO minute_bar_quarantine (source_file, quarantined_to, reason, profiles)
-                    VALUES (%s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET
-                        quarantined_to = EXCLUDED.quarantined_to, reason = EXCLUDED.reason,
-                        profiles = EXCLUDED.profiles, quarantined_at = now()""",
-                             (item.rel, str(moved_to), reason,
-                              fingerprint if isinstance(error, CsvFileError) else None))
-        report.quarantined.append({"file": item.rel, "reason": reason})
-        log(f"quarantined {item.rel}: {reason}")
-
-    def load(item: LandingFile) -> loader.FileLoad | None:
-        with connection() as conn:
-            file_months, parsed = item.months, None
-            if file_months is None:
-                try:
-                    first, last, all_months, parsed = loader.file_span(item.path, profiles)
-                except FILE_ERRORS as error:  # the whole file can't be read: out of the landing area
-                    loader.record_index(conn, item.rel, item.stat, None, None, [], str(error))
-                    raise
-                loader.record_index(conn, item.rel, item.stat, first, last, all_months, None)
-                file_months = sorted(wanted & set(all_months))
-                if not file_months:
-                    return None
-            sha = loader.file_sha256(item.path)
-            todo = loader.months_to_load(conn, item.rel, sha, file_months, force)
-            conn.commit()
-            if not todo:
-                return loader.FileLoad(file=item.rel, size_bytes=item.path.stat().st_size,
-                                       months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
-            return loader.load_file(conn, item.path, item.rel, todo, sha256=sha, use_copy=use_copy, run_id=run_id,
-                                    reject_dir=quarantine_root / "rejects", profiles=profiles, parsed=parsed)
-
+    job = _FileJob(connection, set(months), force=force, use_copy=use_copy, run_id=run_id,
+                   reject_dir=quarantine_root / "rejects", profiles=profiles)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(load, item): item for item in work}
+        futures = {pool.submit(job.load, item): item for item in work}
         try:
             for done, future in enumerate(as_completed(futures), start=1):
                 item = futures[future]
                 try:
                     outcome = future.result()
                 except FILE_ERRORS as error:  # nothing of the file was kept (one transaction)
-                    set_aside(item, error)
+                    report.quarantined.append(_set_aside(connection, item, error, root, quarantine_root,
+                                                         fingerprint, log))
                     continue
-                if outcome is None:
-                    continue
-                report.files.append(outcome)
-                if outcome.outcome == "loaded":  # committed (one transaction per file)
-                    metrics.loaded("stock_1min_qfq", "timescaledb", outcome.rows)
-                rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
-                reasons = ", ".join(f"{n} {why}" for why, n in sorted(outcome.rejects_by_reason.items()))
-                log(f"[{done}/{len(work)}] {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
-                    f"{outcome.rejects} rejected{f' ({reasons})' if reasons else ''}{rate}")
+                if outcome is not None:
+                    report.files.append(outcome)
+                    _count_and_log(outcome, item, f"[{done}/{len(work)}]", log)
         except StoreUnavailable as error:
             pool.shutdown(wait=False, cancel_futures=True)
             raise error.with_progress(report.progress(len(work))) from None
@@ -223,3 +176,73 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
             raise
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+@dataclass
+class _FileJob:
+    """Loads one landing file's wanted months (a worker thread each, its own pooled connection)."""
+
+    connection: Callable[[], AbstractContextManager[psycopg.Connection]]
+    wanted: set[date]
+    force: bool
+    use_copy: bool
+    run_id: str | None
+    reject_dir: Path
+    profiles: Sequence[CsvProfile] | None
+
+    def load(self, item: LandingFile) -> loader.FileLoad | None:
+        """The file's outcome (loaded or skipped), None when it holds none of the wanted months."""
+        with self.connection() as conn:
+            file_months, parsed = item.months, None
+            if file_months is None:
+                try:
+                    first, last, all_months, parsed = loader.file_span(item.path, self.profiles)
+                except FILE_ERRORS as error:  # the whole file can't be read: out of the landing area
+                    loader.record_index(conn, item.rel, item.stat, None, None, [], str(error))
+                    raise
+                loader.record_index(conn, item.rel, item.stat, first, last, all_months, None)
+                file_months = sorted(self.wanted & set(all_months))
+                if not file_months:
+                    return None
+            sha = loader.file_sha256(item.path)
+            todo = loader.months_to_load(conn, item.rel, sha, file_months, self.force)
+            conn.commit()
+            if not todo:
+                return loader.FileLoad(file=item.rel, size_bytes=item.path.stat().st_size,
+                                       months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
+            return loader.load_file(conn, item.path, item.rel, todo, sha256=sha, use_copy=self.use_copy,
+                                    run_id=self.run_id, reject_dir=self.reject_dir, profiles=self.profiles,
+                                    parsed=parsed)
+
+
+def _set_aside(connection: Callable[[], AbstractContextManager[psycopg.Connection]], item: LandingFile,
+               error: Exception, root: Path, quarantine_root: Path, fingerprint: str,
+               log: Callable[[str], None]) -> dict:
+    """Move a file that can't be loaded into quarantine with its reason (recorded in
+    minute_bar_quarantine); returns {file, reason} for the report."""
+    reason = str(error)
+    if isinstance(error, psycopg.Error):  # the driver's message doesn't name the file
+        reason = f"{item.rel}: the database refused the file's rows: {' '.join(reason.split())}"
+    try:
+        moved_to = quarantine(item.path, reason, quarantine_root, relative_to=root)
+    except OSError as failure:  # e.g. the file vanished: it is then no longer in the landing area
+        reason = f"{reason} (could not be moved aside: {failure})"
+    else:
+        with connection() as conn:
+            conn.execute("""
+                INSERT INTO minute_bar_quarantine (source_file, quarantined_to, reason, profiles)
+                VALUES (%s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET
+                    quarantined_to = EXCLUDED.quarantined_to, reason = EXCLUDED.reason,
+                    profiles = EXCLUDED.profiles, quarantined_at = now()""",
+                         (item.rel, str(moved_to), reason, fingerprint if isinstance(error, CsvFileError) else None))
+    log(f"quarantined {item.rel}: {reason}")
+    return {"file": item.rel, "reason": reason}
+
+
+def _count_and_log(outcome: loader.FileLoad, item: LandingFile, progress: str, log: Callable[[str], None]) -> None:
+    if outcome.outcome == "loaded":  # committed (one transaction per file)
+        metrics.loaded("stock_1min_qfq", "timescaledb", outcome.rows)
+    rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
+    reasons = ", ".join(f"{n} {why}" for why, n in sorted(outcome.rejects_by_reason.items()))
+    log(f"{progress} {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
+        f"{outcome.rejects} rejected{f' ({reasons})' if reasons else ''}{rate}")
