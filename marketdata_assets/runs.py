@@ -56,9 +56,9 @@ def sweep(instance: dg.DagsterInstance, pools: list[str] | None = None) -> tuple
     freeing = {run.run_id for run in dead}
     others = [run_id for run_id in held if run_id not in freeing]
     if others:  # slots of runs that ended (or were deleted) without freeing them
-        ended = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(run_ids=others))
-                 if r.dagster_run.status not in FINISHED}
-        freeing |= {run_id for run_id in others if run_id not in ended}
+        live = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(run_ids=others))
+                if r.dagster_run.status not in FINISHED}
+        freeing |= {run_id for run_id in others if run_id not in live}
     freed: Counter = Counter()
     storage = instance.event_log_storage
     for run_id in freeing:

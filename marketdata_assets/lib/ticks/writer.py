@@ -379,15 +379,10 @@ class CsvProfile:
 _UNSAFE_PATH = re.compile(r"[',\\{}*?\[\]\n\r\t]")
 
 
-def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: str, *,
-                   profile: CsvProfile, run_id: str = "", files_per_insert: int = 200) -> CsvLoadResult:
-    """Load dump CSVs with the engine's ``file()`` reader; each file replaces its (instrument, day)
-    slice. The paths must be readable by the ClickHouse engine (the embedded engine: this machine's
-    disk; a server: its own disk). Nothing becomes visible unless every file loaded and every row's
-    ts is in its file's day."""
-    started = time.monotonic()
-    prof = profile
-    spec = spec_for(prof.dataset)
+def _dump_files(paths: Iterable[str | Path], venue: str, prof: CsvProfile) -> list[tuple[Path, str, date]]:
+    """(path, instrument, day) of each dump file, from its name: a name that doesn't match, a path
+    file() can't take, a missing file, an implausible day, an instrument not normalized or two files
+    of one slice fail the whole load, naming the file."""
     files: list[tuple[Path, str, date]] = []
     seen: dict[tuple, Path] = {}
     for raw in paths:
@@ -412,6 +407,19 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
             raise ValueError(f"{path} and {seen[(instrument, day)]} are the same slice {venue}:{instrument} {day}")
         seen[(instrument, day)] = path
         files.append((path, instrument, day))
+    return files
+
+
+def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: str, *,
+                   profile: CsvProfile, run_id: str = "", files_per_insert: int = 200) -> CsvLoadResult:
+    """Load dump CSVs with the engine's ``file()`` reader; each file replaces its (instrument, day)
+    slice. The paths must be readable by the ClickHouse engine (the embedded engine: this machine's
+    disk; a server: its own disk). Nothing becomes visible unless every file loaded and every row's
+    ts is in its file's day."""
+    started = time.monotonic()
+    prof = profile
+    spec = spec_for(prof.dataset)
+    files = _dump_files(paths, venue, prof)
     if not files:
         return CsvLoadResult(rows=0, seconds=0.0)
     ids = new_load_ids(client, database, spec.code, venue, [(s, d) for _, s, d in files])
