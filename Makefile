@@ -34,7 +34,7 @@ install: $(STAMP)
 # The project .env (settings table -> NAME=${NAME:-default}: an exported variable always wins) lets
 # `dagster dev`, `dg` and `dagster asset materialize` work in an activated venv without scripts/with-env.
 dotenv: install
-	@$(PY) -m marketdata_assets.settings dotenv >/dev/null
+	@$(PY) -m marketdata_assets.core.settings dotenv >/dev/null
 
 stack-up: install dotenv
 	@scripts/stack up
@@ -46,20 +46,20 @@ stack-status:
 	@scripts/stack status
 
 env: install
-	@$(PY) -m marketdata_assets.settings dotenv
-	@$(WITH_ENV) $(PY) -m marketdata_assets.settings env
+	@$(PY) -m marketdata_assets.core.settings dotenv
+	@$(WITH_ENV) $(PY) -m marketdata_assets.core.settings env
 
 # Materialize the whole asset graph into the instance's Postgres storage; the vendors are local
 # replays unless configured (MARKETDATA_DEMO, see README). Not through with-env: the demo launcher
 # must see which variables the user set before the defaults are applied.
 materialize: stack-up
-	@$(WITH_ENV) $(PY) -m marketdata_assets.pools apply
-	@$(PY) -m marketdata_assets.demo run --no-ui
+	@$(WITH_ENV) $(PY) -m marketdata_assets.orchestration.pools apply
+	@$(PY) -m marketdata_assets.apps.demo run --no-ui
 
 # The same, then the UI (webserver + daemon) with the replays and the metrics exporter kept running.
 run: stack-up
-	@$(WITH_ENV) $(PY) -m marketdata_assets.pools apply
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m marketdata_assets.demo run --host $(UI_HOST) --port $(UI_PORT)
+	@$(WITH_ENV) $(PY) -m marketdata_assets.orchestration.pools apply
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m marketdata_assets.apps.demo run --host $(UI_HOST) --port $(UI_PORT)
 
 # The UI alone, on the real vendors (no replays).
 ui: stack-up

@@ -11,7 +11,7 @@ one run, on the same server, each in its own process (its own peak RSS):
    check value), so the merge really writes; then the same overwrite again with nothing changed,
    over the first NOOP_MONTHS months only (it reads and merges but writes nothing: docs/s);
 3. incremental re-run with nothing changed (seconds; the median of RERUNS runs).
-4. the coverage picture's engine (lib/alphas/coverage.py, as `alphas_coverage` runs it) over every
+4. the coverage picture's engine (quality/alpha_coverage.py, as `alphas_coverage` runs it) over every
    month, every alpha stored, the landed files standing for the listing (seconds; no target).
 
 The ceiling is raw `insert_many` of the same documents (documents.to_document of each alpha, built
@@ -49,8 +49,8 @@ from pathlib import Path
 
 import pymongo
 
-from marketdata_assets import settings
-from marketdata_assets.lib.alphas.coverage import coverage as alpha_coverage
+from marketdata_assets.core import settings
+from marketdata_assets.quality.alpha_coverage import coverage as alpha_coverage
 
 ALPHAS = int(os.environ.get("BENCH_ALPHAS", "50000"))
 SUPER_EVERY = 5          # one alpha in five is SUPER
@@ -83,7 +83,7 @@ def alpha_type(seed: int) -> str:
 
 def cached_landing(count: int) -> Path:
     """The landed files, generated once per count under the state dir (same seeds, same bytes)."""
-    from marketdata_assets.lib.alphas.files import land_alpha
+    from marketdata_assets.datasets.alpha_files import land_alpha
     from marketdata_assets.replay.alpha_factory import make_alpha
 
     root = settings.state_dir() / "bench" / f"alphas_{count}"
@@ -113,7 +113,7 @@ def months(root: Path) -> list[str]:
 
 def modify_for_overwrite(root: Path) -> tuple[int, int]:
     """Rewrite all but one alpha in UNCHANGED_EVERY: new dateModified, a changed LOW_SHARPE value."""
-    from marketdata_assets.lib.alphas.files import iter_alpha_files, read_alpha_file, write_if_changed
+    from marketdata_assets.datasets.alpha_files import iter_alpha_files, read_alpha_file, write_if_changed
 
     changed = unchanged = 0
     for i, path in enumerate(iter_alpha_files(root)):
@@ -136,8 +136,8 @@ def modify_for_overwrite(root: Path) -> tuple[int, int]:
 def ceiling_sample(coll, paths: list[Path]) -> float:
     """insert_many of these files' documents in batches of CEILING_BATCH: seconds of the inserts only
     (each batch's documents are built before its clock starts)."""
-    from marketdata_assets.lib.alphas.documents import to_document
-    from marketdata_assets.lib.alphas.files import read_alpha_file
+    from marketdata_assets.datasets.alpha_files import read_alpha_file
+    from marketdata_assets.stores.mongo.documents import to_document
 
     seconds = 0.0
     for start in range(0, len(paths), CEILING_BATCH):
@@ -150,7 +150,7 @@ def ceiling_sample(coll, paths: list[Path]) -> float:
 
 def phase_plain(root: Path) -> dict:
     """The reference without secondary indexes: the first PLAIN_SAMPLE documents."""
-    from marketdata_assets.lib.alphas.files import iter_alpha_files
+    from marketdata_assets.datasets.alpha_files import iter_alpha_files
 
     coll = client()[DB_CEILING]["plain"]
     paths = list(iter_alpha_files(root))[:PLAIN_SAMPLE]
@@ -161,7 +161,7 @@ def phase_plain(root: Path) -> dict:
 def month_files(root: Path, month: str) -> dict[str, list[tuple[str, Path]]]:
     """The month's files per import call, as the alpha_documents asset lists them: REGULAR takes
     every type directory but SUPER, names are paths relative to the landing root."""
-    from marketdata_assets.lib.alphas.files import month_alpha_files
+    from marketdata_assets.datasets.alpha_files import month_alpha_files
 
     return {"REGULAR": month_alpha_files(root, month, exclude_types=("SUPER",)),
             "SUPER": month_alpha_files(root, month, alpha_type="SUPER")}
@@ -171,8 +171,8 @@ def phase_import(root: Path, mode: str, run_id: str, only_months: list[str], cei
     """One month partition after another (a run per partition: a REGULAR and a SUPER call). Before
     each of `ceiling_months`, a ceiling sample of that month's documents into the ceiling collection,
     so the ceiling is measured under the same load as the import it is compared with."""
-    from marketdata_assets.lib.alphas.files import iter_alpha_files
-    from marketdata_assets.lib.alphas.importer import import_files
+    from marketdata_assets.datasets.alpha_files import iter_alpha_files
+    from marketdata_assets.ingest.alphas.importer import import_files
 
     mongo = client()
     ceiling = mongo[DB_CEILING]["indexed"]
@@ -210,8 +210,8 @@ def run_phase(name: str, root: Path, *args: str) -> dict:
 def check_documents(root: Path, sample: list[Path]) -> None:
     """Stored documents of a sample of files are exactly the alphas the files hold (every alpha
     in a file has all the fields of the stored one, so the deep merge gives the file's alpha)."""
-    from marketdata_assets.lib.alphas.documents import from_document
-    from marketdata_assets.lib.alphas.files import read_alpha_file
+    from marketdata_assets.datasets.alpha_files import read_alpha_file
+    from marketdata_assets.stores.mongo.documents import from_document
 
     mongo = client()
     for path in sample:
@@ -235,7 +235,7 @@ def expect(stats: dict, **wanted: int) -> None:
 
 
 def fresh_databases() -> None:
-    from marketdata_assets.lib.alphas.importer import ALPHA_INDEXES, ensure_alpha_indexes
+    from marketdata_assets.ingest.alphas.importer import ALPHA_INDEXES, ensure_alpha_indexes
 
     mongo = client()
     for name in (DB_REGULAR, DB_SUPER, DB_CEILING):

@@ -44,7 +44,7 @@ def make_tree(root: Path) -> int:
 
 
 def main() -> int:
-    from marketdata_assets import settings
+    from marketdata_assets.core import settings
 
     settings.apply_defaults()
     root = settings.state_dir() / "bench" / "alpha_landing"

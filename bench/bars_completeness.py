@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from bench.bars_load import DB, connect
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 
 SCHEMA = "bench_completeness"
 CODES = int(os.environ.get("BENCH_CODES", "5000"))
@@ -77,7 +77,7 @@ CROSS JOIN LATERAL (
 
 def prepare(conn: psycopg.Connection, days: list[date]) -> int:
     """The schema with the month's bars and planted faults, and the month's K-line."""
-    from marketdata_assets.lib.bars import kline, minute_table
+    from marketdata_assets.stores.timescale import kline, minute_table
 
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
@@ -145,8 +145,8 @@ def rounds(queries: dict, repeat: int = REPEAT) -> tuple[dict, dict, dict]:
 
 
 def main() -> int:
-    from marketdata_assets.lib import calendars
-    from marketdata_assets.lib.bars import completeness, kline_coverage, units
+    from marketdata_assets.core import calendars
+    from marketdata_assets.quality.minute_bars import completeness, kline_coverage, units
 
     settings.apply_defaults()
     days = calendars.trading_days("SSE", MONTH, date(2026, 9, 30))

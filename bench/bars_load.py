@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import psycopg
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 
 DB = "marketdata_bench"
 CODES = 100
@@ -89,7 +89,7 @@ def fresh_database() -> None:
 
 
 def fresh_table() -> None:
-    from marketdata_assets.lib.bars.minute_table import ensure_minute_table
+    from marketdata_assets.stores.timescale.minute_table import ensure_minute_table
 
     with connect(autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS stock_1min_qfq CASCADE")
@@ -134,7 +134,7 @@ def project_load(landing: Path, workers: int) -> tuple[float, dict]:
 
 
 def refresh_vs_plain() -> dict:
-    from marketdata_assets.lib.bars import kline
+    from marketdata_assets.stores.timescale import kline
 
     with connect() as conn:
         kline.ensure_monthly_kline(conn)

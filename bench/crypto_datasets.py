@@ -26,9 +26,10 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from marketdata_assets.lib.ticks.frames import day_window
-from marketdata_assets.lib.ticks.sources import HISTORY, serves, venue_client
+from marketdata_assets.datasets.frames import day_window
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.sources.interface import HISTORY
+from marketdata_assets.sources.venues import serves, venue_client
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crypto_datasets.json"
 DATASETS = ("funding", "open_interest", "tickers")

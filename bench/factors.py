@@ -1,8 +1,8 @@
-"""Daily factors (lib.ticks.factors, computed inside ClickHouse) against a plain count of the same trades.
+"""Daily factors (ingest.factors, computed inside ClickHouse) against a plain count of the same trades.
 
 One UTC day (2025-01-15) of 20 Binance instruments, BENCH_FACTOR_TRADES trades each (``--trades``; default
 10,000,000: 200 million rows), generated inside ClickHouse by bench.trade_id_holes.generate (no holes), and
-for every instrument the other factor inputs, written with lib.ticks.writer.write_slices: its 1-minute
+for every instrument the other factor inputs, written with stores.clickhouse.writer.write_slices: its 1-minute
 bars (made from its trades by the engine), a 10-level book snapshot every minute, three funding
 settlements, mark and index 1-minute bars. Kept between runs in
 ``$MARKETDATA_STATE_DIR/bench/factors/<trades>`` (a manifest says what it holds).
@@ -36,7 +36,7 @@ from pathlib import Path
 from bench import KeptData
 from bench.ticks_load import DAY, INSTRUMENTS
 from bench.trade_id_holes import VENUE, generate
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 
 TRADES = int(os.environ.get("BENCH_FACTOR_TRADES", "10000000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
@@ -51,7 +51,8 @@ def generate_inputs(client) -> None:
     import numpy as np
     import polars as pl
 
-    from marketdata_assets.lib.ticks import frames, writer
+    from marketdata_assets.datasets import frames
+    from marketdata_assets.stores.clickhouse import writer
 
     bars = pl.from_arrow(client.query_arrow(
         "SELECT toDateTime64(toStartOfInterval(ts, INTERVAL 1 MINUTE), 6, 'UTC') AS minute, venue, "
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "factors.json")
     args = parser.parse_args(argv or [])
     settings.apply_defaults()
-    from marketdata_assets.lib.ticks import factors as fx
+    from marketdata_assets.ingest import factors as fx
     from marketdata_assets.resources import ClickHouseResource
 
     workdir = settings.state_dir() / "bench" / "factors" / str(args.trades)  # a quick run keeps the full data

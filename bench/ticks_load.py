@@ -5,16 +5,16 @@ One UTC day (2025-01-15) of 20 Binance spot instruments, 10 million trades (500,
 headerless data.binance.vision spot files with microsecond timestamps (replay.binance_dumps
 .write_dump; kept between runs). Three paths, each in its own process (a fresh
 database in one temporary chDB data directory, so every figure is from the same engine and the same
-table definitions of lib.ticks.clickhouse_tables, materialized daily-bar view included):
+table definitions of stores.clickhouse.tables, materialized daily-bar view included):
 
 - ceiling: one `INSERT INTO trades SELECT <the same columns> FROM file('dir/*.csv', CSV, schema)`
   into the project's table (sorting key, codecs and the daily-bar view: slower than a bare table,
   and the fair reference for the same rows);
-- CSV: the ingest engine with the Binance dump feed (lib.ticks.sources.binance.dumps.dump_feed:
+- CSV: the ingest engine with the Binance dump feed (ingest.dumps.dump_feed:
   what the dump asset runs: load ids, the engine's file() reader, row-count and day checks, the
   pointer flip, the ingest log);
 - JSON: the Binance replay server (its own process) serves the same day for the 20 instruments as
-  aggTrades pages; the ingest engine with the venue feed (lib.ticks.sources.venue_feed) fetches
+  aggTrades pages; the ingest engine with the venue feed (sources.venues.venue_feed) fetches
   them through one BinanceClient (8 concurrent requests, the rate limits lifted: this measures
   throughput, not the venue's quota) and writes each instrument's slice as soon as it is fetched. The replay builds its tapes
   in pure Python and the client parses each page record by record (about 50k rows per client CPU
@@ -48,7 +48,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 
 DAY = date(2025, 1, 15)
 VENUE = "BINANCE"
@@ -155,7 +155,7 @@ def _cpu_s() -> float:
 
 
 def _ceiling(client, database: str, csv_dir: Path) -> None:
-    from marketdata_assets.lib.ticks.frames import TRADES
+    from marketdata_assets.datasets.frames import TRADES
 
     cols = ", ".join(f"`{c}`" for c in (*TRADES.column_names, "day", "load_id"))
     client.command(
@@ -169,7 +169,7 @@ def _engine(client, database: str, feed) -> dict:
     """One feed through the ingest engine (what the assets run), on this process's client."""
     import contextlib
 
-    from marketdata_assets.lib.ticks.engine import Engine
+    from marketdata_assets.ingest.engine import Engine
 
     report = Engine(lambda: contextlib.nullcontext(client), database, "bench").run([[feed]])
     failed = [o.error for o in report.failures()]
@@ -179,8 +179,8 @@ def _engine(client, database: str, feed) -> dict:
 
 
 def _csv(client, database: str, csv_dir: Path) -> int:
-    from marketdata_assets.lib.ticks.engine import SliceKey
-    from marketdata_assets.lib.ticks.sources.binance.dumps import dump_feed
+    from marketdata_assets.datasets.slices import SliceKey
+    from marketdata_assets.ingest.dumps import dump_feed
 
     keys = [SliceKey("trades", VENUE, symbol, DAY) for symbol in INSTRUMENTS]
     feed = dump_feed(csv_dir, keys, engine_reads_files=True, database=database, run_id="bench")
@@ -188,9 +188,9 @@ def _csv(client, database: str, csv_dir: Path) -> int:
 
 
 def _json(client, database: str, base_url: str) -> dict:
-    from marketdata_assets.lib.ticks.engine import SliceKey
-    from marketdata_assets.lib.ticks.sources import venue_feed
-    from marketdata_assets.lib.ticks.sources.binance import BinanceClient
+    from marketdata_assets.datasets.slices import SliceKey
+    from marketdata_assets.sources.binance import BinanceClient
+    from marketdata_assets.sources.venues import venue_feed
 
     def make_client():  # the rate limits lifted: this measures throughput, not the venue's quota
         return BinanceClient(base_url, weight_limit=10**9, requests_per_minute=10**9, max_concurrency=8,
@@ -212,8 +212,8 @@ def run_phase(argv: list[str]) -> int:
     parser.add_argument("--base-url")
     args = parser.parse_args(argv)
 
-    from marketdata_assets.lib.ticks.clickhouse_tables import ensure_tables
     from marketdata_assets.resources import ClickHouseResource
+    from marketdata_assets.stores.clickhouse.tables import ensure_tables
 
     database = f"bench_ticks_{args.phase}"
     resource_ = ClickHouseResource(dsn=f"chdb://{args.data_dir}", database=database, lock_timeout_s=60)

@@ -1,7 +1,7 @@
 """The trade-id hole check (issue 13) against a plain count of the same rows.
 
 One UTC day (2025-01-15) of 20 Binance instruments, BENCH_HOLE_TRADES trades each (default
-10,000,000: 200 million rows), in the project's `trades` table (lib.ticks.clickhouse_tables: sorting
+10,000,000: 200 million rows), in the project's `trades` table (stores.clickhouse.tables: sorting
 key, codecs, the daily-bar view), one active load per instrument with its ingest_log row (source
 BINANCE: aggregate trade ids), generated inside ClickHouse (`numbers()`; a Python frame of 200
 million rows would measure Python). BENCH_HOLED of the instruments (default 4) miss five id ranges
@@ -14,7 +14,7 @@ Timed, three repetitions (BENCH_REPEAT), in one process on the embedded engine:
   plain count), and the same over the active loads only (`load_id IN (active loads)`: what every
   read view does); for scale, a scan of the ids (`max(seq)` per instrument: the least a check of
   the ids reads, where a count reads no column at all);
-- check: `lib.ticks.continuity.find_holes` over the 20 slices, what the `trade_ids_continuous`
+- check: `quality.continuity.find_holes` over the 20 slices, what the `trade_ids_continuous`
   check runs: the loads and their sources, one scan of the ids (rows, first/last id, distinct ids
   with groupBitmap), then the window function (`lagInFrame`) over the holed slices only; and its two
   halves: the clean slices alone, the holed slices alone;
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from bench import KeptData
 from bench.ticks_load import DAY, INSTRUMENTS
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 
 VENUE = "BINANCE"
 TRADES = int(os.environ.get("BENCH_HOLE_TRADES", "10000000"))
@@ -62,8 +62,8 @@ def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int 
     """The 20 slices (`trades` each, the first `holed` with holes) in a new `database`, as loads made
     active the way the writer does (rows, then one row in `loads`), each with its ingest_log row.
     Returns the seconds taken (bench.factors generates its trades with it too)."""
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
-    from marketdata_assets.lib.ticks import writer
+    from marketdata_assets.stores.clickhouse import tables as ct
+    from marketdata_assets.stores.clickhouse import writer
 
     started = time.monotonic()
     client.command(f"DROP DATABASE IF EXISTS `{database}`")
@@ -108,8 +108,8 @@ def timed(fn) -> tuple[float, object]:
 
 def main() -> int:
     settings.apply_defaults()
-    from marketdata_assets.lib.ticks.continuity import find_holes
-    from marketdata_assets.lib.ticks.engine import SliceKey
+    from marketdata_assets.datasets.slices import SliceKey
+    from marketdata_assets.quality.continuity import find_holes
     from marketdata_assets.resources import ClickHouseResource
 
     workdir = settings.state_dir() / "bench" / "trade_id_holes"

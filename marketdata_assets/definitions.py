@@ -11,10 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketdata_assets import pool_wait
-from marketdata_assets.defs.ticks.resources import provider_resources
+from marketdata_assets.orchestration import pool_wait
+from marketdata_assets.orchestration.runs import dead_run_sweep
 from marketdata_assets.resources import build_resources
-from marketdata_assets.runs import dead_run_sweep
+from marketdata_assets.resources.sources import provider_resources
 
 pool_wait.install()  # every process that runs steps imports this module (see pool_wait)
 

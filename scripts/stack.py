@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from marketdata_assets import settings  # noqa: E402  (stdlib-only module)
+from marketdata_assets.core import settings  # noqa: E402  (stdlib-only module)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SECANTUS_SPEC = "SecantusDB==0.7.0b3"

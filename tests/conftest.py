@@ -15,7 +15,7 @@ import uuid
 import psycopg
 import pytest
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 
 # Two alpha accounts (the account dimension of alpha_files is read when the definitions load);
 # set, not defaulted: `make test` runs pytest with the settings' defaults already applied.
@@ -43,7 +43,7 @@ TEST_DAGSTER_DB = worker_name("dagster_test")
 def allow_future_until(monkeypatch, day) -> None:
     """A test that stores days which have not happened yet (the year after the last one a calendar
     library knows) widens the plausibility rule's future tolerance to reach past `day`: otherwise
-    lib/plausibility rightly rejects those rows as stamped in the future."""
+    core/plausibility rightly rejects those rows as stamped in the future."""
     from datetime import datetime, timezone
 
     minutes = (datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - datetime.now(timezone.utc))

@@ -1,6 +1,6 @@
 """`python tests/launch_assets.py ASSET...`: what `make run` does for one step, for tests that need a
 launcher run of one pool (e.g. clickhouse's tick_store) without the whole graph: the storage checked,
-dead runs swept, the assets launched in this process through marketdata_assets.launch."""
+dead runs swept, the assets launched in this process through marketdata_assets.apps.launch."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import dagster as dg
 
 
 def main(names: list[str]) -> int:
-    from marketdata_assets import settings
+    from marketdata_assets.core import settings
 
     settings.apply_defaults()
+    from marketdata_assets.apps.launch import Interrupted, launch, storage_watch
+    from marketdata_assets.apps.main import STORAGE_DOWN, storage_answers, sweep_and_say
     from marketdata_assets.definitions import defs as load_defs
-    from marketdata_assets.launch import Interrupted, launch, storage_watch
-    from marketdata_assets.main import STORAGE_DOWN, storage_answers, sweep_and_say
 
     defs = load_defs()
     keys = {dg.AssetKey(name) for name in names}

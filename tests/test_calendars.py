@@ -1,4 +1,4 @@
-"""Trading calendars (lib/calendars.py) over exchange_calendars: holidays, sessions, bar stamps."""
+"""Trading calendars (core/calendars.py) over exchange_calendars: holidays, sessions, bar stamps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from marketdata_assets.lib import calendars
+from marketdata_assets.core import calendars
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")

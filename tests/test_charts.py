@@ -3,7 +3,7 @@ import re
 from datetime import date
 from xml.etree import ElementTree
 
-from marketdata_assets.lib.charts import (
+from marketdata_assets.core.charts import (
     BAR,
     DOWN,
     UP,
@@ -59,7 +59,7 @@ def test_bars_scale_to_the_largest_value():
 def test_lines_share_one_time_axis_and_mark_zero_when_values_cross_it():
     from datetime import datetime, timedelta
 
-    from marketdata_assets.lib.charts import LINE_COLORS, line_chart_svg
+    from marketdata_assets.core.charts import LINE_COLORS, line_chart_svg
 
     start = datetime(2025, 1, 15)
     funding = {"OKX:BTC-USDT-SWAP <swap>": [(start + timedelta(hours=8 * i), r) for i, r in
@@ -86,7 +86,7 @@ def test_lines_share_one_time_axis_and_mark_zero_when_values_cross_it():
 
 
 def test_lines_over_numbers_label_the_axis_with_the_numbers():
-    from marketdata_assets.lib.charts import line_chart_svg
+    from marketdata_assets.core.charts import line_chart_svg
 
     smile = {"2025-03-28": [(80_000.0, 62.0), (100_000.0, 50.5), (120_000.0, 58.0)]}
     root = ElementTree.fromstring(line_chart_svg("smile", smile, unit="%"))

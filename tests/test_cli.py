@@ -12,7 +12,7 @@ import dagster as dg
 import pymongo
 import pytest
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 from tests.conftest import TEST_DAGSTER_DB, recreate_database, worker_name
 
 REPO = Path(__file__).resolve().parent.parent

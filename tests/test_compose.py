@@ -24,10 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from marketdata_assets import demo, settings
-from marketdata_assets.lib.alphas.api import credential_vars, parse_account_names
+from marketdata_assets.apps import demo
+from marketdata_assets.core import settings
+from marketdata_assets.core.settings import SETTINGS
 from marketdata_assets.replay.alpha_api import default_password, default_user
-from marketdata_assets.settings import SETTINGS
+from marketdata_assets.sources.alpha_api import credential_vars, parse_account_names
 
 REPO = settings.PROJECT_ROOT
 DOCKER = REPO / "docker"
@@ -206,7 +207,7 @@ def test_demo_profile_serves_the_replays_that_demo_env_points_at():
     assert not others, f"services {others} are in a profile: the default stack would lack them"
     assert "env_file" not in replays, "service replays: env_file would change the credentials it accepts"
     cmd = command("replays")
-    assert cmd[:4] == ["python", "-m", "marketdata_assets.demo", "replays"], f"service replays: command {cmd}"
+    assert cmd[:4] == ["python", "-m", "marketdata_assets.apps.demo", "replays"], f"service replays: command {cmd}"
     assert flag(cmd, "--host") == "0.0.0.0", "service replays: listens on loopback only"
     ports = {server: int(flag(cmd, f"--{server}-port")) for server in ("alpha", "crypto", "stocks", "archive")}
     accounts_ref = REFERENCE.match(environment("replays").get("ALPHA_API_ACCOUNTS", ""))
@@ -292,7 +293,7 @@ def test_dockerignore_keeps_local_state_out_and_the_image_inputs_in():
                  "docs/_build/index.html"):
         assert _dockerignored(path, patterns), f".dockerignore: {path} would be sent into the build context"
     for path in ("pyproject.toml", "README.md", "instance/dagster.yaml", "marketdata_assets/definitions.py",
-                 "marketdata_assets/defs/ticks/data_providers.yaml", "docker/workspace.docker.yaml",
+                 "marketdata_assets/sources/data_providers.yaml", "docker/workspace.docker.yaml",
                  "docker/requirements.py"):
         assert not _dockerignored(path, patterns), f".dockerignore: {path} is excluded but the image needs it"
 
@@ -322,8 +323,8 @@ def test_image_leaves_out_only_packages_no_container_imports(tmp_path):
         assert defs().resolve_all_asset_keys()
         for module in ("dagster._cli", "dagster._cli.code_server", "dagster._cli.api",
                        "dagster_webserver.cli", "dagster._daemon.cli",
-                       "marketdata_assets.pools", "marketdata_assets.metrics",
-                       "marketdata_assets.demo", "marketdata_assets.replay.alpha_api",
+                       "marketdata_assets.orchestration.pools", "marketdata_assets.apps.exporter",
+                       "marketdata_assets.apps.demo", "marketdata_assets.replay.alpha_api",
                        "marketdata_assets.replay.crypto", "marketdata_assets.replay.stocks"):
             importlib.import_module(module)
         print("ok")

@@ -29,8 +29,8 @@ import psycopg
 import pymongo
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib.sweep import process_tags
+from marketdata_assets.core import settings
+from marketdata_assets.core.sweep import process_tags
 from tests.conftest import recreate_database, worker_name
 from tests.fault_proxy import FaultProxy
 
@@ -109,7 +109,7 @@ def launcher(env: dict, *assets: str) -> Proc:
 
 
 def replay_files(directory: Path, count: int = 5) -> Path:
-    from marketdata_assets.main import write_replay_minute_files
+    from marketdata_assets.apps.main import write_replay_minute_files
 
     write_replay_minute_files(directory, MONTHS)
     return directory
@@ -184,7 +184,7 @@ def test_a_waiter_names_the_holder_and_stops_on_sigterm_leaving_nothing_claimed(
 @contextmanager
 def timescale_held(env: dict):
     """The minute-bar load takes the project's DDL advisory lock first: held here, the step waits in it."""
-    from marketdata_assets.lib.bars.loader import DDL_LOCK_KEY
+    from marketdata_assets.stores.timescale.ledger import DDL_LOCK_KEY
 
     with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
                          user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD") or None,

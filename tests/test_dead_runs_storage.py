@@ -17,7 +17,7 @@ from contextlib import closing
 import dagster as dg
 import pytest
 
-from marketdata_assets.lib.sweep import process_tags
+from marketdata_assets.core.sweep import process_tags
 from tests import test_dead_runs
 from tests.test_dead_runs import (
     DAGSTER_DB,
@@ -40,7 +40,8 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
     """Dagster's storage and the market database on one server (as in the local stack), crashed while
     the fifth of five files loads: the first four committed, the command says so and exits within
     seconds; after a restart the next command fails the dead run, frees its slot, loads the fifth."""
-    from marketdata_assets.lib.bars import loader
+    from marketdata_assets.ingest.minute_bars import loader
+    from marketdata_assets.stores.timescale import ledger
 
     pg = private_postgres
     pg.create_database("dagster")
@@ -58,7 +59,7 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
     blocker, watcher = pg.connect("market"), pg.connect("market")  # both die with the server
     with closing(blocker), closing(watcher):
         blocker.autocommit = False
-        loader.ensure_loader_tables(blocker)
+        ledger.ensure_loader_tables(blocker)
         blocker.commit()
         blocker.execute("SELECT 1")  # a transaction left open: record_index's block is a savepoint in it
         loader.record_index(blocker, last.name, last.stat(), None, None, [], None)  # uncommitted: the load waits
@@ -104,7 +105,7 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
 
 
 @pytest.mark.parametrize("launcher_args", [["marketdata", "load-minute-bars"],
-                                           [sys.executable, "-m", "marketdata_assets.demo", "run", "--no-ui"]],
+                                           [sys.executable, "-m", "marketdata_assets.apps.demo", "run", "--no-ui"]],
                          ids=["marketdata", "make-run"])
 def test_a_stopped_dagster_storage_is_one_line_and_exit_3_before_any_run(run_env, tmp_path, launcher_args):
     from tests.conftest import free_port
@@ -168,7 +169,7 @@ def test_dagster_storage_crashed_mid_step_is_one_line_and_the_next_run_cleans_up
 
 
 def test_a_holder_that_dies_while_a_step_waits_is_cleaned_up_and_the_step_runs(run_env, tmp_path):
-    from marketdata_assets.lib.processes import ProcessRef, process_start
+    from marketdata_assets.core.processes import ProcessRef, process_start
 
     holder_process = subprocess.Popen(["sleep", "600"])
     try:

@@ -74,8 +74,8 @@ def test_every_asset_a_schedule_keeps_fresh_has_a_freshness_deadline_after_its_r
 
     import yaml
 
+    from marketdata_assets.core.settings import INSTANCE_YAML
     from marketdata_assets.definitions import defs
-    from marketdata_assets.settings import INSTANCE_YAML
 
     graph = defs().resolve_asset_graph()
     schedules = {s.name: s for s in defs().schedules}
@@ -99,7 +99,7 @@ def test_landing_sensors_look_as_often_as_configured(monkeypatch):
 
     import pytest
 
-    from marketdata_assets import settings
+    from marketdata_assets.core import settings
     from marketdata_assets.defs.bars import sensors
 
     monkeypatch.setenv("LANDING_SENSOR_INTERVAL_S", "7")

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from dotenv import dotenv_values
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 from marketdata_assets.replay import minute_csv as fx
 from tests.test_project_cli import plain_environment
 

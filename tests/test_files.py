@@ -1,4 +1,4 @@
-"""lib/files.py: names kept under the file system's 255 bytes, temp files and reason files for any
+"""core/files.py: names kept under the file system's 255 bytes, temp files and reason files for any
 name that exists, and quarantine of what a landing area may hold (links pointing anywhere,
 directories, long names) without raising (issue 15 item 6)."""
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from marketdata_assets.lib.files import (
+from marketdata_assets.core.files import (
     NAME_MAX,
     atomic_write_bytes,
     fit_name,

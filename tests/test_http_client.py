@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from marketdata_assets.lib.http import ApiClient, ApiError, RetryPolicy, TokenBucket, parse_retry_after
+from marketdata_assets.core.http import ApiClient, ApiError, RetryPolicy, TokenBucket, parse_retry_after
 from marketdata_assets.resources import HttpApiResource
 from tests.scripted_server import Reply, ScriptedServer
 
@@ -144,7 +144,7 @@ def test_resource_builds_a_client_with_its_policy():
 
 
 def test_error_table_classifies_fragments_codes_and_statuses_in_that_order():
-    from marketdata_assets.lib.http import ErrorTable
+    from marketdata_assets.core.http import ErrorTable
 
     table = ErrorTable(broad=(("banned until", "banned"), ("每天", "quota", "40203")),
                        exact={"-1003": "rate_limited", "Not Found": "not_found"}, status={418: "banned"})

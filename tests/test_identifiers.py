@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from marketdata_assets.lib.errors import scrub
-from marketdata_assets.lib.identifiers import (
+from marketdata_assets.core.errors import scrub
+from marketdata_assets.core.identifiers import (
     day_partition_key,
     month_partition_key,
     qualified_name,

@@ -1,6 +1,6 @@
-"""What a console line and the summary say about a run (marketdata_assets.launch): a degraded store."""
+"""What a console line and the summary say about a run (marketdata_assets.apps.launch): a degraded store."""
 
-from marketdata_assets.launch import Outcome, summary
+from marketdata_assets.apps.launch import Outcome, summary
 
 
 def test_a_degraded_store_is_on_the_runs_line_and_in_the_summary():

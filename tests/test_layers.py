@@ -30,10 +30,19 @@ def test_the_package_keeps_its_layer_contracts():
 
 
 @pytest.mark.parametrize("module, upward_import, contract", [
-    ("lib/markdown.py", "from marketdata_assets.defs.ticks import partitions", "Layers"),
-    ("lib/charts.py", "import dagster", "import no Dagster"),
+    ("core/markdown.py", "from marketdata_assets.defs.ticks import partitions", "Layers"),
+    ("core/markdown.py", "from marketdata_assets.datasets import frames", "Layers"),
+    ("core/charts.py", "import dagster", "nothing imports Dagster"),
+    ("stores/clickhouse/writer.py", "import dagster", "nothing imports Dagster"),
+    ("sources/okx/rest.py", "from marketdata_assets.stores.clickhouse import writer", "Layers"),
+    ("sources/okx/rest.py", "from marketdata_assets.ingest import engine", "Layers"),
+    ("stores/mongo/documents.py", "from marketdata_assets.sources import alpha_api", "Layers"),
+    ("sources/okx/rest.py", "from marketdata_assets.sources.binance import rest", "Sources don't import"),
+    ("stores/timescale/kline.py", "from marketdata_assets.stores.clickhouse import tables", "Stores don't import"),
     ("defs/bars/checks.py", "from marketdata_assets.defs.alphas import partitions", "domains don't import"),
-    ("resources/mongo.py", "from marketdata_assets import cli", "Layers"),
+    ("defs/bars/checks.py", "from marketdata_assets.apps import cli", "Layers"),
+    ("resources/mongo.py", "from marketdata_assets.apps import cli", "Layers"),
+    ("core/identifiers.py", "from marketdata_assets.core import naming", "No import cycles"),
 ])
 def test_an_import_that_runs_back_up_breaks_a_contract(tmp_path, module, upward_import, contract):
     shutil.copytree(REPO / "marketdata_assets", tmp_path / "marketdata_assets",

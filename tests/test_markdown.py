@@ -2,7 +2,7 @@
 
 import pytest
 
-from marketdata_assets.lib.markdown import number, table
+from marketdata_assets.core.markdown import number, table
 
 
 @pytest.mark.parametrize("value, shown", [

@@ -24,7 +24,7 @@ import dagster
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from marketdata_assets.metrics import start_exporter
+from marketdata_assets.apps.exporter import start_exporter
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from tests.scripted_server import Reply, ScriptedServer
 
@@ -98,9 +98,9 @@ def exporter(tmp_path, instance):
 FETCH_AND_LOAD = """
     import asyncio, json, os
     import clickhouse_connect
-    from marketdata_assets.lib.http import RetryPolicy
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct, writer as w
-    from marketdata_assets.lib.ticks.sources.binance.rest import BinanceClient
+    from marketdata_assets.core.http import RetryPolicy
+    from marketdata_assets.stores.clickhouse import tables as ct, writer as w
+    from marketdata_assets.sources.binance.rest import BinanceClient
 
     async def fetch():
         retry = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
@@ -118,7 +118,7 @@ FETCH_AND_LOAD = """
 
 
 def test_requests_429_retry_latency_and_rows_of_another_process_reach_metrics(exporter, tmp_path):
-    """A separate process fetches a Binance book through lib/http.py from the replay server, which
+    """A separate process fetches a Binance book through core/http.py from the replay server, which
     answers 429 then 200, and loads it with the ticks writer into an embedded ClickHouse: /metrics
     shows both requests by status class, the 429, the retry, two latency observations, the rows
     and the time of the commit."""
@@ -154,7 +154,7 @@ def test_requests_429_retry_latency_and_rows_of_another_process_reach_metrics(ex
 
 MANY = """
     import json
-    from marketdata_assets.lib import metrics
+    from marketdata_assets.core import metrics
     metrics.http_response("Tushare Pro", 200, 0.2)
     metrics.http_error("Tushare Pro", "server_error")
     metrics.loaded("trades", "OKX", {rows}, at={at})
@@ -187,7 +187,7 @@ IN_PROCESS = """
     import json
     import prometheus_client
     from prometheus_client import values
-    from marketdata_assets.lib import metrics
+    from marketdata_assets.core import metrics
     metrics.loaded("daily_bars", "SSE", 4)
     text = prometheus_client.generate_latest(prometheus_client.REGISTRY).decode()
     print(json.dumps({"value_class": values.ValueClass.__name__,
@@ -196,7 +196,7 @@ IN_PROCESS = """
 
 UNUSABLE_DIR = """
     import asyncio, json
-    from marketdata_assets.lib.http import ApiClient, RetryPolicy
+    from marketdata_assets.core.http import ApiClient, RetryPolicy
 
     async def go():
         async with ApiClient({url!r}, retry=RetryPolicy(max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)) as api:
@@ -280,7 +280,7 @@ def test_cli_answers_503_on_health_and_still_serves_metrics_when_the_instance_st
     env = {**os.environ, "PYTHONPATH": str(REPO), "DAGSTER_HOME": str(home),
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "MARKETDATA_DEMO": "on"}
     log = (tmp_path / "exporter.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "marketdata_assets.metrics", "--host", "127.0.0.1", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "marketdata_assets.apps.exporter", "--host", "127.0.0.1", "--port", "0",
                              "--query-timeout", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         line = proc.stdout.readline()  # printed once it listens

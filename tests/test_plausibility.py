@@ -1,4 +1,4 @@
-"""The one plausibility rule for timestamps from outside (lib/plausibility.py), on its own."""
+"""The one plausibility rule for timestamps from outside (core/plausibility.py), on its own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from marketdata_assets.lib import plausibility
+from marketdata_assets.core import plausibility
 
 NOW = datetime(2026, 1, 20, 2, 0, tzinfo=timezone.utc)  # 10:00 in Beijing
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 def plain_environment() -> dict[str, str]:
     """This shell's environment without anything the project or scripts/with-env sets."""
-    from marketdata_assets.settings import SETTINGS, write_dotenv
+    from marketdata_assets.core.settings import SETTINGS, write_dotenv
 
     if not (REPO / ".env").exists():  # `make test` writes it (make dotenv)
         write_dotenv()

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from marketdata_assets.settings import SETTINGS
+from marketdata_assets.core.settings import SETTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -27,9 +27,9 @@ def test_docker_compose_uses_the_same_variable_names():
 
 
 def test_the_table_of_what_each_venue_serves_is_the_declarations():
-    from marketdata_assets.lib.ticks.sources import datasets_table
+    from marketdata_assets.sources.venues import datasets_table
 
     start, end = "<!-- datasets-table -->\n", "\n<!-- /datasets-table -->"
     shown = README[README.index(start) + len(start):README.index(end)]
     assert shown == datasets_table(), ("README's datasets table is stale: paste "
-                                       "lib.ticks.sources.datasets_table()")
+                                       "sources.venues.datasets_table()")

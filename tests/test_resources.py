@@ -13,8 +13,8 @@ import pyarrow as pa
 import pymongo
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib.errors import StoreUnavailable
+from marketdata_assets.core import settings
+from marketdata_assets.core.errors import StoreUnavailable
 from marketdata_assets.resources import ClickHouseResource, MongoResource, TimescaleResource
 from marketdata_assets.resources.clickhouse import EmbeddedLockTimeout
 from tests.conftest import free_port
@@ -186,7 +186,7 @@ def test_secrets_travel_as_env_var_names_not_values(monkeypatch):
 
 
 def test_unset_variables_fall_back_to_the_local_stack(monkeypatch):
-    from marketdata_assets import settings
+    from marketdata_assets.core import settings
     from marketdata_assets.resources import build_resources
 
     for name in ("MONGODB_URI", "TIMESCALE_PORT", "CLICKHOUSE_DSN", "MARKETDATA_STATE_DIR"):

@@ -1,4 +1,4 @@
-"""The sweep's judgement of a run's process (lib/processes, lib/sweep) and the dead_run_sweep sensor
+"""The sweep's judgement of a run's process (core/processes, core/sweep) and the dead_run_sweep sensor
 on a real Dagster instance (Postgres): dead runs of this host failed and their slots freed; a live
 run, a run of another host, a re-execution carrying its parent's tags and a finished run left alone."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from marketdata_assets.lib.processes import ProcessRef, age, process_start
-from marketdata_assets.lib.sweep import RUN_TAG, RunView, dead_runs, process_tags, swept_line
+from marketdata_assets.core.processes import ProcessRef, age, process_start
+from marketdata_assets.core.sweep import RUN_TAG, RunView, dead_runs, process_tags, swept_line
 from tests.conftest import recreate_database, worker_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def add_run(instance, status: dg.DagsterRunStatus, tags: dict, run_id: str | Non
 
 
 def test_the_sensor_fails_dead_runs_and_frees_slots_no_run_can_use(instance):
-    from marketdata_assets.runs import dead_run_sweep
+    from marketdata_assets.orchestration.runs import dead_run_sweep
 
     storage = instance.event_log_storage
     storage.set_concurrency_slots("timescaledb", 3)

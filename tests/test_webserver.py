@@ -19,7 +19,7 @@ import pytest
 from dagster import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 from tests.conftest import TEST_DAGSTER_DB, free_port, recreate_database, worker_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def served_project(tmp_path_factory):
            "MARKETDATA_STATE_DIR": str(tmp_path_factory.mktemp("state")),
            "TIMESCALE_DB": WEB_TIMESCALE_DB, **WEB_ALPHA_DBS, "CLICKHOUSE_DSN": f"chdb://{tmp_path_factory.mktemp('ch') / 'data'}",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run([sys.executable, "-m", "marketdata_assets.pools", "apply"], env=env, cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-m", "marketdata_assets.orchestration.pools", "apply"], env=env, cwd=REPO, check=True,
                    capture_output=True)  # as `make run` does
     log = open(home / "dagster-dev.log", "wb")
     # cwd: not the repo, whose generated .env (read by `dagster dev`, winning over env) names the dev instance

@@ -66,7 +66,6 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from marketdata_assets.lib.alphas.api import credential_vars, month_window
 from marketdata_assets.replay import (
     BackgroundServer,
     Reply,
@@ -77,6 +76,7 @@ from marketdata_assets.replay import (
     serve_until_terminated,
 )
 from marketdata_assets.replay.alpha_factory import make_alpha
+from marketdata_assets.sources.alpha_api import credential_vars, month_window
 
 NY = ZoneInfo("America/New_York")
 UTC = timezone.utc

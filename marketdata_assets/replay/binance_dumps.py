@@ -15,8 +15,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from marketdata_assets.lib.ticks.frames import TRADES_SCHEMA
-from marketdata_assets.lib.ticks.sources.binance.dumps import (
+from marketdata_assets.datasets.frames import TRADES_SCHEMA
+from marketdata_assets.sources.binance.dumps import (
     FUTURES_HEADER_SINCE,
     MICROSECONDS_SINCE,
     VENUE,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from marketdata_assets.lib.bars.minute_csv import MINUTE_SCHEMA
+from marketdata_assets.sources.minute_csv.reader import MINUTE_SCHEMA
 
 NAMES = {"600000.SH": "浦发银行", "000001.SZ": "平安银行", "688981.SH": "中芯国际", "300750.SZ": "宁德时代",
          "830799.BJ": "艾融软件", "000001.SH": "上证指数", "601398.SH": "工商银行"}
@@ -38,10 +38,10 @@ def trading_minutes(day: date, first_bar: time = time(9, 31)) -> list[datetime]:
 
 
 def trading_days(start: date, count: int, venue: str = "SSE") -> list[date]:
-    """The first `count` trading days from `start` on, by the exchange calendar (lib/calendars:
+    """The first `count` trading days from `start` on, by the exchange calendar (core/calendars:
     weekends AND holidays skipped, as real files have no bars on 2026-10-01; past the last year the
     installed exchange-calendars knows, its provisional weekdays minus MARKETDATA_HOLIDAYS_FILE)."""
-    from marketdata_assets.lib import calendars
+    from marketdata_assets.core import calendars
 
     days: list[date] = []
     while len(days) < count:

@@ -1,6 +1,6 @@
-"""The store and alpha-API resources, configured from environment variables (marketdata_assets.settings).
+"""The store and alpha-API resources, configured from environment variables (marketdata_assets.core.settings).
 
-The vendor sources' resources are the ticks domain's own (defs/ticks/resources.py); the code location
+The vendor sources' resources are the ticks domain's own (resources/sources.py); the code location
 (definitions.py) puts the two together.
 
 A variable that is set is passed as `dg.EnvVar`, so the UI shows its name, never its value;
@@ -13,7 +13,7 @@ import os
 
 import dagster as dg
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 from marketdata_assets.resources.alphas import AlphaApiResource, AlphaStoreResource
 from marketdata_assets.resources.clickhouse import ClickHouseResource
 from marketdata_assets.resources.http import HttpApiResource

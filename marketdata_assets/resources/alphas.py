@@ -7,10 +7,10 @@ from pydantic import Field
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from marketdata_assets.lib.alphas.api import AlphaApi, accounts_from_env, parse_account_names
-from marketdata_assets.lib.alphas.documents import COLLECTIONS
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.resources.mongo import MongoResource
+from marketdata_assets.sources.alpha_api import AlphaApi, accounts_from_env, parse_account_names
+from marketdata_assets.stores.mongo.documents import COLLECTIONS
 
 
 class AlphaApiResource(HttpApiResource):

@@ -21,8 +21,8 @@ import clickhouse_connect
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from marketdata_assets.lib.errors import StoreUnavailable, scrub
-from marketdata_assets.lib.identifiers import sql_identifier
+from marketdata_assets.core.errors import StoreUnavailable, scrub
+from marketdata_assets.core.identifiers import sql_identifier
 
 
 class EmbeddedLockTimeout(RuntimeError):

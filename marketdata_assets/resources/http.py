@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from marketdata_assets.lib.http import ApiClient, RetryPolicy
+from marketdata_assets.core.http import ApiClient, RetryPolicy
 
 
 class HttpApiResource(dg.ConfigurableResource):

@@ -9,7 +9,7 @@ import pymongo
 from pydantic import Field, PrivateAttr
 from pymongo.errors import PyMongoError
 
-from marketdata_assets.lib.errors import StoreUnavailable, scrub
+from marketdata_assets.core.errors import StoreUnavailable, scrub
 
 
 def mongo_address(uri: str) -> str:

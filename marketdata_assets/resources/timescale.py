@@ -24,7 +24,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from pydantic import Field, PrivateAttr
 
-from marketdata_assets.lib.errors import StoreUnavailable, scrub
+from marketdata_assets.core.errors import StoreUnavailable, scrub
 
 # How long a step waits on the pool before checking that the server is still there.
 CHECKOUT_SLICE_S = 2.0

@@ -22,7 +22,17 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from marketdata_assets.lib.alphas.api import (
+from marketdata_assets.core.http import RetryPolicy
+from marketdata_assets.replay.alpha_api import (
+    LIST_PATH,
+    AlphaReplayServer,
+    Faults,
+    ReplayAccount,
+    ReplayConfig,
+    parse_filters,
+)
+from marketdata_assets.replay.alpha_factory import make_alpha as ALPHA_FACTORY
+from marketdata_assets.sources.alpha_api import (
     AlphaAccount,
     AlphaApi,
     AlphaApiClient,
@@ -36,16 +46,6 @@ from marketdata_assets.lib.alphas.api import (
     month_window,
     rewrite_next,
 )
-from marketdata_assets.lib.http import RetryPolicy
-from marketdata_assets.replay.alpha_api import (
-    LIST_PATH,
-    AlphaReplayServer,
-    Faults,
-    ReplayAccount,
-    ReplayConfig,
-    parse_filters,
-)
-from marketdata_assets.replay.alpha_factory import make_alpha as ALPHA_FACTORY
 from tests.scripted_server import Reply, ScriptedServer
 
 NY = ZoneInfo("America/New_York")

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from marketdata_assets.datasets.alpha_files import iter_alpha_files, read_alpha_file
 from marketdata_assets.defs.alphas import sensors
 from marketdata_assets.defs.alphas.assets import (
     alpha_documents,
@@ -21,12 +22,11 @@ from marketdata_assets.defs.alphas.assets import (
 )
 from marketdata_assets.defs.alphas.checks import alpha_checks
 from marketdata_assets.defs.alphas.schedules import alpha_fetch_daily
-from marketdata_assets.lib.alphas.api import credential_vars
-from marketdata_assets.lib.alphas.files import iter_alpha_files, read_alpha_file
-from marketdata_assets.lib.alphas.importer import LEDGER, collection_digest
-from marketdata_assets.lib.alphas.packages import build_package
+from marketdata_assets.ingest.alphas.importer import LEDGER, collection_digest
+from marketdata_assets.ingest.alphas.packages import build_package
 from marketdata_assets.replay.alpha_api import AlphaReplayServer, ReplayAccount, ReplayConfig
 from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
+from marketdata_assets.sources.alpha_api import credential_vars
 
 NY = ZoneInfo("America/New_York")
 MONTH, MONTH_KEY = "2025-07", "2025-07-01"
@@ -385,7 +385,7 @@ def test_coverage_draws_stored_over_listed_per_account_month_and_names_what_is_m
     import re
 
     from marketdata_assets.defs.alphas.coverage import alphas_coverage, recent_months
-    from marketdata_assets.lib.alphas.landing import read_listing
+    from marketdata_assets.ingest.alphas.landing import read_listing
 
     assert recent_months(3, datetime(2026, 1, 15, tzinfo=NY)) == ["2025-11", "2025-12", "2026-01"]
     months = len(recent_months(400, datetime.now(NY))) - recent_months(400, datetime.now(NY)).index(MONTH)

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from marketdata_assets.lib.alphas import coverage as cov
-from marketdata_assets.lib.alphas.coverage import AccountMonth, coverage
-from marketdata_assets.lib.alphas.files import land_alpha
-from marketdata_assets.lib.alphas.landing import listing_path
+from marketdata_assets.datasets.alpha_files import land_alpha
+from marketdata_assets.ingest.alphas.landing import listing_path
+from marketdata_assets.quality import alpha_coverage as cov
+from marketdata_assets.quality.alpha_coverage import AccountMonth, coverage
 
 
 def alpha(alpha_id: str, alpha_type: str = "REGULAR") -> dict:

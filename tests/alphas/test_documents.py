@@ -11,7 +11,9 @@ import pytest
 from bson.codec_options import CodecOptions
 from pymongo.common import validate_ok_for_replace
 
-from marketdata_assets.lib.alphas.documents import (
+from marketdata_assets.datasets.alpha_files import canonical_json
+from marketdata_assets.replay.alpha_factory import make_alpha
+from marketdata_assets.stores.mongo.documents import (
     ESC,
     FW_DOLLAR,
     FW_DOT,
@@ -27,8 +29,6 @@ from marketdata_assets.lib.alphas.documents import (
     unsafe_keys,
     validate_alpha,
 )
-from marketdata_assets.lib.alphas.files import canonical_json
-from marketdata_assets.replay.alpha_factory import make_alpha
 
 UTC = timezone.utc
 

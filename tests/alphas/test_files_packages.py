@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from marketdata_assets.lib.alphas import files as files_mod
-from marketdata_assets.lib.alphas.files import (
+from marketdata_assets.datasets import alpha_files as files_mod
+from marketdata_assets.datasets.alpha_files import (
     alpha_path,
     canonical_file_bytes,
     canonical_json,
@@ -26,7 +26,7 @@ from marketdata_assets.lib.alphas.files import (
     read_alpha_file,
     write_if_changed,
 )
-from marketdata_assets.lib.alphas.packages import (
+from marketdata_assets.ingest.alphas.packages import (
     PackageError,
     build_package,
     build_packages,

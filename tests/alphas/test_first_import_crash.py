@@ -9,7 +9,7 @@ import threading
 
 import pymongo
 
-from marketdata_assets.lib.alphas.importer import (
+from marketdata_assets.ingest.alphas.importer import (
     ALPHA_INDEXES,
     ensure_alpha_indexes,
     import_files,

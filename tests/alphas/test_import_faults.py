@@ -28,8 +28,8 @@ from marketdata_assets.defs.alphas.assets import (
     alpha_package_drops,
     alpha_store,
 )
-from marketdata_assets.lib.alphas.import_lock import PartitionBusy, partition_lock
-from marketdata_assets.lib.alphas.importer import (
+from marketdata_assets.ingest.alphas.import_lock import PartitionBusy, partition_lock
+from marketdata_assets.ingest.alphas.importer import (
     LEDGER,
     ImportBlocked,
     collection_digest,

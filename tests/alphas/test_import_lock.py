@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from marketdata_assets.lib.alphas.import_lock import PartitionBusy, partition_lock
+from marketdata_assets.ingest.alphas.import_lock import PartitionBusy, partition_lock
 
 STORE = "regular_alphas.alphas"
 

@@ -14,8 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from marketdata_assets.lib.alphas.documents import from_document, to_document
-from marketdata_assets.lib.alphas.importer import (
+from marketdata_assets.ingest.alphas.importer import (
     LEDGER,
     collection_digest,
     ensure_alpha_indexes,
@@ -23,6 +22,7 @@ from marketdata_assets.lib.alphas.importer import (
     ledger_entries,
 )
 from marketdata_assets.replay.alpha_factory import make_alpha
+from marketdata_assets.stores.mongo.documents import from_document, to_document
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -206,10 +206,10 @@ def test_dollar_and_dot_keys_are_data_never_operators(dbs, tmp_path):
 KILLABLE = """
 import sys, time
 from pathlib import Path
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 settings.apply_defaults()
 import pymongo
-from marketdata_assets.lib.alphas.importer import import_files
+from marketdata_assets.ingest.alphas.importer import import_files
 client = pymongo.MongoClient(settings.get("MONGODB_URI"))
 root = Path(sys.argv[1])
 files = [(p.name, p) for p in sorted(root.glob("*.json"))]

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from marketdata_assets.lib.alphas.merge import (
+from marketdata_assets.replay.alpha_factory import make_alpha
+from marketdata_assets.stores.mongo.merge import (
     DEFAULT_ARRAY_KEYS,
     deep_merge,
     json_equal,
     merge_changed,
     resolve_for_mode,
 )
-from marketdata_assets.replay.alpha_factory import make_alpha
 
 
 def test_seed_example_nested_objects():

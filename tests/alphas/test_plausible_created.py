@@ -8,11 +8,11 @@ from datetime import datetime
 
 import pytest
 
-from marketdata_assets.lib import plausibility
-from marketdata_assets.lib.alphas.documents import validate_alpha
-from marketdata_assets.lib.alphas.files import land_alpha, month_of
-from marketdata_assets.lib.alphas.packages import PackageError, _check_alpha
+from marketdata_assets.core import plausibility
+from marketdata_assets.datasets.alpha_files import land_alpha, month_of
+from marketdata_assets.ingest.alphas.packages import PackageError, _check_alpha
 from marketdata_assets.replay.alpha_factory import NY, make_alpha
+from marketdata_assets.stores.mongo.documents import validate_alpha
 
 TYPO = "2062-07-15T10:00:00-04:00"
 

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib.alphas.importer import (
+from marketdata_assets.core import settings
+from marketdata_assets.core.errors import StoreUnavailable
+from marketdata_assets.ingest.alphas.importer import (
     import_files,
     ledger_entries,
 )
-from marketdata_assets.lib.errors import StoreUnavailable
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.resources import MongoResource
 from tests.fault_proxy import FaultProxy

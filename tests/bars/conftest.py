@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 from tests.conftest import free_port, worker_name
 
 PGLITE_DIR = settings.PROJECT_ROOT / "scripts" / "pglite"
@@ -83,7 +83,7 @@ def minute_store(quality_db, tmp_path):
     import psycopg
     from psycopg import sql
 
-    from marketdata_assets.lib.bars import kline, loader
+    from marketdata_assets.stores.timescale import kline, ledger
 
     conn = psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
                            user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD") or None,
@@ -93,7 +93,7 @@ def minute_store(quality_db, tmp_path):
     conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
     conn.commit()
     kline.ensure_monthly_kline(conn)
-    loader.ensure_loader_tables(conn)
+    ledger.ensure_loader_tables(conn)
     conn.commit()
     try:
         yield conn

@@ -17,8 +17,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib import calendars
+from marketdata_assets.core import calendars, settings
 from marketdata_assets.replay import minute_csv as fx
 from tests.conftest import recreate_database, worker_name
 
@@ -226,8 +225,8 @@ def test_sensor_leaves_out_months_a_later_run_loaded(bars_env):
 
 KILL_SCRIPT = """
 import sys
-from marketdata_assets import settings
-from marketdata_assets.lib import calendars
+from marketdata_assets.core import settings
+from marketdata_assets.core import calendars
 settings.apply_defaults()
 from tests.bars.test_bars_assets import materialize
 materialize(["stock_1min_qfq"], {"stock_1min_qfq": {"force": True, "workers": 1}})

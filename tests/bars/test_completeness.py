@@ -1,4 +1,4 @@
-"""Completeness of a month of minute bars (lib/bars/completeness.py) on the native TimescaleDB.
+"""Completeness of a month of minute bars (quality/minute_bars/completeness.py) on the native TimescaleDB.
 
 Every case is a realistic CSV drop (replay/minute_csv layouts) loaded through the project's own
 loader into a schema of its own, then judged against the XSHG calendar. September 2026 has 21
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from marketdata_assets.lib import calendars
-from marketdata_assets.lib.bars import completeness, loader
+from marketdata_assets.core import calendars
+from marketdata_assets.ingest.minute_bars import loader
+from marketdata_assets.quality.minute_bars import completeness
 from marketdata_assets.replay import minute_csv as fx
 from tests.conftest import allow_future_until
 

@@ -14,7 +14,9 @@ from polars.testing import assert_frame_equal
 from psycopg import sql
 from psycopg.copy import LibpqWriter
 
-from marketdata_assets.lib.bars.copy_writer import (
+from marketdata_assets.replay.minute_csv import make_bars, render, trading_days, write_text
+from marketdata_assets.sources.minute_csv.reader import MINUTE_SCHEMA, read_minute_csv
+from marketdata_assets.stores.timescale.copy_writer import (
     MINUTE_COLUMNS,
     PGCOPY_HEADER,
     PGCOPY_TRAILER,
@@ -27,8 +29,6 @@ from marketdata_assets.lib.bars.copy_writer import (
     register_binary_arrays,
     table_identifier,
 )
-from marketdata_assets.lib.bars.minute_csv import MINUTE_SCHEMA, read_minute_csv
-from marketdata_assets.replay.minute_csv import make_bars, render, trading_days, write_text
 
 COPY_TYPES = ["timestamp", "text", "text", "float8", "float8", "float8", "float8", "float8", "float8"]
 
@@ -36,7 +36,9 @@ COPY_TYPES = ["timestamp", "text", "text", "float8", "float8", "float8", "float8
 def create_minute_table(conn: psycopg.Connection, table: str) -> None:
     """minute_table.ensure_minute_table when it can target another table, else the same DDL here."""
     try:
-        from marketdata_assets.lib.bars.minute_table import ensure_minute_table  # owned by another helper
+        from marketdata_assets.stores.timescale.minute_table import (
+            ensure_minute_table,  # owned by another helper
+        )
         if "table" in inspect.signature(ensure_minute_table).parameters:
             ensure_minute_table(conn, table=table)
             return

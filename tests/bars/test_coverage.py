@@ -1,4 +1,4 @@
-"""The bars coverage picture (lib/bars/coverage.py), and what the checks say about `make run`'s data."""
+"""The bars coverage picture (quality/minute_bars/coverage.py), and what the checks say about `make run`'s data."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from xml.etree import ElementTree
 
 import polars as pl
 
-from marketdata_assets.lib.bars import completeness, coverage, kline, kline_coverage, loader, units
-from marketdata_assets.main import last_complete_months, write_replay_minute_files
+from marketdata_assets.apps.main import last_complete_months, write_replay_minute_files
+from marketdata_assets.ingest.minute_bars import loader
+from marketdata_assets.quality.minute_bars import completeness, coverage, kline_coverage, units
 from marketdata_assets.replay import minute_csv as fx
+from marketdata_assets.stores.timescale import kline
 from tests.bars.test_completeness import SEP, SEP_DAYS, drop, without
 
 
@@ -43,7 +45,7 @@ def test_worst_codes_one_row_each_and_the_others_in_one_band(minute_store, tmp_p
 
 
 def test_make_run_replay_data_verdict(minute_store, tmp_path):
-    """`make run` loads marketdata_assets.main's replay drops for the last three complete months: every
+    """`make run` loads marketdata_assets.apps.main's replay drops for the last three complete months: every
     trading day of every code is there (the replay follows the XSHG calendar), and 600000.SH — the
     deliberately dirty file — leaves out 14:58 every day: a WARN naming the closing-auction minute,
     not an ERROR. The K-line covers every code and nothing is off by x100."""

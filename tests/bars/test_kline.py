@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from marketdata_assets import settings
-from marketdata_assets.lib.bars import kline, minute_table
+from marketdata_assets.core import settings
+from marketdata_assets.stores.timescale import kline, minute_table
 from tests.conftest import recreate_database, worker_name
 
 NATIVE_DB = worker_name("marketdata_kline_test")

@@ -1,4 +1,4 @@
-"""K-line coverage (lib/bars/kline_coverage.py): every code with minute bars has its monthly K-line
+"""K-line coverage (quality/minute_bars/kline_coverage.py): every code with minute bars has its monthly K-line
 row, or the check names it with the cleaning rule that removed its rows. Native TimescaleDB, the
 project's loader and the K-line's own refresh (table path)."""
 
@@ -8,8 +8,9 @@ from datetime import date
 
 import polars as pl
 
-from marketdata_assets.lib.bars import kline, kline_coverage
+from marketdata_assets.quality.minute_bars import kline_coverage
 from marketdata_assets.replay import minute_csv as fx
+from marketdata_assets.stores.timescale import kline
 from tests.bars.test_completeness import SEP, SEP_DAYS, drop
 
 OCT = date(2026, 10, 1)

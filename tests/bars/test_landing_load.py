@@ -12,12 +12,12 @@ import polars as pl
 import psycopg
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib.bars import landing_load
-from marketdata_assets.lib.bars.csv_profiles import load_profiles
-from marketdata_assets.lib.errors import StoreUnavailable
+from marketdata_assets.core import settings
+from marketdata_assets.core.errors import StoreUnavailable
+from marketdata_assets.ingest.minute_bars import landing as landing_load
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.resources import TimescaleResource
+from marketdata_assets.sources.minute_csv.profiles import load_profiles
 from tests.conftest import recreate_database, worker_name
 from tests.fault_proxy import FaultProxy
 

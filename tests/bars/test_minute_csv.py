@@ -15,8 +15,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.bars import minute_csv
-from marketdata_assets.lib.bars.csv_profiles import (
+from marketdata_assets.replay.minute_csv import (
+    big_file,
+    expected,
+    make_bars,
+    render,
+    trading_days,
+    write_text,
+)
+from marketdata_assets.sources.minute_csv import reader as minute_csv
+from marketdata_assets.sources.minute_csv.profiles import (
     BUILTIN_PROFILES,
     code_expr,
     code_from_filename,
@@ -27,7 +35,7 @@ from marketdata_assets.lib.bars.csv_profiles import (
     profile_from_dict,
     profiles_fingerprint,
 )
-from marketdata_assets.lib.bars.minute_csv import (
+from marketdata_assets.sources.minute_csv.reader import (
     CsvFileError,
     Reject,
     UnknownHeaderError,
@@ -37,14 +45,6 @@ from marketdata_assets.lib.bars.minute_csv import (
     parse_times,
     read_minute_csv,
     write_rejects,
-)
-from marketdata_assets.replay.minute_csv import (
-    big_file,
-    expected,
-    make_bars,
-    render,
-    trading_days,
-    write_text,
 )
 
 DAYS = trading_days(date(2026, 1, 5), 2)
@@ -910,7 +910,7 @@ def test_profiles_fingerprint_changes_with_what_reads_a_file(tmp_path):
     assert reader.profile.name == "mdy" and reader.read()["time"].to_list() == truth["time"].to_list()
 
 
-# --- Implausible times (issue #28: lib/plausibility.py) -----------------------------------------
+# --- Implausible times (issue #28: core/plausibility.py) -----------------------------------------
 
 def _year_typo_lines(truth: pl.DataFrame, rows: range) -> list[str]:
     """The file's lines with the year of the given data rows typed as 2062 instead of 2026."""

@@ -17,9 +17,10 @@ import polars as pl
 import psycopg
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib.bars import loader, minute_table
+from marketdata_assets.core import settings
+from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.replay import minute_csv as fx
+from marketdata_assets.stores.timescale import ledger, minute_table
 from tests.conftest import recreate_database, worker_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ def test_a_plain_table_above_the_limit_is_refused_once_then_the_named_command_mi
     port = int(settings.get("TIMESCALE_PORT"))
     with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=FRESH_DB) as conn:
         minute_table.ensure_minute_table(conn)  # no extension in the database yet: a plain table
-        loader.ensure_loader_tables(conn)
+        ledger.ensure_loader_tables(conn)
         for path in sorted(root.glob("*.csv")):
             loader.load_file(conn, path, path.name, [date(2026, 1, 1)], sha256=loader.file_sha256(path),
                              use_copy=True, run_id=None, reject_dir=tmp_path / "rejects")

@@ -13,9 +13,9 @@ import polars as pl
 import psycopg
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib.bars import kline
+from marketdata_assets.core import settings
 from marketdata_assets.replay import minute_csv as fx
+from marketdata_assets.stores.timescale import kline
 from tests.bars.test_bars_assets import DB, bars_env, materialize, metadata, stored  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("bars_env")  # a database and a landing area of their own

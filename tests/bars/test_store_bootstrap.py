@@ -1,4 +1,4 @@
-"""The minute-bar store's bootstrap (lib/bars/store.py) on real servers: a fresh database gets the
+"""The minute-bar store's bootstrap (stores/timescale/bootstrap.py) on real servers: a fresh database gets the
 extension, the hypertable and its unique index in one transaction; a plain table holding bars becomes a
 hypertable with the same rows (or, above the limit, fails once naming the command that migrates it);
 a server without TimescaleDB gives a plain table that says so."""
@@ -15,10 +15,13 @@ import polars as pl
 import psycopg
 import pytest
 
-from marketdata_assets import settings
-from marketdata_assets.lib.bars import kline, landing_load, loader, minute_table, store
+from marketdata_assets.core import settings
+from marketdata_assets.ingest.minute_bars import landing as landing_load
+from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.resources import TimescaleResource
+from marketdata_assets.stores.timescale import bootstrap as store
+from marketdata_assets.stores.timescale import kline, ledger, minute_table
 from tests.conftest import recreate_database, worker_name
 
 DB = worker_name("marketdata_store_bootstrap_test")
@@ -158,7 +161,7 @@ def test_a_load_into_a_plain_table_once_the_extension_exists_migrates_it_and_loa
     truth = landing_files(root, 6)
     with connect() as conn:  # what the load did before the fix where the extension was absent: a plain table
         minute_table.ensure_minute_table(conn)
-        loader.ensure_loader_tables(conn)
+        ledger.ensure_loader_tables(conn)
         for path in sorted(root.glob("*.csv"))[:3]:
             loader.load_file(conn, path, path.name, MONTHS, sha256=loader.file_sha256(path), use_copy=True,
                              run_id=None, reject_dir=tmp_path / "rejects")

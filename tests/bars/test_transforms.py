@@ -8,8 +8,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal, assert_series_equal
 
-from marketdata_assets.lib.bars.minute_csv import MINUTE_SCHEMA
-from marketdata_assets.lib.bars.transforms import (
+from marketdata_assets.ingest.minute_bars.transforms import (
     clean_minute_bars,
     daily_bars,
     dedupe_bars,
@@ -18,6 +17,7 @@ from marketdata_assets.lib.bars.transforms import (
     pipeline,
 )
 from marketdata_assets.replay.minute_csv import make_bars, trading_days
+from marketdata_assets.sources.minute_csv.reader import MINUTE_SCHEMA
 
 
 def bars(rows) -> pl.DataFrame:

@@ -1,4 +1,4 @@
-"""x100 unit errors (lib/bars/units.py): a stretch that reverts is named with its first and last bar;
+"""x100 unit errors (quality/minute_bars/units.py): a stretch that reverts is named with its first and last bar;
 a genuine x100 move that stays is not. Realistic CSV drops through the loader, native TimescaleDB."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from datetime import date, datetime
 
 import polars as pl
 
-from marketdata_assets.lib.bars import kline, units
+from marketdata_assets.quality.minute_bars import units
 from marketdata_assets.replay import minute_csv as fx
+from marketdata_assets.stores.timescale import kline
 from tests.bars.test_completeness import SEP, SEP_DAYS, drop
 from tests.bars.test_kline_coverage import OCT
 

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from marketdata_assets.lib.http import RetryPolicy
+from marketdata_assets.core.http import RetryPolicy
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 
 UTC = timezone.utc

@@ -5,7 +5,7 @@ import pytest
 
 @pytest.fixture
 def store(clickhouse):
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
+    from marketdata_assets.stores.clickhouse import tables as ct
 
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)

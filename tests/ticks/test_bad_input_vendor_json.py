@@ -18,21 +18,21 @@ from typing import Any
 
 import pytest
 
-from marketdata_assets.lib.http import (
+from marketdata_assets.core.http import (
     SourceDataError,
     SourceNotFound,
     SourcePermissionError,
     SourceRequestError,
 )
-from marketdata_assets.lib.ticks.sources.binance import BinanceClient
-from marketdata_assets.lib.ticks.sources.deribit import DeribitClient
-from marketdata_assets.lib.ticks.sources.okx import OkxClient
-from marketdata_assets.lib.ticks.sources.tushare import (
+from marketdata_assets.sources.binance import BinanceClient
+from marketdata_assets.sources.deribit import DeribitClient
+from marketdata_assets.sources.okx import OkxClient
+from marketdata_assets.sources.tushare import (
     TushareClient,
     TusharePermissionError,
     TushareResponseError,
 )
-from marketdata_assets.lib.ticks.sources.yahoo import YahooChartClient, YahooSymbolNotFound
+from marketdata_assets.sources.yahoo import YahooChartClient, YahooSymbolNotFound
 from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import FAST, run
 
@@ -479,9 +479,10 @@ def test_the_corpus_covers_every_source_and_outcome():
 def test_the_drops_reach_the_ingest_report(clickhouse):
     """An OKX day with an unconfirmed candle beside confirmed ones, through the engine: the slice
     is written with the confirmed bars, the unconfirmed one is in the report's source figures."""
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
-    from marketdata_assets.lib.ticks.engine import Engine, SliceKey
-    from marketdata_assets.lib.ticks.sources import venue_feed
+    from marketdata_assets.datasets.slices import SliceKey
+    from marketdata_assets.ingest.engine import Engine
+    from marketdata_assets.sources.venues import venue_feed
+    from marketdata_assets.stores.clickhouse import tables as ct
 
     with clickhouse.get_client() as ch:
         ct.ensure_tables(ch, clickhouse.database)
@@ -514,10 +515,11 @@ def test_unit_conversions_are_recorded_per_slice(clickhouse):
     """Deribit's inverse perpetual trades in USD amounts: the quantity stored is coin (amount /
     price), and the slice's ingest_log row and metadata name that conversion; a linear
     instrument's slice names none."""
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
-    from marketdata_assets.lib.ticks.engine import Engine, SliceKey
-    from marketdata_assets.lib.ticks.sources import venue_feed
-    from marketdata_assets.lib.ticks.sources.deribit.rest import INVERSE_CONVERSION
+    from marketdata_assets.datasets.slices import SliceKey
+    from marketdata_assets.ingest.engine import Engine
+    from marketdata_assets.sources.deribit.rest import INVERSE_CONVERSION
+    from marketdata_assets.sources.venues import venue_feed
+    from marketdata_assets.stores.clickhouse import tables as ct
 
     with clickhouse.get_client() as ch:
         ct.ensure_tables(ch, clickhouse.database)
@@ -536,10 +538,10 @@ def test_unit_conversions_are_recorded_per_slice(clickhouse):
 def test_parsers_name_their_conversions():
     """Yahoo pence -> pounds, Tushare lots -> shares and thousands of yuan -> yuan, OKX contracts ->
     coin: each parser notes what it did to the numbers on the running fetch."""
-    from marketdata_assets.lib.ticks.frames import FetchNotes, noting
-    from marketdata_assets.lib.ticks.sources.okx.rest import parse_history_trades
-    from marketdata_assets.lib.ticks.sources.tushare import parse_daily
-    from marketdata_assets.lib.ticks.sources.yahoo import parse_chart
+    from marketdata_assets.datasets.frames import FetchNotes, noting
+    from marketdata_assets.sources.okx.rest import parse_history_trades
+    from marketdata_assets.sources.tushare import parse_daily
+    from marketdata_assets.sources.yahoo import parse_chart
 
     with noting(FetchNotes()) as notes:
         parse_chart(dumps(yahoo()), "VOD.L")

@@ -10,16 +10,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import (
+from marketdata_assets.core.http import (
     SourceBanned,
     SourceDataError,
     SourcePermissionError,
     SourceRequestError,
     WeightGate,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.sources import VenueClient, venue_client
-from marketdata_assets.lib.ticks.sources.binance import (
+from marketdata_assets.datasets.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.sources.binance import (
     BinanceClient,
     ban_until,
     parse_agg_trades,
@@ -27,7 +27,8 @@ from marketdata_assets.lib.ticks.sources.binance import (
     parse_klines,
     parse_trades,
 )
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.sources.interface import VenueClient
+from marketdata_assets.sources.venues import venue_client
 from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 

@@ -1,4 +1,4 @@
-"""data.binance.vision archives (lib/ticks/sources/binance/archives.py, defs/ticks/archives.py) against
+"""data.binance.vision archives (sources/binance/archives.py, defs/ticks/archives.py) against
 the archive replay over real HTTP and the embedded ClickHouse: a good archive loads and its
 checksum is recorded, a corrupt one fails naming both digests and loads nothing, a missing day is
 reported missing while the others load, a replaced archive is found by the re-check and its slice
@@ -18,13 +18,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import RetryPolicy
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks.config import ProvidersConfigError, parse_providers_config
-from marketdata_assets.lib.ticks.engine import Engine, SliceKey
-from marketdata_assets.lib.ticks.sources.binance import archives as a
+from marketdata_assets.core.http import RetryPolicy
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.ingest import archives as ia
+from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
+from marketdata_assets.sources.binance import archives as a
+from marketdata_assets.sources.config import ProvidersConfigError, parse_providers_config
+from marketdata_assets.stores.clickhouse import tables as ct
 
 DAY = date(2025, 1, 15)
 DEC = date(2024, 12, 1)
@@ -47,7 +49,7 @@ def client_of(replay):
 
 def load(store, replay, tmp_path, slices, run_id="run-1"):
     """The daily archives of `slices` through the engine, recorded: (report, recorded rows)."""
-    run = a.ArchiveRun(client_of(replay), tmp_path / "work", workers=2)
+    run = ia.ArchiveRun(client_of(replay), tmp_path / "work", workers=2)
     report = Engine(store.get_client, store.database, run_id).run([[run.feed(a.daily_jobs(slices))]])
     with store.get_client() as client:
         return report, run.record(client, store.database, report, run_id)
@@ -107,7 +109,7 @@ def test_a_good_archive_loads_into_its_dataset_and_its_checksum_is_recorded(stor
     active = rows(store, "SELECT load_id FROM {db}.active_loads WHERE kind = 'trades' AND venue = 'BINANCE'")
     assert record["load_ids"] == [active[0][0]]
     with store.get_client() as client:
-        stored = a.latest_archives(client, store.database)
+        stored = ia.latest_archives(client, store.database)
     assert {(r.key.path.lstrip("/"), r.published_sha256) for r in stored} == {
         (p, served_sha256(replay, p)) for p in by_path}
     assert not list((tmp_path / "work").rglob("*.zip"))  # read, then removed
@@ -145,7 +147,7 @@ def test_a_missing_day_is_reported_missing_and_the_other_days_load(store, replay
 def test_a_throttled_or_cut_download_is_retried_and_hashed_whole(store, replay, tmp_path):
     replay.config.slow_down[TRADES] = 2
     replay.config.cut[TRADES] = 1
-    run = a.ArchiveRun(lambda: a.ArchiveClient(replay.base_url, retry=RetryPolicy(max_retries=3, backoff_base_s=0.01)),
+    run = ia.ArchiveRun(lambda: a.ArchiveClient(replay.base_url, retry=RetryPolicy(max_retries=3, backoff_base_s=0.01)),
                        tmp_path / "work")
     report = Engine(store.get_client, store.database, "r").run([[run.feed(a.daily_jobs([SliceKey(
         "trades", "BINANCE", "BTCUSDT", DAY)]))]])
@@ -163,7 +165,7 @@ def test_a_replaced_archive_is_found_by_the_recheck_and_its_slice_reloaded(store
     assert replay.replace(TRADES) == 1  # Binance re-publishes the day: other rows, another digest
     new = served_sha256(replay, TRADES)
     engine = Engine(store.get_client, store.database, "recheck-1")
-    result = a.recheck(client_of(replay), engine, tmp_path / "work")
+    result = ia.recheck(client_of(replay), engine, tmp_path / "work")
     assert result.checked == 2 and [(c.key.path, c.old, c.new) for c in result.changed] == [("/" + TRADES, old, new)]
     assert result.report.summary() == "Successful: 1/1"
     stored = view(store, "trades", "BINANCE", "BTCUSDT")
@@ -172,7 +174,7 @@ def test_a_replaced_archive_is_found_by_the_recheck_and_its_slice_reloaded(store
     latest = rows(store, "SELECT sha256, previous_sha256, note FROM {db}.dump_archives WHERE family = 'trades' "
                          "ORDER BY verified_at DESC LIMIT 1")[0]
     assert latest[:2] == (new, old) and latest[2] == f"replaced: {old} -> {new}"
-    again = a.recheck(client_of(replay), Engine(store.get_client, store.database, "recheck-2"), tmp_path / "work")
+    again = ia.recheck(client_of(replay), Engine(store.get_client, store.database, "recheck-2"), tmp_path / "work")
     assert (again.checked, again.changed) == (2, [])
 
 
@@ -181,7 +183,7 @@ def test_a_monthly_archive_is_reconciled_with_the_daily_slices(store, replay, tm
     load(store, replay, tmp_path, [SliceKey("trades", "BINANCE", "BTCUSDT", d) for d in days])
     month = a.ArchiveKey("spot", "trades", "", "BTCUSDT", "monthly", DEC)
     engine = Engine(store.get_client, store.database, "reconcile-1")
-    first = a.reconcile(client_of(replay), engine, tmp_path / "work", [month], fill_missing=False)
+    first = ia.reconcile(client_of(replay), engine, tmp_path / "work", [month], fill_missing=False)
     status = {c.day: c.status for c in first.comparisons}
     assert len(status) == 31 and [status[d] for d in days] == ["match", "mismatch", "match"]
     assert sum(s == "no daily slice" for s in status.values()) == 28 and first.report.outcomes == {}
@@ -194,12 +196,12 @@ def test_a_monthly_archive_is_reconciled_with_the_daily_slices(store, replay, tm
     assert note[0] == "reconciled" and f"2024-12-10 mismatch: monthly {bad.expected.text()}, daily " \
                                       f"{bad.actual.text()}" in note[1]
 
-    second = a.reconcile(client_of(replay), Engine(store.get_client, store.database, "reconcile-2"),
+    second = ia.reconcile(client_of(replay), Engine(store.get_client, store.database, "reconcile-2"),
                          tmp_path / "work", [month], replace_mismatched=True)
     assert second.report.summary() == "Successful: 29/29" and len(second.loaded_days[month.name]) == 29
     assert second.summary() == "1 monthly archive(s), days: 2 match, 28 filled, 1 replaced; 0 not published, 0 failed"
     assert second.mismatches == []
-    after = {c.day: c.status for c in a.reconcile(client_of(replay), Engine(
+    after = {c.day: c.status for c in ia.reconcile(client_of(replay), Engine(
         store.get_client, store.database, "reconcile-3"), tmp_path / "work", [month]).comparisons}
     assert set(after.values()) == {"match"}
     assert rows(store, "SELECT count(), uniqExact(trade_id) FROM {db}.trades_v WHERE toDate(ts) >= '2024-12-01' "
@@ -207,7 +209,7 @@ def test_a_monthly_archive_is_reconciled_with_the_daily_slices(store, replay, tm
 
     # Binance re-publishes the month: the re-check reloads the 29 days it filled, the daily ones now differ
     replay.replace("data/spot/monthly/trades/BTCUSDT/BTCUSDT-trades-2024-12.zip")
-    result = a.recheck(client_of(replay), Engine(store.get_client, store.database, "recheck"), tmp_path / "work")
+    result = ia.recheck(client_of(replay), Engine(store.get_client, store.database, "recheck"), tmp_path / "work")
     assert [c.key for c in result.changed] == [month]
     assert result.reconciled.report.summary() == "Successful: 29/29"
     assert sorted(c.day for c in result.reconciled.mismatches) == [days[0], days[2]]
@@ -216,7 +218,7 @@ def test_a_monthly_archive_is_reconciled_with_the_daily_slices(store, replay, tm
 
 def test_a_monthly_archive_not_published_yet_is_listed_not_failed(store, replay, tmp_path):
     january = a.ArchiveKey("spot", "trades", "", "BTCUSDT", "monthly", date(2025, 1, 1))  # published_until 01-20
-    result = a.reconcile(client_of(replay), Engine(store.get_client, store.database, "r"), tmp_path / "work",
+    result = ia.reconcile(client_of(replay), Engine(store.get_client, store.database, "r"), tmp_path / "work",
                          [january])
     assert result.comparisons == [] and result.failed == [] and "BTCUSDT-trades-2025-01.zip is not published" \
         in result.missing[0]
@@ -227,12 +229,12 @@ def test_the_months_to_reconcile_are_the_complete_ones_with_daily_archives(store
         "start_date": "2024-11-01", "instruments": ["BTCUSDT"], "families": ["trades"]}}, Path("x.yaml"), {})
     load(store, replay, tmp_path, [SliceKey("trades", "BINANCE", "BTCUSDT", date(2024, 12, 9))])
     with store.get_client() as client:
-        assert a.months_to_reconcile(client, store.database, settings.binance_archives, date(2025, 1, 20)) == [
+        assert ia.months_to_reconcile(client, store.database, settings.binance_archives, date(2025, 1, 20)) == [
             a.ArchiveKey("spot", "trades", "", "BTCUSDT", "monthly", DEC)]
-    a.reconcile(client_of(replay), Engine(store.get_client, store.database, "r"), tmp_path / "work",
+    ia.reconcile(client_of(replay), Engine(store.get_client, store.database, "r"), tmp_path / "work",
                 [a.ArchiveKey("spot", "trades", "", "BTCUSDT", "monthly", DEC)], fill_missing=False)
     with store.get_client() as client:
-        assert a.months_to_reconcile(client, store.database, settings.binance_archives, date(2025, 1, 20)) == []
+        assert ia.months_to_reconcile(client, store.database, settings.binance_archives, date(2025, 1, 20)) == []
 
 
 def _providers() -> dict:
@@ -344,7 +346,7 @@ def test_an_unsupported_dropped_file_is_moved_aside_with_its_reason(tmp_path, mo
 
 
 def test_an_archive_whose_checksum_matches_can_still_miss_ids_and_the_check_names_them(store, tmp_path):
-    from marketdata_assets.lib.ticks.continuity import find_holes
+    from marketdata_assets.quality.continuity import find_holes
 
     agg = "data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-15.zip"
     config = ArchiveReplayConfig(seed=3, trades_per_day=300, published_until=date(2025, 1, 20), holed={agg: 7})

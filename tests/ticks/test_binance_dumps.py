@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import SourceDataError
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.sources.binance.dumps import DumpName, DumpReader, parse_dump_name, read_dump
+from marketdata_assets.core.http import SourceDataError
+from marketdata_assets.datasets.frames import BARS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
+from marketdata_assets.sources.binance.dumps import DumpName, DumpReader, parse_dump_name, read_dump
 
 UTC = timezone.utc
 

@@ -1,5 +1,5 @@
 """Binance liquidations from data.binance.vision's USD-M `liquidationSnapshot` archives
-(lib/ticks/sources/binance/archives.py, dumps.py; replay/binance_archive.py): the reader on the
+(sources/binance/archives.py, dumps.py; replay/binance_archive.py): the reader on the
 files' real layout (a header, every line twice, ms times), a replayed day loaded end to end into
 `liquidations` and recorded, a checksum mismatch refused, a damaged line failing its archive
 with the file named, a day taken off the site reported missing."""
@@ -17,14 +17,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import SourceDataError
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks.config import ArchiveSettings
-from marketdata_assets.lib.ticks.engine import Engine, SliceKey
-from marketdata_assets.lib.ticks.frames import LIQUIDATIONS_SCHEMA, FetchNotes, noting
-from marketdata_assets.lib.ticks.sources.binance import archives as a
-from marketdata_assets.lib.ticks.sources.binance.dumps import DumpReader, parse_dump_name, read_dump
+from marketdata_assets.core.http import SourceDataError
+from marketdata_assets.datasets.frames import LIQUIDATIONS_SCHEMA, FetchNotes, noting
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.ingest import archives as ia
+from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
+from marketdata_assets.sources.binance import archives as a
+from marketdata_assets.sources.binance.dumps import DumpReader, parse_dump_name, read_dump
+from marketdata_assets.sources.config import ArchiveSettings
+from marketdata_assets.stores.clickhouse import tables as ct
 
 DAY = date(2024, 3, 31)  # the last USD-M day published
 NAME = "BTCUSDT-liquidationSnapshot-2024-03-31"
@@ -68,7 +70,7 @@ def test_the_family_its_dataset_and_its_paths():
     base = "https://data.binance.vision"
     settings = ArchiveSettings(base, base, "X", date(2024, 1, 1), ("spot", "um"),
                                ("trades", "liquidationSnapshot"), (), ("BTCUSDT",))
-    assert {k.family for k in a.monthly_keys(settings, [DAY])} == {"trades"}  # published daily only
+    assert {k.family for k in ia.monthly_keys(settings, [DAY])} == {"trades"}  # published daily only
 
 
 def test_the_reader_reads_the_real_layout_once_per_liquidation(tmp_path):
@@ -132,7 +134,7 @@ def replay():
 
 
 def load(store, replay, tmp_path, days, run_id="run-1"):
-    run = a.ArchiveRun(lambda: a.ArchiveClient(replay.base_url), tmp_path / "work", workers=2)
+    run = ia.ArchiveRun(lambda: a.ArchiveClient(replay.base_url), tmp_path / "work", workers=2)
     keys = [SliceKey("liquidations", "BINANCE_UM", "BTCUSDT", d) for d in days]
     report = Engine(store.get_client, store.database, run_id).run([[run.feed(a.daily_jobs(keys))]])
     with store.get_client() as client:
@@ -166,7 +168,7 @@ def test_a_replayed_day_loads_into_liquidations_and_is_recorded(store, replay, t
     assert (record["rows"], record["first_id"], record["last_id"], record["id_count"]) == (
         truth.height, first, last, truth.height)
     with store.get_client() as client:
-        figures = a.stored_figures(client, store.database, "liquidations", "BINANCE_UM", "BTCUSDT", [DAY])
+        figures = ia.stored_figures(client, store.database, "liquidations", "BINANCE_UM", "BTCUSDT", [DAY])
     assert (figures[DAY].rows, figures[DAY].first_id, figures[DAY].last_id, figures[DAY].ids) == (
         truth.height, first, last, truth.height)
     assert not list((tmp_path / "work").rglob("*.zip"))
@@ -205,8 +207,8 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
 
     from marketdata_assets.defs.ticks import archives as defs
     from marketdata_assets.defs.ticks.assets import tick_store
-    from marketdata_assets.defs.ticks.resources import CONFIG_ENV, DEFAULT_CONFIG
-    from marketdata_assets.lib.ticks import config
+    from marketdata_assets.resources.sources import CONFIG_ENV, DEFAULT_CONFIG
+    from marketdata_assets.sources import config
 
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     data["binance_archives"].update(start_date="2024-03-01", families=["trades", "liquidationSnapshot"],

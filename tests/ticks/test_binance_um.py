@@ -11,26 +11,27 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import SourceBanned, SourceDataError, SourceRequestError
-from marketdata_assets.lib.ticks.frames import (
+from marketdata_assets.core.http import SourceBanned, SourceDataError, SourceRequestError
+from marketdata_assets.datasets.frames import (
     FUNDING_SCHEMA,
     OPEN_INTEREST_SCHEMA,
     PRICE_BARS_SCHEMA,
     TICKERS_SCHEMA,
     to_us,
 )
-from marketdata_assets.lib.ticks.sources import VenueClient, serves, venue_client
-from marketdata_assets.lib.ticks.sources.binance import BinanceClient, BinanceFuturesClient, parse_ticker_24hr
-from marketdata_assets.lib.ticks.sources.binance.futures import (
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
+from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US
+from marketdata_assets.sources.binance import BinanceClient, BinanceFuturesClient, parse_ticker_24hr
+from marketdata_assets.sources.binance.futures import (
     parse_funding,
     parse_funding_info,
     parse_open_interest,
     parse_price_klines,
     parse_ticker,
 )
-from marketdata_assets.lib.ticks.sources.binance.rest import parse_depth
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
-from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US
+from marketdata_assets.sources.binance.rest import parse_depth
+from marketdata_assets.sources.interface import VenueClient
+from marketdata_assets.sources.venues import serves, venue_client
 from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 UM = "BINANCE_UM"

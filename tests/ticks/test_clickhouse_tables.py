@@ -1,4 +1,4 @@
-"""lib.ticks.clickhouse_tables on the real embedded ClickHouse (chDB): DDL, read views, pointer, compaction
+"""stores.clickhouse.tables on the real embedded ClickHouse (chDB): DDL, read views, pointer, compaction
 (what it reclaims, that reads stay exact while it runs, that a concurrent write stops the swap)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import frames
-from marketdata_assets.lib.ticks import writer as w
+from marketdata_assets.datasets import frames
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer as w
 from tests.ticks.common import reads_around
 
 DAY = date(2024, 3, 31)           # a month end: the next day is in another partition

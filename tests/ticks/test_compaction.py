@@ -9,16 +9,16 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from marketdata_assets import pools
 from marketdata_assets.defs.ticks.assets import tick_store
 from marketdata_assets.defs.ticks.maintenance import (
     tick_compaction,
     tick_compaction_job,
     tick_compaction_weekly,
 )
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import writer as w
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer as w
 from tests.ticks.common import reads_around
 from tests.ticks.test_clickhouse_tables import insert_orphan, load_id_aged, parts, trades
 from tests.ticks.ticks_dagster import metadata

@@ -14,18 +14,19 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from marketdata_assets.core.http import SourceRequestError
+from marketdata_assets.datasets.frames import day_window
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.defs.ticks.continuity import CHECK, continuity_checks, trade_id_refill
 from marketdata_assets.defs.ticks.partitions import crypto_key
-from marketdata_assets.lib.http import SourceRequestError
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.continuity import IdHole, find_holes, spans
-from marketdata_assets.lib.ticks.engine import Engine, Feed, Job, SliceKey
-from marketdata_assets.lib.ticks.frames import day_window
-from marketdata_assets.lib.ticks.sources.binance import BinanceClient
-from marketdata_assets.lib.ticks.sources.binance.dumps import dump_feed
+from marketdata_assets.ingest.dumps import dump_feed
+from marketdata_assets.ingest.engine import Engine
+from marketdata_assets.quality.continuity import IdHole, find_holes, spans
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.sources.binance import BinanceClient
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer
 from tests.ticks.common import FAST, crypto_replay, run
 from tests.ticks.ticks_dagster import (
     DAY,
@@ -332,7 +333,7 @@ def test_the_client_pages_ids_and_drops_what_lies_past_the_range(server):
 def test_a_refill_on_a_store_nobody_bootstrapped_creates_the_tables_before_anything(clickhouse):
     """trade_id_refill writes slices: run alone on a fresh database it bootstraps the store first,
     like every other writer, instead of failing on a missing table."""
-    from marketdata_assets.lib.ticks.continuity import refill
+    from marketdata_assets.quality.continuity import refill
 
     report = refill(clickhouse.get_client, clickhouse.database, "run-fresh",
                     [SliceKey("trades", "BINANCE", "BTCUSDT", date(2024, 3, 1))], {})

@@ -1,4 +1,4 @@
-"""Instrument names read as contracts (lib.ticks.contracts): the venues' documented shapes."""
+"""Instrument names read as contracts (core.contracts): the venues' documented shapes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from marketdata_assets.lib.ticks.contracts import contract_of
+from marketdata_assets.core.contracts import contract_of
 
 
 @pytest.mark.parametrize(("venue", "instrument", "expected"), [

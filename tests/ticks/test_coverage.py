@@ -8,10 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import polars as pl
 
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import coverage as cov
-from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
+from marketdata_assets.datasets.frames import BARS_SCHEMA
+from marketdata_assets.quality import bar_coverage as cov
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer
 
 UTC = timezone.utc
 
@@ -30,7 +30,7 @@ def test_expected_bars_follow_each_venue():
 
 
 def test_days_after_the_library_s_calendar_expect_the_provisional_session_and_say_so():
-    from marketdata_assets.lib import calendars
+    from marketdata_assets.core import calendars
 
     year = max(2027, calendars.last_known_session("SSE").year + 1)
     tuesday = next(date(year, 1, d) for d in range(4, 11) if date(year, 1, d).weekday() == 1)

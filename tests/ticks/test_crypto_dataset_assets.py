@@ -17,11 +17,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from marketdata_assets.datasets.frames import day_window
 from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
-from marketdata_assets.lib.ticks.factors import FACTORS
-from marketdata_assets.lib.ticks.frames import day_window
-from marketdata_assets.lib.ticks.sources import venue_client
+from marketdata_assets.ingest.factors import FACTORS
 from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.sources.venues import venue_client
 from tests.ticks.common import FAST, crypto_replay
 from tests.ticks.ticks_dagster import (
     UNUSED,

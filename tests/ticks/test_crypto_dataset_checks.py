@@ -9,8 +9,9 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.checks import (
+from marketdata_assets.datasets.frames import columns_of, spec_for
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.quality.slices import (
     FUNDING_INSIDE_CAP,
     MARK_NEAR_INDEX,
     NO_DUPLICATE_LIQUIDATION_IDS,
@@ -23,9 +24,9 @@ from marketdata_assets.lib.ticks.checks import (
     slice_scope,
     with_params,
 )
-from marketdata_assets.lib.ticks.engine import SliceKey
-from marketdata_assets.lib.ticks.frames import columns_of, spec_for
-from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT, serves
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+from marketdata_assets.sources.venues import serves
+from marketdata_assets.stores.clickhouse import writer
 
 UTC = timezone.utc
 DAY = date(2025, 1, 15)

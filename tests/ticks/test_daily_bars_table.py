@@ -8,9 +8,9 @@ from datetime import date, datetime, timezone
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import frames
-from marketdata_assets.lib.ticks import writer as w
+from marketdata_assets.datasets import frames
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer as w
 
 DAY = date(2025, 6, 5)
 

@@ -10,16 +10,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import SourceDataError, SourcePermissionError, SourceRequestError
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.sources import venue_client
-from marketdata_assets.lib.ticks.sources.deribit import (
+from marketdata_assets.core.http import SourceDataError, SourcePermissionError, SourceRequestError
+from marketdata_assets.datasets.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.sources.deribit import (
     DeribitClient,
     parse_chart,
     parse_order_book,
     parse_trades,
 )
-from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.sources.venues import venue_client
 from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 

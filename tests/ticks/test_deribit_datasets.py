@@ -12,16 +12,18 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import SourceDataError, SourceRequestError
-from marketdata_assets.lib.ticks.frames import (
+from marketdata_assets.core.http import SourceDataError, SourceRequestError
+from marketdata_assets.datasets.frames import (
     FUNDING_SCHEMA,
     LIQUIDATIONS_SCHEMA,
     OPEN_INTEREST_SCHEMA,
     OPTION_CHAIN_SCHEMA,
     TICKERS_SCHEMA,
 )
-from marketdata_assets.lib.ticks.sources import SNAPSHOT, serves
-from marketdata_assets.lib.ticks.sources.deribit import (
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
+from marketdata_assets.replay.crypto import deribit as replay
+from marketdata_assets.replay.crypto.tape import MINUTE_US
+from marketdata_assets.sources.deribit import (
     DeribitClient,
     parse_funding,
     parse_liquidations,
@@ -29,9 +31,8 @@ from marketdata_assets.lib.ticks.sources.deribit import (
     parse_option_chain,
     parse_ticker,
 )
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
-from marketdata_assets.replay.crypto import deribit as replay
-from marketdata_assets.replay.crypto.tape import MINUTE_US
+from marketdata_assets.sources.interface import SNAPSHOT
+from marketdata_assets.sources.venues import serves
 from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 PERPETUALS = ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"]

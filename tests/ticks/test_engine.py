@@ -1,4 +1,4 @@
-"""The ingest engine (lib/ticks/engine.py) on the real embedded ClickHouse: independent slices, retries
+"""The ingest engine (ingest/engine.py) on the real embedded ClickHouse: independent slices, retries
 after the others, batches split to find a bad instrument, a stop error skips the rest, a slice that
 does not validate fails alone, the ingest log and the retry options; request figures per slice over
 real HTTP (a replay)."""
@@ -11,11 +11,12 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from marketdata_assets.lib.http import RetryPolicy, SourceBanned, SourceDataError, SourceRequestError
-from marketdata_assets.lib.ticks.engine import Engine, Feed, IngestReport, Job, SliceKey, day_blocks, plan
-from marketdata_assets.lib.ticks.frames import TradeColumns, to_us
-from marketdata_assets.lib.ticks.sources import venue_client, venue_feed
+from marketdata_assets.core.http import RetryPolicy, SourceBanned, SourceDataError, SourceRequestError
+from marketdata_assets.datasets.frames import TradeColumns, to_us
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.ingest.engine import Engine, IngestReport, day_blocks, plan
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.sources.venues import venue_client, venue_feed
 
 UTC = timezone.utc
 DAY = date(2025, 1, 15)
@@ -191,7 +192,7 @@ def test_an_empty_dump_never_wipes_a_stored_day(store, tmp_path):
     """A 0-byte CSV or a header-only zip of a day already loaded fails its slice; the day stays."""
     import zipfile
 
-    from marketdata_assets.lib.ticks.sources.binance.dumps import dump_feed
+    from marketdata_assets.ingest.dumps import dump_feed
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 
     day = date(2024, 6, 3)

@@ -1,4 +1,4 @@
-"""lib.ticks.factors on the embedded ClickHouse: every factor against a Polars recomputation of the frames
+"""ingest.factors on the embedded ClickHouse: every factor against a Polars recomputation of the frames
 written, NULL where an input has no rows, only the active load counted, the registry's "one entry" promise,
 one query returning only the values."""
 
@@ -12,9 +12,9 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.ticks import factors as fx
-from marketdata_assets.lib.ticks import frames
-from marketdata_assets.lib.ticks import writer as w
+from marketdata_assets.datasets import frames
+from marketdata_assets.ingest import factors as fx
+from marketdata_assets.stores.clickhouse import writer as w
 
 DAY = date(2025, 1, 15)
 START = datetime(2025, 1, 15, tzinfo=timezone.utc)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
+from marketdata_assets.stores.clickhouse import tables as ct
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIRST_LOAD = textwrap.dedent("""
     import json, sys, clickhouse_connect
     sys.path.insert(0, {tests!r})
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct, writer as w
+    from marketdata_assets.stores.clickhouse import tables as ct, writer as w
     from ticks.test_writer import make_trades, DAY
     client = clickhouse_connect.get_client(dsn={dsn!r})
     pause, at = {pause!r}

@@ -1,6 +1,6 @@
 import pytest
 
-from marketdata_assets.lib.ticks.instruments import (
+from marketdata_assets.core.naming import (
     InstrumentKey,
     a_share_code,
     a_share_venue,
@@ -128,7 +128,7 @@ A_SHARE_CASES = {
 def test_one_a_share_rule_in_every_normalizer(raw, expected):
     import polars as pl
 
-    from marketdata_assets.lib.bars.csv_profiles import code_expr, normalize_code
+    from marketdata_assets.sources.minute_csv.profiles import code_expr, normalize_code
 
     vectorized = pl.DataFrame({"c": [raw]}).select(code_expr(pl.col("c"))).item()
     if expected is None:

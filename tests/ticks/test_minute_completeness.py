@@ -8,17 +8,18 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
-from marketdata_assets.lib import calendars
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.checks import MINUTES_COMPLETE, count, minute_grid, source_scope
-from marketdata_assets.lib.ticks.engine import Engine, SliceKey
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
-from marketdata_assets.lib.ticks.sources.tushare import TushareClient
-from marketdata_assets.lib.ticks.sources.tushare import feeds as tushare_feeds
-from marketdata_assets.lib.ticks.sources.yahoo import YahooChartClient
-from marketdata_assets.lib.ticks.sources.yahoo import feeds as yahoo_feeds
+from marketdata_assets.core import calendars
+from marketdata_assets.datasets.frames import BARS_SCHEMA
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.ingest.engine import Engine
+from marketdata_assets.quality.slices import MINUTES_COMPLETE, count, minute_grid, source_scope
 from marketdata_assets.replay.stocks import StocksReplayServer
+from marketdata_assets.sources.tushare import TushareClient
+from marketdata_assets.sources.tushare import feeds as tushare_feeds
+from marketdata_assets.sources.yahoo import YahooChartClient
+from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer
 from tests.conftest import allow_future_until
 from tests.ticks.common import FAST
 

@@ -12,21 +12,21 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import (
+from marketdata_assets.core.http import (
     SourceDataError,
     SourceNotFound,
     SourcePermissionError,
     SourceRequestError,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.lib.ticks.sources import venue_client
-from marketdata_assets.lib.ticks.sources.okx import (
+from marketdata_assets.datasets.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.sources.okx import (
     OkxClient,
     parse_books,
     parse_candles,
     parse_history_trades,
 )
-from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.sources.venues import venue_client
 from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 

@@ -1,6 +1,6 @@
 """OKX tickers, funding, open interest, liquidations, mark and index bars: the docs' bodies, each
 dataset over a replayed day against the truth recomputed from the tape and replay/crypto/derived.py,
-faults, and the per-endpoint request limits (lib.http `endpoint_limits`)."""
+faults, and the per-endpoint request limits (core.http `endpoint_limits`)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketdata_assets.lib.http import ApiClient, SourceDataError, SourceNotFound, WindowGate
-from marketdata_assets.lib.ticks.frames import UTC_US, FetchNotes, noting, spec_for
-from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT, serves
-from marketdata_assets.lib.ticks.sources.okx import (
+from marketdata_assets.core.http import ApiClient, SourceDataError, SourceNotFound, WindowGate
+from marketdata_assets.datasets.frames import UTC_US, FetchNotes, noting, spec_for
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
+from marketdata_assets.replay.crypto.okx import fmt_plain
+from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US, base_and_quote, day_us, instrument_spec
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+from marketdata_assets.sources.okx import (
     OkxClient,
     parse_funding_history,
     parse_liquidations,
@@ -25,9 +28,7 @@ from marketdata_assets.lib.ticks.sources.okx import (
     parse_ticker,
     underlying,
 )
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
-from marketdata_assets.replay.crypto.okx import fmt_plain
-from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US, base_and_quote, day_us, instrument_spec
+from marketdata_assets.sources.venues import serves
 from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
 

@@ -12,13 +12,14 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.checks import TIMESTAMPS_INSIDE_DAY, count, slice_scope
-from marketdata_assets.lib.ticks.engine import Engine, Feed, Job, SliceKey
-from marketdata_assets.lib.ticks.frames import TradeColumns, spec_for
-from marketdata_assets.lib.ticks.sources import venue_feed
-from marketdata_assets.lib.ticks.sources.okx import OkxClient
+from marketdata_assets.datasets.frames import TradeColumns, spec_for
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.ingest.engine import Engine
+from marketdata_assets.quality.slices import TIMESTAMPS_INSIDE_DAY, count, slice_scope
+from marketdata_assets.sources.okx import OkxClient
+from marketdata_assets.sources.venues import venue_feed
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer
 from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import FAST
 

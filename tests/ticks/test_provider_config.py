@@ -1,4 +1,4 @@
-"""The providers config file (lib.ticks.config): the shipped file, env overrides, clear errors."""
+"""The providers config file (sources.config): the shipped file, env overrides, clear errors."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marketdata_assets.defs.ticks.resources import CONFIG_ENV, DEFAULT_CONFIG, load_providers_config
-from marketdata_assets.lib.ticks.config import ProvidersConfigError
-from marketdata_assets.lib.ticks.instruments import InstrumentKey
+from marketdata_assets.core.naming import InstrumentKey
+from marketdata_assets.resources.sources import CONFIG_ENV, DEFAULT_CONFIG, load_providers_config
+from marketdata_assets.sources.config import ProvidersConfigError
 
 
 def shipped() -> dict:

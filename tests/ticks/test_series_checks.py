@@ -7,10 +7,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
-from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.checks import ON_THE_MINUTE_GRID, UNIT_STEP_REVERTS, count, slice_scope
-from marketdata_assets.lib.ticks.engine import SliceKey
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
+from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.quality.slices import ON_THE_MINUTE_GRID, UNIT_STEP_REVERTS, count, slice_scope
+from marketdata_assets.stores.clickhouse import writer
 
 UTC = timezone.utc
 DAY = date(2025, 1, 15)

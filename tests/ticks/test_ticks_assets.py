@@ -20,14 +20,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from marketdata_assets.datasets import frames
 from marketdata_assets.defs.ticks.partitions import crypto_partitions
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import frames, writer
-from marketdata_assets.lib.ticks.sources.binance.dumps import read_dump
+from marketdata_assets.orchestration.sensing import RANGE_END, RANGE_START
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer
-from marketdata_assets.sensing import RANGE_END, RANGE_START
+from marketdata_assets.sources.binance.dumps import read_dump
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer
 from tests.ticks.ticks_dagster import (
     DAY,
     STOCK_DAY,
@@ -259,7 +260,7 @@ KILLED_RUN = """
 import json
 import dagster as dg
 import polars as pl
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 settings.apply_defaults()
 from marketdata_assets.resources import ClickHouseResource
 from tests.ticks.ticks_dagster import DAY, crypto_resources, day_range, materialize
@@ -485,8 +486,8 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
 
 
 def test_instruments_from_config_sensor_adds_the_missing_ones():
-    from marketdata_assets.defs.ticks.resources import load_providers_config
     from marketdata_assets.defs.ticks.sensors import crypto_instruments_from_config
+    from marketdata_assets.resources.sources import load_providers_config
 
     wanted = load_providers_config().crypto_partition_keys()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -548,7 +549,7 @@ def test_crypto_catch_up_requests_missing_and_failed_instrument_blocks(crypto_se
 
 
 def test_range_runs_cover_exactly_the_affected_pairs():
-    from marketdata_assets.lib.ticks.ranges import instrument_blocks, range_runs
+    from marketdata_assets.core.ranges import instrument_blocks, range_runs
 
     order = ["A", "B", "C", "D", "E"]
     assert instrument_blocks(order, {"A", "B", "D"}) == [("A", "B"), ("D", "D")]
@@ -565,8 +566,8 @@ def test_range_runs_cover_exactly_the_affected_pairs():
 
 def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_server, clickhouse, instance,
                                                                           monkeypatch):
-    from marketdata_assets.defs.ticks.resources import provider_resources
-    from marketdata_assets.lib.ticks.sources.tushare import TushareTokenError
+    from marketdata_assets.resources.sources import provider_resources
+    from marketdata_assets.sources.tushare import TushareTokenError
 
     monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
     monkeypatch.delenv("OKX_BASE_URL", raising=False)  # `make test` sets every variable to its default
@@ -614,7 +615,7 @@ def test_a_day_after_the_library_s_calendar_is_a_provisional_warn(stock_server, 
     a WARN naming the library version to upgrade and the day, not a pass and not an error."""
     from importlib.metadata import version
 
-    from marketdata_assets.lib import calendars
+    from marketdata_assets.core import calendars
 
     known = calendars._known_until
     monkeypatch.setattr(calendars, "_known_until", lambda cal: min(known(cal), STOCK_DAY - timedelta(days=1))

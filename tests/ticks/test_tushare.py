@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.http import (
+from marketdata_assets.core.http import (
     ApiError,
     RetryPolicy,
     SourceBanned,
@@ -22,8 +22,17 @@ from marketdata_assets.lib.http import (
     SourcePermissionError,
     SourceRequestError,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
-from marketdata_assets.lib.ticks.sources.tushare import (
+from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
+from marketdata_assets.replay.stocks import (
+    TUSHARE_BAD_TOKEN_MESSAGE,
+    TUSHARE_PERMISSION_MESSAGE,
+    StocksReplayConfig,
+    StocksReplayServer,
+    tushare_day_limit_message,
+    tushare_hour_limit_message,
+    tushare_minute_limit_message,
+)
+from marketdata_assets.sources.tushare import (
     ERRORS,
     TushareClient,
     TushareLimitReached,
@@ -37,15 +46,6 @@ from marketdata_assets.lib.ticks.sources.tushare import (
     response_table,
     token_from_env,
     venue_of,
-)
-from marketdata_assets.replay.stocks import (
-    TUSHARE_BAD_TOKEN_MESSAGE,
-    TUSHARE_PERMISSION_MESSAGE,
-    StocksReplayConfig,
-    StocksReplayServer,
-    tushare_day_limit_message,
-    tushare_hour_limit_message,
-    tushare_minute_limit_message,
 )
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)

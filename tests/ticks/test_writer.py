@@ -1,4 +1,4 @@
-"""lib.ticks.writer against the real embedded ClickHouse (chDB; one data directory for the session)."""
+"""stores.clickhouse.writer against the real embedded ClickHouse (chDB; one data directory for the session)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import frames
-from marketdata_assets.lib.ticks import writer as w
-from marketdata_assets.lib.ticks.sources.binance.dumps import KLINES_1M_CSV, TRADES_CSV, read_dump
+from marketdata_assets.datasets import frames
+from marketdata_assets.sources.binance.dumps import KLINES_1M_CSV, TRADES_CSV, read_dump
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer as w
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = date(2024, 3, 1)
@@ -193,7 +193,7 @@ def test_failed_write_before_the_flip_leaves_the_previous_state(ch, monkeypatch)
 KILLED_WRITER = textwrap.dedent("""
     import sys, clickhouse_connect
     sys.path.insert(0, {tests!r})
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct, writer as w
+    from marketdata_assets.stores.clickhouse import tables as ct, writer as w
     from ticks.test_writer import make_trades, DAY
     client = clickhouse_connect.get_client(dsn={dsn!r})
     ct.ensure_tables(client, "ticks")
@@ -213,7 +213,7 @@ KILLED_WRITER = textwrap.dedent("""
 READER = textwrap.dedent("""
     import json, sys, clickhouse_connect
     sys.path.insert(0, {tests!r})
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
+    from marketdata_assets.stores.clickhouse import tables as ct
     from ticks.test_writer import make_trades, DAY
     client = clickhouse_connect.get_client(dsn={dsn!r})
     back = ct.read_range(client, "ticks", "trades", "BINANCE", "BTCUSDT", DAY, "2024-03-02")
@@ -349,9 +349,9 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
                                          ("um", date(2024, 6, 3))])
 def test_csv_file_path_matches_the_dump_reader(ch, tmp_path, market, day):
     """Real dump layouts (spot: no header, True/False, µs from 2025; USD-M: header, true/false)
-    through the engine's file() equal lib.ticks.sources.binance.dumps.read_dump + write_slice."""
-    from marketdata_assets.lib.ticks.sources.binance.dumps import read_dump
+    through the engine's file() equal sources.binance.dumps.read_dump + write_slice."""
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
+    from marketdata_assets.sources.binance.dumps import read_dump
 
     client, db = ch
     venue = "BINANCE" if market == "spot" else "BINANCE_UM"
@@ -391,7 +391,7 @@ def test_a_short_line_fails_its_csv_on_the_engine_path_as_the_zip_path_rejects_i
     """One strict reading for both paths: a row without is_buyer_maker is never stored as a buy."""
     import zipfile
 
-    from marketdata_assets.lib.http import SourceDataError
+    from marketdata_assets.core.http import SourceDataError
 
     client, db = ch
     good = tmp_path / "BTCUSDT-trades-2024-03-01.csv"

@@ -12,15 +12,16 @@ import httpx
 import polars as pl
 import pytest
 
-from marketdata_assets.lib.http import (
+from marketdata_assets.core.http import (
     ApiError,
     RetryPolicy,
     SourceDataError,
     SourcePermissionError,
     SourceRequestError,
 )
-from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
-from marketdata_assets.lib.ticks.sources.yahoo import (
+from marketdata_assets.datasets.frames import BARS_SCHEMA
+from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer, float32
+from marketdata_assets.sources.yahoo import (
     ERRORS,
     ChartData,
     YahooChartClient,
@@ -30,8 +31,7 @@ from marketdata_assets.lib.ticks.sources.yahoo import (
     normalize_currency,
     parse_chart,
 )
-from marketdata_assets.lib.ticks.sources.yahoo.chart import chart_error
-from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer, float32
+from marketdata_assets.sources.yahoo.chart import chart_error
 from tests.scripted_server import Reply, ScriptedServer
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
@@ -275,9 +275,10 @@ def test_the_replay_without_a_currency_fails_the_london_symbol_only():
 def test_a_london_slice_without_a_currency_fails_in_the_ingest_with_the_reason(clickhouse):
     """Through the engine (the real path of the stock bars asset): the VOD.L day fails naming the
     reason, nothing is written for it, AAPL's day is written."""
-    from marketdata_assets.lib.ticks import clickhouse_tables as ct
-    from marketdata_assets.lib.ticks.engine import Engine, SliceKey
-    from marketdata_assets.lib.ticks.sources.yahoo.feeds import bars_feed
+    from marketdata_assets.datasets.slices import SliceKey
+    from marketdata_assets.ingest.engine import Engine
+    from marketdata_assets.sources.yahoo.feeds import bars_feed
+    from marketdata_assets.stores.clickhouse import tables as ct
 
     with clickhouse.get_client() as ch:
         ct.ensure_tables(ch, clickhouse.database)

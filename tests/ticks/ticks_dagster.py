@@ -7,9 +7,9 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from marketdata_assets.defs.ticks.resources import CryptoVenueResource, TushareResource, YahooResource
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.resources.sources import CryptoVenueResource, TushareResource, YahooResource
+from marketdata_assets.stores.clickhouse import tables as ct
 from tests.conftest import clear_stale_defs_state
 
 DAY = date(2025, 1, 15)           # the crypto replay day (a Wednesday)

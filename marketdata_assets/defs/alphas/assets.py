@@ -18,34 +18,35 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from marketdata_assets import pools, settings
-from marketdata_assets.defs.alphas.partitions import (
-    ALL_ACCOUNTS_OF_MONTH,
-    alpha_months,
-    alpha_months_by_account,
-    month_of_key,
-)
-from marketdata_assets.lib.alphas.api import AlphaAuthError, AlphaConfigError, month_window
-from marketdata_assets.lib.alphas.documents import DATES_FIELD
-from marketdata_assets.lib.alphas.files import (
+from marketdata_assets.core import settings
+from marketdata_assets.core.charts import bar_chart_svg, svg_markdown_image
+from marketdata_assets.core.markdown import table
+from marketdata_assets.datasets.alpha_files import (
     API_TZ,
     iter_alpha_files,
     month_alpha_files,
     parse_alpha_path,
     parse_api_datetime,
 )
-from marketdata_assets.lib.alphas.import_lock import PartitionBusy, partition_lock
-from marketdata_assets.lib.alphas.importer import (
+from marketdata_assets.defs.alphas.partitions import (
+    ALL_ACCOUNTS_OF_MONTH,
+    alpha_months,
+    alpha_months_by_account,
+    month_of_key,
+)
+from marketdata_assets.ingest.alphas.import_lock import PartitionBusy, partition_lock
+from marketdata_assets.ingest.alphas.importer import (
     ImportBlocked,
     ImportStats,
     ensure_alpha_indexes,
     import_files,
 )
-from marketdata_assets.lib.alphas.landing import decompose_dropped, land_month
-from marketdata_assets.lib.alphas.packages import PackageError, build_package
-from marketdata_assets.lib.charts import bar_chart_svg, svg_markdown_image
-from marketdata_assets.lib.markdown import table
+from marketdata_assets.ingest.alphas.landing import decompose_dropped, land_month
+from marketdata_assets.ingest.alphas.packages import PackageError, build_package
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
+from marketdata_assets.sources.alpha_api import AlphaAuthError, AlphaConfigError, month_window
+from marketdata_assets.stores.mongo.documents import DATES_FIELD
 
 GROUP = "alphas"
 # Where each alpha type is imported; other types are quarantined by the import ("unsupported type").

@@ -3,11 +3,11 @@ there, dates parse. Each runs over the whole collection (a few seconds for 50,00
 
 import dagster as dg
 
+from marketdata_assets.datasets.alpha_files import to_utc
 from marketdata_assets.defs.alphas.assets import IMPORTED_TYPES
-from marketdata_assets.lib.alphas.documents import DATE_FIELDS, DATES_FIELD
-from marketdata_assets.lib.alphas.files import to_utc
-from marketdata_assets.lib.alphas.importer import ledger_entries
+from marketdata_assets.ingest.alphas.importer import ledger_entries
 from marketdata_assets.resources import AlphaStoreResource
+from marketdata_assets.stores.mongo.documents import DATE_FIELDS, DATES_FIELD
 
 # Fields every alpha of the type carries (the BRAIN-style API answers them for every alpha).
 REQUIRED_FIELDS = {

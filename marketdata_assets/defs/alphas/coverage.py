@@ -1,16 +1,17 @@
 """The alphas domain's coverage picture: account x month, the share of the alphas the API listed that
-are stored in MongoDB (lib.alphas.coverage), as a heat map in the asset's metadata with the counts."""
+are stored in MongoDB (quality.alpha_coverage), as a heat map in the asset's metadata with the counts."""
 
 from datetime import datetime
 
 import dagster as dg
 
-from marketdata_assets import pools, settings
+from marketdata_assets.core import settings
 from marketdata_assets.defs.alphas.assets import GROUP, IMPORTED_TYPES
 from marketdata_assets.defs.alphas.partitions import alpha_accounts, alpha_months, month_of_key
-from marketdata_assets.lib.alphas import coverage as cov
-from marketdata_assets.lib.alphas.api import NY
+from marketdata_assets.orchestration import pools
+from marketdata_assets.quality import alpha_coverage as cov
 from marketdata_assets.resources import AlphaStoreResource
+from marketdata_assets.sources.alpha_api import NY
 
 
 class AlphaCoverageConfig(dg.Config):

@@ -7,8 +7,8 @@ adding one is a configuration change and a reload).
 
 import dagster as dg
 
-from marketdata_assets import settings
-from marketdata_assets.lib.alphas.api import parse_account_names
+from marketdata_assets.core import settings
+from marketdata_assets.sources.alpha_api import parse_account_names
 
 FIRST_MONTH = "2016-01-01"  # before the first BRAIN alphas: older months are simply empty
 

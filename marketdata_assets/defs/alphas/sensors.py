@@ -8,7 +8,8 @@ import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
+from marketdata_assets.datasets.alpha_files import API_TZ
 from marketdata_assets.defs.alphas.assets import (
     IMPORTED_TYPES,
     alpha_documents,
@@ -17,9 +18,8 @@ from marketdata_assets.defs.alphas.assets import (
     alpha_packages,
 )
 from marketdata_assets.defs.alphas.partitions import alpha_accounts, alpha_months, alpha_months_by_account
-from marketdata_assets.lib.alphas.files import API_TZ
-from marketdata_assets.lib.alphas.landing import landing_changes
-from marketdata_assets.sensing import newest_by_partition, partitions_to_request
+from marketdata_assets.ingest.alphas.landing import landing_changes
+from marketdata_assets.orchestration.sensing import newest_by_partition, partitions_to_request
 
 # An evaluation times out at 60 s: stop well before; the rest waits for the next tick.
 TIME_BUDGET_S = 40.0

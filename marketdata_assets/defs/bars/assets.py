@@ -4,21 +4,26 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from marketdata_assets import pools, settings
+from marketdata_assets.core import settings
+from marketdata_assets.core.charts import Candle, candlestick_svg, svg_markdown_image
+from marketdata_assets.core.markdown import table
 from marketdata_assets.defs.bars.partitions import minute_bar_months
-from marketdata_assets.lib.bars import coverage, kline, landing_load, loader, store
-from marketdata_assets.lib.bars.csv_profiles import load_profiles
-from marketdata_assets.lib.bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
-from marketdata_assets.lib.bars.minute_table import PlainTableNotMigrated
-from marketdata_assets.lib.charts import Candle, candlestick_svg, svg_markdown_image
-from marketdata_assets.lib.markdown import table
+from marketdata_assets.ingest.minute_bars import landing as landing_load
+from marketdata_assets.ingest.minute_bars import loader
+from marketdata_assets.ingest.minute_bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
+from marketdata_assets.orchestration import pools
+from marketdata_assets.quality.minute_bars import coverage
 from marketdata_assets.resources import TimescaleResource
+from marketdata_assets.sources.minute_csv.profiles import load_profiles
+from marketdata_assets.stores.timescale import bootstrap as store
+from marketdata_assets.stores.timescale import kline, ledger
+from marketdata_assets.stores.timescale.minute_table import PlainTableNotMigrated
 
 
 @dg.asset(group_name="bars", pool=pools.TIMESCALEDB, kinds={"timescaledb"})
 def bar_store(context: dg.AssetExecutionContext, timescale: TimescaleResource) -> dg.MaterializeResult:
     """The market database with the TimescaleDB extension, the stock_1min_qfq hypertable and its index
-    (lib/bars/store.py; every writer of minute bars does the same first); its capabilities decide the
+    (stores/timescale/bootstrap.py; every writer of minute bars does the same first); its capabilities decide the
     load and aggregate paths (COPY vs INSERT, continuous aggregate vs table)."""
     bootstrap = bootstrap_store(context, timescale)
     capabilities = timescale.capabilities
@@ -76,7 +81,7 @@ class MinuteBarLoadConfig(dg.Config):
     """Files loaded in parallel, largest first, each on its own connection (1 on single-session servers).
     On 2 cores, 4 measured best (1.24x psql \\copy; 3: 1.18x, 2: 1.15x): parsing overlaps the COPYs."""
     profiles_file: str = ""
-    """A JSON file of extra column profiles (see lib/bars/csv_profiles.py), on top of the built-in ones."""
+    """A JSON file of extra column profiles (see sources/minute_csv/profiles.py), on top of the built-in ones."""
 
 
 @dg.asset(group_name="bars", partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
@@ -130,7 +135,7 @@ def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineC
     bootstrap = bootstrap_store(context, timescale)
     with timescale.connection() as conn:
         try:
-            with loader.ddl_lock(conn):
+            with ledger.ddl_lock(conn):
                 ensured = kline.ensure_monthly_kline(conn, recreate=config.recreate)
         except kline.KlineDefinitionChanged as error:
             raise dg.Failure(description=str(error)) from None
@@ -178,7 +183,7 @@ def stock_daily_ma(context: dg.AssetExecutionContext, timescale: TimescaleResour
     months = partition_months(context)
     end = loader.next_month(months[-1])
     with timescale.connection() as conn:
-        with loader.ddl_lock(conn):
+        with ledger.ddl_lock(conn):
             ensure_daily_ma_table(conn)
         frame = daily_ma_frame(conn, months[0], end)
         written = replace_daily_ma(conn, frame, months[0], end)

@@ -8,13 +8,14 @@ from datetime import date
 
 import dagster as dg
 
-from marketdata_assets import pools
+from marketdata_assets.core import calendars
+from marketdata_assets.core.markdown import table
 from marketdata_assets.defs.bars.assets import stock_1min_qfq, stock_monthly_kline
 from marketdata_assets.defs.bars.partitions import minute_bar_months
-from marketdata_assets.lib import calendars
-from marketdata_assets.lib.bars import completeness, kline, kline_coverage, time_window, units
-from marketdata_assets.lib.markdown import table
+from marketdata_assets.orchestration import pools
+from marketdata_assets.quality.minute_bars import completeness, kline_coverage, time_window, units
 from marketdata_assets.resources import TimescaleResource
+from marketdata_assets.stores.timescale import kline
 
 
 def _name(validation: kline.Validation) -> str:
@@ -51,7 +52,7 @@ MINUTE_CHECKS = {
                         ("No stretch of bars at ~100x (or 1/100) the scale around it that reverts: WARN naming code, "
                          "first and last bar (a lone x100 move is listed, not flagged).")),
     "times_inside_window": (time_window.check_month,
-                            ("No bar of the month's codes lies outside the plausible window (lib/plausibility.py): "
+                            ("No bar of the month's codes lies outside the plausible window (core/plausibility.py): "
                              "after now + the tolerance in Beijing time (the month's own future included; a 2062 "
                              "typo no partition owns) or before the A-share venues' first session. ERROR naming "
                              "code and time.")),
@@ -100,11 +101,11 @@ def _judge(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
 
 @dg.multi_asset_check(specs=_specs(stock_1min_qfq, MINUTE_CHECKS), can_subset=True, pool=pools.TIMESCALEDB)
 def minute_bar_checks(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource):
-    """Completeness and unit scale of each month's minute bars (lib/bars/completeness.py, units.py)."""
+    """Completeness and unit scale of each month's minute bars (quality/minute_bars/completeness.py, units.py)."""
     yield from _judge(context, timescale, stock_1min_qfq.key, MINUTE_CHECKS)
 
 
 @dg.multi_asset_check(specs=_specs(stock_monthly_kline, KLINE_CHECKS), can_subset=True, pool=pools.TIMESCALEDB)
 def kline_coverage_checks(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource):
-    """K-line coverage and unit scale of each month (lib/bars/kline_coverage.py, units.py)."""
+    """K-line coverage and unit scale of each month (quality/minute_bars/kline_coverage.py, units.py)."""
     yield from _judge(context, timescale, stock_monthly_kline.key, KLINE_CHECKS)

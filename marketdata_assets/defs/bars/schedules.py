@@ -7,7 +7,7 @@ import dagster as dg
 
 from marketdata_assets.defs.bars.assets import stock_monthly_kline
 from marketdata_assets.defs.bars.partitions import minute_bar_months
-from marketdata_assets.sensing import range_tags
+from marketdata_assets.orchestration.sensing import range_tags
 
 monthly_kline_job = dg.define_asset_job("monthly_kline_refresh", selection=[stock_monthly_kline],
                                         partitions_def=minute_bar_months)

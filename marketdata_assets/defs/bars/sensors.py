@@ -6,7 +6,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
 from marketdata_assets.defs.bars.assets import (
     bars_coverage,
     stock_1min_qfq,
@@ -14,9 +14,14 @@ from marketdata_assets.defs.bars.assets import (
     stock_monthly_kline,
 )
 from marketdata_assets.defs.bars.partitions import minute_bar_months
-from marketdata_assets.lib.bars.loader import landing_files
-from marketdata_assets.lib.bars.minute_csv import CsvFileError, file_time_range
-from marketdata_assets.sensing import contiguous, newest_by_partition, partitions_to_request, range_tags
+from marketdata_assets.ingest.minute_bars.loader import landing_files
+from marketdata_assets.orchestration.sensing import (
+    contiguous,
+    newest_by_partition,
+    partitions_to_request,
+    range_tags,
+)
+from marketdata_assets.sources.minute_csv.reader import CsvFileError, file_time_range
 
 # An evaluation times out at 60 s: stop reading new files well before, the rest waits a tick.
 TIME_BUDGET_S = 40

@@ -1,5 +1,5 @@
 """Binance archives from data.binance.vision, fetched and verified before they load
-(lib.ticks.sources.binance.archives): the assets, their partitions, the re-check, the monthly
+(sources.binance.archives): the assets, their partitions, the re-check, the monthly
 reconcile and their schedules, all here.
 
 - `binance_archives`: one asset per configured dataset (`binance_archive_trades`,
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketdata_assets import pools, settings
+from marketdata_assets.core import settings
+from marketdata_assets.core.markdown import table
 from marketdata_assets.defs.ticks.assets import (
     IngestConfig,
     RunDeadline,
@@ -39,13 +40,14 @@ from marketdata_assets.defs.ticks.assets import (
     tick_store,
 )
 from marketdata_assets.defs.ticks.partitions import slice_keys
-from marketdata_assets.defs.ticks.resources import load_providers_config
 from marketdata_assets.defs.ticks.schedules import UTC, day_range_tags
-from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks.engine import IngestReport
-from marketdata_assets.lib.ticks.sources.binance import archives
-from marketdata_assets.lib.ticks.sources.binance.archives import SOURCE, ArchiveClient, ArchiveRun, dataset_of
+from marketdata_assets.ingest import archives
+from marketdata_assets.ingest.archives import ArchiveRun
+from marketdata_assets.ingest.engine import IngestReport
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.sources.binance.archives import SOURCE, ArchiveClient, archived, daily_jobs, dataset_of
 
 GROUP = "binance_archives"
 ARCHIVES = load_providers_config().binance_archives  # the kinds and instruments: assets and partitions
@@ -110,13 +112,13 @@ def binance_archives(context: dg.AssetExecutionContext, config: IngestConfig, cl
     assets = {d: a for d, a in ARCHIVE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     report = IngestReport()
     wanted = slice_keys(context.partition_keys, assets)
-    if skipped := [k for k in wanted if not archives.archived(k)]:  # no spot liquidations
+    if skipped := [k for k in wanted if not archived(k)]:  # no spot liquidations
         context.log.info(f"{len(skipped)} slice(s) of kinds data.binance.vision does not publish for their "
                          f"market (e.g. {skipped[0]}): not asked for")
-    keys = planned(clickhouse, config, SOURCE, [k for k in wanted if archives.archived(k)], report)
+    keys = planned(clickhouse, config, SOURCE, [k for k in wanted if archived(k)], report)
     with _workdir() as workdir:
         run = ArchiveRun(_client(), workdir, workers=config.workers or ARCHIVES.workers, attempts=config.attempts)
-        report.merge(engine(context, clickhouse, config).run([[run.feed(archives.daily_jobs(keys))]]))
+        report.merge(engine(context, clickhouse, config).run([[run.feed(daily_jobs(keys))]]))
         with clickhouse.get_client() as client:
             recorded = run.record(client, clickhouse.database, report, context.run.run_id)
     clickhouse.close()

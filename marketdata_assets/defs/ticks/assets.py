@@ -2,7 +2,7 @@
 interest, liquidations, mark/index bars) and snapshots (books, tickers, open interest).
 
 Every ingest asset reads the same way: partition keys and run config in → the slices
-(`lib.ticks.engine.SliceKey`) → `Engine.run(feeds)` → `materialize(report)`: one
+(`ingest.engine.SliceKey`) → `Engine.run(feeds)` → `materialize(report)`: one
 MaterializeResult per asset, or a step failure naming the slices that did not load (the others
 are written; the partitions show as failed until a `retry_failed` run loads the rest).
 """
@@ -13,7 +13,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from marketdata_assets import pools
+from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
+from marketdata_assets.core.markdown import table
+from marketdata_assets.core.naming import parse_partition_key
+from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.defs.ticks.partitions import (
     FRESHNESS,
     crypto_instruments,
@@ -21,16 +24,14 @@ from marketdata_assets.defs.ticks.partitions import (
     option_chains,
     slice_keys,
 )
-from marketdata_assets.defs.ticks.resources import CryptoVenueResource, load_providers_config
-from marketdata_assets.lib.charts import line_chart_svg, svg_markdown_image
-from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks.engine import Engine, IngestReport, plan
-from marketdata_assets.lib.ticks.frames import spec_for
-from marketdata_assets.lib.ticks.instruments import parse_partition_key
-from marketdata_assets.lib.ticks.series import series, smiles
-from marketdata_assets.lib.ticks.sources import HISTORY, SNAPSHOT, serves, snapshot_feed, venue_feed
+from marketdata_assets.ingest.engine import Engine, IngestReport, plan
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.resources.sources import CryptoVenueResource, load_providers_config
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+from marketdata_assets.sources.venues import serves, snapshot_feed, venue_feed
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse.series import series, smiles
 
 GROUP = "ticks"
 CRYPTO_ASSETS = {"trades": "crypto_trades", "bars_1m": "crypto_bars_1m"}  # dataset -> asset
@@ -126,7 +127,7 @@ def _metadata(report: IngestReport, dataset: str) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # Crypto venues: every HISTORY dataset of a day x instrument in one multi-asset, every SNAPSHOT
-# dataset of an instrument in another (what each venue serves: lib.ticks.sources `DATASETS`)
+# dataset of an instrument in another (what each venue serves: sources.venues `DATASETS`)
 # --------------------------------------------------------------------------------------------
 
 READ = "(read: {table}_v, {table}_range)"

@@ -1,4 +1,4 @@
-"""Asset checks of the ticks domain (the rules and their SQL: lib/ticks/checks.py), partitioned like
+"""Asset checks of the ticks domain (the rules and their SQL: quality/slices.py), partitioned like
 their assets so a run checks exactly what it loaded:
 
 - crypto and dumps (day x instrument): the slices of those instruments and days;
@@ -20,6 +20,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData as Target,
 )
 
+from marketdata_assets.core import calendars
+from marketdata_assets.core.markdown import table
 from marketdata_assets.defs.ticks.partitions import (
     a_share_days,
     binance_dump_partitions,
@@ -30,10 +32,7 @@ from marketdata_assets.defs.ticks.partitions import (
     slice_keys,
     yahoo_days,
 )
-from marketdata_assets.defs.ticks.resources import load_providers_config
-from marketdata_assets.lib import calendars
-from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks.checks import (
+from marketdata_assets.quality.slices import (
     BARS_CONSISTENT,
     FUNDING_INSIDE_CAP,
     MARK_NEAR_INDEX,
@@ -58,9 +57,10 @@ from marketdata_assets.lib.ticks.checks import (
     source_scope,
     with_params,
 )
-from marketdata_assets.lib.ticks.sources.tushare import feeds as tushare_feeds
-from marketdata_assets.lib.ticks.sources.yahoo import feeds as yahoo_feeds
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.sources.tushare import feeds as tushare_feeds
+from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 
 
 def _targets(instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]) -> dict[str, Target]:
@@ -178,7 +178,7 @@ BAR_RULES = (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], ON_TH
              UNIT_STEP_REVERTS["bars_1m"])
 CRYPTO_BAR_RULES = (*BAR_RULES, PRICES_POSITIVE["bars_1m"])
 STOCK_BAR_RULES = (*BAR_RULES, MINUTES_COMPLETE)
-# each stock source's bar convention: the bar opens a full day has (lib.calendars underneath)
+# each stock source's bar convention: the bar opens a full day has (core.calendars underneath)
 SESSION_BAR_OPENS = {"TUSHARE": tushare_feeds.session_bar_opens, "YAHOO": yahoo_feeds.session_bar_opens}
 
 # Partitioned asset checks are a preview feature of Dagster 1.13 (checked: context.partition_keys

@@ -1,4 +1,4 @@
-"""Trade-id continuity (the logic: lib/ticks/continuity.py).
+"""Trade-id continuity (the logic: quality/continuity.py).
 
 - `trade_ids_continuous`, a check on the trades assets (`crypto_trades`, `binance_dump_trades`, and
   `binance_archive_trades` / `binance_archive_agg_trades` when those archives are configured): per
@@ -15,13 +15,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from marketdata_assets import pools
 from marketdata_assets.defs.ticks.archives import ARCHIVE_ASSETS, binance_archive_partitions
 from marketdata_assets.defs.ticks.checks import record
 from marketdata_assets.defs.ticks.partitions import binance_dump_partitions, crypto_partitions, slice_keys
-from marketdata_assets.defs.ticks.resources import CryptoVenueResource
-from marketdata_assets.lib.ticks.continuity import CHECKED_DATASETS, find_holes, refill
+from marketdata_assets.orchestration import pools
+from marketdata_assets.quality.continuity import CHECKED_DATASETS, find_holes, refill
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.resources.sources import CryptoVenueResource
 
 CHECK = "trade_ids_continuous"
 DESCRIPTION = ("No trade id is missing where the venue numbers trades one by one per instrument (Binance aggregate "

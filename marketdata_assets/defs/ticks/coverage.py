@@ -1,15 +1,15 @@
 """The ticks domain's coverage picture: instrument x day completeness of the stored 1-minute bars
-(lib.ticks.coverage) as a heat map in the asset's metadata, with the percentages behind it."""
+(quality.bar_coverage) as a heat map in the asset's metadata, with the percentages behind it."""
 
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from marketdata_assets import pools
+from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
+from marketdata_assets.core.markdown import table
 from marketdata_assets.defs.ticks.assets import GROUP
-from marketdata_assets.lib.charts import heatmap_svg, svg_markdown_image
-from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks import coverage as cov
+from marketdata_assets.orchestration import pools
+from marketdata_assets.quality import bar_coverage as cov
 from marketdata_assets.resources import ClickHouseResource
 
 SHOWN_ROWS = 40  # the worst instruments drawn; the table and the figures cover all

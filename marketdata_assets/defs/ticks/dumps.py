@@ -1,5 +1,5 @@
 """Binance daily dump files (data.binance.vision spot `trades` and `1m` klines, .csv or .zip) from a
-landing directory into the same ClickHouse tables as the REST data (lib.ticks.sources.binance.dumps).
+landing directory into the same ClickHouse tables as the REST data (sources.binance.dumps).
 
 Partitions: UTC day x `binance_dump_instruments` (BINANCE:INSTRUMENT keys, added by the
 `binance_dump_files` sensor from the files' names). A (dataset, BINANCE, instrument, day) slice is
@@ -9,12 +9,14 @@ other (the last load wins); the dump holds every individual trade, the REST path
 
 import dagster as dg
 
-from marketdata_assets import pools, settings
+from marketdata_assets.core import settings
 from marketdata_assets.defs.ticks.assets import GROUP, IngestConfig, engine, materialize, planned, tick_store
 from marketdata_assets.defs.ticks.partitions import binance_dump_partitions, slice_keys
-from marketdata_assets.lib.ticks.engine import IngestReport
-from marketdata_assets.lib.ticks.sources.binance.dumps import SOURCE, dump_feed
+from marketdata_assets.ingest.dumps import dump_feed
+from marketdata_assets.ingest.engine import IngestReport
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.sources.binance.dumps import SOURCE
 
 DUMP_ASSETS = {"trades": "binance_dump_trades", "bars_1m": "binance_dump_bars_1m"}  # dataset -> asset
 

@@ -1,4 +1,4 @@
-"""Factors (seed 003's third ingest kind): the registry's factors (lib.ticks.factors) of each day x
+"""Factors (seed 003's third ingest kind): the registry's factors (ingest.factors) of each day x
 instrument, computed inside ClickHouse over the stored trades, bars, books, funding and mark/index
 bars and written as that partition's `factors` slice. Declarative automation materializes a
 partition when its upstream partitions change (once its trades are there)."""
@@ -7,16 +7,16 @@ from datetime import timedelta
 
 import dagster as dg
 
-from marketdata_assets import pools
+from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
+from marketdata_assets.core.markdown import table
 from marketdata_assets.defs.ticks.assets import GROUP, tick_store
 from marketdata_assets.defs.ticks.partitions import crypto_partitions, slice_keys
-from marketdata_assets.lib.charts import line_chart_svg, svg_markdown_image
-from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
-from marketdata_assets.lib.ticks import writer
-from marketdata_assets.lib.ticks.factors import FACTORS, compute_factors_many
-from marketdata_assets.lib.ticks.series import series
+from marketdata_assets.ingest.factors import FACTORS, compute_factors_many
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer
+from marketdata_assets.stores.clickhouse.series import series
 
 SAME_PARTITION = ("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_mark_bars_1m",
                   "crypto_index_bars_1m")

@@ -1,6 +1,6 @@
 """Upkeep of the tick store: `tick_compaction`, every Sunday at 05:00 UTC (no load is scheduled then;
 on by default: it calls no vendor), drops the rows no read shows (reloaded days' superseded loads,
-killed loads' orphans) month by month with lib.ticks.clickhouse_tables.compact_store. Reads stay
+killed loads' orphans) month by month with stores.clickhouse.tables.compact_store. Reads stay
 exact throughout: each month is swapped atomically. Months without such rows are only counted.
 """
 
@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import dagster as dg
 
-from marketdata_assets import pools
+from marketdata_assets.core.markdown import table
 from marketdata_assets.defs.ticks.assets import GROUP, tick_store
-from marketdata_assets.lib.markdown import table
-from marketdata_assets.lib.ticks import clickhouse_tables as ct
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.stores.clickhouse import tables as ct
 
 
 class CompactionConfig(dg.Config):

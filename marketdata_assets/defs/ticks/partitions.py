@@ -1,7 +1,7 @@
 """Partitions of the ticks domain.
 
 - Crypto (Binance, OKX, Deribit REST): UTC calendar day x instrument. The instrument is the
-  dynamic dimension `crypto_instruments` with keys VENUE:INSTRUMENT (lib.ticks.instruments
+  dynamic dimension `crypto_instruments` with keys VENUE:INSTRUMENT (core.naming
   .partition_key: never `| , [ ]`), added from the providers config by the
   crypto_instruments_from_config sensor. The Binance dump files have the same days and their own
   dimension `binance_dump_instruments`, filled by the dump-file sensor, so a REST venue's
@@ -25,9 +25,9 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from marketdata_assets.defs.ticks.resources import load_providers_config
-from marketdata_assets.lib.ticks.engine import SliceKey
-from marketdata_assets.lib.ticks.instruments import parse_partition_key
+from marketdata_assets.core.naming import parse_partition_key
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.resources.sources import load_providers_config
 
 CRYPTO_INSTRUMENTS = "crypto_instruments"
 DUMP_INSTRUMENTS = "binance_dump_instruments"

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from marketdata_assets.core.ranges import range_runs
 from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.defs.ticks.partitions import (
     CRYPTO_INSTRUMENTS,
@@ -37,9 +38,8 @@ from marketdata_assets.defs.ticks.partitions import (
     option_chains,
     yahoo_days,
 )
-from marketdata_assets.defs.ticks.resources import load_providers_config
-from marketdata_assets.lib.ticks.ranges import range_runs
-from marketdata_assets.sensing import range_tags
+from marketdata_assets.orchestration.sensing import range_tags
+from marketdata_assets.resources.sources import load_providers_config
 
 SHANGHAI, NEW_YORK, UTC = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"), ZoneInfo("UTC")
 RETRY_FAILED = {"retry_failed": True}

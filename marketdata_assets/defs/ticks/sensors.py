@@ -7,7 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketdata_assets import settings
+from marketdata_assets.core import settings
+from marketdata_assets.core.files import quarantine
+from marketdata_assets.core.naming import partition_key
+from marketdata_assets.core.ranges import range_runs
 from marketdata_assets.defs.ticks.dumps import DUMP_ASSETS
 from marketdata_assets.defs.ticks.partitions import (
     CRYPTO_INSTRUMENTS,
@@ -16,13 +19,10 @@ from marketdata_assets.defs.ticks.partitions import (
     crypto_instruments,
     crypto_key,
 )
-from marketdata_assets.defs.ticks.resources import load_providers_config
 from marketdata_assets.defs.ticks.schedules import day_range_tags
-from marketdata_assets.lib.files import quarantine
-from marketdata_assets.lib.ticks.instruments import partition_key
-from marketdata_assets.lib.ticks.ranges import range_runs
-from marketdata_assets.lib.ticks.sources.binance import dumps
-from marketdata_assets.sensing import newest_by_partition, partitions_to_request
+from marketdata_assets.orchestration.sensing import newest_by_partition, partitions_to_request
+from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.sources.binance import dumps
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
 TIME_BUDGET_S = 40
@@ -45,7 +45,7 @@ def crypto_instruments_from_config(context: dg.SensorEvaluationContext) -> dg.Se
 
 def move_aside(context, root: Path, ignored: list[tuple[Path, str]]) -> None:
     """Each file the landing does not load (and its .CHECKSUM) into `ignored/`, keeping its relative
-    path, with `<name>.reason.txt` saying why (lib.files.quarantine); copiers' temporary files stay."""
+    path, with `<name>.reason.txt` saying why (core.files.quarantine); copiers' temporary files stay."""
     for path, why in ignored:
         if dumps.in_progress(path.name):
             continue

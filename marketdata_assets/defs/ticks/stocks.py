@@ -9,17 +9,18 @@ trading day: nothing is written and the ingest log says so.
 
 import dagster as dg
 
-from marketdata_assets import pools
+from marketdata_assets.core.identifiers import symbol_key
+from marketdata_assets.core.naming import a_share_code, a_share_venue
+from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs.ticks.assets import GROUP, IngestConfig, engine, materialize, planned, tick_store
 from marketdata_assets.defs.ticks.partitions import FRESHNESS, a_share_days, days_of, yahoo_days
-from marketdata_assets.defs.ticks.resources import TushareResource, YahooResource, load_providers_config
-from marketdata_assets.lib.identifiers import symbol_key
-from marketdata_assets.lib.ticks.engine import IngestReport, SliceKey, day_blocks
-from marketdata_assets.lib.ticks.instruments import a_share_code, a_share_venue
-from marketdata_assets.lib.ticks.sources.tushare import TushareTokenError
-from marketdata_assets.lib.ticks.sources.tushare import feeds as tushare_feeds
-from marketdata_assets.lib.ticks.sources.yahoo import feeds as yahoo_feeds
+from marketdata_assets.ingest.engine import IngestReport, day_blocks
+from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.resources.sources import TushareResource, YahooResource, load_providers_config
+from marketdata_assets.sources.tushare import TushareTokenError
+from marketdata_assets.sources.tushare import feeds as tushare_feeds
+from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 
 A_SHARE_ASSETS = {"bars_1m": "a_share_bars_1m", "daily_bars": "a_share_daily_bars"}
 

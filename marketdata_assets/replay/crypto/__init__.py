@@ -10,7 +10,7 @@ that many trades in one millisecond), a random-walk price on the venue's tick, i
 across days (Binance `a`, OKX tradeId, Deribit trade_seq). Bars are aggregated from the same
 trades (empty minutes carry the previous close with zero volume; only minutes that have ended are
 served). Only data before `now` (default: the wall clock) exists. `truth_trades` / `truth_bars` /
-`last_book` give what a correct client must produce (the normalized frames of lib.ticks.frames).
+`last_book` give what a correct client must produce (the normalized frames of datasets.frames).
 
 Faults (`ReplayConfig.faults`, `server.add_fault(...)`, `POST /_replay/faults`, CLI `--fault JSON`),
 each optionally targeted at a venue, an instrument and an endpoint (trades | book | bars), firing on

@@ -1,6 +1,6 @@
 """The crypto replay server: one port for every venue, a request routed to the venue module whose
 path prefix it carries, faults fired the same way for all, the control endpoints, and the ground
-truth a correct client must produce (the normalized frames of lib.ticks.frames).
+truth a correct client must produce (the normalized frames of datasets.frames).
 
 The server owns what crosses venues: the request log, the faults and their counters, the lock,
 and turning a venue's payload into bytes (damaged by body faults where they fire).
@@ -85,7 +85,7 @@ class CryptoReplayServer(FaultList, BackgroundServer):
         """The normalized trades frame a correct client returns for [day, day + 1)."""
         import polars as pl
 
-        from marketdata_assets.lib.ticks.frames import TRADES_SCHEMA
+        from marketdata_assets.datasets.frames import TRADES_SCHEMA
 
         venue = venue.upper()
         rows = self.market.rows_between(venue, instrument, day_us(day), day_us(day) + DAY_US - 1)
@@ -113,7 +113,7 @@ class CryptoReplayServer(FaultList, BackgroundServer):
         """The normalized 1-minute bars of [day, day + 1) (trades is null where the venue has no count)."""
         import polars as pl
 
-        from marketdata_assets.lib.ticks.frames import BARS_SCHEMA
+        from marketdata_assets.datasets.frames import BARS_SCHEMA
 
         venue = venue.upper()
         source = self.venues[venue]
@@ -135,7 +135,7 @@ class CryptoReplayServer(FaultList, BackgroundServer):
         unknowable (receive time), so compare the other columns."""
         import polars as pl
 
-        from marketdata_assets.lib.ticks.frames import BOOKS_SCHEMA
+        from marketdata_assets.datasets.frames import BOOKS_SCHEMA
 
         with self.lock:
             ts, update_id, rows = self.market.books[(venue.upper(), instrument)]

@@ -1,0 +1,1 @@
+"""Dagster-free basics every layer shares."""

@@ -1,0 +1,250 @@
+"""Fetched alphas -> landing files, and dropped packages -> landing files (seed 000's steps 1 and 2).
+
+`land_month` fetches one (account, month) from the API and writes each alpha as its own file in
+the landing layout (files.py), rewriting only alphas whose content changed. An alpha that can't be
+placed (no id, no parseable dateCreated, an id that isn't one) is written to the quarantine with
+its reason instead, and the month goes on.
+
+`dropped_packages` / `decompose_dropped` handle packages put into ``<landing>/packages/``: each is
+verified against its manifest and written back as files; a corrupt one is quarantined whole
+(package and manifest) and nothing of it lands.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from marketdata_assets.core.files import atomic_write_bytes, quarantine, reason_file_of
+from marketdata_assets.datasets.alpha_files import (
+    ALPHA_DIR,
+    canonical_file_bytes,
+    check_account,
+    check_month,
+    land_alpha,
+)
+from marketdata_assets.ingest.alphas.packages import (
+    PACKAGE_DIR,
+    PACKAGE_SUFFIX,
+    PackageError,
+    decompose_package,
+    manifest_path_of,
+    read_manifest,
+)
+from marketdata_assets.sources.alpha_api import AlphaApi, FetchStats
+
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class LandedMonth:
+    account: str
+    month: str
+    fetched: int = 0
+    written: int = 0
+    unchanged: int = 0
+    by_type: Counter = field(default_factory=Counter)
+    quarantined: list[dict] = field(default_factory=list)
+    fetch: FetchStats | None = None
+    seconds: float = 0.0
+
+    def as_metadata(self) -> dict:
+        return {"account": self.account, "month": self.month, "alphas_fetched": self.fetched,
+                "files_written": self.written, "files_unchanged": self.unchanged,
+                "files_quarantined": len(self.quarantined), "alphas_by_type": dict(self.by_type),
+                "seconds": self.seconds}
+
+
+LISTINGS = ".listings"  # under <landing>/alphas/: a dot directory, so no importer, sensor or package reads it
+
+
+def listing_path(landing_root: Path, month: str, account: str) -> Path:
+    """Where the ids of the latest complete fetch of (account, month) are kept."""
+    return Path(landing_root) / ALPHA_DIR / LISTINGS / check_month(month) / f"{check_account(account)}.json"
+
+
+def read_listing(landing_root: Path, month: str, account: str) -> dict | None:
+    """{"ids": {type: [id, ...]}, "unplaceable": n, ...} of the latest complete fetch, or None."""
+    try:
+        return json.loads(listing_path(landing_root, month, account).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path, quarantine_root: Path, *,
+                     on_progress: Callable[[LandedMonth], None] | None = None) -> LandedMonth:
+    """Fetch every alpha of (account, month) and land it; returns the counts. A fetch that completes
+    also records the ids it listed (`read_listing`): what the coverage picture holds the store to."""
+    started = last_report = time.monotonic()
+    landed = LandedMonth(account=account, month=month)
+    listed: dict[str, list[str]] = {}
+    directories: set[str] = set()
+    unplaceable = itertools.count(1)
+
+    def land(alpha: dict) -> None:
+        nonlocal last_report
+        landed.fetched += 1
+        try:
+            path, outcome = land_alpha(landing_root, account, alpha, fsync=False)
+        except ValueError as error:  # the alpha can't say where it belongs
+            reason = f"alpha of account {account!r} in {month} can't be placed: {error}"
+            target = quarantine_root / "unplaceable" / account / month / f"{next(unplaceable):06d}.json"
+            atomic_write_bytes(target, canonical_file_bytes(alpha) if isinstance(alpha, dict) else
+                               (json.dumps(alpha) + "\n").encode())
+            reason_file_of(target).write_text(reason + "\n")
+            landed.quarantined.append({"file": str(target), "reason": reason})
+            return
+        landed.by_type[alpha.get("type")] += 1
+        listed.setdefault(path.parts[-4], []).append(path.stem)  # .../<TYPE>/<month>/<account>/<id>.json
+        directories.add(str(path.parent))
+        if outcome == "written":
+            landed.written += 1
+        else:
+            landed.unchanged += 1
+        if on_progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            on_progress(landed)
+
+    result = await api.fetch_month(account, month, on_alpha=land, keep=False)
+    landed.fetch = result.stats
+    listing = {"account": account, "month": month, "listed": landed.fetched, "unplaceable": len(landed.quarantined),
+               "ids": {alpha_type: sorted(ids) for alpha_type, ids in sorted(listed.items())}}
+    atomic_write_bytes(listing_path(landing_root, month, account), canonical_file_bytes(listing), fsync=False)
+    if landed.written:
+        os.sync()  # one flush for the month instead of an fsync per file (a re-fetch repairs a crash)
+    landed.seconds = round(time.monotonic() - started, 3)
+    return landed
+
+
+def dropped_packages(landing_root: Path) -> list[Path]:
+    """Packages dropped under ``<landing>/packages/`` (any depth), with their manifests present."""
+    base = landing_root / PACKAGE_DIR
+    return sorted(p for p in base.rglob(f"*{PACKAGE_SUFFIX}") if not p.name.startswith(".")
+                  and manifest_path_of(p).exists()) if base.is_dir() else []
+
+
+def package_month(package: Path) -> str | None:
+    """The month a dropped package's manifest names (None if the manifest can't be read)."""
+    try:
+        return read_manifest(package).get("month")
+    except (PackageError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class Decomposed:
+    package: str
+    month: str | None
+    outcome: str  # decomposed | quarantined
+    count: int = 0
+    written: int = 0
+    unchanged: int = 0
+    reason: str = ""
+
+
+def decompose_dropped(landing_root: Path, months: set[str], quarantine_root: Path) -> list[Decomposed]:
+    """Decompose every dropped package of `months` into landing files; quarantine the corrupt ones.
+    A package whose manifest is unreadable is quarantined too (its month is unknown, so it can
+    only be reported by the run that looks at every package: months containing None)."""
+    results = []
+    for package in dropped_packages(landing_root):
+        month = package_month(package)
+        if month not in months and not (month is None and None in months):
+            continue
+        name = str(package.relative_to(landing_root))
+        try:
+            counts = decompose_package(package, landing_root)
+        except (PackageError, OSError, ValueError) as error:
+            reason = f"package {name}: {error}"
+            quarantine(package, reason, quarantine_root, relative_to=landing_root)
+            manifest = manifest_path_of(package)
+            if manifest.exists():
+                quarantine(manifest, reason, quarantine_root, relative_to=landing_root)
+            results.append(Decomposed(name, month, "quarantined", reason=reason))
+            continue
+        results.append(Decomposed(name, month, "decomposed", counts["count"], counts["written"], counts["unchanged"]))
+    return results
+
+
+__all__ = [
+    "Decomposed",
+    "LandedMonth",
+    "LandingChange",
+    "decompose_dropped",
+    "dropped_packages",
+    "land_month",
+    "landing_changes",
+    "package_month",
+]
+
+
+# ---------------------------------------------------------------- changes in the landing area
+
+
+@dataclass(frozen=True)
+class LandingChange:
+    mtime_ns: int
+    path: str  # relative to the landing root, posix
+    kind: str  # "file" (an alpha file) | "package" (a dropped package or its manifest)
+    month: str | None  # YYYY-MM; None: a package whose manifest can't be read (yet)
+
+
+def _scan(directory: str, depth: int, out: list, cursor: tuple[int, str], root_len: int) -> None:
+    """Files `depth` levels below `directory` newer than the cursor, as (mtime_ns, relative path)."""
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with entries:
+        for entry in entries:
+            if entry.name.startswith("."):  # temp files of atomic writes
+                continue
+            if depth:
+                if entry.is_dir(follow_symlinks=False):
+                    _scan(entry.path, depth - 1, out, cursor, root_len)
+            elif entry.name.endswith(".json") and entry.is_file(follow_symlinks=False):
+                try:
+                    mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
+                except FileNotFoundError:  # moved away (quarantine) meanwhile
+                    continue
+                if mtime_ns >= cursor[0]:
+                    rel = entry.path[root_len:]
+                    if (mtime_ns, rel) > cursor:
+                        out.append((mtime_ns, rel))
+
+
+def landing_changes(landing_root: Path, cursor: tuple[int, str] = (0, "")) -> list[LandingChange]:
+    """Alpha files and dropped packages changed after `cursor` ((mtime_ns, path) of the last change
+    seen), oldest first. Alpha files are found by walking the layout's four levels with scandir
+    (one stat per file: ~100,000 files a second here) and their month comes from their directory;
+    a package's month from its manifest."""
+    root = str(landing_root).rstrip("/") + "/"
+    found: list[tuple[int, str]] = []
+    _scan(root + "alphas", 3, found, cursor, len(root))
+    changes = []
+    for mtime_ns, rel in found:
+        parts = rel.split("/")
+        if len(parts) == 5:  # any *.json of an account directory: the import quarantines one not named <id>.json
+            changes.append(LandingChange(mtime_ns, rel, "file", parts[2]))
+    base = landing_root / PACKAGE_DIR
+    if base.is_dir():
+        for path in base.rglob("*"):
+            if path.name.startswith(".") or not path.name.endswith((PACKAGE_SUFFIX, ".manifest.json")):
+                continue
+            try:
+                mtime_ns = path.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            rel = path.relative_to(landing_root).as_posix()
+            if (mtime_ns, rel) > cursor:
+                package = path if path.name.endswith(PACKAGE_SUFFIX) else \
+                    path.with_name(path.name[: -len(".manifest.json")] + PACKAGE_SUFFIX)
+                changes.append(LandingChange(mtime_ns, rel, "package", package_month(package)))
+    changes.sort(key=lambda c: (c.mtime_ns, c.path))
+    return changes

@@ -1,0 +1,548 @@
+"""The ingest engine of the ticks domain: slices in, one `IngestReport` out (no Dagster here).
+
+A run is a list of stages (a stock range goes a block of days at a time, to bound memory); a
+stage is a list of `Feed`s run concurrently, one per source. A feed holds the `Job`s to do (one job
+= the slices one fetch answers: a crypto instrument-day, an instrument's block of days, a batch of
+codes' daily bars, a dump file), the source's client and its `fetch(client, job)`. The engine:
+
+- plans: `plan(...)` drops slices the retry options leave out (`retry_failed`: the latest
+  ingest_log attempt succeeded; `retry_failed_from_run`: not failed in that run);
+- fetches: `workers` jobs of a feed at once through ONE client (its limits hold for the run), a
+  failed job retried after the others up to `attempts` (a batch is split per instrument first, so
+  one bad code fails alone; a rejected request is not retried), a ban or permission error stops
+  the feed (its remaining jobs are `skipped`, no request is sent), and so does the run's deadline
+  (`deadline_s`: a fetch still going then is cut off and fails; a run never holds a source forever);
+- writes: the fetched frame is cut into slices; each (dataset, venue, day) group is written when
+  all its slices are settled, with ONE pointer flip (`writer.write_slices`), on a writer thread
+  while fetches go on; a group that does not validate is written instrument by instrument, so a
+  bad frame fails its slice only; `append` datasets (book snapshots) add to the day's rows;
+  `skip_empty_days` feeds (stocks) write nothing for a day without any bar (a holiday);
+- logs every slice to `ingest_log` and returns the report (outcomes, per-source figures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
+from typing import Any
+
+import polars as pl
+
+from marketdata_assets.core.http import STOP_ERRORS, RequestStats, SourceRequestError, counting
+from marketdata_assets.core.identifiers import clickhouse_database
+from marketdata_assets.core.markdown import table
+from marketdata_assets.datasets.frames import FetchNotes, day_window, drop_implausible, noting, spec_for
+from marketdata_assets.datasets.slices import Feed, Fetched, Job, SliceKey
+from marketdata_assets.stores.clickhouse import tables, writer
+
+UTC = timezone.utc
+OUTCOMES = ("ok", "failed", "skipped")
+
+
+# --------------------------------------------------------------------------------------------
+# What a run records of each slice
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class SliceOutcome:
+    key: SliceKey
+    status: str = "pending"     # ok | failed | skipped
+    rows: int = 0
+    load_id: int = 0
+    error: str = ""
+    note: str = ""
+    attempts: int = 0
+    stats: RequestStats = field(default_factory=RequestStats)
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    dropped: Counter = field(default_factory=Counter)    # rows the parser dropped, by reason
+    conversions: list[str] = field(default_factory=list)  # unit conversions applied to the rows
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def settle(self, status: str, error: str = "") -> None:
+        self.status, self.error, self.finished_at = status, error, datetime.now(UTC)
+
+
+def error_text(error: BaseException, label: str) -> str:
+    """The error's own message, prefixed with `label` unless it names the instrument already."""
+    text = str(error).strip() or type(error).__name__
+    if not isinstance(error, (RuntimeError, ValueError)):
+        text = f"{type(error).__name__}: {text}"
+    return text if label.split(" ")[0].split(":")[-1] in text else f"{label}: {text}"
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class IngestReport:
+    outcomes: dict[SliceKey, SliceOutcome] = field(default_factory=dict)
+    sources: dict[str, dict] = field(default_factory=dict)     # source -> request figures
+    left_out: dict[str, int] = field(default_factory=dict)     # dataset -> slices left out by the retry options
+    seconds: float = 0.0
+
+    def merge(self, other: IngestReport) -> None:
+        self.outcomes.update(other.outcomes)
+        for name, figures in other.sources.items():
+            mine = self.sources.setdefault(name, {})
+            for key, value in figures.items():
+                if not isinstance(value, (int, float)) or key.startswith("latency"):
+                    mine[key] = value  # a percentile of the last stage: not additive
+                elif key.startswith("max_"):
+                    mine[key] = max(mine.get(key, 0), value)
+                else:
+                    mine[key] = mine.get(key, 0) + value
+
+    def of(self, dataset: str) -> list[SliceOutcome]:
+        return [o for k, o in self.outcomes.items() if k.dataset == dataset]
+
+    def failures(self) -> list[SliceOutcome]:
+        return [o for o in self.outcomes.values() if o.status != "ok"]
+
+    def summary(self, dataset: str | None = None) -> str:
+        """The seed's summary: "Successful: 148/150"."""
+        mine = self.of(dataset) if dataset else list(self.outcomes.values())
+        return f"Successful: {sum(o.status == 'ok' for o in mine)}/{len(mine)}"
+
+    def failures_table(self, limit: int = 200) -> str:
+        return table(["slice", "outcome", "error", "attempts"],
+                     ((str(o.key), o.status, o.error[:700], o.attempts) for o in self.failures()), limit=limit)
+
+    def sources_table(self) -> str:
+        columns = ["source", "requests", "retries", "rate_limited_429", "server_errors_5xx", "transport_errors",
+                   "latency_p50_ms", "latency_p95_ms"]
+        return table(columns, ([name, *(f.get(c) for c in columns[1:])] for name, f in self.sources.items()))
+
+    def metadata(self, dataset: str) -> dict[str, Any]:
+        """Plain metadata of one dataset: summary, counts, rows, time range, request figures, tables."""
+        mine = self.of(dataset)
+        ok = [o for o in mine if o.status == "ok"]
+        stats = RequestStats()
+        for o in mine:
+            stats.add(o.stats)
+        days = sorted({o.key.day for o in mine})
+        firsts = [o.first_ts for o in ok if o.first_ts is not None]
+        lasts = [o.last_ts for o in ok if o.last_ts is not None]
+        figures = stats.as_metadata()
+        dropped: Counter = Counter()
+        conversions: dict[str, int] = {}
+        for o in ok:
+            dropped.update(o.dropped)
+            for text in o.conversions:
+                conversions[text] = conversions.get(text, 0) + 1
+        return {
+            "summary": self.summary(dataset),
+            "slices_ok": len(ok), "slices_failed": sum(o.status == "failed" for o in mine),
+            "slices_skipped": sum(o.status == "skipped" for o in mine),
+            "left_out_by_retry_options": self.left_out.get(dataset, 0),
+            "days": ", ".join(map(str, days)) if len(days) <= 5 else f"{days[0]}..{days[-1]} ({len(days)})",
+            "instruments": len({o.key.instrument for o in mine}),
+            "venues": ", ".join(sorted({o.key.venue for o in ok if o.key.venue})),
+            "rows": sum(o.rows for o in ok),
+            "first_ts": min(firsts).isoformat() if firsts else "", "last_ts": max(lasts).isoformat() if lasts else "",
+            **{k: figures[k] for k in ("requests", "retries", "rate_limited_429", "server_errors_5xx",
+                                       "latency_p50_ms", "latency_p95_ms")},
+            "rows_dropped": sum(dropped.values()),
+            "dropped_by_reason": dict(sorted(dropped.items())),
+            "conversions": table(["conversion", "slices"], sorted(conversions.items())) if conversions else "none",
+            "slices": table(["slice", "rows", "dropped", "requests", "retries", "429s", "p50 ms", "outcome"],
+                            ((str(o.key), o.rows, _dropped_text(o.dropped), o.stats.requests, o.stats.retries,
+                              o.stats.rate_limited, o.stats.percentile_ms(0.5),
+                              o.status + (f" ({o.note})" if o.note else "")) for o in mine), limit=200),
+            "sources": self.sources_table(),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _dropped_text(dropped: Counter) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())) if dropped else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Planning: the retry options against the ingest log
+# --------------------------------------------------------------------------------------------
+
+
+def loaded_ok(client, database: str, source: str, dataset: str, days: Sequence[date]) -> set[tuple[str, date]]:
+    """(instrument, day) slices whose latest ingest_log attempt by `source` succeeded."""
+    if not days:
+        return set()
+    rows = client.query(
+        f"SELECT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE provider = {{source:String}} "
+        "AND kind = {code:String} AND day IN {days:Array(Date)} GROUP BY instrument, day "
+        "HAVING argMax(outcome, finished_at) = 'ok'",
+        parameters={"source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows
+    return {(r[0], r[1]) for r in rows}
+
+
+def not_ok_in_run(client, database: str, run_id: str, source: str, dataset: str,
+                  days: Sequence[date]) -> set[tuple[str, date]]:
+    """(instrument, day) slices that failed or were skipped in run `run_id`."""
+    if not days:
+        return set()
+    rows = client.query(
+        f"SELECT DISTINCT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE run_id = {{run_id:String}} "
+        "AND provider = {source:String} AND kind = {code:String} AND day IN {days:Array(Date)} "
+        "AND outcome != 'ok'",
+        parameters={"run_id": run_id, "source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows
+    return {(r[0], r[1]) for r in rows}
+
+
+def plan(client, database: str, source: str, keys: Iterable[SliceKey], *, retry_failed: bool = False,
+         retry_failed_from_run: str = "", report: IngestReport | None = None) -> list[SliceKey]:
+    """The slices to fetch under the retry options (the others are counted in `report.left_out`)."""
+    keys = list(dict.fromkeys(keys))
+    keep = keys
+    for dataset in sorted({k.dataset for k in keys}):
+        mine = [k for k in keep if k.dataset == dataset]
+        days = sorted({k.day for k in mine})
+        drop: set[SliceKey] = set()
+        if retry_failed_from_run:
+            wanted = not_ok_in_run(client, database, retry_failed_from_run, source, dataset, days)
+            drop |= {k for k in mine if (k.instrument, k.day) not in wanted}
+        if retry_failed:
+            done = loaded_ok(client, database, source, dataset, days)
+            drop |= {k for k in mine if (k.instrument, k.day) in done}
+        keep = [k for k in keep if k not in drop]
+        if report is not None:
+            report.left_out[dataset] = report.left_out.get(dataset, 0) + len(drop)
+    return keep
+
+
+def day_blocks(days: Sequence[date], most: int, instruments: int, rows_per_day: int,
+               max_rows: int = 2_000_000) -> list[list[date]]:
+    """A run's days cut into blocks (stages) of at most `most` days and about `max_rows` rows (~200
+    MB): the whole A-share market goes a day at a time, a 150-instrument universe 20 days at a time."""
+    size = max(1, min(most, max_rows // max(1, instruments * rows_per_day)))
+    return [list(days[i:i + size]) for i in range(0, len(days), size)]
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+class Engine:
+    """`Engine(connect, database, run_id, log=...).run(stages)`; `connect()` gives a ClickHouse
+    client as a context manager (one per run, used from the writer thread)."""
+
+    def __init__(self, connect: Callable[[], Any], database: str, run_id: str, *,
+                 log: Callable[[str], None] | None = None, progress_every_s: float = 10.0,
+                 deadline_s: float | None = None):
+        self.connect, self.database, self.run_id = connect, database, run_id
+        self.log = log or (lambda message: None)
+        self.progress_every_s = progress_every_s
+        self.deadline_s = deadline_s  # the whole run: later jobs are skipped, a fetch past it is cut off
+        self.deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the run's deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def run(self, stages: Iterable[Sequence[Feed]]) -> IngestReport:
+        started = time.monotonic()
+        self.deadline = started + self.deadline_s if self.deadline_s else None
+        report = IngestReport()
+        with self.connect() as client:
+            for stage in stages:
+                report.merge(asyncio.run(self._stage(client, list(stage))))
+        report.seconds = time.monotonic() - started
+        return report
+
+    async def _stage(self, client, feeds: list[Feed]) -> IngestReport:
+        """The feeds concurrently; feeds with the same client factory share ONE client (one limit)."""
+        report = IngestReport()
+        feeds = [feed for feed in feeds if feed.jobs]
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-writer")
+        try:
+            async with AsyncExitStack() as stack:
+                apis = {}
+                for feed in feeds:
+                    if feed.client is not None and id(feed.client) not in apis:
+                        apis[id(feed.client)] = await stack.enter_async_context(feed.client())
+                await asyncio.gather(*(_FeedRun(self, client, pool, feed, report).run(apis.get(id(feed.client)))
+                                       for feed in feeds))
+                for feed in feeds:
+                    if feed.client is not None:
+                        report.sources[feed.source] = apis[id(feed.client)].figures()
+        finally:
+            pool.shutdown(wait=True)
+        return report
+
+
+class _FeedRun:
+    """One feed of a stage: fetch its jobs, settle and write its slices."""
+
+    def __init__(self, engine: Engine, client, pool: ThreadPoolExecutor, feed: Feed, report: IngestReport):
+        self.engine, self.client, self.pool, self.feed, self.report = engine, client, pool, feed, report
+        self.outcomes = {key: SliceOutcome(key) for job in feed.jobs for key in job.keys}
+        report.outcomes.update(self.outcomes)
+        self.stopped: BaseException | None = None
+        self.groups: dict[tuple, dict[SliceKey, pl.DataFrame]] = {}
+        self.unsettled: dict[tuple, int] = {}
+        for key in self.outcomes:
+            group = self._group(key)
+            self.unsettled[group] = self.unsettled.get(group, 0) + 1
+        self.done = 0
+        self.last_report = time.monotonic()
+
+    async def run(self, api) -> None:
+        feed = self.feed
+        queue: deque[tuple[Job, int]] = deque((job, 0) for job in feed.jobs)
+        self.engine.log(f"{feed.source}: {len(self.outcomes)} slices in {len(feed.jobs)} fetches, "
+                        f"{feed.workers} at once")
+        writes: list[asyncio.Future] = []
+        if feed.load is not None:
+            for job in feed.jobs:
+                for key in job.keys:
+                    self.outcomes[key].attempts, self.outcomes[key].started_at = 1, datetime.now(UTC)
+            results = await self._call(feed.load, feed.jobs)
+            for key in self.outcomes.keys() - results.keys():
+                results[key] = RuntimeError("the loader returned nothing for it")
+            for key, result in results.items():
+                if isinstance(result, BaseException):
+                    self._fail(key, error_text(result, str(key)))
+                else:
+                    self._done(key, result.rows, result.load_id, None)
+                    self.outcomes[key].note = result.method
+        else:
+            await self._workers(api, queue, writes)
+        await asyncio.gather(*writes)
+        rows = [self._log_row(o) for o in self.outcomes.values()]
+        await self._call(writer.log_ingest, self.engine.database, rows)
+        self._progress(force=True)
+
+    async def _workers(self, api, queue: deque, writes: list) -> None:
+        async def worker() -> None:
+            while queue:
+                job, attempt = queue.popleft()
+                remaining = self.engine.remaining()
+                if self.stopped is None and remaining is not None and remaining <= 0:
+                    self.stopped = TimeoutError(f"the run's deadline of {self.engine.deadline_s:g} s passed")
+                    self.engine.log(f"{self.feed.source}: {self.stopped}; the remaining slices are skipped "
+                                    "(retry_failed picks them up)")
+                if self.stopped is not None:
+                    for key in job.keys:
+                        self._settle(key, "skipped", f"not attempted: {self.feed.source} {key.dataset} stopped: "
+                                                     f"{self.stopped}", writes)
+                    continue
+                stats, notes = RequestStats(), FetchNotes()
+                for key in job.keys:
+                    outcome = self.outcomes[key]
+                    outcome.attempts += 1
+                    outcome.started_at = outcome.started_at or datetime.now(UTC)
+                try:
+                    with counting(stats), noting(notes):
+                        fetched = await asyncio.wait_for(self.feed.fetch(api, job), remaining)
+                except STOP_ERRORS as error:
+                    if self.stopped is None:
+                        self.stopped = error
+                        self.engine.log(f"{self.feed.source} {job.keys[0].dataset}: STOPPED, no further requests in "
+                                        f"this run: {error}")
+                    self._fail_job(job, error, stats, writes)
+                    continue
+                except Exception as error:  # noqa: BLE001 - one job's failure never stops the others
+                    if isinstance(error, TimeoutError) and remaining is not None and self.engine.remaining() <= 0:
+                        # the run's deadline, mid-fetch: this job fails, the remaining ones are skipped
+                        self.stopped = self.stopped or TimeoutError(
+                            f"the run's deadline of {self.engine.deadline_s:g} s passed during a fetch")
+                        self._fail_job(job, self.stopped, stats, writes)
+                        continue
+                    if len({k.instrument for k in job.keys}) > 1:
+                        queue.extend((part, attempt) for part in job.split())
+                        continue
+                    if attempt + 1 < self.feed.attempts and not isinstance(error, SourceRequestError):
+                        self.engine.log(f"{self.feed.source}: {error_text(error, str(job.keys[0]))} (attempt "
+                                        f"{attempt + 1} of {self.feed.attempts}; retried after the others)")
+                        queue.append((job, attempt + 1))
+                        self.outcomes[job.keys[0]].stats.add(stats)
+                        continue
+                    self._fail_job(job, error, stats, writes)
+                    continue
+                self.outcomes[job.keys[0]].stats.add(stats)  # a job's requests count on its first slice
+                self._note(job, notes)
+                self._take(job, fetched, writes)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.feed.workers, max(1, len(queue))))))
+
+    # ---- settling slices and writing groups -------------------------------------------------
+
+    def _fail_job(self, job: Job, error: BaseException, stats: RequestStats, writes: list) -> None:
+        self.outcomes[job.keys[0]].stats.add(stats)
+        for key in job.keys:
+            self._settle(key, "failed", error_text(error, str(key)), writes)
+
+    def _note(self, job: Job, notes: FetchNotes) -> None:
+        """A fetch's drops count on the slice of the dropped row's day where the parser knows it,
+        else on its first slice of the instrument; its conversions apply to every slice."""
+        seen: set[str] = set()
+        for key in job.keys:
+            outcome = self.outcomes[key]
+            outcome.dropped.update(notes.dropped_on.get((key.instrument, key.day), {}))
+            if key.instrument not in seen:
+                seen.add(key.instrument)
+                outcome.dropped.update(notes.dropped.get(key.instrument, {}))
+            outcome.conversions = list(notes.conversions.get(key.instrument, {}))
+
+    def _implausible(self, job: Job, frame: pl.DataFrame) -> pl.DataFrame:
+        """The frame without rows of implausible times (core.plausibility), counted as `implausible_time`
+        on the job's first slice of their instrument (as `_note` places a fetch's drops)."""
+        kept, rejected = drop_implausible(frame, Counter())
+        if rejected.height:
+            first = {}
+            for key in job.keys:
+                first.setdefault(key.instrument, key)
+            for instrument, rows in rejected.group_by("instrument").len().iter_rows():
+                if instrument in first:
+                    self.outcomes[first[instrument]].dropped["implausible_time"] += rows
+            self.engine.log(f"{self.feed.source}: {rejected.height} fetched row(s) with an implausible timestamp "
+                            f"dropped ({job.keys[0]}...), e.g. {rejected['instrument'][0]}: {rejected['reason'][0]}")
+        return kept
+
+    def _take(self, job: Job, fetched: Fetched, writes: list) -> None:
+        """Cut the fetched frame into the job's slices; rows no slice of the job holds are counted."""
+        frame, venues = fetched if isinstance(fetched, tuple) else (fetched, {})
+        frame = self._implausible(job, frame) if frame.height and "venue" in frame.columns else frame
+        taken = 0
+        for key in job.keys:
+            start, end = day_window(key.day)
+            part = frame.filter((pl.col("instrument") == key.instrument) & (pl.col("ts") >= start)
+                                & (pl.col("ts") < end)) if frame.height else frame
+            taken += part.height
+            venue = key.venue or venues.get(key.instrument) or (part["venue"][0] if part.height else "")
+            self._settle(key, "fetched", "", writes, part, venue)
+        if frame.height > taken:
+            self.engine.log(f"{self.feed.source}: {frame.height - taken} fetched row(s) outside the requested "
+                            f"slices ({job.keys[0]}...) not written")
+
+    def _settle(self, key: SliceKey, status: str, error: str, writes: list, frame: pl.DataFrame | None = None,
+                venue: str = "") -> None:
+        outcome = self.outcomes[key]
+        group = self._group(key)
+        if status == "fetched":
+            self.groups.setdefault(group, {})[replace(key, venue=venue or key.venue)] = frame
+        else:
+            outcome.settle(status, error)
+            self._count_done()
+        self.unsettled[group] -= 1
+        if self.unsettled[group] == 0:
+            slices = self.groups.pop(group, {})
+            if slices:
+                writes.append(asyncio.ensure_future(self._call(self._write_group, group, slices)))
+
+    def _group(self, key: SliceKey) -> tuple:
+        return (key.dataset, key.day) if self.feed.by_day else (key.dataset, key.day, key.instrument)
+
+    def _write_group(self, client, group: tuple, slices: dict[SliceKey, pl.DataFrame]) -> None:
+        """Runs on the writer thread: one write per venue of the group."""
+        dataset, day = group[:2]
+        if self.feed.skip_empty_days and all(frame.height == 0 for frame in slices.values()):
+            self.engine.log(f"{self.feed.source} {dataset} {day}: no rows for any of {len(slices)} instruments: "
+                            "not a trading day, nothing written")
+            for key in slices:
+                self._done(key, 0, 0, None, note="not a trading day (no bars for any instrument)")
+            return
+        by_venue: dict[str, dict[SliceKey, pl.DataFrame]] = {}
+        for key, frame in slices.items():
+            by_venue.setdefault(key.venue, {})[key] = frame
+        for venue, items in by_venue.items():
+            try:
+                self._write_venue(client, dataset, venue, day, items)
+            except Exception as error:  # noqa: BLE001 - the write failed: its slices failed
+                message = f"{self.feed.source} {venue}:{dataset} {day}: write failed: {error}"
+                self.engine.log(message)
+                for key in items:
+                    if self.outcomes[self._original(key)].status not in OUTCOMES:
+                        self._fail(key, message)
+
+    def _write_venue(self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]) -> None:
+        if not venue:
+            for key in items:
+                self._fail(key, f"{key}: the source named no venue for it")
+            return
+        try:  # the whole group in one write (it validates every frame first: nothing is written if one fails)
+            good, written = items, self._write(client, dataset, venue, day, items)
+        except ValueError:  # find the bad frames; the others are written
+            good = {}
+            for key, frame in items.items():
+                try:
+                    good[key] = writer.validate_frame(frame, dataset, venue, key.instrument, day)
+                except ValueError as error:
+                    self._fail(key, f"{self.feed.source} {error}")
+            if not good:
+                return
+            written = self._write(client, dataset, venue, day, good)
+        for key, frame in good.items():
+            self._done(key, frame.height, written[key.instrument].load_id, frame)
+        rows = sum(f.height for f in good.values())
+        if len(good) == 1:
+            (key,) = good
+            self.engine.log(f"wrote {dataset} {venue}:{key.instrument} {day}: {rows:,} rows "
+                            f"(load {written[key.instrument].load_id})")
+        else:
+            self.engine.log(f"wrote {dataset} {venue} {day}: {len(good)} instruments, {rows:,} rows in one load batch")
+
+    def _write(self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]) -> dict:
+        """One load per instrument and one pointer flip for the group (`append`: after the day's rows)."""
+        db = self.engine.database
+        frames = list(items.values())
+        if self.feed.append:
+            start, end = day_window(day)
+            frames += [tables.read_range(client, db, dataset, venue, key.instrument, start, end) for key in items]
+        return writer.write_slices(client, db, dataset, pl.concat(frames, how="vertical"), venue, day,
+                                   self.engine.run_id, instruments=[key.instrument for key in items])
+
+    def _original(self, key: SliceKey) -> SliceKey:
+        return key if key in self.outcomes else replace(key, venue="")
+
+    def _done(self, key: SliceKey, rows: int, load_id: int, frame: pl.DataFrame | None, note: str = "") -> None:
+        outcome = self.outcomes[self._original(key)]
+        outcome.key = key
+        outcome.rows, outcome.load_id, outcome.note = rows, load_id, note
+        if frame is not None and frame.height:
+            outcome.first_ts, outcome.last_ts = frame["ts"].min(), frame["ts"].max()
+        outcome.settle("ok")
+        self._count_done()
+
+    def _fail(self, key: SliceKey, message: str) -> None:
+        outcome = self.outcomes[self._original(key)]
+        outcome.key = key
+        outcome.settle("failed", message)
+        self._count_done()
+
+    async def _call(self, fn, *args):
+        """`fn(client, *args)` on the writer thread (every ClickHouse call of a run, one at a time)."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(self.client, *args))
+
+    # ---- the log ----------------------------------------------------------------------------
+
+    def _log_row(self, o: SliceOutcome) -> dict:
+        now = datetime.now(UTC)
+        return {"run_id": self.engine.run_id, "provider": self.feed.source, "kind": spec_for(o.key.dataset).code,
+                "venue": o.key.venue, "instrument": o.key.instrument, "day": o.key.day, "rows": o.rows,
+                "requests": o.stats.requests, "retries": o.stats.retries, "rate_limited": o.stats.rate_limited,
+                "latency_p50_ms": o.stats.percentile_ms(0.5) or 0.0,
+                "latency_p95_ms": o.stats.percentile_ms(0.95) or 0.0,
+                "outcome": o.status if o.status in OUTCOMES else "failed", "error": o.error or o.note,
+                "load_id": o.load_id, "started_at": o.started_at or now, "finished_at": o.finished_at or now,
+                "dropped": dict(o.dropped), "conversions": o.conversions}
+
+    def _count_done(self) -> None:
+        self.done += 1
+        self._progress()
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_report < self.engine.progress_every_s:
+            return
+        self.last_report = now
+        counts = {s: sum(o.status == s for o in self.outcomes.values()) for s in OUTCOMES}
+        self.engine.log(f"{self.feed.source}: {self.done}/{len(self.outcomes)} slices settled ({counts['ok']} ok, "
+                        f"{counts['failed']} failed, {counts['skipped']} skipped)")

@@ -1,0 +1,249 @@
+"""One load of the minute-bar landing area for a run's months: which files, in parallel, and what
+happened to each. The store is bootstrapped first (stores/timescale/bootstrap.py), whoever launched the load.
+
+The files of the months (by the landing index; new or changed files are indexed on the way) load
+largest first on `workers` connections, each file in its own transaction (loader.load_file). A
+file that can't be loaded — unreadable, no known layout, a time column that never parses, values
+the database refuses — is quarantined with its reason and every other file loads. Files no profile
+could read are recorded with the profile set's fingerprint; a later run with other profiles (a
+fixed or added one) moves them back and reads them again. A store that goes
+away is different: the first StoreUnavailable cancels the queued files and fails the load at once,
+so a dead server costs seconds, not a pool timeout per file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import psycopg
+
+from marketdata_assets.core import metrics
+from marketdata_assets.core.errors import StoreUnavailable
+from marketdata_assets.core.files import quarantine, reason_file_of
+from marketdata_assets.core.markdown import table
+from marketdata_assets.ingest.minute_bars import loader
+from marketdata_assets.sources.minute_csv.profiles import CsvProfile, profiles_fingerprint
+from marketdata_assets.sources.minute_csv.reader import CsvFileError
+from marketdata_assets.stores.timescale import bootstrap as store
+from marketdata_assets.stores.timescale.minute_table import MIGRATE_MAX_ROWS
+
+# What a file's own content can cause; anything else (a server gone, a bug) fails the load.
+FILE_ERRORS = (ValueError, UnicodeError, OSError, psycopg.DataError, pl.exceptions.PolarsError)
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A file to look at: `months` known from the index, or None for a new/changed file (`stat` set)."""
+
+    path: Path
+    rel: str
+    stat: object | None
+    months: list[date] | None
+
+
+@dataclass
+class LandingLoad:
+    """What one load did: the outcome of every file looked at, and the quarantined ones."""
+
+    months: list[date]
+    use_copy: bool
+    workers: int
+    files: list[loader.FileLoad] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    bootstrap: store.StoreBootstrap | None = None  # done before the first file
+
+    def metadata(self) -> dict:
+        """Plain values; the asset turns the tables into Markdown/JSON metadata."""
+        loaded = [f for f in self.files if f.outcome == "loaded"]
+        rows = sum(f.rows for f in loaded)
+        by_reason: Counter = Counter()
+        for f in self.files:
+            by_reason.update(f.rejects_by_reason)
+        return {
+            "months": f"{self.months[0]:%Y-%m}..{self.months[-1]:%Y-%m}",
+            "write_path": "binary COPY" if self.use_copy else "INSERT ... SELECT FROM unnest",
+            "files_considered": len(self.files),
+            "files_loaded": len(loaded),
+            "files_skipped": sum(f.outcome == "skipped" for f in self.files),
+            "files_quarantined": len(self.quarantined),
+            "files_released": len(self.released),
+            "rows_loaded": rows,
+            "rows_replaced": sum(f.rows_deleted for f in loaded),
+            "rows_rejected": sum(f.rejects for f in self.files),
+            "rejected_by_reason": dict(sorted(by_reason.items())),
+            "duplicates_dropped": sum(f.duplicates_dropped for f in loaded),
+            "rows_per_second": round(rows / self.seconds) if self.seconds else None,
+            "seconds": self.seconds,
+            **(self.bootstrap.as_metadata() if self.bootstrap else {}),
+        }
+
+    def progress(self, planned: int) -> str:
+        """How far a load got (for the error of a store lost mid-load)."""
+        loaded = [f for f in self.files if f.outcome == "loaded"]
+        done = len(self.files) + len(self.quarantined)
+        return (f"{sum(f.rows for f in loaded):,} rows of {len(loaded)} file{'s' * (len(loaded) != 1)} were "
+                f"committed before, {planned - done} of {planned} files not finished (re-run the same load: "
+                "what committed is skipped)")
+
+    def files_table(self) -> str:
+        return table(["file", "months", "outcome", "rows", "replaced", "rejected", "duplicates", "seconds", "note"],
+                     ([f.file, " ".join(f.months), f.outcome, f.rows, f.rows_deleted, f.rejects,
+                       f.duplicates_dropped, f.seconds, f.rejects_file or ""]
+                      for f in sorted(self.files, key=lambda f: f.file)))
+
+
+def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date]) -> list[LandingFile]:
+    """The files that may hold rows of `months`, largest first: indexed files with rows in them, and
+    every new or changed file (its months are learnt when it is read)."""
+    indexed, stale = loader.landing_index(conn, root)
+    wanted = set(months)
+    work = [LandingFile(root / rel, rel, None, sorted(wanted & set(file_months)))
+            for rel, (file_months, error) in indexed.items() if not error and wanted & set(file_months)]
+    work += [LandingFile(path, rel, stat, None) for path, rel, stat in stale]
+    return sorted(work, key=lambda item: item.path.stat().st_size, reverse=True)
+
+
+def release_quarantined(conn: psycopg.Connection, root: Path, fingerprint: str) -> list[str]:
+    """Move files quarantined under another profile set back to where they were (unless something
+    new took their place); returns their landing paths."""
+    rows = conn.execute("SELECT source_file, quarantined_to FROM minute_bar_quarantine "
+                        "WHERE profiles IS NOT NULL AND profiles <> %s ORDER BY source_file", (fingerprint,)).fetchall()
+    released = []
+    for rel, moved_to in rows:
+        origin, held = root / rel, Path(moved_to)
+        if held.exists() and not origin.exists():
+            origin.parent.mkdir(parents=True, exist_ok=True)
+            held.replace(origin)
+            reason_file_of(held).unlink(missing_ok=True)
+            released.append(rel)
+        conn.execute("DELETE FROM minute_bar_quarantine WHERE source_file = %s", (rel,))
+        conn.execute("DELETE FROM minute_bar_landing_files WHERE source_file = %s", (rel,))  # read it anew
+    conn.commit()
+    return released
+
+
+def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connection]], root: Path,
+                 months: Sequence[date], *, quarantine_root: Path, use_copy: bool, workers: int = 4,
+                 force: bool = False, profiles: Sequence[CsvProfile] | None = None, run_id: str | None = None,
+                 migrate_max_rows: int | None = MIGRATE_MAX_ROWS,
+                 log: Callable[[str], None] = lambda message: None) -> LandingLoad:
+    """Load the landing files' rows of `months` into stock_1min_qfq, after bootstrapping the store
+    (store.bootstrap: extension, hypertable, indexes); `connection()` yields a pooled connection (the
+    resource's). Raises StoreUnavailable when the server goes away, PlainTableNotMigrated before any
+    load when a plain table holds more than `migrate_max_rows` rows."""
+    started = time.monotonic()
+    report = LandingLoad(months=list(months), use_copy=use_copy, workers=workers)
+    with connection() as conn:
+        report.bootstrap = store.bootstrap(conn, migrate_max_rows=migrate_max_rows)
+        fingerprint = profiles_fingerprint(profiles)
+        report.released = release_quarantined(conn, root, fingerprint)
+        work = plan_files(conn, root, months)
+    for rel in report.released:
+        log(f"released {rel} from quarantine: the profiles changed since it was set aside")
+    log(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
+        f"({sum(f.months is None for f in work)} new or changed); "
+        f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers")
+    job = _FileJob(connection, set(months), force=force, use_copy=use_copy, run_id=run_id,
+                   reject_dir=quarantine_root / "rejects", profiles=profiles)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(job.load, item): item for item in work}
+        try:
+            for done, future in enumerate(as_completed(futures), start=1):
+                item = futures[future]
+                try:
+                    outcome = future.result()
+                except FILE_ERRORS as error:  # nothing of the file was kept (one transaction)
+                    report.quarantined.append(_set_aside(connection, item, error, root, quarantine_root,
+                                                         fingerprint, log))
+                    continue
+                if outcome is not None:
+                    report.files.append(outcome)
+                    _count_and_log(outcome, item, f"[{done}/{len(work)}]", log)
+        except StoreUnavailable as error:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise error.with_progress(report.progress(len(work))) from None
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+@dataclass
+class _FileJob:
+    """Loads one landing file's wanted months (a worker thread each, its own pooled connection)."""
+
+    connection: Callable[[], AbstractContextManager[psycopg.Connection]]
+    wanted: set[date]
+    force: bool
+    use_copy: bool
+    run_id: str | None
+    reject_dir: Path
+    profiles: Sequence[CsvProfile] | None
+
+    def load(self, item: LandingFile) -> loader.FileLoad | None:
+        """The file's outcome (loaded or skipped), None when it holds none of the wanted months."""
+        with self.connection() as conn:
+            file_months, parsed = item.months, None
+            if file_months is None:
+                try:
+                    first, last, all_months, parsed = loader.file_span(item.path, self.profiles)
+                except FILE_ERRORS as error:  # the whole file can't be read: out of the landing area
+                    loader.record_index(conn, item.rel, item.stat, None, None, [], str(error))
+                    raise
+                loader.record_index(conn, item.rel, item.stat, first, last, all_months, None)
+                file_months = sorted(self.wanted & set(all_months))
+                if not file_months:
+                    return None
+            sha = loader.file_sha256(item.path)
+            todo = loader.months_to_load(conn, item.rel, sha, file_months, self.force)
+            conn.commit()
+            if not todo:
+                return loader.FileLoad(file=item.rel, size_bytes=item.path.stat().st_size,
+                                       months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
+            return loader.load_file(conn, item.path, item.rel, todo, sha256=sha, use_copy=self.use_copy,
+                                    run_id=self.run_id, reject_dir=self.reject_dir, profiles=self.profiles,
+                                    parsed=parsed)
+
+
+def _set_aside(connection: Callable[[], AbstractContextManager[psycopg.Connection]], item: LandingFile,
+               error: Exception, root: Path, quarantine_root: Path, fingerprint: str,
+               log: Callable[[str], None]) -> dict:
+    """Move a file that can't be loaded into quarantine with its reason (recorded in
+    minute_bar_quarantine); returns {file, reason} for the report."""
+    reason = str(error)
+    if isinstance(error, psycopg.Error):  # the driver's message doesn't name the file
+        reason = f"{item.rel}: the database refused the file's rows: {' '.join(reason.split())}"
+    try:
+        moved_to = quarantine(item.path, reason, quarantine_root, relative_to=root)
+    except OSError as failure:  # e.g. the file vanished: it is then no longer in the landing area
+        reason = f"{reason} (could not be moved aside: {failure})"
+    else:
+        with connection() as conn:
+            conn.execute("""
+                INSERT INTO minute_bar_quarantine (source_file, quarantined_to, reason, profiles)
+                VALUES (%s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET
+                    quarantined_to = EXCLUDED.quarantined_to, reason = EXCLUDED.reason,
+                    profiles = EXCLUDED.profiles, quarantined_at = now()""",
+                         (item.rel, str(moved_to), reason, fingerprint if isinstance(error, CsvFileError) else None))
+    log(f"quarantined {item.rel}: {reason}")
+    return {"file": item.rel, "reason": reason}
+
+
+def _count_and_log(outcome: loader.FileLoad, item: LandingFile, progress: str, log: Callable[[str], None]) -> None:
+    if outcome.outcome == "loaded":  # committed (one transaction per file)
+        metrics.loaded("stock_1min_qfq", "timescaledb", outcome.rows)
+    rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
+    reasons = ", ".join(f"{n} {why}" for why, n in sorted(outcome.rejects_by_reason.items()))
+    log(f"{progress} {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
+        f"{outcome.rejects} rejected{f' ({reasons})' if reasons else ''}{rate}")

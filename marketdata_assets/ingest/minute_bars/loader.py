@@ -1,0 +1,247 @@
+"""Loading minute-bar CSV files into stock_1min_qfq, idempotently, per file and month.
+
+The unit of work is (file, month): the months of a run's partitions that a file has rows in.
+`etl_metadata` (seed 001) records each loaded (file, month) with the file's sha256: a file
+already loaded with the same content is skipped unless forced.
+
+One file is one transaction:
+1. pass 1 streams the file and computes, per code, the first and last bar time in the wanted
+   months (and collects rejected lines);
+2. DELETE those (code, time range) rows, stream the file again and write its rows (binary COPY,
+   or INSERT ... unnest on servers without COPY FROM STDIN), upsert etl_metadata, COMMIT.
+So re-loading a file replaces its rows and never duplicates them; a file covering one day of all
+codes does not touch other days; a killed load rolls back to the previous state. A file that
+repeats a (code, minute) across batches trips the unique index: it is then loaded again keeping
+the last occurrence of each bar (counted as `duplicates_dropped`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import psycopg
+from psycopg import errors, sql
+
+from marketdata_assets.ingest.minute_bars.transforms import dedupe_bars
+from marketdata_assets.sources.minute_csv.profiles import CsvProfile
+from marketdata_assets.sources.minute_csv.reader import open_minute_csv, write_rejects
+from marketdata_assets.stores.timescale.copy_writer import insert_rows, table_identifier
+from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
+
+# Files up to this size are parsed once (batches kept between the span pass and the write).
+IN_MEMORY_BYTES = 256 << 20
+
+
+@dataclass
+class FileLoad:
+    """What happened to one file in one run (metadata rows, the run log)."""
+
+    file: str
+    size_bytes: int
+    months: list[str] = field(default_factory=list)
+    outcome: str = "pending"  # loaded | skipped (a file that can't be loaded is quarantined)
+    rows: int = 0
+    rows_deleted: int = 0
+    rejects: int = 0
+    rejects_by_reason: dict = field(default_factory=dict)  # reason (up to its first ':') -> rows
+    duplicates_dropped: int = 0
+    seconds: float = 0.0
+    rejects_file: str | None = None
+
+
+def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def month_start(value: date | datetime) -> date:
+    return date(value.year, value.month, 1)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def landing_files(root: Path) -> list[Path]:
+    """CSV (and .csv.gz) files under the landing root, ignoring hidden and partial files."""
+    if not root.exists():
+        return []
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(Path(dirpath, name) for name in filenames
+                     if not name.startswith(".") and name.lower().endswith((".csv", ".csv.gz")))
+    return sorted(found)
+
+
+def landing_index(conn: psycopg.Connection, root: Path
+                  ) -> tuple[dict[str, tuple[list[date], str | None]], list[tuple[Path, str, os.stat_result]]]:
+    """({relative path: (months, error)} of files indexed as they are now, [new or changed files]).
+    Entries of files gone from the landing area are dropped."""
+    known = {row[0]: row[1:] for row in conn.execute(
+        "SELECT source_file, size_bytes, mtime_ns, months, error FROM minute_bar_landing_files").fetchall()}
+    current: dict[str, tuple[list[date], str | None]] = {}
+    stale = []
+    for path in landing_files(root):
+        rel = str(path.relative_to(root))
+        stat = path.stat()
+        cached = known.get(rel)
+        if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
+            current[rel] = (list(cached[2]), cached[3])
+        else:
+            stale.append((path, rel, stat))
+    gone = set(known) - set(current) - {rel for _, rel, _ in stale}
+    if gone:
+        conn.execute("DELETE FROM minute_bar_landing_files WHERE source_file = ANY(%s)", (sorted(gone),))
+    conn.commit()
+    return current, stale
+
+
+def record_index(conn: psycopg.Connection, rel: str, stat: os.stat_result, first: datetime | None,
+                 last: datetime | None, months: Sequence[date], error: str | None) -> None:
+    with conn.transaction():
+        conn.execute("""
+            INSERT INTO minute_bar_landing_files (source_file, size_bytes, mtime_ns, first_time, last_time, months, error)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (source_file) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns,
+                first_time = EXCLUDED.first_time, last_time = EXCLUDED.last_time, months = EXCLUDED.months,
+                error = EXCLUDED.error, indexed_at = now()""",
+                     (rel, stat.st_size, stat.st_mtime_ns, first, last, list(months), error))
+
+
+@dataclass
+class ParsedFile:
+    """A file parsed once (files up to IN_MEMORY_BYTES): its batches, rejects and time span."""
+
+    batches: list[pl.DataFrame]
+    rejects: list
+    reject_count: int
+    reject_reasons: dict
+    first_time: datetime | None
+    last_time: datetime | None
+    months: list[date]
+
+
+def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **options) -> ParsedFile:
+    reader = open_minute_csv(path, profiles, **options)
+    batches = list(reader.batches())
+    months: set[date] = set()
+    first = last = None
+    for batch in batches:
+        lo, hi = batch["time"].min(), batch["time"].max()
+        first = lo if first is None or lo < first else first
+        last = hi if last is None or hi > last else last
+        months.update(batch["time"].dt.truncate("1mo").dt.date().unique().to_list())
+    return ParsedFile(batches, reader.rejects, reader.reject_count, dict(reader.reject_reasons), first, last,
+                      sorted(months))
+
+
+def file_span(path: Path, profiles: Sequence[CsvProfile] | None = None
+              ) -> tuple[datetime | None, datetime | None, list[date], ParsedFile | None]:
+    """(first, last, months, parsed file or None) of a new or changed landing file: small files are
+    parsed whole (the load reuses the batches), big ones scanned by their time column only.
+    Raises CsvFileError when the file can't be read."""
+    if path.stat().st_size <= IN_MEMORY_BYTES:
+        parsed = parse_file(path, profiles)
+        return parsed.first_time, parsed.last_time, parsed.months, parsed
+    span = open_minute_csv(path, profiles).time_range()
+    return span.min_time, span.max_time, [date(int(m[:4]), int(m[5:7]), 1) for m in span.months], None
+
+
+def months_to_load(conn: psycopg.Connection, rel: str, sha: str, months: Iterable[date], force: bool) -> list[date]:
+    wanted = sorted(set(months))
+    if force or not wanted:
+        return wanted
+    done = {row[0] for row in conn.execute(
+        "SELECT month FROM etl_metadata WHERE source_file = %s AND sha256 = %s AND month = ANY(%s)",
+        (rel, sha, wanted)).fetchall()}
+    return [m for m in wanted if m not in done]
+
+
+def _in_months(frame: pl.DataFrame, months: Sequence[date]) -> pl.DataFrame:
+    return frame.filter(pl.col("time").dt.truncate("1mo").dt.date().is_in(list(months)))
+
+
+def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[date], *, sha256: str,
+              use_copy: bool, run_id: str | None, reject_dir: Path,
+              profiles: Sequence[CsvProfile] | None = None, table: str = MINUTE_TABLE,
+              block_bytes: int | None = None, parsed: ParsedFile | None = None) -> FileLoad:
+    """Load the rows of `path` that fall in `months`, replacing what an earlier load of the same rows
+    wrote, in one transaction on `conn` (which must not be in a transaction)."""
+    started = time.monotonic()
+    result = FileLoad(file=rel, size_bytes=path.stat().st_size, months=[f"{m:%Y-%m}" for m in months])
+    options = {"block_bytes": block_bytes} if block_bytes else {}
+
+    # Pass 1: per-code time spans in the wanted months, and the rejects. A file that fits in memory
+    # keeps its parsed batches for pass 2; a bigger one is streamed again.
+    if parsed is None and result.size_bytes <= IN_MEMORY_BYTES:
+        parsed = parse_file(path, profiles, **options)
+    reader = open_minute_csv(path, profiles, **options) if parsed is None else None
+    spans: list[pl.DataFrame] = []
+    kept: list[pl.DataFrame] | None = [] if parsed is not None else None
+    for batch in (parsed.batches if parsed is not None else reader.batches()):
+        batch = _in_months(batch, months)
+        if batch.height:
+            spans.append(batch.group_by("code").agg(first=pl.col("time").min(), last=pl.col("time").max()))
+            if kept is not None:
+                kept.append(batch)
+    rejects = parsed.rejects if parsed is not None else reader.rejects
+    result.rejects = parsed.reject_count if parsed is not None else reader.reject_count
+    result.rejects_by_reason = dict(parsed.reject_reasons if parsed is not None else reader.reject_reasons)
+    if rejects:
+        result.rejects_file = str(write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv"))
+    span = (pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())
+            if spans else pl.DataFrame(schema={"code": pl.String, "first": pl.Datetime("us"), "last": pl.Datetime("us")}))
+
+    def write(dedupe_whole_file: bool) -> None:
+        with conn.transaction():
+            if span.height:
+                delete = sql.SQL("""
+                    DELETE FROM {table} t USING unnest(%s::text[], %s::timestamp[], %s::timestamp[]) AS r(code, first, last)
+                    WHERE t.code = r.code AND t.time BETWEEN r.first AND r.last""").format(table=table_identifier(table))
+                cursor = conn.execute(delete, [span["code"].to_list(), span["first"].to_list(), span["last"].to_list()])
+                result.rows_deleted = cursor.rowcount
+            batches = iter(kept) if kept is not None else (
+                _in_months(b, months) for b in open_minute_csv(path, profiles, **options).batches())
+            if dedupe_whole_file:  # a bar repeated across batches: keep its last occurrence in the file
+                frames = [b for b in batches if b.height]
+                batches = iter([pl.concat(frames)] if frames else [])
+            rows = duplicates = 0
+            per_month: dict[date, int] = {}
+            for batch in batches:
+                unique = dedupe_bars(batch)
+                duplicates += batch.height - unique.height
+                rows += insert_rows(conn, unique, table, use_copy=use_copy)
+                for month, count in unique.group_by(pl.col("time").dt.truncate("1mo").dt.date()).len().iter_rows():
+                    per_month[month] = per_month.get(month, 0) + count
+            result.duplicates_dropped = duplicates
+            result.rows = rows
+            for month in months:
+                conn.execute("""
+                    INSERT INTO etl_metadata (source_file, month, sha256, size_bytes, rows_loaded, rows_rejected,
+                                              duplicates_dropped, run_id)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (source_file, month) DO UPDATE SET sha256 = EXCLUDED.sha256,
+                        size_bytes = EXCLUDED.size_bytes, rows_loaded = EXCLUDED.rows_loaded,
+                        rows_rejected = EXCLUDED.rows_rejected, duplicates_dropped = EXCLUDED.duplicates_dropped,
+                        loaded_at = now(), run_id = EXCLUDED.run_id""",
+                             (rel, month, sha256, result.size_bytes, per_month.get(month, 0), result.rejects,
+                              result.duplicates_dropped, run_id))
+
+    try:
+        write(dedupe_whole_file=False)
+    except errors.UniqueViolation:
+        write(dedupe_whole_file=True)
+    result.outcome = "loaded"
+    result.seconds = round(time.monotonic() - started, 3)
+    return result

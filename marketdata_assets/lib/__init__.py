@@ -1,1 +1,0 @@
-"""Plain library code: no Dagster imports here, so every piece is testable on its own."""

@@ -1,1 +1,0 @@
-"""Minute bars: CSV profiles and parsing, PGCOPY writers, DataFrame transforms (plain Python, no Dagster)."""

@@ -1,0 +1,94 @@
+"""How complete the stored 1-minute bars are, per instrument and UTC day: the bars of each active
+load against what a full day has (1,440 for a 24/7 crypto venue, the session minutes of its
+calendar for an exchange, none on a day it is closed), as a grid for the coverage heat map."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+
+from marketdata_assets.core import calendars
+from marketdata_assets.core.identifiers import sql_identifier
+from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.sources.tushare.feeds import session_bar_opens as a_share_bar_opens
+from marketdata_assets.sources.yahoo.feeds import session_bar_opens as exchange_bar_opens
+
+A_SHARE_VENUES = ("SSE", "SZSE", "BSE")
+FULL_DAY = 1440
+
+
+@lru_cache(maxsize=4096)  # one calendar computation per venue-day, not one per instrument
+def expected_bars(venue: str, day: date) -> int | None:
+    """The 1-minute bars a full day of `venue` has; None on a day it does not trade. A venue without
+    a calendar trades around the clock (crypto)."""
+    opens = a_share_bar_opens if venue in A_SHARE_VENUES else exchange_bar_opens
+    try:
+        return len(opens(venue, day)) or None
+    except ValueError:  # no calendar: a 24/7 venue
+        return FULL_DAY
+
+
+def provisional_notes(venues: Iterable[str], last: date) -> list[str]:
+    """One note (calendars.provisional_note) per calendar of `venues` whose last known session is
+    before `last`: its days after that are expected on a provisional calendar. Crypto venues: none."""
+    notes = {}
+    for venue in venues:
+        try:
+            if calendars.is_provisional(venue, last):
+                notes[calendars.calendar_code(venue)] = calendars.provisional_note(venue)
+        except ValueError:  # no calendar: a 24/7 venue
+            continue
+    return sorted(notes.values())
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Rows (VENUE:INSTRUMENT, worst first) x days: each cell the share of its expected bars stored
+    (None: not expected), and each row's share over its expected days."""
+
+    rows: list[str]
+    days: list[date]
+    cells: list[list[float | None]]
+    percent: dict[str, float]
+
+    @property
+    def overall(self) -> float:
+        return sum(self.percent.values()) / len(self.percent) if self.percent else 0.0
+
+
+def bars_per_day(client, database: str, first: date, last: date) -> dict[tuple[str, str], dict[date, int]]:
+    """(venue, instrument) -> day -> active 1-minute bars stored (the active loads' counts), over [first, last]."""
+    db = sql_identifier(database, "ClickHouse database")
+    rows = client.query(f"SELECT venue, instrument, day, rows FROM `{db}`.active_loads WHERE kind = {{kind:String}} "
+                        "AND day BETWEEN {first:Date} AND {last:Date}",
+                        parameters={"kind": spec_for("bars_1m").code, "first": first, "last": last}).result_rows
+    out: dict[tuple[str, str], dict[date, int]] = {}
+    for venue, instrument, day, count in rows:
+        out.setdefault((venue, instrument), {})[day] = int(count)
+    return out
+
+
+def coverage(stored: dict[tuple[str, str], dict[date, int]], first: date, last: date,
+             expected: Callable[[str, date], int | None] = expected_bars) -> Coverage:
+    """The grid of `stored` bars against `expected(venue, day)` (days before an instrument's first
+    stored day are not expected of it: it was not collected yet)."""
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    lines: dict[str, list[float | None]] = {}
+    percent: dict[str, float] = {}
+    for (venue, instrument), by_day in stored.items():
+        since = min(by_day)
+        line, got, want = [], 0, 0
+        for day in days:
+            full = expected(venue, day) if day >= since else None
+            if full is None:
+                line.append(None)
+                continue
+            bars = min(by_day.get(day, 0), full)
+            line.append(bars / full)
+            got, want = got + bars, want + full
+        key = f"{venue}:{instrument}"
+        lines[key], percent[key] = line, (got / want if want else 1.0)
+    rows = sorted(lines, key=lambda k: (percent[k], k))
+    return Coverage(rows, days, [lines[k] for k in rows], {k: percent[k] for k in rows})

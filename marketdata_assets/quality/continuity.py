@@ -1,0 +1,487 @@
+"""Trade-id continuity of the crypto venues, and the refill of what is missing (no Dagster here).
+
+Where a venue numbers its trades one by one per instrument, a stored slice must hold every id from
+its first to its last, and its first id must follow the last id of the previous day when that day
+is stored with ids of the same kind. Which ids those are depends on the source of the slice's
+ACTIVE load (its `ingest_log.provider`), declared in `ID_KINDS`:
+
+| kind | venue | loaded by | what the id is |
+|---|---|---|---|
+| aggTrade | BINANCE | BINANCE (REST) | aggregate trade id `a` (aggTrades) |
+| trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE | individual trade id (dump files, archives, historicalTrades) |
+| tradeId | OKX | OKX | tradeId (history-trades) |
+| trade_seq | DERIBIT | DERIBIT | trade_seq ("the sequence number of the trade within instrument") |
+| aggTrade (dataset agg_trades) | BINANCE | BINANCE_ARCHIVE | aggregate trade id of the aggTrades archives |
+
+A Binance slice's ids are aggregate ids or individual ids depending on which source loaded it, so
+two days are compared across midnight only when both are of the same kind (the day before must be
+stored with rows: its last id is compared; an earlier day is not looked at). Sources without
+sequential ids (Tushare / Yahoo bars, book snapshots) have no kind and are never checked; neither
+is a slice whose active load no ingest_log row names (its kind is unknown).
+
+`find_holes` works inside ClickHouse over the active loads of the checked slices, two queries for a
+whole range run (plus one for the slices' loads and sources):
+
+1. per load: rows, first and last id, rows without an id, and the number of DISTINCT ids (a
+   roaring bitmap of the ids' low 32 bits, `groupBitmap`: exact while a slice's ids span less than
+   2^32, which one instrument's day always does; a wider slice goes to step 2 as it is), so
+   `last - first + 1 - distinct` is the exact count of missing ids (a repeated id does not hide a
+   hole); the previous days' last ids come from the same scan;
+2. only for the loads that miss ids: the hole ranges with a window function over the ids in order
+   (`lagInFrame(seq)`: a row whose id is more than one above its predecessor's ends a hole), the
+   number of ranges, and the first `max_ranges` of them (`groupArraySorted`).
+
+A hole at midnight (this day's first id vs the previous day's last) counts for the later day.
+`refill` fetches exactly the missing ranges from the venue's REST API by id (`IdKind.fetch`:
+Binance `aggTrades?fromId=` / `historicalTrades?fromId=`, OKX history-trades `type=1&after=`,
+Deribit `get_last_trades_by_instrument?start_seq=&end_seq=`; holes closer together than a page are
+fetched as one span), and writes each completed slice ONCE: the slice's active rows plus the fetched
+ones, each trade id once, through `writer.write_slice` (one pointer flip; nothing else of the day
+changes), with an ingest_log row under the slice's own provider (so the new load keeps its id
+kind). Rows of a midnight hole stamped before the day complete the previous day's slice the same
+way. A slice reloaded while its holes were being fetched is left alone (its active load changed).
+A second run finds no hole and sends no request; ids the venue does not serve stay reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import polars as pl
+
+from marketdata_assets.core.http import STOP_ERRORS, RequestStats, counting
+from marketdata_assets.core.identifiers import clickhouse_database
+from marketdata_assets.core.markdown import table
+from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.ingest.engine import error_text
+from marketdata_assets.sources.binance.archives import SOURCE as BINANCE_ARCHIVE
+from marketdata_assets.sources.binance.dumps import SOURCE as BINANCE_DUMPS
+from marketdata_assets.stores.clickhouse import tables, writer
+
+UTC = timezone.utc
+TRADES = spec_for("trades")
+
+
+@dataclass(frozen=True)
+class IdKind:
+    """Sequential trade ids of one venue, as one source loads them."""
+
+    name: str
+    venue: str
+    providers: tuple[str, ...]  # the ingest_log providers whose loads hold these ids
+    fetch: str           # the venue client's method: (instrument, first, last, *, day[, time_unit]) -> trades
+    page: int            # ids one request returns at most: holes closer than this are fetched as one span
+    time_units: bool     # the fetch takes time_unit= (asked as precise as the slice's stored times)
+    what: str
+    dataset: str = "trades"  # the dataset (table) whose `seq` column holds these ids
+
+
+ID_KINDS = (
+    IdKind("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
+           "Binance aggregate trade ids (aggTrades `a`: the REST path)"),
+    IdKind("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE), "trades_by_id", 1000, True,
+           "Binance trade ids (dump files and archives: every individual trade; historicalTrades)"),
+    IdKind("tradeId", "OKX", ("OKX",), "trades_by_id", 100, False, "OKX tradeId"),
+    IdKind("trade_seq", "DERIBIT", ("DERIBIT",), "trades_by_seq", 1000, False, "Deribit trade_seq"),
+    IdKind("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,
+           "Binance aggregate trade ids (archives of aggTrades, their own dataset)", dataset="agg_trades"),
+)
+_KINDS = {(kind.dataset, kind.venue, provider): kind for kind in ID_KINDS for provider in kind.providers}
+CHECKED_DATASETS = tuple(sorted({kind.dataset for kind in ID_KINDS}))
+
+
+def id_kind(venue: str, provider: str, dataset: str = "trades") -> IdKind | None:
+    """The kind of ids a load of `provider` holds for `venue` in `dataset`; None: not sequential,
+    or unknown."""
+    return _KINDS.get((dataset, venue, provider))
+
+
+# --------------------------------------------------------------------------------------------
+# What the check finds
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IdHole:
+    """Ids first_missing..last_missing (inclusive) of an instrument-day are not stored."""
+
+    venue: str
+    instrument: str
+    day: date
+    first_missing: int
+    last_missing: int
+    at_midnight: bool = False  # between the previous day's last id and this day's first
+
+    @property
+    def missing(self) -> int:
+        return self.last_missing - self.first_missing + 1
+
+    def __str__(self) -> str:
+        ids = (str(self.first_missing) if self.missing == 1 else f"{self.first_missing}-{self.last_missing}")
+        return ids + (" (at midnight)" if self.at_midnight else "")
+
+
+@dataclass(frozen=True)
+class SliceIds:
+    """The ids of one slice's active load, as `find_holes` found them."""
+
+    venue: str
+    instrument: str
+    day: date
+    load_id: int
+    provider: str = ""
+    kind: IdKind | None = None       # None: not checked (no sequential ids, or the source is unknown)
+    rows: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    without_id: int = 0              # rows with a null seq (not counted as holes)
+    previous_load_id: int = 0        # the previous day's active load, when it holds ids of the same kind
+    previous_last_id: int | None = None
+    missing: int = 0                 # ids missing inside the day and at midnight
+    ranges: int = 0                  # how many hole ranges
+    holes: tuple[IdHole, ...] = ()   # the first `max_ranges` of them, in id order
+
+    @property
+    def key(self) -> SliceKey:
+        return SliceKey("trades", self.venue, self.instrument, self.day)
+
+    @property
+    def partition_key(self) -> str:
+        return f"{self.day.isoformat()}|{self.venue}:{self.instrument}"
+
+    @property
+    def passed(self) -> bool:
+        return self.missing == 0
+
+    def summary(self) -> str:
+        where = f"{self.venue}:{self.instrument} {self.day}"
+        if self.kind is None:
+            why = (f"ids of {self.provider} loads are not sequential per instrument" if self.provider
+                   else f"no ingest_log row names the source of load {self.load_id}")
+            return f"{where}: not checked ({why})"
+        if self.passed:
+            return (f"{where}: {self.rows:,} trades, {self.kind.name} ids {self.first_id}-{self.last_id} complete"
+                    if self.rows else f"{where}: no trades")
+        shown = ", ".join(map(str, self.holes))
+        more = f" and {self.ranges - len(self.holes):,} more range(s)" if self.ranges > len(self.holes) else ""
+        return (f"{where}: {self.missing:,} {self.kind.name} id(s) missing in {self.ranges:,} range(s): "
+                f"{shown}{more}")
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain metadata (ids as strings: they are names, not amounts)."""
+        return {"id_kind": self.kind.name if self.kind else "", "source": self.provider, "load_id": str(self.load_id),
+                "rows_checked": self.rows, "missing_ids": self.missing, "hole_ranges": self.ranges,
+                "first_id": str(self.first_id or ""), "last_id": str(self.last_id or ""),
+                "previous_day_last_id": str(self.previous_last_id or ""), "rows_without_id": self.without_id,
+                "holes": table(["first missing", "last missing", "ids", "where"],
+                               ((str(h.first_missing), str(h.last_missing), h.missing,
+                                 "midnight" if h.at_midnight else "inside the day") for h in self.holes))}
+
+
+
+def _loads(client, database: str, slices: list[SliceKey],
+           code: str) -> dict[tuple[str, str, date], tuple[int, str]]:
+    """{(venue, instrument, day): (active trades load, its ingest_log provider or '')} of the slices
+    and of the day before each."""
+    days = sorted({s.day for s in slices} | {s.day - timedelta(days=1) for s in slices})
+    rows = client.query(
+        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.provider FROM {clickhouse_database(database)}.active_loads AS a "
+        f"LEFT JOIN (SELECT load_id, argMax(provider, finished_at) AS provider FROM {clickhouse_database(database)}.ingest_log "
+        "WHERE kind = {kind:String} AND day IN {days:Array(Date)} AND outcome = 'ok' AND load_id != 0 "
+        "GROUP BY load_id) AS l ON a.load_id = l.load_id "
+        "WHERE a.kind = {kind:String} AND a.day IN {days:Array(Date)} "
+        "AND concat(a.venue, ':', a.instrument) IN {instruments:Array(String)}",
+        parameters={"kind": code, "days": days,
+                    "instruments": sorted({f"{s.venue}:{s.instrument}" for s in slices})}).result_rows
+    return {(r[0], r[1], r[2]): (int(r[3]), r[4] or "") for r in rows}
+
+
+def _rows_where(slices: list[SliceKey]) -> tuple[str, dict]:
+    """The filter of the trades table that reaches the slices' rows (and the days before) through
+    the sorting key, and its parameters; `{loads:Array(UInt64)}` picks the loads."""
+    first = min(s.day for s in slices) - timedelta(days=1)
+    sql = ("venue IN {venues:Array(String)} AND instrument IN {symbols:Array(String)} "
+           "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} "
+           "AND load_id IN {loads:Array(UInt64)}")
+    return sql, {"venues": sorted({s.venue for s in slices}), "symbols": sorted({s.instrument for s in slices}),
+                 "start": day_window(first)[0], "end": day_window(max(s.day for s in slices))[1]}
+
+
+def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges: int = 10,
+               dataset: str = "trades") -> dict[str, SliceIds]:
+    """The ids of each slice's active load of `dataset` (trades or agg_trades), by partition key
+    ('YYYY-MM-DD|VENUE:SYMBOL'), with its missing ids and its first `max_ranges` hole ranges. Slices
+    without an active load are left out."""
+    if dataset not in CHECKED_DATASETS:
+        raise ValueError(f"dataset {dataset!r} has no sequential ids to check "
+                         f"(checked: {', '.join(CHECKED_DATASETS)})")
+    spec = spec_for(dataset)
+    slices = sorted({replace(s, dataset=dataset) for s in slices})
+    if not slices:
+        return {}
+    if not 1 <= max_ranges <= 1_000_000:
+        raise ValueError("max_ranges: 1..1,000,000")
+    loads = _loads(client, database, slices, spec.code)
+    found: dict[str, SliceIds] = {}
+    for s in slices:
+        if (s.venue, s.instrument, s.day) not in loads:
+            continue
+        load_id, provider = loads[(s.venue, s.instrument, s.day)]
+        kind = id_kind(s.venue, provider, dataset)
+        previous = loads.get((s.venue, s.instrument, s.day - timedelta(days=1)))
+        same_kind = kind is not None and previous is not None and id_kind(s.venue, previous[1], dataset) == kind
+        item = SliceIds(s.venue, s.instrument, s.day, load_id, provider, kind,
+                        previous_load_id=previous[0] if same_kind else 0)
+        found[item.partition_key] = item
+    checked = [s for s in found.values() if s.kind is not None]
+    if not checked:
+        return found
+    where, params = _rows_where([s.key for s in checked])
+    mine = [s.load_id for s in checked]
+    stats = client.query(
+        "SELECT load_id, count(), countIf(seq IS NULL), min(seq), max(seq), groupBitmapIf(toUInt32(bitAnd("
+        "assumeNotNull(seq), 4294967295)), seq IS NOT NULL AND load_id IN {mine:Array(UInt64)}) "
+        f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} GROUP BY load_id",
+        parameters={**params, "mine": mine, "loads": mine + [s.previous_load_id for s in checked
+                                                             if s.previous_load_id]}).result_rows
+    by_load = {int(r[0]): r[1:] for r in stats}
+    # the hole ranges, only where ids are missing inside the day: a window over the ids in order
+    holed = [s.load_id for s in checked if s.load_id in by_load and by_load[s.load_id][2] is not None
+             and by_load[s.load_id][3] - by_load[s.load_id][2] + 1 != by_load[s.load_id][4]]
+    ranges = {}
+    if holed:
+        ranges = {int(r[0]): r[1:] for r in client.query(
+            "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0), "
+            f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
+            "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
+            "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
+            f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} AND seq IS NOT NULL) GROUP BY load_id",
+            parameters={**params, "loads": holed}).result_rows}
+    for s in checked:
+        rows, without_id, first, last, _ = by_load.get(s.load_id, (0, 0, None, None, 0))
+        previous_last = by_load.get(s.previous_load_id, (0, 0, None, None))[3] if s.previous_load_id else None
+        holes: list[IdHole] = []
+        count, missing, shown = ranges.get(s.load_id, (0, 0, []))
+        if first is not None and previous_last is not None and first > previous_last + 1:
+            holes.append(IdHole(s.venue, s.instrument, s.day, previous_last + 1, first - 1, at_midnight=True))
+        holes += [IdHole(s.venue, s.instrument, s.day, int(lo), int(hi)) for lo, hi in shown]
+        midnight = holes[0].missing if holes and holes[0].at_midnight else 0
+        found[s.partition_key] = replace(
+            s, rows=int(rows), first_id=first, last_id=last, without_id=int(without_id),
+            previous_last_id=previous_last, missing=int(missing) + midnight, ranges=int(count) + (midnight > 0),
+            holes=tuple(holes[:max_ranges]))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# The refill
+# --------------------------------------------------------------------------------------------
+
+def spans(holes: Iterable[IdHole], page: int) -> list[tuple[int, int]]:
+    """The id spans to fetch: holes less than a page apart in one span (the ids between are
+    fetched again and dropped by the merge: cheaper than another request)."""
+    out: list[list[int]] = []
+    for hole in sorted(holes, key=lambda h: h.first_missing):
+        if out and hole.first_missing - out[-1][1] <= page:
+            out[-1][1] = max(out[-1][1], hole.last_missing)
+        else:
+            out.append([hole.first_missing, hole.last_missing])
+    return [(lo, hi) for lo, hi in out]
+
+
+@dataclass
+class RefillOutcome:
+    """What the refill did for one checked slice."""
+
+    found: SliceIds
+    status: str = "pending"          # ok | failed | skipped | nothing to do
+    fetched: int = 0                 # trades the venue returned in the spans
+    added: dict[date, int] = field(default_factory=dict)      # trades added, per day written
+    load_ids: dict[date, int] = field(default_factory=dict)   # the new load of each day written
+    outside: int = 0                 # fetched trades of neither the day nor the day before: not written
+    micro: bool = False              # the slice's stored times carry microseconds: ask the venue for them
+    still_missing: int = 0           # ids missing after the refill (the venue did not serve them)
+    stats: RequestStats = field(default_factory=RequestStats)
+    error: str = ""
+    frame: pl.DataFrame | None = None
+
+
+@dataclass
+class RefillReport:
+    outcomes: list[RefillOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def failures(self) -> list[RefillOutcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "skipped")]
+
+    def summary(self) -> str:
+        holed = [o for o in self.outcomes if o.found.missing]
+        return (f"{len(self.outcomes)} slice(s) checked, {len(holed)} with missing ids "
+                f"({sum(o.found.missing for o in holed):,} ids), {sum(sum(o.added.values()) for o in holed):,} "
+                f"trades added, {sum(o.still_missing for o in self.outcomes):,} ids still missing, "
+                f"{len(self.failures())} failed or skipped, {self.requests} requests")
+
+    @property
+    def requests(self) -> int:
+        return sum(o.stats.requests for o in self.outcomes)
+
+    def metadata(self) -> dict[str, Any]:
+        rows = ((str(o.found.key), o.found.kind.name if o.found.kind else "", o.found.missing, o.found.ranges,
+                 o.fetched, ", ".join(f"{d}: +{n:,}" for d, n in sorted(o.added.items())), o.still_missing,
+                 o.stats.requests, o.status + (f": {o.error[:300]}" if o.error else ""))
+                for o in self.outcomes)
+        return {"summary": self.summary(), "slices_checked": len(self.outcomes),
+                "ids_missing_before": sum(o.found.missing for o in self.outcomes),
+                "trades_added": sum(sum(o.added.values()) for o in self.outcomes),
+                "ids_still_missing": sum(o.still_missing for o in self.outcomes), "requests": self.requests,
+                "slices": table(["slice", "id kind", "missing ids", "ranges", "fetched", "added", "still missing",
+                                 "requests", "outcome"], rows),
+                "seconds": round(self.seconds, 3)}
+
+
+async def _fetch(clients: Mapping[str, Callable[[], Any]], todo: list[RefillOutcome], workers: int,
+                 log: Callable[[str], None]) -> None:
+    """Fetch each slice's spans, `workers` slices at once per venue through ONE client per venue."""
+
+    async def venue(name: str, mine: list[RefillOutcome]) -> None:
+        gate, stopped = asyncio.Semaphore(workers), []
+
+        async def one(api, outcome: RefillOutcome) -> None:
+            found = outcome.found
+            async with gate:
+                if stopped:
+                    outcome.status, outcome.error = "skipped", f"not attempted: {name} stopped: {stopped[0]}"
+                    return
+                extra = {"time_unit": "MICROSECOND"} if outcome.micro else {}
+                frames = []
+                try:
+                    with counting(outcome.stats):
+                        for lo, hi in spans(found.holes, found.kind.page):
+                            frames.append(await getattr(api, found.kind.fetch)(found.instrument, lo, hi,
+                                                                               day=found.day, **extra))
+                except STOP_ERRORS as error:
+                    stopped.append(error)
+                    outcome.status, outcome.error = "failed", error_text(error, str(found.key))
+                    return
+                except Exception as error:  # noqa: BLE001 - one slice's failure never stops the others
+                    outcome.status, outcome.error = "failed", error_text(error, str(found.key))
+                    return
+                outcome.frame = pl.concat(frames, how="vertical") if frames else None
+                outcome.fetched = outcome.frame.height if outcome.frame is not None else 0
+                log(f"refill {found.key}: {outcome.fetched:,} trades fetched for {found.missing:,} missing "
+                    f"{found.kind.name} ids ({outcome.stats.requests} requests)")
+
+        if name not in clients:
+            for outcome in mine:
+                outcome.status, outcome.error = "failed", f"no REST client for venue {name}"
+            return
+        async with clients[name]() as api:
+            await asyncio.gather(*(one(api, outcome) for outcome in mine))
+
+    by_venue: dict[str, list[RefillOutcome]] = {}
+    for outcome in todo:
+        by_venue.setdefault(outcome.found.venue, []).append(outcome)
+    await asyncio.gather(*(venue(name, mine) for name, mine in by_venue.items()))
+
+
+def _micro(client, database: str, found: SliceIds) -> bool:
+    """Whether the slice's stored times carry microseconds (its first 10,000 rows tell)."""
+    start, end = day_window(found.day)
+    return bool(client.query(
+        "SELECT max(toUnixTimestamp64Micro(ts) % 1000) > 0 FROM (SELECT ts FROM "
+        f"{clickhouse_database(database)}.`{TRADES.table}` WHERE venue = {{venue:String}} AND instrument = {{instrument:String}} "
+        "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} AND load_id = {load:UInt64} "
+        "LIMIT 10000)", parameters={"venue": found.venue, "instrument": found.instrument, "start": start, "end": end,
+                                    "load": found.load_id}).result_rows[0][0])
+
+
+def _complete(client, database: str, venue: str, instrument: str, day: date, added: pl.DataFrame,
+              run_id: str) -> tuple[int, writer.WriteResult]:
+    """The slice's active rows plus `added`, each trade id once (the stored row wins), written as
+    the slice's new load. Returns (trades added, the write)."""
+    start, end = day_window(day)
+    stored = tables.read_range(client, database, "trades", venue, instrument, start, end)
+    merged = (pl.concat([stored, added.select(stored.columns)], how="vertical")
+              .unique(subset="trade_id", keep="first", maintain_order=True)
+              .sort(["ts", "seq"], nulls_last=True, maintain_order=True))
+    return merged.height - stored.height, writer.write_slice(client, database, "trades", merged, venue, instrument,
+                                                             day, run_id)
+
+
+def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Callable[[str], None]) -> None:
+    found, frame = outcome.found, outcome.frame
+    current = _loads(client, database, [found.key], TRADES.code)
+    expected = {found.day: found.load_id}
+    if found.previous_load_id:
+        expected[found.day - timedelta(days=1)] = found.previous_load_id
+    changed = [d for d, load in expected.items() if current.get((found.venue, found.instrument, d), (0,))[0] != load]
+    if changed:
+        outcome.status = "skipped"
+        outcome.error = (f"{found.key}: reloaded while its holes were fetched (the active load of "
+                         f"{', '.join(map(str, changed))} changed): run the refill again")
+        return
+    started = datetime.now(UTC)
+    for day in sorted(expected, reverse=True):
+        start, end = day_window(day)
+        part = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end)) if frame is not None else None
+        if part is None or part.height == 0:
+            continue
+        added, written = _complete(client, database, found.venue, found.instrument, day, part, run_id)
+        outcome.added[day], outcome.load_ids[day] = added, written.load_id
+        stats = outcome.stats if day == found.day else RequestStats()  # the requests count on the checked day
+        writer.log_ingest(client, database, [{  # under the slice's own source: the new load keeps its id kind
+            "run_id": run_id, "provider": current[(found.venue, found.instrument, day)][1], "kind": TRADES.code,
+            "venue": found.venue, "instrument": found.instrument, "day": day, "rows": written.rows,
+            "requests": stats.requests, "retries": stats.retries, "rate_limited": stats.rate_limited, "outcome": "ok",
+            "error": f"trade-id refill: +{added:,} trades ({found.kind.name} ids)", "load_id": written.load_id,
+            "started_at": started, "finished_at": datetime.now(UTC)}])
+        log(f"refill {found.venue}:{found.instrument} {day}: +{added:,} trades written (load {written.load_id})")
+    window = day_window(min(expected))[0], day_window(max(expected))[1]
+    outcome.outside = frame.filter((pl.col("ts") < window[0]) | (pl.col("ts") >= window[1])).height \
+        if frame is not None else 0
+    outcome.status = "ok"
+
+
+def refill(connect: Callable[[], Any], database: str, run_id: str, slices: Iterable[SliceKey],
+           clients: Mapping[str, Callable[[], Any]], *, max_ranges: int = 100_000, workers: int = 4,
+           log: Callable[[str], None] | None = None) -> RefillReport:
+    """Find the slices' holes, fetch them from the venues (`clients`: venue -> a factory of its REST
+    client, used as an async context manager), write each completed slice, and look again.
+    `connect()` gives a ClickHouse client as a context manager; it is not held while fetching."""
+    log = log or (lambda message: None)
+    started = time.monotonic()
+    slices = list(slices)
+    with connect() as client:
+        tables.ensure_tables(client, database)  # it writes slices: the store is bootstrapped first
+        found = find_holes(client, database, slices, max_ranges=max_ranges)
+        report = RefillReport([RefillOutcome(f, status="pending" if f.kind and f.missing else "nothing to do")
+                               for f in found.values()])
+        todo = [o for o in report.outcomes if o.status == "pending"]
+        for outcome in todo:
+            outcome.micro = outcome.found.kind.time_units and _micro(client, database, outcome.found)
+    for outcome in todo:
+        if outcome.found.ranges > len(outcome.found.holes):
+            log(f"refill {outcome.found.key}: {outcome.found.ranges:,} hole ranges, the first {max_ranges:,} "
+                "are fetched now; run the refill again for the others")
+    if todo:
+        asyncio.run(_fetch(clients, todo, workers, log))
+        with connect() as client:
+            for outcome in todo:
+                if outcome.status == "pending":
+                    try:
+                        _write(client, database, outcome, run_id, log)
+                    except Exception as error:  # noqa: BLE001 - the other slices are still written
+                        outcome.status, outcome.error = "failed", error_text(error, str(outcome.found.key))
+                outcome.frame = None
+            after = find_holes(client, database, [o.found.key for o in todo], max_ranges=1)
+        for outcome in todo:
+            left = after.get(outcome.found.partition_key)
+            outcome.still_missing = left.missing if left is not None else 0
+    report.seconds = time.monotonic() - started
+    log(f"trade-id refill: {report.summary()}")
+    return report

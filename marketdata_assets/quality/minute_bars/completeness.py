@@ -1,0 +1,411 @@
+"""Are a month's minute bars complete? Every code that traded in the month against the trading calendar.
+
+The expected grid comes from core/calendars (exchange_calendars' XSHG sessions: holidays and hours,
+no hand-written list), in the A-share convention of our CSV drops: bars labelled by their END, 240 a
+day, 09:31..11:30 and 13:01..15:00 Beijing time. Each stamp of the grid has a kind:
+
+- ``required``: a bar must be there;
+- ``auction``: 14:58 and 14:59, inside the closing call auction (14:57-15:00: no continuous
+  trading, the match is in the 15:00 bar). Vendors write them as zero-volume placeholders or leave
+  them out (docs: "missing 14:58/14:59"), so a missing one loses no trade: reported apart;
+- ``optional``: 09:30, the opening-auction bar of 241-bar vendors (Tushare ``stk_mins``); neither
+  missing when absent nor off-session when present.
+
+Per code and trading day (only codes with at least one bar in the month are judged; a code that
+never traded in the month is not "incomplete"):
+
+- COMPLETE: every required and auction stamp present, nothing else;
+- PARTIAL: some required minutes missing (counted; the first ones listed);
+- AUCTION GAP: only 14:58/14:59 missing;
+- SUSPENDED: no bar at all on a trading day on which the market has bars (停牌, or a file that never
+  arrived: the per-day counts tell a one-code suspension from half the market missing);
+- OFF-SESSION: bars at stamps outside the grid (lunch break, after 15:00, a start-labelled file's
+  13:00, a UTC file's 01:31) or on a day that is not a trading day;
+- MISSING DAY: a trading day on which no code has a bar (a whole drop missing); a judged month
+  with trading days and no bar at all is every day missing.
+
+**Verdict and severity** (:attr:`MonthCompleteness.severity`): ERROR when a required minute is missing,
+a bar is off-session or a whole trading day is missing — the month's bars are then provably not
+what the exchange traded: first/last prices and sums of the K-line can be wrong, and a
+start-labelled or UTC file shows up exactly this way. WARN when the only findings are
+suspended code-days or closing-auction gaps: both are normal in A-share data (suspensions happen
+every month; 14:58/14:59 carry no trade) but can also hide a missing file, so they are listed for a
+look and do not fail the partition. Nothing found: passed. **Provisional days** (after the last
+session the installed exchange-calendars knows, core/calendars): judged on weekdays minus the user's
+holiday file, so a finding there is at most a WARN, and a month with such days is a WARN even when
+nothing is found, naming the library version to upgrade and the days (findings on known days keep
+their severity).
+
+**How it is computed** (fast enough for 5,000 codes x a month, ~26M rows): one pass over the month's
+rows, hash-joined to the grid (a few thousand stamps) and grouped per code and day into a temporary
+table of counts (about codes x days rows); every verdict comes from those counts. Only the first
+``sample`` problem code-days are expanded afterwards (missing stamps by anti-join against the grid,
+off-session stamps through the (code, time) index), so the cost stays one scan whatever is wrong.
+
+The month in progress is judged up to yesterday (``as_of``, default today in Beijing): today's bars
+may still be arriving.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from marketdata_assets.core import calendars
+from marketdata_assets.core.markdown import table as markdown_table
+from marketdata_assets.ingest.minute_bars.loader import next_month
+from marketdata_assets.stores.timescale.copy_writer import table_identifier
+from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
+
+REQUIRED, AUCTION, OPTIONAL = "required", "auction", "optional"
+A_SHARE_VENUES = ("SSE", "SZSE", "BSE")
+SAMPLE = 50  # problem code-days expanded and listed; counts cover all
+SHOWN_STAMPS = 12  # stamps listed per code-day
+WORK_MEM = "64MB"  # a month's code-day hash aggregate (~110k groups for 5,000 codes) stays in memory
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The expected bar stamps of a window: naive wall-clock times of the venue and their kind."""
+
+    venue: str
+    start: date  # first day judged
+    end: date  # day after the last day judged
+    days: list[date]  # trading days in [start, end)
+    stamps: list[datetime]
+    kinds: list[str]
+    known_until: date  # the calendar's last known session: later days are provisional
+
+    @property
+    def provisional_days(self) -> list[date]:
+        return [d for d in self.days if d > self.known_until]
+
+
+def month_window(month: date, as_of: date | None = None, venue: str = "SSE") -> tuple[date, date]:
+    """[first day, day after the last day) judged for `month`: the whole month once it is over, up to
+    yesterday (in the venue's time zone) while it is in progress."""
+    month = date(month.year, month.month, 1)
+    today = as_of or datetime.now(ZoneInfo(calendars.venue_timezone(venue))).date()
+    return month, max(month, min(next_month(month), today))
+
+
+def expected_grid(venue: str, start: date, end: date) -> Grid:
+    """The grid of [start, end) from the venue's calendar (calendars.OutOfCalendar outside its known range)."""
+    days = calendars.trading_days(venue, start, end - timedelta(days=1)) if end > start else []
+    stamps, kinds = [], []
+    auction_venue = venue.upper() in A_SHARE_VENUES
+    for day in days:
+        minutes = calendars.local_session_minutes(venue, day, call_auction=auction_venue)
+        close = minutes[-1]
+        for i, stamp in enumerate(minutes):
+            if auction_venue and i == 0:
+                kind = OPTIONAL
+            elif auction_venue and close - stamp in (timedelta(minutes=1), timedelta(minutes=2)):
+                kind = AUCTION
+            else:
+                kind = REQUIRED
+            stamps.append(stamp)
+            kinds.append(kind)
+    return Grid(venue, start, end, days, stamps, kinds, calendars.last_known_session(venue))
+
+
+# --- SQL ----------------------------------------------------------------------------------------
+
+_GRID_TABLE = """CREATE TEMP TABLE _bar_grid ON COMMIT DROP AS
+SELECT g.time, g.time::date AS day, g.kind, (g.kind = 'auction')::int AS is_auction,
+       (g.kind = 'optional')::int AS is_optional
+FROM unnest(%(stamps)s::timestamp[], %(kinds)s::text[]) AS g(time, kind)"""
+
+# The one pass over the rows: counts per code and day of bars, bars on required/auction/optional
+# stamps (integer flags summed: cheaper per row than comparing the kind's text).
+_CODE_DAYS = """CREATE TEMP TABLE _bar_days ON COMMIT DROP AS
+SELECT b.code, b.time::date AS day, count(*) AS bars,
+       (count(g.time) - coalesce(sum(g.is_optional), 0))::int AS on_grid,
+       coalesce(sum(g.is_auction), 0)::int AS auction, coalesce(sum(g.is_optional), 0)::int AS optional
+FROM {table} b LEFT JOIN _bar_grid g ON g.time = b.time
+WHERE b.time >= %(start)s::timestamp AND b.time < %(end)s::timestamp
+GROUP BY b.code, b.time::date"""
+
+_DAYS = """CREATE TEMP TABLE _grid_days ON COMMIT DROP AS
+SELECT day, count(*) FILTER (WHERE kind <> 'optional') AS expected,
+       count(*) FILTER (WHERE kind = 'auction') AS expected_auction,
+       EXISTS (SELECT 1 FROM _bar_days d WHERE d.day = g.day) AS has_bars
+FROM _bar_grid g GROUP BY day"""
+
+_SUMMARY = """SELECT count(DISTINCT code), coalesce(sum(bars), 0)::bigint, count(*) FROM _bar_days"""
+
+# Everything that is not a complete code-day, with its counts (suspended: a trading day with bars
+# for the market but none for this code; off-calendar: bars on a day that is not a trading day).
+_PROBLEMS = """WITH codes AS (SELECT DISTINCT code FROM _bar_days),
+expected AS (SELECT c.code, d.day, d.expected, d.expected_auction
+             FROM codes c CROSS JOIN _grid_days d WHERE d.has_bars)
+SELECT coalesce(p.code, e.code) AS code, coalesce(p.day, e.day) AS day,
+       e.code IS NULL AS off_calendar, p.code IS NULL AS suspended,
+       coalesce(e.expected, 0) AS expected, coalesce(e.expected_auction, 0) AS expected_auction,
+       coalesce(p.bars, 0) AS bars, coalesce(p.on_grid, 0) AS on_grid,
+       coalesce(p.auction, 0) AS auction, coalesce(p.optional, 0) AS optional
+FROM _bar_days p FULL JOIN expected e ON e.code = p.code AND e.day = p.day
+WHERE p.code IS NULL OR e.code IS NULL OR p.on_grid < e.expected OR p.bars > p.on_grid + p.optional
+ORDER BY 1, 2"""
+
+_MISSING_STAMPS = """SELECT p.code, p.day, array_agg(g.time ORDER BY g.time)
+FROM unnest(%(codes)s::text[], %(days)s::date[]) AS p(code, day)
+JOIN _bar_grid g ON g.day = p.day AND g.kind <> 'optional'
+WHERE NOT EXISTS (SELECT 1 FROM {table} b WHERE b.code = p.code AND b.time = g.time)
+GROUP BY p.code, p.day"""
+
+_OFF_STAMPS = """SELECT p.code, p.day, array_agg(b.time ORDER BY b.time)
+FROM unnest(%(codes)s::text[], %(days)s::date[]) AS p(code, day)
+JOIN {table} b ON b.code = p.code AND b.time >= p.day AND b.time < p.day + 1
+WHERE NOT EXISTS (SELECT 1 FROM _bar_grid g WHERE g.time = b.time)
+GROUP BY p.code, p.day"""
+
+
+def _clock(stamp: datetime) -> str:
+    return f"{stamp:%H:%M}"
+
+
+def _stamps_text(stamps: list[datetime], total: int) -> str:
+    """'10:01-10:05, 13:30' style: consecutive minutes as ranges, at most SHOWN_STAMPS pieces."""
+    pieces: list[str] = []
+    run: list[datetime] = []
+    for stamp in stamps:
+        if run and stamp - run[-1] == timedelta(minutes=1):
+            run.append(stamp)
+            continue
+        if run:
+            pieces.append(_clock(run[0]) if len(run) == 1 else f"{_clock(run[0])}-{_clock(run[-1])}")
+        run = [stamp]
+    if run:
+        pieces.append(_clock(run[0]) if len(run) == 1 else f"{_clock(run[0])}-{_clock(run[-1])}")
+    text = ", ".join(pieces[:SHOWN_STAMPS])
+    shown = len(stamps)
+    if len(pieces) > SHOWN_STAMPS or total > shown:
+        text += " …"
+    return text
+
+
+@dataclass
+class CodeDay:
+    code: str
+    day: date
+    kind: str  # partial | auction_gap | suspended | off_session | off_calendar
+    missing: int = 0  # required minutes missing
+    auction_missing: int = 0
+    off_session: int = 0  # bars outside the grid (all bars of an off-calendar day)
+    bars: int = 0
+    stamps: str = ""  # the first missing (or off-session) stamps
+
+
+@dataclass
+class MonthCompleteness:
+    """What :func:`check_month` found in one month (see the module docstring)."""
+
+    month: date
+    start: date
+    end: date
+    trading_days: int
+    codes: int = 0
+    expected_bars: int = 0  # required + auction stamps of the days with bars, for every code judged
+    bars: int = 0
+    code_days: int = 0
+    partial: list[CodeDay] = field(default_factory=list)
+    auction_gaps: list[CodeDay] = field(default_factory=list)
+    suspended: list[CodeDay] = field(default_factory=list)
+    off_session: list[CodeDay] = field(default_factory=list)  # off_session and off_calendar code-days
+    missing_days: list[date] = field(default_factory=list)
+    seconds: float = 0.0
+    known_until: date | None = None  # the calendar's last known session, when the window goes past it
+    provisional_days: list[date] = field(default_factory=list)  # trading days judged provisionally
+    calendar_note: str = ""  # calendars.provisional_note: what to upgrade
+
+    @property
+    def missing_minutes(self) -> int:
+        return sum(c.missing for c in self.partial)
+
+    @property
+    def auction_minutes_missing(self) -> int:
+        return sum(c.auction_missing for c in self.partial + self.auction_gaps)
+
+    @property
+    def off_session_bars(self) -> int:
+        return sum(c.off_session for c in self.off_session)
+
+    @property
+    def severity(self) -> str | None:
+        """"ERROR", "WARN" or None (passed): see the module docstring."""
+        errors = [c.day for c in self.partial + self.off_session] + self.missing_days
+        if any(self.known_until is None or day <= self.known_until for day in errors):
+            return "ERROR"
+        if errors or self.suspended or self.auction_gaps or self.known_until is not None:
+            return "WARN"
+        return None
+
+    @property
+    def passed(self) -> bool:
+        return self.severity is None
+
+    def description(self, limit: int = 4) -> str:
+        """One specific sentence naming codes and days (after what is provisional, if anything)."""
+        if self.known_until is None:
+            return self._findings(limit)
+        days = ", ".join(f"{d:%m-%d}" for d in self.provisional_days) or "none"
+        return f"{self.calendar_note}. Days judged provisionally: {days}. {self._findings(limit)}"
+
+    def _findings(self, limit: int) -> str:
+        if self.trading_days == 0 and self.codes == 0:
+            return f"{self.month:%Y-%m}: no trading day to judge yet"
+        if self.codes == 0:
+            return (f"{self.month:%Y-%m}: no minute bars at all in {self.start}..{self.end - timedelta(days=1)}"
+                    f" ({self.trading_days} trading days)")
+        parts = []
+        if self.missing_days:
+            parts.append("no bars for any code on trading day(s) " + ", ".join(map(str, self.missing_days[:limit])))
+        if self.partial:
+            parts.append(f"{len(self.partial)} code-day(s) with {self.missing_minutes:,} missing minute(s): "
+                         + "; ".join(f"{c.code} {c.day} {c.missing} missing ({c.stamps})" for c in self.partial[:limit]))
+        if self.off_session:
+            parts.append(f"{self.off_session_bars:,} bar(s) outside the sessions: " + "; ".join(
+                f"{c.code} {c.day}{' (not a trading day)' if c.kind == 'off_calendar' else ''} {c.stamps}"
+                for c in self.off_session[:limit]))
+        if self.suspended:
+            parts.append(f"{len(self.suspended)} suspended code-day(s) (no bar on a trading day): " + "; ".join(
+                f"{code} {', '.join(days)}" for code, days in list(self.suspended_by_code().items())[:limit]))
+        if self.auction_gaps:
+            parts.append(f"{len(self.auction_gaps)} code-day(s) missing only closing-auction minutes "
+                         "14:58/14:59: " + "; ".join(f"{c.code} {c.day}" for c in self.auction_gaps[:limit]))
+        head = (f"{self.month:%Y-%m}: {self.codes:,} codes x {self.trading_days} trading days, "
+                f"{self.bars:,} of {self.expected_bars:,} expected bars")
+        return head + (": complete" if not parts else " — " + " | ".join(parts))
+
+    def suspended_by_code(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for c in self.suspended:
+            out.setdefault(c.code, []).append(f"{c.day:%m-%d}")
+        return out
+
+    def suspended_per_day(self) -> Counter:
+        return Counter(c.day for c in self.suspended)
+
+    def metadata(self) -> dict:
+        """Plain values and Markdown tables (the check wraps them into MetadataValues)."""
+        out: dict = {
+            "month": f"{self.month:%Y-%m}", "judged": f"{self.start}..{self.end - timedelta(days=1)}",
+            "codes": self.codes, "trading_days": self.trading_days, "bars": self.bars,
+            "expected_bars": self.expected_bars,
+            "complete_pct": round(100 * min(self.bars, self.expected_bars) / self.expected_bars, 3)
+            if self.expected_bars else None,
+            "partial_code_days": len(self.partial), "missing_minutes": self.missing_minutes,
+            "auction_gap_code_days": len(self.auction_gaps), "auction_minutes_missing": self.auction_minutes_missing,
+            "suspended_code_days": len(self.suspended), "off_session_bars": self.off_session_bars,
+            "missing_days": [str(d) for d in self.missing_days], "seconds": self.seconds,
+        }
+        if self.known_until is not None:
+            out["provisional_days"] = [str(d) for d in self.provisional_days]
+            out["calendar"] = self.calendar_note
+        if self.partial:
+            out["partial"] = markdown_table(["code", "day", "missing", "closing auction", "first missing"],
+                                            ([c.code, c.day, c.missing, c.auction_missing, c.stamps]
+                                             for c in self.partial), limit=SAMPLE)
+        if self.off_session:
+            out["off_session"] = markdown_table(
+                ["code", "day", "bars off-session", "trading day", "first stamps"],
+                ([c.code, c.day, c.off_session, "no" if c.kind == "off_calendar" else "yes", c.stamps]
+                 for c in self.off_session), limit=SAMPLE)
+        if self.suspended:
+            per_code = self.suspended_by_code()
+            out["suspended"] = markdown_table(["code", "days without bars", "days"],
+                                              ([code, len(days), " ".join(days)] for code, days in per_code.items()),
+                                              limit=SAMPLE)
+            out["suspended_per_day"] = markdown_table(["day", "codes without bars"],
+                                                      sorted(self.suspended_per_day().items()))
+        if self.auction_gaps:
+            out["auction_gaps"] = markdown_table(["code", "day", "missing of 14:58/14:59"],
+                                                 ([c.code, c.day, c.auction_missing] for c in self.auction_gaps),
+                                                 limit=SAMPLE)
+        return out
+
+
+def scan_settings(conn: psycopg.Connection) -> None:
+    """For the rest of the current transaction: work_mem for a month's per code-day hash aggregate
+    (with the default 4 MB Postgres sorts 26M rows on disk instead), and no JIT (compiling the
+    expressions costs ~0.5 s, more than it saves on one month)."""
+    conn.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)", (WORK_MEM,))
+
+
+def build_code_days(conn: psycopg.Connection, grid: Grid, table: str = MINUTE_TABLE) -> None:
+    """The temporary tables _bar_grid, _bar_days (counts per code and day) and _grid_days, in the
+    connection's current transaction (dropped at its end)."""
+    scan_settings(conn)
+    conn.execute(_GRID_TABLE, {"stamps": grid.stamps, "kinds": grid.kinds})
+    conn.execute("CREATE INDEX ON _bar_grid (time)")
+    conn.execute("ANALYZE _bar_grid")
+    conn.execute(sql.SQL(_CODE_DAYS).format(table=table_identifier(table)), {"start": grid.start, "end": grid.end})
+    conn.execute(_DAYS)
+
+
+def check_month(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as_of: date | None = None,
+                table: str = MINUTE_TABLE, sample: int = SAMPLE) -> MonthCompleteness:
+    """Judge the minute bars of `month` (see the module docstring). Read-only: runs in a transaction
+    that is rolled back (its temporary tables go with it). Days after the calendar's last known
+    session are judged provisionally (see the module docstring); calendars.OutOfCalendar before its first."""
+    started = _time.monotonic()
+    start, end = month_window(month, as_of, venue)
+    grid = expected_grid(venue, start, end)
+    result = MonthCompleteness(month=start, start=start, end=end, trading_days=len(grid.days))
+    if end - timedelta(days=1) > grid.known_until:
+        result.known_until, result.provisional_days = grid.known_until, grid.provisional_days
+        result.calendar_note = calendars.provisional_note(venue)
+    ident = table_identifier(table)
+    with conn.transaction(force_rollback=True):
+        build_code_days(conn, grid, table)
+        result.codes, result.bars, result.code_days = conn.execute(_SUMMARY).fetchone()
+        if not result.codes:  # a month with trading days and no bar at all: a missing drop
+            result.missing_days = list(grid.days)
+        else:
+            missing_days, per_code = conn.execute(
+                "SELECT coalesce(array_agg(day ORDER BY day) FILTER (WHERE NOT has_bars), '{}'), "
+                "coalesce(sum(expected) FILTER (WHERE has_bars), 0) FROM _grid_days").fetchone()
+            result.missing_days, result.expected_bars = list(missing_days), int(per_code) * result.codes
+        for row in conn.execute(_PROBLEMS).fetchall():
+            _classify(result, *row)
+        _expand(conn, ident, result.partial[:sample], _MISSING_STAMPS, lambda c: c.missing + c.auction_missing)
+        _expand(conn, ident, result.off_session[:sample], _OFF_STAMPS, lambda c: c.off_session)
+    result.seconds = round(_time.monotonic() - started, 3)
+    return result
+
+
+def _classify(result: MonthCompleteness, code: str, day: date, off_calendar: bool, suspended: bool, expected: int,
+              expected_auction: int, bars: int, on_grid: int, auction: int, optional: int) -> None:
+    if off_calendar:
+        result.off_session.append(CodeDay(code, day, "off_calendar", off_session=bars, bars=bars))
+        return
+    if suspended:
+        result.suspended.append(CodeDay(code, day, "suspended"))
+        return
+    auction_missing = expected_auction - auction
+    missing = (expected - expected_auction) - (on_grid - auction)
+    off = bars - on_grid - optional
+    if missing:
+        result.partial.append(CodeDay(code, day, "partial", missing, auction_missing, off, bars))
+    elif auction_missing:
+        result.auction_gaps.append(CodeDay(code, day, "auction_gap", 0, auction_missing, off, bars))
+    if off:
+        result.off_session.append(CodeDay(code, day, "off_session", off_session=off, bars=bars))
+
+
+def _expand(conn: psycopg.Connection, ident: sql.Composable, code_days: list[CodeDay], query: str, total) -> None:
+    if not code_days:
+        return
+    rows = conn.execute(sql.SQL(query).format(table=ident),
+                        {"codes": [c.code for c in code_days], "days": [c.day for c in code_days]}).fetchall()
+    found = {(code, day): stamps for code, day, stamps in rows}
+    for c in code_days:
+        stamps = found.get((c.code, c.day), [])
+        c.stamps = _stamps_text(stamps, total(c)) if c.kind != "off_calendar" else _stamps_text(stamps, c.bars)

@@ -1,0 +1,146 @@
+"""The ticks domain's wiring: `data_providers.yaml` (this folder; `TICKS_PROVIDERS_CONFIG` points at
+another copy) loaded and validated (sources.config), and the sources as resources, keys
+``tushare``, ``yahoo``, ``binance``, ``binance_um``, ``okx``, ``deribit``.
+
+A resource only holds settings; ``make_client()`` returns a NEW client whose limiters are its own.
+The ingest engine opens one client per source per step (feeds of one source share it), and each
+source's work of a run is one step, so the limits hold across every concurrent request of the run;
+across runs the assets' concurrency pools keep one step per source group at a time. The Tushare
+token is only ever taken from the variable the config names, as ``dg.EnvVar`` (the UI shows the
+variable's name, never the value); the client scrubs it from messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+import yaml
+from pydantic import Field
+
+from marketdata_assets.resources.http import HttpApiResource
+from marketdata_assets.sources.config import (
+    ProvidersConfig,
+    ProvidersConfigError,
+    ProviderSettings,
+    parse_providers_config,
+)
+from marketdata_assets.sources.interface import VenueClient
+from marketdata_assets.sources.tushare import TushareClient, TushareTokenError
+from marketdata_assets.sources.venues import venue_client
+from marketdata_assets.sources.yahoo import YahooChartClient
+
+CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "sources" / "data_providers.yaml"
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    configured = (environ.get(CONFIG_ENV) or "").strip()
+    return Path(configured).resolve() if configured else DEFAULT_CONFIG
+
+
+def load_providers_config(path: str | os.PathLike | None = None,
+                          environ: Mapping[str, str] | None = None) -> ProvidersConfig:
+    """Read and validate the providers config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
+    path = Path(path).resolve() if path is not None else config_path(environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ProvidersConfigError(f"providers config {path}: cannot read it ({error.strerror}); set "
+                                   f"{CONFIG_ENV} to the file's path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ProvidersConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
+                                   f"(file {path})") from None
+    return parse_providers_config(data, path, environ)
+
+
+__all__ = ["CryptoVenueResource", "ProviderResource", "TushareResource", "YahooResource", "provider_resources"]
+
+
+class ProviderResource(HttpApiResource):
+    """A market-data provider: the shared HTTP policy plus how many fetches run at once."""
+
+    workers: int = Field(default=4, description="Symbols (or instrument-days) processed at once: the seed's --workers.")
+
+    def client_kwargs(self) -> dict:
+        if self.workers < 1 or self.max_concurrency < 1 or self.requests_per_minute <= 0:
+            raise ValueError(f"{type(self).__name__}: workers and max_concurrency must be >= 1 and "
+                             "requests_per_minute > 0")
+        return super().client_kwargs()
+
+
+class TushareResource(ProviderResource):
+    """Tushare Pro (A-share 1-minute and daily bars)."""
+
+    token: str = Field(default="", description="The API token, from the TUSHARE_TOKEN variable (never logged).")
+    token_env: str = Field(default="TUSHARE_TOKEN", description="Name of the token's variable, for messages.")
+    limit_window_s: float = Field(default=60, description="A per-minute limit answer pauses requests until the "
+                                                          "next window of this many seconds.")
+
+    def make_client(self) -> TushareClient:
+        if not (self.token or "").strip():
+            raise TushareTokenError(f"{self.token_env} is not set")
+        return TushareClient(self.base_url, self.token, limit_window_s=self.limit_window_s, **self.client_kwargs())
+
+
+class YahooResource(ProviderResource):
+    """Yahoo Finance chart v8 (1-minute bars)."""
+
+    max_days_back: float | None = Field(default=30, description="Yahoo serves 1-minute bars this many days "
+                                                                   "back (None: no horizon, e.g. a replay).")
+
+    def make_client(self) -> YahooChartClient:
+        return YahooChartClient(self.base_url, max_days_back=self.max_days_back, **self.client_kwargs())
+
+
+class CryptoVenueResource(ProviderResource):
+    """One crypto venue's public market data: BINANCE (spot), BINANCE_UM (USD-M futures), OKX (v5) or
+    DERIBIT (v2)."""
+
+    venue: str = Field(description="BINANCE | BINANCE_UM | OKX | DERIBIT")
+    weight_per_minute: int = Field(default=6000, description="Binance: request weight per IP and minute.")
+    weight_headroom: float = Field(default=0.9, description="Binance: wait for the next minute rather than pass "
+                                                            "this share of the weight.")
+
+    def make_client(self) -> VenueClient:
+        kwargs = self.client_kwargs()
+        if self.venue.upper() in ("BINANCE", "BINANCE_UM"):
+            kwargs.update(weight_limit=self.weight_per_minute, weight_headroom=self.weight_headroom)
+        return venue_client(self.venue, self.base_url, **kwargs)
+
+
+def _base_url(settings: ProviderSettings):
+    # A variable that is set is passed as EnvVar (its name shows in the UI); else the vendor's host.
+    return dg.EnvVar(settings.base_url_env) if os.environ.get(settings.base_url_env) else settings.default_base_url
+
+
+def _common(settings: ProviderSettings) -> dict:
+    return {"base_url": _base_url(settings), "requests_per_minute": settings.requests_per_minute,
+            "max_concurrency": settings.max_concurrency, "workers": settings.workers, "timeout_s": settings.timeout_s,
+            "max_retries": settings.max_retries, "backoff_base_s": settings.backoff_base_s}
+
+
+def provider_resources(config: ProvidersConfig | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The provider resources, keyed tushare, yahoo, binance, binance_um, okx, deribit."""
+    config = config or load_providers_config()
+    p = config.providers
+    token_env = p["tushare"].option("token_env")
+    return {
+        "tushare": TushareResource(**_common(p["tushare"]), token_env=token_env,
+                                   token=dg.EnvVar(token_env) if os.environ.get(token_env) else "",
+                                   limit_window_s=p["tushare"].option("limit_window_s")),
+        "yahoo": YahooResource(**_common(p["yahoo"]), max_days_back=p["yahoo"].option("max_days_back")),
+        "binance": CryptoVenueResource(**_common(p["binance"]), venue="BINANCE",
+                                       weight_per_minute=p["binance"].option("weight_per_minute"),
+                                       weight_headroom=p["binance"].option("weight_headroom")),
+        "binance_um": CryptoVenueResource(**_common(p["binance_um"]), venue="BINANCE_UM",
+                                          weight_per_minute=p["binance_um"].option("weight_per_minute"),
+                                          weight_headroom=p["binance_um"].option("weight_headroom")),
+        "okx": CryptoVenueResource(**_common(p["okx"]), venue="OKX"),
+        "deribit": CryptoVenueResource(**_common(p["deribit"]), venue="DERIBIT"),
+    }

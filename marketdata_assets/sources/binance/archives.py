@@ -1,0 +1,411 @@
+"""data.binance.vision archives: daily and monthly `.zip` + `.zip.CHECKSUM`, fetched, verified, loaded.
+
+Layout (binance/binance-public-data's README; the daily files: its issue #124)::
+
+    <base>/data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip
+    <base>/data/spot/monthly/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01.zip
+    <base>/data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-01-15.zip
+    <base>/data/futures/um/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip     (USD-M futures)
+
+each with `<name>.CHECKSUM` beside it: `sha256sum`'s line, `<64 hex digits>  <name>`. A file that is
+not published (yet, or ever) answers 404 (S3's NoSuchKey behind CloudFront). Binance replaces
+archives after publication (the README's "Updates" list; issues #367 and #413: a day re-uploaded
+with its missing hours), which `recheck` finds.
+
+An archive's way (`ArchiveRun`, one job of the ingest engine per archive):
+
+1. its CHECKSUM is read; a 404 is `ArchiveMissing`: that archive's slices fail as "missing", the
+   other archives go on;
+2. the zip streams into a work directory, hashed as it arrives (hashlib); a digest other than the
+   published one is `ChecksumMismatch` naming the file and both digests: nothing of it is loaded;
+3. the dump reader reads it (`DumpReader`: strict, streamed in batches, the spot/futures layouts);
+   a daily archive's rows must all be of its day, a monthly one's of its month, cut into daily
+   slices; the engine writes each slice into its dataset (`dataset_of`: trades -> `trades`,
+   aggTrades -> `agg_trades`, 1m klines -> `bars_1m`, other intervals -> `klines_<interval>`; venue
+   BINANCE for spot, BINANCE_UM for USD-M), replacing it atomically with the load pointer;
+4. `ArchiveRun.record` writes the verified archive into `dump_archives` (ingest/archives.py: the
+   run, the record, `recheck` and `reconcile`): url, digests, size, the slices it wrote and their
+   load ids, rows, first/last id, when.
+
+Liquidations (Binance has no REST history of them): USD-M `liquidationSnapshot` archives, daily
+only, e.g. `.../futures/um/daily/liquidationSnapshot/BTCUSDT/BTCUSDT-liquidationSnapshot-2024-03-31.zip`,
+into `liquidations` (venue BINANCE_UM). They stop after 2024-03-31 (binance-public-data #337; "no
+longer provided", #361) and were later taken off the site (#420): such a day is a 404, "missing",
+nothing is invented. Binance documents neither the files nor their columns; readers of the real
+files (dev.binance.vision thread 22392, public loaders) give: a header `time,side,order_type,
+time_in_force,original_quantity,price,average_price,order_status,last_fill_quantity,
+accumulated_fill_quantity`, `time` in ms, side BUY|SELL (the liquidation order's), base-unit
+quantities, and every line written twice (#259, #337). The columns are the `forceOrder` stream's
+(at most one liquidation per symbol and second; `time` its trade time [inferred]). A row becomes:
+side lower-cased; quantity = accumulated_fill_quantity (what filled; = original_quantity on every
+row reported); price = average_price (the fills' average), the order's price if that is 0; amount =
+price * quantity; liquidation_id = `<ts µs>-<side>-<quantity>-<price>` in plain shortest decimals
+(no id in the files; unique with one row per second [inferred]); `dump_archives` first/last id: ts
+µs. A line repeated verbatim is dropped as `duplicates` (an occurrence number would store each
+liquidation twice); one id on lines that differ fails the file; a row that filled nothing is
+dropped as `not_filled` (none reported [inferred]); a header-only file is a day without
+liquidations [inferred]. COIN-M files hold contracts (100 USD for BTC, else 10 USD), not base
+units: not loaded.
+
+`recheck` reads the published CHECKSUM of every recorded archive again and reloads those whose
+digest changed (the old and new digests recorded); `reconcile` compares a monthly archive, day by
+day (rows, first and last id, distinct ids), with the daily slices stored, fills the days no daily
+archive loaded and, only when asked, replaces mismatched days (see docs/ticks.md for why not by
+default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import hashlib
+import re
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import date, timezone
+from pathlib import Path
+
+import httpx
+import polars as pl
+
+from marketdata_assets.core import metrics
+from marketdata_assets.core.http import (
+    ApiClient,
+    Limits,
+    Page,
+    RetryPolicy,
+    SourceDataError,
+    SourceNotFound,
+    _tallies,  # the client's and the slice's counters (what ApiClient's own requests count on)
+    backoff_delay,
+    parse_retry_after,
+)
+from marketdata_assets.datasets.frames import BARS_SCHEMA, KLINES, spec_for
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.sources.binance.dumps import LIQUIDATION_FAMILY, DumpReader
+from marketdata_assets.sources.config import ARCHIVE_MARKETS, ArchiveSettings
+
+SOURCE = "BINANCE_ARCHIVE"          # the ingest_log provider of archive loads
+API_NAME = "data.binance.vision"
+MARKET_PATHS = {"spot": "spot", "um": "futures/um"}
+VENUE_MARKETS = {venue: market for market, venue in ARCHIVE_MARKETS.items()}
+UTC = timezone.utc
+_CHECKSUM = re.compile(r"([0-9a-fA-F]{64}) [ *]?(\S+)")
+
+
+def dataset_of(family: str, interval: str = "") -> str:
+    """The dataset an archive family (and kline interval) is loaded into."""
+    if family == "trades":
+        return "trades"
+    if family == "aggTrades":
+        return "agg_trades"
+    if family == "klines" and interval == "1m":
+        return "bars_1m"
+    if family == "klines" and interval in KLINES:
+        return KLINES[interval].name
+    if family == LIQUIDATION_FAMILY and not interval:
+        return "liquidations"
+    raise ValueError(f"no dataset for {family} {interval}".strip())
+
+
+_KINDS = {dataset_of(f, i): (f, i) for f, i in [("trades", ""), ("aggTrades", ""), ("klines", "1m"),
+                                                 *(("klines", i) for i in KLINES), (LIQUIDATION_FAMILY, "")]}
+FAMILY_MARKETS = {LIQUIDATION_FAMILY: ("um",)}   # families published for some markets only
+DAILY_ONLY = {LIQUIDATION_FAMILY}                # families without monthly archives
+
+
+def archived(key: SliceKey) -> bool:
+    """Whether data.binance.vision publishes archives of the slice's kind for its market (no
+    liquidations for spot): the other slices are not asked for."""
+    family, _ = _KINDS[key.dataset]
+    return VENUE_MARKETS.get(key.venue) in FAMILY_MARKETS.get(family, MARKET_PATHS)
+
+
+def month_days(first: date) -> list[date]:
+    return [first.replace(day=d) for d in range(1, calendar.monthrange(first.year, first.month)[1] + 1)]
+
+
+@dataclass(frozen=True, order=True)
+class ArchiveKey:
+    """One archive: `day` is its day, or its month's first day for a monthly one."""
+
+    market: str        # spot | um
+    family: str        # trades | aggTrades | klines | liquidationSnapshot
+    interval: str      # klines: 1m, 1h, ...; '' otherwise
+    instrument: str
+    period: str        # daily | monthly
+    day: date
+
+    @classmethod
+    def of_slice(cls, key: SliceKey, period: str = "daily") -> ArchiveKey:
+        """The archive of a slice (the daily one, or its month's)."""
+        family, interval = _KINDS[key.dataset]
+        day = key.day if period == "daily" else key.day.replace(day=1)
+        return cls(VENUE_MARKETS[key.venue], family, interval, key.instrument, period, day)
+
+    @property
+    def name(self) -> str:
+        when = self.day.isoformat() if self.period == "daily" else f"{self.day:%Y-%m}"
+        return f"{self.instrument}-{self.interval or self.family}-{when}.zip"
+
+    @property
+    def path(self) -> str:
+        """The URL path under the base URL."""
+        interval = f"{self.interval}/" if self.family == "klines" else ""
+        return (f"/data/{MARKET_PATHS[self.market]}/{self.period}/{self.family}/{self.instrument}/{interval}"
+                f"{self.name}")
+
+    @property
+    def venue(self) -> str:
+        return ARCHIVE_MARKETS[self.market]
+
+    @property
+    def dataset(self) -> str:
+        return dataset_of(self.family, self.interval)
+
+    def days(self) -> list[date]:
+        return [self.day] if self.period == "daily" else month_days(self.day)
+
+    def slices(self, days: Iterable[date] | None = None) -> tuple[SliceKey, ...]:
+        return tuple(SliceKey(self.dataset, self.venue, self.instrument, d) for d in (self.days() if days is None
+                                                                                     else days))
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def daily_jobs(keys: Iterable[SliceKey]) -> dict[ArchiveKey, list[date]]:
+    """The daily archive of each slice, with the day it writes."""
+    return {ArchiveKey.of_slice(key): [key.day] for key in keys}
+
+
+def parse_checksum(text: str, name: str) -> str:
+    """The lower-case hex digest of a `.CHECKSUM` file's text for the archive `name`."""
+    match = _CHECKSUM.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{name}.CHECKSUM is not '<sha256 hex>  <file name>': {text.strip()[:160]!r}")
+    if match[2] != name:
+        raise ValueError(f"{name}.CHECKSUM is the checksum of {match[2]!r}, not of {name!r}")
+    return match[1].lower()
+
+
+class ArchiveMissing(SourceNotFound):
+    """The archive (or its CHECKSUM) is not published: 404. Not retried."""
+
+    def __init__(self, key: ArchiveKey, url: str, detail: str):
+        super().__init__(API_NAME, key.instrument, 404, "NoSuchKey", detail, request=f"GET {url}")
+        self.key = key
+        self.args = (f"missing: {key.name} is not published ({url} answers HTTP 404 {detail}); nothing loaded",)
+
+
+class ChecksumMismatch(SourceDataError):
+    """The downloaded archive's SHA-256 is not the published one: nothing of it is loaded."""
+
+    def __init__(self, key: ArchiveKey, url: str, expected: str, actual: str, size: int):
+        super().__init__(key.instrument, key.day, f"{key.name}: SHA-256 mismatch: expected {expected} (published in "
+                         f"{key.name}.CHECKSUM), got {actual} ({size:,} bytes from {url}); nothing loaded",
+                         source=API_NAME)
+        self.key, self.expected, self.actual = key, expected, actual
+
+
+def _s3_code(body: str) -> str:
+    found = re.search(r"<Code>([^<]{1,64})</Code>", body)
+    return found[1] if found else body.strip()[:80]
+
+
+# --------------------------------------------------------------------------------------------
+# The client: checksums through ApiClient's one path, archives streamed to disk and hashed
+# --------------------------------------------------------------------------------------------
+
+class ArchiveClient(ApiClient):
+    api_name = API_NAME
+    metrics_source = "binance_archive"
+    LIMITS = Limits(requests_per_minute=600, max_concurrency=4)
+    CHUNK = 1 << 20
+
+    def __init__(self, base_url: str = "https://data.binance.vision", **kwargs):
+        super().__init__(base_url, **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings: ArchiveSettings, **overrides) -> ArchiveClient:
+        base_url = overrides.pop("base_url", None) or settings.base_url
+        options = {"max_concurrency": settings.workers, "timeout_s": settings.timeout_s,
+                   "retry": RetryPolicy(max_retries=settings.max_retries), **overrides}
+        return cls(base_url, **options)
+
+    def url(self, key: ArchiveKey, suffix: str = "") -> str:
+        return f"{self.base_url}{key.path}{suffix}"
+
+    async def published(self, key: ArchiveKey) -> str:
+        """The digest in the archive's CHECKSUM; ArchiveMissing on a 404 (429/5xx retried)."""
+        page = Page(API_NAME, key.instrument, key.day, f"GET {self.url(key, '.CHECKSUM')}")
+        response = await self.request("GET", key.path + ".CHECKSUM")
+        if response.status_code == 404:
+            raise ArchiveMissing(key, self.url(key, ".CHECKSUM"), _s3_code(response.text))
+        if response.status_code != 200:
+            kind = self.ERRORS.classify(response.status_code, None, response.text[:200])
+            raise self.make_error(kind, status=response.status_code, code=None, message=response.text[:200], page=page)
+        try:
+            return parse_checksum(response.text, key.name)
+        except ValueError as error:
+            raise page.error(str(error)) from None
+
+    async def download(self, key: ArchiveKey, dest: Path) -> tuple[str, int]:
+        """Stream the archive into `dest`, hashing it as it arrives: (sha256 hex, bytes). 429/418
+        (Retry-After), 5xx and broken or cut transfers are retried with backoff like `call()`; a
+        404 is ArchiveMissing; another status the error the source's table makes of it."""
+        attempt = 0
+        page = Page(API_NAME, key.instrument, key.day, f"GET {self.url(key)}")
+        while True:
+            status, body, failure, retry_after = None, "", "", None
+            await self.bucket.acquire(1.0)
+            async with self.semaphore:
+                for stats in _tallies(self.stats):
+                    stats.requests += 1
+                started = time.monotonic()
+                try:
+                    async with self.http.stream("GET", key.path) as response:
+                        status = response.status_code
+                        if status == 200:
+                            digest, size = await self._save(response, dest)
+                            self._count(status, started)
+                            return digest, size
+                        body = (await response.aread()).decode("utf-8", "replace")[:300]
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                except (httpx.TimeoutException, httpx.TransportError) as error:
+                    failure = f"{type(error).__name__}: {error}"
+                    metrics.http_transport_error(self.metrics_source)
+                    for stats in _tallies(self.stats):
+                        stats.transport_errors += 1
+            if status is not None:
+                self._count(status, started)
+            if status == 404:
+                raise ArchiveMissing(key, self.url(key), _s3_code(body))
+            kind = "retry" if failure else self.ERRORS.classify(status, None, body)
+            if kind not in ("retry", "rate_limited"):
+                raise self.make_error(kind, status=status, code=None, message=body, page=page)
+            failure = failure or f"HTTP {status}: {body[:200]}"
+            if attempt >= self.retry.max_retries:
+                raise self.exhausted("retry", method="GET", path=key.path, status=status, failure=failure,
+                                     attempts=attempt + 1, page=page)
+            for stats in _tallies(self.stats):
+                stats.retries += 1
+                stats.rate_limited += kind == "rate_limited"
+                stats.server_errors += status is not None and status >= 500
+            metrics.http_retry(self.metrics_source)
+            attempt += 1
+            await asyncio.sleep(retry_after if kind == "rate_limited" and retry_after is not None else
+                                backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng))
+
+    async def _save(self, response: httpx.Response, dest: Path) -> tuple[str, int]:
+        """The body into `dest` as it arrives, hashed on the way (both off the event loop, so the
+        other downloads go on): (sha256 hex, bytes)."""
+        digest, size = hashlib.sha256(), 0
+
+        def absorb(out, chunk: bytes) -> None:
+            digest.update(chunk)
+            out.write(chunk)
+
+        out = await asyncio.to_thread(open, dest, "wb")
+        try:
+            async for chunk in response.aiter_bytes(self.CHUNK):
+                await asyncio.to_thread(absorb, out, chunk)
+                size += len(chunk)
+        finally:
+            out.close()
+        return digest.hexdigest(), size
+
+    def _count(self, status: int, started: float) -> None:
+        latency = time.monotonic() - started
+        metrics.http_response(self.metrics_source, status, latency)
+        for stats in _tallies(self.stats):
+            stats.latency_s.append(latency)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A downloaded archive whose SHA-256 is the published one."""
+
+    key: ArchiveKey
+    url: str
+    path: Path
+    sha256: str
+    size: int
+
+
+async def fetch_verified(api: ArchiveClient, key: ArchiveKey, workdir: Path) -> Verified:
+    """The archive downloaded into `workdir` and verified against its CHECKSUM (ArchiveMissing,
+    ChecksumMismatch: the file is removed, nothing is kept)."""
+    expected = await api.published(key)
+    dest = workdir / key.path.lstrip("/")  # the vendor's layout: the reader tells spot from futures by it too
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    actual, size = await api.download(key, dest)
+    if actual != expected:
+        dest.unlink(missing_ok=True)
+        raise ChecksumMismatch(key, api.url(key), expected, actual, size)
+    return Verified(key, api.url(key), dest, actual, size)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: the dump reader, per-day figures, the days to load
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class DayFigures:
+    """What a day holds: rows, first and last id (a trade's or aggregate trade's id; a kline's open
+    time in epoch µs) and distinct ids."""
+
+    rows: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    ids: int = 0
+
+    def add(self, rows: int, first: int, last: int, ids: int) -> None:
+        self.rows += rows
+        self.ids += ids
+        self.first_id = first if self.first_id is None else min(self.first_id, first)
+        self.last_id = last if self.last_id is None else max(self.last_id, last)
+
+    def text(self) -> str:
+        return f"{self.rows:,} rows, ids {self.first_id}..{self.last_id} ({self.ids:,} distinct)" if self.rows \
+            else "no rows"
+
+    def same(self, other: DayFigures) -> bool:
+        return (self.rows, self.first_id, self.last_id, self.ids) == (other.rows, other.first_id, other.last_id,
+                                                                      other.ids)
+
+
+def _id(dataset: str) -> tuple[pl.Expr, pl.Expr]:
+    """(the id whose first and last a day's figures hold, what its distinct ids count)."""
+    if dataset == "liquidations":
+        return pl.col("ts").dt.epoch("us"), pl.col("liquidation_id")
+    ident = pl.col("ts").dt.epoch("us") if spec_for(dataset).schema is BARS_SCHEMA else pl.col("seq")
+    return ident, ident
+
+
+def read_archive(path: Path, key: ArchiveKey, keep: Collection[date] = ()) -> tuple[pl.DataFrame, dict]:
+    """The archive's rows of the days `keep` (a frame of its dataset) and every day's figures
+    ({day: DayFigures}), read in batches by the dump reader. A row outside the archive's day (or
+    month) or an archive without rows (but of liquidations) is a SourceDataError naming the file."""
+    reader = DumpReader(path, market=key.market, instrument=key.instrument, family=key.family, day=key.day,
+                        venue=key.venue)
+    allowed, keep = set(key.days()), sorted(set(keep))
+    kept: list[pl.DataFrame] = []
+    figures: dict[date, DayFigures] = {}
+    (ids, distinct_ids), day = _id(key.dataset), pl.col("ts").dt.date()
+    for batch in reader.batches():
+        for when, rows, first, last, distinct in batch.group_by(day.alias("day")).agg(
+                pl.len(), ids.min().alias("first"), ids.max().alias("last"),
+                distinct_ids.n_unique().alias("n")).iter_rows():
+            if when not in allowed:
+                raise SourceDataError(key.instrument, key.day, f"{key.name}: {rows} row(s) on {when}, outside the "
+                                      f"archive's {'day' if key.period == 'daily' else 'month'}", source=API_NAME)
+            figures.setdefault(when, DayFigures()).add(rows, first, last, distinct)
+        if keep:
+            kept.append(batch.filter(day.is_in(keep)))
+    if not figures and key.dataset != "liquidations":  # a day without liquidations can be
+        raise SourceDataError(key.instrument, key.day, f"{key.name}: the archive holds no rows; not loaded over a "
+                              "stored day (a venue's day is never empty)", source=API_NAME)
+    schema = spec_for(key.dataset).schema
+    return (pl.concat(kept, how="vertical") if kept else pl.DataFrame(schema=schema)), dict(sorted(figures.items()))

@@ -1,0 +1,463 @@
+"""Binance spot REST (`/api/v3`): aggregate trades, 1-minute klines, depth snapshots and tickers.
+
+Formats: aggTrades `[{a, p, q, f, l, T, m, M}]`: prices/quantities are strings, `T` in
+milliseconds, or microseconds when the request carried `X-MBX-TIME-UNIT: MICROSECOND` (decided per
+value by magnitude, so both work whatever was asked). `m` = the buyer was the maker → the taker
+SOLD. trade_id = seq = `a`; amount = price * quantity (aggTrades have no quoteQty).
+trades `[{id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch}]` (`parse_trades`, the dump
+files' record): amount = quoteQty. klines: 12-element mixed arrays `[openTime, "o", "h", "l", "c",
+"volume", closeTime, "quoteVolume", trades, "takerBase", "takerQuote", "0"]`; closeTime - openTime
+tells the interval (a kline of another interval is an error, not a 1-minute bar). A time in
+seconds, a price or quantity that is not positive, a bar that cannot be true are errors naming
+the instrument and request; rows dropped (repeats, outside the window) are counted by reason in
+`dropped` (`figures()`). depth
+`{lastUpdateId, bids:[[p, q]], asks:[[p, q]]}` has no timestamp: the snapshot's `ts` is the time
+the response was received (local clock, UTC). `ticker/24hr` (weight 2 with `symbol`): lastPrice,
+bidPrice/bidQty, askPrice/askQty, volume (base), quoteVolume (quote), closeTime; the ticker's `ts`
+is `closeTime`, "the end of the ticker interval": the rolling 24 hours end at the request (the docs
+say so of the rolling-window `ticker`'s closeTime), on Binance's clock, not ours. A price of 0 (no
+trade in 24 hours, an empty book side) is stored as null [inferred: the docs show no such answer];
+mark, index and funding are null on spot.
+
+Paging trades: windows of at most one hour (`startTime`/`endTime`, limit 1000); as soon as a window
+fills a page the client pages by `fromId` = last `a` + 1 until it passes `end` (ids are contiguous,
+so nothing is lost or repeated; a final filter keeps [start, end)).
+
+By id range (the trade-id refill, quality.continuity): `agg_trades_by_id` pages
+`aggTrades?fromId=` and `trades_by_id` pages `historicalTrades?fromId=` (individual trades: the
+dump files' ids; weight 25, no API key since 2023-07-11: Binance's spot CHANGELOG changed its
+security type from MARKET_DATA to NONE, `X-MBX-APIKEY` is ignored), each from `first_id` until
+`last_id` is passed or a page comes back empty; ids past `last_id` are dropped (counted).
+`time_unit="MICROSECOND"` asks for that request's times in microseconds.
+
+The venue's paths, depth limits and weights are class attributes, so `futures.BinanceFuturesClient`
+(USD-M, `/fapi/v1`) pages and parses with this same code; the parsers take the `venue` to stamp.
+
+Limits (`LIMITS`): Binance counts request WEIGHT per IP and minute and reports it in
+`X-MBX-USED-WEIGHT-1M`; the shared client adds each request's weight (`weights`) locally, trusts the
+header when it says more, and waits for the next minute rather than pass 90% of it. Errors
+(`ERRORS`): 429 (with Retry-After) is waited out and retried; 418 or -1003 "IP banned until ..."
+is a ban (every later call is refused without a request); 403 with an HTML body is the WAF.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar
+
+import polars as pl
+
+from marketdata_assets.core.http import (
+    ApiClient,
+    ErrorTable,
+    Limits,
+    Page,
+    SourcePermissionError,
+    describe_request,
+)
+from marketdata_assets.datasets.frames import (
+    BarColumns,
+    DropCounts,
+    TradeColumns,
+    as_utc,
+    book_frame,
+    book_levels,
+    ceil_ms,
+    check_bar,
+    columns_of,
+    day_of,
+    epoch_to_us,
+    epoch_us,
+    field,
+    finish_bars,
+    finish_trades,
+    floor_ms,
+    from_us,
+    integer,
+    not_negative,
+    number,
+    positive,
+    to_us,
+)
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+
+VENUE = "BINANCE"
+DEFAULT_BASE_URL = "https://api.binance.com"
+MAX_WINDOW = timedelta(hours=1)
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
+
+LIMITS = Limits(
+    requests_per_minute=1200, max_concurrency=4,
+    weight_per_window=6000, weight_window_s=60.0, weight_headroom=0.9, weight_header="X-MBX-USED-WEIGHT-1M",
+    weights={"/api/v3/aggTrades": 4, "/api/v3/trades": 25, "/api/v3/historicalTrades": 25,
+             "/api/v3/klines": 2, "/api/v3/ticker/24hr": 2},
+    # depth: depth_weight(limit)
+)
+ERRORS = ErrorTable(
+    broad=(("banned until", "banned"),),
+    exact={"-1003": "rate_limited", "-1121": "not_found", "-1100": "rejected", "-1102": "rejected",
+           # DISCONNECTED, SERVER_BUSY, TIMEOUT, overloaded: "please try again"
+           "-1001": "retry", "-1004": "retry", "-1007": "retry", "-1008": "retry"},
+    status={418: "banned"},
+)
+WAF = ("an HTML page instead of JSON: Binance's web application firewall (WAF) blocked the request; check the "
+       "request rate and pattern, and the IP/region; not retried")
+
+_BANNED_UNTIL = re.compile(r"banned until (\d{10,17})", re.IGNORECASE)
+
+
+def depth_weight(limit: int) -> int:
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers (pure: a decoded JSON body in, a normalized frame out)
+# --------------------------------------------------------------------------------------------
+
+def _ctx(instrument: str, ctx: Page | None, venue: str = VENUE) -> Page:
+    return ctx or Page(venue, instrument)
+
+
+def _bool(value: Any, what: str, ctx: Page) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ctx.error(f"{what} is {value!r}, not true/false")
+
+
+def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
+    """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`)."""
+    ctx = _ctx(instrument, ctx, venue)
+    if not isinstance(body, list):
+        raise ctx.error(f"aggTrades: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+    cols = TradeColumns()
+    for i, record in enumerate(body):
+        what = f"aggTrade #{i}"
+        agg_id = integer(field(record, "a", what, ctx), f"{what} a", ctx)
+        what = f"{what} (a={agg_id})"
+        price = positive(number(field(record, "p", what, ctx), f"{what} p", ctx), what, ctx)
+        qty = positive(number(field(record, "q", what, ctx), f"{what} q", ctx), what, ctx, "quantity")
+        ts = epoch_us(field(record, "T", what, ctx), f"{what} T", ctx)
+        maker = _bool(field(record, "m", what, ctx), f"{what} m", ctx)
+        cols.add(ts, str(agg_id), price, qty, _amount(price * qty, what, ctx), "sell" if maker else "buy", agg_id)
+    return cols.frame(venue, instrument)
+
+
+def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
+    """`/api/v3/trades` / `historicalTrades` records → trades frame (amount = quoteQty, seq = id)."""
+    ctx = _ctx(instrument, ctx, venue)
+    if not isinstance(body, list):
+        raise ctx.error(f"trades: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+    cols = TradeColumns()
+    for i, record in enumerate(body):
+        what = f"trade #{i}"
+        trade_id = integer(field(record, "id", what, ctx), f"{what} id", ctx)
+        what = f"{what} (id={trade_id})"
+        price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
+        qty = positive(number(field(record, "qty", what, ctx), f"{what} qty", ctx), what, ctx, "quantity")
+        quote = not_negative(number(field(record, "quoteQty", what, ctx), f"{what} quoteQty", ctx), f"{what} quoteQty",
+                             ctx)
+        ts = epoch_us(field(record, "time", what, ctx), f"{what} time", ctx)
+        maker = _bool(field(record, "isBuyerMaker", what, ctx), f"{what} isBuyerMaker", ctx)
+        cols.add(ts, str(trade_id), price, qty, quote, "sell" if maker else "buy", trade_id)
+    return cols.frame(venue, instrument)
+
+
+def _amount(amount: float, what: str, ctx: Page) -> float:
+    if not math.isfinite(amount):
+        raise ctx.error(f"{what} price x quantity is {amount}: the numbers are out of range")
+    return amount
+
+
+def parse_klines(body: Any, instrument: str, ctx: Page | None = None, interval_ms: int = 60_000,
+                 venue: str = VENUE) -> pl.DataFrame:
+    """`/api/v3/klines` 12-element arrays → bars frame (volume = base, amount = quote volume); every
+    kline must span `interval_ms` (closeTime = openTime + interval - 1 ms, or - 1 µs)."""
+    ctx = _ctx(instrument, ctx, venue)
+    if not isinstance(body, list):
+        raise ctx.error(f"klines: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+    cols = BarColumns()
+    for i, row in enumerate(body):
+        if not isinstance(row, list) or len(row) < 12:
+            raise ctx.error(f"kline #{i} is not a 12-element array: {str(row)[:160]}")
+        what = f"kline #{i}"
+        open_us = epoch_us(row[0], f"{what} open time", ctx)
+        what = f"{what} ({from_us(open_us).strftime('%Y-%m-%d %H:%M')})"
+        span = epoch_us(row[6], f"{what} close time", ctx) - open_us
+        if not interval_ms * 1000 - 1000 <= span < interval_ms * 1000:
+            raise ctx.error(f"{what} spans {(span + 1) / 1e6:g} s (close time - open time), not {interval_ms / 1000:g} s: "
+                            "a kline of another interval")
+        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
+                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
+        volume = number(row[5], f"{what} volume", ctx)
+        amount = not_negative(number(row[7], f"{what} quote volume", ctx), f"{what} quote volume", ctx)
+        trades = integer(row[8], f"{what} number of trades", ctx)
+        check_bar(what, ctx, open_us, o, h, lo, c, volume, minute=interval_ms % 60_000 == 0)
+        if trades < 0:
+            raise ctx.error(f"{what} number of trades is {trades}, negative")
+        cols.add(open_us, o, h, lo, c, volume, amount, trades)
+    return cols.frame(venue, instrument)
+
+
+def parse_depth(body: Any, instrument: str, received: datetime | None, ctx: Page | None = None,
+                venue: str = VENUE, stamp: str | None = None) -> pl.DataFrame:
+    """`/api/v3/depth` → books frame. Spot depth carries no time: `ts` = `received` (when it
+    arrived); `stamp` names the field holding the book's time instead (USD-M: `T`)."""
+    ctx = _ctx(instrument, ctx, venue)
+    update_id = integer(field(body, "lastUpdateId", "depth", ctx), "depth lastUpdateId", ctx)
+    ts_us = epoch_us(field(body, stamp, "depth", ctx), f"depth {stamp}", ctx) if stamp else to_us(received)
+    bids, asks = (book_levels(field(body, side, "depth", ctx), side, ctx, what="depth", shape="[price, qty] pair",
+                              price="price", size="qty") for side in ("bids", "asks"))
+    return book_frame(venue, instrument, ts_us, update_id, bids, asks)
+
+
+def price_or_null(value: Any, what: str, ctx: Page) -> float | None:
+    """A quoted price; 0 (no trade, an empty side) is null, a negative one an error."""
+    price = not_negative(number(value, what, ctx), what, ctx)
+    return price or None
+
+
+def size_field(body: Any, key: str, what: str, ctx: Page) -> float:
+    """A quantity or value field that is a number >= 0."""
+    return not_negative(number(field(body, key, what, ctx), f"{what} {key}", ctx), f"{what} {key}", ctx)
+
+
+def best_quote(body: Any, price_key: str, size_key: str, what: str,
+               ctx: Page) -> tuple[float | None, float | None]:
+    """(price, size) of a best bid or ask; both null where the side is empty (price 0)."""
+    price = price_or_null(field(body, price_key, what, ctx), f"{what} {price_key}", ctx)
+    size = size_field(body, size_key, what, ctx)
+    return (price, size) if price is not None else (None, None)
+
+
+def parse_ticker_24hr(body: Any, instrument: str, ctx: Page | None = None,
+                      venue: str = VENUE) -> pl.DataFrame:
+    """Spot `/api/v3/ticker/24hr?symbol=` → one tickers row (ts = closeTime; mark, index, funding null)."""
+    ctx = _ctx(instrument, ctx, venue)
+    what = "24hr ticker"
+    if not isinstance(body, dict):
+        raise ctx.error(f"{what}: expected a JSON object, got {type(body).__name__} {str(body)[:120]!r}")
+    ts = epoch_us(field(body, "closeTime", what, ctx), f"{what} closeTime", ctx)
+    last = price_or_null(field(body, "lastPrice", what, ctx), f"{what} lastPrice", ctx)
+    bid, bid_size = best_quote(body, "bidPrice", "bidQty", what, ctx)
+    ask, ask_size = best_quote(body, "askPrice", "askQty", what, ctx)
+    cols = columns_of("tickers")
+    cols.add(ts, last, bid, bid_size, ask, ask_size, size_field(body, "volume", what, ctx),
+             size_field(body, "quoteVolume", what, ctx), None, None, None)
+    return cols.frame(venue, instrument)
+
+
+def ban_until(message: str) -> datetime | None:
+    match = _BANNED_UNTIL.search(message or "")
+    return from_us(epoch_to_us(int(match.group(1)))) if match else None
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+class BinanceClient(ApiClient):
+    """Binance spot market data. `time_unit="MICROSECOND"` asks for microsecond timestamps."""
+
+    api_name = "Binance"
+    name = VENUE
+    ERRORS = ERRORS
+    LIMITS = LIMITS
+    DATASETS: ClassVar[dict[str, str]] = {"trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT,
+                                          "tickers": SNAPSHOT}
+    # the venue's paths and limits (BinanceFuturesClient: USD-M's)
+    AGG_TRADES = "/api/v3/aggTrades"
+    HISTORICAL_TRADES = "/api/v3/historicalTrades"
+    KLINES = "/api/v3/klines"
+    DEPTH = "/api/v3/depth"
+    TICKER_24HR = "/api/v3/ticker/24hr"
+    DEPTH_LIMITS: ClassVar[tuple[int, ...]] = DEPTH_LIMITS
+    KLINE_LIMIT = 1000  # the most klines one request answers
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, weight_limit: int | None = None,
+                 weight_window_s: float | None = None, weight_headroom: float | None = None,
+                 time_unit: str | None = None, page_limit: int = 1000, headers: dict[str, str] | None = None,
+                 **kwargs):
+        headers = dict(headers or {})
+        if time_unit:
+            if time_unit.upper() not in ("MILLISECOND", "MICROSECOND"):
+                raise ValueError("time_unit: MILLISECOND or MICROSECOND")
+            headers["X-MBX-TIME-UNIT"] = time_unit.upper()
+        super().__init__(base_url, headers=headers, weight_per_window=weight_limit, weight_window_s=weight_window_s,
+                         weight_headroom=weight_headroom, **kwargs)
+        if not 1 <= page_limit <= 1000:
+            raise ValueError("page_limit: 1..1000")
+        self.page_limit = page_limit
+        self.dropped = DropCounts()
+
+    def figures(self) -> dict[str, Any]:
+        return {**super().figures(), **self.dropped.figures()}
+
+    # ---- what Binance's answers mean ---------------------------------------------------------
+
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
+        if isinstance(payload, dict) and "code" in payload and "msg" in payload:
+            return payload["code"], str(payload["msg"])
+        return None
+
+    def ban_until(self, message: str) -> datetime | None:
+        return ban_until(message)
+
+    def make_error(self, kind, *, status, code, message, page):
+        if kind == "permission" and message.lstrip().startswith("<"):
+            return SourcePermissionError(self.name, status, WAF, request=page.request)
+        if kind == "banned":
+            error = super().make_error(kind, status=status, code=code, message=message, page=page)
+            error.source = self.name
+            return error
+        return super().make_error(kind, status=status, code=code, message=message, page=page)
+
+    def depth_weight(self, limit: int) -> int:
+        return depth_weight(limit)
+
+    def kline_weight(self, limit: int) -> int | None:
+        """A klines request's weight (None: `LIMITS.weights`; spot's does not depend on the limit)."""
+        return None
+
+    async def _get(self, path: str, params: dict[str, Any], *, instrument: str, day, weight: int | None = None,
+                   time_unit: str | None = None):
+        page = Page(self.name, instrument, day, describe_request("GET", path, params))
+        extra: dict[str, Any] = {"_weight": weight} if weight is not None else {}
+        if time_unit:
+            extra["headers"] = {"X-MBX-TIME-UNIT": time_unit}
+        return await self.call("GET", path, page=page, params=params, **extra), page
+
+    # ---- trades -----------------------------------------------------------------------------
+
+    async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Aggregate trades with start <= ts < end (see the module doc for the paging)."""
+        start, end = as_utc(start), as_utc(end)
+        frames: list[pl.DataFrame] = []
+        end_us = to_us(end)
+        cursor, from_id = start, None
+        while True:
+            if from_id is None:
+                if cursor >= end:
+                    break
+                window_end = min(cursor + MAX_WINDOW, end)
+                params = {"symbol": instrument, "startTime": floor_ms(cursor), "endTime": ceil_ms(window_end) - 1,
+                          "limit": self.page_limit}
+                body, page = await self._get(self.AGG_TRADES, params, instrument=instrument,
+                                             day=day_of(cursor))
+                frame = parse_agg_trades(body, instrument, page, self.name)
+                frames.append(frame)
+                if frame.height >= self.page_limit:
+                    from_id = int(frame["seq"].max()) + 1
+                cursor = window_end
+            else:
+                params = {"symbol": instrument, "fromId": from_id, "limit": self.page_limit}
+                day = day_of(frames[-1]["ts"].max()) if frames[-1].height else day_of(start)
+                body, page = await self._get(self.AGG_TRADES, params, instrument=instrument, day=day)
+                frame = parse_agg_trades(body, instrument, page, self.name)
+                if frame.height == 0:
+                    break
+                first = int(frame["seq"].min())
+                if first < from_id:
+                    raise page.error(f"aggTrades page for fromId={from_id} starts at a={first}")
+                frames.append(frame)
+                if frame.height < self.page_limit or to_us(frame["ts"].max()) >= end_us:
+                    break
+                from_id = int(frame["seq"].max()) + 1
+        return finish_trades(frames, start, end, self.dropped.of(instrument), paged="forward")
+
+    async def agg_trades_by_id(self, instrument: str, first_id: int, last_id: int, *, day: date | None = None,
+                               time_unit: str | None = None) -> pl.DataFrame:
+        """Aggregate trades with first_id <= a <= last_id (`aggTrades?fromId=`); `day` names the
+        slice in errors."""
+        return await self._by_id(self.AGG_TRADES, parse_agg_trades, instrument, first_id, last_id, day,
+                                 time_unit)
+
+    async def trades_by_id(self, instrument: str, first_id: int, last_id: int, *, day: date | None = None,
+                           time_unit: str | None = None) -> pl.DataFrame:
+        """Individual trades with first_id <= id <= last_id (`historicalTrades?fromId=`)."""
+        return await self._by_id(self.HISTORICAL_TRADES, parse_trades, instrument, first_id, last_id, day,
+                                 time_unit)
+
+    async def _by_id(self, path: str, parse, instrument: str, first_id: int, last_id: int, day: date | None,
+                     time_unit: str | None) -> pl.DataFrame:
+        frames: list[pl.DataFrame] = []
+        from_id = first_id
+        while from_id <= last_id:
+            params = {"symbol": instrument, "fromId": from_id, "limit": min(self.page_limit, last_id - from_id + 1)}
+            body, page = await self._get(path, params, instrument=instrument, day=day, time_unit=time_unit)
+            frame = parse(body, instrument, page, self.name)
+            if frame.height == 0:
+                break
+            if int(frame["seq"].min()) < from_id:
+                raise page.error(f"{path.rsplit('/', 1)[-1]} page for fromId={from_id} starts at id "
+                                 f"{int(frame['seq'].min())}")
+            frames.append(frame)
+            from_id = int(frame["seq"].max()) + 1
+        frame = finish_trades(frames, drops=self.dropped.of(instrument))
+        inside = frame.filter(pl.col("seq").is_between(first_id, last_id))
+        self.dropped.of(instrument)["past_window_edge"] += frame.height - inside.height
+        return inside
+
+    # ---- book -------------------------------------------------------------------------------
+
+    async def book_snapshot(self, instrument: str, depth: int = 100) -> pl.DataFrame:
+        """`depth` (limit rounded up to one of `DEPTH_LIMITS`, then cut to `depth`). Spot's `ts` is
+        the time the response was received: Binance's spot depth has no timestamp."""
+        limit = next((x for x in self.DEPTH_LIMITS if x >= depth), self.DEPTH_LIMITS[-1])
+        body, page = await self._get(self.DEPTH, {"symbol": instrument, "limit": limit},
+                                     instrument=instrument, day=day_of(datetime.now().astimezone()),
+                                     weight=self.depth_weight(limit))
+        return self._parse_book(body, instrument, page).filter(pl.col("level") < depth)
+
+    def _parse_book(self, body: Any, instrument: str, page: Page) -> pl.DataFrame:
+        return parse_depth(body, instrument, datetime.now().astimezone(), page, self.name)
+
+    # ---- tickers ----------------------------------------------------------------------------
+
+    async def tickers(self, instrument: str) -> pl.DataFrame:
+        """`/api/v3/ticker/24hr?symbol=`: last, best bid/ask and the rolling 24 hours' volumes
+        (ts = closeTime, see the module doc)."""
+        body, page = await self._get(self.TICKER_24HR, {"symbol": instrument}, instrument=instrument,
+                                     day=day_of(datetime.now().astimezone()))
+        return parse_ticker_24hr(body, instrument, page, self.name)
+
+    # ---- bars -------------------------------------------------------------------------------
+
+    async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        frames = await self._kline_pages(self.KLINES, {"symbol": instrument}, instrument, start, end)
+        return finish_bars(frames, start, end, self.dropped.of(instrument))
+
+    async def _kline_pages(self, path: str, params: dict[str, Any], instrument: str, start: datetime,
+                           end: datetime) -> list[pl.DataFrame]:
+        """The 1-minute klines of `path` (`params` name the instrument) opening in [start, end),
+        paged forward by `startTime` = last open + 1 ms, as bars frames (every kline checked)."""
+        frames: list[pl.DataFrame] = []
+        limit = min(self.page_limit, self.KLINE_LIMIT)
+        cursor_ms, end_ms = ceil_ms(start), ceil_ms(end)
+        while cursor_ms < end_ms:
+            query = {**params, "interval": "1m", "startTime": cursor_ms, "endTime": end_ms - 1,
+                     "limit": limit}
+            body, page = await self._get(path, query, instrument=instrument,
+                                         day=day_of(from_us(cursor_ms * 1000)),
+                                         weight=self.kline_weight(limit))
+            frame = parse_klines(body, instrument, page, venue=self.name)
+            if frame.height == 0:
+                break
+            frames.append(frame)
+            last_ms = to_us(frame["ts"].max()) // 1000
+            if frame.height < limit or last_ms + 1 <= cursor_ms:
+                break
+            cursor_ms = last_ms + 1
+        return frames
+
+
+__all__ = ["ERRORS", "LIMITS", "BinanceClient", "ban_until", "depth_weight", "parse_agg_trades",
+           "parse_depth", "parse_klines", "parse_ticker_24hr", "parse_trades"]

@@ -1,0 +1,366 @@
+"""The providers config file of the ticks domain (seed 003's `data_providers.yaml`, six providers).
+
+    config = parse_providers_config(yaml.safe_load(text), path)   # resources/sources.py loads the file
+    config.providers["tushare"].requests_per_minute   # 200.0
+    config.a_shares                              # ("600000.SH", ...) normalized codes
+    config.crypto_instruments                    # (InstrumentKey("BINANCE", "BTCUSDT"), ...)
+
+File layout (marketdata_assets/sources/data_providers.yaml is the reference)::
+
+    providers:
+      <tushare|yahoo|binance|binance_um|okx|deribit>:
+        base_url: https://...        # the vendor's public host
+        base_url_env: NAME           # this variable, when set and not empty, replaces base_url
+        requests_per_minute: 200     # token bucket shared by every request of the run (> 0)
+        max_concurrency: 4           # requests in flight at once (>= 1)
+        workers: 10                  # symbols / instrument-days processed at once (>= 1)
+        timeout_s: 30                # per request (> 0)
+        max_retries: 5               # 429/418, 5xx and timeouts (>= 0)
+        backoff_base_s: 0.5          # first backoff step, doubled per retry, full jitter (>= 0)
+        # tushare only: token_env (the variable holding the token), limit_window_s
+        # yahoo only:   max_days_back (null = no horizon)
+        # binance, binance_um: weight_per_minute, weight_headroom (0 < h <= 1)
+    universes:
+      a_shares: {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # codes in any spelling
+      yahoo:    {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # Yahoo symbols
+      crypto:   {history_start: YYYY-MM-DD, book_depth: 20, instruments: {VENUE: [SYMBOL, ...]},
+                 option_chains: {DERIBIT: [BTC, ...]},      # chains DERIBIT:BTC-OPTIONS, ...
+                 funding_caps: {VENUE: 0.003, ...}}         # |funding rate| cap as an 8-hour rate (a check)
+    catch_up_days: 7
+    binance_archives:                # data.binance.vision archives (sources.binance.archives); absent:
+                                     # spot trades of BTCUSDT from 2025-01-01
+      base_url: https://data.binance.vision
+      base_url_env: BINANCE_ARCHIVE_BASE_URL
+      start_date: YYYY-MM-DD         # the first day partition
+      markets: [spot, um]            # spot -> venue BINANCE, um (USD-M futures) -> BINANCE_UM
+      families: [trades, aggTrades, klines]    # + liquidationSnapshot (USD-M, 2023-06..2024-03)
+      intervals: [1m, 1h]            # klines: the daily files' intervals (1s, 1m, 3m ... 12h, 1d)
+      instruments: [BTCUSDT, ...]    # each in every market
+      workers: 2                     # archives downloaded at once (>= 1)
+      timeout_s: 60                  # per read of a download (> 0)
+      max_retries: 5                 # 429, 5xx and broken transfers (>= 0)
+
+Every problem is reported with the file and the key (``data_providers.yaml: providers.okx.workers:
+expected an integer >= 1, got 'four'``); unknown keys are errors too (a typo would otherwise be a
+silently ignored limit). Secrets never live in the file: only the NAME of the token's variable.
+A-share codes are normalized (``sh600000`` -> ``600000.SH``), crypto symbols checked against their
+venue (core.naming); duplicates are dropped, first occurrence kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from marketdata_assets.core.identifiers import symbol_key
+from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
+
+PROVIDERS = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")
+CRYPTO_PROVIDERS = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}
+
+# Providers a file written before they existed may leave out: the vendor's defaults.
+OPTIONAL_PROVIDERS = {"binance_um": {"base_url": "https://fapi.binance.com",
+                                     "base_url_env": "BINANCE_UM_BASE_URL"}}
+_COMMON = {"base_url", "base_url_env", "requests_per_minute", "max_concurrency", "workers", "timeout_s",
+           "max_retries", "backoff_base_s"}
+_EXTRA = {"tushare": {"token_env", "limit_window_s"}, "yahoo": {"max_days_back"},
+          "binance": {"weight_per_minute", "weight_headroom"},
+          "binance_um": {"weight_per_minute", "weight_headroom"}, "okx": set(), "deribit": set()}
+_DEFAULTS = {"requests_per_minute": 600.0, "max_concurrency": 4, "workers": 4, "timeout_s": 30.0,
+             "max_retries": 5, "backoff_base_s": 0.5}
+
+
+class ProvidersConfigError(ValueError):
+    """The providers config file is missing, unreadable or invalid; names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    base_url: str                 # resolved: the variable base_url_env if set, else the file's base_url
+    default_base_url: str         # the file's base_url
+    base_url_env: str
+    requests_per_minute: float
+    max_concurrency: int
+    workers: int
+    timeout_s: float
+    max_retries: int
+    backoff_base_s: float
+    options: Mapping[str, Any] = field(default_factory=dict)  # the provider-specific keys
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class ProvidersConfig:
+    path: Path
+    providers: Mapping[str, ProviderSettings]
+    a_shares: tuple[str, ...]
+    a_share_history_start: date
+    yahoo_symbols: tuple[str, ...]
+    yahoo_history_start: date
+    crypto_instruments: tuple[InstrumentKey, ...]
+    crypto_history_start: date
+    book_depth: int = 20
+    option_chains: tuple[InstrumentKey, ...] = ()  # DERIBIT BTC-OPTIONS: every BTC option
+    funding_caps: Mapping[str, float] = field(default_factory=dict)  # venue -> |rate| cap, as an 8-hour rate
+    catch_up_days: int = 7
+    binance_archives: ArchiveSettings | None = None  # parsed: the section, or its defaults when absent
+
+    def crypto_partition_keys(self) -> list[str]:
+        return [key.partition_key for key in self.crypto_instruments]
+
+
+ARCHIVE_MARKETS = {"spot": "BINANCE", "um": "BINANCE_UM"}  # market -> venue
+ARCHIVE_FAMILIES = ("trades", "aggTrades", "klines", "liquidationSnapshot")
+ARCHIVE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")  # daily files
+_DEFAULT_ARCHIVES = {"instruments": ["BTCUSDT"]}  # no section: spot trades of BTCUSDT from 2025-01-01
+_ARCHIVE_KEYS = {"base_url", "base_url_env", "start_date", "markets", "families", "intervals", "instruments",
+                 "workers", "timeout_s", "max_retries"}
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """The `binance_archives` section: which data.binance.vision archives the archive assets load."""
+
+    base_url: str                 # resolved like a provider's: the variable base_url_env if set
+    default_base_url: str
+    base_url_env: str
+    start_date: date
+    markets: tuple[str, ...]      # spot | um
+    families: tuple[str, ...]     # trades | aggTrades | klines | liquidationSnapshot
+    intervals: tuple[str, ...]    # klines intervals (empty without klines)
+    instruments: tuple[str, ...]  # Binance symbols, in every market
+    workers: int = 2
+    timeout_s: float = 60.0
+    max_retries: int = 5
+
+    def instrument_keys(self) -> tuple[InstrumentKey, ...]:
+        """Every (venue, symbol) the archives cover: BINANCE:BTCUSDT, BINANCE_UM:BTCUSDT, ..."""
+        return tuple(normalize_instrument(ARCHIVE_MARKETS[m], s) for m in self.markets for s in self.instruments)
+
+    def kinds(self) -> tuple[tuple[str, str], ...]:
+        """(family, interval) of every configured archive kind ('' for trades and aggTrades)."""
+        return tuple((f, i) for f in self.families for i in (self.intervals if f == "klines" else ("",)))
+
+
+class _Reader:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def error(self, where: str, detail: str) -> ProvidersConfigError:
+        return ProvidersConfigError(f"{self.path.name}: {where}: {detail} (file {self.path})")
+
+    def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(where, f"expected a mapping, got {type(value).__name__} {str(value)[:60]!r}")
+        if allowed is not None:
+            unknown = sorted(str(k) for k in value if k not in allowed)
+            if unknown:
+                raise self.error(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        return value
+
+    def number(self, value: Any, where: str, *, minimum: float = 0.0, strict: bool = True,
+               maximum: float | None = None) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+        if ok:
+            ok = value > minimum if strict else value >= minimum
+            ok = ok and (maximum is None or value <= maximum)
+        if not ok:
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            bound += f" and <= {maximum:g}" if maximum is not None else ""
+            raise self.error(where, f"expected a number {bound}, got {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, where: str, *, minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.error(where, f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(where, f"expected a non-empty string, got {value!r}")
+        return value.strip()
+
+    def day(self, value: Any, where: str) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise self.error(where, f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+    def symbols(self, section: dict, where: str) -> list[str]:
+        listed = section.get("symbols") or []
+        if not isinstance(listed, list):
+            raise self.error(f"{where}.symbols", f"expected a list, got {type(listed).__name__}")
+        out = [str(s) for s in listed]
+        if section.get("symbols_file"):
+            file = Path(self.text(section["symbols_file"], f"{where}.symbols_file"))
+            file = file if file.is_absolute() else self.path.parent / file
+            try:
+                lines = file.read_text(encoding="utf-8").splitlines()
+            except OSError as error:
+                raise self.error(f"{where}.symbols_file", f"cannot read {file}: {error.strerror}") from None
+            out += [line.split("#", 1)[0].strip() for line in lines]
+        return [s for s in out if s]
+
+
+def _names(reader: _Reader, raw: dict, key: str, allowed: tuple[str, ...], default: list, why: str = "") -> tuple:
+    values = raw.get(key, default)
+    if not isinstance(values, list) or not values:
+        raise reader.error(f"binance_archives.{key}", f"expected a non-empty list, got {values!r}")
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise reader.error(f"binance_archives.{key}", f"unknown {unknown}; expected some of {list(allowed)}{why}")
+    return _unique(values)
+
+
+def _archives(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> ArchiveSettings:
+    raw = reader.mapping(raw, "binance_archives", _ARCHIVE_KEYS)
+    base_url = reader.text(raw.get("base_url", "https://data.binance.vision"), "binance_archives.base_url")
+    if not base_url.startswith(("http://", "https://")):
+        raise reader.error("binance_archives.base_url", f"expected an http(s):// URL, got {base_url!r}")
+    env_name = reader.text(raw.get("base_url_env", "BINANCE_ARCHIVE_BASE_URL"), "binance_archives.base_url_env")
+    markets = _names(reader, raw, "markets", tuple(ARCHIVE_MARKETS), ["spot"], " (COIN-M archives are not loaded)")
+    families = _names(reader, raw, "families", ARCHIVE_FAMILIES, ["trades"])
+    intervals = _names(reader, raw, "intervals", ARCHIVE_INTERVALS, ["1m"],
+                       " (3d, 1w and 1mo klines are published monthly only)") if "klines" in families else ()
+    symbols = raw.get("instruments")
+    if not isinstance(symbols, list) or not symbols:
+        raise reader.error("binance_archives.instruments", f"expected a non-empty list of symbols, got {symbols!r}")
+    for market in markets:
+        for symbol in symbols:
+            try:
+                normalize_instrument(ARCHIVE_MARKETS[market], str(symbol))
+            except ValueError as error:
+                raise reader.error("binance_archives.instruments", str(error)) from None
+    return ArchiveSettings(
+        base_url=((environ.get(env_name) or "").strip() or base_url).rstrip("/"), default_base_url=base_url.rstrip("/"),
+        base_url_env=env_name, start_date=reader.day(raw.get("start_date", "2025-01-01"), "binance_archives.start_date"),
+        markets=markets, families=families, intervals=intervals, instruments=_unique([str(s) for s in symbols]),
+        workers=reader.integer(raw.get("workers", 2), "binance_archives.workers", minimum=1),
+        timeout_s=reader.number(raw.get("timeout_s", 60), "binance_archives.timeout_s"),
+        max_retries=reader.integer(raw.get("max_retries", 5), "binance_archives.max_retries", minimum=0))
+
+
+def _unique(items: list) -> tuple:
+    return tuple(dict.fromkeys(items))
+
+
+def _provider(reader: _Reader, name: str, raw: Any, environ: Mapping[str, str]) -> ProviderSettings:
+    where = f"providers.{name}"
+    raw = reader.mapping(raw, where, _COMMON | _EXTRA[name])
+    values = {**_DEFAULTS, **raw}
+    base_url = reader.text(values.get("base_url"), f"{where}.base_url")
+    if not base_url.startswith(("http://", "https://")):
+        raise reader.error(f"{where}.base_url", f"expected an http(s):// URL, got {base_url!r}")
+    env_name = reader.text(values.get("base_url_env", f"{name.upper()}_BASE_URL"), f"{where}.base_url_env")
+    resolved = (environ.get(env_name) or "").strip() or base_url
+    options: dict[str, Any] = {}
+    if name == "tushare":
+        options["token_env"] = reader.text(raw.get("token_env", "TUSHARE_TOKEN"), f"{where}.token_env")
+        options["limit_window_s"] = reader.number(raw.get("limit_window_s", 60), f"{where}.limit_window_s")
+    elif name == "yahoo":
+        back = raw.get("max_days_back", 30)
+        options["max_days_back"] = None if back is None else reader.number(back, f"{where}.max_days_back")
+    elif name in ("binance", "binance_um"):
+        options["weight_per_minute"] = reader.integer(
+            raw.get("weight_per_minute", 6000 if name == "binance" else 2400), f"{where}.weight_per_minute",
+            minimum=1)
+        options["weight_headroom"] = reader.number(raw.get("weight_headroom", 0.9), f"{where}.weight_headroom",
+                                                   maximum=1.0)
+    return ProviderSettings(
+        name=name, base_url=resolved.rstrip("/"), default_base_url=base_url.rstrip("/"), base_url_env=env_name,
+        requests_per_minute=reader.number(values["requests_per_minute"], f"{where}.requests_per_minute"),
+        max_concurrency=reader.integer(values["max_concurrency"], f"{where}.max_concurrency", minimum=1),
+        workers=reader.integer(values["workers"], f"{where}.workers", minimum=1),
+        timeout_s=reader.number(values["timeout_s"], f"{where}.timeout_s"),
+        max_retries=reader.integer(values["max_retries"], f"{where}.max_retries", minimum=0),
+        backoff_base_s=reader.number(values["backoff_base_s"], f"{where}.backoff_base_s", strict=False),
+        options=options,
+    )
+
+
+def _option_chains(reader: _Reader, raw: Any) -> tuple[InstrumentKey, ...]:
+    """{DERIBIT: [BTC, ETH]} -> the chains DERIBIT:BTC-OPTIONS, DERIBIT:ETH-OPTIONS."""
+    where = "universes.crypto.option_chains"
+    chains = []
+    for venue, currencies in reader.mapping(raw, where, {"DERIBIT"}).items():
+        if not isinstance(currencies, list) or not all(isinstance(c, str) and c.isalnum()
+                                                       for c in currencies):
+            raise reader.error(f"{where}.{venue}",
+                               f"expected a list of currencies (BTC, ETH), got {currencies!r}")
+        chains += [InstrumentKey(venue, f"{c.upper()}-OPTIONS") for c in currencies]
+    return _unique(chains)
+
+
+def _funding_caps(reader: _Reader, raw: Any) -> dict[str, float]:
+    where = "universes.crypto.funding_caps"
+    caps = reader.mapping(raw, where, set(CRYPTO_PROVIDERS))
+    return {venue: reader.number(cap, f"{where}.{venue}", maximum=1.0) for venue, cap in caps.items()}
+
+
+def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | None = None) -> ProvidersConfig:
+    """Validate the decoded YAML of `path` (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    reader = _Reader(path)
+    top = reader.mapping(data, "top level", {"providers", "universes", "catch_up_days", "binance_archives"})
+    providers_raw = reader.mapping(top.get("providers"), "providers", set(PROVIDERS))
+    providers_raw = {**OPTIONAL_PROVIDERS, **providers_raw}
+    missing = [name for name in PROVIDERS if name not in providers_raw]
+    if missing:
+        raise reader.error("providers", f"missing provider(s) {missing}")
+    providers = {name: _provider(reader, name, providers_raw[name], environ) for name in PROVIDERS}
+
+    universes = reader.mapping(top.get("universes"), "universes", {"a_shares", "yahoo", "crypto"})
+    a_raw = reader.mapping(universes.get("a_shares") or {}, "universes.a_shares",
+                           {"history_start", "symbols", "symbols_file"})
+    codes = []
+    for symbol in reader.symbols(a_raw, "universes.a_shares"):
+        try:
+            codes.append(a_share_code(symbol))
+        except ValueError as error:
+            raise reader.error("universes.a_shares", str(error)) from None
+    y_raw = reader.mapping(universes.get("yahoo") or {}, "universes.yahoo", {"history_start", "symbols", "symbols_file"})
+    yahoo = []
+    for symbol in reader.symbols(y_raw, "universes.yahoo"):
+        try:
+            yahoo.append(symbol_key(symbol.strip().upper()))
+        except ValueError as error:
+            raise reader.error("universes.yahoo", str(error)) from None
+    c_raw = reader.mapping(universes.get("crypto") or {}, "universes.crypto",
+                           {"history_start", "book_depth", "instruments", "option_chains", "funding_caps"})
+    by_venue = reader.mapping(c_raw.get("instruments") or {}, "universes.crypto.instruments")
+    instruments = []
+    for venue, symbols in by_venue.items():
+        where = f"universes.crypto.instruments.{venue}"
+        if str(venue).upper() not in CRYPTO_PROVIDERS:
+            raise reader.error(where, f"unknown venue; expected one of {sorted(CRYPTO_PROVIDERS)}")
+        if not isinstance(symbols, list):
+            raise reader.error(where, f"expected a list of symbols, got {type(symbols).__name__}")
+        for symbol in symbols:
+            try:
+                instruments.append(normalize_instrument(str(venue), str(symbol)))
+            except ValueError as error:
+                raise reader.error(where, str(error)) from None
+    return ProvidersConfig(
+        path=path, providers=providers,
+        a_shares=_unique(codes),
+        a_share_history_start=reader.day(a_raw.get("history_start", "2024-01-01"), "universes.a_shares.history_start"),
+        yahoo_symbols=_unique(yahoo),
+        yahoo_history_start=reader.day(y_raw.get("history_start", "2025-01-01"), "universes.yahoo.history_start"),
+        crypto_instruments=_unique(instruments),
+        crypto_history_start=reader.day(c_raw.get("history_start", "2022-01-01"), "universes.crypto.history_start"),
+        book_depth=reader.integer(c_raw.get("book_depth", 20), "universes.crypto.book_depth", minimum=1),
+        option_chains=_option_chains(reader, c_raw.get("option_chains") or {}),
+        funding_caps=_funding_caps(reader, c_raw.get("funding_caps") or {}),
+        catch_up_days=reader.integer(top.get("catch_up_days", 7), "catch_up_days", minimum=1),
+        binance_archives=_archives(reader, top.get("binance_archives") or _DEFAULT_ARCHIVES, environ),
+    )

@@ -1,0 +1,26 @@
+"""Deribit v2 public market data: the client and the pure parsers of its answers."""
+
+from marketdata_assets.sources.deribit.rest import (
+    CONTRACT_SIZES,
+    ERRORS,
+    LIMITS,
+    DeribitClient,
+    chain_currency,
+    contract_size,
+    is_inverse,
+    liquidations_of,
+    parse_chart,
+    parse_funding,
+    parse_liquidations,
+    parse_open_interest,
+    parse_option_chain,
+    parse_order_book,
+    parse_ticker,
+    parse_trade_page,
+    parse_trades,
+)
+
+__all__ = ["CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
+           "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",
+           "parse_open_interest", "parse_option_chain", "parse_order_book", "parse_ticker",
+           "parse_trade_page", "parse_trades"]

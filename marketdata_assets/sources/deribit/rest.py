@@ -1,0 +1,598 @@
+"""Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`).
+
+Formats: `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}`; usIn/usOut in microseconds, trade
+timestamps in milliseconds; numbers are JSON numbers.
+
+- `get_last_trades_by_instrument_and_time` (start_timestamp, end_timestamp — both inclusive —,
+  count ≤ 1000, sorting=asc) → `result: {trades: [{trade_seq, trade_id ("ETH-284830839" for ETH,
+  digits for BTC), timestamp, tick_direction, direction, price, amount, mark_price, index_price,
+  instrument_name, ...}], has_more}`. Paging: while `has_more`, the next page starts AT the last
+  timestamp seen (it may hold more trades of that millisecond) and the trades of that millisecond
+  already seen are dropped by trade_id (counted as `duplicates`). A page made entirely of one millisecond cannot move the
+  start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`).
+  By sequence range (the trade-id refill, quality.continuity): `trades_by_seq` pages
+  `get_last_trades_by_instrument?start_seq=&end_seq=` (trade_seq: "the sequence number of the
+  trade within instrument").
+- `get_order_book` → `result: {timestamp, change_id, bids: [[price, amount]], asks, stats, ...}`.
+- `get_tradingview_chart_data` (resolution=1) → parallel arrays `ticks, open, high, low, close,
+  volume (base), cost (quote)`, `status` "ok" | "no_data" (any other is an error); trades = null.
+- `ticker` → `result: {timestamp, last_price, best_bid_price/_amount, best_ask_price/_amount (null,
+  or 0 and 0, for an empty side), mark_price, index_price, current_funding, funding_8h, open_interest,
+  stats: {volume (24h, base), volume_usd}}`. tickers: funding_rate = current_funding (the rate now),
+  amount_24h = volume_usd (for USDC contracts taken as the quote amount [inferred]). open_interest
+  (USD for inverse contracts, base coin for linear ones) / get_instruments `contract_size`
+  (`CONTRACT_SIZES`, `contract_sizes=`) = contracts; base and quote via mark_price. No OI history.
+- `get_funding_rate_history` → `result: [{timestamp, index_price, prev_index_price, interest_1h,
+  interest_8h}]`, hourly, perpetuals only: rate = interest_1h (1 h), rate_8h = interest_8h. At most
+  about a month an answer, start_timestamp exclusive [inferred]: asked in `FUNDING_WINDOW`s as
+  (start - 1 ms, end - 1 ms].
+- liquidations: the trades' `liquidation` ("M" maker side liquidated, "T" taker, "MT" both) over
+  the trades' paging; a row per liquidated side, "<trade_id>-M|T", side = that order's (T: the
+  taker's direction; M: the opposite).
+- `get_book_summary_by_currency?currency=BTC&kind=option` (chain "BTC-OPTIONS") → `result:
+  [{instrument_name, creation_timestamp (each row's ts), underlying_price, underlying_index,
+  mark_price (coin), mark_iv, bid_price, ask_price (null without quotes), open_interest, volume}]`;
+  strike, expiry (08:00 UTC) and type from the name. No bid_iv / ask_iv there (only in a ticker per
+  option): null.
+
+A time in seconds, a price or amount that is not positive, a bar that cannot be true are errors
+naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
+
+Amounts: inverse contracts (BTC-PERPETUAL, ETH-PERPETUAL, BTC-27DEC24: no "_" in the currency and
+no strike) trade in USD: quantity = amount / price (base units), amount = the USD amount. Linear
+ones (BTC_USDC-PERPETUAL) and options trade in base units: quantity = amount, amount = price * amount.
+
+Limits (`LIMITS`): public methods cost credits that refill at about 20 requests a second: 1200 a
+minute. Errors (`ERRORS`, read from `{"error": {"code", "message", "data": {reason, param}}}`):
+10028 too_many_requests (HTTP 429, or 400) is waited out and retried like a 429; 10040 ("retry")
+and 13888 (timed_out) are retried; 13009/13021 (unauthorized/forbidden) → SourcePermissionError;
+any other code → SourceRequestError with code, message and `data.reason`/`data.param`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar
+
+import polars as pl
+
+from marketdata_assets.core.contracts import contract_of
+from marketdata_assets.core.http import (
+    ApiClient,
+    ErrorTable,
+    Limits,
+    Page,
+    SourceNotFound,
+    SourcePermissionError,
+    SourceRequestError,
+    describe_request,
+)
+from marketdata_assets.datasets.frames import (
+    BarColumns,
+    DropCounts,
+    TradeColumns,
+    as_utc,
+    book_frame,
+    book_levels,
+    ceil_ms,
+    check_bar,
+    columns_of,
+    day_of,
+    epoch_us,
+    field,
+    finish,
+    finish_bars,
+    finish_trades,
+    floor_ms,
+    from_us,
+    integer,
+    not_negative,
+    note_conversion,
+    number,
+    positive,
+    to_us,
+)
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+
+VENUE = "DERIBIT"
+DEFAULT_BASE_URL = "https://www.deribit.com"
+LIMITS = Limits(requests_per_minute=1200, max_concurrency=8)
+ERRORS = ErrorTable(exact={
+    "10028": "rate_limited",  # too_many_requests (HTTP 429, or 400)
+    "10040": "retry",  # "retry": the request cannot be processed now and should be retried
+    "13888": "retry",  # timed_out
+    "13028": "retry",  # temporarily_unavailable
+    "11094": "retry",  # internal_server_error
+    "10066": "rate_limited",  # too_many_concurrent_requests
+    "10020": "not_found",  # invalid_or_unsupported_instrument
+    "13009": "permission",  # unauthorized
+    "13021": "permission",  # forbidden
+})
+BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000, 10000)
+CHART_WINDOW = timedelta(minutes=1000)
+FUNDING_WINDOW = timedelta(days=30)  # 720 hourly rows: under the ~744 one call answers [inferred]
+# get_instruments `contract_size`: USD for inverse futures and perpetuals, the base coin for linear ones
+# (BTC_USDC-PERPETUAL: 0.001 as get_instrument answers it); a dated inverse future: its perpetual's.
+CONTRACT_SIZES: dict[str, float] = {"BTC-PERPETUAL": 10.0, "ETH-PERPETUAL": 1.0, "BTC_USDC-PERPETUAL": 0.001}
+LIQUIDATION_SIDES = ("M", "T", "MT")
+_CHAIN = re.compile(r"^([A-Z0-9]+)-OPTIONS$")
+
+
+def is_inverse(instrument: str) -> bool:
+    """BTC-PERPETUAL / BTC-27DEC24 (USD amounts) vs BTC_USDC-PERPETUAL and options (base amounts);
+    ValueError for a name of no Deribit shape (core.contracts)."""
+    return contract_of(VENUE, instrument).inverse
+
+
+INVERSE_CONVERSION = "quantity USD amount -> coin (amount / price)"
+
+
+def base_and_quote(instrument_inverse: bool, price: float, amount: float) -> tuple[float, float]:
+    if instrument_inverse:
+        return amount / price, amount
+    return amount, price * amount
+
+
+def contract_size(instrument: str, extra: dict[str, float] | None = None) -> float | None:
+    """The contract size of a future or perpetual (`CONTRACT_SIZES`, then `extra`); None if unknown."""
+    table = {**CONTRACT_SIZES, **(extra or {})}
+    if instrument in table:
+        return table[instrument]
+    contract = contract_of(VENUE, instrument)
+    if contract.kind == "future" and contract.inverse:
+        return table.get(f"{contract.base}-PERPETUAL")
+    return None
+
+
+def chain_currency(instrument: str) -> str:
+    """The currency of an option chain name ("BTC-OPTIONS" -> "BTC"); ValueError for another name."""
+    match = _CHAIN.match(instrument)
+    if not match:
+        raise ValueError(f"{VENUE}:{instrument} is not an option chain name: expected <CURRENCY>-OPTIONS "
+                         "(BTC-OPTIONS: every BTC option)")
+    return match.group(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers
+# --------------------------------------------------------------------------------------------
+
+def _result(body: Any, ctx: Page) -> Any:
+    if not isinstance(body, dict):
+        raise ctx.error(f"expected a JSON-RPC object, got {type(body).__name__} {str(body)[:120]!r}")
+    if "error" in body:
+        raise ctx.error(f"JSON-RPC error where a result was expected: {str(body['error'])[:200]}")
+    return field(body, "result", "JSON-RPC response", ctx)
+
+
+def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[pl.DataFrame, bool]:
+    """A get_last_trades_by_instrument[_and_time] response → (trades frame, has_more)."""
+    frame, has_more, _ = parse_trade_page(body, instrument, ctx)
+    return frame, has_more
+
+
+def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
+                     ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
+    """A trades response → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
+    ctx = ctx or Page(VENUE, instrument)
+    result = _result(body, ctx)
+    trades = field(result, "trades", "result", ctx)
+    has_more = field(result, "has_more", "result", ctx)
+    if not isinstance(trades, list):
+        raise ctx.error(f"result.trades is {type(trades).__name__}, not an array")
+    if not isinstance(has_more, bool):
+        raise ctx.error(f"result.has_more is {has_more!r}, not true/false")
+    inverse = is_inverse(instrument)
+    if inverse and trades:
+        note_conversion(instrument, INVERSE_CONVERSION)
+    cols = TradeColumns()
+    flags: dict[str, str] = {}
+    for i, record in enumerate(trades):
+        what = f"trade #{i}"
+        trade_id = field(record, "trade_id", what, ctx)
+        if not isinstance(trade_id, str) or not trade_id:
+            raise ctx.error(f"{what} trade_id is {trade_id!r}, not a string id")
+        what = f"trade {trade_id}"
+        inst = record.get("instrument_name", instrument)
+        if inst != instrument:
+            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
+        seq = integer(field(record, "trade_seq", what, ctx), f"{what} trade_seq", ctx)
+        ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
+        price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
+        amount = positive(number(field(record, "amount", what, ctx), f"{what} amount", ctx), what, ctx, "amount")
+        direction = field(record, "direction", what, ctx)
+        if direction not in ("buy", "sell"):
+            raise ctx.error(f"{what} direction is {direction!r}, not buy/sell")
+        flag = record.get("liquidation")
+        if flag is not None:
+            if flag not in LIQUIDATION_SIDES:
+                raise ctx.error(f"{what} liquidation is {flag!r}, not one of {', '.join(LIQUIDATION_SIDES)}")
+            flags[trade_id] = flag
+        quantity, quote = base_and_quote(inverse, price, amount)
+        cols.add(ts, trade_id, price, quantity, quote, direction, seq)
+    return cols.frame(VENUE, instrument), has_more, flags
+
+
+def liquidations_of(trades: pl.DataFrame, flags: dict[str, str], instrument: str) -> pl.DataFrame:
+    """The liquidations frame of the flagged trades: one row per liquidated side ("MT": two)."""
+    cols = columns_of("liquidations")
+    if flags:
+        flagged = trades.filter(pl.col("trade_id").is_in(list(flags)))
+        for ts, trade_id, price, quantity, amount, side in flagged.select(
+                "ts", "trade_id", "price", "quantity", "amount", "side").iter_rows():
+            for who in flags[trade_id]:  # T: the taker's order; M: the resting one, on the other side
+                order_side = side if who == "T" else ("sell" if side == "buy" else "buy")
+                cols.add(to_us(ts), f"{trade_id}-{who}", order_side, price, quantity, amount)
+    return cols.frame(VENUE, instrument)
+
+
+def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None) -> tuple[pl.DataFrame, bool]:
+    """A trades response → (liquidations frame of its flagged trades, has_more)."""
+    trades, has_more, flags = parse_trade_page(body, instrument, ctx)
+    return liquidations_of(trades, flags, instrument), has_more
+
+
+def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
+    """A number the venue may leave out or send as null."""
+    value = record.get(key)
+    return None if value is None else number(value, f"{what} {key}", ctx)
+
+
+def _ticker_result(body: Any, instrument: str, ctx: Page) -> dict:
+    result = _result(body, ctx)
+    if not isinstance(result, dict):
+        raise ctx.error(f"ticker result is {type(result).__name__}, not an object")
+    inst = result.get("instrument_name", instrument)
+    if inst != instrument:
+        raise ctx.error(f"ticker is for {inst!r}, not {instrument}")
+    return result
+
+
+def parse_ticker(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """public/ticker → one tickers row (sizes in base units, funding_rate = current_funding)."""
+    ctx = ctx or Page(VENUE, instrument)
+    result = _ticker_result(body, instrument, ctx)
+    ts = epoch_us(field(result, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
+    stats = field(result, "stats", "ticker", ctx)
+    volume = not_negative(number(field(stats, "volume", "ticker stats", ctx), "ticker stats volume", ctx),
+                          "ticker stats volume", ctx)
+    amount = _optional(stats, "volume_usd", "ticker stats", ctx)
+    inverse = is_inverse(instrument)
+    best = []
+    for side in ("bid", "ask"):
+        price = _optional(result, f"best_{side}_price", "ticker", ctx)
+        size = _optional(result, f"best_{side}_amount", "ticker", ctx)
+        if not price:  # null, or 0 with amount 0: nothing on that side
+            best += [None, None]
+            continue
+        positive(price, "ticker", ctx, f"best_{side}_price")
+        best += [price, None if size is None else base_and_quote(inverse, price, size)[0]]
+    cols = columns_of("tickers")
+    cols.add(ts, _optional(result, "last_price", "ticker", ctx), *best, volume,
+             None if amount is None else not_negative(amount, "ticker stats volume_usd", ctx),
+             _optional(result, "mark_price", "ticker", ctx), _optional(result, "index_price", "ticker", ctx),
+             _optional(result, "current_funding", "ticker", ctx))
+    return cols.frame(VENUE, instrument)
+
+
+def _declared_size(instrument: str, contract_sizes: dict[str, float] | None) -> float:
+    size = contract_size(instrument, contract_sizes)
+    if size is None:
+        raise ValueError(f"{VENUE} {instrument}: no contract size declared (get_instruments contract_size); "
+                         f"pass contract_sizes={{'{instrument}': size}}")
+    return size
+
+
+def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None,
+                        contract_sizes: dict[str, float] | None = None) -> pl.DataFrame:
+    """public/ticker → one open_interest row: open_interest (amount units) in contracts, base and quote."""
+    ctx = ctx or Page(VENUE, instrument)
+    size = _declared_size(instrument, contract_sizes)
+    result = _ticker_result(body, instrument, ctx)
+    ts = epoch_us(field(result, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
+    amount = not_negative(number(field(result, "open_interest", "ticker", ctx), "ticker open_interest", ctx),
+                          "ticker open_interest", ctx)
+    mark = number(field(result, "mark_price", "ticker", ctx), "ticker mark_price", ctx)
+    positive(mark, "ticker", ctx, "mark_price")
+    inverse = is_inverse(instrument)
+    base, quote = base_and_quote(inverse, mark, amount)
+    cols = columns_of("open_interest")
+    cols.add(ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote)
+    return cols.frame(VENUE, instrument)
+
+
+def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """get_funding_rate_history → funding rows (rate = interest_1h over 1 hour, rate_8h = interest_8h)."""
+    ctx = ctx or Page(VENUE, instrument)
+    result = _result(body, ctx)
+    if not isinstance(result, list):
+        raise ctx.error(f"funding history result is {type(result).__name__}, not an array")
+    cols = columns_of("funding")
+    for i, record in enumerate(result):
+        what = f"funding row #{i}"
+        ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
+        what = f"funding at {from_us(ts).isoformat()}"
+        rate = number(field(record, "interest_1h", what, ctx), f"{what} interest_1h", ctx)
+        rate_8h = number(field(record, "interest_8h", what, ctx), f"{what} interest_8h", ctx)
+        index = _optional(record, "index_price", what, ctx)
+        if index is not None:
+            positive(index, what, ctx, "index_price")
+        cols.add(ts, rate, 1.0, rate_8h, None, index)
+    return cols.frame(VENUE, instrument)
+
+
+def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """get_book_summary_by_currency (kind=option) → the chain's option_chain rows (`instrument`:
+    "BTC-OPTIONS"); an option name that does not parse is an error naming it."""
+    ctx = ctx or Page(VENUE, instrument)
+    currency = chain_currency(instrument)
+    result = _result(body, ctx)
+    if not isinstance(result, list):
+        raise ctx.error(f"book summary result is {type(result).__name__}, not an array")
+    cols = columns_of("option_chain")
+    for i, record in enumerate(result):
+        name = field(record, "instrument_name", f"book summary #{i}", ctx)
+        try:
+            contract = contract_of(VENUE, name) if isinstance(name, str) else None
+        except ValueError as error:
+            raise ctx.error(f"book summary #{i}: {error}") from None
+        if contract is None or contract.kind != "option":
+            raise ctx.error(f"book summary #{i} {name!r} is not an option name (like BTC-27DEC24-60000-C)")
+        what = f"option {name}"
+        settles = contract.quote if "_" in name.split("-")[0] else contract.base
+        if settles != currency:
+            raise ctx.error(f"{what} is not an option of the {currency} chain")
+        ts = epoch_us(field(record, "creation_timestamp", what, ctx), f"{what} creation_timestamp", ctx)
+        underlying = number(field(record, "underlying_price", what, ctx), f"{what} underlying_price", ctx)
+        index = field(record, "underlying_index", what, ctx)
+        if not isinstance(index, str) or not index:
+            raise ctx.error(f"{what} underlying_index is {index!r}, not a name")
+        mark = number(field(record, "mark_price", what, ctx), f"{what} mark_price", ctx)
+        mark_iv = number(field(record, "mark_iv", what, ctx), f"{what} mark_iv", ctx)
+        bid, ask, volume = (_optional(record, key, what, ctx) for key in ("bid_price", "ask_price", "volume"))
+        open_interest = number(field(record, "open_interest", what, ctx), f"{what} open_interest", ctx)
+        for key, value in (("mark_price", mark), ("bid_price", bid), ("ask_price", ask), ("volume", volume),
+                           ("open_interest", open_interest)):
+            if value is not None:
+                not_negative(value, f"{what} {key}", ctx)
+        positive(underlying, what, ctx, "underlying_price")
+        positive(mark_iv, what, ctx, "mark_iv")
+        option_type = "call" if contract.option_type == "C" else "put"
+        cols.add(ts, name, to_us(contract.expires_at), contract.strike, option_type, underlying, index, mark,
+                 mark_iv, None, None, bid, ask, open_interest, volume)
+    return finish("option_chain", [cols.frame(VENUE, instrument)])
+
+
+def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """get_order_book → books frame (ts = result.timestamp, update_id = change_id)."""
+    ctx = ctx or Page(VENUE, instrument)
+    result = _result(body, ctx)
+    ts = epoch_us(field(result, "timestamp", "order book", ctx), "order book timestamp", ctx)
+    change_id = field(result, "change_id", "order book", ctx)
+    update_id = integer(change_id, "order book change_id", ctx) if change_id is not None else None
+    inverse = is_inverse(instrument)
+    bids, asks = (book_levels(field(result, side, "order book", ctx), side, ctx, what="order book",
+                              shape="[price, amount] pair", price="price", size="amount",
+                              base=lambda price, amount: base_and_quote(inverse, price, amount)[0])
+                  for side in ("bids", "asks"))
+    return book_frame(VENUE, instrument, ts, update_id, bids, asks)
+
+
+def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """get_tradingview_chart_data → bars frame (volume = base, amount = cost)."""
+    ctx = ctx or Page(VENUE, instrument)
+    result = _result(body, ctx)
+    status = field(result, "status", "chart", ctx)
+    if status == "no_data":
+        return BarColumns().frame(VENUE, instrument)
+    if status != "ok":
+        raise ctx.error(f"chart status is {status!r}, not \"ok\" or \"no_data\"")
+    keys = ("ticks", "open", "high", "low", "close", "volume", "cost")
+    arrays = [field(result, key, "chart", ctx) for key in keys]
+    for key, array in zip(keys, arrays):
+        if not isinstance(array, list):
+            raise ctx.error(f"chart {key} is {type(array).__name__}, not an array")
+    lengths = {len(a) for a in arrays}
+    if len(lengths) != 1:
+        raise ctx.error(f"chart arrays differ in length: {dict(zip(keys, map(len, arrays)))}")
+    cols = BarColumns()
+    for i, tick in enumerate(arrays[0]):
+        ts = epoch_us(tick, f"chart ticks[{i}]", ctx)
+        what = f"bar {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
+        o, h, lo, c, v, cost = (number(arrays[k][i], f"{what} {keys[k]}", ctx) for k in range(1, 7))
+        check_bar(what, ctx, ts, o, h, lo, c, v)
+        not_negative(cost, f"{what} cost", ctx)
+        cols.add(ts, o, h, lo, c, v, cost, None)
+    return cols.frame(VENUE, instrument)
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+class DeribitClient(ApiClient):
+    """Deribit public API (limits and errors: `LIMITS`, `ERRORS`)."""
+
+    api_name = "Deribit"
+    name = VENUE
+    ERRORS = ERRORS
+    LIMITS = LIMITS
+    DATASETS: ClassVar[dict[str, str]] = {
+        "trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT, "funding": HISTORY,
+        "open_interest": SNAPSHOT, "liquidations": HISTORY, "option_chain": SNAPSHOT}
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_size: int = 1000,
+                 contract_sizes: dict[str, float] | None = None, **kwargs):
+        super().__init__(base_url, **kwargs)
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size: 1..1000")
+        self.page_size = page_size
+        self.contract_sizes = contract_sizes
+        self.dropped = DropCounts()
+
+    def figures(self) -> dict[str, Any]:
+        return {**super().figures(), **self.dropped.figures()}
+
+    # ---- what Deribit's answers mean --------------------------------------------------------
+
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(error, dict):
+            return None
+        data = error.get("data") or {}
+        extra = ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
+        return error.get("code"), f"{error.get('message')}" + (f" ({extra})" if extra else "")
+
+    def make_error(self, kind, *, status, code, message, page):
+        """The errors name the venue (DERIBIT), as its data errors do."""
+        if kind in ("permission", "unauthorized"):
+            detail = f"code {code}: {message}" if code is not None else message
+            return SourcePermissionError(VENUE, status, detail, request=page.request)
+        if kind in ("rejected", "not_found"):
+            cls = SourceNotFound if kind == "not_found" else SourceRequestError
+            return cls(VENUE, page.instrument, status, code, message, request=page.request)
+        return super().make_error(kind, status=status, code=code, message=message, page=page)
+
+    async def _public(self, method: str, params: dict[str, Any], *, instrument: str,
+                      day: date | None) -> tuple[Any, Page]:
+        path = f"/api/v2/public/{method}"
+        page = Page(VENUE, instrument, day, describe_request("GET", path, params))
+        return await self.call("GET", path, page=page, params=params), page
+
+    # ---- trades, book, bars -----------------------------------------------------------------
+
+    async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        pages = await self._trade_pages(instrument, start, end)
+        frames = [page for page, _ in pages]
+        return finish_trades(frames, start, end, self.dropped.of(instrument), paged="forward")
+
+    async def liquidations(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """The liquidated sides of the trades of [start, end) (the trades' paging)."""
+        start, end = as_utc(start), as_utc(end)
+        pages = await self._trade_pages(instrument, start, end)
+        return finish("liquidations", [liquidations_of(page, flags, instrument) for page, flags in pages],
+                      start, end, self.dropped.of(instrument), paged="forward")
+
+    async def _trade_pages(self, instrument: str, start: datetime, end: datetime
+                           ) -> list[tuple[pl.DataFrame, dict[str, str]]]:
+        """Every page of trades of [start, end) with its liquidation flags: by time, by sequence
+        where one millisecond fills a page; the trades of a millisecond seen twice are in two pages."""
+        if end <= start:
+            return []
+        end_ms = ceil_ms(end) - 1  # inclusive on the venue
+        cursor = floor_ms(start)
+        pages: list[tuple[pl.DataFrame, dict[str, str]]] = []
+        while True:
+            params = {"instrument_name": instrument, "start_timestamp": cursor, "end_timestamp": end_ms,
+                      "count": self.page_size, "sorting": "asc"}
+            body, ctx = await self._public("get_last_trades_by_instrument_and_time", params, instrument=instrument,
+                                           day=day_of(from_us(cursor * 1000)))
+            page, has_more, flags = parse_trade_page(body, instrument, ctx)
+            pages.append((page, flags))  # the trades of the millisecond `cursor` seen again: dropped later
+            if not has_more or page.height == 0:
+                break
+            last_ms = to_us(page["ts"].max()) // 1000
+            if last_ms <= cursor:
+                # One millisecond fills the page: moving the start cannot progress, page by sequence.
+                pages.extend(await self._trades_by_seq(instrument, int(page["seq"].max()) + 1, end_ms,
+                                                       day_of(from_us(cursor * 1000))))
+                break
+            cursor = last_ms
+        return pages
+
+    async def trades_by_seq(self, instrument: str, first_seq: int, last_seq: int, *,
+                            day: date | None = None) -> pl.DataFrame:
+        """Trades with first_seq <= trade_seq <= last_seq; `day` names the slice in errors."""
+        pages = await self._trades_by_seq(instrument, first_seq, None, day, last_seq)
+        frame = finish_trades([page for page, _ in pages], drops=self.dropped.of(instrument))
+        inside = frame.filter(pl.col("seq").is_between(first_seq, last_seq))
+        self.dropped.of(instrument)["past_window_edge"] += frame.height - inside.height
+        return inside
+
+    async def _trades_by_seq(self, instrument: str, start_seq: int, end_ms: int | None, day: date | None,
+                             end_seq: int | None = None) -> list[tuple[pl.DataFrame, dict[str, str]]]:
+        """Pages from `start_seq` until one passes `end_ms` (or reaches `end_seq`, asked as end_seq)."""
+        pages = []
+        while True:
+            params = {"instrument_name": instrument, "start_seq": start_seq, "count": self.page_size,
+                      "sorting": "asc"}
+            if end_seq is not None:
+                params.update(end_seq=end_seq, count=max(1, min(self.page_size, end_seq - start_seq + 1)))
+            body, ctx = await self._public("get_last_trades_by_instrument", params, instrument=instrument, day=day)
+            page, has_more, flags = parse_trade_page(body, instrument, ctx)
+            if page.height:
+                day = day_of(page["ts"].max())
+            pages.append((page, flags))
+            if page.height == 0 or not has_more or (end_ms is not None and to_us(page["ts"].max()) // 1000 > end_ms):
+                return pages
+            next_seq = int(page["seq"].max()) + 1
+            if next_seq <= start_seq:
+                raise ctx.error(f"trades by sequence from {start_seq} did not advance")
+            if end_seq is not None and next_seq > end_seq:
+                return pages
+            start_seq = next_seq
+
+    async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
+        venue_depth = next((d for d in BOOK_DEPTHS if d >= depth), BOOK_DEPTHS[-1])
+        body, ctx = await self._public("get_order_book", {"instrument_name": instrument, "depth": venue_depth},
+                                       instrument=instrument, day=day_of(datetime.now().astimezone()))
+        return parse_order_book(body, instrument, ctx).filter(pl.col("level") < depth)
+
+    async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        frames: list[pl.DataFrame] = []
+        cursor = start
+        while cursor < end:
+            window_end = min(cursor + CHART_WINDOW, end)
+            params = {"instrument_name": instrument, "start_timestamp": ceil_ms(cursor),
+                      "end_timestamp": ceil_ms(window_end) - 1, "resolution": "1"}
+            body, ctx = await self._public("get_tradingview_chart_data", params, instrument=instrument,
+                                           day=day_of(cursor))
+            frames.append(parse_chart(body, instrument, ctx))
+            cursor = window_end
+        return finish_bars(frames, start, end, self.dropped.of(instrument))
+
+    # ---- tickers, open interest, funding, option chains --------------------------------------
+
+    async def _ticker(self, instrument: str) -> tuple[Any, Page]:
+        return await self._public("ticker", {"instrument_name": instrument}, instrument=instrument,
+                                  day=day_of(datetime.now().astimezone()))
+
+    async def tickers(self, instrument: str) -> pl.DataFrame:
+        body, ctx = await self._ticker(instrument)
+        return parse_ticker(body, instrument, ctx)
+
+    async def open_interest(self, instrument: str) -> pl.DataFrame:
+        _declared_size(instrument, self.contract_sizes)  # an unknown size fails before asking
+        body, ctx = await self._ticker(instrument)
+        return parse_open_interest(body, instrument, ctx, self.contract_sizes)
+
+    async def funding(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Hourly funding of [start, end), in windows of `FUNDING_WINDOW`."""
+        start, end = as_utc(start), as_utc(end)
+        frames, cursor = [], start
+        while cursor < end:
+            window_end = min(cursor + FUNDING_WINDOW, end)
+            # start_timestamp exclusive [inferred], end_timestamp inclusive: the rows of [cursor, window_end)
+            params = {"instrument_name": instrument, "start_timestamp": ceil_ms(cursor) - 1,
+                      "end_timestamp": ceil_ms(window_end) - 1}
+            body, ctx = await self._public("get_funding_rate_history", params, instrument=instrument,
+                                           day=day_of(cursor))
+            frames.append(parse_funding(body, instrument, ctx))
+            cursor = window_end
+        return finish("funding", frames, start, end, self.dropped.of(instrument))
+
+    async def option_chain(self, instrument: str) -> pl.DataFrame:
+        """Every option of the chain `instrument` ("BTC-OPTIONS") now, one book-summary request."""
+        params = {"currency": chain_currency(instrument), "kind": "option"}
+        body, ctx = await self._public("get_book_summary_by_currency", params, instrument=instrument,
+                                       day=day_of(datetime.now().astimezone()))
+        return parse_option_chain(body, instrument, ctx)
+
+
+__all__ = ["CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
+           "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",
+           "parse_open_interest", "parse_option_chain", "parse_order_book", "parse_ticker",
+           "parse_trade_page", "parse_trades"]

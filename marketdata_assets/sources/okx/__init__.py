@@ -1,0 +1,24 @@
+"""OKX v5 public market data: the client and the pure parsers of its answers."""
+
+from marketdata_assets.sources.okx.rest import (
+    CONTRACT_VALUES,
+    ERRORS,
+    LIMITS,
+    ContractSizer,
+    OkxClient,
+    funding_frame,
+    parse_books,
+    parse_candles,
+    parse_funding_history,
+    parse_history_trades,
+    parse_liquidations,
+    parse_open_interest_history,
+    parse_price_candles,
+    parse_ticker,
+    underlying,
+)
+
+__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "funding_frame",
+           "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",
+           "parse_liquidations", "parse_open_interest_history", "parse_price_candles", "parse_ticker",
+           "underlying"]

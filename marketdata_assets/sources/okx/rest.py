@@ -1,0 +1,748 @@
+"""OKX v5 public market data: trades, books, 1-minute candles, tickers, funding, open interest,
+liquidations, mark and index price candles.
+
+Formats: the envelope is `{"code": "0", "msg": "", "data": [...]}` and every value is a string,
+`ts` included (milliseconds). Lists come newest first; `after=<t>` asks for records older than t.
+
+- `/api/v5/market/history-trades` → `data: [{instId, side, sz, px, tradeId, ts}]`, newest first;
+  `side` is the taker's. Paging: the first page asks `type=2&after=<end ms>` (trades strictly before
+  `end`), every later page `type=1&after=<smallest tradeId so far>` (by trade id, so trades sharing
+  a millisecond across a page boundary are neither lost nor repeated) until a page reaches
+  before `start`. seq = tradeId (numeric, increasing per instrument). By id range (the trade-id
+  refill, quality.continuity): `trades_by_id` asks `type=1&after=<last_id + 1>` and pages back by
+  the smallest tradeId seen until it passes `first_id` (trade ids count up by one per instrument:
+  the `trades` channel's aggregation says so, "tradeId = 123 and count = 3 ... aggregates the
+  trades of tradeId = 123, 122, and 121"); history-trades holds the last 3 months.
+- `/api/v5/market/books?sz=N` → `data: [{asks: [[px, sz, "0", numOrders]], bids: [...], ts}]`
+  (a `seqId` is read when present: update_id).
+- `/api/v5/market/history-candles?bar=1m` → `data: [[ts, o, h, l, c, vol, volCcy, volCcyQuote,
+  confirm]]`, newest first; unconfirmed bars (`confirm` "0") are dropped and counted; trades = null.
+  A candle carries no interval: one not opening on a minute is an error (a 1H body on minute
+  boundaries cannot be told from a sparse 1m one).
+- `/api/v5/market/ticker?instId=` (`tickers`) → `data: [{last, lastSz, askPx, askSz, bidPx, bidSz,
+  open24h, high24h, low24h, volCcy24h, vol24h, ts}]`. `vol24h` is base units for SPOT and contracts
+  for derivatives; `volCcy24h` is quote units for SPOT and base units for derivatives. So
+  volume_24h = vol24h (spot) or volCcy24h (derivatives), and amount_24h = volCcy24h (spot),
+  vol24h * ctVal (inverse: contracts are USD) or null (linear: OKX gives no quote volume).
+  Bid and ask sizes go through the contract value. The ticker has no mark, index or funding
+  rate: those columns are null. An empty string (no trade, an empty side) is null.
+- `/api/v5/public/funding-rate-history` (`funding`, perpetuals) → `data: [{instId, instType,
+  formulaType, fundingRate (predicted), realizedRate (actual), fundingTime, method}]`, newest
+  first, `after`/`before` by fundingTime, limit ≤ 400 (100 in older docs: 100 is asked), the last
+  3 months. rate = realizedRate. The interval is not in the answer (the docs: look at the spacing
+  of funding times; 8h, or 6/4/2/1h on some perpetuals), so interval_hours = the spacing to the
+  previous settlement: paging goes on until a settlement before `start` is held. The oldest
+  settlement OKX answers takes its successor's spacing, a lone one 8h [inferred]; a spacing over
+  8h (a settlement missing) is an error.
+  rate_8h = rate * 8 / interval_hours; mark_price and index_price are null.
+- `/api/v5/rubik/stat/contracts/open-interest-history?period=5m` (`open_interest`) → `data: [[ts,
+  oi, oiCcy, oiUsd]]` (contracts, coin, USD), newest first; `end`: records earlier than it,
+  `begin`: newer than it, limit ≤ 100. contracts = oi, base = oiCcy, quote = oiUsd (USD, taken as
+  the quote value), contract_size = ctVal in base ("base", linear) or USD ("quote", inverse). The
+  docs: "can retrieve the latest 1,440 data entries", and 5-minute data starts in February 2024:
+  with period=5m that is about the last 5 days [inferred]; older days come back empty. The docs'
+  own example is not self-consistent (oiCcy is not oi * ctVal), so the columns are not checked
+  against each other.
+- `/api/v5/public/liquidation-orders` (`liquidations`) is no longer in the docs (the WebSocket
+  `liquidation-orders` channel, same record shape, is). From the older docs and SDKs [inferred]:
+  `instType=SWAP|FUTURES`, `instFamily` (= `uly`, "BTC-USDT" for BTC-USDT-SWAP), `state=filled`,
+  `after`/`before` by ts (ms), limit ≤ 100 (taken to count details); the last day only ("in the
+  last day"; some SDKs copy "7 days"). `data: [{instId, instFamily, instType, uly, totalLoss, details: [{side,
+  posSide, bkPx, sz, bkLoss, ccy, ts}]}]`, one object per instrument (a SWAP without `instId` is
+  the family's perpetual). Only our instrument's details are kept (the others counted as
+  `other_instrument`). side = the liquidation order's side ("sell" closes a long), price = bkPx
+  (the bankruptcy price the order traded with the liquidation account at), quantity = sz
+  contracts in base, amount = price * base. OKX gives no id: liquidation_id =
+  "<ts>-<side>-<posSide>-<sz>-<bkPx>" from the strings as sent, "#n" appended to the n-th repeat of
+  the same within a page. Paging by time: after a full page `after=<its oldest ts + 1>` (the page
+  may have cut that millisecond; its repeats are dropped as duplicates), after a short one
+  `after=<its oldest ts>`; a full page of one millisecond cannot be paged past (an error).
+- `/api/v5/market/history-mark-price-candles` (`mark_bars_1m`) and
+  `/api/v5/market/history-index-candles` (`index_bars_1m`) → `data: [[ts, o, h, l, c, confirm]]`,
+  newest first, limit ≤ 100, paged like the candles (one function for the three). The index is
+  asked by its own id, the contract's underlying ("BTC-USDT" for BTC-USDT-SWAP and its futures),
+  and stored under the contract's name (noted as conversion "index BTC-USDT").
+
+A time in seconds, a price or size that is not positive, a bar that cannot be true are errors
+naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
+
+Quantities are base units: spot `sz` already is; for SWAP/FUTURES `sz` counts contracts, so
+quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal in USD);
+`CONTRACT_VALUES` holds the common ones, `contract_values=` adds others.
+
+Limits (`LIMITS`): per endpoint and IP, per 2 seconds: 20 history-trades, history-candles,
+ticker, history-mark-price-candles; 40 books; 10 funding-rate-history and open-interest-history
+(per IP and instrument: held per endpoint here, stricter); 10 history-index-candles; 20
+liquidation-orders (older docs: 40 [inferred]). `endpoint_limits={}` turns the gates off.
+Errors (`ERRORS`; any envelope code but "0" is an error): code 50011 is a rate limit whether it
+comes with HTTP 429 or 200 (waited out and retried, like any 429); "busy/unavailable" codes are
+retried; 401 is a SourcePermissionError; 51001 (unknown instrument) a SourceNotFound; a 404 with a
+NUMERIC code is an unknown path; any other code a SourceRequestError (not retried).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar
+
+import polars as pl
+
+from marketdata_assets.core.contracts import contract_of
+from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
+from marketdata_assets.datasets.frames import (
+    BarColumns,
+    DropCounts,
+    TradeColumns,
+    as_utc,
+    book_frame,
+    book_levels,
+    ceil_ms,
+    check_bar,
+    columns_of,
+    day_of,
+    epoch_us,
+    field,
+    finish,
+    finish_bars,
+    finish_trades,
+    from_us,
+    integer,
+    not_negative,
+    note_conversion,
+    number,
+    positive,
+    to_us,
+)
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+
+VENUE = "OKX"
+DEFAULT_BASE_URL = "https://www.okx.com"
+MAX_BOOK_DEPTH = 400
+
+TICKER = "/api/v5/market/ticker"
+FUNDING_HISTORY = "/api/v5/public/funding-rate-history"
+OPEN_INTEREST_HISTORY = "/api/v5/rubik/stat/contracts/open-interest-history"
+LIQUIDATION_ORDERS = "/api/v5/public/liquidation-orders"
+HISTORY_CANDLES = "/api/v5/market/history-candles"
+MARK_CANDLES = "/api/v5/market/history-mark-price-candles"
+INDEX_CANDLES = "/api/v5/market/history-index-candles"
+FUNDING_INTERVAL_HOURS = 8.0  # OKX's usual and longest interval (a lone settlement's: the module docstring)
+
+LIMITS = Limits(requests_per_minute=600, max_concurrency=8, endpoint_limits={
+    "/api/v5/market/history-trades": (20, 2.0), "/api/v5/market/books": (40, 2.0), HISTORY_CANDLES: (20, 2.0),
+    TICKER: (20, 2.0), FUNDING_HISTORY: (10, 2.0), OPEN_INTEREST_HISTORY: (10, 2.0),
+    LIQUIDATION_ORDERS: (20, 2.0), MARK_CANDLES: (20, 2.0), INDEX_CANDLES: (10, 2.0)})
+ERRORS = ErrorTable(exact={
+    "50011": "rate_limited",  # "Too Many Requests" (HTTP 429, or 200)
+    "50001": "retry",  # service temporarily unavailable
+    "50004": "retry",  # endpoint request timeout
+    "50013": "retry",  # systems are busy
+    "50026": "retry",  # system error, try again later
+    "51001": "not_found",  # instrument ID does not exist
+})
+
+# instId -> (contract value, inverse?) for derivatives; linear ctVal in base units, inverse in USD.
+CONTRACT_VALUES: dict[str, tuple[float, bool]] = {
+    "BTC-USDT-SWAP": (0.01, False), "ETH-USDT-SWAP": (0.1, False), "SOL-USDT-SWAP": (1.0, False),
+    "BTC-USD-SWAP": (100.0, True), "ETH-USD-SWAP": (10.0, True),
+}
+
+
+def is_derivative(instrument: str) -> bool:
+    """BTC-USDT is spot; BTC-USDT-SWAP, BTC-USD-250328 and options are contracts; ValueError for a
+    name of no OKX shape (core.contracts)."""
+    return contract_of(VENUE, instrument).kind != "spot"
+
+
+def underlying(instrument: str) -> str:
+    """The index (= `uly`, the instrument family) of a contract: "BTC-USDT" for BTC-USDT-SWAP and
+    BTC-USDT-250328, "BTC-USD" for BTC-USD-SWAP; a spot pair's is itself."""
+    contract = contract_of(VENUE, instrument)
+    return f"{contract.base}-{contract.quote}"
+
+
+class ContractSizer:
+    """sz (and candle vol) → base quantity and quote amount for an instrument."""
+
+    def __init__(self, instrument: str, contract_values: dict[str, tuple[float, bool]] | None = None):
+        self.instrument = instrument
+        self.derivative = is_derivative(instrument)
+        self.value, self.inverse = (1.0, False)
+        if self.derivative:
+            table = {**CONTRACT_VALUES, **(contract_values or {})}
+            if instrument not in table:
+                raise ValueError(f"OKX {instrument}: sizes are in contracts and the contract value is unknown; "
+                                 f"pass contract_values={{'{instrument}': (ctVal, inverse)}}")
+            self.value, self.inverse = table[instrument]
+
+    def base_and_quote(self, price: float, size: float) -> tuple[float, float]:
+        if not self.derivative:
+            return size, price * size
+        if self.inverse:
+            quote = size * self.value
+            return quote / price, quote
+        base = size * self.value
+        return base, price * base
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers
+# --------------------------------------------------------------------------------------------
+
+def _data(body: Any, ctx: Page) -> list:
+    """The `data` array of an envelope (a bare list is accepted too)."""
+    if isinstance(body, list):
+        return body
+    if not isinstance(body, dict):
+        raise ctx.error(f"expected the {{code, msg, data}} envelope, got {type(body).__name__} {str(body)[:120]!r}")
+    code = body.get("code")
+    if code != "0":
+        raise ctx.error(f"envelope code {code!r} (msg {body.get('msg')!r}) where \"0\" was expected")
+    data = field(body, "data", "envelope", ctx)
+    if not isinstance(data, list):
+        raise ctx.error(f"envelope data is {type(data).__name__}, not an array")
+    return data
+
+
+def _sizer(instrument: str, contract_values, ctx: Page, note: bool = True) -> ContractSizer:
+    try:
+        sizer = ContractSizer(instrument, contract_values)
+    except ValueError as error:
+        raise ctx.error(str(error)) from None
+    if sizer.derivative and note:
+        note_conversion(instrument, "size contracts -> " + (f"coin (x ctVal {sizer.value:g} USD / price)" if sizer.inverse
+                                                             else f"base (x ctVal {sizer.value:g})"))
+    return sizer
+
+
+def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
+                         contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+    """history-trades (or trades) envelope → trades frame; trade_id = tradeId, seq = int(tradeId)."""
+    ctx = ctx or Page(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    cols = TradeColumns()
+    for i, record in enumerate(_data(body, ctx)):
+        what = f"trade #{i}"
+        trade_id = field(record, "tradeId", what, ctx)
+        if not isinstance(trade_id, str) or not trade_id:
+            raise ctx.error(f"{what} tradeId is {trade_id!r}, not a string id")
+        what = f"trade {trade_id}"
+        inst = field(record, "instId", what, ctx)
+        if inst != instrument:
+            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
+        price = positive(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
+        size = positive(number(field(record, "sz", what, ctx), f"{what} sz", ctx), what, ctx, "size")
+        ts = epoch_us(field(record, "ts", what, ctx), f"{what} ts", ctx)
+        side = field(record, "side", what, ctx)
+        if side not in ("buy", "sell"):
+            raise ctx.error(f"{what} side is {side!r}, not buy/sell")
+        quantity, amount = sizer.base_and_quote(price, size)
+        seq = int(trade_id) if trade_id.isdigit() else None
+        cols.add(ts, trade_id, price, quantity, amount, side, seq)
+    return cols.frame(VENUE, instrument)
+
+
+def parse_books(body: Any, instrument: str, ctx: Page | None = None,
+                contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+    """books envelope → books frame (ts from the book's `ts`; update_id = seqId when present)."""
+    ctx = ctx or Page(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    data = _data(body, ctx)
+    if not data:
+        raise ctx.error("books: empty data array")
+    book = data[0]
+    ts = epoch_us(field(book, "ts", "book", ctx), "book ts", ctx)
+    seq = book.get("seqId") if isinstance(book, dict) else None
+    update_id = integer(seq, "book seqId", ctx) if seq not in (None, "") else None
+    bids, asks = (book_levels(field(book, side, "book", ctx), side, ctx, what="books",
+                              shape='[px, sz, "0", numOrders] array', price="px", size="sz",
+                              base=lambda price, size: sizer.base_and_quote(price, size)[0])
+                  for side in ("bids", "asks"))
+    return book_frame(VENUE, instrument, ts, update_id, bids, asks)
+
+
+def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
+                  contract_values: dict[str, tuple[float, bool]] | None = None,
+                  drops: Counter | None = None) -> pl.DataFrame:
+    """candles / history-candles envelope → bars frame (confirmed bars only, any order in; the
+    unconfirmed ones counted in `drops["unconfirmed"]`)."""
+    ctx = ctx or Page(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    cols = BarColumns()
+    for i, row in enumerate(_data(body, ctx)):
+        if not isinstance(row, list) or len(row) < 7:
+            raise ctx.error(f"candle #{i} is not a [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] array: "
+                            f"{str(row)[:160]}")
+        ts = epoch_us(row[0], f"candle #{i} ts", ctx)
+        what = f"candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
+        confirm = row[8] if len(row) >= 9 else "1"
+        if confirm not in ("0", "1"):
+            raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
+        if confirm == "0":  # the bar is still forming
+            if drops is not None:
+                drops["unconfirmed"] += 1
+            continue
+        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
+                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
+        vol = number(row[5], f"{what} vol", ctx)
+        vol_ccy = not_negative(number(row[6], f"{what} volCcy", ctx), f"{what} volCcy", ctx)
+        quote = number(row[7], f"{what} volCcyQuote", ctx) if len(row) >= 8 and row[7] != "" else None
+        check_bar(what, ctx, ts, o, h, lo, c, vol)
+        if quote is not None:
+            not_negative(quote, f"{what} volCcyQuote", ctx)
+        if not sizer.derivative:
+            volume, amount = vol, (quote if quote is not None else vol_ccy)
+        else:  # vol in contracts, volCcy in base
+            volume = vol_ccy
+            amount = quote if quote is not None else vol_ccy * c
+        cols.add(ts, o, h, lo, c, volume, amount, None)
+    return cols.frame(VENUE, instrument)
+
+
+def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
+    """A number that OKX sends as "" when there is none (no trade yet, an empty book side)."""
+    value = field(record, key, what, ctx)
+    return None if value == "" else number(value, f"{what} {key}", ctx)
+
+
+def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
+                 contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+    """ticker envelope → tickers frame: one row stamped with the ticker's `ts` (volumes: the module
+    docstring; mark, index and funding rate null)."""
+    ctx = ctx or Page(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    data = _data(body, ctx)
+    if not data:
+        raise ctx.error("ticker: empty data array")
+    what = "ticker"
+    record = data[0]
+    inst = field(record, "instId", what, ctx)
+    if inst != instrument:
+        raise ctx.error(f"the ticker is for {inst!r}, not {instrument}")
+    ts = epoch_us(field(record, "ts", what, ctx), "ticker ts", ctx)
+    prices = {}
+    for key in ("last", "bidPx", "askPx"):
+        value = _optional(record, key, what, ctx)
+        prices[key] = positive(value, what, ctx, key) if value is not None else None
+    sizes = {}
+    for side in ("bid", "ask"):
+        value = _optional(record, f"{side}Sz", what, ctx)
+        price = prices[f"{side}Px"]
+        if value is not None:
+            not_negative(value, f"{what} {side}Sz", ctx)
+        sizes[side] = None if value is None or price is None else sizer.base_and_quote(price, value)[0]
+    vol, vol_ccy = (not_negative(number(field(record, key, what, ctx), f"{what} {key}", ctx), f"{what} {key}",
+                                 ctx) for key in ("vol24h", "volCcy24h"))
+    if not sizer.derivative:  # vol24h base, volCcy24h quote
+        volume, amount = vol, vol_ccy
+    else:  # vol24h contracts, volCcy24h base; inverse contracts are USD: the quote amount
+        volume, amount = vol_ccy, (vol * sizer.value if sizer.inverse else None)
+    cols = columns_of("tickers")
+    cols.add(ts, prices["last"], prices["bidPx"], sizes["bid"], prices["askPx"], sizes["ask"], volume, amount,
+             None, None, None)
+    return cols.frame(VENUE, instrument)
+
+
+def _funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
+    """funding-rate-history envelope → [(fundingTime µs, realizedRate)] as sent."""
+    rows = []
+    for i, record in enumerate(_data(body, ctx)):
+        what = f"funding record #{i}"
+        inst = field(record, "instId", what, ctx)
+        if inst != instrument:
+            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
+        ts = epoch_us(field(record, "fundingTime", what, ctx), f"{what} fundingTime", ctx)
+        what = f"funding at {from_us(ts).isoformat()}"
+        rows.append((ts, number(field(record, "realizedRate", what, ctx), f"{what} realizedRate", ctx)))
+    return rows
+
+
+def funding_frame(rows: list[tuple[int, float]], instrument: str, ctx: Page | None = None,
+                  drops: Counter | None = None) -> pl.DataFrame:
+    """Settlements (fundingTime µs, realizedRate), in any order → funding frame, oldest first:
+    interval_hours = the spacing to the previous settlement (the oldest takes its successor's, a
+    lone one `FUNDING_INTERVAL_HOURS`); one time sent twice is counted as a duplicate, with
+    different rates it is an error, and so is a spacing longer than 8 hours (a settlement missing)."""
+    ctx = ctx or Page(VENUE, instrument)
+    rates: dict[int, float] = {}
+    for ts, rate in rows:
+        if ts in rates:
+            if rates[ts] != rate:
+                raise ctx.error(f"funding at {from_us(ts).isoformat()} comes twice: rates {rates[ts]} and "
+                                f"{rate}")
+            if drops is not None:
+                drops["duplicates"] += 1
+        rates[ts] = rate
+    times = sorted(rates)
+    cols = columns_of("funding")
+    for k, ts in enumerate(times):
+        if k:
+            spacing = ts - times[k - 1]
+        else:
+            spacing = times[1] - ts if len(times) > 1 else int(FUNDING_INTERVAL_HOURS * 3_600_000_000)
+        hours = spacing / 3_600_000_000
+        if hours > FUNDING_INTERVAL_HOURS:
+            raise ctx.error(f"funding at {from_us(ts).isoformat()} comes {hours:g} hours after the previous "
+                            "one: no OKX interval is longer than 8 hours (a settlement missing?)")
+        rate = rates[ts]
+        cols.add(ts, rate, hours, rate * 8 / hours, None, None)
+    return cols.frame(VENUE, instrument)
+
+
+def parse_funding_history(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
+    """One funding-rate-history answer → funding frame (intervals from the spacing inside it)."""
+    ctx = ctx or Page(VENUE, instrument)
+    return funding_frame(_funding_rows(body, instrument, ctx), instrument, ctx)
+
+
+def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = None,
+                                contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+    """open-interest-history envelope (`[[ts, oi, oiCcy, oiUsd]]`) → open_interest frame."""
+    ctx = ctx or Page(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx, note=False)
+    if not sizer.derivative:
+        raise ctx.error("open interest exists for contracts only")
+    unit = "quote" if sizer.inverse else "base"
+    cols = columns_of("open_interest")
+    for i, row in enumerate(_data(body, ctx)):
+        if not isinstance(row, list) or len(row) < 4:
+            raise ctx.error(f"open interest #{i} is not a [ts, oi, oiCcy, oiUsd] array: {str(row)[:120]}")
+        ts = epoch_us(row[0], f"open interest #{i} ts", ctx)
+        what = f"open interest at {from_us(ts).isoformat()}"
+        oi, coin, usd = (not_negative(number(row[k], f"{what} {name}", ctx), f"{what} {name}", ctx)
+                         for k, name in ((1, "oi"), (2, "oiCcy"), (3, "oiUsd")))
+        cols.add(ts, oi, sizer.value, unit, coin, usd)
+    return cols.frame(VENUE, instrument)
+
+
+def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops: Counter | None
+                  ) -> tuple[pl.DataFrame, list[int]]:
+    """(liquidations frame of `instrument`, the ms time of every detail in the answer: the paging
+    cursor runs over all of them)."""
+    sizer = _sizer(instrument, contract_values, ctx)
+    cols = columns_of("liquidations")
+    times: list[int] = []
+    repeats: Counter = Counter()
+    for i, group in enumerate(_data(body, ctx)):
+        what = f"liquidation record #{i}"
+        details = field(group, "details", what, ctx)
+        if not isinstance(details, list):
+            raise ctx.error(f"{what} details is {type(details).__name__}, not an array")
+        inst = group.get("instId") or ""
+        if not inst:  # a family has one perpetual; a dated future must say which it is
+            family = group.get("instFamily") or group.get("uly")
+            if group.get("instType") != "SWAP" or not family:
+                raise ctx.error(f"{what} names no instId (instType {group.get('instType')!r}, "
+                                f"instFamily {family!r})")
+            inst = f"{family}-SWAP"
+        for j, detail in enumerate(details):
+            raw_ts = field(detail, "ts", f"{inst} liquidation #{j}", ctx)
+            ts = epoch_us(raw_ts, f"{inst} liquidation #{j} ts", ctx)
+            times.append(ts // 1000)
+            if inst != instrument:
+                if drops is not None:
+                    drops["other_instrument"] += 1
+                continue
+            what = f"liquidation at {from_us(ts).isoformat()}"
+            side = field(detail, "side", what, ctx)
+            if side not in ("buy", "sell"):
+                raise ctx.error(f"{what} side is {side!r}, not buy/sell")
+            pos_side = field(detail, "posSide", what, ctx)
+            raw_px, raw_sz = field(detail, "bkPx", what, ctx), field(detail, "sz", what, ctx)
+            price = positive(number(raw_px, f"{what} bkPx", ctx), what, ctx, "bkPx")
+            size = positive(number(raw_sz, f"{what} sz", ctx), what, ctx, "sz")
+            base = sizer.base_and_quote(price, size)[0]
+            key = f"{raw_ts}-{side}-{pos_side}-{raw_sz}-{raw_px}"
+            repeat = repeats[key]
+            repeats[key] += 1
+            cols.add(ts, key if not repeat else f"{key}#{repeat}", side, price, base, price * base)
+    return cols.frame(VENUE, instrument), times
+
+
+def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,
+                       contract_values: dict[str, tuple[float, bool]] | None = None,
+                       drops: Counter | None = None) -> pl.DataFrame:
+    """liquidation-orders envelope → liquidations frame of `instrument` (other instruments' details
+    counted in `drops["other_instrument"]`)."""
+    return _liquidations(body, instrument, ctx or Page(VENUE, instrument), contract_values, drops)[0]
+
+
+def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, drops: Counter | None = None,
+                        dataset: str = "mark_bars_1m") -> pl.DataFrame:
+    """history-mark-price-candles / history-index-candles envelope (`[[ts, o, h, l, c, confirm]]`) →
+    a price bars frame (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in
+    `drops["unconfirmed"]`."""
+    ctx = ctx or Page(VENUE, instrument)
+    kind = dataset.split("_")[0]
+    cols = columns_of(dataset)
+    for i, row in enumerate(_data(body, ctx)):
+        if not isinstance(row, list) or len(row) < 5:
+            raise ctx.error(f"{kind} candle #{i} is not a [ts, o, h, l, c, confirm] array: {str(row)[:120]}")
+        ts = epoch_us(row[0], f"{kind} candle #{i} ts", ctx)
+        what = f"{kind} candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
+        confirm = row[5] if len(row) >= 6 else "1"
+        if confirm not in ("0", "1"):
+            raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
+        if confirm == "0":
+            if drops is not None:
+                drops["unconfirmed"] += 1
+            continue
+        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
+                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
+        check_bar(what, ctx, ts, o, h, lo, c, 0.0)
+        cols.add(ts, o, h, lo, c)
+    return cols.frame(VENUE, instrument)
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+class OkxClient(ApiClient):
+    """OKX v5 public market data (limits and errors: `LIMITS`, `ERRORS`)."""
+
+    api_name = "OKX"
+    name = VENUE
+    ERRORS = ERRORS
+    LIMITS = LIMITS
+    DATASETS: ClassVar[dict[str, str]] = {
+        "trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT, "funding": HISTORY,
+        "open_interest": HISTORY, "liquidations": HISTORY, "mark_bars_1m": HISTORY, "index_bars_1m": HISTORY}
+    # how far back OKX's history goes (documented): funding-rate-history 3 months, rubik open interest
+    # the latest 1,440 rows (5 days of 5-minute rows)
+    REACH: ClassVar[dict[str, timedelta]] = {"funding": timedelta(days=90),
+                                             "open_interest": timedelta(minutes=5 * 1440)}
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100,
+                 contract_values: dict[str, tuple[float, bool]] | None = None, **kwargs):
+        super().__init__(base_url, **kwargs)
+        if not 1 <= page_limit <= 100:
+            raise ValueError("page_limit: 1..100")
+        self.page_limit = page_limit
+        self.contract_values = contract_values
+        self.dropped = DropCounts()
+
+    def figures(self) -> dict[str, Any]:
+        return {**super().figures(), **self.dropped.figures()}
+
+    # ---- what OKX's answers mean ------------------------------------------------------------
+
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
+        if not isinstance(payload, dict) or "code" not in payload or payload["code"] == "0":
+            return None
+        message = payload.get("msg") or payload.get("error_message") or payload.get("detail") or ""
+        return payload["code"], str(message)
+
+    def make_error(self, kind, *, status, code, message, page):
+        if status == 404 and code is not None and not isinstance(code, str):  # OKX's codes are strings
+            message = f"unknown path or endpoint ({message})"
+        return super().make_error(kind, status=status, code=code, message=message, page=page)
+
+    async def _get(self, path: str, params: dict[str, Any], *, instrument: str,
+                   day: date | None) -> tuple[Any, Page]:
+        page = Page(VENUE, instrument, day, describe_request("GET", path, params))
+        return await self.call("GET", path, page=page, params=params), page
+
+    # ---- trades, book, bars -----------------------------------------------------------------
+
+    async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        start, end = as_utc(start), as_utc(end)
+        if end <= start:
+            return finish_trades([])
+        start_us = to_us(start)
+        params: dict[str, Any] = {"instId": instrument, "type": "2", "after": str(ceil_ms(end)),
+                                  "limit": str(self.page_limit)}
+        frames: list[pl.DataFrame] = []
+        day = day_of(from_us(to_us(end) - 1))  # the first page holds the newest trades
+        while True:
+            body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
+            page = parse_history_trades(body, instrument, ctx, self.contract_values)
+            if page.height == 0:
+                break
+            frames.append(page)
+            oldest = to_us(page["ts"].min())
+            smallest = page["seq"].min()
+            if smallest is None or page["seq"].null_count():
+                raise ctx.error("history-trades page has non-numeric tradeIds: cannot page by tradeId")
+            if oldest < start_us:  # a short page is not trusted to mean "no more": only an empty one is
+                break
+            if params.get("type") == "1" and int(smallest) >= int(params["after"]):
+                raise ctx.error(f"history-trades page for after={params['after']} did not go back in tradeId")
+            day = day_of(from_us(oldest))
+            params = {"instId": instrument, "type": "1", "after": str(smallest), "limit": str(self.page_limit)}
+        return finish_trades(frames, start, end, self.dropped.of(instrument), paged="backward")
+
+    async def trades_by_id(self, instrument: str, first_id: int, last_id: int, *,
+                           day: date | None = None) -> pl.DataFrame:
+        """Trades with first_id <= tradeId <= last_id (history-trades, `type=1`, paging back by
+        `after`); `day` names the slice in errors."""
+        frames: list[pl.DataFrame] = []
+        after = last_id + 1
+        while after > first_id:
+            params = {"instId": instrument, "type": "1", "after": str(after),
+                      "limit": str(min(self.page_limit, after - first_id))}
+            body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
+            page = parse_history_trades(body, instrument, ctx, self.contract_values)
+            if page.height == 0:
+                break
+            smallest = page["seq"].min()
+            if smallest is None or page["seq"].null_count():
+                raise ctx.error("history-trades page has non-numeric tradeIds: cannot page by tradeId")
+            if int(smallest) >= after:
+                raise ctx.error(f"history-trades page for after={after} did not go back in tradeId")
+            frames.append(page)
+            after = int(smallest)
+        frame = finish_trades(frames, drops=self.dropped.of(instrument))
+        inside = frame.filter(pl.col("seq").is_between(first_id, last_id))
+        self.dropped.of(instrument)["past_window_edge"] += frame.height - inside.height
+        return inside
+
+    async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
+        if not 1 <= depth <= MAX_BOOK_DEPTH:
+            raise ValueError(f"OKX books depth: 1..{MAX_BOOK_DEPTH}")
+        body, ctx = await self._get("/api/v5/market/books", {"instId": instrument, "sz": str(depth)},
+                                    instrument=instrument, day=day_of(datetime.now().astimezone()))
+        return parse_books(body, instrument, ctx, self.contract_values).filter(pl.col("level") < depth)
+
+    async def _candle_pages(self, path: str, inst_id: str, instrument: str, start: datetime, end: datetime,
+                            parse) -> list[pl.DataFrame]:
+        """1-minute candles of `path` (history-candles, its mark and index price kin) opening in
+        [start, end) and a little before, newest first: `after` = the oldest candle held, until a
+        page opens at or before `start` or is empty. `parse(body, ctx)` makes a page's frame."""
+        start_us = to_us(as_utc(start))
+        after = ceil_ms(as_utc(end))
+        frames: list[pl.DataFrame] = []
+        while after * 1000 > start_us:
+            params = {"instId": inst_id, "bar": "1m", "after": str(after), "limit": str(self.page_limit)}
+            body, ctx = await self._get(path, params, instrument=instrument,
+                                        day=day_of(from_us(after * 1000 - 1)))
+            data = body.get("data") if isinstance(body, dict) else body
+            page = parse(body, ctx)
+            if not data:
+                break
+            frames.append(page)
+            oldest_ms = min(integer(row[0], "candle ts", ctx) for row in data)
+            if oldest_ms >= after:
+                raise ctx.error(f"{path.rsplit('/', 1)[-1]} page for after={after} did not go back in time")
+            after = oldest_ms
+        return frames
+
+    async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        drops = self.dropped.of(instrument)
+        frames = await self._candle_pages(
+            HISTORY_CANDLES, instrument, instrument, start, end,
+            lambda body, ctx: parse_candles(body, instrument, ctx, self.contract_values, drops))
+        return finish_bars(frames, start, end, drops, paged="backward")
+
+    async def mark_bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Mark price 1-minute bars of a contract (history-mark-price-candles)."""
+        drops = self.dropped.of(instrument)
+        frames = await self._candle_pages(
+            MARK_CANDLES, instrument, instrument, start, end,
+            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "mark_bars_1m"))
+        return finish("mark_bars_1m", frames, start, end, drops, paged="backward")
+
+    async def index_bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """1-minute bars of the contract's index (history-index-candles of `underlying(instrument)`,
+        "BTC-USDT" for BTC-USDT-SWAP), stored under the contract's name."""
+        index = underlying(instrument)
+        note_conversion(instrument, f"index {index}")
+        drops = self.dropped.of(instrument)
+        frames = await self._candle_pages(
+            INDEX_CANDLES, index, instrument, start, end,
+            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "index_bars_1m"))
+        return finish("index_bars_1m", frames, start, end, drops, paged="backward")
+
+    # ---- tickers, funding, open interest, liquidations -------------------------------------
+
+    async def tickers(self, instrument: str) -> pl.DataFrame:
+        """The ticker now (one row stamped with OKX's `ts`)."""
+        body, ctx = await self._get(TICKER, {"instId": instrument}, instrument=instrument,
+                                    day=day_of(datetime.now().astimezone()))
+        return parse_ticker(body, instrument, ctx, self.contract_values)
+
+    async def funding(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Funding settled in [start, end) (funding-rate-history, newest first, `after` = the oldest
+        fundingTime held), paged on to one settlement before `start` for its interval."""
+        start, end = as_utc(start), as_utc(end)
+        drops = self.dropped.of(instrument)
+        if end <= start:
+            return finish("funding", [])
+        start_us, after = to_us(start), ceil_ms(end)
+        rows: list[tuple[int, float]] = []
+        ctx = Page(VENUE, instrument, day_of(start))
+        while True:
+            params = {"instId": instrument, "after": str(after), "limit": str(self.page_limit)}
+            body, ctx = await self._get(FUNDING_HISTORY, params, instrument=instrument,
+                                        day=day_of(from_us(after * 1000 - 1)))
+            page = _funding_rows(body, instrument, ctx)
+            if not page:
+                break
+            rows.extend(page)
+            oldest = min(ts for ts, _ in page)
+            if oldest < start_us:  # the settlement before the window is held: its spacing is known
+                break
+            if oldest // 1000 >= after:
+                raise ctx.error(f"funding-rate-history page for after={after} did not go back in time")
+            after = oldest // 1000
+        frame = funding_frame(rows, instrument, ctx, drops)
+        return finish("funding", [frame], start, end, drops, paged="backward")
+
+    async def open_interest(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Open interest every 5 minutes in [start, end) (rubik open-interest-history, period=5m,
+        newest first, `end` = the oldest ts held, `begin` = just before `start`)."""
+        start, end = as_utc(start), as_utc(end)
+        drops = self.dropped.of(instrument)
+        start_ms, end_ms = ceil_ms(start), ceil_ms(end)
+        frames: list[pl.DataFrame] = []
+        while end_ms > start_ms:
+            params = {"instId": instrument, "period": "5m", "begin": str(start_ms - 1), "end": str(end_ms),
+                      "limit": str(self.page_limit)}
+            body, ctx = await self._get(OPEN_INTEREST_HISTORY, params, instrument=instrument,
+                                        day=day_of(from_us(end_ms * 1000 - 1)))
+            page = parse_open_interest_history(body, instrument, ctx, self.contract_values)
+            if page.height == 0:
+                break
+            frames.append(page)
+            oldest_ms = to_us(page["ts"].min()) // 1000
+            if oldest_ms >= end_ms:
+                raise ctx.error(f"open-interest-history page for end={end_ms} did not go back in time")
+            end_ms = oldest_ms
+        return finish("open_interest", frames, start, end, drops, paged="backward")
+
+    async def liquidations(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Liquidations of a SWAP or FUTURES contract in [start, end) (liquidation-orders of its
+        instrument family, state=filled, newest first; a full page is followed by `after` = its
+        oldest ms + 1, a short one by `after` = its oldest ms)."""
+        start, end = as_utc(start), as_utc(end)
+        contract = contract_of(VENUE, instrument)
+        inst_type = {"perpetual": "SWAP", "future": "FUTURES"}.get(contract.kind)
+        if inst_type is None:
+            raise ValueError(f"OKX {instrument}: liquidations exist for SWAP and FUTURES only")
+        drops = self.dropped.of(instrument)
+        start_us, after = to_us(start), ceil_ms(end)
+        frames: list[pl.DataFrame] = []
+        while after * 1000 > start_us:
+            params = {"instType": inst_type, "instFamily": f"{contract.base}-{contract.quote}",
+                      "state": "filled", "after": str(after), "limit": str(self.page_limit)}
+            body, ctx = await self._get(LIQUIDATION_ORDERS, params, instrument=instrument,
+                                        day=day_of(from_us(after * 1000 - 1)))
+            page, times = _liquidations(body, instrument, ctx, self.contract_values, drops)
+            if not times:
+                break
+            frames.append(page)
+            oldest = min(times)
+            if len(times) < self.page_limit:
+                after = oldest
+            elif oldest + 1 < after:  # the page may have cut its oldest millisecond: ask for it again
+                after = oldest + 1
+            else:
+                raise ctx.error(f"liquidation-orders page for after={after} holds {len(times)} liquidations "
+                                "of one millisecond: more than a page of them cannot be paged by time")
+        return finish("liquidations", frames, start, end, drops, paged="backward")
+
+__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "funding_frame",
+           "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",
+           "parse_liquidations", "parse_open_interest_history", "parse_price_candles", "parse_ticker",
+           "underlying"]

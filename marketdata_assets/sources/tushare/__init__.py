@@ -1,0 +1,32 @@
+"""Tushare Pro: A-share 1-minute bars (`stk_mins`) and daily bars (`daily`): the client, the error
+table and the pure parsers of its answers."""
+
+from marketdata_assets.sources.tushare.client import (
+    DEFAULT_BASE_URL,
+    LEGACY_BASE_URL,
+    LIMITS,
+    TushareClient,
+    token_from_env,
+)
+from marketdata_assets.sources.tushare.parse import (
+    DAILY_FIELDS,
+    ERRORS,
+    PROVIDER,
+    STK_MINS_FIELDS,
+    Table,
+    TushareLimitReached,
+    TusharePermissionError,
+    TushareResponseError,
+    TushareTokenError,
+    error_fields,
+    normalize_ts_code,
+    parse_daily,
+    parse_stk_mins,
+    response_table,
+    venue_of,
+)
+
+__all__ = ["DAILY_FIELDS", "DEFAULT_BASE_URL", "ERRORS", "LEGACY_BASE_URL", "LIMITS", "PROVIDER", "STK_MINS_FIELDS",
+           "Table", "TushareClient", "TushareLimitReached", "TusharePermissionError", "TushareResponseError",
+           "TushareTokenError", "error_fields", "normalize_ts_code", "parse_daily", "parse_stk_mins",
+           "response_table", "token_from_env", "venue_of"]

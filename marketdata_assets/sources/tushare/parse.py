@@ -1,0 +1,525 @@
+"""Tushare Pro answers: what their error codes mean, and how `stk_mins` / `daily` read into the
+normalized frames (pure functions: usable on captured answers).
+
+An answer is `{request_id, code, msg, data: {fields, items, has_more, count}}` (column names once,
+rows as arrays, newest first), always with HTTP 200: `code` 0 is good, any other code is an error
+whose MESSAGE decides what it means (`ERRORS`). 40203 is a per-minute limit ("每分钟…", wait for
+the next window), an hourly or daily quota ("每小时…" / "每天…", stop that API) or a permission
+refusal; the limit messages also contain "权限" ("权限的具体详情访问…"), which is why the period
+words are matched first and the permission is the code's fallback.
+
+`stk_mins` labels a bar with its END in China time without a zone ("09:31" covers 09:30–09:31, so
+the day runs 09:30 (the opening auction) … 15:00, with zero-volume 14:58/14:59 while the closing
+auction runs): the frame's `ts` is the bar OPEN in UTC, `label − 1 minute` (China has no DST).
+`vol` is in shares, `amount` in yuan. `daily` sends `vol` in lots (×100 → shares) and `amount` in
+thousands of yuan (×1000 → yuan); its `ts` is 00:00 UTC of the trade date. Rows with nulls are
+dropped and counted, repeated rows are counted, rows of a day outside the asked window (`window`)
+are dropped and counted; a price that is not positive or a negative volume/amount, and anything
+else unexpected, is a `TushareResponseError` naming the instrument and day.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from marketdata_assets.core.http import (
+    ErrorKind,
+    ErrorTable,
+    SourceBanned,
+    SourceDataError,
+    SourceError,
+    SourcePermissionError,
+    SourceRequestError,
+)
+from marketdata_assets.core.naming import a_share_code, a_share_venue
+from marketdata_assets.datasets.frames import (
+    BARS_SCHEMA,
+    DAILY_BARS_SCHEMA,
+    UTC_US,
+    as_utc,
+    note_conversion,
+    nulls_in,
+)
+
+PROVIDER = "Tushare Pro"
+TOKEN_ENV = "TUSHARE_TOKEN"
+CHINA_TZ = "Asia/Shanghai"
+STK_MINS_ROW_LIMIT = 8000
+DAILY_ROW_LIMIT = 6000
+BARS_PER_DAY = 241
+STK_MINS_FIELDS = ("ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount")
+STK_MINS_REQUIRED = ("trade_time", "open", "high", "low", "close", "vol", "amount")
+DAILY_FIELDS = ("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "change",
+                "pct_chg", "vol", "amount")
+DAILY_REQUIRED = ("ts_code", "trade_date", "open", "high", "low", "close", "vol", "amount")
+LOTS_TO_SHARES = 100.0  # daily `vol` is in lots (手)
+THOUSANDS_TO_YUAN = 1000.0  # daily `amount` is in thousands of yuan
+
+# --------------------------------------------------------------------------------------------
+# What an answer means
+# --------------------------------------------------------------------------------------------
+
+# The period words of 40203 limit messages ("抱歉，您每分钟最多访问该接口200次，权限的具体详情访问：…").
+MINUTE_WORDS = ("每分钟", "per minute")
+HOUR_WORDS = ("每小时", "per hour")
+DAY_WORDS = ("每天", "每日", "per day")
+
+ERRORS = ErrorTable(
+    broad=(*((word, "rate_limited", "40203") for word in MINUTE_WORDS),
+           *((word, "quota", "40203") for word in HOUR_WORDS + DAY_WORDS)),
+    # 40203 without a period word: "抱歉，您没有访问该接口的权限…", "…没有权限访问该接口…".
+    # Any other non-zero code (-2001 bad parameter, …) falls through to "rejected".
+    exact={"40203": "permission", "2002": "permission", "40101": "unauthorized"},
+)
+
+
+def error_fields(payload: Any) -> tuple[Any, str] | None:
+    """(code, msg) of an error answer; None for a good one (`code` 0, "0") or one without a code
+    (the table reader says what is wrong with it)."""
+    if not isinstance(payload, Mapping) or payload.get("code") is None:
+        return None
+    code = payload["code"]
+    try:
+        if int(code) == 0:
+            return None
+    except (TypeError, ValueError):
+        pass
+    return code, str(payload.get("msg") or "")
+
+
+class TushareLimitReached(SourceBanned):
+    """A per-hour or per-day quota of an API is used up (or per-minute limits never clear): stop
+    calling that API in this run."""
+
+    def __init__(self, api_name: str, period: str, message: str, *, until: datetime | None = None):
+        self.api_name, self.period, self.message = api_name, period, message
+        super().__init__(PROVIDER, f"40203: {message}", until=until, request=api_name)
+        self.args = (f"{PROVIDER}: the {period} quota of {api_name!r} is used up (40203: {message}); not "
+                     f"retried: rerun after the {period} window resets"
+                     + (f" (about {until.isoformat()})" if until else "") + " or raise the account's quota",)
+
+
+class TusharePermissionError(SourcePermissionError):
+    """The token's account has no permission for an API (40203 permission message, or code 2002)."""
+
+    def __init__(self, api_name: str, code: Any, message: str):
+        self.api_name, self.code, self.message = api_name, code, message
+        super().__init__(PROVIDER, 200, f"code {code}: {message}", request=api_name)
+        self.args = ((f"{PROVIDER}: no permission for {api_name!r} (code {code}: {message}); not retried: "
+                      "the account needs the API's points or a separate grant"),)
+
+
+class TushareTokenError(SourcePermissionError):
+    """The token was refused (40101) or is missing."""
+
+    def __init__(self, detail: str):
+        super().__init__(PROVIDER, 200, detail)
+        self.args = ((f"{PROVIDER}: {detail}; set {TOKEN_ENV} to the token from https://tushare.pro/user/token "
+                      "(its value is never printed)"),)
+
+
+class TushareResponseError(SourceDataError):
+    """An answer for one instrument/window that is not what Tushare documents."""
+
+    def __init__(self, instrument: str | None, day: Any, detail: str, *, request: str | None = None):
+        super().__init__(instrument, day, detail, source=PROVIDER, request=request)
+
+
+def next_china_boundary(unit: Literal["hour", "day"]) -> datetime:
+    """The next full hour / China midnight, as an aware UTC datetime (when a quota resets)."""
+    now = datetime.now(ZoneInfo(CHINA_TZ))
+    if unit == "hour":
+        nxt = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    else:
+        nxt = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
+    return as_utc(nxt)
+
+
+def answer_error(kind: ErrorKind, api_name: str, code: Any, message: str, *, instrument: str | None = None,
+                 request: str | None = None) -> SourceError:
+    """The exception a Tushare error answer classified as `kind` (`ERRORS`) stands for."""
+    if kind == "quota":
+        hourly = any(word in message.lower() for word in HOUR_WORDS)
+        return TushareLimitReached(api_name, "hourly" if hourly else "daily", message,
+                                   until=next_china_boundary("hour" if hourly else "day"))
+    if kind == "rate_limited":  # only for a parser caller: the client waits these out
+        return TushareLimitReached(api_name, "per-minute", message)
+    if kind == "permission":
+        return TusharePermissionError(api_name, code, message)
+    if kind == "unauthorized":
+        return TushareTokenError(f"the token was refused (code {code}: {message})")
+    if kind == "banned":
+        return SourceBanned(PROVIDER, f"code {code}: {message}", request=request or api_name)
+    return SourceRequestError(PROVIDER, instrument, 200, code, message or "(no message)",
+                              request=request or api_name)
+
+
+# --------------------------------------------------------------------------------------------
+# Naming
+# --------------------------------------------------------------------------------------------
+
+def venue_of(ts_code: str) -> str:
+    """"600000.SH" → "SSE", "000001.SZ" → "SZSE", "830799.BJ" → "BSE" (core.naming)."""
+    return a_share_venue(ts_code)
+
+
+def normalize_ts_code(ts_code: str) -> str:
+    """Any common A-share spelling ("sh600000", "600000.XSHG", "600000") → Tushare's "600000.SH"."""
+    return a_share_code(ts_code)
+
+
+# --------------------------------------------------------------------------------------------
+# The `data` table of an answer
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    """`data` of a Tushare answer: columns by name, rows newest first as sent."""
+
+    fields: list[str]
+    items: list[list[Any]]
+    has_more: bool
+    count: Any
+
+
+def response_table(answer: Mapping | str | bytes, api_name: str, *, instrument: str | None = None,
+                   day: Any = None, required: Sequence[str] = ()) -> Table:
+    """The `data` of an answer, its shape checked. An error answer raises what it stands for
+    (`answer_error`); `code` 0 with `data: null` is an empty table. Errors name instrument/day."""
+    if isinstance(answer, (str, bytes, bytearray)):
+        try:
+            answer = json.loads(answer)
+        except ValueError as error:
+            raise TushareResponseError(instrument, day, f"{api_name}: the body is not valid JSON ({error})") from None
+    if not isinstance(answer, Mapping):
+        raise TushareResponseError(instrument, day, f"{api_name}: the answer is a JSON {type(answer).__name__}, "
+                                                    "not an object")
+    found = error_fields(answer)
+    if found is not None:
+        code, message = found
+        raise answer_error(ERRORS.classify(200, code, message), api_name, code, message, instrument=instrument,
+                           request=f"{api_name} {day}" if day else api_name)
+    if answer.get("code") is None:
+        raise TushareResponseError(instrument, day, f"{api_name}: the answer has no `code` (keys: {sorted(answer)})")
+    data = answer.get("data")
+    if data is None:  # not an empty result (that is `items: []`): an answer that says nothing
+        raise TushareResponseError(instrument, day, f"{api_name}: code 0 but `data` is null: no answer for it "
+                                                    "(an empty result has data.items = []); nothing is stored")
+    if not isinstance(data, Mapping):
+        raise TushareResponseError(instrument, day, f"{api_name}: `data` is not an object")
+    fields, items = data.get("fields"), data.get("items")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise TushareResponseError(instrument, day, f"{api_name}: `data.fields` is missing or not a list of names")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise TushareResponseError(instrument, day, f"{api_name}: `data.items` is not a list")
+    missing = [name for name in required if name not in fields]
+    if missing:
+        raise TushareResponseError(instrument, day, f"{api_name}: the response has no field "
+                                                    f"{', '.join(repr(m) for m in missing)} (fields: {fields})")
+    for n, row in enumerate(items):
+        if not isinstance(row, list) or len(row) != len(fields):
+            size = len(row) if isinstance(row, list) else "?"
+            raise TushareResponseError(instrument, day, f"{api_name}: row {n} has {size} values for "
+                                                        f"{len(fields)} fields")
+    return Table(list(fields), items, bool(data.get("has_more")), data.get("count"))
+
+
+def _table(answer: Mapping | str | bytes | Table, api_name: str, instrument: str | None, day: Any,
+           required: Sequence[str]) -> Table:
+    table = answer if isinstance(answer, Table) else response_table(
+        answer, api_name, instrument=instrument, day=day, required=required)
+    missing = [name for name in required if name not in table.fields]
+    if missing:
+        raise TushareResponseError(instrument, day, f"{api_name}: the response has no field {missing} "
+                                                    f"(fields: {table.fields})")
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------
+
+def _number(value: Any, field_name: str, row_label: str, instrument: str | None, day: Any) -> float | None:
+    """A float from a JSON value; None for null/NaN; TushareResponseError for anything non-numeric."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TushareResponseError(instrument, day, f"non-numeric {field_name} {value!r} at {row_label}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise TushareResponseError(instrument, day, f"non-numeric {field_name} {value!r} at {row_label}") from None
+    else:
+        raise TushareResponseError(instrument, day, f"non-numeric {field_name} {value!r} at {row_label}")
+    if math.isnan(number):
+        return None
+    if math.isinf(number):
+        raise TushareResponseError(instrument, day, f"infinite {field_name} at {row_label}")
+    return number
+
+
+def _plausible(numbers: dict[str, float], row_label: str, instrument: str | None, day: Any) -> None:
+    """Unadjusted prices are positive, volumes and amounts not negative."""
+    for name, value in numbers.items():
+        if name in ("open", "high", "low", "close", "pre_close") and value is not None and value <= 0:
+            raise TushareResponseError(instrument, day, f"{name} is {value} at {row_label}, not a positive price")
+        if name in ("vol", "amount") and value is not None and value < 0:
+            raise TushareResponseError(instrument, day, f"{name} is {value} at {row_label}, negative")
+
+
+def _outside(day: date, window: tuple[date, date] | None) -> bool:
+    return window is not None and not window[0] <= day <= window[1]
+
+
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y%m%d %H:%M:%S", "%Y%m%d%H%M%S")
+
+
+def parse_china_time(text: Any) -> datetime:
+    """"2025-06-05 09:31:00" (China time, no zone) → naive datetime. ValueError if unparsable."""
+    if not isinstance(text, str):
+        raise ValueError(f"trade_time {text!r} is not a string")  # noqa: TRY004 - bad data, like a bad format
+    value = text.strip()
+    if len(value) == 19 and value[4] == "-" and value[10] == " ":  # the usual form: the fast parser
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    raise ValueError(f"trade_time {text!r} is not 'YYYY-MM-DD HH:MM:SS'")
+
+
+def parse_trade_date(text: Any) -> date:
+    """"20250605" → date. ValueError if it is not YYYYMMDD."""
+    return datetime.strptime(str(text).strip(), "%Y%m%d").date()
+
+
+def _day_label(text: Any) -> Any:
+    """The day of a trade_time for error messages (the text itself when it does not parse)."""
+    try:
+        return datetime.strptime(str(text).strip()[:10], "%Y-%m-%d").date()
+    except ValueError:
+        return text
+
+
+# --------------------------------------------------------------------------------------------
+# stk_mins
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ParsedMinutes:
+    frame: pl.DataFrame  # the bar contract, oldest first
+    null_rows: int = 0  # every value null: dropped
+    partial_rows: int = 0  # some values null: dropped
+    duplicates: int = 0  # same instrument and trade_time twice: the first kept
+    oldest: datetime | None = None  # oldest trade_time received (China time, naive), for paging
+    received: int = 0  # rows in the answer
+    outside: int = 0  # rows of a China day outside `window`: dropped
+
+
+def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | None = None, day: Any = None,
+                   bar_label: Literal["end", "start"] = "end",
+                   window: tuple[date, date] | None = None) -> ParsedMinutes:
+    """A `stk_mins` answer → normalized 1-minute bars, oldest first (`ts` = bar open in UTC; with
+    `bar_label="start"` the label is taken as the open). `instrument`, when given, must be the
+    only ts_code in the rows; `window` (first, last China day), when given, drops and counts rows
+    of other days (`outside`)."""
+    table = _table(answer, "stk_mins", instrument, day, STK_MINS_REQUIRED)
+    index = {name: table.fields.index(name) for name in table.fields}
+    code_at = index.get("ts_code")
+    times: list[datetime] = []
+    codes: list[str] = []
+    values: dict[str, list[float | None]] = {k: [] for k in ("open", "high", "low", "close", "vol", "amount")}
+    result = ParsedMinutes(frame=pl.DataFrame(schema=BARS_SCHEMA), received=len(table.items))
+    seen: set[tuple[str, datetime]] = set()
+    for row in table.items:
+        label = row[index["trade_time"]]
+        try:
+            when = parse_china_time(label)
+        except ValueError as error:
+            raise TushareResponseError(instrument, _day_label(label), f"stk_mins: {error}") from None
+        row_day = when.date()
+        code = row[code_at] if code_at is not None else instrument
+        if not isinstance(code, str) or not code:
+            raise TushareResponseError(instrument, row_day, f"stk_mins: row at {label} has no ts_code")
+        code = code.strip().upper()
+        if instrument is not None and code != instrument:
+            raise TushareResponseError(instrument, row_day, f"stk_mins: a row of {code} in the answer for {instrument}")
+        if result.oldest is None or when < result.oldest:
+            result.oldest = when
+        numbers = {k: _number(row[index[k]], k, f"{code} {label}", instrument or code, row_day) for k in values}
+        if dropped := nulls_in(list(numbers.values())):
+            setattr(result, dropped, getattr(result, dropped) + 1)
+            continue
+        _plausible(numbers, f"{code} {label}", instrument or code, row_day)
+        if _outside(row_day, window):
+            result.outside += 1
+            continue
+        key = (code, when)
+        if key in seen:
+            result.duplicates += 1
+            continue
+        seen.add(key)
+        times.append(when)
+        codes.append(code)
+        for k, v in numbers.items():
+            values[k].append(v)
+    if not times:
+        return result
+    try:
+        venues = [venue_of(c) for c in codes]
+    except ValueError as error:
+        raise TushareResponseError(instrument, day, f"stk_mins: {error}") from None
+    shift = timedelta(minutes=1) if bar_label == "end" else timedelta(0)
+    frame = pl.DataFrame({
+        "ts": pl.Series(times, dtype=pl.Datetime("us")),
+        "venue": venues, "instrument": codes,
+        "open": values["open"], "high": values["high"], "low": values["low"], "close": values["close"],
+        "volume": values["vol"], "amount": values["amount"],
+    }, schema_overrides={k: pl.Float64 for k in ("open", "high", "low", "close", "volume", "amount")})
+    result.frame = frame.with_columns(
+        (pl.col("ts").dt.replace_time_zone(CHINA_TZ).dt.convert_time_zone("UTC") - shift).cast(UTC_US),
+        pl.lit(None, dtype=pl.Int64).alias("trades"),
+    ).select(list(BARS_SCHEMA)).sort(["instrument", "ts"])
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# daily
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ParsedDaily:
+    frame: pl.DataFrame  # DAILY_BARS_SCHEMA, by instrument, oldest first
+    null_rows: int = 0
+    partial_rows: int = 0
+    duplicates: int = 0
+    oldest: date | None = None  # oldest trade_date received, for paging
+    received: int = 0
+    outside: int = 0  # rows of a trade date outside `window`: dropped
+    # per ts_code: rows, null_rows, partial_rows, duplicates, outside
+    counts: dict[str, Counter] = field(default_factory=dict)
+
+
+def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None = None,
+                day: Any = None, window: tuple[date, date] | None = None) -> ParsedDaily:
+    """A `daily` answer → `DAILY_BARS_SCHEMA` (ts = 00:00 UTC of the trade date; lots → shares
+    ×100, thousands of yuan → yuan ×1000). `instrument` may be a comma-separated ts_code list (as
+    `daily` accepts it): every row must be of one of them."""
+    table = _table(answer, "daily", instrument, day, DAILY_REQUIRED)
+    index = {name: table.fields.index(name) for name in table.fields}
+    numeric = ["open", "high", "low", "close", "vol", "amount"] + (["pre_close"] if "pre_close" in index else [])
+    allowed = set(instrument.split(",")) if instrument is not None else None
+    result = ParsedDaily(frame=pl.DataFrame(schema=DAILY_BARS_SCHEMA), received=len(table.items))
+    rows: dict[str, list] = {k: [] for k in ["day", "instrument", *numeric]}
+    seen: set[tuple[str, date]] = set()
+    for row in table.items:
+        label, code = row[index["trade_date"]], row[index["ts_code"]]
+        try:
+            trade_day = parse_trade_date(label)
+        except ValueError:
+            raise TushareResponseError(instrument, label, f"daily: trade_date {label!r} is not YYYYMMDD") from None
+        if not isinstance(code, str) or not code:
+            raise TushareResponseError(instrument, trade_day, "daily: a row has no ts_code")
+        code = code.strip().upper()
+        if allowed is not None and code not in allowed:
+            raise TushareResponseError(instrument, trade_day, f"daily: a row of {code} in the answer for {instrument}")
+        if result.oldest is None or trade_day < result.oldest:
+            result.oldest = trade_day
+        counts = result.counts.setdefault(code, Counter())
+        counts["rows"] += 1
+        numbers = {k: _number(row[index[k]], k, f"{code} {label}", code, trade_day) for k in numeric}
+        core = [numbers[k] for k in ("open", "high", "low", "close", "vol", "amount")]
+        if dropped := nulls_in(core):
+            setattr(result, dropped, getattr(result, dropped) + 1)
+            counts[dropped] += 1
+            continue
+        _plausible(numbers, f"{code} {label}", code, trade_day)
+        if _outside(trade_day, window):
+            result.outside += 1
+            counts["outside"] += 1
+            continue
+        if (code, trade_day) in seen:
+            result.duplicates += 1
+            counts["duplicates"] += 1
+            continue
+        seen.add((code, trade_day))
+        rows["day"].append(trade_day)
+        rows["instrument"].append(code)
+        for k in numeric:
+            rows[k].append(numbers[k])
+    if not rows["day"]:
+        return result
+    try:
+        venues = [venue_of(c) for c in rows["instrument"]]
+    except ValueError as error:
+        raise TushareResponseError(instrument, day, f"daily: {error}") from None
+    frame = pl.DataFrame({
+        "day": pl.Series(rows["day"], dtype=pl.Date), "venue": venues, "instrument": rows["instrument"],
+        **{k: pl.Series(rows[k], dtype=pl.Float64) for k in numeric},
+    })
+    if "pre_close" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("pre_close"))
+    for code in frame["instrument"].unique(maintain_order=True):
+        note_conversion(code, f"volume lots -> shares (x{LOTS_TO_SHARES:g})")
+        note_conversion(code, f"amount thousand CNY -> CNY (x{THOUSANDS_TO_YUAN:g})")
+    # ×100 / ×1000 in binary floating point leaves noise (1279950.983 × 1000 = 1279950983.0000002):
+    # round back to the precision the vendor sends (2 decimals of lots, 3 of thousands of yuan).
+    result.frame = frame.with_columns(
+        pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
+        (pl.col("vol") * LOTS_TO_SHARES).round(4).alias("volume"),
+        (pl.col("amount") * THOUSANDS_TO_YUAN).round(3).alias("amount"),
+    ).select(list(DAILY_BARS_SCHEMA)).sort(["instrument", "ts"])
+    return result
+
+
+def without_day(table: Table, day: date) -> Table:
+    """The table without its rows of trade date `day` (a full `daily` page may end inside it)."""
+    at = table.fields.index("trade_date")
+    items = [row for row in table.items if parse_trade_date(row[at]) != day]
+    return Table(table.fields, items, table.has_more, table.count)
+
+
+# --------------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------------
+
+def day_windows(start: date, end: date, days: int) -> list[tuple[date, date]]:
+    """[start, end] (inclusive) cut into inclusive windows of at most `days` calendar days."""
+    if end < start:
+        return []
+    if days < 1:
+        raise ValueError("window days must be >= 1")
+    windows, cursor = [], start
+    while cursor <= end:
+        last = min(end, cursor + timedelta(days=days - 1))
+        windows.append((cursor, last))
+        cursor = last + timedelta(days=1)
+    return windows
+
+
+def as_date(value: date | datetime | str) -> date:
+    """A date from a date, a datetime, "YYYY-MM-DD" or "YYYYMMDD"."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    return datetime.strptime(text, "%Y%m%d").date() if text.isdigit() else date.fromisoformat(text)

@@ -1,0 +1,113 @@
+"""The sources of the ticks domain, one package each: everything about a source (its client, the
+parsing of its wire formats into the normalized frames, its error table and its limits) lives in
+its package, over the shared client of `core.http`:
+
+- `binance` (spot REST `/api/v3`, and `binance.dumps`: data.binance.vision dump files),
+- `okx` (v5 public market data), `deribit` (v2 public JSON-RPC over HTTP),
+- `tushare` (Tushare Pro: A-share 1-minute and daily bars), `yahoo` (chart v8 1-minute bars).
+
+The crypto venues answer one interface (`VenueClient`); `venue_client(venue, base_url, **limits)`
+builds the client of a venue. Each client declares the datasets it serves in `DATASETS` (dataset
+-> HISTORY: `async <dataset>(instrument, start, end)`, the rows of [start, end); SNAPSHOT: `async
+<dataset>(instrument)`, the venue's state now, added to today's slice) and how far back a history
+goes where the venue limits it (`REACH`: dataset -> timedelta); `serves` reads them, and
+`venue_feed` / `snapshot_feed` tell the ingest engine how to ask. A new dataset is its table spec
+(datasets.frames) and, in each source that has it, one method and one DATASETS entry.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import polars as pl
+
+from marketdata_assets.core.contracts import contract_of
+from marketdata_assets.core.http import SourceDataError
+from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.sources.binance import BinanceClient, BinanceFuturesClient
+from marketdata_assets.sources.deribit import DeribitClient
+from marketdata_assets.sources.interface import VenueClient
+from marketdata_assets.sources.okx import OkxClient
+
+CLIENTS = {"BINANCE": BinanceClient, "BINANCE_UM": BinanceFuturesClient, "OKX": OkxClient, "DERIBIT": DeribitClient}
+VENUES = tuple(CLIENTS)
+
+
+def client_class(venue: str) -> type:
+    """The client class of `venue` (BINANCE | BINANCE_UM | OKX | DERIBIT)."""
+    try:
+        return CLIENTS[venue.upper()]
+    except KeyError:
+        raise ValueError(f"unknown venue {venue!r}; one of {', '.join(VENUES)}") from None
+
+
+def venue_client(venue: str, base_url: str | None = None, **kwargs) -> VenueClient:
+    """The client of `venue`; base_url None = the venue's public host; kwargs are the limits and
+    retry policy (`core.http.ApiClient`)."""
+    cls = client_class(venue)
+    return cls(base_url, **kwargs) if base_url else cls(**kwargs)
+
+
+def serves(venue: str, dataset: str, instrument: str | None = None, day: date | None = None,
+           now: datetime | None = None) -> str | None:
+    """HISTORY or SNAPSHOT if `venue`'s client serves `dataset` (for `instrument`'s kind of contract:
+    funding only for perpetuals, ...; for `day`, if its history reaches back that far: the client's
+    `REACH`), else None: such a slice does not exist at this source, it is not a failure."""
+    cls = client_class(venue)
+    mode = cls.DATASETS.get(dataset)
+    contracts = spec_for(dataset).contracts
+    if mode is None or (instrument is not None and contracts is not None
+                        and contract_of(venue, instrument).kind not in contracts):
+        return None
+    reach = getattr(cls, "REACH", {}).get(dataset)
+    if (day is not None and reach is not None
+            and day_window(day)[0] < (now or datetime.now(timezone.utc)) - reach):
+        return None
+    return mode
+
+
+def datasets_table() -> str:
+    """What each venue serves, as a Markdown table (dataset x venue: history | snapshot | -)."""
+    from marketdata_assets.core.markdown import table
+
+    names = sorted({d for venue in VENUES for d in client_class(venue).DATASETS})
+    return table(["dataset", *VENUES],
+                 ((d, *(client_class(v).DATASETS.get(d, "-") for v in VENUES)) for d in names))
+
+
+# --------------------------------------------------------------------------------------------
+# How the engine asks a venue for a dataset (one job per instrument-day, or per snapshot)
+# --------------------------------------------------------------------------------------------
+
+async def _fetch_day(api: VenueClient, job) -> pl.DataFrame:
+    key = job.keys[0]
+    start, end = day_window(key.day)
+    return await getattr(api, key.dataset)(key.instrument, start, end)
+
+
+def venue_feed(venue: str, client, keys, *, workers: int, attempts: int) -> Feed:
+    """The engine's feed for a venue's HISTORY slices (trades, bars_1m, funding, ...); `client`
+    makes the client."""
+    return Feed(venue, [Job((key,)) for key in keys], _fetch_day, client, workers=workers, attempts=attempts)
+
+
+def snapshot_feed(venue: str, client, dataset: str, instruments, *, workers: int, depth: int = 20) -> Feed:
+    """One SNAPSHOT of `dataset` per instrument (books: `depth` levels a side), added to today's
+    (UTC) slice of each; a snapshot stamped on another day is taken again next run."""
+    today = datetime.now(timezone.utc).date()
+
+    async def fetch(api: VenueClient, job) -> pl.DataFrame:
+        key = job.keys[0]
+        if dataset == "books":
+            frame = await api.book_snapshot(key.instrument, depth)
+        else:
+            frame = await getattr(api, dataset)(key.instrument)
+        if frame.height and frame["ts"].min().date() != key.day:
+            raise SourceDataError(key.instrument, key.day,
+                                  f"the snapshot is stamped {frame['ts'].min().isoformat()}, "
+                                  "not on the day it was taken for: taken again next run", source=venue)
+        return frame
+
+    jobs = [Job((SliceKey(dataset, venue, instrument, today),)) for instrument in instruments]
+    return Feed(venue, jobs, fetch, client, workers=workers, attempts=1, append=True, by_day=True)

@@ -1,0 +1,549 @@
+"""Yahoo Finance chart v8: 1-minute bars of stocks as normalized `BARS_SCHEMA` frames.
+
+`GET /v8/finance/chart/{instrument}?interval=1m&period1=&period2=` answers `chart.result[0]`: `meta`,
+`timestamp[]` (epoch seconds, bar open) and parallel `indicators.quote[0].{open, high, low, close,
+volume}[]`. `parse_chart` (pure) undoes what would otherwise corrupt the bars: float32 noise in
+prices (101.19999694824219 → 101.2), minor currency units (GBp, ZAc, ILA: /100; KWF: /1000), null or
+partly null minutes (dropped, counted), a live bar stamped mid-minute (floored). `venue` is
+`meta.exchangeName`; `amount` is an ESTIMATE (volume × typical price: Yahoo sends no turnover).
+What it cannot undo is an error naming the instrument: no `meta.currency` where Yahoo may quote in
+a minor unit (London, Johannesburg, Tel Aviv, Kuwait: pence would become pounds; elsewhere it is
+counted), another `meta.dataGranularity` than 1m, times that are not epoch seconds, a negative volume.
+
+`YahooChartClient` sends each request through the shared `ApiClient.call`, its `ERRORS` saying what
+Yahoo's answers mean (unknown instrument, rejected window, refused access; plain-text 429s and cut
+bodies are retried), and cuts a window into requests of at most 7 days within the ~30 days Yahoo
+keeps 1-minute data for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import polars as pl
+
+from marketdata_assets.core.http import (
+    ApiClient,
+    ErrorKind,
+    ErrorTable,
+    Limits,
+    Page,
+    RetryPolicy,
+    SourceDataError,
+    SourceError,
+    SourcePermissionError,
+    SourceRequestError,
+    describe_request,
+)
+from marketdata_assets.datasets.frames import (
+    BARS_SCHEMA,
+    UTC_US,
+    as_utc,
+    count_quality,
+    note_conversion,
+    note_dropped,
+    nulls_in,
+)
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "Yahoo Finance"
+DEFAULT_BASE_URL = "https://query2.finance.yahoo.com"
+CHART_PATH = "/v8/finance/chart/"
+DEFAULT_USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                      "Chrome/124.0 Safari/537.36")
+UTC = timezone.utc
+QUOTE_FIELDS = ("open", "high", "low", "close", "volume")
+PRICE_FIELDS = ("open", "high", "low", "close")
+MAX_DENOISE_DECIMALS = 6
+
+# Yahoo's minor-unit currency codes → (ISO currency, units per major unit)
+MINOR_UNITS: dict[str, tuple[str, int]] = {
+    "GBp": ("GBP", 100),
+    "GBX": ("GBP", 100),
+    "ZAc": ("ZAR", 100),
+    "ZAC": ("ZAR", 100),
+    "ILA": ("ILS", 100),
+    "KWF": ("KWD", 1000),
+}
+# Where Yahoo quotes (some) instruments in a minor unit: the unit of a bar there depends on
+# `meta.currency`, so an answer without a currency it knows is not read (symbol suffix, exchangeName).
+MINOR_UNIT_SUFFIXES = {".L": "London", ".IL": "London", ".JO": "Johannesburg", ".TA": "Tel Aviv", ".KW": "Kuwait"}
+MINOR_UNIT_EXCHANGES = {"LSE": "London", "IOB": "London", "JNB": "Johannesburg", "TLV": "Tel Aviv", "KUW": "Kuwait"}
+EPOCH_SECONDS = (100_000_000, 10_000_000_000)  # 1973 .. 2286: milliseconds would be far above
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+class YahooRequestError(SourceRequestError):
+    """Yahoo rejected the request for one instrument (400 Bad Request, 422, another 4xx). Not retried."""
+
+    def __init__(self, instrument: str, status: int, code: Any, description: str, *, request: str | None = None):
+        self.instrument, self.description = instrument, description
+        super().__init__(PROVIDER, instrument, status, code, description, request=request)
+
+
+class YahooSymbolNotFound(YahooRequestError):
+    """404 "Not Found": "No data found, instrument may be delisted". Not retried; other symbols go on."""
+
+
+# What Yahoo's error answers mean: `chart.error` (or `finance.error`) `{code, description}` with the
+# status, or a plain-text/HTML body classified by its status alone (a 429 "Too Many Requests").
+ERRORS = ErrorTable(
+    exact={"Not Found": "not_found", "Bad Request": "rejected", "Unprocessable Entity": "rejected",
+           "Unauthorized": "permission", "Forbidden": "permission"},
+    status={400: "rejected", 401: "permission", 403: "permission", 404: "not_found", 422: "rejected",
+            429: "rate_limited"},
+)
+LIMITS = Limits(requests_per_minute=2000, max_concurrency=8)
+
+
+def chart_error(payload: Any) -> tuple[str, str] | None:
+    """(code, description) of `chart.error` (or `finance.error`), None for an answer without one."""
+    if not isinstance(payload, Mapping):
+        return None
+    chart = payload.get("chart")
+    error = chart.get("error") if isinstance(chart, Mapping) else None
+    if isinstance(payload.get("finance"), Mapping):  # the envelope of Yahoo's other endpoints (401/403)
+        error = error or payload["finance"].get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("code") or "error"), str(error.get("description") or "")
+    return None
+
+
+def yahoo_error(kind: ErrorKind, *, status: int, code: Any, message: str, instrument: str,
+                request: str | None = None) -> SourceError:
+    """The exception an error answer about `instrument` stands for (`kind` from `ERRORS`)."""
+    if kind in ("permission", "unauthorized"):
+        detail = f"{instrument}: code {code}: {message}" if code is not None else f"{instrument}: {message}"
+        return SourcePermissionError(PROVIDER, status, detail, request=request)
+    cls = YahooSymbolNotFound if kind == "not_found" else YahooRequestError
+    return cls(instrument, status, code, message, request=request)
+
+
+# --------------------------------------------------------------------------------------------
+# Units and float32 noise
+# --------------------------------------------------------------------------------------------
+
+def _float32(x: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def denoise_float32(x: float) -> tuple[float, int | None]:
+    """(value, decimals): the shortest decimal with <= 6 places that float32 stores as `x`, when
+    `x` is exactly a float32 value; else (x, None) unchanged."""
+    if not math.isfinite(x) or abs(x) >= 3.0e38:
+        return x, None
+    f = _float32(x)
+    if f != x:
+        return x, None  # not a float32 value: a genuine float64, keep it
+    for decimals in range(MAX_DENOISE_DECIMALS + 1):
+        candidate = round(x, decimals)
+        if _float32(candidate) == f:
+            return candidate, decimals
+    return x, None
+
+
+def normalize_currency(currency: str | None) -> tuple[str | None, int]:
+    """("GBP", 100) for "GBp"; (currency, 1) for a major-unit currency."""
+    if currency in MINOR_UNITS:
+        return MINOR_UNITS[currency]
+    return currency, 1
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing (pure: usable on captured responses)
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ChartData:
+    instrument: str
+    frame: pl.DataFrame  # BARS_SCHEMA, oldest first, prices in major units
+    currency: str | None = None  # normalized: "GBP" for "GBp"
+    quote_currency: str | None = None  # as Yahoo sent it
+    price_divisor: int = 1
+    exchange: str = "YAHOO"
+    timezone: str | None = None  # meta.exchangeTimezoneName
+    gmtoffset: int | None = None
+    meta: dict = field(default_factory=dict)
+    null_minutes: int = 0
+    partial_rows: int = 0
+    off_minute: int = 0  # timestamps not on a minute boundary (floored)
+    duplicates: int = 0
+    outside: int = 0  # rows outside the requested window (dropped)
+    denoised: int = 0  # prices snapped from float32 noise
+    no_currency: int = 0  # answers without meta.currency where the unit does not depend on it
+    requests: int = 0
+    dropped_on: Counter = field(default_factory=Counter)  # (DROP_REASONS reason, UTC day) -> rows dropped
+
+    def counts(self) -> dict[str, int]:
+        return {"null_minutes": self.null_minutes, "partial_rows": self.partial_rows,
+                "off_minute": self.off_minute, "duplicates": self.duplicates, "outside": self.outside,
+                "denoised": self.denoised, "no_currency": self.no_currency}
+
+
+def _load(payload: Mapping | str | bytes) -> Mapping:
+    if isinstance(payload, (str, bytes, bytearray)):
+        payload = json.loads(payload)
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"expected a JSON object, got {type(payload).__name__}")  # noqa: TRY004 - a bad body
+    return payload
+
+
+def _day_label(epoch: int | None) -> date | None:
+    return datetime.fromtimestamp(epoch, UTC).date() if epoch is not None else None
+
+
+def minor_unit_market(instrument: str, exchange: Any) -> str | None:
+    """The market's name where Yahoo may quote `instrument` in a minor unit (pence, cents, agorot,
+    fils), None elsewhere."""
+    suffix = instrument[instrument.rfind("."):].upper() if "." in instrument else ""
+    return MINOR_UNIT_SUFFIXES.get(suffix) or MINOR_UNIT_EXCHANGES.get(str(exchange or "").upper())
+
+
+def known_currency(currency: Any) -> bool:
+    """A currency code the units can be read from: a minor-unit code, or an ISO 4217 code."""
+    return isinstance(currency, str) and (currency in MINOR_UNITS or (len(currency) == 3 and currency.isalpha()
+                                                                       and currency.isupper()))
+
+
+def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *, start: int | None = None,
+                end: int | None = None, status: int = 200, request: str | None = None,
+                interval: str = "1m") -> ChartData:
+    """A chart v8 answer (decoded, or the body as sent) → `ChartData` (normalized frame + currency
+    + drop counts).
+
+    `start`/`end` (epoch seconds) keep bars with start <= ts < end. An error payload raises what
+    `ERRORS` makes of it with `status` (`YahooSymbolNotFound`, `YahooRequestError`, ...), a malformed
+    one `SourceDataError`; both name the instrument and `request` (the request it answered) when given.
+    So is an answer whose unit is unknown (no `meta.currency` on a minor-unit market) or whose
+    `meta.dataGranularity` is not `interval`.
+    """
+    page = Page(PROVIDER, instrument, _day_label(start), request)
+    result, meta, page = _chart_result(payload, page, status, interval)
+    data = _chart_data(meta, page)
+    timestamps = result.get("timestamp")
+    if timestamps is None:
+        return data  # no trades in the window
+    if not isinstance(timestamps, list):
+        raise page.error("`timestamp` is not a list")
+    if not timestamps:
+        return data
+    columns = _quote_columns(result, len(timestamps), page)
+    kept: dict[int, dict[str, float | None]] = {}
+    for i, raw_ts in enumerate(timestamps):
+        epoch, row = _chart_row(i, raw_ts, columns, page)
+        minute = _keep_minute(data, epoch, row, kept, start, end)
+        if minute is not None:
+            kept[minute] = _major_unit_prices(data, row)
+    if kept:
+        data.frame = _bars_frame(kept, data.exchange, data.instrument)
+    return data
+
+
+def _chart_result(payload: Mapping | str | bytes, page: Page, status: int,
+                  interval: str) -> tuple[Mapping, Mapping, Page]:
+    """chart.result[0] and its meta, the error answers raised; the page names the instrument."""
+    try:
+        payload = _load(payload)
+    except ValueError as error:
+        raise page.error(f"the body is not a JSON object ({error})") from None
+    error = chart_error(payload)
+    if error is not None:
+        code, description = error
+        raise yahoo_error(ERRORS.classify(status, code, description), status=status, code=code,
+                          message=description, instrument=page.instrument or "?", request=page.request)
+    chart = payload.get("chart")
+    results = chart.get("result") if isinstance(chart, Mapping) else None
+    if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
+        raise page.error("chart.result is missing or empty")
+    result = results[0]
+    meta = result.get("meta") if isinstance(result.get("meta"), Mapping) else {}
+    inst = page.instrument or str(meta.get("symbol") or "")
+    if not inst:
+        raise page.error("no instrument given and none in meta")
+    page = dataclasses.replace(page, instrument=inst)
+    granularity = meta.get("dataGranularity")
+    if granularity is not None and granularity != interval:
+        raise page.error(f"meta.dataGranularity is {granularity!r} where {interval!r} bars were asked for: "
+                         f"not {interval} bars")
+    return result, meta, page
+
+
+def _chart_data(meta: Mapping, page: Page) -> ChartData:
+    """An empty `ChartData` with the answer's exchange and price unit (a minor unit is divided out)."""
+    inst = page.instrument
+    exchange = str(meta.get("exchangeName") or meta.get("fullExchangeName") or "YAHOO")
+    quote_currency = meta.get("currency")
+    no_currency = 0
+    if not known_currency(quote_currency):
+        market = minor_unit_market(inst, meta.get("exchangeName"))
+        if market is not None:
+            said = "no meta.currency" if quote_currency in (None, "") else f"meta.currency {quote_currency!r}"
+            raise page.error(f"{said}: on {market} Yahoo quotes prices in a major or a minor unit (GBp pence vs "
+                             "GBP pounds), so the unit of these bars is unknown; not stored with a guessed unit")
+        quote_currency, no_currency = None, 1  # the prices are as sent: no minor unit here
+    currency, divisor = normalize_currency(quote_currency)
+    if divisor != 1:
+        note_conversion(inst, f"prices {quote_currency} -> {currency} (/{divisor})")
+    return ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
+                     quote_currency=quote_currency, price_divisor=divisor, exchange=exchange,
+                     timezone=meta.get("exchangeTimezoneName"), gmtoffset=meta.get("gmtoffset"), meta=dict(meta),
+                     no_currency=no_currency)
+
+
+def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
+    """indicators.quote[0]'s lists, one per QUOTE_FIELDS name, each as long as `timestamp`."""
+    indicators = result.get("indicators")
+    quotes = indicators.get("quote") if isinstance(indicators, Mapping) else None
+    if not isinstance(quotes, list) or not quotes or not isinstance(quotes[0], Mapping):
+        raise page.error("indicators.quote[0] is missing")
+    quote_block = quotes[0]
+    columns: dict[str, list] = {}
+    for name in QUOTE_FIELDS:
+        values = quote_block.get(name)
+        if not isinstance(values, list):
+            raise page.error(f"indicators.quote[0] has no {name!r} list (has {sorted(quote_block)})")
+        if len(values) != rows:
+            raise page.error(f"indicators.quote[0].{name} has {len(values)} values for {rows} timestamps")
+        columns[name] = values
+    return columns
+
+
+def _chart_row(i: int, raw_ts: Any, columns: Mapping[str, list], page: Page) -> tuple[int, dict]:
+    """Row i as (epoch seconds, {field: float | None}); a value that is no number fails the page."""
+    if (isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts)
+            or not EPOCH_SECONDS[0] <= raw_ts < EPOCH_SECONDS[1]):
+        raise page.error(f"timestamp[{i}] is {raw_ts!r}, not epoch seconds")
+    epoch = int(raw_ts)
+
+    def at() -> Page:  # the page of this row's day, for an error
+        return dataclasses.replace(page, day=_day_label(epoch))
+
+    row: dict[str, float | None] = {}
+    for name in QUOTE_FIELDS:
+        value = columns[name][i]
+        if value is None:
+            row[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise at().error(f"non-numeric {name} {value!r} at {datetime.fromtimestamp(epoch, UTC).isoformat()}")
+        row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
+        if row[name] is not None and math.isinf(row[name]):
+            raise at().error(f"infinite {name} at {epoch}")
+    if row["volume"] is not None and row["volume"] < 0:
+        raise at().error(f"volume {row['volume']:g} at {datetime.fromtimestamp(epoch, UTC).isoformat()}, negative")
+    return epoch, row
+
+
+def _keep_minute(data: ChartData, epoch: int, row: Mapping, kept: Mapping[int, Any], start: int | None,
+                 end: int | None) -> int | None:
+    """The row's minute if it is kept; otherwise None, with the reason counted in `data`."""
+    day = _day_label(epoch)
+    if dropped := nulls_in(list(row.values())):
+        if dropped == "null_rows":
+            data.null_minutes += 1
+        else:
+            data.partial_rows += 1
+        data.dropped_on[(dropped, day)] += 1
+        return None
+    minute = epoch - epoch % 60
+    if minute != epoch:
+        data.off_minute += 1
+    if (start is not None and minute < start) or (end is not None and minute >= end):
+        data.outside += 1
+        data.dropped_on[("outside_window", day)] += 1
+        return None
+    if minute in kept:
+        data.duplicates += 1
+        data.dropped_on[("duplicates", day)] += 1
+        return None
+    return minute
+
+
+def _major_unit_prices(data: ChartData, row: Mapping[str, float]) -> dict[str, float]:
+    """The row's prices snapped from float32 noise and divided into the major unit, and its volume."""
+    out = {"volume": row["volume"]}
+    divisor = data.price_divisor
+    for name in PRICE_FIELDS:
+        value, decimals = denoise_float32(row[name])
+        if decimals is not None:
+            data.denoised += value != row[name]
+        if divisor != 1:
+            value = value / divisor
+            if decimals is not None:  # exact decimal shift, no binary noise left over
+                value = round(value, decimals + round(math.log10(divisor)))
+        out[name] = value
+    return out
+
+
+def _bars_frame(kept: Mapping[int, Mapping[str, float]], exchange: str, instrument: str) -> pl.DataFrame:
+    columns = {name: pl.Series([row[name] for row in kept.values()], dtype=pl.Float64)
+               for name in (*PRICE_FIELDS, "volume")}
+    frame = pl.DataFrame({"ts": pl.Series(list(kept), dtype=pl.Int64) * 1_000_000, **columns})
+    return frame.with_columns(
+        pl.col("ts").cast(UTC_US),
+        pl.lit(exchange, dtype=pl.Utf8).alias("venue"),
+        pl.lit(instrument, dtype=pl.Utf8).alias("instrument"),
+        (pl.col("volume") * (pl.col("high") + pl.col("low") + pl.col("close")) / 3).round(6).alias("amount"),
+        pl.lit(None, dtype=pl.Int64).alias("trades"),
+    ).select(list(BARS_SCHEMA)).sort("ts")
+
+
+def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
+    """Chunks of one instrument → one ChartData (bars deduplicated on ts, counts summed)."""
+    if not parts:
+        return ChartData(instrument=instrument, frame=pl.DataFrame(schema=BARS_SCHEMA))
+    first = parts[0]
+    currencies = {p.quote_currency for p in parts if p.quote_currency}
+    if len(currencies) > 1:
+        raise SourceDataError(instrument, None, f"the quote currency changed between requests: {sorted(currencies)}",
+                              source=PROVIDER)
+    everything = pl.concat([p.frame for p in parts], how="vertical")
+    before = everything.height
+    frame = everything.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
+    merged = ChartData(instrument=instrument, frame=frame, currency=first.currency, quote_currency=first.quote_currency,
+                       price_divisor=first.price_divisor, exchange=first.exchange, timezone=first.timezone,
+                       gmtoffset=parts[-1].gmtoffset, meta=parts[-1].meta)
+    for name in ("null_minutes", "partial_rows", "off_minute", "duplicates", "outside", "denoised", "no_currency",
+                 "requests"):
+        setattr(merged, name, sum(getattr(p, name) for p in parts))
+    for part in parts:
+        merged.dropped_on.update(part.dropped_on)
+    merged.duplicates += before - frame.height
+    if before > frame.height:  # overlapping chunks: the repeats, by day
+        repeats = Counter(everything["ts"].dt.date().to_list())
+        repeats.subtract(Counter(frame["ts"].dt.date().to_list()))
+        merged.dropped_on.update({("duplicates", day): n for day, n in repeats.items() if n})
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+class YahooChartClient(ApiClient):
+    """Chart v8 client on the shared policy (`ERRORS`, `LIMITS`; a body that is not JSON is retried).
+
+    `async with YahooChartClient(base_url) as yahoo: data = await yahoo.fetch_bars("VOD.L", start, end)`.
+    """
+
+    api_name = PROVIDER
+    ERRORS = ERRORS
+    LIMITS = LIMITS
+    bad_body = "retry"  # a 200 cut short by a proxy: asked again, then a SourceDataError
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, requests_per_minute: float | None = None,
+                 max_concurrency: int | None = None, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
+                 max_days_per_request: float = 7.0, max_days_back: float | None = 30.0,
+                 clock: Callable[[], float] = time.time, user_agent: str = DEFAULT_USER_AGENT, rng=None):
+        # Yahoo answers 429 to clients without a browser-like User-Agent.
+        super().__init__(base_url, requests_per_minute=requests_per_minute, max_concurrency=max_concurrency,
+                         timeout_s=timeout_s, retry=retry, rng=rng,
+                         headers={"User-Agent": user_agent, "Accept": "application/json"})
+        self.max_days_per_request = float(max_days_per_request)
+        self.max_days_back = max_days_back
+        self.clock = clock
+        self.quality: dict[str, Counter] = {}  # instrument -> drop counts, requests, clipped windows
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    # ---- what Yahoo's answers mean -------------------------------------------------------------
+
+    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
+        return chart_error(payload)
+
+    def make_error(self, kind: ErrorKind, *, status: int, code: Any, message: str, page: Page) -> SourceError:
+        if kind in ("banned", "quota", "data"):
+            return super().make_error(kind, status=status, code=code, message=message, page=page)
+        return yahoo_error(kind, status=status, code=code, message=message, instrument=page.instrument or "?",
+                           request=page.request)
+
+    # ---- one request ---------------------------------------------------------------------------
+
+    async def chart(self, instrument: str, period1: int, period2: int) -> ChartData:
+        """One request for [period1, period2) (epoch seconds, at most `max_days_per_request`)."""
+        path = CHART_PATH + quote(instrument, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
+        params = {"interval": "1m", "period1": str(int(period1)), "period2": str(int(period2)),
+                  "includePrePost": "false"}
+        page = Page(PROVIDER, instrument, _day_label(period1), describe_request("GET", path, params))
+        # endpoint "chart": a 401/403 stops every instrument's requests, not only this path's
+        payload = await self.call("GET", path, page=page, endpoint="chart", params=params)
+        data = parse_chart(payload, instrument, start=int(period1), end=int(period2), request=page.request)
+        data.requests = 1
+        return data
+
+    # ---- windows -------------------------------------------------------------------------------
+
+    def windows(self, start: datetime, end: datetime, instrument: str = "") -> list[tuple[int, int]]:
+        """[start, end) → request windows (epoch seconds) of at most `max_days_per_request`,
+        clipped to Yahoo's 1-minute horizon (`max_days_back`, with 10 minutes of slack; the
+        clipping is logged and counted as `clipped_windows`)."""
+        lo, hi = math.floor(as_utc(start).timestamp()), math.ceil(as_utc(end).timestamp())
+        now = self.clock()
+        hi = min(hi, int(now) + 60)
+        if self.max_days_back is not None:
+            horizon = int(now - self.max_days_back * 86400 + 600)
+            if hi <= horizon:
+                raise SourceDataError(instrument or None, as_utc(start).date(),
+                                      f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
+                                      f"the window ends {as_utc(end).isoformat()}, before "
+                                      f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", source=PROVIDER)
+            if lo < horizon:
+                log.warning("%s %s: 1-minute bars exist for the last %g days only: window start %s clipped to %s",
+                            PROVIDER, instrument, self.max_days_back, datetime.fromtimestamp(lo, UTC).isoformat(),
+                            datetime.fromtimestamp(horizon, UTC).isoformat())
+                self._count(instrument, clipped_windows=1)
+                lo = horizon
+        step = int(self.max_days_per_request * 86400)
+        out, cursor = [], lo
+        while cursor < hi:
+            out.append((cursor, min(hi, cursor + step)))
+            cursor += step
+        return out
+
+    def _count(self, instrument: str, **counts: int) -> None:
+        count_quality(self.quality, instrument, counts)
+
+    async def fetch_bars(self, instrument: str, start: datetime, end: datetime) -> ChartData:
+        """Bars opening in [start, end) (aware datetimes, naive = UTC), chunked and merged, with
+        the currency, exchange and drop counts."""
+        parts = [await self.chart(instrument, p1, p2) for p1, p2 in self.windows(start, end, instrument)]
+        data = merge_chart_data(parts, instrument)
+        count_quality(self.quality, instrument, {"requests": data.requests, **data.counts()}, note=False)
+        for (reason, day), rows in data.dropped_on.items():
+            note_dropped(instrument, reason, rows, day)
+        if data.null_minutes or data.partial_rows:
+            log.info("%s %s: dropped %d null minutes and %d partially null rows", PROVIDER, instrument,
+                     data.null_minutes, data.partial_rows)
+        return data
+
+    def figures(self) -> dict[str, Any]:
+        """Request counters and data-quality counts, for materialization metadata."""
+        totals: Counter = Counter()
+        for counter in self.quality.values():
+            totals.update(counter)
+        return {**super().figures(), "dropped_null_minutes": totals.get("null_minutes", 0),
+                "dropped_partial_rows": totals.get("partial_rows", 0),
+                "dropped_duplicates": totals.get("duplicates", 0), "dropped_outside_window": totals.get("outside", 0),
+                "denoised_prices": totals.get("denoised", 0), "floored_off_minute": totals.get("off_minute", 0),
+                "answers_without_currency": totals.get("no_currency", 0),
+                "clipped_windows": totals.get("clipped_windows", 0)}
+
+
+__all__ = ["ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
+           "chart_error", "denoise_float32", "merge_chart_data", "normalize_currency", "parse_chart", "yahoo_error"]

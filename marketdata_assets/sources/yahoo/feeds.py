@@ -1,0 +1,34 @@
+"""How the ingest engine asks Yahoo for 1-minute bars: one chart fetch per instrument and block of days
+(the venue of each slice is the exchange Yahoo names in its answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+
+from marketdata_assets.core import calendars
+from marketdata_assets.datasets.frames import day_window
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+
+SOURCE = "YAHOO"
+
+
+def session_bar_opens(venue: str, day: date) -> list[datetime]:
+    """The bar opens (UTC) a full chart day has on the exchange Yahoo names (`venue`): labelled by
+    their start, 09:30..15:59 New York time on a full XNYS day; ValueError without a calendar."""
+    return calendars.session_minutes(venue, day, label="start")
+
+
+async def _fetch(api, job: Job):
+    days = sorted({key.day for key in job.keys})
+    instrument = job.keys[0].instrument
+    data = await api.fetch_bars(instrument, day_window(days[0])[0], day_window(days[-1])[1])
+    return data.frame, {instrument: data.exchange}
+
+
+def bars_feed(client: Callable, keys: Sequence[SliceKey], *, workers: int, attempts: int) -> Feed:
+    by_symbol: dict[str, list[SliceKey]] = {}
+    for key in keys:
+        by_symbol.setdefault(key.instrument, []).append(key)
+    return Feed(SOURCE, [Job(tuple(mine)) for mine in by_symbol.values()], _fetch, client, workers=workers,
+                attempts=attempts, skip_empty_days=True, by_day=True)

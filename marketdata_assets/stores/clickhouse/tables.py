@@ -1,0 +1,513 @@
+"""ClickHouse tables for normalized ticks: DDL, read views, and the load pointer that makes re-writes
+exact without ``ALTER TABLE ... DELETE`` (the design and its measurements: docs/ticks.md).
+
+Tables (one database, name checked by identifiers.sql_identifier): one per dataset
+(datasets.frames.DATASETS: ``trades``, ``book_snapshots``, ``bars_1m``, ``daily_bars``), each the
+frame's columns plus ``day Date`` (the UTC day of ``ts``: the write unit) and ``load_id UInt64``
+(which write produced the row), ``MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (venue, instrument,
+ts, ...)``; ``loads``, the pointer (``ReplacingMergeTree(load_id)`` keyed by the slice
+``(kind, venue, instrument, day)``, ``kind`` holding the dataset's code); ``trades_1d_agg`` +
+``trades_1d_mv``, daily bars from trades aggregated at insert time per load; ``ingest_log``, one row
+per (run, provider, instrument, day) attempt.
+
+A write (stores.clickhouse.writer) inserts a slice's rows under a new snowflake ``load_id``, counts them,
+and only then inserts ONE row into ``loads``: the flip. Every read path (``trades_v``,
+``book_snapshots_v``, ``bars_1m_v``, ``daily_bars_v``, ``bars_1d_v`` and the parameterized
+``*_range(venue=, instrument=, start=, end=)`` views) filters ``load_id IN (the active loads)``, so
+a re-write shows exactly the new rows at once, a killed write leaves the previous state, an empty
+frame empties the day, and two concurrent writers of a slice resolve to the larger load id.
+:func:`compact_month` drops superseded and orphaned rows with an atomic ``REPLACE PARTITION`` (a
+partition swap, not a mutation); it must not run concurrently with writes into the same month.
+:func:`compact_store` runs it on every month that has such rows (the weekly ``tick_compaction`` asset).
+``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate (:func:`daily_bars`). Days are
+UTC days, which for A-shares (trading 01:30-07:00 UTC) are the trading days.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
+from marketdata_assets.datasets.frames import DATASETS, LC, TS, Dataset, spec_for
+
+LOADS = "loads"
+DAILY_AGG = "trades_1d_agg"
+DAILY_MV = "trades_1d_mv"
+INGEST_LOG = "ingest_log"
+OUTCOMES = ("ok", "failed", "skipped")
+INGEST_LOG_COLUMNS = ("run_id", "provider", "kind", "venue", "instrument", "day", "rows", "requests", "retries",
+                      "rate_limited", "latency_p50_ms", "latency_p95_ms", "outcome", "error", "load_id",
+                      "started_at", "finished_at", "dropped", "conversions")
+# Columns added after the first release: added to an existing ingest_log by ensure_tables.
+INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversions": "Array(String)"}
+
+
+
+def active_loads_sql(database: str, dataset: str, where: str = "") -> str:
+    """``SELECT load_id FROM loads FINAL WHERE kind = '<kind>' [AND where]``: the pointer lookup."""
+    spec = spec_for(dataset)
+    extra = f" AND {where}" if where else ""
+    return f"SELECT load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE kind = '{spec.code}'{extra}"
+
+
+def _table_ddl(database: str, spec: Dataset) -> str:
+    cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in spec.columns)
+    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.`{spec.table}` (\n    {cols},\n"
+            "    `day` Date CODEC(Delta, ZSTD(1)),\n"
+            "    `load_id` UInt64 CODEC(Delta, ZSTD(1))\n"
+            ") ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\n"
+            f"ORDER BY ({', '.join(spec.order_by)})")
+
+
+def _view_ddl(database: str, spec: Dataset) -> list[str]:
+    db = clickhouse_database(database)
+    cols = ", ".join(f"`{c}`" for c in spec.column_names)
+    whole = (f"CREATE OR REPLACE VIEW {db}.`{spec.view}` AS\nSELECT {cols}\nFROM {db}.`{spec.table}`\n"
+             f"WHERE load_id IN ({active_loads_sql(database, spec.name)})")
+    in_range = ("venue = {venue:String} AND instrument = {instrument:String} "
+                "AND day >= toDate({start:DateTime64(6, 'UTC')}) AND day <= toDate({end:DateTime64(6, 'UTC')})")
+    ranged = (f"CREATE OR REPLACE VIEW {db}.`{spec.range_view}` AS\nSELECT {cols}\nFROM {db}.`{spec.table}`\n"
+              "WHERE venue = {venue:String} AND instrument = {instrument:String}\n"
+              "  AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')}\n"
+              f"  AND load_id IN ({active_loads_sql(database, spec.name, in_range)})")
+    return [whole, ranged]
+
+
+def _daily_ddl(database: str) -> list[str]:
+    db = clickhouse_database(database)
+    agg = f"""CREATE TABLE IF NOT EXISTS {db}.{DAILY_AGG} (
+    `venue` {LC},
+    `instrument` {LC},
+    `day` Date,
+    `load_id` UInt64,
+    `open` AggregateFunction(argMin, Float64, {TS}),
+    `high` SimpleAggregateFunction(max, Float64),
+    `low` SimpleAggregateFunction(min, Float64),
+    `close` AggregateFunction(argMax, Float64, {TS}),
+    `volume` SimpleAggregateFunction(sum, Float64),
+    `amount` SimpleAggregateFunction(sum, Float64),
+    `trades` SimpleAggregateFunction(sum, UInt64),
+    `first_ts` SimpleAggregateFunction(min, {TS}),
+    `last_ts` SimpleAggregateFunction(max, {TS})
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (venue, instrument, day, load_id)"""
+    mv = f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{DAILY_MV} TO {db}.{DAILY_AGG} AS
+SELECT venue, instrument, day, load_id,
+       argMinState(price, ts) AS open, max(price) AS high, min(price) AS low, argMaxState(price, ts) AS close,
+       sum(quantity) AS volume, sum(amount) AS amount, count() AS trades, min(ts) AS first_ts, max(ts) AS last_ts
+FROM {db}.trades
+GROUP BY venue, instrument, day, load_id"""
+    select = ("SELECT day, venue, instrument, argMinMerge(open) AS open, max(high) AS high, min(low) AS low,\n"
+              "       argMaxMerge(close) AS close, sum(volume) AS volume, sum(amount) AS amount,\n"
+              "       toInt64(sum(trades)) AS trades, min(first_ts) AS first_ts, max(last_ts) AS last_ts\n"
+              f"FROM {db}.{DAILY_AGG}\n")
+    whole = (f"CREATE OR REPLACE VIEW {db}.bars_1d_v AS\n{select}"
+             f"WHERE load_id IN ({active_loads_sql(database, 'trades')})\nGROUP BY day, venue, instrument")
+    in_range = ("venue = {venue:String} AND instrument = {instrument:String} "
+                "AND day >= {first_day:Date} AND day <= {last_day:Date}")
+    ranged = (f"CREATE OR REPLACE VIEW {db}.bars_1d_range AS\n{select}"
+              f"WHERE {in_range}\n  AND load_id IN ({active_loads_sql(database, 'trades', in_range)})\n"
+              "GROUP BY day, venue, instrument")
+    return [agg, mv, whole, ranged]
+
+
+def ddl_statements(database: str) -> list[str]:
+    """Every statement of :func:`ensure_tables`, in order (tables, then views)."""
+    db = clickhouse_database(database)
+    statements = [_table_ddl(database, spec) for spec in DATASETS.values()]
+    statements.append(f"""CREATE TABLE IF NOT EXISTS {db}.{LOADS} (
+    `kind` {LC},
+    `venue` {LC},
+    `instrument` {LC},
+    `day` Date,
+    `load_id` UInt64,
+    `rows` UInt64,
+    `run_id` String,
+    `loaded_at` DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(load_id)
+ORDER BY (kind, venue, instrument, day)""")
+    statements.append(f"""CREATE TABLE IF NOT EXISTS {db}.{INGEST_LOG} (
+    `run_id` String,
+    `provider` {LC},
+    `kind` {LC} DEFAULT '',
+    `venue` {LC},
+    `instrument` {LC},
+    `day` Date,
+    `rows` UInt64 DEFAULT 0,
+    `requests` UInt32 DEFAULT 0,
+    `retries` UInt32 DEFAULT 0,
+    `rate_limited` UInt32 DEFAULT 0,
+    `latency_p50_ms` Float64 DEFAULT 0,
+    `latency_p95_ms` Float64 DEFAULT 0,
+    `outcome` Enum8('ok' = 1, 'failed' = 2, 'skipped' = 3),
+    `error` String DEFAULT '',
+    `load_id` UInt64 DEFAULT 0,
+    `started_at` DateTime64(3, 'UTC'),
+    `finished_at` DateTime64(3, 'UTC'),
+    `dropped` Map(LowCardinality(String), UInt64),
+    `conversions` Array(String)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (provider, instrument, day, finished_at)""")
+    daily = _daily_ddl(database)
+    statements += daily[:2]
+    for spec in DATASETS.values():
+        statements += _view_ddl(database, spec)
+    statements += daily[2:]
+    statements.append(f"""CREATE OR REPLACE VIEW {db}.active_loads AS
+SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {db}.{LOADS} FINAL""")
+    return statements
+
+
+def ensure_tables(client, database: str) -> list[str]:
+    """Create the database, tables and views if missing (idempotent). Returns the object names."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse_database(database)}")
+    for statement in ddl_statements(database):
+        client.command(statement)
+    for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
+        client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
+    names = [spec.table for spec in DATASETS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
+                                                        "bars_1d_v", "bars_1d_range"]
+    names += [n for spec in DATASETS.values() for n in (spec.view, spec.range_view)]
+    return names
+
+
+# ---- read helpers ------------------------------------------------------------------------------------
+
+def _utc(value: datetime | date | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def range_query(database: str, dataset: str) -> str:
+    """``SELECT * FROM <table>_range(...)`` with bind parameters venue, instrument, start, end
+    (half-open ``[start, end)``), ordered by the table's key."""
+    spec = spec_for(dataset)
+    return (f"SELECT * FROM {clickhouse_database(database)}.`{spec.range_view}`(venue = {{venue:String}}, "
+            "instrument = {instrument:String}, start = {start:DateTime64(6, 'UTC')}, "
+            "end = {end:DateTime64(6, 'UTC')})\n"
+            f"ORDER BY {', '.join(spec.order_by)}")
+
+
+def read_range(client, database: str, dataset: str, venue: str, instrument: str,
+               start: datetime | date | str, end: datetime | date | str) -> pl.DataFrame:
+    """Active rows of one instrument in ``[start, end)`` (naive datetimes are UTC) as a frame with
+    the datasets.frames schema, sorted by the table key."""
+    spec = spec_for(dataset)
+    table = client.query_arrow(range_query(database, spec.name), parameters={
+        "venue": venue, "instrument": instrument, "start": _utc(start), "end": _utc(end)})
+    frame = pl.from_arrow(table)
+    if not isinstance(frame, pl.DataFrame) or frame.width == 0:
+        return pl.DataFrame(schema=spec.schema)
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in spec.schema.items()])
+
+
+def daily_bars(client, database: str, venue: str, instrument: str, first_day: date, last_day: date) -> pl.DataFrame:
+    """Daily bars of one instrument for ``first_day..last_day`` (inclusive), computed from its trades at
+    insert time (``bars_1d_range``)."""
+    sql = (f"SELECT * FROM {clickhouse_database(database)}.bars_1d_range(venue = {{venue:String}}, "
+           "instrument = {instrument:String}, first_day = {first_day:Date}, last_day = {last_day:Date}) "
+           "ORDER BY day")
+    params = {"venue": venue, "instrument": instrument, "first_day": first_day, "last_day": last_day}
+    return pl.from_arrow(client.query_arrow(sql, parameters=params))
+
+
+def loaded_days(client, database: str, dataset: str, venue: str | None = None,
+                instrument: str | None = None) -> pl.DataFrame:
+    """The active load of every slice (kind, venue, instrument, day, load_id, rows, run_id, loaded_at)."""
+    spec = spec_for(dataset)
+    where, params = ["kind = {code:String}"], {"code": spec.code}
+    if venue is not None:
+        where.append("venue = {venue:String}")
+        params["venue"] = venue
+    if instrument is not None:
+        where.append("instrument = {instrument:String}")
+        params["instrument"] = instrument
+    sql = (f"SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {clickhouse_database(database)}.{LOADS} "
+           f"FINAL WHERE {' AND '.join(where)} ORDER BY venue, instrument, day")
+    return pl.from_arrow(client.query_arrow(sql, parameters=params))
+
+
+# ---- maintenance -------------------------------------------------------------------------------------
+#
+# A row is garbage when no read path shows it and none ever will: its load was *superseded* (its
+# slice's active load has a larger id: the pointer only moves up) or *orphaned* (never made active
+# and older than the grace: a killed write). A load that never became active but is younger than
+# the grace is *pending*: it may be a write in flight (ids are taken before the insert, the pointer
+# flips after the count), so it is kept. Load ids are snowflakes: ms since 1970 << 22, by the
+# engine's clock.
+
+DEFAULT_ORPHAN_GRACE = timedelta(hours=24)
+STAGING_PREFIX = "_compact_"
+
+
+class CompactionAborted(RuntimeError):
+    """The month was left as it was (nothing swapped)."""
+
+
+class CompactionConflict(CompactionAborted):
+    """A write went into the month while it was being compacted: run it again later."""
+
+
+@dataclass(frozen=True)
+class MonthGarbage:
+    """One month of one table: its rows and how many of them each kind of load holds."""
+
+    dataset: str
+    table: str
+    month: str            # YYYYMM (the partition id)
+    rows: int
+    superseded: int = 0
+    orphaned: int = 0
+    pending: int = 0      # rows of unflipped loads younger than the grace: kept
+
+    @property
+    def reclaimable(self) -> int:
+        return self.superseded + self.orphaned
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    table: str
+    month: str            # YYYYMM
+    rows_before: int
+    rows_after: int
+    seconds: float
+    superseded: int = 0
+    orphaned: int = 0
+    pending: int = 0      # kept
+    dataset: str = ""
+
+    @property
+    def reclaimed(self) -> int:
+        return self.rows_before - self.rows_after
+
+
+def _month_id(month: str | date) -> str:
+    if isinstance(month, date):
+        return f"{month.year:04d}{month.month:02d}"
+    text = str(month).replace("-", "")
+    if len(text) != 6 or not text.isdigit() or not 1 <= int(text[4:]) <= 12:
+        raise ValueError(f"invalid month {month!r}: expected YYYY-MM")
+    return text
+
+
+def _targets(spec: Dataset) -> list[tuple[str, str]]:
+    """(table, month expression = its partition key) of a dataset: for trades the daily aggregate too."""
+    targets = [(spec.table, "toYYYYMM(ts)")]
+    if spec.code == "trades":
+        targets.append((DAILY_AGG, "toYYYYMM(day)"))
+    return targets
+
+
+def orphan_cutoff(client, grace: timedelta = DEFAULT_ORPHAN_GRACE) -> int:
+    """The first load id issued after (the engine's now - grace): unflipped loads below it are orphans."""
+    if grace < timedelta(0):
+        raise ValueError(f"orphan grace must not be negative, got {grace}")
+    now_ms = int(client.command("SELECT toUnixTimestamp64Milli(now64(3))"))
+    return max(0, now_ms - int(grace.total_seconds() * 1000)) << 22
+
+
+def _load_states_sql(database: str, spec: Dataset, table: str, month_expr: str) -> str:
+    """One row per (month, slice, load) of ``table`` in the months ``{months:Array(UInt32)}``:
+    month, load_id, n (rows), state (active | superseded | orphaned | pending; orphans are the
+    unflipped loads below ``{cutoff:UInt64}``)."""
+    db = clickhouse_database(database)
+    return (
+        "SELECT g.month AS month, g.load_id AS load_id, g.n AS n, multiIf("
+        f"g.load_id IN ({active_loads_sql(database, spec.name)}), 'active', "
+        "g.load_id < ifNull(a.active, 0), 'superseded', g.load_id < {cutoff:UInt64}, 'orphaned', 'pending') AS state\n"
+        f"FROM (SELECT {month_expr} AS month, venue, instrument, day, load_id, count() AS n FROM {db}.`{table}`\n"
+        f"      WHERE {month_expr} IN {{months:Array(UInt32)}} GROUP BY month, venue, instrument, day, load_id) AS g\n"
+        f"LEFT JOIN (SELECT venue, instrument, day, load_id AS active FROM {db}.{LOADS} FINAL\n"
+        f"           WHERE kind = '{spec.code}' AND toYYYYMM(day) IN {{months:Array(UInt32)}}) AS a\n"
+        "ON g.venue = a.venue AND g.instrument = a.instrument AND g.day = a.day")
+
+
+def garbage_by_month(client, database: str, dataset: str, months=None,
+                     orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE) -> list[MonthGarbage]:
+    """Every month (of ``months``, YYYY-MM, or all) of the dataset's tables with its garbage. Cheap
+    when there is none: one scan of the month key and ``load_id`` per table; the per-slice split
+    (superseded / orphaned / pending) is computed only for months with inactive rows."""
+    spec = spec_for(dataset)
+    db = clickhouse_database(database)
+    wanted = sorted({int(_month_id(m)) for m in months}) if months is not None else None
+    cutoff, out = None, []
+    for table, month_expr in _targets(spec):
+        where = f"WHERE {month_expr} IN {{months:Array(UInt32)}} " if wanted is not None else ""
+        counts = client.query(
+            f"SELECT {month_expr} AS month, count(), countIf(load_id NOT IN ({active_loads_sql(database, spec.name)})) "
+            f"FROM {db}.`{table}` {where}GROUP BY month ORDER BY month",
+            parameters={"months": wanted} if wanted is not None else None).result_rows
+        dirty = [int(m) for m, _, inactive in counts if inactive]
+        split = {}
+        if dirty:
+            cutoff = orphan_cutoff(client, orphan_grace) if cutoff is None else cutoff
+            split = {int(r[0]): r[1:] for r in client.query(
+                "SELECT month, sumIf(n, state = 'superseded'), sumIf(n, state = 'orphaned'), "
+                f"sumIf(n, state = 'pending') FROM ({_load_states_sql(database, spec, table, month_expr)}) "
+                "GROUP BY month", parameters={"months": dirty, "cutoff": cutoff}).result_rows}
+        out += [MonthGarbage(spec.name, table, str(m), int(rows), *(int(v) for v in split.get(int(m), (0, 0, 0))))
+                for m, rows, _ in counts]
+    return out
+
+
+def _max_block(client, database: str, table: str, part: str) -> int:
+    """The highest block number in a partition: every insert creates a part above it (merges don't)."""
+    return int(client.command(
+        "SELECT max(max_block_number) FROM system.parts WHERE database = {db:String} AND table = {table:String} "
+        "AND partition_id = {part:String} AND active",
+        parameters={"db": database, "table": table, "part": part}) or 0)
+
+
+def _no_write_since(client, database: str, table: str, part: str, block: int) -> None:
+    if _max_block(client, database, table, part) != block:
+        raise CompactionConflict(f"compaction of {table} {part} aborted: a write went into the month while it was "
+                                 "being compacted; nothing was changed, run it again")
+
+
+def compact_month(client, database: str, dataset: str, month: str | date,
+                  orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE) -> list[CompactResult]:
+    """Drop superseded and orphaned rows of one month (partition) of a kind: copy every other row
+    (active, and pending loads younger than ``orphan_grace``) to a staging table, check each active
+    slice's count against ``loads.rows``, then swap the partition with ``ALTER TABLE ... REPLACE
+    PARTITION`` (``DROP PARTITION`` when nothing is left): atomic, so readers see the same rows
+    before, during and after. A table-month without garbage is left untouched. For trades the
+    daily aggregate is compacted the same way.
+
+    Never run it while another process writes into that month: a row inserted between the copy and
+    the swap would be lost. What keeps writers out when the tick_compaction asset runs it: its
+    ``clickhouse`` concurrency pool (the other ClickHouse steps of that pool wait) and, on the
+    embedded engine, the data-directory lock every ClickHouse step holds while its client is open
+    (one process at a time: this also holds off the ingest steps that sit in their providers' pools).
+    On a ClickHouse server those ingest steps are not kept out, so the swap is also refused
+    (:class:`CompactionConflict`, nothing changed) when a part was added to the partition since the
+    copy began; only the instant between that check and the swap stays unguarded. A count mismatch
+    raises :class:`CompactionAborted` (nothing changed)."""
+    spec = spec_for(dataset)
+    part = _month_id(month)
+    db = clickhouse_database(database)
+    params = {"months": [int(part)], "cutoff": orphan_cutoff(client, orphan_grace)}
+    results = []
+    for table, month_expr in _targets(spec):
+        started = time.monotonic()
+        states = _load_states_sql(database, spec, table, month_expr)
+        before, superseded, orphaned, pending = (int(v or 0) for v in client.query(
+            "SELECT sum(n), sumIf(n, state = 'superseded'), sumIf(n, state = 'orphaned'), sumIf(n, state = 'pending') "
+            f"FROM ({states})", parameters=params).result_rows[0])
+        counts = {"superseded": superseded, "orphaned": orphaned, "pending": pending, "dataset": spec.name}
+        if not superseded + orphaned:
+            results.append(CompactResult(table, part, before, before, round(time.monotonic() - started, 3), **counts))
+            continue
+        block = _max_block(client, database, table, part)
+        staging = f"{STAGING_PREFIX}{table}_{part}_{uuid.uuid4().hex[:8]}"  # its own: never another run's
+        client.command(f"CREATE TABLE {db}.`{staging}` AS {db}.`{table}`")
+        try:
+            client.command(f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE {month_expr} = {part} "
+                           f"AND load_id NOT IN (SELECT load_id FROM ({states}) "
+                           "WHERE state IN ('superseded', 'orphaned'))", parameters=params)
+            if table == spec.table:
+                bad = client.query(
+                    f"SELECT l.venue, l.instrument, l.day, l.rows, ifNull(s.n, 0) FROM "
+                    f"(SELECT venue, instrument, day, load_id, rows FROM {db}.{LOADS} FINAL "
+                    f" WHERE kind = '{spec.code}' AND toYYYYMM(day) = {part}) AS l "
+                    f"LEFT JOIN (SELECT load_id, count() AS n FROM {db}.`{staging}` GROUP BY load_id) AS s "
+                    f"ON l.load_id = s.load_id WHERE l.rows != ifNull(s.n, 0) LIMIT 5").result_rows
+                if bad:
+                    _no_write_since(client, database, table, part, block)  # a write that flipped meanwhile
+                    raise CompactionAborted(
+                        f"compaction of {table} {part} aborted: active slices with a row count different from "
+                        f"loads.rows (venue, instrument, day, expected, found): {bad}")
+            kept = int(client.command(f"SELECT count() FROM {db}.`{staging}`") or 0)
+            _no_write_since(client, database, table, part, block)
+            if kept:
+                client.command(f"ALTER TABLE {db}.`{table}` REPLACE PARTITION ID '{part}' FROM {db}.`{staging}`")
+            else:  # every row was garbage (REPLACE refuses an empty source)
+                client.command(f"ALTER TABLE {db}.`{table}` DROP PARTITION ID '{part}'")
+        finally:
+            client.command(f"DROP TABLE IF EXISTS {db}.`{staging}`")
+        after = int(client.command(f"SELECT count() FROM {db}.`{table}` WHERE {month_expr} = {part}") or 0)
+        results.append(CompactResult(table, part, before, after, round(time.monotonic() - started, 3), **counts))
+    return results
+
+
+def drop_stale_staging(client, database: str, older_than: timedelta = timedelta(days=1)) -> list[str]:
+    """Drop the staging tables a killed compaction left behind (created more than ``older_than`` ago)."""
+    names = [r[0] for r in client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {prefix:String}) "
+        "AND metadata_modification_time <= now() - toIntervalSecond({age:UInt32})",
+        parameters={"db": database, "prefix": STAGING_PREFIX, "age": int(older_than.total_seconds())}).result_rows]
+    for name in names:
+        client.command(f"DROP TABLE IF EXISTS {clickhouse_database(database)}.`{sql_identifier(name, 'staging table')}`")
+    return names
+
+
+@dataclass
+class CompactionReport:
+    """What :func:`compact_store` did: the table-months it compacted, the months it left alone."""
+
+    results: list = field(default_factory=list)       # CompactResult of each table of a compacted month
+    checked: list = field(default_factory=list)       # MonthGarbage of every table-month looked at
+    conflicts: list = field(default_factory=list)     # "dataset YYYY-MM: why" (a write ran into it: next time)
+    errors: list = field(default_factory=list)        # "dataset YYYY-MM: why" (a count mismatch: look at it)
+    stale_staging: list = field(default_factory=list)  # staging tables of killed compactions, dropped
+    seconds: float = 0.0
+
+    @property
+    def reclaimed(self) -> int:
+        return sum(r.reclaimed for r in self.results)
+
+    @property
+    def months_compacted(self) -> int:
+        return len({(r.dataset, r.month) for r in self.results})
+
+    def rows(self) -> list[dict]:
+        """One dict per compacted table-month (for metadata)."""
+        return [{"dataset": r.dataset, "table": r.table, "month": f"{r.month[:4]}-{r.month[4:]}",
+                 "rows_before": r.rows_before, "rows_after": r.rows_after, "rows_reclaimed": r.reclaimed,
+                 "superseded": r.superseded, "orphaned": r.orphaned, "unflipped_kept": r.pending,
+                 "seconds": r.seconds} for r in self.results]
+
+    def summary(self) -> str:
+        months = {(r.dataset, r.month) for r in self.results}
+        return (f"{self.reclaimed:,} rows reclaimed in {len(months)} month(s) of {len(self.checked)} table-months "
+                f"checked, {len(self.conflicts)} skipped (a write ran into them), {len(self.errors)} failed, "
+                f"{self.seconds:.1f} s")
+
+
+def compact_store(client, database: str, datasets=None, months=None,
+                  orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE) -> CompactionReport:
+    """:func:`compact_month` for every dataset (or ``datasets``) and month (or ``months``, YYYY-MM)
+    with reclaimable rows (:func:`garbage_by_month`); the others are only counted. A month that
+    could not be compacted is listed (``conflicts`` / ``errors``) and the next months still run."""
+    started = time.monotonic()
+    report = CompactionReport(stale_staging=drop_stale_staging(client, database))
+    for dataset in datasets or DATASETS:
+        found = garbage_by_month(client, database, dataset, months, orphan_grace)
+        report.checked += found
+        for month in sorted({g.month for g in found if g.reclaimable}):
+            label = f"{dataset} {month[:4]}-{month[4:]}"
+            try:
+                report.results += compact_month(client, database, dataset, month, orphan_grace)
+            except CompactionConflict as error:
+                report.conflicts.append(f"{label}: {error}")
+            except CompactionAborted as error:
+                report.errors.append(f"{label}: {error}")
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def garbage_rows(client, database: str, dataset: str) -> int:
+    """Rows of a kind's table that no read path shows (superseded or orphaned loads)."""
+    spec = spec_for(dataset)
+    return int(client.command(f"SELECT count() FROM {clickhouse_database(database)}.`{spec.table}` "
+                              f"WHERE load_id NOT IN ({active_loads_sql(database, spec.name)})") or 0)
