@@ -33,3 +33,24 @@ def test_the_table_of_what_each_venue_serves_is_the_declarations():
     shown = README[README.index(start) + len(start):README.index(end)]
     assert shown == datasets_table(), ("README's datasets table is stale: paste "
                                        "sources.venues.datasets_table()")
+
+
+def test_the_layout_tree_matches_the_package():
+    """Every package of marketdata_assets is in README's Layout tree, and every folder or file the
+    tree names exists (a move that forgets the README fails here)."""
+    import re
+
+    section = README[README.index("## Layout"):]
+    tree = section[section.index("```") + 3:]
+    tree = tree[:tree.index("```")]
+    package = REPO / "marketdata_assets"
+    top = sorted(p.name for p in package.iterdir() if (p / "__init__.py").exists())
+    missing = [name for name in top if f"{name}/" not in tree]
+    assert not missing, f"README's Layout tree lacks {missing}"
+    named = set(re.findall(r"\b([a-z_]+)/", tree)) - {"marketdata_assets", "docs", "bench", "tests", "scripts",
+                                                       "docker"}
+    folders = {p.name for p in package.rglob("*") if p.is_dir() and (p / "__init__.py").exists()}
+    assert not named - folders, f"README's Layout tree names folders that don't exist: {sorted(named - folders)}"
+    files = set(re.findall(r"\b([a-z_]+\.py)\b", tree))
+    present = {p.name for p in package.rglob("*.py")}
+    assert not files - present, f"README's Layout tree names files that don't exist: {sorted(files - present)}"

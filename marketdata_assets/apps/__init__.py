@@ -1,0 +1,1 @@
+"""Process entry points, imported by nothing: the marketdata command (cli), make run (demo, main, launch), the metrics exporter."""

@@ -1,0 +1,1 @@
+"""Minute-bar CSV files dropped by vendors: the reader and the vendor profiles (columns, encodings, code formats)."""

@@ -1,0 +1,1 @@
+"""MongoDB: alpha JSON <-> documents, validation, routing, and the deep merge of the import."""
