@@ -530,6 +530,7 @@ class ApiClient:
     async def _send(self, method: str, path: str, endpoint: str | None, kwargs: dict) -> httpx.Response:
         """Wait for every gate, check at send time that nothing stopped the endpoint, send."""
         cost = kwargs.pop("_weight", None) or self.LIMITS.weights.get(endpoint or path, 1)  # never sent to httpx
+        consume = kwargs.pop("_consume", None)
         self._refuse(endpoint)
         if self.weight is not None:
             waited = await self.weight.acquire(cost)
@@ -549,12 +550,15 @@ class ApiClient:
                 for stats in _tallies(self.stats):
                     stats.requests += 1
                 started = time.monotonic()
-                try:
-                    response = await asyncio.wait_for(self._http.request(method, path, **kwargs),
-                                                      self.deadline_s)
-                except asyncio.TimeoutError:
-                    raise httpx.ReadTimeout("no complete answer within the "
-                                            f"{self.deadline_s:g} s deadline") from None
+                if consume is not None:  # a body streamed to its consumer: no whole-answer deadline
+                    response = await self._stream(method, path, consume, kwargs)
+                else:
+                    try:
+                        response = await asyncio.wait_for(self._http.request(method, path, **kwargs),
+                                                          self.deadline_s)
+                    except asyncio.TimeoutError:
+                        raise httpx.ReadTimeout("no complete answer within the "
+                                                f"{self.deadline_s:g} s deadline") from None
             finally:
                 if gate is not None:
                     await gate.release()
@@ -568,6 +572,16 @@ class ApiClient:
                 self.weight.note(int(used))
                 for stats in _tallies(self.stats):
                     stats.max_used_weight = max(stats.max_used_weight, int(used))
+        return response
+
+    async def _stream(self, method: str, path: str, consume, kwargs: dict) -> httpx.Response:
+        """Send; a 200 answer's body goes to `consume(response)` as it arrives (any other status is
+        read whole, to be classified like every answer)."""
+        async with self._http.stream(method, path, **kwargs) as response:
+            if response.status_code == 200:
+                await consume(response)
+            else:
+                await response.aread()
         return response
 
     def _classify(self, response: httpx.Response, raw: bool) -> tuple[ErrorKind | None, Any, Any, str]:
@@ -665,6 +679,13 @@ class ApiClient:
         (bans stop every endpoint) and keys the endpoint's weight in `LIMITS.weights`; pass a fixed
         one where the path carries the instrument (Yahoo's chart path)."""
         return await self._loop(method, path, page=page, endpoint=endpoint or path, raw=False, **kwargs)
+
+    async def stream(self, method: str, path: str, consume, *, page: Page | None = None, **kwargs) -> httpx.Response:
+        """`request()` for a large body: a 200 answer is handed to `consume(response)` (an async
+        function reading `response.aiter_bytes()`) while it arrives, under the same limits, counters
+        and retries; a transfer cut or broken mid-body is retried whole (`consume` must start over:
+        truncate what it writes). Returns the response (its body already consumed when 200)."""
+        return await self._loop(method, path, page=page, endpoint=None, raw=True, _consume=consume, **kwargs)
 
     async def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """Send with rate limit and retries. Returns the response for any status that is not

@@ -60,7 +60,6 @@ import asyncio
 import calendar
 import hashlib
 import re
-import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, timezone
@@ -69,7 +68,6 @@ from pathlib import Path
 import httpx
 import polars as pl
 
-from marketdata_assets.core import metrics
 from marketdata_assets.core.http import (
     ApiClient,
     Limits,
@@ -77,9 +75,6 @@ from marketdata_assets.core.http import (
     RetryPolicy,
     SourceDataError,
     SourceNotFound,
-    _tallies,  # the client's and the slice's counters (what ApiClient's own requests count on)
-    backoff_delay,
-    parse_retry_after,
 )
 from marketdata_assets.datasets.frames import BARS_SCHEMA, KLINES, spec_for
 from marketdata_assets.datasets.slices import SliceKey
@@ -252,51 +247,23 @@ class ArchiveClient(ApiClient):
             raise page.error(str(error)) from None
 
     async def download(self, key: ArchiveKey, dest: Path) -> tuple[str, int]:
-        """Stream the archive into `dest`, hashing it as it arrives: (sha256 hex, bytes). 429/418
-        (Retry-After), 5xx and broken or cut transfers are retried with backoff like `call()`; a
-        404 is ArchiveMissing; another status the error the source's table makes of it."""
-        attempt = 0
+        """Stream the archive into `dest`, hashing it as it arrives: (sha256 hex, bytes), through
+        ApiClient's one path (429/418 Retry-After, 5xx and broken or cut transfers retried with
+        backoff, the whole file again); a 404 is ArchiveMissing; another status the error the
+        source's table makes of it."""
         page = Page(API_NAME, key.instrument, key.day, f"GET {self.url(key)}")
-        while True:
-            status, body, failure, retry_after = None, "", "", None
-            await self.bucket.acquire(1.0)
-            async with self.semaphore:
-                for stats in _tallies(self.stats):
-                    stats.requests += 1
-                started = time.monotonic()
-                try:
-                    async with self.http.stream("GET", key.path) as response:
-                        status = response.status_code
-                        if status == 200:
-                            digest, size = await self._save(response, dest)
-                            self._count(status, started)
-                            return digest, size
-                        body = (await response.aread()).decode("utf-8", "replace")[:300]
-                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                except (httpx.TimeoutException, httpx.TransportError) as error:
-                    failure = f"{type(error).__name__}: {error}"
-                    metrics.http_transport_error(self.metrics_source)
-                    for stats in _tallies(self.stats):
-                        stats.transport_errors += 1
-            if status is not None:
-                self._count(status, started)
-            if status == 404:
-                raise ArchiveMissing(key, self.url(key), _s3_code(body))
-            kind = "retry" if failure else self.ERRORS.classify(status, None, body)
-            if kind not in ("retry", "rate_limited"):
-                raise self.make_error(kind, status=status, code=None, message=body, page=page)
-            failure = failure or f"HTTP {status}: {body[:200]}"
-            if attempt >= self.retry.max_retries:
-                raise self.exhausted("retry", method="GET", path=key.path, status=status, failure=failure,
-                                     attempts=attempt + 1, page=page)
-            for stats in _tallies(self.stats):
-                stats.retries += 1
-                stats.rate_limited += kind == "rate_limited"
-                stats.server_errors += status is not None and status >= 500
-            metrics.http_retry(self.metrics_source)
-            attempt += 1
-            await asyncio.sleep(retry_after if kind == "rate_limited" and retry_after is not None else
-                                backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng))
+        saved: list[tuple[str, int]] = []
+
+        async def consume(response: httpx.Response) -> None:
+            saved.append(await self._save(response, dest))
+
+        response = await self.stream("GET", key.path, consume, page=page)
+        if response.status_code == 404:
+            raise ArchiveMissing(key, self.url(key), _s3_code(response.text))
+        if response.status_code != 200:
+            kind = self.ERRORS.classify(response.status_code, None, response.text[:300])
+            raise self.make_error(kind, status=response.status_code, code=None, message=response.text[:300], page=page)
+        return saved[-1]
 
     async def _save(self, response: httpx.Response, dest: Path) -> tuple[str, int]:
         """The body into `dest` as it arrives, hashed on the way (both off the event loop, so the
@@ -315,12 +282,6 @@ class ArchiveClient(ApiClient):
         finally:
             out.close()
         return digest.hexdigest(), size
-
-    def _count(self, status: int, started: float) -> None:
-        latency = time.monotonic() - started
-        metrics.http_response(self.metrics_source, status, latency)
-        for stats in _tallies(self.stats):
-            stats.latency_s.append(latency)
 
 
 @dataclass(frozen=True)
