@@ -37,8 +37,9 @@ import polars as pl
 from marketdata_assets.core.http import STOP_ERRORS, RequestStats, SourceRequestError, counting
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
-from marketdata_assets.datasets.frames import FetchNotes, day_window, drop_implausible, noting, spec_for
+from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Fetched, Job, SliceKey
+from marketdata_assets.datasets.wire import FetchNotes, drop_implausible, noting
 from marketdata_assets.stores.clickhouse import tables, writer
 
 UTC = timezone.utc

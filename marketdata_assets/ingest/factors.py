@@ -53,7 +53,7 @@ class Factor:
 
 
 INPUTS: dict[str, Input] = {i.name: i for i in (
-    # trade_order: the project's order of trades (frames.finish_trades: ts, then seq) as one Int128; argMin /
+    # trade_order: the project's order of trades (wire.finish_trades: ts, then seq) as one Int128; argMin /
     # argMax over the tuple (ts, seq) are ~8x slower (docs/factors.md). Trades without seq tie within a µs.
     Input("trades",
           "SELECT instrument, ts, trade_id, seq, price, quantity, amount, side, "

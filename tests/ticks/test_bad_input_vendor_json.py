@@ -538,7 +538,7 @@ def test_unit_conversions_are_recorded_per_slice(clickhouse):
 def test_parsers_name_their_conversions():
     """Yahoo pence -> pounds, Tushare lots -> shares and thousands of yuan -> yuan, OKX contracts ->
     coin: each parser notes what it did to the numbers on the running fetch."""
-    from marketdata_assets.datasets.frames import FetchNotes, noting
+    from marketdata_assets.datasets.wire import FetchNotes, noting
     from marketdata_assets.sources.okx.rest import parse_history_trades
     from marketdata_assets.sources.tushare import parse_daily
     from marketdata_assets.sources.yahoo import parse_chart

@@ -18,8 +18,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.core.http import SourceDataError
-from marketdata_assets.datasets.frames import LIQUIDATIONS_SCHEMA, FetchNotes, noting
+from marketdata_assets.datasets.frames import LIQUIDATIONS_SCHEMA
 from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.datasets.wire import FetchNotes, noting
 from marketdata_assets.ingest import archives as ia
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer

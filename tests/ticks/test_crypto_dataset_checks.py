@@ -9,8 +9,9 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from marketdata_assets.datasets.frames import columns_of, spec_for
+from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.datasets.wire import columns_of
 from marketdata_assets.quality.slices import (
     FUNDING_INSIDE_CAP,
     MARK_NEAR_INDEX,

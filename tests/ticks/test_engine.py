@@ -12,8 +12,9 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from marketdata_assets.core.http import RetryPolicy, SourceBanned, SourceDataError, SourceRequestError
-from marketdata_assets.datasets.frames import TradeColumns, to_us
+from marketdata_assets.datasets.frames import to_us
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.datasets.wire import TradeColumns
 from marketdata_assets.ingest.engine import Engine, IngestReport, day_blocks, plan
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.sources.venues import venue_client, venue_feed

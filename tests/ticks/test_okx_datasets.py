@@ -14,7 +14,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.core.http import ApiClient, SourceDataError, SourceNotFound, WindowGate
-from marketdata_assets.datasets.frames import UTC_US, FetchNotes, noting, spec_for
+from marketdata_assets.datasets.frames import UTC_US, spec_for
+from marketdata_assets.datasets.wire import FetchNotes, noting
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
 from marketdata_assets.replay.crypto.okx import fmt_plain
 from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US, base_and_quote, day_us, instrument_spec

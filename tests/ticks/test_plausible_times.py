@@ -12,8 +12,9 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from marketdata_assets.datasets.frames import TradeColumns, spec_for
+from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.datasets.wire import TradeColumns
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.quality.slices import TIMESTAMPS_INSIDE_DAY, count, slice_scope
 from marketdata_assets.sources.okx import OkxClient

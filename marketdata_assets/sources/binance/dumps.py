@@ -59,7 +59,8 @@ import polars as pl
 
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.dump_csv import DumpCsvProfile
-from marketdata_assets.datasets.frames import BARS_SCHEMA, LIQUIDATIONS_SCHEMA, TRADES_SCHEMA, note_dropped
+from marketdata_assets.datasets.frames import BARS_SCHEMA, LIQUIDATIONS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.datasets.wire import note_dropped
 from marketdata_assets.sources.config import ARCHIVE_INTERVALS
 
 VENUE = "BINANCE"
@@ -353,7 +354,7 @@ class DumpReader:
         self.has_header: bool | None = None
         self._keys: list[pl.Series] = []  # every batch's ids (a kline's open time): each must appear once
         self._liquidations: dict[str, str] = {}  # liquidation_id -> its raw line, across the batches
-        self.dropped: Counter = Counter()  # rows left out, by frames.DROP_REASONS reason
+        self.dropped: Counter = Counter()  # rows left out, by wire.DROP_REASONS reason
 
     def _error(self, detail: str) -> SourceDataError:
         return SourceDataError(self.instrument, self.day, f"{self.path.name}: {detail}", source=self.venue)

@@ -40,19 +40,8 @@ from typing import Any, ClassVar
 import polars as pl
 
 from marketdata_assets.core.http import Limits, Page, SourceDataError
-from marketdata_assets.datasets.frames import (
-    PRICE_BARS_SCHEMA,
-    as_utc,
-    ceil_ms,
-    columns_of,
-    day_of,
-    epoch_us,
-    field,
-    finish,
-    from_us,
-    number,
-    to_us,
-)
+from marketdata_assets.datasets.frames import PRICE_BARS_SCHEMA, as_utc, ceil_ms, day_of, from_us, to_us
+from marketdata_assets.datasets.wire import columns_of, epoch_us, field, finish, number
 from marketdata_assets.sources.binance.rest import (
     ERRORS,
     BinanceClient,

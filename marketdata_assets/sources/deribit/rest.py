@@ -68,30 +68,25 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.datasets.frames import (
+from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms, from_us, to_us
+from marketdata_assets.datasets.wire import (
     BarColumns,
     DropCounts,
     TradeColumns,
-    as_utc,
     book_frame,
     book_levels,
-    ceil_ms,
     check_bar,
     columns_of,
-    day_of,
     epoch_us,
     field,
     finish,
     finish_bars,
     finish_trades,
-    floor_ms,
-    from_us,
     integer,
     not_negative,
     note_conversion,
     number,
     positive,
-    to_us,
 )
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 

@@ -90,29 +90,25 @@ import polars as pl
 
 from marketdata_assets.core.contracts import contract_of
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.frames import (
+from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, from_us, to_us
+from marketdata_assets.datasets.wire import (
     BarColumns,
     DropCounts,
     TradeColumns,
-    as_utc,
     book_frame,
     book_levels,
-    ceil_ms,
     check_bar,
     columns_of,
-    day_of,
     epoch_us,
     field,
     finish,
     finish_bars,
     finish_trades,
-    from_us,
     integer,
     not_negative,
     note_conversion,
     number,
     positive,
-    to_us,
 )
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 

@@ -31,7 +31,8 @@ import polars as pl
 
 from marketdata_assets.core.errors import scrub
 from marketdata_assets.core.http import ApiClient, ApiError, Limits, Page, RetryPolicy, SourceError
-from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, count_quality
+from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
+from marketdata_assets.datasets.wire import count_quality
 from marketdata_assets.sources.tushare.parse import (
     DAILY_FIELDS,
     DAILY_REQUIRED,

@@ -41,14 +41,8 @@ from marketdata_assets.core.http import (
     SourceRequestError,
 )
 from marketdata_assets.core.naming import a_share_code, a_share_venue
-from marketdata_assets.datasets.frames import (
-    BARS_SCHEMA,
-    DAILY_BARS_SCHEMA,
-    UTC_US,
-    as_utc,
-    note_conversion,
-    nulls_in,
-)
+from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US, as_utc
+from marketdata_assets.datasets.wire import note_conversion, nulls_in
 
 PROVIDER = "Tushare Pro"
 TOKEN_ENV = "TUSHARE_TOKEN"

@@ -46,15 +46,8 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.datasets.frames import (
-    BARS_SCHEMA,
-    UTC_US,
-    as_utc,
-    count_quality,
-    note_conversion,
-    note_dropped,
-    nulls_in,
-)
+from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US, as_utc
+from marketdata_assets.datasets.wire import count_quality, note_conversion, note_dropped, nulls_in
 
 log = logging.getLogger(__name__)
 
