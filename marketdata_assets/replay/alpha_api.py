@@ -38,6 +38,9 @@ Control endpoints (no auth; for tests and people): `GET /_replay/state`, `POST /
 In-process: `with AlphaReplayServer(ReplayConfig(...), alpha_factory=make_alpha) as server:
 server.base_url`. CLI: `python -m marketdata_assets.replay.alpha_api --port 8765 --seed 7
 --alphas 500 --accounts main,research` (see `--help`).
+
+Size (729 lines): the whole vendor replay (generation, query language, paging, faults) in one
+module, mirroring sources/alpha_api.py.
 """
 
 from __future__ import annotations

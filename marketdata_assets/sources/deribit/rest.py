@@ -47,6 +47,8 @@ minute. Errors (`ERRORS`, read from `{"error": {"code", "message", "data": {reas
 10028 too_many_requests (HTTP 429, or 400) is waited out and retried like a 429; 10040 ("retry")
 and 13888 (timed_out) are retried; 13009/13021 (unauthorized/forbidden) → SourcePermissionError;
 any other code → SourceRequestError with code, message and `data.reason`/`data.param`.
+
+Size (593 lines): everything about one source in one module (parsers of its endpoints + the client).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ thousands of yuan (×1000 → yuan); its `ts` is 00:00 UTC of the trade date. Ro
 dropped and counted, repeated rows are counted, rows of a day outside the asked window (`window`)
 are dropped and counted; a price that is not positive or a negative volume/amount, and anything
 else unexpected, is a `TushareResponseError` naming the instrument and day.
+
+Size (519 lines): the parsers of Tushare's answers (minute and daily bars, errors, units) in one
+module.
 """
 
 from __future__ import annotations

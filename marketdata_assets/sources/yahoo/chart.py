@@ -14,6 +14,9 @@ counted), another `meta.dataGranularity` than 1m, times that are not epoch secon
 Yahoo's answers mean (unknown instrument, rejected window, refused access; plain-text 429s and cut
 bodies are retried), and cuts a window into requests of at most 7 days within the ~30 days Yahoo
 keeps 1-minute data for.
+
+Size (542 lines): everything about one source in one module (the chart parser, its units and
+exchange table + the client).
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ time zone"); this module passes ``'2000-01-01'::timestamp`` and ``now()::timesta
 wall-clock time, as the session TimeZone is Asia/Shanghai). The seed's status query on
 ``continuous_aggregates.last_refresh`` does not work either (no such column); :func:`kline_status`
 reports the watermark and the policy job's stats instead.
+
+Size (642 lines): the K-line's two ways to the same rows (continuous aggregate, plain table) and
+their SQL, kept side by side so they stay equal.
 """
 
 from __future__ import annotations
