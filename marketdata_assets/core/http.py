@@ -19,7 +19,7 @@ that read raw responses themselves (the alpha API). Counters go to the client's 
 the `RequestStats` of the slice being fetched (`counting(stats)`), for metadata and the ingest log,
 and to the Prometheus metrics (core.metrics, label `source`: `metrics_source`, else from `api_name`).
 
-Size (693 lines): the one request/retry/classify path with its limiters and error tables: kept whole
+Over 500 lines: the one request/retry/classify path with its limiters and error tables: kept whole
 so no second loop grows elsewhere.
 """
 

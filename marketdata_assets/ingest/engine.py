@@ -19,7 +19,7 @@ codes' daily bars, a dump file), the source's client and its `fetch(client, job)
   `skip_empty_days` feeds (stocks) write nothing for a day without any bar (a holiday);
 - logs every slice to `ingest_log` and returns the report (outcomes, per-source figures).
 
-Size (549 lines): the engine's plan, fetch workers and writer thread share one run's state
+Over 500 lines: the engine's plan, fetch workers and writer thread share one run's state
 (_FeedRun); the report is the rest.
 """
 

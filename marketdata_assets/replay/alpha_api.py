@@ -39,7 +39,7 @@ In-process: `with AlphaReplayServer(ReplayConfig(...), alpha_factory=make_alpha)
 server.base_url`. CLI: `python -m marketdata_assets.replay.alpha_api --port 8765 --seed 7
 --alphas 500 --accounts main,research` (see `--help`).
 
-Size (729 lines): the whole vendor replay (generation, query language, paging, faults) in one
+Over 500 lines: the whole vendor replay (generation, query language, paging, faults) in one
 module, mirroring sources/alpha_api.py.
 """
 

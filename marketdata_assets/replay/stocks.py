@@ -53,7 +53,7 @@ provider=tushare|tushare_daily|yahoo&symbol=&day=YYYY-MM-DD`, `GET /_replay/requ
 In-process: `with StocksReplayServer(StocksReplayConfig(...)) as server: server.base_url`.
 CLI: `python -m marketdata_assets.replay.stocks --port 8766 --seed 7` (see `--help`).
 
-Size (862 lines): one replay server for Tushare and Yahoo (they share the fault list, the
+Over 500 lines: one replay server for Tushare and Yahoo (they share the fault list, the
 deterministic market and the calendar); splitting it per vendor is a listed follow-up.
 """
 

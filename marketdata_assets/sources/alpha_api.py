@@ -31,7 +31,7 @@ filter, so counts (and thus window splits) are per type and other types are neve
 Credentials are read by the caller (`accounts_from_env`) and passed in as `AlphaAccount`, whose
 repr/str never show the password; no message of this module contains it.
 
-Size (673 lines): everything about the alpha API source in one module (auth, paging, windows,
+Over 500 lines: everything about the alpha API source in one module (auth, paging, windows,
 errors).
 """
 

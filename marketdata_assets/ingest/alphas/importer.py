@@ -64,7 +64,7 @@ transaction wrote would wait on the server without a word (SecantusDB: until a t
 comes by after the lifetime). The ledger never claims a file before its documents are committed:
 its entries commit in the batch's transaction, or are written after the batch's plain inserts.
 
-Size (861 lines): the import's batch store, conflict wait and ledger are one transaction story; each
+Over 500 lines: the import's batch store, conflict wait and ledger are one transaction story; each
 class is one step of it.
 """
 

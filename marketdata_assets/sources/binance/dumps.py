@@ -40,7 +40,7 @@ says why it passed over the others (`ignored`: the `binance_dump_files` sensor m
 monthly files come verified from data.binance.vision through the archive assets instead:
 `archives.py`); a file that cannot be read fails its slice with the reason, the other files load.
 
-Size (637 lines): the dump files' layouts, streamed reader and strict checks: one format, one
+Over 500 lines: the dump files' layouts, streamed reader and strict checks: one format, one
 module.
 """
 

@@ -48,7 +48,7 @@ minute. Errors (`ERRORS`, read from `{"error": {"code", "message", "data": {reas
 and 13888 (timed_out) are retried; 13009/13021 (unauthorized/forbidden) → SourcePermissionError;
 any other code → SourceRequestError with code, message and `data.reason`/`data.param`.
 
-Size (593 lines): everything about one source in one module (parsers of its endpoints + the client).
+Over 500 lines: everything about one source in one module (parsers of its endpoints + the client).
 """
 
 from __future__ import annotations

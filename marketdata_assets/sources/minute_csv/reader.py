@@ -48,7 +48,7 @@ UTF-8 wins when most non-ASCII lines are valid UTF-8 (a few corrupt lines are th
 read as mojibake); an incomplete last line is ignored when detecting. Files ending in ``.gz`` are
 read through gzip.
 
-Size (887 lines): one class, the streaming reader, whose steps (sniff, decode, header, times,
+Over 500 lines: one class, the streaming reader, whose steps (sniff, decode, header, times,
 checks, rejects) share its state; the parse expressions sit beside it.
 """
 

@@ -79,7 +79,7 @@ comes with HTTP 429 or 200 (waited out and retried, like any 429); "busy/unavail
 retried; 401 is a SourcePermissionError; 51001 (unknown instrument) a SourceNotFound; a 404 with a
 NUMERIC code is an unknown path; any other code a SourceRequestError (not retried).
 
-Size (744 lines): everything about one source in one module (parsers of nine endpoints + the
+Over 500 lines: everything about one source in one module (parsers of nine endpoints + the
 client), as the house rule asks.
 """
 

@@ -17,7 +17,7 @@ dropped and counted, repeated rows are counted, rows of a day outside the asked 
 are dropped and counted; a price that is not positive or a negative volume/amount, and anything
 else unexpected, is a `TushareResponseError` naming the instrument and day.
 
-Size (519 lines): the parsers of Tushare's answers (minute and daily bars, errors, units) in one
+Over 500 lines: the parsers of Tushare's answers (minute and daily bars, errors, units) in one
 module.
 """
 

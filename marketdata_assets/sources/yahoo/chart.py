@@ -15,7 +15,7 @@ Yahoo's answers mean (unknown instrument, rejected window, refused access; plain
 bodies are retried), and cuts a window into requests of at most 7 days within the ~30 days Yahoo
 keeps 1-minute data for.
 
-Size (542 lines): everything about one source in one module (the chart parser, its units and
+Over 500 lines: everything about one source in one module (the chart parser, its units and
 exchange table + the client).
 """
 

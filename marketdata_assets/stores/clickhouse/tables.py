@@ -22,7 +22,7 @@ partition swap, not a mutation); it must not run concurrently with writes into t
 ``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate (:func:`daily_bars`). Days are
 UTC days, which for A-shares (trading 01:30-07:00 UTC) are the trading days.
 
-Size (513 lines): the ClickHouse bookkeeping in one place: DDL, load pointer, views, reads and
+Over 500 lines: the ClickHouse bookkeeping in one place: DDL, load pointer, views, reads and
 compaction share their SQL.
 """
 

@@ -36,7 +36,7 @@ wall-clock time, as the session TimeZone is Asia/Shanghai). The seed's status qu
 ``continuous_aggregates.last_refresh`` does not work either (no such column); :func:`kline_status`
 reports the watermark and the policy job's stats instead.
 
-Size (642 lines): the K-line's two ways to the same rows (continuous aggregate, plain table) and
+Over 500 lines: the K-line's two ways to the same rows (continuous aggregate, plain table) and
 their SQL, kept side by side so they stay equal.
 """
 
