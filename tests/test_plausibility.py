@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from marketdata_assets.core import plausibility
+from marketdata_assets.core.naming import A_SHARE_VENUES
 
 NOW = datetime(2026, 1, 20, 2, 0, tzinfo=timezone.utc)  # 10:00 in Beijing
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -50,7 +51,7 @@ def test_before_the_venues_earliest_plausible_day_is_implausible_and_configurabl
 
 
 def test_several_venues_take_the_loosest_bounds():
-    shares = plausibility.window(plausibility.A_SHARE_VENUES, NOW)
+    shares = plausibility.window(A_SHARE_VENUES, NOW)
     assert shares.venue == "SSE/SZSE/BSE" and shares.local()[0] == datetime(1990, 12, 1)
     assert shares.zone.key == "Asia/Shanghai"
 

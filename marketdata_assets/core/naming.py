@@ -49,8 +49,9 @@ from typing import NamedTuple
 
 from marketdata_assets.core.identifiers import symbol_key
 
-A_SHARE_VENUES = {"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}
-A_SHARE_EXCHANGES = {venue: exchange for exchange, venue in A_SHARE_VENUES.items()}
+A_SHARE_VENUE_BY_SUFFIX = {"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}
+A_SHARE_VENUES = tuple(A_SHARE_VENUE_BY_SUFFIX.values())  # the one list: SSE, SZSE, BSE
+A_SHARE_EXCHANGES = {venue: exchange for exchange, venue in A_SHARE_VENUE_BY_SUFFIX.items()}
 VENUE_ALIASES = {
     "SH": "SSE", "SS": "SSE", "XSHG": "SSE", "SHSE": "SSE",
     "SZ": "SZSE", "XSHE": "SZSE",
@@ -145,7 +146,7 @@ def a_share_code(code: str) -> str:
 
 def a_share_venue(code: str) -> str:
     """The venue (SSE, SZSE, BSE) of an A-share code in any accepted spelling."""
-    return A_SHARE_VENUES[a_share_code(code)[-2:]]
+    return A_SHARE_VENUE_BY_SUFFIX[a_share_code(code)[-2:]]
 
 
 def is_a_share_venue(venue: str) -> bool:
@@ -172,8 +173,8 @@ def normalize_instrument(venue: str, instrument: str) -> InstrumentKey:
             # the venue is the exchange: SSE:000001 is the SSE Composite index, not 000001.SZ
             instrument = f"{instrument.strip()}.{A_SHARE_EXCHANGES[venue]}"
         code = a_share_code(instrument)
-        if A_SHARE_VENUES[code[-2:]] != venue:
-            raise ValueError(f"A-share {instrument!r} ({code}) is listed on {A_SHARE_VENUES[code[-2:]]}, not {venue}")
+        if A_SHARE_VENUE_BY_SUFFIX[code[-2:]] != venue:
+            raise ValueError(f"A-share {instrument!r} ({code}) is listed on {A_SHARE_VENUE_BY_SUFFIX[code[-2:]]}, not {venue}")
         return InstrumentKey(venue, code)
     if not isinstance(instrument, str):
         raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's symbol")
@@ -208,7 +209,7 @@ def parse_instrument(text: str) -> InstrumentKey:
     except ValueError:
         raise ValueError(f"invalid instrument {text!r}: expected VENUE:SYMBOL such as BINANCE:BTCUSDT or "
                          "an A-share code such as 600000.SH") from None
-    return InstrumentKey(A_SHARE_VENUES[code[-2:]], code)
+    return InstrumentKey(A_SHARE_VENUE_BY_SUFFIX[code[-2:]], code)
 
 
 def partition_key(venue: str, instrument: str) -> str:

@@ -36,7 +36,6 @@ EARLIEST: dict[str, date] = {
 DEFAULT_EARLIEST = date(1980, 1, 1)  # any other venue (Yahoo's exchange codes): epoch-zero stamps still fail
 TIMEZONES = {"SSE": "Asia/Shanghai", "SZSE": "Asia/Shanghai", "BSE": "Asia/Shanghai",
              "ALPHA_API": "America/New_York"}  # the others: UTC
-A_SHARE_VENUES = ("SSE", "SZSE", "BSE")
 REASON = "implausible time"  # every rejection's reason starts with it (then ': ' and the value)
 
 

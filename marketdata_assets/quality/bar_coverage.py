@@ -11,11 +11,11 @@ from functools import lru_cache
 
 from marketdata_assets.core import calendars
 from marketdata_assets.core.identifiers import sql_identifier
+from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.sources.tushare.feeds import session_bar_opens as a_share_bar_opens
 from marketdata_assets.sources.yahoo.feeds import session_bar_opens as exchange_bar_opens
 
-A_SHARE_VENUES = ("SSE", "SZSE", "BSE")
 FULL_DAY = 1440
 
 

@@ -59,12 +59,12 @@ from psycopg import sql
 
 from marketdata_assets.core import calendars
 from marketdata_assets.core.markdown import table as markdown_table
+from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.ingest.minute_bars.loader import next_month
 from marketdata_assets.stores.timescale.copy_writer import table_identifier
 from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
 
 REQUIRED, AUCTION, OPTIONAL = "required", "auction", "optional"
-A_SHARE_VENUES = ("SSE", "SZSE", "BSE")
 SAMPLE = 50  # problem code-days expanded and listed; counts cover all
 SHOWN_STAMPS = 12  # stamps listed per code-day
 WORK_MEM = "64MB"  # a month's code-day hash aggregate (~110k groups for 5,000 codes) stays in memory

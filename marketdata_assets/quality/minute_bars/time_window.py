@@ -21,6 +21,7 @@ from psycopg import sql
 
 from marketdata_assets.core import plausibility
 from marketdata_assets.core.markdown import table as markdown_table
+from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.ingest.minute_bars.loader import next_month
 from marketdata_assets.quality.minute_bars.completeness import scan_settings
 from marketdata_assets.stores.timescale import kline
@@ -84,7 +85,7 @@ def check_month(conn: psycopg.Connection, month: date, *, minutes: str = kline.M
     """The month's codes' rows outside the plausible window (read-only; see the module docstring)."""
     started = _time.monotonic()
     start = date(month.year, month.month, 1)
-    earliest, latest = plausibility.window(plausibility.A_SHARE_VENUES, now).local()
+    earliest, latest = plausibility.window(A_SHARE_VENUES, now).local()
     result = MonthWindow(start, earliest, latest)
     params = {"start": start, "end": next_month(start), "earliest": earliest, "latest": latest,
               "limit": SAMPLE_ROWS}

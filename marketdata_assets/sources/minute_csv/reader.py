@@ -71,6 +71,7 @@ import polars as pl
 
 from marketdata_assets.core import plausibility
 from marketdata_assets.core.files import atomic_write_bytes, fit_name
+from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.sources.minute_csv.profiles import (
     AMOUNT_UNITS,
     BUILTIN_PROFILES,
@@ -304,7 +305,7 @@ class MinuteCsvReader:
         self.reject_reasons: Counter = Counter()  # rejected rows by reason (up to its first ':')
         self.rows = 0
         # one window for the whole file (and both passes over it): the loosest of the A-share venues
-        self.plausible = plausibility.window(plausibility.A_SHARE_VENUES)
+        self.plausible = plausibility.window(A_SHARE_VENUES)
         self._profiles = self._resolve_profiles(profiles, profile)
         self._detect()
 
