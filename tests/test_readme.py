@@ -26,13 +26,13 @@ def test_docker_compose_uses_the_same_variable_names():
     assert not missing, f"docker/compose.yaml does not set {missing}"
 
 
-def test_the_table_of_what_each_venue_serves_is_the_declarations():
-    from marketdata_assets.sources.venues import datasets_table
+def test_the_table_of_what_each_source_serves_is_the_declarations():
+    from marketdata_assets.sources.registry import datasets_table
 
     start, end = "<!-- datasets-table -->\n", "\n<!-- /datasets-table -->"
     shown = README[README.index(start) + len(start):README.index(end)]
     assert shown == datasets_table(), ("README's datasets table is stale: paste "
-                                       "sources.venues.datasets_table()")
+                                       "sources.registry.datasets_table()")
 
 
 def test_the_layout_tree_matches_the_package():

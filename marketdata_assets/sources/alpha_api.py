@@ -56,6 +56,7 @@ import httpx
 from marketdata_assets.core import metrics
 from marketdata_assets.core.http import ApiClient, ApiError, RetryPolicy, backoff_delay
 from marketdata_assets.datasets.alpha_files import check_account
+from marketdata_assets.sources.interface import HISTORY, Source
 
 log = logging.getLogger(__name__)
 
@@ -674,3 +675,7 @@ class AlphaApi:
 
     async def __aexit__(self, *exc):
         await self.aclose()
+
+
+# The BRAIN-style alpha API (seed 000): alphas of each account, listed by creation window.
+ALPHA_API = Source("ALPHA_API", (), {"alphas": HISTORY}, AlphaApiClient)

@@ -1,17 +1,26 @@
-"""What a crypto venue's client is to the rest of the project: the datasets it serves and how
-(HISTORY: the rows of a time window; SNAPSHOT: the venue's state now), and the methods that fetch
-them. Venue packages implement it; the registry (sources/venues.py) builds them by name."""
+"""What a source is to the rest of the project, one shape for all of them.
+
+Every source package declares each source it holds as a `Source` (sources/registry.py lists them):
+its name (as the ingest log, the metrics and the pools call it), the venues whose data it gives, the
+datasets it serves and how (HISTORY: the rows of a time window; SNAPSHOT: the state now, added to
+today's slice; FILES: files dropped or downloaded, read whole), its client class (whose `ERRORS` and
+`LIMITS` are the source's error and limit tables), its entry in data_providers.yaml, and how far
+back a history reaches. Crypto venues' clients also answer `VenueClient`: one async method per
+dataset, `fetch(client, dataset, instrument, start, end)` the one way to call them.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import ClassVar, Protocol, runtime_checkable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import polars as pl
 
 from marketdata_assets.core.http import RequestStats
 
-HISTORY, SNAPSHOT = "history", "snapshot"
+HISTORY, SNAPSHOT, FILES = "history", "snapshot", "files"
 
 
 @runtime_checkable
@@ -32,3 +41,35 @@ class VenueClient(Protocol):
         """1-minute bars opening in [start, end)."""
 
     async def aclose(self) -> None: ...
+
+
+async def fetch(client: VenueClient, dataset: str, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """The rows of `dataset` for `instrument` in [start, end): the client's method of that name."""
+    return await getattr(client, dataset)(instrument, start, end)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source, declared once in its package."""
+
+    name: str                                   # BINANCE, TUSHARE, BINANCE_DUMPS, ALPHA_API, ...
+    venues: tuple[str, ...]                     # the markets whose data it gives
+    datasets: Mapping[str, str]                 # dataset -> HISTORY | SNAPSHOT | FILES
+    client: type | None = None                  # its ApiClient subclass (None: files on disk)
+    config: str | None = None                   # its entry in data_providers.yaml
+    reach: Mapping[str, timedelta] = field(default_factory=dict)   # how far back a HISTORY goes
+
+    @property
+    def errors(self) -> Any:
+        """The source's error table (`core.http.ErrorTable`), None for files on disk."""
+        return getattr(self.client, "ERRORS", None)
+
+    @property
+    def limits(self) -> Any:
+        """The source's default limits (`core.http.Limits`), None for files on disk."""
+        return getattr(self.client, "LIMITS", None)
+
+
+def venue_source(name: str, client: type, config: str) -> Source:
+    """The declaration of a crypto venue whose client names its datasets and reach itself."""
+    return Source(name, (name,), dict(client.DATASETS), client, config, dict(getattr(client, "REACH", {})))

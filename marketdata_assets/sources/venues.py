@@ -25,12 +25,10 @@ from marketdata_assets.core.contracts import contract_of
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.sources.binance import BinanceClient, BinanceFuturesClient
-from marketdata_assets.sources.deribit import DeribitClient
-from marketdata_assets.sources.interface import VenueClient
-from marketdata_assets.sources.okx import OkxClient
+from marketdata_assets.sources import binance, deribit, okx
+from marketdata_assets.sources.interface import VenueClient, fetch
 
-CLIENTS = {"BINANCE": BinanceClient, "BINANCE_UM": BinanceFuturesClient, "OKX": OkxClient, "DERIBIT": DeribitClient}
+CLIENTS = {s.name: s.client for s in (binance.SPOT, binance.USD_M, okx.OKX, deribit.DERIBIT)}
 VENUES = tuple(CLIENTS)
 
 
@@ -67,23 +65,13 @@ def serves(venue: str, dataset: str, instrument: str | None = None, day: date | 
     return mode
 
 
-def datasets_table() -> str:
-    """What each venue serves, as a Markdown table (dataset x venue: history | snapshot | -)."""
-    from marketdata_assets.core.markdown import table
-
-    names = sorted({d for venue in VENUES for d in client_class(venue).DATASETS})
-    return table(["dataset", *VENUES],
-                 ((d, *(client_class(v).DATASETS.get(d, "-") for v in VENUES)) for d in names))
-
-
 # --------------------------------------------------------------------------------------------
 # How the engine asks a venue for a dataset (one job per instrument-day, or per snapshot)
 # --------------------------------------------------------------------------------------------
 
 async def _fetch_day(api: VenueClient, job) -> pl.DataFrame:
     key = job.keys[0]
-    start, end = day_window(key.day)
-    return await getattr(api, key.dataset)(key.instrument, start, end)
+    return await fetch(api, key.dataset, key.instrument, *day_window(key.day))
 
 
 def venue_feed(venue: str, client, keys, *, workers: int, attempts: int) -> Feed:

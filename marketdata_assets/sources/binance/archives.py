@@ -104,7 +104,7 @@ def dataset_of(family: str, interval: str = "") -> str:
     raise ValueError(f"no dataset for {family} {interval}".strip())
 
 
-_KINDS = {dataset_of(f, i): (f, i) for f, i in [("trades", ""), ("aggTrades", ""), ("klines", "1m"),
+ARCHIVED_DATASETS = {dataset_of(f, i): (f, i) for f, i in [("trades", ""), ("aggTrades", ""), ("klines", "1m"),
                                                  *(("klines", i) for i in KLINES), (LIQUIDATION_FAMILY, "")]}
 FAMILY_MARKETS = {LIQUIDATION_FAMILY: ("um",)}   # families published for some markets only
 DAILY_ONLY = {LIQUIDATION_FAMILY}                # families without monthly archives
@@ -113,7 +113,7 @@ DAILY_ONLY = {LIQUIDATION_FAMILY}                # families without monthly arch
 def archived(key: SliceKey) -> bool:
     """Whether data.binance.vision publishes archives of the slice's kind for its market (no
     liquidations for spot): the other slices are not asked for."""
-    family, _ = _KINDS[key.dataset]
+    family, _ = ARCHIVED_DATASETS[key.dataset]
     return VENUE_MARKETS.get(key.venue) in FAMILY_MARKETS.get(family, MARKET_PATHS)
 
 
@@ -135,7 +135,7 @@ class ArchiveKey:
     @classmethod
     def of_slice(cls, key: SliceKey, period: str = "daily") -> ArchiveKey:
         """The archive of a slice (the daily one, or its month's)."""
-        family, interval = _KINDS[key.dataset]
+        family, interval = ARCHIVED_DATASETS[key.dataset]
         day = key.day if period == "daily" else key.day.replace(day=1)
         return cls(VENUE_MARKETS[key.venue], family, interval, key.instrument, period, day)
 

@@ -19,8 +19,11 @@ from marketdata_assets.sources.deribit.rest import (
     parse_trade_page,
     parse_trades,
 )
+from marketdata_assets.sources.interface import venue_source
 
-__all__ = ["CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
+DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit")
+
+__all__ = ["DERIBIT", "CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
            "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",
            "parse_open_interest", "parse_option_chain", "parse_order_book", "parse_ticker",
            "parse_trade_page", "parse_trades"]

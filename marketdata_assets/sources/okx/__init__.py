@@ -1,5 +1,6 @@
 """OKX v5 public market data: the client and the pure parsers of its answers."""
 
+from marketdata_assets.sources.interface import venue_source
 from marketdata_assets.sources.okx.rest import (
     CONTRACT_VALUES,
     ERRORS,
@@ -18,7 +19,9 @@ from marketdata_assets.sources.okx.rest import (
     underlying,
 )
 
-__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "funding_frame",
+OKX = venue_source("OKX", OkxClient, "okx")
+
+__all__ = ["OKX", "CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "funding_frame",
            "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",
            "parse_liquidations", "parse_open_interest_history", "parse_price_candles", "parse_ticker",
            "underlying"]

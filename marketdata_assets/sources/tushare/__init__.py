@@ -1,6 +1,8 @@
 """Tushare Pro: A-share 1-minute bars (`stk_mins`) and daily bars (`daily`): the client, the error
 table and the pure parsers of its answers."""
 
+from marketdata_assets.core.naming import A_SHARE_VENUES
+from marketdata_assets.sources.interface import HISTORY, Source
 from marketdata_assets.sources.tushare.client import (
     DEFAULT_BASE_URL,
     LEGACY_BASE_URL,
@@ -8,6 +10,7 @@ from marketdata_assets.sources.tushare.client import (
     TushareClient,
     token_from_env,
 )
+from marketdata_assets.sources.tushare.feeds import SOURCE
 from marketdata_assets.sources.tushare.parse import (
     DAILY_FIELDS,
     ERRORS,
@@ -26,7 +29,9 @@ from marketdata_assets.sources.tushare.parse import (
     venue_of,
 )
 
-__all__ = ["DAILY_FIELDS", "DEFAULT_BASE_URL", "ERRORS", "LEGACY_BASE_URL", "LIMITS", "PROVIDER", "STK_MINS_FIELDS",
+TUSHARE = Source(SOURCE, A_SHARE_VENUES, {"bars_1m": HISTORY, "daily_bars": HISTORY}, TushareClient, "tushare")
+
+__all__ = ["TUSHARE", "DAILY_FIELDS", "DEFAULT_BASE_URL", "ERRORS", "LEGACY_BASE_URL", "LIMITS", "PROVIDER", "STK_MINS_FIELDS",
            "Table", "TushareClient", "TushareLimitReached", "TusharePermissionError", "TushareResponseError",
            "TushareTokenError", "error_fields", "normalize_ts_code", "parse_daily", "parse_stk_mins",
            "response_table", "token_from_env", "venue_of"]

@@ -1,5 +1,8 @@
 """Yahoo Finance chart v8: 1-minute bars (`chart`)."""
 
+from datetime import timedelta
+
+from marketdata_assets.sources.interface import HISTORY, Source
 from marketdata_assets.sources.yahoo.chart import (
     ERRORS,
     LIMITS,
@@ -12,6 +15,10 @@ from marketdata_assets.sources.yahoo.chart import (
     normalize_currency,
     parse_chart,
 )
+from marketdata_assets.sources.yahoo.feeds import SOURCE
 
-__all__ = ["ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
+# venues: the exchange each answer names (any Yahoo lists); 1-minute bars reach about 30 days back
+YAHOO = Source(SOURCE, (), {"bars_1m": HISTORY}, YahooChartClient, "yahoo", {"bars_1m": timedelta(days=30)})
+
+__all__ = ["YAHOO", "ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
            "denoise_float32", "normalize_currency", "parse_chart"]

@@ -1,0 +1,33 @@
+"""Every source, by name: the declarations of the source packages in one table (sources/interface.py
+says what a declaration holds). A new source is a package with its declaration, and one line here."""
+
+from __future__ import annotations
+
+from marketdata_assets.core.markdown import table
+from marketdata_assets.sources import alpha_api, binance, deribit, minute_csv, okx, tushare, yahoo
+from marketdata_assets.sources.interface import Source
+
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    binance.SPOT, binance.USD_M, okx.OKX, deribit.DERIBIT,      # crypto venues (VenueClient)
+    tushare.TUSHARE, yahoo.YAHOO,                                 # stock feeds
+    binance.DUMPS, binance.ARCHIVES, minute_csv.MINUTE_CSV,      # files
+    alpha_api.ALPHA_API,                                          # the alpha API
+)}
+
+
+def source(name: str) -> Source:
+    """The declaration of `name` (case-insensitive)."""
+    try:
+        return SOURCES[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown source {name!r}; one of {', '.join(SOURCES)}") from None
+
+
+def datasets_table(names: tuple[str, ...] | None = None) -> str:
+    """What each source serves, as a Markdown table (dataset x source: history | snapshot | files | -)."""
+    names = names or tuple(SOURCES)
+    datasets = sorted({d for name in names for d in SOURCES[name].datasets})
+    klines = [d for d in datasets if d.startswith("klines_")]  # one row for the archives' other intervals
+    rows = [(d, *(SOURCES[n].datasets.get(d, "-") for n in names)) for d in datasets if d not in klines[1:]]
+    return table(["dataset", *names], ((f"klines_<interval> ({len(klines)})" if r[0] in klines else r[0], *r[1:])
+                                       for r in rows))
