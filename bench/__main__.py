@@ -13,6 +13,7 @@ BENCHMARKS = {
     "trade_id_holes": "bench.trade_id_holes",
     "factors": "bench.factors",
     "crypto_datasets": "bench.crypto_datasets",
+    "imports": "bench.imports",
 }
 
 if __name__ == "__main__":

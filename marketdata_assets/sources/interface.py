@@ -58,6 +58,7 @@ class Source:
     client: type | None = None                  # its ApiClient subclass (None: files on disk)
     config: str | None = None                   # its entry in data_providers.yaml
     reach: Mapping[str, timedelta] = field(default_factory=dict)   # how far back a HISTORY goes
+    venue_api: bool = False                     # its client answers VenueClient (a crypto venue)
 
     @property
     def errors(self) -> Any:
@@ -72,4 +73,5 @@ class Source:
 
 def venue_source(name: str, client: type, config: str) -> Source:
     """The declaration of a crypto venue whose client names its datasets and reach itself."""
-    return Source(name, (name,), dict(client.DATASETS), client, config, dict(getattr(client, "REACH", {})))
+    return Source(name, (name,), dict(client.DATASETS), client, config, dict(getattr(client, "REACH", {})),
+                  venue_api=True)

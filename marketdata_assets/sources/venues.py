@@ -25,10 +25,10 @@ from marketdata_assets.core.contracts import contract_of
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.sources import binance, deribit, okx
 from marketdata_assets.sources.interface import VenueClient, fetch
+from marketdata_assets.sources.registry import SOURCES
 
-CLIENTS = {s.name: s.client for s in (binance.SPOT, binance.USD_M, okx.OKX, deribit.DERIBIT)}
+CLIENTS = {s.name: s.client for s in SOURCES.values() if s.venue_api}  # the crypto venues, declared once
 VENUES = tuple(CLIENTS)
 
 
