@@ -89,11 +89,11 @@ def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int 
                         "first": first, "load": load_id})
         rows = trades - sum(hi - lo + 1 for lo, hi in holes_of(index, trades, holed))
         loads.append(["trades", VENUE, symbol, DAY, load_id, rows, "bench", datetime.now(timezone.utc)])
-        log.append({"run_id": "bench", "provider": VENUE, "kind": "trades", "venue": VENUE, "instrument": symbol,
+        log.append({"run_id": "bench", "source": VENUE, "dataset": "trades", "venue": VENUE, "instrument": symbol,
                     "day": DAY, "rows": rows, "outcome": "ok", "load_id": load_id, "started_at": start,
                     "finished_at": datetime.now(timezone.utc)})
         print(f"  {symbol}: {rows:,} rows ({time.monotonic() - started:.0f} s)", flush=True)
-    client.insert("loads", loads, column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id",
+    client.insert("loads", loads, column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id",
                                                 "loaded_at"], database=database)
     writer.log_ingest(client, database, log)
     client.command(f"OPTIMIZE TABLE `{database}`.trades FINAL")  # as the merges would leave it after a while
@@ -136,7 +136,7 @@ def main() -> int:
 
             def count(active: bool):
                 where = day_filter + (f" AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads "
-                                      "WHERE kind = 'trades')" if active else "")
+                                      "WHERE dataset = 'trades')" if active else "")
                 return client.query(f"SELECT instrument, count() FROM `{DATABASE}`.trades WHERE {where} "
                                     "GROUP BY instrument", parameters={"start": start}).result_rows
 
@@ -145,7 +145,7 @@ def main() -> int:
                     "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0) FROM ("
                     "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
                     f"ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev FROM `{DATABASE}`.trades WHERE {day_filter} "
-                    f"AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads WHERE kind = 'trades')) "
+                    f"AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads WHERE dataset = 'trades')) "
                     "GROUP BY load_id", parameters={"start": start}).result_rows
 
             for rep in range(1, REPEAT + 1):

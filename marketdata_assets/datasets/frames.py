@@ -150,7 +150,7 @@ class Dataset:
     """A dataset: its name, the normalized frame it is written as, and its ClickHouse table."""
 
     name: str                      # trades | books | bars_1m | daily_bars | agg_trades | klines_<interval>
-    code: str                      # its key in loads.kind / ingest_log.kind (the store's first names)
+    code: str                      # its key in loads.dataset / ingest_log.dataset (the store's first names)
     table: str
     schema: dict                   # the Polars frame contract (datasets.frames)
     columns: tuple                 # (name, ClickHouse type + codec) for the frame columns, in order

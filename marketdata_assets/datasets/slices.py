@@ -49,7 +49,7 @@ Fetched = pl.DataFrame | tuple[pl.DataFrame, dict[str, str]]  # a frame, or a fr
 class Feed:
     """One source's work in a stage."""
 
-    source: str                                                  # the ingest_log `provider`
+    source: str                                                  # the ingest_log `source`
     jobs: list[Job]
     fetch: Callable[[Any, Job], Awaitable[Fetched]]
     client: Callable[[], AbstractAsyncContextManager] | None = None   # None: no HTTP (dump files)

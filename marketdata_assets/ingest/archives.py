@@ -195,9 +195,9 @@ def stored_figures(client, database: str, dataset: str, venue: str, instrument: 
     by_ts = spec.schema is BARS_SCHEMA or dataset == "liquidations"
     ident = "toInt64(toUnixTimestamp64Micro(ts))" if by_ts else "seq"
     distinct = "liquidation_id" if dataset == "liquidations" else ident
-    params = {"kind": spec.code, "venue": venue, "instrument": instrument, "days": list(days)}
+    params = {"code": spec.code, "venue": venue, "instrument": instrument, "days": list(days)}
     active = {r[0]: int(r[1]) for r in client.query(
-        f"SELECT day, load_id FROM {db}.{LOADS} FINAL WHERE kind = {{kind:String}} AND venue = {{venue:String}} "
+        f"SELECT day, load_id FROM {db}.{LOADS} FINAL WHERE dataset = {{code:String}} AND venue = {{venue:String}} "
         "AND instrument = {instrument:String} AND day IN {days:Array(Date)}", parameters=params).result_rows}
     out = {day: DayFigures() for day in active}
     if active:

@@ -180,8 +180,8 @@ def loaded_ok(client, database: str, source: str, dataset: str, days: Sequence[d
     if not days:
         return set()
     rows = client.query(
-        f"SELECT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE provider = {{source:String}} "
-        "AND kind = {code:String} AND day IN {days:Array(Date)} GROUP BY instrument, day "
+        f"SELECT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE source = {{source:String}} "
+        "AND dataset = {code:String} AND day IN {days:Array(Date)} GROUP BY instrument, day "
         "HAVING argMax(outcome, finished_at) = 'ok'",
         parameters={"source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows
     return {(r[0], r[1]) for r in rows}
@@ -194,7 +194,7 @@ def not_ok_in_run(client, database: str, run_id: str, source: str, dataset: str,
         return set()
     rows = client.query(
         f"SELECT DISTINCT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE run_id = {{run_id:String}} "
-        "AND provider = {source:String} AND kind = {code:String} AND day IN {days:Array(Date)} "
+        "AND source = {source:String} AND dataset = {code:String} AND day IN {days:Array(Date)} "
         "AND outcome != 'ok'",
         parameters={"run_id": run_id, "source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows
     return {(r[0], r[1]) for r in rows}
@@ -529,7 +529,7 @@ class _FeedRun:
 
     def _log_row(self, o: SliceOutcome) -> dict:
         now = datetime.now(UTC)
-        return {"run_id": self.engine.run_id, "provider": self.feed.source, "kind": spec_for(o.key.dataset).code,
+        return {"run_id": self.engine.run_id, "source": self.feed.source, "dataset": spec_for(o.key.dataset).code,
                 "venue": o.key.venue, "instrument": o.key.instrument, "day": o.key.day, "rows": o.rows,
                 "requests": o.stats.requests, "retries": o.stats.retries, "rate_limited": o.stats.rate_limited,
                 "latency_p50_ms": o.stats.percentile_ms(0.5) or 0.0,

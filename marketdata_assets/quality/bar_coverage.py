@@ -61,9 +61,9 @@ class Coverage:
 def bars_per_day(client, database: str, first: date, last: date) -> dict[tuple[str, str], dict[date, int]]:
     """(venue, instrument) -> day -> active 1-minute bars stored (the active loads' counts), over [first, last]."""
     db = sql_identifier(database, "ClickHouse database")
-    rows = client.query(f"SELECT venue, instrument, day, rows FROM `{db}`.active_loads WHERE kind = {{kind:String}} "
+    rows = client.query(f"SELECT venue, instrument, day, rows FROM `{db}`.active_loads WHERE dataset = {{code:String}} "
                         "AND day BETWEEN {first:Date} AND {last:Date}",
-                        parameters={"kind": spec_for("bars_1m").code, "first": first, "last": last}).result_rows
+                        parameters={"code": spec_for("bars_1m").code, "first": first, "last": last}).result_rows
     out: dict[tuple[str, str], dict[date, int]] = {}
     for venue, instrument, day, count in rows:
         out.setdefault((venue, instrument), {})[day] = int(count)

@@ -3,7 +3,7 @@
 Where a venue numbers its trades one by one per instrument, a stored slice must hold every id from
 its first to its last, and its first id must follow the last id of the previous day when that day
 is stored with ids of the same kind. Which ids those are depends on the source of the slice's
-ACTIVE load (its `ingest_log.provider`), declared in `ID_KINDS`:
+ACTIVE load (its `ingest_log.source`), declared in `ID_KINDS`:
 
 | kind | venue | loaded by | what the id is |
 |---|---|---|---|
@@ -186,17 +186,17 @@ class SliceIds:
 
 def _loads(client, database: str, slices: list[SliceKey],
            code: str) -> dict[tuple[str, str, date], tuple[int, str]]:
-    """{(venue, instrument, day): (active trades load, its ingest_log provider or '')} of the slices
+    """{(venue, instrument, day): (active trades load, its ingest_log source or '')} of the slices
     and of the day before each."""
     days = sorted({s.day for s in slices} | {s.day - timedelta(days=1) for s in slices})
     rows = client.query(
-        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.provider FROM {clickhouse_database(database)}.active_loads AS a "
-        f"LEFT JOIN (SELECT load_id, argMax(provider, finished_at) AS provider FROM {clickhouse_database(database)}.ingest_log "
-        "WHERE kind = {kind:String} AND day IN {days:Array(Date)} AND outcome = 'ok' AND load_id != 0 "
+        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.source FROM {clickhouse_database(database)}.active_loads AS a "
+        f"LEFT JOIN (SELECT load_id, argMax(source, finished_at) AS source FROM {clickhouse_database(database)}.ingest_log "
+        "WHERE dataset = {code:String} AND day IN {days:Array(Date)} AND outcome = 'ok' AND load_id != 0 "
         "GROUP BY load_id) AS l ON a.load_id = l.load_id "
-        "WHERE a.kind = {kind:String} AND a.day IN {days:Array(Date)} "
+        "WHERE a.dataset = {code:String} AND a.day IN {days:Array(Date)} "
         "AND concat(a.venue, ':', a.instrument) IN {instruments:Array(String)}",
-        parameters={"kind": code, "days": days,
+        parameters={"code": code, "days": days,
                     "instruments": sorted({f"{s.venue}:{s.instrument}" for s in slices})}).result_rows
     return {(r[0], r[1], r[2]): (int(r[3]), r[4] or "") for r in rows}
 
@@ -435,7 +435,7 @@ def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Call
         outcome.added[day], outcome.load_ids[day] = added, written.load_id
         stats = outcome.stats if day == found.day else RequestStats()  # the requests count on the checked day
         writer.log_ingest(client, database, [{  # under the slice's own source: the new load keeps its id kind
-            "run_id": run_id, "provider": current[(found.venue, found.instrument, day)][1], "kind": TRADES.code,
+            "run_id": run_id, "source": current[(found.venue, found.instrument, day)][1], "dataset": TRADES.code,
             "venue": found.venue, "instrument": found.instrument, "day": day, "rows": written.rows,
             "requests": stats.requests, "retries": stats.retries, "rate_limited": stats.rate_limited, "outcome": "ok",
             "error": f"trade-id refill: +{added:,} trades ({found.kind.name} ids)", "load_id": written.load_id,

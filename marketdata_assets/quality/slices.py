@@ -232,9 +232,9 @@ def slice_scope(database: str, dataset: str, slices: Iterable[SliceKey]) -> Scop
     """The active loads of the slices, each in its day x instrument partition ('YYYY-MM-DD|VENUE:SYMBOL')."""
     slices = list(slices)
     sql = ("SELECT load_id, concat(toString(day), '|', venue, ':', instrument) AS partition_key "
-           f"FROM {clickhouse_database(database)}.active_loads WHERE kind = {{kind:String}} AND day IN {{days:Array(Date)}} "
+           f"FROM {clickhouse_database(database)}.active_loads WHERE dataset = {{code:String}} AND day IN {{days:Array(Date)}} "
            "AND partition_key IN {keys:Array(String)}")
-    return Scope(sql, {"kind": spec_for(dataset).code, "days": sorted({s.day for s in slices}),
+    return Scope(sql, {"code": spec_for(dataset).code, "days": sorted({s.day for s in slices}),
                        "keys": [f"{s.day.isoformat()}|{s.venue}:{s.instrument}" for s in slices]})
 
 
@@ -243,21 +243,21 @@ def source_scope(database: str, dataset: str, source: str, days: list[date]) -> 
     partition ('YYYY-MM-DD')."""
     db = clickhouse_database(database)
     sql = (f"SELECT load_id, toString(day) AS partition_key FROM {db}.active_loads "
-           "WHERE kind = {kind:String} AND day IN {days:Array(Date)} "
-           f"AND load_id IN (SELECT load_id FROM {db}.ingest_log WHERE provider = {{provider:String}} "
-           "AND kind = {kind:String} AND day IN {days:Array(Date)} AND outcome = 'ok')")
-    return Scope(sql, {"kind": spec_for(dataset).code, "days": days, "provider": source})
+           "WHERE dataset = {code:String} AND day IN {days:Array(Date)} "
+           f"AND load_id IN (SELECT load_id FROM {db}.ingest_log WHERE source = {{source:String}} "
+           "AND dataset = {code:String} AND day IN {days:Array(Date)} AND outcome = 'ok')")
+    return Scope(sql, {"code": spec_for(dataset).code, "days": days, "source": source})
 
 
 def latest_scope(database: str, dataset: str, partition_keys) -> Scope:
     """Each instrument's ('VENUE:SYMBOL') snapshots of `dataset` (books, tickers, ...) of its latest day."""
     db = clickhouse_database(database)
-    match = "kind = {kind:String} AND concat(venue, ':', instrument) IN {keys:Array(String)}"
+    match = "dataset = {code:String} AND concat(venue, ':', instrument) IN {keys:Array(String)}"
     sql = (f"SELECT load_id, concat(venue, ':', instrument) AS partition_key FROM {db}.active_loads "
            f"WHERE {match} AND (venue, instrument, day) IN "
            f"(SELECT venue, instrument, max(day) FROM {db}.active_loads WHERE {match} "
            "GROUP BY venue, instrument)")
-    return Scope(sql, {"kind": spec_for(dataset).code, "keys": [str(k) for k in partition_keys]})
+    return Scope(sql, {"code": spec_for(dataset).code, "keys": [str(k) for k in partition_keys]})
 
 
 def with_params(scope: Scope, **params) -> Scope:
@@ -284,7 +284,7 @@ def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10
     loads = "SELECT load_id FROM scope"
     with_scope = f"WITH scope AS ({scope.sql}) "
     checked = f"SELECT venue, instrument, day FROM {db}.active_loads WHERE load_id IN ({loads})"
-    neighbours = (f"SELECT load_id FROM {db}.active_loads WHERE kind = '{spec.code}' AND (venue, instrument) IN "
+    neighbours = (f"SELECT load_id FROM {db}.active_loads WHERE dataset = '{spec.code}' AND (venue, instrument) IN "
                   f"(SELECT venue, instrument FROM ({checked})) AND day BETWEEN (SELECT min(day) - 31 FROM "
                   f"({checked})) AND (SELECT max(day) + 31 FROM ({checked}))")
     by_partition = (f"{with_scope}SELECT s.partition_key AS partition_key, v.* EXCEPT (load_id) FROM "

@@ -106,7 +106,7 @@ def test_a_good_archive_loads_into_its_dataset_and_its_checksum_is_recorded(stor
     assert (record["rows"], record["status"], record["days"]) == (300, "loaded", [DAY])
     first, last = replay.truth(TRADES)["seq"].min(), replay.truth(TRADES)["seq"].max()
     assert (record["first_id"], record["last_id"], record["id_count"]) == (first, last, 300)
-    active = rows(store, "SELECT load_id FROM {db}.active_loads WHERE kind = 'trades' AND venue = 'BINANCE'")
+    active = rows(store, "SELECT load_id FROM {db}.active_loads WHERE dataset = 'trades' AND venue = 'BINANCE'")
     assert record["load_ids"] == [active[0][0]]
     with store.get_client() as client:
         stored = ia.latest_archives(client, store.database)

@@ -77,8 +77,8 @@ def test_ddl_is_idempotent_and_shaped_for_the_queries(clickhouse):
         assert tables["trades"] == ("MergeTree", "toYYYYMM(ts)", "venue, instrument, ts, trade_id")
         assert tables["book_snapshots"] == ("MergeTree", "toYYYYMM(ts)", "venue, instrument, ts, side, level")
         assert tables["bars_1m"] == ("MergeTree", "toYYYYMM(ts)", "venue, instrument, ts")
-        assert tables["loads"] == ("ReplacingMergeTree", "", "kind, venue, instrument, day")
-        assert tables["ingest_log"][0] == "MergeTree" and tables["ingest_log"][2] == "provider, instrument, day, finished_at"
+        assert tables["loads"] == ("ReplacingMergeTree", "", "dataset, venue, instrument, day")
+        assert tables["ingest_log"][0] == "MergeTree" and tables["ingest_log"][2] == "source, instrument, day, finished_at"
         assert tables["trades_1d_agg"][0] == "AggregatingMergeTree"
         for view in ("trades_v", "trades_range", "book_snapshots_v", "bars_1m_range", "bars_1d_v", "active_loads"):
             assert tables[view][0] == "View"

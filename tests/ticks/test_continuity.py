@@ -163,7 +163,7 @@ def test_first_ranges_shown_repeated_ids_hide_no_hole_and_unknown_sources_are_no
             result = writer.write_slice(client, store.database, "trades", data, "BINANCE", instrument, day, "t")
             if provider:  # what the engine logs for a load; BNBUSDT's load has no log row
                 writer.log_ingest(client, store.database, [{
-                    "run_id": "t", "provider": provider, "kind": "trades", "venue": "BINANCE",
+                    "run_id": "t", "source": provider, "dataset": "trades", "venue": "BINANCE",
                     "instrument": instrument, "day": day, "outcome": "ok", "load_id": result.load_id,
                     "started_at": day_window(day)[0], "finished_at": day_window(day)[0]}])
         found = find_holes(client, store.database, [SliceKey("trades", "BINANCE", i, day)

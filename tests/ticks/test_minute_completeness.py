@@ -50,7 +50,7 @@ def rewrite(store, key: SliceKey, frame: pl.DataFrame, run_id: str) -> None:
         result = writer.write_slice(client, store.database, "bars_1m", frame, key.venue, key.instrument, key.day,
                                     run_id)
         writer.log_ingest(client, store.database, [{
-            "run_id": run_id, "provider": "TUSHARE", "kind": "bars", "venue": key.venue, "instrument": key.instrument,
+            "run_id": run_id, "source": "TUSHARE", "dataset": "bars", "venue": key.venue, "instrument": key.instrument,
             "day": key.day, "rows": result.rows, "outcome": "ok", "load_id": result.load_id, "started_at": now,
             "finished_at": now}])
 

@@ -87,9 +87,9 @@ def test_a_corrupt_partition_fails_alone_in_a_checks_only_range_run(crypto, inst
     keys = [crypto_key(DAY, instrument) for instrument in INSTRUMENTS]
     assert materialize(instance, crypto, ["crypto_trades"], tags=tags).success
     # a copy of one stored trade of ETHUSDT's active load, negative price: a duplicate id and a bad price
-    ((load_id,),) = query(clickhouse, "SELECT load_id FROM {db}.active_loads WHERE kind = {kind:String} "
+    ((load_id,),) = query(clickhouse, "SELECT load_id FROM {db}.active_loads WHERE dataset = {code:String} "
                                       "AND instrument = 'ETHUSDT' AND day = {day:Date}",
-                          kind=spec_for("trades").code, day=DAY)
+                          code=spec_for("trades").code, day=DAY)
     query(clickhouse, "INSERT INTO {db}.trades SELECT * REPLACE (-price AS price) FROM {db}.trades "
                       "WHERE load_id = {load_id:UInt64} LIMIT 1", load_id=load_id)
 

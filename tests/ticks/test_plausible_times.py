@@ -127,8 +127,8 @@ def test_the_partition_window_check_fails_on_a_row_planted_outside_its_partition
     assert (clean.violations, clean.rows_checked) == (0, 3)  # clean data passes
 
     # an old load's row of 2062 in the day's active load (what a writer before the rule could leave)
-    ((load_id,),) = query(store, "SELECT load_id FROM {db}.active_loads WHERE kind = {kind:String} "
-                                 "AND instrument = 'BTCUSDT' AND day = {day:Date}", kind=spec_for("trades").code, day=DAY)
+    ((load_id,),) = query(store, "SELECT load_id FROM {db}.active_loads WHERE dataset = {code:String} "
+                                 "AND instrument = 'BTCUSDT' AND day = {day:Date}", code=spec_for("trades").code, day=DAY)
     query(store, "INSERT INTO {db}.trades SELECT * REPLACE (toDateTime64('2062-01-15 01:00:00', 6, 'UTC') AS ts, "
                  "'999' AS trade_id) FROM {db}.trades WHERE load_id = {load:UInt64} LIMIT 1", load=load_id)
     planted = window_check(store, key)

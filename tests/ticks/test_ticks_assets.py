@@ -88,10 +88,10 @@ def stocks(stock_server, clickhouse):
 
 
 def ingest_log(clickhouse, where: str = "1", **params) -> list[dict]:
-    columns = ["run_id", "provider", "kind", "venue", "instrument", "day", "rows", "requests", "retries",
+    columns = ["run_id", "source", "dataset", "venue", "instrument", "day", "rows", "requests", "retries",
                "rate_limited", "outcome", "error", "load_id"]
     rows = query(clickhouse, f"SELECT {', '.join(columns)} FROM {{db}}.ingest_log WHERE {where} "
-                             "ORDER BY provider, kind, instrument, day, finished_at", **params)
+                             "ORDER BY source, dataset, instrument, day, finished_at", **params)
     return [dict(zip(columns, row)) for row in rows]
 
 
@@ -123,8 +123,8 @@ def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_serv
 
     logged = ingest_log(clickhouse)
     assert len(logged) == 12 and {r["outcome"] for r in logged} == {"ok"} and {r["run_id"] for r in logged} == {first.run_id}
-    btc = next(r for r in logged if r["instrument"] == "BTCUSDT" and r["kind"] == "trades")
-    assert (btc["provider"], btc["venue"], btc["day"], btc["rows"]) == ("BINANCE", "BINANCE", DAY, 1500)
+    btc = next(r for r in logged if r["instrument"] == "BTCUSDT" and r["dataset"] == "trades")
+    assert (btc["source"], btc["venue"], btc["day"], btc["rows"]) == ("BINANCE", "BINANCE", DAY, 1500)
     assert btc["requests"] >= 2 and btc["load_id"] > 0
 
     again = materialize(instance, crypto, ["crypto_trades"], tags=day_range(DAY, CRYPTO[0], CRYPTO[-1]))
@@ -145,7 +145,7 @@ def test_429_and_5xx_are_retried_and_counted(crypto_server, crypto, instance):
     for key in CRYPTO[:4]:
         venue, instrument = key.split(":")
         assert view_rows(crypto["clickhouse"], "trades", venue, instrument, DAY).height == 1500
-    logged = ingest_log(crypto["clickhouse"], "provider = 'BINANCE'")
+    logged = ingest_log(crypto["clickhouse"], "source = 'BINANCE'")
     assert sum(r["rate_limited"] for r in logged) == 3 and all(r["outcome"] == "ok" for r in logged)
 
 
@@ -166,7 +166,7 @@ def test_malformed_page_fails_its_slice_the_others_are_written_and_retry_failed_
     assert view_rows(clickhouse, "trades", "OKX", "BTC-USDT", DAY).height == 1500            # written anyway
     assert view_rows(clickhouse, "bars_1m", "DERIBIT", "BTC-PERPETUAL", DAY).height == 0
     failed = ingest_log(clickhouse, "outcome = 'failed'")
-    assert {(r["instrument"], r["kind"]) for r in failed} == {("BTC-USDT-SWAP", "trades"), ("BTC-PERPETUAL", "bars")}
+    assert {(r["instrument"], r["dataset"]) for r in failed} == {("BTC-USDT-SWAP", "trades"), ("BTC-PERPETUAL", "bars")}
     assert all(r["run_id"] == result.run_id and "2025-01-15" in r["error"] for r in failed)
     statuses = instance.get_status_by_partition(dg.AssetKey("crypto_trades"), [f"{DAY}|{CRYPTO[0]}"],
                                                 crypto_partitions)
@@ -235,7 +235,7 @@ def test_checks_fail_on_bad_rows_in_the_active_loads(crypto, instance):
         client.command(f"INSERT INTO `{db}`.bars_1m (ts, venue, instrument, open, high, low, close, volume, amount, "
                        "trades, day, load_id) VALUES ('2025-01-16 00:00:00', 'OKX', 'BTC-USDT', 1, 2, 1, 2, 1, 1, 1, "
                        "'2025-01-15', 77)")
-        client.command(f"INSERT INTO `{db}`.loads (kind, venue, instrument, day, load_id, rows, run_id) VALUES "
+        client.command(f"INSERT INTO `{db}`.loads (dataset, venue, instrument, day, load_id, rows, run_id) VALUES "
                        "('bars', 'OKX', 'BTC-USDT', '2025-01-15', 77, 1, 'test')")
     checks = dg.AssetSelection.checks_for_assets("crypto_trades", "crypto_bars_1m")
     result = materialize(instance, crypto, checks, tags=day_range(DAY, CRYPTO[0], CRYPTO[2]))
@@ -463,7 +463,7 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
         for symbol, frame in truth.items():
             assert_same_rows(view_rows(clickhouse, "trades", "BINANCE", symbol, DAY), frame, ["ts", "trade_id"])
         assert view_rows(clickhouse, "trades", "BINANCE", "XRPUSDT", DAY).height == 0
-        paths = {r["instrument"]: r for r in ingest_log(clickhouse, "provider = 'BINANCE_DUMPS'")}
+        paths = {r["instrument"]: r for r in ingest_log(clickhouse, "source = 'BINANCE_DUMPS'")}
         assert paths["BTCUSDT"]["rows"] == 3000 and paths["XRPUSDT"]["outcome"] == "failed"
 
         # a fixed file with an OLD modification time is still seen (the cursor is not the clock)

@@ -74,8 +74,8 @@ def ch(clickhouse):
         yield client, clickhouse.database
 
 
-def visible(client, db, kind, venue, instrument, start=DAY, end=DAY + timedelta(days=1)) -> pl.DataFrame:
-    return ct.read_range(client, db, kind, venue, instrument, start, end)
+def visible(client, db, dataset, venue, instrument, start=DAY, end=DAY + timedelta(days=1)) -> pl.DataFrame:
+    return ct.read_range(client, db, dataset, venue, instrument, start, end)
 
 
 def raw_count(client, db, table="trades") -> int:
@@ -432,18 +432,18 @@ def test_log_ingest(ch):
     client, db = ch
     t0 = datetime(2024, 3, 2, 0, 5, 1, 250000, tzinfo=UTC)
     rows = [
-        dict(run_id="run-1", provider="binance_rest", kind="trades", venue="BINANCE", instrument="BTCUSDT", day=DAY,
+        dict(run_id="run-1", source="binance_rest", dataset="trades", venue="BINANCE", instrument="BTCUSDT", day=DAY,
              rows=1000, requests=12, retries=2, rate_limited=1, latency_p50_ms=85.5, latency_p95_ms=410.0,
              outcome="ok", load_id=42, started_at=t0, finished_at=t0 + timedelta(seconds=9)),
-        dict(run_id="run-1", provider="binance_rest", venue="BINANCE", instrument="ETHUSDT", day="2024-03-01",
+        dict(run_id="run-1", source="binance_rest", venue="BINANCE", instrument="ETHUSDT", day="2024-03-01",
              outcome="failed", error="HTTP 451 from api.binance.com", started_at=t0, finished_at=t0),
-        dict(run_id="run-1", provider="tushare", venue="SSE", instrument="600000.SH", day=DAY, outcome="skipped",
+        dict(run_id="run-1", source="tushare", venue="SSE", instrument="600000.SH", day=DAY, outcome="skipped",
              started_at=t0.replace(tzinfo=None), finished_at=t0.replace(tzinfo=None)),
     ]
     assert w.log_ingest(client, db, rows) == 3
-    got = client.query(f"SELECT provider, instrument, rows, requests, retries, rate_limited, latency_p50_ms, "
+    got = client.query(f"SELECT source, instrument, rows, requests, retries, rate_limited, latency_p50_ms, "
                        f"latency_p95_ms, outcome, error, load_id, started_at, finished_at FROM `{db}`.ingest_log "
-                       "ORDER BY provider, instrument").result_rows
+                       "ORDER BY source, instrument").result_rows
     assert [r[:11] for r in got] == [
         ("binance_rest", "BTCUSDT", 1000, 12, 2, 1, 85.5, 410.0, "ok", "", 42),
         ("binance_rest", "ETHUSDT", 0, 0, 0, 0, 0.0, 0.0, "failed", "HTTP 451 from api.binance.com", 0),

@@ -6,9 +6,12 @@ Tables (one database, name checked by identifiers.sql_identifier): one per datas
 frame's columns plus ``day Date`` (the UTC day of ``ts``: the write unit) and ``load_id UInt64``
 (which write produced the row), ``MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (venue, instrument,
 ts, ...)``; ``loads``, the pointer (``ReplacingMergeTree(load_id)`` keyed by the slice
-``(kind, venue, instrument, day)``, ``kind`` holding the dataset's code); ``trades_1d_agg`` +
-``trades_1d_mv``, daily bars from trades aggregated at insert time per load; ``ingest_log``, one row
-per (run, provider, instrument, day) attempt.
+``(dataset, venue, instrument, day)``, ``dataset`` holding the dataset's code, ``Dataset.code``);
+``trades_1d_agg`` + ``trades_1d_mv``, daily bars from trades aggregated at insert time per load;
+``ingest_log``, one row per (run, source, dataset, instrument, day) attempt. A store written before these
+columns were named ``dataset`` and ``source`` (``loads.kind``, ``ingest_log.provider`` / ``kind``) is
+rebuilt with the new names by :func:`ensure_tables` (stores.clickhouse.migrations; the old tables are kept
+as ``loads_before_dataset_columns`` and ``ingest_log_before_dataset_columns``).
 
 A write (stores.clickhouse.writer) inserts a slice's rows under a new snowflake ``load_id``, counts them,
 and only then inserts ONE row into ``loads``: the flip. Every read path (``trades_v``,
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -37,25 +41,33 @@ import polars as pl
 
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.datasets.frames import DATASETS, LC, TS, Dataset, spec_for
+from marketdata_assets.stores.clickhouse import migrations
 
 LOADS = "loads"
 DAILY_AGG = "trades_1d_agg"
 DAILY_MV = "trades_1d_mv"
 INGEST_LOG = "ingest_log"
 OUTCOMES = ("ok", "failed", "skipped")
-INGEST_LOG_COLUMNS = ("run_id", "provider", "kind", "venue", "instrument", "day", "rows", "requests", "retries",
+INGEST_LOG_COLUMNS = ("run_id", "source", "dataset", "venue", "instrument", "day", "rows", "requests", "retries",
                       "rate_limited", "latency_p50_ms", "latency_p95_ms", "outcome", "error", "load_id",
                       "started_at", "finished_at", "dropped", "conversions")
 # Columns added after the first release: added to an existing ingest_log by ensure_tables.
 INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversions": "Array(String)"}
-
+# Columns renamed after the first release (#22), by a rebuild (a sorting-key column cannot be renamed):
+# migrations.rename_columns, from ensure_tables.
+RENAMED = (
+    migrations.Rename(LOADS, {"kind": "dataset"}, ("dataset", "venue", "instrument", "day"), version="load_id"),
+    migrations.Rename(INGEST_LOG, {"provider": "source", "kind": "dataset"},
+                      ("run_id", "source", "dataset", "venue", "instrument", "day", "outcome", "load_id",
+                       "started_at", "finished_at")),
+)
 
 
 def active_loads_sql(database: str, dataset: str, where: str = "") -> str:
-    """``SELECT load_id FROM loads FINAL WHERE kind = '<kind>' [AND where]``: the pointer lookup."""
+    """``SELECT load_id FROM loads FINAL WHERE dataset = '<code>' [AND where]``: the pointer lookup."""
     spec = spec_for(dataset)
     extra = f" AND {where}" if where else ""
-    return f"SELECT load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE kind = '{spec.code}'{extra}"
+    return f"SELECT load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE dataset = '{spec.code}'{extra}"
 
 
 def _table_ddl(database: str, spec: Dataset) -> str:
@@ -120,12 +132,9 @@ GROUP BY venue, instrument, day, load_id"""
     return [agg, mv, whole, ranged]
 
 
-def ddl_statements(database: str) -> list[str]:
-    """Every statement of :func:`ensure_tables`, in order (tables, then views)."""
-    db = clickhouse_database(database)
-    statements = [_table_ddl(database, spec) for spec in DATASETS.values()]
-    statements.append(f"""CREATE TABLE IF NOT EXISTS {db}.{LOADS} (
-    `kind` {LC},
+def _loads_ddl(database: str, table: str = LOADS, exists_ok: bool = True) -> str:
+    return f"""CREATE TABLE {'IF NOT EXISTS ' if exists_ok else ''}{clickhouse_database(database)}.`{table}` (
+    `dataset` {LC},
     `venue` {LC},
     `instrument` {LC},
     `day` Date,
@@ -134,11 +143,14 @@ def ddl_statements(database: str) -> list[str]:
     `run_id` String,
     `loaded_at` DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree(load_id)
-ORDER BY (kind, venue, instrument, day)""")
-    statements.append(f"""CREATE TABLE IF NOT EXISTS {db}.{INGEST_LOG} (
+ORDER BY (dataset, venue, instrument, day)"""
+
+
+def _ingest_log_ddl(database: str, table: str = INGEST_LOG, exists_ok: bool = True) -> str:
+    return f"""CREATE TABLE {'IF NOT EXISTS ' if exists_ok else ''}{clickhouse_database(database)}.`{table}` (
     `run_id` String,
-    `provider` {LC},
-    `kind` {LC} DEFAULT '',
+    `source` {LC},
+    `dataset` {LC} DEFAULT '',
     `venue` {LC},
     `instrument` {LC},
     `day` Date,
@@ -157,28 +169,58 @@ ORDER BY (kind, venue, instrument, day)""")
     `conversions` Array(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (provider, instrument, day, finished_at)""")
+ORDER BY (source, instrument, day, finished_at)"""
+
+
+_CREATE: dict[str, Callable[..., str]] = {LOADS: _loads_ddl, INGEST_LOG: _ingest_log_ddl}
+
+
+def ddl_statements(database: str) -> list[str]:
+    """Every statement of :func:`ensure_tables`, in order (tables, then views)."""
+    db = clickhouse_database(database)
+    statements = [_table_ddl(database, spec) for spec in DATASETS.values()]
+    statements += [_loads_ddl(database), _ingest_log_ddl(database)]
     daily = _daily_ddl(database)
     statements += daily[:2]
     for spec in DATASETS.values():
         statements += _view_ddl(database, spec)
     statements += daily[2:]
     statements.append(f"""CREATE OR REPLACE VIEW {db}.active_loads AS
-SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {db}.{LOADS} FINAL""")
+SELECT dataset, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {db}.{LOADS} FINAL""")
     return statements
 
 
-def ensure_tables(client, database: str) -> list[str]:
-    """Create the database, tables and views if missing (idempotent). Returns the object names."""
+def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
+    """Create the database, tables and views if missing (idempotent). Returns the object names.
+    A store of a previous version gets its renamed columns first (:data:`RENAMED`; a process that finds
+    another one migrating waits for it up to ``wait_s``)."""
     client.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse_database(database)}")
-    for statement in ddl_statements(database):
-        client.command(statement)
+    statements = ddl_statements(database)
+
+    def create_all() -> None:
+        for statement in statements:
+            client.command(statement)
+
+    for rename in RENAMED:  # before the views: they name the new columns
+        migrations.rename_columns(client, database, rename,
+                                  lambda name, table=rename.table: _CREATE[table](database, name, exists_ok=False),
+                                  after_swap=create_all, wait_s=wait_s)
+    create_all()
     for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
         client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
     names = [spec.table for spec in DATASETS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
                                                         "bars_1d_v", "bars_1d_range"]
     names += [n for spec in DATASETS.values() for n in (spec.view, spec.range_view)]
     return names
+
+
+def finish_column_renames(client, database: str) -> list:
+    """Finish a column rename killed after its swap (its old table still under the staging name): copy
+    the rows missing from the new table, keep the old one under its ``_before_`` name. Only when no other
+    process is migrating. Returns what was moved (migrations.Moved), per table."""
+    found = migrations.columns_of(client, database, [r.staging for r in RENAMED])
+    return [migrations.finish_rename(client, database, r) for r in RENAMED
+            if r.staging in found and r.is_old(found[r.staging])]
 
 
 # ---- read helpers ------------------------------------------------------------------------------------
@@ -226,16 +268,16 @@ def daily_bars(client, database: str, venue: str, instrument: str, first_day: da
 
 def loaded_days(client, database: str, dataset: str, venue: str | None = None,
                 instrument: str | None = None) -> pl.DataFrame:
-    """The active load of every slice (kind, venue, instrument, day, load_id, rows, run_id, loaded_at)."""
+    """The active load of every slice (dataset, venue, instrument, day, load_id, rows, run_id, loaded_at)."""
     spec = spec_for(dataset)
-    where, params = ["kind = {code:String}"], {"code": spec.code}
+    where, params = ["dataset = {code:String}"], {"code": spec.code}
     if venue is not None:
         where.append("venue = {venue:String}")
         params["venue"] = venue
     if instrument is not None:
         where.append("instrument = {instrument:String}")
         params["instrument"] = instrument
-    sql = (f"SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {clickhouse_database(database)}.{LOADS} "
+    sql = (f"SELECT dataset, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {clickhouse_database(database)}.{LOADS} "
            f"FINAL WHERE {' AND '.join(where)} ORDER BY venue, instrument, day")
     return pl.from_arrow(client.query_arrow(sql, parameters=params))
 
@@ -263,7 +305,7 @@ class CompactionConflict(CompactionAborted):
 
 @dataclass(frozen=True)
 class MonthGarbage:
-    """One month of one table: its rows and how many of them each kind of load holds."""
+    """One month of one table: its rows and how many of them the loads of each state hold."""
 
     dataset: str
     table: str
@@ -332,7 +374,7 @@ def _load_states_sql(database: str, spec: Dataset, table: str, month_expr: str) 
         f"FROM (SELECT {month_expr} AS month, venue, instrument, day, load_id, count() AS n FROM {db}.`{table}`\n"
         f"      WHERE {month_expr} IN {{months:Array(UInt32)}} GROUP BY month, venue, instrument, day, load_id) AS g\n"
         f"LEFT JOIN (SELECT venue, instrument, day, load_id AS active FROM {db}.{LOADS} FINAL\n"
-        f"           WHERE kind = '{spec.code}' AND toYYYYMM(day) IN {{months:Array(UInt32)}}) AS a\n"
+        f"           WHERE dataset = '{spec.code}' AND toYYYYMM(day) IN {{months:Array(UInt32)}}) AS a\n"
         "ON g.venue = a.venue AND g.instrument = a.instrument AND g.day = a.day")
 
 
@@ -380,7 +422,7 @@ def _no_write_since(client, database: str, table: str, part: str, block: int) ->
 
 def compact_month(client, database: str, dataset: str, month: str | date,
                   orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE) -> list[CompactResult]:
-    """Drop superseded and orphaned rows of one month (partition) of a kind: copy every other row
+    """Drop superseded and orphaned rows of one month (partition) of a dataset: copy every other row
     (active, and pending loads younger than ``orphan_grace``) to a staging table, check each active
     slice's count against ``loads.rows``, then swap the partition with ``ALTER TABLE ... REPLACE
     PARTITION`` (``DROP PARTITION`` when nothing is left): atomic, so readers see the same rows
@@ -391,7 +433,7 @@ def compact_month(client, database: str, dataset: str, month: str | date,
     the swap would be lost. What keeps writers out when the tick_compaction asset runs it: its
     ``clickhouse`` concurrency pool (the other ClickHouse steps of that pool wait) and, on the
     embedded engine, the data-directory lock every ClickHouse step holds while its client is open
-    (one process at a time: this also holds off the ingest steps that sit in their providers' pools).
+    (one process at a time: this also holds off the ingest steps that sit in their sources' pools).
     On a ClickHouse server those ingest steps are not kept out, so the swap is also refused
     (:class:`CompactionConflict`, nothing changed) when a part was added to the partition since the
     copy began; only the instant between that check and the swap stays unguarded. A count mismatch
@@ -422,7 +464,7 @@ def compact_month(client, database: str, dataset: str, month: str | date,
                 bad = client.query(
                     f"SELECT l.venue, l.instrument, l.day, l.rows, ifNull(s.n, 0) FROM "
                     f"(SELECT venue, instrument, day, load_id, rows FROM {db}.{LOADS} FINAL "
-                    f" WHERE kind = '{spec.code}' AND toYYYYMM(day) = {part}) AS l "
+                    f" WHERE dataset = '{spec.code}' AND toYYYYMM(day) = {part}) AS l "
                     f"LEFT JOIN (SELECT load_id, count() AS n FROM {db}.`{staging}` GROUP BY load_id) AS s "
                     f"ON l.load_id = s.load_id WHERE l.rows != ifNull(s.n, 0) LIMIT 5").result_rows
                 if bad:
@@ -510,7 +552,7 @@ def compact_store(client, database: str, datasets=None, months=None,
 
 
 def garbage_rows(client, database: str, dataset: str) -> int:
-    """Rows of a kind's table that no read path shows (superseded or orphaned loads)."""
+    """Rows of a dataset's table that no read path shows (superseded or orphaned loads)."""
     spec = spec_for(dataset)
     return int(client.command(f"SELECT count() FROM {clickhouse_database(database)}.`{spec.table}` "
                               f"WHERE load_id NOT IN ({active_loads_sql(database, spec.name)})") or 0)

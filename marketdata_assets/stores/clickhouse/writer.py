@@ -45,7 +45,7 @@ from marketdata_assets.stores.clickhouse.tables import INGEST_LOG, INGEST_LOG_CO
 
 DEFAULT_BATCH_ROWS = 1_000_000
 METHODS = ("auto", "python", "arrow")
-_DATASET_OF_CODE = {spec.code: spec.name for spec in frames.DATASETS.values()}  # loads.kind -> dataset
+_DATASET_OF_CODE = {spec.code: spec.name for spec in frames.DATASETS.values()}  # loads.dataset (a code) -> name
 
 
 @dataclass(frozen=True)
@@ -198,10 +198,10 @@ def _active_load_ids(client, database: str, code: str, venue: str, slices: Seque
     instruments = sorted({s[0] for s in slices})
     days = sorted({s[1] for s in slices})
     rows = client.query(
-        f"SELECT instrument, day, load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE kind = {{kind:String}} "
+        f"SELECT instrument, day, load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE dataset = {{code:String}} "
         "AND venue = {venue:String} AND instrument IN {instruments:Array(String)} "
         "AND day >= {first:Date} AND day <= {last:Date}",
-        parameters={"kind": code, "venue": venue, "instruments": instruments, "first": days[0], "last": days[-1]},
+        parameters={"code": code, "venue": venue, "instruments": instruments, "first": days[0], "last": days[-1]},
     ).result_rows
     return {(r[0], r[1]): int(r[2]) for r in rows}
 
@@ -229,7 +229,7 @@ def _flip(client, database: str, code: str, venue: str, loads: Sequence[tuple], 
     loads: (instrument, day, load_id, rows)."""
     now = datetime.now(timezone.utc)
     client.insert(f"{LOADS}", [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
-                  column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
+                  column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
                   database=database)
     metrics.loaded(_DATASET_OF_CODE.get(code, code), venue, sum(load[3] for load in loads))  # the commit point
 
@@ -326,7 +326,7 @@ def _write_day(client, database: str, spec: Dataset, data: pl.DataFrame, venue: 
 def write_slice(client, database: str, dataset: str, frame: pl.DataFrame, venue: str, instrument: str,
                 day: date | str, run_id: str, *, method: str = "auto",
                 batch_rows: int = DEFAULT_BATCH_ROWS) -> WriteResult:
-    """Replace one (kind, venue, instrument, day) slice with ``frame`` (see the module docstring).
+    """Replace one (dataset, venue, instrument, day) slice with ``frame`` (see the module docstring).
     The previous rows stay visible until the new ones are all in; an empty frame empties the day."""
     spec = spec_for(dataset)
     key = normalize_instrument(venue, instrument)
@@ -465,13 +465,13 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
 # ---- ingest log ---------------------------------------------------------------------------------------------
 
 def log_ingest(client, database: str, rows: list[dict]) -> int:
-    """Append attempt rows to ``ingest_log``. Required keys: run_id, provider, venue, instrument, day,
+    """Append attempt rows to ``ingest_log``. Required keys: run_id, source, venue, instrument, day,
     outcome ('ok' | 'failed' | 'skipped'), started_at, finished_at (aware or UTC-naive datetimes);
-    optional: kind, rows, requests, retries, rate_limited, latency_p50_ms, latency_p95_ms, error, load_id,
+    optional: dataset (its code, ``Dataset.code``), rows, requests, retries, rate_limited, latency_p50_ms, latency_p95_ms, error, load_id,
     dropped ({reason: rows} a parser dropped), conversions (unit conversions applied, as text)."""
     if not rows:
         return 0
-    defaults = {"kind": "", "rows": 0, "requests": 0, "retries": 0, "rate_limited": 0, "latency_p50_ms": 0.0,
+    defaults = {"dataset": "", "rows": 0, "requests": 0, "retries": 0, "rate_limited": 0, "latency_p50_ms": 0.0,
                 "latency_p95_ms": 0.0, "error": "", "load_id": 0, "dropped": {}, "conversions": []}
     data = []
     for index, row in enumerate(rows):
