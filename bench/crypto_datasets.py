@@ -33,7 +33,7 @@ from marketdata_assets.sources.venues import serves, venue_client
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crypto_datasets.json"
 DATASETS = ("funding", "open_interest", "tickers")
-WORKERS = 4  # the providers config's workers per venue
+WORKERS = 4  # the sources config's workers per venue
 SHARE = {"BINANCE_UM": 0.35, "OKX": 0.35, "DERIBIT": 0.30}
 
 

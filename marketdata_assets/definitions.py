@@ -14,7 +14,7 @@ import dagster as dg
 from marketdata_assets.orchestration import pool_wait
 from marketdata_assets.orchestration.runs import dead_run_sweep
 from marketdata_assets.resources import build_resources
-from marketdata_assets.resources.sources import provider_resources
+from marketdata_assets.resources.sources import source_resources
 
 pool_wait.install()  # every process that runs steps imports this module (see pool_wait)
 
@@ -34,7 +34,7 @@ AUTOMATION = dg.AutomationConditionSensorDefinition(
 def defs() -> dg.Definitions:
     domains = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
     # the stores' resources, and the vendor sources' (tushare, yahoo, binance, okx, deribit) from the
-    # ticks domain's providers config file
-    resources = {**build_resources(), **provider_resources()}
+    # ticks domain's sources config file
+    resources = {**build_resources(), **source_resources()}
     return dg.Definitions.merge(domains, dg.Definitions(resources=resources, executor=EXECUTOR,
                                                         sensors=[AUTOMATION, dead_run_sweep]))

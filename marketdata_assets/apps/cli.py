@@ -220,16 +220,17 @@ def import_alphas(ctx, import_mode, batch_size, workers, start_month, end_month,
               help="ALL, or A-share codes: `--symbols 000001.SZ 600000.SH` as in the seed, or commas.")
 @click.option("--start-date", type=DAY, required=True, help="First China trading day.")
 @click.option("--end-date", type=DAY, required=True, help="Last day.")
-@click.option("--providers-config", type=click.Path(exists=True, dir_okay=False), help="data_providers.yaml "
-              "(rate limits, workers, universe); default: TICKS_PROVIDERS_CONFIG or the shipped one.")
+@click.option("--providers-config", "sources_config", type=click.Path(exists=True, dir_okay=False),
+              help="data_providers.yaml (rate limits, workers, universe); default: TICKS_PROVIDERS_CONFIG or the "
+              "shipped one.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Fetches at once; 0: the config's.")
 @click.pass_context
-def ingest(ctx, symbols, start_date, end_date, providers_config, workers) -> None:
+def ingest(ctx, symbols, start_date, end_date, sources_config, workers) -> None:
     """Seed 003's ingestion: A-share 1-minute and daily bars of the days (one range run), from
     Tushare within its rate limits, into ClickHouse."""
     session: Session = ctx.obj
-    if providers_config:
-        os.environ["TICKS_PROVIDERS_CONFIG"] = os.path.abspath(providers_config)
+    if sources_config:
+        os.environ["TICKS_PROVIDERS_CONFIG"] = os.path.abspath(sources_config)
     extra = [arg for arg in ctx.args if arg.startswith("-")]
     if extra:
         raise click.UsageError(f"unexpected arguments {extra}")

@@ -105,9 +105,9 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
         option_chains,
     )
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
-    from marketdata_assets.resources.sources import load_providers_config
+    from marketdata_assets.resources.sources import load_sources_config
 
-    instruments = load_providers_config().crypto_partition_keys()
+    instruments = load_sources_config().crypto_partition_keys()
     chains = option_chains.get_partition_keys()
     instance.add_dynamic_partitions(crypto_instruments.name, instruments)
     yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)

@@ -67,8 +67,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CLICKHOUSE_USER", "default", "ClickHouse user (server DSNs only)."),
     Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True),
     Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database holding the tick tables."),
-    # Market-data providers of the ticks domain (seeds 002, 003).
-    Setting("TICKS_PROVIDERS_CONFIG", "", "The providers config file (rate limits, concurrency, workers, universes). "
+    # Market-data sources of the ticks domain (seeds 002, 003).
+    Setting("TICKS_PROVIDERS_CONFIG", "", "The sources config file (rate limits, concurrency, workers, universes). "
             "Empty means marketdata_assets/sources/data_providers.yaml."),
     Setting("TUSHARE_BASE_URL", "http://api.waditu.com", "Tushare Pro API host."),
     Setting("TUSHARE_TOKEN", "", "Tushare Pro token; A-share runs fail without it.", secret=True),

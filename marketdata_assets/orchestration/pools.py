@@ -1,4 +1,5 @@
-"""Concurrency pools: one per database and one per external provider.
+"""Concurrency pools: one per database and one per external source (the pool names are stored in the
+Dagster instance: they stay as they are).
 
 Assets name their pool (`@dg.asset(pool=pools.MONGODB)`); dagster.yaml gives unconfigured pools
 one slot, and `python -m marketdata_assets.orchestration.pools apply` (run by `make run`) sets the limits below
@@ -29,7 +30,7 @@ def pool_limits() -> dict[str, int]:
         MONGODB: 2,
         TIMESCALEDB: 2,
         CLICKHOUSE: clickhouse,
-        # One step per provider across all runs: each client enforces the provider's rate limit
+        # One step per source across all runs: each client enforces the source's rate limit
         # for its own requests, so two concurrent steps would together exceed it.
         ALPHA_API: 1, TUSHARE: 1, YAHOO: 1, CRYPTO_VENUES: 1,
     }

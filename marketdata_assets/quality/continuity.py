@@ -37,7 +37,7 @@ Binance `aggTrades?fromId=` / `historicalTrades?fromId=`, OKX history-trades `ty
 Deribit `get_last_trades_by_instrument?start_seq=&end_seq=`; holes closer together than a page are
 fetched as one span), and writes each completed slice ONCE: the slice's active rows plus the fetched
 ones, each trade id once, through `writer.write_slice` (one pointer flip; nothing else of the day
-changes), with an ingest_log row under the slice's own provider (so the new load keeps its id
+changes), with an ingest_log row under the slice's own source (so the new load keeps its id
 kind). Rows of a midnight hole stamped before the day complete the previous day's slice the same
 way. A slice reloaded while its holes were being fetched is left alone (its active load changed).
 A second run finds no hole and sends no request; ids the venue does not serve stay reported.
@@ -74,7 +74,7 @@ class IdKind:
 
     name: str
     venue: str
-    providers: tuple[str, ...]  # the ingest_log providers whose loads hold these ids
+    sources: tuple[str, ...]    # the ingest_log sources whose loads hold these ids
     fetch: str           # the venue client's method: (instrument, first, last, *, day[, time_unit]) -> trades
     page: int            # ids one request returns at most: holes closer than this are fetched as one span
     time_units: bool     # the fetch takes time_unit= (asked as precise as the slice's stored times)
@@ -92,14 +92,14 @@ ID_KINDS = (
     IdKind("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,
            "Binance aggregate trade ids (archives of aggTrades, their own dataset)", dataset="agg_trades"),
 )
-_KINDS = {(kind.dataset, kind.venue, provider): kind for kind in ID_KINDS for provider in kind.providers}
+_KINDS = {(kind.dataset, kind.venue, source): kind for kind in ID_KINDS for source in kind.sources}
 CHECKED_DATASETS = tuple(sorted({kind.dataset for kind in ID_KINDS}))
 
 
-def id_kind(venue: str, provider: str, dataset: str = "trades") -> IdKind | None:
-    """The kind of ids a load of `provider` holds for `venue` in `dataset`; None: not sequential,
+def id_kind(venue: str, source: str, dataset: str = "trades") -> IdKind | None:
+    """The kind of ids a load of `source` holds for `venue` in `dataset`; None: not sequential,
     or unknown."""
-    return _KINDS.get((dataset, venue, provider))
+    return _KINDS.get((dataset, venue, source))
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ class SliceIds:
     instrument: str
     day: date
     load_id: int
-    provider: str = ""
+    source: str = ""
     kind: IdKind | None = None       # None: not checked (no sequential ids, or the source is unknown)
     rows: int = 0
     first_id: int | None = None
@@ -161,7 +161,7 @@ class SliceIds:
     def summary(self) -> str:
         where = f"{self.venue}:{self.instrument} {self.day}"
         if self.kind is None:
-            why = (f"ids of {self.provider} loads are not sequential per instrument" if self.provider
+            why = (f"ids of {self.source} loads are not sequential per instrument" if self.source
                    else f"no ingest_log row names the source of load {self.load_id}")
             return f"{where}: not checked ({why})"
         if self.passed:
@@ -174,7 +174,7 @@ class SliceIds:
 
     def metadata(self) -> dict[str, Any]:
         """Plain metadata (ids as strings: they are names, not amounts)."""
-        return {"id_kind": self.kind.name if self.kind else "", "source": self.provider, "load_id": str(self.load_id),
+        return {"id_kind": self.kind.name if self.kind else "", "source": self.source, "load_id": str(self.load_id),
                 "rows_checked": self.rows, "missing_ids": self.missing, "hole_ranges": self.ranges,
                 "first_id": str(self.first_id or ""), "last_id": str(self.last_id or ""),
                 "previous_day_last_id": str(self.previous_last_id or ""), "rows_without_id": self.without_id,
@@ -231,11 +231,11 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
     for s in slices:
         if (s.venue, s.instrument, s.day) not in loads:
             continue
-        load_id, provider = loads[(s.venue, s.instrument, s.day)]
-        kind = id_kind(s.venue, provider, dataset)
+        load_id, source = loads[(s.venue, s.instrument, s.day)]
+        kind = id_kind(s.venue, source, dataset)
         previous = loads.get((s.venue, s.instrument, s.day - timedelta(days=1)))
         same_kind = kind is not None and previous is not None and id_kind(s.venue, previous[1], dataset) == kind
-        item = SliceIds(s.venue, s.instrument, s.day, load_id, provider, kind,
+        item = SliceIds(s.venue, s.instrument, s.day, load_id, source, kind,
                         previous_load_id=previous[0] if same_kind else 0)
         found[item.partition_key] = item
     checked = [s for s in found.values() if s.kind is not None]

@@ -81,12 +81,12 @@ BARS_CONSISTENT = {dataset: Rule(
     "AND (high < greatest(open, close) OR low > least(open, close))")
     for dataset in ("bars_1m", "daily_bars", "mark_bars_1m", "index_bars_1m")}
 
-# The rest of seed 002's datasets. The funding cap is per venue, as an 8-hour rate (the providers
+# The rest of seed 002's datasets. The funding cap is per venue, as an 8-hour rate (the sources
 # config's funding_caps): the scope carries them as parameters (`funding_caps`); a venue without a
 # configured cap is not checked.
 FUNDING_INSIDE_CAP = Rule(
     "funding_inside_cap", "funding",
-    "Every funding rate, normalized to 8 hours, lies inside its venue's cap (providers config funding_caps).",
+    "Every funding rate, normalized to 8 hours, lies inside its venue's cap (sources config funding_caps).",
     "SELECT load_id, venue, instrument, ts, rate, interval_hours, rate_8h, "
     "{{caps:Array(Float64)}}[indexOf({{cap_venues:Array(String)}}, venue)] AS cap FROM {table} "
     "WHERE load_id IN ({scope}) AND has({{cap_venues:Array(String)}}, venue) AND abs(rate_8h) > cap")

@@ -22,17 +22,17 @@ from pydantic import Field
 
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.sources.config import (
-    ProvidersConfig,
-    ProvidersConfigError,
-    ProviderSettings,
-    parse_providers_config,
+    SourcesConfig,
+    SourcesConfigError,
+    SourceSettings,
+    parse_sources_config,
 )
 from marketdata_assets.sources.interface import VenueClient
 from marketdata_assets.sources.tushare import TushareClient, TushareTokenError
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.sources.yahoo import YahooChartClient
 
-CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"
+CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"  # seed 003's name, kept (as are the file's and the CLI's --providers-config)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "sources" / "data_providers.yaml"
 
 
@@ -42,28 +42,30 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(configured).resolve() if configured else DEFAULT_CONFIG
 
 
-def load_providers_config(path: str | os.PathLike | None = None,
-                          environ: Mapping[str, str] | None = None) -> ProvidersConfig:
-    """Read and validate the providers config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
+def load_sources_config(path: str | os.PathLike | None = None,
+                        environ: Mapping[str, str] | None = None) -> SourcesConfig:
+    """Read and validate the sources config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
     path = Path(path).resolve() if path is not None else config_path(environ)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ProvidersConfigError(f"providers config {path}: cannot read it ({error.strerror}); set "
+        raise SourcesConfigError(f"sources config {path}: cannot read it ({error.strerror}); set "
                                    f"{CONFIG_ENV} to the file's path") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ProvidersConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
+        raise SourcesConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
                                    f"(file {path})") from None
-    return parse_providers_config(data, path, environ)
+    return parse_sources_config(data, path, environ)
 
 
-__all__ = ["CryptoVenueResource", "ProviderResource", "TushareResource", "YahooResource", "provider_resources"]
+load_providers_config = load_sources_config  # its former name, still imported by defs/ticks/assets.py
+
+__all__ = ["CryptoVenueResource", "SourceResource", "TushareResource", "YahooResource", "source_resources"]
 
 
-class ProviderResource(HttpApiResource):
-    """A market-data provider: the shared HTTP policy plus how many fetches run at once."""
+class SourceResource(HttpApiResource):
+    """A market-data source: the shared HTTP policy plus how many fetches run at once."""
 
     workers: int = Field(default=4, description="Symbols (or instrument-days) processed at once: the seed's --workers.")
 
@@ -74,7 +76,7 @@ class ProviderResource(HttpApiResource):
         return super().client_kwargs()
 
 
-class TushareResource(ProviderResource):
+class TushareResource(SourceResource):
     """Tushare Pro (A-share 1-minute and daily bars)."""
 
     token: str = Field(default="", description="The API token, from the TUSHARE_TOKEN variable (never logged).")
@@ -88,7 +90,7 @@ class TushareResource(ProviderResource):
         return TushareClient(self.base_url, self.token, limit_window_s=self.limit_window_s, **self.client_kwargs())
 
 
-class YahooResource(ProviderResource):
+class YahooResource(SourceResource):
     """Yahoo Finance chart v8 (1-minute bars)."""
 
     max_days_back: float | None = Field(default=30, description="Yahoo serves 1-minute bars this many days "
@@ -98,7 +100,7 @@ class YahooResource(ProviderResource):
         return YahooChartClient(self.base_url, max_days_back=self.max_days_back, **self.client_kwargs())
 
 
-class CryptoVenueResource(ProviderResource):
+class CryptoVenueResource(SourceResource):
     """One crypto venue's public market data: BINANCE (spot), BINANCE_UM (USD-M futures), OKX (v5) or
     DERIBIT (v2)."""
 
@@ -114,21 +116,21 @@ class CryptoVenueResource(ProviderResource):
         return venue_client(self.venue, self.base_url, **kwargs)
 
 
-def _base_url(settings: ProviderSettings):
+def _base_url(settings: SourceSettings):
     # A variable that is set is passed as EnvVar (its name shows in the UI); else the vendor's host.
     return dg.EnvVar(settings.base_url_env) if os.environ.get(settings.base_url_env) else settings.default_base_url
 
 
-def _common(settings: ProviderSettings) -> dict:
+def _common(settings: SourceSettings) -> dict:
     return {"base_url": _base_url(settings), "requests_per_minute": settings.requests_per_minute,
             "max_concurrency": settings.max_concurrency, "workers": settings.workers, "timeout_s": settings.timeout_s,
             "max_retries": settings.max_retries, "backoff_base_s": settings.backoff_base_s}
 
 
-def provider_resources(config: ProvidersConfig | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The provider resources, keyed tushare, yahoo, binance, binance_um, okx, deribit."""
-    config = config or load_providers_config()
-    p = config.providers
+def source_resources(config: SourcesConfig | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The source resources, keyed tushare, yahoo, binance, binance_um, okx, deribit."""
+    config = config or load_sources_config()
+    p = config.sources
     token_env = p["tushare"].option("token_env")
     return {
         "tushare": TushareResource(**_common(p["tushare"]), token_env=token_env,

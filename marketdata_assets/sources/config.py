@@ -1,13 +1,13 @@
-"""The providers config file of the ticks domain (seed 003's `data_providers.yaml`, six providers).
+"""The sources config file of the ticks domain (seed 003's `data_providers.yaml`, six sources).
 
-    config = parse_providers_config(yaml.safe_load(text), path)   # resources/sources.py loads the file
-    config.providers["tushare"].requests_per_minute   # 200.0
+    config = parse_sources_config(yaml.safe_load(text), path)   # resources/sources.py loads the file
+    config.sources["tushare"].requests_per_minute   # 200.0
     config.a_shares                              # ("600000.SH", ...) normalized codes
     config.crypto_instruments                    # (InstrumentKey("BINANCE", "BTCUSDT"), ...)
 
 File layout (marketdata_assets/sources/data_providers.yaml is the reference)::
 
-    providers:
+    sources:                         # `providers:` (the seed's name) is read too; not both
       <tushare|yahoo|binance|binance_um|okx|deribit>:
         base_url: https://...        # the vendor's public host
         base_url_env: NAME           # this variable, when set and not empty, replaces base_url
@@ -40,11 +40,12 @@ File layout (marketdata_assets/sources/data_providers.yaml is the reference)::
       timeout_s: 60                  # per read of a download (> 0)
       max_retries: 5                 # 429, 5xx and broken transfers (>= 0)
 
-Every problem is reported with the file and the key (``data_providers.yaml: providers.okx.workers:
+Every problem is reported with the file and the key (``data_providers.yaml: sources.okx.workers:
 expected an integer >= 1, got 'four'``); unknown keys are errors too (a typo would otherwise be a
 silently ignored limit). Secrets never live in the file: only the NAME of the token's variable.
-A-share codes are normalized (``sh600000`` -> ``600000.SH``), crypto symbols checked against their
-venue (core.naming); duplicates are dropped, first occurrence kept.
+A-share codes are normalized (``sh600000`` -> ``600000.SH``), crypto instruments checked against
+their venue (core.naming); duplicates are dropped, first occurrence kept. The keys ``symbols`` and
+``symbols_file`` are the seed's input names (``--symbols``); what they list are instruments.
 """
 
 from __future__ import annotations
@@ -60,11 +61,12 @@ from typing import Any
 from marketdata_assets.core.identifiers import symbol_key
 from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
 
-PROVIDERS = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")
-CRYPTO_PROVIDERS = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}
+SOURCES = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")
+CRYPTO_SOURCES = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}  # venue ->
+SECTION, OLD_SECTION = "sources", "providers"  # the file's top-level key of the sources: new name, seed 003's
 
-# Providers a file written before they existed may leave out: the vendor's defaults.
-OPTIONAL_PROVIDERS = {"binance_um": {"base_url": "https://fapi.binance.com",
+# Sources a file written before they existed may leave out: the vendor's defaults.
+OPTIONAL_SOURCES = {"binance_um": {"base_url": "https://fapi.binance.com",
                                      "base_url_env": "BINANCE_UM_BASE_URL"}}
 _COMMON = {"base_url", "base_url_env", "requests_per_minute", "max_concurrency", "workers", "timeout_s",
            "max_retries", "backoff_base_s"}
@@ -75,12 +77,12 @@ _DEFAULTS = {"requests_per_minute": 600.0, "max_concurrency": 4, "workers": 4, "
              "max_retries": 5, "backoff_base_s": 0.5}
 
 
-class ProvidersConfigError(ValueError):
-    """The providers config file is missing, unreadable or invalid; names the file and the key."""
+class SourcesConfigError(ValueError):
+    """The sources config file is missing, unreadable or invalid; names the file and the key."""
 
 
 @dataclass(frozen=True)
-class ProviderSettings:
+class SourceSettings:
     name: str
     base_url: str                 # resolved: the variable base_url_env if set, else the file's base_url
     default_base_url: str         # the file's base_url
@@ -91,16 +93,16 @@ class ProviderSettings:
     timeout_s: float
     max_retries: int
     backoff_base_s: float
-    options: Mapping[str, Any] = field(default_factory=dict)  # the provider-specific keys
+    options: Mapping[str, Any] = field(default_factory=dict)  # the source-specific keys
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
 
 
 @dataclass(frozen=True)
-class ProvidersConfig:
+class SourcesConfig:
     path: Path
-    providers: Mapping[str, ProviderSettings]
+    sources: Mapping[str, SourceSettings]
     a_shares: tuple[str, ...]
     a_share_history_start: date
     yahoo_symbols: tuple[str, ...]
@@ -129,21 +131,21 @@ _ARCHIVE_KEYS = {"base_url", "base_url_env", "start_date", "markets", "families"
 class ArchiveSettings:
     """The `binance_archives` section: which data.binance.vision archives the archive assets load."""
 
-    base_url: str                 # resolved like a provider's: the variable base_url_env if set
+    base_url: str                 # resolved like a source's: the variable base_url_env if set
     default_base_url: str
     base_url_env: str
     start_date: date
     markets: tuple[str, ...]      # spot | um
     families: tuple[str, ...]     # trades | aggTrades | klines | liquidationSnapshot
     intervals: tuple[str, ...]    # klines intervals (empty without klines)
-    instruments: tuple[str, ...]  # Binance symbols, in every market
+    instruments: tuple[str, ...]  # Binance instruments (its symbols), in every market
     workers: int = 2
     timeout_s: float = 60.0
     max_retries: int = 5
 
     def instrument_keys(self) -> tuple[InstrumentKey, ...]:
-        """Every (venue, symbol) the archives cover: BINANCE:BTCUSDT, BINANCE_UM:BTCUSDT, ..."""
-        return tuple(normalize_instrument(ARCHIVE_MARKETS[m], s) for m in self.markets for s in self.instruments)
+        """Every (venue, instrument) the archives cover: BINANCE:BTCUSDT, BINANCE_UM:BTCUSDT, ..."""
+        return tuple(normalize_instrument(ARCHIVE_MARKETS[m], i) for m in self.markets for i in self.instruments)
 
     def kinds(self) -> tuple[tuple[str, str], ...]:
         """(family, interval) of every configured archive kind ('' for trades and aggTrades)."""
@@ -154,8 +156,8 @@ class _Reader:
     def __init__(self, path: Path):
         self.path = path
 
-    def error(self, where: str, detail: str) -> ProvidersConfigError:
-        return ProvidersConfigError(f"{self.path.name}: {where}: {detail} (file {self.path})")
+    def error(self, where: str, detail: str) -> SourcesConfigError:
+        return SourcesConfigError(f"{self.path.name}: {where}: {detail} (file {self.path})")
 
     def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict:
         if not isinstance(value, dict):
@@ -232,19 +234,20 @@ def _archives(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> ArchiveS
     families = _names(reader, raw, "families", ARCHIVE_FAMILIES, ["trades"])
     intervals = _names(reader, raw, "intervals", ARCHIVE_INTERVALS, ["1m"],
                        " (3d, 1w and 1mo klines are published monthly only)") if "klines" in families else ()
-    symbols = raw.get("instruments")
-    if not isinstance(symbols, list) or not symbols:
-        raise reader.error("binance_archives.instruments", f"expected a non-empty list of symbols, got {symbols!r}")
+    instruments = raw.get("instruments")
+    if not isinstance(instruments, list) or not instruments:
+        raise reader.error("binance_archives.instruments",
+                           f"expected a non-empty list of instruments, got {instruments!r}")
     for market in markets:
-        for symbol in symbols:
+        for instrument in instruments:
             try:
-                normalize_instrument(ARCHIVE_MARKETS[market], str(symbol))
+                normalize_instrument(ARCHIVE_MARKETS[market], str(instrument))
             except ValueError as error:
                 raise reader.error("binance_archives.instruments", str(error)) from None
     return ArchiveSettings(
         base_url=((environ.get(env_name) or "").strip() or base_url).rstrip("/"), default_base_url=base_url.rstrip("/"),
         base_url_env=env_name, start_date=reader.day(raw.get("start_date", "2025-01-01"), "binance_archives.start_date"),
-        markets=markets, families=families, intervals=intervals, instruments=_unique([str(s) for s in symbols]),
+        markets=markets, families=families, intervals=intervals, instruments=_unique([str(i) for i in instruments]),
         workers=reader.integer(raw.get("workers", 2), "binance_archives.workers", minimum=1),
         timeout_s=reader.number(raw.get("timeout_s", 60), "binance_archives.timeout_s"),
         max_retries=reader.integer(raw.get("max_retries", 5), "binance_archives.max_retries", minimum=0))
@@ -254,8 +257,8 @@ def _unique(items: list) -> tuple:
     return tuple(dict.fromkeys(items))
 
 
-def _provider(reader: _Reader, name: str, raw: Any, environ: Mapping[str, str]) -> ProviderSettings:
-    where = f"providers.{name}"
+def _source(reader: _Reader, section: str, name: str, raw: Any, environ: Mapping[str, str]) -> SourceSettings:
+    where = f"{section}.{name}"
     raw = reader.mapping(raw, where, _COMMON | _EXTRA[name])
     values = {**_DEFAULTS, **raw}
     base_url = reader.text(values.get("base_url"), f"{where}.base_url")
@@ -276,7 +279,7 @@ def _provider(reader: _Reader, name: str, raw: Any, environ: Mapping[str, str]) 
             minimum=1)
         options["weight_headroom"] = reader.number(raw.get("weight_headroom", 0.9), f"{where}.weight_headroom",
                                                    maximum=1.0)
-    return ProviderSettings(
+    return SourceSettings(
         name=name, base_url=resolved.rstrip("/"), default_base_url=base_url.rstrip("/"), base_url_env=env_name,
         requests_per_minute=reader.number(values["requests_per_minute"], f"{where}.requests_per_minute"),
         max_concurrency=reader.integer(values["max_concurrency"], f"{where}.max_concurrency", minimum=1),
@@ -303,21 +306,28 @@ def _option_chains(reader: _Reader, raw: Any) -> tuple[InstrumentKey, ...]:
 
 def _funding_caps(reader: _Reader, raw: Any) -> dict[str, float]:
     where = "universes.crypto.funding_caps"
-    caps = reader.mapping(raw, where, set(CRYPTO_PROVIDERS))
+    caps = reader.mapping(raw, where, set(CRYPTO_SOURCES))
     return {venue: reader.number(cap, f"{where}.{venue}", maximum=1.0) for venue, cap in caps.items()}
 
 
-def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | None = None) -> ProvidersConfig:
+def _sources(reader: _Reader, top: dict, environ: Mapping[str, str]) -> dict[str, SourceSettings]:
+    """The `sources` section (or `providers`, its name in seed 003's file), every source's settings."""
+    if SECTION in top and OLD_SECTION in top:
+        raise reader.error("top level", f"both {SECTION!r} and {OLD_SECTION!r} (its former name): keep one")
+    section = OLD_SECTION if OLD_SECTION in top else SECTION
+    raw = {**OPTIONAL_SOURCES, **reader.mapping(top.get(section), section, set(SOURCES))}
+    missing = [name for name in SOURCES if name not in raw]
+    if missing:
+        raise reader.error(section, f"missing source(s) {missing}")
+    return {name: _source(reader, section, name, raw[name], environ) for name in SOURCES}
+
+
+def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | None = None) -> SourcesConfig:
     """Validate the decoded YAML of `path` (see the module docstring)."""
     environ = os.environ if environ is None else environ
     reader = _Reader(path)
-    top = reader.mapping(data, "top level", {"providers", "universes", "catch_up_days", "binance_archives"})
-    providers_raw = reader.mapping(top.get("providers"), "providers", set(PROVIDERS))
-    providers_raw = {**OPTIONAL_PROVIDERS, **providers_raw}
-    missing = [name for name in PROVIDERS if name not in providers_raw]
-    if missing:
-        raise reader.error("providers", f"missing provider(s) {missing}")
-    providers = {name: _provider(reader, name, providers_raw[name], environ) for name in PROVIDERS}
+    top = reader.mapping(data, "top level", {SECTION, OLD_SECTION, "universes", "catch_up_days", "binance_archives"})
+    sources = _sources(reader, top, environ)
 
     universes = reader.mapping(top.get("universes"), "universes", {"a_shares", "yahoo", "crypto"})
     a_raw = reader.mapping(universes.get("a_shares") or {}, "universes.a_shares",
@@ -341,8 +351,8 @@ def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | N
     instruments = []
     for venue, symbols in by_venue.items():
         where = f"universes.crypto.instruments.{venue}"
-        if str(venue).upper() not in CRYPTO_PROVIDERS:
-            raise reader.error(where, f"unknown venue; expected one of {sorted(CRYPTO_PROVIDERS)}")
+        if str(venue).upper() not in CRYPTO_SOURCES:
+            raise reader.error(where, f"unknown venue; expected one of {sorted(CRYPTO_SOURCES)}")
         if not isinstance(symbols, list):
             raise reader.error(where, f"expected a list of symbols, got {type(symbols).__name__}")
         for symbol in symbols:
@@ -350,8 +360,8 @@ def parse_providers_config(data: Any, path: Path, environ: Mapping[str, str] | N
                 instruments.append(normalize_instrument(str(venue), str(symbol)))
             except ValueError as error:
                 raise reader.error(where, str(error)) from None
-    return ProvidersConfig(
-        path=path, providers=providers,
+    return SourcesConfig(
+        path=path, sources=sources,
         a_shares=_unique(codes),
         a_share_history_start=reader.day(a_raw.get("history_start", "2024-01-01"), "universes.a_shares.history_start"),
         yahoo_symbols=_unique(yahoo),

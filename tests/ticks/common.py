@@ -1,4 +1,4 @@
-"""What the provider tests share: the replay day and its UTC window, fast retries, a coroutine runner,
+"""What the source tests share: the replay day and its UTC window, fast retries, a coroutine runner,
 one way to serve a module its crypto replay, and reads in a loop around an action (compaction must
 keep reads exact while it runs)."""
 

@@ -25,7 +25,7 @@ from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.sources.binance import archives as a
-from marketdata_assets.sources.config import ProvidersConfigError, parse_providers_config
+from marketdata_assets.sources.config import SourcesConfigError, parse_sources_config
 from marketdata_assets.stores.clickhouse import tables as ct
 
 DAY = date(2025, 1, 15)
@@ -225,7 +225,7 @@ def test_a_monthly_archive_not_published_yet_is_listed_not_failed(store, replay,
 
 
 def test_the_months_to_reconcile_are_the_complete_ones_with_daily_archives(store, replay, tmp_path):
-    settings = parse_providers_config({"providers": _providers(), "universes": {}, "binance_archives": {
+    settings = parse_sources_config({"sources": _sources(), "universes": {}, "binance_archives": {
         "start_date": "2024-11-01", "instruments": ["BTCUSDT"], "families": ["trades"]}}, Path("x.yaml"), {})
     load(store, replay, tmp_path, [SliceKey("trades", "BINANCE", "BTCUSDT", date(2024, 12, 9))])
     with store.get_client() as client:
@@ -237,7 +237,7 @@ def test_the_months_to_reconcile_are_the_complete_ones_with_daily_archives(store
         assert ia.months_to_reconcile(client, store.database, settings.binance_archives, date(2025, 1, 20)) == []
 
 
-def _providers() -> dict:
+def _sources() -> dict:
     return {name: {"base_url": "https://example.com"} for name in ("tushare", "yahoo", "binance", "okx", "deribit")}
 
 
@@ -249,14 +249,14 @@ def _providers() -> dict:
     ({"instruments": ["BTCUSDT"], "typo": 1}, "binance_archives: unknown key(s) ['typo']"),
 ])
 def test_the_config_section_is_validated(section, message):
-    with pytest.raises(ProvidersConfigError, match=re.escape(message)):
-        parse_providers_config({"providers": _providers(), "universes": {}, "binance_archives": section},
-                               Path("x.yaml"), {})
+    with pytest.raises(SourcesConfigError, match=re.escape(message)):
+        parse_sources_config({"sources": _sources(), "universes": {}, "binance_archives": section},
+                             Path("x.yaml"), {})
 
 
 def test_the_base_url_comes_from_its_variable():
-    settings = parse_providers_config({"providers": _providers(), "universes": {}}, Path("x.yaml"),
-                                      {"BINANCE_ARCHIVE_BASE_URL": "http://127.0.0.1:8704/"}).binance_archives
+    settings = parse_sources_config({"sources": _sources(), "universes": {}}, Path("x.yaml"),
+                                    {"BINANCE_ARCHIVE_BASE_URL": "http://127.0.0.1:8704/"}).binance_archives
     assert (settings.base_url, settings.default_base_url) == ("http://127.0.0.1:8704", "https://data.binance.vision")
     assert settings.kinds() == (("trades", ""),) and [str(k) for k in settings.instrument_keys()] == ["BINANCE:BTCUSDT"]
 

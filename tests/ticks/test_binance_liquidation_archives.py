@@ -214,8 +214,8 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     data["binance_archives"].update(start_date="2024-03-01", families=["trades", "liquidationSnapshot"],
                                     instruments=["BTCUSDT"])
-    (tmp_path / "providers.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "providers.yaml"))
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "sources.yaml"))
     monkeypatch.setenv("BINANCE_ARCHIVE_BASE_URL", replay.base_url)
     monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
     if "liquidationSnapshot" not in config.ARCHIVE_FAMILIES:  # until config.py lists it

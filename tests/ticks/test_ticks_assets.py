@@ -1,4 +1,4 @@
-"""The ticks assets as Dagster runs them: replay servers for the five providers, the real embedded
+"""The ticks assets as Dagster runs them: replay servers for the five sources, the real embedded
 ClickHouse (a database per test), an ephemeral Dagster instance. Rows are compared with the replay's
 ground truth through the read views; faults are injected into the replays."""
 
@@ -487,9 +487,9 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
 
 def test_instruments_from_config_sensor_adds_the_missing_ones():
     from marketdata_assets.defs.ticks.sensors import crypto_instruments_from_config
-    from marketdata_assets.resources.sources import load_providers_config
+    from marketdata_assets.resources.sources import load_sources_config
 
-    wanted = load_providers_config().crypto_partition_keys()
+    wanted = load_sources_config().crypto_partition_keys()
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("crypto_instruments", wanted[:2])
         result = crypto_instruments_from_config(dg.build_sensor_context(instance=instance))
@@ -561,22 +561,22 @@ def test_range_runs_cover_exactly_the_affected_pairs():
 
 
 # --------------------------------------------------------------------------------------------
-# Resources from the providers config and the environment
+# Resources from the sources config and the environment
 # --------------------------------------------------------------------------------------------
 
-def test_provider_resources_take_urls_and_the_token_from_the_environment(stock_server, clickhouse, instance,
+def test_source_resources_take_urls_and_the_token_from_the_environment(stock_server, clickhouse, instance,
                                                                           monkeypatch):
-    from marketdata_assets.resources.sources import provider_resources
+    from marketdata_assets.resources.sources import source_resources
     from marketdata_assets.sources.tushare import TushareTokenError
 
     monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
     monkeypatch.delenv("OKX_BASE_URL", raising=False)  # `make test` sets every variable to its default
     with pytest.raises(TushareTokenError, match="TUSHARE_TOKEN is not set"):
-        provider_resources()["tushare"].make_client()
+        source_resources()["tushare"].make_client()
     secret = "s3cret-token-value"
     monkeypatch.setenv("TUSHARE_TOKEN", secret)
     monkeypatch.setenv("TUSHARE_BASE_URL", stock_server.base_url)
-    resources = provider_resources()
+    resources = source_resources()
     assert resources["tushare"].requests_per_minute == 200 and resources["binance"].weight_per_minute == 6000
     assert resources["okx"].base_url == "https://www.okx.com"  # its variable is not set
     assert secret not in repr(resources) and isinstance(resources["tushare"].token, dg.EnvVar)

@@ -1,1 +1,1 @@
-"""Ticks: trades, order books and bars from five providers, normalized into ClickHouse (seeds 002, 003)."""
+"""Ticks: trades, order books and bars from five sources, normalized into ClickHouse (seeds 002, 003)."""

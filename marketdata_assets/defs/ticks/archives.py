@@ -46,11 +46,11 @@ from marketdata_assets.ingest.archives import ArchiveRun
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.resources.sources import load_sources_config
 from marketdata_assets.sources.binance.archives import SOURCE, ArchiveClient, archived, daily_jobs, dataset_of
 
 GROUP = "binance_archives"
-ARCHIVES = load_providers_config().binance_archives  # the kinds and instruments: assets and partitions
+ARCHIVES = load_sources_config().binance_archives  # the kinds and instruments: assets and partitions
 ARCHIVE_ASSETS = {dataset_of(f, i): f"binance_archive_{dataset_of(f, i)}" for f, i in ARCHIVES.kinds()}
 INSTRUMENTS = [key.partition_key for key in ARCHIVES.instrument_keys()]
 
@@ -62,7 +62,7 @@ binance_archive_partitions = dg.MultiPartitionsDefinition({"day": binance_archiv
 
 def _client():
     """Makes the run's client: the config read when the run starts (its base URL variable too)."""
-    config = load_providers_config().binance_archives
+    config = load_sources_config().binance_archives
     return lambda: ArchiveClient.from_settings(config)
 
 

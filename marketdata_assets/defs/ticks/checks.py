@@ -58,7 +58,7 @@ from marketdata_assets.quality.slices import (
     with_params,
 )
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.resources.sources import load_sources_config
 from marketdata_assets.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 
@@ -168,7 +168,7 @@ def _funding_check() -> dg.AssetChecksDefinition:
     def check(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource) -> Iterator:
         slices = slice_keys(context.partition_keys, [rule.dataset])
         scope = with_params(slice_scope(clickhouse.database, rule.dataset, slices),
-                            **funding_caps(load_providers_config().funding_caps))
+                            **funding_caps(load_sources_config().funding_caps))
         yield from evaluate(context, clickhouse, rule, scope)
 
     return check

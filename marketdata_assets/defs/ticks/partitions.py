@@ -2,7 +2,7 @@
 
 - Crypto (Binance, OKX, Deribit REST): UTC calendar day x instrument. The instrument is the
   dynamic dimension `crypto_instruments` with keys VENUE:INSTRUMENT (core.naming
-  .partition_key: never `| , [ ]`), added from the providers config by the
+  .partition_key: never `| , [ ]`), added from the sources config by the
   crypto_instruments_from_config sensor. The Binance dump files have the same days and their own
   dimension `binance_dump_instruments`, filled by the dump-file sensor, so a REST venue's
   partitions never list instruments only dumps have, and the other way round.
@@ -27,13 +27,13 @@ import dagster as dg
 
 from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.slices import SliceKey
-from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.resources.sources import load_sources_config
 
 CRYPTO_INSTRUMENTS = "crypto_instruments"
 DUMP_INSTRUMENTS = "binance_dump_instruments"
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars
 
-_config = load_providers_config()
+_config = load_sources_config()
 
 crypto_instruments = dg.DynamicPartitionsDefinition(name=CRYPTO_INSTRUMENTS)
 crypto_days = dg.DailyPartitionsDefinition(start_date=_config.crypto_history_start.isoformat(), timezone="UTC")

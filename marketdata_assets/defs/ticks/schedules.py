@@ -9,7 +9,7 @@ every instrument / the whole universe in it:
 - snapshots (books, tickers, open interest where there is no history): every 15 minutes, every
   instrument (a snapshot can only be taken now); option chains: hourly.
 
-The catch-up schedules look at the last `catch_up_days` (providers config) closed days and request
+The catch-up schedules look at the last `catch_up_days` (sources config) closed days and request
 the partitions the instance knows as missing or failed (materialization status; in-progress ones
 are left alone), with `retry_failed: true` so only the slices whose latest attempt did not succeed
 are fetched again. For day x instrument partitions the missing/failed instruments of a day are
@@ -39,7 +39,7 @@ from marketdata_assets.defs.ticks.partitions import (
     yahoo_days,
 )
 from marketdata_assets.orchestration.sensing import range_tags
-from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.resources.sources import load_sources_config
 
 SHANGHAI, NEW_YORK, UTC = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"), ZoneInfo("UTC")
 RETRY_FAILED = {"retry_failed": True}
@@ -100,7 +100,7 @@ def crypto_option_chains_hourly(context: dg.ScheduleEvaluationContext):
     """One snapshot of every configured option chain, each hour."""
     chains = option_chains.get_partition_keys()
     if not chains:
-        return dg.SkipReason("no option chains in the providers config (universes.crypto.option_chains)")
+        return dg.SkipReason("no option chains in the sources config (universes.crypto.option_chains)")
     when = context.scheduled_execution_time.astimezone(UTC)
     return dg.RunRequest(run_key=f"option_chains:{when:%Y-%m-%dT%H}",
                          tags=range_tags(chains[0], chains[-1]))
@@ -140,7 +140,7 @@ def stock_catch_up(context: dg.ScheduleEvaluationContext, partitions_def, assets
                    ready: time, zone: ZoneInfo, prefix: str, days: int | None = None) -> list[dg.RunRequest]:
     """One run per closed day (session close `ready` in `zone` passed) that is missing or failed."""
     now = context.scheduled_execution_time
-    days = days or load_providers_config().catch_up_days
+    days = days or load_sources_config().catch_up_days
     keys = [k for k in partitions_def.get_partition_keys(current_time=now)[-(days + 1):]
             if datetime.combine(date.fromisoformat(k), ready, tzinfo=zone) <= now][-days:]
     statuses = _statuses(context.instance, assets, keys, partitions_def)
@@ -152,7 +152,7 @@ def stock_catch_up(context: dg.ScheduleEvaluationContext, partitions_def, assets
 
 def crypto_catch_up_requests(context: dg.ScheduleEvaluationContext, days: int | None = None) -> list[dg.RunRequest]:
     now = context.scheduled_execution_time.astimezone(UTC)
-    days = days or load_providers_config().catch_up_days
+    days = days or load_sources_config().catch_up_days
     instruments = list(context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS))
     # a UTC day is closed at midnight; give the venues half an hour to finish their day
     last = (now - timedelta(minutes=30)).date() - timedelta(days=1)

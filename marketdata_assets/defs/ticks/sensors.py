@@ -1,4 +1,4 @@
-"""Sensors of the ticks domain: crypto instruments from the providers config, and new Binance dump files."""
+"""Sensors of the ticks domain: crypto instruments from the sources config, and new Binance dump files."""
 
 import json
 import time
@@ -21,7 +21,7 @@ from marketdata_assets.defs.ticks.partitions import (
 )
 from marketdata_assets.defs.ticks.schedules import day_range_tags
 from marketdata_assets.orchestration.sensing import newest_by_partition, partitions_to_request
-from marketdata_assets.resources.sources import load_providers_config
+from marketdata_assets.resources.sources import load_sources_config
 from marketdata_assets.sources.binance import dumps
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
@@ -32,9 +32,9 @@ binance_dumps_job = dg.define_asset_job("binance_dumps_job", selection=dg.AssetS
 
 @dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
 def crypto_instruments_from_config(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Adds the providers config's crypto instruments to the `crypto_instruments` partitions (new
+    """Adds the sources config's crypto instruments to the `crypto_instruments` partitions (new
     ones get their recent days from the catch-up schedule)."""
-    wanted = load_providers_config().crypto_partition_keys()
+    wanted = load_sources_config().crypto_partition_keys()
     existing = set(context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS))
     new = [key for key in wanted if key not in existing]
     if not new:

@@ -1,7 +1,7 @@
 """Stocks: A-share 1-minute and daily bars from Tushare Pro, 1-minute bars from Yahoo Finance.
 
 Daily partitions (A-shares: China days; Yahoo: UTC days); the universe is processed INSIDE the run
-(the providers config's, ~5,000 A-shares work, or `instruments` in the run config), a block of days
+(the sources config's, ~5,000 A-shares work, or `instruments` in the run config), a block of days
 at a time (`day_blocks`: memory stays at one block of the universe). All instruments of a day go
 into ClickHouse with one write per exchange; a day on which no instrument has any bar is not a
 trading day: nothing is written and the ingest log says so.
@@ -17,7 +17,7 @@ from marketdata_assets.defs.ticks.partitions import FRESHNESS, a_share_days, day
 from marketdata_assets.ingest.engine import IngestReport, day_blocks
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import TushareResource, YahooResource, load_providers_config
+from marketdata_assets.resources.sources import TushareResource, YahooResource, load_sources_config
 from marketdata_assets.sources.tushare import TushareTokenError
 from marketdata_assets.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
@@ -27,7 +27,7 @@ A_SHARE_ASSETS = {"bars_1m": "a_share_bars_1m", "daily_bars": "a_share_daily_bar
 
 class StockBarsConfig(IngestConfig):
     instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
-    """These instruments instead of the providers config's universe (A-share codes in any spelling)."""
+    """These instruments instead of the sources config's universe (A-share codes in any spelling)."""
 
 
 def universe(config: StockBarsConfig, default, normalize) -> list[str]:
@@ -56,7 +56,7 @@ def a_share_ticks(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
                   tushare: TushareResource):
     """A-share 1-minute and daily bars of the run's China trading days, the universe inside the run."""
     assets = {d: a for d, a in A_SHARE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
-    codes = universe(config, load_providers_config().a_shares, a_share_code)
+    codes = universe(config, load_sources_config().a_shares, a_share_code)
     if not (tushare.token or "").strip():  # say which variable, before any request
         raise dg.Failure(f"a_share_ticks: {TushareTokenError(f'{tushare.token_env} is not set')}")
     report = IngestReport()
@@ -78,7 +78,7 @@ def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
                   yahoo: YahooResource):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the
     universe per UTC day, in ClickHouse `bars_1m` (venue = Yahoo's exchange code: NMS, LSE, GER, ...)."""
-    instruments = universe(config, load_providers_config().yahoo_symbols, lambda s: symbol_key(s.strip().upper()))
+    instruments = universe(config, load_sources_config().yahoo_symbols, lambda s: symbol_key(s.strip().upper()))
     report = IngestReport()
 
     def stages():

@@ -1,7 +1,9 @@
-"""The providers config file (sources.config): the shipped file, env overrides, clear errors."""
+"""The sources config file (sources.config): the shipped file, env overrides, clear errors, and seed
+003's `providers:` key still read."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -9,31 +11,31 @@ import pytest
 import yaml
 
 from marketdata_assets.core.naming import InstrumentKey
-from marketdata_assets.resources.sources import CONFIG_ENV, DEFAULT_CONFIG, load_providers_config
-from marketdata_assets.sources.config import ProvidersConfigError
+from marketdata_assets.resources.sources import CONFIG_ENV, DEFAULT_CONFIG, load_sources_config
+from marketdata_assets.sources.config import SourcesConfigError
 
 
 def shipped() -> dict:
     return yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
 
 
-def write(tmp_path: Path, data: dict, name: str = "providers.yaml") -> Path:
+def write(tmp_path: Path, data: dict, name: str = "sources.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
 
 
 def test_the_shipped_file_has_the_seeds_limits_and_the_vendors_hosts():
-    config = load_providers_config(environ={})
+    config = load_sources_config(environ={})
     assert config.path == DEFAULT_CONFIG
-    tushare, yahoo, binance = (config.providers[n] for n in ("tushare", "yahoo", "binance"))
+    tushare, yahoo, binance = (config.sources[n] for n in ("tushare", "yahoo", "binance"))
     assert (tushare.requests_per_minute, yahoo.requests_per_minute) == (200.0, 2000.0)  # seed 003
     assert binance.option("weight_per_minute") == 6000 and binance.option("weight_headroom") == 0.9
-    assert {name: p.base_url for name, p in config.providers.items()} == {
+    assert {name: p.base_url for name, p in config.sources.items()} == {
         "tushare": "http://api.waditu.com", "yahoo": "https://query2.finance.yahoo.com",
         "binance": "https://api.binance.com", "binance_um": "https://fapi.binance.com", "okx": "https://www.okx.com",
         "deribit": "https://www.deribit.com"}
-    assert config.providers["binance_um"].option("weight_per_minute") == 2400
+    assert config.sources["binance_um"].option("weight_per_minute") == 2400
     assert config.option_chains == (InstrumentKey("DERIBIT", "BTC-OPTIONS"),
                                     InstrumentKey("DERIBIT", "ETH-OPTIONS"))
     assert config.funding_caps == {"BINANCE_UM": 0.003, "OKX": 0.00375, "DERIBIT": 0.005}
@@ -47,12 +49,12 @@ def test_the_shipped_file_has_the_seeds_limits_and_the_vendors_hosts():
 
 def test_base_urls_come_from_the_named_variables_and_the_file_from_its_variable(tmp_path):
     data = shipped()
-    data["providers"]["okx"]["requests_per_minute"] = 30
+    data["sources"]["okx"]["requests_per_minute"] = 30
     path = write(tmp_path, data)
-    config = load_providers_config(environ={CONFIG_ENV: str(path), "OKX_BASE_URL": "http://127.0.0.1:8766/",
+    config = load_sources_config(environ={CONFIG_ENV: str(path), "OKX_BASE_URL": "http://127.0.0.1:8766/",
                                             "BINANCE_BASE_URL": ""})
     assert config.path == path.resolve()
-    okx, binance = config.providers["okx"], config.providers["binance"]
+    okx, binance = config.sources["okx"], config.sources["binance"]
     assert (okx.base_url, okx.default_base_url, okx.requests_per_minute) == (
         "http://127.0.0.1:8766", "https://www.okx.com", 30.0)
     assert binance.base_url == "https://api.binance.com"  # empty variable = unset
@@ -63,7 +65,7 @@ def test_universes_normalize_codes_drop_duplicates_and_read_a_symbols_file(tmp_p
     data = shipped()
     data["universes"]["a_shares"] = {"symbols": ["600000.SH", "601398"], "symbols_file": "a_shares.txt"}
     data["universes"]["yahoo"]["symbols"] = ["aapl", "AAPL", "vod.l"]
-    config = load_providers_config(write(tmp_path, data), environ={})
+    config = load_sources_config(write(tmp_path, data), environ={})
     assert config.a_shares == ("600000.SH", "601398.SH", "000001.SZ", "830799.BJ")
     assert config.yahoo_symbols == ("AAPL", "VOD.L")
 
@@ -73,16 +75,16 @@ def test_five_thousand_symbols_load(tmp_path):
     (tmp_path / "market.txt").write_text("\n".join(codes))
     data = shipped()
     data["universes"]["a_shares"] = {"symbols_file": str(tmp_path / "market.txt")}
-    assert len(load_providers_config(write(tmp_path, data), environ={}).a_shares) == 5000
+    assert len(load_sources_config(write(tmp_path, data), environ={}).a_shares) == 5000
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d["providers"]["okx"].update(workers="four"), "providers.okx.workers: expected an integer >= 1, got 'four'"),
-    (lambda d: d["providers"]["tushare"].update(requests_per_minute=0), "providers.tushare.requests_per_minute: expected a number > 0"),
-    (lambda d: d["providers"]["binance"].update(weight_headroom=1.5), "providers.binance.weight_headroom"),
-    (lambda d: d["providers"]["yahoo"].update(requets_per_minute=10), "providers.yahoo: unknown key(s) ['requets_per_minute']"),
-    (lambda d: d["providers"]["deribit"].update(base_url="www.deribit.com"), "providers.deribit.base_url: expected an http(s):// URL"),
-    (lambda d: d["providers"].pop("okx"), "providers: missing provider(s) ['okx']"),
+    (lambda d: d["sources"]["okx"].update(workers="four"), "sources.okx.workers: expected an integer >= 1, got 'four'"),
+    (lambda d: d["sources"]["tushare"].update(requests_per_minute=0), "sources.tushare.requests_per_minute: expected a number > 0"),
+    (lambda d: d["sources"]["binance"].update(weight_headroom=1.5), "sources.binance.weight_headroom"),
+    (lambda d: d["sources"]["yahoo"].update(requets_per_minute=10), "sources.yahoo: unknown key(s) ['requets_per_minute']"),
+    (lambda d: d["sources"]["deribit"].update(base_url="www.deribit.com"), "sources.deribit.base_url: expected an http(s):// URL"),
+    (lambda d: d["sources"].pop("okx"), "sources: missing source(s) ['okx']"),
     (lambda d: d["universes"]["a_shares"].update(symbols=["600000.XX"]), "universes.a_shares: invalid A-share code '600000.XX'"),
     (lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]), "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like a symbol of OKX"),
     (lambda d: d["universes"]["crypto"]["instruments"].update(KRAKEN=["XBTUSD"]), "universes.crypto.instruments.KRAKEN: unknown venue"),
@@ -98,23 +100,40 @@ def test_five_thousand_symbols_load(tmp_path):
 def test_invalid_files_name_the_file_and_the_key(tmp_path, change, message):
     data = shipped()
     change(data)
-    with pytest.raises(ProvidersConfigError) as raised:
-        load_providers_config(write(tmp_path, data, "mine.yaml"), environ={})
+    with pytest.raises(SourcesConfigError) as raised:
+        load_sources_config(write(tmp_path, data, "mine.yaml"), environ={})
     assert str(raised.value).startswith("mine.yaml: ") and message in str(raised.value)
 
 
 def test_missing_and_unparsable_files(tmp_path):
-    with pytest.raises(ProvidersConfigError, match=f"cannot read it .*set {CONFIG_ENV}"):
-        load_providers_config(tmp_path / "absent.yaml", environ={})
-    (tmp_path / "bad.yaml").write_text("providers: [unclosed\n")
-    with pytest.raises(ProvidersConfigError, match="bad.yaml: not valid YAML"):
-        load_providers_config(tmp_path / "bad.yaml", environ={})
+    with pytest.raises(SourcesConfigError, match=f"cannot read it .*set {CONFIG_ENV}"):
+        load_sources_config(tmp_path / "absent.yaml", environ={})
+    (tmp_path / "bad.yaml").write_text("sources: [unclosed\n")
+    with pytest.raises(SourcesConfigError, match="bad.yaml: not valid YAML"):
+        load_sources_config(tmp_path / "bad.yaml", environ={})
 
 
 def test_a_file_written_before_binance_um_existed_still_loads_with_its_defaults(tmp_path):
     data = shipped()
-    del data["providers"]["binance_um"]
-    config = load_providers_config(write(tmp_path, data), environ={"BINANCE_UM_BASE_URL": "http://127.0.0.1:9/"})
-    um = config.providers["binance_um"]
+    del data["sources"]["binance_um"]
+    config = load_sources_config(write(tmp_path, data), environ={"BINANCE_UM_BASE_URL": "http://127.0.0.1:9/"})
+    um = config.sources["binance_um"]
     assert (um.base_url, um.default_base_url, um.option("weight_per_minute")) == (
         "http://127.0.0.1:9", "https://fapi.binance.com", 2400)
+
+
+def test_seed_003s_providers_key_is_still_read_and_names_the_errors(tmp_path):
+    data = shipped()
+    data["providers"] = data.pop("sources")
+    old = load_sources_config(write(tmp_path, data), environ={})
+    assert old.sources == load_sources_config(environ={}).sources
+    data["providers"]["okx"]["workers"] = 0
+    with pytest.raises(SourcesConfigError, match=re.escape("providers.okx.workers: expected an integer >= 1")):
+        load_sources_config(write(tmp_path, data), environ={})
+
+
+def test_both_keys_at_once_are_refused(tmp_path):
+    data = shipped()
+    data["providers"] = data["sources"]
+    with pytest.raises(SourcesConfigError, match="both 'sources' and 'providers'"):
+        load_sources_config(write(tmp_path, data), environ={})
