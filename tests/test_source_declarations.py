@@ -32,7 +32,7 @@ def test_every_source_package_declares_a_source_the_registry_lists():
 
 
 def test_each_declaration_is_complete_and_consistent():
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())["providers"]
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())["sources"]
     for s in SOURCES.values():
         assert s.name == s.name.upper() and source(s.name.lower()) is s
         assert set(s.datasets.values()) <= {HISTORY, SNAPSHOT, FILES}, s.name

@@ -61,8 +61,8 @@ from typing import Any
 from marketdata_assets.core.identifiers import symbol_key
 from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
 
-SOURCES = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")
-CRYPTO_SOURCES = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}  # venue ->
+ENTRIES = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")  # of the sources section
+CRYPTO_SOURCES = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}  # venue -> entry
 SECTION, OLD_SECTION = "sources", "providers"  # the file's top-level key of the sources: new name, seed 003's
 
 # Sources a file written before they existed may leave out: the vendor's defaults.
@@ -315,11 +315,11 @@ def _sources(reader: _Reader, top: dict, environ: Mapping[str, str]) -> dict[str
     if SECTION in top and OLD_SECTION in top:
         raise reader.error("top level", f"both {SECTION!r} and {OLD_SECTION!r} (its former name): keep one")
     section = OLD_SECTION if OLD_SECTION in top else SECTION
-    raw = {**OPTIONAL_SOURCES, **reader.mapping(top.get(section), section, set(SOURCES))}
-    missing = [name for name in SOURCES if name not in raw]
+    raw = {**OPTIONAL_SOURCES, **reader.mapping(top.get(section), section, set(ENTRIES))}
+    missing = [name for name in ENTRIES if name not in raw]
     if missing:
         raise reader.error(section, f"missing source(s) {missing}")
-    return {name: _source(reader, section, name, raw[name], environ) for name in SOURCES}
+    return {name: _source(reader, section, name, raw[name], environ) for name in ENTRIES}
 
 
 def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | None = None) -> SourcesConfig:
