@@ -23,7 +23,7 @@ import re
 from datetime import date, datetime, time, timezone
 from typing import Literal, NamedTuple
 
-Kind = Literal["spot", "perpetual", "future", "option"]
+ContractType = Literal["spot", "perpetual", "future", "option"]
 QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL", "JPY")
 EXPIRY_TIME = time(8, 0, tzinfo=timezone.utc)
 _MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
@@ -36,13 +36,18 @@ _STRIKE = re.compile(r"^\d+(?:[.d]\d+)?$")
 class Contract(NamedTuple):
     venue: str
     instrument: str
-    kind: Kind
+    contract_type: ContractType
     base: str
     quote: str  # the quote (for inverse contracts: the currency the size is counted in, USD)
     expiry: date | None = None
     strike: float | None = None
     option_type: Literal["C", "P"] | None = None
     inverse: bool = False  # sized in USD, settled in the base coin
+
+    @property
+    def kind(self) -> ContractType:
+        """The former name of ``contract_type``, for the sources' modules until they use the new one."""
+        return self.contract_type
 
     @property
     def expires_at(self) -> datetime | None:

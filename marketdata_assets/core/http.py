@@ -45,8 +45,9 @@ from marketdata_assets.core import metrics
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 524})
 RATE_LIMIT_STATUS = frozenset({429, 418})
 
-ErrorKind = Literal["rate_limited", "banned", "quota", "permission", "unauthorized", "not_found", "rejected",
-                    "retry", "data", "bad_body"]
+ErrorCategory = Literal["rate_limited", "banned", "quota", "permission", "unauthorized", "not_found", "rejected",
+                        "retry", "data", "bad_body"]
+ErrorKind = ErrorCategory  # its former name, for the sources' modules until they use the new one
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,24 +146,24 @@ def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
 @dataclass(frozen=True)
 class ErrorTable:
     """How a source's error answers are classified: `broad` message fragments first (in order,
-    case-insensitive; an entry `(fragment, kind, code, ...)` applies to those vendor codes only),
+    case-insensitive; an entry `(fragment, category, code, ...)` applies to those vendor codes only),
     then `exact` vendor codes (case-insensitive), then `status`, then the HTTP defaults (401/403
     permission, 404 not found, 418/429 rate limited, 5xx retry, other 4xx rejected)."""
 
     broad: tuple[tuple[str, ...], ...] = ()
-    exact: Mapping[str, ErrorKind] = field(default_factory=dict)
-    status: Mapping[int, ErrorKind] = field(default_factory=dict)
+    exact: Mapping[str, ErrorCategory] = field(default_factory=dict)
+    status: Mapping[int, ErrorCategory] = field(default_factory=dict)
 
-    def classify(self, status: int, code: Any, message: str) -> ErrorKind:
+    def classify(self, status: int, code: Any, message: str) -> ErrorCategory:
         lower = (message or "").lower()
-        for needle, kind, *codes in self.broad:
+        for needle, category, *codes in self.broad:
             if needle.lower() in lower and (not codes or str(code) in codes):
-                return kind
+                return category
         if code is not None:
             wanted = str(code).casefold()
-            for key, kind in self.exact.items():
+            for key, category in self.exact.items():
                 if key.casefold() == wanted:
-                    return kind
+                    return category
         if status in self.status:
             return self.status[status]
         if status in (401, 403):
@@ -421,7 +422,7 @@ class ApiClient:
     LIMITS = Limits()
     # What a body that is not JSON means on a 2xx answer: "data" (a SourceDataError naming the
     # request) or "retry" (a proxy that cut the body: asked again with backoff, then the data error).
-    bad_body: ErrorKind = "data"
+    bad_body: ErrorCategory = "data"
 
     def __init__(self, base_url: str, *, requests_per_minute: float | None = None, max_concurrency: int | None = None,
                  timeout_s: float = 30.0, retry: RetryPolicy | None = None, headers: dict[str, str] | None = None,
@@ -490,23 +491,24 @@ class ApiClient:
     def ban_until(self, message: str) -> datetime | None:
         return None
 
-    def make_error(self, kind: ErrorKind, *, status: int, code: Any, message: str, page: Page) -> SourceError:
-        """The exception an answer classified as `kind` stands for."""
+    def make_error(self, category: ErrorCategory, *, status: int, code: Any, message: str,
+                   page: Page) -> SourceError:
+        """The exception an answer classified as `category` stands for."""
         detail = f"code {code}: {message}" if code is not None else message
-        if kind in ("banned", "quota"):
+        if category in ("banned", "quota"):
             return SourceBanned(self.api_name, f"HTTP {status}: {detail}", until=self.ban_until(message),
                                 request=page.request)
-        if kind in ("permission", "unauthorized"):
+        if category in ("permission", "unauthorized"):
             return SourcePermissionError(self.api_name, status, detail, request=page.request)
-        if kind == "data":
+        if category == "data":
             return page.error(detail)
-        cls = SourceNotFound if kind == "not_found" else SourceRequestError
+        cls = SourceNotFound if category == "not_found" else SourceRequestError
         return cls(self.api_name, page.instrument, status, code, message, request=page.request)
 
-    def exhausted(self, kind: ErrorKind, *, method: str, path: str, status: int | None, failure: str,
+    def exhausted(self, category: ErrorCategory, *, method: str, path: str, status: int | None, failure: str,
                   attempts: int, page: Page | None) -> Exception:
         """What is raised when retries run out."""
-        if kind == "data" and page is not None:
+        if category == "data" and page is not None:
             return page.error(f"{failure} after {attempts} attempts")
         request = f" ({page.request})" if page is not None and page.request else ""
         return ApiError(self.api_name, method, path, status,
@@ -587,8 +589,8 @@ class ApiClient:
                 await response.aread()
         return response
 
-    def _classify(self, response: httpx.Response, raw: bool) -> tuple[ErrorKind | None, Any, Any, str]:
-        """(kind or None, payload, code, message) of an answer."""
+    def _classify(self, response: httpx.Response, raw: bool) -> tuple[ErrorCategory | None, Any, Any, str]:
+        """(category or None, payload, code, message) of an answer."""
         status = response.status_code
         if raw:
             if self.is_rate_limited(response):
@@ -619,14 +621,14 @@ class ApiClient:
                 metrics.http_transport_error(self.metrics_source or self.api_name)
                 for stats in _tallies(self.stats):
                     stats.transport_errors += 1
-                kind, status, failure = "retry", None, f"{type(error).__name__}: {error}"
+                category, status, failure = "retry", None, f"{type(error).__name__}: {error}"
                 wait = backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
             else:
-                kind, payload, code, message = self._classify(response, raw)
+                category, payload, code, message = self._classify(response, raw)
                 status = response.status_code
-                if kind is None:
+                if category is None:
                     return payload
-                if kind == "rate_limited":
+                if category == "rate_limited":
                     metrics.http_rate_limited(self.metrics_source or self.api_name)
                     for stats in _tallies(self.stats):
                         stats.rate_limited += 1
@@ -640,34 +642,34 @@ class ApiClient:
                                        f"({page.request})")
                     self.bucket.penalize(wait)
                     failure = f"rate limited: {message or response.text[:200]}"
-                elif kind in ("retry", "bad_body"):
+                elif category in ("retry", "bad_body"):
                     metrics.http_error(self.metrics_source or self.api_name,
-                                       "server_error" if status in RETRYABLE_STATUS else kind)
+                                       "server_error" if status in RETRYABLE_STATUS else category)
                     if status in RETRYABLE_STATUS:
                         for stats in _tallies(self.stats):
                             stats.server_errors += 1
                         failure = f"server error: {response.text[:200]}"
-                    elif kind == "bad_body":  # a cut body: asked again, then a data error naming the request
+                    elif category == "bad_body":  # a cut body: asked again, then a data error naming the request
                         failure = (f"{message} (HTTP {status}, {len(response.content)} bytes): "
                                    f"starts {response.text[:80]!r}")
-                        kind = "data"
+                        category = "data"
                     else:  # a vendor's "try again" code
                         failure = f"code {code}: {message}" if code is not None else message
                     wait = backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
                 else:
-                    if kind == "data":
+                    if category == "data":
                         message = (f"{message} (HTTP {status}, {len(response.content)} bytes); body starts "
                                    f"{response.text[:120]!r}")
-                    error = self.make_error(kind, status=status, code=code, message=message, page=page)
-                    metrics.http_error(self.metrics_source or self.api_name, kind)
-                    if kind in ("banned", "unauthorized"):
+                    error = self.make_error(category, status=status, code=code, message=message, page=page)
+                    metrics.http_error(self.metrics_source or self.api_name, category)
+                    if category in ("banned", "unauthorized"):
                         self.stopped[None] = error
-                    elif kind in ("quota", "permission") and endpoint:
+                    elif category in ("quota", "permission") and endpoint:
                         self.stopped[endpoint] = error
                     raise error
             if attempt >= self.retry.max_retries:
                 metrics.http_error(self.metrics_source or self.api_name, "gave_up")
-                raise self.exhausted(kind, method=method, path=path, status=status, failure=failure,
+                raise self.exhausted(category, method=method, path=path, status=status, failure=failure,
                                      attempts=attempt + 1, page=page)
             attempt += 1
             metrics.http_retry(self.metrics_source or self.api_name)

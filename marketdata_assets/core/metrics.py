@@ -18,8 +18,9 @@ process, living or dead): no gauge uses a `live*` mode, so nothing has to be cle
 process dies (`multiprocess.mark_process_dead` only removes live-gauge files).
 
 Label values come from small fixed sets (source names, dataset names, venues, status classes,
-error kinds) and are reduced to `[A-Za-z0-9_.:-]`, at most 64 characters: never a URL, a query
-string or a credential.
+error categories) and are reduced to `[A-Za-z0-9_.:-]`, at most 64 characters: never a URL, a query
+string or a credential. The error category's label is named `kind` (a series name Prometheus keeps:
+renaming it would split every stored series and alert).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ HTTP_RETRIES = Counter(
     "marketdata_http_retries", "Requests sent again after a rate limit, a 5xx, a timeout or a bad body, "
     "by source.", ["source"])
 HTTP_ERRORS = Counter(
-    "marketdata_http_errors", "Failed requests and error answers other than rate limits, by source and kind "
+    "marketdata_http_errors", "Failed requests and error answers other than rate limits, by source and category "
     "(transport, server_error, bad_body, retry, banned, quota, permission, unauthorized, not_found, "
     "rejected, data, session_expired, gave_up).", ["source", "kind"])
 HTTP_LATENCY = Histogram(
@@ -179,8 +180,8 @@ def http_retry(source: str | None) -> None:
 
 
 @_safe
-def http_error(source: str | None, kind: str) -> None:
-    HTTP_ERRORS.labels(source_label(source), label(kind)).inc()
+def http_error(source: str | None, category: str) -> None:
+    HTTP_ERRORS.labels(source_label(source), label(category)).inc()
 
 
 @_safe

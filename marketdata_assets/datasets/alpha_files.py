@@ -437,8 +437,8 @@ def read_landing_file(path: str | os.PathLike, real_root: str | None = None) -> 
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
-            raise UnreadableFile(f"not a regular file: {kind}")
+            what = next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
+            raise UnreadableFile(f"not a regular file: {what}")
         parts = []
         while chunk := os.read(fd, _READ_BLOCK):
             parts.append(chunk)

@@ -157,7 +157,7 @@ class Dataset:
     order_by: tuple
     nullable: frozenset
     key: str | None = None         # the column no two rows of a slice share (None: snapshots append)
-    contracts: frozenset | None = None  # the contract kinds it exists for (core.contracts); None: all
+    contracts: frozenset | None = None  # the contract types it exists for (core.contracts); None: all
 
     @property
     def view(self) -> str:

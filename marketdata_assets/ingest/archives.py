@@ -346,12 +346,12 @@ def monthly_keys(settings: ArchiveSettings, months: Iterable[date], instruments:
                               month.replace(day=1))
                    for month in months for key in settings.instrument_keys()
                    if not instruments or key.partition_key in instruments
-                   for family, interval in settings.kinds() if family not in DAILY_ONLY})
+                   for family, interval in settings.files() if family not in DAILY_ONLY})
 
 
 def months_to_reconcile(client, database: str, settings: ArchiveSettings, today: date,
                         months_back: int = 3) -> list[ArchiveKey]:
-    """Monthly archives of the configured kinds and instruments for the last `months_back` complete
+    """Monthly archives of the configured files and instruments for the last `months_back` complete
     months (from the config's start date) that have daily archives recorded and no reconciled
     monthly record yet."""
     first = today.replace(day=1)

@@ -2,10 +2,10 @@
 
 Where a venue numbers its trades one by one per instrument, a stored slice must hold every id from
 its first to its last, and its first id must follow the last id of the previous day when that day
-is stored with ids of the same kind. Which ids those are depends on the source of the slice's
-ACTIVE load (its `ingest_log.source`), declared in `ID_KINDS`:
+is stored with ids of the same sequence. Which ids those are depends on the source of the slice's
+ACTIVE load (its `ingest_log.source`), declared in `ID_SEQUENCES`:
 
-| kind | venue | loaded by | what the id is |
+| sequence | venue | loaded by | what the id is |
 |---|---|---|---|
 | aggTrade | BINANCE | BINANCE (REST) | aggregate trade id `a` (aggTrades) |
 | trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE | individual trade id (dump files, archives, historicalTrades) |
@@ -14,10 +14,10 @@ ACTIVE load (its `ingest_log.source`), declared in `ID_KINDS`:
 | aggTrade (dataset agg_trades) | BINANCE | BINANCE_ARCHIVE | aggregate trade id of the aggTrades archives |
 
 A Binance slice's ids are aggregate ids or individual ids depending on which source loaded it, so
-two days are compared across midnight only when both are of the same kind (the day before must be
+two days are compared across midnight only when both are of the same sequence (the day before must be
 stored with rows: its last id is compared; an earlier day is not looked at). Sources without
-sequential ids (Tushare / Yahoo bars, book snapshots) have no kind and are never checked; neither
-is a slice whose active load no ingest_log row names (its kind is unknown).
+sequential ids (Tushare / Yahoo bars, book snapshots) have no sequence and are never checked; neither
+is a slice whose active load no ingest_log row names (its sequence is unknown).
 
 `find_holes` works inside ClickHouse over the active loads of the checked slices, two queries for a
 whole range run (plus one for the slices' loads and sources):
@@ -32,13 +32,13 @@ whole range run (plus one for the slices' loads and sources):
    number of ranges, and the first `max_ranges` of them (`groupArraySorted`).
 
 A hole at midnight (this day's first id vs the previous day's last) counts for the later day.
-`refill` fetches exactly the missing ranges from the venue's REST API by id (`IdKind.fetch`:
+`refill` fetches exactly the missing ranges from the venue's REST API by id (`IdSequence.fetch`:
 Binance `aggTrades?fromId=` / `historicalTrades?fromId=`, OKX history-trades `type=1&after=`,
 Deribit `get_last_trades_by_instrument?start_seq=&end_seq=`; holes closer together than a page are
 fetched as one span), and writes each completed slice ONCE: the slice's active rows plus the fetched
 ones, each trade id once, through `writer.write_slice` (one pointer flip; nothing else of the day
 changes), with an ingest_log row under the slice's own source (so the new load keeps its id
-kind). Rows of a midnight hole stamped before the day complete the previous day's slice the same
+sequence). Rows of a midnight hole stamped before the day complete the previous day's slice the same
 way. A slice reloaded while its holes were being fetched is left alone (its active load changed).
 A second run finds no hole and sends no request; ids the venue does not serve stay reported.
 """
@@ -69,7 +69,7 @@ TRADES = spec_for("trades")
 
 
 @dataclass(frozen=True)
-class IdKind:
+class IdSequence:
     """Sequential trade ids of one venue, as one source loads them."""
 
     name: str
@@ -82,24 +82,24 @@ class IdKind:
     dataset: str = "trades"  # the dataset (table) whose `seq` column holds these ids
 
 
-ID_KINDS = (
-    IdKind("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
+ID_SEQUENCES = (
+    IdSequence("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
            "Binance aggregate trade ids (aggTrades `a`: the REST path)"),
-    IdKind("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE), "trades_by_id", 1000, True,
+    IdSequence("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE), "trades_by_id", 1000, True,
            "Binance trade ids (dump files and archives: every individual trade; historicalTrades)"),
-    IdKind("tradeId", "OKX", ("OKX",), "trades_by_id", 100, False, "OKX tradeId"),
-    IdKind("trade_seq", "DERIBIT", ("DERIBIT",), "trades_by_seq", 1000, False, "Deribit trade_seq"),
-    IdKind("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,
+    IdSequence("tradeId", "OKX", ("OKX",), "trades_by_id", 100, False, "OKX tradeId"),
+    IdSequence("trade_seq", "DERIBIT", ("DERIBIT",), "trades_by_seq", 1000, False, "Deribit trade_seq"),
+    IdSequence("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,
            "Binance aggregate trade ids (archives of aggTrades, their own dataset)", dataset="agg_trades"),
 )
-_KINDS = {(kind.dataset, kind.venue, source): kind for kind in ID_KINDS for source in kind.sources}
-CHECKED_DATASETS = tuple(sorted({kind.dataset for kind in ID_KINDS}))
+_SEQUENCES = {(seq.dataset, seq.venue, source): seq for seq in ID_SEQUENCES for source in seq.sources}
+CHECKED_DATASETS = tuple(sorted({seq.dataset for seq in ID_SEQUENCES}))
 
 
-def id_kind(venue: str, source: str, dataset: str = "trades") -> IdKind | None:
-    """The kind of ids a load of `source` holds for `venue` in `dataset`; None: not sequential,
+def id_sequence(venue: str, source: str, dataset: str = "trades") -> IdSequence | None:
+    """The sequence of ids a load of `source` holds for `venue` in `dataset`; None: not sequential,
     or unknown."""
-    return _KINDS.get((dataset, venue, source))
+    return _SEQUENCES.get((dataset, venue, source))
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,12 +135,12 @@ class SliceIds:
     day: date
     load_id: int
     source: str = ""
-    kind: IdKind | None = None       # None: not checked (no sequential ids, or the source is unknown)
+    sequence: IdSequence | None = None  # None: not checked (no sequential ids, or the source is unknown)
     rows: int = 0
     first_id: int | None = None
     last_id: int | None = None
     without_id: int = 0              # rows with a null seq (not counted as holes)
-    previous_load_id: int = 0        # the previous day's active load, when it holds ids of the same kind
+    previous_load_id: int = 0        # the previous day's active load, when it holds ids of the same sequence
     previous_last_id: int | None = None
     missing: int = 0                 # ids missing inside the day and at midnight
     ranges: int = 0                  # how many hole ranges
@@ -160,21 +160,21 @@ class SliceIds:
 
     def summary(self) -> str:
         where = f"{self.venue}:{self.instrument} {self.day}"
-        if self.kind is None:
+        if self.sequence is None:
             why = (f"ids of {self.source} loads are not sequential per instrument" if self.source
                    else f"no ingest_log row names the source of load {self.load_id}")
             return f"{where}: not checked ({why})"
         if self.passed:
-            return (f"{where}: {self.rows:,} trades, {self.kind.name} ids {self.first_id}-{self.last_id} complete"
+            return (f"{where}: {self.rows:,} trades, {self.sequence.name} ids {self.first_id}-{self.last_id} complete"
                     if self.rows else f"{where}: no trades")
         shown = ", ".join(map(str, self.holes))
         more = f" and {self.ranges - len(self.holes):,} more range(s)" if self.ranges > len(self.holes) else ""
-        return (f"{where}: {self.missing:,} {self.kind.name} id(s) missing in {self.ranges:,} range(s): "
+        return (f"{where}: {self.missing:,} {self.sequence.name} id(s) missing in {self.ranges:,} range(s): "
                 f"{shown}{more}")
 
     def metadata(self) -> dict[str, Any]:
         """Plain metadata (ids as strings: they are names, not amounts)."""
-        return {"id_kind": self.kind.name if self.kind else "", "source": self.source, "load_id": str(self.load_id),
+        return {"id_sequence": self.sequence.name if self.sequence else "", "source": self.source, "load_id": str(self.load_id),
                 "rows_checked": self.rows, "missing_ids": self.missing, "hole_ranges": self.ranges,
                 "first_id": str(self.first_id or ""), "last_id": str(self.last_id or ""),
                 "previous_day_last_id": str(self.previous_last_id or ""), "rows_without_id": self.without_id,
@@ -232,13 +232,13 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
         if (s.venue, s.instrument, s.day) not in loads:
             continue
         load_id, source = loads[(s.venue, s.instrument, s.day)]
-        kind = id_kind(s.venue, source, dataset)
+        sequence = id_sequence(s.venue, source, dataset)
         previous = loads.get((s.venue, s.instrument, s.day - timedelta(days=1)))
-        same_kind = kind is not None and previous is not None and id_kind(s.venue, previous[1], dataset) == kind
-        item = SliceIds(s.venue, s.instrument, s.day, load_id, source, kind,
-                        previous_load_id=previous[0] if same_kind else 0)
+        same = sequence is not None and previous is not None and id_sequence(s.venue, previous[1], dataset) == sequence
+        item = SliceIds(s.venue, s.instrument, s.day, load_id, source, sequence,
+                        previous_load_id=previous[0] if same else 0)
         found[item.partition_key] = item
-    checked = [s for s in found.values() if s.kind is not None]
+    checked = [s for s in found.values() if s.sequence is not None]
     if not checked:
         return found
     where, params = _rows_where([s.key for s in checked])
@@ -331,7 +331,7 @@ class RefillReport:
         return sum(o.stats.requests for o in self.outcomes)
 
     def metadata(self) -> dict[str, Any]:
-        rows = ((str(o.found.key), o.found.kind.name if o.found.kind else "", o.found.missing, o.found.ranges,
+        rows = ((str(o.found.key), o.found.sequence.name if o.found.sequence else "", o.found.missing, o.found.ranges,
                  o.fetched, ", ".join(f"{d}: +{n:,}" for d, n in sorted(o.added.items())), o.still_missing,
                  o.stats.requests, o.status + (f": {o.error[:300]}" if o.error else ""))
                 for o in self.outcomes)
@@ -339,7 +339,7 @@ class RefillReport:
                 "ids_missing_before": sum(o.found.missing for o in self.outcomes),
                 "trades_added": sum(sum(o.added.values()) for o in self.outcomes),
                 "ids_still_missing": sum(o.still_missing for o in self.outcomes), "requests": self.requests,
-                "slices": table(["slice", "id kind", "missing ids", "ranges", "fetched", "added", "still missing",
+                "slices": table(["slice", "id sequence", "missing ids", "ranges", "fetched", "added", "still missing",
                                  "requests", "outcome"], rows),
                 "seconds": round(self.seconds, 3)}
 
@@ -361,8 +361,8 @@ async def _fetch(clients: Mapping[str, Callable[[], Any]], todo: list[RefillOutc
                 frames = []
                 try:
                     with counting(outcome.stats):
-                        for lo, hi in spans(found.holes, found.kind.page):
-                            frames.append(await getattr(api, found.kind.fetch)(found.instrument, lo, hi,
+                        for lo, hi in spans(found.holes, found.sequence.page):
+                            frames.append(await getattr(api, found.sequence.fetch)(found.instrument, lo, hi,
                                                                                day=found.day, **extra))
                 except STOP_ERRORS as error:
                     stopped.append(error)
@@ -374,7 +374,7 @@ async def _fetch(clients: Mapping[str, Callable[[], Any]], todo: list[RefillOutc
                 outcome.frame = pl.concat(frames, how="vertical") if frames else None
                 outcome.fetched = outcome.frame.height if outcome.frame is not None else 0
                 log(f"refill {found.key}: {outcome.fetched:,} trades fetched for {found.missing:,} missing "
-                    f"{found.kind.name} ids ({outcome.stats.requests} requests)")
+                    f"{found.sequence.name} ids ({outcome.stats.requests} requests)")
 
         if name not in clients:
             for outcome in mine:
@@ -434,11 +434,11 @@ def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Call
         added, written = _complete(client, database, found.venue, found.instrument, day, part, run_id)
         outcome.added[day], outcome.load_ids[day] = added, written.load_id
         stats = outcome.stats if day == found.day else RequestStats()  # the requests count on the checked day
-        writer.log_ingest(client, database, [{  # under the slice's own source: the new load keeps its id kind
+        writer.log_ingest(client, database, [{  # under the slice's own source: the new load keeps its id sequence
             "run_id": run_id, "source": current[(found.venue, found.instrument, day)][1], "dataset": TRADES.code,
             "venue": found.venue, "instrument": found.instrument, "day": day, "rows": written.rows,
             "requests": stats.requests, "retries": stats.retries, "rate_limited": stats.rate_limited, "outcome": "ok",
-            "error": f"trade-id refill: +{added:,} trades ({found.kind.name} ids)", "load_id": written.load_id,
+            "error": f"trade-id refill: +{added:,} trades ({found.sequence.name} ids)", "load_id": written.load_id,
             "started_at": started, "finished_at": datetime.now(UTC)}])
         log(f"refill {found.venue}:{found.instrument} {day}: +{added:,} trades written (load {written.load_id})")
     window = day_window(min(expected))[0], day_window(max(expected))[1]
@@ -459,11 +459,11 @@ def refill(connect: Callable[[], Any], database: str, run_id: str, slices: Itera
     with connect() as client:
         tables.ensure_tables(client, database)  # it writes slices: the store is bootstrapped first
         found = find_holes(client, database, slices, max_ranges=max_ranges)
-        report = RefillReport([RefillOutcome(f, status="pending" if f.kind and f.missing else "nothing to do")
+        report = RefillReport([RefillOutcome(f, status="pending" if f.sequence and f.missing else "nothing to do")
                                for f in found.values()])
         todo = [o for o in report.outcomes if o.status == "pending"]
         for outcome in todo:
-            outcome.micro = outcome.found.kind.time_units and _micro(client, database, outcome.found)
+            outcome.micro = outcome.found.sequence.time_units and _micro(client, database, outcome.found)
     for outcome in todo:
         if outcome.found.ranges > len(outcome.found.holes):
             log(f"refill {outcome.found.key}: {outcome.found.ranges:,} hole ranges, the first {max_ranges:,} "

@@ -147,8 +147,8 @@ class ArchiveSettings:
         """Every (venue, instrument) the archives cover: BINANCE:BTCUSDT, BINANCE_UM:BTCUSDT, ..."""
         return tuple(normalize_instrument(ARCHIVE_MARKETS[m], i) for m in self.markets for i in self.instruments)
 
-    def kinds(self) -> tuple[tuple[str, str], ...]:
-        """(family, interval) of every configured archive kind ('' for trades and aggTrades)."""
+    def files(self) -> tuple[tuple[str, str], ...]:
+        """(family, interval) of every configured kind of archive file ('' for trades and aggTrades)."""
         return tuple((f, i) for f in self.families for i in (self.intervals if f == "klines" else ("",)))
 
 

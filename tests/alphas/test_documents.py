@@ -214,7 +214,7 @@ def _nested_lists(depth: int) -> list:
      ["name: string is not valid Unicode (lone surrogate)"]),
     ({"id": "", "dateCreated": None}, ["invalid id '': expected 7-8 letters or digits", "missing type",
                                        "missing dateCreated"]),
-    # known fields of the wrong JSON kind (null is fine: the API's "not set")
+    # known fields of the wrong JSON type (null is fine: the API's "not set")
     ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "status": {"s": "ACTIVE"},
       "checks": "LOW_SHARPE", "favorite": 1, "hidden": None, "name": None},
      ["status: expected a string or null, got an object", "favorite: expected true/false or null, got a number",

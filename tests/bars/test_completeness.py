@@ -43,7 +43,7 @@ def without(frame: pl.DataFrame, day: date, start: time | None = None, end: time
 def test_grid_is_the_calendar_in_the_csv_convention():
     grid = completeness.expected_grid("SSE", SEP, date(2026, 10, 1))
     assert grid.days == SEP_DAYS and len(grid.days) == 21 and MID_AUTUMN not in grid.days
-    day = [(t.time(), k) for t, k in zip(grid.stamps, grid.kinds) if t.date() == SEP]
+    day = [(t.time(), k) for t, k in zip(grid.stamps, grid.needs) if t.date() == SEP]
     assert len(day) == 241 and day[0] == (time(9, 30), "optional") and day[1] == (time(9, 31), "required")
     assert [k for _, k in day[-3:]] == ["auction", "auction", "required"] and day[-1][0] == time(15, 0)
     assert (time(11, 30), "required") in day and (time(13, 1), "required") in day
@@ -88,7 +88,7 @@ def test_suspended_day_is_told_apart_from_a_partial_day(minute_store, tmp_path):
     drop(minute_store, tmp_path, fx.make_bars("600000.SH", SEP_DAYS, seed=1), "600000.SH.csv")
     result = completeness.check_month(minute_store, SEP)
     assert result.severity == "WARN"  # a suspension alone does not fail the month
-    assert [(c.code, c.day, c.kind) for c in result.suspended] == [("300750.SZ", date(2026, 9, 14), "suspended")]
+    assert [(c.code, c.day, c.verdict) for c in result.suspended] == [("300750.SZ", date(2026, 9, 14), "suspended")]
     assert result.partial == [] and result.missing_days == []
     assert "1 suspended code-day(s) (no bar on a trading day): 300750.SZ 09-14" in result.description()
     meta = result.metadata()
@@ -111,7 +111,7 @@ def test_off_session_bars_and_a_holiday_are_errors(minute_store, tmp_path):
     drop(minute_store, tmp_path, pl.concat([bars, lunch]).sort("time"), "601398.SH.csv")
     result = completeness.check_month(minute_store, SEP)
     assert result.severity == "ERROR" and result.partial == []
-    found = [(c.code, c.day, c.kind, c.off_session, c.stamps) for c in result.off_session]
+    found = [(c.code, c.day, c.verdict, c.off_session, c.stamps) for c in result.off_session]
     assert found == [("601398.SH", date(2026, 9, 8), "off_session", 1, "12:00"),
                      ("601398.SH", MID_AUTUMN, "off_calendar", 240, "09:31-11:30, 13:01-15:00")]
     assert result.off_session_bars == 241

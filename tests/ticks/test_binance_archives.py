@@ -258,7 +258,7 @@ def test_the_base_url_comes_from_its_variable():
     settings = parse_sources_config({"sources": _sources(), "universes": {}}, Path("x.yaml"),
                                     {"BINANCE_ARCHIVE_BASE_URL": "http://127.0.0.1:8704/"}).binance_archives
     assert (settings.base_url, settings.default_base_url) == ("http://127.0.0.1:8704", "https://data.binance.vision")
-    assert settings.kinds() == (("trades", ""),) and [str(k) for k in settings.instrument_keys()] == ["BINANCE:BTCUSDT"]
+    assert settings.files() == (("trades", ""),) and [str(k) for k in settings.instrument_keys()] == ["BINANCE:BTCUSDT"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,6 +362,6 @@ def test_an_archive_whose_checksum_matches_can_still_miss_ids_and_the_check_name
             find_holes(client, store.database, slices[:1], dataset="klines_1h")
     ids = truth["seq"].to_list()
     gap = next(i for i in range(1, len(ids)) if ids[i] != ids[i - 1] + 1)
-    assert held.kind.name == "aggTrade" and not held.passed and held.missing == 7 == ids[gap] - ids[gap - 1] - 1
+    assert held.sequence.name == "aggTrade" and not held.passed and held.missing == 7 == ids[gap] - ids[gap - 1] - 1
     assert [(h.first_missing, h.last_missing) for h in held.holes] == [(ids[gap - 1] + 1, ids[gap] - 1)]
-    assert whole.kind.name == "trade" and whole.passed and whole.rows == 300
+    assert whole.sequence.name == "trade" and whole.passed and whole.rows == 300

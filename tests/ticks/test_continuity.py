@@ -137,7 +137,7 @@ def test_a_complete_slice_passes_and_one_with_holes_fails_naming_instrument_day_
 
     complete = check(instance, server, store, crypto_key(DAY, "BINANCE:BTCUSDT"))
     assert complete.passed and complete.metadata["missing_ids"].value == 0
-    assert complete.metadata["rows_checked"].value == PER_DAY and complete.metadata["id_kind"].value == "aggTrade"
+    assert complete.metadata["rows_checked"].value == PER_DAY and complete.metadata["id_sequence"].value == "aggTrade"
 
     holed = check(instance, server, store, crypto_key(DAY, "BINANCE:ETHUSDT"))
     assert not holed.passed
@@ -174,7 +174,7 @@ def test_first_ranges_shown_repeated_ids_hide_no_hole_and_unknown_sources_are_no
                                                                                str(first + 30)])
     assert sol.summary().endswith(f"{first + 10}, {first + 20}, {first + 30} and 27 more range(s)")
     assert xrp.rows == 400 and (xrp.missing, [str(h) for h in xrp.holes]) == (1, [str(first + 5)])
-    assert bnb.kind is None and bnb.passed and "no ingest_log row names the source" in bnb.summary()
+    assert bnb.sequence is None and bnb.passed and "no ingest_log row names the source" in bnb.summary()
     assert crypto_key(day, "BINANCE:ADAUSDT") not in found  # no active load
 
 
@@ -216,7 +216,7 @@ def test_a_dump_with_lines_removed_is_refilled_from_historical_trades_in_microse
     complete = load_dump(store, tmp_path, "ETHUSDT", DAY, holes=[(first + 1, first + 1), (first + 1200, first + 2450)])
     key = crypto_key(DAY, "BINANCE:ETHUSDT")
     evaluation = check(instance, server, store, key)
-    assert not evaluation.passed and evaluation.metadata["id_kind"].value == "trade"
+    assert not evaluation.passed and evaluation.metadata["id_sequence"].value == "trade"
     assert evaluation.description == (f"BINANCE:ETHUSDT 2025-01-15: 1,252 trade id(s) missing in 2 range(s): "
                                       f"{first + 1}, {first + 1200}-{first + 2450}")
     server.reset()
@@ -259,14 +259,14 @@ def test_a_hole_across_midnight_is_refilled_into_both_days(server, store, instan
     assert check(instance, server, store, key).passed
 
 
-def test_days_of_different_id_kinds_are_not_compared_across_midnight(server, store, tmp_path):
+def test_days_of_different_id_sequences_are_not_compared_across_midnight(server, store, tmp_path):
     before = DAY - timedelta(days=1)
     load_dump(store, tmp_path, "ETHUSDT", before)  # individual trade ids
     load_rest(store, server, "BINANCE", "ETHUSDT", DAY)  # aggregate ids
     with store.get_client() as client:
         found = find_holes(client, store.database, [SliceKey("trades", "BINANCE", "ETHUSDT", DAY)])
     ids = found[crypto_key(DAY, "BINANCE:ETHUSDT")]
-    assert ids.passed and ids.kind.name == "aggTrade" and ids.previous_last_id is None
+    assert ids.passed and ids.sequence.name == "aggTrade" and ids.previous_last_id is None
 
 
 def test_okx_and_deribit_holes_are_refilled_by_id(server, store, instance):

@@ -31,7 +31,7 @@ from marketdata_assets.core.contracts import contract_of
 ])
 def test_each_venue_shape_reads_as_its_contract(venue, instrument, expected):
     contract = contract_of(venue, instrument)
-    assert (contract.kind, contract.base, contract.quote, contract.expiry, contract.strike, contract.option_type,
+    assert (contract.contract_type, contract.base, contract.quote, contract.expiry, contract.strike, contract.option_type,
             contract.inverse) == expected
     assert (contract.venue, contract.instrument) == (venue, instrument)
 

@@ -49,7 +49,7 @@ def alpha_landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         if key not in valid:
             skipped.append(f"{change.path} (month {change.month!r} is not a partition)")
         else:
-            (package_changes if change.kind == "package" else file_changes).append((key, change.mtime_ns))
+            (package_changes if change.landed == "package" else file_changes).append((key, change.mtime_ns))
     if skipped:
         context.log.warning(f"{len(skipped)} landing changes outside the partitions: {'; '.join(skipped[:5])}")
     # months a run started after the change already imported (make run's, a backfill's) are left out

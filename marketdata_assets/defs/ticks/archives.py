@@ -51,7 +51,7 @@ from marketdata_assets.sources.binance.archives import SOURCE, ArchiveClient, ar
 
 GROUP = "binance_archives"
 ARCHIVES = load_sources_config().binance_archives  # the kinds and instruments: assets and partitions
-ARCHIVE_ASSETS = {dataset_of(f, i): f"binance_archive_{dataset_of(f, i)}" for f, i in ARCHIVES.kinds()}
+ARCHIVE_ASSETS = {dataset_of(f, i): f"binance_archive_{dataset_of(f, i)}" for f, i in ARCHIVES.files()}
 INSTRUMENTS = [key.partition_key for key in ARCHIVES.instrument_keys()]
 
 binance_archive_days = dg.DailyPartitionsDefinition(start_date=ARCHIVES.start_date.isoformat(), timezone="UTC")
@@ -113,7 +113,7 @@ def binance_archives(context: dg.AssetExecutionContext, config: IngestConfig, cl
     report = IngestReport()
     wanted = slice_keys(context.partition_keys, assets)
     if skipped := [k for k in wanted if not archived(k)]:  # no spot liquidations
-        context.log.info(f"{len(skipped)} slice(s) of kinds data.binance.vision does not publish for their "
+        context.log.info(f"{len(skipped)} slice(s) of datasets data.binance.vision does not publish for their "
                          f"market (e.g. {skipped[0]}): not asked for")
     keys = planned(clickhouse, config, SOURCE, [k for k in wanted if archived(k)], report)
     with _workdir() as workdir:
@@ -157,7 +157,7 @@ def binance_archive_recheck(context: dg.AssetExecutionContext, config: RunDeadli
 
 class ReconcileConfig(RunDeadline):
     months: list[str] = []  # noqa: RUF012 - pydantic copies the default
-    """Months (YYYY-MM) to reconcile for every configured kind and instrument; empty: the last complete
+    """Months (YYYY-MM) to reconcile for every configured archive file and instrument; empty: the last complete
     months with daily archives recorded and no reconciled monthly archive yet."""
     instruments: list[str] = []  # noqa: RUF012
     """With `months`: only these instruments (BINANCE:BTCUSDT, BINANCE_UM:ETHUSDT, ...); empty: every one."""

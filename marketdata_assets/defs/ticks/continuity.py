@@ -3,7 +3,7 @@
 - `trade_ids_continuous`, a check on the trades assets (`crypto_trades`, `binance_dump_trades`, and
   `binance_archive_trades` / `binance_archive_agg_trades` when those archives are configured): per
   day x instrument partition, the ids missing inside the slice and at midnight (after the previous
-  day, when it is stored with ids of the same kind), named with their first ranges; one evaluation
+  day, when it is stored with ids of the same sequence), named with their first ranges; one evaluation
   per partition.
 - `trade_id_refill` (day x instrument, like crypto_ticks; run it by hand or as a backfill on the
   partitions the check failed): fetches exactly the missing ids from the venue's REST API and
@@ -26,7 +26,7 @@ from marketdata_assets.resources.sources import CryptoVenueResource
 CHECK = "trade_ids_continuous"
 DESCRIPTION = ("No trade id is missing where the venue numbers trades one by one per instrument (Binance aggregate "
                "or individual trade ids, OKX tradeId, Deribit trade_seq): inside the day, and from the previous "
-               "day's last id (when stored, same kind) to this day's first.")
+               "day's last id (when stored, same sequence) to this day's first.")
 GROUP = "ticks_repair"
 
 

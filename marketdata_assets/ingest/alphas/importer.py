@@ -47,7 +47,7 @@ once more (no change) and ledgers them anew.
 
 One bad file never stops an import: whatever is wrong with a file (unreadable, not a regular file,
 a symbolic link out of the landing area, bad JSON, a key twice with different values, a name that
-is not its alpha's id, fields of the wrong kind, a document over MongoDB's 16 MB, anything the
+is not its alpha's id, fields of the wrong JSON type, a document over MongoDB's 16 MB, anything the
 server refuses for that one document) quarantines it with the reason and the others load. What is
 accepted but unusual is flagged (``ImportStats.flagged``: a byte order mark, a key twice with the
 same value) or counted (``files_keys_escaped``). A store that goes away fails the import at once
@@ -194,7 +194,7 @@ class _Pending:
 class _Batch:
     """One prepared write: the documents, the ledger entries of its files, what it counts."""
 
-    kind: str
+    alpha_type: str
     docs: dict[str, dict]       # alpha id -> document to store (new or changed)
     new: dict[str, dict]        # alpha id -> alpha that was not stored when read (its document is itself)
     replace: list[str]          # ids whose stored document is replaced
@@ -219,11 +219,12 @@ class _Writer:
             future, batch, self._future, self._batch = self._future, self._batch, None, None
             counts = future.result()
             self._done(counts)  # the batch and its ledger entries are committed: documents written
-            metrics.loaded(f"{batch.kind}_alphas", "mongodb", sum(counts.get(k, 0) for k in WRITTEN_COUNTS))
+            metrics.loaded(f"{batch.alpha_type}_alphas", "mongodb", sum(counts.get(k, 0) for k in WRITTEN_COUNTS))
 
-    def wait_for(self, kind: str, ids: Iterable[str]) -> None:
+    def wait_for(self, alpha_type: str, ids: Iterable[str]) -> None:
         """Wait if the batch in flight writes any of these alphas (so reading them sees the write)."""
-        if self._batch is not None and self._batch.kind == kind and not self._batch.docs.keys().isdisjoint(ids):
+        batch = self._batch
+        if batch is not None and batch.alpha_type == alpha_type and not batch.docs.keys().isdisjoint(ids):
             self.wait()
 
     def submit(self, batch: _Batch) -> None:
@@ -508,9 +509,9 @@ class _Import:
         # finds it stored (duplicate key, see _BatchStore.merge_late). That saves the first import a
         # read per alpha.
         self.ledgered = ledgered_files(db_regular, (name for name, _ in files)) if mode != "rebuild" else {}
-        self.since = {kind: newest_modified(coll) for kind, coll in targets.items()} if mode == "smart_merge" else {}
-        self.pending = {kind: _Pending() for kind in targets}
-        self.limits = {kind: min(batch_size, FIRST_BATCH) for kind in targets}
+        self.since = {t: newest_modified(coll) for t, coll in targets.items()} if mode == "smart_merge" else {}
+        self.pending = {alpha_type: _Pending() for alpha_type in targets}
+        self.limits = {alpha_type: min(batch_size, FIRST_BATCH) for alpha_type in targets}
         self.real_root = os.path.realpath(landing_root) if landing_root is not None else None
         self.writer = _Writer(store.write, self.done)
 
@@ -524,16 +525,16 @@ class _Import:
                     stats.files_seen += 1
                     writer.check()
                     try:
-                        kind = self.take(name, path)
+                        alpha_type = self.take(name, path)
                     except Exception as error:  # noqa: BLE001 - whatever else is wrong with this one file
                         self.reject(name, path, f"could not be imported: {type(error).__name__}: {error}")
                         continue
-                    if kind is not None and (len(pending[kind].docs) >= limits[kind]
-                                             or len(pending[kind].files) >= 4 * limits[kind]):
-                        writer.submit(self.prepare(kind))
-                for kind, batch in pending.items():
+                    if alpha_type is not None and (len(pending[alpha_type].docs) >= limits[alpha_type]
+                                             or len(pending[alpha_type].files) >= 4 * limits[alpha_type]):
+                        writer.submit(self.prepare(alpha_type))
+                for alpha_type, batch in pending.items():
                     if batch.docs or batch.files:
-                        writer.submit(self.prepare(kind))
+                        writer.submit(self.prepare(alpha_type))
                 writer.wait()
             finally:
                 writer.close()
@@ -565,27 +566,27 @@ class _Import:
         if problems:
             self.reject(name, path, "; ".join(problems))
             return None
-        kind = collection_for(alpha)
-        keep = self.keeps(alpha, kind)
+        alpha_type = collection_for(alpha)
+        keep = self.keeps(alpha, alpha_type)
         entry = {"file": name, "size": len(data), "sha256": sha, "documents": int(keep), "alpha_id": alpha["id"],
                  "type": alpha["type"], "month": month_of(alpha["dateCreated"])}
         # everything above may fail for this file alone; queueing only records
-        self.queue(kind, name, path, alpha, escape, keep, entry, notes)
-        return kind
+        self.queue(alpha_type, name, path, alpha, escape, keep, entry, notes)
+        return alpha_type
 
-    def keeps(self, alpha: dict, kind: str) -> bool:
+    def keeps(self, alpha: dict, alpha_type: str) -> bool:
         """Whether the mode imports this alpha (time_range, smart_merge: by its dateModified)."""
         if self.mode == "time_range":
             modified = date_sidecar(alpha).get("dateModified")
             return modified is not None and self.time_range[0] <= modified < self.time_range[1]
-        if self.mode == "smart_merge" and self.since.get(kind) is not None:
+        if self.mode == "smart_merge" and self.since.get(alpha_type) is not None:
             modified = date_sidecar(alpha).get("dateModified")
-            return modified is not None and modified > self.since[kind]
+            return modified is not None and modified > self.since[alpha_type]
         return True
 
-    def queue(self, kind: str, name: str, path: Path, alpha: dict, escape: bool, keep: bool, entry: dict,
+    def queue(self, alpha_type: str, name: str, path: Path, alpha: dict, escape: bool, keep: bool, entry: dict,
               notes: list[str]) -> None:
-        stats, batch = self.stats, self.pending[kind]
+        stats, batch = self.stats, self.pending[alpha_type]
         if keep:
             batch.docs[alpha["id"]] = (alpha, escape)  # the same alpha twice in one batch: the later file wins
             batch.sources[alpha["id"]] = (name, path)
@@ -598,16 +599,17 @@ class _Import:
         stats.files_keys_escaped += escape
         stats.flagged.extend({"file": name, "flag": note} for note in notes)
 
-    def prepare(self, kind: str) -> _Batch:
+    def prepare(self, alpha_type: str) -> _Batch:
         """Read the stored documents of the pending alphas and merge (in the caller's thread)."""
-        pending, self.pending[kind] = self.pending[kind], _Pending()
-        self.limits[kind] = min(self.batch_size, self.limits[kind] * GROWTH)
+        pending, self.pending[alpha_type] = self.pending[alpha_type], _Pending()
+        self.limits[alpha_type] = min(self.batch_size, self.limits[alpha_type] * GROWTH)
         ids = [alpha_id for alpha_id in pending.docs if alpha_id in pending.ledgered]
         old: dict[str, tuple[dict, bool]] = {}
         if ids:
-            self.writer.wait_for(kind, ids)
-            old = stored_alphas(self.store.targets[kind], ids)
-        batch = _Batch(kind, {}, {}, [], pending.files, {"inserted": 0, "merged": 0, "replaced": 0, "unchanged": 0},
+            self.writer.wait_for(alpha_type, ids)
+            old = stored_alphas(self.store.targets[alpha_type], ids)
+        batch = _Batch(alpha_type, {}, {}, [], pending.files, {"inserted": 0, "merged": 0, "replaced": 0,
+                                                               "unchanged": 0},
                        pending.sources, {})
         for alpha_id, (size, count) in self.merge(pending, old, batch).items():
             name, path = pending.sources[alpha_id]
@@ -686,7 +688,7 @@ class _BatchStore:
         quarantined (by `done`, in the importing thread) and the rest written; when the driver
         refuses one before sending (DocumentTooLarge), the batch is written one document at a time."""
         counts = dict(batch.counts, rejected=[])
-        what = f"a batch of {len(batch.docs):,} {batch.kind} alphas"
+        what = f"a batch of {len(batch.docs):,} {batch.alpha_type} alphas"
         while (batch.replace or self.after_crash) and self.transactions:
             try:
                 if self.in_transaction(lambda session: self.write_batch(batch, session), what):
@@ -703,7 +705,7 @@ class _BatchStore:
     def write_plain(self, batch: _Batch, counts: dict) -> dict:
         """The batch outside a transaction (new alphas only, or a server without transactions),
         then its ledger entries."""
-        coll = self.targets[batch.kind]
+        coll = self.targets[batch.alpha_type]
         order = list(batch.docs)
         try:
             if batch.replace:  # without transactions
@@ -725,7 +727,7 @@ class _BatchStore:
         """The batch one document at a time (no transaction), then its ledger entries: the
         documents the server or the driver refuse are dropped, the others written. (A new alpha the
         failed batch had written already counts as unchanged rather than inserted.)"""
-        coll = self.targets[batch.kind]
+        coll = self.targets[batch.alpha_type]
         for alpha_id in list(batch.docs):
             try:
                 if alpha_id in batch.new:
@@ -800,7 +802,7 @@ class _BatchStore:
             session.abort_transaction()  # errors are ignored by the driver
 
     def write_batch(self, batch: _Batch, session) -> None:
-        coll = self.targets[batch.kind]
+        coll = self.targets[batch.alpha_type]
         if batch.replace:  # one round trip: small `$in` lists, as statements of one delete command
             coll.bulk_write([pymongo.DeleteMany({"_id": {"$in": batch.replace[start:start + STORED_READ_CHUNK]}})
                              for start in range(0, len(batch.replace), STORED_READ_CHUNK)],
@@ -839,7 +841,7 @@ class _BatchStore:
 
     def merge_late(self, batch: _Batch, ids: list[str], counts: dict) -> None:
         """New alphas found stored after all (duplicate key): merged into what is stored now."""
-        old = stored_documents(self.targets[batch.kind], ids)
+        old = stored_documents(self.targets[batch.alpha_type], ids)
         for alpha_id in ids:
             doc, changed = merged_document(old.get(alpha_id), batch.new.pop(alpha_id), self.mode, self.array_keys,
                                            validate=False)

@@ -191,7 +191,7 @@ __all__ = [
 class LandingChange:
     mtime_ns: int
     path: str  # relative to the landing root, posix
-    kind: str  # "file" (an alpha file) | "package" (a dropped package or its manifest)
+    landed: str  # "file" (an alpha file) | "package" (a dropped package or its manifest)
     month: str | None  # YYYY-MM; None: a package whose manifest can't be read (yet)
 
 

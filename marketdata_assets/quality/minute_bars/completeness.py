@@ -2,7 +2,7 @@
 
 The expected grid comes from core/calendars (exchange_calendars' XSHG sessions: holidays and hours,
 no hand-written list), in the A-share convention of our CSV drops: bars labelled by their END, 240 a
-day, 09:31..11:30 and 13:01..15:00 Beijing time. Each stamp of the grid has a kind:
+day, 09:31..11:30 and 13:01..15:00 Beijing time. Each stamp of the grid has a need:
 
 - ``required``: a bar must be there;
 - ``auction``: 14:58 and 14:59, inside the closing call auction (14:57-15:00: no continuous
@@ -72,14 +72,14 @@ WORK_MEM = "64MB"  # a month's code-day hash aggregate (~110k groups for 5,000 c
 
 @dataclass(frozen=True)
 class Grid:
-    """The expected bar stamps of a window: naive wall-clock times of the venue and their kind."""
+    """The expected bar stamps of a window: naive wall-clock times of the venue and their need."""
 
     venue: str
     start: date  # first day judged
     end: date  # day after the last day judged
     days: list[date]  # trading days in [start, end)
     stamps: list[datetime]
-    kinds: list[str]
+    needs: list[str]  # required | auction | optional, one per stamp
     known_until: date  # the calendar's last known session: later days are provisional
 
     @property
@@ -98,32 +98,32 @@ def month_window(month: date, as_of: date | None = None, venue: str = "SSE") -> 
 def expected_grid(venue: str, start: date, end: date) -> Grid:
     """The grid of [start, end) from the venue's calendar (calendars.OutOfCalendar outside its known range)."""
     days = calendars.trading_days(venue, start, end - timedelta(days=1)) if end > start else []
-    stamps, kinds = [], []
+    stamps, needs = [], []
     auction_venue = venue.upper() in A_SHARE_VENUES
     for day in days:
         minutes = calendars.local_session_minutes(venue, day, call_auction=auction_venue)
         close = minutes[-1]
         for i, stamp in enumerate(minutes):
             if auction_venue and i == 0:
-                kind = OPTIONAL
+                need = OPTIONAL
             elif auction_venue and close - stamp in (timedelta(minutes=1), timedelta(minutes=2)):
-                kind = AUCTION
+                need = AUCTION
             else:
-                kind = REQUIRED
+                need = REQUIRED
             stamps.append(stamp)
-            kinds.append(kind)
-    return Grid(venue, start, end, days, stamps, kinds, calendars.last_known_session(venue))
+            needs.append(need)
+    return Grid(venue, start, end, days, stamps, needs, calendars.last_known_session(venue))
 
 
 # --- SQL ----------------------------------------------------------------------------------------
 
 _GRID_TABLE = """CREATE TEMP TABLE _bar_grid ON COMMIT DROP AS
-SELECT g.time, g.time::date AS day, g.kind, (g.kind = 'auction')::int AS is_auction,
-       (g.kind = 'optional')::int AS is_optional
-FROM unnest(%(stamps)s::timestamp[], %(kinds)s::text[]) AS g(time, kind)"""
+SELECT g.time, g.time::date AS day, g.need, (g.need = 'auction')::int AS is_auction,
+       (g.need = 'optional')::int AS is_optional
+FROM unnest(%(stamps)s::timestamp[], %(needs)s::text[]) AS g(time, need)"""
 
 # The one pass over the rows: counts per code and day of bars, bars on required/auction/optional
-# stamps (integer flags summed: cheaper per row than comparing the kind's text).
+# stamps (integer flags summed: cheaper per row than comparing the need's text).
 _CODE_DAYS = """CREATE TEMP TABLE _bar_days ON COMMIT DROP AS
 SELECT b.code, b.time::date AS day, count(*) AS bars,
        (count(g.time) - coalesce(sum(g.is_optional), 0))::int AS on_grid,
@@ -133,8 +133,8 @@ WHERE b.time >= %(start)s::timestamp AND b.time < %(end)s::timestamp
 GROUP BY b.code, b.time::date"""
 
 _DAYS = """CREATE TEMP TABLE _grid_days ON COMMIT DROP AS
-SELECT day, count(*) FILTER (WHERE kind <> 'optional') AS expected,
-       count(*) FILTER (WHERE kind = 'auction') AS expected_auction,
+SELECT day, count(*) FILTER (WHERE need <> 'optional') AS expected,
+       count(*) FILTER (WHERE need = 'auction') AS expected_auction,
        EXISTS (SELECT 1 FROM _bar_days d WHERE d.day = g.day) AS has_bars
 FROM _bar_grid g GROUP BY day"""
 
@@ -156,7 +156,7 @@ ORDER BY 1, 2"""
 
 _MISSING_STAMPS = """SELECT p.code, p.day, array_agg(g.time ORDER BY g.time)
 FROM unnest(%(codes)s::text[], %(days)s::date[]) AS p(code, day)
-JOIN _bar_grid g ON g.day = p.day AND g.kind <> 'optional'
+JOIN _bar_grid g ON g.day = p.day AND g.need <> 'optional'
 WHERE NOT EXISTS (SELECT 1 FROM {table} b WHERE b.code = p.code AND b.time = g.time)
 GROUP BY p.code, p.day"""
 
@@ -195,7 +195,7 @@ def _stamps_text(stamps: list[datetime], total: int) -> str:
 class CodeDay:
     code: str
     day: date
-    kind: str  # partial | auction_gap | suspended | off_session | off_calendar
+    verdict: str  # partial | auction_gap | suspended | off_session | off_calendar
     missing: int = 0  # required minutes missing
     auction_missing: int = 0
     off_session: int = 0  # bars outside the grid (all bars of an off-calendar day)
@@ -272,7 +272,7 @@ class MonthCompleteness:
                          + "; ".join(f"{c.code} {c.day} {c.missing} missing ({c.stamps})" for c in self.partial[:limit]))
         if self.off_session:
             parts.append(f"{self.off_session_bars:,} bar(s) outside the sessions: " + "; ".join(
-                f"{c.code} {c.day}{' (not a trading day)' if c.kind == 'off_calendar' else ''} {c.stamps}"
+                f"{c.code} {c.day}{' (not a trading day)' if c.verdict == 'off_calendar' else ''} {c.stamps}"
                 for c in self.off_session[:limit]))
         if self.suspended:
             parts.append(f"{len(self.suspended)} suspended code-day(s) (no bar on a trading day): " + "; ".join(
@@ -316,7 +316,7 @@ class MonthCompleteness:
         if self.off_session:
             out["off_session"] = markdown_table(
                 ["code", "day", "bars off-session", "trading day", "first stamps"],
-                ([c.code, c.day, c.off_session, "no" if c.kind == "off_calendar" else "yes", c.stamps]
+                ([c.code, c.day, c.off_session, "no" if c.verdict == "off_calendar" else "yes", c.stamps]
                  for c in self.off_session), limit=SAMPLE)
         if self.suspended:
             per_code = self.suspended_by_code()
@@ -343,7 +343,7 @@ def build_code_days(conn: psycopg.Connection, grid: Grid, table: str = MINUTE_TA
     """The temporary tables _bar_grid, _bar_days (counts per code and day) and _grid_days, in the
     connection's current transaction (dropped at its end)."""
     scan_settings(conn)
-    conn.execute(_GRID_TABLE, {"stamps": grid.stamps, "kinds": grid.kinds})
+    conn.execute(_GRID_TABLE, {"stamps": grid.stamps, "needs": grid.needs})
     conn.execute("CREATE INDEX ON _bar_grid (time)")
     conn.execute("ANALYZE _bar_grid")
     conn.execute(sql.SQL(_CODE_DAYS).format(table=table_identifier(table)), {"start": grid.start, "end": grid.end})
@@ -408,4 +408,4 @@ def _expand(conn: psycopg.Connection, ident: sql.Composable, code_days: list[Cod
     found = {(code, day): stamps for code, day, stamps in rows}
     for c in code_days:
         stamps = found.get((c.code, c.day), [])
-        c.stamps = _stamps_text(stamps, total(c)) if c.kind != "off_calendar" else _stamps_text(stamps, c.bars)
+        c.stamps = _stamps_text(stamps, total(c)) if c.verdict != "off_calendar" else _stamps_text(stamps, c.bars)

@@ -52,10 +52,10 @@ def smiles(client, database: str, venue: str, chain: str,
     chain_rows = f"{db}.option_chain_v WHERE venue = {{venue:String}} AND instrument = {{chain:String}}"
     rows = client.query(
         f"WITH snap AS (SELECT option, argMax(expiry, ts) AS expiry, argMax(strike, ts) AS strike, "
-        "argMax(option_type, ts) AS kind, argMax(underlying_price, ts) AS under, argMax(mark_iv, ts) AS iv "
+        "argMax(option_type, ts) AS call_put, argMax(underlying_price, ts) AS under, argMax(mark_iv, ts) AS iv "
         f"FROM {chain_rows} AND ts >= (SELECT max(ts) FROM {chain_rows}) - INTERVAL 5 MINUTE "
         "GROUP BY option) "
-        "SELECT expiry, strike, iv FROM snap WHERE kind = if(strike >= under, 'call', 'put') AND expiry IN "
+        "SELECT expiry, strike, iv FROM snap WHERE call_put = if(strike >= under, 'call', 'put') AND expiry IN "
         "(SELECT DISTINCT expiry FROM snap ORDER BY expiry LIMIT {n:UInt32}) ORDER BY expiry, strike",
         parameters={"venue": venue, "chain": chain, "n": int(expiries)}).result_rows
     out: dict[str, list[tuple[float, float]]] = {}

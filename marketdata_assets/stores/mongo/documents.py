@@ -26,8 +26,8 @@ Document shape (decisions):
 Routing: REGULAR -> collection ``regular``, SUPER -> ``super``. Any other type is NOT stored: it is
 quarantined with the problem ``unsupported type 'X'`` (``validate_alpha``/``collection_for``).
 
-Known fields of the API's alpha object (``FIELD_KINDS``: ``status`` a string, ``settings`` an
-object, every ``checks`` an array of objects, ...) must hold their JSON kind or null; another kind
+Known fields of the API's alpha object (``FIELD_JSON_TYPES``: ``status`` a string, ``settings`` an
+object, every ``checks`` an array of objects, ...) must hold their JSON type or null; another type
 is a problem naming the field (``status: expected a string or null, got an object``): the deep
 merge would let it replace a good stored value, and the indexes and checks read these fields.
 Unknown fields are stored as they come. Nesting is limited to MongoDB's 100 levels (MAX_DEPTH).
@@ -60,11 +60,11 @@ _ESCAPE_MAP = {"$": FW_DOLLAR, ".": FW_DOT, "\x00": ESC + "0",
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 MAX_DEPTH = 100  # levels of nested objects/arrays, the alpha itself the first: MongoDB's documented limit
 
-# The JSON kinds each known field of the API's alpha object may hold (null is always allowed: the
+# The JSON types each known field of the API's alpha object may hold (null is always allowed: the
 # API sends null for "not set"); an absent field is fine. "checks" is checked at the top level and
-# in each statistics block (where the API puts it); "[]" items: the kind every item must have.
+# in each statistics block (where the API puts it); "[]" items: the type every item must have.
 _OBJECT, _ARRAY, _STRING, _BOOLEAN, _NUMBER = "object", "array", "string", "boolean", "number"
-FIELD_KINDS: dict[str, tuple[str, str | None]] = {  # field -> (kind, kind of each item of an array)
+FIELD_JSON_TYPES: dict[str, tuple[str, str | None]] = {  # field -> (its type, the type of an array's items)
     "author": (_STRING, None), "name": (_STRING, None), "status": (_STRING, None), "stage": (_STRING, None),
     "grade": (_STRING, None), "category": (_STRING, None), "color": (_STRING, None),
     "favorite": (_BOOLEAN, None), "hidden": (_BOOLEAN, None), "osmosisPoints": (_NUMBER, None),
@@ -76,7 +76,7 @@ FIELD_KINDS: dict[str, tuple[str, str | None]] = {  # field -> (kind, kind of ea
     "competitions": (_ARRAY, _OBJECT), "themes": (_ARRAY, _OBJECT), "pyramids": (_ARRAY, _OBJECT),
 }
 STATISTICS_BLOCKS = ("is", "os", "train", "test", "prod")
-SETTINGS_KINDS: dict[str, str] = {"region": _STRING, "universe": _STRING, "delay": _NUMBER, "decay": _NUMBER}
+SETTINGS_JSON_TYPES: dict[str, str] = {"region": _STRING, "universe": _STRING, "delay": _NUMBER, "decay": _NUMBER}
 
 
 class UnsupportedAlphaType(ValueError):
@@ -273,8 +273,8 @@ def validate_alpha(obj: Any, supported_types: tuple[str, ...] | None = tuple(COL
     unless `supported_types` is None, one of them: else ``unsupported type 'X'``); ``dateCreated``
     present, a parseable ISO 8601 timestamp with an offset and plausible (core/plausibility.py: it
     decides the month);
-    ``dateModified``/``dateSubmitted`` null/absent or parseable; the known fields of the kinds in
-    FIELD_KINDS (``status: expected a string or null, got an object``); every value storable in
+    ``dateModified``/``dateSubmitted`` null/absent or parseable; the known fields of the JSON types in
+    FIELD_JSON_TYPES (``status: expected a string or null, got an object``); every value storable in
     BSON and canonical JSON (64-bit integers, finite floats, valid Unicode, at most MAX_DEPTH
     levels) unless `check_values` is False (for callers that serialize anyway and let the encoder
     vouch for the values).
@@ -296,8 +296,8 @@ def _validate(obj: Any, supported_types: tuple[str, ...] | None, check_values: b
               keys: list | None) -> tuple[list[str], bool]:
     """(problems, whether the quick check passed: `keys` then holds every key)."""
     if not isinstance(obj, dict):
-        kind = "array" if isinstance(obj, list) else ("null" if obj is None else type(obj).__name__)
-        return [f"not a JSON object (got {kind})"], False
+        got = "array" if isinstance(obj, list) else ("null" if obj is None else type(obj).__name__)
+        return [f"not a JSON object (got {got})"], False
     problems: list[str] = []
     if "id" not in obj or obj["id"] is None:
         problems.append("missing id")
@@ -322,14 +322,14 @@ def _validate(obj: Any, supported_types: tuple[str, ...] | None, check_values: b
             continue
         if field == "dateCreated" and (problem := implausible_created(parsed, value)):
             problems.append(f"{field}: {problem}")  # it decides the month
-    _kind_problems(obj, problems)
+    _json_type_problems(obj, problems)
     walked = check_values and _fast_storable(obj, keys)
     if check_values and not walked:
         _walk_problems(obj, [], problems)
     return problems, walked
 
 
-def _kind(value: Any) -> str:
+def _json_type(value: Any) -> str:
     if isinstance(value, dict):
         return _OBJECT
     if isinstance(value, list):
@@ -343,55 +343,55 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _article(kind: str) -> str:
-    if kind in ("null", _BOOLEAN):
-        return "true/false" if kind == _BOOLEAN else kind
-    return ("an " if kind[0] in "aeiou" else "a ") + kind
+def _article(json_type: str) -> str:
+    if json_type in ("null", _BOOLEAN):
+        return "true/false" if json_type == _BOOLEAN else json_type
+    return ("an " if json_type[0] in "aeiou" else "a ") + json_type
 
 
-def _check_kind(where: str, value: Any, kind: str, item_kind: str | None, problems: list[str]) -> None:
+def _check_json_type(where: str, value: Any, expected: str, items: str | None, problems: list[str]) -> None:
     """The slow, exact check (isinstance: bson's Int64 of a stored document is a number), with the message."""
     if value is None:
         return
-    got = _kind(value)
-    if got != kind:
-        problems.append(f"{where}: expected {_article(kind)} or null, got {_article(got)}")
-    elif item_kind is not None:
+    got = _json_type(value)
+    if got != expected:
+        problems.append(f"{where}: expected {_article(expected)} or null, got {_article(got)}")
+    elif items is not None:
         for i, item in enumerate(value):
-            if _kind(item) != item_kind:
-                problems.append(f"{where}[{i}]: expected {_article(item_kind)}, got {_article(_kind(item))}")
+            if _json_type(item) != items:
+                problems.append(f"{where}[{i}]: expected {_article(items)}, got {_article(_json_type(item))}")
                 break
 
 
 _PY_TYPES = {_OBJECT: (dict,), _ARRAY: (list,), _STRING: (str,), _BOOLEAN: (bool,), _NUMBER: (int, float)}
-# (field, exact types that pass at once, exact type every item must have or None, kind, item kind)
-_FIELD_CHECKS = tuple((field, frozenset(_PY_TYPES[kind] + (type(None),)), _PY_TYPES[item][0] if item else None,
-                       kind, item) for field, (kind, item) in FIELD_KINDS.items())
-_SETTINGS_CHECKS = tuple((field, frozenset(_PY_TYPES[kind] + (type(None),)), kind)
-                         for field, kind in SETTINGS_KINDS.items())
+# (field, exact types that pass at once, exact type every item must have or None, JSON type, items' JSON type)
+_FIELD_CHECKS = tuple((field, frozenset(_PY_TYPES[json_type] + (type(None),)), _PY_TYPES[item][0] if item else None,
+                       json_type, item) for field, (json_type, item) in FIELD_JSON_TYPES.items())
+_SETTINGS_CHECKS = tuple((field, frozenset(_PY_TYPES[json_type] + (type(None),)), json_type)
+                         for field, json_type in SETTINGS_JSON_TYPES.items())
 _LIST_OF_DICTS = frozenset((dict,))
 
 
-def _kind_problems(obj: dict, problems: list[str]) -> None:
-    """The known fields (FIELD_KINDS, SETTINGS_KINDS, checks in the statistics blocks) of the wrong
-    kind. Exact types first (this runs on every alpha); anything else gets the exact check."""
-    for field, allowed, item_type, kind, item_kind in _FIELD_CHECKS:
+def _json_type_problems(obj: dict, problems: list[str]) -> None:
+    """The known fields (FIELD_JSON_TYPES, SETTINGS_JSON_TYPES, checks in the statistics blocks) of the
+    wrong JSON type. Exact types first (this runs on every alpha); anything else gets the exact check."""
+    for field, allowed, item_type, json_type, items in _FIELD_CHECKS:
         if field in obj:
             value = obj[field]
             if type(value) not in allowed or (item_type is not None and type(value) is list
                                               and not set(map(type, value)) <= {item_type}):
-                _check_kind(field, value, kind, item_kind, problems)
+                _check_json_type(field, value, json_type, items, problems)
     settings = obj.get("settings")
     if type(settings) is dict:
-        for field, allowed, kind in _SETTINGS_CHECKS:
+        for field, allowed, json_type in _SETTINGS_CHECKS:
             if field in settings and type(settings[field]) not in allowed:
-                _check_kind(f"settings.{field}", settings[field], kind, None, problems)
+                _check_json_type(f"settings.{field}", settings[field], json_type, None, problems)
     for block in STATISTICS_BLOCKS:
         stats = obj.get(block)
         if type(stats) is dict and "checks" in stats:
             checks = stats["checks"]
             if checks is not None and (type(checks) is not list or not set(map(type, checks)) <= _LIST_OF_DICTS):
-                _check_kind(f"{block}.checks", checks, _ARRAY, _OBJECT, problems)
+                _check_json_type(f"{block}.checks", checks, _ARRAY, _OBJECT, problems)
 
 
 def collection_for(obj: Mapping) -> str:

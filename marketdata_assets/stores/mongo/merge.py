@@ -28,7 +28,7 @@ Rules (the seed's examples are the specification; every decision below is tested
 * Pure: inputs are never mutated and the result shares no dict/list with them (scalars, including
   datetimes, are immutable and shared). With ``share=True`` the result may share dicts and lists
   with both inputs (no copies: for callers that never mutate any of them, like the importer).
-* Speed: a subtree identical in both (same values, JSON kinds and key order: ``_identical``) is
+* Speed: a subtree identical in both (same values, JSON types and key order: ``_identical``) is
   taken whole without walking it (the result is the same as merging it).
 
 ``merge_changed`` also reports whether the merged value differs from the old one, so an importer
@@ -61,7 +61,7 @@ _SCALARS = (str, int, float, bool, type(None))
 _CONTAINERS = frozenset((dict, list))
 _PLAIN_SCALARS = frozenset(_SCALARS)  # exact types: most values, tested without isinstance
 _MISSING = object()
-_KINDS = {str: "str", int: "int", float: "float", bool: "const", type(None): "const"}
+_MATCH_TYPES = {str: "str", int: "int", float: "float", bool: "const", type(None): "const"}
 
 
 class _Keys:
@@ -108,9 +108,9 @@ def _scalar_equal(a: Any, b: Any) -> bool:
     if ta is bool or tb is bool:
         return False
     # subclasses: bson's Int64 (what pymongo returns for large integers) equals a plain int
-    for kind in (int, float, str):
-        if isinstance(a, kind):
-            return isinstance(b, kind) and (a == b or (kind is float and math.isnan(a) and math.isnan(b)))
+    for py_type in (int, float, str):
+        if isinstance(a, py_type):
+            return isinstance(b, py_type) and (a == b or (py_type is float and math.isnan(a) and math.isnan(b)))
     return a == b
 
 
@@ -132,20 +132,20 @@ def json_equal(a: Any, b: Any) -> bool:
 
 
 def _match_key(value: Any) -> tuple[str, Any]:
-    # the JSON kind keeps 1, 1.0 and True apart (they are equal and hash alike in Python)
-    kind = _KINDS.get(type(value))
-    if kind is not None:
-        return (kind, value)
+    # the JSON type keeps 1, 1.0 and True apart (they are equal and hash alike in Python)
+    json_type = _MATCH_TYPES.get(type(value))
+    if json_type is not None:
+        return (json_type, value)
     if isinstance(value, bool) or value is None:
         return ("const", value)
-    for kind in (str, int, float):
-        if isinstance(value, kind):
-            return (kind.__name__, value)
+    for py_type in (str, int, float):
+        if isinstance(value, py_type):
+            return (py_type.__name__, value)
     return (type(value).__name__, value)
 
 
 def _identical(old: Any, new: Any) -> bool:
-    """Equal with the same JSON kinds and key order. ``==`` alone has 1 == 1.0 == True; marshal's
+    """Equal with the same JSON types and key order. ``==`` alone has 1 == 1.0 == True; marshal's
     bytes tell them apart and follow key order (format 2: no back-references, so how objects are
     shared does not matter). Both run in C, several times faster than walking the trees; a type
     marshal does not know (bson's Int64) answers False and the caller walks."""

@@ -409,22 +409,22 @@ def _recreate_hint() -> str:
 
 
 def drop_monthly_kline(conn: psycopg.Connection) -> str | None:
-    """DROP stock_monthly_kline (continuous aggregate, view or table) with CASCADE. Returns the kind
-    dropped, or None if there was nothing. Only called explicitly (recreate=True, tests)."""
+    """DROP stock_monthly_kline (continuous aggregate, view or table) with CASCADE. Returns what
+    was dropped, or None if there was nothing. Only called explicitly (recreate=True, tests)."""
     with _transaction(conn):
-        kind = _kline_relkind(conn)
-        if kind is None:
+        relkind = _kline_relkind(conn)
+        if relkind is None:
             return None
         schema = conn.execute("SELECT current_schema()").fetchone()[0]
         target = sql.Identifier(schema, KLINE)
         if _cagg_definition(conn) is not None:
             conn.execute(sql.SQL("DROP MATERIALIZED VIEW {} CASCADE").format(target))
             return "continuous_aggregate"
-        statement = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}.get(kind)
+        statement = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}.get(relkind)
         if statement is None:
-            raise RuntimeError(f"{KLINE} is a relation of kind {kind!r}; drop it by hand")
+            raise RuntimeError(f"{KLINE} is a relation with relkind {relkind!r}; drop it by hand")
         conn.execute(sql.SQL(f"DROP {statement} {{}} CASCADE").format(target))
-        return {"r": "table", "p": "table", "v": "view", "m": "materialized_view"}[kind]
+        return {"r": "table", "p": "table", "v": "view", "m": "materialized_view"}[relkind]
 
 
 def ensure_monthly_kline(conn: psycopg.Connection, *, license: str | None = AUTO,
@@ -475,12 +475,12 @@ def _ensure_cagg(conn: psycopg.Connection) -> bool:
 
 def _ensure_table(conn: psycopg.Connection) -> bool:
     comment = _COMMENT_PREFIX + definition_sha256()
-    kind = _kline_relkind(conn)
-    if kind is None:
+    relkind = _kline_relkind(conn)
+    if relkind is None:
         conn.execute(KLINE_TABLE_DDL)
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(KLINE), sql.Literal(comment)))
         return True
-    if _cagg_definition(conn) is not None or kind not in ("r", "p"):
+    if _cagg_definition(conn) is not None or relkind not in ("r", "p"):
         raise KlineDefinitionChanged(
             f"{KLINE} exists but is not a table (a continuous aggregate or a view), and this server "
             f"refreshes the K-line as a table. {_recreate_hint()}")
