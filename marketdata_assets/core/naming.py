@@ -10,11 +10,12 @@ The key
     different instruments, so they are different venues. Any other ``[A-Z][A-Z0-9_]{1,23}`` code is
     accepted as-is; exchange aliases map to one spelling (SH, XSHG -> SSE; SZ, XSHE -> SZSE; BJ -> BSE).
 ``instrument``
-    The venue's own symbol, exactly as its API spells it (upper case), never a made-up unified
-    name: ``BTCUSDT`` on BINANCE, ``BTC-USDT`` / ``BTC-USDT-SWAP`` on OKX, ``BTC-PERPETUAL`` /
-    ``BTC-28JUN24-60000-C`` on DERIBIT. Crypto symbols are letters, digits, ``-``, ``_`` and ``.``
-    (at most 64), and venues with a known shape are checked (OKX and DERIBIT symbols contain ``-``,
-    Binance symbols never do), which catches a symbol filed under the wrong venue.
+    The venue's own name of it (what its API calls the symbol), exactly as the API spells it (upper
+    case), never a made-up unified name: ``BTCUSDT`` on BINANCE, ``BTC-USDT`` / ``BTC-USDT-SWAP`` on
+    OKX, ``BTC-PERPETUAL`` / ``BTC-28JUN24-60000-C`` on DERIBIT. Crypto instruments are letters,
+    digits, ``-``, ``_`` and ``.`` (at most 64), and venues with a known shape are checked (OKX and
+    DERIBIT instruments contain ``-``, Binance's never do), which catches an instrument filed under
+    the wrong venue.
     A-shares use ``<6 digits>.<SH|SZ|BJ>`` (``600000.SH``, ``000001.SZ``, ``830799.BJ``) under their
     exchange's venue; :func:`a_share_code` converts the other spellings in circulation.
 
@@ -23,7 +24,7 @@ Text forms
 ``"VENUE:INSTRUMENT"`` (``BINANCE:BTCUSDT``, ``SSE:600000.SH``) is the display form, the argument
 of :func:`parse_instrument` and also the Dagster partition key (:func:`partition_key`): it never
 contains ``| , [ ]`` (forbidden in multi-partition keys) or ``...`` (range syntax), and it is
-reversible because a venue code never contains ``:`` and neither does a symbol
+reversible because a venue code never contains ``:`` and neither does an instrument
 (:func:`parse_partition_key`). An A-share code alone (``600000.SH``, ``sh600000``, ``600000``)
 parses too: the exchange gives the venue; with a venue, a bare code belongs to that exchange
 (``SSE:000001`` is ``000001.SH``).
@@ -61,8 +62,8 @@ KNOWN_VENUES = frozenset({"BINANCE", "BINANCE_UM", "BINANCE_CM", "OKX", "DERIBIT
                           "SSE", "SZSE", "BSE"})
 
 _VENUE = re.compile(r"^[A-Z][A-Z0-9_]{1,23}$")
-# Symbol shape per venue, where the venue has one.
-_VENUE_SYMBOL = {
+# The shape of an instrument's name per venue, where the venue has one.
+_INSTRUMENT_SHAPE = {
     "BINANCE": re.compile(r"^[A-Z0-9]+$"),
     "BINANCE_UM": re.compile(r"^[A-Z0-9]+(_[0-9]{6})?$"),
     "BINANCE_CM": re.compile(r"^[A-Z0-9]+_(PERP|[0-9]{6})$"),
@@ -177,37 +178,38 @@ def normalize_instrument(venue: str, instrument: str) -> InstrumentKey:
             raise ValueError(f"A-share {instrument!r} ({code}) is listed on {A_SHARE_VENUE_BY_SUFFIX[code[-2:]]}, not {venue}")
         return InstrumentKey(venue, code)
     if not isinstance(instrument, str):
-        raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's symbol")
-    symbol = instrument.strip().upper()
+        raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it")
+    name = instrument.strip().upper()
     try:
-        symbol_key(symbol)
+        symbol_key(name)
     except ValueError:
-        raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's symbol "
+        raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it "
                          "(letters, digits, '.', '_', '-'; at most 64)") from None
-    if "..." in symbol:
+    if "..." in name:
         raise ValueError(f"invalid instrument {instrument!r} on {venue}: '...' is not allowed")
-    pattern = _VENUE_SYMBOL.get(venue)
-    if pattern is not None and not pattern.match(symbol):
+    pattern = _INSTRUMENT_SHAPE.get(venue)
+    if pattern is not None and not pattern.match(name):
         examples = {"BINANCE": "BTCUSDT", "BINANCE_UM": "BTCUSDT or BTCUSDT_240628",
                     "BINANCE_CM": "BTCUSD_PERP", "OKX": "BTC-USDT or BTC-USDT-SWAP",
                     "DERIBIT": "BTC-PERPETUAL or BTC-28JUN24-60000-C"}[venue]
-        raise ValueError(f"instrument {instrument!r} does not look like a symbol of {venue} (expected e.g. {examples})")
-    return InstrumentKey(venue, symbol)
+        raise ValueError(f"instrument {instrument!r} does not look like an instrument of {venue} "
+                         f"(expected e.g. {examples})")
+    return InstrumentKey(venue, name)
 
 
 def parse_instrument(text: str) -> InstrumentKey:
     """``"BINANCE:BTCUSDT"`` -> ``InstrumentKey("BINANCE", "BTCUSDT")``; an A-share code alone
     (``600000.SH``, ``sh600000``, ``000001.XSHE``) gets its exchange's venue."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"invalid instrument {text!r}: expected VENUE:SYMBOL such as BINANCE:BTCUSDT")
+        raise ValueError(f"invalid instrument {text!r}: expected VENUE:INSTRUMENT such as BINANCE:BTCUSDT")
     text = text.strip()
     if ":" in text:
-        venue, _, symbol = text.partition(":")
-        return normalize_instrument(venue, symbol)
+        venue, _, instrument = text.partition(":")
+        return normalize_instrument(venue, instrument)
     try:
         code = a_share_code(text)
     except ValueError:
-        raise ValueError(f"invalid instrument {text!r}: expected VENUE:SYMBOL such as BINANCE:BTCUSDT or "
+        raise ValueError(f"invalid instrument {text!r}: expected VENUE:INSTRUMENT such as BINANCE:BTCUSDT or "
                          "an A-share code such as 600000.SH") from None
     return InstrumentKey(A_SHARE_VENUE_BY_SUFFIX[code[-2:]], code)
 

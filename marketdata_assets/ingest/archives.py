@@ -340,7 +340,7 @@ class ReconcileResult:
 
 def monthly_keys(settings: ArchiveSettings, months: Iterable[date], instruments: Collection[str] = ()
                  ) -> list[ArchiveKey]:
-    """The monthly archives of every configured kind and instrument (or of `instruments`, VENUE:SYMBOL)
+    """The monthly archives of every configured archive file and instrument (or of `instruments`, VENUE:INSTRUMENT)
     for `months` (any day of each); none of the daily-only families (liquidationSnapshot)."""
     return sorted({ArchiveKey(VENUE_MARKETS[key.venue], family, interval, key.instrument, "monthly",
                               month.replace(day=1))

@@ -215,7 +215,7 @@ def _rows_where(slices: list[SliceKey]) -> tuple[str, dict]:
 def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges: int = 10,
                dataset: str = "trades") -> dict[str, SliceIds]:
     """The ids of each slice's active load of `dataset` (trades or agg_trades), by partition key
-    ('YYYY-MM-DD|VENUE:SYMBOL'), with its missing ids and its first `max_ranges` hole ranges. Slices
+    ('YYYY-MM-DD|VENUE:INSTRUMENT'), with its missing ids and its first `max_ranges` hole ranges. Slices
     without an active load are left out."""
     if dataset not in CHECKED_DATASETS:
         raise ValueError(f"dataset {dataset!r} has no sequential ids to check "

@@ -229,7 +229,7 @@ class Scope:
 
 
 def slice_scope(database: str, dataset: str, slices: Iterable[SliceKey]) -> Scope:
-    """The active loads of the slices, each in its day x instrument partition ('YYYY-MM-DD|VENUE:SYMBOL')."""
+    """The active loads of the slices, each in its day x instrument partition ('YYYY-MM-DD|VENUE:INSTRUMENT')."""
     slices = list(slices)
     sql = ("SELECT load_id, concat(toString(day), '|', venue, ':', instrument) AS partition_key "
            f"FROM {clickhouse_database(database)}.active_loads WHERE dataset = {{code:String}} AND day IN {{days:Array(Date)}} "
@@ -250,7 +250,7 @@ def source_scope(database: str, dataset: str, source: str, days: list[date]) -> 
 
 
 def latest_scope(database: str, dataset: str, partition_keys) -> Scope:
-    """Each instrument's ('VENUE:SYMBOL') snapshots of `dataset` (books, tickers, ...) of its latest day."""
+    """Each instrument's ('VENUE:INSTRUMENT') snapshots of `dataset` (books, tickers, ...) of its latest day."""
     db = clickhouse_database(database)
     match = "dataset = {code:String} AND concat(venue, ':', instrument) IN {keys:Array(String)}"
     sql = (f"SELECT load_id, concat(venue, ':', instrument) AS partition_key FROM {db}.active_loads "

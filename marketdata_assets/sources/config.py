@@ -13,7 +13,7 @@ File layout (marketdata_assets/sources/data_providers.yaml is the reference)::
         base_url_env: NAME           # this variable, when set and not empty, replaces base_url
         requests_per_minute: 200     # token bucket shared by every request of the run (> 0)
         max_concurrency: 4           # requests in flight at once (>= 1)
-        workers: 10                  # symbols / instrument-days processed at once (>= 1)
+        workers: 10                  # instruments / instrument-days processed at once (>= 1)
         timeout_s: 30                # per request (> 0)
         max_retries: 5               # 429/418, 5xx and timeouts (>= 0)
         backoff_base_s: 0.5          # first backoff step, doubled per retry, full jitter (>= 0)
@@ -22,8 +22,8 @@ File layout (marketdata_assets/sources/data_providers.yaml is the reference)::
         # binance, binance_um: weight_per_minute, weight_headroom (0 < h <= 1)
     universes:
       a_shares: {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # codes in any spelling
-      yahoo:    {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # Yahoo symbols
-      crypto:   {history_start: YYYY-MM-DD, book_depth: 20, instruments: {VENUE: [SYMBOL, ...]},
+      yahoo:    {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # Yahoo's names
+      crypto:   {history_start: YYYY-MM-DD, book_depth: 20, instruments: {VENUE: [INSTRUMENT, ...]},
                  option_chains: {DERIBIT: [BTC, ...]},      # chains DERIBIT:BTC-OPTIONS, ...
                  funding_caps: {VENUE: 0.003, ...}}         # |funding rate| cap as an 8-hour rate (a check)
     catch_up_days: 7
@@ -105,7 +105,7 @@ class SourcesConfig:
     sources: Mapping[str, SourceSettings]
     a_shares: tuple[str, ...]
     a_share_history_start: date
-    yahoo_symbols: tuple[str, ...]
+    yahoo_instruments: tuple[str, ...]
     yahoo_history_start: date
     crypto_instruments: tuple[InstrumentKey, ...]
     crypto_history_start: date
@@ -138,7 +138,7 @@ class ArchiveSettings:
     markets: tuple[str, ...]      # spot | um
     families: tuple[str, ...]     # trades | aggTrades | klines | liquidationSnapshot
     intervals: tuple[str, ...]    # klines intervals (empty without klines)
-    instruments: tuple[str, ...]  # Binance instruments (its symbols), in every market
+    instruments: tuple[str, ...]  # Binance instruments, in every market
     workers: int = 2
     timeout_s: float = 60.0
     max_retries: int = 5
@@ -198,7 +198,8 @@ class _Reader:
         except ValueError:
             raise self.error(where, f"expected a date YYYY-MM-DD, got {value!r}") from None
 
-    def symbols(self, section: dict, where: str) -> list[str]:
+    def instruments(self, section: dict, where: str) -> list[str]:
+        """The instruments a universe lists: its keys `symbols` and `symbols_file` (seed 003's names)."""
         listed = section.get("symbols") or []
         if not isinstance(listed, list):
             raise self.error(f"{where}.symbols", f"expected a list, got {type(listed).__name__}")
@@ -333,38 +334,38 @@ def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | Non
     a_raw = reader.mapping(universes.get("a_shares") or {}, "universes.a_shares",
                            {"history_start", "symbols", "symbols_file"})
     codes = []
-    for symbol in reader.symbols(a_raw, "universes.a_shares"):
+    for instrument in reader.instruments(a_raw, "universes.a_shares"):
         try:
-            codes.append(a_share_code(symbol))
+            codes.append(a_share_code(instrument))
         except ValueError as error:
             raise reader.error("universes.a_shares", str(error)) from None
     y_raw = reader.mapping(universes.get("yahoo") or {}, "universes.yahoo", {"history_start", "symbols", "symbols_file"})
     yahoo = []
-    for symbol in reader.symbols(y_raw, "universes.yahoo"):
+    for instrument in reader.instruments(y_raw, "universes.yahoo"):
         try:
-            yahoo.append(symbol_key(symbol.strip().upper()))
+            yahoo.append(symbol_key(instrument.strip().upper()))
         except ValueError as error:
             raise reader.error("universes.yahoo", str(error)) from None
     c_raw = reader.mapping(universes.get("crypto") or {}, "universes.crypto",
                            {"history_start", "book_depth", "instruments", "option_chains", "funding_caps"})
     by_venue = reader.mapping(c_raw.get("instruments") or {}, "universes.crypto.instruments")
     instruments = []
-    for venue, symbols in by_venue.items():
+    for venue, listed in by_venue.items():
         where = f"universes.crypto.instruments.{venue}"
         if str(venue).upper() not in CRYPTO_SOURCES:
             raise reader.error(where, f"unknown venue; expected one of {sorted(CRYPTO_SOURCES)}")
-        if not isinstance(symbols, list):
-            raise reader.error(where, f"expected a list of symbols, got {type(symbols).__name__}")
-        for symbol in symbols:
+        if not isinstance(listed, list):
+            raise reader.error(where, f"expected a list of instruments, got {type(listed).__name__}")
+        for instrument in listed:
             try:
-                instruments.append(normalize_instrument(str(venue), str(symbol)))
+                instruments.append(normalize_instrument(str(venue), str(instrument)))
             except ValueError as error:
                 raise reader.error(where, str(error)) from None
     return SourcesConfig(
         path=path, sources=sources,
         a_shares=_unique(codes),
         a_share_history_start=reader.day(a_raw.get("history_start", "2024-01-01"), "universes.a_shares.history_start"),
-        yahoo_symbols=_unique(yahoo),
+        yahoo_instruments=_unique(yahoo),
         yahoo_history_start=reader.day(y_raw.get("history_start", "2025-01-01"), "universes.yahoo.history_start"),
         crypto_instruments=_unique(instruments),
         crypto_history_start=reader.day(c_raw.get("history_start", "2022-01-01"), "universes.crypto.history_start"),

@@ -74,13 +74,13 @@ def test_parse_instrument(text, venue, instrument):
     ("DERIBIT:BTCUSD", "DERIBIT"),
     ("SZSE:600000.SH", "listed on SSE"),
     ("SSE:000001.SZ", "listed on SZSE"),
-    ("BTCUSDT", "VENUE:SYMBOL"),
+    ("BTCUSDT", "VENUE:INSTRUMENT"),
     ("BINANCE:", "BINANCE"),
     ("BINANCE:BTC|USDT", "BINANCE"),
     ("BINANCE:BTC,USDT", "BINANCE"),
     ("BINANCE:BTC[1]", "BINANCE"),
     ("BYBIT:A...B", "..."),
-    ("", "VENUE:SYMBOL"),
+    ("", "VENUE:INSTRUMENT"),
 ])
 def test_parse_instrument_rejects(bad, fragment):
     with pytest.raises(ValueError, match=None) as info:

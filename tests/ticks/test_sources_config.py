@@ -67,10 +67,10 @@ def test_universes_normalize_codes_drop_duplicates_and_read_a_symbols_file(tmp_p
     data["universes"]["yahoo"]["symbols"] = ["aapl", "AAPL", "vod.l"]
     config = load_sources_config(write(tmp_path, data), environ={})
     assert config.a_shares == ("600000.SH", "601398.SH", "000001.SZ", "830799.BJ")
-    assert config.yahoo_symbols == ("AAPL", "VOD.L")
+    assert config.yahoo_instruments == ("AAPL", "VOD.L")
 
 
-def test_five_thousand_symbols_load(tmp_path):
+def test_five_thousand_instruments_load(tmp_path):
     codes = [f"{600000 + i}.SH" for i in range(2500)] + [f"{i:06d}.SZ" for i in range(1, 2501)]
     (tmp_path / "market.txt").write_text("\n".join(codes))
     data = shipped()
@@ -86,7 +86,7 @@ def test_five_thousand_symbols_load(tmp_path):
     (lambda d: d["sources"]["deribit"].update(base_url="www.deribit.com"), "sources.deribit.base_url: expected an http(s):// URL"),
     (lambda d: d["sources"].pop("okx"), "sources: missing source(s) ['okx']"),
     (lambda d: d["universes"]["a_shares"].update(symbols=["600000.XX"]), "universes.a_shares: invalid A-share code '600000.XX'"),
-    (lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]), "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like a symbol of OKX"),
+    (lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]), "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like an instrument of OKX"),
     (lambda d: d["universes"]["crypto"]["instruments"].update(KRAKEN=["XBTUSD"]), "universes.crypto.instruments.KRAKEN: unknown venue"),
     (lambda d: d["universes"]["crypto"].update(option_chains={"DERIBIT": "BTC"}),
      "universes.crypto.option_chains.DERIBIT: expected a list of currencies"),

@@ -50,7 +50,7 @@ yahoo_days = dg.DailyPartitionsDefinition(start_date=_config.yahoo_history_start
 
 
 def crypto_key(day: date | str, instrument: str) -> str:
-    """The multi-partition key string of (day, instrument): 'YYYY-MM-DD|VENUE:SYMBOL'."""
+    """The multi-partition key string of (day, instrument): 'YYYY-MM-DD|VENUE:INSTRUMENT'."""
     return f"{day if isinstance(day, str) else day.isoformat()}|{instrument}"
 
 

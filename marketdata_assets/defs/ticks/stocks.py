@@ -78,7 +78,7 @@ def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
                   yahoo: YahooResource):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the
     universe per UTC day, in ClickHouse `bars_1m` (venue = Yahoo's exchange code: NMS, LSE, GER, ...)."""
-    instruments = universe(config, load_sources_config().yahoo_symbols, lambda s: symbol_key(s.strip().upper()))
+    instruments = universe(config, load_sources_config().yahoo_instruments, lambda s: symbol_key(s.strip().upper()))
     report = IngestReport()
 
     def stages():
