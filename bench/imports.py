@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = """
-import json, resource, time
+import json, time
 t0 = time.perf_counter(); c0 = time.process_time()
 import importlib; importlib.import_module({module!r})
 print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}}))

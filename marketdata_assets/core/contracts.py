@@ -45,11 +45,6 @@ class Contract(NamedTuple):
     inverse: bool = False  # sized in USD, settled in the base coin
 
     @property
-    def kind(self) -> ContractType:
-        """The former name of ``contract_type``, for the sources' modules until they use the new one."""
-        return self.contract_type
-
-    @property
     def expires_at(self) -> datetime | None:
         return datetime.combine(self.expiry, EXPIRY_TIME) if self.expiry else None
 

@@ -47,7 +47,6 @@ RATE_LIMIT_STATUS = frozenset({429, 418})
 
 ErrorCategory = Literal["rate_limited", "banned", "quota", "permission", "unauthorized", "not_found", "rejected",
                         "retry", "data", "bad_body"]
-ErrorKind = ErrorCategory  # its former name, for the sources' modules until they use the new one
 
 
 # --------------------------------------------------------------------------------------------

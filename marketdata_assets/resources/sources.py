@@ -59,7 +59,6 @@ def load_sources_config(path: str | os.PathLike | None = None,
     return parse_sources_config(data, path, environ)
 
 
-load_providers_config = load_sources_config  # its former name, still imported by defs/ticks/assets.py
 
 __all__ = ["CryptoVenueResource", "SourceResource", "TushareResource", "YahooResource", "source_resources"]
 

@@ -56,7 +56,7 @@ def serves(venue: str, dataset: str, instrument: str | None = None, day: date | 
     mode = cls.DATASETS.get(dataset)
     contracts = spec_for(dataset).contracts
     if mode is None or (instrument is not None and contracts is not None
-                        and contract_of(venue, instrument).kind not in contracts):
+                        and contract_of(venue, instrument).contract_type not in contracts):
         return None
     reach = getattr(cls, "REACH", {}).get(dataset)
     if (day is not None and reach is not None

@@ -27,7 +27,7 @@ from marketdata_assets.defs.ticks.partitions import (
 from marketdata_assets.ingest.engine import Engine, IngestReport, plan
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import CryptoVenueResource, load_providers_config
+from marketdata_assets.resources.sources import CryptoVenueResource, load_sources_config
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 from marketdata_assets.sources.venues import serves, snapshot_feed, venue_feed
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -245,7 +245,7 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig,
     """One snapshot of each selected dataset per instrument of the run, added to its UTC day's slice
     (venues serve only the current state: history is what these snapshots collected)."""
     assets = {d: a for d, (a, _) in SNAPSHOT_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
-    depth = config.depth or load_providers_config().book_depth
+    depth = config.depth or load_sources_config().book_depth
     instruments = [parse_partition_key(key) for key in context.partition_keys]
     feeds = [snapshot_feed(venue, resource.make_client, dataset, mine, depth=depth, workers=resource.workers)
              for venue, resource in venue_resources(binance, binance_um, okx, deribit).items()

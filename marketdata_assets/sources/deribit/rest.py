@@ -137,7 +137,7 @@ def contract_size(instrument: str, extra: dict[str, float] | None = None) -> flo
     if instrument in table:
         return table[instrument]
     contract = contract_of(VENUE, instrument)
-    if contract.kind == "future" and contract.inverse:
+    if contract.contract_type == "future" and contract.inverse:
         return table.get(f"{contract.base}-PERPETUAL")
     return None
 
@@ -334,7 +334,7 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
             contract = contract_of(VENUE, name) if isinstance(name, str) else None
         except ValueError as error:
             raise ctx.error(f"book summary #{i}: {error}") from None
-        if contract is None or contract.kind != "option":
+        if contract is None or contract.contract_type != "option":
             raise ctx.error(f"book summary #{i} {name!r} is not an option name (like BTC-27DEC24-60000-C)")
         what = f"option {name}"
         settles = contract.quote if "_" in name.split("-")[0] else contract.base

@@ -151,7 +151,7 @@ CONTRACT_VALUES: dict[str, tuple[float, bool]] = {
 def is_derivative(instrument: str) -> bool:
     """BTC-USDT is spot; BTC-USDT-SWAP, BTC-USD-250328 and options are contracts; ValueError for a
     name of no OKX shape (core.contracts)."""
-    return contract_of(VENUE, instrument).kind != "spot"
+    return contract_of(VENUE, instrument).contract_type != "spot"
 
 
 def underlying(instrument: str) -> str:
@@ -716,7 +716,7 @@ class OkxClient(ApiClient):
         oldest ms + 1, a short one by `after` = its oldest ms)."""
         start, end = as_utc(start), as_utc(end)
         contract = contract_of(VENUE, instrument)
-        inst_type = {"perpetual": "SWAP", "future": "FUTURES"}.get(contract.kind)
+        inst_type = {"perpetual": "SWAP", "future": "FUTURES"}.get(contract.contract_type)
         if inst_type is None:
             raise ValueError(f"OKX {instrument}: liquidations exist for SWAP and FUTURES only")
         drops = self.dropped.of(instrument)

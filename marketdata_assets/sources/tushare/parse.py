@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from marketdata_assets.core.http import (
-    ErrorKind,
+    ErrorCategory,
     ErrorTable,
     SourceBanned,
     SourceDataError,
@@ -141,7 +141,7 @@ def next_china_boundary(unit: Literal["hour", "day"]) -> datetime:
     return as_utc(nxt)
 
 
-def answer_error(kind: ErrorKind, api_name: str, code: Any, message: str, *, instrument: str | None = None,
+def answer_error(kind: ErrorCategory, api_name: str, code: Any, message: str, *, instrument: str | None = None,
                  request: str | None = None) -> SourceError:
     """The exception a Tushare error answer classified as `kind` (`ERRORS`) stands for."""
     if kind == "quota":

@@ -38,7 +38,7 @@ import polars as pl
 
 from marketdata_assets.core.http import (
     ApiClient,
-    ErrorKind,
+    ErrorCategory,
     ErrorTable,
     Limits,
     Page,
@@ -120,7 +120,7 @@ def chart_error(payload: Any) -> tuple[str, str] | None:
     return None
 
 
-def yahoo_error(kind: ErrorKind, *, status: int, code: Any, message: str, instrument: str,
+def yahoo_error(kind: ErrorCategory, *, status: int, code: Any, message: str, instrument: str,
                 request: str | None = None) -> SourceError:
     """The exception an error answer about `instrument` stands for (`kind` from `ERRORS`)."""
     if kind in ("permission", "unauthorized"):
@@ -463,7 +463,7 @@ class YahooChartClient(ApiClient):
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:
         return chart_error(payload)
 
-    def make_error(self, kind: ErrorKind, *, status: int, code: Any, message: str, page: Page) -> SourceError:
+    def make_error(self, kind: ErrorCategory, *, status: int, code: Any, message: str, page: Page) -> SourceError:
         if kind in ("banned", "quota", "data"):
             return super().make_error(kind, status=status, code=code, message=message, page=page)
         return yahoo_error(kind, status=status, code=code, message=message, instrument=page.instrument or "?",
