@@ -119,7 +119,7 @@ def project_load(landing: Path, workers: int) -> tuple[float, dict]:
 
     os.environ["MINUTE_BARS_LANDING_DIR"] = str(landing)
     os.environ["TIMESCALE_DB"] = DB
-    from marketdata_assets.defs.bars.assets import stock_1min_qfq
+    from marketdata_assets.defs.equities.minute_bars import stock_1min_qfq
     from marketdata_assets.resources import build_resources
 
     started = time.monotonic()

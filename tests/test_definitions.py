@@ -100,7 +100,7 @@ def test_landing_sensors_look_as_often_as_configured(monkeypatch):
     import pytest
 
     from marketdata_assets.core import settings
-    from marketdata_assets.defs.bars import sensors
+    from marketdata_assets.defs.equities import sensors
 
     monkeypatch.setenv("LANDING_SENSOR_INTERVAL_S", "7")
     assert importlib.reload(sensors).minute_bar_files.minimum_interval_seconds == 7

@@ -30,7 +30,7 @@ def test_the_package_keeps_its_layer_contracts():
 
 
 @pytest.mark.parametrize("module, upward_import, contract", [
-    ("core/markdown.py", "from marketdata_assets.defs.ticks import partitions", "Layers"),
+    ("core/markdown.py", "from marketdata_assets.defs.crypto import partitions", "Layers"),
     ("core/markdown.py", "from marketdata_assets.datasets import frames", "Layers"),
     ("core/charts.py", "import dagster", "nothing imports Dagster"),
     ("stores/clickhouse/writer.py", "import dagster", "nothing imports Dagster"),
@@ -39,8 +39,10 @@ def test_the_package_keeps_its_layer_contracts():
     ("stores/mongo/documents.py", "from marketdata_assets.sources import alpha_api", "Layers"),
     ("sources/okx/rest.py", "from marketdata_assets.sources.binance import rest", "Sources don't import"),
     ("stores/timescale/kline.py", "from marketdata_assets.stores.clickhouse import tables", "Stores don't import"),
-    ("defs/bars/checks.py", "from marketdata_assets.defs.alphas import partitions", "domains don't import"),
-    ("defs/bars/checks.py", "from marketdata_assets.apps import cli", "Layers"),
+    ("defs/equities/checks.py", "from marketdata_assets.defs.alphas import partitions", "domains don't import"),
+    ("defs/archives/dumps.py", "from marketdata_assets.defs.crypto import assets", "domains don't import"),
+    ("defs/_common/runs.py", "from marketdata_assets.defs.crypto import partitions", "domains don't import"),
+    ("defs/equities/checks.py", "from marketdata_assets.apps import cli", "Layers"),
     ("resources/mongo.py", "from marketdata_assets.apps import cli", "Layers"),
     ("core/identifiers.py", "from marketdata_assets.core import naming", "No import cycles"),
 ])

@@ -42,7 +42,7 @@ def test_dg_list_defs_lists_every_domain_and_resource():
     listed = json.loads(result.stdout)
     keys = {asset["asset_key"] for asset in listed["assets"]}
     assert {"alpha_store", "tick_store", "bar_store"} <= keys
-    assert {asset["group_name"] for asset in listed["assets"]} >= {"alphas", "ticks", "bars"}
+    assert {asset["group_name"] for asset in listed["assets"]} >= {"alphas", "crypto", "equities", "archives", "upkeep"}
     assert {r["name"] for r in listed["resources"]} >= {"mongo", "clickhouse", "timescale"}
 
 

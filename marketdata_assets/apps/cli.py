@@ -236,7 +236,7 @@ def ingest(ctx, symbols, start_date, end_date, sources_config, workers) -> None:
         raise click.UsageError(f"unexpected arguments {extra}")
     codes = [c for item in (*symbols, *ctx.args) for c in item.replace(",", " ").split()]
     instruments = [] if [c.upper() for c in codes] == ["ALL"] else codes
-    from marketdata_assets.defs.ticks.partitions import a_share_days
+    from marketdata_assets.defs.equities.partitions import a_share_days
 
     defs = session.definitions()
     days = _days(a_share_days, start_date, end_date)

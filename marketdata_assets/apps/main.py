@@ -69,8 +69,9 @@ def write_replay_minute_files(landing: Path, months: list[date]) -> list[Path]:
     return written
 
 
-def _group(items, group: str) -> list:
-    return [a for a in items if a.partitions_def is not None and set(a.group_names_by_key.values()) == {group}]
+def _group(items, *groups: str) -> list:
+    """The partitioned assets of these groups (the domains: defs/<group>/)."""
+    return [a for a in items if a.partitions_def is not None and set(a.group_names_by_key.values()) <= set(groups)]
 
 
 def _range_tags(months: list[date]) -> dict:
@@ -98,12 +99,9 @@ REPLAY_FILE_DAY = date(2025, 1, 2)
 def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, list, dict, object]]:
     """Ticks runs on the replays: partitions added to the instance, dump files written once."""
     from marketdata_assets.core.naming import partition_key
-    from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
-    from marketdata_assets.defs.ticks.partitions import (
-        binance_dump_instruments,
-        crypto_instruments,
-        option_chains,
-    )
+    from marketdata_assets.defs.archives.partitions import binance_dump_instruments
+    from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
+    from marketdata_assets.defs.crypto.partitions import crypto_instruments, option_chains
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
     from marketdata_assets.resources.sources import load_sources_config
 
@@ -146,7 +144,7 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
 
 def archive_steps(archives: list) -> list[tuple[str, list, dict, object]]:
     """One day's Binance archives (every configured dataset and instrument) from the replay."""
-    from marketdata_assets.defs.ticks.archives import ARCHIVE_ASSETS, INSTRUMENTS
+    from marketdata_assets.defs.archives.archives import ARCHIVE_ASSETS, INSTRUMENTS
 
     day = REPLAY_FILE_DAY
     tags = range_tags(f"{day}|{INSTRUMENTS[0]}", f"{day}|{INSTRUMENTS[-1]}")
@@ -158,11 +156,13 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     """(label, assets and checks, run tags, partition key) in dependency order. In a ticks step the
     last element of the assets list is the selection (asset keys) among the others."""
     from marketdata_assets.defs.alphas.partitions import alpha_accounts
+    from marketdata_assets.defs.archives.archives import ARCHIVE_ASSETS
+    from marketdata_assets.defs.equities.partitions import minute_bar_months
 
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     months = last_complete_months(3)
     write_replay_minute_files(settings.minute_bars_landing_dir(), months)
-    bars = _group(assets, "bars")
+    bars = [a for a in _group(assets, "equities") if a.partitions_def == minute_bar_months]
     alpha_months = last_complete_months(3, datetime.now(ZoneInfo("America/New_York")).date())
     alphas = _group(assets, "alphas")
     fetch = [a for a in alphas if dg.AssetKey("alpha_files") in a.keys]
@@ -181,10 +181,11 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
                   monthly_alphas + checks_of(defs, monthly_alphas) + [a.to_source_asset() for a in fetch],
                   _range_tags(alpha_months), None))
     if instance is not None:
-        ticks = _group(assets, "ticks")
+        archived = {dg.AssetKey(name) for name in ARCHIVE_ASSETS.values()}
+        archives = [a for a in _group(assets, "archives") if set(a.keys) <= archived]
+        ticks = [a for a in _group(assets, "crypto", "equities", "archives") if a not in bars + archives]
         sources = [a.to_source_asset() for a in unpartitioned]
         steps += tick_steps(instance, ticks + checks_of(defs, ticks) + sources)
-        archives = _group(assets, "binance_archives")
         steps += archive_steps(archives + checks_of(defs, archives) + sources)
     steps.append(("upkeep and coverage", upkeep + checks_of(defs, upkeep), {}, None))
     return steps

@@ -187,7 +187,7 @@ def ranges(result) -> list[tuple[str, str]]:
 
 
 def test_sensor_requests_months_of_new_and_changed_files(bars_env):
-    from marketdata_assets.defs.bars.sensors import minute_bar_files
+    from marketdata_assets.defs.equities.sensors import minute_bar_files
 
     with dg.DagsterInstance.ephemeral() as instance:
         context = dg.build_sensor_context(instance=instance)
@@ -208,7 +208,7 @@ def test_sensor_requests_months_of_new_and_changed_files(bars_env):
 def test_sensor_leaves_out_months_a_later_run_loaded(bars_env):
     """What `make run` leaves: files loaded by a run that started after they were written. A sensor
     starting from scratch requests nothing for them, and only the month a newer file changed."""
-    from marketdata_assets.defs.bars.sensors import minute_bar_files
+    from marketdata_assets.defs.equities.sensors import minute_bar_files
 
     write_files(bars_env, files=FILES[:1])
     with dg.DagsterInstance.ephemeral() as instance:

@@ -266,8 +266,8 @@ def test_the_base_url_comes_from_its_variable():
 # --------------------------------------------------------------------------------------------
 
 def test_the_assets_load_a_partition_and_the_recheck_reloads_what_changed(store, replay, tmp_path, monkeypatch):
-    from marketdata_assets.defs.ticks import archives as defs
-    from marketdata_assets.defs.ticks.assets import tick_store
+    from marketdata_assets.defs.archives import archives as defs
+    from marketdata_assets.defs.upkeep.store import tick_store
 
     monkeypatch.setenv("BINANCE_ARCHIVE_BASE_URL", replay.base_url)
     monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
@@ -317,7 +317,7 @@ def pd_time(day: str):
 
 
 def test_an_unsupported_dropped_file_is_moved_aside_with_its_reason(tmp_path, monkeypatch):
-    from marketdata_assets.defs.ticks.sensors import binance_dump_files
+    from marketdata_assets.defs.archives.sensors import binance_dump_files
 
     landing = tmp_path / "landing"
     monkeypatch.setenv("BINANCE_DUMPS_LANDING_DIR", str(landing))

@@ -206,8 +206,8 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
     import dagster as dg
     import yaml
 
-    from marketdata_assets.defs.ticks import archives as defs
-    from marketdata_assets.defs.ticks.assets import tick_store
+    from marketdata_assets.defs.archives import archives as defs
+    from marketdata_assets.defs.upkeep.store import tick_store
     from marketdata_assets.resources.sources import CONFIG_ENV, DEFAULT_CONFIG
     from marketdata_assets.sources import config
 

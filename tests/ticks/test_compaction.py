@@ -9,12 +9,12 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from marketdata_assets.defs.ticks.assets import tick_store
-from marketdata_assets.defs.ticks.maintenance import (
+from marketdata_assets.defs.upkeep.maintenance import (
     tick_compaction,
     tick_compaction_job,
     tick_compaction_weekly,
 )
+from marketdata_assets.defs.upkeep.store import tick_store
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct

@@ -54,7 +54,7 @@ def test_the_grid_rates_each_day_and_sorts_the_worst_first():
 
 
 def test_the_asset_draws_what_the_store_holds(clickhouse):
-    from marketdata_assets.defs.ticks.coverage import ticks_coverage
+    from marketdata_assets.defs.upkeep.coverage import ticks_coverage
 
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     start = datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC)

@@ -18,7 +18,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.datasets.frames import day_window
-from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
+from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.ingest.factors import FACTORS
 from marketdata_assets.replay.crypto import ReplayConfig
 from marketdata_assets.sources.venues import venue_client

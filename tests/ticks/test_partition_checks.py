@@ -11,7 +11,7 @@ import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from marketdata_assets.datasets.frames import spec_for
-from marketdata_assets.defs.ticks.partitions import crypto_key
+from marketdata_assets.defs._common.partitions import crypto_key
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from tests.ticks.ticks_dagster import DAY, crypto_resources, day_range, materialize, query
 

@@ -21,7 +21,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.datasets import frames
-from marketdata_assets.defs.ticks.partitions import crypto_partitions
+from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.orchestration.sensing import RANGE_END, RANGE_START
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
@@ -359,8 +359,8 @@ def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_
     assert daily == [("600000.SH", pytest.approx(expected[9] * 100), expected[5])]  # lots -> shares
 
     # the catch-up sees the failed day (and the never-loaded days before it)
-    from marketdata_assets.defs.ticks.partitions import a_share_days
-    from marketdata_assets.defs.ticks.schedules import SHANGHAI, stock_catch_up
+    from marketdata_assets.defs.equities.partitions import a_share_days
+    from marketdata_assets.defs.equities.schedules import SHANGHAI, stock_catch_up
 
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(
         2025, 6, 5, 20, 0, tzinfo=SHANGHAI))
@@ -432,7 +432,7 @@ def test_a_holiday_writes_nothing_and_materializes(stock_server, stocks, instanc
 # --------------------------------------------------------------------------------------------
 
 def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path, monkeypatch, clickhouse):
-    from marketdata_assets.defs.ticks.sensors import binance_dump_files
+    from marketdata_assets.defs.archives.sensors import binance_dump_files
 
     landing = tmp_path / "landing"
     monkeypatch.setenv("BINANCE_DUMPS_LANDING_DIR", str(landing))
@@ -486,7 +486,7 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
 
 
 def test_instruments_from_config_sensor_adds_the_missing_ones():
-    from marketdata_assets.defs.ticks.sensors import crypto_instruments_from_config
+    from marketdata_assets.defs.crypto.sensors import crypto_instruments_from_config
     from marketdata_assets.resources.sources import load_sources_config
 
     wanted = load_sources_config().crypto_partition_keys()
@@ -503,34 +503,35 @@ def test_instruments_from_config_sensor_adds_the_missing_ones():
 # --------------------------------------------------------------------------------------------
 
 def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance):
-    from marketdata_assets.defs.ticks import schedules as s
+    from marketdata_assets.defs.crypto import schedules as crypto_schedules
+    from marketdata_assets.defs.equities import schedules as equity_schedules
 
     def run(schedule, when: datetime):
         return schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
 
-    crypto = run(s.crypto_ticks_daily, datetime(2025, 1, 16, 0, 30, tzinfo=UTC))
+    crypto = run(crypto_schedules.crypto_ticks_daily, datetime(2025, 1, 16, 0, 30, tzinfo=UTC))
     assert crypto.tags == day_range(DAY, CRYPTO[0], CRYPTO[-1]) and crypto.run_key == "crypto:2025-01-15"
-    shanghai = run(s.a_share_after_close, datetime(2025, 6, 5, 15, 30, tzinfo=ZoneInfo("Asia/Shanghai")))
+    shanghai = run(equity_schedules.a_share_after_close, datetime(2025, 6, 5, 15, 30, tzinfo=ZoneInfo("Asia/Shanghai")))
     assert shanghai.partition_key == "2025-06-05"
-    new_york = run(s.yahoo_after_close, datetime(2025, 6, 5, 17, 30, tzinfo=ZoneInfo("America/New_York")))
+    new_york = run(equity_schedules.yahoo_after_close, datetime(2025, 6, 5, 17, 30, tzinfo=ZoneInfo("America/New_York")))
     assert new_york.partition_key == "2025-06-05"  # 21:30 UTC: the same UTC day
-    books = run(s.crypto_snapshots_every_15_minutes, datetime(2025, 1, 16, 9, 15, tzinfo=UTC))
+    books = run(crypto_schedules.crypto_snapshots_every_15_minutes, datetime(2025, 1, 16, 9, 15, tzinfo=UTC))
     assert books.tags == {RANGE_START: CRYPTO[0], RANGE_END: CRYPTO[-1]}
     graph = [a for a in ticks_definitions() if isinstance(a, dg.AssetsDefinition)]
-    assert {key.to_user_string() for key in s.crypto_snapshots_job.selection.resolve(graph)} == {
+    assert {key.to_user_string() for key in crypto_schedules.crypto_snapshots_job.selection.resolve(graph)} == {
         "crypto_book_snapshots", "crypto_tickers", "crypto_open_interest_snapshots"}
-    chains = run(s.crypto_option_chains_hourly, datetime(2025, 1, 16, 9, 5, tzinfo=UTC))
+    chains = run(crypto_schedules.crypto_option_chains_hourly, datetime(2025, 1, 16, 9, 5, tzinfo=UTC))
     assert chains.tags == {RANGE_START: "DERIBIT:BTC-OPTIONS", RANGE_END: "DERIBIT:ETH-OPTIONS"}
     assert chains.run_key == "option_chains:2025-01-16T09"
     with dg.instance_for_test() as empty:
-        skipped = s.crypto_ticks_daily(dg.build_schedule_context(instance=empty, scheduled_execution_time=datetime(
+        skipped = crypto_schedules.crypto_ticks_daily(dg.build_schedule_context(instance=empty, scheduled_execution_time=datetime(
             2025, 1, 16, 0, 30, tzinfo=UTC)))
         assert isinstance(skipped, dg.SkipReason)
 
 
 def test_crypto_catch_up_requests_missing_and_failed_instrument_blocks(crypto_server, crypto, instance):
-    from marketdata_assets.defs.ticks.assets import CRYPTO_ASSETS
-    from marketdata_assets.defs.ticks.schedules import crypto_catch_up_requests
+    from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS
+    from marketdata_assets.defs.crypto.schedules import crypto_catch_up_requests
 
     every = list(CRYPTO_ASSETS.values())  # a partition counts as loaded when every history dataset is
     keys = CRYPTO[:3]  # BINANCE:BTCUSDT, BINANCE:ETHUSDT, OKX:BTC-USDT

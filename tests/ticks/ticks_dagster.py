@@ -30,19 +30,17 @@ def stock_resources(base_url: str, workers: int = 8) -> dict:
 
 
 def ticks_definitions():
-    from marketdata_assets.defs.ticks.assets import (
-        crypto_option_chains,
-        crypto_snapshots,
-        crypto_ticks,
-        tick_store,
-    )
-    from marketdata_assets.defs.ticks.checks import ticks_checks
-    from marketdata_assets.defs.ticks.dumps import binance_dumps
-    from marketdata_assets.defs.ticks.factors import crypto_factors
-    from marketdata_assets.defs.ticks.stocks import a_share_ticks, yahoo_bars_1m
+    from marketdata_assets.defs.archives.checks import dump_checks
+    from marketdata_assets.defs.archives.dumps import binance_dumps
+    from marketdata_assets.defs.crypto.assets import crypto_option_chains, crypto_snapshots, crypto_ticks
+    from marketdata_assets.defs.crypto.checks import crypto_checks
+    from marketdata_assets.defs.crypto.factors import crypto_factors
+    from marketdata_assets.defs.equities.checks import equities_checks
+    from marketdata_assets.defs.equities.stocks import a_share_ticks, yahoo_bars_1m
+    from marketdata_assets.defs.upkeep.store import tick_store
 
     return [tick_store, crypto_ticks, crypto_snapshots, crypto_option_chains, crypto_factors, binance_dumps,
-            a_share_ticks, yahoo_bars_1m, *ticks_checks]
+            a_share_ticks, yahoo_bars_1m, *crypto_checks, *dump_checks, *equities_checks]
 
 
 def materialize(instance, resources: dict, selection, *, partition_key: str | None = None, tags: dict | None = None,

@@ -1,4 +1,4 @@
-"""The ticks domain's coverage picture: instrument x day completeness of the stored 1-minute bars
+"""The ClickHouse store's coverage picture: instrument x day completeness of the stored 1-minute bars
 (quality.bar_coverage) as a heat map in the asset's metadata, with the percentages behind it."""
 
 from datetime import datetime, timedelta, timezone
@@ -7,7 +7,7 @@ import dagster as dg
 
 from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
-from marketdata_assets.defs.ticks.assets import GROUP
+from marketdata_assets.defs.upkeep.store import GROUP
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality import bar_coverage as cov
 from marketdata_assets.resources import ClickHouseResource

@@ -10,8 +10,8 @@ import dagster as dg
 
 from marketdata_assets.core import calendars
 from marketdata_assets.core.markdown import table
-from marketdata_assets.defs.bars.assets import stock_1min_qfq, stock_monthly_kline
-from marketdata_assets.defs.bars.partitions import minute_bar_months
+from marketdata_assets.defs.equities.minute_bars import stock_1min_qfq, stock_monthly_kline
+from marketdata_assets.defs.equities.partitions import minute_bar_months
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.minute_bars import completeness, kline_coverage, time_window, units
 from marketdata_assets.resources import TimescaleResource

@@ -9,7 +9,7 @@ from datetime import timedelta
 import dagster as dg
 
 from marketdata_assets.core.markdown import table
-from marketdata_assets.defs.ticks.assets import GROUP, tick_store
+from marketdata_assets.defs.upkeep.store import GROUP, tick_store
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct

@@ -1,30 +1,36 @@
-"""Ticks assets: the ClickHouse store, the crypto venues' history datasets (trades, bars, funding, open
-interest, liquidations, mark/index bars) and snapshots (books, tickers, open interest).
+"""Crypto assets: the venues' history datasets (trades, bars, funding, open interest, liquidations,
+mark/index bars) per UTC day x instrument, snapshots (books, tickers, open interest) per instrument,
+and option chains.
 
 Every ingest asset reads the same way: partition keys and run config in → the slices
-(`ingest.engine.SliceKey`) → `Engine.run(feeds)` → `materialize(report)`: one
-MaterializeResult per asset, or a step failure naming the slices that did not load (the others
+(`datasets.slices.SliceKey`) → `Engine.run(feeds)` → `materialize(report)` (defs/_common/ingest.py):
+one MaterializeResult per asset, or a step failure naming the slices that did not load (the others
 are written; the partitions show as failed until a `retry_failed` run loads the rest).
 """
 
-import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
 
 from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
-from marketdata_assets.core.markdown import table
 from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.frames import spec_for
-from marketdata_assets.defs.ticks.partitions import (
+from marketdata_assets.defs._common.ingest import (
+    TICK_STORE,
+    IngestConfig,
+    RunDeadline,
+    engine,
+    materialize,
+    planned,
+)
+from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs.crypto.partitions import (
     FRESHNESS,
     crypto_instruments,
     crypto_partitions,
     option_chains,
-    slice_keys,
 )
-from marketdata_assets.ingest.engine import Engine, IngestReport, plan
+from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource, load_sources_config
@@ -33,96 +39,7 @@ from marketdata_assets.sources.venues import serves, snapshot_feed, venue_feed
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse.series import series, smiles
 
-GROUP = "ticks"
-CRYPTO_ASSETS = {"trades": "crypto_trades", "bars_1m": "crypto_bars_1m"}  # dataset -> asset
-
-
-@dg.asset(group_name=GROUP, pool=pools.CLICKHOUSE, kinds={"clickhouse"})
-def tick_store(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
-    """The ClickHouse database that holds normalized trades, order-book snapshots and bars: its
-    tables, the load pointer, the read views and the ingest log (created if missing)."""
-    started = time.monotonic()
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-        version = client.server_version
-        tables = client.query(
-            "SELECT name, engine, total_rows FROM system.tables WHERE database = {db:String} ORDER BY name",
-            parameters={"db": clickhouse.database}).result_rows
-    context.log.info(f"ClickHouse {version}: database {clickhouse.database} has {len(tables)} tables and views")
-    return dg.MaterializeResult(metadata={
-        "engine_version": version, "embedded": clickhouse.embedded, "database": clickhouse.database,
-        "tables": dg.MetadataValue.md(table(["table", "engine", "rows"], ((n, e, r or 0) for n, e, r in tables))),
-        "seconds": round(time.monotonic() - started, 3),
-    })
-
-
-# --------------------------------------------------------------------------------------------
-# What every ingest asset shares: the run options, the engine, the report as Dagster results
-# --------------------------------------------------------------------------------------------
-
-class RunDeadline(dg.Config):
-    deadline_minutes: float = 180
-    """The whole run's deadline: then a fetch still going fails and the rest is skipped (retry_failed
-    picks them up), so a run never holds a source's pool forever; 0: none."""
-
-
-class IngestConfig(RunDeadline):
-    retry_failed: bool = False
-    """Only slices whose latest ingest_log attempt did not succeed (failed, skipped, never tried)."""
-    retry_failed_from_run: str = ""
-    """Only slices that failed or were skipped in this run id."""
-    attempts: int = 2
-    """Fetch attempts per slice (on top of the HTTP retries of 429/5xx/timeouts)."""
-    max_failed: int = 0
-    """The step fails when more slices than this failed (after writing the others)."""
-    workers: int = 0
-    """Fetches at once; 0: the source's `workers` from the providers config."""
-
-
-def engine(context, clickhouse: ClickHouseResource, config: RunDeadline) -> Engine:
-    return Engine(clickhouse.get_client, clickhouse.database, context.run.run_id, log=context.log.info,
-                  deadline_s=config.deadline_minutes * 60 or None)
-
-
-def planned(clickhouse: ClickHouseResource, config: IngestConfig, source: str, keys, report: IngestReport) -> list:
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-        return plan(client, clickhouse.database, source, keys, retry_failed=config.retry_failed,
-                    retry_failed_from_run=config.retry_failed_from_run, report=report)
-
-
-def materialize(context, report: IngestReport, assets: dict[str, str], max_failed: int,
-                extra: dict[str, dict] | None = None) -> Iterator:
-    """The report as one MaterializeResult per asset (dataset -> asset, with `extra[dataset]` (charts,
-    counts) added to its metadata), or the step's failure."""
-    metadata = {dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})}
-                for dataset in assets}
-    for dataset, asset in assets.items():
-        context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows")
-    failures = report.failures()
-    if len(failures) > max_failed:
-        first = "; ".join(o.error[:300] for o in failures[:3])
-        more = f" (and {len(failures) - 3} more, see the failures table)" if len(failures) > 3 else ""
-        summaries = ", ".join(f"{asset} {report.summary(dataset)}" for dataset, asset in assets.items())
-        raise dg.Failure(
-            description=f"{', '.join(assets.values())}: {len(failures)} slice(s) not loaded ({summaries}); the "
-                        f"others are written; rerun with retry_failed_from_run: {context.run.run_id} to load only "
-                        f"those. {first}{more}",
-            metadata={**{f"{asset}_summary": report.summary(dataset) for dataset, asset in assets.items()},
-                      "failures": dg.MetadataValue.md(report.failures_table()),
-                      "sources": dg.MetadataValue.md(report.sources_table())},
-            allow_retries=False)
-    for dataset, asset in assets.items():
-        yield dg.MaterializeResult(asset_key=asset, metadata=metadata[dataset])
-
-
-def _metadata(report: IngestReport, dataset: str) -> dict:
-    plain = report.metadata(dataset)
-    return {**plain, "rows": dg.MetadataValue.int(plain["rows"]), "slices": dg.MetadataValue.md(plain["slices"]),
-            "rows_dropped": dg.MetadataValue.int(plain["rows_dropped"]),
-            "dropped_by_reason": dg.MetadataValue.json(plain["dropped_by_reason"]),
-            "conversions": dg.MetadataValue.md(plain["conversions"]),
-            "sources": dg.MetadataValue.md(plain["sources"]), "source_figures": dg.MetadataValue.json(report.sources)}
+GROUP = "crypto"
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +78,7 @@ SNAPSHOT_ASSETS = {
 
 def _spec(dataset: str, asset: str, description: str, **kwargs) -> dg.AssetSpec:
     table_name = spec_for(dataset).table
-    return dg.AssetSpec(asset, deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+    return dg.AssetSpec(asset, deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
                         description=f"{description} {READ.format(table=table_name)}.", **kwargs)
 
 
@@ -170,7 +87,7 @@ def venue_resources(binance, binance_um, okx, deribit) -> dict[str, CryptoVenueR
 
 
 @dg.multi_asset(name="crypto_ticks", partitions_def=crypto_partitions, can_subset=True,
-                specs=[_spec(d, a, text, freshness_policy=FRESHNESS["crypto"]) for d, (a, text) in
+                specs=[_spec(d, a, text, freshness_policy=FRESHNESS) for d, (a, text) in
                        HISTORY_ASSETS.items()],
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES)
 def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource,
@@ -260,7 +177,7 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig,
 
 
 @dg.asset(group_name=GROUP, partitions_def=option_chains, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[tick_store], pool=pools.CRYPTO_VENUES, kinds={"clickhouse", "polars"})
+          deps=[TICK_STORE], pool=pools.CRYPTO_VENUES, kinds={"clickhouse", "polars"})
 def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline,
                          clickhouse: ClickHouseResource, deribit: CryptoVenueResource):
     """One snapshot of every option of each chain of the run (DERIBIT:BTC-OPTIONS: Deribit's book

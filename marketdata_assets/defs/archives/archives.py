@@ -18,7 +18,7 @@ reconcile and their schedules, all here.
   `binance_archive_upkeep_daily` (05:30 UTC: re-check, then reconcile). They call data.binance.vision,
   so they are stopped by default.
 
-Group `binance_archives`. The step holds the `clickhouse` pool: the embedded engine is one process.
+Group `archives`. The step holds the `clickhouse` pool: the embedded engine is one process.
 """
 
 import tempfile
@@ -31,16 +31,16 @@ import dagster as dg
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.markdown import table
-from marketdata_assets.defs.ticks.assets import (
+from marketdata_assets.defs._common.ingest import (
+    TICK_STORE,
     IngestConfig,
     RunDeadline,
     engine,
     materialize,
     planned,
-    tick_store,
 )
-from marketdata_assets.defs.ticks.partitions import slice_keys
-from marketdata_assets.defs.ticks.schedules import UTC, day_range_tags
+from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs._common.runs import UTC, day_range_tags
 from marketdata_assets.ingest import archives
 from marketdata_assets.ingest.archives import ArchiveRun
 from marketdata_assets.ingest.engine import IngestReport
@@ -49,7 +49,7 @@ from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import load_sources_config
 from marketdata_assets.sources.binance.archives import SOURCE, ArchiveClient, archived, daily_jobs, dataset_of
 
-GROUP = "binance_archives"
+GROUP = "archives"
 ARCHIVES = load_sources_config().binance_archives  # the kinds and instruments: assets and partitions
 ARCHIVE_ASSETS = {dataset_of(f, i): f"binance_archive_{dataset_of(f, i)}" for f, i in ARCHIVES.files()}
 INSTRUMENTS = [key.partition_key for key in ARCHIVES.instrument_keys()]
@@ -99,7 +99,7 @@ def _venues(dataset: str) -> str:
 
 
 def _specs() -> list[dg.AssetSpec]:
-    return [dg.AssetSpec(asset, deps=[tick_store], group_name=GROUP, kinds={"clickhouse"},
+    return [dg.AssetSpec(asset, deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"},
                          description=f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
                                      f"published CHECKSUM), in ClickHouse `{dataset}` ({_venues(dataset)}).")
             for dataset, asset in ARCHIVE_ASSETS.items()]
@@ -128,7 +128,7 @@ def binance_archives(context: dg.AssetExecutionContext, config: IngestConfig, cl
     yield from materialize(context, report, assets, config.max_failed)
 
 
-@dg.asset(group_name=GROUP, deps=[tick_store], pool=pools.CLICKHOUSE, kinds={"clickhouse"})
+@dg.asset(group_name=GROUP, deps=[TICK_STORE], pool=pools.CLICKHOUSE, kinds={"clickhouse"})
 def binance_archive_recheck(context: dg.AssetExecutionContext, config: RunDeadline,
                             clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """The published CHECKSUM of every recorded archive read again (Binance replaces archives after
@@ -169,7 +169,7 @@ class ReconcileConfig(RunDeadline):
     """Replace the daily slices that differ from the monthly archive with its rows."""
 
 
-@dg.asset(group_name=GROUP, deps=[tick_store], pool=pools.CLICKHOUSE, kinds={"clickhouse"},
+@dg.asset(group_name=GROUP, deps=[TICK_STORE], pool=pools.CLICKHOUSE, kinds={"clickhouse"},
           check_specs=[dg.AssetCheckSpec("monthly_matches_daily", asset="binance_archive_reconcile",
                                          description="Each day of a monthly archive has the rows and ids of the "
                                                      "daily slice stored.")])

@@ -10,23 +10,25 @@ other (the last load wins); the dump holds every individual trade, the REST path
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.defs.ticks.assets import GROUP, IngestConfig, engine, materialize, planned, tick_store
-from marketdata_assets.defs.ticks.partitions import binance_dump_partitions, slice_keys
+from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
+from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs.archives.partitions import binance_dump_partitions
 from marketdata_assets.ingest.dumps import dump_feed
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.sources.binance.dumps import SOURCE
 
+GROUP = "archives"
 DUMP_ASSETS = {"trades": "binance_dump_trades", "bars_1m": "binance_dump_bars_1m"}  # dataset -> asset
 
 
 def _specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec("binance_dump_trades", deps=[tick_store], group_name=GROUP, kinds={"clickhouse"},
+        dg.AssetSpec("binance_dump_trades", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"},
                      description="Binance spot trades from data.binance.vision daily dump files in the landing "
                                  "directory, in ClickHouse `trades` (venue BINANCE; every individual trade)."),
-        dg.AssetSpec("binance_dump_bars_1m", deps=[tick_store], group_name=GROUP, kinds={"clickhouse"},
+        dg.AssetSpec("binance_dump_bars_1m", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"},
                      description="Binance spot 1-minute klines from daily dump files, in ClickHouse `bars_1m`."),
     ]
 

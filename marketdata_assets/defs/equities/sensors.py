@@ -7,13 +7,13 @@ from datetime import datetime
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.defs.bars.assets import (
+from marketdata_assets.defs.equities.minute_bars import (
     bars_coverage,
     stock_1min_qfq,
     stock_daily_ma,
     stock_monthly_kline,
 )
-from marketdata_assets.defs.bars.partitions import minute_bar_months
+from marketdata_assets.defs.equities.partitions import minute_bar_months
 from marketdata_assets.ingest.minute_bars.loader import landing_files
 from marketdata_assets.orchestration.sensing import (
     contiguous,

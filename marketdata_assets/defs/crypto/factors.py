@@ -9,8 +9,10 @@ import dagster as dg
 
 from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
-from marketdata_assets.defs.ticks.assets import GROUP, tick_store
-from marketdata_assets.defs.ticks.partitions import crypto_partitions, slice_keys
+from marketdata_assets.defs._common.ingest import TICK_STORE
+from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs.crypto.assets import GROUP
+from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.ingest.factors import FACTORS, compute_factors_many
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
@@ -31,7 +33,7 @@ AUTOMATION = (dg.AutomationCondition.eager().without(~dg.AutomationCondition.any
 
 
 @dg.asset(group_name=GROUP, partitions_def=crypto_partitions, pool=pools.CLICKHOUSE, kinds={"clickhouse"},
-          deps=[tick_store, *SAME_PARTITION, dg.AssetDep("crypto_book_snapshots", partition_mapping=(
+          deps=[TICK_STORE, *SAME_PARTITION, dg.AssetDep("crypto_book_snapshots", partition_mapping=(
               dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="instrument")))],
           automation_condition=AUTOMATION, backfill_policy=dg.BackfillPolicy.single_run())
 def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:

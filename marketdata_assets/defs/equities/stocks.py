@@ -12,8 +12,9 @@ import dagster as dg
 from marketdata_assets.core.identifiers import symbol_key
 from marketdata_assets.core.naming import a_share_code, a_share_venue
 from marketdata_assets.datasets.slices import SliceKey
-from marketdata_assets.defs.ticks.assets import GROUP, IngestConfig, engine, materialize, planned, tick_store
-from marketdata_assets.defs.ticks.partitions import FRESHNESS, a_share_days, days_of, yahoo_days
+from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
+from marketdata_assets.defs._common.partitions import days_of
+from marketdata_assets.defs.equities.partitions import FRESHNESS, a_share_days, yahoo_days
 from marketdata_assets.ingest.engine import IngestReport, day_blocks
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
@@ -22,6 +23,7 @@ from marketdata_assets.sources.tushare import TushareTokenError
 from marketdata_assets.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 
+GROUP = "equities"
 A_SHARE_ASSETS = {"bars_1m": "a_share_bars_1m", "daily_bars": "a_share_daily_bars"}
 
 
@@ -39,11 +41,11 @@ def universe(config: StockBarsConfig, default, normalize) -> list[str]:
 
 def _a_share_specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec("a_share_bars_1m", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+        dg.AssetSpec("a_share_bars_1m", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
                      freshness_policy=FRESHNESS["a_share"],
                      description="A-share 1-minute bars (Tushare stk_mins; 241 a day, ts = bar open in UTC) of the "
                                  "whole universe per China trading day, in ClickHouse `bars_1m` (venues SSE, SZSE, BSE)."),
-        dg.AssetSpec("a_share_daily_bars", deps=[tick_store], group_name=GROUP, kinds={"clickhouse", "polars"},
+        dg.AssetSpec("a_share_daily_bars", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
                      freshness_policy=FRESHNESS["a_share"],
                      description="A-share daily bars (Tushare daily: volume in shares, amount in yuan, pre_close) per "
                                  "China trading day, in ClickHouse `daily_bars` (read: daily_bars_v, daily_bars_range)."),
@@ -73,7 +75,7 @@ def a_share_ticks(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
 
 
 @dg.asset(group_name=GROUP, partitions_def=yahoo_days, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[tick_store], pool=pools.YAHOO, kinds={"clickhouse", "polars"}, freshness_policy=FRESHNESS["yahoo"])
+          deps=[TICK_STORE], pool=pools.YAHOO, kinds={"clickhouse", "polars"}, freshness_policy=FRESHNESS["yahoo"])
 def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, clickhouse: ClickHouseResource,
                   yahoo: YahooResource):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the

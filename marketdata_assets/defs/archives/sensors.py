@@ -1,4 +1,5 @@
-"""Sensors of the ticks domain: crypto instruments from the sources config, and new Binance dump files."""
+"""New Binance dump files in the landing directory: loads of their (day, instrument) partitions;
+files this landing does not load moved aside with the reason."""
 
 import json
 import time
@@ -11,36 +12,17 @@ from marketdata_assets.core import settings
 from marketdata_assets.core.files import quarantine
 from marketdata_assets.core.naming import partition_key
 from marketdata_assets.core.ranges import range_runs
-from marketdata_assets.defs.ticks.dumps import DUMP_ASSETS
-from marketdata_assets.defs.ticks.partitions import (
-    CRYPTO_INSTRUMENTS,
-    DUMP_INSTRUMENTS,
-    binance_dump_instruments,
-    crypto_instruments,
-    crypto_key,
-)
-from marketdata_assets.defs.ticks.schedules import day_range_tags
+from marketdata_assets.defs._common.partitions import crypto_key
+from marketdata_assets.defs._common.runs import day_range_tags
+from marketdata_assets.defs.archives.dumps import DUMP_ASSETS
+from marketdata_assets.defs.archives.partitions import DUMP_INSTRUMENTS, binance_dump_instruments
 from marketdata_assets.orchestration.sensing import newest_by_partition, partitions_to_request
-from marketdata_assets.resources.sources import load_sources_config
 from marketdata_assets.sources.binance import dumps
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
 TIME_BUDGET_S = 40
 
 binance_dumps_job = dg.define_asset_job("binance_dumps_job", selection=dg.AssetSelection.assets(*DUMP_ASSETS.values()))
-
-
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
-def crypto_instruments_from_config(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Adds the sources config's crypto instruments to the `crypto_instruments` partitions (new
-    ones get their recent days from the catch-up schedule)."""
-    wanted = load_sources_config().crypto_partition_keys()
-    existing = set(context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS))
-    new = [key for key in wanted if key not in existing]
-    if not new:
-        return dg.SkipReason(f"all {len(wanted)} configured instruments are partitions")
-    context.log.info(f"adding crypto instruments {new}")
-    return dg.SensorResult(dynamic_partitions_requests=[crypto_instruments.build_add_request(new)])
 
 
 def move_aside(context, root: Path, ignored: list[tuple[Path, str]]) -> None:

@@ -1,3 +1,6 @@
+"""A-share minute bars from CSV drops into TimescaleDB (seed 001/004): the table, the monthly loads
+from the landing area, the monthly K-line, daily moving averages and the coverage picture."""
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -7,7 +10,7 @@ import dagster as dg
 from marketdata_assets.core import settings
 from marketdata_assets.core.charts import Candle, candlestick_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
-from marketdata_assets.defs.bars.partitions import minute_bar_months
+from marketdata_assets.defs.equities.partitions import minute_bar_months
 from marketdata_assets.ingest.minute_bars import landing as landing_load
 from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.ingest.minute_bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
@@ -19,8 +22,10 @@ from marketdata_assets.stores.timescale import bootstrap as store
 from marketdata_assets.stores.timescale import kline, ledger
 from marketdata_assets.stores.timescale.minute_table import PlainTableNotMigrated
 
+GROUP = "equities"
 
-@dg.asset(group_name="bars", pool=pools.TIMESCALEDB, kinds={"timescaledb"})
+
+@dg.asset(group_name=GROUP, pool=pools.TIMESCALEDB, kinds={"timescaledb"})
 def bar_store(context: dg.AssetExecutionContext, timescale: TimescaleResource) -> dg.MaterializeResult:
     """The market database with the TimescaleDB extension, the stock_1min_qfq hypertable and its index
     (stores/timescale/bootstrap.py; every writer of minute bars does the same first); its capabilities decide the
@@ -84,7 +89,7 @@ class MinuteBarLoadConfig(dg.Config):
     """A JSON file of extra column profiles (see sources/minute_csv/profiles.py), on top of the built-in ones."""
 
 
-@dg.asset(group_name="bars", partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=GROUP, partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[bar_store], pool=pools.TIMESCALEDB, kinds={"timescaledb", "polars"})
 def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfig,
                    timescale: TimescaleResource) -> dg.MaterializeResult:
@@ -121,7 +126,7 @@ class MonthlyKlineConfig(dg.Config):
     """Codes drawn as monthly candlesticks in the metadata (the most traded in the window)."""
 
 
-@dg.asset(group_name="bars", partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=GROUP, partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[stock_1min_qfq], pool=pools.TIMESCALEDB, kinds={"timescaledb"},
           # monthly_kline_after_close (schedules.py) refreshes the last three months at 17:30 on weekdays.
           freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="30 18 * * 1-5", timezone="Asia/Shanghai",
@@ -175,7 +180,7 @@ def _kline_chart(conn, start: date, end: date, codes: int) -> str:
     return "\n\n".join(sections)
 
 
-@dg.asset(group_name="bars", partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=GROUP, partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[stock_1min_qfq], pool=pools.TIMESCALEDB, kinds={"timescaledb", "polars"})
 def stock_daily_ma(context: dg.AssetExecutionContext, timescale: TimescaleResource) -> dg.MaterializeResult:
     """Daily bars per code with MA5/MA10/MA20 of the close (seed 001's handler example: clean minute
@@ -201,7 +206,7 @@ class CoverageConfig(dg.Config):
     """Incomplete codes drawn one row each (worst first); all the others form one band."""
 
 
-@dg.asset(group_name="bars", partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=GROUP, partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[stock_1min_qfq], pool=pools.TIMESCALEDB, kinds={"timescaledb"})
 def bars_coverage(context: dg.AssetExecutionContext, config: CoverageConfig,
                   timescale: TimescaleResource) -> dg.MaterializeResult:

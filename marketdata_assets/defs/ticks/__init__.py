@@ -1,1 +1,0 @@
-"""Ticks: trades, order books and bars from five sources, normalized into ClickHouse (seeds 002, 003)."""
