@@ -46,9 +46,15 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         missing = assets_def.required_resource_keys - resources - {"io_manager"}  # the default one
         assert not missing, f"{key.to_user_string()} needs resources {sorted(missing)} the location does not have"
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
-    assert {"alphas", "ticks", "bars"} <= set(groups)
-    assert groups["ticks"] == {"tick_store", "tick_compaction", "ticks_coverage", "crypto_factors",
-                               *TICKS_CHECKS}
+    # the groups are the domains (defs/<group>/)
+    assert set(groups) == {"alphas", "crypto", "equities", "archives", "upkeep"}
+    assert groups["upkeep"] == {"tick_store", "tick_compaction", "ticks_coverage"}
+    assert groups["crypto"] == {"crypto_factors", "trade_id_refill",
+                                *(name for name in TICKS_CHECKS if name.startswith("crypto_"))}
+    assert {"binance_dump_trades", "binance_dump_bars_1m", "binance_archive_recheck",
+            "binance_archive_reconcile"} <= groups["archives"]
+    assert {"a_share_bars_1m", "a_share_daily_bars", "yahoo_bars_1m", "bar_store", "stock_1min_qfq",
+            "stock_monthly_kline"} <= groups["equities"]
     for name in TICKS_CHECKS:
         assert graph.get(dg.AssetKey(name)).partitions_def is not None, f"{name} is not partitioned"
     checks: dict[str, set[str]] = {}
