@@ -21,6 +21,7 @@ from marketdata_assets.core.identifiers import clickhouse_database, sql_identifi
 from marketdata_assets.datasets.frames import BARS_SCHEMA, LC, spec_for
 from marketdata_assets.datasets.slices import Feed, Job
 from marketdata_assets.ingest.engine import Engine, IngestReport
+from marketdata_assets.sources.binance.archive_settings import ArchiveSettings
 from marketdata_assets.sources.binance.archives import (
     DAILY_ONLY,
     SOURCE,
@@ -33,7 +34,6 @@ from marketdata_assets.sources.binance.archives import (
     fetch_verified,
     read_archive,
 )
-from marketdata_assets.sources.config import ArchiveSettings
 from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
 
 UTC = timezone.utc

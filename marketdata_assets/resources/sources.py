@@ -1,6 +1,7 @@
-"""The ticks domain's wiring: `data_providers.yaml` (this folder; `TICKS_PROVIDERS_CONFIG` points at
-another copy) loaded and validated (sources.config), and the sources as resources, keys
-``tushare``, ``yahoo``, ``binance``, ``binance_um``, ``okx``, ``deribit``.
+"""The sources as Dagster resources: `sources/data_providers.yaml` (`TICKS_PROVIDERS_CONFIG` points at
+another copy) loaded and validated (sources.config), and one resource per entry, built by one loop
+over the entries (each source's resource type from its declaration): keys ``tushare``, ``yahoo``,
+``binance``, ``binance_um``, ``okx``, ``deribit``.
 
 A resource only holds settings; ``make_client()`` returns a NEW client whose limiters are its own.
 The ingest engine opens one client per source per step (feeds of one source share it), and each
@@ -22,12 +23,14 @@ from pydantic import Field
 
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.sources.config import (
+    DECLARED,
     SourcesConfig,
     SourcesConfigError,
     SourceSettings,
     parse_sources_config,
 )
 from marketdata_assets.sources.interface import VenueClient
+from marketdata_assets.sources.registry import source
 from marketdata_assets.sources.tushare import TushareClient, TushareTokenError
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.sources.yahoo import YahooChartClient
@@ -110,9 +113,13 @@ class CryptoVenueResource(SourceResource):
 
     def make_client(self) -> VenueClient:
         kwargs = self.client_kwargs()
-        if self.venue.upper() in ("BINANCE", "BINANCE_UM"):
+        if "weight_per_minute" in source(self.venue).options:  # a venue that meters request weight
             kwargs.update(weight_limit=self.weight_per_minute, weight_headroom=self.weight_headroom)
         return venue_client(self.venue, self.base_url, **kwargs)
+
+
+# The resource type of each source that is not a crypto venue (every venue is a CryptoVenueResource).
+RESOURCE_TYPES: dict[str, type[SourceResource]] = {"TUSHARE": TushareResource, "YAHOO": YahooResource}
 
 
 def _base_url(settings: SourceSettings):
@@ -126,22 +133,24 @@ def _common(settings: SourceSettings) -> dict:
             "max_retries": settings.max_retries, "backoff_base_s": settings.backoff_base_s}
 
 
+def _resource(entry: str, settings: SourceSettings) -> dg.ConfigurableResource:
+    declared = DECLARED[entry]
+    if declared.venue_api:
+        return CryptoVenueResource(**_common(settings), venue=declared.name, **settings.options)
+    kind = RESOURCE_TYPES.get(declared.name)
+    if kind is None:
+        raise SourcesConfigError(f"source {declared.name} (entry {entry!r}) has no resource type: add it to "
+                                 "RESOURCE_TYPES in resources/sources.py")
+    secrets = {}
+    if "token_env" in settings.options:  # the token only ever as the variable's EnvVar
+        name = settings.options["token_env"]
+        secrets["token"] = dg.EnvVar(name) if os.environ.get(name) else ""
+    return kind(**_common(settings), **secrets, **settings.options)
+
+
 def source_resources(config: SourcesConfig | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The source resources, keyed tushare, yahoo, binance, binance_um, okx, deribit."""
+    """Every configured source as a resource, keyed by its entry in the sources config (tushare,
+    yahoo, binance, binance_um, okx, deribit, and any source declared since): one loop over the
+    config's entries, each the resource type of its declaration."""
     config = config or load_sources_config()
-    p = config.sources
-    token_env = p["tushare"].option("token_env")
-    return {
-        "tushare": TushareResource(**_common(p["tushare"]), token_env=token_env,
-                                   token=dg.EnvVar(token_env) if os.environ.get(token_env) else "",
-                                   limit_window_s=p["tushare"].option("limit_window_s")),
-        "yahoo": YahooResource(**_common(p["yahoo"]), max_days_back=p["yahoo"].option("max_days_back")),
-        "binance": CryptoVenueResource(**_common(p["binance"]), venue="BINANCE",
-                                       weight_per_minute=p["binance"].option("weight_per_minute"),
-                                       weight_headroom=p["binance"].option("weight_headroom")),
-        "binance_um": CryptoVenueResource(**_common(p["binance_um"]), venue="BINANCE_UM",
-                                          weight_per_minute=p["binance_um"].option("weight_per_minute"),
-                                          weight_headroom=p["binance_um"].option("weight_headroom")),
-        "okx": CryptoVenueResource(**_common(p["okx"]), venue="OKX"),
-        "deribit": CryptoVenueResource(**_common(p["deribit"]), venue="DERIBIT"),
-    }
+    return {entry: _resource(entry, settings) for entry, settings in config.sources.items()}

@@ -1,4 +1,4 @@
-"""The sources config file of the ticks domain (seed 003's `data_providers.yaml`, six sources).
+"""The sources config file (seed 003's `data_providers.yaml`): an entry per declared source.
 
     config = parse_sources_config(yaml.safe_load(text), path)   # resources/sources.py loads the file
     config.sources["tushare"].requests_per_minute   # 200.0
@@ -8,7 +8,7 @@
 File layout (marketdata_assets/sources/data_providers.yaml is the reference)::
 
     sources:                         # `providers:` (the seed's name) is read too; not both
-      <tushare|yahoo|binance|binance_um|okx|deribit>:
+      <an entry per declared source: sources/registry.py, the declarations' `config`>:
         base_url: https://...        # the vendor's public host
         base_url_env: NAME           # this variable, when set and not empty, replaces base_url
         requests_per_minute: 200     # token bucket shared by every request of the run (> 0)
@@ -17,9 +17,9 @@ File layout (marketdata_assets/sources/data_providers.yaml is the reference)::
         timeout_s: 30                # per request (> 0)
         max_retries: 5               # 429/418, 5xx and timeouts (>= 0)
         backoff_base_s: 0.5          # first backoff step, doubled per retry, full jitter (>= 0)
-        # tushare only: token_env (the variable holding the token), limit_window_s
-        # yahoo only:   max_days_back (null = no horizon)
-        # binance, binance_um: weight_per_minute, weight_headroom (0 < h <= 1)
+        # and the source's own keys, declared with it (`Source.options`): tushare token_env (the
+        # variable holding the token), limit_window_s; yahoo max_days_back (null = no horizon);
+        # binance, binance_um weight_per_minute, weight_headroom (0 < h <= 1)
     universes:
       a_shares: {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # codes in any spelling
       yahoo:    {history_start: YYYY-MM-DD, symbols: [...], symbols_file: path}   # Yahoo's names
@@ -60,9 +60,18 @@ from typing import Any
 
 from marketdata_assets.core.identifiers import symbol_key
 from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
+from marketdata_assets.sources.binance.archive_settings import (
+    ARCHIVE_FAMILIES,
+    ARCHIVE_INTERVALS,
+    ARCHIVE_MARKETS,
+    ArchiveSettings,
+)
+from marketdata_assets.sources.interface import Option
+from marketdata_assets.sources.registry import SOURCES
 
-ENTRIES = ("tushare", "yahoo", "binance", "binance_um", "okx", "deribit")  # of the sources section
-CRYPTO_SOURCES = {"BINANCE": "binance", "BINANCE_UM": "binance_um", "OKX": "okx", "DERIBIT": "deribit"}  # venue -> entry
+DECLARED = {s.config: s for s in SOURCES.values() if s.config}  # entry of the sources section -> its declaration
+ENTRIES = tuple(DECLARED)
+CRYPTO_SOURCES = {s.name: s.config for s in DECLARED.values() if s.venue_api}  # venue -> entry
 SECTION, OLD_SECTION = "sources", "providers"  # the file's top-level key of the sources: new name, seed 003's
 
 # Sources a file written before they existed may leave out: the vendor's defaults.
@@ -70,9 +79,6 @@ OPTIONAL_SOURCES = {"binance_um": {"base_url": "https://fapi.binance.com",
                                      "base_url_env": "BINANCE_UM_BASE_URL"}}
 _COMMON = {"base_url", "base_url_env", "requests_per_minute", "max_concurrency", "workers", "timeout_s",
            "max_retries", "backoff_base_s"}
-_EXTRA = {"tushare": {"token_env", "limit_window_s"}, "yahoo": {"max_days_back"},
-          "binance": {"weight_per_minute", "weight_headroom"},
-          "binance_um": {"weight_per_minute", "weight_headroom"}, "okx": set(), "deribit": set()}
 _DEFAULTS = {"requests_per_minute": 600.0, "max_concurrency": 4, "workers": 4, "timeout_s": 30.0,
              "max_retries": 5, "backoff_base_s": 0.5}
 
@@ -119,37 +125,9 @@ class SourcesConfig:
         return [key.partition_key for key in self.crypto_instruments]
 
 
-ARCHIVE_MARKETS = {"spot": "BINANCE", "um": "BINANCE_UM"}  # market -> venue
-ARCHIVE_FAMILIES = ("trades", "aggTrades", "klines", "liquidationSnapshot")
-ARCHIVE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")  # daily files
 _DEFAULT_ARCHIVES = {"instruments": ["BTCUSDT"]}  # no section: spot trades of BTCUSDT from 2025-01-01
 _ARCHIVE_KEYS = {"base_url", "base_url_env", "start_date", "markets", "families", "intervals", "instruments",
                  "workers", "timeout_s", "max_retries"}
-
-
-@dataclass(frozen=True)
-class ArchiveSettings:
-    """The `binance_archives` section: which data.binance.vision archives the archive assets load."""
-
-    base_url: str                 # resolved like a source's: the variable base_url_env if set
-    default_base_url: str
-    base_url_env: str
-    start_date: date
-    markets: tuple[str, ...]      # spot | um
-    families: tuple[str, ...]     # trades | aggTrades | klines | liquidationSnapshot
-    intervals: tuple[str, ...]    # klines intervals (empty without klines)
-    instruments: tuple[str, ...]  # Binance instruments, in every market
-    workers: int = 2
-    timeout_s: float = 60.0
-    max_retries: int = 5
-
-    def instrument_keys(self) -> tuple[InstrumentKey, ...]:
-        """Every (venue, instrument) the archives cover: BINANCE:BTCUSDT, BINANCE_UM:BTCUSDT, ..."""
-        return tuple(normalize_instrument(ARCHIVE_MARKETS[m], i) for m in self.markets for i in self.instruments)
-
-    def files(self) -> tuple[tuple[str, str], ...]:
-        """(family, interval) of every configured kind of archive file ('' for trades and aggTrades)."""
-        return tuple((f, i) for f in self.families for i in (self.intervals if f == "klines" else ("",)))
 
 
 class _Reader:
@@ -260,26 +238,16 @@ def _unique(items: list) -> tuple:
 
 def _source(reader: _Reader, section: str, name: str, raw: Any, environ: Mapping[str, str]) -> SourceSettings:
     where = f"{section}.{name}"
-    raw = reader.mapping(raw, where, _COMMON | _EXTRA[name])
+    declared = DECLARED[name].options
+    raw = reader.mapping(raw, where, _COMMON | set(declared))
     values = {**_DEFAULTS, **raw}
     base_url = reader.text(values.get("base_url"), f"{where}.base_url")
     if not base_url.startswith(("http://", "https://")):
         raise reader.error(f"{where}.base_url", f"expected an http(s):// URL, got {base_url!r}")
     env_name = reader.text(values.get("base_url_env", f"{name.upper()}_BASE_URL"), f"{where}.base_url_env")
     resolved = (environ.get(env_name) or "").strip() or base_url
-    options: dict[str, Any] = {}
-    if name == "tushare":
-        options["token_env"] = reader.text(raw.get("token_env", "TUSHARE_TOKEN"), f"{where}.token_env")
-        options["limit_window_s"] = reader.number(raw.get("limit_window_s", 60), f"{where}.limit_window_s")
-    elif name == "yahoo":
-        back = raw.get("max_days_back", 30)
-        options["max_days_back"] = None if back is None else reader.number(back, f"{where}.max_days_back")
-    elif name in ("binance", "binance_um"):
-        options["weight_per_minute"] = reader.integer(
-            raw.get("weight_per_minute", 6000 if name == "binance" else 2400), f"{where}.weight_per_minute",
-            minimum=1)
-        options["weight_headroom"] = reader.number(raw.get("weight_headroom", 0.9), f"{where}.weight_headroom",
-                                                   maximum=1.0)
+    options = {key: _option(reader, raw.get(key, option.default), f"{where}.{key}", option)
+               for key, option in declared.items()}
     return SourceSettings(
         name=name, base_url=resolved.rstrip("/"), default_base_url=base_url.rstrip("/"), base_url_env=env_name,
         requests_per_minute=reader.number(values["requests_per_minute"], f"{where}.requests_per_minute"),
@@ -290,6 +258,17 @@ def _source(reader: _Reader, section: str, name: str, raw: Any, environ: Mapping
         backoff_base_s=reader.number(values["backoff_base_s"], f"{where}.backoff_base_s", strict=False),
         options=options,
     )
+
+
+def _option(reader: _Reader, value: Any, where: str, option: Option) -> Any:
+    """A source's own key, validated as its declaration (sources/interface.Option) says."""
+    if value is None and option.nullable:
+        return None
+    if option.kind == "text":
+        return reader.text(value, where)
+    if option.kind == "integer":
+        return reader.integer(value, where, minimum=int(option.minimum))
+    return reader.number(value, where, minimum=option.minimum, maximum=option.maximum)
 
 
 def _option_chains(reader: _Reader, raw: Any) -> tuple[InstrumentKey, ...]:

@@ -5,7 +5,7 @@ its name (as the ingest log, the metrics and the pools call it), the venues whos
 datasets it serves and how (HISTORY: the rows of a time window; SNAPSHOT: the state now, added to
 today's slice; FILES: files dropped or downloaded, read whole), its client class (whose `ERRORS` and
 `LIMITS` are the source's error and limit tables), its entry in data_providers.yaml, and how far
-back a history reaches. Crypto venues' clients also answer `VenueClient`: one async method per
+back a history reaches, and the config keys of its own (`Option`). Crypto venues' clients also answer `VenueClient`: one async method per
 dataset, `fetch(client, dataset, instrument, start, end)` the one way to call them.
 """
 
@@ -49,6 +49,18 @@ async def fetch(client: VenueClient, dataset: str, instrument: str, start: datet
 
 
 @dataclass(frozen=True)
+class Option:
+    """A key of the source's own in its data_providers.yaml entry, beside the common limits: its
+    default and what a valid value is (validated by sources/config.py, naming file and key)."""
+
+    default: Any
+    kind: str = "number"          # number (> minimum) | integer (>= minimum) | text
+    minimum: float = 0
+    maximum: float | None = None
+    nullable: bool = False        # null is a value (e.g. "no horizon")
+
+
+@dataclass(frozen=True)
 class Source:
     """One source, declared once in its package."""
 
@@ -59,6 +71,7 @@ class Source:
     config: str | None = None                   # its entry in data_providers.yaml
     reach: Mapping[str, timedelta] = field(default_factory=dict)   # how far back a HISTORY goes
     venue_api: bool = False                     # its client answers VenueClient (a crypto venue)
+    options: Mapping[str, Option] = field(default_factory=dict)    # its own config keys
 
     @property
     def errors(self) -> Any:
@@ -71,7 +84,7 @@ class Source:
         return getattr(self.client, "LIMITS", None)
 
 
-def venue_source(name: str, client: type, config: str) -> Source:
+def venue_source(name: str, client: type, config: str, options: Mapping[str, Option] | None = None) -> Source:
     """The declaration of a crypto venue whose client names its datasets and reach itself."""
     return Source(name, (name,), dict(client.DATASETS), client, config, dict(getattr(client, "REACH", {})),
-                  venue_api=True)
+                  venue_api=True, options=dict(options or {}))

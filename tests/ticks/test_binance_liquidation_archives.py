@@ -25,8 +25,8 @@ from marketdata_assets.ingest import archives as ia
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
 from marketdata_assets.sources.binance import archives as a
+from marketdata_assets.sources.binance.archive_settings import ArchiveSettings
 from marketdata_assets.sources.binance.dumps import DumpReader, parse_dump_name, read_dump
-from marketdata_assets.sources.config import ArchiveSettings
 from marketdata_assets.stores.clickhouse import tables as ct
 
 DAY = date(2024, 3, 31)  # the last USD-M day published

@@ -34,6 +34,7 @@ from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource, load_sources_config
+from marketdata_assets.sources.config import CRYPTO_SOURCES
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 from marketdata_assets.sources.venues import serves, snapshot_feed, venue_feed
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -82,21 +83,28 @@ def _spec(dataset: str, asset: str, description: str, **kwargs) -> dg.AssetSpec:
                         description=f"{description} {READ.format(table=table_name)}.", **kwargs)
 
 
-def venue_resources(binance, binance_um, okx, deribit) -> dict[str, CryptoVenueResource]:
-    return {"BINANCE": binance, "BINANCE_UM": binance_um, "OKX": okx, "DERIBIT": deribit}
+# Every crypto venue's resource key (its sources config entry), from the declarations: an asset that asks
+# the venues requires them all by key, so a venue added to sources/registry.py needs no line here.
+VENUE_KEYS = CRYPTO_SOURCES  # venue -> resource key
+
+
+def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:
+    """The run's venue resources (of `venues`, else every venue), by venue."""
+    return {venue: getattr(context.resources, key) for venue, key in VENUE_KEYS.items()
+            if venues is None or venue in venues}
 
 
 @dg.multi_asset(name="crypto_ticks", partitions_def=crypto_partitions, can_subset=True,
                 specs=[_spec(d, a, text, freshness_policy=FRESHNESS) for d, (a, text) in
                        HISTORY_ASSETS.items()],
-                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES)
-def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource,
-                 binance: CryptoVenueResource, binance_um: CryptoVenueResource, okx: CryptoVenueResource,
-                 deribit: CryptoVenueResource):
+                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES,
+                required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
+def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig):
     """The history datasets of the run's (day, instrument) partitions from the venues' REST APIs; a
     dataset a venue does not serve for an instrument (funding of a spot pair) has no slice."""
     assets = {d: a for d, a in CRYPTO_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
-    venues = venue_resources(binance, binance_um, okx, deribit)
+    clickhouse: ClickHouseResource = context.resources.clickhouse
+    venues = venue_resources(context)
     keys = slice_keys(context.partition_keys, assets)
     unknown = sorted({f"{k.venue}:{k.instrument}" for k in keys if k.venue not in venues})
     if unknown:
@@ -155,17 +163,17 @@ class SnapshotConfig(RunDeadline):
 
 @dg.multi_asset(name="crypto_snapshots", partitions_def=crypto_instruments, can_subset=True,
                 specs=[_spec(d, a, text) for d, (a, text) in SNAPSHOT_ASSETS.items()],
-                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES)
-def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig,
-                     clickhouse: ClickHouseResource, binance: CryptoVenueResource,
-                     binance_um: CryptoVenueResource, okx: CryptoVenueResource, deribit: CryptoVenueResource):
+                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES,
+                required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
+def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
     """One snapshot of each selected dataset per instrument of the run, added to its UTC day's slice
     (venues serve only the current state: history is what these snapshots collected)."""
     assets = {d: a for d, (a, _) in SNAPSHOT_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
+    clickhouse: ClickHouseResource = context.resources.clickhouse
     depth = config.depth or load_sources_config().book_depth
     instruments = [parse_partition_key(key) for key in context.partition_keys]
     feeds = [snapshot_feed(venue, resource.make_client, dataset, mine, depth=depth, workers=resource.workers)
-             for venue, resource in venue_resources(binance, binance_um, okx, deribit).items()
+             for venue, resource in venue_resources(context).items()
              for dataset in assets
              if (mine := [i.instrument for i in instruments
                           if i.venue == venue and serves(venue, dataset, i.instrument) == SNAPSHOT])]

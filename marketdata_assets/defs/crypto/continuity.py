@@ -11,11 +11,11 @@ import dagster as dg
 from marketdata_assets.defs._common.checks import preview
 from marketdata_assets.defs._common.continuity import continuity_check
 from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs.crypto.assets import VENUE_KEYS, venue_resources
 from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.orchestration import pools
-from marketdata_assets.quality.continuity import refill
+from marketdata_assets.quality.continuity import ID_SEQUENCES, refill
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import CryptoVenueResource
 
 GROUP = "crypto"
 
@@ -32,14 +32,18 @@ class RefillConfig(dg.Config):
     """The step fails when more slices than this could not be refilled (the others are written)."""
 
 
+# the venues whose trade ids can be fetched by id (quality.continuity.ID_SEQUENCES)
+REFILL_VENUES = sorted({seq.venue for seq in ID_SEQUENCES})
+
+
 @dg.asset(group_name=GROUP, partitions_def=crypto_partitions, deps=["crypto_trades"], pool=pools.CRYPTO_VENUES,
-          backfill_policy=dg.BackfillPolicy.single_run(), kinds={"clickhouse", "polars"})
-def trade_id_refill(context: dg.AssetExecutionContext, config: RefillConfig, clickhouse: ClickHouseResource,
-                    binance: CryptoVenueResource, okx: CryptoVenueResource,
-                    deribit: CryptoVenueResource) -> dg.MaterializeResult:
+          backfill_policy=dg.BackfillPolicy.single_run(), kinds={"clickhouse", "polars"},
+          required_resource_keys={"clickhouse", *(VENUE_KEYS[venue] for venue in REFILL_VENUES)})
+def trade_id_refill(context: dg.AssetExecutionContext, config: RefillConfig) -> dg.MaterializeResult:
     """The trade ids missing from the run's slices (see the trade_ids_continuous check), fetched by id
     from the venue and written with the slice's stored trades as its new load (one pointer flip)."""
-    clients = {"BINANCE": binance.make_client, "OKX": okx.make_client, "DERIBIT": deribit.make_client}
+    clickhouse: ClickHouseResource = context.resources.clickhouse
+    clients = {venue: resource.make_client for venue, resource in venue_resources(context, REFILL_VENUES).items()}
     report = refill(clickhouse.get_client, clickhouse.database, context.run.run_id,
                     slice_keys(context.partition_keys, ["trades"]), clients, max_ranges=config.max_ranges,
                     workers=config.workers, log=context.log.info)

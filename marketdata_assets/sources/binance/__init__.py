@@ -6,10 +6,18 @@ from marketdata_assets.sources.binance import archives, dumps
 from marketdata_assets.sources.binance.futures import BinanceFuturesClient
 from marketdata_assets.sources.binance.rest import *  # noqa: F403
 from marketdata_assets.sources.binance.rest import BinanceClient
-from marketdata_assets.sources.interface import FILES, Source, venue_source
+from marketdata_assets.sources.interface import FILES, Option, Source, venue_source
 
-SPOT = venue_source("BINANCE", BinanceClient, "binance")
-USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um")
+
+def _weights(per_minute: int) -> dict[str, Option]:
+    """Binance's request weight per IP and minute, and the share of it a run may use before it waits
+    for the next minute."""
+    return {"weight_per_minute": Option(per_minute, "integer", minimum=1),
+            "weight_headroom": Option(0.9, maximum=1.0)}
+
+
+SPOT = venue_source("BINANCE", BinanceClient, "binance", _weights(6000))
+USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um", _weights(2400))
 DUMPS = Source(dumps.SOURCE, (dumps.VENUE,), {dataset: FILES for dataset, _, _ in dumps.DUMP_DATASETS.values()})
 ARCHIVES = Source(archives.SOURCE, tuple(archives.VENUE_MARKETS), {d: FILES for d in archives.ARCHIVED_DATASETS},
                   archives.ArchiveClient)

@@ -2,7 +2,7 @@
 table and the pure parsers of its answers."""
 
 from marketdata_assets.core.naming import A_SHARE_VENUES
-from marketdata_assets.sources.interface import HISTORY, Source
+from marketdata_assets.sources.interface import HISTORY, Option, Source
 from marketdata_assets.sources.tushare.client import (
     DEFAULT_BASE_URL,
     LEGACY_BASE_URL,
@@ -29,7 +29,10 @@ from marketdata_assets.sources.tushare.parse import (
     venue_of,
 )
 
-TUSHARE = Source(SOURCE, A_SHARE_VENUES, {"bars_1m": HISTORY, "daily_bars": HISTORY}, TushareClient, "tushare")
+# token_env: the NAME of the variable holding the token (never the token); limit_window_s: a
+# per-minute limit answer pauses requests until the next window of this many seconds
+TUSHARE = Source(SOURCE, A_SHARE_VENUES, {"bars_1m": HISTORY, "daily_bars": HISTORY}, TushareClient, "tushare",
+                 options={"token_env": Option("TUSHARE_TOKEN", "text"), "limit_window_s": Option(60)})
 
 __all__ = ["TUSHARE", "DAILY_FIELDS", "DEFAULT_BASE_URL", "ERRORS", "LEGACY_BASE_URL", "LIMITS", "PROVIDER", "STK_MINS_FIELDS",
            "Table", "TushareClient", "TushareLimitReached", "TusharePermissionError", "TushareResponseError",

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from marketdata_assets.sources.interface import HISTORY, Source
+from marketdata_assets.sources.interface import HISTORY, Option, Source
 from marketdata_assets.sources.yahoo.chart import (
     ERRORS,
     LIMITS,
@@ -18,7 +18,9 @@ from marketdata_assets.sources.yahoo.chart import (
 from marketdata_assets.sources.yahoo.feeds import SOURCE
 
 # venues: the exchange each answer names (any Yahoo lists); 1-minute bars reach about 30 days back
-YAHOO = Source(SOURCE, (), {"bars_1m": HISTORY}, YahooChartClient, "yahoo", {"bars_1m": timedelta(days=30)})
+# max_days_back: how far back the chart API serves 1-minute bars (null: no horizon, e.g. a replay)
+YAHOO = Source(SOURCE, (), {"bars_1m": HISTORY}, YahooChartClient, "yahoo", {"bars_1m": timedelta(days=30)},
+               options={"max_days_back": Option(30, nullable=True)})
 
 __all__ = ["YAHOO", "ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
            "denoise_float32", "normalize_currency", "parse_chart"]
