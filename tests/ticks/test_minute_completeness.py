@@ -116,7 +116,7 @@ def test_yahoo_null_minutes_are_counted_per_day_and_explain_the_missing_ones(sto
             return YahooChartClient(server.base_url, requests_per_minute=60_000, retry=FAST)
         keys = [SliceKey("bars_1m", "", "VOD.L", day) for day in days]
         report = load(store, [yahoo_feeds.bars_feed(client, keys, workers=1, attempts=1)], "yahoo")
-        truth = {day: server.yahoo_rows("VOD.L", day) for day in days}
+        truth = {day: server.yahoo.rows("VOD.L", day) for day in days}
     outcomes = {o.key.day: o for o in report.outcomes.values()}
     for day in days:
         dropped = sum(1 for row in truth[day] if row[6] != "ok")

@@ -25,7 +25,8 @@ from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.orchestration.sensing import RANGE_END, RANGE_START
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
-from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer
+from marketdata_assets.replay.stock_market import StocksReplayConfig
+from marketdata_assets.replay.stocks import StocksReplayServer
 from marketdata_assets.sources.binance.dumps import read_dump
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
@@ -352,10 +353,10 @@ def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_
     counts = dict(query(clickhouse, "SELECT instrument, count() FROM {db}.bars_1m_v GROUP BY instrument"))
     assert len(counts) == 149 and set(counts.values()) == {241} and bad not in counts
     first = view_rows(clickhouse, "bars_1m", "SSE", "600000.SH", STOCK_DAY)
-    truth = stock_server.tushare_minutes("600000.SH", STOCK_DAY)
+    truth = stock_server.tushare.minutes("600000.SH", STOCK_DAY)
     assert first["ts"][0] == datetime(2025, 6, 5, 1, 29, tzinfo=UTC) and first["close"][0] == float(truth[0][3])
     daily = query(clickhouse, "SELECT instrument, volume, close FROM {db}.daily_bars_v WHERE instrument = '600000.SH'")
-    expected = stock_server.tushare_daily("600000.SH", STOCK_DAY)
+    expected = stock_server.tushare.daily("600000.SH", STOCK_DAY)
     assert daily == [("600000.SH", pytest.approx(expected[9] * 100), expected[5])]  # lots -> shares
 
     # the catch-up sees the failed day (and the never-loaded days before it)
@@ -406,7 +407,7 @@ def test_yahoo_day_in_major_units_a_delisted_symbol_tolerated_and_a_rerun_replac
         assert meta["summary"] == "Successful: 3/4" and meta["venues"] == "GER, LSE, NMS"
     clickhouse = stocks["clickhouse"]
     counts = dict(query(clickhouse, "SELECT concat(venue, ':', instrument), count() FROM {db}.bars_1m_v GROUP BY 1"))
-    raw = {s: [r for r in stock_server.yahoo_rows(s, STOCK_DAY) if r[6] == "ok"] for s in ("AAPL", "VOD.L", "SAP.DE")}
+    raw = {s: [r for r in stock_server.yahoo.rows(s, STOCK_DAY) if r[6] == "ok"] for s in ("AAPL", "VOD.L", "SAP.DE")}
     assert counts == {"NMS:AAPL": len(raw["AAPL"]), "LSE:VOD.L": len(raw["VOD.L"]), "GER:SAP.DE": len(raw["SAP.DE"])}
     vod = view_rows(clickhouse, "bars_1m", "LSE", "VOD.L", STOCK_DAY)
     assert vod["close"][0] == pytest.approx(raw["VOD.L"][0][4] / 100)  # pence -> pounds

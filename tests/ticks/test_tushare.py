@@ -23,11 +23,11 @@ from marketdata_assets.core.http import (
     SourceRequestError,
 )
 from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
-from marketdata_assets.replay.stocks import (
+from marketdata_assets.replay.stock_market import StocksReplayConfig
+from marketdata_assets.replay.stocks import StocksReplayServer
+from marketdata_assets.replay.tushare import (
     TUSHARE_BAD_TOKEN_MESSAGE,
     TUSHARE_PERMISSION_MESSAGE,
-    StocksReplayConfig,
-    StocksReplayServer,
     tushare_day_limit_message,
     tushare_hour_limit_message,
     tushare_minute_limit_message,
@@ -69,7 +69,7 @@ def expected_minutes(server: StocksReplayServer, code: str, days) -> list[tuple]
     """Server truth → (ts UTC of the bar OPEN, open, high, low, close, volume, amount)."""
     out = []
     for day in days:
-        for _, label, o, c, h, lo, vol, amount in server.tushare_minutes(code, day):
+        for _, label, o, c, h, lo, vol, amount in server.tushare.minutes(code, day):
             end = datetime.strptime(label, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
             out.append(((end - timedelta(minutes=1)).astimezone(UTC), o, h, lo, c, vol, amount))
     return out
@@ -328,7 +328,7 @@ def test_daily_units_against_truth_and_minutes():
     assert daily.schema == pl.Schema(DAILY_BARS_SCHEMA)
     assert daily["ts"].to_list() == [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in WEEK]
     row = daily.row(1, named=True)
-    truth = server.tushare_daily("600000.SH", WEEK[1])
+    truth = server.tushare.daily("600000.SH", WEEK[1])
     assert row["volume"] == round(truth[9] * 100, 4) == minutes["volume"].sum()  # lots → shares
     assert row["amount"] == round(truth[10] * 1000, 3)  # thousands of yuan → yuan
     assert abs(row["amount"] - minutes["amount"].sum()) <= 0.5  # the API rounds to whole yuan
@@ -344,7 +344,7 @@ def expected_daily(server: StocksReplayServer, codes, days) -> list[tuple]:
     out = []
     for code in sorted(codes):
         for day in days:
-            row = server.tushare_daily(code, day)
+            row = server.tushare.daily(code, day)
             if row:
                 _, _, o, h, lo, c, pre, _, _, vol, amount = row
                 out.append((code, datetime(day.year, day.month, day.day, tzinfo=UTC), o, h, lo, c, pre,

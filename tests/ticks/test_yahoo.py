@@ -20,7 +20,9 @@ from marketdata_assets.core.http import (
     SourceRequestError,
 )
 from marketdata_assets.datasets.frames import BARS_SCHEMA
-from marketdata_assets.replay.stocks import StocksReplayConfig, StocksReplayServer, float32
+from marketdata_assets.replay.stock_market import StocksReplayConfig
+from marketdata_assets.replay.stocks import StocksReplayServer
+from marketdata_assets.replay.yahoo import float32
 from marketdata_assets.sources.yahoo import (
     ERRORS,
     ChartData,
@@ -69,7 +71,7 @@ def expected(server: StocksReplayServer, symbol: str, first: date, last: date, d
     rows, empty, partial = [], 0, 0
     day = first
     while day <= last:
-        for ts, o, h, lo, c, vol, kind, _ in server.yahoo_rows(symbol, day):
+        for ts, o, h, lo, c, vol, kind, _ in server.yahoo.rows(symbol, day):
             if kind == "empty":
                 empty += 1
             elif kind == "partial":
