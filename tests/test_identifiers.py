@@ -5,10 +5,10 @@ import pytest
 from marketdata_assets.core.errors import scrub
 from marketdata_assets.core.identifiers import (
     day_partition_key,
+    instrument_key,
     month_partition_key,
     qualified_name,
     sql_identifier,
-    symbol_key,
 )
 
 
@@ -43,15 +43,15 @@ def test_partition_keys():
             day_partition_key(bad)
 
 
-@pytest.mark.parametrize("symbol", ["BTCUSDT", "BTC-USDT-SWAP", "600000.SH", "ETH-PERPETUAL", "VOD.L"])
-def test_symbols(symbol):
-    assert symbol_key(symbol) == symbol
+@pytest.mark.parametrize("instrument", ["BTCUSDT", "BTC-USDT-SWAP", "600000.SH", "ETH-PERPETUAL", "VOD.L"])
+def test_instruments(instrument):
+    assert instrument_key(instrument) == instrument
 
 
-@pytest.mark.parametrize("symbol", ["BTC|USDT", "a,b", "[x]", "../etc", "", " BTC"])
-def test_bad_symbols(symbol):
-    with pytest.raises(ValueError, match="invalid symbol"):
-        symbol_key(symbol)
+@pytest.mark.parametrize("instrument", ["BTC|USDT", "a,b", "[x]", "../etc", "", " BTC"])
+def test_bad_instruments(instrument):
+    with pytest.raises(ValueError, match="invalid instrument"):
+        instrument_key(instrument)
 
 
 def test_scrub_removes_secrets_but_not_empty_strings():

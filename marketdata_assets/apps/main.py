@@ -111,11 +111,11 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
     yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
     landing = settings.binance_dumps_landing_dir()
     landing.mkdir(parents=True, exist_ok=True)
-    for i, symbol in enumerate(DUMP_INSTRUMENTS):
-        path = landing / f"{symbol}-trades-{REPLAY_FILE_DAY}.csv"
+    for i, instrument in enumerate(DUMP_INSTRUMENTS):
+        path = landing / f"{instrument}-trades-{REPLAY_FILE_DAY}.csv"
         if not path.exists():
-            write_dump(path, generate_trades(symbol, REPLAY_FILE_DAY, 20_000, seed=i))
-    dump_keys = [partition_key("BINANCE", symbol) for symbol in DUMP_INSTRUMENTS]
+            write_dump(path, generate_trades(instrument, REPLAY_FILE_DAY, 20_000, seed=i))
+    dump_keys = [partition_key("BINANCE", instrument) for instrument in DUMP_INSTRUMENTS]
     instance.add_dynamic_partitions(binance_dump_instruments.name, dump_keys)
 
     def keys(*names: str) -> list:

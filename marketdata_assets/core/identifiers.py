@@ -14,8 +14,8 @@ from datetime import date
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MONTH_KEY = re.compile(r"^(\d{4})-(\d{2})$")
 _DAY_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# Instruments and symbols: venue codes like BTCUSDT, BTC-USDT-SWAP, 600000.SH, ETH-PERPETUAL, VOD.L
-_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+# Instruments, as their venues name them: BTCUSDT, BTC-USDT-SWAP, 600000.SH, ETH-PERPETUAL, VOD.L
+_INSTRUMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
 def sql_identifier(name: str, what: str = "identifier") -> str:
@@ -59,8 +59,11 @@ def day_partition_key(key: str) -> date:
     raise ValueError(f"invalid day partition key {key!r}: expected YYYY-MM-DD")
 
 
-def symbol_key(symbol: str) -> str:
-    """An instrument/symbol usable as a partition key and a file name (no '|', ',', '[', ']', '/')."""
-    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
-        raise ValueError(f"invalid symbol {symbol!r}: expected letters, digits, '.', '_' or '-' (at most 64)")
-    return symbol
+def instrument_key(instrument: str) -> str:
+    """An instrument name usable as a partition key and a file name (no '|', ',', '[', ']', '/')."""
+    if not isinstance(instrument, str) or not _INSTRUMENT.match(instrument):
+        raise ValueError(f"invalid instrument {instrument!r}: expected letters, digits, '.', '_' or '-' (at most 64)")
+    return instrument
+
+
+symbol_key = instrument_key  # transitional: defs/ticks/stocks.py's last use goes with the defs/ move (#22)

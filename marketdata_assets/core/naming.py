@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from marketdata_assets.core.identifiers import symbol_key
+from marketdata_assets.core.identifiers import instrument_key
 
 A_SHARE_VENUE_BY_SUFFIX = {"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}
 A_SHARE_VENUES = tuple(A_SHARE_VENUE_BY_SUFFIX.values())  # the one list: SSE, SZSE, BSE
@@ -181,7 +181,7 @@ def normalize_instrument(venue: str, instrument: str) -> InstrumentKey:
         raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it")
     name = instrument.strip().upper()
     try:
-        symbol_key(name)
+        instrument_key(name)
     except ValueError:
         raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it "
                          "(letters, digits, '.', '_', '-'; at most 64)") from None

@@ -58,7 +58,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from marketdata_assets.core.identifiers import symbol_key
+from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
 from marketdata_assets.sources.binance.archive_settings import (
     ARCHIVE_FAMILIES,
@@ -322,7 +322,7 @@ def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | Non
     yahoo = []
     for instrument in reader.instruments(y_raw, "universes.yahoo"):
         try:
-            yahoo.append(symbol_key(instrument.strip().upper()))
+            yahoo.append(instrument_key(instrument.strip().upper()))
         except ValueError as error:
             raise reader.error("universes.yahoo", str(error)) from None
     c_raw = reader.mapping(universes.get("crypto") or {}, "universes.crypto",

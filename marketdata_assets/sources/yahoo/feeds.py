@@ -27,8 +27,8 @@ async def _fetch(api, job: Job):
 
 
 def bars_feed(client: Callable, keys: Sequence[SliceKey], *, workers: int, attempts: int) -> Feed:
-    by_symbol: dict[str, list[SliceKey]] = {}
+    by_instrument: dict[str, list[SliceKey]] = {}
     for key in keys:
-        by_symbol.setdefault(key.instrument, []).append(key)
-    return Feed(SOURCE, [Job(tuple(mine)) for mine in by_symbol.values()], _fetch, client, workers=workers,
+        by_instrument.setdefault(key.instrument, []).append(key)
+    return Feed(SOURCE, [Job(tuple(mine)) for mine in by_instrument.values()], _fetch, client, workers=workers,
                 attempts=attempts, skip_empty_days=True, by_day=True)
