@@ -179,7 +179,7 @@ def test_samples_of_several_processes_are_summed_and_the_latest_success_wins(exp
     assert value(samples, "marketdata_http_errors_total", source="tushare", kind="server_error") == 3
     assert value(samples, "marketdata_http_request_duration_seconds_bucket", source="tushare", le="0.25") == 3
     assert value(samples, "marketdata_http_request_duration_seconds_bucket", source="tushare", le="0.1") == 0
-    assert value(samples, "marketdata_exporter_errors_total", kind="metrics_dir") == 0
+    assert value(samples, "marketdata_exporter_errors_total", part="metrics_dir") == 0
     assert value(samples, "marketdata_exporter_multiproc_files") == len(list(exporter.metrics_dir.glob("*.db"))) >= 9
 
 
@@ -244,7 +244,7 @@ def test_health_status_and_freshness_lag_from_a_materialization(exporter, instan
                  asset_key="metrics_probe_asset") == pytest.approx(event.timestamp, abs=1e-3)
     assert 0 <= value(samples, "marketdata_asset_freshness_lag_seconds",
                       asset_key="metrics_probe_asset") <= scraped - event.timestamp + 1e-3
-    assert value(samples, "marketdata_exporter_errors_total", kind="instance") == 0
+    assert value(samples, "marketdata_exporter_errors_total", part="instance") == 0
 
     status, content_type, body = get(f"{exporter.url}/status")
     assert status == 200 and content_type == "application/json"
@@ -294,7 +294,7 @@ def test_cli_answers_503_on_health_and_still_serves_metrics_when_the_instance_st
 
         samples = scrape(url)
         assert value(samples, "marketdata_dagster_instance_up") == 0
-        assert value(samples, "marketdata_exporter_errors_total", kind="instance") >= 2
+        assert value(samples, "marketdata_exporter_errors_total", part="instance") >= 2
 
         status, _, body = get(f"{url}/status")
         report = json.loads(body)

@@ -11,7 +11,7 @@ METRICS_HOST / METRICS_PORT, 127.0.0.1:9108). docs/metrics.md lists the metrics.
 
 Nothing a scrape does can make /metrics fail: a failing or slow instance query (bounded by
 `query_timeout_s`; one query at a time, a slow one is not queued behind) or an unreadable
-multiprocess file only drop those figures and count `marketdata_exporter_errors_total{kind}`, and
+multiprocess file only drop those figures and count `marketdata_exporter_errors_total{part}`, and
 `marketdata_dagster_instance_up` says whether the instance answered.
 
 Multiprocess files are never removed here: counters, histograms and the `max` timestamp gauges of
@@ -192,14 +192,15 @@ class ExporterState:
         self._logged: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def error(self, kind: str, error: BaseException) -> str:
-        """Count a failure; log it (a warning when the reason changed, else at debug level)."""
+    def error(self, part: str, error: BaseException) -> str:
+        """Count a failure of one part of a scrape; log it (a warning when the reason changed, else at
+        debug level)."""
         reason = _reason(error)
         with self._lock:
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-            repeated = self._logged.get(kind) == reason
-            self._logged[kind] = reason
-        (log.debug if repeated else log.warning)("exporter: %s failed: %s", kind, reason)
+            self.errors[part] = self.errors.get(part, 0) + 1
+            repeated = self._logged.get(part) == reason
+            self._logged[part] = reason
+        (log.debug if repeated else log.warning)("exporter: %s failed: %s", part, reason)
         return reason
 
     def samples(self) -> list[Metric]:
@@ -265,9 +266,9 @@ class DagsterCollector(Collector):
                                 "1 if the Dagster instance answered this scrape's query, else 0.",
                                 value=self.state.instance_up)
         errors = CounterMetricFamily("marketdata_exporter_errors",
-                                     "Failures while scraping, by kind (instance, metrics_dir).", labels=["kind"])
-        for kind in sorted({"instance", "metrics_dir", *self.state.errors}):
-            errors.add_metric([kind], self.state.errors.get(kind, 0))
+                                     "Failures while scraping, by part (instance, metrics_dir).", labels=["part"])
+        for part in sorted({"instance", "metrics_dir", *self.state.errors}):
+            errors.add_metric([part], self.state.errors.get(part, 0))
         yield errors
         yield GaugeMetricFamily("marketdata_exporter_start_time_seconds", "Unix time the exporter started.",
                                 value=self.state.started)
