@@ -77,8 +77,8 @@ class Session:
         with click.progressbar(length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
             seen = set()
 
-            def on_event(kind: str, event) -> None:
-                if kind == "materialization":
+            def on_event(what: str, event) -> None:
+                if what == "materialization":
                     key = (event.asset_key, event.partition)
                     if key not in seen and len(seen) < expected:
                         seen.add(key)

@@ -119,8 +119,8 @@ def _rows(materializations: list[dg.AssetMaterialization]) -> int:
     return total
 
 
-EVENT_KINDS = {"STEP_START": "step_start", "STEP_SUCCESS": "step_end", "STEP_FAILURE": "step_end",
-               "ASSET_MATERIALIZATION": "materialization"}  # what on_event(kind, event) hears of
+EVENT_NAMES = {"STEP_START": "step_start", "STEP_SUCCESS": "step_end", "STEP_FAILURE": "step_end",
+               "ASSET_MATERIALIZATION": "materialization"}  # what on_event(what, event) hears of
 
 
 class _Tap(logging.Handler):
@@ -139,19 +139,19 @@ class _Tap(logging.Handler):
         if event is None:
             self._say(record)
             return
-        kind = getattr(event, "event_type_value", None)
-        if kind == "STEP_START":
+        event_type = getattr(event, "event_type_value", None)
+        if event_type == "STEP_START":
             self.step = event.step_key
-        elif kind == "STEP_FAILURE" and event.step_failure_data is not None:
+        elif event_type == "STEP_FAILURE" and event.step_failure_data is not None:
             self.failures[f"step {event.step_key}"] = error_line(event.step_failure_data.error)
-        elif kind == "RESOURCE_INIT_FAILURE" and getattr(event.event_specific_data, "error", None):
+        elif event_type == "RESOURCE_INIT_FAILURE" and getattr(event.event_specific_data, "error", None):
             self.failures[f"step {event.step_key}" if event.step_key else "resource setup"] = error_line(
                 event.event_specific_data.error)
-        elif kind == "PIPELINE_FAILURE" and not self.failures and getattr(event.event_specific_data, "error",
-                                                                            None):
+        elif (event_type == "PIPELINE_FAILURE" and not self.failures
+              and getattr(event.event_specific_data, "error", None)):
             self.failures["run"] = error_line(event.event_specific_data.error)
-        if kind in EVENT_KINDS and self.on_event is not None:
-            self.on_event(EVENT_KINDS[kind], event)
+        if event_type in EVENT_NAMES and self.on_event is not None:
+            self.on_event(EVENT_NAMES[event_type], event)
 
     def _say(self, record: logging.LogRecord) -> None:
         """A step's own warnings and errors, one plain line each (Dagster's console logger is off)."""

@@ -1,7 +1,7 @@
-"""What a crypto instrument is, read from the venue's own symbol: spot pair, perpetual, dated future
+"""What a crypto instrument is, read from the venue's own name of it: spot pair, perpetual, dated future
 or option, with its base and quote currencies, expiry, strike and option type.
 
-Symbols stay the venues' own (core.naming); this reads them. The shapes, as each venue
+Instrument names stay the venues' own (core.naming); this reads them. The shapes, as each venue
 documents its instrument names:
 
 | venue | spot | perpetual | future | option |
@@ -14,7 +14,7 @@ documents its instrument names:
 
 Deribit's and OKX's dated instruments expire at 08:00 UTC of the expiry day (`Contract.expires_at`).
 A Binance symbol's base and quote are split at the longest known quote asset (`QUOTES`). A name
-that fits none of these is a `ValueError` naming venue and symbol.
+that fits none of these is a `ValueError` naming venue and instrument.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _binance(venue: str, instrument: str) -> Contract:
 
 
 def contract_of(venue: str, instrument: str) -> Contract:
-    """The contract a symbol of DERIBIT, OKX or BINANCE[_UM|_CM] names (see the module's table)."""
+    """The contract an instrument name of DERIBIT, OKX or BINANCE[_UM|_CM] stands for (see the module's table)."""
     if venue == "DERIBIT":
         return _deribit(instrument)
     if venue == "OKX":

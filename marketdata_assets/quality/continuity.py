@@ -205,10 +205,10 @@ def _rows_where(slices: list[SliceKey]) -> tuple[str, dict]:
     """The filter of the trades table that reaches the slices' rows (and the days before) through
     the sorting key, and its parameters; `{loads:Array(UInt64)}` picks the loads."""
     first = min(s.day for s in slices) - timedelta(days=1)
-    sql = ("venue IN {venues:Array(String)} AND instrument IN {symbols:Array(String)} "
+    sql = ("venue IN {venues:Array(String)} AND instrument IN {instruments:Array(String)} "
            "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} "
            "AND load_id IN {loads:Array(UInt64)}")
-    return sql, {"venues": sorted({s.venue for s in slices}), "symbols": sorted({s.instrument for s in slices}),
+    return sql, {"venues": sorted({s.venue for s in slices}), "instruments": sorted({s.instrument for s in slices}),
                  "start": day_window(first)[0], "end": day_window(max(s.day for s in slices))[1]}
 
 

@@ -43,10 +43,10 @@ class AlphaStoreResource(dg.ConfigurableResource):
         """(regular database, super database)."""
         return self.mongo.database(self.db_name_regular), self.mongo.database(self.db_name_super)
 
-    def database_for(self, kind: str) -> Database:
-        """The database of 'regular' or 'super' (documents.collection_for)."""
+    def database_for(self, alpha_type: str) -> Database:
+        """The database of 'regular' or 'super' alphas (documents.collection_for)."""
         regular, super_ = self.databases()
-        return {"regular": regular, "super": super_}[kind]
+        return {"regular": regular, "super": super_}[alpha_type]
 
     def collection_of(self, alpha_type: str) -> Collection:
         """The alpha collection of a type ('REGULAR' or 'SUPER')."""

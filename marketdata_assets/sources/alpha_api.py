@@ -528,8 +528,8 @@ class AlphaApiClient(ApiClient):
                 return
             seen.add(alpha_id)
             stats.alphas += 1
-            kind = alpha.get("type") or alpha_type
-            stats.alphas_by_type[kind] = stats.alphas_by_type.get(kind, 0) + 1
+            its_type = alpha.get("type") or alpha_type
+            stats.alphas_by_type[its_type] = stats.alphas_by_type.get(its_type, 0) + 1
             if keep:
                 kept.append(alpha)
             if on_alpha is not None:

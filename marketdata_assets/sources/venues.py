@@ -49,7 +49,7 @@ def venue_client(venue: str, base_url: str | None = None, **kwargs) -> VenueClie
 
 def serves(venue: str, dataset: str, instrument: str | None = None, day: date | None = None,
            now: datetime | None = None) -> str | None:
-    """HISTORY or SNAPSHOT if `venue`'s client serves `dataset` (for `instrument`'s kind of contract:
+    """HISTORY or SNAPSHOT if `venue`'s client serves `dataset` (for `instrument`'s contract type:
     funding only for perpetuals, ...; for `day`, if its history reaches back that far: the client's
     `REACH`), else None: such a slice does not exist at this source, it is not a failure."""
     cls = client_class(venue)

@@ -32,7 +32,7 @@ from marketdata_assets.sources.tushare import (
     TusharePermissionError,
     TushareResponseError,
 )
-from marketdata_assets.sources.yahoo import YahooChartClient, YahooSymbolNotFound
+from marketdata_assets.sources.yahoo import YahooChartClient, YahooInstrumentNotFound
 from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import FAST, run
 
@@ -355,7 +355,7 @@ CASES = {
         fields=DAILY_FIELDS), 1, {"dropped_partial_rows": 1}),
     # ---- Yahoo chart ---------------------------------------------------------------------------
     "yahoo-chart-error-200": err("yahoo", "chart", {"chart": {"result": None, "error": {
-        "code": "Not Found", "description": "No data found, symbol may be delisted"}}}, YahooSymbolNotFound,
+        "code": "Not Found", "description": "No data found, symbol may be delisted"}}}, YahooInstrumentNotFound,
         "No data found, symbol may be delisted"),
     "yahoo-html-page-with-200": err("yahoo", "chart", HTML, SourceDataError, f"{BAD} (HTTP 200",
                                     content_type="text/html"),

@@ -27,8 +27,8 @@ from marketdata_assets.sources.yahoo import (
     ERRORS,
     ChartData,
     YahooChartClient,
+    YahooInstrumentNotFound,
     YahooRequestError,
-    YahooSymbolNotFound,
     denoise_float32,
     normalize_currency,
     parse_chart,
@@ -178,8 +178,8 @@ FORBIDDEN = {"finance": {"result": None, "error": {
 
 
 @pytest.mark.parametrize("payload, status, error_type, words", [
-    (NOT_FOUND, 200, YahooSymbolNotFound, "delisted"),
-    (NOT_FOUND, 404, YahooSymbolNotFound, "delisted"),
+    (NOT_FOUND, 200, YahooInstrumentNotFound, "delisted"),
+    (NOT_FOUND, 404, YahooInstrumentNotFound, "delisted"),
     (BAD_REQUEST, 200, YahooRequestError, "Bad Request"),
     (UNPROCESSABLE, 422, YahooRequestError, "within the last 30 days"),
     (INVALID_CRUMB, 401, SourcePermissionError, "Invalid Crumb"),
@@ -433,7 +433,7 @@ def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
         flaky = [r["status"] for r in server.requests_for("yahoo", "FLAKY")]
     assert {s for s, r in results.items() if isinstance(r, pl.DataFrame)} == {"VOD.L", "AAPL", "FLAKY"}
     dead = results["DEAD.L"]
-    assert isinstance(dead, YahooSymbolNotFound) and dead.status == 404 and dead.instrument == "DEAD.L"
+    assert isinstance(dead, YahooInstrumentNotFound) and dead.status == 404 and dead.instrument == "DEAD.L"
     assert "No data found, symbol may be delisted" in str(dead) and len(dead_requests) == 1
     assert dead.code == "Not Found" and "GET /v8/finance/chart/DEAD.L?interval=1m&period1=" in str(dead)
     bad = results["BAD"]

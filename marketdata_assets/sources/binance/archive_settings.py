@@ -35,5 +35,5 @@ class ArchiveSettings:
         return tuple(normalize_instrument(ARCHIVE_MARKETS[m], i) for m in self.markets for i in self.instruments)
 
     def files(self) -> tuple[tuple[str, str], ...]:
-        """(family, interval) of every configured kind of archive file ('' for trades and aggTrades)."""
+        """(family, interval) of every configured archive file family ('' for trades and aggTrades)."""
         return tuple((f, i) for f in self.families for i in (self.intervals if f == "klines" else ("",)))

@@ -36,7 +36,7 @@ files (dev.binance.vision thread 22392, public loaders) give: a header `time,sid
 time_in_force,original_quantity,price,average_price,order_status,last_fill_quantity,
 accumulated_fill_quantity`, `time` in ms, side BUY|SELL (the liquidation order's), base-unit
 quantities, and every line written twice (#259, #337). The columns are the `forceOrder` stream's
-(at most one liquidation per symbol and second; `time` its trade time [inferred]). A row becomes:
+(at most one liquidation per instrument and second; `time` its trade time [inferred]). A row becomes:
 side lower-cased; quantity = accumulated_fill_quantity (what filled; = original_quantity on every
 row reported); price = average_price (the fills' average), the order's price if that is 0; amount =
 price * quantity; liquidation_id = `<ts µs>-<side>-<quantity>-<price>` in plain shortest decimals
@@ -111,7 +111,7 @@ DAILY_ONLY = {LIQUIDATION_FAMILY}                # families without monthly arch
 
 
 def archived(key: SliceKey) -> bool:
-    """Whether data.binance.vision publishes archives of the slice's kind for its market (no
+    """Whether data.binance.vision publishes archives of the slice's dataset for its market (no
     liquidations for spot): the other slices are not asked for."""
     family, _ = ARCHIVED_DATASETS[key.dataset]
     return VENUE_MARKETS.get(key.venue) in FAMILY_MARKETS.get(family, MARKET_PATHS)
@@ -239,8 +239,8 @@ class ArchiveClient(ApiClient):
         if response.status_code == 404:
             raise ArchiveMissing(key, self.url(key, ".CHECKSUM"), _s3_code(response.text))
         if response.status_code != 200:
-            kind = self.ERRORS.classify(response.status_code, None, response.text[:200])
-            raise self.make_error(kind, status=response.status_code, code=None, message=response.text[:200], page=page)
+            category = self.ERRORS.classify(response.status_code, None, response.text[:200])
+            raise self.make_error(category, status=response.status_code, code=None, message=response.text[:200], page=page)
         try:
             return parse_checksum(response.text, key.name)
         except ValueError as error:
@@ -261,8 +261,8 @@ class ArchiveClient(ApiClient):
         if response.status_code == 404:
             raise ArchiveMissing(key, self.url(key), _s3_code(response.text))
         if response.status_code != 200:
-            kind = self.ERRORS.classify(response.status_code, None, response.text[:300])
-            raise self.make_error(kind, status=response.status_code, code=None, message=response.text[:300], page=page)
+            category = self.ERRORS.classify(response.status_code, None, response.text[:300])
+            raise self.make_error(category, status=response.status_code, code=None, message=response.text[:300], page=page)
         return saved[-1]
 
     async def _save(self, response: httpx.Response, dest: Path) -> tuple[str, int]:

@@ -15,7 +15,7 @@ funding, open interest, mark and index price bars. From the USD-M docs (weights 
   funding_rate = lastFundingRate, the period in progress [inferred: "the latest funding rate"].
 - `fundingRate` (startTime/endTime inclusive, limit <= 1000, ascending, the first `limit` from
   startTime): paged forward from the last fundingTime + 1 ms; markPrice absent or "" in old rows ->
-  null. `fundingInfo` (weight 0; 500 requests / 5 min shared with fundingRate) lists only symbols
+  null. `fundingInfo` (weight 0; 500 requests / 5 min shared with fundingRate) lists only instruments
   whose cap, floor or fundingIntervalHours were adjusted: asked once per client, else 8 hours;
   rate_8h = rate * 8 / interval_hours. Today's interval labels every row [inferred: no history of
   interval changes is published].
@@ -56,7 +56,7 @@ from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 VENUE = "BINANCE_UM"
 DEFAULT_BASE_URL = "https://fapi.binance.com"
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
-FUNDING_HOURS = 8.0  # a symbol fundingInfo does not list
+FUNDING_HOURS = 8.0  # an instrument fundingInfo does not list
 TRADES_REACH = timedelta(hours=48)
 OPEN_INTEREST_REACH = timedelta(days=30)
 OI_PERIOD, OI_PERIOD_MS = "5m", 300_000
@@ -117,18 +117,18 @@ def parse_funding(body: Any, instrument: str, interval_hours: float = FUNDING_HO
 
 
 def parse_funding_info(body: Any, ctx: Page | None = None) -> dict[str, float]:
-    """`/fapi/v1/fundingInfo` → symbol -> fundingIntervalHours (symbols without one are left out)."""
+    """`/fapi/v1/fundingInfo` → instrument -> fundingIntervalHours (instruments without one are left out)."""
     ctx = _ctx(None, ctx)
     intervals: dict[str, float] = {}
     for i, record in enumerate(_array(body, "fundingInfo", ctx)):
-        symbol = field(record, "symbol", f"fundingInfo #{i}", ctx)
+        instrument = field(record, "symbol", f"fundingInfo #{i}", ctx)
         hours = record.get("fundingIntervalHours")
         if hours is None:
             continue
-        hours = number(hours, f"fundingInfo {symbol} fundingIntervalHours", ctx)
+        hours = number(hours, f"fundingInfo {instrument} fundingIntervalHours", ctx)
         if hours <= 0:
-            raise ctx.error(f"fundingInfo {symbol} fundingIntervalHours is {hours}, not positive")
-        intervals[str(symbol)] = hours
+            raise ctx.error(f"fundingInfo {instrument} fundingIntervalHours is {hours}, not positive")
+        intervals[str(instrument)] = hours
     return intervals
 
 
@@ -153,7 +153,7 @@ def parse_price_klines(body: Any, instrument: str, ctx: Page | None = None) -> p
 
 def parse_ticker(book: Any, premium: Any, stats: Any, instrument: str,
                  pages: tuple[Page | None, Page | None, Page | None] = (None, None, None)) -> pl.DataFrame:
-    """`ticker/bookTicker`, `premiumIndex` and `ticker/24hr` of one symbol → one tickers row
+    """`ticker/bookTicker`, `premiumIndex` and `ticker/24hr` of one instrument → one tickers row
     (ts = the latest of their times)."""
     book_ctx, premium_ctx, stats_ctx = (_ctx(instrument, page) for page in pages)
     book = _object(book, "bookTicker", book_ctx)
@@ -265,7 +265,7 @@ class BinanceFuturesClient(BinanceClient):
     # ---- funding ------------------------------------------------------------------------------
 
     async def funding_interval(self, instrument: str) -> float:
-        """The symbol's funding interval in hours: `fundingInfo` (asked once per client), else 8."""
+        """The instrument's funding interval in hours: `fundingInfo` (asked once per client), else 8."""
         async with self._intervals_lock:
             if self._intervals is None:
                 body, page = await self._get(self.FUNDING_INFO, {}, instrument=instrument, day=None)

@@ -304,14 +304,14 @@ class BinanceClient(ApiClient):
     def ban_until(self, message: str) -> datetime | None:
         return ban_until(message)
 
-    def make_error(self, kind, *, status, code, message, page):
-        if kind == "permission" and message.lstrip().startswith("<"):
+    def make_error(self, category, *, status, code, message, page):
+        if category == "permission" and message.lstrip().startswith("<"):
             return SourcePermissionError(self.name, status, WAF, request=page.request)
-        if kind == "banned":
-            error = super().make_error(kind, status=status, code=code, message=message, page=page)
+        if category == "banned":
+            error = super().make_error(category, status=status, code=code, message=message, page=page)
             error.source = self.name
             return error
-        return super().make_error(kind, status=status, code=code, message=message, page=page)
+        return super().make_error(category, status=status, code=code, message=message, page=page)
 
     def depth_weight(self, limit: int) -> int:
         return depth_weight(limit)

@@ -441,15 +441,15 @@ class DeribitClient(ApiClient):
         extra = ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else str(data)
         return error.get("code"), f"{error.get('message')}" + (f" ({extra})" if extra else "")
 
-    def make_error(self, kind, *, status, code, message, page):
+    def make_error(self, category, *, status, code, message, page):
         """The errors name the venue (DERIBIT), as its data errors do."""
-        if kind in ("permission", "unauthorized"):
+        if category in ("permission", "unauthorized"):
             detail = f"code {code}: {message}" if code is not None else message
             return SourcePermissionError(VENUE, status, detail, request=page.request)
-        if kind in ("rejected", "not_found"):
-            cls = SourceNotFound if kind == "not_found" else SourceRequestError
+        if category in ("rejected", "not_found"):
+            cls = SourceNotFound if category == "not_found" else SourceRequestError
             return cls(VENUE, page.instrument, status, code, message, request=page.request)
-        return super().make_error(kind, status=status, code=code, message=message, page=page)
+        return super().make_error(category, status=status, code=code, message=message, page=page)
 
     async def _public(self, method: str, params: dict[str, Any], *, instrument: str,
                       day: date | None) -> tuple[Any, Page]:

@@ -141,7 +141,7 @@ class _Tally:
 
     def __init__(self):
         self.kept = 0
-        self.kinds: Counter = Counter()  # reason up to its first ':' -> rows
+        self.reasons: Counter = Counter()  # reason up to its first ':' -> rows
         self.time_samples: list[str] = []
         self.first: tuple[int, str] | None = None  # (line, reason) of the first reject
 
@@ -151,9 +151,9 @@ class _Tally:
             return
         if self.first is None:
             self.first = (rejected["line"][0], rejected["reason"][0])
-        kinds = rejected.select(pl.col("reason").str.extract(r"^([^:;]*)")).to_series().value_counts()
-        for kind, count in kinds.iter_rows():
-            self.kinds[kind] += count
+        reasons = rejected.select(pl.col("reason").str.extract(r"^([^:;]*)")).to_series().value_counts()
+        for reason, count in reasons.iter_rows():
+            self.reasons[reason] += count
         if len(self.time_samples) < 3:
             texts = rejected.select(pl.col("reason").str.extract(_BAD_TIME_TEXT)).to_series().drop_nulls()
             for text in texts.unique(maintain_order=True).head(3).to_list():
@@ -476,13 +476,13 @@ class MinuteCsvReader:
         """The whole-file error when a pass kept no row but rejected some: TimeColumnError when the
         time is why (every row whose time was looked at failed it), else a CsvFileError counting the
         reasons. time_only: only the time case (a sample can't tell for the rest)."""
-        if tally.kept or not tally.kinds:
+        if tally.kept or not tally.reasons:
             return None
-        total = sum(tally.kinds.values())
-        timed = sum(n for kind, n in tally.kinds.items() if kind.startswith(_TIME_REASONS))
-        others = [kind for kind in tally.kinds if not kind.startswith(_TIME_REASONS + _UNCHECKED_REASONS)]
+        total = sum(tally.reasons.values())
+        timed = sum(n for reason, n in tally.reasons.items() if reason.startswith(_TIME_REASONS))
+        others = [reason for reason in tally.reasons if not reason.startswith(_TIME_REASONS + _UNCHECKED_REASONS)]
         rows = f"0 of {timed} rows" if whole_file else f"0 of the first {timed} rows"
-        implausible = tally.kinds.get(plausibility.REASON, 0)
+        implausible = tally.reasons.get(plausibility.REASON, 0)
         if timed and not others and implausible and not whole_file:
             return None  # a sample can't tell: rows further on may be plausible
         if timed and not others:
@@ -504,9 +504,9 @@ class MinuteCsvReader:
                                    column=column, profile=profile, samples=tally.time_samples)
         if time_only:
             return None
-        kinds = ", ".join(f"{n} {kind}" for kind, n in tally.kinds.most_common(4))
+        commonest = ", ".join(f"{n} {reason}" for reason, n in tally.reasons.most_common(4))
         line, reason = tally.first
-        return CsvFileError(self.path, f"no row can be read: all {total} data rows were rejected ({kinds}); "
+        return CsvFileError(self.path, f"no row can be read: all {total} data rows were rejected ({commonest}); "
                                        f"first on line {line}: {reason}")
 
     def _implausible_error(self, tally: _Tally, column: str, profile: str, rows: str,
@@ -761,7 +761,7 @@ class MinuteCsvReader:
             if kept.height:
                 self.rows += kept.height
                 yield kept
-        self.reject_reasons = tally.kinds
+        self.reject_reasons = tally.reasons
         error = self._unreadable_error(tally)
         if error is not None:
             raise error

@@ -473,13 +473,13 @@ def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, dro
     a price bars frame (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in
     `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
-    kind = dataset.split("_")[0]
+    price = dataset.split("_")[0]
     cols = columns_of(dataset)
     for i, row in enumerate(_data(body, ctx)):
         if not isinstance(row, list) or len(row) < 5:
-            raise ctx.error(f"{kind} candle #{i} is not a [ts, o, h, l, c, confirm] array: {str(row)[:120]}")
-        ts = epoch_us(row[0], f"{kind} candle #{i} ts", ctx)
-        what = f"{kind} candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
+            raise ctx.error(f"{price} candle #{i} is not a [ts, o, h, l, c, confirm] array: {str(row)[:120]}")
+        ts = epoch_us(row[0], f"{price} candle #{i} ts", ctx)
+        what = f"{price} candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
         confirm = row[5] if len(row) >= 6 else "1"
         if confirm not in ("0", "1"):
             raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
@@ -533,10 +533,10 @@ class OkxClient(ApiClient):
         message = payload.get("msg") or payload.get("error_message") or payload.get("detail") or ""
         return payload["code"], str(message)
 
-    def make_error(self, kind, *, status, code, message, page):
+    def make_error(self, category, *, status, code, message, page):
         if status == 404 and code is not None and not isinstance(code, str):  # OKX's codes are strings
             message = f"unknown path or endpoint ({message})"
-        return super().make_error(kind, status=status, code=code, message=message, page=page)
+        return super().make_error(category, status=status, code=code, message=message, page=page)
 
     async def _get(self, path: str, params: dict[str, Any], *, instrument: str,
                    day: date | None) -> tuple[Any, Page]:

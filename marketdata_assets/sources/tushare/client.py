@@ -157,13 +157,13 @@ class TushareClient(ApiClient):
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:
         return error_fields(payload)
 
-    def make_error(self, kind, *, status, code, message, page):
-        if status < 400 and kind != "data" and isinstance(page, TusharePage):  # a Tushare error code
-            error = answer_error(kind, page.api, code, message, instrument=page.instrument, request=page.request)
+    def make_error(self, category, *, status, code, message, page):
+        if status < 400 and category != "data" and isinstance(page, TusharePage):  # a Tushare error code
+            error = answer_error(category, page.api, code, message, instrument=page.instrument, request=page.request)
         else:  # an HTTP error (401/403 from a proxy, 404, other 4xx)
-            error = super().make_error(kind, status=status, code=code, message=message, page=page)
+            error = super().make_error(category, status=status, code=code, message=message, page=page)
         error = self._scrubbed(error)
-        if kind in ("quota", "permission", "unauthorized", "banned"):
+        if category in ("quota", "permission", "unauthorized", "banned"):
             log.error("%s", error)
         return error
 
@@ -187,8 +187,8 @@ class TushareClient(ApiClient):
                  page.api, scrub(message, self.__token), wait)
         return wait
 
-    def exhausted(self, kind, *, method, path, status, failure, attempts, page):
-        return self._scrubbed(super().exhausted(kind, method=method, path=path, status=status, failure=failure,
+    def exhausted(self, category, *, method, path, status, failure, attempts, page):
+        return self._scrubbed(super().exhausted(category, method=method, path=path, status=status, failure=failure,
                                                 attempts=attempts, page=page))
 
     # ---- one call ----------------------------------------------------------------------------

@@ -141,20 +141,20 @@ def next_china_boundary(unit: Literal["hour", "day"]) -> datetime:
     return as_utc(nxt)
 
 
-def answer_error(kind: ErrorCategory, api_name: str, code: Any, message: str, *, instrument: str | None = None,
+def answer_error(category: ErrorCategory, api_name: str, code: Any, message: str, *, instrument: str | None = None,
                  request: str | None = None) -> SourceError:
-    """The exception a Tushare error answer classified as `kind` (`ERRORS`) stands for."""
-    if kind == "quota":
+    """The exception a Tushare error answer classified as `category` (`ERRORS`) stands for."""
+    if category == "quota":
         hourly = any(word in message.lower() for word in HOUR_WORDS)
         return TushareLimitReached(api_name, "hourly" if hourly else "daily", message,
                                    until=next_china_boundary("hour" if hourly else "day"))
-    if kind == "rate_limited":  # only for a parser caller: the client waits these out
+    if category == "rate_limited":  # only for a parser caller: the client waits these out
         return TushareLimitReached(api_name, "per-minute", message)
-    if kind == "permission":
+    if category == "permission":
         return TusharePermissionError(api_name, code, message)
-    if kind == "unauthorized":
+    if category == "unauthorized":
         return TushareTokenError(f"the token was refused (code {code}: {message})")
-    if kind == "banned":
+    if category == "banned":
         return SourceBanned(PROVIDER, f"code {code}: {message}", request=request or api_name)
     return SourceRequestError(PROVIDER, instrument, 200, code, message or "(no message)",
                               request=request or api_name)

@@ -9,8 +9,8 @@ from marketdata_assets.sources.yahoo.chart import (
     PROVIDER,
     ChartData,
     YahooChartClient,
+    YahooInstrumentNotFound,
     YahooRequestError,
-    YahooSymbolNotFound,
     denoise_float32,
     normalize_currency,
     parse_chart,
@@ -22,5 +22,5 @@ from marketdata_assets.sources.yahoo.feeds import SOURCE
 YAHOO = Source(SOURCE, (), {"bars_1m": HISTORY}, YahooChartClient, "yahoo", {"bars_1m": timedelta(days=30)},
                options={"max_days_back": Option(30, nullable=True)})
 
-__all__ = ["YAHOO", "ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
-           "denoise_float32", "normalize_currency", "parse_chart"]
+__all__ = ["YAHOO", "ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooInstrumentNotFound",
+           "YahooRequestError", "denoise_float32", "normalize_currency", "parse_chart"]

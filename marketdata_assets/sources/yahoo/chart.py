@@ -92,8 +92,8 @@ class YahooRequestError(SourceRequestError):
         super().__init__(PROVIDER, instrument, status, code, description, request=request)
 
 
-class YahooSymbolNotFound(YahooRequestError):
-    """404 "Not Found": "No data found, instrument may be delisted". Not retried; other symbols go on."""
+class YahooInstrumentNotFound(YahooRequestError):
+    """404 "Not Found": "No data found, instrument may be delisted". Not retried; other instruments go on."""
 
 
 # What Yahoo's error answers mean: `chart.error` (or `finance.error`) `{code, description}` with the
@@ -120,13 +120,13 @@ def chart_error(payload: Any) -> tuple[str, str] | None:
     return None
 
 
-def yahoo_error(kind: ErrorCategory, *, status: int, code: Any, message: str, instrument: str,
+def yahoo_error(category: ErrorCategory, *, status: int, code: Any, message: str, instrument: str,
                 request: str | None = None) -> SourceError:
-    """The exception an error answer about `instrument` stands for (`kind` from `ERRORS`)."""
-    if kind in ("permission", "unauthorized"):
+    """The exception an error answer about `instrument` stands for (`category` from `ERRORS`)."""
+    if category in ("permission", "unauthorized"):
         detail = f"{instrument}: code {code}: {message}" if code is not None else f"{instrument}: {message}"
         return SourcePermissionError(PROVIDER, status, detail, request=request)
-    cls = YahooSymbolNotFound if kind == "not_found" else YahooRequestError
+    cls = YahooInstrumentNotFound if category == "not_found" else YahooRequestError
     return cls(instrument, status, code, message, request=request)
 
 
@@ -223,7 +223,7 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
     + drop counts).
 
     `start`/`end` (epoch seconds) keep bars with start <= ts < end. An error payload raises what
-    `ERRORS` makes of it with `status` (`YahooSymbolNotFound`, `YahooRequestError`, ...), a malformed
+    `ERRORS` makes of it with `status` (`YahooInstrumentNotFound`, `YahooRequestError`, ...), a malformed
     one `SourceDataError`; both name the instrument and `request` (the request it answered) when given.
     So is an answer whose unit is unknown (no `meta.currency` on a minor-unit market) or whose
     `meta.dataGranularity` is not `interval`.
@@ -463,10 +463,10 @@ class YahooChartClient(ApiClient):
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:
         return chart_error(payload)
 
-    def make_error(self, kind: ErrorCategory, *, status: int, code: Any, message: str, page: Page) -> SourceError:
-        if kind in ("banned", "quota", "data"):
-            return super().make_error(kind, status=status, code=code, message=message, page=page)
-        return yahoo_error(kind, status=status, code=code, message=message, instrument=page.instrument or "?",
+    def make_error(self, category: ErrorCategory, *, status: int, code: Any, message: str, page: Page) -> SourceError:
+        if category in ("banned", "quota", "data"):
+            return super().make_error(category, status=status, code=code, message=message, page=page)
+        return yahoo_error(category, status=status, code=code, message=message, instrument=page.instrument or "?",
                            request=page.request)
 
     # ---- one request ---------------------------------------------------------------------------
@@ -541,5 +541,6 @@ class YahooChartClient(ApiClient):
                 "clipped_windows": totals.get("clipped_windows", 0)}
 
 
-__all__ = ["ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooRequestError", "YahooSymbolNotFound",
-           "chart_error", "denoise_float32", "merge_chart_data", "normalize_currency", "parse_chart", "yahoo_error"]
+__all__ = ["ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooInstrumentNotFound",
+           "YahooRequestError", "chart_error", "denoise_float32", "merge_chart_data", "normalize_currency",
+           "parse_chart", "yahoo_error"]
