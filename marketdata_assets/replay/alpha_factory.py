@@ -98,14 +98,14 @@ def _expr(rng: random.Random, depth: int = 0) -> tuple[str, int]:
     """A FASTEXPR expression and its operator count."""
     if depth >= 3 or (depth and rng.random() < 0.3):
         return rng.choice(_FIELDS), 0
-    kind = rng.random()
-    if kind < 0.35:
+    draw = rng.random()
+    if draw < 0.35:
         inner, n = _expr(rng, depth + 1)
         return f"{rng.choice(_TS)}({inner}, {rng.choice([5, 10, 20, 22, 60, 120, 252])})", n + 1
-    if kind < 0.6:
+    if draw < 0.6:
         inner, n = _expr(rng, depth + 1)
         return f"{rng.choice(_UNARY)}({inner})", n + 1
-    if kind < 0.75:
+    if draw < 0.75:
         inner, n = _expr(rng, depth + 1)
         return f"{rng.choice(_GROUP)}({inner}, {rng.choice(_GROUPS)})", n + 1
     left, n1 = _expr(rng, depth + 1)

@@ -81,7 +81,7 @@ from marketdata_assets.sources.binance.dumps import (
 UTC = timezone.utc
 VENUES = {"spot": "BINANCE", "um": "BINANCE_UM"}
 _PATH = re.compile(r"^/data/(?P<market>spot|futures/um)/(?P<period>daily|monthly)/"
-                   r"(?P<family>trades|aggTrades|klines|liquidationSnapshot)/(?P<symbol>[A-Z0-9]+)/"
+                   r"(?P<family>trades|aggTrades|klines|liquidationSnapshot)/(?P<instrument>[A-Z0-9]+)/"
                    r"(?:(?P<interval>\d+[smhdw])/)?(?P<name>[^/]+\.zip)(?P<checksum>\.CHECKSUM)?$")
 _ZIP_TIME = (2025, 1, 1, 0, 0, 0)  # a fixed member time: the same rows always give the same bytes
 AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"
@@ -120,7 +120,7 @@ class Archive:
     market: str        # spot | um
     period: str        # daily | monthly
     family: str        # trades | aggTrades | klines | liquidationSnapshot
-    symbol: str
+    instrument: str
     interval: str      # klines only
     day: date          # the day, or the month's first day
     name: str
@@ -133,7 +133,7 @@ class Archive:
     def path(self) -> str:
         market = "futures/um" if self.market == "um" else "spot"
         interval = f"{self.interval}/" if self.interval else ""
-        return f"data/{market}/{self.period}/{self.family}/{self.symbol}/{interval}{self.name}"
+        return f"data/{market}/{self.period}/{self.family}/{self.instrument}/{interval}{self.name}"
 
     def lookup(self, table):
         """This archive's entry of a fault table (by path, else by name): a set's membership or a dict's value."""
@@ -158,7 +158,7 @@ def parse_path(path: str) -> tuple[Archive, bool] | None:
         return None  # USD-M daily files only
     token = match["interval"] or match["family"]
     when = r"\d{4}-\d{2}-\d{2}" if match["period"] == "daily" else r"\d{4}-\d{2}"
-    found = re.fullmatch(rf"{match['symbol']}-{re.escape(token)}-({when})\.zip", match["name"])
+    found = re.fullmatch(rf"{match['instrument']}-{re.escape(token)}-({when})\.zip", match["name"])
     if not found:
         return None
     try:
@@ -166,7 +166,7 @@ def parse_path(path: str) -> tuple[Archive, bool] | None:
     except ValueError:
         return None
     market = "um" if match["market"] == "futures/um" else "spot"
-    return Archive(market, match["period"], match["family"], match["symbol"], match["interval"] or "", day,
+    return Archive(market, match["period"], match["family"], match["instrument"], match["interval"] or "", day,
                    match["name"]), bool(match["checksum"])
 
 
@@ -178,7 +178,7 @@ def day_trades(archive: Archive, day: date, seed: int, trades_per_day: int, gene
     """The normalized trades of one day of an archive's instrument (a generation > 0: re-published,
     other rows). About two in five trades are further fills of the taker order before them (its
     time, price and side), so aggTrades aggregate something."""
-    trades = generate_trades(archive.symbol, day, trades_per_day + 7 * generation, seed=seed * 1000 + generation,
+    trades = generate_trades(archive.instrument, day, trades_per_day + 7 * generation, seed=seed * 1000 + generation,
                              market=archive.market, venue=archive.venue)
     fill = ((pl.col("seq") * 2654435761) % 97 < 40) & (pl.int_range(pl.len()) > 0)
     order = (~fill).cum_sum()
@@ -373,14 +373,14 @@ class BinanceArchiveReplayServer(BackgroundServer):
                 frame["ts"].dt.epoch("us"), frame["side"], frame["accumulated_fill_quantity"],
                 frame["average_price"])]
             return frame.select(
-                "ts", pl.lit(archive.venue).alias("venue"), pl.lit(archive.symbol).alias("instrument"),
+                "ts", pl.lit(archive.venue).alias("venue"), pl.lit(archive.instrument).alias("instrument"),
                 pl.Series("liquidation_id", ids, dtype=pl.Utf8), pl.col("side").str.to_lowercase(),
                 pl.col("average_price").alias("price"), pl.col("accumulated_fill_quantity").alias("quantity"),
                 (pl.col("average_price") * pl.col("accumulated_fill_quantity")).alias("amount")).sort("ts")
         if archive.family != "klines":
             return frame.select(list(TRADES_SCHEMA))
         return frame.select(pl.col("open_us").cast(BARS_SCHEMA["ts"]).alias("ts"), pl.lit(archive.venue).alias("venue"),
-                            pl.lit(archive.symbol).alias("instrument"), "open", "high", "low", "close", "volume",
+                            pl.lit(archive.instrument).alias("instrument"), "open", "high", "low", "close", "volume",
                             pl.col("quote_volume").alias("amount"), pl.col("count").alias("trades"))
 
     def is_published(self, archive: Archive) -> bool:

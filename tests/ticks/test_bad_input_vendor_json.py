@@ -151,7 +151,8 @@ class Case:
     then: bytes | None = None      # the answer to the next request (after a "try again" answer)
 
     @property
-    def symbol(self) -> str:
+    def asked(self) -> str:
+        """The instrument the case asks for."""
         return self.instrument or INSTRUMENT[self.source]
 
 
@@ -412,7 +413,7 @@ def make_client(source: str, url: str):
 
 
 async def fetch(api, case: Case):
-    instrument = case.symbol
+    instrument = case.asked
     if case.source == "tushare":
         if case.endpoint == "daily":
             return await api.daily([instrument, "000001.SZ"], DAY, DAY)
@@ -455,11 +456,11 @@ def test_a_bad_vendor_body(server, name):
         message = str(outcome)
         assert case.words in message, message
         if not isinstance(outcome, SourcePermissionError):  # refused for the whole API: the engine names the slice
-            assert case.symbol in message, f"the error does not name the instrument: {message}"
+            assert case.asked in message, f"the error does not name the instrument: {message}"
         return
     assert not isinstance(outcome, Exception), f"{name}: {outcome!r}"
     assert outcome.height == case.rows, outcome
-    assert set(outcome["instrument"]) <= {case.symbol}
+    assert set(outcome["instrument"]) <= {case.asked}
     key = "trade_id" if "trade_id" in outcome.columns else "ts"
     assert outcome["ts"].is_sorted() and outcome[key].is_unique().all()
     for key, value in case.counted.items():

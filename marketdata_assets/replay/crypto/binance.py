@@ -238,15 +238,15 @@ class Binance(Venue):
 
     # ---- answers ---------------------------------------------------------------------------
 
-    def _symbol(self, query: dict, param: str = "symbol") -> str:
+    def _checked_instrument(self, query: dict, param: str = "symbol") -> str:
         """The instrument `param` names, one of the venue's; the venue's error otherwise."""
-        symbol = query.get(param)
-        if not symbol:
+        instrument = query.get(param)
+        if not instrument:
             raise VendorError(400, {"code": -1102, "msg": f"Mandatory parameter '{param}' was not sent, was "
                                                           "empty/null, or malformed."})
-        if symbol not in self.config.instruments.get(self.name, []):
+        if instrument not in self.config.instruments.get(self.name, []):
             raise VendorError(400, {"code": -1121, "msg": "Invalid symbol."})
-        return symbol
+        return instrument
 
     def answer(self, path: str, query: dict, headers) -> Any:
         market = self.market
@@ -256,28 +256,28 @@ class Binance(Venue):
             return {}
         if name == "time":
             return {"serverTime": int(time.time() * 1000)}
-        symbol = self._symbol(query)
+        instrument = self._checked_instrument(query)
         if name == "aggTrades":
-            return self.agg_trades(symbol, p)
+            return self.agg_trades(instrument, p)
         if name == "trades":
-            rows = market.latest(self.name, symbol, p.limit(500, 1000))
+            rows = market.latest(self.name, instrument, p.limit(500, 1000))
             return [{"id": tape.first_id + i, "price": fmt8(tape.price[i]), "qty": fmt8(tape.size[i]),
                      "quoteQty": fmt8(tape.price[i] * tape.size[i]), "time": p.out(tape.ts[i]),
                      "isBuyerMaker": not tape.buy[i], "isBestMatch": True} for tape, i in rows]
         if name == "historicalTrades":
             n, from_id, now = p.limit(500, 1000), p.integer("fromId"), market.now_us()
-            trades = (self.dumps.latest(symbol, n, now) if from_id is None
-                      else self.dumps.from_id(symbol, max(0, from_id), n, now))
+            trades = (self.dumps.latest(instrument, n, now) if from_id is None
+                      else self.dumps.from_id(instrument, max(0, from_id), n, now))
             return [{"id": day.first_id + i, "price": fmt8(day.price[i]), "qty": fmt8(day.qty[i]),
                      "quoteQty": fmt8(day.quote[i]), "time": p.out(day.ts[i]), "isBuyerMaker": day.sell[i],
                      "isBestMatch": True} for day, i in trades]
         if name == "klines":
-            return self.klines(symbol, p)
+            return self.klines(instrument, p)
         if name == "depth":
-            return self.depth(symbol, p)
+            return self.depth(instrument, p)
         if name == "ticker/24hr":
-            stats = self.day_stats(symbol, p)
-            _, bids, asks, _ = market.book(self.name, symbol, 1)
+            stats = self.day_stats(instrument, p)
+            _, bids, asks, _ = market.book(self.name, instrument, 1)
             at = list(stats).index("lastQty") + 1  # Binance's field order: bid/ask after the last trade
             items = list(stats.items())
             best = [("bidPrice", fmt8(bids[0][0])), ("bidQty", fmt8(bids[0][1])),
@@ -285,7 +285,7 @@ class Binance(Venue):
             return dict(items[:at] + best + items[at:])
         raise VendorError(404, {"code": -1000, "msg": f"Unknown path {path}"})
 
-    def agg_trades(self, symbol: str, p: Params, oldest_us: int | None = None) -> list[dict]:
+    def agg_trades(self, instrument: str, p: Params, oldest_us: int | None = None) -> list[dict]:
         """`aggTrades` by startTime/endTime (at most 1 h apart), fromId or the latest; trades before
         `oldest_us` do not exist (a venue keeping a limited history)."""
         market, query, n = self.market, p.query, p.limit(500, 1000)
@@ -297,17 +297,17 @@ class Binance(Venue):
             if end - start > HOUR_US:
                 raise VendorError(400, {"code": -1127,
                                         "msg": "More than 1 hours between startTime and endTime."})
-            rows = market.rows_between(self.name, symbol, max(start, oldest_us or 0), end, n)
+            rows = market.rows_between(self.name, instrument, max(start, oldest_us or 0), end, n)
         elif start is not None:
-            rows = market.rows_between(self.name, symbol, max(start, oldest_us or 0), start + HOUR_US, n)
+            rows = market.rows_between(self.name, instrument, max(start, oldest_us or 0), start + HOUR_US, n)
         elif end is not None:
-            rows = market.rows_between(self.name, symbol, max(end - HOUR_US, oldest_us or 0), end, n,
+            rows = market.rows_between(self.name, instrument, max(end - HOUR_US, oldest_us or 0), end, n,
                                        newest_first=True)[::-1]
         elif from_id not in (None, ""):
-            rows = [r for r in market.rows_from_id(self.name, symbol, int(from_id), n)
+            rows = [r for r in market.rows_from_id(self.name, instrument, int(from_id), n)
                     if oldest_us is None or r[0].ts[r[1]] >= oldest_us]
         else:
-            rows = market.latest(self.name, symbol, n)
+            rows = market.latest(self.name, instrument, n)
         out = []
         for tape, i in rows:
             a = tape.first_id + i
@@ -328,12 +328,12 @@ class Binance(Venue):
         hi = min(end if end is not None else now, now - MINUTE_US)
         return hi - n * MINUTE_US + 1, hi, True
 
-    def klines(self, symbol: str, p: Params) -> list[list]:
+    def klines(self, instrument: str, p: Params) -> list[list]:
         if p.query.get("interval") != "1m":
             raise VendorError(400, {"code": -1120, "msg": "Invalid interval."})
         n = p.limit(500, self.KLINE_MAX)
         lo, hi, newest = self.kline_window(p, n)
-        bars = self.market.bars_between(self.name, symbol, lo, hi)
+        bars = self.market.bars_between(self.name, instrument, lo, hi)
         out = []
         for bar in (bars[-n:] if newest else bars[:n]):
             ts, o, h, low, c, vol, quote, count, _, tb_base, tb_quote = bar
@@ -345,27 +345,27 @@ class Binance(Venue):
         """The times a depth answer carries (spot: none)."""
         return {}
 
-    def depth(self, symbol: str, p: Params) -> dict:
+    def depth(self, instrument: str, p: Params) -> dict:
         depth = p.limit(self.DEPTH_DEFAULT, self.DEPTH_MAX)
-        update_id, bids, asks, ts = self.market.book(self.name, symbol, depth)
+        update_id, bids, asks, ts = self.market.book(self.name, instrument, depth)
         return {"lastUpdateId": update_id, **self.depth_times(ts),
                 "bids": [[fmt8(px), fmt8(q)] for px, q in bids],
                 "asks": [[fmt8(px), fmt8(q)] for px, q in asks]}
 
-    def day_stats(self, symbol: str, p: Params) -> dict:
+    def day_stats(self, instrument: str, p: Params) -> dict:
         """The `ticker/24hr` statistics of the rolling 24 hours before now, from the tape (spot adds
         prevClosePrice and the best bid/ask)."""
         now = self.market.now_us()
-        rows = self.market.rows_between(self.name, symbol, now - DAY_US, now - 1)
+        rows = self.market.rows_between(self.name, instrument, now - DAY_US, now - 1)
         prices = [tape.price[i] for tape, i in rows]
         sizes = [base_and_quote(tape.spec, tape.price[i], tape.size[i]) for tape, i in rows]
         volume, value = sum(b for b, _ in sizes), sum(q for _, q in sizes)
         first, last = (prices[0], prices[-1]) if prices else (0.0, 0.0)
-        stats = {"symbol": symbol, "priceChange": fmt8(last - first),
+        stats = {"symbol": instrument, "priceChange": fmt8(last - first),
                  "priceChangePercent": f"{(last / first - 1) * 100 if first else 0:.3f}",
                  "weightedAvgPrice": fmt8(value / volume if volume else 0.0)}
         if self.prev_close:
-            stats["prevClosePrice"] = fmt8(self._close_before(symbol, now - DAY_US))
+            stats["prevClosePrice"] = fmt8(self._close_before(instrument, now - DAY_US))
         last_qty = rows[-1][0].size[rows[-1][1]] if rows else 0.0
         stats.update({"lastPrice": fmt8(last), "lastQty": fmt8(last_qty), "openPrice": fmt8(first),
                       "highPrice": fmt8(max(prices, default=0.0)), "lowPrice": fmt8(min(prices, default=0.0)),
@@ -375,42 +375,42 @@ class Binance(Venue):
                       "lastId": rows[-1][0].first_id + rows[-1][1] if rows else -1, "count": len(rows)})
         return stats
 
-    def _close_before(self, symbol: str, us: int) -> float:
-        before = self.market.rows_before_ts(self.name, symbol, us, 1)
+    def _close_before(self, instrument: str, us: int) -> float:
+        before = self.market.rows_before_ts(self.name, instrument, us, 1)
         return before[0][0].price[before[0][1]] if before else 0.0
 
     # ---- faults ----------------------------------------------------------------------------
 
     def fault_reply(self, fault: Fault) -> Reply:
-        kind = fault.kind
-        if kind == "rate_limit":
+        fault_kind = fault.kind
+        if fault_kind == "rate_limit":
             return json_reply(fault.status or 429, too_much_weight(self.weight_limit), retry_after(fault))
-        if kind == "ban":
+        if fault_kind == "ban":
             seconds = float(fault.retry_after or 120)
             until = int((time.time() + seconds) * 1000)
             return json_reply(fault.status or 418, {"code": -1003, "msg": (
                 f"Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for "
                 f"live updates to avoid bans.")}, {"Retry-After": str(int(seconds))})
-        if kind == "server_error":
+        if fault_kind == "server_error":
             return json_reply(fault.status or 503, {"code": -1001, "msg": "Internal error; unable to process your "
                                                                           "request. Please try again."})
-        if kind == "waf":
+        if fault_kind == "waf":
             return Reply(fault.status or 403, WAF_PAGE, {"Content-Type": "text/html"})
-        if kind == "unauthorized":
+        if fault_kind == "unauthorized":
             return json_reply(fault.status or 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions "
                                                                           "for action."})
         return json_reply(fault.status or 400, {"code": -1100, "msg": "Illegal characters found in a parameter."})
 
-    def mutate(self, payload: Any, path: str, kind: str) -> None:
+    def mutate(self, payload: Any, path: str, fault_kind: str) -> None:
         name = path.rsplit("/", 1)[-1]
         if name in ("aggTrades", "trades", "historicalTrades") and payload:
-            damage(middle(payload), "p" if name == "aggTrades" else "price", kind, BAD_NUMBER)
+            damage(middle(payload), "p" if name == "aggTrades" else "price", fault_kind, BAD_NUMBER)
         elif name == "klines" and payload:
-            damage(middle(payload), 4, kind, BAD_NUMBER)  # the close
+            damage(middle(payload), 4, fault_kind, BAD_NUMBER)  # the close
         elif name == "24hr":
-            damage(payload, "lastPrice", kind, BAD_NUMBER)
+            damage(payload, "lastPrice", fault_kind, BAD_NUMBER)
         elif name == "depth":
-            if kind == "missing_field":
+            if fault_kind == "missing_field":
                 del payload["lastUpdateId"]
             elif payload["bids"]:
                 payload["bids"][0][0] = BAD_NUMBER

@@ -37,7 +37,7 @@ TRADES_REACH_US = 48 * HOUR_US
 OPEN_INTEREST_REACH_US = 30 * DAY_US
 OI_PERIODS = {"5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360, "12h": 720,
               "1d": 1440}  # minutes
-# symbol -> (adjustedFundingRateCap, adjustedFundingRateFloor, fundingIntervalHours): fundingInfo
+# instrument -> (adjustedFundingRateCap, adjustedFundingRateFloor, fundingIntervalHours): fundingInfo
 FUNDING_INFO: dict[str, tuple[str, str, int]] = {"BTCUSDT": ("0.03000000", "-0.03000000", 8),
                                                   "ETHUSDT": ("0.02000000", "-0.02000000", 4)}
 FUNDING_HOURS = 8
@@ -58,8 +58,8 @@ def request_weight(name: str, query: dict) -> int:
     return WEIGHTS.get(name, 1)
 
 
-def funding_hours(symbol: str) -> int:
-    return FUNDING_INFO[symbol][2] if symbol in FUNDING_INFO else FUNDING_HOURS
+def funding_hours(instrument: str) -> int:
+    return FUNDING_INFO[instrument][2] if instrument in FUNDING_INFO else FUNDING_HOURS
 
 
 class BinanceUm(Binance):
@@ -101,61 +101,62 @@ class BinanceUm(Binance):
         if name == "time":
             return {"serverTime": now // 1000}
         if name == "fundingInfo":
-            return [{"symbol": symbol, "adjustedFundingRateCap": cap, "adjustedFundingRateFloor": floor,
+            return [{"symbol": instrument, "adjustedFundingRateCap": cap, "adjustedFundingRateFloor": floor,
                      "fundingIntervalHours": hours, "disclaimer": False}
-                    for symbol, (cap, floor, hours) in FUNDING_INFO.items()
-                    if symbol in self.config.instruments.get(self.name, [])]
-        symbol = self._symbol(query, "pair" if name == "indexPriceKlines" else "symbol")
+                    for instrument, (cap, floor, hours) in FUNDING_INFO.items()
+                    if instrument in self.config.instruments.get(self.name, [])]
+        instrument = self._checked_instrument(query, "pair" if name == "indexPriceKlines" else "symbol")
         if name == "aggTrades":
-            return self.agg_trades(symbol, p, oldest_us=now - TRADES_REACH_US)
+            return self.agg_trades(instrument, p, oldest_us=now - TRADES_REACH_US)
         if name == "klines":
-            return self.klines(symbol, p)
+            return self.klines(instrument, p)
         if name == "depth":
-            return self.depth(symbol, p)
+            return self.depth(instrument, p)
         if name == "ticker/24hr":
-            return self.day_stats(symbol, p)
+            return self.day_stats(instrument, p)
         if name == "ticker/bookTicker":
-            _, bids, asks, ts = self.market.book(self.name, symbol, 1)
-            return {"symbol": symbol, "bidPrice": fmt8(bids[0][0]), "bidQty": fmt8(bids[0][1]),
+            _, bids, asks, ts = self.market.book(self.name, instrument, 1)
+            return {"symbol": instrument, "bidPrice": fmt8(bids[0][0]), "bidQty": fmt8(bids[0][1]),
                     "askPrice": fmt8(asks[0][0]), "askQty": fmt8(asks[0][1]), "time": ts // 1000}
         if name == "premiumIndex":
-            return self.premium_index(symbol, now)
+            return self.premium_index(instrument, now)
         if name == "fundingRate":
-            return self.funding_rate(symbol, p, now)
+            return self.funding_rate(instrument, p, now)
         if name == "markPriceKlines":
-            return self.price_klines(symbol, p, derived.mark_bar)
+            return self.price_klines(instrument, p, derived.mark_bar)
         if name == "indexPriceKlines":
-            return self.price_klines(symbol, p, derived.index_bar)
+            return self.price_klines(instrument, p, derived.index_bar)
         if name == "openInterestHist":
-            return self.open_interest(symbol, p, now)
+            return self.open_interest(instrument, p, now)
         raise VendorError(404, {"code": -1000, "msg": f"Unknown path {path}"})
 
-    def premium_index(self, symbol: str, now: int) -> dict:
+    def premium_index(self, instrument: str, now: int) -> dict:
         minute = now - now % MINUTE_US - MINUTE_US  # the last minute that ended
-        mark = derived.mark_bar(self.market, self.name, symbol, minute)[3]
-        index = derived.index_bar(self.market, self.name, symbol, minute)[3]
-        hours = funding_hours(symbol)
+        mark = derived.mark_bar(self.market, self.name, instrument, minute)[3]
+        index = derived.index_bar(self.market, self.name, instrument, minute)[3]
+        hours = funding_hours(instrument)
         settled = derived.settlements(now - hours * HOUR_US, now, hours)[-1]
-        return {"symbol": symbol, "markPrice": fmt8(mark), "indexPrice": fmt8(index),
+        return {"symbol": instrument, "markPrice": fmt8(mark), "indexPrice": fmt8(index),
                 "estimatedSettlePrice": fmt8(index),
-                "lastFundingRate": fmt8(derived.funding_rate(self.market, self.name, symbol, settled, hours)),
+                "lastFundingRate": fmt8(derived.funding_rate(self.market, self.name, instrument, settled,
+                                                              hours)),
                 "interestRate": fmt8(derived.INTEREST),
                 "nextFundingTime": (settled + hours * HOUR_US) // 1000, "time": now // 1000}
 
-    def funding_rate(self, symbol: str, p: Params, now: int) -> list[dict]:
-        n, hours = p.limit(100, 1000), funding_hours(symbol)
+    def funding_rate(self, instrument: str, p: Params, now: int) -> list[dict]:
+        n, hours = p.limit(100, 1000), funding_hours(instrument)
         start, end = p.time("startTime"), p.time("endTime")
         hi = now if end is None else min(end, now)
         if start is not None:
             times = derived.settlements(max(start, day_us(EPOCH_DAY)), hi, hours)[:n]
         else:
             times = derived.settlements(max(hi - n * hours * HOUR_US, day_us(EPOCH_DAY)), hi, hours)[-n:]
-        return [{"symbol": symbol, "fundingTime": t // 1000,
-                 "fundingRate": fmt8(derived.funding_rate(self.market, self.name, symbol, t, hours)),
-                 "markPrice": fmt8(derived.mark_bar(self.market, self.name, symbol, t - MINUTE_US)[3])}
+        return [{"symbol": instrument, "fundingTime": t // 1000,
+                 "fundingRate": fmt8(derived.funding_rate(self.market, self.name, instrument, t, hours)),
+                 "markPrice": fmt8(derived.mark_bar(self.market, self.name, instrument, t - MINUTE_US)[3])}
                 for t in times]
 
-    def price_klines(self, symbol: str, p: Params, bar) -> list[list]:
+    def price_klines(self, instrument: str, p: Params, bar) -> list[list]:
         """Mark or index price klines (`bar`: derived.mark_bar / index_bar) of the minutes that ended."""
         if p.query.get("interval") != "1m":
             raise VendorError(400, {"code": -1120, "msg": "Invalid interval."})
@@ -166,12 +167,12 @@ class BinanceUm(Binance):
         minutes = list(range(first, hi + 1, MINUTE_US)) if hi >= first else []
         out = []
         for minute in (minutes[-n:] if newest else minutes[:n]):
-            o, h, low, c = bar(self.market, self.name, symbol, minute)
+            o, h, low, c = bar(self.market, self.name, instrument, minute)
             out.append([minute // 1000, fmt8(o), fmt8(h), fmt8(low), fmt8(c), "0",
                         (minute + MINUTE_US) // 1000 - 1, "0", 60, "0", "0", "0"])
         return out
 
-    def open_interest(self, symbol: str, p: Params, now: int) -> list[dict]:
+    def open_interest(self, instrument: str, p: Params, now: int) -> list[dict]:
         period = p.query.get("period")
         if period not in OI_PERIODS:
             raise VendorError(400, {"code": -1130, "msg": "Data sent for parameter 'period' is not valid."})
@@ -184,28 +185,28 @@ class BinanceUm(Binance):
         times = times[:n] if start is not None else times[-n:]
         rows = []
         for t in times:
-            contracts = derived.open_interest(self.market, self.name, symbol, t)
-            mark = derived.mark_bar(self.market, self.name, symbol, t - MINUTE_US)[3]
-            rows.append({"symbol": symbol, "sumOpenInterest": fmt8(contracts),
+            contracts = derived.open_interest(self.market, self.name, instrument, t)
+            mark = derived.mark_bar(self.market, self.name, instrument, t - MINUTE_US)[3]
+            rows.append({"symbol": instrument, "sumOpenInterest": fmt8(contracts),
                          "sumOpenInterestValue": fmt8(contracts * mark), "timestamp": t // 1000})
         return rows
 
     # ---- faults ----------------------------------------------------------------------------
 
-    def mutate(self, payload: Any, path: str, kind: str) -> None:
+    def mutate(self, payload: Any, path: str, fault_kind: str) -> None:
         name = path.rsplit("/", 1)[-1]
         if name == "fundingRate" and payload:
-            damage(middle(payload), "fundingRate", kind, BAD_NUMBER)
+            damage(middle(payload), "fundingRate", fault_kind, BAD_NUMBER)
         elif name == "fundingInfo" and payload:
-            key = "symbol" if kind == "missing_field" else "fundingIntervalHours"
-            damage(middle(payload), key, kind, BAD_NUMBER)
+            key = "symbol" if fault_kind == "missing_field" else "fundingIntervalHours"
+            damage(middle(payload), key, fault_kind, BAD_NUMBER)
         elif name == "openInterestHist" and payload:
-            damage(middle(payload), "sumOpenInterest", kind, BAD_NUMBER)
+            damage(middle(payload), "sumOpenInterest", fault_kind, BAD_NUMBER)
         elif name in ("markPriceKlines", "indexPriceKlines") and payload:
-            damage(middle(payload), 4, kind, BAD_NUMBER)  # the close
+            damage(middle(payload), 4, fault_kind, BAD_NUMBER)  # the close
         elif name == "bookTicker":
-            damage(payload, "bidPrice", kind, BAD_NUMBER)
+            damage(payload, "bidPrice", fault_kind, BAD_NUMBER)
         elif name == "premiumIndex":
-            damage(payload, "markPrice", kind, BAD_NUMBER)
+            damage(payload, "markPrice", fault_kind, BAD_NUMBER)
         else:  # aggTrades, klines, depth, 24hr
-            super().mutate(payload, path, kind)
+            super().mutate(payload, path, fault_kind)

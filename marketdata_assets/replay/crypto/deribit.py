@@ -83,7 +83,7 @@ def rpc_error(message: str, code: int, **extra) -> dict:
 def contract_size(instrument: str) -> float:
     """get_instruments' contract_size: USD for inverse contracts (BTC 10, others 1), base coin for linear."""
     root = instrument.split("-")[0].split("_")[0]
-    if instrument_spec(DERIBIT, instrument).kind == "inverse":
+    if instrument_spec(DERIBIT, instrument).size_unit == "inverse":
         return 10.0 if root == "BTC" else 1.0
     return 0.001 if root == "BTC" else 0.01
 
@@ -399,7 +399,7 @@ class Deribit(Venue):
                  "tick_direction": tick_direction, "price": price, "mark_price": round(price + rng.uniform(-2, 2), 2),
                  "instrument_name": inst, "index_price": round(price + rng.uniform(-5, 5), 2),
                  "direction": "buy" if tape.buy[i] else "sell", "amount": tape.size[i]}
-        if tape.spec.kind == "inverse":
+        if tape.spec.size_unit == "inverse":
             trade["contracts"] = tape.size[i] / tape.spec.size_step
         flag = liquidation_flag(self.config.seed, inst, seq)
         if flag is not None:
@@ -407,32 +407,32 @@ class Deribit(Venue):
         return trade
 
     def fault_reply(self, fault: Fault) -> Reply:
-        kind = fault.kind
-        if kind == "rate_limit":
+        fault_kind = fault.kind
+        if fault_kind == "rate_limit":
             return json_reply(fault.status or 429, rpc_error("too_many_requests", 10028), retry_after(fault))
-        if kind == "server_error":
+        if fault_kind == "server_error":
             status = fault.status or 503
             return Reply(status, NGINX_PAGE.format(status=status).encode(), {"Content-Type": "text/html"})
-        if kind == "unauthorized":
+        if fault_kind == "unauthorized":
             return json_reply(fault.status or 400, rpc_error("unauthorized", 13009))
         return json_reply(fault.status or 400, rpc_error("Invalid params", -32602,
                                                          data={"reason": "wrong format", "param": "instrument_name"}))
 
-    def mutate(self, payload: Any, path: str, kind: str) -> None:
+    def mutate(self, payload: Any, path: str, fault_kind: str) -> None:
         result = payload.get("result")
         name = path.rsplit("/", 1)[-1]
-        missing = kind == "missing_field"
+        missing = fault_kind == "missing_field"
         if name in ("get_funding_rate_history", "get_book_summary_by_currency"):
             if result:
                 key = "interest_1h" if name == "get_funding_rate_history" else "mark_iv"
-                damage(middle(result), key, kind, "n/a")
+                damage(middle(result), key, fault_kind, "n/a")
             return
         if not isinstance(result, dict):
             return
         if name.startswith("get_last_trades"):
             trades = result.get("trades") or []
             if trades:
-                damage(middle(trades), "price", kind, "n/a")
+                damage(middle(trades), "price", fault_kind, "n/a")
         elif name == "ticker":
             if missing:
                 del result["timestamp"]

@@ -176,16 +176,17 @@ class Okx(Venue):
             raise parameter_error("bar")
         return self._candles(inst, int_param("after"), int_param("before"), n)
 
-    def _trades(self, path: str, inst: str, kind: str, after: int | None, before: int | None, n: int) -> dict:
+    def _trades(self, path: str, inst: str, paging: str, after: int | None, before: int | None,
+                n: int) -> dict:
         market = self.market
         if path == "/api/v5/market/trades" or (after is None and before is None):
             rows = market.rows_before_id(OKX, inst, market.last_id(OKX, inst) + 1, n)
-        elif kind == "2":
+        elif paging == "2":
             if after is not None:
                 rows = market.rows_before_ts(OKX, inst, after * 1000, n)
             else:
                 rows = market.rows_between(OKX, inst, before * 1000 + 1000, market.now_us(), n)[::-1]
-        elif kind == "1":
+        elif paging == "1":
             if after is not None:
                 rows = market.rows_before_id(OKX, inst, after, n)
             else:
@@ -212,7 +213,7 @@ class Okx(Venue):
         for bar in reversed(bars):
             ts, o, h, lo_p, c, vol, quote, _, size_vol = bar[:9]
             confirm = "1" if ts + MINUTE_US <= now else "0"
-            vol_ccy = quote if spec.kind == "base" else vol
+            vol_ccy = quote if spec.size_unit == "base" else vol
             data.append([str(ts // 1000), fmt_plain(o), fmt_plain(h), fmt_plain(lo_p), fmt_plain(c),
                          fmt_plain(size_vol), fmt_plain(vol_ccy), fmt_plain(quote), confirm])
         return ok(data)
@@ -237,7 +238,7 @@ class Okx(Venue):
         for tape, i in day:
             base, quote = base_and_quote(spec, tape.price[i], tape.size[i])
             vol += tape.size[i]
-            vol_ccy += quote if spec.kind == "base" else base  # spot: quote; contracts: base
+            vol_ccy += quote if spec.size_unit == "base" else base  # spot: quote; contracts: base
         prices = [tape.price[i] for tape, i in day]
         text = (lambda v: fmt_plain(v) if v is not None else "")
         last_px, last_sz = (last[0].price[last[1]], last[0].size[last[1]]) if last else (None, 0)
@@ -279,7 +280,7 @@ class Okx(Venue):
         spec = instrument_spec(OKX, inst)
         contracts = derived.open_interest(self.market, OKX, inst, ts)
         price = derived.mark_bar(self.market, OKX, inst, ts - MINUTE_US)[3]
-        coin = contracts * spec.ct_val if spec.kind != "inverse" else contracts * spec.ct_val / price
+        coin = contracts * spec.ct_val if spec.size_unit != "inverse" else contracts * spec.ct_val / price
         return contracts, coin, coin * price
 
     def _open_interest(self, inst: str, end: int | None, begin: int | None, n: int) -> dict:
@@ -330,9 +331,9 @@ class Okx(Venue):
             raise VendorError(200, {"code": "50014", "data": [],
                                     "msg": "Parameter instFamily can not be empty."})
         configured = self.config.instruments.get(OKX, [])
-        kind = {"SWAP": "perpetual", "FUTURES": "future"}.get(inst_type)
+        contract_type = {"SWAP": "perpetual", "FUTURES": "future"}.get(inst_type)
         members = [i for i in configured if family_of(i) == family and len(i.split("-")) == 3
-                   and ("perpetual" if i.endswith("-SWAP") else "future") == kind]
+                   and ("perpetual" if i.endswith("-SWAP") else "future") == contract_type]
         if not members and inst_type in ("SWAP", "FUTURES"):
             raise UNKNOWN
         if (query.get("state") or "unfilled") != "filled" or inst_type not in ("SWAP", "FUTURES"):
@@ -355,7 +356,7 @@ class Okx(Venue):
                              "totalLoss": "0", "uly": family})
         return ok(data)
 
-    def _price_candles(self, inst: str, kind: str, after: int | None, before: int | None, n: int,
+    def _price_candles(self, inst: str, price: str, after: int | None, before: int | None, n: int,
                        bar: str | None) -> dict:
         """Mark or index 1-minute candles of minutes that have ended, newest first: ts < after, ts >
         before (`before` alone: the oldest n newer than it)."""
@@ -375,7 +376,7 @@ class Okx(Venue):
             if before is not None:
                 lo = max(lo, before * 1000 + 1)
             minutes = list(range(-(-lo // MINUTE_US) * MINUTE_US, hi + 1, MINUTE_US))
-        bar_of = derived.mark_bar if kind == "mark" else derived.index_bar
+        bar_of = derived.mark_bar if price == "mark" else derived.index_bar
         data = []
         for minute in reversed(minutes):
             o, h, lo_p, c = bar_of(self.market, OKX, inst, minute)
@@ -383,31 +384,31 @@ class Okx(Venue):
         return ok(data)
 
     def fault_reply(self, fault: Fault) -> Reply:
-        kind = fault.kind
-        if kind == "rate_limit":
+        fault_kind = fault.kind
+        if fault_kind == "rate_limit":
             return json_reply(fault.status or 429, {"msg": "Too Many Requests", "code": "50011"}, retry_after(fault))
-        if kind == "server_error":
+        if fault_kind == "server_error":
             return json_reply(fault.status or 503, {"code": "50001", "msg": "Service temporarily unavailable. Please "
                                                                             "try again later.", "data": []})
-        if kind == "unauthorized":
+        if fault_kind == "unauthorized":
             return json_reply(fault.status or 401, {"msg": "Invalid OK-ACCESS-KEY", "code": "50111"})
         return json_reply(fault.status or 200, {"code": "51000", "data": [], "msg": "Parameter instId error"})
 
-    def mutate(self, payload: Any, path: str, kind: str) -> None:
+    def mutate(self, payload: Any, path: str, fault_kind: str) -> None:
         data = payload.get("data") or []
         if not data:
             return
         name = path.rsplit("/", 1)[-1]
-        missing = kind == "missing_field"
+        missing = fault_kind == "missing_field"
         if name in ("history-trades", "trades"):
-            damage(middle(data), "px", kind, "6O123.4")
+            damage(middle(data), "px", fault_kind, "6O123.4")
         elif name == "ticker":
-            damage(data[0], "bidPx", kind, "6O123.4")
+            damage(data[0], "bidPx", fault_kind, "6O123.4")
         elif name == "funding-rate-history":
-            damage(middle(data), "realizedRate", kind, "0.0O01")
+            damage(middle(data), "realizedRate", fault_kind, "0.0O01")
         elif name == "liquidation-orders":
             details = middle(data)["details"]
-            damage(middle(details), "bkPx", kind, "6O123.4")
+            damage(middle(details), "bkPx", fault_kind, "6O123.4")
         elif name in ("open-interest-history", "history-mark-price-candles", "history-index-candles"):
             row = middle(data)
             if missing:

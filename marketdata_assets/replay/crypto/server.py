@@ -194,9 +194,9 @@ class CryptoReplayServer(FaultList, BackgroundServer):
         except VendorError as error:
             payload, status, body_faults = error.payload, error.status, []
         payload = venue.envelope(payload, query)
-        for kind in body_faults:
-            if kind != "malformed_json":
-                venue.mutate(payload, path, kind)
+        for fault_kind in body_faults:
+            if fault_kind != "malformed_json":
+                venue.mutate(payload, path, fault_kind)
         reply = json_reply(status, payload)
         if "malformed_json" in body_faults:
             reply.body = reply.body[:max(1, len(reply.body) // 2)]

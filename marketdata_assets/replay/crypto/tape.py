@@ -40,7 +40,7 @@ class Spec:
     tick: float
     size_step: float
     size_mean: float  # in size units
-    kind: str  # "base" | "inverse" (size in USD) | "contracts" (size * ct_val = base)
+    size_unit: str  # "base" | "inverse" (size in USD) | "contracts" (size * ct_val = base)
     ct_val: float = 1.0
 
 
@@ -74,9 +74,9 @@ def round_step(value: float, step: float) -> float:
 
 def base_and_quote(spec: Spec, price: float, size: float) -> tuple[float, float]:
     """The normalized quantity (base) and amount (quote) of a venue size, as the clients compute them."""
-    if spec.kind == "inverse":
+    if spec.size_unit == "inverse":
         return size / price, size
-    if spec.kind == "contracts":
+    if spec.size_unit == "contracts":
         base = size * spec.ct_val
         return base, price * base
     return size, price * size

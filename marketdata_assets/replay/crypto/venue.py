@@ -55,10 +55,10 @@ class Venue:
         return payload
 
     def fault_reply(self, fault: Fault) -> Reply:
-        """The answer that replaces a normal one when `fault` fires (a kind not in BODY_FAULTS)."""
+        """The answer that replaces a normal one when `fault` fires (one not in BODY_FAULTS)."""
         raise NotImplementedError
 
-    def mutate(self, payload: Any, path: str, kind: str) -> None:
+    def mutate(self, payload: Any, path: str, fault_kind: str) -> None:
         """Damage one record of a normal answer: drop a required field ("missing_field") or make a
         price non-numeric ("bad_number")."""
 
@@ -79,9 +79,9 @@ def middle(records: list) -> Any:
     return records[len(records) // 2]
 
 
-def damage(record: dict | list, key: Any, kind: str, bad_number: str) -> None:
+def damage(record: dict | list, key: Any, fault_kind: str, bad_number: str) -> None:
     """Drop `key` from a record ("missing_field") or put a value there that is not a number."""
-    if kind == "missing_field":
+    if fault_kind == "missing_field":
         del record[key]
     else:
         record[key] = bad_number
