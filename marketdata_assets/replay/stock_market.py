@@ -1,5 +1,6 @@
 """What the Tushare and Yahoo replays share: their config, their faults, the deterministic market
-both draw from, and what the one-port server (`replay.stocks`) gives each of them (`Host`).
+both draw from, and what the one-port server (`replay.stocks`) gives each of them (`Host`,
+`SourceReplay`).
 
 The market: weekdays are trading days (minus `holidays`), prices are random walks around a slow
 per-instrument reference (`reference_price`), every number a pure function of (seed, instrument,
@@ -118,6 +119,17 @@ class Host(Protocol):
 
     def now(self) -> float:
         """Epoch seconds of "now" (`config.now`, or the clock)."""
+
+
+class SourceReplay:
+    """One source's side of the stocks replay, answering on the `host`'s port with its config."""
+
+    def __init__(self, host: Host):
+        self.host = host
+
+    @property
+    def config(self) -> StocksReplayConfig:
+        return self.host.config
 
 
 # --------------------------------------------------------------------------------------------

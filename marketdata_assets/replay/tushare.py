@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 from marketdata_assets.replay import Reply
 from marketdata_assets.replay.stock_market import (
     Host,
-    StocksReplayConfig,
+    SourceReplay,
     is_session_day,
     r2,
     reference_price,
@@ -173,17 +173,13 @@ def _parse_cn_time(text: str, end: bool) -> datetime | None:
     return None
 
 
-class TushareReplay:
+class TushareReplay(SourceReplay):
     """Tushare Pro's side of the stocks replay: answers its API, counts its calls against the limits."""
 
     def __init__(self, host: Host):
-        self.host = host
+        super().__init__(host)
         self.minute_counts: dict[tuple[str, str, int], int] = {}
         self.total_counts: dict[tuple[str, str], int] = {}
-
-    @property
-    def config(self) -> StocksReplayConfig:
-        return self.host.config
 
     def minutes(self, ts_code: str, day: date) -> list[tuple]:
         """The day's stk_mins rows, oldest first (STK_MINS_FIELDS order)."""

@@ -35,8 +35,7 @@ from zoneinfo import ZoneInfo
 from marketdata_assets.replay import Reply
 from marketdata_assets.replay.stock_market import (
     Fault,
-    Host,
-    StocksReplayConfig,
+    SourceReplay,
     is_session_day,
     r2,
     reference_price,
@@ -113,15 +112,8 @@ def yahoo_minutes(seed: int, instrument: str, day: date, null_rate: float = 0.02
 
 
 
-class YahooReplay:
+class YahooReplay(SourceReplay):
     """Yahoo's side of the stocks replay: answers the chart API."""
-
-    def __init__(self, host: Host):
-        self.host = host
-
-    @property
-    def config(self) -> StocksReplayConfig:
-        return self.host.config
 
     def rows(self, instrument: str, day: date) -> list[tuple]:
         """The day's rows in the exchange's local calendar, oldest first (see `yahoo_minutes`)."""
