@@ -62,8 +62,10 @@ def day_partition_key(key: str) -> date:
 def instrument_key(instrument: str) -> str:
     """An instrument name usable as a partition key and a file name (no '|', ',', '[', ']', '/')."""
     if not isinstance(instrument, str) or not _INSTRUMENT.match(instrument):
-        raise ValueError(f"invalid instrument {instrument!r}: expected letters, digits, '.', '_' or '-' (at most 64)")
+        raise ValueError(f"invalid instrument {instrument!r}: expected letters, digits, '.', '_' or '-' "
+                         "(at most 64)")
     return instrument
 
 
-symbol_key = instrument_key  # transitional: defs/ticks/stocks.py's last use goes with the defs/ move (#22)
+# transitional: its last user is defs/equities/stocks.py (defs/ticks/stocks.py before the defs move) (#22)
+symbol_key = instrument_key
