@@ -66,6 +66,3 @@ def instrument_key(instrument: str) -> str:
                          "(at most 64)")
     return instrument
 
-
-# transitional: its last user is defs/equities/stocks.py (defs/ticks/stocks.py before the defs move) (#22)
-symbol_key = instrument_key

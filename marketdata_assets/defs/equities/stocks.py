@@ -9,7 +9,7 @@ trading day: nothing is written and the ingest log says so.
 
 import dagster as dg
 
-from marketdata_assets.core.identifiers import symbol_key
+from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.core.naming import a_share_code, a_share_venue
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
@@ -80,7 +80,7 @@ def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
                   yahoo: YahooResource):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the
     universe per UTC day, in ClickHouse `bars_1m` (venue = Yahoo's exchange code: NMS, LSE, GER, ...)."""
-    instruments = universe(config, load_sources_config().yahoo_instruments, lambda s: symbol_key(s.strip().upper()))
+    instruments = universe(config, load_sources_config().yahoo_instruments, lambda name: instrument_key(name.strip().upper()))
     report = IngestReport()
 
     def stages():
