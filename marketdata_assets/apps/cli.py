@@ -243,7 +243,7 @@ def ingest(ctx, symbols, start_date, end_date, sources_config, workers) -> None:
     assets = _assets(defs, "a_share_bars_1m", "a_share_daily_bars")
     session.run(f"A-share bars {days[0]}..{days[-1]} ({'all codes' if not instruments else len(instruments)})",
                 assets + _upstream(defs, assets), tags=range_tags(days[0], days[-1]), expected=2 * len(days),
-                run_config={"ops": {"a_share_ticks": {"config": {"instruments": instruments, "workers": workers}}}})
+                run_config={"ops": {"a_share_bars": {"config": {"instruments": instruments, "workers": workers}}}})
     _finish(ctx)
 
 

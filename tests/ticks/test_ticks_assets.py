@@ -334,7 +334,7 @@ A_SHARES = [f"{600000 + i}.SH" for i in range(75)] + [f"{i:06d}.SZ" for i in ran
 def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_it(stock_server, stocks, instance):
     bad = "600010.SH"
     stock_server.add_fault("non_numeric", symbols=[bad], api="stk_mins", field="close")
-    config = {"a_share_ticks": {"instruments": A_SHARES, "attempts": 2}}
+    config = {"a_share_bars": {"instruments": A_SHARES, "attempts": 2}}
     result = materialize(instance, stocks, ["a_share_bars_1m", "a_share_daily_bars"], partition_key=str(STOCK_DAY),
                          config=config)
     assert not result.success
@@ -365,22 +365,22 @@ def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_
 
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(
         2025, 6, 5, 20, 0, tzinfo=SHANGHAI))
-    requests = stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_ticks",
+    requests = stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_bars",
                               dtime(15, 30), SHANGHAI, "a_shares", days=3)
     assert [r.partition_key for r in requests] == ["2025-06-03", "2025-06-04", "2025-06-05"]
-    assert requests[-1].run_config == {"ops": {"a_share_ticks": {"config": {"retry_failed": True}}}}
+    assert requests[-1].run_config == {"ops": {"a_share_bars": {"config": {"retry_failed": True}}}}
 
     stock_server.clear_faults()
     stock_server.reset_counters()
     follow_up = materialize(instance, stocks, ["a_share_bars_1m", "a_share_daily_bars"], partition_key=str(STOCK_DAY),
-                            config={"a_share_ticks": {"instruments": A_SHARES, "retry_failed_from_run": result.run_id}})
+                            config={"a_share_bars": {"instruments": A_SHARES, "retry_failed_from_run": result.run_id}})
     assert follow_up.success
     assert {tuple(r["symbols"]) for r in stock_server.requests_for("tushare")} == {(bad,)}
     assert metadata(follow_up, "a_share_bars_1m")["summary"] == "Successful: 1/1"
     assert metadata(follow_up, "a_share_daily_bars")["left_out_by_retry_options"] == 150
     counts = dict(query(clickhouse, "SELECT instrument, count() FROM {db}.bars_1m_v GROUP BY instrument"))
     assert len(counts) == 150 and set(counts.values()) == {241}
-    requests = stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_ticks",
+    requests = stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_bars",
                               dtime(15, 30), SHANGHAI, "a_shares", days=3)
     assert [r.partition_key for r in requests] == ["2025-06-03", "2025-06-04"]
 
@@ -388,7 +388,7 @@ def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_
 def test_tushare_permission_error_stops_minutes_and_daily_bars_go_on(stock_server, stocks, instance):
     stock_server.add_fault("tushare_permission", api="stk_mins")
     result = materialize(instance, stocks, ["a_share_bars_1m", "a_share_daily_bars"], partition_key=str(STOCK_DAY),
-                         config={"a_share_ticks": {"instruments": A_SHARES[:40], "workers": 4}})
+                         config={"a_share_bars": {"instruments": A_SHARES[:40], "workers": 4}})
     assert not result.success
     _, meta = failure(result)
     assert meta["a_share_bars_1m_summary"] == "Successful: 0/40" and meta["a_share_daily_bars_summary"] == "Successful: 40/40"
@@ -420,7 +420,7 @@ def test_a_holiday_writes_nothing_and_materializes(stock_server, stocks, instanc
     stock_server.configure(holidays=["2025-06-06"])
     try:
         result = materialize(instance, stocks, ["a_share_bars_1m"], partition_key="2025-06-06",
-                             config={"a_share_ticks": {"instruments": A_SHARES[:10]}})
+                             config={"a_share_bars": {"instruments": A_SHARES[:10]}})
     finally:
         stock_server.configure(holidays=[])
     assert result.success and metadata(result, "a_share_bars_1m")["rows"] == 0
@@ -585,7 +585,7 @@ def test_source_resources_take_urls_and_the_token_from_the_environment(stock_ser
     stock_server.configure(tushare_tokens=[secret])  # any other token gets 40101
     try:
         result = materialize(instance, {**resources, "clickhouse": clickhouse}, ["a_share_daily_bars"],
-                             partition_key=str(STOCK_DAY), config={"a_share_ticks": {"instruments": ["600000.SH"]}})
+                             partition_key=str(STOCK_DAY), config={"a_share_bars": {"instruments": ["600000.SH"]}})
     finally:
         stock_server.configure(tushare_tokens=None)
     assert result.success and metadata(result, "a_share_daily_bars")["summary"] == "Successful: 1/1"
@@ -596,7 +596,7 @@ def test_tushare_null_data_fails_its_code_day_and_keeps_the_stored_slice(stock_s
     """`code 0` with `data: null` is no answer, not "no bars": the code-day fails with the reason, its
     stored bars stay, the other codes are re-written."""
     codes = ["600000.SH", "600036.SH", "000001.SZ"]
-    config = {"a_share_ticks": {"instruments": codes}}
+    config = {"a_share_bars": {"instruments": codes}}
     assert materialize(instance, stocks, ["a_share_bars_1m"], partition_key=str(STOCK_DAY), config=config).success
     before = view_rows(stocks["clickhouse"], "bars_1m", "SSE", "600036.SH", STOCK_DAY)
     assert before.height == 241
@@ -623,7 +623,7 @@ def test_a_day_after_the_library_s_calendar_is_a_provisional_warn(stock_server, 
     monkeypatch.setattr(calendars, "_known_until", lambda cal: min(known(cal), STOCK_DAY - timedelta(days=1))
                         if cal.name == "XSHG" else known(cal))
     result = materialize(instance, stocks, ["a_share_bars_1m"], partition_key=str(STOCK_DAY),
-                         config={"a_share_ticks": {"instruments": A_SHARES[:3] + A_SHARES[-2:]}})
+                         config={"a_share_bars": {"instruments": A_SHARES[:3] + A_SHARES[-2:]}})
     assert result.success and metadata(result, "a_share_bars_1m")["rows"] == 5 * 241
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()
               if e.asset_key.to_user_string() == "a_share_bars_1m"}

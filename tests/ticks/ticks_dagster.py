@@ -36,11 +36,11 @@ def ticks_definitions():
     from marketdata_assets.defs.crypto.checks import crypto_checks
     from marketdata_assets.defs.crypto.factors import crypto_factors
     from marketdata_assets.defs.equities.checks import equities_checks
-    from marketdata_assets.defs.equities.stocks import a_share_ticks, yahoo_bars_1m
+    from marketdata_assets.defs.equities.stocks import a_share_bars, yahoo_bars_1m
     from marketdata_assets.defs.upkeep.store import tick_store
 
     return [tick_store, crypto_ticks, crypto_snapshots, crypto_option_chains, crypto_factors, binance_dumps,
-            a_share_ticks, yahoo_bars_1m, *crypto_checks, *dump_checks, *equities_checks]
+            a_share_bars, yahoo_bars_1m, *crypto_checks, *dump_checks, *equities_checks]
 
 
 def materialize(instance, resources: dict, selection, *, partition_key: str | None = None, tags: dict | None = None,

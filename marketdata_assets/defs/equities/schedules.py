@@ -27,7 +27,7 @@ from marketdata_assets.resources.sources import load_sources_config
 
 SHANGHAI, NEW_YORK = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")
 
-a_share_ticks_job = dg.define_asset_job("a_share_ticks_job", selection=dg.AssetSelection.assets(
+a_share_bars_job = dg.define_asset_job("a_share_bars_job", selection=dg.AssetSelection.assets(
     "a_share_bars_1m", "a_share_daily_bars"), partitions_def=a_share_days)
 yahoo_bars_job = dg.define_asset_job("yahoo_bars_job", selection=dg.AssetSelection.assets("yahoo_bars_1m"),
                                      partitions_def=yahoo_days)
@@ -35,7 +35,7 @@ monthly_kline_job = dg.define_asset_job("monthly_kline_refresh", selection=[stoc
                                         partitions_def=minute_bar_months)
 
 
-@dg.schedule(job=a_share_ticks_job, cron_schedule="30 15 * * 1-5", execution_timezone="Asia/Shanghai")
+@dg.schedule(job=a_share_bars_job, cron_schedule="30 15 * * 1-5", execution_timezone="Asia/Shanghai")
 def a_share_after_close(context: dg.ScheduleEvaluationContext):
     """The China trading day that closed at 15:00, the whole universe in one run."""
     day = context.scheduled_execution_time.astimezone(SHANGHAI).date()
@@ -73,10 +73,10 @@ def stock_catch_up(context: dg.ScheduleEvaluationContext, partitions_def, assets
                           run_config=op_config(op_name, RETRY_FAILED)) for k in missing]
 
 
-@dg.schedule(job=a_share_ticks_job, cron_schedule="0 20 * * *", execution_timezone="Asia/Shanghai")
+@dg.schedule(job=a_share_bars_job, cron_schedule="0 20 * * *", execution_timezone="Asia/Shanghai")
 def a_share_catch_up(context: dg.ScheduleEvaluationContext):
     """Missing or failed A-share days of the last N days (closed ones only)."""
-    return stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_ticks",
+    return stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_bars",
                           time(15, 30), SHANGHAI, "a_shares") or dg.SkipReason("every recent A-share day is loaded")
 
 

@@ -52,15 +52,15 @@ def _a_share_specs() -> list[dg.AssetSpec]:
     ]
 
 
-@dg.multi_asset(name="a_share_ticks", specs=_a_share_specs(), partitions_def=a_share_days, can_subset=True,
+@dg.multi_asset(name="a_share_bars", specs=_a_share_specs(), partitions_def=a_share_days, can_subset=True,
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.TUSHARE)
-def a_share_ticks(context: dg.AssetExecutionContext, config: StockBarsConfig, clickhouse: ClickHouseResource,
+def a_share_bars(context: dg.AssetExecutionContext, config: StockBarsConfig, clickhouse: ClickHouseResource,
                   tushare: TushareResource):
     """A-share 1-minute and daily bars of the run's China trading days, the universe inside the run."""
     assets = {d: a for d, a in A_SHARE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     codes = universe(config, load_sources_config().a_shares, a_share_code)
     if not (tushare.token or "").strip():  # say which variable, before any request
-        raise dg.Failure(f"a_share_ticks: {TushareTokenError(f'{tushare.token_env} is not set')}")
+        raise dg.Failure(f"a_share_bars: {TushareTokenError(f'{tushare.token_env} is not set')}")
     report = IngestReport()
 
     def stages():
