@@ -1,4 +1,5 @@
-"""`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports."""
+"""`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports.
+`python -m bench imports|compare [options]`: the two that take options (see their modules)."""
 
 import importlib
 import sys
@@ -15,10 +16,18 @@ BENCHMARKS = {
     "crypto_datasets": "bench.crypto_datasets",
     "imports": "bench.imports",
 }
+# name -> module whose main(argv) reads the rest of the command line; not part of a plain `make bench`
+WITH_OPTIONS = {
+    "imports": "bench.imports",
+    "compare": "bench.compare",  # two trees' data-path benches interleaved (old layout vs new)
+}
 
 if __name__ == "__main__":
+    if sys.argv[1:2] and sys.argv[1] in WITH_OPTIONS:
+        sys.exit(importlib.import_module(WITH_OPTIONS[sys.argv[1]]).main(sys.argv[2:]))
     names = sys.argv[1:] or list(BENCHMARKS)
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         sys.exit(f"unknown benchmark(s) {', '.join(unknown)}; one of {', '.join(BENCHMARKS)}")
-    sys.exit(max(importlib.import_module(BENCHMARKS[name]).main() for name in names))
+    sys.exit(max(importlib.import_module(BENCHMARKS[name]).main(*([[]] if name in WITH_OPTIONS else []))
+                 for name in names))
