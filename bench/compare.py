@@ -5,16 +5,19 @@ interleaved in one session so that load on this shared machine hits both alike.
     git -C /work/main worktree add --detach /work/wt/old d3e0708   # the old layout, once
     ln -s /work/main/.venv /work/wt/old/.venv
     scripts/with-env .venv/bin/python -m bench compare --tree /work/wt/old --tree . \\
-        ticks_load bars_load alphas_import --rounds 5
+        ticks_load bars_load alphas_import --rounds 4
 
-Each round runs every bench once per tree (A, B, A, B, ...), each in a fresh process started with
-cwd and PYTHONPATH set to that tree, which runs the tree's OWN bench module (bench/compare_probe.py:
-the old layout's benches import `lib.*` names; one probe file serves both layouts). One warm-up
-round first (not counted: data generation, bytecode compilation, page cache). Round sizes are
-reduced (`SIZES` below: seconds to tens of seconds a round; the full-size runs stay
-`python -m bench NAME`), and the data are generated once under
-<state dir>/bench/compare-<hash of the sizes>/, which is the benches' MARKETDATA_STATE_DIR here
-(both trees read the same files: their generators are the same code).
+Each round runs every bench once per tree, A then B in odd rounds and B then A in even ones (when
+B always ran second, bars_load's K-line refresh, the same SQL in both trees, came out a steady 1.2x
+slower for B), each in a fresh process started with cwd and PYTHONPATH set to that tree, which runs
+the tree's OWN bench module (bench/compare_probe.py: the old layout's benches import `lib.*` names;
+one probe file serves both layouts). One warm-up round first (not counted: data generation,
+bytecode compilation, page cache). Sizes are reduced (`BENCHES` below: the benches' own size
+options, else a module constant; the full-size runs stay `python -m bench NAME`): one round, both
+trees and the three benches, took about 4 minutes at a load average of 7-12 on this 2-core machine
+and 6 at 15-24. The data are generated once under <state dir>/bench/compare-<hash of the sizes>/,
+the benches' MARKETDATA_STATE_DIR here (both trees read the same files: their generators are the
+same code).
 
 Databases: each tree gets its own (the bench's database names with `_<suffix>_a` / `_<suffix>_b`;
 suffix from --db-suffix, else MARKETDATA_TEST_DB_SUFFIX, else `cmp`), set by the probe in the
@@ -25,7 +28,7 @@ per phase. The lead's `marketdata` databases are not touched; Dagster runs are e
 
 Per bench and tree: the median and min-max over the rounds of the round's wall time and CPU time
 (the probe and every process it waited for: phases, replay server; not the database servers')
-and of the bench's own figures (rows/s, docs/s, seconds: `FIGURES`), then B/A of the paired
+and of the bench's own figures (rows/s, docs/s, seconds: each bench's `figures`), then B/A of the paired
 rounds (median and min-max). Verdict `B worse`/`B better` only when the two trees' min-max ranges
 do not overlap; otherwise `noise`. All samples: bench/results/compare.json. Run it on a quiet
 machine: CPU time is the steadier figure when neighbours are busy.
@@ -238,6 +241,13 @@ def _commit(tree: Path) -> str:
 
 # ---- main ---------------------------------------------------------------------------------------
 
+def round_order(round_no: int, trees: list[Path]) -> list[tuple[str, Path]]:
+    """A then B in odd rounds, B then A in even ones (the warm-up is round 0): neither tree always
+    runs right after the other's load."""
+    pairs = list(zip(LABELS, trees))
+    return pairs if round_no % 2 else pairs[::-1]
+
+
 def state_dir() -> Path:
     """<state dir>/bench/compare-<hash of the sizes>: reduced-size data apart from the full runs'."""
     configured = os.environ.get("MARKETDATA_STATE_DIR")
@@ -250,8 +260,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", type=Path, required=True,
                         help="a checkout, twice: A (e.g. the old layout), then B")
-    parser.add_argument("--rounds", type=int, default=5, help="counted rounds (default 5)")
-    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false", help="skip the uncounted first round")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="counted rounds (default 4; an even number runs each order as often)")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="skip the uncounted first round")
     parser.add_argument("--db-suffix", default=os.environ.get("MARKETDATA_TEST_DB_SUFFIX") or "cmp",
                         help="in the benches' database names (default: MARKETDATA_TEST_DB_SUFFIX, else cmp)")
     parser.add_argument("benches", nargs="*", metavar="BENCH", help=f"of {', '.join(BENCHES)} (default: all)")
@@ -282,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for round_no in range(0 if args.warm_up else 1, args.rounds + 1):
             for name in args.benches:
-                for label, tree in zip(LABELS, args.tree):
+                for label, tree in round_order(round_no, args.tree):
                     env = round_env(tree, state, scratch, label, name, spec(name, args.db_suffix, label))
                     sample = run_round(tree, name, env, log)
                     print(f"round {round_no or 'warm-up'}: {name} {label} {sample['wall_s']:6.1f} s wall "

@@ -132,8 +132,16 @@ def test_parse_args(tmp_path):
         trees += ["--tree", str(tmp_path / name)]
     args = compare.parse_args([*trees, "--rounds", "3"])
     assert args.benches == list(compare.BENCHES) and args.rounds == 3 and args.warm_up
+    assert compare.parse_args(trees).rounds == 4
     assert args.tree == [tmp_path / "old", tmp_path / "new"]
     assert compare.parse_args([*trees, "bars_load", "--db-suffix", "x"]).benches == ["bars_load"]
     for bad in ([*trees, "nope"], trees[:2], [*trees, "--tree", str(tmp_path)], [*trees, "--rounds", "0"]):
         with pytest.raises(SystemExit):
             compare.parse_args(bad)
+
+
+def test_round_order_alternates(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert compare.round_order(1, [a, b]) == [("a", a), ("b", b)]
+    assert compare.round_order(2, [a, b]) == [("b", b), ("a", a)]
+    assert compare.round_order(0, [a, b]) == [("b", b), ("a", a)]  # the warm-up
