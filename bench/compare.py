@@ -169,8 +169,9 @@ def run_round(tree: Path, name: str, env: dict, log: Path) -> dict:
         raise RuntimeError(f"{name} in {tree} failed (exit {done.returncode}); see {log}:\n"
                            f"{done.stderr[-2000:]}")
     result = last_json_line(done.stdout)
-    if not Path(result["module"]).resolve().is_relative_to(tree.resolve()):
-        raise RuntimeError(f"{name}: the probe ran {result['module']}, not {tree}'s bench")
+    for imported in (result["module"], result.get("package")):
+        if imported and not Path(imported).resolve().is_relative_to(tree.resolve()):
+            raise RuntimeError(f"{name}: the probe imported {imported}, not {tree}'s code")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**result, "wall_s": wall, "cpu_s": cpu, "load_1m": os.getloadavg()[0]}
 

@@ -13,7 +13,8 @@ run in their own processes (`python -m bench.<name> --phase ...`): those command
 through this file (`... phase ...`), so the phases see the same constants.
 
 The bench's human report goes to stderr; stdout's last line is
-`{"status": <main()'s exit status>, "report": <the bench's results JSON>, "module": <its file>}`.
+`{"status": <main()'s exit status>, "report": <the bench's results JSON>, "module": <its file>,
+"package": <marketdata_assets/__init__.py as imported>}`.
 The results file the bench writes (bench/results/<name>.json of the tree) is put back as it was.
 """
 
@@ -69,7 +70,9 @@ def run_main(module: types.ModuleType, name: str) -> dict:
             results.write_bytes(saved)
         else:
             results.unlink(missing_ok=True)
-    return {"status": status, "report": report, "module": module.__file__}
+    package = sys.modules.get("marketdata_assets")  # not the editable install's checkout, the caller checks
+    return {"status": status, "report": report, "module": module.__file__,
+            "package": getattr(package, "__file__", None)}
 
 
 def main(argv: list[str]) -> int:

@@ -145,3 +145,16 @@ def test_round_order_alternates(tmp_path):
     assert compare.round_order(1, [a, b]) == [("a", a), ("b", b)]
     assert compare.round_order(2, [a, b]) == [("b", b), ("a", a)]
     assert compare.round_order(0, [a, b]) == [("b", b), ("a", a)]  # the warm-up
+
+
+def test_round_refuses_code_from_outside_the_tree(tmp_path):
+    """The venv's editable install points at one checkout: a round must not measure it by mistake."""
+    tree = tmp_path / "tree"
+    (tree / "bench").mkdir(parents=True)
+    (tree / "bench" / "__init__.py").write_text("")
+    (tree / "bench" / "fake.py").write_text(textwrap.dedent(FAKE_BENCH).replace(
+        "import json,", "import marketdata_assets, json,"))
+    spec = {"bench": "fake", "constants": {}, "phase_entry": "phase_main"}
+    env = {**os.environ, "PYTHONPATH": f"{tree}:{compare.REPO}", "BENCH_COMPARE": json.dumps(spec)}
+    with pytest.raises(RuntimeError, match="not .*tree's code"):
+        compare.run_round(tree, "fake", env, tmp_path / "log")
