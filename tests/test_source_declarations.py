@@ -10,7 +10,7 @@ import yaml
 import marketdata_assets.sources as sources_pkg
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits
 from marketdata_assets.datasets.frames import DATASETS
-from marketdata_assets.resources.sources import DEFAULT_CONFIG
+from marketdata_assets.sources.config import DEFAULT_CONFIG
 from marketdata_assets.sources.interface import FILES, HISTORY, SNAPSHOT, Source
 from marketdata_assets.sources.registry import SOURCES, datasets_table, source
 from marketdata_assets.sources.venues import CLIENTS, serves

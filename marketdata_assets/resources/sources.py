@@ -1,5 +1,5 @@
-"""The sources as Dagster resources: `sources/data_providers.yaml` (`TICKS_PROVIDERS_CONFIG` points at
-another copy) loaded and validated (sources.config), and one resource per entry, built by one loop
+"""The sources as Dagster resources: one per entry of `sources/data_providers.yaml` (loaded and
+validated by sources.config; `TICKS_PROVIDERS_CONFIG` points at another copy), built by one loop
 over the entries (each source's resource type from its declaration): keys ``tushare``, ``yahoo``,
 ``binance``, ``binance_um``, ``okx``, ``deribit``.
 
@@ -14,11 +14,8 @@ variable's name, never the value); the client scrubs it from messages.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
 
 import dagster as dg
-import yaml
 from pydantic import Field
 
 from marketdata_assets.resources.http import HttpApiResource
@@ -27,41 +24,13 @@ from marketdata_assets.sources.config import (
     SourcesConfig,
     SourcesConfigError,
     SourceSettings,
-    parse_sources_config,
+    load_sources_config,
 )
 from marketdata_assets.sources.interface import VenueClient
 from marketdata_assets.sources.registry import source
 from marketdata_assets.sources.tushare import TushareClient, TushareTokenError
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.sources.yahoo import YahooChartClient
-
-CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"  # seed 003's name, kept (as are the file's and the CLI's --providers-config)
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "sources" / "data_providers.yaml"
-
-
-def config_path(environ: Mapping[str, str] | None = None) -> Path:
-    environ = os.environ if environ is None else environ
-    configured = (environ.get(CONFIG_ENV) or "").strip()
-    return Path(configured).resolve() if configured else DEFAULT_CONFIG
-
-
-def load_sources_config(path: str | os.PathLike | None = None,
-                        environ: Mapping[str, str] | None = None) -> SourcesConfig:
-    """Read and validate the sources config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
-    path = Path(path).resolve() if path is not None else config_path(environ)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SourcesConfigError(f"sources config {path}: cannot read it ({error.strerror}); set "
-                                   f"{CONFIG_ENV} to the file's path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise SourcesConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
-                                   f"(file {path})") from None
-    return parse_sources_config(data, path, environ)
-
-
 
 __all__ = ["CryptoVenueResource", "SourceResource", "TushareResource", "YahooResource", "source_resources"]
 

@@ -1,6 +1,6 @@
 """The sources config file (seed 003's `data_providers.yaml`): an entry per declared source.
 
-    config = parse_sources_config(yaml.safe_load(text), path)   # resources/sources.py loads the file
+    config = load_sources_config()               # the file TICKS_PROVIDERS_CONFIG names, else the shipped one
     config.sources["tushare"].requests_per_minute   # 200.0
     config.a_shares                              # ("600000.SH", ...) normalized codes
     config.crypto_instruments                    # (InstrumentKey("BINANCE", "BTCUSDT"), ...)
@@ -58,6 +58,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
 from marketdata_assets.sources.binance.archive_settings import (
@@ -69,6 +71,8 @@ from marketdata_assets.sources.binance.archive_settings import (
 from marketdata_assets.sources.interface import Option
 from marketdata_assets.sources.registry import SOURCES
 
+CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"  # seed 003's name, kept (as are the file's and the CLI's --providers-config)
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "data_providers.yaml"
 DECLARED = {s.config: s for s in SOURCES.values() if s.config}  # entry of the sources section -> its declaration
 ENTRIES = tuple(DECLARED)
 CRYPTO_SOURCES = {s.name: s.config for s in DECLARED.values() if s.venue_api}  # venue -> entry
@@ -354,3 +358,26 @@ def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | Non
         catch_up_days=reader.integer(top.get("catch_up_days", 7), "catch_up_days", minimum=1),
         binance_archives=_archives(reader, top.get("binance_archives") or _DEFAULT_ARCHIVES, environ),
     )
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    configured = (environ.get(CONFIG_ENV) or "").strip()
+    return Path(configured).resolve() if configured else DEFAULT_CONFIG
+
+
+def load_sources_config(path: str | os.PathLike | None = None,
+                        environ: Mapping[str, str] | None = None) -> SourcesConfig:
+    """Read and validate the sources config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
+    path = Path(path).resolve() if path is not None else config_path(environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SourcesConfigError(f"sources config {path}: cannot read it ({error.strerror}); set "
+                                 f"{CONFIG_ENV} to the file's path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SourcesConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
+                                 f"(file {path})") from None
+    return parse_sources_config(data, path, environ)
