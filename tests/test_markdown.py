@@ -2,7 +2,7 @@
 
 import pytest
 
-from marketdata_assets.core.markdown import number, table
+from marketdata_assets.core.markdown import Markdown, number, table
 
 
 @pytest.mark.parametrize("value, shown", [
@@ -17,5 +17,6 @@ def test_numbers_at_full_precision(value, shown):
 
 def test_table_cells():
     text = table(["instrument", "close", "ratio", "rows"], [("LSE:X", 0.001455, 100.0, 12345), ("a|b", None, 1.5, 0)])
+    assert isinstance(text, Markdown)  # rendered as Markdown where it becomes check or asset metadata
     assert "| LSE:X | 0.001455 | 100 | 12,345 |" in text
     assert "| a\\|b |  | 1.5 | 0 |" in text

@@ -1,7 +1,8 @@
 """Markdown tables for materialization metadata (Dagster renders Markdown metadata).
 
 Numbers are shown as stored: a float prints its shortest exact form (a close of 0.001455 reads
-0.001455, not 0.0015), never rounded to a fixed number of decimals and never in exponent form.
+0.001455, not 0.0015), never rounded to a fixed number of decimals and never in exponent form. A table is a `Markdown`
+string: whoever turns plain metadata into Dagster's (defs/_common/checks.py) renders it as Markdown.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import math
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
+
+
+class Markdown(str):
+    """Text to render as Markdown (a table, a code block), not as plain text."""
 
 
 def _cell(value: Any) -> str:
@@ -31,7 +36,7 @@ def number(value: float) -> str:
     return f"{Decimal(repr(value)):,f}"
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 200) -> str:
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 200) -> Markdown:
     """A Markdown table; past `limit` rows a last line says how many were left out."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     extra = 0
@@ -42,4 +47,4 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 20
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     if extra:
         lines.append(f"\n… {extra:,} more rows")
-    return "\n".join(lines)
+    return Markdown("\n".join(lines))
