@@ -14,6 +14,7 @@ from marketdata_assets.core import calendars, plausibility
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.sources.config import load_sources_config
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Rule:
     # out of the sample
     violations: str
     severity: str = "ERROR"  # or "WARN": something to look at, not proof of a bad load
-    params: Callable[[], dict] | None = None  # the rule's own query parameters, computed when it runs
+    params: Callable[[], dict] | None = None  # the rule's own query parameters, computed when it runs (a
+    # scope's parameters of the same name win)
 
 
 NO_DUPLICATE_TRADE_IDS = Rule(
@@ -82,19 +84,22 @@ BARS_CONSISTENT = {dataset: Rule(
     for dataset in ("bars_1m", "daily_bars", "mark_bars_1m", "index_bars_1m")}
 
 # The rest of seed 002's datasets. The funding cap is per venue, as an 8-hour rate (the sources
-# config's funding_caps): the scope carries them as parameters (`funding_caps`); a venue without a
-# configured cap is not checked.
+# config's funding_caps, the rule's own parameters; a scope's `funding_caps` replace them); a venue
+# without a configured cap is not checked.
+def funding_caps(caps: dict[str, float] | None = None) -> dict:
+    """FUNDING_INSIDE_CAP's query parameters for {venue: cap}, by default the sources config's
+    (`with_params(scope, **funding_caps(caps))` checks against others)."""
+    caps = load_sources_config().funding_caps if caps is None else caps
+    return {"cap_venues": list(caps), "caps": [float(c) for c in caps.values()]}
+
+
 FUNDING_INSIDE_CAP = Rule(
     "funding_inside_cap", "funding",
     "Every funding rate, normalized to 8 hours, lies inside its venue's cap (sources config funding_caps).",
     "SELECT load_id, venue, instrument, ts, rate, interval_hours, rate_8h, "
     "{{caps:Array(Float64)}}[indexOf({{cap_venues:Array(String)}}, venue)] AS cap FROM {table} "
-    "WHERE load_id IN ({scope}) AND has({{cap_venues:Array(String)}}, venue) AND abs(rate_8h) > cap")
-
-
-def funding_caps(caps: dict[str, float]) -> dict:
-    """FUNDING_INSIDE_CAP's query parameters for {venue: cap} (`with_params(scope, **funding_caps(caps))`)."""
-    return {"cap_venues": list(caps), "caps": [float(c) for c in caps.values()]}
+    "WHERE load_id IN ({scope}) AND has({{cap_venues:Array(String)}}, venue) AND abs(rate_8h) > cap",
+    params=funding_caps)
 OPEN_INTEREST_NOT_NEGATIVE = Rule(
     "open_interest_not_negative", "open_interest", "Open interest (contracts, base and quote value) is >= 0.",
     "SELECT load_id, venue, instrument, ts, contracts, base, quote FROM {table} WHERE load_id IN ({scope}) "
@@ -170,6 +175,16 @@ UNIT_STEP_REVERTS = {dataset: Rule(
     for dataset in ("bars_1m", "daily_bars")}
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The checked loads: `sql` selects (load_id, partition_key), the Dagster partition each load
+    belongs to; `params` are its query parameters; `provisional` the (venue, day)s `minute_grid`
+    judged on a provisional calendar (after the last session exchange-calendars knows)."""
+    sql: str
+    params: dict
+    provisional: tuple[tuple[str, date], ...] = ()
+
+
 # Every minute of the venue's sessions (core.calendars) is there, for each instrument-day a stock
 # source loaded: `grid_keys` ('VENUE|YYYY-MM-DD') and `grid_minutes` (that day's expected bar opens,
 # epoch seconds) are the query parameters `minute_grid` adds. A day's missing minutes beyond the
@@ -215,17 +230,6 @@ def minute_grid(client, database: str, scope: Scope, expected: Callable[[str, da
         keys.append(f"{venue}|{day.isoformat()}")
         minutes.append([int(t.timestamp()) for t in opens])
     return Scope(scope.sql, {**scope.params, "grid_keys": keys, "grid_minutes": minutes}, tuple(sorted(provisional)))
-
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The checked loads: `sql` selects (load_id, partition_key), the Dagster partition each load
-    belongs to; `params` are its query parameters; `provisional` the (venue, day)s `minute_grid`
-    judged on a provisional calendar (after the last session exchange-calendars knows)."""
-    sql: str
-    params: dict
-    provisional: tuple[tuple[str, date], ...] = ()
 
 
 def slice_scope(database: str, dataset: str, slices: Iterable[SliceKey]) -> Scope:
@@ -279,7 +283,7 @@ def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10
     an active load are left out."""
     db, spec = clickhouse_database(database), spec_for(rule.dataset)
     if rule.params is not None:
-        scope = with_params(scope, **rule.params())
+        scope = replace(scope, params={**rule.params(), **scope.params})
     table_sql = f"{db}.`{spec.table}`"
     loads = "SELECT load_id FROM scope"
     with_scope = f"WITH scope AS ({scope.sql}) "

@@ -1,0 +1,219 @@
+"""The checks of the ClickHouse datasets, declared (quality/checks.py's `Check`): the SQL rules of
+quality/slices.py and trade-id continuity (quality/continuity.py), each on the assets it guards,
+partitioned like them so a run checks exactly what it loaded:
+
+- crypto, dumps and archives (day x instrument): the slices of those instruments and days;
+- A-shares / Yahoo (day): the day's slices whose active load this source wrote (ingest_log);
+- snapshots (instrument; option chains: chain): those instruments' latest day.
+
+A judge covers a whole range run in one ClickHouse query per measure, grouped by partition, and
+gives one verdict per partition: the violations, the rows checked and a sample of the violations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, timezone
+
+from marketdata_assets.core import calendars
+from marketdata_assets.core.markdown import table
+from marketdata_assets.core.naming import parse_partition_key
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.quality.checks import (
+    CLICKHOUSE,
+    DAY,
+    DAY_INSTRUMENT,
+    INSTRUMENT,
+    WARN,
+    Check,
+    ClickHouse,
+    Judge,
+    Verdict,
+)
+from marketdata_assets.quality.continuity import SliceIds, find_holes
+from marketdata_assets.quality.slices import (
+    BARS_CONSISTENT,
+    FUNDING_INSIDE_CAP,
+    MARK_NEAR_INDEX,
+    MINUTES_COMPLETE,
+    NO_DUPLICATE_LIQUIDATION_IDS,
+    NO_DUPLICATE_TRADE_IDS,
+    ON_THE_MINUTE_GRID,
+    OPEN_INTEREST_NOT_NEGATIVE,
+    OPTIONS_SANE,
+    PRICES_POSITIVE,
+    TICKER_NOT_CROSSED,
+    TIMESTAMPS_INSIDE_DAY,
+    UNIT_STEP_REVERTS,
+    Rule,
+    RuleResult,
+    Scope,
+    count,
+    latest_scope,
+    minute_grid,
+    slice_scope,
+    source_scope,
+)
+from marketdata_assets.sources.tushare import feeds as tushare_feeds
+from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
+
+# each stock source's bar convention: the bar opens a full day has (core.calendars underneath)
+SESSION_BAR_OPENS = {"TUSHARE": tushare_feeds.session_bar_opens, "YAHOO": yahoo_feeds.session_bar_opens}
+
+
+def slices_of(partition_keys: Iterable[str], dataset: str) -> list[SliceKey]:
+    """The slices of day x instrument partition keys ('YYYY-MM-DD|VENUE:INSTRUMENT') of `dataset`."""
+    out = []
+    for key in partition_keys:
+        day, instrument = str(key).split("|")
+        parsed = parse_partition_key(instrument)
+        out.append(SliceKey(dataset, parsed.venue, parsed.instrument, date.fromisoformat(day)))
+    return out
+
+
+def rule_verdicts(rule: Rule, results: Mapping[str, RuleResult], partitions: Iterable[str],
+                  checked: Callable[[str], str] = str, provisional: Mapping[str, str] | None = None) -> dict[str, Verdict]:
+    """Each partition's verdict of the rule (`count`'s results; a partition without an active load
+    has nothing to violate), with a sample of the violations. A partition in `provisional` (key ->
+    what to upgrade) was judged on a provisional calendar: a WARN saying so, whatever was found."""
+    provisional = provisional or {}
+    verdicts = {}
+    for key in partitions:
+        result = results.get(key, RuleResult())
+        metadata = {"violations": result.violations, "rows_checked": result.rows_checked,
+                    "checked": checked(key), "rule": rule.description}
+        if result.sample:
+            metadata["sample"] = table(result.sample_columns, result.sample)
+        verdicts[key] = Verdict(result.violations == 0, rule.description, metadata, rule.severity)
+        if key in provisional:
+            metadata["calendar"] = provisional[key]
+            verdicts[key] = Verdict(False, f"{provisional[key]}. {rule.description}", metadata, WARN)
+    return verdicts
+
+
+def provisional_partitions(scope: Scope) -> dict[str, str]:
+    """Day partition ('YYYY-MM-DD') -> what its provisional calendar days say (calendars.provisional_note),
+    for the venue-days `minute_grid` judged after a calendar's last known session."""
+    notes: dict[str, dict[str, str]] = {}  # one note per calendar (NYSE, NMS, ... are all XNYS)
+    for venue, day in scope.provisional:
+        notes.setdefault(day.isoformat(), {})[calendars.calendar_code(venue)] = calendars.provisional_note(venue)
+    return {key: "; ".join(f"{text} ({key} judged provisionally)" for text in by_code.values())
+            for key, by_code in notes.items()}
+
+
+def _slices_judge(rule: Rule) -> Judge:
+    """Over the active loads of the run's day x instrument slices."""
+    def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
+        scope = slice_scope(store.database, rule.dataset, slices_of(partitions, rule.dataset))
+        return rule_verdicts(rule, count(store.client, store.database, rule, scope), partitions)
+
+    return judge
+
+
+def _days_judge(rule: Rule, source: str) -> Judge:
+    """Over the run's days' slices whose active load `source` wrote; MINUTES_COMPLETE against the
+    source's session grid."""
+    def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
+        days = sorted({date.fromisoformat(key) for key in partitions})
+        scope = source_scope(store.database, rule.dataset, source, days)
+        if rule is MINUTES_COMPLETE:
+            scope = minute_grid(store.client, store.database, scope, SESSION_BAR_OPENS[source])
+        return rule_verdicts(rule, count(store.client, store.database, rule, scope), partitions,
+                             provisional=provisional_partitions(scope))
+
+    return judge
+
+
+def _latest_judge(rule: Rule) -> Judge:
+    """Over each instrument's (or chain's) snapshots of its latest day."""
+    def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
+        today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
+        scope = latest_scope(store.database, rule.dataset, partitions)
+        return rule_verdicts(rule, count(store.client, store.database, rule, scope), partitions,
+                             lambda key: f"{key} (its latest day, {today} or before)")
+
+    return judge
+
+
+def rule_check(asset: str, rule: Rule, partitioned_by: str = DAY_INSTRUMENT, source: str | None = None) -> Check:
+    """The rule as a check of `asset`, scoped by the asset's partitioning (DAY: `source`'s loads)."""
+    if partitioned_by == DAY_INSTRUMENT:
+        judge = _slices_judge(rule)
+    elif partitioned_by == DAY and source is not None:
+        judge = _days_judge(rule, source)
+    elif partitioned_by == INSTRUMENT:
+        judge = _latest_judge(rule)
+    else:
+        raise ValueError(f"rule {rule.name}: no scope for partitions by {partitioned_by!r} (source {source!r})")
+    return Check(rule.name, asset, rule.description, CLICKHOUSE, judge, partitioned_by)
+
+
+# --- Trade-id continuity (quality/continuity.py) ----------------------------------------------
+
+TRADE_IDS_CONTINUOUS = "trade_ids_continuous"
+TRADE_IDS_DESCRIPTION = (
+    "No trade id is missing where the venue numbers trades one by one per instrument (Binance aggregate "
+    "or individual trade ids, OKX tradeId, Deribit trade_seq): inside the day, and from the previous "
+    "day's last id (when stored, same sequence) to this day's first.")
+
+
+def _ids_verdict(key: str, ids: SliceIds | None) -> Verdict:
+    if ids is None:
+        return Verdict(True, f"{key}: no active load", {"checked": key})
+    return Verdict(ids.passed, ids.summary(), {**ids.metadata(), "checked": key})
+
+
+def trade_id_check(asset: str, dataset: str = "trades") -> Check:
+    """`trade_ids_continuous` on a day x instrument asset of `dataset` (trades or agg_trades): the ids
+    missing inside each slice and at midnight, named with their first ranges."""
+    def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
+        found = find_holes(store.client, store.database, slices_of(partitions, dataset), dataset=dataset)
+        return {key: _ids_verdict(key, found.get(key)) for key in partitions}
+
+    return Check(TRADE_IDS_CONTINUOUS, asset, TRADE_IDS_DESCRIPTION, CLICKHOUSE, judge, DAY_INSTRUMENT)
+
+
+# --- The declarations, by asset ---------------------------------------------------------------
+
+TRADE_RULES = (NO_DUPLICATE_TRADE_IDS, TIMESTAMPS_INSIDE_DAY["trades"], PRICES_POSITIVE["trades"])
+BAR_RULES = (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], ON_THE_MINUTE_GRID,
+             UNIT_STEP_REVERTS["bars_1m"])
+CRYPTO_BAR_RULES = (*BAR_RULES, PRICES_POSITIVE["bars_1m"])
+STOCK_BAR_RULES = (*BAR_RULES, MINUTES_COMPLETE)
+
+# crypto_ticks' assets (day x instrument)
+CRYPTO_CHECKS = [
+    *(rule_check("crypto_trades", rule) for rule in TRADE_RULES),
+    trade_id_check("crypto_trades"),
+    *(rule_check("crypto_bars_1m", rule) for rule in CRYPTO_BAR_RULES),
+    rule_check("crypto_funding", FUNDING_INSIDE_CAP),
+    rule_check("crypto_open_interest", OPEN_INTEREST_NOT_NEGATIVE),
+    rule_check("crypto_liquidations", NO_DUPLICATE_LIQUIDATION_IDS),
+    *(rule_check(asset, TIMESTAMPS_INSIDE_DAY[dataset])
+      for dataset, asset in (("funding", "crypto_funding"), ("open_interest", "crypto_open_interest"),
+                             ("liquidations", "crypto_liquidations"), ("mark_bars_1m", "crypto_mark_bars_1m"),
+                             ("index_bars_1m", "crypto_index_bars_1m"))),
+    *(rule_check(asset, BARS_CONSISTENT[dataset])
+      for dataset, asset in (("mark_bars_1m", "crypto_mark_bars_1m"), ("index_bars_1m", "crypto_index_bars_1m"))),
+    rule_check("crypto_mark_bars_1m", MARK_NEAR_INDEX),
+]
+# crypto_snapshots' assets (instrument) and the option chains (chain)
+CRYPTO_SNAPSHOT_CHECKS = [
+    rule_check("crypto_book_snapshots", PRICES_POSITIVE["books"], INSTRUMENT),
+    rule_check("crypto_tickers", TICKER_NOT_CROSSED, INSTRUMENT),
+    rule_check("crypto_open_interest_snapshots", OPEN_INTEREST_NOT_NEGATIVE, INSTRUMENT),
+]
+OPTION_CHAIN_CHECKS = [rule_check("crypto_option_chains", OPTIONS_SANE, INSTRUMENT)]
+# Binance dump files (day x instrument)
+BINANCE_DUMP_CHECKS = [
+    *(rule_check("binance_dump_trades", rule) for rule in TRADE_RULES),
+    trade_id_check("binance_dump_trades"),
+    *(rule_check("binance_dump_bars_1m", rule) for rule in CRYPTO_BAR_RULES),
+]
+# the stock feeds (day)
+A_SHARE_CHECKS = [
+    *(rule_check("a_share_bars_1m", rule, DAY, "TUSHARE") for rule in STOCK_BAR_RULES),
+    *(rule_check("a_share_daily_bars", rule, DAY, "TUSHARE")
+      for rule in (BARS_CONSISTENT["daily_bars"], TIMESTAMPS_INSIDE_DAY["daily_bars"], UNIT_STEP_REVERTS["daily_bars"])),
+]
+YAHOO_CHECKS = [rule_check("yahoo_bars_1m", rule, DAY, "YAHOO") for rule in STOCK_BAR_RULES]
