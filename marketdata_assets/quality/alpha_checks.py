@@ -84,7 +84,7 @@ def dates_parse(store: AlphaStore, alpha_type: str) -> Verdict:
                                            "sample": problems[:SAMPLE]})
 
 
-def alpha_checks(asset: str, alpha_type: str) -> list[Check]:
+def collection_checks(asset: str, alpha_type: str) -> list[Check]:
     """The four checks of the collection of `alpha_type` (REGULAR, SUPER), the asset `asset`."""
     def check(name: str, judge, description: str) -> Check:
         return Check(name, asset, description, ALPHA_STORE, whole(lambda store: judge(store, alpha_type)))

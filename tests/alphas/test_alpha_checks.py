@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from marketdata_assets.ingest.alphas.importer import import_files
-from marketdata_assets.quality.alpha_checks import REQUIRED_FIELDS, alpha_checks
+from marketdata_assets.quality.alpha_checks import REQUIRED_FIELDS, collection_checks
 from marketdata_assets.quality.checks import ALPHA_STORE, ERROR, AlphaStore, Check
 from marketdata_assets.replay.alpha_factory import make_alpha
 
@@ -34,7 +34,7 @@ def imported(dbs, tmp_path):
 
 def verdicts(store: AlphaStore, alpha_type: str) -> dict:
     asset = {"REGULAR": "regular_alphas", "SUPER": "super_alphas"}[alpha_type]
-    checks: list[Check] = alpha_checks(asset, alpha_type)
+    checks: list[Check] = collection_checks(asset, alpha_type)
     assert [c.name for c in checks] == NAMES and {(c.asset, c.store, c.partitioned_by, c.blocking) for c in checks} \
         == {(asset, ALPHA_STORE, None, False)}
     return {c.name: c.run(store)[None] for c in checks}

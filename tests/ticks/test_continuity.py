@@ -17,13 +17,13 @@ from polars.testing import assert_frame_equal
 from marketdata_assets.core.http import SourceRequestError
 from marketdata_assets.datasets.frames import day_window
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.defs._common.continuity import CHECK
 from marketdata_assets.defs._common.partitions import crypto_key
-from marketdata_assets.defs.archives.checks import continuity_checks as archive_continuity_checks
-from marketdata_assets.defs.crypto.continuity import continuity_checks, trade_id_refill
+from marketdata_assets.defs.archives.checks import archive_checks
+from marketdata_assets.defs.crypto.continuity import trade_id_refill
 from marketdata_assets.ingest.dumps import dump_feed
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.quality.continuity import IdHole, find_holes, spans
+from marketdata_assets.quality.slice_checks import TRADE_IDS_CONTINUOUS as CHECK
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import ReplayConfig
 from marketdata_assets.sources.binance import BinanceClient
@@ -69,7 +69,7 @@ def instance():
 
 def materialize(instance, server, store, selection, key: str) -> dg.ExecuteInProcessResult:
     resources = {**stock_resources(UNUSED), **crypto_resources(server.base_url), "clickhouse": store}
-    return dg.materialize([*ticks_definitions(), *continuity_checks, *archive_continuity_checks, trade_id_refill], resources=resources,
+    return dg.materialize([*ticks_definitions(), *archive_checks, trade_id_refill], resources=resources,
                           instance=instance, selection=selection, tags={RANGE_START: key, RANGE_END: key},
                           raise_on_error=False)
 

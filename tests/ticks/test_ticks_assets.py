@@ -118,8 +118,8 @@ def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_serv
         assert_same_rows(view_rows(clickhouse, "trades", venue, instrument, DAY), truth, ["ts", "trade_id"])
         assert_same_rows(view_rows(clickhouse, "bars_1m", venue, instrument, DAY),
                          crypto_server.truth_bars(venue, instrument, DAY), ["ts"])
-    checks = first.get_asset_check_evaluations()  # per partition of the range: 8 checks x 6 partitions
-    assert len(checks) == 48 and all(c.passed for c in checks)
+    checks = first.get_asset_check_evaluations()  # per partition of the range: 9 checks x 6 partitions
+    assert len(checks) == 54 and all(c.passed for c in checks)
     assert {c.partition for c in checks} == {f"{DAY}|{key}" for key in CRYPTO}
 
     logged = ingest_log(clickhouse)
@@ -243,7 +243,7 @@ def test_checks_fail_on_bad_rows_in_the_active_loads(crypto, instance):
     evaluations = result.get_asset_check_evaluations()
     by_name = {(e.asset_key.to_user_string(), e.check_name, e.partition): e for e in evaluations}
     assert not result.get_asset_materialization_events()  # only the checks ran
-    assert len(by_name) == len(evaluations) == 24  # 8 checks x 3 partitions, each on its own partition
+    assert len(by_name) == len(evaluations) == 27  # 9 checks x 3 partitions, each on its own partition
     btc, okx = f"{DAY}|BINANCE:BTCUSDT", f"{DAY}|OKX:BTC-USDT"
     duplicates = by_name[("crypto_trades", "no_duplicate_trade_ids", btc)]
     assert not duplicates.passed and duplicates.metadata["violations"].value == 1

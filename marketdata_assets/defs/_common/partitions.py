@@ -12,8 +12,8 @@ from datetime import date
 
 import dagster as dg
 
-from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.quality.slice_checks import slices_of
 from marketdata_assets.resources.sources import load_sources_config
 
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars
@@ -29,14 +29,7 @@ def crypto_key(day: date | str, instrument: str) -> str:
 
 def slice_keys(partition_keys, datasets) -> list[SliceKey]:
     """The slices of a run's day x instrument partition keys, for each dataset."""
-    out = []
-    for key in partition_keys:
-        dims = key.keys_by_dimension if hasattr(key, "keys_by_dimension") else dict(
-            zip(("day", "instrument"), str(key).split("|")))
-        instrument = parse_partition_key(dims["instrument"])
-        out += [SliceKey(dataset, instrument.venue, instrument.instrument, date.fromisoformat(dims["day"]))
-                for dataset in datasets]
-    return out
+    return [key for partition in partition_keys for dataset in datasets for key in slices_of([partition], dataset)]
 
 
 def days_of(partition_keys) -> list[date]:

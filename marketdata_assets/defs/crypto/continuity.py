@@ -1,6 +1,6 @@
-"""Trade-id continuity of the crypto trades (the check: defs/_common/continuity.py) and its repair.
+"""The repair of the crypto trades' trade-id continuity (its check, `trade_ids_continuous`, is declared
+with the crypto checks in quality/slice_checks.py, as the dump and archive trades' are):
 
-- `trade_ids_continuous` on `crypto_trades` (the dump and archive trades have theirs in defs/archives).
 - `trade_id_refill` (day x instrument, like crypto_ticks; run it by hand or as a backfill on the
   partitions the check failed): fetches exactly the missing ids from the venue's REST API and
   writes each completed slice as one new load; a partition without holes sends no request.
@@ -8,8 +8,6 @@
 
 import dagster as dg
 
-from marketdata_assets.defs._common.checks import preview
-from marketdata_assets.defs._common.continuity import continuity_check
 from marketdata_assets.defs._common.partitions import slice_keys
 from marketdata_assets.defs.crypto.assets import VENUE_KEYS, venue_resources
 from marketdata_assets.defs.crypto.partitions import crypto_partitions
@@ -18,9 +16,6 @@ from marketdata_assets.quality.continuity import ID_SEQUENCES, refill
 from marketdata_assets.resources import ClickHouseResource
 
 GROUP = "crypto"
-
-with preview():
-    continuity_checks = [continuity_check("crypto_trades", crypto_partitions)]
 
 
 class RefillConfig(dg.Config):
