@@ -95,7 +95,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from marketdata_assets.replay.toyex import ToyexReplay, trades_of
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import load_sources_config
+from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.config import SourcesConfigError
 
 day = datetime.now(timezone.utc).date() - timedelta(days=1)

@@ -112,7 +112,7 @@ def test_every_asset_and_check_loads(served_project):
                      for node in nodes for check in node["assetChecksOrError"].get("checks", [])}
     assert expected_assets and served_assets == expected_assets
     assert served_checks == expected_checks
-    assert {node["groupName"] for node in nodes} >= {"alphas", "ticks", "bars"}
+    assert {node["groupName"] for node in nodes} >= {"alphas", "crypto", "equities", "archives", "upkeep"}
 
 
 RUN_ENDED = {DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED}

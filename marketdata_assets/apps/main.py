@@ -103,7 +103,7 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
     from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
     from marketdata_assets.defs.crypto.partitions import crypto_instruments, option_chains
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
-    from marketdata_assets.resources.sources import load_sources_config
+    from marketdata_assets.sources.config import load_sources_config
 
     instruments = load_sources_config().crypto_partition_keys()
     chains = option_chains.get_partition_keys()

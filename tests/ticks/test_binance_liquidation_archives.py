@@ -208,8 +208,8 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
 
     from marketdata_assets.defs.archives import archives as defs
     from marketdata_assets.defs.upkeep.store import tick_store
-    from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG
     from marketdata_assets.sources import config
+    from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG
 
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     data["binance_archives"].update(start_date="2024-03-01", families=["trades", "liquidationSnapshot"],

@@ -11,7 +11,12 @@ import pytest
 import yaml
 
 from marketdata_assets.core.naming import InstrumentKey
-from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG, SourcesConfigError, load_sources_config
+from marketdata_assets.sources.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    SourcesConfigError,
+    load_sources_config,
+)
 
 
 def shipped() -> dict:

@@ -488,7 +488,7 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
 
 def test_instruments_from_config_sensor_adds_the_missing_ones():
     from marketdata_assets.defs.crypto.sensors import crypto_instruments_from_config
-    from marketdata_assets.resources.sources import load_sources_config
+    from marketdata_assets.sources.config import load_sources_config
 
     wanted = load_sources_config().crypto_partition_keys()
     with dg.DagsterInstance.ephemeral() as instance:

@@ -14,7 +14,7 @@ import dagster as dg
 
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.quality.slice_checks import slices_of
-from marketdata_assets.resources.sources import load_sources_config
+from marketdata_assets.sources.config import load_sources_config
 
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars
 

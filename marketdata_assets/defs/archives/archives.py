@@ -46,8 +46,8 @@ from marketdata_assets.ingest.archives import ArchiveRun
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import load_sources_config
 from marketdata_assets.sources.binance.archives import SOURCE, ArchiveClient, archived, daily_jobs, dataset_of
+from marketdata_assets.sources.config import load_sources_config
 
 GROUP = "archives"
 ARCHIVES = load_sources_config().binance_archives  # the kinds and instruments: assets and partitions

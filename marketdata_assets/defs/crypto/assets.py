@@ -33,8 +33,8 @@ from marketdata_assets.defs.crypto.partitions import (
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import CryptoVenueResource, load_sources_config
-from marketdata_assets.sources.config import CRYPTO_SOURCES
+from marketdata_assets.resources.sources import CryptoVenueResource
+from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 from marketdata_assets.sources.venues import serves, snapshot_feed, venue_feed
 from marketdata_assets.stores.clickhouse import tables as ct

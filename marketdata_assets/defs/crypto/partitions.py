@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from marketdata_assets.defs._common.partitions import crypto_days
-from marketdata_assets.resources.sources import load_sources_config
+from marketdata_assets.sources.config import load_sources_config
 
 CRYPTO_INSTRUMENTS = "crypto_instruments"
 

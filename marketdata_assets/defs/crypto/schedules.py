@@ -27,7 +27,7 @@ from marketdata_assets.defs.crypto.partitions import (
     option_chains,
 )
 from marketdata_assets.orchestration.sensing import range_tags
-from marketdata_assets.resources.sources import load_sources_config
+from marketdata_assets.sources.config import load_sources_config
 
 crypto_ticks_job = dg.define_asset_job("crypto_ticks_job", selection=dg.AssetSelection.assets(
     *CRYPTO_ASSETS.values()), partitions_def=crypto_partitions)

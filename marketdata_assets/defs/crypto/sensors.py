@@ -3,7 +3,7 @@
 import dagster as dg
 
 from marketdata_assets.defs.crypto.partitions import CRYPTO_INSTRUMENTS, crypto_instruments
-from marketdata_assets.resources.sources import load_sources_config
+from marketdata_assets.sources.config import load_sources_config
 
 
 @dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -23,7 +23,7 @@ from marketdata_assets.defs._common.runs import RETRY_FAILED, op_config, statuse
 from marketdata_assets.defs.equities.minute_bars import stock_monthly_kline
 from marketdata_assets.defs.equities.partitions import a_share_days, minute_bar_months, yahoo_days
 from marketdata_assets.orchestration.sensing import range_tags
-from marketdata_assets.resources.sources import load_sources_config
+from marketdata_assets.sources.config import load_sources_config
 
 SHANGHAI, NEW_YORK = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")
 

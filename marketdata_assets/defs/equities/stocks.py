@@ -18,7 +18,8 @@ from marketdata_assets.defs.equities.partitions import FRESHNESS, a_share_days, 
 from marketdata_assets.ingest.engine import IngestReport, day_blocks
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.resources.sources import TushareResource, YahooResource, load_sources_config
+from marketdata_assets.resources.sources import TushareResource, YahooResource
+from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.tushare import TushareTokenError
 from marketdata_assets.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
