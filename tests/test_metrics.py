@@ -176,7 +176,7 @@ def test_samples_of_several_processes_are_summed_and_the_latest_success_wins(exp
     assert value(samples, "marketdata_rows_loaded_total", dataset="trades", venue="OKX") == 15
     assert value(samples, "marketdata_last_success_timestamp_seconds", dataset="trades", venue="OKX") == 1_700_000_500
     assert value(samples, "marketdata_http_requests_total", source="tushare", outcome="2xx") == 3
-    assert value(samples, "marketdata_http_errors_total", source="tushare", kind="server_error") == 3
+    assert value(samples, "marketdata_http_errors_total", source="tushare", category="server_error") == 3
     assert value(samples, "marketdata_http_request_duration_seconds_bucket", source="tushare", le="0.25") == 3
     assert value(samples, "marketdata_http_request_duration_seconds_bucket", source="tushare", le="0.1") == 0
     assert value(samples, "marketdata_exporter_errors_total", part="metrics_dir") == 0

@@ -75,7 +75,7 @@ HTTP_RETRIES = Counter(
 HTTP_ERRORS = Counter(
     "marketdata_http_errors", "Failed requests and error answers other than rate limits, by source and category "
     "(transport, server_error, bad_body, retry, banned, quota, permission, unauthorized, not_found, "
-    "rejected, data, session_expired, gave_up).", ["source", "kind"])
+    "rejected, data, session_expired, gave_up).", ["source", "category"])
 HTTP_LATENCY = Histogram(
     "marketdata_http_request_duration_seconds", "Time from sending a vendor request to its complete answer, "
     "by source.", ["source"],
