@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from marketdata_assets.core import settings
+from tests.longest_first import pytest_xdist_make_scheduler  # noqa: F401  (the longest test files first)
 
 # Two alpha accounts (the account dimension of alpha_files is read when the definitions load);
 # set, not defaulted: `make test` runs pytest with the settings' defaults already applied.
