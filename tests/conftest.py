@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from marketdata_assets.core import settings
+from tests.longest_first import pytest_xdist_make_scheduler  # noqa: F401  (the longest test files first)
 
 # Two alpha accounts (the account dimension of alpha_files is read when the definitions load);
 # set, not defaulted: `make test` runs pytest with the settings' defaults already applied.
@@ -126,8 +127,21 @@ def mongo_db_name(mongo):
 
 @pytest.fixture(scope="session")
 def clickhouse_dsn(tmp_path_factory) -> str:
-    """chDB allows one data directory per process: the whole test session shares this one."""
-    return f"chdb://{tmp_path_factory.mktemp('clickhouse') / 'data'}"
+    """chDB allows one data directory per process: the whole test session shares this one.
+
+    One client stays open on it for the whole session, so the embedded engine starts once: closed
+    by the last client, it starts again (~0.5 s of CPU) on the next open, at a cost that grows
+    with every restart in the process (chDB 26.9 keeps each engine's threads: ~1.5 s of CPU per
+    open after 30 restarts). The tests' resources still open and close their own clients and the
+    directory lock (shared within a process) as the steps do."""
+    from marketdata_assets.resources import ClickHouseResource
+
+    dsn = f"chdb://{tmp_path_factory.mktemp('clickhouse') / 'data'}"
+    keeper = ClickHouseResource(dsn=dsn, database="default", lock_timeout_s=5)
+    with keeper.get_client():
+        pass
+    yield dsn
+    keeper.close()
 
 
 @pytest.fixture

@@ -1,0 +1,59 @@
+"""The order in which `make test` (pytest-xdist, `--dist loadfile`) hands test files to its workers:
+the longest files first, so no long file starts near the end and keeps the run waiting on one worker.
+
+xdist's own order is by number of tests, most first, which starts the few-but-slow files (the
+webserver, the CLI and crash tests: 2-8 tests of subprocesses each) last. Here LONGEST (measured
+wall seconds on 2 CPUs, 3 workers) goes first, then the rest in xdist's order. A file missing
+from the list only loses its head start; a renamed file in it is ignored.
+
+A worker gets its next file when it is down to the last test of the one it runs (xdist gives it
+the next one two tests before the end): a file waits behind one test, not two.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+LONGEST = (  # tests/... files, longest first (full run of the suite, 3 workers on 2 CPUs)
+    "tests/test_webserver.py",
+    "tests/test_dead_runs_storage.py",
+    "tests/test_dead_runs.py",
+    "tests/ticks/test_ticks_assets.py",
+    "tests/test_dotenv_precedence.py",
+    "tests/bars/test_minute_store_cli.py",
+    "tests/test_project_cli.py",
+    "tests/ticks/test_crypto_dataset_assets.py",
+    "tests/test_cli.py",
+    "tests/bars/test_bars_assets.py",
+    "tests/alphas/test_import_faults.py",
+    "tests/alphas/test_store_faults.py",
+    "tests/alphas/test_first_import_crash.py",
+    "tests/ticks/test_first_load_crash.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    rank = {path: i for i, path in enumerate(LONGEST)}
+
+    class LongestFirst(LoadFileScheduling):
+        def _assign_work_unit(self, node) -> None:
+            first = min(self.workqueue, key=lambda scope: rank.get(scope, len(rank)))  # stable: queue order on ties
+            self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) > 1:  # the worker still has a next test to run
+                return
+            self._assign_work_unit(node)
+
+    return LongestFirst(config, log)
