@@ -61,9 +61,9 @@ run: stack-up
 	@$(WITH_ENV) $(PY) -m marketdata_assets.orchestration.pools apply
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m marketdata_assets.apps.demo run --host $(UI_HOST) --port $(UI_PORT)
 
-# The UI alone, on the real vendors (no replays).
+# The UI alone, on the real vendors (no replays): `dg dev` of the project, as `make run` serves it.
 ui: stack-up
-	@$(WITH_ENV) dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+	@$(WITH_ENV) env VIRTUAL_ENV="$(CURDIR)/$(VENV)" $(VENV)/bin/dg dev -h $(UI_HOST) -p $(UI_PORT)
 
 # Tests look at the UI in a real browser: Debian's chromium (playwright drives it, downloads nothing).
 browser:

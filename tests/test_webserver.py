@@ -1,5 +1,6 @@
-"""The project served by `dagster dev` (webserver + daemon) on a Postgres-backed instance:
-every asset and check loads through GraphQL, and a run launched through it ends up in Postgres."""
+"""The project served as `make run` serves it (`dg dev` in the repo: webserver + daemon) on a Postgres-backed
+instance: every asset and check loads through GraphQL, a run launched through it ends up in Postgres, and
+the server's log holds no warning of our own making."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from dagster import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
+from marketdata_assets.apps.demo import ui_command
 from marketdata_assets.core import settings
 from tests.conftest import TEST_DAGSTER_DB, free_port, recreate_database, worker_name
 
@@ -50,9 +52,9 @@ def served_project(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "marketdata_assets.orchestration.pools", "apply"], env=env, cwd=REPO, check=True,
                    capture_output=True)  # as `make run` does
     log = open(home / "dagster-dev.log", "wb")
-    # cwd: not the repo, whose generated .env (read by `dagster dev`, winning over env) names the dev instance
-    server = subprocess.Popen(["dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-                              cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # the command and directory of `make run` (apps.demo); the repo's .env only fills in unset variables
+    server = subprocess.Popen(ui_command("127.0.0.1", port), cwd=REPO, env={**env, "VIRTUAL_ENV": sys.prefix},
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -212,3 +214,19 @@ def test_files_dropped_in_the_landing_area_load_and_chart_in_a_real_browser(serv
     assert sorted(alt for alt, _, _ in images) == [
         "000001.SZ monthly K-line", "600000.SH monthly K-line", "688981.SH monthly K-line"]
     assert all((w, h) == (560, 220) for _, w, h in images)
+
+
+# What `make run` printed on every start before issue #24: `dagster dev` is superseded by `dg dev`, a
+# workspace that named the location otherwise than pyproject's [tool.dg.project] made Dagster warn at
+# every load of the definitions, and `dg` warns when the project's venv is not the active one.
+OWN_WARNINGS = ("superseded", "does not match the name", "virtual environment does not match")
+
+
+def test_the_served_project_logs_no_warning_of_ours(served_project):
+    url, _, _, home = served_project
+    graphql(url, ASSET_NODES)  # the code location has been loaded by now (the first test waited for it)
+    log = (home / "dagster-dev.log").read_text(errors="replace")
+    assert "Serving dagster-webserver" in log
+    ours = [line for line in log.splitlines() if any(text in line for text in OWN_WARNINGS)
+            or ("Warning" in line and "marketdata_assets/" in line)]
+    assert not ours, "\n".join(ours[:5])

@@ -3,11 +3,11 @@
 `make run` (`python -m marketdata_assets.apps.demo run`) serves a replay for every source that is not
 configured for real (MARKETDATA_DEMO=auto: no base URL or credentials of its own in the
 environment; `on`: every source; `off`: none), points this process's environment at them,
-materializes the graph (marketdata_assets.apps.main), then serves the UI with `dagster dev` as a child
-that inherits that environment: schedules, sensors and the UI's Materialize buttons reach the same
-replays for as long as the UI runs. The code location is then named `marketdata_assets_demo`, so
-the UI says which mode it is in. The Prometheus exporter (marketdata_assets.apps.exporter) runs in this
-process too.
+materializes the graph (marketdata_assets.apps.main), then serves the UI with `dg dev` (the project's
+own code location, `marketdata_assets`, whatever the mode: schedule and sensor states are kept per
+location name) as a child that inherits that environment: schedules, sensors and the UI's Materialize
+buttons reach the same replays for as long as the UI runs. The Prometheus exporter
+(marketdata_assets.apps.exporter) runs in this process too.
 
 `python -m marketdata_assets.apps.demo replays` serves the replays alone (docker/'s `demo` profile).
 """
@@ -26,8 +26,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from marketdata_assets.core import settings
-
-DEMO_LOCATION = "marketdata_assets_demo"
 
 
 @dataclass(frozen=True)
@@ -151,13 +149,6 @@ def activate(mode: str | None = None, environ: dict[str, str] | None = None) -> 
     return replays
 
 
-def write_demo_workspace(path: Path) -> Path:
-    """workspace.yaml with the code location named for demo mode (what the UI shows)."""
-    path.write_text("load_from:\n  - python_module:\n      module_name: marketdata_assets.definitions\n"
-                    f"      location_name: {DEMO_LOCATION}\n")
-    return path
-
-
 def run(host: str, port: int, serve_ui: bool = True) -> int:
     """make run: replays + exporter, materialize the graph, then the UI until Ctrl-C."""
     from marketdata_assets.apps import main as graph
@@ -169,20 +160,28 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
         failed = graph.main()
         if not serve_ui or failed in (graph.STORAGE_DOWN, graph.INTERRUPTED):  # no UI without storage, nor after ^C
             return failed
-        workspace = settings.PROJECT_ROOT / "workspace.yaml"
-        if replays.sources:
-            workspace = write_demo_workspace(settings.state_dir() / "workspace.demo.yaml")
-        print(f"Dagster UI on http://{host}:{port} ({'demo: ' + DEMO_LOCATION if replays.sources else 'live'}; "
-              "Ctrl-C stops it, `make stack-down` the databases)", flush=True)
-        # cwd: the state dir, not the repo (its .env only fills in unset variables since issue #24, but
-        # one written by an older checkout would still win over the replays' variables)
-        ui = subprocess.Popen(["dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
-                              cwd=settings.state_dir(), env=os.environ.copy())
+        mode = f"demo: {len(replays.sources)} sources replayed" if replays.sources else "live"
+        print(f"Dagster UI on http://{host}:{port} ({mode}; Ctrl-C stops it, `make stack-down` the databases)",
+              flush=True)
+        ui = subprocess.Popen(ui_command(host, port), cwd=settings.PROJECT_ROOT, env=_ui_environ())
         return _wait(ui)
     finally:
         if exporter is not None:
             exporter.stop()
         replays.stop()
+
+
+def ui_command(host: str, port: int) -> list[str]:
+    """`dg dev` of this interpreter's environment, in the project directory: the location is named by
+    pyproject's [tool.dg.project] (`dagster dev -w` is superseded, and a workspace naming the location
+    otherwise made Dagster warn at every load of the definitions)."""
+    return [str(Path(sys.prefix) / "bin" / "dg"), "dev", "-h", host, "-p", str(port)]
+
+
+def _ui_environ() -> dict[str, str]:
+    """This process's environment (the replays' URLs), with this interpreter's venv as the active one, so
+    `dg` finds the project's .venv active. The project .env only fills in unset variables (settings.dotenv)."""
+    return {**os.environ, "VIRTUAL_ENV": sys.prefix}
 
 
 def _start_exporter():
