@@ -157,7 +157,7 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
     print(replays.describe(), flush=True)
     exporter = _start_exporter() if serve_ui else None
     try:
-        failed = graph.main()
+        failed = graph.main(preamble=(replays.describe(),))
         if not serve_ui or failed in (graph.STORAGE_DOWN, graph.INTERRUPTED):  # no UI without storage, nor after ^C
             return failed
         mode = f"demo: {len(replays.sources)} sources replayed" if replays.sources else "live"

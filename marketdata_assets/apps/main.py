@@ -191,11 +191,13 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     return steps
 
 
-def main() -> int:
+def main(preamble: tuple[str, ...] = ()) -> int:
     """Materialize the graph. The caller (marketdata_assets.apps.demo, `make run`) has already pointed the
     environment at the replays of the sources that have no real configuration. Runs found dead are
-    cleaned up first; a stopped storage or Ctrl-C ends it with one line."""
+    cleaned up first; a stopped storage or Ctrl-C ends it with one line. What it printed, after the
+    caller's `preamble`, is kept for the README's sample (apps.readme)."""
     from marketdata_assets.apps.launch import Interrupted, launch, storage_watch, summary
+    from marketdata_assets.apps.readme import record
     from marketdata_assets.definitions import defs as load_defs
 
     defs = load_defs()
@@ -218,6 +220,7 @@ def main() -> int:
         print(f"make run: {interrupted}", file=sys.stderr, flush=True)
         return INTERRUPTED
     print(f"make run: {summary(outcomes)}", flush=True)
+    record([*preamble, *(o.line() for o in outcomes), f"make run: {summary(outcomes)}"])
     return 1 if any(not o.success for o in outcomes) else 0
 
 
