@@ -9,6 +9,10 @@ README = (REPO / "README.md").read_text()
 
 
 def test_every_environment_variable_is_documented():
+    """The README links the generated reference (docs/configuration.md, which lists every variable:
+    tests/test_configuration_doc.py), or lists them itself."""
+    if "docs/configuration.md" in README:
+        return
     missing = [s.name for s in SETTINGS if f"`{s.name}`" not in README]
     assert not missing, f"README's configuration table lacks {missing}"
 
