@@ -157,7 +157,7 @@ def test_a_new_venue_is_a_package_a_registry_line_a_replay_and_a_config_entry(tm
                           capture_output=True, text=True, timeout=300)  # a hang guard
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "missing source(s) ['toyex']" in found["refused"]  # the entry is required once declared
+    assert "sources.toyex: missing" in found["refused"]  # the entry is required once declared
     assert found["resource"] == "CryptoVenueResource"  # built by the resources' loop
     assert found["success"], done.stderr[-3000:]
     assert found["rows"] == found["truth"] and found["truth"][0] == 96  # every trade of the day, each once

@@ -48,3 +48,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 20
     if extra:
         lines.append(f"\n… {extra:,} more rows")
     return Markdown("\n".join(lines))
+
+
+def prose(text: str) -> str:
+    """Text for a Markdown page: `<` outside code spans escaped, so `<state dir>` is shown, not read as HTML."""
+    parts = text.split("`")
+    return "`".join(part if n % 2 else part.replace("<", "&lt;") for n, part in enumerate(parts))

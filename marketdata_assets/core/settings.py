@@ -8,7 +8,7 @@ process at other servers.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -21,90 +21,192 @@ class Setting:
     description: str
     secret: bool = False
     stack_only: bool = False  # only the local stack reads it (not docker/)
+    read_by: tuple[str, ...] = ()  # the files that read it (under marketdata_assets/, else the repo root)
+    group: str = ""  # its section in docs/configuration.md (set by _group)
 
+
+def _group(title: str, *settings: Setting) -> tuple[Setting, ...]:
+    return tuple(replace(s, group=title) for s in settings)
+
+
+_PG = ("instance/dagster.yaml", "orchestration/runs.py")  # Dagster's storage, and the CLI's check of it
+_TSDB = ("resources/__init__.py",)  # the TimescaleResource, MongoResource, ClickHouseResource, alpha API
+_SOURCES = ("sources/config.py", "resources/sources.py", "apps/demo.py")  # a base_url_env of data_providers.yaml
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("MARKETDATA_STATE_DIR", "", "Writable state: landing areas, quarantine, the embedded ClickHouse, "
-            "the local stack's data and logs. Empty means <repo>/.stack."),
-    Setting("MINUTE_BARS_LANDING_DIR", "", "Where A-share 1-minute CSV files are dropped (watched by a sensor). "
-            "Empty means <state dir>/landing/minute_bars."),
-    Setting("LANDING_SENSOR_INTERVAL_S", "30", "Seconds between two looks of a landing-area sensor (minute-bar "
-            "CSVs, Binance dump files, alpha files and packages); read when the definitions load."),
-    # Timestamps from outside (core/plausibility.py): every parser and writer rejects rows outside these.
-    Setting("TIMESTAMP_FUTURE_TOLERANCE_MINUTES", "10", "How far after now (in the venue's time zone) a timestamp "
-            "from a file or vendor may lie before its row is rejected as implausible (a 2062 typo for 2026)."),
-    Setting("TIMESTAMP_EARLIEST", "", "Per-venue earliest plausible day, overriding the built-in table of first "
-            "sessions and launches (SSE 1990-12-19, BINANCE 2017-07-14, ALPHA_API 2016-01-01, ...): "
-            "VENUE=YYYY-MM-DD items separated by commas. Older rows are rejected as implausible."),
-    # Dagster's own storage (read by dagster.yaml).
-    Setting("DAGSTER_PG_HOST", "127.0.0.1", "Postgres host for Dagster run/event/schedule storage."),
-    Setting("DAGSTER_PG_PORT", "55432", "Its port."),
-    Setting("DAGSTER_PG_USER", "postgres", "Its user."),
-    Setting("DAGSTER_PG_PASSWORD", "", "Its password.", secret=True),
-    Setting("DAGSTER_PG_DB", "dagster", "Its database."),
-    # The market database (TimescaleDB).
-    Setting("TIMESCALE_HOST", "127.0.0.1", "TimescaleDB host for minute bars and the monthly K-line."),
-    Setting("TIMESCALE_PORT", "55432", "Its port."),
-    Setting("TIMESCALE_USER", "postgres", "Its user."),
-    Setting("TIMESCALE_PASSWORD", "", "Its password.", secret=True),
-    Setting("TIMESCALE_DB", "marketdata", "Its database."),
-    Setting("TIMESCALE_SSLMODE", "prefer", "libpq sslmode (disable, prefer, require, verify-full)."),
-    Setting("TIMESCALE_POOL_SIZE", "4", "Connections per process (1 for a single-session server such as PGlite)."),
-    Setting("MINUTE_BARS_MIGRATE_MAX_ROWS", "20000000", "A plain stock_1min_qfq table holding at most this many "
-            "rows is made a hypertable by the next bootstrap, its rows migrated; above it the run fails once "
-            "saying how to migrate."),
-    Setting("MARKETDATA_HOLIDAYS_FILE", "", "YAML holiday file for days beyond what exchange-calendars knows (e.g. "
-            "`XSHG: [2027-01-01]`, calendar or venue codes); those days are judged provisionally (WARN). Empty: weekdays."),
-    Setting("STACK_PGLITE_PORT", "55433", "Port of the local stack's PGlite server: PostgreSQL 17 + TimescaleDB "
-            "with the TSL features (continuous aggregates), database postgres, one session at a time.", stack_only=True),
-    # MongoDB.
-    Setting("MONGODB_URI", "mongodb://127.0.0.1:57017", "MongoDB URI without credentials."),
-    Setting("MONGODB_USERNAME", "", "MongoDB user (empty: no auth)."),
-    Setting("MONGODB_PASSWORD", "", "MongoDB password.", secret=True),
-    # ClickHouse.
-    Setting("CLICKHOUSE_DSN", "", "chdb:///path (embedded engine), chdb://memory, or http(s)://host:port of a "
-            "server. Empty means chdb://<state dir>/clickhouse."),
-    Setting("CLICKHOUSE_USER", "default", "ClickHouse user (server DSNs only)."),
-    Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True),
-    Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database holding the tick tables."),
-    # Market-data sources of the ticks domain (seeds 002, 003).
-    Setting("TICKS_PROVIDERS_CONFIG", "", "The sources config file (rate limits, concurrency, workers, universes). "
-            "Empty means marketdata_assets/sources/data_providers.yaml."),
-    Setting("TUSHARE_BASE_URL", "http://api.waditu.com", "Tushare Pro API host."),
-    Setting("TUSHARE_TOKEN", "", "Tushare Pro token; A-share runs fail without it.", secret=True),
-    Setting("YAHOO_BASE_URL", "https://query2.finance.yahoo.com", "Yahoo Finance chart v8 host."),
-    Setting("BINANCE_BASE_URL", "https://api.binance.com", "Binance spot REST host."),
-    Setting("BINANCE_UM_BASE_URL", "https://fapi.binance.com", "Binance USD-M futures REST host."),
-    Setting("OKX_BASE_URL", "https://www.okx.com", "OKX v5 host."),
-    Setting("DERIBIT_BASE_URL", "https://www.deribit.com", "Deribit v2 host."),
-    Setting("BINANCE_ARCHIVE_BASE_URL", "https://data.binance.vision", "data.binance.vision host of the Binance "
-            "daily and monthly archives (.zip + .zip.CHECKSUM)."),
-    Setting("BINANCE_DUMPS_LANDING_DIR", "", "Where data.binance.vision daily dump CSVs are dropped (watched by a "
-            "sensor). Empty means <state dir>/landing/binance_dumps."),
-    # The alpha API and the alpha store (seed 000).
-    Setting("ALPHA_API_BASE_URL", "https://api.worldquantbrain.com", "Base URL of the BRAIN-style alpha API "
-            "(a replay server's in tests and `make run`)."),
-    Setting("ALPHA_API_ACCOUNTS", "main", "Comma-separated account names: the account dimension of the alpha "
-            "file partitions. Each NAME needs ALPHA_API_USER_<NAME> and ALPHA_API_PASSWORD_<NAME>."),
-    Setting("ALPHA_API_REQUESTS_PER_MINUTE", "240", "Request rate limit per account."),
-    Setting("ALPHA_API_MAX_CONCURRENCY", "4", "Requests in flight per account."),
-    Setting("ALPHA_LANDING_DIR", "", "Alpha landing area: fetched files in alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json "
-            "and dropped packages in packages/ (watched by a sensor). Empty means <state dir>/landing/alpha_api."),
-    Setting("ALPHA_PACKAGES_DIR", "", "Where monthly alpha packages are built (<TYPE>/<YYYY-MM>/<account>.jsonl.gz "
-            "+ manifest). Empty means <state dir>/alpha_packages."),
-    Setting("ALPHA_DB_REGULAR", "regular_alphas", "MongoDB database of REGULAR alphas (seed's db_name_regular)."),
-    Setting("ALPHA_DB_SUPER", "super_alphas", "MongoDB database of SUPER alphas (seed's db_name_super)."),
-    Setting("ALPHA_COLLECTION", "alphas", "Collection name in both alpha databases."),
-    # Operations.
-    Setting("MARKETDATA_DEMO", "auto", "What `make run` serves replays for: auto (every source whose base URL or "
-            "credentials are not set), on (every source), off (none: the real vendors)."),
-    Setting("METRICS_HOST", "127.0.0.1", "Address the Prometheus exporter (/metrics, /health, /status) listens on."),
-    Setting("METRICS_PORT", "9108", "Its port."),
-    Setting("PROMETHEUS_MULTIPROC_DIR", "", "Where every process (runs, steps, sensors) writes its metric samples for "
-            "the exporter to merge. Empty means <state dir>/metrics."),
+    *_group(
+        "State, landing areas and sensors",
+        Setting("MARKETDATA_STATE_DIR", "", "Writable state: landing areas, quarantine, the embedded ClickHouse, "
+                "the local stack's data and logs, `DAGSTER_HOME`. Empty means <repo>/.stack.",
+                read_by=("core/settings.py", "scripts/stack.py")),
+        Setting("MINUTE_BARS_LANDING_DIR", "", "Where A-share 1-minute CSV files are dropped; the minute_bar_files "
+                "sensor watches it. Empty means <state dir>/landing/minute_bars.",
+                read_by=("defs/equities/sensors.py", "defs/equities/minute_bars.py", "apps/cli.py")),
+        Setting("LANDING_SENSOR_INTERVAL_S", "30", "Seconds between two looks of each landing-area sensor (minute-bar "
+                "CSVs, Binance dump files, alpha files and packages); read when the definitions load.",
+                read_by=("defs/equities/sensors.py", "defs/archives/sensors.py", "defs/alphas/sensors.py")),
+    ),
+    *_group(
+        "Timestamps and calendars",
+        Setting("TIMESTAMP_FUTURE_TOLERANCE_MINUTES", "10", "How far after now (in the venue's time zone) a "
+                "timestamp from a file or vendor may lie before its row is rejected as implausible (a 2062 typo "
+                "for 2026).", read_by=("core/plausibility.py",)),
+        Setting("TIMESTAMP_EARLIEST", "", "Per-venue earliest plausible day, `VENUE=YYYY-MM-DD` items separated by "
+                "commas, overriding the built-in first sessions and launches (core/plausibility.py: SSE "
+                "1990-12-19, SZSE 1990-12-01, BSE 2021-11-15, BINANCE 2017-07-14, OKX 2017-01-01, DERIBIT "
+                "2016-06-01, ALPHA_API 2016-01-01, other venues 1980-01-01). Older rows are rejected as "
+                "implausible.", read_by=("core/plausibility.py",)),
+        Setting("MARKETDATA_HOLIDAYS_FILE", "", "YAML holidays for days after the last session the installed "
+                "exchange-calendars knows (`XSHG: [2027-01-01, 2027-02-08]`; calendar or venue codes). Such days "
+                "are judged as weekdays minus these holidays, and the checks say so with a WARN naming the "
+                "library version to upgrade. Empty: weekdays.", read_by=("core/calendars.py",)),
+    ),
+    *_group(
+        "Dagster's storage (Postgres)",
+        Setting("DAGSTER_PG_HOST", "127.0.0.1", "Postgres host for Dagster's run, event-log and schedule storage.",
+                read_by=_PG),
+        Setting("DAGSTER_PG_PORT", "55432", "Its port.", read_by=(*_PG, "scripts/stack.py")),
+        Setting("DAGSTER_PG_USER", "postgres", "Its user.", read_by=_PG),
+        Setting("DAGSTER_PG_PASSWORD", "", "Its password.", secret=True, read_by=_PG),
+        Setting("DAGSTER_PG_DB", "dagster", "Its database.", read_by=(*_PG, "scripts/stack.py")),
+    ),
+    *_group(
+        "TimescaleDB (minute bars, monthly K-line)",
+        Setting("TIMESCALE_HOST", "127.0.0.1", "TimescaleDB host holding minute bars and the monthly K-line.",
+                read_by=(*_TSDB, "scripts/stack.py")),
+        Setting("TIMESCALE_PORT", "55432", "Its port.", read_by=(*_TSDB, "scripts/stack.py")),
+        Setting("TIMESCALE_USER", "postgres", "Its user.", read_by=_TSDB),
+        Setting("TIMESCALE_PASSWORD", "", "Its password.", secret=True, read_by=_TSDB),
+        Setting("TIMESCALE_DB", "marketdata", "Its database.", read_by=(*_TSDB, "scripts/stack.py")),
+        Setting("TIMESCALE_SSLMODE", "prefer", "libpq sslmode (disable, prefer, require, verify-full).",
+                read_by=_TSDB),
+        Setting("TIMESCALE_POOL_SIZE", "4", "Connections per process (forced to 1 on a single-session server such "
+                "as PGlite).", read_by=_TSDB),
+        Setting("MINUTE_BARS_MIGRATE_MAX_ROWS", "20000000", "A plain stock_1min_qfq table holding at most this "
+                "many rows is made a hypertable by the next run, its rows migrated; above it the run fails once, "
+                "naming the command that migrates it.", read_by=("defs/equities/minute_bars.py",)),
+        Setting("STACK_PGLITE_PORT", "55433", "Port of the local stack's PGlite server: PostgreSQL 17 + "
+                "TimescaleDB with the TSL features (continuous aggregates), database postgres, one session at a "
+                "time.", stack_only=True, read_by=("scripts/stack.py",)),
+    ),
+    *_group(
+        "MongoDB (alphas)",
+        Setting("MONGODB_URI", "mongodb://127.0.0.1:57017", "MongoDB URI, without credentials.",
+                read_by=(*_TSDB, "scripts/stack.py")),
+        Setting("MONGODB_USERNAME", "", "MongoDB user; empty means no authentication (authSource defaults to "
+                "admin).", read_by=_TSDB),
+        Setting("MONGODB_PASSWORD", "", "MongoDB password.", secret=True, read_by=_TSDB),
+    ),
+    *_group(
+        "ClickHouse (ticks, bars, archives)",
+        Setting("CLICKHOUSE_DSN", "", "chdb:///path (embedded engine), chdb://memory, or http(s)://host:port of "
+                "a ClickHouse server. Empty means chdb://<state dir>/clickhouse.",
+                read_by=(*_TSDB, "orchestration/pools.py", "scripts/stack.py")),
+        Setting("CLICKHOUSE_USER", "default", "ClickHouse user (server DSNs only).", read_by=_TSDB),
+        Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True, read_by=_TSDB),
+        Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database of the tick tables (created if "
+                "missing).", read_by=_TSDB),
+    ),
+    *_group(
+        "Market-data sources",
+        Setting("TICKS_PROVIDERS_CONFIG", "", "The sources config file (rate limits, concurrency, workers, "
+                "retries, instrument universes; see its section below). Empty means "
+                "marketdata_assets/sources/data_providers.yaml.",
+                read_by=("sources/config.py", "resources/sources.py", "apps/cli.py")),
+        Setting("TUSHARE_BASE_URL", "http://api.waditu.com", "Tushare Pro API host.", read_by=_SOURCES),
+        Setting("TUSHARE_TOKEN", "", "Tushare Pro token; A-share runs fail without it (the variable's name is "
+                "sources.tushare.token_env).", secret=True,
+                read_by=("sources/tushare/client.py", "resources/sources.py")),
+        Setting("YAHOO_BASE_URL", "https://query2.finance.yahoo.com", "Yahoo Finance chart v8 host.",
+                read_by=_SOURCES),
+        Setting("BINANCE_BASE_URL", "https://api.binance.com", "Binance spot REST host.", read_by=_SOURCES),
+        Setting("BINANCE_UM_BASE_URL", "https://fapi.binance.com", "Binance USD-M futures REST host.",
+                read_by=_SOURCES),
+        Setting("OKX_BASE_URL", "https://www.okx.com", "OKX v5 host.", read_by=_SOURCES),
+        Setting("DERIBIT_BASE_URL", "https://www.deribit.com", "Deribit v2 host.", read_by=_SOURCES),
+        Setting("BINANCE_ARCHIVE_BASE_URL", "https://data.binance.vision", "Host of the Binance daily and "
+                "monthly archives (.zip + .zip.CHECKSUM, data.binance.vision's layout).", read_by=_SOURCES),
+        Setting("BINANCE_DUMPS_LANDING_DIR", "", "Where data.binance.vision daily dump CSVs are dropped; the "
+                "binance_dump_files sensor watches it. Empty means <state dir>/landing/binance_dumps.",
+                read_by=("defs/archives/sensors.py", "defs/archives/dumps.py")),
+    ),
+    *_group(
+        "The alpha API and the alpha store",
+        Setting("ALPHA_API_BASE_URL", "https://api.worldquantbrain.com", "Base URL of the BRAIN-style alpha API "
+                "(`make run` and the tests point it at the replay server).", read_by=(*_TSDB, "apps/demo.py")),
+        Setting("ALPHA_API_ACCOUNTS", "main", "Comma-separated account names: the account dimension of "
+                "alpha_files (read when the code location loads). Each NAME needs ALPHA_API_USER_<NAME> and "
+                "ALPHA_API_PASSWORD_<NAME>.",
+                read_by=("defs/alphas/partitions.py", "resources/alphas.py", "apps/cli.py")),
+        Setting("ALPHA_API_REQUESTS_PER_MINUTE", "240", "Request rate limit per account.", read_by=_TSDB),
+        Setting("ALPHA_API_MAX_CONCURRENCY", "4", "Requests in flight per account.", read_by=_TSDB),
+        Setting("ALPHA_LANDING_DIR", "", "Alpha landing area: fetched files in "
+                "alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json and dropped packages in packages/ (the "
+                "alpha_landing_files sensor watches it). Empty means <state dir>/landing/alpha_api.",
+                read_by=("defs/alphas/assets.py", "defs/alphas/sensors.py", "defs/alphas/coverage.py")),
+        Setting("ALPHA_PACKAGES_DIR", "", "Where alpha_packages builds monthly packages "
+                "(<TYPE>/<YYYY-MM>/<account>.jsonl.gz + .manifest.json). Empty means <state dir>/alpha_packages.",
+                read_by=("defs/alphas/assets.py",)),
+        Setting("ALPHA_DB_REGULAR", "regular_alphas", "MongoDB database of REGULAR alphas (the seed's "
+                "db_name_regular).", read_by=_TSDB),
+        Setting("ALPHA_DB_SUPER", "super_alphas", "MongoDB database of SUPER alphas (the seed's db_name_super).",
+                read_by=_TSDB),
+        Setting("ALPHA_COLLECTION", "alphas", "Collection name in both alpha databases; the import ledger is "
+                "import_ledger in the regular database.", read_by=_TSDB),
+    ),
+    *_group(
+        "Operations: demo and metrics",
+        Setting("MARKETDATA_DEMO", "auto", "What `make run` serves replays for: auto (every source whose base URL "
+                "or credentials are not set), on (every source), off (none: the real vendors).",
+                read_by=("apps/demo.py", "apps/main.py", "apps/exporter.py")),
+        Setting("METRICS_HOST", "127.0.0.1", "Address the Prometheus exporter (/metrics, /health, /status) that "
+                "`make run` starts listens on.", read_by=("apps/exporter.py", "apps/demo.py")),
+        Setting("METRICS_PORT", "9108", "Its port.", read_by=("apps/exporter.py", "apps/demo.py")),
+        Setting("PROMETHEUS_MULTIPROC_DIR", "", "Where every process (runs, steps, sensors) writes its metric "
+                "samples for the exporter to merge. Empty means <state dir>/metrics.",
+                read_by=("core/metrics.py", "apps/exporter.py")),
+    ),
+)
+
+# Variables read beside the table: DAGSTER_HOME (derived from the state dir when unset; `.env` gets its
+# effective value), and the credentials of each alpha API account.
+MORE_VARIABLES: tuple[Setting, ...] = (
+    *_group(
+        "State, landing areas and sensors",
+        Setting("DAGSTER_HOME", "", "Dagster instance directory; holds a link to the repo's instance/dagster.yaml "
+                "(created automatically). Empty means <state dir>/dagster_home.",
+                read_by=("core/settings.py",)),
+    ),
+    *_group(
+        "The alpha API and the alpha store",
+        Setting("ALPHA_API_USER_<NAME>", "", "User of account NAME of ALPHA_API_ACCOUNTS (upper-cased, other "
+                "characters as _); read when a fetch starts, never in config, logs or the UI.", secret=True,
+                read_by=("sources/alpha_api.py",)),
+        Setting("ALPHA_API_PASSWORD_<NAME>", "", "Its password.", secret=True, read_by=("sources/alpha_api.py",)),
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def reference() -> str:
+    """Every variable as Markdown tables by group (docs/configuration.md, written by
+    apps/configuration.py): name, default (a secret's never shown), meaning, the files that read it."""
+    from marketdata_assets.core.markdown import prose, table
+
+    every = SETTINGS + MORE_VARIABLES
+    sections = []
+    for group in dict.fromkeys(s.group for s in every):
+        rows = [(f"`{s.name}`", _shown_default(s), prose(s.description),
+                 ", ".join(f"`{path}`" for path in s.read_by)) for s in every if s.group == group]
+        sections.append(f"### {group}\n\n" + table(["variable", "default", "meaning", "read by"], rows))
+    return "\n\n".join(sections)
+
+
+def _shown_default(setting: Setting) -> str:
+    if setting.secret:
+        return "(secret, no default)"
+    return f"`{setting.default}`" if setting.default else "*(empty)*"
 
 
 def get(name: str) -> str:

@@ -50,14 +50,34 @@ async def fetch(client: VenueClient, dataset: str, instrument: str, start: datet
 
 @dataclass(frozen=True)
 class Option:
-    """A key of the source's own in its data_providers.yaml entry, beside the common limits: its
-    default and what a valid value is (validated by sources/config.py, naming file and key)."""
+    """A key of data_providers.yaml: its default, what a valid value is and what it does. A source
+    declares its own keys with it (`Source.options`); sources/config_schema.py declares the others.
+    sources/config.py validates the file with these declarations (an error names the file, the key's
+    path and `rule()`), and docs/configuration.md lists them (apps/configuration.py)."""
 
     default: Any
-    kind: str = "number"          # number (> minimum) | integer (>= minimum) | text
-    minimum: float = 0
+    kind: str = "number"          # number | integer | text | url | date | list | mapping (see rule())
+    minimum: float = 0            # number: > minimum (>= with inclusive); integer: >= minimum
     maximum: float | None = None
     nullable: bool = False        # null is a value (e.g. "no horizon")
+    description: str = ""
+    inclusive: bool = False
+    required: bool = False        # no default: the key must be there
+    choices: tuple[str, ...] = ()  # list: the values its items may take
+
+    def rule(self) -> str:
+        """What a valid value is, as errors and the reference say it: 'an integer >= 1'."""
+        if self.kind == "number":
+            rule = f"a number {'>=' if self.inclusive else '>'} {self.minimum:g}"
+            rule += f" and <= {self.maximum:g}" if self.maximum is not None else ""
+        elif self.kind == "integer":
+            rule = f"an integer >= {int(self.minimum)}"
+        else:
+            rule = {"text": "a non-empty string", "url": "an http(s):// URL", "date": "a date YYYY-MM-DD",
+                    "mapping": "a mapping"}.get(self.kind, "a list")
+            if self.choices:
+                rule = f"a non-empty list of {', '.join(self.choices)}"
+        return f"null or {rule}" if self.nullable else rule
 
 
 @dataclass(frozen=True)

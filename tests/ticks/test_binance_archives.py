@@ -246,7 +246,7 @@ def _sources() -> dict:
     ({"instruments": ["BTCUSDT"], "families": ["klines"], "intervals": ["1w"]}, "published monthly only"),
     ({"instruments": ["btc-usdt"]}, "binance_archives.instruments"),
     ({"instruments": ["BTCUSDT"], "workers": 0}, "binance_archives.workers: expected an integer >= 1"),
-    ({"instruments": ["BTCUSDT"], "typo": 1}, "binance_archives: unknown key(s) ['typo']"),
+    ({"instruments": ["BTCUSDT"], "typo": 1}, "binance_archives.typo: unknown key; allowed in binance_archives: "),
 ])
 def test_the_config_section_is_validated(section, message):
     with pytest.raises(SourcesConfigError, match=re.escape(message)):

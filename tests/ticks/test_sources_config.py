@@ -17,6 +17,7 @@ from marketdata_assets.sources.config import (
     SourcesConfigError,
     load_sources_config,
 )
+from marketdata_assets.sources.config_schema import options
 
 
 def shipped() -> dict:
@@ -86,16 +87,32 @@ def test_five_thousand_instruments_load(tmp_path):
     (lambda d: d["sources"]["okx"].update(workers="four"), "sources.okx.workers: expected an integer >= 1, got 'four'"),
     (lambda d: d["sources"]["tushare"].update(requests_per_minute=0), "sources.tushare.requests_per_minute: expected a number > 0"),
     (lambda d: d["sources"]["binance"].update(weight_headroom=1.5), "sources.binance.weight_headroom"),
-    (lambda d: d["sources"]["yahoo"].update(requets_per_minute=10), "sources.yahoo: unknown key(s) ['requets_per_minute']"),
+    (lambda d: d["sources"]["yahoo"].update(requets_per_minute=10),
+     "sources.yahoo.requets_per_minute: unknown key (did you mean 'requests_per_minute'?); allowed in sources.yahoo: "),
+    (lambda d: d["sources"]["binance"].update(weight_per_minute=0),
+     "sources.binance.weight_per_minute: expected an integer >= 1, got 0"),
+    (lambda d: d["sources"]["binance"].update(weight_per_minute="6000"),
+     "sources.binance.weight_per_minute: expected an integer >= 1, got '6000'"),
+    (lambda d: d["sources"]["yahoo"].update(max_days_back=-1), "sources.yahoo.max_days_back: expected null or a number > 0"),
+    (lambda d: d["sources"]["tushare"].update(token_env=""), "sources.tushare.token_env: expected a non-empty string"),
+    (lambda d: d["sources"]["okx"].pop("base_url"), "sources.okx.base_url: missing; expected an http(s):// URL"),
+    (lambda d: d["sources"].update(okx=None), "sources.okx: missing; expected a mapping"),
+    (lambda d: d["sources"].update(okx=[1]), "sources.okx: expected a mapping, got list"),
+    (lambda d: d.update(universe={}), "universe: unknown key (did you mean 'universes'?)"),
+    (lambda d: d.pop("universes"), "universes: missing; expected a mapping"),
+    (lambda d: d.update(catch_up_days=0), "catch_up_days: expected an integer >= 1, got 0"),
+    (lambda d: d["universes"]["crypto"].update(book_depth=True), "universes.crypto.book_depth: expected an integer >= 1, got True"),
+    (lambda d: d["universes"]["yahoo"].update(symbols="AAPL"), "universes.yahoo.symbols: expected null or a list, got 'AAPL'"),
+    (lambda d: d["binance_archives"].update(timeout_s=float("nan")), "binance_archives.timeout_s: expected a number > 0"),
     (lambda d: d["sources"]["deribit"].update(base_url="www.deribit.com"), "sources.deribit.base_url: expected an http(s):// URL"),
-    (lambda d: d["sources"].pop("okx"), "sources: missing source(s) ['okx']"),
+    (lambda d: d["sources"].pop("okx"), "sources.okx: missing; expected a mapping"),
     (lambda d: d["universes"]["a_shares"].update(symbols=["600000.XX"]), "universes.a_shares: invalid A-share code '600000.XX'"),
     (lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]), "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like an instrument of OKX"),
     (lambda d: d["universes"]["crypto"]["instruments"].update(KRAKEN=["XBTUSD"]), "universes.crypto.instruments.KRAKEN: unknown venue"),
     (lambda d: d["universes"]["crypto"].update(option_chains={"DERIBIT": "BTC"}),
      "universes.crypto.option_chains.DERIBIT: expected a list of currencies"),
     (lambda d: d["universes"]["crypto"].update(option_chains={"OKX": ["BTC"]}),
-     "universes.crypto.option_chains: unknown key(s) ['OKX']"),
+     "universes.crypto.option_chains.OKX: unknown key; allowed in universes.crypto.option_chains: DERIBIT"),
     (lambda d: d["universes"]["crypto"].update(funding_caps={"OKX": 2}),
      "universes.crypto.funding_caps.OKX: expected a number > 0 and <= 1, got 2"),
     (lambda d: d["universes"]["yahoo"].update(history_start="June"), "universes.yahoo.history_start: expected a date YYYY-MM-DD, got 'June'"),
@@ -107,6 +124,7 @@ def test_invalid_files_name_the_file_and_the_key(tmp_path, change, message):
     with pytest.raises(SourcesConfigError) as raised:
         load_sources_config(write(tmp_path, data, "mine.yaml"), environ={})
     assert str(raised.value).startswith("mine.yaml: ") and message in str(raised.value)
+    assert str(raised.value).endswith(f"(file {tmp_path.resolve() / 'mine.yaml'})")
 
 
 def test_missing_and_unparsable_files(tmp_path):
@@ -141,3 +159,50 @@ def test_both_keys_at_once_are_refused(tmp_path):
     data["providers"] = data["sources"]
     with pytest.raises(SourcesConfigError, match="both 'sources' and 'providers'"):
         load_sources_config(write(tmp_path, data), environ={})
+
+
+# ---- every declared key, from the schema the file is validated with ----------------------------
+
+WRONG = {"number": "fast", "integer": 1.5, "text": 5, "url": "ftp://host", "date": "June", "list": "one",
+         "mapping": ["one"]}
+
+
+def _set(data: dict, path: str, value) -> None:
+    *parents, key = path.split(".")
+    for parent in parents:
+        data = data.setdefault(parent, {})
+    data[key] = value
+
+
+@pytest.mark.parametrize(("path", "option"), list(options()), ids=[path for path, _ in options()])
+def test_every_declared_key_refuses_a_value_of_the_wrong_type_naming_key_and_file(tmp_path, path, option):
+    data = shipped()
+    _set(data, path, WRONG[option.kind])
+    with pytest.raises(SourcesConfigError) as raised:
+        load_sources_config(write(tmp_path, data, "mine.yaml"), environ={})
+    assert str(raised.value).startswith(f"mine.yaml: {path}") and f"file {tmp_path.resolve()}" in str(raised.value)
+
+
+BOUNDED = [(path, o) for path, o in options() if o.kind in ("number", "integer")]
+
+
+@pytest.mark.parametrize(("path", "option"), BOUNDED, ids=[path for path, _ in BOUNDED])
+def test_every_bounded_key_refuses_a_value_out_of_bounds_with_its_rule(tmp_path, path, option):
+    below = option.minimum - (1 if option.kind == "integer" or option.inclusive else 0)
+    for bad in [below] + ([option.maximum * 2] if option.maximum else []):
+        data = shipped()
+        _set(data, path, bad)
+        with pytest.raises(SourcesConfigError) as raised:
+            load_sources_config(write(tmp_path, data, "mine.yaml"), environ={})
+        assert str(raised.value).startswith(f"mine.yaml: {path}: expected {option.rule()}, got {bad!r}")
+
+
+def test_every_declared_key_is_accepted_at_its_default(tmp_path):
+    """A file spelling out every default the schema declares loads as the file without them."""
+    data = shipped()
+    for path, option in options():
+        if not option.required and option.default not in (None, [], {}):
+            _set(data, path, option.default if "<ENTRY>" not in str(option.default) else
+                 option.default.replace("<ENTRY>", path.split(".")[1].upper()))
+    config = load_sources_config(write(tmp_path, data), environ={})
+    assert config.sources["okx"].base_url_env == "OKX_BASE_URL" and config.catch_up_days == 7

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.ingest.engine import Engine, IngestReport, plan
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -17,7 +18,7 @@ from marketdata_assets.stores.clickhouse import tables as ct
 TICK_STORE = dg.AssetKey("tick_store")
 
 
-class RunDeadline(dg.Config):
+class RunDeadline(RunConfig):
     deadline_minutes: float = 180
     """The whole run's deadline: then a fetch still going fails and the rest is skipped (retry_failed
     picks them up), so a run never holds a source's pool forever; 0: none."""

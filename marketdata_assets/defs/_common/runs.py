@@ -43,3 +43,25 @@ def todo(keys: list[str], found: list[dict]) -> list[str]:
     """The keys missing or failed in any asset and in progress in none."""
     return [k for k in keys if any(bad(s.get(k)) for s in found)
             and not any(s.get(k) == dg.AssetPartitionStatus.IN_PROGRESS for s in found)]
+
+
+# ---- which stopped schedules and sensors to turn on ---------------------------------------------
+
+DAILY_USE = "marketdata/daily_use"          # metadata: the feed a stopped schedule or sensor keeps current
+DAILY_USE_WHY = "marketdata/daily_use_why"  # metadata: why it is needed for that feed
+FEEDS = {
+    "crypto": "the crypto venues' history and snapshots (`universes.crypto` of the sources config)",
+    "a_shares": "A-share bars from Tushare (`universes.a_shares`; needs TUSHARE_TOKEN)",
+    "yahoo": "Yahoo 1-minute bars (`universes.yahoo`)",
+    "binance_archives": "the data.binance.vision archives (`binance_archives` of the sources config)",
+    "minute_bars": "A-share minute-bar CSV files and the monthly K-line (TimescaleDB)",
+    "alphas": "the alpha API's alphas (ALPHA_API_ACCOUNTS and each account's credentials)",
+}
+
+
+def daily_use(feed: str, why: str) -> dict[str, str]:
+    """Metadata of a schedule or sensor that starts stopped (it calls a vendor, or refreshes what one
+    feeds) and is one to turn on for daily use of `feed` (docs/configuration.md lists them by feed)."""
+    if feed not in FEEDS:
+        raise ValueError(f"unknown feed {feed!r}; one of {', '.join(FEEDS)}")
+    return {DAILY_USE: feed, DAILY_USE_WHY: why}

@@ -28,6 +28,7 @@ from marketdata_assets.datasets.alpha_files import (
     parse_alpha_path,
     parse_api_datetime,
 )
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs.alphas.partitions import (
     ALL_ACCOUNTS_OF_MONTH,
     alpha_months,
@@ -157,7 +158,7 @@ def alpha_package_drops(context: dg.AssetExecutionContext) -> dg.MaterializeResu
     return dg.MaterializeResult(metadata=metadata)
 
 
-class AlphaImportConfig(dg.Config):
+class AlphaImportConfig(RunConfig):
     """Seed 000's import options (mongo_config.json's IMPORT_MODE, batch_size)."""
 
     mode: Literal["incremental", "overwrite", "rebuild", "time_range", "smart_merge"] = Field(

@@ -6,6 +6,7 @@ from datetime import datetime
 import dagster as dg
 
 from marketdata_assets.core import settings
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs.alphas.assets import GROUP, IMPORTED_TYPES
 from marketdata_assets.defs.alphas.partitions import alpha_accounts, alpha_months, month_of_key
 from marketdata_assets.orchestration import pools
@@ -14,7 +15,7 @@ from marketdata_assets.resources import AlphaStoreResource
 from marketdata_assets.sources.alpha_api import NY
 
 
-class AlphaCoverageConfig(dg.Config):
+class AlphaCoverageConfig(RunConfig):
     months: int = 24
     """New York months drawn, ending with the month in progress."""
 

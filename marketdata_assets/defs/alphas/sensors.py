@@ -10,6 +10,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from marketdata_assets.core import settings
 from marketdata_assets.datasets.alpha_files import API_TZ
+from marketdata_assets.defs._common.runs import daily_use
 from marketdata_assets.defs.alphas.assets import (
     IMPORTED_TYPES,
     alpha_documents,
@@ -91,7 +92,8 @@ def months_to_catch_up(instance: dg.DagsterInstance, now: datetime, months: int 
 # Stopped by default, like the daily fetch: both call the vendor's API; turn them on once the
 # accounts' credentials are set.
 @dg.sensor(asset_selection=[alpha_files, alpha_documents], minimum_interval_seconds=3600,
-           default_status=dg.DefaultSensorStatus.STOPPED)
+           default_status=dg.DefaultSensorStatus.STOPPED, metadata=daily_use(
+               "alphas", "Once a month, backfills the alpha months of the last six that are missing or failed."))
 def alpha_monthly_catchup(context: dg.SensorEvaluationContext):
     """Once a month (from the 2nd, 07:00 New York): a partition backfill of every missing or failed
     alpha_files (month x account) and import month of the last six complete months. The backfill

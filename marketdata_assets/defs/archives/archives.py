@@ -40,7 +40,7 @@ from marketdata_assets.defs._common.ingest import (
     planned,
 )
 from marketdata_assets.defs._common.partitions import slice_keys
-from marketdata_assets.defs._common.runs import UTC, day_range_tags
+from marketdata_assets.defs._common.runs import UTC, daily_use, day_range_tags
 from marketdata_assets.ingest import archives
 from marketdata_assets.ingest.archives import ArchiveRun
 from marketdata_assets.ingest.engine import IngestReport
@@ -208,7 +208,8 @@ binance_archive_upkeep_job = dg.define_asset_job("binance_archive_upkeep_job", s
     binance_archive_recheck, binance_archive_reconcile))
 
 
-@dg.schedule(job=binance_archives_job, cron_schedule="0 4 * * *", execution_timezone="UTC")
+@dg.schedule(job=binance_archives_job, cron_schedule="0 4 * * *", execution_timezone="UTC", metadata=daily_use(
+    "binance_archives", "Loads yesterday's archives (published the next day) and retries the day before."))
 def binance_archives_daily(context: dg.ScheduleEvaluationContext):
     """The last two UTC days for every archive instrument, in one run: yesterday's archives (published
     the next day) and the slices of the day before that did not load (`retry_failed`)."""
@@ -219,7 +220,9 @@ def binance_archives_daily(context: dg.ScheduleEvaluationContext):
                          run_config={"ops": {"binance_archives": {"config": {"retry_failed": True}}}})
 
 
-@dg.schedule(job=binance_archive_upkeep_job, cron_schedule="30 5 * * *", execution_timezone="UTC")
+@dg.schedule(job=binance_archive_upkeep_job, cron_schedule="30 5 * * *", execution_timezone="UTC",
+             metadata=daily_use("binance_archives", "Re-checks the published checksums and reconciles the daily "
+                                                    "slices with the monthly archives."))
 def binance_archive_upkeep_daily(context: dg.ScheduleEvaluationContext):
     """Re-check every recorded archive's published CHECKSUM, then reconcile the monthly archives."""
     return dg.RunRequest(run_key=f"binance-archive-upkeep:{context.scheduled_execution_time:%Y-%m-%d}")

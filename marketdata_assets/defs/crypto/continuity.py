@@ -8,6 +8,7 @@ with the crypto checks in quality/slice_checks.py, as the dump and archive trade
 
 import dagster as dg
 
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.partitions import slice_keys
 from marketdata_assets.defs.crypto.assets import VENUE_KEYS, venue_resources
 from marketdata_assets.defs.crypto.partitions import crypto_partitions
@@ -18,7 +19,7 @@ from marketdata_assets.resources import ClickHouseResource
 GROUP = "crypto"
 
 
-class RefillConfig(dg.Config):
+class RefillConfig(RunConfig):
     max_ranges: int = 100_000
     """Hole ranges fetched per slice in one run (a slice with more: run again)."""
     workers: int = 4

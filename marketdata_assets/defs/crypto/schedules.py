@@ -18,7 +18,15 @@ import dagster as dg
 
 from marketdata_assets.core.ranges import range_runs
 from marketdata_assets.defs._common.partitions import crypto_key
-from marketdata_assets.defs._common.runs import RETRY_FAILED, UTC, day_range_tags, op_config, statuses, todo
+from marketdata_assets.defs._common.runs import (
+    RETRY_FAILED,
+    UTC,
+    daily_use,
+    day_range_tags,
+    op_config,
+    statuses,
+    todo,
+)
 from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.defs.crypto.partitions import (
     CRYPTO_INSTRUMENTS,
@@ -37,7 +45,8 @@ crypto_option_chains_job = dg.define_asset_job("crypto_option_chains_job", selec
     "crypto_option_chains"), partitions_def=option_chains)
 
 
-@dg.schedule(job=crypto_ticks_job, cron_schedule="30 0 * * *", execution_timezone="UTC")
+@dg.schedule(job=crypto_ticks_job, cron_schedule="30 0 * * *", execution_timezone="UTC", metadata=daily_use(
+    "crypto", "Loads each closed UTC day: without it no new history arrives."))
 def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     """Yesterday (UTC) for every crypto instrument, in one run."""
     day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date()
@@ -47,7 +56,8 @@ def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"crypto:{day}", tags=day_range_tags(day, day, instruments[0], instruments[-1]))
 
 
-@dg.schedule(job=crypto_snapshots_job, cron_schedule="*/15 * * * *", execution_timezone="UTC")
+@dg.schedule(job=crypto_snapshots_job, cron_schedule="*/15 * * * *", execution_timezone="UTC", metadata=daily_use(
+    "crypto", "A snapshot can only be taken now: a quarter-hour it does not run is lost for good."))
 def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
     """One order-book, ticker and (where there is no history) open-interest snapshot of every crypto
     instrument."""
@@ -59,7 +69,8 @@ def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
                          tags=range_tags(instruments[0], instruments[-1]))
 
 
-@dg.schedule(job=crypto_option_chains_job, cron_schedule="5 * * * *", execution_timezone="UTC")
+@dg.schedule(job=crypto_option_chains_job, cron_schedule="5 * * * *", execution_timezone="UTC", metadata=daily_use(
+    "crypto", "As the snapshots: an hour missed is lost (it skips when no option chain is configured)."))
 def crypto_option_chains_hourly(context: dg.ScheduleEvaluationContext):
     """One snapshot of every configured option chain, each hour."""
     chains = option_chains.get_partition_keys()
@@ -87,7 +98,8 @@ def crypto_catch_up_requests(context: dg.ScheduleEvaluationContext, days: int | 
             for a, b, i, j in range_runs(affected, instruments)]
 
 
-@dg.schedule(job=crypto_ticks_job, cron_schedule="0 3 * * *", execution_timezone="UTC")
+@dg.schedule(job=crypto_ticks_job, cron_schedule="0 3 * * *", execution_timezone="UTC", metadata=daily_use(
+    "crypto", "Retries the days that failed or were skipped, and loads the recent days of new instruments."))
 def crypto_ticks_catch_up(context: dg.ScheduleEvaluationContext):
     """Missing or failed (day, instrument) partitions of the last N days."""
     return crypto_catch_up_requests(context) or dg.SkipReason("every crypto partition of the last days is loaded")

@@ -10,6 +10,7 @@ import dagster as dg
 from marketdata_assets.core import settings
 from marketdata_assets.core.charts import Candle, candlestick_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs.equities.partitions import minute_bar_months
 from marketdata_assets.ingest.minute_bars import landing as landing_load
 from marketdata_assets.ingest.minute_bars import loader
@@ -79,7 +80,7 @@ def partition_months(context: dg.AssetExecutionContext) -> list[date]:
     return months
 
 
-class MinuteBarLoadConfig(dg.Config):
+class MinuteBarLoadConfig(RunConfig):
     force: bool = False
     """Reload files already loaded with the same content (seed 001's --force)."""
     workers: int = 4
@@ -117,7 +118,7 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
     return dg.MaterializeResult(metadata=metadata)
 
 
-class MonthlyKlineConfig(dg.Config):
+class MonthlyKlineConfig(RunConfig):
     force_backfill: bool = False
     """Refresh everything from 2000-01-01 to now (seed 004's --force-backfill)."""
     recreate: bool = False
@@ -201,7 +202,7 @@ def stock_daily_ma(context: dg.AssetExecutionContext, timescale: TimescaleResour
     })
 
 
-class CoverageConfig(dg.Config):
+class CoverageConfig(RunConfig):
     worst: int = coverage.WORST
     """Incomplete codes drawn one row each (worst first); all the others form one band."""
 

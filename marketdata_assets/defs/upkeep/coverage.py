@@ -7,6 +7,7 @@ import dagster as dg
 
 from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs.upkeep.store import GROUP
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality import bar_coverage as cov
@@ -15,7 +16,7 @@ from marketdata_assets.resources import ClickHouseResource
 SHOWN_ROWS = 40  # the worst instruments drawn; the table and the figures cover all
 
 
-class CoverageConfig(dg.Config):
+class CoverageConfig(RunConfig):
     days: int = 30
     """UTC days drawn, ending yesterday."""
 

@@ -9,13 +9,14 @@ from datetime import timedelta
 import dagster as dg
 
 from marketdata_assets.core.markdown import table
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs.upkeep.store import GROUP, tick_store
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct
 
 
-class CompactionConfig(dg.Config):
+class CompactionConfig(RunConfig):
     months: list[str] = []  # noqa: RUF012 - pydantic copies the default
     """Only these months (YYYY-MM); empty: every month."""
     orphan_grace_hours: float = 24

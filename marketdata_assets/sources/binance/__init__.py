@@ -12,8 +12,10 @@ from marketdata_assets.sources.interface import FILES, Option, Source, venue_sou
 def _weights(per_minute: int) -> dict[str, Option]:
     """Binance's request weight per IP and minute, and the share of it a run may use before it waits
     for the next minute."""
-    return {"weight_per_minute": Option(per_minute, "integer", minimum=1),
-            "weight_headroom": Option(0.9, maximum=1.0)}
+    return {"weight_per_minute": Option(per_minute, "integer", minimum=1, description=(
+                "Request weight per IP and minute (X-MBX-USED-WEIGHT-1M), gated across the run's requests.")),
+            "weight_headroom": Option(0.9, maximum=1.0, description=(
+                "Share of the minute's weight a run uses; past it, requests wait for the next minute."))}
 
 
 SPOT = venue_source("BINANCE", BinanceClient, "binance", _weights(6000))

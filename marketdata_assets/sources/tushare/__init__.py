@@ -29,10 +29,12 @@ from marketdata_assets.sources.tushare.parse import (
     venue_of,
 )
 
-# token_env: the NAME of the variable holding the token (never the token); limit_window_s: a
-# per-minute limit answer pauses requests until the next window of this many seconds
 TUSHARE = Source(SOURCE, A_SHARE_VENUES, {"bars_1m": HISTORY, "daily_bars": HISTORY}, TushareClient, "tushare",
-                 options={"token_env": Option("TUSHARE_TOKEN", "text"), "limit_window_s": Option(60)})
+                 options={"token_env": Option("TUSHARE_TOKEN", "text", description=(
+                              "The NAME of the variable holding the token (never the token itself).")),
+                          "limit_window_s": Option(60, description=(
+                              "A per-minute limit answer (40203) pauses every request until the next window "
+                              "of this many seconds."))})
 
 __all__ = ["TUSHARE", "DAILY_FIELDS", "DEFAULT_BASE_URL", "ERRORS", "LEGACY_BASE_URL", "LIMITS", "PROVIDER", "STK_MINS_FIELDS",
            "Table", "TushareClient", "TushareLimitReached", "TusharePermissionError", "TushareResponseError",
