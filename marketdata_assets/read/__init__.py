@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import functools
 
-from marketdata_assets.read.reader import SHORTCUTS, AsOfUnsupported, Reader
+from marketdata_assets.read.reader import AsOfUnsupported, Reader
 from marketdata_assets.stores.clickhouse.connection import EmbeddedLockTimeout
 from marketdata_assets.stores.clickhouse.history import CompactedAway
 
-__all__ = ["AsOfUnsupported", "CompactedAway", "EmbeddedLockTimeout", "Reader", "alphas", "dataset", "kline",
-           "loads", "minute_bars", *SHORTCUTS]
+__all__ = ["AsOfUnsupported", "CompactedAway", "EmbeddedLockTimeout", "Reader", "agg_trades", "alphas", "bars",
+           "books", "daily_bars", "dataset", "factors", "funding", "index_bars", "kline", "liquidations", "loads",
+           "mark_bars", "minute_bars", "open_interest", "option_chain", "tickers", "trades"]
 
 
 def _one_session(name: str):

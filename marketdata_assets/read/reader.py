@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Self
 
 import polars as pl
 import psycopg
@@ -111,7 +112,7 @@ class Reader:
             self._mongo = None
         self._owned.clear()
 
-    def __enter__(self) -> Reader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

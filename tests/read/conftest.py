@@ -17,6 +17,7 @@ from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.read import Reader
 from marketdata_assets.sources.venues import venue_client, venue_feed
+from tests.alphas.conftest import dbs  # noqa: F401  (the alpha databases, a fixture of the alpha tests)
 
 DAY = date(2025, 1, 15)
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)

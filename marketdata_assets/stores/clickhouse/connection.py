@@ -138,7 +138,7 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
             acquire_directory(data_dir, lock_timeout_s, on_wait)
         try:
             client = clickhouse_connect.get_client(dsn=dsn)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - whatever chDB raises: the store is unavailable
             if data_dir is not None:
                 release_directory(data_dir)
             raise StoreUnavailable("ClickHouse (embedded chDB)", dsn, str(error)[:300],
@@ -148,7 +148,7 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
         try:
             client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password,
                                                    connect_timeout=connect_timeout_s, send_receive_timeout=300)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - whatever the driver raises: the server is unavailable
             raise StoreUnavailable(
                 "ClickHouse", address(dsn), scrub(str(error).splitlines()[0][:300], password),
                 "Start the server (docker/compose.yaml) or set CLICKHOUSE_DSN; the local stack uses the embedded "
