@@ -95,6 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALPHA_DB_REGULAR", "regular_alphas", "MongoDB database of REGULAR alphas (seed's db_name_regular)."),
     Setting("ALPHA_DB_SUPER", "super_alphas", "MongoDB database of SUPER alphas (seed's db_name_super)."),
     Setting("ALPHA_COLLECTION", "alphas", "Collection name in both alpha databases."),
+    # The Parquet export (marketdata_assets/read/export.py, the `parquet_export` asset).
+    Setting("MARKETDATA_EXPORT_DIR", "", "Root of the Parquet export (<dataset>/venue=<V>/date=<YYYY-MM-DD>/"
+            "part-0.parquet, readable by DuckDB and Polars). Empty means <state dir>/export."),
     # Operations.
     Setting("MARKETDATA_DEMO", "auto", "What `make run` serves replays for: auto (every source whose base URL or "
             "credentials are not set), on (every source), off (none: the real vendors)."),
@@ -153,6 +156,10 @@ def alpha_landing_dir() -> Path:
 
 def alpha_packages_dir() -> Path:
     return _directory("ALPHA_PACKAGES_DIR", "alpha_packages")
+
+
+def export_dir() -> Path:
+    return _directory("MARKETDATA_EXPORT_DIR", "export")
 
 
 def quarantine_dir(domain: str) -> Path:
