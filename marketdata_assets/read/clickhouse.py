@@ -26,18 +26,25 @@ from marketdata_assets.stores.clickhouse import history
 UTC = timezone.utc
 
 
-def utc_time(value: datetime | date | str, what: str) -> datetime:
-    """An aware UTC datetime: naive datetimes are UTC, a date (or 'YYYY-MM-DD') is its 00:00 UTC."""
+def parse_time(value: datetime | date | str, what: str) -> datetime:
+    """A datetime (naive or aware, as given; a date or 'YYYY-MM-DD' is its naive 00:00), or a
+    ValueError naming ``what``."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{what} {value!r} is not an ISO date or time (YYYY-MM-DD[THH:MM[:SS]][+HH:MM])") from None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return datetime(value.year, value.month, value.day)
     raise ValueError(f"{what} must be a datetime, a date or an ISO string, got {type(value).__name__}")
+
+
+def utc_time(value: datetime | date | str, what: str) -> datetime:
+    """An aware UTC datetime: naive datetimes are UTC, a date (or 'YYYY-MM-DD') is its 00:00 UTC."""
+    value = parse_time(value, what)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def time_range(start, end) -> tuple[datetime, datetime]:

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from marketdata_assets.core.naming import a_share_code
+from marketdata_assets.read.clickhouse import parse_time
 from marketdata_assets.stores.timescale.kline import KLINE, KLINE_COLUMNS, MINUTE_COLUMNS, MINUTE_TABLE
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -34,16 +35,8 @@ KLINE_SCHEMA = {"month": pl.Datetime("us"), "code": pl.String, "name": pl.String
 
 def beijing_time(value: datetime | date | str, what: str) -> datetime:
     """A naive Beijing wall-clock datetime (a date: its 00:00; an aware time converted)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{what} {value!r} is not an ISO date or time") from None
-    if isinstance(value, datetime):
-        return value if value.tzinfo is None else value.astimezone(BEIJING).replace(tzinfo=None)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day)
-    raise ValueError(f"{what} must be a datetime, a date or an ISO string, got {type(value).__name__}")
+    value = parse_time(value, what)
+    return value if value.tzinfo is None else value.astimezone(BEIJING).replace(tzinfo=None)
 
 
 def codes_of(codes: str | Sequence[str] | None) -> list[str] | None:
@@ -85,26 +78,26 @@ def _select(table: str, columns: Sequence[str], time_column: str, codes: list[st
         t=sql.Identifier(time_column))
 
 
-def minute_bars(conn: psycopg.Connection, codes, start, end) -> pl.DataFrame:
-    """1-minute bars of ``codes`` (one, a list, or None: all) with ``time`` in ``[start, end)`` (Beijing
-    wall-clock), ordered by code and time: time (naive Beijing), code, name, open, high, low, close,
-    volume, amount."""
+def _read(conn: psycopg.Connection, table: str, columns: Sequence[str], time_column: str, schema: dict, codes,
+          start, end) -> pl.DataFrame:
+    """Rows of ``table`` for ``codes`` (None: all) with ``time_column`` in ``[start, end)`` (Beijing)."""
     first, last = beijing_time(start, "start"), beijing_time(end, "end")
     if last <= first:
         raise ValueError(f"end {last} is not after start {first}: the range is [start, end)")
     wanted = codes_of(codes)
-    require_table(conn, MINUTE_TABLE)
+    require_table(conn, table)
     params = {"start": first, "end": last, "codes": wanted}
-    return copy_frame(conn, _select(MINUTE_TABLE, MINUTE_COLUMNS, "time", wanted), params, MINUTE_BARS_SCHEMA)
+    return copy_frame(conn, _select(table, columns, time_column, wanted), params, schema)
+
+
+def minute_bars(conn: psycopg.Connection, codes, start, end) -> pl.DataFrame:
+    """1-minute bars of ``codes`` (one, a list, or None: all) with ``time`` in ``[start, end)`` (Beijing
+    wall-clock), ordered by code and time: time (naive Beijing), code, name, open, high, low, close,
+    volume, amount."""
+    return _read(conn, MINUTE_TABLE, MINUTE_COLUMNS, "time", MINUTE_BARS_SCHEMA, codes, start, end)
 
 
 def kline(conn: psycopg.Connection, codes, start, end) -> pl.DataFrame:
     """Monthly K-line rows of ``codes`` (None: all) whose ``month`` (the month's first day, naive Beijing)
     lies in ``[start, end)``: month, code, name, open, high, low, close, volume, amount."""
-    first, last = beijing_time(start, "start"), beijing_time(end, "end")
-    if last <= first:
-        raise ValueError(f"end {last} is not after start {first}: the range is [start, end)")
-    wanted = codes_of(codes)
-    require_table(conn, KLINE)
-    params = {"start": first, "end": last, "codes": wanted}
-    return copy_frame(conn, _select(KLINE, KLINE_COLUMNS, "month", wanted), params, KLINE_SCHEMA)
+    return _read(conn, KLINE, KLINE_COLUMNS, "month", KLINE_SCHEMA, codes, start, end)

@@ -37,14 +37,14 @@ def load_minutes(conn, tmp_path, seed: int) -> None:
 
 
 @pytest.fixture
-def loaded(store, minute_conn, tmp_path):
+def loaded(store, minute_store, tmp_path):
     with CryptoReplayServer(ReplayConfig(seed=2, trades_per_day=400)) as server:
         ingest(store, server.base_url, "BINANCE", "trades", ["BTCUSDT", "ETHUSDT"])
         ingest(store, server.base_url, "BINANCE", "bars_1m", ["BTCUSDT"])
         ingest(store, server.base_url, "BINANCE_UM", "funding", ["BTCUSDT"])
-    load_minutes(minute_conn, tmp_path, seed=0)
+    load_minutes(minute_store, tmp_path, seed=0)
     with store.get_client() as client, Reader(clickhouse_client=client, clickhouse_database=store.database,
-                                              timescale_conn=minute_conn) as reader:
+                                              timescale_conn=minute_store) as reader:
         yield reader
 
 
@@ -81,7 +81,7 @@ def test_duckdb_and_polars_read_the_export_back_as_the_stores_hold_it(loaded, tm
 
 
 def test_an_unchanged_store_exports_nothing_and_a_reload_rewrites_just_its_partition(
-        loaded, store, minute_conn, tmp_path):
+        loaded, store, minute_store, tmp_path):
     root = tmp_path / "export"
     first = export_day(loaded, root, DAY)
     again = export_day(loaded, root, DAY)
@@ -89,7 +89,7 @@ def test_an_unchanged_store_exports_nothing_and_a_reload_rewrites_just_its_parti
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")}
     with CryptoReplayServer(ReplayConfig(seed=3, trades_per_day=300)) as server:
         ingest(store, server.base_url, "BINANCE", "trades", ["BTCUSDT"], run_id="run-2")
-    load_minutes(minute_conn, tmp_path, seed=5)  # another file for the same bars: new values
+    load_minutes(minute_store, tmp_path, seed=5)  # another file for the same bars: new values
     third = export_day(loaded, root, DAY)
     assert sorted(third.written) == [
         "minute_bars/venue=SSE/date=2025-01-15/part-0.parquet", "minute_bars/venue=SZSE/date=2025-01-15/part-0.parquet",

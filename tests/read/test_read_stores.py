@@ -25,14 +25,14 @@ CODES = ["600000.SH", "000001.SZ"]
 
 
 @pytest.fixture
-def minute_reader(minute_conn, tmp_path):
+def minute_reader(minute_store, tmp_path):
     """Two codes x three January days loaded from one CSV file; the K-line refreshed for January."""
     truth = pl.concat([make_bars(code, DAYS, seed=i) for i, code in enumerate(CODES)])
     path = write_text(tmp_path / "bars.csv", render(truth, "cn_minute"))
-    load_file(minute_conn, path, "bars.csv", [date(2025, 1, 1)], sha256=file_sha256(path), use_copy=True,
+    load_file(minute_store, path, "bars.csv", [date(2025, 1, 1)], sha256=file_sha256(path), use_copy=True,
               run_id="test", reject_dir=tmp_path / "rejects")
-    kline.refresh_window(minute_conn, date(2025, 1, 1), date(2025, 2, 1))
-    with Reader(timescale_conn=minute_conn) as reader:
+    kline.refresh_window(minute_store, date(2025, 1, 1), date(2025, 2, 1))
+    with Reader(timescale_conn=minute_store) as reader:
         yield reader, expected(truth, "cn_minute").sort("code", "time")
 
 

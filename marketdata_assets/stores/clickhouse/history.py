@@ -2,7 +2,7 @@
 an earlier time (``as_of``), the bitemporal record of the tick tables.
 
 ``loads`` is a ``ReplacingMergeTree(load_id)``: a merge keeps only each slice's latest load, so the
-flips it replaced disappear. ``load_history`` (plain MergeTree, the same columns plus ``recorded``)
+flips it replaced disappear. ``load_history`` (plain MergeTree, ``loads``' columns plus ``recorded``)
 is fed by the materialized view ``load_history_mv`` on ``loads``, so a flip stays ONE insert (into
 ``loads``; the view writes the same block into the history) and nothing in the writers changes.
 Created by :func:`ensure_history` from tables.ensure_tables (idempotent). A store that had loads
@@ -49,24 +49,16 @@ class HistoricLoad:
 
 
 def history_ddl(database: str) -> list[str]:
-    """The history table, then the view that feeds it (every insert into ``loads`` from then on)."""
+    """The history table, then the view that feeds it (every insert into ``loads`` from then on). The
+    ALTER is metadata only, and a no-op once the column is there."""
     db = clickhouse_database(database)
-    table = f"""CREATE TABLE IF NOT EXISTS {db}.{LOAD_HISTORY} (
-    `dataset` {LC},
-    `venue` {LC},
-    `instrument` {LC},
-    `day` Date,
-    `load_id` UInt64,
-    `rows` UInt64,
-    `run_id` String,
-    `loaded_at` DateTime64(3, 'UTC'),
-    `recorded` {LC} DEFAULT 'flip'
-) ENGINE = MergeTree
-ORDER BY (dataset, venue, instrument, day, load_id)
-COMMENT '{PENDING}'"""
+    # the columns of `loads` (AS: they stay the same), plus where a row came from
+    table = (f"CREATE TABLE IF NOT EXISTS {db}.{LOAD_HISTORY} AS {db}.loads ENGINE = MergeTree "
+             f"ORDER BY (dataset, venue, instrument, day, load_id) COMMENT '{PENDING}'")
+    recorded = f"ALTER TABLE {db}.{LOAD_HISTORY} ADD COLUMN IF NOT EXISTS `recorded` {LC} DEFAULT 'flip'"
     view = (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{LOAD_HISTORY_MV} TO {db}.{LOAD_HISTORY} AS\n"
             f"SELECT {COLUMNS} FROM {db}.loads")
-    return [table, view]
+    return [table, recorded, view]
 
 
 def ensure_history(client, database: str) -> int:
