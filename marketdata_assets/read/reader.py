@@ -128,6 +128,16 @@ class Reader:
                               f"{connection.address(self.clickhouse_dsn)}: nothing loaded there yet, or "
                               "CLICKHOUSE_DATABASE / CLICKHOUSE_DSN name another store")
 
+    def _ensure_history(self) -> None:
+        """The load history, created (and backfilled once) on a store written before it existed; no DDL
+        when it is there (a read-only user can read as_of)."""
+        if not self._history_ready:
+            try:
+                self._require_table(history.LOAD_HISTORY)
+            except LookupError:
+                history.ensure_history(self.clickhouse(), self.database)
+            self._history_ready = True
+
     # ---- ClickHouse datasets ---------------------------------------------------------------------
 
     def dataset(self, name: str, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
@@ -137,9 +147,8 @@ class Reader:
         as the store shows them now, or as it showed them at ``as_of``; only ``columns`` if given."""
         spec = spec_for(name)
         self._require_table(spec.table)
-        if as_of is not None and not self._history_ready:
-            history.ensure_history(self.clickhouse(), self.database)  # idempotent; backfills an older store once
-            self._history_ready = True
+        if as_of is not None:
+            self._ensure_history()
         return ch_reads.read(self.clickhouse(), self.database, spec.name, venue, instrument, start, end,
                              as_of=as_of, columns=columns)
 
@@ -149,9 +158,7 @@ class Reader:
         venue, instrument, day, load_id, rows, run_id, loaded_at, active (the slice's current load)."""
         spec = spec_for(name)
         client = self.clickhouse()
-        if not self._history_ready:
-            history.ensure_history(client, self.database)
-            self._history_ready = True
+        self._ensure_history()
         where, params = ["dataset = {code:String}"], {"code": spec.code}
         if venue is not None:
             venue, instruments = ch_reads.instruments_of(venue, instrument)
