@@ -92,6 +92,11 @@ def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_comp
     eth = first_load[("trades", "BINANCE", "ETHUSDT")]
     assert_frame_equal(latest, pl.concat([new_btc, eth]))  # the re-load's rows, the other pair untouched
     assert not new_btc.equals(first_load[("trades", "BINANCE", "BTCUSDT")])
+    with store.get_client() as client:  # the checks count the re-load's rows, as the read shows them
+        counted = count(client, store.database, PRICES_POSITIVE["trades"], slice_scope(
+            store.database, "trades", [SliceKey("trades", "BINANCE", p, DAY) for p in PAIRS]))
+    assert {k: r.rows_checked for k, r in counted.items()} == {
+        f"{DAY}|BINANCE:{p}": latest.filter(pl.col("instrument") == p).height for p in PAIRS}
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=between), old)
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=datetime.now(UTC)), latest)
     empty = reader.trades("BINANCE", PAIRS, START, END, as_of=before_any)
