@@ -15,6 +15,7 @@ BENCHMARKS = {
     "factors": "bench.factors",
     "crypto_datasets": "bench.crypto_datasets",
     "imports": "bench.imports",
+    "read": "bench.read",
 }
 # name -> module whose main(argv) reads the rest of the command line; not part of a plain `make bench`
 WITH_OPTIONS = {

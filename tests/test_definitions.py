@@ -47,8 +47,9 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         assert not missing, f"{key.to_user_string()} needs resources {sorted(missing)} the location does not have"
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     # the groups are the domains (defs/<group>/)
-    assert set(groups) == {"alphas", "crypto", "equities", "archives", "upkeep"}
+    assert set(groups) == {"alphas", "crypto", "equities", "archives", "exports", "upkeep"}
     assert groups["upkeep"] == {"tick_store", "tick_compaction", "ticks_coverage"}
+    assert groups["exports"] == {"parquet_export"}
     assert groups["crypto"] == {"crypto_factors", "trade_id_refill",
                                 *(name for name in TICKS_CHECKS if name.startswith("crypto_"))}
     assert {"binance_dump_trades", "binance_dump_bars_1m", "binance_archive_recheck",

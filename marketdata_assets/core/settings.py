@@ -42,6 +42,9 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("MINUTE_BARS_LANDING_DIR", "", "Where A-share 1-minute CSV files are dropped; the minute_bar_files "
                 "sensor watches it. Empty means <state dir>/landing/minute_bars.",
                 read_by=("defs/equities/sensors.py", "defs/equities/minute_bars.py", "apps/cli.py")),
+        Setting("MARKETDATA_EXPORT_DIR", "", "Root of the Parquet export (<dataset>/venue=<V>/date=<YYYY-MM-DD>/"
+                "part-0.parquet, readable by DuckDB and Polars). Empty means <state dir>/export.",
+                read_by=("read/export.py", "defs/exports/assets.py")),
         Setting("LANDING_SENSOR_INTERVAL_S", "30", "Seconds between two looks of each landing-area sensor (minute-bar "
                 "CSVs, Binance dump files, alpha files and packages); read when the definitions load.",
                 read_by=("defs/equities/sensors.py", "defs/archives/sensors.py", "defs/alphas/sensors.py")),
@@ -255,6 +258,10 @@ def alpha_landing_dir() -> Path:
 
 def alpha_packages_dir() -> Path:
     return _directory("ALPHA_PACKAGES_DIR", "alpha_packages")
+
+
+def export_dir() -> Path:
+    return _directory("MARKETDATA_EXPORT_DIR", "export")
 
 
 def quarantine_dir(domain: str) -> Path:

@@ -8,7 +8,8 @@ frame's columns plus ``day Date`` (the UTC day of ``ts``: the write unit) and ``
 ts, ...)``; ``loads``, the pointer (``ReplacingMergeTree(load_id)`` keyed by the slice
 ``(dataset, venue, instrument, day)``, ``dataset`` holding the dataset's code, ``Dataset.code``);
 ``trades_1d_agg`` + ``trades_1d_mv``, daily bars from trades aggregated at insert time per load;
-``ingest_log``, one row per (run, source, dataset, instrument, day) attempt. A store written before these
+``ingest_log``, one row per (run, source, dataset, instrument, day) attempt; ``load_history``, every
+flip of the pointer kept (stores.clickhouse.history: the record ``as_of`` reads go by). A store written before these
 columns were named ``dataset`` and ``source`` (``loads.kind``, ``ingest_log.provider`` / ``kind``) is
 rebuilt with the new names by :func:`ensure_tables` (stores.clickhouse.migrations; the old tables are kept
 as ``loads_before_dataset_columns`` and ``ingest_log_before_dataset_columns``).
@@ -41,7 +42,7 @@ import polars as pl
 
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.datasets.frames import DATASETS, LC, TS, Dataset, spec_for
-from marketdata_assets.stores.clickhouse import migrations
+from marketdata_assets.stores.clickhouse import history, migrations
 
 LOADS = "loads"
 DAILY_AGG = "trades_1d_agg"
@@ -208,8 +209,10 @@ def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
     create_all()
     for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
         client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
+    history.ensure_history(client, database)  # after ingest_log's added columns: its backfill reads them
     names = [spec.table for spec in DATASETS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
-                                                        "bars_1d_v", "bars_1d_range"]
+                                                        "bars_1d_v", "bars_1d_range", history.LOAD_HISTORY,
+                                                        history.LOAD_HISTORY_MV]
     names += [n for spec in DATASETS.values() for n in (spec.view, spec.range_view)]
     return names
 

@@ -1,0 +1,130 @@
+"""Reads of the ClickHouse datasets (datasets.frames.DATASETS) into Polars: only active loads, every
+filter in the SQL, values as bind parameters.
+
+One SELECT per read: the dataset's columns from its table where venue, instrument(s) and ``ts`` are
+in range and ``load_id`` is in the slices' active loads (the pointer, ``loads FINAL``, restricted to
+the same venue, instruments and days: pushed down like the ``*_range`` views), ordered by the
+table's key (the order it is stored in, so the sort is a read in order). The Arrow answer becomes a
+Polars frame with the dataset's frame schema (datasets.frames).
+
+``as_of``: the loads that were active then (stores.clickhouse.history.loads_as_of) instead of the
+pointer, after checking that compaction has not dropped their rows (history.check_not_compacted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+
+from marketdata_assets.core.identifiers import clickhouse_database
+from marketdata_assets.core.naming import normalize_instrument, normalize_venue
+from marketdata_assets.datasets.frames import Dataset, spec_for
+from marketdata_assets.stores.clickhouse import history
+
+UTC = timezone.utc
+
+
+def parse_time(value: datetime | date | str, what: str) -> datetime:
+    """A datetime (naive or aware, as given; a date or 'YYYY-MM-DD' is its naive 00:00), or a
+    ValueError naming ``what``."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{what} {value!r} is not an ISO date or time (YYYY-MM-DD[THH:MM[:SS]][+HH:MM])") from None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    raise ValueError(f"{what} must be a datetime, a date or an ISO string, got {type(value).__name__}")
+
+
+def utc_time(value: datetime | date | str, what: str) -> datetime:
+    """An aware UTC datetime: naive datetimes are UTC, a date (or 'YYYY-MM-DD') is its 00:00 UTC."""
+    value = parse_time(value, what)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def time_range(start, end) -> tuple[datetime, datetime]:
+    """``[start, end)`` in UTC; ``end`` after ``start``."""
+    first, last = utc_time(start, "start"), utc_time(end, "end")
+    if last <= first:
+        raise ValueError(f"end {last.isoformat()} is not after start {first.isoformat()}: the range is [start, end)")
+    return first, last
+
+
+def instruments_of(venue: str, instrument: str | Sequence[str] | None) -> tuple[str, list[str] | None]:
+    """The normalized venue and instruments (core.naming: the stored spelling; a bad one is a
+    ValueError naming it). ``None``: every instrument of the venue."""
+    venue = normalize_venue(venue)
+    if instrument is None:
+        return venue, None
+    names = [instrument] if isinstance(instrument, str) else list(instrument)
+    if not names:
+        raise ValueError("no instrument given (None reads every instrument of the venue)")
+    return venue, sorted({normalize_instrument(venue, name).instrument for name in names})
+
+
+def columns_of(spec: Dataset, columns: Sequence[str] | None) -> list[str]:
+    """The frame columns to read (all by default), each checked against the dataset's."""
+    if columns is None:
+        return list(spec.column_names)
+    unknown = [c for c in columns if c not in spec.schema]
+    if unknown or not columns:
+        raise ValueError(f"{spec.name} has no column(s) {unknown}; its columns: {list(spec.column_names)}")
+    return list(dict.fromkeys(columns))
+
+
+def select_sql(database: str, spec: Dataset, columns: list[str], *, all_instruments: bool, as_of: bool) -> str:
+    """The read's SELECT; parameters: venue, instruments, start, end, and either code/first_day/last_day
+    (the active loads) or ids (``as_of``: the loads chosen from the history)."""
+    db = clickhouse_database(database)
+    match = "venue = {venue:String}" + ("" if all_instruments else " AND instrument IN {instruments:Array(String)}")
+    if as_of:
+        loads = "{ids:Array(UInt64)}"
+    else:
+        loads = (f"(SELECT load_id FROM {db}.loads FINAL WHERE dataset = {{code:String}} AND {match} "
+                 "AND day >= {first_day:Date} AND day <= {last_day:Date})")
+    return (f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {db}.`{spec.table}`\n"
+            f"WHERE {match} AND ts >= {{start:DateTime64(6, 'UTC')}} AND ts < {{end:DateTime64(6, 'UTC')}}\n"
+            f"  AND load_id IN {loads}\nORDER BY {', '.join(spec.order_by)}")
+
+
+def to_frame(table, spec: Dataset, columns: list[str]) -> pl.DataFrame:
+    """The Arrow answer as a frame of the dataset's schema (its dtypes, its column order)."""
+    schema = {c: spec.schema[c] for c in columns}
+    frame = pl.from_arrow(table) if table is not None and table.num_columns else None
+    if not isinstance(frame, pl.DataFrame) or frame.width == 0:
+        return pl.DataFrame(schema=schema)
+    return frame.select([pl.col(c).cast(dtype) if frame.schema[c] != dtype else pl.col(c)
+                         for c, dtype in schema.items()])
+
+
+def query_params(spec: Dataset, venue: str, instruments: list[str] | None, start: datetime, end: datetime) -> dict:
+    params = {"code": spec.code, "venue": venue, "start": start, "end": end, "first_day": start.date(),
+              "last_day": (end - timedelta(microseconds=1)).date()}
+    if instruments is not None:
+        params["instruments"] = instruments
+    return params
+
+
+def read(client, database: str, dataset: str, venue: str, instrument, start, end, *, as_of=None,
+         columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """Rows of ``dataset`` for ``venue`` and ``instrument`` (one, a list, or None: all) with ``ts`` in
+    ``[start, end)``, as the store shows them now (the active loads) or at ``as_of`` (see the module
+    docstring), as a Polars frame of the dataset's schema, ordered by the table's key."""
+    spec = spec_for(dataset)
+    venue, instruments = instruments_of(venue, instrument)
+    start, end = time_range(start, end)
+    cols = columns_of(spec, columns)
+    params = query_params(spec, venue, instruments, start, end)
+    if as_of is not None:
+        when = utc_time(as_of, "as_of")
+        loads = history.loads_as_of(client, database, spec, venue, instruments, params["first_day"],
+                                    params["last_day"], when)
+        history.check_not_compacted(client, database, spec, loads, when)
+        params = {**params, "ids": [h.load_id for h in loads]}
+    sql = select_sql(database, spec, cols, all_instruments=instruments is None, as_of=as_of is not None)
+    return to_frame(client.query_arrow(sql, parameters=params), spec, cols)

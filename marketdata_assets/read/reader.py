@@ -1,0 +1,229 @@
+"""`Reader`: one session over the three stores, opened lazily, closed once (a context manager).
+
+Connections come from the same settings the Dagster resources use (core/settings.py: CLICKHOUSE_DSN /
+_DATABASE / _USER / _PASSWORD, TIMESCALE_*, MONGODB_*, ALPHA_DB_*), or are handed in (a client,
+connection or MongoClient the caller owns and closes). Each store is opened on the first read
+that needs it. The embedded ClickHouse engine is one process's at a time: a Reader holds its data
+directory's lock from its first ClickHouse read until :meth:`Reader.close`, so while it is open the
+Dagster steps that write ClickHouse wait, and while one of them runs the Reader waits up to
+``lock_timeout_s`` and then fails naming the process holding it (stores/clickhouse/connection.py).
+Keep a Reader open for a batch of reads, not for the day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Self
+
+import polars as pl
+import psycopg
+import pymongo
+
+from marketdata_assets.core import settings
+from marketdata_assets.core.errors import StoreUnavailable, scrub
+from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
+from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.read import alphas as alpha_reads
+from marketdata_assets.read import clickhouse as ch_reads
+from marketdata_assets.read import timescale as ts_reads
+from marketdata_assets.stores.clickhouse import connection, history
+
+Time = datetime | date | str
+
+
+class AsOfUnsupported(ValueError):
+    """``as_of`` asked of a store that keeps no history (the message says why)."""
+
+
+def _no_as_of(as_of, what: str, why: str) -> None:
+    if as_of is not None:
+        raise AsOfUnsupported(f"{what} cannot be read as_of an earlier time: {why}. Read without as_of (what is "
+                              "stored now), or keep dated Parquet exports (marketdata_assets.read.export) to compare.")
+
+
+class Reader:
+    """Reads of the stores as Polars frames (see marketdata_assets.read for the API)."""
+
+    def __init__(self, *, clickhouse_dsn: str | None = None, clickhouse_database: str | None = None,
+                 clickhouse_client=None, timescale_conn: psycopg.Connection | None = None,
+                 mongo_client: pymongo.MongoClient | None = None, lock_timeout_s: float = 10.0):
+        self.clickhouse_dsn = clickhouse_dsn or settings.clickhouse_dsn()
+        self.database = sql_identifier(clickhouse_database or settings.get("CLICKHOUSE_DATABASE"),
+                                       "ClickHouse database")
+        self.lock_timeout_s = lock_timeout_s
+        self._ch, self._pg, self._mongo = clickhouse_client, timescale_conn, mongo_client
+        self._owned: set[str] = set()
+        self._locked_dir = None
+        self._tables: set[str] | None = None
+        self._history_ready = False
+
+    # ---- the stores ----------------------------------------------------------------------------
+
+    def clickhouse(self):
+        """The ClickHouse client (opened on first use, under the embedded engine's lock)."""
+        if self._ch is None:
+            self._ch, self._locked_dir = connection.open_client(
+                self.clickhouse_dsn, self.database, user=settings.get("CLICKHOUSE_USER"),
+                password=settings.get("CLICKHOUSE_PASSWORD"), lock_timeout_s=self.lock_timeout_s,
+                create_database=False)
+            self._owned.add("clickhouse")
+        return self._ch
+
+    def timescale(self) -> psycopg.Connection:
+        """A TimescaleDB connection (autocommit: reads only)."""
+        if self._pg is None:
+            get = settings.get
+            try:
+                self._pg = psycopg.connect(host=get("TIMESCALE_HOST"), port=get("TIMESCALE_PORT"),
+                                           user=get("TIMESCALE_USER"), password=get("TIMESCALE_PASSWORD") or None,
+                                           dbname=get("TIMESCALE_DB"), sslmode=get("TIMESCALE_SSLMODE"),
+                                           connect_timeout=5, autocommit=True,
+                                           application_name="marketdata-assets read")
+            except psycopg.OperationalError as error:
+                raise StoreUnavailable("TimescaleDB", f"{get('TIMESCALE_HOST')}:{get('TIMESCALE_PORT')}",
+                                       scrub(str(error).strip().splitlines()[0], get("TIMESCALE_PASSWORD")),
+                                       "Start the local stack or set TIMESCALE_HOST/TIMESCALE_PORT.") from None
+            self._owned.add("timescale")
+        return self._pg
+
+    def mongo(self) -> pymongo.MongoClient:
+        if self._mongo is None:
+            user = settings.get("MONGODB_USERNAME")
+            auth = {"username": user, "password": settings.get("MONGODB_PASSWORD"), "authSource": "admin"} if user else {}
+            self._mongo = pymongo.MongoClient(settings.get("MONGODB_URI"), serverSelectionTimeoutMS=4000,
+                                              tz_aware=True, appname="marketdata-assets read", **auth)
+            self._owned.add("mongo")
+        return self._mongo
+
+    def close(self) -> None:
+        """Close what this Reader opened (and release the embedded engine's lock)."""
+        if "clickhouse" in self._owned and self._ch is not None:
+            self._ch.close()
+            self._ch = None
+            if self._locked_dir is not None:
+                connection.release_directory(self._locked_dir)
+                self._locked_dir = None
+        if "timescale" in self._owned and self._pg is not None:
+            self._pg.close()
+            self._pg = None
+        if "mongo" in self._owned and self._mongo is not None:
+            self._mongo.close()
+            self._mongo = None
+        self._owned.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _require_table(self, table: str) -> None:
+        if self._tables is None or table not in self._tables:
+            self._tables = {r[0] for r in self.clickhouse().query(
+                "SELECT name FROM system.tables WHERE database = {db:String}",
+                parameters={"db": self.database}).result_rows}
+        if table not in self._tables:
+            raise LookupError(f"no table {table} in the ClickHouse database {self.database} at "
+                              f"{connection.address(self.clickhouse_dsn)}: nothing loaded there yet, or "
+                              "CLICKHOUSE_DATABASE / CLICKHOUSE_DSN name another store")
+
+    def _ensure_history(self) -> None:
+        """The load history, created (and backfilled once) on a store written before it existed; no DDL
+        when it is there (a read-only user can read as_of)."""
+        if not self._history_ready:
+            try:
+                self._require_table(history.LOAD_HISTORY)
+            except LookupError:
+                history.ensure_history(self.clickhouse(), self.database)
+            self._history_ready = True
+
+    # ---- ClickHouse datasets ---------------------------------------------------------------------
+
+    def dataset(self, name: str, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
+                as_of: Time | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows of a ClickHouse dataset (datasets.frames.DATASETS: trades, bars_1m, funding, ...) of
+        ``venue`` and ``instrument`` (one, a list, None: all) with ``ts`` in ``[start, end)`` (naive = UTC),
+        as the store shows them now, or as it showed them at ``as_of``; only ``columns`` if given."""
+        spec = spec_for(name)
+        self._require_table(spec.table)
+        if as_of is not None:
+            self._ensure_history()
+        return ch_reads.read(self.clickhouse(), self.database, spec.name, venue, instrument, start, end,
+                             as_of=as_of, columns=columns)
+
+    def loads(self, name: str, venue: str | None = None, instrument: str | Sequence[str] | None = None,
+              start: Time | None = None, end: Time | None = None) -> pl.DataFrame:
+        """Every flip of the pointer of a dataset's slices (the load history), newest first per slice:
+        venue, instrument, day, load_id, rows, run_id, loaded_at, active (the slice's current load)."""
+        spec = spec_for(name)
+        client = self.clickhouse()
+        self._ensure_history()
+        where, params = ["dataset = {code:String}"], {"code": spec.code}
+        if venue is not None:
+            venue, instruments = ch_reads.instruments_of(venue, instrument)
+            where.append("venue = {venue:String}")
+            params["venue"] = venue
+            if instruments is not None:
+                where.append("instrument IN {instruments:Array(String)}")
+                params["instruments"] = instruments
+        for bound, value, op in (("first", start, ">="), ("last", end, "<")):
+            if value is not None:
+                where.append(f"day {op} {{{bound}:Date}}")
+                params[bound] = ch_reads.utc_time(value, bound).date()
+        db = clickhouse_database(self.database)
+        sql = (f"SELECT venue, instrument, day, load_id, any(rows) AS rows, any(run_id) AS run_id, "
+               f"min(loaded_at) AS loaded_at, load_id IN (SELECT load_id FROM {db}.loads FINAL WHERE "
+               f"{' AND '.join(where)}) AS active FROM {db}.{history.LOAD_HISTORY} WHERE {' AND '.join(where)} "
+               "GROUP BY venue, instrument, day, load_id ORDER BY venue, instrument, day, load_id DESC")
+        return pl.from_arrow(client.query_arrow(sql, parameters=params)).with_columns(pl.col("active").cast(pl.Boolean))
+
+    # ---- TimescaleDB and MongoDB -----------------------------------------------------------------
+
+    def minute_bars(self, codes: str | Sequence[str] | None, start: Time, end: Time, *,
+                    as_of: Time | None = None) -> pl.DataFrame:
+        """A-share 1-minute bars (TimescaleDB ``stock_1min_qfq``), times as Beijing wall-clock."""
+        _no_as_of(as_of, "minute bars", "the loader replaces a file's bars in place (DELETE + COPY in one "
+                                        "transaction) and keeps no earlier values")
+        return ts_reads.minute_bars(self.timescale(), codes, start, end)
+
+    def kline(self, codes: str | Sequence[str] | None, start: Time, end: Time, *,
+              as_of: Time | None = None) -> pl.DataFrame:
+        """The monthly K-line (``stock_monthly_kline``) of ``codes`` for the months in ``[start, end)``."""
+        _no_as_of(as_of, "the monthly K-line", "it is recomputed from the minute bars, which keep no earlier values")
+        return ts_reads.kline(self.timescale(), codes, start, end)
+
+    def alphas(self, alpha_type: str | None = None, start: Time | None = None, end: Time | None = None, *,
+               by: str = "dateCreated", region: str | None = None, status: str | None = None,
+               fields: Sequence[str] = (), as_of: Time | None = None) -> pl.DataFrame:
+        """Alphas (MongoDB) whose ``by`` date (dateCreated | dateModified, UTC) is in ``[start, end)``."""
+        _no_as_of(as_of, "alphas", "an import deep-merges each alpha into its stored document in place")
+        client = self.mongo()
+        names = {"REGULAR": settings.get("ALPHA_DB_REGULAR"), "SUPER": settings.get("ALPHA_DB_SUPER")}
+        collections = {t: client[db][settings.get("ALPHA_COLLECTION")] for t, db in names.items()}
+        first = None if start is None else ch_reads.utc_time(start, "start")
+        last = None if end is None else ch_reads.utc_time(end, "end")
+        return alpha_reads.alphas(collections, alpha_type, first, last, by=by, region=region, status=status,
+                                  fields=fields)
+
+
+def _shortcut(name: str):
+    """Reader.<name>(venue, instrument, start, end, *, as_of=None, columns=None): ``dataset(name, ...)``."""
+    def read(self: Reader, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
+             as_of: Time | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        return self.dataset(name, venue, instrument, start, end, as_of=as_of, columns=columns)
+
+    spec = spec_for(name)
+    read.__name__ = read.__qualname__ = name
+    read.__doc__ = (f"Rows of {spec.name} (table {spec.table}; columns {', '.join(spec.column_names)}): "
+                    "see Reader.dataset.")
+    return read
+
+
+# The ClickHouse datasets by their usual names (any other: Reader.dataset("klines_1h", ...)).
+SHORTCUTS = {"trades": "trades", "agg_trades": "agg_trades", "bars": "bars_1m", "daily_bars": "daily_bars",
+             "books": "books", "funding": "funding", "open_interest": "open_interest", "factors": "factors",
+             "tickers": "tickers", "liquidations": "liquidations", "mark_bars": "mark_bars_1m",
+             "index_bars": "index_bars_1m", "option_chain": "option_chain"}
+for _method, _dataset in SHORTCUTS.items():
+    setattr(Reader, _method, _shortcut(_dataset))

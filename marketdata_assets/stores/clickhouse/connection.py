@@ -1,0 +1,158 @@
+"""Opening a ClickHouse client, embedded or a server, without Dagster: the one path the Dagster resource
+(resources/clickhouse.py) and the read API (marketdata_assets.read) both take.
+
+`chdb:///path` opens the real ClickHouse engine in-process through clickhouse-connect's chDB backend;
+only one process may hold a data directory, so the client is opened under an exclusive file lock
+(`.<dir>.lock` beside it, holding the holder's pid) and the lock is released when the client is
+closed. Clients of one process share the lock (chDB shares one engine per process and path).
+`http(s)://host:port` talks to a ClickHouse server; nothing is serialized then.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+
+from marketdata_assets.core.errors import StoreUnavailable, scrub
+from marketdata_assets.core.identifiers import sql_identifier
+
+
+class EmbeddedLockTimeout(RuntimeError):
+    """Another process holds the embedded engine's data directory (the message names it)."""
+
+
+def process_description(pid: str) -> str:
+    """`pid N (its command line)`, as far as /proc tells (the holder of a lock, for a message)."""
+    try:
+        argv = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
+        command = " ".join(a.decode(errors="replace") for a in argv if a)[:200]
+    except (OSError, ValueError):
+        command = ""
+    return f"pid {pid} ({command})" if command else f"pid {pid}"
+
+
+class _DirectoryLock:
+    """Exclusive lock on an embedded ClickHouse data directory, across processes."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.path = data_dir.parent / f".{data_dir.name}.lock"
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def acquire(self, timeout_s: float, on_wait=None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline, announced = time.monotonic() + timeout_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not announced and on_wait:
+                    on_wait(self.holder())
+                    announced = True
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise EmbeddedLockTimeout(
+                        f"embedded ClickHouse at {self.data_dir} is held by {process_description(self.holder())} "
+                        f"for more than {timeout_s:.0f} s; only one process can open it (wait for that step or "
+                        "session to finish, read the Parquet export instead, or use a ClickHouse server DSN)") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+# chDB shares one engine per process and path: clients of the same process share the lock.
+_process_locks: dict[Path, list] = {}
+_process_locks_guard = threading.Lock()
+
+
+def acquire_directory(data_dir: Path, timeout_s: float, on_wait=None) -> None:
+    with _process_locks_guard:
+        held = _process_locks.get(data_dir)
+        if held:
+            held[1] += 1
+            return
+    lock = _DirectoryLock(data_dir)
+    lock.acquire(timeout_s, on_wait)
+    with _process_locks_guard:
+        _process_locks[data_dir] = [lock, 1]
+
+
+def release_directory(data_dir: Path) -> None:
+    with _process_locks_guard:
+        held = _process_locks.get(data_dir)
+        if not held:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            held[0].release()
+            del _process_locks[data_dir]
+
+
+def address(dsn: str) -> str:
+    """host:port of a server DSN (no credentials), or the embedded DSN itself."""
+    if dsn.startswith("chdb:"):
+        return dsn
+    parts = urlsplit(dsn)
+    return f"{parts.hostname}:{parts.port or (8443 if parts.scheme == 'https' else 8123)}"
+
+
+def embedded_dir(dsn: str) -> Path | None:
+    """The data directory of an embedded DSN (None: a server, or chdb://memory)."""
+    if not dsn.startswith("chdb:") or dsn == "chdb://memory":
+        return None
+    return Path(dsn.removeprefix("chdb://"))
+
+
+def open_client(dsn: str, database: str, *, user: str = "default", password: str = "", connect_timeout_s: int = 5,
+                lock_timeout_s: float = 900, on_wait=None, create_database: bool = True):
+    """(client, locked data directory or None). On the embedded engine the data directory's lock is
+    taken first (waiting up to ``lock_timeout_s``, ``on_wait(holder pid)`` once when it has to wait;
+    :class:`EmbeddedLockTimeout` naming the holder after that); release it with :func:`release_directory`
+    after closing the client. A server that cannot be reached raises StoreUnavailable (no password in it)."""
+    sql_identifier(database, "ClickHouse database")
+    data_dir = embedded_dir(dsn)
+    if dsn.startswith("chdb:"):
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            acquire_directory(data_dir, lock_timeout_s, on_wait)
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn)
+        except Exception as error:  # noqa: BLE001 - whatever chDB raises: the store is unavailable
+            if data_dir is not None:
+                release_directory(data_dir)
+            raise StoreUnavailable("ClickHouse (embedded chDB)", dsn, str(error)[:300],
+                                   "Another process may hold the data directory; set CLICKHOUSE_DSN to another "
+                                   "path or a server.") from None
+    else:
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password,
+                                                   connect_timeout=connect_timeout_s, send_receive_timeout=300)
+        except Exception as error:  # noqa: BLE001 - whatever the driver raises: the server is unavailable
+            raise StoreUnavailable(
+                "ClickHouse", address(dsn), scrub(str(error).splitlines()[0][:300], password),
+                "Start the server (docker/compose.yaml) or set CLICKHOUSE_DSN; the local stack uses the embedded "
+                "engine (leave CLICKHOUSE_DSN empty).") from None
+    if create_database:
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    return client, data_dir

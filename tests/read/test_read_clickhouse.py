@@ -1,0 +1,188 @@
+"""The read API on the ClickHouse datasets (the real embedded engine), on data the ingest engine loaded
+from the crypto replay: reads return exactly the rows the checks count (and the venues served);
+a re-load that supersedes a slice reads as the new rows by default and as the old ones `as_of` a
+time before it; compaction makes that old state unreadable with an error naming the slice; a store
+whose history is gone gets it back from `loads` and `ingest_log`; bad names are refused before any
+SQL; an empty range is an empty frame of the dataset's schema; a lock held by another process is
+named."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.quality.slices import PRICES_POSITIVE, TIMESTAMPS_INSIDE_DAY, count, slice_scope
+from marketdata_assets.read import CompactedAway, EmbeddedLockTimeout, Reader
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.sources.venues import venue_client
+from marketdata_assets.stores.clickhouse import history
+from marketdata_assets.stores.clickhouse import tables as ct
+from tests.read.conftest import DAY, FAST, ingest
+
+UTC = timezone.utc
+START, END = day_window(DAY)
+PAIRS = ["BTCUSDT", "ETHUSDT"]
+
+
+def fetched(base_url: str, venue: str, dataset: str, instrument: str) -> pl.DataFrame:
+    """What the venue's client returns for DAY from the same replay, in the table's order."""
+    async def go():
+        async with venue_client(venue, base_url, retry=FAST, requests_per_minute=60_000) as api:
+            return await getattr(api, dataset)(instrument, START, END)
+
+    return asyncio.run(go()).sort(list(spec_for(dataset).order_by))
+
+
+@pytest.fixture
+def first_load(store):
+    """Trades of two Binance pairs and bars of one, funding of a USD-M perpetual, for DAY (seed 2);
+    returns what the replay served."""
+    with CryptoReplayServer(ReplayConfig(seed=2, trades_per_day=400)) as server:
+        ingest(store, server.base_url, "BINANCE", "trades", PAIRS)
+        ingest(store, server.base_url, "BINANCE", "bars_1m", ["BTCUSDT"])
+        ingest(store, server.base_url, "BINANCE_UM", "funding", ["BTCUSDT"])
+        served = {(d, v, i): fetched(server.base_url, v, d, i)
+                  for d, v, i in [("trades", "BINANCE", p) for p in PAIRS]
+                  + [("bars_1m", "BINANCE", "BTCUSDT"), ("funding", "BINANCE_UM", "BTCUSDT")]}
+    return served
+
+
+def test_a_read_returns_exactly_the_rows_the_checks_count_and_the_venue_served(store, reader, first_load):
+    for (dataset, venue, instrument), served in first_load.items():
+        got = reader.dataset(dataset, venue, instrument, START, END)
+        assert got.schema == pl.Schema(spec_for(dataset).schema)
+        assert_frame_equal(got, served.select(got.columns))
+        with store.get_client() as client:
+            rule = PRICES_POSITIVE.get(dataset) or TIMESTAMPS_INSIDE_DAY[dataset]
+            key = f"{DAY}|{venue}:{instrument}"
+            scope = slice_scope(store.database, dataset, [SliceKey(dataset, venue, instrument, DAY)])
+            checked = count(client, store.database, rule, scope)[key]
+        assert checked.rows_checked == got.height > 0
+    both = reader.trades("BINANCE", PAIRS, START, END)
+    assert both.height == sum(first_load[("trades", "BINANCE", p)].height for p in PAIRS)
+    assert both["instrument"].unique().sort().to_list() == PAIRS
+    # a part of the day: the same rows as filtering the whole day; a projection keeps the key order
+    noon = START + timedelta(hours=12)
+    part = reader.trades("BINANCE", "btcusdt", noon, noon + timedelta(hours=3), columns=["price", "ts"])
+    whole = first_load[("trades", "BINANCE", "BTCUSDT")]
+    assert_frame_equal(part, whole.filter(pl.col("ts").is_between(noon, noon + timedelta(hours=3), closed="left"))
+                       .select("price", "ts"))
+
+
+def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_compaction_ends_that(
+        store, reader, first_load):
+    before_any = datetime.now(UTC) - timedelta(hours=1)
+    old = reader.trades("BINANCE", PAIRS, START, END)
+    between = datetime.now(UTC)
+    time.sleep(0.01)
+    with CryptoReplayServer(ReplayConfig(seed=3, trades_per_day=500)) as server:
+        ingest(store, server.base_url, "BINANCE", "trades", ["BTCUSDT"], run_id="run-2")
+        new_btc = fetched(server.base_url, "BINANCE", "trades", "BTCUSDT")
+    latest = reader.trades("BINANCE", PAIRS, START, END)
+    eth = first_load[("trades", "BINANCE", "ETHUSDT")]
+    assert_frame_equal(latest, pl.concat([new_btc, eth]))  # the re-load's rows, the other pair untouched
+    assert not new_btc.equals(first_load[("trades", "BINANCE", "BTCUSDT")])
+    with store.get_client() as client:  # the checks count the re-load's rows, as the read shows them
+        counted = count(client, store.database, PRICES_POSITIVE["trades"], slice_scope(
+            store.database, "trades", [SliceKey("trades", "BINANCE", p, DAY) for p in PAIRS]))
+    assert {k: r.rows_checked for k, r in counted.items()} == {
+        f"{DAY}|BINANCE:{p}": latest.filter(pl.col("instrument") == p).height for p in PAIRS}
+    assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=between), old)
+    assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=datetime.now(UTC)), latest)
+    empty = reader.trades("BINANCE", PAIRS, START, END, as_of=before_any)
+    assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema)
+    flips = reader.loads("trades", "BINANCE", "BTCUSDT")
+    assert flips["rows"].to_list() == [500, 400] and flips["active"].to_list() == [True, False]
+    assert flips["run_id"].to_list() == ["run-2", "run-1"]
+
+    with store.get_client() as client:
+        ct.compact_store(client, store.database, datasets=["trades"])
+    with pytest.raises(CompactedAway) as error:
+        reader.trades("BINANCE", PAIRS, START, END, as_of=between)
+    message = str(error.value)
+    assert f"BINANCE:BTCUSDT {DAY}" in message and "400 rows, 0 left" in message and "compaction" in message
+    assert "ETHUSDT" not in message  # its load at that time is still the active one
+    assert_frame_equal(reader.trades("BINANCE", "ETHUSDT", START, END, as_of=between), eth)
+    assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END), latest)  # the latest is never compacted
+
+
+def test_a_store_without_history_gets_it_back_from_loads_and_the_ingest_log(store, first_load):
+    between = datetime.now(UTC)
+    time.sleep(0.01)
+    with CryptoReplayServer(ReplayConfig(seed=3, trades_per_day=300)) as server:
+        ingest(store, server.base_url, "BINANCE", "trades", ["BTCUSDT"], run_id="run-2")
+    db = store.database
+    with store.get_client() as client:
+        client.command(f"DROP VIEW `{db}`.{history.LOAD_HISTORY_MV}")
+        client.command(f"DROP TABLE `{db}`.{history.LOAD_HISTORY}")
+        client.command(f"OPTIMIZE TABLE `{db}`.loads FINAL")  # the merge forgets the superseded flip
+        assert client.command(f"SELECT count() FROM `{db}`.loads WHERE instrument = 'BTCUSDT' "
+                              "AND dataset = 'trades'") == 1
+        ct.ensure_tables(client, db)
+        recorded = dict(client.query(f"SELECT recorded, count() FROM `{db}`.{history.LOAD_HISTORY} GROUP BY recorded")
+                        .result_rows)
+        assert recorded == {"loads": 4, "ingest_log": 1}  # the superseded BTCUSDT load: from the ingest log
+        assert ct.ensure_tables(client, db) and client.command(
+            f"SELECT count() FROM `{db}`.{history.LOAD_HISTORY}") == 5  # backfilled once
+        with Reader(clickhouse_client=client, clickhouse_database=db) as reader:
+            old = reader.trades("BINANCE", "BTCUSDT", START, END, as_of=between)
+        assert_frame_equal(old, first_load[("trades", "BINANCE", "BTCUSDT")])
+        # gone again: an as_of read rebuilds it the same way (a store no writer has touched since)
+        client.command(f"DROP VIEW `{db}`.{history.LOAD_HISTORY_MV}")
+        client.command(f"DROP TABLE `{db}`.{history.LOAD_HISTORY}")
+        with Reader(clickhouse_client=client, clickhouse_database=db) as reader:
+            assert_frame_equal(reader.trades("BINANCE", "BTCUSDT", START, END, as_of=between), old)
+
+
+def test_bad_names_are_refused_and_an_empty_range_is_an_empty_frame_of_the_schema(reader, first_load):
+    for call, words in [
+        (lambda: reader.trades("BINANCE", "BTC'; DROP TABLE trades --", START, END), "invalid instrument"),
+        (lambda: reader.trades("BIN ANCE", "BTCUSDT", START, END), "invalid venue"),
+        (lambda: reader.dataset("quotes", "BINANCE", "BTCUSDT", START, END), "unknown dataset"),
+        (lambda: reader.trades("BINANCE", "BTCUSDT", START, END, columns=["price", "px"]), "no column(s) ['px']"),
+        (lambda: reader.trades("BINANCE", "BTCUSDT", END, START), "is not after start"),
+        (lambda: reader.trades("BINANCE", [], START, END), "no instrument given"),
+        (lambda: reader.trades("BINANCE", "BTCUSDT", "15/01/2025", END), "not an ISO date"),
+    ]:
+        with pytest.raises(ValueError) as error:
+            call()
+        assert words in str(error.value)
+    for dataset in ("trades", "books", "funding", "factors", "option_chain"):
+        empty = reader.dataset(dataset, "BINANCE", "BTCUSDT", "2025-02-01", "2025-02-02")
+        assert empty.height == 0 and empty.schema == pl.Schema(spec_for(dataset).schema)
+    other = Reader(clickhouse_client=reader.clickhouse(), clickhouse_database="nothing_here")
+    with pytest.raises(LookupError, match="no table trades in the ClickHouse database nothing_here"):
+        other.trades("BINANCE", "BTCUSDT", START, END)
+
+
+def test_a_reader_names_the_process_holding_the_embedded_engine(tmp_path):
+    data_dir = tmp_path / "ch"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from marketdata_assets.stores.clickhouse.connection import acquire_directory
+        acquire_directory(Path("{data_dir}"), 5)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with Reader(clickhouse_dsn=f"chdb://{data_dir}", lock_timeout_s=0.5) as reader, \
+                pytest.raises(EmbeddedLockTimeout) as error:
+            reader.trades("BINANCE", "BTCUSDT", START, END)
+        message = str(error.value)
+        assert f"pid {holder.pid} (" in message and "acquire_directory" in message and str(data_dir) in message
+        assert "Parquet export" in message
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,99 @@
+"""The read API on TimescaleDB (minute bars loaded by the minute-bar loader from replayed CSV files,
+the monthly K-line refreshed from them) and MongoDB (alphas imported by the importer): the rows
+read are the rows stored, codes and times are normalized, and `as_of` is refused saying why."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from marketdata_assets.ingest.alphas.importer import import_files
+from marketdata_assets.ingest.minute_bars.loader import file_sha256, load_file
+from marketdata_assets.read import AsOfUnsupported, Reader
+from marketdata_assets.read.timescale import MINUTE_BARS_SCHEMA
+from marketdata_assets.replay.alpha_factory import make_alpha
+from marketdata_assets.replay.minute_csv import expected, make_bars, render, trading_days, write_text
+from marketdata_assets.stores.timescale import kline
+
+DAYS = trading_days(date(2025, 1, 2), 3)
+CODES = ["600000.SH", "000001.SZ"]
+
+
+@pytest.fixture
+def minute_reader(minute_store, tmp_path):
+    """Two codes x three January days loaded from one CSV file; the K-line refreshed for January."""
+    truth = pl.concat([make_bars(code, DAYS, seed=i) for i, code in enumerate(CODES)])
+    path = write_text(tmp_path / "bars.csv", render(truth, "cn_minute"))
+    load_file(minute_store, path, "bars.csv", [date(2025, 1, 1)], sha256=file_sha256(path), use_copy=True,
+              run_id="test", reject_dir=tmp_path / "rejects")
+    kline.refresh_window(minute_store, date(2025, 1, 1), date(2025, 2, 1))
+    with Reader(timescale_conn=minute_store) as reader:
+        yield reader, expected(truth, "cn_minute").sort("code", "time")
+
+
+def test_minute_bars_read_as_loaded_with_codes_normalized_and_times_in_beijing(minute_reader):
+    reader, truth = minute_reader
+    got = reader.minute_bars(["SH600000", "000001"], DAYS[0], DAYS[-1] + (DAYS[1] - DAYS[0]) * 10)
+    assert got.schema == pl.Schema(MINUTE_BARS_SCHEMA)
+    assert_frame_equal(got, truth)
+    # an aware end is converted to Beijing wall-clock: 03:30 UTC = 11:30 in Beijing
+    morning = reader.minute_bars("600000.SH", DAYS[1], datetime(DAYS[1].year, DAYS[1].month, DAYS[1].day, 3, 30,
+                                                                  tzinfo=timezone.utc))
+    assert morning.height == 119 and morning["time"].max().strftime("%H:%M") == "11:29"
+    assert reader.minute_bars(None, DAYS[0], DAYS[1])["code"].unique().sort().to_list() == sorted(CODES)
+    empty = reader.minute_bars("600000.SH", "2024-01-01", "2024-01-02")
+    assert empty.height == 0 and empty.schema == pl.Schema(MINUTE_BARS_SCHEMA)
+    with pytest.raises(ValueError, match="A-share"):
+        reader.minute_bars("600000.XX'; --", DAYS[0], DAYS[1])
+
+
+def test_the_monthly_kline_reads_as_refreshed_and_as_of_is_refused_saying_why(minute_reader):
+    reader, truth = minute_reader
+    got = reader.kline(CODES, "2025-01-01", "2025-02-01")
+    first = truth.filter(pl.col("code") == "600000.SH")
+    row = got.filter(pl.col("code") == "600000.SH").row(0, named=True)
+    assert got.height == 2 and row["month"] == datetime(2025, 1, 1)
+    assert row["open"] == first["open"][0] and row["close"] == first["close"][-1]
+    assert row["high"] == first["high"].max() and row["volume"] == pytest.approx(first["volume"].sum())
+    for call in (lambda: reader.kline(CODES, "2025-01-01", "2025-02-01", as_of="2025-01-10"),
+                 lambda: reader.minute_bars(CODES, DAYS[0], DAYS[1], as_of=datetime.now(timezone.utc))):
+        with pytest.raises(AsOfUnsupported, match="keep(s)? no earlier values"):
+            call()
+
+
+def test_alphas_are_read_by_date_region_and_type_with_dates_in_utc(mongo, dbs, tmp_path, monkeypatch):
+    new_york = ZoneInfo("America/New_York")
+    made = [make_alpha(i, "SUPER" if i % 4 == 0 else "REGULAR",
+                       date_created=datetime(2025, 7, 1 + i, 10, tzinfo=new_york), region=("USA", "CHN")[i % 2])
+            for i in range(12)]
+    files = []
+    for alpha in made:
+        path = tmp_path / f"{alpha['id']}.json"
+        path.write_text(json.dumps(alpha))
+        files.append((path.name, path))
+    import_files(files, db_regular=dbs[0], db_super=dbs[1])
+    monkeypatch.setenv("ALPHA_DB_REGULAR", dbs[0].name)
+    monkeypatch.setenv("ALPHA_DB_SUPER", dbs[1].name)
+    with Reader(mongo_client=mongo.client) as reader:
+        usa = reader.alphas("REGULAR", "2025-07-03", "2025-07-10", region="USA")
+        every = reader.alphas(fields=["settings.instrumentType", "is.checks"])
+        with pytest.raises(AsOfUnsupported, match="deep-merges"):
+            reader.alphas(as_of="2025-07-05")
+        with pytest.raises(ValueError, match="unknown alpha type"):
+            reader.alphas("ATOM")
+    want = [a["id"] for a in made if a["type"] == "REGULAR" and a["settings"]["region"] == "USA"
+            and datetime(2025, 7, 3, tzinfo=timezone.utc) <= datetime.fromisoformat(a["dateCreated"])
+            < datetime(2025, 7, 10, tzinfo=timezone.utc)]
+    assert usa["id"].to_list() == want and len(want) >= 2
+    assert usa["dateCreated"].dtype == pl.Datetime("us", "UTC")
+    assert usa["dateCreated"][0] == datetime.fromisoformat(next(a for a in made if a["id"] == want[0])["dateCreated"])
+    assert sorted(every["id"].to_list()) == sorted(a["id"] for a in made)
+    assert every.filter(pl.col("type") == "SUPER").height == 3
+    sharpe = {a["id"]: a["is"]["sharpe"] for a in made}
+    assert dict(zip(every["id"], every["sharpe"])) == sharpe
+    assert every["is.checks"].dtype == pl.String and json.loads(every["is.checks"][0])
