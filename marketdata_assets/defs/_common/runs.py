@@ -56,6 +56,7 @@ FEEDS = {
     "binance_archives": "the data.binance.vision archives (`binance_archives` of the sources config)",
     "minute_bars": "A-share minute-bar CSV files and the monthly K-line (TimescaleDB)",
     "alphas": "the alpha API's alphas (ALPHA_API_ACCOUNTS and each account's credentials)",
+    "parquet_export": "a Parquet copy of the stores for research tools (MARKETDATA_EXPORT_DIR; DuckDB, Polars)",
 }
 
 

@@ -15,6 +15,7 @@ import dagster as dg
 
 from marketdata_assets.core import settings
 from marketdata_assets.defs._common.partitions import crypto_days
+from marketdata_assets.defs._common.runs import daily_use
 from marketdata_assets.orchestration import pools
 from marketdata_assets.read import Reader
 from marketdata_assets.read import export as parquet
@@ -47,5 +48,7 @@ def parquet_export(context: dg.AssetExecutionContext, clickhouse: ClickHouseReso
 
 
 parquet_export_job = dg.define_asset_job("parquet_export_job", selection=dg.AssetSelection.assets(parquet_export))
-parquet_export_daily = dg.build_schedule_from_partitioned_job(parquet_export_job, hour_of_day=6, minute_of_hour=30,
-                                                              default_status=dg.DefaultScheduleStatus.STOPPED)
+parquet_export_daily = dg.build_schedule_from_partitioned_job(
+    parquet_export_job, hour_of_day=6, minute_of_hour=30, default_status=dg.DefaultScheduleStatus.STOPPED,
+    metadata=daily_use("parquet_export", "exports yesterday's partition once the day's loads are in (a day "
+                       "re-loaded later is rewritten by the next export of that day: re-run it or backfill)"))
