@@ -26,7 +26,8 @@ MODULES = {"code location": "marketdata_assets.definitions"}
 
 
 def cli_module(tree: Path) -> str:
-    return "marketdata_assets.apps.cli" if (tree / "marketdata_assets" / "apps" / "cli.py").exists() \
+    apps = tree / "marketdata_assets" / "apps"
+    return "marketdata_assets.apps.cli" if (apps / "cli.py").exists() or (apps / "cli").is_dir() \
         else "marketdata_assets.cli"
 
 

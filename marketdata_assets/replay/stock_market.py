@@ -80,6 +80,8 @@ class StocksReplayConfig:
     daily_row_limit: int = 6000
     has_more: bool = False  # set data.has_more on truncated answers (the real API does not, reliably)
     tushare_auction_bar: bool = True  # 09:30 auction bar (241 bars) or folded into 09:31 (240)
+    tushare_listed: int = 5000  # codes stock_basic lists (list_status L): the market's size (replay.a_share_listing)
+    stock_basic_row_limit: int = 6000  # rows of a stock_basic answer
     # Yahoo
     yahoo_null_minute_rate: float = 0.02
     yahoo_partial_rate: float = 0.01

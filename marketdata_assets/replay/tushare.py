@@ -13,6 +13,11 @@ count}}`, errors with HTTP 200 and a non-zero `code`:
 - `daily` (ts_code, possibly comma-separated; trade_date or start_date/end_date "YYYYMMDD"):
   newest first, `vol` in lots (手), `amount` in thousands of yuan, at most `daily_row_limit` rows.
   Its values are the day's minute bars aggregated (so they agree with `stk_mins`).
+- `stock_basic` (list_status L|D|P|G, default L; exchange SSE|SZSE|BSE; ts_code, comma-separated;
+  market): the listing of `replay.a_share_listing`, `tushare_listed` listed codes plus a delisted
+  and a suspended one, by ts_code, at most `stock_basic_row_limit` rows (the first ones). Without
+  `fields` it sends Tushare's default columns. `stk_mins` and `daily` agree with it: no bars before
+  a code's list_date, from its delist_date on, or while its listing is suspended.
 - `fields` (comma-separated) selects and orders the columns, as the real API does.
 - Tokens: any non-empty token, or only `tushare_tokens` when set; others get 40101 "您的token不对，
   请确认。". Limits per (token, api_name): `tushare_minute_limit` calls per `limit_window_s`
@@ -39,7 +44,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from marketdata_assets.replay import Reply
+from marketdata_assets.replay import Reply, a_share_listing
 from marketdata_assets.replay.stock_market import (
     Host,
     SourceReplay,
@@ -182,13 +187,25 @@ class TushareReplay(SourceReplay):
         self.total_counts: dict[tuple[str, str], int] = {}
 
     def minutes(self, ts_code: str, day: date) -> list[tuple]:
-        """The day's stk_mins rows, oldest first (STK_MINS_FIELDS order)."""
+        """The day's stk_mins rows, oldest first (STK_MINS_FIELDS order); none where the listing
+        says the code does not trade that day."""
+        if not self.trades_on(ts_code, day):
+            return []
         return list(ashare_minutes(self.config.seed, ts_code.upper(), day, self.config.tushare_auction_bar,
                                    self.config.holiday_tuple()))
 
     def daily(self, ts_code: str, day: date) -> tuple | None:
+        if not self.trades_on(ts_code, day):
+            return None
         return ashare_daily(self.config.seed, ts_code.upper(), day, self.config.tushare_auction_bar,
                             self.config.holiday_tuple())
+
+    def trades_on(self, ts_code: str, day: date) -> bool:
+        return a_share_listing.trades_on(self.config.seed, self.config.tushare_listed, ts_code.upper(), day)
+
+    def listing(self) -> list[list]:
+        """Every row stock_basic knows (every status), in a_share_listing.FIELDS order, by ts_code."""
+        return [list(row) for row in a_share_listing.listing(self.config.seed, self.config.tushare_listed)]
 
     def reset(self) -> None:
         """Forget the calls counted against the limits (under the host's lock)."""
@@ -230,14 +247,14 @@ class TushareReplay(SourceReplay):
         if fault and fault.kind == "tushare_error":
             self.host.record("tushare", api, instruments, 200, fault.code, fault.kind)
             return self._reply(fault.code, fault.message or TUSHARE_PERMISSION_MESSAGE)
-        if api not in ("stk_mins", "daily"):
+        if api not in ("stk_mins", "daily", "stock_basic"):
             self.host.record("tushare", api, instruments, 200, -2001)
             return self._reply(-2001, f"接口名称 {api!r} 不存在，请确认。")
         refusal = self._count_call(token, api)
         if refusal:
             self.host.record("tushare", api, instruments, 200, 40203, "rate_limit")
             return self._reply(40203, refusal)
-        result = self._stk_mins(params) if api == "stk_mins" else self._daily(params)
+        result = {"stk_mins": self._stk_mins, "daily": self._daily, "stock_basic": self._stock_basic}[api](params)
         if isinstance(result, str):
             self.host.record("tushare", api, instruments, 200, -2001)
             return self._reply(-2001, result)
@@ -245,6 +262,8 @@ class TushareReplay(SourceReplay):
         wanted = request.get("fields") or ""
         if isinstance(wanted, str):
             wanted = [f.strip() for f in wanted.split(",") if f.strip()]
+        if api == "stock_basic" and not wanted:
+            wanted = list(a_share_listing.DEFAULT_FIELDS)
         if wanted:
             keep = [f for f in wanted if f in fields]
             index = [fields.index(f) for f in keep]
@@ -328,3 +347,19 @@ class TushareReplay(SourceReplay):
             day -= timedelta(days=1)
         truncated = len(rows) > self.config.daily_row_limit
         return list(DAILY_FIELDS), rows[:self.config.daily_row_limit], truncated and self.config.has_more
+
+    def _stock_basic(self, params: dict) -> tuple[list[str], list[list], bool] | str:
+        status = str(params.get("list_status") or "L").strip().upper()
+        if status not in ("L", "D", "P", "G"):
+            return "list_status 参数错误，可选值 L D P G"
+        exchange = str(params.get("exchange") or "").strip().upper()
+        if exchange not in ("", "SSE", "SZSE", "BSE"):
+            return "exchange 参数错误，可选值 SSE SZSE BSE"
+        codes = {c.strip().upper() for c in str(params.get("ts_code") or "").split(",") if c.strip()}
+        market = str(params.get("market") or "").strip()
+        at = a_share_listing.FIELDS.index
+        rows = [row for row in self.listing() if row[at("list_status")] == status
+                and (not exchange or row[at("exchange")] == exchange) and (not codes or row[0] in codes)
+                and (not market or row[at("market")] == market)]
+        limit = self.config.stock_basic_row_limit
+        return list(a_share_listing.FIELDS), rows[:limit], len(rows) > limit and self.config.has_more

@@ -129,15 +129,21 @@ def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) 
     return dg.MaterializeResult(metadata=metadata)
 
 
+class AlphaPackagesConfig(dg.Config):
+    """Which accounts' packages (seed 000's step 2 per user, as run_all_users does it)."""
+
+    accounts: list[str] = Field(default_factory=list, description="Only these accounts (default: every account).")
+
+
 @dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),
           kinds={"json"})
-def alpha_package_drops(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def alpha_package_drops(context: dg.AssetExecutionContext, config: AlphaPackagesConfig) -> dg.MaterializeResult:
     """Monthly packages dropped into ``<landing>/packages/`` (``*.jsonl.gz`` + manifest), decomposed
     back into landing files after their count and sha256 are verified. A corrupt package is
     quarantined whole, with its reason; nothing of it lands."""
     landing, quarantine_root = settings.alpha_landing_dir(), settings.quarantine_dir("alphas")
     months = partition_months(context)
-    results = decompose_dropped(landing, set(months), quarantine_root)
+    results = decompose_dropped(landing, set(months), quarantine_root, set(config.accounts) or None)
     for result in results:
         log = context.log.warning if result.outcome == "quarantined" else context.log.info
         log(f"{result.outcome} {result.package}: {result.reason or f'{result.count:,} alphas, {result.written:,} files written'}")
@@ -293,7 +299,7 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
 
 @dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[dg.AssetKey(name) for name in IMPORTED_TYPES], kinds={"json"})
-def alpha_packages(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def alpha_packages(context: dg.AssetExecutionContext, config: AlphaPackagesConfig) -> dg.MaterializeResult:
     """One package per (type, month, account): the month's landing files as canonical JSON Lines,
     gzip, sorted by id, with a manifest (count, sha256). Built after the import, so files the import
     quarantined are not packaged; an unchanged month keeps its package bytes."""
@@ -303,6 +309,8 @@ def alpha_packages(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         groups: dict[tuple[str, str], list[Path]] = {}
         for path in iter_alpha_files(landing, None, month):
             alpha_type, _, account, _ = parse_alpha_path(path)
+            if config.accounts and account not in config.accounts:
+                continue
             groups.setdefault((alpha_type, account), []).append(path)
         for (alpha_type, account), paths in sorted(groups.items()):
             try:

@@ -1,14 +1,20 @@
 """Stocks: A-share 1-minute and daily bars from Tushare Pro, 1-minute bars from Yahoo Finance.
 
 Daily partitions (A-shares: China days; Yahoo: UTC days); the universe is processed INSIDE the run
-(the sources config's, ~5,000 A-shares work, or `instruments` in the run config), a block of days
+(the sources config's, or `instruments` in the run config; for A-shares `instruments: [ALL]` is every
+code Tushare lists today: `stock_basic`, asked once per Beijing day and kept in
+`<state dir>/listings/`, ~5,400 codes, fetched within the run's Tushare rate limits), a block of days
 at a time (`day_blocks`: memory stays at one block of the universe). All instruments of a day go
 into ClickHouse with one write per exchange; a day on which no instrument has any bar is not a
 trading day: nothing is written and the ingest log says so.
 """
 
+import asyncio
+
 import dagster as dg
 
+from marketdata_assets.core import settings
+from marketdata_assets.core.http import ApiError, SourceError
 from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.core.naming import a_share_code, a_share_venue
 from marketdata_assets.datasets.slices import SliceKey
@@ -20,7 +26,7 @@ from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import TushareResource, YahooResource
 from marketdata_assets.sources.config import load_sources_config
-from marketdata_assets.sources.tushare import TushareTokenError
+from marketdata_assets.sources.tushare import TushareTokenError, listed_today
 from marketdata_assets.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 
@@ -28,9 +34,13 @@ GROUP = "equities"
 A_SHARE_ASSETS = {"bars_1m": "a_share_bars_1m", "daily_bars": "a_share_daily_bars"}
 
 
+ALL = "ALL"
+
+
 class StockBarsConfig(IngestConfig):
     instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
-    """These instruments instead of the sources config's universe (A-share codes in any spelling)."""
+    """These instruments instead of the sources config's universe (A-share codes in any spelling).
+    A-shares: [ALL] is every code Tushare lists today (stock_basic list_status L, kept per Beijing day)."""
 
 
 def universe(config: StockBarsConfig, default, normalize) -> list[str]:
@@ -38,6 +48,21 @@ def universe(config: StockBarsConfig, default, normalize) -> list[str]:
         return list(dict.fromkeys(normalize(i) for i in (config.instruments or default)))
     except ValueError as error:
         raise dg.Failure(f"run config instruments: {error}") from None
+
+
+def a_share_universe(context, config: StockBarsConfig, tushare: TushareResource) -> tuple[list[str], str]:
+    """(codes, what they are): the run config's, the sources config's, or with [ALL] the day's listing."""
+    if [i.strip().upper() for i in config.instruments] != [ALL]:
+        codes = universe(config, load_sources_config().a_shares, a_share_code)
+        return codes, f"{len(codes)} {'run config' if config.instruments else 'sources config'} codes"
+    try:
+        listing = asyncio.run(listed_today(tushare.make_client, settings.state_dir() / "listings"))
+    except (SourceError, ApiError) as error:
+        raise dg.Failure(f"a_share_bars: instruments [ALL] needs Tushare's listing (stock_basic): {error}") from None
+    where = "read from the day's file" if listing.cached else "asked today"
+    said = f"{len(listing.codes):,} codes Tushare lists (stock_basic list_status L, {listing.day}, {where})"
+    context.log.info(f"a_share_bars: {said}")
+    return listing.codes, said
 
 
 def _a_share_specs() -> list[dg.AssetSpec]:
@@ -59,9 +84,9 @@ def a_share_bars(context: dg.AssetExecutionContext, config: StockBarsConfig, cli
                   tushare: TushareResource):
     """A-share 1-minute and daily bars of the run's China trading days, the universe inside the run."""
     assets = {d: a for d, a in A_SHARE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
-    codes = universe(config, load_sources_config().a_shares, a_share_code)
     if not (tushare.token or "").strip():  # say which variable, before any request
         raise dg.Failure(f"a_share_bars: {TushareTokenError(f'{tushare.token_env} is not set')}")
+    codes, said = a_share_universe(context, config, tushare)
     report = IngestReport()
 
     def stages():
@@ -72,7 +97,8 @@ def a_share_bars(context: dg.AssetExecutionContext, config: StockBarsConfig, cli
 
     report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed)
+    yield from materialize(context, report, assets, config.max_failed,
+                           extra={dataset: {"universe": said} for dataset in assets})
 
 
 @dg.asset(group_name=GROUP, partitions_def=yahoo_days, backfill_policy=dg.BackfillPolicy.single_run(),

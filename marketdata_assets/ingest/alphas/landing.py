@@ -137,6 +137,14 @@ def package_month(package: Path) -> str | None:
         return None
 
 
+def package_account(package: Path) -> str | None:
+    """The account a dropped package's manifest names (None if the manifest can't be read)."""
+    try:
+        return read_manifest(package).get("account")
+    except (PackageError, OSError, ValueError):
+        return None
+
+
 @dataclass
 class Decomposed:
     package: str
@@ -148,14 +156,18 @@ class Decomposed:
     reason: str = ""
 
 
-def decompose_dropped(landing_root: Path, months: set[str], quarantine_root: Path) -> list[Decomposed]:
-    """Decompose every dropped package of `months` into landing files; quarantine the corrupt ones.
-    A package whose manifest is unreadable is quarantined too (its month is unknown, so it can
-    only be reported by the run that looks at every package: months containing None)."""
+def decompose_dropped(landing_root: Path, months: set[str], quarantine_root: Path,
+                      accounts: set[str] | None = None) -> list[Decomposed]:
+    """Decompose every dropped package of `months` (and `accounts`, when given) into landing files;
+    quarantine the corrupt ones. A package whose manifest is unreadable is quarantined too (its
+    month is unknown, so it can only be reported by the run that looks at every package: months
+    containing None)."""
     results = []
     for package in dropped_packages(landing_root):
         month = package_month(package)
         if month not in months and not (month is None and None in months):
+            continue
+        if accounts and month is not None and package_account(package) not in accounts:
             continue
         name = str(package.relative_to(landing_root))
         try:
@@ -180,6 +192,7 @@ __all__ = [
     "dropped_packages",
     "land_month",
     "landing_changes",
+    "package_account",
     "package_month",
 ]
 

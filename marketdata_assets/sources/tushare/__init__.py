@@ -1,5 +1,5 @@
-"""Tushare Pro: A-share 1-minute bars (`stk_mins`) and daily bars (`daily`): the client, the error
-table and the pure parsers of its answers."""
+"""Tushare Pro: A-share 1-minute bars (`stk_mins`) and daily bars (`daily`), and the listing
+(`stock_basic`, kept per Beijing day): the client, the error table and the pure parsers of its answers."""
 
 from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.sources.interface import HISTORY, Option, Source
@@ -11,6 +11,12 @@ from marketdata_assets.sources.tushare.client import (
     token_from_env,
 )
 from marketdata_assets.sources.tushare.feeds import SOURCE
+from marketdata_assets.sources.tushare.listing import (
+    ListedInstrument,
+    Listing,
+    listed_today,
+    parse_stock_basic,
+)
 from marketdata_assets.sources.tushare.parse import (
     DAILY_FIELDS,
     ERRORS,
@@ -36,7 +42,30 @@ TUSHARE = Source(SOURCE, A_SHARE_VENUES, {"bars_1m": HISTORY, "daily_bars": HIST
                               "A per-minute limit answer (40203) pauses every request until the next window "
                               "of this many seconds."))})
 
-__all__ = ["TUSHARE", "DAILY_FIELDS", "DEFAULT_BASE_URL", "ERRORS", "LEGACY_BASE_URL", "LIMITS", "PROVIDER", "STK_MINS_FIELDS",
-           "Table", "TushareClient", "TushareLimitReached", "TusharePermissionError", "TushareResponseError",
-           "TushareTokenError", "error_fields", "normalize_ts_code", "parse_daily", "parse_stk_mins",
-           "response_table", "token_from_env", "venue_of"]
+__all__ = [
+    "DAILY_FIELDS",
+    "DEFAULT_BASE_URL",
+    "ERRORS",
+    "LEGACY_BASE_URL",
+    "LIMITS",
+    "PROVIDER",
+    "STK_MINS_FIELDS",
+    "TUSHARE",
+    "ListedInstrument",
+    "Listing",
+    "Table",
+    "TushareClient",
+    "TushareLimitReached",
+    "TusharePermissionError",
+    "TushareResponseError",
+    "TushareTokenError",
+    "error_fields",
+    "listed_today",
+    "normalize_ts_code",
+    "parse_daily",
+    "parse_stk_mins",
+    "parse_stock_basic",
+    "response_table",
+    "token_from_env",
+    "venue_of",
+]

@@ -7,6 +7,9 @@ quota or permission error stops that API for the client, a refused token stops t
 sends no Retry-After: a per-minute limit pauses every request of the client until the next
 `limit_window_s` window on the wall clock, at most `max_limit_waits` times for one call.
 
+`listed_instruments(list_status)` asks `stock_basic` for every code of a listing status (listing.py
+keeps the answer per Beijing day); a full answer (6000 rows) is asked again one exchange at a time.
+
 Paging: answers are newest first and capped (`stk_mins` 8000 rows, `daily` 6000). A full answer
 is paged BACKWARD: `stk_mins` asks again up to one second before its oldest row; `daily` (many
 codes at once) drops the rows of its oldest date, which may be cut, and asks again up to that date.
@@ -33,6 +36,14 @@ from marketdata_assets.core.errors import scrub
 from marketdata_assets.core.http import ApiClient, ApiError, Limits, Page, RetryPolicy, SourceError
 from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
 from marketdata_assets.datasets.wire import count_quality
+from marketdata_assets.sources.tushare.listing import (
+    EXCHANGES,
+    STOCK_BASIC_FIELDS,
+    STOCK_BASIC_REQUIRED,
+    STOCK_BASIC_ROW_LIMIT,
+    ListedInstrument,
+    parse_stock_basic,
+)
 from marketdata_assets.sources.tushare.parse import (
     DAILY_FIELDS,
     DAILY_REQUIRED,
@@ -93,8 +104,8 @@ class TushareClient(ApiClient):
     """Async Tushare Pro client. `async with TushareClient(base_url, token) as ts: frame = await
     ts.minute_bars("600000.SH", date(2025, 6, 2), date(2025, 6, 6))`.
 
-    `minute_bars(code, first_day, last_day)`, `daily(codes, first, last)`, `query(api_name, params,
-    fields)` for any other API, `figures()` for materialization metadata; `quality[code]` counts
+    `minute_bars(code, first_day, last_day)`, `daily(codes, first, last)`, `listed_instruments()`
+    (stock_basic), `query(api_name, params, fields)` for any other API, `figures()` for materialization metadata; `quality[code]` counts
     rows received, dropped (nulls) and repeated per instrument.
     """
 
@@ -109,7 +120,7 @@ class TushareClient(ApiClient):
                  max_concurrency: int | None = None, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
                  limit_window_s: float = 60.0, max_limit_waits: int = 5, window_days: int = 30,
                  row_limit: int = STK_MINS_ROW_LIMIT, daily_row_limit: int = DAILY_ROW_LIMIT,
-                 bar_label: Literal["end", "start"] = "end", rng=None):
+                 listing_row_limit: int = STOCK_BASIC_ROW_LIMIT, bar_label: Literal["end", "start"] = "end", rng=None):
         if path_style not in ("dataapi", "root"):
             raise ValueError(f"path_style must be 'dataapi' or 'root', got {path_style!r}")
         if not token or not str(token).strip():
@@ -124,6 +135,7 @@ class TushareClient(ApiClient):
         self.window_days = int(window_days)
         self.row_limit = int(row_limit)
         self.daily_row_limit = int(daily_row_limit)
+        self.listing_row_limit = int(listing_row_limit)
         self.bar_label = bar_label
         self.quality: dict[str, Counter] = {}
         self.limit_waits = 0  # per-minute limit answers waited out
@@ -300,6 +312,35 @@ class TushareClient(ApiClient):
         for code, repeated in frame.filter(~first_seen).group_by("instrument").len().iter_rows():
             self._count(code, duplicates=repeated)
         return frame.filter(first_seen).sort(["instrument", "ts"])
+
+    # ---- the listing ----------------------------------------------------------------------------
+
+    async def listed_instruments(self, list_status: str = "L") -> tuple[list[ListedInstrument], dict[str, int]]:
+        """Every instrument `stock_basic` lists with `list_status` (L: listed), by code, and the rows
+        dropped (another status, repeated). One request; a full answer may be cut, so it is asked
+        again one exchange at a time (SSE, SZSE, BSE); an exchange that alone fills an answer is a
+        `TushareResponseError` (the listing would be incomplete)."""
+        table = await self._listing(list_status)
+        if len(table.items) < self.listing_row_limit and not table.has_more:
+            return parse_stock_basic(table, list_status)
+        found: dict[str, ListedInstrument] = {}
+        dropped: Counter = Counter()
+        for exchange in EXCHANGES:
+            part = await self._listing(list_status, exchange)
+            if len(part.items) >= self.listing_row_limit or part.has_more:
+                raise TushareResponseError(None, None, f"stock_basic: {exchange} alone fills a whole answer "
+                                                       f"({len(part.items)} rows): the listing would be cut")
+            instruments, counts = parse_stock_basic(part, list_status)
+            dropped.update(counts)
+            for instrument in instruments:
+                dropped["repeated"] += instrument.code in found
+                found.setdefault(instrument.code, instrument)
+        return [found[code] for code in sorted(found)], dict(dropped)
+
+    async def _listing(self, list_status: str, exchange: str = "") -> Table:
+        params = {"list_status": list_status, **({"exchange": exchange} if exchange else {})}
+        return await self.query("stock_basic", params, STOCK_BASIC_FIELDS, instrument=exchange or None,
+                                required=STOCK_BASIC_REQUIRED)
 
     # ---- figures -------------------------------------------------------------------------------
 

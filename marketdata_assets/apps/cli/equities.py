@@ -1,0 +1,165 @@
+"""Seeds 003, 001 and 004 as `marketdata` subcommands: ingest (data.ingestion.run: Tushare or Yahoo bars
+into ClickHouse), load-minute-bars (etl/scripts/run_etl.py, with load_data.main's --aggregate
+--force-backfill) and aggregate (load_data/aggregate.py: the monthly K-line)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+import click
+
+from marketdata_assets.apps.cli.session import (
+    DAY,
+    MONTH,
+    Session,
+    days_between,
+    finish,
+    months_between,
+    run_range,
+    selection,
+)
+from marketdata_assets.core import settings
+
+ALL = "ALL"
+# source -> (its asset(s), the op that takes the run config, what the run's line calls it)
+INGESTS = {"tushare": (("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", "A-share bars"),
+           "yahoo": (("yahoo_bars_1m",), "yahoo_bars_1m", "Yahoo bars")}
+WORKERS_HELP = "--max-workers is seed 001's name for it."
+
+
+def _instruments(source: str, items: list[str]) -> list[str]:
+    """The codes of --symbols (spaces or commas): [] for the sources config's universe, [ALL] for
+    every listed code (Tushare), else each checked; a bad one is a usage error naming it."""
+    from marketdata_assets.core.identifiers import instrument_key
+    from marketdata_assets.core.naming import a_share_code
+
+    codes = [c for item in items for c in item.replace(",", " ").split()]
+    if ALL in (c.upper() for c in codes):
+        if len(codes) > 1:
+            raise click.BadParameter(f"ALL stands alone (every listed code), not with {[c for c in codes if c.upper() != ALL]}",
+                                     param_hint="--symbols")
+        if source == "yahoo":
+            raise click.BadParameter("ALL: Yahoo publishes no listing to take every code from (and ALL is a ticker "
+                                     "there); name the instruments, or leave --symbols out for the sources config's "
+                                     "Yahoo universe", param_hint="--symbols")
+        return [ALL]
+    normalize = a_share_code if source == "tushare" else (lambda name: instrument_key(name.strip().upper()))
+    for code in codes:
+        try:
+            normalize(code)
+        except ValueError as error:
+            raise click.BadParameter(f"{code!r}: {error}", param_hint="--symbols") from None
+    return codes
+
+
+def _universe_label(instruments: list[str]) -> str:
+    if instruments == [ALL]:
+        return "every listed code"
+    return f"{len(instruments)}" if instruments else "the sources config's universe"
+
+
+@click.command("ingest", context_settings={"allow_extra_args": True},
+               short_help="Seed 003 (data.ingestion.run): Tushare or Yahoo bars -> ClickHouse.")
+@click.option("--symbols", multiple=True, help="Instruments: `--symbols 000001.SZ 600000.SH` as in the seed, or "
+              "commas. ALL (tushare): every code Tushare lists today (stock_basic list_status L, ~5,400; asked once a "
+              "Beijing day and kept under <state dir>/listings). Default: the sources config's universe.")
+@click.option("--source", "--provider", "source", type=click.Choice(list(INGESTS), case_sensitive=False),
+              default="tushare", show_default=True, help="Whom to ask: tushare (A-share 1-minute and daily bars, China "
+              "days) or yahoo (Yahoo chart v8 1-minute bars, UTC days; Yahoo keeps about the last 30 days).")
+@click.option("--start-date", type=DAY, required=True, help="First day (a China day for tushare, a UTC day for yahoo).")
+@click.option("--end-date", type=DAY, required=True, help="Last day.")
+@click.option("--providers-config", "sources_config", type=click.Path(exists=True, dir_okay=False),
+              help="data_providers.yaml (rate limits, workers, universe); default: TICKS_PROVIDERS_CONFIG or the "
+              "shipped one.")
+@click.option("--workers", "--max-workers", "workers", type=click.IntRange(min=0), default=0,
+              help=f"Fetches at once, within the source's rate limits; 0: the providers config's. {WORKERS_HELP}")
+@click.pass_context
+def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) -> None:
+    """Seed 003 (python -m data.ingestion.run): 1-minute bars of the days (and daily bars from
+    Tushare) into ClickHouse, one range run within the source's rate limits, with its checks."""
+    session: Session = ctx.obj
+    if sources_config:
+        os.environ["TICKS_PROVIDERS_CONFIG"] = os.path.abspath(sources_config)
+    extra = [arg for arg in ctx.args if arg.startswith("-")]
+    if extra:
+        raise click.UsageError(f"unexpected arguments {extra}")
+    source = source.lower()
+    instruments = _instruments(source, [*symbols, *ctx.args])
+    names, op, what = INGESTS[source]
+    from marketdata_assets.defs.equities.partitions import a_share_days, yahoo_days
+
+    days = days_between(a_share_days if source == "tushare" else yahoo_days, start_date, end_date)
+    run_range(session, f"{what} {days[0]}..{days[-1]} ({_universe_label(instruments)})",
+              selection(session.definitions(), *names), days,
+              {"ops": {op: {"config": {"instruments": instruments, "workers": workers}}}}, per_key=len(names))
+    finish(ctx)
+
+
+@click.command("load-minute-bars", short_help="Seed 001 (run_etl.py) [+ seed 004 --aggregate]: CSV minute bars -> "
+               "TimescaleDB.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), help="The CSV directory (seed 001's "
+              "data dir); default: MINUTE_BARS_LANDING_DIR.")
+@click.option("--force", is_flag=True, help="Reload files already loaded with the same content.")
+@click.option("--workers", "--max-workers", "workers", type=click.IntRange(min=1), default=4, show_default=True,
+              help=f"Files loaded at once. {WORKERS_HELP}")
+@click.option("--start-month", type=MONTH, help="First month (Beijing); default: every month the files cover.")
+@click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
+@click.option("--aggregate", is_flag=True, help="Then refresh the monthly K-line of those months (seed 004).")
+@click.option("--force-backfill", is_flag=True, help="With --aggregate: recompute the K-line's whole history "
+              "(2000-01 to now) after the load, in the same run (seed 004's `--aggregate --force-backfill`).")
+@click.pass_context
+def load_minute_bars(ctx, data_dir, force, workers, start_month, end_month, aggregate, force_backfill) -> None:
+    """Seed 001's CSV ETL (etl/scripts/run_etl.py): the files' 1-minute bars into stock_1min_qfq
+    (one range run); with --aggregate, seed 004's load_data.main --aggregate [--force-backfill]."""
+    session: Session = ctx.obj
+    if force_backfill and not aggregate:
+        raise click.UsageError("--force-backfill recomputes the monthly K-line: add --aggregate (seed 004: "
+                               "--aggregate --force-backfill), or run `marketdata aggregate --force-backfill`")
+    if data_dir:
+        os.environ["MINUTE_BARS_LANDING_DIR"] = os.path.abspath(data_dir)
+    months = months_between(start_month, end_month, "Asia/Shanghai") if start_month else _file_months()
+    if not months:
+        raise click.UsageError(f"no readable CSV file under {settings.minute_bars_landing_dir()}")
+    names = ["stock_1min_qfq", *(["stock_monthly_kline"] if aggregate else [])]
+    ops = {"stock_1min_qfq": {"config": {"force": force, "workers": workers}}}
+    if aggregate:
+        ops["stock_monthly_kline"] = {"config": {"force_backfill": force_backfill}}
+    label = f"minute bars {months[0][:7]}..{months[-1][:7]}" + (" + full K-line backfill" if force_backfill else "")
+    run_range(session, label, selection(session.definitions(), *names), months, {"ops": ops}, per_key=len(names))
+    finish(ctx)
+
+
+def _file_months() -> list[str]:
+    from marketdata_assets.ingest.minute_bars.loader import landing_files
+    from marketdata_assets.sources.minute_csv.reader import CsvFileError, file_time_range
+
+    months = set()
+    for path in landing_files(settings.minute_bars_landing_dir()):
+        try:
+            months.update(file_time_range(path).months)
+        except CsvFileError as error:  # the load quarantines it
+            click.echo(f"unreadable: {error}", err=True)
+    if not months:
+        return []
+    first, last = min(months), max(months)
+    return months_between(datetime.strptime(first, "%Y-%m"), datetime.strptime(last, "%Y-%m"), "Asia/Shanghai")
+
+
+@click.command("aggregate", short_help="Seed 004 (load_data/aggregate.py): the monthly K-line.")
+@click.option("--force-backfill", is_flag=True, help="Recompute the whole history (seed 004's --force-backfill).")
+@click.option("--start-month", type=MONTH, help="First month (Beijing); default: last complete month.")
+@click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
+@click.pass_context
+def aggregate(ctx, force_backfill, start_month, end_month) -> None:
+    """Seed 004's aggregation (load_data/aggregate.py): the monthly K-line of the months, with
+    validation queries A-E."""
+    session: Session = ctx.obj
+    months = months_between(start_month, end_month, "Asia/Shanghai")
+    run_range(session, f"monthly K-line {months[0][:7]}..{months[-1][:7]}",
+              selection(session.definitions(), "stock_monthly_kline"), months,
+              {"ops": {"stock_monthly_kline": {"config": {"force_backfill": force_backfill}}}})
+    finish(ctx)
+
+
+COMMANDS = [ingest, load_minute_bars, aggregate]

@@ -1,0 +1,157 @@
+"""What every `marketdata` subcommand shares: the session (instance, definitions, launches, the exit
+code), the assets of a command with their checks and upstream stand-ins, and month/day ranges."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import click
+import dagster as dg
+
+from marketdata_assets.core import settings
+from marketdata_assets.orchestration.sensing import range_tags
+
+MONTH = click.DateTime(formats=["%Y-%m"])
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+class Session:
+    """The instance, the definitions and the launches of one command."""
+
+    def __init__(self, demo: bool, verbose: bool = False):
+        self.stack = ExitStack()
+        self.verbose = verbose
+        if demo:
+            from marketdata_assets.apps.demo import activate
+
+            replays = activate("on")
+            self.stack.callback(replays.stop)
+            click.echo(replays.describe(), err=True)
+        settings.apply_defaults()
+        self.outcomes = []
+        self._instance: dg.DagsterInstance | None = None
+
+    def definitions(self) -> dg.Definitions:
+        from marketdata_assets.definitions import defs
+
+        return defs()
+
+    def instance(self) -> dg.DagsterInstance:
+        """The Dagster instance, opened at the first run: a stopped storage is one line and exit 3; runs
+        found dead are failed and their pool slots freed first (marketdata_assets.orchestration.runs)."""
+        if self._instance is None:
+            from marketdata_assets.apps.launch import STORAGE_DOWN_EXIT, storage_watch
+            from marketdata_assets.core.sweep import swept_line
+            from marketdata_assets.orchestration.runs import storage_reachable, sweep
+
+            error = None if self.verbose else storage_reachable()
+            if error is not None:
+                click.echo(f"FAILED: {error}", err=True)
+                self.stack.close()
+                raise click.exceptions.Exit(STORAGE_DOWN_EXIT)
+            self.stack.enter_context(storage_watch(enabled=not self.verbose))
+            self._instance = self.stack.enter_context(dg.DagsterInstance.get())
+            line = swept_line(*sweep(self._instance))
+            if line:
+                click.echo(line, err=True)
+        return self._instance
+
+    def run(self, label: str, assets: list, *, tags: dict | None = None, partition_key=None, run_config=None,
+            expected: int = 1) -> None:
+        from marketdata_assets.apps.launch import Interrupted, launch
+
+        defs = self.definitions()
+        instance = self.instance()
+        with click.progressbar(length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
+            seen = set()
+
+            def on_event(what: str, event) -> None:
+                if what == "materialization":
+                    key = (event.asset_key, event.partition)
+                    if key not in seen and len(seen) < expected:
+                        seen.add(key)
+                        bar.update(1)
+
+            try:
+                outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
+                    "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
+                    run_config=run_config, on_event=on_event, verbose=self.verbose)
+            except Interrupted as interrupted:
+                click.echo(f"\n{interrupted}", err=True)
+                self.stack.close()
+                raise click.exceptions.Exit(130) from None
+        click.echo(outcome.line())
+        self.outcomes.append(outcome)
+
+    def finish(self) -> int:
+        from marketdata_assets.apps.launch import summary
+
+        self.stack.close()
+        if len(self.outcomes) > 1:
+            click.echo(summary(self.outcomes))
+        failed = [o for o in self.outcomes if not o.success]
+        for outcome in failed:
+            fallback = (f"FAILED: {outcome.label}: partitions {', '.join(outcome.partitions) or '-'}; "
+                        f"see run {outcome.run_id} in the UI")
+            for line in outcome.error_lines() or [fallback]:
+                click.echo(line, err=True)
+        return 1 if failed else 0
+
+
+def run_range(session: Session, label: str, assets: list, keys: list[str], run_config: dict | None = None, *,
+              per_key: int = 1) -> None:
+    """One run over the partition keys first..last (the assets' single-run backfill policy)."""
+    session.run(label, assets, tags=range_tags(keys[0], keys[-1]), run_config=run_config, expected=per_key * len(keys))
+
+
+def assets_named(defs: dg.Definitions, *names: str) -> list:
+    """The assets holding `names`, with their checks."""
+    from marketdata_assets.apps.main import checks_of
+
+    keys = {dg.AssetKey(name) for name in names}
+    chosen = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and keys & set(a.keys)]
+    return chosen + checks_of(defs, chosen)
+
+
+def upstream(defs: dg.Definitions, assets: list) -> list:
+    """Source stand-ins for what `assets` depend on outside themselves (not rematerialized)."""
+    inside = {key for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys}
+    deps = {dep for a in assets if isinstance(a, dg.AssetsDefinition) for dep in a.dependency_keys} - inside
+    return [a.to_source_asset(key) for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+            for key in a.keys if key in deps]
+
+
+def selection(defs: dg.Definitions, *names: str) -> list:
+    """The assets holding `names` with their checks, and stand-ins for what they depend on."""
+    chosen = assets_named(defs, *names)
+    return chosen + upstream(defs, chosen)
+
+
+def months_between(start: datetime | None, end: datetime | None, tz: str) -> list[str]:
+    """Month partition keys from start to end (default: the last complete month in `tz`)."""
+    if start is None:
+        first_of_this = datetime.now(ZoneInfo(tz)).date().replace(day=1)
+        start = end = datetime.combine(first_of_this - timedelta(days=1), datetime.min.time())
+    end = end or start
+    if end < start:
+        raise click.BadParameter("the end month is before the start month")
+    keys, month = [], date(start.year, start.month, 1)
+    while month <= date(end.year, end.month, 1):
+        keys.append(f"{month:%Y-%m-%d}")
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return keys
+
+
+def days_between(partitions_def, start: datetime, end: datetime) -> list[str]:
+    keys = [k for k in partitions_def.get_partition_keys() if f"{start:%Y-%m-%d}" <= k <= f"{end:%Y-%m-%d}"]
+    if not keys:
+        raise click.BadParameter(f"no partition between {start:%Y-%m-%d} and {end:%Y-%m-%d} (weekdays only)")
+    return keys
+
+
+def finish(ctx: click.Context) -> None:
+    """End the command with its session's exit code (1 when a run failed)."""
+    ctx.exit(ctx.obj.finish())
