@@ -18,7 +18,7 @@ from tests.conftest import TEST_DAGSTER_DB, recreate_database, worker_name
 REPO = Path(__file__).resolve().parent.parent
 MARKETDATA = Path(sys.executable).parent / "marketdata"
 CLI_TIMESCALE_DB = worker_name("marketdata_cli_test")  # and the alpha databases: never the developer's
-COMMANDS = ["fetch-alphas", "import-alphas", "ingest", "load-minute-bars", "aggregate"]
+COMMANDS = ["fetch-alphas", "package-alphas", "import-alphas", "ingest", "load-minute-bars", "aggregate"]
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +53,18 @@ def test_every_seed_command_has_help_with_its_options(command):
     result = subprocess.run([str(MARKETDATA), command, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     expected = {"import-alphas": ["--import-mode", "--batch-size", "--workers"],
-                "ingest": ["--symbols", "--start-date", "--end-date", "--providers-config", "--workers"],
-                "load-minute-bars": ["--data-dir", "--force"], "aggregate": ["--force-backfill"],
-                "fetch-alphas": ["--start-month", "--account"]}[command]
+                "ingest": ["--symbols", "--start-date", "--end-date", "--providers-config", "--workers", "--max-workers",
+                           "--source", "--provider"],
+                "load-minute-bars": ["--data-dir", "--force", "--workers", "--max-workers", "--aggregate",
+                                     "--force-backfill"],
+                "aggregate": ["--force-backfill"], "fetch-alphas": ["--start-month", "--account"],
+                "package-alphas": ["--start-month", "--end-month", "--account", "--only"]}[command]
     assert all(option in result.stdout for option in expected)
+    seed_script = {"fetch-alphas": "1_fetch_all_alpha_main_async.py",
+                   "package-alphas": "2_alpha_files_packaging_and_decomposition.py",
+                   "import-alphas": "3_mongo_import_v4.py", "ingest": "data.ingestion.run",
+                   "load-minute-bars": "run_etl.py", "aggregate": "load_data/aggregate.py"}[command]
+    assert seed_script in " ".join(result.stdout.split())  # the help names the seed script it replaces
 
 
 def test_ingest_on_the_replays_is_a_dagster_run_with_its_checks(cli_env, monkeypatch):
