@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
                 read_by=("core/settings.py", "scripts/stack.py")),
         Setting("MINUTE_BARS_LANDING_DIR", "", "Where A-share 1-minute CSV files are dropped; the minute_bar_files "
                 "sensor watches it. Empty means <state dir>/landing/minute_bars.",
-                read_by=("defs/equities/sensors.py", "defs/equities/minute_bars.py", "apps/cli.py")),
+                read_by=("defs/equities/sensors.py", "defs/equities/minute_bars.py", "apps/cli/equities.py")),
         Setting("MARKETDATA_EXPORT_DIR", "", "Root of the Parquet export (<dataset>/venue=<V>/date=<YYYY-MM-DD>/"
                 "part-0.parquet, readable by DuckDB and Polars). Empty means <state dir>/export.",
                 read_by=("read/export.py", "defs/exports/assets.py")),
@@ -115,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("TICKS_PROVIDERS_CONFIG", "", "The sources config file (rate limits, concurrency, workers, "
                 "retries, instrument universes; see its section below). Empty means "
                 "marketdata_assets/sources/data_providers.yaml.",
-                read_by=("sources/config.py", "resources/sources.py", "apps/cli.py")),
+                read_by=("sources/config.py", "resources/sources.py", "apps/cli/equities.py")),
         Setting("TUSHARE_BASE_URL", "http://api.waditu.com", "Tushare Pro API host.", read_by=_SOURCES),
         Setting("TUSHARE_TOKEN", "", "Tushare Pro token; A-share runs fail without it (the variable's name is "
                 "sources.tushare.token_env).", secret=True,
@@ -140,13 +140,14 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("ALPHA_API_ACCOUNTS", "main", "Comma-separated account names: the account dimension of "
                 "alpha_files (read when the code location loads). Each NAME needs ALPHA_API_USER_<NAME> and "
                 "ALPHA_API_PASSWORD_<NAME>.",
-                read_by=("defs/alphas/partitions.py", "resources/alphas.py", "apps/cli.py")),
+                read_by=("defs/alphas/partitions.py", "resources/alphas.py", "apps/cli/alphas.py")),
         Setting("ALPHA_API_REQUESTS_PER_MINUTE", "240", "Request rate limit per account.", read_by=_TSDB),
         Setting("ALPHA_API_MAX_CONCURRENCY", "4", "Requests in flight per account.", read_by=_TSDB),
         Setting("ALPHA_LANDING_DIR", "", "Alpha landing area: fetched files in "
                 "alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json and dropped packages in packages/ (the "
                 "alpha_landing_files sensor watches it). Empty means <state dir>/landing/alpha_api.",
-                read_by=("defs/alphas/assets.py", "defs/alphas/sensors.py", "defs/alphas/coverage.py")),
+                read_by=("defs/alphas/assets.py", "defs/alphas/sensors.py", "defs/alphas/coverage.py",
+                         "apps/cli/alphas.py")),
         Setting("ALPHA_PACKAGES_DIR", "", "Where alpha_packages builds monthly packages "
                 "(<TYPE>/<YYYY-MM>/<account>.jsonl.gz + .manifest.json). Empty means <state dir>/alpha_packages.",
                 read_by=("defs/alphas/assets.py",)),

@@ -129,10 +129,11 @@ def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) 
     return dg.MaterializeResult(metadata=metadata)
 
 
-class AlphaPackagesConfig(dg.Config):
+class AlphaPackagesConfig(RunConfig):
     """Which accounts' packages (seed 000's step 2 per user, as run_all_users does it)."""
 
-    accounts: list[str] = Field(default_factory=list, description="Only these accounts (default: every account).")
+    accounts: list[str] = Field(default_factory=list)
+    """Only these accounts' packages (default: every account)."""
 
 
 @dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),

@@ -40,7 +40,8 @@ ALL = "ALL"
 class StockBarsConfig(IngestConfig):
     instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
     """These instruments instead of the sources config's universe (A-share codes in any spelling).
-    A-shares: [ALL] is every code Tushare lists today (stock_basic list_status L, kept per Beijing day)."""
+    A-shares: [ALL] is every code Tushare lists today (stock_basic list_status L, asked once per Beijing
+    day and kept under <state dir>/listings; docs/cli.md). Yahoo has no listing: names are taken as given."""
 
 
 def universe(config: StockBarsConfig, default, normalize) -> list[str]:
