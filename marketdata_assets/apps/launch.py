@@ -31,6 +31,7 @@ from marketdata_assets.orchestration.sensing import RANGE_END, RANGE_START
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the tap prints warnings
 VERBOSE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 ROW_KEYS = ("rows_loaded", "rows", "documents_imported", "alphas_fetched")  # the first one an asset reports
+FILE_KEYS = ("files_written",)  # files a step wrote for others to read (the Parquet export), not stored rows
 EPHEMERAL_JOB = "__ephemeral_asset_job__"  # dg.materialize's job name
 WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
 STORAGE_DOWN_EXIT = 3
@@ -53,6 +54,7 @@ class Outcome:
     assets: list[str] = field(default_factory=list)
     partitions: list[str] = field(default_factory=list)
     rows: int = 0
+    files: int = 0
     checks_passed: int = 0
     checks: int = 0
     failed_partitions: list[str] = field(default_factory=list)
@@ -66,6 +68,8 @@ class Outcome:
         if self.partitions:
             parts.append(f"{len(self.partitions)} partition{'s' * (len(self.partitions) != 1)}")
         parts.append(f"{self.rows:,} rows")
+        if self.files:
+            parts.append(f"{self.files:,} files written")
         if self.checks:
             parts.append(f"{self.checks_passed}/{self.checks} checks passed"
                          + (f" ({len(self.warnings)} warning{'s' * (len(self.warnings) != 1)})" if self.warnings else ""))
@@ -104,12 +108,13 @@ def summary(outcomes: list[Outcome]) -> str:
     return text
 
 
-def _rows(materializations: list[dg.AssetMaterialization]) -> int:
-    """Rows per asset (a range run repeats the run's figures on every partition: counted once)."""
+def _rows(materializations: list[dg.AssetMaterialization], keys: tuple[str, ...] = ROW_KEYS) -> int:
+    """Rows (or the figure of the first of `keys` an asset reports) per asset, summed (a range run repeats
+    the run's figures on every partition: counted once)."""
     by_asset: dict = {}
     for materialization in materializations:
         metadata = materialization.metadata
-        value = next((metadata[key].value for key in ROW_KEYS if key in metadata), None)
+        value = next((metadata[key].value for key in keys if key in metadata), None)
         if isinstance(value, (int, float)):
             by_asset.setdefault(materialization.asset_key, set()).add((materialization.partition, value))
     total = 0
@@ -224,7 +229,7 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
     return Outcome(
         label=label, success=result.success, run_id=result.run_id, seconds=time.monotonic() - started,
         assets=keys, partitions=sorted(done_partitions | set(planned)),
-        rows=_rows(materializations),
+        rows=_rows(materializations), files=_rows(materializations, FILE_KEYS),
         checks_passed=sum(c.passed for c in checks), checks=len(checks),
         failed_partitions=[] if result.success else sorted(set(planned) - done_partitions) or planned,
         failed_checks=_named(c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN),

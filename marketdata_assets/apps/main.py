@@ -15,7 +15,9 @@ show up in the UI that `make run` serves next:
    of every instrument as one range run, a snapshot of each (book, ticker, open interest), the
    option chains, the factors of yesterday, the A-share and Yahoo bars of the last trading day, and
    two Binance dump files (of REPLAY_FILE_DAY) dropped into the dump landing area and loaded, and that
-   day's Binance archives; with checks.
+   day's Binance archives; with checks;
+5. yesterday's Parquet export (every ClickHouse dataset of the day, under MARKETDATA_EXPORT_DIR);
+6. upkeep: re-checks, compaction and the coverage pictures of what is loaded.
 The vendors are the replays of marketdata_assets.apps.demo unless configured for real (MARKETDATA_DEMO).
 Run it again and the loads are skipped (same content already loaded): only the refreshes redo work.
 """
@@ -187,6 +189,9 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
         sources = [a.to_source_asset() for a in unpartitioned]
         steps += tick_steps(instance, ticks + checks_of(defs, ticks) + sources)
         steps += archive_steps(archives + checks_of(defs, archives) + sources)
+        exports = _group(assets, "exports")
+        yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
+        steps.append((f"Parquet export {yesterday}", exports + checks_of(defs, exports), {}, f"{yesterday}"))
     steps.append(("upkeep and coverage", upkeep + checks_of(defs, upkeep), {}, None))
     return steps
 

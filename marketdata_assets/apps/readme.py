@@ -19,7 +19,7 @@ BEGIN, END = "<!-- make-run-output:begin -->", "<!-- make-run-output:end -->"
 README = settings.PROJECT_ROOT / "README.md"
 STEP = re.compile(
     r"^\[(?P<status>ok|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, (?P<partitions>\d+) partitions?)?, "
-    r"(?P<rows>[\d,]+) rows(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: \((?P<warned>\d+) warnings?\))?)?, "
+    r"(?P<rows>[\d,]+) rows(?:, (?P<files>[\d,]+) files written)?(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: \((?P<warned>\d+) warnings?\))?)?, "
     r"(?P<seconds>\d+\.\d) s(?P<rest>.*?)  \(run (?P<run>[0-9a-f]{8})\)$")
 SUMMARY = re.compile(r"^make run: (?P<text>.*?), (?P<seconds>\d+\.\d) s$")
 
@@ -73,7 +73,8 @@ def parse_step(line: str):
     outcome = Outcome(label=fields["label"], success=fields["status"] == "ok", run_id=fields["run"],
                       seconds=float(fields["seconds"]), assets=["asset"] * int(fields["assets"]),
                       partitions=["partition"] * int(fields["partitions"] or 0),
-                      rows=int(fields["rows"].replace(",", "")), checks_passed=int(fields["passed"] or 0),
+                      rows=int(fields["rows"].replace(",", "")), files=int((fields["files"] or "0").replace(",", "")),
+                      checks_passed=int(fields["passed"] or 0),
                       checks=int(fields["checks"] or 0), failed_partitions=_listed(rest, "failed partitions"),
                       failed_checks=_listed(rest, "failed checks"), warnings=warnings)
     outcome.degraded.extend(re.findall(r"; DEGRADED: (.*?)(?=; [a-zA-Z ]+: |$)", rest))
