@@ -61,6 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MONGODB_URI", "mongodb://127.0.0.1:57017", "MongoDB URI without credentials."),
     Setting("MONGODB_USERNAME", "", "MongoDB user (empty: no auth)."),
     Setting("MONGODB_PASSWORD", "", "MongoDB password.", secret=True),
+    # Live capture (issue #23): the collector publishes normalized messages to NATS JetStream.
+    Setting("NATS_URL", "nats://127.0.0.1:54222", "NATS server (with JetStream) the live collector publishes to; "
+            "the local stack starts one on this port. docker/ has no NATS service yet.", stack_only=True),
     # ClickHouse.
     Setting("CLICKHOUSE_DSN", "", "chdb:///path (embedded engine), chdb://memory, or http(s)://host:port of a "
             "server. Empty means chdb://<state dir>/clickhouse."),
@@ -153,6 +156,11 @@ def alpha_landing_dir() -> Path:
 
 def alpha_packages_dir() -> Path:
     return _directory("ALPHA_PACKAGES_DIR", "alpha_packages")
+
+
+def live_landing_dir() -> Path:
+    """The live collector's raw landing files (<venue>/<channel>/<hour>.jsonl.zst)."""
+    return state_dir() / "landing" / "live"
 
 
 def quarantine_dir(domain: str) -> Path:
