@@ -25,12 +25,13 @@ from nats.js.errors import NotFoundError
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def subject(dataset: str, venue: str, instrument: str) -> str:
-    """`md.<dataset>.<venue>.<instrument>`; each part one NATS token (no dots, wildcards, spaces)."""
-    for part, what in ((dataset, "dataset"), (venue, "venue"), (instrument, "instrument")):
+def subject(dataset: str, venue: str, instrument: str, prefix: str = "md") -> str:
+    """`md.<dataset>.<venue>.<instrument>`; each part one NATS token (no dots, wildcards, spaces).
+    Another `prefix` keeps a test's messages out of every other stream (streams may not overlap)."""
+    for part, what in ((prefix, "prefix"), (dataset, "dataset"), (venue, "venue"), (instrument, "instrument")):
         if not _TOKEN.match(part):
             raise ValueError(f"{what} {part!r} cannot be a NATS subject token (letters, digits, _ and - only)")
-    return f"md.{dataset}.{venue}.{instrument}"
+    return f"{prefix}.{dataset}.{venue}.{instrument}"
 
 
 @dataclass(frozen=True)

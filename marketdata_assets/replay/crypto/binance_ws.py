@@ -79,6 +79,7 @@ class WsConfig:
     control_per_s: int = 5
     max_streams: int = 1024
     book_levels: int = 40
+    record: bool = False  # keep every text sent, per connection (`sent`): what a client must have landed
     faults: list[WsFault] = field(default_factory=list)
 
 
@@ -113,6 +114,8 @@ class BinanceWsReplay:
         self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "limit_closes": 0,
                                        "lifetime_cuts": 0}
         self.depth_events: dict[str, int] = dict.fromkeys(names, 0)
+        self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
+        self.paused = False  # the market stands still (tests compare books at rest)
         self.lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -164,6 +167,14 @@ class BinanceWsReplay:
         with self.lock:
             self.config.faults.append(fault)
         return fault
+
+    def pause(self) -> None:
+        """Stop moving the market (no more events or trades) until `resume`; returns at once: the
+        tick in progress, if any, still goes out."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
 
     def truth_book(self, instrument: str) -> tuple[int, dict[str, str], dict[str, str]]:
         return self.instruments[instrument].truth()
@@ -240,6 +251,8 @@ class BinanceWsReplay:
             client.connection.transport.abort()
             return
         client.sent += 1
+        if self.config.record:
+            self.sent.setdefault(client.number, []).append(text)
         for fault in self._faults("disconnect"):
             if client.sent > fault.after and fault.take():
                 asyncio.get_running_loop().call_soon(self._abort_after_outbox, client)
@@ -321,6 +334,8 @@ class BinanceWsReplay:
 
     def tick(self) -> None:
         """Move every instrument once: a diff event and some trades, sent to their subscribers."""
+        if self.paused:
+            return
         self.counts["ticks"] += 1
         event_ms = int(time.time() * 1000)
         for name, live in self.instruments.items():

@@ -73,9 +73,8 @@ def plan_connections(streams: list[str], max_streams: int = LIMITS.max_streams) 
     return [unique[i:i + max_streams] for i in range(0, len(unique), max_streams)] or [[]]
 
 
-def combined_url(base: str, streams: list[str]) -> str:
-    """The combined-stream URL naming the first `URL_STREAMS` streams (the rest: `subscribe_messages`)."""
-    named = streams[:URL_STREAMS]
+def combined_url(base: str, named: list[str]) -> str:
+    """The combined-stream URL naming `named` streams (the others: `subscribe_messages`)."""
     return f"{base.rstrip('/')}/stream" + (f"?streams={'/'.join(named)}" if named else "")
 
 
