@@ -175,6 +175,7 @@ class Connection:
         except asyncio.QueueFull:
             self.dropped += 1
             self.stats.overflow_frames += 1
+            self.stats.changed.set()  # the processor is behind: whoever waits on the counters must hear it
 
     def _marker(self, kind: str, **details) -> None:
         """A marker into the queue; it waits for room (markers are rare, and must not be lost)."""
