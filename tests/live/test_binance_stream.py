@@ -40,14 +40,14 @@ def test_a_gap_inside_the_buffer_is_found_at_the_snapshot():
     for first, last in ((10, 12), (13, 15), (17, 18), (19, 19)):
         sync.on_event(first, last, [], [])
     assert sync.on_snapshot(11, [], []) == "gap" and sync.last_gap == (16, 17)
-    assert list(sync.buffer)[0][:2] == (17, 18) and sync.on_snapshot(17, [], []) == "synced"
+    assert sync.buffer[0][:2] == (17, 18) and sync.on_snapshot(17, [], []) == "synced"
     assert sync.book.update_id == 19
 
 
 def test_streams_are_planned_within_the_limits():
     streams = [f"i{k}@trade" for k in range(2500)] + ["i0@trade"]
     plans = plan_connections(streams)
-    assert [len(p) for p in plans] == [1024, 1024, 452] and sum(plans, []) == streams[:2500]
+    assert [len(p) for p in plans] == [1024, 1024, 452] and [s for p in plans for s in p] == streams[:2500]
     messages = subscribe_messages(streams[:250], 7)
     assert [i for i, _ in messages] == [7, 8, 9]
     assert [len(json.loads(t)["params"]) for _, t in messages] == [100, 100, 50]

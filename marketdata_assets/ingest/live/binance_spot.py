@@ -83,6 +83,7 @@ class BinanceSpotCollector:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=config.queue_size)
         self.books = {name: DepthSync(name) for name in config.instruments}
         self.snapshotting: set[str] = set()
+        self.snapshot_tasks: set[asyncio.Task] = set()
         self.outbox: deque[tuple[str, str, bytes]] = deque()
         self.outbox_ready = asyncio.Event()
         self.connections: dict[str, Connection] = {}
@@ -120,11 +121,12 @@ class BinanceSpotCollector:
         for conn in list(self.connections.values()):
             await conn.close("stop")
         await self.queue.join()
-        if self.store is not None:
-            await self._drain_outbox()
-        for task in self.service_tasks:
+        helpers = self.service_tasks + list(self.snapshot_tasks)
+        for task in helpers:
             task.cancel()
-        await asyncio.gather(*self.service_tasks, return_exceptions=True)
+        await asyncio.gather(*helpers, return_exceptions=True)
+        if self.store is not None:
+            await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
         await asyncio.to_thread(self.writer.close)
         await self.rest.aclose()
 
@@ -304,7 +306,9 @@ class BinanceSpotCollector:
             self.writer.marker(frame.stream, conn_id, "gap", expected_first=expected, got_first=got)
         if sync.needs_snapshot and instrument not in self.snapshotting:
             self.snapshotting.add(instrument)
-            asyncio.ensure_future(self._snapshot(instrument, frame.stream))
+            task = asyncio.ensure_future(self._snapshot(instrument, frame.stream))
+            self.snapshot_tasks.add(task)
+            task.add_done_callback(self.snapshot_tasks.discard)
 
     async def _snapshot(self, instrument: str, channel: str) -> None:
         """Build the book from REST snapshots until one fits the buffered events (see DepthSync)."""

@@ -352,3 +352,33 @@ class BinanceWsReplay:
                     self._deliver(client, f"{lower}@{kind}", depth)
                 for trade in trades:
                     self._deliver(client, f"{lower}@trade", trade)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m marketdata_assets.replay.crypto.binance_ws --port 8767 --rest-port 8766`: the WebSocket
+    replay and the REST replay on one market (their books agree), until Ctrl-C or SIGTERM."""
+    import argparse
+
+    from marketdata_assets.replay import serve_until_terminated
+    from marketdata_assets.replay.crypto.server import CryptoReplayServer
+
+    p = argparse.ArgumentParser(prog="python -m marketdata_assets.replay.crypto.binance_ws", description=main.__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8767, help="WebSocket port (0: a free one, printed)")
+    p.add_argument("--rest-port", type=int, default=8766, help="the REST replay's port")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tick-s", type=float, default=0.1, help="seconds between two moves of each instrument")
+    p.add_argument("--lifetime-s", type=float, default=86_400.0, help="a connection's life (Binance: 24 h)")
+    args = p.parse_args(argv)
+    rest = CryptoReplayServer(ReplayConfig(seed=args.seed), host=args.host, port=args.rest_port)
+    ws = BinanceWsReplay(WsConfig(tick_s=args.tick_s, lifetime_s=args.lifetime_s), rest=rest, host=args.host,
+                         port=args.port).start()
+    print(f"Binance WebSocket replay on {ws.url} (REST on {rest.base_url})", flush=True)
+    try:
+        return serve_until_terminated(rest.httpd)
+    finally:
+        ws.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
