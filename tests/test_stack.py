@@ -84,3 +84,25 @@ def test_lifecycle_and_down_stops_only_its_own(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_nats_with_jetstream_lifecycle(tmp_path):
+    import asyncio
+
+    from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
+
+    port = free_port()
+    env = {"NATS_URL": f"nats://127.0.0.1:{port}"}
+    assert "started" in stack(tmp_path, "up", "nats", **env).stdout
+    assert "already running" in stack(tmp_path, "up", "nats", **env).stdout
+    assert f"port {port}" in stack(tmp_path, "status", "nats", **env).stdout
+
+    async def jetstream() -> str:
+        async with JetStreamStore(env["NATS_URL"]) as js:
+            return await js.ensure_stream(StreamSpec(name="STACK_TEST", subjects=("stacktest.>",)))
+    try:
+        assert asyncio.run(jetstream()) == "created"  # JetStream is on, its store in the state dir
+        assert (tmp_path / "nats" / "jetstream").is_dir()
+    finally:
+        assert "stopped" in stack(tmp_path, "down", "nats", **env).stdout
+    assert "stopped" in stack(tmp_path, "status", "nats", **env).stdout

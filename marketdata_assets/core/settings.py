@@ -101,6 +101,12 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("MONGODB_PASSWORD", "", "MongoDB password.", secret=True, read_by=_TSDB),
     ),
     *_group(
+        "Live capture (NATS JetStream)",
+        Setting("NATS_URL", "nats://127.0.0.1:54222", "NATS server (with JetStream) the live collector publishes "
+                "to; the local stack starts one on this port. docker/ has no NATS service yet.", stack_only=True,
+                read_by=("apps/collector.py", "scripts/stack.py")),
+    ),
+    *_group(
         "ClickHouse (ticks, bars, archives)",
         Setting("CLICKHOUSE_DSN", "", "chdb:///path (embedded engine), chdb://memory, or http(s)://host:port of "
                 "a ClickHouse server. Empty means chdb://<state dir>/clickhouse.",
@@ -263,6 +269,11 @@ def alpha_packages_dir() -> Path:
 
 def export_dir() -> Path:
     return _directory("MARKETDATA_EXPORT_DIR", "export")
+
+
+def live_landing_dir() -> Path:
+    """The live collector's raw landing files (<venue>/<channel>/<hour>.jsonl.zst)."""
+    return state_dir() / "landing" / "live"
 
 
 def quarantine_dir(domain: str) -> Path:

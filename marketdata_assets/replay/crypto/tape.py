@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -205,6 +206,9 @@ class Market:
         self.tapes: OrderedDict[tuple[str, str, date], DayTape] = OrderedDict()
         self.book_counter = 0
         self.books: dict[tuple[str, str], tuple[int, int | None, list]] = {}  # the last book served, normalized
+        # (venue, instrument) -> depth -> (update id, bids, asks, ts µs): a live book (the WebSocket
+        # replay's, replay.crypto.live_book) that REST snapshots must agree with
+        self.live_books: dict[tuple[str, str], Callable[[int], tuple[int, list, list, int]]] = {}
 
     def now_us(self) -> int:
         if self.config.now:
@@ -330,6 +334,9 @@ class Market:
     def book(self, venue: str, instrument: str, depth: int) -> tuple[int, list, list, int]:
         """(update id, bids, asks, ts µs) in venue units around the last trade price; remembers the
         normalized rows in `books` (OKX books have no update id there)."""
+        live = self.live_books.get((venue, instrument))
+        if live is not None:
+            return self._live_book(venue, instrument, live(depth))
         self.book_counter += 1
         now = self.now_us()
         spec = instrument_spec(venue, instrument)
@@ -357,3 +364,11 @@ class Market:
                [("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)]
         self.books[(venue, instrument)] = (ts, update_id if venue != OKX else None, rows)
         return update_id, bids, asks, ts
+
+    def _live_book(self, venue: str, instrument: str, book: tuple[int, list, list, int]) -> tuple[int, list, list, int]:
+        update_id, bids, asks, ts = book
+        spec = instrument_spec(venue, instrument)
+        rows = [("bid", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(bids)] + \
+               [("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)]
+        self.books[(venue, instrument)] = (ts, update_id, rows)
+        return book

@@ -410,6 +410,18 @@ class BinanceClient(ApiClient):
                                      weight=self.depth_weight(limit))
         return self._parse_book(body, instrument, page).filter(pl.col("level") < depth)
 
+    async def depth_body(self, instrument: str, limit: int = 1000) -> dict:
+        """The `depth` answer as sent (lastUpdateId, bids/asks as the venue's strings): what a live
+        book starts from (sources/binance/stream.py DepthSync), exact strings kept."""
+        limit = next((x for x in self.DEPTH_LIMITS if x >= limit), self.DEPTH_LIMITS[-1])
+        body, page = await self._get(self.DEPTH, {"symbol": instrument, "limit": limit}, instrument=instrument,
+                                     day=day_of(datetime.now().astimezone()), weight=self.depth_weight(limit))
+        integer(field(body, "lastUpdateId", "depth", page), "depth lastUpdateId", page)
+        for side in ("bids", "asks"):
+            if not isinstance(field(body, side, "depth", page), list):
+                raise page.error(f"depth {side} is not a list")
+        return body
+
     def _parse_book(self, body: Any, instrument: str, page: Page) -> pl.DataFrame:
         return parse_depth(body, instrument, datetime.now().astimezone(), page, self.name)
 

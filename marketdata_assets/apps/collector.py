@@ -1,0 +1,67 @@
+"""The live collector as a process: `python -m marketdata_assets.apps.collector --instruments BTCUSDT,ETHUSDT`.
+
+Runs ingest.live's Binance spot collector until SIGINT/SIGTERM: frames to the landing files under
+the state dir (settings.live_landing_dir()), trades to NATS JetStream (NATS_URL; `--no-nats` to run
+without), the stream created or updated first. `--ws-url`/`--rest-url` point it at the replays
+(`python -m marketdata_assets.replay.crypto.binance_ws`). A `marketdata collect` command comes later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+from marketdata_assets.core import settings
+from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.sources.binance.stream import VENUE, WS_URL
+from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
+from marketdata_assets.stores.landing import LandingWriter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m marketdata_assets.apps.collector", description=__doc__.split("\n\n")[0])
+    p.add_argument("--instruments", default="BTCUSDT,ETHUSDT", help="comma-separated Binance spot instruments")
+    p.add_argument("--ws-url", default=WS_URL)
+    p.add_argument("--rest-url", default=None, help="default: BINANCE_BASE_URL")
+    p.add_argument("--landing-dir", type=Path, default=None, help="default: <state dir>/landing/live")
+    p.add_argument("--nats-url", default=None, help="default: NATS_URL")
+    p.add_argument("--no-nats", action="store_true", help="land raw frames only, publish nothing")
+    p.add_argument("--stream", default=StreamSpec.name, help="JetStream stream name")
+    p.add_argument("--stale-s", type=float, default=10.0)
+    p.add_argument("--rollover-s", type=float, default=CollectorConfig.rollover_s)
+    return p
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    config = CollectorConfig([i.strip().upper() for i in args.instruments.split(",") if i.strip()], args.ws_url,
+                             args.rest_url or settings.get("BINANCE_BASE_URL"), stale_s=args.stale_s,
+                             rollover_s=args.rollover_s)
+    writer = LandingWriter(args.landing_dir or settings.live_landing_dir(), VENUE)
+    store = None
+    if not args.no_nats:
+        store = await JetStreamStore(args.nats_url or settings.get("NATS_URL"), name="marketdata-collector").connect()
+        await store.ensure_stream(StreamSpec(name=args.stream))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    collector = BinanceSpotCollector(config, writer, store)
+    try:
+        await collector.run(stop)
+    finally:
+        if store is not None:
+            await store.close()
+    return {k: v for k, v in vars(collector.stats).items() if k != "changed"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    print(json.dumps(asyncio.run(main_async(args)), default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

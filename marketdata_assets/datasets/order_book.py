@@ -1,0 +1,53 @@
+"""A local L2 order book kept from a venue's snapshot and diffs, prices and sizes as the venue's strings.
+
+Why strings: venues' checksums (OKX's CRC32) are computed over the exact strings they sent, and a
+float round trip would change them; equality of two books (the collector's against the replay's
+truth) is exact too. Levels are keyed by the price string; ordering converts to Decimal only when
+the top of the book is asked for. The venue's sequencing rules live with the venue (for Binance:
+sources/binance/stream.py `DepthSync`); this is only the book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+
+def _is_zero(size: str) -> bool:
+    return Decimal(size) == 0
+
+
+class OrderBook:
+    """Bids and asks as {price string: size string}, and the update id they stand at."""
+
+    def __init__(self) -> None:
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+        self.update_id: int | None = None
+
+    def reset(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
+        """Replace the book by a snapshot ([price, size] pairs)."""
+        self.bids = {str(p): str(q) for p, q, *_ in bids if not _is_zero(str(q))}
+        self.asks = {str(p): str(q) for p, q, *_ in asks if not _is_zero(str(q))}
+        self.update_id = update_id
+
+    def apply(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
+        """Set each level to its new absolute size (0 removes it; removing an absent level is normal)."""
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for price, size, *_ in levels:
+                if _is_zero(size):
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+        self.update_id = update_id
+
+    def top(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The best `depth` levels of each side, best first."""
+        bids = sorted(self.bids.items(), key=lambda level: Decimal(level[0]), reverse=True)[:depth]
+        asks = sorted(self.asks.items(), key=lambda level: Decimal(level[0]))[:depth]
+        return bids, asks
+
+    def levels(self) -> dict[str, dict[Decimal, Decimal]]:
+        """Both sides as numbers (prices and sizes compared by value, not by their spelling)."""
+        return {"bids": {Decimal(p): Decimal(q) for p, q in self.bids.items()},
+                "asks": {Decimal(p): Decimal(q) for p, q in self.asks.items()}}

@@ -1,0 +1,10 @@
+"""Live capture (issue #23): long-running collectors that read venues' WebSocket streams, land
+every frame raw (stores/landing), keep books correct and publish normalized messages to NATS
+JetStream (stores/jetstream). Dagster-free: the collector runs outside Dagster's runs; the batch
+layer loads the closed landing hours. Design and what is still to come: docs/live-capture.md.
+
+- `connection`: one WebSocket connection (subscribe, read, stale deadline, bounded queue, markers)
+  and the pacing around connections (backoff, attempts per window, control messages per second).
+- `binance_spot`: the collector core for Binance spot (trades and diff-depth books).
+- `stats`: its counters.
+"""

@@ -1,0 +1,209 @@
+"""One venue WebSocket connection of the collector, and the pacing rules around connections.
+
+What it does: connect, subscribe (paced below the venue's control-message rate), read every frame
+as it comes with its receive time, put it on the collector's bounded queue, and end with a
+`disconnect` marker saying why. Nothing here parses a frame.
+
+- `Backoff`: reconnect delays `min(2^(n-1), cap)` seconds for the n-th failure in a row, jittered
+  (each delay drawn between half and all of it), so many collectors do not reconnect in step.
+- `AttemptWindow`: at most N connection attempts in a sliding window (Binance: 300 per 5 min).
+- `Pacer`: at most N control messages a second (Binance counts 5 incoming a second, pings and
+  pongs included: the collector keeps one a second for them).
+- The stale deadline: a timer armed at the last frame's time + `stale_s`, re-armed when it fires
+  early; when it fires for real, the connection is aborted (`reason` "stale"). A timer on the
+  loop, not a polling sleep: a silent socket (no data, no pong) is noticed `stale_s` after its last
+  frame, whatever the library's own ping timeout.
+- The bounded queue: a frame that finds the queue full is dropped and counted; before the next
+  frame that fits, an `overflow` marker with the count goes in, so the gap is on record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from marketdata_assets.ingest.live.stats import Stats
+
+Item = tuple  # ("frame", conn, recv_ns, text) | ("marker", conn, recv_ns, (kind, details))
+
+
+@dataclass
+class Backoff:
+    base_s: float = 1.0
+    cap_s: float = 32.0
+    rng: random.Random = field(default_factory=random.Random)
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        delay = min(self.base_s * 2 ** (self.failures - 1), self.cap_s)
+        return delay * self.rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class AttemptWindow:
+    """Connection attempts allowed in a sliding window; `wait` returns when one more is allowed."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self.times: deque[float] = deque()
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        while self.times and self.times[0] <= now - self.window_s:
+            self.times.popleft()
+        if len(self.times) >= self.limit:
+            await asyncio.sleep(self.times[0] + self.window_s - now)
+        self.times.append(time.monotonic())
+
+
+class Pacer:
+    """At most `per_s` messages in any second."""
+
+    def __init__(self, per_s: int):
+        self.per_s = max(1, per_s)
+        self.sent: deque[float] = deque()
+
+    async def wait(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self.sent and self.sent[0] <= now - 1.0:
+                self.sent.popleft()
+            if len(self.sent) < self.per_s:
+                self.sent.append(now)
+                return
+            await asyncio.sleep(self.sent[0] + 1.0 - now)
+
+
+class Connection:
+    """One WebSocket connection carrying `streams` (see the module doc)."""
+
+    def __init__(self, conn_id: str, url: str, streams: list[str], subscribe: list[tuple[int, str]],
+                 queue: asyncio.Queue, stats: Stats, *, stale_s: float, pacer: Pacer):
+        self.conn_id, self.url, self.streams = conn_id, url, streams
+        self.subscriptions = subscribe  # (id, text) of the SUBSCRIBE messages after connecting
+        self.queue, self.stats, self.stale_s, self.pacer = queue, stats, stale_s, pacer
+        self.ws = None
+        self.first_frame = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.reason = "open"
+        self.frames = 0
+        self.dropped = 0
+        self.opened_at = 0.0
+        self._last_seen = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def open(self) -> None:
+        """Connect and start reading and subscribing; raises what connecting raises."""
+        self.ws = await websockets.connect(self.url, open_timeout=10, ping_interval=self.stale_s,
+                                           ping_timeout=self.stale_s, max_size=None, max_queue=256,
+                                           compression=None, proxy=None)
+        loop = asyncio.get_running_loop()
+        self.opened_at = self._last_seen = loop.time()
+        self._arm(loop)
+        self._marker("connect", url=self.url.split("?", 1)[0], streams=len(self.streams))
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._subscribe(self.subscriptions))]
+
+    async def _subscribe(self, messages: list[tuple[int, str]]) -> None:
+        for message_id, text in messages:
+            await self.pacer.wait()
+            try:
+                await self.ws.send(text)
+            except ConnectionClosed:
+                return
+            self._marker("subscribe", id=message_id)
+
+    def resubscribe(self, messages: list[tuple[int, str]]) -> None:
+        """Send subscriptions again (a refused SUBSCRIBE), paced like the first ones."""
+        if not self.ended.is_set():
+            self._tasks.append(asyncio.create_task(self._subscribe(messages)))
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = loop.call_at(self._last_seen + self.stale_s, self._deadline)
+
+    def _deadline(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.ended.is_set():
+            return
+        if loop.time() - self._last_seen < self.stale_s:
+            self._arm(loop)
+            return
+        self.reason = "stale"
+        self.stats.stale += 1
+        self.ws.transport.abort()
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for text in self.ws:
+                recv_ns = time.time_ns()
+                self._last_seen = loop.time()
+                self.frames += 1
+                self.first_frame.set()
+                self._enqueue(("frame", self.conn_id, recv_ns, text))
+            self.reason = self._close_reason() if self.reason == "open" else self.reason
+        except ConnectionClosed:
+            self.reason = self._close_reason() if self.reason == "open" else self.reason
+        finally:
+            await self._finish()
+
+    def _close_reason(self) -> str:
+        received = self.ws.protocol.close_rcvd if self.ws is not None else None
+        if received is None:
+            return "dropped"  # no close frame: the TCP connection went away
+        return f"closed {received.code} {received.reason}".strip()
+
+    def _enqueue(self, item: Item) -> None:
+        if self.dropped:
+            if self.queue.maxsize - self.queue.qsize() < 2:
+                self.dropped += 1
+                self.stats.overflow_frames += 1
+                return
+            self._marker("overflow", dropped=self.dropped)
+            self.dropped = 0
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self.stats.overflow_frames += 1
+            self.stats.changed.set()  # the processor is behind: whoever waits on the counters must hear it
+
+    def _marker(self, kind: str, **details) -> None:
+        """A marker into the queue; it waits for room (markers are rare, and must not be lost)."""
+        item = ("marker", self.conn_id, time.time_ns(), (kind, details))
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            asyncio.ensure_future(self.queue.put(item))
+
+    async def close(self, reason: str) -> None:
+        """End the connection on purpose (a rollover, a stop)."""
+        if self.ended.is_set():
+            return
+        self.reason = reason
+        if self.ws is not None:
+            await self.ws.close()
+        await self.ended.wait()
+
+    async def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        if self.ws is not None:
+            self.ws.transport.abort()
+        self.stats.disconnects[self.reason.split(" ")[0]] = self.stats.disconnects.get(self.reason.split(" ")[0], 0) + 1
+        self._marker("disconnect", reason=self.reason, frames=self.frames,
+                     overflow_dropped=self.dropped, age_s=round(asyncio.get_running_loop().time() - self.opened_at, 3))
+        self.dropped = 0
+        self.ended.set()

@@ -1,0 +1,384 @@
+"""Binance spot WebSocket market streams, replayed: the venue's protocol, limits and misbehaviour.
+
+Protocol (as sources/binance/stream.py documents it): combined streams at `/stream?streams=a/b`
+(events wrapped `{"stream", "data"}`), raw streams at `/ws/<stream>`; live `SUBSCRIBE` /
+`UNSUBSCRIBE` / `LIST_SUBSCRIPTIONS` / `SET_PROPERTY` / `GET_PROPERTY` answered `{"result": ..,
+"id": n}`, refused `{"error": {"code": c, "msg": ..}, "id": n}`; streams `<instrument>@trade` and
+`<instrument>@depth@100ms` (or `@depth`). Every `tick_s` each instrument moves (live_book.py): one
+`depthUpdate` with real U/u sequencing and `trades_per_tick` trades from the tape. A REST replay
+passed in (`CryptoReplayServer`) answers `/api/v3/depth` from the same books, so its
+`lastUpdateId` fits the diff stream.
+
+Limits: at most `max_streams` streams a connection; more than `control_per_s` JSON control messages
+in one second closes the connection (1008), as Binance drops a connection over its 5 a second (the
+library answers ping/pong frames itself, so those are not counted here); the server pings every
+`ping_interval_s` and drops a client whose pong has not come within `pong_timeout_s`; every
+connection is cut after `lifetime_s` (Binance's 24 h; short in tests).
+
+Faults (`WsFault`, `add_fault`): `disconnect` (the TCP connection dropped without a close frame,
+after `after` data frames on a connection), `stall` (after `after` data frames: nothing more is sent
+and nothing read, so pings go unanswered), `skip_sequence` (the instrument's `after`-th diff event
+comes with one update id missing), `subscribe_error` (the `after`-th SUBSCRIBE is refused),
+`burst` (at tick `after`, `count` trades of the instrument at once). Each fires at most `times`.
+
+In-process: `with CryptoReplayServer(cfg) as rest, BinanceWsReplay(WsConfig(), rest=rest) as ws: ws.url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from marketdata_assets.replay.crypto.config import BINANCE, ReplayConfig
+from marketdata_assets.replay.crypto.live_book import LiveInstrument
+from marketdata_assets.replay.crypto.tape import Market
+
+if TYPE_CHECKING:
+    from marketdata_assets.replay.crypto.server import CryptoReplayServer
+
+WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst"})
+STREAM_KINDS = ("trade", "depth", "depth@100ms")
+
+
+@dataclass
+class WsFault:
+    kind: str
+    instrument: str | None = None  # skip_sequence, burst (None: every instrument)
+    after: int = 0
+    times: int | None = 1
+    count: int = 1000  # burst: trades at once
+    fired: int = 0
+
+    def __post_init__(self):
+        if self.kind not in WS_FAULT_KINDS:
+            raise ValueError(f"WebSocket fault kind {self.kind!r}: one of {', '.join(sorted(WS_FAULT_KINDS))}")
+
+    def take(self) -> bool:
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class WsConfig:
+    tick_s: float = 0.1  # one diff event per instrument and tick (`@100ms`)
+    trades_per_tick: int = 2
+    lifetime_s: float = 86_400.0
+    ping_interval_s: float = 20.0
+    pong_timeout_s: float = 60.0
+    control_per_s: int = 5
+    max_streams: int = 1024
+    book_levels: int = 40
+    record: bool = False  # keep every text sent, per connection (`sent`): what a client must have landed
+    faults: list[WsFault] = field(default_factory=list)
+
+
+@dataclass
+class Client:
+    """One connection's state."""
+
+    number: int
+    connection: ServerConnection
+    streams: set[str]
+    combined: bool
+    sent: int = 0  # data frames
+    stalled: bool = False
+    controls: deque = field(default_factory=deque)  # monotonic times of recent control messages
+    outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200_000))
+
+
+class BinanceWsReplay:
+    """The WebSocket replay server, serving from a background thread (`url`)."""
+
+    def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
+                 replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.config = config or WsConfig()
+        self.market = rest.market if rest is not None else Market(replay or ReplayConfig())
+        seed = (rest.config if rest is not None else self.market.config).seed
+        names = self.market.config.instruments.get(BINANCE, [])
+        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels) for name in names}
+        for name, live in self.instruments.items():
+            self.market.live_books[(BINANCE, name)] = live.snapshot
+        self.host, self.port = host, port
+        self.clients: dict[int, Client] = {}
+        self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "limit_closes": 0,
+                                       "lifetime_cuts": 0}
+        self.depth_events: dict[str, int] = dict.fromkeys(names, 0)
+        self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
+        self.paused = False  # the market stands still (tests compare books at rest)
+        self.lock = threading.Lock()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def start(self) -> BinanceWsReplay:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="binance-ws-replay",
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the Binance WebSocket replay did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with serve(self._serve, self.host, self.port, ping_interval=self.config.ping_interval_s,
+                         ping_timeout=self.config.pong_timeout_s, max_queue=64) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            ticker = asyncio.create_task(self._tick_forever())
+            self._ready.set()
+            await self._stop.wait()
+            ticker.cancel()
+            for client in list(self.clients.values()):
+                client.connection.transport.abort()
+
+    # ---- control from tests -----------------------------------------------------------------
+
+    def add_fault(self, fault: WsFault | None = None, **kwargs) -> WsFault:
+        fault = fault or WsFault(**kwargs)
+        with self.lock:
+            self.config.faults.append(fault)
+        return fault
+
+    def pause(self) -> None:
+        """Stop moving the market (no more events or trades) until `resume`; returns at once: the
+        tick in progress, if any, still goes out."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def truth_book(self, instrument: str) -> tuple[int, dict[str, str], dict[str, str]]:
+        return self.instruments[instrument].truth()
+
+    def trade_ids(self, instrument: str) -> tuple[int | None, int | None]:
+        """First and last trade id sent so far (contiguous: the tape's ids)."""
+        live = self.instruments[instrument]
+        return live.first_trade_id, live.last_trade_id
+
+    def _faults(self, kind: str) -> list[WsFault]:
+        with self.lock:
+            return [f for f in self.config.faults if f.kind == kind]
+
+    # ---- connections ------------------------------------------------------------------------
+
+    def _valid(self, stream: str) -> bool:
+        instrument, _, kind = stream.partition("@")
+        return stream == stream.lower() and instrument.upper() in self.instruments and kind in STREAM_KINDS
+
+    def _open(self, connection: ServerConnection) -> Client | None:
+        """The client a request path asks for (`/stream?streams=`, `/ws/<stream>`, `/ws`), or None."""
+        url = urlsplit(connection.request.path)
+        if url.path.rstrip("/") == "/stream":
+            named = dict(parse_qsl(url.query)).get("streams", "")
+            streams, combined = [s for s in named.split("/") if s], True
+        elif url.path.startswith("/ws"):
+            streams, combined = [s for s in url.path.removeprefix("/ws").strip("/").split("/") if s], False
+        else:
+            return None
+        if len(streams) > self.config.max_streams or not all(self._valid(s) for s in streams):
+            return None
+        self.counts["connections"] += 1
+        return Client(self.counts["connections"], connection, set(streams), combined)
+
+    async def _serve(self, connection: ServerConnection) -> None:
+        client = self._open(connection)
+        if client is None:
+            await connection.close(1008, "Invalid request")
+            return
+        self.clients[client.number] = client
+        sender = asyncio.create_task(self._send_forever(client))
+        cut = asyncio.get_running_loop().call_later(self.config.lifetime_s, self._cut, client)
+        try:
+            async for message in connection:
+                if not await self._control(client, message):
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            cut.cancel()
+            sender.cancel()
+            self.clients.pop(client.number, None)
+
+    def _cut(self, client: Client) -> None:
+        """The venue's forced disconnect at the end of a connection's life (24 h at Binance)."""
+        self.counts["lifetime_cuts"] += 1
+        asyncio.ensure_future(client.connection.close(1001, "connection lifetime reached"))
+
+    async def _send_forever(self, client: Client) -> None:
+        while True:
+            text = await client.outbox.get()
+            try:
+                await client.connection.send(text)
+            except ConnectionClosed:
+                return
+
+    def _deliver(self, client: Client, stream: str, payload: dict) -> None:
+        if client.stalled or stream not in client.streams:
+            return
+        text = json.dumps({"stream": stream, "data": payload} if client.combined else payload, separators=(",", ":"))
+        try:
+            client.outbox.put_nowait(text)
+        except asyncio.QueueFull:  # a client that does not read: the venue drops it
+            client.connection.transport.abort()
+            return
+        client.sent += 1
+        if self.config.record:
+            self.sent.setdefault(client.number, []).append(text)
+        for fault in self._faults("disconnect"):
+            if client.sent > fault.after and fault.take():
+                asyncio.get_running_loop().call_soon(self._abort_after_outbox, client)
+        for fault in self._faults("stall"):
+            if client.sent > fault.after and fault.take():
+                client.stalled = True
+                client.connection.transport.pause_reading()  # pings unread: no pong either
+
+    def _abort_after_outbox(self, client: Client) -> None:
+        """Drop the TCP connection once what was queued has gone (a cut mid-stream, no close frame)."""
+        async def later():
+            while not client.outbox.empty():
+                await asyncio.sleep(0.001)
+            client.connection.transport.abort()
+        asyncio.ensure_future(later())
+
+    # ---- control messages ------------------------------------------------------------------
+
+    def _over_limit(self, client: Client) -> bool:
+        now = time.monotonic()
+        client.controls.append(now)
+        while client.controls and client.controls[0] <= now - 1.0:
+            client.controls.popleft()
+        return len(client.controls) > self.config.control_per_s
+
+    async def _control(self, client: Client, message: str | bytes) -> bool:
+        """Answer one control message; False when the connection is closed for it."""
+        if self._over_limit(client):
+            self.counts["limit_closes"] += 1
+            await client.connection.close(1008, "Too many requests")
+            return False
+        try:
+            request = json.loads(message)
+            method, request_id = request["method"], request.get("id")
+        except (ValueError, KeyError, TypeError) as error:
+            reply = {"error": {"code": 3 if isinstance(error, ValueError) else 2,
+                               "msg": f"Invalid request: {type(error).__name__}"}, "id": None}
+            client.outbox.put_nowait(json.dumps(reply))
+            return True
+        client.outbox.put_nowait(json.dumps({**self._answer(client, method, request.get("params") or []),
+                                             "id": request_id}, separators=(",", ":")))
+        return True
+
+    def _answer(self, client: Client, method: str, params: list) -> dict:
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if method == "SUBSCRIBE":
+                self.counts["subscribes"] += 1
+                refused = [f for f in self._faults("subscribe_error") if self.counts["subscribes"] > f.after]
+                if any(f.take() for f in refused):
+                    return {"error": {"code": 2, "msg": "Invalid request: service temporarily unavailable"}}
+            bad = [s for s in params if not isinstance(s, str) or not self._valid(s)]
+            if bad:
+                return {"error": {"code": 2, "msg": f"Invalid request: unknown stream {bad[0]!r}"}}
+            if method == "SUBSCRIBE" and len(client.streams | set(params)) > self.config.max_streams:
+                return {"error": {"code": 2, "msg": "Invalid request: too many streams"}}
+            (client.streams.update if method == "SUBSCRIBE" else client.streams.difference_update)(params)
+            return {"result": None}
+        if method == "LIST_SUBSCRIPTIONS":
+            return {"result": sorted(client.streams)}
+        if method in ("SET_PROPERTY", "GET_PROPERTY"):
+            if not params or params[0] != "combined":
+                return {"error": {"code": 0, "msg": "Unknown property"}}
+            if method == "GET_PROPERTY":
+                return {"result": client.combined}
+            if len(params) < 2 or not isinstance(params[1], bool):
+                return {"error": {"code": 1, "msg": "Invalid value type: expected Boolean"}}
+            client.combined = params[1]
+            return {"result": None}
+        return {"error": {"code": 2, "msg": f"Invalid request: unknown variant {method}, expected one of "
+                                            "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, "
+                                            "`GET_PROPERTY`"}}
+
+    # ---- the market moving ------------------------------------------------------------------
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            self.tick()
+
+    def tick(self) -> None:
+        """Move every instrument once: a diff event and some trades, sent to their subscribers."""
+        if self.paused:
+            return
+        self.counts["ticks"] += 1
+        event_ms = int(time.time() * 1000)
+        for name, live in self.instruments.items():
+            self.depth_events[name] += 1
+            skips = [f for f in self._faults("skip_sequence") if f.instrument in (None, name)
+                     and self.depth_events[name] > f.after]
+            depth = live.step(event_ms, skip=any(f.take() for f in skips))
+            bursts = [f for f in self._faults("burst") if f.instrument in (None, name) and self.counts["ticks"] > f.after]
+            count = sum(f.count for f in bursts if f.take()) or self.config.trades_per_tick
+            trades = live.trades(count, event_ms)
+            lower = name.lower()
+            for client in list(self.clients.values()):
+                for kind in ("depth@100ms", "depth"):
+                    self._deliver(client, f"{lower}@{kind}", depth)
+                for trade in trades:
+                    self._deliver(client, f"{lower}@trade", trade)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m marketdata_assets.replay.crypto.binance_ws --port 8767 --rest-port 8766`: the WebSocket
+    replay and the REST replay on one market (their books agree), until Ctrl-C or SIGTERM."""
+    import argparse
+
+    from marketdata_assets.replay import serve_until_terminated
+    from marketdata_assets.replay.crypto.server import CryptoReplayServer
+
+    p = argparse.ArgumentParser(prog="python -m marketdata_assets.replay.crypto.binance_ws", description=main.__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8767, help="WebSocket port (0: a free one, printed)")
+    p.add_argument("--rest-port", type=int, default=8766, help="the REST replay's port")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tick-s", type=float, default=0.1, help="seconds between two moves of each instrument")
+    p.add_argument("--lifetime-s", type=float, default=86_400.0, help="a connection's life (Binance: 24 h)")
+    args = p.parse_args(argv)
+    rest = CryptoReplayServer(ReplayConfig(seed=args.seed), host=args.host, port=args.rest_port)
+    ws = BinanceWsReplay(WsConfig(tick_s=args.tick_s, lifetime_s=args.lifetime_s), rest=rest, host=args.host,
+                         port=args.port).start()
+    print(f"Binance WebSocket replay on {ws.url} (REST on {rest.base_url})", flush=True)
+    try:
+        return serve_until_terminated(rest.httpd)
+    finally:
+        ws.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""The live side of one Binance spot instrument in the replay: a true order book that moves by
+numbered updates, and the tape's trades played forward.
+
+The book starts from the REST replay's book around the tape's price and changes a few levels per
+update; every update has an id (one more than the last), and a diff event carries updates U..u with
+each touched level's final absolute quantity, as Binance's `depthUpdate` does. `snapshot` answers
+the REST `/api/v3/depth` of the same book at the update id it stands at, so a snapshot and the diff
+stream agree the way they do at the venue. A skipped sequence (`step(skip=True)`) applies one
+update to the truth without sending it: a client that does not resync ends with a wrong book.
+
+Trades are the tape's (replay.crypto.tape), from the trade current at the start onwards: ids,
+prices, sizes and sides as the REST replay's `/api/v3/trades` gives them; the event and trade times
+are the wall clock when they are sent (the stream plays the tape faster than it was recorded).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import threading
+import time
+from datetime import timedelta
+
+from marketdata_assets.replay.crypto.config import BINANCE
+from marketdata_assets.replay.crypto.tape import Market, day_of_us, instrument_spec, round_step
+
+
+def fmt8(value: float) -> str:
+    return f"{value:.8f}"
+
+
+class LiveInstrument:
+    """Book and trades of one instrument; thread-safe (the WebSocket loop steps it, the REST
+    replay's threads read snapshots)."""
+
+    def __init__(self, market: Market, instrument: str, seed: int, levels: int = 40):
+        self.market, self.instrument, self.levels = market, instrument, levels
+        self.spec = instrument_spec(BINANCE, instrument)
+        self.rng = random.Random(f"live:{seed}:{instrument}")
+        self.lock = threading.Lock()
+        update_id, bids, asks, _ = market.book(BINANCE, instrument, levels)
+        self.update_id = update_id
+        self.bids = {fmt8(p): fmt8(q) for p, q in bids}
+        self.asks = {fmt8(p): fmt8(q) for p, q in asks}
+        now = market.now_us()
+        self.tape = market.tape(BINANCE, instrument, day_of_us(now))
+        self.cursor = bisect.bisect_left(self.tape.ts, now)
+        self.first_trade_id: int | None = None
+        self.last_trade_id: int | None = None
+
+    # ---- the book ---------------------------------------------------------------------------
+
+    def _best(self, side: dict[str, str], highest: bool) -> float:
+        prices = [float(p) for p in side]
+        return (max(prices) if highest else min(prices)) if prices else float(self.tape.open_price)
+
+    def _one_update(self, touched: dict[tuple[str, str], str]) -> None:
+        """Change one level of the truth book; remember its final quantity in `touched`."""
+        rng, tick = self.rng, self.spec.tick
+        is_bid = rng.random() < 0.5
+        side = self.bids if is_bid else self.asks
+        name = "b" if is_bid else "a"
+        roll = rng.random()
+        if side and roll < 0.55:  # change the size at an existing level near the top
+            price = sorted(side, key=float, reverse=is_bid)[rng.randrange(min(10, len(side)))]
+            size = fmt8(max(self.spec.size_step, round_step(rng.expovariate(1 / self.spec.size_mean) * 3,
+                                                            self.spec.size_step)))
+        elif side and (roll < 0.8 or len(side) > self.levels * 1.5):  # remove a level
+            price = sorted(side, key=float, reverse=is_bid)[rng.randrange(min(10, len(side)))]
+            size = fmt8(0.0)
+        else:  # a new level behind the best, never crossing the other side
+            best_bid, best_ask = self._best(self.bids, True), self._best(self.asks, False)
+            offset = tick * rng.randint(0, 15)
+            raw = best_bid - offset if is_bid else best_ask + offset
+            if is_bid and raw >= best_ask:
+                raw = best_ask - tick
+            if not is_bid and raw <= best_bid:
+                raw = best_bid + tick
+            if raw <= 0:
+                return
+            price = fmt8(round_step(raw, tick))
+            size = fmt8(max(self.spec.size_step, round_step(rng.expovariate(1 / self.spec.size_mean),
+                                                            self.spec.size_step)))
+        if float(size) == 0:
+            side.pop(price, None)
+        else:
+            side[price] = size
+        touched[(name, price)] = size
+
+    def step(self, event_ms: int, skip: bool = False) -> dict:
+        """The next `depthUpdate` payload (1 to 3 updates); `skip`: one update before it is applied
+        but never sent, so the event's U is the previous u + 2."""
+        with self.lock:
+            if skip:
+                self._one_update({})
+                self.update_id += 1
+            first = self.update_id + 1
+            touched: dict[tuple[str, str], str] = {}
+            for _ in range(self.rng.randint(1, 3)):
+                self._one_update(touched)
+                self.update_id += 1
+            return {"e": "depthUpdate", "E": event_ms, "s": self.instrument, "U": first, "u": self.update_id,
+                    "b": [[p, q] for (s, p), q in touched.items() if s == "b"],
+                    "a": [[p, q] for (s, p), q in touched.items() if s == "a"]}
+
+    def snapshot(self, depth: int) -> tuple[int, list, list, int]:
+        """(lastUpdateId, bids, asks, ts µs) of the truth book, best `depth` levels (the REST answer)."""
+        with self.lock:
+            bids = sorted(((float(p), float(q)) for p, q in self.bids.items()), reverse=True)[:depth]
+            asks = sorted((float(p), float(q)) for p, q in self.asks.items())[:depth]
+            return self.update_id, bids, asks, int(time.time() * 1e6)
+
+    def truth(self) -> tuple[int, dict[str, str], dict[str, str]]:
+        with self.lock:
+            return self.update_id, dict(self.bids), dict(self.asks)
+
+    # ---- trades -----------------------------------------------------------------------------
+
+    def trades(self, count: int, event_ms: int) -> list[dict]:
+        """The next `count` trades of the tape as `trade` payloads."""
+        out = []
+        with self.lock:
+            for _ in range(count):
+                if self.cursor >= self.tape.n:
+                    self.tape = self.market.tape(BINANCE, self.instrument, self.tape.day + timedelta(days=1))
+                    self.cursor = 0
+                tape, i = self.tape, self.cursor
+                trade_id = tape.first_id + i
+                out.append({"e": "trade", "E": event_ms, "s": self.instrument, "t": trade_id,
+                            "p": fmt8(tape.price[i]), "q": fmt8(tape.size[i]), "T": event_ms,
+                            "m": not tape.buy[i], "M": True})
+                self.cursor += 1
+                self.first_trade_id = trade_id if self.first_trade_id is None else self.first_trade_id
+                self.last_trade_id = trade_id
+        return out

@@ -1,0 +1,173 @@
+"""Binance spot WebSocket market streams: the protocol as documented, and the book's sync rules.
+
+What the venue documents (binance-spot-api-docs, web-socket-streams.md; check it before changing):
+- Base `wss://stream.binance.com:9443`. Raw streams at `/ws/<stream>`, combined streams at
+  `/stream?streams=<a>/<b>`, whose events come wrapped as `{"stream": <name>, "data": <payload>}`.
+  Stream names are lowercase: `<instrument>@trade`, `<instrument>@depth@100ms`.
+- Limits (`LIMITS`): 1,024 streams a connection; 5 incoming messages a second per connection
+  (ping and pong frames and JSON control messages count; beyond it the connection is dropped and a
+  repeat offender's IP banned); 300 connection attempts per 5 minutes per IP; a connection lives
+  24 hours; the server pings every 20 s and drops a connection whose pong has not come within 1 min.
+- Control: `{"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [streams], "id": n}` is acknowledged by
+  `{"result": null, "id": n}`; a refused request by `{"error": {"code": c, "msg": ...}, "id": n}`.
+- `trade` events `{e: "trade", E, s, t, p, q, T, m, M}` (t the trade id, T the trade time in ms,
+  m: the buyer was the maker, so the taker sold); `depthUpdate` events `{e, E, s, U, u, b, a}`
+  (U first and u final update id of the event, b/a [price, quantity] strings, the quantity absolute,
+  "0" removing the level).
+- A local book (`DepthSync`): buffer the events, get a REST snapshot (`lastUpdateId`); a snapshot
+  older than the first buffered event (lastUpdateId < its U) is useless: get another; drop events
+  with u <= lastUpdateId; the first kept must straddle it (U <= lastUpdateId + 1 <= u); from then
+  on each U must be the previous u + 1. A break is a gap: the book is dropped and rebuilt from a
+  fresh snapshot. An event with u <= the book's update id is old (a repeat from an overlapping
+  connection) and ignored.
+
+Only what the book and the published trades need is read from a frame: the capture loop keeps
+frames raw (no model object per frame).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from marketdata_assets.datasets.order_book import OrderBook
+
+VENUE = "BINANCE"
+WS_URL = "wss://stream.binance.com:9443"
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    max_streams: int = 1024  # streams per connection
+    control_per_s: int = 5  # incoming messages per second per connection (ping, pong, JSON control)
+    connections_per_5min: int = 300  # connection attempts per IP
+    lifetime_s: float = 86_400.0  # a connection is cut at 24 h
+    ping_interval_s: float = 20.0  # the server's pings
+    pong_timeout_s: float = 60.0  # its patience for our pong
+
+
+LIMITS = StreamLimits()
+SUBSCRIBE_BATCH = 100  # streams per SUBSCRIBE message (Binance documents no cap; small frames, quick acks)
+URL_STREAMS = 100  # streams named in the connection URL; the rest are subscribed by messages
+
+
+def trade_stream(instrument: str) -> str:
+    return f"{instrument.lower()}@trade"
+
+
+def depth_stream(instrument: str, speed_ms: int = 100) -> str:
+    return f"{instrument.lower()}@depth@{speed_ms}ms" if speed_ms != 1000 else f"{instrument.lower()}@depth"
+
+
+def stream_kind(stream: str) -> tuple[str, str]:
+    """(instrument as the REST API spells it, kind: trade | depth | ...) of a stream name."""
+    instrument, _, rest = stream.partition("@")
+    return instrument.upper(), rest.split("@", 1)[0]
+
+
+def plan_connections(streams: list[str], max_streams: int = LIMITS.max_streams) -> list[list[str]]:
+    """Streams split over connections, at most `max_streams` each (in order, no repeats)."""
+    unique = list(dict.fromkeys(streams))
+    return [unique[i:i + max_streams] for i in range(0, len(unique), max_streams)] or [[]]
+
+
+def combined_url(base: str, named: list[str]) -> str:
+    """The combined-stream URL naming `named` streams (the others: `subscribe_messages`)."""
+    return f"{base.rstrip('/')}/stream" + (f"?streams={'/'.join(named)}" if named else "")
+
+
+def subscribe_messages(streams: list[str], first_id: int, method: str = "SUBSCRIBE") -> list[tuple[int, str]]:
+    """(id, text) of the control messages subscribing `streams`, `SUBSCRIBE_BATCH` at a time."""
+    out = []
+    for k, start in enumerate(range(0, len(streams), SUBSCRIBE_BATCH)):
+        message_id = first_id + k
+        out.append((message_id, json.dumps({"method": method, "params": streams[start:start + SUBSCRIBE_BATCH],
+                                            "id": message_id}, separators=(",", ":"))))
+    return out
+
+
+@dataclass
+class Frame:
+    """What a decoded frame is: an event of a stream, an ack, an error, or something else."""
+
+    kind: str  # event | ack | error | unknown
+    stream: str | None = None
+    data: Any = None
+    request_id: Any = None
+    error: str | None = None
+
+
+def classify(frame: Any) -> Frame:
+    """A decoded combined-stream frame, by shape (no model object)."""
+    if isinstance(frame, dict):
+        if "stream" in frame and "data" in frame:
+            return Frame("event", str(frame["stream"]), frame["data"])
+        if "error" in frame or ("code" in frame and "msg" in frame):
+            body = frame.get("error", frame)
+            detail = f"{body.get('code')}: {body.get('msg')}" if isinstance(body, dict) else str(body)
+            return Frame("error", request_id=frame.get("id"), error=detail)
+        if "result" in frame and "id" in frame:
+            return Frame("ack", request_id=frame["id"], data=frame["result"])
+    return Frame("unknown")
+
+
+def trade_record(data: dict, instrument: str, recv_ns: int) -> tuple[str, bytes]:
+    """(Nats-Msg-Id, payload) of a `trade` event: the id is the venue-native trade id qualified by
+    venue and instrument (Binance's ids count per instrument; one stream holds all); the payload
+    keeps price and quantity as the venue's strings. KeyError/TypeError on a malformed event."""
+    trade_id = int(data["t"])
+    payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade_id), "price": str(data["p"]),
+               "quantity": str(data["q"]), "side": "sell" if data["m"] else "buy", "ts_ms": int(data["T"]),
+               "event_ms": int(data.get("E") or data["T"]), "recv_ns": recv_ns}
+    return f"{VENUE}.{instrument}.{trade_id}", json.dumps(payload, separators=(",", ":")).encode()
+
+
+class DepthSync:
+    """One instrument's book kept from a REST snapshot and `depthUpdate` events (see the module doc).
+
+    `on_event` answers what became of an event: "buffered" (no snapshot yet), "applied", "old"
+    (u <= the book's update id), or "gap" (the book is dropped: take a fresh snapshot). `on_snapshot`
+    answers "synced" or "stale" (older than the first buffered event: take another). A gap stays
+    one gap until the next snapshot (`needs_snapshot`), however many events arrive meanwhile."""
+
+    def __init__(self, instrument: str, buffer_limit: int = 10_000):
+        self.instrument = instrument
+        self.book = OrderBook()
+        self.buffer: deque[tuple[int, int, list, list]] = deque(maxlen=buffer_limit)
+        self.needs_snapshot = True
+        self.last_gap: tuple[int, int] | None = None  # (expected U, got U) of the last gap
+
+    def on_event(self, first: int, last: int, bids: list, asks: list) -> str:
+        if self.needs_snapshot:
+            self.buffer.append((first, last, bids, asks))
+            return "buffered"
+        current = self.book.update_id
+        if last <= current:
+            return "old"
+        if first > current + 1:
+            self._drop(current + 1, first)
+            self.buffer.append((first, last, bids, asks))
+            return "gap"
+        self.book.apply(last, bids, asks)
+        return "applied"
+
+    def on_snapshot(self, last_update_id: int, bids: list, asks: list) -> str:
+        if self.buffer and last_update_id + 1 < self.buffer[0][0]:
+            return "stale"
+        self.book.reset(last_update_id, bids, asks)
+        self.needs_snapshot = False
+        pending = list(self.buffer)
+        self.buffer.clear()
+        for k, (first, last, b, a) in enumerate(pending):
+            if self.on_event(first, last, b, a) == "gap":
+                self.buffer.extend(pending[k + 1:])
+                return "gap"
+        return "synced"
+
+    def _drop(self, expected: int, got: int) -> None:
+        self.last_gap = (expected, got)
+        self.needs_snapshot = True
+        self.book = OrderBook()
+        self.buffer.clear()

@@ -1,0 +1,135 @@
+"""NATS JetStream as a store of normalized live messages: the stream, its limits, publishing with
+deduplication, and counting what it holds.
+
+Why a store: JetStream persists what the collector publishes (a file-backed stream with size and
+age limits) until the consumers (the NATS -> ClickHouse path, later) have it; like the other stores
+it knows no venue. Subjects are `md.<dataset>.<venue>.<instrument>` (`subject`). Every message
+carries `Nats-Msg-Id`; the server drops a message whose id it has seen within the stream's
+duplicate window, so a republish (after a reconnect, an unacknowledged batch, two overlapping
+connections delivering one trade) stores nothing twice. `ensure_stream` is idempotent: it creates
+the stream, or updates it when its limits differ, and leaves it alone when they match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import nats
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def subject(dataset: str, venue: str, instrument: str, prefix: str = "md") -> str:
+    """`md.<dataset>.<venue>.<instrument>`; each part one NATS token (no dots, wildcards, spaces).
+    Another `prefix` keeps a test's messages out of every other stream (streams may not overlap)."""
+    for part, what in ((prefix, "prefix"), (dataset, "dataset"), (venue, "venue"), (instrument, "instrument")):
+        if not _TOKEN.match(part):
+            raise ValueError(f"{what} {part!r} cannot be a NATS subject token (letters, digits, _ and - only)")
+    return f"{prefix}.{dataset}.{venue}.{instrument}"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream and its limits (the oldest messages go first when a limit is reached)."""
+
+    name: str = "MARKETDATA"
+    subjects: tuple[str, ...] = ("md.>",)
+    max_bytes: int = 1 << 30
+    max_age_s: float = 24 * 3600.0
+    duplicate_window_s: float = 120.0
+
+    def config(self) -> api.StreamConfig:
+        return api.StreamConfig(name=self.name, subjects=list(self.subjects), max_bytes=self.max_bytes,
+                                max_age=self.max_age_s,
+                                # the server refuses a duplicate window longer than the age limit
+                                duplicate_window=min(self.duplicate_window_s, self.max_age_s),
+                                storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD)
+
+
+def _differs(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
+    return (sorted(current.subjects or []) != sorted(wanted.subjects or []) or current.max_bytes != wanted.max_bytes
+            or abs((current.max_age or 0) - (wanted.max_age or 0)) > 1e-3
+            or abs((current.duplicate_window or 0) - (wanted.duplicate_window or 0)) > 1e-3)
+
+
+@dataclass
+class PublishResult:
+    stored: int = 0
+    duplicates: int = 0
+
+
+class JetStreamStore:
+    """A connection to NATS with JetStream. `async with JetStreamStore(url) as js: ...`."""
+
+    def __init__(self, url: str, *, name: str = "marketdata", connect_timeout_s: float = 5.0,
+                 ack_timeout_s: float = 5.0):
+        self.url, self.name = url, name
+        self.connect_timeout_s, self.ack_timeout_s = connect_timeout_s, ack_timeout_s
+        self.nc: nats.NATS | None = None
+        self.js = None
+
+    async def connect(self) -> JetStreamStore:
+        # reconnects forever: a NATS restart must not end the collector (publishes wait and are retried)
+        self.nc = await nats.connect(self.url, name=self.name, connect_timeout=self.connect_timeout_s,
+                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        self.js = self.nc.jetstream(timeout=self.ack_timeout_s)
+        return self
+
+    async def close(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.drain()
+
+    async def __aenter__(self):
+        return await self.connect()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def ensure_stream(self, spec: StreamSpec) -> str:
+        """Create the stream or bring its limits to `spec`; "created", "updated" or "unchanged"."""
+        wanted = spec.config()
+        try:
+            info = await self.js.stream_info(spec.name)
+        except NotFoundError:
+            await self.js.add_stream(wanted)
+            return "created"
+        if _differs(info.config, wanted):
+            await self.js.update_stream(wanted)
+            return "updated"
+        return "unchanged"
+
+    async def publish(self, messages: Iterable[tuple[str, str, bytes]]) -> PublishResult:
+        """Publish (subject, msg id, payload) messages and wait for every acknowledgement; raises
+        (nats TimeoutError, ...) when one does not come: the caller republishes the whole batch
+        and the duplicate window keeps what was stored once."""
+        futures = [await self.js.publish_async(subj, payload, headers={"Nats-Msg-Id": msg_id})
+                   for subj, msg_id, payload in messages]
+        result = PublishResult()
+        for ack in await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s * 2):
+            if ack.duplicate:
+                result.duplicates += 1
+            else:
+                result.stored += 1
+        return result
+
+    async def message_count(self, stream: str, subject_filter: str | None = None) -> int:
+        """Messages the stream holds (of one subject filter, if given)."""
+        if subject_filter is None:
+            return (await self.js.stream_info(stream)).state.messages
+        info = await self.js.stream_info(stream, subjects_filter=subject_filter)
+        return sum((info.state.subjects or {}).values())
+
+    async def delete_stream(self, stream: str) -> None:
+        try:
+            await self.js.delete_stream(stream)
+        except NotFoundError:
+            pass
+
+
+__all__ = ["JetStreamStore", "NatsTimeout", "PublishResult", "StreamSpec", "subject"]

@@ -1,0 +1,42 @@
+"""Reading closed landing files back: the records of a file, and the closed files of a channel.
+
+Only closed files are read here (a `.part` is a writer's, or a crash's until `recover` closes it).
+The hourly loaders of the batch layer and the tests read through these.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import zstandard
+
+from marketdata_assets.stores.landing.writer import PART, SUFFIX
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    """The record lines of a closed file, in order (each without its newline)."""
+    with open(path, "rb") as handle:
+        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+        rest = b""
+        while chunk := reader.read(1 << 16):
+            pieces = (rest + chunk).split(b"\n")
+            rest = pieces.pop()
+            yield from pieces
+    if rest:
+        raise ValueError(f"{path}: the last record has no newline: not a closed landing file")
+
+
+def read_file(path: Path) -> list[dict]:
+    """The records of a closed file, decoded (`d` stays the frame's text as received)."""
+    if path.name.endswith(PART):
+        raise ValueError(f"{path} is still open (or left by a crash: recover() closes it)")
+    return [json.loads(line) for line in read_lines(path)]
+
+
+def closed_files(root: Path, venue: str, channel: str, hour: str | None = None) -> list[Path]:
+    """The closed files of a channel (of one hour, `2026-11-23T17Z`, if given), oldest first."""
+    directory = Path(root) / venue / channel
+    pattern = f"{hour}.*{SUFFIX}" if hour else f"*{SUFFIX}"
+    return sorted(directory.glob(pattern), key=lambda p: (p.name.split(".", 1)[0], int(p.name.split(".")[1])))

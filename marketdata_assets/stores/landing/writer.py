@@ -1,0 +1,307 @@
+"""Writing raw frames to hourly landing files, closing them, and recovering what a crash left.
+
+The protocol, so that a reader never sees half a file and a crash loses only unflushed frames:
+- A file is opened as `<name>.part` (exclusively created, `flock`ed while open: the lock tells a
+  live writer's file from a crash's leftover, in this process or another).
+- Every line is a whole record ending in a newline, fed to a zstd stream. `flush` (every
+  `flush_lines` records and at least every `flush_interval_s`, driven by `tick`) ends the zstd
+  frame and hands the bytes to the OS: a killed process loses at most what came after the last
+  flush, and everything before it decodes (zstd frames concatenate).
+- When the hour of a file ends (the first record of a later hour on that channel, or `tick` at a
+  time past the hour), the file is flushed, fsynced, its summary (`<name>.json`: lines, frames,
+  markers by kind, first/last receive time) written, and `<name>.part` renamed to `<name>`.
+- `recover` closes the `.part` files no live writer holds: it decodes what it can, keeps the
+  complete lines, drops a torn last line (and any line that is not JSON), counts both, appends a
+  `crash` marker saying so, and writes the closed file and its summary as above.
+
+Receive times are nanoseconds on the local clock (time.time_ns); the hour of a record is the UTC
+hour of its receive time. One writer serves one venue; a process may run several (other venues)
+on the same root. Thread-safe: one lock per writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import zstandard
+
+from marketdata_assets.core.files import fsync_directory
+
+SUFFIX = ".jsonl.zst"
+PART = ".part"
+SUMMARY = ".json"
+HOUR_NS = 3_600_000_000_000
+_COMPONENT = re.compile(r"^[A-Za-z0-9@._=-]{1,120}$")
+
+
+def hour_key(ns: int) -> str:
+    """The UTC hour of a receive time, as file names carry it: `2026-11-23T17Z`."""
+    return datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).strftime("%Y-%m-%dT%HZ")
+
+
+def hour_end_ns(ns: int) -> int:
+    return (ns // HOUR_NS + 1) * HOUR_NS
+
+
+def checked_component(name: str, what: str) -> str:
+    """A venue or channel name as a path component: letters, digits, `@._=-` only, never `.`/`..`."""
+    if not _COMPONENT.match(name) or name in (".", ".."):
+        raise ValueError(f"{what} {name!r} cannot name a landing folder: use letters, digits and @._=- only")
+    return name
+
+
+def frame_line(recv_ns: int, conn: str, text: str) -> bytes:
+    return f'{{"t":{recv_ns},"c":{json.dumps(conn)},"d":{json.dumps(text)}}}\n'.encode()
+
+
+def marker_line(recv_ns: int, conn: str, kind: str, details: dict) -> bytes:
+    return (f'{{"t":{recv_ns},"c":{json.dumps(conn)},"m":{json.dumps(kind)},'
+            f'"x":{json.dumps(details, separators=(",", ":"), default=str)}}}\n').encode()
+
+
+@dataclass
+class Summary:
+    """What a closed file holds (written beside it as `<name>.json`)."""
+
+    venue: str
+    channel: str
+    hour: str
+    lines: int = 0
+    frames: int = 0
+    markers: dict[str, int] = field(default_factory=dict)
+    first_ns: int | None = None
+    last_ns: int | None = None
+    recovered: bool = False
+    torn_dropped: int = 0  # a last line cut by the crash
+    bad_dropped: int = 0  # other lines of a recovered file that were not JSON
+
+    def count(self, recv_ns: int, marker: str | None) -> None:
+        self.lines += 1
+        if marker is None:
+            self.frames += 1
+        else:
+            self.markers[marker] = self.markers.get(marker, 0) + 1
+        self.first_ns = recv_ns if self.first_ns is None else min(self.first_ns, recv_ns)
+        self.last_ns = recv_ns if self.last_ns is None else max(self.last_ns, recv_ns)
+
+
+def closed_name(part: Path) -> Path:
+    return part.with_name(part.name.removesuffix(PART))
+
+
+def _publish(source: Path, final: Path, summary: Summary) -> Path:
+    """Write the summary, then rename `source` to the closed name `final` (a reader that sees the
+    closed file finds its summary); both made durable."""
+    side = final.with_name(final.name + SUMMARY)
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(summary), sort_keys=True))
+    os.replace(tmp, side)
+    os.replace(source, final)
+    fsync_directory(final.parent)
+    return final
+
+
+class _OpenFile:
+    """One `.part` file being written: the zstd stream, its lock and its running summary."""
+
+    def __init__(self, directory: Path, summary: Summary, segment: int, level: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.summary, self.pending = summary, 0
+        for attempt in range(100):
+            self.part = directory / f"{summary.hour}.{segment + attempt}{SUFFIX}{PART}"
+            try:
+                self.handle = open(self.part, "xb")  # noqa: SIM115  (closed in close())
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"no free segment name for {directory / summary.hour}")
+        fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.stream = zstandard.ZstdCompressor(level=level).stream_writer(self.handle, closefd=False)
+
+    def write(self, line: bytes, recv_ns: int, marker: str | None) -> None:
+        self.stream.write(line)
+        self.summary.count(recv_ns, marker)
+        self.pending += 1
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stream.flush(zstandard.FLUSH_FRAME)
+            self.handle.flush()
+            self.pending = 0
+
+    def close(self) -> Path:
+        self.flush()
+        self.stream.close()
+        os.fsync(self.handle.fileno())
+        final = _publish(self.part, closed_name(self.part), self.summary)
+        self.handle.close()  # releases the lock after the rename: recovery never sees it unlocked
+        return final
+
+
+class LandingWriter:
+    """Hourly landing files of one venue, one open file per channel (see the module doc)."""
+
+    def __init__(self, root: Path, venue: str, *, level: int = 3, flush_lines: int = 1000,
+                 flush_interval_s: float = 1.0):
+        self.root, self.venue = Path(root), checked_component(venue, "venue")
+        self.level, self.flush_lines, self.flush_interval_ns = level, flush_lines, int(flush_interval_s * 1e9)
+        self.files: dict[str, _OpenFile] = {}
+        self.closed: list[Path] = []
+        self.lock = threading.Lock()
+        self.last_flush_ns = time.time_ns()
+
+    def recover_partials(self) -> list[Recovered]:
+        """Close the partial files of this venue left by a crash (`recover`)."""
+        return recover(self.root / self.venue)
+
+    def frame(self, channel: str, conn: str, text: str, recv_ns: int) -> None:
+        """One frame as received (`text` exactly as it came off the socket)."""
+        self._write(channel, frame_line(recv_ns, conn, text), recv_ns, None)
+
+    def marker(self, channel: str, conn: str, kind: str, recv_ns: int | None = None, **details) -> None:
+        """A marker record in a channel's stream: connect, disconnect, subscribe, gap, resync, overflow."""
+        recv_ns = time.time_ns() if recv_ns is None else recv_ns
+        self._write(channel, marker_line(recv_ns, conn, kind, details), recv_ns, kind)
+
+    def _write(self, channel: str, line: bytes, recv_ns: int, marker: str | None) -> None:
+        with self.lock:
+            hour = hour_key(recv_ns)
+            current = self.files.get(channel)
+            if current is not None and current.summary.hour != hour:
+                self.closed.append(self.files.pop(channel).close())
+                current = None
+            if current is None:
+                directory = self.root / self.venue / checked_component(channel, "channel")
+                current = self.files[channel] = _OpenFile(directory, Summary(self.venue, channel, hour), recv_ns,
+                                                          self.level)
+            current.write(line, recv_ns, marker)
+            if current.pending >= self.flush_lines:
+                current.flush()
+
+    def tick(self, now_ns: int | None = None) -> list[Path]:
+        """Flush every file if `flush_interval_s` has passed; close the files whose hour ended
+        before `now_ns`. Returns the files closed by this call."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        with self.lock:
+            ended = [channel for channel, f in self.files.items() if f.summary.last_ns is not None
+                     and now_ns >= hour_end_ns(f.summary.last_ns)]
+            closed = [self.files.pop(channel).close() for channel in ended]
+            if now_ns - self.last_flush_ns >= self.flush_interval_ns:
+                for f in self.files.values():
+                    f.flush()
+                self.last_flush_ns = now_ns
+            self.closed.extend(closed)
+            return closed
+
+    def flush(self) -> None:
+        with self.lock:
+            for f in self.files.values():
+                f.flush()
+
+    def close(self) -> list[Path]:
+        """Close every open file (a clean stop: the hour's file is complete as far as it goes)."""
+        with self.lock:
+            closed = [f.close() for f in self.files.values()]
+            self.files.clear()
+            self.closed.extend(closed)
+            return closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Recovery
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Recovered:
+    path: Path  # the closed file
+    lines: int  # complete records kept (the crash marker not counted)
+    torn_dropped: int
+    bad_dropped: int
+
+
+def _decodable(path: Path) -> bytes:
+    """Everything a possibly truncated stream of zstd frames decodes to."""
+    out = bytearray()
+    with open(path, "rb") as handle:
+        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+        with contextlib.suppress(zstandard.ZstdError):
+            while chunk := reader.read(1 << 16):
+                out += chunk
+    return bytes(out)
+
+
+def _kept_lines(data: bytes, summary: Summary) -> list[bytes]:
+    """The complete JSON records of a salvaged stream; the torn and bad ones counted in `summary`."""
+    pieces = data.split(b"\n")
+    if pieces[-1]:
+        summary.torn_dropped += 1
+    kept = []
+    for piece in pieces[:-1]:
+        try:
+            record = json.loads(piece)
+            recv_ns = int(record["t"])
+        except (ValueError, KeyError, TypeError):
+            summary.bad_dropped += 1
+            continue
+        summary.count(recv_ns, record.get("m"))
+        kept.append(piece + b"\n")
+    return kept
+
+
+def _recover_one(part: Path) -> Recovered:
+    """Salvage a crashed `.part` into its closed file (written beside it, then renamed into place;
+    the `.part` removed last, so a second recoverer finds nothing to do)."""
+    final = closed_name(part)
+    summary = Summary(part.parent.parent.name, part.parent.name, final.name.split(".", 1)[0], recovered=True)
+    lines = _kept_lines(_decodable(part), summary)
+    kept = summary.lines
+    crash_ns = summary.last_ns if summary.last_ns is not None else time.time_ns()
+    lines.append(marker_line(crash_ns, "", "crash", {"lines": kept, "torn_dropped": summary.torn_dropped,
+                                                     "bad_dropped": summary.bad_dropped}))
+    summary.count(crash_ns, "crash")
+    rewritten = final.with_name(final.name + ".recovering")
+    with open(rewritten, "wb") as out:
+        with zstandard.ZstdCompressor(level=3).stream_writer(out, closefd=False) as stream:
+            for line in lines:
+                stream.write(line)
+        out.flush()
+        os.fsync(out.fileno())
+    path = _publish(rewritten, final, summary)
+    part.unlink()
+    fsync_directory(part.parent)
+    return Recovered(path, kept, summary.torn_dropped, summary.bad_dropped)
+
+
+def recover(root: Path) -> list[Recovered]:
+    """Close every `.part` file under `root` that no live writer holds (see the module doc)."""
+    results = []
+    for part in sorted(Path(root).rglob(f"*{SUFFIX}{PART}")):
+        try:
+            handle = open(part, "rb")  # noqa: SIM115
+        except FileNotFoundError:  # closed meanwhile by its writer
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer's open file
+            if not part.exists():
+                continue
+            results.append(_recover_one(part))
+    return results
