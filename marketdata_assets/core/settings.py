@@ -33,6 +33,11 @@ _PG = ("instance/dagster.yaml", "orchestration/runs.py")  # Dagster's storage, a
 _TSDB = ("resources/__init__.py",)  # the TimescaleResource, MongoResource, ClickHouseResource, alpha API
 _SOURCES = ("sources/config.py", "resources/sources.py", "apps/demo.py")  # a base_url_env of data_providers.yaml
 
+# A vendor host's variable replaces the base_url of its entry in the sources config file when set; it
+# has no default of its own, so a generated default (apply_defaults, the project .env) never hides a
+# base_url the user wrote into their copy of the file (docs/quickstart.md step 3).
+_FILE_URL = "; empty: the sources config file's base_url ({})."
+
 SETTINGS: tuple[Setting, ...] = (
     *_group(
         "State, landing areas and sensors",
@@ -122,19 +127,22 @@ SETTINGS: tuple[Setting, ...] = (
                 "retries, instrument universes; see its section below). Empty means "
                 "marketdata_assets/sources/data_providers.yaml.",
                 read_by=("sources/config.py", "resources/sources.py", "apps/cli/equities.py")),
-        Setting("TUSHARE_BASE_URL", "http://api.waditu.com", "Tushare Pro API host.", read_by=_SOURCES),
+        Setting("TUSHARE_BASE_URL", "", "Tushare Pro API host" + _FILE_URL.format("http://api.waditu.com"),
+                read_by=_SOURCES),
         Setting("TUSHARE_TOKEN", "", "Tushare Pro token; A-share runs fail without it (the variable's name is "
                 "sources.tushare.token_env).", secret=True,
                 read_by=("sources/tushare/client.py", "resources/sources.py")),
-        Setting("YAHOO_BASE_URL", "https://query2.finance.yahoo.com", "Yahoo Finance chart v8 host.",
+        Setting("YAHOO_BASE_URL", "", "Yahoo Finance chart v8 host" + _FILE_URL.format("https://query2.finance.yahoo.com"),
                 read_by=_SOURCES),
-        Setting("BINANCE_BASE_URL", "https://api.binance.com", "Binance spot REST host.", read_by=_SOURCES),
-        Setting("BINANCE_UM_BASE_URL", "https://fapi.binance.com", "Binance USD-M futures REST host.",
+        Setting("BINANCE_BASE_URL", "", "Binance spot REST host" + _FILE_URL.format("https://api.binance.com"),
                 read_by=_SOURCES),
-        Setting("OKX_BASE_URL", "https://www.okx.com", "OKX v5 host.", read_by=_SOURCES),
-        Setting("DERIBIT_BASE_URL", "https://www.deribit.com", "Deribit v2 host.", read_by=_SOURCES),
-        Setting("BINANCE_ARCHIVE_BASE_URL", "https://data.binance.vision", "Host of the Binance daily and "
-                "monthly archives (.zip + .zip.CHECKSUM, data.binance.vision's layout).", read_by=_SOURCES),
+        Setting("BINANCE_UM_BASE_URL", "", "Binance USD-M futures REST host" + _FILE_URL.format("https://fapi.binance.com"),
+                read_by=_SOURCES),
+        Setting("OKX_BASE_URL", "", "OKX v5 host" + _FILE_URL.format("https://www.okx.com"), read_by=_SOURCES),
+        Setting("DERIBIT_BASE_URL", "", "Deribit v2 host" + _FILE_URL.format("https://www.deribit.com"), read_by=_SOURCES),
+        Setting("BINANCE_ARCHIVE_BASE_URL", "", "Host of the Binance daily and monthly archives (.zip + "
+                ".zip.CHECKSUM, data.binance.vision's layout)" + _FILE_URL.format("https://data.binance.vision"),
+                read_by=_SOURCES),
         Setting("BINANCE_DUMPS_LANDING_DIR", "", "Where data.binance.vision daily dump CSVs are dropped; the "
                 "binance_dump_files sensor watches it. Empty means <state dir>/landing/binance_dumps.",
                 read_by=("defs/archives/sensors.py", "defs/archives/dumps.py")),
