@@ -1,0 +1,170 @@
+"""`marketdata backfill` and `marketdata schedules`: putting the graph on real data (docs/quickstart.md).
+
+**backfill** loads a history range as runs that each finish inside a run's deadline (RunDeadline,
+180 minutes), launched in this process one after the other like the other `marketdata` commands (they
+show in the UI with their checks). One run over the whole range would not: three months of Binance
+BTCUSDT alone are ~1,500 aggregate-trade pages a day at weight 4 of 5,400 a minute, ~10 hours; the
+deadline then skips the rest. So a crypto run is one UTC day of every configured instrument (the
+schedule's unit: ~10 minutes for five busy instruments) and an A-share run 20 trading days of the
+universe (one `stk_mins` request per code: ~5,050 requests at Tushare's 200 a minute, ~25 minutes for
+the whole market). Dagster's own backfill (the UI's "Launch backfill") splits crypto the same way,
+one run per day, but puts an A-share range in ONE run (its single-run backfill policy): the command
+is the way that fits both. Slices already loaded are skipped (`retry_failed`), so the same command
+run again resumes where an interrupted one stopped; `--refetch` loads everything again.
+
+**schedules** starts (or `--stop`s) the schedules and sensors of the feeds named that are marked for
+daily use (their `daily_use` metadata, defs/_common/runs.py: what docs/configuration.md lists), in the
+code location the UI serves (`marketdata_assets`, from workspace.yaml: `dagster schedule start -m ...`
+would start them for another location name, which that daemon never ticks), and lists what runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+import dagster as dg
+
+from marketdata_assets.apps.cli.session import DAY, days_between, finish, selection
+from marketdata_assets.core import settings
+
+
+@dataclass(frozen=True)
+class Domain:
+    """What a backfill of a domain materializes, and how many days one run takes."""
+
+    assets: tuple[str, ...]
+    op: str
+    days_per_run: int
+    unit: str
+
+
+BACKFILL = {
+    "crypto": Domain(("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_open_interest",
+                      "crypto_liquidations", "crypto_mark_bars_1m", "crypto_index_bars_1m"),
+                     "crypto_ticks", 1, "UTC day x every configured instrument"),
+    "a_shares": Domain(("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", 20,
+                       "trading days x the configured universe"),
+    "yahoo": Domain(("yahoo_bars_1m",), "yahoo_bars_1m", 30, "days x the configured universe"),
+}
+
+
+def backfill_runs(domain: str, days: list[str], days_per_run: int, instance) -> list[tuple[str, dict, int]]:
+    """(label, run tags, partitions) of each run: `days_per_run` days at a time; crypto days x each
+    contiguous block of the configured instruments (a run's partitions are one range)."""
+    from marketdata_assets.core.ranges import instrument_blocks
+    from marketdata_assets.defs._common.runs import day_range_tags
+    from marketdata_assets.defs.crypto.partitions import crypto_instruments
+    from marketdata_assets.orchestration.sensing import range_tags
+    from marketdata_assets.sources.config import load_sources_config
+
+    blocks = [days[i:i + days_per_run] for i in range(0, len(days), days_per_run)]
+    if domain != "crypto":
+        return [(f"{domain} {b[0]}..{b[-1]}", range_tags(b[0], b[-1]), len(b)) for b in blocks]
+    configured = load_sources_config().crypto_partition_keys()
+    instance.add_dynamic_partitions(crypto_instruments.name, configured)  # before the sensor does
+    order = list(instance.get_dynamic_partitions(crypto_instruments.name))
+    runs = []
+    for block in blocks:
+        for first, last in instrument_blocks(order, configured):
+            width = order.index(last) - order.index(first) + 1
+            label = f"crypto {block[0]}" + (f"..{block[-1]}" if len(block) > 1 else "") + f" {first}..{last}"
+            runs.append((label, day_range_tags(block[0], block[-1], first, last), len(block) * width))
+    return runs
+
+
+@click.command("backfill")
+@click.argument("domain", type=click.Choice(sorted(BACKFILL)))
+@click.option("--start-date", type=DAY, required=True, help="First day (crypto: UTC; A-shares: China).")
+@click.option("--end-date", type=DAY, required=True, help="Last day.")
+@click.option("--days-per-run", type=click.IntRange(min=1), help="Days one run loads (default: crypto 1, a_shares "
+              "20, yahoo 30: each run inside the 180-minute deadline).")
+@click.option("--refetch", is_flag=True, help="Fetch slices already loaded again (default: only what is not loaded "
+              "yet, so the same command run again resumes).")
+@click.pass_context
+def backfill(ctx, domain, start_date, end_date, days_per_run, refetch) -> None:
+    """A first load of history: the domain's days from the sources config's universe, split into runs
+    that each fit the run deadline, one after the other (each shows in the UI)."""
+    from marketdata_assets.defs._common.partitions import crypto_days
+    from marketdata_assets.defs._common.runs import op_config
+    from marketdata_assets.defs.equities.partitions import a_share_days, yahoo_days
+
+    session = ctx.obj
+    spec = BACKFILL[domain]
+    defs = session.definitions()
+    instance = session.instance()
+    if end_date < start_date:
+        raise click.BadParameter("the end date is before the start date")
+    days = days_between({"crypto": crypto_days, "a_shares": a_share_days, "yahoo": yahoo_days}[domain],
+                        start_date, end_date)
+    runs = backfill_runs(domain, days, days_per_run or spec.days_per_run, instance)
+    click.echo(f"backfill {domain} {days[0]}..{days[-1]}: {len(runs)} run{'s' * (len(runs) != 1)} of at most "
+               f"{days_per_run or spec.days_per_run} {spec.unit}", err=True)
+    assets = selection(defs, *spec.assets)
+    config = op_config(spec.op, {"retry_failed": not refetch})
+    for label, tags, partitions in runs:
+        session.run(label, assets, tags=tags, run_config=config, expected=partitions * len(spec.assets))
+    finish(ctx)
+
+
+def switch(instance, repo, name: str, stop: bool) -> None:
+    """Start or stop one schedule or sensor of the remote repository."""
+    is_schedule = repo.has_schedule(name)
+    instigator = repo.get_schedule(name) if is_schedule else repo.get_sensor(name)
+    if not stop:
+        (instance.start_schedule if is_schedule else instance.start_sensor)(instigator)
+        return
+    origin, selector = instigator.get_remote_origin_id(), instigator.selector_id
+    (instance.stop_schedule if is_schedule else instance.stop_sensor)(origin, selector, instigator)
+
+
+def running(instance, repo) -> list[str]:
+    """The schedules and sensors running in the instance (defaults included)."""
+    names = []
+    for instigator in [*repo.get_schedules(), *repo.get_sensors()]:
+        state = instance.get_instigator_state(instigator.get_remote_origin_id(), instigator.selector_id)
+        if instigator.get_current_instigator_state(state).is_running:
+            names.append(instigator.name)
+    return names
+
+
+def daily_use(defs: dg.Definitions, feeds) -> list[str]:
+    """The schedules and sensors marked for daily use of `feeds` (their `daily_use` metadata)."""
+    from marketdata_assets.defs._common.runs import DAILY_USE
+
+    return [i.name for i in [*(defs.schedules or []), *(defs.sensors or [])]
+            if (i.metadata or {}).get(DAILY_USE) is not None and _text(i.metadata[DAILY_USE]) in feeds]
+
+
+def _text(value) -> str:
+    return str(getattr(value, "value", value))
+
+
+@click.command("schedules")
+@click.argument("feeds", nargs=-1)
+@click.option("--stop", is_flag=True, help="Stop them instead.")
+@click.pass_context
+def schedules(ctx, feeds, stop) -> None:
+    """Start the schedules and sensors to turn on for daily use of FEEDS (crypto, a_shares, yahoo,
+    binance_archives, minute_bars, alphas, parquet_export: docs/configuration.md, "Daily use"), for the
+    code location the UI serves (its daemon ticks them); then list what runs."""
+    from dagster._cli.workspace.cli_target import get_repository_from_cli_opts
+    from dagster_shared.cli import WorkspaceOpts
+
+    from marketdata_assets.defs._common.runs import FEEDS
+
+    unknown = sorted(set(feeds) - set(FEEDS))
+    if unknown:
+        raise click.BadParameter(f"unknown feeds {unknown}; the feeds are {', '.join(FEEDS)}", param_hint="FEEDS")
+    names = daily_use(ctx.obj.definitions(), set(feeds))
+    instance = ctx.obj.instance()
+    workspace = WorkspaceOpts(workspace=[str(settings.PROJECT_ROOT / "workspace.yaml")])
+    with get_repository_from_cli_opts(instance, dg.__version__, workspace, None) as repo:
+        for name in names:
+            switch(instance, repo, name, stop)
+        for name in running(instance, repo):
+            click.echo(f"running: {name}")
+    finish(ctx)
+
+
+COMMANDS = [backfill, schedules]
