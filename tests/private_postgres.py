@@ -40,7 +40,7 @@ class PrivatePostgres:
             raise RuntimeError(f"{' '.join(args[:2])} failed: {result.stdout}{result.stderr}\n"
                                f"{self.logfile.read_text() if self.logfile.exists() else ''}")
 
-    def init(self) -> "PrivatePostgres":
+    def init(self) -> PrivatePostgres:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self.logfile.touch()
         if os.geteuid() == 0:
@@ -51,7 +51,7 @@ class PrivatePostgres:
                   "--locale=C.UTF-8", "-U", "postgres")
         return self.start()
 
-    def start(self) -> "PrivatePostgres":
+    def start(self) -> PrivatePostgres:
         options = [f"-c port={self.port}", "-c listen_addresses=127.0.0.1",
                    f"-c unix_socket_directories={self.socket_dir}", "-c max_connections=100",
                    "-c fsync=off"]
@@ -75,6 +75,21 @@ class PrivatePostgres:
             with self.connect(name) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         return name
+
+    def password_only(self, user: str, password: str, *databases: str) -> None:
+        """`user` may log in over TCP with `password` only (scram-sha-256) and owns `databases` (created,
+        with TimescaleDB)."""
+        with self.connect() as conn:
+            conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+        for name in databases:
+            self.create_database(name, extension=True)
+            with self.connect() as conn:
+                conn.execute(f'ALTER DATABASE "{name}" OWNER TO {user}')
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\nhost all {user} ::1/128 scram-sha-256\n"
+                       + hba.read_text())
+        with self.connect() as conn:
+            conn.execute("SELECT pg_reload_conf()")
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=dbname,

@@ -58,15 +58,7 @@ def test_the_generated_file_fills_in_only_what_the_environment_leaves_unset(tmp_
 @pytest.fixture
 def password_server(private_postgres):
     """A private server on which USER gets in with PASSWORD only (scram-sha-256), owning DB."""
-    with private_postgres.connect() as conn:
-        conn.execute(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
-    private_postgres.create_database(DB, extension=True)
-    with private_postgres.connect() as conn:
-        conn.execute(f'ALTER DATABASE "{DB}" OWNER TO {USER}')
-    hba = private_postgres.data / "pg_hba.conf"
-    hba.write_text(f"host all {USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
-    with private_postgres.connect() as conn:
-        conn.execute("SELECT pg_reload_conf()")
+    private_postgres.password_only(USER, PASSWORD, DB)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(host="127.0.0.1", port=private_postgres.port, user=USER, password="wrong", dbname=DB,
                         connect_timeout=5).close()
