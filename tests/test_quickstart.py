@@ -214,9 +214,9 @@ def test_the_quickstart_loads_real_data_and_turns_on_the_schedules(user_postgres
     assert runs >= len(when["crypto"]) + 1 + 1 + 1  # a run per crypto day, A-shares, alpha fetch and import
     listed = {line.removeprefix("running: ") for out in outputs for line in out.splitlines()
               if line.startswith("running: ")}  # what `marketdata schedules` printed, read back from the storage
-    assert {"crypto_ticks_daily", "crypto_ticks_catch_up", "a_share_after_close", "a_share_catch_up",
-            "alpha_fetch_daily", "alpha_monthly_catchup", "crypto_instruments_from_config"} <= listed
-    assert not {"crypto_snapshots_every_15_minutes", "yahoo_after_close"} & listed  # only what the page turned on
+    assert {"crypto_ticks_daily", "crypto_ticks_catch_up", "crypto_snapshots_every_15_minutes", "a_share_after_close",
+            "a_share_catch_up", "alpha_fetch_daily", "alpha_monthly_catchup", "crypto_instruments_from_config"} <= listed
+    assert not {"yahoo_after_close", "binance_archives_daily"} & listed  # only the feeds the page turned on
 
 
 def exported(home: Path) -> dict[str, str]:
@@ -232,7 +232,7 @@ def test_a_first_backfill_of_months_is_split_into_runs_that_fit_the_deadline():
     60 A-share trading days are 3 runs of 20 (docs/quickstart.md step 5)."""
     import dagster as dg
 
-    from marketdata_assets.apps.operate import BACKFILL, backfill_runs
+    from marketdata_assets.apps.cli.operate import BACKFILL, backfill_runs
     from marketdata_assets.sources.config import load_sources_config
 
     instruments = load_sources_config().crypto_partition_keys()
@@ -244,7 +244,7 @@ def test_a_first_backfill_of_months_is_split_into_runs_that_fit_the_deadline():
     assert runs[0][1] == {"dagster/asset_partition_range_start": f"2026-08-01|{instruments[0]}",
                           "dagster/asset_partition_range_end": f"2026-08-01|{instruments[-1]}"}
     share_days = [f"2026-08-{d:02d}" for d in range(1, 32)] + [f"2026-09-{d:02d}" for d in range(1, 30)]
-    runs = backfill_runs("a-shares", share_days, BACKFILL["a-shares"].days_per_run, None)
+    runs = backfill_runs("a_shares", share_days, BACKFILL["a_shares"].days_per_run, None)
     assert [partitions for _, _, partitions in runs] == [20, 20, 20]
     assert runs[-1][1]["dagster/asset_partition_range_end"] == "2026-09-29"
 
