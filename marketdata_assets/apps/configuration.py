@@ -225,10 +225,12 @@ def deadline(repo) -> str:
               f"slices already fetched are written. Skipped and failed slices count against `max_failed` "
               f"({max_failed}), so the step then fails, naming the run id to retry. (A Binance dump-file load, "
               "`binance_dumps`, reads its files in one load that the deadline does not interrupt.)"),
-        prose(f"The partitioned ones have a single-run backfill policy ({single}): a backfill of any range "
-              "is ONE run over the whole range, and `marketdata ingest` launches one range run too. Nothing "
-              "splits a long first backfill into runs: two years of trades for a handful of instruments "
-              "stops at the deadline with part of the range loaded. To load the rest:"),
+        prose(f"The partitioned ones have a single-run backfill policy ({single}): a backfill of a range of "
+              "days is ONE run over the whole range (of a day x instrument asset, Dagster's backfill makes one "
+              "run per day, every instrument of the day in it), and `marketdata ingest` launches one range run "
+              "too. `marketdata backfill crypto|a_shares|yahoo` splits a long first backfill into runs that "
+              "each fit (docs/quickstart.md, step 5). A range that does not fit stops at the deadline with "
+              "part of it loaded. To load the rest:"),
         steps,
         prose("The catch-up schedules retry only the last `catch_up_days` (sources config), so they do not "
               "finish an old range. `alpha_files` is the exception: a backfill runs one partition (month x "
