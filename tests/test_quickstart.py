@@ -1,4 +1,5 @@
-"""docs/quickstart.md, run: its shell blocks in order, as a user would type them, against the vendors'
+"""docs/quickstart.md, run: its shell blocks in order, as a user would type them (one test per step, the
+backfill's commands one test each, sharing the user's machine), against the vendors'
 replays started as a separate process and configured as if they were the vendors (their addresses
 in the copy of the sources file; no MARKETDATA_DEMO, no --demo), with the user's own Postgres that
 lets them in with a password only (Dagster's storage and TimescaleDB on it). Then the stores hold
@@ -25,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -69,13 +71,7 @@ def days() -> dict[str, object]:
             "month": (first_of_month - timedelta(days=1)).strftime("%Y-%m")}
 
 
-@pytest.fixture
-def user_postgres(private_postgres):
-    private_postgres.password_only(USER, PASSWORD, "dagster", "marketdata")
-    return private_postgres
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def replays():
     """Every vendor replay in its own process (as docker's demo profile serves them): NAME=value lines."""
     ports = {name: free_port() for name in ("alpha", "crypto", "stocks", "archive")}
@@ -129,23 +125,134 @@ def edit_the_copy(path: Path, universes_block: str, replay: dict[str, str], when
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def run_page(env: dict[str, str], subs: dict[str, str], replay: dict[str, str], when: dict) -> list[str]:
-    """Each block in a shell of its own (a new terminal: the venv active, the env file sourced)."""
-    text = DOC.read_text()
-    missing = [old for old in subs if old not in text]
-    assert not missing, f"docs/quickstart.md no longer has {missing}: update the test's substitutions"
-    outputs = []
-    for language, body, run in blocks(text):
-        if language == "yaml" and "universes:" in body:
-            edit_the_copy(Path(env["HOME"]) / "marketdata" / "sources.yaml", body, replay, when)
-        if language != "bash" or not run:
-            continue
-        script = f"set -euo pipefail\n[ ! -f ~/marketdata/env.sh ] || source ~/marketdata/env.sh\n{substituted(body, subs)}"
-        done = subprocess.run(["bash", "-c", script], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+class Page:
+    """The page's steps, run one test at a time (a new terminal each: the venv active, the env file
+    sourced), in order; what each printed, and which blocks ran."""
+
+    def __init__(self, env: dict[str, str], subs: dict[str, str], replay: dict[str, str], when: dict, port: int):
+        self.env, self.subs, self.replay, self.when, self.port = env, subs, replay, when, port
+        self.text = DOC.read_text()
+        missing = [old for old in subs if old not in self.text]
+        assert not missing, f"docs/quickstart.md no longer has {missing}: update the test's substitutions"
+        self.ran: list[tuple[int, int]] = []  # (step, block) run
+        self.outputs: dict[int, list[str]] = {}
+        self.done = 1  # step 1 (make install) is the suite's own venv
+
+    def steps(self) -> dict[int, list[tuple[str, str, bool]]]:
+        """{step number: its fenced blocks} from the page's `## N. ...` sections."""
+        found = {}
+        for section in re.split(r"\n## ", self.text)[1:]:
+            number = re.match(r"(\d+)\. ", section)
+            if number:
+                found[int(number.group(1))] = blocks(section)
+        return found
+
+    def run(self, step: int, lines: slice | None = None) -> str:
+        """Run step `step`'s shell blocks (only `lines` of its one block, when given), after the steps
+        before it; its yaml block is the user's edit of the copy."""
+        assert self.done >= step - 1, f"step {step - 1} did not run (an earlier test failed)"
+        printed = []
+        for index, (language, body, run) in enumerate(self.steps()[step]):
+            if language == "yaml" and "universes:" in body:
+                edit_the_copy(Path(self.env["HOME"]) / "marketdata" / "sources.yaml", body, self.replay, self.when)
+            if language != "bash" or not run:
+                continue
+            commands = body if lines is None else "\n".join(body.strip().splitlines()[lines])
+            printed.append(self.shell(commands))
+            self.ran.append((step, index))
+        self.outputs.setdefault(step, []).extend(printed)
+        self.done = max(self.done, step if lines is None or lines.stop is None else step - 1)
+        return "\n".join(printed)
+
+    def shell(self, body: str) -> str:
+        script = f"set -euo pipefail\n[ ! -f ~/marketdata/env.sh ] || source ~/marketdata/env.sh\n{substituted(body, self.subs)}"
+        done = subprocess.run(["bash", "-c", script], check=False, cwd=REPO, env=self.env, capture_output=True,
+                              text=True, timeout=600)
         assert done.returncode == 0, f"{body}\n---\n{(done.stdout + done.stderr)[-4000:]}"
         assert PASSWORD not in done.stdout + done.stderr
-        outputs.append(done.stdout + done.stderr)
-    return outputs
+        return done.stdout + done.stderr
+
+    def stored(self) -> dict:
+        """What the stores hold, read as the user's shell would (the env file's variables)."""
+        user_env = {**self.env, **exported(Path(self.env["HOME"]))}
+        probe = subprocess.run([sys.executable, "-c", PROBE], check=False, cwd=REPO, env=user_env,
+                               capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stderr[-3000:]
+        return json.loads(probe.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def page(replays, tmp_path_factory):
+    """The user's machine: a Postgres that lets them in with a password only, a home of their own."""
+    import pymongo
+
+    from tests.private_postgres import PrivatePostgres
+
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
+    server.password_only(USER, PASSWORD, "dagster", "marketdata")
+    when, home = days(), tmp_path_factory.mktemp("quickstart") / "home"
+    home.mkdir()
+    env = {**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1", "HOME": str(home),
+           "MARKETDATA_STATE_DIR": str(home / "state"), "ALPHA_DB_REGULAR": worker_name("qs_regular"),
+           "ALPHA_DB_SUPER": worker_name("qs_super")}
+    assert not {"MARKETDATA_DEMO", "DAGSTER_HOME"} & set(env)
+    try:
+        yield Page(env, substitutions(server, replays, home, when), replays, when, server.port)
+    finally:
+        server.close()
+        mongo = pymongo.MongoClient(settings.get("MONGODB_URI"))
+        for name in (env["ALPHA_DB_REGULAR"], env["ALPHA_DB_SUPER"]):
+            mongo.drop_database(name)
+
+
+def only(counts: dict[str, int], venues: tuple[str, ...]) -> dict[str, int]:
+    return {key: value for key, value in counts.items() if key.split(":", 1)[0] in venues}
+
+
+def test_steps_2_to_4_point_every_tool_at_the_users_servers(page):
+    for step in (2, 3, 4):
+        page.run(step)
+    assert "TUSHARE_TOKEN=***" in "".join(page.outputs[4])  # step 4 masks the secret
+
+
+def test_step_5_the_crypto_backfill_stores_what_the_venues_served(page):
+    page.run(5, slice(0, 1))
+    stored, expected = page.stored(), truth(page.when)
+    assert stored["trades_v"] == expected["trades_v"]
+    assert only(stored["bars_1m_v"], tuple(CRYPTO)) == only(expected["bars_1m_v"], tuple(CRYPTO))
+
+
+def test_step_5_the_a_share_backfill_stores_what_tushare_served(page):
+    page.run(5, slice(1, 2))
+    stored, expected = page.stored(), truth(page.when)
+    assert only(stored["bars_1m_v"], ("SSE", "SZSE")) == only(expected["bars_1m_v"], ("SSE", "SZSE"))
+    assert stored["daily_bars_v"] == expected["daily_bars_v"]
+
+
+def test_step_5_the_alphas_are_fetched_and_imported(page):
+    page.run(5, slice(2, None))
+    assert page.stored()["alphas"] == truth(page.when)["alphas"]
+    # Dagster's storage is the user's server (password only): the runs are there
+    with psycopg.connect(host="127.0.0.1", port=page.port, user=USER, password=PASSWORD, dbname="dagster",
+                         connect_timeout=5) as conn:
+        runs = conn.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'").fetchone()[0]
+    assert runs >= len(page.when["crypto"]) + 1 + 1 + 1  # a run per crypto day, A-shares, alpha fetch and import
+
+
+def test_step_6_turns_on_the_daily_use_schedules_of_those_feeds_only(page):
+    out = page.run(6)
+    listed = {line.removeprefix("running: ") for line in out.splitlines()
+              if line.startswith("running: ")}  # what `marketdata schedules` printed, read back from the storage
+    assert {"crypto_ticks_daily", "crypto_ticks_catch_up", "crypto_snapshots_every_15_minutes", "a_share_after_close",
+            "a_share_catch_up", "alpha_fetch_daily", "alpha_monthly_catchup", "crypto_instruments_from_config"} <= listed
+    assert not {"yahoo_after_close", "binance_archives_daily"} & listed  # only the feeds the page turned on
+
+
+def test_every_command_of_the_page_was_run(page):
+    expected = {(step, index) for step, found in page.steps().items() if step > 1
+                for index, (language, _, run) in enumerate(found) if language == "bash" and run}
+    assert set(page.ran) == expected, "a step's shell block was added to docs/quickstart.md but no test runs it"
 
 
 PROBE = """
@@ -165,8 +272,6 @@ clickhouse.close()
 mongo = pymongo.MongoClient(settings.get("MONGODB_URI"))
 counts["alphas"] = sorted(d["_id"] for db in (settings.get("ALPHA_DB_REGULAR"), settings.get("ALPHA_DB_SUPER"))
                           for d in mongo[db][settings.get("ALPHA_COLLECTION")].find({}, {"_id": 1}))
-for db in (settings.get("ALPHA_DB_REGULAR"), settings.get("ALPHA_DB_SUPER")):
-    mongo.drop_database(db)
 print(json.dumps(counts))
 """
 
@@ -189,42 +294,13 @@ def truth(when: dict) -> dict:
                 "daily_bars_v": dict.fromkeys(minutes, 1), "alphas": sorted(alpha.truth("main", when["month"]))}
 
 
-def test_the_quickstart_loads_real_data_and_turns_on_the_schedules(user_postgres, replays, tmp_path):
-    when = days()
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1", "HOME": str(home),
-           "MARKETDATA_STATE_DIR": str(home / "state"), "ALPHA_DB_REGULAR": worker_name("qs_regular"),
-           "ALPHA_DB_SUPER": worker_name("qs_super")}
-    assert not {"MARKETDATA_DEMO", "DAGSTER_HOME"} & set(env)
-    outputs = run_page(env, substitutions(user_postgres, replays, home, when), replays, when)
-    assert any("TUSHARE_TOKEN=***" in out for out in outputs)  # step 4 masks the secret
-
-    user_env = {**env, **exported(home)}
-    probe = subprocess.run([sys.executable, "-c", PROBE], check=False, cwd=REPO, env=user_env, capture_output=True, text=True,
-                           timeout=120)
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    stored, expected = json.loads(probe.stdout.strip().splitlines()[-1]), truth(when)
-    assert stored == expected
-
-    # Dagster's storage is the user's server (password only): the runs and the schedules' state are there
-    with psycopg.connect(host="127.0.0.1", port=user_postgres.port, user=USER, password=PASSWORD, dbname="dagster",
-                         connect_timeout=5) as conn:
-        runs = conn.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'").fetchone()[0]
-    assert runs >= len(when["crypto"]) + 1 + 1 + 1  # a run per crypto day, A-shares, alpha fetch and import
-    listed = {line.removeprefix("running: ") for out in outputs for line in out.splitlines()
-              if line.startswith("running: ")}  # what `marketdata schedules` printed, read back from the storage
-    assert {"crypto_ticks_daily", "crypto_ticks_catch_up", "crypto_snapshots_every_15_minutes", "a_share_after_close",
-            "a_share_catch_up", "alpha_fetch_daily", "alpha_monthly_catchup", "crypto_instruments_from_config"} <= listed
-    assert not {"yahoo_after_close", "binance_archives_daily"} & listed  # only the feeds the page turned on
-
-
 def exported(home: Path) -> dict[str, str]:
     """The variables the user's env file exports (as a new shell that sources it has them)."""
     done = subprocess.run(["bash", "-c", "source ~/marketdata/env.sh && env -0"], env={"HOME": str(home), "PATH":
                           os.environ["PATH"]}, capture_output=True, text=True, check=True)
     return dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item and not item.startswith(
         ("PATH=", "HOME=", "PWD=", "SHLVL=", "_=", "OLDPWD=")))
+
 
 
 def test_a_first_backfill_of_months_is_split_into_runs_that_fit_the_deadline():
