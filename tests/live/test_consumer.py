@@ -35,7 +35,7 @@ def messages(prefix: str, ids, instrument: str = "BTCUSDT", msg_id_suffix: str =
 def config_for(spec, **overrides) -> ConsumerConfig:
     prefix = spec.subjects[0].split(".")[0]
     return ConsumerConfig(**{"stream": spec.name, "subject_filter": f"{prefix}.trades.>", "durable": "ch",
-                             "batch_size": 50, "max_wait_s": 0.05, "ack_wait_s": 30.0, "retry_base_s": 0.05,
+                             "batch_size": 50, "max_wait_s": 0.05, "idle_poll_s": 0.2, "ack_wait_s": 30.0, "retry_base_s": 0.05,
                              **overrides})
 
 

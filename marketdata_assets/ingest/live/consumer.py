@@ -41,6 +41,7 @@ class ConsumerConfig:
     durable: str = "trades-clickhouse"
     batch_size: int = 1000
     max_wait_s: float = 0.25
+    idle_poll_s: float = 1.0  # a pull for the first message of a batch waits at most this (then stop is checked)
     ack_wait_s: float = 30.0
     retry_base_s: float = 0.25
     retry_cap_s: float = 10.0
@@ -82,30 +83,26 @@ class TradesConsumer:
             self.config.subject_filter, durable=self.config.durable, stream=self.config.stream)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Fetch, insert, ack until `stop`; a batch being fetched when it is set is still stored and
+        acknowledged (a pull waits at most `idle_poll_s`), so a clean stop leaves nothing pending."""
         if self.subscription is None:
             await self.subscribe()
-        stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                fetching = asyncio.create_task(self.fetch_batch())
-                await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetching.done():  # stopped while waiting for messages: none taken yet are lost
-                    fetching.cancel()
-                    await asyncio.gather(fetching, return_exceptions=True)
-                    break
-                messages = fetching.result()
+                messages = await self.fetch_batch(stop)
                 if messages:
                     await self.store_batch(messages, stop)
         finally:
-            stopping.cancel()
             await self.subscription.unsubscribe()
 
-    async def fetch_batch(self) -> list:
-        """Up to `batch_size` messages: waits for the first as long as it takes, then for more until
-        the batch is full or `max_wait_s` has passed."""
+    async def fetch_batch(self, stop: asyncio.Event | None = None) -> list:
+        """Up to `batch_size` messages: waits for the first until `stop` (pulling `idle_poll_s` at a
+        time), then for more until the batch is full or `max_wait_s` has passed."""
         batch, deadline = [], None
         while len(batch) < self.config.batch_size:
-            timeout = 5.0 if deadline is None else deadline - time.monotonic()
+            if deadline is None and stop is not None and stop.is_set():
+                break
+            timeout = self.config.idle_poll_s if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
                 break
             try:
