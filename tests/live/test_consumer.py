@@ -193,3 +193,36 @@ def test_consumer_config_is_durable_explicit_ack():
     cfg = consumer_config(ConsumerConfig())
     assert cfg.durable_name == "trades-clickhouse" and cfg.filter_subject == "md.trades.>"
     assert cfg.ack_policy.value == "explicit"
+
+
+def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, stream_spec):
+    """The collector's optional sinks (ingest.live.sinks): JetStream then ClickHouse; a batch sent again
+    (the collector's retry) is stored once in each; a refused INSERT raises (the collector keeps it)."""
+    from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
+
+    with clickhouse.get_client() as client:
+        db = clickhouse.database
+        live.ensure_live_tables(client, db)
+        sink = ClickHouseTradeSink(lambda rows: live.insert_live_trades(client, db, rows))
+        prefix = stream_spec.subjects[0].split(".")[0]
+
+        async def scenario():
+            async with store_for(nats_url, stream_spec) as store:
+                tee = Tee(store, sink)
+                first = await tee.publish(messages(prefix, range(20)))
+                again = await tee.publish(messages(prefix, range(10, 30)))
+                held = await store.message_count(stream_spec.name)
+                stored = ids_in(client, db)
+                client.command(f"DROP TABLE `{db}`.{live.TRADES_LIVE}")
+                try:
+                    await tee.publish(messages(prefix, range(30, 31)))
+                except Exception:  # noqa: BLE001
+                    refused = True
+                else:
+                    refused = False
+                return first, again, held, stored, refused
+        first, again, held, stored, refused = asyncio.run(scenario())
+        live.ensure_live_tables(client, db)
+    assert (first.stored, again.stored, again.duplicates, held) == (20, 10, 10, 30)
+    assert stored == list(range(30))
+    assert refused and sink.failures == 1 and sink.rows == 40
