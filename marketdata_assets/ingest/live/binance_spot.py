@@ -239,6 +239,8 @@ class BinanceSpotCollector:
                 else:
                     self.writer.marker(channel, conn, payload[0], recv_ns, **payload[1])
             self.stats.frames += kind == "frame"
+            if kind == "frame":
+                self.stats.framed(channels[0], recv_ns)
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
@@ -285,6 +287,7 @@ class BinanceSpotCollector:
     def _on_trade(self, instrument: str, data: dict, recv_ns: int) -> None:
         msg_id, payload = trade_record(data, instrument, recv_ns)
         self.stats.trades += 1
+        self.stats.lagged(recv_ns, int(data.get("E") or data["T"]))
         if self.store is None:
             return
         if len(self.outbox) >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
