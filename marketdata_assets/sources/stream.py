@@ -15,6 +15,7 @@ Frames stay raw in the capture loop: `decode` is one `json.loads` and a look at 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -123,3 +124,54 @@ def plan_connections(channels: list[str], max_channels: int) -> list[list[str]]:
     """Channels split over connections, at most `max_channels` each (in order, no repeats)."""
     unique = list(dict.fromkeys(channels))
     return [unique[i:i + max_channels] for i in range(0, len(unique), max_channels)] or [[]]
+
+
+class ChainedBookSync:
+    """A book whose snapshots come in the stream (after a subscribe) and whose every update names
+    the id of the one before it (OKX `prevSeqId`/`seqId`, Deribit `prev_change_id`/`change_id`).
+
+    - A snapshot (re)builds the book; from an overlapping connection, one not newer than the book
+      is "old".
+    - An update applies when its previous id is the book's id (its own id may equal it: no change;
+      or be lower: the venue reset its sequence); one whose id is not newer than the book's is a
+      repeat ("old"); anything else is a "gap": the book is dropped until the next snapshot, and
+      the updates meanwhile are "buffered" (ignored: the snapshot has them).
+    A venue adds its checks (OKX's checksum) through `drop`."""
+
+    def __init__(self, instrument: str):
+        self.instrument = instrument
+        self.book = OrderBook()
+        self.needs_snapshot = True
+        self.last_gap: dict = {}
+
+    def on_snapshot(self, update_id: int, bids, asks) -> str:
+        if not self.needs_snapshot and update_id <= self.book.update_id:
+            return "old"
+        self.book.reset(update_id, bids, asks)
+        self.needs_snapshot = False
+        return "snapshot"
+
+    def on_update(self, prev_id: int, update_id: int, bids, asks) -> str:
+        if self.needs_snapshot:
+            return "buffered"
+        current = self.book.update_id
+        if prev_id == current:
+            self.book.apply(update_id, bids, asks)
+            return "applied"
+        if update_id <= current:
+            return "old"
+        self.drop(expected_prev=current, got_prev=prev_id, got=update_id)
+        return "gap"
+
+    def drop(self, **details) -> None:
+        self.last_gap = details
+        self.needs_snapshot = True
+        self.book = OrderBook()
+
+    def gap_details(self) -> dict:
+        return dict(self.last_gap)
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON, as every subscribe frame is sent."""
+    return json.dumps(value, separators=(",", ":"))

@@ -7,7 +7,7 @@ Tasks of one `LiveCollector.run()`:
   channels the URL names and the rest subscribed by paced messages (after the venue's opening
   messages, e.g. Deribit's `public/set_heartbeat`); on a disconnect, reconnect after a jittered
   backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h) open the next connection
-  first and close the old one when the new one has delivered its first frame (make before break:
+  first and close the old one when the new one has delivered its first data (make before break:
   both deliver the overlap, the landing keeps both, the book drops repeats by sequence and
   JetStream drops repeated trades by message id);
 - the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from marketdata_assets.ingest.live.connection import AttemptWindow, Backoff, Connection, Pacer
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, StreamProtocol, plan_connections
+from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, Keepalive, StreamProtocol, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
 
@@ -64,6 +64,7 @@ class CollectorConfig:
     publish_buffer: int = 200_000
     max_streams: int | None = None  # None: the venue's channels per connection
     url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
+    keepalive_s: float | None = None  # None: the venue's keepalive interval (OKX: "ping" after 20 s quiet)
     subject_prefix: str = "md"
 
 
@@ -147,9 +148,12 @@ class LiveCollector:
         for message_id, _ in messages:
             self.pending[message_id] = conn_id
         named = streams[:self.url_channels]
+        keepalive = protocol.keepalive
+        if keepalive is not None and self.config.keepalive_s:
+            keepalive = Keepalive(keepalive.text, self.config.keepalive_s)
         conn = Connection(conn_id, protocol.url(self.config.ws_url, named), streams, opening + messages, self.queue,
                           self.stats, stale_s=self.config.stale_s, pacer=Pacer(self.limits.control_per_s),
-                          keepalive=protocol.keepalive)
+                          keepalive=keepalive)
         self.connections[conn_id] = conn
         self.conn_streams[conn_id] = list(streams)
         return conn
@@ -190,7 +194,7 @@ class LiveCollector:
                 continue
             successor = await self._open(streams, backoff)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(successor.first_frame.wait(), self.config.stale_s)
+                await asyncio.wait_for(successor.first_data.wait(), self.config.stale_s)
             self.stats.rollovers += 1
             await conn.close("rollover")
             self.connections.pop(conn.conn_id, None)
@@ -264,6 +268,9 @@ class LiveCollector:
         elif frame.kind == "error":
             self._on_refused(conn_id, frame)
         elif frame.kind == "event":
+            conn = self.connections.get(conn_id)
+            if conn is not None and not conn.first_data.is_set():
+                conn.first_data.set()  # the data flows: a rollover may close its predecessor
             try:
                 if frame.dataset == TRADES:
                     self._on_trades(frame.instrument, frame.data, recv_ns)
@@ -327,8 +334,8 @@ class LiveCollector:
         self.stats.gaps += 1
         self.stats.checksum_mismatches += outcome == "mismatch"
         self.resyncing.add(instrument)
-        self.writer.marker(channel, conn_id, "gap", cause="checksum" if outcome == "mismatch" else "sequence",
-                           **details)
+        details = {"cause": "checksum" if outcome == "mismatch" else "sequence", **details}
+        self.writer.marker(channel, conn_id, "gap", **details)
         conn = self.connections.get(conn_id)
         if self.rest is not None or conn is None:
             return

@@ -95,6 +95,7 @@ class Connection:
         self.queue, self.stats, self.stale_s, self.pacer = queue, stats, stale_s, pacer
         self.ws = None
         self.first_frame = asyncio.Event()
+        self.first_data = asyncio.Event()  # set by the collector when a data frame of it was processed
         self.ended = asyncio.Event()
         self.reason = "open"
         self.frames = 0
@@ -140,7 +141,10 @@ class Connection:
             if quiet < keepalive.every_s:
                 await asyncio.sleep(keepalive.every_s - quiet)
                 continue
-            await self._subscribe([(0, keepalive.text)], mark=False)
+            try:  # not paced: OKX counts subscribe/unsubscribe/login requests, not pings
+                await self.ws.send(keepalive.text)
+            except ConnectionClosed:
+                return
             self.stats.pings += 1
             await asyncio.sleep(keepalive.every_s)
 
