@@ -45,14 +45,15 @@ from marketdata_assets.replay.crypto.tape import Market
 if TYPE_CHECKING:
     from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
-WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst"})
+WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst",
+                            "wrong_checksum"})  # wrong_checksum: OKX's replay only
 STREAM_KINDS = ("trade", "depth", "depth@100ms")
 
 
 @dataclass
 class WsFault:
     kind: str
-    instrument: str | None = None  # skip_sequence, burst (None: every instrument)
+    instrument: str | None = None  # skip_sequence, burst, wrong_checksum (None: every instrument)
     after: int = 0
     times: int | None = 1
     count: int = 1000  # burst: trades at once
@@ -80,6 +81,8 @@ class WsConfig:
     max_streams: int = 1024
     book_levels: int = 40
     record: bool = False  # keep every text sent, per connection (`sent`): what a client must have landed
+    idle_s: float = 30.0  # OKX's replay: a connection with no traffic either way for this long is closed
+    heartbeat_s: float | None = None  # Deribit's replay: test_request cadence (None: the interval the client set)
     faults: list[WsFault] = field(default_factory=list)
 
 
@@ -95,6 +98,9 @@ class Client:
     stalled: bool = False
     controls: deque = field(default_factory=deque)  # monotonic times of recent control messages
     outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200_000))
+    last_in: float = 0.0  # loop time of the last message received (the venue replays of ws_replay.py)
+    last_out: float = 0.0  # ... and sent
+    pending_snapshots: list = field(default_factory=list)  # Deribit's replay: book snapshots to send after the answer
 
 
 class BinanceWsReplay:
