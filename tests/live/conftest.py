@@ -19,6 +19,7 @@ import pytest
 
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.ingest.live.collector import LiveCollector
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay, WsConfig
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -48,13 +49,15 @@ def replays(ws_config: WsConfig | None = None, seed: int = 3):
 
 @contextlib.asynccontextmanager
 async def collecting(config: CollectorConfig, writer: LandingWriter, nats_url: str | None = None,
-                     spec: StreamSpec | None = None) -> AsyncIterator[tuple[BinanceSpotCollector, JetStreamStore | None]]:
-    """A collector running in this event loop (its stream created first); stopped and drained on exit."""
+                     spec: StreamSpec | None = None, protocol=None) -> AsyncIterator[tuple[LiveCollector, JetStreamStore | None]]:
+    """A collector running in this event loop (its stream created first); stopped and drained on exit.
+    `protocol`: a venue's stream (sources/<venue>/stream.py); default Binance spot."""
     store = None
     if nats_url is not None:
         store = await JetStreamStore(nats_url, ack_timeout_s=5).connect()
         await store.ensure_stream(spec)
-    collector = BinanceSpotCollector(config, writer, store)
+    collector = BinanceSpotCollector(config, writer, store) if protocol is None else \
+        LiveCollector(protocol, config, writer, store)
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))
     try:
