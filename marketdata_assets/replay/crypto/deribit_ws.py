@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from marketdata_assets.replay.crypto.binance_ws import Client
 from marketdata_assets.replay.crypto.config import DERIBIT
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.ws_replay import Move, VenueWsReplay
+from marketdata_assets.replay.crypto.ws_server import Client
 
 
 def text(value: dict) -> str:

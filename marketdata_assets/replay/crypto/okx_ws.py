@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from marketdata_assets.replay.crypto.binance_ws import Client
 from marketdata_assets.replay.crypto.config import OKX
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.okx import fmt_plain
 from marketdata_assets.replay.crypto.ws_replay import Move, VenueWsReplay
+from marketdata_assets.replay.crypto.ws_server import Client
 from marketdata_assets.sources.okx.stream import CHECKSUM_LEVELS, checksum
 
 CHANNELS = ("trades", "books")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 
 from marketdata_assets.replay import serve_until_terminated
-from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.replay.crypto.config import ReplayConfig
 from marketdata_assets.replay.crypto.server import CryptoReplayServer
+from marketdata_assets.replay.crypto.ws_server import WsConfig
 
 
 def run(replay_class, name: str, port: int, argv: list[str] | None) -> int:
