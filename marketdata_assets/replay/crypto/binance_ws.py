@@ -118,21 +118,7 @@ class BinanceWsReplay(WsServer):
         if client.stalled or stream not in client.streams:
             return
         text = json.dumps({"stream": stream, "data": payload} if client.combined else payload, separators=(",", ":"))
-        try:
-            client.outbox.put_nowait(text)
-        except asyncio.QueueFull:  # a client that does not read: the venue drops it
-            client.connection.transport.abort()
-            return
-        client.sent += 1
-        if self.config.record:
-            self.sent.setdefault(client.number, []).append(text)
-        for fault in self.faults("disconnect"):
-            if client.sent > fault.after and fault.take():
-                asyncio.get_running_loop().call_soon(self._abort_after_outbox, client)
-        for fault in self.faults("stall"):
-            if client.sent > fault.after and fault.take():
-                client.stalled = True
-                client.connection.transport.pause_reading()  # pings unread: no pong either
+        self.send_data(client, text)
 
     # ---- control messages ------------------------------------------------------------------
 

@@ -105,27 +105,6 @@ class VenueWsReplay(WsServer):
         if self.config.record:
             self.sent.setdefault(client.number, []).append(text)
 
-    def send_data(self, client: Client, text: str) -> None:
-        """A data frame to one client; the disconnect and stall faults count these."""
-        if client.stalled:
-            return
-        try:
-            client.outbox.put_nowait(text)
-        except asyncio.QueueFull:  # a client that does not read: the venue drops it
-            client.connection.transport.abort()
-            return
-        client.last_out = asyncio.get_running_loop().time()
-        client.sent += 1
-        if self.config.record:
-            self.sent.setdefault(client.number, []).append(text)
-        for fault in self.faults("disconnect"):
-            if client.sent > fault.after and fault.take():
-                asyncio.get_running_loop().call_soon(self._abort_after_outbox, client)
-        for fault in self.faults("stall"):
-            if client.sent > fault.after and fault.take():
-                client.stalled = True
-                client.connection.transport.pause_reading()  # pings unread: no pong either
-
     def tick(self) -> None:
         """Move every instrument once and send the move to its subscribers (`publish`)."""
         if self.paused:

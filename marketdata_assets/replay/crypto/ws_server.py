@@ -155,6 +155,27 @@ class WsServer:
 
     # ---- sending ----
 
+    def send_data(self, client: Client, text: str) -> None:
+        """A data frame to one client; the disconnect and stall faults count these."""
+        if client.stalled:
+            return
+        try:
+            client.outbox.put_nowait(text)
+        except asyncio.QueueFull:  # a client that does not read: the venue drops it
+            client.connection.transport.abort()
+            return
+        client.last_out = asyncio.get_running_loop().time()
+        client.sent += 1
+        if self.config.record:
+            self.sent.setdefault(client.number, []).append(text)
+        for fault in self.faults("disconnect"):
+            if client.sent > fault.after and fault.take():
+                asyncio.get_running_loop().call_soon(self._abort_after_outbox, client)
+        for fault in self.faults("stall"):
+            if client.sent > fault.after and fault.take():
+                client.stalled = True
+                client.connection.transport.pause_reading()  # pings unread: no pong either
+
     async def _send_forever(self, client: Client) -> None:
         while True:
             text = await client.outbox.get()
