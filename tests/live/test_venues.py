@@ -201,6 +201,21 @@ def test_a_refused_subscribe_is_marked_and_retried(venue, tmp_path):
     assert [r.get("m") for r in records(tmp_path, venue, "_control") if "m" in r] == ["subscribe_error"]
 
 
+@pytest.mark.parametrize("venue", list(VENUES))
+def test_a_refused_resubscribe_is_retried(venue, tmp_path):
+    """The book's resubscription after a break is refused once: sent again, the book comes back."""
+    stack, ws = replays(venue)
+    with stack:
+        ws.add_fault(kind="skip_sequence", instrument=VENUES[venue][2][0], after=25)
+        ws.add_fault(kind="subscribe_error", after=1)  # the first subscribe passes, the next is refused
+
+        async def body(c, _):
+            await c.stats.wait_until(lambda s: s.gaps == 1 and s.subscribe_errors == 1 and s.snapshots == 3, WAIT_S)
+            await books_at_rest(c, ws, VENUES[venue][2])
+        stats, _ = run(venue, ws, body, tmp_path)
+    assert stats.resubscribes == 1 and stats.connects == 1
+
+
 def test_okx_keepalive_holds_a_quiet_connection(tmp_path):
     """The market stands still: no data for longer than OKX's idle limit, yet the "ping"s keep it."""
     stack, ws = replays("OKX", WsConfig(tick_s=0.02, idle_s=0.6))

@@ -284,21 +284,19 @@ class LiveCollector:
             self.stats.bad("unknown_shape")
 
     def _on_refused(self, conn_id: str, frame: Frame) -> None:
-        """A refused subscription: marked, and subscribed again on its connection after a pause."""
+        """A refused request (a subscription, a book's resubscription): marked, and sent again on its
+        connection after a pause, with a new id."""
         self.stats.subscribe_errors += 1
         self.writer.marker(CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error)
         owner = self.pending.pop(frame.request_id, None) if frame.request_id is not None else None
         conn = self.connections.get(owner or conn_id)
-        if conn is None:
+        text = conn.requests.get(frame.request_id) if conn is not None else None
+        if text is None:
             return
-        retry = [(i, text) for i, text in conn.subscriptions if i == frame.request_id]
-        if retry:
-            again = [(next(self.request_ids), text) for _, text in retry]
-            again = [(i, self.protocol.with_id(text, i)) for i, text in again]
-            for i, _ in again:
-                self.pending[i] = conn.conn_id
-            conn.subscriptions.extend(again)
-            asyncio.get_running_loop().call_later(self.config.backoff_base_s, conn.resubscribe, again)
+        request_id = next(self.request_ids)
+        self.pending[request_id] = conn.conn_id
+        again = [(request_id, self.protocol.with_id(text, request_id))]
+        asyncio.get_running_loop().call_later(self.config.backoff_base_s, conn.resubscribe, again)
 
     def _on_trades(self, instrument: str, data, recv_ns: int) -> None:
         for msg_id, payload in self.protocol.trade_records(data, instrument, recv_ns):

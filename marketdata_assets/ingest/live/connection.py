@@ -92,6 +92,7 @@ class Connection:
                  keepalive: Keepalive | None = None):
         self.conn_id, self.url, self.streams, self.keepalive = conn_id, url, streams, keepalive
         self.subscriptions = subscribe  # (id, text) of the SUBSCRIBE messages after connecting
+        self.requests: dict[int, str] = {}  # id -> text of every request sent (a refused one is sent again)
         self.queue, self.stats, self.stale_s, self.pacer = queue, stats, stale_s, pacer
         self.ws = None
         self.first_frame = asyncio.Event()
@@ -126,6 +127,7 @@ class Connection:
             except ConnectionClosed:
                 return
             if mark:
+                self.requests[message_id] = text
                 self._marker("subscribe", id=message_id)
 
     def resubscribe(self, messages: list[tuple[int, str]], mark: bool = True) -> None:
