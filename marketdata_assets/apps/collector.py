@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nats-url", default=None, help="default: NATS_URL")
     p.add_argument("--no-nats", action="store_true", help="land raw frames only, publish nothing")
     p.add_argument("--stream", default=StreamSpec.name, help="JetStream stream name")
-    p.add_argument("--stale-s", type=float, default=10.0)
+    p.add_argument("--stale-s", type=float, default=None, help="default: the venue's (10 s; Deribit 15 s)")
     p.add_argument("--rollover-s", type=float, default=None, help="default: 15 min before the venue's cut")
     return p
 
@@ -48,7 +48,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     instruments = args.instruments or DEFAULT_INSTRUMENTS[args.venue]
     rest_url = (args.rest_url or settings.get("BINANCE_BASE_URL")) if protocol.rest_snapshots else None
     config = CollectorConfig([i.strip().upper() for i in instruments.split(",") if i.strip()],
-                             args.ws_url or protocol.ws_url, rest_url, stale_s=args.stale_s, rollover_s=args.rollover_s)
+                             args.ws_url or protocol.ws_url, rest_url, stale_s=args.stale_s or protocol.stale_s, rollover_s=args.rollover_s)
     writer = LandingWriter(args.landing_dir or settings.live_landing_dir(), protocol.venue)
     store = None
     if not args.no_nats:

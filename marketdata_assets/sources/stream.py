@@ -96,6 +96,7 @@ class StreamProtocol(Protocol):
     limits: StreamLimits
     keepalive: Keepalive | None
     rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
+    stale_s: float  # the stale deadline to use: above the longest silence of a healthy connection
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]: ...
 

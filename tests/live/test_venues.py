@@ -217,15 +217,17 @@ def test_a_refused_resubscribe_is_retried(venue, tmp_path):
 
 
 def test_okx_keepalive_holds_a_quiet_connection(tmp_path):
-    """The market stands still: no data for longer than OKX's idle limit, yet the "ping"s keep it."""
+    """The market stands still: no data for longer than OKX's idle limit and our stale deadline, yet
+    the "ping"s (at half the stale deadline) keep the connection, and their "pong"s keep it fresh."""
     stack, ws = replays("OKX", WsConfig(tick_s=0.02, idle_s=0.6))
     with stack:
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
             ws.pause()
             await c.stats.wait_until(lambda s: s.pings >= 5 and ws.counts["pings"] >= 5, WAIT_S)
-        stats, _ = run("OKX", ws, body, tmp_path, keepalive_s=0.2)
-    assert stats.connects == 1 and stats.disconnects.get("closed", 0) == 0 and ws.counts["idle_closes"] == 0
+        stats, _ = run("OKX", ws, body, tmp_path, stale_s=0.4)
+    assert stats.connects == 1 and stats.stale == 0 and ws.counts["idle_closes"] == 0
+    assert set(stats.disconnects) <= {"stop"}
 
 
 def test_okx_closes_a_quiet_connection_without_keepalive(tmp_path):

@@ -64,7 +64,7 @@ class CollectorConfig:
     publish_buffer: int = 200_000
     max_streams: int | None = None  # None: the venue's channels per connection
     url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
-    keepalive_s: float | None = None  # None: the venue's keepalive interval (OKX: "ping" after 20 s quiet)
+    keepalive_s: float | None = None  # None: the venue's interval (OKX: 20 s) or stale_s / 2, the shorter
     subject_prefix: str = "md"
 
 
@@ -149,8 +149,9 @@ class LiveCollector:
             self.pending[message_id] = conn_id
         named = streams[:self.url_channels]
         keepalive = protocol.keepalive
-        if keepalive is not None and self.config.keepalive_s:
-            keepalive = Keepalive(keepalive.text, self.config.keepalive_s)
+        if keepalive is not None:  # ping well before our own stale deadline could call a quiet channel dead
+            every = self.config.keepalive_s or min(keepalive.every_s, self.config.stale_s / 2)
+            keepalive = Keepalive(keepalive.text, every)
         conn = Connection(conn_id, protocol.url(self.config.ws_url, named), streams, opening + messages, self.queue,
                           self.stats, stale_s=self.config.stale_s, pacer=Pacer(self.limits.control_per_s),
                           keepalive=keepalive)

@@ -212,6 +212,7 @@ class BinanceSpotStream:
                           url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
     keepalive = None  # the server pings; the WebSocket library answers
     rest_snapshots = True
+    stale_s = 10.0  # data every 100 ms; the server pings every 20 s
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         return [s for name in instruments for s in (trade_stream(name), depth_stream(name, depth_speed_ms))]

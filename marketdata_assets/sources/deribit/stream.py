@@ -66,6 +66,7 @@ class DeribitStream:
                           lifetime_s=None, url_channels=0, subscribe_batch=100)
     keepalive = None  # the server's heartbeat (set at the start), answered in `decode`
     rest_snapshots = False
+    stale_s = 15.0  # the heartbeat (10 s) is the least a quiet connection carries
 
     def __init__(self, heartbeat_s: int = HEARTBEAT_S):
         self.heartbeat_s = heartbeat_s

@@ -96,6 +96,7 @@ class OkxStream:
                           lifetime_s=None, url_channels=0, subscribe_batch=50)
     keepalive = Keepalive("ping", 20.0)
     rest_snapshots = False
+    stale_s = 10.0  # a quiet book is kept talking by our pings (at stale_s / 2)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         return [channel_name(name, kind) for name in instruments for kind in ("trades", "books")]
