@@ -1,15 +1,18 @@
 """OKX's and Deribit's stream rules without a socket: the checksum's spelling, the chained
 sequence rules (no-change updates, sequence resets, repeats, one gap until the next snapshot) and
-how frames are read (pong, errors, Deribit's test_request answered)."""
+how frames are read (pong, errors, Deribit's test_request answered), bad frames counted."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 
+from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxBookSync, OkxStream, checksum
 from marketdata_assets.sources.stream import ChainedBookSync
+from marketdata_assets.stores.landing import LandingWriter
 
 
 def test_okx_checksum_interleaves_the_raw_strings_and_is_signed():
@@ -72,3 +75,25 @@ def test_frames_are_read_by_shape():
     ((msg_id, payload),) = deribit.trade_records([{"trade_id": "81", "timestamp": 5, "price": 1.5, "amount": 2.0,
                                                    "direction": "sell"}], "BTC-PERPETUAL", 9)
     assert msg_id == "DERIBIT.BTC-PERPETUAL.81" and json.loads(payload)["side"] == "sell"
+
+
+def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path):
+    """Through the collector's processing (real landing files, no socket): each bad frame counted
+    with its reason, landed raw, and the good frame after them still handled."""
+    async def scenario():
+        writer = LandingWriter(tmp_path, "OKX")
+        collector = LiveCollector(OkxStream(), CollectorConfig(["BTC-USDT"], "ws://unused"), writer)
+        books = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update"}
+        frames = ['{"arg": {"channel": "books"', json.dumps({**books, "data": [{"seqId": "x"}]}),
+                  json.dumps({"arg": {"channel": "tickers", "instId": "BTC-USDT"}, "data": []}),
+                  json.dumps({**books, "arg": {"channel": "books", "instId": "DOGE-USDT"}, "data": []}),
+                  json.dumps([1, 2]),
+                  json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"},
+                              "data": [{"tradeId": "1", "px": "1", "sz": "1", "side": "buy", "ts": "5"}]})]
+        await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        writer.close()
+        return collector.stats
+    stats = asyncio.run(scenario())
+    assert stats.bad_frames == {"not_json": 1, "malformed_books": 1, "unknown_stream": 1, "unknown_instrument": 1,
+                                "unknown_shape": 1}
+    assert stats.trades == 1 and stats.frames == 6
