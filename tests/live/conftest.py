@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,23 @@ def config_for(ws: BinanceWsReplay, rest: CryptoReplayServer, **overrides) -> Co
 
 def landing(tmp_path: Path) -> Path:
     return tmp_path / "landing"
+
+
+def levels(side: dict[str, str]) -> dict[Decimal, Decimal]:
+    return {Decimal(p): Decimal(q) for p, q in side.items()}
+
+
+async def books_match_at_rest(collector, ws, instruments: list[str], timeout_s: float) -> None:
+    """Stop the replay's market, wait until every book stands at its last update, compare them by
+    value (the venues spell prices differently: OKX strings, Deribit JSON numbers)."""
+    ws.pause()
+
+    def caught_up(stats) -> bool:
+        return all(not collector.books[name].needs_snapshot
+                   and collector.books[name].book.update_id == ws.truth_book(name)[0] for name in instruments)
+    await collector.stats.wait_until(caught_up, timeout_s)
+    for name in instruments:
+        _, bids, asks = ws.truth_book(name)
+        book = collector.books[name].book
+        assert (levels(book.bids), levels(book.asks)) == (levels(bids), levels(asks)), name
+    ws.resume()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from decimal import Decimal
 
 import pytest
 
@@ -21,7 +20,7 @@ from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import collecting
+from tests.live.conftest import books_match_at_rest, collecting
 
 WAIT_S = 15
 VENUES = {
@@ -52,23 +51,8 @@ def book_channel(venue: str, instrument: str) -> str:
     return VENUES[venue][3].format(instrument)
 
 
-def levels(side: dict[str, str]) -> dict[Decimal, Decimal]:
-    return {Decimal(p): Decimal(q) for p, q in side.items()}
-
-
 async def books_at_rest(collector, ws, instruments: list[str]) -> None:
-    """Stop the market, wait until every book stands at the replay's last update, compare them."""
-    ws.pause()
-
-    def caught_up(stats) -> bool:
-        return all(not collector.books[name].needs_snapshot
-                   and collector.books[name].book.update_id == ws.truth_book(name)[0] for name in instruments)
-    await collector.stats.wait_until(caught_up, WAIT_S)
-    for name in instruments:
-        _, bids, asks = ws.truth_book(name)
-        book = collector.books[name].book
-        assert (levels(book.bids), levels(book.asks)) == (levels(bids), levels(asks)), name
-    ws.resume()
+    await books_match_at_rest(collector, ws, instruments, WAIT_S)
 
 
 def run(venue: str, ws, scenario_body, tmp_path, nats_url=None, spec=None, **overrides):
