@@ -10,9 +10,10 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 # Test files run in parallel, one process more than the CPUs (at most 4; databases are per process), each
 # file whole: the suite waits on servers and subprocesses about a third of the time (2 CPUs: 3 workers
-# 11:54, 2 workers 13:13, measured in one session).
+# 11:54, 2 workers 13:13, measured in one session). The 15 slowest tests are listed at the end (no test
+# may take 2 minutes: docs/tests.md).
 WORKERS ?= $(shell python3 -c "import os; print(min(4, len(os.sched_getaffinity(0)) + 1))")
-PYTEST_ARGS ?= -n $(WORKERS) --dist loadfile
+PYTEST_ARGS ?= -n $(WORKERS) --dist loadfile --durations=15
 
 .PHONY: help install dotenv browser stack-up stack-down stack-status materialize run ui test bench env clean
 

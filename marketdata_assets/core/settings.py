@@ -20,7 +20,7 @@ class Setting:
     default: str
     description: str
     secret: bool = False
-    stack_only: bool = False  # only the local stack reads it (not docker/)
+    stack_only: bool = False  # not wired into docker/ (the local stack reads it, or no docker service uses it yet)
     read_by: tuple[str, ...] = ()  # the files that read it (under marketdata_assets/, else the repo root)
     group: str = ""  # its section in docs/configuration.md (set by _group)
 
@@ -109,7 +109,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Live capture (NATS JetStream)",
         Setting("NATS_URL", "nats://127.0.0.1:54222", "NATS server (with JetStream) the live collector publishes "
                 "to; the local stack starts one on this port. docker/ has no NATS service yet.", stack_only=True,
-                read_by=("apps/collector.py", "scripts/stack.py")),
+                read_by=("apps/collector.py", "scripts/stack.py", "apps/cli/live.py")),
+        Setting("COLLECTOR_METRICS_HOST", "127.0.0.1", "Address the live collector (`marketdata collect`) serves "
+                "its /metrics, /health and /status on.", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("COLLECTOR_METRICS_PORT", "9109", "Its port (0: a free one; `off`: no endpoints).",
+                read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("SYMBOLS", "", "Seed 002's name: the collector's instruments, a comma list (empty: the sources "
+                "config's Binance instruments); `--instruments` wins.", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("ENABLE_BINANCE", "true", "Seed 002's name: collect Binance spot (`--venue` wins).", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("ENABLE_OKX", "false", "Seed 002's name: collect OKX (not built yet: refused with a message).",
+                read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("ENABLE_DERIBIT", "false", "Seed 002's name: collect Deribit (not built yet: refused with a "
+                "message).", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("CLICKHOUSE_DIRECT_WRITE", "false", "Seed 002's `clickhouse_direct_write` (either spelling): the "
+                "collector also writes its trades to ClickHouse `trades_live` in batches (for a machine without "
+                "NATS, with `--no-nats`).", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("REDIS_CACHE", "false", "Seed 002's `redis_cache` (either spelling): the Redis latest-state "
+                "cache; not built yet (enabling it is refused with a message).", read_by=("apps/cli/live.py",), stack_only=True),
     ),
     *_group(
         "ClickHouse (ticks, bars, archives)",

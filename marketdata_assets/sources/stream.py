@@ -7,7 +7,7 @@ channel, dataset, instrument, a control answer or an error), the keepalive (a te
 seconds, or an answer to the server's heartbeat request), how a book is kept (`BookSync`: the
 venue's sequencing rules, and whether a fresh snapshot comes from REST or by subscribing again),
 and how a trade becomes a JetStream message (`Nats-Msg-Id` = the venue-native id, qualified by
-venue and instrument). `ingest/live/collector.py` runs any of them; adding a venue is these
+venue and instrument; its event time feeds the lag histogram). `ingest/live/collector.py` runs any of them; adding a venue is these
 declarations, a replay and its tests.
 
 Frames stay raw in the capture loop: `decode` is one `json.loads` and a look at a few keys.
@@ -114,7 +114,8 @@ class StreamProtocol(Protocol):
 
     def new_book(self, instrument: str) -> BookSync: ...
 
-    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes]]: ...
+    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
+        """(Nats-Msg-Id, payload, the venue's event time in ms) of each trade in a frame's data."""
 
     def snapshot_source(self, rest_url: str) -> SnapshotSource | None: ...
 

@@ -72,9 +72,9 @@ def test_frames_are_read_by_shape():
     note = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription",
                                       "params": {"channel": "book.BTC_USDC-PERPETUAL.100ms", "data": {}}}))
     assert (note.dataset, note.instrument) == ("books", "BTC_USDC-PERPETUAL")
-    ((msg_id, payload),) = deribit.trade_records([{"trade_id": "81", "timestamp": 5, "price": 1.5, "amount": 2.0,
+    ((msg_id, payload, event_ms),) = deribit.trade_records([{"trade_id": "81", "timestamp": 5, "price": 1.5, "amount": 2.0,
                                                    "direction": "sell"}], "BTC-PERPETUAL", 9)
-    assert msg_id == "DERIBIT.BTC-PERPETUAL.81" and json.loads(payload)["side"] == "sell"
+    assert msg_id == "DERIBIT.BTC-PERPETUAL.81" and json.loads(payload)["side"] == "sell" and event_ms == 5
 
 
 def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path):

@@ -208,7 +208,6 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
 
     from marketdata_assets.defs.archives import archives as defs
     from marketdata_assets.defs.upkeep.store import tick_store
-    from marketdata_assets.sources import config
     from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG
 
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
@@ -218,8 +217,6 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "sources.yaml"))
     monkeypatch.setenv("BINANCE_ARCHIVE_BASE_URL", replay.base_url)
     monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
-    if "liquidationSnapshot" not in config.ARCHIVE_FAMILIES:  # until config.py lists it
-        monkeypatch.setattr(config, "ARCHIVE_FAMILIES", (*config.ARCHIVE_FAMILIES, "liquidationSnapshot"))
     try:
         mine = importlib.reload(defs)  # the assets of this config
         assert mine.ARCHIVE_ASSETS == {"trades": "binance_archive_trades",

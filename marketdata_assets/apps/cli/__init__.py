@@ -8,7 +8,8 @@ failing partitions named. `--demo` serves the vendors' replays (as `make run` do
 session.py: what the subcommands share; alphas.py: seed 000's three steps (fetch-alphas,
 package-alphas, import-alphas); equities.py: seeds 003, 001 and 004 (ingest, load-minute-bars,
 aggregate); operate.py: a first backfill split into runs that fit the deadline, and the daily schedules
-(backfill, schedules; docs/quickstart.md). docs/cli.md lists every subcommand with the seed script it replaces.
+(backfill, schedules; docs/quickstart.md); live.py: the live collector and the NATS -> ClickHouse consumer
+(collect, consume; docs/live-capture.md). docs/cli.md lists every subcommand with the seed script it replaces.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 
 import click
 
-from marketdata_assets.apps.cli import alphas, equities, operate
+from marketdata_assets.apps.cli import alphas, equities, live, operate
 from marketdata_assets.apps.cli.session import Session
 
 
@@ -36,7 +37,7 @@ def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
     ctx.obj = Session(demo, verbose)
 
 
-for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS):
+for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS, *live.COMMANDS):
     cli.add_command(command)
 
 

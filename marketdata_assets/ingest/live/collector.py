@@ -251,6 +251,8 @@ class LiveCollector:
                 else:
                     self.writer.marker(channel, conn, payload[0], recv_ns, **payload[1])
             self.stats.frames += kind == "frame"
+            if kind == "frame":
+                self.stats.framed(channels[0], recv_ns)
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
@@ -300,8 +302,9 @@ class LiveCollector:
         asyncio.get_running_loop().call_later(self.config.backoff_base_s, conn.resubscribe, again)
 
     def _on_trades(self, instrument: str, data, recv_ns: int) -> None:
-        for msg_id, payload in self.protocol.trade_records(data, instrument, recv_ns):
+        for msg_id, payload, event_ms in self.protocol.trade_records(data, instrument, recv_ns):
             self.stats.trades += 1
+            self.stats.lagged(recv_ns, event_ms)
             if self.store is None:
                 continue
             if len(self.outbox) >= self.config.publish_buffer:  # NATS away for long: the landing files keep it

@@ -7,8 +7,14 @@ batch, so `wait_until` wakes on progress instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# Upper bounds (s) of the exchange-time -> receive-time lag histogram (apps.collector_endpoints
+# exposes it as marketdata_live_lag_seconds); a negative lag (clocks apart) counts in the first.
+LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass
@@ -36,7 +42,23 @@ class Stats:
     duplicates: int = 0  # republished trades JetStream already had
     publish_failures: int = 0  # batches that failed and were republished
     publish_dropped: int = 0  # trades dropped from a full publish buffer (still in the landing files)
+    channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames received
+    last_frame_ns: int = 0  # receive time of the newest frame (0: none yet)
+    lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))  # last: +Inf
+    lag_sum_s: float = 0.0
+    started_ns: int = field(default_factory=time.time_ns)
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def framed(self, channel: str, recv_ns: int) -> None:
+        """A frame of `channel` was landed (frames by channel; the newest receive time)."""
+        self.channel_frames[channel] = self.channel_frames.get(channel, 0) + 1
+        self.last_frame_ns = max(self.last_frame_ns, recv_ns)
+
+    def lagged(self, recv_ns: int, exchange_ms: int) -> None:
+        """One message's lag from the venue's event time to its receive time."""
+        lag_s = recv_ns / 1e9 - exchange_ms / 1e3
+        self.lag_buckets[bisect.bisect_left(LAG_BUCKETS_S, lag_s)] += 1
+        self.lag_sum_s += lag_s
 
     def bad(self, reason: str) -> None:
         self.bad_frames[reason] = self.bad_frames.get(reason, 0) + 1

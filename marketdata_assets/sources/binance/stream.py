@@ -243,8 +243,8 @@ class BinanceSpotStream:
     def new_book(self, instrument: str) -> DepthSync:
         return DepthSync(instrument)
 
-    def trade_records(self, data: dict, instrument: str, recv_ns: int) -> list[tuple[str, bytes]]:
-        return [trade_record(data, instrument, recv_ns)]
+    def trade_records(self, data: dict, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
+        return [(*trade_record(data, instrument, recv_ns), int(data.get("E") or data["T"]))]
 
     def snapshot_source(self, rest_url: str) -> RestDepth:
         return RestDepth(rest_url)

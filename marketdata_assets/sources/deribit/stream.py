@@ -117,15 +117,15 @@ class DeribitStream:
     def new_book(self, instrument: str) -> DeribitBookSync:
         return DeribitBookSync(instrument)
 
-    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes]]:
-        """(Nats-Msg-Id, payload) per trade of a notification; KeyError/TypeError on a malformed one."""
+    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
+        """(Nats-Msg-Id, payload, ts ms) per trade of a notification; KeyError/TypeError on a malformed one."""
         out = []
         for trade in data:
             ts = int(trade["timestamp"])
             payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade["trade_id"]),
                        "price": str(trade["price"]), "quantity": str(trade["amount"]),
                        "side": str(trade["direction"]), "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
-            out.append((f"{VENUE}.{instrument}.{trade['trade_id']}", json.dumps(payload, separators=(",", ":")).encode()))
+            out.append((f"{VENUE}.{instrument}.{trade['trade_id']}", json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
     def snapshot_source(self, rest_url: str | None) -> None:

@@ -145,15 +145,15 @@ class OkxStream:
     def new_book(self, instrument: str) -> OkxBookSync:
         return OkxBookSync(instrument)
 
-    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes]]:
-        """(Nats-Msg-Id, payload) per trade of a push; KeyError/TypeError on a malformed one."""
+    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
+        """(Nats-Msg-Id, payload, ts ms) per trade of a push; KeyError/TypeError on a malformed one."""
         out = []
         for trade in data:
             ts = int(trade["ts"])
             payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade["tradeId"]),
                        "price": str(trade["px"]), "quantity": str(trade["sz"]), "side": str(trade["side"]),
                        "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
-            out.append((f"{VENUE}.{instrument}.{trade['tradeId']}", json.dumps(payload, separators=(",", ":")).encode()))
+            out.append((f"{VENUE}.{instrument}.{trade['tradeId']}", json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
     def snapshot_source(self, rest_url: str | None) -> None:

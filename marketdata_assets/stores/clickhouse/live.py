@@ -1,0 +1,111 @@
+"""ClickHouse tables of the live path (issue #23): ``trades_live``, fed by the NATS -> ClickHouse
+consumer (ingest.live.consumer) or the collector's direct writes, and ``trades_latest``, the view
+that shows the batch-loaded trades and, after them, the live ones.
+
+Why a ReplacingMergeTree keyed by ``(venue, instrument, trade_id)`` and not insert deduplication
+tokens: a token deduplicates a repeated *block* (the same rows in the same order; on a non-replicated
+MergeTree only with ``non_replicated_deduplication_window`` set), but a redelivered message comes
+back in whatever batch the consumer fetches after a restart, next to other messages, so the block
+differs and its token would too. The ReplacingMergeTree keeps one row per sorting key however the
+rows were batched; ClickHouse documents that it removes duplicates only when parts merge, at no set
+time, so every read here says ``FINAL`` (the rows are de-duplicated at query time) and the answer
+is exact before any merge. A trade's ``ts`` is part of the row, so its copies fall in the same
+monthly partition (deduplication works within a partition).
+
+``trades_latest``: the active batch loads (``trades_v``, through the load pointer) and, per
+(venue, instrument), the live rows after the last loaded trade (``ts`` greater than the ``ts`` of
+the newest trade in that instrument's newest loaded day). When an hour or day is loaded, its live
+rows drop out of the view: the batch load supersedes them. A live trade sharing the exact ``ts`` of
+the last loaded trade is not shown (the batch load of its hour will hold it).
+
+Created by :func:`ensure_live_tables` (idempotent), beside tables.ensure_tables; it changes no
+existing table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from marketdata_assets.core.identifiers import clickhouse_database
+from marketdata_assets.datasets.frames import TRADES
+from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
+
+TRADES_LIVE = "trades_live"
+TRADES_LATEST = "trades_latest"
+LIVE_COLUMNS = (*TRADES.column_names, "event_ts", "recv_ts")
+
+
+def _live_ddl(database: str) -> str:
+    cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in TRADES.columns)
+    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{TRADES_LIVE} (\n    {cols},\n"
+            "    `event_ts` DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),\n"
+            "    `recv_ts` DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),\n"
+            "    `inserted_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+            ") ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\n"
+            "ORDER BY (venue, instrument, trade_id)")
+
+
+def _latest_ddl(database: str) -> str:
+    db = clickhouse_database(database)
+    cols = ", ".join(f"`{c}`" for c in TRADES.column_names)
+    live_cols = ", ".join(f"l.`{c}` AS `{c}`" for c in TRADES.column_names)
+    newest_day = (f"SELECT load_id FROM {db}.{LOADS} FINAL WHERE dataset = '{TRADES.code}' AND rows > 0 "
+                  f"AND (venue, instrument, day) IN (SELECT venue, instrument, max(day) FROM {db}.{LOADS} FINAL "
+                  f"WHERE dataset = '{TRADES.code}' AND rows > 0 GROUP BY venue, instrument)")
+    loaded_until = (f"SELECT venue, instrument, max(ts) AS loaded_until FROM {db}.{TRADES.table} "
+                    f"WHERE load_id IN ({newest_day}) GROUP BY venue, instrument")
+    return (f"CREATE OR REPLACE VIEW {db}.{TRADES_LATEST} AS\n"
+            f"SELECT {cols}, 'batch' AS path FROM {db}.`{TRADES.view}`\nUNION ALL\n"
+            f"SELECT {live_cols}, 'live' AS path FROM {db}.{TRADES_LIVE} AS l FINAL\n"
+            f"LEFT JOIN ({loaded_until}) AS c ON l.venue = c.venue AND l.instrument = c.instrument\n"
+            "WHERE c.loaded_until IS NULL OR l.ts > c.loaded_until\n"
+            "SETTINGS join_use_nulls = 1")
+
+
+def ensure_live_tables(client, database: str) -> list[str]:
+    """The batch tables (tables.ensure_tables, idempotent) and the live ones; returns the live names."""
+    ensure_tables(client, database)
+    client.command(_live_ddl(database))
+    client.command(_latest_ddl(database))
+    return [TRADES_LIVE, TRADES_LATEST]
+
+
+def _utc_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def trade_row(message: dict) -> tuple:
+    """A row of ``trades_live`` (:data:`LIVE_COLUMNS`) from a published trade (sources' trade_record
+    payload: venue, instrument, trade_id, price, quantity, side, ts_ms, event_ms, recv_ns). KeyError,
+    TypeError or ValueError on a malformed message."""
+    price, quantity = float(message["price"]), float(message["quantity"])
+    recv_ns = int(message["recv_ns"])
+    recv = datetime.fromtimestamp(recv_ns // 1_000_000_000, tz=timezone.utc).replace(
+        microsecond=(recv_ns % 1_000_000_000) // 1000)
+    venue, instrument, trade_id = str(message["venue"]), str(message["instrument"]), str(message["trade_id"])
+    if not (venue and instrument and trade_id):
+        raise ValueError("venue, instrument and trade_id must not be empty")
+    return (_utc_ms(int(message["ts_ms"])), venue, instrument, trade_id, price, quantity, price * quantity,
+            str(message["side"]), None, _utc_ms(int(message.get("event_ms") or message["ts_ms"])), recv)
+
+
+def insert_live_trades(client, database: str, rows: Sequence[tuple]) -> int:
+    """Insert rows (:func:`trade_row`) into ``trades_live`` in one INSERT; raises when ClickHouse
+    refuses it (the caller keeps its messages unacknowledged). Returns the rows sent."""
+    if rows:
+        client.insert(TRADES_LIVE, list(rows), column_names=list(LIVE_COLUMNS), database=database)
+    return len(rows)
+
+
+def live_count(client, database: str, venue: str | None = None) -> tuple[int, int]:
+    """(distinct trades, stored rows) of ``trades_live`` (the second counts copies not yet merged)."""
+    db = clickhouse_database(database)
+    where, params = ("WHERE venue = {venue:String}", {"venue": venue}) if venue else ("", None)
+    distinct = int(client.command(f"SELECT count() FROM {db}.{TRADES_LIVE} FINAL {where}", parameters=params) or 0)
+    stored = int(client.command(f"SELECT count() FROM {db}.{TRADES_LIVE} {where}", parameters=params) or 0)
+    return distinct, stored
+
+
+__all__ = ["LIVE_COLUMNS", "TRADES_LATEST", "TRADES_LIVE", "ensure_live_tables", "insert_live_trades",
+           "live_count", "trade_row"]

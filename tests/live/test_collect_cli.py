@@ -1,0 +1,172 @@
+"""`marketdata collect` / `consume` as processes, against the Binance WebSocket + REST replays (run in
+this test's process), the stack's real nats-server and an embedded ClickHouse of the subprocess's own
+(one process per chDB directory: the rows are counted by another short process afterwards).
+
+Covers the collector's endpoints too: /metrics on the exporter's conventions, /status's counters,
+/health going 503 when the market goes silent. Waits poll the process's /status (its counters),
+with a deadline; nothing waits a fixed time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from marketdata_assets.replay.crypto.binance_ws import WsConfig
+from marketdata_assets.stores.jetstream import JetStreamStore
+from tests.live.conftest import INSTRUMENTS, replays
+
+MARKETDATA = Path(sys.executable).parent / "marketdata"
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 40
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "SYMBOLS", "ENABLE_OKX",
+                                                            "ENABLE_DERIBIT", "REDIS_CACHE", "redis_cache")}
+    return {**env, "PYTHONPATH": str(REPO), "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}",
+            "CLICKHOUSE_DATABASE": "live_test", **extra}
+
+
+def start(env: dict, *args: str) -> tuple[subprocess.Popen, str | None]:
+    """The command running, and its endpoints' URL (from its ready line on stderr)."""
+    proc = subprocess.Popen([str(MARKETDATA), *args], env=env, cwd=str(REPO), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    if not line:
+        proc.wait(30)
+        raise AssertionError(f"no ready line; exit {proc.returncode}: {proc.stderr.read()[-3000:]}")
+    found = re.search(r"endpoints (http://\S+)", line)
+    return proc, found.group(1) if found else None
+
+
+def stop(proc: subprocess.Popen) -> dict:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_status(url: str, condition, what: str) -> dict:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        status = json.loads(get(f"{url}/status")[1])
+        if condition(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {WAIT_S} s: {status}")
+        time.sleep(0.1)
+
+
+def count_rows(env: dict) -> tuple[int, int, int]:
+    """(distinct trades, rows, distinct trade ids per instrument summed) of trades_live, read by another process."""
+    code = ("import sys, json; from marketdata_assets.stores.clickhouse.connection import open_client\n"
+            "c, _ = open_client(sys.argv[1], 'live_test')\n"
+            "print(json.dumps([int(c.command('SELECT count() FROM live_test.trades_live FINAL')),\n"
+            "  int(c.command('SELECT count() FROM live_test.trades_live')),\n"
+            "  int(c.command('SELECT uniqExact(instrument, trade_id) FROM live_test.trades_live'))]))")
+    done = subprocess.run([sys.executable, "-c", code, env["CLICKHOUSE_DSN"]], env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{{{want}}} not in /metrics")
+
+
+def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nats_url, stream_spec):
+    prefix = stream_spec.subjects[0].split(".")[0]
+    env = cli_env(tmp_path, ENABLE_BINANCE="true", SYMBOLS=",".join(INSTRUMENTS))
+    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    with stack:
+        proc, url = start(env, "collect", "--consume", "--ws-url", ws.url, "--rest-url", rest.base_url,
+                          "--landing-dir", str(tmp_path / "landing"), "--nats-url", nats_url, "--stream",
+                          stream_spec.name, "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
+                          "--max-wait-s", "0.05")
+        try:
+            assert url, "no endpoints URL on the ready line"
+            status = wait_status(url, lambda s: s["collector"]["published"] >= 100 and s["consumer"]["acked"] >= 100
+                                 and s["collector"]["snapshots"] == 2, "100 trades through NATS into ClickHouse")
+            assert status["healthy"] and status["connections"] == 1
+            assert get(f"{url}/health") == (200, "ok\n")
+            code, text = get(f"{url}/metrics")
+            assert code == 200
+            assert metric(text, "marketdata_live_frames_total", venue="BINANCE", channel="trade") > 0
+            assert metric(text, "marketdata_live_frames_total", venue="BINANCE", channel="depth") > 0
+            assert metric(text, "marketdata_live_messages_total", venue="BINANCE", dataset="trades") >= 100
+            assert metric(text, "marketdata_live_published_total", venue="BINANCE") >= 100
+            assert metric(text, "marketdata_live_lag_seconds_count", venue="BINANCE") >= 100
+            assert metric(text, "marketdata_live_queue_depth", venue="BINANCE") >= 0
+            assert metric(text, "marketdata_live_consumer_acked_total") >= 100
+            assert metric(text, "marketdata_live_gaps_total", venue="BINANCE") == 0
+        finally:
+            counters = stop(proc)
+    published, consumer = counters["collector"]["published"], counters["consumer"]
+    # a publish cut by the stop is sent again by the drain: what the server had counts as duplicates
+    republished = counters["collector"]["duplicates"]
+    assert consumer["insert_failures"] == 0 and consumer["inserted"] == consumer["acked"]
+
+    async def on_the_server():
+        async with JetStreamStore(nats_url) as store:
+            info = await store.js.consumer_info(stream_spec.name, "ch")
+            held = await store.message_count(stream_spec.name)
+            await store.delete_stream(stream_spec.name)
+            return info, held
+    info, held = asyncio.run(on_the_server())
+    assert published <= held <= published + republished
+    # what the consumer had fetched when stopped was stored and acked; the rest waits for the next start
+    assert info.num_ack_pending == 0 and info.num_pending == held - consumer["acked"]
+    assert count_rows(env)[0] == consumer["acked"]  # every acked trade is in, once
+
+
+def test_direct_write_without_nats_lands_every_trade_once(tmp_path):
+    env = cli_env(tmp_path, clickhouse_direct_write="true")
+    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    with stack:
+        proc, url = start(env, "collect", "--instruments", ",".join(INSTRUMENTS), "--no-nats", "--ws-url", ws.url,
+                          "--rest-url", rest.base_url, "--landing-dir", str(tmp_path / "landing"),
+                          "--metrics-port", "0", "--stale-s", "1")
+        try:
+            wait_status(url, lambda s: s["collector"]["published"] >= 100, "100 trades written to ClickHouse")
+            ws.pause()  # the market goes silent: the collector is not healthy any more
+            deadline = time.monotonic() + WAIT_S
+            while (health := get(f"{url}/health"))[0] == 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert health[0] == 503 and ("stale" in health[1] or "no frame" in health[1] or "no open" in health[1])
+        finally:
+            counters = stop(proc)
+    trades = counters["collector"]["trades"]
+    assert counters["collector"]["published"] == trades and counters["collector"]["publish_dropped"] == 0
+    distinct, _, unique = count_rows(env)
+    assert distinct == unique == trades
+
+
+@pytest.mark.parametrize(("variable", "message"), [("ENABLE_OKX", "OKX is not built yet"),
+                                                   ("ENABLE_DERIBIT", "Deribit is not built yet"),
+                                                   ("redis_cache", "Redis latest-state cache")])
+def test_what_is_not_built_is_refused_plainly(tmp_path, variable, message):
+    done = subprocess.run([str(MARKETDATA), "collect", "--no-nats"], env=cli_env(tmp_path, **{variable: "true"}), check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
