@@ -1,9 +1,10 @@
 """The live collector as a process: `python -m marketdata_assets.apps.collector --instruments BTCUSDT,ETHUSDT`.
 
-Runs ingest.live's Binance spot collector until SIGINT/SIGTERM: frames to the landing files under
+Runs ingest.live's collector for one venue (`--venue BINANCE | OKX | DERIBIT`, default Binance spot)
+until SIGINT/SIGTERM: frames to the landing files under
 the state dir (settings.live_landing_dir()), trades to NATS JetStream (NATS_URL; `--no-nats` to run
 without), the stream created or updated first. `--ws-url`/`--rest-url` point it at the replays
-(`python -m marketdata_assets.replay.crypto.binance_ws`). A `marketdata collect` command comes later.
+(`python -m marketdata_assets.replay.crypto.binance_ws`, `okx_ws`, `deribit_ws`). A `marketdata collect` command comes later.
 """
 
 from __future__ import annotations
@@ -15,31 +16,40 @@ import signal
 from pathlib import Path
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
-from marketdata_assets.sources.binance.stream import VENUE, WS_URL
+from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+from marketdata_assets.sources.binance.stream import BinanceSpotStream
+from marketdata_assets.sources.deribit.stream import DeribitStream
+from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
+
+PROTOCOLS = {"BINANCE": BinanceSpotStream, "OKX": OkxStream, "DERIBIT": DeribitStream}
+DEFAULT_INSTRUMENTS = {"BINANCE": "BTCUSDT,ETHUSDT", "OKX": "BTC-USDT,ETH-USDT", "DERIBIT": "BTC-PERPETUAL,ETH-PERPETUAL"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m marketdata_assets.apps.collector", description=__doc__.split("\n\n")[0])
-    p.add_argument("--instruments", default="BTCUSDT,ETHUSDT", help="comma-separated Binance spot instruments")
-    p.add_argument("--ws-url", default=WS_URL)
-    p.add_argument("--rest-url", default=None, help="default: BINANCE_BASE_URL")
+    p.add_argument("--venue", default="BINANCE", choices=sorted(PROTOCOLS), help="whose public stream")
+    p.add_argument("--instruments", default=None, help="comma-separated, as the venue spells them "
+                                                       "(default: two of its majors)")
+    p.add_argument("--ws-url", default=None, help="default: the venue's public WebSocket")
+    p.add_argument("--rest-url", default=None, help="Binance's REST snapshots; default: BINANCE_BASE_URL")
     p.add_argument("--landing-dir", type=Path, default=None, help="default: <state dir>/landing/live")
     p.add_argument("--nats-url", default=None, help="default: NATS_URL")
     p.add_argument("--no-nats", action="store_true", help="land raw frames only, publish nothing")
     p.add_argument("--stream", default=StreamSpec.name, help="JetStream stream name")
-    p.add_argument("--stale-s", type=float, default=10.0)
-    p.add_argument("--rollover-s", type=float, default=CollectorConfig.rollover_s)
+    p.add_argument("--stale-s", type=float, default=None, help="default: the venue's (10 s; Deribit 15 s)")
+    p.add_argument("--rollover-s", type=float, default=None, help="default: 15 min before the venue's cut")
     return p
 
 
 async def main_async(args: argparse.Namespace) -> dict:
-    config = CollectorConfig([i.strip().upper() for i in args.instruments.split(",") if i.strip()], args.ws_url,
-                             args.rest_url or settings.get("BINANCE_BASE_URL"), stale_s=args.stale_s,
-                             rollover_s=args.rollover_s)
-    writer = LandingWriter(args.landing_dir or settings.live_landing_dir(), VENUE)
+    protocol = PROTOCOLS[args.venue]()
+    instruments = args.instruments or DEFAULT_INSTRUMENTS[args.venue]
+    rest_url = (args.rest_url or settings.get("BINANCE_BASE_URL")) if protocol.rest_snapshots else None
+    config = CollectorConfig([i.strip().upper() for i in instruments.split(",") if i.strip()],
+                             args.ws_url or protocol.ws_url, rest_url, stale_s=args.stale_s or protocol.stale_s, rollover_s=args.rollover_s)
+    writer = LandingWriter(args.landing_dir or settings.live_landing_dir(), protocol.venue)
     store = None
     if not args.no_nats:
         store = await JetStreamStore(args.nats_url or settings.get("NATS_URL"), name="marketdata-collector").connect()
@@ -48,7 +58,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    collector = BinanceSpotCollector(config, writer, store)
+    collector = LiveCollector(protocol, config, writer, store)
     try:
         await collector.run(stop)
     finally:

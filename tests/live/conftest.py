@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.ingest.live.collector import LiveCollector
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay, WsConfig
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -48,13 +50,15 @@ def replays(ws_config: WsConfig | None = None, seed: int = 3):
 
 @contextlib.asynccontextmanager
 async def collecting(config: CollectorConfig, writer: LandingWriter, nats_url: str | None = None,
-                     spec: StreamSpec | None = None) -> AsyncIterator[tuple[BinanceSpotCollector, JetStreamStore | None]]:
-    """A collector running in this event loop (its stream created first); stopped and drained on exit."""
+                     spec: StreamSpec | None = None, protocol=None) -> AsyncIterator[tuple[LiveCollector, JetStreamStore | None]]:
+    """A collector running in this event loop (its stream created first); stopped and drained on exit.
+    `protocol`: a venue's stream (sources/<venue>/stream.py); default Binance spot."""
     store = None
     if nats_url is not None:
         store = await JetStreamStore(nats_url, ack_timeout_s=5).connect()
         await store.ensure_stream(spec)
-    collector = BinanceSpotCollector(config, writer, store)
+    collector = BinanceSpotCollector(config, writer, store) if protocol is None else \
+        LiveCollector(protocol, config, writer, store)
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))
     try:
@@ -74,3 +78,23 @@ def config_for(ws: BinanceWsReplay, rest: CryptoReplayServer, **overrides) -> Co
 
 def landing(tmp_path: Path) -> Path:
     return tmp_path / "landing"
+
+
+def levels(side: dict[str, str]) -> dict[Decimal, Decimal]:
+    return {Decimal(p): Decimal(q) for p, q in side.items()}
+
+
+async def books_match_at_rest(collector, ws, instruments: list[str], timeout_s: float) -> None:
+    """Stop the replay's market, wait until every book stands at its last update, compare them by
+    value (the venues spell prices differently: OKX strings, Deribit JSON numbers)."""
+    ws.pause()
+
+    def caught_up(stats) -> bool:
+        return all(not collector.books[name].needs_snapshot
+                   and collector.books[name].book.update_id == ws.truth_book(name)[0] for name in instruments)
+    await collector.stats.wait_until(caught_up, timeout_s)
+    for name in instruments:
+        _, bids, asks = ws.truth_book(name)
+        book = collector.books[name].book
+        assert (levels(book.bids), levels(book.asks)) == (levels(bids), levels(asks)), name
+    ws.resume()

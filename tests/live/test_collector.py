@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from decimal import Decimal
 
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import INSTRUMENTS, collecting, config_for, replays
+from tests.live.conftest import INSTRUMENTS, books_match_at_rest, collecting, config_for, replays
 
 WAIT_S = 15
 
@@ -20,23 +19,8 @@ def records(root, channel: str) -> list[dict]:
     return [r for path in closed_files(root, "BINANCE", channel) for r in read_file(path)]
 
 
-def levels(side: dict[str, str]) -> dict[Decimal, Decimal]:
-    return {Decimal(p): Decimal(q) for p, q in side.items()}
-
-
 async def books_at_rest(collector, ws) -> None:
-    """Stop the market, wait until every book stands at the replay's last update, compare them."""
-    ws.pause()
-
-    def caught_up(stats) -> bool:
-        return all(not collector.books[name].needs_snapshot
-                   and collector.books[name].book.update_id == ws.truth_book(name)[0] for name in INSTRUMENTS)
-    await collector.stats.wait_until(caught_up, WAIT_S)
-    for name in INSTRUMENTS:
-        _, bids, asks = ws.truth_book(name)
-        book = collector.books[name].book
-        assert (levels(book.bids), levels(book.asks)) == (levels(bids), levels(asks)), name
-    ws.resume()
+    await books_match_at_rest(collector, ws, INSTRUMENTS, WAIT_S)
 
 
 def trade_ids(root, instrument: str) -> list[int]:

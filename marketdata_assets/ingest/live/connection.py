@@ -29,6 +29,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from marketdata_assets.ingest.live.stats import Stats
+from marketdata_assets.sources.stream import Keepalive
 
 Item = tuple  # ("frame", conn, recv_ns, text) | ("marker", conn, recv_ns, (kind, details))
 
@@ -87,12 +88,15 @@ class Connection:
     """One WebSocket connection carrying `streams` (see the module doc)."""
 
     def __init__(self, conn_id: str, url: str, streams: list[str], subscribe: list[tuple[int, str]],
-                 queue: asyncio.Queue, stats: Stats, *, stale_s: float, pacer: Pacer):
-        self.conn_id, self.url, self.streams = conn_id, url, streams
+                 queue: asyncio.Queue, stats: Stats, *, stale_s: float, pacer: Pacer,
+                 keepalive: Keepalive | None = None):
+        self.conn_id, self.url, self.streams, self.keepalive = conn_id, url, streams, keepalive
         self.subscriptions = subscribe  # (id, text) of the SUBSCRIBE messages after connecting
+        self.requests: dict[int, str] = {}  # id -> text of every request sent (a refused one is sent again)
         self.queue, self.stats, self.stale_s, self.pacer = queue, stats, stale_s, pacer
         self.ws = None
         self.first_frame = asyncio.Event()
+        self.first_data = asyncio.Event()  # set by the collector when a data frame of it was processed
         self.ended = asyncio.Event()
         self.reason = "open"
         self.frames = 0
@@ -112,20 +116,39 @@ class Connection:
         self._arm(loop)
         self._marker("connect", url=self.url.split("?", 1)[0], streams=len(self.streams))
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._subscribe(self.subscriptions))]
+        if self.keepalive is not None:
+            self._tasks.append(asyncio.create_task(self._keep_alive(self.keepalive)))
 
-    async def _subscribe(self, messages: list[tuple[int, str]]) -> None:
+    async def _subscribe(self, messages: list[tuple[int, str]], mark: bool = True) -> None:
         for message_id, text in messages:
             await self.pacer.wait()
             try:
                 await self.ws.send(text)
             except ConnectionClosed:
                 return
-            self._marker("subscribe", id=message_id)
+            if mark:
+                self.requests[message_id] = text
+                self._marker("subscribe", id=message_id)
 
-    def resubscribe(self, messages: list[tuple[int, str]]) -> None:
-        """Send subscriptions again (a refused SUBSCRIBE), paced like the first ones."""
+    def resubscribe(self, messages: list[tuple[int, str]], mark: bool = True) -> None:
+        """Send messages (subscriptions again, a reply the venue asked for), paced like the first ones."""
         if not self.ended.is_set():
-            self._tasks.append(asyncio.create_task(self._subscribe(messages)))
+            self._tasks.append(asyncio.create_task(self._subscribe(messages, mark)))
+
+    async def _keep_alive(self, keepalive: Keepalive) -> None:
+        """Send the venue's text ping whenever the connection has been quiet for `every_s`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            quiet = loop.time() - self._last_seen
+            if quiet < keepalive.every_s:
+                await asyncio.sleep(keepalive.every_s - quiet)
+                continue
+            try:  # not paced: OKX counts subscribe/unsubscribe/login requests, not pings
+                await self.ws.send(keepalive.text)
+            except ConnectionClosed:
+                return
+            self.stats.pings += 1
+            await asyncio.sleep(keepalive.every_s)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = loop.call_at(self._last_seen + self.stale_s, self._deadline)

@@ -31,7 +31,11 @@ class Stats:
     subscribe_errors: int = 0
     acks: int = 0
     trades: int = 0
-    gaps: int = 0  # book sequence breaks
+    gaps: int = 0  # book sequence breaks and checksum mismatches
+    checksum_mismatches: int = 0  # of the gaps, those a wrong checksum showed (OKX)
+    resubscribes: int = 0  # book channels subscribed again for a fresh snapshot (OKX, Deribit)
+    pings: int = 0  # keepalive texts sent (OKX's "ping")
+    replies: int = 0  # answers to the venue's requests (Deribit's test_request)
     snapshots: int = 0  # books (re)built from a REST snapshot
     stale_snapshots: int = 0  # snapshots older than the buffered events (another was taken)
     published: int = 0  # trades stored by JetStream

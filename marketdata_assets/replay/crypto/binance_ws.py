@@ -28,77 +28,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from marketdata_assets.replay.crypto.config import BINANCE, ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.tape import Market
+from marketdata_assets.replay.crypto.ws_server import WS_FAULT_KINDS, Client, WsConfig, WsFault, WsServer
 
 if TYPE_CHECKING:
     from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
-WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst"})
 STREAM_KINDS = ("trade", "depth", "depth@100ms")
+__all__ = ["WS_FAULT_KINDS", "BinanceWsReplay", "Client", "WsConfig", "WsFault"]  # the shared ones from ws_server
 
 
-@dataclass
-class WsFault:
-    kind: str
-    instrument: str | None = None  # skip_sequence, burst (None: every instrument)
-    after: int = 0
-    times: int | None = 1
-    count: int = 1000  # burst: trades at once
-    fired: int = 0
-
-    def __post_init__(self):
-        if self.kind not in WS_FAULT_KINDS:
-            raise ValueError(f"WebSocket fault kind {self.kind!r}: one of {', '.join(sorted(WS_FAULT_KINDS))}")
-
-    def take(self) -> bool:
-        if self.times is not None and self.fired >= self.times:
-            return False
-        self.fired += 1
-        return True
-
-
-@dataclass
-class WsConfig:
-    tick_s: float = 0.1  # one diff event per instrument and tick (`@100ms`)
-    trades_per_tick: int = 2
-    lifetime_s: float = 86_400.0
-    ping_interval_s: float = 20.0
-    pong_timeout_s: float = 60.0
-    control_per_s: int = 5
-    max_streams: int = 1024
-    book_levels: int = 40
-    record: bool = False  # keep every text sent, per connection (`sent`): what a client must have landed
-    faults: list[WsFault] = field(default_factory=list)
-
-
-@dataclass
-class Client:
-    """One connection's state."""
-
-    number: int
-    connection: ServerConnection
-    streams: set[str]
-    combined: bool
-    sent: int = 0  # data frames
-    stalled: bool = False
-    controls: deque = field(default_factory=deque)  # monotonic times of recent control messages
-    outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200_000))
-
-
-class BinanceWsReplay:
+class BinanceWsReplay(WsServer):
     """The WebSocket replay server, serving from a background thread (`url`)."""
+
+    venue = BINANCE
 
     def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
                  replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
@@ -115,78 +67,7 @@ class BinanceWsReplay:
                                        "lifetime_cuts": 0}
         self.depth_events: dict[str, int] = dict.fromkeys(names, 0)
         self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
-        self.paused = False  # the market stands still (tests compare books at rest)
-        self.lock = threading.Lock()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-
-    # ---- lifecycle --------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    def start(self) -> BinanceWsReplay:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="binance-ws-replay",
-                                        daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the Binance WebSocket replay did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    async def _main(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with serve(self._serve, self.host, self.port, ping_interval=self.config.ping_interval_s,
-                         ping_timeout=self.config.pong_timeout_s, max_queue=64) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            ticker = asyncio.create_task(self._tick_forever())
-            self._ready.set()
-            await self._stop.wait()
-            ticker.cancel()
-            for client in list(self.clients.values()):
-                client.connection.transport.abort()
-
-    # ---- control from tests -----------------------------------------------------------------
-
-    def add_fault(self, fault: WsFault | None = None, **kwargs) -> WsFault:
-        fault = fault or WsFault(**kwargs)
-        with self.lock:
-            self.config.faults.append(fault)
-        return fault
-
-    def pause(self) -> None:
-        """Stop moving the market (no more events or trades) until `resume`; returns at once: the
-        tick in progress, if any, still goes out."""
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    def truth_book(self, instrument: str) -> tuple[int, dict[str, str], dict[str, str]]:
-        return self.instruments[instrument].truth()
-
-    def trade_ids(self, instrument: str) -> tuple[int | None, int | None]:
-        """First and last trade id sent so far (contiguous: the tape's ids)."""
-        live = self.instruments[instrument]
-        return live.first_trade_id, live.last_trade_id
-
-    def _faults(self, kind: str) -> list[WsFault]:
-        with self.lock:
-            return [f for f in self.config.faults if f.kind == kind]
+        self._init_server()
 
     # ---- connections ------------------------------------------------------------------------
 
@@ -233,41 +114,11 @@ class BinanceWsReplay:
         self.counts["lifetime_cuts"] += 1
         asyncio.ensure_future(client.connection.close(1001, "connection lifetime reached"))
 
-    async def _send_forever(self, client: Client) -> None:
-        while True:
-            text = await client.outbox.get()
-            try:
-                await client.connection.send(text)
-            except ConnectionClosed:
-                return
-
     def _deliver(self, client: Client, stream: str, payload: dict) -> None:
         if client.stalled or stream not in client.streams:
             return
         text = json.dumps({"stream": stream, "data": payload} if client.combined else payload, separators=(",", ":"))
-        try:
-            client.outbox.put_nowait(text)
-        except asyncio.QueueFull:  # a client that does not read: the venue drops it
-            client.connection.transport.abort()
-            return
-        client.sent += 1
-        if self.config.record:
-            self.sent.setdefault(client.number, []).append(text)
-        for fault in self._faults("disconnect"):
-            if client.sent > fault.after and fault.take():
-                asyncio.get_running_loop().call_soon(self._abort_after_outbox, client)
-        for fault in self._faults("stall"):
-            if client.sent > fault.after and fault.take():
-                client.stalled = True
-                client.connection.transport.pause_reading()  # pings unread: no pong either
-
-    def _abort_after_outbox(self, client: Client) -> None:
-        """Drop the TCP connection once what was queued has gone (a cut mid-stream, no close frame)."""
-        async def later():
-            while not client.outbox.empty():
-                await asyncio.sleep(0.001)
-            client.connection.transport.abort()
-        asyncio.ensure_future(later())
+        self.send_data(client, text)
 
     # ---- control messages ------------------------------------------------------------------
 
@@ -300,7 +151,7 @@ class BinanceWsReplay:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if method == "SUBSCRIBE":
                 self.counts["subscribes"] += 1
-                refused = [f for f in self._faults("subscribe_error") if self.counts["subscribes"] > f.after]
+                refused = [f for f in self.faults("subscribe_error") if self.counts["subscribes"] > f.after]
                 if any(f.take() for f in refused):
                     return {"error": {"code": 2, "msg": "Invalid request: service temporarily unavailable"}}
             bad = [s for s in params if not isinstance(s, str) or not self._valid(s)]
@@ -327,11 +178,6 @@ class BinanceWsReplay:
 
     # ---- the market moving ------------------------------------------------------------------
 
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.tick_s)
-            self.tick()
-
     def tick(self) -> None:
         """Move every instrument once: a diff event and some trades, sent to their subscribers."""
         if self.paused:
@@ -340,10 +186,10 @@ class BinanceWsReplay:
         event_ms = int(time.time() * 1000)
         for name, live in self.instruments.items():
             self.depth_events[name] += 1
-            skips = [f for f in self._faults("skip_sequence") if f.instrument in (None, name)
+            skips = [f for f in self.faults("skip_sequence") if f.instrument in (None, name)
                      and self.depth_events[name] > f.after]
             depth = live.step(event_ms, skip=any(f.take() for f in skips))
-            bursts = [f for f in self._faults("burst") if f.instrument in (None, name) and self.counts["ticks"] > f.after]
+            bursts = [f for f in self.faults("burst") if f.instrument in (None, name) and self.counts["ticks"] > f.after]
             count = sum(f.count for f in bursts if f.take()) or self.config.trades_per_tick
             trades = live.trades(count, event_ms)
             lower = name.lower()

@@ -33,17 +33,18 @@ class LiveInstrument:
     """Book and trades of one instrument; thread-safe (the WebSocket loop steps it, the REST
     replay's threads read snapshots)."""
 
-    def __init__(self, market: Market, instrument: str, seed: int, levels: int = 40):
-        self.market, self.instrument, self.levels = market, instrument, levels
-        self.spec = instrument_spec(BINANCE, instrument)
-        self.rng = random.Random(f"live:{seed}:{instrument}")
+    def __init__(self, market: Market, instrument: str, seed: int, levels: int = 40, venue: str = BINANCE):
+        self.market, self.instrument, self.levels, self.venue = market, instrument, levels, venue
+        self.spec = instrument_spec(venue, instrument)
+        seed_key = f"live:{seed}:{instrument}" if venue == BINANCE else f"live:{seed}:{venue}:{instrument}"
+        self.rng = random.Random(seed_key)
         self.lock = threading.Lock()
-        update_id, bids, asks, _ = market.book(BINANCE, instrument, levels)
+        update_id, bids, asks, _ = market.book(venue, instrument, levels)
         self.update_id = update_id
         self.bids = {fmt8(p): fmt8(q) for p, q in bids}
         self.asks = {fmt8(p): fmt8(q) for p, q in asks}
         now = market.now_us()
-        self.tape = market.tape(BINANCE, instrument, day_of_us(now))
+        self.tape = market.tape(venue, instrument, day_of_us(now))
         self.cursor = bisect.bisect_left(self.tape.ts, now)
         self.first_trade_id: int | None = None
         self.last_trade_id: int | None = None
@@ -87,9 +88,9 @@ class LiveInstrument:
             side[price] = size
         touched[(name, price)] = size
 
-    def step(self, event_ms: int, skip: bool = False) -> dict:
-        """The next `depthUpdate` payload (1 to 3 updates); `skip`: one update before it is applied
-        but never sent, so the event's U is the previous u + 2."""
+    def step_levels(self, skip: bool = False) -> tuple[int, int, list[list[str]], list[list[str]]]:
+        """(first, last update id, bids, asks touched: [price, final quantity]) of the next move (1 to 3
+        updates); `skip`: one update before it is applied but never sent (first = previous last + 2)."""
         with self.lock:
             if skip:
                 self._one_update({})
@@ -99,9 +100,20 @@ class LiveInstrument:
             for _ in range(self.rng.randint(1, 3)):
                 self._one_update(touched)
                 self.update_id += 1
-            return {"e": "depthUpdate", "E": event_ms, "s": self.instrument, "U": first, "u": self.update_id,
-                    "b": [[p, q] for (s, p), q in touched.items() if s == "b"],
-                    "a": [[p, q] for (s, p), q in touched.items() if s == "a"]}
+            return (first, self.update_id, [[p, q] for (s, p), q in touched.items() if s == "b"],
+                    [[p, q] for (s, p), q in touched.items() if s == "a"])
+
+    def step(self, event_ms: int, skip: bool = False) -> dict:
+        """The next `depthUpdate` payload (see `step_levels`)."""
+        first, last, bids, asks = self.step_levels(skip)
+        return {"e": "depthUpdate", "E": event_ms, "s": self.instrument, "U": first, "u": last, "b": bids, "a": asks}
+
+    def top(self, depth: int) -> tuple[int, list[tuple[str, str]], list[tuple[str, str]]]:
+        """(update id, best `depth` bids, asks) of the truth, the venue's strings, best first."""
+        with self.lock:
+            bids = sorted(self.bids.items(), key=lambda level: float(level[0]), reverse=True)[:depth]
+            asks = sorted(self.asks.items(), key=lambda level: float(level[0]))[:depth]
+            return self.update_id, bids, asks
 
     def snapshot(self, depth: int) -> tuple[int, list, list, int]:
         """(lastUpdateId, bids, asks, ts µs) of the truth book, best `depth` levels (the REST answer)."""
@@ -116,20 +128,23 @@ class LiveInstrument:
 
     # ---- trades -----------------------------------------------------------------------------
 
-    def trades(self, count: int, event_ms: int) -> list[dict]:
-        """The next `count` trades of the tape as `trade` payloads."""
+    def tape_trades(self, count: int) -> list[tuple[int, float, float, bool]]:
+        """The next `count` trades of the tape: (trade id, price, size, the taker bought)."""
         out = []
         with self.lock:
             for _ in range(count):
                 if self.cursor >= self.tape.n:
-                    self.tape = self.market.tape(BINANCE, self.instrument, self.tape.day + timedelta(days=1))
+                    self.tape = self.market.tape(self.venue, self.instrument, self.tape.day + timedelta(days=1))
                     self.cursor = 0
                 tape, i = self.tape, self.cursor
                 trade_id = tape.first_id + i
-                out.append({"e": "trade", "E": event_ms, "s": self.instrument, "t": trade_id,
-                            "p": fmt8(tape.price[i]), "q": fmt8(tape.size[i]), "T": event_ms,
-                            "m": not tape.buy[i], "M": True})
+                out.append((trade_id, tape.price[i], tape.size[i], bool(tape.buy[i])))
                 self.cursor += 1
                 self.first_trade_id = trade_id if self.first_trade_id is None else self.first_trade_id
                 self.last_trade_id = trade_id
         return out
+
+    def trades(self, count: int, event_ms: int) -> list[dict]:
+        """The next `count` trades of the tape as Binance `trade` payloads."""
+        return [{"e": "trade", "E": event_ms, "s": self.instrument, "t": trade_id, "p": fmt8(price), "q": fmt8(size),
+                 "T": event_ms, "m": not buy, "M": True} for trade_id, price, size, buy in self.tape_trades(count)]

@@ -33,6 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.sources.binance.rest import BinanceClient
+from marketdata_assets.sources.stream import BOOKS, TRADES
+from marketdata_assets.sources.stream import Frame as StreamFrame
+from marketdata_assets.sources.stream import StreamLimits as ChannelLimits
 
 VENUE = "BINANCE"
 WS_URL = "wss://stream.binance.com:9443"
@@ -166,8 +170,84 @@ class DepthSync:
                 return "gap"
         return "synced"
 
+    def on_frame(self, data: dict) -> str:
+        """`on_event` of a decoded `depthUpdate` (the collector's entry point)."""
+        return self.on_event(int(data["U"]), int(data["u"]), data["b"], data["a"])
+
+    def on_snapshot_body(self, body: dict) -> str:
+        """`on_snapshot` of a decoded REST `/api/v3/depth` answer."""
+        return self.on_snapshot(int(body["lastUpdateId"]), body["bids"], body["asks"])
+
+    def gap_details(self) -> dict:
+        expected, got = self.last_gap or (None, None)
+        return {"expected_first": expected, "got_first": got}
+
     def _drop(self, expected: int, got: int) -> None:
         self.last_gap = (expected, got)
         self.needs_snapshot = True
         self.book = OrderBook()
         self.buffer.clear()
+
+
+class RestDepth:
+    """REST depth snapshots for `DepthSync` (the `SnapshotSource` of sources/stream.py)."""
+
+    def __init__(self, rest_url: str):
+        self.client = BinanceClient(rest_url)
+
+    async def fetch(self, instrument: str, limit: int) -> dict:
+        return await self.client.depth_body(instrument, limit)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class BinanceSpotStream:
+    """Binance spot as a `StreamProtocol` (sources/stream.py): the functions above, declared."""
+
+    venue = VENUE
+    ws_url = WS_URL
+    limits = ChannelLimits(max_channels=LIMITS.max_streams, control_per_s=LIMITS.control_per_s - 1,
+                          connections_per_window=LIMITS.connections_per_5min, lifetime_s=LIMITS.lifetime_s,
+                          url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
+    keepalive = None  # the server pings; the WebSocket library answers
+    rest_snapshots = True
+    stale_s = 10.0  # data every 100 ms; the server pings every 20 s
+
+    def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
+        return [s for name in instruments for s in (trade_stream(name), depth_stream(name, depth_speed_ms))]
+
+    def url(self, base: str, channels: list[str]) -> str:
+        return combined_url(base, channels)
+
+    def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
+        return subscribe_messages(channels, first_id) if channels else []
+
+    def opening_messages(self, first_id: int) -> list[tuple[int, str]]:
+        return []
+
+    def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
+        return []  # books resync from REST
+
+    def with_id(self, text: str, request_id: int) -> str:
+        return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
+
+    def decode(self, text: str) -> StreamFrame:
+        frame = classify(json.loads(text))
+        if frame.kind != "event":
+            return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data)
+        instrument, kind = stream_kind(frame.stream)
+        dataset = {"trade": TRADES, "depth": BOOKS}.get(kind)
+        return StreamFrame("event", frame.stream, dataset, instrument, frame.data)
+
+    def new_book(self, instrument: str) -> DepthSync:
+        return DepthSync(instrument)
+
+    def trade_records(self, data: dict, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
+        return [(*trade_record(data, instrument, recv_ns), int(data.get("E") or data["T"]))]
+
+    def snapshot_source(self, rest_url: str) -> RestDepth:
+        return RestDepth(rest_url)
+
+    def snapshot_channel(self, instrument: str) -> str:
+        return f"{instrument.lower()}@depth_snapshot"

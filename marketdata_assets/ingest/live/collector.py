@@ -1,0 +1,424 @@
+"""The live collector's core, venue-neutral: streams in, raw landing, books, trades to JetStream.
+
+A venue is a `StreamProtocol` (sources/stream.py; Binance spot, OKX, Deribit): channel names, URL and
+subscribe frames, limits, how to read a frame, the book's rules, the trade messages, the keepalive.
+Tasks of one `LiveCollector.run()`:
+- a slot per planned connection (at most the venue's channels per connection): connect with the
+  channels the URL names and the rest subscribed by paced messages (after the venue's opening
+  messages, e.g. Deribit's `public/set_heartbeat`); on a disconnect, reconnect after a jittered
+  backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h) open the next connection
+  first and close the old one when the new one has delivered its first data (make before break:
+  both deliver the overlap, the landing keeps both, the book drops repeats by sequence and
+  JetStream drops repeated trades by message id);
+- the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
+  lands the batch raw through the landing writer in a worker thread (a slow disk never blocks the
+  socket readers; a full queue is a counted, marked gap), sends the replies a venue asks for
+  (Deribit's `test_request`), then feeds book events to the venue's `BookSync` and trades to the
+  publish buffer;
+- books: a gap or a wrong checksum is one `gap` marker in the book's channel, and one rebuild:
+  from a REST snapshot (Binance: landed raw too, `<instrument>@depth_snapshot`; a snapshot older
+  than the buffered events is taken again) or by subscribing the book's channel again on the
+  connection that broke (OKX, Deribit: a `resubscribe` marker; the venue sends a fresh snapshot);
+  the rebuilt book is marked `resync` (the first one `snapshot`);
+- the publisher: batches of trades to JetStream with `Nats-Msg-Id`; a failed batch is kept and
+  published again (what was stored is deduplicated by the server);
+- a ticker flushing the landing files each second and closing the hours that ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from marketdata_assets.ingest.live.connection import AttemptWindow, Backoff, Connection, Pacer
+from marketdata_assets.ingest.live.stats import Stats
+from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, Keepalive, StreamProtocol, plan_connections
+from marketdata_assets.stores.jetstream import JetStreamStore, subject
+from marketdata_assets.stores.landing import LandingWriter
+
+CONTROL_CHANNEL = "_control"  # acks, errors, heartbeats, frames of no channel
+BAD_CHANNEL = "_bad"  # frames that are not JSON
+NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollover
+
+
+@dataclass
+class CollectorConfig:
+    instruments: list[str]
+    ws_url: str
+    rest_url: str | None = None  # REST snapshots (venues with `rest_snapshots`)
+    depth_speed_ms: int = 100
+    snapshot_limit: int = 1000
+    queue_size: int = 10_000
+    batch_size: int = 500
+    stale_s: float = 10.0
+    rollover_s: float | None = None  # None: 15 min before the venue's cut (never, without one)
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 32.0
+    publish_batch: int = 500
+    publish_buffer: int = 200_000
+    max_streams: int | None = None  # None: the venue's channels per connection
+    url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
+    keepalive_s: float | None = None  # None: the venue's interval (OKX: 20 s) or stale_s / 2, the shorter
+    subject_prefix: str = "md"
+
+
+class LiveCollector:
+    """See the module doc. `await run(stop)` until `stop` is set; `stats` counts what happened."""
+
+    def __init__(self, protocol: StreamProtocol, config: CollectorConfig, writer: LandingWriter,
+                 store: JetStreamStore | None = None):
+        self.protocol, self.config, self.writer, self.store = protocol, config, writer, store
+        self.limits = protocol.limits
+        self.url_channels = self.limits.url_channels if config.url_streams is None else config.url_streams
+        lifetime = self.limits.lifetime_s
+        self.rollover_s = config.rollover_s or (lifetime - 15 * 60 if lifetime else NO_CUT_S)
+        self.stats = Stats()
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=config.queue_size)
+        self.books = {name: protocol.new_book(name) for name in config.instruments}
+        self.resyncing: set[str] = set()  # books rebuilt after a gap (marked `resync`, not `snapshot`)
+        self.snapshotting: set[str] = set()
+        self.snapshot_tasks: set[asyncio.Task] = set()
+        self.outbox: deque[tuple[str, str, bytes]] = deque()
+        self.outbox_ready = asyncio.Event()
+        self.connections: dict[str, Connection] = {}
+        self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
+        self.pending: dict[int, str] = {}  # subscribe request id -> connection id
+        self.request_ids = itertools.count(1)
+        self.conn_numbers = itertools.count(1)
+        self.attempts = AttemptWindow(self.limits.connections_per_window, self.limits.window_s)
+        self.rest = protocol.snapshot_source(config.rest_url) if protocol.rest_snapshots else None
+        self.slot_tasks: list[asyncio.Task] = []
+        self.service_tasks: list[asyncio.Task] = []
+
+    def streams(self) -> list[str]:
+        return self.protocol.channels(self.config.instruments, self.config.depth_speed_ms)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        recovered = await asyncio.to_thread(self.writer.recover_partials)
+        self.stats.markers["recovered_files"] = len(recovered)
+        plans = plan_connections(self.streams(), self.config.max_streams or self.limits.max_channels)
+        self.slot_tasks = [asyncio.create_task(self._slot(streams)) for streams in plans]
+        self.service_tasks = [asyncio.create_task(self._process_forever()), asyncio.create_task(self._tick_forever())]
+        if self.store is not None:
+            self.service_tasks.append(asyncio.create_task(self._publish_forever()))
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Stop reading, land what was read, publish what was parsed, close the files."""
+        for task in self.slot_tasks:
+            task.cancel()
+        await asyncio.gather(*self.slot_tasks, return_exceptions=True)
+        for conn in list(self.connections.values()):
+            await conn.close("stop")
+        await self.queue.join()
+        helpers = self.service_tasks + list(self.snapshot_tasks)
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        if self.store is not None:
+            await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
+        await asyncio.to_thread(self.writer.close)
+        if self.rest is not None:
+            await self.rest.aclose()
+
+    # ---- connections ------------------------------------------------------------------------
+
+    def _requests(self, messages_of) -> list[tuple[int, str]]:
+        """Messages from `messages_of(first_id)`, their ids taken from the collector's counter."""
+        messages = messages_of(next(self.request_ids))
+        for _ in messages[1:]:
+            next(self.request_ids)
+        return messages
+
+    def _new_connection(self, streams: list[str]) -> Connection:
+        conn_id = f"{os.getpid()}-{next(self.conn_numbers)}"
+        protocol = self.protocol
+        opening = self._requests(protocol.opening_messages)
+        later = streams[self.url_channels:]
+        messages = self._requests(lambda first: protocol.subscribe_messages(later, first)) if later else []
+        for message_id, _ in messages:
+            self.pending[message_id] = conn_id
+        named = streams[:self.url_channels]
+        keepalive = protocol.keepalive
+        if keepalive is not None:  # ping well before our own stale deadline could call a quiet channel dead
+            every = self.config.keepalive_s or min(keepalive.every_s, self.config.stale_s / 2)
+            keepalive = Keepalive(keepalive.text, every)
+        conn = Connection(conn_id, protocol.url(self.config.ws_url, named), streams, opening + messages, self.queue,
+                          self.stats, stale_s=self.config.stale_s, pacer=Pacer(self.limits.control_per_s),
+                          keepalive=keepalive)
+        self.connections[conn_id] = conn
+        self.conn_streams[conn_id] = list(streams)
+        return conn
+
+    async def _open(self, streams: list[str], backoff: Backoff) -> Connection:
+        """A connected connection, after as many attempts (backed off) as it takes."""
+        while True:
+            await self.attempts.wait()
+            conn = self._new_connection(streams)
+            try:
+                await conn.open()
+            except (OSError, asyncio.TimeoutError, Exception) as error:  # noqa: BLE001  (any failure: retry)
+                self.connections.pop(conn.conn_id, None)
+                self.conn_streams.pop(conn.conn_id, None)
+                self.stats.connect_failures += 1
+                self.writer.marker(CONTROL_CHANNEL, conn.conn_id, "connect_failed", error=f"{type(error).__name__}: {error}")
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.stats.connects += 1
+            return conn
+
+    async def _slot(self, streams: list[str]) -> None:
+        """Keep one connection's streams flowing: reconnect on loss, roll over before the cut."""
+        backoff = Backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
+        conn = await self._open(streams, backoff)
+        while True:
+            rollover = asyncio.create_task(asyncio.sleep(self.rollover_s))
+            ended = asyncio.create_task(conn.ended.wait())
+            await asyncio.wait({rollover, ended}, return_when=asyncio.FIRST_COMPLETED)
+            rollover.cancel()
+            ended.cancel()
+            if conn.ended.is_set():
+                self.connections.pop(conn.conn_id, None)
+                if conn.frames:
+                    backoff.reset()
+                await asyncio.sleep(backoff.next_delay())
+                conn = await self._open(streams, backoff)
+                continue
+            successor = await self._open(streams, backoff)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(successor.first_data.wait(), self.config.stale_s)
+            self.stats.rollovers += 1
+            await conn.close("rollover")
+            self.connections.pop(conn.conn_id, None)
+            conn = successor
+
+    # ---- processing -------------------------------------------------------------------------
+
+    async def _process_forever(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.config.batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                await self._process(batch)
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+                self.stats.changed.set()
+
+    async def _process(self, batch: list[tuple]) -> None:
+        """Land the batch raw (in a worker thread), then handle what it means."""
+        landed, parsed = [], []
+        for kind, conn, recv_ns, payload in batch:
+            if kind == "marker":
+                landed.append((kind, conn, recv_ns, payload, self._channels_of(conn)))
+                parsed.append((kind, conn, recv_ns, payload))
+                continue
+            try:
+                frame = self.protocol.decode(payload)
+            except ValueError:
+                self.stats.bad("not_json")
+                landed.append(("frame", conn, recv_ns, payload, [BAD_CHANNEL]))
+                continue
+            landed.append(("frame", conn, recv_ns, payload, [frame.channel or CONTROL_CHANNEL]))
+            parsed.append(("frame", conn, recv_ns, frame))
+        await asyncio.to_thread(self._land, landed)
+        for kind, conn, recv_ns, item in parsed:
+            if kind == "marker":
+                self._on_marker(conn, item)
+            else:
+                self._on_frame(conn, recv_ns, item)
+
+    def _channels_of(self, conn_id: str) -> list[str]:
+        """Where a connection's markers go: every channel it carries (each channel's file tells its
+        own story), or the control channel."""
+        return self.conn_streams.get(conn_id) or [CONTROL_CHANNEL]
+
+    def _land(self, landed: list[tuple]) -> None:
+        for kind, conn, recv_ns, payload, channels in landed:
+            for channel in channels:
+                if kind == "frame":
+                    self.writer.frame(channel, conn, payload, recv_ns)
+                else:
+                    self.writer.marker(channel, conn, payload[0], recv_ns, **payload[1])
+            self.stats.frames += kind == "frame"
+            if kind == "frame":
+                self.stats.framed(channels[0], recv_ns)
+
+    def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
+        self.stats.marked(marker[0])
+        if marker[0] == "disconnect":
+            self.conn_streams.pop(conn_id, None)
+
+    def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
+        if frame.reply is not None:
+            conn = self.connections.get(conn_id)
+            if conn is not None:
+                self.stats.replies += 1
+                conn.resubscribe([(0, frame.reply)], mark=False)
+        if frame.kind == "ack":
+            self.stats.acks += 1
+            self.pending.pop(frame.request_id, None)
+        elif frame.kind == "error":
+            self._on_refused(conn_id, frame)
+        elif frame.kind == "event":
+            conn = self.connections.get(conn_id)
+            if conn is not None and not conn.first_data.is_set():
+                conn.first_data.set()  # the data flows: a rollover may close its predecessor
+            try:
+                if frame.dataset == TRADES:
+                    self._on_trades(frame.instrument, frame.data, recv_ns)
+                elif frame.dataset == BOOKS:
+                    self._on_book(frame, conn_id)
+                else:
+                    self.stats.bad("unknown_stream")
+            except (KeyError, TypeError, ValueError, IndexError):
+                self.stats.bad(f"malformed_{frame.dataset}")
+        elif frame.kind != "control":
+            self.stats.bad("unknown_shape")
+
+    def _on_refused(self, conn_id: str, frame: Frame) -> None:
+        """A refused request (a subscription, a book's resubscription): marked, and sent again on its
+        connection after a pause, with a new id."""
+        self.stats.subscribe_errors += 1
+        self.writer.marker(CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error)
+        owner = self.pending.pop(frame.request_id, None) if frame.request_id is not None else None
+        conn = self.connections.get(owner or conn_id)
+        text = conn.requests.get(frame.request_id) if conn is not None else None
+        if text is None:
+            return
+        request_id = next(self.request_ids)
+        self.pending[request_id] = conn.conn_id
+        again = [(request_id, self.protocol.with_id(text, request_id))]
+        asyncio.get_running_loop().call_later(self.config.backoff_base_s, conn.resubscribe, again)
+
+    def _on_trades(self, instrument: str, data, recv_ns: int) -> None:
+        for msg_id, payload, event_ms in self.protocol.trade_records(data, instrument, recv_ns):
+            self.stats.trades += 1
+            self.stats.lagged(recv_ns, event_ms)
+            if self.store is None:
+                continue
+            if len(self.outbox) >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
+                self.stats.publish_dropped += 1
+                continue
+            self.outbox.append((subject(TRADES, self.protocol.venue, instrument, self.config.subject_prefix),
+                                msg_id, payload))
+            self.outbox_ready.set()
+
+    def _on_book(self, frame: Frame, conn_id: str) -> None:
+        instrument = frame.instrument
+        sync = self.books.get(instrument)
+        if sync is None:
+            self.stats.bad("unknown_instrument")
+            return
+        outcome = sync.on_frame(frame.data)
+        if outcome in ("gap", "mismatch"):
+            self._on_gap(instrument, frame.channel, conn_id, outcome, sync.gap_details())
+        elif outcome == "snapshot":
+            self._on_rebuilt(instrument, frame.channel, conn_id, sync)
+        if sync.needs_snapshot and self.rest is not None and instrument not in self.snapshotting:
+            self.snapshotting.add(instrument)
+            task = asyncio.ensure_future(self._snapshot(instrument, frame.channel))
+            self.snapshot_tasks.add(task)
+            task.add_done_callback(self.snapshot_tasks.discard)
+
+    def _on_gap(self, instrument: str, channel: str, conn_id: str, outcome: str, details: dict) -> None:
+        """One gap: marked, counted, and (venues without REST snapshots) the channel subscribed again."""
+        self.stats.gaps += 1
+        self.stats.checksum_mismatches += outcome == "mismatch"
+        self.resyncing.add(instrument)
+        details = {"cause": "checksum" if outcome == "mismatch" else "sequence", **details}
+        self.writer.marker(channel, conn_id, "gap", **details)
+        conn = self.connections.get(conn_id)
+        if self.rest is not None or conn is None:
+            return
+        messages = self._requests(lambda first: self.protocol.resubscribe_messages(channel, first))
+        self.stats.resubscribes += 1
+        self.writer.marker(channel, conn_id, "resubscribe", ids=[i for i, _ in messages])
+        conn.resubscribe(messages)
+
+    def _on_rebuilt(self, instrument: str, channel: str, conn_id: str, sync) -> None:
+        self.stats.snapshots += 1
+        kind = "resync" if instrument in self.resyncing else "snapshot"
+        self.resyncing.discard(instrument)
+        self.writer.marker(channel, conn_id, kind, update_id=sync.book.update_id)
+
+    async def _snapshot(self, instrument: str, channel: str) -> None:
+        """Build the book from REST snapshots until one fits the buffered events (see DepthSync)."""
+        sync, backoff = self.books[instrument], Backoff(self.config.backoff_base_s / 4, self.config.backoff_cap_s)
+        try:
+            while sync.needs_snapshot:
+                try:
+                    body = await self.rest.fetch(instrument, self.config.snapshot_limit)
+                except Exception as error:  # noqa: BLE001  (a REST failure: try again later, counted)
+                    self.stats.bad("snapshot_failed")
+                    self.writer.marker(channel, "rest", "snapshot_failed", error=f"{type(error).__name__}: {error}")
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                text = json.dumps(body, separators=(",", ":"))
+                await asyncio.to_thread(self.writer.frame, self.protocol.snapshot_channel(instrument), "rest", text,
+                                        time.time_ns())
+                outcome = sync.on_snapshot_body(body)
+                if outcome == "stale":
+                    self.stats.stale_snapshots += 1
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                if outcome == "gap":
+                    self.stats.gaps += 1
+                    self.resyncing.add(instrument)
+                    self.writer.marker(channel, "rest", "gap", cause="sequence", **sync.gap_details())
+                    continue
+                self._on_rebuilt(instrument, channel, "rest", sync)
+        finally:
+            self.snapshotting.discard(instrument)
+            self.stats.changed.set()
+
+    # ---- publishing -------------------------------------------------------------------------
+
+    async def _publish_forever(self) -> None:
+        backoff = Backoff(self.config.backoff_base_s / 4, self.config.backoff_cap_s)
+        while True:
+            if not self.outbox:
+                self.outbox_ready.clear()
+                await self.outbox_ready.wait()
+            if await self._publish_batch():
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _publish_batch(self) -> bool:
+        """Publish the oldest batch; it leaves the buffer only once JetStream acknowledged all of it."""
+        batch = list(itertools.islice(self.outbox, self.config.publish_batch))
+        try:
+            result = await self.store.publish(batch)
+        except Exception:  # noqa: BLE001  (NATS down, a timeout: the whole batch is published again)
+            self.stats.publish_failures += 1
+            return False
+        for _ in batch:
+            self.outbox.popleft()
+        self.stats.published += result.stored
+        self.stats.duplicates += result.duplicates
+        self.stats.changed.set()
+        return True
+
+    async def _drain_outbox(self, attempts: int = 5) -> None:
+        for _ in range(attempts):
+            while self.outbox and await self._publish_batch():
+                pass
+            if not self.outbox:
+                return
+
+    async def _tick_forever(self) -> None:
+        """Flush the landing files every second and close the hours that ended."""
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(self.writer.tick)

@@ -1,0 +1,128 @@
+"""What OKX's and Deribit's WebSocket replays share beyond the server part of ws_server.py (which
+Binance's uses too; its connections, combined streams and control limits stay in binance_ws.py):
+one `LiveInstrument` per instrument of the venue (a true book moving by numbered updates, the
+tape's trades), a tick that moves every instrument and hands the move to the venue's formatting
+(`publish`), data frames and control answers per client, and the faults (`WsFault`): `disconnect` (TCP dropped after `after` data
+frames), `stall` (after `after` data frames nothing is sent or read: no data, no pong),
+`skip_sequence` (an update applied to the truth but never sent), `subscribe_error` (the
+`after`-th subscribe refused), `wrong_checksum` (a venue with checksums sends a wrong one).
+
+A subclass declares `venue`, `path`, `control(client, text)` (answers a client's message; False
+closes) and `publish(name, live, move)` (sends a tick's book update and trades to subscribers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from marketdata_assets.replay.crypto.config import ReplayConfig
+from marketdata_assets.replay.crypto.live_book import LiveInstrument
+from marketdata_assets.replay.crypto.tape import Market
+from marketdata_assets.replay.crypto.ws_server import Client, WsConfig, WsServer
+
+if TYPE_CHECKING:
+    from marketdata_assets.replay.crypto.server import CryptoReplayServer
+
+
+@dataclass
+class Move:
+    """One tick of one instrument: the book update (ids first..last, touched levels) and trades."""
+
+    first: int
+    last: int
+    bids: list
+    asks: list
+    trades: list[tuple[int, float, float, bool]]
+    event_ms: int
+    bad_checksum: bool = False
+
+
+class VenueWsReplay(WsServer):
+    """The shared server; see the module doc. `url` is where a client connects."""
+
+    venue = ""
+    path = "/"
+
+    def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
+                 replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.config = config or WsConfig()
+        self.market = rest.market if rest is not None else Market(replay or ReplayConfig())
+        seed = (rest.config if rest is not None else self.market.config).seed
+        names = self.market.config.instruments.get(self.venue, [])
+        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
+                            for name in names}
+        self.host, self.port = host, port
+        self.clients: dict[int, Client] = {}
+        self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "pings": 0,
+                                       "idle_closes": 0, "heartbeat_closes": 0, "test_requests": 0}
+        self.updates: dict[str, int] = dict.fromkeys(names, 0)
+        self.sent: dict[int, list[str]] = {}
+        self._init_server()
+
+    def refuse_subscribe(self) -> bool:
+        """Count a subscribe request; True when a `subscribe_error` fault refuses it."""
+        self.counts["subscribes"] += 1
+        return any(f.take() for f in self.faults("subscribe_error") if self.counts["subscribes"] > f.after)
+
+    # ---- connections ------------------------------------------------------------------------
+
+    async def _serve(self, connection: ServerConnection) -> None:
+        if connection.request.path.split("?")[0].rstrip("/") != self.path.rstrip("/"):
+            await connection.close(1008, "Invalid request")
+            return
+        self.counts["connections"] += 1
+        client = Client(self.counts["connections"], connection, set(), combined=False)
+        client.last_in = client.last_out = asyncio.get_running_loop().time()
+        self.clients[client.number] = client
+        sender = asyncio.create_task(self._send_forever(client))
+        try:
+            async for message in connection:
+                client.last_in = asyncio.get_running_loop().time()
+                if not await self.control(client, message):
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+            self.closed(client)
+            self.clients.pop(client.number, None)
+
+    def closed(self, client: Client) -> None:
+        """A client went away (a subclass stops what it runs for it)."""
+
+    def reply(self, client: Client, text: str) -> None:
+        """A control answer (not a data frame: no fault counts it)."""
+        if client.stalled:
+            return
+        client.last_out = asyncio.get_running_loop().time()
+        client.outbox.put_nowait(text)
+        if self.config.record:
+            self.sent.setdefault(client.number, []).append(text)
+
+    def tick(self) -> None:
+        """Move every instrument once and send the move to its subscribers (`publish`)."""
+        if self.paused:
+            return
+        self.counts["ticks"] += 1
+        event_ms = int(time.time() * 1000)
+        for name, live in self.instruments.items():
+            self.updates[name] += 1
+            mine = [f for kind in ("skip_sequence", "wrong_checksum") for f in self.faults(kind)
+                    if f.instrument in (None, name) and self.updates[name] > f.after]
+            skip = any(f.take() for f in mine if f.kind == "skip_sequence")
+            bad = any(f.take() for f in mine if f.kind == "wrong_checksum")
+            first, last, bids, asks = live.step_levels(skip)
+            move = Move(first, last, bids, asks, live.tape_trades(self.config.trades_per_tick), event_ms, bad)
+            self.publish(name, live, move)
+
+    async def control(self, client: Client, message: str | bytes) -> bool:
+        raise NotImplementedError
+
+    def publish(self, name: str, live: LiveInstrument, move: Move) -> None:
+        raise NotImplementedError

@@ -1,0 +1,207 @@
+"""What the venues' WebSocket replays share: the faults, the config, a client's state, and the server
+around them (a background thread with its own event loop, start/stop, the tick loop, the per-client
+sender, pausing the market, the truth for tests). binance_ws.py, okx_ws.py and deribit_ws.py (through
+ws_replay.py) build on it; each says its venue's protocol.
+
+A subclass sets `venue`, `path`, `config`, `clients`, `instruments`, `host`/`port` and calls
+`_init_server()`; it defines `_serve(connection)` and `tick()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst",
+                            "wrong_checksum"})  # wrong_checksum: OKX's replay only
+
+@dataclass
+class WsFault:
+    kind: str
+    instrument: str | None = None  # skip_sequence, burst, wrong_checksum (None: every instrument)
+    after: int = 0
+    times: int | None = 1
+    count: int = 1000  # burst: trades at once
+    fired: int = 0
+
+    def __post_init__(self):
+        if self.kind not in WS_FAULT_KINDS:
+            raise ValueError(f"WebSocket fault kind {self.kind!r}: one of {', '.join(sorted(WS_FAULT_KINDS))}")
+
+    def take(self) -> bool:
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class WsConfig:
+    tick_s: float = 0.1  # one diff event per instrument and tick (`@100ms`)
+    trades_per_tick: int = 2
+    lifetime_s: float = 86_400.0
+    ping_interval_s: float = 20.0
+    pong_timeout_s: float = 60.0
+    control_per_s: int = 5
+    max_streams: int = 1024
+    book_levels: int = 40
+    record: bool = False  # keep every text sent, per connection (`sent`): what a client must have landed
+    idle_s: float = 30.0  # OKX's replay: a connection with no traffic either way for this long is closed
+    heartbeat_s: float | None = None  # Deribit's replay: test_request cadence (None: the interval the client set)
+    faults: list[WsFault] = field(default_factory=list)
+
+
+@dataclass
+class Client:
+    """One connection's state."""
+
+    number: int
+    connection: ServerConnection
+    streams: set[str]
+    combined: bool
+    sent: int = 0  # data frames
+    stalled: bool = False
+    controls: deque = field(default_factory=deque)  # monotonic times of recent control messages
+    outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200_000))
+    last_in: float = 0.0  # loop time of the last message received (the venue replays of ws_replay.py)
+    last_out: float = 0.0  # ... and sent
+    pending_snapshots: list = field(default_factory=list)  # Deribit's replay: book snapshots to send after the answer
+
+
+class WsServer:
+    """The server part every venue replay shares (see the module doc)."""
+
+    venue = ""
+    path = ""
+
+    def _init_server(self) -> None:
+        self.paused = False  # the market stands still (tests compare books at rest)
+        self.lock = threading.Lock()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{self.path}"
+
+    def start(self):
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name=f"{self.venue}-ws-replay",
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError(f"the {self.venue} WebSocket replay did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with serve(self._serve, self.host, self.port, ping_interval=self.config.ping_interval_s,
+                         ping_timeout=self.config.pong_timeout_s, max_queue=64) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            ticker = asyncio.create_task(self._tick_forever())
+            self._ready.set()
+            await self._stop.wait()
+            ticker.cancel()
+            for client in list(self.clients.values()):
+                client.connection.transport.abort()
+
+    # ---- control from tests -----------------------------------------------------------------
+
+    def add_fault(self, fault: WsFault | None = None, **kwargs) -> WsFault:
+        fault = fault or WsFault(**kwargs)
+        with self.lock:
+            self.config.faults.append(fault)
+        return fault
+
+    def pause(self) -> None:
+        """Stop moving the market (no more events or trades) until `resume`; returns at once: the
+        tick in progress, if any, still goes out."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def truth_book(self, instrument: str) -> tuple[int, dict[str, str], dict[str, str]]:
+        return self.instruments[instrument].truth()
+
+    def trade_ids(self, instrument: str) -> tuple[int | None, int | None]:
+        """First and last trade id sent so far (contiguous: the tape's ids)."""
+        live = self.instruments[instrument]
+        return live.first_trade_id, live.last_trade_id
+
+    def faults(self, kind: str) -> list[WsFault]:
+        with self.lock:
+            return [f for f in self.config.faults if f.kind == kind]
+
+    # ---- sending ----
+
+    def send_data(self, client: Client, text: str) -> None:
+        """A data frame to one client; the disconnect and stall faults count these."""
+        if client.stalled:
+            return
+        try:
+            client.outbox.put_nowait(text)
+        except asyncio.QueueFull:  # a client that does not read: the venue drops it
+            client.connection.transport.abort()
+            return
+        client.last_out = asyncio.get_running_loop().time()
+        client.sent += 1
+        if self.config.record:
+            self.sent.setdefault(client.number, []).append(text)
+        for fault in self.faults("disconnect"):
+            if client.sent > fault.after and fault.take():
+                asyncio.get_running_loop().call_soon(self._abort_after_outbox, client)
+        for fault in self.faults("stall"):
+            if client.sent > fault.after and fault.take():
+                client.stalled = True
+                client.connection.transport.pause_reading()  # pings unread: no pong either
+
+    async def _send_forever(self, client: Client) -> None:
+        while True:
+            text = await client.outbox.get()
+            try:
+                await client.connection.send(text)
+            except ConnectionClosed:
+                return
+
+    def _abort_after_outbox(self, client: Client) -> None:
+        """Drop the TCP connection once what was queued has gone (a cut mid-stream, no close frame)."""
+        async def later():
+            while not client.outbox.empty():
+                await asyncio.sleep(0.001)
+            client.connection.transport.abort()
+        asyncio.ensure_future(later())
+
+    # ---- the market moving ----
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            self.tick()
+            self.check_idle()
+
+    def check_idle(self) -> None:
+        """A venue's replay closes the connections the venue would (OKX: no traffic for `idle_s`)."""
+
+    def tick(self) -> None:
+        raise NotImplementedError

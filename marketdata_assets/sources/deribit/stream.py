@@ -1,0 +1,135 @@
+"""Deribit API v2 over WebSocket (JSON-RPC 2.0): the protocol as documented, the book's rules, as a
+`StreamProtocol`.
+
+What the venue documents (docs.deribit.com: "public/subscribe", "public/set_heartbeat",
+"public/test", the `book` and `trades` channels; check before changing):
+- `wss://www.deribit.com/ws/api/v2`. Requests `{"jsonrpc": "2.0", "id": n, "method", "params"}`,
+  answered `{"jsonrpc", "id", "result"}` or `{"jsonrpc", "id", "error": {"code", "message"}}`.
+  `public/subscribe` `{"channels": [..]}` answers the list of channels subscribed.
+- Heartbeat: `public/set_heartbeat` `{"interval": s}` (at least 10 s); the server then sends
+  `{"method": "heartbeat", "params": {"type": "heartbeat" | "test_request"}}`; a `test_request`
+  must be answered with a `public/test` request, or the server closes the connection at once.
+- Notifications `{"method": "subscription", "params": {"channel", "data"}}`. `trades.<instrument>.100ms`:
+  a list of trades `{trade_id (string, unique), trade_seq, timestamp, price, amount, direction
+  (the taker's), ..}`. `book.<instrument>.100ms`: first `{"type": "snapshot", change_id, bids,
+  asks}` with `["new", price, amount]` entries, then `{"type": "change", prev_change_id,
+  change_id, bids, asks}` with `[action, price, amount]` (`new` | `change` | `delete`); each
+  change's prev_change_id is the change_id before it. A break: subscribe again (a new snapshot).
+- Limits: requests are rate-limited by credits (public, non-matching-engine: about 20 a second
+  sustained); no channels-per-connection cap or forced cut is documented. We pace at 5 requests a
+  second, 100 channels a request, at most 500 channels a connection, 10 connection attempts a
+  minute.
+
+Prices and amounts are JSON numbers; the book keys them by their JSON text (`str` of the float,
+which is how the JSON spelled it). Trades go to JetStream as `DERIBIT.<instrument>.<trade_id>`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from marketdata_assets.sources.stream import BOOKS, TRADES, ChainedBookSync, Frame, StreamLimits, json_text
+
+VENUE = "DERIBIT"
+WS_URL = "wss://www.deribit.com/ws/api/v2"
+HEARTBEAT_S = 10  # the shortest interval Deribit allows
+CHANNEL_DATASET = {"trades": TRADES, "book": BOOKS}
+
+
+def rpc(request_id: int, method: str, params: dict) -> str:
+    return json_text({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+def levels(entries: list) -> list[tuple[str, str]]:
+    """[action, price, amount] entries as (price, size) strings, "0" for a delete."""
+    return [(str(price), "0" if action == "delete" else str(amount)) for action, price, amount in entries]
+
+
+class DeribitBookSync(ChainedBookSync):
+    """A Deribit `book.<instrument>.<interval>` channel: change_id / prev_change_id continuity."""
+
+    def on_frame(self, data: dict) -> str:
+        change_id = int(data["change_id"])
+        bids, asks = levels(data["bids"]), levels(data["asks"])
+        if data["type"] == "snapshot":
+            return self.on_snapshot(change_id, bids, asks)
+        return self.on_update(int(data["prev_change_id"]), change_id, bids, asks)
+
+
+class DeribitStream:
+    """Deribit public trades and books as a `StreamProtocol` (sources/stream.py)."""
+
+    venue = VENUE
+    ws_url = WS_URL
+    limits = StreamLimits(max_channels=500, control_per_s=5, connections_per_window=10, window_s=60.0,
+                          lifetime_s=None, url_channels=0, subscribe_batch=100)
+    keepalive = None  # the server's heartbeat (set at the start), answered in `decode`
+    rest_snapshots = False
+    stale_s = 15.0  # the heartbeat (10 s) is the least a quiet connection carries
+
+    def __init__(self, heartbeat_s: int = HEARTBEAT_S):
+        self.heartbeat_s = heartbeat_s
+
+    def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
+        interval = "raw" if depth_speed_ms == 0 else f"{depth_speed_ms}ms"
+        return [f"{kind}.{name}.{interval}" for name in instruments for kind in ("trades", "book")]
+
+    def url(self, base: str, channels: list[str]) -> str:
+        return base
+
+    def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
+        step = self.limits.subscribe_batch
+        return [(first_id + k, rpc(first_id + k, "public/subscribe", {"channels": channels[i:i + step]}))
+                for k, i in enumerate(range(0, len(channels), step))]
+
+    def opening_messages(self, first_id: int) -> list[tuple[int, str]]:
+        return [(first_id, rpc(first_id, "public/set_heartbeat", {"interval": self.heartbeat_s}))]
+
+    def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
+        return [(first_id, rpc(first_id, "public/unsubscribe", {"channels": [channel]})),
+                (first_id + 1, rpc(first_id + 1, "public/subscribe", {"channels": [channel]}))]
+
+    def with_id(self, text: str, request_id: int) -> str:
+        return json_text({**json.loads(text), "id": request_id})
+
+    def decode(self, text: str) -> Frame:
+        frame = json.loads(text)
+        if not isinstance(frame, dict):
+            return Frame("unknown")
+        method, params = frame.get("method"), frame.get("params")
+        if method == "subscription" and isinstance(params, dict):
+            channel = str(params.get("channel"))
+            kind, _, rest = channel.partition(".")
+            instrument = rest.rpartition(".")[0]
+            return Frame("event", channel, CHANNEL_DATASET.get(kind), instrument, params.get("data"))
+        if method == "heartbeat":
+            test = isinstance(params, dict) and params.get("type") == "test_request"
+            return Frame("control", reply=rpc(0, "public/test", {}) if test else None)
+        if "error" in frame:
+            error = frame["error"]
+            detail = f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else str(error)
+            return Frame("error", request_id=frame.get("id"), error=detail)
+        if "result" in frame:
+            return Frame("ack", request_id=frame.get("id"), data=frame["result"])
+        return Frame("unknown")
+
+    def new_book(self, instrument: str) -> DeribitBookSync:
+        return DeribitBookSync(instrument)
+
+    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
+        """(Nats-Msg-Id, payload, ts ms) per trade of a notification; KeyError/TypeError on a malformed one."""
+        out = []
+        for trade in data:
+            ts = int(trade["timestamp"])
+            payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade["trade_id"]),
+                       "price": str(trade["price"]), "quantity": str(trade["amount"]),
+                       "side": str(trade["direction"]), "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
+            out.append((f"{VENUE}.{instrument}.{trade['trade_id']}", json.dumps(payload, separators=(",", ":")).encode(), ts))
+        return out
+
+    def snapshot_source(self, rest_url: str | None) -> None:
+        return None
+
+    def snapshot_channel(self, instrument: str) -> str:
+        return f"book.{instrument}.100ms"

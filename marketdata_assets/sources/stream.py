@@ -1,0 +1,179 @@
+"""What a venue's public WebSocket stream is to the live collector: one shape for every venue.
+
+The REST side has `sources/interface.py` (`VenueClient`, `Source`); this is its streaming twin. A
+venue module (`sources/<venue>/stream.py`) declares a `StreamProtocol`: how to connect and subscribe
+(URL, subscribe frames, batching and rate limits), how to read a frame (`Frame`: its landing
+channel, dataset, instrument, a control answer or an error), the keepalive (a text ping every N
+seconds, or an answer to the server's heartbeat request), how a book is kept (`BookSync`: the
+venue's sequencing rules, and whether a fresh snapshot comes from REST or by subscribing again),
+and how a trade becomes a JetStream message (`Nats-Msg-Id` = the venue-native id, qualified by
+venue and instrument; its event time feeds the lag histogram). `ingest/live/collector.py` runs any of them; adding a venue is these
+declarations, a replay and its tests.
+
+Frames stay raw in the capture loop: `decode` is one `json.loads` and a look at a few keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from marketdata_assets.datasets.order_book import OrderBook
+
+TRADES, BOOKS = "trades", "books"
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """A venue's documented limits on one IP's connections (each protocol says where they come from)."""
+
+    max_channels: int  # channels (streams) per connection
+    control_per_s: int  # control messages we send per second per connection (kept below the venue's)
+    connections_per_window: int  # connection attempts per IP in `window_s`
+    window_s: float = 300.0
+    lifetime_s: float | None = None  # the venue cuts a connection after this long (Binance: 24 h)
+    url_channels: int = 0  # channels named in the connection URL; the rest are subscribed by messages
+    subscribe_batch: int = 100  # channels per subscribe message
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """A text frame sent when the connection has been quiet for `every_s` (OKX: "ping", answered
+    "pong"; the venue closes a connection silent for 30 s)."""
+
+    text: str
+    every_s: float
+
+
+@dataclass
+class Frame:
+    """What a decoded frame is. `kind`: event (data of a channel) | ack (a request accepted) |
+    error (refused) | control (heartbeat, pong, ...: landed, nothing to do but maybe `reply`) |
+    unknown. `channel` is the landing channel (None: the control channel)."""
+
+    kind: str
+    channel: str | None = None
+    dataset: str | None = None  # TRADES | BOOKS | None
+    instrument: str | None = None
+    data: Any = None
+    request_id: Any = None
+    error: str | None = None
+    reply: str | None = None  # a text to send back at once (Deribit's answer to test_request)
+
+
+class BookSync(Protocol):
+    """One instrument's book kept by the venue's rules.
+
+    `on_frame(data)` answers: "buffered" (waiting for a snapshot), "snapshot" (the book was
+    (re)built from a snapshot in the stream), "applied", "old" (a repeat, ignored), "gap" (a
+    sequence break) or "mismatch" (a wrong checksum): on the last two the book is dropped and
+    `needs_snapshot` set until the next snapshot (one gap, however many events come meanwhile);
+    `gap_details()` says what broke. Venues whose snapshots come from REST also have
+    `on_snapshot_body(body)`: "synced" | "stale" | "gap"."""
+
+    book: OrderBook
+    needs_snapshot: bool
+
+    def on_frame(self, data: Any) -> str: ...
+
+    def gap_details(self) -> dict: ...
+
+
+class SnapshotSource(Protocol):
+    """Where a REST book snapshot comes from (Binance); `fetch` answers the decoded body."""
+
+    async def fetch(self, instrument: str, limit: int) -> dict: ...
+
+    async def aclose(self) -> None: ...
+
+
+class StreamProtocol(Protocol):
+    """A venue's stream, as the collector needs it (see the module doc)."""
+
+    venue: str
+    ws_url: str
+    limits: StreamLimits
+    keepalive: Keepalive | None
+    rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
+    stale_s: float  # the stale deadline to use: above the longest silence of a healthy connection
+
+    def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]: ...
+
+    def url(self, base: str, channels: list[str]) -> str: ...  # the URL naming `channels` (maybe none)
+
+    def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]: ...
+
+    def opening_messages(self, first_id: int) -> list[tuple[int, str]]: ...
+
+    def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]: ...
+
+    def with_id(self, text: str, request_id: int) -> str: ...
+
+    def decode(self, text: str) -> Frame: ...
+
+    def new_book(self, instrument: str) -> BookSync: ...
+
+    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
+        """(Nats-Msg-Id, payload, the venue's event time in ms) of each trade in a frame's data."""
+
+    def snapshot_source(self, rest_url: str) -> SnapshotSource | None: ...
+
+    def snapshot_channel(self, instrument: str) -> str: ...
+
+
+def plan_connections(channels: list[str], max_channels: int) -> list[list[str]]:
+    """Channels split over connections, at most `max_channels` each (in order, no repeats)."""
+    unique = list(dict.fromkeys(channels))
+    return [unique[i:i + max_channels] for i in range(0, len(unique), max_channels)] or [[]]
+
+
+class ChainedBookSync:
+    """A book whose snapshots come in the stream (after a subscribe) and whose every update names
+    the id of the one before it (OKX `prevSeqId`/`seqId`, Deribit `prev_change_id`/`change_id`).
+
+    - A snapshot (re)builds the book; from an overlapping connection, one not newer than the book
+      is "old".
+    - An update applies when its previous id is the book's id (its own id may equal it: no change;
+      or be lower: the venue reset its sequence); one whose id is not newer than the book's is a
+      repeat ("old"); anything else is a "gap": the book is dropped until the next snapshot, and
+      the updates meanwhile are "buffered" (ignored: the snapshot has them).
+    A venue adds its checks (OKX's checksum) through `drop`."""
+
+    def __init__(self, instrument: str):
+        self.instrument = instrument
+        self.book = OrderBook()
+        self.needs_snapshot = True
+        self.last_gap: dict = {}
+
+    def on_snapshot(self, update_id: int, bids, asks) -> str:
+        if not self.needs_snapshot and update_id <= self.book.update_id:
+            return "old"
+        self.book.reset(update_id, bids, asks)
+        self.needs_snapshot = False
+        return "snapshot"
+
+    def on_update(self, prev_id: int, update_id: int, bids, asks) -> str:
+        if self.needs_snapshot:
+            return "buffered"
+        current = self.book.update_id
+        if prev_id == current:
+            self.book.apply(update_id, bids, asks)
+            return "applied"
+        if update_id <= current:
+            return "old"
+        self.drop(expected_prev=current, got_prev=prev_id, got=update_id)
+        return "gap"
+
+    def drop(self, **details) -> None:
+        self.last_gap = details
+        self.needs_snapshot = True
+        self.book = OrderBook()
+
+    def gap_details(self) -> dict:
+        return dict(self.last_gap)
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON, as every subscribe frame is sent."""
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,99 @@
+"""OKX's and Deribit's stream rules without a socket: the checksum's spelling, the chained
+sequence rules (no-change updates, sequence resets, repeats, one gap until the next snapshot) and
+how frames are read (pong, errors, Deribit's test_request answered), bad frames counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+
+from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+from marketdata_assets.sources.deribit.stream import DeribitStream
+from marketdata_assets.sources.okx.stream import OkxBookSync, OkxStream, checksum
+from marketdata_assets.sources.stream import ChainedBookSync
+from marketdata_assets.stores.landing import LandingWriter
+
+
+def test_okx_checksum_interleaves_the_raw_strings_and_is_signed():
+    bids = [("3366.1", "7"), ("3366", "6")]
+    asks = [("3366.8", "9"), ("3368", "8"), ("3372", "8")]
+    text = "3366.1:7:3366.8:9:3366:6:3368:8:3372:8"  # the longer side continues alone
+    expected = zlib.crc32(text.encode())
+    expected = expected - (1 << 32) if expected >= 1 << 31 else expected
+    assert checksum(bids, asks) == expected
+    assert checksum([("1.10", "2")], []) != checksum([("1.1", "2")], [])  # strings as sent, not numbers
+    assert any(checksum([(str(p), "1")], []) < 0 for p in range(50))  # signed 32-bit
+
+
+def okx_books(action: str, prev: int, seq: int, bids=(), asks=(), check: int = 0) -> dict:
+    data = {"bids": [[*b, "0", "1"] for b in bids], "asks": [[*a, "0", "1"] for a in asks],
+            "prevSeqId": prev, "seqId": seq, "checksum": check}
+    return {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [data]}
+
+
+def test_okx_book_checksum_is_checked_unless_zero():
+    sync = OkxBookSync("BTC-USDT")
+    good = checksum([("100.5", "1")], [("101", "2")])
+    assert sync.on_frame(okx_books("snapshot", -1, 10, [("100.5", "1")], [("101", "2")], good)) == "snapshot"
+    assert sync.on_frame(okx_books("update", 10, 11, [("100.5", "3")], check=12345)) == "mismatch"
+    assert sync.needs_snapshot and sync.gap_details()["expected_checksum"] == 12345
+    # deprecated (always 0 since June 2026): not checked
+    assert sync.on_frame(okx_books("snapshot", -1, 12, [("100.5", "1")], [("101", "2")], 0)) == "snapshot"
+
+
+def test_chained_rules_no_change_reset_repeat_and_one_gap():
+    sync = ChainedBookSync("X")
+    assert sync.on_update(1, 2, [], []) == "buffered"  # nothing before the snapshot
+    assert sync.on_snapshot(10, [("1", "1")], [("2", "1")]) == "snapshot"
+    assert sync.on_update(10, 10, [], []) == "applied"  # no change: seqId = prevSeqId
+    assert sync.on_update(10, 3, [("1", "0")], []) == "applied"  # a sequence reset: still continuous
+    assert sync.book.update_id == 3 and sync.book.bids == {}
+    assert sync.on_update(2, 3, [], []) == "old"  # a repeat from an overlapping connection
+    assert sync.on_update(5, 6, [], []) == "gap"
+    assert sync.gap_details() == {"expected_prev": 3, "got_prev": 5, "got": 6}
+    assert sync.on_update(6, 7, [], []) == "buffered"  # one gap until the next snapshot
+    assert sync.on_snapshot(20, [], []) == "snapshot" and not sync.needs_snapshot
+    assert sync.on_snapshot(20, [], []) == "old"
+
+
+def test_frames_are_read_by_shape():
+    okx = OkxStream()
+    assert okx.decode("pong").kind == "control"
+    error = okx.decode(json.dumps({"id": "7", "event": "error", "code": "60018", "msg": "nope", "connId": "a"}))
+    assert (error.kind, error.request_id, error.error) == ("error", 7, "60018: nope")
+    event = okx.decode(json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": []}))
+    assert (event.channel, event.dataset, event.instrument) == ("BTC-USDT@trades", "trades", "BTC-USDT")
+    deribit = DeribitStream()
+    beat = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}))
+    assert beat.kind == "control" and json.loads(beat.reply)["method"] == "public/test"
+    plain = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "heartbeat"}}))
+    assert plain.reply is None
+    note = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription",
+                                      "params": {"channel": "book.BTC_USDC-PERPETUAL.100ms", "data": {}}}))
+    assert (note.dataset, note.instrument) == ("books", "BTC_USDC-PERPETUAL")
+    ((msg_id, payload, event_ms),) = deribit.trade_records([{"trade_id": "81", "timestamp": 5, "price": 1.5, "amount": 2.0,
+                                                   "direction": "sell"}], "BTC-PERPETUAL", 9)
+    assert msg_id == "DERIBIT.BTC-PERPETUAL.81" and json.loads(payload)["side"] == "sell" and event_ms == 5
+
+
+def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path):
+    """Through the collector's processing (real landing files, no socket): each bad frame counted
+    with its reason, landed raw, and the good frame after them still handled."""
+    async def scenario():
+        writer = LandingWriter(tmp_path, "OKX")
+        collector = LiveCollector(OkxStream(), CollectorConfig(["BTC-USDT"], "ws://unused"), writer)
+        books = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update"}
+        frames = ['{"arg": {"channel": "books"', json.dumps({**books, "data": [{"seqId": "x"}]}),
+                  json.dumps({"arg": {"channel": "tickers", "instId": "BTC-USDT"}, "data": []}),
+                  json.dumps({**books, "arg": {"channel": "books", "instId": "DOGE-USDT"}, "data": []}),
+                  json.dumps([1, 2]),
+                  json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"},
+                              "data": [{"tradeId": "1", "px": "1", "sz": "1", "side": "buy", "ts": "5"}]})]
+        await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        writer.close()
+        return collector.stats
+    stats = asyncio.run(scenario())
+    assert stats.bad_frames == {"not_json": 1, "malformed_books": 1, "unknown_stream": 1, "unknown_instrument": 1,
+                                "unknown_shape": 1}
+    assert stats.trades == 1 and stats.frames == 6
