@@ -10,6 +10,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import polars as pl
 import pytest
 import zstandard
 
@@ -224,3 +225,33 @@ def test_a_trade_event_is_parsed_as_the_rest_parsers_do():
     text, _, row = trade(7, at(3, 1.5))
     assert parse_trade(json.loads(text)["data"]) == (int(row[0].timestamp() * 1_000_000), *row[1:])
     assert row[0].microsecond == 500_000 and row[5] == "buy"  # T in ms -> µs; m false: the taker bought
+
+
+def test_what_a_refill_added_survives_the_next_hourly_load(root, instance, store):
+    from marketdata_assets.ingest.live.load import SOURCE
+    from marketdata_assets.stores.clickhouse import writer
+
+    with LandingWriter(root, "BINANCE") as landing:
+        expected = land(landing, "c1", [t for t in range(1, 31) if t not in (15, 16, 17)], 10)
+    result = materialize(instance, store, pkey(10))
+    assert checks_passed(result)["trade_ids_continuous"] is False
+    # the refill's write, as quality.continuity._write does it: the stored rows plus the fetched ids,
+    # one new load logged under the slice's own source
+    holes = {t: trade(t, at(10, t))[2] for t in (15, 16, 17)}
+    expected |= holes
+    columns = ["ts", "trade_id", "price", "quantity", "amount", "side", "seq"]
+    frame = pl.DataFrame([expected[t] for t in range(1, 31)], schema=columns, orient="row").with_columns(
+        pl.col("ts").dt.cast_time_unit("us"), venue=pl.lit("BINANCE"), instrument=pl.lit(INSTRUMENT))
+    with store.get_client() as client:
+        written = writer.write_slice(client, store.database, "trades", frame, "BINANCE", INSTRUMENT, DAY, "refill")
+        now = datetime.now(UTC)
+        writer.log_ingest(client, store.database, [{
+            "run_id": "refill", "source": SOURCE, "dataset": "trades", "venue": "BINANCE", "instrument": INSTRUMENT,
+            "day": DAY, "rows": 30, "outcome": "ok", "load_id": written.load_id, "started_at": now, "finished_at": now}])
+
+    with LandingWriter(root, "BINANCE") as landing:
+        expected |= land(landing, "c1", range(31, 41), 11)
+    result = materialize(instance, store, pkey(11))
+    assert stored(store) == [expected[t] for t in range(1, 41)]
+    assert metadata(result)["kept_from_store"] == 3
+    assert checks_passed(result)["trade_ids_continuous"] is True

@@ -15,7 +15,13 @@ from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
 from marketdata_assets.defs.live.partitions import FRESHNESS, landing_hour, live_partitions
 from marketdata_assets.ingest.engine import IngestReport
-from marketdata_assets.ingest.live.load import SOURCE, HourFigures, LiveTradesLoad, live_slices
+from marketdata_assets.ingest.live.load import (
+    SOURCE,
+    HourFigures,
+    LiveTradesLoad,
+    live_slices,
+    stored_live_rows,
+)
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 
@@ -60,7 +66,10 @@ def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickho
     pairs = hour_instruments(context.partition_keys)
     report = IngestReport()
     slices = [key for hour, instrument in pairs for key in live_slices([hour], [instrument])]
-    load = LiveTradesLoad(settings.live_landing_dir(), planned(clickhouse, config, SOURCE, slices, report))
+    slices = planned(clickhouse, config, SOURCE, slices, report)
+    with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/load.py)
+        stored = stored_live_rows(client, clickhouse.database, slices)
+    load = LiveTradesLoad(settings.live_landing_dir(), slices, stored)
     report.merge(engine(context, clickhouse, config).run([[load.feed()]]))
     clickhouse.close()
     hours = []
@@ -71,5 +80,6 @@ def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickho
                                               metadata=hour_metadata(figures)))
     run = hour_metadata(merged(hours))
     extra = {"trades": {("hours" if name == "hour" else name): value for name, value in run.items()}}
+    extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
     yield from materialize(context, report, {"trades": "live_trades"}, config.max_failed, extra)
 

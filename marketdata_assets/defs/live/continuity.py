@@ -4,10 +4,9 @@ with the existing refill (quality.continuity.refill) and written with the slice'
 its new load, under the slice's own source (BINANCE_LIVE: the same id sequence).
 
 Partitioned like live_trades (hour x instrument: the hour's day slice); run it by hand or as a
-backfill on the hours whose check failed. It calls a vendor, so nothing runs it by default. A refill
-fills a day's holes as stored NOW: the next hourly load of that day rewrites the slice from the
-landing files alone, so refill a day once its last hour has loaded (the 00Z hour of the next day),
-or run it again (docs/live-capture.md).
+backfill on the hours whose check failed. It calls a vendor, so nothing runs it by default. What it
+adds survives the day's later hourly loads: a live load keeps the stored trades of a live slice
+whose ids no landing file holds (ingest/live/load.py, `kept_from_store` in live_trades' metadata).
 """
 
 from datetime import date

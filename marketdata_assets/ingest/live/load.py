@@ -31,6 +31,14 @@ runs (the collector outside).
   re-reads the day's files so far, so a day's 24 loads read ~12 days' worth of its files (a day of a
   busy instrument, ~1 M trades, parses in a few seconds); the reward is that any re-run, of any hour,
   in any order, leaves the same slice.
+- Except what the trade-id refill added: when a slice's active load is a live one (its ingest_log
+  source `SOURCE`: a live load, or the refill, which writes under the slice's own source), its
+  stored trades whose ids no landing file holds are kept (`stored_live_rows`, read before the run;
+  `kept_from_store` in the figures): those came from the venue's REST API by id, and the next hour
+  must not drop them. Every other stored row is in the files, so the rewrite is still the files'
+  trades plus the refilled ones, each id once, whatever the order of loads and refills. A slice
+  whose active load another source wrote (REST aggregate trades, dumps) is replaced as a whole,
+  as those sources replace each other.
 - A slice with no closed file in its hours fails (nothing to load is not an empty day: writing an
   empty slice would replace what another source stored).
 """
@@ -49,9 +57,11 @@ from typing import Any
 
 import polars as pl
 
-from marketdata_assets.datasets.frames import day_window
+from marketdata_assets.core.identifiers import clickhouse_database
+from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import TradeColumns, finish_trades, note_dropped
+from marketdata_assets.stores.clickhouse import tables
 from marketdata_assets.stores.landing import closed_files, read_lines
 from marketdata_assets.stores.landing.writer import SUMMARY
 
@@ -238,10 +248,11 @@ def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> lis
 
 
 def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigures] | None = None,
-             venue: str = VENUE) -> pl.DataFrame:
-    """The day's trades of an instrument from its closed landing files: each trade id once, ordered,
-    implausible times dropped; what was discarded counted on `figures` (hour -> HourFigures) and, for
-    the day's own hours, on the running fetch's notes (the slice's ingest_log `dropped`)."""
+             venue: str = VENUE, stored: pl.DataFrame | None = None, kept: Counter | None = None) -> pl.DataFrame:
+    """The day's trades of an instrument from its closed landing files (plus the `stored` trades
+    whose ids they lack: a refill's): each trade id once, ordered, implausible times dropped; what
+    was discarded counted on `figures` (hour -> HourFigures) and, for the day's own hours, on the
+    running fetch's notes (the slice's ingest_log `dropped`); `kept` counts `kept_from_store`."""
     figures = {} if figures is None else figures
     paths = day_files(root, instrument, day, venue)
     if not paths:
@@ -258,6 +269,11 @@ def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigu
     start, end = day_window(day)
     frame = reader.frame()
     frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    if stored is not None and stored.height:
+        extra = stored.filter(~pl.col("trade_id").is_in(frame["trade_id"].implode())).select(frame.columns)
+        frame = pl.concat([frame, extra], how="vertical")
+        if kept is not None:
+            kept["kept_from_store"] += extra.height
     drops: Counter = Counter()
     frame = finish_trades([frame], drops=drops)
     for reason, count in drops.items():
@@ -272,7 +288,9 @@ class LiveTradesLoad:
 
     root: Path
     slices: list[SliceKey]
+    stored: dict[SliceKey, pl.DataFrame] = field(default_factory=dict)  # stored_live_rows()
     figures: dict[str, dict[str, HourFigures]] = field(default_factory=dict)
+    kept: dict[SliceKey, int] = field(default_factory=dict)  # stored trades kept: ids no file holds
 
     def feed(self) -> Feed:
         jobs = [Job((key,)) for key in dict.fromkeys(self.slices)]
@@ -280,11 +298,40 @@ class LiveTradesLoad:
 
     async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
         (key,) = job.keys
-        figures = self.figures.setdefault(key.instrument, {})
-        return await asyncio.to_thread(read_day, self.root, key.instrument, key.day, figures, key.venue or VENUE)
+        return await asyncio.to_thread(self._read, key, self.figures.setdefault(key.instrument, {}))
+
+    def _read(self, key: SliceKey, figures: dict[str, HourFigures]) -> pl.DataFrame:
+        kept: Counter = Counter()
+        frame = read_day(self.root, key.instrument, key.day, figures, key.venue or VENUE, self.stored.get(key), kept)
+        self.kept[key] = kept["kept_from_store"]
+        return frame
 
 
 def live_slices(hours: Iterable[str], instruments: Iterable[str]) -> list[SliceKey]:
     """The trades slices that loading `hours` (landing hour keys) of `instruments` rewrites."""
     days = sorted({day for hour in hours for day in hour_slices(hour)})
     return [SliceKey("trades", VENUE, instrument, day) for instrument in instruments for day in days]
+
+
+def stored_live_rows(client, database: str, slices: Iterable[SliceKey]) -> dict[SliceKey, pl.DataFrame]:
+    """The active rows of the slices whose active load is a live one (ingest_log source `SOURCE`:
+    a live load or a refill of one), to keep what a refill added (see the module doc)."""
+    slices = list(slices)
+    if not slices:
+        return {}
+    db = clickhouse_database(database)
+    rows = client.query(
+        f"SELECT a.instrument, a.day FROM {db}.active_loads AS a INNER JOIN (SELECT load_id, argMax(source, "
+        f"finished_at) AS source FROM {db}.ingest_log WHERE dataset = {{code:String}} AND outcome = 'ok' "
+        "AND load_id != 0 AND day IN {days:Array(Date)} GROUP BY load_id) AS l ON a.load_id = l.load_id "
+        "WHERE a.dataset = {code:String} AND a.venue = {venue:String} AND a.day IN {days:Array(Date)} "
+        "AND l.source = {source:String}",
+        parameters={"code": spec_for("trades").code, "venue": VENUE, "source": SOURCE,
+                    "days": sorted({s.day for s in slices})}).result_rows
+    live = {(r[0], r[1]) for r in rows}
+    out = {}
+    for key in slices:
+        if (key.instrument, key.day) in live:
+            start, end = day_window(key.day)
+            out[key] = tables.read_range(client, database, "trades", key.venue, key.instrument, start, end)
+    return out
