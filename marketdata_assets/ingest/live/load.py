@@ -28,8 +28,8 @@ runs (the collector outside).
   the 00Z hour (the late trades of 23:59). Loading a slice rewrites it from every closed file of its
   hours as they are NOW: idempotent (the same files give the same rows, the load pointer replaces the
   previous load) and exact (no append, no merge with what was stored). Cost: each hourly load of a day
-  re-reads the day's files so far, so a day's 24 loads read ~12 days' worth of its files (a day of a
-  busy instrument, ~1 M trades, parses in a few seconds); the reward is that any re-run, of any hour,
+  re-reads the day's files so far, so a day's 24 loads read ~12 days' worth of its files (~23 µs a
+  frame measured: a 1 M-trade day ~25 s at its last hour); the reward is that any re-run, of any hour,
   in any order, leaves the same slice.
 - Except what the trade-id refill added: when a slice's active load is a live one (its ingest_log
   source `SOURCE`: a live load, or the refill, which writes under the slice's own source), its
