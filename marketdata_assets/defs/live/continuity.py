@@ -15,6 +15,7 @@ import dagster as dg
 
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
+from marketdata_assets.defs._common.refill import refill_result
 from marketdata_assets.defs.live.assets import GROUP, hour_instruments
 from marketdata_assets.defs.live.partitions import live_partitions
 from marketdata_assets.ingest.live.load import VENUE
@@ -46,10 +47,4 @@ def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillCo
     report = refill(clickhouse.get_client, clickhouse.database, context.run.run_id, slices, clients,
                     max_ranges=config.max_ranges, workers=1, log=context.log.info)
     clickhouse.close()
-    metadata = report.metadata()
-    metadata["slices"] = dg.MetadataValue.md(metadata["slices"])
-    if len(report.failures()) > config.max_failed:
-        errors = "; ".join(o.error[:300] for o in report.failures()[:3])
-        raise dg.Failure(description=f"live_trade_id_refill: {report.summary()}: {errors}", metadata=metadata,
-                         allow_retries=False)
-    return dg.MaterializeResult(metadata=metadata)
+    return refill_result("live_trade_id_refill", report, config.max_failed)
