@@ -55,11 +55,14 @@ def land(writer: LandingWriter, conn: str, ids, hour: int, offset_s: float = 0.0
     return rows
 
 
+STORED = ("ts", "trade_id", "price", "quantity", "amount", "side", "seq")
+
+
 def stored(clickhouse) -> list[tuple]:
     with clickhouse.get_client() as client:
         frame = ct.read_range(client, clickhouse.database, "trades", "BINANCE", INSTRUMENT, DAY,
                               DAY + timedelta(days=1))
-    return [tuple(r) for r in frame.select("ts", "trade_id", "price", "quantity", "amount", "side", "seq").rows()]
+    return [tuple(r) for r in frame.select(*STORED).rows()]
 
 
 def active_load(clickhouse) -> int:
@@ -88,13 +91,14 @@ def instance():
         yield inst
 
 
-def materialize(instance, clickhouse, partition_key: str) -> dg.ExecuteInProcessResult:
+def materialize(instance, clickhouse, partition_key: str, **config) -> dg.ExecuteInProcessResult:
     from marketdata_assets.defs.live.assets import live_trades
     from marketdata_assets.defs.live.checks import live_checks
 
     clear_stale_defs_state()
     result = dg.materialize([live_trades, *live_checks], resources={"clickhouse": clickhouse}, instance=instance,
-                            partition_key=partition_key, raise_on_error=False)
+                            partition_key=partition_key, raise_on_error=False,
+                            run_config={"ops": {"live_trades": {"config": config}}} if config else None)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     return result
 
@@ -213,7 +217,17 @@ def test_the_sensor_requests_an_hour_exactly_when_its_file_closes(root, instance
     assert live_landing_hours(dg.build_sensor_context(instance=instance, cursor=closed.cursor)).run_requests == []
 
 
-def test_the_first_hour_of_a_day_completes_the_day_before():
+def test_the_first_hour_of_a_day_completes_the_day_before(root, instance, store):
+    with LandingWriter(root, "BINANCE") as landing:
+        late, recv_ns, late_row = trade(1, at(0) - timedelta(milliseconds=1))  # 23:59:59.999 the day before
+        landing.frame(CHANNEL, "c1", late, recv_ns + 40_000_000)  # received 00:00:00.042: in the 00Z file
+        expected = land(landing, "c1", range(2, 6), 0)
+    result = materialize(instance, store, pkey(0), workers=2)  # both days' slices read the 00Z file at once
+    assert stored(store) == [expected[t] for t in range(2, 6)]
+    with store.get_client() as client:
+        before = ct.read_range(client, store.database, "trades", "BINANCE", INSTRUMENT, DAY - timedelta(days=1), DAY)
+    assert [tuple(r) for r in before.select(*STORED).rows()] == [late_row]
+    assert (metadata(result)["frames"], metadata(result)["slices_ok"]) == (5, 2)  # the 00Z file counted once
     assert hour_slices(f"{DAY:%Y-%m-%d}T00Z") == [DAY - timedelta(days=1), DAY]
     assert hour_slices(f"{DAY:%Y-%m-%d}T13Z") == [DAY]
     hours = hours_of_day(DAY)

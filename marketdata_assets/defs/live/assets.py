@@ -70,7 +70,7 @@ def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickho
     with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/load.py)
         stored = stored_live_rows(client, clickhouse.database, slices)
     load = LiveTradesLoad(settings.live_landing_dir(), slices, stored)
-    report.merge(engine(context, clickhouse, config).run([[load.feed()]]))
+    report.merge(engine(context, clickhouse, config).run([[load.feed(config.workers or 1, config.attempts)]]))
     clickhouse.close()
     hours = []
     for key, (hour, instrument) in zip(context.partition_keys, pairs, strict=True):

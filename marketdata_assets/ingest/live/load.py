@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ UTC = timezone.utc
 SOURCE = "BINANCE_LIVE"  # the ingest_log source of live loads (quality.continuity: individual trade ids)
 VENUE = "BINANCE"
 HOUR_FORMAT = "%Y-%m-%dT%HZ"  # the landing files' hour key
+_CLAIM = threading.Lock()
 
 
 class BadTrade(ValueError):
@@ -184,10 +186,11 @@ class ChannelReader:
         self.columns = TradeColumns()
 
     def read(self, path: Path) -> None:
-        figures = self.figures.setdefault(file_hour(path), HourFigures(file_hour(path)))
-        if path.name in figures.files:  # counted by another slice's read of this run (an edge hour)
-            figures = HourFigures(figures.hour)
-        figures.files.append(path.name)
+        with _CLAIM:  # one reader counts a file (two slices of a run read the edge hours: workers > 1)
+            figures = self.figures.setdefault(file_hour(path), HourFigures(file_hour(path)))
+            if path.name in figures.files:  # counted by another slice's read of this run
+                figures = HourFigures(figures.hour)
+            figures.files.append(path.name)
         summary = _summary(path)
         figures.recovered += bool(summary.get("recovered"))
         figures.torn_dropped += int(summary.get("torn_dropped") or 0)
@@ -292,9 +295,10 @@ class LiveTradesLoad:
     figures: dict[str, dict[str, HourFigures]] = field(default_factory=dict)
     kept: dict[SliceKey, int] = field(default_factory=dict)  # stored trades kept: ids no file holds
 
-    def feed(self) -> Feed:
+    def feed(self, workers: int = 1, attempts: int = 1) -> Feed:
+        """One job a slice; `workers` slices read at once (threads), each tried `attempts` times."""
         jobs = [Job((key,)) for key in dict.fromkeys(self.slices)]
-        return Feed(SOURCE, jobs, fetch=self._fetch, client=None, workers=1, attempts=1)
+        return Feed(SOURCE, jobs, fetch=self._fetch, client=None, workers=workers, attempts=attempts)
 
     async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
         (key,) = job.keys
