@@ -270,3 +270,32 @@ def test_what_a_refill_added_survives_the_next_hourly_load(root, instance, store
     assert stored(store) == [expected[t] for t in range(1, 41)]
     assert metadata(result)["kept_from_store"] == 3
     assert checks_passed(result)["trade_ids_continuous"] is True
+
+
+def test_one_run_loads_an_hour_of_several_instruments(root, store):
+    from marketdata_assets.defs.live.assets import live_trades
+    from marketdata_assets.defs.live.sensors import live_landing_hours
+
+    with LandingWriter(root, "BINANCE") as landing:
+        for k, instrument in enumerate(("BTCUSDT", "ETHUSDT")):
+            for tid in range(1, 6):
+                text, recv_ns, _ = trade(tid, at(10, tid + k), instrument)
+                landing.frame(f"{instrument.lower()}@trade", "c1", text, recv_ns)
+    with dg.instance_for_test() as instance:
+        first = live_landing_hours(dg.build_sensor_context(instance=instance))
+        (added,) = first.dynamic_partitions_requests
+        instance.add_dynamic_partitions("live_instruments", added.partition_keys)
+        (request,) = first.run_requests
+        assert (request.partition_key, request.tags) == (None, {
+            "dagster/asset_partition_range_start": pkey(10), "dagster/asset_partition_range_end":
+                pkey(10).replace("BTCUSDT", "ETHUSDT")})
+        clear_stale_defs_state()
+        result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance, tags=request.tags)
+        events = result.get_asset_materialization_events()
+        assert result.success and sorted(e.partition for e in events) == [pkey(10), pkey(10).replace("BTC", "ETH")]
+        figures = {k: v.value for k, v in events[0].materialization.metadata.items()}
+        assert (figures["slices_ok"], figures["trades"]) == (2, 10)
+    with store.get_client() as client:
+        for instrument in ("BTCUSDT", "ETHUSDT"):
+            rows = ct.read_range(client, store.database, "trades", "BINANCE", instrument, DAY, DAY + timedelta(days=1))
+            assert rows["trade_id"].to_list() == [str(t) for t in range(1, 6)]
