@@ -11,6 +11,7 @@ TICKS_CHECKS = {
     "crypto_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive", "bars_on_the_1m_grid",
                        "no_unit_step"},
     "binance_dump_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive"},
+    "live_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive", "trade_ids_continuous"},
     "binance_dump_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive",
                              "bars_on_the_1m_grid", "no_unit_step"},
     "crypto_book_snapshots": {"prices_positive"},
@@ -47,7 +48,8 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         assert not missing, f"{key.to_user_string()} needs resources {sorted(missing)} the location does not have"
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     # the groups are the domains (defs/<group>/)
-    assert set(groups) == {"alphas", "crypto", "equities", "archives", "exports", "upkeep"}
+    assert set(groups) == {"alphas", "crypto", "equities", "archives", "exports", "live", "upkeep"}
+    assert groups["live"] == {"live_trades", "live_trade_id_refill"}
     assert groups["upkeep"] == {"tick_store", "tick_compaction", "ticks_coverage"}
     assert groups["exports"] == {"parquet_export"}
     assert groups["crypto"] == {"crypto_factors", "trade_id_refill",
@@ -64,8 +66,9 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     for name, expected in TICKS_CHECKS.items():
         assert expected <= checks.get(name, set()), f"{name} lacks checks {sorted(expected - checks.get(name, set()))}"
     assert {job.name for job in repo.get_all_jobs()} >= {"crypto_ticks_job", "binance_dumps_job", "a_share_bars_job",
-                                                       "tick_compaction_job"}
-    assert {s.name for s in repo.sensor_defs} >= {"binance_dump_files", "crypto_instruments_from_config"}
+                                                       "tick_compaction_job", "live_trades_job"}
+    assert {s.name for s in repo.sensor_defs} >= {"binance_dump_files", "crypto_instruments_from_config",
+                                                  "live_landing_hours"}
     # declarative automation (factors, coverage pictures) runs by default, through one sensor
     automation = [s for s in repo.sensor_defs if isinstance(s, dg.AutomationConditionSensorDefinition)]
     assert [(s.name, s.default_status) for s in automation] == [("automation_conditions",

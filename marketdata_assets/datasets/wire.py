@@ -185,8 +185,8 @@ DROP_REASONS: dict[str, str] = {
     "null_rows": "every value null (a minute without trades)",
     "partial_rows": "some values null",
     "unconfirmed": 'a bar still forming (OKX confirm "0"): stored once it is final',
-    "duplicates": "a trade id or bar time sent again with the same values (pages that overlap), or a line "
-                  "repeated in a dump file",
+    "duplicates": "a trade id or bar time sent again with the same values (pages that overlap), a line "
+                  "repeated in a dump file, or a live trade landed twice (overlapping connections, a reconnect)",
     "not_filled": "a liquidation order that filled nothing (a Binance liquidationSnapshot line with "
                   "accumulated_fill_quantity 0)",
     "outside_window": "stamped outside the window the request asked for",
@@ -194,6 +194,9 @@ DROP_REASONS: dict[str, str] = {
                         "cannot stop exactly there): the neighbouring slice's rows",
     "other_instrument": "a record of another instrument answered alongside (OKX liquidations are asked "
                         "by instrument family)",
+    "not_a_trade": "a landed live frame of a trade channel that is not a trade event (an ack, an error, "
+                   "another event)",
+    "bad_frame": "a landed live frame that is not JSON, or a trade event with a missing or wrong field",
     "implausible_time": "stamped after now + the tolerance or before the venue's earliest plausible day "
                         "(core/plausibility.py: an epoch-zero 1970 stamp, a year typo)",
 }

@@ -34,6 +34,7 @@ DAY_INSTRUMENT = "day|instrument"  # 'YYYY-MM-DD|VENUE:INSTRUMENT'
 DAY = "day"                        # 'YYYY-MM-DD'
 INSTRUMENT = "instrument"          # 'VENUE:INSTRUMENT' (an option chain: 'DERIBIT:BTC-OPTIONS')
 MONTH = "month"                    # 'YYYY-MM-01'
+HOUR_INSTRUMENT = "hour|instrument"  # 'YYYY-MM-DD-HH:MM|VENUE:INSTRUMENT' (Dagster's hourly keys: live hours)
 
 
 class ClickHouse(NamedTuple):
@@ -86,7 +87,7 @@ class Check:
     description: str
     store: str  # CLICKHOUSE, TIMESCALE or ALPHA_STORE
     judge: Judge = field(repr=False)
-    partitioned_by: str | None = None  # DAY_INSTRUMENT, DAY, INSTRUMENT, MONTH; None: the asset is not partitioned
+    partitioned_by: str | None = None  # DAY_INSTRUMENT, DAY, INSTRUMENT, MONTH, HOUR_INSTRUMENT; None: the asset is not partitioned
     blocking: bool = False  # a failed ERROR stops the assets downstream in the same run
 
     def run(self, store: Any, partitions: Sequence[str] | None = None) -> dict[str | None, Verdict]:

@@ -8,7 +8,7 @@ ACTIVE load (its `ingest_log.source`), declared in `ID_SEQUENCES`:
 | sequence | venue | loaded by | what the id is |
 |---|---|---|---|
 | aggTrade | BINANCE | BINANCE (REST) | aggregate trade id `a` (aggTrades) |
-| trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE | individual trade id (dump files, archives, historicalTrades) |
+| trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE | individual trade id (dump files, archives, live `trade` streams, historicalTrades) |
 | tradeId | OKX | OKX | tradeId (history-trades) |
 | trade_seq | DERIBIT | DERIBIT | trade_seq ("the sequence number of the trade within instrument") |
 | aggTrade (dataset agg_trades) | BINANCE | BINANCE_ARCHIVE | aggregate trade id of the aggTrades archives |
@@ -60,6 +60,7 @@ from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import error_text
+from marketdata_assets.ingest.live.load import SOURCE as BINANCE_LIVE
 from marketdata_assets.sources.binance.archives import SOURCE as BINANCE_ARCHIVE
 from marketdata_assets.sources.binance.dumps import SOURCE as BINANCE_DUMPS
 from marketdata_assets.stores.clickhouse import tables, writer
@@ -85,8 +86,9 @@ class IdSequence:
 ID_SEQUENCES = (
     IdSequence("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
            "Binance aggregate trade ids (aggTrades `a`: the REST path)"),
-    IdSequence("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE), "trades_by_id", 1000, True,
-           "Binance trade ids (dump files and archives: every individual trade; historicalTrades)"),
+    IdSequence("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE), "trades_by_id", 1000, True,
+           "Binance trade ids (dump files, archives and the live trade streams: every individual trade; "
+           "historicalTrades)"),
     IdSequence("tradeId", "OKX", ("OKX",), "trades_by_id", 100, False, "OKX tradeId"),
     IdSequence("trade_seq", "DERIBIT", ("DERIBIT",), "trades_by_seq", 1000, False, "Deribit trade_seq"),
     IdSequence("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,

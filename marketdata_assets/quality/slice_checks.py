@@ -4,7 +4,8 @@ partitioned like them so a run checks exactly what it loaded:
 
 - crypto, dumps and archives (day x instrument): the slices of those instruments and days;
 - A-shares / Yahoo (day): the day's slices whose active load this source wrote (ingest_log);
-- snapshots (instrument; option chains: chain): those instruments' latest day.
+- snapshots (instrument; option chains: chain): those instruments' latest day;
+- live hours (hour x instrument, `by_hour`): the day slice each hour's load rewrote.
 
 A judge covers a whole range run in one ClickHouse query per measure, grouped by partition, and
 gives one verdict per partition: the violations, the rows checked and a sample of the violations.
@@ -23,6 +24,7 @@ from marketdata_assets.quality.checks import (
     CLICKHOUSE,
     DAY,
     DAY_INSTRUMENT,
+    HOUR_INSTRUMENT,
     INSTRUMENT,
     WARN,
     Check,
@@ -173,6 +175,25 @@ def trade_id_check(asset: str, dataset: str = "trades") -> Check:
     return Check(TRADE_IDS_CONTINUOUS, asset, TRADE_IDS_DESCRIPTION, CLICKHOUSE, judge, DAY_INSTRUMENT)
 
 
+def hour_to_day(key: str) -> str:
+    """The day x instrument key of an hour x instrument key ('2026-11-23-17:00|BINANCE:BTCUSDT' ->
+    '2026-11-23|BINANCE:BTCUSDT'): the slice an hour's load rewrites (ingest/live/load.py)."""
+    hour, instrument = str(key).split("|")
+    return f"{hour[:10]}|{instrument}"
+
+
+def by_hour(check: Check, asset: str) -> Check:
+    """A day x instrument check as a check of the hour x instrument asset `asset`: each hour judged by
+    its day slice (the whole slice, as its load rewrote it), each day judged once per run."""
+    def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
+        days = {key: hour_to_day(key) for key in partitions}
+        verdicts = check.judge(store, sorted(set(days.values())))
+        return {key: verdicts[day] for key, day in days.items()}
+
+    return Check(check.name, asset, f"{check.description} (over the day slice the hour's load rewrote)",
+                 check.store, judge, HOUR_INSTRUMENT, check.blocking)
+
+
 # --- The declarations, by asset ---------------------------------------------------------------
 
 TRADE_RULES = (NO_DUPLICATE_TRADE_IDS, TIMESTAMPS_INSIDE_DAY["trades"], PRICES_POSITIVE["trades"])
@@ -210,6 +231,9 @@ BINANCE_DUMP_CHECKS = [
     trade_id_check("binance_dump_trades"),
     *(rule_check("binance_dump_bars_1m", rule) for rule in CRYPTO_BAR_RULES),
 ]
+# the live hours of Binance spot trades (hour x instrument; ingest/live/load.py)
+LIVE_TRADE_CHECKS = [by_hour(rule_check("live_trades", rule), "live_trades") for rule in TRADE_RULES] + [
+    by_hour(trade_id_check("live_trades"), "live_trades")]
 # the stock feeds (day)
 A_SHARE_CHECKS = [
     *(rule_check("a_share_bars_1m", rule, DAY, "TUSHARE") for rule in STOCK_BAR_RULES),

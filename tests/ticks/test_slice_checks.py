@@ -31,6 +31,7 @@ from marketdata_assets.quality.slice_checks import (
     BINANCE_DUMP_CHECKS,
     CRYPTO_CHECKS,
     CRYPTO_SNAPSHOT_CHECKS,
+    LIVE_TRADE_CHECKS,
     OPTION_CHAIN_CHECKS,
     YAHOO_CHECKS,
     rule_check,
@@ -143,9 +144,9 @@ def test_slices_of_partition_keys():
 def test_the_declarations_cover_every_ticks_asset_with_its_checks():
     declared: dict[str, set[str]] = {}
     for check in CRYPTO_CHECKS + CRYPTO_SNAPSHOT_CHECKS + OPTION_CHAIN_CHECKS + BINANCE_DUMP_CHECKS + A_SHARE_CHECKS \
-            + YAHOO_CHECKS:
+            + YAHOO_CHECKS + LIVE_TRADE_CHECKS:
         assert check.name not in declared.get(check.asset, set()), f"{check.asset} declares {check.name} twice"
         declared.setdefault(check.asset, set()).add(check.name)
-    continuity = {"crypto_trades", "binance_dump_trades"}
+    continuity = {"crypto_trades", "binance_dump_trades", "live_trades"}
     assert declared == {asset: names | ({"trade_ids_continuous"} if asset in continuity else set())
                         for asset, names in TICKS_CHECKS.items()}

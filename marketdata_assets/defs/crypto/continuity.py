@@ -10,6 +10,7 @@ import dagster as dg
 
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs._common.refill import refill_result
 from marketdata_assets.defs.crypto.assets import VENUE_KEYS, venue_resources
 from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.orchestration import pools
@@ -44,10 +45,4 @@ def trade_id_refill(context: dg.AssetExecutionContext, config: RefillConfig) -> 
                     slice_keys(context.partition_keys, ["trades"]), clients, max_ranges=config.max_ranges,
                     workers=config.workers, log=context.log.info)
     clickhouse.close()
-    metadata = report.metadata()
-    metadata["slices"] = dg.MetadataValue.md(metadata["slices"])
-    if len(report.failures()) > config.max_failed:
-        errors = "; ".join(o.error[:300] for o in report.failures()[:3])
-        raise dg.Failure(description=f"trade_id_refill: {report.summary()}: {errors}", metadata=metadata,
-                         allow_retries=False)
-    return dg.MaterializeResult(metadata=metadata)
+    return refill_result("trade_id_refill", report, config.max_failed)

@@ -7,4 +7,6 @@ layer loads the closed landing hours. Design and what is still to come: docs/liv
   and the pacing around connections (backoff, attempts per window, control messages per second).
 - `binance_spot`: the collector core for Binance spot (trades and diff-depth books).
 - `stats`: its counters.
+- `load`: the batch side: closed landing hours of trade channels into the `trades` day slices
+  through the ingest engine (called by defs/live's hourly `live_trades`).
 """

@@ -1,0 +1,50 @@
+"""`live_trade_id_refill`: the trade ids missing from the live trades' day slices (the
+`trade_ids_continuous` check of live_trades), fetched by id from Binance (`historicalTrades`, no key)
+with the existing refill (quality.continuity.refill) and written with the slice's stored trades as
+its new load, under the slice's own source (BINANCE_LIVE: the same id sequence).
+
+Partitioned like live_trades (hour x instrument: the hour's day slice); run it by hand or as a
+backfill on the hours whose check failed. It calls a vendor, so nothing runs it by default. What it
+adds survives the day's later hourly loads: a live load keeps the stored trades of a live slice
+whose ids no landing file holds (ingest/live/load.py, `kept_from_store` in live_trades' metadata).
+"""
+
+from datetime import date
+
+import dagster as dg
+
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.defs._common.config import RunConfig
+from marketdata_assets.defs._common.refill import refill_result
+from marketdata_assets.defs.live.assets import GROUP, hour_instruments
+from marketdata_assets.defs.live.partitions import live_partitions
+from marketdata_assets.ingest.live.load import VENUE
+from marketdata_assets.orchestration import pools
+from marketdata_assets.quality.continuity import refill
+from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.sources.config import CRYPTO_SOURCES
+
+BINANCE_KEY = CRYPTO_SOURCES[VENUE]  # the Binance spot REST resource
+
+
+class LiveRefillConfig(RunConfig):
+    max_ranges: int = 100_000
+    """Hole ranges fetched per slice in one run (a slice with more: run again)."""
+    max_failed: int = 0
+    """The step fails when more slices than this could not be refilled (the others are written)."""
+
+
+@dg.asset(group_name=GROUP, partitions_def=live_partitions, deps=["live_trades"], pool=pools.CRYPTO_VENUES,
+          backfill_policy=dg.BackfillPolicy.single_run(), kinds={"clickhouse", "polars"},
+          required_resource_keys={"clickhouse", BINANCE_KEY})
+def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillConfig) -> dg.MaterializeResult:
+    """The trade ids missing from the run's hours' day slices of live trades, fetched by id from Binance
+    and written with the slice's stored trades as its new load (one pointer flip)."""
+    clickhouse: ClickHouseResource = context.resources.clickhouse
+    slices = sorted({SliceKey("trades", VENUE, instrument, date.fromisoformat(hour[:10]))
+                     for hour, instrument in hour_instruments(context.partition_keys)})
+    clients = {VENUE: getattr(context.resources, BINANCE_KEY).make_client}
+    report = refill(clickhouse.get_client, clickhouse.database, context.run.run_id, slices, clients,
+                    max_ranges=config.max_ranges, workers=1, log=context.log.info)
+    clickhouse.close()
+    return refill_result("live_trade_id_refill", report, config.max_failed)

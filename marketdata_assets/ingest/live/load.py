@@ -1,0 +1,341 @@
+"""The batch side of live capture: closed landing hours of Binance spot trades loaded into the
+`trades` day slices through the ingest engine (no Dagster here; defs/live calls it).
+
+Why here: it moves data from a store (the raw landing files) into ClickHouse like the batch engine's
+other feeds, beside the collector that wrote those files (ingest/live), and it runs inside Dagster's
+runs (the collector outside).
+
+- What is read: a channel's CLOSED files only (`stores.landing.closed_files`: never a `.part`, a
+  writer's or a crash's until `recover` closes it), of every hour that can hold the day's trades:
+  the day's 24 hours plus the hour before and the hour after (a file's hour is the RECEIVE hour: a
+  trade at 23:59:59.999 received at 00:00:00.040 is in the next day's first file).
+- Parsing (`parse_trade`), as the REST parsers do (datasets/wire.py, sources/binance/rest.py): the
+  `trade` event `{e, E, s, t, p, q, T, m, M}` of a combined-stream wrapper `{"stream", "data"}` (a
+  raw-stream frame without the wrapper too): trade_id = seq = `t`, ts = `T` in microseconds
+  (milliseconds on the wire: scaled by magnitude like every Binance time), price `p`, quantity `q`,
+  amount = price x quantity (the event has no quote quantity, as aggTrades has none), side from `m`
+  (the buyer was the maker: the taker sold). Individual trade ids: the sequence of the dump files and
+  archives (quality/continuity.py's `trade`, loaded by `SOURCE`).
+- Discarded, each counted with its reason (`DROP_REASONS`, in ingest_log `dropped` and per landing
+  hour in `HourFigures`): `duplicates` (the same trade id again: both connections' frames are landed
+  during a make-before-break overlap, and a reconnect may repeat), `not_a_trade` (an ack, an error,
+  another event), `bad_frame` (not JSON, or a trade with a missing or wrong field), `other_instrument`
+  (a trade of another instrument in the channel), `implausible_time` (core/plausibility.py). Markers
+  are records, not frames: counted by kind (connect, disconnect, gap, overflow, crash, ...).
+  One trade id with DIFFERENT values in two frames is an error failing the slice.
+- The unit is the store's: a (trades, BINANCE, instrument, UTC day) slice, written with one pointer
+  flip. `hour_slices(hour)` says which days a landing hour feeds: its own day, and the day before for
+  the 00Z hour (the late trades of 23:59). Loading a slice rewrites it from every closed file of its
+  hours as they are NOW: idempotent (the same files give the same rows, the load pointer replaces the
+  previous load) and exact (no append, no merge with what was stored). Cost: each hourly load of a day
+  re-reads the day's files so far, so a day's 24 loads read ~12 days' worth of its files (~23 µs a
+  frame measured: a 1 M-trade day ~25 s at its last hour); the reward is that any re-run, of any hour,
+  in any order, leaves the same slice.
+- Except what the trade-id refill added: when a slice's active load is a live one (its ingest_log
+  source `SOURCE`: a live load, or the refill, which writes under the slice's own source), its
+  stored trades whose ids no landing file holds are kept (`stored_live_rows`, read before the run;
+  `kept_from_store` in the figures): those came from the venue's REST API by id, and the next hour
+  must not drop them. Every other stored row is in the files, so the rewrite is still the files'
+  trades plus the refilled ones, each id once, whatever the order of loads and refills. A slice
+  whose active load another source wrote (REST aggregate trades, dumps) is replaced as a whole,
+  as those sources replace each other.
+- A slice with no closed file in its hours fails (nothing to load is not an empty day: writing an
+  empty slice would replace what another source stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from marketdata_assets.core.identifiers import clickhouse_database
+from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.datasets.wire import TradeColumns, finish_trades, note_dropped
+from marketdata_assets.stores.clickhouse import tables
+from marketdata_assets.stores.landing import closed_files, read_lines
+from marketdata_assets.stores.landing.writer import SUMMARY
+
+UTC = timezone.utc
+SOURCE = "BINANCE_LIVE"  # the ingest_log source of live loads (quality.continuity: individual trade ids)
+VENUE = "BINANCE"
+HOUR_FORMAT = "%Y-%m-%dT%HZ"  # the landing files' hour key
+_CLAIM = threading.Lock()
+
+
+class BadTrade(ValueError):
+    """A trade event with a missing or wrong field (counted as `bad_frame`)."""
+
+
+def trade_channel(instrument: str) -> str:
+    """The landing channel of an instrument's trades (the collector lands each stream under its name)."""
+    return f"{instrument.lower()}@trade"
+
+
+def instrument_of_channel(channel: str) -> str | None:
+    """The instrument of a trade channel (`btcusdt@trade` -> BTCUSDT); None for another channel."""
+    name, _, kind = channel.partition("@")
+    return name.upper() if kind == "trade" and name else None
+
+
+def hour_key(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(HOUR_FORMAT)
+
+
+def parse_hour(key: str) -> datetime:
+    return datetime.strptime(key, HOUR_FORMAT).replace(tzinfo=UTC)
+
+
+def hours_of_day(day: date) -> list[str]:
+    """The landing hours that can hold the day's trades: 23Z of the day before to 00Z of the next."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=1)
+    return [hour_key(start + timedelta(hours=h)) for h in range(26)]
+
+
+def hour_slices(hour: str) -> list[date]:
+    """The days a landing hour's trades belong to (its day; also the day before for 00Z)."""
+    moment = parse_hour(hour)
+    return [(moment - timedelta(hours=1)).date(), moment.date()] if moment.hour == 0 else [moment.date()]
+
+
+def file_hour(path: Path) -> str:
+    return path.name.split(".", 1)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing a channel's records
+# --------------------------------------------------------------------------------------------
+
+def _ms_to_us(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BadTrade(f"{name} is {value!r}, not an epoch time")
+    return value * 1000 if value < 10**14 else value  # milliseconds (or microseconds if asked for)
+
+
+def _positive(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadTrade(f"{name} is {value!r}, not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise BadTrade(f"{name} is {value!r}, not a positive number")
+    return number
+
+
+def parse_trade(data: dict) -> tuple:
+    """(ts_us, trade_id, price, quantity, amount, side, seq) of a `trade` event; BadTrade if malformed."""
+    trade_id = data.get("t")
+    if isinstance(trade_id, bool) or not isinstance(trade_id, int) or trade_id < 0:
+        raise BadTrade(f"t is {trade_id!r}, not a trade id")
+    price, quantity = _positive(data.get("p"), "p"), _positive(data.get("q"), "q")
+    maker = data.get("m")
+    if not isinstance(maker, bool):
+        raise BadTrade(f"m is {maker!r}, not true/false")
+    return (_ms_to_us(data.get("T"), "T"), str(trade_id), price, quantity, price * quantity,
+            "sell" if maker else "buy", trade_id)
+
+
+@dataclass
+class HourFigures:
+    """What one landing hour of a channel held: files, frames, trades, what was discarded and why,
+    markers by kind, the lag exchange time -> receive time, and its files' summaries."""
+
+    hour: str
+    files: list[str] = field(default_factory=list)
+    frames: int = 0
+    trades: int = 0  # trades kept (each trade id once)
+    discarded: Counter = field(default_factory=Counter)
+    markers: Counter = field(default_factory=Counter)
+    lags_ms: list[float] = field(default_factory=list)
+    recovered: int = 0  # files a crash left, closed by recover()
+    torn_dropped: int = 0  # lines the crash tore (lost before this loader)
+
+    def lag_ms(self, q: float) -> float | None:
+        if not self.lags_ms:
+            return None
+        if len(self.lags_ms) == 1:
+            return round(self.lags_ms[0], 3)
+        return round(statistics.quantiles(self.lags_ms, n=100, method="inclusive")[int(q * 100) - 1], 3)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"hour": self.hour, "files": len(self.files), "frames": self.frames, "trades": self.trades,
+                "discarded": sum(self.discarded.values()), "discarded_by_reason": dict(sorted(self.discarded.items())),
+                "markers": dict(sorted(self.markers.items())), "disconnects": self.markers.get("disconnect", 0),
+                "gaps": self.markers.get("gap", 0), "overflows": self.markers.get("overflow", 0),
+                "connects": self.markers.get("connect", 0), "recovered_files": self.recovered,
+                "torn_lines": self.torn_dropped, "lag_p50_ms": self.lag_ms(0.5), "lag_p95_ms": self.lag_ms(0.95)}
+
+
+class ChannelReader:
+    """Reads one instrument's trade channel, file by file, oldest first: each trade id once (the first
+    frame that carries it), everything else counted on the hour of its file (`figures`)."""
+
+    def __init__(self, instrument: str, figures: dict[str, HourFigures]):
+        self.instrument, self.figures = instrument, figures
+        self.seen: dict[str, tuple] = {}
+        self.columns = TradeColumns()
+
+    def read(self, path: Path) -> None:
+        with _CLAIM:  # one reader counts a file (two slices of a run read the edge hours: workers > 1)
+            figures = self.figures.setdefault(file_hour(path), HourFigures(file_hour(path)))
+            if path.name in figures.files:  # counted by another slice's read of this run
+                figures = HourFigures(figures.hour)
+            figures.files.append(path.name)
+        summary = _summary(path)
+        figures.recovered += bool(summary.get("recovered"))
+        figures.torn_dropped += int(summary.get("torn_dropped") or 0)
+        for line in read_lines(path):
+            record = json.loads(line)
+            if "m" in record:
+                figures.markers[record["m"]] += 1
+                continue
+            figures.frames += 1
+            reason = self._frame(record, figures)
+            if reason:
+                figures.discarded[reason] += 1
+
+    def _frame(self, record: dict, figures: HourFigures) -> str | None:
+        """Keep the frame's trade; the reason it is discarded otherwise."""
+        try:
+            frame = json.loads(record["d"])
+        except (ValueError, TypeError, KeyError):
+            return "bad_frame"
+        data = frame.get("data") if isinstance(frame, dict) and "stream" in frame else frame
+        if not isinstance(data, dict) or data.get("e") != "trade":
+            return "not_a_trade"
+        if str(data.get("s", "")).upper() != self.instrument:
+            return "other_instrument"
+        try:
+            row = parse_trade(data)
+        except BadTrade:
+            return "bad_frame"
+        previous = self.seen.get(row[1])
+        if previous is not None:
+            if previous != row:
+                raise ValueError(f"{VENUE}:{self.instrument} trade id {row[1]} landed twice with different values: "
+                                 f"{previous} and {row}")
+            return "duplicates"
+        self.seen[row[1]] = row
+        self.columns.add(*row)
+        figures.trades += 1
+        event_ms = data.get("E") if isinstance(data.get("E"), int) else row[0] // 1000
+        figures.lags_ms.append(record["t"] / 1e6 - event_ms)
+        return None
+
+    def frame(self) -> pl.DataFrame:
+        return self.columns.frame(VENUE, self.instrument)
+
+
+def _summary(path: Path) -> dict:
+    side = path.with_name(path.name + SUMMARY)
+    try:
+        return json.loads(side.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> list[Path]:
+    """The closed files of the instrument's trade channel in the hours of `day` (`hours_of_day`), in order."""
+    hours = set(hours_of_day(day))
+    return [path for path in closed_files(root, venue, trade_channel(instrument)) if file_hour(path) in hours]
+
+
+def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigures] | None = None,
+             venue: str = VENUE, stored: pl.DataFrame | None = None, kept: Counter | None = None) -> pl.DataFrame:
+    """The day's trades of an instrument from its closed landing files (plus the `stored` trades
+    whose ids they lack: a refill's): each trade id once, ordered, implausible times dropped; what
+    was discarded counted on `figures` (hour -> HourFigures) and, for the day's own hours, on the
+    running fetch's notes (the slice's ingest_log `dropped`); `kept` counts `kept_from_store`."""
+    figures = {} if figures is None else figures
+    paths = day_files(root, instrument, day, venue)
+    if not paths:
+        raise FileNotFoundError(f"{venue}:{instrument} {day}: no closed landing file of channel "
+                                f"{trade_channel(instrument)} in its hours under {root}")
+    reader = ChannelReader(instrument, figures)
+    for path in paths:
+        reader.read(path)
+    own = set(hours_of_day(day)[1:25])
+    for hour, hour_figures in figures.items():
+        if hour in own:
+            for reason, count in hour_figures.discarded.items():
+                note_dropped(instrument, reason, count, day)
+    start, end = day_window(day)
+    frame = reader.frame()
+    frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    if stored is not None and stored.height:
+        extra = stored.filter(~pl.col("trade_id").is_in(frame["trade_id"].implode())).select(frame.columns)
+        frame = pl.concat([frame, extra], how="vertical")
+        if kept is not None:
+            kept["kept_from_store"] += extra.height
+    drops: Counter = Counter()
+    frame = finish_trades([frame], drops=drops)
+    for reason, count in drops.items():
+        note_dropped(instrument, reason, count, day)
+    return frame
+
+
+@dataclass
+class LiveTradesLoad:
+    """The engine feed of a run's slices from the landing root; `figures` holds, after the run, what
+    each landing hour read held (instrument -> hour -> HourFigures)."""
+
+    root: Path
+    slices: list[SliceKey]
+    stored: dict[SliceKey, pl.DataFrame] = field(default_factory=dict)  # stored_live_rows()
+    figures: dict[str, dict[str, HourFigures]] = field(default_factory=dict)
+    kept: dict[SliceKey, int] = field(default_factory=dict)  # stored trades kept: ids no file holds
+
+    def feed(self, workers: int = 1, attempts: int = 1) -> Feed:
+        """One job a slice; `workers` slices read at once (threads), each tried `attempts` times."""
+        jobs = [Job((key,)) for key in dict.fromkeys(self.slices)]
+        return Feed(SOURCE, jobs, fetch=self._fetch, client=None, workers=workers, attempts=attempts)
+
+    async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
+        (key,) = job.keys
+        return await asyncio.to_thread(self._read, key, self.figures.setdefault(key.instrument, {}))
+
+    def _read(self, key: SliceKey, figures: dict[str, HourFigures]) -> pl.DataFrame:
+        kept: Counter = Counter()
+        frame = read_day(self.root, key.instrument, key.day, figures, key.venue or VENUE, self.stored.get(key), kept)
+        self.kept[key] = kept["kept_from_store"]
+        return frame
+
+
+def live_slices(hours: Iterable[str], instruments: Iterable[str]) -> list[SliceKey]:
+    """The trades slices that loading `hours` (landing hour keys) of `instruments` rewrites."""
+    days = sorted({day for hour in hours for day in hour_slices(hour)})
+    return [SliceKey("trades", VENUE, instrument, day) for instrument in instruments for day in days]
+
+
+def stored_live_rows(client, database: str, slices: Iterable[SliceKey]) -> dict[SliceKey, pl.DataFrame]:
+    """The active rows of the slices whose active load is a live one (ingest_log source `SOURCE`:
+    a live load or a refill of one), to keep what a refill added (see the module doc)."""
+    slices = list(slices)
+    if not slices:
+        return {}
+    db = clickhouse_database(database)
+    rows = client.query(
+        f"SELECT a.instrument, a.day FROM {db}.active_loads AS a INNER JOIN (SELECT load_id, argMax(source, "
+        f"finished_at) AS source FROM {db}.ingest_log WHERE dataset = {{code:String}} AND outcome = 'ok' "
+        "AND load_id != 0 AND day IN {days:Array(Date)} GROUP BY load_id) AS l ON a.load_id = l.load_id "
+        "WHERE a.dataset = {code:String} AND a.venue = {venue:String} AND a.day IN {days:Array(Date)} "
+        "AND l.source = {source:String}",
+        parameters={"code": spec_for("trades").code, "venue": VENUE, "source": SOURCE,
+                    "days": sorted({s.day for s in slices})}).result_rows
+    live = {(r[0], r[1]) for r in rows}
+    out = {}
+    for key in slices:
+        if (key.instrument, key.day) in live:
+            start, end = day_window(key.day)
+            out[key] = tables.read_range(client, database, "trades", key.venue, key.instrument, start, end)
+    return out

@@ -1,0 +1,301 @@
+"""The batch side of live capture: closed landing hours of Binance trades loaded into ClickHouse by
+the `live_trades` asset (ingest/live/load.py, defs/live), against the embedded ClickHouse and real
+zstd landing files written by the landing writer (a `.part` left open, markers, an overlap of two
+connections, a crash's torn line recovered). Nothing is mocked; no test sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import polars as pl
+import pytest
+import zstandard
+
+from marketdata_assets.ingest.live.load import hour_slices, hours_of_day, parse_trade
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.landing import LandingWriter, recover
+from marketdata_assets.stores.landing.writer import PART, frame_line
+from tests.conftest import clear_stale_defs_state
+
+UTC = timezone.utc
+INSTRUMENT, KEY, CHANNEL = "BTCUSDT", "BINANCE:BTCUSDT", "btcusdt@trade"
+DAY = (datetime.now(UTC) - timedelta(days=1)).date()  # yesterday: every hour of it is closed and plausible
+LAG_MS = 2  # receive time - event time of every landed trade
+
+
+def at(hour: int, second: float = 0.0) -> datetime:
+    return datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC) + timedelta(hours=hour, seconds=second)
+
+
+def pkey(hour: int) -> str:
+    return f"{at(hour):%Y-%m-%d-%H}:00|{KEY}"
+
+
+def trade(tid: int, moment: datetime, instrument: str = INSTRUMENT) -> tuple[str, int, tuple]:
+    """(frame text as the combined stream sends it, receive ns, the expected stored row)."""
+    ms = int(moment.timestamp() * 1000)
+    price, qty, maker = f"{40_000 + tid * 0.37:.2f}", f"{0.001 * (tid % 17 + 1):.5f}", tid % 3 == 0
+    data = {"e": "trade", "E": ms + 3, "s": instrument, "t": tid, "p": price, "q": qty, "T": ms, "m": maker, "M": True}
+    text = json.dumps({"stream": f"{instrument.lower()}@trade", "data": data}, separators=(",", ":"))
+    row = (datetime.fromtimestamp(ms / 1000, UTC), str(tid), float(price), float(qty), float(price) * float(qty),
+           "sell" if maker else "buy", tid)
+    return text, (ms + 3 + LAG_MS) * 1_000_000, row
+
+
+def land(writer: LandingWriter, conn: str, ids, hour: int, offset_s: float = 0.0) -> dict[int, tuple]:
+    """Trades `ids` of `hour` (one a second from `offset_s`), landed by connection `conn`."""
+    rows = {}
+    for tid in ids:
+        text, recv_ns, row = trade(tid, at(hour, offset_s + tid))
+        writer.frame(CHANNEL, conn, text, recv_ns)
+        rows[tid] = row
+    return rows
+
+
+STORED = ("ts", "trade_id", "price", "quantity", "amount", "side", "seq")
+
+
+def stored(clickhouse) -> list[tuple]:
+    with clickhouse.get_client() as client:
+        frame = ct.read_range(client, clickhouse.database, "trades", "BINANCE", INSTRUMENT, DAY,
+                              DAY + timedelta(days=1))
+    return [tuple(r) for r in frame.select(*STORED).rows()]
+
+
+def active_load(clickhouse) -> int:
+    with clickhouse.get_client() as client:
+        loads = ct.loaded_days(client, clickhouse.database, "trades", "BINANCE")
+    return next(r for r in loads.rows(named=True) if r["instrument"] == INSTRUMENT and r["day"] == DAY)["load_id"]
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
+    return tmp_path / "landing" / "live"
+
+
+@pytest.fixture
+def store(clickhouse):
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+    return clickhouse
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        inst.add_dynamic_partitions("live_instruments", [KEY])
+        yield inst
+
+
+def materialize(instance, clickhouse, partition_key: str, checks: bool = True, **config) -> dg.ExecuteInProcessResult:
+    from marketdata_assets.defs.live.assets import live_trades
+    from marketdata_assets.defs.live.checks import live_checks
+
+    clear_stale_defs_state()
+    assets = [live_trades, *(live_checks if checks else [])]
+    result = dg.materialize(assets, resources={"clickhouse": clickhouse}, instance=instance,
+                            partition_key=partition_key, raise_on_error=False,
+                            run_config={"ops": {"live_trades": {"config": config}}} if config else None)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result
+
+
+def metadata(result) -> dict:
+    (event,) = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def observation(instance, partition: str) -> dict:
+    records = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("live_trades"),
+                                                                asset_partitions=[partition]), limit=1).records
+    return {k: v.value for k, v in records[0].asset_observation.metadata.items()}
+
+
+def checks_passed(result) -> dict[str, bool]:
+    return {e.asset_check_key.name: e.passed for e in (ev.event_specific_data for ev in result.all_events
+                                                       if ev.event_type_value == "ASSET_CHECK_EVALUATION")}
+
+
+def test_an_hour_loads_every_trade_once_and_counts_what_it_discards(root, instance, store):
+    writer = LandingWriter(root, "BINANCE")
+    writer.marker(CHANNEL, "c1", "connect", int(at(10).timestamp() * 1e9))
+    expected = land(writer, "c1", range(1, 51), 10)
+    writer.marker(CHANNEL, "c2", "connect", int(at(10, 40).timestamp() * 1e9))
+    expected |= land(writer, "c2", range(41, 61), 10)  # make before break: 41..50 landed by both connections
+    writer.marker(CHANNEL, "c1", "disconnect", int(at(10, 61).timestamp() * 1e9), reason="rollover")
+    writer.marker(CHANNEL, "c2", "overflow", int(at(10, 62).timestamp() * 1e9), dropped=0)
+    recv = int(at(10, 63).timestamp() * 1e9)
+    writer.frame(CHANNEL, "c2", '{"result":null,"id":1}', recv)  # an ack: not a trade
+    writer.frame(CHANNEL, "c2", '{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTC', recv + 1)  # cut: not JSON
+    writer.frame(CHANNEL, "c2", trade(999, at(10, 64), "ETHUSDT")[0], recv + 2)  # another instrument's
+    writer.close()
+    later = LandingWriter(root, "BINANCE")  # a restart within the hour: a second segment, still open
+    land(later, "c3", range(61, 71), 10)
+    later.flush()
+    assert len(list(root.rglob(f"*{PART}"))) == 1
+
+    result = materialize(instance, store, pkey(10))
+    assert stored(store) == [expected[tid] for tid in range(1, 61)]  # the .part is not read
+    figures = metadata(result)
+    assert (figures["rows"], figures["frames"], figures["trades"]) == (60, 73, 60)
+    assert figures["discarded_by_reason"] == {"bad_frame": 1, "duplicates": 10, "not_a_trade": 1,
+                                              "other_instrument": 1}
+    assert figures["markers"] == {"connect": 2, "disconnect": 1, "overflow": 1}
+    assert (figures["disconnects"], figures["overflows"], figures["gaps"]) == (1, 1, 0)
+    assert figures["lag_p50_ms"] == figures["lag_p95_ms"] == LAG_MS
+    assert figures["dropped_by_reason"] == figures["discarded_by_reason"]  # ingest_log's, the slice's
+    seen = observation(instance, pkey(10))
+    assert (seen["frames"], seen["trades"], seen["discarded"], seen["connects"]) == (73, 60, 13, 2)
+    assert checks_passed(result) == {"no_duplicate_trade_ids": True, "timestamps_inside_day": True,
+                                     "prices_positive": True, "trade_ids_continuous": True}
+
+    later.close()  # the second segment closes: the hour's next load reads it too
+    materialize(instance, store, pkey(10))
+    assert [r[1] for r in stored(store)] == [str(tid) for tid in range(1, 71)]
+
+
+def test_a_reload_is_idempotent_and_a_later_hour_extends_the_day(root, instance, store):
+    with LandingWriter(root, "BINANCE") as writer:
+        expected = land(writer, "c1", range(1, 31), 10)
+    materialize(instance, store, pkey(10), checks=False)
+    first_rows, first_load = stored(store), active_load(store)
+    materialize(instance, store, pkey(10), checks=False)
+    assert stored(store) == first_rows == [expected[t] for t in range(1, 31)] and active_load(store) > first_load
+
+    with LandingWriter(root, "BINANCE") as writer:
+        expected |= land(writer, "c1", range(31, 51), 11)
+    result = materialize(instance, store, pkey(11), checks=False)
+    assert stored(store) == [expected[t] for t in range(1, 51)]
+    assert metadata(result)["trades"] == 20  # the hour's own figures
+    materialize(instance, store, pkey(10), checks=False)  # an earlier hour again: the whole day so far, no less
+    assert stored(store) == [expected[t] for t in range(1, 51)]
+
+
+def test_a_crashed_hour_is_loaded_from_its_complete_lines(root, instance, store):
+    writer = LandingWriter(root, "BINANCE")
+    expected = land(writer, "c1", range(1, 21), 9)
+    writer.flush()
+    (part,) = root.rglob(f"*{PART}")
+    torn = frame_line(trade(21, at(9, 21))[1], "c1", trade(21, at(9, 21))[0])[:-40]
+    with open(part, "ab") as handle:  # the crash: a last line half written
+        handle.write(zstandard.ZstdCompressor().compress(torn))
+    writer.files.clear()  # the process dies: its handle dropped, never closed
+    (recovered,) = recover(root)
+    assert recovered.torn_dropped == 1
+
+    result = materialize(instance, store, pkey(9))
+    assert stored(store) == [expected[t] for t in range(1, 21)]
+    figures = metadata(result)
+    assert (figures["recovered_files"], figures["torn_lines"], figures["markers"]) == (1, 1, {"crash": 1})
+
+
+def test_the_sensor_requests_an_hour_exactly_when_its_file_closes(root, instance):
+    from marketdata_assets.defs.live.sensors import live_landing_hours
+
+    with LandingWriter(root, "BINANCE") as writer:
+        land(writer, "c1", range(1, 11), 10)
+    open_writer = LandingWriter(root, "BINANCE")
+    land(open_writer, "c1", range(11, 21), 11)
+    open_writer.flush()
+    (root / "BINANCE" / "_control").mkdir()  # not a trade channel: never requested
+
+    fresh = dg.DagsterInstance.ephemeral()
+    first = live_landing_hours(dg.build_sensor_context(instance=fresh))
+    (added,) = first.dynamic_partitions_requests
+    assert added.partition_keys == [KEY]
+    assert [r.partition_key for r in first.run_requests] == [pkey(10)]
+    again = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    assert again.run_requests == [] and again.dynamic_partitions_requests == []
+
+    open_writer.close()
+    closed = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=again.cursor))
+    assert [r.partition_key for r in closed.run_requests] == [pkey(11)]
+    assert closed.dynamic_partitions_requests == []
+    assert live_landing_hours(dg.build_sensor_context(instance=instance, cursor=closed.cursor)).run_requests == []
+
+
+def test_the_first_hour_of_a_day_completes_the_day_before(root, instance, store):
+    with LandingWriter(root, "BINANCE") as landing:
+        late, recv_ns, late_row = trade(1, at(0) - timedelta(milliseconds=1))  # 23:59:59.999 the day before
+        landing.frame(CHANNEL, "c1", late, recv_ns + 40_000_000)  # received 00:00:00.042: in the 00Z file
+        expected = land(landing, "c1", range(2, 6), 0)
+    result = materialize(instance, store, pkey(0), workers=2)  # both days' slices read the 00Z file at once
+    assert stored(store) == [expected[t] for t in range(2, 6)]
+    with store.get_client() as client:
+        before = ct.read_range(client, store.database, "trades", "BINANCE", INSTRUMENT, DAY - timedelta(days=1), DAY)
+    assert [tuple(r) for r in before.select(*STORED).rows()] == [late_row]
+    assert (metadata(result)["frames"], metadata(result)["slices_ok"]) == (5, 2)  # the 00Z file counted once
+    assert hour_slices(f"{DAY:%Y-%m-%d}T00Z") == [DAY - timedelta(days=1), DAY]
+    assert hour_slices(f"{DAY:%Y-%m-%d}T13Z") == [DAY]
+    hours = hours_of_day(DAY)
+    assert (len(hours), hours[0], hours[-1]) == (26, f"{DAY - timedelta(days=1):%Y-%m-%d}T23Z",
+                                                 f"{DAY + timedelta(days=1):%Y-%m-%d}T00Z")
+
+
+def test_a_trade_event_is_parsed_as_the_rest_parsers_do():
+    text, _, row = trade(7, at(3, 1.5))
+    assert parse_trade(json.loads(text)["data"]) == (int(row[0].timestamp() * 1_000_000), *row[1:])
+    assert row[0].microsecond == 500_000 and row[5] == "buy"  # T in ms -> µs; m false: the taker bought
+
+
+def test_what_a_refill_added_survives_the_next_hourly_load(root, instance, store):
+    from marketdata_assets.ingest.live.load import SOURCE
+    from marketdata_assets.stores.clickhouse import writer
+
+    with LandingWriter(root, "BINANCE") as landing:
+        expected = land(landing, "c1", [t for t in range(1, 31) if t not in (15, 16, 17)], 10)
+    result = materialize(instance, store, pkey(10))
+    assert checks_passed(result)["trade_ids_continuous"] is False
+    # the refill's write, as quality.continuity._write does it: the stored rows plus the fetched ids,
+    # one new load logged under the slice's own source
+    holes = {t: trade(t, at(10, t))[2] for t in (15, 16, 17)}
+    expected |= holes
+    columns = ["ts", "trade_id", "price", "quantity", "amount", "side", "seq"]
+    frame = pl.DataFrame([expected[t] for t in range(1, 31)], schema=columns, orient="row").with_columns(
+        pl.col("ts").dt.cast_time_unit("us"), venue=pl.lit("BINANCE"), instrument=pl.lit(INSTRUMENT))
+    with store.get_client() as client:
+        written = writer.write_slice(client, store.database, "trades", frame, "BINANCE", INSTRUMENT, DAY, "refill")
+        now = datetime.now(UTC)
+        writer.log_ingest(client, store.database, [{
+            "run_id": "refill", "source": SOURCE, "dataset": "trades", "venue": "BINANCE", "instrument": INSTRUMENT,
+            "day": DAY, "rows": 30, "outcome": "ok", "load_id": written.load_id, "started_at": now, "finished_at": now}])
+
+    with LandingWriter(root, "BINANCE") as landing:
+        expected |= land(landing, "c1", range(31, 41), 11)
+    result = materialize(instance, store, pkey(11))
+    assert stored(store) == [expected[t] for t in range(1, 41)]
+    assert metadata(result)["kept_from_store"] == 3
+    assert checks_passed(result)["trade_ids_continuous"] is True
+
+
+def test_one_run_loads_an_hour_of_several_instruments(root, store):
+    from marketdata_assets.defs.live.assets import live_trades
+    from marketdata_assets.defs.live.sensors import live_landing_hours
+
+    with LandingWriter(root, "BINANCE") as landing:
+        for k, instrument in enumerate(("BTCUSDT", "ETHUSDT")):
+            for tid in range(1, 6):
+                text, recv_ns, _ = trade(tid, at(10, tid + k), instrument)
+                landing.frame(f"{instrument.lower()}@trade", "c1", text, recv_ns)
+    with dg.instance_for_test() as instance:
+        first = live_landing_hours(dg.build_sensor_context(instance=instance))
+        (added,) = first.dynamic_partitions_requests
+        instance.add_dynamic_partitions("live_instruments", added.partition_keys)
+        (request,) = first.run_requests
+        assert (request.partition_key, request.tags) == (None, {
+            "dagster/asset_partition_range_start": pkey(10), "dagster/asset_partition_range_end":
+                pkey(10).replace("BTCUSDT", "ETHUSDT")})
+        clear_stale_defs_state()
+        result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance, tags=request.tags)
+        events = result.get_asset_materialization_events()
+        assert result.success and sorted(e.partition for e in events) == [pkey(10), pkey(10).replace("BTC", "ETH")]
+        figures = {k: v.value for k, v in events[0].materialization.metadata.items()}
+        assert (figures["slices_ok"], figures["trades"]) == (2, 10)
+    with store.get_client() as client:
+        for instrument in ("BTCUSDT", "ETHUSDT"):
+            rows = ct.read_range(client, store.database, "trades", "BINANCE", instrument, DAY, DAY + timedelta(days=1))
+            assert rows["trade_id"].to_list() == [str(t) for t in range(1, 6)]
