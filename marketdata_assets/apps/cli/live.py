@@ -6,8 +6,10 @@ Options come from the command line, else the environment (the settings table: CO
 NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else the sources config (its Binance instruments).
 Seed 002's names are honoured as aliases: `SYMBOLS` (a comma list of instruments),
 `ENABLE_BINANCE` / `ENABLE_OKX` / `ENABLE_DERIBIT`, `clickhouse_direct_write` and `redis_cache`
-(either spelling, upper or lower case). Only Binance spot is built: enabling OKX or Deribit, or the
-Redis cache, stops the command with a message saying so rather than running without them.
+(either spelling, upper or lower case). This command runs Binance spot only: OKX and Deribit have
+collectors (`python -m marketdata_assets.apps.collector --venue OKX|DERIBIT`) but not yet the sinks,
+consumer and endpoints of this process, so enabling them here, or the Redis cache, stops the command
+with a message saying so rather than running without them.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def chosen_venues(venues: tuple[str, ...]) -> list[str]:
     chosen = list(dict.fromkeys(v.lower() for v in venues)) or [v for v in VENUES if env_flag(f"ENABLE_{v.upper()}")]
     missing = [NOT_BUILT[v] for v in chosen if v in NOT_BUILT]
     if missing:
-        raise click.UsageError(f"live capture of {' and '.join(missing)} is not built yet (issue #23): only "
-                               "Binance spot is; leave ENABLE_OKX / ENABLE_DERIBIT off")
+        raise click.UsageError(f"`marketdata collect` runs Binance spot only so far (issue #23); collect {' and '.join(missing)} "
+                               "with `python -m marketdata_assets.apps.collector --venue ...` (landing files and "
+                               "JetStream, no endpoints yet); leave ENABLE_OKX / ENABLE_DERIBIT off here")
     if not chosen:
         raise click.UsageError("no venue enabled: set ENABLE_BINANCE=true or pass --venue binance")
     return chosen
