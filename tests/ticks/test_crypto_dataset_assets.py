@@ -99,7 +99,9 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
                           ("index_bars_1m", ["BINANCE_UM:BTCUSDT", "OKX:BTC-USDT-SWAP"])):
         for key in keys:
             expected = fetched(server, key, dataset)
-            assert expected.height > 0, (dataset, key)
+            # OKX serves the liquidations of the last 24 hours only: late in the UTC day, yesterday's part of
+            # that window may hold none (the comparison below still holds; Deribit's are never empty)
+            assert expected.height > 0 or (dataset, key) == ("liquidations", "OKX:BTC-USDT-SWAP"), (dataset, key)
             stored = view_rows(clickhouse, dataset, *key.split(":"), YESTERDAY)
             order = [c for c in ("ts", "liquidation_id") if c in expected.columns]
             assert_frame_equal(stored.sort(order), expected.sort(order), check_exact=False, rel_tol=1e-9)
