@@ -19,7 +19,7 @@ import pytest
 
 from marketdata_assets.core import calendars, settings
 from marketdata_assets.replay import minute_csv as fx
-from tests.conftest import recreate_database, worker_name
+from tests.conftest import clear_stale_defs_state, recreate_database, worker_name
 
 DB = worker_name("marketdata_bars_test")
 RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-03-01"}
@@ -58,6 +58,7 @@ def definitions():
 
 
 def materialize(keys: list[str], config: dict | None = None, tags: dict | None = RANGE, with_checks=False):
+    clear_stale_defs_state()  # also between two materializations of one test (failed so in a full run)
     d = definitions()
     assets = [a for a in d.assets if any(k.to_user_string() in keys for k in a.keys)]
     checks = list(d.asset_checks) if with_checks else []
