@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from marketdata_assets.core import settings
@@ -174,17 +174,21 @@ def client_settings() -> dict:
     return {"select_sequential_consistency": 1}
 
 
-def insert_settings(token: str | None = None) -> dict:
-    """Settings of one INSERT: {} on a single node; in cluster mode the quorum (module docstring) and,
-    given a ``token``, the deduplication token of the block."""
+def insert_settings(token: str | Callable[[], str] | None = None) -> dict | None:
+    """Settings of one INSERT: None on a single node; in cluster mode the quorum (module docstring) and,
+    given a ``token`` (or a function making it, called only in cluster mode), the block's deduplication token."""
     if not configured():
-        return {}
+        return None
     out = {"insert_quorum": "auto", "insert_quorum_parallel": 0, "distributed_foreground_insert": 1}
+    token = token() if callable(token) else token
     return {**out, "insert_deduplication_token": token} if token else out
 
 
-def load_token(load_ids: Sequence[int], offset: int = 0) -> str:
-    """The deduplication token of a block of new loads: their ids and the block's offset in the insert."""
+def load_token(load_ids: Sequence[int], offset: int = 0) -> str | None:
+    """The deduplication token of a block of new loads: their ids and the block's offset in the insert
+    (-1: the flip of their pointers); None without ids."""
+    if not load_ids:
+        return None
     return f"loads-{min(load_ids)}-{max(load_ids)}-{len(load_ids)}-{offset}"
 
 

@@ -97,7 +97,7 @@ def insert_live_trades(client, database: str, rows: Sequence[tuple]) -> int:
     refuses it (the caller keeps its messages unacknowledged). Returns the rows sent."""
     if rows:
         client.insert(TRADES_LIVE, list(rows), column_names=list(LIVE_COLUMNS), database=database,
-                      settings=cluster.insert_settings() or None)  # copies: the ReplacingMergeTree, not a token
+                      settings=cluster.insert_settings())  # copies: the ReplacingMergeTree, not a token
     return len(rows)
 
 

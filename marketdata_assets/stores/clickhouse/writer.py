@@ -18,7 +18,10 @@ SELECT ... FROM Python(tbl)`` on the chDB connection behind clickhouse-connect's
 not string_view). :func:`load_csv_files` lets the engine read dump CSVs on its own disk with
 ``file()`` under a source's :class:`DumpCsvProfile` (the instrument and day from the file name inside
 SQL); each file is a slice, and all the files' pointers flip in one insert after the row counts and
-the day of every row are checked. :func:`log_ingest` appends rows to ``ingest_log``.
+the day of every row are checked. :func:`log_ingest` appends rows to ``ingest_log``. In cluster mode
+(stores.clickhouse.cluster) every insert carries a quorum and a deduplication token (the loads' ids).
+
+Over 500 lines: every write path (validation, load ids, inserts, CSV loads, flip, log) in one place.
 """
 
 from __future__ import annotations
@@ -231,8 +234,7 @@ def _flip(client, database: str, code: str, venue: str, loads: Sequence[tuple], 
     now = datetime.now(timezone.utc)
     client.insert(f"{LOADS}", [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
                   column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
-                  database=database, settings=cluster.insert_settings(
-                      "flip-" + cluster.load_token([load[2] for load in loads])) or None)
+                  database=database, settings=cluster.insert_settings(cluster.load_token([x[2] for x in loads], -1)))
     metrics.loaded(_DATASET_OF_CODE.get(code, code), venue, sum(load[3] for load in loads))  # the commit point
 
 
@@ -271,14 +273,11 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> Non
             raise wrap(error) from error
 
 
-def _insert_arrow(client, database: str, spec: Dataset, table: pa.Table, batch_rows: int,
-                  load_ids: Sequence[int] = ()) -> None:
-    """``insert_arrow`` in batches; in cluster mode each with a quorum and a deduplication token (the
-    loads' ids and the batch's offset: a batch the driver retries is not inserted twice)."""
+def _insert_arrow(client, database: str, spec: Dataset, table: pa.Table, batch_rows: int, load_ids) -> None:
+    """``insert_arrow`` in batches (cluster mode: a retried batch is deduplicated by its token)."""
     for offset in range(0, table.num_rows, batch_rows):
-        token = cluster.load_token(load_ids, offset) if load_ids else None
         client.insert_arrow(spec.table, table.slice(offset, batch_rows), database=database,
-                            settings=cluster.insert_settings(token) or None)
+                            settings=cluster.insert_settings(cluster.load_token(load_ids, offset)))
 
 
 def _count_loads(client, database: str, spec: Dataset, venue: str, instruments: Sequence[str], day: date,
@@ -442,7 +441,7 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
                 f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
                 f"FROM file('{glob}', CSV, '{prof.schema}')\n"
                 "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1",
-                settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])) or None)
+                settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])))
     # check the new loads: rows per load, rows outside their file's day, rows repeating the slice key
     instruments = sorted({s for _, s, _ in files})
     where = (f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN {{instruments:Array(String)}} "
@@ -504,5 +503,5 @@ def log_ingest(client, database: str, rows: list[dict]) -> int:
         merged["error"] = str(merged["error"] or "")[:10_000]
         data.append([merged[c] for c in INGEST_LOG_COLUMNS])
     client.insert(INGEST_LOG, data, column_names=list(INGEST_LOG_COLUMNS), database=database,
-                  settings=cluster.insert_settings(cluster.rows_token("ingest", data)) if cluster.configured() else None)
+                  settings=cluster.insert_settings(lambda: cluster.rows_token("ingest", data)))
     return len(data)
