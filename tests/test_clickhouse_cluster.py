@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from marketdata_assets.datasets.frames import DATASETS
-from marketdata_assets.stores.clickhouse import cluster, history, live, tables, writer
+from marketdata_assets.stores.clickhouse import cluster, connection, history, live, tables, writer
 
 DB = "marketdata"
 CLUSTER = "desk"
@@ -131,6 +131,18 @@ def test_an_undeclared_table_or_engine_is_refused():
         cluster.on_cluster([f"CREATE TABLE IF NOT EXISTS `{DB}`.`loads` (x UInt8) ENGINE = Memory"], CLUSTER)
     with pytest.raises(ValueError, match="invalid ClickHouse cluster"):
         cluster.on_cluster([], "desk; DROP")
+
+
+def test_the_setting_is_validated_and_needs_a_server(env):
+    env(CLICKHOUSE_CLUSTER="desk; DROP")
+    with pytest.raises(ValueError, match="invalid ClickHouse cluster"):
+        cluster.configured()
+    env(CLICKHOUSE_CLUSTER=" desk ")
+    assert cluster.configured() == "desk"
+    with pytest.raises(ValueError, match="not the embedded engine"):
+        connection.open_client("chdb://memory", "marketdata")
+    env(CLICKHOUSE_CLUSTER="")
+    assert cluster.configured() == "" and cluster.insert_settings("t") is None
 
 
 def test_compaction_and_optimize_statements_parse(parser):

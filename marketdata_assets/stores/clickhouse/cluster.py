@@ -22,7 +22,7 @@ engine rule, so a column added to the single-node DDL is in the cluster DDL too.
   slices' pointers, the commit point) must stay one atomic block, not be split across shards. The
   ingest log is small (a row per attempt) and read beside the pointer (the history backfill), so it
   stays whole with it. Reads see the latest quorum-written flip with ``select_sequential_consistency=1``
-  (:func:`client_settings`);
+  (:func:`client_settings`, which also makes a JOIN or IN over two Distributed tables ``GLOBAL``);
 - materialized views read and write the *local* tables (``trades_1d_mv``: ``trades_local`` ->
   ``trades_1d_agg_local``; ``load_history_mv``: ``loads`` -> ``load_history``): a materialized view
   fires on the node that receives the block, which for a Distributed insert is the shard's replica.
@@ -170,8 +170,11 @@ def on_cluster(statements: Iterable[str], cluster: str) -> list[str]:
 
 
 def client_settings() -> dict:
-    """Session settings of a client in cluster mode: reads see every quorum-written flip."""
-    return {"select_sequential_consistency": 1}
+    """Session settings of a client in cluster mode: reads see every quorum-written flip, and a subquery
+    or JOIN over a Distributed table inside a query over another (``trades_latest``'s join of the live
+    and the loaded trades) runs once and is sent to the shards (``GLOBAL``), where ClickHouse's default
+    (``deny``) would refuse it."""
+    return {"select_sequential_consistency": 1, "distributed_product_mode": "global"}
 
 
 def insert_settings(token: str | Callable[[], str] | None = None) -> dict | None:
