@@ -6,7 +6,11 @@ honours. What these tests cannot do: run the DDL on Keeper and several servers (
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -193,3 +197,22 @@ def test_a_retried_insert_block_is_deduplicated_by_its_token(clickhouse, env):
         assert cluster.insert_settings("t") is None
         writer._insert_arrow(client, clickhouse.database, spec, table, 1, [7])  # no token: inserted again
         assert int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades WHERE load_id = 7")) == 4
+
+
+def test_the_distributed_layer_runs_on_the_engine(tmp_path):
+    """tests/cluster_engine_run.py: the cluster statements minus what needs Keeper (ON CLUSTER, the
+    Replicated prefix) run on chDB with a cluster of one shard on this host: the writer re-writes a slice
+    through the Distributed table (the new rows only are read back), the daily bar comes from the view on
+    the local table, ``trades_latest`` adds the live trade after the loaded ones; on two shards its join
+    of two Distributed tables is refused by ClickHouse's default and runs with the project's settings."""
+    done = subprocess.run([sys.executable, "-m", "tests.cluster_engine_run", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).parent.parent,
+                          env={**os.environ, "CLICKHOUSE_CLUSTER": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["engines"] == {"trades": "Distributed", "trades_local": "MergeTree", "loads": "ReplacingMergeTree"}
+    assert (seen["first_rows"], seen["second_rows"], seen["read_rows"], seen["read_prices"]) == (3, 2, 2, [101.0])
+    assert seen["stored_local"] == 5 and seen["history"] == 2  # the superseded load's rows stay until compaction
+    assert (seen["bar_trades"], seen["bar_close"]) == (2, 101.0)
+    assert seen["latest"] == {"batch": 2, "live": 1}
+    assert "Double-distributed" in seen["pair_default_refused"] and seen["pair_project_settings"] >= 0
