@@ -205,7 +205,7 @@ def test_the_distributed_layer_runs_on_the_engine(tmp_path):
     through the Distributed table (the new rows only are read back), the daily bar comes from the view on
     the local table, ``trades_latest`` adds the live trade after the loaded ones; on two shards its join
     of two Distributed tables is refused by ClickHouse's default and runs with the project's settings."""
-    done = subprocess.run([sys.executable, "-m", "tests.cluster_engine_run", str(tmp_path)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "tests.cluster_engine_run", str(tmp_path)], capture_output=True, check=False,
                           text=True, timeout=300, cwd=Path(__file__).parent.parent,
                           env={**os.environ, "CLICKHOUSE_CLUSTER": ""})
     assert done.returncode == 0, done.stderr[-3000:]
