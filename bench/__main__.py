@@ -21,6 +21,7 @@ BENCHMARKS = {
 WITH_OPTIONS = {
     "imports": "bench.imports",
     "compare": "bench.compare",  # two trees' data-path benches interleaved (old layout vs new)
+    "capacity": "bench.capacity",  # the capacity model of docs/scale-out.md (no benchmark: arithmetic)
 }
 
 if __name__ == "__main__":

@@ -136,6 +136,11 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True, read_by=_TSDB),
         Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database of the tick tables (created if "
                 "missing).", read_by=_TSDB),
+        Setting("CLICKHOUSE_CLUSTER", "", "Cluster mode (docs/scale-out.md): the name of a cluster of the "
+                "server's remote_servers; the tables are created ON CLUSTER as Replicated*MergeTree tables behind "
+                "Distributed ones sharded by instrument, inserts use a quorum and deduplication tokens. Empty: one "
+                "node (the embedded engine or one server).", stack_only=True,
+                read_by=("stores/clickhouse/cluster.py",)),
     ),
     *_group(
         "Market-data sources",

@@ -21,6 +21,7 @@ import clickhouse_connect
 
 from marketdata_assets.core.errors import StoreUnavailable, scrub
 from marketdata_assets.core.identifiers import sql_identifier
+from marketdata_assets.stores.clickhouse import cluster
 
 
 class EmbeddedLockTimeout(RuntimeError):
@@ -132,6 +133,9 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
     after closing the client. A server that cannot be reached raises StoreUnavailable (no password in it)."""
     sql_identifier(database, "ClickHouse database")
     data_dir = embedded_dir(dsn)
+    if dsn.startswith("chdb:") and cluster.configured():
+        raise ValueError(f"CLICKHOUSE_CLUSTER={cluster.configured()} needs ClickHouse servers (CLICKHOUSE_DSN "
+                         "http(s)://...), not the embedded engine: empty it for one node")
     if dsn.startswith("chdb:"):
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +151,8 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
     else:
         try:
             client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password,
-                                                   connect_timeout=connect_timeout_s, send_receive_timeout=300)
+                                                   connect_timeout=connect_timeout_s, send_receive_timeout=300,
+                                                   settings=cluster.client_settings() if cluster.configured() else None)
         except Exception as error:  # noqa: BLE001 - whatever the driver raises: the server is unavailable
             raise StoreUnavailable(
                 "ClickHouse", address(dsn), scrub(str(error).splitlines()[0][:300], password),

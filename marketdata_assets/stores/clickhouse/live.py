@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import TRADES
+from marketdata_assets.stores.clickhouse import cluster
 from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
 
 TRADES_LIVE = "trades_live"
@@ -66,8 +67,9 @@ def _latest_ddl(database: str) -> str:
 def ensure_live_tables(client, database: str) -> list[str]:
     """The batch tables (tables.ensure_tables, idempotent) and the live ones; returns the live names."""
     ensure_tables(client, database)
-    client.command(_live_ddl(database))
-    client.command(_latest_ddl(database))
+    statements = [_live_ddl(database), _latest_ddl(database)]
+    for statement in cluster.on_cluster(statements, name) if (name := cluster.configured()) else statements:
+        client.command(statement)
     return [TRADES_LIVE, TRADES_LATEST]
 
 
@@ -94,7 +96,8 @@ def insert_live_trades(client, database: str, rows: Sequence[tuple]) -> int:
     """Insert rows (:func:`trade_row`) into ``trades_live`` in one INSERT; raises when ClickHouse
     refuses it (the caller keeps its messages unacknowledged). Returns the rows sent."""
     if rows:
-        client.insert(TRADES_LIVE, list(rows), column_names=list(LIVE_COLUMNS), database=database)
+        client.insert(TRADES_LIVE, list(rows), column_names=list(LIVE_COLUMNS), database=database,
+                      settings=cluster.insert_settings())  # copies: the ReplacingMergeTree, not a token
     return len(rows)
 
 

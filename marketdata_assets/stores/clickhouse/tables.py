@@ -42,7 +42,7 @@ import polars as pl
 
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.datasets.frames import DATASETS, LC, TS, Dataset, spec_for
-from marketdata_assets.stores.clickhouse import history, migrations
+from marketdata_assets.stores.clickhouse import cluster, history, migrations
 
 LOADS = "loads"
 DAILY_AGG = "trades_1d_agg"
@@ -194,8 +194,16 @@ SELECT dataset, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {d
 def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
     """Create the database, tables and views if missing (idempotent). Returns the object names.
     A store of a previous version gets its renamed columns first (:data:`RENAMED`; a process that finds
-    another one migrating waits for it up to ``wait_s``)."""
-    client.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse_database(database)}")
+    another one migrating waits for it up to ``wait_s``). In cluster mode (``CLICKHOUSE_CLUSTER``) the
+    statements are their cluster form (stores.clickhouse.cluster) and a cluster store is born with the
+    current schema: no renames, added columns or history backfill to catch up on."""
+    create_database = f"CREATE DATABASE IF NOT EXISTS {clickhouse_database(database)}"
+    if name := cluster.configured():
+        for statement in cluster.on_cluster([create_database, *ddl_statements(database),
+                                             *history.history_ddl(database)], name):
+            client.command(statement)
+        return _object_names()
+    client.command(create_database)
     statements = ddl_statements(database)
 
     def create_all() -> None:
@@ -210,6 +218,10 @@ def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
     for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
         client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
     history.ensure_history(client, database)  # after ingest_log's added columns: its backfill reads them
+    return _object_names()
+
+
+def _object_names() -> list[str]:
     names = [spec.table for spec in DATASETS.values()] + [LOADS, INGEST_LOG, DAILY_AGG, DAILY_MV, "active_loads",
                                                         "bars_1d_v", "bars_1d_range", history.LOAD_HISTORY,
                                                         history.LOAD_HISTORY_MV]
@@ -443,6 +455,9 @@ def compact_month(client, database: str, dataset: str, month: str | date,
     raises :class:`CompactionAborted` (nothing changed)."""
     spec = spec_for(dataset)
     part = _month_id(month)
+    if cluster.configured():
+        raise CompactionAborted(f"compaction of {spec.table} {part}: this path reads one node's system.parts; on a "
+                                "cluster compact each shard ON CLUSTER (stores.clickhouse.cluster.compaction_statements)")
     db = clickhouse_database(database)
     params = {"months": [int(part)], "cutoff": orphan_cutoff(client, orphan_grace)}
     results = []

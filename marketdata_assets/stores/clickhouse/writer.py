@@ -18,7 +18,10 @@ SELECT ... FROM Python(tbl)`` on the chDB connection behind clickhouse-connect's
 not string_view). :func:`load_csv_files` lets the engine read dump CSVs on its own disk with
 ``file()`` under a source's :class:`DumpCsvProfile` (the instrument and day from the file name inside
 SQL); each file is a slice, and all the files' pointers flip in one insert after the row counts and
-the day of every row are checked. :func:`log_ingest` appends rows to ``ingest_log``.
+the day of every row are checked. :func:`log_ingest` appends rows to ``ingest_log``. In cluster mode
+(stores.clickhouse.cluster) every insert carries a quorum and a deduplication token (the loads' ids).
+
+Over 500 lines: every write path (validation, load ids, inserts, CSV loads, flip, log) in one place.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from marketdata_assets.core.naming import normalize_instrument, normalize_venue
 from marketdata_assets.datasets import frames
 from marketdata_assets.datasets.dump_csv import DumpCsvProfile
 from marketdata_assets.datasets.frames import Dataset, spec_for
+from marketdata_assets.stores.clickhouse import cluster
 from marketdata_assets.stores.clickhouse.tables import INGEST_LOG, INGEST_LOG_COLUMNS, LOADS, OUTCOMES
 
 DEFAULT_BATCH_ROWS = 1_000_000
@@ -230,7 +234,7 @@ def _flip(client, database: str, code: str, venue: str, loads: Sequence[tuple], 
     now = datetime.now(timezone.utc)
     client.insert(f"{LOADS}", [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
                   column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
-                  database=database)
+                  database=database, settings=cluster.insert_settings(cluster.load_token([x[2] for x in loads], -1)))
     metrics.loaded(_DATASET_OF_CODE.get(code, code), venue, sum(load[3] for load in loads))  # the commit point
 
 
@@ -269,9 +273,11 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> Non
             raise wrap(error) from error
 
 
-def _insert_arrow(client, database: str, spec: Dataset, table: pa.Table, batch_rows: int) -> None:
+def _insert_arrow(client, database: str, spec: Dataset, table: pa.Table, batch_rows: int, load_ids) -> None:
+    """``insert_arrow`` in batches (cluster mode: a retried batch is deduplicated by its token)."""
     for offset in range(0, table.num_rows, batch_rows):
-        client.insert_arrow(spec.table, table.slice(offset, batch_rows), database=database)
+        client.insert_arrow(spec.table, table.slice(offset, batch_rows), database=database,
+                            settings=cluster.insert_settings(cluster.load_token(load_ids, offset)))
 
 
 def _count_loads(client, database: str, spec: Dataset, venue: str, instruments: Sequence[str], day: date,
@@ -310,7 +316,7 @@ def _write_day(client, database: str, spec: Dataset, data: pl.DataFrame, venue: 
         if method == "python":
             _insert_python(client, database, spec, table)
         else:
-            _insert_arrow(client, database, spec, table, batch_rows)
+            _insert_arrow(client, database, spec, table, batch_rows, ids)
         written = _count_loads(client, database, spec, venue, instruments, day, ids)
         wrong = [(i, expected.get(i, 0), written.get(load_of[i], 0)) for i in instruments
                  if written.get(load_of[i], 0) != expected.get(i, 0)]
@@ -434,7 +440,8 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
                 f"SELECT {select}, toDate(substring(_file, length(_file) - 13, 10)){guard},\n"
                 f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
                 f"FROM file('{glob}', CSV, '{prof.schema}')\n"
-                "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1")
+                "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1",
+                settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])))
     # check the new loads: rows per load, rows outside their file's day, rows repeating the slice key
     instruments = sorted({s for _, s, _ in files})
     where = (f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN {{instruments:Array(String)}} "
@@ -495,5 +502,6 @@ def log_ingest(client, database: str, rows: list[dict]) -> int:
             merged[key] = 0.0 if math.isnan(value) else value
         merged["error"] = str(merged["error"] or "")[:10_000]
         data.append([merged[c] for c in INGEST_LOG_COLUMNS])
-    client.insert(INGEST_LOG, data, column_names=list(INGEST_LOG_COLUMNS), database=database)
+    client.insert(INGEST_LOG, data, column_names=list(INGEST_LOG_COLUMNS), database=database,
+                  settings=cluster.insert_settings(lambda: cluster.rows_token("ingest", data)))
     return len(data)

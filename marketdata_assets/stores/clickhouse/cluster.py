@@ -1,0 +1,230 @@
+"""ClickHouse cluster mode (issue #25): the single-node DDL of stores.clickhouse.tables, history and live,
+rewritten for a cluster of replicated shards coordinated by ClickHouse Keeper, when ``CLICKHOUSE_CLUSTER``
+names a cluster of the server's ``remote_servers`` (empty: one node, today's statements, unchanged).
+
+Not a second copy of every statement: :func:`on_cluster` transforms each single-node statement by a
+declaration (:data:`PLACEMENT`: per table, sharded by a key or replicated on every node) and one
+engine rule, so a column added to the single-node DDL is in the cluster DDL too. What it makes:
+
+- ``CREATE DATABASE ... ON CLUSTER``; every statement runs ``ON CLUSTER <cluster>`` (Keeper's DDL queue);
+- a **sharded** table ``t`` becomes ``t_local`` (``Replicated<Engine>('/clickhouse/tables/{shard}/
+  {database}/{table}', '{replica}', <the engine's arguments>)``, same columns, PARTITION BY and ORDER BY)
+  and ``t`` itself a ``Distributed(<cluster>, <db>, t_local, <key>)`` table with the same columns: the
+  name every query, view and insert of the code uses. Tick tables, the daily aggregate and
+  ``trades_live`` are sharded by ``cityHash64(instrument)``: a slice (venue, instrument, day) and its
+  load live on one shard, so the writer's count of a new load, the range views and compaction touch one
+  shard per instrument, and ``trades_live``'s copies of a trade (same instrument) merge on one shard;
+- a **replicated, non-sharded** table (``loads``, ``ingest_log``, ``load_history``) keeps its name,
+  engine ``Replicated<Engine>('/clickhouse/tables/all/{database}/{table}', '{replica}', ...)``: one
+  Keeper path for all nodes, so every node holds all of it. The load pointer must not be sharded: every
+  read path filters ``load_id IN (SELECT ... FROM loads FINAL ...)``, which each shard evaluates against
+  its local ``loads`` when it runs its part of a Distributed query, and one flip (one insert of many
+  slices' pointers, the commit point) must stay one atomic block, not be split across shards. The
+  ingest log is small (a row per attempt) and read beside the pointer (the history backfill), so it
+  stays whole with it. Reads see the latest quorum-written flip with ``select_sequential_consistency=1``
+  (:func:`client_settings`, which also makes a JOIN or IN over two Distributed tables ``GLOBAL``);
+- materialized views read and write the *local* tables (``trades_1d_mv``: ``trades_local`` ->
+  ``trades_1d_agg_local``; ``load_history_mv``: ``loads`` -> ``load_history``): a materialized view
+  fires on the node that receives the block, which for a Distributed insert is the shard's replica.
+
+Inserts (:func:`insert_settings`): ``insert_quorum='auto'`` (a majority of the shard's replicas),
+``insert_quorum_parallel=0`` (quorum inserts linearized, which ``select_sequential_consistency``
+needs), ``distributed_foreground_insert=1`` (the Distributed table forwards the block before the
+INSERT returns, so the writer's count check right after it sees the rows, and a quorum failure is the
+writer's error) and ``insert_deduplication_token`` = the slice's load id(s) and the batch's offset: an
+INSERT the driver retries after a lost answer is dropped by the shard's replicated deduplication, so
+a retried block never doubles the rows the count check expects. A retried *slice* takes a new load id
+(tables: the pointer flips only after the count), so its earlier rows are never shown either.
+
+Compaction (:func:`compaction_statements`): per shard, ``ON CLUSTER``: a staging ``_local`` table +
+Distributed twin, ``INSERT ... SELECT`` with ``parallel_distributed_insert_select = 2`` (each shard
+copies its own rows), ``ALTER TABLE t_local ON CLUSTER ... REPLACE PARTITION`` (one replica per shard
+runs it, Keeper replicates it), then the staging tables dropped. ``tables.compact_month`` itself is
+single-node (it reads ``system.parts`` of one node) and refuses to run in cluster mode.
+
+Checked offline only (tests/test_clickhouse_cluster.py): every statement parses with ClickHouse's own
+parser (chDB's ``formatQuery``), the engines exist in chDB's ``system.table_engines``, and the local
+tables match the single-node tables column by column. Nothing here has run against Keeper or a
+multi-node server: none can run on this machine (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from marketdata_assets.core import settings
+from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
+from marketdata_assets.datasets.frames import DATASETS
+
+LOCAL_SUFFIX = "_local"
+SHARDED_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
+WHOLE_PATH = "/clickhouse/tables/all/{database}/{table}"
+BY_INSTRUMENT = "cityHash64(instrument)"
+ENGINES = ("MergeTree", "ReplacingMergeTree", "AggregatingMergeTree", "SummingMergeTree")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a table's rows live on the cluster: ``shard_key`` (a Distributed sharding expression), or
+    None: replicated whole on every node, not sharded."""
+
+    shard_key: str | None
+    why: str
+
+
+_SLICE = "a slice (venue, instrument, day) and its load on one shard: the writer's count and compaction stay local"
+PLACEMENT: dict[str, Placement] = {
+    **{spec.table: Placement(BY_INSTRUMENT, _SLICE) for spec in DATASETS.values()},
+    "trades_1d_agg": Placement(BY_INSTRUMENT, "fed by the MV on trades_local: the same shard as its trades"),
+    "trades_live": Placement(BY_INSTRUMENT, "a trade's redelivered copies (same instrument) merge on one shard"),
+    "loads": Placement(None, "the load pointer: every shard filters its rows by it, and a flip is one atomic block"),
+    "ingest_log": Placement(None, "small (a row per attempt), read beside the pointer: kept whole with it"),
+    "load_history": Placement(None, "fed by the MV on loads (whole on every node): whole too"),
+}
+
+_CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<db>`\w+`)\.`?(?P<name>\w+)`? ")
+_ENGINE = re.compile(r"ENGINE = (?P<engine>\w+)(?:\((?P<args>[^()]*)\))?")
+_OBJECT = re.compile(r"^(?P<verb>CREATE OR REPLACE VIEW|CREATE MATERIALIZED VIEW IF NOT EXISTS|ALTER TABLE) "
+                     r"(?P<db>`\w+`)\.`?(?P<name>\w+)`? ")
+_DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS (?P<db>`\w+`)$")
+
+
+def configured() -> str:
+    """The cluster named by ``CLICKHOUSE_CLUSTER`` (validated), or '' for a single node."""
+    name = settings.get("CLICKHOUSE_CLUSTER").strip()
+    return sql_identifier(name, "ClickHouse cluster") if name else ""
+
+
+def local_name(table: str) -> str:
+    """The name of the table that holds ``table``'s rows on each node."""
+    return f"{table}{LOCAL_SUFFIX}" if placement(table).shard_key else table
+
+
+def placement(table: str) -> Placement:
+    try:
+        return PLACEMENT[table]
+    except KeyError:
+        raise ValueError(f"ClickHouse table {table!r} has no cluster placement: declare it in "
+                         "stores.clickhouse.cluster.PLACEMENT (sharded by a key, or whole on every node)") from None
+
+
+def _replicated_engine(statement: str, table: str) -> str:
+    """The statement with its ``ENGINE = X(args)`` made ``ReplicatedX(path, '{replica}', args)``."""
+    match = _ENGINE.search(statement)
+    if match is None or match["engine"] not in ENGINES:
+        raise ValueError(f"{table}: no engine of {ENGINES} in its DDL: cannot make it replicated")
+    path = SHARDED_PATH if placement(table).shard_key else WHOLE_PATH
+    args = ", ".join([f"'{path}'", "'{replica}'", *([match["args"]] if match["args"] else [])])
+    return statement[:match.start()] + f"ENGINE = Replicated{match['engine']}({args})" + statement[match.end():]
+
+
+def _table(statement: str, cluster: str) -> list[str]:
+    match = _CREATE_TABLE.match(statement)
+    db, name = match["db"], match["name"]
+    shard_key = placement(name).shard_key
+    local = local_name(name)
+    head = f"CREATE TABLE IF NOT EXISTS {db}.`{local}` ON CLUSTER `{cluster}` "
+    created = [_replicated_engine(head + statement[match.end():], name)]
+    if shard_key:
+        created.append(f"CREATE TABLE IF NOT EXISTS {db}.`{name}` ON CLUSTER `{cluster}` AS {db}.`{local}`\n"
+                       f"ENGINE = Distributed(`{cluster}`, {db}, `{local}`, {shard_key})")
+    return created
+
+
+def _local_refs(text: str, db: str) -> str:
+    """``db.t`` / ``db.`t``` of every sharded table made its local table (in a materialized view)."""
+    for table, where in PLACEMENT.items():
+        if where.shard_key:
+            text = re.sub(rf"{re.escape(db)}\.`?{table}`?(?=[\s\n]|$)", f"{db}.`{local_name(table)}`", text)
+    return text
+
+
+def _object(statement: str, cluster: str) -> list[str]:
+    match = _OBJECT.match(statement)
+    verb, db, name = match["verb"], match["db"], match["name"]
+    rest = statement[match.end():]
+    if verb.startswith("CREATE MATERIALIZED VIEW"):  # it must fire on the node that stores the block
+        return [f"{verb} {db}.`{name}` ON CLUSTER `{cluster}` {_local_refs(rest, db)}"]
+    if verb == "ALTER TABLE" and placement(name).shard_key:  # the local table and its Distributed twin
+        return [f"ALTER TABLE {db}.`{n}` ON CLUSTER `{cluster}` {rest}" for n in (local_name(name), name)]
+    return [f"{verb} {db}.`{name}` ON CLUSTER `{cluster}` {rest}"]
+
+
+def on_cluster(statements: Iterable[str], cluster: str) -> list[str]:
+    """The cluster statements of single-node DDL statements (module docstring), in order."""
+    sql_identifier(cluster, "ClickHouse cluster")
+    out: list[str] = []
+    for statement in statements:
+        if (database := _DATABASE.match(statement)) is not None:
+            out.append(f"CREATE DATABASE IF NOT EXISTS {database['db']} ON CLUSTER `{cluster}`")
+        elif _CREATE_TABLE.match(statement):
+            out += _table(statement, cluster)
+        elif _OBJECT.match(statement):
+            out += _object(statement, cluster)
+        else:
+            raise ValueError(f"no cluster form for the statement: {statement.splitlines()[0][:120]}")
+    return out
+
+
+def client_settings() -> dict:
+    """Session settings of a client in cluster mode: reads see every quorum-written flip, and a subquery
+    or JOIN over a Distributed table inside a query over another (``trades_latest``'s join of the live
+    and the loaded trades) runs once and is sent to the shards (``GLOBAL``), where ClickHouse's default
+    (``deny``) would refuse it."""
+    return {"select_sequential_consistency": 1, "distributed_product_mode": "global"}
+
+
+def insert_settings(token: str | Callable[[], str] | None = None) -> dict | None:
+    """Settings of one INSERT: None on a single node; in cluster mode the quorum (module docstring) and,
+    given a ``token`` (or a function making it, called only in cluster mode), the block's deduplication token."""
+    if not configured():
+        return None
+    out = {"insert_quorum": "auto", "insert_quorum_parallel": 0, "distributed_foreground_insert": 1}
+    token = token() if callable(token) else token
+    return {**out, "insert_deduplication_token": token} if token else out
+
+
+def load_token(load_ids: Sequence[int], offset: int = 0) -> str | None:
+    """The deduplication token of a block of new loads: their ids and the block's offset in the insert
+    (-1: the flip of their pointers); None without ids."""
+    if not load_ids:
+        return None
+    return f"loads-{min(load_ids)}-{max(load_ids)}-{len(load_ids)}-{offset}"
+
+
+def rows_token(prefix: str, rows: Sequence) -> str:
+    """A deduplication token from a block's content (a retried identical block, e.g. ingest_log rows)."""
+    return f"{prefix}-{hashlib.sha256(repr(list(rows)).encode()).hexdigest()[:32]}"
+
+
+def compaction_statements(database: str, cluster: str, table: str, month: str, keep_where: str,
+                          staging: str) -> list[str]:
+    """One month's compaction of a sharded table on the cluster (module docstring): the kept rows
+    (``keep_where``, SQL of the caller over the table's columns) copied shard by shard into a staging
+    table, then each shard's partition swapped. ``month``: the partition id (YYYYMM)."""
+    db, cl = clickhouse_database(database), f"`{sql_identifier(cluster, 'ClickHouse cluster')}`"
+    if not placement(table).shard_key or not re.fullmatch(r"\d{6}", month):
+        raise ValueError(f"compaction on the cluster is for a sharded table and a YYYYMM month: {table} {month}")
+    local, stage_local = local_name(table), f"{sql_identifier(staging, 'staging table')}{LOCAL_SUFFIX}"
+    return [
+        f"CREATE TABLE {db}.`{stage_local}` ON CLUSTER {cl} AS {db}.`{local}`",
+        (f"CREATE TABLE {db}.`{staging}` ON CLUSTER {cl} AS {db}.`{stage_local}` "
+         f"ENGINE = Distributed({cl}, {db}, `{stage_local}`, {placement(table).shard_key})"),
+        (f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE _partition_id = '{month}' AND ({keep_where}) "
+         "SETTINGS parallel_distributed_insert_select = 2"),
+        f"ALTER TABLE {db}.`{local}` ON CLUSTER {cl} REPLACE PARTITION ID '{month}' FROM {db}.`{stage_local}`",
+        f"DROP TABLE IF EXISTS {db}.`{staging}` ON CLUSTER {cl} SYNC",
+        f"DROP TABLE IF EXISTS {db}.`{stage_local}` ON CLUSTER {cl} SYNC",
+    ]
+
+
+def optimize_statement(database: str, cluster: str, table: str, month: str) -> str:
+    """``OPTIMIZE TABLE <local> ON CLUSTER ... PARTITION ID ... FINAL``: merge one month on every shard
+    (e.g. ``trades_live``, whose duplicates a merge removes)."""
+    if not re.fullmatch(r"\d{6}", month):
+        raise ValueError(f"invalid partition id {month!r}: expected YYYYMM")
+    return (f"OPTIMIZE TABLE {clickhouse_database(database)}.`{local_name(table)}` "
+            f"ON CLUSTER `{sql_identifier(cluster, 'ClickHouse cluster')}` PARTITION ID '{month}' FINAL")
