@@ -23,6 +23,7 @@ import referencing.jsonschema
 import yaml
 
 from marketdata_assets.core import settings
+from tests.test_compose import read_env_file  # noqa: F401  (the same .env reading for deploy/'s files)
 
 REPO = settings.PROJECT_ROOT
 DEPLOY = REPO / "deploy"
@@ -87,17 +88,6 @@ def our_containers(docs) -> list[tuple[str, dict]]:
     """(workload, container) of every container running our image."""
     return [(name, container) for name, obj in workloads(docs).items() for container in pod_spec(obj)["containers"]
             if container["image"].rsplit("/", 1)[-1].split(":")[0] in (IMAGE, "marketdata-assets")]
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, sep, value = line.partition("=")
-            assert sep, f"{path.name}: not NAME=value: {line!r}"
-            values[name] = value
-    return values
 
 
 def dagster_pin() -> str:
