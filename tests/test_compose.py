@@ -381,7 +381,8 @@ def test_docker_compose_config_accepts_the_files(tmp_path):
                                (DOCKER / ".env.example").read_text()))
     for args in (["config", "--quiet"],
                  ["--env-file", str(DOCKER / "demo.env"), "--profile", "demo", "config", "--quiet"],
-                 ["-f", "compose.yaml", "-f", "compose.publish-dbs.yaml", "config", "--quiet"]):
+                 ["-f", "compose.yaml", "-f", "compose.publish-dbs.yaml", "config", "--quiet"],
+                 ["-f", "compose.yaml", "-f", "compose.mongodb-rs.yaml", "config", "--quiet"]):
         done = subprocess.run([*cli, "--env-file", str(env_file), *args], check=False, cwd=DOCKER,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"docker compose {' '.join(args)}: {done.stderr}"
