@@ -64,7 +64,7 @@ def test_the_layout_tree_matches_the_package():
     missing = [name for name in top if f"{name}/" not in tree]
     assert not missing, f"README's Layout tree lacks {missing}"
     named = set(re.findall(r"\b([a-z_]+)/", tree)) - {"marketdata_assets", "docs", "bench", "tests", "scripts",
-                                                       "docker"}
+                                                       "docker", "deploy"}
     folders = {p.name for p in package.rglob("*") if p.is_dir() and (p / "__init__.py").exists()}
     assert not named - folders, f"README's Layout tree names folders that don't exist: {sorted(named - folders)}"
     files = set(re.findall(r"\b([a-z_]+\.py)\b", tree))
