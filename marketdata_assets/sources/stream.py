@@ -6,22 +6,67 @@ venue module (`sources/<venue>/stream.py`) declares a `StreamProtocol`: how to c
 channel, dataset, instrument, a control answer or an error), the keepalive (a text ping every N
 seconds, or an answer to the server's heartbeat request), how a book is kept (`BookSync`: the
 venue's sequencing rules, and whether a fresh snapshot comes from REST or by subscribing again),
-and how a trade becomes a JetStream message (`Nats-Msg-Id` = the venue-native id, qualified by
-venue and instrument; its event time feeds the lag histogram). `ingest/live/collector.py` runs any of them; adding a venue is these
-declarations, a replay and its tests.
+which datasets it collects (`datasets`, a declaration per venue, `DEFAULT_DATASETS` unless told)
+and how an event becomes JetStream messages (`messages`: `LiveMessage`s of any dataset, published
+to `md.<dataset>.<venue>.<instrument>`). `ingest/live/collector.py` runs any of them; adding a venue
+is these declarations, a replay and its tests.
 
-Frames stay raw in the capture loop: `decode` is one `json.loads` and a look at a few keys.
+Message ids (`Nats-Msg-Id`, what JetStream deduplicates on, across the whole stream): a trade's is
+`<VENUE>.<instrument>.<trade id>` (the venue-native id); every other dataset's is
+`<dataset>.<VENUE>.<instrument>.<key>`, the key the venue's own update/event id where it has one
+(Binance bookTicker `u`), else the event's time (a closed bar's open time, a ticker's or a mark
+price's `ts`): the same event received again, after a reconnect or from an overlapping
+connection, gets the same id and is stored once. The dataset is in the id because one event may
+feed several datasets (Deribit's ticker: tickers, mark_price, funding, open_interest).
+
+Frames stay raw in the capture loop: `decode` is one `json.loads` and a look at a few keys; a
+message is a tuple and its payload one `json.dumps` (no model object per frame).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from marketdata_assets.datasets.order_book import OrderBook
 
-TRADES, BOOKS = "trades", "books"
+# The datasets' names, as the rest of the project spells them (ClickHouse tables, the REST sources).
+TRADES, BOOKS, TICKERS, BARS_1M = "trades", "books", "tickers", "bars_1m"
+FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST = "funding", "mark_price", "liquidations", "open_interest"
+LIVE_DATASETS = (TRADES, BOOKS, TICKERS, BARS_1M, FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST)
+DEFAULT_DATASETS = (TRADES, BOOKS, TICKERS)  # a venue's protocol collects these unless told otherwise
+
+
+class LiveMessage(NamedTuple):
+    """One normalized message for JetStream: its dataset (the subject's), instrument, `Nats-Msg-Id`,
+    the JSON payload, and the venue's event time in ms (None: the venue sends none; the lag
+    histogram leaves it out)."""
+
+    dataset: str
+    instrument: str
+    msg_id: str
+    payload: bytes
+    event_ms: int | None
+
+
+def live_message(dataset: str, venue: str, instrument: str, key: Any, event_ms: int | None, recv_ns: int,
+                 **fields: Any) -> LiveMessage:
+    """A non-trade message: id `<dataset>.<venue>.<instrument>.<key>`, payload `{venue, instrument,
+    **fields, ts_ms (the event time), recv_ns}`."""
+    payload = {"venue": venue, "instrument": instrument, **fields, "ts_ms": event_ms, "recv_ns": recv_ns}
+    return LiveMessage(dataset, instrument, f"{dataset}.{venue}.{instrument}.{key}",
+                       json.dumps(payload, separators=(",", ":")).encode(), event_ms)
+
+
+def enabled(datasets, supported: tuple[str, ...]) -> tuple[str, ...]:
+    """The datasets a protocol collects: `datasets` (None: `DEFAULT_DATASETS`) that it supports;
+    ValueError on a name it does not know."""
+    chosen = tuple(DEFAULT_DATASETS if datasets is None else datasets)
+    unknown = [d for d in chosen if d not in supported]
+    if unknown:
+        raise ValueError(f"datasets {unknown} not collected live here (supported: {', '.join(supported)})")
+    return tuple(d for d in supported if d in chosen)
 
 
 @dataclass(frozen=True)
@@ -54,7 +99,7 @@ class Frame:
 
     kind: str
     channel: str | None = None
-    dataset: str | None = None  # TRADES | BOOKS | None
+    dataset: str | None = None  # BOOKS (kept by `BookSync`), another dataset (its `messages`), None: unknown
     instrument: str | None = None
     data: Any = None
     request_id: Any = None
@@ -93,6 +138,7 @@ class StreamProtocol(Protocol):
 
     venue: str
     ws_url: str
+    datasets: tuple[str, ...]  # what it collects (`enabled`)
     limits: StreamLimits
     keepalive: Keepalive | None
     rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
@@ -101,6 +147,8 @@ class StreamProtocol(Protocol):
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]: ...
 
     def url(self, base: str, channels: list[str]) -> str: ...  # the URL naming `channels` (maybe none)
+
+    def endpoint(self, channel: str) -> str: ...  # "" unless the venue serves a channel elsewhere (OKX candles)
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]: ...
 
@@ -114,18 +162,25 @@ class StreamProtocol(Protocol):
 
     def new_book(self, instrument: str) -> BookSync: ...
 
-    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
-        """(Nats-Msg-Id, payload, the venue's event time in ms) of each trade in a frame's data."""
+    def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
+        """The normalized messages of an event frame (not a book's: those go to `BookSync`), maybe
+        none (a kline not closed yet); KeyError/TypeError/ValueError on a malformed one."""
 
     def snapshot_source(self, rest_url: str) -> SnapshotSource | None: ...
 
     def snapshot_channel(self, instrument: str) -> str: ...
 
 
-def plan_connections(channels: list[str], max_channels: int) -> list[list[str]]:
-    """Channels split over connections, at most `max_channels` each (in order, no repeats)."""
+def plan_connections(channels: list[str], max_channels: int, endpoint=None) -> list[list[str]]:
+    """Channels split over connections, at most `max_channels` each (in order, no repeats); with
+    `endpoint(channel)`, channels of different endpoints never share a connection (OKX serves its
+    candles on /ws/v5/business, the rest on /ws/v5/public)."""
     unique = list(dict.fromkeys(channels))
-    return [unique[i:i + max_channels] for i in range(0, len(unique), max_channels)] or [[]]
+    groups: dict[str, list[str]] = {}
+    for channel in unique:
+        groups.setdefault(endpoint(channel) if endpoint else "", []).append(channel)
+    return [group[i:i + max_channels] for group in groups.values()
+            for i in range(0, len(group), max_channels)] or [[]]
 
 
 class ChainedBookSync:

@@ -1,4 +1,4 @@
-"""The live collector's core, venue-neutral: streams in, raw landing, books, trades to JetStream.
+"""The live collector's core, venue-neutral: streams in, raw landing, books, messages to JetStream.
 
 A venue is a `StreamProtocol` (sources/stream.py; Binance spot, OKX, Deribit): channel names, URL and
 subscribe frames, limits, how to read a frame, the book's rules, the trade messages, the keepalive.
@@ -13,14 +13,16 @@ Tasks of one `LiveCollector.run()`:
 - the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
   lands the batch raw through the landing writer in a worker thread (a slow disk never blocks the
   socket readers; a full queue is a counted, marked gap), sends the replies a venue asks for
-  (Deribit's `test_request`), then feeds book events to the venue's `BookSync` and trades to the
-  publish buffer;
+  (Deribit's `test_request`), then feeds book events to the venue's `BookSync` and every other
+  event to `protocol.messages` (trades, tickers, closed bars, funding, mark prices, liquidations,
+  open interest: whichever the venue's `datasets` enable) and its messages to the publish buffer;
 - books: a gap or a wrong checksum is one `gap` marker in the book's channel, and one rebuild:
   from a REST snapshot (Binance: landed raw too, `<instrument>@depth_snapshot`; a snapshot older
   than the buffered events is taken again) or by subscribing the book's channel again on the
   connection that broke (OKX, Deribit: a `resubscribe` marker; the venue sends a fresh snapshot);
   the rebuilt book is marked `resync` (the first one `snapshot`);
-- the publisher: batches of trades to JetStream with `Nats-Msg-Id`; a failed batch is kept and
+- the publisher: batches of messages to JetStream (`md.<dataset>.<venue>.<instrument>`) with
+  `Nats-Msg-Id`; a failed batch is kept and
   published again (what was stored is deduplicated by the server);
 - a ticker flushing the landing files each second and closing the hours that ended.
 """
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 
 from marketdata_assets.ingest.live.connection import AttemptWindow, Backoff, Connection, Pacer
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, Keepalive, StreamProtocol, plan_connections
+from marketdata_assets.sources.stream import BOOKS, Frame, Keepalive, StreamProtocol, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
 
@@ -102,7 +104,8 @@ class LiveCollector:
     async def run(self, stop: asyncio.Event) -> None:
         recovered = await asyncio.to_thread(self.writer.recover_partials)
         self.stats.markers["recovered_files"] = len(recovered)
-        plans = plan_connections(self.streams(), self.config.max_streams or self.limits.max_channels)
+        plans = plan_connections(self.streams(), self.config.max_streams or self.limits.max_channels,
+                                 self.protocol.endpoint)
         self.slot_tasks = [asyncio.create_task(self._slot(streams)) for streams in plans]
         self.service_tasks = [asyncio.create_task(self._process_forever()), asyncio.create_task(self._tick_forever())]
         if self.store is not None:
@@ -275,13 +278,13 @@ class LiveCollector:
             if conn is not None and not conn.first_data.is_set():
                 conn.first_data.set()  # the data flows: a rollover may close its predecessor
             try:
-                if frame.dataset == TRADES:
-                    self._on_trades(frame.instrument, frame.data, recv_ns)
-                elif frame.dataset == BOOKS:
+                if frame.dataset == BOOKS:
                     self._on_book(frame, conn_id)
+                elif frame.dataset is not None:
+                    self._on_messages(frame, recv_ns)
                 else:
                     self.stats.bad("unknown_stream")
-            except (KeyError, TypeError, ValueError, IndexError):
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
                 self.stats.bad(f"malformed_{frame.dataset}")
         elif frame.kind != "control":
             self.stats.bad("unknown_shape")
@@ -301,17 +304,21 @@ class LiveCollector:
         again = [(request_id, self.protocol.with_id(text, request_id))]
         asyncio.get_running_loop().call_later(self.config.backoff_base_s, conn.resubscribe, again)
 
-    def _on_trades(self, instrument: str, data, recv_ns: int) -> None:
-        for msg_id, payload, event_ms in self.protocol.trade_records(data, instrument, recv_ns):
-            self.stats.trades += 1
-            self.stats.lagged(recv_ns, event_ms)
+    def _on_messages(self, frame: Frame, recv_ns: int) -> None:
+        """An event's messages (trades, tickers, bars, ...: `protocol.messages`) to the publish buffer,
+        each to `md.<dataset>.<venue>.<instrument>` with its `Nats-Msg-Id`."""
+        venue, prefix, counts = self.protocol.venue, self.config.subject_prefix, self.stats.messages
+        for message in self.protocol.messages(frame, recv_ns):
+            counts[message.dataset] = counts.get(message.dataset, 0) + 1
+            if message.event_ms is not None:
+                self.stats.lagged(recv_ns, message.event_ms)
             if self.store is None:
                 continue
             if len(self.outbox) >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
                 self.stats.publish_dropped += 1
                 continue
-            self.outbox.append((subject(TRADES, self.protocol.venue, instrument, self.config.subject_prefix),
-                                msg_id, payload))
+            self.outbox.append((subject(message.dataset, venue, message.instrument, prefix), message.msg_id,
+                                message.payload))
             self.outbox_ready.set()
 
     def _on_book(self, frame: Frame, conn_id: str) -> None:

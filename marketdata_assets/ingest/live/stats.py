@@ -30,7 +30,7 @@ class Stats:
     overflow_frames: int = 0  # frames dropped because the queue was full
     subscribe_errors: int = 0
     acks: int = 0
-    trades: int = 0
+    messages: dict[str, int] = field(default_factory=dict)  # dataset -> messages parsed (trades, tickers, ...)
     gaps: int = 0  # book sequence breaks and checksum mismatches
     checksum_mismatches: int = 0  # of the gaps, those a wrong checksum showed (OKX)
     resubscribes: int = 0  # book channels subscribed again for a fresh snapshot (OKX, Deribit)
@@ -38,16 +38,26 @@ class Stats:
     replies: int = 0  # answers to the venue's requests (Deribit's test_request)
     snapshots: int = 0  # books (re)built from a REST snapshot
     stale_snapshots: int = 0  # snapshots older than the buffered events (another was taken)
-    published: int = 0  # trades stored by JetStream
-    duplicates: int = 0  # republished trades JetStream already had
+    published: int = 0  # messages stored by JetStream (every dataset)
+    duplicates: int = 0  # republished messages JetStream already had
     publish_failures: int = 0  # batches that failed and were republished
-    publish_dropped: int = 0  # trades dropped from a full publish buffer (still in the landing files)
+    publish_dropped: int = 0  # messages dropped from a full publish buffer (still in the landing files)
     channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames received
     last_frame_ns: int = 0  # receive time of the newest frame (0: none yet)
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))  # last: +Inf
     lag_sum_s: float = 0.0
     started_ns: int = field(default_factory=time.time_ns)
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def trades(self) -> int:
+        """Trades parsed (`messages["trades"]`)."""
+        return self.messages.get("trades", 0)
+
+    @property
+    def parsed(self) -> int:
+        """Messages parsed, every dataset."""
+        return sum(self.messages.values())
 
     def framed(self, channel: str, recv_ns: int) -> None:
         """A frame of `channel` was landed (frames by channel; the newest receive time)."""

@@ -14,6 +14,10 @@ What the venue documents (binance-spot-api-docs, web-socket-streams.md; check it
   m: the buyer was the maker, so the taker sold); `depthUpdate` events `{e, E, s, U, u, b, a}`
   (U first and u final update id of the event, b/a [price, quantity] strings, the quantity absolute,
   "0" removing the level).
+- `bookTicker` events `{u, s, b, B, a, A}` (u the book's update id; best bid/ask price and
+  quantity; spot sends no event time), `<instrument>@kline_1m` events `{e: "kline", E, s, k: {t, T,
+  s, i, f, L, o, c, h, l, v, n, x, q, V, Q, B}}` pushed every second or two while the bar is open
+  (`x` false) and once more when it closes (`x` true).
 - A local book (`DepthSync`): buffer the events, get a REST snapshot (`lastUpdateId`); a snapshot
   older than the first buffered event (lastUpdateId < its U) is useless: get another; drop events
   with u <= lastUpdateId; the first kept must straddle it (U <= lastUpdateId + 1 <= u); from then
@@ -21,7 +25,13 @@ What the venue documents (binance-spot-api-docs, web-socket-streams.md; check it
   fresh snapshot. An event with u <= the book's update id is old (a repeat from an overlapping
   connection) and ignored.
 
-Only what the book and the published trades need is read from a frame: the capture loop keeps
+Datasets (`BinanceSpotStream(datasets=...)`, default trades, books, tickers): trades (`@trade`,
+id `BINANCE.<instrument>.<t>`), books (`@depth@100ms`, kept, not published per event), tickers
+(`@bookTicker`, id `tickers.BINANCE.<instrument>.<u>`), bars_1m (`@kline_1m`: only a closed bar is
+published, id `bars_1m.BINANCE.<instrument>.<open time t>`; the open bar's updates are landed raw
+and not published: the closed one carries the bar's final values).
+
+Only what the book and the published messages need is read from a frame: the capture loop keeps
 frames raw (no model object per frame).
 """
 
@@ -34,7 +44,15 @@ from typing import Any
 
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.rest import BinanceClient
-from marketdata_assets.sources.stream import BOOKS, TRADES
+from marketdata_assets.sources.stream import (
+    BARS_1M,
+    BOOKS,
+    TICKERS,
+    TRADES,
+    LiveMessage,
+    enabled,
+    live_message,
+)
 from marketdata_assets.sources.stream import Frame as StreamFrame
 from marketdata_assets.sources.stream import StreamLimits as ChannelLimits
 
@@ -128,6 +146,34 @@ def trade_record(data: dict, instrument: str, recv_ns: int) -> tuple[str, bytes]
     return f"{VENUE}.{instrument}.{trade_id}", json.dumps(payload, separators=(",", ":")).encode()
 
 
+def trade_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    msg_id, payload = trade_record(data, instrument, recv_ns)
+    return [LiveMessage(TRADES, instrument, msg_id, payload, int(data.get("E") or data["T"]))]
+
+
+def book_ticker_message(data: dict, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
+    """A `bookTicker` event: the best bid and ask, id the book's update id `u` (spot sends no event
+    time: None; USD-M's `E`)."""
+    event_ms = int(data["E"]) if "E" in data else None
+    return [live_message(TICKERS, venue, instrument, int(data["u"]), event_ms, recv_ns, update_id=int(data["u"]),
+                         bid_price=str(data["b"]), bid_size=str(data["B"]), ask_price=str(data["a"]),
+                         ask_size=str(data["A"]))]
+
+
+def kline_message(data: dict, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
+    """A `kline` event: the bar when it has closed (`x` true), id its open time; nothing while open."""
+    bar = data["k"]
+    if not isinstance(bar["x"], bool):
+        raise TypeError("kline x is not a boolean")
+    if not bar["x"]:
+        return []
+    open_ms = int(bar["t"])
+    return [live_message(BARS_1M, venue, instrument, open_ms, int(data["E"]), recv_ns, open_ms=open_ms,
+                         close_ms=int(bar["T"]), open=str(bar["o"]), high=str(bar["h"]), low=str(bar["l"]),
+                         close=str(bar["c"]), volume=str(bar["v"]), quote_volume=str(bar["q"]),
+                         trade_count=int(bar["n"]), taker_buy_volume=str(bar["V"]))]
+
+
 class DepthSync:
     """One instrument's book kept from a REST snapshot and `depthUpdate` events (see the module doc).
 
@@ -213,12 +259,24 @@ class BinanceSpotStream:
     keepalive = None  # the server pings; the WebSocket library answers
     rest_snapshots = True
     stale_s = 10.0  # data every 100 ms; the server pings every 20 s
+    # stream kind -> (dataset, the stream's name after the instrument, its messages)
+    KINDS = {"trade": (TRADES, "trade", trade_message), "depth": (BOOKS, None, None),
+             "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
+             "kline_1m": (BARS_1M, "kline_1m", kline_message)}
+
+    def __init__(self, datasets=None):
+        self.datasets = enabled(datasets, tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values())))
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
-        return [s for name in instruments for s in (trade_stream(name), depth_stream(name, depth_speed_ms))]
+        kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
+        return [depth_stream(name, depth_speed_ms) if kind == "depth" else f"{name.lower()}@{self.KINDS[kind][1]}"
+                for name in instruments for kind in kinds]
 
     def url(self, base: str, channels: list[str]) -> str:
         return combined_url(base, channels)
+
+    def endpoint(self, channel: str) -> str:
+        return ""
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         return subscribe_messages(channels, first_id) if channels else []
@@ -237,14 +295,14 @@ class BinanceSpotStream:
         if frame.kind != "event":
             return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data)
         instrument, kind = stream_kind(frame.stream)
-        dataset = {"trade": TRADES, "depth": BOOKS}.get(kind)
+        dataset = self.KINDS[kind][0] if kind in self.KINDS else None
         return StreamFrame("event", frame.stream, dataset, instrument, frame.data)
+
+    def messages(self, frame: StreamFrame, recv_ns: int) -> list[LiveMessage]:
+        return self.KINDS[stream_kind(frame.channel)[1]][2](frame.data, frame.instrument, recv_ns)
 
     def new_book(self, instrument: str) -> DepthSync:
         return DepthSync(instrument)
-
-    def trade_records(self, data: dict, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
-        return [(*trade_record(data, instrument, recv_ns), int(data.get("E") or data["T"]))]
 
     def snapshot_source(self, rest_url: str) -> RestDepth:
         return RestDepth(rest_url)

@@ -20,8 +20,17 @@ What the venue documents (docs.deribit.com: "public/subscribe", "public/set_hear
   second, 100 channels a request, at most 500 channels a connection, 10 connection attempts a
   minute.
 
+- `ticker.<instrument>.100ms` (docs.deribit.com "ticker.{instrument_name}.{interval}"): `{timestamp,
+  instrument_name, best_bid_price, best_bid_amount, best_ask_price, best_ask_amount, last_price,
+  mark_price, index_price, open_interest, settlement_price, stats, state, ..}` and, for
+  perpetuals, `current_funding` and `funding_8h`. One ticker feeds four datasets, as enabled:
+  tickers (best bid/ask, last), mark_price (mark and index), funding (perpetuals: current_funding,
+  funding_8h) and open_interest (contracts in the venue's amount unit).
+
 Prices and amounts are JSON numbers; the book keys them by their JSON text (`str` of the float,
-which is how the JSON spelled it). Trades go to JetStream as `DERIBIT.<instrument>.<trade_id>`.
+which is how the JSON spelled it). Trades go to JetStream as `DERIBIT.<instrument>.<trade_id>`; a
+ticker's messages as `<dataset>.DERIBIT.<instrument>.<timestamp>`. Default datasets: trades,
+books, tickers (`DeribitStream(datasets=...)`).
 """
 
 from __future__ import annotations
@@ -29,12 +38,51 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from marketdata_assets.sources.stream import BOOKS, TRADES, ChainedBookSync, Frame, StreamLimits, json_text
+from marketdata_assets.sources.stream import (
+    BOOKS,
+    FUNDING,
+    MARK_PRICE,
+    OPEN_INTEREST,
+    TICKERS,
+    TRADES,
+    ChainedBookSync,
+    Frame,
+    LiveMessage,
+    StreamLimits,
+    enabled,
+    json_text,
+    live_message,
+)
 
 VENUE = "DERIBIT"
 WS_URL = "wss://www.deribit.com/ws/api/v2"
 HEARTBEAT_S = 10  # the shortest interval Deribit allows
-CHANNEL_DATASET = {"trades": TRADES, "book": BOOKS}
+CHANNEL_DATASET = {"trades": TRADES, "book": BOOKS, "ticker": TICKERS}
+TICKER_DATASETS = (TICKERS, MARK_PRICE, FUNDING, OPEN_INTEREST)  # what one `ticker` notification feeds
+
+
+def num(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def ticker_messages(data: dict, instrument: str, recv_ns: int, datasets: tuple[str, ...]) -> list[LiveMessage]:
+    """The enabled datasets of one `ticker` notification, each keyed by its `timestamp`."""
+    ts = int(data["timestamp"])
+    out = []
+    if TICKERS in datasets:
+        out.append(live_message(TICKERS, VENUE, instrument, ts, ts, recv_ns, bid_price=num(data["best_bid_price"]),
+                                bid_size=num(data["best_bid_amount"]), ask_price=num(data["best_ask_price"]),
+                                ask_size=num(data["best_ask_amount"]), last_price=num(data.get("last_price"))))
+    if MARK_PRICE in datasets:
+        out.append(live_message(MARK_PRICE, VENUE, instrument, ts, ts, recv_ns, mark_price=num(data["mark_price"]),
+                                index_price=num(data["index_price"])))
+    if FUNDING in datasets and "current_funding" in data:
+        out.append(live_message(FUNDING, VENUE, instrument, ts, ts, recv_ns, funding_rate=num(data["current_funding"]),
+                                funding_8h=num(data.get("funding_8h"))))
+    if OPEN_INTEREST in datasets:
+        out.append(live_message(OPEN_INTEREST, VENUE, instrument, ts, ts, recv_ns,
+                                open_interest=num(data["open_interest"])))
+    return out
 
 
 def rpc(request_id: int, method: str, params: dict) -> str:
@@ -58,7 +106,7 @@ class DeribitBookSync(ChainedBookSync):
 
 
 class DeribitStream:
-    """Deribit public trades and books as a `StreamProtocol` (sources/stream.py)."""
+    """Deribit public trades, books and tickers as a `StreamProtocol` (sources/stream.py)."""
 
     venue = VENUE
     ws_url = WS_URL
@@ -68,15 +116,22 @@ class DeribitStream:
     rest_snapshots = False
     stale_s = 15.0  # the heartbeat (10 s) is the least a quiet connection carries
 
-    def __init__(self, heartbeat_s: int = HEARTBEAT_S):
+    def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
         self.heartbeat_s = heartbeat_s
+        self.datasets = enabled(datasets, (TRADES, BOOKS, *TICKER_DATASETS))
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         interval = "raw" if depth_speed_ms == 0 else f"{depth_speed_ms}ms"
-        return [f"{kind}.{name}.{interval}" for name in instruments for kind in ("trades", "book")]
+        kinds = [(kind, interval) for kind, dataset in (("trades", TRADES), ("book", BOOKS)) if dataset in self.datasets]
+        if any(d in self.datasets for d in TICKER_DATASETS):
+            kinds.append(("ticker", "100ms"))
+        return [f"{kind}.{name}.{every}" for name in instruments for kind, every in kinds]
 
     def url(self, base: str, channels: list[str]) -> str:
         return base
+
+    def endpoint(self, channel: str) -> str:
+        return ""
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         step = self.limits.subscribe_batch
@@ -117,15 +172,18 @@ class DeribitStream:
     def new_book(self, instrument: str) -> DeribitBookSync:
         return DeribitBookSync(instrument)
 
-    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
-        """(Nats-Msg-Id, payload, ts ms) per trade of a notification; KeyError/TypeError on a malformed one."""
+    def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
+        instrument = frame.instrument
+        if frame.dataset == TICKERS:
+            return ticker_messages(frame.data, instrument, recv_ns, self.datasets)
         out = []
-        for trade in data:
+        for trade in frame.data:
             ts = int(trade["timestamp"])
             payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade["trade_id"]),
                        "price": str(trade["price"]), "quantity": str(trade["amount"]),
                        "side": str(trade["direction"]), "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
-            out.append((f"{VENUE}.{instrument}.{trade['trade_id']}", json.dumps(payload, separators=(",", ":")).encode(), ts))
+            out.append(LiveMessage(TRADES, instrument, f"{VENUE}.{instrument}.{trade['trade_id']}",
+                                   json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
     def snapshot_source(self, rest_url: str | None) -> None:

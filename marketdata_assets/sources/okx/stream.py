@@ -22,7 +22,28 @@ What the venue documents (OKX API v5, "WebSocket" and "Order book channel"; chec
   always 0 and seqId/prevSeqId is the check: a 0 is therefore not checked; any other value is.
 - A sequence break or a wrong checksum: unsubscribe and subscribe the book again (a fresh snapshot).
 
-Trades go to JetStream as `OKX.<instId>.<tradeId>` (OKX's trade ids count per instrument).
+Other channels (OKX API v5, "Public Data / Market Data WebSocket"; every push `{"arg", "data": [..]}`):
+- `tickers` (tickers): `{instType, instId, last, lastSz, askPx, askSz, bidPx, bidSz, open24h, high24h,
+  low24h, vol24h, volCcy24h, sodUtc0, sodUtc8, ts}`, pushed at most every 100 ms;
+- `candle1m` (bars_1m): `[[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]]`, confirm "1" once the
+  bar closed: only those are published (the open bar's pushes are landed raw). OKX serves candles
+  on the business endpoint `/ws/v5/business`, not /public (a subscribe there is refused 60018): the
+  collector gives them connections of their own (`endpoint`), opened on the business URL
+  (`url`: the public URL's `/ws/v5/public` replaced by `/ws/v5/business`);
+- `funding-rate` (funding, SWAP only): `{instType, instId, fundingRate, nextFundingRate?, fundingTime,
+  nextFundingTime, method, ts}` every 30-90 s; `mark-price` (mark_price, contracts only):
+  `{instType, instId, markPx, ts}` on change, at most every 200 ms; `open-interest`
+  (open_interest, contracts only): `{instType, instId, oi, oiCcy, oiUsd, ts}` every 3 s;
+- `liquidation-orders` (liquidations), subscribed by instType (`{"channel": "liquidation-orders",
+  "instType": "SWAP"}`, every perpetual's, landed as `SWAP@liquidation-orders`): `[{instId,
+  instFamily, instType, uly, details: [{bkLoss, bkPx, ccy, posSide, side, sz, ts}]}]`, at most one a
+  second per contract; every instrument's are published (the channel has no instrument filter).
+`index-tickers` (the index price) is not collected: mark-price carries no index, so OKX's
+mark_price messages have none.
+
+Message ids: trades `OKX.<instId>.<tradeId>` (OKX's trade ids count per instrument); the others
+`<dataset>.OKX.<instId>.<ts>` (a bar: its open time; a liquidation: `<ts>.<side>.<posSide>.<sz>.<bkPx>`,
+OKX gives no id). Default datasets: trades, books, tickers (`OkxStream(datasets=...)`).
 """
 
 from __future__ import annotations
@@ -32,29 +53,109 @@ import zlib
 from typing import Any
 
 from marketdata_assets.sources.stream import (
+    BARS_1M,
     BOOKS,
+    FUNDING,
+    LIQUIDATIONS,
+    MARK_PRICE,
+    OPEN_INTEREST,
+    TICKERS,
     TRADES,
     ChainedBookSync,
     Frame,
     Keepalive,
+    LiveMessage,
     StreamLimits,
+    enabled,
     json_text,
+    live_message,
 )
 
 VENUE = "OKX"
 WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
+PUBLIC_PATH, BUSINESS_PATH = "/ws/v5/public", "/ws/v5/business"
 CHECKSUM_LEVELS = 25
-CHANNEL_DATASET = {"trades": TRADES, "books": BOOKS}
+# channel -> dataset, in the order a connection subscribes them
+CHANNEL_DATASET = {"trades": TRADES, "books": BOOKS, "tickers": TICKERS, "candle1m": BARS_1M,
+                   "funding-rate": FUNDING, "mark-price": MARK_PRICE, "open-interest": OPEN_INTEREST,
+                   "liquidation-orders": LIQUIDATIONS}
+SWAP_ONLY, CONTRACTS_ONLY = {"funding-rate"}, {"mark-price", "open-interest"}
+BY_TYPE = {"liquidation-orders"}  # subscribed by instType, not instId
+BUSINESS = {"candle1m"}
 
 
 def channel_name(instrument: str, channel: str) -> str:
-    """The landing channel of an OKX channel of an instrument: `<instId>@<channel>`."""
+    """The landing channel of an OKX channel of an instrument (or an instType): `<instId>@<channel>`."""
     return f"{instrument}@{channel}"
 
 
 def split_channel(name: str) -> dict[str, str]:
     instrument, _, channel = name.rpartition("@")
-    return {"channel": channel, "instId": instrument}
+    return {"channel": channel, "instType" if channel in BY_TYPE else "instId": instrument}
+
+
+def is_swap(instrument: str) -> bool:
+    return instrument.endswith("-SWAP")
+
+
+def is_contract(instrument: str) -> bool:
+    """A SWAP or a FUTURES (`BTC-USD-250328`); spot pairs have two parts."""
+    return is_swap(instrument) or len(instrument.split("-")) == 3
+
+
+def ticker_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    return [live_message(TICKERS, VENUE, instrument, int(t["ts"]), int(t["ts"]), recv_ns, bid_price=str(t["bidPx"]),
+                         bid_size=str(t["bidSz"]), ask_price=str(t["askPx"]), ask_size=str(t["askSz"]),
+                         last_price=str(t["last"]), last_size=str(t["lastSz"])) for t in data]
+
+
+def candle_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    """Closed bars (confirm "1") of a candle1m push; the open bar's pushes: none."""
+    out = []
+    for ts, o, h, low, c, vol, vol_ccy, vol_quote, confirm in data:
+        if str(confirm) == "1":
+            open_ms = int(ts)
+            out.append(live_message(BARS_1M, VENUE, instrument, open_ms, open_ms + 60_000, recv_ns, open_ms=open_ms,
+                                    open=str(o), high=str(h), low=str(low), close=str(c), volume=str(vol),
+                                    volume_ccy=str(vol_ccy), quote_volume=str(vol_quote)))
+    return out
+
+
+def funding_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    return [live_message(FUNDING, VENUE, instrument, int(f.get("ts") or f["fundingTime"]),
+                         int(f.get("ts") or f["fundingTime"]), recv_ns, funding_rate=str(f["fundingRate"]),
+                         next_funding_rate=str(f.get("nextFundingRate") or ""), funding_ms=int(f["fundingTime"]),
+                         next_funding_ms=int(f["nextFundingTime"])) for f in data]
+
+
+def mark_price_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    return [live_message(MARK_PRICE, VENUE, instrument, int(m["ts"]), int(m["ts"]), recv_ns,
+                         mark_price=str(m["markPx"]), index_price=None) for m in data]
+
+
+def open_interest_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    return [live_message(OPEN_INTEREST, VENUE, instrument, int(o["ts"]), int(o["ts"]), recv_ns,
+                         open_interest=str(o["oi"]), open_interest_ccy=str(o["oiCcy"]),
+                         open_interest_usd=str(o.get("oiUsd") or "")) for o in data]
+
+
+def liquidation_messages(data: list, _inst_type: str, recv_ns: int) -> list[LiveMessage]:
+    """Each detail of each contract's entry, under the contract's instId."""
+    out = []
+    for entry in data:
+        instrument = str(entry["instId"])
+        for d in entry["details"]:
+            ts = int(d["ts"])
+            key = f"{ts}.{d['side']}.{d['posSide']}.{d['sz']}.{d['bkPx']}"
+            out.append(live_message(LIQUIDATIONS, VENUE, instrument, key, ts, recv_ns, side=str(d["side"]),
+                                    position_side=str(d["posSide"]), price=str(d["bkPx"]), quantity=str(d["sz"]),
+                                    bankruptcy_loss=str(d["bkLoss"])))
+    return out
+
+
+MESSAGES = {"trades": None, "tickers": ticker_messages, "candle1m": candle_messages,
+            "funding-rate": funding_messages, "mark-price": mark_price_messages,
+            "open-interest": open_interest_messages, "liquidation-orders": liquidation_messages}
 
 
 def checksum(bids: list, asks: list, depth: int = CHECKSUM_LEVELS) -> int:
@@ -88,7 +189,7 @@ class OkxBookSync(ChainedBookSync):
 
 
 class OkxStream:
-    """OKX public trades and books as a `StreamProtocol` (sources/stream.py)."""
+    """OKX's public (and business: candles) channels as a `StreamProtocol` (sources/stream.py)."""
 
     venue = VENUE
     ws_url = WS_URL
@@ -98,10 +199,23 @@ class OkxStream:
     rest_snapshots = False
     stale_s = 10.0  # a quiet book is kept talking by our pings (at stale_s / 2)
 
+    def __init__(self, datasets=None):
+        self.datasets = enabled(datasets, tuple(CHANNEL_DATASET.values()))
+
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
-        return [channel_name(name, kind) for name in instruments for kind in ("trades", "books")]
+        kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
+        out = [channel_name(name, kind) for name in instruments for kind in kinds if kind not in BY_TYPE
+               and (kind not in SWAP_ONLY or is_swap(name)) and (kind not in CONTRACTS_ONLY or is_contract(name))]
+        if "liquidation-orders" in kinds and any(is_swap(name) for name in instruments):
+            out.append(channel_name("SWAP", "liquidation-orders"))
+        return out
+
+    def endpoint(self, channel: str) -> str:
+        return "business" if channel.rpartition("@")[2] in BUSINESS else ""
 
     def url(self, base: str, channels: list[str]) -> str:
+        if channels and self.endpoint(channels[0]) == "business":
+            return base.replace(PUBLIC_PATH, BUSINESS_PATH)
         return base
 
     def _request(self, op: str, channels: list[str], request_id: int) -> str:
@@ -137,7 +251,7 @@ class OkxStream:
             return Frame("ack", request_id=request_id, data=frame.get("arg"))
         arg = frame.get("arg")
         if isinstance(arg, dict) and "data" in frame:
-            instrument, kind = str(arg.get("instId")), str(arg.get("channel"))
+            instrument, kind = str(arg.get("instId") or arg.get("instType")), str(arg.get("channel"))
             return Frame("event", channel_name(instrument, kind), CHANNEL_DATASET.get(kind), instrument,
                          frame if kind == "books" else frame["data"])
         return Frame("control" if event else "unknown")
@@ -145,15 +259,18 @@ class OkxStream:
     def new_book(self, instrument: str) -> OkxBookSync:
         return OkxBookSync(instrument)
 
-    def trade_records(self, data: Any, instrument: str, recv_ns: int) -> list[tuple[str, bytes, int]]:
-        """(Nats-Msg-Id, payload, ts ms) per trade of a push; KeyError/TypeError on a malformed one."""
+    def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
+        kind = frame.channel.rpartition("@")[2]
+        if kind != "trades":
+            return MESSAGES[kind](frame.data, frame.instrument, recv_ns)
         out = []
-        for trade in data:
+        for trade in frame.data:
             ts = int(trade["ts"])
-            payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade["tradeId"]),
+            payload = {"venue": VENUE, "instrument": frame.instrument, "trade_id": str(trade["tradeId"]),
                        "price": str(trade["px"]), "quantity": str(trade["sz"]), "side": str(trade["side"]),
                        "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
-            out.append((f"{VENUE}.{instrument}.{trade['tradeId']}", json.dumps(payload, separators=(",", ":")).encode(), ts))
+            out.append(LiveMessage(TRADES, frame.instrument, f"{VENUE}.{frame.instrument}.{trade['tradeId']}",
+                                   json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
     def snapshot_source(self, rest_url: str | None) -> None:

@@ -1,0 +1,189 @@
+"""Binance USD-M futures WebSocket market streams (venue BINANCE_UM): the protocol as documented, its
+book's sync rule, as a `StreamProtocol` (spot's, sources/binance/stream.py, with USD-M's differences).
+
+What the venue documents (developers.binance.com, derivatives/usds-margined-futures,
+"Websocket Market Streams" and the stream pages; check it before changing):
+- Base `wss://fstream.binance.com`; raw streams `/ws/<stream>`, combined `/stream?streams=a/b`
+  (events wrapped `{"stream", "data"}`), lowercase names; SUBSCRIBE/UNSUBSCRIBE as spot.
+- Limits: 10 incoming messages a second per connection (beyond: disconnected, a repeat offender's
+  IP banned; we send at most 9), 1,024 streams a connection, a connection lives 24 hours; the
+  server pings every 3 minutes and drops a connection without a pong within 10 minutes (the
+  WebSocket library answers). No connection-attempt cap is given for fstream: spot's 300 per 5
+  minutes is kept.
+- Trades: USD-M documents `<instrument>@aggTrade` only (no `@trade` stream): `{e: "aggTrade", E,
+  s, a (the aggregate trade id, counting per instrument), p, q, f, l, T, m}`; what the REST
+  `/fapi/v1/aggTrades` answers too. Published as `BINANCE_UM.<instrument>.<a>`.
+- Books: `<instrument>@depth@100ms` `{e: "depthUpdate", E, T, s, U, u, pu, b, a}`; a local book
+  (`UsdmDepthSync`): buffer the events, get `/fapi/v1/depth` (`lastUpdateId`), drop events with
+  u < lastUpdateId (we: u <= it, the snapshot has them), the first kept must straddle it (U <=
+  lastUpdateId + 1 <= u: the documented U <= lastUpdateId <= u, with the event that starts right
+  after the snapshot allowed too), and from then on each event's `pu` must equal the previous
+  event's `u`; otherwise the book is dropped and rebuilt from a fresh REST snapshot.
+- `<instrument>@bookTicker` `{e, u, E, T, s, b, B, a, A}` (tickers, id `u`);
+  `<instrument>@kline_1m` as spot's (bars_1m, a closed bar only, id its open time);
+  `<instrument>@markPrice@1s` `{e: "markPriceUpdate", E, s, p (mark), i (index), P (estimated
+  settle), r (funding rate), T (next funding time)}`: a mark_price message (mark and index) and a
+  funding message (the current rate and the next funding time), both keyed by `E`;
+  `<instrument>@forceOrder` `{e: "forceOrder", E, o: {s, S, o, f, q, p, ap, X, l, z, T}}` (the
+  latest liquidation of the instrument in each 1000 ms, as a snapshot): liquidations, keyed by the
+  order's time `T` and side `S` (the venue gives no id).
+Default datasets: trades, books, tickers (`BinanceUsdmStream(datasets=...)` for more).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.sources.binance.futures import BinanceFuturesClient
+from marketdata_assets.sources.binance.stream import (
+    LIMITS,
+    SUBSCRIBE_BATCH,
+    URL_STREAMS,
+    BinanceSpotStream,
+    book_ticker_message,
+    kline_message,
+)
+from marketdata_assets.sources.stream import (
+    BARS_1M,
+    BOOKS,
+    FUNDING,
+    LIQUIDATIONS,
+    MARK_PRICE,
+    TICKERS,
+    TRADES,
+    LiveMessage,
+    StreamLimits,
+    live_message,
+)
+
+VENUE = "BINANCE_UM"
+WS_URL = "wss://fstream.binance.com"
+INCOMING_PER_S = 10
+
+
+def agg_trade_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    """An `aggTrade` event as a trade (the payload of spot's trades; trade_id = the aggregate id)."""
+    trade_id, ts = int(data["a"]), int(data["T"])
+    payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade_id), "price": str(data["p"]),
+               "quantity": str(data["q"]), "side": "sell" if data["m"] else "buy", "ts_ms": ts,
+               "event_ms": int(data["E"]), "recv_ns": recv_ns}
+    return [LiveMessage(TRADES, instrument, f"{VENUE}.{instrument}.{trade_id}",
+                        json.dumps(payload, separators=(",", ":")).encode(), int(data["E"]))]
+
+
+def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    order = data["o"]
+    ts, side = int(order["T"]), str(order["S"])
+    return [live_message(LIQUIDATIONS, VENUE, instrument, f"{ts}.{side}", int(data["E"]), recv_ns,
+                         side=side.lower(), price=str(order["p"]), average_price=str(order["ap"]),
+                         quantity=str(order["q"]), filled_quantity=str(order["z"]), status=str(order["X"]),
+                         order_ms=ts)]
+
+
+class UsdmDepthSync:
+    """One USD-M book from a REST snapshot and `depthUpdate` events chained by `pu` (module doc).
+    Answers as spot's `DepthSync`: "buffered", "applied", "old", "gap"; snapshots "synced" | "stale" | "gap"."""
+
+    def __init__(self, instrument: str, buffer_limit: int = 10_000):
+        self.instrument = instrument
+        self.book = OrderBook()
+        self.buffer: deque[tuple[int, int, int, list, list]] = deque(maxlen=buffer_limit)
+        self.needs_snapshot = True
+        self.chained = False  # an event was applied since the snapshot: the next must name it in `pu`
+        self.last_gap: dict = {}
+
+    def on_event(self, first: int, last: int, prev: int, bids: list, asks: list) -> str:
+        if self.needs_snapshot:
+            self.buffer.append((first, last, prev, bids, asks))
+            return "buffered"
+        current = self.book.update_id
+        if last <= current:
+            return "old"
+        broken = prev != current if self.chained else first > current + 1
+        if broken:
+            self.last_gap = {"expected_prev": current, "got_prev": prev, "got_first": first}
+            self.needs_snapshot, self.chained, self.book = True, False, OrderBook()
+            self.buffer.clear()
+            self.buffer.append((first, last, prev, bids, asks))
+            return "gap"
+        self.book.apply(last, bids, asks)
+        self.chained = True
+        return "applied"
+
+    def on_snapshot(self, last_update_id: int, bids: list, asks: list) -> str:
+        if self.buffer and last_update_id + 1 < self.buffer[0][0]:
+            return "stale"
+        self.book.reset(last_update_id, bids, asks)
+        self.needs_snapshot, self.chained = False, False
+        pending = list(self.buffer)
+        self.buffer.clear()
+        for k, event in enumerate(pending):
+            if self.on_event(*event) == "gap":
+                self.buffer.extend(pending[k + 1:])
+                return "gap"
+        return "synced"
+
+    def on_frame(self, data: dict) -> str:
+        return self.on_event(int(data["U"]), int(data["u"]), int(data["pu"]), data["b"], data["a"])
+
+    def on_snapshot_body(self, body: dict) -> str:
+        return self.on_snapshot(int(body["lastUpdateId"]), body["bids"], body["asks"])
+
+    def gap_details(self) -> dict:
+        return dict(self.last_gap)
+
+
+class RestFuturesDepth:
+    """`/fapi/v1/depth` snapshots for `UsdmDepthSync` (a `SnapshotSource`)."""
+
+    def __init__(self, rest_url: str):
+        self.client = BinanceFuturesClient(rest_url)
+
+    async def fetch(self, instrument: str, limit: int) -> dict:
+        return await self.client.depth_body(instrument, limit)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class BinanceUsdmStream(BinanceSpotStream):
+    """Binance USD-M futures as a `StreamProtocol`: spot's protocol over USD-M's URL, limits and streams."""
+
+    venue = VENUE
+    ws_url = WS_URL
+    limits = StreamLimits(max_channels=1024, control_per_s=INCOMING_PER_S - 1,
+                          connections_per_window=LIMITS.connections_per_5min, lifetime_s=86_400.0,
+                          url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
+    KINDS = {"aggTrade": (TRADES, "aggTrade", agg_trade_message), "depth": (BOOKS, None, None),
+             "bookTicker": (TICKERS, "bookTicker", lambda d, i, r: book_ticker_message(d, i, r, VENUE)),
+             "kline_1m": (BARS_1M, "kline_1m", lambda d, i, r: kline_message(d, i, r, VENUE)),
+             "markPrice": (MARK_PRICE, "markPrice@1s", None), "funding": (FUNDING, "markPrice@1s", None),
+             "forceOrder": (LIQUIDATIONS, "forceOrder", force_order_message)}
+
+    def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
+        return list(dict.fromkeys(super().channels(instruments, depth_speed_ms)))  # markPrice: mark and funding
+
+    def messages(self, frame, recv_ns: int) -> list[LiveMessage]:
+        if frame.dataset == MARK_PRICE:
+            return self.mark_price_messages(frame.data, frame.instrument, recv_ns)
+        return super().messages(frame, recv_ns)
+
+    def mark_price_messages(self, data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
+        """A `markPriceUpdate`: mark_price (mark, index, estimated settle) and funding, as enabled."""
+        event_ms, out = int(data["E"]), []
+        if MARK_PRICE in self.datasets:
+            out.append(live_message(MARK_PRICE, VENUE, instrument, event_ms, event_ms, recv_ns,
+                                    mark_price=str(data["p"]), index_price=str(data["i"]),
+                                    estimated_settle_price=str(data["P"])))
+        if FUNDING in self.datasets:
+            out.append(live_message(FUNDING, VENUE, instrument, event_ms, event_ms, recv_ns,
+                                    funding_rate=str(data["r"]), next_funding_ms=int(data["T"])))
+        return out
+
+    def new_book(self, instrument: str) -> UsdmDepthSync:
+        return UsdmDepthSync(instrument)
+
+    def snapshot_source(self, rest_url: str) -> RestFuturesDepth:
+        return RestFuturesDepth(rest_url)
