@@ -1,6 +1,7 @@
 """The live collector as a process: `python -m marketdata_assets.apps.collector --instruments BTCUSDT,ETHUSDT`.
 
-Runs ingest.live's collector for one venue (`--venue BINANCE | OKX | DERIBIT`, default Binance spot)
+Runs ingest.live's collector for one venue (`--venue BINANCE | BINANCE_UM | OKX | DERIBIT`, default
+Binance spot; `--datasets trades,books,tickers,...`, default each venue's: trades, books, tickers)
 until SIGINT/SIGTERM: frames to the landing files under
 the state dir (settings.live_landing_dir()), trades to NATS JetStream (NATS_URL; `--no-nats` to run
 without), the stream created or updated first. `--ws-url`/`--rest-url` point it at the replays
@@ -17,14 +18,17 @@ from pathlib import Path
 
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
 
-PROTOCOLS = {"BINANCE": BinanceSpotStream, "OKX": OkxStream, "DERIBIT": DeribitStream}
-DEFAULT_INSTRUMENTS = {"BINANCE": "BTCUSDT,ETHUSDT", "OKX": "BTC-USDT,ETH-USDT", "DERIBIT": "BTC-PERPETUAL,ETH-PERPETUAL"}
+PROTOCOLS = {"BINANCE": BinanceSpotStream, "BINANCE_UM": BinanceUsdmStream, "OKX": OkxStream, "DERIBIT": DeribitStream}
+DEFAULT_INSTRUMENTS = {"BINANCE": "BTCUSDT,ETHUSDT", "BINANCE_UM": "BTCUSDT,ETHUSDT", "OKX": "BTC-USDT,ETH-USDT",
+                       "DERIBIT": "BTC-PERPETUAL,ETH-PERPETUAL"}
+REST_URL_SETTING = {"BINANCE": "BINANCE_BASE_URL", "BINANCE_UM": "BINANCE_UM_BASE_URL"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--venue", default="BINANCE", choices=sorted(PROTOCOLS), help="whose public stream")
     p.add_argument("--instruments", default=None, help="comma-separated, as the venue spells them "
                                                        "(default: two of its majors)")
+    p.add_argument("--datasets", default=None, help="comma-separated datasets to collect (default: trades,books,"
+                                                    "tickers); also bars_1m, funding, mark_price, liquidations, "
+                                                    "open_interest where the venue has them")
     p.add_argument("--ws-url", default=None, help="default: the venue's public WebSocket")
     p.add_argument("--rest-url", default=None, help="Binance's REST snapshots; default: BINANCE_BASE_URL")
     p.add_argument("--landing-dir", type=Path, default=None, help="default: <state dir>/landing/live")
@@ -44,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def main_async(args: argparse.Namespace) -> dict:
-    protocol = PROTOCOLS[args.venue]()
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
+    protocol = PROTOCOLS[args.venue](datasets=datasets)
     instruments = args.instruments or DEFAULT_INSTRUMENTS[args.venue]
-    rest_url = (args.rest_url or settings.get("BINANCE_BASE_URL")) if protocol.rest_snapshots else None
+    rest_url = (args.rest_url or settings.get(REST_URL_SETTING[args.venue])) if protocol.rest_snapshots else None
     config = CollectorConfig([i.strip().upper() for i in instruments.split(",") if i.strip()],
                              args.ws_url or protocol.ws_url, rest_url, stale_s=args.stale_s or protocol.stale_s, rollover_s=args.rollover_s)
     writer = LandingWriter(args.landing_dir or settings.live_landing_dir(), protocol.venue)

@@ -72,9 +72,12 @@ def test_frames_are_read_by_shape():
     note = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription",
                                       "params": {"channel": "book.BTC_USDC-PERPETUAL.100ms", "data": {}}}))
     assert (note.dataset, note.instrument) == ("books", "BTC_USDC-PERPETUAL")
-    ((msg_id, payload, event_ms),) = deribit.trade_records([{"trade_id": "81", "timestamp": 5, "price": 1.5, "amount": 2.0,
-                                                   "direction": "sell"}], "BTC-PERPETUAL", 9)
-    assert msg_id == "DERIBIT.BTC-PERPETUAL.81" and json.loads(payload)["side"] == "sell" and event_ms == 5
+    trades = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
+        "channel": "trades.BTC-PERPETUAL.100ms",
+        "data": [{"trade_id": "81", "timestamp": 5, "price": 1.5, "amount": 2.0, "direction": "sell"}]}}))
+    ((dataset, instrument, msg_id, payload, event_ms),) = deribit.messages(trades, 9)
+    assert (dataset, instrument, msg_id) == ("trades", "BTC-PERPETUAL", "DERIBIT.BTC-PERPETUAL.81")
+    assert json.loads(payload)["side"] == "sell" and event_ms == 5
 
 
 def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path):
@@ -85,7 +88,7 @@ def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path)
         collector = LiveCollector(OkxStream(), CollectorConfig(["BTC-USDT"], "ws://unused"), writer)
         books = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update"}
         frames = ['{"arg": {"channel": "books"', json.dumps({**books, "data": [{"seqId": "x"}]}),
-                  json.dumps({"arg": {"channel": "tickers", "instId": "BTC-USDT"}, "data": []}),
+                  json.dumps({"arg": {"channel": "opt-summary", "instId": "BTC-USDT"}, "data": []}),
                   json.dumps({**books, "arg": {"channel": "books", "instId": "DOGE-USDT"}, "data": []}),
                   json.dumps([1, 2]),
                   json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"},

@@ -61,7 +61,7 @@ def run(venue: str, ws, scenario_body, tmp_path, nats_url=None, spec=None, **ove
         prefix = {"subject_prefix": spec.subjects[0].split(".")[0]} if spec is not None else {}
         config = config_for(venue, ws, **prefix, **overrides)
         async with collecting(config, LandingWriter(tmp_path, venue), nats_url, spec,
-                              protocol=VENUES[venue][1]()) as (c, store):
+                              protocol=VENUES[venue][1](datasets=("trades", "books"))) as (c, store):
             result = await scenario_body(c, store)
         return c.stats, result
     return asyncio.run(scenario())

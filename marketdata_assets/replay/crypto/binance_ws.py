@@ -36,14 +36,23 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from marketdata_assets.replay.crypto.config import BINANCE, ReplayConfig
-from marketdata_assets.replay.crypto.live_book import LiveInstrument
+from marketdata_assets.replay.crypto.live_book import LiveInstrument, fmt8, last_closed_bar, open_bar
 from marketdata_assets.replay.crypto.tape import Market
 from marketdata_assets.replay.crypto.ws_server import WS_FAULT_KINDS, Client, WsConfig, WsFault, WsServer
 
 if TYPE_CHECKING:
     from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
-STREAM_KINDS = ("trade", "depth", "depth@100ms")
+STREAM_KINDS = ("trade", "depth", "depth@100ms", "bookTicker", "kline_1m")
+
+
+def kline(instrument: str, bar: tuple, closed: bool, event_ms: int) -> dict:
+    """A `kline` event of a tape bar (live_book.last_closed_bar / open_bar)."""
+    open_ms = bar[0] // 1000
+    return {"e": "kline", "E": event_ms, "s": instrument, "k": {
+        "t": open_ms, "T": open_ms + 59_999, "s": instrument, "i": "1m", "f": -1, "L": -1, "o": fmt8(bar[1]),
+        "c": fmt8(bar[4]), "h": fmt8(bar[2]), "l": fmt8(bar[3]), "v": fmt8(bar[5]), "n": bar[7], "x": closed,
+        "q": fmt8(bar[6]), "V": fmt8(bar[9]), "Q": fmt8(bar[10]), "B": "0"}}
 __all__ = ["WS_FAULT_KINDS", "BinanceWsReplay", "Client", "WsConfig", "WsFault"]  # the shared ones from ws_server
 
 
@@ -51,16 +60,19 @@ class BinanceWsReplay(WsServer):
     """The WebSocket replay server, serving from a background thread (`url`)."""
 
     venue = BINANCE
+    stream_kinds = STREAM_KINDS
+    trade_kind = "trade"
 
     def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
                  replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
         self.config = config or WsConfig()
         self.market = rest.market if rest is not None else Market(replay or ReplayConfig())
         seed = (rest.config if rest is not None else self.market.config).seed
-        names = self.market.config.instruments.get(BINANCE, [])
-        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels) for name in names}
+        names = self.market.config.instruments.get(self.venue, [])
+        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
+                            for name in names}
         for name, live in self.instruments.items():
-            self.market.live_books[(BINANCE, name)] = live.snapshot
+            self.market.live_books[(self.venue, name)] = live.snapshot
         self.host, self.port = host, port
         self.clients: dict[int, Client] = {}
         self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "limit_closes": 0,
@@ -73,7 +85,7 @@ class BinanceWsReplay(WsServer):
 
     def _valid(self, stream: str) -> bool:
         instrument, _, kind = stream.partition("@")
-        return stream == stream.lower() and instrument.upper() in self.instruments and kind in STREAM_KINDS
+        return stream == stream.lower() and instrument.upper() in self.instruments and kind in self.stream_kinds
 
     def _open(self, connection: ServerConnection) -> Client | None:
         """The client a request path asks for (`/stream?streams=`, `/ws/<stream>`, `/ws`), or None."""
@@ -117,6 +129,7 @@ class BinanceWsReplay(WsServer):
     def _deliver(self, client: Client, stream: str, payload: dict) -> None:
         if client.stalled or stream not in client.streams:
             return
+        payload = self.maybe_damaged(stream.split("@")[1], payload)
         text = json.dumps({"stream": stream, "data": payload} if client.combined else payload, separators=(",", ":"))
         self.send_data(client, text)
 
@@ -188,16 +201,53 @@ class BinanceWsReplay(WsServer):
             self.depth_events[name] += 1
             skips = [f for f in self.faults("skip_sequence") if f.instrument in (None, name)
                      and self.depth_events[name] > f.after]
-            depth = live.step(event_ms, skip=any(f.take() for f in skips))
+            depth = self.depth_event(live, event_ms, any(f.take() for f in skips))
             bursts = [f for f in self.faults("burst") if f.instrument in (None, name) and self.counts["ticks"] > f.after]
             count = sum(f.count for f in bursts if f.take()) or self.config.trades_per_tick
-            trades = live.trades(count, event_ms)
+            trades = self.trades(live, count, event_ms)
             lower = name.lower()
+            top = live.top(1)
+            ticker = {"u": depth["u"], "s": name, "b": top[1][0][0], "B": top[1][0][1], "a": top[2][0][0],
+                      "A": top[2][0][1]}
             for client in list(self.clients.values()):
                 for kind in ("depth@100ms", "depth"):
                     self._deliver(client, f"{lower}@{kind}", depth)
                 for trade in trades:
-                    self._deliver(client, f"{lower}@trade", trade)
+                    self._deliver(client, f"{lower}@{self.trade_kind}", trade)
+                self._deliver(client, f"{lower}@bookTicker", self.book_ticker(ticker, event_ms))
+            self.bars(name, event_ms)
+            self.extras(name, live, trades, event_ms)
+
+    def depth_event(self, live: LiveInstrument, event_ms: int, skip: bool) -> dict:
+        return live.step(event_ms, skip=skip)
+
+    def trades(self, live: LiveInstrument, count: int, event_ms: int) -> list[dict]:
+        return live.trades(count, event_ms)
+
+    def book_ticker(self, ticker: dict, event_ms: int) -> dict:
+        return ticker  # spot's bookTicker has no event time
+
+    def extras(self, name: str, live: LiveInstrument, trades: list[dict], event_ms: int) -> None:
+        """The venue's other streams of a tick (USD-M: markPrice, forceOrder)."""
+
+    def bars(self, name: str, event_ms: int) -> None:
+        """`kline_1m`: the open bar's update about every second; the last closed bar (x true) to a
+        client that has not had it: at the minute's turn, and at once after it subscribed (Binance
+        would make a new subscriber wait for the turn: too long for a test; a bar sent twice has one id)."""
+        stream = f"{name.lower()}@kline_1m"
+        clients = [c for c in self.clients.values() if stream in c.streams]
+        if not clients:
+            return
+        now_us = self.market.now_us()
+        closed = last_closed_bar(self.market, self.venue, name, now_us)
+        update = kline(name, open_bar(self.market, self.venue, name, now_us), False, event_ms) \
+            if self.due("kline", name, 1.0) else None
+        for client in clients:
+            if closed is not None and client.bars_sent.get(stream) != closed[0]:
+                client.bars_sent[stream] = closed[0]
+                self._deliver(client, stream, kline(name, closed, True, event_ms))
+            if update is not None:
+                self._deliver(client, stream, update)
 
 
 def main(argv: list[str] | None = None) -> int:

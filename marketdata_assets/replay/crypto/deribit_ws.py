@@ -9,7 +9,11 @@ last one with `public/test` is closed; `public/test` answered `{"version"}`. Cha
 `trades.<instrument>.100ms` (lists of trades from the tape) and `book.<instrument>.100ms`: the
 snapshot at subscribe (`["new", price, amount]`), then every tick a `change` (prev_change_id = the
 update id before the move, change_id = after it; `new` / `change` / `delete` entries). Prices and
-amounts are JSON numbers. Faults (ws_replay.py): disconnect, stall, skip_sequence, subscribe_error.
+amounts are JSON numbers. `ticker.<instrument>.100ms`: every `ticker_every_s`, the REST replay's
+`public/ticker` answer (deribit.ticker: mark and index of the last minute that ended, open
+interest, current_funding and funding_8h for perpetuals, the day's stats) with the live book's
+best bid/ask and the tick's time, so live and REST agree. Faults (ws_replay.py): disconnect, stall,
+skip_sequence, subscribe_error, bad_frame (`channel` "ticker": the next ticker with its fields missing).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import json
 
 from marketdata_assets.replay.crypto.config import DERIBIT
+from marketdata_assets.replay.crypto.deribit import ticker
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.ws_replay import Move, VenueWsReplay
 from marketdata_assets.replay.crypto.ws_server import Client
@@ -43,7 +48,7 @@ class DeribitWsReplay(VenueWsReplay):
     def _valid(self, channel: str) -> bool:
         kind, _, rest = channel.partition(".")
         instrument, _, interval = rest.rpartition(".")
-        return kind in ("trades", "book") and instrument in self.instruments and interval == "100ms"
+        return kind in ("trades", "book", "ticker") and instrument in self.instruments and interval == "100ms"
 
     async def control(self, client: Client, message: str | bytes) -> bool:
         try:
@@ -123,11 +128,23 @@ class DeribitWsReplay(VenueWsReplay):
             {"trade_seq": i, "trade_id": str(i), "timestamp": move.event_ms, "tick_direction": 0, "price": p,
              "amount": q, "direction": "buy" if buy else "sell", "instrument_name": name, "index_price": p,
              "mark_price": p} for i, p, q, buy in move.trades])
+        ticker_channel = f"ticker.{name}.100ms"
+        tick = self._ticker(name, live, move) if any(ticker_channel in c.streams for c in self.clients.values()) \
+            and self.due("ticker", name, self.config.ticker_every_s) else None
         for client in list(self.clients.values()):
             if book_channel in client.streams:
                 self.send_data(client, book)
             if trades_channel in client.streams and move.trades:
                 self.send_data(client, trades)
+            if tick is not None and ticker_channel in client.streams:
+                self.send_data(client, tick)
+
+    def _ticker(self, name: str, live: LiveInstrument, move: Move) -> str:
+        _, bids, asks = live.top(1)
+        data = {**ticker(self.market, name), "timestamp": move.event_ms, "best_bid_price": float(bids[0][0]),
+                "best_bid_amount": float(bids[0][1]), "best_ask_price": float(asks[0][0]),
+                "best_ask_amount": float(asks[0][1])}
+        return notification(f"ticker.{name}.100ms", self.maybe_damaged("ticker", data))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,9 @@ the REST `/api/v3/depth` of the same book at the update id it stands at, so a sn
 stream agree the way they do at the venue. A skipped sequence (`step(skip=True)`) applies one
 update to the truth without sending it: a client that does not resync ends with a wrong book.
 
+Bars (`last_closed_bar`, `open_bar`) are the tape's minute bars, the ones the REST replays' klines and
+candles answer, so a live closed bar equals the REST bar of that minute.
+
 Trades are the tape's (replay.crypto.tape), from the trade current at the start onwards: ids,
 prices, sizes and sides as the REST replay's `/api/v3/trades` gives them; the event and trade times
 are the wall clock when they are sent (the stream plays the tape faster than it was recorded).
@@ -22,11 +25,24 @@ import time
 from datetime import timedelta
 
 from marketdata_assets.replay.crypto.config import BINANCE
-from marketdata_assets.replay.crypto.tape import Market, day_of_us, instrument_spec, round_step
+from marketdata_assets.replay.crypto.tape import MINUTE_US, Market, day_of_us, day_us, instrument_spec, round_step
 
 
 def fmt8(value: float) -> str:
     return f"{value:.8f}"
+
+
+def last_closed_bar(market: Market, venue: str, instrument: str, now_us: int) -> tuple | None:
+    """The tape's bar of the minute that ended last (tape.DayTape.bars' tuple), as REST answers it."""
+    minute = now_us - now_us % MINUTE_US - MINUTE_US
+    bars = market.bars_between(venue, instrument, minute, minute)
+    return bars[0] if bars else None
+
+
+def open_bar(market: Market, venue: str, instrument: str, now_us: int) -> tuple:
+    """The tape's bar of the minute in progress (the replay's open bar shows its final values)."""
+    day = day_of_us(now_us)
+    return market.tape(venue, instrument, day).bars()[(now_us - day_us(day)) // MINUTE_US]
 
 
 class LiveInstrument:

@@ -48,6 +48,7 @@ class VenueWsReplay(WsServer):
 
     venue = ""
     path = "/"
+    other_paths: tuple[str, ...] = ()  # more endpoints the venue serves (OKX's /ws/v5/business)
 
     def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
                  replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
@@ -73,11 +74,12 @@ class VenueWsReplay(WsServer):
     # ---- connections ------------------------------------------------------------------------
 
     async def _serve(self, connection: ServerConnection) -> None:
-        if connection.request.path.split("?")[0].rstrip("/") != self.path.rstrip("/"):
+        path = connection.request.path.split("?")[0].rstrip("/")
+        if path not in (p.rstrip("/") for p in (self.path, *self.other_paths)):
             await connection.close(1008, "Invalid request")
             return
         self.counts["connections"] += 1
-        client = Client(self.counts["connections"], connection, set(), combined=False)
+        client = Client(self.counts["connections"], connection, set(), combined=False, path=path)
         client.last_in = client.last_out = asyncio.get_running_loop().time()
         self.clients[client.number] = client
         sender = asyncio.create_task(self._send_forever(client))

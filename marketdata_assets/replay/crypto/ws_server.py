@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -18,7 +19,19 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst",
-                            "wrong_checksum"})  # wrong_checksum: OKX's replay only
+                            "wrong_checksum", "bad_frame"})  # wrong_checksum: OKX's replay only
+# bad_frame: the next `times` data frames of `channel` (the venue's channel kind: "bookTicker",
+# "tickers", "ticker", ...) go out with their fields missing (`damage`): a client must count them and go on.
+
+
+def damage(data):
+    """A payload with its fields gone: a dict keeps only what names the event (e, s, instId,
+    instrument_name); a list keeps one damaged element."""
+    if isinstance(data, list):
+        return [damage(data[0])] if data else [{}]
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k in ("e", "s", "instId", "instrument_name")}
+    return data
 
 @dataclass
 class WsFault:
@@ -27,6 +40,7 @@ class WsFault:
     after: int = 0
     times: int | None = 1
     count: int = 1000  # burst: trades at once
+    channel: str | None = None  # bad_frame: the channel kind whose frames are damaged
     fired: int = 0
 
     def __post_init__(self):
@@ -53,6 +67,8 @@ class WsConfig:
     record: bool = False  # keep every text sent, per connection (`sent`): what a client must have landed
     idle_s: float = 30.0  # OKX's replay: a connection with no traffic either way for this long is closed
     heartbeat_s: float | None = None  # Deribit's replay: test_request cadence (None: the interval the client set)
+    ticker_every_s: float = 0.1  # tickers (OKX tickers, Deribit ticker.100ms): at most one per instrument this often
+    derived_every_s: float = 1.0  # mark price, funding, open interest: one per instrument this often (markPrice@1s)
     faults: list[WsFault] = field(default_factory=list)
 
 
@@ -71,6 +87,8 @@ class Client:
     last_in: float = 0.0  # loop time of the last message received (the venue replays of ws_replay.py)
     last_out: float = 0.0  # ... and sent
     pending_snapshots: list = field(default_factory=list)  # Deribit's replay: book snapshots to send after the answer
+    path: str = ""  # the request path it connected on (OKX: /ws/v5/public or /ws/v5/business)
+    bars_sent: dict = field(default_factory=dict)  # kline/candle stream -> open time (µs) of the last closed bar sent
 
 
 class WsServer:
@@ -80,6 +98,7 @@ class WsServer:
     path = ""
 
     def _init_server(self) -> None:
+        self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
         self.paused = False  # the market stands still (tests compare books at rest)
         self.lock = threading.Lock()
         self._ready = threading.Event()
@@ -154,6 +173,21 @@ class WsServer:
             return [f for f in self.config.faults if f.kind == kind]
 
     # ---- sending ----
+
+    def due(self, kind: str, instrument: str, every_s: float) -> bool:
+        """Whether `kind` of `instrument` is due (its last push `every_s` or more ago); marks it pushed."""
+        now = time.monotonic()
+        if now - self.last_push.get((kind, instrument), -1e9) < every_s:
+            return False
+        self.last_push[(kind, instrument)] = now
+        return True
+
+    def maybe_damaged(self, channel: str, payload):
+        """`payload`, or its damaged copy when a `bad_frame` fault of `channel` fires."""
+        if any(f.take() for f in self.faults("bad_frame") if f.channel == channel):
+            self.counts["bad_frames"] = self.counts.get("bad_frames", 0) + 1
+            return damage(payload)
+        return payload
 
     def send_data(self, client: Client, text: str) -> None:
         """A data frame to one client; the disconnect and stall faults count these."""
