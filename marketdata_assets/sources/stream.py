@@ -138,7 +138,8 @@ class StreamProtocol(Protocol):
 
     venue: str
     ws_url: str
-    datasets: tuple[str, ...]  # what it collects (`enabled`)
+    supported: tuple[str, ...]  # the datasets it can collect
+    datasets: tuple[str, ...]  # those it collects (`enabled`)
     limits: StreamLimits
     keepalive: Keepalive | None
     rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
@@ -149,6 +150,8 @@ class StreamProtocol(Protocol):
     def url(self, base: str, channels: list[str]) -> str: ...  # the URL naming `channels` (maybe none)
 
     def endpoint(self, channel: str) -> str: ...  # "" unless the venue serves a channel elsewhere (OKX candles)
+
+    def endpoint_url(self, base: str, endpoint: str) -> str: ...  # the base URL of an endpoint ("": `base`)
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]: ...
 

@@ -155,7 +155,8 @@ class LiveCollector:
         if keepalive is not None:  # ping well before our own stale deadline could call a quiet channel dead
             every = self.config.keepalive_s or min(keepalive.every_s, self.config.stale_s / 2)
             keepalive = Keepalive(keepalive.text, every)
-        conn = Connection(conn_id, protocol.url(self.config.ws_url, named), streams, opening + messages, self.queue,
+        base = protocol.endpoint_url(self.config.ws_url, protocol.endpoint(streams[0]) if streams else "")
+        conn = Connection(conn_id, protocol.url(base, named), streams, opening + messages, self.queue,
                           self.stats, stale_s=self.config.stale_s, pacer=Pacer(self.limits.control_per_s),
                           keepalive=keepalive)
         self.connections[conn_id] = conn

@@ -85,7 +85,7 @@ class BinanceWsReplay(WsServer):
 
     def _valid(self, stream: str) -> bool:
         instrument, _, kind = stream.partition("@")
-        return stream == stream.lower() and instrument.upper() in self.instruments and kind in self.stream_kinds
+        return instrument == instrument.lower() and instrument.upper() in self.instruments and kind in self.stream_kinds
 
     def _open(self, connection: ServerConnection) -> Client | None:
         """The client a request path asks for (`/stream?streams=`, `/ws/<stream>`, `/ws`), or None."""

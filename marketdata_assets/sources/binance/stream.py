@@ -265,7 +265,8 @@ class BinanceSpotStream:
              "kline_1m": (BARS_1M, "kline_1m", kline_message)}
 
     def __init__(self, datasets=None):
-        self.datasets = enabled(datasets, tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values())))
+        self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
+        self.datasets = enabled(datasets, self.supported)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
@@ -277,6 +278,9 @@ class BinanceSpotStream:
 
     def endpoint(self, channel: str) -> str:
         return ""
+
+    def endpoint_url(self, base: str, endpoint: str) -> str:
+        return base
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         return subscribe_messages(channels, first_id) if channels else []

@@ -118,7 +118,8 @@ class DeribitStream:
 
     def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
         self.heartbeat_s = heartbeat_s
-        self.datasets = enabled(datasets, (TRADES, BOOKS, *TICKER_DATASETS))
+        self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
+        self.datasets = enabled(datasets, self.supported)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         interval = "raw" if depth_speed_ms == 0 else f"{depth_speed_ms}ms"
@@ -132,6 +133,9 @@ class DeribitStream:
 
     def endpoint(self, channel: str) -> str:
         return ""
+
+    def endpoint_url(self, base: str, endpoint: str) -> str:
+        return base
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         step = self.limits.subscribe_batch

@@ -29,7 +29,7 @@ Other channels (OKX API v5, "Public Data / Market Data WebSocket"; every push `{
   bar closed: only those are published (the open bar's pushes are landed raw). OKX serves candles
   on the business endpoint `/ws/v5/business`, not /public (a subscribe there is refused 60018): the
   collector gives them connections of their own (`endpoint`), opened on the business URL
-  (`url`: the public URL's `/ws/v5/public` replaced by `/ws/v5/business`);
+  (`endpoint_url`: the public URL's `/ws/v5/public` replaced by `/ws/v5/business`);
 - `funding-rate` (funding, SWAP only): `{instType, instId, fundingRate, nextFundingRate?, fundingTime,
   nextFundingTime, method, ts}` every 30-90 s; `mark-price` (mark_price, contracts only):
   `{instType, instId, markPx, ts}` on change, at most every 200 ms; `open-interest`
@@ -200,7 +200,8 @@ class OkxStream:
     stale_s = 10.0  # a quiet book is kept talking by our pings (at stale_s / 2)
 
     def __init__(self, datasets=None):
-        self.datasets = enabled(datasets, tuple(CHANNEL_DATASET.values()))
+        self.supported = tuple(CHANNEL_DATASET.values())
+        self.datasets = enabled(datasets, self.supported)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
@@ -213,9 +214,10 @@ class OkxStream:
     def endpoint(self, channel: str) -> str:
         return "business" if channel.rpartition("@")[2] in BUSINESS else ""
 
+    def endpoint_url(self, base: str, endpoint: str) -> str:
+        return base.replace(PUBLIC_PATH, BUSINESS_PATH) if endpoint == "business" else base
+
     def url(self, base: str, channels: list[str]) -> str:
-        if channels and self.endpoint(channels[0]) == "business":
-            return base.replace(PUBLIC_PATH, BUSINESS_PATH)
         return base
 
     def _request(self, op: str, channels: list[str], request_id: int) -> str:
