@@ -5,8 +5,10 @@ SUBSCRIBE, limits, faults) with USD-M's streams, on the BINANCE_UM tapes and boo
 - `<instrument>@aggTrade`: the tape's aggregate trades (`a` = the tape id, `f`/`l` its trade span,
   as REST `/fapi/v1/aggTrades` answers them);
 - `<instrument>@depth@100ms`: `depthUpdate` with `T` and `pu` = the `u` before it (a skipped
-  sequence: the event whose `pu` names an event never sent); REST `/fapi/v1/depth` of the replay
-  answers the same book (`lastUpdateId` fits the stream);
+  sequence: the event whose `pu` names an event never sent); `U` is one above the event's first
+  update when it holds several (USD-M's U is not the previous u + 1 [inferred from the docs'
+  rule, which chains by pu only]: a client that checks U as on spot sees false gaps); REST
+  `/fapi/v1/depth` of the replay answers the same book (`lastUpdateId` fits the stream);
 - `<instrument>@bookTicker` (`e`, `E`, `T` added to spot's), `<instrument>@kline_1m` as spot's;
 - `<instrument>@markPrice@1s`: every `derived_every_s`, the REST `premiumIndex` answer
   (`binance_um.BinanceUm.premium_index`: mark and index of the last minute that ended, the last
@@ -40,7 +42,8 @@ class BinanceUmWsReplay(BinanceWsReplay):
 
     def depth_event(self, live: LiveInstrument, event_ms: int, skip: bool) -> dict:
         event = live.step(event_ms, skip=skip)
-        return {**event, "T": event_ms, "pu": event["U"] - 1}
+        first, last = event["U"], event["u"]
+        return {**event, "U": first + 1 if last > first else first, "T": event_ms, "pu": first - 1}
 
     def trades(self, live: LiveInstrument, count: int, event_ms: int) -> list[dict]:
         out = []

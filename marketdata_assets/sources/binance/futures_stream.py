@@ -17,8 +17,10 @@ What the venue documents (developers.binance.com, derivatives/usds-margined-futu
   (`UsdmDepthSync`): buffer the events, get `/fapi/v1/depth` (`lastUpdateId`), drop events with
   u < lastUpdateId (we: u <= it, the snapshot has them), the first kept must straddle it (U <=
   lastUpdateId + 1 <= u: the documented U <= lastUpdateId <= u, with the event that starts right
-  after the snapshot allowed too), and from then on each event's `pu` must equal the previous
-  event's `u`; otherwise the book is dropped and rebuilt from a fresh REST snapshot.
+  after the snapshot allowed too) or continue it (pu = lastUpdateId), and from then on each
+  event's `pu` must equal the previous event's `u`; otherwise the book is dropped and rebuilt from
+  a fresh REST snapshot. U is not the previous u + 1 on USD-M (spot's rule would see false gaps):
+  only `pu` chains the events.
 - `<instrument>@bookTicker` `{e, u, E, T, s, b, B, a, A}` (tickers, id `u`);
   `<instrument>@kline_1m` as spot's (bars_1m, a closed bar only, id its open time);
   `<instrument>@markPrice@1s` `{e: "markPriceUpdate", E, s, p (mark), i (index), P (estimated
@@ -101,7 +103,7 @@ class UsdmDepthSync:
         current = self.book.update_id
         if last <= current:
             return "old"
-        broken = prev != current if self.chained else first > current + 1
+        broken = prev != current if self.chained else (prev != current and first > current + 1)
         if broken:
             self.last_gap = {"expected_prev": current, "got_prev": prev, "got_first": first}
             self.needs_snapshot, self.chained, self.book = True, False, OrderBook()
