@@ -25,7 +25,14 @@ import time
 from datetime import timedelta
 
 from marketdata_assets.replay.crypto.config import BINANCE
-from marketdata_assets.replay.crypto.tape import MINUTE_US, Market, day_of_us, day_us, instrument_spec, round_step
+from marketdata_assets.replay.crypto.tape import (
+    MINUTE_US,
+    Market,
+    day_of_us,
+    day_us,
+    instrument_spec,
+    round_step,
+)
 
 
 def fmt8(value: float) -> str:

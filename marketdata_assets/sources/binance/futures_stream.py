@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from typing import ClassVar
 
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.futures import BinanceFuturesClient
@@ -158,7 +159,7 @@ class BinanceUsdmStream(BinanceSpotStream):
     limits = StreamLimits(max_channels=1024, control_per_s=INCOMING_PER_S - 1,
                           connections_per_window=LIMITS.connections_per_5min, lifetime_s=86_400.0,
                           url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
-    KINDS = {"aggTrade": (TRADES, "aggTrade", agg_trade_message), "depth": (BOOKS, None, None),
+    KINDS: ClassVar[dict] = {"aggTrade": (TRADES, "aggTrade", agg_trade_message), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", lambda d, i, r: book_ticker_message(d, i, r, VENUE)),
              "kline_1m": (BARS_1M, "kline_1m", lambda d, i, r: kline_message(d, i, r, VENUE)),
              "markPrice": (MARK_PRICE, "markPrice@1s", None), "funding": (FUNDING, "markPrice@1s", None),

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.rest import BinanceClient
@@ -260,7 +260,7 @@ class BinanceSpotStream:
     rest_snapshots = True
     stale_s = 10.0  # data every 100 ms; the server pings every 20 s
     # stream kind -> (dataset, the stream's name after the instrument, its messages)
-    KINDS = {"trade": (TRADES, "trade", trade_message), "depth": (BOOKS, None, None),
+    KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_message), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
              "kline_1m": (BARS_1M, "kline_1m", kline_message)}
 

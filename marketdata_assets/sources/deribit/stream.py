@@ -36,7 +36,6 @@ books, tickers (`DeribitStream(datasets=...)`).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from marketdata_assets.sources.stream import (
     BOOKS,

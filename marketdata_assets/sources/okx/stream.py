@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
 
 from marketdata_assets.sources.stream import (
     BARS_1M,
