@@ -206,15 +206,16 @@ class BinanceWsReplay(WsServer):
             count = sum(f.count for f in bursts if f.take()) or self.config.trades_per_tick
             trades = self.trades(live, count, event_ms)
             lower = name.lower()
-            top = live.top(1)
-            ticker = {"u": depth["u"], "s": name, "b": top[1][0][0], "B": top[1][0][1], "a": top[2][0][0],
-                      "A": top[2][0][1]}
+            _, bids, asks = live.top(1)
+            ticker = {"u": depth["u"], "s": name, "b": bids[0][0], "B": bids[0][1], "a": asks[0][0],
+                      "A": asks[0][1]} if bids and asks else None  # a side emptied: no best price to tell
             for client in list(self.clients.values()):
                 for kind in ("depth@100ms", "depth"):
                     self._deliver(client, f"{lower}@{kind}", depth)
                 for trade in trades:
                     self._deliver(client, f"{lower}@{self.trade_kind}", trade)
-                self._deliver(client, f"{lower}@bookTicker", self.book_ticker(ticker, event_ms))
+                if ticker is not None:
+                    self._deliver(client, f"{lower}@bookTicker", self.book_ticker(ticker, event_ms))
             self.bars(name, event_ms)
             self.extras(name, live, trades, event_ms)
 

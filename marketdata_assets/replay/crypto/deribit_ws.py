@@ -130,7 +130,7 @@ class DeribitWsReplay(VenueWsReplay):
              "mark_price": p} for i, p, q, buy in move.trades])
         ticker_channel = f"ticker.{name}.100ms"
         tick = self._ticker(name, live, move) if any(ticker_channel in c.streams for c in self.clients.values()) \
-            and self.due("ticker", name, self.config.ticker_every_s) else None
+            and all(live.top(1)[1:]) and self.due("ticker", name, self.config.ticker_every_s) else None
         for client in list(self.clients.values()):
             if book_channel in client.streams:
                 self.send_data(client, book)

@@ -156,8 +156,8 @@ class OkxWsReplay(VenueWsReplay):
         """(landing channel, push) of tickers and, when due, mark-price, funding-rate, open-interest."""
         out: list[tuple[str, str | None]] = []
         ts = str(move.event_ms)
-        if self.due("tickers", name, self.config.ticker_every_s):
-            _, bids, asks = live.top(1)
+        _, bids, asks = live.top(1)
+        if bids and asks and self.due("tickers", name, self.config.ticker_every_s):
             _, px, sz, _ = self.last_trade.get(name, (0, float(bids[0][0]), 0.0, True))
             out.append((f"{name}@tickers", self._push("tickers", {"instId": name}, [{
                 "instType": "SWAP" if is_swap(name) else "SPOT", "instId": name, "last": fmt_plain(px),
