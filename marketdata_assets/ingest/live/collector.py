@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from marketdata_assets.ingest.live.connection import AttemptWindow, Backoff, Connection, Pacer
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.stream import BOOKS, Frame, Keepalive, StreamProtocol, plan_connections
+from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, Keepalive, StreamProtocol, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
 
@@ -311,6 +311,7 @@ class LiveCollector:
         venue, prefix, counts = self.protocol.venue, self.config.subject_prefix, self.stats.messages
         for message in self.protocol.messages(frame, recv_ns):
             counts[message.dataset] = counts.get(message.dataset, 0) + 1
+            self.stats.trades += message.dataset == TRADES
             if message.event_ms is not None:
                 self.stats.lagged(recv_ns, message.event_ms)
             if self.store is None:

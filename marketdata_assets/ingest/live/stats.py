@@ -30,6 +30,7 @@ class Stats:
     overflow_frames: int = 0  # frames dropped because the queue was full
     subscribe_errors: int = 0
     acks: int = 0
+    trades: int = 0  # trades parsed (= messages["trades"]; kept a field: /status and the metrics read it)
     messages: dict[str, int] = field(default_factory=dict)  # dataset -> messages parsed (trades, tickers, ...)
     gaps: int = 0  # book sequence breaks and checksum mismatches
     checksum_mismatches: int = 0  # of the gaps, those a wrong checksum showed (OKX)
@@ -48,11 +49,6 @@ class Stats:
     lag_sum_s: float = 0.0
     started_ns: int = field(default_factory=time.time_ns)
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def trades(self) -> int:
-        """Trades parsed (`messages["trades"]`)."""
-        return self.messages.get("trades", 0)
 
     @property
     def parsed(self) -> int:
