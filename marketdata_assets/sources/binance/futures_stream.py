@@ -45,6 +45,7 @@ from marketdata_assets.sources.binance.stream import (
     SUBSCRIBE_BATCH,
     URL_STREAMS,
     BinanceSpotStream,
+    RestDepth,
     book_ticker_message,
     kline_message,
 )
@@ -138,19 +139,6 @@ class UsdmDepthSync:
         return dict(self.last_gap)
 
 
-class RestFuturesDepth:
-    """`/fapi/v1/depth` snapshots for `UsdmDepthSync` (a `SnapshotSource`)."""
-
-    def __init__(self, rest_url: str):
-        self.client = BinanceFuturesClient(rest_url)
-
-    async def fetch(self, instrument: str, limit: int) -> dict:
-        return await self.client.depth_body(instrument, limit)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
 class BinanceUsdmStream(BinanceSpotStream):
     """Binance USD-M futures as a `StreamProtocol`: spot's protocol over USD-M's URL, limits and streams."""
 
@@ -188,5 +176,5 @@ class BinanceUsdmStream(BinanceSpotStream):
     def new_book(self, instrument: str) -> UsdmDepthSync:
         return UsdmDepthSync(instrument)
 
-    def snapshot_source(self, rest_url: str) -> RestFuturesDepth:
-        return RestFuturesDepth(rest_url)
+    def snapshot_source(self, rest_url: str) -> RestDepth:
+        return RestDepth(rest_url, BinanceFuturesClient)

@@ -236,10 +236,11 @@ class DepthSync:
 
 
 class RestDepth:
-    """REST depth snapshots for `DepthSync` (the `SnapshotSource` of sources/stream.py)."""
+    """REST depth snapshots for `DepthSync` (the `SnapshotSource` of sources/stream.py); USD-M's
+    through `BinanceFuturesClient` (`/fapi/v1/depth`)."""
 
-    def __init__(self, rest_url: str):
-        self.client = BinanceClient(rest_url)
+    def __init__(self, rest_url: str, client_class=BinanceClient):
+        self.client = client_class(rest_url)
 
     async def fetch(self, instrument: str, limit: int) -> dict:
         return await self.client.depth_body(instrument, limit)
