@@ -1,0 +1,79 @@
+"""The live datasets' declarations and messages without a socket: which channels a venue subscribes
+for which datasets (OKX's per instrument type and its business endpoint), an unknown dataset refused,
+a kline published only once closed, a Deribit ticker's datasets as enabled, ids per dataset, and
+USD-M's `pu` chaining (a first event continuing the snapshot by `pu`, a broken `pu` one gap)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream, UsdmDepthSync
+from marketdata_assets.sources.binance.stream import BinanceSpotStream
+from marketdata_assets.sources.deribit.stream import DeribitStream
+from marketdata_assets.sources.okx.stream import OkxStream
+from marketdata_assets.sources.stream import DEFAULT_DATASETS, LIVE_DATASETS, plan_connections
+
+
+def test_datasets_are_declared_and_unknown_ones_refused():
+    for protocol in (BinanceSpotStream(), BinanceUsdmStream(), OkxStream(), DeribitStream()):
+        assert protocol.datasets == DEFAULT_DATASETS
+    with pytest.raises(ValueError, match="liquidations"):
+        DeribitStream(datasets=["trades", "liquidations"])
+    assert BinanceSpotStream(["trades", "bars_1m"]).channels(["BTCUSDT"], 100) == ["btcusdt@trade", "btcusdt@kline_1m"]
+    assert BinanceUsdmStream(["funding"]).channels(["BTCUSDT"], 100) == ["btcusdt@markPrice@1s"]
+
+
+def test_okx_channels_follow_instrument_types_and_candles_get_the_business_endpoint():
+    okx = OkxStream(LIVE_DATASETS)
+    channels = okx.channels(["BTC-USDT", "BTC-USDT-SWAP"], 100)
+    assert "BTC-USDT@funding-rate" not in channels and "BTC-USDT@mark-price" not in channels  # spot
+    assert {"BTC-USDT-SWAP@funding-rate", "BTC-USDT-SWAP@open-interest", "SWAP@liquidation-orders"} <= set(channels)
+    plans = plan_connections(channels, 480, okx.endpoint)
+    assert [okx.endpoint(p[0]) for p in plans] == ["", "business"]
+    assert plans[1] == ["BTC-USDT@candle1m", "BTC-USDT-SWAP@candle1m"]
+    assert okx.endpoint_url("wss://ws.okx.com:8443/ws/v5/public", "business") == "wss://ws.okx.com:8443/ws/v5/business"
+    (_, text), = okx.subscribe_messages(["SWAP@liquidation-orders"], 1)
+    assert json.loads(text)["args"] == [{"channel": "liquidation-orders", "instType": "SWAP"}]
+
+
+def test_a_kline_is_published_once_closed_with_its_open_time_as_id():
+    spot = BinanceSpotStream(["trades", "bars_1m"])
+    bar = {"t": 60_000, "T": 119_999, "o": "1", "h": "2", "l": "0.5", "c": "1.5", "v": "3", "q": "4", "n": 7,
+           "V": "1", "x": False}
+
+    def frame(closed: bool):
+        return spot.decode(json.dumps({"stream": "btcusdt@kline_1m",
+                                       "data": {"e": "kline", "E": 120_001, "s": "BTCUSDT", "k": {**bar, "x": closed}}}))
+    assert spot.messages(frame(False), 5) == []
+    (message,) = spot.messages(frame(True), 5)
+    assert (message.dataset, message.msg_id, message.event_ms) == ("bars_1m", "bars_1m.BINANCE.BTCUSDT.60000", 120_001)
+    assert json.loads(message.payload)["close"] == "1.5"
+
+
+def test_a_deribit_ticker_feeds_the_enabled_datasets_perpetuals_funding_only():
+    deribit = DeribitStream(datasets=["tickers", "mark_price", "funding", "open_interest"])
+    ticker = {"timestamp": 9, "best_bid_price": 1.0, "best_bid_amount": 2.0, "best_ask_price": 1.5,
+              "best_ask_amount": 3.0, "mark_price": 1.2, "index_price": 1.1, "open_interest": 50.0}
+
+    def messages(instrument: str, **extra):
+        frame = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
+            "channel": f"ticker.{instrument}.100ms", "data": {**ticker, **extra}}}))
+        return deribit.messages(frame, 1)
+    perpetual = messages("BTC-PERPETUAL", current_funding=0.0001, funding_8h=0.0002)
+    assert [m.msg_id for m in perpetual] == [f"{d}.DERIBIT.BTC-PERPETUAL.9" for d in
+                                             ("tickers", "mark_price", "funding", "open_interest")]
+    assert [m.dataset for m in messages("BTC-27MAR26")] == ["tickers", "mark_price", "open_interest"]
+
+
+def test_usdm_events_chain_by_pu_only():
+    sync = UsdmDepthSync("BTCUSDT")
+    assert sync.on_event(101, 105, 99, [["1", "1"]], []) == "buffered"
+    assert sync.on_snapshot(100, [["1", "2"]], [["2", "1"]]) == "synced"  # the buffered event straddles 101
+    assert sync.on_event(108, 110, 105, [], []) == "applied"  # U jumps: pu names the last u, fine
+    assert sync.on_event(111, 112, 109, [], []) == "gap"  # pu names an event never seen
+    assert sync.gap_details() == {"expected_prev": 110, "got_prev": 109, "got_first": 111}
+    fresh = UsdmDepthSync("ETHUSDT")
+    fresh.on_snapshot(200, [], [])
+    assert fresh.on_event(203, 204, 200, [], []) == "applied"  # the first event continues the snapshot by pu
