@@ -75,3 +75,15 @@ class BinanceUmWsReplay(BinanceWsReplay):
                 self._deliver(client, f"{lower}@markPrice@1s", mark)
             for order in liquidations:
                 self._deliver(client, f"{lower}@forceOrder", order)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m marketdata_assets.replay.crypto.binance_um_ws --port 8770 --rest-port 8771`: USD-M's
+    WebSocket streams and the REST replay on one market (its /fapi/v1/depth fits the stream)."""
+    from marketdata_assets.replay.crypto.ws_main import run
+
+    return run(BinanceUmWsReplay, "binance_um_ws", 8770, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
