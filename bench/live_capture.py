@@ -1,0 +1,340 @@
+"""The live collector's hot path against the machine's ceiling, its end-to-end latency, and its
+memory over a long run (issue 23: `bench live_capture`).
+
+Frames come from bench/live_sender.py, a separate process pushing pre-rendered Binance spot
+combined-stream frames (trades, and depth diffs with continuous U/u; `--depth-share` of them) over
+a WebSocket on 127.0.0.1, with `/api/v3/depth` snapshots that fit the diffs. The processes measured
+are bench/live_capture_roles.py's. Three parts:
+
+1. **Throughput** (`--rounds`, each round both, order flipped each round; a fresh sender each time,
+   sending as fast as the client reads): the real `LiveCollector` (Binance spot protocol: receive,
+   bounded queue, decode, raw landing as zstd files in a scratch dir, books, trades published to
+   the stack's nats-server at NATS_URL on the bench's own subjects `benchlc.>` and stream
+   `BENCH_LIVE_CAPTURE`) vs the ceiling, a bare `websockets` client receiving and discarding the
+   same frames. Each runs `--window-s` from its first frame; the collector's clock runs on until
+   what it read is landed and published. Per core = frames / CPU seconds of the process (every
+   thread); the ratio (collector / ceiling, median over rounds) is taken per CPU second, the
+   measure that holds on a shared machine. Frames the collector's queue had no room for are
+   dropped by it (counted, never landed): they are not in its frames. Target >= 0.5.
+2. **Latency** at a steady `--rate` (frames/s; 10,000 with `--depth-share 0`: 10k trades a second):
+   each frame's event time `E` (and `T`) is its send time; collector -> JetStream -> the durable
+   consumer (ingest/live/consumer.py, production defaults: batches of 1,000 or 0.25 s) -> embedded
+   ClickHouse `trades_live` in a scratch data directory (chDB, run in this process). Queryable =
+   the time a query saw the row: after each batch's INSERT returns, `SELECT max(event_ts)` of the
+   table must reach the batch's newest event time; the latency of every row of the batch is that
+   query's return time minus its `E` (the INSERT's own return time is reported beside it: the
+   difference is the query). p50/p99 over every row, and over the rows after the first 10 s.
+   Target p99 < 1 s.
+3. **Memory**: the same steady run lasts `--duration-s` (600); the collector's RSS (/proc) every
+   `--rss-every-s` (5): start, end, max and the least-squares slope (MB per minute) over the run
+   and over its second half (bounded queues: flat).
+
+Results: bench/results/live_capture.json (every sample of the rounds, the RSS series, the latency
+percentiles). `--short`: a few seconds of each (a smoke test, tests/test_bench_live_capture.py).
+Figures depend on the machine's load (recorded: load average before and after); re-measure on a
+quiet machine before comparing.
+Run: `scripts/with-env .venv/bin/python -m bench live_capture [--duration-s 600] [--short]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy
+
+from bench.live_capture_roles import PREFIX, STREAM
+from marketdata_assets.core import settings
+from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
+from marketdata_assets.sources.binance.stream import combined_url, depth_stream, trade_stream
+from marketdata_assets.stores.clickhouse import connection
+from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
+from marketdata_assets.stores.jetstream import JetStreamStore
+
+RESULTS = Path(__file__).resolve().parent / "results" / "live_capture.json"
+REPO = Path(__file__).resolve().parents[1]
+INSTRUMENTS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "TRXUSDT"]
+DATABASE = "bench_live_capture"
+DURABLE = "bench-live-capture"
+TARGET_RATIO, TARGET_P99_S = 0.5, 1.0
+WARM_UP_S = 10.0
+
+
+@contextmanager
+def sender(rate: float, depth_share: float):
+    """The frame source, a process of its own; yields its base URL (WebSocket and REST on one port)."""
+    process = subprocess.Popen([sys.executable, "-m", "bench.live_sender", "--rate", str(rate), "--depth-share",
+                                str(depth_share), "--instruments", ",".join(INSTRUMENTS)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        port = json.loads(process.stdout.readline())["port"]
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def role_argv(role: str, address: str, seconds: float, scratch: Path, nats_url: str) -> list[str]:
+    streams = [s for name in INSTRUMENTS for s in (trade_stream(name), depth_stream(name))]
+    argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--seconds", str(seconds)]
+    if role == "bare":
+        return argv + ["--url", combined_url(f"ws://{address}", streams)]
+    landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
+    return argv + ["--url", f"ws://{address}", "--rest-url", f"http://{address}", "--instruments",
+                   ",".join(INSTRUMENTS), "--landing", str(landing), "--nats-url", nats_url]
+
+
+def last_json(text: str) -> dict:
+    return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
+def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_url: str) -> dict:
+    with sender(0, depth_share) as address:
+        done = subprocess.run(role_argv(role, address, seconds, scratch, nats_url), check=False, capture_output=True,
+                              text=True, cwd=REPO, timeout=seconds + 300)
+    if done.returncode:
+        raise RuntimeError(f"{role} failed ({done.returncode}): {done.stderr[-2000:]}")
+    result = last_json(done.stdout)
+    result["frames_per_s"] = round(result["frames"] / result["wall_s"])
+    result["frames_per_cpu_s"] = round(result["frames"] / max(result["cpu_s"], 1e-6))
+    result["cpu_us_per_frame"] = round(1e6 * result["cpu_s"] / max(result["frames"], 1), 2)
+    return result
+
+
+def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, nats_url: str) -> dict:
+    """Interleaved rounds of the ceiling and the collector (see the module doc, part 1)."""
+    samples = {"bare": [], "collector": []}
+    for round_ in range(rounds):
+        order = ["bare", "collector"] if round_ % 2 == 0 else ["collector", "bare"]
+        for role in order:
+            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url))
+    ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(samples["bare"], samples["collector"])]
+    wall = [c["frames_per_s"] / b["frames_per_s"] for b, c in zip(samples["bare"], samples["collector"])]
+
+    def median(role, key):
+        return round(statistics.median(s[key] for s in samples[role]))
+    return {"window_s": window_s, "depth_share": depth_share, "rounds": rounds,
+            "bare_frames_per_cpu_s": median("bare", "frames_per_cpu_s"),
+            "bare_frames_per_s": median("bare", "frames_per_s"),
+            "collector_frames_per_cpu_s": median("collector", "frames_per_cpu_s"),
+            "collector_frames_per_s": median("collector", "frames_per_s"),
+            "collector_cpu_us_per_frame": statistics.median(s["cpu_us_per_frame"] for s in samples["collector"]),
+            "bare_cpu_us_per_frame": statistics.median(s["cpu_us_per_frame"] for s in samples["bare"]),
+            "ratio_per_cpu_s": round(statistics.median(ratios), 3), "ratio_min_max": [round(min(ratios), 3),
+                                                                                      round(max(ratios), 3)],
+            "ratio_wall": round(statistics.median(wall), 3), "samples": samples}
+
+
+class TimedInsert:
+    """The consumer's INSERT into `trades_live`, then the query that proves the batch visible; per row
+    the time from its event time `E` to the INSERT's return and to the query's (see part 2)."""
+
+    def __init__(self, client, started_ms: float):
+        self.client, self.started_ms = client, started_ms
+        self.visible, self.inserted, self.received = array("f"), array("f"), array("f")  # ms per row
+        self.warm_index, self.invisible_batches, self.rows = None, 0, 0
+
+    def __call__(self, rows) -> int:
+        n = insert_live_trades(self.client, DATABASE, rows)
+        inserted_ms = time.time_ns() / 1e6
+        newest = self.client.command(f"SELECT toUnixTimestamp64Milli(max(event_ts)) FROM `{DATABASE}`.trades_live")
+        visible_ms = time.time_ns() / 1e6
+        events = [row[9].timestamp() * 1000 for row in rows]
+        if int(newest) < max(events):
+            self.invisible_batches += 1
+        if self.warm_index is None and min(events) > self.started_ms + WARM_UP_S * 1000:
+            self.warm_index = len(self.visible)
+        self.visible.extend(visible_ms - e for e in events)
+        self.inserted.extend(inserted_ms - e for e in events)
+        self.received.extend(row[10].timestamp() * 1000 - e for row, e in zip(rows, events))
+        self.rows += n
+        return n
+
+    def report(self) -> dict:
+        def pct(values, start=0) -> dict:
+            data = numpy.frombuffer(values, dtype=numpy.float32)[start:]
+            if not len(data):
+                return {}
+            p50, p90, p99, p999 = numpy.percentile(data, [50, 90, 99, 99.9])
+            return {"rows": len(data), "p50_ms": round(float(p50), 1), "p90_ms": round(float(p90), 1),
+                    "p99_ms": round(float(p99), 1), "p99_9_ms": round(float(p999), 1),
+                    "max_ms": round(float(data.max()), 1)}
+        warm = self.warm_index if self.warm_index is not None else len(self.visible)
+        return {"queryable": pct(self.visible), "queryable_after_warm_up": pct(self.visible, warm),
+                "insert_returned": pct(self.inserted), "received_by_collector": pct(self.received),
+                "invisible_batches": self.invisible_batches, "rows": self.rows}
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def slope_mb_per_min(series: list[tuple[float, float]]) -> float | None:
+    if len(series) < 3:
+        return None
+    ts, ys = [t for t, _ in series], [y for _, y in series]
+    return round(statistics.linear_regression(ts, ys).slope * 60, 3)
+
+
+def rss_report(series: list[tuple[float, float]]) -> dict:
+    if not series:
+        return {}
+    values = [mb for _, mb in series]
+    return {"samples": len(series), "start_mb": round(values[0], 1), "end_mb": round(values[-1], 1),
+            "max_mb": round(max(values), 1), "slope_mb_per_min": slope_mb_per_min(series),
+            "slope_second_half_mb_per_min": slope_mb_per_min(series[len(series) // 2:]),
+            "series": [(round(t, 1), round(mb, 1)) for t, mb in series]}
+
+
+async def run_collector(argv: list[str], every_s: float) -> tuple[dict, list[tuple[float, float]]]:
+    """The collector process; its RSS every `every_s` from its first frame to its exit."""
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE, cwd=REPO)
+    ready = await process.stdout.readline()
+    if not ready:
+        raise RuntimeError(f"collector failed: {(await process.stderr.read()).decode()[-2000:]}")
+    series, t0 = [], time.monotonic()
+    finished = asyncio.create_task(process.communicate())
+    while not finished.done():
+        mb = rss_mb(process.pid)
+        if mb is not None and process.returncode is None:
+            series.append((time.monotonic() - t0, mb))
+        await asyncio.wait({finished}, timeout=every_s)
+    stdout, stderr = finished.result()
+    if process.returncode:
+        raise RuntimeError(f"collector failed ({process.returncode}): {stderr.decode()[-2000:]}")
+    return last_json(stdout.decode()), series
+
+
+async def steady(rate: float, depth_share: float, duration_s: float, every_s: float, scratch: Path,
+                 nats_url: str) -> dict:
+    """Parts 2 and 3: collector -> JetStream -> consumer -> ClickHouse at `rate`, for `duration_s`."""
+    client, locked = connection.open_client(f"chdb://{scratch / 'clickhouse'}", DATABASE, lock_timeout_s=5)
+    ensure_live_tables(client, DATABASE)
+    store = await JetStreamStore(nats_url, name="bench-live-capture-consumer").connect()
+    try:
+        await store.delete_stream(STREAM.name)  # a clean stream: no message of an earlier run
+        await store.ensure_stream(STREAM)
+        insert = TimedInsert(client, time.time_ns() / 1e6)
+        config = ConsumerConfig(stream=STREAM.name, subject_filter=f"{PREFIX}.trades.>", durable=DURABLE)
+        consumer = TradesConsumer(config, store, insert)
+        await consumer.subscribe()
+        stop = asyncio.Event()
+        consuming = asyncio.create_task(consumer.run(stop))
+        with sender(rate, depth_share) as address:
+            insert.started_ms = time.time_ns() / 1e6
+            result, series = await run_collector(role_argv("collector", address, duration_s, scratch, nats_url),
+                                                 every_s)
+        try:
+            await consumer.stats.wait_until(lambda s: s.inserted >= result["total_published"], 120)
+        finally:
+            stop.set()
+            await consuming
+    finally:
+        await store.delete_stream(STREAM.name)
+        await store.close()
+        client.close()
+        connection.release_directory(locked)
+    collected = {k: result[k] for k in ("frames", "trades", "published", "overflow_frames", "publish_dropped",
+                                        "unpublished", "gaps", "wall_s", "cpu_s")}
+    collected["cpu_share_of_a_core"] = round(result["cpu_s"] / result["wall_s"], 3)
+    return {"rate_frames_per_s": rate, "depth_share": depth_share, "duration_s": duration_s,
+            "collector": collected, "consumer": consumer.counters(), "latency": insert.report(),
+            "rss": rss_report(series)}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench live_capture", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (each: ceiling and collector)")
+    parser.add_argument("--window-s", type=float, default=10.0, help="throughput: seconds from the first frame")
+    parser.add_argument("--depth-share", type=float, default=0.25, help="throughput: share of depth diffs")
+    parser.add_argument("--rate", type=float, default=10_000.0, help="steady run: frames a second")
+    parser.add_argument("--steady-depth-share", type=float, default=0.0, help="steady run: share of depth diffs")
+    parser.add_argument("--duration-s", type=float, default=600.0, help="steady run: seconds (latency and RSS)")
+    parser.add_argument("--rss-every-s", type=float, default=5.0)
+    parser.add_argument("--short", action="store_true", help="a smoke run: a few seconds of each part")
+    parser.add_argument("--skip", choices=("throughput", "steady"), action="append", default=[])
+    args = parser.parse_args(argv)
+    if args.short:
+        args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 2.0, 6.0, 1.0
+        args.rate = min(args.rate, 2_000.0)
+    return args
+
+
+def print_table(report: dict) -> None:
+    t, s = report.get("throughput"), report.get("steady")
+    if t:
+        print(f"{'':34}{'frames/s':>12}{'frames/CPU-s':>14}{'CPU us/frame':>14}")
+        for role, label in (("bare", "ceiling: bare websockets client"), ("collector", "collector: WS->landing->NATS")):
+            print(f"{label:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
+                  f"{t[role + '_cpu_us_per_frame']:>14}")
+        print(f"ratio collector/ceiling per CPU-s {t['ratio_per_cpu_s']} (min-max {t['ratio_min_max']}), "
+              f"wall {t['ratio_wall']}; target >= {TARGET_RATIO}")
+    if s:
+        q, w, c = s["latency"]["queryable"], s["latency"]["queryable_after_warm_up"], s["collector"]
+        print(f"steady {s['rate_frames_per_s']:,.0f} frames/s for {s['duration_s']:.0f} s: {c['trades']:,} trades, "
+              f"{s['consumer']['inserted']:,} inserted; collector {c['cpu_share_of_a_core']} of a core, "
+              f"overflow {c['overflow_frames']:,}")
+        print(f"exchange time -> queryable: p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms, max {q.get('max_ms')} ms"
+              f" (after the first {WARM_UP_S:.0f} s: p50 {w.get('p50_ms')}, p99 {w.get('p99_ms')}); "
+              f"target p99 < {TARGET_P99_S * 1000:.0f} ms")
+        r = s["rss"]
+        print(f"collector RSS: start {r.get('start_mb')} MB, end {r.get('end_mb')} MB, max {r.get('max_mb')} MB, "
+              f"slope {r.get('slope_mb_per_min')} MB/min (second half {r.get('slope_second_half_mb_per_min')})")
+    print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    nats_url = settings.get("NATS_URL")
+    tmp = settings.state_dir() / "tmp"
+    scratch = Path(tempfile.mkdtemp(prefix="bench-live-capture-", dir=tmp if tmp.is_dir() else None))
+    report = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+              "load_average_before": [round(x, 2) for x in os.getloadavg()], "instruments": INSTRUMENTS,
+              "args": vars(args)}
+    try:
+        if "throughput" not in args.skip:
+            report["throughput"] = throughput(args.rounds, args.window_s, args.depth_share, scratch, nats_url)
+        if "steady" not in args.skip:
+            report["steady"] = asyncio.run(steady(args.rate, args.steady_depth_share, args.duration_s,
+                                                  args.rss_every_s, scratch, nats_url))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_table(report)
+    missed = []
+    if "throughput" in report and report["throughput"]["ratio_per_cpu_s"] < TARGET_RATIO:
+        missed.append(f"throughput ratio {report['throughput']['ratio_per_cpu_s']} < {TARGET_RATIO}")
+    p99 = report.get("steady", {}).get("latency", {}).get("queryable", {}).get("p99_ms")
+    if p99 is not None and p99 >= TARGET_P99_S * 1000:
+        missed.append(f"p99 {p99} ms >= {TARGET_P99_S * 1000:.0f} ms")
+    if missed:
+        print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

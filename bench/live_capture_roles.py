@@ -1,0 +1,98 @@
+"""The processes `bench live_capture` measures (bench/live_capture.py starts them), each printing one
+JSON line of results on stdout:
+
+- `bare`: the ceiling. A `websockets` client (the collector's library, opened with the collector's
+  options: no compression, `max_queue` 256, no size cap, pings at the stale deadline) that receives
+  the sender's frames and discards them.
+- `collector`: the real `LiveCollector` with the Binance spot protocol (`BinanceSpotCollector`):
+  frames off the socket onto its bounded queue, decoded, landed raw (zstd, `LandingWriter` in a
+  scratch directory), books synced from the sender's REST snapshots, trades published to the
+  stack's nats-server on the bench's own subject prefix and stream.
+
+Both count from their first frame for `seconds`, then stop (the collector lands and publishes what
+it holds: its clock stops when that is done), and report frames, wall and CPU seconds of the
+process (`time.process_time`: every thread, so the landing worker's zstd is included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import websockets
+
+from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.sources.binance.stream import VENUE
+from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
+from marketdata_assets.stores.landing import LandingWriter
+
+PREFIX = "benchlc"  # the bench's subjects, `benchlc.trades.BINANCE.<instrument>`: no other stream sees them
+STREAM = StreamSpec(name="BENCH_LIVE_CAPTURE", subjects=(f"{PREFIX}.>",), max_bytes=512 << 20, max_age_s=3600.0)
+STALE_S = 10.0  # the collector's default stale deadline (its pings go at this interval)
+
+
+async def bare(url: str, seconds: float) -> dict:
+    """Receive and discard, `seconds` from the first frame."""
+    async with websockets.connect(url, open_timeout=10, ping_interval=STALE_S, ping_timeout=STALE_S, max_size=None,
+                                  max_queue=256, compression=None, proxy=None) as ws:
+        await ws.recv()
+        frames, t0, c0 = 0, time.perf_counter(), time.process_time()
+        deadline = t0 + seconds
+        async for _ in ws:
+            frames += 1
+            if frames % 1000 == 0 and time.perf_counter() >= deadline:
+                break
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+
+
+async def collector(url: str, rest_url: str, instruments: list[str], seconds: float, landing: Path,
+                    nats_url: str) -> dict:
+    """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close)."""
+    store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
+    await store.ensure_stream(STREAM)
+    config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=PREFIX)
+    live = BinanceSpotCollector(config, LandingWriter(landing, VENUE), store)
+    stop = asyncio.Event()
+    running = asyncio.create_task(live.run(stop))
+    await live.stats.wait_until(lambda s: s.frames > 0, 60)
+    s = live.stats
+    start = (s.frames, s.trades, s.published, s.overflow_frames, time.perf_counter(), time.process_time())
+    print(json.dumps({"ready": True}), flush=True)  # the bench starts its clocks (RSS samples, ...)
+    await asyncio.sleep(seconds)
+    stop.set()
+    await running
+    wall, cpu = time.perf_counter() - start[4], time.process_time() - start[5]
+    await store.close()
+    landed_bytes = sum(p.stat().st_size for p in landing.rglob("*.zst"))
+    return {"frames": s.frames - start[0], "trades": s.trades - start[1], "published": s.published - start[2],
+            "overflow_frames": s.overflow_frames - start[3], "publish_dropped": s.publish_dropped,
+            "publish_failures": s.publish_failures, "gaps": s.gaps, "snapshots": s.snapshots,
+            "bad_frames": s.bad_frames, "duplicates": s.duplicates, "total_frames": s.frames,
+            "total_trades": s.trades, "total_published": s.published, "unpublished": len(live.outbox),
+            "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.live_capture_roles")
+    parser.add_argument("role", choices=("bare", "collector"))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--rest-url", default="")
+    parser.add_argument("--instruments", default="BTCUSDT")
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--landing", type=Path)
+    parser.add_argument("--nats-url", default="")
+    args = parser.parse_args(argv)
+    if args.role == "bare":
+        result = asyncio.run(bare(args.url, args.seconds))
+    else:
+        result = asyncio.run(collector(args.url, args.rest_url, args.instruments.split(","), args.seconds,
+                                       args.landing, args.nats_url))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
