@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy
 
-from bench.live_capture_roles import PREFIX, STREAM
+from bench.live_capture_roles import PREFIX, stream_spec
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.sources.binance.stream import combined_url, depth_stream, trade_stream
@@ -89,23 +89,23 @@ def sender(rate: float, depth_share: float):
             process.kill()
 
 
-def role_argv(role: str, address: str, seconds: float, scratch: Path, nats_url: str) -> list[str]:
+def role_argv(role: str, address: str, seconds: float, scratch: Path, nats_url: str, prefix: str) -> list[str]:
     streams = [s for name in INSTRUMENTS for s in (trade_stream(name), depth_stream(name))]
     argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--seconds", str(seconds)]
     if role == "bare":
         return argv + ["--url", combined_url(f"ws://{address}", streams)]
     landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
     return argv + ["--url", f"ws://{address}", "--rest-url", f"http://{address}", "--instruments",
-                   ",".join(INSTRUMENTS), "--landing", str(landing), "--nats-url", nats_url]
+                   ",".join(INSTRUMENTS), "--landing", str(landing), "--nats-url", nats_url, "--prefix", prefix]
 
 
 def last_json(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_url: str) -> dict:
+def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_url: str, prefix: str) -> dict:
     with sender(0, depth_share) as address:
-        done = subprocess.run(role_argv(role, address, seconds, scratch, nats_url), check=False, capture_output=True,
+        done = subprocess.run(role_argv(role, address, seconds, scratch, nats_url, prefix), check=False, capture_output=True,
                               text=True, cwd=REPO, timeout=seconds + 300)
     if done.returncode:
         raise RuntimeError(f"{role} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -116,13 +116,13 @@ def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_
     return result
 
 
-def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, nats_url: str) -> dict:
+def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, nats_url: str, prefix: str) -> dict:
     """Interleaved rounds of the ceiling and the collector (see the module doc, part 1)."""
     samples = {"bare": [], "collector": []}
     for round_ in range(rounds):
         order = ["bare", "collector"] if round_ % 2 == 0 else ["collector", "bare"]
         for role in order:
-            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url))
+            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url, prefix))
     ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(samples["bare"], samples["collector"])]
     wall = [c["frames_per_s"] / b["frames_per_s"] for b, c in zip(samples["bare"], samples["collector"])]
 
@@ -228,39 +228,45 @@ async def run_collector(argv: list[str], every_s: float) -> tuple[dict, list[tup
 
 
 async def steady(rate: float, depth_share: float, duration_s: float, every_s: float, scratch: Path,
-                 nats_url: str) -> dict:
+                 nats_url: str, prefix: str) -> dict:
     """Parts 2 and 3: collector -> JetStream -> consumer -> ClickHouse at `rate`, for `duration_s`."""
     client, locked = connection.open_client(f"chdb://{scratch / 'clickhouse'}", DATABASE, lock_timeout_s=5)
     ensure_live_tables(client, DATABASE)
     store = await JetStreamStore(nats_url, name="bench-live-capture-consumer").connect()
+    spec = stream_spec(prefix)
     try:
-        await store.delete_stream(STREAM.name)  # a clean stream: no message of an earlier run
-        await store.ensure_stream(STREAM)
+        await store.delete_stream(spec.name)  # a clean stream: no message of an earlier run
+        await store.ensure_stream(spec)
         insert = TimedInsert(client, time.time_ns() / 1e6)
-        config = ConsumerConfig(stream=STREAM.name, subject_filter=f"{PREFIX}.trades.>", durable=DURABLE)
+        config = ConsumerConfig(stream=spec.name, subject_filter=f"{prefix}.trades.>", durable=DURABLE)
         consumer = TradesConsumer(config, store, insert)
         await consumer.subscribe()
         stop = asyncio.Event()
         consuming = asyncio.create_task(consumer.run(stop))
         with sender(rate, depth_share) as address:
             insert.started_ms = time.time_ns() / 1e6
-            result, series = await run_collector(role_argv("collector", address, duration_s, scratch, nats_url),
-                                                 every_s)
-        try:
-            await consumer.stats.wait_until(lambda s: s.inserted >= result["total_published"], 120)
+            argv = role_argv("collector", address, duration_s, scratch, nats_url, prefix)
+            result, series = await run_collector(argv, every_s)
+        try:  # a collector far behind leaves a backlog: reported (`caught_up`), not fatal
+            await consumer.stats.wait_until(lambda s: s.inserted >= result["total_published"], 120 + duration_s / 4)
+            caught_up = True
+        except TimeoutError:
+            caught_up = False
         finally:
             stop.set()
             await consuming
     finally:
-        await store.delete_stream(STREAM.name)
+        await store.delete_stream(spec.name)
         await store.close()
         client.close()
         connection.release_directory(locked)
     collected = {k: result[k] for k in ("frames", "trades", "published", "overflow_frames", "publish_dropped",
-                                        "unpublished", "gaps", "wall_s", "cpu_s")}
+                                        "unpublished", "gaps", "wall_s", "cpu_s", "shutdown_s", "shutdown_hung")}
     collected["cpu_share_of_a_core"] = round(result["cpu_s"] / result["wall_s"], 3)
+    collected["achieved_frames_per_s"] = round(result["frames"] / result["wall_s"])  # the offered rate, if kept up
     return {"rate_frames_per_s": rate, "depth_share": depth_share, "duration_s": duration_s,
-            "collector": collected, "consumer": consumer.counters(), "latency": insert.report(),
+            "collector": collected, "consumer": consumer.counters(), "consumer_caught_up": caught_up,
+            "latency": insert.report(),
             "rss": rss_report(series)}
 
 
@@ -275,9 +281,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rss-every-s", type=float, default=5.0)
     parser.add_argument("--short", action="store_true", help="a smoke run: a few seconds of each part")
     parser.add_argument("--skip", choices=("throughput", "steady"), action="append", default=[])
+    parser.add_argument("--prefix", default=PREFIX, help="NATS subject prefix (and stream) of the run")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON report goes")
     args = parser.parse_args(argv)
     if args.short:
-        args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 2.0, 6.0, 1.0
+        args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 1.5, 4.0, 1.0
         args.rate = min(args.rate, 2_000.0)
     return args
 
@@ -293,7 +301,8 @@ def print_table(report: dict) -> None:
               f"wall {t['ratio_wall']}; target >= {TARGET_RATIO}")
     if s:
         q, w, c = s["latency"]["queryable"], s["latency"]["queryable_after_warm_up"], s["collector"]
-        print(f"steady {s['rate_frames_per_s']:,.0f} frames/s for {s['duration_s']:.0f} s: {c['trades']:,} trades, "
+        print(f"steady {s['rate_frames_per_s']:,.0f} frames/s offered for {s['duration_s']:.0f} s "
+              f"({c['achieved_frames_per_s']:,} achieved): {c['trades']:,} trades, "
               f"{s['consumer']['inserted']:,} inserted; collector {c['cpu_share_of_a_core']} of a core, "
               f"overflow {c['overflow_frames']:,}")
         print(f"exchange time -> queryable: p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms, max {q.get('max_ms')} ms"
@@ -303,6 +312,12 @@ def print_table(report: dict) -> None:
         print(f"collector RSS: start {r.get('start_mb')} MB, end {r.get('end_mb')} MB, max {r.get('max_mb')} MB, "
               f"slope {r.get('slope_mb_per_min')} MB/min (second half {r.get('slope_second_half_mb_per_min')})")
     print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
+
+
+async def drop_stream(nats_url: str, prefix: str) -> None:
+    """The run's stream goes (the collectors of the throughput rounds filled it)."""
+    async with JetStreamStore(nats_url, name="bench-live-capture-cleanup") as store:
+        await store.delete_stream(stream_spec(prefix).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,15 +330,17 @@ def main(argv: list[str] | None = None) -> int:
               "args": vars(args)}
     try:
         if "throughput" not in args.skip:
-            report["throughput"] = throughput(args.rounds, args.window_s, args.depth_share, scratch, nats_url)
+            report["throughput"] = throughput(args.rounds, args.window_s, args.depth_share, scratch, nats_url,
+                                              args.prefix)
         if "steady" not in args.skip:
             report["steady"] = asyncio.run(steady(args.rate, args.steady_depth_share, args.duration_s,
-                                                  args.rss_every_s, scratch, nats_url))
+                                                  args.rss_every_s, scratch, nats_url, args.prefix))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        asyncio.run(drop_stream(nats_url, args.prefix))
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_table(report)
     missed = []
     if "throughput" in report and report["throughput"]["ratio_per_cpu_s"] < TARGET_RATIO:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -30,8 +31,17 @@ from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
 
 PREFIX = "benchlc"  # the bench's subjects, `benchlc.trades.BINANCE.<instrument>`: no other stream sees them
-STREAM = StreamSpec(name="BENCH_LIVE_CAPTURE", subjects=(f"{PREFIX}.>",), max_bytes=512 << 20, max_age_s=3600.0)
+
+
+def stream_spec(prefix: str = PREFIX) -> StreamSpec:
+    """The bench's own stream over `<prefix>.>` (a smoke test passes a prefix of its own)."""
+    name = "BENCH_LIVE_CAPTURE" if prefix == PREFIX else f"BENCH_LIVE_CAPTURE_{prefix}"
+    return StreamSpec(name=name, subjects=(f"{prefix}.>",), max_bytes=512 << 20, max_age_s=3600.0)
+
+
+STREAM = stream_spec()
 STALE_S = 10.0  # the collector's default stale deadline (its pings go at this interval)
+SHUTDOWN_S = 90.0  # a collector's stop (land and publish what it holds) taking longer: reported as hung
 
 
 async def bare(url: str, seconds: float) -> dict:
@@ -50,11 +60,11 @@ async def bare(url: str, seconds: float) -> dict:
 
 
 async def collector(url: str, rest_url: str, instruments: list[str], seconds: float, landing: Path,
-                    nats_url: str) -> dict:
+                    nats_url: str, prefix: str = PREFIX) -> dict:
     """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close)."""
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
-    await store.ensure_stream(STREAM)
-    config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=PREFIX)
+    await store.ensure_stream(stream_spec(prefix))
+    config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix)
     live = BinanceSpotCollector(config, LandingWriter(landing, VENUE), store)
     stop = asyncio.Event()
     running = asyncio.create_task(live.run(stop))
@@ -64,16 +74,24 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
     print(json.dumps({"ready": True}), flush=True)  # the bench starts its clocks (RSS samples, ...)
     await asyncio.sleep(seconds)
     stop.set()
-    await running
+    stopping = time.perf_counter()
+    try:  # a stop that never ends is a finding, not a hung bench
+        await asyncio.wait_for(asyncio.shield(running), SHUTDOWN_S)
+        hung = False
+    except asyncio.TimeoutError:
+        hung = True
     wall, cpu = time.perf_counter() - start[4], time.process_time() - start[5]
-    await store.close()
+    shutdown_s = time.perf_counter() - stopping
+    if not hung:
+        await store.close()
     landed_bytes = sum(p.stat().st_size for p in landing.rglob("*.zst"))
     return {"frames": s.frames - start[0], "trades": s.trades - start[1], "published": s.published - start[2],
             "overflow_frames": s.overflow_frames - start[3], "publish_dropped": s.publish_dropped,
             "publish_failures": s.publish_failures, "gaps": s.gaps, "snapshots": s.snapshots,
             "bad_frames": s.bad_frames, "duplicates": s.duplicates, "total_frames": s.frames,
             "total_trades": s.trades, "total_published": s.published, "unpublished": len(live.outbox),
-            "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+            "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,13 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--landing", type=Path)
     parser.add_argument("--nats-url", default="")
+    parser.add_argument("--prefix", default=PREFIX, help="subject prefix (its stream: stream_spec)")
     args = parser.parse_args(argv)
     if args.role == "bare":
         result = asyncio.run(bare(args.url, args.seconds))
     else:
         result = asyncio.run(collector(args.url, args.rest_url, args.instruments.split(","), args.seconds,
-                                       args.landing, args.nats_url))
+                                       args.landing, args.nats_url, args.prefix))
     print(json.dumps(result), flush=True)
+    if result.get("shutdown_hung"):
+        os._exit(0)  # the stuck tasks would hold the process (the report says so)
 
 
 if __name__ == "__main__":
