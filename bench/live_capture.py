@@ -261,7 +261,8 @@ async def steady(rate: float, depth_share: float, duration_s: float, every_s: fl
         client.close()
         connection.release_directory(locked)
     collected = {k: result[k] for k in ("frames", "trades", "published", "overflow_frames", "publish_dropped",
-                                        "unpublished", "gaps", "wall_s", "cpu_s", "shutdown_s", "shutdown_hung")}
+                                        "unpublished", "gaps", "wall_s", "cpu_s", "shutdown_s", "shutdown_hung",
+                                        "stuck_tasks")}
     collected["cpu_share_of_a_core"] = round(result["cpu_s"] / result["wall_s"], 3)
     collected["achieved_frames_per_s"] = round(result["frames"] / result["wall_s"])  # the offered rate, if kept up
     return {"rate_frames_per_s": rate, "depth_share": depth_share, "duration_s": duration_s,
@@ -308,6 +309,8 @@ def print_table(report: dict) -> None:
         print(f"exchange time -> queryable: p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms, max {q.get('max_ms')} ms"
               f" (after the first {WARM_UP_S:.0f} s: p50 {w.get('p50_ms')}, p99 {w.get('p99_ms')}); "
               f"target p99 < {TARGET_P99_S * 1000:.0f} ms")
+        if c.get("shutdown_hung"):
+            print(f"collector stop did not end within its limit: {c.get('stuck_tasks')}")
         r = s["rss"]
         print(f"collector RSS: start {r.get('start_mb')} MB, end {r.get('end_mb')} MB, max {r.get('max_mb')} MB, "
               f"slope {r.get('slope_mb_per_min')} MB/min (second half {r.get('slope_second_half_mb_per_min')})")

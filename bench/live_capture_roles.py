@@ -84,6 +84,9 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
     shutdown_s = time.perf_counter() - stopping
     if not hung:
         await store.close()
+    stuck = [] if not hung else [f"{t.get_name()}: " + " <- ".join(
+        f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in t.get_stack(limit=8))
+        for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     landed_bytes = sum(p.stat().st_size for p in landing.rglob("*.zst"))
     return {"frames": s.frames - start[0], "trades": s.trades - start[1], "published": s.published - start[2],
             "overflow_frames": s.overflow_frames - start[3], "publish_dropped": s.publish_dropped,
@@ -91,7 +94,7 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
             "bad_frames": s.bad_frames, "duplicates": s.duplicates, "total_frames": s.frames,
             "total_trades": s.trades, "total_published": s.published, "unpublished": len(live.outbox),
             "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung}
+            "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung, "stuck_tasks": stuck}
 
 
 def main(argv: list[str] | None = None) -> None:
