@@ -70,6 +70,20 @@ class CollectorConfig:
     subject_prefix: str = "md"
 
 
+async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
+    """Cancel the tasks, again while any still runs: nats-py swallows a CancelledError that lands in a
+    publish (`Client._flush_pending`: `except asyncio.CancelledError: pass`), so a publisher cancelled
+    mid-batch would carry on, then wait for the next batch forever, and the stop with it."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:  # retrieved, as gather(return_exceptions=True) did: no "never retrieved" log
+        if not task.cancelled():
+            task.exception()
+
+
 class LiveCollector:
     """See the module doc. `await run(stop)` until `stop` is set; `stats` counts what happened."""
 
@@ -123,10 +137,7 @@ class LiveCollector:
         for conn in list(self.connections.values()):
             await conn.close("stop")
         await self.queue.join()
-        helpers = self.service_tasks + list(self.snapshot_tasks)
-        for task in helpers:
-            task.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))
         if self.store is not None:
             await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
         await asyncio.to_thread(self.writer.close)
