@@ -53,7 +53,8 @@ class Market:
     def __init__(self, instruments: list[str], depth_share: float, seed: int = 7):
         rng = random.Random(seed)
         self.instruments = instruments
-        self.trade_ids = dict.fromkeys(instruments, 5_000_000)
+        # trade ids from the clock: a later sender's ids are new to the stream's duplicate window
+        self.trade_ids = dict.fromkeys(instruments, time.time_ns() // 1_000_000)
         self.update_ids = dict.fromkeys(instruments, 40_000_000)
         self.trades = [(f"{95000 + rng.randint(-500, 500) + rng.randint(0, 99) / 100:.2f}",
                         f"{rng.randint(1, 20000) / 10000:.5f}", rng.choice(("true", "false"))) for _ in range(997)]

@@ -30,6 +30,9 @@ def test_live_capture_bench_runs_end_to_end(tmp_path):
         assert t[f"{role}_cpu_us_per_frame"] > 0
     assert t["ratio_per_cpu_s"] > 0
     collector = t["samples"]["collector"][0]
+    # stopped while publishing at full speed: the stop must end (nats-py swallowed the publisher's cancel,
+    # and the stop waited forever, before collector._cancel_until_done)
+    assert not collector["shutdown_hung"], collector["stuck_tasks"]
     assert collector["frames"] > 0 and collector["trades"] > 0 and collector["landed_bytes"] > 0
     assert collector["total_published"] + collector["unpublished"] + collector["publish_dropped"] >= \
         collector["total_trades"] - collector["duplicates"]
