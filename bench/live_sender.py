@@ -54,7 +54,7 @@ class Market:
         rng = random.Random(seed)
         self.instruments = instruments
         # trade ids from the clock: a later sender's ids are new to the stream's duplicate window
-        self.trade_ids = dict.fromkeys(instruments, time.time_ns() // 1_000_000)
+        self.trade_ids = dict.fromkeys(instruments, time.time_ns() // 1000)  # a million ids a second apart
         self.update_ids = dict.fromkeys(instruments, 40_000_000)
         self.trades = [(f"{95000 + rng.randint(-500, 500) + rng.randint(0, 99) / 100:.2f}",
                         f"{rng.randint(1, 20000) / 10000:.5f}", rng.choice(("true", "false"))) for _ in range(997)]
