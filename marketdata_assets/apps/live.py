@@ -118,7 +118,7 @@ def _collector(options: LiveOptions, store, clickhouse) -> BinanceSpotCollector:
     config = CollectorConfig(list(options.instruments), options.ws_url, options.rest_url, stale_s=options.stale_s,
                              subject_prefix=options.subject_prefix)
     writer = LandingWriter(options.landing_dir, VENUE)
-    return BinanceSpotCollector(config, writer, sink)
+    return BinanceSpotCollector(config, writer, sink, snapshot_store=store)
 
 
 def _counters(collector, consumer) -> dict:

@@ -171,6 +171,9 @@ class StreamProtocol(Protocol):
 
     def snapshot_source(self, rest_url: str) -> SnapshotSource | None: ...
 
+    def book_time_ms(self, data: Any) -> int | None:
+        """The venue's event time (ms) of a book event's data, if it says one."""
+
     def snapshot_channel(self, instrument: str) -> str: ...
 
 

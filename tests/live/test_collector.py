@@ -37,7 +37,7 @@ def test_frames_land_raw_and_complete_and_books_match(tmp_path, nats_url, stream
                 await books_at_rest(c, ws)
                 ws.pause()  # the market stands still again: what it sent is final (a tick in flight counts too)
                 await c.stats.wait_until(lambda s: s.frames == sum(len(t) for t in ws.sent.values()), WAIT_S)
-                count = await store.message_count(stream_spec.name)
+                count = await store.message_count(stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
             return c.stats, count
         stats, count = asyncio.run(scenario())
     landed = {ch: [r["d"] for r in records(tmp_path, ch) if "d" in r]
@@ -105,7 +105,7 @@ def test_republish_over_overlapping_connections_is_not_duplicated(tmp_path, nats
                 await c.stats.wait_until(lambda s: s.rollovers >= 2 and s.duplicates > 0, WAIT_S)
                 ws.pause()
                 await c.stats.wait_until(lambda s: not c.outbox and s.published + s.duplicates == s.trades, WAIT_S)
-                count = await store.message_count(stream_spec.name)
+                count = await store.message_count(stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
             return c.stats, count
         stats, count = asyncio.run(scenario())
     unique = {(name, i) for name in INSTRUMENTS for i in trade_ids(tmp_path, name)}  # ids count per instrument

@@ -16,5 +16,7 @@ __all__ = ["BinanceSpotCollector", "CollectorConfig"]
 
 
 class BinanceSpotCollector(LiveCollector):
-    def __init__(self, config: CollectorConfig, writer: LandingWriter, store: JetStreamStore | None = None):
-        super().__init__(BinanceSpotStream(datasets=(TRADES, BOOKS)), config, writer, store)
+    def __init__(self, config: CollectorConfig, writer: LandingWriter, store: JetStreamStore | None = None, *,
+                 snapshot_store: JetStreamStore | None = None):
+        super().__init__(BinanceSpotStream(datasets=(TRADES, BOOKS)), config, writer, store,
+                         snapshot_store=snapshot_store)

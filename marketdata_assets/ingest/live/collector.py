@@ -68,6 +68,8 @@ class CollectorConfig:
     url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
     keepalive_s: float | None = None  # None: the venue's interval (OKX: 20 s) or stale_s / 2, the shorter
     subject_prefix: str = "md"
+    book_depth: int = 20  # levels per side in the top-N book snapshots published to JetStream
+    book_snapshot_s: float = 1.0  # their cadence (0: none)
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
@@ -88,8 +90,10 @@ class LiveCollector:
     """See the module doc. `await run(stop)` until `stop` is set; `stats` counts what happened."""
 
     def __init__(self, protocol: StreamProtocol, config: CollectorConfig, writer: LandingWriter,
-                 store: JetStreamStore | None = None):
+                 store: JetStreamStore | None = None, *, snapshot_store: JetStreamStore | None = None):
         self.protocol, self.config, self.writer, self.store = protocol, config, writer, store
+        # top-N book snapshots go to JetStream only (not to a trades sink such as ClickHouse's)
+        self.snapshot_store = snapshot_store or (store if isinstance(store, JetStreamStore) else None)
         self.limits = protocol.limits
         self.url_channels = self.limits.url_channels if config.url_streams is None else config.url_streams
         lifetime = self.limits.lifetime_s
@@ -109,6 +113,8 @@ class LiveCollector:
         self.conn_numbers = itertools.count(1)
         self.attempts = AttemptWindow(self.limits.connections_per_window, self.limits.window_s)
         self.rest = protocol.snapshot_source(config.rest_url) if protocol.rest_snapshots else None
+        self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
+        self.snapshot_ids: dict[str, int] = {}  # instrument -> update id of its last published top-N snapshot
         self.slot_tasks: list[asyncio.Task] = []
         self.service_tasks: list[asyncio.Task] = []
 
@@ -124,6 +130,8 @@ class LiveCollector:
         self.service_tasks = [asyncio.create_task(self._process_forever()), asyncio.create_task(self._tick_forever())]
         if self.store is not None:
             self.service_tasks.append(asyncio.create_task(self._publish_forever()))
+        if self.snapshot_store is not None and self.config.book_snapshot_s > 0:
+            self.service_tasks.append(asyncio.create_task(self._book_snapshots_forever()))
         try:
             await stop.wait()
         finally:
@@ -291,7 +299,7 @@ class LiveCollector:
                 conn.first_data.set()  # the data flows: a rollover may close its predecessor
             try:
                 if frame.dataset == BOOKS:
-                    self._on_book(frame, conn_id)
+                    self._on_book(frame, conn_id, recv_ns)
                 elif frame.dataset is not None:
                     self._on_messages(frame, recv_ns)
                 else:
@@ -334,13 +342,15 @@ class LiveCollector:
                                 message.payload))
             self.outbox_ready.set()
 
-    def _on_book(self, frame: Frame, conn_id: str) -> None:
+    def _on_book(self, frame: Frame, conn_id: str, recv_ns: int = 0) -> None:
         instrument = frame.instrument
         sync = self.books.get(instrument)
         if sync is None:
             self.stats.bad("unknown_instrument")
             return
         outcome = sync.on_frame(frame.data)
+        if outcome in ("snapshot", "applied"):
+            self.book_times[instrument] = (recv_ns, self.protocol.book_time_ms(frame.data))
         if outcome in ("gap", "mismatch"):
             self._on_gap(instrument, frame.channel, conn_id, outcome, sync.gap_details())
         elif outcome == "snapshot":
@@ -429,6 +439,49 @@ class LiveCollector:
         self.stats.duplicates += result.duplicates
         self.stats.changed.set()
         return True
+
+    async def _book_snapshots_forever(self) -> None:
+        """Every `book_snapshot_s`, the top N of every synced book that moved since its last one."""
+        while True:
+            await asyncio.sleep(self.config.book_snapshot_s)
+            await self._publish_book_snapshots()
+
+    def _book_snapshot(self, instrument: str) -> tuple[int, tuple[str, str, bytes]] | None:
+        """(update id, (subject, msg id, payload)) of a book's top-N snapshot; None while it awaits a resync (counted)
+        or when it has not moved since the last one."""
+        sync = self.books[instrument]
+        if sync.needs_snapshot:
+            self.stats.book_snapshots_skipped += 1
+            return None
+        update_id = sync.book.update_id
+        if update_id is None or self.snapshot_ids.get(instrument) == update_id:
+            return None
+        bids, asks = sync.book.top(self.config.book_depth)
+        recv_ns, exchange_ms = self.book_times.get(instrument, (0, None))
+        venue = self.protocol.venue
+        payload = {"venue": venue, "instrument": instrument, "update_id": update_id, "depth": self.config.book_depth,
+                   "bids": [list(level) for level in bids], "asks": [list(level) for level in asks],
+                   "event_ms": exchange_ms, "recv_ns": recv_ns}
+        return update_id, (subject(BOOKS, venue, instrument, self.config.subject_prefix),
+                           f"{venue}.{instrument}.{update_id}", json.dumps(payload, separators=(",", ":")).encode())
+
+    async def _publish_book_snapshots(self) -> None:
+        """One batch of top-N snapshots to JetStream (`md.books.<venue>.<instrument>`, Nats-Msg-Id
+        `<venue>.<instrument>.<update id>`: a repeat is deduplicated). A failed batch is not kept: the
+        next one is fresher (counted)."""
+        snapshots = {name: snap for name in self.config.instruments if (snap := self._book_snapshot(name)) is not None}
+        if not snapshots:
+            return
+        try:
+            result = await self.snapshot_store.publish([message for _, message in snapshots.values()])
+        except Exception:  # noqa: BLE001  (NATS away: counted, the next tick publishes fresher books)
+            self.stats.book_snapshot_failures += 1
+            return
+        for instrument, (update_id, _) in snapshots.items():
+            self.snapshot_ids[instrument] = update_id
+        self.stats.book_snapshots += result.stored
+        self.stats.book_snapshot_repeats += result.duplicates
+        self.stats.changed.set()
 
     async def _drain_outbox(self, attempts: int = 5) -> None:
         for _ in range(attempts):

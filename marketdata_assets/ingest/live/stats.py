@@ -43,6 +43,10 @@ class Stats:
     duplicates: int = 0  # republished messages JetStream already had
     publish_failures: int = 0  # batches that failed and were republished
     publish_dropped: int = 0  # messages dropped from a full publish buffer (still in the landing files)
+    book_snapshots: int = 0  # top-N book snapshots stored by JetStream
+    book_snapshot_repeats: int = 0  # of them, ones JetStream already had (same book update id)
+    book_snapshots_skipped: int = 0  # snapshot ticks of a book awaiting its resync (nothing published)
+    book_snapshot_failures: int = 0  # snapshot batches NATS did not take (not retried: the next is fresher)
     channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames received
     last_frame_ns: int = 0  # receive time of the newest frame (0: none yet)
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))  # last: +Inf

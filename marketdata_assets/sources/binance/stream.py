@@ -309,6 +309,10 @@ class BinanceSpotStream:
     def new_book(self, instrument: str) -> DepthSync:
         return DepthSync(instrument)
 
+    def book_time_ms(self, data: Any) -> int | None:
+        """A `depthUpdate`'s event time `E`."""
+        return int(data["E"]) if isinstance(data, dict) and data.get("E") is not None else None
+
     def snapshot_source(self, rest_url: str) -> RestDepth:
         return RestDepth(rest_url)
 

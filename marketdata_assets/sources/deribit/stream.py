@@ -189,6 +189,10 @@ class DeribitStream:
                                    json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
+    def book_time_ms(self, data: Any) -> int | None:
+        """A book notification's `timestamp`."""
+        return int(data["timestamp"]) if isinstance(data, dict) and data.get("timestamp") is not None else None
+
     def snapshot_source(self, rest_url: str | None) -> None:
         return None
 

@@ -274,6 +274,12 @@ class OkxStream:
                                    json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
+    def book_time_ms(self, frame: Any) -> int | None:
+        """A books push's `ts` (its one data entry)."""
+        data = frame.get("data") if isinstance(frame, dict) else None
+        ts = data[0].get("ts") if isinstance(data, list) and data and isinstance(data[0], dict) else None
+        return int(ts) if ts is not None else None
+
     def snapshot_source(self, rest_url: str | None) -> None:
         return None
 
