@@ -38,7 +38,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from marketdata_assets.ingest.live.connection import AttemptWindow, Backoff, Connection, Pacer
+from marketdata_assets.ingest.live.connection import AttemptWindow, Backoff, Connection, Pacer, handshake_refusal
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, Keepalive, StreamProtocol, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
@@ -193,11 +193,26 @@ class LiveCollector:
                 self.connections.pop(conn.conn_id, None)
                 self.conn_streams.pop(conn.conn_id, None)
                 self.stats.connect_failures += 1
-                self.writer.marker(CONTROL_CHANNEL, conn.conn_id, "connect_failed", error=f"{type(error).__name__}: {error}")
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(self._connect_failed(conn.conn_id, error, backoff))
                 continue
             self.stats.connects += 1
             return conn
+
+    def _connect_failed(self, conn_id: str, error: BaseException, backoff: Backoff) -> float:
+        """Mark a failed attempt; the delay before the next: the backoff's, or at least what a venue
+        refusing the handshake for rate (429, 418) asks (Retry-After; without one, the backoff's cap)."""
+        delay = backoff.next_delay()
+        refusal = handshake_refusal(error)
+        if refusal is None:
+            self.writer.marker(CONTROL_CHANNEL, conn_id, "connect_failed", error=f"{type(error).__name__}: {error}")
+            return delay
+        status, retry_after_s = refusal
+        delay = max(delay, self.config.backoff_cap_s if retry_after_s is None else retry_after_s)
+        self.stats.handshake_refusals[status] = self.stats.handshake_refusals.get(status, 0) + 1
+        self.writer.marker(CONTROL_CHANNEL, conn_id, "handshake_refused", status=status, retry_after_s=retry_after_s,
+                           wait_s=round(delay, 3))
+        self.stats.changed.set()
+        return delay
 
     async def _slot(self, streams: list[str]) -> None:
         """Keep one connection's streams flowing: reconnect on loss, roll over before the cut."""

@@ -15,18 +15,22 @@ as it comes with its receive time, put it on the collector's bounded queue, and 
   frame, whatever the library's own ping timeout.
 - The bounded queue: a frame that finds the queue full is dropped and counted; before the next
   frame that fits, an `overflow` marker with the count goes in, so the gap is on record.
+- `handshake_refusal`: a handshake the venue refused with HTTP 429 (too many requests) or 418
+  (Binance: the IP is banned until a time, after repeated 429s), and how long it asks us to wait
+  (`Retry-After`, seconds or an HTTP date); the collector waits at least that before trying again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import Keepalive
@@ -48,6 +52,26 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+RATE_LIMIT_STATUSES = (418, 429)
+
+
+def handshake_refusal(error: BaseException) -> tuple[int, float | None] | None:
+    """(status, Retry-After in seconds or None) of a handshake refused for rate (429, 418); None otherwise."""
+    if not isinstance(error, InvalidStatus) or error.response.status_code not in RATE_LIMIT_STATUSES:
+        return None
+    header = (error.response.headers.get("Retry-After") or "").strip()
+    wait_s = None
+    if header:
+        try:
+            wait_s = max(0.0, float(header))
+        except ValueError:
+            try:
+                wait_s = max(0.0, email.utils.parsedate_to_datetime(header).timestamp() - time.time())
+            except (TypeError, ValueError):
+                wait_s = None
+    return error.response.status_code, wait_s
 
 
 class AttemptWindow:

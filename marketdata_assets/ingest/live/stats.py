@@ -24,6 +24,7 @@ class Stats:
     bad_frames: dict[str, int] = field(default_factory=dict)  # reason -> count (not JSON, unknown shape, ...)
     connects: int = 0
     connect_failures: int = 0
+    handshake_refusals: dict[int, int] = field(default_factory=dict)  # HTTP status (429, 418) -> refused handshakes
     disconnects: dict[str, int] = field(default_factory=dict)  # reason -> count
     rollovers: int = 0
     stale: int = 0

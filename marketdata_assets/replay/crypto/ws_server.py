@@ -19,7 +19,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst",
-                            "wrong_checksum", "bad_frame"})  # wrong_checksum: OKX's replay only
+                            "wrong_checksum", "bad_frame",  # wrong_checksum: OKX's replay only
+                            "refuse_handshake"})  # the HTTP upgrade answered `status` (429, 418) + Retry-After
 # bad_frame: the next `times` data frames of `channel` (the venue's channel kind: "bookTicker",
 # "tickers", "ticker", ...) go out with their fields missing (`damage`): a client must count them and go on.
 
@@ -41,6 +42,8 @@ class WsFault:
     times: int | None = 1
     count: int = 1000  # burst: trades at once
     channel: str | None = None  # bad_frame: the channel kind whose frames are damaged
+    status: int = 429  # refuse_handshake: 429 (too many requests) or 418 (Binance: the IP is banned until ...)
+    retry_after_s: int | None = 1  # refuse_handshake: the Retry-After header (None: none sent)
     fired: int = 0
 
     def __post_init__(self):
@@ -100,6 +103,7 @@ class WsServer:
     def _init_server(self) -> None:
         self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
         self.paused = False  # the market stands still (tests compare books at rest)
+        self.refused_handshakes: list[tuple[int, float]] = []  # (status, loop time) of each refused upgrade
         self.lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,7 +139,8 @@ class WsServer:
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         async with serve(self._serve, self.host, self.port, ping_interval=self.config.ping_interval_s,
-                         ping_timeout=self.config.pong_timeout_s, max_queue=64) as server:
+                         ping_timeout=self.config.pong_timeout_s, max_queue=64,
+                         process_request=self._refuse_handshake) as server:
             self.port = server.sockets[0].getsockname()[1]
             ticker = asyncio.create_task(self._tick_forever())
             self._ready.set()
@@ -143,6 +148,19 @@ class WsServer:
             ticker.cancel()
             for client in list(self.clients.values()):
                 client.connection.transport.abort()
+
+    def _refuse_handshake(self, connection: ServerConnection, request):
+        """The `refuse_handshake` fault: the upgrade answered with the fault's status and Retry-After
+        (what Binance does to an IP over its limits: 429, then 418 with a ban), no WebSocket."""
+        for fault in self.faults("refuse_handshake"):
+            if fault.take():
+                self.refused_handshakes.append((fault.status, asyncio.get_running_loop().time()))
+                response = connection.respond(fault.status, "Too many requests\n" if fault.status == 429 else
+                                              "IP banned\n")
+                if fault.retry_after_s is not None:
+                    response.headers["Retry-After"] = str(fault.retry_after_s)
+                return response
+        return None
 
     # ---- control from tests -----------------------------------------------------------------
 
