@@ -50,9 +50,11 @@ def replays(ws_config: WsConfig | None = None, seed: int = 3):
 
 @contextlib.asynccontextmanager
 async def collecting(config: CollectorConfig, writer: LandingWriter, nats_url: str | None = None,
-                     spec: StreamSpec | None = None, protocol=None) -> AsyncIterator[tuple[LiveCollector, JetStreamStore | None]]:
+                     spec: StreamSpec | None = None, protocol=None,
+                     keep_stream: bool = False) -> AsyncIterator[tuple[LiveCollector, JetStreamStore | None]]:
     """A collector running in this event loop (its stream created first); stopped and drained on exit.
-    `protocol`: a venue's stream (sources/<venue>/stream.py); default Binance spot."""
+    `protocol`: a venue's stream (sources/<venue>/stream.py); default Binance spot. `keep_stream`: the
+    stream outlives the block (the test counts what it holds once the collector stopped, then deletes it)."""
     store = None
     if nats_url is not None:
         store = await JetStreamStore(nats_url, ack_timeout_s=5).connect()
@@ -67,7 +69,8 @@ async def collecting(config: CollectorConfig, writer: LandingWriter, nats_url: s
         stop.set()
         await asyncio.wait_for(task, 20)
         if store is not None:
-            await store.delete_stream(spec.name)
+            if not keep_stream:
+                await store.delete_stream(spec.name)
             await store.close()
 
 

@@ -7,9 +7,11 @@ Tasks of one `LiveCollector.run()`:
   channels the URL names and the rest subscribed by paced messages (after the venue's opening
   messages, e.g. Deribit's `public/set_heartbeat`); on a disconnect, reconnect after a jittered
   backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h) open the next connection
-  first and close the old one when the new one has delivered its first data (make before break:
-  both deliver the overlap, the landing keeps both, the book drops repeats by sequence and
-  JetStream drops repeated trades by message id);
+  first and close the old one when the new one has delivered data on every channel it carries, or
+  after the stale deadline (make before break: a first frame is not enough, a venue answering a
+  subscription with a book snapshot at once would have the old connection closed before the new
+  one carried a trade; both deliver the overlap, the landing keeps both, the book drops repeats by
+  sequence and JetStream drops repeated trades by message id);
 - the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
   lands the batch raw through the landing writer in a worker thread (a slow disk never blocks the
   socket readers; a full queue is a counted, marked gap), sends the replies a venue asks for
@@ -106,6 +108,9 @@ class LiveCollector:
         self.snapshot_tasks: set[asyncio.Task] = set()
         self.outbox: deque[tuple[str, str, bytes]] = deque()
         self.outbox_ready = asyncio.Event()
+        # held while a batch is with JetStream: a stop waits for its answer instead of cancelling it (a
+        # cancelled batch the server had stored came back from the final drain as duplicates, uncounted)
+        self.publish_lock = asyncio.Lock()
         self.connections: dict[str, Connection] = {}
         self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
         self.pending: dict[int, str] = {}  # subscribe request id -> connection id
@@ -145,7 +150,8 @@ class LiveCollector:
         for conn in list(self.connections.values()):
             await conn.close("stop")
         await self.queue.join()
-        await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))
+        async with self.publish_lock:  # no publish is cut short: a batch the server stored is counted once
+            await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))
         if self.store is not None:
             await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
         await asyncio.to_thread(self.writer.close)
@@ -233,7 +239,7 @@ class LiveCollector:
                 continue
             successor = await self._open(streams, backoff)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(successor.first_data.wait(), self.config.stale_s)
+                await asyncio.wait_for(successor.all_data.wait(), self.config.stale_s)
             self.stats.rollovers += 1
             await conn.close("rollover")
             self.connections.pop(conn.conn_id, None)
@@ -310,8 +316,8 @@ class LiveCollector:
             self._on_refused(conn_id, frame)
         elif frame.kind == "event":
             conn = self.connections.get(conn_id)
-            if conn is not None and not conn.first_data.is_set():
-                conn.first_data.set()  # the data flows: a rollover may close its predecessor
+            if conn is not None and not conn.all_data.is_set():
+                conn.saw(frame.channel)  # the data flows: a rollover may close its predecessor
             try:
                 if frame.dataset == BOOKS:
                     self._on_book(frame, conn_id, recv_ns)
@@ -435,7 +441,9 @@ class LiveCollector:
             if not self.outbox:
                 self.outbox_ready.clear()
                 await self.outbox_ready.wait()
-            if await self._publish_batch():
+            async with self.publish_lock:
+                published = await self._publish_batch()
+            if published:
                 backoff.reset()
             else:
                 await asyncio.sleep(backoff.next_delay())
@@ -488,7 +496,8 @@ class LiveCollector:
         if not snapshots:
             return
         try:
-            result = await self.snapshot_store.publish([message for _, message in snapshots.values()])
+            async with self.publish_lock:
+                result = await self.snapshot_store.publish([message for _, message in snapshots.values()])
         except Exception:  # noqa: BLE001  (NATS away: counted, the next tick publishes fresher books)
             self.stats.book_snapshot_failures += 1
             return

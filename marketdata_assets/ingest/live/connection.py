@@ -121,6 +121,8 @@ class Connection:
         self.ws = None
         self.first_frame = asyncio.Event()
         self.first_data = asyncio.Event()  # set by the collector when a data frame of it was processed
+        self.all_data = asyncio.Event()  # ... and when every one of its channels delivered data (`saw`)
+        self.unseen: set[str] = set(streams)  # its channels that delivered no data yet
         self.ended = asyncio.Event()
         self.reason = "open"
         self.frames = 0
@@ -129,6 +131,14 @@ class Connection:
         self._last_seen = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task] = []
+
+    def saw(self, channel: str | None) -> None:
+        """A data frame of `channel` was processed (a rollover closes the predecessor once every
+        channel of its successor delivered: before that, the old connection still carries some)."""
+        self.first_data.set()
+        self.unseen.discard(channel)
+        if not self.unseen:
+            self.all_data.set()
 
     async def open(self) -> None:
         """Connect and start reading and subscribing; raises what connecting raises."""
