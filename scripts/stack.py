@@ -374,6 +374,49 @@ jetstream {{
         return f"started (pid {pid}, port {port}, JetStream store {self.dir / 'jetstream'})"
 
 
+class Redis(Service):
+    """redis-server for the live collector's optional latest-state cache (REDIS_CACHE; docs/live-capture.md):
+    Debian's `redis-server` package (bookworm: 7.0), installed with apt when missing like nats-server,
+    its systemd unit never started. Started by `up` only when REDIS_CACHE is on, or when named
+    (`scripts/stack up redis`: `make test` does, the cache's tests talk to it). A cache: no persistence
+    (no RDB snapshots, no AOF), bounded memory, least-recently-used keys evicted first."""
+
+    name = "redis"
+    binary = Path("/usr/bin/redis-server")
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(settings.get("REDIS_URL"))
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise StackError(f"REDIS_URL points at {parts.hostname}, not this machine: the local stack serves "
+                             "only 127.0.0.1 (unset REDIS_URL to use it)")
+        return parts.port or 6379
+
+    def install(self) -> None:
+        if not (self.binary.exists() or shutil.which("redis-server")):
+            apt_install(["redis-server"])
+
+    def wanted(self, named: bool) -> bool:
+        raw = os.environ.get("redis_cache") or settings.get("REDIS_CACHE")  # seed 002's spelling too
+        return named or raw.strip().lower() in ("1", "true", "yes", "on")
+
+    def up(self, named: bool = True) -> str:
+        port = self.port
+        if self.pid():
+            return f"already running (pid {self.pid()}, port {port})"
+        if not self.wanted(named):
+            return "not started (REDIS_CACHE off; `scripts/stack up redis` starts it)"
+        self.check_port_free(port, "REDIS_URL")
+        self.install()
+        executable = str(self.binary) if self.binary.exists() else shutil.which("redis-server")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pid = self.spawn([executable, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.dir),
+                          "--save", "", "--appendonly", "no", "--maxmemory", "256mb",
+                          "--maxmemory-policy", "allkeys-lru", "--daemonize", "no",
+                          "--set-proc-title", "no"], port, 30)  # its command line names our dir (`pid`)
+        return f"started (pid {pid}, port {port}, no persistence)"
+
+
 class PgliteTimescale(Service):
     """PGlite (PostgreSQL 17 + TimescaleDB with the TSL features, in WebAssembly) over the wire protocol,
     one client session at a time (scripts/pglite/server.mjs): the server for continuous aggregates."""
@@ -436,14 +479,16 @@ class EmbeddedClickHouse(Service):
 
 
 def services(state: Path) -> list[Service]:
-    return [Postgres(state), MongoWire(state), Nats(state), PgliteTimescale(state), EmbeddedClickHouse(state)]
+    return [Postgres(state), MongoWire(state), Nats(state), Redis(state), PgliteTimescale(state),
+            EmbeddedClickHouse(state)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help="only these services: postgres, mongodb, nats, pglite, clickhouse (default: all)")
+                        help="only these services: postgres, mongodb, nats, redis, pglite, clickhouse (default: all; "
+                             "redis only when REDIS_CACHE is on)")
     args = parser.parse_args(argv)
     state = settings.state_dir()
     unknown = set(args.services) - {service.name for service in services(state)}
@@ -455,7 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.services and service.name not in args.services:
             continue
         try:
-            outcome = getattr(service, args.command)()
+            if args.command == "up" and isinstance(service, Redis):  # only when enabled or named
+                outcome = service.up(named=service.name in args.services)
+            else:
+                outcome = getattr(service, args.command)()
         except (StackError, OSError) as error:
             failed = True
             outcome = f"FAILED: {error}"

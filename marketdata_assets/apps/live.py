@@ -30,6 +30,7 @@ from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
+from marketdata_assets.stores.redis_cache import RedisLatestCache
 
 
 @dataclass
@@ -49,6 +50,7 @@ class LiveOptions:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # None: no endpoints
     stale_s: float = 10.0
+    redis_url: str | None = None  # the latest-state cache (REDIS_CACHE); None: none
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
 
 
@@ -98,7 +100,11 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
             await consumer.subscribe()
             tasks.append(asyncio.create_task(consumer.run(stop)))
         if options.collect:
-            collector = _collector(options, store, clickhouse)
+            latest = None
+            if options.redis_url:
+                latest = RedisLatestCache(options.redis_url)
+                stack.push_async_callback(latest.aclose)
+            collector = _collector(options, store, clickhouse, latest)
             tasks.append(asyncio.create_task(collector.run(stop)))
         info = {"tasks": len(tasks)}
         if collector is not None and options.metrics_port is not None:
@@ -112,13 +118,13 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
     return _counters(collector, consumer)
 
 
-def _collector(options: LiveOptions, store, clickhouse) -> BinanceSpotCollector:
+def _collector(options: LiveOptions, store, clickhouse, latest=None) -> BinanceSpotCollector:
     sinks = [s for s in (store, ClickHouseTradeSink(clickhouse.insert) if options.direct_write else None) if s]
     sink = None if not sinks else sinks[0] if len(sinks) == 1 else Tee(*sinks)
     config = CollectorConfig(list(options.instruments), options.ws_url, options.rest_url, stale_s=options.stale_s,
                              subject_prefix=options.subject_prefix)
     writer = LandingWriter(options.landing_dir, VENUE)
-    return BinanceSpotCollector(config, writer, sink, snapshot_store=store)
+    return BinanceSpotCollector(config, writer, sink, snapshot_store=store, latest=latest)
 
 
 def _counters(collector, consumer) -> dict:

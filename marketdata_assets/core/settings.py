@@ -124,8 +124,13 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("CLICKHOUSE_DIRECT_WRITE", "false", "Seed 002's `clickhouse_direct_write` (either spelling): the "
                 "collector also writes its trades to ClickHouse `trades_live` in batches (for a machine without "
                 "NATS, with `--no-nats`).", read_by=("apps/cli/live.py",), stack_only=True),
-        Setting("REDIS_CACHE", "false", "Seed 002's `redis_cache` (either spelling): the Redis latest-state "
-                "cache; not built yet (enabling it is refused with a message).", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("REDIS_CACHE", "false", "Seed 002's `redis_cache` (either spelling): the collector keeps the last "
+                "trade, ticker and top of book per instrument in Redis (`md:latest:<venue>:<instrument>` hashes); "
+                "`scripts/stack up` starts redis-server when it is on.", read_by=("apps/cli/live.py", "scripts/stack.py"),
+                stack_only=True),
+        Setting("REDIS_URL", "redis://127.0.0.1:56379/0", "Redis of the latest-state cache (REDIS_CACHE); the local "
+                "stack starts one on this port when the cache is on (and for `make test`).",
+                read_by=("apps/cli/live.py", "scripts/stack.py"), stack_only=True),
     ),
     *_group(
         "ClickHouse (ticks, bars, archives)",

@@ -166,8 +166,7 @@ def test_direct_write_without_nats_lands_every_trade_once(tmp_path):
 
 
 @pytest.mark.parametrize(("variable", "message"), [("ENABLE_OKX", "collect OKX with"),
-                                                   ("ENABLE_DERIBIT", "collect Deribit with"),
-                                                   ("redis_cache", "Redis latest-state cache")])
+                                                   ("ENABLE_DERIBIT", "collect Deribit with")])
 def test_what_is_not_built_is_refused_plainly(tmp_path, variable, message):
     done = subprocess.run([str(MARKETDATA), "collect", "--no-nats"], env=cli_env(tmp_path, **{variable: "true"}), check=False,
                           capture_output=True, text=True, timeout=120)

@@ -8,8 +8,8 @@ Seed 002's names are honoured as aliases: `SYMBOLS` (a comma list of instruments
 `ENABLE_BINANCE` / `ENABLE_OKX` / `ENABLE_DERIBIT`, `clickhouse_direct_write` and `redis_cache`
 (either spelling, upper or lower case). This command runs Binance spot only: OKX and Deribit have
 collectors (`python -m marketdata_assets.apps.collector --venue OKX|DERIBIT`) but not yet the sinks,
-consumer and endpoints of this process, so enabling them here, or the Redis cache, stops the command
-with a message saying so rather than running without them.
+consumer and endpoints of this process, so enabling them here stops the command with a message
+saying so rather than running without them. `redis_cache` keeps the latest state in Redis (REDIS_URL).
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def _common(function):
 @click.option("--no-nats", is_flag=True, help="Publish nothing to NATS (land raw; with --direct-write, write ClickHouse).")
 @click.option("--direct-write/--no-direct-write", default=None, help="Also write trades to ClickHouse trades_live "
               "(default CLICKHOUSE_DIRECT_WRITE / clickhouse_direct_write).")
-@click.option("--redis-cache/--no-redis-cache", default=None, help="Redis latest-state cache (default REDIS_CACHE; "
-              "not built yet).")
+@click.option("--redis-cache/--no-redis-cache", default=None, help="Keep the last trade and top of book per "
+              "instrument in Redis at REDIS_URL (default REDIS_CACHE).")
 @click.option("--consume", is_flag=True, help="Run the NATS -> ClickHouse consumer in this process too.")
 @click.option("--metrics-host", default=None, help="Default COLLECTOR_METRICS_HOST.")
 @click.option("--metrics-port", default=None, help="Default COLLECTOR_METRICS_PORT (0: a free one; off: none).")
@@ -131,9 +131,7 @@ def collect(instruments, venues, ws_url, rest_url, landing_dir, no_nats, direct_
             metrics_host, metrics_port, stale_s, **common) -> None:
     """The live collector (Binance spot trades and books): raw landing, JetStream, optional sinks."""
     chosen_venues(venues)
-    if redis_cache if redis_cache is not None else env_flag("REDIS_CACHE"):
-        raise click.UsageError("the Redis latest-state cache (redis_cache) is not built yet (issue #23); "
-                               "leave REDIS_CACHE off")
+    use_redis = redis_cache if redis_cache is not None else env_flag("REDIS_CACHE")
     options = _options(common, collect=True, consume=consume, no_nats=no_nats,
                        direct_write=env_flag("CLICKHOUSE_DIRECT_WRITE") if direct_write is None else direct_write)
     if consume and no_nats:
@@ -146,6 +144,7 @@ def collect(instruments, venues, ws_url, rest_url, landing_dir, no_nats, direct_
     options.landing_dir = landing_dir or settings.live_landing_dir()
     options.metrics_host = metrics_host or settings.get("COLLECTOR_METRICS_HOST")
     options.metrics_port, options.stale_s = parse_port(metrics_port), stale_s
+    options.redis_url = settings.get("REDIS_URL") if use_redis else None
     _run(options)
 
 

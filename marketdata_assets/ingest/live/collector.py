@@ -39,8 +39,15 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
-from marketdata_assets.ingest.live.connection import AttemptWindow, Backoff, Connection, Pacer, handshake_refusal
+from marketdata_assets.ingest.live.connection import (
+    AttemptWindow,
+    Backoff,
+    Connection,
+    Pacer,
+    handshake_refusal,
+)
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, Keepalive, StreamProtocol, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
@@ -49,6 +56,17 @@ from marketdata_assets.stores.landing import LandingWriter
 CONTROL_CHANNEL = "_control"  # acks, errors, heartbeats, frames of no channel
 BAD_CHANNEL = "_bad"  # frames that are not JSON
 NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollover
+
+
+class LatestState(Protocol):
+    """A latest-state cache (stores/redis_cache.py `RedisLatestCache`): `offer` never blocks nor raises."""
+
+    failures: int
+    writes: int
+
+    def offer(self, messages: list[tuple[str, str, bytes]]) -> None: ...
+
+    async def flush(self) -> bool: ...
 
 
 @dataclass
@@ -72,6 +90,7 @@ class CollectorConfig:
     subject_prefix: str = "md"
     book_depth: int = 20  # levels per side in the top-N book snapshots published to JetStream
     book_snapshot_s: float = 1.0  # their cadence (0: none)
+    latest_flush_s: float = 0.1  # how often the latest-state cache (Redis) is written
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
@@ -92,8 +111,10 @@ class LiveCollector:
     """See the module doc. `await run(stop)` until `stop` is set; `stats` counts what happened."""
 
     def __init__(self, protocol: StreamProtocol, config: CollectorConfig, writer: LandingWriter,
-                 store: JetStreamStore | None = None, *, snapshot_store: JetStreamStore | None = None):
+                 store: JetStreamStore | None = None, *, snapshot_store: JetStreamStore | None = None,
+                 latest: LatestState | None = None):
         self.protocol, self.config, self.writer, self.store = protocol, config, writer, store
+        self.latest = latest  # the optional latest-state cache (Redis): fed what is published, never waited on
         # top-N book snapshots go to JetStream only (not to a trades sink such as ClickHouse's)
         self.snapshot_store = snapshot_store or (store if isinstance(store, JetStreamStore) else None)
         self.limits = protocol.limits
@@ -135,8 +156,10 @@ class LiveCollector:
         self.service_tasks = [asyncio.create_task(self._process_forever()), asyncio.create_task(self._tick_forever())]
         if self.store is not None:
             self.service_tasks.append(asyncio.create_task(self._publish_forever()))
-        if self.snapshot_store is not None and self.config.book_snapshot_s > 0:
+        if (self.snapshot_store is not None or self.latest is not None) and self.config.book_snapshot_s > 0:
             self.service_tasks.append(asyncio.create_task(self._book_snapshots_forever()))
+        if self.latest is not None:
+            self.service_tasks.append(asyncio.create_task(self._latest_forever()))
         try:
             await stop.wait()
         finally:
@@ -154,6 +177,8 @@ class LiveCollector:
             await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))
         if self.store is not None:
             await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
+        if self.latest is not None:
+            await self._flush_latest()
         await asyncio.to_thread(self.writer.close)
         if self.rest is not None:
             await self.rest.aclose()
@@ -451,6 +476,8 @@ class LiveCollector:
     async def _publish_batch(self) -> bool:
         """Publish the oldest batch; it leaves the buffer only once JetStream acknowledged all of it."""
         batch = list(itertools.islice(self.outbox, self.config.publish_batch))
+        if self.latest is not None:
+            self.latest.offer(batch)  # a retried batch is offered again: the same values
         try:
             result = await self.store.publish(batch)
         except Exception:  # noqa: BLE001  (NATS down, a timeout: the whole batch is published again)
@@ -495,6 +522,11 @@ class LiveCollector:
         snapshots = {name: snap for name in self.config.instruments if (snap := self._book_snapshot(name)) is not None}
         if not snapshots:
             return
+        if self.latest is not None:
+            self.latest.offer([message for _, message in snapshots.values()])
+        if self.snapshot_store is None:  # the cache alone
+            self.snapshot_ids.update((name, update_id) for name, (update_id, _) in snapshots.items())
+            return
         try:
             async with self.publish_lock:
                 result = await self.snapshot_store.publish([message for _, message in snapshots.values()])
@@ -513,6 +545,21 @@ class LiveCollector:
                 pass
             if not self.outbox:
                 return
+
+    async def _latest_forever(self) -> None:
+        """Write the latest-state cache every `latest_flush_s`; a failure is counted and tried again
+        at the next turn (Redis away never holds capture back)."""
+        while True:
+            await asyncio.sleep(self.config.latest_flush_s)
+            await self._flush_latest()
+
+    async def _flush_latest(self) -> None:
+        try:
+            await self.latest.flush()
+        except Exception:  # noqa: BLE001  (a cache's failure of any kind: counted, capture goes on)
+            self.latest.failures += 1
+        self.stats.latest_writes, self.stats.latest_failures = self.latest.writes, self.latest.failures
+        self.stats.changed.set()
 
     async def _tick_forever(self) -> None:
         """Flush the landing files every second and close the hours that ended."""
