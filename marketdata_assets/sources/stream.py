@@ -174,7 +174,10 @@ class StreamProtocol(Protocol):
     def book_time_ms(self, data: Any) -> int | None:
         """The venue's event time (ms) of a book event's data, if it says one."""
 
-    def snapshot_channel(self, instrument: str) -> str: ...
+    def repair_source(self, rest_url: str) -> SnapshotSource:
+        """REST book snapshots as sent, landed raw at the hour boundary after an hour with a book gap."""
+
+    def snapshot_channel(self, instrument: str) -> str: ...  # where REST snapshots land: `<instrument>@depth_snapshot`
 
 
 def plan_connections(channels: list[str], max_channels: int, endpoint=None) -> list[list[str]]:

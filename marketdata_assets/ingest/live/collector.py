@@ -39,6 +39,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Protocol
 
 from marketdata_assets.ingest.live.connection import (
@@ -91,6 +92,8 @@ class CollectorConfig:
     book_depth: int = 20  # levels per side in the top-N book snapshots published to JetStream
     book_snapshot_s: float = 1.0  # their cadence (0: none)
     latest_flush_s: float = 0.1  # how often the latest-state cache (Redis) is written
+    repair_period_s: float = 3600.0  # an hour with a book gap gets a REST snapshot at its end (tests: shorter)
+    repair_depth: int = 1000  # levels asked for (each venue's REST clamps to what it serves)
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
@@ -139,6 +142,9 @@ class LiveCollector:
         self.conn_numbers = itertools.count(1)
         self.attempts = AttemptWindow(self.limits.connections_per_window, self.limits.window_s)
         self.rest = protocol.snapshot_source(config.rest_url) if protocol.rest_snapshots else None
+        # the REST snapshots that repair an hour with a book gap, at the hour's end (none without a REST URL)
+        self.repair = protocol.repair_source(config.rest_url) if config.rest_url else None
+        self.gap_periods: dict[str, tuple[str, set[int]]] = {}  # instrument -> (book channel, periods with a gap)
         self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
         self.snapshot_ids: dict[str, int] = {}  # instrument -> update id of its last published top-N snapshot
         self.slot_tasks: list[asyncio.Task] = []
@@ -160,6 +166,8 @@ class LiveCollector:
             self.service_tasks.append(asyncio.create_task(self._book_snapshots_forever()))
         if self.latest is not None:
             self.service_tasks.append(asyncio.create_task(self._latest_forever()))
+        if self.repair is not None:
+            self.service_tasks.append(asyncio.create_task(self._repair_forever()))
         try:
             await stop.wait()
         finally:
@@ -180,8 +188,9 @@ class LiveCollector:
         if self.latest is not None:
             await self._flush_latest()
         await asyncio.to_thread(self.writer.close)
-        if self.rest is not None:
-            await self.rest.aclose()
+        for client in (self.rest, self.repair):
+            if client is not None:
+                await client.aclose()
 
     # ---- connections ------------------------------------------------------------------------
 
@@ -414,6 +423,7 @@ class LiveCollector:
         self.resyncing.add(instrument)
         details = {"cause": "checksum" if outcome == "mismatch" else "sequence", **details}
         self.writer.marker(channel, conn_id, "gap", **details)
+        self._gap_period(instrument, channel)
         conn = self.connections.get(conn_id)
         if self.rest is not None or conn is None:
             return
@@ -452,11 +462,59 @@ class LiveCollector:
                     self.stats.gaps += 1
                     self.resyncing.add(instrument)
                     self.writer.marker(channel, "rest", "gap", cause="sequence", **sync.gap_details())
+                    self._gap_period(instrument, channel)
                     continue
                 self._on_rebuilt(instrument, channel, "rest", sync)
         finally:
             self.snapshotting.discard(instrument)
             self.stats.changed.set()
+
+    # ---- the repair of gap hours ---------------------------------------------------------------
+
+    def _gap_period(self, instrument: str, channel: str) -> None:
+        """Remember the hour (`repair_period_s`) in which a book had a gap."""
+        _, periods = self.gap_periods.setdefault(instrument, (channel, set()))
+        periods.add(int(time.time() // self.config.repair_period_s))
+
+    async def _repair_forever(self) -> None:
+        """At every hour boundary, a REST snapshot for each book that had a gap in an hour now ended."""
+        period = self.config.repair_period_s
+        while True:
+            await asyncio.sleep(period - time.time() % period + 0.001)
+            current = int(time.time() // period)
+            for instrument, (channel, periods) in list(self.gap_periods.items()):
+                due = sorted(p for p in periods if p < current)
+                if due and await self._repair_snapshot(instrument, channel, due):
+                    periods.difference_update(due)
+
+    async def _repair_snapshot(self, instrument: str, channel: str, due: list[int]) -> bool:
+        """Land a REST snapshot raw in `<instrument>@depth_snapshot`, after a `repair` marker naming the
+        gap hours it repairs (so each hour's book can be rebuilt from the files). A failure is marked
+        and counted; the next boundary tries again."""
+        period = self.config.repair_period_s
+        hours = [datetime.fromtimestamp(p * period, timezone.utc).isoformat() for p in due]
+        target = self.protocol.snapshot_channel(instrument)
+        backoff = Backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
+        for attempt in range(3):
+            try:
+                body = await self.repair.fetch(instrument, self.config.repair_depth)
+                break
+            except Exception as error:  # noqa: BLE001  (a REST failure: tried again, then at the next boundary)
+                if attempt == 2:
+                    self.stats.repair_failures += 1
+                    self.writer.marker(target, "rest", "repair_failed", hours=hours, book_channel=channel,
+                                       error=f"{type(error).__name__}: {error}")
+                    return False
+                await asyncio.sleep(backoff.next_delay())
+        text = json.dumps(body, separators=(",", ":"))
+
+        def land() -> None:
+            self.writer.marker(target, "rest", "repair", hours=hours, book_channel=channel)
+            self.writer.frame(target, "rest", text, time.time_ns())
+        await asyncio.to_thread(land)
+        self.stats.repair_snapshots += 1
+        self.stats.changed.set()
+        return True
 
     # ---- publishing -------------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ class Stats:
     book_snapshot_repeats: int = 0  # of them, ones JetStream already had (same book update id)
     book_snapshots_skipped: int = 0  # snapshot ticks of a book awaiting its resync (nothing published)
     book_snapshot_failures: int = 0  # snapshot batches NATS did not take (not retried: the next is fresher)
+    repair_snapshots: int = 0  # REST snapshots landed at the end of an hour with a book gap
+    repair_failures: int = 0  # such snapshots that failed (tried again at the next hour boundary)
     latest_writes: int = 0  # latest-state cache (Redis) hash writes
     latest_failures: int = 0  # its failed flushes (Redis away or slow: capture goes on, tried again)
     channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames received

@@ -58,6 +58,8 @@ class VenueWsReplay(WsServer):
         names = self.market.config.instruments.get(self.venue, [])
         self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
                             for name in names}
+        for name, live in self.instruments.items():  # the REST replay's books (OKX `books`, Deribit
+            self.market.live_books[(self.venue, name)] = live.snapshot  # `get_order_book`) are these
         self.host, self.port = host, port
         self.clients: dict[int, Client] = {}
         self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "pings": 0,

@@ -316,5 +316,8 @@ class BinanceSpotStream:
     def snapshot_source(self, rest_url: str) -> RestDepth:
         return RestDepth(rest_url)
 
+    def repair_source(self, rest_url: str) -> RestDepth:
+        return RestDepth(rest_url)
+
     def snapshot_channel(self, instrument: str) -> str:
         return f"{instrument.lower()}@depth_snapshot"

@@ -537,6 +537,18 @@ class DeribitClient(ApiClient):
                                        instrument=instrument, day=day_of(datetime.now().astimezone()))
         return parse_order_book(body, instrument, ctx).filter(pl.col("level") < depth)
 
+    async def order_book_body(self, instrument: str, depth: int = 1000) -> dict:
+        """The `public/get_order_book` answer as sent (the JSON-RPC envelope; `result.change_id`, bids
+        and asks): the snapshot a live book's gap hour is repaired with (landed raw by the collector)."""
+        venue_depth = next((d for d in BOOK_DEPTHS if d >= depth), BOOK_DEPTHS[-1])
+        body, ctx = await self._public("get_order_book", {"instrument_name": instrument, "depth": venue_depth},
+                                       instrument=instrument, day=day_of(datetime.now().astimezone()))
+        result = _result(body, ctx)
+        if not isinstance(result, dict) or not isinstance(result.get("change_id"), int) or \
+                not all(isinstance(result.get(side), list) for side in ("bids", "asks")):
+            raise ctx.error("get_order_book: no result with change_id, bids and asks")
+        return body
+
     async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         start, end = as_utc(start), as_utc(end)
         frames: list[pl.DataFrame] = []

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 
+from marketdata_assets.sources.deribit.rest import DeribitClient
 from marketdata_assets.sources.stream import (
     BOOKS,
     FUNDING,
@@ -102,6 +103,20 @@ class DeribitBookSync(ChainedBookSync):
         if data["type"] == "snapshot":
             return self.on_snapshot(change_id, bids, asks)
         return self.on_update(int(data["prev_change_id"]), change_id, bids, asks)
+
+
+class RestOrderBook:
+    """REST book snapshots (`public/get_order_book`, with its `change_id`) for the repair of a gap
+    hour (a `SnapshotSource` of sources/stream.py): the body as sent."""
+
+    def __init__(self, rest_url: str):
+        self.client = DeribitClient(rest_url)
+
+    async def fetch(self, instrument: str, limit: int) -> dict:
+        return await self.client.order_book_body(instrument, limit)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class DeribitStream:
@@ -189,12 +204,15 @@ class DeribitStream:
                                    json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
-    def book_time_ms(self, data: Any) -> int | None:
+    def book_time_ms(self, data: object) -> int | None:
         """A book notification's `timestamp`."""
         return int(data["timestamp"]) if isinstance(data, dict) and data.get("timestamp") is not None else None
 
     def snapshot_source(self, rest_url: str | None) -> None:
         return None
 
+    def repair_source(self, rest_url: str) -> RestOrderBook:
+        return RestOrderBook(rest_url)
+
     def snapshot_channel(self, instrument: str) -> str:
-        return f"book.{instrument}.100ms"
+        return f"{instrument}@depth_snapshot"

@@ -604,6 +604,17 @@ class OkxClient(ApiClient):
                                     instrument=instrument, day=day_of(datetime.now().astimezone()))
         return parse_books(body, instrument, ctx, self.contract_values).filter(pl.col("level") < depth)
 
+    async def books_body(self, instrument: str, depth: int = MAX_BOOK_DEPTH) -> dict:
+        """The `/api/v5/market/books` answer as sent (the envelope, levels as the venue's strings): the
+        snapshot a live book's gap hour is repaired with (landed raw by the collector)."""
+        depth = max(1, min(depth, MAX_BOOK_DEPTH))
+        body, ctx = await self._get("/api/v5/market/books", {"instId": instrument, "sz": str(depth)},
+                                    instrument=instrument, day=day_of(datetime.now().astimezone()))
+        data = _data(body, ctx)
+        if not data or not isinstance(data[0], dict) or not all(isinstance(data[0].get(s), list) for s in ("bids", "asks")):
+            raise ctx.error("books: no data[0] with bids and asks lists")
+        return body
+
     async def _candle_pages(self, path: str, inst_id: str, instrument: str, start: datetime, end: datetime,
                             parse) -> list[pl.DataFrame]:
         """1-minute candles of `path` (history-candles, its mark and index price kin) opening in

@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import zlib
 
+from marketdata_assets.sources.okx.rest import OkxClient
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOKS,
@@ -187,6 +188,21 @@ class OkxBookSync(ChainedBookSync):
         return outcome
 
 
+class RestBooks:
+    """REST book snapshots (`/api/v5/market/books`, 400 levels at most) for the repair of a gap hour
+    (a `SnapshotSource` of sources/stream.py): the body as sent. OKX's REST books carry no seqId,
+    only `ts`: the snapshot is the book at that time."""
+
+    def __init__(self, rest_url: str):
+        self.client = OkxClient(rest_url)
+
+    async def fetch(self, instrument: str, limit: int) -> dict:
+        return await self.client.books_body(instrument, limit)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
 class OkxStream:
     """OKX's public (and business: candles) channels as a `StreamProtocol` (sources/stream.py)."""
 
@@ -274,7 +290,7 @@ class OkxStream:
                                    json.dumps(payload, separators=(",", ":")).encode(), ts))
         return out
 
-    def book_time_ms(self, frame: Any) -> int | None:
+    def book_time_ms(self, frame: object) -> int | None:
         """A books push's `ts` (its one data entry)."""
         data = frame.get("data") if isinstance(frame, dict) else None
         ts = data[0].get("ts") if isinstance(data, list) and data and isinstance(data[0], dict) else None
@@ -283,5 +299,8 @@ class OkxStream:
     def snapshot_source(self, rest_url: str | None) -> None:
         return None
 
+    def repair_source(self, rest_url: str) -> RestBooks:
+        return RestBooks(rest_url)
+
     def snapshot_channel(self, instrument: str) -> str:
-        return channel_name(instrument, "books")
+        return f"{instrument}@depth_snapshot"
