@@ -111,9 +111,9 @@ def test_an_hour_with_a_book_gap_gets_a_rest_snapshot_at_its_end(venue, tmp_path
     book = rebuilt(venue, snapshot, [r for r in records(tmp_path, venue, channel(venue, 3, broken)) if "d" in r])
     assert book.update_id == update_id
     best_bids, best_asks = book.top(100)
-    true_bids, true_asks = OrderBook(), OrderBook()
-    true_bids.reset(0, bids.items(), asks.items())
-    want_bids, want_asks = true_bids.top(100)
+    true_book = OrderBook()
+    true_book.reset(0, bids.items(), asks.items())
+    want_bids, want_asks = true_book.top(100)
     # the snapshot held the best 100 levels: compare the levels it covers
     assert value(dict(best_bids[:50])) == value(dict(want_bids[:50]))
     assert value(dict(best_asks[:50])) == value(dict(want_asks[:50]))
