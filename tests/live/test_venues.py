@@ -19,6 +19,7 @@ from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
 from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
+from marketdata_assets.sources.stream import BOOKS, TRADES
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.live.conftest import books_match_at_rest, collecting
@@ -154,8 +155,9 @@ def test_trades_over_overlapping_connections_are_stored_once(venue, tmp_path, na
     with stack:
         async def scenario():
             config = config_for(venue, ws, subject_prefix=prefix, rollover_s=0.5)
+            protocol = VENUES[venue][1](datasets=(TRADES, BOOKS))  # the stream's messages: trades only
             async with collecting(config, LandingWriter(tmp_path, venue), nats_url, stream_spec,
-                                  protocol=VENUES[venue][1](), keep_stream=True) as (c, _):
+                                  protocol=protocol, keep_stream=True) as (c, _):
                 await c.stats.wait_until(lambda s: s.rollovers >= 2 and s.duplicates > 0, WAIT_S)
             async with JetStreamStore(nats_url) as store:
                 count = await store.message_count(stream_spec.name, f"{prefix}.trades.>")

@@ -577,6 +577,8 @@ class LiveCollector:
         """One batch of top-N snapshots to JetStream (`md.books.<venue>.<instrument>`, Nats-Msg-Id
         `<venue>.<instrument>.<update id>`: a repeat is deduplicated). A failed batch is not kept: the
         next one is fresher (counted)."""
+        if BOOKS not in getattr(self.protocol, "datasets", (BOOKS,)):  # books not collected: no snapshots
+            return
         snapshots = {name: snap for name in self.config.instruments if (snap := self._book_snapshot(name)) is not None}
         if not snapshots:
             return
