@@ -47,6 +47,7 @@ def start(env: dict, *args: str) -> tuple[subprocess.Popen, str | None]:
         proc.wait(30)
         raise AssertionError(f"no ready line; exit {proc.returncode}: {proc.stderr.read()[-3000:]}")
     found = re.search(r"endpoints (http://\S+)", line)
+    proc.ready_line = line  # what the command said first (in a failure's message)
     return proc, found.group(1) if found else None
 
 
@@ -106,7 +107,7 @@ def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nat
                           stream_spec.name, "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
                           "--max-wait-s", "0.05")
         try:
-            assert url, "no endpoints URL on the ready line"
+            assert url, f"no endpoints URL on the ready line {proc.ready_line!r}"
             status = wait_status(url, lambda s: s["collector"]["published"] >= 100 and s["consumer"]["acked"] >= 100
                                  and s["collector"]["snapshots"] == 2, "100 trades through NATS into ClickHouse")
             assert status["healthy"] and status["connections"] == 1
