@@ -246,7 +246,8 @@ class Connection:
         """End the connection on purpose (a rollover, a stop)."""
         if self.ended.is_set():
             return
-        self.reason = reason
+        if self.reason == "open":  # a stop during a rollover's close keeps the first reason
+            self.reason = reason
         if self.ws is not None:
             await self.ws.close()
         await self.ended.wait()
