@@ -7,11 +7,9 @@ Tasks of one `LiveCollector.run()`:
   channels the URL names and the rest subscribed by paced messages (after the venue's opening
   messages, e.g. Deribit's `public/set_heartbeat`); on a disconnect, reconnect after a jittered
   backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h) open the next connection
-  first and close the old one when the new one has delivered data on every channel it carries, or
-  after the stale deadline (make before break: a first frame is not enough, a venue answering a
-  subscription with a book snapshot at once would have the old connection closed before the new
-  one carried a trade; both deliver the overlap, the landing keeps both, the book drops repeats by
-  sequence and JetStream drops repeated trades by message id);
+  first and close the old one once the new one delivered data on every channel (a first frame is
+  not enough: a book snapshot comes at once) or after the stale deadline (make before break: both
+  deliver the overlap, the landing keeps both, the book drops repeats by sequence, JetStream by id);
 - the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
   lands the batch raw through the landing writer in a worker thread (a slow disk never blocks the
   socket readers; a full queue is a counted, marked gap), sends the replies a venue asks for
@@ -108,7 +106,6 @@ class LiveCollector(BookOutputs):
                  latest: LatestState | None = None):
         self.protocol, self.config, self.writer, self.store = protocol, config, writer, store
         self.latest = latest  # the optional latest-state cache (Redis): fed what is published, never waited on
-        # top-N book snapshots go to JetStream only (not to a trades sink such as ClickHouse's)
         self.snapshot_store = snapshot_store or (store if isinstance(store, JetStreamStore) else None)
         self.limits = protocol.limits
         self.url_channels = self.limits.url_channels if config.url_streams is None else config.url_streams
@@ -122,9 +119,7 @@ class LiveCollector(BookOutputs):
         self.snapshot_tasks: set[asyncio.Task] = set()
         self.outbox: deque[tuple[str, str, bytes]] = deque()
         self.outbox_ready = asyncio.Event()
-        # held while a batch is with JetStream: a stop waits for its answer instead of cancelling it (a
-        # cancelled batch the server had stored came back from the final drain as duplicates, uncounted)
-        self.publish_lock = asyncio.Lock()
+        self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
         self.connections: dict[str, Connection] = {}
         self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
         self.pending: dict[int, str] = {}  # subscribe request id -> connection id
@@ -132,7 +127,6 @@ class LiveCollector(BookOutputs):
         self.conn_numbers = itertools.count(1)
         self.attempts = AttemptWindow(self.limits.connections_per_window, self.limits.window_s)
         self.rest = protocol.snapshot_source(config.rest_url) if protocol.rest_snapshots else None
-        # the REST snapshots that repair an hour with a book gap, at the hour's end (none without a REST URL)
         self.repair = protocol.repair_source(config.rest_url) if config.rest_url else None
         self.gap_periods: dict[str, tuple[str, set[int]]] = {}  # instrument -> (book channel, periods with a gap)
         self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
