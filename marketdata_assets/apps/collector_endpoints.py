@@ -8,10 +8,14 @@ records nothing twice and no sample file grows. Names follow the exporter's conv
 (`marketdata_` prefix, `_total` counters, seconds, small label sets: `venue`, `channel` (the kind of
 stream: `trade`, `depth`, `_control`, `_bad`; never an instrument), `dataset`, `reason`).
 
-- `/health`: 200 `ok` while at least one connection is open and a frame arrived within the stale
-  deadline; 503 with the reason otherwise (starting, disconnected, stale).
-- `/status`: JSON of every counter (the collector's and, with `--consume`, the consumer's), the
-  queue depths and the age of the newest frame.
+One process may run a collector per venue (`marketdata collect` with several venues enabled): every
+metric carries its `venue` label, and /health and /status judge and show each venue.
+
+- `/health`: 200 `ok` while every venue has a connection open and a frame within the stale
+  deadline; 503 with the reasons otherwise (starting, disconnected, stale), venue by venue.
+- `/status`: JSON of every counter: `venues` (per venue: health, connections, newest frame's age,
+  queue depths, its collector's counters), `collector` (the venues' counters summed), with
+  `--consume` the consumer's.
 
 Served from a daemon thread (wsgiref, like the exporter); the counters are plain ints and dicts
 copied under the GIL, so a scrape never blocks the event loop.
@@ -69,14 +73,12 @@ def channel_kind(channel: str) -> str:
 
 
 @dataclass
-class Watched:
-    """What the endpoints read: a running collector (its `stats`, `queue`, `outbox`, `connections`),
-    its venue and stale deadline, and optionally the consumer running beside it."""
+class Venue:
+    """One venue's running collector (its `stats`, `queue`, `outbox`, `connections`) and stale deadline."""
 
     collector: Any
     venue: str
     stale_s: float
-    consumer: Any = None
 
     def connected(self) -> int:
         return sum(1 for conn in list(self.collector.connections.values()) if not conn.ended.is_set())
@@ -94,6 +96,27 @@ class Watched:
         if age > self.stale_s:
             return False, f"stale: last frame {age:.1f} s ago (deadline {self.stale_s:g} s)"
         return True, "ok"
+
+
+@dataclass
+class Watched:
+    """What the endpoints read: the process's collectors, one per venue, and optionally the consumer
+    running beside them."""
+
+    venues: list[Venue]
+    consumer: Any = None
+
+    def connected(self) -> int:
+        return sum(v.connected() for v in self.venues)
+
+    def health(self) -> tuple[bool, str]:
+        """ok when every venue is; else each failing venue's reason (one venue: its reason alone)."""
+        failing = [(v.venue, reason) for v in self.venues for ok, reason in [v.health()] if not ok]
+        if not failing:
+            return True, "ok"
+        if len(self.venues) == 1:
+            return False, failing[0][1]
+        return False, "; ".join(f"{venue}: {reason}" for venue, reason in failing)
 
 
 def _counter(name: str, doc: str, labels: list[str], values: Iterable[tuple[list[str], float]]):
@@ -116,7 +139,19 @@ class LiveCollector(Collector):
         self.watched = watched
 
     def collect(self):
-        w = self.watched
+        families: dict[str, Any] = {}
+        for venue in self.watched.venues:
+            for family in self._venue(venue):
+                if family.name in families:
+                    families[family.name].samples.extend(family.samples)
+                else:
+                    families[family.name] = family
+        yield from families.values()
+        if self.watched.consumer is not None:
+            yield from self._consumer(self.watched.consumer.stats)
+
+    def _venue(self, w: Venue):
+        """One venue's families (merged with the other venues' by name in `collect`)."""
         stats, venue = w.collector.stats, label(w.venue)
         for attr, (name, doc) in COUNTERS.items():
             yield _counter(name, doc, ["venue"], [([venue], getattr(stats, attr))])
@@ -142,8 +177,6 @@ class LiveCollector(Collector):
         yield _gauge("marketdata_live_last_frame_timestamp_seconds", "Unix time of the newest frame.", venue,
                      stats.last_frame_ns / 1e9)
         yield self._lag(stats, venue)
-        if w.consumer is not None:
-            yield from self._consumer(w.consumer.stats)
 
     @staticmethod
     def _lag(stats, venue: str):
@@ -168,18 +201,51 @@ class LiveCollector(Collector):
         yield family
 
 
+def _plain(stats) -> dict:
+    return {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+            for k, v in vars(stats).items() if k != "changed"}
+
+
+def summed(parts: list[dict]) -> dict:
+    """Counters of several venues as one: numbers added, dicts added key by key, lists element-wise,
+    `last_frame_ns` the newest, `started_ns` the first."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key not in out:
+                out[key] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+            elif key in ("last_frame_ns", "started_ns"):
+                out[key] = (max if key == "last_frame_ns" else min)(out[key], value)
+            elif isinstance(value, dict):
+                for k, n in value.items():
+                    out[key][k] = out[key].get(k, 0) + n
+            elif isinstance(value, list):
+                out[key] = [a + b for a, b in zip(out[key], value, strict=True)]
+            else:
+                out[key] += value
+    return out
+
+
 def status(watched: Watched) -> dict:
     """The /status body."""
-    def plain(stats) -> dict:
-        return {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
-                for k, v in vars(stats).items() if k != "changed"}
+    venues = {}
+    for v in watched.venues:
+        ok, reason = v.health()
+        venues[v.venue] = {"healthy": ok, "health": reason, "connections": v.connected(),
+                           "last_frame_age_s": v.frame_age_s(), "queue_depth": v.collector.queue.qsize(),
+                           "publish_buffer": len(getattr(v.collector, "outbox", ())),
+                           "collector": _plain(v.collector.stats)}
     ok, reason = watched.health()
-    body = {"venue": watched.venue, "healthy": ok, "health": reason, "connections": watched.connected(),
-            "last_frame_age_s": watched.frame_age_s(), "queue_depth": watched.collector.queue.qsize(),
-            "publish_buffer": len(getattr(watched.collector, "outbox", ())),
-            "collector": plain(watched.collector.stats), "lag_buckets_s": list(LAG_BUCKETS_S)}
+    ages = [a for a in (v["last_frame_age_s"] for v in venues.values()) if a is not None]
+    body = {"venues": venues, "healthy": ok, "health": reason, "connections": watched.connected(),
+            "last_frame_age_s": min(ages) if ages else None,
+            "queue_depth": sum(v["queue_depth"] for v in venues.values()),
+            "publish_buffer": sum(v["publish_buffer"] for v in venues.values()),
+            "collector": summed([v["collector"] for v in venues.values()]), "lag_buckets_s": list(LAG_BUCKETS_S)}
+    if len(venues) == 1:
+        body["venue"] = next(iter(venues))
     if watched.consumer is not None:
-        body["consumer"] = plain(watched.consumer.stats)
+        body["consumer"] = _plain(watched.consumer.stats)
     return body
 
 

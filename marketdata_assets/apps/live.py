@@ -2,9 +2,12 @@
 the collector's endpoints, as `marketdata collect` / `marketdata consume` run them (apps/cli/live.py).
 
 `run_live(options, stop)` starts what `options` asks for and runs until `stop` is set:
-- the Binance spot collector (ingest.live) landing raw frames and publishing trades to JetStream
+- one collector (ingest.live `LiveCollector`) per venue of `options.venues` (Binance spot, OKX,
+  Deribit: `PROTOCOLS`), each landing raw frames under its venue and publishing trades to JetStream
   (`nats_url`), and/or writing them straight to ClickHouse ``trades_live`` (`direct_write`, seed 002's
-  clickhouse_direct_write; alone it is the path for a machine without NATS);
+  clickhouse_direct_write; alone it is the path for a machine without NATS). The venues share the
+  process's one NATS connection and its sinks: a venue is a protocol and its connections, not a
+  process (the JetStream client and the ClickHouse client are thread/loop-safe for this);
 - with `consume`, the durable consumer from JetStream into ``trades_live`` in the same process;
 - with a `metrics_port`, /metrics, /health and /status (apps.collector_endpoints).
 One ClickHouse client serves the direct writes and the consumer (their INSERTs take turns): on the
@@ -21,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marketdata_assets.apps.collector_endpoints import Endpoints, Watched
-from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.apps.collector import PROTOCOLS
+from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched, summed
+from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
-from marketdata_assets.sources.binance.stream import VENUE
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -34,10 +37,21 @@ from marketdata_assets.stores.redis_cache import RedisLatestCache
 
 
 @dataclass
-class LiveOptions:
-    instruments: list[str] = field(default_factory=list)
+class VenueOptions:
+    """One venue's collector: its instruments (as the venue spells them), WebSocket base (a replay's in
+    tests), REST base for book snapshots (Binance), stale deadline (None: the protocol's)."""
+
+    venue: str
+    instruments: list[str]
     ws_url: str = ""
-    rest_url: str = ""
+    rest_url: str | None = None
+    stale_s: float | None = None
+    rollover_s: float | None = None
+
+
+@dataclass
+class LiveOptions:
+    venues: list[VenueOptions] = field(default_factory=list)
     landing_dir: Path | None = None
     nats_url: str | None = None  # None: no NATS
     stream: str = StreamSpec.name
@@ -49,7 +63,6 @@ class LiveOptions:
     database: str = "marketdata"
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # None: no endpoints
-    stale_s: float = 10.0
     redis_url: str | None = None  # the latest-state cache (REDIS_CACHE); None: none
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
 
@@ -94,7 +107,7 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
             store = await JetStreamStore(options.nats_url, name="marketdata-collect").connect()
             stack.push_async_callback(store.close)
             await store.ensure_stream(_spec(options))
-        tasks, collector, consumer = [], None, None
+        tasks, collectors, consumer = [], [], None
         if options.consume:
             consumer = TradesConsumer(options.consumer, store, clickhouse.insert)
             await consumer.subscribe()
@@ -104,32 +117,45 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
             if options.redis_url:
                 latest = RedisLatestCache(options.redis_url)
                 stack.push_async_callback(latest.aclose)
-            collector = _collector(options, store, clickhouse, latest)
-            tasks.append(asyncio.create_task(collector.run(stop)))
-        info = {"tasks": len(tasks)}
-        if collector is not None and options.metrics_port is not None:
-            endpoints = Endpoints(Watched(collector, VENUE, options.stale_s, consumer), options.metrics_host,
-                                  options.metrics_port)
+            sink = _sink(options, store, clickhouse)
+            collectors = [_collector(options, venue, sink, store, latest) for venue in options.venues]
+            tasks += [asyncio.create_task(venue.collector.run(stop)) for venue in collectors]
+        info = {"tasks": len(tasks), "venues": [v.venue for v in collectors]}
+        if collectors and options.metrics_port is not None:
+            endpoints = Endpoints(Watched(collectors, consumer), options.metrics_host, options.metrics_port)
             stack.callback(endpoints.stop)
             info["url"] = endpoints.url
         if on_ready is not None:
             on_ready(info)
         await asyncio.gather(*tasks)
-    return _counters(collector, consumer)
+    return _counters(collectors, consumer)
 
 
-def _collector(options: LiveOptions, store, clickhouse, latest=None) -> BinanceSpotCollector:
+def _sink(options: LiveOptions, store, clickhouse):
+    """Where every venue's trades go: JetStream, ClickHouse, both (JetStream first), or nowhere."""
     sinks = [s for s in (store, ClickHouseTradeSink(clickhouse.insert) if options.direct_write else None) if s]
-    sink = None if not sinks else sinks[0] if len(sinks) == 1 else Tee(*sinks)
-    config = CollectorConfig(list(options.instruments), options.ws_url, options.rest_url, stale_s=options.stale_s,
-                             subject_prefix=options.subject_prefix)
-    writer = LandingWriter(options.landing_dir, VENUE)
-    return BinanceSpotCollector(config, writer, sink, snapshot_store=store, latest=latest)
+    return None if not sinks else sinks[0] if len(sinks) == 1 else Tee(*sinks)
 
 
-def _counters(collector, consumer) -> dict:
-    out = {}
-    for name, part in (("collector", collector), ("consumer", consumer)):
-        if part is not None:
-            out[name] = {k: v for k, v in vars(part.stats).items() if k != "changed"}
+def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, latest=None) -> Venue:
+    """One venue's collector: its landing writer, the shared sink, book snapshots to JetStream
+    (`store`), the shared latest-state cache (`latest`)."""
+    protocol = PROTOCOLS[venue.venue]()
+    stale_s = venue.stale_s or protocol.stale_s
+    config = CollectorConfig(list(venue.instruments), venue.ws_url or protocol.ws_url,
+                             venue.rest_url if protocol.rest_snapshots else None, stale_s=stale_s,
+                             rollover_s=venue.rollover_s, subject_prefix=options.subject_prefix)
+    writer = LandingWriter(options.landing_dir, protocol.venue)
+    return Venue(LiveCollector(protocol, config, writer, sink, snapshot_store=store, latest=latest), protocol.venue,
+                 stale_s)
+
+
+def _counters(collectors: list[Venue], consumer) -> dict:
+    """The venues' counters summed (`collector`), each venue's (`venues`), the consumer's."""
+    out: dict = {}
+    if collectors:
+        venues = {v.venue: {k: x for k, x in vars(v.collector.stats).items() if k != "changed"} for v in collectors}
+        out["collector"], out["venues"] = summed(list(venues.values())), venues
+    if consumer is not None:
+        out["consumer"] = {k: v for k, v in vars(consumer.stats).items() if k != "changed"}
     return out

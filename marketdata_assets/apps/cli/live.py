@@ -3,13 +3,13 @@ as long-running commands (issue #23; docs/live-capture.md). Dagster-free: they r
 this process until SIGINT/SIGTERM and print their counters as JSON when they stop.
 
 Options come from the command line, else the environment (the settings table: COLLECTOR_METRICS_*,
-NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else the sources config (its Binance instruments).
-Seed 002's names are honoured as aliases: `SYMBOLS` (a comma list of instruments),
-`ENABLE_BINANCE` / `ENABLE_OKX` / `ENABLE_DERIBIT`, `clickhouse_direct_write` and `redis_cache`
-(either spelling, upper or lower case). This command runs Binance spot only: OKX and Deribit have
-collectors (`python -m marketdata_assets.apps.collector --venue OKX|DERIBIT`) but not yet the sinks,
-consumer and endpoints of this process, so enabling them here stops the command with a message
-saying so rather than running without them. `redis_cache` keeps the latest state in Redis (REDIS_URL).
+NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else the sources config (each venue's instruments).
+Seed 002's names are honoured as aliases: `SYMBOLS` (a comma list of instruments, `VENUE:NAME` for a
+venue's own, a bare name for Binance's, or for the only venue enabled), `ENABLE_BINANCE` /
+`ENABLE_OKX` / `ENABLE_DERIBIT` (every enabled venue runs in this one process, one collector each,
+sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_write` and
+`redis_cache` (either spelling, upper or lower case). `redis_cache` keeps the latest state in Redis
+(REDIS_URL), one cache for every venue.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import click
 from marketdata_assets.core import settings
 
 VENUES = ("binance", "okx", "deribit")
-NOT_BUILT = {"okx": "OKX", "deribit": "Deribit"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 
@@ -38,26 +37,41 @@ def env_flag(name: str) -> bool:
     return value in _TRUE
 
 
-def default_instruments() -> list[str]:
-    """SYMBOLS (seed 002), else the sources config's Binance instruments."""
+def split_instruments(listed: str, venues: list[str]) -> dict[str, list[str]]:
+    """A comma list of `VENUE:NAME` / bare names -> venue -> names (a bare name is the only chosen
+    venue's, else Binance's; Binance's are upper-cased, the others kept as the venue spells them)."""
+    out: dict[str, list[str]] = {}
+    for item in (part.strip() for part in listed.split(",")):
+        if not item:
+            continue
+        venue, _, name = item.rpartition(":") if ":" in item else ("", "", item)
+        venue = venue.upper() or (venues[0].upper() if len(venues) == 1 else "BINANCE")
+        if venue.lower() not in VENUES:
+            raise click.BadParameter(f"{item!r}: the venue {venue} is not one of {', '.join(VENUES)}")
+        name = name.upper() if venue == "BINANCE" else name
+        out.setdefault(venue, []).append(name)
+    return out
+
+
+def default_instruments(venues: list[str]) -> dict[str, list[str]]:
+    """SYMBOLS (seed 002), else the sources config's instruments of each venue."""
     listed = settings.get("SYMBOLS")
     if listed.strip():
-        return [name.strip().upper() for name in listed.split(",") if name.strip()]
+        return split_instruments(listed, venues)
     from marketdata_assets.sources.config import load_sources_config
 
-    return [key.instrument for key in load_sources_config().crypto_instruments if key.venue == "BINANCE"]
+    out: dict[str, list[str]] = {}
+    for key in load_sources_config().crypto_instruments:
+        if key.venue.lower() in venues:
+            out.setdefault(key.venue, []).append(key.instrument)
+    return out
 
 
 def chosen_venues(venues: tuple[str, ...]) -> list[str]:
-    """--venue, else the ENABLE_* switches; refuses the venues not built yet."""
+    """--venue, else the ENABLE_* switches."""
     chosen = list(dict.fromkeys(v.lower() for v in venues)) or [v for v in VENUES if env_flag(f"ENABLE_{v.upper()}")]
-    missing = [NOT_BUILT[v] for v in chosen if v in NOT_BUILT]
-    if missing:
-        raise click.UsageError(f"`marketdata collect` runs Binance spot only so far (issue #23); collect {' and '.join(missing)} "
-                               "with `python -m marketdata_assets.apps.collector --venue ...` (landing files and "
-                               "JetStream, no endpoints yet); leave ENABLE_OKX / ENABLE_DERIBIT off here")
     if not chosen:
-        raise click.UsageError("no venue enabled: set ENABLE_BINANCE=true or pass --venue binance")
+        raise click.UsageError("no venue enabled: set ENABLE_BINANCE / ENABLE_OKX / ENABLE_DERIBIT=true or pass --venue")
     return chosen
 
 
@@ -82,7 +96,8 @@ def _run(options) -> None:
         def ready(info: dict) -> None:
             what = "collecting" if options.collect else "consuming"
             where = f"; endpoints {info['url']} (/metrics /health /status)" if "url" in info else ""
-            click.echo(f"{what}: {', '.join(options.instruments) or 'md.trades'}{where}", err=True)
+            names = "; ".join(f"{v.venue} {','.join(v.instruments)}" for v in options.venues) or "md.trades"
+            click.echo(f"{what}: {names}{where}", err=True)
         return await run_live(options, stop, ready)
     click.echo(json.dumps(asyncio.run(main()), default=str))
 
@@ -111,11 +126,14 @@ def _common(function):
 
 
 @click.command("collect")
-@click.option("--instruments", default=None, help="Comma list (default SYMBOLS, else the sources config's Binance ones).")
+@click.option("--instruments", default=None, help="Comma list of VENUE:NAME (a bare name: the only venue's, else "
+              "Binance's; default SYMBOLS, else the sources config's instruments of each venue).")
 @click.option("--venue", "venues", multiple=True, type=click.Choice(VENUES, case_sensitive=False),
-              help="Venues to collect (default: the ENABLE_* switches).")
-@click.option("--ws-url", default=None, help="WebSocket base (default Binance's; a replay's in tests).")
-@click.option("--rest-url", default=None, help="REST base for book snapshots (default BINANCE_BASE_URL).")
+              help="Venues to collect, one collector each in this process (default: the ENABLE_* switches).")
+@click.option("--ws-url", default=None, help="Binance's WebSocket base (default Binance's; a replay's in tests).")
+@click.option("--okx-ws-url", default=None, help="OKX's public WebSocket URL (default OKX's).")
+@click.option("--deribit-ws-url", default=None, help="Deribit's WebSocket URL (default Deribit's).")
+@click.option("--rest-url", default=None, help="Binance REST base for book snapshots (default BINANCE_BASE_URL).")
 @click.option("--landing-dir", type=click.Path(path_type=Path), default=None, help="Default <state dir>/landing/live.")
 @click.option("--no-nats", is_flag=True, help="Publish nothing to NATS (land raw; with --direct-write, write ClickHouse).")
 @click.option("--direct-write/--no-direct-write", default=None, help="Also write trades to ClickHouse trades_live "
@@ -125,25 +143,31 @@ def _common(function):
 @click.option("--consume", is_flag=True, help="Run the NATS -> ClickHouse consumer in this process too.")
 @click.option("--metrics-host", default=None, help="Default COLLECTOR_METRICS_HOST.")
 @click.option("--metrics-port", default=None, help="Default COLLECTOR_METRICS_PORT (0: a free one; off: none).")
-@click.option("--stale-s", type=float, default=10.0, show_default=True, help="A silent socket is dropped after this.")
+@click.option("--stale-s", type=float, default=None, help="A silent socket is dropped after this (default: the "
+              "venue's: 10 s, Deribit 15 s).")
 @_common
-def collect(instruments, venues, ws_url, rest_url, landing_dir, no_nats, direct_write, redis_cache, consume,
-            metrics_host, metrics_port, stale_s, **common) -> None:
-    """The live collector (Binance spot trades and books): raw landing, JetStream, optional sinks."""
-    chosen_venues(venues)
+def collect(instruments, venues, ws_url, okx_ws_url, deribit_ws_url, rest_url, landing_dir, no_nats, direct_write,
+            redis_cache, consume, metrics_host, metrics_port, stale_s, **common) -> None:
+    """The live collector (Binance spot, OKX, Deribit: trades and books): raw landing, JetStream, optional sinks."""
+    chosen = chosen_venues(venues)
     use_redis = redis_cache if redis_cache is not None else env_flag("REDIS_CACHE")
     options = _options(common, collect=True, consume=consume, no_nats=no_nats,
                        direct_write=env_flag("CLICKHOUSE_DIRECT_WRITE") if direct_write is None else direct_write)
     if consume and no_nats:
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
-    from marketdata_assets.sources.binance.stream import WS_URL
+    from marketdata_assets.apps.live import VenueOptions
 
-    options.instruments = [i.strip().upper() for i in instruments.split(",") if i.strip()] if instruments \
-        else default_instruments()
-    options.ws_url, options.rest_url = ws_url or WS_URL, rest_url or settings.get("BINANCE_BASE_URL")
+    names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen)
+    urls = {"BINANCE": ws_url, "OKX": okx_ws_url, "DERIBIT": deribit_ws_url}
+    options.venues = [VenueOptions(v.upper(), names.get(v.upper(), []), urls[v.upper()] or "",
+                                   rest_url or settings.get("BINANCE_BASE_URL"), stale_s) for v in chosen]
+    empty = [v.venue for v in options.venues if not v.instruments]
+    if empty:
+        raise click.UsageError(f"no instruments for {', '.join(empty)}: name them in --instruments / SYMBOLS "
+                               "(VENUE:NAME) or in the sources config")
     options.landing_dir = landing_dir or settings.live_landing_dir()
     options.metrics_host = metrics_host or settings.get("COLLECTOR_METRICS_HOST")
-    options.metrics_port, options.stale_s = parse_port(metrics_port), stale_s
+    options.metrics_port = parse_port(metrics_port)
     options.redis_url = settings.get("REDIS_URL") if use_redis else None
     _run(options)
 
