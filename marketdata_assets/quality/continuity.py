@@ -9,8 +9,8 @@ ACTIVE load (its `ingest_log.source`), declared in `ID_SEQUENCES`:
 |---|---|---|---|
 | aggTrade | BINANCE | BINANCE (REST) | aggregate trade id `a` (aggTrades) |
 | trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE | individual trade id (dump files, archives, live `trade` streams, historicalTrades) |
-| tradeId | OKX | OKX | tradeId (history-trades) |
-| trade_seq | DERIBIT | DERIBIT | trade_seq ("the sequence number of the trade within instrument") |
+| tradeId | OKX | OKX, OKX_LIVE | tradeId (history-trades, the live `trades` channel) |
+| trade_seq | DERIBIT | DERIBIT, DERIBIT_LIVE | trade_seq ("the sequence number of the trade within instrument"; REST and the live `trades` channel) |
 | aggTrade (dataset agg_trades) | BINANCE | BINANCE_ARCHIVE | aggregate trade id of the aggTrades archives |
 
 A Binance slice's ids are aggregate ids or individual ids depending on which source loaded it, so
@@ -60,13 +60,14 @@ from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import error_text
-from marketdata_assets.ingest.live.load import SOURCE as BINANCE_LIVE
+from marketdata_assets.ingest.live.load import LIVE_VENUES
 from marketdata_assets.sources.binance.archives import SOURCE as BINANCE_ARCHIVE
 from marketdata_assets.sources.binance.dumps import SOURCE as BINANCE_DUMPS
 from marketdata_assets.stores.clickhouse import tables, writer
 
 UTC = timezone.utc
 TRADES = spec_for("trades")
+BINANCE_LIVE, OKX_LIVE, DERIBIT_LIVE = (LIVE_VENUES[v].source for v in ("BINANCE", "OKX", "DERIBIT"))
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ ID_SEQUENCES = (
     IdSequence("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE), "trades_by_id", 1000, True,
            "Binance trade ids (dump files, archives and the live trade streams: every individual trade; "
            "historicalTrades)"),
-    IdSequence("tradeId", "OKX", ("OKX",), "trades_by_id", 100, False, "OKX tradeId"),
-    IdSequence("trade_seq", "DERIBIT", ("DERIBIT",), "trades_by_seq", 1000, False, "Deribit trade_seq"),
+    IdSequence("tradeId", "OKX", ("OKX", OKX_LIVE), "trades_by_id", 100, False, "OKX tradeId"),
+    IdSequence("trade_seq", "DERIBIT", ("DERIBIT", DERIBIT_LIVE), "trades_by_seq", 1000, False, "Deribit trade_seq"),
     IdSequence("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,
            "Binance aggregate trade ids (archives of aggTrades, their own dataset)", dataset="agg_trades"),
 )

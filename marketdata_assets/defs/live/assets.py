@@ -1,40 +1,67 @@
-"""`live_trades`: Binance spot trades of the closed landing hours (ingest/live/load.py), hour x
-instrument, in the same ClickHouse `trades` slices as the REST and archive data.
+"""`live_trades`: live trades of the closed landing hours (ingest/live/load.py: Binance spot, OKX,
+Deribit), hour x instrument (VENUE:INSTRUMENT), in the same ClickHouse `trades` slices as the REST
+and archive data.
 
 Thin: the run's (hour, instrument) keys in, the day slices those hours feed rewritten by one engine
-run (each from every closed file of its day so far: idempotent and exact; docs/live-capture.md), one
-MaterializeResult (rows loaded, slices, the run's hours' frames, discards by reason, markers, lag
-exchange -> receive p50/p95) and one AssetObservation per (hour, instrument) with that hour's own
-figures: the collector's health per landing hour in the UI (frames, gaps, disconnects, overflow, lag).
+run (one feed per venue, each slice from every closed file of its day so far: idempotent and exact;
+docs/live-capture.md), then:
+- one MaterializeResult: rows loaded, slices, the run's hours' frames, discards by reason, markers,
+  lag exchange -> receive p50/p95; the reconciliation of the run's hours (trades from the live
+  landing vs from the REST/archive refill, `reconciliation` table; also written to ClickHouse
+  `live_reconciliation`) and their book gaps (`book_gaps`, from the landing files' `gap` markers);
+  the coverage picture of live hours (`coverage`: instruments x the last 48 hours, loaded / loaded
+  with gaps / missing, core/charts.heatmap_svg like the upkeep coverage asset);
+- one AssetObservation per (hour, instrument) with that hour's own figures: the collector's health
+  per landing hour in the UI (frames, gaps, disconnects, overflow, lag, live vs refilled trades).
 """
+
+from datetime import timedelta
 
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.core.naming import parse_partition_key
+from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
+from marketdata_assets.core.markdown import table
+from marketdata_assets.core.naming import parse_partition_key, partition_key
 from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
-from marketdata_assets.defs.live.partitions import FRESHNESS, landing_hour, live_partitions
+from marketdata_assets.defs.live.partitions import (
+    FRESHNESS,
+    landing_hour,
+    live_key,
+    live_partitions,
+    partition_hour,
+)
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.ingest.live.load import (
-    SOURCE,
+    LIVE_VENUES,
     HourFigures,
     LiveTradesLoad,
+    book_gaps,
+    day_files,
+    file_hour,
+    hour_key,
     live_slices,
+    parse_hour,
     stored_live_rows,
 )
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.stores.clickhouse.live import record_reconciliation
 
 GROUP = "live"
+COVERAGE_HOURS = 48
 
 
-def hour_instruments(partition_keys) -> list[tuple[str, str]]:
-    """(landing hour, instrument) of each 'YYYY-MM-DD-HH:00|VENUE:INSTRUMENT' key."""
-    pairs = []
+def hour_instruments(partition_keys) -> list[tuple[str, str, str]]:
+    """(landing hour, venue, instrument) of each 'YYYY-MM-DD-HH:00|VENUE:INSTRUMENT' key."""
+    triples = []
     for key in partition_keys:
         hour, instrument = str(key).split("|")
-        pairs.append((landing_hour(hour), parse_partition_key(instrument).instrument))
-    return pairs
+        parsed = parse_partition_key(instrument)
+        if parsed.venue not in LIVE_VENUES:
+            raise ValueError(f"{key}: no live trades of venue {parsed.venue} (live venues: {', '.join(LIVE_VENUES)})")
+        triples.append((landing_hour(hour), parsed.venue, parsed.instrument))
+    return triples
 
 
 def merged(figures: list[HourFigures]) -> HourFigures:
@@ -57,29 +84,104 @@ def hour_metadata(figures: HourFigures) -> dict:
             **{k: dg.MetadataValue.float(plain[k]) for k in ("lag_p50_ms", "lag_p95_ms") if plain[k] is not None}}
 
 
+def reconcile(clickhouse: ClickHouseResource, root, origins: dict, hours: list[tuple[str, str, str]]) -> list[dict]:
+    """Per (hour, venue, instrument) of the run: trades from the live landing and from the refill
+    (`origins`: (venue, instrument) -> hour -> [live, refilled]) and the hour's book gaps; written to
+    `live_reconciliation` (every hour of the days the run rewrote, since each was recounted)."""
+    records = []
+    for (venue, instrument), by_hour in origins.items():
+        for hour, (live, refilled) in by_hour.items():
+            gaps = book_gaps(root, venue, instrument, hour)
+            records.append({"hour": hour, "venue": venue, "instrument": instrument, "live_trades": live,
+                            "refilled_trades": refilled, "book_gaps": gaps})
+    wanted = set(hours)
+    for hour, venue, instrument in hours:  # an hour without trades still has its row (and its gaps)
+        if hour not in origins.get((venue, instrument), {}):
+            records.append({"hour": hour, "venue": venue, "instrument": instrument, "live_trades": 0,
+                            "refilled_trades": 0, "book_gaps": book_gaps(root, venue, instrument, hour)})
+    with clickhouse.get_client() as client:
+        record_reconciliation(client, clickhouse.database, [
+            (r["venue"], r["instrument"], parse_hour(r["hour"]), r["live_trades"], r["refilled_trades"],
+             len(r["book_gaps"])) for r in records])
+    return sorted((r for r in records if (r["hour"], r["venue"], r["instrument"]) in wanted),
+                  key=lambda r: (r["venue"], r["instrument"], r["hour"]))
+
+
+def reconciliation_metadata(records: list[dict]) -> dict:
+    rows = [(r["hour"], f"{r['venue']}:{r['instrument']}", f"{r['live_trades']:,}", f"{r['refilled_trades']:,}",
+             len(r["book_gaps"])) for r in records]
+    gaps = [{"hour": r["hour"], "instrument": f"{r['venue']}:{r['instrument']}", **g} for r in records
+            for g in r["book_gaps"]]
+    return {"live_trades_from_landing": sum(r["live_trades"] for r in records),
+            "trades_from_refill": sum(r["refilled_trades"] for r in records),
+            "book_gaps": dg.MetadataValue.json(gaps),
+            "reconciliation": dg.MetadataValue.md(table(["hour", "instrument", "from live landing",
+                                                         "from REST/archive refill", "book gaps"], rows))}
+
+
+def coverage(instance, asset_key, root, instruments: list[str], last_hour: str, loaded_now=(),
+             hours: int = COVERAGE_HOURS) -> tuple[str, dict[str, int]]:
+    """The live hours' picture: instruments x the `hours` up to `last_hour`, each cell loaded (1),
+    loaded with book gaps or without a trade file of its own (0.5), not loaded (0); and the counts.
+    Loaded: the partition is materialized (`instance`), or loaded by this run (`loaded_now`)."""
+    last = parse_hour(last_hour)
+    columns = [hour_key(last - timedelta(hours=h)) for h in range(hours - 1, -1, -1)]
+    done = set(instance.get_materialized_partitions(asset_key)) | {str(k) for k in loaded_now}
+    cells, counts = [], {"loaded": 0, "with_gaps": 0, "missing": 0}
+    for key in instruments:
+        parsed, line = parse_partition_key(key), []
+        landed = {file_hour(p) for day in {parse_hour(c).date() for c in columns}
+                  for p in day_files(root, parsed.instrument, day, parsed.venue)}
+        for hour in columns:
+            if live_key(partition_hour(hour), key) not in done:
+                line.append(0.0)
+                counts["missing"] += 1
+            elif book_gaps(root, parsed.venue, parsed.instrument, hour) or hour not in landed:
+                line.append(0.5)
+                counts["with_gaps"] += 1
+            else:
+                line.append(1.0)
+                counts["loaded"] += 1
+        cells.append(line)
+    svg = heatmap_svg(f"live hours loaded, {columns[0]}..{columns[-1]} (amber: book gaps)", instruments,
+                      [c[5:] for c in columns], cells)
+    return svg_markdown_image(svg, "live hours coverage"), counts
+
+
 @dg.asset(group_name=GROUP, partitions_def=live_partitions, deps=[TICK_STORE], kinds={"clickhouse"},
           backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE, freshness_policy=FRESHNESS)
 def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource):
-    """Binance spot trades from the live collector's closed landing hours, in ClickHouse `trades`
-    (venue BINANCE, every individual trade, each trade id once): each run rewrites the UTC day slices
-    its hours feed from every closed landing file of those days so far (a re-run changes nothing)."""
-    pairs = hour_instruments(context.partition_keys)
+    """Live trades (Binance spot, OKX, Deribit) from the collector's closed landing hours, in ClickHouse
+    `trades` (every trade, each trade id once): each run rewrites the UTC day slices its hours feed
+    from every closed landing file of those days so far (a re-run changes nothing)."""
+    triples = hour_instruments(context.partition_keys)
     report = IngestReport()
-    slices = [key for hour, instrument in pairs for key in live_slices([hour], [instrument])]
-    slices = planned(clickhouse, config, SOURCE, slices, report)
+    slices = []
+    for venue in dict.fromkeys(v for _, v, _ in triples):
+        mine = [key for hour, v, instrument in triples if v == venue for key in live_slices([hour], [(v, instrument)])]
+        slices += planned(clickhouse, config, LIVE_VENUES[venue].source, mine, report)
     with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/load.py)
         stored = stored_live_rows(client, clickhouse.database, slices)
-    load = LiveTradesLoad(settings.live_landing_dir(), slices, stored)
-    report.merge(engine(context, clickhouse, config).run([[load.feed(config.workers or 1, config.attempts)]]))
+    root = settings.live_landing_dir()
+    load = LiveTradesLoad(root, slices, stored)
+    report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
+    records = reconcile(clickhouse, root, load.origins, triples)
     clickhouse.close()
-    hours = []
-    for key, (hour, instrument) in zip(context.partition_keys, pairs, strict=True):
-        figures = load.figures.get(instrument, {}).get(hour, HourFigures(hour))
+    hours, by_key = [], {(r["hour"], r["venue"], r["instrument"]): r for r in records}
+    for key, (hour, venue, instrument) in zip(context.partition_keys, triples, strict=True):
+        figures = load.figures.get((venue, instrument), {}).get(hour, HourFigures(hour))
         hours.append(figures)
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key),
-                                              metadata=hour_metadata(figures)))
+        found = by_key.get((hour, venue, instrument), {})
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata={
+            **hour_metadata(figures), "live_trades_from_landing": found.get("live_trades", 0),
+            "trades_from_refill": found.get("refilled_trades", 0), "book_gaps": len(found.get("book_gaps", ()))}))
     run = hour_metadata(merged(hours))
     extra = {"trades": {("hours" if name == "hour" else name): value for name, value in run.items()}}
     extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
+    extra["trades"].update(reconciliation_metadata(records))
+    instruments = sorted({partition_key(v, i) for _, v, i in triples}
+                         | set(context.instance.get_dynamic_partitions("live_instruments")))
+    chart, counts = coverage(context.instance, context.asset_key, root, instruments, max(h for h, _, _ in triples),
+                             context.partition_keys)
+    extra["trades"].update({"coverage": dg.MetadataValue.md(chart), **{f"coverage_{k}": v for k, v in counts.items()}})
     yield from materialize(context, report, {"trades": "live_trades"}, config.max_failed, extra)
-

@@ -1,7 +1,10 @@
 """`live_trade_id_refill`: the trade ids missing from the live trades' day slices (the
-`trade_ids_continuous` check of live_trades), fetched by id from Binance (`historicalTrades`, no key)
-with the existing refill (quality.continuity.refill) and written with the slice's stored trades as
-its new load, under the slice's own source (BINANCE_LIVE: the same id sequence).
+`trade_ids_continuous` check of live_trades), fetched by id from the venue (Binance `historicalTrades`,
+OKX history-trades, Deribit trades by trade_seq; no key) with the existing refill
+(quality.continuity.refill) and written with the slice's stored trades as its new load, under the
+slice's own source (BINANCE_LIVE / OKX_LIVE / DERIBIT_LIVE: the same id sequence). Then each hour of
+the refilled days is reconciled again (defs/live/assets.py `reconcile`: trades from the live landing
+vs from the refill, the book gaps; metadata and ClickHouse `live_reconciliation`).
 
 Partitioned like live_trades (hour x instrument: the hour's day slice); run it by hand or as a
 backfill on the hours whose check failed. It calls a vendor, so nothing runs it by default. What it
@@ -13,18 +16,20 @@ from datetime import date
 
 import dagster as dg
 
+from marketdata_assets.core import settings
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.refill import refill_result
-from marketdata_assets.defs.live.assets import GROUP, hour_instruments
+from marketdata_assets.defs.live.assets import GROUP, hour_instruments, reconcile, reconciliation_metadata
 from marketdata_assets.defs.live.partitions import live_partitions
-from marketdata_assets.ingest.live.load import VENUE
+from marketdata_assets.ingest.live.load import LIVE_VENUES, day_origins
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.continuity import refill
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES
 
-BINANCE_KEY = CRYPTO_SOURCES[VENUE]  # the Binance spot REST resource
+VENUE_KEYS = {venue: CRYPTO_SOURCES[venue] for venue in LIVE_VENUES}  # each venue's REST resource
+BINANCE_KEY = VENUE_KEYS["BINANCE"]
 
 
 class LiveRefillConfig(RunConfig):
@@ -36,15 +41,22 @@ class LiveRefillConfig(RunConfig):
 
 @dg.asset(group_name=GROUP, partitions_def=live_partitions, deps=["live_trades"], pool=pools.CRYPTO_VENUES,
           backfill_policy=dg.BackfillPolicy.single_run(), kinds={"clickhouse", "polars"},
-          required_resource_keys={"clickhouse", BINANCE_KEY})
+          required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
 def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillConfig) -> dg.MaterializeResult:
-    """The trade ids missing from the run's hours' day slices of live trades, fetched by id from Binance
-    and written with the slice's stored trades as its new load (one pointer flip)."""
+    """The trade ids missing from the run's hours' day slices of live trades, fetched by id from the
+    venue and written with the slice's stored trades as its new load (one pointer flip); then the
+    hours reconciled: trades from the live landing vs from the refill."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
-    slices = sorted({SliceKey("trades", VENUE, instrument, date.fromisoformat(hour[:10]))
-                     for hour, instrument in hour_instruments(context.partition_keys)})
-    clients = {VENUE: getattr(context.resources, BINANCE_KEY).make_client}
+    triples = hour_instruments(context.partition_keys)
+    slices = sorted({SliceKey("trades", venue, instrument, date.fromisoformat(hour[:10]))
+                     for hour, venue, instrument in triples})
+    clients = {venue: getattr(context.resources, VENUE_KEYS[venue]).make_client for venue in {s.venue for s in slices}}
     report = refill(clickhouse.get_client, clickhouse.database, context.run.run_id, slices, clients,
                     max_ranges=config.max_ranges, workers=1, log=context.log.info)
+    root = settings.live_landing_dir()
+    with clickhouse.get_client() as client:
+        origins = day_origins(client, clickhouse.database, root, slices)
+    records = reconcile(clickhouse, root, origins, triples)
     clickhouse.close()
-    return refill_result("live_trade_id_refill", report, config.max_failed)
+    result = refill_result("live_trade_id_refill", report, config.max_failed)
+    return dg.MaterializeResult(metadata={**(result.metadata or {}), **reconciliation_metadata(records)})

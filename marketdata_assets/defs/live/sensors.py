@@ -1,5 +1,6 @@
-"""Closed landing hours of the live collector's trade channels: a load of each (hour, instrument)
-as soon as its file closes, the instruments added to `live_instruments` first.
+"""Closed landing hours of the live collector's trade channels (every venue of ingest/live/load.py
+`LIVE_VENUES`: Binance spot, OKX, Deribit): a load of each (hour, VENUE:INSTRUMENT) as soon as its
+file closes, the instruments added to `live_instruments` first.
 
 Running by default, like the landing-file sensors of the archives domain: a live load calls no
 vendor (it reads local files into the local store), so nothing is spent or rate-limited by leaving
@@ -24,7 +25,7 @@ from marketdata_assets.defs.live.partitions import (
     live_key,
     partition_hour,
 )
-from marketdata_assets.ingest.live.load import VENUE, file_hour, hour_key, instrument_of_channel
+from marketdata_assets.ingest.live.load import LIVE_VENUES, file_hour, hour_key
 from marketdata_assets.orchestration.sensing import range_tags
 from marketdata_assets.stores.landing import closed_files
 
@@ -35,17 +36,20 @@ live_trades_job = dg.define_asset_job("live_trades_job", selection=dg.AssetSelec
 
 
 def closed_trade_files(root: Path, since: str) -> list[tuple[str, str, str]]:
-    """(relative path, landing hour, instrument) of the closed trade-channel files of hours >= `since`."""
+    """(relative path, landing hour, VENUE:INSTRUMENT key) of the closed trade-channel files of every
+    live venue, hours >= `since`."""
     found = []
-    venue_dir = Path(root) / VENUE
-    channels = sorted(p.name for p in venue_dir.iterdir() if p.is_dir()) if venue_dir.is_dir() else []
-    for channel in channels:
-        instrument = instrument_of_channel(channel)
-        if instrument is None:
-            continue
-        for path in closed_files(root, VENUE, channel):
-            if file_hour(path) >= since:
-                found.append((f"{VENUE}/{channel}/{path.name}", file_hour(path), instrument))
+    for venue, spec in LIVE_VENUES.items():
+        venue_dir = Path(root) / venue
+        channels = sorted(p.name for p in venue_dir.iterdir() if p.is_dir()) if venue_dir.is_dir() else []
+        for channel in channels:
+            instrument = spec.instrument_of_channel(channel)
+            if instrument is None:
+                continue
+            key = partition_key(venue, instrument)
+            for path in closed_files(root, venue, channel):
+                if file_hour(path) >= since:
+                    found.append((f"{venue}/{channel}/{path.name}", file_hour(path), key))
     return found
 
 
@@ -79,14 +83,14 @@ def live_landing_hours(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     started = time.monotonic()
     closed: dict[str, dict[str, list[str]]] = {}
     current = set()
-    for relative, hour, instrument in closed_trade_files(root, since):
+    for relative, hour, key in closed_trade_files(root, since):
         current.add(relative)
         if relative in seen:
             continue
         if time.monotonic() - started > TIME_BUDGET_S:
             current.discard(relative)  # next tick
             continue
-        closed.setdefault(hour, {}).setdefault(partition_key(VENUE, instrument), []).append(relative)
+        closed.setdefault(hour, {}).setdefault(key, []).append(relative)
     existing = list(context.instance.get_dynamic_partitions(LIVE_INSTRUMENTS))
     new = sorted({key for keys in closed.values() for key in keys} - set(existing))
     requests = hour_runs(closed, existing + new)

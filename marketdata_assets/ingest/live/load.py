@@ -1,5 +1,15 @@
-"""The batch side of live capture: closed landing hours of Binance spot trades loaded into the
-`trades` day slices through the ingest engine (no Dagster here; defs/live calls it).
+"""The batch side of live capture: closed landing hours of live trades (Binance spot, OKX, Deribit:
+`LIVE_VENUES`) loaded into the `trades` day slices through the ingest engine (no Dagster here;
+defs/live calls it).
+
+Per venue (`LiveVenue`): its trade channel (`btcusdt@trade`, `BTC-USDT@trades`,
+`trades.BTC-PERPETUAL.100ms`), its ingest_log source (`BINANCE_LIVE`, `OKX_LIVE`, `DERIBIT_LIVE`: the
+venue's trade-id sequence in quality/continuity.py) and its frame parser. OKX and Deribit frames go
+through the REST parsers (sources/okx/rest.py `parse_history_trades`, sources/deribit/rest.py
+`parse_trade_page`): the push's `data` is the same trade objects as history-trades' / the trades
+result's, so sizes, inverse contracts and ids come out exactly as the REST loads store them. Binance's
+`trade` event is read by `parse_trade` below (the fields of the dump files). The text below says
+Binance where it describes Binance's frame; the rest holds for every venue.
 
 Why here: it moves data from a store (the raw landing files) into ClickHouse like the batch engine's
 other feeds, beside the collector that wrote those files (ingest/live), and it runs inside Dagster's
@@ -50,7 +60,7 @@ import json
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -58,10 +68,13 @@ from typing import Any
 
 import polars as pl
 
+from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import TradeColumns, finish_trades, note_dropped
+from marketdata_assets.sources.deribit.rest import parse_trade_page
+from marketdata_assets.sources.okx.rest import parse_history_trades
 from marketdata_assets.stores.clickhouse import tables
 from marketdata_assets.stores.landing import closed_files, read_lines
 from marketdata_assets.stores.landing.writer import SUMMARY
@@ -77,15 +90,14 @@ class BadTrade(ValueError):
     """A trade event with a missing or wrong field (counted as `bad_frame`)."""
 
 
-def trade_channel(instrument: str) -> str:
+def trade_channel(instrument: str, venue: str = VENUE) -> str:
     """The landing channel of an instrument's trades (the collector lands each stream under its name)."""
-    return f"{instrument.lower()}@trade"
+    return LIVE_VENUES[venue].trade_channel(instrument)
 
 
-def instrument_of_channel(channel: str) -> str | None:
+def instrument_of_channel(channel: str, venue: str = VENUE) -> str | None:
     """The instrument of a trade channel (`btcusdt@trade` -> BTCUSDT); None for another channel."""
-    name, _, kind = channel.partition("@")
-    return name.upper() if kind == "trade" and name else None
+    return LIVE_VENUES[venue].instrument_of_channel(channel)
 
 
 def hour_key(moment: datetime) -> str:
@@ -145,6 +157,99 @@ def parse_trade(data: dict) -> tuple:
             "sell" if maker else "buy", trade_id)
 
 
+def binance_trades(frame: Any, instrument: str) -> list[tuple] | str:
+    """The trade of a Binance `trade` frame (combined-stream wrapper or raw), or why it is discarded."""
+    data = frame.get("data") if isinstance(frame, dict) and "stream" in frame else frame
+    if not isinstance(data, dict) or data.get("e") != "trade":
+        return "not_a_trade"
+    if str(data.get("s", "")).upper() != instrument:
+        return "other_instrument"
+    try:
+        return [parse_trade(data)]
+    except BadTrade:
+        return "bad_frame"
+
+
+def _rows(parsed: pl.DataFrame) -> list[tuple]:
+    """A REST parser's trades frame as (ts_us, trade_id, price, quantity, amount, side, seq) tuples."""
+    return list(parsed.select(pl.col("ts").dt.epoch("us"), "trade_id", "price", "quantity", "amount", "side",
+                              "seq").iter_rows())
+
+
+def okx_trades(frame: Any, instrument: str) -> list[tuple] | str:
+    """The trades of an OKX `trades` push `{arg: {channel, instId}, data: [...]}`, through the REST parser."""
+    arg = frame.get("arg") if isinstance(frame, dict) else None
+    if not isinstance(arg, dict) or arg.get("channel") != "trades" or "data" not in frame:
+        return "not_a_trade"
+    if arg.get("instId") != instrument:
+        return "other_instrument"
+    try:
+        return _rows(parse_history_trades({"code": "0", "data": frame["data"]}, instrument))
+    except (SourceDataError, ValueError, TypeError):
+        return "bad_frame"
+
+
+def deribit_trades(frame: Any, instrument: str) -> list[tuple] | str:
+    """The trades of a Deribit `trades.<instrument>.<interval>` notification, through the REST parser."""
+    params = frame.get("params") if isinstance(frame, dict) and frame.get("method") == "subscription" else None
+    channel = str(params.get("channel", "")) if isinstance(params, dict) else ""
+    if not channel.startswith("trades."):
+        return "not_a_trade"
+    if channel.partition(".")[2].rpartition(".")[0] != instrument:
+        return "other_instrument"
+    try:
+        return _rows(parse_trade_page({"result": {"trades": params.get("data"), "has_more": False}}, instrument)[0])
+    except (SourceDataError, ValueError, TypeError):
+        return "bad_frame"
+
+
+@dataclass(frozen=True)
+class LiveVenue:
+    """A venue's live trades as the loader reads them: landing channel <-> instrument, the ingest_log
+    source of its loads, and the frame parser (frame -> trade rows, or the reason it is discarded)."""
+
+    venue: str
+    source: str
+    channel_format: str  # the trade channel of an instrument
+    channel_kind: Callable[[str], str | None]  # channel -> its instrument if it is a trade channel
+    trades: Callable[[Any, str], list[tuple] | str]
+    book_format: str  # the start of an instrument's book channel names (its depth/interval follows)
+    upper: bool = False  # instruments upper-cased in keys, lower-cased in channels (Binance)
+
+    def is_book_channel(self, channel: str, instrument: str) -> bool:
+        start = self.book_format.format(instrument.lower() if self.upper else instrument)
+        return channel.startswith(start) and not channel.endswith("_snapshot")
+
+    def trade_channel(self, instrument: str) -> str:
+        return self.channel_format.format(instrument.lower() if self.upper else instrument)
+
+    def instrument_of_channel(self, channel: str) -> str | None:
+        name = self.channel_kind(channel)
+        return (name.upper() if self.upper else name) if name else None
+
+
+def _at_kind(kind: str) -> Callable[[str], str | None]:
+    def instrument(channel: str) -> str | None:
+        name, _, found = channel.rpartition("@")
+        return name if found == kind and name else None
+    return instrument
+
+
+def _deribit_instrument(channel: str) -> str | None:
+    kind, _, rest = channel.partition(".")
+    name = rest.rpartition(".")[0]
+    return name if kind == "trades" and name else None
+
+
+LIVE_VENUES = {
+    "BINANCE": LiveVenue("BINANCE", SOURCE, "{}@trade", _at_kind("trade"), binance_trades, "{}@depth", upper=True),
+    "OKX": LiveVenue("OKX", "OKX_LIVE", "{}@trades", _at_kind("trades"), okx_trades, "{}@books"),
+    "DERIBIT": LiveVenue("DERIBIT", "DERIBIT_LIVE", "trades.{}.100ms", _deribit_instrument, deribit_trades,
+                         "book.{}."),
+}
+LIVE_SOURCES = {v.source: v.venue for v in LIVE_VENUES.values()}
+
+
 @dataclass
 class HourFigures:
     """What one landing hour of a channel held: files, frames, trades, what was discarded and why,
@@ -180,8 +285,8 @@ class ChannelReader:
     """Reads one instrument's trade channel, file by file, oldest first: each trade id once (the first
     frame that carries it), everything else counted on the hour of its file (`figures`)."""
 
-    def __init__(self, instrument: str, figures: dict[str, HourFigures]):
-        self.instrument, self.figures = instrument, figures
+    def __init__(self, instrument: str, figures: dict[str, HourFigures], venue: str = VENUE):
+        self.instrument, self.figures, self.venue = instrument, figures, LIVE_VENUES[venue]
         self.seen: dict[str, tuple] = {}
         self.columns = TradeColumns()
 
@@ -205,35 +310,42 @@ class ChannelReader:
                 figures.discarded[reason] += 1
 
     def _frame(self, record: dict, figures: HourFigures) -> str | None:
-        """Keep the frame's trade; the reason it is discarded otherwise."""
+        """Keep the frame's trades; the reason it is discarded otherwise (a trade seen before counts
+        as one of `duplicates`; one id with different values fails the slice)."""
         try:
             frame = json.loads(record["d"])
         except (ValueError, TypeError, KeyError):
             return "bad_frame"
-        data = frame.get("data") if isinstance(frame, dict) and "stream" in frame else frame
-        if not isinstance(data, dict) or data.get("e") != "trade":
-            return "not_a_trade"
-        if str(data.get("s", "")).upper() != self.instrument:
-            return "other_instrument"
-        try:
-            row = parse_trade(data)
-        except BadTrade:
-            return "bad_frame"
-        previous = self.seen.get(row[1])
-        if previous is not None:
-            if previous != row:
-                raise ValueError(f"{VENUE}:{self.instrument} trade id {row[1]} landed twice with different values: "
-                                 f"{previous} and {row}")
-            return "duplicates"
-        self.seen[row[1]] = row
-        self.columns.add(*row)
-        figures.trades += 1
-        event_ms = data.get("E") if isinstance(data.get("E"), int) else row[0] // 1000
-        figures.lags_ms.append(record["t"] / 1e6 - event_ms)
-        return None
+        rows = self.venue.trades(frame, self.instrument)
+        if isinstance(rows, str):
+            return rows
+        kept = 0
+        for row in rows:
+            previous = self.seen.get(row[1])
+            if previous is not None:
+                if previous != row:
+                    raise ValueError(f"{self.venue.venue}:{self.instrument} trade id {row[1]} landed twice with "
+                                     f"different values: {previous} and {row}")
+                figures.discarded["duplicates"] += 1
+                continue
+            self.seen[row[1]] = row
+            self.columns.add(*row)
+            kept += 1
+            event_ms = _event_ms(frame, row)
+            figures.lags_ms.append(record["t"] / 1e6 - event_ms)
+        figures.trades += kept
+        return None if rows else "not_a_trade"
 
     def frame(self) -> pl.DataFrame:
-        return self.columns.frame(VENUE, self.instrument)
+        return self.columns.frame(self.venue.venue, self.instrument)
+
+
+def _event_ms(frame: Any, row: tuple) -> float:
+    """The venue's event time of a trade (Binance `E`; OKX and Deribit: the trade's time)."""
+    data = frame.get("data") if isinstance(frame, dict) else None
+    if isinstance(data, dict) and isinstance(data.get("E"), int):
+        return data["E"]
+    return row[0] / 1000
 
 
 def _summary(path: Path) -> dict:
@@ -247,21 +359,23 @@ def _summary(path: Path) -> dict:
 def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> list[Path]:
     """The closed files of the instrument's trade channel in the hours of `day` (`hours_of_day`), in order."""
     hours = set(hours_of_day(day))
-    return [path for path in closed_files(root, venue, trade_channel(instrument)) if file_hour(path) in hours]
+    return [path for path in closed_files(root, venue, trade_channel(instrument, venue)) if file_hour(path) in hours]
 
 
 def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigures] | None = None,
-             venue: str = VENUE, stored: pl.DataFrame | None = None, kept: Counter | None = None) -> pl.DataFrame:
+             venue: str = VENUE, stored: pl.DataFrame | None = None, kept: Counter | None = None,
+             origins: dict[str, list[int]] | None = None) -> pl.DataFrame:
     """The day's trades of an instrument from its closed landing files (plus the `stored` trades
     whose ids they lack: a refill's): each trade id once, ordered, implausible times dropped; what
     was discarded counted on `figures` (hour -> HourFigures) and, for the day's own hours, on the
-    running fetch's notes (the slice's ingest_log `dropped`); `kept` counts `kept_from_store`."""
+    running fetch's notes (the slice's ingest_log `dropped`); `kept` counts `kept_from_store`;
+    `origins` gets, per hour of the trades' time, [trades from the landing, trades from the store]."""
     figures = {} if figures is None else figures
     paths = day_files(root, instrument, day, venue)
     if not paths:
         raise FileNotFoundError(f"{venue}:{instrument} {day}: no closed landing file of channel "
-                                f"{trade_channel(instrument)} in its hours under {root}")
-    reader = ChannelReader(instrument, figures)
+                                f"{trade_channel(instrument, venue)} in its hours under {root}")
+    reader = ChannelReader(instrument, figures, venue)
     for path in paths:
         reader.read(path)
     own = set(hours_of_day(day)[1:25])
@@ -277,65 +391,127 @@ def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigu
         frame = pl.concat([frame, extra], how="vertical")
         if kept is not None:
             kept["kept_from_store"] += extra.height
+    else:
+        extra = None
     drops: Counter = Counter()
     frame = finish_trades([frame], drops=drops)
     for reason, count in drops.items():
         note_dropped(instrument, reason, count, day)
+    if origins is not None:
+        count_origins(frame, set() if extra is None else set(extra["trade_id"]), origins)
     return frame
+
+
+def count_origins(frame: pl.DataFrame, refilled: set[str], origins: dict[str, list[int]]) -> None:
+    """Per hour of the trades' time: [from the landing files, from the store (a refill)]."""
+    counted = frame.select(pl.col("ts").dt.truncate("1h").alias("hour"),
+                           pl.col("trade_id").is_in(sorted(refilled)).alias("refill")).group_by("hour", "refill").len()
+    for hour, refill, n in counted.iter_rows():
+        moment = hour if hour.tzinfo else hour.replace(tzinfo=UTC)
+        origins.setdefault(hour_key(moment), [0, 0])[int(refill)] += n
+
+
+def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[str, Any]]:
+    """The `gap` markers of an instrument's book channels in one landing hour (closed files), oldest
+    first: receive time, channel, connection and the marker's details (cause, ids)."""
+    spec, out = LIVE_VENUES[venue], []
+    venue_dir = Path(root) / venue
+    channels = sorted(p.name for p in venue_dir.iterdir() if p.is_dir()) if venue_dir.is_dir() else []
+    for channel in (c for c in channels if spec.is_book_channel(c, instrument)):
+        for path in closed_files(root, venue, channel, hour):
+            for line in read_lines(path):
+                if '"gap"' not in line:
+                    continue
+                record = json.loads(line)
+                if record.get("m") == "gap":
+                    at = datetime.fromtimestamp(record["t"] / 1e9, UTC).isoformat(timespec="milliseconds")
+                    out.append({"at": at, "channel": channel, "connection": record.get("c"), **(record.get("x") or {})})
+    return out
 
 
 @dataclass
 class LiveTradesLoad:
-    """The engine feed of a run's slices from the landing root; `figures` holds, after the run, what
-    each landing hour read held (instrument -> hour -> HourFigures)."""
+    """The engine feeds (one per venue: its ingest_log source) of a run's slices from the landing root;
+    `figures` holds, after the run, what each landing hour read held ((venue, instrument) -> hour ->
+    HourFigures)."""
 
     root: Path
     slices: list[SliceKey]
     stored: dict[SliceKey, pl.DataFrame] = field(default_factory=dict)  # stored_live_rows()
-    figures: dict[str, dict[str, HourFigures]] = field(default_factory=dict)
+    figures: dict[tuple[str, str], dict[str, HourFigures]] = field(default_factory=dict)
     kept: dict[SliceKey, int] = field(default_factory=dict)  # stored trades kept: ids no file holds
+    origins: dict[tuple[str, str], dict[str, list[int]]] = field(default_factory=dict)  # count_origins
+
+    def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
+        """One feed per venue, one job a slice; `workers` slices read at once (threads), each tried
+        `attempts` times."""
+        venues = dict.fromkeys(key.venue for key in self.slices)
+        return [Feed(LIVE_VENUES[venue].source, [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
+                     fetch=self._fetch, client=None, workers=workers, attempts=attempts) for venue in venues]
 
     def feed(self, workers: int = 1, attempts: int = 1) -> Feed:
-        """One job a slice; `workers` slices read at once (threads), each tried `attempts` times."""
-        jobs = [Job((key,)) for key in dict.fromkeys(self.slices)]
-        return Feed(SOURCE, jobs, fetch=self._fetch, client=None, workers=workers, attempts=attempts)
+        """The one feed of a single-venue run."""
+        (only,) = self.feeds(workers, attempts)
+        return only
 
     async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
         (key,) = job.keys
-        return await asyncio.to_thread(self._read, key, self.figures.setdefault(key.instrument, {}))
+        return await asyncio.to_thread(self._read, key, self.figures.setdefault((key.venue, key.instrument), {}))
 
     def _read(self, key: SliceKey, figures: dict[str, HourFigures]) -> pl.DataFrame:
         kept: Counter = Counter()
-        frame = read_day(self.root, key.instrument, key.day, figures, key.venue or VENUE, self.stored.get(key), kept)
+        origins: dict[str, list[int]] = {}
+        frame = read_day(self.root, key.instrument, key.day, figures, key.venue, self.stored.get(key), kept, origins)
         self.kept[key] = kept["kept_from_store"]
+        with _CLAIM:
+            self.origins.setdefault((key.venue, key.instrument), {}).update(origins)
         return frame
 
 
-def live_slices(hours: Iterable[str], instruments: Iterable[str]) -> list[SliceKey]:
-    """The trades slices that loading `hours` (landing hour keys) of `instruments` rewrites."""
+def live_slices(hours: Iterable[str], instruments: Iterable[str | tuple[str, str]]) -> list[SliceKey]:
+    """The trades slices that loading `hours` (landing hour keys) of `instruments` (names of Binance,
+    or (venue, instrument) pairs) rewrites."""
     days = sorted({day for hour in hours for day in hour_slices(hour)})
-    return [SliceKey("trades", VENUE, instrument, day) for instrument in instruments for day in days]
+    pairs = [(VENUE, i) if isinstance(i, str) else i for i in instruments]
+    return [SliceKey("trades", venue, instrument, day) for venue, instrument in pairs for day in days]
 
 
 def stored_live_rows(client, database: str, slices: Iterable[SliceKey]) -> dict[SliceKey, pl.DataFrame]:
-    """The active rows of the slices whose active load is a live one (ingest_log source `SOURCE`:
-    a live load or a refill of one), to keep what a refill added (see the module doc)."""
+    """The active rows of the slices whose active load is a live one (ingest_log source the venue's
+    `LiveVenue.source`: a live load or a refill of one), to keep what a refill added (module doc)."""
     slices = list(slices)
     if not slices:
         return {}
     db = clickhouse_database(database)
     rows = client.query(
-        f"SELECT a.instrument, a.day FROM {db}.active_loads AS a INNER JOIN (SELECT load_id, argMax(source, "
-        f"finished_at) AS source FROM {db}.ingest_log WHERE dataset = {{code:String}} AND outcome = 'ok' "
-        "AND load_id != 0 AND day IN {days:Array(Date)} GROUP BY load_id) AS l ON a.load_id = l.load_id "
-        "WHERE a.dataset = {code:String} AND a.venue = {venue:String} AND a.day IN {days:Array(Date)} "
-        "AND l.source = {source:String}",
-        parameters={"code": spec_for("trades").code, "venue": VENUE, "source": SOURCE,
-                    "days": sorted({s.day for s in slices})}).result_rows
-    live = {(r[0], r[1]) for r in rows}
+        f"SELECT a.venue, a.instrument, a.day, l.source FROM {db}.active_loads AS a INNER JOIN (SELECT load_id, "
+        f"argMax(source, finished_at) AS source FROM {db}.ingest_log WHERE dataset = {{code:String}} AND "
+        "outcome = 'ok' AND load_id != 0 AND day IN {days:Array(Date)} GROUP BY load_id) AS l ON a.load_id = l.load_id "
+        "WHERE a.dataset = {code:String} AND a.venue IN {venues:Array(String)} AND a.day IN {days:Array(Date)} "
+        "AND l.source IN {sources:Array(String)}",
+        parameters={"code": spec_for("trades").code, "venues": sorted({s.venue for s in slices}),
+                    "sources": sorted(LIVE_SOURCES), "days": sorted({s.day for s in slices})}).result_rows
+    live = {(r[0], r[1], r[2]) for r in rows if LIVE_SOURCES.get(r[3]) == r[0]}
     out = {}
     for key in slices:
-        if (key.instrument, key.day) in live:
+        if (key.venue, key.instrument, key.day) in live:
             start, end = day_window(key.day)
             out[key] = tables.read_range(client, database, "trades", key.venue, key.instrument, start, end)
+    return out
+
+
+def day_origins(client, database: str, root: Path, slices: Iterable[SliceKey]) -> dict[tuple[str, str], dict[str, list[int]]]:
+    """(venue, instrument) -> hour -> [trades from the landing files, trades only the store holds (a
+    refill's)] of the slices' days as stored now (what a refill wrote included); a slice none of
+    whose hours has a closed file is skipped."""
+    out: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for key in slices:
+        start, end = day_window(key.day)
+        stored = tables.read_range(client, database, "trades", key.venue, key.instrument, start, end)
+        origins: dict[str, list[int]] = {}
+        try:
+            read_day(root, key.instrument, key.day, {}, key.venue, stored, Counter(), origins)
+        except FileNotFoundError:
+            continue
+        out.setdefault((key.venue, key.instrument), {}).update(origins)
     return out

@@ -112,3 +112,44 @@ def live_count(client, database: str, venue: str | None = None) -> tuple[int, in
 
 __all__ = ["LIVE_COLUMNS", "TRADES_LATEST", "TRADES_LIVE", "ensure_live_tables", "insert_live_trades",
            "live_count", "trade_row"]
+
+
+# ---- reconciliation of live hours ------------------------------------------------------------
+# ``live_reconciliation``: per (venue, instrument, UTC hour), how many of the hour's stored trades
+# came from the live landing files and how many from the REST/archive refill (ids no landing file
+# holds), and the hour's book gaps; written by the live loads and the refill (defs/live), the newest
+# row of a key wins (ReplacingMergeTree on `recorded_at`; read with FINAL).
+
+LIVE_RECONCILIATION = "live_reconciliation"
+RECONCILIATION_COLUMNS = ("venue", "instrument", "hour", "live_trades", "refilled_trades", "book_gaps")
+
+
+def ensure_reconciliation_table(client, database: str) -> str:
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{LIVE_RECONCILIATION} (\n"
+        "    `venue` LowCardinality(String), `instrument` LowCardinality(String), `hour` DateTime('UTC'),\n"
+        "    `live_trades` UInt64, `refilled_trades` UInt64, `book_gaps` UInt32,\n"
+        "    `recorded_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+        ") ENGINE = ReplacingMergeTree(recorded_at)\nORDER BY (venue, instrument, hour)")
+    return LIVE_RECONCILIATION
+
+
+def record_reconciliation(client, database: str, rows: Sequence[tuple]) -> int:
+    """Rows of RECONCILIATION_COLUMNS (hour a UTC datetime); the table is created first."""
+    if not rows:
+        return 0
+    ensure_reconciliation_table(client, database)
+    client.insert(LIVE_RECONCILIATION, list(rows), column_names=list(RECONCILIATION_COLUMNS),
+                  database=clickhouse_database(database))
+    return len(rows)
+
+
+def reconciliation(client, database: str, venue: str, instrument: str, start: datetime, end: datetime) -> dict:
+    """hour -> (live_trades, refilled_trades, book_gaps) of an instrument's hours in [start, end)."""
+    ensure_reconciliation_table(client, database)
+    rows = client.query(
+        f"SELECT hour, live_trades, refilled_trades, book_gaps FROM {clickhouse_database(database)}."
+        f"{LIVE_RECONCILIATION} FINAL WHERE venue = {{venue:String}} AND instrument = {{instrument:String}} "
+        "AND hour >= {start:DateTime} AND hour < {end:DateTime} ORDER BY hour",
+        parameters={"venue": venue, "instrument": instrument, "start": start, "end": end}).result_rows
+    return {r[0].replace(tzinfo=timezone.utc) if r[0].tzinfo is None else r[0]: tuple(r[1:]) for r in rows}
