@@ -299,3 +299,118 @@ def test_one_run_loads_an_hour_of_several_instruments(root, store):
         for instrument in ("BTCUSDT", "ETHUSDT"):
             rows = ct.read_range(client, store.database, "trades", "BINANCE", instrument, DAY, DAY + timedelta(days=1))
             assert rows["trade_id"].to_list() == [str(t) for t in range(1, 6)]
+
+
+# ---- OKX and Deribit hours, reconciliation against the REST refill ---------------------------------
+
+VENUE_CHANNELS = {"OKX": ("BTC-USDT", "BTC-USDT@trades", "BTC-USDT@books"),
+                  "DERIBIT": ("BTC-PERPETUAL", "trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.100ms")}
+
+
+@pytest.fixture(scope="module")
+def rest_replay():
+    from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+
+    with CryptoReplayServer(ReplayConfig(seed=21, trades_per_day=2000)) as server:
+        yield server
+
+
+def tape(server, venue: str, hour: int) -> pl.DataFrame:
+    """The replay's trades of `venue` in `hour` of DAY, as its REST API serves them (what a venue's
+    stream carried)."""
+    import asyncio
+
+    from tests.ticks.ticks_dagster import crypto_resources
+
+    async def fetch():
+        async with crypto_resources(server.base_url)[venue.lower()].make_client() as api:
+            return await api.trades(VENUE_CHANNELS[venue][0], at(hour), at(hour + 1))
+    return asyncio.run(fetch()).sort("seq")
+
+
+def venue_frame(venue: str, row: dict) -> str:
+    """A trade as the venue's WebSocket pushes it (OKX `trades`, Deribit `trades.<i>.100ms`)."""
+    instrument, channel, _ = VENUE_CHANNELS[venue]
+    ms = int(row["ts"].timestamp() * 1000)
+    if venue == "OKX":
+        data = {"instId": instrument, "tradeId": row["trade_id"], "px": repr(row["price"]), "sz": repr(row["quantity"]),
+                "side": row["side"], "ts": str(ms), "count": "1"}
+        return json.dumps({"arg": {"channel": "trades", "instId": instrument}, "data": [data]})
+    data = {"trade_seq": row["seq"], "trade_id": row["trade_id"], "timestamp": ms, "tick_direction": 0,
+            "price": row["price"], "amount": row["amount"], "direction": row["side"], "instrument_name": instrument}
+    return json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": [data]}})
+
+
+def land_tape(root, venue: str, rows: pl.DataFrame) -> None:
+    with LandingWriter(root, venue) as writer:
+        for row in rows.iter_rows(named=True):
+            writer.frame(VENUE_CHANNELS[venue][1], "c1", venue_frame(venue, row),
+                         int(row["ts"].timestamp() * 1e9) + LAG_MS * 1_000_000)
+
+
+def venue_key(venue: str, hour: int) -> str:
+    return f"{at(hour):%Y-%m-%d-%H}:00|{venue}:{VENUE_CHANNELS[venue][0]}"
+
+
+def venue_rows(store, venue: str) -> pl.DataFrame:
+    with store.get_client() as client:
+        return ct.read_range(client, store.database, "trades", venue, VENUE_CHANNELS[venue][0], DAY,
+                             DAY + timedelta(days=1)).sort("seq")
+
+
+@pytest.mark.parametrize("venue", ["OKX", "DERIBIT"])
+def test_an_okx_or_deribit_hour_is_loaded_as_the_rest_parsers_store_it(root, store, rest_replay, venue):
+    expected = tape(rest_replay, venue, 10)
+    land_tape(root, venue, expected)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("live_instruments", [venue_key(venue, 10).split("|")[1]])
+        result = materialize(instance, store, venue_key(venue, 10))
+    got = venue_rows(store, venue).select(*STORED)
+    assert got.height == expected.height > 20
+    assert got.to_dicts() == expected.select(*STORED).to_dicts()  # ids, times, sizes (inverse: USD -> coin) as REST
+    figures = metadata(result)
+    assert (figures["trades"], figures["live_trades_from_landing"], figures["trades_from_refill"]) == \
+        (expected.height, expected.height, 0)
+    assert figures["lag_p50_ms"] == LAG_MS and figures["coverage_loaded"] >= 1
+    assert "data:image/svg+xml;base64," in figures["coverage"]
+    assert checks_passed(result) == {"no_duplicate_trade_ids": True, "timestamps_inside_day": True,
+                                     "prices_positive": True, "trade_ids_continuous": True}
+
+
+def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(root, store, rest_replay):
+    from marketdata_assets.defs.live.assets import live_trades
+    from marketdata_assets.defs.live.continuity import live_trade_id_refill
+    from marketdata_assets.stores.clickhouse.live import reconciliation
+    from tests.ticks.ticks_dagster import crypto_resources
+
+    complete = tape(rest_replay, "OKX", 10)
+    missed = complete["seq"].to_list()[10:17]  # the live path missed 7 trades (a span)
+    land_tape(root, "OKX", complete.filter(~pl.col("seq").is_in(missed)))
+    with LandingWriter(root, "OKX") as writer:  # a book gap in the hour, as the collector marks it
+        writer.marker(VENUE_CHANNELS["OKX"][2], "c1", "gap", int(at(10, 600).timestamp() * 1e9), cause="checksum",
+                      seq=42)
+    key = venue_key("OKX", 10)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("live_instruments", [key.split("|")[1]])
+        loaded = materialize(instance, store, key)
+        assert checks_passed(loaded)["trade_ids_continuous"] is False
+        before = metadata(loaded)
+        assert (before["live_trades_from_landing"], before["trades_from_refill"]) == (complete.height - 7, 0)
+        assert [(g["cause"], g["seq"], g["channel"]) for g in before["book_gaps"]] == [("checksum", 42, "BTC-USDT@books")]
+
+        clear_stale_defs_state()
+        refilled = dg.materialize([live_trades, live_trade_id_refill], selection=[dg.AssetKey("live_trade_id_refill")],
+                                  resources={"clickhouse": store, **crypto_resources(rest_replay.base_url)},
+                                  instance=instance, partition_key=key)
+        assert refilled.success
+        (event,) = refilled.get_asset_materialization_events()
+        after = {k: v.value for k, v in event.materialization.metadata.items()}
+        assert (after["live_trades_from_landing"], after["trades_from_refill"]) == (complete.height - 7, 7)
+        assert venue_rows(store, "OKX").select(*STORED).to_dicts() == complete.select(*STORED).to_dicts()
+
+        again = materialize(instance, store, key)  # the hour loaded again: the refill's trades stay, counted as such
+        assert (metadata(again)["kept_from_store"], metadata(again)["trades_from_refill"]) == (7, 7)
+        assert checks_passed(again)["trade_ids_continuous"] is True
+    with store.get_client() as client:
+        recorded = reconciliation(client, store.database, "OKX", "BTC-USDT", at(10), at(11))
+    assert recorded == {at(10): (complete.height - 7, 7, 1)}

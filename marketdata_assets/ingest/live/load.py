@@ -420,7 +420,7 @@ def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[s
     for channel in (c for c in channels if spec.is_book_channel(c, instrument)):
         for path in closed_files(root, venue, channel, hour):
             for line in read_lines(path):
-                if '"gap"' not in line:
+                if b'"gap"' not in line:
                     continue
                 record = json.loads(line)
                 if record.get("m") == "gap":
