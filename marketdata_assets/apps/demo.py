@@ -3,7 +3,9 @@
 `make run` (`python -m marketdata_assets.apps.demo run`) serves a replay for every source that is not
 configured for real (MARKETDATA_DEMO=auto: no base URL or credentials of its own in the
 environment; `on`: every source; `off`: none), points this process's environment at them,
-materializes the graph (marketdata_assets.apps.main), then serves the UI with `dg dev` (the project's
+starts the live collector against the WebSocket replays (apps/demo_live.py: `marketdata collect` of
+Binance, OKX and Deribit as a child, stopped when `make run` ends), materializes the graph
+(marketdata_assets.apps.main), then serves the UI with `dg dev` (the project's
 own code location, `marketdata_assets`, whatever the mode: schedule and sensor states are kept per
 location name) as a child that inherits that environment: schedules, sensors and the UI's Materialize
 buttons reach the same replays for as long as the UI runs. The Prometheus exporter
@@ -151,13 +153,18 @@ def activate(mode: str | None = None, environ: dict[str, str] | None = None) -> 
 
 def run(host: str, port: int, serve_ui: bool = True) -> int:
     """make run: replays + exporter, materialize the graph, then the UI until Ctrl-C."""
+    from marketdata_assets.apps import demo_live
     from marketdata_assets.apps import main as graph
 
     replays = activate()
     print(replays.describe(), flush=True)
     exporter = _start_exporter() if serve_ui else None
+    live = None
     try:
-        failed = graph.main(preamble=(replays.describe(),))
+        if serve_ui:  # make run (not make materialize): live data flows while the UI is up
+            live = demo_live.start(replays)
+            print(live.line, flush=True)
+        failed = graph.main(preamble=(replays.describe(), *((live.line,) if live is not None else ())))
         if not serve_ui or failed in (graph.STORAGE_DOWN, graph.INTERRUPTED):  # no UI without storage, nor after ^C
             return failed
         mode = f"demo: {len(replays.sources)} sources replayed" if replays.sources else "live"
@@ -166,6 +173,8 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
         ui = subprocess.Popen(ui_command(host, port), cwd=settings.PROJECT_ROOT, env=_ui_environ())
         return _wait(ui)
     finally:
+        if live is not None:
+            live.stop()
         if exporter is not None:
             exporter.stop()
         replays.stop()

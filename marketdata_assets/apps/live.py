@@ -64,25 +64,51 @@ class LiveOptions:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # None: no endpoints
     redis_url: str | None = None  # the latest-state cache (REDIS_CACHE); None: none
+    share_clickhouse: bool = False  # an embedded engine opened for each INSERT only (others use it between)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
 
 
 class _ClickHouse:
-    """The process's one client, its INSERTs one at a time (opened only when a sink needs it)."""
+    """The process's one client, its INSERTs one at a time (opened only when a sink needs it).
+
+    `share`: an embedded engine's directory is one process's at a time, so a live process holding it
+    would stop every Dagster run for as long as it runs (`make run` starts one beside the UI). Shared,
+    the directory is opened for each INSERT and released after it (a lock not free within
+    `SHARE_WAIT_S` fails the INSERT, which the consumer retries with its messages unacknowledged).
+    A server DSN is never shared this way (it needs nothing of the sort)."""
+
+    SHARE_WAIT_S = 5.0
 
     def __init__(self, options: LiveOptions):
-        self.client, self.locked = connection.open_client(options.clickhouse_dsn, options.database)
-        self.database, self.lock = options.database, threading.Lock()
-        ensure_live_tables(self.client, self.database)
+        self.dsn, self.database, self.lock = options.clickhouse_dsn, options.database, threading.Lock()
+        self.share = options.share_clickhouse and connection.embedded_dir(self.dsn) is not None
+        self.client, self.locked, self.ready = None, None, False
+        if not self.share:
+            self._open(900)
+
+    def _open(self, wait_s: float) -> None:
+        self.client, self.locked = connection.open_client(self.dsn, self.database, lock_timeout_s=wait_s)
+        if not self.ready:
+            ensure_live_tables(self.client, self.database)
+            self.ready = True
 
     def insert(self, rows) -> int:
         with self.lock:
-            return insert_live_trades(self.client, self.database, rows)
+            if not self.share:
+                return insert_live_trades(self.client, self.database, rows)
+            self._open(self.SHARE_WAIT_S)
+            try:
+                return insert_live_trades(self.client, self.database, rows)
+            finally:
+                self.close()
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
         if self.locked is not None:
             connection.release_directory(self.locked)
+            self.locked = None
 
 
 def _spec(options: LiveOptions) -> StreamSpec:

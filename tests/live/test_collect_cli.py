@@ -250,3 +250,51 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
 async def _delete_stream(nats_url: str, name: str) -> None:
     async with JetStreamStore(nats_url) as store:
         await store.delete_stream(name)
+
+
+def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_clickhouse_users(tmp_path, monkeypatch,
+                                                                                                 nats_url, stream_spec):
+    """apps/demo_live.py as `make run` starts it: the three venues' WebSocket replays on the crypto
+    replay and `marketdata collect --consume --share-clickhouse`; while it runs, another process (here:
+    this test) opens the embedded ClickHouse between its INSERTs and sees every venue in trades_live;
+    it stops cleanly (exit 0, the landing files closed)."""
+    from marketdata_assets.apps.demo import SOURCES, Replays
+    from marketdata_assets.apps.demo_live import LIVE_VENUES
+    from marketdata_assets.apps.demo_live import start as start_live
+    from marketdata_assets.stores.clickhouse.connection import open_client, release_directory
+
+    env = cli_env(tmp_path)
+    for name in ("CLICKHOUSE_DSN", "CLICKHOUSE_DATABASE", "PYTHONPATH"):
+        monkeypatch.setenv(name, env[name])
+    for name in ("SYMBOLS", "ENABLE_OKX", "ENABLE_DERIBIT"):
+        monkeypatch.delenv(name, raising=False)
+    prefix = stream_spec.subjects[0].split(".")[0]
+    landing_dir = tmp_path / "landing"
+    with CryptoReplayServer(ReplayConfig(seed=9, instruments={"BINANCE": ["BTCUSDT"], "OKX": ["BTC-USDT"],
+                                                            "DERIBIT": ["BTC-PERPETUAL"]})) as rest:
+        replays = Replays([s for s in SOURCES if s.name in LIVE_VENUES], servers={"crypto": rest})
+        live = start_live(replays, ("--landing-dir", str(landing_dir), "--nats-url", nats_url, "--stream",
+                                    stream_spec.name, "--subject-prefix", prefix, "--durable", "demo",
+                                    "--metrics-port", "off", "--max-wait-s", "0.2"))
+        try:
+            assert live.process is not None and "BINANCE:BTCUSDT" in live.line
+            deadline, venues = time.monotonic() + 60, {}
+            while set(venues) != set(MULTI) and time.monotonic() < deadline:
+                assert live.process.poll() is None, "the collector exited"
+                client, locked = open_client(env["CLICKHOUSE_DSN"], "live_test", lock_timeout_s=30)
+                try:
+                    if client.command("EXISTS TABLE live_test.trades_live"):
+                        venues = dict(client.query("SELECT venue, count() FROM live_test.trades_live FINAL "
+                                                   "GROUP BY venue").result_rows)
+                finally:
+                    client.close()
+                    release_directory(locked)
+                time.sleep(0.5)
+            assert set(venues) == set(MULTI), venues
+        finally:
+            process = live.process
+            live.stop()
+    assert process.returncode == 0
+    for venue in MULTI:
+        assert list((landing_dir / venue).rglob("*.jsonl.zst")), venue  # closed at the stop
+    asyncio.run(_delete_stream(nats_url, stream_spec.name))

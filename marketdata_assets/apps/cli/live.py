@@ -120,6 +120,8 @@ def _common(function):
         click.option("--durable", default="trades-clickhouse", show_default=True, help="The consumer's durable name."),
         click.option("--batch-size", type=int, default=1000, show_default=True, help="Consumer: messages per INSERT at most."),
         click.option("--max-wait-s", type=float, default=0.25, show_default=True, help="Consumer: seconds a batch waits to fill."),
+        click.option("--share-clickhouse", is_flag=True, help="An embedded ClickHouse is opened for each INSERT only, "
+                     "so other processes (Dagster runs) can open it in between (make run)."),
     )):
         function = decorator(function)
     return function
@@ -186,7 +188,7 @@ def _options(common: dict, *, collect: bool, consume: bool, no_nats: bool, direc
         nats_url=None if no_nats else common["nats_url"] or settings.get("NATS_URL"), stream=common["stream"],
         subject_prefix=common["subject_prefix"], collect=collect, consume=consume, direct_write=direct_write,
         clickhouse_dsn=common["clickhouse_dsn"] or settings.clickhouse_dsn(),
-        database=common["database"] or settings.get("CLICKHOUSE_DATABASE"),
+        database=common["database"] or settings.get("CLICKHOUSE_DATABASE"), share_clickhouse=common["share_clickhouse"],
         consumer=_consumer_config(common["durable"], common["batch_size"], common["max_wait_s"], common["stream"],
                                   common["subject_prefix"]))
 

@@ -1,0 +1,91 @@
+"""`make run`'s live capture: the collector against the local WebSocket replays, no credentials.
+
+When the demo replays the crypto venues (Binance, OKX, Deribit all on the crypto replay), this starts
+their WebSocket replays on that same market (replay/crypto: binance_ws, okx_ws, deribit_ws, in this
+process) and `marketdata collect --consume --share-clickhouse` as a child process: every venue's
+frames land in hourly files (`settings.live_landing_dir()`), trades go to the NATS stream and from
+it into ClickHouse `trades_live` within seconds, and the `live` group's sensor loads each landing
+hour when it closes. `--share-clickhouse`: the default embedded ClickHouse is one process's at a
+time, so the child opens it for each INSERT only and the graph's runs open it in between.
+
+Why a child process: the collector is the same long-running command a machine runs in production
+(`marketdata collect`), with its own endpoints; it is stopped (SIGTERM, its clean shutdown: files
+closed, the outbox drained) when `make run` ends. Nothing starts when a crypto venue talks to its
+real vendor (the collector would then open real WebSocket connections nobody asked for).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from marketdata_assets.core import settings
+
+LIVE_VENUES = ("binance", "okx", "deribit")  # the demo's replayed sources the collector needs
+STOP_WAIT_S = 30
+
+
+@dataclass
+class DemoLive:
+    """The WebSocket replays and the collector process of `make run` (`stop()` ends both)."""
+
+    replays: list = field(default_factory=list)
+    process: subprocess.Popen | None = None
+    line: str = ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        for replay in self.replays:
+            replay.stop()
+        self.replays.clear()
+
+
+def command(urls: dict[str, str], rest_url: str, instruments: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+    """`marketdata collect` of every venue against the replays (the make-run collector)."""
+    return [str(Path(sys.prefix) / "bin" / "marketdata"), "collect", "--consume", "--share-clickhouse",
+            *(arg for venue in urls for arg in ("--venue", venue.lower())),
+            "--ws-url", urls["BINANCE"], "--okx-ws-url", urls["OKX"], "--deribit-ws-url", urls["DERIBIT"],
+            "--rest-url", rest_url, "--instruments", ",".join(instruments), "--max-wait-s", "2",
+            "--batch-size", "5000", *extra]
+
+
+def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
+    """The replays and the collector, if the demo replays every crypto venue (`replays`: apps.demo.Replays;
+    `extra`: more `marketdata collect` options, for tests); else an empty DemoLive whose `line` says why
+    nothing runs."""
+    from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay
+    from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
+    from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
+
+    replayed = {s.name for s in replays.sources}
+    live = DemoLive()
+    if "crypto" not in replays.servers or not set(LIVE_VENUES) <= replayed:
+        live.line = "live collector: not started (a crypto venue talks to its real vendor)"
+        return live
+    rest = replays.servers["crypto"]
+    for replay_class in (BinanceWsReplay, OkxWsReplay, DeribitWsReplay):
+        live.replays.append(replay_class(rest=rest).start())
+    return _launch(live, rest, extra)
+
+
+def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
+    venues = {replay.venue: replay for replay in live.replays}
+    instruments = [f"{venue}:{name}" for venue, replay in venues.items() for name in replay.instruments]
+    argv = command({venue: replay.url for venue, replay in venues.items()}, rest.base_url, instruments, extra)
+    try:
+        live.process = subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, stdin=subprocess.DEVNULL)
+    except OSError as error:
+        live.line = f"live collector: not started ({error})"
+        return live
+    live.line = (f"live collector: {', '.join(instruments)} from the WebSocket replays -> "
+                 f"{settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live (pid {live.process.pid})")
+    return live
