@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay, WsConfig
 from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
@@ -171,6 +173,14 @@ def test_direct_write_without_nats_lands_every_trade_once(tmp_path):
 MULTI = {"BINANCE": "BTCUSDT", "OKX": "BTC-USDT", "DERIBIT": "BTC-PERPETUAL"}
 
 
+@pytest.fixture
+def cli_stream(nats_url, stream_spec):
+    """The test's stream (the command creates it), deleted afterwards whatever happened: a stream the
+    CLI creates reserves 1 GiB of the server's JetStream storage."""
+    yield stream_spec
+    asyncio.run(_delete_stream(nats_url, stream_spec.name))
+
+
 def multi_venue_replays():
     """One replayed market, each venue's WebSocket replay on it, all paused (resumed once subscribed)."""
     stack = contextlib.ExitStack()
@@ -194,10 +204,11 @@ def stored_ids(env: dict) -> dict[str, tuple[int, int, int, int]]:
     return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
-def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_path, nats_url, stream_spec):
+def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_path, nats_url, cli_stream):
     """Binance, OKX and Deribit in one `marketdata collect --consume` (ENABLE_* switches, SYMBOLS with
     venues): /status and /metrics per venue, and every trade the replays sent once subscribed is in
     trades_live exactly once, per venue (0 lost, 0 duplicated)."""
+    stream_spec = cli_stream
     prefix = stream_spec.subjects[0].split(".")[0]
     env = cli_env(tmp_path, ENABLE_BINANCE="true", ENABLE_OKX="true", ENABLE_DERIBIT="true",
                   SYMBOLS=",".join(f"{v}:{i}" for v, i in MULTI.items()))
@@ -244,7 +255,6 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
         assert last_id == last[venue], venue  # nothing lost at the end
         assert first <= before[venue] + 1, venue  # every trade sent after the subscription is there
         assert rows == distinct == last_id - first + 1, venue  # contiguous, each id once
-    asyncio.run(_delete_stream(nats_url, stream_spec.name))
 
 
 async def _delete_stream(nats_url: str, name: str) -> None:
@@ -253,7 +263,7 @@ async def _delete_stream(nats_url: str, name: str) -> None:
 
 
 def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_clickhouse_users(tmp_path, monkeypatch,
-                                                                                                 nats_url, stream_spec):
+                                                                                                 nats_url, cli_stream):
     """apps/demo_live.py as `make run` starts it: the three venues' WebSocket replays on the crypto
     replay and `marketdata collect --consume --share-clickhouse`; while it runs, another process (here:
     this test) opens the embedded ClickHouse between its INSERTs and sees every venue in trades_live;
@@ -263,6 +273,7 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
     from marketdata_assets.apps.demo_live import start as start_live
     from marketdata_assets.stores.clickhouse.connection import open_client, release_directory
 
+    stream_spec = cli_stream
     env = cli_env(tmp_path)
     for name in ("CLICKHOUSE_DSN", "CLICKHOUSE_DATABASE", "PYTHONPATH"):
         monkeypatch.setenv(name, env[name])
@@ -297,4 +308,3 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
     assert process.returncode == 0
     for venue in MULTI:
         assert list((landing_dir / venue).rglob("*.jsonl.zst")), venue  # closed at the stop
-    asyncio.run(_delete_stream(nats_url, stream_spec.name))
