@@ -60,7 +60,7 @@ from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import error_text
-from marketdata_assets.ingest.live.load import LIVE_VENUES
+from marketdata_assets.ingest.live.trade_frames import LIVE_VENUES
 from marketdata_assets.sources.binance.archives import SOURCE as BINANCE_ARCHIVE
 from marketdata_assets.sources.binance.dumps import SOURCE as BINANCE_DUMPS
 from marketdata_assets.stores.clickhouse import tables, writer

@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 import zstandard
 
-from marketdata_assets.ingest.live.load import hour_slices, hours_of_day, parse_trade
+from marketdata_assets.ingest.live.load import hour_slices, hours_of_day
+from marketdata_assets.ingest.live.trade_frames import parse_trade
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, recover
 from marketdata_assets.stores.landing.writer import PART, frame_line
@@ -243,7 +244,7 @@ def test_a_trade_event_is_parsed_as_the_rest_parsers_do():
 
 
 def test_what_a_refill_added_survives_the_next_hourly_load(root, instance, store):
-    from marketdata_assets.ingest.live.load import SOURCE
+    from marketdata_assets.ingest.live.trade_frames import SOURCE
     from marketdata_assets.stores.clickhouse import writer
 
     with LandingWriter(root, "BINANCE") as landing:

@@ -2,14 +2,11 @@
 `LIVE_VENUES`) loaded into the `trades` day slices through the ingest engine (no Dagster here;
 defs/live calls it).
 
-Per venue (`LiveVenue`): its trade channel (`btcusdt@trade`, `BTC-USDT@trades`,
+Per venue (`trade_frames.LiveVenue`): its trade channel (`btcusdt@trade`, `BTC-USDT@trades`,
 `trades.BTC-PERPETUAL.100ms`), its ingest_log source (`BINANCE_LIVE`, `OKX_LIVE`, `DERIBIT_LIVE`: the
-venue's trade-id sequence in quality/continuity.py) and its frame parser. OKX and Deribit frames go
-through the REST parsers (sources/okx/rest.py `parse_history_trades`, sources/deribit/rest.py
-`parse_trade_page`): the push's `data` is the same trade objects as history-trades' / the trades
-result's, so sizes, inverse contracts and ids come out exactly as the REST loads store them. Binance's
-`trade` event is read by `parse_trade` below (the fields of the dump files). The text below says
-Binance where it describes Binance's frame; the rest holds for every venue.
+venue's trade-id sequence in quality/continuity.py) and its frame parser (trade_frames.py: OKX and
+Deribit through the REST parsers, Binance's `trade` event as the dump files). What follows holds for
+every venue.
 
 Why here: it moves data from a store (the raw landing files) into ClickHouse like the batch engine's
 other feeds, beside the collector that wrote those files (ingest/live), and it runs inside Dagster's
@@ -19,13 +16,6 @@ runs (the collector outside).
   writer's or a crash's until `recover` closes it), of every hour that can hold the day's trades:
   the day's 24 hours plus the hour before and the hour after (a file's hour is the RECEIVE hour: a
   trade at 23:59:59.999 received at 00:00:00.040 is in the next day's first file).
-- Parsing (`parse_trade`), as the REST parsers do (datasets/wire.py, sources/binance/rest.py): the
-  `trade` event `{e, E, s, t, p, q, T, m, M}` of a combined-stream wrapper `{"stream", "data"}` (a
-  raw-stream frame without the wrapper too): trade_id = seq = `t`, ts = `T` in microseconds
-  (milliseconds on the wire: scaled by magnitude like every Binance time), price `p`, quantity `q`,
-  amount = price x quantity (the event has no quote quantity, as aggTrades has none), side from `m`
-  (the buyer was the maker: the taker sold). Individual trade ids: the sequence of the dump files and
-  archives (quality/continuity.py's `trade`, loaded by `SOURCE`).
 - Discarded, each counted with its reason (`DROP_REASONS`, in ingest_log `dropped` and per landing
   hour in `HourFigures`): `duplicates` (the same trade id again: both connections' frames are landed
   during a make-before-break overlap, and a reconnect may repeat), `not_a_trade` (an ack, an error,
@@ -33,7 +23,7 @@ runs (the collector outside).
   (a trade of another instrument in the channel), `implausible_time` (core/plausibility.py). Markers
   are records, not frames: counted by kind (connect, disconnect, gap, overflow, crash, ...).
   One trade id with DIFFERENT values in two frames is an error failing the slice.
-- The unit is the store's: a (trades, BINANCE, instrument, UTC day) slice, written with one pointer
+- The unit is the store's: a (trades, venue, instrument, UTC day) slice, written with one pointer
   flip. `hour_slices(hour)` says which days a landing hour feeds: its own day, and the day before for
   the 00Z hour (the late trades of 23:59). Loading a slice rewrites it from every closed file of its
   hours as they are NOW: idempotent (the same files give the same rows, the load pointer replaces the
@@ -42,7 +32,7 @@ runs (the collector outside).
   frame measured: a 1 M-trade day ~25 s at its last hour); the reward is that any re-run, of any hour,
   in any order, leaves the same slice.
 - Except what the trade-id refill added: when a slice's active load is a live one (its ingest_log
-  source `SOURCE`: a live load, or the refill, which writes under the slice's own source), its
+  source the venue's live one: a live load, or the refill, which writes under the slice's own source), its
   stored trades whose ids no landing file holds are kept (`stored_live_rows`, read before the run;
   `kept_from_store` in the figures): those came from the venue's REST API by id, and the next hour
   must not drop them. Every other stored row is in the files, so the rewrite is still the files'
@@ -60,7 +50,7 @@ import json
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -68,26 +58,18 @@ from typing import Any
 
 import polars as pl
 
-from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import TradeColumns, finish_trades, note_dropped
-from marketdata_assets.sources.deribit.rest import parse_trade_page
-from marketdata_assets.sources.okx.rest import parse_history_trades
+from marketdata_assets.ingest.live.trade_frames import LIVE_SOURCES, LIVE_VENUES, VENUE
 from marketdata_assets.stores.clickhouse import tables
 from marketdata_assets.stores.landing import closed_files, read_lines
 from marketdata_assets.stores.landing.writer import SUMMARY
 
 UTC = timezone.utc
-SOURCE = "BINANCE_LIVE"  # the ingest_log source of live loads (quality.continuity: individual trade ids)
-VENUE = "BINANCE"
 HOUR_FORMAT = "%Y-%m-%dT%HZ"  # the landing files' hour key
 _CLAIM = threading.Lock()
-
-
-class BadTrade(ValueError):
-    """A trade event with a missing or wrong field (counted as `bad_frame`)."""
 
 
 def trade_channel(instrument: str, venue: str = VENUE) -> str:
@@ -125,129 +107,8 @@ def file_hour(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Parsing a channel's records
+# Reading a channel's records (what a frame holds: trade_frames.py)
 # --------------------------------------------------------------------------------------------
-
-def _ms_to_us(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise BadTrade(f"{name} is {value!r}, not an epoch time")
-    return value * 1000 if value < 10**14 else value  # milliseconds (or microseconds if asked for)
-
-
-def _positive(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BadTrade(f"{name} is {value!r}, not a number") from None
-    if not number > 0 or number == float("inf"):
-        raise BadTrade(f"{name} is {value!r}, not a positive number")
-    return number
-
-
-def parse_trade(data: dict) -> tuple:
-    """(ts_us, trade_id, price, quantity, amount, side, seq) of a `trade` event; BadTrade if malformed."""
-    trade_id = data.get("t")
-    if isinstance(trade_id, bool) or not isinstance(trade_id, int) or trade_id < 0:
-        raise BadTrade(f"t is {trade_id!r}, not a trade id")
-    price, quantity = _positive(data.get("p"), "p"), _positive(data.get("q"), "q")
-    maker = data.get("m")
-    if not isinstance(maker, bool):
-        raise BadTrade(f"m is {maker!r}, not true/false")
-    return (_ms_to_us(data.get("T"), "T"), str(trade_id), price, quantity, price * quantity,
-            "sell" if maker else "buy", trade_id)
-
-
-def binance_trades(frame: Any, instrument: str) -> list[tuple] | str:
-    """The trade of a Binance `trade` frame (combined-stream wrapper or raw), or why it is discarded."""
-    data = frame.get("data") if isinstance(frame, dict) and "stream" in frame else frame
-    if not isinstance(data, dict) or data.get("e") != "trade":
-        return "not_a_trade"
-    if str(data.get("s", "")).upper() != instrument:
-        return "other_instrument"
-    try:
-        return [parse_trade(data)]
-    except BadTrade:
-        return "bad_frame"
-
-
-def _rows(parsed: pl.DataFrame) -> list[tuple]:
-    """A REST parser's trades frame as (ts_us, trade_id, price, quantity, amount, side, seq) tuples."""
-    return list(parsed.select(pl.col("ts").dt.epoch("us"), "trade_id", "price", "quantity", "amount", "side",
-                              "seq").iter_rows())
-
-
-def okx_trades(frame: Any, instrument: str) -> list[tuple] | str:
-    """The trades of an OKX `trades` push `{arg: {channel, instId}, data: [...]}`, through the REST parser."""
-    arg = frame.get("arg") if isinstance(frame, dict) else None
-    if not isinstance(arg, dict) or arg.get("channel") != "trades" or "data" not in frame:
-        return "not_a_trade"
-    if arg.get("instId") != instrument:
-        return "other_instrument"
-    try:
-        return _rows(parse_history_trades({"code": "0", "data": frame["data"]}, instrument))
-    except (SourceDataError, ValueError, TypeError):
-        return "bad_frame"
-
-
-def deribit_trades(frame: Any, instrument: str) -> list[tuple] | str:
-    """The trades of a Deribit `trades.<instrument>.<interval>` notification, through the REST parser."""
-    params = frame.get("params") if isinstance(frame, dict) and frame.get("method") == "subscription" else None
-    channel = str(params.get("channel", "")) if isinstance(params, dict) else ""
-    if not channel.startswith("trades."):
-        return "not_a_trade"
-    if channel.partition(".")[2].rpartition(".")[0] != instrument:
-        return "other_instrument"
-    try:
-        return _rows(parse_trade_page({"result": {"trades": params.get("data"), "has_more": False}}, instrument)[0])
-    except (SourceDataError, ValueError, TypeError):
-        return "bad_frame"
-
-
-@dataclass(frozen=True)
-class LiveVenue:
-    """A venue's live trades as the loader reads them: landing channel <-> instrument, the ingest_log
-    source of its loads, and the frame parser (frame -> trade rows, or the reason it is discarded)."""
-
-    venue: str
-    source: str
-    channel_format: str  # the trade channel of an instrument
-    channel_kind: Callable[[str], str | None]  # channel -> its instrument if it is a trade channel
-    trades: Callable[[Any, str], list[tuple] | str]
-    book_format: str  # the start of an instrument's book channel names (its depth/interval follows)
-    upper: bool = False  # instruments upper-cased in keys, lower-cased in channels (Binance)
-
-    def is_book_channel(self, channel: str, instrument: str) -> bool:
-        start = self.book_format.format(instrument.lower() if self.upper else instrument)
-        return channel.startswith(start) and not channel.endswith("_snapshot")
-
-    def trade_channel(self, instrument: str) -> str:
-        return self.channel_format.format(instrument.lower() if self.upper else instrument)
-
-    def instrument_of_channel(self, channel: str) -> str | None:
-        name = self.channel_kind(channel)
-        return (name.upper() if self.upper else name) if name else None
-
-
-def _at_kind(kind: str) -> Callable[[str], str | None]:
-    def instrument(channel: str) -> str | None:
-        name, _, found = channel.rpartition("@")
-        return name if found == kind and name else None
-    return instrument
-
-
-def _deribit_instrument(channel: str) -> str | None:
-    kind, _, rest = channel.partition(".")
-    name = rest.rpartition(".")[0]
-    return name if kind == "trades" and name else None
-
-
-LIVE_VENUES = {
-    "BINANCE": LiveVenue("BINANCE", SOURCE, "{}@trade", _at_kind("trade"), binance_trades, "{}@depth", upper=True),
-    "OKX": LiveVenue("OKX", "OKX_LIVE", "{}@trades", _at_kind("trades"), okx_trades, "{}@books"),
-    "DERIBIT": LiveVenue("DERIBIT", "DERIBIT_LIVE", "trades.{}.100ms", _deribit_instrument, deribit_trades,
-                         "book.{}."),
-}
-LIVE_SOURCES = {v.source: v.venue for v in LIVE_VENUES.values()}
 
 
 @dataclass
@@ -413,12 +274,15 @@ def count_origins(frame: pl.DataFrame, refilled: set[str], origins: dict[str, li
 
 def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[str, Any]]:
     """The `gap` markers of an instrument's book channels in one landing hour (closed files), oldest
-    first: receive time, channel, connection and the marker's details (cause, ids)."""
+    first: receive time, channel, connection and the marker's details (cause, ids). A file whose
+    summary counts no gap is not read (a book channel's hour is its largest file)."""
     spec, out = LIVE_VENUES[venue], []
     venue_dir = Path(root) / venue
     channels = sorted(p.name for p in venue_dir.iterdir() if p.is_dir()) if venue_dir.is_dir() else []
     for channel in (c for c in channels if spec.is_book_channel(c, instrument)):
         for path in closed_files(root, venue, channel, hour):
+            if _summary(path).get("markers", {"gap": 1}).get("gap", 0) == 0:
+                continue  # its summary counts no gap: the (large) book file is not read
             for line in read_lines(path):
                 if b'"gap"' not in line:
                     continue
