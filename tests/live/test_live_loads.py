@@ -415,3 +415,23 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
     with store.get_client() as client:
         recorded = reconciliation(client, store.database, "OKX", "BTC-USDT", at(10), at(11))
     assert recorded == {at(10): (complete.height - 7, 7, 1)}
+
+
+def test_the_sensor_requests_every_venues_closed_hours(root):
+    from marketdata_assets.defs.live.sensors import live_landing_hours
+
+    for venue, (instrument, channel, book) in VENUE_CHANNELS.items():
+        with LandingWriter(root, venue) as writer:
+            row = {"ts": at(10, 5), "trade_id": "7", "price": 100.0, "quantity": 1.0, "amount": 100.0, "side": "buy",
+                   "seq": 7}
+            writer.frame(channel, "c1", venue_frame(venue, row), int(at(10, 5).timestamp() * 1e9))
+            writer.frame(book, "c1", "{}", int(at(10, 5).timestamp() * 1e9))  # a book channel: never requested
+    with LandingWriter(root, "BINANCE") as writer:
+        land(writer, "c1", range(1, 3), 10)
+    with dg.instance_for_test() as instance:
+        result = live_landing_hours(dg.build_sensor_context(instance=instance))
+    (added,) = result.dynamic_partitions_requests
+    assert added.partition_keys == ["BINANCE:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT"]
+    (request,) = result.run_requests  # one run: the hour's three contiguous instruments
+    assert request.tags == {"dagster/asset_partition_range_start": pkey(10),
+                            "dagster/asset_partition_range_end": venue_key("OKX", 10)}
