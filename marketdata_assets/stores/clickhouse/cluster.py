@@ -82,6 +82,7 @@ PLACEMENT: dict[str, Placement] = {
     "trades_live": Placement(BY_INSTRUMENT, "a trade's redelivered copies (same instrument) merge on one shard"),
     "loads": Placement(None, "the load pointer: every shard filters its rows by it, and a flip is one atomic block"),
     "ingest_log": Placement(None, "small (a row per attempt), read beside the pointer: kept whole with it"),
+    "live_reconciliation": Placement(None, "small (a row per venue-hour of live trades): whole on every node"),
     "load_history": Placement(None, "fed by the MV on loads (whole on every node): whole too"),
 }
 

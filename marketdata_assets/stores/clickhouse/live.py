@@ -124,13 +124,19 @@ LIVE_RECONCILIATION = "live_reconciliation"
 RECONCILIATION_COLUMNS = ("venue", "instrument", "hour", "live_trades", "refilled_trades", "book_gaps")
 
 
+def _reconciliation_ddl(database: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{LIVE_RECONCILIATION} (\n"
+            "    `venue` LowCardinality(String), `instrument` LowCardinality(String), `hour` DateTime('UTC'),\n"
+            "    `live_trades` UInt64, `refilled_trades` UInt64, `book_gaps` UInt32,\n"
+            "    `recorded_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+            ") ENGINE = ReplacingMergeTree(recorded_at)\nORDER BY (venue, instrument, hour)")
+
+
 def ensure_reconciliation_table(client, database: str) -> str:
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{LIVE_RECONCILIATION} (\n"
-        "    `venue` LowCardinality(String), `instrument` LowCardinality(String), `hour` DateTime('UTC'),\n"
-        "    `live_trades` UInt64, `refilled_trades` UInt64, `book_gaps` UInt32,\n"
-        "    `recorded_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
-        ") ENGINE = ReplacingMergeTree(recorded_at)\nORDER BY (venue, instrument, hour)")
+    """``live_reconciliation`` (idempotent; ON CLUSTER, whole on every node, in cluster mode)."""
+    statements = [_reconciliation_ddl(database)]
+    for statement in cluster.on_cluster(statements, name) if (name := cluster.configured()) else statements:
+        client.command(statement)
     return LIVE_RECONCILIATION
 
 
@@ -140,7 +146,7 @@ def record_reconciliation(client, database: str, rows: Sequence[tuple]) -> int:
         return 0
     ensure_reconciliation_table(client, database)
     client.insert(LIVE_RECONCILIATION, list(rows), column_names=list(RECONCILIATION_COLUMNS),
-                  database=clickhouse_database(database))
+                  database=clickhouse_database(database), settings=cluster.insert_settings())
     return len(rows)
 
 
