@@ -87,5 +87,5 @@ def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
         live.line = f"live collector: not started ({error})"
         return live
     live.line = (f"live collector: {', '.join(instruments)} from the WebSocket replays -> "
-                 f"{settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live (pid {live.process.pid})")
+                 f"{settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live")
     return live

@@ -55,6 +55,7 @@ class LiveOptions:
     landing_dir: Path | None = None
     nats_url: str | None = None  # None: no NATS
     stream: str = StreamSpec.name
+    stream_max_bytes: int = StreamSpec.max_bytes  # reserved on the server's JetStream storage
     subject_prefix: str = "md"
     collect: bool = True
     direct_write: bool = False
@@ -113,7 +114,7 @@ class _ClickHouse:
 
 def _spec(options: LiveOptions) -> StreamSpec:
     subjects = StreamSpec.subjects if options.subject_prefix == "md" else (f"{options.subject_prefix}.>",)
-    return StreamSpec(name=options.stream, subjects=subjects)
+    return StreamSpec(name=options.stream, subjects=subjects, max_bytes=options.stream_max_bytes)
 
 
 async def run_live(options: LiveOptions, stop: asyncio.Event,

@@ -108,7 +108,7 @@ def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nat
     with stack:
         proc, url = start(env, "collect", "--consume", "--ws-url", ws.url, "--rest-url", rest.base_url,
                           "--landing-dir", str(tmp_path / "landing"), "--nats-url", nats_url, "--stream",
-                          stream_spec.name, "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
+                          stream_spec.name, "--stream-max-mb", "64", "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
                           "--max-wait-s", "0.05")
         try:
             assert url, f"no endpoints URL on the ready line {proc.ready_line!r}"
@@ -175,8 +175,8 @@ MULTI = {"BINANCE": "BTCUSDT", "OKX": "BTC-USDT", "DERIBIT": "BTC-PERPETUAL"}
 
 @pytest.fixture
 def cli_stream(nats_url, stream_spec):
-    """The test's stream (the command creates it), deleted afterwards whatever happened: a stream the
-    CLI creates reserves 1 GiB of the server's JetStream storage."""
+    """The test's stream (the command creates it, `--stream-max-mb 64`), deleted afterwards whatever
+    happened: a stream reserves its size on the shared server's JetStream storage (4 GB)."""
     yield stream_spec
     asyncio.run(_delete_stream(nats_url, stream_spec.name))
 
@@ -217,7 +217,7 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
         proc, url = start(env, "collect", "--consume", "--ws-url", ws["BINANCE"].url, "--rest-url", rest.base_url,
                           "--okx-ws-url", ws["OKX"].url, "--deribit-ws-url", ws["DERIBIT"].url,
                           "--landing-dir", str(tmp_path / "landing"), "--nats-url", nats_url, "--stream",
-                          stream_spec.name, "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
+                          stream_spec.name, "--stream-max-mb", "64", "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
                           "--max-wait-s", "0.05")
         try:
             subscribed = {"BINANCE": 0, "OKX": 2, "DERIBIT": 2}  # acks: OKX one per channel; Deribit heartbeat + subscribe
@@ -285,7 +285,7 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
                                                             "DERIBIT": ["BTC-PERPETUAL"]})) as rest:
         replays = Replays([s for s in SOURCES if s.name in LIVE_VENUES], servers={"crypto": rest})
         live = start_live(replays, ("--landing-dir", str(landing_dir), "--nats-url", nats_url, "--stream",
-                                    stream_spec.name, "--subject-prefix", prefix, "--durable", "demo",
+                                    stream_spec.name, "--stream-max-mb", "64", "--subject-prefix", prefix, "--durable", "demo",
                                     "--metrics-port", "off", "--max-wait-s", "0.2"))
         try:
             assert live.process is not None and "BINANCE:BTCUSDT" in live.line

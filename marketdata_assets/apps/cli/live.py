@@ -114,6 +114,8 @@ def _common(function):
     for decorator in reversed((
         click.option("--nats-url", default=None, help="NATS with JetStream (default NATS_URL)."),
         click.option("--stream", default="MARKETDATA", show_default=True, help="JetStream stream."),
+        click.option("--stream-max-mb", type=int, default=1024, show_default=True,
+                     help="The stream's size limit (reserved on the server's JetStream storage), MiB."),
         click.option("--subject-prefix", default="md", show_default=True, help="Subjects <prefix>.trades.<venue>.<instrument>."),
         click.option("--clickhouse-dsn", default=None, help="Default CLICKHOUSE_DSN (empty: the embedded engine)."),
         click.option("--database", default=None, help="Default CLICKHOUSE_DATABASE."),
@@ -186,6 +188,7 @@ def _options(common: dict, *, collect: bool, consume: bool, no_nats: bool, direc
 
     return LiveOptions(
         nats_url=None if no_nats else common["nats_url"] or settings.get("NATS_URL"), stream=common["stream"],
+        stream_max_bytes=common["stream_max_mb"] << 20,
         subject_prefix=common["subject_prefix"], collect=collect, consume=consume, direct_write=direct_write,
         clickhouse_dsn=common["clickhouse_dsn"] or settings.clickhouse_dsn(),
         database=common["database"] or settings.get("CLICKHOUSE_DATABASE"), share_clickhouse=common["share_clickhouse"],
