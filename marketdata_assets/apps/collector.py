@@ -5,7 +5,9 @@ Binance spot; `--datasets trades,books,tickers,...`, default each venue's: trade
 until SIGINT/SIGTERM: frames to the landing files under
 the state dir (settings.live_landing_dir()), trades to NATS JetStream (NATS_URL; `--no-nats` to run
 without), the stream created or updated first. `--ws-url`/`--rest-url` point it at the replays
-(`python -m marketdata_assets.replay.crypto.binance_ws`, `okx_ws`, `deribit_ws`). A `marketdata collect` command comes later.
+(`python -m marketdata_assets.replay.crypto.binance_ws`, `okx_ws`, `deribit_ws`). A bare one-venue process
+(JetStream only, no endpoints); `marketdata collect` (apps/cli/live.py, apps/live.py, which takes its
+`PROTOCOLS` from here) runs every enabled venue in one process with the sinks, the consumer and the endpoints.
 """
 
 from __future__ import annotations

@@ -161,7 +161,8 @@ class LiveCollector(Collector):
         yield _counter("marketdata_live_frames", "Frames received, by venue and channel (rate(): frames/s).",
                        ["venue", "channel"], [([venue, k], n) for k, n in sorted(by_kind.items())])
         yield _counter("marketdata_live_messages", "Normalized messages, by venue and dataset.",
-                       ["venue", "dataset"], [([venue, "trades"], stats.trades)])
+                       ["venue", "dataset"], [([venue, label(d)], n) for d, n in
+                                              sorted({"trades": stats.trades, **dict(stats.messages)}.items())])
         for attr, name, doc in (("disconnects", "marketdata_live_disconnects", "Connections lost, by reason."),
                                 ("bad_frames", "marketdata_live_bad_frames", "Bad frames, by reason."),
                                 ("markers", "marketdata_live_markers", "Marker records landed, by kind.")):

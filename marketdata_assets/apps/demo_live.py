@@ -24,7 +24,9 @@ from pathlib import Path
 from marketdata_assets.core import settings
 
 LIVE_VENUES = ("binance", "okx", "deribit")  # the demo's replayed sources the collector needs
-STOP_WAIT_S = 30
+# A clean stop is bounded by the collector's last publish attempts and the consumer's ack confirmations
+# (ack_wait, 30 s) when NATS is slow: more than that is a hang, killed (the next start recovers its files).
+STOP_WAIT_S = 90
 
 
 @dataclass

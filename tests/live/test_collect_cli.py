@@ -235,8 +235,9 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
 
             def drained(s) -> bool:
                 last.update({v: ws[v].trade_ids(i)[1] for v, i in MULTI.items()})  # a tick in flight at pause
-                published = s["collector"]["published"]
-                return published == s["collector"]["trades"] == s["consumer"]["acked"] and all(
+                published = s["collector"]["published"]  # every dataset's messages; the consumer takes trades
+                return published == sum(s["collector"]["messages"].values()) and \
+                    s["collector"]["trades"] == s["consumer"]["acked"] and all(
                     s["venues"][v]["collector"]["trades"] >= last[v] - before[v] for v in MULTI)
             status = wait_status(url, drained, "every trade published and consumed")
             assert set(status["venues"]) == set(MULTI) and status["connections"] == 3

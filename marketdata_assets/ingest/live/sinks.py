@@ -2,8 +2,9 @@
 `clickhouse_direct_write`): objects with JetStreamStore's `publish(messages)` shape, so the
 collector's publisher batches, retries and counts them the same way.
 
-- `ClickHouseTradeSink`: each batch is one INSERT into ``trades_live`` (stores.clickhouse.live), for
-  a machine without NATS. A refused INSERT raises, the collector keeps the batch and sends it again;
+- `ClickHouseTradeSink`: each batch's trades (subjects `<prefix>.trades.<venue>.<instrument>`) are one
+  INSERT into ``trades_live`` (stores.clickhouse.live), for a machine without NATS; the other
+  datasets' messages (tickers, ...) have no live table yet and are passed over (not counted as stored). A refused INSERT raises, the collector keeps the batch and sends it again;
   the table's ReplacingMergeTree key keeps a trade once however often it is sent.
 - `Tee`: several sinks in order (JetStream, then ClickHouse); a batch counts as published only when
   every sink took it, and a retry is harmless to each (JetStream's duplicate window, the table's key).
@@ -20,6 +21,12 @@ from marketdata_assets.stores.clickhouse.live import trade_row
 from marketdata_assets.stores.jetstream import PublishResult
 
 
+def is_trade(subject: str) -> bool:
+    """Whether a message's subject (`<prefix>.<dataset>.<venue>.<instrument>`) is a trade's."""
+    parts = subject.split(".")
+    return len(parts) >= 4 and parts[-3] == "trades"
+
+
 class ClickHouseTradeSink:
     """`insert(rows)` does the INSERT (it runs in a worker thread, one at a time)."""
 
@@ -34,7 +41,7 @@ class ClickHouseTradeSink:
             return self.insert(rows)
 
     async def publish(self, messages: Iterable[tuple[str, str, bytes]]) -> PublishResult:
-        rows = [trade_row(json.loads(payload)) for _, _, payload in messages]
+        rows = [trade_row(json.loads(payload)) for subject, _, payload in messages if is_trade(subject)]
         try:
             await asyncio.to_thread(self._insert, rows)
         except Exception:
