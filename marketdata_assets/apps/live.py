@@ -29,6 +29,7 @@ from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
+from marketdata_assets.sources.stream import BOOKS, TRADES
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -167,7 +168,7 @@ def _sink(options: LiveOptions, store, clickhouse):
 def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, latest=None) -> Venue:
     """One venue's collector: its landing writer, the shared sink, book snapshots to JetStream
     (`store`), the shared latest-state cache (`latest`)."""
-    protocol = PROTOCOLS[venue.venue]()
+    protocol = PROTOCOLS[venue.venue](datasets=(TRADES, BOOKS))  # what the trades-only sinks and consumer take
     stale_s = venue.stale_s or protocol.stale_s
     config = CollectorConfig(list(venue.instruments), venue.ws_url or protocol.ws_url,
                              venue.rest_url if protocol.rest_snapshots else None, stale_s=stale_s,
