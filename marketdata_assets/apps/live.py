@@ -57,6 +57,7 @@ class LiveOptions:
     nats_url: str | None = None  # None: no NATS
     stream: str = StreamSpec.name
     stream_max_bytes: int = StreamSpec.max_bytes  # reserved on the server's JetStream storage
+    stream_replicas: int = StreamSpec.replicas
     subject_prefix: str = "md"
     collect: bool = True
     direct_write: bool = False
@@ -115,7 +116,8 @@ class _ClickHouse:
 
 def _spec(options: LiveOptions) -> StreamSpec:
     subjects = StreamSpec.subjects if options.subject_prefix == "md" else (f"{options.subject_prefix}.>",)
-    return StreamSpec(name=options.stream, subjects=subjects, max_bytes=options.stream_max_bytes)
+    return StreamSpec(name=options.stream, subjects=subjects, max_bytes=options.stream_max_bytes,
+                      replicas=options.stream_replicas)
 
 
 async def run_live(options: LiveOptions, stop: asyncio.Event,

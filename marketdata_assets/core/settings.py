@@ -110,6 +110,9 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("NATS_URL", "nats://127.0.0.1:54222", "NATS server (with JetStream) the live collector publishes "
                 "to; the local stack starts one on this port. docker/ has no NATS service yet.", stack_only=True,
                 read_by=("apps/collector.py", "scripts/stack.py", "apps/cli/live.py")),
+        Setting("NATS_STREAM_REPLICAS", "1", "Copies of the live stream on a JetStream cluster (deploy/k8s runs three "
+                "servers and sets 3); the local stack's single server takes 1.", stack_only=True,
+                read_by=("apps/cli/live.py",)),
         Setting("COLLECTOR_METRICS_HOST", "127.0.0.1", "Address the live collector (`marketdata collect`) serves "
                 "its /metrics, /health and /status on.", read_by=("apps/cli/live.py",), stack_only=True),
         Setting("COLLECTOR_METRICS_PORT", "9109", "Its port (0: a free one; `off`: no endpoints).",
@@ -264,6 +267,13 @@ def landing_sensor_interval_s() -> int:
     value = get("LANDING_SENSOR_INTERVAL_S")
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"LANDING_SENSOR_INTERVAL_S must be a whole number of seconds >= 1, got {value!r}")
+    return int(value)
+
+
+def nats_stream_replicas() -> int:
+    value = get("NATS_STREAM_REPLICAS")
+    if value not in ("1", "2", "3", "4", "5"):
+        raise ValueError(f"NATS_STREAM_REPLICAS must be 1 to 5 (JetStream keeps at most 5 copies), got {value!r}")
     return int(value)
 
 

@@ -43,10 +43,11 @@ class StreamSpec:
     max_bytes: int = 1 << 30
     max_age_s: float = 24 * 3600.0
     duplicate_window_s: float = 120.0
+    replicas: int = 1  # copies on a JetStream cluster (3: a server's loss keeps the stream available)
 
     def config(self) -> api.StreamConfig:
         return api.StreamConfig(name=self.name, subjects=list(self.subjects), max_bytes=self.max_bytes,
-                                max_age=self.max_age_s,
+                                max_age=self.max_age_s, num_replicas=self.replicas,
                                 # the server refuses a duplicate window longer than the age limit
                                 duplicate_window=min(self.duplicate_window_s, self.max_age_s),
                                 storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD)
@@ -55,7 +56,8 @@ class StreamSpec:
 def _differs(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
     return (sorted(current.subjects or []) != sorted(wanted.subjects or []) or current.max_bytes != wanted.max_bytes
             or abs((current.max_age or 0) - (wanted.max_age or 0)) > 1e-3
-            or abs((current.duplicate_window or 0) - (wanted.duplicate_window or 0)) > 1e-3)
+            or abs((current.duplicate_window or 0) - (wanted.duplicate_window or 0)) > 1e-3
+            or (current.num_replicas or 1) != (wanted.num_replicas or 1))
 
 
 @dataclass

@@ -126,8 +126,8 @@ def test_one_collector_per_venue_group_switched_on_by_its_enable_variable():
         switched_on = [venue for venue in VENUE_GROUPS if env[f"ENABLE_{venue}"] == "true"]
         assert switched_on == [group], f"collector {group}: ENABLE_* switch on {switched_on}"
         command = container["command"]
-        assert (command[:2] == ["marketdata", "collect"] if group == "BINANCE" else
-                command[-2:] == ["--venue", group]), f"collector {group}: runs {command}"
+        assert command[:2] == ["marketdata", "collect"], f"collector {group}: runs {command}"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health", f"collector {group}: no health probe"
         assert obj["spec"]["replicas"] == 1 and obj["spec"]["strategy"]["type"] == "Recreate", (
             f"collector {group}: two copies would land every frame twice")
         if "ports" in container:

@@ -11,11 +11,12 @@ import json
 from datetime import date, datetime, timezone
 
 import polars as pl
+import pytest
 
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer, consumer_config
 from marketdata_assets.stores.clickhouse import live
 from marketdata_assets.stores.clickhouse.writer import write_slice
-from marketdata_assets.stores.jetstream import JetStreamStore, subject
+from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec, subject
 
 WAIT_S = 20
 T0_MS = 1_763_900_000_000  # 2025-11-23 12:13:20 UTC
@@ -228,3 +229,17 @@ def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, s
     assert (first.stored, again.stored, again.duplicates, held) == (20, 10, 10, 30)
     assert stored == list(range(30))
     assert refused and sink.failures == 1 and sink.rows == 40
+
+
+def test_the_stream_replicas_come_from_the_setting_and_a_change_updates_the_stream(monkeypatch):
+    from marketdata_assets.apps.live import LiveOptions, _spec
+    from marketdata_assets.core import settings as live_settings
+    from marketdata_assets.stores.jetstream import _differs
+
+    monkeypatch.setenv("NATS_STREAM_REPLICAS", "3")
+    spec = _spec(LiveOptions(stream_replicas=live_settings.nats_stream_replicas()))
+    assert spec.config().num_replicas == 3
+    assert _differs(StreamSpec().config(), spec.config())  # an existing one-copy stream is updated to three
+    monkeypatch.setenv("NATS_STREAM_REPLICAS", "7")
+    with pytest.raises(ValueError, match="NATS_STREAM_REPLICAS must be 1 to 5"):
+        live_settings.nats_stream_replicas()

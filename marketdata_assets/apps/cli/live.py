@@ -188,7 +188,7 @@ def _options(common: dict, *, collect: bool, consume: bool, no_nats: bool, direc
 
     return LiveOptions(
         nats_url=None if no_nats else common["nats_url"] or settings.get("NATS_URL"), stream=common["stream"],
-        stream_max_bytes=common["stream_max_mb"] << 20,
+        stream_max_bytes=common["stream_max_mb"] << 20, stream_replicas=settings.nats_stream_replicas(),
         subject_prefix=common["subject_prefix"], collect=collect, consume=consume, direct_write=direct_write,
         clickhouse_dsn=common["clickhouse_dsn"] or settings.clickhouse_dsn(),
         database=common["database"] or settings.get("CLICKHOUSE_DATABASE"), share_clickhouse=common["share_clickhouse"],
