@@ -263,6 +263,34 @@ async def _delete_stream(nats_url: str, name: str) -> None:
         await store.delete_stream(name)
 
 
+# Another process using the embedded ClickHouse while the collector writes it (a process may open one chDB
+# data directory only, and this test's worker has the session's open): it opens the directory between
+# the collector's INSERTs until every venue is in trades_live, and prints what it saw.
+OTHER_USER = """
+import json, sys, time
+from marketdata_assets.stores.clickhouse.connection import open_client, release_directory
+dsn, wanted, deadline, venues = sys.argv[1], set(sys.argv[2:]), time.monotonic() + 60, {}
+while set(venues) != wanted and time.monotonic() < deadline:
+    client, locked = open_client(dsn, "live_test", lock_timeout_s=30)
+    try:
+        if client.command("EXISTS TABLE live_test.trades_live"):
+            venues = dict(client.query("SELECT venue, count() FROM live_test.trades_live FINAL GROUP BY venue").result_rows)
+    finally:
+        client.close()
+        release_directory(locked)
+    time.sleep(0.5)  # the collector's next INSERTs: it opens the directory for each only
+print(json.dumps(venues))
+"""
+
+
+def other_clickhouse_user(env: dict, collector: subprocess.Popen) -> dict:
+    reader = subprocess.run([sys.executable, "-c", OTHER_USER, env["CLICKHOUSE_DSN"], *MULTI], env=env, cwd=str(REPO),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert collector.poll() is None, "the collector exited"
+    assert reader.returncode == 0, reader.stderr[-3000:]
+    return json.loads(reader.stdout.strip().splitlines()[-1])
+
+
 def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_clickhouse_users(tmp_path, monkeypatch,
                                                                                                  nats_url, cli_stream):
     """apps/demo_live.py as `make run` starts it: the three venues' WebSocket replays on the crypto
@@ -272,8 +300,6 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
     from marketdata_assets.apps.demo import SOURCES, Replays
     from marketdata_assets.apps.demo_live import LIVE_VENUES
     from marketdata_assets.apps.demo_live import start as start_live
-    from marketdata_assets.stores.clickhouse.connection import open_client, release_directory
-
     stream_spec = cli_stream
     env = cli_env(tmp_path)
     for name in ("CLICKHOUSE_DSN", "CLICKHOUSE_DATABASE", "PYTHONPATH"):
@@ -290,18 +316,7 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
                                     "--metrics-port", "off", "--max-wait-s", "0.2"))
         try:
             assert live.process is not None and "BINANCE:BTCUSDT" in live.line
-            deadline, venues = time.monotonic() + 60, {}
-            while set(venues) != set(MULTI) and time.monotonic() < deadline:
-                assert live.process.poll() is None, "the collector exited"
-                client, locked = open_client(env["CLICKHOUSE_DSN"], "live_test", lock_timeout_s=30)
-                try:
-                    if client.command("EXISTS TABLE live_test.trades_live"):
-                        venues = dict(client.query("SELECT venue, count() FROM live_test.trades_live FINAL "
-                                                   "GROUP BY venue").result_rows)
-                finally:
-                    client.close()
-                    release_directory(locked)
-                time.sleep(0.5)
+            venues = other_clickhouse_user(env, live.process)
             assert set(venues) == set(MULTI), venues
         finally:
             process = live.process
