@@ -117,13 +117,14 @@ SETTINGS: tuple[Setting, ...] = (
                 "its /metrics, /health and /status on.", read_by=("apps/cli/live.py",), stack_only=True),
         Setting("COLLECTOR_METRICS_PORT", "9109", "Its port (0: a free one; `off`: no endpoints).",
                 read_by=("apps/cli/live.py",), stack_only=True),
-        Setting("SYMBOLS", "", "Seed 002's name: the collector's instruments, a comma list (empty: the sources "
-                "config's Binance instruments); `--instruments` wins.", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("SYMBOLS", "", "Seed 002's name: the collector's instruments, a comma list of VENUE:NAME (a bare "
+                "name: Binance's, or the only enabled venue's; empty: each enabled venue's instruments in the sources "
+                "config); `--instruments` wins.", read_by=("apps/cli/live.py",), stack_only=True),
         Setting("ENABLE_BINANCE", "true", "Seed 002's name: collect Binance spot (`--venue` wins).", read_by=("apps/cli/live.py",), stack_only=True),
-        Setting("ENABLE_OKX", "false", "Seed 002's name: collect OKX (not built yet: refused with a message).",
+        Setting("ENABLE_OKX", "false", "Seed 002's name: collect OKX in `marketdata collect` (`--venue` wins).",
                 read_by=("apps/cli/live.py",), stack_only=True),
-        Setting("ENABLE_DERIBIT", "false", "Seed 002's name: collect Deribit (not built yet: refused with a "
-                "message).", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("ENABLE_DERIBIT", "false", "Seed 002's name: collect Deribit in `marketdata collect` (`--venue` "
+                "wins).", read_by=("apps/cli/live.py",), stack_only=True),
         Setting("CLICKHOUSE_DIRECT_WRITE", "false", "Seed 002's `clickhouse_direct_write` (either spelling): the "
                 "collector also writes its trades to ClickHouse `trades_live` in batches (for a machine without "
                 "NATS, with `--no-nats`).", read_by=("apps/cli/live.py",), stack_only=True),
