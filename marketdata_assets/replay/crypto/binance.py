@@ -2,7 +2,8 @@
 
 `aggTrades` (symbol, fromId | startTime/endTime at most 1 h apart, limit ≤ 1000), `trades`,
 `historicalTrades` (symbol, fromId, limit ≤ 1000: individual trades, the dump files' ids, see
-`DumpTrades`), `klines` (interval=1m), `depth`, `ticker/24hr` (the rolling 24 hours before now:
+`DumpTrades`; ids the WebSocket replay sent answer as it sent them, `live_book.LiveInstrument.emitted`),
+`klines` (interval=1m), `depth`, `ticker/24hr` (the rolling 24 hours before now:
 last trade, volumes from the tape, best bid/ask from a book of the market's), `ping`, `time`.
 Prices and quantities are 8-decimal strings, times milliseconds, or MICROSECONDS when the request
 carries `X-MBX-TIME-UNIT: MICROSECOND`.
@@ -266,6 +267,12 @@ class Binance(Venue):
                      "isBuyerMaker": not tape.buy[i], "isBestMatch": True} for tape, i in rows]
         if name == "historicalTrades":
             n, from_id, now = p.limit(500, 1000), p.integer("fromId"), market.now_us()
+            live = market.live_trades.get((self.name, instrument))
+            sent = live.emitted_from(from_id, n) if live is not None and from_id is not None else None
+            if sent is not None:  # ids the WebSocket replay sent: exactly as it sent them
+                return [{"id": i, "price": fmt8(price), "qty": fmt8(size), "quoteQty": fmt8(price * size),
+                         "time": p.out(ms * 1000), "isBuyerMaker": not buy, "isBestMatch": True}
+                        for i, ms, price, size, buy in sent]
             trades = (self.dumps.latest(instrument, n, now) if from_id is None
                       else self.dumps.from_id(instrument, max(0, from_id), n, now))
             return [{"id": day.first_id + i, "price": fmt8(day.price[i]), "qty": fmt8(day.qty[i]),

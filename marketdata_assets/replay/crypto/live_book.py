@@ -14,6 +14,10 @@ candles answer, so a live closed bar equals the REST bar of that minute.
 Trades are the tape's (replay.crypto.tape), from the trade current at the start onwards: ids,
 prices, sizes and sides as the REST replay's `/api/v3/trades` gives them; the event and trade times
 are the wall clock when they are sent (the stream plays the tape faster than it was recorded).
+Every trade played is kept as sent (`emitted`: id -> (trade time ms, price, size, the taker bought),
+the last `EMITTED_KEPT`), and the REST replay answers those ids with exactly that
+(`Market.live_trades`: Binance `historicalTrades`), as a venue's REST and stream tell one history:
+a trade the live path missed and a REST refill fetched by id equals the one the stream sent.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import bisect
 import random
 import threading
 import time
+from collections import OrderedDict
 from datetime import timedelta
 
 from marketdata_assets.replay.crypto.config import BINANCE
@@ -33,6 +38,9 @@ from marketdata_assets.replay.crypto.tape import (
     instrument_spec,
     round_step,
 )
+
+
+EMITTED_KEPT = 500_000  # trades kept as sent per instrument (a long-running replay forgets the oldest)
 
 
 def fmt8(value: float) -> str:
@@ -71,6 +79,8 @@ class LiveInstrument:
         self.cursor = bisect.bisect_left(self.tape.ts, now)
         self.first_trade_id: int | None = None
         self.last_trade_id: int | None = None
+        self.emitted: OrderedDict[int, tuple[int, float, float, bool]] = OrderedDict()
+        market.live_trades[(venue, instrument)] = self
 
     # ---- the book ---------------------------------------------------------------------------
 
@@ -151,8 +161,10 @@ class LiveInstrument:
 
     # ---- trades -----------------------------------------------------------------------------
 
-    def tape_trades(self, count: int) -> list[tuple[int, float, float, bool]]:
-        """The next `count` trades of the tape: (trade id, price, size, the taker bought)."""
+    def tape_trades(self, count: int, event_ms: int | None = None) -> list[tuple[int, float, float, bool]]:
+        """The next `count` trades of the tape: (trade id, price, size, the taker bought), kept in
+        `emitted` as traded at `event_ms` (default: now)."""
+        event_ms = int(time.time() * 1000) if event_ms is None else event_ms
         out = []
         with self.lock:
             for _ in range(count):
@@ -163,6 +175,9 @@ class LiveInstrument:
                 trade_id = tape.first_id + i
                 out.append((trade_id, tape.price[i], tape.size[i], bool(tape.buy[i])))
                 self.cursor += 1
+                self.emitted[trade_id] = (event_ms, tape.price[i], tape.size[i], bool(tape.buy[i]))
+                if len(self.emitted) > EMITTED_KEPT:
+                    self.emitted.popitem(last=False)
                 self.first_trade_id = trade_id if self.first_trade_id is None else self.first_trade_id
                 self.last_trade_id = trade_id
         return out
@@ -170,4 +185,18 @@ class LiveInstrument:
     def trades(self, count: int, event_ms: int) -> list[dict]:
         """The next `count` trades of the tape as Binance `trade` payloads."""
         return [{"e": "trade", "E": event_ms, "s": self.instrument, "t": trade_id, "p": fmt8(price), "q": fmt8(size),
-                 "T": event_ms, "m": not buy, "M": True} for trade_id, price, size, buy in self.tape_trades(count)]
+                 "T": event_ms, "m": not buy, "M": True} for trade_id, price, size, buy in self.tape_trades(count, event_ms)]
+
+    def emitted_from(self, from_id: int, limit: int) -> list[tuple[int, int, float, float, bool]] | None:
+        """Up to `limit` trades sent with id >= from_id, ascending: (id, time ms, price, size, the taker
+        bought); None when from_id is not among the kept ones (the REST replay answers from its tape)."""
+        with self.lock:
+            if from_id not in self.emitted:
+                return None
+            out = []
+            for trade_id in range(from_id, from_id + limit):
+                sent = self.emitted.get(trade_id)
+                if sent is None:
+                    break
+                out.append((trade_id, *sent))
+            return out

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from datetime import date, datetime, timedelta, timezone
 
 from marketdata_assets.replay.crypto.config import BINANCE, BINANCE_UM, DERIBIT, OKX, ReplayConfig
@@ -209,6 +210,9 @@ class Market:
         # (venue, instrument) -> depth -> (update id, bids, asks, ts µs): a live book (the WebSocket
         # replay's, replay.crypto.live_book) that REST snapshots must agree with
         self.live_books: dict[tuple[str, str], Callable[[int], tuple[int, list, list, int]]] = {}
+        # (venue, instrument) -> the WebSocket replay's LiveInstrument: the trades it sent, which REST
+        # answers by id as sent (`emitted_from`)
+        self.live_trades: dict[tuple[str, str], Any] = {}
 
     def now_us(self) -> int:
         if self.config.now:

@@ -122,7 +122,7 @@ class VenueWsReplay(WsServer):
             skip = any(f.take() for f in mine if f.kind == "skip_sequence")
             bad = any(f.take() for f in mine if f.kind == "wrong_checksum")
             first, last, bids, asks = live.step_levels(skip)
-            move = Move(first, last, bids, asks, live.tape_trades(self.config.trades_per_tick), event_ms, bad)
+            move = Move(first, last, bids, asks, live.tape_trades(self.config.trades_per_tick, event_ms), event_ms, bad)
             self.publish(name, live, move)
 
     async def control(self, client: Client, message: str | bytes) -> bool:
