@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import signal
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +27,7 @@ from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.conftest import clear_stale_defs_state
-from tests.live.conftest import collecting, config_for, replays
+from tests.live.conftest import INSTRUMENTS, collecting, config_for, replays
 
 WAIT_S = 20
 INSTRUMENT, KEY, CHANNEL = "BTCUSDT", "BINANCE:BTCUSDT", "btcusdt@trade"
@@ -118,22 +120,19 @@ def expected_row(trade_id: int, sent: tuple) -> tuple:
     return (datetime.fromtimestamp(ms / 1000, UTC), str(trade_id), p, q, p * q, "buy" if buy else "sell", trade_id)
 
 
-@pytest.mark.parametrize("name", list(FAULTS))
-def test_after_recovery_the_stored_trades_are_what_the_replay_sent(root, clickhouse, name):
-    fault = FAULTS[name]
-    stack, rest, ws = replays(WsConfig(tick_s=0.02, **fault.ws))
-    with stack:
-        sent, stats = collect(root, fault, rest, ws)
-        landed = landed_ids(root)
-        assert landed, "nothing landed"
-        lo, hi = min(landed), max(landed)
-        missing = sorted(set(range(lo, hi + 1)) - set(landed))
-        hours = sorted({f"{datetime.fromtimestamp(sent[t][0] / 1000, UTC):%Y-%m-%d-%H}:00" for t in (lo, hi)})
-        with clickhouse.get_client() as client:
-            ct.ensure_tables(client, clickhouse.database)
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("live_instruments", [KEY])
-            runs = load_and_refill(instance, clickhouse, rest, hours)
+def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps: int | None) -> dict:
+    """Load the landing hour(s), refill from the REST replay, and check the stored trades against
+    what the replay sent (see the module doc); the counts seen."""
+    landed = landed_ids(root)
+    assert landed, "nothing landed"
+    lo, hi = min(landed), max(landed)
+    missing = sorted(set(range(lo, hi + 1)) - set(landed))
+    hours = sorted({f"{datetime.fromtimestamp(sent[t][0] / 1000, UTC):%Y-%m-%d-%H}:00" for t in (lo, hi)})
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("live_instruments", [KEY])
+        refill = [run["live_trade_id_refill"] for run in load_and_refill(instance, clickhouse, rest, hours)]
     first_day = datetime.fromtimestamp(sent[lo][0] / 1000, UTC).date()
     with clickhouse.get_client() as client:
         frame = ct.read_range(client, clickhouse.database, "trades", "BINANCE", INSTRUMENT, first_day,
@@ -143,15 +142,61 @@ def test_after_recovery_the_stored_trades_are_what_the_replay_sent(root, clickho
     assert [r[1] for r in rows] == [e[1] for e in expected]  # every id once, none missing, in order
     for got, want in zip(rows, expected, strict=True):  # every column as sent (amount: REST's quoteQty, 8 decimals)
         assert (got[:4], got[5:]) == (want[:4], want[5:]) and math.isclose(got[4], want[4], rel_tol=1e-9), (got, want)
-    refill = [r["live_trade_id_refill"] for r in runs]
     from_landing = sum(r["live_trades_from_landing"] for r in refill)
     from_refill = sum(r["trades_from_refill"] for r in refill)
-    assert (from_landing, from_refill) == (len(set(landed)), len(missing))
     book = marks(root, "btcusdt@depth@100ms")
-    gaps = book.count("gap")
-    print(f"{name}: landed {len(set(landed))} (twice: {len(landed) - len(set(landed))}), refilled {from_refill} "
-          f"(missing {len(missing)}), stored {len(rows)}, BTCUSDT book gaps {gaps}, resyncs {book.count('resync')}")
-    assert gaps == book.count("resync")  # a book gap always triggers a resync
-    if fault.book_gaps is not None:
-        assert gaps == fault.book_gaps
-    assert sum(len(r.get("book_gaps") or []) for r in refill) == gaps  # the reconciliation lists them
+    seen = {"landed": len(set(landed)), "landed_twice": len(landed) - len(set(landed)), "refilled": from_refill,
+            "missing": len(missing), "stored": len(rows), "book_gaps": book.count("gap"),
+            "resyncs": book.count("resync")}
+    print(f"{name}: {seen}")
+    assert (from_landing, from_refill) == (len(set(landed)), len(missing))
+    assert seen["book_gaps"] == seen["resyncs"]  # a book gap always triggers a resync
+    if book_gaps is not None:
+        assert seen["book_gaps"] == book_gaps
+    assert sum(len(r.get("book_gaps") or []) for r in refill) == seen["book_gaps"]  # the reconciliation lists them
+    return seen
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_after_a_replay_fault_the_stored_trades_are_what_the_replay_sent(root, clickhouse, name):
+    fault = FAULTS[name]
+    stack, rest, ws = replays(WsConfig(tick_s=0.02, **fault.ws))
+    with stack:
+        sent, _ = collect(root, fault, rest, ws)
+        verify(root, clickhouse, rest, sent, name, fault.book_gaps)
+
+
+def flushed(root) -> None:
+    """Wait until the trade channel's open file holds a flushed frame (the writer flushes each second)."""
+    deadline = time.monotonic() + WAIT_S
+    while not any(p.stat().st_size > 0 for p in root.rglob(f"{CHANNEL}/*.part")):
+        assert time.monotonic() < deadline, "no landing flush"
+        time.sleep(0.05)
+
+
+def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse):
+    """`marketdata collect` SIGKILLed mid-stream (its .part files left open, a line maybe torn), then
+    started again: it closes them, and the hour loads whole once refilled."""
+    from tests.live.test_collect_cli import cli_env, start, stop, wait_status
+
+    env = cli_env(tmp_path)
+    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    with stack:
+        args = ("collect", "--instruments", ",".join(INSTRUMENTS), "--no-nats", "--ws-url", ws.url, "--rest-url",
+                rest.base_url, "--landing-dir", str(root), "--metrics-port", "0")
+        proc, url = start(env, *args)
+        try:
+            wait_status(url, lambda s: s["collector"]["trades"] >= 100, "100 trades")
+            flushed(root)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL and list(root.rglob("*.part"))
+        proc, url = start(env, *args)
+        try:
+            status = wait_status(url, lambda s: s["collector"]["trades"] >= 100, "100 trades after the restart")
+        finally:
+            stop(proc)
+        assert status["collector"]["markers"]["recovered_files"] >= 1 and not list(root.rglob("*.part"))
+        seen = verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), "kill_9", None)
+    assert seen["refilled"] > 0  # the trades sent while no collector ran came from the refill
