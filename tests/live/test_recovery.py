@@ -13,10 +13,14 @@ Waits are on the collector's counters (Stats.wait_until), never on the clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import signal
+import socket
+import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -200,3 +204,101 @@ def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_
         assert status["collector"]["markers"]["recovered_files"] >= 1 and not list(root.rglob("*.part"))
         seen = verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), "kill_9", None)
     assert seen["refilled"] > 0  # the trades sent while no collector ran came from the refill
+
+
+class PrivateNats:
+    """A nats-server -js of this test's own (free port, own store dir): stopped and started again
+    without touching the stack's shared server."""
+
+    def __init__(self, store_dir):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.store_dir, self.proc = store_dir, None
+        self.url = f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
+                                      str(self.store_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return
+            assert self.proc.poll() is None and time.monotonic() < deadline, "nats-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(WAIT_S)
+
+
+async def nats_down(nats: PrivateNats, collector, consumer, db_client, database) -> None:
+    nats.stop()
+    before = collector.stats.trades
+    await collector.stats.wait_until(lambda s: s.trades >= before + 50, WAIT_S)  # landing goes on meanwhile
+    assert collector.stats.trades - collector.stats.published >= 40  # a backlog NATS did not take
+    nats.start()
+
+
+async def clickhouse_down(nats, collector, consumer, db_client, database) -> None:
+    from marketdata_assets.stores.clickhouse import live
+
+    table, away = f"`{database}`.{live.TRADES_LIVE}", f"`{database}`.{live.TRADES_LIVE}_away"
+    db_client.command(f"RENAME TABLE {table} TO {away}")  # ClickHouse refuses the INSERTs: a real failure
+    await consumer.stats.wait_until(lambda s: s.insert_failures >= 2, WAIT_S)
+    db_client.command(f"RENAME TABLE {away} TO {table}")  # back, with what it held
+
+
+@pytest.mark.parametrize("outage", [nats_down, clickhouse_down], ids=["nats_restart", "clickhouse_outage"])
+def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, clickhouse, outage):
+    from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
+    from marketdata_assets.stores.clickhouse import live
+    from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
+
+    nats = PrivateNats(tmp_path / "jetstream")
+    nats.start()
+    token = uuid.uuid4().hex[:10]
+    spec = StreamSpec(name=f"TEST_{token}", subjects=(f"t{token}.>",), max_bytes=64 << 20, max_age_s=600)
+    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    with stack, clickhouse.get_client() as client:
+        db = clickhouse.database
+        live.ensure_live_tables(client, db)
+
+        async def scenario():
+            async with collecting(config_for(ws, rest, subject_prefix=f"t{token}"), LandingWriter(root, "BINANCE"),
+                                  nats.url, spec) as (c, _):
+                store = await JetStreamStore(nats.url).connect()
+                consumer = TradesConsumer(ConsumerConfig(stream=spec.name, subject_filter=f"t{token}.trades.>",
+                                                         durable="ch", batch_size=50, max_wait_s=0.05, idle_poll_s=0.2,
+                                                         retry_base_s=0.05, retry_cap_s=0.5),
+                                          store, lambda rows: live.insert_live_trades(client, db, rows))
+                stop = asyncio.Event()
+                task = asyncio.create_task(consumer.run(stop))
+                try:
+                    await c.stats.wait_until(lambda s: s.published >= 100 and s.snapshots >= 2, WAIT_S)
+                    await outage(nats, c, consumer, client, db)
+                    after = c.stats.trades
+                    await c.stats.wait_until(lambda s: s.trades >= after + MORE, WAIT_S)
+                    ws.pause()
+                    await c.stats.wait_until(lambda s: not c.outbox and s.published + s.duplicates == s.trades, WAIT_S)
+                    await consumer.stats.wait_until(lambda s: s.acked >= c.stats.published, WAIT_S)
+                finally:
+                    stop.set()
+                    await asyncio.wait_for(task, WAIT_S)
+                    await store.close()
+            return c.stats, consumer.stats
+        try:
+            stats, consumed = asyncio.run(scenario())
+        finally:
+            nats.stop()
+        counts = client.query(f"SELECT count(), uniqExact(trade_id) FROM `{db}`.{live.TRADES_LIVE} FINAL "
+                              "WHERE instrument = {i:String}", parameters={"i": INSTRUMENT}).result_rows[0]
+        raw = client.command(f"SELECT count() FROM `{db}`.{live.TRADES_LIVE} WHERE instrument = '{INSTRUMENT}'")
+        ids = {int(r[0]) for r in client.query(f"SELECT trade_id FROM `{db}`.{live.TRADES_LIVE} FINAL "
+                                               "WHERE instrument = {i:String}", parameters={"i": INSTRUMENT}).result_rows}
+        landed = set(landed_ids(root))
+        print(f"{outage.__name__}: trades_live {counts} (raw rows {raw}), publish failures {stats.publish_failures}, "
+              f"duplicates {stats.duplicates}, insert failures {consumed.insert_failures}, redelivered {consumed.redelivered}")
+        assert counts[0] == counts[1] == len(landed) and ids == landed  # every landed trade through NATS, once
+        ws.resume()
+        verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), outage.__name__, None)
