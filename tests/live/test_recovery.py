@@ -21,13 +21,17 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
+from marketdata_assets.replay.crypto.okx import fmt_plain
+from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.conftest import clear_stale_defs_state
@@ -35,6 +39,28 @@ from tests.live.conftest import INSTRUMENTS, collecting, config_for, replays
 
 WAIT_S = 20
 INSTRUMENT, KEY, CHANNEL = "BTCUSDT", "BINANCE:BTCUSDT", "btcusdt@trade"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One venue's instrument as the test reads it: its landing channels, how its frames name trade
+    ids, how its stream spells a price or size."""
+
+    venue: str
+    instrument: str
+    trades: str
+    book: str
+    spell: Callable[[float], str]
+
+    def ids(self, frame: dict) -> list[int]:
+        if self.venue == "BINANCE":
+            data = frame.get("data") or {}
+            return [data["t"]] if data.get("e") == "trade" else []
+        return [int(t["tradeId"]) for t in frame.get("data") or [] if (frame.get("arg") or {}).get("channel") == "trades"]
+
+
+BINANCE_FEED = Feed("BINANCE", INSTRUMENT, CHANNEL, "btcusdt@depth@100ms", lambda v: f"{v:.8f}")
+OKX_FEED = Feed("OKX", "BTC-USDT", "BTC-USDT@trades", "BTC-USDT@books", fmt_plain)
 AFTER = 25  # the fault fires after this many ticks / data frames: some trades landed before it
 MORE = 150  # trades the collector must parse after it recovered
 
@@ -91,16 +117,16 @@ def collect(root, fault: Fault, rest, ws) -> tuple[dict[int, tuple], object]:
     return dict(ws.instruments[INSTRUMENT].emitted), stats
 
 
-def landed_ids(root) -> list[int]:
-    return [json.loads(r["d"])["data"]["t"] for path in closed_files(root, "BINANCE", CHANNEL)
-            for r in read_file(path) if "d" in r and '"e":"trade"' in r["d"]]
+def landed_ids(root, feed: Feed = BINANCE_FEED) -> list[int]:
+    return [i for path in closed_files(root, feed.venue, feed.trades) for r in read_file(path) if "d" in r
+            for i in feed.ids(json.loads(r["d"]))]
 
 
-def marks(root, channel: str) -> list[str]:
-    return [r["m"] for path in closed_files(root, "BINANCE", channel) for r in read_file(path) if "m" in r]
+def marks(root, feed: Feed) -> list[str]:
+    return [r["m"] for path in closed_files(root, feed.venue, feed.book) for r in read_file(path) if "m" in r]
 
 
-def load_and_refill(instance, clickhouse, rest, hours: list[str]) -> list[dict]:
+def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> list[dict]:
     """`live_trades` then `live_trade_id_refill` of each landing hour (one run each); their metadata."""
     from marketdata_assets.defs.live.assets import live_trades
     from marketdata_assets.defs.live.continuity import live_trade_id_refill
@@ -109,7 +135,7 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str]) -> list[dict]:
     out = []
     for hour in hours:
         clear_stale_defs_state()
-        result = dg.materialize([live_trades, live_trade_id_refill], instance=instance, partition_key=f"{hour}|{KEY}",
+        result = dg.materialize([live_trades, live_trade_id_refill], instance=instance, partition_key=f"{hour}|{key}",
                                 resources={"clickhouse": clickhouse, **crypto_resources(rest.base_url)},
                                 raise_on_error=False)
         assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -118,16 +144,17 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str]) -> list[dict]:
     return out
 
 
-def expected_row(trade_id: int, sent: tuple) -> tuple:
+def expected_row(trade_id: int, sent: tuple, feed: Feed) -> tuple:
     ms, price, size, buy = sent
-    p, q = float(f"{price:.8f}"), float(f"{size:.8f}")
+    p, q = float(feed.spell(price)), float(feed.spell(size))
     return (datetime.fromtimestamp(ms / 1000, UTC), str(trade_id), p, q, p * q, "buy" if buy else "sell", trade_id)
 
 
-def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps: int | None) -> dict:
+def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps: int | None,
+           feed: Feed = BINANCE_FEED) -> dict:
     """Load the landing hour(s), refill from the REST replay, and check the stored trades against
     what the replay sent (see the module doc); the counts seen."""
-    landed = landed_ids(root)
+    landed, key = landed_ids(root, feed), f"{feed.venue}:{feed.instrument}"
     assert landed, "nothing landed"
     lo, hi = min(landed), max(landed)
     missing = sorted(set(range(lo, hi + 1)) - set(landed))
@@ -135,20 +162,20 @@ def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps:
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("live_instruments", [KEY])
-        refill = [run["live_trade_id_refill"] for run in load_and_refill(instance, clickhouse, rest, hours)]
+        instance.add_dynamic_partitions("live_instruments", [key])
+        refill = [run["live_trade_id_refill"] for run in load_and_refill(instance, clickhouse, rest, hours, key)]
     first_day = datetime.fromtimestamp(sent[lo][0] / 1000, UTC).date()
     with clickhouse.get_client() as client:
-        frame = ct.read_range(client, clickhouse.database, "trades", "BINANCE", INSTRUMENT, first_day,
+        frame = ct.read_range(client, clickhouse.database, "trades", feed.venue, feed.instrument, first_day,
                               first_day + timedelta(days=2))
     rows = [tuple(r) for r in frame.select("ts", "trade_id", "price", "quantity", "amount", "side", "seq").rows()]
-    expected = [expected_row(t, sent[t]) for t in range(lo, hi + 1)]
+    expected = [expected_row(t, sent[t], feed) for t in range(lo, hi + 1)]
     assert [r[1] for r in rows] == [e[1] for e in expected]  # every id once, none missing, in order
     for got, want in zip(rows, expected, strict=True):  # every column as sent (amount: REST's quoteQty, 8 decimals)
         assert (got[:4], got[5:]) == (want[:4], want[5:]) and math.isclose(got[4], want[4], rel_tol=1e-9), (got, want)
     from_landing = sum(r["live_trades_from_landing"] for r in refill)
     from_refill = sum(r["trades_from_refill"] for r in refill)
-    book = marks(root, "btcusdt@depth@100ms")
+    book = marks(root, feed)
     seen = {"landed": len(set(landed)), "landed_twice": len(landed) - len(set(landed)), "refilled": from_refill,
             "missing": len(missing), "stored": len(rows), "book_gaps": book.count("gap"),
             "resyncs": book.count("resync")}
@@ -302,3 +329,37 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
         assert counts[0] == counts[1] == len(landed) and ids == landed  # every landed trade through NATS, once
         ws.resume()
         verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), outage.__name__, None)
+
+
+OKX_FAULTS = {
+    "wrong_checksum": Fault([{"kind": "wrong_checksum", "instrument": OKX_FEED.instrument, "after": AFTER}],
+                            recovered=lambda s: s.gaps == 1 and s.checksum_mismatches == 1 and s.snapshots == 3,
+                            book_gaps=1),
+    "disconnect": Fault([{"kind": "disconnect", "after": AFTER * 4}],
+                        recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2, book_gaps=None),
+}
+
+
+@pytest.mark.parametrize("name", list(OKX_FAULTS))
+def test_after_an_okx_fault_the_stored_trades_are_what_the_replay_sent(root, clickhouse, name):
+    from marketdata_assets.ingest.live.collector import CollectorConfig
+    from marketdata_assets.sources.okx.stream import OkxStream
+
+    fault, instruments = OKX_FAULTS[name], [OKX_FEED.instrument, "ETH-USDT"]
+    with contextlib.ExitStack() as stack:
+        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=5, instruments={"OKX": instruments})))
+        ws = stack.enter_context(OkxWsReplay(WsConfig(tick_s=0.02), rest=rest))
+        for spec in fault.ws_faults:
+            ws.add_fault(**spec)
+
+        async def scenario():
+            config = CollectorConfig(instruments, ws.url, None, backoff_base_s=0.05, stale_s=5.0)
+            async with collecting(config, LandingWriter(root, "OKX"),
+                                  protocol=OkxStream(datasets=("trades", "books"))) as (c, _):
+                await c.stats.wait_until(fault.recovered, WAIT_S)
+                after = c.stats.trades
+                await c.stats.wait_until(lambda s: s.trades >= after + MORE, WAIT_S)
+            return c.stats
+        asyncio.run(scenario())
+        verify(root, clickhouse, rest, dict(ws.instruments[OKX_FEED.instrument].emitted), f"okx_{name}",
+               fault.book_gaps, OKX_FEED)

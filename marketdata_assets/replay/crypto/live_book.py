@@ -16,7 +16,7 @@ prices, sizes and sides as the REST replay's `/api/v3/trades` gives them; the ev
 are the wall clock when they are sent (the stream plays the tape faster than it was recorded).
 Every trade played is kept as sent (`emitted`: id -> (trade time ms, price, size, the taker bought),
 the last `EMITTED_KEPT`), and the REST replay answers those ids with exactly that
-(`Market.live_trades`: Binance `historicalTrades`), as a venue's REST and stream tell one history:
+(`Market.live_trades`: Binance `historicalTrades`, OKX `history-trades` by tradeId), as a venue's REST and stream tell one history:
 a trade the live path missed and a REST refill fetched by id equals the one the stream sent.
 """
 
@@ -186,6 +186,20 @@ class LiveInstrument:
         """The next `count` trades of the tape as Binance `trade` payloads."""
         return [{"e": "trade", "E": event_ms, "s": self.instrument, "t": trade_id, "p": fmt8(price), "q": fmt8(size),
                  "T": event_ms, "m": not buy, "M": True} for trade_id, price, size, buy in self.tape_trades(count, event_ms)]
+
+    def emitted_before(self, before_id: int, limit: int) -> list[tuple[int, int, float, float, bool]] | None:
+        """Up to `limit` trades sent with id < before_id, newest first (as `emitted_from`); None when
+        before_id - 1 is not among the kept ones."""
+        with self.lock:
+            if before_id - 1 not in self.emitted:
+                return None
+            out = []
+            for trade_id in range(before_id - 1, before_id - 1 - limit, -1):
+                sent = self.emitted.get(trade_id)
+                if sent is None:
+                    break
+                out.append((trade_id, *sent))
+            return out
 
     def emitted_from(self, from_id: int, limit: int) -> list[tuple[int, int, float, float, bool]] | None:
         """Up to `limit` trades sent with id >= from_id, ascending: (id, time ms, price, size, the taker

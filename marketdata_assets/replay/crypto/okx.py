@@ -1,7 +1,8 @@
 """OKX v5 public market data (`/api/v5/...`) as the venue answers it.
 
 `history-trades` (type=1 pages by tradeId, type=2 by ts; after/before, limit ≤ 100, newest
-first), `trades`, `books` (sz ≤ 400, levels `[px, sz, "0", numOrders]`), `history-candles` and
+first; the tradeIds the WebSocket replay sent answer as it sent them, `live_book.LiveInstrument
+.emitted`), `trades`, `books` (sz ≤ 400, levels `[px, sz, "0", numOrders]`), `history-candles` and
 `candles` (bar=1m, newest first), `ticker`, `public/funding-rate-history`,
 `rubik/stat/contracts/open-interest-history` (period=5m), `public/liquidation-orders`,
 `history-mark-price-candles` and `history-index-candles`. Every value is a string in the envelope
@@ -187,6 +188,12 @@ class Okx(Venue):
             else:
                 rows = market.rows_between(OKX, inst, before * 1000 + 1000, market.now_us(), n)[::-1]
         elif paging == "1":
+            live = market.live_trades.get((OKX, inst))
+            sent = live.emitted_before(after, n) if live is not None and after is not None else None
+            if sent is not None:  # ids the WebSocket replay sent: exactly as it sent them
+                return ok([{"instId": inst, "side": "buy" if buy else "sell", "sz": fmt_plain(size),
+                            "px": fmt_plain(price), "source": "0", "tradeId": str(i), "ts": str(ms)}
+                           for i, ms, price, size, buy in sent])
             if after is not None:
                 rows = market.rows_before_id(OKX, inst, after, n)
             else:
