@@ -39,7 +39,6 @@ from marketdata_assets.replay.crypto.tape import (
     round_step,
 )
 
-
 EMITTED_KEPT = 500_000  # trades kept as sent per instrument (a long-running replay forgets the oldest)
 
 
