@@ -56,11 +56,23 @@ class Feed:
         if self.venue == "BINANCE":
             data = frame.get("data") or {}
             return [data["t"]] if data.get("e") == "trade" else []
+        if self.venue == "DERIBIT":
+            params = frame.get("params") or {}
+            return [t["trade_seq"] for t in params.get("data") or []] if params.get("channel") == self.trades else []
         return [int(t["tradeId"]) for t in frame.get("data") or [] if (frame.get("arg") or {}).get("channel") == "trades"]
+
+    def row(self, trade_id: int, sent: tuple) -> tuple:
+        """The stored row of a trade the replay sent (Deribit's inverse amount: USD, quantity = amount / price)."""
+        ms, price, size, buy = sent
+        p, q = float(self.spell(price)), float(self.spell(size))
+        quantity, amount = (q / p, q) if self.venue == "DERIBIT" else (q, p * q)
+        return (datetime.fromtimestamp(ms / 1000, UTC), str(trade_id), p, quantity, amount, "buy" if buy else "sell",
+                trade_id)
 
 
 BINANCE_FEED = Feed("BINANCE", INSTRUMENT, CHANNEL, "btcusdt@depth@100ms", lambda v: f"{v:.8f}")
 OKX_FEED = Feed("OKX", "BTC-USDT", "BTC-USDT@trades", "BTC-USDT@books", fmt_plain)
+DERIBIT_FEED = Feed("DERIBIT", "BTC-PERPETUAL", "trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.100ms", repr)
 AFTER = 25  # the fault fires after this many ticks / data frames: some trades landed before it
 MORE = 150  # trades the collector must parse after it recovered
 
@@ -144,12 +156,6 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> l
     return out
 
 
-def expected_row(trade_id: int, sent: tuple, feed: Feed) -> tuple:
-    ms, price, size, buy = sent
-    p, q = float(feed.spell(price)), float(feed.spell(size))
-    return (datetime.fromtimestamp(ms / 1000, UTC), str(trade_id), p, q, p * q, "buy" if buy else "sell", trade_id)
-
-
 def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps: int | None,
            feed: Feed = BINANCE_FEED) -> dict:
     """Load the landing hour(s), refill from the REST replay, and check the stored trades against
@@ -169,7 +175,7 @@ def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps:
         frame = ct.read_range(client, clickhouse.database, "trades", feed.venue, feed.instrument, first_day,
                               first_day + timedelta(days=2))
     rows = [tuple(r) for r in frame.select("ts", "trade_id", "price", "quantity", "amount", "side", "seq").rows()]
-    expected = [expected_row(t, sent[t], feed) for t in range(lo, hi + 1)]
+    expected = [feed.row(t, sent[t]) for t in range(lo, hi + 1)]
     assert [r[1] for r in rows] == [e[1] for e in expected]  # every id once, none missing, in order
     for got, want in zip(rows, expected, strict=True):  # every column as sent (amount: REST's quoteQty, 8 decimals)
         assert (got[:4], got[5:]) == (want[:4], want[5:]) and math.isclose(got[4], want[4], rel_tol=1e-9), (got, want)
@@ -331,35 +337,43 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
         verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), outage.__name__, None)
 
 
-OKX_FAULTS = {
-    "wrong_checksum": Fault([{"kind": "wrong_checksum", "instrument": OKX_FEED.instrument, "after": AFTER}],
-                            recovered=lambda s: s.gaps == 1 and s.checksum_mismatches == 1 and s.snapshots == 3,
-                            book_gaps=1),
-    "disconnect": Fault([{"kind": "disconnect", "after": AFTER * 4}],
-                        recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2, book_gaps=None),
+VENUE_FAULTS = {
+    ("OKX", "wrong_checksum"): Fault([{"kind": "wrong_checksum", "instrument": OKX_FEED.instrument, "after": AFTER}],
+                                     recovered=lambda s: s.gaps == 1 and s.checksum_mismatches == 1
+                                     and s.snapshots == 3, book_gaps=1),
+    ("OKX", "disconnect"): Fault([{"kind": "disconnect", "after": AFTER * 4}], book_gaps=None,
+                                 recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2),
+    ("DERIBIT", "skipped_sequence"): Fault([{"kind": "skip_sequence", "instrument": DERIBIT_FEED.instrument,
+                                             "after": AFTER}], recovered=lambda s: s.gaps == 1 and s.snapshots == 3,
+                                           book_gaps=1),
+    ("DERIBIT", "disconnect"): Fault([{"kind": "disconnect", "after": AFTER * 4}], book_gaps=None,
+                                     recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2),
 }
 
 
-@pytest.mark.parametrize("name", list(OKX_FAULTS))
-def test_after_an_okx_fault_the_stored_trades_are_what_the_replay_sent(root, clickhouse, name):
+@pytest.mark.parametrize(("venue", "name"), list(VENUE_FAULTS), ids=[f"{v}-{n}" for v, n in VENUE_FAULTS])
+def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sent(root, clickhouse, venue, name):
     from marketdata_assets.ingest.live.collector import CollectorConfig
+    from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
+    from marketdata_assets.sources.deribit.stream import DeribitStream
     from marketdata_assets.sources.okx.stream import OkxStream
 
-    fault, instruments = OKX_FAULTS[name], [OKX_FEED.instrument, "ETH-USDT"]
+    fault, feed = VENUE_FAULTS[(venue, name)], OKX_FEED if venue == "OKX" else DERIBIT_FEED
+    instruments = [feed.instrument, feed.instrument.replace("BTC", "ETH")]
+    replay_class, protocol = (OkxWsReplay, OkxStream) if venue == "OKX" else (DeribitWsReplay, DeribitStream)
     with contextlib.ExitStack() as stack:
-        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=5, instruments={"OKX": instruments})))
-        ws = stack.enter_context(OkxWsReplay(WsConfig(tick_s=0.02), rest=rest))
+        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=5, instruments={venue: instruments})))
+        ws = stack.enter_context(replay_class(WsConfig(tick_s=0.02), rest=rest))
         for spec in fault.ws_faults:
             ws.add_fault(**spec)
 
         async def scenario():
             config = CollectorConfig(instruments, ws.url, None, backoff_base_s=0.05, stale_s=5.0)
-            async with collecting(config, LandingWriter(root, "OKX"),
-                                  protocol=OkxStream(datasets=("trades", "books"))) as (c, _):
+            async with collecting(config, LandingWriter(root, venue),
+                                  protocol=protocol(datasets=("trades", "books"))) as (c, _):
                 await c.stats.wait_until(fault.recovered, WAIT_S)
                 after = c.stats.trades
                 await c.stats.wait_until(lambda s: s.trades >= after + MORE, WAIT_S)
-            return c.stats
         asyncio.run(scenario())
-        verify(root, clickhouse, rest, dict(ws.instruments[OKX_FEED.instrument].emitted), f"okx_{name}",
-               fault.book_gaps, OKX_FEED)
+        verify(root, clickhouse, rest, dict(ws.instruments[feed.instrument].emitted), f"{venue}_{name}",
+               fault.book_gaps, feed)

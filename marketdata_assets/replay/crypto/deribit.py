@@ -1,6 +1,7 @@
 """Deribit v2 public market data (`/api/v2/public/...`) as the venue answers it.
 
-`get_last_trades_by_instrument_and_time`, `get_last_trades_by_instrument` (start_seq/end_seq),
+`get_last_trades_by_instrument_and_time`, `get_last_trades_by_instrument` (start_seq/end_seq; the trade_seqs the WebSocket replay sent
+answer as it sent them, `live_book.LiveInstrument.emitted`),
 `get_order_book`, `get_tradingview_chart_data` (resolution=1), `ticker`, `get_funding_rate_history`,
 `get_book_summary_by_currency` (kind=option), `get_time`. Every answer, errors included, is a
 JSON-RPC envelope with usIn/usOut/usDiff/testnet; numbers are JSON numbers, inverse perpetuals count
@@ -242,6 +243,21 @@ def option_chain(market: Market, currency: str) -> list[dict]:
     return out
 
 
+def trade_id(instrument: str, seq: int) -> str:
+    """Deribit's trade_id of a trade_seq: digits for BTC, "<currency>-<digits>" otherwise."""
+    root = instrument.split("-")[0].split("_")[0]
+    return str(seq) if root == "BTC" else f"{root}-{seq}"
+
+
+def sent_page(inst: str, sent: list[tuple], count: int, sorting: str | None) -> dict:
+    """A trades page of trade_seqs the WebSocket replay sent, exactly as it sent them (deribit_ws)."""
+    page = sent[:count] if sorting == "asc" else list(reversed(sent[-count:]))
+    return {"trades": [{"trade_seq": i, "trade_id": trade_id(inst, i), "timestamp": ms, "tick_direction": 0,
+                        "price": p, "amount": q, "direction": "buy" if buy else "sell", "instrument_name": inst,
+                        "index_price": p, "mark_price": p} for i, ms, p, q, buy in page],
+            "has_more": len(sent) > count}
+
+
 class Deribit(Venue):
     name = DERIBIT
     prefix = "/api/v2/"
@@ -289,8 +305,7 @@ class Deribit(Venue):
         return rpc(payload, query)
 
     def trade_id(self, instrument: str, seq: int) -> str:
-        root = instrument.split("-")[0].split("_")[0]
-        return str(seq) if root == "BTC" else f"{root}-{seq}"
+        return trade_id(instrument, seq)
 
     def answer(self, path: str, query: dict, headers) -> Any:
         method = path.rsplit("/", 1)[-1]
@@ -350,6 +365,10 @@ class Deribit(Venue):
                 else:
                     first = start_seq if start_seq is not None else end_seq - count + 1
                     wanted = count + 1 if end_seq is None else max(0, min(count + 1, end_seq - first + 1))
+                    live = self.market.live_trades.get((DERIBIT, inst))
+                    sent = live.emitted_from(first, wanted) if live is not None else None
+                    if sent is not None:  # trade_seqs the WebSocket replay sent: exactly as it sent them
+                        return sent_page(inst, sent, count, sorting)
                     rows = self.market.rows_from_id(DERIBIT, inst, first, wanted)
             if sorting == "asc":
                 page, has_more = rows[:count], len(rows) > count

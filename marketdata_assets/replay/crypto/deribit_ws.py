@@ -22,7 +22,7 @@ import asyncio
 import json
 
 from marketdata_assets.replay.crypto.config import DERIBIT
-from marketdata_assets.replay.crypto.deribit import ticker
+from marketdata_assets.replay.crypto.deribit import ticker, trade_id
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.ws_replay import Move, VenueWsReplay
 from marketdata_assets.replay.crypto.ws_server import Client
@@ -125,7 +125,7 @@ class DeribitWsReplay(VenueWsReplay):
                                            "prev_change_id": move.first - 1, "change_id": move.last,
                                            "bids": entries(move.bids), "asks": entries(move.asks)})
         trades = notification(trades_channel, [
-            {"trade_seq": i, "trade_id": str(i), "timestamp": move.event_ms, "tick_direction": 0, "price": p,
+            {"trade_seq": i, "trade_id": trade_id(name, i), "timestamp": move.event_ms, "tick_direction": 0, "price": p,
              "amount": q, "direction": "buy" if buy else "sell", "instrument_name": name, "index_price": p,
              "mark_price": p} for i, p, q, buy in move.trades])
         ticker_channel = f"ticker.{name}.100ms"
