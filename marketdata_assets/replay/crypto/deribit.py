@@ -352,29 +352,7 @@ class Deribit(Venue):
             sorting = query.get("sorting") or "default"
             if sorting not in ("asc", "desc", "default"):
                 raise invalid("must be one of asc, desc, default", "sorting")
-            if method == "get_last_trades_by_instrument_and_time":
-                start, end = int_param("start_timestamp", True), int_param("end_timestamp", True)
-                rows = self.market.rows_between(DERIBIT, inst, start * 1000, end * 1000 + 999, count + 1,
-                                                newest_first=sorting != "asc")
-                if sorting != "asc":
-                    rows.reverse()
-            else:
-                start_seq, end_seq = int_param("start_seq"), int_param("end_seq")
-                if start_seq is None and end_seq is None:
-                    rows = self.market.latest(DERIBIT, inst, count)
-                else:
-                    first = start_seq if start_seq is not None else end_seq - count + 1
-                    wanted = count + 1 if end_seq is None else max(0, min(count + 1, end_seq - first + 1))
-                    live = self.market.live_trades.get((DERIBIT, inst))
-                    sent = live.emitted_from(first, wanted) if live is not None else None
-                    if sent is not None:  # trade_seqs the WebSocket replay sent: exactly as it sent them
-                        return sent_page(inst, sent, count, sorting)
-                    rows = self.market.rows_from_id(DERIBIT, inst, first, wanted)
-            if sorting == "asc":
-                page, has_more = rows[:count], len(rows) > count
-            else:
-                page, has_more = list(reversed(rows[-count:])), len(rows) > count
-            return {"trades": [self._trade(inst, tape, i) for tape, i in page], "has_more": has_more}
+            return self._trades_page(method, inst, count, sorting, int_param)
         if method == "get_order_book":
             depth = int_param("depth") or 20
             if depth not in BOOK_DEPTHS:
@@ -407,6 +385,33 @@ class Deribit(Venue):
             "change_id": update_id, "bids": [[p, q] for p, q in bids], "asks": [[p, q] for p, q in asks],
             "best_bid_price": best_bid[0], "best_bid_amount": best_bid[1], "best_ask_price": best_ask[0],
             "best_ask_amount": best_ask[1], "estimated_delivery_price": round(mid - 3.21, 2)}
+
+    def _trades_page(self, method: str, inst: str, count: int, sorting: str, int_param) -> dict:
+        """A `get_last_trades_by_instrument(_and_time)` page: by time, by trade_seq (the ones the
+        WebSocket replay sent exactly as sent: `sent_page`) or the latest."""
+        if method == "get_last_trades_by_instrument_and_time":
+            start, end = int_param("start_timestamp", True), int_param("end_timestamp", True)
+            rows = self.market.rows_between(DERIBIT, inst, start * 1000, end * 1000 + 999, count + 1,
+                                            newest_first=sorting != "asc")
+            if sorting != "asc":
+                rows.reverse()
+        else:
+            start_seq, end_seq = int_param("start_seq"), int_param("end_seq")
+            if start_seq is None and end_seq is None:
+                rows = self.market.latest(DERIBIT, inst, count)
+            else:
+                first = start_seq if start_seq is not None else end_seq - count + 1
+                wanted = count + 1 if end_seq is None else max(0, min(count + 1, end_seq - first + 1))
+                live = self.market.live_trades.get((DERIBIT, inst))
+                sent = live.emitted_from(first, wanted) if live is not None else None
+                if sent is not None:  # trade_seqs the WebSocket replay sent: exactly as it sent them
+                    return sent_page(inst, sent, count, sorting)
+                rows = self.market.rows_from_id(DERIBIT, inst, first, wanted)
+        if sorting == "asc":
+            page, has_more = rows[:count], len(rows) > count
+        else:
+            page, has_more = list(reversed(rows[-count:])), len(rows) > count
+        return {"trades": [self._trade(inst, tape, i) for tape, i in page], "has_more": has_more}
 
     def _trade(self, inst: str, tape: DayTape, i: int) -> dict:
         seq = tape.first_id + i
