@@ -42,6 +42,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
+
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.rest import BinanceClient
 from marketdata_assets.sources.stream import (
@@ -143,7 +145,7 @@ def trade_record(data: dict, instrument: str, recv_ns: int) -> tuple[str, bytes]
     payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade_id), "price": str(data["p"]),
                "quantity": str(data["q"]), "side": "sell" if data["m"] else "buy", "ts_ms": int(data["T"]),
                "event_ms": int(data.get("E") or data["T"]), "recv_ns": recv_ns}
-    return f"{VENUE}.{instrument}.{trade_id}", json.dumps(payload, separators=(",", ":")).encode()
+    return f"{VENUE}.{instrument}.{trade_id}", orjson.dumps(payload)  # compact, as json.dumps with (",", ":")
 
 
 def trade_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
@@ -296,7 +298,7 @@ class BinanceSpotStream:
         return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
 
     def decode(self, text: str) -> StreamFrame:
-        frame = classify(json.loads(text))
+        frame = classify(orjson.loads(text))  # orjson.JSONDecodeError is a ValueError, as json's
         if frame.kind != "event":
             return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data)
         instrument, kind = stream_kind(frame.stream)
