@@ -297,7 +297,7 @@ def print_table(report: dict) -> None:
         print(f"{'':34}{'frames/s':>12}{'frames/CPU-s':>14}{'CPU us/frame':>14}")
         for role, label in (("bare", "ceiling: bare websockets client"), ("collector", "collector: WS->landing->NATS")):
             print(f"{label:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
-                  f"{t[role + '_cpu_us_per_frame']:>14}")
+                  f"{t[role + '_cpu_us_per_frame']:>14.1f}")
         print(f"ratio collector/ceiling per CPU-s {t['ratio_per_cpu_s']} (min-max {t['ratio_min_max']}), "
               f"wall {t['ratio_wall']}; target >= {TARGET_RATIO}")
     if s:
