@@ -58,12 +58,18 @@ def definitions():
 
 
 def materialize(keys: list[str], config: dict | None = None, tags: dict | None = RANGE, with_checks=False):
-    clear_stale_defs_state()  # also between two materializations of one test (failed so in a full run)
-    d = definitions()
-    assets = [a for a in d.assets if any(k.to_user_string() in keys for k in a.keys)]
-    checks = list(d.asset_checks) if with_checks else []
-    return dg.materialize(assets + checks, resources=d.resources, tags=tags, raise_on_error=False,
-                          run_config={"ops": {k: {"config": v} for k, v in (config or {}).items()}})
+    clear_stale_defs_state()
+    # Loaded and run inside an instance of its own: Dagster keeps the defs-state storage of the instance
+    # last entered in a context variable, and one left by an earlier instance that is garbage but not
+    # yet collected can die mid-load ("undefined DagsterInstance weakref": twice in full runs, once
+    # right after the check above). Entered here, the storage is this live instance's.
+    with dg.DagsterInstance.ephemeral() as instance:
+        d = definitions()
+        assets = [a for a in d.assets if any(k.to_user_string() in keys for k in a.keys)]
+        checks = list(d.asset_checks) if with_checks else []
+        return dg.materialize(assets + checks, resources=d.resources, tags=tags, raise_on_error=False,
+                              instance=instance,
+                              run_config={"ops": {k: {"config": v} for k, v in (config or {}).items()}})
 
 
 def stored(query: str, params=()) -> list[tuple]:
