@@ -5,6 +5,7 @@ Split from test_dead_runs.py (its helpers) so the two halves run on two workers.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -137,15 +138,17 @@ def test_dagster_storage_crashed_mid_step_is_one_line_and_the_next_run_cleans_up
     for key in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
         monkeypatch.setenv(key, env[key])
     command, held = KILLED[pool]
-    with dg.DagsterInstance.get() as instance:
-        with held(env) as changed:
-            victim = command({**env, **changed}, tmp_path)
-            try:
-                dead_run = slot_taken_by(instance, pool, victim)
-                pg.stop("immediate")
-            except BaseException:
-                victim.popen.kill()
-                raise
+    with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as hold:
+        changed = hold.enter_context(held(env))
+        victim = command({**env, **changed}, tmp_path)
+        try:
+            dead_run = slot_taken_by(instance, pool, victim)
+            pg.stop("immediate")
+        except BaseException:
+            victim.popen.kill()
+            raise
+        if pool != "mongodb":  # a lock: released, the step goes on (the slow MongoDB proxy stays up, or the
+            hold.close()       # import would fail on its closed connection before it needs the storage)
         crashed = time.monotonic()  # the step goes on now, until the run needs its storage
         try:
             code = victim.wait(timeout=120)
