@@ -26,6 +26,7 @@ message is a tuple and its payload one `json.dumps` (no model object per frame).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -126,11 +127,26 @@ class BookSync(Protocol):
 
 
 class SnapshotSource(Protocol):
-    """Where a REST book snapshot comes from (Binance); `fetch` answers the decoded body."""
+    """Where a REST book snapshot comes from; `fetch` answers the decoded body."""
 
     async def fetch(self, instrument: str, limit: int) -> dict: ...
 
     async def aclose(self) -> None: ...
+
+
+class RestSnapshots:
+    """A `SnapshotSource` from a venue's REST client and its book method (the body as sent): Binance's
+    `depth_body` (a book's start and resync), OKX's `books_body` and Deribit's `order_book_body` (the
+    gap-hour repair)."""
+
+    def __init__(self, client, book_body: Callable[[str, int], Awaitable[dict]]):
+        self.client, self.book_body = client, book_body
+
+    async def fetch(self, instrument: str, limit: int) -> dict:
+        return await self.book_body(instrument, limit)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class StreamProtocol(Protocol):

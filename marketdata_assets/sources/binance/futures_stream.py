@@ -45,9 +45,9 @@ from marketdata_assets.sources.binance.stream import (
     SUBSCRIBE_BATCH,
     URL_STREAMS,
     BinanceSpotStream,
-    RestDepth,
     book_ticker_message,
     kline_message,
+    rest_depth,
 )
 from marketdata_assets.sources.stream import (
     BARS_1M,
@@ -58,6 +58,7 @@ from marketdata_assets.sources.stream import (
     TICKERS,
     TRADES,
     LiveMessage,
+    RestSnapshots,
     StreamLimits,
     live_message,
 )
@@ -176,5 +177,5 @@ class BinanceUsdmStream(BinanceSpotStream):
     def new_book(self, instrument: str) -> UsdmDepthSync:
         return UsdmDepthSync(instrument)
 
-    def snapshot_source(self, rest_url: str) -> RestDepth:
-        return RestDepth(rest_url, BinanceFuturesClient)
+    def snapshot_source(self, rest_url: str) -> RestSnapshots:
+        return rest_depth(rest_url, BinanceFuturesClient)

@@ -52,6 +52,7 @@ from marketdata_assets.sources.stream import (
     TICKERS,
     TRADES,
     LiveMessage,
+    RestSnapshots,
     enabled,
     live_message,
 )
@@ -237,18 +238,10 @@ class DepthSync:
         self.buffer.clear()
 
 
-class RestDepth:
-    """REST depth snapshots for `DepthSync` (the `SnapshotSource` of sources/stream.py); USD-M's
-    through `BinanceFuturesClient` (`/fapi/v1/depth`)."""
-
-    def __init__(self, rest_url: str, client_class=BinanceClient):
-        self.client = client_class(rest_url)
-
-    async def fetch(self, instrument: str, limit: int) -> dict:
-        return await self.client.depth_body(instrument, limit)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+def rest_depth(rest_url: str, client_class=BinanceClient) -> RestSnapshots:
+    """REST depth snapshots for `DepthSync`; USD-M's through `BinanceFuturesClient` (`/fapi/v1/depth`)."""
+    client = client_class(rest_url)
+    return RestSnapshots(client, client.depth_body)
 
 
 class BinanceSpotStream:
@@ -315,11 +308,11 @@ class BinanceSpotStream:
         """A `depthUpdate`'s event time `E`."""
         return int(data["E"]) if isinstance(data, dict) and data.get("E") is not None else None
 
-    def snapshot_source(self, rest_url: str) -> RestDepth:
-        return RestDepth(rest_url)
+    def snapshot_source(self, rest_url: str) -> RestSnapshots:
+        return rest_depth(rest_url)
 
-    def repair_source(self, rest_url: str) -> RestDepth:
-        return RestDepth(rest_url)
+    def repair_source(self, rest_url: str) -> RestSnapshots:
+        return rest_depth(rest_url)
 
     def snapshot_channel(self, instrument: str) -> str:
         return f"{instrument.lower()}@depth_snapshot"

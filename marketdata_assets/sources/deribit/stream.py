@@ -48,6 +48,7 @@ from marketdata_assets.sources.stream import (
     ChainedBookSync,
     Frame,
     LiveMessage,
+    RestSnapshots,
     StreamLimits,
     enabled,
     json_text,
@@ -103,20 +104,6 @@ class DeribitBookSync(ChainedBookSync):
         if data["type"] == "snapshot":
             return self.on_snapshot(change_id, bids, asks)
         return self.on_update(int(data["prev_change_id"]), change_id, bids, asks)
-
-
-class RestOrderBook:
-    """REST book snapshots (`public/get_order_book`, with its `change_id`) for the repair of a gap
-    hour (a `SnapshotSource` of sources/stream.py): the body as sent."""
-
-    def __init__(self, rest_url: str):
-        self.client = DeribitClient(rest_url)
-
-    async def fetch(self, instrument: str, limit: int) -> dict:
-        return await self.client.order_book_body(instrument, limit)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 class DeribitStream:
@@ -211,8 +198,10 @@ class DeribitStream:
     def snapshot_source(self, rest_url: str | None) -> None:
         return None
 
-    def repair_source(self, rest_url: str) -> RestOrderBook:
-        return RestOrderBook(rest_url)
+    def repair_source(self, rest_url: str) -> RestSnapshots:
+        """`public/get_order_book` (with its `change_id`), the body as sent."""
+        client = DeribitClient(rest_url)
+        return RestSnapshots(client, client.order_book_body)
 
     def snapshot_channel(self, instrument: str) -> str:
         return f"{instrument}@depth_snapshot"

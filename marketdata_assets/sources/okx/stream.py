@@ -65,6 +65,7 @@ from marketdata_assets.sources.stream import (
     Frame,
     Keepalive,
     LiveMessage,
+    RestSnapshots,
     StreamLimits,
     enabled,
     json_text,
@@ -188,21 +189,6 @@ class OkxBookSync(ChainedBookSync):
         return outcome
 
 
-class RestBooks:
-    """REST book snapshots (`/api/v5/market/books`, 400 levels at most) for the repair of a gap hour
-    (a `SnapshotSource` of sources/stream.py): the body as sent. OKX's REST books carry no seqId,
-    only `ts`: the snapshot is the book at that time."""
-
-    def __init__(self, rest_url: str):
-        self.client = OkxClient(rest_url)
-
-    async def fetch(self, instrument: str, limit: int) -> dict:
-        return await self.client.books_body(instrument, limit)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
 class OkxStream:
     """OKX's public (and business: candles) channels as a `StreamProtocol` (sources/stream.py)."""
 
@@ -299,8 +285,11 @@ class OkxStream:
     def snapshot_source(self, rest_url: str | None) -> None:
         return None
 
-    def repair_source(self, rest_url: str) -> RestBooks:
-        return RestBooks(rest_url)
+    def repair_source(self, rest_url: str) -> RestSnapshots:
+        """`/api/v5/market/books` (400 levels at most), the body as sent. OKX's REST books carry no
+        seqId, only `ts`: the snapshot is the book at that time."""
+        client = OkxClient(rest_url)
+        return RestSnapshots(client, client.books_body)
 
     def snapshot_channel(self, instrument: str) -> str:
         return f"{instrument}@depth_snapshot"
