@@ -30,7 +30,17 @@ from marketdata_assets.stores.landing import LandingWriter
 PROTOCOLS = {"BINANCE": BinanceSpotStream, "BINANCE_UM": BinanceUsdmStream, "OKX": OkxStream, "DERIBIT": DeribitStream}
 DEFAULT_INSTRUMENTS = {"BINANCE": "BTCUSDT,ETHUSDT", "BINANCE_UM": "BTCUSDT,ETHUSDT", "OKX": "BTC-USDT,ETH-USDT",
                        "DERIBIT": "BTC-PERPETUAL,ETH-PERPETUAL"}
-REST_URL_SETTING = {"BINANCE": "BINANCE_BASE_URL", "BINANCE_UM": "BINANCE_UM_BASE_URL"}
+
+
+def rest_base(venue: str, override: str | None = None) -> str:
+    """The venue's REST base for book snapshots and the gap-hour repair: `override` (a replay's in
+    tests), else the sources config's (its `base_url_env` variable, e.g. OKX_BASE_URL, else the
+    file's `base_url`: the vendor's public host)."""
+    if override:
+        return override.rstrip("/")
+    from marketdata_assets.sources.config import load_sources_config
+
+    return load_sources_config().sources[venue.lower()].base_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "tickers); also bars_1m, funding, mark_price, liquidations, "
                                                     "open_interest where the venue has them")
     p.add_argument("--ws-url", default=None, help="default: the venue's public WebSocket")
-    p.add_argument("--rest-url", default=None, help="Binance's REST snapshots; default: BINANCE_BASE_URL")
+    p.add_argument("--rest-url", default=None, help="REST base for book snapshots (Binance) and the gap-hour "
+                                                    "repair (every venue); default: the sources config's")
     p.add_argument("--landing-dir", type=Path, default=None, help="default: <state dir>/landing/live")
     p.add_argument("--nats-url", default=None, help="default: NATS_URL")
     p.add_argument("--no-nats", action="store_true", help="land raw frames only, publish nothing")
@@ -56,9 +67,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
     protocol = PROTOCOLS[args.venue](datasets=datasets)
     instruments = args.instruments or DEFAULT_INSTRUMENTS[args.venue]
-    rest_url = (args.rest_url or settings.get(REST_URL_SETTING[args.venue])) if protocol.rest_snapshots else None
     config = CollectorConfig([i.strip().upper() for i in instruments.split(",") if i.strip()],
-                             args.ws_url or protocol.ws_url, rest_url, stale_s=args.stale_s or protocol.stale_s, rollover_s=args.rollover_s)
+                             args.ws_url or protocol.ws_url, rest_base(args.venue, args.rest_url),
+                             stale_s=args.stale_s or protocol.stale_s, rollover_s=args.rollover_s)
     writer = LandingWriter(args.landing_dir or settings.live_landing_dir(), protocol.venue)
     store = None
     if not args.no_nats:

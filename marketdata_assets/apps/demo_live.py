@@ -56,7 +56,8 @@ def command(urls: dict[str, str], rest_url: str, instruments: list[str], extra: 
     return [str(Path(sys.prefix) / "bin" / "marketdata"), "collect", "--consume", "--share-clickhouse",
             *(arg for venue in urls for arg in ("--venue", venue.lower())),
             "--ws-url", urls["BINANCE"], "--okx-ws-url", urls["OKX"], "--deribit-ws-url", urls["DERIBIT"],
-            "--rest-url", rest_url, "--instruments", ",".join(instruments), "--max-wait-s", "2",
+            "--rest-url", rest_url, "--okx-rest-url", rest_url, "--deribit-rest-url", rest_url,  # one crypto replay
+            "--instruments", ",".join(instruments), "--max-wait-s", "2",
             "--batch-size", "5000", *extra]
 
 

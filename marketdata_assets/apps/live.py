@@ -40,7 +40,8 @@ from marketdata_assets.stores.redis_cache import RedisLatestCache
 @dataclass
 class VenueOptions:
     """One venue's collector: its instruments (as the venue spells them), WebSocket base (a replay's in
-    tests), REST base for book snapshots (Binance), stale deadline (None: the protocol's)."""
+    tests), REST base (book snapshots where books start from REST, and every venue's gap-hour repair;
+    None: neither), stale deadline (None: the protocol's)."""
 
     venue: str
     instruments: list[str]
@@ -172,8 +173,7 @@ def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, late
     (`store`), the shared latest-state cache (`latest`)."""
     protocol = PROTOCOLS[venue.venue](datasets=(TRADES, BOOKS))  # what the trades-only sinks and consumer take
     stale_s = venue.stale_s or protocol.stale_s
-    config = CollectorConfig(list(venue.instruments), venue.ws_url or protocol.ws_url,
-                             venue.rest_url if protocol.rest_snapshots else None, stale_s=stale_s,
+    config = CollectorConfig(list(venue.instruments), venue.ws_url or protocol.ws_url, venue.rest_url, stale_s=stale_s,
                              rollover_s=venue.rollover_s, subject_prefix=options.subject_prefix)
     writer = LandingWriter(options.landing_dir, protocol.venue)
     return Venue(LiveCollector(protocol, config, writer, sink, snapshot_store=store, latest=latest), protocol.venue,

@@ -121,6 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
                 "name: Binance's, or the only enabled venue's; empty: each enabled venue's instruments in the sources "
                 "config); `--instruments` wins.", read_by=("apps/cli/live.py",), stack_only=True),
         Setting("ENABLE_BINANCE", "true", "Seed 002's name: collect Binance spot (`--venue` wins).", read_by=("apps/cli/live.py",), stack_only=True),
+        Setting("ENABLE_BINANCE_UM", "false", "Collect Binance USD-M futures in `marketdata collect` (`--venue` "
+                "wins; not in seed 002, which predates the venue).", read_by=("apps/cli/live.py",), stack_only=True),
         Setting("ENABLE_OKX", "false", "Seed 002's name: collect OKX in `marketdata collect` (`--venue` wins).",
                 read_by=("apps/cli/live.py",), stack_only=True),
         Setting("ENABLE_DERIBIT", "false", "Seed 002's name: collect Deribit in `marketdata collect` (`--venue` "

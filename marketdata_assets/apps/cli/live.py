@@ -6,7 +6,7 @@ Options come from the command line, else the environment (the settings table: CO
 NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else the sources config (each venue's instruments).
 Seed 002's names are honoured as aliases: `SYMBOLS` (a comma list of instruments, `VENUE:NAME` for a
 venue's own, a bare name for Binance's, or for the only venue enabled), `ENABLE_BINANCE` /
-`ENABLE_OKX` / `ENABLE_DERIBIT` (every enabled venue runs in this one process, one collector each,
+`ENABLE_BINANCE_UM` / `ENABLE_OKX` / `ENABLE_DERIBIT` (every enabled venue runs in this one process, one collector each,
 sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_write` and
 `redis_cache` (either spelling, upper or lower case). `redis_cache` keeps the latest state in Redis
 (REDIS_URL), one cache for every venue.
@@ -24,7 +24,8 @@ import click
 
 from marketdata_assets.core import settings
 
-VENUES = ("binance", "okx", "deribit")
+VENUES = ("binance", "binance_um", "okx", "deribit")
+UPPER_CASE = ("BINANCE", "BINANCE_UM")  # venues whose instrument names are upper-cased
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 
@@ -48,7 +49,7 @@ def split_instruments(listed: str, venues: list[str]) -> dict[str, list[str]]:
         venue = venue.upper() or (venues[0].upper() if len(venues) == 1 else "BINANCE")
         if venue.lower() not in VENUES:
             raise click.BadParameter(f"{item!r}: the venue {venue} is not one of {', '.join(VENUES)}")
-        name = name.upper() if venue == "BINANCE" else name
+        name = name.upper() if venue in UPPER_CASE else name
         out.setdefault(venue, []).append(name)
     return out
 
@@ -71,7 +72,8 @@ def chosen_venues(venues: tuple[str, ...]) -> list[str]:
     """--venue, else the ENABLE_* switches."""
     chosen = list(dict.fromkeys(v.lower() for v in venues)) or [v for v in VENUES if env_flag(f"ENABLE_{v.upper()}")]
     if not chosen:
-        raise click.UsageError("no venue enabled: set ENABLE_BINANCE / ENABLE_OKX / ENABLE_DERIBIT=true or pass --venue")
+        raise click.UsageError("no venue enabled: set ENABLE_BINANCE / ENABLE_BINANCE_UM / ENABLE_OKX / ENABLE_DERIBIT="
+                               "true or pass --venue")
     return chosen
 
 
@@ -134,10 +136,17 @@ def _common(function):
               "Binance's; default SYMBOLS, else the sources config's instruments of each venue).")
 @click.option("--venue", "venues", multiple=True, type=click.Choice(VENUES, case_sensitive=False),
               help="Venues to collect, one collector each in this process (default: the ENABLE_* switches).")
-@click.option("--ws-url", default=None, help="Binance's WebSocket base (default Binance's; a replay's in tests).")
+@click.option("--ws-url", default=None, help="Binance spot's WebSocket base (default Binance's; a replay's in tests).")
+@click.option("--binance-um-ws-url", default=None, help="Binance USD-M's WebSocket base (default Binance's).")
 @click.option("--okx-ws-url", default=None, help="OKX's public WebSocket URL (default OKX's).")
 @click.option("--deribit-ws-url", default=None, help="Deribit's WebSocket URL (default Deribit's).")
-@click.option("--rest-url", default=None, help="Binance REST base for book snapshots (default BINANCE_BASE_URL).")
+@click.option("--rest-url", default=None, help="Binance spot's REST base: book snapshots and the gap-hour repair "
+              "(default: the sources config's, BINANCE_BASE_URL when set).")
+@click.option("--binance-um-rest-url", default=None, help="Binance USD-M's REST base (default: the sources config's).")
+@click.option("--okx-rest-url", default=None, help="OKX's REST base for the gap-hour repair (default: the sources "
+              "config's, OKX_BASE_URL when set).")
+@click.option("--deribit-rest-url", default=None, help="Deribit's REST base for the gap-hour repair (default: the "
+              "sources config's, DERIBIT_BASE_URL when set).")
 @click.option("--landing-dir", type=click.Path(path_type=Path), default=None, help="Default <state dir>/landing/live.")
 @click.option("--no-nats", is_flag=True, help="Publish nothing to NATS (land raw; with --direct-write, write ClickHouse).")
 @click.option("--direct-write/--no-direct-write", default=None, help="Also write trades to ClickHouse trades_live "
@@ -150,21 +159,18 @@ def _common(function):
 @click.option("--stale-s", type=float, default=None, help="A silent socket is dropped after this (default: the "
               "venue's: 10 s, Deribit 15 s).")
 @_common
-def collect(instruments, venues, ws_url, okx_ws_url, deribit_ws_url, rest_url, landing_dir, no_nats, direct_write,
-            redis_cache, consume, metrics_host, metrics_port, stale_s, **common) -> None:
-    """The live collector (Binance spot, OKX, Deribit: trades and books): raw landing, JetStream, optional sinks."""
+def collect(instruments, venues, landing_dir, no_nats, direct_write, redis_cache, consume, metrics_host, metrics_port,
+            stale_s, **common) -> None:
+    """The live collector (Binance spot and USD-M, OKX, Deribit: trades and books): raw landing, JetStream,
+    optional sinks."""
     chosen = chosen_venues(venues)
     use_redis = redis_cache if redis_cache is not None else env_flag("REDIS_CACHE")
     options = _options(common, collect=True, consume=consume, no_nats=no_nats,
                        direct_write=env_flag("CLICKHOUSE_DIRECT_WRITE") if direct_write is None else direct_write)
     if consume and no_nats:
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
-    from marketdata_assets.apps.live import VenueOptions
-
     names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen)
-    urls = {"BINANCE": ws_url, "OKX": okx_ws_url, "DERIBIT": deribit_ws_url}
-    options.venues = [VenueOptions(v.upper(), names.get(v.upper(), []), urls[v.upper()] or "",
-                                   rest_url or settings.get("BINANCE_BASE_URL"), stale_s) for v in chosen]
+    options.venues = [_venue(v.upper(), names.get(v.upper(), []), common, stale_s) for v in chosen]
     empty = [v.venue for v in options.venues if not v.instruments]
     if empty:
         raise click.UsageError(f"no instruments for {', '.join(empty)}: name them in --instruments / SYMBOLS "
@@ -174,6 +180,19 @@ def collect(instruments, venues, ws_url, okx_ws_url, deribit_ws_url, rest_url, l
     options.metrics_port = parse_port(metrics_port)
     options.redis_url = settings.get("REDIS_URL") if use_redis else None
     _run(options)
+
+
+_URL_OPTIONS = {"BINANCE": ("ws_url", "rest_url"), "BINANCE_UM": ("binance_um_ws_url", "binance_um_rest_url"),
+                "OKX": ("okx_ws_url", "okx_rest_url"), "DERIBIT": ("deribit_ws_url", "deribit_rest_url")}
+
+
+def _venue(venue: str, instruments: list[str], options: dict, stale_s: float | None):
+    """One venue's collector options, its WebSocket and REST URLs from the command's `options`."""
+    from marketdata_assets.apps.collector import rest_base
+    from marketdata_assets.apps.live import VenueOptions
+
+    ws, rest = (options.get(name) for name in _URL_OPTIONS[venue])
+    return VenueOptions(venue, instruments, ws or "", rest_base(venue, rest), stale_s)
 
 
 @click.command("consume")

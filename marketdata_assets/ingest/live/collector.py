@@ -62,7 +62,7 @@ NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollo
 class CollectorConfig:
     instruments: list[str]
     ws_url: str
-    rest_url: str | None = None  # REST snapshots (venues with `rest_snapshots`)
+    rest_url: str | None = None  # REST base: snapshots (venues with `rest_snapshots`), every venue's gap-hour repair
     depth_speed_ms: int = 100
     snapshot_limit: int = 1000
     queue_size: int = 10_000

@@ -1,0 +1,87 @@
+"""`marketdata collect`'s venues and URLs (apps/cli/live.py -> apps/live.py -> the collectors): every
+venue's gap-hour repair is armed with that venue's own REST base (a flag, else the sources config's
+`<VENUE>_BASE_URL` variable, else its public host), Binance USD-M is a venue of `collect` like the
+others (ENABLE_BINANCE_UM, `BINANCE_UM:` instruments upper-cased), and the armed repair fetches a real
+book from the REST replay. The command's options are caught before the process would start its
+network loop (`_run`); the collectors are built by apps.live exactly as `collect` builds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from click.testing import CliRunner
+
+from marketdata_assets.apps import live as live_app
+from marketdata_assets.apps.cli import live as cli
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.replay.crypto.binance_ws import WsConfig
+from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
+from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
+from marketdata_assets.sources.config import load_sources_config
+
+VENUE_ENV = {"BINANCE": "BINANCE_BASE_URL", "BINANCE_UM": "BINANCE_UM_BASE_URL", "OKX": "OKX_BASE_URL",
+             "DERIBIT": "DERIBIT_BASE_URL"}
+
+
+@pytest.fixture
+def caught(monkeypatch):
+    """The LiveOptions `collect` would run (its `_run` replaced by a catch), with no URL variable set."""
+    for name in (*VENUE_ENV.values(), "SYMBOLS", "TICKS_PROVIDERS_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    seen = []
+    monkeypatch.setattr(cli, "_run", seen.append)
+
+    def invoke(*args: str, **env: str):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        result = CliRunner().invoke(cli.collect, ["--no-nats", "--metrics-port", "off", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return {v.venue: v for v in seen.pop().venues}
+    return invoke
+
+
+def test_every_venue_gets_its_own_rest_base_flag_then_variable_then_file(caught):
+    venues = caught("--venue", "binance", "--venue", "binance_um", "--venue", "okx", "--venue", "deribit",
+                    "--instruments", "BINANCE:btcusdt,BINANCE_UM:ethusdt,OKX:BTC-USDT,DERIBIT:BTC-PERPETUAL",
+                    "--okx-rest-url", "http://127.0.0.1:9/okx/", DERIBIT_BASE_URL="http://127.0.0.1:9/deribit")
+    assert venues["OKX"].rest_url == "http://127.0.0.1:9/okx"  # the flag
+    assert venues["DERIBIT"].rest_url == "http://127.0.0.1:9/deribit"  # the variable
+    hosts = {name: s.default_base_url for name, s in load_sources_config().sources.items()}
+    assert venues["BINANCE"].rest_url == hosts["binance"] == "https://api.binance.com"  # the file's
+    assert venues["BINANCE_UM"].rest_url == hosts["binance_um"] == "https://fapi.binance.com"
+    assert venues["BINANCE"].instruments == ["BTCUSDT"] and venues["BINANCE_UM"].instruments == ["ETHUSDT"]
+
+
+def test_enable_binance_um_switch_and_its_instruments(caught):
+    venues = caught(ENABLE_BINANCE="false", ENABLE_BINANCE_UM="true", SYMBOLS="btcusdt,BINANCE_UM:solusdt")
+    assert list(venues) == ["BINANCE_UM"] and venues["BINANCE_UM"].instruments == ["BTCUSDT", "SOLUSDT"]
+    assert venues["BINANCE_UM"].rest_url == "https://fapi.binance.com"
+
+
+@pytest.mark.parametrize(("venue", "replay_class", "instrument"), [("OKX", OkxWsReplay, "BTC-USDT"),
+                                                                   ("DERIBIT", DeribitWsReplay, "BTC-PERPETUAL")])
+def test_collect_arms_the_gap_hour_repair_of_okx_and_deribit(caught, tmp_path, venue, replay_class, instrument):
+    """Their books start from the stream (no REST snapshot), yet an hour with a book gap needs a REST
+    snapshot: the collector `collect` builds holds a repair source on the venue's REST base, and it
+    answers with the venue's book."""
+    with CryptoReplayServer(ReplayConfig(seed=7, instruments={venue: [instrument]})) as rest, \
+            replay_class(WsConfig(tick_s=0.02), rest=rest) as ws:
+        ws.pause()
+        flag = "--okx-rest-url" if venue == "OKX" else "--deribit-rest-url"
+        options = caught("--venue", venue.lower(), "--instruments", f"{venue}:{instrument}", flag, rest.base_url)
+        venue_options = options[venue]
+        built = live_app._collector(live_app.LiveOptions(landing_dir=tmp_path), venue_options, None)
+        collector = built.collector
+        assert collector.rest is None and collector.repair is not None
+
+        async def fetch():
+            try:
+                return await collector.repair.fetch(instrument, 20)
+            finally:
+                await collector.repair.aclose()
+        body = asyncio.run(fetch())
+    book = body["data"][0] if venue == "OKX" else body["result"]
+    assert book["bids"] and book["asks"]
+    assert float(book["bids"][0][0]) < float(book["asks"][0][0])
