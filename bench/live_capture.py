@@ -148,6 +148,7 @@ class TimedInsert:
         self.client, self.started_ms = client, started_ms
         self.visible, self.inserted, self.received = array("f"), array("f"), array("f")  # ms per row
         self.warm_index, self.invisible_batches, self.rows = None, 0, 0
+        self.batches: list[tuple[float, float, float]] = []  # (s since start, worst, best ms) of each batch
 
     def __call__(self, rows) -> int:
         n = insert_live_trades(self.client, DATABASE, rows)
@@ -160,6 +161,7 @@ class TimedInsert:
         if self.warm_index is None and min(events) > self.started_ms + WARM_UP_S * 1000:
             self.warm_index = len(self.visible)
         self.visible.extend(visible_ms - e for e in events)
+        self.batches.append(((visible_ms - self.started_ms) / 1000, visible_ms - min(events), visible_ms - max(events)))
         self.inserted.extend(inserted_ms - e for e in events)
         self.received.extend(row[10].timestamp() * 1000 - e for row, e in zip(rows, events))
         self.rows += n
@@ -175,9 +177,18 @@ class TimedInsert:
                     "p99_ms": round(float(p99), 1), "p99_9_ms": round(float(p999), 1),
                     "max_ms": round(float(data.max()), 1)}
         warm = self.warm_index if self.warm_index is not None else len(self.visible)
-        return {"queryable": pct(self.visible), "queryable_after_warm_up": pct(self.visible, warm),
+        return {"queryable": pct(self.visible), "by_window": self.windows(), "queryable_after_warm_up": pct(self.visible, warm),
                 "insert_returned": pct(self.inserted), "received_by_collector": pct(self.received),
                 "invisible_batches": self.invisible_batches, "rows": self.rows}
+
+
+    def windows(self, width_s: float = 5.0) -> list[dict]:
+        """The batches' worst latency per `width_s` window of the run (when a tail happened)."""
+        out: dict[int, list] = {}
+        for t, worst, best in self.batches:
+            out.setdefault(int(t // width_s), []).append((worst, best))
+        return [{"from_s": k * width_s, "batches": len(v), "worst_ms": round(max(w for w, _ in v), 1),
+                 "best_ms": round(min(b for _, b in v), 1)} for k, v in sorted(out.items())]
 
 
 def rss_mb(pid: int) -> float | None:

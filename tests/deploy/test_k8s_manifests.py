@@ -29,7 +29,7 @@ SECRETS = {s.name for s in SETTINGS if s.secret}
 LIVE = {s.name for s in SETTINGS if s.stack_only and {"apps/cli/live.py", "apps/collector.py"} & set(s.read_by)}
 # stack_only settings no deployment needs: the local stack's PGlite port.
 NOT_DEPLOYED = {s.name for s in SETTINGS if s.stack_only} - LIVE
-VENUE_GROUPS = ("BINANCE", "OKX", "DERIBIT")
+VENUE_GROUPS = ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")
 ACCOUNT_VAR = re.compile(r"ALPHA_API_(USER|PASSWORD)_[A-Z0-9_]+$")
 
 

@@ -110,7 +110,7 @@ def test_restart_between_insert_and_ack_is_redelivered_and_stored_once(clickhous
                 await store.publish(messages(prefix, range(120)))
                 dying = TradesConsumer(config, await JetStreamStore(nats_url).connect(), lambda rows: None)
                 await dying.subscribe()
-                batch = await dying.subscription.fetch(40, timeout=5)
+                batch = await dying.pull.batch(40, 5, 1)
                 rows, _, _ = dying.decode(batch)
                 live.insert_live_trades(client, clickhouse.database, rows)  # in, never acked
                 await dying.store.nc.close()  # the process is gone

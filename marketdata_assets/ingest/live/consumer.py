@@ -10,6 +10,10 @@ the insert succeeded.
   INSERT and its acks gets the batch redelivered after `ack_wait_s` and inserts it again; the
   table's ReplacingMergeTree key (venue, instrument, trade_id) and the reads' FINAL keep one row.
 - A message that is not a trade is terminated (never redelivered) and counted with its reason.
+- Messages come through `stores.jetstream.PullBatches` (pull requests on one callback subscription)
+  and are acknowledged a batch at a time (plain acks, the last one confirmed, all sent again while
+  NATS is away): at 10k trades/s nats-py's per-message `fetch` tasks and per-message confirmed acks
+  were the consumer's largest costs (bench live_capture; docs/live-capture.md).
 
 Dagster-free, like the collector: `marketdata consume` / `marketdata collect --consume`, or
 `TradesConsumer(...).run(stop)` in an event loop. The insert is a callable, so the caller owns the
@@ -20,18 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from nats.errors import TimeoutError as NatsTimeout
+import orjson
 from nats.js import api
 
 from marketdata_assets.ingest.live.connection import Backoff
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.stores.clickhouse.live import trade_row
-from marketdata_assets.stores.jetstream import JetStreamStore
+from marketdata_assets.stores.jetstream import JetStreamStore, PullBatches
 
 
 @dataclass
@@ -74,18 +77,18 @@ class TradesConsumer:
     def __init__(self, config: ConsumerConfig, store: JetStreamStore, insert: Callable[[Sequence[tuple]], int]):
         self.config, self.store, self.insert = config, store, insert
         self.stats = ConsumerStats()
-        self.subscription = None
+        self.pull: PullBatches | None = None
 
     async def subscribe(self) -> None:
         """Bind to the durable consumer (created, or updated to this config, by the server)."""
         await self.store.js.add_consumer(self.config.stream, consumer_config(self.config))
-        self.subscription = await self.store.js.pull_subscribe(
-            self.config.subject_filter, durable=self.config.durable, stream=self.config.stream)
+        self.pull = await PullBatches(self.store, self.config.stream, self.config.durable).start()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch, insert, ack until `stop`; a batch being fetched when it is set is still stored and
-        acknowledged (a pull waits at most `idle_poll_s`), so a clean stop leaves nothing pending."""
-        if self.subscription is None:
+        acknowledged (a pull request lives `idle_poll_s` at most; what it delivers after the last
+        batch is given back, `PullBatches.stop`), so a clean stop leaves nothing pending."""
+        if self.pull is None:
             await self.subscribe()
         try:
             while not stop.is_set():
@@ -93,28 +96,15 @@ class TradesConsumer:
                 if messages:
                     await self.store_batch(messages, stop)
         finally:
-            await self.subscription.unsubscribe()
+            await self.pull.stop()
 
     async def fetch_batch(self, stop: asyncio.Event | None = None) -> list:
-        """Up to `batch_size` messages: waits for the first until `stop` (pulling `idle_poll_s` at a
-        time), then for more until the batch is full or `max_wait_s` has passed."""
-        batch, deadline = [], None
-        while len(batch) < self.config.batch_size:
-            if deadline is None and stop is not None and stop.is_set():
-                break
-            timeout = self.config.idle_poll_s if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                got = await self.subscription.fetch(self.config.batch_size - len(batch), timeout=timeout)
-            except (NatsTimeout, asyncio.TimeoutError):
-                if batch:
-                    break
-                continue
-            batch += got
-            if deadline is None and batch:
-                deadline = time.monotonic() + self.config.max_wait_s
-        return batch
+        """Up to `batch_size` messages: waits for the first until `stop` (`idle_poll_s` at a time), then
+        for more until the batch is full or `max_wait_s` has passed."""
+        while True:
+            batch = await self.pull.batch(self.config.batch_size, self.config.idle_poll_s, self.config.max_wait_s)
+            if batch or stop is None or stop.is_set():
+                return batch
 
     def decode(self, messages: list) -> tuple[list, list, list]:
         """(rows, their messages, messages that are not trades)."""
@@ -124,10 +114,10 @@ class TradesConsumer:
             if msg.metadata.num_delivered > 1:
                 self.stats.redelivered += 1
             try:
-                rows.append(trade_row(json.loads(msg.data)))
+                rows.append(trade_row(orjson.loads(msg.data)))
                 good.append(msg)
             except (ValueError, KeyError, TypeError) as error:
-                reason = "not_json" if isinstance(error, json.JSONDecodeError) else f"bad_{type(error).__name__}"
+                reason = "not_json" if isinstance(error, orjson.JSONDecodeError) else f"bad_{type(error).__name__}"
                 self.stats.bad_messages[reason] = self.stats.bad_messages.get(reason, 0) + 1
                 bad.append(msg)
         return rows, good, bad
@@ -149,13 +139,10 @@ class TradesConsumer:
                     return False
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff.next_delay())
-        # acks the server confirms (double ack): `acked` is what the consumer no longer holds, so a stop
-        # right after leaves nothing pending (a plain ack may still be in the server's queue then)
-        # (an ack the server did not confirm in time comes back after ack_wait: inserted again, harmlessly)
-        confirmed = await asyncio.gather(*(msg.ack_sync(timeout=self.config.ack_wait_s) for msg in good),
-                                         return_exceptions=True)
         self.stats.inserted += len(rows)
-        self.stats.acked += sum(not isinstance(result, BaseException) for result in confirmed)
+        # `acked`: what the consumer no longer holds (a stop right after leaves nothing pending); acks not
+        # confirmed within ack_wait come back as redeliveries, inserted again, harmlessly
+        self.stats.acked += len(good) if await self.pull.ack(good, self.config.ack_wait_s) else 0
         self.stats.batches += 1
         self.stats.last_insert_ns = time.time_ns()
         self.stats.changed.set()
