@@ -53,7 +53,8 @@ def ddl(database: str, name: str) -> list[str]:
 def two_shards(client) -> dict:
     """``trades_latest`` on the cluster ``pair`` (two shards, both this engine: rows read twice, so only
     whether the query runs is looked at): it joins two Distributed tables, which ClickHouse's default
-    refuses (double-distributed JOIN) and the project's session settings make GLOBAL."""
+    refuses (double-distributed JOIN) and the project's session settings make GLOBAL. And the compaction's
+    block numbers of a partition, one per shard (both shards' are this engine's, so they agree)."""
     for statement in ddl("marketdata_pair", "pair"):
         client.command(without_keeper(statement))
     sql = "SELECT count() FROM marketdata_pair.trades_latest"
@@ -62,7 +63,12 @@ def two_shards(client) -> dict:
         refused = ""
     except Exception as error:  # noqa: BLE001 - its message is the finding
         refused = str(error)[:200]
-    return {"pair_default_refused": refused, "pair_project_settings": client.query(sql).result_rows[0][0]}
+    from marketdata_assets.stores.clickhouse import cluster
+
+    blocks = client.query(cluster.max_blocks_sql("pair"), parameters={  # the compaction's per-shard write check
+        "db": DB, "table": "trades_local", "part": "202601"}).result_rows
+    return {"pair_default_refused": refused, "pair_project_settings": client.query(sql).result_rows[0][0],
+            "pair_block_shards": [int(r[0]) for r in blocks], "pair_blocks_agree": len({r[1] for r in blocks}) == 1}
 
 
 class WithoutKeeper:

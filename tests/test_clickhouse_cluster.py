@@ -242,6 +242,7 @@ def test_the_distributed_layer_runs_on_the_engine(engine_run):
     assert (seen["bar_trades"], seen["bar_close"]) == (2, 101.0)
     assert seen["latest"] == {"batch": 2, "live": 1}
     assert "Double-distributed" in seen["pair_default_refused"] and seen["pair_project_settings"] >= 0
+    assert seen["pair_block_shards"] == [1, 2] and seen["pair_blocks_agree"]
     # the monthly compaction, on the cluster and on one node, over the same garbage: January keeps the
     # active load's 2 rows (3 superseded), February's orphaned load leaves nothing; the same on both paths
     want = [["trades", "202601", 5, 2, 3, 0, 0], ["trades_1d_agg", "202601", 2, 1, 1, 0, 0],
