@@ -3,7 +3,8 @@ filter names the shard key ``id`` (deploy/mongodb/shard-alphas.js), every insert
 every write waits for a majority. Seen on the wire: the driver's command monitoring records what the
 importer sends to the real MongoDB-wire server, through the five modes, the transaction path, the late
 merge of an alpha found stored after all, and (on a private server answering as a standalone mongod:
-transactions refused) the plain ReplaceOne path. Both paths end with the same documents.
+transactions refused) the plain ReplaceOne path, and the one-by-one ``replace_one`` after a document the
+driver refuses. The transaction and plain paths end with the same documents.
 
 What this cannot show: mongos itself refusing a filter without the shard key (no mongos here)."""
 
@@ -148,3 +149,26 @@ def test_every_write_names_the_shard_key_and_waits_for_a_majority(recorded, stan
         for got, want in zip(plain_dbs, dbs):  # the same documents, whichever path wrote them
             assert got["alphas"].count_documents({}) == want["alphas"].count_documents({}) > 0
             assert collection_digest(got["alphas"]) == collection_digest(want["alphas"])
+
+
+def test_the_one_by_one_path_names_the_shard_key_too(recorded, tmp_path, monkeypatch):
+    """A batch the driver refuses (a document over the server's 48 MB message size) is written one
+    document at a time: its replaced alphas by ``replace_one``, with the shard key in the filter."""
+    from marketdata_assets.ingest.alphas import importer
+    from tests.alphas.test_bad_input import big, case_alpha, land_month
+
+    client, recorder, names = recorded
+    monkeypatch.setattr(importer, "MAX_DOCUMENT_BYTES", 1 << 30)  # let the driver be the one refusing
+    dbs = tuple(client[name] for name in names)
+    ensure_alpha_indexes(dbs[0], dbs[1], "alphas")
+    landing = tmp_path / "landing"
+    first = import_files(land_month(landing, [case_alpha(n) for n in (1, 2)]), db_regular=dbs[0], db_super=dbs[1])
+    assert first.inserted == 2
+    recorder.commands.clear()
+    changed = [case_alpha(1, name="changed"), case_alpha(2, name="changed"), big(3, 49 * 1024 * 1024)]
+    stats = import_files(land_month(landing, changed), db_regular=dbs[0], db_super=dbs[1], mode="overwrite")
+    assert (stats.merged, [q["file"].rpartition("/")[2] for q in stats.quarantined]) == (2, ["Case003.json"])
+    singles = [c for name, c in recorder.commands if name == "update" and "autocommit" not in c]
+    assert len(singles) == 2 and all(len(c["updates"]) == 1 for c in singles)  # replace_one, one by one
+    check_writes(recorder.commands)
+    assert {d["name"] for d in dbs[0]["alphas"].find({}, {"name": 1})} == {"changed"}
