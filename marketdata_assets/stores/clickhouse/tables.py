@@ -570,14 +570,14 @@ def _swap_on_cluster(client, database: str, spec: Dataset, swap: _MonthSwap) -> 
         client.command(sync)
         if table == spec.table:
             _check_counts(client, database, spec, swap, staging, unchanged)
-        # the garbage of every shard left behind: a shard that ran the copy's SELECT against another's
-        # rows (not per shard) would keep it (states over the Distributed table, GLOBAL: client_settings)
+        # the keep rule, which each shard evaluated on its own rows, checked against all shards' load states
+        # (read over the Distributed table, GLOBAL by client_settings): no garbage may be in the copy
         garbage = _keep_rule(_load_states_sql(database, spec, table, swap.month_expr)).replace("NOT IN", "IN", 1)
         left = int(client.command(f"SELECT count() FROM {db}.`{staging}` WHERE {garbage}", parameters=swap.params) or 0)
         if left:
             unchanged()
             raise CompactionAborted(f"compaction of {table} {part} aborted: {left:,} rows of superseded or orphaned "
-                                    "loads were copied (the copy did not run on each shard); nothing was changed")
+                                    "loads were copied; nothing was changed")
         unchanged()
         client.command(replace)
     finally:
