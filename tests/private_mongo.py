@@ -24,8 +24,8 @@ SERVER = Path(sys.executable).parent / "secantusd-py"
 
 
 class PrivateMongo:
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, args: tuple[str, ...] = ()):
+        self.root, self.args = root, args  # args: more server options (e.g. --enable-test-commands)
         self.storage = root / "storage"
         self.logfile = root / "server.log"
         self.port = free_port()
@@ -42,7 +42,7 @@ class PrivateMongo:
         self.storage.mkdir(parents=True, exist_ok=True)
         with open(self.logfile, "a") as log:
             self.process = subprocess.Popen([str(SERVER), "--host", "127.0.0.1", "--port", str(self.port),
-                                             "--storage-path", str(self.storage), "--log-level", "WARNING"],
+                                             "--storage-path", str(self.storage), "--log-level", "WARNING", *self.args],
                                             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         with self.client(serverSelectionTimeoutMS=500) as probe:

@@ -2,7 +2,9 @@
 cluster DDL parses with ClickHouse's own parser (chDB's ``formatQuery``, the engine's parser), names
 engines the engine has, and its tables match the single-node tables column by column; the single-node
 DDL stays byte for byte what it was; inserts carry the quorum and a deduplication token that the engine
-honours. What these tests cannot do: run the DDL on Keeper and several servers (none here)."""
+honours; the monthly compaction's cluster statements parse, keep what the single-node compaction keeps and
+run on a cluster of one shard on this host (minus ON CLUSTER). What these tests cannot do: run the DDL on
+Keeper and several servers (none here)."""
 
 from __future__ import annotations
 
@@ -153,25 +155,42 @@ def test_compaction_and_optimize_statements_parse(parser):
     statements = cluster.compaction_statements(DB, CLUSTER, "trades", "202601", "load_id IN (1, 2)",
                                                "_compact_trades_202601_ab12cd34")
     statements.append(cluster.optimize_statement(DB, CLUSTER, "trades_live", "202601"))
+    statements.append(cluster.max_blocks_sql(CLUSTER))
     for statement in statements:
         parser(statement)
-    swap = parser(statements[3])
+    assert parser(statements[3]) == f"SYSTEM SYNC REPLICA ON CLUSTER {CLUSTER} {DB}._compact_trades_202601_ab12cd34_local"
+    swap = parser(statements[4])
     assert swap.startswith(f"ALTER TABLE {DB}.trades_local ON CLUSTER {CLUSTER}\n")
     assert f"REPLACE PARTITION ID '202601' FROM {DB}._compact_trades_202601_ab12cd34_local" in swap
-    assert f"OPTIMIZE TABLE {DB}.trades_live_local ON CLUSTER {CLUSTER} PARTITION ID" in parser(statements[-1])
+    assert "allow_replace_partition_from_empty_source = 1" in swap
+    older = cluster.compaction_statements(DB, CLUSTER, "trades", "202601", "1", "_compact_x", replace_from_empty=False)
+    assert "SETTINGS" not in parser(older[4])
+    assert f"OPTIMIZE TABLE {DB}.trades_live_local ON CLUSTER {CLUSTER} PARTITION ID" in parser(statements[-2])
     with pytest.raises(ValueError):
         cluster.compaction_statements(DB, CLUSTER, "loads", "202601", "1", "_compact_x")
 
 
-def test_cluster_mode_reaches_the_engine_and_compaction_refuses(clickhouse, env):
-    """With CLICKHOUSE_CLUSTER set, ensure_tables sends the ON CLUSTER statements: the embedded engine, which
-    has no such cluster, answers that (the path is taken); the single-node compaction refuses to run."""
+def test_cluster_mode_reaches_the_engine_and_compaction_goes_to_the_cluster(clickhouse, env):
+    """With CLICKHOUSE_CLUSTER set, ensure_tables sends the ON CLUSTER statements and compaction of a month
+    with superseded rows asks the cluster's shards: the embedded engine, which has no such cluster,
+    answers that (the path is taken), and the month is left as it was."""
+    from datetime import date
+
+    from tests.cluster_engine_run import trades
+
     with clickhouse.get_client() as client:
+        tables.ensure_tables(client, clickhouse.database)
+        for ids, price in ((["1", "2", "3"], 100.0), (["1", "2"], 101.0)):
+            writer.write_slice(client, clickhouse.database, "trades", trades(ids, price), "BINANCE", "BTCUSDT",
+                               date(2026, 1, 5), "run", method="arrow")
+        stored = int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades"))
         env(CLICKHOUSE_CLUSTER=CLUSTER)
         with pytest.raises(Exception, match=f"{CLUSTER}.*not found|not found.*{CLUSTER}"):
             tables.ensure_tables(client, clickhouse.database)
-        with pytest.raises(tables.CompactionAborted, match="ON CLUSTER"):
+        with pytest.raises(Exception, match=f"{CLUSTER}.*not found|not found.*{CLUSTER}"):
             tables.compact_month(client, clickhouse.database, "trades", "2026-01")
+        env(CLICKHOUSE_CLUSTER="")
+        assert int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades")) == stored >= 5
 
 
 def test_a_retried_insert_block_is_deduplicated_by_its_token(clickhouse, env):
@@ -199,20 +218,66 @@ def test_a_retried_insert_block_is_deduplicated_by_its_token(clickhouse, env):
         assert int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades WHERE load_id = 7")) == 4
 
 
-def test_the_distributed_layer_runs_on_the_engine(tmp_path):
+@pytest.fixture(scope="module")
+def engine_run(tmp_path_factory) -> dict:
+    """What tests/cluster_engine_run.py saw (in its own process: chDB holds one data directory per process)."""
+    done = subprocess.run([sys.executable, "-m", "tests.cluster_engine_run", str(tmp_path_factory.mktemp("engine"))],
+                          capture_output=True, check=False, text=True, timeout=300, cwd=Path(__file__).parent.parent,
+                          env={**os.environ, "CLICKHOUSE_CLUSTER": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_distributed_layer_runs_on_the_engine(engine_run):
     """tests/cluster_engine_run.py: the cluster statements minus what needs Keeper (ON CLUSTER, the
     Replicated prefix) run on chDB with a cluster of one shard on this host: the writer re-writes a slice
     through the Distributed table (the new rows only are read back), the daily bar comes from the view on
     the local table, ``trades_latest`` adds the live trade after the loaded ones; on two shards its join
-    of two Distributed tables is refused by ClickHouse's default and runs with the project's settings."""
-    done = subprocess.run([sys.executable, "-m", "tests.cluster_engine_run", str(tmp_path)], capture_output=True, check=False,
-                          text=True, timeout=300, cwd=Path(__file__).parent.parent,
-                          env={**os.environ, "CLICKHOUSE_CLUSTER": ""})
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    of two Distributed tables is refused by ClickHouse's default and runs with the project's settings; the
+    monthly compaction on the cluster leaves what the single-node compaction leaves."""
+    seen = engine_run
     assert seen["engines"] == {"trades": "Distributed", "trades_local": "MergeTree", "loads": "ReplacingMergeTree"}
     assert (seen["first_rows"], seen["second_rows"], seen["read_rows"], seen["read_prices"]) == (3, 2, 2, [101.0])
     assert seen["stored_local"] == 5 and seen["history"] == 2  # the superseded load's rows stay until compaction
     assert (seen["bar_trades"], seen["bar_close"]) == (2, 101.0)
     assert seen["latest"] == {"batch": 2, "live": 1}
     assert "Double-distributed" in seen["pair_default_refused"] and seen["pair_project_settings"] >= 0
+    assert seen["pair_block_shards"] == [1, 2] and seen["pair_blocks_agree"]
+    # the monthly compaction, on the cluster and on one node, over the same garbage: January keeps the
+    # active load's 2 rows (3 superseded), February's orphaned load leaves nothing; the same on both paths
+    want = [["trades", "202601", 5, 2, 3, 0, 0], ["trades_1d_agg", "202601", 2, 1, 1, 0, 0],
+            ["trades", "202602", 2, 0, 0, 2, 0], ["trades_1d_agg", "202602", 1, 0, 0, 1, 0]]
+    assert seen["cluster_results"] == seen["one_results"] == want
+    assert seen["cluster_problems"] == seen["one_problems"] == []
+    assert seen["cluster_rows"] == seen["one_rows"] and len(seen["one_rows"]) == 2
+    assert seen["cluster_staging_left"] == seen["one_staging_left"] == 0 and seen["compacted_read_prices"] == [101.0]
+
+
+def _keep_rule(sent: list[str], into: str, after: str, before: str) -> str:
+    copy = next(s for s in sent if s.startswith(f"INSERT INTO {into}"))
+    return copy[copy.index(after) + len(after):copy.rindex(before) if before else None]
+
+
+def test_the_cluster_compaction_keeps_what_one_node_keeps(parser, engine_run):
+    """The statements the cluster compaction sent for a real month (the engine run: the same garbage
+    compacted on ``desk`` and on one node) parse with ClickHouse's parser; the copy keeps by the same rule
+    as the single-node copy (its load states over the shard's local table, the parameters written in),
+    selects every column into a staging table made AS the local table, and the swap runs ON CLUSTER."""
+    seen = engine_run
+    sent = seen["cluster_sent"]
+    on_cluster = [s for s in sent if " ON CLUSTER " in s]
+    assert len(on_cluster) == 4 * 6  # 4 table-months: 2 CREATE, SYNC, REPLACE, 2 DROP each
+    for statement in on_cluster + [s for s in sent if s.startswith("INSERT INTO")]:
+        assert parser(statement)
+    cluster_keep = _keep_rule(sent, f"`{DB}`.`_compact_trades_202601_", "WHERE _partition_id = '202601' AND (",
+                              ") SETTINGS parallel_distributed_insert_select = 2")
+    one_keep = _keep_rule(seen["one_sent"], "`marketdata_one`.`_compact_trades_202601_", "toYYYYMM(ts) = 202601 AND ", "")
+    cutoff = re.search(r"g\.load_id < (\d+), 'orphaned'", cluster_keep)[1]
+    one_keep = (one_keep.replace("`marketdata_one`", f"`{DB}`").replace(f"`{DB}`.`trades`", f"`{DB}`.`trades_local`")
+                .replace("{months:Array(UInt32)}", "[202601]").replace("{cutoff:UInt64}", cutoff))
+    assert parser(f"SELECT 1 WHERE {cluster_keep}") == parser(f"SELECT 1 WHERE {one_keep}")
+    assert "load_id NOT IN (SELECT load_id FROM" in one_keep and "state IN ('superseded', 'orphaned')" in one_keep
+    copy = parser(next(s for s in sent if s.startswith(f"INSERT INTO `{DB}`.`_compact_trades_202601_")))
+    assert f"SELECT *\nFROM {DB}.trades\n" in copy
+    create = parser(next(s for s in on_cluster if "_compact_trades_202601_" in s and s.startswith("CREATE")))
+    assert create.endswith(f"ON CLUSTER {CLUSTER} AS {DB}.trades_local")

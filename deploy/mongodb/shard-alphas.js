@@ -9,6 +9,8 @@
 // collection. Alpha ids are random 7-8 character codes, so a ranged key spreads writes evenly (no
 // monotonic hot chunk) and keeps a lookup by id on one shard; a hashed key cannot back a unique index.
 // The import ledger (import_ledger) stays unsharded on the database's primary shard: it is small.
+// The importer names this key in every upsert and delete filter (ingest/alphas/importer.py, SHARD_KEY,
+// by_ids: mongos refuses an upsert without it).
 const SHARD_KEY = { id: 1 };
 const NAMESPACES = ["regular_alphas.alphas", "super_alphas.alphas"];
 

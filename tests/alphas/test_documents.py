@@ -152,7 +152,7 @@ def test_replace_payload_has_no_operator_keys():
     alpha["settings"]["$inc"] = {"is.sharpe": 100}
     alpha["$unset"] = {"status": ""}
     payload = replace_payload(to_document(alpha))
-    assert payload["filter"] == {"_id": "akZ3Yd0"} and payload["upsert"] is True
+    assert payload["filter"] == {"_id": "akZ3Yd0", "id": "akZ3Yd0"} and payload["upsert"] is True
     keys = _keys_everywhere(payload["filter"]) + _keys_everywhere(payload["replacement"])
     assert [k for k in keys if k.startswith("$") or "." in k or "\x00" in k] == []
     # the driver's own replacement check passes (it refuses a document that starts with an operator)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.alphas.importer import ALPHA_INDEXES
+from marketdata_assets.ingest.alphas.importer import ALPHA_INDEXES, SHARD_KEY, by_ids
 from tests.deploy import manifests as m
 
 DOCKER = m.REPO / "docker"
@@ -131,3 +131,12 @@ def test_the_shard_key_prefixes_every_unique_index_of_the_importer():
             assert fields[:len(shard_fields)] == shard_fields, (
                 f"unique index {spec['name']} {fields} is not prefixed by the shard key {shard_fields}")
             assert unique == "true", "the shard key backs a unique index: shardCollection(..., unique=true)"
+
+
+def test_the_importer_names_the_scripts_shard_key_in_its_filters():
+    """mongos refuses an upsert whose filter lacks the full shard key: the importer's filters (by_ids) name
+    the script's key, next to ``_id``."""
+    _, key, _ = _sharded()
+    assert tuple(key) == SHARD_KEY
+    assert by_ids("AAAAAAA") == {"_id": "AAAAAAA", **dict.fromkeys(key, "AAAAAAA")}
+    assert by_ids(["A", "B"]) == {"_id": {"$in": ["A", "B"]}, **{name: {"$in": ["A", "B"]} for name in key}}

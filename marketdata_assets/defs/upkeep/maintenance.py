@@ -1,7 +1,9 @@
 """Upkeep of the tick store: `tick_compaction`, every Sunday at 05:00 UTC (no load is scheduled then;
 on by default: it calls no vendor), drops the rows no read shows (reloaded days' superseded loads,
 killed loads' orphans) month by month with stores.clickhouse.tables.compact_store. Reads stay
-exact throughout: each month is swapped atomically. Months without such rows are only counted.
+exact throughout: each month is swapped atomically. Months without such rows are only counted. On a
+ClickHouse cluster (CLICKHOUSE_CLUSTER) the same call compacts each shard's rows ON CLUSTER
+(docs/scale-out.md, "Compaction per shard").
 """
 
 from datetime import timedelta
@@ -27,8 +29,9 @@ class CompactionConfig(RunConfig):
 def tick_compaction(context: dg.AssetExecutionContext, config: CompactionConfig,
                     clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Superseded and orphaned rows of the tick tables dropped, per dataset and month, with an atomic
-    partition swap. In the `clickhouse` pool, and on the embedded engine under its data-directory
-    lock, so no other ClickHouse step writes while it runs (see compact_month for a server)."""
+    partition swap (each shard its own on a cluster). In the `clickhouse` pool, and on the embedded engine
+    under its data-directory lock, so no other ClickHouse step writes while it runs (see compact_month for
+    a server)."""
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
         report = ct.compact_store(client, clickhouse.database, months=config.months or None,

@@ -21,6 +21,11 @@ a new alpha costs ~2.5x an insert), then the batch's ledger entries. A server wi
 unread that is stored after all (the ledger was dropped, another file holds the same alpha, or
 another import stored it since) fails with a duplicate key and is merged into what is stored then.
 
+The same writes serve a sharded cluster (docs/deploy.md, "MongoDB"): every upsert and delete filter
+names the shard key ``id`` next to ``_id`` (`by_ids`: mongos refuses an upsert without it), every
+document holds it, and every write and commit waits for ``w: majority`` unless MONGODB_URI names a
+``w`` of its own (`with_majority`). Reads by ``_id`` alone stay correct there (mongos asks every shard).
+
 Batches are written by one background thread, in order, while the next batch is read, parsed and
 merged (the server is another process: its work and ours overlap); a batch whose alphas are still
 being written waits for that write before reading them. The first batches of a run are small, so
@@ -95,6 +100,7 @@ from pymongo.errors import (
     PyMongoError,
     WriteError,
 )
+from pymongo.write_concern import WriteConcern
 
 from marketdata_assets.core import metrics
 from marketdata_assets.core.errors import StoreUnavailable
@@ -146,6 +152,13 @@ _log = logging.getLogger(__name__)
 _ID_NAME = re.compile(r"^[A-Za-z0-9]{7,8}$")
 STORE_HINT = ("Check that the server is running and reachable (the local stack: `make stack-up`), then run "
               "the import again: the files already imported are skipped (ledger import_ledger)")
+
+# The alpha collections' shard key on a sharded cluster (deploy/mongodb/shard-alphas.js): every upsert
+# and delete filter names it (`by_ids`), as mongos requires of an upsert; `_id` and `id` hold the same id.
+SHARD_KEY = ("id",)
+# What every write of the importer waits for when MONGODB_URI names no `w`: a majority of the replica
+# set (of each shard's set on a sharded cluster), so a committed batch survives a failover.
+MAJORITY = WriteConcern(w="majority")
 
 # Indexes every alpha collection carries: lookups by id, and the filters quants use.
 ALPHA_INDEXES = [
@@ -255,6 +268,20 @@ def ensure_alpha_indexes(db_regular: Database, db_super: Database, collection: s
         db[collection].create_indexes(ALPHA_INDEXES)
     db_regular[LEDGER].create_index([("dir", pymongo.ASCENDING)], name="dir")
     db_regular.drop_collection(_OBSOLETE_LEDGER_INDEX)
+
+
+def by_ids(ids: str | list[str]) -> dict:
+    """The filter of the alpha(s) with these ids, naming the shard key: ``{"_id": id, "id": id}`` (a list:
+    both ``$in`` it). mongos refuses an upsert whose filter lacks the full shard key, and routes a delete
+    that has it to the shards that hold the ids rather than to every shard; on a replica set the two
+    fields are the same condition twice (``_id`` is the alpha's ``id``: stores.mongo.documents)."""
+    value = {"$in": ids} if isinstance(ids, list) else ids
+    return {"_id": value, **{name: value for name in SHARD_KEY}}
+
+
+def with_majority(coll):
+    """The collection writing with ``w: majority`` unless the client's URI names a ``w`` of its own."""
+    return coll if "w" in coll.write_concern.document else coll.with_options(write_concern=MAJORITY)
 
 
 def newest_modified(coll) -> datetime | None:
@@ -479,8 +506,8 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
     if mode == "time_range" and not time_range:
         raise ValueError("import mode time_range needs time_range=(start, end)")
     started = time.monotonic()
-    store = _BatchStore(db_regular.client, {"regular": db_regular[collection], "super": db_super[collection]},
-                        db_regular[LEDGER], mode=mode, array_keys=array_keys, run_id=run_id,
+    targets = {"regular": with_majority(db_regular[collection]), "super": with_majority(db_super[collection])}
+    store = _BatchStore(db_regular.client, targets, with_majority(db_regular[LEDGER]), mode=mode, array_keys=array_keys, run_id=run_id,
                         after_crash=after_crash, conflicts=conflicts)
     files = list(files)
     run = _Import(store, files, db_regular=db_regular, mode=mode, time_range=time_range, batch_size=batch_size,
@@ -709,7 +736,7 @@ class _BatchStore:
         order = list(batch.docs)
         try:
             if batch.replace:  # without transactions
-                coll.bulk_write([pymongo.ReplaceOne({"_id": i}, batch.docs[i], upsert=True) if i in batch.replace
+                coll.bulk_write([pymongo.ReplaceOne(by_ids(i), batch.docs[i], upsert=True) if i in batch.replace
                                  else pymongo.InsertOne(batch.docs[i]) for i in order], ordered=False)
             elif order:
                 coll.insert_many([batch.docs[i] for i in order], ordered=False)
@@ -717,7 +744,7 @@ class _BatchStore:
             return self.write_each(batch, counts)
         except BulkWriteError as error:  # unordered: every document without an error is written
             ids = self.settle(batch, error, order, counts)
-            late = [pymongo.ReplaceOne({"_id": i}, batch.docs[i], upsert=True) for i in ids if i in batch.docs]
+            late = [pymongo.ReplaceOne(by_ids(i), batch.docs[i], upsert=True) for i in ids if i in batch.docs]
             if late:
                 coll.bulk_write(late, ordered=False)
         self.record(batch, None)
@@ -738,7 +765,7 @@ class _BatchStore:
                         self.merge_late(batch, [alpha_id], counts)
                         if alpha_id not in batch.docs:
                             continue
-                coll.replace_one({"_id": alpha_id}, batch.docs[alpha_id], upsert=True)
+                coll.replace_one(by_ids(alpha_id), batch.docs[alpha_id], upsert=True)
             except (DocumentTooLarge, WriteError) as error:
                 self.drop(batch, alpha_id, str(error).split(", full error")[0], counts)
         self.record(batch, None)
@@ -776,7 +803,7 @@ class _BatchStore:
         waited out (`conflicts`); a lost connection is raised at once (no 120 s of retries)."""
         with self.client.start_session() as session:
             while True:
-                session.start_transaction()
+                session.start_transaction(write_concern=self.ledger.write_concern)
                 try:
                     callback(session)
                     session.commit_transaction()
@@ -804,7 +831,7 @@ class _BatchStore:
     def write_batch(self, batch: _Batch, session) -> None:
         coll = self.targets[batch.alpha_type]
         if batch.replace:  # one round trip: small `$in` lists, as statements of one delete command
-            coll.bulk_write([pymongo.DeleteMany({"_id": {"$in": batch.replace[start:start + STORED_READ_CHUNK]}})
+            coll.bulk_write([pymongo.DeleteMany(by_ids(batch.replace[start:start + STORED_READ_CHUNK]))
                              for start in range(0, len(batch.replace), STORED_READ_CHUNK)],
                             ordered=False, session=session)
         if batch.docs:

@@ -36,16 +36,19 @@ INSERT the driver retries after a lost answer is dropped by the shard's replicat
 a retried block never doubles the rows the count check expects. A retried *slice* takes a new load id
 (tables: the pointer flips only after the count), so its earlier rows are never shown either.
 
-Compaction (:func:`compaction_statements`): per shard, ``ON CLUSTER``: a staging ``_local`` table +
-Distributed twin, ``INSERT ... SELECT`` with ``parallel_distributed_insert_select = 2`` (each shard
-copies its own rows), ``ALTER TABLE t_local ON CLUSTER ... REPLACE PARTITION`` (one replica per shard
-runs it, Keeper replicates it), then the staging tables dropped. ``tables.compact_month`` itself is
-single-node (it reads ``system.parts`` of one node) and refuses to run in cluster mode.
+Compaction (:func:`compaction_statements`, run by ``tables.compact_month`` in cluster mode): per shard,
+``ON CLUSTER``: a staging ``_local`` table + Distributed twin, ``INSERT ... SELECT`` with
+``parallel_distributed_insert_select = 2`` (each shard copies its own rows, the keep rule evaluated
+against its own rows and the whole ``loads``), ``SYSTEM SYNC REPLICA`` on the staging table, ``ALTER
+TABLE t_local ON CLUSTER ... REPLACE PARTITION`` (one replica per shard runs it, Keeper replicates it),
+then the staging tables dropped; :func:`max_blocks_sql` sees a write that went in meanwhile.
 
 Checked offline only (tests/test_clickhouse_cluster.py): every statement parses with ClickHouse's own
 parser (chDB's ``formatQuery``), the engines exist in chDB's ``system.table_engines``, and the local
-tables match the single-node tables column by column. Nothing here has run against Keeper or a
-multi-node server: none can run on this machine (docs/scale-out.md).
+tables match the single-node tables column by column; tests/cluster_engine_run.py runs the Distributed
+layer and the compaction on a cluster of one shard on this host (minus ``ON CLUSTER`` and ``SYSTEM SYNC
+REPLICA``). Nothing here has run against Keeper or a multi-node server: none can run on this machine
+(docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -202,24 +205,41 @@ def rows_token(prefix: str, rows: Sequence) -> str:
 
 
 def compaction_statements(database: str, cluster: str, table: str, month: str, keep_where: str,
-                          staging: str) -> list[str]:
-    """One month's compaction of a sharded table on the cluster (module docstring): the kept rows
-    (``keep_where``, SQL of the caller over the table's columns) copied shard by shard into a staging
-    table, then each shard's partition swapped. ``month``: the partition id (YYYYMM)."""
+                          staging: str, replace_from_empty: bool = True) -> list[str]:
+    """One month's compaction of a sharded table on the cluster (module docstring), in order: the
+    staging ``_local`` table and its Distributed twin; the kept rows (``keep_where``, SQL of the caller
+    over the table's columns, run by each shard on its own rows) copied shard by shard; every replica of
+    the staging table synced (the replica that runs the swap reads its own copy); each shard's partition
+    swapped; the staging tables dropped. ``month``: the partition id (YYYYMM). ``replace_from_empty``:
+    the swap empties a shard's partition when nothing of it is kept (every row garbage, or no row of the
+    month on that shard), which ClickHouse refuses (26.9, chDB's, does) unless
+    ``allow_replace_partition_from_empty_source`` is on; a server older than that setting does it anyway
+    and would refuse the unknown setting (False: leave it out)."""
     db, cl = clickhouse_database(database), f"`{sql_identifier(cluster, 'ClickHouse cluster')}`"
     if not placement(table).shard_key or not re.fullmatch(r"\d{6}", month):
         raise ValueError(f"compaction on the cluster is for a sharded table and a YYYYMM month: {table} {month}")
     local, stage_local = local_name(table), f"{sql_identifier(staging, 'staging table')}{LOCAL_SUFFIX}"
+    empty = " SETTINGS allow_replace_partition_from_empty_source = 1" if replace_from_empty else ""
     return [
         f"CREATE TABLE {db}.`{stage_local}` ON CLUSTER {cl} AS {db}.`{local}`",
         (f"CREATE TABLE {db}.`{staging}` ON CLUSTER {cl} AS {db}.`{stage_local}` "
          f"ENGINE = Distributed({cl}, {db}, `{stage_local}`, {placement(table).shard_key})"),
         (f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE _partition_id = '{month}' AND ({keep_where}) "
          "SETTINGS parallel_distributed_insert_select = 2"),
-        f"ALTER TABLE {db}.`{local}` ON CLUSTER {cl} REPLACE PARTITION ID '{month}' FROM {db}.`{stage_local}`",
+        f"SYSTEM SYNC REPLICA ON CLUSTER {cl} {db}.`{stage_local}`",
+        f"ALTER TABLE {db}.`{local}` ON CLUSTER {cl} REPLACE PARTITION ID '{month}' FROM {db}.`{stage_local}`{empty}",
         f"DROP TABLE IF EXISTS {db}.`{staging}` ON CLUSTER {cl} SYNC",
         f"DROP TABLE IF EXISTS {db}.`{stage_local}` ON CLUSTER {cl} SYNC",
     ]
+
+
+def max_blocks_sql(cluster: str) -> str:
+    """Per shard, the highest block number of a partition of a local table over all its replicas
+    (``{db:String}``, ``{table:String}``, ``{part:String}``): an insert into that shard's partition raises
+    it (merges don't), so a write that went in while a compaction copied is seen before the swap."""
+    return ("SELECT _shard_num, max(max_block_number) FROM clusterAllReplicas("
+            f"'{sql_identifier(cluster, 'ClickHouse cluster')}', system.parts) WHERE database = {{db:String}} "
+            "AND table = {table:String} AND partition_id = {part:String} AND active GROUP BY _shard_num ORDER BY _shard_num")
 
 
 def optimize_statement(database: str, cluster: str, table: str, month: str) -> str:

@@ -21,7 +21,8 @@ and only then inserts ONE row into ``loads``: the flip. Every read path (``trade
 a re-write shows exactly the new rows at once, a killed write leaves the previous state, an empty
 frame empties the day, and two concurrent writers of a slice resolve to the larger load id.
 :func:`compact_month` drops superseded and orphaned rows with an atomic ``REPLACE PARTITION`` (a
-partition swap, not a mutation); it must not run concurrently with writes into the same month.
+partition swap, not a mutation; on a cluster each shard swaps its own, stores.clickhouse.cluster); it
+must not run concurrently with writes into the same month.
 :func:`compact_store` runs it on every month that has such rows (the weekly ``tick_compaction`` asset).
 ``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate (:func:`daily_bars`). Days are
 UTC days, which for A-shares (trading 01:30-07:00 UTC) are the trading days.
@@ -442,7 +443,8 @@ def compact_month(client, database: str, dataset: str, month: str | date,
     slice's count against ``loads.rows``, then swap the partition with ``ALTER TABLE ... REPLACE
     PARTITION`` (``DROP PARTITION`` when nothing is left): atomic, so readers see the same rows
     before, during and after. A table-month without garbage is left untouched. For trades the
-    daily aggregate is compacted the same way.
+    daily aggregate is compacted the same way. In cluster mode (``CLICKHOUSE_CLUSTER``) each shard does
+    this to its own rows, ``ON CLUSTER`` (:func:`_swap_on_cluster`), with the same keep rule and checks.
 
     Never run it while another process writes into that month: a row inserted between the copy and
     the swap would be lost. What keeps writers out when the tick_compaction asset runs it: its
@@ -455,11 +457,9 @@ def compact_month(client, database: str, dataset: str, month: str | date,
     raises :class:`CompactionAborted` (nothing changed)."""
     spec = spec_for(dataset)
     part = _month_id(month)
-    if cluster.configured():
-        raise CompactionAborted(f"compaction of {spec.table} {part}: this path reads one node's system.parts; on a "
-                                "cluster compact each shard ON CLUSTER (stores.clickhouse.cluster.compaction_statements)")
     db = clickhouse_database(database)
     params = {"months": [int(part)], "cutoff": orphan_cutoff(client, orphan_grace)}
+    swap = _swap_on_cluster if cluster.configured() else _swap_one_node
     results = []
     for table, month_expr in _targets(spec):
         started = time.monotonic()
@@ -471,36 +471,118 @@ def compact_month(client, database: str, dataset: str, month: str | date,
         if not superseded + orphaned:
             results.append(CompactResult(table, part, before, before, round(time.monotonic() - started, 3), **counts))
             continue
-        block = _max_block(client, database, table, part)
-        staging = f"{STAGING_PREFIX}{table}_{part}_{uuid.uuid4().hex[:8]}"  # its own: never another run's
-        client.command(f"CREATE TABLE {db}.`{staging}` AS {db}.`{table}`")
-        try:
-            client.command(f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE {month_expr} = {part} "
-                           f"AND load_id NOT IN (SELECT load_id FROM ({states}) "
-                           "WHERE state IN ('superseded', 'orphaned'))", parameters=params)
-            if table == spec.table:
-                bad = client.query(
-                    f"SELECT l.venue, l.instrument, l.day, l.rows, ifNull(s.n, 0) FROM "
-                    f"(SELECT venue, instrument, day, load_id, rows FROM {db}.{LOADS} FINAL "
-                    f" WHERE dataset = '{spec.code}' AND toYYYYMM(day) = {part}) AS l "
-                    f"LEFT JOIN (SELECT load_id, count() AS n FROM {db}.`{staging}` GROUP BY load_id) AS s "
-                    f"ON l.load_id = s.load_id WHERE l.rows != ifNull(s.n, 0) LIMIT 5").result_rows
-                if bad:
-                    _no_write_since(client, database, table, part, block)  # a write that flipped meanwhile
-                    raise CompactionAborted(
-                        f"compaction of {table} {part} aborted: active slices with a row count different from "
-                        f"loads.rows (venue, instrument, day, expected, found): {bad}")
-            kept = int(client.command(f"SELECT count() FROM {db}.`{staging}`") or 0)
-            _no_write_since(client, database, table, part, block)
-            if kept:
-                client.command(f"ALTER TABLE {db}.`{table}` REPLACE PARTITION ID '{part}' FROM {db}.`{staging}`")
-            else:  # every row was garbage (REPLACE refuses an empty source)
-                client.command(f"ALTER TABLE {db}.`{table}` DROP PARTITION ID '{part}'")
-        finally:
-            client.command(f"DROP TABLE IF EXISTS {db}.`{staging}`")
+        swap(client, database, spec, _MonthSwap(table, month_expr, part, params))
         after = int(client.command(f"SELECT count() FROM {db}.`{table}` WHERE {month_expr} = {part}") or 0)
         results.append(CompactResult(table, part, before, after, round(time.monotonic() - started, 3), **counts))
     return results
+
+
+@dataclass(frozen=True)
+class _MonthSwap:
+    """One table-month to compact: its partition key and the parameters of its load states."""
+
+    table: str
+    month_expr: str
+    part: str             # YYYYMM
+    params: dict          # months, cutoff (of _load_states_sql)
+
+
+def _keep_rule(states: str) -> str:
+    """The rows a compaction keeps (both paths): every load not superseded nor orphaned (_load_states_sql)."""
+    return f"load_id NOT IN (SELECT load_id FROM ({states}) WHERE state IN ('superseded', 'orphaned'))"
+
+
+def _check_counts(client, database: str, spec: Dataset, swap: _MonthSwap, staging: str,
+                  unchanged: Callable[[], None]) -> None:
+    """Raise CompactionAborted unless every active slice of the month has ``loads.rows`` rows in
+    ``staging`` (``unchanged()`` first: a write that flipped meanwhile is a conflict, not an error)."""
+    db = clickhouse_database(database)
+    bad = client.query(
+        f"SELECT l.venue, l.instrument, l.day, l.rows, ifNull(s.n, 0) FROM "
+        f"(SELECT venue, instrument, day, load_id, rows FROM {db}.{LOADS} FINAL "
+        f" WHERE dataset = '{spec.code}' AND toYYYYMM(day) = {swap.part}) AS l "
+        f"LEFT JOIN (SELECT load_id, count() AS n FROM {db}.`{staging}` GROUP BY load_id) AS s "
+        f"ON l.load_id = s.load_id WHERE l.rows != ifNull(s.n, 0) LIMIT 5").result_rows
+    if bad:
+        unchanged()
+        raise CompactionAborted(
+            f"compaction of {swap.table} {swap.part} aborted: active slices with a row count different from "
+            f"loads.rows (venue, instrument, day, expected, found): {bad}")
+
+
+def _swap_one_node(client, database: str, spec: Dataset, swap: _MonthSwap) -> None:
+    """The month's kept rows copied to a staging table, checked, swapped in (one node)."""
+    db, table, part = clickhouse_database(database), swap.table, swap.part
+    states = _load_states_sql(database, spec, table, swap.month_expr)
+    block = _max_block(client, database, table, part)
+    staging = f"{STAGING_PREFIX}{table}_{part}_{uuid.uuid4().hex[:8]}"  # its own: never another run's
+    client.command(f"CREATE TABLE {db}.`{staging}` AS {db}.`{table}`")
+    try:
+        client.command(f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE {swap.month_expr} = {part} "
+                       f"AND {_keep_rule(states)}", parameters=swap.params)
+        if table == spec.table:
+            _check_counts(client, database, spec, swap, staging,
+                          lambda: _no_write_since(client, database, table, part, block))  # a write that flipped
+        kept = int(client.command(f"SELECT count() FROM {db}.`{staging}`") or 0)
+        _no_write_since(client, database, table, part, block)
+        if kept:
+            client.command(f"ALTER TABLE {db}.`{table}` REPLACE PARTITION ID '{part}' FROM {db}.`{staging}`")
+        else:  # every row was garbage (REPLACE refuses an empty source)
+            client.command(f"ALTER TABLE {db}.`{table}` DROP PARTITION ID '{part}'")
+    finally:
+        client.command(f"DROP TABLE IF EXISTS {db}.`{staging}`")
+
+
+def _inlined(states: str, params: dict) -> str:
+    """The load states with their two parameters written in (integers): the copy's SELECT is sent on to
+    every shard, which evaluates the keep rule against its own rows."""
+    months = ", ".join(str(int(m)) for m in params["months"])
+    return states.replace("{months:Array(UInt32)}", f"[{months}]").replace("{cutoff:UInt64}", str(int(params["cutoff"])))
+
+
+def _shard_blocks(client, database: str, name: str, table: str, part: str) -> list[tuple]:
+    return [tuple(r) for r in client.query(cluster.max_blocks_sql(name), parameters={
+        "db": database, "table": cluster.local_name(table), "part": part}).result_rows]
+
+
+def _swap_on_cluster(client, database: str, spec: Dataset, swap: _MonthSwap) -> None:
+    """The cluster form of :func:`_swap_one_node` (stores.clickhouse.cluster.compaction_statements): each
+    shard copies its kept rows (the same keep rule, over its local table) into a staging table; over all
+    shards, each active slice's count is checked and no garbage may be in the copy; no shard got a write
+    meanwhile; then each shard swaps its partition ``ON CLUSTER``."""
+    name, db, table, part = cluster.configured(), clickhouse_database(database), swap.table, swap.part
+    states = _inlined(_load_states_sql(database, spec, cluster.local_name(table), swap.month_expr), swap.params)
+    blocks = _shard_blocks(client, database, name, table, part)
+    staging = f"{STAGING_PREFIX}{table}_{part}_{uuid.uuid4().hex[:8]}"
+    from_empty = bool(int(client.command("SELECT count() FROM system.settings WHERE name = "
+                                         "'allow_replace_partition_from_empty_source'") or 0))
+    create_local, create, copy, sync, replace, *drops = cluster.compaction_statements(
+        database, name, table, part, _keep_rule(states), staging, replace_from_empty=from_empty)
+
+    def unchanged() -> None:
+        if _shard_blocks(client, database, name, table, part) != blocks:
+            raise CompactionConflict(f"compaction of {table} {part} aborted: a write went into the month on a shard "
+                                     "while it was being compacted; nothing was changed, run it again")
+    try:
+        client.command(create_local)
+        client.command(create)
+        client.command(copy, settings=cluster.insert_settings())
+        client.command(sync)
+        if table == spec.table:
+            _check_counts(client, database, spec, swap, staging, unchanged)
+        # the keep rule, which each shard evaluated on its own rows, checked against all shards' load states
+        # (read over the Distributed table, GLOBAL by client_settings): no garbage may be in the copy
+        garbage = _keep_rule(_load_states_sql(database, spec, table, swap.month_expr)).replace("NOT IN", "IN", 1)
+        left = int(client.command(f"SELECT count() FROM {db}.`{staging}` WHERE {garbage}", parameters=swap.params) or 0)
+        if left:
+            unchanged()
+            raise CompactionAborted(f"compaction of {table} {part} aborted: {left:,} rows of superseded or orphaned "
+                                    "loads were copied; nothing was changed")
+        unchanged()
+        client.command(replace)
+    finally:
+        for statement in drops:
+            client.command(statement)
 
 
 def drop_stale_staging(client, database: str, older_than: timedelta = timedelta(days=1)) -> list[str]:
@@ -509,8 +591,9 @@ def drop_stale_staging(client, database: str, older_than: timedelta = timedelta(
         "SELECT name FROM system.tables WHERE database = {db:String} AND startsWith(name, {prefix:String}) "
         "AND metadata_modification_time <= now() - toIntervalSecond({age:UInt32})",
         parameters={"db": database, "prefix": STAGING_PREFIX, "age": int(older_than.total_seconds())}).result_rows]
-    for name in names:
-        client.command(f"DROP TABLE IF EXISTS {clickhouse_database(database)}.`{sql_identifier(name, 'staging table')}`")
+    on = f" ON CLUSTER `{name}` SYNC" if (name := cluster.configured()) else ""  # on every node
+    for table in names:
+        client.command(f"DROP TABLE IF EXISTS {clickhouse_database(database)}.`{sql_identifier(table, 'staging table')}`{on}")
     return names
 
 

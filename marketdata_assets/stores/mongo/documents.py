@@ -19,7 +19,7 @@ Document shape (decisions):
   Unescaping reads ``＼c`` as ``c`` (``＼0`` as NUL), ``＄`` as ``$``, ``．`` as ``.``. The mapping
   is a bijection, so ``from_document(to_document(a)) == a`` for every alpha (tested), and a stored
   document has no key with ``$``, ``.`` or NUL anywhere (``unsafe_keys`` checks it).
-* Writing: whole-document ``ReplaceOne({"_id": id}, doc, upsert=True)`` (``replace_payload``): the
+* Writing: whole-document ``ReplaceOne({"_id": id, "id": id}, doc, upsert=True)`` (``replace_payload``, shard key ``id``): the
   merge is done in Python (``merged_document``), which is ~3x cheaper on the server than many
   dotted ``$set`` paths and never turns data keys into update paths.
 
@@ -482,7 +482,7 @@ def replace_payload(doc: dict) -> dict:
     bad = unsafe_keys(doc)
     if bad:
         raise ValueError(f"document {doc.get('_id')!r} has keys MongoDB would misread: {', '.join(bad[:5])}")
-    return {"filter": {"_id": doc["_id"]}, "replacement": doc, "upsert": True}
+    return {"filter": {"_id": doc["_id"], "id": doc["_id"]}, "replacement": doc, "upsert": True}
 
 
 def merged_document(old_doc: Mapping | None, new_alpha: dict, mode: str = "overwrite",
