@@ -101,6 +101,23 @@ def metric(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"{name}{{{want}}} not in /metrics")
 
 
+def sensor_observation(url: str) -> dict:
+    """The metadata of the live_collector_status sensor's observation, the sensor pointed at `url`."""
+    import dagster as dg
+
+    from marketdata_assets.defs.live import health
+
+    port = url.rsplit(":", 1)[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLLECTOR_METRICS_HOST", "127.0.0.1")
+        patch.setenv("COLLECTOR_METRICS_PORT", port)
+        result = health.live_collector_status(dg.build_sensor_context())
+    assert isinstance(result, dg.SensorResult), result
+    (event,) = result.asset_events
+    assert event.asset_key == dg.AssetKey("live_trades")
+    return event.metadata
+
+
 def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nats_url, stream_spec):
     prefix = stream_spec.subjects[0].split(".")[0]
     env = cli_env(tmp_path, ENABLE_BINANCE="true", SYMBOLS=",".join(INSTRUMENTS))
@@ -116,6 +133,12 @@ def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nat
                                  and s["collector"]["snapshots"] == 2, "100 trades through NATS into ClickHouse")
             assert status["healthy"] and status["connections"] == 1
             assert get(f"{url}/health") == (200, "ok\n")
+            observed = sensor_observation(url)  # the UI's view of the open hour (defs/live/health.py)
+            assert observed["healthy"].value is True and observed["collector_url"].value == f"{url}/status"
+            assert observed["live_trades"].value >= status["collector"]["trades"] >= 100
+            assert observed["live_consumer_acked"].value >= status["consumer"]["acked"]
+            assert observed["live_gaps"].value == 0 and observed["live_connections"].value == 1
+            assert "| BINANCE | ok | 1 |" in observed["collector_status"].value
             code, text = get(f"{url}/metrics")
             assert code == 200
             assert metric(text, "marketdata_live_frames_total", venue="BINANCE", channel="trade") > 0

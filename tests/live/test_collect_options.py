@@ -85,3 +85,23 @@ def test_collect_arms_the_gap_hour_repair_of_okx_and_deribit(caught, tmp_path, v
     book = body["data"][0] if venue == "OKX" else body["result"]
     assert book["bids"] and book["asks"]
     assert float(book["bids"][0][0]) < float(book["asks"][0][0])
+
+
+def test_the_status_sensor_skips_when_no_collector_answers(monkeypatch):
+    """No collector on the configured port (none may run): a skipped tick naming the URL, no error;
+    the port off: skipped too."""
+    import socket
+
+    import dagster as dg
+
+    from marketdata_assets.defs.live import health
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("COLLECTOR_METRICS_HOST", "0.0.0.0")
+    monkeypatch.setenv("COLLECTOR_METRICS_PORT", str(port))
+    result = health.live_collector_status(dg.build_sensor_context())
+    assert isinstance(result, dg.SkipReason) and f"http://127.0.0.1:{port}/status" in result.skip_message
+    monkeypatch.setenv("COLLECTOR_METRICS_PORT", "off")
+    assert "off" in health.live_collector_status(dg.build_sensor_context()).skip_message

@@ -92,3 +92,31 @@ class Stats:
             await asyncio.wait_for(watch(), timeout_s)
         except asyncio.TimeoutError:
             raise TimeoutError(f"condition not reached within {timeout_s} s; counters: {self}") from None
+
+
+# The figures of a collector's /status (apps/collector_endpoints.py) that tell whether live data
+# flows now: per venue and summed (defs/live/health.py shows them in the UI while an hour is open).
+STATUS_FIGURES = ("frames", "trades", "published", "gaps", "resubscribes", "snapshots", "overflow_frames",
+                  "publish_dropped", "connects")
+
+
+def status_overview(body: dict) -> tuple[list[dict], dict]:
+    """(a row per venue: health, connections, last frame age, publish buffer and `STATUS_FIGURES`;
+    the totals, with the disconnects summed and, with a consumer, the trades it acknowledged) of
+    a /status body. ValueError when the body is not a collector's status."""
+    venues = body.get("venues") if isinstance(body, dict) else None
+    if not isinstance(venues, dict):
+        raise ValueError("not a collector's /status body (no `venues`)")  # noqa: TRY004  (bad input, not a bug)
+    rows = []
+    for venue, v in sorted(venues.items()):
+        counters = v.get("collector", {})
+        rows.append({"venue": venue, "health": v.get("health"), "connections": v.get("connections", 0),
+                     "last_frame_age_s": v.get("last_frame_age_s"), "publish_buffer": v.get("publish_buffer", 0),
+                     "disconnects": sum((counters.get("disconnects") or {}).values()),
+                     **{name: counters.get(name, 0) for name in STATUS_FIGURES}})
+    totals = {name: sum(r[name] for r in rows) for name in (*STATUS_FIGURES, "disconnects", "connections")}
+    totals["healthy"] = bool(body.get("healthy"))
+    if isinstance(body.get("consumer"), dict):
+        totals["consumer_acked"] = body["consumer"].get("acked", 0)
+    return rows, totals
+
