@@ -52,14 +52,15 @@ GROUP = "live"
 COVERAGE_HOURS = 48
 
 
-def hour_instruments(partition_keys) -> list[tuple[str, str, str]]:
-    """(landing hour, venue, instrument) of each 'YYYY-MM-DD-HH:00|VENUE:INSTRUMENT' key."""
+def hour_instruments(partition_keys, venues=LIVE_VENUES, what: str = "trades") -> list[tuple[str, str, str]]:
+    """(landing hour, venue, instrument) of each 'YYYY-MM-DD-HH:00|VENUE:INSTRUMENT' key; a key of a
+    venue not in `venues` (those with live `what`) is refused."""
     triples = []
     for key in partition_keys:
         hour, instrument = str(key).split("|")
         parsed = parse_partition_key(instrument)
-        if parsed.venue not in LIVE_VENUES:
-            raise ValueError(f"{key}: no live trades of venue {parsed.venue} (live venues: {', '.join(LIVE_VENUES)})")
+        if parsed.venue not in venues:
+            raise ValueError(f"{key}: no live {what} of venue {parsed.venue} (live venues: {', '.join(venues)})")
         triples.append((landing_hour(hour), parsed.venue, parsed.instrument))
     return triples
 
