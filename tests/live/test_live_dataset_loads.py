@@ -152,19 +152,6 @@ def stored(store, dataset: str, venue: str, instrument: str) -> list[dict]:
     return frame.rows(named=True)
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
-    return tmp_path / "landing" / "live"
-
-
-@pytest.fixture
-def store(clickhouse):
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-    return clickhouse
-
-
 def assert_rows(rows: list[dict], expected: list[dict]) -> None:
     assert len(rows) == len(expected), rows
     for row, want in zip(rows, expected, strict=True):

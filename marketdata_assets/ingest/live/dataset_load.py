@@ -58,9 +58,10 @@ from marketdata_assets.ingest.live.landing_hours import (
     HourFigures,
     LandingReader,
     file_hour,
+    first_copy,
     hour_slices,
     hours_of_day,
-    own_hours,
+    note_hour_drops,
 )
 from marketdata_assets.stores.landing import closed_files
 
@@ -129,14 +130,9 @@ class MessageReader(LandingReader):
     def _keep(self, message, row: dict, figures: HourFigures, record: dict) -> None:
         received = message.event_ms is None  # ts is the receive time: not part of what must agree
         values = tuple(v for k, v in row.items() if not (received and k == "ts"))
-        previous = self.seen.get(message.msg_id)
-        if previous is not None:
-            if previous != values:
-                raise ValueError(f"{self.venue}:{self.instrument} {self.dataset} message {message.msg_id} landed "
-                                 f"twice with different values: {previous} and {values}")
+        if not first_copy(self.seen, message.msg_id, values, f"{self.venue}:{self.instrument} {self.dataset} message"):
             figures.discarded["duplicates"] += 1
             return
-        self.seen[message.msg_id] = values
         self.rows.append(row)
         figures.trades += 1
         if message.event_ms is not None:
@@ -177,11 +173,7 @@ def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None =
     reader = MessageReader(key.dataset, key.venue, key.instrument, figures)
     for path in paths:
         reader.read(path)
-    own = own_hours(key.day)
-    for hour, hour_figures in figures.items():
-        if hour in own:
-            for reason, count in hour_figures.discarded.items():
-                note_dropped(key.instrument, reason, count, key.day)
+    note_hour_drops(figures, key.instrument, key.day)
     drops: Counter = Counter()
     frame, _ = drop_implausible(reader.frame(), drops)  # before the day: a 1970 stamp is no neighbour's row
     for reason, count in drops.items():

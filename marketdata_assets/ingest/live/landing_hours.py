@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from marketdata_assets.datasets.wire import note_dropped
 from marketdata_assets.stores.landing import read_lines
 from marketdata_assets.stores.landing.writer import SUMMARY
 
@@ -54,6 +55,28 @@ def file_hour(path: Path) -> str:
 def own_hours(day: date) -> set[str]:
     """The day's own 24 landing hours (their discards go to the slice's ingest_log `dropped`)."""
     return set(hours_of_day(day)[1:25])
+
+
+def first_copy(seen: dict, key: str, values: tuple, what: str) -> bool:
+    """True the first time `key` (a trade id, a message id) is read (`seen` keeps its values); False
+    for a copy with the same values (one of `duplicates`); ValueError for one with different values
+    (it fails the slice: which copy is right is not ours to guess)."""
+    previous = seen.get(key)
+    if previous is None:
+        seen[key] = values
+        return True
+    if previous != values:
+        raise ValueError(f"{what} {key} landed twice with different values: {previous} and {values}")
+    return False
+
+
+def note_hour_drops(figures: dict[str, HourFigures], instrument: str, day: date) -> None:
+    """The discards of the day's own hours on the running fetch's notes (the slice's ingest_log `dropped`)."""
+    own = own_hours(day)
+    for hour, hour_figures in figures.items():
+        if hour in own:
+            for reason, count in hour_figures.discarded.items():
+                note_dropped(instrument, reason, count, day)
 
 
 @dataclass

@@ -66,10 +66,11 @@ from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour he
     HourFigures,
     LandingReader,
     file_hour,
+    first_copy,
     hour_key,
     hour_slices,
     hours_of_day,
-    own_hours,
+    note_hour_drops,
     parse_hour,
     summary,
 )
@@ -115,14 +116,9 @@ class ChannelReader(LandingReader):
             return rows
         kept = 0
         for row in rows:
-            previous = self.seen.get(row[1])
-            if previous is not None:
-                if previous != row:
-                    raise ValueError(f"{self.venue.venue}:{self.instrument} trade id {row[1]} landed twice with "
-                                     f"different values: {previous} and {row}")
+            if not first_copy(self.seen, row[1], row, f"{self.venue.venue}:{self.instrument} trade id"):
                 figures.discarded["duplicates"] += 1
                 continue
-            self.seen[row[1]] = row
             self.columns.add(*row)
             kept += 1
             event_ms = _event_ms(frame, row)
@@ -164,11 +160,7 @@ def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigu
     reader = ChannelReader(instrument, figures, venue)
     for path in paths:
         reader.read(path)
-    own = own_hours(day)
-    for hour, hour_figures in figures.items():
-        if hour in own:
-            for reason, count in hour_figures.discarded.items():
-                note_dropped(instrument, reason, count, day)
+    note_hour_drops(figures, instrument, day)
     start, end = day_window(day)
     frame = reader.frame()
     frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
