@@ -73,8 +73,7 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     for name, expected in TICKS_CHECKS.items():
         assert expected <= checks.get(name, set()), f"{name} lacks checks {sorted(expected - checks.get(name, set()))}"
     assert {job.name for job in repo.get_all_jobs()} >= {"crypto_ticks_job", "binance_dumps_job", "a_share_bars_job",
-                                                       "tick_compaction_job", "live_trades_job",
-                                                       "live_tickers_job", "live_mark_funding_job"}
+                                                       "tick_compaction_job", "live_trades_job", "live_hours_job"}
     assert {s.name for s in repo.sensor_defs} >= {"binance_dump_files", "crypto_instruments_from_config",
                                                   "live_landing_hours"}
     # declarative automation (factors, coverage pictures) runs by default, through one sensor

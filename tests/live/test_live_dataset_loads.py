@@ -243,14 +243,15 @@ def test_the_sensor_requests_each_assets_hour_when_its_files_close(root):
         (added,) = first.dynamic_partitions_requests
         assert added.partition_keys == ["DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT-SWAP"]
         hour = f"{T0:%Y-%m-%d-%H}:00"
-        requested = sorted((r.job_name, r.partition_key) for r in first.run_requests)
+        requested = sorted((r.asset_selection[0].to_user_string(), r.partition_key) for r in first.run_requests)
         assert requested == sorted([
-            ("live_tickers_job", f"{hour}|DERIBIT:BTC-PERPETUAL"),  # one ticker channel feeds three assets
-            ("live_open_interest_job", f"{hour}|DERIBIT:BTC-PERPETUAL"),
-            ("live_mark_funding_job", f"{hour}|DERIBIT:BTC-PERPETUAL"),
-            ("live_bars_1m_job", f"{hour}|OKX:BTC-USDT-SWAP"),
-            ("live_liquidations_job", f"{hour}|OKX:BTC-USDT-SWAP"),  # the shared channel, for the swap found
+            ("live_tickers", f"{hour}|DERIBIT:BTC-PERPETUAL"),  # one ticker channel feeds three assets
+            ("live_open_interest", f"{hour}|DERIBIT:BTC-PERPETUAL"),
+            ("live_mark_funding", f"{hour}|DERIBIT:BTC-PERPETUAL"),
+            ("live_bars_1m", f"{hour}|OKX:BTC-USDT-SWAP"),
+            ("live_liquidations", f"{hour}|OKX:BTC-USDT-SWAP"),  # the shared channel, for the swap found
         ])
+        assert all(len(r.asset_selection) == 1 for r in first.run_requests)
         again = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert again.run_requests == []
 

@@ -39,8 +39,9 @@ LOOKBACK = timedelta(hours=48)  # closed files of older hours are not looked at 
 TIME_BUDGET_S = 40  # an evaluation times out at 60 s
 
 live_trades_job = dg.define_asset_job("live_trades_job", selection=dg.AssetSelection.assets("live_trades"))
-live_dataset_jobs = [dg.define_asset_job(f"{asset_name(dataset)}_job", selection=dg.AssetSelection.assets(asset_name(dataset)))
-                     for dataset in LIVE_DATASET_NAMES]
+# what the landing sensor launches: one of these assets a run (each request names it)
+live_hours_job = dg.define_asset_job("live_hours_job", selection=dg.AssetSelection.assets(
+    "live_trades", *(asset_name(dataset) for dataset in LIVE_DATASET_NAMES)))
 
 
 def closed_trade_files(root: Path, since: str) -> list[tuple[str, str, str]]:
@@ -97,7 +98,8 @@ def hour_runs(closed: dict[str, dict[str, list[str]]], order: list[str], asset: 
             block = [k for k in closed[hour] if position[first] <= position[k] <= position[last]]
             files = hashlib.sha1("\n".join(sorted(p for k in block for p in closed[hour][k])).encode()).hexdigest()
             tags = {} if first == last else range_tags(live_key(key, first), live_key(key, last))
-            requests.append(dg.RunRequest(run_key=f"{asset}:{key}:{first}..{last}:{files[:16]}", job_name=f"{asset}_job",
+            requests.append(dg.RunRequest(run_key=f"{asset}:{key}:{first}..{last}:{files[:16]}",
+                                          asset_selection=[dg.AssetKey(asset)],
                                           partition_key=live_key(key, first) if first == last else None, tags=tags))
     return requests
 
@@ -112,7 +114,7 @@ def closed_live_files(root: Path, since: str, existing: list[str]) -> list[tuple
     return trades + closed_dataset_files(root, since, known)
 
 
-@dg.sensor(jobs=[live_trades_job, *live_dataset_jobs], minimum_interval_seconds=settings.landing_sensor_interval_s(),
+@dg.sensor(job=live_hours_job, minimum_interval_seconds=settings.landing_sensor_interval_s(),
            default_status=dg.DefaultSensorStatus.RUNNING)
 def live_landing_hours(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Each newly closed file of a live asset's channels requests a load of its (hour, instrument) by
