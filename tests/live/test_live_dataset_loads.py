@@ -278,3 +278,20 @@ def test_a_store_of_before_gets_a_nullable_volume_24h(store):
             assert volume_type() == "Nullable(Float64)"
         finally:
             client.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+def test_live_trades_still_loads_when_live_instruments_holds_a_venue_without_trades(root, store):
+    """The sensor adds BINANCE_UM keys (tickers, mark_funding, ...) to the shared `live_instruments`;
+    live_trades' coverage picture covers the venues with live trades only."""
+    from marketdata_assets.defs.live.assets import live_trades
+
+    trade = {"e": "trade", "E": MS + 3, "s": "BTCUSDT", "t": 1, "p": "40000", "q": "0.5", "T": MS, "m": False, "M": True}
+    land(root, "BINANCE", [("btcusdt@trade", binance("btcusdt@trade", trade))], noise=False)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("live_instruments", ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT"])
+        clear_stale_defs_state()
+        result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance,
+                                partition_key=f"{T0:%Y-%m-%d-%H}:00|BINANCE:BTCUSDT", raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["coverage_missing"].value == 47  # one instrument x 48 hours, one loaded

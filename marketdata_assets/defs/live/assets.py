@@ -180,8 +180,9 @@ def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickho
     extra = {"trades": {("hours" if name == "hour" else name): value for name, value in run.items()}}
     extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
     extra["trades"].update(reconciliation_metadata(records))
-    instruments = sorted({partition_key(v, i) for _, v, i in triples}
-                         | set(context.instance.get_dynamic_partitions("live_instruments")))
+    instruments = sorted({partition_key(v, i) for _, v, i in triples}  # the instruments of venues with live trades
+                         | {k for k in context.instance.get_dynamic_partitions("live_instruments")
+                            if parse_partition_key(k).venue in LIVE_VENUES})
     chart, counts = coverage(context.instance, context.asset_key, root, instruments, max(h for h, _, _ in triples),
                              context.partition_keys)
     extra["trades"].update({"coverage": dg.MetadataValue.md(chart), **{f"coverage_{k}": v for k, v in counts.items()}})
