@@ -295,3 +295,19 @@ def test_live_trades_still_loads_when_live_instruments_holds_a_venue_without_tra
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     (event,) = result.get_asset_materialization_events()
     assert event.materialization.metadata["coverage_missing"].value == 47  # one instrument x 48 hours, one loaded
+
+
+def test_a_bar_the_rest_parser_refuses_is_a_bad_frame(root):
+    """OKX bars go through the REST parser: a bar it refuses (high below low) is counted, not stored."""
+    from marketdata_assets.ingest.live.dataset_load import read_day
+
+    good = [str(MS), "100", "103", "99", "102", "500", "5", "510", "1"]
+    bad = [str(MS + 60_000), "100", "98", "99", "102", "500", "5", "510", "1"]
+    channel = "BTC-USDT-SWAP@candle1m"
+    land(root, "OKX", [(channel, okx("candle1m", "BTC-USDT-SWAP", [good])), (channel, okx("candle1m", "BTC-USDT-SWAP", [bad]))],
+         noise=False)
+    figures: dict = {}
+    frame = read_day(root, SliceKey("bars_1m", "OKX", "BTC-USDT-SWAP", DAY), figures)
+    assert frame["ts"].to_list() == [ts(MS)]
+    (hour,) = figures.values()
+    assert dict(hour.discarded) == {"bad_frame": 2, "duplicates": 1}

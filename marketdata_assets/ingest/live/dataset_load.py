@@ -41,6 +41,7 @@ from typing import Any
 
 import polars as pl
 
+from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import drop_implausible, note_dropped
@@ -117,7 +118,7 @@ class MessageReader(LandingReader):
         try:
             others = frame_payloads([m for m in messages if m.instrument == self.instrument])  # Deribit: mark for OI
             made = [(m, row) for m in ours for row in self._rows(m, others)]
-        except (KeyError, TypeError, ValueError, IndexError):
+        except (KeyError, TypeError, ValueError, IndexError, SourceDataError):  # the last: a REST parser's refusal
             return "bad_frame"
         for message, row in made:
             self._keep(message, row, figures, record)
