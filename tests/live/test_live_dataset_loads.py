@@ -252,8 +252,17 @@ def test_the_sensor_requests_each_assets_hour_when_its_files_close(root):
             ("live_liquidations", f"{hour}|OKX:BTC-USDT-SWAP"),  # the shared channel, for the swap found
         ])
         assert all(len(r.asset_selection) == 1 for r in first.run_requests)
+        instance.add_dynamic_partitions("live_instruments", added.partition_keys)
+        open_writer = LandingWriter(root, "DERIBIT")  # the next hour, still open: nothing to load yet
+        open_writer.frame("ticker.BTC-PERPETUAL.100ms", "c1", deribit_frames[0][1], int((T0 + timedelta(hours=1)).timestamp() * 1e9))
+        open_writer.flush()
         again = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-        assert again.run_requests == []
+        assert again.run_requests == [] and again.dynamic_partitions_requests == []
+        open_writer.close()
+        closed = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=again.cursor))
+        later = f"{T0 + timedelta(hours=1):%Y-%m-%d-%H}:00|DERIBIT:BTC-PERPETUAL"
+        assert sorted((r.asset_selection[0].to_user_string(), r.partition_key) for r in closed.run_requests) == [
+            ("live_mark_funding", later), ("live_open_interest", later), ("live_tickers", later)]
 
 
 def test_a_store_of_before_gets_a_nullable_volume_24h(store):

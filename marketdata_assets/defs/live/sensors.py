@@ -67,22 +67,35 @@ def _channels(root: Path, venue: str) -> list[str]:
     return sorted(p.name for p in venue_dir.iterdir() if p.is_dir()) if venue_dir.is_dir() else []
 
 
-def closed_dataset_files(root: Path, since: str, known: list[str]) -> list[tuple[str, str, str, str]]:
-    """(relative path, landing hour, VENUE:INSTRUMENT key, asset) of the closed files of every live
-    dataset's channels, hours >= `since`; a shared channel's file once for each instrument of `known`
-    (keys) it carries."""
-    found = []
+def dataset_channels(root: Path) -> list[tuple[str, str, str, object]]:
+    """(venue, channel, asset, its instrument's key, or the VenueDataset of a channel shared by every
+    instrument) of every live dataset's channel under `root` (directory names only)."""
+    out, listed = [], {}
     for dataset, venues in CHANNELS.items():
         for venue, spec in venues.items():
-            shared = spec.shared_channels()
-            carried = [k for k in known if k.startswith(f"{venue}:") and spec.carries(k.split(":", 1)[1])]
-            for channel in _channels(root, venue):
+            channels = listed.setdefault(venue, _channels(root, venue))
+            for channel in channels:
                 instrument = spec.instrument_of(channel)
-                keys = [partition_key(venue, instrument)] if instrument else carried if channel in shared else []
-                for path in (closed_files(root, venue, channel) if keys else []):
-                    if file_hour(path) >= since:
-                        found += [(f"{venue}/{channel}/{path.name}", file_hour(path), key, asset_name(dataset))
-                                  for key in keys]
+                if instrument:
+                    out.append((venue, channel, asset_name(dataset), partition_key(venue, instrument)))
+                elif channel in spec.shared_channels():
+                    out.append((venue, channel, asset_name(dataset), spec))
+    return out
+
+
+def closed_dataset_files(root: Path, since: str, known: list[str]) -> list[tuple[str, str, str, str]]:
+    """(relative path, landing hour, VENUE:INSTRUMENT key, asset) of the closed files of every live
+    dataset's channels, hours >= `since`; a shared channel's file once for each instrument it carries
+    of `known` (keys) and of the instrument channels found."""
+    channels = dataset_channels(root)
+    known = list(dict.fromkeys([*known, *(key for *_, key in channels if isinstance(key, str))]))
+    found = []
+    for venue, channel, asset, key in channels:
+        keys = [key] if isinstance(key, str) else [
+            k for k in known if k.startswith(f"{venue}:") and key.carries(k.split(":", 1)[1])]
+        for path in (closed_files(root, venue, channel) if keys else []):
+            if file_hour(path) >= since:
+                found += [(f"{venue}/{channel}/{path.name}", file_hour(path), k, asset) for k in keys]
     return found
 
 
@@ -109,9 +122,7 @@ def closed_live_files(root: Path, since: str, existing: list[str]) -> list[tuple
     loads: the trade channels' (`live_trades`) and the other datasets' (a shared channel's for the
     instruments known or found now)."""
     trades = [(*found, "live_trades") for found in closed_trade_files(root, since)]
-    found = closed_dataset_files(root, since, [])
-    known = list(dict.fromkeys([*existing, *(f[2] for f in trades), *(f[2] for f in found)]))
-    return trades + closed_dataset_files(root, since, known)
+    return trades + closed_dataset_files(root, since, [*existing, *(f[2] for f in trades)])
 
 
 @dg.sensor(job=live_hours_job, minimum_interval_seconds=settings.landing_sensor_interval_s(),
