@@ -292,7 +292,7 @@ CREATE TABLE IF NOT EXISTS `marketdata`.`tickers` (
     `bid_size` Nullable(Float64) CODEC(ZSTD(1)),
     `ask` Nullable(Float64) CODEC(ZSTD(1)),
     `ask_size` Nullable(Float64) CODEC(ZSTD(1)),
-    `volume_24h` Float64 CODEC(ZSTD(1)),
+    `volume_24h` Nullable(Float64) CODEC(ZSTD(1)),
     `amount_24h` Nullable(Float64) CODEC(ZSTD(1)),
     `mark_price` Nullable(Float64) CODEC(ZSTD(1)),
     `index_price` Nullable(Float64) CODEC(ZSTD(1)),
@@ -411,6 +411,20 @@ CREATE TABLE IF NOT EXISTS `marketdata`.`factors` (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (venue, instrument, ts, factor);
+
+CREATE TABLE IF NOT EXISTS `marketdata`.`mark_funding` (
+    `ts` DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    `venue` LowCardinality(String),
+    `instrument` LowCardinality(String),
+    `mark_price` Nullable(Float64) CODEC(ZSTD(1)),
+    `index_price` Nullable(Float64) CODEC(ZSTD(1)),
+    `funding_rate` Nullable(Float64) CODEC(ZSTD(1)),
+    `next_funding_time` Nullable(DateTime64(6, 'UTC')) CODEC(ZSTD(1)),
+    `day` Date CODEC(Delta, ZSTD(1)),
+    `load_id` UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (venue, instrument, ts);
 
 CREATE TABLE IF NOT EXISTS `marketdata`.`loads` (
     `dataset` LowCardinality(String),
@@ -772,6 +786,18 @@ FROM `marketdata`.`factors`
 WHERE venue = {venue:String} AND instrument = {instrument:String}
   AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')}
   AND load_id IN (SELECT load_id FROM `marketdata`.loads FINAL WHERE dataset = 'factors' AND venue = {venue:String} AND instrument = {instrument:String} AND day >= toDate({start:DateTime64(6, 'UTC')}) AND day <= toDate({end:DateTime64(6, 'UTC')}));
+
+CREATE OR REPLACE VIEW `marketdata`.`mark_funding_v` AS
+SELECT `ts`, `venue`, `instrument`, `mark_price`, `index_price`, `funding_rate`, `next_funding_time`
+FROM `marketdata`.`mark_funding`
+WHERE load_id IN (SELECT load_id FROM `marketdata`.loads FINAL WHERE dataset = 'mark_funding');
+
+CREATE OR REPLACE VIEW `marketdata`.`mark_funding_range` AS
+SELECT `ts`, `venue`, `instrument`, `mark_price`, `index_price`, `funding_rate`, `next_funding_time`
+FROM `marketdata`.`mark_funding`
+WHERE venue = {venue:String} AND instrument = {instrument:String}
+  AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')}
+  AND load_id IN (SELECT load_id FROM `marketdata`.loads FINAL WHERE dataset = 'mark_funding' AND venue = {venue:String} AND instrument = {instrument:String} AND day >= toDate({start:DateTime64(6, 'UTC')}) AND day <= toDate({end:DateTime64(6, 'UTC')}));
 
 CREATE OR REPLACE VIEW `marketdata`.bars_1d_v AS
 SELECT day, venue, instrument, argMinMerge(open) AS open, max(high) AS high, min(low) AS low,

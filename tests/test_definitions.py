@@ -12,6 +12,12 @@ TICKS_CHECKS = {
                        "no_unit_step"},
     "binance_dump_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive"},
     "live_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive", "trade_ids_continuous"},
+    "live_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive", "bars_on_the_1m_grid",
+                     "no_unit_step"},
+    "live_tickers": {"ticker_not_crossed", "timestamps_inside_day"},
+    "live_liquidations": {"no_duplicate_liquidation_ids", "timestamps_inside_day"},
+    "live_open_interest": {"open_interest_not_negative", "timestamps_inside_day"},
+    "live_mark_funding": {"timestamps_inside_day"},
     "binance_dump_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive",
                              "bars_on_the_1m_grid", "no_unit_step"},
     "crypto_book_snapshots": {"prices_positive"},
@@ -49,7 +55,8 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     # the groups are the domains (defs/<group>/)
     assert set(groups) == {"alphas", "crypto", "equities", "archives", "exports", "live", "upkeep"}
-    assert groups["live"] == {"live_trades", "live_trade_id_refill"}
+    assert groups["live"] == {"live_trades", "live_trade_id_refill", "live_tickers", "live_bars_1m",
+                              "live_liquidations", "live_open_interest", "live_mark_funding"}
     assert groups["upkeep"] == {"tick_store", "tick_compaction", "ticks_coverage"}
     assert groups["exports"] == {"parquet_export"}
     assert groups["crypto"] == {"crypto_factors", "trade_id_refill",
@@ -66,7 +73,7 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     for name, expected in TICKS_CHECKS.items():
         assert expected <= checks.get(name, set()), f"{name} lacks checks {sorted(expected - checks.get(name, set()))}"
     assert {job.name for job in repo.get_all_jobs()} >= {"crypto_ticks_job", "binance_dumps_job", "a_share_bars_job",
-                                                       "tick_compaction_job", "live_trades_job"}
+                                                       "tick_compaction_job", "live_trades_job", "live_hours_job"}
     assert {s.name for s in repo.sensor_defs} >= {"binance_dump_files", "crypto_instruments_from_config",
                                                   "live_landing_hours"}
     # declarative automation (factors, coverage pictures) runs by default, through one sensor

@@ -92,6 +92,15 @@ LIQUIDATIONS_SCHEMA: dict[str, pl.DataType] = {
     "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "liquidation_id": pl.Utf8,
     "side": pl.Utf8, "price": pl.Float64, "quantity": pl.Float64, "amount": pl.Float64,
 }
+# Mark, index and funding-rate samples as a contract's live stream reports them at `ts` (Binance
+# USD-M markPrice, OKX mark-price and funding-rate, Deribit ticker): NOT settlements (`funding`):
+# `funding_rate` is the running period's current/predicted rate, `next_funding_time` the settlement
+# it is for (null where the venue funds continuously: Deribit). Each column null where the sample
+# does not carry it (OKX sends mark and funding apart).
+MARK_FUNDING_SCHEMA: dict[str, pl.DataType] = {
+    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
+    "mark_price": pl.Float64, "index_price": pl.Float64, "funding_rate": pl.Float64, "next_funding_time": UTC_US,
+}
 # Mark and index price 1-minute bars (prices only; `ts` = bar open).
 PRICE_BARS_SCHEMA: dict[str, pl.DataType] = dict(_OHLC)
 # One option chain snapshot: `instrument` names the chain (DERIBIT BTC-OPTIONS: every BTC option),
@@ -114,8 +123,9 @@ NULLABLE: dict[str, frozenset[str]] = {
     "books": frozenset({"update_id"}),
     "bars_1m": frozenset({"trades"}),
     "daily_bars": frozenset({"pre_close"}),
-    "tickers": frozenset({"last", "bid", "bid_size", "ask", "ask_size", "amount_24h", "mark_price",
-                          "index_price", "funding_rate"}),
+    "tickers": frozenset({"last", "bid", "bid_size", "ask", "ask_size", "volume_24h", "amount_24h", "mark_price",
+                          "index_price", "funding_rate"}),  # volume_24h: a live best bid/ask has none
+    "mark_funding": frozenset({"mark_price", "index_price", "funding_rate", "next_funding_time"}),
     "funding": frozenset({"mark_price", "index_price"}),
     "open_interest": frozenset(),
     "liquidations": frozenset(),
@@ -149,7 +159,7 @@ FLOAT = "Float64 CODEC(ZSTD(1))"
 class Dataset:
     """A dataset: its name, the normalized frame it is written as, and its ClickHouse table."""
 
-    name: str                      # trades | books | bars_1m | daily_bars | agg_trades | klines_<interval>
+    name: str                      # trades | books | bars_1m | daily_bars | agg_trades | klines_<interval> | ...
     code: str                      # its key in loads.dataset / ingest_log.dataset (the store's first names)
     table: str
     schema: dict                   # the Polars frame contract (datasets.frames)
@@ -270,13 +280,15 @@ MARK_BARS = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCH
                      order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES,
                      types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"})
 INDEX_BARS = replace(MARK_BARS, name="index_bars_1m", code="index_bars", table="index_bars_1m")
+MARK_FUNDING = _declare("mark_funding", "mark_funding", "mark_funding", MARK_FUNDING_SCHEMA,
+                        order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
 OPTION_CHAIN = _declare("option_chain", "option_chain", "option_chain", OPTION_CHAIN_SCHEMA,
                         order_by=("venue", "instrument", "ts", "option"), key=None)
 FACTORS = _declare("factors", "factors", "factors", FACTORS_SCHEMA,
                    order_by=("venue", "instrument", "ts", "factor"), key="factor")
 DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES, *KLINES.values(),
                                          TICKERS, FUNDING, OPEN_INTEREST, LIQUIDATIONS, MARK_BARS,
-                                         INDEX_BARS, OPTION_CHAIN, FACTORS)}
+                                         INDEX_BARS, OPTION_CHAIN, FACTORS, MARK_FUNDING)}
 
 
 def spec_for(dataset: str) -> Dataset:

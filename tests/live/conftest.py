@@ -101,3 +101,20 @@ async def books_match_at_rest(collector, ws, instruments: list[str], timeout_s: 
         book = collector.books[name].book
         assert (levels(book.bids), levels(book.asks)) == (levels(bids), levels(asks)), name
     ws.resume()
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Path:
+    """The live landing root of a test's own state dir (the hourly loads read it from settings)."""
+    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
+    return tmp_path / "landing" / "live"
+
+
+@pytest.fixture
+def store(clickhouse):
+    """The test database's ClickHouse resource with every table made."""
+    from marketdata_assets.stores.clickhouse import tables
+
+    with clickhouse.get_client() as client:
+        tables.ensure_tables(client, clickhouse.database)
+    return clickhouse

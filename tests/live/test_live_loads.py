@@ -73,19 +73,6 @@ def active_load(clickhouse) -> int:
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
-    return tmp_path / "landing" / "live"
-
-
-@pytest.fixture
-def store(clickhouse):
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-    return clickhouse
-
-
-@pytest.fixture
 def instance():
     with dg.instance_for_test() as inst:
         inst.add_dynamic_partitions("live_instruments", [KEY])

@@ -52,14 +52,15 @@ GROUP = "live"
 COVERAGE_HOURS = 48
 
 
-def hour_instruments(partition_keys) -> list[tuple[str, str, str]]:
-    """(landing hour, venue, instrument) of each 'YYYY-MM-DD-HH:00|VENUE:INSTRUMENT' key."""
+def hour_instruments(partition_keys, venues=LIVE_VENUES, what: str = "trades") -> list[tuple[str, str, str]]:
+    """(landing hour, venue, instrument) of each 'YYYY-MM-DD-HH:00|VENUE:INSTRUMENT' key; a key of a
+    venue not in `venues` (those with live `what`) is refused."""
     triples = []
     for key in partition_keys:
         hour, instrument = str(key).split("|")
         parsed = parse_partition_key(instrument)
-        if parsed.venue not in LIVE_VENUES:
-            raise ValueError(f"{key}: no live trades of venue {parsed.venue} (live venues: {', '.join(LIVE_VENUES)})")
+        if parsed.venue not in venues:
+            raise ValueError(f"{key}: no live {what} of venue {parsed.venue} (live venues: {', '.join(venues)})")
         triples.append((landing_hour(hour), parsed.venue, parsed.instrument))
     return triples
 
@@ -179,8 +180,9 @@ def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickho
     extra = {"trades": {("hours" if name == "hour" else name): value for name, value in run.items()}}
     extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
     extra["trades"].update(reconciliation_metadata(records))
-    instruments = sorted({partition_key(v, i) for _, v, i in triples}
-                         | set(context.instance.get_dynamic_partitions("live_instruments")))
+    instruments = sorted({partition_key(v, i) for _, v, i in triples}  # the instruments of venues with live trades
+                         | {k for k in context.instance.get_dynamic_partitions("live_instruments")
+                            if parse_partition_key(k).venue in LIVE_VENUES})
     chart, counts = coverage(context.instance, context.asset_key, root, instruments, max(h for h, _, _ in triples),
                              context.partition_keys)
     extra["trades"].update({"coverage": dg.MetadataValue.md(chart), **{f"coverage_{k}": v for k, v in counts.items()}})

@@ -1,9 +1,40 @@
-"""Asset checks of `live_trades` (declared in quality/slice_checks.py as the REST and dump trades'
-are, each hour judged by the day slice its load rewrote): no duplicate trade id, timestamps inside
-the day, prices positive, and trade-id continuity (individual Binance trade ids)."""
+"""Asset checks of the live assets, each hour judged by the day slice its load rewrote (`by_hour`):
+- `live_trades` (declared in quality/slice_checks.py as the REST and dump trades' are): no duplicate
+  trade id, timestamps inside the day, prices positive, and trade-id continuity;
+- the other live datasets (defs/live/datasets.py): the rules the REST loads of the same dataset get
+  (quality/slice_checks.py `CRYPTO_CHECKS`, `CRYPTO_SNAPSHOT_CHECKS`): bars consistent, on the minute
+  grid, prices positive; open interest not negative; no duplicate liquidation id; tickers not
+  crossed; and every timestamp inside its day (mark_funding and tickers too, the rule made for their
+  tables)."""
+
+from dataclasses import replace
 
 from marketdata_assets.defs._common.checks import asset_checks
+from marketdata_assets.defs.live.datasets import asset_name
 from marketdata_assets.defs.live.partitions import live_partitions
-from marketdata_assets.quality.slice_checks import LIVE_TRADE_CHECKS
+from marketdata_assets.quality.slice_checks import CRYPTO_BAR_RULES, LIVE_TRADE_CHECKS, by_hour, rule_check
+from marketdata_assets.quality.slices import (
+    NO_DUPLICATE_LIQUIDATION_IDS,
+    OPEN_INTEREST_NOT_NEGATIVE,
+    TICKER_NOT_CROSSED,
+    TIMESTAMPS_INSIDE_DAY,
+)
+
+
+def inside_day(dataset: str):
+    """`timestamps_inside_day` of a dataset (the trades' rule over the dataset's table)."""
+    return TIMESTAMPS_INSIDE_DAY.get(dataset) or replace(TIMESTAMPS_INSIDE_DAY["trades"], dataset=dataset)
+
+
+LIVE_DATASET_RULES = {
+    "tickers": (TICKER_NOT_CROSSED, inside_day("tickers")),
+    "bars_1m": CRYPTO_BAR_RULES,
+    "liquidations": (NO_DUPLICATE_LIQUIDATION_IDS, inside_day("liquidations")),
+    "open_interest": (OPEN_INTEREST_NOT_NEGATIVE, inside_day("open_interest")),
+    "mark_funding": (inside_day("mark_funding"),),
+}
+LIVE_DATASET_CHECKS = [by_hour(rule_check(asset_name(dataset), rule), asset_name(dataset))
+                       for dataset, rules in LIVE_DATASET_RULES.items() for rule in rules]
 
 live_checks = asset_checks(LIVE_TRADE_CHECKS, live_partitions)
+live_dataset_checks = asset_checks(LIVE_DATASET_CHECKS, live_partitions)

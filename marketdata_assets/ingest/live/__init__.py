@@ -9,4 +9,7 @@ layer loads the closed landing hours. Design and what is still to come: docs/liv
 - `stats`: its counters.
 - `load`: the batch side: closed landing hours of trade channels into the `trades` day slices
   through the ingest engine (called by defs/live's hourly `live_trades`).
+- `dataset_load` (+ `dataset_rows`, what each venue lands of each dataset): the same for tickers,
+  bars_1m, liquidations, open_interest and mark_funding (defs/live's `live_<dataset>`);
+  `landing_hours`: what both loaders share (hour keys, reading a channel's closed files, figures).
 """

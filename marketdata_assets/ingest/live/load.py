@@ -47,12 +47,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
-import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +60,23 @@ from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import TradeColumns, finish_trades, note_dropped
+from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour helpers, read by defs/live from here)
+    CLAIM,
+    UTC,
+    HourFigures,
+    LandingReader,
+    file_hour,
+    first_copy,
+    hour_key,
+    hour_slices,
+    hours_of_day,
+    note_hour_drops,
+    parse_hour,
+    summary,
+)
 from marketdata_assets.ingest.live.trade_frames import LIVE_SOURCES, LIVE_VENUES, VENUE
 from marketdata_assets.stores.clickhouse import tables
 from marketdata_assets.stores.landing import closed_files, read_lines
-from marketdata_assets.stores.landing.writer import SUMMARY
-
-UTC = timezone.utc
-HOUR_FORMAT = "%Y-%m-%dT%HZ"  # the landing files' hour key
-_CLAIM = threading.Lock()
 
 
 def trade_channel(instrument: str, venue: str = VENUE) -> str:
@@ -82,93 +89,20 @@ def instrument_of_channel(channel: str, venue: str = VENUE) -> str | None:
     return LIVE_VENUES[venue].instrument_of_channel(channel)
 
 
-def hour_key(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(HOUR_FORMAT)
-
-
-def parse_hour(key: str) -> datetime:
-    return datetime.strptime(key, HOUR_FORMAT).replace(tzinfo=UTC)
-
-
-def hours_of_day(day: date) -> list[str]:
-    """The landing hours that can hold the day's trades: 23Z of the day before to 00Z of the next."""
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=1)
-    return [hour_key(start + timedelta(hours=h)) for h in range(26)]
-
-
-def hour_slices(hour: str) -> list[date]:
-    """The days a landing hour's trades belong to (its day; also the day before for 00Z)."""
-    moment = parse_hour(hour)
-    return [(moment - timedelta(hours=1)).date(), moment.date()] if moment.hour == 0 else [moment.date()]
-
-
-def file_hour(path: Path) -> str:
-    return path.name.split(".", 1)[0]
-
-
 # --------------------------------------------------------------------------------------------
 # Reading a channel's records (what a frame holds: trade_frames.py)
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class HourFigures:
-    """What one landing hour of a channel held: files, frames, trades, what was discarded and why,
-    markers by kind, the lag exchange time -> receive time, and its files' summaries."""
-
-    hour: str
-    files: list[str] = field(default_factory=list)
-    frames: int = 0
-    trades: int = 0  # trades kept (each trade id once)
-    discarded: Counter = field(default_factory=Counter)
-    markers: Counter = field(default_factory=Counter)
-    lags_ms: list[float] = field(default_factory=list)
-    recovered: int = 0  # files a crash left, closed by recover()
-    torn_dropped: int = 0  # lines the crash tore (lost before this loader)
-
-    def lag_ms(self, q: float) -> float | None:
-        if not self.lags_ms:
-            return None
-        if len(self.lags_ms) == 1:
-            return round(self.lags_ms[0], 3)
-        return round(statistics.quantiles(self.lags_ms, n=100, method="inclusive")[int(q * 100) - 1], 3)
-
-    def metadata(self) -> dict[str, Any]:
-        return {"hour": self.hour, "files": len(self.files), "frames": self.frames, "trades": self.trades,
-                "discarded": sum(self.discarded.values()), "discarded_by_reason": dict(sorted(self.discarded.items())),
-                "markers": dict(sorted(self.markers.items())), "disconnects": self.markers.get("disconnect", 0),
-                "gaps": self.markers.get("gap", 0), "overflows": self.markers.get("overflow", 0),
-                "connects": self.markers.get("connect", 0), "recovered_files": self.recovered,
-                "torn_lines": self.torn_dropped, "lag_p50_ms": self.lag_ms(0.5), "lag_p95_ms": self.lag_ms(0.95)}
-
-
-class ChannelReader:
+class ChannelReader(LandingReader):
     """Reads one instrument's trade channel, file by file, oldest first: each trade id once (the first
     frame that carries it), everything else counted on the hour of its file (`figures`)."""
 
     def __init__(self, instrument: str, figures: dict[str, HourFigures], venue: str = VENUE):
-        self.instrument, self.figures, self.venue = instrument, figures, LIVE_VENUES[venue]
+        super().__init__(figures)
+        self.instrument, self.venue = instrument, LIVE_VENUES[venue]
         self.seen: dict[str, tuple] = {}
         self.columns = TradeColumns()
-
-    def read(self, path: Path) -> None:
-        with _CLAIM:  # one reader counts a file (two slices of a run read the edge hours: workers > 1)
-            figures = self.figures.setdefault(file_hour(path), HourFigures(file_hour(path)))
-            if path.name in figures.files:  # counted by another slice's read of this run
-                figures = HourFigures(figures.hour)
-            figures.files.append(path.name)
-        summary = _summary(path)
-        figures.recovered += bool(summary.get("recovered"))
-        figures.torn_dropped += int(summary.get("torn_dropped") or 0)
-        for line in read_lines(path):
-            record = json.loads(line)
-            if "m" in record:
-                figures.markers[record["m"]] += 1
-                continue
-            figures.frames += 1
-            reason = self._frame(record, figures)
-            if reason:
-                figures.discarded[reason] += 1
 
     def _frame(self, record: dict, figures: HourFigures) -> str | None:
         """Keep the frame's trades; the reason it is discarded otherwise (a trade seen before counts
@@ -182,14 +116,9 @@ class ChannelReader:
             return rows
         kept = 0
         for row in rows:
-            previous = self.seen.get(row[1])
-            if previous is not None:
-                if previous != row:
-                    raise ValueError(f"{self.venue.venue}:{self.instrument} trade id {row[1]} landed twice with "
-                                     f"different values: {previous} and {row}")
+            if not first_copy(self.seen, row[1], row, f"{self.venue.venue}:{self.instrument} trade id"):
                 figures.discarded["duplicates"] += 1
                 continue
-            self.seen[row[1]] = row
             self.columns.add(*row)
             kept += 1
             event_ms = _event_ms(frame, row)
@@ -207,14 +136,6 @@ def _event_ms(frame: Any, row: tuple) -> float:
     if isinstance(data, dict) and isinstance(data.get("E"), int):
         return data["E"]
     return row[0] / 1000
-
-
-def _summary(path: Path) -> dict:
-    side = path.with_name(path.name + SUMMARY)
-    try:
-        return json.loads(side.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> list[Path]:
@@ -239,11 +160,7 @@ def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigu
     reader = ChannelReader(instrument, figures, venue)
     for path in paths:
         reader.read(path)
-    own = set(hours_of_day(day)[1:25])
-    for hour, hour_figures in figures.items():
-        if hour in own:
-            for reason, count in hour_figures.discarded.items():
-                note_dropped(instrument, reason, count, day)
+    note_hour_drops(figures, instrument, day)
     start, end = day_window(day)
     frame = reader.frame()
     frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
@@ -281,7 +198,7 @@ def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[s
     channels = sorted(p.name for p in venue_dir.iterdir() if p.is_dir()) if venue_dir.is_dir() else []
     for channel in (c for c in channels if spec.is_book_channel(c, instrument)):
         for path in closed_files(root, venue, channel, hour):
-            if _summary(path).get("markers", {"gap": 1}).get("gap", 0) == 0:
+            if summary(path).get("markers", {"gap": 1}).get("gap", 0) == 0:
                 continue  # its summary counts no gap: the (large) book file is not read
             for line in read_lines(path):
                 if b'"gap"' not in line:
@@ -327,7 +244,7 @@ class LiveTradesLoad:
         origins: dict[str, list[int]] = {}
         frame = read_day(self.root, key.instrument, key.day, figures, key.venue, self.stored.get(key), kept, origins)
         self.kept[key] = kept["kept_from_store"]
-        with _CLAIM:
+        with CLAIM:
             self.origins.setdefault((key.venue, key.instrument), {}).update(origins)
         return frame
 

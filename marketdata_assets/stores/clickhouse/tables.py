@@ -55,6 +55,10 @@ INGEST_LOG_COLUMNS = ("run_id", "source", "dataset", "venue", "instrument", "day
                       "started_at", "finished_at", "dropped", "conversions")
 # Columns added after the first release: added to an existing ingest_log by ensure_tables.
 INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversions": "Array(String)"}
+# Columns made nullable after their table's first release: (table, column) of a store created before
+# gets its column modified once (ensure_tables; a small table's mutation). tickers.volume_24h: a live
+# best bid/ask (ingest/live/dataset_rows.py) carries no 24h volume.
+NULLABLE_SINCE = (("tickers", "volume_24h"),)
 # Columns renamed after the first release (#22), by a rebuild (a sorting-key column cannot be renamed):
 # migrations.rename_columns, from ensure_tables.
 RENAMED = (
@@ -218,8 +222,21 @@ def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
     create_all()
     for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
         client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
+    _make_nullable(client, database)
     history.ensure_history(client, database)  # after ingest_log's added columns: its backfill reads them
     return _object_names()
+
+
+def _make_nullable(client, database: str) -> None:
+    """`NULLABLE_SINCE`'s columns still NOT NULL in this store modified to their declared type."""
+    db = clickhouse_database(database)
+    found = client.query("SELECT table, name, type FROM system.columns WHERE database = {db:String} AND "
+                         "(table, name) IN {pairs:Array(Tuple(String, String))}",
+                         parameters={"db": database, "pairs": list(NULLABLE_SINCE)}).result_rows
+    for table, column, ctype in found:
+        if not ctype.startswith("Nullable("):
+            declared = dict(next(s for s in DATASETS.values() if s.table == table).columns)[column]
+            client.command(f"ALTER TABLE {db}.{sql_identifier(table)} MODIFY COLUMN {sql_identifier(column)} {declared}")
 
 
 def _object_names() -> list[str]:

@@ -1,0 +1,216 @@
+"""The batch side of live capture for the datasets other than trades (tickers, bars_1m, liquidations,
+open_interest, mark_funding: ingest/live/dataset_rows.py says which venue lands which): closed
+landing hours loaded into the dataset's day slices through the ingest engine, as the trades are
+(ingest/live/load.py; no Dagster here, defs/live calls it). One loader, parameterised by dataset.
+
+- What is read: the CLOSED files of the dataset's channels of an instrument, of every hour that can
+  hold the day's events (the day's 24 hours plus the hour before and after: a file's hour is the
+  receive hour; `landing_hours.hours_of_day`). A frame goes through the venue's own protocol
+  (`decode`, then `messages`: the same normalized messages the collector publishes), and each
+  message of the dataset becomes a row (dataset_rows.py).
+- Each message once, by its id (`Nats-Msg-Id`: `<dataset>.<VENUE>.<instrument>.<key>`, the venue's
+  update id or the event's time): the same event from two overlapping connections, a reconnect or
+  a bar the venue sends twice counts once, the others as `duplicates`; one id with DIFFERENT values
+  fails the slice (Binance spot's tickers, stamped with the receive time, are compared without it).
+- Discarded, each counted by reason (ingest_log `dropped`, and per landing hour): `duplicates`,
+  `bad_frame` (not JSON, or an event its protocol or the row cannot read), `not_an_event` (an ack,
+  an error, a heartbeat), `unconfirmed` (an open bar's update: only closed bars are stored),
+  `no_message` (an event with no message of the dataset), `other_instrument` (OKX's liquidations
+  channel carries every perpetual's), `implausible_time`; rows outside the day belong to the
+  neighbouring slice. Markers are records, not frames: counted by kind.
+- The unit is the store's: a (dataset, venue, instrument, UTC day) slice written with one pointer
+  flip, rewritten from every closed file of its hours as they are now: idempotent (a re-run leaves
+  the same rows, one active load) and exact; the 00Z hour rewrites the day before too. A slice
+  none of whose hours has a closed file fails (an empty slice would replace what another source
+  stored). What another source (the REST snapshots, say) stored in the slice is replaced whole, as
+  sources replace each other.
+- mark_funding rows of one (instrument, ts) are merged (OKX sends mark and funding apart; Binance
+  USD-M and Deribit give both in one event, two messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from marketdata_assets.core.http import SourceDataError
+from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.datasets.wire import drop_implausible, note_dropped
+from marketdata_assets.ingest.live.dataset_rows import (
+    BARS_1M,
+    CHANNELS,
+    MARK_FUNDING,
+    SOURCES,
+    VenueDataset,
+    frame_payloads,
+    protocol,
+)
+from marketdata_assets.ingest.live.landing_hours import (
+    CLAIM,
+    HourFigures,
+    LandingReader,
+    file_hour,
+    first_copy,
+    hour_slices,
+    hours_of_day,
+    note_hour_drops,
+)
+from marketdata_assets.stores.landing import closed_files
+
+
+def venue_dataset(dataset: str, venue: str) -> VenueDataset:
+    """What a venue lands of a live dataset; ValueError if it lands none."""
+    venues = CHANNELS.get(dataset)
+    if venues is None:
+        raise ValueError(f"{dataset!r} is no live dataset loaded here (datasets: {', '.join(CHANNELS)})")
+    if venue not in venues:
+        raise ValueError(f"no live {dataset} of venue {venue} (venues: {', '.join(venues)})")
+    return venues[venue]
+
+
+class MessageReader(LandingReader):
+    """Reads an instrument's channels of one dataset: each message id once, every frame that adds
+    nothing counted on the hour of its file with the reason."""
+
+    def __init__(self, dataset: str, venue: str, instrument: str, figures: dict[str, HourFigures]):
+        super().__init__(figures)
+        self.dataset, self.venue, self.instrument = dataset, venue, instrument
+        self.spec = venue_dataset(dataset, venue)
+        self.protocol = protocol(venue)
+        self.context = self.spec.prepare(instrument)  # a ValueError (an unknown contract) fails the slice
+        self.seen: dict[str, tuple] = {}
+        self.rows: list[dict[str, Any]] = []
+
+    def _messages(self, record: dict) -> list | str:
+        """The frame's messages, or the reason it is discarded."""
+        try:
+            decoded = self.protocol.decode(record["d"])
+        except (ValueError, TypeError, KeyError):
+            return "bad_frame"
+        if decoded.kind != "event":
+            return "not_an_event"
+        try:
+            return self.protocol.messages(decoded, int(record["t"]))
+        except (KeyError, TypeError, ValueError, IndexError):
+            return "bad_frame"
+
+    def _frame(self, record: dict, figures: HourFigures) -> str | None:
+        messages = self._messages(record)
+        if isinstance(messages, str):
+            return messages
+        mine = [m for m in messages if m.dataset in self.spec.mappers]
+        if not mine:
+            return "unconfirmed" if self.dataset == BARS_1M else "no_message"
+        ours = [m for m in mine if m.instrument == self.instrument]
+        if not ours:
+            return "other_instrument"
+        if len(mine) > len(ours):
+            figures.discarded["other_instrument"] += len(mine) - len(ours)
+        try:
+            others = frame_payloads([m for m in messages if m.instrument == self.instrument])  # Deribit: mark for OI
+            made = [(m, row) for m in ours for row in self._rows(m, others)]
+        except (KeyError, TypeError, ValueError, IndexError, SourceDataError):  # the last: a REST parser's refusal
+            return "bad_frame"
+        for message, row in made:
+            self._keep(message, row, figures, record)
+        return None
+
+    def _rows(self, message, others: dict[str, dict]) -> list[dict]:
+        payload = json.loads(message.payload)
+        return self.spec.mappers[message.dataset](payload, others, self.context, self.instrument)
+
+    def _keep(self, message, row: dict, figures: HourFigures, record: dict) -> None:
+        received = message.event_ms is None  # ts is the receive time: not part of what must agree
+        values = tuple(v for k, v in row.items() if not (received and k == "ts"))
+        if not first_copy(self.seen, message.msg_id, values, f"{self.venue}:{self.instrument} {self.dataset} message"):
+            figures.discarded["duplicates"] += 1
+            return
+        self.rows.append(row)
+        figures.trades += 1
+        if message.event_ms is not None:
+            figures.lags_ms.append(record["t"] / 1e6 - message.event_ms)
+
+    def frame(self) -> pl.DataFrame:
+        """The rows kept, as the dataset's stored frame (mark_funding: one row per ts, merged)."""
+        spec = spec_for(self.dataset)
+        fields = [name for name in spec.schema if name not in ("venue", "instrument")]
+        times = [name for name, dtype in spec.schema.items() if dtype == pl.Datetime("us", "UTC")]
+        frame = pl.DataFrame(self.rows, schema={name: pl.Int64 if name in times else spec.schema[name]
+                                                for name in fields}, orient="row")
+        frame = frame.with_columns(*(pl.col(name).cast(spec.schema[name]) for name in times),
+                                   venue=pl.lit(self.venue), instrument=pl.lit(self.instrument))
+        if self.dataset == MARK_FUNDING:
+            frame = frame.group_by("ts", "venue", "instrument", maintain_order=True).agg(
+                *(pl.col(name).drop_nulls().first() for name in fields if name != "ts"))
+        return frame.select(list(spec.schema))
+
+
+def day_files(root: Path, dataset: str, venue: str, instrument: str, day: date) -> list[Path]:
+    """The closed files of the instrument's channels of the dataset in the hours of `day`, in order."""
+    spec, hours = venue_dataset(dataset, venue), set(hours_of_day(day))
+    return sorted((path for channel in spec.channel_names(instrument) for path in closed_files(root, venue, channel)
+                   if file_hour(path) in hours), key=lambda p: (file_hour(p), p.name))
+
+
+def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None = None) -> pl.DataFrame:
+    """The slice's rows from its closed landing files: each message once, inside the day, ordered,
+    implausible times dropped; what was discarded counted on `figures` (hour -> HourFigures) and, for
+    the day's own hours, on the running fetch's notes (the slice's ingest_log `dropped`)."""
+    figures = {} if figures is None else figures
+    paths = day_files(root, key.dataset, key.venue, key.instrument, key.day)
+    if not paths:
+        raise FileNotFoundError(f"{key.venue}:{key.instrument} {key.day}: no closed landing file of the {key.dataset} "
+                                f"channels {venue_dataset(key.dataset, key.venue).channel_names(key.instrument)} in "
+                                f"its hours under {root}")
+    reader = MessageReader(key.dataset, key.venue, key.instrument, figures)
+    for path in paths:
+        reader.read(path)
+    note_hour_drops(figures, key.instrument, key.day)
+    drops: Counter = Counter()
+    frame, _ = drop_implausible(reader.frame(), drops)  # before the day: a 1970 stamp is no neighbour's row
+    for reason, count in drops.items():
+        note_dropped(key.instrument, reason, count, key.day)
+    start, end = day_window(key.day)
+    frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    return frame.sort([c for c in spec_for(key.dataset).order_by if c not in ("venue", "instrument")])
+
+
+@dataclass
+class LiveDatasetLoad:
+    """The engine feeds (one per venue: its ingest_log source `<VENUE>_LIVE`) of a run's slices of one
+    dataset from the landing root; `figures` holds, after the run, what each landing hour read held
+    ((venue, instrument) -> hour -> HourFigures)."""
+
+    root: Path
+    slices: list[SliceKey]
+    figures: dict[tuple[str, str], dict[str, HourFigures]] = field(default_factory=dict)
+
+    def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
+        venues = dict.fromkeys(key.venue for key in self.slices)
+        return [Feed(SOURCES[venue], [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
+                     fetch=self._fetch, client=None, workers=workers, attempts=attempts) for venue in venues]
+
+    async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
+        (key,) = job.keys
+        with CLAIM:
+            figures = self.figures.setdefault((key.venue, key.instrument), {})
+        return await asyncio.to_thread(read_day, self.root, key, figures)
+
+
+def dataset_slices(dataset: str, hours: Iterable[str], pairs: Iterable[tuple[str, str]]) -> list[SliceKey]:
+    """The (dataset, venue, instrument, day) slices that loading `hours` (landing hour keys) of the
+    (venue, instrument) `pairs` rewrites; ValueError for a venue that lands no such dataset."""
+    days = sorted({day for hour in hours for day in hour_slices(hour)})
+    pairs = list(dict.fromkeys(pairs))
+    for venue, _ in pairs:
+        venue_dataset(dataset, venue)
+    return [SliceKey(dataset, venue, instrument, day) for venue, instrument in pairs for day in days]
