@@ -43,7 +43,8 @@ def observation(body: dict, url: str) -> dg.AssetObservation:
 
 @dg.sensor(minimum_interval_seconds=INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
 def live_collector_status(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """An observation of `live_trades` from the running collector's /status (module doc)."""
+    """Every 30 s, an observation of `live_trades` from the running collector's /status: a table per venue
+    and the totals to plot (the open hour in the UI; skipped, saying why, when no collector answers)."""
     url = status_url()
     if url is None:
         return dg.SkipReason("COLLECTOR_METRICS_PORT is off or 0: no collector endpoint to read")
