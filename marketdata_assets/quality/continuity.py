@@ -9,6 +9,7 @@ ACTIVE load (its `ingest_log.source`), declared in `ID_SEQUENCES`:
 |---|---|---|---|
 | aggTrade | BINANCE | BINANCE (REST) | aggregate trade id `a` (aggTrades) |
 | trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE | individual trade id (dump files, archives, live `trade` streams, historicalTrades) |
+| aggTrade | BINANCE_UM | BINANCE_UM (REST), BINANCE_UM_LIVE | aggregate trade id `a` (USD-M aggTrades, the live `aggTrade` stream) |
 | tradeId | OKX | OKX, OKX_LIVE | tradeId (history-trades, the live `trades` channel) |
 | trade_seq | DERIBIT | DERIBIT, DERIBIT_LIVE | trade_seq ("the sequence number of the trade within instrument"; REST and the live `trades` channel) |
 | aggTrade (dataset agg_trades) | BINANCE | BINANCE_ARCHIVE | aggregate trade id of the aggTrades archives |
@@ -67,7 +68,8 @@ from marketdata_assets.stores.clickhouse import tables, writer
 
 UTC = timezone.utc
 TRADES = spec_for("trades")
-BINANCE_LIVE, OKX_LIVE, DERIBIT_LIVE = (LIVE_VENUES[v].source for v in ("BINANCE", "OKX", "DERIBIT"))
+BINANCE_LIVE, BINANCE_UM_LIVE, OKX_LIVE, DERIBIT_LIVE = (LIVE_VENUES[v].source
+                                                         for v in ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT"))
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ ID_SEQUENCES = (
     IdSequence("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE), "trades_by_id", 1000, True,
            "Binance trade ids (dump files, archives and the live trade streams: every individual trade; "
            "historicalTrades)"),
+    IdSequence("aggTrade", "BINANCE_UM", ("BINANCE_UM", BINANCE_UM_LIVE), "agg_trades_by_id", 1000, True,
+           "Binance USD-M aggregate trade ids (aggTrades `a`: REST and the live aggTrade stream)"),
     IdSequence("tradeId", "OKX", ("OKX", OKX_LIVE), "trades_by_id", 100, False, "OKX tradeId"),
     IdSequence("trade_seq", "DERIBIT", ("DERIBIT", DERIBIT_LIVE), "trades_by_seq", 1000, False, "Deribit trade_seq"),
     IdSequence("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,

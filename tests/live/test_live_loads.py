@@ -291,7 +291,8 @@ def test_one_run_loads_an_hour_of_several_instruments(root, store):
 
 # ---- OKX and Deribit hours, reconciliation against the REST refill ---------------------------------
 
-VENUE_CHANNELS = {"OKX": ("BTC-USDT", "BTC-USDT@trades", "BTC-USDT@books"),
+VENUE_CHANNELS = {"BINANCE_UM": ("BTCUSDT", "btcusdt@aggTrade", "btcusdt@depth@100ms"),
+                  "OKX": ("BTC-USDT", "BTC-USDT@trades", "BTC-USDT@books"),
                   "DERIBIT": ("BTC-PERPETUAL", "trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.100ms")}
 
 
@@ -317,9 +318,15 @@ def tape(server, venue: str, hour: int) -> pl.DataFrame:
 
 
 def venue_frame(venue: str, row: dict) -> str:
-    """A trade as the venue's WebSocket pushes it (OKX `trades`, Deribit `trades.<i>.100ms`)."""
+    """A trade as the venue's WebSocket pushes it (USD-M `aggTrade` in a combined-stream wrapper, OKX
+    `trades`, Deribit `trades.<i>.100ms`)."""
     instrument, channel, _ = VENUE_CHANNELS[venue]
     ms = int(row["ts"].timestamp() * 1000)
+    if venue == "BINANCE_UM":
+        data = {"e": "aggTrade", "E": ms, "s": instrument, "a": row["seq"], "p": repr(row["price"]),
+                "q": repr(row["quantity"]), "f": row["seq"] * 3, "l": row["seq"] * 3 + 2, "T": ms,
+                "m": row["side"] == "sell"}
+        return json.dumps({"stream": channel, "data": data})
     if venue == "OKX":
         data = {"instId": instrument, "tradeId": row["trade_id"], "px": repr(row["price"]), "sz": repr(row["quantity"]),
                 "side": row["side"], "ts": str(ms), "count": "1"}
@@ -346,8 +353,8 @@ def venue_rows(store, venue: str) -> pl.DataFrame:
                              DAY + timedelta(days=1)).sort("seq")
 
 
-@pytest.mark.parametrize("venue", ["OKX", "DERIBIT"])
-def test_an_okx_or_deribit_hour_is_loaded_as_the_rest_parsers_store_it(root, store, rest_replay, venue):
+@pytest.mark.parametrize("venue", ["BINANCE_UM", "OKX", "DERIBIT"])
+def test_a_usdm_okx_or_deribit_hour_is_loaded_as_the_rest_parsers_store_it(root, store, rest_replay, venue):
     expected = tape(rest_replay, venue, 10)
     land_tape(root, venue, expected)
     with dg.instance_for_test() as instance:
@@ -418,7 +425,7 @@ def test_the_sensor_requests_every_venues_closed_hours(root):
     with dg.instance_for_test() as instance:
         result = live_landing_hours(dg.build_sensor_context(instance=instance))
     (added,) = result.dynamic_partitions_requests
-    assert added.partition_keys == ["BINANCE:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT"]
-    (request,) = result.run_requests  # one run: the hour's three contiguous instruments
+    assert added.partition_keys == ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT"]
+    (request,) = result.run_requests  # one run: the hour's four contiguous instruments
     assert request.tags == {"dagster/asset_partition_range_start": pkey(10),
                             "dagster/asset_partition_range_end": venue_key("OKX", 10)}

@@ -1,7 +1,7 @@
 """The trades in a live landing frame, per venue (ingest/live/load.py reads the files with these).
 
 `LiveVenue`: a venue's trade channel <-> instrument, the ingest_log source of its live loads
-(`BINANCE_LIVE`, `OKX_LIVE`, `DERIBIT_LIVE`: each joins its venue's trade-id sequence in
+(`BINANCE_LIVE`, `BINANCE_UM_LIVE`, `OKX_LIVE`, `DERIBIT_LIVE`: each joins its venue's trade-id sequence in
 quality/continuity.py) and its frame parser (frame -> trade rows `(ts_us, trade_id, price, quantity,
 amount, side, seq)`, or the reason the frame is discarded: `not_a_trade`, `other_instrument`,
 `bad_frame`).
@@ -11,6 +11,9 @@ amount, side, seq)`, or the reason the frame is discarded: `not_a_trade`, `other
   dump files are: trade_id = seq = `t`, ts = `T` (milliseconds on the wire: scaled by magnitude like
   every Binance time), price `p`, quantity `q`, amount = price x quantity (the event has no quote
   quantity, as aggTrades has none), side from `m` (the buyer was the maker: the taker sold).
+- Binance USD-M (`BINANCE_UM`): the `aggTrade` event `{e, E, s, a, p, q, f, l, T, m}` (USD-M streams
+  no individual trades), through the REST parser of aggTrades (`parse_agg_trades`): trade_id = seq
+  = `a`, the ids `/fapi/v1/aggTrades?fromId=` answers, so the refill fills what the stream missed.
 - OKX `trades` push `{arg: {channel, instId}, data: [...]}` and Deribit's `trades.<instrument>.<interval>`
   notification (`params.data: [...]`): the same trade objects as the REST answers, so they go through
   the REST parsers (sources/okx/rest.py `parse_history_trades`, sources/deribit/rest.py
@@ -30,6 +33,7 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.core.http import SourceDataError
+from marketdata_assets.sources.binance.rest import parse_agg_trades
 from marketdata_assets.sources.deribit.rest import parse_trade_page
 from marketdata_assets.sources.okx.rest import parse_history_trades
 
@@ -81,6 +85,20 @@ def binance_trades(frame: Any, instrument: str) -> list[tuple] | str:
     try:
         return [parse_trade(data)]
     except BadTrade:
+        return "bad_frame"
+
+
+def binance_um_trades(frame: Any, instrument: str) -> list[tuple] | str:
+    """The aggregate trade of a USD-M `aggTrade` frame (combined-stream wrapper or raw), through the
+    REST parser of aggTrades, or why it is discarded."""
+    data = frame.get("data") if isinstance(frame, dict) and "stream" in frame else frame
+    if not isinstance(data, dict) or data.get("e") != "aggTrade":
+        return "not_a_trade"
+    if str(data.get("s", "")).upper() != instrument:
+        return "other_instrument"
+    try:
+        return _rows(parse_agg_trades([data], instrument, venue="BINANCE_UM"))
+    except (SourceDataError, ValueError, TypeError):
         return "bad_frame"
 
 
@@ -157,6 +175,8 @@ def _deribit_instrument(channel: str) -> str | None:
 
 LIVE_VENUES = {
     "BINANCE": LiveVenue("BINANCE", SOURCE, "{}@trade", _at_kind("trade"), binance_trades, "{}@depth", upper=True),
+    "BINANCE_UM": LiveVenue("BINANCE_UM", "BINANCE_UM_LIVE", "{}@aggTrade", _at_kind("aggTrade"), binance_um_trades,
+                            "{}@depth", upper=True),
     "OKX": LiveVenue("OKX", "OKX_LIVE", "{}@trades", _at_kind("trades"), okx_trades, "{}@books"),
     "DERIBIT": LiveVenue("DERIBIT", "DERIBIT_LIVE", "trades.{}.100ms", _deribit_instrument, deribit_trades,
                          "book.{}."),
