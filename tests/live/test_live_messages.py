@@ -77,3 +77,26 @@ def test_usdm_events_chain_by_pu_only():
     fresh = UsdmDepthSync("ETHUSDT")
     fresh.on_snapshot(200, [], [])
     assert fresh.on_event(203, 204, 200, [], []) == "applied"  # the first event continues the snapshot by pu
+
+
+def test_a_buffered_message_costs_its_own_size_not_the_json_encoders_buffer():
+    """The publish buffer holds up to 200,000 messages: each payload must be allocated at its size.
+    orjson's bytes keep its 4 KB working buffer (4,097 B for a 223-byte trade: a full buffer was
+    ~850 MB); `json_bytes` copies them to their size."""
+    import time
+    import tracemalloc
+
+    protocol = BinanceSpotStream(datasets=("trades",))
+    now = int(time.time() * 1000)
+    texts = [json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": now + i, "s": "BTCUSDT", "t": i,
+                                                              "p": "40000.12", "q": "0.0123", "T": now + i,
+                                                              "m": bool(i % 2), "M": True}}) for i in range(2000)]
+    frames = [protocol.decode(text) for text in texts]
+    tracemalloc.start()
+    try:
+        kept = [m.payload for frame in frames for m in protocol.messages(frame, time.time_ns())]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 2000
+    assert held / len(kept) < 2 * max(len(p) for p in kept) + 100, f"{held / len(kept):.0f} B a payload"

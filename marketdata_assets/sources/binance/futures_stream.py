@@ -34,7 +34,6 @@ Default datasets: trades, books, tickers (`BinanceUsdmStream(datasets=...)` for 
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from typing import ClassVar
 
@@ -60,6 +59,7 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     StreamLimits,
+    json_bytes,
     live_message,
 )
 
@@ -75,7 +75,7 @@ def agg_trade_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMes
                "quantity": str(data["q"]), "side": "sell" if data["m"] else "buy", "ts_ms": ts,
                "event_ms": int(data["E"]), "recv_ns": recv_ns}
     return [LiveMessage(TRADES, instrument, f"{VENUE}.{instrument}.{trade_id}",
-                        json.dumps(payload, separators=(",", ":")).encode(), int(data["E"]))]
+                        json_bytes(payload), int(data["E"]))]
 
 
 def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:

@@ -54,6 +54,7 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     enabled,
+    json_bytes,
     live_message,
 )
 from marketdata_assets.sources.stream import Frame as StreamFrame
@@ -146,7 +147,7 @@ def trade_record(data: dict, instrument: str, recv_ns: int) -> tuple[str, bytes]
     payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade_id), "price": str(data["p"]),
                "quantity": str(data["q"]), "side": "sell" if data["m"] else "buy", "ts_ms": int(data["T"]),
                "event_ms": int(data.get("E") or data["T"]), "recv_ns": recv_ns}
-    return f"{VENUE}.{instrument}.{trade_id}", orjson.dumps(payload)  # compact, as json.dumps with (",", ":")
+    return f"{VENUE}.{instrument}.{trade_id}", json_bytes(payload)
 
 
 def trade_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:

@@ -51,6 +51,7 @@ from marketdata_assets.sources.stream import (
     RestSnapshots,
     StreamLimits,
     enabled,
+    json_bytes,
     json_text,
     live_message,
 )
@@ -188,7 +189,7 @@ class DeribitStream:
                        "price": str(trade["price"]), "quantity": str(trade["amount"]),
                        "side": str(trade["direction"]), "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
             out.append(LiveMessage(TRADES, instrument, f"{VENUE}.{instrument}.{trade['trade_id']}",
-                                   json.dumps(payload, separators=(",", ":")).encode(), ts))
+                                   json_bytes(payload), ts))
         return out
 
     def book_time_ms(self, data: object) -> int | None:

@@ -68,6 +68,7 @@ from marketdata_assets.sources.stream import (
     RestSnapshots,
     StreamLimits,
     enabled,
+    json_bytes,
     json_text,
     live_message,
 )
@@ -273,7 +274,7 @@ class OkxStream:
                        "price": str(trade["px"]), "quantity": str(trade["sz"]), "side": str(trade["side"]),
                        "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
             out.append(LiveMessage(TRADES, frame.instrument, f"{VENUE}.{frame.instrument}.{trade['tradeId']}",
-                                   json.dumps(payload, separators=(",", ":")).encode(), ts))
+                                   json_bytes(payload), ts))
         return out
 
     def book_time_ms(self, frame: object) -> int | None:
