@@ -60,11 +60,13 @@ async def bare(url: str, seconds: float) -> dict:
 
 
 async def collector(url: str, rest_url: str, instruments: list[str], seconds: float, landing: Path,
-                    nats_url: str, prefix: str = PREFIX) -> dict:
-    """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close)."""
+                    nats_url: str, prefix: str = PREFIX, queue_size: int | None = None) -> dict:
+    """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close).
+    `queue_size`: its frame queue (None: the production default)."""
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
-    config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix)
+    config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix,
+                             **({"queue_size": queue_size} if queue_size else {}))
     live = BinanceSpotCollector(config, LandingWriter(landing, VENUE), store)
     stop = asyncio.Event()
     running = asyncio.create_task(live.run(stop))
@@ -107,12 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--landing", type=Path)
     parser.add_argument("--nats-url", default="")
     parser.add_argument("--prefix", default=PREFIX, help="subject prefix (its stream: stream_spec)")
+    parser.add_argument("--queue-size", type=int, default=None, help="the collector's frame queue (default: "
+                        "production's; the throughput part holds every frame of its window: no overflow)")
     args = parser.parse_args(argv)
     if args.role == "bare":
         result = asyncio.run(bare(args.url, args.seconds))
     else:
         result = asyncio.run(collector(args.url, args.rest_url, args.instruments.split(","), args.seconds,
-                                       args.landing, args.nats_url, args.prefix))
+                                       args.landing, args.nats_url, args.prefix, args.queue_size))
     print(json.dumps(result), flush=True)
     if result.get("shutdown_hung"):
         os._exit(0)  # the stuck tasks would hold the process (the report says so)
