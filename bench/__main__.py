@@ -1,5 +1,5 @@
 """`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports.
-`python -m bench imports|compare|capacity|live_capture [options]`: those taking options (see their modules)."""
+`python -m bench imports|compare|capacity|live_capture|live_consumer [options]`: those taking options (see their modules)."""
 
 import importlib
 import sys
@@ -17,6 +17,7 @@ BENCHMARKS = {
     "imports": "bench.imports",
     "read": "bench.read",
     "live_capture": "bench.live_capture",
+    "live_consumer": "bench.live_consumer",
 }
 # name -> module whose main(argv) reads the rest of the command line; not part of a plain `make bench`
 WITH_OPTIONS = {
@@ -24,6 +25,7 @@ WITH_OPTIONS = {
     "compare": "bench.compare",  # two trees' data-path benches interleaved (old layout vs new)
     "capacity": "bench.capacity",  # the capacity model of docs/scale-out.md (no benchmark: arithmetic)
     "live_capture": "bench.live_capture",  # --duration-s, --short, ... (plain `make bench`: the defaults)
+    "live_consumer": "bench.live_consumer",  # --trades, --rounds
 }
 
 if __name__ == "__main__":
