@@ -75,13 +75,21 @@ def parse_trade(data: dict) -> tuple:
             "sell" if maker else "buy", trade_id)
 
 
-def binance_trades(frame: Any, instrument: str) -> list[tuple] | str:
-    """The trade of a Binance `trade` frame (combined-stream wrapper or raw), or why it is discarded."""
+def _binance_event(frame: Any, instrument: str, event: str) -> dict | str:
+    """The `event` of `instrument` in a Binance frame (combined-stream wrapper or raw), or why not."""
     data = frame.get("data") if isinstance(frame, dict) and "stream" in frame else frame
-    if not isinstance(data, dict) or data.get("e") != "trade":
+    if not isinstance(data, dict) or data.get("e") != event:
         return "not_a_trade"
     if str(data.get("s", "")).upper() != instrument:
         return "other_instrument"
+    return data
+
+
+def binance_trades(frame: Any, instrument: str) -> list[tuple] | str:
+    """The trade of a Binance `trade` frame (combined-stream wrapper or raw), or why it is discarded."""
+    data = _binance_event(frame, instrument, "trade")
+    if isinstance(data, str):
+        return data
     try:
         return [parse_trade(data)]
     except BadTrade:
@@ -91,11 +99,9 @@ def binance_trades(frame: Any, instrument: str) -> list[tuple] | str:
 def binance_um_trades(frame: Any, instrument: str) -> list[tuple] | str:
     """The aggregate trade of a USD-M `aggTrade` frame (combined-stream wrapper or raw), through the
     REST parser of aggTrades, or why it is discarded."""
-    data = frame.get("data") if isinstance(frame, dict) and "stream" in frame else frame
-    if not isinstance(data, dict) or data.get("e") != "aggTrade":
-        return "not_a_trade"
-    if str(data.get("s", "")).upper() != instrument:
-        return "other_instrument"
+    data = _binance_event(frame, instrument, "aggTrade")
+    if isinstance(data, str):
+        return data
     try:
         return _rows(parse_agg_trades([data], instrument, venue="BINANCE_UM"))
     except (SourceDataError, ValueError, TypeError):
