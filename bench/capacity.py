@@ -46,7 +46,10 @@ MEASURED = {
                                     "archive verify + read + load 0.31-0.52 M rows/s")),
     "insert_ceiling_rows_per_s": (700_000, ("bench ticks_load ceiling (the engine's own CSV reader): 698,324-"
                                            "736,377 rows/s on 2 shared cores (compare.log)")),
-    "frame_cost_s": (23e-6, "docs/live-capture.md: ~23 us a frame (200,000 trades decoded and loaded in 4.7 s)"),
+    "frame_cost_s": (46e-6, ("bench live_capture throughput (2026-11-24, whole-window queue): 46.2 us of CPU a "
+                             "frame through receive -> raw landing -> JetStream, 2 rounds")),
+    "consumer_trades_per_s": (18_600, ("bench live_consumer (2026-11-24): one NATS -> ClickHouse consumer, "
+                                       "18,607-21,995 trades/s on one core (the lowest round)")),
 }
 # bench crypto_datasets (docs/crypto-datasets.md "Measured" table): one day of funding, open interest and
 # tickers per instrument through the replay at the venues' limits; requests by the limit that paces them
@@ -272,6 +275,11 @@ def limits(lines: list[Line], universe, launch: float, meas: dict, assm: dict) -
             frames = line.rows_per_day / 86_400 * value(assm, "peak_over_mean") + 10 * u.instruments
             found.append(Limit(f"{u.venue} collector CPU at the peak", frames * value(meas, "frame_cost_s"),
                                0.5 * value(assm, "collector_cores"), "collector"))
+    live = [line for u, line in zip(universe, lines) if u.name.endswith("trades") and u.venue in LIVE_VENUES]
+    if live:  # every live trade through the durable consumer(s) into trades_live; pull consumers share a durable
+        found.append(Limit("NATS -> ClickHouse consumer at the peak",
+                           sum(line.rows_per_day for line in live) / 86_400 * value(assm, "peak_over_mean"),
+                           0.5 * value(meas, "consumer_trades_per_s"), "consumer"))
     return sorted(found, key=lambda limit: limit.load, reverse=True)
 
 
@@ -331,7 +339,8 @@ def report(p: Plan, cost: RunCost, runs: list[dict]) -> str:
                f"{p.backfill_partitions * p.launch_s / 3600:,.0f} worker-hours of launching alone")
     out.append(f"answer: run workers {p.units('run workers')}, ClickHouse shards "
                f"{max(p.units('ClickHouse disk'), p.units('ClickHouse inserts'))} (x2 replicas), collectors "
-               f"{p.units('collector CPU') + 1} (one per trade venue group + Deribit), egress IPs "
+               f"{p.units('collector CPU') + 1} (one per trade venue group + Deribit), consumers "
+               f"{p.units('consumer at the peak')}, egress IPs "
                f"{', '.join(f'{lim.resource.split()[0]} {lim.units}' for lim in p.limits if 'request budget' in lim.resource)}")
     out.append("resources, the most loaded first (load = the day's demand over one unit):")
     for limit in p.limits:

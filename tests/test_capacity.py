@@ -65,6 +65,12 @@ def test_the_full_universe_answer_follows_from_the_assumptions():
     # more disk per shard: fewer shards; no pod to start (this machine's launcher): a cheaper launch
     assert capacity.plan(cost(), overrides={"shard_tb": 8.0}).units("ClickHouse disk") == math.ceil(disk / 2)
     assert capacity.plan(cost(), overrides={"pod_start_s": 0.0}).launch_s < 3
+    # every live trade at the peak through the consumers, each at most half busy at its measured rate
+    live = sum(line.rows_per_day for u, line in zip(capacity.FULL_UNIVERSE, p.lines)
+               if u.name.endswith("trades") and u.venue in capacity.LIVE_VENUES)
+    peak = live / 86_400 * a["peak_over_mean"]
+    assert p.units("consumer at the peak") == math.ceil(peak / (0.5 * capacity.MEASURED["consumer_trades_per_s"][0]))
+    assert capacity.plan(cost(), overrides={"consumer_trades_per_s": 2 * 18_600}).units("consumer at the peak") == 1
 
 
 def test_partitioning_crypto_by_venue_and_day_clears_the_first_bottleneck():
