@@ -75,6 +75,7 @@ WARM_UP_S = 10.0
 # production's bounded queue the reader outruns the processor, and the CPU spent reading frames the
 # full queue then drops (counted as overflow, by design) is charged to the frames that were processed.
 WHOLE_WINDOW = 2_000_000
+SHORT_QUEUE = 20_000  # --short: a smoke run does not process a whole window's frames at its stop
 
 
 @contextmanager
@@ -110,9 +111,10 @@ def last_json(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_url: str, prefix: str) -> dict:
+def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_url: str, prefix: str,
+             queue_size: int = WHOLE_WINDOW) -> dict:
     with sender(0, depth_share) as address:
-        argv = role_argv(role, address, seconds, scratch, nats_url, prefix, queue_size=WHOLE_WINDOW)
+        argv = role_argv(role, address, seconds, scratch, nats_url, prefix, queue_size=queue_size)
         done = subprocess.run(argv, check=False, capture_output=True,
                               text=True, cwd=REPO, timeout=seconds + 300)
     if done.returncode:
@@ -124,13 +126,14 @@ def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_
     return result
 
 
-def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, nats_url: str, prefix: str) -> dict:
+def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, nats_url: str, prefix: str,
+               queue_size: int = WHOLE_WINDOW) -> dict:
     """Interleaved rounds of the ceiling and the collector (see the module doc, part 1)."""
     samples = {"bare": [], "collector": []}
     for round_ in range(rounds):
         order = ["bare", "collector"] if round_ % 2 == 0 else ["collector", "bare"]
         for role in order:
-            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url, prefix))
+            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url, prefix, queue_size))
     ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(samples["bare"], samples["collector"])]
     wall = [c["frames_per_s"] / b["frames_per_s"] for b, c in zip(samples["bare"], samples["collector"])]
 
@@ -353,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "throughput" not in args.skip:
             report["throughput"] = throughput(args.rounds, args.window_s, args.depth_share, scratch, nats_url,
-                                              args.prefix)
+                                              args.prefix, SHORT_QUEUE if args.short else WHOLE_WINDOW)
         if "steady" not in args.skip:
             report["steady"] = asyncio.run(steady(args.rate, args.steady_depth_share, args.duration_s,
                                                   args.rss_every_s, scratch, nats_url, args.prefix))
