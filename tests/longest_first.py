@@ -2,8 +2,8 @@
 the longest files first, so no long file starts near the end and keeps the run waiting on one worker.
 
 xdist's own order is by number of tests, most first, which starts the few-but-slow files (the
-webserver, the CLI and crash tests: 2-8 tests of subprocesses each) last. Here LONGEST (measured
-wall seconds on 2 CPUs, 3 workers) goes first, then the rest in xdist's order. A file missing
+webserver, the CLI and crash tests: 2-8 tests of subprocesses each) last. Here LONGEST (each file's
+seconds summed over its tests, `--durations=0`, 2 CPUs, 3 workers) goes first, then the rest in xdist's order. A file missing
 from the list only loses its head start; a renamed file in it is ignored.
 
 A worker gets its next file when it is down to the last test of the one it runs (xdist gives it
@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import pytest
 
-LONGEST = (  # tests/... files, longest first (full run of the suite, 3 workers on 2 CPUs)
-    "tests/test_webserver.py",
-    "tests/test_dead_runs_storage.py",
-    "tests/test_dead_runs.py",
-    "tests/ticks/test_ticks_assets.py",
-    "tests/test_dotenv_precedence.py",
-    "tests/bars/test_minute_store_cli.py",
-    "tests/test_project_cli.py",
-    "tests/ticks/test_crypto_dataset_assets.py",
-    "tests/test_cli.py",
-    "tests/bars/test_bars_assets.py",
-    "tests/alphas/test_import_faults.py",
-    "tests/alphas/test_store_faults.py",
-    "tests/alphas/test_first_import_crash.py",
-    "tests/ticks/test_first_load_crash.py",
+LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-24)
+    "tests/test_dead_runs_storage.py",  # 152
+    "tests/test_dead_runs.py",  # 123
+    "tests/ticks/test_ticks_assets.py",  # 118
+    "tests/test_quickstart.py",  # 86
+    "tests/test_webserver.py",  # 78
+    "tests/live/test_recovery.py",  # 62
+    "tests/bars/test_minute_store_cli.py",  # 60
+    "tests/test_cli_seeds.py",  # 51
+    "tests/bars/test_bars_assets.py",  # 48
+    "tests/alphas/test_import_faults.py",  # 47
+    "tests/live/test_live_loads.py",  # 39
+    "tests/ticks/test_crypto_dataset_assets.py",  # 39
+    "tests/test_cli.py",  # 29
+    "tests/test_dotenv_precedence.py",  # 25
+    "tests/alphas/test_store_faults.py",  # 24
+    "tests/live/test_collect_cli.py",  # 24
+    "tests/alphas/test_alpha_assets.py",  # 24
+    "tests/test_bench_live_capture.py",  # 24
+    "tests/live/test_venues.py",  # 21
+    "tests/ticks/test_continuity.py",  # 20
 )
 
 
