@@ -2,9 +2,10 @@
 the longest files first, so no long file starts near the end and keeps the run waiting on one worker.
 
 xdist's own order is by number of tests, most first, which starts the few-but-slow files (the
-webserver, the CLI and crash tests: 2-8 tests of subprocesses each) last. Here LONGEST (each file's
-seconds summed over its tests, `--durations=0`, 2 CPUs, 3 workers) goes first, then the rest in xdist's order. A file missing
-from the list only loses its head start; a renamed file in it is ignored.
+webserver, the CLI and crash tests: 2-8 tests of subprocesses each) last. Here LONGEST (each
+file's seconds summed over its tests, `--durations=0`, 2 CPUs, 3 workers) goes first, then the
+rest in xdist's order. A file missing from the list only loses its head start; a renamed file in
+it is ignored.
 
 A worker gets its next file when it is down to the last test of the one it runs (xdist gives it
 the next one two tests before the end): a file waits behind one test, not two.
