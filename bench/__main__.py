@@ -1,5 +1,5 @@
 """`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports.
-`python -m bench imports|compare|capacity|live_capture|live_consumer [options]`: those taking options (see their modules)."""
+`python -m bench imports|compare|capacity|live_capture|live_consumer|live_floor [options]`: those taking options (see their modules)."""
 
 import importlib
 import sys
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "read": "bench.read",
     "live_capture": "bench.live_capture",
     "live_consumer": "bench.live_consumer",
+    "live_floor": "bench.live_floor",
 }
 # name -> module whose main(argv) reads the rest of the command line; not part of a plain `make bench`
 WITH_OPTIONS = {
@@ -26,6 +27,7 @@ WITH_OPTIONS = {
     "capacity": "bench.capacity",  # the capacity model of docs/scale-out.md (no benchmark: arithmetic)
     "live_capture": "bench.live_capture",  # --duration-s, --short, ... (plain `make bench`: the defaults)
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
+    "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
 }
 
 if __name__ == "__main__":
