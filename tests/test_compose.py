@@ -38,6 +38,11 @@ SERVICES: dict[str, dict] = COMPOSE["services"]
 
 # The containers running the project with the settings table's environment.
 DAGSTER_SERVICES = ("code-location", "webserver", "daemon", "metrics")
+# Live capture (--profile live): the collector and the consumer run the project with the same environment.
+LIVE_SERVICES = ("collector", "live-consumer")
+# Services outside the default stack, by profile.
+OPTIONAL = {"replays": ["demo"], "nats": ["live"], "collector": ["live"], "live-consumer": ["live"],
+            "redis": ["cache"]}
 DATABASES = ("mongodb", "clickhouse", "timescaledb", "dagster-postgres")
 PUBLISHED = ("webserver", "metrics")
 LANDING_SETTINGS = ("MINUTE_BARS_LANDING_DIR", "BINANCE_DUMPS_LANDING_DIR", "ALPHA_LANDING_DIR")
@@ -107,7 +112,7 @@ def test_compose_file_has_the_services():
     assert set(DAGSTER_SERVICES) | set(DATABASES) | {"replays"} <= set(SERVICES), sorted(SERVICES)
 
 
-@pytest.mark.parametrize("service", DAGSTER_SERVICES)
+@pytest.mark.parametrize("service", DAGSTER_SERVICES + LIVE_SERVICES)
 def test_every_setting_is_wired_into_the_dagster_services(service):
     env = environment(service)
     missing = [s.name for s in SETTINGS if not s.stack_only and s.name not in env]
@@ -203,8 +208,8 @@ def test_dagster_services_start_after_healthy_databases():
 def test_demo_profile_serves_the_replays_that_demo_env_points_at():
     replays = SERVICES["replays"]
     assert replays.get("profiles") == ["demo"], f"service replays: profiles {replays.get('profiles')}"
-    others = [s for s, config in SERVICES.items() if s != "replays" and config.get("profiles")]
-    assert not others, f"services {others} are in a profile: the default stack would lack them"
+    profiles = {s: config["profiles"] for s, config in SERVICES.items() if config.get("profiles")}
+    assert profiles == OPTIONAL, f"services in profiles {profiles}: the default stack would lack them"
     assert "env_file" not in replays, "service replays: env_file would change the credentials it accepts"
     cmd = command("replays")
     assert cmd[:4] == ["python", "-m", "marketdata_assets.apps.demo", "replays"], f"service replays: command {cmd}"
@@ -236,6 +241,40 @@ def test_demo_profile_serves_the_replays_that_demo_env_points_at():
         user_var, password_var = credential_vars(name)
         assert env.get(user_var) == default_user(name), f"demo.env: {user_var}"
         assert env.get(password_var) == default_password(name), f"demo.env: {password_var}"
+
+
+def _host_port(url: str) -> tuple[str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+def test_the_live_profile_collects_into_its_nats_and_the_state_the_dagster_services_read():
+    nats = command("nats")
+    assert "-js" in nats and "-p" not in nats, f"service nats: JetStream off or not on 4222: {nats}"
+    store = flag(nats, "-sd")
+    assert store and any(str(v).endswith(f":{store}") for v in SERVICES["nats"]["volumes"]), (
+        f"service nats: its JetStream store {store} is not on a volume: a restart would lose the stream")
+    assert "js-enabled-only" in " ".join(SERVICES["nats"]["healthcheck"]["test"])
+    state = environment("code-location")["MARKETDATA_STATE_DIR"]
+    for service in (*DAGSTER_SERVICES, *LIVE_SERVICES):
+        assert _host_port(environment(service)["NATS_URL"]) == ("nats", 4222), f"service {service}: NATS_URL"
+    for service in LIVE_SERVICES:
+        env, config = environment(service), SERVICES[service]
+        assert env["MARKETDATA_STATE_DIR"] == state and f"marketdata-state:{state}" in config["volumes"], (
+            f"service {service}: its landing/state is not the volume the Dagster services read")
+        assert config["depends_on"]["nats"]["condition"] == "service_healthy", f"service {service}: waits for nats"
+    assert command("collector")[:2] == ["marketdata", "collect"] and flag(command("collector"), "--metrics-host") == (
+        "0.0.0.0"), f"service collector: command {command('collector')}"
+    assert command("live-consumer") == ["marketdata", "consume"]
+    assert SERVICES["live-consumer"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    port = environment("collector")["COLLECTOR_METRICS_PORT"]
+    assert f"127.0.0.1:{port}/health" in " ".join(SERVICES["collector"]["healthcheck"]["test"])
+    for service in DAGSTER_SERVICES:  # the live_collector_status sensor asks the collector service
+        env = environment(service)
+        assert (env["COLLECTOR_METRICS_HOST"], env["COLLECTOR_METRICS_PORT"]) == ("collector", port), service
+    assert _host_port(environment("collector")["REDIS_URL"]) == ("redis", 6379)
+    redis = command("redis")
+    assert flag(redis, "--save") == "" and flag(redis, "--appendonly") == "no", f"service redis: persists: {redis}"
 
 
 @pytest.mark.parametrize("service", ("code-location", "webserver", "daemon"))
@@ -310,7 +349,8 @@ def test_image_leaves_out_only_packages_no_container_imports(tmp_path):
         assert needed in installed, f"docker/requirements.py: {needed} left out"
     blocked = sorted(module for modules in LEFT_OUT_MODULES.values() for module in modules)
     # What the containers run: the code server loading the definitions, the dagster, dagster-webserver and
-    # dagster-daemon CLIs, the pools, the metrics exporter and the demo replays.
+    # dagster-daemon CLIs, the pools, the metrics exporter, the demo replays and `marketdata collect` /
+    # `marketdata consume` (--profile live).
     script = textwrap.dedent(f"""
         import importlib, importlib.abc, sys
         BLOCKED = {blocked!r}
@@ -325,7 +365,9 @@ def test_image_leaves_out_only_packages_no_container_imports(tmp_path):
                        "dagster_webserver.cli", "dagster._daemon.cli",
                        "marketdata_assets.orchestration.pools", "marketdata_assets.apps.exporter",
                        "marketdata_assets.apps.demo", "marketdata_assets.replay.alpha_api",
-                       "marketdata_assets.replay.crypto", "marketdata_assets.replay.stocks"):
+                       "marketdata_assets.replay.crypto", "marketdata_assets.replay.stocks",
+                       "marketdata_assets.apps.cli.live", "marketdata_assets.apps.live",
+                       "marketdata_assets.apps.collector", "marketdata_assets.ingest.live.consumer"):
             importlib.import_module(module)
         print("ok")
     """)

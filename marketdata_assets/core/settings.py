@@ -20,7 +20,7 @@ class Setting:
     default: str
     description: str
     secret: bool = False
-    stack_only: bool = False  # not wired into docker/ (the local stack reads it, or no docker service uses it yet)
+    stack_only: bool = False  # not wired into docker/ (the local stack reads it, or no docker service uses it)
     read_by: tuple[str, ...] = ()  # the files that read it (under marketdata_assets/, else the repo root)
     group: str = ""  # its section in docs/configuration.md (set by _group)
 
@@ -108,35 +108,39 @@ SETTINGS: tuple[Setting, ...] = (
     *_group(
         "Live capture (NATS JetStream)",
         Setting("NATS_URL", "nats://127.0.0.1:54222", "NATS server (with JetStream) the live collector publishes "
-                "to; the local stack starts one on this port. docker/ has no NATS service yet.", stack_only=True,
+                "to; the local stack starts one on this port. docker/compose.yaml runs one (`nats`).",
                 read_by=("apps/collector.py", "scripts/stack.py", "apps/cli/live.py")),
         Setting("NATS_STREAM_REPLICAS", "1", "Copies of the live stream on a JetStream cluster (deploy/k8s runs three "
-                "servers and sets 3); the local stack's single server takes 1.", stack_only=True,
+                "servers and sets 3); the local stack's single server takes 1.",
                 read_by=("apps/cli/live.py",)),
         Setting("COLLECTOR_METRICS_HOST", "127.0.0.1", "Address the live collector (`marketdata collect`) serves "
-                "its /metrics, /health and /status on.", read_by=("apps/cli/live.py",), stack_only=True),
+                "its /metrics, /health and /status on, and where the `live_collector_status` sensor asks (docker: "
+                "the `collector` service, which listens on every address).",
+                read_by=("apps/cli/live.py", "defs/live/health.py")),
         Setting("COLLECTOR_METRICS_PORT", "9109", "Its port (0: a free one; `off`: no endpoints).",
-                read_by=("apps/cli/live.py",), stack_only=True),
+                read_by=("apps/cli/live.py", "defs/live/health.py")),
         Setting("SYMBOLS", "", "Seed 002's name: the collector's instruments, a comma list of VENUE:NAME (a bare "
                 "name: Binance's, or the only enabled venue's; empty: each enabled venue's instruments in the sources "
-                "config); `--instruments` wins.", read_by=("apps/cli/live.py",), stack_only=True),
-        Setting("ENABLE_BINANCE", "true", "Seed 002's name: collect Binance spot (`--venue` wins).", read_by=("apps/cli/live.py",), stack_only=True),
+                "config); `--instruments` wins.", read_by=("apps/cli/live.py",)),
+        Setting("ENABLE_BINANCE", "true", "Seed 002's name: collect Binance spot (`--venue` wins).",
+                read_by=("apps/cli/live.py",)),
         Setting("ENABLE_BINANCE_UM", "false", "Collect Binance USD-M futures in `marketdata collect` (`--venue` "
-                "wins; not in seed 002, which predates the venue).", read_by=("apps/cli/live.py",), stack_only=True),
+                "wins; not in seed 002, which predates the venue).", read_by=("apps/cli/live.py",)),
         Setting("ENABLE_OKX", "false", "Seed 002's name: collect OKX in `marketdata collect` (`--venue` wins).",
-                read_by=("apps/cli/live.py",), stack_only=True),
+                read_by=("apps/cli/live.py",)),
         Setting("ENABLE_DERIBIT", "false", "Seed 002's name: collect Deribit in `marketdata collect` (`--venue` "
-                "wins).", read_by=("apps/cli/live.py",), stack_only=True),
+                "wins).", read_by=("apps/cli/live.py",)),
         Setting("CLICKHOUSE_DIRECT_WRITE", "false", "Seed 002's `clickhouse_direct_write` (either spelling): the "
                 "collector also writes its trades to ClickHouse `trades_live` in batches (for a machine without "
-                "NATS, with `--no-nats`).", read_by=("apps/cli/live.py",), stack_only=True),
+                "NATS, with `--no-nats`).", read_by=("apps/cli/live.py",)),
         Setting("REDIS_CACHE", "false", "Seed 002's `redis_cache` (either spelling): the collector keeps the last "
                 "trade, ticker and top of book per instrument in Redis (`md:latest:<venue>:<instrument>` hashes); "
-                "`scripts/stack up` starts redis-server when it is on.", read_by=("apps/cli/live.py", "scripts/stack.py"),
-                stack_only=True),
+                "`scripts/stack up` starts redis-server when it is on (docker: `--profile cache`).",
+                read_by=("apps/cli/live.py", "scripts/stack.py")),
         Setting("REDIS_URL", "redis://127.0.0.1:56379/0", "Redis of the latest-state cache (REDIS_CACHE); the local "
-                "stack starts one on this port when the cache is on (and for `make test`).",
-                read_by=("apps/cli/live.py", "scripts/stack.py"), stack_only=True),
+                "stack starts one on this port when the cache is on (and for `make test`); docker: the `redis` "
+                "service.",
+                read_by=("apps/cli/live.py", "scripts/stack.py")),
     ),
     *_group(
         "ClickHouse (ticks, bars, archives)",

@@ -26,7 +26,7 @@ from tests.deploy import manifests as m
 KUSTOMIZATIONS = {"base": m.BASE, "production": m.OVERLAY}
 SECRETS = {s.name for s in SETTINGS if s.secret}
 # The live collector's settings (apps/cli/live.py, apps/collector.py): set on each collector Deployment.
-LIVE = {s.name for s in SETTINGS if s.stack_only and {"apps/cli/live.py", "apps/collector.py"} & set(s.read_by)}
+LIVE = {s.name for s in SETTINGS if {"apps/cli/live.py", "apps/collector.py"} & set(s.read_by)}
 # stack_only settings no deployment needs: the local stack's PGlite port.
 NOT_DEPLOYED = {s.name for s in SETTINGS if s.stack_only} - LIVE
 VENUE_GROUPS = ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")
