@@ -45,6 +45,7 @@ COUNTERS = {
     "connects": ("marketdata_live_connects", "WebSocket connections opened."),
     "connect_failures": ("marketdata_live_connect_failures", "Connection attempts that failed."),
     "rollovers": ("marketdata_live_rollovers", "Connections replaced before the venue's forced cut."),
+    "notices": ("marketdata_live_notices", "The venue's notices that it will close a connection soon (OKX 64008)."),
     "stale": ("marketdata_live_stale", "Connections aborted as silent past the stale deadline."),
     "gaps": ("marketdata_live_gaps", "Book sequence breaks (each one resync)."),
     "snapshots": ("marketdata_live_snapshots", "Books (re)built from a REST snapshot."),

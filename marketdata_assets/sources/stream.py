@@ -104,7 +104,8 @@ class Keepalive:
 class Frame:
     """What a decoded frame is. `kind`: event (data of a channel) | ack (a request accepted) |
     error (refused) | control (heartbeat, pong, ...: landed, nothing to do but maybe `reply`) |
-    unknown. `channel` is the landing channel (None: the control channel)."""
+    notice (the venue will close this connection soon: OKX's service-upgrade notice; the collector
+    opens the next one first) | unknown. `channel` is the landing channel (None: the control channel)."""
 
     kind: str
     channel: str | None = None

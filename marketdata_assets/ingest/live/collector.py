@@ -6,8 +6,8 @@ Tasks of one `LiveCollector.run()`:
 - a slot per planned connection (at most the venue's channels per connection): connect with the
   channels the URL names and the rest subscribed by paced messages (after the venue's opening
   messages, e.g. Deribit's `public/set_heartbeat`); on a disconnect, reconnect after a jittered
-  backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h) open the next connection
-  first and close the old one once the new one delivered data on every channel (a first frame is
+  backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h), or when the venue announces
+  one (a `notice` frame: OKX's service upgrade), open the next connection first and close the old one once the new one delivered data on every channel (a first frame is
   not enough: a book snapshot comes at once) or after the stale deadline (make before break: both
   deliver the overlap, the landing keeps both, the book drops repeats by sequence, JetStream by id);
 - the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
@@ -239,15 +239,16 @@ class LiveCollector(BookOutputs):
         return delay
 
     async def _slot(self, streams: list[str]) -> None:
-        """Keep one connection's streams flowing: reconnect on loss, roll over before the cut."""
+        """Keep one connection's streams flowing: reconnect on loss, roll over before the cut (or at
+        once when the venue announces one)."""
         backoff = Backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
         conn = await self._open(streams, backoff)
         while True:
-            rollover = asyncio.create_task(asyncio.sleep(self.rollover_s))
-            ended = asyncio.create_task(conn.ended.wait())
-            await asyncio.wait({rollover, ended}, return_when=asyncio.FIRST_COMPLETED)
-            rollover.cancel()
-            ended.cancel()
+            waits = {asyncio.create_task(asyncio.sleep(self.rollover_s)), asyncio.create_task(conn.ended.wait()),
+                     asyncio.create_task(conn.warned.wait())}  # the cut's time, a loss, the venue's notice
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
             if conn.ended.is_set():
                 self.connections.pop(conn.conn_id, None)
                 if conn.frames:
@@ -332,6 +333,11 @@ class LiveCollector(BookOutputs):
             self.pending.pop(frame.request_id, None)
         elif frame.kind == "error":
             self._on_refused(conn_id, frame)
+        elif frame.kind == "notice":
+            self.stats.notices += 1
+            conn = self.connections.get(conn_id)
+            if conn is not None:
+                conn.warned.set()  # its slot rolls over now (make before break)
         elif frame.kind == "event":
             conn = self.connections.get(conn_id)
             if conn is not None and not conn.all_data.is_set():

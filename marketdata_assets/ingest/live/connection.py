@@ -124,6 +124,7 @@ class Connection:
         self.all_data = asyncio.Event()  # ... and when every one of its channels delivered data (`saw`)
         self.unseen: set[str] = set(streams)  # its channels that delivered no data yet
         self.ended = asyncio.Event()
+        self.warned = asyncio.Event()  # the venue said it will close this connection soon (OKX's notice)
         self.reason = "open"
         self.frames = 0
         self.dropped = 0

@@ -27,6 +27,7 @@ class Stats:
     handshake_refusals: dict[int, int] = field(default_factory=dict)  # HTTP status (429, 418) -> refused handshakes
     disconnects: dict[str, int] = field(default_factory=dict)  # reason -> count
     rollovers: int = 0
+    notices: int = 0  # the venue's warnings that it will close a connection soon (each rolled over)
     stale: int = 0
     overflow_frames: int = 0  # frames dropped because the queue was full
     subscribe_errors: int = 0

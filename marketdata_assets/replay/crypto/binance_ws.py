@@ -38,7 +38,14 @@ from websockets.exceptions import ConnectionClosed
 from marketdata_assets.replay.crypto.config import BINANCE, ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument, fmt8, last_closed_bar, open_bar
 from marketdata_assets.replay.crypto.tape import Market
-from marketdata_assets.replay.crypto.ws_server import WS_FAULT_KINDS, Client, WsConfig, WsFault, WsServer
+from marketdata_assets.replay.crypto.ws_server import (
+    WS_FAULT_KINDS,
+    Client,
+    TickFaults,
+    WsConfig,
+    WsFault,
+    WsServer,
+)
 
 if TYPE_CHECKING:
     from marketdata_assets.replay.crypto.server import CryptoReplayServer
@@ -77,7 +84,6 @@ class BinanceWsReplay(WsServer):
         self.clients: dict[int, Client] = {}
         self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "limit_closes": 0,
                                        "lifetime_cuts": 0}
-        self.depth_events: dict[str, int] = dict.fromkeys(names, 0)
         self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
         self._init_server()
 
@@ -109,7 +115,7 @@ class BinanceWsReplay(WsServer):
             return
         self.clients[client.number] = client
         sender = asyncio.create_task(self._send_forever(client))
-        cut = asyncio.get_running_loop().call_later(self.config.lifetime_s, self._cut, client)
+        cut = self._arm_cut(client)
         try:
             async for message in connection:
                 if not await self._control(client, message):
@@ -120,11 +126,6 @@ class BinanceWsReplay(WsServer):
             cut.cancel()
             sender.cancel()
             self.clients.pop(client.number, None)
-
-    def _cut(self, client: Client) -> None:
-        """The venue's forced disconnect at the end of a connection's life (24 h at Binance)."""
-        self.counts["lifetime_cuts"] += 1
-        asyncio.ensure_future(client.connection.close(1001, "connection lifetime reached"))
 
     def _deliver(self, client: Client, stream: str, payload: dict) -> None:
         if client.stalled or stream not in client.streams:
@@ -191,33 +192,23 @@ class BinanceWsReplay(WsServer):
 
     # ---- the market moving ------------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Move every instrument once: a diff event and some trades, sent to their subscribers."""
-        if self.paused:
-            return
-        self.counts["ticks"] += 1
-        event_ms = int(time.time() * 1000)
-        for name, live in self.instruments.items():
-            self.depth_events[name] += 1
-            skips = [f for f in self.faults("skip_sequence") if f.instrument in (None, name)
-                     and self.depth_events[name] > f.after]
-            depth = self.depth_event(live, event_ms, any(f.take() for f in skips))
-            bursts = [f for f in self.faults("burst") if f.instrument in (None, name) and self.counts["ticks"] > f.after]
-            count = sum(f.count for f in bursts if f.take()) or self.config.trades_per_tick
-            trades = self.trades(live, count, event_ms)
-            lower = name.lower()
-            _, bids, asks = live.top(1)
-            ticker = {"u": depth["u"], "s": name, "b": bids[0][0], "B": bids[0][1], "a": asks[0][0],
-                      "A": asks[0][1]} if bids and asks else None  # a side emptied: no best price to tell
-            for client in list(self.clients.values()):
-                for kind in ("depth@100ms", "depth"):
-                    self._deliver(client, f"{lower}@{kind}", depth)
-                for trade in trades:
-                    self._deliver(client, f"{lower}@{self.trade_kind}", trade)
-                if ticker is not None:
-                    self._deliver(client, f"{lower}@bookTicker", self.book_ticker(ticker, event_ms))
-            self.bars(name, event_ms)
-            self.extras(name, live, trades, event_ms)
+    def move(self, name: str, live: LiveInstrument, faults: TickFaults, event_ms: int) -> None:
+        """A diff event, the move's trades, the book ticker (and the venue's extras) to subscribers."""
+        depth = self.depth_event(live, event_ms, faults.skip)
+        trades = self.trades(live, faults.trades, event_ms)
+        lower = name.lower()
+        _, bids, asks = live.top(1)
+        ticker = {"u": depth["u"], "s": name, "b": bids[0][0], "B": bids[0][1], "a": asks[0][0],
+                  "A": asks[0][1]} if bids and asks else None  # a side emptied: no best price to tell
+        for client in list(self.clients.values()):
+            for kind in ("depth@100ms", "depth"):
+                self._deliver(client, f"{lower}@{kind}", depth)
+            for trade in trades:
+                self._deliver(client, f"{lower}@{self.trade_kind}", trade)
+            if ticker is not None:
+                self._deliver(client, f"{lower}@bookTicker", self.book_ticker(ticker, event_ms))
+        self.bars(name, event_ms)
+        self.extras(name, live, trades, event_ms)
 
     def depth_event(self, live: LiveInstrument, event_ms: int, skip: bool) -> dict:
         return live.step(event_ms, skip=skip)

@@ -13,7 +13,8 @@ amounts are JSON numbers. `ticker.<instrument>.100ms`: every `ticker_every_s`, t
 `public/ticker` answer (deribit.ticker: mark and index of the last minute that ended, open
 interest, current_funding and funding_8h for perpetuals, the day's stats) with the live book's
 best bid/ask and the tick's time, so live and REST agree. Faults (ws_replay.py): disconnect, stall,
-skip_sequence, subscribe_error, bad_frame (`channel` "ticker": the next ticker with its fields missing).
+skip_sequence, subscribe_error, burst, bad_frame (`channel` "ticker": the next ticker with its fields
+missing); the cut after `lifetime_s` (a maintenance restart: a close frame, no warning).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ true book at once (`action: snapshot`, prevSeqId -1, the checksum of its top 25 
 tick an `update` (prevSeqId = the update id before the move, seqId = after it; the touched levels'
 final sizes, "0" removing) with the checksum of the true book after it, and the tape's trades.
 Faults (ws_replay.py): disconnect, stall, skip_sequence (seqId continuity broken), wrong_checksum
-(one update's checksum off by one; its data right), subscribe_error, bad_frame (`channel`: an OKX
-channel name; the next push of it has its fields missing).
+(one update's checksum off by one; its data right), subscribe_error, burst, bad_frame (`channel`: an
+OKX channel name; the next push of it has its fields missing); the service-upgrade cut after
+`lifetime_s`: the `notice` (code 64008) first, the close `cut_notice_s` later.
 
 The other channels, from the generators the REST replay (okx.py) answers with, so live and REST agree:
 - `tickers`: every `ticker_every_s`, the live book's best bid/ask and the last trade sent;
@@ -39,7 +40,13 @@ from marketdata_assets.replay.crypto.okx import FUNDING_HOURS, OI_STEP_US, Okx, 
 from marketdata_assets.replay.crypto.tape import MINUTE_US, instrument_spec
 from marketdata_assets.replay.crypto.ws_replay import Move, VenueWsReplay
 from marketdata_assets.replay.crypto.ws_server import Client
-from marketdata_assets.sources.okx.stream import CHECKSUM_LEVELS, checksum, is_contract, is_swap
+from marketdata_assets.sources.okx.stream import (
+    CHECKSUM_LEVELS,
+    SERVICE_UPGRADE,
+    checksum,
+    is_contract,
+    is_swap,
+)
 
 CHANNELS = ("trades", "books", "tickers", "mark-price", "funding-rate", "open-interest")
 BUSINESS_CHANNELS = ("candle1m",)
@@ -220,6 +227,12 @@ class OkxWsReplay(VenueWsReplay):
         return self._push("candle1m", {"instId": name}, [[str(ts // 1000), fmt_plain(o), fmt_plain(h), fmt_plain(low),
                                                          fmt_plain(c), fmt_plain(size_vol), fmt_plain(vol_ccy),
                                                          fmt_plain(quote), confirm]])
+
+    def announce_cut(self, client: Client) -> float:
+        """OKX's service-upgrade notice, `cut_notice_s` (OKX: ~30 s) before the connection is closed."""
+        self.reply(client, text({"event": "notice", "code": SERVICE_UPGRADE, "msg": "The connection will soon be "
+                                 "closed for a service upgrade. Please reconnect.", "connId": str(client.number)}))
+        return self.config.cut_notice_s
 
     def check_idle(self) -> None:
         now = asyncio.get_running_loop().time()

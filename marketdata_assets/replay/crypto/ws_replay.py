@@ -1,11 +1,13 @@
 """What OKX's and Deribit's WebSocket replays share beyond the server part of ws_server.py (which
 Binance's uses too; its connections, combined streams and control limits stay in binance_ws.py):
 one `LiveInstrument` per instrument of the venue (a true book moving by numbered updates, the
-tape's trades), a tick that moves every instrument and hands the move to the venue's formatting
+tape's trades), each tick's move (ws_server.py's tick loop) handed to the venue's formatting
 (`publish`), data frames and control answers per client, and the faults (`WsFault`): `disconnect` (TCP dropped after `after` data
 frames), `stall` (after `after` data frames nothing is sent or read: no data, no pong),
 `skip_sequence` (an update applied to the truth but never sent), `subscribe_error` (the
-`after`-th subscribe refused), `wrong_checksum` (a venue with checksums sends a wrong one).
+`after`-th subscribe refused), `wrong_checksum` (a venue with checksums sends a wrong one),
+`burst` (at tick `after`, `count` trades of the instrument at once); the venue's cut after
+`lifetime_s` (ws_server.py: OKX announces it, `announce_cut`).
 
 A subclass declares `venue`, `path`, `control(client, text)` (answers a client's message; False
 closes) and `publish(name, live, move)` (sends a tick's book update and trades to subscribers).
@@ -14,7 +16,6 @@ closes) and `publish(name, live, move)` (sends a tick's book update and trades t
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from marketdata_assets.replay.crypto.config import ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.tape import Market
-from marketdata_assets.replay.crypto.ws_server import Client, WsConfig, WsServer
+from marketdata_assets.replay.crypto.ws_server import Client, TickFaults, WsConfig, WsServer
 
 if TYPE_CHECKING:
     from marketdata_assets.replay.crypto.server import CryptoReplayServer
@@ -64,7 +65,6 @@ class VenueWsReplay(WsServer):
         self.clients: dict[int, Client] = {}
         self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "pings": 0,
                                        "idle_closes": 0, "heartbeat_closes": 0, "test_requests": 0}
-        self.updates: dict[str, int] = dict.fromkeys(names, 0)
         self.sent: dict[int, list[str]] = {}
         self._init_server()
 
@@ -85,6 +85,7 @@ class VenueWsReplay(WsServer):
         client.last_in = client.last_out = asyncio.get_running_loop().time()
         self.clients[client.number] = client
         sender = asyncio.create_task(self._send_forever(client))
+        cut = self._arm_cut(client)
         try:
             async for message in connection:
                 client.last_in = asyncio.get_running_loop().time()
@@ -93,6 +94,7 @@ class VenueWsReplay(WsServer):
         except ConnectionClosed:
             pass
         finally:
+            cut.cancel()
             sender.cancel()
             self.closed(client)
             self.clients.pop(client.number, None)
@@ -109,21 +111,11 @@ class VenueWsReplay(WsServer):
         if self.config.record:
             self.sent.setdefault(client.number, []).append(text)
 
-    def tick(self) -> None:
-        """Move every instrument once and send the move to its subscribers (`publish`)."""
-        if self.paused:
-            return
-        self.counts["ticks"] += 1
-        event_ms = int(time.time() * 1000)
-        for name, live in self.instruments.items():
-            self.updates[name] += 1
-            mine = [f for kind in ("skip_sequence", "wrong_checksum") for f in self.faults(kind)
-                    if f.instrument in (None, name) and self.updates[name] > f.after]
-            skip = any(f.take() for f in mine if f.kind == "skip_sequence")
-            bad = any(f.take() for f in mine if f.kind == "wrong_checksum")
-            first, last, bids, asks = live.step_levels(skip)
-            move = Move(first, last, bids, asks, live.tape_trades(self.config.trades_per_tick, event_ms), event_ms, bad)
-            self.publish(name, live, move)
+    def move(self, name: str, live: LiveInstrument, faults: TickFaults, event_ms: int) -> None:
+        """The tick's book update and trades as a `Move`, sent the venue's way (`publish`)."""
+        first, last, bids, asks = live.step_levels(faults.skip)
+        self.publish(name, live, Move(first, last, bids, asks, live.tape_trades(faults.trades, event_ms), event_ms,
+                                      faults.bad_checksum))
 
     async def control(self, client: Client, message: str | bytes) -> bool:
         raise NotImplementedError

@@ -4,7 +4,9 @@ sender, pausing the market, the truth for tests). binance_ws.py, okx_ws.py and d
 ws_replay.py) build on it; each says its venue's protocol.
 
 A subclass sets `venue`, `path`, `config`, `clients`, `instruments`, `host`/`port` and calls
-`_init_server()`; it defines `_serve(connection)` and `tick()`.
+`_init_server()`; it defines `_serve(connection)` (arming `_arm_cut(client)`: the venue's forced
+cut after `lifetime_s`) and `move(name, live, faults, event_ms)`: one instrument's move of a tick,
+sent its venue's way. The tick itself, and which faults fire on it, is one loop here for every venue.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class WsFault:
 class WsConfig:
     tick_s: float = 0.1  # one diff event per instrument and tick (`@100ms`)
     trades_per_tick: int = 2
-    lifetime_s: float = 86_400.0
+    lifetime_s: float = 86_400.0  # the venue cuts a connection this long after it opened
+    cut_notice_s: float = 30.0  # a venue that announces its cut (OKX's notice) does so this long before
     ping_interval_s: float = 20.0
     pong_timeout_s: float = 60.0
     control_per_s: int = 5
@@ -73,6 +76,15 @@ class WsConfig:
     ticker_every_s: float = 0.1  # tickers (OKX tickers, Deribit ticker.100ms): at most one per instrument this often
     derived_every_s: float = 1.0  # mark price, funding, open interest: one per instrument this often (markPrice@1s)
     faults: list[WsFault] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TickFaults:
+    """What the faults do to one instrument's move on one tick."""
+
+    skip: bool = False  # skip_sequence: one update applied to the truth but never sent
+    bad_checksum: bool = False  # wrong_checksum: the update's checksum is off (OKX)
+    trades: int = 0  # trades of the move (`trades_per_tick`, or a burst's count)
 
 
 @dataclass
@@ -101,6 +113,8 @@ class WsServer:
     path = ""
 
     def _init_server(self) -> None:
+        self.updates: dict[str, int] = dict.fromkeys(self.instruments, 0)  # ticks each instrument moved
+        self.counts.setdefault("lifetime_cuts", 0)
         self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
         self.paused = False  # the market stands still (tests compare books at rest)
         self.refused_handshakes: list[tuple[int, float]] = []  # (status, loop time) of each refused upgrade
@@ -161,6 +175,24 @@ class WsServer:
                     response.headers["Retry-After"] = str(fault.retry_after_s)
                 return response
         return None
+
+    # ---- the venue's forced cut ---------------------------------------------------------------
+
+    def _arm_cut(self, client: Client) -> asyncio.TimerHandle:
+        """The cut `lifetime_s` after the connection opened (cancel the handle when it closes)."""
+        return asyncio.get_running_loop().call_later(self.config.lifetime_s, self._cut, client)
+
+    def _cut(self, client: Client) -> None:
+        """The venue's forced disconnect (Binance: 24 h): announced first where the venue does so
+        (`announce_cut`: OKX's notice, `cut_notice_s` before), then a close frame."""
+        self.counts["lifetime_cuts"] += 1
+        delay = self.announce_cut(client)
+        asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(client.connection.close(1001, "connection lifetime reached")))
+
+    def announce_cut(self, client: Client) -> float:
+        """Tell the client its connection will be cut; seconds until the cut (0: no warning)."""
+        return 0.0
 
     # ---- control from tests -----------------------------------------------------------------
 
@@ -256,4 +288,25 @@ class WsServer:
         """A venue's replay closes the connections the venue would (OKX: no traffic for `idle_s`)."""
 
     def tick(self) -> None:
+        """Move every instrument once, each move sent its venue's way (`move`), with the faults that
+        fire on this tick: `skip_sequence` / `wrong_checksum` after `after` moves of the instrument,
+        `burst` after `after` ticks."""
+        if self.paused:
+            return
+        self.counts["ticks"] += 1
+        event_ms = int(time.time() * 1000)
+        for name, live in self.instruments.items():
+            self.updates[name] += 1
+            self.move(name, live, self._tick_faults(name), event_ms)
+
+    def _tick_faults(self, name: str) -> TickFaults:
+        def due(kind: str, count: int) -> list[WsFault]:
+            return [f for f in self.faults(kind) if f.instrument in (None, name) and count > f.after]
+        burst = sum(f.count for f in due("burst", self.counts["ticks"]) if f.take())
+        return TickFaults(skip=any(f.take() for f in due("skip_sequence", self.updates[name])),
+                          bad_checksum=any(f.take() for f in due("wrong_checksum", self.updates[name])),
+                          trades=burst or self.config.trades_per_tick)
+
+    def move(self, name: str, live, faults: TickFaults, event_ms: int) -> None:
+        """One instrument's move of a tick (a `LiveInstrument`), sent to its subscribers."""
         raise NotImplementedError

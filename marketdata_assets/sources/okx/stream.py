@@ -1,13 +1,16 @@
 """OKX v5 public WebSocket: the protocol as documented, the book's rules, as a `StreamProtocol`.
 
 What the venue documents (OKX API v5, "WebSocket" and "Order book channel"; check before changing):
-- `wss://ws.okx.com:8443/ws/v5/public`. Subscribe with `{"id": "<n>", "op": "subscribe", "args":
-  [{"channel": "trades", "instId": ..}, {"channel": "books", "instId": ..}]}`; each arg is
+- `wss://ws.okx.com/ws/v5/public` (port 443; 8443 was retired on 2026-10-31). Subscribe with
+  `{"id": "<n>", "op": "subscribe", "args": [{"channel": "trades", "instId": ..}, {"channel": "books",
+  "instId": ..}]}`; each arg is
   answered `{"id", "event": "subscribe", "arg": {..}, "connId"}`, a refusal `{"id", "event":
   "error", "code": "60018", "msg": .., "connId"}`; `unsubscribe` likewise.
 - Limits: 3 connection requests a second per IP; 480 subscribe/unsubscribe/login requests an hour
   per connection; a request's args at most 64 KB. We pace at 1 request a second, 50 args a request,
-  and keep at most 480 channels on a connection. No forced daily cut is documented.
+  and keep at most 480 channels on a connection. No forced daily cut is documented; before a
+  service upgrade OKX sends `{"event": "notice", "code": "64008", "msg", "connId"}` ~30 s before it
+  closes the connection (a `notice` frame: the collector opens the next connection first).
 - Keepalive: a connection with no traffic for 30 s is closed; the client sends the text "ping"
   when it has received nothing for N < 30 s (we: 20 s) and gets "pong".
 - Pushes: `{"arg": {"channel", "instId"}, "data": [..]}`; trades `[{instId, tradeId, px, sz, side
@@ -74,7 +77,8 @@ from marketdata_assets.sources.stream import (
 )
 
 VENUE = "OKX"
-WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
+WS_URL = "wss://ws.okx.com/ws/v5/public"  # port 8443 stopped answering WebSockets on 2026-10-31: 443 only
+SERVICE_UPGRADE = "64008"  # `{"event": "notice", "code": "64008"}`: this connection closes in ~30 s (an upgrade)
 PUBLIC_PATH, BUSINESS_PATH = "/ws/v5/public", "/ws/v5/business"
 CHECKSUM_LEVELS = 25
 # channel -> dataset, in the order a connection subscribes them
@@ -253,6 +257,8 @@ class OkxStream:
             return Frame("error", request_id=request_id, error=f"{frame.get('code')}: {frame.get('msg')}")
         if event in ("subscribe", "unsubscribe"):
             return Frame("ack", request_id=request_id, data=frame.get("arg"))
+        if event == "notice" and str(frame.get("code")) == SERVICE_UPGRADE:
+            return Frame("notice", error=f"{frame.get('code')}: {frame.get('msg')}")
         arg = frame.get("arg")
         if isinstance(arg, dict) and "data" in frame:
             instrument, kind = str(arg.get("instId") or arg.get("instType")), str(arg.get("channel"))
