@@ -28,10 +28,14 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from marketdata_assets.ingest.live.collector import CollectorConfig
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
+from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
 from marketdata_assets.replay.crypto.okx import fmt_plain
 from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
+from marketdata_assets.sources.deribit.stream import DeribitStream
+from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.conftest import clear_stale_defs_state
@@ -87,6 +91,7 @@ class Fault:
     recovered: object = None  # Stats -> bool: the fault happened and the collector is past it
     book_gaps: int | None = 0  # gap markers in the BTCUSDT book channel (None: any, each
     # resynced: a reconnect or an overflow may miss updates)
+    no_holes: bool = False  # every trade came live (the connection was replaced before the venue cut it)
 
 
 FAULTS = {
@@ -157,7 +162,7 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> l
 
 
 def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps: int | None,
-           feed: Feed = BINANCE_FEED) -> dict:
+           feed: Feed = BINANCE_FEED, no_holes: bool = False) -> dict:
     """Load the landing hour(s), refill from the REST replay, and check the stored trades against
     what the replay sent (see the module doc); the counts seen."""
     landed, key = landed_ids(root, feed), f"{feed.venue}:{feed.instrument}"
@@ -187,6 +192,7 @@ def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps:
             "resyncs": book.count("resync")}
     print(f"{name}: {seen}")
     assert (from_landing, from_refill) == (len(set(landed)), len(missing))
+    assert not (no_holes and missing), f"{len(missing)} trades missed live though the connection was replaced first"
     assert seen["book_gaps"] == seen["resyncs"]  # a book gap always triggers a resync
     if book_gaps is not None:
         assert seen["book_gaps"] == book_gaps
@@ -203,28 +209,72 @@ def test_after_a_replay_fault_the_stored_trades_are_what_the_replay_sent(root, c
         verify(root, clickhouse, rest, sent, name, fault.book_gaps)
 
 
-def flushed(root) -> None:
+@dataclass(frozen=True)
+class Rig:
+    """One venue's replays and collector as these tests run them."""
+
+    feed: Feed
+    replay: type | None  # its WebSocket replay (None: Binance's, tests/live/conftest.replays)
+    protocol: type | None  # its stream protocol (None: Binance spot's default collector)
+
+    @property
+    def instruments(self) -> list[str]:
+        return list(INSTRUMENTS) if self.replay is None else [self.feed.instrument,
+                                                              self.feed.instrument.replace("BTC", "ETH")]
+
+    def replays(self, ws_config: WsConfig) -> tuple[contextlib.ExitStack, CryptoReplayServer, object]:
+        if self.replay is None:
+            return replays(ws_config)
+        stack = contextlib.ExitStack()
+        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=5, instruments={self.feed.venue:
+                                                                                        self.instruments})))
+        return stack, rest, stack.enter_context(self.replay(ws_config, rest=rest))
+
+    def config(self, ws, rest, **overrides) -> CollectorConfig:
+        if self.replay is None:
+            return config_for(ws, rest, **overrides)
+        return CollectorConfig(self.instruments, ws.url, None, **{"backoff_base_s": 0.05, "stale_s": 5.0, **overrides})
+
+    def stream(self):
+        return None if self.protocol is None else self.protocol(datasets=("trades", "books"))
+
+    def collect_args(self, ws, rest) -> tuple[str, ...]:
+        """`marketdata collect`'s arguments for this venue alone against the replays."""
+        venue = self.feed.venue
+        if self.replay is None:
+            return ("--instruments", ",".join(INSTRUMENTS), "--ws-url", ws.url, "--rest-url", rest.base_url)
+        flag = venue.lower()
+        return ("--venue", flag, "--instruments", ",".join(f"{venue}:{i}" for i in self.instruments),
+                f"--{flag}-ws-url", ws.url, f"--{flag}-rest-url", rest.base_url)
+
+
+RIGS = {"BINANCE": Rig(BINANCE_FEED, None, None), "OKX": Rig(OKX_FEED, OkxWsReplay, OkxStream),
+        "DERIBIT": Rig(DERIBIT_FEED, DeribitWsReplay, DeribitStream)}
+
+
+def flushed(root, channel: str = CHANNEL) -> None:
     """Wait until the trade channel's open file holds a flushed frame (the writer flushes each second)."""
     deadline = time.monotonic() + WAIT_S
-    while not any(p.stat().st_size > 0 for p in root.rglob(f"{CHANNEL}/*.part")):
+    while not any(p.stat().st_size > 0 for p in root.rglob(f"{channel}/*.part")):
         assert time.monotonic() < deadline, "no landing flush"
         time.sleep(0.05)
 
 
-def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse):
+@pytest.mark.parametrize("venue", list(RIGS))
+def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse, venue):
     """`marketdata collect` SIGKILLed mid-stream (its .part files left open, a line maybe torn), then
     started again: it closes them, and the hour loads whole once refilled."""
     from tests.live.test_collect_cli import cli_env, start, stop, wait_status
 
+    rig = RIGS[venue]
     env = cli_env(tmp_path)
-    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    stack, rest, ws = rig.replays(WsConfig(tick_s=0.02))
     with stack:
-        args = ("collect", "--instruments", ",".join(INSTRUMENTS), "--no-nats", "--ws-url", ws.url, "--rest-url",
-                rest.base_url, "--landing-dir", str(root), "--metrics-port", "0")
+        args = ("collect", *rig.collect_args(ws, rest), "--no-nats", "--landing-dir", str(root), "--metrics-port", "0")
         proc, url = start(env, *args)
         try:
             wait_status(url, lambda s: s["collector"]["trades"] >= 100, "100 trades")
-            flushed(root)
+            flushed(root, rig.feed.trades)
         finally:
             proc.kill()
             proc.communicate(timeout=30)
@@ -235,7 +285,8 @@ def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_
         finally:
             stop(proc)
         assert status["collector"]["markers"]["recovered_files"] >= 1 and not list(root.rglob("*.part"))
-        seen = verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), "kill_9", None)
+        seen = verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted), f"{venue}_kill_9",
+                      None, rig.feed)
     assert seen["refilled"] > 0  # the trades sent while no collector ran came from the refill
 
 
@@ -282,24 +333,27 @@ async def clickhouse_down(nats, collector, consumer, db_client, database) -> Non
     db_client.command(f"RENAME TABLE {away} TO {table}")  # back, with what it held
 
 
+@pytest.mark.parametrize("venue", list(RIGS))
 @pytest.mark.parametrize("outage", [nats_down, clickhouse_down], ids=["nats_restart", "clickhouse_outage"])
-def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, clickhouse, outage):
+def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, clickhouse, outage,
+                                                                               venue):
     from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
     from marketdata_assets.stores.clickhouse import live
     from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 
+    rig = RIGS[venue]
     nats = PrivateNats(tmp_path / "jetstream")
     nats.start()
     token = uuid.uuid4().hex[:10]
     spec = StreamSpec(name=f"TEST_{token}", subjects=(f"t{token}.>",), max_bytes=64 << 20, max_age_s=600)
-    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    stack, rest, ws = rig.replays(WsConfig(tick_s=0.02))
     with stack, clickhouse.get_client() as client:
         db = clickhouse.database
         live.ensure_live_tables(client, db)
 
         async def scenario():
-            async with collecting(config_for(ws, rest, subject_prefix=f"t{token}"), LandingWriter(root, "BINANCE"),
-                                  nats.url, spec) as (c, _):
+            async with collecting(rig.config(ws, rest, subject_prefix=f"t{token}"), LandingWriter(root, venue),
+                                  nats.url, spec, protocol=rig.stream()) as (c, _):
                 store = await JetStreamStore(nats.url).connect()
                 consumer = TradesConsumer(ConsumerConfig(stream=spec.name, subject_filter=f"t{token}.trades.>",
                                                          durable="ch", batch_size=50, max_wait_s=0.05, idle_poll_s=0.2,
@@ -324,56 +378,67 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
             stats, consumed = asyncio.run(scenario())
         finally:
             nats.stop()
-        counts = client.query(f"SELECT count(), uniqExact(trade_id) FROM `{db}`.{live.TRADES_LIVE} FINAL "
-                              "WHERE instrument = {i:String}", parameters={"i": INSTRUMENT}).result_rows[0]
-        raw = client.command(f"SELECT count() FROM `{db}`.{live.TRADES_LIVE} WHERE instrument = '{INSTRUMENT}'")
-        ids = {int(r[0]) for r in client.query(f"SELECT trade_id FROM `{db}`.{live.TRADES_LIVE} FINAL "
-                                               "WHERE instrument = {i:String}", parameters={"i": INSTRUMENT}).result_rows}
-        landed = set(landed_ids(root))
-        print(f"{outage.__name__}: trades_live {counts} (raw rows {raw}), publish failures {stats.publish_failures}, "
-              f"duplicates {stats.duplicates}, insert failures {consumed.insert_failures}, redelivered {consumed.redelivered}")
+        where, key = "WHERE venue = {v:String} AND instrument = {i:String}", {"v": venue, "i": rig.feed.instrument}
+        counts = client.query(f"SELECT count(), uniqExact(trade_id) FROM `{db}`.{live.TRADES_LIVE} FINAL {where}",
+                              parameters=key).result_rows[0]
+        raw = client.query(f"SELECT count() FROM `{db}`.{live.TRADES_LIVE} {where}", parameters=key).result_rows[0][0]
+        ids = {int(r[0]) for r in client.query(f"SELECT trade_id FROM `{db}`.{live.TRADES_LIVE} FINAL {where}",
+                                               parameters=key).result_rows}
+        landed = set(landed_ids(root, rig.feed))
+        print(f"{venue} {outage.__name__}: trades_live {counts} (raw rows {raw}), publish failures "
+              f"{stats.publish_failures}, duplicates {stats.duplicates}, insert failures {consumed.insert_failures}, "
+              f"redelivered {consumed.redelivered}")
         assert counts[0] == counts[1] == len(landed) and ids == landed  # every landed trade through NATS, once
         ws.resume()
-        verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), outage.__name__, None)
+        verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted),
+               f"{venue}_{outage.__name__}", None, rig.feed)
 
 
-VENUE_FAULTS = {
-    ("OKX", "wrong_checksum"): Fault([{"kind": "wrong_checksum", "instrument": OKX_FEED.instrument, "after": AFTER}],
-                                     recovered=lambda s: s.gaps == 1 and s.checksum_mismatches == 1
-                                     and s.snapshots == 3, book_gaps=1),
-    ("OKX", "disconnect"): Fault([{"kind": "disconnect", "after": AFTER * 4}], book_gaps=None,
-                                 recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2),
-    ("DERIBIT", "skipped_sequence"): Fault([{"kind": "skip_sequence", "instrument": DERIBIT_FEED.instrument,
-                                             "after": AFTER}], recovered=lambda s: s.gaps == 1 and s.snapshots == 3,
-                                           book_gaps=1),
-    ("DERIBIT", "disconnect"): Fault([{"kind": "disconnect", "after": AFTER * 4}], book_gaps=None,
-                                     recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2),
-}
+def venue_faults(venue: str, instrument: str) -> dict[tuple[str, str], Fault]:
+    """The matrix's cells of OKX or Deribit (their book faults: OKX a wrong checksum, Deribit a
+    skipped change_id; the venue's cut: OKX announces it and the collector replaces the connection
+    first, so nothing is missed; Deribit just closes)."""
+    book_fault = ("wrong_checksum", Fault([{"kind": "wrong_checksum", "instrument": instrument, "after": AFTER}],
+                                          recovered=lambda s: s.gaps == 1 and s.checksum_mismatches == 1
+                                          and s.snapshots == 3, book_gaps=1)) if venue == "OKX" else \
+        ("skipped_sequence", Fault([{"kind": "skip_sequence", "instrument": instrument, "after": AFTER}],
+                                   recovered=lambda s: s.gaps == 1 and s.snapshots == 3, book_gaps=1))
+    cut = Fault(ws={"lifetime_s": 1.0, "cut_notice_s": 3.0}, book_gaps=None, no_holes=True,
+                recovered=lambda s: s.notices >= 1 and s.rollovers >= 1) if venue == "OKX" else \
+        Fault(ws={"lifetime_s": 0.6}, book_gaps=None,
+              recovered=lambda s: s.disconnects.get("closed", 0) >= 1 and s.connects >= 2)
+    cells = {
+        book_fault[0]: book_fault[1],
+        "disconnect": Fault([{"kind": "disconnect", "after": AFTER * 4}], book_gaps=None,
+                            recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2),
+        "forced_cut": cut,
+        "stalled_socket": FAULTS["stalled_socket"],
+        "subscribe_error": Fault([{"kind": "subscribe_error"}],
+                                 recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1),
+        "burst": Fault([{"kind": "burst", "instrument": instrument, "after": AFTER, "count": 3000}],
+                       collector={"queue_size": 64, "batch_size": 16}, book_gaps=None,
+                       recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1),
+    }
+    return {(venue, name): fault for name, fault in cells.items()}
+
+
+VENUE_FAULTS = {**venue_faults("OKX", OKX_FEED.instrument), **venue_faults("DERIBIT", DERIBIT_FEED.instrument)}
 
 
 @pytest.mark.parametrize(("venue", "name"), list(VENUE_FAULTS), ids=[f"{v}-{n}" for v, n in VENUE_FAULTS])
 def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sent(root, clickhouse, venue, name):
-    from marketdata_assets.ingest.live.collector import CollectorConfig
-    from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
-    from marketdata_assets.sources.deribit.stream import DeribitStream
-    from marketdata_assets.sources.okx.stream import OkxStream
-
-    fault, feed = VENUE_FAULTS[(venue, name)], OKX_FEED if venue == "OKX" else DERIBIT_FEED
-    instruments = [feed.instrument, feed.instrument.replace("BTC", "ETH")]
-    replay_class, protocol = (OkxWsReplay, OkxStream) if venue == "OKX" else (DeribitWsReplay, DeribitStream)
-    with contextlib.ExitStack() as stack:
-        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=5, instruments={venue: instruments})))
-        ws = stack.enter_context(replay_class(WsConfig(tick_s=0.02), rest=rest))
+    fault, rig = VENUE_FAULTS[(venue, name)], RIGS[venue]
+    stack, rest, ws = rig.replays(WsConfig(tick_s=0.02, **fault.ws))
+    with stack:
         for spec in fault.ws_faults:
             ws.add_fault(**spec)
 
         async def scenario():
-            config = CollectorConfig(instruments, ws.url, None, backoff_base_s=0.05, stale_s=5.0)
-            async with collecting(config, LandingWriter(root, venue),
-                                  protocol=protocol(datasets=("trades", "books"))) as (c, _):
+            async with collecting(rig.config(ws, rest, **fault.collector), LandingWriter(root, venue),
+                                  protocol=rig.stream()) as (c, _):
                 await c.stats.wait_until(fault.recovered, WAIT_S)
                 after = c.stats.trades
                 await c.stats.wait_until(lambda s: s.trades >= after + MORE, WAIT_S)
         asyncio.run(scenario())
-        verify(root, clickhouse, rest, dict(ws.instruments[feed.instrument].emitted), f"{venue}_{name}",
-               fault.book_gaps, feed)
+        verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted), f"{venue}_{name}",
+               fault.book_gaps, rig.feed, fault.no_holes)

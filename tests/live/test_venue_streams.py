@@ -64,6 +64,10 @@ def test_frames_are_read_by_shape():
     assert (error.kind, error.request_id, error.error) == ("error", 7, "60018: nope")
     event = okx.decode(json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": []}))
     assert (event.channel, event.dataset, event.instrument) == ("BTC-USDT@trades", "trades", "BTC-USDT")
+    notice = okx.decode(json.dumps({"event": "notice", "code": "64008", "msg": "The connection will soon be closed "
+                                    "for a service upgrade. Please reconnect.", "connId": "a4d3ae55"}))
+    assert (notice.kind, notice.error.split(":")[0]) == ("notice", "64008")  # the collector rolls over on it
+    assert okx.decode(json.dumps({"event": "notice", "code": "99999", "msg": "?"})).kind == "control"
     deribit = DeribitStream()
     beat = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}))
     assert beat.kind == "control" and json.loads(beat.reply)["method"] == "public/test"

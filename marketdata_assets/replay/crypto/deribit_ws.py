@@ -125,18 +125,19 @@ class DeribitWsReplay(VenueWsReplay):
         book = notification(book_channel, {"type": "change", "timestamp": move.event_ms, "instrument_name": name,
                                            "prev_change_id": move.first - 1, "change_id": move.last,
                                            "bids": entries(move.bids), "asks": entries(move.asks)})
-        trades = notification(trades_channel, [
+        trades = [notification(trades_channel, [
             {"trade_seq": i, "trade_id": trade_id(name, i), "timestamp": move.event_ms, "tick_direction": 0, "price": p,
              "amount": q, "direction": "buy" if buy else "sell", "instrument_name": name, "index_price": p,
-             "mark_price": p} for i, p, q, buy in move.trades])
+             "mark_price": p} for i, p, q, buy in chunk]) for chunk in self.trade_pushes(move)]
         ticker_channel = f"ticker.{name}.100ms"
         tick = self._ticker(name, live, move) if any(ticker_channel in c.streams for c in self.clients.values()) \
             and all(live.top(1)[1:]) and self.due("ticker", name, self.config.ticker_every_s) else None
         for client in list(self.clients.values()):
             if book_channel in client.streams:
                 self.send_data(client, book)
-            if trades_channel in client.streams and move.trades:
-                self.send_data(client, trades)
+            if trades_channel in client.streams:
+                for push in trades:
+                    self.send_data(client, push)
             if tick is not None and ticker_channel in client.streams:
                 self.send_data(client, tick)
 

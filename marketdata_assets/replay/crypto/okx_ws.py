@@ -135,15 +135,16 @@ class OkxWsReplay(VenueWsReplay):
                      "data": [{"asks": self._levels(move.asks), "bids": self._levels(move.bids),
                                "ts": str(move.event_ms), "checksum": cs, "prevSeqId": move.first - 1,
                                "seqId": move.last}]})
-        trades = text({"arg": {"channel": "trades", "instId": name},
-                       "data": [{"instId": name, "tradeId": str(i), "px": fmt_plain(p), "sz": fmt_plain(q),
-                                 "side": "buy" if buy else "sell", "ts": str(move.event_ms), "count": "1"}
-                                for i, p, q, buy in move.trades]})
+        trades = [text({"arg": {"channel": "trades", "instId": name},
+                        "data": [{"instId": name, "tradeId": str(i), "px": fmt_plain(p), "sz": fmt_plain(q),
+                                  "side": "buy" if buy else "sell", "ts": str(move.event_ms), "count": "1"}
+                                 for i, p, q, buy in chunk]}) for chunk in self.trade_pushes(move)]
         for client in list(self.clients.values()):
             if f"{name}@books" in client.streams:
                 self.send_data(client, book)
-            if f"{name}@trades" in client.streams and move.trades:
-                self.send_data(client, trades)
+            if f"{name}@trades" in client.streams:
+                for push in trades:
+                    self.send_data(client, push)
         if move.trades:
             self.last_trade[name] = move.trades[-1]
         pushes = self._derived(name, live, move)

@@ -117,6 +117,12 @@ class VenueWsReplay(WsServer):
         self.publish(name, live, Move(first, last, bids, asks, live.tape_trades(faults.trades, event_ms), event_ms,
                                       faults.bad_checksum))
 
+    def trade_pushes(self, move: Move) -> list[list]:
+        """The move's trades in pushes of at most `trades_per_tick` (a burst is many frames, as a busy
+        market's are: OKX pushes a trade or a few at a time; Deribit's 100 ms batches stay small)."""
+        size = max(1, self.config.trades_per_tick)
+        return [move.trades[i:i + size] for i in range(0, len(move.trades), size)]
+
     async def control(self, client: Client, message: str | bytes) -> bool:
         raise NotImplementedError
 
