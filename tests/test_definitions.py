@@ -18,6 +18,7 @@ TICKS_CHECKS = {
     "live_liquidations": {"no_duplicate_liquidation_ids", "timestamps_inside_day"},
     "live_open_interest": {"open_interest_not_negative", "timestamps_inside_day"},
     "live_mark_funding": {"timestamps_inside_day"},
+    "live_books": {"prices_positive", "book_not_crossed", "timestamps_inside_day"},
     "binance_dump_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive",
                              "bars_on_the_1m_grid", "no_unit_step"},
     "crypto_book_snapshots": {"prices_positive"},
@@ -56,7 +57,7 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     # the groups are the domains (defs/<group>/)
     assert set(groups) == {"alphas", "crypto", "equities", "archives", "exports", "live", "upkeep"}
     assert groups["live"] == {"live_trades", "live_trade_id_refill", "live_tickers", "live_bars_1m",
-                              "live_liquidations", "live_open_interest", "live_mark_funding"}
+                              "live_liquidations", "live_open_interest", "live_mark_funding", "live_books"}
     assert groups["upkeep"] == {"tick_store", "tick_compaction", "ticks_coverage"}
     assert groups["exports"] == {"parquet_export"}
     assert groups["crypto"] == {"crypto_factors", "trade_id_refill",

@@ -77,6 +77,14 @@ PRICES_POSITIVE = {
                   "SELECT load_id, venue, instrument, ts, side, level, price FROM {table} "
                   "WHERE load_id IN ({scope}) AND NOT (price > 0)"),
 }
+BOOK_NOT_CROSSED = Rule(
+    "book_not_crossed", "books",
+    "In every snapshot the best bid is below the best ask, and every level's size is positive.",
+    "SELECT load_id, venue, instrument, ts, update_id, maxIf(price, side = 'bid' AND level = 0) AS best_bid, "
+    "minIf(price, side = 'ask' AND level = 0) AS best_ask, min(quantity) AS least_size FROM {table} "
+    "WHERE load_id IN ({scope}) GROUP BY load_id, venue, instrument, ts, update_id "
+    "HAVING (countIf(side = 'bid' AND level = 0) > 0 AND countIf(side = 'ask' AND level = 0) > 0 "
+    "AND best_bid >= best_ask) OR NOT (least_size > 0)")
 BARS_CONSISTENT = {dataset: Rule(
     "bar_high_low_consistent", dataset, "high >= max(open, close) and low <= min(open, close).",
     "SELECT load_id, venue, instrument, ts, open, high, low, close FROM {table} WHERE load_id IN ({scope}) "

@@ -205,6 +205,15 @@ class StreamProtocol(Protocol):
     def snapshot_channel(self, instrument: str) -> str: ...  # where REST snapshots land: `<instrument>@depth_snapshot`
 
 
+BOOK_TOP = "book_top"  # the landing channel kind of the collector's own top-N book snapshots
+
+
+def book_top_channel(protocol: StreamProtocol, instrument: str) -> str:
+    """Where the collector lands its top-N snapshots of a book: `<instrument>@book_top`, the instrument
+    spelled as the venue's channels spell it (beside `<instrument>@depth_snapshot`)."""
+    return f"{protocol.snapshot_channel(instrument).rpartition('@')[0]}@{BOOK_TOP}"
+
+
 def plan_connections(channels: list[str], max_channels: int, endpoint=None) -> list[list[str]]:
     """Channels split over connections, at most `max_channels` each (in order, no repeats); with
     `endpoint(channel)`, channels of different endpoints never share a connection (OKX serves its

@@ -1,4 +1,4 @@
-"""The live datasets other than trades (tickers, bars_1m, liquidations, open_interest, mark_funding:
+"""The live datasets other than trades (tickers, bars_1m, liquidations, open_interest, mark_funding, books:
 ingest/live/dataset_load.py, defs/live/datasets.py) loaded from real landing files (the landing
 writer) through the ingest engine into the embedded ClickHouse: per venue that lands a dataset, the
 stored rows equal the frames' values; the same event from two connections counts once as a
@@ -14,6 +14,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from marketdata_assets.datasets.slices import SliceKey
@@ -51,6 +52,18 @@ def deribit_ticker(k: int) -> dict:
             "best_bid_amount": 1000.0, "best_ask_price": 40001.0 + k, "best_ask_amount": 2000.0,
             "last_price": 40000.5, "mark_price": 40000.0 + k, "index_price": 39990.0, "open_interest": 500000.0,
             "current_funding": 0.0001 * k, "funding_8h": 0.0002, "stats": {"volume": 10.0}}
+
+
+def book_top(venue: str, instrument: str, bids: list, asks: list, update_id: int = 1234, ms: int = MS + 20) -> str:
+    """A top-N snapshot as the collector lands it (`<instrument>@book_top`, its published payload)."""
+    return json.dumps({"venue": venue, "instrument": instrument, "update_id": update_id, "depth": 2, "bids": bids,
+                       "asks": asks, "event_ms": ms, "recv_ns": (ms + 3) * 10**6})
+
+
+def book_rows(asks: list[tuple[float, float]], bids: list[tuple[float, float]], ms: int = MS + 20) -> list[dict]:
+    """The stored rows of a snapshot, in the table's order (side `ask` before `bid`, by level)."""
+    return [{"ts": ts(ms), "side": side, "level": level, "price": price, "quantity": quantity, "update_id": 1234}
+            for side, levels in (("ask", asks), ("bid", bids)) for level, (price, quantity) in enumerate(levels)]
 
 
 # (venue, dataset) -> (instrument, [(channel, frame text)], the expected stored rows (dicts of columns))
@@ -118,6 +131,15 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
             "ticker.BTC-PERPETUAL.100ms", deribit_ticker(1)))],
             [{"ts": ts(MS + 1000), "contracts": 50000.0, "contract_size": 10.0, "size_unit": "quote",
               "base": 500000.0 / 40001.0, "quote": 500000.0}]),
+        ("BINANCE", "books"): ("BTCUSDT", [("btcusdt@book_top", book_top(
+            "BINANCE", "BTCUSDT", [["40000.10", "1.5"], ["40000.00", "2"]], [["40000.20", "0.5"], ["40000.30", "3"]]))],
+            book_rows([(40000.2, 0.5), (40000.3, 3.0)], [(40000.1, 1.5), (40000.0, 2.0)])),
+        ("OKX", "books"): ("BTC-USDT-SWAP", [("BTC-USDT-SWAP@book_top", book_top(  # contracts of 0.01 BTC
+            "OKX", "BTC-USDT-SWAP", [["40000.1", "10"], ["40000", "25"]], [["40000.2", "5"], ["40000.5", "100"]]))],
+            book_rows([(40000.2, 0.05), (40000.5, 1.0)], [(40000.1, 0.1), (40000.0, 0.25)])),
+        ("DERIBIT", "books"): ("BTC-PERPETUAL", [("BTC-PERPETUAL@book_top", book_top(  # USD amounts
+            "DERIBIT", "BTC-PERPETUAL", [["40000.5", "1000"], ["40000", "2000"]], [["40001", "4000"]]))],
+            book_rows([(40001.0, 4000 / 40001)], [(40000.5, 1000 / 40000.5), (40000.0, 2000 / 40000)])),
         ("DERIBIT", "mark_funding"): ("BTC-PERPETUAL", [("ticker.BTC-PERPETUAL.100ms", deribit(
             "ticker.BTC-PERPETUAL.100ms", deribit_ticker(2)))],
             [{"ts": ts(MS + 2000), "mark_price": 40002.0, "index_price": 39990.0, "funding_rate": 0.0002,
@@ -170,17 +192,20 @@ def test_a_landed_hour_is_stored_as_the_frames_say(root, store, venue, dataset):
     assert_rows(rows, expected)
     assert all(r["venue"] == venue and r["instrument"] == instrument for r in rows)
     # every event twice (two connections): the second copies are duplicates; the ack and the torn frame counted
-    messages = len(expected) * (2 if (venue, dataset) in {("BINANCE_UM", "mark_funding"), ("DERIBIT", "mark_funding")}
-                                else 1)
+    messages = 1 if dataset == "books" else len(expected) * (
+        2 if (venue, dataset) in {("BINANCE_UM", "mark_funding"), ("DERIBIT", "mark_funding")} else 1)
     discarded = dict(figures.discarded)
     assert discarded.pop("duplicates") == messages
-    assert discarded.pop("not_an_event") == 1 and discarded.pop("bad_frame") == 1
+    if dataset == "books":  # the collector's own records: an ack there is no snapshot either
+        assert discarded.pop("bad_frame") == 2
+    else:
+        assert discarded.pop("not_an_event") == 1 and discarded.pop("bad_frame") == 1
     if dataset == "bars_1m" and venue == "BINANCE_UM":
         assert discarded.pop("unconfirmed") == 2  # the open bar's update, from each connection
     if dataset == "liquidations" and venue == "OKX":
         assert discarded.pop("other_instrument") == 2  # ETH's detail in the shared channel, each connection
     assert discarded == {}
-    assert figures.markers["connect"] == 2 and figures.trades == messages
+    assert figures.markers["connect"] == 2 and figures.trades == (len(expected) if dataset == "books" else messages)
 
 
 def test_a_reload_is_idempotent_and_samples_never_reach_funding_rates(root, store):
@@ -321,3 +346,53 @@ def test_a_bar_the_rest_parser_refuses_is_a_bad_frame(root):
     assert frame["ts"].to_list() == [ts(MS)]
     (hour,) = figures.values()
     assert dict(hour.discarded) == {"bad_frame": 2, "duplicates": 1}
+
+
+def test_the_collectors_books_are_stored_as_the_venue_had_them_and_pass_their_checks(root, store):
+    """The real collector against the Binance replays lands its top-N snapshots (`@book_top`, no NATS);
+    `live_books` (with its checks) stores the hour: the snapshot at the book's last update id equals
+    the replay's true book level for level, every snapshot once; a second run leaves the same rows."""
+    import asyncio
+
+    from marketdata_assets.defs.live.checks import live_dataset_checks
+    from marketdata_assets.defs.live.datasets import live_dataset_assets
+    from marketdata_assets.replay.crypto.binance_ws import WsConfig
+    from tests.live.conftest import collecting, config_for, replays
+
+    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    with stack:
+        async def scenario() -> int:
+            config = config_for(ws, rest, book_snapshot_s=0.1, book_depth=5)
+            async with collecting(config, LandingWriter(root, "BINANCE")) as (c, _):
+                await c.stats.wait_until(lambda s: s.book_tops_landed >= 10, 20)
+                ws.pause()
+                await c.stats.wait_until(lambda s: c.books["BTCUSDT"].book.update_id == ws.truth_book("BTCUSDT")[0]
+                                         and c.snapshot_ids.get("BTCUSDT") == ws.truth_book("BTCUSDT")[0], 20)
+                return c.stats.book_tops_landed
+        landed = asyncio.run(scenario())
+        truth_id, bids, asks = ws.truth_book("BTCUSDT")
+    hours = sorted({path.name.split(".")[0] for path in root.rglob("btcusdt@book_top/*.jsonl.zst")})
+    asset = next(a for a in live_dataset_assets if a.key == dg.AssetKey("live_books"))
+    checks = [c for c in live_dataset_checks if dg.AssetKey("live_books") in {k.asset_key for k in c.check_keys}]
+    assert len(checks) == 3
+    counts, first_day = [], datetime.strptime(hours[0][:10], "%Y-%m-%d").date()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("live_instruments", ["BINANCE:BTCUSDT"])
+        for _ in range(2):
+            for hour in hours:  # 2026-11-24T04Z -> 2026-11-24-04:00
+                clear_stale_defs_state()
+                result = dg.materialize([asset, *checks], resources={"clickhouse": store}, instance=instance,
+                                        partition_key=f"{hour[:10]}-{hour[11:13]}:00|BINANCE:BTCUSDT",
+                                        raise_on_error=False)
+                assert result.success, [e.message for e in result.all_events if e.is_failure]
+                assert all(e.passed for e in result.get_asset_check_evaluations())
+            with store.get_client() as client:  # the active loads' rows (the load pointer)
+                frame = ct.read_range(client, store.database, "books", "BINANCE", "BTCUSDT", first_day,
+                                      first_day + timedelta(days=2))
+            counts.append((frame.height, frame["update_id"].n_unique()))
+    rows = frame.filter(pl.col("update_id") == truth_id).rows(named=True)
+    top = {side: [(float(p), float(q)) for p, q in sorted(levels.items(), key=lambda kv: float(kv[0]),
+                                                             reverse=side == "bid")[:5]]
+           for side, levels in (("bid", bids), ("ask", asks))}
+    assert {side: [(r["price"], r["quantity"]) for r in rows if r["side"] == side] for side in ("bid", "ask")} == top
+    assert counts[0] == counts[1] and counts[0][0] == 10 * counts[0][1] and 5 <= counts[0][1] <= landed

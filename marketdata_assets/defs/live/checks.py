@@ -4,7 +4,8 @@
 - the other live datasets (defs/live/datasets.py): the rules the REST loads of the same dataset get
   (quality/slice_checks.py `CRYPTO_CHECKS`, `CRYPTO_SNAPSHOT_CHECKS`): bars consistent, on the minute
   grid, prices positive; open interest not negative; no duplicate liquidation id; tickers not
-  crossed; and every timestamp inside its day (mark_funding and tickers too, the rule made for their
+  crossed; book levels' prices positive and, in each snapshot, the best bid below the best ask; and
+  every timestamp inside its day (mark_funding, tickers and books too, the rule made for their
   tables)."""
 
 from dataclasses import replace
@@ -14,8 +15,10 @@ from marketdata_assets.defs.live.datasets import asset_name
 from marketdata_assets.defs.live.partitions import live_partitions
 from marketdata_assets.quality.slice_checks import CRYPTO_BAR_RULES, LIVE_TRADE_CHECKS, by_hour, rule_check
 from marketdata_assets.quality.slices import (
+    BOOK_NOT_CROSSED,
     NO_DUPLICATE_LIQUIDATION_IDS,
     OPEN_INTEREST_NOT_NEGATIVE,
+    PRICES_POSITIVE,
     TICKER_NOT_CROSSED,
     TIMESTAMPS_INSIDE_DAY,
 )
@@ -32,6 +35,7 @@ LIVE_DATASET_RULES = {
     "liquidations": (NO_DUPLICATE_LIQUIDATION_IDS, inside_day("liquidations")),
     "open_interest": (OPEN_INTEREST_NOT_NEGATIVE, inside_day("open_interest")),
     "mark_funding": (inside_day("mark_funding"),),
+    "books": (PRICES_POSITIVE["books"], BOOK_NOT_CROSSED, inside_day("books")),
 }
 LIVE_DATASET_CHECKS = [by_hour(rule_check(asset_name(dataset), rule), asset_name(dataset))
                        for dataset, rules in LIVE_DATASET_RULES.items() for rule in rules]

@@ -30,6 +30,7 @@ DESCRIPTIONS = {
     "liquidations": "forced liquidations as the venues stream them, in `liquidations`",
     "open_interest": "open interest as the venues stream it, in `open_interest`",
     "mark_funding": "mark, index and current funding-rate samples (not settlements), in `mark_funding`",
+    "books": "top-N book snapshots (the collector's books, each second they moved), in `book_snapshots`",
 }
 
 

@@ -1,6 +1,6 @@
 """Closed landing hours of the live collector's trade channels (every venue of ingest/live/load.py
 `LIVE_VENUES`: Binance spot, OKX, Deribit) and of the other datasets' channels (ingest/live/dataset_rows.py
-`CHANNELS`: tickers, bars_1m, liquidations, open_interest, mark_funding): a load of each (hour,
+`CHANNELS`: tickers, bars_1m, liquidations, open_interest, mark_funding, books): a load of each (hour,
 VENUE:INSTRUMENT) of the asset the file feeds (`live_trades`, `live_tickers`, ...; one file may feed
 several: Deribit's ticker channel) as soon as the file closes, the instruments added to
 `live_instruments` first. A channel of every instrument's events (OKX `SWAP@liquidation-orders`)

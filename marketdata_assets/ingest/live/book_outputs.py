@@ -3,7 +3,9 @@ parts of `LiveCollector` (collector.py) that run on a clock rather than on frame
 core stays readable.
 
 - Top-N book snapshots (`book_snapshot_s`, default 1 s; `book_depth`, default 20): every synced book
-  that moved since its last one goes to JetStream as `md.books.<venue>.<instrument>`, payload
+  that moved since its last one is landed as the collector's own record in `<instrument>@book_top`
+  (whatever the sinks: the hourly `live_books` load stores these) and goes to JetStream as
+  `md.books.<venue>.<instrument>`, payload
   `{venue, instrument, update_id, depth, bids, asks, event_ms, recv_ns}` (levels as the venue's
   strings), `Nats-Msg-Id` `<venue>.<instrument>.<update id>` (a repeat, from a restart or a second
   collector, is dropped by the server). A book awaiting its resync publishes nothing (counted). A
@@ -26,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from marketdata_assets.ingest.live.connection import Backoff
-from marketdata_assets.sources.stream import BOOKS
+from marketdata_assets.sources.stream import BOOKS, book_top_channel
 from marketdata_assets.stores.jetstream import subject
 
 
@@ -124,6 +126,7 @@ class BookOutputs:
         snapshots = {name: snap for name in self.config.instruments if (snap := self._book_snapshot(name)) is not None}
         if not snapshots:
             return
+        await asyncio.to_thread(self._land_book_tops, snapshots)
         if self.latest is not None:
             self.latest.offer([message for _, message in snapshots.values()])
         if self.snapshot_store is None:  # the cache alone
@@ -140,6 +143,14 @@ class BookOutputs:
         self.stats.book_snapshots += result.stored
         self.stats.book_snapshot_repeats += result.duplicates
         self.stats.changed.set()
+
+    def _land_book_tops(self, snapshots: dict[str, tuple[int, tuple[str, str, bytes]]]) -> None:
+        """Each snapshot's payload in its book's `@book_top` channel (connection id `collector`: not
+        a venue's frame), stamped with the time it was taken."""
+        now = time.time_ns()
+        for instrument, (_, (_, _, payload)) in snapshots.items():
+            self.writer.frame(book_top_channel(self.protocol, instrument), "collector", payload.decode(), now)
+        self.stats.book_tops_landed += len(snapshots)
 
     async def _latest_forever(self) -> None:
         """Write the latest-state cache every `latest_flush_s`; a failure is counted and tried again

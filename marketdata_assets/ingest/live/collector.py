@@ -146,8 +146,8 @@ class LiveCollector(BookOutputs):
         self.service_tasks = [asyncio.create_task(self._process_forever()), asyncio.create_task(self._tick_forever())]
         if self.store is not None:
             self.service_tasks.append(asyncio.create_task(self._publish_forever()))
-        if (self.snapshot_store is not None or self.latest is not None) and self.config.book_snapshot_s > 0:
-            self.service_tasks.append(asyncio.create_task(self._book_snapshots_forever()))
+        if BOOKS in getattr(self.protocol, "datasets", (BOOKS,)) and self.config.book_snapshot_s > 0:
+            self.service_tasks.append(asyncio.create_task(self._book_snapshots_forever()))  # landed, maybe published
         if self.latest is not None:
             self.service_tasks.append(asyncio.create_task(self._latest_forever()))
         if self.repair is not None:

@@ -1,5 +1,5 @@
 """The batch side of live capture for the datasets other than trades (tickers, bars_1m, liquidations,
-open_interest, mark_funding: ingest/live/dataset_rows.py says which venue lands which): closed
+open_interest, mark_funding, books: ingest/live/dataset_rows.py says which venue lands which): closed
 landing hours loaded into the dataset's day slices through the ingest engine, as the trades are
 (ingest/live/load.py; no Dagster here, defs/live calls it). One loader, parameterised by dataset.
 
@@ -52,6 +52,7 @@ from marketdata_assets.ingest.live.dataset_rows import (
     SOURCES,
     VenueDataset,
     frame_payloads,
+    own_messages,
     protocol,
 )
 from marketdata_assets.ingest.live.landing_hours import (
@@ -92,6 +93,11 @@ class MessageReader(LandingReader):
 
     def _messages(self, record: dict) -> list | str:
         """The frame's messages, or the reason it is discarded."""
+        if self.spec.own_records:
+            try:
+                return own_messages(record, self.venue)
+            except (ValueError, TypeError, KeyError):
+                return "bad_frame"
         try:
             decoded = self.protocol.decode(record["d"])
         except (ValueError, TypeError, KeyError):
@@ -117,25 +123,26 @@ class MessageReader(LandingReader):
             figures.discarded["other_instrument"] += len(mine) - len(ours)
         try:
             others = frame_payloads([m for m in messages if m.instrument == self.instrument])  # Deribit: mark for OI
-            made = [(m, row) for m in ours for row in self._rows(m, others)]
+            made = [(m, self._rows(m, others)) for m in ours]
         except (KeyError, TypeError, ValueError, IndexError, SourceDataError):  # the last: a REST parser's refusal
             return "bad_frame"
-        for message, row in made:
-            self._keep(message, row, figures, record)
+        for message, rows in made:
+            self._keep(message, rows, figures, record)
         return None
 
     def _rows(self, message, others: dict[str, dict]) -> list[dict]:
         payload = json.loads(message.payload)
         return self.spec.mappers[message.dataset](payload, others, self.context, self.instrument)
 
-    def _keep(self, message, row: dict, figures: HourFigures, record: dict) -> None:
+    def _keep(self, message, rows: list[dict], figures: HourFigures, record: dict) -> None:
+        """A message's rows (a book snapshot has many), kept the first time its id is read."""
         received = message.event_ms is None  # ts is the receive time: not part of what must agree
-        values = tuple(v for k, v in row.items() if not (received and k == "ts"))
+        values = tuple(tuple(v for k, v in row.items() if not (received and k == "ts")) for row in rows)
         if not first_copy(self.seen, message.msg_id, values, f"{self.venue}:{self.instrument} {self.dataset} message"):
             figures.discarded["duplicates"] += 1
             return
-        self.rows.append(row)
-        figures.trades += 1
+        self.rows.extend(rows)
+        figures.trades += len(rows)
         if message.event_ms is not None:
             figures.lags_ms.append(record["t"] / 1e6 - message.event_ms)
 

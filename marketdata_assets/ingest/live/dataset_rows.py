@@ -10,6 +10,7 @@ sources/stream.py `LiveMessage` payloads) becomes a row of the dataset's stored 
 | liquidations | liquidations | - | `@forceOrder` | `SWAP@liquidation-orders` | - |
 | open_interest | open_interest | - | - | `open-interest` | `ticker.<i>.100ms` |
 | mark_funding | mark_funding | - | `@markPrice@1s` | `mark-price`, `funding-rate` | `ticker.<i>.100ms` |
+| books | book_snapshots | `@book_top` | `@book_top` | `@book_top` | `@book_top` |
 
 - tickers: best bid/ask (and last where sent); sizes in base units as the REST tickers (OKX contracts
   x ctVal, `sources/okx/rest.py` `ContractSizer`; Deribit inverse USD amounts / price). No live
@@ -26,6 +27,11 @@ sources/stream.py `LiveMessage` payloads) becomes a row of the dataset's stored 
   `oiCcy`, quote `oiUsd`, ctVal); Deribit through its REST parser (`parse_open_interest`: the
   amount in contracts of `CONTRACT_SIZES`, base and quote by the same ticker's mark price). Binance
   USD-M: no open-interest stream is collected (REST only).
+- books: the collector's own top-N snapshots (`<instrument>@book_top`, landed beside the raw frames
+  each `book_snapshot_s` a book moved: its synced book, the one it publishes on `md.books.>`), not a
+  venue's frames; each through the venue's REST book parser (units as the REST snapshots: OKX
+  contracts x ctVal, Deribit inverse USD / price), `ts` the book's last update's exchange time, one
+  snapshot per update id.
 - mark_funding: samples, not settlements (never `funding_rates`): the mark_price message gives
   mark and index, the funding message the current rate and the settlement it is for (Binance `T`,
   OKX `fundingTime`; Deribit none); one row per (instrument, ts), the two merged where both exist.
@@ -38,17 +44,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
+from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.rest import (
     base_and_quote,
     contract_size,
     is_inverse,
     parse_open_interest,
+    parse_order_book,
 )
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.rest import (
     ContractSizer,
+    parse_books,
     parse_candles,
     parse_liquidations,
     parse_open_interest_history,
@@ -56,6 +67,7 @@ from marketdata_assets.sources.okx.rest import (
 from marketdata_assets.sources.okx.stream import OkxStream, is_swap
 from marketdata_assets.sources.stream import (
     BARS_1M,
+    BOOKS,
     FUNDING,
     LIQUIDATIONS,
     MARK_PRICE,
@@ -65,7 +77,7 @@ from marketdata_assets.sources.stream import (
 )
 
 MARK_FUNDING = "mark_funding"
-LIVE_DATASET_NAMES = (TICKERS, BARS_1M, LIQUIDATIONS, OPEN_INTEREST, MARK_FUNDING)
+LIVE_DATASET_NAMES = (TICKERS, BARS_1M, LIQUIDATIONS, OPEN_INTEREST, MARK_FUNDING, BOOKS)
 SOURCES = {venue: f"{venue}_LIVE" for venue in ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")}
 
 
@@ -182,6 +194,45 @@ def funding_row(payload, others, context, instrument) -> list[Row]:
              "funding_rate": _num(payload.get("funding_rate")), "next_funding_time": _us(settles)}]
 
 
+def own_messages(record: dict, venue: str) -> list[LiveMessage]:
+    """The message of a record the collector landed itself (a `@book_top` snapshot: its payload as it
+    was published, id `books.<venue>.<instrument>.<update id>`). ValueError/KeyError/TypeError: not one."""
+    payload = json.loads(record["d"])
+    instrument, update_id = str(payload["instrument"]), int(payload["update_id"])
+    return [LiveMessage(BOOKS, instrument, f"{BOOKS}.{venue}.{instrument}.{update_id}", record["d"].encode(),
+                        int(payload["event_ms"]) if payload.get("event_ms") is not None else None)]
+
+
+def _book_ms(payload: dict) -> int:
+    """The snapshot's time: its book's last update's exchange time, else when it was taken."""
+    ms = payload.get("event_ms")
+    return int(ms) if ms is not None else int(payload["recv_ns"]) // 1_000_000
+
+
+def _book_rows(frame: pl.DataFrame) -> list[Row]:
+    return frame.drop("venue", "instrument").with_columns(pl.col("ts").dt.epoch("us")).to_dicts()
+
+
+def binance_book(payload, others, venue: str, instrument) -> list[Row]:
+    body = {"lastUpdateId": payload["update_id"], "bids": payload["bids"], "asks": payload["asks"],
+            "T": _book_ms(payload)}
+    return _book_rows(parse_depth(body, instrument, None, venue=venue, stamp="T"))
+
+
+def okx_book(payload, others, context, instrument) -> list[Row]:
+    book = {"ts": str(_book_ms(payload)), "seqId": payload["update_id"],
+            "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
+            "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]]}
+    return _book_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument))
+
+
+def deribit_book(payload, others, context, instrument) -> list[Row]:
+    result = {"timestamp": _book_ms(payload), "change_id": payload["update_id"],
+              "bids": [[float(p), float(q)] for p, q, *_ in payload["bids"]],
+              "asks": [[float(p), float(q)] for p, q, *_ in payload["asks"]]}
+    return _book_rows(parse_order_book({"jsonrpc": "2.0", "result": result}, instrument))
+
+
 @dataclass(frozen=True)
 class VenueDataset:
     """One venue's live `dataset`: its landing channels for an instrument (`{}`: the instrument as the
@@ -195,6 +246,7 @@ class VenueDataset:
     prepare: Callable[[str], Any] = lambda instrument: None
     lower: bool = False  # instruments upper-cased in keys, lower-cased in channels (Binance)
     carries: Callable[[str], bool] = lambda instrument: True  # which instruments a shared channel holds
+    own_records: bool = False  # the channels hold the collector's own records (`own_messages`), not frames
 
     def channel_names(self, instrument: str) -> list[str]:
         name = instrument.lower() if self.lower else instrument
@@ -253,6 +305,14 @@ CHANNELS: dict[str, dict[str, VenueDataset]] = {
         "OKX": VenueDataset("OKX", ("{}@open-interest",), {OPEN_INTEREST: okx_open_interest}, _okx_sizer),
         "DERIBIT": VenueDataset("DERIBIT", ("ticker.{}.100ms",), {OPEN_INTEREST: deribit_open_interest},
                                 _deribit_size),
+    },
+    BOOKS: {
+        "BINANCE": VenueDataset("BINANCE", ("{}@book_top",), {BOOKS: binance_book}, lambda i: "BINANCE", lower=True,
+                                own_records=True),
+        "BINANCE_UM": VenueDataset("BINANCE_UM", ("{}@book_top",), {BOOKS: binance_book}, lambda i: "BINANCE_UM",
+                                   lower=True, own_records=True),
+        "OKX": VenueDataset("OKX", ("{}@book_top",), {BOOKS: okx_book}, own_records=True),
+        "DERIBIT": VenueDataset("DERIBIT", ("{}@book_top",), {BOOKS: deribit_book}, own_records=True),
     },
     MARK_FUNDING: {
         "BINANCE_UM": VenueDataset("BINANCE_UM", ("{}@markPrice@1s",), _MARK_FUNDING, lower=True),

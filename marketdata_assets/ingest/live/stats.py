@@ -46,6 +46,7 @@ class Stats:
     publish_failures: int = 0  # batches that failed and were republished
     publish_dropped: int = 0  # messages dropped from a full publish buffer (still in the landing files)
     book_snapshots: int = 0  # top-N book snapshots stored by JetStream
+    book_tops_landed: int = 0  # top-N book snapshots landed (`<instrument>@book_top`, every one taken)
     book_snapshot_repeats: int = 0  # of them, ones JetStream already had (same book update id)
     book_snapshots_skipped: int = 0  # snapshot ticks of a book awaiting its resync (nothing published)
     book_snapshot_failures: int = 0  # snapshot batches NATS did not take (not retried: the next is fresher)
