@@ -18,14 +18,15 @@ import pytest
 LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-24)
     "tests/test_dead_runs_storage.py",  # 152
     "tests/test_dead_runs.py",  # 123
+    "tests/live/test_recovery.py",  # ~125 (27 cases since, 62 before)
     "tests/ticks/test_ticks_assets.py",  # 118
     "tests/test_quickstart.py",  # 86
     "tests/test_webserver.py",  # 78
-    "tests/live/test_recovery.py",  # 62
     "tests/bars/test_minute_store_cli.py",  # 60
     "tests/test_cli_seeds.py",  # 51
     "tests/bars/test_bars_assets.py",  # 48
     "tests/alphas/test_import_faults.py",  # 47
+    "tests/live/test_live_dataset_loads.py",  # ~45 (books since)
     "tests/live/test_live_loads.py",  # 39
     "tests/ticks/test_crypto_dataset_assets.py",  # 39
     "tests/test_cli.py",  # 29
