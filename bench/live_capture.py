@@ -308,7 +308,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON report goes")
     args = parser.parse_args(argv)
     if args.short:
-        args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 1.5, 4.0, 1.0
+        args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 1.0, 3.0, 1.0
         args.rate = min(args.rate, 2_000.0)
     return args
 

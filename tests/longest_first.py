@@ -18,7 +18,7 @@ import pytest
 LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-24)
     "tests/test_dead_runs_storage.py",  # 152
     "tests/test_dead_runs.py",  # 123
-    "tests/live/test_recovery.py",  # ~125 (27 cases since, 62 before)
+    "tests/live/test_recovery.py",  # ~100 (21 cases since, 62 before)
     "tests/ticks/test_ticks_assets.py",  # 118
     "tests/test_quickstart.py",  # 86
     "tests/test_webserver.py",  # 78

@@ -78,7 +78,7 @@ BINANCE_FEED = Feed("BINANCE", INSTRUMENT, CHANNEL, "btcusdt@depth@100ms", lambd
 OKX_FEED = Feed("OKX", "BTC-USDT", "BTC-USDT@trades", "BTC-USDT@books", fmt_plain)
 DERIBIT_FEED = Feed("DERIBIT", "BTC-PERPETUAL", "trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.100ms", repr)
 AFTER = 25  # the fault fires after this many ticks / data frames: some trades landed before it
-MORE = 150  # trades the collector must parse after it recovered
+MORE = 80  # trades the collector must parse after it recovered
 
 
 @dataclass
@@ -255,6 +255,10 @@ class Rig:
 
 RIGS = {"BINANCE": Rig(BINANCE_FEED, None, None), "OKX": Rig(OKX_FEED, OkxWsReplay, OkxStream),
         "DERIBIT": Rig(DERIBIT_FEED, DeribitWsReplay, DeribitStream)}
+# kill -9, a NATS restart and a ClickHouse outage take the landing recovery and the NATS -> ClickHouse
+# path, the same code for every venue: the suite runs them on Binance's feed (all three venues passed
+# on 2026-11-24, docs/live-capture.md; `VENUE_FAULTS` runs every replay fault on every venue).
+INFRA_VENUES = ["BINANCE"]
 
 
 def flushed(root, channel: str = CHANNEL) -> None:
@@ -265,7 +269,7 @@ def flushed(root, channel: str = CHANNEL) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("venue", list(RIGS))
+@pytest.mark.parametrize("venue", INFRA_VENUES)
 def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse, venue):
     """`marketdata collect` SIGKILLed mid-stream (its .part files left open, a line maybe torn), then
     started again: it closes them, and the hour loads whole once refilled."""
@@ -338,7 +342,7 @@ async def clickhouse_down(nats, collector, consumer, db_client, database) -> Non
     db_client.command(f"RENAME TABLE {away} TO {table}")  # back, with what it held
 
 
-@pytest.mark.parametrize("venue", list(RIGS))
+@pytest.mark.parametrize("venue", INFRA_VENUES)
 @pytest.mark.parametrize("outage", [nats_down, clickhouse_down], ids=["nats_restart", "clickhouse_outage"])
 def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, clickhouse, outage,
                                                                                venue):
