@@ -58,12 +58,15 @@ def definitions():
 
 
 def materialize(keys: list[str], config: dict | None = None, tags: dict | None = RANGE, with_checks=False):
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
     clear_stale_defs_state()
     # Loaded and run inside an instance of its own: Dagster keeps the defs-state storage of the instance
     # last entered in a context variable, and one left by an earlier instance that is garbage but not
     # yet collected can die mid-load ("undefined DagsterInstance weakref": twice in full runs, once
-    # right after the check above). Entered here, the storage is this live instance's.
-    with dg.DagsterInstance.ephemeral() as instance:
+    # right after the check above, once more inside the instance entered here). The project keeps no
+    # definitions state (no state-backed components), so the loading runs with none.
+    with dg.DagsterInstance.ephemeral() as instance, set_defs_state_storage(None):
         d = definitions()
         assets = [a for a in d.assets if any(k.to_user_string() in keys for k in a.keys)]
         checks = list(d.asset_checks) if with_checks else []
