@@ -1,7 +1,7 @@
 """OKX v5 public WebSocket: the protocol as documented, the book's rules, as a `StreamProtocol`.
 
 What the venue documents (OKX API v5, "WebSocket" and "Order book channel"; check before changing):
-- `wss://ws.okx.com/ws/v5/public` (port 443; 8443 was retired on 2026-10-31). Subscribe with
+- `wss://ws.okx.com/ws/v5/public` (port 443; 8443 reported retired on 2026-10-31). Subscribe with
   `{"id": "<n>", "op": "subscribe", "args": [{"channel": "trades", "instId": ..}, {"channel": "books",
   "instId": ..}]}`; each arg is
   answered `{"id", "event": "subscribe", "arg": {..}, "connId"}`, a refusal `{"id", "event":
@@ -77,7 +77,7 @@ from marketdata_assets.sources.stream import (
 )
 
 VENUE = "OKX"
-WS_URL = "wss://ws.okx.com/ws/v5/public"  # port 8443 stopped answering WebSockets on 2026-10-31: 443 only
+WS_URL = "wss://ws.okx.com/ws/v5/public"  # port 443: 8443 was reported retired for WebSockets on 2026-10-31
 SERVICE_UPGRADE = "64008"  # `{"event": "notice", "code": "64008"}`: this connection closes in ~30 s (an upgrade)
 PUBLIC_PATH, BUSINESS_PATH = "/ws/v5/public", "/ws/v5/business"
 CHECKSUM_LEVELS = 25
