@@ -243,47 +243,36 @@ class Rig:
     def stream(self):
         return None if self.protocol is None else self.protocol(datasets=("trades", "books"))
 
-    def collect_args(self, ws, rest) -> tuple[str, ...]:
-        """`marketdata collect`'s arguments for this venue alone against the replays."""
-        venue = self.feed.venue
-        if self.replay is None:
-            return ("--instruments", ",".join(INSTRUMENTS), "--ws-url", ws.url, "--rest-url", rest.base_url)
-        flag = venue.lower()
-        return ("--venue", flag, "--instruments", ",".join(f"{venue}:{i}" for i in self.instruments),
-                f"--{flag}-ws-url", ws.url, f"--{flag}-rest-url", rest.base_url)
-
 
 RIGS = {"BINANCE": Rig(BINANCE_FEED, None, None), "OKX": Rig(OKX_FEED, OkxWsReplay, OkxStream),
         "DERIBIT": Rig(DERIBIT_FEED, DeribitWsReplay, DeribitStream)}
 # kill -9, a NATS restart and a ClickHouse outage take the landing recovery and the NATS -> ClickHouse
 # path, the same code for every venue: the suite runs them on Binance's feed (all three venues passed
 # on 2026-11-24, docs/live-capture.md; `VENUE_FAULTS` runs every replay fault on every venue).
-INFRA_VENUES = ["BINANCE"]
 
 
-def flushed(root, channel: str = CHANNEL) -> None:
+def flushed(root) -> None:
     """Wait until the trade channel's open file holds a flushed frame (the writer flushes each second)."""
     deadline = time.monotonic() + WAIT_S
-    while not any(p.stat().st_size > 0 for p in root.rglob(f"{channel}/*.part")):
+    while not any(p.stat().st_size > 0 for p in root.rglob(f"{CHANNEL}/*.part")):
         assert time.monotonic() < deadline, "no landing flush"
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("venue", INFRA_VENUES)
-def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse, venue):
+def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse):
     """`marketdata collect` SIGKILLed mid-stream (its .part files left open, a line maybe torn), then
     started again: it closes them, and the hour loads whole once refilled."""
     from tests.live.test_collect_cli import cli_env, start, stop, wait_status
 
-    rig = RIGS[venue]
     env = cli_env(tmp_path)
-    stack, rest, ws = rig.replays(WsConfig(tick_s=0.02))
+    stack, rest, ws = replays(WsConfig(tick_s=0.02))
     with stack:
-        args = ("collect", *rig.collect_args(ws, rest), "--no-nats", "--landing-dir", str(root), "--metrics-port", "0")
+        args = ("collect", "--instruments", ",".join(INSTRUMENTS), "--no-nats", "--ws-url", ws.url, "--rest-url",
+                rest.base_url, "--landing-dir", str(root), "--metrics-port", "0")
         proc, url = start(env, *args)
         try:
             wait_status(url, lambda s: s["collector"]["trades"] >= 100, "100 trades")
-            flushed(root, rig.feed.trades)
+            flushed(root)
         finally:
             proc.kill()
             proc.communicate(timeout=30)
@@ -294,8 +283,7 @@ def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_
         finally:
             stop(proc)
         assert status["collector"]["markers"]["recovered_files"] >= 1 and not list(root.rglob("*.part"))
-        seen = verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted), f"{venue}_kill_9",
-                      None, rig.feed)
+        seen = verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), "kill_9", None)
     assert seen["refilled"] > 0  # the trades sent while no collector ran came from the refill
 
 
@@ -342,15 +330,13 @@ async def clickhouse_down(nats, collector, consumer, db_client, database) -> Non
     db_client.command(f"RENAME TABLE {away} TO {table}")  # back, with what it held
 
 
-@pytest.mark.parametrize("venue", INFRA_VENUES)
 @pytest.mark.parametrize("outage", [nats_down, clickhouse_down], ids=["nats_restart", "clickhouse_outage"])
-def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, clickhouse, outage,
-                                                                               venue):
+def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, clickhouse, outage):
     from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
     from marketdata_assets.stores.clickhouse import live
     from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 
-    rig = RIGS[venue]
+    rig, venue = RIGS["BINANCE"], "BINANCE"
     nats = PrivateNats(tmp_path / "jetstream")
     nats.start()
     token = uuid.uuid4().hex[:10]

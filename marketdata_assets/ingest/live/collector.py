@@ -7,8 +7,9 @@ Tasks of one `LiveCollector.run()`:
   channels the URL names and the rest subscribed by paced messages (after the venue's opening
   messages, e.g. Deribit's `public/set_heartbeat`); on a disconnect, reconnect after a jittered
   backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h), or when the venue announces
-  one (a `notice` frame: OKX's service upgrade), open the next connection first and close the old one once the new one delivered data on every channel (a first frame is
-  not enough: a book snapshot comes at once) or after the stale deadline (make before break: both
+  one (a `notice` frame: OKX's service upgrade), open the next connection first and close the old
+  one once the new one delivered data on every channel (a first frame is not enough: a book
+  snapshot comes at once) or after the stale deadline (make before break: both
   deliver the overlap, the landing keeps both, the book drops repeats by sequence, JetStream by id);
 - the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
   lands the batch raw through the landing writer in a worker thread (a slow disk never blocks the

@@ -67,6 +67,7 @@ from marketdata_assets.sources.okx.rest import (
 from marketdata_assets.sources.okx.stream import OkxStream, is_swap
 from marketdata_assets.sources.stream import (
     BARS_1M,
+    BOOK_TOP,
     BOOKS,
     FUNDING,
     LIQUIDATIONS,
@@ -282,6 +283,7 @@ def _deribit_size(instrument: str) -> float:
 _BINANCE_TICKERS = {TICKERS: binance_ticker}
 _BINANCE_BARS = {BARS_1M: binance_bar}
 _MARK_FUNDING = {MARK_PRICE: mark_row, FUNDING: funding_row}
+_BOOK_TOP = (f"{{}}@{BOOK_TOP}",)  # sources/stream.py `book_top_channel`: where the collector lands them
 
 # dataset -> venue -> VenueDataset
 CHANNELS: dict[str, dict[str, VenueDataset]] = {
@@ -307,12 +309,12 @@ CHANNELS: dict[str, dict[str, VenueDataset]] = {
                                 _deribit_size),
     },
     BOOKS: {
-        "BINANCE": VenueDataset("BINANCE", ("{}@book_top",), {BOOKS: binance_book}, lambda i: "BINANCE", lower=True,
+        "BINANCE": VenueDataset("BINANCE", _BOOK_TOP, {BOOKS: binance_book}, lambda i: "BINANCE", lower=True,
                                 own_records=True),
-        "BINANCE_UM": VenueDataset("BINANCE_UM", ("{}@book_top",), {BOOKS: binance_book}, lambda i: "BINANCE_UM",
+        "BINANCE_UM": VenueDataset("BINANCE_UM", _BOOK_TOP, {BOOKS: binance_book}, lambda i: "BINANCE_UM",
                                    lower=True, own_records=True),
-        "OKX": VenueDataset("OKX", ("{}@book_top",), {BOOKS: okx_book}, own_records=True),
-        "DERIBIT": VenueDataset("DERIBIT", ("{}@book_top",), {BOOKS: deribit_book}, own_records=True),
+        "OKX": VenueDataset("OKX", _BOOK_TOP, {BOOKS: okx_book}, own_records=True),
+        "DERIBIT": VenueDataset("DERIBIT", _BOOK_TOP, {BOOKS: deribit_book}, own_records=True),
     },
     MARK_FUNDING: {
         "BINANCE_UM": VenueDataset("BINANCE_UM", ("{}@markPrice@1s",), _MARK_FUNDING, lower=True),

@@ -82,8 +82,7 @@ class BinanceWsReplay(WsServer):
             self.market.live_books[(self.venue, name)] = live.snapshot
         self.host, self.port = host, port
         self.clients: dict[int, Client] = {}
-        self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "limit_closes": 0,
-                                       "lifetime_cuts": 0}
+        self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "limit_closes": 0}
         self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
         self._init_server()
 

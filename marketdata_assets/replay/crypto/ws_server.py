@@ -114,7 +114,7 @@ class WsServer:
 
     def _init_server(self) -> None:
         self.updates: dict[str, int] = dict.fromkeys(self.instruments, 0)  # ticks each instrument moved
-        self.counts.setdefault("lifetime_cuts", 0)
+        self.counts["lifetime_cuts"] = 0  # the venue's forced cuts (`_cut`, every venue)
         self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
         self.paused = False  # the market stands still (tests compare books at rest)
         self.refused_handshakes: list[tuple[int, float]] = []  # (status, loop time) of each refused upgrade
