@@ -53,10 +53,12 @@ def allow_future_until(monkeypatch, day) -> None:
 
 def clear_stale_defs_state() -> None:
     """Dagster keeps the defs-state storage of the instance last entered (`with instance:`) in a
-    context variable. An instance whose exit ran in another context (a finalizer, another task)
-    leaves it pointing at a disposed instance, and every later `defs()` of the process fails
-    ("Attempted to resolve undefined DagsterInstance weakref": seen in parallel runs, also between
-    two materializations of one test). Clear such a storage, with a warning naming it."""
+    context variable, and an exit resets it to what it was at that instance's entry. An instance
+    entered but never exited (a schedule context's `.instance` outside `with context:`) exits when
+    collected, at any later moment, and puts back the storage of an instance disposed since: the next
+    `defs()` fails ("Attempted to resolve undefined DagsterInstance weakref"). test_dagster_contexts
+    keeps every such context exited; this clears, with a warning naming it, a storage that still
+    points at a disposed instance before a test starts."""
     from dagster._core.storage.defs_state import base
 
     storage = base.DefsStateStorage.get()

@@ -336,12 +336,12 @@ def test_landing_sensor_stops_at_its_budget_and_resumes_without_losing_a_file(se
 
 
 def test_daily_fetch_schedule_requests_every_account_and_the_previous_month_early_on():
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 7, 2, 6, 30, tzinfo=NY))
-    requests = alpha_fetch_daily(context)
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2025, 7, 2, 6, 30, tzinfo=NY)) as context:
+        requests = alpha_fetch_daily(context)
     assert sorted(str(r.partition_key) for r in requests) == sorted(
         f"{a}|{m}" for a in ("main", "research") for m in ("2025-06-01", "2025-07-01"))
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 7, 20, 6, 30, tzinfo=NY))
-    assert sorted(str(r.partition_key) for r in alpha_fetch_daily(context)) == ["main|2025-07-01", "research|2025-07-01"]
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2025, 7, 20, 6, 30, tzinfo=NY)) as context:
+        assert sorted(str(r.partition_key) for r in alpha_fetch_daily(context)) == ["main|2025-07-01", "research|2025-07-01"]
 
 
 def test_catch_up_backfills_missing_and_failed_partitions_of_the_last_months(server, landing, resources):

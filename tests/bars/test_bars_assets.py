@@ -19,7 +19,7 @@ import pytest
 
 from marketdata_assets.core import calendars, settings
 from marketdata_assets.replay import minute_csv as fx
-from tests.conftest import clear_stale_defs_state, recreate_database, worker_name
+from tests.conftest import recreate_database, worker_name
 
 DB = worker_name("marketdata_bars_test")
 RANGE = {"dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-03-01"}
@@ -58,15 +58,7 @@ def definitions():
 
 
 def materialize(keys: list[str], config: dict | None = None, tags: dict | None = RANGE, with_checks=False):
-    from dagster._core.storage.defs_state.base import set_defs_state_storage
-
-    clear_stale_defs_state()
-    # Loaded and run inside an instance of its own: Dagster keeps the defs-state storage of the instance
-    # last entered in a context variable, and one left by an earlier instance that is garbage but not
-    # yet collected can die mid-load ("undefined DagsterInstance weakref": twice in full runs, once
-    # right after the check above, once more inside the instance entered here). The project keeps no
-    # definitions state (no state-backed components), so the loading runs with none.
-    with dg.DagsterInstance.ephemeral() as instance, set_defs_state_storage(None):
+    with dg.DagsterInstance.ephemeral() as instance:
         d = definitions()
         assets = [a for a in d.assets if any(k.to_user_string() in keys for k in a.keys)]
         checks = list(d.asset_checks) if with_checks else []

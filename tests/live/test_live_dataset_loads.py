@@ -22,7 +22,6 @@ from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.ingest.live.dataset_load import LiveDatasetLoad
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter
-from tests.conftest import clear_stale_defs_state
 
 UTC = timezone.utc
 DAY = (datetime.now(UTC) - timedelta(days=1)).date()  # yesterday: every hour closed and plausible
@@ -242,7 +241,6 @@ def test_live_mark_funding_materializes_an_hour_with_its_checks(root, store):
     checks = [c for c in live_dataset_checks if dg.AssetKey("live_mark_funding") in {k.asset_key for k in c.check_keys}]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("live_instruments", [f"BINANCE_UM:{instrument}"])
-        clear_stale_defs_state()
         result = dg.materialize([asset, *checks], resources={"clickhouse": store}, instance=instance,
                                 partition_key=key, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -324,7 +322,6 @@ def test_live_trades_still_loads_when_live_instruments_holds_a_venue_without_tra
     land(root, "BINANCE", [("btcusdt@trade", binance("btcusdt@trade", trade))], noise=False)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("live_instruments", ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT"])
-        clear_stale_defs_state()
         result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance,
                                 partition_key=f"{T0:%Y-%m-%d-%H}:00|BINANCE:BTCUSDT", raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -380,7 +377,6 @@ def test_the_collectors_books_are_stored_as_the_venue_had_them_and_pass_their_ch
         instance.add_dynamic_partitions("live_instruments", ["BINANCE:BTCUSDT"])
         for _ in range(2):
             for hour in hours:  # 2026-11-24T04Z -> 2026-11-24-04:00
-                clear_stale_defs_state()
                 result = dg.materialize([asset, *checks], resources={"clickhouse": store}, instance=instance,
                                         partition_key=f"{hour[:10]}-{hour[11:13]}:00|BINANCE:BTCUSDT",
                                         raise_on_error=False)

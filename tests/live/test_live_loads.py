@@ -19,7 +19,6 @@ from marketdata_assets.ingest.live.trade_frames import parse_trade
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, recover
 from marketdata_assets.stores.landing.writer import PART, frame_line
-from tests.conftest import clear_stale_defs_state
 
 UTC = timezone.utc
 INSTRUMENT, KEY, CHANNEL = "BTCUSDT", "BINANCE:BTCUSDT", "btcusdt@trade"
@@ -83,7 +82,6 @@ def materialize(instance, clickhouse, partition_key: str, checks: bool = True, *
     from marketdata_assets.defs.live.assets import live_trades
     from marketdata_assets.defs.live.checks import live_checks
 
-    clear_stale_defs_state()
     assets = [live_trades, *(live_checks if checks else [])]
     result = dg.materialize(assets, resources={"clickhouse": clickhouse}, instance=instance,
                             partition_key=partition_key, raise_on_error=False,
@@ -277,7 +275,6 @@ def test_one_run_loads_an_hour_of_several_instruments(root, store):
         assert (request.partition_key, request.tags) == (None, {
             "dagster/asset_partition_range_start": pkey(10), "dagster/asset_partition_range_end":
                 pkey(10).replace("BTCUSDT", "ETHUSDT")})
-        clear_stale_defs_state()
         result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance, tags=request.tags)
         events = result.get_asset_materialization_events()
         assert result.success and sorted(e.partition for e in events) == [pkey(10), pkey(10).replace("BTC", "ETH")]
@@ -393,7 +390,6 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
         assert (before["live_trades_from_landing"], before["trades_from_refill"]) == (complete.height - 7, 0)
         assert [(g["cause"], g["seq"], g["channel"]) for g in before["book_gaps"]] == [("checksum", 42, "BTC-USDT@books")]
 
-        clear_stale_defs_state()
         refilled = dg.materialize([live_trades, live_trade_id_refill], selection=[dg.AssetKey("live_trade_id_refill")],
                                   resources={"clickhouse": store, **crypto_resources(rest_replay.base_url)},
                                   instance=instance, partition_key=key)

@@ -38,7 +38,6 @@ from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.conftest import clear_stale_defs_state
 from tests.live.conftest import INSTRUMENTS, collecting, config_for, replays
 
 WAIT_S = 20
@@ -156,7 +155,6 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> l
 
     out = []
     for hour in hours:
-        clear_stale_defs_state()
         result = dg.materialize([live_trades, live_trade_id_refill], instance=instance, partition_key=f"{hour}|{key}",
                                 resources={"clickhouse": clickhouse, **crypto_resources(rest.base_url)},
                                 raise_on_error=False)

@@ -305,7 +305,8 @@ def test_the_assets_load_a_partition_and_the_recheck_reloads_what_changed(store,
     assert view(store, "trades", "BINANCE", "BTCUSDT").height == 307
     assert not list((tmp_path / "tmp").iterdir())  # the work directories are gone
 
-    schedule = defs.binance_archives_daily(dg.build_schedule_context(scheduled_execution_time=pd_time("2025-01-16")))
+    with dg.build_schedule_context(scheduled_execution_time=pd_time("2025-01-16")) as context:
+        schedule = defs.binance_archives_daily(context)
     assert schedule.tags == {"dagster/asset_partition_range_start": f"2025-01-14|{defs.INSTRUMENTS[0]}",
                              "dagster/asset_partition_range_end": f"2025-01-15|{defs.INSTRUMENTS[-1]}"}
 

@@ -147,8 +147,8 @@ def test_the_weekly_schedule_runs_the_compaction_in_the_clickhouse_pool(instance
     assert (tick_compaction_weekly.cron_schedule, tick_compaction_weekly.execution_timezone) == ("0 5 * * 0", "UTC")
     assert tick_compaction_weekly.default_status == dg.DefaultScheduleStatus.RUNNING
     sunday = datetime(2025, 1, 19, 5, tzinfo=UTC)
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=sunday)
-    (request,) = tick_compaction_weekly.evaluate_tick(context).run_requests
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=sunday) as context:
+        (request,) = tick_compaction_weekly.evaluate_tick(context).run_requests
     assert request.run_key == "tick-compaction:2025-01-19" and request.partition_key is None
     assert tick_compaction.op.pool == pools.CLICKHOUSE
     # loaded with the whole code location: the job selects exactly the asset

@@ -363,10 +363,10 @@ def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_
     from marketdata_assets.defs.equities.partitions import a_share_days
     from marketdata_assets.defs.equities.schedules import SHANGHAI, stock_catch_up
 
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(
-        2025, 6, 5, 20, 0, tzinfo=SHANGHAI))
-    requests = stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_bars",
-                              dtime(15, 30), SHANGHAI, "a_shares", days=3)
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(
+            2025, 6, 5, 20, 0, tzinfo=SHANGHAI)) as context:
+        requests = stock_catch_up(context, a_share_days, ["a_share_bars_1m", "a_share_daily_bars"], "a_share_bars",
+                                  dtime(15, 30), SHANGHAI, "a_shares", days=3)
     assert [r.partition_key for r in requests] == ["2025-06-03", "2025-06-04", "2025-06-05"]
     assert requests[-1].run_config == {"ops": {"a_share_bars": {"config": {"retry_failed": True}}}}
 
@@ -508,7 +508,8 @@ def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance)
     from marketdata_assets.defs.equities import schedules as equity_schedules
 
     def run(schedule, when: datetime):
-        return schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+            return schedule(context)
 
     crypto = run(crypto_schedules.crypto_ticks_daily, datetime(2025, 1, 16, 0, 30, tzinfo=UTC))
     assert crypto.tags == day_range(DAY, CRYPTO[0], CRYPTO[-1]) and crypto.run_key == "crypto:2025-01-15"
@@ -524,10 +525,9 @@ def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance)
     chains = run(crypto_schedules.crypto_option_chains_hourly, datetime(2025, 1, 16, 9, 5, tzinfo=UTC))
     assert chains.tags == {RANGE_START: "DERIBIT:BTC-OPTIONS", RANGE_END: "DERIBIT:ETH-OPTIONS"}
     assert chains.run_key == "option_chains:2025-01-16T09"
-    with dg.instance_for_test() as empty:
-        skipped = crypto_schedules.crypto_ticks_daily(dg.build_schedule_context(instance=empty, scheduled_execution_time=datetime(
-            2025, 1, 16, 0, 30, tzinfo=UTC)))
-        assert isinstance(skipped, dg.SkipReason)
+    with dg.instance_for_test() as empty, dg.build_schedule_context(
+            instance=empty, scheduled_execution_time=datetime(2025, 1, 16, 0, 30, tzinfo=UTC)) as context:
+        assert isinstance(crypto_schedules.crypto_ticks_daily(context), dg.SkipReason)
 
 
 def test_crypto_catch_up_requests_missing_and_failed_instrument_blocks(crypto_server, crypto, instance):
@@ -540,8 +540,8 @@ def test_crypto_catch_up_requests_missing_and_failed_instrument_blocks(crypto_se
     assert materialize(instance, crypto, every, tags=day_range(day3, keys[0], keys[2])).success
     crypto_server.add_fault(kind="server_error", venue="BINANCE", instrument="ETHUSDT", status=500)
     assert not materialize(instance, crypto, every, tags=day_range(day2, keys[0], keys[2])).success
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2025, 1, 18, 3, tzinfo=UTC))
-    requests = crypto_catch_up_requests(context, days=3)
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2025, 1, 18, 3, tzinfo=UTC)) as context:
+        requests = crypto_catch_up_requests(context, days=3)
     # DAY: never loaded; day2: failed (the run's three) or never loaded (the other three): one run for
     # both days; day3: the three instruments not in the run only
     assert [r.tags for r in requests] == [{"dagster/asset_partition_range_start": f"{DAY}|{CRYPTO[0]}",

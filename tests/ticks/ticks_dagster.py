@@ -10,7 +10,6 @@ import polars as pl
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource, TushareResource, YahooResource
 from marketdata_assets.stores.clickhouse import tables as ct
-from tests.conftest import clear_stale_defs_state
 
 DAY = date(2025, 1, 15)           # the crypto replay day (a Wednesday)
 STOCK_DAY = date(2025, 6, 5)      # a Thursday
@@ -49,7 +48,6 @@ def materialize(instance, resources: dict, selection, *, partition_key: str | No
     run_config = {"ops": {op: {"config": values} for op, values in (config or {}).items()}}
     # every asset's resources must be there, also for assets not selected: unreachable placeholders
     resources = {**crypto_resources(UNUSED), **stock_resources(UNUSED), **resources}
-    clear_stale_defs_state()
     return dg.materialize(ticks_definitions(), resources=resources, instance=instance, selection=selection,
                           partition_key=partition_key, tags=tags, run_config=run_config, raise_on_error=False)
 
