@@ -1,5 +1,5 @@
 """`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports.
-`python -m bench imports|compare|capacity|live_capture|live_consumer|live_floor [options]`: those taking options (see their modules)."""
+`python -m bench imports|compare|capacity|live_capture|live_consumer|live_floor|run_storage [options]`: those taking options (see their modules)."""
 
 import importlib
 import sys
@@ -28,6 +28,7 @@ WITH_OPTIONS = {
     "live_capture": "bench.live_capture",  # --duration-s, --short, ... (plain `make bench`: the defaults)
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
+    "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
 }
 
 if __name__ == "__main__":

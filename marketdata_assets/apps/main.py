@@ -204,13 +204,14 @@ def main(preamble: tuple[str, ...] = ()) -> int:
     from marketdata_assets.apps.launch import Interrupted, launch, storage_watch, summary
     from marketdata_assets.apps.readme import record
     from marketdata_assets.definitions import defs as load_defs
+    from marketdata_assets.orchestration.instance import command_instance
 
     defs = load_defs()
     outcomes = []
     try:
         if not storage_answers():
             return STORAGE_DOWN
-        with storage_watch(), dg.DagsterInstance.get() as instance:
+        with storage_watch(), command_instance() as instance:
             sweep_and_say(instance)
             for label, assets, tags, partition_key in plan(defs, instance):
                 selection = assets.pop() if assets and isinstance(assets[-1], list) else None

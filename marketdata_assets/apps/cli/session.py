@@ -45,6 +45,7 @@ class Session:
         if self._instance is None:
             from marketdata_assets.apps.launch import STORAGE_DOWN_EXIT, storage_watch
             from marketdata_assets.core.sweep import swept_line
+            from marketdata_assets.orchestration.instance import command_instance
             from marketdata_assets.orchestration.runs import storage_reachable, sweep
 
             error = None if self.verbose else storage_reachable()
@@ -53,7 +54,7 @@ class Session:
                 self.stack.close()
                 raise click.exceptions.Exit(STORAGE_DOWN_EXIT)
             self.stack.enter_context(storage_watch(enabled=not self.verbose))
-            self._instance = self.stack.enter_context(dg.DagsterInstance.get())
+            self._instance = self.stack.enter_context(command_instance())
             line = swept_line(*sweep(self._instance))
             if line:
                 click.echo(line, err=True)
