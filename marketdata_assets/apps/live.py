@@ -2,9 +2,11 @@
 the collector's endpoints, as `marketdata collect` / `marketdata consume` run them (apps/cli/live.py).
 
 `run_live(options, stop)` starts what `options` asks for and runs until `stop` is set:
-- one collector (ingest.live `LiveCollector`) per venue of `options.venues` (Binance spot, OKX,
-  Deribit: `PROTOCOLS`), each landing raw frames under its venue and publishing trades to JetStream
-  (`nats_url`), and/or writing them straight to ClickHouse ``trades_live`` (`direct_write`, seed 002's
+- one collector (ingest.live `LiveCollector`) per venue of `options.venues` (Binance spot and USD-M,
+  OKX, Deribit: `PROTOCOLS`), each collecting `options.datasets` where the venue has them (None: every
+  dataset it has: trades, books, tickers, bars_1m, funding, mark_price, liquidations, open_interest),
+  landing raw frames under its venue and publishing the messages to JetStream (`nats_url`), and/or
+  writing the trades straight to ClickHouse ``trades_live`` (`direct_write`, seed 002's
   clickhouse_direct_write; alone it is the path for a machine without NATS). The venues share the
   process's one NATS connection and its sinks: a venue is a protocol and its connections, not a
   process (the JetStream client and the ClickHouse client are thread/loop-safe for this);
@@ -29,7 +31,6 @@ from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
-from marketdata_assets.sources.stream import BOOKS, TRADES
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -54,6 +55,7 @@ class VenueOptions:
 @dataclass
 class LiveOptions:
     venues: list[VenueOptions] = field(default_factory=list)
+    datasets: tuple[str, ...] | None = None  # collected where a venue has them; None: all it has
     landing_dir: Path | None = None
     nats_url: str | None = None  # None: no NATS
     stream: str = StreamSpec.name
@@ -171,13 +173,20 @@ def _sink(options: LiveOptions, store, clickhouse):
 def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, latest=None) -> Venue:
     """One venue's collector: its landing writer, the shared sink, book snapshots to JetStream
     (`store`), the shared latest-state cache (`latest`)."""
-    protocol = PROTOCOLS[venue.venue](datasets=(TRADES, BOOKS))  # what the trades-only sinks and consumer take
+    protocol = venue_protocol(venue.venue, options.datasets)
     stale_s = venue.stale_s or protocol.stale_s
     config = CollectorConfig(list(venue.instruments), venue.ws_url or protocol.ws_url, venue.rest_url, stale_s=stale_s,
                              rollover_s=venue.rollover_s, subject_prefix=options.subject_prefix)
     writer = LandingWriter(options.landing_dir, protocol.venue)
     return Venue(LiveCollector(protocol, config, writer, sink, snapshot_store=store, latest=latest), protocol.venue,
                  stale_s)
+
+
+def venue_protocol(venue: str, datasets: tuple[str, ...] | None = None):
+    """The venue's stream protocol collecting `datasets` where it has them (None: every one it has)."""
+    cls = PROTOCOLS[venue]
+    supported = cls().supported
+    return cls(datasets=supported if datasets is None else tuple(d for d in supported if d in datasets))
 
 
 def _counters(collectors: list[Venue], consumer) -> dict:

@@ -157,13 +157,16 @@ def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nat
     async def on_the_server():
         async with JetStreamStore(nats_url) as store:
             info = await store.js.consumer_info(stream_spec.name, "ch")
+            every = await store.message_count(stream_spec.name, f"{prefix}.>")
             held = await store.message_count(stream_spec.name, f"{prefix}.trades.>")
             books = await store.message_count(stream_spec.name, f"{prefix}.books.>")
             await store.delete_stream(stream_spec.name)
-            return info, held, books
-    info, held, books = asyncio.run(on_the_server())
-    # a stop waits for the batch JetStream is storing: what the server holds is what was counted
-    assert held == published and books == counters["collector"]["book_snapshots"]
+            return info, every, held, books
+    info, every, held, books = asyncio.run(on_the_server())
+    # a stop waits for the batch JetStream is storing: what the server holds is what was counted, every
+    # dataset's messages (Binance spot's tickers and bars too: collect takes every dataset by default)
+    assert every - books == published and books == counters["collector"]["book_snapshots"]
+    assert held == counters["collector"]["messages"]["trades"] and counters["collector"]["messages"]["tickers"] > 0
     # what the consumer had fetched when stopped was stored and acked; the rest waits for the next start:
     # never delivered (pending), or delivered to a fetch the stop cut short (awaiting its ack, redelivered
     # after ack_wait). Nothing is lost: the two add up to what was not acked.
@@ -237,7 +240,8 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
                   SYMBOLS=",".join(f"{v}:{i}" for v, i in MULTI.items()))
     stack, rest, ws = multi_venue_replays()
     with stack:
-        proc, url = start(env, "collect", "--consume", "--ws-url", ws["BINANCE"].url, "--rest-url", rest.base_url,
+        proc, url = start(env, "collect", "--consume", "--datasets", "trades,books",  # one connection a venue
+                          "--ws-url", ws["BINANCE"].url, "--rest-url", rest.base_url,
                           "--okx-ws-url", ws["OKX"].url, "--deribit-ws-url", ws["DERIBIT"].url,
                           "--landing-dir", str(tmp_path / "landing"), "--nats-url", nats_url, "--stream",
                           stream_spec.name, "--stream-max-mb", "64", "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
@@ -264,6 +268,7 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
                     s["venues"][v]["collector"]["trades"] >= last[v] - before[v] for v in MULTI)
             status = wait_status(url, drained, "every trade published and consumed")
             assert set(status["venues"]) == set(MULTI) and status["connections"] == 3
+            assert all(set(status["venues"][v]["collector"]["messages"]) == {"trades"} for v in MULTI)  # --datasets
             text = get(f"{url}/metrics")[1]
             for venue in MULTI:
                 assert metric(text, "marketdata_live_messages_total", venue=venue, dataset="trades") >= 50
@@ -345,5 +350,8 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
             process = live.process
             live.stop()
     assert process.returncode == 0
+    others = {"BINANCE": {"btcusdt@bookTicker", "btcusdt@kline_1m"}, "OKX": {"BTC-USDT@tickers", "BTC-USDT@candle1m"},
+              "DERIBIT": {"ticker.BTC-PERPETUAL.100ms"}}  # collect takes every dataset a venue has: tickers, bars
     for venue in MULTI:
-        assert list((landing_dir / venue).rglob("*.jsonl.zst")), venue  # closed at the stop
+        channels = {path.parent.name for path in (landing_dir / venue).rglob("*.jsonl.zst")}  # closed at the stop
+        assert others[venue] <= channels, (venue, channels)

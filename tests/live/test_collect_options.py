@@ -105,3 +105,40 @@ def test_the_status_sensor_skips_when_no_collector_answers(monkeypatch):
     assert isinstance(result, dg.SkipReason) and f"http://127.0.0.1:{port}/status" in result.skip_message
     monkeypatch.setenv("COLLECTOR_METRICS_PORT", "off")
     assert "off" in health.live_collector_status(dg.build_sensor_context()).skip_message
+
+
+def test_collect_takes_every_dataset_each_venue_has_unless_told(monkeypatch, tmp_path):
+    """Seed 002's collector streams its seven data types: by default each venue collects every dataset
+    it has; `--datasets` narrows that, each venue taking the names it has."""
+    seen = []
+    monkeypatch.setattr(cli, "_run", seen.append)
+    monkeypatch.delenv("SYMBOLS", raising=False)
+    every = ["--venue", "binance", "--venue", "binance_um", "--venue", "okx", "--venue", "deribit", "--instruments",
+             "BINANCE:btcusdt,BINANCE_UM:btcusdt,OKX:BTC-USDT,DERIBIT:BTC-PERPETUAL", "--no-nats", "--metrics-port", "off"]
+
+    def collected(*args: str) -> dict[str, tuple[str, ...]]:
+        result = CliRunner().invoke(cli.collect, [*every, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        options = seen.pop()
+        return {v.venue: live_app._collector(options, v, None).collector.protocol.datasets for v in options.venues}
+
+    assert collected() == {
+        "BINANCE": ("trades", "books", "tickers", "bars_1m"),
+        "BINANCE_UM": ("trades", "books", "tickers", "bars_1m", "mark_price", "funding", "liquidations"),
+        "OKX": ("trades", "books", "tickers", "bars_1m", "funding", "mark_price", "open_interest", "liquidations"),
+        "DERIBIT": ("trades", "books", "tickers", "mark_price", "funding", "open_interest")}
+    assert collected("--datasets", "funding,trades") == {"BINANCE": ("trades",), "BINANCE_UM": ("trades", "funding"),
+                                                         "OKX": ("trades", "funding"), "DERIBIT": ("trades", "funding")}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--venue", "okx", "--datasets", "trades,quotes"], "quotes: the chosen venues stream"),
+    (["--venue", "binance", "--datasets", "funding"], "funding: the chosen venues stream bars_1m, books, tickers, trades"),
+    (["--venue", "binance", "--venue", "okx", "--datasets", "funding"], "BINANCE streams none of funding (it has trades"),
+    (["--venue", "okx", "--datasets", " , "], "none named"),
+])
+def test_collect_refuses_datasets_no_chosen_venue_streams(monkeypatch, args, message):
+    monkeypatch.setattr(cli, "_run", lambda options: pytest.fail("ran despite bad --datasets"))
+    monkeypatch.setenv("SYMBOLS", "BINANCE:BTCUSDT,OKX:BTC-USDT")
+    result = CliRunner().invoke(cli.collect, [*args, "--no-nats", "--metrics-port", "off"])
+    assert result.exit_code == 2 and message in result.output and "--datasets" in result.output, result.output

@@ -7,6 +7,7 @@ and the cache catches up once Redis is back. Waits are on counters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -52,18 +53,24 @@ def test_key_and_field_come_from_the_subject():
     assert key_of("not.a.subject") is None
 
 
-def test_the_cache_holds_the_last_trade_and_the_top_of_book(tmp_path, nats_url, stream_spec, redis_url):
+@pytest.mark.parametrize("with_nats", [True, False], ids=["nats", "no_nats"])
+def test_the_cache_holds_the_last_trade_and_the_top_of_book(tmp_path, nats_url, stream_spec, redis_url, with_nats):
+    """Fed from the publish path, and with no sink at all (`collect --no-nats`: from the messages)."""
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     prefix = stream_spec.subjects[0].split(".")[0]
     with stack:
         async def scenario():
             latest = RedisLatestCache(redis_url, ttl_s=120)
             config = config_for(ws, rest, subject_prefix=prefix, book_snapshot_s=0.05)
-            async with JetStreamStore(nats_url) as store:
-                await store.ensure_stream(stream_spec)
+            async with contextlib.AsyncExitStack() as stores:
+                store = None
+                if with_nats:
+                    store = await stores.enter_async_context(JetStreamStore(nats_url))
+                    await store.ensure_stream(stream_spec)
+                    stores.push_async_callback(store.delete_stream, stream_spec.name)
 
                 async def body(c):
-                    await c.stats.wait_until(lambda s: s.latest_writes > 0 and s.book_snapshots >= 2, WAIT_S)
+                    await c.stats.wait_until(lambda s: s.latest_writes > 0 and s.book_tops_landed >= 2, WAIT_S)
                     ws.pause()  # at rest: the cache must end at the replay's last trade and true book
 
                     def at_rest(stats) -> bool:
@@ -80,7 +87,6 @@ def test_the_cache_holds_the_last_trade_and_the_top_of_book(tmp_path, nats_url, 
                     ws.resume()
                     return got, truth
                 c, (got, truth) = await run_collector(config, LandingWriter(tmp_path, "BINANCE"), store, latest, body)
-                await store.delete_stream(stream_spec.name)
             await latest.aclose()
             return c.stats, got, truth
         stats, got, truth = asyncio.run(scenario())

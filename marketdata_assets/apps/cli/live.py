@@ -147,6 +147,9 @@ def _common(function):
               "config's, OKX_BASE_URL when set).")
 @click.option("--deribit-rest-url", default=None, help="Deribit's REST base for the gap-hour repair (default: the "
               "sources config's, DERIBIT_BASE_URL when set).")
+@click.option("--datasets", default=None, help="Comma list of the datasets to collect, where each venue has them "
+              "(default: every one it has: trades, books, tickers, bars_1m, funding, mark_price, liquidations, "
+              "open_interest).")
 @click.option("--landing-dir", type=click.Path(path_type=Path), default=None, help="Default <state dir>/landing/live.")
 @click.option("--no-nats", is_flag=True, help="Publish nothing to NATS (land raw; with --direct-write, write ClickHouse).")
 @click.option("--direct-write/--no-direct-write", default=None, help="Also write trades to ClickHouse trades_live "
@@ -159,10 +162,10 @@ def _common(function):
 @click.option("--stale-s", type=float, default=None, help="A silent socket is dropped after this (default: the "
               "venue's: 10 s, Deribit 15 s).")
 @_common
-def collect(instruments, venues, landing_dir, no_nats, direct_write, redis_cache, consume, metrics_host, metrics_port,
+def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, redis_cache, consume, metrics_host, metrics_port,
             stale_s, **common) -> None:
-    """The live collector (Binance spot and USD-M, OKX, Deribit: trades and books): raw landing, JetStream,
-    optional sinks."""
+    """The live collector (Binance spot and USD-M, OKX, Deribit; trades, books and the other datasets each
+    venue streams): raw landing, JetStream, optional sinks."""
     chosen = chosen_venues(venues)
     use_redis = redis_cache if redis_cache is not None else env_flag("REDIS_CACHE")
     options = _options(common, collect=True, consume=consume, no_nats=no_nats,
@@ -171,6 +174,7 @@ def collect(instruments, venues, landing_dir, no_nats, direct_write, redis_cache
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
     names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen)
     options.venues = [_venue(v.upper(), names.get(v.upper(), []), common, stale_s) for v in chosen]
+    options.datasets = chosen_datasets(datasets, [v.venue for v in options.venues])
     empty = [v.venue for v in options.venues if not v.instruments]
     if empty:
         raise click.UsageError(f"no instruments for {', '.join(empty)}: name them in --instruments / SYMBOLS "
@@ -180,6 +184,27 @@ def collect(instruments, venues, landing_dir, no_nats, direct_write, redis_cache
     options.metrics_port = parse_port(metrics_port)
     options.redis_url = settings.get("REDIS_URL") if use_redis else None
     _run(options)
+
+
+def chosen_datasets(listed: str | None, venues: list[str]) -> tuple[str, ...] | None:
+    """`--datasets` checked against what the chosen venues stream (None: every dataset each has); a
+    venue left with none of them is refused, naming what it has."""
+    if listed is None:
+        return None
+    from marketdata_assets.apps.live import venue_protocol
+
+    wanted = tuple(dict.fromkeys(d.strip() for d in listed.split(",") if d.strip()))
+    has = {venue: venue_protocol(venue).supported for venue in venues}
+    unknown = [d for d in wanted if not any(d in supported for supported in has.values())]
+    if unknown or not wanted:
+        every = sorted({d for supported in has.values() for d in supported})
+        raise click.BadParameter(f"{', '.join(unknown) or 'none named'}: the chosen venues stream {', '.join(every)}",
+                                 param_hint="--datasets")
+    for venue, supported in has.items():
+        if not set(wanted) & set(supported):
+            raise click.BadParameter(f"{venue} streams none of {', '.join(wanted)} (it has {', '.join(supported)})",
+                                     param_hint="--datasets")
+    return wanted
 
 
 _URL_OPTIONS = {"BINANCE": ("ws_url", "rest_url"), "BINANCE_UM": ("binance_um_ws_url", "binance_um_rest_url"),

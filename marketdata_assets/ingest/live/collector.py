@@ -380,6 +380,9 @@ class LiveCollector(BookOutputs):
             if message.event_ms is not None:
                 self.stats.lagged(recv_ns, message.event_ms)
             if self.store is None:
+                if self.latest is not None:  # no sink to publish to: the cache is fed here
+                    self.latest.offer(((subject(message.dataset, venue, message.instrument, prefix),
+                                        message.msg_id, message.payload),))
                 continue
             if len(self.outbox) >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
                 self.stats.publish_dropped += 1
