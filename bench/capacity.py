@@ -103,8 +103,14 @@ ASSUMED = {
                             "(docs/ticks.md); ClickHouse's Delta+ZSTD columns are taken as the same [assumed]")),
     "shard_tb": (4.0, "usable disk per shard replica [assumed]"),
     "retention_years": (5.0, "history kept: 2022 to 2026 [assumed]"),
-    "frames_per_trade": (1.0, ("one WebSocket frame a trade; books add depth@100ms: 10 frames/s per "
-                              "instrument [assumed from the venues' stream rates]")),
+    "frames_per_trade": (1.0, "one WebSocket frame a trade (Binance trade/aggTrade, OKX trades, Deribit trades)"),
+    "book_frames_per_instrument_s": (10.0, ("depth diffs at 100 ms (Binance depth@100ms, OKX books, Deribit "
+                                            "book.100ms) [assumed: the venues' push interval, every tick busy]")),
+    "other_frames_per_instrument_s": (12.0, ("the other datasets `collect` takes by default: tickers ~10/s (OKX "
+                                             "tickers and Deribit ticker.100ms push every 100 ms at most; Binance "
+                                             "bookTicker is real time, taken as the same), 1-minute bars ~1/s "
+                                             "(Binance kline every 1-2 s), mark price 1/s; funding, open interest "
+                                             "and liquidations are rare [assumed from the venues' push rates]")),
     "collector_cores": (1.0, "one core per collector, at most 50% busy at the daily peak"),
     "peak_over_mean": (5.0, "the busiest minute carries 5x the day's mean trade rate [assumed]"),
     "overhead_share": (0.1, "launch overhead allowed per run: 10% of its wall time"),
@@ -272,7 +278,9 @@ def limits(lines: list[Line], universe, launch: float, meas: dict, assm: dict) -
         found.append(Limit(f"{venue} request budget", fetch, window, "egress IP (client)"))
     for u, line in zip(universe, lines):  # one collector per venue group at least (docs/live-capture.md)
         if u.name.endswith("trades") and u.venue in LIVE_VENUES:
-            frames = line.rows_per_day / 86_400 * value(assm, "peak_over_mean") + 10 * u.instruments
+            per_instrument = value(assm, "book_frames_per_instrument_s") + value(assm, "other_frames_per_instrument_s")
+            frames = (line.rows_per_day / 86_400 * value(assm, "peak_over_mean") * value(assm, "frames_per_trade")
+                      + per_instrument * u.instruments)
             found.append(Limit(f"{u.venue} collector CPU at the peak", frames * value(meas, "frame_cost_s"),
                                0.5 * value(assm, "collector_cores"), "collector"))
     live = [line for u, line in zip(universe, lines) if u.name.endswith("trades") and u.venue in LIVE_VENUES]

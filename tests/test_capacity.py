@@ -71,6 +71,17 @@ def test_the_full_universe_answer_follows_from_the_assumptions():
     peak = live / 86_400 * a["peak_over_mean"]
     assert p.units("consumer at the peak") == math.ceil(peak / (0.5 * capacity.MEASURED["consumer_trades_per_s"][0]))
     assert capacity.plan(cost(), overrides={"consumer_trades_per_s": 2 * 18_600}).units("consumer at the peak") == 1
+    # the collectors: every frame of every dataset `collect` takes (trades, book diffs, tickers, bars, mark
+    # price), at the measured CPU a frame, each collector at most half busy
+    per_instrument = a["book_frames_per_instrument_s"] + a["other_frames_per_instrument_s"]
+    assert per_instrument == 22
+    for u, line in zip(capacity.FULL_UNIVERSE, p.lines):
+        if u.name.endswith("trades") and u.venue in capacity.LIVE_VENUES:
+            frames = line.rows_per_day / 86_400 * a["peak_over_mean"] + per_instrument * u.instruments
+            cores = frames * capacity.MEASURED["frame_cost_s"][0]
+            assert p.units(f"{u.venue} collector CPU") == math.ceil(cores / 0.5), u.venue
+    trades_and_books = capacity.plan(cost(), overrides={"other_frames_per_instrument_s": 0.0})
+    assert trades_and_books.units("collector CPU") < p.units("collector CPU") == 7  # + Deribit's: 8
 
 
 def test_partitioning_crypto_by_venue_and_day_clears_the_first_bottleneck():
