@@ -91,6 +91,8 @@ def _set(values: dict, path: str, value) -> dict:
      "unknown key in a Kubernetes object"),
     ("dagster-user-deployments.deployments.0.volumeMounts.0.mountPath", 7, "wrong type in a Kubernetes object"),
     ("dagsterDaemon.runCoordinator", "_DELETE", "required value missing"),
+    ("dagster-user-deployments.deployments.0.replicaCount", 2,
+     "not a key of the chart's user deployments (its template runs one replica each)"),
 ])
 def test_a_broken_value_an_unknown_key_or_a_wrong_type_fails(path, value, why):
     assert errors(_set(m.values(), path, value)), f"{why}: {path}={value!r} passed the schema"
