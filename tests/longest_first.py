@@ -15,28 +15,31 @@ from __future__ import annotations
 
 import pytest
 
-LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-24)
-    "tests/test_dead_runs_storage.py",  # 152
-    "tests/test_dead_runs.py",  # 123
-    "tests/live/test_recovery.py",  # ~100 (21 cases since, 62 before)
-    "tests/ticks/test_ticks_assets.py",  # 118
+LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone full run, 3 workers on 2 CPUs, 2026-11-24)
+    "tests/ticks/test_ticks_assets.py",  # 140
+    "tests/test_dead_runs_storage.py",  # 120
+    "tests/live/test_recovery.py",  # 114
+    "tests/test_dead_runs.py",  # 96
     "tests/test_quickstart.py",  # 86
-    "tests/test_webserver.py",  # 78
-    "tests/bars/test_minute_store_cli.py",  # 60
-    "tests/test_cli_seeds.py",  # 51
-    "tests/bars/test_bars_assets.py",  # 48
-    "tests/alphas/test_import_faults.py",  # 47
-    "tests/live/test_live_dataset_loads.py",  # ~45 (books since)
-    "tests/live/test_live_loads.py",  # 39
+    "tests/test_webserver.py",  # 77
+    "tests/bars/test_minute_store_cli.py",  # 56
+    "tests/alphas/test_import_faults.py",  # 49
+    "tests/bars/test_bars_assets.py",  # 49
+    "tests/test_cli_seeds.py",  # 45
+    "tests/live/test_live_loads.py",  # 43
     "tests/ticks/test_crypto_dataset_assets.py",  # 39
-    "tests/test_cli.py",  # 29
-    "tests/test_dotenv_precedence.py",  # 25
+    "tests/ticks/test_continuity.py",  # 31
+    "tests/live/test_live_dataset_loads.py",  # 31
+    "tests/ticks/test_binance_archives.py",  # 28
+    "tests/test_dotenv_precedence.py",  # 27
+    "tests/live/test_collect_cli.py",  # 26
+    "tests/test_cli.py",  # 25
+    "tests/test_bench_live_capture.py",  # 25
     "tests/alphas/test_store_faults.py",  # 24
-    "tests/live/test_collect_cli.py",  # 24
-    "tests/alphas/test_alpha_assets.py",  # 24
-    "tests/test_bench_live_capture.py",  # 24
-    "tests/live/test_venues.py",  # 21
-    "tests/ticks/test_continuity.py",  # 20
+    "tests/ticks/test_writer.py",  # 23
+    "tests/live/test_venues.py",  # 22
+    "tests/alphas/test_alpha_assets.py",  # 22
+    "tests/test_project_cli.py",  # 22
 )
 
 
