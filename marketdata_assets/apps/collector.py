@@ -20,16 +20,11 @@ from pathlib import Path
 
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
-from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
-from marketdata_assets.sources.binance.stream import BinanceSpotStream
-from marketdata_assets.sources.deribit.stream import DeribitStream
-from marketdata_assets.sources.okx.stream import OkxStream
+from marketdata_assets.sources.registry import STREAMS
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
 
-PROTOCOLS = {"BINANCE": BinanceSpotStream, "BINANCE_UM": BinanceUsdmStream, "OKX": OkxStream, "DERIBIT": DeribitStream}
-DEFAULT_INSTRUMENTS = {"BINANCE": "BTCUSDT,ETHUSDT", "BINANCE_UM": "BTCUSDT,ETHUSDT", "OKX": "BTC-USDT,ETH-USDT",
-                       "DERIBIT": "BTC-PERPETUAL,ETH-PERPETUAL"}
+PROTOCOLS = STREAMS  # venue -> its stream protocol, declared in its package (sources/registry.py)
 
 
 def rest_base(venue: str, override: str | None = None) -> str:
@@ -66,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def main_async(args: argparse.Namespace) -> dict:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
     protocol = PROTOCOLS[args.venue](datasets=datasets)
-    instruments = args.instruments or DEFAULT_INSTRUMENTS[args.venue]
+    instruments = args.instruments or ",".join(protocol.default_instruments)
     config = CollectorConfig([i.strip().upper() for i in instruments.split(",") if i.strip()],
                              args.ws_url or protocol.ws_url, rest_base(args.venue, args.rest_url),
                              stale_s=args.stale_s or protocol.stale_s, rollover_s=args.rollover_s)

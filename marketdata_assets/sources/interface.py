@@ -92,6 +92,7 @@ class Source:
     reach: Mapping[str, timedelta] = field(default_factory=dict)   # how far back a HISTORY goes
     venue_api: bool = False                     # its client answers VenueClient (a crypto venue)
     options: Mapping[str, Option] = field(default_factory=dict)    # its own config keys
+    stream: type | None = None                  # its live WebSocket protocol (sources/stream.py StreamProtocol)
 
     @property
     def errors(self) -> Any:
@@ -104,7 +105,9 @@ class Source:
         return getattr(self.client, "LIMITS", None)
 
 
-def venue_source(name: str, client: type, config: str, options: Mapping[str, Option] | None = None) -> Source:
-    """The declaration of a crypto venue whose client names its datasets and reach itself."""
+def venue_source(name: str, client: type, config: str, options: Mapping[str, Option] | None = None,
+                 stream: type | None = None) -> Source:
+    """The declaration of a crypto venue whose client names its datasets and reach itself (and, if it
+    is collected live, its stream protocol)."""
     return Source(name, (name,), dict(client.DATASETS), client, config, dict(getattr(client, "REACH", {})),
-                  venue_api=True, options=dict(options or {}))
+                  venue_api=True, options=dict(options or {}), stream=stream)

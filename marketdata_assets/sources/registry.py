@@ -14,6 +14,18 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     alpha_api.ALPHA_API,                                          # the alpha API
 )}
 
+STREAMS: dict[str, type] = {s.name: s.stream for s in SOURCES.values() if s.stream is not None}  # live venues
+
+
+def stream_protocol(venue: str, datasets=None):
+    """The live stream protocol of `venue` collecting `datasets` (None: its defaults; "all": every
+    dataset it supports); ValueError naming the live venues for another."""
+    try:
+        cls = STREAMS[venue.upper()]
+    except KeyError:
+        raise ValueError(f"no live stream of venue {venue!r}; one of {', '.join(STREAMS)}") from None
+    return cls(datasets=cls().supported) if datasets == "all" else cls(datasets=datasets)
+
 
 def source(name: str) -> Source:
     """The declaration of `name` (case-insensitive)."""

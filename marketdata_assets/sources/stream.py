@@ -32,13 +32,17 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from marketdata_assets.core.http import SourceError
 from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.datasets.wire import Trade
 
 # The datasets' names, as the rest of the project spells them (ClickHouse tables, the REST sources).
 TRADES, BOOKS, TICKERS, BARS_1M = "trades", "books", "tickers", "bars_1m"
 FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST = "funding", "mark_price", "liquidations", "open_interest"
 LIVE_DATASETS = (TRADES, BOOKS, TICKERS, BARS_1M, FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST)
 DEFAULT_DATASETS = (TRADES, BOOKS, TICKERS)  # a venue's protocol collects these unless told otherwise
+# what a venue's frame reading raises on a frame it refuses (counted `malformed_<dataset>` / `bad_frame`)
+MALFORMED = (SourceError, KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
 class LiveMessage(NamedTuple):
@@ -59,6 +63,16 @@ def live_message(dataset: str, venue: str, instrument: str, key: Any, event_ms: 
     **fields, ts_ms (the event time), recv_ns}`."""
     payload = {"venue": venue, "instrument": instrument, **fields, "ts_ms": event_ms, "recv_ns": recv_ns}
     return LiveMessage(dataset, instrument, f"{dataset}.{venue}.{instrument}.{key}", json_bytes(payload), event_ms)
+
+
+def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: int) -> list[LiveMessage]:
+    """A frame's trades as messages: id `<venue>.<instrument>.<trade id>`, payload the `Trade` as every
+    sink stores it (sized: quantity in base units, amount in quote units) with venue, instrument and
+    the receive time."""
+    return [LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{t.trade_id}", json_bytes({
+        "venue": venue, "instrument": instrument, "trade_id": t.trade_id, "price": t.price, "quantity": t.quantity,
+        "amount": t.amount, "side": t.side, "seq": t.seq, "ts_us": t.ts_us, "event_ms": t.event_ms,
+        "recv_ns": recv_ns}), t.event_ms) for t in trades]
 
 
 def json_bytes(value: Any) -> bytes:
@@ -169,6 +183,11 @@ class StreamProtocol(Protocol):
     keepalive: Keepalive | None
     rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
     stale_s: float  # the stale deadline to use: above the longest silence of a healthy connection
+    live_source: str  # the ingest_log source of its live loads (`<VENUE>_LIVE`)
+    default_instruments: tuple[str, ...]  # collected when none are named (two majors)
+    trade_channel_format: str  # an instrument's trade channel, `{}` the instrument as channels spell it
+    book_channel_format: str  # the start of an instrument's book channels (depth / interval follow)
+    lower_channels: bool  # channels spell instruments in lower case (Binance)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]: ...
 
@@ -193,6 +212,11 @@ class StreamProtocol(Protocol):
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
         """The normalized messages of an event frame (not a book's: those go to `BookSync`), maybe
         none (a kline not closed yet); KeyError/TypeError/ValueError on a malformed one."""
+
+    def trades(self, frame: Frame) -> list[Trade]:
+        """The trades of a trade channel's event frame, sized as the venue's REST parser sizes them
+        (the one parse the messages, the landing reader and so the hourly loads share);
+        SourceDataError (or KeyError/TypeError/ValueError) on a malformed one."""
 
     def snapshot_source(self, rest_url: str) -> SnapshotSource | None: ...
 

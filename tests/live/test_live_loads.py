@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from marketdata_assets.ingest.live.load import hour_slices, hours_of_day
-from marketdata_assets.ingest.live.trade_frames import parse_trade
+from marketdata_assets.sources.binance.stream import trade_event
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, recover
 from marketdata_assets.stores.landing.writer import PART, frame_line
@@ -224,12 +224,15 @@ def test_the_first_hour_of_a_day_completes_the_day_before(root, instance, store)
 
 def test_a_trade_event_is_parsed_as_the_rest_parsers_do():
     text, _, row = trade(7, at(3, 1.5))
-    assert parse_trade(json.loads(text)["data"]) == (int(row[0].timestamp() * 1_000_000), *row[1:])
+    (parsed,) = trade_event(json.loads(text)["data"], INSTRUMENT)
+    assert parsed[:7] == (int(row[0].timestamp() * 1_000_000), *row[1:])
     assert row[0].microsecond == 500_000 and row[5] == "buy"  # T in ms -> µs; m false: the taker bought
 
 
 def test_what_a_refill_added_survives_the_next_hourly_load(root, instance, store):
-    from marketdata_assets.ingest.live.trade_frames import SOURCE
+    from marketdata_assets.ingest.live.trade_frames import LIVE_VENUES
+
+    SOURCE = LIVE_VENUES["BINANCE"].source
     from marketdata_assets.stores.clickhouse import writer
 
     with LandingWriter(root, "BINANCE") as landing:

@@ -78,10 +78,12 @@ def test_frames_are_read_by_shape():
     assert (note.dataset, note.instrument) == ("books", "BTC_USDC-PERPETUAL")
     trades = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
         "channel": "trades.BTC-PERPETUAL.100ms",
-        "data": [{"trade_id": "81", "timestamp": 5, "price": 1.5, "amount": 2.0, "direction": "sell"}]}}))
+        "data": [{"trade_id": "81", "trade_seq": 30, "timestamp": 1590484512188, "price": 8950.0, "amount": 10.0,
+                  "direction": "sell"}]}}))
     ((dataset, instrument, msg_id, payload, event_ms),) = deribit.messages(trades, 9)
     assert (dataset, instrument, msg_id) == ("trades", "BTC-PERPETUAL", "DERIBIT.BTC-PERPETUAL.81")
-    assert json.loads(payload)["side"] == "sell" and event_ms == 5
+    assert json.loads(payload)["side"] == "sell" and event_ms == 1590484512188
+    assert (json.loads(payload)["quantity"], json.loads(payload)["amount"]) == (10.0 / 8950.0, 10.0)  # inverse: USD
 
 
 def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path):
@@ -96,7 +98,8 @@ def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path)
                   json.dumps({**books, "arg": {"channel": "books", "instId": "DOGE-USDT"}, "data": []}),
                   json.dumps([1, 2]),
                   json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"},
-                              "data": [{"tradeId": "1", "px": "1", "sz": "1", "side": "buy", "ts": "5"}]})]
+                              "data": [{"instId": "BTC-USDT", "tradeId": "1", "px": "1", "sz": "1", "side": "buy",
+                                        "ts": "1630048897897"}]})]
         await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
         writer.close()
         return collector.stats

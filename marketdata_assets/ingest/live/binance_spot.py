@@ -7,7 +7,7 @@ messages to the trades-only sinks (`ClickHouseTradeSink`, the `md.trades.>` cons
 from __future__ import annotations
 
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
-from marketdata_assets.sources.binance.stream import BinanceSpotStream
+from marketdata_assets.sources.registry import stream_protocol
 from marketdata_assets.sources.stream import BOOKS, TRADES
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter
@@ -18,5 +18,5 @@ __all__ = ["BinanceSpotCollector", "CollectorConfig"]
 class BinanceSpotCollector(LiveCollector):
     def __init__(self, config: CollectorConfig, writer: LandingWriter, store: JetStreamStore | None = None, *,
                  snapshot_store: JetStreamStore | None = None, latest=None):
-        super().__init__(BinanceSpotStream(datasets=(TRADES, BOOKS)), config, writer, store,
+        super().__init__(stream_protocol("BINANCE", (TRADES, BOOKS)), config, writer, store,
                          snapshot_store=snapshot_store, latest=latest)

@@ -50,7 +50,15 @@ from marketdata_assets.ingest.live.connection import (
     handshake_refusal,
 )
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.stream import BOOKS, TRADES, Frame, Keepalive, StreamProtocol, plan_connections
+from marketdata_assets.sources.stream import (
+    BOOKS,
+    MALFORMED,
+    TRADES,
+    Frame,
+    Keepalive,
+    StreamProtocol,
+    plan_connections,
+)
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
 
@@ -350,7 +358,7 @@ class LiveCollector(BookOutputs):
                     self._on_messages(frame, recv_ns)
                 else:
                     self.stats.bad("unknown_stream")
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            except MALFORMED:
                 self.stats.bad(f"malformed_{frame.dataset}")
         elif frame.kind != "control":
             self.stats.bad("unknown_shape")

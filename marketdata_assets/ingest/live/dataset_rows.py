@@ -46,9 +46,7 @@ from typing import Any
 
 import polars as pl
 
-from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
 from marketdata_assets.sources.binance.rest import parse_depth
-from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.rest import (
     base_and_quote,
     contract_size,
@@ -56,7 +54,6 @@ from marketdata_assets.sources.deribit.rest import (
     parse_open_interest,
     parse_order_book,
 )
-from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.rest import (
     ContractSizer,
     parse_books,
@@ -64,7 +61,8 @@ from marketdata_assets.sources.okx.rest import (
     parse_liquidations,
     parse_open_interest_history,
 )
-from marketdata_assets.sources.okx.stream import OkxStream, is_swap
+from marketdata_assets.sources.okx.stream import is_swap
+from marketdata_assets.sources.registry import stream_protocol
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOK_TOP,
@@ -85,9 +83,7 @@ SOURCES = {venue: f"{venue}_LIVE" for venue in ("BINANCE", "BINANCE_UM", "OKX", 
 def protocol(venue: str):
     """The venue's stream protocol with every dataset it supports enabled (a landed frame gives all
     its messages; each load keeps its dataset's)."""
-    cls = {"BINANCE": BinanceSpotStream, "BINANCE_UM": BinanceUsdmStream, "OKX": OkxStream,
-           "DERIBIT": DeribitStream}[venue]
-    return cls(datasets=cls().supported)
+    return stream_protocol(venue, "all")
 
 
 def _num(value: Any) -> float | None:

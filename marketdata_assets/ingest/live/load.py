@@ -2,11 +2,10 @@
 `LIVE_VENUES`) loaded into the `trades` day slices through the ingest engine (no Dagster here;
 defs/live calls it).
 
-Per venue (`trade_frames.LiveVenue`): its trade channel (`btcusdt@trade`, `BTC-USDT@trades`,
-`trades.BTC-PERPETUAL.100ms`), its ingest_log source (`BINANCE_LIVE`, `OKX_LIVE`, `DERIBIT_LIVE`: the
-venue's trade-id sequence in quality/continuity.py) and its frame parser (trade_frames.py: OKX and
-Deribit through the REST parsers, Binance's `trade` event as the dump files). What follows holds for
-every venue.
+Per venue (`trade_frames.LiveVenue`: the venue's stream protocol): its trade channel (`btcusdt@trade`,
+`BTC-USDT@trades`, `trades.BTC-PERPETUAL.100ms`), its ingest_log source (`BINANCE_LIVE`, `OKX_LIVE`,
+`DERIBIT_LIVE`: the venue's trade-id sequence in quality/continuity.py) and its frame reading (the
+protocol's own parse, the one the collector's messages come from). What follows holds for every venue.
 
 Why here: it moves data from a store (the raw landing files) into ClickHouse like the batch engine's
 other feeds, beside the collector that wrote those files (ingest/live), and it runs inside Dagster's
@@ -107,35 +106,24 @@ class ChannelReader(LandingReader):
     def _frame(self, record: dict, figures: HourFigures) -> str | None:
         """Keep the frame's trades; the reason it is discarded otherwise (a trade seen before counts
         as one of `duplicates`; one id with different values fails the slice)."""
-        try:
-            frame = json.loads(record["d"])
-        except (ValueError, TypeError, KeyError):
-            return "bad_frame"
-        rows = self.venue.trades(frame, self.instrument)
+        text = record.get("d")
+        rows = self.venue.trades(text, self.instrument) if isinstance(text, str) else "bad_frame"
         if isinstance(rows, str):
             return rows
         kept = 0
-        for row in rows:
+        for trade in rows:
+            row = trade[:7]
             if not first_copy(self.seen, row[1], row, f"{self.venue.venue}:{self.instrument} trade id"):
                 figures.discarded["duplicates"] += 1
                 continue
             self.columns.add(*row)
             kept += 1
-            event_ms = _event_ms(frame, row)
-            figures.lags_ms.append(record["t"] / 1e6 - event_ms)
+            figures.lags_ms.append(record["t"] / 1e6 - trade.event_ms)
         figures.trades += kept
         return None if rows else "not_a_trade"
 
     def frame(self) -> pl.DataFrame:
         return self.columns.frame(self.venue.venue, self.instrument)
-
-
-def _event_ms(frame: Any, row: tuple) -> float:
-    """The venue's event time of a trade (Binance `E`; OKX and Deribit: the trade's time)."""
-    data = frame.get("data") if isinstance(frame, dict) else None
-    if isinstance(data, dict) and isinstance(data.get("E"), int):
-        return data["E"]
-    return row[0] / 1000
 
 
 def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> list[Path]:

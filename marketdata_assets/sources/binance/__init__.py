@@ -4,8 +4,10 @@ verified archives (`archives`)."""
 
 from marketdata_assets.sources.binance import archives, dumps
 from marketdata_assets.sources.binance.futures import BinanceFuturesClient
+from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
 from marketdata_assets.sources.binance.rest import *  # noqa: F403
 from marketdata_assets.sources.binance.rest import BinanceClient
+from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.interface import FILES, Option, Source, venue_source
 
 
@@ -18,8 +20,8 @@ def _weights(per_minute: int) -> dict[str, Option]:
                 "Share of the minute's weight a run uses; past it, requests wait for the next minute."))}
 
 
-SPOT = venue_source("BINANCE", BinanceClient, "binance", _weights(6000))
-USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um", _weights(2400))
+SPOT = venue_source("BINANCE", BinanceClient, "binance", _weights(6000), BinanceSpotStream)
+USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um", _weights(2400), BinanceUsdmStream)
 DUMPS = Source(dumps.SOURCE, (dumps.VENUE,), {dataset: FILES for dataset, _, _ in dumps.DUMP_DATASETS.values()})
 ARCHIVES = Source(archives.SOURCE, tuple(archives.VENUE_MARKETS), {d: FILES for d in archives.ARCHIVED_DATASETS},
                   archives.ArchiveClient)

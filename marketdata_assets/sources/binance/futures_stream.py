@@ -35,10 +35,13 @@ Default datasets: trades, books, tickers (`BinanceUsdmStream(datasets=...)` for 
 from __future__ import annotations
 
 from collections import deque
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures import BinanceFuturesClient
+from marketdata_assets.sources.binance.rest import agg_trade
 from marketdata_assets.sources.binance.stream import (
     LIMITS,
     SUBSCRIBE_BATCH,
@@ -59,7 +62,6 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     StreamLimits,
-    json_bytes,
     live_message,
 )
 
@@ -68,14 +70,10 @@ WS_URL = "wss://fstream.binance.com"
 INCOMING_PER_S = 10
 
 
-def agg_trade_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
-    """An `aggTrade` event as a trade (the payload of spot's trades; trade_id = the aggregate id)."""
-    trade_id, ts = int(data["a"]), int(data["T"])
-    payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade_id), "price": str(data["p"]),
-               "quantity": str(data["q"]), "side": "sell" if data["m"] else "buy", "ts_ms": ts,
-               "event_ms": int(data["E"]), "recv_ns": recv_ns}
-    return [LiveMessage(TRADES, instrument, f"{VENUE}.{instrument}.{trade_id}",
-                        json_bytes(payload), int(data["E"]))]
+def agg_trade_event(data: Any, instrument: str) -> list[Trade]:
+    """An `aggTrade` event through the REST parser's `agg_trade` (trade_id = seq = `a`), event time `E`."""
+    event_ms = data.get("E") if isinstance(data, dict) else None
+    return [agg_trade(data, "aggTrade event", Page(VENUE, instrument), event_ms if isinstance(event_ms, int) else None)]
 
 
 def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
@@ -145,10 +143,12 @@ class BinanceUsdmStream(BinanceSpotStream):
 
     venue = VENUE
     ws_url = WS_URL
+    live_source = "BINANCE_UM_LIVE"
+    trade_channel_format = "{}@aggTrade"
     limits = StreamLimits(max_channels=1024, control_per_s=INCOMING_PER_S - 1,
                           connections_per_window=LIMITS.connections_per_5min, lifetime_s=86_400.0,
                           url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
-    KINDS: ClassVar[dict] = {"aggTrade": (TRADES, "aggTrade", agg_trade_message), "depth": (BOOKS, None, None),
+    KINDS: ClassVar[dict] = {"aggTrade": (TRADES, "aggTrade", agg_trade_event), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", lambda d, i, r: book_ticker_message(d, i, r, VENUE)),
              "kline_1m": (BARS_1M, "kline_1m", lambda d, i, r: kline_message(d, i, r, VENUE)),
              "markPrice": (MARK_PRICE, "markPrice@1s", None), "funding": (FUNDING, "markPrice@1s", None),

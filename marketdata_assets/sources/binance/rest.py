@@ -61,6 +61,7 @@ from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, epoch_to_
 from marketdata_assets.datasets.wire import (
     BarColumns,
     DropCounts,
+    Trade,
     TradeColumns,
     book_frame,
     book_levels,
@@ -126,6 +127,18 @@ def _bool(value: Any, what: str, ctx: Page) -> bool:
     raise ctx.error(f"{what} is {value!r}, not true/false")
 
 
+def agg_trade(record: Any, what: str, ctx: Page, event_ms: int | None = None) -> Trade:
+    """One aggTrade `{a, p, q, T, m}` (REST, and USD-M's `aggTrade` stream event): trade_id = seq = `a`."""
+    agg_id = integer(field(record, "a", what, ctx), f"{what} a", ctx)
+    what = f"{what} (a={agg_id})"
+    price = positive(number(field(record, "p", what, ctx), f"{what} p", ctx), what, ctx)
+    qty = positive(number(field(record, "q", what, ctx), f"{what} q", ctx), what, ctx, "quantity")
+    ts = epoch_us(field(record, "T", what, ctx), f"{what} T", ctx)
+    maker = _bool(field(record, "m", what, ctx), f"{what} m", ctx)
+    return Trade(ts, str(agg_id), price, qty, _amount(price * qty, what, ctx), "sell" if maker else "buy", agg_id,
+                 event_ms or ts // 1000)
+
+
 def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
     """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`)."""
     ctx = _ctx(instrument, ctx, venue)
@@ -133,14 +146,7 @@ def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue:
         raise ctx.error(f"aggTrades: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
     cols = TradeColumns()
     for i, record in enumerate(body):
-        what = f"aggTrade #{i}"
-        agg_id = integer(field(record, "a", what, ctx), f"{what} a", ctx)
-        what = f"{what} (a={agg_id})"
-        price = positive(number(field(record, "p", what, ctx), f"{what} p", ctx), what, ctx)
-        qty = positive(number(field(record, "q", what, ctx), f"{what} q", ctx), what, ctx, "quantity")
-        ts = epoch_us(field(record, "T", what, ctx), f"{what} T", ctx)
-        maker = _bool(field(record, "m", what, ctx), f"{what} m", ctx)
-        cols.add(ts, str(agg_id), price, qty, _amount(price * qty, what, ctx), "sell" if maker else "buy", agg_id)
+        cols.add(*agg_trade(record, f"aggTrade #{i}", ctx)[:7])
     return cols.frame(venue, instrument)
 
 

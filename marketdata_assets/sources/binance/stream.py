@@ -44,7 +44,9 @@ from typing import Any, ClassVar
 
 import orjson
 
+from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.rest import BinanceClient
 from marketdata_assets.sources.stream import (
     BARS_1M,
@@ -54,8 +56,8 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     enabled,
-    json_bytes,
     live_message,
+    trade_messages,
 )
 from marketdata_assets.sources.stream import Frame as StreamFrame
 from marketdata_assets.sources.stream import StreamLimits as ChannelLimits
@@ -139,20 +141,22 @@ def classify(frame: Any) -> Frame:
     return Frame("unknown")
 
 
-def trade_record(data: dict, instrument: str, recv_ns: int) -> tuple[str, bytes]:
-    """(Nats-Msg-Id, payload) of a `trade` event: the id is the venue-native trade id qualified by
-    venue and instrument (Binance's ids count per instrument; one stream holds all); the payload
-    keeps price and quantity as the venue's strings. KeyError/TypeError on a malformed event."""
-    trade_id = int(data["t"])
-    payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade_id), "price": str(data["p"]),
-               "quantity": str(data["q"]), "side": "sell" if data["m"] else "buy", "ts_ms": int(data["T"]),
-               "event_ms": int(data.get("E") or data["T"]), "recv_ns": recv_ns}
-    return f"{VENUE}.{instrument}.{trade_id}", json_bytes(payload)
-
-
-def trade_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
-    msg_id, payload = trade_record(data, instrument, recv_ns)
-    return [LiveMessage(TRADES, instrument, msg_id, payload, int(data.get("E") or data["T"]))]
+def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
+    """The trade of a `trade` event `{e, E, s, t, p, q, T, m}`: trade_id = seq = `t`, ts = `T` (ms, or µs
+    if asked for), amount = price x quantity (the event has no quote quantity), side from `m` (the
+    buyer was the maker: the taker sold). SourceDataError if malformed."""
+    ctx = Page(venue, instrument)
+    trade_id = integer(field(data, "t", "trade event", ctx), "trade event t", ctx)
+    what = f"trade {trade_id}"
+    price = positive(number(field(data, "p", what, ctx), f"{what} p", ctx), what, ctx)
+    qty = positive(number(field(data, "q", what, ctx), f"{what} q", ctx), what, ctx, "quantity")
+    ts = epoch_us(field(data, "T", what, ctx), f"{what} T", ctx)
+    maker = field(data, "m", what, ctx)
+    if not isinstance(maker, bool):
+        raise ctx.error(f"{what} m is {maker!r}, not true/false")
+    event_ms = data.get("E")
+    return [Trade(ts, str(trade_id), price, qty, price * qty, "sell" if maker else "buy", trade_id,
+                  event_ms if isinstance(event_ms, int) else ts // 1000)]
 
 
 def book_ticker_message(data: dict, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
@@ -256,8 +260,11 @@ class BinanceSpotStream:
     keepalive = None  # the server pings; the WebSocket library answers
     rest_snapshots = True
     stale_s = 10.0  # data every 100 ms; the server pings every 20 s
+    live_source = "BINANCE_LIVE"
+    default_instruments = ("BTCUSDT", "ETHUSDT")
+    trade_channel_format, book_channel_format, lower_channels = "{}@trade", "{}@depth", True
     # stream kind -> (dataset, the stream's name after the instrument, its messages)
-    KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_message), "depth": (BOOKS, None, None),
+    KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_event), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
              "kline_1m": (BARS_1M, "kline_1m", kline_message)}
 
@@ -300,7 +307,12 @@ class BinanceSpotStream:
         return StreamFrame("event", frame.stream, dataset, instrument, frame.data)
 
     def messages(self, frame: StreamFrame, recv_ns: int) -> list[LiveMessage]:
+        if frame.dataset == TRADES:
+            return trade_messages(self.venue, frame.instrument, self.trades(frame), recv_ns)
         return self.KINDS[stream_kind(frame.channel)[1]][2](frame.data, frame.instrument, recv_ns)
+
+    def trades(self, frame: StreamFrame) -> list[Trade]:
+        return self.KINDS[stream_kind(frame.channel)[1]][2](frame.data, frame.instrument)
 
     def new_book(self, instrument: str) -> DepthSync:
         return DepthSync(instrument)

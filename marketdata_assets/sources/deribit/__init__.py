@@ -19,9 +19,10 @@ from marketdata_assets.sources.deribit.rest import (
     parse_trade_page,
     parse_trades,
 )
+from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.interface import venue_source
 
-DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit")
+DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit", stream=DeribitStream)
 
 __all__ = ["DERIBIT", "CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
            "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",

@@ -74,6 +74,7 @@ from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms,
 from marketdata_assets.datasets.wire import (
     BarColumns,
     DropCounts,
+    Trade,
     TradeColumns,
     book_frame,
     book_levels,
@@ -169,6 +170,30 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
     return frame, has_more
 
 
+def trade_of(record: Any, instrument: str, inverse: bool, what: str, ctx: Page) -> tuple[Trade, str | None]:
+    """One trade `{trade_id, trade_seq, timestamp, price, amount, direction, liquidation?}` (REST pages
+    and the `trades.<instrument>.<interval>` channel), sized (`base_and_quote`), and its liquidation flag."""
+    trade_id = field(record, "trade_id", what, ctx)
+    if not isinstance(trade_id, str) or not trade_id:
+        raise ctx.error(f"{what} trade_id is {trade_id!r}, not a string id")
+    what = f"trade {trade_id}"
+    inst = record.get("instrument_name", instrument)
+    if inst != instrument:
+        raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
+    seq = integer(field(record, "trade_seq", what, ctx), f"{what} trade_seq", ctx)
+    ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
+    price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
+    amount = positive(number(field(record, "amount", what, ctx), f"{what} amount", ctx), what, ctx, "amount")
+    direction = field(record, "direction", what, ctx)
+    if direction not in ("buy", "sell"):
+        raise ctx.error(f"{what} direction is {direction!r}, not buy/sell")
+    flag = record.get("liquidation")
+    if flag is not None and flag not in LIQUIDATION_SIDES:
+        raise ctx.error(f"{what} liquidation is {flag!r}, not one of {', '.join(LIQUIDATION_SIDES)}")
+    quantity, quote = base_and_quote(inverse, price, amount)
+    return Trade(ts, trade_id, price, quantity, quote, direction, seq, ts // 1000), flag
+
+
 def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
                      ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
     """A trades response → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
@@ -186,28 +211,10 @@ def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
     cols = TradeColumns()
     flags: dict[str, str] = {}
     for i, record in enumerate(trades):
-        what = f"trade #{i}"
-        trade_id = field(record, "trade_id", what, ctx)
-        if not isinstance(trade_id, str) or not trade_id:
-            raise ctx.error(f"{what} trade_id is {trade_id!r}, not a string id")
-        what = f"trade {trade_id}"
-        inst = record.get("instrument_name", instrument)
-        if inst != instrument:
-            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
-        seq = integer(field(record, "trade_seq", what, ctx), f"{what} trade_seq", ctx)
-        ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
-        price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
-        amount = positive(number(field(record, "amount", what, ctx), f"{what} amount", ctx), what, ctx, "amount")
-        direction = field(record, "direction", what, ctx)
-        if direction not in ("buy", "sell"):
-            raise ctx.error(f"{what} direction is {direction!r}, not buy/sell")
-        flag = record.get("liquidation")
+        trade, flag = trade_of(record, instrument, inverse, f"trade #{i}", ctx)
         if flag is not None:
-            if flag not in LIQUIDATION_SIDES:
-                raise ctx.error(f"{what} liquidation is {flag!r}, not one of {', '.join(LIQUIDATION_SIDES)}")
-            flags[trade_id] = flag
-        quantity, quote = base_and_quote(inverse, price, amount)
-        cols.add(ts, trade_id, price, quantity, quote, direction, seq)
+            flags[trade.trade_id] = flag
+        cols.add(*trade[:7])
     return cols.frame(VENUE, instrument), has_more, flags
 
 

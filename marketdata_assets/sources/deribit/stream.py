@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import json
 
-from marketdata_assets.sources.deribit.rest import DeribitClient
+from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.sources.deribit.rest import DeribitClient, is_inverse, trade_of
 from marketdata_assets.sources.stream import (
     BOOKS,
     FUNDING,
@@ -51,9 +53,9 @@ from marketdata_assets.sources.stream import (
     RestSnapshots,
     StreamLimits,
     enabled,
-    json_bytes,
     json_text,
     live_message,
+    trade_messages,
 )
 
 VENUE = "DERIBIT"
@@ -118,8 +120,13 @@ class DeribitStream:
     rest_snapshots = False
     stale_s = 15.0  # the heartbeat (10 s) is the least a quiet connection carries
 
+    live_source = "DERIBIT_LIVE"
+    default_instruments = ("BTC-PERPETUAL", "ETH-PERPETUAL")
+    trade_channel_format, book_channel_format, lower_channels = "trades.{}.100ms", "book.{}.", False
+
     def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
         self.heartbeat_s = heartbeat_s
+        self._inverse: dict[str, bool] = {}
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
         self.datasets = enabled(datasets, self.supported)
 
@@ -179,18 +186,23 @@ class DeribitStream:
         return DeribitBookSync(instrument)
 
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
-        instrument = frame.instrument
         if frame.dataset == TICKERS:
-            return ticker_messages(frame.data, instrument, recv_ns, self.datasets)
-        out = []
-        for trade in frame.data:
-            ts = int(trade["timestamp"])
-            payload = {"venue": VENUE, "instrument": instrument, "trade_id": str(trade["trade_id"]),
-                       "price": str(trade["price"]), "quantity": str(trade["amount"]),
-                       "side": str(trade["direction"]), "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
-            out.append(LiveMessage(TRADES, instrument, f"{VENUE}.{instrument}.{trade['trade_id']}",
-                                   json_bytes(payload), ts))
-        return out
+            return ticker_messages(frame.data, frame.instrument, recv_ns, self.datasets)
+        return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
+
+    def trades(self, frame: Frame) -> list[Trade]:
+        """A `trades.<instrument>.<interval>` notification through the REST parser's `trade_of`:
+        inverse contracts' USD amounts as base quantity and quote amount."""
+        instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
+        if not isinstance(frame.data, list):
+            raise ctx.error(f"trades notification data is {type(frame.data).__name__}, not an array")
+        inverse = self._inverse.get(instrument)
+        if inverse is None:
+            try:
+                inverse = self._inverse[instrument] = is_inverse(instrument)
+            except ValueError as error:
+                raise ctx.error(str(error)) from None
+        return [trade_of(record, instrument, inverse, f"trade #{i}", ctx)[0] for i, record in enumerate(frame.data)]
 
     def book_time_ms(self, data: object) -> int | None:
         """A book notification's `timestamp`."""

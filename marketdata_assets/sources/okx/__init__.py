@@ -18,8 +18,9 @@ from marketdata_assets.sources.okx.rest import (
     parse_ticker,
     underlying,
 )
+from marketdata_assets.sources.okx.stream import OkxStream
 
-OKX = venue_source("OKX", OkxClient, "okx")
+OKX = venue_source("OKX", OkxClient, "okx", stream=OkxStream)
 
 __all__ = ["OKX", "CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "funding_frame",
            "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",

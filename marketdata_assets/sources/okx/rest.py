@@ -97,6 +97,7 @@ from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, from_us, 
 from marketdata_assets.datasets.wire import (
     BarColumns,
     DropCounts,
+    Trade,
     TradeColumns,
     book_frame,
     book_levels,
@@ -215,30 +216,35 @@ def _sizer(instrument: str, contract_values, ctx: Page, note: bool = True) -> Co
     return sizer
 
 
+def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str, ctx: Page) -> Trade:
+    """One trade `{instId, tradeId, px, sz, side, ts}` (history-trades, and the `trades` channel's
+    push), sized by `sizer`: trade_id = tradeId, seq = int(tradeId)."""
+    trade_id = field(record, "tradeId", what, ctx)
+    if not isinstance(trade_id, str) or not trade_id:
+        raise ctx.error(f"{what} tradeId is {trade_id!r}, not a string id")
+    what = f"trade {trade_id}"
+    inst = field(record, "instId", what, ctx)
+    if inst != instrument:
+        raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
+    price = positive(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
+    size = positive(number(field(record, "sz", what, ctx), f"{what} sz", ctx), what, ctx, "size")
+    ts = epoch_us(field(record, "ts", what, ctx), f"{what} ts", ctx)
+    side = field(record, "side", what, ctx)
+    if side not in ("buy", "sell"):
+        raise ctx.error(f"{what} side is {side!r}, not buy/sell")
+    quantity, amount = sizer.base_and_quote(price, size)
+    return Trade(ts, trade_id, price, quantity, amount, side, int(trade_id) if trade_id.isdigit() else None,
+                 ts // 1000)
+
+
 def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
                          contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
-    """history-trades (or trades) envelope → trades frame; trade_id = tradeId, seq = int(tradeId)."""
+    """history-trades (or trades) envelope → trades frame (`history_trade`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
     cols = TradeColumns()
     for i, record in enumerate(_data(body, ctx)):
-        what = f"trade #{i}"
-        trade_id = field(record, "tradeId", what, ctx)
-        if not isinstance(trade_id, str) or not trade_id:
-            raise ctx.error(f"{what} tradeId is {trade_id!r}, not a string id")
-        what = f"trade {trade_id}"
-        inst = field(record, "instId", what, ctx)
-        if inst != instrument:
-            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
-        price = positive(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
-        size = positive(number(field(record, "sz", what, ctx), f"{what} sz", ctx), what, ctx, "size")
-        ts = epoch_us(field(record, "ts", what, ctx), f"{what} ts", ctx)
-        side = field(record, "side", what, ctx)
-        if side not in ("buy", "sell"):
-            raise ctx.error(f"{what} side is {side!r}, not buy/sell")
-        quantity, amount = sizer.base_and_quote(price, size)
-        seq = int(trade_id) if trade_id.isdigit() else None
-        cols.add(ts, trade_id, price, quantity, amount, side, seq)
+        cols.add(*history_trade(record, instrument, sizer, f"trade #{i}", ctx)[:7])
     return cols.frame(VENUE, instrument)
 
 

@@ -54,7 +54,9 @@ from __future__ import annotations
 import json
 import zlib
 
-from marketdata_assets.sources.okx.rest import OkxClient
+from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.sources.okx.rest import ContractSizer, OkxClient, history_trade
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOKS,
@@ -71,9 +73,9 @@ from marketdata_assets.sources.stream import (
     RestSnapshots,
     StreamLimits,
     enabled,
-    json_bytes,
     json_text,
     live_message,
+    trade_messages,
 )
 
 VENUE = "OKX"
@@ -205,9 +207,14 @@ class OkxStream:
     rest_snapshots = False
     stale_s = 10.0  # a quiet book is kept talking by our pings (at stale_s / 2)
 
+    live_source = "OKX_LIVE"
+    default_instruments = ("BTC-USDT", "ETH-USDT")
+    trade_channel_format, book_channel_format, lower_channels = "{}@trades", "{}@books", False
+
     def __init__(self, datasets=None):
         self.supported = tuple(CHANNEL_DATASET.values())
         self.datasets = enabled(datasets, self.supported)
+        self._sizers: dict[str, ContractSizer] = {}
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
@@ -273,15 +280,25 @@ class OkxStream:
         kind = frame.channel.rpartition("@")[2]
         if kind != "trades":
             return MESSAGES[kind](frame.data, frame.instrument, recv_ns)
-        out = []
-        for trade in frame.data:
-            ts = int(trade["ts"])
-            payload = {"venue": VENUE, "instrument": frame.instrument, "trade_id": str(trade["tradeId"]),
-                       "price": str(trade["px"]), "quantity": str(trade["sz"]), "side": str(trade["side"]),
-                       "ts_ms": ts, "event_ms": ts, "recv_ns": recv_ns}
-            out.append(LiveMessage(TRADES, frame.instrument, f"{VENUE}.{frame.instrument}.{trade['tradeId']}",
-                                   json_bytes(payload), ts))
-        return out
+        return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
+
+    def trades(self, frame: Frame) -> list[Trade]:
+        """A `trades` push through the REST parser's `history_trade`, sizes in base units (x ctVal)."""
+        instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
+        if not isinstance(frame.data, list):
+            raise ctx.error(f"trades push data is {type(frame.data).__name__}, not an array")
+        sizer = self.sizer(instrument)
+        return [history_trade(record, instrument, sizer, f"trade #{i}", ctx) for i, record in enumerate(frame.data)]
+
+    def sizer(self, instrument: str) -> ContractSizer:
+        """The instrument's contract sizing (kept: one lookup a frame is enough); SourceDataError if unknown."""
+        sizer = self._sizers.get(instrument)
+        if sizer is None:
+            try:
+                sizer = self._sizers[instrument] = ContractSizer(instrument)
+            except ValueError as error:
+                raise Page(VENUE, instrument).error(str(error)) from None
+        return sizer
 
     def book_time_ms(self, frame: object) -> int | None:
         """A books push's `ts` (its one data entry)."""

@@ -77,19 +77,25 @@ def _utc_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
+def _utc_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, tz=timezone.utc).replace(microsecond=us % 1_000_000)
+
+
 def trade_row(message: dict) -> tuple:
-    """A row of ``trades_live`` (:data:`LIVE_COLUMNS`) from a published trade (sources' trade_record
-    payload: venue, instrument, trade_id, price, quantity, side, ts_ms, event_ms, recv_ns). KeyError,
-    TypeError or ValueError on a malformed message."""
+    """A row of ``trades_live`` (:data:`LIVE_COLUMNS`) from a published trade (sources/stream.py
+    `trade_messages`: the venue's parse, sized: venue, instrument, trade_id, price, quantity, amount,
+    side, seq, ts_us, event_ms, recv_ns), stored as it is. A message of an older collector (ts_ms, no
+    amount: spot trades only) is read too. KeyError, TypeError or ValueError on a malformed message."""
     price, quantity = float(message["price"]), float(message["quantity"])
-    recv_ns = int(message["recv_ns"])
-    recv = datetime.fromtimestamp(recv_ns // 1_000_000_000, tz=timezone.utc).replace(
-        microsecond=(recv_ns % 1_000_000_000) // 1000)
+    amount = float(message["amount"]) if message.get("amount") is not None else price * quantity
+    ts = _utc_us(int(message["ts_us"])) if "ts_us" in message else _utc_ms(int(message["ts_ms"]))
+    seq = message.get("seq")
     venue, instrument, trade_id = str(message["venue"]), str(message["instrument"]), str(message["trade_id"])
     if not (venue and instrument and trade_id):
         raise ValueError("venue, instrument and trade_id must not be empty")
-    return (_utc_ms(int(message["ts_ms"])), venue, instrument, trade_id, price, quantity, price * quantity,
-            str(message["side"]), None, _utc_ms(int(message.get("event_ms") or message["ts_ms"])), recv)
+    event = _utc_ms(int(message["event_ms"])) if message.get("event_ms") else ts
+    return (ts, venue, instrument, trade_id, price, quantity, amount, str(message["side"]),
+            None if seq is None else int(seq), event, _utc_us(int(message["recv_ns"]) // 1000))
 
 
 def insert_live_trades(client, database: str, rows: Sequence[tuple]) -> int:
