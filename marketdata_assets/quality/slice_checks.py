@@ -33,6 +33,7 @@ from marketdata_assets.quality.checks import (
     Verdict,
 )
 from marketdata_assets.quality.continuity import SliceIds, find_holes
+from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
 from marketdata_assets.quality.slices import (
     BARS_CONSISTENT,
     FUNDING_INSIDE_CAP,
@@ -233,7 +234,7 @@ BINANCE_DUMP_CHECKS = [
 ]
 # the live hours of Binance spot trades (hour x instrument; ingest/live/load.py)
 LIVE_TRADE_CHECKS = [by_hour(rule_check("live_trades", rule), "live_trades") for rule in TRADE_RULES] + [
-    by_hour(trade_id_check("live_trades"), "live_trades")]
+    by_hour(trade_id_check("live_trades"), "live_trades"), LIVE_MATCHES_HOURLY_CHECK]
 # the stock feeds (day)
 A_SHARE_CHECKS = [
     *(rule_check("a_share_bars_1m", rule, DAY, "TUSHARE") for rule in STOCK_BAR_RULES),

@@ -137,7 +137,8 @@ def test_an_hour_loads_every_trade_once_and_counts_what_it_discards(root, instan
     seen = observation(instance, pkey(10))
     assert (seen["frames"], seen["trades"], seen["discarded"], seen["connects"]) == (73, 60, 13, 2)
     assert checks_passed(result) == {"no_duplicate_trade_ids": True, "timestamps_inside_day": True,
-                                     "prices_positive": True, "trade_ids_continuous": True}
+                                     "prices_positive": True, "trade_ids_continuous": True,
+                                     "live_matches_hourly": True}  # no trades_live here: no live path ran
 
     later.close()  # the second segment closes: the hour's next load reads it too
     materialize(instance, store, pkey(10))
@@ -369,7 +370,8 @@ def test_a_usdm_okx_or_deribit_hour_is_loaded_as_the_rest_parsers_store_it(root,
     assert figures["lag_p50_ms"] == LAG_MS and figures["coverage_loaded"] >= 1
     assert "data:image/svg+xml;base64," in figures["coverage"]
     assert checks_passed(result) == {"no_duplicate_trade_ids": True, "timestamps_inside_day": True,
-                                     "prices_positive": True, "trade_ids_continuous": True}
+                                     "prices_positive": True, "trade_ids_continuous": True,
+                                     "live_matches_hourly": True}  # no trades_live here: no live path ran
 
 
 def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(root, store, rest_replay):

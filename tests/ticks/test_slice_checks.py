@@ -151,4 +151,5 @@ def test_the_declarations_cover_every_ticks_asset_with_its_checks():
         declared.setdefault(check.asset, set()).add(check.name)
     continuity = {"crypto_trades", "binance_dump_trades", "live_trades"}
     assert declared == {asset: names | ({"trade_ids_continuous"} if asset in continuity else set())
+                        | ({"live_matches_hourly"} if asset == "live_trades" else set())
                         for asset, names in TICKS_CHECKS.items()}
