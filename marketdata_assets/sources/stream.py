@@ -127,7 +127,8 @@ class Frame:
     instrument: str | None = None
     data: Any = None
     request_id: Any = None
-    error: str | None = None
+    error: str | None = None  # the venue's whole error object, as JSON text (code, message, data: what was refused)
+    code: str | None = None  # the venue's error code (counted by code; a rate-limit code backs off longer)
     reply: str | None = None  # a text to send back at once (Deribit's answer to test_request)
 
 

@@ -87,5 +87,6 @@ def test_replay_acks_refuses_and_drops_a_connection_over_the_control_limit():
 
         answers, close = asyncio.run(talk())
     assert [(a.kind, a.request_id) for a in answers] == [("ack", 1), ("error", 2), ("error", 3)]
-    assert answers[1].error.startswith("2: Invalid request") and "nosuch@trade" in answers[2].error
+    assert answers[1].code == "2" and json.loads(answers[1].error)["msg"].startswith("Invalid request")
+    assert "nosuch@trade" in answers[2].error  # the venue's whole error object is kept
     assert close.code == 1008 and ws.counts["limit_closes"] == 1

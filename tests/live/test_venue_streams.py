@@ -61,7 +61,11 @@ def test_frames_are_read_by_shape():
     okx = OkxStream()
     assert okx.decode("pong").kind == "control"
     error = okx.decode(json.dumps({"id": "7", "event": "error", "code": "60018", "msg": "nope", "connId": "a"}))
-    assert (error.kind, error.request_id, error.error) == ("error", 7, "60018: nope")
+    assert (error.kind, error.request_id, error.code) == ("error", 7, "60018")
+    assert json.loads(error.error) == {"id": "7", "event": "error", "code": "60018", "msg": "nope", "connId": "a"}
+    refused = deribit_error = DeribitStream().decode(json.dumps({"jsonrpc": "2.0", "id": 8, "error": {
+        "code": -32602, "message": "Invalid params", "data": {"reason": "wrong format", "param": "channels"}}}))
+    assert (refused.kind, refused.code, json.loads(deribit_error.error)["data"]["param"]) == ("error", "-32602", "channels")
     event = okx.decode(json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": []}))
     assert (event.channel, event.dataset, event.instrument) == ("BTC-USDT@trades", "trades", "BTC-USDT")
     notice = okx.decode(json.dumps({"event": "notice", "code": "64008", "msg": "The connection will soon be closed "
@@ -107,3 +111,81 @@ def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path)
     assert stats.bad_frames == {"not_json": 1, "malformed_books": 1, "unknown_stream": 1, "unknown_instrument": 1,
                                 "unknown_shape": 1}
     assert stats.trades == 1 and stats.frames == 6
+
+
+def test_okx_books_without_sequence_ids_are_kept_by_their_checksum_alone():
+    """The older `books` push carries `checksum` but no `seqId`/`prevSeqId`: applied and checked by CRC32."""
+    sync = OkxBookSync("BTC-USDT")
+
+    def push(action, bids, asks, check, ts):
+        data = {"asks": [[*a, "0", "1"] for a in asks], "bids": [[*b, "0", "1"] for b in bids], "ts": str(ts),
+                "checksum": check}
+        return {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [data]}
+
+    bids, asks = [("8476.98", "415")], [("8476.99", "3")]
+    assert sync.on_frame(push("snapshot", bids, asks, checksum(bids, asks), 1597026383085)) == "snapshot"
+    after = checksum([("8476.98", "414")], asks)
+    assert sync.on_frame(push("update", [("8476.98", "414")], [], after, 1597026383185)) == "applied"
+    assert sync.book.update_id == 1597026383185 and sync.book.top(1)[0] == [("8476.98", "414")]
+    assert sync.on_frame(push("update", [("8476.97", "2")], [], 12345, 1597026383285)) == "mismatch"
+    assert sync.needs_snapshot and sync.on_frame(push("update", [], [], 0, 1597026383385)) == "buffered"
+
+
+def test_okx_funding_rate_fields_the_venue_leaves_out_are_null_and_counted():
+    okx = OkxStream(datasets=("funding",))
+    full = {"instType": "SWAP", "instId": "BTC-USD-SWAP", "fundingRate": "0.0001875391284828", "fundingTime":
+            "1700726400000", "method": "current_period", "nextFundingRate": "", "nextFundingTime": "1700755200000",
+            "ts": "1700724675402"}
+    frame = okx.decode(json.dumps({"arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
+                                   "data": [full, {k: v for k, v in full.items()
+                                                   if k not in ("fundingRate", "nextFundingTime")}]}))
+    first, second = (json.loads(m.payload) for m in okx.messages(frame, 1))
+    assert (first["funding_rate"], first["next_funding_rate"], first["next_funding_ms"]) == (
+        "0.0001875391284828", None, 1700755200000)
+    assert (second["funding_rate"], second["next_funding_ms"], second["funding_ms"]) == (None, None, 1700726400000)
+    assert okx.warnings == {"funding_rate_missing": 1}  # the collector's stats show this dict
+
+
+def test_deribit_grouped_book_channels_are_read_as_whole_books():
+    deribit = DeribitStream()
+    note = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
+        "channel": "book.BTC-PERPETUAL.none.10.100ms", "data": {
+            "timestamp": 1554375447971, "instrument_name": "BTC-PERPETUAL", "change_id": 297217,
+            "bids": [[5042.34, 30], [5041.94, 20]], "asks": [[5042.64, 40], [5043.3, 40]]}}}))
+    assert (note.dataset, note.instrument) == ("books", "BTC-PERPETUAL")
+    sync = deribit.new_book("BTC-PERPETUAL")
+    assert sync.on_frame(note.data) == "snapshot" and sync.book.top(1) == ([("5042.34", "30")], [("5042.64", "40")])
+    later = {**note.data, "change_id": 297218, "bids": [[5042.5, 10]], "asks": [[5043.3, 40]]}
+    assert sync.on_frame(later) == "applied" and sync.book.top(5) == ([("5042.5", "10")], [("5043.3", "40")])
+    assert sync.on_frame(note.data) == "old"  # an older whole book (an overlapping connection) changes nothing
+
+
+def test_a_refused_request_is_sent_again_after_a_growing_jittered_backoff(tmp_path):
+    """Each refusal of the same request (a rate limit: Deribit 10028) waits about twice as long as the
+    one before, up to the cap; counted by code with the venue's whole error object; an ack resets it."""
+    from marketdata_assets.ingest.live.connection import Connection, Pacer
+
+    async def scenario():
+        config = CollectorConfig(["BTC-PERPETUAL"], "ws://unused", backoff_base_s=1.0, backoff_cap_s=8.0)
+        collector = LiveCollector(DeribitStream(), config, LandingWriter(tmp_path, "DERIBIT"))
+        conn = Connection("c1", "ws://unused", [], [], collector.queue, collector.stats, stale_s=5, pacer=Pacer(5))
+        collector.connections["c1"] = conn
+        text = '{"jsonrpc":"2.0","id":1,"method":"public/subscribe","params":{"channels":["trades.BTC-PERPETUAL.100ms"]}}'
+        request_id, waits = 1, []
+        for _ in range(5):
+            conn.requests[request_id] = collector.protocol.with_id(text, request_id)
+            error = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": 10028,
+                                                                               "message": "too_many_requests"}})
+            collector._on_frame("c1", 0, collector.protocol.decode(error))
+            waits.append(collector.stats.retry_wait_s)
+            request_id = max(collector.refused_ids)
+        collector._on_frame("c1", 0, collector.protocol.decode(json.dumps({"jsonrpc": "2.0", "id": request_id,
+                                                                           "result": []})))
+        collector.writer.close()
+        return collector, waits
+    collector, waits = asyncio.run(scenario())
+    for k, wait in enumerate(waits):  # base x 2^k, drawn between half and all of it, capped at 8 s
+        assert min(8.0, 2 ** k) / 2 <= wait <= min(8.0, 2 ** k), waits
+    assert collector.stats.errors_by_code == {"10028": 5} and collector.stats.refused_retries == 5
+    assert json.loads(collector.stats.last_errors["10028"]) == {"code": 10028, "message": "too_many_requests"}
+    assert collector.refusals == {}  # acknowledged: the next refusal starts from the base again

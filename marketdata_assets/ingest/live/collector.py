@@ -121,6 +121,7 @@ class LiveCollector(BookOutputs):
         lifetime = self.limits.lifetime_s
         self.rollover_s = config.rollover_s or (lifetime - 15 * 60 if lifetime else NO_CUT_S)
         self.stats = Stats()
+        self.stats.warnings = getattr(protocol, "warnings", self.stats.warnings)  # the protocol counts them
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=config.queue_size)
         self.books = {name: protocol.new_book(name) for name in config.instruments}
         self.resyncing: set[str] = set()  # books rebuilt after a gap (marked `resync`, not `snapshot`)
@@ -132,6 +133,8 @@ class LiveCollector(BookOutputs):
         self.connections: dict[str, Connection] = {}
         self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
         self.pending: dict[int, str] = {}  # subscribe request id -> connection id
+        self.refusals: dict[str, Backoff] = {}  # a refused request (without its id) -> its backoff
+        self.refused_ids: dict[int, str] = {}  # the id a refused request was sent again with -> that request
         self.request_ids = itertools.count(1)
         self.conn_numbers = itertools.count(1)
         self.attempts = AttemptWindow(self.limits.connections_per_window, self.limits.window_s)
@@ -340,6 +343,9 @@ class LiveCollector(BookOutputs):
         if frame.kind == "ack":
             self.stats.acks += 1
             self.pending.pop(frame.request_id, None)
+            refused = self.refused_ids.pop(frame.request_id, None)
+            if refused is not None:
+                self.refusals.pop(refused, None)  # taken at last: its next refusal starts from the base delay
         elif frame.kind == "error":
             self._on_refused(conn_id, frame)
         elif frame.kind == "notice":
@@ -364,19 +370,32 @@ class LiveCollector(BookOutputs):
             self.stats.bad("unknown_shape")
 
     def _on_refused(self, conn_id: str, frame: Frame) -> None:
-        """A refused request (a subscription, a book's resubscription): marked, and sent again on its
-        connection after a pause, with a new id."""
+        """A refused request (a subscription, a book's resubscription, a rate limit): marked with the
+        venue's whole error object, counted by its code, and sent again on its connection with a new id
+        after a backoff that grows with each refusal of the same request (jittered, capped; reset once
+        it is acknowledged), so a venue that keeps refusing is not asked every second."""
         self.stats.subscribe_errors += 1
-        self.writer.marker(CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error)
+        code = frame.code or "?"
+        self.stats.errors_by_code[code] = self.stats.errors_by_code.get(code, 0) + 1
+        self.stats.last_errors[code] = frame.error or ""
         owner = self.pending.pop(frame.request_id, None) if frame.request_id is not None else None
         conn = self.connections.get(owner or conn_id)
         text = conn.requests.get(frame.request_id) if conn is not None else None
         if text is None:
+            self.writer.marker(CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error)
             return
+        key = self.protocol.with_id(text, 0)  # the request without its id: its refusals share one backoff
+        backoff = self.refusals.setdefault(key, Backoff(self.config.backoff_base_s, self.config.backoff_cap_s))
+        delay = backoff.next_delay()
+        self.stats.refused_retries += 1
+        self.stats.retry_wait_s = round(delay, 3)
+        self.writer.marker(CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error,
+                           retry_in_s=round(delay, 3), refusals=backoff.failures)
         request_id = next(self.request_ids)
         self.pending[request_id] = conn.conn_id
+        self.refused_ids[request_id] = key
         again = [(request_id, self.protocol.with_id(text, request_id))]
-        asyncio.get_running_loop().call_later(self.config.backoff_base_s, conn.resubscribe, again)
+        asyncio.get_running_loop().call_later(delay, conn.resubscribe, again)
 
     def _on_messages(self, frame: Frame, recv_ns: int) -> None:
         """An event's messages (trades, tickers, bars, ...: `protocol.messages`) to the publish buffer,

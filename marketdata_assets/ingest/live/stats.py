@@ -31,6 +31,11 @@ class Stats:
     stale: int = 0
     overflow_frames: int = 0  # frames dropped because the queue was full
     subscribe_errors: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)  # the venue's error code -> refusals
+    last_errors: dict[str, str] = field(default_factory=dict)  # code -> the venue's last error object (JSON text)
+    refused_retries: int = 0  # refused requests sent again after a growing backoff
+    retry_wait_s: float = 0.0  # the backoff before the latest such retry
+    warnings: dict[str, int] = field(default_factory=dict)  # fields the venue left out, stored as null (reason -> count)
     acks: int = 0
     trades: int = 0  # trades parsed (= messages["trades"]; kept a field: /status and the metrics read it)
     messages: dict[str, int] = field(default_factory=dict)  # dataset -> messages parsed (trades, tickers, ...)

@@ -125,6 +125,7 @@ class Frame:
     data: Any = None
     request_id: Any = None
     error: str | None = None
+    code: str | None = None
 
 
 def classify(frame: Any) -> Frame:
@@ -132,10 +133,10 @@ def classify(frame: Any) -> Frame:
     if isinstance(frame, dict):
         if "stream" in frame and "data" in frame:
             return Frame("event", str(frame["stream"]), frame["data"])
-        if "error" in frame or ("code" in frame and "msg" in frame):
+        if "error" in frame or ("code" in frame and "msg" in frame):  # the whole error object is kept
             body = frame.get("error", frame)
-            detail = f"{body.get('code')}: {body.get('msg')}" if isinstance(body, dict) else str(body)
-            return Frame("error", request_id=frame.get("id"), error=detail)
+            code = str(body.get("code")) if isinstance(body, dict) else None
+            return Frame("error", request_id=frame.get("id"), error=json.dumps(body, separators=(",", ":")), code=code)
         if "result" in frame and "id" in frame:
             return Frame("ack", request_id=frame["id"], data=frame["result"])
     return Frame("unknown")
@@ -301,7 +302,8 @@ class BinanceSpotStream:
     def decode(self, text: str) -> StreamFrame:
         frame = classify(orjson.loads(text))  # orjson.JSONDecodeError is a ValueError, as json's
         if frame.kind != "event":
-            return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data)
+            return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data,
+                               code=frame.code)
         instrument, kind = stream_kind(frame.stream)
         dataset = self.KINDS[kind][0] if kind in self.KINDS else None
         return StreamFrame("event", frame.stream, dataset, instrument, frame.data)

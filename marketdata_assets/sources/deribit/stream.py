@@ -94,17 +94,29 @@ def rpc(request_id: int, method: str, params: dict) -> str:
 
 
 def levels(entries: list) -> list[tuple[str, str]]:
-    """[action, price, amount] entries as (price, size) strings, "0" for a delete."""
-    return [(str(price), "0" if action == "delete" else str(amount)) for action, price, amount in entries]
+    """[action, price, amount] entries as (price, size) strings, "0" for a delete; a grouped book's
+    [price, amount] pairs as they are."""
+    return [(str(e[0]), str(e[1])) if len(e) == 2 else (str(e[1]), "0" if e[0] == "delete" else str(e[2]))
+            for e in entries]
 
 
 class DeribitBookSync(ChainedBookSync):
-    """A Deribit `book.<instrument>.<interval>` channel: change_id / prev_change_id continuity."""
+    """A Deribit book channel: `book.<instrument>.<interval>` (a snapshot, then changes chained by
+    change_id / prev_change_id), or the grouped `book.<instrument>.<group>.<depth>.<interval>`, whose
+    every notification is the whole top `depth` (no type, no prev_change_id): each replaces the book."""
 
     def on_frame(self, data: dict) -> str:
         change_id = int(data["change_id"])
         bids, asks = levels(data["bids"]), levels(data["asks"])
-        if data["type"] == "snapshot":
+        kind = data.get("type")
+        if kind is None:  # grouped: a full book each time
+            first = self.needs_snapshot
+            if not first and change_id < self.book.update_id:
+                return "old"
+            self.book.reset(change_id, bids, asks)
+            self.needs_snapshot = False
+            return "snapshot" if first else "applied"
+        if kind == "snapshot":
             return self.on_snapshot(change_id, bids, asks)
         return self.on_update(int(data["prev_change_id"]), change_id, bids, asks)
 
@@ -167,17 +179,17 @@ class DeribitStream:
             return Frame("unknown")
         method, params = frame.get("method"), frame.get("params")
         if method == "subscription" and isinstance(params, dict):
-            channel = str(params.get("channel"))
-            kind, _, rest = channel.partition(".")
-            instrument = rest.rpartition(".")[0]
-            return Frame("event", channel, CHANNEL_DATASET.get(kind), instrument, params.get("data"))
+            channel = str(params.get("channel"))  # <kind>.<instrument>.<interval>, or book.<instrument>.<group>.<depth>.<interval>
+            parts = channel.split(".")
+            instrument = parts[1] if len(parts) >= 3 else ""
+            return Frame("event", channel, CHANNEL_DATASET.get(parts[0]), instrument, params.get("data"))
         if method == "heartbeat":
             test = isinstance(params, dict) and params.get("type") == "test_request"
             return Frame("control", reply=rpc(0, "public/test", {}) if test else None)
-        if "error" in frame:
+        if "error" in frame:  # the whole JSON-RPC error: code, message and `data` (e.g. the param -32602 refused)
             error = frame["error"]
-            detail = f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else str(error)
-            return Frame("error", request_id=frame.get("id"), error=detail)
+            code = str(error.get("code")) if isinstance(error, dict) else None
+            return Frame("error", request_id=frame.get("id"), error=json_text(error), code=code)
         if "result" in frame:
             return Frame("ack", request_id=frame.get("id"), data=frame["result"])
         return Frame("unknown")

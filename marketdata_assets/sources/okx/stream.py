@@ -129,11 +129,28 @@ def candle_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessa
     return out
 
 
-def funding_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
-    return [live_message(FUNDING, VENUE, instrument, int(f.get("ts") or f["fundingTime"]),
-                         int(f.get("ts") or f["fundingTime"]), recv_ns, funding_rate=str(f["fundingRate"]),
-                         next_funding_rate=str(f.get("nextFundingRate") or ""), funding_ms=int(f["fundingTime"]),
-                         next_funding_ms=int(f["nextFundingTime"])) for f in data]
+def funding_messages(data: list, instrument: str, recv_ns: int, warnings: dict | None = None) -> list[LiveMessage]:
+    """Each `funding-rate` entry; the fields OKX does not always send are optional: `nextFundingTime`
+    and `nextFundingRate` null when absent, a missing `fundingRate` null and counted
+    (`warnings["funding_rate_missing"]`), never 0. The event time is `ts`, else `fundingTime`."""
+    out = []
+    for f in data:
+        ts = int(f.get("ts") or f["fundingTime"])
+        rate = f.get("fundingRate")
+        if rate in (None, "") and warnings is not None:
+            warnings["funding_rate_missing"] = warnings.get("funding_rate_missing", 0) + 1
+        out.append(live_message(FUNDING, VENUE, instrument, ts, ts, recv_ns, funding_rate=_text(rate),
+                                next_funding_rate=_text(f.get("nextFundingRate")),
+                                funding_ms=_ms(f.get("fundingTime")), next_funding_ms=_ms(f.get("nextFundingTime"))))
+    return out
+
+
+def _text(value) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _ms(value) -> int | None:
+    return None if value is None or value == "" else int(value)
 
 
 def mark_price_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
@@ -177,14 +194,26 @@ def checksum(bids: list, asks: list, depth: int = CHECKSUM_LEVELS) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
+def _optional_id(value) -> int | None:
+    """A sequence id the push may leave out (None or "": absent)."""
+    return None if value is None or value == "" else int(value)
+
+
 class OkxBookSync(ChainedBookSync):
     """An OKX `books` channel: seqId/prevSeqId continuity and the checksum after every push."""
 
     def on_frame(self, frame: dict) -> str:
+        """A push with `seqId`/`prevSeqId` is chained; one without them (the older format) is checked by
+        its checksum alone, its `ts` standing for the update id."""
         (data,) = frame["data"]
-        seq, prev = int(data["seqId"]), int(data["prevSeqId"])
+        seq, prev = _optional_id(data.get("seqId")), _optional_id(data.get("prevSeqId"))
         if frame.get("action") == "snapshot":
-            outcome = self.on_snapshot(seq, data["bids"], data["asks"])
+            outcome = self.on_snapshot(int(data["ts"]) if seq is None else seq, data["bids"], data["asks"])
+        elif seq is None or prev is None:
+            if self.needs_snapshot:
+                return "buffered"
+            self.book.apply(max(int(data["ts"]), self.book.update_id) if seq is None else seq, data["bids"], data["asks"])
+            outcome = "applied"
         else:
             outcome = self.on_update(prev, seq, data["bids"], data["asks"])
         expected = int(data.get("checksum") or 0)
@@ -215,6 +244,7 @@ class OkxStream:
         self.supported = tuple(CHANNEL_DATASET.values())
         self.datasets = enabled(datasets, self.supported)
         self._sizers: dict[str, ContractSizer] = {}
+        self.warnings: dict[str, int] = {}  # fields the venue left out, filled with null (the collector's stats show it)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
@@ -260,8 +290,8 @@ class OkxStream:
         request_id = frame.get("id")
         request_id = int(request_id) if isinstance(request_id, str) and request_id.isdigit() else request_id
         event = frame.get("event")
-        if event == "error":
-            return Frame("error", request_id=request_id, error=f"{frame.get('code')}: {frame.get('msg')}")
+        if event == "error":  # the venue's whole error object: code, msg, connId
+            return Frame("error", request_id=request_id, error=json_text(frame), code=str(frame.get("code")))
         if event in ("subscribe", "unsubscribe"):
             return Frame("ack", request_id=request_id, data=frame.get("arg"))
         if event == "notice" and str(frame.get("code")) == SERVICE_UPGRADE:
@@ -278,6 +308,8 @@ class OkxStream:
 
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
         kind = frame.channel.rpartition("@")[2]
+        if kind == "funding-rate":
+            return funding_messages(frame.data, frame.instrument, recv_ns, self.warnings)
         if kind != "trades":
             return MESSAGES[kind](frame.data, frame.instrument, recv_ns)
         return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
