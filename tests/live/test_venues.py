@@ -141,7 +141,10 @@ def test_a_disconnect_is_marked_and_resumed(venue, tmp_path):
     assert stats.disconnects.get("dropped") == 1 and stats.gaps == 0
     kinds = [r["m"] for r in records(tmp_path, venue, book_channel(venue, VENUES[venue][2][1]))
              if r.get("m") not in (None, "subscribe")]
-    assert kinds[:5] == ["connect", "snapshot", "disconnect", "connect", "snapshot"]
+    # the lost connection's book is dropped (a gap, cause disconnect) and rebuilt from the reconnect's fresh snapshot
+    assert kinds[:6] == ["connect", "snapshot", "disconnect", "gap", "connect", "resync"]
+    gap = next(r for r in records(tmp_path, venue, book_channel(venue, VENUES[venue][2][1])) if r.get("m") == "gap")
+    assert gap["x"]["cause"] == "disconnect" and stats.book_resets == len(VENUES[venue][2])
 
 
 @pytest.mark.parametrize("venue", list(VENUES))

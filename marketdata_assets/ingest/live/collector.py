@@ -332,7 +332,29 @@ class LiveCollector(BookOutputs):
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
         if marker[0] == "disconnect":
-            self.conn_streams.pop(conn_id, None)
+            streams = self.conn_streams.pop(conn_id, None) or []
+            if marker[1].get("reason") not in ("rollover", "stop"):
+                self._reset_books(conn_id, streams)
+
+    def _reset_books(self, conn_id: str, streams: list[str]) -> None:
+        """A connection lost (not rolled over): the books it carried are dropped, so each is rebuilt from
+        a fresh snapshot (the reconnect's subscribe sends one; Binance: a REST snapshot), never continued
+        across the outage; a `gap` marker (cause `disconnect`) says so, and the hour gets its repair
+        snapshot like any gap. A book another open connection still carries is kept."""
+        carried = {c for other, conn in self.connections.items() if other != conn_id and not conn.ended.is_set()
+                   for c in conn.streams}
+        for instrument, sync in list(self.books.items()):
+            name = instrument.lower() if self.protocol.lower_channels else instrument
+            prefix = self.protocol.book_channel_format.format(name)
+            channel = next((c for c in streams if c.startswith(prefix)), None)
+            if channel is None or channel in carried or sync.needs_snapshot:
+                continue
+            self.books[instrument] = self.protocol.new_book(instrument)
+            self.resyncing.add(instrument)
+            self.stats.book_resets += 1
+            self.writer.marker(channel, conn_id, "gap", cause="disconnect", last_update_id=sync.book.update_id)
+            self._gap_period(instrument, channel)
+            self._rest_snapshot(instrument, channel)
 
     def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
         if frame.reply is not None:
@@ -431,9 +453,14 @@ class LiveCollector(BookOutputs):
             self._on_gap(instrument, frame.channel, conn_id, outcome, sync.gap_details())
         elif outcome == "snapshot":
             self._on_rebuilt(instrument, frame.channel, conn_id, sync)
-        if sync.needs_snapshot and self.rest is not None and instrument not in self.snapshotting:
+        if sync.needs_snapshot:
+            self._rest_snapshot(instrument, frame.channel)
+
+    def _rest_snapshot(self, instrument: str, channel: str) -> None:
+        """Rebuild a book from REST snapshots (venues whose snapshots come from REST), once at a time."""
+        if self.rest is not None and instrument not in self.snapshotting:
             self.snapshotting.add(instrument)
-            task = asyncio.ensure_future(self._snapshot(instrument, frame.channel))
+            task = asyncio.ensure_future(self._snapshot(instrument, channel))
             self.snapshot_tasks.add(task)
             task.add_done_callback(self.snapshot_tasks.discard)
 

@@ -41,6 +41,7 @@ class Stats:
     messages: dict[str, int] = field(default_factory=dict)  # dataset -> messages parsed (trades, tickers, ...)
     gaps: int = 0  # book sequence breaks and checksum mismatches
     checksum_mismatches: int = 0  # of the gaps, those a wrong checksum showed (OKX)
+    book_resets: int = 0  # books dropped when their connection was lost (each rebuilt from a fresh snapshot)
     resubscribes: int = 0  # book channels subscribed again for a fresh snapshot (OKX, Deribit)
     pings: int = 0  # keepalive texts sent (OKX's "ping")
     replies: int = 0  # answers to the venue's requests (Deribit's test_request)
