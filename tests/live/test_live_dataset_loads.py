@@ -95,7 +95,9 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
         ("BINANCE_UM", "mark_funding"): ("BTCUSDT", [("btcusdt@markPrice@1s", binance("btcusdt@markPrice@1s", mark))],
                                          [{"ts": ts(MS + 1000), "mark_price": 40001.5, "index_price": 40000.25,
                                            "funding_rate": 0.0001, "next_funding_time": ts(MS + 6 * 3600_000)}]),
-        ("BINANCE_UM", "liquidations"): ("BTCUSDT", [("btcusdt@forceOrder", binance("btcusdt@forceOrder", force))],
+        ("BINANCE_UM", "liquidations"): ("BTCUSDT", [  # the all-market stream: every symbol's, one a push
+            ("!forceOrder@arr", binance("!forceOrder@arr", force)),
+            ("!forceOrder@arr", binance("!forceOrder@arr", {**force, "o": {**force["o"], "s": "ETHUSDT"}}))],
                                          [{"ts": ts(MS + 2000), "liquidation_id": f"{MS + 2000}.SELL", "side": "sell",
                                            "price": 39010.5, "quantity": 0.014, "amount": 39010.5 * 0.014}]),
         ("OKX", "tickers"): ("BTC-USDT-SWAP", [("BTC-USDT-SWAP@tickers", okx("tickers", "BTC-USDT-SWAP", [{
@@ -201,8 +203,8 @@ def test_a_landed_hour_is_stored_as_the_frames_say(root, store, venue, dataset):
         assert discarded.pop("not_an_event") == 1 and discarded.pop("bad_frame") == 1
     if dataset == "bars_1m" and venue == "BINANCE_UM":
         assert discarded.pop("unconfirmed") == 2  # the open bar's update, from each connection
-    if dataset == "liquidations" and venue == "OKX":
-        assert discarded.pop("other_instrument") == 2  # ETH's detail in the shared channel, each connection
+    if dataset == "liquidations":  # ETH's in the shared channel (OKX: a detail; Binance: a push), each connection
+        assert discarded.pop("other_instrument") == 2
     assert discarded == {}
     assert figures.markers["connect"] == 2 and figures.trades == (len(expected) if dataset == "books" else messages)
 

@@ -100,3 +100,23 @@ def test_a_buffered_message_costs_its_own_size_not_the_json_encoders_buffer():
         tracemalloc.stop()
     assert len(kept) == 2000
     assert held / len(kept) < 2 * max(len(p) for p in kept) + 100, f"{held / len(kept):.0f} B a payload"
+
+
+def test_binance_usdm_all_market_streams_give_every_symbols_messages():
+    """`!markPrice@arr@1s`: an array of markPriceUpdate events (USD-M "Mark Price Stream for All market");
+    `!forceOrder@arr`: one symbol's forceOrder a push ("All Market Liquidation Order Streams"); a delivery
+    contract's markPriceUpdate has "" funding (no funding message)."""
+    um = BinanceUsdmStream(datasets=("liquidations", "mark_price", "funding"))
+    assert um.channels(["BTCUSDT", "ETHUSDT"], 100)[-1] == "!forceOrder@arr"  # one channel for every symbol
+    marks = [{"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11185.87786614", "i": "11784.62659091",
+              "P": "11784.25641265", "r": "0.00030000", "T": 1562306400000},
+             {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT_250328", "p": "11190.1", "i": "11784.6",
+              "P": "11784.2", "r": "", "T": ""}]
+    frame = um.decode(json.dumps({"stream": "!markPrice@arr@1s", "data": marks}))
+    got = [(m.dataset, m.instrument) for m in um.messages(frame, 1)]
+    assert got == [("mark_price", "BTCUSDT"), ("funding", "BTCUSDT"), ("mark_price", "BTCUSDT_250328")]
+    order = {"e": "forceOrder", "E": 1568014460893, "o": {"s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC",
+             "q": "0.014", "p": "9910", "ap": "9910", "X": "FILLED", "l": "0.014", "z": "0.014", "T": 1568014460893}}
+    (liquidation,) = um.messages(um.decode(json.dumps({"stream": "!forceOrder@arr", "data": order})), 1)
+    assert (liquidation.dataset, liquidation.instrument, liquidation.msg_id) == (
+        "liquidations", "BTCUSDT", "liquidations.BINANCE_UM.BTCUSDT.1568014460893.SELL")

@@ -295,7 +295,8 @@ CHANNELS: dict[str, dict[str, VenueDataset]] = {
         "OKX": VenueDataset("OKX", ("{}@candle1m",), {BARS_1M: okx_bar}, _okx_sizer),
     },
     LIQUIDATIONS: {
-        "BINANCE_UM": VenueDataset("BINANCE_UM", ("{}@forceOrder",), {LIQUIDATIONS: binance_liquidation}, lower=True),
+        "BINANCE_UM": VenueDataset("BINANCE_UM", ("!forceOrder@arr", "{}@forceOrder"),
+                                   {LIQUIDATIONS: binance_liquidation}, lower=True),
         "OKX": VenueDataset("OKX", ("SWAP@liquidation-orders",), {LIQUIDATIONS: okx_liquidation}, _okx_sizer,
                             carries=is_swap),
     },
@@ -313,7 +314,8 @@ CHANNELS: dict[str, dict[str, VenueDataset]] = {
         "DERIBIT": VenueDataset("DERIBIT", _BOOK_TOP, {BOOKS: deribit_book}, own_records=True),
     },
     MARK_FUNDING: {
-        "BINANCE_UM": VenueDataset("BINANCE_UM", ("{}@markPrice@1s",), _MARK_FUNDING, lower=True),
+        "BINANCE_UM": VenueDataset("BINANCE_UM", ("{}@markPrice@1s", "!markPrice@arr@1s", "!markPrice@arr"),
+                                   _MARK_FUNDING, lower=True),
         "OKX": VenueDataset("OKX", ("{}@mark-price", "{}@funding-rate"), _MARK_FUNDING),
         "DERIBIT": VenueDataset("DERIBIT", ("ticker.{}.100ms",), _MARK_FUNDING),
     },

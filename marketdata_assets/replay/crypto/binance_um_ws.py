@@ -14,7 +14,9 @@ SUBSCRIBE, limits, faults) with USD-M's streams, on the BINANCE_UM tapes and boo
   (`binance_um.BinanceUm.premium_index`: mark and index of the last minute that ended, the last
   settled funding rate, the next funding time) as a `markPriceUpdate`;
 - `<instrument>@forceOrder`: a trade `derived.is_liquidation` picks, as a filled IOC order (the
-  latest of the tick, at most one a second per instrument, as the venue's snapshot stream).
+  latest of the tick, at most one a second per instrument, as the venue's snapshot stream), and the
+  same order on the all-market `!forceOrder@arr` (every symbol's, one event a push);
+  `!markPrice@arr@1s` (`!markPrice@arr`): each instrument's markPriceUpdate, in an array.
 The `bad_frame` fault damages the next frame of its `channel` (a stream kind: "markPrice", ...).
 """
 
@@ -35,6 +37,7 @@ class BinanceUmWsReplay(BinanceWsReplay):
     path = ""
     stream_kinds = UM_STREAM_KINDS
     trade_kind = "aggTrade"
+    all_market = ("!forceOrder@arr", "!markPrice@arr@1s", "!markPrice@arr")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,8 +76,11 @@ class BinanceUmWsReplay(BinanceWsReplay):
         for client in list(self.clients.values()):
             if mark is not None:
                 self._deliver(client, f"{lower}@markPrice@1s", mark)
+                for every in ("!markPrice@arr@1s", "!markPrice@arr"):
+                    self._deliver(client, every, [mark])
             for order in liquidations:
                 self._deliver(client, f"{lower}@forceOrder", order)
+                self._deliver(client, "!forceOrder@arr", order)
 
 
 def main(argv: list[str] | None = None) -> int:

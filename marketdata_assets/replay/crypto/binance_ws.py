@@ -88,7 +88,11 @@ class BinanceWsReplay(WsServer):
 
     # ---- connections ------------------------------------------------------------------------
 
+    all_market: tuple[str, ...] = ()  # the venue's all-market streams (`!forceOrder@arr`: every symbol's)
+
     def _valid(self, stream: str) -> bool:
+        if stream in self.all_market:
+            return True
         instrument, _, kind = stream.partition("@")
         return instrument == instrument.lower() and instrument.upper() in self.instruments and kind in self.stream_kinds
 
@@ -129,7 +133,8 @@ class BinanceWsReplay(WsServer):
     def _deliver(self, client: Client, stream: str, payload: dict) -> None:
         if client.stalled or stream not in client.streams:
             return
-        payload = self.maybe_damaged(stream.split("@")[1], payload)
+        kind = stream[1:].split("@")[0] if stream.startswith("!") else stream.split("@")[1]
+        payload = self.maybe_damaged(kind, payload)
         text = json.dumps({"stream": stream, "data": payload} if client.combined else payload, separators=(",", ":"))
         self.send_data(client, text)
 

@@ -28,7 +28,9 @@ What the venue documents (developers.binance.com, derivatives/usds-margined-futu
   funding message (the current rate and the next funding time), both keyed by `E`;
   `<instrument>@forceOrder` `{e: "forceOrder", E, o: {s, S, o, f, q, p, ap, X, l, z, T}}` (the
   latest liquidation of the instrument in each 1000 ms, as a snapshot): liquidations, keyed by the
-  order's time `T` and side `S` (the venue gives no id).
+  order's time `T` and side `S` (the venue gives no id); collected from the all-market
+  `!forceOrder@arr` (the same event, every symbol's, one a push). `!markPrice@arr[@1s]`: an array
+  of every symbol's markPriceUpdate (read if subscribed; a delivery contract's `r`/`T` are "").
 Default datasets: trades, books, tickers (`BinanceUsdmStream(datasets=...)` for more).
 """
 
@@ -51,6 +53,7 @@ from marketdata_assets.sources.binance.stream import (
     kline_message,
     rest_depth,
 )
+from marketdata_assets.sources.stream import Frame as StreamFrame
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOKS,
@@ -66,6 +69,8 @@ from marketdata_assets.sources.stream import (
 )
 
 VENUE = "BINANCE_UM"
+ALL_LIQUIDATIONS = "!forceOrder@arr"  # the all-market liquidation stream
+ALL_MARKET = {"markPrice": MARK_PRICE, "forceOrder": LIQUIDATIONS}  # all-market stream kind -> dataset
 WS_URL = "wss://fstream.binance.com"
 INCOMING_PER_S = 10
 
@@ -155,27 +160,50 @@ class BinanceUsdmStream(BinanceSpotStream):
              "forceOrder": (LIQUIDATIONS, "forceOrder", force_order_message)}
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
-        return list(dict.fromkeys(super().channels(instruments, depth_speed_ms)))  # markPrice: mark and funding
+        """Per instrument as spot's (markPrice once for mark and funding); liquidations from the
+        all-market `!forceOrder@arr` (every symbol's, one channel: the per-symbol stream misses none
+        of it and a universe would need a channel per symbol)."""
+        out = [c for c in dict.fromkeys(super().channels(instruments, depth_speed_ms)) if not c.endswith("@forceOrder")]
+        return out + [ALL_LIQUIDATIONS] if LIQUIDATIONS in self.datasets and instruments else out
+
+    def decode(self, text: str) -> StreamFrame:
+        """Spot's reading, and the all-market streams (`!markPrice@arr[@1s]`: an array of every symbol's
+        markPriceUpdate; `!forceOrder@arr`: one symbol's forceOrder a push), whose instrument is each
+        event's own `s` (the frame's: "")."""
+        frame = super().decode(text)
+        if frame.kind == "event" and frame.channel.startswith("!"):
+            kind = frame.channel[1:].split("@", 1)[0]
+            return StreamFrame("event", frame.channel, ALL_MARKET.get(kind), "", frame.data)
+        return frame
 
     def messages(self, frame, recv_ns: int) -> list[LiveMessage]:
+        if frame.channel.startswith("!"):
+            if frame.dataset == MARK_PRICE:
+                return [m for event in frame.data for m in self.mark_price_messages(event, str(event["s"]), recv_ns)]
+            return force_order_message(frame.data, str(frame.data["o"]["s"]), recv_ns)
         if frame.dataset == MARK_PRICE:
             return self.mark_price_messages(frame.data, frame.instrument, recv_ns)
         return super().messages(frame, recv_ns)
 
     def mark_price_messages(self, data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
-        """A `markPriceUpdate`: mark_price (mark, index, estimated settle) and funding, as enabled."""
+        """A `markPriceUpdate`: mark_price (mark, index, estimated settle) and funding, as enabled; a
+        delivery contract's `r` and `T` are "" (no funding): no funding message."""
         event_ms, out = int(data["E"]), []
         if MARK_PRICE in self.datasets:
             out.append(live_message(MARK_PRICE, VENUE, instrument, event_ms, event_ms, recv_ns,
                                     mark_price=str(data["p"]), index_price=str(data["i"]),
                                     estimated_settle_price=str(data["P"])))
-        if FUNDING in self.datasets:
+        if FUNDING in self.datasets and data.get("r") not in (None, ""):
             out.append(live_message(FUNDING, VENUE, instrument, event_ms, event_ms, recv_ns,
-                                    funding_rate=str(data["r"]), next_funding_ms=int(data["T"])))
+                                    funding_rate=str(data["r"]), next_funding_ms=int(data["T"]) if data.get("T") else None))
         return out
 
     def new_book(self, instrument: str) -> UsdmDepthSync:
         return UsdmDepthSync(instrument)
 
     def snapshot_source(self, rest_url: str) -> RestSnapshots:
+        return rest_depth(rest_url, BinanceFuturesClient)
+
+    def repair_source(self, rest_url: str) -> RestSnapshots:
+        """`/fapi/v1/depth` (spot's repair would ask /api/v3/depth, which knows no USD-M symbol)."""
         return rest_depth(rest_url, BinanceFuturesClient)

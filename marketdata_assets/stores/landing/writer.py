@@ -40,7 +40,7 @@ SUFFIX = ".jsonl.zst"
 PART = ".part"
 SUMMARY = ".json"
 HOUR_NS = 3_600_000_000_000
-_COMPONENT = re.compile(r"^[A-Za-z0-9@._=-]{1,120}$")
+_COMPONENT = re.compile(r"^[A-Za-z0-9@._=!-]{1,120}$")  # `!`: Binance's all-market streams (`!forceOrder@arr`)
 
 
 def hour_key(ns: int) -> str:
@@ -53,9 +53,9 @@ def hour_end_ns(ns: int) -> int:
 
 
 def checked_component(name: str, what: str) -> str:
-    """A venue or channel name as a path component: letters, digits, `@._=-` only, never `.`/`..`."""
+    """A venue or channel name as a path component: letters, digits, `@._=!-` only, never `.`/`..`."""
     if not _COMPONENT.match(name) or name in (".", ".."):
-        raise ValueError(f"{what} {name!r} cannot name a landing folder: use letters, digits and @._=- only")
+        raise ValueError(f"{what} {name!r} cannot name a landing folder: use letters, digits and @._=!- only")
     return name
 
 
