@@ -355,3 +355,41 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
     for venue in MULTI:
         channels = {path.parent.name for path in (landing_dir / venue).rglob("*.jsonl.zst")}  # closed at the stop
         assert others[venue] <= channels, (venue, channels)
+
+
+def test_every_venues_collector_stops_within_5_s_of_sigint_with_its_files_closed(tmp_path):
+    """The collector process of each venue (`python -m marketdata_assets.apps.collector`, no NATS), capturing
+    from its replay, gets SIGINT: it exits 0 within 5 s, its landing files closed (no `.part` left) and
+    its counters printed."""
+    from marketdata_assets.replay.crypto.binance_um_ws import BinanceUmWsReplay
+
+    venues = {"BINANCE": ("BTCUSDT", BinanceWsReplay), "BINANCE_UM": ("BTCUSDT", BinanceUmWsReplay),
+              "OKX": ("BTC-USDT-SWAP", OkxWsReplay), "DERIBIT": ("BTC-PERPETUAL", DeribitWsReplay)}
+    with contextlib.ExitStack() as stack:
+        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=7, instruments={
+            v: [i] for v, (i, _) in venues.items()})))
+        procs = {}
+        for venue, (instrument, cls) in venues.items():
+            ws = stack.enter_context(cls(WsConfig(tick_s=0.02), rest=rest))
+            procs[venue] = subprocess.Popen(
+                [sys.executable, "-m", "marketdata_assets.apps.collector", "--venue", venue, "--instruments", instrument,
+                 "--ws-url", ws.url, "--rest-url", rest.base_url, "--no-nats", "--landing-dir",
+                 str(tmp_path / venue)], env=cli_env(tmp_path), cwd=str(REPO), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + WAIT_S
+        while not all(list((tmp_path / v).rglob("*@*/*.part")) for v in venues):  # every venue is landing frames
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs.values()), \
+                {v: p.poll() for v, p in procs.items()}
+            time.sleep(0.1)
+        sent = time.monotonic()
+        for proc in procs.values():
+            proc.send_signal(signal.SIGINT)
+        took = {}
+        for venue, proc in procs.items():
+            out, err = proc.communicate(timeout=30)
+            took[venue] = time.monotonic() - sent
+            assert proc.returncode == 0, (venue, err[-2000:])
+            assert json.loads(out.strip().splitlines()[-1])["frames"] > 0, venue
+    assert all(seconds < 5.0 for seconds in took.values()), took
+    assert not list(tmp_path.rglob("*.part")), "a landing file left open"
+    assert all(list((tmp_path / v).rglob("*.jsonl.zst")) for v in venues)

@@ -174,8 +174,8 @@ class LiveCollector(BookOutputs):
         for task in self.slot_tasks:
             task.cancel()
         await asyncio.gather(*self.slot_tasks, return_exceptions=True)
-        for conn in list(self.connections.values()):
-            await conn.close("stop")
+        await asyncio.gather(*(conn.close("stop") for conn in list(self.connections.values())))  # at once, each
+        # bounded by the close timeout: a stop is as quick for 8 connections as for 1
         await self.queue.join()
         async with self.publish_lock:  # no publish is cut short: a batch the server stored is counted once
             await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))

@@ -36,6 +36,9 @@ from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import Keepalive
 
 Item = tuple  # ("frame", conn, recv_ns, text) | ("marker", conn, recv_ns, (kind, details))
+# How long a close waits for the venue's close frame before the TCP connection is dropped (the library's
+# 10 s default, per connection, kept a stop waiting on a venue that does not answer the closing handshake)
+CLOSE_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -144,7 +147,8 @@ class Connection:
     async def open(self) -> None:
         """Connect and start reading and subscribing; raises what connecting raises."""
         self.ws = await websockets.connect(self.url, open_timeout=10, ping_interval=self.stale_s,
-                                           ping_timeout=self.stale_s, max_size=None, max_queue=256,
+                                           ping_timeout=self.stale_s, close_timeout=CLOSE_TIMEOUT_S,
+                                           max_size=None, max_queue=256,
                                            compression=None, proxy=None)
         loop = asyncio.get_running_loop()
         self.opened_at = self._last_seen = loop.time()
