@@ -189,3 +189,15 @@ def test_a_refused_request_is_sent_again_after_a_growing_jittered_backoff(tmp_pa
     assert collector.stats.errors_by_code == {"10028": 5} and collector.stats.refused_retries == 5
     assert json.loads(collector.stats.last_errors["10028"]) == {"code": 10028, "message": "too_many_requests"}
     assert collector.refusals == {}  # acknowledged: the next refusal starts from the base again
+
+
+def test_deribit_numbers_are_kept_as_the_venue_wrote_them():
+    deribit = DeribitStream(datasets=("tickers", "mark_price"))
+    text = ('{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":'
+            '{"timestamp":1623060194301,"instrument_name":"BTC-PERPETUAL","best_bid_price":0.00000255,'
+            '"best_bid_amount":1000.0,"best_ask_price":0.0000026,"best_ask_amount":10,"last_price":0.00000255,'
+            '"mark_price":0.0000025512,"index_price":0.00000255,"open_interest":1.5}}}')
+    ticker, mark = (json.loads(m.payload) for m in deribit.messages(deribit.decode(text), 1))
+    assert (ticker["bid_price"], ticker["bid_size"], ticker["ask_price"], ticker["ask_size"]) == (
+        "0.00000255", "1000.0", "0.0000026", "10")  # not 2.55e-06
+    assert (mark["mark_price"], mark["index_price"]) == ("0.0000025512", "0.00000255")

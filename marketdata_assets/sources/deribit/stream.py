@@ -27,8 +27,8 @@ What the venue documents (docs.deribit.com: "public/subscribe", "public/set_hear
   tickers (best bid/ask, last), mark_price (mark and index), funding (perpetuals: current_funding,
   funding_8h) and open_interest (contracts in the venue's amount unit).
 
-Prices and amounts are JSON numbers; the book keys them by their JSON text (`str` of the float,
-which is how the JSON spelled it). Trades go to JetStream as `DERIBIT.<instrument>.<trade_id>`; a
+Prices and amounts are JSON numbers, read as their JSON text (`parse_float=str`): the book keys
+them, and the messages carry them, exactly as the venue wrote them. Trades go to JetStream as `DERIBIT.<instrument>.<trade_id>`; a
 ticker's messages as `<dataset>.DERIBIT.<instrument>.<timestamp>`. Default datasets: trades,
 books, tickers (`DeribitStream(datasets=...)`).
 """
@@ -174,7 +174,8 @@ class DeribitStream:
         return json_text({**json.loads(text), "id": request_id})
 
     def decode(self, text: str) -> Frame:
-        frame = json.loads(text)
+        frame = json.loads(text, parse_float=str)  # prices and amounts kept as the venue wrote them (0.00000255,
+        # not Python's 2.55e-06): the book keys, the messages and the landing agree with the venue's text
         if not isinstance(frame, dict):
             return Frame("unknown")
         method, params = frame.get("method"), frame.get("params")
