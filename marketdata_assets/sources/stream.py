@@ -26,11 +26,13 @@ message is a tuple and its payload one `json.dumps` (no model object per frame).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import orjson
+import polars as pl
 
 from marketdata_assets.core.http import SourceError
 from marketdata_assets.datasets.order_book import OrderBook
@@ -41,6 +43,8 @@ TRADES, BOOKS, TICKERS, BARS_1M = "trades", "books", "tickers", "bars_1m"
 FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST = "funding", "mark_price", "liquidations", "open_interest"
 LIVE_DATASETS = (TRADES, BOOKS, TICKERS, BARS_1M, FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST)
 DEFAULT_DATASETS = (TRADES, BOOKS, TICKERS)  # a venue's protocol collects these unless told otherwise
+MARK_FUNDING = "mark_funding"  # the stored dataset of the mark_price and funding messages (samples, merged by time)
+BOOK_TOPS = "{}@book_top"  # where the collector lands its own top-N book snapshots (`book_top_channel`)
 # what a venue's frame reading raises on a frame it refuses (counted `malformed_<dataset>` / `bad_frame`)
 MALFORMED = (SourceError, KeyError, TypeError, ValueError, IndexError, AttributeError)
 
@@ -63,6 +67,41 @@ def live_message(dataset: str, venue: str, instrument: str, key: Any, event_ms: 
     **fields, ts_ms (the event time), recv_ns}`."""
     payload = {"venue": venue, "instrument": instrument, **fields, "ts_ms": event_ms, "recv_ns": recv_ns}
     return LiveMessage(dataset, instrument, f"{dataset}.{venue}.{instrument}.{key}", json_bytes(payload), event_ms)
+
+
+def record_message(dataset: str, venue: str, instrument: str, key: Any, event_ms: int | None, recv_ns: int,
+                   record: tuple) -> LiveMessage:
+    """The message of a normalized record (datasets/records.py): id `<dataset>.<venue>.<instrument>.<key>`,
+    payload `{venue, instrument, **record, ts_ms (the event time), recv_ns}`."""
+    return live_message(dataset, venue, instrument, key, event_ms, recv_ns, **record._asdict())
+
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def venue_number(value: Any) -> Any:
+    """A number the venue sent, for a record: its text kept (an orjson Fragment: written as the venue
+    spelled it) when it is a JSON number's text, None for null or "", else the number; ValueError
+    for what is not a number."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if not _JSON_NUMBER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a number")
+        return orjson.Fragment(value.encode())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    return value
+
+
+def best_level(price: Any, size: Any, sized: Callable[[float, float], float] | None = None) -> tuple[Any, Any]:
+    """A ticker's best (price, size): (None, None) for an empty side (no price, or 0); the size as the
+    venue sent it (base units already), or `sized(price, size)` in base units (contracts, USD amounts)."""
+    if price is None or price == "" or float(price) == 0:
+        return None, None
+    if size is None or size == "":
+        return venue_number(price), None
+    return venue_number(price), venue_number(size) if sized is None else sized(float(price), float(size))
 
 
 def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: int) -> list[LiveMessage]:
@@ -189,6 +228,9 @@ class StreamProtocol(Protocol):
     trade_channel_format: str  # an instrument's trade channel, `{}` the instrument as channels spell it
     book_channel_format: str  # the start of an instrument's book channels (depth / interval follow)
     lower_channels: bool  # channels spell instruments in lower case (Binance)
+    landed: dict[str, tuple[str, ...]]  # stored dataset -> the landing channels its rows are read from
+    # (`{}`: the instrument; none: a channel of every instrument's events); BOOKS: `BOOK_TOPS`
+    shared_carries: dict[str, Callable[[str], bool]]  # a shared channel -> which instruments it carries
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]: ...
 
@@ -229,8 +271,27 @@ class StreamProtocol(Protocol):
 
     def snapshot_channel(self, instrument: str) -> str: ...  # where REST snapshots land: `<instrument>@depth_snapshot`
 
+    def book_rows(self, payload: dict, instrument: str) -> list[dict]:
+        """The stored rows (books table, `ts` epoch µs) of one of the collector's top-N snapshots,
+        through the venue's REST book parser (its units)."""
+
+    def check(self, dataset: str, instrument: str) -> None:
+        """Raise (naming the instrument) if the venue's rows of `dataset` cannot be made for it (an
+        undeclared contract value or size): the load of its slice fails at once."""
+
 
 BOOK_TOP = "book_top"  # the landing channel kind of the collector's own top-N book snapshots
+
+
+def book_ms(payload: dict) -> int:
+    """A top-N snapshot's time: its book's last update's exchange time, else when it was taken."""
+    ms = payload.get("event_ms")
+    return int(ms) if ms is not None else int(payload["recv_ns"]) // 1_000_000
+
+
+def frame_rows(frame) -> list[dict]:
+    """A REST parser's frame as stored rows without venue and instrument, `ts` as epoch µs."""
+    return frame.drop("venue", "instrument").with_columns(pl.col("ts").dt.epoch("us")).to_dicts()
 
 
 def book_top_channel(protocol: StreamProtocol, instrument: str) -> str:

@@ -51,7 +51,6 @@ from marketdata_assets.ingest.live.dataset_rows import (
     MARK_FUNDING,
     SOURCES,
     VenueDataset,
-    frame_payloads,
     own_messages,
     protocol,
 )
@@ -65,6 +64,7 @@ from marketdata_assets.ingest.live.landing_hours import (
     hours_of_day,
     note_hour_drops,
 )
+from marketdata_assets.sources.stream import MALFORMED
 from marketdata_assets.stores.landing import closed_files
 
 
@@ -87,7 +87,7 @@ class MessageReader(LandingReader):
         self.dataset, self.venue, self.instrument = dataset, venue, instrument
         self.spec = venue_dataset(dataset, venue)
         self.protocol = protocol(venue)
-        self.context = self.spec.prepare(instrument)  # a ValueError (an unknown contract) fails the slice
+        self.spec.prepare(instrument)  # a contract the venue cannot size fails the slice, naming it
         self.seen: dict[str, tuple] = {}
         self.rows: list[dict[str, Any]] = []
 
@@ -106,7 +106,7 @@ class MessageReader(LandingReader):
             return "not_an_event"
         try:
             return self.protocol.messages(decoded, int(record["t"]))
-        except (KeyError, TypeError, ValueError, IndexError):
+        except MALFORMED:
             return "bad_frame"
 
     def _frame(self, record: dict, figures: HourFigures) -> str | None:
@@ -122,17 +122,15 @@ class MessageReader(LandingReader):
         if len(mine) > len(ours):
             figures.discarded["other_instrument"] += len(mine) - len(ours)
         try:
-            others = frame_payloads([m for m in messages if m.instrument == self.instrument])  # Deribit: mark for OI
-            made = [(m, self._rows(m, others)) for m in ours]
+            made = [(m, self._rows(m)) for m in ours]
         except (KeyError, TypeError, ValueError, IndexError, SourceDataError):  # the last: a REST parser's refusal
             return "bad_frame"
         for message, rows in made:
             self._keep(message, rows, figures, record)
         return None
 
-    def _rows(self, message, others: dict[str, dict]) -> list[dict]:
-        payload = json.loads(message.payload)
-        return self.spec.mappers[message.dataset](payload, others, self.context, self.instrument)
+    def _rows(self, message) -> list[dict]:
+        return self.spec.mappers[message.dataset](json.loads(message.payload), self.protocol, self.instrument)
 
     def _keep(self, message, rows: list[dict], figures: HourFigures, record: dict) -> None:
         """A message's rows (a book snapshot has many), kept the first time its id is read."""

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.datasets.records import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures import BinanceFuturesClient
 from marketdata_assets.sources.binance.rest import agg_trade
@@ -56,16 +57,19 @@ from marketdata_assets.sources.binance.stream import (
 from marketdata_assets.sources.stream import Frame as StreamFrame
 from marketdata_assets.sources.stream import (
     BARS_1M,
+    BOOK_TOPS,
     BOOKS,
     FUNDING,
     LIQUIDATIONS,
+    MARK_FUNDING,
     MARK_PRICE,
     TICKERS,
     TRADES,
     LiveMessage,
     RestSnapshots,
     StreamLimits,
-    live_message,
+    record_message,
+    venue_number,
 )
 
 VENUE = "BINANCE_UM"
@@ -82,12 +86,17 @@ def agg_trade_event(data: Any, instrument: str) -> list[Trade]:
 
 
 def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
+    """A `forceOrder` event: id `<T>.<S>` (the venue gives none), at the order's time `T`; price the
+    average fill price `ap` and quantity the filled `z` (the order's `p` and `q` while nothing filled)."""
     order = data["o"]
     ts, side = int(order["T"]), str(order["S"])
-    return [live_message(LIQUIDATIONS, VENUE, instrument, f"{ts}.{side}", int(data["E"]), recv_ns,
-                         side=side.lower(), price=str(order["p"]), average_price=str(order["ap"]),
-                         quantity=str(order["q"]), filled_quantity=str(order["z"]), status=str(order["X"]),
-                         order_ms=ts)]
+    if side not in ("BUY", "SELL"):
+        raise ValueError(f"liquidation side {side!r}")
+    filled = float(order.get("z") or 0) > 0 and float(order.get("ap") or 0) > 0
+    price, quantity = (order["ap"], order["z"]) if filled else (order["p"], order["q"])
+    record = Liquidation(f"{ts}.{side}", side.lower(), venue_number(price), venue_number(quantity),
+                         float(price) * float(quantity))
+    return [record_message(LIQUIDATIONS, VENUE, instrument, f"{ts}.{side}", ts, recv_ns, record)]
 
 
 class UsdmDepthSync:
@@ -150,6 +159,10 @@ class BinanceUsdmStream(BinanceSpotStream):
     ws_url = WS_URL
     live_source = "BINANCE_UM_LIVE"
     trade_channel_format = "{}@aggTrade"
+    landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",),
+                              LIQUIDATIONS: (ALL_LIQUIDATIONS, "{}@forceOrder"),
+                              MARK_FUNDING: ("{}@markPrice@1s", "!markPrice@arr@1s", "!markPrice@arr"),
+                              BOOKS: (BOOK_TOPS,)}
     limits = StreamLimits(max_channels=1024, control_per_s=INCOMING_PER_S - 1,
                           connections_per_window=LIMITS.connections_per_5min, lifetime_s=86_400.0,
                           url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
@@ -186,16 +199,15 @@ class BinanceUsdmStream(BinanceSpotStream):
         return super().messages(frame, recv_ns)
 
     def mark_price_messages(self, data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
-        """A `markPriceUpdate`: mark_price (mark, index, estimated settle) and funding, as enabled; a
-        delivery contract's `r` and `T` are "" (no funding): no funding message."""
+        """A `markPriceUpdate`: mark_price (mark `p`, index `i`) and funding (`r`, for the settlement at
+        `T`), as enabled; a delivery contract's `r` and `T` are "" (no funding): no funding message."""
         event_ms, out = int(data["E"]), []
         if MARK_PRICE in self.datasets:
-            out.append(live_message(MARK_PRICE, VENUE, instrument, event_ms, event_ms, recv_ns,
-                                    mark_price=str(data["p"]), index_price=str(data["i"]),
-                                    estimated_settle_price=str(data["P"])))
+            out.append(record_message(MARK_PRICE, VENUE, instrument, event_ms, event_ms, recv_ns,
+                                      MarkPrice(venue_number(data["p"]), venue_number(data["i"]))))
         if FUNDING in self.datasets and data.get("r") not in (None, ""):
-            out.append(live_message(FUNDING, VENUE, instrument, event_ms, event_ms, recv_ns,
-                                    funding_rate=str(data["r"]), next_funding_ms=int(data["T"]) if data.get("T") else None))
+            funding = Funding(venue_number(data["r"]), int(data["T"]) if data.get("T") else None)
+            out.append(record_message(FUNDING, VENUE, instrument, event_ms, event_ms, recv_ns, funding))
         return out
 
     def new_book(self, instrument: str) -> UsdmDepthSync:

@@ -46,18 +46,24 @@ import orjson
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.datasets.records import Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
-from marketdata_assets.sources.binance.rest import BinanceClient
+from marketdata_assets.sources.binance.rest import BinanceClient, parse_depth
 from marketdata_assets.sources.stream import (
     BARS_1M,
+    BOOK_TOPS,
     BOOKS,
     TICKERS,
     TRADES,
     LiveMessage,
     RestSnapshots,
+    best_level,
+    book_ms,
     enabled,
-    live_message,
+    frame_rows,
+    record_message,
     trade_messages,
+    venue_number,
 )
 from marketdata_assets.sources.stream import Frame as StreamFrame
 from marketdata_assets.sources.stream import StreamLimits as ChannelLimits
@@ -161,26 +167,24 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
 
 
 def book_ticker_message(data: dict, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
-    """A `bookTicker` event: the best bid and ask, id the book's update id `u` (spot sends no event
-    time: None; USD-M's `E`)."""
+    """A `bookTicker` event: the best bid and ask (base units), id the book's update id `u` (spot sends
+    no event time: None; USD-M's `E`)."""
     event_ms = int(data["E"]) if "E" in data else None
-    return [live_message(TICKERS, venue, instrument, int(data["u"]), event_ms, recv_ns, update_id=int(data["u"]),
-                         bid_price=str(data["b"]), bid_size=str(data["B"]), ask_price=str(data["a"]),
-                         ask_size=str(data["A"]))]
+    ticker = Ticker(*best_level(data["b"], data["B"]), *best_level(data["a"], data["A"]))
+    return [record_message(TICKERS, venue, instrument, int(data["u"]), event_ms, recv_ns, ticker)]
 
 
 def kline_message(data: dict, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
-    """A `kline` event: the bar when it has closed (`x` true), id its open time; nothing while open."""
+    """A `kline` event: the bar when it has closed (`x` true), id its open time; nothing while open.
+    Volume `v` (base), amount = quote volume `q`, trades `n`, as the REST klines' columns."""
     bar = data["k"]
     if not isinstance(bar["x"], bool):
         raise TypeError("kline x is not a boolean")
     if not bar["x"]:
         return []
     open_ms = int(bar["t"])
-    return [live_message(BARS_1M, venue, instrument, open_ms, int(data["E"]), recv_ns, open_ms=open_ms,
-                         close_ms=int(bar["T"]), open=str(bar["o"]), high=str(bar["h"]), low=str(bar["l"]),
-                         close=str(bar["c"]), volume=str(bar["v"]), quote_volume=str(bar["q"]),
-                         trade_count=int(bar["n"]), taker_buy_volume=str(bar["V"]))]
+    record = Bar(open_ms, *(venue_number(bar[k]) for k in ("o", "h", "l", "c", "v", "q")), int(bar["n"]))
+    return [record_message(BARS_1M, venue, instrument, open_ms, int(data["E"]), recv_ns, record)]
 
 
 class DepthSync:
@@ -264,6 +268,8 @@ class BinanceSpotStream:
     live_source = "BINANCE_LIVE"
     default_instruments = ("BTCUSDT", "ETHUSDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trade", "{}@depth", True
+    landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",), BOOKS: (BOOK_TOPS,)}
+    shared_carries: ClassVar[dict] = {}
     # stream kind -> (dataset, the stream's name after the instrument, its messages)
     KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_event), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
@@ -331,3 +337,12 @@ class BinanceSpotStream:
 
     def snapshot_channel(self, instrument: str) -> str:
         return f"{instrument.lower()}@depth_snapshot"
+
+    def book_rows(self, payload: dict, instrument: str) -> list[dict]:
+        """Through the REST depth parser (base units), stamped with the book's time."""
+        body = {"lastUpdateId": payload["update_id"], "bids": payload["bids"], "asks": payload["asks"],
+                "T": book_ms(payload)}
+        return frame_rows(parse_depth(body, instrument, None, venue=self.venue, stamp="T"))
+
+    def check(self, dataset: str, instrument: str) -> None:
+        return None

@@ -280,7 +280,7 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None) -> pl.Data
     return cols.frame(VENUE, instrument)
 
 
-def _declared_size(instrument: str, contract_sizes: dict[str, float] | None) -> float:
+def declared_size(instrument: str, contract_sizes: dict[str, float] | None = None) -> float:
     size = contract_size(instrument, contract_sizes)
     if size is None:
         raise ValueError(f"{VENUE} {instrument}: no contract size declared (get_instruments contract_size); "
@@ -292,18 +292,22 @@ def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None,
                         contract_sizes: dict[str, float] | None = None) -> pl.DataFrame:
     """public/ticker → one open_interest row: open_interest (amount units) in contracts, base and quote."""
     ctx = ctx or Page(VENUE, instrument)
-    size = _declared_size(instrument, contract_sizes)
-    result = _ticker_result(body, instrument, ctx)
-    ts = epoch_us(field(result, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
-    amount = not_negative(number(field(result, "open_interest", "ticker", ctx), "ticker open_interest", ctx),
-                          "ticker open_interest", ctx)
-    mark = number(field(result, "mark_price", "ticker", ctx), "ticker mark_price", ctx)
-    positive(mark, "ticker", ctx, "mark_price")
-    inverse = is_inverse(instrument)
-    base, quote = base_and_quote(inverse, mark, amount)
+    size = declared_size(instrument, contract_sizes)
     cols = columns_of("open_interest")
-    cols.add(ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote)
+    cols.add(*open_interest_of(_ticker_result(body, instrument, ctx), size, is_inverse(instrument), ctx))
     return cols.frame(VENUE, instrument)
+
+
+def open_interest_of(ticker: Any, size: float, inverse: bool, ctx: Page) -> tuple:
+    """A ticker's open interest (REST public/ticker, and the ticker channel's notification):
+    (ts µs, contracts of `size`, size, its unit, base by the ticker's mark price, quote)."""
+    ts = epoch_us(field(ticker, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
+    amount = not_negative(number(field(ticker, "open_interest", "ticker", ctx), "ticker open_interest", ctx),
+                          "ticker open_interest", ctx)
+    mark = number(field(ticker, "mark_price", "ticker", ctx), "ticker mark_price", ctx)
+    positive(mark, "ticker", ctx, "mark_price")
+    base, quote = base_and_quote(inverse, mark, amount)
+    return ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote
 
 
 def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -581,7 +585,7 @@ class DeribitClient(ApiClient):
         return parse_ticker(body, instrument, ctx)
 
     async def open_interest(self, instrument: str) -> pl.DataFrame:
-        _declared_size(instrument, self.contract_sizes)  # an unknown size fails before asking
+        declared_size(instrument, self.contract_sizes)  # an unknown size fails before asking
         body, ctx = await self._ticker(instrument)
         return parse_open_interest(body, instrument, ctx, self.contract_sizes)
 

@@ -36,13 +36,26 @@ books, tickers (`DeribitStream(datasets=...)`).
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.wire import Trade
-from marketdata_assets.sources.deribit.rest import DeribitClient, is_inverse, trade_of
+from marketdata_assets.datasets.records import Funding, MarkPrice, OpenInterest, Ticker
+from marketdata_assets.sources.deribit.rest import (
+    DeribitClient,
+    base_and_quote,
+    contract_size,
+    declared_size,
+    is_inverse,
+    open_interest_of,
+    parse_order_book,
+    trade_of,
+)
 from marketdata_assets.sources.stream import (
+    BOOK_TOPS,
     BOOKS,
     FUNDING,
+    MARK_FUNDING,
     MARK_PRICE,
     OPEN_INTEREST,
     TICKERS,
@@ -53,9 +66,13 @@ from marketdata_assets.sources.stream import (
     RestSnapshots,
     StreamLimits,
     enabled,
+    best_level,
+    book_ms,
+    frame_rows,
     json_text,
-    live_message,
+    record_message,
     trade_messages,
+    venue_number,
 )
 
 VENUE = "DERIBIT"
@@ -65,27 +82,31 @@ CHANNEL_DATASET = {"trades": TRADES, "book": BOOKS, "ticker": TICKERS}
 TICKER_DATASETS = (TICKERS, MARK_PRICE, FUNDING, OPEN_INTEREST)  # what one `ticker` notification feeds
 
 
-def num(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def ticker_messages(data: dict, instrument: str, recv_ns: int, datasets: tuple[str, ...]) -> list[LiveMessage]:
-    """The enabled datasets of one `ticker` notification, each keyed by its `timestamp`."""
+def ticker_messages(data: dict, instrument: str, recv_ns: int, datasets: tuple[str, ...], inverse: bool,
+                    size: float | None) -> list[LiveMessage]:
+    """The enabled datasets of one `ticker` notification, each keyed by its `timestamp`: tickers (sizes in
+    base units: an inverse contract's USD amounts / price; with mark, index and the current funding),
+    mark_price, funding (perpetuals: `current_funding`, continuous: no settlement time) and
+    open_interest (through the REST parser's `open_interest_of`: contracts of `size`)."""
     ts = int(data["timestamp"])
     out = []
     if TICKERS in datasets:
-        out.append(live_message(TICKERS, VENUE, instrument, ts, ts, recv_ns, bid_price=num(data["best_bid_price"]),
-                                bid_size=num(data["best_bid_amount"]), ask_price=num(data["best_ask_price"]),
-                                ask_size=num(data["best_ask_amount"]), last_price=num(data.get("last_price"))))
+        def base(price: float, amount: float) -> float:
+            return base_and_quote(inverse, price, amount)[0]
+        ticker = Ticker(*best_level(data["best_bid_price"], data["best_bid_amount"], base),
+                        *best_level(data["best_ask_price"], data["best_ask_amount"], base),
+                        venue_number(data.get("last_price")), venue_number(data.get("mark_price")),
+                        venue_number(data.get("index_price")), venue_number(data.get("current_funding")))
+        out.append(record_message(TICKERS, VENUE, instrument, ts, ts, recv_ns, ticker))
     if MARK_PRICE in datasets:
-        out.append(live_message(MARK_PRICE, VENUE, instrument, ts, ts, recv_ns, mark_price=num(data["mark_price"]),
-                                index_price=num(data["index_price"])))
+        mark = MarkPrice(venue_number(data["mark_price"]), venue_number(data["index_price"]))
+        out.append(record_message(MARK_PRICE, VENUE, instrument, ts, ts, recv_ns, mark))
     if FUNDING in datasets and "current_funding" in data:
-        out.append(live_message(FUNDING, VENUE, instrument, ts, ts, recv_ns, funding_rate=num(data["current_funding"]),
-                                funding_8h=num(data.get("funding_8h"))))
-    if OPEN_INTEREST in datasets:
-        out.append(live_message(OPEN_INTEREST, VENUE, instrument, ts, ts, recv_ns,
-                                open_interest=num(data["open_interest"])))
+        out.append(record_message(FUNDING, VENUE, instrument, ts, ts, recv_ns,
+                                  Funding(venue_number(data["current_funding"]), None)))
+    if OPEN_INTEREST in datasets and size is not None:
+        _, *values = open_interest_of(data, size, inverse, Page(VENUE, instrument))
+        out.append(record_message(OPEN_INTEREST, VENUE, instrument, ts, ts, recv_ns, OpenInterest(*values)))
     return out
 
 
@@ -135,10 +156,14 @@ class DeribitStream:
     live_source = "DERIBIT_LIVE"
     default_instruments = ("BTC-PERPETUAL", "ETH-PERPETUAL")
     trade_channel_format, book_channel_format, lower_channels = "trades.{}.100ms", "book.{}.", False
+    landed: ClassVar[dict] = {TICKERS: ("ticker.{}.100ms",), OPEN_INTEREST: ("ticker.{}.100ms",),
+                              MARK_FUNDING: ("ticker.{}.100ms",), BOOKS: (BOOK_TOPS,)}
+    shared_carries: ClassVar[dict] = {}
 
     def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
         self.heartbeat_s = heartbeat_s
-        self._inverse: dict[str, bool] = {}
+        self._contracts: dict[str, tuple[bool, float | None]] = {}
+        self.warnings: dict[str, int] = {}  # what could not be made, counted (the collector's stats show it)
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
         self.datasets = enabled(datasets, self.supported)
 
@@ -200,7 +225,10 @@ class DeribitStream:
 
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
         if frame.dataset == TICKERS:
-            return ticker_messages(frame.data, frame.instrument, recv_ns, self.datasets)
+            inverse, size = self.contract(frame.instrument)
+            if size is None and OPEN_INTEREST in self.datasets and frame.instrument:  # counted, not silent
+                self.warnings["open_interest_no_contract_size"] = self.warnings.get("open_interest_no_contract_size", 0) + 1
+            return ticker_messages(frame.data, frame.instrument, recv_ns, self.datasets, inverse, size)
         return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
 
     def trades(self, frame: Frame) -> list[Trade]:
@@ -209,13 +237,19 @@ class DeribitStream:
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades notification data is {type(frame.data).__name__}, not an array")
-        inverse = self._inverse.get(instrument)
-        if inverse is None:
-            try:
-                inverse = self._inverse[instrument] = is_inverse(instrument)
-            except ValueError as error:
-                raise ctx.error(str(error)) from None
+        inverse = self.contract(instrument)[0]
         return [trade_of(record, instrument, inverse, f"trade #{i}", ctx)[0] for i, record in enumerate(frame.data)]
+
+    def contract(self, instrument: str) -> tuple[bool, float | None]:
+        """(inverse, contract size or None where undeclared: no open interest) of an instrument, kept;
+        SourceDataError for a name of no Deribit shape."""
+        known = self._contracts.get(instrument)
+        if known is None:
+            try:
+                known = self._contracts[instrument] = (is_inverse(instrument), contract_size(instrument))
+            except ValueError as error:
+                raise Page(VENUE, instrument).error(str(error)) from None
+        return known
 
     def book_time_ms(self, data: object) -> int | None:
         """A book notification's `timestamp`."""
@@ -231,3 +265,18 @@ class DeribitStream:
 
     def snapshot_channel(self, instrument: str) -> str:
         return f"{instrument}@depth_snapshot"
+
+    def book_rows(self, payload: dict, instrument: str) -> list[dict]:
+        """Through the REST order book parser: an inverse contract's USD amounts as base units."""
+        result = {"timestamp": book_ms(payload), "change_id": payload["update_id"],
+                  "bids": [[float(p), float(q)] for p, q, *_ in payload["bids"]],
+                  "asks": [[float(p), float(q)] for p, q, *_ in payload["asks"]]}
+        return frame_rows(parse_order_book({"jsonrpc": "2.0", "result": result}, instrument))
+
+    def check(self, dataset: str, instrument: str) -> None:
+        """Open interest is counted in contracts: the size must be declared (SourceDataError if not)."""
+        if dataset == OPEN_INTEREST:
+            try:
+                declared_size(instrument)
+            except ValueError as error:
+                raise Page(VENUE, instrument).error(str(error)) from None

@@ -276,33 +276,38 @@ def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
     sizer = _sizer(instrument, contract_values, ctx)
     cols = BarColumns()
     for i, row in enumerate(_data(body, ctx)):
-        if not isinstance(row, list) or len(row) < 7:
-            raise ctx.error(f"candle #{i} is not a [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] array: "
-                            f"{str(row)[:160]}")
-        ts = epoch_us(row[0], f"candle #{i} ts", ctx)
-        what = f"candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
-        confirm = row[8] if len(row) >= 9 else "1"
-        if confirm not in ("0", "1"):
-            raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
-        if confirm == "0":  # the bar is still forming
+        bar = candle(row, sizer, f"candle #{i}", ctx)
+        if bar is None:  # the bar is still forming
             if drops is not None:
                 drops["unconfirmed"] += 1
             continue
-        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
-                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
-        vol = number(row[5], f"{what} vol", ctx)
-        vol_ccy = not_negative(number(row[6], f"{what} volCcy", ctx), f"{what} volCcy", ctx)
-        quote = number(row[7], f"{what} volCcyQuote", ctx) if len(row) >= 8 and row[7] != "" else None
-        check_bar(what, ctx, ts, o, h, lo, c, vol)
-        if quote is not None:
-            not_negative(quote, f"{what} volCcyQuote", ctx)
-        if not sizer.derivative:
-            volume, amount = vol, (quote if quote is not None else vol_ccy)
-        else:  # vol in contracts, volCcy in base
-            volume = vol_ccy
-            amount = quote if quote is not None else vol_ccy * c
-        cols.add(ts, o, h, lo, c, volume, amount, None)
+        cols.add(*bar, None)
     return cols.frame(VENUE, instrument)
+
+
+def candle(row: Any, sizer: ContractSizer, what: str, ctx: Page) -> tuple | None:
+    """One candle `[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]` (REST, and the candle1m push):
+    (ts µs, o, h, l, c, volume in base units, amount in quote units), None while unconfirmed."""
+    if not isinstance(row, list) or len(row) < 7:
+        raise ctx.error(f"{what} is not a [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] array: {str(row)[:160]}")
+    ts = epoch_us(row[0], f"{what} ts", ctx)
+    what = f"candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
+    confirm = row[8] if len(row) >= 9 else "1"
+    if confirm not in ("0", "1"):
+        raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
+    if confirm == "0":
+        return None
+    o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
+                   ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
+    vol = number(row[5], f"{what} vol", ctx)
+    vol_ccy = not_negative(number(row[6], f"{what} volCcy", ctx), f"{what} volCcy", ctx)
+    quote = number(row[7], f"{what} volCcyQuote", ctx) if len(row) >= 8 and row[7] != "" else None
+    check_bar(what, ctx, ts, o, h, lo, c, vol)
+    if quote is not None:
+        not_negative(quote, f"{what} volCcyQuote", ctx)
+    if not sizer.derivative:
+        return ts, o, h, lo, c, vol, (quote if quote is not None else vol_ccy)
+    return ts, o, h, lo, c, vol_ccy, (quote if quote is not None else vol_ccy * c)  # vol in contracts, volCcy in base
 
 
 def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
@@ -408,17 +413,23 @@ def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = N
     sizer = _sizer(instrument, contract_values, ctx, note=False)
     if not sizer.derivative:
         raise ctx.error("open interest exists for contracts only")
-    unit = "quote" if sizer.inverse else "base"
     cols = columns_of("open_interest")
     for i, row in enumerate(_data(body, ctx)):
         if not isinstance(row, list) or len(row) < 4:
             raise ctx.error(f"open interest #{i} is not a [ts, oi, oiCcy, oiUsd] array: {str(row)[:120]}")
-        ts = epoch_us(row[0], f"open interest #{i} ts", ctx)
-        what = f"open interest at {from_us(ts).isoformat()}"
-        oi, coin, usd = (not_negative(number(row[k], f"{what} {name}", ctx), f"{what} {name}", ctx)
-                         for k, name in ((1, "oi"), (2, "oiCcy"), (3, "oiUsd")))
-        cols.add(ts, oi, sizer.value, unit, coin, usd)
+        cols.add(*open_interest(*row[:4], sizer, ctx))
     return cols.frame(VENUE, instrument)
+
+
+def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSizer, ctx: Page) -> tuple:
+    """One open interest (REST `[ts, oi, oiCcy, oiUsd]`, and the open-interest push's fields):
+    (ts µs, contracts, contract size, its unit, base, quote)."""
+    ts_us = epoch_us(ts, "open interest ts", ctx)
+    what = f"open interest at {from_us(ts_us).isoformat()}"
+    values = (not_negative(number(value, f"{what} {name}", ctx), f"{what} {name}", ctx)
+              for value, name in ((oi, "oi"), (oi_ccy, "oiCcy"), (oi_usd, "oiUsd")))
+    contracts, coin, usd = values
+    return ts_us, contracts, sizer.value, "quote" if sizer.inverse else "base", coin, usd
 
 
 def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops: Counter | None
@@ -449,20 +460,28 @@ def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops:
                 if drops is not None:
                     drops["other_instrument"] += 1
                 continue
-            what = f"liquidation at {from_us(ts).isoformat()}"
-            side = field(detail, "side", what, ctx)
-            if side not in ("buy", "sell"):
-                raise ctx.error(f"{what} side is {side!r}, not buy/sell")
-            pos_side = field(detail, "posSide", what, ctx)
-            raw_px, raw_sz = field(detail, "bkPx", what, ctx), field(detail, "sz", what, ctx)
-            price = positive(number(raw_px, f"{what} bkPx", ctx), what, ctx, "bkPx")
-            size = positive(number(raw_sz, f"{what} sz", ctx), what, ctx, "sz")
-            base = sizer.base_and_quote(price, size)[0]
-            key = f"{raw_ts}-{side}-{pos_side}-{raw_sz}-{raw_px}"
+            _, key, side, price, base, amount = liquidation_detail(detail, sizer, ctx)
             repeat = repeats[key]
             repeats[key] += 1
-            cols.add(ts, key if not repeat else f"{key}#{repeat}", side, price, base, price * base)
+            cols.add(ts, key if not repeat else f"{key}#{repeat}", side, price, base, amount)
     return cols.frame(VENUE, instrument), times
+
+
+def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[int, str, str, float, float, float]:
+    """One detail `{side, posSide, bkPx, sz, ts}` of a liquidation-orders record (REST, and the channel's
+    push): (ts µs, id `<ts>-<side>-<posSide>-<sz>-<bkPx>` (OKX gives none), side, price, base, quote)."""
+    raw_ts = field(detail, "ts", "liquidation", ctx)
+    ts = epoch_us(raw_ts, "liquidation ts", ctx)
+    what = f"liquidation at {from_us(ts).isoformat()}"
+    side = field(detail, "side", what, ctx)
+    if side not in ("buy", "sell"):
+        raise ctx.error(f"{what} side is {side!r}, not buy/sell")
+    pos_side = field(detail, "posSide", what, ctx)
+    raw_px, raw_sz = field(detail, "bkPx", what, ctx), field(detail, "sz", what, ctx)
+    price = positive(number(raw_px, f"{what} bkPx", ctx), what, ctx, "bkPx")
+    size = positive(number(raw_sz, f"{what} sz", ctx), what, ctx, "sz")
+    base = sizer.base_and_quote(price, size)[0]
+    return ts, f"{raw_ts}-{side}-{pos_side}-{raw_sz}-{raw_px}", side, price, base, price * base
 
 
 def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,

@@ -53,15 +53,27 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import ClassVar
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.wire import Trade
-from marketdata_assets.sources.okx.rest import ContractSizer, OkxClient, history_trade
+from marketdata_assets.datasets.records import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
+from marketdata_assets.sources.okx.rest import (
+    ContractSizer,
+    OkxClient,
+    candle,
+    history_trade,
+    liquidation_detail,
+    open_interest,
+    parse_books,
+)
 from marketdata_assets.sources.stream import (
     BARS_1M,
+    BOOK_TOPS,
     BOOKS,
     FUNDING,
     LIQUIDATIONS,
+    MARK_FUNDING,
     MARK_PRICE,
     OPEN_INTEREST,
     TICKERS,
@@ -73,9 +85,13 @@ from marketdata_assets.sources.stream import (
     RestSnapshots,
     StreamLimits,
     enabled,
+    best_level,
+    book_ms,
+    frame_rows,
     json_text,
-    live_message,
+    record_message,
     trade_messages,
+    venue_number,
 )
 
 VENUE = "OKX"
@@ -111,76 +127,61 @@ def is_contract(instrument: str) -> bool:
     return is_swap(instrument) or len(instrument.split("-")) == 3
 
 
-def ticker_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
-    return [live_message(TICKERS, VENUE, instrument, int(t["ts"]), int(t["ts"]), recv_ns, bid_price=str(t["bidPx"]),
-                         bid_size=str(t["bidSz"]), ask_price=str(t["askPx"]), ask_size=str(t["askSz"]),
-                         last_price=str(t["last"]), last_size=str(t["lastSz"])) for t in data]
+def ticker_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
+    """Best bid/ask, sizes in base units (contracts x ctVal), and the last price."""
+    def base(price: float, size: float) -> float:
+        return sizer.base_and_quote(price, size)[0]
+    return [record_message(TICKERS, VENUE, instrument, int(t["ts"]), int(t["ts"]), recv_ns, Ticker(
+        *best_level(t["bidPx"], t["bidSz"], base), *best_level(t["askPx"], t["askSz"], base),
+        last=venue_number(t.get("last")))) for t in data]
 
 
-def candle_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
-    """Closed bars (confirm "1") of a candle1m push; the open bar's pushes: none."""
-    out = []
-    for ts, o, h, low, c, vol, vol_ccy, vol_quote, confirm in data:
-        if str(confirm) == "1":
-            open_ms = int(ts)
-            out.append(live_message(BARS_1M, VENUE, instrument, open_ms, open_ms + 60_000, recv_ns, open_ms=open_ms,
-                                    open=str(o), high=str(h), low=str(low), close=str(c), volume=str(vol),
-                                    volume_ccy=str(vol_ccy), quote_volume=str(vol_quote)))
+def candle_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
+    """Closed bars (confirm "1") of a candle1m push, through the REST parser's `candle` (volume in base
+    units); the open bar's pushes: none."""
+    out, ctx = [], Page(VENUE, instrument)
+    for k, row in enumerate(data):
+        bar = candle(row, sizer, f"candle #{k}", ctx)
+        if bar is not None:
+            open_ms = bar[0] // 1000
+            out.append(record_message(BARS_1M, VENUE, instrument, open_ms, open_ms + 60_000, recv_ns,
+                                      Bar(open_ms, *bar[1:], None)))
     return out
 
 
 def funding_messages(data: list, instrument: str, recv_ns: int, warnings: dict | None = None) -> list[LiveMessage]:
-    """Each `funding-rate` entry; the fields OKX does not always send are optional: `nextFundingTime`
-    and `nextFundingRate` null when absent, a missing `fundingRate` null and counted
-    (`warnings["funding_rate_missing"]`), never 0. The event time is `ts`, else `fundingTime`."""
+    """Each `funding-rate` entry: the current rate for the settlement at `fundingTime`. The fields OKX
+    does not always send are optional: a missing `fundingRate` is null and counted
+    (`warnings["funding_rate_missing"]`), never 0; a missing `fundingTime` null. Event time `ts`,
+    else `fundingTime`."""
     out = []
     for f in data:
         ts = int(f.get("ts") or f["fundingTime"])
         rate = f.get("fundingRate")
         if rate in (None, "") and warnings is not None:
             warnings["funding_rate_missing"] = warnings.get("funding_rate_missing", 0) + 1
-        out.append(live_message(FUNDING, VENUE, instrument, ts, ts, recv_ns, funding_rate=_text(rate),
-                                next_funding_rate=_text(f.get("nextFundingRate")),
-                                funding_ms=_ms(f.get("fundingTime")), next_funding_ms=_ms(f.get("nextFundingTime"))))
+        funding = Funding(venue_number(rate), int(f["fundingTime"]) if f.get("fundingTime") else None)
+        out.append(record_message(FUNDING, VENUE, instrument, ts, ts, recv_ns, funding))
     return out
 
 
-def _text(value) -> str | None:
-    return None if value is None or value == "" else str(value)
+def mark_price_messages(data: list, instrument: str, recv_ns: int, sizer=None) -> list[LiveMessage]:
+    return [record_message(MARK_PRICE, VENUE, instrument, int(m["ts"]), int(m["ts"]), recv_ns,
+                           MarkPrice(venue_number(m["markPx"]), None)) for m in data]
 
 
-def _ms(value) -> int | None:
-    return None if value is None or value == "" else int(value)
-
-
-def mark_price_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
-    return [live_message(MARK_PRICE, VENUE, instrument, int(m["ts"]), int(m["ts"]), recv_ns,
-                         mark_price=str(m["markPx"]), index_price=None) for m in data]
-
-
-def open_interest_messages(data: list, instrument: str, recv_ns: int) -> list[LiveMessage]:
-    return [live_message(OPEN_INTEREST, VENUE, instrument, int(o["ts"]), int(o["ts"]), recv_ns,
-                         open_interest=str(o["oi"]), open_interest_ccy=str(o["oiCcy"]),
-                         open_interest_usd=str(o.get("oiUsd") or "")) for o in data]
-
-
-def liquidation_messages(data: list, _inst_type: str, recv_ns: int) -> list[LiveMessage]:
-    """Each detail of each contract's entry, under the contract's instId."""
-    out = []
-    for entry in data:
-        instrument = str(entry["instId"])
-        for d in entry["details"]:
-            ts = int(d["ts"])
-            key = f"{ts}.{d['side']}.{d['posSide']}.{d['sz']}.{d['bkPx']}"
-            out.append(live_message(LIQUIDATIONS, VENUE, instrument, key, ts, recv_ns, side=str(d["side"]),
-                                    position_side=str(d["posSide"]), price=str(d["bkPx"]), quantity=str(d["sz"]),
-                                    bankruptcy_loss=str(d["bkLoss"])))
+def open_interest_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
+    """Through the REST parser's `open_interest`: contracts, ctVal, base (`oiCcy`) and quote (`oiUsd`)."""
+    out, ctx = [], Page(VENUE, instrument)
+    for o in data:
+        ts, *values = open_interest(o["ts"], o["oi"], o["oiCcy"], o.get("oiUsd"), sizer, ctx)
+        out.append(record_message(OPEN_INTEREST, VENUE, instrument, ts // 1000, ts // 1000, recv_ns,
+                                  OpenInterest(*values)))
     return out
 
 
-MESSAGES = {"trades": None, "tickers": ticker_messages, "candle1m": candle_messages,
-            "funding-rate": funding_messages, "mark-price": mark_price_messages,
-            "open-interest": open_interest_messages, "liquidation-orders": liquidation_messages}
+MESSAGES = {"tickers": ticker_messages, "candle1m": candle_messages, "mark-price": mark_price_messages,
+            "open-interest": open_interest_messages}
 
 
 def checksum(bids: list, asks: list, depth: int = CHECKSUM_LEVELS) -> int:
@@ -239,6 +240,10 @@ class OkxStream:
     live_source = "OKX_LIVE"
     default_instruments = ("BTC-USDT", "ETH-USDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trades", "{}@books", False
+    landed: ClassVar[dict] = {TICKERS: ("{}@tickers",), BARS_1M: ("{}@candle1m",),
+                              LIQUIDATIONS: ("SWAP@liquidation-orders",), OPEN_INTEREST: ("{}@open-interest",),
+                              MARK_FUNDING: ("{}@mark-price", "{}@funding-rate"), BOOKS: (BOOK_TOPS,)}
+    shared_carries: ClassVar[dict] = {"SWAP@liquidation-orders": is_swap}  # every perpetual's
 
     def __init__(self, datasets=None):
         self.supported = tuple(CHANNEL_DATASET.values())
@@ -308,11 +313,26 @@ class OkxStream:
 
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
         kind = frame.channel.rpartition("@")[2]
+        if kind == "trades":
+            return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
         if kind == "funding-rate":
             return funding_messages(frame.data, frame.instrument, recv_ns, self.warnings)
-        if kind != "trades":
-            return MESSAGES[kind](frame.data, frame.instrument, recv_ns)
-        return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
+        if kind == "liquidation-orders":
+            return self.liquidation_messages(frame.data, recv_ns)
+        return MESSAGES[kind](frame.data, frame.instrument, recv_ns, self.sizer(frame.instrument))
+
+    def liquidation_messages(self, data: list, recv_ns: int) -> list[LiveMessage]:
+        """Each detail of each contract's entry, under the contract's instId, through the REST parser's
+        `liquidation_detail` (base quantity, OKX's id-less key)."""
+        out = []
+        for entry in data:
+            instrument = str(entry["instId"])
+            sizer, ctx = self.sizer(instrument), Page(VENUE, instrument)
+            for detail in entry["details"]:
+                ts, key, side, price, base, amount = liquidation_detail(detail, sizer, ctx)
+                record = Liquidation(key, side, venue_number(detail["bkPx"]), base, amount)
+                out.append(record_message(LIQUIDATIONS, VENUE, instrument, key, ts // 1000, recv_ns, record))
+        return out
 
     def trades(self, frame: Frame) -> list[Trade]:
         """A `trades` push through the REST parser's `history_trade`, sizes in base units (x ctVal)."""
@@ -349,3 +369,15 @@ class OkxStream:
 
     def snapshot_channel(self, instrument: str) -> str:
         return f"{instrument}@depth_snapshot"
+
+    def book_rows(self, payload: dict, instrument: str) -> list[dict]:
+        """Through the REST books parser: sizes in base units (contracts x ctVal)."""
+        book = {"ts": str(book_ms(payload)), "seqId": payload["update_id"],
+                "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
+                "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]]}
+        return frame_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument))
+
+    def check(self, dataset: str, instrument: str) -> None:
+        """Sizes need the contract value of a contract (SourceDataError if undeclared)."""
+        if dataset != MARK_FUNDING:
+            self.sizer(instrument)

@@ -1,0 +1,60 @@
+"""The normalized records of the live datasets other than trades (datasets/wire.py has `Trade`): what one
+parse of a venue's stream frame gives, already in the units the tables store (sizes in base units,
+amounts in quote units), so the JetStream messages, the latest-state cache and the hourly loads hold
+one value for one fact. A venue's stream module (sources/<venue>/stream.py) builds them; a message's
+payload is the record's fields with venue, instrument, `ts_ms` (the event time) and `recv_ns`.
+Numbers the venue sent and we did not change may be `orjson.Fragment`s of its text (written as the
+venue spelled them); everything else is a float, an int, a string or null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class Ticker(NamedTuple):
+    bid: Any               # best bid price (null: an empty side)
+    bid_size: Any          # base units at the best bid
+    ask: Any               # best ask price
+    ask_size: Any          # base units at the best ask
+    last: Any = None       # last trade price, where the venue's ticker has it
+    mark_price: Any = None  # where the ticker carries it (Deribit)
+    index_price: Any = None
+    funding_rate: Any = None  # the current rate, where the ticker carries it (Deribit perpetuals)
+
+
+class Bar(NamedTuple):
+    open_ms: int           # the bar's open time, epoch ms (a closed 1-minute bar)
+    open: Any
+    high: Any
+    low: Any
+    close: Any
+    volume: Any            # base units
+    amount: Any            # quote units
+    trades: int | None     # trades in the bar, where the venue counts them
+
+
+class Liquidation(NamedTuple):
+    liquidation_id: str    # the venue's id, or a key made of what identifies it where it gives none
+    side: str              # the liquidation order's side: buy | sell (sell: a long was closed)
+    price: Any
+    quantity: Any          # base units
+    amount: Any            # quote units
+
+
+class OpenInterest(NamedTuple):
+    contracts: Any         # open contracts
+    contract_size: Any     # what one contract is worth, in `size_unit`
+    size_unit: str         # base | quote
+    base: Any              # the open interest in base units
+    quote: Any             # ... and in quote units
+
+
+class MarkPrice(NamedTuple):
+    mark_price: Any
+    index_price: Any       # null where the venue's mark stream has none (OKX)
+
+
+class Funding(NamedTuple):
+    funding_rate: Any      # the running period's current (predicted) rate; null if the venue left it out
+    next_funding_ms: int | None  # the settlement it is for, epoch ms (null: continuous funding, or not sent)
