@@ -3,7 +3,8 @@
 Where a venue numbers its trades one by one per instrument, a stored slice must hold every id from
 its first to its last, and its first id must follow the last id of the previous day when that day
 is stored with ids of the same sequence. Which ids those are depends on the source of the slice's
-ACTIVE load (its `ingest_log.source`), declared in `ID_SEQUENCES`:
+ACTIVE load (its `ingest_log.source`), declared by each venue (`Source.id_sequences`), here
+`ID_SEQUENCES`:
 
 | sequence | venue | loaded by | what the id is |
 |---|---|---|---|
@@ -61,44 +62,15 @@ from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import error_text
-from marketdata_assets.ingest.live.trade_frames import LIVE_VENUES
-from marketdata_assets.sources.binance.archives import SOURCE as BINANCE_ARCHIVE
-from marketdata_assets.sources.binance.dumps import SOURCE as BINANCE_DUMPS
+from marketdata_assets.sources.interface import IdSequence
+from marketdata_assets.sources.registry import SOURCES
 from marketdata_assets.stores.clickhouse import tables, writer
 
 UTC = timezone.utc
 TRADES = spec_for("trades")
-BINANCE_LIVE, BINANCE_UM_LIVE, OKX_LIVE, DERIBIT_LIVE = (LIVE_VENUES[v].source
-                                                         for v in ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT"))
 
 
-@dataclass(frozen=True)
-class IdSequence:
-    """Sequential trade ids of one venue, as one source loads them."""
-
-    name: str
-    venue: str
-    sources: tuple[str, ...]    # the ingest_log sources whose loads hold these ids
-    fetch: str           # the venue client's method: (instrument, first, last, *, day[, time_unit]) -> trades
-    page: int            # ids one request returns at most: holes closer than this are fetched as one span
-    time_units: bool     # the fetch takes time_unit= (asked as precise as the slice's stored times)
-    what: str
-    dataset: str = "trades"  # the dataset (table) whose `seq` column holds these ids
-
-
-ID_SEQUENCES = (
-    IdSequence("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
-           "Binance aggregate trade ids (aggTrades `a`: the REST path)"),
-    IdSequence("trade", "BINANCE", (BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE), "trades_by_id", 1000, True,
-           "Binance trade ids (dump files, archives and the live trade streams: every individual trade; "
-           "historicalTrades)"),
-    IdSequence("aggTrade", "BINANCE_UM", ("BINANCE_UM", BINANCE_UM_LIVE), "agg_trades_by_id", 1000, True,
-           "Binance USD-M aggregate trade ids (aggTrades `a`: REST and the live aggTrade stream)"),
-    IdSequence("tradeId", "OKX", ("OKX", OKX_LIVE), "trades_by_id", 100, False, "OKX tradeId"),
-    IdSequence("trade_seq", "DERIBIT", ("DERIBIT", DERIBIT_LIVE), "trades_by_seq", 1000, False, "Deribit trade_seq"),
-    IdSequence("aggTrade", "BINANCE", (BINANCE_ARCHIVE,), "agg_trades_by_id", 1000, True,
-           "Binance aggregate trade ids (archives of aggTrades, their own dataset)", dataset="agg_trades"),
-)
+ID_SEQUENCES = tuple(seq for declared in SOURCES.values() for seq in declared.id_sequences)  # each venue's own
 _SEQUENCES = {(seq.dataset, seq.venue, source): seq for seq in ID_SEQUENCES for source in seq.sources}
 CHECKED_DATASETS = tuple(sorted({seq.dataset for seq in ID_SEQUENCES}))
 

@@ -11,7 +11,7 @@ dataset, `fetch(client, dataset, instrument, start, end)` the one way to call th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -81,6 +81,21 @@ class Option:
 
 
 @dataclass(frozen=True)
+class IdSequence:
+    """Sequential trade ids of one venue, as some sources load them (quality/continuity.py checks and
+    refills them): declared by the venue, since what an id means is venue knowledge."""
+
+    name: str
+    venue: str
+    sources: tuple[str, ...]    # the ingest_log sources whose loads hold these ids
+    fetch: str           # the venue client's method: (instrument, first, last, *, day[, time_unit]) -> trades
+    page: int            # ids one request returns at most: holes closer than this are fetched as one span
+    time_units: bool     # the fetch takes time_unit= (asked as precise as the slice's stored times)
+    what: str
+    dataset: str = "trades"  # the dataset (table) whose `seq` column holds these ids
+
+
+@dataclass(frozen=True)
 class Source:
     """One source, declared once in its package."""
 
@@ -93,6 +108,8 @@ class Source:
     venue_api: bool = False                     # its client answers VenueClient (a crypto venue)
     options: Mapping[str, Option] = field(default_factory=dict)    # its own config keys
     stream: type | None = None                  # its live WebSocket protocol (sources/stream.py StreamProtocol)
+    id_sequences: tuple[IdSequence, ...] = ()   # what its trade ids are, where they count one by one
+    contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
 
     @property
     def errors(self) -> Any:
@@ -106,8 +123,10 @@ class Source:
 
 
 def venue_source(name: str, client: type, config: str, options: Mapping[str, Option] | None = None,
-                 stream: type | None = None) -> Source:
+                 stream: type | None = None, id_sequences: tuple[IdSequence, ...] = (),
+                 contract: Callable[[str], Any] | None = None) -> Source:
     """The declaration of a crypto venue whose client names its datasets and reach itself (and, if it
-    is collected live, its stream protocol)."""
+    is collected live, its stream protocol; what its trade ids are; how its instrument names read)."""
     return Source(name, (name,), dict(client.DATASETS), client, config, dict(getattr(client, "REACH", {})),
-                  venue_api=True, options=dict(options or {}), stream=stream)
+                  venue_api=True, options=dict(options or {}), stream=stream, id_sequences=id_sequences,
+                  contract=contract)

@@ -21,7 +21,7 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 
-from marketdata_assets.core.contracts import contract_of
+from marketdata_assets.core.contracts import Contract
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
@@ -47,6 +47,16 @@ def venue_client(venue: str, base_url: str | None = None, **kwargs) -> VenueClie
     return cls(base_url, **kwargs) if base_url else cls(**kwargs)
 
 
+def contract_of(venue: str, instrument: str) -> Contract:
+    """What an instrument name of `venue` stands for, read by the venue's own declared naming
+    (`Source.contract`); ValueError naming venue and instrument for a name of no such shape, or a venue
+    that declares no naming."""
+    declared = SOURCES.get(venue.upper())
+    if declared is None or declared.contract is None:
+        raise ValueError(f"{venue}:{instrument}: no contract naming known for venue {venue!r}")
+    return declared.contract(instrument)
+
+
 def serves(venue: str, dataset: str, instrument: str | None = None, day: date | None = None,
            now: datetime | None = None) -> str | None:
     """HISTORY or SNAPSHOT if `venue`'s client serves `dataset` (for `instrument`'s contract type:
@@ -55,8 +65,9 @@ def serves(venue: str, dataset: str, instrument: str | None = None, day: date | 
     cls = client_class(venue)
     mode = cls.DATASETS.get(dataset)
     contracts = spec_for(dataset).contracts
-    if mode is None or (instrument is not None and contracts is not None
-                        and contract_of(venue, instrument).contract_type not in contracts):
+    naming = SOURCES[venue.upper()].contract  # a venue declaring none: its DATASETS say all
+    if mode is None or (instrument is not None and contracts is not None and naming is not None
+                        and naming(instrument).contract_type not in contracts):
         return None
     reach = getattr(cls, "REACH", {}).get(dataset)
     if (day is not None and reach is not None

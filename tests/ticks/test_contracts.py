@@ -1,4 +1,4 @@
-"""Instrument names read as contracts (core.contracts): the venues' documented shapes."""
+"""Instrument names read as contracts (each venue's declared naming, core.contracts' shapes): the venues' documented shapes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from marketdata_assets.core.contracts import contract_of
+from marketdata_assets.sources.binance.rest import contract as binance_contract
+from marketdata_assets.sources.venues import contract_of
+
+
+def read(venue: str, instrument: str):
+    """Through the registry (each venue's declared naming); COIN-M, no registered source, by Binance's reader."""
+    return binance_contract(venue, instrument) if venue == "BINANCE_CM" else contract_of(venue, instrument)
 
 
 @pytest.mark.parametrize(("venue", "instrument", "expected"), [
@@ -30,7 +36,7 @@ from marketdata_assets.core.contracts import contract_of
     ("BINANCE_CM", "ETHUSD_250627", ("future", "ETH", "USD", date(2025, 6, 27), None, None, True)),
 ])
 def test_each_venue_shape_reads_as_its_contract(venue, instrument, expected):
-    contract = contract_of(venue, instrument)
+    contract = read(venue, instrument)
     assert (contract.contract_type, contract.base, contract.quote, contract.expiry, contract.strike, contract.option_type,
             contract.inverse) == expected
     assert (contract.venue, contract.instrument) == (venue, instrument)
@@ -53,6 +59,6 @@ def test_a_dated_contract_expires_at_eight_utc():
 ])
 def test_a_name_of_no_known_shape_is_an_error_naming_it(venue, instrument, why):
     with pytest.raises(ValueError, match=f"^{venue}:{instrument} is not a {venue} instrument name: .*{why}"):
-        contract_of(venue, instrument)
+        read(venue, instrument)
     with pytest.raises(ValueError, match="no contract naming known for venue 'SSE'"):
         contract_of("SSE", "600000.SH")

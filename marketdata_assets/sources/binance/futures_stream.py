@@ -54,7 +54,6 @@ from marketdata_assets.sources.binance.stream import (
     kline_message,
     rest_depth,
 )
-from marketdata_assets.sources.stream import Frame as StreamFrame
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOK_TOPS,
@@ -71,6 +70,7 @@ from marketdata_assets.sources.stream import (
     record_message,
     venue_number,
 )
+from marketdata_assets.sources.stream import Frame as StreamFrame
 
 VENUE = "BINANCE_UM"
 ALL_LIQUIDATIONS = "!forceOrder@arr"  # the all-market liquidation stream

@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from marketdata_assets.core.contracts import Contract, bad_name, split_pair, yymmdd
 from marketdata_assets.core.http import (
     ApiClient,
     ErrorTable,
@@ -116,6 +117,23 @@ def depth_weight(limit: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Parsers (pure: a decoded JSON body in, a normalized frame out)
 # --------------------------------------------------------------------------------------------
+
+def contract(venue: str, instrument: str) -> Contract:
+    """What a Binance symbol of `venue` (BINANCE, BINANCE_UM, BINANCE_CM) stands for (core/contracts.py
+    has the shapes); ValueError for another."""
+    pair, _, suffix = instrument.partition("_")
+    base, quote = split_pair(venue, instrument, pair)
+    if venue == "BINANCE":
+        if suffix:
+            raise bad_name(venue, instrument, "a spot symbol has no '_'")
+        return Contract(venue, instrument, "spot", base, quote)
+    inverse = venue == "BINANCE_CM"
+    if suffix in ("", "PERP") and (suffix == "PERP") == inverse:
+        return Contract(venue, instrument, "perpetual", base, quote, inverse=inverse)
+    if suffix:
+        return Contract(venue, instrument, "future", base, quote, yymmdd(venue, instrument, suffix), inverse=inverse)
+    raise bad_name(venue, instrument, "a COIN-M perpetual is BASEUSD_PERP")
+
 
 def _ctx(instrument: str, ctx: Page | None, venue: str = VENUE) -> Page:
     return ctx or Page(venue, instrument)

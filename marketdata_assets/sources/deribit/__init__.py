@@ -6,6 +6,7 @@ from marketdata_assets.sources.deribit.rest import (
     LIMITS,
     DeribitClient,
     chain_currency,
+    contract,
     contract_size,
     is_inverse,
     liquidations_of,
@@ -20,9 +21,12 @@ from marketdata_assets.sources.deribit.rest import (
     parse_trades,
 )
 from marketdata_assets.sources.deribit.stream import DeribitStream
-from marketdata_assets.sources.interface import venue_source
+from marketdata_assets.sources.interface import IdSequence, venue_source
 
-DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit", stream=DeribitStream)
+DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit", stream=DeribitStream, id_sequences=(
+    IdSequence("trade_seq", "DERIBIT", ("DERIBIT", DeribitStream.live_source), "trades_by_seq", 1000, False,
+               "Deribit trade_seq"),
+), contract=contract)
 
 __all__ = ["DERIBIT", "CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
            "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",

@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from marketdata_assets.core.contracts import contract_of
+from marketdata_assets.core.contracts import Contract, bad_name, ddmmmyy, option_strike
 from marketdata_assets.core.http import (
     ApiClient,
     ErrorTable,
@@ -117,10 +117,31 @@ LIQUIDATION_SIDES = ("M", "T", "MT")
 _CHAIN = re.compile(r"^([A-Z0-9]+)-OPTIONS$")
 
 
+def contract(instrument: str) -> Contract:
+    """What a Deribit instrument name stands for (core/contracts.py has the shapes); ValueError for another."""
+    venue, parts = "DERIBIT", instrument.split("-")
+    base, _, quote = parts[0].partition("_")
+    linear = bool(quote)
+    quote = quote or "USD"
+    if len(parts) == 1:
+        if not linear:
+            raise bad_name(venue, instrument, "a spot pair is BASE_QUOTE")
+        return Contract(venue, instrument, "spot", base, quote)
+    if len(parts) == 2 and parts[1] == "PERPETUAL":
+        return Contract(venue, instrument, "perpetual", base, quote, inverse=not linear)
+    expiry = ddmmmyy(venue, instrument, parts[1])
+    if len(parts) == 2:
+        return Contract(venue, instrument, "future", base, quote, expiry, inverse=not linear)
+    if len(parts) == 4:
+        strike, option_type = option_strike(venue, instrument, parts[2], parts[3])
+        return Contract(venue, instrument, "option", base, quote, expiry, strike, option_type)
+    raise bad_name(venue, instrument, "expected BASE[_QUOTE]-PERPETUAL, -DDMMMYY or -DDMMMYY-STRIKE-C|P")
+
+
 def is_inverse(instrument: str) -> bool:
     """BTC-PERPETUAL / BTC-27DEC24 (USD amounts) vs BTC_USDC-PERPETUAL and options (base amounts);
     ValueError for a name of no Deribit shape (core.contracts)."""
-    return contract_of(VENUE, instrument).inverse
+    return contract(instrument).inverse
 
 
 INVERSE_CONVERSION = "quantity USD amount -> coin (amount / price)"
@@ -137,9 +158,9 @@ def contract_size(instrument: str, extra: dict[str, float] | None = None) -> flo
     table = {**CONTRACT_SIZES, **(extra or {})}
     if instrument in table:
         return table[instrument]
-    contract = contract_of(VENUE, instrument)
-    if contract.contract_type == "future" and contract.inverse:
-        return table.get(f"{contract.base}-PERPETUAL")
+    named = contract(instrument)
+    if named.contract_type == "future" and named.inverse:
+        return table.get(f"{named.base}-PERPETUAL")
     return None
 
 
@@ -342,13 +363,13 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
     for i, record in enumerate(result):
         name = field(record, "instrument_name", f"book summary #{i}", ctx)
         try:
-            contract = contract_of(VENUE, name) if isinstance(name, str) else None
+            named = contract(name) if isinstance(name, str) else None
         except ValueError as error:
             raise ctx.error(f"book summary #{i}: {error}") from None
-        if contract is None or contract.contract_type != "option":
+        if named is None or named.contract_type != "option":
             raise ctx.error(f"book summary #{i} {name!r} is not an option name (like BTC-27DEC24-60000-C)")
         what = f"option {name}"
-        settles = contract.quote if "_" in name.split("-")[0] else contract.base
+        settles = named.quote if "_" in name.split("-")[0] else named.base
         if settles != currency:
             raise ctx.error(f"{what} is not an option of the {currency} chain")
         ts = epoch_us(field(record, "creation_timestamp", what, ctx), f"{what} creation_timestamp", ctx)
@@ -366,8 +387,8 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
                 not_negative(value, f"{what} {key}", ctx)
         positive(underlying, what, ctx, "underlying_price")
         positive(mark_iv, what, ctx, "mark_iv")
-        option_type = "call" if contract.option_type == "C" else "put"
-        cols.add(ts, name, to_us(contract.expires_at), contract.strike, option_type, underlying, index, mark,
+        option_type = "call" if named.option_type == "C" else "put"
+        cols.add(ts, name, to_us(named.expires_at), named.strike, option_type, underlying, index, mark,
                  mark_iv, None, None, bid, ask, open_interest, volume)
     return finish("option_chain", [cols.frame(VENUE, instrument)])
 

@@ -39,8 +39,8 @@ import json
 from typing import ClassVar
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.datasets.records import Funding, MarkPrice, OpenInterest, Ticker
+from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.deribit.rest import (
     DeribitClient,
     base_and_quote,
@@ -65,9 +65,9 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     StreamLimits,
-    enabled,
     best_level,
     book_ms,
+    enabled,
     frame_rows,
     json_text,
     record_message,

@@ -1,12 +1,13 @@
 """OKX v5 public market data: the client and the pure parsers of its answers."""
 
-from marketdata_assets.sources.interface import venue_source
+from marketdata_assets.sources.interface import IdSequence, venue_source
 from marketdata_assets.sources.okx.rest import (
     CONTRACT_VALUES,
     ERRORS,
     LIMITS,
     ContractSizer,
     OkxClient,
+    contract,
     funding_frame,
     parse_books,
     parse_candles,
@@ -20,7 +21,9 @@ from marketdata_assets.sources.okx.rest import (
 )
 from marketdata_assets.sources.okx.stream import OkxStream
 
-OKX = venue_source("OKX", OkxClient, "okx", stream=OkxStream)
+OKX = venue_source("OKX", OkxClient, "okx", stream=OkxStream, id_sequences=(
+    IdSequence("tradeId", "OKX", ("OKX", OkxStream.live_source), "trades_by_id", 100, False, "OKX tradeId"),
+), contract=contract)
 
 __all__ = ["OKX", "CONTRACT_VALUES", "ERRORS", "LIMITS", "ContractSizer", "OkxClient", "funding_frame",
            "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",

@@ -91,7 +91,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from marketdata_assets.core.contracts import contract_of
+from marketdata_assets.core.contracts import Contract, bad_name, option_strike, yymmdd
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, from_us, to_us
 from marketdata_assets.datasets.wire import (
@@ -149,17 +149,37 @@ CONTRACT_VALUES: dict[str, tuple[float, bool]] = {
 }
 
 
+def contract(instrument: str) -> Contract:
+    """What an OKX instrument name stands for (core/contracts.py has the shapes); ValueError for another."""
+    venue, parts = "OKX", instrument.split("-")
+    if len(parts) < 2:
+        raise bad_name(venue, instrument, "expected BASE-QUOTE[-SWAP|-YYMMDD[-STRIKE-C|P]]")
+    base, quote = parts[0], parts[1]
+    inverse = quote == "USD"
+    if len(parts) == 2:
+        return Contract(venue, instrument, "spot", base, quote)
+    if len(parts) == 3 and parts[2] == "SWAP":
+        return Contract(venue, instrument, "perpetual", base, quote, inverse=inverse)
+    expiry = yymmdd(venue, instrument, parts[2])
+    if len(parts) == 3:
+        return Contract(venue, instrument, "future", base, quote, expiry, inverse=inverse)
+    if len(parts) == 5:
+        strike, option_type = option_strike(venue, instrument, parts[3], parts[4])
+        return Contract(venue, instrument, "option", base, quote, expiry, strike, option_type)
+    raise bad_name(venue, instrument, "expected BASE-QUOTE[-SWAP|-YYMMDD[-STRIKE-C|P]]")
+
+
 def is_derivative(instrument: str) -> bool:
     """BTC-USDT is spot; BTC-USDT-SWAP, BTC-USD-250328 and options are contracts; ValueError for a
     name of no OKX shape (core.contracts)."""
-    return contract_of(VENUE, instrument).contract_type != "spot"
+    return contract(instrument).contract_type != "spot"
 
 
 def underlying(instrument: str) -> str:
     """The index (= `uly`, the instrument family) of a contract: "BTC-USDT" for BTC-USDT-SWAP and
     BTC-USDT-250328, "BTC-USD" for BTC-USD-SWAP; a spot pair's is itself."""
-    contract = contract_of(VENUE, instrument)
-    return f"{contract.base}-{contract.quote}"
+    named = contract(instrument)
+    return f"{named.base}-{named.quote}"
 
 
 class ContractSizer:
@@ -751,15 +771,15 @@ class OkxClient(ApiClient):
         instrument family, state=filled, newest first; a full page is followed by `after` = its
         oldest ms + 1, a short one by `after` = its oldest ms)."""
         start, end = as_utc(start), as_utc(end)
-        contract = contract_of(VENUE, instrument)
-        inst_type = {"perpetual": "SWAP", "future": "FUTURES"}.get(contract.contract_type)
+        named = contract(instrument)
+        inst_type = {"perpetual": "SWAP", "future": "FUTURES"}.get(named.contract_type)
         if inst_type is None:
             raise ValueError(f"OKX {instrument}: liquidations exist for SWAP and FUTURES only")
         drops = self.dropped.of(instrument)
         start_us, after = to_us(start), ceil_ms(end)
         frames: list[pl.DataFrame] = []
         while after * 1000 > start_us:
-            params = {"instType": inst_type, "instFamily": f"{contract.base}-{contract.quote}",
+            params = {"instType": inst_type, "instFamily": f"{named.base}-{named.quote}",
                       "state": "filled", "after": str(after), "limit": str(self.page_limit)}
             body, ctx = await self._get(LIQUIDATION_ORDERS, params, instrument=instrument,
                                         day=day_of(from_us(after * 1000 - 1)))

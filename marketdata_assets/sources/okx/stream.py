@@ -56,8 +56,8 @@ import zlib
 from typing import ClassVar
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.datasets.records import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
+from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.okx.rest import (
     ContractSizer,
     OkxClient,
@@ -84,9 +84,9 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     StreamLimits,
-    enabled,
     best_level,
     book_ms,
+    enabled,
     frame_rows,
     json_text,
     record_message,
