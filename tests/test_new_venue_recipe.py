@@ -132,8 +132,8 @@ def _follow_the_recipe(tree: Path) -> Path:
     (package / "replay" / "toyex.py").write_text(REPLAY)
     registry = package / "sources" / "registry.py"
     text = registry.read_text()
-    assert "minute_csv, okx, tushare, yahoo\n" in text and "    alpha_api.ALPHA_API," in text
-    text = text.replace("minute_csv, okx, tushare, yahoo\n", "minute_csv, okx, toyex, tushare, yahoo\n")
+    assert "    okx,\n    tushare,\n" in text and "    alpha_api.ALPHA_API," in text
+    text = text.replace("    okx,\n    tushare,\n", "    okx,\n    toyex,\n    tushare,\n")
     registry.write_text(text.replace("    alpha_api.ALPHA_API,", "    alpha_api.ALPHA_API, toyex.TOYEX,"))
     config = package / "sources" / "data_providers.yaml"
     without_entry = tree / "without_entry.yaml"

@@ -1,6 +1,6 @@
 """How a source's plain dump CSV maps onto a dataset's table when the store reads the file itself
 (ClickHouse's file(): the fastest load path measured, docs/ticks.md). A source declares its
-profiles (sources/binance/dumps.py); the store's writer runs them (stores/clickhouse/writer.py)."""
+profiles (sources/binance_vision/dumps.py); the store's writer runs them (stores/clickhouse/writer.py)."""
 
 from __future__ import annotations
 

@@ -237,7 +237,7 @@ DAILY = Dataset(
     order_by=("venue", "instrument", "ts"),
     key="ts",
 )
-# data.binance.vision archives (sources.binance.archives): aggregate trades apart from the
+# data.binance.vision archives (sources.binance_vision.archives): aggregate trades apart from the
 # individual ones (`seq` is the aggregate id), and the daily files' kline intervals other than 1m, a
 # table each (`klines_1h`, ...: `bars_1d_v` is already the daily bars made from trades).
 AGG_TRADES = replace(TRADES, name="agg_trades", code="agg_trades", table="agg_trades")

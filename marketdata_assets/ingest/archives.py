@@ -1,6 +1,6 @@
 """data.binance.vision archives through the ingest engine, and their record (`dump_archives`).
 
-The source (sources/binance/archives.py) lists, downloads, verifies and reads an archive; here a
+The source (sources/binance_vision/archives.py) lists, downloads, verifies and reads an archive; here a
 run's archives become one engine feed (`ArchiveRun`), each archive whose slices all loaded is
 recorded with its digests, and the record is read back to `recheck` published digests (reloading
 replaced archives) and to `reconcile` monthly archives with the stored daily slices.
@@ -21,8 +21,8 @@ from marketdata_assets.core.identifiers import clickhouse_database, sql_identifi
 from marketdata_assets.datasets.frames import BARS_SCHEMA, LC, spec_for
 from marketdata_assets.datasets.slices import Feed, Job
 from marketdata_assets.ingest.engine import Engine, IngestReport
-from marketdata_assets.sources.binance.archive_settings import ArchiveSettings
-from marketdata_assets.sources.binance.archives import (
+from marketdata_assets.sources.binance_vision.archive_settings import ArchiveSettings
+from marketdata_assets.sources.binance_vision.archives import (
     DAILY_ONLY,
     SOURCE,
     VENUE_MARKETS,

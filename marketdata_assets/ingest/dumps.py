@@ -1,4 +1,4 @@
-"""Loading Binance dump files found in the landing directory (sources/binance/dumps.py reads them).
+"""Loading Binance dump files found in the landing directory (sources/binance_vision/dumps.py reads them).
 
 A plain CSV on the engine's disk is read by ClickHouse itself (`INSERT ... SELECT ... FROM file()`
 under the source's `TRADES_CSV` / `KLINES_1M_CSV` profiles: all of a run's files in one statement,
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.ingest.engine import error_text
-from marketdata_assets.sources.binance.dumps import DUMP_DATASETS, SOURCE, has_rows, landing_dumps, read_dump
+from marketdata_assets.sources.binance_vision.dumps import DUMP_DATASETS, SOURCE, has_rows, landing_dumps, read_dump
 from marketdata_assets.stores.clickhouse import writer
 
 log = logging.getLogger(__name__)

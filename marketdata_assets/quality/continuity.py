@@ -75,6 +75,13 @@ _SEQUENCES = {(seq.dataset, seq.venue, source): seq for seq in ID_SEQUENCES for 
 CHECKED_DATASETS = tuple(sorted({seq.dataset for seq in ID_SEQUENCES}))
 
 
+def same_ids(one: IdSequence | None, other: IdSequence | None) -> bool:
+    """Whether two declarations are of one id sequence (a venue's and a file source's share of Binance's
+    trade ids are declared apart)."""
+    return one is not None and other is not None and (one.venue, one.name, one.dataset) == (
+        other.venue, other.name, other.dataset)
+
+
 def id_sequence(venue: str, source: str, dataset: str = "trades") -> IdSequence | None:
     """The sequence of ids a load of `source` holds for `venue` in `dataset`; None: not sequential,
     or unknown."""
@@ -213,7 +220,8 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
         load_id, source = loads[(s.venue, s.instrument, s.day)]
         sequence = id_sequence(s.venue, source, dataset)
         previous = loads.get((s.venue, s.instrument, s.day - timedelta(days=1)))
-        same = sequence is not None and previous is not None and id_sequence(s.venue, previous[1], dataset) == sequence
+        same = sequence is not None and previous is not None and same_ids(id_sequence(s.venue, previous[1], dataset),
+                                                                          sequence)
         item = SliceIds(s.venue, s.instrument, s.day, load_id, source, sequence,
                         previous_load_id=previous[0] if same else 0)
         found[item.partition_key] = item

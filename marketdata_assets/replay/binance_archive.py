@@ -7,7 +7,7 @@ layout, generated on request, deterministic per (seed, archive, generation).
     GET /data/futures/um/daily/...                                      (USD-M futures)
     GET /data/futures/um/daily/liquidationSnapshot/BTCUSDT/BTCUSDT-liquidationSnapshot-2024-03-31.zip
 
-What it serves is what the vendor's files hold (sources.binance.dumps describes the
+What it serves is what the vendor's files hold (sources.binance_vision.dumps describes the
 layouts): spot files without a header, `True/False`, 8 decimals, µs timestamps from 2025; USD-M
 files with a header from 2022-05, `true/false`, ms. A zip holds one CSV named like itself; its
 CHECKSUM is `<sha256 hex>  <name>\\n`. Any instrument is served; a day is published once it is on or
@@ -16,7 +16,7 @@ day's consecutive trades of one price and side; klines are the trades' OHLCV per
 archive holds its days' rows, as the daily archives first published them. USD-M liquidationSnapshot
 archives (daily only; on any day, where the real site had them until 2024-03-31 only) hold about one
 trade in 11 of the day's trades, the latest of each second, as liquidation orders with their header,
-every line twice as Binance writes them (sources.binance.archives has the layout).
+every line twice as Binance writes them (sources.binance_vision.archives has the layout).
 
 The faults archives have (config fields keyed by an archive's name, which hits it in every market,
 or its path without the leading slash, `data/spot/daily/...zip`, which hits that one; `server.
@@ -70,7 +70,7 @@ from marketdata_assets.replay import (
     serve_until_terminated,
 )
 from marketdata_assets.replay.binance_dumps import _dump_rows, generate_trades
-from marketdata_assets.sources.binance.dumps import (
+from marketdata_assets.sources.binance_vision.dumps import (
     FUTURES_HEADER_SINCE,
     LIQUIDATION_FAMILY,
     MICROSECONDS_SINCE,

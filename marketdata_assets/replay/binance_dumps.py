@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from marketdata_assets.datasets.frames import TRADES_SCHEMA
-from marketdata_assets.sources.binance.dumps import (
+from marketdata_assets.sources.binance_vision.dumps import (
     FUTURES_HEADER_SINCE,
     MICROSECONDS_SINCE,
     VENUE,

@@ -33,7 +33,7 @@ import yaml
 
 from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
-from marketdata_assets.sources.binance.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
+from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.sources.config_schema import (
     DECLARED,
     DEFAULT_ARCHIVES,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketdata_assets.core.markdown import prose, table
-from marketdata_assets.sources.binance.archive_settings import (
+from marketdata_assets.sources.binance_vision.archive_settings import (
     ARCHIVE_FAMILIES,
     ARCHIVE_INTERVALS,
     ARCHIVE_MARKETS,

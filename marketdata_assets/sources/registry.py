@@ -4,13 +4,22 @@ says what a declaration holds). A new source is a package with its declaration, 
 from __future__ import annotations
 
 from marketdata_assets.core.markdown import table
-from marketdata_assets.sources import alpha_api, binance, deribit, minute_csv, okx, tushare, yahoo
+from marketdata_assets.sources import (
+    alpha_api,
+    binance,
+    binance_vision,
+    deribit,
+    minute_csv,
+    okx,
+    tushare,
+    yahoo,
+)
 from marketdata_assets.sources.interface import Source
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
     binance.SPOT, binance.USD_M, okx.OKX, deribit.DERIBIT,      # crypto venues (VenueClient)
     tushare.TUSHARE, yahoo.YAHOO,                                 # stock feeds
-    binance.DUMPS, binance.ARCHIVES, minute_csv.MINUTE_CSV,      # files
+    binance_vision.DUMPS, binance_vision.ARCHIVES, minute_csv.MINUTE_CSV,  # files
     alpha_api.ALPHA_API,                                          # the alpha API
 )}
 

@@ -22,7 +22,7 @@ from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.dumps import dump_feed
 from marketdata_assets.ingest.engine import Engine
-from marketdata_assets.sources.binance.dumps import has_rows, landing_dumps, read_dump
+from marketdata_assets.sources.binance_vision.dumps import has_rows, landing_dumps, read_dump
 
 DAY = date(2025, 1, 15)
 US = 1736899200000000           # 2025-01-15 00:00 UTC in microseconds (spot dumps from 2025)

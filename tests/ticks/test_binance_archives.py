@@ -1,4 +1,4 @@
-"""data.binance.vision archives (sources/binance/archives.py, defs/ticks/archives.py) against
+"""data.binance.vision archives (sources/binance_vision/archives.py, defs/ticks/archives.py) against
 the archive replay over real HTTP and the embedded ClickHouse: a good archive loads and its
 checksum is recorded, a corrupt one fails naming both digests and loads nothing, a missing day is
 reported missing while the others load, a replaced archive is found by the re-check and its slice
@@ -24,7 +24,7 @@ from marketdata_assets.ingest import archives as ia
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
-from marketdata_assets.sources.binance import archives as a
+from marketdata_assets.sources.binance_vision import archives as a
 from marketdata_assets.sources.config import SourcesConfigError, parse_sources_config
 from marketdata_assets.stores.clickhouse import tables as ct
 

@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import BARS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
-from marketdata_assets.sources.binance.dumps import DumpName, DumpReader, parse_dump_name, read_dump
+from marketdata_assets.sources.binance_vision.dumps import DumpName, DumpReader, parse_dump_name, read_dump
 
 UTC = timezone.utc
 

@@ -1,5 +1,5 @@
 """Binance liquidations from data.binance.vision's USD-M `liquidationSnapshot` archives
-(sources/binance/archives.py, dumps.py; replay/binance_archive.py): the reader on the
+(sources/binance_vision/archives.py, dumps.py; replay/binance_archive.py): the reader on the
 files' real layout (a header, every line twice, ms times), a replayed day loaded end to end into
 `liquidations` and recorded, a checksum mismatch refused, a damaged line failing its archive
 with the file named, a day taken off the site reported missing."""
@@ -24,9 +24,9 @@ from marketdata_assets.datasets.wire import FetchNotes, noting
 from marketdata_assets.ingest import archives as ia
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
-from marketdata_assets.sources.binance import archives as a
-from marketdata_assets.sources.binance.archive_settings import ArchiveSettings
-from marketdata_assets.sources.binance.dumps import DumpReader, parse_dump_name, read_dump
+from marketdata_assets.sources.binance_vision import archives as a
+from marketdata_assets.sources.binance_vision.archive_settings import ArchiveSettings
+from marketdata_assets.sources.binance_vision.dumps import DumpReader, parse_dump_name, read_dump
 from marketdata_assets.stores.clickhouse import tables as ct
 
 DAY = date(2024, 3, 31)  # the last USD-M day published

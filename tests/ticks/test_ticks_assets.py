@@ -27,7 +27,7 @@ from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.stock_market import StocksReplayConfig
 from marketdata_assets.replay.stocks import StocksReplayServer
-from marketdata_assets.sources.binance.dumps import read_dump
+from marketdata_assets.sources.binance_vision.dumps import read_dump
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
 from tests.ticks.ticks_dagster import (

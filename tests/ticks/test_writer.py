@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from marketdata_assets.datasets import frames
-from marketdata_assets.sources.binance.dumps import KLINES_1M_CSV, TRADES_CSV, read_dump
+from marketdata_assets.sources.binance_vision.dumps import KLINES_1M_CSV, TRADES_CSV, read_dump
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer as w
 
@@ -349,9 +349,9 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
                                          ("um", date(2024, 6, 3))])
 def test_csv_file_path_matches_the_dump_reader(ch, tmp_path, market, day):
     """Real dump layouts (spot: no header, True/False, µs from 2025; USD-M: header, true/false)
-    through the engine's file() equal sources.binance.dumps.read_dump + write_slice."""
+    through the engine's file() equal sources.binance_vision.dumps.read_dump + write_slice."""
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
-    from marketdata_assets.sources.binance.dumps import read_dump
+    from marketdata_assets.sources.binance_vision.dumps import read_dump
 
     client, db = ch
     venue = "BINANCE" if market == "spot" else "BINANCE_UM"

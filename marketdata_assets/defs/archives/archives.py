@@ -1,5 +1,5 @@
 """Binance archives from data.binance.vision, fetched and verified before they load
-(sources.binance.archives): the assets, their partitions, the re-check, the monthly
+(sources.binance_vision.archives): the assets, their partitions, the re-check, the monthly
 reconcile and their schedules, all here.
 
 - `binance_archives`: one asset per configured dataset (`binance_archive_trades`,
@@ -46,7 +46,7 @@ from marketdata_assets.ingest.archives import ArchiveRun
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.sources.binance.archives import SOURCE, ArchiveClient, archived, daily_jobs, dataset_of
+from marketdata_assets.sources.binance_vision.archives import SOURCE, ArchiveClient, archived, daily_jobs, dataset_of
 from marketdata_assets.sources.config import load_sources_config
 
 GROUP = "archives"

@@ -1,5 +1,5 @@
 """Binance daily dump files (data.binance.vision spot `trades` and `1m` klines, .csv or .zip) from a
-landing directory into the same ClickHouse tables as the REST data (sources.binance.dumps).
+landing directory into the same ClickHouse tables as the REST data (sources.binance_vision.dumps).
 
 Partitions: UTC day x `binance_dump_instruments` (BINANCE:INSTRUMENT keys, added by the
 `binance_dump_files` sensor from the files' names). A (dataset, BINANCE, instrument, day) slice is
@@ -17,7 +17,7 @@ from marketdata_assets.ingest.dumps import dump_feed
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.sources.binance.dumps import SOURCE
+from marketdata_assets.sources.binance_vision.dumps import SOURCE
 
 GROUP = "archives"
 DUMP_ASSETS = {"trades": "binance_dump_trades", "bars_1m": "binance_dump_bars_1m"}  # dataset -> asset

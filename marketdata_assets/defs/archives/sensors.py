@@ -17,7 +17,7 @@ from marketdata_assets.defs._common.runs import day_range_tags
 from marketdata_assets.defs.archives.dumps import DUMP_ASSETS
 from marketdata_assets.defs.archives.partitions import DUMP_INSTRUMENTS, binance_dump_instruments
 from marketdata_assets.orchestration.sensing import newest_by_partition, partitions_to_request
-from marketdata_assets.sources.binance import dumps
+from marketdata_assets.sources.binance_vision import dumps
 
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
 TIME_BUDGET_S = 40

@@ -1,14 +1,13 @@
-"""Binance: spot REST market data (`rest`), USD-M futures REST (`futures`, venue BINANCE_UM),
-data.binance.vision dump files dropped in the landing directory (`dumps`) and the same site's
-verified archives (`archives`)."""
+"""Binance, the venue: spot REST market data (`rest`), USD-M futures REST (`futures`, venue BINANCE_UM)
+and their WebSocket streams (`stream`, `futures_stream`). The data.binance.vision files (dumps and
+archives) are a source of their own: sources/binance_vision."""
 
-from marketdata_assets.sources.binance import archives, dumps
 from marketdata_assets.sources.binance.futures import BinanceFuturesClient
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
 from marketdata_assets.sources.binance.rest import *  # noqa: F403
 from marketdata_assets.sources.binance.rest import BinanceClient, contract
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
-from marketdata_assets.sources.interface import FILES, IdSequence, Option, Source, venue_source
+from marketdata_assets.sources.interface import IdSequence, Option, venue_source
 
 
 def _weights(per_minute: int) -> dict[str, Option]:
@@ -20,19 +19,15 @@ def _weights(per_minute: int) -> dict[str, Option]:
                 "Share of the minute's weight a run uses; past it, requests wait for the next minute."))}
 
 
+# the individual trade ids of the live trade streams, historicalTrades and the data.binance.vision files
+# (sources/binance_vision declares its own sources' share of the same sequence)
+TRADE_IDS = "Binance trade ids (dump files, archives and the live trade streams: every individual trade; historicalTrades)"
 SPOT = venue_source("BINANCE", BinanceClient, "binance", _weights(6000), BinanceSpotStream, (
     IdSequence("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
                "Binance aggregate trade ids (aggTrades `a`: the REST path)"),
-    IdSequence("trade", "BINANCE", (dumps.SOURCE, archives.SOURCE, BinanceSpotStream.live_source), "trades_by_id",
-               1000, True, "Binance trade ids (dump files, archives and the live trade streams: every individual "
-               "trade; historicalTrades)"),
-    IdSequence("aggTrade", "BINANCE", (archives.SOURCE,), "agg_trades_by_id", 1000, True,
-               "Binance aggregate trade ids (archives of aggTrades, their own dataset)", dataset="agg_trades"),
+    IdSequence("trade", "BINANCE", (BinanceSpotStream.live_source,), "trades_by_id", 1000, True, TRADE_IDS),
 ), contract=lambda instrument: contract("BINANCE", instrument))
 USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um", _weights(2400), BinanceUsdmStream, (
     IdSequence("aggTrade", "BINANCE_UM", ("BINANCE_UM", BinanceUsdmStream.live_source), "agg_trades_by_id", 1000,
                True, "Binance USD-M aggregate trade ids (aggTrades `a`: REST and the live aggTrade stream)"),
 ), contract=lambda instrument: contract("BINANCE_UM", instrument))
-DUMPS = Source(dumps.SOURCE, (dumps.VENUE,), {dataset: FILES for dataset, _, _ in dumps.DUMP_DATASETS.values()})
-ARCHIVES = Source(archives.SOURCE, tuple(archives.VENUE_MARKETS), {d: FILES for d in archives.ARCHIVED_DATASETS},
-                  archives.ArchiveClient)

@@ -64,7 +64,7 @@ from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.dump_csv import DumpCsvProfile
 from marketdata_assets.datasets.frames import BARS_SCHEMA, LIQUIDATIONS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.datasets.wire import note_dropped
-from marketdata_assets.sources.binance.archive_settings import ARCHIVE_INTERVALS
+from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_INTERVALS
 
 VENUE = "BINANCE"
 UTC = timezone.utc

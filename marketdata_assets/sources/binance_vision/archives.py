@@ -78,8 +78,8 @@ from marketdata_assets.core.http import (
 )
 from marketdata_assets.datasets.frames import BARS_SCHEMA, KLINES, spec_for
 from marketdata_assets.datasets.slices import SliceKey
-from marketdata_assets.sources.binance.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
-from marketdata_assets.sources.binance.dumps import LIQUIDATION_FAMILY, DumpReader
+from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
+from marketdata_assets.sources.binance_vision.dumps import LIQUIDATION_FAMILY, DumpReader
 
 SOURCE = "BINANCE_ARCHIVE"          # the ingest_log provider of archive loads
 API_NAME = "data.binance.vision"
