@@ -45,6 +45,7 @@ def test_the_package_keeps_its_layer_contracts():
     ("defs/equities/checks.py", "from marketdata_assets.apps import cli", "Layers"),
     ("resources/mongo.py", "from marketdata_assets.apps import cli", "Layers"),
     ("core/identifiers.py", "from marketdata_assets.core import naming", "No import cycles"),
+    ("ingest/live/collector.py", "from marketdata_assets.sources.okx import stream", "Venues come from the registry"),
 ])
 def test_an_import_that_runs_back_up_breaks_a_contract(tmp_path, module, upward_import, contract):
     shutil.copytree(REPO / "marketdata_assets", tmp_path / "marketdata_assets",
