@@ -263,6 +263,11 @@ def _shown_default(setting: Setting) -> str:
     return f"`{setting.default}`" if setting.default else "*(empty)*"
 
 
+def known(name: str) -> bool:
+    """Whether the settings table declares `name`."""
+    return name in _BY_NAME
+
+
 def get(name: str) -> str:
     """The variable's value, or its documented default."""
     setting = _BY_NAME[name]

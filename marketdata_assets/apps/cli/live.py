@@ -24,15 +24,24 @@ import click
 
 from marketdata_assets.core import settings
 
-VENUES = ("binance", "binance_um", "okx", "deribit")
-UPPER_CASE = ("BINANCE", "BINANCE_UM")  # venues whose instrument names are upper-cased
+from marketdata_assets.sources.registry import STREAMS
+
+VENUES = tuple(venue.lower() for venue in STREAMS)  # every venue with a live stream (the registry's)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 
+def upper_case(venue: str) -> bool:
+    """Whether a venue's instrument names are upper-cased (its channels spell them in lower case: Binance)."""
+    return STREAMS[venue.upper()].lower_channels
+
+
 def env_flag(name: str) -> bool:
-    """A seed-002 switch: NAME or name in the environment, else the setting's default."""
+    """A seed-002 switch: NAME or name in the environment, else the setting's default (a venue's
+    ENABLE_<VENUE> that the settings table does not list: off)."""
     raw = os.environ.get(name.lower())
-    value = (raw if raw not in (None, "") else settings.get(name)).strip().lower()
+    if raw in (None, ""):
+        raw = os.environ.get(name) or (settings.get(name) if settings.known(name) else "false")
+    value = raw.strip().lower()
     if value not in _TRUE | _FALSE:
         raise click.BadParameter(f"{name}={value!r}: expected true/false (1/0, yes/no, on/off)")
     return value in _TRUE
@@ -49,7 +58,7 @@ def split_instruments(listed: str, venues: list[str]) -> dict[str, list[str]]:
         venue = venue.upper() or (venues[0].upper() if len(venues) == 1 else "BINANCE")
         if venue.lower() not in VENUES:
             raise click.BadParameter(f"{item!r}: the venue {venue} is not one of {', '.join(VENUES)}")
-        name = name.upper() if venue in UPPER_CASE else name
+        name = name.upper() if upper_case(venue) else name
         out.setdefault(venue, []).append(name)
     return out
 
@@ -72,7 +81,7 @@ def chosen_venues(venues: tuple[str, ...]) -> list[str]:
     """--venue, else the ENABLE_* switches."""
     chosen = list(dict.fromkeys(v.lower() for v in venues)) or [v for v in VENUES if env_flag(f"ENABLE_{v.upper()}")]
     if not chosen:
-        raise click.UsageError("no venue enabled: set ENABLE_BINANCE / ENABLE_BINANCE_UM / ENABLE_OKX / ENABLE_DERIBIT="
+        raise click.UsageError(f"no venue enabled: set {' / '.join(f'ENABLE_{v.upper()}' for v in VENUES)}="
                                "true or pass --venue")
     return chosen
 
@@ -147,6 +156,8 @@ def _common(function):
               "config's, OKX_BASE_URL when set).")
 @click.option("--deribit-rest-url", default=None, help="Deribit's REST base for the gap-hour repair (default: the "
               "sources config's, DERIBIT_BASE_URL when set).")
+@click.option("--url", "urls", multiple=True, metavar="VENUE=WS_URL[,REST_URL]", help="A venue's WebSocket (and REST) "
+              "base, for any venue (default: the venue's own; a replay's in tests).")
 @click.option("--datasets", default=None, help="Comma list of the datasets to collect, where each venue has them "
               "(default: every one it has: trades, books, tickers, bars_1m, funding, mark_price, liquidations, "
               "open_interest).")
@@ -173,6 +184,7 @@ def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, r
     if consume and no_nats:
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
     names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen)
+    common["urls"] = venue_urls(common.pop("urls", ()))
     options.venues = [_venue(v.upper(), names.get(v.upper(), []), common, stale_s) for v in chosen]
     options.datasets = chosen_datasets(datasets, [v.venue for v in options.venues])
     empty = [v.venue for v in options.venues if not v.instruments]
@@ -207,17 +219,33 @@ def chosen_datasets(listed: str | None, venues: list[str]) -> tuple[str, ...] | 
     return wanted
 
 
+# the named URL options of the first venues (kept for their users); `--url VENUE=WS[,REST]` serves every venue
 _URL_OPTIONS = {"BINANCE": ("ws_url", "rest_url"), "BINANCE_UM": ("binance_um_ws_url", "binance_um_rest_url"),
                 "OKX": ("okx_ws_url", "okx_rest_url"), "DERIBIT": ("deribit_ws_url", "deribit_rest_url")}
 
 
+def venue_urls(given: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
+    """`--url VENUE=WS_URL[,REST_URL]` options -> venue -> (ws, rest or None); a venue with no live stream is refused."""
+    out = {}
+    for item in given:
+        venue, found, urls = item.partition("=")
+        if not found or venue.upper() not in STREAMS or not urls:
+            raise click.BadParameter(f"{item!r}: expected VENUE=WS_URL[,REST_URL], VENUE one of {', '.join(VENUES)}",
+                                     param_hint="--url")
+        ws, _, rest = urls.partition(",")
+        out[venue.upper()] = (ws, rest or None)
+    return out
+
+
 def _venue(venue: str, instruments: list[str], options: dict, stale_s: float | None):
-    """One venue's collector options, its WebSocket and REST URLs from the command's `options`."""
+    """One venue's collector options, its WebSocket and REST URLs from the command's `options` (`--url`,
+    else the venue's named options)."""
     from marketdata_assets.apps.collector import rest_base
     from marketdata_assets.apps.live import VenueOptions
 
-    ws, rest = (options.get(name) for name in _URL_OPTIONS[venue])
-    return VenueOptions(venue, instruments, ws or "", rest_base(venue, rest), stale_s)
+    named = [options.get(name) for name in _URL_OPTIONS.get(venue, ())] or [None, None]
+    ws, rest = options.get("urls", {}).get(venue, (named[0], named[1]))
+    return VenueOptions(venue, instruments, ws or named[0] or "", rest_base(venue, rest or named[1]), stale_s)
 
 
 @click.command("consume")
