@@ -31,6 +31,7 @@ import polars as pl
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
 from marketdata_assets.datasets.wire import TradeColumns, epoch_us, field, finish_trades, number, positive
 from marketdata_assets.sources.interface import HISTORY, venue_source
+from marketdata_assets.sources.toyex.stream import ToyexStream
 
 VENUE = "TOYEX"
 
@@ -59,12 +60,83 @@ class ToyexClient(ApiClient):
         return finish_trades([cols.frame(VENUE, instrument)], start, end)
 
 
-TOYEX = venue_source(VENUE, ToyexClient, "toyex")
+TOYEX = venue_source(VENUE, ToyexClient, "toyex", stream=ToyexStream)
+'''
+
+STREAM = '''"""Toyex's WebSocket: `{"op": "subscribe", "id", "channels": ["<instrument>@trades" | "@book" | "@funding"]}`,
+answered `{"id", "ok": true}` or `{"id", "error": {"code", "msg"}}`; pushes `{"channel", "data"}`: trades
+`[{id, t (ms), p, q, side}]`, funding `{rate, next (ms), ts}`; the book `{"channel", "type": snapshot |
+update, "seq", "prev", "bids", "asks", "ts"}`, each update's prev the seq before it."""
+
+import json
+
+from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.records import Funding
+from marketdata_assets.datasets.wire import Trade, epoch_us, number, positive
+from marketdata_assets.sources.stream import (BOOK_TOPS, BOOKS, FUNDING, MARK_FUNDING, TRADES, ChainedBookSync, Frame,
+                                              StreamBase, json_text, record_message, trade_messages, venue_number)
+
+VENUE = "TOYEX"
+KINDS = {"trades": TRADES, "book": BOOKS, "funding": FUNDING}
+
+
+class ToyexBook(ChainedBookSync):
+    def on_frame(self, data: dict) -> str:
+        if data["type"] == "snapshot":
+            return self.on_snapshot(data["seq"], data["bids"], data["asks"])
+        return self.on_update(data["prev"], data["seq"], data["bids"], data["asks"])
+
+
+class ToyexStream(StreamBase):
+    venue, ws_url, live_source = VENUE, "wss://ws.toyex.invalid", "TOYEX_LIVE"
+    supported, default_instruments = (TRADES, BOOKS, FUNDING), ("BTCUSD",)
+    landed = {MARK_FUNDING: ("{}@funding",), BOOKS: (BOOK_TOPS,)}
+
+    def channels(self, instruments, depth_speed_ms):
+        return [f"{i}@{kind}" for i in instruments for kind, dataset in KINDS.items() if dataset in self.datasets]
+
+    def subscribe_messages(self, channels, first_id):
+        return [(first_id, json_text({"op": "subscribe", "id": first_id, "channels": channels}))] if channels else []
+
+    def decode(self, text):
+        frame = json.loads(text)
+        if "error" in frame:
+            return Frame("error", request_id=frame.get("id"), error=json_text(frame["error"]),
+                         code=str(frame["error"].get("code")))
+        if frame.get("ok"):
+            return Frame("ack", request_id=frame.get("id"))
+        instrument, _, kind = str(frame.get("channel", "")).partition("@")
+        if kind not in KINDS:
+            return Frame("unknown")
+        return Frame("event", frame["channel"], KINDS[kind], instrument, frame if kind == "book" else frame["data"])
+
+    def new_book(self, instrument):
+        return ToyexBook(instrument)
+
+    def trades(self, frame):
+        ctx = Page(VENUE, frame.instrument)
+        out = []
+        for t in frame.data:
+            price, quantity = (positive(number(t[k], k, ctx), "trade", ctx) for k in ("p", "q"))
+            out.append(Trade(epoch_us(t["t"], "t", ctx), str(t["id"]), price, quantity, price * quantity, t["side"],
+                             int(t["id"]), int(t["t"])))
+        return out
+
+    def messages(self, frame, recv_ns):
+        if frame.dataset == TRADES:
+            return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
+        f = frame.data
+        return [record_message(FUNDING, VENUE, frame.instrument, f["ts"], f["ts"], recv_ns,
+                               Funding(venue_number(f["rate"]), int(f["next"])))]
 '''
 
 REPLAY = '''"""A replay of Toyex's trades endpoint: one trade every 15 minutes, deterministic."""
 
+import json
+import threading
 from urllib.parse import parse_qs, urlsplit
+
+from websockets.sync.server import serve
 
 from marketdata_assets.replay import BackgroundServer, json_reply
 
@@ -75,6 +147,51 @@ def trades_of(start_ms: int, end_ms: int) -> list[dict]:
     first = -(-start_ms // STEP_MS)
     return [{"id": i, "t": i * STEP_MS, "p": 100 + (i % 50) / 4, "q": (i % 7 + 1) / 100,
              "side": "buy" if i % 2 else "sell"} for i in range(first, -(-end_ms // STEP_MS))]
+
+
+def live_trades_of(count: int, start_ms: int) -> list[dict]:
+    return [{"id": i, "t": start_ms + i * 10, "p": f"{100 + (i % 9) / 4:.2f}", "q": f"0.0{i % 7 + 1}",
+             "side": "buy" if i % 2 else "sell"} for i in range(1, count + 1)]
+
+
+class ToyexWsReplay:
+    """Toyex's WebSocket: after a subscribe, every trade of `live_trades_of`, a book (snapshot, then
+    updates), a funding sample; then quiet until closed."""
+
+    def __init__(self, count: int, start_ms: int):
+        self.truth = live_trades_of(count, start_ms)
+        self.start_ms = start_ms
+        self.server = serve(self.handle, "127.0.0.1", 0)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}"
+
+    def handle(self, ws) -> None:
+        request = json.loads(ws.recv())
+        ws.send(json.dumps({"id": request["id"], "ok": True}))
+        for channel in request["channels"]:
+            instrument, _, kind = channel.partition("@")
+            if kind == "book":
+                ws.send(json.dumps({"channel": channel, "type": "snapshot", "seq": 1, "prev": 0, "ts": self.start_ms,
+                                    "bids": [["99.5", "2"], ["99", "1"]], "asks": [["100.5", "1"]]}))
+                ws.send(json.dumps({"channel": channel, "type": "update", "seq": 2, "prev": 1, "ts": self.start_ms + 5,
+                                    "bids": [["99.5", "3"]], "asks": []}))
+            elif kind == "funding":
+                ws.send(json.dumps({"channel": channel, "data": {"rate": "0.0001", "next": self.start_ms + 3600_000,
+                                                                 "ts": self.start_ms}}))
+        for k in range(0, len(self.truth), 10):
+            ws.send(json.dumps({"channel": "BTCUSD@trades", "data": self.truth[k:k + 10]}))
+        for _ in ws:
+            pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
 
 
 class ToyexReplay(BackgroundServer):
@@ -124,11 +241,72 @@ print(json.dumps({{"success": result.success, "rows": list(rows), "refused": ref
 '''
 
 
+RUN_LIVE = '''
+import json, os, re, signal, subprocess, sys, time, urllib.request
+from pathlib import Path
+import dagster as dg
+from marketdata_assets.replay.toyex import ToyexWsReplay
+
+state = Path({state!r})
+landing, count, start_ms = state / "landing" / "live", 60, int(time.time() * 1000) - 3000
+with ToyexWsReplay(count, start_ms) as ws:
+    collector = subprocess.Popen([sys.executable, "-c", "from marketdata_assets.apps.cli import main; main()", "collect",
+                                  "--venue", "toyex", "--url", f"TOYEX={{ws.url}}", "--instruments", "TOYEX:BTCUSD",
+                                  "--no-nats", "--direct-write", "--metrics-port", "0"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = collector.stderr.readline()
+    found = re.search(r"endpoints (http://\\S+)", line)
+    assert found, line + collector.stderr.read()[-3000:]
+    url = found.group(1)
+    deadline = time.monotonic() + 60
+    while True:  # every trade taken, and the book's first top-N snapshot landed
+        counters = json.loads(urllib.request.urlopen(url + "/status").read())["collector"]
+        if counters["trades"] >= count and counters["book_tops_landed"] >= 1:
+            break
+        assert time.monotonic() < deadline, counters
+        time.sleep(0.1)
+    collector.send_signal(signal.SIGINT)
+    out, err = collector.communicate(timeout=60)
+assert collector.returncode == 0, err[-3000:]
+from marketdata_assets.definitions import defs
+from marketdata_assets.resources import ClickHouseResource
+d = defs()
+clickhouse = ClickHouseResource(dsn=os.environ["CLICKHOUSE_DSN"], database="recipe")
+hours = sorted({{p.name[:14] for p in (landing / "TOYEX" / "BTCUSD@trades").glob("*.jsonl.zst")}})
+results = {{}}
+with dg.DagsterInstance.ephemeral() as instance:
+    instance.add_dynamic_partitions("live_instruments", ["TOYEX:BTCUSD"])
+    for name in ("live_trades", "live_mark_funding", "live_books"):
+        asset = d.get_assets_def(name)
+        checks = [c for c in d.asset_checks or [] if dg.AssetKey(name) in {{k.asset_key for k in c.check_keys}}]
+        for hour in hours:
+            key = dg.MultiPartitionKey({{"hour": f"{{hour[:10]}}-{{hour[11:13]}}:00", "instrument": "TOYEX:BTCUSD"}})
+            result = dg.materialize([asset, *checks], resources={{**d.resources, "clickhouse": clickhouse}},
+                                    instance=instance, partition_key=key, raise_on_error=False)
+            results[f"{{name}} {{hour}}"] = [result.success, {{e.check_name: e.passed for e in
+                                                               result.get_asset_check_evaluations()}}]
+with clickhouse.get_client() as client:
+    def rows(sql):
+        return [list(r) for r in client.query(sql).result_rows]
+    live = rows("SELECT trade_id, price, quantity, amount, side FROM recipe.trades_live FINAL WHERE venue = 'TOYEX' "
+                "ORDER BY toUInt64(trade_id)")
+    hourly = rows("SELECT trade_id, price, quantity, amount, side FROM recipe.trades_v WHERE venue = 'TOYEX' "
+                  "ORDER BY toUInt64(trade_id)")
+    funding = rows("SELECT funding_rate, toUnixTimestamp64Milli(next_funding_time) FROM recipe.mark_funding_v "
+                   "WHERE venue = 'TOYEX'")
+    books = rows("SELECT count(), uniqExact(update_id) FROM recipe.book_snapshots_v WHERE venue = 'TOYEX'")
+print(json.dumps({{"results": results, "live": live, "hourly": hourly, "funding": funding, "books": books,
+                  "truth": [[str(t["id"]), float(t["p"]), float(t["q"]), float(t["p"]) * float(t["q"]), t["side"]]
+                            for t in ws.truth], "next": start_ms + 3600_000}}))
+'''
+
+
 def _follow_the_recipe(tree: Path) -> Path:
     """The recipe's steps on the copy; returns the config without the new entry (for the refusal)."""
     package = tree / "marketdata_assets"
     (package / "sources" / "toyex").mkdir()
     (package / "sources" / "toyex" / "__init__.py").write_text(PACKAGE)
+    (package / "sources" / "toyex" / "stream.py").write_text(STREAM)
     (package / "replay" / "toyex.py").write_text(REPLAY)
     registry = package / "sources" / "registry.py"
     text = registry.read_text()
@@ -161,3 +339,24 @@ def test_a_new_venue_is_a_package_a_registry_line_a_replay_and_a_config_entry(tm
     assert found["resource"] == "CryptoVenueResource"  # built by the resources' loop
     assert found["success"], done.stderr[-3000:]
     assert found["rows"] == found["truth"] and found["truth"][0] == 96  # every trade of the day, each once
+
+
+def test_the_new_venue_streams_live_through_marketdata_collect_to_trades_live_and_the_hourly_loads(tmp_path):
+    """The same recipe, with the venue's stream (trades, a book, funding) in its package: `marketdata collect`
+    (direct writes, no NATS) lands it and fills trades_live; the hourly live assets load trades, the
+    funding sample and the book from the landing, and trades_live equals the hourly trades row for row."""
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO / "marketdata_assets", tree / "marketdata_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tree / "pyproject.toml")
+    _follow_the_recipe(tree)
+    env = {key: value for key, value in os.environ.items() if key not in ("TICKS_PROVIDERS_CONFIG", "SYMBOLS")}
+    env.update(PYTHONPATH=str(tree), MARKETDATA_STATE_DIR=str(tmp_path / "state"),
+               CLICKHOUSE_DSN=f"chdb://{tmp_path / 'ch'}", CLICKHOUSE_DATABASE="recipe")
+    done = subprocess.run([sys.executable, "-c", RUN_LIVE.format(state=str(tmp_path / "state"))], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=300)  # a hang guard
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["results"] and all(ok and all(checks.values()) for ok, checks in found["results"].values()), found["results"]
+    assert found["live"] == found["hourly"] == found["truth"]  # every trade once, the same row on both paths
+    assert found["funding"] == [[0.0001, found["next"]]]
+    assert found["books"][0][0] > 0 and found["books"][0][1] >= 1

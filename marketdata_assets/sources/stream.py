@@ -29,14 +29,14 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import orjson
 import polars as pl
 
 from marketdata_assets.core.http import SourceError
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.datasets.wire import Trade, book_frame
 
 # The datasets' names, as the rest of the project spells them (ClickHouse tables, the REST sources).
 TRADES, BOOKS, TICKERS, BARS_1M = "trades", "books", "tickers", "bars_1m"
@@ -122,9 +122,11 @@ def json_bytes(value: Any) -> bytes:
 
 
 def enabled(datasets, supported: tuple[str, ...]) -> tuple[str, ...]:
-    """The datasets a protocol collects: `datasets` (None: `DEFAULT_DATASETS`) that it supports;
-    ValueError on a name it does not know."""
-    chosen = tuple(DEFAULT_DATASETS if datasets is None else datasets)
+    """The datasets a protocol collects: `datasets` (None: those of `DEFAULT_DATASETS` it supports), in
+    its order; ValueError on a name it does not support."""
+    if datasets is None:  # the defaults a venue has (a venue without tickers collects the others)
+        return tuple(d for d in supported if d in DEFAULT_DATASETS)
+    chosen = tuple(datasets)
     unknown = [d for d in chosen if d not in supported]
     if unknown:
         raise ValueError(f"datasets {unknown} not collected live here (supported: {', '.join(supported)})")
@@ -278,6 +280,75 @@ class StreamProtocol(Protocol):
     def check(self, dataset: str, instrument: str) -> None:
         """Raise (naming the instrument) if the venue's rows of `dataset` cannot be made for it (an
         undeclared contract value or size): the load of its slice fails at once."""
+
+
+class StreamBase:
+    """What most venues' streams share, so a new venue declares only what is its own: its URL, limits,
+    channel names, subscribe frames, `decode`, `trades`, `messages` and book rules (`new_book`; by
+    default books come in the stream, chained by ids: `ChainedBookSync`, rebuilt by subscribing
+    again). Defaults: JSON requests with an `id`, one URL for every channel, no opening messages, no
+    keepalive of our own, no REST book snapshots or repair, books stored in base units as kept."""
+
+    venue: str
+    ws_url: str
+    live_source: str
+    supported: tuple[str, ...]
+    default_instruments: tuple[str, ...] = ()
+    trade_channel_format = "{}@trades"
+    book_channel_format = "{}@book"
+    lower_channels = False
+    landed: ClassVar[dict[str, tuple[str, ...]]] = {}
+    shared_carries: ClassVar[dict[str, Callable[[str], bool]]] = {}
+    limits = StreamLimits(max_channels=100, control_per_s=1, connections_per_window=10, window_s=60.0)
+    keepalive: Keepalive | None = None
+    rest_snapshots = False
+    stale_s = 10.0
+
+    def __init__(self, datasets=None):
+        self.datasets = enabled(datasets, self.supported)
+        self.warnings: dict[str, int] = {}
+
+    def url(self, base: str, channels: list[str]) -> str:
+        return base
+
+    def endpoint(self, channel: str) -> str:
+        return ""
+
+    def endpoint_url(self, base: str, endpoint: str) -> str:
+        return base
+
+    def opening_messages(self, first_id: int) -> list[tuple[int, str]]:
+        return []
+
+    def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
+        return self.subscribe_messages([channel], first_id)
+
+    def with_id(self, text: str, request_id: int) -> str:
+        return json_text({**json.loads(text), "id": request_id})
+
+    def new_book(self, instrument: str) -> BookSync:
+        return ChainedBookSync(instrument)
+
+    def snapshot_source(self, rest_url: str | None) -> None:
+        return None
+
+    def repair_source(self, rest_url: str) -> None:
+        return None
+
+    def book_time_ms(self, data: Any) -> int | None:
+        ts = data.get("ts") if isinstance(data, dict) else None
+        return int(ts) if ts is not None else None
+
+    def snapshot_channel(self, instrument: str) -> str:
+        return f"{instrument}@depth_snapshot"
+
+    def book_rows(self, payload: dict, instrument: str) -> list[dict]:
+        """The kept book's levels as they are (base units), at the book's time."""
+        bids, asks = ([(float(p), float(q)) for p, q, *_ in payload[side]] for side in ("bids", "asks"))
+        return frame_rows(book_frame(self.venue, instrument, book_ms(payload) * 1000, payload["update_id"], bids, asks))
+
+    def check(self, dataset: str, instrument: str) -> None:
+        return None
 
 
 BOOK_TOP = "book_top"  # the landing channel kind of the collector's own top-N book snapshots
