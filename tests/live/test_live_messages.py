@@ -120,3 +120,9 @@ def test_binance_usdm_all_market_streams_give_every_symbols_messages():
     (liquidation,) = um.messages(um.decode(json.dumps({"stream": "!forceOrder@arr", "data": order})), 1)
     assert (liquidation.dataset, liquidation.instrument, liquidation.msg_id) == (
         "liquidations", "BTCUSDT", "liquidations.BINANCE_UM.BTCUSDT.1568014460893.SELL")
+
+
+def test_deribit_trades_stay_on_the_channel_the_hourly_load_reads_whatever_the_book_speed():
+    deribit = DeribitStream(datasets=("trades", "books"))
+    assert deribit.channels(["BTC-PERPETUAL"], 0) == ["trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.raw"]
+    assert deribit.trade_channel_format.format("BTC-PERPETUAL") == "trades.BTC-PERPETUAL.100ms"

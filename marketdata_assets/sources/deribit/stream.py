@@ -168,8 +168,11 @@ class DeribitStream:
         self.datasets = enabled(datasets, self.supported)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
+        """Trades and tickers at 100 ms (the trade channel the hourly load reads, `trade_channel_format`;
+        Deribit's `raw` channels need an authorized connection), the book at `depth_speed_ms` (0: raw)."""
         interval = "raw" if depth_speed_ms == 0 else f"{depth_speed_ms}ms"
-        kinds = [(kind, interval) for kind, dataset in (("trades", TRADES), ("book", BOOKS)) if dataset in self.datasets]
+        kinds = [(kind, every) for kind, dataset, every in (("trades", TRADES, "100ms"), ("book", BOOKS, interval))
+                 if dataset in self.datasets]
         if any(d in self.datasets for d in TICKER_DATASETS):
             kinds.append(("ticker", "100ms"))
         return [f"{kind}.{name}.{every}" for name in instruments for kind, every in kinds]
