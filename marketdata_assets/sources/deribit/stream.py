@@ -64,10 +64,10 @@ from marketdata_assets.sources.stream import (
     Frame,
     LiveMessage,
     RestSnapshots,
+    StreamBase,
     StreamLimits,
     best_level,
     book_ms,
-    enabled,
     frame_rows,
     json_text,
     record_message,
@@ -142,7 +142,7 @@ class DeribitBookSync(ChainedBookSync):
         return self.on_update(int(data["prev_change_id"]), change_id, bids, asks)
 
 
-class DeribitStream:
+class DeribitStream(StreamBase):
     """Deribit public trades, books and tickers as a `StreamProtocol` (sources/stream.py)."""
 
     venue = VENUE
@@ -163,9 +163,8 @@ class DeribitStream:
     def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
         self.heartbeat_s = heartbeat_s
         self._contracts: dict[str, tuple[bool, float | None]] = {}
-        self.warnings: dict[str, int] = {}  # what could not be made, counted (the collector's stats show it)
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
-        self.datasets = enabled(datasets, self.supported)
+        super().__init__(datasets)  # `warnings`: what could not be made, counted (the collector's stats show it)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         """Trades and tickers at 100 ms (the trade channel the hourly load reads, `trade_channel_format`;
@@ -176,15 +175,6 @@ class DeribitStream:
         if any(d in self.datasets for d in TICKER_DATASETS):
             kinds.append(("ticker", "100ms"))
         return [f"{kind}.{name}.{every}" for name in instruments for kind, every in kinds]
-
-    def url(self, base: str, channels: list[str]) -> str:
-        return base
-
-    def endpoint(self, channel: str) -> str:
-        return ""
-
-    def endpoint_url(self, base: str, endpoint: str) -> str:
-        return base
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         step = self.limits.subscribe_batch
@@ -197,9 +187,6 @@ class DeribitStream:
     def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
         return [(first_id, rpc(first_id, "public/unsubscribe", {"channels": [channel]})),
                 (first_id + 1, rpc(first_id + 1, "public/subscribe", {"channels": [channel]}))]
-
-    def with_id(self, text: str, request_id: int) -> str:
-        return json_text({**json.loads(text), "id": request_id})
 
     def decode(self, text: str) -> Frame:
         frame = json.loads(text, parse_float=str)  # prices and amounts kept as the venue wrote them (0.00000255,
@@ -258,16 +245,10 @@ class DeribitStream:
         """A book notification's `timestamp`."""
         return int(data["timestamp"]) if isinstance(data, dict) and data.get("timestamp") is not None else None
 
-    def snapshot_source(self, rest_url: str | None) -> None:
-        return None
-
     def repair_source(self, rest_url: str) -> RestSnapshots:
         """`public/get_order_book` (with its `change_id`), the body as sent."""
         client = DeribitClient(rest_url)
         return RestSnapshots(client, client.order_book_body)
-
-    def snapshot_channel(self, instrument: str) -> str:
-        return f"{instrument}@depth_snapshot"
 
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """Through the REST order book parser: an inverse contract's USD amounts as base units."""

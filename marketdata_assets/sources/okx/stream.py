@@ -83,10 +83,10 @@ from marketdata_assets.sources.stream import (
     Keepalive,
     LiveMessage,
     RestSnapshots,
+    StreamBase,
     StreamLimits,
     best_level,
     book_ms,
-    enabled,
     frame_rows,
     json_text,
     record_message,
@@ -226,7 +226,7 @@ class OkxBookSync(ChainedBookSync):
         return outcome
 
 
-class OkxStream:
+class OkxStream(StreamBase):
     """OKX's public (and business: candles) channels as a `StreamProtocol` (sources/stream.py)."""
 
     venue = VENUE
@@ -247,9 +247,8 @@ class OkxStream:
 
     def __init__(self, datasets=None):
         self.supported = tuple(CHANNEL_DATASET.values())
-        self.datasets = enabled(datasets, self.supported)
+        super().__init__(datasets)  # `warnings`: fields the venue left out, filled with null (in the collector's stats)
         self._sizers: dict[str, ContractSizer] = {}
-        self.warnings: dict[str, int] = {}  # fields the venue left out, filled with null (the collector's stats show it)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
@@ -265,9 +264,6 @@ class OkxStream:
     def endpoint_url(self, base: str, endpoint: str) -> str:
         return base.replace(PUBLIC_PATH, BUSINESS_PATH) if endpoint == "business" else base
 
-    def url(self, base: str, channels: list[str]) -> str:
-        return base
-
     def _request(self, op: str, channels: list[str], request_id: int) -> str:
         return json_text({"id": str(request_id), "op": op, "args": [split_channel(c) for c in channels]})
 
@@ -275,9 +271,6 @@ class OkxStream:
         step = self.limits.subscribe_batch
         return [(first_id + k, self._request("subscribe", channels[i:i + step], first_id + k))
                 for k, i in enumerate(range(0, len(channels), step))]
-
-    def opening_messages(self, first_id: int) -> list[tuple[int, str]]:
-        return []
 
     def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
         return [(first_id, self._request("unsubscribe", [channel], first_id)),
@@ -358,17 +351,11 @@ class OkxStream:
         ts = data[0].get("ts") if isinstance(data, list) and data and isinstance(data[0], dict) else None
         return int(ts) if ts is not None else None
 
-    def snapshot_source(self, rest_url: str | None) -> None:
-        return None
-
     def repair_source(self, rest_url: str) -> RestSnapshots:
         """`/api/v5/market/books` (400 levels at most), the body as sent. OKX's REST books carry no
         seqId, only `ts`: the snapshot is the book at that time."""
         client = OkxClient(rest_url)
         return RestSnapshots(client, client.books_body)
-
-    def snapshot_channel(self, instrument: str) -> str:
-        return f"{instrument}@depth_snapshot"
 
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """Through the REST books parser: sizes in base units (contracts x ctVal)."""
