@@ -8,6 +8,8 @@ and each path must hold what the other holds.
   hourly load lost it);
 - WARN: trades only in the hourly load (refilled from the venue's REST API, or not consumed from
   JetStream yet: `trades_live` is incomplete for the hour);
+- pending, not an error: while the hour is still open, the live trades after the last loaded one
+  (a collector restart closes a segment, which loads at once; the rest lands at the hour's end);
 - passed: both paths hold the same trades with the same values, so count, sum of quantity and sum
   of amount agree (shown); an hour with no `trades_live` row at all passes with a note (no live
   path ran: `marketdata collect` without NATS or the consumer).
@@ -24,7 +26,7 @@ from marketdata_assets.quality.checks import CLICKHOUSE, HOUR_INSTRUMENT, WARN, 
 
 LIVE_MATCHES_HOURLY = "live_matches_hourly"
 TRADES_LIVE = "trades_live"  # stores/clickhouse/live.py's table (quality reads it; the store owns it)
-FIGURES = ("live_trades", "hourly_trades", "only_live", "only_hourly", "differing", "live_quantity",
+FIGURES = ("live_trades", "hourly_trades", "only_live", "only_hourly", "differing", "pending", "live_quantity",
            "hourly_quantity", "live_amount", "hourly_amount")
 
 
@@ -42,18 +44,23 @@ def _compare_sql(db: str) -> str:
     return (
         "SELECT venue, instrument, hour, countIf(in_l), countIf(in_b), countIf(in_l AND NOT in_b), "
         "countIf(in_b AND NOT in_l), countIf(in_l AND in_b AND (lp != bp OR lq != bq OR la != ba)), "
-        "sumIf(lq, in_l), sumIf(bq, in_b), sumIf(la, in_l), sumIf(ba, in_b) FROM ("
-        "SELECT venue, instrument, trade_id, toStartOfHour(any(ts)) AS hour, max(src = 'l') AS in_l, "
+        "countIf(in_l AND NOT in_b AND t > last_b), "
+        "sumIf(lq, in_l), sumIf(bq, in_b), sumIf(la, in_l), sumIf(ba, in_b) FROM (SELECT *, "
+        "max(if(in_b, t, toDateTime64(0, 6, 'UTC'))) OVER (PARTITION BY venue, instrument, hour) AS last_b FROM ("
+        "SELECT venue, instrument, trade_id, any(ts) AS t, toStartOfHour(any(ts)) AS hour, max(src = 'l') AS in_l, "
         "max(src = 'b') AS in_b, anyIf(price, src = 'l') AS lp, anyIf(price, src = 'b') AS bp, "
         "anyIf(quantity, src = 'l') AS lq, anyIf(quantity, src = 'b') AS bq, anyIf(amount, src = 'l') AS la, "
         "anyIf(amount, src = 'b') AS ba FROM ("
         f"SELECT 'l' AS src, {cols} FROM {db}.{TRADES_LIVE} FINAL WHERE {where} UNION ALL "
         f"SELECT 'b' AS src, {cols} FROM {db}.`{TRADES.view}` WHERE {where}"
-        ") GROUP BY venue, instrument, trade_id) GROUP BY venue, instrument, hour")
+        ") GROUP BY venue, instrument, trade_id)) GROUP BY venue, instrument, hour")
 
 
-def _verdict(key: str, figures: dict) -> Verdict:
-    counts = f"{figures['live_trades']:,} live, {figures['hourly_trades']:,} hourly"
+def _verdict(key: str, figures: dict, open_hour: bool = False) -> Verdict:
+    figures = {**figures, "pending": figures["pending"] if open_hour else 0}
+    figures["only_live"] -= figures["pending"]
+    counts = f"{figures['live_trades']:,} live, {figures['hourly_trades']:,} hourly" + (
+        f", {figures['pending']:,} live after the last loaded trade (the hour is still landing)" if figures["pending"] else "")
     if figures["live_trades"] == 0:
         return Verdict(True, f"{key}: no trades_live row in the hour (no live path ran); hourly {figures['hourly_trades']:,}",
                        figures)
@@ -67,8 +74,10 @@ def _verdict(key: str, figures: dict) -> Verdict:
     return Verdict(True, f"{key}: {counts}, the same trades with the same price, quantity and amount", figures)
 
 
-def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
+def judge(store: ClickHouse, partitions: list[str], now: datetime | None = None) -> dict[str, Verdict]:
+    """Verdicts by partition; an hour not ended at `now` (default: the clock) may hold pending live trades."""
     keys = {key: hour_of(key) for key in partitions}
+    now = now or datetime.now(timezone.utc)
     found: dict[tuple, dict] = {}
     if not int(store.client.command(f"EXISTS TABLE {clickhouse_database(store.database)}.{TRADES_LIVE}") or 0):
         return {key: _verdict(key, dict.fromkeys(FIGURES, 0)) for key in partitions}
@@ -79,8 +88,9 @@ def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
             "end": max(hours) + timedelta(hours=1)}).result_rows
         for venue, instrument, hour, *values in rows:
             moment = hour if hour.tzinfo else hour.replace(tzinfo=timezone.utc)
-            found[(moment, venue, instrument)] = dict(zip(FIGURES, (*values[:5], *(float(v) for v in values[5:]))))
-    return {key: _verdict(key, found.get(spot, dict.fromkeys(FIGURES, 0))) for key, spot in keys.items()}
+            found[(moment, venue, instrument)] = dict(zip(FIGURES, (*values[:6], *(float(v) for v in values[6:]))))
+    return {key: _verdict(key, found.get(spot, dict.fromkeys(FIGURES, 0)), spot[0] + timedelta(hours=1) > now)
+            for key, spot in keys.items()}
 
 
 LIVE_MATCHES_HOURLY_CHECK = Check(

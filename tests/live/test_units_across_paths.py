@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from marketdata_assets.ingest.live.load import read_day
 from marketdata_assets.quality.checks import ClickHouse
-from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
+from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK, judge
 from marketdata_assets.sources.binance.rest import parse_agg_trades, parse_trades
 from marketdata_assets.sources.deribit.rest import parse_trade_page
 from marketdata_assets.sources.okx.rest import parse_history_trades
@@ -138,6 +138,16 @@ def test_the_same_trades_are_the_same_rows_on_every_path_and_the_check_says_so(c
                       database=db)
         client.command(f"DELETE FROM `{db}`.{live.TRADES_LIVE} WHERE instrument = 'BTC-PERPETUAL' AND trade_id = '48079270'")
         verdicts = LIVE_MATCHES_HOURLY_CHECK.run(store, KEYS)
+        # a live trade after the last loaded one: pending while the hour lands (a restart loaded a
+        # segment early), lost once it has ended
+        spot = rows_of(client, db, live.TRADES_LIVE, "BINANCE", "BTCUSDT")[-1]
+        client.insert(live.TRADES_LIVE, [(spot[0] + timedelta(minutes=5), "BINANCE", "BTCUSDT", "99", *spot[2:])],
+                      column_names=["ts", "venue", "instrument", "trade_id", "price", "quantity", "amount", "side"],
+                      database=db)
+        landing = judge(store, KEYS[:1], now=datetime(2026, 11, 20, 10, 30, tzinfo=timezone.utc))[KEYS[0]]
+        ended = judge(store, KEYS[:1], now=datetime(2026, 11, 20, 11, 0, tzinfo=timezone.utc))[KEYS[0]]
+    assert landing.passed and landing.metadata["pending"] == 1 and "still landing" in landing.description
+    assert not ended.passed and ended.severity == "ERROR" and ended.metadata["only_live"] == 1
     wrong, missing = verdicts[KEYS[3]], verdicts[KEYS[4]]
     assert not wrong.passed and wrong.severity == "ERROR" and wrong.metadata["differing"] == 1, wrong.description
     assert not missing.passed and missing.severity == "WARN" and missing.metadata["only_hourly"] == 1
