@@ -12,6 +12,7 @@ here renders the chart (no helm in any reachable registry).
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -131,15 +132,21 @@ def test_every_dagster_container_reads_the_settings_configmap_and_secret():
     assert launcher["runK8sConfig"]["containerConfig"]["resources"]["requests"], "run pods request nothing"
 
 
-def test_user_code_and_run_pods_mount_the_state_volume_at_the_state_dir():
-    state_dir = m.configmap_data(m.rendered(m.OVERLAY))["MARKETDATA_STATE_DIR"]
-    claims = set(m.objects(m.rendered(m.OVERLAY), "PersistentVolumeClaim"))
+def test_user_code_and_run_pods_mount_the_state_volume_and_the_sources_file():
+    docs = m.rendered(m.OVERLAY)
+    env = m.configmap_data(docs)
+    state_dir, sources = env["MARKETDATA_STATE_DIR"], Path(env["TICKS_PROVIDERS_CONFIG"])
+    claims = set(m.objects(docs, "PersistentVolumeClaim"))
     values = m.values()
     for who, config in {"run pods": values["runLauncher"]["config"]["k8sRunLauncher"],
                         **{d["name"]: d for d in values["dagster-user-deployments"]["deployments"]}}.items():
-        volumes = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in config["volumes"]}
+        volumes = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") or v["configMap"]["name"]
+                   for v in config["volumes"]}
         mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in config["volumeMounts"]}
         assert mounts.get(state_dir) in claims, f"{who}: {state_dir} is not a claim of the manifests ({mounts})"
+        configmap = mounts.get(str(sources.parent))
+        assert configmap and sources.name in m.configmap_data(docs, configmap), (
+            f"{who}: TICKS_PROVIDERS_CONFIG {sources} is not a file of a mounted ConfigMap ({mounts})")
 
 
 def test_postgres_storage_is_the_one_the_configmap_names_and_the_password_a_secret():

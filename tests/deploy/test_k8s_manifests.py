@@ -14,13 +14,14 @@ import copy
 import re
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
 import pytest
 
 from marketdata_assets.core.settings import MORE_VARIABLES, SETTINGS
+from marketdata_assets.sources.config import load_sources_config
 from tests.deploy import manifests as m
 
 KUSTOMIZATIONS = {"base": m.BASE, "production": m.OVERLAY}
@@ -95,6 +96,20 @@ def test_every_setting_reaches_the_containers_of_our_image():
         sources = container.get("envFrom", [])
         assert {"configMapRef": {"name": m.CONFIGMAP}} in sources, f"{workload}: no envFrom {m.CONFIGMAP}"
         assert {"secretRef": {"name": m.SECRET}} in sources, f"{workload}: no envFrom {m.SECRET}"
+
+
+def test_every_container_of_our_image_reads_the_sources_file_from_its_configmap():
+    """The universe changes by editing deploy/k8s/base/data_providers.yaml and applying: no image rebuild."""
+    docs = m.rendered(m.OVERLAY)
+    path = PurePosixPath(m.configmap_data(docs)["TICKS_PROVIDERS_CONFIG"])
+    text = m.configmap_data(docs, "marketdata-sources")[path.name]
+    config = load_sources_config(m.REPO / "deploy" / "k8s" / "base" / path.name)
+    assert config.crypto_instruments and text == (m.REPO / "deploy" / "k8s" / "base" / path.name).read_text()
+    for workload, container in m.our_containers(docs):
+        volumes = {v["name"]: v for v in m.pod_spec(m.workloads(docs)[workload])["volumes"]}
+        mount = next((v for v in container.get("volumeMounts", []) if v["mountPath"] == str(path.parent)), None)
+        assert mount and volumes[mount["name"]].get("configMap", {}).get("name") == "marketdata-sources", (
+            f"{workload}: {path.parent} is not the ConfigMap marketdata-sources")
 
 
 def test_no_secret_value_is_in_any_manifest():
