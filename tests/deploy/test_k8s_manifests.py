@@ -11,6 +11,7 @@ kustomization naming a missing file, a NATS config with an unknown field) must f
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import kubernetes_validate
 import pytest
 
+from bench import capacity
 from marketdata_assets.core.settings import MORE_VARIABLES, SETTINGS
 from marketdata_assets.sources.config import load_sources_config
 from tests.deploy import manifests as m
@@ -110,6 +112,12 @@ def test_every_container_of_our_image_reads_the_sources_file_from_its_configmap(
         mount = next((v for v in container.get("volumeMounts", []) if v["mountPath"] == str(path.parent)), None)
         assert mount and volumes[mount["name"]].get("configMap", {}).get("name") == "marketdata-sources", (
             f"{workload}: {path.parent} is not the ConfigMap marketdata-sources")
+
+
+def test_the_live_consumers_are_as_many_as_the_capacity_model_asks():
+    model = capacity.plan(capacity.fit_run_cost(json.loads(capacity.RUNS_FILE.read_text())))
+    consumer = m.workloads(m.rendered(m.OVERLAY))["live-consumer"]
+    assert consumer["spec"]["replicas"] == model.units("consumer at the peak")
 
 
 def test_no_secret_value_is_in_any_manifest():
