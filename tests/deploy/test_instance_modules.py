@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
-import re
+from functools import cache
 
 import pytest
 import yaml
@@ -31,6 +31,7 @@ CHART = {
 }
 # The chart's defaults for the sections our values leave out, and the storage it always renders.
 CHART_DEFAULTS = {"scheduler": "DagsterDaemonScheduler", "computeLogManager": "NoOpComputeLogManager"}
+REQUIREMENTS = load_requirements_module()  # docker/requirements.py: what the image installs
 POSTGRES_STORAGE = ("dagster_postgres", "DagsterPostgresStorage")  # `storage: postgres:` of both files
 
 
@@ -57,13 +58,13 @@ def instance_classes() -> dict[str, tuple[str, str]]:
     return classes
 
 
-def image_distributions() -> set[str]:
+@cache
+def image_distributions() -> frozenset[str]:
     """The image's runtime requirements and everything they require (installed metadata; extras not taken)."""
-    requirements = load_requirements_module()
-    todo = [Requirement(r).name for r in requirements.runtime_requirements(m.REPO / "pyproject.toml")]
+    todo = [Requirement(r).name for r in REQUIREMENTS.runtime_requirements(m.REPO / "pyproject.toml")]
     seen: set[str] = set()
     while todo:
-        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        name = REQUIREMENTS.canonical(todo.pop())
         if name in seen:
             continue
         seen.add(name)
@@ -75,7 +76,7 @@ def image_distributions() -> set[str]:
             req = Requirement(text)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 todo.append(req.name)
-    return seen
+    return frozenset(seen)
 
 
 CLASSES = instance_classes()
@@ -89,7 +90,7 @@ def test_the_deployment_names_the_kubernetes_run_launcher():
 def test_every_instance_class_imports_from_the_image(where):
     module, name = CLASSES[where]
     top = module.split(".")[0]
-    owners = {re.sub(r"[-_.]+", "-", d).lower() for d in md.packages_distributions().get(top, [])}
+    owners = {REQUIREMENTS.canonical(d) for d in md.packages_distributions().get(top, [])}
     assert owners, f"{where}: no installed distribution provides {top} (add it to pyproject's dependencies)"
     assert owners & image_distributions(), (
         f"{where}: {module} comes from {sorted(owners)}, which the image does not install "
@@ -100,5 +101,5 @@ def test_every_instance_class_imports_from_the_image(where):
 
 def test_dagster_k8s_is_pinned_with_dagster():
     pins = {Requirement(r).name: str(Requirement(r).specifier)
-            for r in load_requirements_module().runtime_requirements(m.REPO / "pyproject.toml")}
+            for r in REQUIREMENTS.runtime_requirements(m.REPO / "pyproject.toml")}
     assert pins["dagster-k8s"] == pins["dagster-postgres"], "the dagster-* libraries share one release (0.x.y)"

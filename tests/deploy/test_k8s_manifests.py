@@ -107,8 +107,9 @@ def test_every_container_of_our_image_reads_the_sources_file_from_its_configmap(
     text = m.configmap_data(docs, "marketdata-sources")[path.name]
     config = load_sources_config(m.REPO / "deploy" / "k8s" / "base" / path.name)
     assert config.crypto_instruments and text == (m.REPO / "deploy" / "k8s" / "base" / path.name).read_text()
+    workloads = m.workloads(docs)
     for workload, container in m.our_containers(docs):
-        volumes = {v["name"]: v for v in m.pod_spec(m.workloads(docs)[workload])["volumes"]}
+        volumes = {v["name"]: v for v in m.pod_spec(workloads[workload])["volumes"]}
         mount = next((v for v in container.get("volumeMounts", []) if v["mountPath"] == str(path.parent)), None)
         assert mount and volumes[mount["name"]].get("configMap", {}).get("name") == "marketdata-sources", (
             f"{workload}: {path.parent} is not the ConfigMap marketdata-sources")

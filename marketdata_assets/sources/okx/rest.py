@@ -305,17 +305,29 @@ def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
     return cols.frame(VENUE, instrument)
 
 
+CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")  # candles, candle1m pushes
+PRICE_CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "confirm")  # mark-price and index candles
+
+
+def _candle_head(row: Any, what: str, fields: tuple[str, ...], required: int, label: str, ctx: Page,
+                 shown: int) -> tuple[int, str, bool]:
+    """(ts µs, `label` named by the candle's time, confirmed) of a candle array of `fields` (at least
+    `required` of them; the last, confirm, "1" when absent)."""
+    if not isinstance(row, list) or len(row) < required:
+        raise ctx.error(f"{what} is not a [{', '.join(fields)}] array: {str(row)[:shown]}")
+    ts = epoch_us(row[0], f"{what} ts", ctx)
+    named = f"{label} {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
+    confirm = row[len(fields) - 1] if len(row) >= len(fields) else "1"
+    if confirm not in ("0", "1"):
+        raise ctx.error(f"{named} confirm is {confirm!r}, not \"0\" or \"1\"")
+    return ts, named, confirm == "1"
+
+
 def candle(row: Any, sizer: ContractSizer, what: str, ctx: Page) -> tuple | None:
     """One candle `[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]` (REST, and the candle1m push):
     (ts µs, o, h, l, c, volume in base units, amount in quote units), None while unconfirmed."""
-    if not isinstance(row, list) or len(row) < 7:
-        raise ctx.error(f"{what} is not a [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm] array: {str(row)[:160]}")
-    ts = epoch_us(row[0], f"{what} ts", ctx)
-    what = f"candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
-    confirm = row[8] if len(row) >= 9 else "1"
-    if confirm not in ("0", "1"):
-        raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
-    if confirm == "0":
+    ts, what, confirmed = _candle_head(row, what, CANDLE_FIELDS, 7, "candle", ctx, shown=160)
+    if not confirmed:
         return None
     o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
                    ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
@@ -521,14 +533,9 @@ def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, dro
     price = dataset.split("_")[0]
     cols = columns_of(dataset)
     for i, row in enumerate(_data(body, ctx)):
-        if not isinstance(row, list) or len(row) < 5:
-            raise ctx.error(f"{price} candle #{i} is not a [ts, o, h, l, c, confirm] array: {str(row)[:120]}")
-        ts = epoch_us(row[0], f"{price} candle #{i} ts", ctx)
-        what = f"{price} candle {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
-        confirm = row[5] if len(row) >= 6 else "1"
-        if confirm not in ("0", "1"):
-            raise ctx.error(f"{what} confirm is {confirm!r}, not \"0\" or \"1\"")
-        if confirm == "0":
+        ts, what, confirmed = _candle_head(row, f"{price} candle #{i}", PRICE_CANDLE_FIELDS, 5, f"{price} candle", ctx,
+                                           shown=120)
+        if not confirmed:
             if drops is not None:
                 drops["unconfirmed"] += 1
             continue
