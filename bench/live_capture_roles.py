@@ -94,7 +94,7 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
             "overflow_frames": s.overflow_frames - start[3], "publish_dropped": s.publish_dropped,
             "publish_failures": s.publish_failures, "gaps": s.gaps, "snapshots": s.snapshots,
             "bad_frames": s.bad_frames, "duplicates": s.duplicates, "total_frames": s.frames,
-            "total_trades": s.trades, "total_published": s.published, "unpublished": len(live.outbox),
+            "total_trades": s.trades, "total_published": s.published, "unpublished": live.buffered,
             "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung, "stuck_tasks": stuck}
 

@@ -51,7 +51,7 @@ COUNTERS = {
     "snapshots": ("marketdata_live_snapshots", "Books (re)built from a REST snapshot."),
     "overflow_frames": ("marketdata_live_overflow_frames", "Frames dropped on a full queue (marked)."),
     "subscribe_errors": ("marketdata_live_subscribe_errors", "Subscriptions the venue refused (sent again)."),
-    "published": ("marketdata_live_published", "Trades stored by JetStream."),
+    "published": ("marketdata_live_published", "Messages stored by JetStream (a trade each, batches counted by their trades)."),
     "duplicates": ("marketdata_live_duplicates", "Republished trades JetStream already had."),
     "publish_failures": ("marketdata_live_publish_failures", "Publish batches that failed (published again)."),
     "publish_dropped": ("marketdata_live_publish_dropped", "Trades dropped from a full publish buffer."),
@@ -60,7 +60,8 @@ CONSUMER_COUNTERS = {
     "fetched": "Messages the NATS -> ClickHouse consumer received (redeliveries included).",
     "redelivered": "Of them, messages delivered before (a crash or a refused INSERT).",
     "inserted": "Rows sent to trades_live in successful INSERTs.",
-    "acked": "Messages acknowledged (after their INSERT).",
+    "acked": "Trades acknowledged (after their INSERT).",
+    "acked_messages": "Messages acknowledged (each one instrument's batch of trades).",
     "insert_failures": "INSERTs refused (the batch stays unacknowledged and is tried again).",
 }
 
@@ -173,8 +174,8 @@ class LiveCollector(Collector):
                        [([venue], stats.markers.get("resync", 0))])
         yield _gauge("marketdata_live_queue_depth", "Frames waiting between the sockets and the processor.",
                      venue, w.collector.queue.qsize())
-        yield _gauge("marketdata_live_publish_buffer", "Trades waiting to be published to JetStream.",
-                     venue, len(getattr(w.collector, "outbox", ())))
+        yield _gauge("marketdata_live_publish_buffer", "Messages (a trade each) waiting to be published to JetStream.",
+                     venue, getattr(w.collector, "buffered", 0))
         yield _gauge("marketdata_live_connections", "Open WebSocket connections.", venue, w.connected())
         yield _gauge("marketdata_live_last_frame_timestamp_seconds", "Unix time of the newest frame.", venue,
                      stats.last_frame_ns / 1e9)
@@ -235,7 +236,7 @@ def status(watched: Watched) -> dict:
         ok, reason = v.health()
         venues[v.venue] = {"healthy": ok, "health": reason, "connections": v.connected(),
                            "last_frame_age_s": v.frame_age_s(), "queue_depth": v.collector.queue.qsize(),
-                           "publish_buffer": len(getattr(v.collector, "outbox", ())),
+                           "publish_buffer": getattr(v.collector, "buffered", 0),
                            "collector": _plain(v.collector.stats)}
     ok, reason = watched.health()
     ages = [a for a in (v["last_frame_age_s"] for v in venues.values()) if a is not None]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -112,6 +113,16 @@ def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: in
         "venue": venue, "instrument": instrument, "trade_id": t.trade_id, "price": t.price, "quantity": t.quantity,
         "amount": t.amount, "side": t.side, "seq": t.seq, "ts_us": t.ts_us, "event_ms": t.event_ms,
         "recv_ns": recv_ns}), t.event_ms) for t in trades]
+
+
+def trade_batch(trades: list[LiveMessage]) -> tuple[str, bytes]:
+    """(msg id, payload) of one instrument's trades sent as one message: the payload a JSON array of
+    their payloads; the id `<first trade's id>~<last trade id>.<count>.<crc32 of the payload>`, so
+    the same batch published again is stored once (a trade two connections delivered may be in two
+    batches: `trades_live`'s key keeps it once)."""
+    payload = b"[" + b",".join(t.payload for t in trades) + b"]"
+    last = trades[-1].msg_id.rsplit(".", 1)[1]
+    return f"{trades[0].msg_id}~{last}.{len(trades)}.{zlib.crc32(payload):08x}", payload
 
 
 def json_bytes(value: Any) -> bytes:

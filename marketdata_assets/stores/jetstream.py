@@ -75,6 +75,7 @@ class _Acks:
         self.expected, self.sent = 0, False
         self.stored = self.duplicates = 0
         self.seen: set[str] = set()
+        self.duplicate_at: set[int] = set()  # the indexes of the messages the server already had
         self.error: Exception | None = None
         self.done = asyncio.Event()
 
@@ -95,6 +96,8 @@ class _Acks:
 class PublishResult:
     stored: int = 0
     duplicates: int = 0
+    duplicate_at: frozenset[int] = frozenset()  # which messages of the batch were duplicates
+    passed_at: frozenset[int] = frozenset()  # which ones the sink does not keep (another sink's datasets)
 
 
 class PullBatches:
@@ -277,7 +280,7 @@ class JetStreamStore:
             self._acks.pop(number, None)
         if batch.error is not None:
             raise batch.error
-        return PublishResult(stored=batch.stored, duplicates=batch.duplicates)
+        return PublishResult(stored=batch.stored, duplicates=batch.duplicates, duplicate_at=frozenset(batch.duplicate_at))
 
     async def _subscribe_acks(self) -> None:
         self._ack_prefix = f"{self.nc.new_inbox()}."
@@ -298,6 +301,7 @@ class JetStreamStore:
             batch.fail(APIError.from_error(json.loads(data)["error"]))
         elif b'"duplicate"' in data and json.loads(data).get("duplicate"):  # the server writes `"duplicate": true`
             batch.duplicates += 1
+            batch.duplicate_at.add(int(index))
         else:
             batch.stored += 1
         batch.check()

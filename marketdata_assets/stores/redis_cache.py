@@ -1,6 +1,6 @@
 """Redis as the live collector's latest-state cache (issue #23, seed 002's `redis_cache`): per
 instrument one hash `<prefix>:latest:<venue>:<instrument>` (prefix `md`, the subjects' own) holding
-the last message of each dataset the collector publishes (`trades`: the last trade; `books`: the top
+the last message of each dataset the collector publishes (`trades`: the last trade of the newest batch; `books`: the top
 of book with its update id; any other dataset, e.g. `tickers`, under its own name), each as the
 JSON the collector publishes, and `updated_ns`; every write renews the key's TTL, so an instrument
 no longer collected disappears by itself.
@@ -47,6 +47,14 @@ def top_of_book(payload: bytes) -> str:
                        "recv_ns": book.get("recv_ns")}, separators=(",", ":"))
 
 
+def last_of(payload: bytes) -> str:
+    """A message's newest record as JSON text: the last of a batch (a JSON array: the collector's trades),
+    else the message itself."""
+    if not payload.startswith(b"["):
+        return payload.decode()
+    return json.dumps(json.loads(payload)[-1], separators=(",", ":"))
+
+
 class RedisLatestCache:
     """See the module doc. `offer(messages)` is synchronous and cheap; `flush()` writes (async)."""
 
@@ -67,7 +75,7 @@ class RedisLatestCache:
                 continue
             key, field = where
             try:
-                value = top_of_book(payload) if field == "book" else payload.decode()
+                value = top_of_book(payload) if field == "book" else last_of(payload)
             except (ValueError, AttributeError, TypeError, IndexError):
                 continue
             self.pending.setdefault(key, {})[field] = value

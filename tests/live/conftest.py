@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from marketdata_assets.core import settings
@@ -118,3 +119,18 @@ def store(clickhouse):
     with clickhouse.get_client() as client:
         tables.ensure_tables(client, clickhouse.database)
     return clickhouse
+
+
+async def stream_trades(store: JetStreamStore, stream: str, subject_filter: str) -> list[dict]:
+    """Every trade the stream holds under `subject_filter`, read from its messages (each a batch of one
+    instrument's trades: a JSON array), in stream order."""
+    total = await store.message_count(stream, subject_filter)
+    subscription = await store.js.subscribe(subject_filter, stream=stream, ordered_consumer=True)
+    trades = []
+    try:
+        for _ in range(total):
+            message = await subscription.next_msg(timeout=10)
+            trades.extend(orjson.loads(message.data))
+    finally:
+        await subscription.unsubscribe()
+    return trades

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import zlib
 
 import pytest
 
@@ -22,7 +23,7 @@ from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.sources.stream import BOOKS, TRADES
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import books_match_at_rest, collecting
+from tests.live.conftest import books_match_at_rest, collecting, stream_trades
 
 WAIT_S = 15
 VENUES = {
@@ -81,13 +82,15 @@ def test_books_match_and_trades_are_published_with_venue_ids(venue, tmp_path, na
             await c.stats.wait_until(lambda s: not c.outbox and s.published == s.trades, WAIT_S)
             trades = f"{stream_spec.subjects[0].split('.')[0]}.trades.>"  # the stream holds book snapshots too
             first = await store.js.get_msg(stream_spec.name, 1, subject=trades, next=True)
-            return await store.message_count(stream_spec.name, trades), first
-        stats, (count, first) = run(venue, ws, body, tmp_path, nats_url, stream_spec)
-    assert stats.gaps == 0 and stats.bad_frames == {} and count == stats.published == stats.trades
+            return await stream_trades(store, stream_spec.name, trades), first
+        stats, (stored, first) = run(venue, ws, body, tmp_path, nats_url, stream_spec)
+    assert stats.gaps == 0 and stats.bad_frames == {} and len(stored) == stats.published == stats.trades
     prefix = stream_spec.subjects[0].split(".")[0]
-    trade = json.loads(first.data)
-    assert first.subject == f"{prefix}.trades.{venue}.{trade['instrument']}"
-    assert first.headers["Nats-Msg-Id"] == f"{venue}.{trade['instrument']}.{trade['trade_id']}"
+    batch = json.loads(first.data)  # one instrument's trades of 50 ms, the id made from the first, last and content
+    assert first.subject == f"{prefix}.trades.{venue}.{batch[0]['instrument']}"
+    assert {t["instrument"] for t in batch} == {batch[0]["instrument"]}
+    assert first.headers["Nats-Msg-Id"] == (f"{venue}.{batch[0]['instrument']}.{batch[0]['trade_id']}~"
+                                            f"{batch[-1]['trade_id']}.{len(batch)}.{zlib.crc32(first.data):08x}")
     snapshot = [r for r in records(tmp_path, venue, book_channel(venue, instruments[0])) if r.get("m") == "snapshot"]
     assert len(snapshot) == 1
 
@@ -151,8 +154,9 @@ def test_a_disconnect_is_marked_and_resumed(venue, tmp_path):
 def test_trades_over_overlapping_connections_are_stored_once(venue, tmp_path, nats_url, stream_spec):
     """Rollovers every 0.5 s: each successor carries data on every channel before its predecessor
     is closed, so overlaps deliver trades twice; the stream stores each once and the collector's
-    counters agree with it exactly. Counted after the collector stopped (its queue landed, its
-    buffer published), when nothing is in flight."""
+    counters agree with it exactly; the stream holds every trade (the overlap's twice, in each
+    connection's batches: `trades_live`'s key keeps one). Counted after the collector stopped (its
+    queue landed, its buffer published), when nothing is in flight."""
     stack, ws = replays(venue)
     prefix = stream_spec.subjects[0].split(".")[0]
     with stack:
@@ -161,20 +165,22 @@ def test_trades_over_overlapping_connections_are_stored_once(venue, tmp_path, na
             protocol = VENUES[venue][1](datasets=(TRADES, BOOKS))  # the stream's messages: trades only
             async with collecting(config, LandingWriter(tmp_path, venue), nats_url, stream_spec,
                                   protocol=protocol, keep_stream=True) as (c, _):
-                await c.stats.wait_until(lambda s: s.rollovers >= 2 and s.duplicates > 0, WAIT_S)
+                await c.stats.wait_until(lambda s: s.rollovers >= 2, WAIT_S)
             async with JetStreamStore(nats_url) as store:
-                count = await store.message_count(stream_spec.name, f"{prefix}.trades.>")
+                stored = await stream_trades(store, stream_spec.name, f"{prefix}.trades.>")
                 await store.delete_stream(stream_spec.name)
-            return c, count
-        c, count = asyncio.run(scenario())
+            return c, stored
+        c, stored = asyncio.run(scenario())
     stats, trades = c.stats, VENUES[venue][4]
     unique = {(name, json.dumps(t, sort_keys=True)) for name in VENUES[venue][2]
               for r in records(tmp_path, venue, trades.format(name)) if "d" in r
               for t in (json.loads(r["d"]).get("data") if venue == "OKX" else json.loads(r["d"])["params"]["data"])}
     assert not c.outbox and stats.publish_dropped == 0 and stats.published + stats.duplicates == stats.trades
     assert stats.trades > len(unique)  # the overlaps delivered some trades twice (both landed raw)
-    # the stream holds each trade once, and the counters say so
-    assert (count, stats.published) == (len(unique), len(unique)), (count, stats.published, len(unique), stats)
+    # the stream holds every trade the collector parsed, and the counters say so
+    assert len(stored) == stats.published == stats.trades, (len(stored), stats.published, stats)
+    assert {(t["instrument"], t["trade_id"]) for t in stored} == {
+        (name, str(json.loads(t)["tradeId" if venue == "OKX" else "trade_id"])) for name, t in unique}
     assert stats.gaps == 0
     for channel in (VENUES[venue][3], trades):  # make before break, on every channel the connection carries
         for name in VENUES[venue][2]:

@@ -23,8 +23,9 @@ Tasks of one `LiveCollector.run()`:
   connection that broke (OKX, Deribit: a `resubscribe` marker; the venue sends a fresh snapshot);
   the rebuilt book is marked `resync` (the first one `snapshot`);
 - the publisher: batches of messages to JetStream (`md.<dataset>.<venue>.<instrument>`) with
-  `Nats-Msg-Id`; a failed batch is kept and
-  published again (what was stored is deduplicated by the server);
+  `Nats-Msg-Id`, an instrument's trades of `trade_batch_s` (50 ms) as one message (one publish and
+  one ack per batch, not per trade); a failed batch is kept and published again (what was stored
+  is deduplicated by the server; a trade two connections delivered, by `trades_live`'s key);
 - a ticker flushing the landing files each second and closing the hours that ended;
 - on their own clocks (book_outputs.py): top-N book snapshots to JetStream, the REST snapshot that
   repairs an hour with a book gap at its end, the optional latest-state cache (Redis).
@@ -56,8 +57,10 @@ from marketdata_assets.sources.stream import (
     TRADES,
     Frame,
     Keepalive,
+    LiveMessage,
     StreamProtocol,
     plan_connections,
+    trade_batch,
 )
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
@@ -80,8 +83,9 @@ class CollectorConfig:
     rollover_s: float | None = None  # None: 15 min before the venue's cut (never, without one)
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 32.0
-    publish_batch: int = 500
-    publish_buffer: int = 200_000
+    publish_batch: int = 500  # messages a JetStream batch (a trade batch message counts once)
+    publish_buffer: int = 200_000  # records waiting to be published, at most
+    trade_batch_s: float = 0.05  # an instrument's trades of this long go out as one message
     max_streams: int | None = None  # None: the venue's channels per connection
     url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
     keepalive_s: float | None = None  # None: the venue's interval (OKX: 20 s) or stale_s / 2, the shorter
@@ -127,7 +131,10 @@ class LiveCollector(BookOutputs):
         self.resyncing: set[str] = set()  # books rebuilt after a gap (marked `resync`, not `snapshot`)
         self.snapshotting: set[str] = set()
         self.snapshot_tasks: set[asyncio.Task] = set()
-        self.outbox: deque[tuple[str, str, bytes]] = deque()
+        self.outbox: deque[tuple[str, str, bytes, int]] = deque()  # (subject, msg id, payload, records)
+        self.buffered = 0  # records in the outbox and in the trade batches being filled
+        self.trade_batches: dict[str, list[LiveMessage]] = {}  # subject -> trades of the batch being filled
+        self.sealing: asyncio.TimerHandle | None = None
         self.outbox_ready = asyncio.Event()
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
         self.connections: dict[str, Connection] = {}
@@ -180,6 +187,9 @@ class LiveCollector(BookOutputs):
         async with self.publish_lock:  # no publish is cut short: a batch the server stored is counted once
             await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))
         if self.store is not None:
+            if self.sealing is not None:
+                self.sealing.cancel()
+            self._seal_trades()
             await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
         if self.latest is not None:
             await self._flush_latest()
@@ -421,23 +431,39 @@ class LiveCollector(BookOutputs):
 
     def _on_messages(self, frame: Frame, recv_ns: int) -> None:
         """An event's messages (trades, tickers, bars, ...: `protocol.messages`) to the publish buffer,
-        each to `md.<dataset>.<venue>.<instrument>` with its `Nats-Msg-Id`."""
+        each to `md.<dataset>.<venue>.<instrument>` with its `Nats-Msg-Id`; trades join their
+        instrument's batch (`_seal_trades`)."""
         venue, prefix, counts = self.protocol.venue, self.config.subject_prefix, self.stats.messages
         for message in self.protocol.messages(frame, recv_ns):
             counts[message.dataset] = counts.get(message.dataset, 0) + 1
             self.stats.trades += message.dataset == TRADES
             if message.event_ms is not None:
                 self.stats.lagged(recv_ns, message.event_ms)
+            where = subject(message.dataset, venue, message.instrument, prefix)
             if self.store is None:
                 if self.latest is not None:  # no sink to publish to: the cache is fed here
-                    self.latest.offer(((subject(message.dataset, venue, message.instrument, prefix),
-                                        message.msg_id, message.payload),))
+                    self.latest.offer(((where, message.msg_id, message.payload),))
                 continue
-            if len(self.outbox) >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
+            if self.buffered >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
                 self.stats.publish_dropped += 1
                 continue
-            self.outbox.append((subject(message.dataset, venue, message.instrument, prefix), message.msg_id,
-                                message.payload))
+            self.buffered += 1
+            if message.dataset == TRADES:
+                self.trade_batches.setdefault(where, []).append(message)
+                if self.sealing is None:
+                    self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
+                continue
+            self.outbox.append((where, message.msg_id, message.payload, 1))
+            self.outbox_ready.set()
+
+    def _seal_trades(self) -> None:
+        """Each instrument's trades of the last `trade_batch_s` into one message of the outbox
+        (sources/stream.py `trade_batch`: a JSON array, an id made from its content)."""
+        self.sealing = None
+        batches, self.trade_batches = self.trade_batches, {}
+        for where, trades in batches.items():
+            self.outbox.append((where, *trade_batch(trades), len(trades)))
+        if batches:
             self.outbox_ready.set()
 
     def _on_book(self, frame: Frame, conn_id: str, recv_ns: int = 0) -> None:
@@ -535,17 +561,22 @@ class LiveCollector(BookOutputs):
     async def _publish_batch(self) -> bool:
         """Publish the oldest batch; it leaves the buffer only once JetStream acknowledged all of it."""
         batch = list(itertools.islice(self.outbox, self.config.publish_batch))
+        messages = [(where, msg_id, payload) for where, msg_id, payload, _ in batch]
         if self.latest is not None:
-            self.latest.offer(batch)  # a retried batch is offered again: the same values
+            self.latest.offer(messages)  # a retried batch is offered again: the same values
         try:
-            result = await self.store.publish(batch)
+            result = await self.store.publish(messages)
         except Exception:  # noqa: BLE001  (NATS down, a timeout: the whole batch is published again)
             self.stats.publish_failures += 1
             return False
         for _ in batch:
             self.outbox.popleft()
-        self.stats.published += result.stored
-        self.stats.duplicates += result.duplicates
+        records = [n for _, _, _, n in batch]
+        repeated = sum(records[k] for k in result.duplicate_at)
+        passed = sum(records[k] for k in result.passed_at)  # a sink's datasets it does not keep
+        self.buffered -= sum(records)
+        self.stats.published += sum(records) - repeated - passed
+        self.stats.duplicates += repeated
         self.stats.changed.set()
         return True
 

@@ -9,7 +9,8 @@ the insert succeeded.
 - Exactly once in the table although delivery is at least once: a consumer killed between its
   INSERT and its acks gets the batch redelivered after `ack_wait_s` and inserts it again; the
   table's ReplacingMergeTree key (venue, instrument, trade_id) and the reads' FINAL keep one row.
-- A message that is not a trade is terminated (never redelivered) and counted with its reason.
+- A message is a batch of one instrument's trades (a JSON array; one trade object from an older
+  collector). A message that is not trades is terminated (never redelivered) and counted with its reason.
 - Messages come through `stores.jetstream.PullBatches` (pull requests on one callback subscription)
   and are acknowledged a batch at a time (plain acks, the last one confirmed, all sent again while
   NATS is away): at 10k trades/s nats-py's per-message `fetch` tasks and per-message confirmed acks
@@ -33,7 +34,7 @@ from nats.js import api
 
 from marketdata_assets.ingest.live.connection import Backoff
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.stores.clickhouse.live import trade_row
+from marketdata_assets.stores.clickhouse.live import trade_rows
 from marketdata_assets.stores.jetstream import JetStreamStore, PullBatches
 
 
@@ -55,7 +56,8 @@ class ConsumerStats:
     fetched: int = 0  # messages received (redeliveries included)
     redelivered: int = 0  # of them, delivered before (a crash or a failed insert)
     inserted: int = 0  # rows sent in successful INSERTs
-    acked: int = 0
+    acked: int = 0  # trades whose messages were acknowledged (after their INSERT)
+    acked_messages: int = 0  # those messages (each a batch of one instrument's trades)
     batches: int = 0
     insert_failures: int = 0  # INSERTs refused (the batch stays unacked and is tried again)
     bad_messages: dict[str, int] = field(default_factory=dict)  # reason -> count (terminated)
@@ -114,7 +116,7 @@ class TradesConsumer:
             if msg.metadata.num_delivered > 1:
                 self.stats.redelivered += 1
             try:
-                rows.append(trade_row(orjson.loads(msg.data)))
+                rows.extend(trade_rows(msg.data))
                 good.append(msg)
             except (ValueError, KeyError, TypeError) as error:
                 reason = "not_json" if isinstance(error, orjson.JSONDecodeError) else f"bad_{type(error).__name__}"
@@ -142,7 +144,9 @@ class TradesConsumer:
         self.stats.inserted += len(rows)
         # `acked`: what the consumer no longer holds (a stop right after leaves nothing pending); acks not
         # confirmed within ack_wait come back as redeliveries, inserted again, harmlessly
-        self.stats.acked += len(good) if await self.pull.ack(good, self.config.ack_wait_s) else 0
+        if await self.pull.ack(good, self.config.ack_wait_s):
+            self.stats.acked += len(rows)
+            self.stats.acked_messages += len(good)
         self.stats.batches += 1
         self.stats.last_insert_ns = time.time_ns()
         self.stats.changed.set()

@@ -13,11 +13,10 @@ collector's publisher batches, retries and counts them the same way.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
-from marketdata_assets.stores.clickhouse.live import trade_row
+from marketdata_assets.stores.clickhouse.live import trade_rows
 from marketdata_assets.stores.jetstream import PublishResult
 
 
@@ -41,14 +40,16 @@ class ClickHouseTradeSink:
             return self.insert(rows)
 
     async def publish(self, messages: Iterable[tuple[str, str, bytes]]) -> PublishResult:
-        rows = [trade_row(json.loads(payload)) for subject, _, payload in messages if is_trade(subject)]
+        batch = list(messages)
+        rows = [row for subject, _, payload in batch if is_trade(subject) for row in trade_rows(payload)]
         try:
             await asyncio.to_thread(self._insert, rows)
         except Exception:
             self.failures += 1
             raise
         self.rows += len(rows)
-        return PublishResult(stored=len(rows))
+        passed = frozenset(k for k, (subject, _, _) in enumerate(batch) if not is_trade(subject))
+        return PublishResult(stored=len(rows), passed_at=passed)
 
 
 class Tee:

@@ -47,8 +47,8 @@ class Stats:
     replies: int = 0  # answers to the venue's requests (Deribit's test_request)
     snapshots: int = 0  # books (re)built from a REST snapshot
     stale_snapshots: int = 0  # snapshots older than the buffered events (another was taken)
-    published: int = 0  # messages stored by JetStream (every dataset)
-    duplicates: int = 0  # republished messages JetStream already had
+    published: int = 0  # records stored by JetStream (every dataset; a trade batch counts its trades)
+    duplicates: int = 0  # republished records JetStream already had (in batches it had)
     publish_failures: int = 0  # batches that failed and were republished
     publish_dropped: int = 0  # messages dropped from a full publish buffer (still in the landing files)
     book_snapshots: int = 0  # top-N book snapshots stored by JetStream

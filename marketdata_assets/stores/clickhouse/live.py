@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+import orjson
+
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import TRADES
 from marketdata_assets.stores.clickhouse import cluster
@@ -98,6 +100,17 @@ def trade_row(message: dict) -> tuple:
             None if seq is None else int(seq), event, _utc_us(int(message["recv_ns"]) // 1000))
 
 
+def trade_rows(data: bytes) -> list[tuple]:
+    """The rows of one `md.trades.*` message: a batch (a JSON array of trades, the collector's) or one
+    trade object (an older collector's). ValueError, KeyError or TypeError if it is neither."""
+    value = orjson.loads(data)
+    if isinstance(value, dict):
+        return [trade_row(value)]
+    if not isinstance(value, list) or not value:
+        raise ValueError("a trades message is a JSON object or a non-empty array of them")
+    return [trade_row(message) for message in value]
+
+
 def insert_live_trades(client, database: str, rows: Sequence[tuple]) -> int:
     """Insert rows (:func:`trade_row`) into ``trades_live`` in one INSERT; raises when ClickHouse
     refuses it (the caller keeps its messages unacknowledged). Returns the rows sent."""
@@ -117,7 +130,7 @@ def live_count(client, database: str, venue: str | None = None) -> tuple[int, in
 
 
 __all__ = ["LIVE_COLUMNS", "TRADES_LATEST", "TRADES_LIVE", "ensure_live_tables", "insert_live_trades",
-           "live_count", "trade_row"]
+           "live_count", "trade_row", "trade_rows"]
 
 
 # ---- reconciliation of live hours ------------------------------------------------------------
