@@ -15,7 +15,10 @@ are bench/live_capture_roles.py's. Three parts:
    what it read is landed and published. Per core = frames / CPU seconds of the process (every
    thread); the ratio (collector / ceiling, median over rounds) is taken per CPU second, the
    measure that holds on a shared machine. Frames the collector's queue had no room for are
-   dropped by it (counted, never landed): they are not in its frames. Target >= 0.5.
+   dropped by it (counted, never landed): they are not in its frames. Target >= 0.5. Beside them,
+   the peer: cryptofeed (bench/live_capture_peer.py, its own venv: bench/peer_venv.py) on the same
+   sender, with no-op callbacks (parsing every frame, keeping its books) and with its redis backend
+   writing every trade (`--no-peers` leaves them out; `--short` does).
 2. **Latency** at a steady `--rate` (frames/s; 10,000 with `--depth-share 0`: 10k trades a second):
    each frame's event time `E` (and `T`) is its send time; collector -> JetStream -> the durable
    consumer (ingest/live/consumer.py, production defaults: batches of 1,000 or 0.25 s) -> embedded
@@ -56,6 +59,7 @@ from pathlib import Path
 import numpy
 
 from bench.live_capture_roles import PREFIX, stream_spec
+from bench.peer_venv import ensure_peer_python
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.sources.binance.stream import combined_url, depth_stream, trade_stream
@@ -107,14 +111,26 @@ def role_argv(role: str, address: str, seconds: float, scratch: Path, nats_url: 
                    *(["--queue-size", str(queue_size)] if queue_size else [])]
 
 
+PEERS = {"cryptofeed_noop": "noop", "cryptofeed_redis": "redis"}  # peer role -> its sink
+
+
+def peer_argv(role: str, address: str, seconds: float, python: Path) -> list[str]:
+    """cryptofeed (bench/live_capture_peer.py, in its own venv) on the same sender: no-op callbacks
+    (it still parses every frame and keeps its books), or its redis backend writing every trade."""
+    return [str(python), str(REPO / "bench" / "live_capture_peer.py"), "--url", f"ws://{address}", "--rest-url",
+            f"http://{address}", "--instruments", ",".join(INSTRUMENTS), "--seconds", str(seconds),
+            "--sink", PEERS[role], "--redis-url", settings.get("REDIS_URL")]
+
+
 def last_json(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
 def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_url: str, prefix: str,
-             queue_size: int = WHOLE_WINDOW) -> dict:
+             queue_size: int = WHOLE_WINDOW, peer_python: Path | None = None) -> dict:
     with sender(0, depth_share) as address:
-        argv = role_argv(role, address, seconds, scratch, nats_url, prefix, queue_size=queue_size)
+        argv = (peer_argv(role, address, seconds, peer_python) if role in PEERS else
+                role_argv(role, address, seconds, scratch, nats_url, prefix, queue_size=queue_size))
         done = subprocess.run(argv, check=False, capture_output=True,
                               text=True, cwd=REPO, timeout=seconds + 300)
     if done.returncode:
@@ -127,28 +143,30 @@ def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_
 
 
 def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, nats_url: str, prefix: str,
-               queue_size: int = WHOLE_WINDOW) -> dict:
-    """Interleaved rounds of the ceiling and the collector (see the module doc, part 1)."""
-    samples = {"bare": [], "collector": []}
+               queue_size: int = WHOLE_WINDOW, peer_python: Path | None = None) -> dict:
+    """Interleaved rounds of the ceiling, the collector and the peers (see the module doc, part 1)."""
+    roles = ["bare", "collector", *(PEERS if peer_python else ())]
+    samples = {role: [] for role in roles}
     for round_ in range(rounds):
-        order = ["bare", "collector"] if round_ % 2 == 0 else ["collector", "bare"]
+        order = roles[round_ % len(roles):] + roles[:round_ % len(roles)]  # each role first once in a while
         for role in order:
-            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url, prefix, queue_size))
+            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url, prefix, queue_size,
+                                          peer_python))
     ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(samples["bare"], samples["collector"])]
     wall = [c["frames_per_s"] / b["frames_per_s"] for b, c in zip(samples["bare"], samples["collector"])]
 
     def median(role, key):
-        return round(statistics.median(s[key] for s in samples[role]))
-    return {"window_s": window_s, "depth_share": depth_share, "rounds": rounds,
-            "bare_frames_per_cpu_s": median("bare", "frames_per_cpu_s"),
-            "bare_frames_per_s": median("bare", "frames_per_s"),
-            "collector_frames_per_cpu_s": median("collector", "frames_per_cpu_s"),
-            "collector_frames_per_s": median("collector", "frames_per_s"),
-            "collector_cpu_us_per_frame": statistics.median(s["cpu_us_per_frame"] for s in samples["collector"]),
-            "bare_cpu_us_per_frame": statistics.median(s["cpu_us_per_frame"] for s in samples["bare"]),
-            "ratio_per_cpu_s": round(statistics.median(ratios), 3), "ratio_min_max": [round(min(ratios), 3),
-                                                                                      round(max(ratios), 3)],
-            "ratio_wall": round(statistics.median(wall), 3), "samples": samples}
+        return statistics.median(s[key] for s in samples[role])
+    out = {"window_s": window_s, "depth_share": depth_share, "rounds": rounds, "roles": roles,
+           "ratio_per_cpu_s": round(statistics.median(ratios), 3),
+           "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+           "ratio_wall": round(statistics.median(wall), 3), "samples": samples}
+    for role in roles:
+        out[f"{role}_frames_per_cpu_s"] = round(median(role, "frames_per_cpu_s"))
+        out[f"{role}_frames_per_s"] = round(median(role, "frames_per_s"))
+        out[f"{role}_cpu_us_per_frame"] = median(role, "cpu_us_per_frame")
+        out[f"{role}_ratio_per_cpu_s"] = round(out[f"{role}_frames_per_cpu_s"] / out["bare_frames_per_cpu_s"], 3)
+    return out
 
 
 class TimedInsert:
@@ -303,6 +321,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float, default=600.0, help="steady run: seconds (latency and RSS)")
     parser.add_argument("--rss-every-s", type=float, default=5.0)
     parser.add_argument("--short", action="store_true", help="a smoke run: a few seconds of each part")
+    parser.add_argument("--no-peers", action="store_true", help="throughput without the cryptofeed rows (they "
+                        "run in a venv of their own, built once: bench/peer_venv.py)")
     parser.add_argument("--skip", choices=("throughput", "steady"), action="append", default=[])
     parser.add_argument("--prefix", default=PREFIX, help="NATS subject prefix (and stream) of the run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON report goes")
@@ -316,10 +336,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def print_table(report: dict) -> None:
     t, s = report.get("throughput"), report.get("steady")
     if t:
-        print(f"{'':34}{'frames/s':>12}{'frames/CPU-s':>14}{'CPU us/frame':>14}")
-        for role, label in (("bare", "ceiling: bare websockets client"), ("collector", "collector: WS->landing->NATS")):
-            print(f"{label:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
-                  f"{t[role + '_cpu_us_per_frame']:>14.1f}")
+        print(f"{'':34}{'frames/s':>12}{'frames/CPU-s':>14}{'CPU us/frame':>14}{'ratio':>8}")
+        labels = {"bare": "ceiling: bare websockets client", "collector": "collector: WS->landing->NATS",
+                  "cryptofeed_noop": "cryptofeed, no-op callbacks", "cryptofeed_redis": "cryptofeed, trades to redis"}
+        for role in t.get("roles", ("bare", "collector")):
+            print(f"{labels[role]:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
+                  f"{t[role + '_cpu_us_per_frame']:>14.1f}{t[role + '_ratio_per_cpu_s']:>8.3f}")
         print(f"ratio collector/ceiling per CPU-s {t['ratio_per_cpu_s']} (min-max {t['ratio_min_max']}), "
               f"wall {t['ratio_wall']}; target >= {TARGET_RATIO}")
     if s:
@@ -355,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
               "args": vars(args)}
     try:
         if "throughput" not in args.skip:
+            peer = None if args.short or args.no_peers else ensure_peer_python(settings.state_dir() / "bench-peer-venv")
             report["throughput"] = throughput(args.rounds, args.window_s, args.depth_share, scratch, nats_url,
-                                              args.prefix, SHORT_QUEUE if args.short else WHOLE_WINDOW)
+                                              args.prefix, SHORT_QUEUE if args.short else WHOLE_WINDOW, peer)
         if "steady" not in args.skip:
             report["steady"] = asyncio.run(steady(args.rate, args.steady_depth_share, args.duration_s,
                                                   args.rss_every_s, scratch, nats_url, args.prefix))

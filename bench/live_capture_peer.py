@@ -4,13 +4,19 @@ bench/live_sender.py; run by the peer venv's python (bench/peer_venv.py), never 
 
 Sinks: `noop` (callbacks that only count) or `redis` (cryptofeed's `TradeStream`: XADD per trade to
 `benchpeer-trades-BINANCE-<symbol>` at `--redis-url`; its keys are deleted before the run, their
-length reported after). Counts from the first frame for `--seconds`, stops the feed (and waits for
-the redis writer to flush its queue), then prints one JSON line like bench/live_capture_roles.py's.
+length reported after). Counts from the first frame for `--seconds`, stops the feed and waits for
+the redis writer to have written every trade handed to it (cryptofeed's own stop can end the writer
+with its queue's tail unwritten), then prints one JSON line like bench/live_capture_roles.py's.
+uvloop by default, as cryptofeed's FeedHandler does (`--loop asyncio`: the plain loop, like ours).
 
 Overridden in cryptofeed (2.4.1), nothing on its per-frame path made cheaper:
 - endpoints: the sender's ws:// and http:// instead of binance.com (`websocket_endpoints`,
   `rest_endpoints`); `WSAsyncConn` refuses any address but wss://, so the feed module's name is
-  bound to a subclass that lets ws:// through (its connect options stay cryptofeed's own);
+  bound to a subclass that lets ws:// through. Connect options are cryptofeed's (pings every 10 s,
+  no size cap) but `max_queue` 256 like our roles (cryptofeed's None reads ahead without bound: the
+  REST snapshot, fetched at the first diff, then lands ~30k diffs past what the feed has handled
+  and over half the diffs are dropped as stale, cheaply) and `close_timeout` 1 (the close is off
+  the clock);
 - the symbol map: built by cryptofeed's own `_parse_symbol_data` from a local exchangeInfo-shaped
   dict instead of a GET of /api/v3/exchangeInfo (a startup step, the sender has no such endpoint);
 - trades: cryptofeed subscribes to `aggTrade`; the sender (like our collector) sends raw `trade`
@@ -28,6 +34,7 @@ import logging
 import time
 from decimal import Decimal
 from importlib.metadata import version
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from cryptofeed import feed as feed_module
@@ -57,7 +64,7 @@ feed_module.WSAsyncConn = PlainWSConn  # Feed.connect builds its connections fro
 class BenchBinance(Binance):
     """cryptofeed's Binance spot feed on the sender's raw `trade` events; counts its messages."""
 
-    websocket_channels = {**Binance.websocket_channels, TRADES: "trade"}
+    websocket_channels: ClassVar[dict] = {**Binance.websocket_channels, TRADES: "trade"}
     frames = 0
     on_first = staticmethod(lambda: None)
 

@@ -14,6 +14,10 @@ from decimal import Decimal
 
 
 def _is_zero(size: str) -> bool:
+    """Whether a level's size is zero: a plain decimal string ("0.00000000", "1.5") by its digits (a
+    depth diff has tens of levels: Decimal for each was a book's largest cost), anything else by value."""
+    if isinstance(size, str) and size.replace(".", "", 1).isdigit():
+        return not size.strip("0.")
     return Decimal(size) == 0
 
 
@@ -32,11 +36,19 @@ class OrderBook:
         self.update_id = update_id
 
     def apply(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
-        """Set each level to its new absolute size (0 removes it; removing an absent level is normal)."""
+        """Set each level to its new absolute size (0 removes it; removing an absent level is normal).
+        A level is [price, size, ...]; `_is_zero` inlined for the plain decimal strings venues send
+        (a diff has tens of levels: this loop is a book's whole cost)."""
         for side, levels in ((self.bids, bids), (self.asks, asks)):
-            for price, size, *_ in levels:
-                if _is_zero(size):
-                    side.pop(price, None)
+            pop = side.pop
+            for level in levels:
+                price, size = level[0], level[1]
+                if size.__class__ is str and size.replace(".", "", 1).isdigit():
+                    zero = not size.strip("0.")
+                else:
+                    zero = Decimal(size) == 0
+                if zero:
+                    pop(price, None)
                 else:
                     side[price] = size
         self.update_id = update_id

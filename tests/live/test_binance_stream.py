@@ -90,3 +90,32 @@ def test_replay_acks_refuses_and_drops_a_connection_over_the_control_limit():
     assert answers[1].code == "2" and json.loads(answers[1].error)["msg"].startswith("Invalid request")
     assert "nosuch@trade" in answers[2].error  # the venue's whole error object is kept
     assert close.code == 1008 and ws.counts["limit_closes"] == 1
+
+
+def test_a_trade_event_read_straight_equals_the_field_by_field_reading():
+    """`trade_event` reads a well-formed event straight and sends anything else through the checked
+    reading: for each field set to each odd value (or missing), both give the same trade or the same
+    error (an `E` that is a boolean excepted: the checked reading took it for an event time)."""
+    from marketdata_assets.sources.binance.stream import _checked_trade_event, trade_event
+
+    base = {"e": "trade", "E": 1795588288431, "s": "BTCUSDT", "t": 12345, "p": "95096.07", "q": "1.66280",
+            "T": 1795588288431, "m": False, "M": True}
+    odd = [None, True, False, 0, -1, 1, 1.5, "1", "0", "-1", "nan", "inf", "1e3", " 2", "abc", 2**63, 2**64,
+           1795588288431, 1795588288431000, 17955882884, "1795588288431", [], {}, "<missing>"]
+
+    def outcome(read, data):
+        try:
+            return read(data, "BTCUSDT", "BINANCE")
+        except Exception as error:  # noqa: BLE001  (the error is the outcome compared)
+            return type(error).__name__, str(error)
+    compared = 0
+    for key in ("t", "p", "q", "T", "m", "E"):
+        for value in odd:
+            if key == "E" and isinstance(value, bool):
+                continue
+            data = {k: v for k, v in base.items() if not (k == key and value == "<missing>")}
+            if value != "<missing>":
+                data[key] = value
+            assert outcome(trade_event, data) == outcome(_checked_trade_event, data), (key, value)
+            compared += 1
+    assert compared > 130 and outcome(trade_event, base)[0].quantity == 1.6628

@@ -47,6 +47,7 @@ from marketdata_assets.ingest.live.connection import (
     AttemptWindow,
     Backoff,
     Connection,
+    FrameQueue,
     Pacer,
     handshake_refusal,
 )
@@ -126,7 +127,7 @@ class LiveCollector(BookOutputs):
         self.rollover_s = config.rollover_s or (lifetime - 15 * 60 if lifetime else NO_CUT_S)
         self.stats = Stats()
         self.stats.warnings = getattr(protocol, "warnings", self.stats.warnings)  # the protocol counts them
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=config.queue_size)
+        self.queue = FrameQueue(config.queue_size)
         self.books = {name: protocol.new_book(name) for name in config.instruments}
         self.resyncing: set[str] = set()  # books rebuilt after a gap (marked `resync`, not `snapshot`)
         self.snapshotting: set[str] = set()
@@ -135,6 +136,7 @@ class LiveCollector(BookOutputs):
         self.buffered = 0  # records in the outbox and in the trade batches being filled
         self.trade_batches: dict[str, list[LiveMessage]] = {}  # subject -> trades of the batch being filled
         self.sealing: asyncio.TimerHandle | None = None
+        self.subjects: dict[tuple[str, str], str] = {}  # (dataset, instrument) -> its subject
         self.outbox_ready = asyncio.Event()
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
         self.connections: dict[str, Connection] = {}
@@ -290,14 +292,11 @@ class LiveCollector(BookOutputs):
 
     async def _process_forever(self) -> None:
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < self.config.batch_size and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            batch = await self.queue.take(self.config.batch_size)
             try:
                 await self._process(batch)
             finally:
-                for _ in batch:
-                    self.queue.task_done()
+                self.queue.task_done(len(batch))
                 self.stats.changed.set()
 
     async def _process(self, batch: list[tuple]) -> None:
@@ -329,15 +328,21 @@ class LiveCollector(BookOutputs):
         return self.conn_streams.get(conn_id) or [CONTROL_CHANNEL]
 
     def _land(self, landed: list[tuple]) -> None:
+        """The batch into the landing files in order: runs of frames at once, markers one by one."""
+        frames, stats = [], self.stats
         for kind, conn, recv_ns, payload, channels in landed:
-            for channel in channels:
-                if kind == "frame":
-                    self.writer.frame(channel, conn, payload, recv_ns)
-                else:
-                    self.writer.marker(channel, conn, payload[0], recv_ns, **payload[1])
-            self.stats.frames += kind == "frame"
             if kind == "frame":
-                self.stats.framed(channels[0], recv_ns)
+                frames.append((channels[0], conn, payload, recv_ns))
+                stats.framed(channels[0], recv_ns)
+                continue
+            if frames:
+                self.writer.frames(frames)
+                frames = []
+            for channel in channels:
+                self.writer.marker(channel, conn, payload[0], recv_ns, **payload[1])
+        if frames:
+            self.writer.frames(frames)
+        stats.frames += sum(kind == "frame" for kind, *_ in landed)
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
@@ -433,23 +438,32 @@ class LiveCollector(BookOutputs):
         """An event's messages (trades, tickers, bars, ...: `protocol.messages`) to the publish buffer,
         each to `md.<dataset>.<venue>.<instrument>` with its `Nats-Msg-Id`; trades join their
         instrument's batch (`_seal_trades`)."""
-        venue, prefix, counts = self.protocol.venue, self.config.subject_prefix, self.stats.messages
+        stats, subjects = self.stats, self.subjects
+        counts = stats.messages
         for message in self.protocol.messages(frame, recv_ns):
-            counts[message.dataset] = counts.get(message.dataset, 0) + 1
-            self.stats.trades += message.dataset == TRADES
+            dataset = message.dataset
+            counts[dataset] = counts.get(dataset, 0) + 1
             if message.event_ms is not None:
-                self.stats.lagged(recv_ns, message.event_ms)
-            where = subject(message.dataset, venue, message.instrument, prefix)
+                stats.lagged(recv_ns, message.event_ms)
+            where = subjects.get((dataset, message.instrument))
+            if where is None:
+                where = subjects[dataset, message.instrument] = subject(dataset, self.protocol.venue,
+                                                                        message.instrument, self.config.subject_prefix)
+            if dataset == TRADES:
+                stats.trades += 1
             if self.store is None:
                 if self.latest is not None:  # no sink to publish to: the cache is fed here
                     self.latest.offer(((where, message.msg_id, message.payload),))
                 continue
             if self.buffered >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
-                self.stats.publish_dropped += 1
+                stats.publish_dropped += 1
                 continue
             self.buffered += 1
-            if message.dataset == TRADES:
-                self.trade_batches.setdefault(where, []).append(message)
+            if dataset == TRADES:
+                batch = self.trade_batches.get(where)
+                if batch is None:
+                    batch = self.trade_batches[where] = []
+                batch.append(message)
                 if self.sealing is None:
                     self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
                 continue

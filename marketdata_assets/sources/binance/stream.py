@@ -38,6 +38,7 @@ frames raw (no model object per frame).
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -45,6 +46,7 @@ from typing import Any, ClassVar
 import orjson
 
 from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
@@ -151,7 +153,27 @@ def classify(frame: Any) -> Frame:
 def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
     """The trade of a `trade` event `{e, E, s, t, p, q, T, m}`: trade_id = seq = `t`, ts = `T` (ms, or µs
     if asked for), amount = price x quantity (the event has no quote quantity), side from `m` (the
-    buyer was the maker: the taker sold). SourceDataError if malformed."""
+    buyer was the maker: the taker sold). SourceDataError if malformed. A well-formed event is read
+    straight (the checks below hold: ids and times integers, prices and sizes positive finite strings,
+    `m` a boolean); anything else goes through the field-by-field reading that names what is wrong."""
+    try:
+        trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
+        price, qty = float(p), float(q)
+    except (KeyError, TypeError, ValueError):
+        return _checked_trade_event(data, instrument, venue)
+    if not (type(trade_id) is int and 0 <= trade_id < 2**63 and type(ts) is int and _EPOCH_MS[0] <= ts < _EPOCH_MS[1]
+            and type(p) is str and type(q) is str and 0 < price < math.inf and 0 < qty < math.inf
+            and maker.__class__ is bool):
+        return _checked_trade_event(data, instrument, venue)
+    event_ms = data.get("E")
+    return [Trade(ts * 1000, str(trade_id), price, qty, price * qty, "sell" if maker else "buy", trade_id,
+                  event_ms if type(event_ms) is int else ts)]
+
+
+_EPOCH_MS = (EPOCH_MS_OR_US[0], 100_000_000_000_000)  # epoch milliseconds (`epoch_us` reads µs too: checked path)
+
+
+def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
     ctx = Page(venue, instrument)
     trade_id = integer(field(data, "t", "trade event", ctx), "trade event t", ctx)
     what = f"trade {trade_id}"
@@ -278,6 +300,7 @@ class BinanceSpotStream:
     def __init__(self, datasets=None):
         self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
         self.datasets = enabled(datasets, self.supported)
+        self.streams_seen: dict[str, tuple[str, str | None, Any]] = {}  # stream name -> `_stream_of`
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
@@ -306,21 +329,35 @@ class BinanceSpotStream:
         return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
 
     def decode(self, text: str) -> StreamFrame:
-        frame = classify(orjson.loads(text))  # orjson.JSONDecodeError is a ValueError, as json's
-        if frame.kind != "event":
-            return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data,
-                               code=frame.code)
-        instrument, kind = stream_kind(frame.stream)
-        dataset = self.KINDS[kind][0] if kind in self.KINDS else None
-        return StreamFrame("event", frame.stream, dataset, instrument, frame.data)
+        value = orjson.loads(text)  # orjson.JSONDecodeError is a ValueError, as json's
+        if type(value) is dict and "stream" in value and "data" in value:  # a stream's event: the common case
+            stream = str(value["stream"])
+            known = self.streams_seen.get(stream)
+            if known is None:
+                known = self.streams_seen[stream] = self._stream_of(stream)
+            return StreamFrame("event", stream, known[1], known[0], value["data"])
+        frame = classify(value)
+        return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data, code=frame.code)
+
+    def _stream_of(self, stream: str) -> tuple[str, str | None, Any]:
+        """(instrument, dataset, reading) of a stream name (kept per name: a frame's look-up is one dict get)."""
+        instrument, kind = stream_kind(stream)
+        dataset, _, reading = self.KINDS.get(kind, (None, None, None))
+        return instrument, dataset, reading
 
     def messages(self, frame: StreamFrame, recv_ns: int) -> list[LiveMessage]:
         if frame.dataset == TRADES:
             return trade_messages(self.venue, frame.instrument, self.trades(frame), recv_ns)
-        return self.KINDS[stream_kind(frame.channel)[1]][2](frame.data, frame.instrument, recv_ns)
+        return self._reading(frame.channel)(frame.data, frame.instrument, recv_ns)
 
     def trades(self, frame: StreamFrame) -> list[Trade]:
-        return self.KINDS[stream_kind(frame.channel)[1]][2](frame.data, frame.instrument)
+        return self._reading(frame.channel)(frame.data, frame.instrument)
+
+    def _reading(self, stream: str):
+        known = self.streams_seen.get(stream) or self._stream_of(stream)
+        if known[2] is None:
+            raise KeyError(f"no reading of stream {stream!r}")
+        return known[2]
 
     def new_book(self, instrument: str) -> DepthSync:
         return DepthSync(instrument)
