@@ -26,6 +26,7 @@ from pathlib import Path
 import websockets
 
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.ingest.live.collector import streaming_gc
 from marketdata_assets.sources.binance.stream import VENUE
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
@@ -63,6 +64,7 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
                     nats_url: str, prefix: str = PREFIX, queue_size: int | None = None) -> dict:
     """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close).
     `queue_size`: its frame queue (None: the production default)."""
+    streaming_gc()  # as `marketdata collect` does
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
     config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix,

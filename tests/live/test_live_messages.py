@@ -13,7 +13,7 @@ from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream, 
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
-from marketdata_assets.sources.stream import DEFAULT_DATASETS, LIVE_DATASETS, plan_connections
+from marketdata_assets.sources.stream import DEFAULT_DATASETS, LIVE_DATASETS, plan_connections, trade_batch
 
 
 def test_datasets_are_declared_and_unknown_ones_refused():
@@ -80,9 +80,10 @@ def test_usdm_events_chain_by_pu_only():
 
 
 def test_a_buffered_message_costs_its_own_size_not_the_json_encoders_buffer():
-    """The publish buffer holds up to 200,000 messages: each payload must be allocated at its size.
-    orjson's bytes keep its 4 KB working buffer (4,097 B for a 223-byte trade: a full buffer was
-    ~850 MB); `json_bytes` copies them to their size."""
+    """The publish buffer holds up to 200,000 records: each must cost its own size. orjson's bytes keep
+    its 4 KB working buffer (4,097 B for a 223-byte trade: a full buffer was ~850 MB); a trade batch
+    (`trade_batch`, what the buffer holds of trades) is joined at its size, other messages copied
+    (`json_bytes`)."""
     import time
     import tracemalloc
 
@@ -94,7 +95,7 @@ def test_a_buffered_message_costs_its_own_size_not_the_json_encoders_buffer():
     frames = [protocol.decode(text) for text in texts]
     tracemalloc.start()
     try:
-        kept = [m.payload for frame in frames for m in protocol.messages(frame, time.time_ns())]
+        kept = [trade_batch(protocol.messages(frame, time.time_ns()))[1] for frame in frames]
         held, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -97,7 +97,9 @@ def parse_port(value: str | None) -> int | None:
 
 def _run(options) -> None:
     from marketdata_assets.apps.live import run_live
+    from marketdata_assets.ingest.live.collector import streaming_gc
 
+    streaming_gc()
     async def main() -> dict:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

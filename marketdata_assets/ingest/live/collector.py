@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -96,6 +97,16 @@ class CollectorConfig:
     latest_flush_s: float = 0.1  # how often the latest-state cache (Redis) is written
     repair_period_s: float = 3600.0  # an hour with a book gap gets a REST snapshot at its end (tests: shorter)
     repair_depth: int = 1000  # levels asked for (each venue's REST clamps to what it serves)
+
+
+def streaming_gc(gen0: int = 50_000) -> None:
+    """For a live process (collector, consumer), once it started: its cycles collected every `gen0`
+    allocations instead of CPython's 700, and its start-up objects (modules, configuration) left out of
+    every collection (`gc.freeze`). A frame's JSON objects die at once (reference counting frees them,
+    not the collector of cycles), yet at the default the cycle collector ran every ~50 frames and
+    scanned the queued frames and the books each time: bench live_capture, 19.2 -> 15.0 µs of CPU a frame."""
+    gc.freeze()
+    gc.set_threshold(gen0, 20, 100)
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
