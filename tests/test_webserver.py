@@ -158,8 +158,13 @@ def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mong
         monkeypatch.setenv("DAGSTER_PG_DB", TEST_DAGSTER_DB)
         assert wait_for_run_end(run_id) == "RUN_SUCCESS"
         with psycopg.connect(host=settings.get("DAGSTER_PG_HOST"), port=settings.get("DAGSTER_PG_PORT"),
-                             user=settings.get("DAGSTER_PG_USER"), dbname=TEST_DAGSTER_DB) as conn:
-            stored = conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+                             user=settings.get("DAGSTER_PG_USER"), dbname=TEST_DAGSTER_DB, autocommit=True) as conn:
+            # the run's end event is stored (and notified) before its row's status is updated: a busy
+            # machine showed 'STARTED' in between; the row must reach its end within seconds
+            deadline = time.monotonic() + 10
+            while (stored := conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()) == (
+                    "STARTED",) and time.monotonic() < deadline:
+                time.sleep(0.05)
             materialized = conn.execute(
                 "SELECT count(DISTINCT asset_key) FROM event_logs WHERE run_id = %s "
                 "AND dagster_event_type = 'ASSET_MATERIALIZATION'", (run_id,)).fetchone()[0]

@@ -10,7 +10,14 @@ import threading
 
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import INSTRUMENTS, books_match_at_rest, collecting, config_for, replays, stream_trades
+from tests.live.conftest import (
+    INSTRUMENTS,
+    books_match_at_rest,
+    collecting,
+    config_for,
+    replays,
+    stream_trades,
+)
 
 WAIT_S = 15
 

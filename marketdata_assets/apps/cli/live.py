@@ -23,7 +23,6 @@ from pathlib import Path
 import click
 
 from marketdata_assets.core import settings
-
 from marketdata_assets.sources.registry import STREAMS
 
 VENUES = tuple(venue.lower() for venue in STREAMS)  # every venue with a live stream (the registry's)
@@ -100,6 +99,7 @@ def _run(options) -> None:
     from marketdata_assets.ingest.live.collector import streaming_gc
 
     streaming_gc()
+
     async def main() -> dict:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
