@@ -164,6 +164,10 @@ class GatedWriter(LandingWriter):
         self.gate.wait(WAIT_S)
         super().frame(*args, **kwargs)
 
+    def frames(self, *args, **kwargs):
+        self.gate.wait(WAIT_S)
+        super().frames(*args, **kwargs)
+
 
 def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
     stack, rest, ws = replays()

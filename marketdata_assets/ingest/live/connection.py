@@ -29,10 +29,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from marketdata_assets.ingest.live.stats import Stats
+from marketdata_assets.ingest.live.ws_client import WsClient
 from marketdata_assets.sources.stream import Keepalive
 
 Item = tuple  # ("frame", conn, recv_ns, text) | ("marker", conn, recv_ns, (kind, details))
@@ -191,6 +191,7 @@ class Connection:
         self.opened_at = 0.0
         self._last_seen = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._loop_time = asyncio.get_running_loop().time
         self._tasks: list[asyncio.Task] = []
 
     def saw(self, channel: str | None) -> None:
@@ -203,24 +204,21 @@ class Connection:
 
     async def open(self) -> None:
         """Connect and start reading and subscribing; raises what connecting raises."""
-        self.ws = await websockets.connect(self.url, open_timeout=10, ping_interval=self.stale_s,
-                                           ping_timeout=self.stale_s, close_timeout=CLOSE_TIMEOUT_S,
-                                           max_size=None, max_queue=256,
-                                           compression=None, proxy=None)
+        self.ws = await WsClient.connect(self.url, open_timeout=10)
         loop = asyncio.get_running_loop()
         self.opened_at = self._last_seen = loop.time()
         self._arm(loop)
         self._marker("connect", url=self.url.split("?", 1)[0], streams=len(self.streams))
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._subscribe(self.subscriptions))]
+        self.ws.start(self._on_text)
+        self._tasks = [asyncio.create_task(self._until_lost()), asyncio.create_task(self._subscribe(self.subscriptions)),
+                       asyncio.create_task(self._ping(self.stale_s))]
         if self.keepalive is not None:
             self._tasks.append(asyncio.create_task(self._keep_alive(self.keepalive)))
 
     async def _subscribe(self, messages: list[tuple[int, str]], mark: bool = True) -> None:
         for message_id, text in messages:
             await self.pacer.wait()
-            try:
-                await self.ws.send(text)
-            except ConnectionClosed:
+            if not self.ws.send(text):
                 return
             if mark:
                 self.requests[message_id] = text
@@ -239,12 +237,16 @@ class Connection:
             if quiet < keepalive.every_s:
                 await asyncio.sleep(keepalive.every_s - quiet)
                 continue
-            try:  # not paced: OKX counts subscribe/unsubscribe/login requests, not pings
-                await self.ws.send(keepalive.text)
-            except ConnectionClosed:
+            if not self.ws.send(keepalive.text):  # not paced: OKX counts subscribe/unsubscribe/login, not pings
                 return
             self.stats.pings += 1
             await asyncio.sleep(keepalive.every_s)
+
+    async def _ping(self, every_s: float) -> None:
+        """A WebSocket ping every `every_s` (what the library's keepalive did: the path stays warm; a dead
+        peer is the stale deadline's to notice)."""
+        while self.ws.ping():
+            await asyncio.sleep(every_s)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = loop.call_at(self._last_seen + self.stale_s, self._deadline)
@@ -258,25 +260,25 @@ class Connection:
             return
         self.reason = "stale"
         self.stats.stale += 1
-        self.ws.transport.abort()
+        self.ws.abort()
 
-    async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _on_text(self, text: str, recv_ns: int) -> None:
+        """A message off the socket (called as the bytes are parsed)."""
+        self._last_seen = self._loop_time()
+        self.frames += 1
+        if self.frames == 1:
+            self.first_frame.set()
+        self._enqueue(("frame", self.conn_id, recv_ns, text))
+
+    async def _until_lost(self) -> None:
         try:
-            async for text in self.ws:
-                recv_ns = time.time_ns()
-                self._last_seen = loop.time()
-                self.frames += 1
-                self.first_frame.set()
-                self._enqueue(("frame", self.conn_id, recv_ns, text))
-            self.reason = self._close_reason() if self.reason == "open" else self.reason
-        except ConnectionClosed:
+            await self.ws.ended.wait()
             self.reason = self._close_reason() if self.reason == "open" else self.reason
         finally:
             await self._finish()
 
     def _close_reason(self) -> str:
-        received = self.ws.protocol.close_rcvd if self.ws is not None else None
+        received = self.ws.close_rcvd if self.ws is not None else None
         if received is None:
             return "dropped"  # no close frame: the TCP connection went away
         return f"closed {received.code} {received.reason}".strip()
@@ -311,7 +313,7 @@ class Connection:
         if self.reason == "open":  # a stop during a rollover's close keeps the first reason
             self.reason = reason
         if self.ws is not None:
-            await self.ws.close()
+            await self.ws.close(CLOSE_TIMEOUT_S)
         await self.ended.wait()
 
     async def _finish(self) -> None:
@@ -321,7 +323,7 @@ class Connection:
             if task is not asyncio.current_task():
                 task.cancel()
         if self.ws is not None:
-            self.ws.transport.abort()
+            self.ws.abort()
         self.stats.disconnects[self.reason.split(" ")[0]] = self.stats.disconnects.get(self.reason.split(" ")[0], 0) + 1
         self._marker("disconnect", reason=self.reason, frames=self.frames,
                      overflow_dropped=self.dropped, age_s=round(asyncio.get_running_loop().time() - self.opened_at, 3))

@@ -1,0 +1,164 @@
+"""A WebSocket client for the collector: the `websockets` library's own protocol (Sans-I/O: handshake,
+frame parsing, control frames, closing) on an asyncio transport, each frame handed to a callback
+as the bytes arrive.
+
+Why not `websockets.connect`: its asyncio client hands frames over one `await recv()` at a time,
+through an assembler, a future and the reader's task; at tens of thousands of frames a second that
+glue cost the collector more than the library's parsing of the frame itself (bench live_capture).
+Here `data_received` parses what came and calls `on_text(text, recv_ns)` for each text message at
+once (one receive time per read from the socket: the frames of one read arrived together).
+Handshake errors are the library's (`InvalidStatus` with the response: a 429's `Retry-After`).
+Pings from the server are answered by the protocol; `ping()` sends one of ours (keepalive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidState
+from websockets.frames import Close, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+
+class WsClient(asyncio.Protocol):
+    """One connection. `client = await WsClient.connect(url)`, then `client.start(on_text)` (messages that
+    came before are handed over then, in order); `ended` is set once the TCP connection is gone;
+    `close_rcvd` is the venue's close frame (None: none came)."""
+
+    def __init__(self, url: str):
+        self.wsuri = parse_uri(url)
+        self.protocol = ClientProtocol(self.wsuri, max_size=None)
+        self.on_text: Callable[[str, int], None] | None = None
+        self.early: list[tuple[str, int]] = []  # messages before `start`
+        self.transport: asyncio.Transport | None = None
+        self.opened = asyncio.get_running_loop().create_future()
+        self.ended = asyncio.Event()
+        self.fragments: list[bytes] = []  # a message sent in several frames, until its last
+
+    @classmethod
+    async def connect(cls, url: str, open_timeout: float = 10.0) -> WsClient:
+        """Connect and complete the handshake; raises what that raises (OSError, TimeoutError,
+        websockets' InvalidStatus / InvalidHandshake)."""
+        client = cls(url)
+        wsuri, loop = client.wsuri, asyncio.get_running_loop()
+        secure = ssl.create_default_context() if wsuri.secure else None
+
+        async def handshake() -> None:
+            await loop.create_connection(lambda: client, wsuri.host, wsuri.port, ssl=secure,
+                                         server_hostname=wsuri.host if secure else None)
+            await client.opened
+        try:
+            await asyncio.wait_for(handshake(), open_timeout)
+        except BaseException:
+            client.abort()
+            raise
+        return client
+
+    def start(self, on_text: Callable[[str, int], None]) -> None:
+        """From now on each text message goes to `on_text(text, recv_ns)`."""
+        self.on_text = on_text
+        early, self.early = self.early, []
+        for text, recv_ns in early:
+            on_text(text, recv_ns)
+
+    # ---- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        recv_ns = time.time_ns()
+        protocol = self.protocol
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if isinstance(event, Response):
+                self._handshaken()
+            elif event.opcode is Opcode.TEXT or event.opcode is Opcode.BINARY or event.opcode is Opcode.CONT:
+                if not event.fin:
+                    self.fragments.append(event.data)
+                    continue
+                data = b"".join((*self.fragments, event.data)) if self.fragments else event.data
+                self.fragments = []
+                text = data.decode(errors="surrogateescape")
+                if self.on_text is None:
+                    self.early.append((text, recv_ns))
+                else:
+                    self.on_text(text, recv_ns)
+        self._flush()  # pongs, the answer to a close frame
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("connection closed during the handshake"))
+        self.ended.set()
+
+    # ---- ours --------------------------------------------------------------------------------
+
+    def _handshaken(self) -> None:
+        error = self.protocol.handshake_exc
+        if self.opened.done():
+            return
+        if error is not None:
+            self.opened.set_exception(error)
+        else:
+            self.opened.set_result(None)
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()  # the protocol's end of our side, after a closing handshake
+        if self.protocol.close_expected():
+            transport.close()
+
+    def send(self, text: str) -> bool:
+        """Send a text message; False when the connection is no longer open."""
+        try:
+            self.protocol.send_text(text.encode())
+        except InvalidState:
+            return False
+        self._flush()
+        return True
+
+    def ping(self) -> bool:
+        try:
+            self.protocol.send_ping(b"")
+        except InvalidState:
+            return False
+        self._flush()
+        return True
+
+    async def close(self, timeout_s: float) -> None:
+        """The closing handshake, waiting at most `timeout_s` for the venue's close frame, then the TCP
+        connection dropped."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(1000)
+            self._flush()
+        try:
+            await asyncio.wait_for(self.ended.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def close_rcvd(self) -> Close | None:
+        return self.protocol.close_rcvd
