@@ -105,25 +105,29 @@ def best_level(price: Any, size: Any, sized: Callable[[float, float], float] | N
     return venue_number(price), venue_number(size) if sized is None else sized(float(price), float(size))
 
 
+def trade_fields(venue: str, instrument: str, t: Trade, recv_ns: int) -> dict:
+    """A trade as every sink stores it (sized: quantity in base units, amount in quote units), with
+    venue, instrument and the receive time: the JSON object of a trade in a message."""
+    return {"venue": venue, "instrument": instrument, "trade_id": t.trade_id, "price": t.price,
+            "quantity": t.quantity, "amount": t.amount, "side": t.side, "seq": t.seq, "ts_us": t.ts_us,
+            "event_ms": t.event_ms, "recv_ns": recv_ns}
+
+
 def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: int) -> list[LiveMessage]:
-    """A frame's trades as messages: id `<venue>.<instrument>.<trade id>`, payload the `Trade` as every
-    sink stores it (sized: quantity in base units, amount in quote units) with venue, instrument and
-    the receive time. orjson's bytes as they come (no copy: a trade's payload lives until its batch is
-    sealed, `trade_batch`, whose join allocates the buffered payload at its size)."""
-    return [LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{t.trade_id}", orjson.dumps({
-        "venue": venue, "instrument": instrument, "trade_id": t.trade_id, "price": t.price, "quantity": t.quantity,
-        "amount": t.amount, "side": t.side, "seq": t.seq, "ts_us": t.ts_us, "event_ms": t.event_ms,
-        "recv_ns": recv_ns}), t.event_ms) for t in trades]
+    """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload
+    `trade_fields` (the collector publishes them in batches: `trade_batch`)."""
+    return [LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{t.trade_id}",
+                        json_bytes(trade_fields(venue, instrument, t, recv_ns)), t.event_ms) for t in trades]
 
 
-def trade_batch(trades: list[LiveMessage]) -> tuple[str, bytes]:
-    """(msg id, payload) of one instrument's trades sent as one message: the payload a JSON array of
-    their payloads; the id `<first trade's id>~<last trade id>.<count>.<crc32 of the payload>`, so
-    the same batch published again is stored once (a trade two connections delivered may be in two
-    batches: `trades_live`'s key keeps it once)."""
-    payload = b"[" + b",".join(t.payload for t in trades) + b"]"
-    last = trades[-1].msg_id.rsplit(".", 1)[1]
-    return f"{trades[0].msg_id}~{last}.{len(trades)}.{zlib.crc32(payload):08x}", payload
+def trade_batch(venue: str, instrument: str, trades: list[tuple[Trade, int]]) -> tuple[str, bytes]:
+    """(msg id, payload) of one instrument's (trade, receive time)s sent as one message: the payload a
+    JSON array of `trade_fields`; the id `<venue>.<instrument>.<first trade id>~<last trade id>.<count>.
+    <crc32 of the payload>`, made from the content, so the same batch published again is stored once
+    (a trade two connections delivered may be in two batches: `trades_live`'s key keeps it once)."""
+    payload = json_bytes([trade_fields(venue, instrument, t, recv_ns) for t, recv_ns in trades])
+    first, last = trades[0][0].trade_id, trades[-1][0].trade_id
+    return f"{venue}.{instrument}.{first}~{last}.{len(trades)}.{zlib.crc32(payload):08x}", payload
 
 
 def json_bytes(value: Any) -> bytes:

@@ -183,7 +183,9 @@ def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
                 writer.gate.clear()
                 await c.stats.wait_until(lambda s: s.overflow_frames > 0, WAIT_S)
                 writer.gate.set()
-                await c.stats.wait_until(lambda s: s.markers.get("overflow", 0) >= 1, WAIT_S)
+                # the whole burst received: each of its trades processed or dropped and counted
+                await c.stats.wait_until(lambda s: s.markers.get("overflow", 0) >= 1
+                                         and s.trades + s.overflow_frames >= 3000, WAIT_S)
             return c.stats
         stats = asyncio.run(scenario())
     counted = sum(r["x"].get("dropped", 0) + r["x"].get("overflow_dropped", 0)

@@ -95,7 +95,8 @@ def test_a_buffered_message_costs_its_own_size_not_the_json_encoders_buffer():
     frames = [protocol.decode(text) for text in texts]
     tracemalloc.start()
     try:
-        kept = [trade_batch(protocol.messages(frame, time.time_ns()))[1] for frame in frames]
+        kept = [trade_batch("BINANCE", "BTCUSDT", [(t, time.time_ns()) for t in protocol.trades(frame)])[1]
+                for frame in frames]
         held, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -43,6 +43,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.ingest.live.book_outputs import BookOutputs, LatestState
 from marketdata_assets.ingest.live.connection import (
     AttemptWindow,
@@ -59,10 +60,10 @@ from marketdata_assets.sources.stream import (
     TRADES,
     Frame,
     Keepalive,
-    LiveMessage,
     StreamProtocol,
     plan_connections,
     trade_batch,
+    trade_messages,
 )
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
@@ -145,7 +146,7 @@ class LiveCollector(BookOutputs):
         self.snapshot_tasks: set[asyncio.Task] = set()
         self.outbox: deque[tuple[str, str, bytes, int]] = deque()  # (subject, msg id, payload, records)
         self.buffered = 0  # records in the outbox and in the trade batches being filled
-        self.trade_batches: dict[str, list[LiveMessage]] = {}  # subject -> trades of the batch being filled
+        self.trade_batches: dict[str, list[tuple[Trade, int]]] = {}  # instrument -> (trade, recv ns) of its batch
         self.sealing: asyncio.TimerHandle | None = None
         self.subjects: dict[tuple[str, str], str] = {}  # (dataset, instrument) -> its subject
         self.outbox_ready = asyncio.Event()
@@ -408,6 +409,8 @@ class LiveCollector(BookOutputs):
             try:
                 if frame.dataset == BOOKS:
                     self._on_book(frame, conn_id, recv_ns)
+                elif frame.dataset == TRADES:
+                    self._on_trades(frame, recv_ns)
                 elif frame.dataset is not None:
                     self._on_messages(frame, recv_ns)
                 else:
@@ -445,49 +448,74 @@ class LiveCollector(BookOutputs):
         again = [(request_id, self.protocol.with_id(text, request_id))]
         asyncio.get_running_loop().call_later(delay, conn.resubscribe, again)
 
+    def _subject(self, dataset: str, instrument: str) -> str:
+        where = self.subjects.get((dataset, instrument))
+        if where is None:
+            where = self.subjects[dataset, instrument] = subject(dataset, self.protocol.venue, instrument,
+                                                                 self.config.subject_prefix)
+        return where
+
+    def _room(self, wanted: int) -> int:
+        """How many of `wanted` records the publish buffer takes (the rest dropped and counted: NATS
+        away for long, the landing files keep them)."""
+        room = max(0, min(wanted, self.config.publish_buffer - self.buffered))
+        self.stats.publish_dropped += wanted - room
+        self.buffered += room
+        return room
+
+    def _on_trades(self, frame: Frame, recv_ns: int) -> None:
+        """A trade frame's trades (`protocol.trades`, the one parse) into their instrument's batch, sealed
+        after `trade_batch_s` (`_seal_trades`); with no sink, to the latest-state cache."""
+        trades, stats = self.protocol.trades(frame), self.stats
+        if not trades:
+            return
+        stats.messages[TRADES] = stats.messages.get(TRADES, 0) + len(trades)
+        stats.trades += len(trades)
+        for trade in trades:
+            stats.lagged(recv_ns, trade.event_ms)
+        if self.store is None:
+            if self.latest is not None:  # no sink to publish to: the cache is fed here
+                where = self._subject(TRADES, frame.instrument)
+                self.latest.offer([(where, m.msg_id, m.payload) for m in
+                                   trade_messages(self.protocol.venue, frame.instrument, trades[-1:], recv_ns)])
+            return
+        room = self._room(len(trades))
+        batch = self.trade_batches.get(frame.instrument)
+        if batch is None:
+            batch = self.trade_batches[frame.instrument] = []
+        batch.extend((trade, recv_ns) for trade in trades[:room])
+        if self.sealing is None:
+            self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
+
     def _on_messages(self, frame: Frame, recv_ns: int) -> None:
-        """An event's messages (trades, tickers, bars, ...: `protocol.messages`) to the publish buffer,
-        each to `md.<dataset>.<venue>.<instrument>` with its `Nats-Msg-Id`; trades join their
-        instrument's batch (`_seal_trades`)."""
-        stats, subjects = self.stats, self.subjects
+        """An event's messages (tickers, bars, ...: `protocol.messages`) to the publish buffer, each to
+        `md.<dataset>.<venue>.<instrument>` with its `Nats-Msg-Id`."""
+        stats = self.stats
         counts = stats.messages
         for message in self.protocol.messages(frame, recv_ns):
-            dataset = message.dataset
-            counts[dataset] = counts.get(dataset, 0) + 1
+            counts[message.dataset] = counts.get(message.dataset, 0) + 1
+            stats.trades += message.dataset == TRADES
             if message.event_ms is not None:
                 stats.lagged(recv_ns, message.event_ms)
-            where = subjects.get((dataset, message.instrument))
-            if where is None:
-                where = subjects[dataset, message.instrument] = subject(dataset, self.protocol.venue,
-                                                                        message.instrument, self.config.subject_prefix)
-            if dataset == TRADES:
-                stats.trades += 1
+            where = self._subject(message.dataset, message.instrument)
             if self.store is None:
                 if self.latest is not None:  # no sink to publish to: the cache is fed here
                     self.latest.offer(((where, message.msg_id, message.payload),))
                 continue
-            if self.buffered >= self.config.publish_buffer:  # NATS away for long: the landing files keep it
-                stats.publish_dropped += 1
-                continue
-            self.buffered += 1
-            if dataset == TRADES:
-                batch = self.trade_batches.get(where)
-                if batch is None:
-                    batch = self.trade_batches[where] = []
-                batch.append(message)
-                if self.sealing is None:
-                    self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
-                continue
-            self.outbox.append((where, message.msg_id, message.payload, 1))
-            self.outbox_ready.set()
+            if self._room(1):
+                self.outbox.append((where, message.msg_id, message.payload, 1))
+                self.outbox_ready.set()
 
     def _seal_trades(self) -> None:
         """Each instrument's trades of the last `trade_batch_s` into one message of the outbox
         (sources/stream.py `trade_batch`: a JSON array, an id made from its content)."""
         self.sealing = None
         batches, self.trade_batches = self.trade_batches, {}
-        for where, trades in batches.items():
-            self.outbox.append((where, *trade_batch(trades), len(trades)))
+        venue = self.protocol.venue
+        for instrument, trades in batches.items():
+            if trades:
+                self.outbox.append((self._subject(TRADES, instrument), *trade_batch(venue, instrument, trades),
+                                    len(trades)))
         if batches:
             self.outbox_ready.set()
 
