@@ -68,6 +68,7 @@ def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
     from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay
     from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
     from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
+    from marketdata_assets.replay.crypto.ws_server import WsConfig
 
     replayed = {s.name for s in replays.sources}
     live = DemoLive()
@@ -75,8 +76,9 @@ def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
         live.line = "live collector: not started (a crypto venue talks to its real vendor)"
         return live
     rest = replays.servers["crypto"]
-    for replay_class in (BinanceWsReplay, OkxWsReplay, DeribitWsReplay):
-        live.replays.append(replay_class(rest=rest).start())
+    config = WsConfig(trade_ids_file=settings.state_dir() / "replay" / "live_trade_ids.json")  # a restart
+    for replay_class in (BinanceWsReplay, OkxWsReplay, DeribitWsReplay):  # never sends a trade id again
+        live.replays.append(replay_class(config, rest=rest).start())
     return _launch(live, rest, extra)
 
 

@@ -119,3 +119,22 @@ def test_a_trade_event_read_straight_equals_the_field_by_field_reading():
             assert outcome(trade_event, data) == outcome(_checked_trade_event, data), (key, value)
             compared += 1
     assert compared > 130 and outcome(trade_event, base)[0].quantity == 1.6628
+
+
+def test_a_restarted_replay_never_sends_a_trade_id_again(tmp_path):
+    """The stream plays the tape faster than its clock: a replay started again within the hour began at
+    the tape's "now", behind what the first one sent, and sent those ids again with new times (the
+    hourly load then refused the hour). With `trade_ids_file` (make run's) it goes on after them."""
+    from marketdata_assets.replay.crypto import ReplayConfig
+    from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay, WsConfig
+
+    config = WsConfig(trade_ids_file=tmp_path / "ids.json")
+    replay = ReplayConfig(seed=5, instruments={"BINANCE": ["BTCUSDT", "ETHUSDT"]})
+    first = BinanceWsReplay(config, replay=replay)
+    sent = [t[0] for t in first.instruments["BTCUSDT"].tape_trades(500)]
+    first.save_trade_ids()
+    again = BinanceWsReplay(config, replay=replay)
+    assert [t[0] for t in again.instruments["BTCUSDT"].tape_trades(3)] == [sent[-1] + 1, sent[-1] + 2, sent[-1] + 3]
+    without = BinanceWsReplay(WsConfig(), replay=replay)  # as before: from the trade of now
+    assert without.instruments["BTCUSDT"].tape_trades(1)[0][0] <= sent[0]
+    assert again.instruments["ETHUSDT"].tape_trades(1)[0][0] == without.instruments["ETHUSDT"].tape_trades(1)[0][0]

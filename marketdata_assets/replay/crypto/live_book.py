@@ -160,6 +160,14 @@ class LiveInstrument:
 
     # ---- trades -----------------------------------------------------------------------------
 
+    def resume_after(self, last_id: int) -> None:
+        """Play on from the trade after `last_id` (one an earlier run sent), if that is ahead of now."""
+        with self.lock:
+            while self.tape.first_id + self.tape.n <= last_id:  # it ran into a later day's tape
+                self.tape = self.market.tape(self.venue, self.instrument, self.tape.day + timedelta(days=1))
+                self.cursor = 0
+            self.cursor = max(self.cursor, last_id + 1 - self.tape.first_id)
+
     def tape_trades(self, count: int, event_ms: int | None = None) -> list[tuple[int, float, float, bool]]:
         """The next `count` trades of the tape: (trade id, price, size, the taker bought), kept in
         `emitted` as traded at `event_ms` (default: now)."""

@@ -12,10 +12,13 @@ sent its venue's way. The tick itself, and which faults fire on it, is one loop 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -75,6 +78,10 @@ class WsConfig:
     heartbeat_s: float | None = None  # Deribit's replay: test_request cadence (None: the interval the client set)
     ticker_every_s: float = 0.1  # tickers (OKX tickers, Deribit ticker.100ms): at most one per instrument this often
     derived_every_s: float = 1.0  # mark price, funding, open interest: one per instrument this often (markPrice@1s)
+    # where the replay keeps the last trade id it sent per instrument (None: nowhere): its next start
+    # sends from the one after, as a venue never sends an id twice (the stream plays the tape faster
+    # than its clock, so "the trade of now" is behind what an earlier run sent)
+    trade_ids_file: Path | None = None
     faults: list[WsFault] = field(default_factory=list)
 
 
@@ -106,6 +113,9 @@ class Client:
     bars_sent: dict = field(default_factory=dict)  # kline/candle stream -> open time (µs) of the last closed bar sent
 
 
+TRADE_IDS_LOCK = threading.Lock()
+
+
 class WsServer:
     """The server part every venue replay shares (see the module doc)."""
 
@@ -123,6 +133,38 @@ class WsServer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self.saved_ns = 0
+        self._resume_trade_ids()
+
+    def _resume_trade_ids(self) -> None:
+        """Start each instrument's trades after the last id an earlier run sent (`trade_ids_file`)."""
+        path = self.config.trade_ids_file
+        if path is None or not path.exists():
+            return
+        try:
+            sent = json.loads(path.read_text()).get(self.venue, {})
+        except (OSError, ValueError):
+            return  # unreadable: start as if none was kept (the file is written again each second)
+        for name, live in self.instruments.items():
+            if isinstance(sent.get(name), int):
+                live.resume_after(sent[name])
+
+    def save_trade_ids(self) -> None:
+        """Record each instrument's last trade id sent (`trade_ids_file`), this venue's entry only."""
+        path = self.config.trade_ids_file
+        if path is None:
+            return
+        with TRADE_IDS_LOCK:  # every venue's replay of a process writes the one file
+            try:
+                kept = json.loads(path.read_text()) if path.exists() else {}
+            except (OSError, ValueError):
+                kept = {}
+            kept[self.venue] = {**kept.get(self.venue, {}), **{name: live.last_trade_id for name, live
+                                                               in self.instruments.items() if live.last_trade_id}}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{self.venue}.tmp")
+            tmp.write_text(json.dumps(kept, sort_keys=True))
+            os.replace(tmp, path)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -143,6 +185,7 @@ class WsServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(10)
+        self.save_trade_ids()
 
     def __enter__(self):
         return self.start()
@@ -295,6 +338,9 @@ class WsServer:
             return
         self.counts["ticks"] += 1
         event_ms = int(time.time() * 1000)
+        if self.config.trade_ids_file is not None and time.monotonic_ns() - self.saved_ns > 1e9:
+            self.saved_ns = time.monotonic_ns()
+            self.save_trade_ids()
         for name, live in self.instruments.items():
             self.updates[name] += 1
             self.move(name, live, self._tick_faults(name), event_ms)
