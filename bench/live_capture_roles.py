@@ -26,7 +26,7 @@ from pathlib import Path
 import websockets
 
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
-from marketdata_assets.ingest.live.collector import streaming_gc
+from marketdata_assets.ingest.live.collector import run_streaming
 from marketdata_assets.sources.binance.stream import VENUE
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
@@ -64,7 +64,6 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
                     nats_url: str, prefix: str = PREFIX, queue_size: int | None = None) -> dict:
     """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close).
     `queue_size`: its frame queue (None: the production default)."""
-    streaming_gc()  # as `marketdata collect` does
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
     config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix,
@@ -114,10 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queue-size", type=int, default=None, help="the collector's frame queue (default: "
                         "production's; the throughput part holds every frame of its window: no overflow)")
     args = parser.parse_args(argv)
-    if args.role == "bare":
-        result = asyncio.run(bare(args.url, args.seconds))
+    if args.role == "bare":  # on the collector's event loop (uvloop), as `marketdata collect` runs
+        result = run_streaming(bare(args.url, args.seconds))
     else:
-        result = asyncio.run(collector(args.url, args.rest_url, args.instruments.split(","), args.seconds,
+        result = run_streaming(collector(args.url, args.rest_url, args.instruments.split(","), args.seconds,
                                        args.landing, args.nats_url, args.prefix, args.queue_size))
     print(json.dumps(result), flush=True)
     if result.get("shutdown_hung"):

@@ -19,7 +19,7 @@ import signal
 from pathlib import Path
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector, streaming_gc
+from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector, run_streaming
 from marketdata_assets.sources.registry import STREAMS
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
@@ -85,8 +85,7 @@ async def main_async(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    streaming_gc()
-    print(json.dumps(asyncio.run(main_async(args)), default=str), flush=True)
+    print(json.dumps(run_streaming(main_async(args)), default=str), flush=True)
     return 0
 
 

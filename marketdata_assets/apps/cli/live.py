@@ -96,9 +96,7 @@ def parse_port(value: str | None) -> int | None:
 
 def _run(options) -> None:
     from marketdata_assets.apps.live import run_live
-    from marketdata_assets.ingest.live.collector import streaming_gc
-
-    streaming_gc()
+    from marketdata_assets.ingest.live.collector import run_streaming
 
     async def main() -> dict:
         stop = asyncio.Event()
@@ -112,7 +110,7 @@ def _run(options) -> None:
             names = "; ".join(f"{v.venue} {','.join(v.instruments)}" for v in options.venues) or "md.trades"
             click.echo(f"{what}: {names}{where}", err=True)
         return await run_live(options, stop, ready)
-    click.echo(json.dumps(asyncio.run(main()), default=str))
+    click.echo(json.dumps(run_streaming(main()), default=str))
 
 
 def _consumer_config(durable: str, batch_size: int, max_wait_s: float, stream: str, prefix: str):

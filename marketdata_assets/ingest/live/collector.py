@@ -41,7 +41,11 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import uvloop
 
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.ingest.live.book_outputs import BookOutputs, LatestState
@@ -68,6 +72,7 @@ from marketdata_assets.sources.stream import (
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
 
+T = TypeVar("T")
 CONTROL_CHANNEL = "_control"  # acks, errors, heartbeats, frames of no channel
 BAD_CHANNEL = "_bad"  # frames that are not JSON
 NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollover
@@ -98,6 +103,13 @@ class CollectorConfig:
     latest_flush_s: float = 0.1  # how often the latest-state cache (Redis) is written
     repair_period_s: float = 3600.0  # an hour with a book gap gets a REST snapshot at its end (tests: shorter)
     repair_depth: int = 1000  # levels asked for (each venue's REST clamps to what it serves)
+
+
+def run_streaming(main: Coroutine[Any, Any, T]) -> T:
+    """Run a live process's main coroutine (collector, consumer) to its end: on uvloop, the event loop
+    in C (bench live_capture: 14.1 -> 13.0 µs of CPU a frame), with `streaming_gc`."""
+    streaming_gc()
+    return uvloop.run(main)
 
 
 def streaming_gc(gen0: int = 50_000) -> None:
