@@ -2,8 +2,8 @@
 JSON line of results on stdout:
 
 - `bare`: the ceiling. A `websockets` client (the collector's library, opened with the collector's
-  options: no compression, `max_queue` 256, no size cap, pings at the stale deadline) that receives
-  the sender's frames and discards them.
+  options: no compression, `max_queue` 256, no size cap, pings at the stale deadline) on the
+  collector's event loop (uvloop, `run_streaming`) that receives the sender's frames and discards them.
 - `collector`: the real `LiveCollector` with the Binance spot protocol (`BinanceSpotCollector`):
   frames off the socket onto its bounded queue, decoded, landed raw (zstd, `LandingWriter` in a
   scratch directory), books synced from the sender's REST snapshots, trades published to the

@@ -324,21 +324,22 @@ class LiveCollector(BookOutputs):
                 self.stats.changed.set()
 
     async def _process(self, batch: list[tuple]) -> None:
-        """Land the batch raw (in a worker thread), then handle what it means."""
-        landed, parsed = [], []
+        """Land the batch raw (in a worker thread), then handle what it means. Landed: a frame as
+        (channel, conn, text, recv_ns), a marker as (None, conn, recv_ns, marker, its channels)."""
+        landed, parsed, decode = [], [], self.protocol.decode
         for kind, conn, recv_ns, payload in batch:
             if kind == "marker":
-                landed.append((kind, conn, recv_ns, payload, self._channels_of(conn)))
+                landed.append((None, conn, recv_ns, payload, self._channels_of(conn)))
                 parsed.append((kind, conn, recv_ns, payload))
                 continue
             try:
-                frame = self.protocol.decode(payload)
+                frame = decode(payload)
             except ValueError:
                 self.stats.bad("not_json")
-                landed.append(("frame", conn, recv_ns, payload, [BAD_CHANNEL]))
+                landed.append((BAD_CHANNEL, conn, payload, recv_ns))
                 continue
-            landed.append(("frame", conn, recv_ns, payload, [frame.channel or CONTROL_CHANNEL]))
-            parsed.append(("frame", conn, recv_ns, frame))
+            landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
+            parsed.append((kind, conn, recv_ns, frame))
         await asyncio.to_thread(self._land, landed)
         for kind, conn, recv_ns, item in parsed:
             if kind == "marker":
@@ -354,19 +355,27 @@ class LiveCollector(BookOutputs):
     def _land(self, landed: list[tuple]) -> None:
         """The batch into the landing files in order: runs of frames at once, markers one by one."""
         frames, stats = [], self.stats
-        for kind, conn, recv_ns, payload, channels in landed:
-            if kind == "frame":
-                frames.append((channels[0], conn, payload, recv_ns))
-                stats.framed(channels[0], recv_ns)
+        for entry in landed:
+            if entry[0] is not None:
+                frames.append(entry)
                 continue
             if frames:
-                self.writer.frames(frames)
+                self._land_frames(frames)
                 frames = []
+            _, conn, recv_ns, (kind, details), channels = entry
             for channel in channels:
-                self.writer.marker(channel, conn, payload[0], recv_ns, **payload[1])
+                self.writer.marker(channel, conn, kind, recv_ns, **details)
         if frames:
-            self.writer.frames(frames)
-        stats.frames += sum(kind == "frame" for kind, *_ in landed)
+            self._land_frames(frames)
+
+    def _land_frames(self, frames: list[tuple[str, str, str, int]]) -> None:
+        self.writer.frames(frames)
+        stats = self.stats
+        stats.frames += len(frames)
+        counts = stats.channel_frames
+        for channel, _, _, _ in frames:
+            counts[channel] = counts.get(channel, 0) + 1
+        stats.last_frame_ns = max(stats.last_frame_ns, max(recv_ns for _, _, _, recv_ns in frames))
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
@@ -396,12 +405,17 @@ class LiveCollector(BookOutputs):
             self._rest_snapshot(instrument, channel)
 
     def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
+        if frame.kind == "event" and frame.reply is None:  # data: nearly every frame
+            self._on_event(conn_id, recv_ns, frame)
+            return
         if frame.reply is not None:
             conn = self.connections.get(conn_id)
             if conn is not None:
                 self.stats.replies += 1
                 conn.resubscribe([(0, frame.reply)], mark=False)
-        if frame.kind == "ack":
+        if frame.kind == "event":
+            self._on_event(conn_id, recv_ns, frame)
+        elif frame.kind == "ack":
             self.stats.acks += 1
             self.pending.pop(frame.request_id, None)
             refused = self.refused_ids.pop(frame.request_id, None)
@@ -414,23 +428,25 @@ class LiveCollector(BookOutputs):
             conn = self.connections.get(conn_id)
             if conn is not None:
                 conn.warned.set()  # its slot rolls over now (make before break)
-        elif frame.kind == "event":
-            conn = self.connections.get(conn_id)
-            if conn is not None and not conn.all_data.is_set():
-                conn.saw(frame.channel)  # the data flows: a rollover may close its predecessor
-            try:
-                if frame.dataset == BOOKS:
-                    self._on_book(frame, conn_id, recv_ns)
-                elif frame.dataset == TRADES:
-                    self._on_trades(frame, recv_ns)
-                elif frame.dataset is not None:
-                    self._on_messages(frame, recv_ns)
-                else:
-                    self.stats.bad("unknown_stream")
-            except MALFORMED:
-                self.stats.bad(f"malformed_{frame.dataset}")
         elif frame.kind != "control":
             self.stats.bad("unknown_shape")
+
+    def _on_event(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
+        conn = self.connections.get(conn_id)
+        if conn is not None and not conn.all_data.is_set():
+            conn.saw(frame.channel)  # the data flows: a rollover may close its predecessor
+        dataset = frame.dataset
+        try:
+            if dataset == TRADES:
+                self._on_trades(frame, recv_ns)
+            elif dataset == BOOKS:
+                self._on_book(frame, conn_id, recv_ns)
+            elif dataset is not None:
+                self._on_messages(frame, recv_ns)
+            else:
+                self.stats.bad("unknown_stream")
+        except MALFORMED:
+            self.stats.bad(f"malformed_{dataset}")
 
     def _on_refused(self, conn_id: str, frame: Frame) -> None:
         """A refused request (a subscription, a book's resubscription, a rate limit): marked with the
@@ -479,23 +495,29 @@ class LiveCollector(BookOutputs):
         """A trade frame's trades (`protocol.trades`, the one parse) into their instrument's batch, sealed
         after `trade_batch_s` (`_seal_trades`); with no sink, to the latest-state cache."""
         trades, stats = self.protocol.trades(frame), self.stats
-        if not trades:
+        count = len(trades)
+        if not count:
             return
-        stats.messages[TRADES] = stats.messages.get(TRADES, 0) + len(trades)
-        stats.trades += len(trades)
+        messages = stats.messages
+        messages[TRADES] = messages.get(TRADES, 0) + count
+        stats.trades += count
+        lagged = stats.lagged
         for trade in trades:
-            stats.lagged(recv_ns, trade.event_ms)
+            lagged(recv_ns, trade.event_ms)
         if self.store is None:
             if self.latest is not None:  # no sink to publish to: the cache is fed here
                 where = self._subject(TRADES, frame.instrument)
                 self.latest.offer([(where, m.msg_id, m.payload) for m in
                                    trade_messages(self.protocol.venue, frame.instrument, trades[-1:], recv_ns)])
             return
-        room = self._room(len(trades))
         batch = self.trade_batches.get(frame.instrument)
         if batch is None:
             batch = self.trade_batches[frame.instrument] = []
-        batch.extend((trade, recv_ns) for trade in trades[:room])
+        if count == 1 and self.buffered < self.config.publish_buffer:  # one trade a frame: Binance's
+            self.buffered += 1
+            batch.append((trades[0], recv_ns))
+        else:
+            batch.extend((trade, recv_ns) for trade in trades[:self._room(count)])
         if self.sealing is None:
             self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
 
