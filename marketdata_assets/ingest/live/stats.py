@@ -72,11 +72,6 @@ class Stats:
         """Messages parsed, every dataset."""
         return sum(self.messages.values())
 
-    def framed(self, channel: str, recv_ns: int) -> None:
-        """A frame of `channel` was landed (frames by channel; the newest receive time)."""
-        self.channel_frames[channel] = self.channel_frames.get(channel, 0) + 1
-        self.last_frame_ns = max(self.last_frame_ns, recv_ns)
-
     def lagged(self, recv_ns: int, exchange_ms: int) -> None:
         """One message's lag from the venue's event time to its receive time."""
         lag_s = recv_ns / 1e9 - exchange_ms / 1e3
