@@ -171,7 +171,7 @@ class Keepalive:
     every_s: float
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
     """What a decoded frame is. `kind`: event (data of a channel) | ack (a request accepted) |
     error (refused) | control (heartbeat, pong, ...: landed, nothing to do but maybe `reply`) |

@@ -268,7 +268,11 @@ class Connection:
         self.frames += 1
         if self.frames == 1:
             self.first_frame.set()
-        self._enqueue(("frame", self.conn_id, recv_ns, text))
+        queue = self.queue
+        if not self.dropped and len(queue.items) < queue.maxsize:  # room, no overflow to mark: the common case
+            queue.put_nowait(("frame", self.conn_id, recv_ns, text))
+        else:
+            self._enqueue(("frame", self.conn_id, recv_ns, text))
 
     async def _until_lost(self) -> None:
         try:

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import Close, Opcode
-from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
+
+
+TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 
 
 class WsClient(asyncio.Protocol):
@@ -76,23 +78,30 @@ class WsClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         recv_ns = time.time_ns()
-        protocol = self.protocol
+        protocol, on_text = self.protocol, self.on_text
         protocol.receive_data(data)
         for event in protocol.events_received():
-            if isinstance(event, Response):
+            opcode = getattr(event, "opcode", None)  # a Response (the handshake's answer) has none
+            if opcode is TEXT and event.fin and on_text is not None and not self.fragments:  # nearly all
+                on_text(event.data.decode(errors="surrogateescape"), recv_ns)
+            elif opcode is None:
                 self._handshaken()
-            elif event.opcode is Opcode.TEXT or event.opcode is Opcode.BINARY or event.opcode is Opcode.CONT:
-                if not event.fin:
-                    self.fragments.append(event.data)
-                    continue
-                data = b"".join((*self.fragments, event.data)) if self.fragments else event.data
-                self.fragments = []
-                text = data.decode(errors="surrogateescape")
-                if self.on_text is None:
-                    self.early.append((text, recv_ns))
-                else:
-                    self.on_text(text, recv_ns)
+            elif opcode is TEXT or opcode is BINARY or opcode is CONT:
+                self._message_part(event.data, event.fin, recv_ns)
         self._flush()  # pongs, the answer to a close frame
+
+    def _message_part(self, data: bytes, last: bool, recv_ns: int) -> None:
+        """A frame of a message sent in several (or before `start`): the message once its last came."""
+        if not last:
+            self.fragments.append(data)
+            return
+        data = b"".join((*self.fragments, data)) if self.fragments else data
+        self.fragments = []
+        text = data.decode(errors="surrogateescape")
+        if self.on_text is None:
+            self.early.append((text, recv_ns))
+        else:
+            self.on_text(text, recv_ns)
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()

@@ -161,16 +161,16 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
         price, qty = float(p), float(q)
     except (KeyError, TypeError, ValueError):
         return _checked_trade_event(data, instrument, venue)
-    if not (type(trade_id) is int and 0 <= trade_id < 2**63 and type(ts) is int and _EPOCH_MS[0] <= ts < _EPOCH_MS[1]
-            and type(p) is str and type(q) is str and 0 < price < math.inf and 0 < qty < math.inf
-            and maker.__class__ is bool):
+    if not (type(trade_id) is int and 0 <= trade_id < _INT64 and type(ts) is int and _MS_LOW <= ts < _MS_HIGH
+            and type(p) is str and type(q) is str and 0 < price < _INF and 0 < qty < _INF and maker.__class__ is bool):
         return _checked_trade_event(data, instrument, venue)
     event_ms = data.get("E")
     return [Trade(ts * 1000, str(trade_id), price, qty, price * qty, "sell" if maker else "buy", trade_id,
                   event_ms if type(event_ms) is int else ts)]
 
 
-_EPOCH_MS = (EPOCH_MS_OR_US[0], 100_000_000_000_000)  # epoch milliseconds (`epoch_us` reads µs too: checked path)
+# epoch milliseconds (`epoch_us` reads µs too: the checked path), the Int64 range, infinity
+_MS_LOW, _MS_HIGH, _INT64, _INF = EPOCH_MS_OR_US[0], 100_000_000_000_000, 2**63, math.inf
 
 
 def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
