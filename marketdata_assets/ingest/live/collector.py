@@ -354,7 +354,7 @@ class LiveCollector(BookOutputs):
 
     def _land(self, landed: list[tuple]) -> None:
         """The batch into the landing files in order: runs of frames at once, markers one by one."""
-        frames, stats = [], self.stats
+        frames = []
         for entry in landed:
             if entry[0] is not None:
                 frames.append(entry)

@@ -20,10 +20,9 @@ from collections.abc import Callable
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidState
-from websockets.frames import Close, Opcode
+from websockets.frames import Close, CloseCode, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
-
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 
@@ -83,7 +82,10 @@ class WsClient(asyncio.Protocol):
         for event in protocol.events_received():
             opcode = getattr(event, "opcode", None)  # a Response (the handshake's answer) has none
             if opcode is TEXT and event.fin and on_text is not None and not self.fragments:  # nearly all
-                on_text(event.data.decode(errors="surrogateescape"), recv_ns)
+                try:
+                    on_text(event.data.decode(), recv_ns)
+                except UnicodeDecodeError:
+                    self._invalid_text()
             elif opcode is None:
                 self._handshaken()
             elif opcode is TEXT or opcode is BINARY or opcode is CONT:
@@ -97,7 +99,11 @@ class WsClient(asyncio.Protocol):
             return
         data = b"".join((*self.fragments, data)) if self.fragments else data
         self.fragments = []
-        text = data.decode(errors="surrogateescape")
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self._invalid_text()
+            return
         if self.on_text is None:
             self.early.append((text, recv_ns))
         else:
@@ -114,6 +120,11 @@ class WsClient(asyncio.Protocol):
         self.ended.set()
 
     # ---- ours --------------------------------------------------------------------------------
+
+    def _invalid_text(self) -> None:
+        """A message that is not UTF-8 (RFC 6455: fail the connection, 1007), as the library's client does."""
+        self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+        self._flush()
 
     def _handshaken(self) -> None:
         error = self.protocol.handshake_exc
