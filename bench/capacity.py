@@ -46,8 +46,9 @@ MEASURED = {
                                     "archive verify + read + load 0.31-0.52 M rows/s")),
     "insert_ceiling_rows_per_s": (700_000, ("bench ticks_load ceiling (the engine's own CSV reader): 698,324-"
                                            "736,377 rows/s on 2 shared cores (compare.log)")),
-    "frame_cost_s": (46e-6, ("bench live_capture throughput (2026-11-24, whole-window queue): 46.2 us of CPU a "
-                             "frame through receive -> raw landing -> JetStream, 2 rounds")),
+    "frame_cost_s": (11.7e-6, ("bench live_capture throughput (2026-11-25, whole-window queue, 3 rounds): 11.7 us "
+                               "of CPU a frame through receive -> raw landing -> books -> JetStream (46.2 on "
+                               "2026-11-24, before batched publishes and the Sans-I/O client)")),
     "consumer_trades_per_s": (18_600, ("bench live_consumer (2026-11-24): one NATS -> ClickHouse consumer, "
                                        "18,607-21,995 trades/s on one core (the lowest round)")),
 }

@@ -75,13 +75,18 @@ def test_the_full_universe_answer_follows_from_the_assumptions():
     # price), at the measured CPU a frame, each collector at most half busy
     per_instrument = a["book_frames_per_instrument_s"] + a["other_frames_per_instrument_s"]
     assert per_instrument == 22
+    collectors = 0
     for u, line in zip(capacity.FULL_UNIVERSE, p.lines):
         if u.name.endswith("trades") and u.venue in capacity.LIVE_VENUES:
             frames = line.rows_per_day / 86_400 * a["peak_over_mean"] + per_instrument * u.instruments
             cores = frames * capacity.MEASURED["frame_cost_s"][0]
             assert p.units(f"{u.venue} collector CPU") == math.ceil(cores / 0.5), u.venue
+            collectors += math.ceil(cores / 0.5)
+    assert p.units("collector CPU") == collectors
     trades_and_books = capacity.plan(cost(), overrides={"other_frames_per_instrument_s": 0.0})
-    assert trades_and_books.units("collector CPU") < p.units("collector CPU") == 7  # + Deribit's: 8
+    assert trades_and_books.units("collector CPU") <= collectors
+    slower = capacity.plan(cost(), overrides={"frame_cost_s": 46e-6})  # the collector of 2026-11-24
+    assert slower.units("collector CPU") > collectors
 
 
 def test_partitioning_crypto_by_venue_and_day_clears_the_first_bottleneck():

@@ -121,6 +121,15 @@ def test_the_live_consumers_are_as_many_as_the_capacity_model_asks():
     assert consumer["spec"]["replicas"] == model.units("consumer at the peak")
 
 
+def test_the_collectors_are_as_many_as_the_capacity_model_asks():
+    """One collector per venue group: the model's collectors at the full universe's peak (each at most
+    half a core busy at the measured CPU a frame), and Deribit's, whose universe line has no trades."""
+    model = capacity.plan(capacity.fit_run_cost(json.loads(capacity.RUNS_FILE.read_text())))
+    collectors = [obj for obj in m.workloads(m.rendered(m.OVERLAY)).values()
+                  if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "collector"]
+    assert sum(obj["spec"].get("replicas", 1) for obj in collectors) == model.units("collector CPU") + 1
+
+
 def test_no_secret_value_is_in_any_manifest():
     docs = m.rendered(m.OVERLAY)
     env = m.configmap_data(docs)
