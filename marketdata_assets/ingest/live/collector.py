@@ -513,11 +513,11 @@ class LiveCollector(BookOutputs):
         batch = self.trade_batches.get(frame.instrument)
         if batch is None:
             batch = self.trade_batches[frame.instrument] = []
-        if count == 1 and self.buffered < self.config.publish_buffer:  # one trade a frame: Binance's
-            self.buffered += 1
+        room = self._room(count)
+        if room == 1:  # one trade a frame (Binance's): no generator
             batch.append((trades[0], recv_ns))
         else:
-            batch.extend((trade, recv_ns) for trade in trades[:self._room(count)])
+            batch.extend((trade, recv_ns) for trade in trades[:room])
         if self.sealing is None:
             self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
 

@@ -332,18 +332,18 @@ class BinanceSpotStream:
         value = orjson.loads(text)  # orjson.JSONDecodeError is a ValueError, as json's
         if type(value) is dict and "stream" in value and "data" in value:  # a stream's event: the common case
             stream = str(value["stream"])
-            known = self.streams_seen.get(stream)
-            if known is None:
-                known = self.streams_seen[stream] = self._stream_of(stream)
+            known = self.streams_seen.get(stream) or self._stream_of(stream)
             return StreamFrame("event", stream, known[1], known[0], value["data"])
         frame = classify(value)
         return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data, code=frame.code)
 
     def _stream_of(self, stream: str) -> tuple[str, str | None, Any]:
-        """(instrument, dataset, reading) of a stream name (kept per name: a frame's look-up is one dict get)."""
+        """(instrument, dataset, reading) of a stream name, kept in `streams_seen` (a frame's look-up is
+        one dict get)."""
         instrument, kind = stream_kind(stream)
         dataset, _, reading = self.KINDS.get(kind, (None, None, None))
-        return instrument, dataset, reading
+        known = self.streams_seen[stream] = (instrument, dataset, reading)
+        return known
 
     def messages(self, frame: StreamFrame, recv_ns: int) -> list[LiveMessage]:
         if frame.dataset == TRADES:

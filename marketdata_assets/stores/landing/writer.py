@@ -86,18 +86,17 @@ class Summary:
     torn_dropped: int = 0  # a last line cut by the crash
     bad_dropped: int = 0  # other lines of a recovered file that were not JSON
 
-    def count(self, recv_ns: int, marker: str | None) -> None:
-        self.lines += 1
+    def count(self, recv_ns: int, marker: str | None, lines: int = 1, last_ns: int | None = None) -> None:
+        """`lines` records received from `recv_ns` to `last_ns` (default: the same time): frames, or
+        markers of kind `marker`."""
+        last_ns = recv_ns if last_ns is None else last_ns
+        self.lines += lines
         if marker is None:
-            self.frames += 1
+            self.frames += lines
         else:
-            self.markers[marker] = self.markers.get(marker, 0) + 1
-        if self.first_ns is None:
-            self.first_ns = self.last_ns = recv_ns
-        elif recv_ns > self.last_ns:
-            self.last_ns = recv_ns
-        elif recv_ns < self.first_ns:
-            self.first_ns = recv_ns
+            self.markers[marker] = self.markers.get(marker, 0) + lines
+        self.first_ns = recv_ns if self.first_ns is None else min(self.first_ns, recv_ns)
+        self.last_ns = last_ns if self.last_ns is None else max(self.last_ns, last_ns)
 
 
 def closed_name(part: Path) -> Path:
@@ -135,10 +134,11 @@ class _OpenFile:
         fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.stream = zstandard.ZstdCompressor(level=level).stream_writer(self.handle, closefd=False)
 
-    def write(self, line: bytes, recv_ns: int, marker: str | None) -> None:
-        self.stream.write(line)
-        self.summary.count(recv_ns, marker)
-        self.pending += 1
+    def write(self, data: bytes, recv_ns: int, marker: str | None, lines: int = 1, last_ns: int | None = None) -> None:
+        """`lines` whole records (received from `recv_ns` to `last_ns`) into the zstd stream."""
+        self.stream.write(data)
+        self.summary.count(recv_ns, marker, lines, last_ns)
+        self.pending += lines
 
     def flush(self) -> None:
         if self.pending:
@@ -191,18 +191,8 @@ class LandingWriter:
 
     def _write_run(self, channel: str, records: list[tuple[int, bytes]]) -> None:
         """Frames of one channel and hour, under the lock."""
-        first_ns = records[0][0]
-        current = self._file(channel, first_ns)
-        current.stream.write(b"".join(line for _, line in records))
-        summary, times = current.summary, [t for t, _ in records]
-        summary.lines += len(records)
-        summary.frames += len(records)
-        low, high = min(times), max(times)
-        summary.first_ns = low if summary.first_ns is None else min(summary.first_ns, low)
-        summary.last_ns = high if summary.last_ns is None else max(summary.last_ns, high)
-        current.pending += len(records)
-        if current.pending >= self.flush_lines:
-            current.flush()
+        times = [t for t, _ in records]
+        self._append(channel, b"".join(line for _, line in records), min(times), None, len(records), max(times))
 
     def _file(self, channel: str, recv_ns: int) -> _OpenFile:
         """The open file of a channel for a receive time: a file of another hour is closed first."""
@@ -223,10 +213,15 @@ class LandingWriter:
 
     def _write(self, channel: str, line: bytes, recv_ns: int, marker: str | None) -> None:
         with self.lock:
-            current = self._file(channel, recv_ns)
-            current.write(line, recv_ns, marker)
-            if current.pending >= self.flush_lines:
-                current.flush()
+            self._append(channel, line, recv_ns, marker)
+
+    def _append(self, channel: str, data: bytes, recv_ns: int, marker: str | None, lines: int = 1,
+                last_ns: int | None = None) -> None:
+        """Whole records of one hour into the channel's file (under the lock); flushed every `flush_lines`."""
+        current = self._file(channel, recv_ns)
+        current.write(data, recv_ns, marker, lines, last_ns)
+        if current.pending >= self.flush_lines:
+            current.flush()
 
     def tick(self, now_ns: int | None = None) -> list[Path]:
         """Flush every file if `flush_interval_s` has passed; close the files whose hour ended
