@@ -443,40 +443,45 @@ class PgliteTimescale(Service):
         return f"started (pid {pid}, port {port}, database postgres)"
 
 
-class EmbeddedClickHouse(Service):
-    """chDB: the ClickHouse engine inside each process that opens the data directory. Nothing to start."""
+class LocalClickHouse(Service):
+    """The ClickHouse engine (chDB) on <state>/clickhouse, served to every local process over ClickHouse's
+    HTTP interface by one process (marketdata_assets/stores/clickhouse/local_server.py): a notebook's
+    Reader, runs, the live consumer all share it. Started when CLICKHOUSE_DSN is empty."""
 
     name = "clickhouse"
 
-    def data_dir(self) -> Path | None:
-        """The embedded data directory, or None when CLICKHOUSE_DSN names a server or memory."""
-        dsn = settings.clickhouse_dsn()
-        if not dsn.startswith("chdb://") or dsn == "chdb://memory":
-            return None
-        return Path(dsn.removeprefix("chdb://"))
+    @property
+    def port(self) -> int:
+        return int(settings.get("STACK_CLICKHOUSE_PORT"))
+
+    def managed(self) -> bool:
+        """CLICKHOUSE_DSN empty, or the address it stands for (scripts/with-env fills it in)."""
+        return settings.clickhouse_dsn() == f"http://127.0.0.1:{self.port}"
 
     def up(self) -> str:
-        path = self.data_dir()
-        if path is None:
+        if not self.managed():
             return self.status()
-        path.mkdir(parents=True, exist_ok=True)
-        return f"embedded (chDB), data dir {path}"
-
-    def down(self) -> str:
-        return "embedded: nothing to stop"
+        port = self.port
+        if self.pid():
+            return f"already running (pid {self.pid()}, port {port})"
+        self.check_port_free(port, "STACK_CLICKHOUSE_PORT")
+        pid = self.spawn([sys.executable, "-m", "marketdata_assets.stores.clickhouse.local_server",
+                          "--data-dir", str(self.dir), "--host", "127.0.0.1", "--port", str(port)], port, 60)
+        return f"started (pid {pid}, port {port}, data dir {self.dir})"
 
     def status(self) -> str:
-        """Says where the data lives; unlike `up`, creates nothing."""
-        path = self.data_dir()
-        if path is None:
-            dsn = settings.clickhouse_dsn()
-            return f"not managed here (CLICKHOUSE_DSN names {urlsplit(dsn).hostname or 'memory'})"
-        return f"embedded (chDB), data dir {path}{'' if path.exists() else ' (not created yet)'}"
+        """Where the data lives when CLICKHOUSE_DSN names it; else the server's state."""
+        dsn = settings.clickhouse_dsn()
+        if self.managed():
+            return super().status()
+        if dsn.startswith("chdb://") and dsn != "chdb://memory":
+            return f"embedded in the process that opens it (CLICKHOUSE_DSN), data dir {dsn.removeprefix('chdb://')}"
+        return f"not managed here (CLICKHOUSE_DSN names {urlsplit(dsn).hostname or 'memory'})"
 
 
 def services(state: Path) -> list[Service]:
     return [Postgres(state), MongoWire(state), Nats(state), Redis(state), PgliteTimescale(state),
-            EmbeddedClickHouse(state)]
+            LocalClickHouse(state)]
 
 
 def main(argv: list[str] | None = None) -> int:

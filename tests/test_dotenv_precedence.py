@@ -55,17 +55,19 @@ def test_the_generated_file_fills_in_only_what_the_environment_leaves_unset(tmp_
     assert "# TICKS_PROVIDERS_CONFIG: its value holds a character a .env default cannot; export it" in regenerated
 
 
-def test_a_state_dir_exported_after_the_file_was_written_moves_the_embedded_clickhouse(tmp_path, monkeypatch):
-    """The embedded ClickHouse lives under the state directory: the file leaves CLICKHOUSE_DSN empty (resolved
-    when read), so exporting another MARKETDATA_STATE_DIR later does not keep writing into the old store."""
+def test_an_empty_clickhouse_dsn_stays_derived_when_read(tmp_path, monkeypatch):
+    """The file leaves CLICKHOUSE_DSN empty (resolved when read: the local stack's engine server on
+    STACK_CLICKHOUSE_PORT, which serves <state dir>/clickhouse), so a port exported later is the one used."""
     path = tmp_path / ".env"
     monkeypatch.delenv("CLICKHOUSE_DSN", raising=False)
-    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path / "first"))
+    monkeypatch.setenv("STACK_CLICKHOUSE_PORT", "58123")
     settings.write_dotenv(path)
-    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path / "second"))
+    assert "CLICKHOUSE_DSN=${CLICKHOUSE_DSN:-}\n" in path.read_text()
+    monkeypatch.setenv("STACK_CLICKHOUSE_PORT", "58124")
     for name, value in dotenv_values(path).items():  # as Dagster's loader puts them into the process
-        monkeypatch.setenv(name, value or "")
-    assert settings.clickhouse_dsn() == f"chdb://{tmp_path / 'second' / 'clickhouse'}"
+        if name != "STACK_CLICKHOUSE_PORT":
+            monkeypatch.setenv(name, value or "")
+    assert settings.clickhouse_dsn() == "http://127.0.0.1:58124"
     monkeypatch.setenv("CLICKHOUSE_DSN", "http://clickhouse.internal:8123")  # one exported when written is kept
     settings.write_dotenv(path)
     assert "CLICKHOUSE_DSN=${CLICKHOUSE_DSN:-http://clickhouse.internal:8123}\n" in path.read_text()

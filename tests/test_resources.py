@@ -194,7 +194,7 @@ def test_unset_variables_fall_back_to_the_local_stack(monkeypatch):
     resources = build_resources()
     assert resources["mongo"].uri == "mongodb://127.0.0.1:57017"
     assert resources["timescale"].port == 55432
-    assert resources["clickhouse"].dsn == f"chdb://{settings.PROJECT_ROOT / '.stack' / 'clickhouse'}"
+    assert resources["clickhouse"].dsn == "http://127.0.0.1:58123"  # the stack's engine server
 
 
 def test_mongo_server_that_stops_answering_fails_the_operation_instead_of_hanging():

@@ -144,9 +144,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     *_group(
         "ClickHouse (ticks, bars, archives)",
-        Setting("CLICKHOUSE_DSN", "", "chdb:///path (embedded engine), chdb://memory, or http(s)://host:port of "
-                "a ClickHouse server. Empty means chdb://<state dir>/clickhouse.",
+        Setting("CLICKHOUSE_DSN", "", "http(s)://host:port of a ClickHouse server, chdb:///path (the engine "
+                "inside this one process only), or chdb://memory. Empty means the local stack's engine server: "
+                "http://127.0.0.1:<STACK_CLICKHOUSE_PORT>, serving <state dir>/clickhouse to every local process.",
                 read_by=(*_TSDB, "orchestration/pools.py", "scripts/stack.py")),
+        Setting("STACK_CLICKHOUSE_PORT", "58123", "Port of the local stack's ClickHouse engine server (chDB behind "
+                "ClickHouse's HTTP interface; CLICKHOUSE_DSN empty).", stack_only=True, read_by=("core/settings.py", "scripts/stack.py")),
         Setting("CLICKHOUSE_USER", "default", "ClickHouse user (server DSNs only).", read_by=_TSDB),
         Setting("CLICKHOUSE_PASSWORD", "", "ClickHouse password (server DSNs only).", secret=True, read_by=_TSDB),
         Setting("CLICKHOUSE_DATABASE", "marketdata", "ClickHouse database of the tick tables (created if "
@@ -338,7 +341,7 @@ def quarantine_dir(domain: str) -> Path:
 
 
 def clickhouse_dsn() -> str:
-    return get("CLICKHOUSE_DSN") or f"chdb://{state_dir() / 'clickhouse'}"
+    return get("CLICKHOUSE_DSN") or f"http://127.0.0.1:{get('STACK_CLICKHOUSE_PORT')}"
 
 
 INSTANCE_YAML = PROJECT_ROOT / "instance" / "dagster.yaml"

@@ -5,7 +5,8 @@
 only one process may hold a data directory, so the client is opened under an exclusive file lock
 (`.<dir>.lock` beside it, holding the holder's pid) and the lock is released when the client is
 closed. Clients of one process share the lock (chDB shares one engine per process and path).
-`http(s)://host:port` talks to a ClickHouse server; nothing is serialized then.
+`http(s)://host:port` talks to a ClickHouse server; nothing is serialized then. The local stack's default
+is such a server: one process serving the engine to all the others (local_server.py).
 """
 
 from __future__ import annotations
@@ -149,15 +150,16 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
                                    "Another process may hold the data directory; set CLICKHOUSE_DSN to another "
                                    "path or a server.") from None
     else:
+        loopback = urlsplit(dsn).hostname in ("127.0.0.1", "localhost", "::1")
         try:
-            client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password,
+            client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password, compress=not loopback,
                                                    connect_timeout=connect_timeout_s, send_receive_timeout=300,
                                                    settings=cluster.client_settings() if cluster.configured() else None)
         except Exception as error:  # noqa: BLE001 - whatever the driver raises: the server is unavailable
             raise StoreUnavailable(
                 "ClickHouse", address(dsn), scrub(str(error).splitlines()[0][:300], password),
-                "Start the server (docker/compose.yaml) or set CLICKHOUSE_DSN; the local stack uses the embedded "
-                "engine (leave CLICKHOUSE_DSN empty).") from None
+                "Start the local stack's engine server (`scripts/stack up clickhouse`, which `make run` does) or "
+                "the server of docker/compose.yaml, or set CLICKHOUSE_DSN.") from None
     if create_database:
         client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     return client, data_dir
