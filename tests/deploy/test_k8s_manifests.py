@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, urlsplit
+from xml.etree import ElementTree
 
 import kubernetes_validate
 import pytest
@@ -115,16 +116,43 @@ def test_every_container_of_our_image_reads_the_sources_file_from_its_configmap(
             f"{workload}: {path.parent} is not the ConfigMap marketdata-sources")
 
 
+def _model(overrides: dict | None = None) -> capacity.Plan:
+    return capacity.plan(capacity.fit_run_cost(json.loads(capacity.RUNS_FILE.read_text())), overrides=overrides)
+
+
+def test_the_overlay_holds_what_the_capacity_model_generates():
+    generated = capacity.kustomize_files(_model(), "deploy/k8s/overlays/production")
+    for name, text in generated.items():
+        assert (m.OVERLAY / name).read_text() == text, (
+            f"{name} is not the model's answer: run `python -m bench capacity --emit-kustomize "
+            "deploy/k8s/overlays/production`")
+
+
 def test_the_live_consumers_are_as_many_as_the_capacity_model_asks():
-    model = capacity.plan(capacity.fit_run_cost(json.loads(capacity.RUNS_FILE.read_text())))
     consumer = m.workloads(m.rendered(m.OVERLAY))["live-consumer"]
-    assert consumer["spec"]["replicas"] == model.units("consumer at the peak")
+    assert consumer["spec"]["replicas"] == _model().units("consumer at the peak") == 2
+
+
+def test_the_clickhouse_cluster_has_the_models_shards_of_two_replicas():
+    xml = m.configmap_data(m.rendered(m.OVERLAY), "clickhouse-remote-servers")["remote_servers.xml"]
+    cluster = ElementTree.fromstring(xml).find("remote_servers/desk")
+    shards = cluster.findall("shard")
+    assert len(shards) == capacity.shards(_model()) == 3
+    hosts = [replica.findtext("host") for shard in shards for replica in shard.findall("replica")]
+    assert [len(shard.findall("replica")) for shard in shards] == [2] * 3 and len(set(hosts)) == 6
+
+
+def test_a_venue_group_the_model_gives_two_collectors_is_refused_by_the_generator():
+    busy = _model({"frame_cost_s": 40e-6})  # the collector's cost before this year's work
+    assert busy.units("binance collector CPU") > 1
+    with pytest.raises(SystemExit, match="BINANCE"):
+        capacity.kustomize_files(busy, "overlay")
 
 
 def test_the_collectors_are_as_many_as_the_capacity_model_asks():
     """One collector per venue group: the model's collectors at the full universe's peak (each at most
     half a core busy at the measured CPU a frame), and Deribit's, whose universe line has no trades."""
-    model = capacity.plan(capacity.fit_run_cost(json.loads(capacity.RUNS_FILE.read_text())))
+    model = _model()
     collectors = [obj for obj in m.workloads(m.rendered(m.OVERLAY)).values()
                   if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "collector"]
     assert sum(obj["spec"].get("replicas", 1) for obj in collectors) == model.units("collector CPU") + 1
