@@ -217,7 +217,9 @@ class PullBatches:
 
 
 class JetStreamStore:
-    """A connection to NATS with JetStream. `async with JetStreamStore(url) as js: ...`."""
+    """A connection to NATS with JetStream. `async with JetStreamStore(url) as js: ...`. `url`: one
+    server, or a comma list of a cluster's (`nats://a:4222,nats://b:4222`, as NATS_URL is spelled for
+    the NATS tools): the client connects to one and moves to another when that one goes away."""
 
     def __init__(self, url: str, *, name: str = "marketdata", connect_timeout_s: float = 5.0,
                  ack_timeout_s: float = 5.0):
@@ -230,7 +232,8 @@ class JetStreamStore:
 
     async def connect(self) -> JetStreamStore:
         # reconnects forever: a NATS restart must not end the collector (publishes wait and are retried)
-        self.nc = await nats.connect(self.url, name=self.name, connect_timeout=self.connect_timeout_s,
+        servers = [url.strip() for url in self.url.split(",") if url.strip()]
+        self.nc = await nats.connect(servers, name=self.name, connect_timeout=self.connect_timeout_s,
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         self.js = self.nc.jetstream(timeout=self.ack_timeout_s)
         return self
