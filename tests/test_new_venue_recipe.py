@@ -229,10 +229,9 @@ with ToyexReplay() as replay:
     d = defs()
     clickhouse = ClickHouseResource(dsn={dsn!r}, database="recipe")
     with dg.DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions("crypto_instruments", ["TOYEX:BTCUSD"])
         result = dg.materialize([d.get_assets_def("crypto_trades")], resources={{**d.resources, "clickhouse": clickhouse}},
                                 instance=instance, selection=["crypto_trades"], raise_on_error=False,
-                                partition_key=dg.MultiPartitionKey({{"day": day.isoformat(), "instrument": "TOYEX:BTCUSD"}}))
+                                partition_key=dg.MultiPartitionKey({{"day": day.isoformat(), "venue": "TOYEX"}}))
     with clickhouse.get_client() as client:
         rows = client.query("SELECT count(), uniqExact(trade_id), round(sum(quantity), 6), min(price) "
                             "FROM recipe.trades_v WHERE venue = 'TOYEX' AND instrument = 'BTCUSD'").result_rows[0]

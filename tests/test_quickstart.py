@@ -304,23 +304,17 @@ def exported(home: Path) -> dict[str, str]:
 
 
 def test_a_first_backfill_of_months_is_split_into_runs_that_fit_the_deadline():
-    """Three months of crypto are 92 runs of one UTC day x every configured instrument (one range each);
+    """Three months of crypto are 92 runs of one UTC day x every venue (its configured instruments inside);
     60 A-share trading days are 3 runs of 20 (docs/quickstart.md step 5)."""
-    import dagster as dg
-
     from marketdata_assets.apps.cli.operate import BACKFILL, backfill_runs
-    from marketdata_assets.sources.config import load_sources_config
 
-    instruments = load_sources_config().crypto_partition_keys()
     crypto_days = [str(date(2026, 8, 1) + timedelta(days=i)) for i in range(92)]
-    with dg.DagsterInstance.ephemeral() as instance:
-        runs = backfill_runs("crypto", crypto_days, BACKFILL["crypto"].days_per_run, instance)
-        assert instance.get_dynamic_partitions("crypto_instruments") == instruments  # added before the sensor does
-    assert len(runs) == 92 and {partitions for _, _, partitions in runs} == {len(instruments)}
-    assert runs[0][1] == {"dagster/asset_partition_range_start": f"2026-08-01|{instruments[0]}",
-                          "dagster/asset_partition_range_end": f"2026-08-01|{instruments[-1]}"}
+    runs = backfill_runs("crypto", crypto_days, BACKFILL["crypto"].days_per_run)
+    assert len(runs) == 92 and {partitions for _, _, partitions in runs} == {4}  # a day x the 4 venues
+    assert runs[0][1] == {"dagster/asset_partition_range_start": "2026-08-01|BINANCE",
+                          "dagster/asset_partition_range_end": "2026-08-01|OKX"}
     share_days = [f"2026-08-{d:02d}" for d in range(1, 32)] + [f"2026-09-{d:02d}" for d in range(1, 30)]
-    runs = backfill_runs("a_shares", share_days, BACKFILL["a_shares"].days_per_run, None)
+    runs = backfill_runs("a_shares", share_days, BACKFILL["a_shares"].days_per_run)
     assert [partitions for _, _, partitions in runs] == [20, 20, 20]
     assert runs[-1][1]["dagster/asset_partition_range_end"] == "2026-09-29"
 

@@ -10,9 +10,9 @@ show up in the UI that `make run` serves next:
 3. alphas: alpha_files is fetched for the last three complete New York months x every account of
    ALPHA_API_ACCOUNTS (one run each, as the schedule does), then the import, the package drops and the packages run for the three months as one
    range run, with the eight checks;
-4. ticks: the configured crypto instruments are added as partitions, then: yesterday's (UTC)
-   history datasets (trades, 1-minute bars, funding, open interest, liquidations, mark/index bars)
-   of every instrument as one range run, a snapshot of each (book, ticker, open interest), the
+4. ticks: the configured crypto instruments are added as the snapshots' partitions, then: yesterday's
+   (UTC) history datasets (trades, 1-minute bars, funding, open interest, liquidations, mark/index bars)
+   of every venue (its instruments inside) as one range run, a snapshot of each (book, ticker, open interest), the
    option chains, the factors of yesterday, the A-share and Yahoo bars of the last trading day, and
    two Binance dump files (of REPLAY_FILE_DAY) dropped into the dump landing area and loaded, and that
    day's Binance archives; with checks;
@@ -101,6 +101,7 @@ REPLAY_FILE_DAY = date(2025, 1, 2)
 def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, list, dict, object]]:
     """Ticks runs on the replays: partitions added to the instance, dump files written once."""
     from marketdata_assets.core.naming import partition_key
+    from marketdata_assets.defs._common.partitions import crypto_venues
     from marketdata_assets.defs.archives.partitions import binance_dump_instruments
     from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
     from marketdata_assets.defs.crypto.partitions import crypto_instruments, option_chains
@@ -109,7 +110,8 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
 
     instruments = load_sources_config().crypto_partition_keys()
     chains = option_chains.get_partition_keys()
-    instance.add_dynamic_partitions(crypto_instruments.name, instruments)
+    venues = crypto_venues.get_partition_keys()
+    instance.add_dynamic_partitions(crypto_instruments.name, instruments)  # the snapshots' partitions
     yesterday = datetime.now(ZoneInfo("UTC")).date() - timedelta(days=1)
     landing = settings.binance_dumps_landing_dir()
     landing.mkdir(parents=True, exist_ok=True)
@@ -129,14 +131,14 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
     a_share_day, yahoo_day = last_trading_day("SSE"), last_trading_day("NYSE")
     return [
         (f"crypto history datasets {yesterday}", ticks + [keys(*CRYPTO_ASSETS.values())],
-         day_range(yesterday, instruments[0], instruments[-1]), None),
+         day_range(yesterday, venues[0], venues[-1]), None),
         ("crypto snapshots (books, tickers, open interest)",
          ticks + [keys(*(a for a, _ in SNAPSHOT_ASSETS.values()))],
          range_tags(instruments[0], instruments[-1]), None),
         ("option chains", ticks + [keys("crypto_option_chains")],
          range_tags(chains[0], chains[-1]), None),
         (f"crypto factors {yesterday}", ticks + [keys("crypto_factors")],
-         day_range(yesterday, instruments[0], instruments[-1]), None),
+         day_range(yesterday, venues[0], venues[-1]), None),
         (f"A-share bars {a_share_day}", ticks + [keys("a_share_bars_1m", "a_share_daily_bars")], {}, f"{a_share_day}"),
         (f"Yahoo bars {yahoo_day}", ticks + [keys("yahoo_bars_1m")], {}, f"{yahoo_day}"),
         (f"Binance dumps {REPLAY_FILE_DAY}", ticks + [keys("binance_dump_trades")],

@@ -31,6 +31,7 @@ CLICKHOUSE, TIMESCALE, ALPHA_STORE = "clickhouse", "timescale", "alpha_store"
 
 # How the guarded asset is partitioned: the shape of the keys a judge gets (None: not partitioned).
 DAY_INSTRUMENT = "day|instrument"  # 'YYYY-MM-DD|VENUE:INSTRUMENT'
+DAY_VENUE = "day|venue"            # 'YYYY-MM-DD|VENUE': the venue's instruments inside (crypto REST)
 DAY = "day"                        # 'YYYY-MM-DD'
 INSTRUMENT = "instrument"          # 'VENUE:INSTRUMENT' (an option chain: 'DERIBIT:BTC-OPTIONS')
 MONTH = "month"                    # 'YYYY-MM-01'
@@ -87,7 +88,7 @@ class Check:
     description: str
     store: str  # CLICKHOUSE, TIMESCALE or ALPHA_STORE
     judge: Judge = field(repr=False)
-    partitioned_by: str | None = None  # DAY_INSTRUMENT, DAY, INSTRUMENT, MONTH, HOUR_INSTRUMENT; None: the asset is not partitioned
+    partitioned_by: str | None = None  # DAY_INSTRUMENT, DAY_VENUE, DAY, INSTRUMENT, MONTH, HOUR_INSTRUMENT; None: the asset is not partitioned
     blocking: bool = False  # a failed ERROR stops the assets downstream in the same run
 
     def run(self, store: Any, partitions: Sequence[str] | None = None) -> dict[str | None, Verdict]:

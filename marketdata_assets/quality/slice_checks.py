@@ -13,17 +13,21 @@ gives one verdict per partition: the violations, the rows checked and a sample o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 
 from marketdata_assets.core import calendars
+from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
 from marketdata_assets.core.naming import parse_partition_key
+from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.quality.checks import (
     CLICKHOUSE,
     DAY,
     DAY_INSTRUMENT,
+    DAY_VENUE,
+    ERROR,
     HOUR_INSTRUMENT,
     INSTRUMENT,
     WARN,
@@ -34,6 +38,7 @@ from marketdata_assets.quality.checks import (
 )
 from marketdata_assets.quality.continuity import SliceIds, find_holes
 from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
+from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.quality.slices import (
     BARS_CONSISTENT,
     FUNDING_INSIDE_CAP,
@@ -72,6 +77,75 @@ def slices_of(partition_keys: Iterable[str], dataset: str) -> list[SliceKey]:
         parsed = parse_partition_key(instrument)
         out.append(SliceKey(dataset, parsed.venue, parsed.instrument, date.fromisoformat(day)))
     return out
+
+
+def venue_day_keys(store: ClickHouse, dataset: str, partition_keys: Iterable[str],
+                   instruments: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Each day x venue key ('YYYY-MM-DD|VENUE') -> the day x instrument keys of the venue's configured
+    instruments and of every other instrument of the venue with an active load of `dataset` that day."""
+    keys = [str(key) for key in partition_keys]
+    out = {key: {f"{key}:{i}" for i in instruments.get(key.split("|")[1], ())} for key in keys}
+    if keys:
+        rows = store.client.query(
+            f"SELECT toString(day), venue, instrument FROM {clickhouse_database(store.database)}.active_loads "
+            "WHERE dataset = {code:String} AND day IN {days:Array(Date)} AND venue IN {venues:Array(String)}",
+            parameters={"code": spec_for(dataset).code, "days": sorted({k.split("|")[0] for k in keys}),
+                        "venues": sorted({k.split("|")[1] for k in keys})}).result_rows
+        for day, venue, instrument in rows:
+            if f"{day}|{venue}" in out:
+                out[f"{day}|{venue}"].add(f"{day}|{venue}:{instrument}")
+    return {key: sorted(found) for key, found in out.items()}
+
+
+def _table_cell(verdict: Verdict) -> tuple:
+    meta = verdict.metadata
+    return ("passed" if verdict.passed else "FAILED", meta.get("violations", ""), meta.get("rows_checked", ""),
+            "" if verdict.passed else (verdict.description or "")[:160])
+
+
+def _combined(verdicts: Iterable[Verdict]) -> dict:
+    """The instruments' metadata in one: numbers summed, a value all of them share kept."""
+    values: dict[str, list] = {}
+    for verdict in verdicts:
+        for name, value in verdict.metadata.items():
+            values.setdefault(name, []).append(value)
+    out = {}
+    for name, found in values.items():
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in found):
+            out[name] = sum(found)
+        elif all(isinstance(v, str) and v == found[0] for v in found):
+            out[name] = found[0]
+    return out
+
+
+def venue_verdict(key: str, verdicts: Mapping[str, Verdict]) -> Verdict:
+    """One day x venue verdict from its instruments' (day x instrument key -> verdict): passed when all
+    passed; numbers summed; a table of every instrument; the first failure's details and description."""
+    failed = [(k, v) for k, v in verdicts.items() if not v.passed]
+    rows = [(k.split("|")[1], *_table_cell(v)) for k, v in sorted(verdicts.items())]
+    metadata = {**_combined(verdicts.values()), "checked": key, "instruments": len(verdicts),
+                "instruments_failed": len(failed),
+                "by_instrument": table(["instrument", "verdict", "violations", "rows checked", "why"], rows)}
+    if not failed:
+        return Verdict(True, f"{key}: {len(verdicts)} instrument(s) passed", metadata)
+    first = failed[0][1]
+    metadata = {**{k: v for k, v in first.metadata.items() if k not in metadata}, **metadata}
+    names = ", ".join(k.split("|")[1] for k, _ in failed[:5]) + (" ..." if len(failed) > 5 else "")
+    severity = ERROR if any(v.severity == ERROR for _, v in failed) else WARN
+    return Verdict(False, f"{len(failed)} of {len(verdicts)} instrument(s) failed ({names}): "
+                   f"{first.description or 'failed'}", metadata, severity)
+
+
+def by_venue(check: Check, dataset: str, instruments: Callable[[], Mapping[str, Sequence[str]]]) -> Check:
+    """A day x instrument check of `dataset` as a check of a day x venue asset: each day x venue partition
+    judged by its instruments' slices (`instruments()`: venue -> the configured instruments; and any
+    other stored that day), in one judge call."""
+    def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
+        keys = venue_day_keys(store, dataset, partitions, instruments())
+        verdicts = check.judge(store, sorted({k for ks in keys.values() for k in ks}))
+        return {key: venue_verdict(key, {k: verdicts[k] for k in ks}) for key, ks in keys.items()}
+
+    return Check(check.name, check.asset, check.description, check.store, judge, DAY_VENUE, check.blocking)
 
 
 def rule_verdicts(rule: Rule, results: Mapping[str, RuleResult], partitions: Iterable[str],
@@ -203,8 +277,8 @@ BAR_RULES = (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], ON_TH
 CRYPTO_BAR_RULES = (*BAR_RULES, PRICES_POSITIVE["bars_1m"])
 STOCK_BAR_RULES = (*BAR_RULES, MINUTES_COMPLETE)
 
-# crypto_ticks' assets (day x instrument)
-CRYPTO_CHECKS = [
+# crypto_ticks' assets (day x venue: each venue's configured instruments)
+CRYPTO_SLICE_CHECKS = [
     *(rule_check("crypto_trades", rule) for rule in TRADE_RULES),
     trade_id_check("crypto_trades"),
     *(rule_check("crypto_bars_1m", rule) for rule in CRYPTO_BAR_RULES),
@@ -219,6 +293,10 @@ CRYPTO_CHECKS = [
       for dataset, asset in (("mark_bars_1m", "crypto_mark_bars_1m"), ("index_bars_1m", "crypto_index_bars_1m"))),
     rule_check("crypto_mark_bars_1m", MARK_NEAR_INDEX),
 ]
+# each asset is crypto_<its dataset>
+CRYPTO_CHECKS = [by_venue(check, check.asset.removeprefix("crypto_"),
+                          lambda: load_sources_config().crypto_instruments_by_venue())
+                 for check in CRYPTO_SLICE_CHECKS]
 # crypto_snapshots' assets (instrument) and the option chains (chain)
 CRYPTO_SNAPSHOT_CHECKS = [
     rule_check("crypto_book_snapshots", PRICES_POSITIVE["books"], INSTRUMENT),

@@ -93,6 +93,13 @@ class SourcesConfig:
     def crypto_partition_keys(self) -> list[str]:
         return [key.partition_key for key in self.crypto_instruments]
 
+    def crypto_instruments_by_venue(self) -> dict[str, list[str]]:
+        """venue -> its configured instruments, in the file's order."""
+        out: dict[str, list[str]] = {}
+        for key in self.crypto_instruments:
+            out.setdefault(key.venue, []).append(key.instrument)
+        return out
+
 
 class _Reader:
     """Reads the decoded file against the declarations of sources/config_schema.py; every error names

@@ -63,28 +63,31 @@ def store(server, clickhouse):
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as inst:
-        inst.add_dynamic_partitions("crypto_instruments", INSTRUMENTS)
         yield inst
 
 
-def materialize(instance, server, store, selection, key: str) -> dg.ExecuteInProcessResult:
+def materialize(instance, server, store, selection, key: str, config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """A run of the day x venue partition of `key` ('YYYY-MM-DD|VENUE:INSTRUMENT')."""
     resources = {**stock_resources(UNUSED), **crypto_resources(server.base_url), "clickhouse": store}
+    partition = key.split(":")[0]
     return dg.materialize([*ticks_definitions(), *archive_checks, trade_id_refill], resources=resources,
-                          instance=instance, selection=selection, tags={RANGE_START: key, RANGE_END: key},
-                          raise_on_error=False)
+                          instance=instance, selection=selection, tags={RANGE_START: partition, RANGE_END: partition},
+                          run_config={"ops": config or {}}, raise_on_error=False)
 
 
 def check(instance, server, store, key: str) -> dg.AssetCheckEvaluation:
-    """The trade_ids_continuous evaluation of crypto_trades' partition `key` (a checks-only run)."""
+    """The trade_ids_continuous evaluation of crypto_trades' venue-day of `key` (a checks-only run)."""
     result = materialize(instance, server, store, dg.AssetSelection.checks(dg.AssetCheckKey(TRADES, CHECK)), key)
     assert result.success
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK]
-    assert evaluation.partition == key
+    assert evaluation.partition == key.split(":")[0]
     return evaluation
 
 
 def refill_run(instance, server, store, key: str) -> dict:
-    result = materialize(instance, server, store, [dg.AssetKey("trade_id_refill")], key)
+    """trade_id_refill of the instrument of `key` alone."""
+    config = {"trade_id_refill": {"config": {"instruments": [key.split("|")[1]]}}}
+    result = materialize(instance, server, store, [dg.AssetKey("trade_id_refill")], key, config)
     assert result.success
     (event,) = result.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}
@@ -137,17 +140,15 @@ def test_a_complete_slice_passes_and_one_with_holes_fails_naming_instrument_day_
     first = int(server.truth_trades("BINANCE", "ETHUSDT", DAY)["seq"][0])
     load_rest(store, server, "BINANCE", "ETHUSDT", DAY, holes=[(first + 100, first + 149), (first + 700, first + 700)])
 
-    complete = check(instance, server, store, crypto_key(DAY, "BINANCE:BTCUSDT"))
-    assert complete.passed and complete.metadata["missing_ids"].value == 0
-    assert complete.metadata["rows_checked"].value == PER_DAY and complete.metadata["id_sequence"].value == "aggTrade"
-
-    holed = check(instance, server, store, crypto_key(DAY, "BINANCE:ETHUSDT"))
-    assert not holed.passed
-    assert holed.description == (f"BINANCE:ETHUSDT 2025-01-15: 51 aggTrade id(s) missing in 2 range(s): "
-                                 f"{first + 100}-{first + 149}, {first + 700}")
-    assert holed.metadata["missing_ids"].value == 51 and holed.metadata["hole_ranges"].value == 2
-    assert holed.metadata["rows_checked"].value == PER_DAY - 51
-    assert f"| {first + 100} | {first + 149} | 50 | inside the day |" in holed.metadata["holes"].value
+    day = check(instance, server, store, crypto_key(DAY, "BINANCE:BTCUSDT"))  # the day of BINANCE: both
+    assert not day.passed and day.metadata["instruments_failed"].value == 1
+    assert day.description == (f"1 of 3 instrument(s) failed (BINANCE:ETHUSDT): BINANCE:ETHUSDT 2025-01-15: "
+                                f"51 aggTrade id(s) missing in 2 range(s): {first + 100}-{first + 149}, {first + 700}")
+    assert "| BINANCE:BTCUSDT | passed |" in day.metadata["by_instrument"].value
+    assert "| BINANCE:ETHUSDT | FAILED |" in day.metadata["by_instrument"].value
+    assert day.metadata["missing_ids"].value == 51 and day.metadata["hole_ranges"].value == 2
+    assert day.metadata["rows_checked"].value == 2 * PER_DAY - 51 and day.metadata["id_sequence"].value == "aggTrade"
+    assert f"| {first + 100} | {first + 149} | 50 | inside the day |" in day.metadata["holes"].value
 
 
 def test_first_ranges_shown_repeated_ids_hide_no_hole_and_unknown_sources_are_not_checked(store):
@@ -219,8 +220,8 @@ def test_a_dump_with_lines_removed_is_refilled_from_historical_trades_in_microse
     key = crypto_key(DAY, "BINANCE:ETHUSDT")
     evaluation = check(instance, server, store, key)
     assert not evaluation.passed and evaluation.metadata["id_sequence"].value == "trade"
-    assert evaluation.description == (f"BINANCE:ETHUSDT 2025-01-15: 1,252 trade id(s) missing in 2 range(s): "
-                                      f"{first + 1}, {first + 1200}-{first + 2450}")
+    assert evaluation.description.endswith(f"BINANCE:ETHUSDT 2025-01-15: 1,252 trade id(s) missing in 2 range(s): "
+                                           f"{first + 1}, {first + 1200}-{first + 2450}")
     server.reset()
 
     done = refill_run(instance, server, store, key)
@@ -247,8 +248,8 @@ def test_a_hole_across_midnight_is_refilled_into_both_days(server, store, instan
     assert check(instance, server, store, crypto_key(before, "BINANCE:BTCUSDT")).passed  # its day before is not stored
     evaluation = check(instance, server, store, key)
     assert not evaluation.passed
-    assert evaluation.description == (f"BINANCE:BTCUSDT 2025-01-15: 50 aggTrade id(s) missing in 1 range(s): "
-                                      f"{last_before - 29}-{first + 19} (at midnight)")
+    assert evaluation.description.endswith(f"BINANCE:BTCUSDT 2025-01-15: 50 aggTrade id(s) missing in 1 range(s): "
+                                           f"{last_before - 29}-{first + 19} (at midnight)")
     assert evaluation.metadata["previous_day_last_id"].value == str(last_before - 30)
     server.reset()
 

@@ -26,7 +26,7 @@ from tests.ticks.common import FAST, crypto_replay
 from tests.ticks.ticks_dagster import (
     UNUSED,
     crypto_resources,
-    day_range,
+    crypto_day,
     failure,
     materialize,
     metadata,
@@ -81,8 +81,7 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
     before = dg.evaluate_automation_conditions(defs=definitions, instance=instance,
                                                asset_selection=factors_only)
     assert before.total_requested == 0
-    result = materialize(instance, resources, HISTORY,
-                         tags=day_range(YESTERDAY, INSTRUMENTS[0], INSTRUMENTS[-1]))
+    result = materialize(instance, resources, HISTORY, **crypto_day(YESTERDAY, INSTRUMENTS))
     assert result.success, failure(result)[0]
     funding = metadata(result, "crypto_funding")
     # perpetuals only: a spot pair has no funding slice (and is no failure)
@@ -123,9 +122,9 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
     requested = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=before.cursor,
                                                   asset_selection=factors_only)
     assert sorted(str(k) for k in requested.get_requested_partitions(
-        dg.AssetKey("crypto_factors"))) == sorted(f"{YESTERDAY}|{key}" for key in INSTRUMENTS)
+        dg.AssetKey("crypto_factors"))) == sorted({f"{YESTERDAY}|{key.split(':')[0]}" for key in INSTRUMENTS})
     factors = materialize(instance, resources, ["crypto_factors"],
-                          tags=day_range(YESTERDAY, INSTRUMENTS[0], INSTRUMENTS[-1]))
+                          tags=crypto_day(YESTERDAY, INSTRUMENTS)["tags"])
     assert factors.success, failure(factors)[0]
     meta = metadata(factors, "crypto_factors")
     assert meta["slices"] == 5 and meta["values"] == 5 * len(FACTORS)
@@ -147,7 +146,7 @@ def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_
         server, resources, instance):
     server.add_fault(kind="missing_field", venue="OKX", endpoint="funding")
     result = materialize(instance, resources, ["crypto_funding", "crypto_open_interest"],
-                         tags=day_range(YESTERDAY, INSTRUMENTS[0], INSTRUMENTS[-1]))
+                         **crypto_day(YESTERDAY, INSTRUMENTS))
     assert not result.success
     description, meta = failure(result)
     assert "OKX" in description and "BTC-USDT-SWAP" in description and "retry_failed_from_run" in description
@@ -175,9 +174,8 @@ def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_
 def test_days_past_a_venues_rest_history_are_not_fetched_and_the_metadata_says_so(server, resources,
                                                                                    instance):
     old = YESTERDAY - timedelta(days=40)  # past USD-M's and OKX's open interest history, inside funding's
-    keys = ["BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL"]  # a range of the instrument dimension
-    result = materialize(instance, resources, ["crypto_funding", "crypto_open_interest"],
-                         tags=day_range(old, keys[0], keys[1]))
+    keys = ["BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL"]  # two venues' instruments
+    result = materialize(instance, resources, ["crypto_funding", "crypto_open_interest"], **crypto_day(old, keys))
     assert result.success, failure(result)[0]
     oi, funding = metadata(result, "crypto_open_interest"), metadata(result, "crypto_funding")
     assert oi["beyond_rest_reach"] == 1 and "BINANCE_UM" not in oi["slices"]  # no slice, no request

@@ -37,7 +37,6 @@ def crypto(crypto_server, clickhouse):
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as inst:
-        inst.add_dynamic_partitions("crypto_instruments", INSTRUMENTS)
         yield inst
 
 
@@ -65,13 +64,14 @@ def no_warnings(instance, result) -> None:
 
 def test_a_range_run_records_each_check_on_each_partition(crypto, instance):
     day2 = DAY + timedelta(days=1)
-    keys = [crypto_key(day, instrument) for day, instrument in product((DAY, day2), INSTRUMENTS[:2])]
+    keys = [crypto_key(day, "BINANCE") for day in (DAY, day2)]  # two instruments in each
     tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-    result = materialize(instance, crypto, ["crypto_trades"], tags=tags)
+    result = materialize(instance, crypto, ["crypto_trades"], tags=tags,
+                         config={"crypto_ticks": {"instruments": INSTRUMENTS[:2]}})
     assert result.success
     checks = evaluations(result)
     assert set(checks) == set(product(CHECKS, keys))  # none without a partition
-    assert all(e.passed and e.metadata["rows_checked"].value == PER_DAY for e in checks.values())
+    assert all(e.passed and e.metadata["rows_checked"].value == 2 * PER_DAY for e in checks.values())
     assert checks[("prices_positive", keys[1])].metadata["checked"].value == keys[1]
     assert stored_status(instance, None) == {k: ("SUCCEEDED", True) for k in product(CHECKS, keys)}
     history = instance.event_log_storage.get_asset_check_execution_history(
@@ -83,9 +83,10 @@ def test_a_range_run_records_each_check_on_each_partition(crypto, instance):
 
 def test_a_corrupt_partition_fails_alone_in_a_checks_only_range_run(crypto, instance):
     clickhouse = crypto["clickhouse"]
-    tags = day_range(DAY, INSTRUMENTS[0], INSTRUMENTS[-1])
-    keys = [crypto_key(DAY, instrument) for instrument in INSTRUMENTS]
-    assert materialize(instance, crypto, ["crypto_trades"], tags=tags).success
+    tags = day_range(DAY, "BINANCE", "OKX")
+    keys = [crypto_key(DAY, venue) for venue in ("BINANCE", "BINANCE_UM", "DERIBIT", "OKX")]
+    assert materialize(instance, crypto, ["crypto_trades"], tags=tags,
+                       config={"crypto_ticks": {"instruments": INSTRUMENTS}}).success
     # a copy of one stored trade of ETHUSDT's active load, negative price: a duplicate id and a bad price
     ((load_id,),) = query(clickhouse, "SELECT load_id FROM {db}.active_loads WHERE dataset = {code:String} "
                                       "AND instrument = 'ETHUSDT' AND day = {day:Date}",
@@ -97,12 +98,13 @@ def test_a_corrupt_partition_fails_alone_in_a_checks_only_range_run(crypto, inst
     assert result.success and not result.get_asset_materialization_events()  # only the checks ran
     checks = evaluations(result)
     assert set(checks) == set(product(CHECKS, keys))
-    bad = crypto_key(DAY, "BINANCE:ETHUSDT")
+    bad = crypto_key(DAY, "BINANCE")  # ETHUSDT's, beside a clean BTCUSDT
     failed = {k for k, e in checks.items() if not e.passed}
     assert failed == {("no_duplicate_trade_ids", bad), ("prices_positive", bad)}
     duplicates, prices = checks[("no_duplicate_trade_ids", bad)], checks[("prices_positive", bad)]
     assert duplicates.metadata["violations"].value == 1 and prices.metadata["violations"].value == 1
-    assert prices.metadata["rows_checked"].value == PER_DAY + 1
+    assert prices.metadata["rows_checked"].value == 2 * PER_DAY + 1
+    assert "| BINANCE:BTCUSDT | passed | 0 |" in prices.metadata["by_instrument"].value
     assert "| BINANCE | ETHUSDT | 2025-01-15 |" in duplicates.metadata["sample"].value
     assert "load_id" not in prices.metadata["sample"].value and "ETHUSDT" in prices.metadata["sample"].value
     assert all("sample" not in e.metadata and e.metadata["violations"].value == 0
@@ -113,8 +115,9 @@ def test_a_corrupt_partition_fails_alone_in_a_checks_only_range_run(crypto, inst
 
 
 def test_a_single_partition_run_records_that_partition_once(crypto, instance):
-    key = crypto_key(DAY, "OKX:BTC-USDT")
-    result = materialize(instance, crypto, ["crypto_trades"], partition_key=key)
+    key = crypto_key(DAY, "OKX")
+    result = materialize(instance, crypto, ["crypto_trades"], partition_key=key,
+                         config={"crypto_ticks": {"instruments": ["OKX:BTC-USDT"]}})
     assert result.success
     checks = evaluations(result)
     assert set(checks) == {(name, key) for name in CHECKS} and all(e.passed for e in checks.values())

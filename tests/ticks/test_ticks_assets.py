@@ -4,6 +4,8 @@ ground truth through the read views; faults are injected into the replays."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import os
 import signal
@@ -34,6 +36,7 @@ from tests.ticks.ticks_dagster import (
     DAY,
     STOCK_DAY,
     crypto_resources,
+    crypto_day,
     day_range,
     failure,
     log_messages,
@@ -106,7 +109,7 @@ def assert_same_rows(actual: pl.DataFrame, expected: pl.DataFrame, sort: list[st
 
 def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_server, crypto, instance):
     clickhouse = crypto["clickhouse"]
-    first = materialize(instance, crypto, BOTH, tags=day_range(DAY, CRYPTO[0], CRYPTO[-1]))
+    first = materialize(instance, crypto, BOTH, **crypto_day(DAY, CRYPTO))
     assert first.success
     meta = metadata(first, "crypto_trades")
     assert meta["summary"] == "Successful: 6/6" and meta["slices_failed"] == 0
@@ -118,9 +121,11 @@ def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_serv
         assert_same_rows(view_rows(clickhouse, "trades", venue, instrument, DAY), truth, ["ts", "trade_id"])
         assert_same_rows(view_rows(clickhouse, "bars_1m", venue, instrument, DAY),
                          crypto_server.truth_bars(venue, instrument, DAY), ["ts"])
-    checks = first.get_asset_check_evaluations()  # per partition of the range: 9 checks x 6 partitions
-    assert len(checks) == 54 and all(c.passed for c in checks)
-    assert {c.partition for c in checks} == {f"{DAY}|{key}" for key in CRYPTO}
+    checks = first.get_asset_check_evaluations()  # per venue-day of the range: 9 checks x 4 venues
+    assert len(checks) == 36 and all(c.passed for c in checks)
+    assert {c.partition for c in checks} == {f"{DAY}|{venue}" for venue in ("BINANCE", "BINANCE_UM", "DERIBIT", "OKX")}
+    okx = next(c for c in checks if c.partition == f"{DAY}|OKX" and c.check_name == "no_duplicate_trade_ids")
+    assert "| OKX:BTC-USDT-SWAP | passed | 0 | 1,500 |" in okx.metadata["by_instrument"].value  # each instrument
 
     logged = ingest_log(clickhouse)
     assert len(logged) == 12 and {r["outcome"] for r in logged} == {"ok"} and {r["run_id"] for r in logged} == {first.run_id}
@@ -128,7 +133,7 @@ def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_serv
     assert (btc["source"], btc["venue"], btc["day"], btc["rows"]) == ("BINANCE", "BINANCE", DAY, 1500)
     assert btc["requests"] >= 2 and btc["load_id"] > 0
 
-    again = materialize(instance, crypto, ["crypto_trades"], tags=day_range(DAY, CRYPTO[0], CRYPTO[-1]))
+    again = materialize(instance, crypto, ["crypto_trades"], **crypto_day(DAY, CRYPTO))
     assert again.success
     counts = query(clickhouse, "SELECT instrument, count(), uniqExact(trade_id) FROM {db}.trades_v GROUP BY instrument")
     assert sorted(c[1:] for c in counts) == [(1500, 1500)] * 6  # replaced, never duplicated
@@ -139,7 +144,7 @@ def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_serv
 def test_429_and_5xx_are_retried_and_counted(crypto_server, crypto, instance):
     crypto_server.add_fault(kind="rate_limit", venue="BINANCE", endpoint="trades", every=2, times=3, retry_after="0.05")
     crypto_server.add_fault(kind="server_error", venue="OKX", every=3, times=3, status=503)
-    result = materialize(instance, crypto, ["crypto_trades"], tags=day_range(DAY, CRYPTO[0], CRYPTO[3]))
+    result = materialize(instance, crypto, ["crypto_trades"], **crypto_day(DAY, CRYPTO[:4]))
     assert result.success
     meta = metadata(result, "crypto_trades")
     assert meta["rate_limited_429"] == 3 and meta["server_errors_5xx"] == 3 and meta["retries"] >= 6
@@ -154,7 +159,7 @@ def test_malformed_page_fails_its_slice_the_others_are_written_and_retry_failed_
                                                                                         instance):
     crypto_server.add_fault(kind="malformed_json", venue="OKX", instrument="BTC-USDT-SWAP", endpoint="trades")
     crypto_server.add_fault(kind="bad_number", venue="DERIBIT", instrument="BTC-PERPETUAL", endpoint="bars")
-    result = materialize(instance, crypto, BOTH, tags=day_range(DAY, CRYPTO[0], CRYPTO[-1]))
+    result = materialize(instance, crypto, BOTH, **crypto_day(DAY, CRYPTO))
     assert not result.success
     description, meta = failure(result)
     assert "2 slice(s) not loaded" in description and meta["crypto_trades_summary"] == "Successful: 5/6"
@@ -169,14 +174,13 @@ def test_malformed_page_fails_its_slice_the_others_are_written_and_retry_failed_
     failed = ingest_log(clickhouse, "outcome = 'failed'")
     assert {(r["instrument"], r["dataset"]) for r in failed} == {("BTC-USDT-SWAP", "trades"), ("BTC-PERPETUAL", "bars")}
     assert all(r["run_id"] == result.run_id and "2025-01-15" in r["error"] for r in failed)
-    statuses = instance.get_status_by_partition(dg.AssetKey("crypto_trades"), [f"{DAY}|{CRYPTO[0]}"],
-                                                crypto_partitions)
-    assert statuses[f"{DAY}|{CRYPTO[0]}"] == dg.AssetPartitionStatus.FAILED  # the day is not complete
+    statuses = instance.get_status_by_partition(dg.AssetKey("crypto_trades"), [f"{DAY}|OKX"], crypto_partitions)
+    assert statuses[f"{DAY}|OKX"] == dg.AssetPartitionStatus.FAILED  # the day is not complete
 
     crypto_server.clear_faults()
     crypto_server.reset()
-    retry = materialize(instance, crypto, BOTH, tags=day_range(DAY, CRYPTO[0], CRYPTO[-1]),
-                        config={"crypto_ticks": {"retry_failed": True}})
+    retry = materialize(instance, crypto, BOTH, tags=crypto_day(DAY, CRYPTO)["tags"],
+                        config={"crypto_ticks": {"retry_failed": True, "instruments": CRYPTO}})
     assert retry.success
     asked = {(r["venue"], r["instrument"], r["endpoint"]) for r in crypto_server.requests()}
     assert asked == {("OKX", "BTC-USDT-SWAP", "trades"), ("DERIBIT", "BTC-PERPETUAL", "bars")}  # only those two
@@ -187,7 +191,7 @@ def test_malformed_page_fails_its_slice_the_others_are_written_and_retry_failed_
 def test_a_ban_stops_binance_for_the_run_and_the_other_venues_finish(crypto_server, crypto, instance):
     crypto["binance"] = crypto_resources(crypto_server.base_url, workers=1)["binance"]  # one slice at a time
     crypto_server.add_fault(kind="ban", venue="BINANCE", after=1)
-    result = materialize(instance, crypto, BOTH, tags=day_range(DAY, CRYPTO[0], CRYPTO[-1]))
+    result = materialize(instance, crypto, BOTH, **crypto_day(DAY, CRYPTO))
     assert not result.success
     _, meta = failure(result)
     assert "banned this IP" in meta["failures"] and "not attempted: BINANCE trades stopped" in meta["failures"]
@@ -239,14 +243,16 @@ def test_checks_fail_on_bad_rows_in_the_active_loads(crypto, instance):
         client.command(f"INSERT INTO `{db}`.loads (dataset, venue, instrument, day, load_id, rows, run_id) VALUES "
                        "('bars', 'OKX', 'BTC-USDT', '2025-01-15', 77, 1, 'test')")
     checks = dg.AssetSelection.checks_for_assets("crypto_trades", "crypto_bars_1m")
-    result = materialize(instance, crypto, checks, tags=day_range(DAY, CRYPTO[0], CRYPTO[2]))
+    result = materialize(instance, crypto, checks, tags=day_range(DAY, "BINANCE", "OKX"))
     evaluations = result.get_asset_check_evaluations()
     by_name = {(e.asset_key.to_user_string(), e.check_name, e.partition): e for e in evaluations}
     assert not result.get_asset_materialization_events()  # only the checks ran
-    assert len(by_name) == len(evaluations) == 27  # 9 checks x 3 partitions, each on its own partition
-    btc, okx = f"{DAY}|BINANCE:BTCUSDT", f"{DAY}|OKX:BTC-USDT"
+    assert len(by_name) == len(evaluations) == 36  # 9 checks x 4 venue-days, each on its own partition
+    btc, okx = f"{DAY}|BINANCE", f"{DAY}|OKX"
     duplicates = by_name[("crypto_trades", "no_duplicate_trade_ids", btc)]
     assert not duplicates.passed and duplicates.metadata["violations"].value == 1
+    assert duplicates.metadata["instruments_failed"].value == 1 and "BTCUSDT" in duplicates.description
+    assert "| BINANCE:BTCUSDT | FAILED | 1 | 4 |" in duplicates.metadata["by_instrument"].value
     assert "| BINANCE | BTCUSDT | 2025-01-15 | 2 | 2 |" in duplicates.metadata["sample"].value
     assert not by_name[("crypto_trades", "prices_positive", btc)].passed
     assert by_name[("crypto_bars_1m", "bar_high_low_consistent", btc)].metadata["violations"].value == 1
@@ -264,7 +270,7 @@ import polars as pl
 from marketdata_assets.core import settings
 settings.apply_defaults()
 from marketdata_assets.resources import ClickHouseResource
-from tests.ticks.ticks_dagster import DAY, crypto_resources, day_range, materialize
+from tests.ticks.ticks_dagster import DAY, crypto_day, crypto_resources, materialize
 clickhouse = ClickHouseResource(dsn={dsn!r}, database="ticks")
 
 def state():
@@ -277,8 +283,7 @@ if {rerun!r}:
     clickhouse.close()
 resources = {{**crypto_resources({base_url!r}, workers=1), "clickhouse": clickhouse}}
 with dg.DagsterInstance.ephemeral() as instance:
-    instance.add_dynamic_partitions("crypto_instruments", {keys!r})
-    result = materialize(instance, resources, ["crypto_trades"], tags=day_range(DAY, {keys!r}[0], {keys!r}[-1]))
+    result = materialize(instance, resources, ["crypto_trades"], **crypto_day(DAY, {keys!r}))
 print("RUN", result.success, flush=True)
 if {rerun!r}:
     print("AFTER", json.dumps(state()), flush=True)
@@ -512,7 +517,7 @@ def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance)
             return schedule(context)
 
     crypto = run(crypto_schedules.crypto_ticks_daily, datetime(2025, 1, 16, 0, 30, tzinfo=UTC))
-    assert crypto.tags == day_range(DAY, CRYPTO[0], CRYPTO[-1]) and crypto.run_key == "crypto:2025-01-15"
+    assert crypto.tags == day_range(DAY, "BINANCE", "OKX") and crypto.run_key == "crypto:2025-01-15"
     shanghai = run(equity_schedules.a_share_after_close, datetime(2025, 6, 5, 15, 30, tzinfo=ZoneInfo("Asia/Shanghai")))
     assert shanghai.partition_key == "2025-06-05"
     new_york = run(equity_schedules.yahoo_after_close, datetime(2025, 6, 5, 17, 30, tzinfo=ZoneInfo("America/New_York")))
@@ -525,29 +530,31 @@ def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance)
     chains = run(crypto_schedules.crypto_option_chains_hourly, datetime(2025, 1, 16, 9, 5, tzinfo=UTC))
     assert chains.tags == {RANGE_START: "DERIBIT:BTC-OPTIONS", RANGE_END: "DERIBIT:ETH-OPTIONS"}
     assert chains.run_key == "option_chains:2025-01-16T09"
-    with dg.instance_for_test() as empty, dg.build_schedule_context(
-            instance=empty, scheduled_execution_time=datetime(2025, 1, 16, 0, 30, tzinfo=UTC)) as context:
-        assert isinstance(crypto_schedules.crypto_ticks_daily(context), dg.SkipReason)
 
 
-def test_crypto_catch_up_requests_missing_and_failed_instrument_blocks(crypto_server, crypto, instance):
-    from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS
+def test_crypto_catch_up_retries_a_failed_instrument_alone_from_the_ingest_log(crypto_server, crypto, instance):
+    """One run over the last days x every venue with retry_failed: the ingest log, not a partition per
+    instrument, says what to fetch (a failed instrument, days never loaded), and nothing loaded twice."""
     from marketdata_assets.defs.crypto.schedules import crypto_catch_up_requests
 
-    every = list(CRYPTO_ASSETS.values())  # a partition counts as loaded when every history dataset is
     keys = CRYPTO[:3]  # BINANCE:BTCUSDT, BINANCE:ETHUSDT, OKX:BTC-USDT
     day2, day3 = DAY + timedelta(days=1), DAY + timedelta(days=2)
-    assert materialize(instance, crypto, every, tags=day_range(day3, keys[0], keys[2])).success
+    assert materialize(instance, crypto, ["crypto_trades"], **crypto_day(day3, keys)).success
     crypto_server.add_fault(kind="server_error", venue="BINANCE", instrument="ETHUSDT", status=500)
-    assert not materialize(instance, crypto, every, tags=day_range(day2, keys[0], keys[2])).success
+    assert not materialize(instance, crypto, ["crypto_trades"], **crypto_day(day2, keys)).success
+    crypto_server.clear_faults()
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2025, 1, 18, 3, tzinfo=UTC)) as context:
-        requests = crypto_catch_up_requests(context, days=3)
-    # DAY: never loaded; day2: failed (the run's three) or never loaded (the other three): one run for
-    # both days; day3: the three instruments not in the run only
-    assert [r.tags for r in requests] == [{"dagster/asset_partition_range_start": f"{DAY}|{CRYPTO[0]}",
-                                           "dagster/asset_partition_range_end": f"{day2}|{CRYPTO[-1]}"},
-                                          day_range(day3, CRYPTO[3], CRYPTO[-1])]
-    assert all(r.run_config == {"ops": {"crypto_ticks": {"config": {"retry_failed": True}}}} for r in requests)
+        (request,) = crypto_catch_up_requests(context, days=3)
+    assert request.tags == {RANGE_START: f"{DAY}|BINANCE", RANGE_END: f"{day3}|OKX"}
+    assert request.run_config == {"ops": {"crypto_ticks": {"config": {"retry_failed": True}}}}
+    before = {(r["instrument"], r["day"]) for r in ingest_log(crypto["clickhouse"], "outcome = 'ok'")}
+    assert len(before) == 5  # day3's three, day2's two
+    config = {"crypto_ticks": {**request.run_config["ops"]["crypto_ticks"]["config"], "instruments": keys}}
+    assert materialize(instance, crypto, ["crypto_trades"], tags=request.tags, config=config).success
+    ok = Counter((r["instrument"], r["day"]) for r in ingest_log(crypto["clickhouse"], "outcome = 'ok'"))
+    # the failed instrument alone on its day, the day never loaded; nothing loaded twice
+    assert set(ok) - before == {("ETHUSDT", day2)} | {(k.split(":")[1], DAY) for k in keys}
+    assert set(ok.values()) == {1}
 
 
 def test_range_runs_cover_exactly_the_affected_pairs():

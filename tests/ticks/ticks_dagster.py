@@ -56,6 +56,12 @@ def day_range(day: date, first: str, last: str) -> dict:
     return {RANGE_START: f"{day}|{first}", RANGE_END: f"{day}|{last}"}
 
 
+def crypto_day(day: date, instruments: list[str], op: str = "crypto_ticks") -> dict:
+    """materialize()'s tags and config of one day of the crypto venues, just these VENUE:INSTRUMENTs."""
+    venues = sorted({key.split(":")[0] for key in instruments})
+    return {"tags": day_range(day, venues[0], venues[-1]), "config": {op: {"instruments": instruments}}}
+
+
 def metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
     events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
     assert events, f"no materialization of {key}"

@@ -42,35 +42,26 @@ class Domain:
 BACKFILL = {
     "crypto": Domain(("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_open_interest",
                       "crypto_liquidations", "crypto_mark_bars_1m", "crypto_index_bars_1m"),
-                     "crypto_ticks", 1, "UTC day x every configured instrument"),
+                     "crypto_ticks", 1, "UTC day x every venue (its configured instruments inside)"),
     "a_shares": Domain(("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", 20,
                        "trading days x the configured universe"),
     "yahoo": Domain(("yahoo_bars_1m",), "yahoo_bars_1m", 30, "days x the configured universe"),
 }
 
 
-def backfill_runs(domain: str, days: list[str], days_per_run: int, instance) -> list[tuple[str, dict, int]]:
-    """(label, run tags, partitions) of each run: `days_per_run` days at a time; crypto days x each
-    contiguous block of the configured instruments (a run's partitions are one range)."""
-    from marketdata_assets.core.ranges import instrument_blocks
+def backfill_runs(domain: str, days: list[str], days_per_run: int) -> list[tuple[str, dict, int]]:
+    """(label, run tags, partitions) of each run: `days_per_run` days at a time; crypto: those days x every
+    venue (each venue's configured instruments inside the run)."""
+    from marketdata_assets.defs._common.partitions import crypto_venues
     from marketdata_assets.defs._common.runs import day_range_tags
-    from marketdata_assets.defs.crypto.partitions import crypto_instruments
     from marketdata_assets.orchestration.sensing import range_tags
-    from marketdata_assets.sources.config import load_sources_config
 
     blocks = [days[i:i + days_per_run] for i in range(0, len(days), days_per_run)]
     if domain != "crypto":
         return [(f"{domain} {b[0]}..{b[-1]}", range_tags(b[0], b[-1]), len(b)) for b in blocks]
-    configured = load_sources_config().crypto_partition_keys()
-    instance.add_dynamic_partitions(crypto_instruments.name, configured)  # before the sensor does
-    order = list(instance.get_dynamic_partitions(crypto_instruments.name))
-    runs = []
-    for block in blocks:
-        for first, last in instrument_blocks(order, configured):
-            width = order.index(last) - order.index(first) + 1
-            label = f"crypto {block[0]}" + (f"..{block[-1]}" if len(block) > 1 else "") + f" {first}..{last}"
-            runs.append((label, day_range_tags(block[0], block[-1], first, last), len(block) * width))
-    return runs
+    venues = crypto_venues.get_partition_keys()
+    return [(f"crypto {b[0]}" + (f"..{b[-1]}" if len(b) > 1 else "") + f" x {len(venues)} venues",
+             day_range_tags(b[0], b[-1], venues[0], venues[-1]), len(b) * len(venues)) for b in blocks]
 
 
 @click.command("backfill")
@@ -92,12 +83,11 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch) -> None:
     session = ctx.obj
     spec = BACKFILL[domain]
     defs = session.definitions()
-    instance = session.instance()
     if end_date < start_date:
         raise click.BadParameter("the end date is before the start date")
     days = days_between({"crypto": crypto_days, "a_shares": a_share_days, "yahoo": yahoo_days}[domain],
                         start_date, end_date)
-    runs = backfill_runs(domain, days, days_per_run or spec.days_per_run, instance)
+    runs = backfill_runs(domain, days, days_per_run or spec.days_per_run)
     click.echo(f"backfill {domain} {days[0]}..{days[-1]}: {len(runs)} run{'s' * (len(runs) != 1)} of at most "
                f"{days_per_run or spec.days_per_run} {spec.unit}", err=True)
     assets = selection(defs, *spec.assets)

@@ -1,20 +1,22 @@
-"""The day x instrument partitions every ClickHouse domain shares, and their keys.
+"""The day partitions every ClickHouse domain shares, and their keys.
 
-Crypto (REST venues, defs/crypto) and the Binance dump files (defs/archives) are UTC calendar day x
-instrument: the same days (`crypto_days`, from the config's crypto history_start: instruments x days
-stays under Dagster's ~100,000 partitions per asset, 8 instruments x 4 years = ~12,000), each with
-its own instrument dimension (keys VENUE:INSTRUMENT, core.naming.partition_key: never `| , [ ]`).
+Crypto from the venues' REST APIs (defs/crypto) is UTC day x venue (`crypto_venues`, the declared venues):
+the venue's configured instruments are loaded inside the run, so the partition count does not grow with
+the universe (4 venues x 10 years = 14,600 per asset, under Dagster's ~100,000). The Binance dump files
+(defs/archives) are day x instrument (keys VENUE:INSTRUMENT, core.naming.partition_key: never `| , [ ]`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 
 import dagster as dg
 
+from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.quality.slice_checks import slices_of
-from marketdata_assets.sources.config import load_sources_config
+from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars
 
@@ -22,14 +24,29 @@ crypto_days = dg.DailyPartitionsDefinition(start_date=load_sources_config().cryp
                                            timezone="UTC")
 
 
-def crypto_key(day: date | str, instrument: str) -> str:
-    """The multi-partition key string of (day, instrument): 'YYYY-MM-DD|VENUE:INSTRUMENT'."""
-    return f"{day if isinstance(day, str) else day.isoformat()}|{instrument}"
+crypto_venues = dg.StaticPartitionsDefinition(sorted(CRYPTO_SOURCES))
 
 
-def slice_keys(partition_keys, datasets) -> list[SliceKey]:
-    """The slices of a run's day x instrument partition keys, for each dataset."""
-    return [key for partition in partition_keys for dataset in datasets for key in slices_of([partition], dataset)]
+def crypto_key(day: date | str, instrument_or_venue: str) -> str:
+    """The multi-partition key string of (day, instrument) or (day, venue): 'YYYY-MM-DD|VENUE:INSTRUMENT'
+    or 'YYYY-MM-DD|VENUE'."""
+    return f"{day if isinstance(day, str) else day.isoformat()}|{instrument_or_venue}"
+
+
+def slice_keys(partition_keys, datasets, only: Collection[str] = ()) -> list[SliceKey]:
+    """The slices of a run's partition keys for each dataset: a day x instrument key is one slice, a day x
+    venue key one per configured instrument of the venue (`only`: these VENUE:INSTRUMENT instead)."""
+    by_venue = load_sources_config().crypto_instruments_by_venue()
+    if only:
+        by_venue = {}
+        for key in only:
+            parsed = parse_partition_key(key)
+            by_venue.setdefault(parsed.venue, []).append(parsed.instrument)
+    keys = []
+    for partition in map(str, partition_keys):
+        day, second = partition.split("|")
+        keys += [partition] if ":" in second else [f"{day}|{second}:{i}" for i in by_venue.get(second, ())]
+    return [key for partition in keys for dataset in datasets for key in slices_of([partition], dataset)]
 
 
 def days_of(partition_keys) -> list[date]:

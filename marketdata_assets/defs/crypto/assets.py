@@ -1,5 +1,6 @@
 """Crypto assets: the venues' history datasets (trades, bars, funding, open interest, liquidations,
-mark/index bars) per UTC day x instrument, snapshots (books, tickers, open interest) per instrument,
+mark/index bars) per UTC day x venue (the venue's configured instruments inside the run, each its own
+slice: loaded, reported and retried alone), snapshots (books, tickers, open interest) per instrument,
 and option chains.
 
 Every ingest asset reads the same way: partition keys and run config in → the slices
@@ -88,6 +89,26 @@ def _spec(dataset: str, asset: str, description: str, **kwargs) -> dg.AssetSpec:
 VENUE_KEYS = CRYPTO_SOURCES  # venue -> resource key
 
 
+class CryptoIngestConfig(IngestConfig):
+    instruments: list[str] = []
+    """Only these instruments (VENUE:INSTRUMENT) of the run's venues, configured or not; empty: every
+    configured one (with retry_failed: every one whose latest attempt did not succeed)."""
+
+
+def run_slices(context, datasets, config: CryptoIngestConfig) -> list:
+    """The slices of the run's day x venue partitions, or a Failure naming a malformed or unknown instrument."""
+    bad = []
+    for key in config.instruments:
+        try:
+            if parse_partition_key(key).venue not in VENUE_KEYS:
+                bad.append(f"{key} (venues: {', '.join(sorted(VENUE_KEYS))})")
+        except ValueError as error:
+            bad.append(str(error))
+    if bad:
+        raise dg.Failure(f"crypto_ticks: instruments config refused: {'; '.join(bad)}")
+    return slice_keys(context.partition_keys, datasets, config.instruments)
+
+
 def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:
     """The run's venue resources (of `venues`, else every venue), by venue."""
     return {venue: getattr(context.resources, key) for venue, key in VENUE_KEYS.items()
@@ -99,13 +120,14 @@ def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:
                        HISTORY_ASSETS.items()],
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES,
                 required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
-def crypto_ticks(context: dg.AssetExecutionContext, config: IngestConfig):
-    """The history datasets of the run's (day, instrument) partitions from the venues' REST APIs; a
-    dataset a venue does not serve for an instrument (funding of a spot pair) has no slice."""
+def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
+    """The history datasets of the run's (day, venue) partitions from the venues' REST APIs, every
+    configured instrument of each venue; a dataset a venue does not serve for an instrument (funding of
+    a spot pair) has no slice."""
     assets = {d: a for d, a in CRYPTO_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     clickhouse: ClickHouseResource = context.resources.clickhouse
     venues = venue_resources(context)
-    keys = slice_keys(context.partition_keys, assets)
+    keys = run_slices(context, assets, config)
     unknown = sorted({f"{k.venue}:{k.instrument}" for k in keys if k.venue not in venues})
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")

@@ -1,9 +1,10 @@
 """The repair of the crypto trades' trade-id continuity (its check, `trade_ids_continuous`, is declared
 with the crypto checks in quality/slice_checks.py, as the dump and archive trades' are):
 
-- `trade_id_refill` (day x instrument, like crypto_ticks; run it by hand or as a backfill on the
-  partitions the check failed): fetches exactly the missing ids from the venue's REST API and
-  writes each completed slice as one new load; a partition without holes sends no request.
+- `trade_id_refill` (day x venue, like crypto_ticks; run it by hand or as a backfill on the
+  partitions the check failed, `instruments` to name the failed ones): fetches exactly the missing ids
+  from the venue's REST API and writes each completed slice as one new load; a slice without holes
+  sends no request.
 """
 
 import dagster as dg
@@ -27,6 +28,8 @@ class RefillConfig(RunConfig):
     """Slices fetched at once per venue."""
     max_failed: int = 0
     """The step fails when more slices than this could not be refilled (the others are written)."""
+    instruments: list[str] = []
+    """Only these instruments (VENUE:INSTRUMENT) of the run's venues; empty: every configured one."""
 
 
 # the venues whose trade ids can be fetched by id (quality.continuity.ID_SEQUENCES)
@@ -42,7 +45,7 @@ def trade_id_refill(context: dg.AssetExecutionContext, config: RefillConfig) -> 
     clickhouse: ClickHouseResource = context.resources.clickhouse
     clients = {venue: resource.make_client for venue, resource in venue_resources(context, REFILL_VENUES).items()}
     report = refill(clickhouse.get_client, clickhouse.database, context.run.run_id,
-                    slice_keys(context.partition_keys, ["trades"]), clients, max_ranges=config.max_ranges,
+                    slice_keys(context.partition_keys, ["trades"], config.instruments), clients, max_ranges=config.max_ranges,
                     workers=config.workers, log=context.log.info)
     clickhouse.close()
     return refill_result("trade_id_refill", report, config.max_failed)

@@ -32,27 +32,38 @@ AUTOMATION = (dg.AutomationCondition.eager().without(~dg.AutomationCondition.any
                   dg.AssetSelection.assets("crypto_trades")))
 
 
+def _with_trades(client, database: str, keys: list) -> list:
+    """The slices whose instrument has trades loaded that day (a configured instrument not loaded yet has
+    no factors to compute)."""
+    loaded = set()
+    for venue in {k.venue for k in keys}:
+        loaded |= {(venue, *s) for s in ct.loaded_slices(client, database, "trades", venue,
+                                                          sorted({k.day for k in keys}))}
+    return [k for k in keys if (k.venue, k.instrument, k.day) in loaded]
+
+
 @dg.asset(group_name=GROUP, partitions_def=crypto_partitions, pool=pools.CLICKHOUSE, kinds={"clickhouse"},
-          deps=[TICK_STORE, *SAME_PARTITION, dg.AssetDep("crypto_book_snapshots", partition_mapping=(
-              dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="instrument")))],
+          deps=[TICK_STORE, *SAME_PARTITION, dg.AssetDep("crypto_book_snapshots", partition_mapping=dg.AllPartitionMapping())],
           automation_condition=AUTOMATION, backfill_policy=dg.BackfillPolicy.single_run())
 def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Daily factors per instrument (return, VWAP, realized volatility, volume, trade count, buy/sell
     imbalance, spread and depth imbalance from book snapshots, annualized funding and basis) in
     ClickHouse `factors` (read: factors_v, factors_range); charted over the last 30 days."""
-    keys = slice_keys(context.partition_keys, ["factors"])
-    groups: dict[tuple, list[str]] = {}
-    for key in keys:
-        groups.setdefault((key.venue, key.day), []).append(key.instrument)
-    rows = []
+    rows, groups = [], {}
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
+        keys = _with_trades(client, clickhouse.database, slice_keys(context.partition_keys, ["factors"]))
+        for key in keys:
+            groups.setdefault((key.venue, key.day), []).append(key.instrument)
         for (venue, day), instruments in sorted(groups.items()):  # one query and one write per venue-day
             frame = compute_factors_many(client, clickhouse.database, venue, instruments, day)
             writer.write_slices(client, clickhouse.database, "factors", frame, venue, day, context.run.run_id,
                                 instruments=instruments)
             rows += [(day, f"{venue}:{i}", name, value) for i, name, value in
                      zip(frame["instrument"], frame["factor"], frame["value"])]
+        if not keys:
+            context.log.info("crypto_factors: no instrument of the run's venue-days has trades loaded")
+            return dg.MaterializeResult(metadata={"slices": 0, "rows": dg.MetadataValue.int(0)})
         last = max(k.day for k in keys)
         first = last - timedelta(days=CHART_DAYS - 1)
         pairs = {(k.venue, k.instrument) for k in keys}

@@ -1,23 +1,22 @@
-"""When the crypto assets run: each UTC day is loaded after it closes as ONE run with every
-instrument in it (00:30 UTC, yesterday x every instrument of `crypto_instruments`); snapshots (books,
-tickers, open interest where there is no history) every 15 minutes, every instrument (a snapshot can
-only be taken now); option chains hourly.
+"""When the crypto assets run: each UTC day is loaded after it closes as ONE run with every venue
+(and so every configured instrument) in it (00:30 UTC); snapshots (books, tickers, open interest where
+there is no history) every 15 minutes, every instrument (a snapshot can only be taken now); option
+chains hourly.
 
-The catch-up schedule looks at the last `catch_up_days` (sources config) closed days and requests the
-(day, instrument) partitions the instance knows as missing or failed, with `retry_failed: true`, as
-runs over contiguous blocks of the instrument dimension (a run's partitions are a range), consecutive
-days with the same blocks as one run.
+The catch-up schedule asks for the last `catch_up_days` (sources config) closed days x every venue in
+one run with `retry_failed: true`: the ingest log decides what is fetched (each instrument whose latest
+attempt failed, was skipped or never made: a failed instrument, or one added to the config since), so an
+instrument is retried alone, without a partition of its own.
 
 The schedules are off by default (they call the vendors' hosts): switch them on in the UI or with
 `dagster schedule start`.
 """
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
 
-from marketdata_assets.core.ranges import range_runs
-from marketdata_assets.defs._common.partitions import crypto_key
+from marketdata_assets.defs._common.partitions import crypto_key, crypto_venues
 from marketdata_assets.defs._common.runs import (
     RETRY_FAILED,
     UTC,
@@ -25,7 +24,6 @@ from marketdata_assets.defs._common.runs import (
     day_range_tags,
     op_config,
     statuses,
-    todo,
 )
 from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.defs.crypto.partitions import (
@@ -48,12 +46,10 @@ crypto_option_chains_job = dg.define_asset_job("crypto_option_chains_job", selec
 @dg.schedule(job=crypto_ticks_job, cron_schedule="30 0 * * *", execution_timezone="UTC", metadata=daily_use(
     "crypto", "Loads each closed UTC day: without it no new history arrives."))
 def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
-    """Yesterday (UTC) for every crypto instrument, in one run."""
+    """Yesterday (UTC) for every crypto venue (each venue's configured instruments), in one run."""
     day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date()
-    instruments = context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS)
-    if not instruments:
-        return dg.SkipReason("no crypto instruments yet (the crypto_instruments_from_config sensor adds them)")
-    return dg.RunRequest(run_key=f"crypto:{day}", tags=day_range_tags(day, day, instruments[0], instruments[-1]))
+    venues = crypto_venues.get_partition_keys()
+    return dg.RunRequest(run_key=f"crypto:{day}", tags=day_range_tags(day, day, venues[0], venues[-1]))
 
 
 @dg.schedule(job=crypto_snapshots_job, cron_schedule="*/15 * * * *", execution_timezone="UTC", metadata=daily_use(
@@ -82,26 +78,26 @@ def crypto_option_chains_hourly(context: dg.ScheduleEvaluationContext):
 
 
 def crypto_catch_up_requests(context: dg.ScheduleEvaluationContext, days: int | None = None) -> list[dg.RunRequest]:
+    """One run over the last `days` closed days x every venue, fetching what the ingest log lacks."""
     now = context.scheduled_execution_time.astimezone(UTC)
     days = days or load_sources_config().catch_up_days
-    instruments = list(context.instance.get_dynamic_partitions(CRYPTO_INSTRUMENTS))
     # a UTC day is closed at midnight; give the venues half an hour to finish their day
     last = (now - timedelta(minutes=30)).date() - timedelta(days=1)
-    day_list = [last - timedelta(days=i) for i in range(days)][::-1]
-    keys = [crypto_key(d, i) for d in day_list for i in instruments]
-    affected: dict[date, set[str]] = {}
-    for key in todo(keys, statuses(context.instance, list(CRYPTO_ASSETS.values()), keys, crypto_partitions)):
-        day, instrument = key.split("|")
-        affected.setdefault(date.fromisoformat(day), set()).add(instrument)
-    return [dg.RunRequest(run_key=f"crypto-catch-up:{a}..{b}:{i}..{j}@{now:%Y-%m-%d}",
-                          tags=day_range_tags(a, b, i, j), run_config=op_config("crypto_ticks", RETRY_FAILED))
-            for a, b, i, j in range_runs(affected, instruments)]
+    first = last - timedelta(days=days - 1)
+    venues = crypto_venues.get_partition_keys()
+    keys = [crypto_key(first + timedelta(days=i), v) for i in range(days) for v in venues]
+    found = statuses(context.instance, list(CRYPTO_ASSETS.values()), keys, crypto_partitions)
+    if any(s.get(k) == dg.AssetPartitionStatus.IN_PROGRESS for s in found for k in keys):
+        return []  # a run of those days is loading: the next catch-up looks again
+    return [dg.RunRequest(run_key=f"crypto-catch-up:{first}..{last}@{now:%Y-%m-%d}",
+                          tags=day_range_tags(first, last, venues[0], venues[-1]),
+                          run_config=op_config("crypto_ticks", RETRY_FAILED))]
 
 
 @dg.schedule(job=crypto_ticks_job, cron_schedule="0 3 * * *", execution_timezone="UTC", metadata=daily_use(
     "crypto", "Retries the days that failed or were skipped, and loads the recent days of new instruments."))
 def crypto_ticks_catch_up(context: dg.ScheduleEvaluationContext):
-    """Missing or failed (day, instrument) partitions of the last N days."""
-    return crypto_catch_up_requests(context) or dg.SkipReason("every crypto partition of the last days is loaded")
+    """The slices of the last N days the ingest log has no success for (failed, skipped, new instruments)."""
+    return crypto_catch_up_requests(context) or dg.SkipReason("a run of the last days is in progress")
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -313,6 +313,15 @@ def loaded_days(client, database: str, dataset: str, venue: str | None = None,
     sql = (f"SELECT dataset, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {clickhouse_database(database)}.{LOADS} "
            f"FINAL WHERE {' AND '.join(where)} ORDER BY venue, instrument, day")
     return pl.from_arrow(client.query_arrow(sql, parameters=params))
+
+
+def loaded_slices(client, database: str, dataset: str, venue: str, days: Sequence[date]) -> set[tuple[str, date]]:
+    """(instrument, day) of the venue's slices of `dataset` on `days` that have an active load."""
+    rows = client.query(
+        f"SELECT instrument, day FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE dataset = {{code:String}} "
+        "AND venue = {venue:String} AND day IN {days:Array(Date)}",
+        parameters={"code": spec_for(dataset).code, "venue": venue, "days": list(days)}).result_rows
+    return {(instrument, day) for instrument, day in rows}
 
 
 # ---- maintenance -------------------------------------------------------------------------------------
