@@ -99,10 +99,8 @@ REPLAY_FILE_DAY = date(2025, 1, 2)
 
 
 def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, list, dict, object]]:
-    """Ticks runs on the replays: partitions added to the instance, dump files written once."""
-    from marketdata_assets.core.naming import partition_key
+    """Ticks runs on the replays: the snapshots' partitions added to the instance, dump files written once."""
     from marketdata_assets.defs._common.partitions import crypto_venues
-    from marketdata_assets.defs.archives.partitions import binance_dump_instruments
     from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
     from marketdata_assets.defs.crypto.partitions import crypto_instruments, option_chains
     from marketdata_assets.replay.binance_dumps import generate_trades, write_dump
@@ -119,8 +117,6 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
         path = landing / f"{instrument}-trades-{REPLAY_FILE_DAY}.csv"
         if not path.exists():
             write_dump(path, generate_trades(instrument, REPLAY_FILE_DAY, 20_000, seed=i))
-    dump_keys = [partition_key("BINANCE", instrument) for instrument in DUMP_INSTRUMENTS]
-    instance.add_dynamic_partitions(binance_dump_instruments.name, dump_keys)
 
     def keys(*names: str) -> list:
         return [dg.AssetKey(name) for name in names]
@@ -142,16 +138,16 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
         (f"A-share bars {a_share_day}", ticks + [keys("a_share_bars_1m", "a_share_daily_bars")], {}, f"{a_share_day}"),
         (f"Yahoo bars {yahoo_day}", ticks + [keys("yahoo_bars_1m")], {}, f"{yahoo_day}"),
         (f"Binance dumps {REPLAY_FILE_DAY}", ticks + [keys("binance_dump_trades")],
-         day_range(REPLAY_FILE_DAY, dump_keys[0], dump_keys[-1]), None),
+         day_range(REPLAY_FILE_DAY, "BINANCE", "BINANCE"), None),
     ]
 
 
 def archive_steps(archives: list) -> list[tuple[str, list, dict, object]]:
     """One day's Binance archives (every configured dataset and instrument) from the replay."""
-    from marketdata_assets.defs.archives.archives import ARCHIVE_ASSETS, INSTRUMENTS
+    from marketdata_assets.defs.archives.archives import ARCHIVE_ASSETS, VENUES
 
     day = REPLAY_FILE_DAY
-    tags = range_tags(f"{day}|{INSTRUMENTS[0]}", f"{day}|{INSTRUMENTS[-1]}")
+    tags = range_tags(f"{day}|{VENUES[0]}", f"{day}|{VENUES[-1]}")
     selection = [dg.AssetKey(a) for a in ARCHIVE_ASSETS.values()]
     return [(f"Binance archives {day}", archives + [selection], tags, None)]
 

@@ -274,7 +274,8 @@ def test_the_assets_load_a_partition_and_the_recheck_reloads_what_changed(store,
     assets = [tick_store, defs.binance_archives, defs.binance_archive_recheck, defs.binance_archive_reconcile]
     with dg.instance_for_test() as instance:
         result = dg.materialize(assets, resources={"clickhouse": store}, instance=instance,
-                                selection=list(defs.ARCHIVE_ASSETS.values()), partition_key=f"{DAY}|BINANCE:BTCUSDT")
+                                selection=list(defs.ARCHIVE_ASSETS.values()), partition_key=f"{DAY}|BINANCE",
+                                run_config={"ops": {"binance_archives": {"config": {"instruments": ["BINANCE:BTCUSDT"]}}}})
         assert result.success
         events = {e.asset_key.to_user_string(): e.materialization.metadata
                   for e in result.get_asset_materialization_events()}
@@ -307,8 +308,8 @@ def test_the_assets_load_a_partition_and_the_recheck_reloads_what_changed(store,
 
     with dg.build_schedule_context(scheduled_execution_time=pd_time("2025-01-16")) as context:
         schedule = defs.binance_archives_daily(context)
-    assert schedule.tags == {"dagster/asset_partition_range_start": f"2025-01-14|{defs.INSTRUMENTS[0]}",
-                             "dagster/asset_partition_range_end": f"2025-01-15|{defs.INSTRUMENTS[-1]}"}
+    assert schedule.tags == {"dagster/asset_partition_range_start": "2025-01-14|BINANCE",
+                             "dagster/asset_partition_range_end": "2025-01-15|BINANCE_UM"}
 
 
 def pd_time(day: str):

@@ -437,7 +437,7 @@ def test_a_holiday_writes_nothing_and_materializes(stock_server, stocks, instanc
 # Binance dump files and the sensors
 # --------------------------------------------------------------------------------------------
 
-def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path, monkeypatch, clickhouse):
+def test_dump_sensor_requests_the_days_of_new_files_and_a_run_loads_every_file_of_the_day(tmp_path, monkeypatch, clickhouse):
     from marketdata_assets.defs.archives.sensors import binance_dump_files
 
     landing = tmp_path / "landing"
@@ -453,14 +453,11 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
 
     with dg.DagsterInstance.ephemeral() as instance:
         first = binance_dump_files(dg.build_sensor_context(instance=instance))
-        (added,) = first.dynamic_partitions_requests
-        assert added.partition_keys == ["BINANCE:BNBUSDT", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "BINANCE:XRPUSDT"]
-        (request,) = first.run_requests
-        assert request.tags == day_range(DAY, "BINANCE:BNBUSDT", "BINANCE:XRPUSDT")
+        (request,) = first.run_requests  # the day of the four files, one run
+        assert request.tags == day_range(DAY, "BINANCE", "BINANCE")
         assert request.asset_selection == [dg.AssetKey("binance_dump_trades")]
         assert binance_dump_files(dg.build_sensor_context(instance=instance, cursor=first.cursor)).run_requests == []
 
-        instance.add_dynamic_partitions("binance_dump_instruments", added.partition_keys)
         result = materialize(instance, {"clickhouse": clickhouse}, request.asset_selection, tags=request.tags)
         assert not result.success  # the broken file
         _, meta = failure(result)
@@ -477,18 +474,17 @@ def test_dump_sensor_adds_instruments_requests_runs_and_loads_the_files(tmp_path
         cursor = json.loads(first.cursor)
         os.utime(broken, ns=(time.time_ns(), cursor["mtime_ns"] + 1))
         later = binance_dump_files(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-        assert later.dynamic_partitions_requests == []
-        assert [r.tags for r in later.run_requests] == [day_range(DAY, "BINANCE:XRPUSDT", "BINANCE:XRPUSDT")]
+        assert [r.tags for r in later.run_requests] == [day_range(DAY, "BINANCE", "BINANCE")]
         fixed = materialize(instance, {"clickhouse": clickhouse}, later.run_requests[0].asset_selection,
                             tags=later.run_requests[0].tags)
         assert fixed.success and all(c.passed for c in fixed.get_asset_check_evaluations())
         assert_same_rows(view_rows(clickhouse, "trades", "BINANCE", "XRPUSDT", DAY), read_dump(broken),
                          ["ts", "trade_id"])
 
-        # a sensor starting from scratch (as after `make run`) leaves out what a later run loaded:
-        # XRPUSDT; the three others' run failed (the broken file), so they are asked for again
+        # a sensor starting from scratch (as after `make run`) leaves out a day a run started after its
+        # files' changes loaded (the fixed run: every file of the day)
         fresh = binance_dump_files(dg.build_sensor_context(instance=instance))
-        assert [r.tags for r in fresh.run_requests] == [day_range(DAY, "BINANCE:BNBUSDT", "BINANCE:ETHUSDT")]
+        assert fresh.run_requests == []
 
 
 def test_instruments_from_config_sensor_adds_the_missing_ones():
@@ -557,16 +553,12 @@ def test_crypto_catch_up_retries_a_failed_instrument_alone_from_the_ingest_log(c
     assert set(ok.values()) == {1}
 
 
-def test_range_runs_cover_exactly_the_affected_pairs():
-    from marketdata_assets.core.ranges import instrument_blocks, range_runs
+def test_instrument_blocks_cover_exactly_the_affected_instruments():
+    from marketdata_assets.core.ranges import instrument_blocks
 
     order = ["A", "B", "C", "D", "E"]
     assert instrument_blocks(order, {"A", "B", "D"}) == [("A", "B"), ("D", "D")]
-    d = date(2025, 1, 1)
-    affected = {d: {"A", "B"}, d + timedelta(days=1): {"A", "B"}, d + timedelta(days=2): {"E"},
-                d + timedelta(days=4): {"A", "B"}}
-    assert range_runs(affected, order) == [(d, d + timedelta(days=1), "A", "B"), (d + timedelta(days=2),) * 2 + ("E", "E"),
-                                           (d + timedelta(days=4),) * 2 + ("A", "B")]
+    assert instrument_blocks(order, {"E"}) == [("E", "E")] and instrument_blocks(order, set()) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ the universe (4 venues x 10 years = 14,600 per asset, under Dagster's ~100,000).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 
 import dagster as dg
@@ -33,10 +33,12 @@ def crypto_key(day: date | str, instrument_or_venue: str) -> str:
     return f"{day if isinstance(day, str) else day.isoformat()}|{instrument_or_venue}"
 
 
-def slice_keys(partition_keys, datasets, only: Collection[str] = ()) -> list[SliceKey]:
+def slice_keys(partition_keys, datasets, only: Collection[str] = (),
+               universe: Mapping[str, Sequence[str]] | None = None) -> list[SliceKey]:
     """The slices of a run's partition keys for each dataset: a day x instrument key is one slice, a day x
-    venue key one per configured instrument of the venue (`only`: these VENUE:INSTRUMENT instead)."""
-    by_venue = load_sources_config().crypto_instruments_by_venue()
+    venue key one per instrument of the venue in `universe` (venue -> instruments; default: the sources
+    config's crypto universe), or in `only` (VENUE:INSTRUMENT keys) when given."""
+    by_venue = load_sources_config().crypto_instruments_by_venue() if universe is None else universe
     if only:
         by_venue = {}
         for key in only:

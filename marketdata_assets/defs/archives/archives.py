@@ -5,9 +5,9 @@ reconcile and their schedules, all here.
 - `binance_archives`: one asset per configured dataset (`binance_archive_trades`,
   `binance_archive_agg_trades`, `binance_archive_bars_1m`, `binance_archive_klines_<interval>`,
   `binance_archive_liquidations`: USD-M only, files up to 2024-03-31, see archives.py),
-  partitioned by UTC day (from the config's `start_date`) x `binance_archive_instruments` (static,
-  from data_providers.yaml's `binance_archives`: BINANCE:SYMBOL for spot, BINANCE_UM:SYMBOL for
-  USD-M futures); the configured families and intervals are loaded inside each run. A slice is one
+  partitioned by UTC day (from the config's `start_date`) x venue (BINANCE for spot, BINANCE_UM for
+  USD-M futures): each run loads the venue's instruments of data_providers.yaml's `binance_archives`
+  (or the `instruments` it names) and the configured families and intervals. A slice is one
   slice whichever source wrote it: a BINANCE:BTCUSDT trades day from an archive, a dropped dump
   file or the REST API replace each other (the last load wins).
 - `binance_archive_recheck`: the CHECKSUM of every recorded archive read again; the replaced ones
@@ -53,11 +53,21 @@ GROUP = "archives"
 ARCHIVES = load_sources_config().binance_archives  # the kinds and instruments: assets and partitions
 ARCHIVE_ASSETS = {dataset_of(f, i): f"binance_archive_{dataset_of(f, i)}" for f, i in ARCHIVES.files()}
 INSTRUMENTS = [key.partition_key for key in ARCHIVES.instrument_keys()]
+UNIVERSE: dict[str, list[str]] = {}  # venue -> its archive instruments (the config's binance_archives)
+for _key in ARCHIVES.instrument_keys():
+    UNIVERSE.setdefault(_key.venue, []).append(_key.instrument)
+VENUES = sorted(UNIVERSE)
 
+# UTC day x venue (BINANCE, BINANCE_UM): the venue's archive instruments are loaded inside the run
 binance_archive_days = dg.DailyPartitionsDefinition(start_date=ARCHIVES.start_date.isoformat(), timezone="UTC")
-binance_archive_instruments = dg.StaticPartitionsDefinition(INSTRUMENTS)
+binance_archive_venues = dg.StaticPartitionsDefinition(VENUES)
 binance_archive_partitions = dg.MultiPartitionsDefinition({"day": binance_archive_days,
-                                                           "instrument": binance_archive_instruments})
+                                                           "venue": binance_archive_venues})
+
+
+class ArchiveIngestConfig(IngestConfig):
+    instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
+    """Only these instruments (VENUE:INSTRUMENT) of the run's venues; empty: every archive instrument."""
 
 
 def _client():
@@ -107,11 +117,12 @@ def _specs() -> list[dg.AssetSpec]:
 
 @dg.multi_asset(name="binance_archives", specs=_specs(), partitions_def=binance_archive_partitions, can_subset=True,
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE)
-def binance_archives(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource):
-    """Fetch, verify and load the daily archives of the run's (day, instrument) partitions."""
+def binance_archives(context: dg.AssetExecutionContext, config: ArchiveIngestConfig, clickhouse: ClickHouseResource):
+    """Fetch, verify and load the daily archives of the run's (day, venue) partitions: every archive
+    instrument of the venue, each its own slice."""
     assets = {d: a for d, a in ARCHIVE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     report = IngestReport()
-    wanted = slice_keys(context.partition_keys, assets)
+    wanted = slice_keys(context.partition_keys, assets, config.instruments, UNIVERSE)
     if skipped := [k for k in wanted if not archived(k)]:  # no spot liquidations
         context.log.info(f"{len(skipped)} slice(s) of datasets data.binance.vision does not publish for their "
                          f"market (e.g. {skipped[0]}): not asked for")
@@ -211,12 +222,11 @@ binance_archive_upkeep_job = dg.define_asset_job("binance_archive_upkeep_job", s
 @dg.schedule(job=binance_archives_job, cron_schedule="0 4 * * *", execution_timezone="UTC", metadata=daily_use(
     "binance_archives", "Loads yesterday's archives (published the next day) and retries the day before."))
 def binance_archives_daily(context: dg.ScheduleEvaluationContext):
-    """The last two UTC days for every archive instrument, in one run: yesterday's archives (published
+    """The last two UTC days for every archive venue and instrument, in one run: yesterday's archives (published
     the next day) and the slices of the day before that did not load (`retry_failed`)."""
     last = context.scheduled_execution_time.astimezone(UTC).date() - timedelta(days=1)
     first = max(last - timedelta(days=1), ARCHIVES.start_date)
-    return dg.RunRequest(run_key=f"binance-archives:{last}", tags=day_range_tags(first, last, INSTRUMENTS[0],
-                                                                             INSTRUMENTS[-1]),
+    return dg.RunRequest(run_key=f"binance-archives:{last}", tags=day_range_tags(first, last, VENUES[0], VENUES[-1]),
                          run_config={"ops": {"binance_archives": {"config": {"retry_failed": True}}}})
 
 

@@ -1,8 +1,8 @@
 """Binance daily dump files (data.binance.vision spot `trades` and `1m` klines, .csv or .zip) from a
 landing directory into the same ClickHouse tables as the REST data (sources.binance_vision.dumps).
 
-Partitions: UTC day x `binance_dump_instruments` (BINANCE:INSTRUMENT keys, added by the
-`binance_dump_files` sensor from the files' names). A (dataset, BINANCE, instrument, day) slice is
+Partitions: UTC day x venue (BINANCE); a run loads every instrument with a file of its days in the
+landing area (or the `instruments` it names). A (dataset, BINANCE, instrument, day) slice is
 ONE slice whichever source wrote it: a dump and a REST run of the same instrument-day replace each
 other (the last load wins); the dump holds every individual trade, the REST path aggregate trades.
 """
@@ -17,9 +17,14 @@ from marketdata_assets.ingest.dumps import dump_feed
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.sources.binance_vision.dumps import SOURCE
+from marketdata_assets.sources.binance_vision.dumps import DUMP_DATASETS, SOURCE, VENUE, landing_dumps
 
 GROUP = "archives"
+
+
+class DumpIngestConfig(IngestConfig):
+    instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
+    """Only these instruments (BINANCE:INSTRUMENT); empty: every one with a file in the landing area."""
 DUMP_ASSETS = {"trades": "binance_dump_trades", "bars_1m": "binance_dump_bars_1m"}  # dataset -> asset
 
 
@@ -35,12 +40,19 @@ def _specs() -> list[dg.AssetSpec]:
 
 @dg.multi_asset(name="binance_dumps", specs=_specs(), partitions_def=binance_dump_partitions, can_subset=True,
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE)
-def binance_dumps(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource):
-    """Load the dump files of the run's (day, instrument) partitions from the landing directory."""
+def binance_dumps(context: dg.AssetExecutionContext, config: DumpIngestConfig, clickhouse: ClickHouseResource):
+    """Load the dump files of the run's (day, venue) partitions from the landing directory: every
+    instrument with a file of the day, each its own slice."""
     assets = {d: a for d, a in DUMP_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     report = IngestReport()
-    keys = planned(clickhouse, config, SOURCE, slice_keys(context.partition_keys, assets), report)
-    feed = dump_feed(settings.binance_dumps_landing_dir(), keys, engine_reads_files=clickhouse.embedded,
+    root = settings.binance_dumps_landing_dir()
+    files = {(DUMP_DATASETS[name.family][0], name.instrument, name.day) for _, name in landing_dumps(root)}
+    wanted = slice_keys(context.partition_keys, assets, config.instruments,
+                        {VENUE: sorted({instrument for _, instrument, _ in files})})
+    if not config.instruments:  # the slices with a file (a named instrument without one fails, named)
+        wanted = [k for k in wanted if (k.dataset, k.instrument, k.day) in files]
+    keys = planned(clickhouse, config, SOURCE, wanted, report)
+    feed = dump_feed(root, keys, engine_reads_files=clickhouse.embedded,
                      database=clickhouse.database, run_id=context.run.run_id)
     report.merge(engine(context, clickhouse, config).run([[feed]]))
     clickhouse.close()

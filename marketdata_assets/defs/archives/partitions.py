@@ -1,12 +1,10 @@
-"""Partitions of the Binance dump files: the crypto UTC days x their own instrument dimension
-`binance_dump_instruments`, filled by the dump-file sensor, so a REST venue's partitions never list
-instruments only dumps have, and the other way round."""
+"""Partitions of the Binance dump files: the crypto UTC days x venue (BINANCE: the spot dumps), the
+instruments inside the run (those with a file of the day in the landing area), like the REST venues'."""
 
 import dagster as dg
 
 from marketdata_assets.defs._common.partitions import crypto_days
+from marketdata_assets.sources.binance_vision.dumps import VENUE
 
-DUMP_INSTRUMENTS = "binance_dump_instruments"
-
-binance_dump_instruments = dg.DynamicPartitionsDefinition(name=DUMP_INSTRUMENTS)
-binance_dump_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "instrument": binance_dump_instruments})
+binance_dump_venues = dg.StaticPartitionsDefinition([VENUE])
+binance_dump_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "venue": binance_dump_venues})

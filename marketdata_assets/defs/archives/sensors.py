@@ -1,5 +1,5 @@
-"""New Binance dump files in the landing directory: loads of their (day, instrument) partitions;
-files this landing does not load moved aside with the reason."""
+"""New Binance dump files in the landing directory: loads of their (day, venue) partitions (each run
+loads the day's files); files this landing does not load moved aside with the reason."""
 
 import json
 import time
@@ -11,11 +11,9 @@ import dagster as dg
 from marketdata_assets.core import settings
 from marketdata_assets.core.files import quarantine
 from marketdata_assets.core.naming import partition_key
-from marketdata_assets.core.ranges import range_runs
 from marketdata_assets.defs._common.partitions import crypto_key
 from marketdata_assets.defs._common.runs import day_range_tags
 from marketdata_assets.defs.archives.dumps import DUMP_ASSETS
-from marketdata_assets.defs.archives.partitions import DUMP_INSTRUMENTS, binance_dump_instruments
 from marketdata_assets.orchestration.sensing import newest_by_partition, partitions_to_request
 from marketdata_assets.sources.binance_vision import dumps
 
@@ -46,8 +44,8 @@ def move_aside(context, root: Path, ignored: list[tuple[Path, str]]) -> None:
 @dg.sensor(job=binance_dumps_job, minimum_interval_seconds=settings.landing_sensor_interval_s(),
            default_status=dg.DefaultSensorStatus.RUNNING)
 def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """New dump files in the landing directory request loads of their (day, instrument) partitions,
-    unknown instruments are added to `binance_dump_instruments` first. Cursor: the largest
+    """New dump files in the landing directory request loads of their days (day x BINANCE partitions:
+    each run loads every file of its days), consecutive days in one run. Cursor: the largest
     (mtime_ns, path) seen, not the clock, so files copied in with old modification times are still
     picked up, in order, and none is looked at twice; the run_key only guards against a repeat.
     Partitions a run started after the change already loaded (`make run`'s) are left out. Files
@@ -64,38 +62,38 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             found.append((mtime_ns, str(path), name))
     found.sort(key=lambda item: (item[0], item[1]))
     started = time.monotonic()
-    touched: dict[str, list[tuple[str, int]]] = {}  # family -> (partition key, mtime_ns)
+    touched: dict[str, list[tuple[str, int]]] = {}  # family -> (day x venue partition key, mtime_ns)
     for mtime_ns, path, name in found:
         if time.monotonic() - started > TIME_BUDGET_S:
             break
         try:
-            key = partition_key(dumps.VENUE, name.instrument)
+            partition_key(dumps.VENUE, name.instrument)
         except ValueError as error:
             context.log.warning(f"{path}: not a Binance spot instrument ({error}); ignored")
         else:
-            touched.setdefault(name.family, []).append((crypto_key(name.day, key), mtime_ns))
+            touched.setdefault(name.family, []).append((crypto_key(name.day, dumps.VENUE), mtime_ns))
         cursor = {"mtime_ns": mtime_ns, "path": path}
-    affected: dict[str, dict[date, set[str]]] = {}  # family -> day -> instruments still to load
-    for family, changes in touched.items():
-        asset = dg.AssetKey(DUMP_ASSETS[dumps.DUMP_DATASETS[family][0]])
-        for key in partitions_to_request(context.instance, asset, newest_by_partition(changes)):
-            day, instrument = key.split("|")
-            affected.setdefault(family, {}).setdefault(date.fromisoformat(day), set()).add(instrument)
-    existing = list(context.instance.get_dynamic_partitions(DUMP_INSTRUMENTS))
-    known = set(existing)
-    new = sorted({k for days in affected.values() for keys in days.values() for k in keys} - known)
-    order = existing + new
     requests = []
-    for family, by_day in affected.items():
+    for family, changes in touched.items():
         asset = DUMP_ASSETS[dumps.DUMP_DATASETS[family][0]]
-        for first, last, a, b in range_runs(by_day, order):
+        days = sorted(date.fromisoformat(key.split("|")[0])
+                      for key in partitions_to_request(context.instance, dg.AssetKey(asset), newest_by_partition(changes)))
+        for first, last in _day_runs(days):
             requests.append(dg.RunRequest(
-                run_key=f"{asset}:{first}..{last}:{a}..{b}:{cursor['mtime_ns']}", tags=day_range_tags(first, last, a, b),
-                asset_selection=[dg.AssetKey(asset)]))
+                run_key=f"{asset}:{first}..{last}:{cursor['mtime_ns']}",
+                tags=day_range_tags(first, last, dumps.VENUE, dumps.VENUE), asset_selection=[dg.AssetKey(asset)]))
     if found:
-        context.log.info(f"{len(found)} new dump file(s) under {root}: {len(requests)} run(s), "
-                         f"{len(new)} new instrument(s)")
+        context.log.info(f"{len(found)} new dump file(s) under {root}: {len(requests)} run(s)")
     move_aside(context, root, ignored)
-    return dg.SensorResult(
-        run_requests=requests, cursor=json.dumps(cursor),
-        dynamic_partitions_requests=[binance_dump_instruments.build_add_request(new)] if new else [])
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+
+
+def _day_runs(days: list[date]) -> list[tuple[date, date]]:
+    """Consecutive days as (first, last) runs."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and (day - runs[-1][1]).days == 1:
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [(a, b) for a, b in runs]
