@@ -84,11 +84,12 @@ class Universe:
 
 
 FULL_UNIVERSE = (  # sizes as of late 2026 [assumed]: the venues' exchangeInfo / instruments lists
-    Universe("binance spot trades", "binance", 1_500, 50, 1_000_000, 40_000, "archive"),
-    Universe("binance USD-M trades", "binance_um", 530, 50, 2_000_000, 150_000, "archive"),
-    Universe("binance USD-M funding/OI/ticker", "binance_um", 530, 0, 292, 292, "rest", 5.0),
-    Universe("okx swap trades", "okx", 250, 20, 500_000, 30_000, "rest", rows_per_request=100),
-    Universe("okx swap funding/OI/ticker", "okx", 250, 0, 292, 292, "rest", 5.0),
+    # crypto history: one partition per venue and day (day x venue), its instruments inside the run
+    Universe("binance spot trades", "binance", 1_500, 50, 1_000_000, 40_000, "archive", partitions_per_day=1),
+    Universe("binance USD-M trades", "binance_um", 530, 50, 2_000_000, 150_000, "archive", partitions_per_day=1),
+    Universe("binance USD-M funding/OI/ticker", "binance_um", 530, 0, 292, 292, "rest", 5.0, partitions_per_day=1),
+    Universe("okx swap trades", "okx", 250, 20, 500_000, 30_000, "rest", rows_per_request=100, partitions_per_day=1),
+    Universe("okx swap funding/OI/ticker", "okx", 250, 0, 292, 292, "rest", 5.0, partitions_per_day=1),
     # option chains: an hourly snapshot of every option, one request and one partition per currency
     Universe("deribit option snapshots", "deribit", 1_600, 0, 24, 24, "snapshot", requests_fixed=48,
              partitions_per_day=2),
@@ -345,8 +346,9 @@ def report(p: Plan, cost: RunCost, runs: list[dict]) -> str:
                    f"{line.busy_per_partition_s:>8.3f} {line.batch:>6} {line.runs_per_day:>6,}")
     out.append(f"rows/day {p.rows_per_day:,}; runs/hour {p.partitions_per_day / 24:,.1f} one partition a run "
                f"({p.launch_share_unbatched:.0%} of run-worker time launching), {p.runs_per_day_batched / 24:,.1f} batched")
-    out.append(f"backfill: {p.backfill_partitions:,} instrument-day partitions per per-instrument asset; one a run, "
-               f"{p.backfill_partitions * p.launch_s / 3600:,.0f} worker-hours of launching alone")
+    if p.backfill_partitions:
+        out.append(f"backfill: {p.backfill_partitions:,} instrument-day partitions per per-instrument asset; one a "
+                   f"run, {p.backfill_partitions * p.launch_s / 3600:,.0f} worker-hours of launching alone")
     out.append(f"answer: run workers {p.units('run workers')}, ClickHouse shards "
                f"{shards(p)} (x{CLICKHOUSE_REPLICAS} replicas), collectors "
                f"{p.units('collector CPU') + 1} (one per trade venue group + Deribit), consumers "
