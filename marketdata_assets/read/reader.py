@@ -28,6 +28,7 @@ from marketdata_assets.read import alphas as alpha_reads
 from marketdata_assets.read import clickhouse as ch_reads
 from marketdata_assets.read import timescale as ts_reads
 from marketdata_assets.stores.clickhouse import connection, history
+from marketdata_assets.stores.clickhouse import tables as ct
 
 Time = datetime | date | str
 
@@ -151,6 +152,12 @@ class Reader:
             self._ensure_history()
         return ch_reads.read(self.clickhouse(), self.database, spec.name, venue, instrument, start, end,
                              as_of=as_of, columns=columns)
+
+    def catalog(self) -> pl.DataFrame:
+        """What the ClickHouse store holds, per dataset x venue x instrument: first_day, last_day, days
+        (with an active load), days_with_rows, missing_days (between first and last), rows,
+        last_loaded_at and failed_days (slices whose latest ingest attempt did not succeed)."""
+        return ct.coverage(self.clickhouse(), self.database)
 
     def loads(self, name: str, venue: str | None = None, instrument: str | Sequence[str] | None = None,
               start: Time | None = None, end: Time | None = None) -> pl.DataFrame:

@@ -186,3 +186,39 @@ def test_a_reader_names_the_process_holding_the_embedded_engine(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_failures(store, reader, monkeypatch):
+    """Per dataset x venue x instrument: the days stored, the days missing between the first and the last,
+    the days whose latest attempt failed; `marketdata status` prints it (filters, gaps only)."""
+    from click.testing import CliRunner
+
+    from marketdata_assets.apps.cli import cli
+    from marketdata_assets.stores.clickhouse import writer
+    from tests.ticks.test_writer import make_trades
+
+    with store.get_client() as client:
+        for instrument, days in (("BTCUSDT", (DAY, DAY + timedelta(days=2))), ("ETHUSDT", (DAY,))):
+            for day in days:
+                writer.write_slice(client, store.database, "trades", make_trades(10, day, instrument), "BINANCE",
+                                   instrument, day, "catalog")
+        writer.log_ingest(client, store.database, [{
+            "run_id": "catalog", "source": "BINANCE", "dataset": "trades", "venue": "BINANCE", "instrument": "ETHUSDT",
+            "day": DAY + timedelta(days=1), "outcome": "failed", "error": "HTTP 500", "started_at": day_window(DAY)[0],
+            "finished_at": day_window(DAY)[0]}])
+    rows = {r["instrument"]: r for r in reader.catalog().filter(pl.col("dataset") == "trades").iter_rows(named=True)}
+    btc, eth = rows["BTCUSDT"], rows["ETHUSDT"]
+    assert (btc["first_day"], btc["last_day"], btc["days"], btc["missing_days"], btc["rows"], btc["failed_days"]) == (
+        DAY, DAY + timedelta(days=2), 2, 1, 20, 0)
+    assert (eth["days"], eth["missing_days"], eth["failed_days"]) == (1, 0, 1)
+
+    monkeypatch.setenv("CLICKHOUSE_DSN", store.dsn)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", store.database)
+    out = CliRunner().invoke(cli, ["status", "--dataset", "trades", "--venue", "binance", "--gaps-only"])
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows",
+                                "last", "load"]
+    assert [line.split()[:8] for line in lines[1:]] == [
+        ["trades", "BINANCE", "BTCUSDT", str(DAY), str(DAY + timedelta(days=2)), "2", "1", "0"],
+        ["trades", "BINANCE", "ETHUSDT", str(DAY), str(DAY), "1", "0", "1"]]

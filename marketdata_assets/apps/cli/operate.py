@@ -1,4 +1,5 @@
-"""`marketdata backfill` and `marketdata schedules`: putting the graph on real data (docs/quickstart.md).
+"""`marketdata backfill`, `marketdata schedules` and `marketdata status`: putting the graph on real data
+and seeing what it holds (docs/quickstart.md).
 
 **backfill** loads a history range as runs that each finish inside a run's deadline (RunDeadline,
 180 minutes), launched in this process one after the other like the other `marketdata` commands (they
@@ -157,4 +158,33 @@ def schedules(ctx, feeds, stop) -> None:
     finish(ctx)
 
 
-COMMANDS = [backfill, schedules]
+@click.command("status")
+@click.option("--dataset", help="Only this dataset (trades, bars_1m, funding, ...).")
+@click.option("--venue", help="Only this venue (BINANCE, OKX, ...).")
+@click.option("--gaps-only", is_flag=True, help="Only instruments with missing or failed days.")
+def status(dataset, venue, gaps_only) -> None:
+    """Per dataset x venue x instrument what the ClickHouse store holds: first and last day, days loaded,
+    days missing between them, failed days (the latest attempt did not succeed), rows, the latest load."""
+    from marketdata_assets.read import Reader
+
+    with Reader() as reader:
+        frame = reader.catalog()
+    if dataset:
+        frame = frame.filter(frame["dataset"] == dataset)
+    if venue:
+        frame = frame.filter(frame["venue"] == venue.upper())
+    if gaps_only:
+        frame = frame.filter((frame["missing_days"] > 0) | (frame["failed_days"] > 0))
+    header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load")
+    rows = [(r["dataset"], r["venue"], r["instrument"], str(r["first_day"]), str(r["last_day"]), f"{r['days']:,}",
+             f"{r['missing_days']:,}", f"{r['failed_days']:,}", f"{r['rows']:,}", f"{r['last_loaded_at']:%Y-%m-%d %H:%M}")
+            for r in frame.iter_rows(named=True)]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)] if rows else map(len, header)
+    for line in (header, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    gaps = sum(1 for r in frame.iter_rows(named=True) if r["missing_days"] or r["failed_days"])
+    click.echo(f"{frame.height:,} instrument-dataset(s) of {frame['venue'].n_unique()} venue(s); {gaps:,} with "
+               "missing or failed days (retry: marketdata backfill ... resumes from the ingest log)", err=True)
+
+
+COMMANDS = [backfill, schedules, status]

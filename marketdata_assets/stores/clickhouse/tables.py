@@ -324,6 +324,31 @@ def loaded_slices(client, database: str, dataset: str, venue: str, days: Sequenc
     return {(instrument, day) for instrument, day in rows}
 
 
+def coverage(client, database: str) -> pl.DataFrame:
+    """Per dataset x venue x instrument what is stored: first and last day, days with an active load
+    (and of them with rows), days missing between the first and the last, rows, the latest load, and
+    the slices whose latest ingest attempt did not succeed (failed or skipped, never loaded since)."""
+    db = clickhouse_database(database)
+    sql = (
+        "SELECT l.dataset AS code, l.venue AS venue, l.instrument AS instrument, l.first_day AS first_day, "
+        "l.last_day AS last_day, l.days AS days, l.days_with_rows AS days_with_rows, "
+        "toUInt32(dateDiff('day', l.first_day, l.last_day) + 1 - l.days) AS missing_days, l.stored_rows AS rows, "
+        "l.last_loaded_at AS last_loaded_at, ifNull(f.failed, 0) AS failed_days FROM ("
+        f"SELECT dataset, venue, instrument, min(day) AS first_day, max(day) AS last_day, count() AS days, "
+        f"countIf(rows > 0) AS days_with_rows, sum(rows) AS stored_rows, max(loaded_at) AS last_loaded_at "
+        f"FROM {db}.{LOADS} FINAL GROUP BY dataset, venue, instrument) AS l LEFT JOIN ("
+        "SELECT dataset, venue, instrument, toUInt64(count()) AS failed FROM ("
+        f"SELECT dataset, venue, instrument, day, argMax(outcome, finished_at) AS last FROM {db}.{INGEST_LOG} "
+        "GROUP BY dataset, venue, instrument, day) WHERE last != 'ok' GROUP BY dataset, venue, instrument) AS f "
+        "ON l.dataset = f.dataset AND l.venue = f.venue AND l.instrument = f.instrument "
+        "ORDER BY code, venue, instrument")
+    frame = pl.from_arrow(client.query_arrow(sql))
+    names = {spec.code: spec.name for spec in DATASETS.values()}
+    return frame.with_columns(pl.col("code").replace_strict(names, default=pl.col("code")).alias("dataset")).select(
+        "dataset", "venue", "instrument", "first_day", "last_day", "days", "days_with_rows", "missing_days", "rows",
+        "last_loaded_at", "failed_days")
+
+
 # ---- maintenance -------------------------------------------------------------------------------------
 #
 # A row is garbage when no read path shows it and none ever will: its load was *superseded* (its
