@@ -144,21 +144,16 @@ def partitions_over_years(partitions_def, dynamic: dict[str, int], years: int = 
     return len(partitions_def.get_partition_keys())
 
 
-# hour x instrument: the live hours are loaded per (hour, instrument) file; over ten years at the model's
-# universe that is far past the limit (docs/scale-out.md: the next move is hours with the instruments inside)
-OVER_THE_LIMIT = {"live_trades", "live_trade_id_refill", "live_bars_1m", "live_books", "live_liquidations",
-                  "live_mark_funding", "live_open_interest", "live_tickers"}
-
-
-def test_at_the_models_universe_every_asset_but_the_live_hours_stays_under_dagsters_partition_limit():
+def test_at_the_models_universe_every_asset_stays_under_dagsters_partition_limit():
     """Computed from the definitions, not from prose: ten years of every partitioned asset, its dynamic
     dimensions as large as the capacity model's universe (2,280 crypto instruments)."""
     from marketdata_assets.definitions import defs
 
-    dynamic = {"crypto_instruments": _venue_instruments(), "live_instruments": _venue_instruments()}
+    dynamic = {"crypto_instruments": _venue_instruments()}
     counts = {spec.key.to_user_string(): partitions_over_years(spec.partitions_def, dynamic)
               for spec in defs().resolve_all_asset_specs() if spec.partitions_def is not None}
-    over = {asset for asset, n in counts.items() if n > DAGSTER_LIMIT}
-    assert over == OVER_THE_LIMIT, {asset: counts[asset] for asset in over ^ OVER_THE_LIMIT}
+    over = {asset: n for asset, n in counts.items() if n > DAGSTER_LIMIT}
+    assert not over, over
     assert 3_652 * 4 <= counts["crypto_trades"] <= 3_653 * 4  # ten years of days x the 4 REST venues
     assert counts["crypto_tickers"] == 2_280 and counts["a_share_bars_1m"] <= 3_654
+    assert 87_600 <= counts["live_trades"] <= 87_700  # ten years of hours, the instruments inside

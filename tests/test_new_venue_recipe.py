@@ -274,14 +274,14 @@ clickhouse = ClickHouseResource(dsn=os.environ["CLICKHOUSE_DSN"], database="reci
 hours = sorted({{p.name[:14] for p in (landing / "TOYEX" / "BTCUSD@trades").glob("*.jsonl.zst")}})
 results = {{}}
 with dg.DagsterInstance.ephemeral() as instance:
-    instance.add_dynamic_partitions("live_instruments", ["TOYEX:BTCUSD"])
     for name in ("live_trades", "live_mark_funding", "live_books"):
         asset = d.get_assets_def(name)
         checks = [c for c in d.asset_checks or [] if dg.AssetKey(name) in {{k.asset_key for k in c.check_keys}}]
         for hour in hours:
-            key = dg.MultiPartitionKey({{"hour": f"{{hour[:10]}}-{{hour[11:13]}}:00", "instrument": "TOYEX:BTCUSD"}})
             result = dg.materialize([asset, *checks], resources={{**d.resources, "clickhouse": clickhouse}},
-                                    instance=instance, partition_key=key, raise_on_error=False)
+                                    instance=instance, partition_key=f"{{hour[:10]}}-{{hour[11:13]}}:00",
+                                    raise_on_error=False, run_config={{"ops": {{name: {{"config": {{
+                                        "instruments": ["TOYEX:BTCUSD"]}}}}}}}})
             results[f"{{name}} {{hour}}"] = [result.success, {{e.check_name: e.passed for e in
                                                                result.get_asset_check_evaluations()}}]
 with clickhouse.get_client() as client:

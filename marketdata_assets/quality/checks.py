@@ -20,9 +20,11 @@ validations A-E, completeness, K-line coverage, time window, units), quality/alp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
+
+from marketdata_assets.core.markdown import table
 
 ERROR, WARN = "ERROR", "WARN"
 
@@ -35,7 +37,8 @@ DAY_VENUE = "day|venue"            # 'YYYY-MM-DD|VENUE': the venue's instruments
 DAY = "day"                        # 'YYYY-MM-DD'
 INSTRUMENT = "instrument"          # 'VENUE:INSTRUMENT' (an option chain: 'DERIBIT:BTC-OPTIONS')
 MONTH = "month"                    # 'YYYY-MM-01'
-HOUR_INSTRUMENT = "hour|instrument"  # 'YYYY-MM-DD-HH:MM|VENUE:INSTRUMENT' (Dagster's hourly keys: live hours)
+HOUR_INSTRUMENT = "hour|instrument"  # 'YYYY-MM-DD-HH:MM|VENUE:INSTRUMENT' (a live hour of one instrument)
+HOUR = "hour"                      # 'YYYY-MM-DD-HH:MM' (Dagster's hourly keys: the live hours, instruments inside)
 
 
 class ClickHouse(NamedTuple):
@@ -88,7 +91,7 @@ class Check:
     description: str
     store: str  # CLICKHOUSE, TIMESCALE or ALPHA_STORE
     judge: Judge = field(repr=False)
-    partitioned_by: str | None = None  # DAY_INSTRUMENT, DAY_VENUE, DAY, INSTRUMENT, MONTH, HOUR_INSTRUMENT; None: the asset is not partitioned
+    partitioned_by: str | None = None  # DAY_INSTRUMENT, DAY_VENUE, DAY, INSTRUMENT, MONTH, HOUR; None: the asset is not partitioned
     blocking: bool = False  # a failed ERROR stops the assets downstream in the same run
 
     def run(self, store: Any, partitions: Sequence[str] | None = None) -> dict[str | None, Verdict]:
@@ -112,3 +115,45 @@ def whole(judge: Callable[[Any], Verdict]) -> Judge:
 def each_partition(judge: Callable[[Any, str], Verdict]) -> Judge:
     """A judge that looks at the partitions one by one, from a function of the store and a key."""
     return lambda store, partitions: {key: judge(store, key) for key in partitions}
+
+
+# ---- one verdict of many instruments' (a day x venue, an hour) ---------------------------------------
+
+def _table_cell(verdict: Verdict) -> tuple:
+    meta = verdict.metadata
+    return ("passed" if verdict.passed else "FAILED", meta.get("violations", ""), meta.get("rows_checked", ""),
+            "" if verdict.passed else (verdict.description or "")[:160])
+
+
+def _combined(verdicts: Iterable[Verdict]) -> dict:
+    """The instruments' metadata in one: numbers summed, a value all of them share kept."""
+    values: dict[str, list] = {}
+    for verdict in verdicts:
+        for name, value in verdict.metadata.items():
+            values.setdefault(name, []).append(value)
+    out = {}
+    for name, found in values.items():
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in found):
+            out[name] = sum(found)
+        elif all(isinstance(v, str) and v == found[0] for v in found):
+            out[name] = found[0]
+    return out
+
+
+def instruments_verdict(key: str, verdicts: Mapping[str, Verdict]) -> Verdict:
+    """One verdict of a partition holding several instruments (a day x venue, an hour) from theirs
+    ('<...>|VENUE:INSTRUMENT' key -> verdict): passed when all passed; numbers summed; a table of every
+    instrument; the first failure's details and description."""
+    failed = [(k, v) for k, v in verdicts.items() if not v.passed]
+    rows = [(k.split("|")[1], *_table_cell(v)) for k, v in sorted(verdicts.items())]
+    metadata = {**_combined(verdicts.values()), "checked": key, "instruments": len(verdicts),
+                "instruments_failed": len(failed),
+                "by_instrument": table(["instrument", "verdict", "violations", "rows checked", "why"], rows)}
+    if not failed:
+        return Verdict(True, f"{key}: {len(verdicts)} instrument(s) passed", metadata)
+    first = failed[0][1]
+    metadata = {**{k: v for k, v in first.metadata.items() if k not in metadata}, **metadata}
+    names = ", ".join(k.split("|")[1] for k, _ in failed[:5]) + (" ..." if len(failed) > 5 else "")
+    severity = ERROR if any(v.severity == ERROR for _, v in failed) else WARN
+    return Verdict(False, f"{len(failed)} of {len(verdicts)} instrument(s) failed ({names}): "
+                   f"{first.description or 'failed'}", metadata, severity)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.frames import TRADES
-from marketdata_assets.quality.checks import CLICKHOUSE, HOUR_INSTRUMENT, WARN, Check, ClickHouse, Verdict
+from marketdata_assets.quality.checks import CLICKHOUSE, HOUR, WARN, Check, ClickHouse, Verdict, instruments_verdict
 
 LIVE_MATCHES_HOURLY = "live_matches_hourly"
 TRADES_LIVE = "trades_live"  # stores/clickhouse/live.py's table (quality reads it; the store owns it)
@@ -93,8 +93,34 @@ def judge(store: ClickHouse, partitions: list[str], now: datetime | None = None)
             for key, spot in keys.items()}
 
 
+def live_instruments(store: ClickHouse, hours: list[datetime]) -> dict[datetime, list[str]]:
+    """Hour start -> the VENUE:INSTRUMENT keys with trades in `trades_live` that hour."""
+    rows = store.client.query(
+        f"SELECT DISTINCT toStartOfHour(ts), venue, instrument FROM {clickhouse_database(store.database)}.{TRADES_LIVE} "
+        "WHERE ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} ORDER BY venue, instrument",
+        parameters={"start": min(hours), "end": max(hours) + timedelta(hours=1)}).result_rows if hours else []
+    out: dict[datetime, list[str]] = {hour: [] for hour in hours}
+    for hour, venue, instrument in rows:
+        moment = hour if hour.tzinfo else hour.replace(tzinfo=timezone.utc)
+        if moment in out:
+            out[moment].append(f"{venue}:{instrument}")
+    return out
+
+
+def judge_hours(store: ClickHouse, partitions: list[str], now: datetime | None = None) -> dict[str, Verdict]:
+    """Each hour ('YYYY-MM-DD-HH:MM') judged by its instruments with live trades (`judge` of each), one verdict."""
+    if not int(store.client.command(f"EXISTS TABLE {clickhouse_database(store.database)}.{TRADES_LIVE}") or 0):
+        return {key: Verdict(True, f"{key}: no trades_live table (no live path ran)") for key in partitions}
+    starts = {key: datetime.strptime(key, "%Y-%m-%d-%H:%M").replace(tzinfo=timezone.utc) for key in partitions}
+    found = live_instruments(store, sorted(set(starts.values())))
+    keys = {key: [f"{key}|{name}" for name in found[start]] for key, start in starts.items()}
+    verdicts = judge(store, [k for ks in keys.values() for k in ks], now)
+    return {key: instruments_verdict(key, {k: verdicts[k] for k in ks}) if ks else
+            Verdict(True, f"{key}: no trades_live row in the hour (no live path ran)") for key, ks in keys.items()}
+
+
 LIVE_MATCHES_HOURLY_CHECK = Check(
     LIVE_MATCHES_HOURLY, "live_trades",
     "The hour's trades in trades_live (the live path) and in the hourly load are the same trades with the same "
-    "price, quantity and amount (count, sum of quantity and sum of amount agree).",
-    CLICKHOUSE, judge, HOUR_INSTRUMENT)
+    "price, quantity and amount (count, sum of quantity and sum of amount agree), for each instrument.",
+    CLICKHOUSE, judge_hours, HOUR)

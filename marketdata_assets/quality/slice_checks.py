@@ -5,7 +5,7 @@ partitioned like them so a run checks exactly what it loaded:
 - crypto, dumps and archives (day x instrument): the slices of those instruments and days;
 - A-shares / Yahoo (day): the day's slices whose active load this source wrote (ingest_log);
 - snapshots (instrument; option chains: chain): those instruments' latest day;
-- live hours (hour x instrument, `by_hour`): the day slice each hour's load rewrote.
+- live hours (hour, `by_hour`): the day slices of the instruments each hour's load rewrote.
 
 A judge covers a whole range run in one ClickHouse query per measure, grouped by partition, and
 gives one verdict per partition: the violations, the rows checked and a sample of the violations.
@@ -27,18 +27,16 @@ from marketdata_assets.quality.checks import (
     DAY,
     DAY_INSTRUMENT,
     DAY_VENUE,
-    ERROR,
-    HOUR_INSTRUMENT,
+    HOUR,
     INSTRUMENT,
     WARN,
     Check,
     ClickHouse,
     Judge,
     Verdict,
+    instruments_verdict,
 )
 from marketdata_assets.quality.continuity import SliceIds, find_holes
-from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
-from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.quality.slices import (
     BARS_CONSISTENT,
     FUNDING_INSIDE_CAP,
@@ -62,6 +60,7 @@ from marketdata_assets.quality.slices import (
     slice_scope,
     source_scope,
 )
+from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 
@@ -97,45 +96,6 @@ def venue_day_keys(store: ClickHouse, dataset: str, partition_keys: Iterable[str
     return {key: sorted(found) for key, found in out.items()}
 
 
-def _table_cell(verdict: Verdict) -> tuple:
-    meta = verdict.metadata
-    return ("passed" if verdict.passed else "FAILED", meta.get("violations", ""), meta.get("rows_checked", ""),
-            "" if verdict.passed else (verdict.description or "")[:160])
-
-
-def _combined(verdicts: Iterable[Verdict]) -> dict:
-    """The instruments' metadata in one: numbers summed, a value all of them share kept."""
-    values: dict[str, list] = {}
-    for verdict in verdicts:
-        for name, value in verdict.metadata.items():
-            values.setdefault(name, []).append(value)
-    out = {}
-    for name, found in values.items():
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in found):
-            out[name] = sum(found)
-        elif all(isinstance(v, str) and v == found[0] for v in found):
-            out[name] = found[0]
-    return out
-
-
-def venue_verdict(key: str, verdicts: Mapping[str, Verdict]) -> Verdict:
-    """One day x venue verdict from its instruments' (day x instrument key -> verdict): passed when all
-    passed; numbers summed; a table of every instrument; the first failure's details and description."""
-    failed = [(k, v) for k, v in verdicts.items() if not v.passed]
-    rows = [(k.split("|")[1], *_table_cell(v)) for k, v in sorted(verdicts.items())]
-    metadata = {**_combined(verdicts.values()), "checked": key, "instruments": len(verdicts),
-                "instruments_failed": len(failed),
-                "by_instrument": table(["instrument", "verdict", "violations", "rows checked", "why"], rows)}
-    if not failed:
-        return Verdict(True, f"{key}: {len(verdicts)} instrument(s) passed", metadata)
-    first = failed[0][1]
-    metadata = {**{k: v for k, v in first.metadata.items() if k not in metadata}, **metadata}
-    names = ", ".join(k.split("|")[1] for k, _ in failed[:5]) + (" ..." if len(failed) > 5 else "")
-    severity = ERROR if any(v.severity == ERROR for _, v in failed) else WARN
-    return Verdict(False, f"{len(failed)} of {len(verdicts)} instrument(s) failed ({names}): "
-                   f"{first.description or 'failed'}", metadata, severity)
-
-
 def by_venue(check: Check, dataset: str, instruments: Callable[[], Mapping[str, Sequence[str]]]) -> Check:
     """A day x instrument check of `dataset` as a check of a day x venue asset: each day x venue partition
     judged by its instruments' slices (`instruments()`: venue -> the configured instruments; and any
@@ -143,7 +103,7 @@ def by_venue(check: Check, dataset: str, instruments: Callable[[], Mapping[str, 
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         keys = venue_day_keys(store, dataset, partitions, instruments())
         verdicts = check.judge(store, sorted({k for ks in keys.values() for k in ks}))
-        return {key: venue_verdict(key, {k: verdicts[k] for k in ks}) for key, ks in keys.items()}
+        return {key: instruments_verdict(key, {k: verdicts[k] for k in ks}) for key, ks in keys.items()}
 
     return Check(check.name, check.asset, check.description, check.store, judge, DAY_VENUE, check.blocking)
 
@@ -250,23 +210,33 @@ def trade_id_check(asset: str, dataset: str = "trades") -> Check:
     return Check(TRADE_IDS_CONTINUOUS, asset, TRADE_IDS_DESCRIPTION, CLICKHOUSE, judge, DAY_INSTRUMENT)
 
 
-def hour_to_day(key: str) -> str:
-    """The day x instrument key of an hour x instrument key ('2026-11-23-17:00|BINANCE:BTCUSDT' ->
-    '2026-11-23|BINANCE:BTCUSDT'): the slice an hour's load rewrites (ingest/live/load.py)."""
-    hour, instrument = str(key).split("|")
-    return f"{hour[:10]}|{instrument}"
+def stored_day_keys(store: ClickHouse, dataset: str, days: Sequence[str], venues: Sequence[str]) -> dict[str, list[str]]:
+    """Day ('YYYY-MM-DD') -> the day x instrument keys of `venues`' instruments with an active load of
+    `dataset` that day."""
+    out: dict[str, list[str]] = {day: [] for day in days}
+    if days:
+        rows = store.client.query(
+            f"SELECT toString(day), venue, instrument FROM {clickhouse_database(store.database)}.active_loads "
+            "WHERE dataset = {code:String} AND day IN {days:Array(Date)} AND venue IN {venues:Array(String)} "
+            "ORDER BY venue, instrument", parameters={"code": spec_for(dataset).code, "days": sorted(days),
+                                                      "venues": list(venues)}).result_rows
+        for day, venue, instrument in rows:
+            out[day].append(f"{day}|{venue}:{instrument}")
+    return out
 
 
-def by_hour(check: Check, asset: str) -> Check:
-    """A day x instrument check as a check of the hour x instrument asset `asset`: each hour judged by
-    its day slice (the whole slice, as its load rewrote it), each day judged once per run."""
+def by_hour(check: Check, dataset: str, venues: Sequence[str]) -> Check:
+    """A day x instrument check of `dataset` as a check of an hourly live asset: each hour judged by the
+    day slices of `venues`' instruments stored that day (whole, as the hour's load rewrote them), each
+    day judged once per run, the instruments' verdicts in one (a `by_instrument` table)."""
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
-        days = {key: hour_to_day(key) for key in partitions}
-        verdicts = check.judge(store, sorted(set(days.values())))
-        return {key: verdicts[day] for key, day in days.items()}
+        days = {key: str(key)[:10] for key in partitions}
+        keys = stored_day_keys(store, dataset, sorted(set(days.values())), venues)
+        verdicts = check.judge(store, sorted({k for ks in keys.values() for k in ks}))
+        return {key: instruments_verdict(key, {k: verdicts[k] for k in keys[day]}) for key, day in days.items()}
 
-    return Check(check.name, asset, f"{check.description} (over the day slice the hour's load rewrote)",
-                 check.store, judge, HOUR_INSTRUMENT, check.blocking)
+    return Check(check.name, check.asset, f"{check.description} (over the day slices the hour's load rewrote)",
+                 check.store, judge, HOUR, check.blocking)
 
 
 # --- The declarations, by asset ---------------------------------------------------------------
@@ -310,9 +280,6 @@ BINANCE_DUMP_CHECKS = [
     trade_id_check("binance_dump_trades"),
     *(rule_check("binance_dump_bars_1m", rule) for rule in CRYPTO_BAR_RULES),
 ]
-# the live hours of Binance spot trades (hour x instrument; ingest/live/load.py)
-LIVE_TRADE_CHECKS = [by_hour(rule_check("live_trades", rule), "live_trades") for rule in TRADE_RULES] + [
-    by_hour(trade_id_check("live_trades"), "live_trades"), LIVE_MATCHES_HOURLY_CHECK]
 # the stock feeds (day)
 A_SHARE_CHECKS = [
     *(rule_check("a_share_bars_1m", rule, DAY, "TUSHARE") for rule in STOCK_BAR_RULES),

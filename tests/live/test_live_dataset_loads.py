@@ -238,13 +238,12 @@ def test_live_mark_funding_materializes_an_hour_with_its_checks(root, store):
 
     instrument, frames, expected = cases()[("BINANCE_UM", "mark_funding")]
     land(root, "BINANCE_UM", frames)
-    key = f"{T0:%Y-%m-%d-%H}:00|BINANCE_UM:{instrument}"
+    hour = f"{T0:%Y-%m-%d-%H}:00"  # the instrument found from the hour's closed files (no config)
     asset = next(a for a in live_dataset_assets if a.key == dg.AssetKey("live_mark_funding"))
     checks = [c for c in live_dataset_checks if dg.AssetKey("live_mark_funding") in {k.asset_key for k in c.check_keys}]
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("live_instruments", [f"BINANCE_UM:{instrument}"])
         result = dg.materialize([asset, *checks], resources={"clickhouse": store}, instance=instance,
-                                partition_key=key, raise_on_error=False)
+                                partition_key=hour, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     (event,) = result.get_asset_materialization_events()
     metadata = {k: v.value for k, v in event.materialization.metadata.items()}
@@ -265,29 +264,31 @@ def test_the_sensor_requests_each_assets_hour_when_its_files_close(root):
     land(root, "OKX", cases()[("OKX", "bars_1m")][1], noise=False)
     with dg.instance_for_test() as instance:
         first = live_landing_hours(dg.build_sensor_context(instance=instance))
-        (added,) = first.dynamic_partitions_requests
-        assert added.partition_keys == ["DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT-SWAP"]
         hour = f"{T0:%Y-%m-%d-%H}:00"
-        requested = sorted((r.asset_selection[0].to_user_string(), r.partition_key) for r in first.run_requests)
-        assert requested == sorted([
-            ("live_tickers", f"{hour}|DERIBIT:BTC-PERPETUAL"),  # one ticker channel feeds three assets
-            ("live_open_interest", f"{hour}|DERIBIT:BTC-PERPETUAL"),
-            ("live_mark_funding", f"{hour}|DERIBIT:BTC-PERPETUAL"),
-            ("live_bars_1m", f"{hour}|OKX:BTC-USDT-SWAP"),
-            ("live_liquidations", f"{hour}|OKX:BTC-USDT-SWAP"),  # the shared channel, for the swap found
+
+        def requested(result) -> list:
+            return sorted((r.asset_selection[0].to_user_string(), r.partition_key, *r.run_config["ops"][
+                r.asset_selection[0].to_user_string()]["config"]["instruments"]) for r in result.run_requests)
+
+        assert requested(first) == sorted([
+            ("live_tickers", hour, "DERIBIT:BTC-PERPETUAL"),  # one ticker channel feeds three assets
+            ("live_open_interest", hour, "DERIBIT:BTC-PERPETUAL"),
+            ("live_mark_funding", hour, "DERIBIT:BTC-PERPETUAL"),
+            ("live_bars_1m", hour, "OKX:BTC-USDT-SWAP"),
+            ("live_liquidations", hour, "OKX:BTC-USDT-SWAP"),  # the shared channel, for the swap found
         ])
         assert all(len(r.asset_selection) == 1 for r in first.run_requests)
-        instance.add_dynamic_partitions("live_instruments", added.partition_keys)
         open_writer = LandingWriter(root, "DERIBIT")  # the next hour, still open: nothing to load yet
         open_writer.frame("ticker.BTC-PERPETUAL.100ms", "c1", deribit_frames[0][1], int((T0 + timedelta(hours=1)).timestamp() * 1e9))
         open_writer.flush()
         again = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-        assert again.run_requests == [] and again.dynamic_partitions_requests == []
+        assert again.run_requests == []
         open_writer.close()
         closed = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=again.cursor))
-        later = f"{T0 + timedelta(hours=1):%Y-%m-%d-%H}:00|DERIBIT:BTC-PERPETUAL"
-        assert sorted((r.asset_selection[0].to_user_string(), r.partition_key) for r in closed.run_requests) == [
-            ("live_mark_funding", later), ("live_open_interest", later), ("live_tickers", later)]
+        later = f"{T0 + timedelta(hours=1):%Y-%m-%d-%H}:00"
+        assert requested(closed) == [("live_mark_funding", later, "DERIBIT:BTC-PERPETUAL"),
+                                     ("live_open_interest", later, "DERIBIT:BTC-PERPETUAL"),
+                                     ("live_tickers", later, "DERIBIT:BTC-PERPETUAL")]
 
 
 def test_a_store_of_before_gets_a_nullable_volume_24h(store):
@@ -314,21 +315,20 @@ def test_a_store_of_before_gets_a_nullable_volume_24h(store):
             client.command(f"DROP DATABASE IF EXISTS `{database}`")
 
 
-def test_live_trades_still_loads_when_live_instruments_holds_a_venue_without_trades(root, store):
-    """The sensor adds keys of every venue with any live dataset to the shared `live_instruments`; a
-    key of an instrument with no trade file yet (here BINANCE_UM, whose aggTrade stream landed nothing)
-    is a missing row of live_trades' coverage picture, not an error."""
+def test_live_trades_of_an_hour_loads_the_instruments_with_trade_files_and_draws_their_coverage(root, store):
+    """An hour's run without `instruments` loads the instruments with a closed trade file of the hour (here
+    BINANCE:BTCUSDT; BINANCE_UM's aggTrade stream landed nothing): one instrument x 48 hours drawn."""
     from marketdata_assets.defs.live.assets import live_trades
 
     trade = {"e": "trade", "E": MS + 3, "s": "BTCUSDT", "t": 1, "p": "40000", "q": "0.5", "T": MS, "m": False, "M": True}
     land(root, "BINANCE", [("btcusdt@trade", binance("btcusdt@trade", trade))], noise=False)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("live_instruments", ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT"])
         result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance,
-                                partition_key=f"{T0:%Y-%m-%d-%H}:00|BINANCE:BTCUSDT", raise_on_error=False)
+                                partition_key=f"{T0:%Y-%m-%d-%H}:00", raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     (event,) = result.get_asset_materialization_events()
-    assert event.materialization.metadata["coverage_missing"].value == 95  # two instruments x 48 hours, one loaded
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert (metadata["slices_ok"], metadata["coverage_missing"], metadata["coverage_loaded"]) == (1, 47, 1)
 
 
 def test_a_bar_the_rest_parser_refuses_is_a_bad_frame(root):
@@ -376,12 +376,11 @@ def test_the_collectors_books_are_stored_as_the_venue_had_them_and_pass_their_ch
     assert len(checks) == 3
     counts, first_day = [], datetime.strptime(hours[0][:10], "%Y-%m-%d").date()
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("live_instruments", ["BINANCE:BTCUSDT"])
         for _ in range(2):
             for hour in hours:  # 2026-11-24T04Z -> 2026-11-24-04:00
                 result = dg.materialize([asset, *checks], resources={"clickhouse": store}, instance=instance,
-                                        partition_key=f"{hour[:10]}-{hour[11:13]}:00|BINANCE:BTCUSDT",
-                                        raise_on_error=False)
+                                        partition_key=f"{hour[:10]}-{hour[11:13]}:00", raise_on_error=False,
+                                        run_config={"ops": {"live_books": {"config": {"instruments": ["BINANCE:BTCUSDT"]}}}})
                 assert result.success, [e.message for e in result.all_events if e.is_failure]
                 assert all(e.passed for e in result.get_asset_check_evaluations())
             with store.get_client() as client:  # the active loads' rows (the load pointer)

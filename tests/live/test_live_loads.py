@@ -74,18 +74,19 @@ def active_load(clickhouse) -> int:
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as inst:
-        inst.add_dynamic_partitions("live_instruments", [KEY])
         yield inst
 
 
-def materialize(instance, clickhouse, partition_key: str, checks: bool = True, **config) -> dg.ExecuteInProcessResult:
+def materialize(instance, clickhouse, key: str, checks: bool = True, **config) -> dg.ExecuteInProcessResult:
+    """A run of live_trades of the hour of `key` ('YYYY-MM-DD-HH:00|VENUE:INSTRUMENT'), that instrument."""
     from marketdata_assets.defs.live.assets import live_trades
     from marketdata_assets.defs.live.checks import live_checks
 
+    hour, instrument = key.split("|")
     assets = [live_trades, *(live_checks if checks else [])]
     result = dg.materialize(assets, resources={"clickhouse": clickhouse}, instance=instance,
-                            partition_key=partition_key, raise_on_error=False,
-                            run_config={"ops": {"live_trades": {"config": config}}} if config else None)
+                            partition_key=hour, raise_on_error=False,
+                            run_config={"ops": {"live_trades": {"config": {"instruments": [instrument], **config}}}})
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     return result
 
@@ -95,9 +96,10 @@ def metadata(result) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def observation(instance, partition: str) -> dict:
+def observation(instance, key: str) -> dict:
+    """The latest observation of the hour of `key` ('YYYY-MM-DD-HH:00|VENUE:INSTRUMENT')."""
     records = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("live_trades"),
-                                                                asset_partitions=[partition]), limit=1).records
+                                                                asset_partitions=[key.split("|")[0]]), limit=1).records
     return {k: v.value for k, v in records[0].asset_observation.metadata.items()}
 
 
@@ -192,16 +194,14 @@ def test_the_sensor_requests_an_hour_exactly_when_its_file_closes(root, instance
 
     fresh = dg.DagsterInstance.ephemeral()
     first = live_landing_hours(dg.build_sensor_context(instance=fresh))
-    (added,) = first.dynamic_partitions_requests
-    assert added.partition_keys == [KEY]
-    assert [r.partition_key for r in first.run_requests] == [pkey(10)]
+    assert [(r.partition_key, r.run_config["ops"]["live_trades"]["config"]["instruments"])
+            for r in first.run_requests] == [(pkey(10).split("|")[0], [KEY])]
     again = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-    assert again.run_requests == [] and again.dynamic_partitions_requests == []
+    assert again.run_requests == []
 
     open_writer.close()
     closed = live_landing_hours(dg.build_sensor_context(instance=instance, cursor=again.cursor))
-    assert [r.partition_key for r in closed.run_requests] == [pkey(11)]
-    assert closed.dynamic_partitions_requests == []
+    assert [r.partition_key for r in closed.run_requests] == [pkey(11).split("|")[0]]
     assert live_landing_hours(dg.build_sensor_context(instance=instance, cursor=closed.cursor)).run_requests == []
 
 
@@ -273,15 +273,16 @@ def test_one_run_loads_an_hour_of_several_instruments(root, store):
                 landing.frame(f"{instrument.lower()}@trade", "c1", text, recv_ns)
     with dg.instance_for_test() as instance:
         first = live_landing_hours(dg.build_sensor_context(instance=instance))
-        (added,) = first.dynamic_partitions_requests
-        instance.add_dynamic_partitions("live_instruments", added.partition_keys)
-        (request,) = first.run_requests
-        assert (request.partition_key, request.tags) == (None, {
-            "dagster/asset_partition_range_start": pkey(10), "dagster/asset_partition_range_end":
-                pkey(10).replace("BTCUSDT", "ETHUSDT")})
-        result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance, tags=request.tags)
+        (request,) = first.run_requests  # the hour, both instruments named
+        assert request.partition_key == pkey(10).split("|")[0]
+        assert request.run_config == {"ops": {"live_trades": {"config": {"instruments": [
+            "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"]}}}}
+        result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance,
+                                partition_key=request.partition_key, run_config=request.run_config)
         events = result.get_asset_materialization_events()
-        assert result.success and sorted(e.partition for e in events) == [pkey(10), pkey(10).replace("BTC", "ETH")]
+        assert result.success and [e.partition for e in events] == [request.partition_key]
+        seen = observation(instance, pkey(10))
+        assert "| BINANCE:BTCUSDT | " in seen["instruments"] and "| BINANCE:ETHUSDT | " in seen["instruments"]
         figures = {k: v.value for k, v in events[0].materialization.metadata.items()}
         assert (figures["slices_ok"], figures["trades"]) == (2, 10)
     with store.get_client() as client:
@@ -359,7 +360,6 @@ def test_a_usdm_okx_or_deribit_hour_is_loaded_as_the_rest_parsers_store_it(root,
     expected = tape(rest_replay, venue, 10)
     land_tape(root, venue, expected)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("live_instruments", [venue_key(venue, 10).split("|")[1]])
         result = materialize(instance, store, venue_key(venue, 10))
     got = venue_rows(store, venue).select(*STORED)
     assert got.height == expected.height > 20
@@ -388,7 +388,6 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
                       seq=42)
     key = venue_key("OKX", 10)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("live_instruments", [key.split("|")[1]])
         loaded = materialize(instance, store, key)
         assert checks_passed(loaded)["trade_ids_continuous"] is False
         before = metadata(loaded)
@@ -397,7 +396,8 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
 
         refilled = dg.materialize([live_trades, live_trade_id_refill], selection=[dg.AssetKey("live_trade_id_refill")],
                                   resources={"clickhouse": store, **crypto_resources(rest_replay.base_url)},
-                                  instance=instance, partition_key=key)
+                                  instance=instance, partition_key=key.split("|")[0], run_config={"ops": {
+                                      "live_trade_id_refill": {"config": {"instruments": [key.split("|")[1]]}}}})
         assert refilled.success
         (event,) = refilled.get_asset_materialization_events()
         after = {k: v.value for k, v in event.materialization.metadata.items()}
@@ -425,8 +425,7 @@ def test_the_sensor_requests_every_venues_closed_hours(root):
         land(writer, "c1", range(1, 3), 10)
     with dg.instance_for_test() as instance:
         result = live_landing_hours(dg.build_sensor_context(instance=instance))
-    (added,) = result.dynamic_partitions_requests
-    assert added.partition_keys == ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT"]
-    (request,) = result.run_requests  # one run: the hour's four contiguous instruments
-    assert request.tags == {"dagster/asset_partition_range_start": pkey(10),
-                            "dagster/asset_partition_range_end": venue_key("OKX", 10)}
+    (request,) = result.run_requests  # one run: the hour, its four venues' instruments
+    assert request.partition_key == pkey(10).split("|")[0]
+    assert request.run_config["ops"]["live_trades"]["config"]["instruments"] == [
+        "BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT"]

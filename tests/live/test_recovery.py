@@ -155,9 +155,10 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> l
 
     out = []
     for hour in hours:
-        result = dg.materialize([live_trades, live_trade_id_refill], instance=instance, partition_key=f"{hour}|{key}",
+        result = dg.materialize([live_trades, live_trade_id_refill], instance=instance, partition_key=hour,
                                 resources={"clickhouse": clickhouse, **crypto_resources(rest.base_url)},
-                                raise_on_error=False)
+                                raise_on_error=False, run_config={"ops": {
+                                    op: {"config": {"instruments": [key]}} for op in ("live_trades", "live_trade_id_refill")}})
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         out.append({e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
                     for e in result.get_asset_materialization_events()})
@@ -176,7 +177,6 @@ def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps:
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("live_instruments", [key])
         refill = [run["live_trade_id_refill"] for run in load_and_refill(instance, clickhouse, rest, hours, key)]
     first_day = datetime.fromtimestamp(sent[lo][0] / 1000, UTC).date()
     with clickhouse.get_client() as client:

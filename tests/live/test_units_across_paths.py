@@ -77,7 +77,8 @@ CASES = {("BINANCE", "BTCUSDT"): binance_spot, ("BINANCE_UM", "BTCUSDT"): binanc
          ("OKX", "BTC-USDT"): lambda: okx("BTC-USDT"), ("OKX", "BTC-USDT-SWAP"): lambda: okx("BTC-USDT-SWAP"),
          ("DERIBIT", "BTC-PERPETUAL"): lambda: deribit("BTC-PERPETUAL"),
          ("DERIBIT", "BTC_USDC-PERPETUAL"): lambda: deribit("BTC_USDC-PERPETUAL")}
-KEYS = [f"2026-11-20-10:00|{venue}:{instrument}" for venue, instrument in CASES]
+HOUR = "2026-11-20-10:00"
+KEYS = [f"{HOUR}|{venue}:{instrument}" for venue, instrument in CASES]
 
 
 def rows_of(client, db: str, table: str, venue: str, instrument: str) -> list[tuple]:
@@ -127,9 +128,11 @@ def test_the_same_trades_are_the_same_rows_on_every_path_and_the_check_says_so(c
         assert [r[3] for r in swap] == [0.12060306 * 0.01, 3 * 0.01, 1000 * 0.01]  # contracts x ctVal: BTC
         inverse = rows_of(client, db, live.TRADES_LIVE, "DERIBIT", "BTC-PERPETUAL")
         assert [(r[3], r[4]) for r in inverse] == [(10 / 42219.9, 10.0), (20 / 42220.1, 20.0), (30 / 0.0000255, 30.0)]
-        verdicts = LIVE_MATCHES_HOURLY_CHECK.run(store, KEYS)
+        verdicts = judge(store, KEYS)  # each (hour, instrument)
         assert all(v.passed for v in verdicts.values()), {k: v.description for k, v in verdicts.items()}
         assert verdicts[KEYS[3]].metadata["live_quantity"] == verdicts[KEYS[3]].metadata["hourly_quantity"]
+        (hour,) = LIVE_MATCHES_HOURLY_CHECK.run(store, [HOUR]).values()  # the hour partition: its instruments'
+        assert hour.passed and hour.metadata["instruments"] == len(KEYS), hour.description
 
         # the old defect: a live row of the swap in contracts, not BTC
         ts, tid, price, _, amount, side = swap[0]
@@ -137,7 +140,8 @@ def test_the_same_trades_are_the_same_rows_on_every_path_and_the_check_says_so(c
                       column_names=["ts", "venue", "instrument", "trade_id", "price", "quantity", "amount", "side"],
                       database=db)
         client.command(f"DELETE FROM `{db}`.{live.TRADES_LIVE} WHERE instrument = 'BTC-PERPETUAL' AND trade_id = '48079270'")
-        verdicts = LIVE_MATCHES_HOURLY_CHECK.run(store, KEYS)
+        verdicts = judge(store, KEYS)
+        (hour,) = LIVE_MATCHES_HOURLY_CHECK.run(store, [HOUR]).values()
         # a live trade after the last loaded one: pending while the hour lands (a restart loaded a
         # segment early), lost once it has ended
         spot = rows_of(client, db, live.TRADES_LIVE, "BINANCE", "BTCUSDT")[-1]
@@ -152,3 +156,5 @@ def test_the_same_trades_are_the_same_rows_on_every_path_and_the_check_says_so(c
     assert not wrong.passed and wrong.severity == "ERROR" and wrong.metadata["differing"] == 1, wrong.description
     assert not missing.passed and missing.severity == "WARN" and missing.metadata["only_hourly"] == 1
     assert sum(v.passed for v in verdicts.values()) == len(KEYS) - 2
+    assert not hour.passed and hour.severity == "ERROR" and hour.metadata["instruments_failed"] == 2
+    assert "| OKX:BTC-USDT-SWAP | FAILED |" in str(hour.metadata["by_instrument"])

@@ -31,7 +31,6 @@ from marketdata_assets.quality.slice_checks import (
     BINANCE_DUMP_CHECKS,
     CRYPTO_CHECKS,
     CRYPTO_SNAPSHOT_CHECKS,
-    LIVE_TRADE_CHECKS,
     OPTION_CHAIN_CHECKS,
     YAHOO_CHECKS,
     rule_check,
@@ -142,7 +141,7 @@ def test_slices_of_partition_keys():
 
 
 def test_the_declarations_cover_every_ticks_asset_with_its_checks():
-    from marketdata_assets.defs.live.checks import LIVE_DATASET_CHECKS
+    from marketdata_assets.defs.live.checks import LIVE_DATASET_CHECKS, LIVE_TRADE_CHECKS
 
     declared: dict[str, set[str]] = {}
     for check in CRYPTO_CHECKS + CRYPTO_SNAPSHOT_CHECKS + OPTION_CHAIN_CHECKS + BINANCE_DUMP_CHECKS + A_SHARE_CHECKS \

@@ -1,8 +1,8 @@
 """`live_trades`: live trades of the closed landing hours (ingest/live/load.py: Binance spot, OKX,
-Deribit), hour x instrument (VENUE:INSTRUMENT), in the same ClickHouse `trades` slices as the REST
-and archive data.
+Deribit), by hour (the instruments with a closed file of the hour inside the run), in the same
+ClickHouse `trades` slices as the REST and archive data.
 
-Thin: the run's (hour, instrument) keys in, the day slices those hours feed rewritten by one engine
+Thin: the run's hours and their instruments in, the day slices those hours feed rewritten by one engine
 run (one feed per venue, each slice from every closed file of its day so far: idempotent and exact;
 docs/live-capture.md), then:
 - one MaterializeResult: rows loaded, slices, the run's hours' frames, discards by reason, markers,
@@ -11,8 +11,9 @@ docs/live-capture.md), then:
   `live_reconciliation`) and their book gaps (`book_gaps`, from the landing files' `gap` markers);
   the coverage picture of live hours (`coverage`: instruments x the last 48 hours, loaded / loaded
   with gaps / missing, core/charts.heatmap_svg like the upkeep coverage asset);
-- one AssetObservation per (hour, instrument) with that hour's own figures: the collector's health
-  per landing hour in the UI (frames, gaps, disconnects, overflow, lag, live vs refilled trades).
+- one AssetObservation per hour with that hour's own figures and a table of its instruments': the
+  collector's health per landing hour in the UI (frames, gaps, disconnects, overflow, lag, live vs
+  refilled trades).
 """
 
 from datetime import timedelta
@@ -24,10 +25,10 @@ from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
 from marketdata_assets.core.naming import parse_partition_key, partition_key
 from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
+from marketdata_assets.defs.live.landed import hour_instruments_landed
 from marketdata_assets.defs.live.partitions import (
     FRESHNESS,
     landing_hour,
-    live_key,
     live_partitions,
     partition_hour,
 )
@@ -52,17 +53,46 @@ GROUP = "live"
 COVERAGE_HOURS = 48
 
 
-def hour_instruments(partition_keys, venues=LIVE_VENUES, what: str = "trades") -> list[tuple[str, str, str]]:
-    """(landing hour, venue, instrument) of each 'YYYY-MM-DD-HH:00|VENUE:INSTRUMENT' key; a key of a
-    venue not in `venues` (those with live `what`) is refused."""
+class LiveIngestConfig(IngestConfig):
+    instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
+    """Only these instruments (VENUE:INSTRUMENT) of the run's hours; empty: every one with a closed landing
+    file of the hour that this asset loads (the landing sensor names those whose files closed)."""
+
+
+def hour_instruments(partition_keys, asset: str, instruments=(), venues=LIVE_VENUES,
+                     what: str = "trades") -> list[tuple[str, str, str]]:
+    """(landing hour, venue, instrument) of the run's hour keys ('YYYY-MM-DD-HH:00') x `instruments`, or
+    x the instruments with a closed file of the hour that `asset` loads; a venue not in `venues` (those
+    with live `what`) is refused."""
+    hours = [landing_hour(str(key)) for key in partition_keys]
+    landed = {} if instruments else hour_instruments_landed(settings.live_landing_dir(), asset, hours)
     triples = []
-    for key in partition_keys:
-        hour, instrument = str(key).split("|")
-        parsed = parse_partition_key(instrument)
-        if parsed.venue not in venues:
-            raise ValueError(f"{key}: no live {what} of venue {parsed.venue} (live venues: {', '.join(venues)})")
-        triples.append((landing_hour(hour), parsed.venue, parsed.instrument))
+    for hour in hours:
+        for key in instruments or landed[hour]:
+            parsed = parse_partition_key(key)
+            if parsed.venue not in venues:
+                raise ValueError(f"{key}: no live {what} of venue {parsed.venue} (live venues: {', '.join(venues)})")
+            triples.append((hour, parsed.venue, parsed.instrument))
     return triples
+
+
+def hour_observations(context, figures_of, triples, extra_of=None) -> list[HourFigures]:
+    """One AssetObservation per hour partition of the run: the hour's figures (its instruments' merged) and
+    a table of each instrument's; returns every (hour, instrument)'s figures."""
+    everything = []
+    for key in context.partition_keys:
+        hour = landing_hour(str(key))
+        mine = [(venue, instrument) for h, venue, instrument in triples if h == hour]
+        figures = [figures_of(venue, instrument, hour) for venue, instrument in mine]
+        everything += figures
+        plain = hour_metadata(merged(figures)) if figures else {}
+        rows = [(f"{v}:{i}", f.frames, f.trades, sum(f.discarded.values()), f.markers.get("gap", 0),
+                 *((extra_of(hour, v, i),) if extra_of else ())) for (v, i), f in zip(mine, figures)]
+        plain["instruments"] = dg.MetadataValue.md(table(
+            ["instrument", "frames", "kept", "discarded", "gaps", *(["live / refilled / book gaps"] if extra_of else [])],
+            rows) if rows else "none")
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata=plain))
+    return everything
 
 
 def merged(figures: list[HourFigures]) -> HourFigures:
@@ -120,13 +150,18 @@ def reconciliation_metadata(records: list[dict]) -> dict:
                                                          "from REST/archive refill", "book gaps"], rows))}
 
 
+def coverage_hours(last_hour: str, hours: int = COVERAGE_HOURS) -> list[str]:
+    """The landing hours of the coverage picture, the oldest first, up to `last_hour`."""
+    last = parse_hour(last_hour)
+    return [hour_key(last - timedelta(hours=h)) for h in range(hours - 1, -1, -1)]
+
+
 def coverage(instance, asset_key, root, instruments: list[str], last_hour: str, loaded_now=(),
              hours: int = COVERAGE_HOURS) -> tuple[str, dict[str, int]]:
     """The live hours' picture: instruments x the `hours` up to `last_hour`, each cell loaded (1),
     loaded with book gaps or without a trade file of its own (0.5), not loaded (0); and the counts.
-    Loaded: the partition is materialized (`instance`), or loaded by this run (`loaded_now`)."""
-    last = parse_hour(last_hour)
-    columns = [hour_key(last - timedelta(hours=h)) for h in range(hours - 1, -1, -1)]
+    Loaded: the hour is materialized (`instance`), or loaded by this run (`loaded_now`)."""
+    columns = coverage_hours(last_hour, hours)
     done = set(instance.get_materialized_partitions(asset_key)) | {str(k) for k in loaded_now}
     cells, counts = [], {"loaded": 0, "with_gaps": 0, "missing": 0}
     for key in instruments:
@@ -134,7 +169,7 @@ def coverage(instance, asset_key, root, instruments: list[str], last_hour: str, 
         landed = {file_hour(p) for day in {parse_hour(c).date() for c in columns}
                   for p in day_files(root, parsed.instrument, day, parsed.venue)}
         for hour in columns:
-            if live_key(partition_hour(hour), key) not in done:
+            if partition_hour(hour) not in done:
                 line.append(0.0)
                 counts["missing"] += 1
             elif book_gaps(root, parsed.venue, parsed.instrument, hour) or hour not in landed:
@@ -151,11 +186,11 @@ def coverage(instance, asset_key, root, instruments: list[str], last_hour: str, 
 
 @dg.asset(group_name=GROUP, partitions_def=live_partitions, deps=[TICK_STORE], kinds={"clickhouse"},
           backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE, freshness_policy=FRESHNESS)
-def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource):
+def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, clickhouse: ClickHouseResource):
     """Live trades (Binance spot, OKX, Deribit) from the collector's closed landing hours, in ClickHouse
     `trades` (every trade, each trade id once): each run rewrites the UTC day slices its hours feed
     from every closed landing file of those days so far (a re-run changes nothing)."""
-    triples = hour_instruments(context.partition_keys)
+    triples = hour_instruments(context.partition_keys, "live_trades", config.instruments)
     report = IngestReport()
     slices = []
     for venue in dict.fromkeys(v for _, v, _ in triples):
@@ -168,22 +203,24 @@ def live_trades(context: dg.AssetExecutionContext, config: IngestConfig, clickho
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
     records = reconcile(clickhouse, root, load.origins, triples)
     clickhouse.close()
-    hours, by_key = [], {(r["hour"], r["venue"], r["instrument"]): r for r in records}
-    for key, (hour, venue, instrument) in zip(context.partition_keys, triples, strict=True):
-        figures = load.figures.get((venue, instrument), {}).get(hour, HourFigures(hour))
-        hours.append(figures)
-        found = by_key.get((hour, venue, instrument), {})
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata={
-            **hour_metadata(figures), "live_trades_from_landing": found.get("live_trades", 0),
-            "trades_from_refill": found.get("refilled_trades", 0), "book_gaps": len(found.get("book_gaps", ()))}))
-    run = hour_metadata(merged(hours))
+    by_key = {(r["hour"], r["venue"], r["instrument"]): r for r in records}
+
+    def found(hour, venue, instrument) -> str:
+        r = by_key.get((hour, venue, instrument), {})
+        return f"{r.get('live_trades', 0):,} / {r.get('refilled_trades', 0):,} / {len(r.get('book_gaps', ())):,}"
+
+    hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)),
+                              triples, found)
+    run = hour_metadata(merged(hours)) if hours else {}
     extra = {"trades": {("hours" if name == "hour" else name): value for name, value in run.items()}}
     extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
     extra["trades"].update(reconciliation_metadata(records))
-    instruments = sorted({partition_key(v, i) for _, v, i in triples}  # the instruments of venues with live trades
-                         | {k for k in context.instance.get_dynamic_partitions("live_instruments")
-                            if parse_partition_key(k).venue in LIVE_VENUES})
-    chart, counts = coverage(context.instance, context.asset_key, root, instruments, max(h for h, _, _ in triples),
-                             context.partition_keys)
-    extra["trades"].update({"coverage": dg.MetadataValue.md(chart), **{f"coverage_{k}": v for k, v in counts.items()}})
+    if triples:
+        landed = {key for keys in hour_instruments_landed(root, "live_trades", coverage_hours(max(h for h, _, _ in triples))
+                                                          ).values() for key in keys}
+        instruments = sorted({partition_key(v, i) for _, v, i in triples} | landed)
+        chart, counts = coverage(context.instance, context.asset_key, root, instruments, max(h for h, _, _ in triples),
+                                 context.partition_keys)
+        extra["trades"].update({"coverage": dg.MetadataValue.md(chart),
+                                **{f"coverage_{k}": v for k, v in counts.items()}})
     yield from materialize(context, report, {"trades": "live_trades"}, config.max_failed, extra)

@@ -1,4 +1,5 @@
-"""Asset checks of the live assets, each hour judged by the day slice its load rewrote (`by_hour`):
+"""Asset checks of the live assets, each hour judged by the day slices its load rewrote, one verdict with
+each instrument's (`by_hour`):
 - `live_trades` (declared in quality/slice_checks.py as the REST and dump trades' are): no duplicate
   trade id, timestamps inside the day, prices positive, and trade-id continuity;
 - the other live datasets (defs/live/datasets.py): the rules the REST loads of the same dataset get
@@ -11,9 +12,12 @@
 from dataclasses import replace
 
 from marketdata_assets.defs._common.checks import asset_checks
-from marketdata_assets.defs.live.datasets import asset_name
+from marketdata_assets.defs.live.landed import asset_name
 from marketdata_assets.defs.live.partitions import live_partitions
-from marketdata_assets.quality.slice_checks import CRYPTO_BAR_RULES, LIVE_TRADE_CHECKS, by_hour, rule_check
+from marketdata_assets.ingest.live.dataset_rows import CHANNELS
+from marketdata_assets.ingest.live.load import LIVE_VENUES
+from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
+from marketdata_assets.quality.slice_checks import CRYPTO_BAR_RULES, TRADE_RULES, by_hour, rule_check, trade_id_check
 from marketdata_assets.quality.slices import (
     BOOK_NOT_CROSSED,
     NO_DUPLICATE_LIQUIDATION_IDS,
@@ -37,7 +41,10 @@ LIVE_DATASET_RULES = {
     "mark_funding": (inside_day("mark_funding"),),
     "books": (PRICES_POSITIVE["books"], BOOK_NOT_CROSSED, inside_day("books")),
 }
-LIVE_DATASET_CHECKS = [by_hour(rule_check(asset_name(dataset), rule), asset_name(dataset))
+# the live hours of trades (every venue of ingest/live/load.py) and of the other datasets (their venues)
+LIVE_TRADE_CHECKS = [*(by_hour(rule_check("live_trades", rule), "trades", list(LIVE_VENUES)) for rule in TRADE_RULES),
+                     by_hour(trade_id_check("live_trades"), "trades", list(LIVE_VENUES)), LIVE_MATCHES_HOURLY_CHECK]
+LIVE_DATASET_CHECKS = [by_hour(rule_check(asset_name(dataset), rule), rule.dataset, list(CHANNELS[dataset]))
                        for dataset, rules in LIVE_DATASET_RULES.items() for rule in rules]
 
 live_checks = asset_checks(LIVE_TRADE_CHECKS, live_partitions)

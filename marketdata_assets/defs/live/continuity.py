@@ -37,6 +37,8 @@ class LiveRefillConfig(RunConfig):
     """Hole ranges fetched per slice in one run (a slice with more: run again)."""
     max_failed: int = 0
     """The step fails when more slices than this could not be refilled (the others are written)."""
+    instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
+    """Only these instruments (VENUE:INSTRUMENT); empty: every one with a closed trade file of the run's hours."""
 
 
 @dg.asset(group_name=GROUP, partitions_def=live_partitions, deps=["live_trades"], pool=pools.CRYPTO_VENUES,
@@ -47,7 +49,7 @@ def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillCo
     venue and written with the slice's stored trades as its new load (one pointer flip); then the
     hours reconciled: trades from the live landing vs from the refill."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
-    triples = hour_instruments(context.partition_keys)
+    triples = hour_instruments(context.partition_keys, "live_trades", config.instruments)
     slices = sorted({SliceKey("trades", venue, instrument, date.fromisoformat(hour[:10]))
                      for hour, venue, instrument in triples})
     clients = {venue: getattr(context.resources, VENUE_KEYS[venue]).make_client for venue in {s.venue for s in slices}}

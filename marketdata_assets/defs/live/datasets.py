@@ -1,21 +1,29 @@
 """`live_tickers`, `live_bars_1m`, `live_liquidations`, `live_open_interest`, `live_mark_funding`: the
 live datasets other than trades from the collector's closed landing hours (ingest/live/dataset_load.py;
-which venue lands which: ingest/live/dataset_rows.py), hour x instrument like `live_trades`, in the
+which venue lands which: ingest/live/dataset_rows.py), by hour like `live_trades`, in the
 same ClickHouse slices as the REST loads of the dataset (mark_funding: its own table, the live
 stream's samples, never `funding_rates`' settlements).
 
-One factory (`live_dataset_asset`), one asset per dataset, each thin: the run's (hour, instrument)
-keys in, the day slices those hours feed rewritten by one engine run (a feed per venue, source
+One factory (`live_dataset_asset`), one asset per dataset, each thin: the run's hours and their
+instruments in, the day slices those hours feed rewritten by one engine run (a feed per venue, source
 `<VENUE>_LIVE`), one MaterializeResult (the engine's figures, the hours' frames, messages kept,
-discards by reason, markers, lag) and one AssetObservation per (hour, instrument) with that hour's
-own figures. The checks: defs/live/checks.py; the sensor requesting their hours: defs/live/sensors.py.
+discards by reason, markers, lag) and one AssetObservation per hour with its figures and its
+instruments'. The checks: defs/live/checks.py; the sensor requesting their hours: defs/live/sensors.py.
 """
 
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
-from marketdata_assets.defs.live.assets import GROUP, hour_instruments, hour_metadata, merged
+from marketdata_assets.defs._common.ingest import TICK_STORE, engine, materialize, planned
+from marketdata_assets.defs.live.assets import (
+    GROUP,
+    LiveIngestConfig,
+    hour_instruments,
+    hour_metadata,
+    hour_observations,
+    merged,
+)
+from marketdata_assets.defs.live.landed import asset_name
 from marketdata_assets.defs.live.partitions import FRESHNESS, live_partitions
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.ingest.live.dataset_load import LiveDatasetLoad, dataset_slices
@@ -34,9 +42,6 @@ DESCRIPTIONS = {
 }
 
 
-def asset_name(dataset: str) -> str:
-    return f"live_{dataset}"
-
 
 def run_metadata(hours: list[HourFigures]) -> dict:
     """The run's hours' figures (the trades loader's, `trades` named `messages`: what was kept)."""
@@ -45,11 +50,11 @@ def run_metadata(hours: list[HourFigures]) -> dict:
     return {("hours" if name == "hour" else name): value for name, value in run.items()}
 
 
-def load_hours(context, config: IngestConfig, clickhouse: ClickHouseResource, dataset: str):
+def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource, dataset: str):
     """The run's hours of `dataset` loaded (one engine run), their observations logged; the asset's
     MaterializeResult (or the step's failure)."""
     venues = CHANNELS[dataset]
-    triples = hour_instruments(context.partition_keys, venues, dataset)
+    triples = hour_instruments(context.partition_keys, asset_name(dataset), config.instruments, venues, dataset)
     report = IngestReport()
     slices = []
     for venue in dict.fromkeys(v for _, v, _ in triples):
@@ -59,13 +64,7 @@ def load_hours(context, config: IngestConfig, clickhouse: ClickHouseResource, da
     load = LiveDatasetLoad(settings.live_landing_dir(), slices)
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
     clickhouse.close()
-    hours = []
-    for key, (hour, venue, instrument) in zip(context.partition_keys, triples, strict=True):
-        figures = load.figures.get((venue, instrument), {}).get(hour, HourFigures(hour))
-        hours.append(figures)
-        plain = hour_metadata(figures)
-        plain["messages"] = plain.pop("trades")
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata=plain))
+    hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)), triples)
     yield from materialize(context, report, {dataset: asset_name(dataset)}, config.max_failed,
                            {dataset: run_metadata(hours)})
 
@@ -80,7 +79,7 @@ def live_dataset_asset(dataset: str) -> dg.AssetsDefinition:
               description=f"Live {DESCRIPTIONS[dataset]} ({venues}), from the collector's closed landing hours: "
                           "each run rewrites the UTC day slices its hours feed from every closed landing file of "
                           "those days so far (a re-run changes nothing).")
-    def live_dataset(context: dg.AssetExecutionContext, config: IngestConfig, clickhouse: ClickHouseResource):
+    def live_dataset(context: dg.AssetExecutionContext, config: LiveIngestConfig, clickhouse: ClickHouseResource):
         yield from load_hours(context, config, clickhouse, dataset)
 
     return live_dataset
