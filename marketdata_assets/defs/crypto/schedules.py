@@ -28,7 +28,6 @@ from marketdata_assets.defs._common.runs import (
 from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.defs.crypto.partitions import (
     CRYPTO_INSTRUMENTS,
-    crypto_instruments,
     crypto_partitions,
     option_chains,
 )
@@ -36,11 +35,11 @@ from marketdata_assets.orchestration.sensing import range_tags
 from marketdata_assets.sources.config import load_sources_config
 
 crypto_ticks_job = dg.define_asset_job("crypto_ticks_job", selection=dg.AssetSelection.assets(
-    *CRYPTO_ASSETS.values()), partitions_def=crypto_partitions)
+    *CRYPTO_ASSETS.values()))
 crypto_snapshots_job = dg.define_asset_job("crypto_snapshots_job", selection=dg.AssetSelection.assets(
-    *(asset for asset, _ in SNAPSHOT_ASSETS.values())), partitions_def=crypto_instruments)
+    *(asset for asset, _ in SNAPSHOT_ASSETS.values())))
 crypto_option_chains_job = dg.define_asset_job("crypto_option_chains_job", selection=dg.AssetSelection.assets(
-    "crypto_option_chains"), partitions_def=option_chains)
+    "crypto_option_chains"))
 
 
 @dg.schedule(job=crypto_ticks_job, cron_schedule="30 0 * * *", execution_timezone="UTC", metadata=daily_use(

@@ -28,11 +28,9 @@ from marketdata_assets.sources.config import load_sources_config
 SHANGHAI, NEW_YORK = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")
 
 a_share_bars_job = dg.define_asset_job("a_share_bars_job", selection=dg.AssetSelection.assets(
-    "a_share_bars_1m", "a_share_daily_bars"), partitions_def=a_share_days)
-yahoo_bars_job = dg.define_asset_job("yahoo_bars_job", selection=dg.AssetSelection.assets("yahoo_bars_1m"),
-                                     partitions_def=yahoo_days)
-monthly_kline_job = dg.define_asset_job("monthly_kline_refresh", selection=[stock_monthly_kline],
-                                        partitions_def=minute_bar_months)
+    "a_share_bars_1m", "a_share_daily_bars"))
+yahoo_bars_job = dg.define_asset_job("yahoo_bars_job", selection=dg.AssetSelection.assets("yahoo_bars_1m"))
+monthly_kline_job = dg.define_asset_job("monthly_kline_refresh", selection=[stock_monthly_kline])
 
 
 @dg.schedule(job=a_share_bars_job, cron_schedule="30 15 * * 1-5", execution_timezone="Asia/Shanghai",

@@ -206,6 +206,7 @@ class Market:
         self.lock = lock or threading.RLock()
         self.tapes: OrderedDict[tuple[str, str, date], DayTape] = OrderedDict()
         self.book_counter = 0
+        self.last_book_id = 0
         self.books: dict[tuple[str, str], tuple[int, int | None, list]] = {}  # the last book served, normalized
         # (venue, instrument) -> depth -> (update id, bids, asks, ts µs): a live book (the WebSocket
         # replay's, replay.crypto.live_book) that REST snapshots must agree with
@@ -347,7 +348,9 @@ class Market:
         tape = self.tape(venue, instrument, day_of_us(now))
         i = bisect.bisect_left(tape.ts, now) - 1
         mid = tape.price[i] if i >= 0 else tape.open_price
-        update_id = 40_000_000_000 + self.book_counter * 7 + len(instrument)
+        # growing with the clock (ms x 1000), so a replay started again later never sends an id again, as
+        # a venue never does (the live loads refuse one id landing twice with different books)
+        update_id = self.last_book_id = max(self.last_book_id + 1, now // 1000 * 1000)
         rng = random.Random(f"book:{self.config.seed}:{venue}:{instrument}:{update_id}")
         best_bid = round_step(mid - spec.tick * rng.randint(0, 3), spec.tick)
         best_ask = round_step(best_bid + spec.tick * rng.randint(1, 4), spec.tick)
