@@ -29,6 +29,7 @@ WITH_OPTIONS = {
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
+    "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs direct
 }
 
 if __name__ == "__main__":

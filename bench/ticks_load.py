@@ -98,8 +98,11 @@ class ReplayServer:
     """The Binance replay CLI in its own process, serving the bench day for the 20 instruments."""
 
     def __init__(self, workdir: Path, trades_per_instrument: int):
-        config = {"seed": SEED, "trades_per_day": trades_per_instrument, "instruments": {VENUE: INSTRUMENTS},
-                  "binance_weight_limit": 10**9, "now": (DAY + timedelta(days=1)).isoformat() + "T00:00:00Z"}
+        self.start(workdir, {"seed": SEED, "trades_per_day": trades_per_instrument, "instruments": {VENUE: INSTRUMENTS},
+                             "binance_weight_limit": 10**9, "now": (DAY + timedelta(days=1)).isoformat() + "T00:00:00Z"})
+
+    def start(self, workdir: Path, config: dict) -> None:
+        """The replay CLI with `config` (its ReplayConfig's fields) on a free port; its base URL."""
         path = workdir / "replay.json"
         path.write_text(json.dumps(config))
         self.process = subprocess.Popen(

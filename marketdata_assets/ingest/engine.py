@@ -295,7 +295,7 @@ class _FeedRun:
             group = self._group(key)
             self.unsettled[group] = self.unsettled.get(group, 0) + 1
         self.done = 0
-        self.last_report = time.monotonic()
+        self.last_report: float | None = None  # the first settled slice is reported at once
 
     async def run(self, api) -> None:
         feed = self.feed
@@ -485,12 +485,9 @@ class _FeedRun:
             written = self._write(client, dataset, venue, day, good)
         for key, frame in good.items():
             self._done(key, frame.height, written[key.instrument].load_id, frame)
-        rows = sum(f.height for f in good.values())
-        if len(good) == 1:
-            (key,) = good
-            self.engine.log(f"wrote {dataset} {venue}:{key.instrument} {day}: {rows:,} rows "
-                            f"(load {written[key.instrument].load_id})")
-        else:
+        if len(good) > 1:  # one slice's write is in the progress line, the metadata and the ingest log (a
+            # line each would be an event-log row per slice: 5 ms of a run's CPU each at 2,000 instruments)
+            rows = sum(f.height for f in good.values())
             self.engine.log(f"wrote {dataset} {venue} {day}: {len(good)} instruments, {rows:,} rows in one load batch")
 
     def _write(self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]) -> dict:
@@ -544,9 +541,10 @@ class _FeedRun:
 
     def _progress(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self.last_report < self.engine.progress_every_s:
+        if not force and self.last_report is not None and now - self.last_report < self.engine.progress_every_s:
             return
         self.last_report = now
         counts = {s: sum(o.status == s for o in self.outcomes.values()) for s in OUTCOMES}
+        rows = sum(o.rows for o in self.outcomes.values() if o.status == "ok")
         self.engine.log(f"{self.feed.source}: {self.done}/{len(self.outcomes)} slices settled ({counts['ok']} ok, "
-                        f"{counts['failed']} failed, {counts['skipped']} skipped)")
+                        f"{counts['failed']} failed, {counts['skipped']} skipped), {rows:,} rows written")
