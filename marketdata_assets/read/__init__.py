@@ -20,7 +20,9 @@ the venue); ``[start, end)`` in UTC (naive = UTC, a date = its 00:00); only the 
 filtered in the store; the frame has the dataset's schema (datasets.frames) in the table's key
 order. ``as_of``: what the store showed at that time, from the load history
 (stores/clickhouse/history.py); superseded rows that compaction dropped raise
-:class:`CompactedAway`. ``Reader.loads(...)`` lists the flips themselves.
+:class:`CompactedAway`. ``Reader.loads(...)`` lists the flips themselves, ``catalog()`` what is stored per
+dataset x venue x instrument; a venue or instrument with nothing of the dataset stored is a ValueError
+naming the closest stored names.
 
 TimescaleDB (``minute_bars``, ``kline``; Beijing wall-clock times) and MongoDB (``alphas``) keep no
 earlier versions: ``as_of`` there raises :class:`AsOfUnsupported`.
@@ -37,7 +39,7 @@ from marketdata_assets.stores.clickhouse.connection import EmbeddedLockTimeout
 from marketdata_assets.stores.clickhouse.history import CompactedAway
 
 __all__ = ["AsOfUnsupported", "CompactedAway", "EmbeddedLockTimeout", "Reader", "agg_trades", "alphas", "bars",
-           "books", "daily_bars", "dataset", "factors", "funding", "index_bars", "kline", "liquidations", "loads",
+           "books", "catalog", "daily_bars", "dataset", "factors", "funding", "index_bars", "kline", "liquidations", "loads",
            "mark_bars", "minute_bars", "open_interest", "option_chain", "tickers", "trades"]
 
 
@@ -54,6 +56,7 @@ def _one_session(name: str):
 
 
 dataset = _one_session("dataset")
+catalog = _one_session("catalog")
 loads = _one_session("loads")
 minute_bars = _one_session("minute_bars")
 kline = _one_session("kline")

@@ -12,6 +12,8 @@ Keep a Reader open for a batch of reads, not for the day.
 
 from __future__ import annotations
 
+import difflib
+
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Self
@@ -58,6 +60,7 @@ class Reader:
         self._locked_dir = None
         self._tables: set[str] | None = None
         self._history_ready = False
+        self._stored: dict[str, dict[str, set[str]]] = {}  # dataset -> venue -> instruments stored
 
     # ---- the stores ----------------------------------------------------------------------------
 
@@ -148,10 +151,27 @@ class Reader:
         as the store shows them now, or as it showed them at ``as_of``; only ``columns`` if given."""
         spec = spec_for(name)
         self._require_table(spec.table)
+        self._require_stored(spec.name, venue, instrument)
         if as_of is not None:
             self._ensure_history()
         return ch_reads.read(self.clickhouse(), self.database, spec.name, venue, instrument, start, end,
                              as_of=as_of, columns=columns)
+
+    def _require_stored(self, dataset: str, venue: str, instrument) -> None:
+        """A venue or instrument with nothing of `dataset` stored is a ValueError naming the closest stored
+        names (a typo reads as an error, not as an empty frame)."""
+        if dataset not in self._stored:
+            self._stored[dataset] = ct.stored_names(self.clickhouse(), self.database, dataset)
+        stored = self._stored[dataset]
+        venue, instruments = ch_reads.instruments_of(venue, instrument)
+        if venue not in stored:
+            raise ValueError(f"no {dataset} of venue {venue!r} stored{_closest(venue, stored)}; venues with "
+                             f"{dataset}: {', '.join(sorted(stored)) or 'none yet'} (read.Reader().catalog() lists all)")
+        for name in instruments or ():
+            if name not in stored[venue]:
+                raise ValueError(f"no {dataset} of {venue}:{name} stored{_closest(name, stored[venue])}; "
+                                 f"{venue} has {len(stored[venue]):,} instrument(s) with {dataset} "
+                                 "(read.Reader().catalog() lists them)")
 
     def catalog(self) -> pl.DataFrame:
         """What the ClickHouse store holds, per dataset x venue x instrument: first_day, last_day, days
@@ -234,3 +254,9 @@ SHORTCUTS = {"trades": "trades", "agg_trades": "agg_trades", "bars": "bars_1m", 
              "index_bars": "index_bars_1m", "option_chain": "option_chain"}
 for _method, _dataset in SHORTCUTS.items():
     setattr(Reader, _method, _shortcut(_dataset))
+
+
+def _closest(name: str, names) -> str:
+    """' (closest: A, B)' of the stored names most like `name`, or ''."""
+    found = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+    return f" (closest: {', '.join(found)})" if found else ""

@@ -39,6 +39,7 @@ def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
 
 for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS, *live.COMMANDS):
     cli.add_command(command)
+cli.add_command(operate.status, name="catalog")  # read.catalog()'s name for the same table
 
 
 def main() -> None:

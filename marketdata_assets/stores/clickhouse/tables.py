@@ -324,6 +324,16 @@ def loaded_slices(client, database: str, dataset: str, venue: str, days: Sequenc
     return {(instrument, day) for instrument, day in rows}
 
 
+def stored_names(client, database: str, dataset: str) -> dict[str, set[str]]:
+    """Venue -> the instruments with any load of `dataset` (active or not)."""
+    rows = client.query(f"SELECT DISTINCT venue, instrument FROM {clickhouse_database(database)}.{LOADS} "
+                        "WHERE dataset = {code:String}", parameters={"code": spec_for(dataset).code}).result_rows
+    out: dict[str, set[str]] = {}
+    for venue, instrument in rows:
+        out.setdefault(venue, set()).add(instrument)
+    return out
+
+
 def coverage(client, database: str) -> pl.DataFrame:
     """Per dataset x venue x instrument what is stored: first and last day, days with an active load
     (and of them with rows), days missing between the first and the last, rows, the latest load, and
