@@ -84,15 +84,12 @@ def venue_day_keys(store: ClickHouse, dataset: str, partition_keys: Iterable[str
     instruments and of every other instrument of the venue with an active load of `dataset` that day."""
     keys = [str(key) for key in partition_keys]
     out = {key: {f"{key}:{i}" for i in instruments.get(key.split("|")[1], ())} for key in keys}
-    if keys:
-        rows = store.client.query(
-            f"SELECT toString(day), venue, instrument FROM {clickhouse_database(store.database)}.active_loads "
-            "WHERE dataset = {code:String} AND day IN {days:Array(Date)} AND venue IN {venues:Array(String)}",
-            parameters={"code": spec_for(dataset).code, "days": sorted({k.split("|")[0] for k in keys}),
-                        "venues": sorted({k.split("|")[1] for k in keys})}).result_rows
-        for day, venue, instrument in rows:
-            if f"{day}|{venue}" in out:
-                out[f"{day}|{venue}"].add(f"{day}|{venue}:{instrument}")
+    stored = stored_day_keys(store, dataset, sorted({k.split("|")[0] for k in keys}),
+                             sorted({k.split("|")[1] for k in keys}))
+    for day_keys in stored.values():
+        for day_key in day_keys:
+            if day_key.split(":")[0] in out:
+                out[day_key.split(":")[0]].add(day_key)
     return {key: sorted(found) for key, found in out.items()}
 
 

@@ -2,8 +2,8 @@
 
 Crypto from the venues' REST APIs (defs/crypto) is UTC day x venue (`crypto_venues`, the declared venues):
 the venue's configured instruments are loaded inside the run, so the partition count does not grow with
-the universe (4 venues x 10 years = 14,600 per asset, under Dagster's ~100,000). The Binance dump files
-(defs/archives) are day x instrument (keys VENUE:INSTRUMENT, core.naming.partition_key: never `| , [ ]`).
+the universe (4 venues x 10 years = 14,600 per asset, under Dagster's ~100,000). The Binance archives and
+dump files (defs/archives) are day x venue too, with their own instruments (`slice_keys`' `universe`).
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ def slice_keys(partition_keys, datasets, only: Collection[str] = (),
     """The slices of a run's partition keys for each dataset: a day x instrument key is one slice, a day x
     venue key one per instrument of the venue in `universe` (venue -> instruments; default: the sources
     config's crypto universe), or in `only` (VENUE:INSTRUMENT keys) when given."""
-    by_venue = load_sources_config().crypto_instruments_by_venue() if universe is None else universe
     if only:
-        by_venue = {}
+        named: dict[str, list[str]] = {}
         for key in only:
             parsed = parse_partition_key(key)
-            by_venue.setdefault(parsed.venue, []).append(parsed.instrument)
+            named.setdefault(parsed.venue, []).append(parsed.instrument)
+        by_venue: Mapping[str, Sequence[str]] = named
+    else:
+        by_venue = load_sources_config().crypto_instruments_by_venue() if universe is None else universe
     keys = []
     for partition in map(str, partition_keys):
         day, second = partition.split("|")
