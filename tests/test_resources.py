@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -136,7 +137,7 @@ def test_clickhouse_two_resources_in_one_process_share_the_engine(clickhouse_dsn
         second.close()
 
 
-def test_clickhouse_embedded_directory_held_by_another_process(tmp_path):
+def test_clickhouse_embedded_directory_held_by_another_process(tmp_path, capfd):
     """A second process can't open a data directory in use: a clear error naming the holder."""
     data_dir = tmp_path / "ch"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
@@ -154,9 +155,21 @@ def test_clickhouse_embedded_directory_held_by_another_process(tmp_path):
         with pytest.raises(EmbeddedLockTimeout) as error, resource.get_client():
             pass
         assert str(holder.pid) in str(error.value) and str(data_dir) in str(error.value)
+        said = capfd.readouterr().err  # the wait was on the console at once: where, who, how long, how to stop
+        assert f"waiting for the embedded ClickHouse at {data_dir}: held by pid {holder.pid}" in said
+        assert "up to 1 s" in said and "Ctrl-C stops" in said
+        # a wait that ends: one line when the holder is gone
+        patient = ClickHouseResource(dsn=f"chdb://{data_dir}", lock_timeout_s=60)
+        threading.Timer(1.0, holder.kill).start()
+        with patient.get_client() as client:
+            assert client.command("SELECT 1") == 1
+        patient.close()
+        lines = capfd.readouterr().err.splitlines()
+        assert [line for line in lines if "is free after" in line] and sum("waiting for" in x for x in lines) == 1
     finally:
         holder.kill()
         holder.wait()
+    assert ClickHouseResource(dsn="chdb://memory").lock_timeout_s == 300  # minutes, not a quarter of an hour
 
 
 def test_clickhouse_server_dsn_stopped_fails_fast_without_password():

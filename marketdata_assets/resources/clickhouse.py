@@ -9,6 +9,7 @@ lock are stores/clickhouse/connection.py's (shared with the read API).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +34,8 @@ class ClickHouseResource(dg.ConfigurableResource):
     password: str = Field(default="", description="CLICKHOUSE_PASSWORD (server DSNs).")
     database: str = Field(default="marketdata", description="CLICKHOUSE_DATABASE: database of the tick tables.")
     connect_timeout_s: int = Field(default=5, description="Server DSNs: connect timeout.")
-    lock_timeout_s: float = Field(default=900, description="Embedded: how long to wait for another process "
-                                                           "holding the data directory.")
+    lock_timeout_s: float = Field(default=connection.LOCK_TIMEOUT_S, description="Embedded: how long to wait "
+                                  "for another process holding the data directory (said on the console at once).")
 
     _client = PrivateAttr(default=None)
     _locked_dir: Path | None = PrivateAttr(default=None)
@@ -49,12 +50,19 @@ class ClickHouseResource(dg.ConfigurableResource):
         return connection.address(self.dsn)
 
     def _open(self):
-        log = self._log
+        data_dir = connection.embedded_dir(self.dsn)
         client, self._locked_dir = connection.open_client(
             self.dsn, self.database, user=self.user, password=self.password,
             connect_timeout_s=self.connect_timeout_s, lock_timeout_s=self.lock_timeout_s,
-            on_wait=lambda pid: log and log.info(f"waiting for embedded ClickHouse held by pid {pid}"))
+            on_wait=lambda pid: self._say(connection.wait_line(data_dir, pid, self.lock_timeout_s)),
+            on_acquired=lambda s: self._say(f"the embedded ClickHouse at {data_dir} is free after {s:.1f} s: going on"))
         return client
+
+    def _say(self, line: str) -> None:
+        """A wait on the console at once (the command's stderr) and in the run's log."""
+        print(line, file=sys.stderr, flush=True)
+        if self._log is not None:
+            self._log.info(line)
 
     def _release_lock(self) -> None:
         if self._locked_dir is not None:

@@ -53,10 +53,12 @@ class _DirectoryLock:
         except OSError:
             return "unknown"
 
-    def acquire(self, timeout_s: float, on_wait=None) -> None:
+    def acquire(self, timeout_s: float, on_wait=None) -> float:
+        """Take the lock (``on_wait(holder pid)`` once if it must wait); the seconds waited."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline, announced = time.monotonic() + timeout_s, False
+        started = time.monotonic()
+        deadline, announced = started + timeout_s, False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -75,6 +77,7 @@ class _DirectoryLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        return time.monotonic() - started if announced else 0.0
 
     def release(self) -> None:
         if self._fd is not None:
@@ -88,16 +91,25 @@ _process_locks: dict[Path, list] = {}
 _process_locks_guard = threading.Lock()
 
 
-def acquire_directory(data_dir: Path, timeout_s: float, on_wait=None) -> None:
+def acquire_directory(data_dir: Path, timeout_s: float, on_wait=None) -> float:
+    """Hold `data_dir` for this process (shared by its clients); the seconds waited for another."""
     with _process_locks_guard:
         held = _process_locks.get(data_dir)
         if held:
             held[1] += 1
-            return
+            return 0.0
     lock = _DirectoryLock(data_dir)
-    lock.acquire(timeout_s, on_wait)
+    waited = lock.acquire(timeout_s, on_wait)
     with _process_locks_guard:
         _process_locks[data_dir] = [lock, 1]
+    return waited
+
+
+def wait_line(data_dir: Path, holder: str, timeout_s: float) -> str:
+    """What a waiter says at once: which directory, who holds it, how long at most, how to stop."""
+    return (f"waiting for the embedded ClickHouse at {data_dir}: held by {process_description(holder)}; "
+            f"up to {timeout_s:.0f} s (lock_timeout_s), Ctrl-C stops. A ClickHouse server DSN (the local stack's "
+            "default) lets both in at once")
 
 
 def release_directory(data_dir: Path) -> None:
@@ -126,10 +138,14 @@ def embedded_dir(dsn: str) -> Path | None:
     return Path(dsn.removeprefix("chdb://"))
 
 
+LOCK_TIMEOUT_S = 300.0  # how long a step waits for another process's embedded engine by default
+
+
 def open_client(dsn: str, database: str, *, user: str = "default", password: str = "", connect_timeout_s: int = 5,
-                lock_timeout_s: float = 900, on_wait=None, create_database: bool = True):
+                lock_timeout_s: float = LOCK_TIMEOUT_S, on_wait=None, on_acquired=None, create_database: bool = True):
     """(client, locked data directory or None). On the embedded engine the data directory's lock is
-    taken first (waiting up to ``lock_timeout_s``, ``on_wait(holder pid)`` once when it has to wait;
+    taken first (waiting up to ``lock_timeout_s``, ``on_wait(holder pid)`` once when it has to wait and
+    ``on_acquired(seconds)`` when such a wait ends;
     :class:`EmbeddedLockTimeout` naming the holder after that); release it with :func:`release_directory`
     after closing the client. A server that cannot be reached raises StoreUnavailable (no password in it)."""
     sql_identifier(database, "ClickHouse database")
@@ -140,7 +156,9 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
     if dsn.startswith("chdb:"):
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
-            acquire_directory(data_dir, lock_timeout_s, on_wait)
+            waited = acquire_directory(data_dir, lock_timeout_s, on_wait)
+            if waited and on_acquired:
+                on_acquired(waited)
         try:
             client = clickhouse_connect.get_client(dsn=dsn)
         except Exception as error:  # noqa: BLE001 - whatever chDB raises: the store is unavailable
