@@ -156,6 +156,20 @@ FLOAT = "Float64 CODEC(ZSTD(1))"
 
 
 @dataclass(frozen=True)
+class Stamping:
+    """How a bar dataset's time column is stamped and its prices adjusted (every bar frame the read API
+    returns states it, read/conventions.py)."""
+
+    interval: timedelta | None      # the bar's length (None: a calendar month)
+    label: str = "start"            # start: the bar's first instant | end: its last | day: the trading day, 00:00
+    tz: str = "UTC"                 # the zone the store keeps the time column in
+    adjustment: str = "none"        # none: prices as traded | qfq: forward-adjusted (latest as traded)
+
+
+MINUTE = Stamping(timedelta(minutes=1))
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A dataset: its name, the normalized frame it is written as, and its ClickHouse table."""
 
@@ -168,6 +182,7 @@ class Dataset:
     nullable: frozenset
     key: str | None = None         # the column no two rows of a slice share (None: snapshots append)
     contracts: frozenset | None = None  # the contract types it exists for (core.contracts); None: all
+    bars: Stamping | None = None   # a bar dataset: how its `ts` is stamped (None: events and snapshots)
 
     @property
     def view(self) -> str:
@@ -224,6 +239,7 @@ BARS = Dataset(
     ),
     order_by=("venue", "instrument", "ts"),
     key="ts",
+    bars=MINUTE,
 )
 DAILY = Dataset(
     name="daily_bars", code="daily", table="daily_bars", schema=DAILY_BARS_SCHEMA, nullable=NULLABLE["daily_bars"],
@@ -236,13 +252,16 @@ DAILY = Dataset(
     ),
     order_by=("venue", "instrument", "ts"),
     key="ts",
+    bars=Stamping(timedelta(days=1), label="day"),  # ts = the trade date's 00:00 UTC
 )
 # data.binance.vision archives (sources.binance_vision.archives): aggregate trades apart from the
 # individual ones (`seq` is the aggregate id), and the daily files' kline intervals other than 1m, a
 # table each (`klines_1h`, ...: `bars_1d_v` is already the daily bars made from trades).
 AGG_TRADES = replace(TRADES, name="agg_trades", code="agg_trades", table="agg_trades")
 KLINE_INTERVALS = ("1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
-KLINES = {interval: replace(BARS, name=f"klines_{interval}", code=f"klines_{interval}", table=f"klines_{interval}")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+KLINES = {interval: replace(BARS, name=f"klines_{interval}", code=f"klines_{interval}", table=f"klines_{interval}",
+                            bars=Stamping(timedelta(**{_UNIT[interval[-1]]: int(interval[:-1])})))
           for interval in KLINE_INTERVALS}
 
 def _columns(schema: dict, types: dict) -> tuple:
@@ -258,12 +277,13 @@ def _nullable(columns: tuple, nullable: frozenset) -> tuple:
 
 
 def _declare(name: str, code: str, table: str, schema: dict, *, nullable: str | None = None, order_by: tuple,
-             key: str | None, contracts: tuple | None = None, types: dict | None = None) -> Dataset:
+             key: str | None, contracts: tuple | None = None, types: dict | None = None,
+             bars: Stamping | None = None) -> Dataset:
     """A dataset whose ClickHouse columns follow from its frame schema (`types` overrides)."""
     null = NULLABLE[nullable or name]
     return Dataset(name=name, code=code, table=table, schema=schema, nullable=null,
                    columns=_nullable(_columns(schema, types or {}), null), order_by=order_by, key=key,
-                   contracts=frozenset(contracts) if contracts else None)
+                   contracts=frozenset(contracts) if contracts else None, bars=bars)
 
 
 DERIVATIVES = ("perpetual", "future")
@@ -278,7 +298,7 @@ LIQUIDATIONS = _declare("liquidations", "liquidations", "liquidations", LIQUIDAT
                         contracts=DERIVATIVES, types={"liquidation_id": "String CODEC(ZSTD(1))"})
 MARK_BARS = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCHEMA, nullable="price_bars",
                      order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES,
-                     types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"})
+                     types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"}, bars=MINUTE)
 INDEX_BARS = replace(MARK_BARS, name="index_bars_1m", code="index_bars", table="index_bars_1m")
 MARK_FUNDING = _declare("mark_funding", "mark_funding", "mark_funding", MARK_FUNDING_SCHEMA,
                         order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)

@@ -24,8 +24,10 @@ order. ``as_of``: what the store showed at that time, from the load history
 dataset x venue x instrument; a venue or instrument with nothing of the dataset stored is a ValueError
 naming the closest stored names.
 
-TimescaleDB (``minute_bars``, ``kline``; Beijing wall-clock times) and MongoDB (``alphas``) keep no
-earlier versions: ``as_of`` there raises :class:`AsOfUnsupported`.
+Bars state their convention (read.conventions: an aware time column, ``label`` and ``adjustment``) and
+read in another with ``label=`` / ``tz=``; days with nothing stored warn (:class:`MissingDays`).
+TimescaleDB (``minute_bars``, ``kline``; Beijing times) and MongoDB (``alphas``) keep no earlier
+versions: ``as_of`` there raises :class:`AsOfUnsupported`.
 
 The Parquet export of the same data: :mod:`marketdata_assets.read.export`.
 """
@@ -34,11 +36,12 @@ from __future__ import annotations
 
 import functools
 
+from marketdata_assets.read.gaps import MissingDays
 from marketdata_assets.read.reader import AsOfUnsupported, Reader
 from marketdata_assets.stores.clickhouse.connection import EmbeddedLockTimeout
 from marketdata_assets.stores.clickhouse.history import CompactedAway
 
-__all__ = ["AsOfUnsupported", "CompactedAway", "EmbeddedLockTimeout", "Reader", "agg_trades", "alphas", "bars",
+__all__ = ["AsOfUnsupported", "CompactedAway", "EmbeddedLockTimeout", "MissingDays", "Reader", "agg_trades", "alphas", "bars",
            "books", "catalog", "daily_bars", "dataset", "factors", "funding", "index_bars", "kline", "liquidations", "loads",
            "mark_bars", "minute_bars", "open_interest", "option_chain", "tickers", "trades"]
 

@@ -1,31 +1,45 @@
 """Parquet export of the stores, Hive-partitioned, incremental and atomic per file (docs/read.md).
 
-Layout: ``<root>/<dataset>/venue=<VENUE>/date=<YYYY-MM-DD>/part-0.parquet``, one file per dataset,
-venue and day, for every ClickHouse dataset (datasets.frames.DATASETS: the day is the slices' UTC
-day) and the TimescaleDB minute bars as ``minute_bars`` (venue from the code's exchange: SSE, SZSE,
-BSE; the day is the Beijing trading day). The partition columns live in the path only (a file has
-no ``venue`` column): DuckDB's ``read_parquet(..., hive_partitioning = true)`` and Polars'
-``scan_parquet(..., hive_partitioning=True)`` add ``venue`` and ``date`` back.
+Layout under the export root, one file per partition:
 
-A ClickHouse file holds exactly the rows of the loads it names: its key-value metadata
-``marketdata.export`` is JSON with the dataset, venue, day, rows and ``loads`` ({instrument: load
-id}); it is rewritten only when the day's active loads of that dataset and venue differ from those.
-Minute bars have no load ids (the loader replaces rows in place): their ``fingerprint`` is the day's
-row count and the sum of a hash of every row, computed by the server (one scan of the day's bars).
-A partition whose loads hold no rows (a day emptied by a re-load) loses its file. Each file is
-written beside its final name and renamed over it (after an fsync), so a reader sees the old file
-or the new one, never a part.
+- ``<dataset>/venue=<VENUE>/date=<YYYY-MM-DD>/part-0.parquet``: every ClickHouse dataset
+  (datasets.frames.DATASETS: the day is the slices' UTC day) and the TimescaleDB minute bars as
+  ``minute_bars`` (venue from the code's exchange: SSE, SZSE, BSE; the day is the Beijing trading
+  day), for the days asked;
+- ``kline_monthly/venue=<VENUE>/month=<YYYY-MM>/part-0.parquet``: the monthly K-line;
+- ``alphas/type=<REGULAR|SUPER>/month=<YYYY-MM>/part-0.parquet``: the alphas (the Reader's flat
+  frame) by the New York month of dateCreated (the alpha partitions' month).
+
+The K-line and the alphas are exported whole by every export (whatever its days): their trees mirror
+the store, a month no longer stored loses its file. The partition columns live in the path only (a
+file has no ``venue``, ``type`` or ``month`` column): DuckDB's ``read_parquet(..., hive_partitioning
+= true)`` and Polars' ``scan_parquet(..., hive_partitioning=True)`` add them back.
+
+A file's key-value metadata ``marketdata.export`` is JSON naming its partition, its rows and what
+identifies them: a ClickHouse file the ``loads`` ({instrument: load id}) it holds exactly; the other
+stores keep no load ids, so a ``fingerprint`` of the content: the row count and the sum of a hash of
+every row computed by TimescaleDB (one scan), the sha256 of the rows' CSV text for the alphas (read
+anyway: MongoDB computes no such hash). A partition is rewritten only when that identity changed; a
+ClickHouse partition whose loads hold no rows loses its file. Each file is written beside its final
+name and renamed over it (after an fsync), so a reader sees the old file or the new one, never a part.
+
+Dated snapshots (``dated=True``): the same layout under ``<root>/snapshots/<export date, UTC>/``, one
+directory per date, never changed once written. A partition already in the date's snapshot with the
+same identity is skipped; one that would change (the store changed since that date's earlier export)
+is refused with :class:`SnapshotConflict`, before anything is written; a new file is published with a
+hard link, which fails if the name exists, so a concurrent export cannot replace it either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -33,50 +47,94 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from marketdata_assets.core import settings
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
-from marketdata_assets.core.naming import A_SHARE_VENUE_BY_SUFFIX
-from marketdata_assets.datasets.frames import DATASETS, Dataset, day_window, spec_for
+from marketdata_assets.core.naming import A_SHARE_EXCHANGES, A_SHARE_VENUE_BY_SUFFIX
+from marketdata_assets.datasets.alpha_files import API_TZ
+from marketdata_assets.datasets.frames import DATASETS, Dataset, Stamping, day_window, spec_for
 from marketdata_assets.read import clickhouse as ch_reads
+from marketdata_assets.read import conventions
 from marketdata_assets.read import timescale as ts_reads
+from marketdata_assets.read.alphas import SCHEMA as ALPHA_SCHEMA  # (read.alphas is also a function)
 
 META_KEY = "marketdata.export"
 MINUTE_BARS = "minute_bars"
+KLINE_MONTHLY = "kline_monthly"
+ALPHAS = "alphas"
+WHOLE_STORE = (KLINE_MONTHLY, ALPHAS)  # exported whole by every export, not by day
+EXPORTED = (*DATASETS, MINUTE_BARS, *WHOLE_STORE)
+SNAPSHOTS = "snapshots"
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # Hive's null partition value (Polars and DuckDB read it as null)
 _CODE_OF_DATASET = {spec.code: spec.name for spec in DATASETS.values()}
+
+
+class SnapshotConflict(RuntimeError):
+    """A dated snapshot's file that an export would change (the message names each)."""
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One file to be: a dataset's rows of one venue and day, and what identifies them."""
+    """One file to be: a dataset's rows of one venue (alphas: type) and day (or month), and what
+    identifies them."""
 
     dataset: str
-    venue: str
-    day: date
+    venue: str                 # venue=; type= for the alphas
+    day: date | None           # date= of the daily datasets; None for the monthly ones
     rows: int                  # what the loads / the fingerprint say the partition holds
     identity: dict             # {"loads": {instrument: load id}} or {"fingerprint": "..."}
+    month: str | None = None   # month=YYYY-MM of kline_monthly and alphas
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """The path's key=value pairs, in order (part of the file's identity too)."""
+        last = {"date": self.day.isoformat()} if self.day is not None else {"month": str(self.month)}
+        return {"type" if self.dataset == ALPHAS else "venue": self.venue, **last}
 
     def path(self, root: Path) -> Path:
-        return partition_path(root, self.dataset, self.venue, self.day)
+        if self.day is not None:
+            return partition_path(root, self.dataset, self.venue, self.day)
+        return Path(root, self.dataset, *(f"{k}={v}" for k, v in self.keys.items()), "part-0.parquet")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A partition, the (Polars) schema of its file and how to read its rows."""
+
+    part: Partition
+    schema: dict
+    tables: Callable[[], Iterable[pa.Table]]
 
 
 @dataclass
 class ExportReport:
-    root: str
+    root: str                                     # where the files are (a dated export: its snapshot)
     written: list = field(default_factory=list)   # relative paths
     skipped: list = field(default_factory=list)   # unchanged partitions
-    removed: list = field(default_factory=list)   # partitions emptied by a re-load
+    removed: list = field(default_factory=list)   # partitions emptied by a re-load / no longer stored
     rows: int = 0                                 # rows written now
     bytes: int = 0                                # bytes written now
     seconds: float = 0.0
+    dated: bool = False
+
+    @property
+    def files_written(self) -> int:
+        return len(self.written)
 
     def summary(self) -> str:
         return (f"{len(self.written)} file(s) written ({self.rows:,} rows, {self.bytes:,} bytes), "
-                f"{len(self.skipped)} unchanged, {len(self.removed)} removed, {self.seconds:.1f} s, under {self.root}")
+                f"{len(self.skipped)} unchanged, {len(self.removed)} removed, {self.seconds:.1f} s, under "
+                f"{self.root}{' (dated snapshot)' if self.dated else ''}")
 
 
 def partition_path(root: Path, dataset: str, venue: str, day: date) -> Path:
     sql_identifier(dataset, "dataset")
     sql_identifier(venue, "venue")
     return Path(root) / dataset / f"venue={venue}" / f"date={day.isoformat()}" / "part-0.parquet"
+
+
+def snapshot_dir(root: Path | str, on: date | None = None) -> Path:
+    """``<root>/snapshots/<on: today, UTC>``: where a dated export of that date writes."""
+    return Path(root) / SNAPSHOTS / (on or datetime.now(UTC).date()).isoformat()
 
 
 def stored_identity(path: Path) -> dict | None:
@@ -89,8 +147,10 @@ def stored_identity(path: Path) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-def write_atomic(path: Path, schema: pa.Schema, tables: Iterable[pa.Table], identity: dict) -> tuple[int, int]:
-    """Write ``tables`` as one Parquet file at ``path``, atomically; returns (rows, bytes)."""
+def write_atomic(path: Path, schema: pa.Schema, tables: Iterable[pa.Table], identity: dict, *,
+                 replace: bool = True) -> tuple[int, int]:
+    """Write ``tables`` as one Parquet file at ``path``, atomically; returns (rows, bytes). Without
+    ``replace`` an existing ``path`` is never touched: SnapshotConflict instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     schema = schema.with_metadata({META_KEY: json.dumps(identity, sort_keys=True)})
@@ -102,14 +162,35 @@ def write_atomic(path: Path, schema: pa.Schema, tables: Iterable[pa.Table], iden
                 rows += table.num_rows
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name exists: never replaces a file
+            except FileExistsError:
+                raise SnapshotConflict(f"{path} appeared while this export wrote it (another export of the same "
+                                       "snapshot?): left as it is") from None
     finally:
         tmp.unlink(missing_ok=True)
     return rows, path.stat().st_size
 
 
+def _stated_schema(schema: dict, column: str, bars: Stamping) -> dict:
+    """The file schema of bars: the time column aware, plus ``label`` and ``adjustment`` (read.conventions)."""
+    return dict(conventions.stated(pl.DataFrame(schema=schema), column, bars).schema)
+
+
 def _arrow_schema(schema: dict) -> pa.Schema:
     return pl.DataFrame(schema=schema).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
+
+
+def _arrow(frame: pl.DataFrame) -> pa.Table:
+    return frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+def _of_venue(frame: pl.DataFrame, venue: str, drop: Sequence[str] = ()) -> Iterable[pa.Table]:
+    """The rows of an A-share venue (by the code's exchange suffix), without the ``drop`` columns."""
+    yield _arrow(frame.filter(pl.col("code").str.ends_with(f".{A_SHARE_EXCHANGES[venue]}")).drop(drop))
 
 
 # ---- ClickHouse -----------------------------------------------------------------------------------
@@ -135,22 +216,30 @@ def _clickhouse_tables(client, database: str, spec: Dataset, part: Partition) ->
     with client.query_arrow_stream(sql, parameters=params) as stream:
         for batch in stream:
             table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-            yield ch_reads.to_frame(table, spec, columns).select(list(schema)).to_arrow(
-                compat_level=pl.CompatLevel.oldest())
+            frame = ch_reads.to_frame(table, spec, columns).select(list(schema))
+            yield _arrow(conventions.stated(frame, "ts", spec.bars) if spec.bars else frame)
 
 
-# ---- TimescaleDB minute bars ----------------------------------------------------------------------
+# ---- TimescaleDB: minute bars and the monthly K-line ----------------------------------------------
 
 _FINGERPRINT = """SELECT split_part(code, '.', 2) AS exchange, count(*),
        coalesce(sum(hashtextextended(concat_ws('|', code, time, name, open, high, low, close, volume, amount), 0)
                     ::numeric), 0)::text
 FROM {table} WHERE time >= %(start)s AND time < %(end)s GROUP BY 1 ORDER BY 1"""
+_KLINE_FINGERPRINT = """SELECT to_char(month, 'YYYY-MM') AS month, split_part(code, '.', 2) AS exchange, count(*),
+       coalesce(sum(hashtextextended(concat_ws('|', code, month, name, open, high, low, close, volume, amount), 0)
+                    ::numeric), 0)::text
+FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"""
+
+
+def _has_table(conn, table: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
 
 
 def minute_partitions(conn, day: date) -> list[Partition]:
     """Each exchange's minute bars of the Beijing ``day``: rows and a fingerprint of their content
     (none when the database has no minute table: nothing was loaded there)."""
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ts_reads.MINUTE_TABLE,)).fetchone()[0]:
+    if not _has_table(conn, ts_reads.MINUTE_TABLE):
         return []
     start = ts_reads.beijing_time(day, "day")
     query = sql.SQL(_FINGERPRINT).format(table=sql.Identifier(ts_reads.MINUTE_TABLE))
@@ -159,13 +248,91 @@ def minute_partitions(conn, day: date) -> list[Partition]:
             for exchange, n, digest in rows if exchange in A_SHARE_VENUE_BY_SUFFIX]
 
 
+def kline_partitions(conn) -> list[Partition]:
+    """Each (month, exchange) of the monthly K-line: rows and a fingerprint of their content (one scan;
+    none when there is no K-line)."""
+    if not _has_table(conn, ts_reads.KLINE):
+        return []
+    rows = conn.execute(sql.SQL(_KLINE_FINGERPRINT).format(table=sql.Identifier(ts_reads.KLINE))).fetchall()
+    return [Partition(KLINE_MONTHLY, A_SHARE_VENUE_BY_SUFFIX[exchange], None, int(n),
+                      {"fingerprint": f"{n}:{digest}"}, month=month)
+            for month, exchange, n, digest in rows if exchange in A_SHARE_VENUE_BY_SUFFIX]
+
+
+class _LastRead:
+    """The last frame read, by key: the venues of a day (a month) are exported one after the other and
+    share one read, and a backfill holds one day's bars at a time, not all of them."""
+
+    def __init__(self, load: Callable[[object], pl.DataFrame]):
+        self.load, self.key, self.frame = load, None, None
+
+    def __call__(self, key) -> pl.DataFrame:
+        if self.frame is None or key != self.key:
+            self.frame = None
+            self.key, self.frame = key, self.load(key)
+        return self.frame
+
+
+def _minute_jobs(conn, days: Iterable[date]) -> list[_Job]:
+    stamping = ts_reads.MINUTE_STAMPING
+    bars = _LastRead(lambda day: conventions.stated(ts_reads.minute_bars(conn, None, day, day + timedelta(days=1)),
+                                                    "time", stamping))
+    schema = _stated_schema(ts_reads.MINUTE_BARS_SCHEMA, "time", stamping)
+    return [_Job(part, schema, lambda p=part: _of_venue(bars(p.day), p.venue))
+            for day in days for part in minute_partitions(conn, day)]
+
+
+def _kline_jobs(conn) -> list[_Job]:
+    """The K-line's partitions (month by month: a month's venues share one read)."""
+    def month_rows(month: str) -> pl.DataFrame:
+        first = datetime.strptime(month, "%Y-%m")
+        frame = ts_reads.kline(conn, None, first, (first + timedelta(days=32)).replace(day=1))
+        return conventions.stated(frame, "month", ts_reads.KLINE_STAMPING)
+
+    rows = _LastRead(month_rows)
+    schema = {c: t for c, t in _stated_schema(ts_reads.KLINE_SCHEMA, "month", ts_reads.KLINE_STAMPING).items()
+              if c != "month"}
+    return [_Job(part, schema, lambda p=part: _of_venue(rows(p.month), p.venue, drop=["month"]))
+            for part in kline_partitions(conn)]
+
+
+# ---- MongoDB: alphas --------------------------------------------------------------------------------
+
+def alpha_partitions(frame: pl.DataFrame) -> list[tuple[Partition, pl.DataFrame]]:
+    """The Reader's alphas frame split by type and New York month of dateCreated (null: Hive's null
+    partition), each part without ``type`` and with the fingerprint of its rows."""
+    month = pl.col("dateCreated").dt.convert_time_zone(API_TZ.key).dt.strftime("%Y-%m")
+    keyed = frame.with_columns(pl.col("type").fill_null(HIVE_NULL).alias("__type"),
+                               month.fill_null(HIVE_NULL).alias("__month"))
+    parts = []
+    for (kind, month_key), group in sorted(keyed.partition_by("__type", "__month", as_dict=True,
+                                                             maintain_order=True).items()):
+        rows = group.drop("type", "__type", "__month")
+        digest = hashlib.sha256(rows.write_csv().encode()).hexdigest()[:32]
+        parts.append((Partition(ALPHAS, sql_identifier(kind, "alpha type"), None, rows.height,
+                                {"fingerprint": f"{rows.height}:{digest}"}, month=month_key), rows))
+    return parts
+
+
+def _alpha_jobs(reader) -> list[_Job]:
+    schema = {c: t for c, t in ALPHA_SCHEMA.items() if c != "type"}
+    return [_Job(part, schema, lambda r=rows: [_arrow(r)]) for part, rows in alpha_partitions(reader.alphas())]
+
+
 # ---- the export -----------------------------------------------------------------------------------
 
-def _export(root: Path, part: Partition, schema: dict, tables, report: ExportReport) -> None:
+FORMAT = 2  # 2: bars state their convention (label, adjustment, an aware time): files of 1 are rewritten
+
+
+def _identity(part: Partition) -> dict:
+    return {"dataset": part.dataset, **part.keys, "rows": part.rows, **part.identity, "format": FORMAT}
+
+
+def _export(root: Path, job: _Job, report: ExportReport, *, replace: bool) -> None:
+    part = job.part
     path = part.path(root)
     relative = str(path.relative_to(root))
-    identity = {"dataset": part.dataset, "venue": part.venue, "date": part.day.isoformat(), "rows": part.rows,
-                **part.identity}
+    identity = _identity(part)
     if part.rows == 0:
         if path.exists():
             path.unlink()
@@ -176,57 +343,117 @@ def _export(root: Path, part: Partition, schema: dict, tables, report: ExportRep
     if stored_identity(path) == identity:
         report.skipped.append(relative)
         return
-    rows, size = write_atomic(path, _arrow_schema(schema), tables(), identity)
-    if rows != part.rows:  # the loads said otherwise: never leave a file that disagrees with its metadata
+    rows, size = write_atomic(path, _arrow_schema(job.schema), job.tables(), identity, replace=replace)
+    if rows != part.rows:  # the store said otherwise: never leave a file that disagrees with its metadata
         path.unlink(missing_ok=True)
-        raise RuntimeError(f"export of {relative}: {rows} rows read, its loads hold {part.rows}; file removed")
+        said = "its loads hold" if "loads" in part.identity else "its fingerprint counted"
+        raise RuntimeError(f"export of {relative}: {rows} rows read, {said} {part.rows}; file removed")
     report.written.append(relative)
     report.rows += rows
     report.bytes += size
 
 
-def export_day(reader, root: Path | str, day: date, *, datasets: Sequence[str] | None = None,
-               minute_bars: bool = True) -> ExportReport:
-    """Export one day of every ClickHouse dataset (or ``datasets``) and, with ``minute_bars``, the
-    TimescaleDB minute bars, through ``reader`` (a read.Reader) into ``root``; unchanged partitions
-    are skipped (see the module docstring)."""
-    started, root = time.monotonic(), Path(root)
-    report = ExportReport(root=str(root))
-    if datasets is None or [d for d in datasets if d != MINUTE_BARS]:
+def wanted_datasets(datasets: Sequence[str] | None) -> list[str]:
+    """The datasets named (None: every one, EXPORTED), checked: an unknown name is a ValueError naming them."""
+    if datasets is None:
+        return list(EXPORTED)
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    unknown = [d for d in datasets if d not in EXPORTED]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}: the export knows {', '.join(EXPORTED)}")
+    return list(dict.fromkeys(datasets))
+
+
+def _daily_jobs(reader, days: list[date], datasets: list[str] | None, minute_bars: bool) -> list[_Job]:
+    """The days' ClickHouse partitions (``datasets`` None: every dataset) and minute bars; a store none
+    of them needs is not opened."""
+    jobs = []
+    names = None if datasets is None else [d for d in datasets if d in DATASETS]
+    if days and (names is None or names):
         client, database = reader.clickhouse(), reader.database
-        names = None if datasets is None else [d for d in datasets if d != MINUTE_BARS]
-        for part in clickhouse_partitions(client, database, day, names):
+        for part in (p for day in days for p in clickhouse_partitions(client, database, day, names)):
             spec = spec_for(part.dataset)
             schema = {c: t for c, t in spec.schema.items() if c != "venue"}
-            _export(root, part, schema, lambda s=spec, p=part: _clickhouse_tables(client, database, s, p), report)
-    if minute_bars and (datasets is None or MINUTE_BARS in datasets):
-        conn = reader.timescale()
-        parts = minute_partitions(conn, day)
-        whole: list[pl.DataFrame] = []
+            schema = _stated_schema(schema, "ts", spec.bars) if spec.bars else schema
+            jobs.append(_Job(part, schema, lambda s=spec, p=part: _clickhouse_tables(client, database, s, p)))
+    if days and minute_bars and (datasets is None or MINUTE_BARS in datasets):
+        jobs += _minute_jobs(reader.timescale(), days)
+    return jobs
 
-        def day_bars(venue: str) -> Iterable[pa.Table]:
-            if not whole:
-                whole.append(ts_reads.minute_bars(conn, None, day, day + timedelta(days=1)))
-            suffix = next(s for s, v in A_SHARE_VENUE_BY_SUFFIX.items() if v == venue)
-            yield whole[0].filter(pl.col("code").str.ends_with(f".{suffix}")).to_arrow(
-                compat_level=pl.CompatLevel.oldest())
 
-        for part in parts:
-            _export(root, part, ts_reads.MINUTE_BARS_SCHEMA, lambda v=part.venue: day_bars(v), report)
+def _stale(root: Path, datasets: Iterable[str], jobs: list[_Job]) -> list[Path]:
+    """Files of the whole-store ``datasets`` under ``root`` that no partition of ``jobs`` names."""
+    planned = {job.part.path(root) for job in jobs}
+    return sorted(path for name in datasets for path in (root / name).glob("*/*/part-0.parquet")
+                  if path not in planned)
+
+
+def _refuse_changes(root: Path, jobs: list[_Job], stale: list[Path]) -> None:
+    """SnapshotConflict naming every file of the snapshot ``root`` the export would change or remove."""
+    paths = [(job.part.path(root), job.part) for job in jobs]
+    changed = [path for path, part in paths if path.exists()
+               and (part.rows == 0 or stored_identity(path) != _identity(part))]
+    conflicts = [str(p.relative_to(root)) for p in changed + stale]
+    if conflicts:
+        raise SnapshotConflict(
+            f"the dated snapshot {root} already holds {len(conflicts)} file(s) that differ from what the stores "
+            f"hold now (they changed since the earlier export of that date): {', '.join(conflicts[:10])}"
+            f"{' ...' if len(conflicts) > 10 else ''}. A snapshot is never rewritten: nothing was written; keep "
+            f"it as it is, or delete those files (or {root}) to take the snapshot again.")
+
+
+def export_days(reader, root: Path | str, days: Iterable[date], *, datasets: Sequence[str] | None = None,
+                minute_bars: bool = True, dated: bool = False, snapshot_date: date | None = None) -> ExportReport:
+    """Export ``days`` of every ClickHouse dataset and of the minute bars, and the whole K-line and
+    alphas (or only ``datasets``: names of EXPORTED), through ``reader`` (a read.Reader) into ``root``;
+    ``dated``: into the snapshot ``<root>/snapshots/<snapshot_date: today, UTC>`` (see the module
+    docstring). Unchanged partitions are skipped."""
+    started = time.monotonic()
+    names = None if datasets is None else wanted_datasets(datasets)
+    target = snapshot_dir(root, snapshot_date) if dated else Path(root)
+    jobs = _daily_jobs(reader, sorted(set(days)), names, minute_bars)
+    whole = [name for name in WHOLE_STORE if names is None or name in names]
+    if KLINE_MONTHLY in whole:
+        jobs += _kline_jobs(reader.timescale())
+    if ALPHAS in whole:
+        jobs += _alpha_jobs(reader)
+    stale = _stale(target, whole, jobs)
+    if dated:
+        _refuse_changes(target, jobs, stale)
+    report = ExportReport(root=str(target), dated=dated)
+    for path in stale:
+        path.unlink()
+        report.removed.append(str(path.relative_to(target)))
+    for job in jobs:
+        _export(target, job, report, replace=not dated)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def export_days(reader, root: Path | str, days: Iterable[date], **options) -> ExportReport:
-    """:func:`export_day` for each of ``days``, one report for all."""
-    started = time.monotonic()
-    total = ExportReport(root=str(root))
-    for day in sorted(set(days)):
-        one = export_day(reader, root, day, **options)
-        total.written += one.written
-        total.skipped += one.skipped
-        total.removed += one.removed
-        total.rows += one.rows
-        total.bytes += one.bytes
-    total.seconds = round(time.monotonic() - started, 3)
-    return total
+def export_day(reader, root: Path | str, day: date, **options) -> ExportReport:
+    """:func:`export_days` of one day (the K-line and the alphas too, unless ``datasets`` leaves them out)."""
+    return export_days(reader, root, [day], **options)
+
+
+def default_days() -> list[date]:
+    """Yesterday (UTC): the day the schedule exports."""
+    return [datetime.now(UTC).date() - timedelta(days=1)]
+
+
+def snapshot(reader, datasets: Sequence[str] | None = None, days: Iterable[date] | None = None, *,
+             root: Path | str | None = None, on: date | None = None) -> ExportReport:
+    """A dated export, what ``marketdata export --dated`` runs: ``datasets`` (None: all) of ``days``
+    (None: yesterday, UTC) into ``<root: settings.export_dir()>/snapshots/<on: today, UTC>/``."""
+    return export_days(reader, settings.export_dir() if root is None else root,
+                       default_days() if days is None else days, datasets=datasets, dated=True, snapshot_date=on)
+
+
+def snapshot_command(dataset: str | None = None) -> str:
+    """The command line (and the API call) that keeps a dated snapshot of ``dataset`` (None: of everything)."""
+    if dataset is not None:
+        wanted_datasets([dataset])
+    option = f" --dataset {dataset}" if dataset else ""
+    names = f", [{dataset!r}]" if dataset else ""
+    call = f"from marketdata_assets.read import Reader, export; export.snapshot(Reader(){names})"
+    return f"`marketdata export --dated{option}` (in Python: `{call}`)"

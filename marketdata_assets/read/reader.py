@@ -13,9 +13,10 @@ Keep a Reader open for a batch of reads, not for the day.
 from __future__ import annotations
 
 import difflib
-
+import sys
+import warnings
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Self
 
 import polars as pl
@@ -28,6 +29,7 @@ from marketdata_assets.core.identifiers import clickhouse_database, sql_identifi
 from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.read import alphas as alpha_reads
 from marketdata_assets.read import clickhouse as ch_reads
+from marketdata_assets.read import conventions, gaps
 from marketdata_assets.read import timescale as ts_reads
 from marketdata_assets.stores.clickhouse import connection, history
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -40,9 +42,18 @@ class AsOfUnsupported(ValueError):
 
 
 def _no_as_of(as_of, what: str, why: str) -> None:
+    """AsOfUnsupported when ``as_of`` is given: why, and the command keeping dated snapshots of ``what``."""
     if as_of is not None:
+        from marketdata_assets.read import export  # what keeps the dated snapshots (and names the command)
+
+        name = what.lower()
+        dataset = next((d for key, d in (("minute", export.MINUTE_BARS), ("k-line", export.KLINE_MONTHLY),
+                                         ("alpha", export.ALPHAS)) if key in name), None)
+        days = ("; yesterday's bars (UTC) unless --start-date/--end-date name others"
+                if dataset == export.MINUTE_BARS else "")
         raise AsOfUnsupported(f"{what} cannot be read as_of an earlier time: {why}. Read without as_of (what is "
-                              "stored now), or keep dated Parquet exports (marketdata_assets.read.export) to compare.")
+                              f"stored now), or keep dated Parquet snapshots to compare (one directory per export "
+                              f"date under the export directory{days}): {export.snapshot_command(dataset)}")
 
 
 class Reader:
@@ -70,9 +81,13 @@ class Reader:
             self._ch, self._locked_dir = connection.open_client(
                 self.clickhouse_dsn, self.database, user=settings.get("CLICKHOUSE_USER"),
                 password=settings.get("CLICKHOUSE_PASSWORD"), lock_timeout_s=self.lock_timeout_s,
-                create_database=False)
+                on_wait=self._say_wait, create_database=False)
             self._owned.add("clickhouse")
         return self._ch
+
+    def _say_wait(self, holder: str) -> None:
+        print(connection.wait_line(connection.embedded_dir(self.clickhouse_dsn), holder, self.lock_timeout_s),
+              file=sys.stderr, flush=True)
 
     def timescale(self) -> psycopg.Connection:
         """A TimescaleDB connection (autocommit: reads only)."""
@@ -145,17 +160,44 @@ class Reader:
     # ---- ClickHouse datasets ---------------------------------------------------------------------
 
     def dataset(self, name: str, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
-                as_of: Time | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
+                as_of: Time | None = None, columns: Sequence[str] | None = None, label: str | None = None,
+                tz: str | None = None) -> pl.DataFrame:
         """Rows of a ClickHouse dataset (datasets.frames.DATASETS: trades, bars_1m, funding, ...) of
-        ``venue`` and ``instrument`` (one, a list, None: all) with ``ts`` in ``[start, end)`` (naive = UTC),
-        as the store shows them now, or as it showed them at ``as_of``; only ``columns`` if given."""
+        ``venue`` and ``instrument`` (one, a list, None: all) with ``ts`` in ``[start, end)`` (naive = UTC,
+        or wall-clock in ``tz``), as the store shows them now, or as it showed them at ``as_of``; only
+        ``columns`` if given. Bars carry their convention (read.conventions: ``label``, ``adjustment``,
+        the zone in ``ts``' dtype) and can be read stamped by their ``label`` start or end, in ``tz``.
+        Days with nothing stored warn (read.gaps.MissingDays) naming them."""
         spec = spec_for(name)
         self._require_table(spec.table)
         self._require_stored(spec.name, venue, instrument)
         if as_of is not None:
             self._ensure_history()
-        return ch_reads.read(self.clickhouse(), self.database, spec.name, venue, instrument, start, end,
-                             as_of=as_of, columns=columns)
+        first, last = conventions.store_range(spec.bars, start, end, label, tz)
+        frame = ch_reads.read(self.clickhouse(), self.database, spec.name, venue, instrument, first, last,
+                              as_of=as_of, columns=columns)
+        if as_of is None and spec.key is not None:
+            self._warn_missing(spec, venue, instrument, first, last)
+        if spec.bars is not None:
+            return conventions.stated(frame, "ts", spec.bars, label, tz)
+        return conventions.in_zone(frame, "ts", tz)
+
+    def _warn_missing(self, spec, venue: str, instrument, first: datetime, last: datetime) -> None:
+        """MissingDays naming the days of ``[first, last)`` with no active load (history datasets)."""
+        venue, instruments = ch_reads.instruments_of(venue, instrument)
+        first, last = ch_reads.time_range(first, last)
+        days = gaps.expected_days(venue, first.date(), (last - timedelta(microseconds=1)).date(),
+                                  datetime.now(UTC).date())
+        if not days:
+            return
+        loaded = ct.loaded_slices(self.clickhouse(), self.database, spec.name, venue, days)
+        stored: dict[str, set] = {name: set() for name in instruments or ()}
+        for name, day in loaded:
+            if instruments is None or name in stored:
+                stored.setdefault(name, set()).add(day)
+        missing = gaps.missing_days(days, stored)
+        if missing:
+            warnings.warn(gaps.MissingDays(gaps.message(spec.name, venue, missing, days), missing), stacklevel=3)
 
     def _require_stored(self, dataset: str, venue: str, instrument) -> None:
         """A venue or instrument with nothing of `dataset` stored is a ValueError naming the closest stored
@@ -207,18 +249,41 @@ class Reader:
 
     # ---- TimescaleDB and MongoDB -----------------------------------------------------------------
 
-    def minute_bars(self, codes: str | Sequence[str] | None, start: Time, end: Time, *,
-                    as_of: Time | None = None) -> pl.DataFrame:
-        """A-share 1-minute bars (TimescaleDB ``stock_1min_qfq``), times as Beijing wall-clock."""
+    def minute_bars(self, codes: str | Sequence[str] | None, start: Time, end: Time, *, label: str | None = None,
+                    tz: str | None = None, as_of: Time | None = None) -> pl.DataFrame:
+        """A-share 1-minute bars (TimescaleDB ``stock_1min_qfq``: stamped by their end, Beijing time,
+        forward-adjusted), or stamped by their ``label`` start in ``tz``; days with no bars warn."""
         _no_as_of(as_of, "minute bars", "the loader replaces a file's bars in place (DELETE + COPY in one "
                                         "transaction) and keeps no earlier values")
-        return ts_reads.minute_bars(self.timescale(), codes, start, end)
+        first, last = conventions.store_range(ts_reads.MINUTE_STAMPING, start, end, label, tz)
+        frame = ts_reads.minute_bars(self.timescale(), codes, first, last)
+        self._warn_missing_minutes(codes, first, last)
+        return conventions.stated(frame, "time", ts_reads.MINUTE_STAMPING, label, tz)
 
-    def kline(self, codes: str | Sequence[str] | None, start: Time, end: Time, *,
+    def _warn_missing_minutes(self, codes, first: datetime, last: datetime) -> None:
+        """MissingDays naming each code's trading days of the range with no bar stored."""
+        wanted = ts_reads.codes_of(codes)
+        start, end = ts_reads.beijing_time(first, "start"), ts_reads.beijing_time(last, "end")
+        days = gaps.expected_days("SSE", start.date(), (end - timedelta(microseconds=1)).date(),
+                                  datetime.now(ts_reads.BEIJING).date())
+        if not days:
+            return
+        stored: dict[str, set] = {code: set() for code in wanted or ()}
+        for code, day in ts_reads.stored_days(self.timescale(), wanted, start, end):
+            stored.setdefault(code, set()).add(day)
+        missing = gaps.missing_days(days, stored)
+        if missing:
+            warnings.warn(gaps.MissingDays(gaps.message("minute bars", "A-shares", missing, days), missing),
+                          stacklevel=3)
+
+    def kline(self, codes: str | Sequence[str] | None, start: Time, end: Time, *, tz: str | None = None,
               as_of: Time | None = None) -> pl.DataFrame:
-        """The monthly K-line (``stock_monthly_kline``) of ``codes`` for the months in ``[start, end)``."""
+        """The monthly K-line (``stock_monthly_kline``, forward-adjusted) of ``codes`` for the months in
+        ``[start, end)``; ``month`` is the month's first day, 00:00 Beijing (or that instant in ``tz``)."""
         _no_as_of(as_of, "the monthly K-line", "it is recomputed from the minute bars, which keep no earlier values")
-        return ts_reads.kline(self.timescale(), codes, start, end)
+        first, last = conventions.store_range(ts_reads.KLINE_STAMPING, start, end, None, tz)
+        frame = ts_reads.kline(self.timescale(), codes, first, last)
+        return conventions.stated(frame, "month", ts_reads.KLINE_STAMPING, None, tz)
 
     def alphas(self, alpha_type: str | None = None, start: Time | None = None, end: Time | None = None, *,
                by: str = "dateCreated", region: str | None = None, status: str | None = None,
@@ -237,8 +302,9 @@ class Reader:
 def _shortcut(name: str):
     """Reader.<name>(venue, instrument, start, end, *, as_of=None, columns=None): ``dataset(name, ...)``."""
     def read(self: Reader, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
-             as_of: Time | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
-        return self.dataset(name, venue, instrument, start, end, as_of=as_of, columns=columns)
+             as_of: Time | None = None, columns: Sequence[str] | None = None, label: str | None = None,
+             tz: str | None = None) -> pl.DataFrame:
+        return self.dataset(name, venue, instrument, start, end, as_of=as_of, columns=columns, label=label, tz=tz)
 
     spec = spec_for(name)
     read.__name__ = read.__qualname__ = name

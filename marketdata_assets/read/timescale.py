@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -24,10 +24,13 @@ import psycopg
 from psycopg import sql
 
 from marketdata_assets.core.naming import a_share_code
+from marketdata_assets.datasets.frames import Stamping
 from marketdata_assets.read.clickhouse import parse_time
 from marketdata_assets.stores.timescale.kline import KLINE, KLINE_COLUMNS, MINUTE_COLUMNS, MINUTE_TABLE
 
 BEIJING = ZoneInfo("Asia/Shanghai")
+MINUTE_STAMPING = Stamping(timedelta(minutes=1), label="end", tz="Asia/Shanghai", adjustment="qfq")
+KLINE_STAMPING = Stamping(None, label="start", tz="Asia/Shanghai", adjustment="qfq")  # the month's first day
 _PRICES = {c: pl.Float64 for c in ("open", "high", "low", "close", "volume", "amount")}
 MINUTE_BARS_SCHEMA = {"time": pl.Datetime("us"), "code": pl.String, "name": pl.String, **_PRICES}
 KLINE_SCHEMA = {"month": pl.Datetime("us"), "code": pl.String, "name": pl.String, **_PRICES}
@@ -101,3 +104,14 @@ def kline(conn: psycopg.Connection, codes, start, end) -> pl.DataFrame:
     """Monthly K-line rows of ``codes`` (None: all) whose ``month`` (the month's first day, naive Beijing)
     lies in ``[start, end)``: month, code, name, open, high, low, close, volume, amount."""
     return _read(conn, KLINE, KLINE_COLUMNS, "month", KLINE_SCHEMA, codes, start, end)
+
+
+def stored_days(conn: psycopg.Connection, codes: list[str] | None, start: datetime, end: datetime) -> list[tuple]:
+    """(code, Beijing day) of every day with a minute bar in ``[start, end)`` (naive Beijing)."""
+    require_table(conn, MINUTE_TABLE)
+    where = sql.SQL("time >= %(start)s AND time < %(end)s")
+    if codes is not None:
+        where = sql.SQL("code = ANY(%(codes)s) AND ") + where
+    query = sql.SQL("SELECT code, time::date FROM {table} WHERE {where} GROUP BY 1, 2").format(
+        table=sql.Identifier(MINUTE_TABLE), where=where)
+    return conn.execute(query, {"start": start, "end": end, "codes": codes}).fetchall()

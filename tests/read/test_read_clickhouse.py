@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from datetime import datetime, timedelta, timezone
 
 import polars as pl
@@ -22,7 +23,8 @@ from polars.testing import assert_frame_equal
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.quality.slices import PRICES_POSITIVE, TIMESTAMPS_INSIDE_DAY, count, slice_scope
-from marketdata_assets.read import CompactedAway, EmbeddedLockTimeout, Reader
+from marketdata_assets.read import CompactedAway, EmbeddedLockTimeout, MissingDays, Reader, conventions
+from marketdata_assets.read.conventions import ADJUSTMENT, LABEL
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.stores.clickhouse import history
@@ -60,8 +62,11 @@ def first_load(store):
 def test_a_read_returns_exactly_the_rows_the_checks_count_and_the_venue_served(store, reader, first_load):
     for (dataset, venue, instrument), served in first_load.items():
         got = reader.dataset(dataset, venue, instrument, START, END)
-        assert got.schema == pl.Schema(spec_for(dataset).schema)
-        assert_frame_equal(got, served.select(got.columns))
+        stated = {"label": LABEL, "adjustment": ADJUSTMENT} if spec_for(dataset).bars else {}
+        assert got.schema == pl.Schema(spec_for(dataset).schema | stated)  # bars say their convention
+        if stated:
+            assert got["label"].unique().to_list() == ["start"] and got["adjustment"].unique().to_list() == ["none"]
+        assert_frame_equal(got.drop(*stated), served.select(got.drop(*stated).columns))
         with store.get_client() as client:
             rule = PRICES_POSITIVE.get(dataset) or TIMESTAMPS_INSIDE_DAY[dataset]
             key = f"{DAY}|{venue}:{instrument}"
@@ -77,6 +82,32 @@ def test_a_read_returns_exactly_the_rows_the_checks_count_and_the_venue_served(s
     whole = first_load[("trades", "BINANCE", "BTCUSDT")]
     assert_frame_equal(part, whole.filter(pl.col("ts").is_between(noon, noon + timedelta(hours=3), closed="left"))
                        .select("price", "ts"))
+
+
+def test_days_with_nothing_stored_warn_naming_them_and_bars_read_in_another_label_and_zone(reader, first_load):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the loaded day: no warning
+        reader.trades("BINANCE", PAIRS, START, END)
+    with pytest.warns(MissingDays) as warned:
+        wide = reader.trades("BINANCE", PAIRS, START - timedelta(days=2), END + timedelta(days=1))
+    assert wide.height == reader.trades("BINANCE", PAIRS, START, END).height
+    before, after = DAY - timedelta(days=2), DAY + timedelta(days=1)
+    assert warned[0].message.missing == {p: [before, before + timedelta(days=1), after] for p in PAIRS}
+    assert f"BTCUSDT {before}..{before + timedelta(days=1)}, {after}" in str(warned[0].message)
+    with pytest.warns(MissingDays) as every:  # None: the instruments stored in the range
+        reader.funding("BINANCE_UM", None, START, END + timedelta(days=1))
+    assert every[0].message.missing == {"BTCUSDT": [after]}
+    served = first_load[("bars_1m", "BINANCE", "BTCUSDT")]
+    shanghai = reader.bars("BINANCE", "BTCUSDT", "2025-01-15T08:01", "2025-01-15T09:01", label="end",
+                           tz="Asia/Shanghai")  # 00:00-01:00 UTC, stamped by the bar's end
+    assert shanghai.height == 60 and shanghai["label"].unique().to_list() == ["end"]
+    assert shanghai["ts"].dtype == pl.Datetime("us", "Asia/Shanghai")
+    assert_frame_equal(shanghai.select("ts", "close").with_columns(pl.col("ts").dt.convert_time_zone("UTC")),
+                       served.head(60).select(pl.col("ts") + timedelta(minutes=1), "close"))
+    with pytest.raises(ValueError, match="bar datasets only"):
+        reader.trades("BINANCE", "BTCUSDT", START, END, label="end")
+    with pytest.raises(ValueError, match="trading day"):
+        conventions.shift(spec_for("daily_bars").bars, "end")
 
 
 def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_compaction_ends_that(
@@ -161,7 +192,8 @@ def test_bad_and_unstored_names_are_refused_and_an_empty_range_is_an_empty_frame
         with pytest.raises(ValueError) as error:
             call()
         assert words in str(error.value)
-    empty = reader.dataset("trades", "BINANCE", "BTCUSDT", "2025-02-01", "2025-02-02")  # stored, not that range
+    with pytest.warns(MissingDays, match="BTCUSDT 2025-02-01"):  # stored, not that range: empty, and said so
+        empty = reader.dataset("trades", "BINANCE", "BTCUSDT", "2025-02-01", "2025-02-02")
     assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema)
     other = Reader(clickhouse_client=reader.clickhouse(), clickhouse_database="nothing_here")
     with pytest.raises(LookupError, match="no table trades in the ClickHouse database nothing_here"):

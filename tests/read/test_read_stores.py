@@ -5,7 +5,7 @@ read are the rows stored, codes and times are normalized, and `as_of` is refused
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -14,14 +14,21 @@ from polars.testing import assert_frame_equal
 
 from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.ingest.minute_bars.loader import file_sha256, load_file
-from marketdata_assets.read import AsOfUnsupported, Reader
-from marketdata_assets.read.timescale import MINUTE_BARS_SCHEMA
+from marketdata_assets.read import AsOfUnsupported, MissingDays, Reader
+from marketdata_assets.read.conventions import ADJUSTMENT, LABEL
+from marketdata_assets.read.timescale import BEIJING, MINUTE_BARS_SCHEMA
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.replay.minute_csv import expected, make_bars, render, trading_days, write_text
+from marketdata_assets.replay.tushare import ashare_minutes
+from marketdata_assets.sources.minute_csv.reader import MINUTE_SCHEMA
+from marketdata_assets.sources.tushare.parse import STK_MINS_FIELDS, parse_stk_mins
+from marketdata_assets.stores.clickhouse import writer
 from marketdata_assets.stores.timescale import kline
 
 DAYS = trading_days(date(2025, 1, 2), 3)
 CODES = ["600000.SH", "000001.SZ"]
+STATED_MINUTES = {**MINUTE_BARS_SCHEMA, "time": pl.Datetime("us", "Asia/Shanghai"), "label": LABEL,
+                  "adjustment": ADJUSTMENT}
 
 
 @pytest.fixture
@@ -36,20 +43,30 @@ def minute_reader(minute_store, tmp_path):
         yield reader, expected(truth, "cn_minute").sort("code", "time")
 
 
-def test_minute_bars_read_as_loaded_with_codes_normalized_and_times_in_beijing(minute_reader):
+def test_minute_bars_read_as_loaded_with_codes_normalized_times_in_beijing_and_their_convention_stated(
+        minute_reader):
     reader, truth = minute_reader
-    got = reader.minute_bars(["SH600000", "000001"], DAYS[0], DAYS[-1] + (DAYS[1] - DAYS[0]) * 10)
-    assert got.schema == pl.Schema(MINUTE_BARS_SCHEMA)
-    assert_frame_equal(got, truth)
+    with pytest.warns(MissingDays) as warned:  # the range runs past the file's three days
+        got = reader.minute_bars(["SH600000", "000001"], DAYS[0], DAYS[-1] + (DAYS[1] - DAYS[0]) * 10)
+    later = trading_days(DAYS[-1] + timedelta(days=1), 3)[0]
+    assert later in warned[0].message.missing["600000.SH"] and DAYS[0] not in warned[0].message.missing["600000.SH"]
+    assert "600000.SH" in str(warned[0].message) and "nothing stored" in str(warned[0].message)
+    assert got.schema == pl.Schema(STATED_MINUTES)
+    assert got["label"].unique().to_list() == ["end"] and got["adjustment"].unique().to_list() == ["qfq"]
+    assert_frame_equal(got.drop("label", "adjustment"),
+                       truth.with_columns(pl.col("time").dt.replace_time_zone("Asia/Shanghai")))
     # an aware end is converted to Beijing wall-clock: 03:30 UTC = 11:30 in Beijing
     morning = reader.minute_bars("600000.SH", DAYS[1], datetime(DAYS[1].year, DAYS[1].month, DAYS[1].day, 3, 30,
                                                                   tzinfo=timezone.utc))
     assert morning.height == 119 and morning["time"].max().strftime("%H:%M") == "11:29"
     assert reader.minute_bars(None, DAYS[0], DAYS[1])["code"].unique().sort().to_list() == sorted(CODES)
-    empty = reader.minute_bars("600000.SH", "2024-01-01", "2024-01-02")
-    assert empty.height == 0 and empty.schema == pl.Schema(MINUTE_BARS_SCHEMA)
+    with pytest.warns(MissingDays):
+        empty = reader.minute_bars("600000.SH", "2024-01-02", "2024-01-03")
+    assert empty.height == 0 and empty.schema == pl.Schema(STATED_MINUTES)
     with pytest.raises(ValueError, match="A-share"):
         reader.minute_bars("600000.XX'; --", DAYS[0], DAYS[1])
+    with pytest.raises(ValueError, match="IANA"):
+        reader.minute_bars("600000.SH", DAYS[0], DAYS[1], tz="Beijing")
 
 
 def test_the_monthly_kline_reads_as_refreshed_and_as_of_is_refused_saying_why(minute_reader):
@@ -57,13 +74,48 @@ def test_the_monthly_kline_reads_as_refreshed_and_as_of_is_refused_saying_why(mi
     got = reader.kline(CODES, "2025-01-01", "2025-02-01")
     first = truth.filter(pl.col("code") == "600000.SH")
     row = got.filter(pl.col("code") == "600000.SH").row(0, named=True)
-    assert got.height == 2 and row["month"] == datetime(2025, 1, 1)
+    assert got.height == 2 and row["month"] == datetime(2025, 1, 1, tzinfo=BEIJING)
+    assert (row["label"], row["adjustment"]) == ("start", "qfq")
     assert row["open"] == first["open"][0] and row["close"] == first["close"][-1]
     assert row["high"] == first["high"].max() and row["volume"] == pytest.approx(first["volume"].sum())
+    in_utc = reader.kline(CODES, "2024-12-31T16:00", "2025-01-31T16:00", tz="UTC")  # naive bounds: UTC too
+    assert in_utc["month"][0] == datetime(2024, 12, 31, 16, tzinfo=timezone.utc) and in_utc.height == 2
     for call in (lambda: reader.kline(CODES, "2025-01-01", "2025-02-01", as_of="2025-01-10"),
                  lambda: reader.minute_bars(CODES, DAYS[0], DAYS[1], as_of=datetime.now(timezone.utc))):
         with pytest.raises(AsOfUnsupported, match="keep(s)? no earlier values"):
             call()
+
+
+def test_both_a_share_minute_stores_read_in_one_convention_join_bar_for_bar(store, minute_store, tmp_path):
+    """The same minutes through both paths: Tushare stk_mins (end-stamped, Beijing) parsed into ClickHouse
+    bars_1m (start-stamped, UTC), and a CSV drop of the same rows loaded into stock_1min_qfq (end-stamped,
+    Beijing). Read as label="start", tz="UTC", every bar of one store meets its twin in the other."""
+    rows = [row for day in DAYS[:2] for row in ashare_minutes(5, "600000.SH", day, auction_bar=False)]
+    answer = {"code": 0, "msg": "", "data": {"fields": list(STK_MINS_FIELDS), "items": [list(r) for r in rows]}}
+    parsed = parse_stk_mins(answer, instrument="600000.SH").frame
+    with store.get_client() as client:
+        for day in DAYS[:2]:
+            one = parsed.filter(pl.col("ts").dt.convert_time_zone("Asia/Shanghai").dt.date() == day)
+            writer.write_slice(client, store.database, "bars_1m", one, "SSE", "600000.SH", day, "join-test")
+    csv = pl.DataFrame([(datetime.fromisoformat(t), code, "浦发银行", o, h, lo, c, v, a)
+                        for code, t, o, c, h, lo, v, a in rows], schema=MINUTE_SCHEMA, orient="row")
+    path = write_text(tmp_path / "join.csv", render(csv, "cn_minute"))
+    load_file(minute_store, path, "join.csv", [date(2025, 1, 1)], sha256=file_sha256(path), use_copy=True,
+              run_id="join-test", reject_dir=tmp_path / "rejects")
+    with store.get_client() as client, Reader(clickhouse_client=client, clickhouse_database=store.database,
+                                              timescale_conn=minute_store) as reader:
+        start, end = datetime(2025, 1, 2, 1, 30), datetime(2025, 1, 3, 7, 0)  # UTC: both days' sessions
+        clickhouse = reader.bars("SSE", "600000.SH", start, end)
+        timescale = reader.minute_bars("600000.SH", start, end, label="start", tz="UTC")
+        with pytest.raises(pl.exceptions.SchemaError):  # as stored the stamps cannot be joined by mistake
+            clickhouse.join(reader.minute_bars("600000.SH", DAYS[0], DAYS[1]), left_on="ts", right_on="time")
+    assert clickhouse.height == timescale.height == 480
+    joined = clickhouse.join(timescale, left_on=["instrument", "ts"], right_on=["code", "time"], how="full")
+    assert joined.height == 480 and joined["ts"].null_count() == joined["time"].null_count() == 0
+    for column in ("open", "high", "low", "close", "volume", "amount"):
+        assert (joined[column] - joined[f"{column}_right"]).abs().max() < 1e-9, column
+    assert clickhouse["ts"].min() == datetime(2025, 1, 2, 1, 30, tzinfo=timezone.utc)  # 09:30-09:31 Beijing
+    assert set(zip(joined["adjustment"], joined["adjustment_right"])) == {("none", "qfq")}  # stated, not hidden
 
 
 def test_alphas_are_read_by_date_region_and_type_with_dates_in_utc(mongo, dbs, tmp_path, monkeypatch):

@@ -8,7 +8,8 @@ failing partitions named. `--demo` serves the vendors' replays (as `make run` do
 session.py: what the subcommands share; alphas.py: seed 000's three steps (fetch-alphas,
 package-alphas, import-alphas); equities.py: seeds 003, 001 and 004 (ingest, load-minute-bars,
 aggregate); operate.py: a first backfill split into runs that fit the deadline, and the daily schedules
-(backfill, schedules; docs/quickstart.md); live.py: the live collector and the NATS -> ClickHouse consumer
+(backfill, schedules; docs/quickstart.md); exports.py: the Parquet export, dated snapshots too (export);
+live.py: the live collector and the NATS -> ClickHouse consumer
 (collect, consume; docs/live-capture.md). docs/cli.md lists every subcommand with the seed script it replaces.
 """
 
@@ -21,7 +22,7 @@ import sys
 
 import click
 
-from marketdata_assets.apps.cli import alphas, equities, live, operate
+from marketdata_assets.apps.cli import alphas, equities, exports, live, operate
 from marketdata_assets.apps.cli.session import Session
 
 
@@ -37,7 +38,7 @@ def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
     ctx.obj = Session(demo, verbose)
 
 
-for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS, *live.COMMANDS):
+for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS, *exports.COMMANDS, *live.COMMANDS):
     cli.add_command(command)
 cli.add_command(operate.status, name="catalog")  # read.catalog()'s name for the same table
 
