@@ -81,7 +81,11 @@ def test_quarantine_moves_a_link_pointing_outside_not_its_target(tmp_path):
     assert not os.path.lexists(link) and target.read_text() == "not ours"
     note = reason_file_of(moved).read_text()
     assert note.startswith(f"reason: a symbolic link out of the landing area\nsource: {link}\n")
-    assert f"link_target: {target}\n" in note
+    assert "link_target: not recorded (it points outside the landing area)\n" in note and str(outside) not in note
+    inside = landing / "alphas" / "REGULAR" / "OPQRSTU.json"  # a target inside the area is named
+    inside.symlink_to(landing / "alphas" / "REGULAR" / "VWXYZAB.json")
+    moved_inside = quarantine(inside, "a link", qroot, relative_to=landing)
+    assert f"link_target: {landing}/alphas/REGULAR/VWXYZAB.json\n" in reason_file_of(moved_inside).read_text()
     # a dangling link, and a landing root reached through a link: no error either
     (tmp_path / "landing-link").symlink_to(landing)
     dangling = landing / "alphas" / "REGULAR" / "HIJKLMN.json"

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from marketdata_assets.core.landing_files import points_inside
+
 
 def fsync_directory(directory: str | os.PathLike) -> None:
     """Make renames/creations in a directory durable (no-op where directories can't be opened)."""
@@ -147,6 +149,14 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _link_target(link: Path, area: str | os.PathLike | None) -> str:
+    """What the reason file says of a link's target: the target when it is inside the landing area
+    `area`, else not even its name (landing_files.link_reason)."""
+    if area is not None and points_inside(link, area):
+        return os.readlink(link)
+    return "not recorded (it points outside the landing area)" if area is not None else "not recorded"
+
+
 def quarantine(path: str | os.PathLike, reason: str, quarantine_root: str | os.PathLike, *,
                relative_to: str | os.PathLike | None = None) -> Path:
     """Move a bad file out of the landing area and write ``<name>.reason.txt`` next to it.
@@ -156,7 +166,8 @@ def quarantine(path: str | os.PathLike, reason: str, quarantine_root: str | os.P
     for a file that is not under `relative_to`, the file goes flat into `quarantine_root`, with
     ``.1``, ``.2``... appended on a name clash. A symbolic link is moved itself (never its
     target, wherever that points), as is a directory. The reason file records the reason, the
-    full original path (and a link's target); its name is shortened by fit_name when
+    full original path (and a link's target when it is inside `relative_to`, the landing area: a
+    target outside it is not named); its name is shortened by fit_name when
     ``<name>.reason.txt`` would be too long for the file system. Returns the new path of the file.
     """
     src = Path(path)
@@ -172,7 +183,7 @@ def quarantine(path: str | os.PathLike, reason: str, quarantine_root: str | os.P
         while os.path.lexists(dest) or reason_file_of(dest).exists():
             n += 1
             dest = qroot / fit_name(src.name, f".{n}")
-    link_target = os.readlink(src) if src.is_symlink() else None
+    link_target = _link_target(src, relative_to) if src.is_symlink() else None
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(src, dest)

@@ -21,7 +21,8 @@ and writing.
 Reading an alpha file (``parse_alpha_file``): a key twice in one object with different values is
 an error (which one holds can't be known); twice with the same value, or a byte order mark, is
 accepted with a note the importer counts as a flag. Only regular files are read: a directory or
-FIFO named ``*.json`` is an error, as is a symbolic link out of the landing area (``read_landing_file``).
+FIFO named ``*.json`` is an error, as is a symbolic link, wherever it points (``read_landing_file``;
+listings never enter a linked directory: core/landing_files.py).
 
 Writes are atomic: a temp file ``.<name>.<pid>.<n>.tmp`` in the same directory, fsync, then
 ``os.replace``; a reader never sees a half-written file. The directory entry itself is made durable
@@ -33,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import operator
 import os
 import re
 import stat
@@ -51,6 +51,7 @@ from marketdata_assets.core.files import (  # noqa: F401
     quarantine,
     write_bytes_if_changed,
 )
+from marketdata_assets.core.landing_files import LinkRefused, is_link, open_file, scan, visible
 
 try:  # optional: faster parsing only
     import orjson as _orjson
@@ -309,20 +310,30 @@ def landing_root_of(path: str | os.PathLike) -> Path:
     return Path(path).parents[4]
 
 
-_PARTS = operator.attrgetter("parts")
+def _levels(directory: Path, wanted: str | None) -> list[str]:
+    """The directories of `directory` to enter: `wanted` when it is one, else every visible one.
+    A link is never entered (nor is `directory` itself read through one: LinkRefused)."""
+    names = scan(directory).dirs
+    if wanted is not None:
+        return [wanted] if wanted in names else []
+    return [name for name in names if visible(name)]
 
 
 def iter_alpha_files(root: str | os.PathLike, alpha_type: str | None = None, month: str | None = None,
                      account: str | None = None) -> Iterator[Path]:
-    """Alpha files under a landing root (temp files and reason files excluded), sorted."""
+    """Alpha files under a landing root (temp files and reason files excluded), sorted. A symbolic
+    link is neither listed nor entered (the import quarantines the links of the layout:
+    month_alpha_files)."""
     base = Path(root) / ALPHA_DIR
-    pattern = "/".join([check_type(alpha_type) if alpha_type else "*", check_month(month) if month else "*",
-                        check_account(account) if account else "*", "*.json"])
-    # on POSIX a Path compares by its parts: the tuple comparison in C is much cheaper than Path's __lt__
-    paths = sorted(base.glob(pattern), key=_PARTS) if os.name == "posix" else sorted(base.glob(pattern))
-    for path in paths:
-        if not path.name.startswith(".") and _ID.match(path.stem):
-            yield path
+    for type_name in _levels(base, check_type(alpha_type) if alpha_type else None):
+        for month_name in _levels(base / type_name, check_month(month) if month else None):
+            month_dir = base / type_name / month_name
+            for account_name in _levels(month_dir, check_account(account) if account else None):
+                directory = month_dir / account_name
+                entries = scan(directory)
+                for name in sorted(entries.files + entries.dirs):
+                    if name.endswith(".json") and name[0] != "." and _ID.match(name[:-5]):
+                        yield directory / name
 
 
 def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | None = None,
@@ -331,8 +342,12 @@ def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | 
     sorted as iter_alpha_files sorts. `alpha_type` None: every type directory but `exclude_types`;
     `accounts` empty: every account. Directories whose names are not in the layout are not entered.
     Every ``*.json`` entry of an account directory is listed but temp files (``.*``), also those
-    iter_alpha_files leaves out (a name that is no alpha id, a directory or FIFO so named): the
-    importer quarantines them with the reason rather than leave them unseen for ever.
+    iter_alpha_files leaves out (a name that is no alpha id, a directory or FIFO so named, a symbolic
+    link): the importer quarantines them with the reason rather than leave them unseen for ever.
+    A symbolic link in place of the month's directory or of an account directory is listed as
+    itself (``alphas/<TYPE>/<month>``, ``alphas/<TYPE>/<month>/<account>``) and never entered: the
+    importer refuses to read it and quarantines it (core/landing_files.py). A link in place of a
+    type directory is no month's: never entered, nor listed.
 
     Walks the three directory levels with os.scandir and builds names as strings: globbing, then
     parsing and relativizing a Path per file, took ~4x longer (0.5 s instead of 0.13 s for 50,000
@@ -340,25 +355,26 @@ def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | 
     check_month(month)
     base, wanted, excluded = Path(root) / ALPHA_DIR, set(accounts), set(exclude_types)
     found: list[tuple[str, Path]] = []
-    for type_name in _subdirectories(base, _TYPE):
+    for type_name in (name for name in scan(base).dirs if _TYPE.match(name)):
         if (alpha_type is not None and type_name != alpha_type) or type_name in excluded:
             continue
-        month_dir = base / type_name / month
-        for account in _subdirectories(month_dir, _ACCOUNT):
-            if wanted and account not in wanted:
+        month_dir, prefix = base / type_name / month, f"{ALPHA_DIR}/{type_name}/{month}"
+        if is_link(month_dir):
+            found.append((prefix, month_dir))
+            continue
+        entries = scan(month_dir)
+        for account, linked in sorted([(name, False) for name in entries.dirs] + [(name, True) for name in entries.links]):
+            if not _ACCOUNT.match(account) or (wanted and account not in wanted):
                 continue
-            directory, prefix = month_dir / account, f"{ALPHA_DIR}/{type_name}/{month}/{account}/"
-            names = sorted(name for name in os.listdir(directory) if name.endswith(".json") and name[0] != ".")
-            found.extend((prefix + name, directory / name) for name in names)
+            directory = month_dir / account
+            if linked:
+                found.append((f"{prefix}/{account}", directory))
+                continue
+            inside = scan(directory)
+            names = sorted(name for name in inside.files + inside.dirs + inside.links
+                           if name.endswith(".json") and name[0] != ".")
+            found.extend((f"{prefix}/{account}/{name}", directory / name) for name in names)
     return found
-
-
-def _subdirectories(directory: Path, pattern: re.Pattern) -> list[str]:
-    try:
-        with os.scandir(directory) as entries:
-            return sorted(e.name for e in entries if pattern.match(e.name) and e.is_dir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
 
 
 # ---------------------------------------------------------------- writing
@@ -391,7 +407,7 @@ _READ_BLOCK = 1 << 16  # an alpha file (~4 KB) comes in one read; the next one s
 def read_file_bytes(path: str | os.PathLike) -> bytes:
     """A whole file, with bare os.open/os.read (no file object: 0.28 s instead of 0.44 s with
     FileIO.readall for 50,000 alpha files). OSError as open/read raise it."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = open_file(path)  # never through a symbolic link (LinkRefused)
     try:
         parts = []
         while chunk := os.read(fd, _READ_BLOCK):
@@ -407,33 +423,21 @@ class UnreadableFile(ValueError):
 
 _NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def inside(path: str, real_root: str) -> bool:
-    """Is the real path `path` the real directory `real_root` or under it?"""
-    return path == real_root or path.startswith(real_root.rstrip(os.sep) + os.sep)
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 
 
 def read_landing_file(path: str | os.PathLike, real_root: str | None = None) -> bytes:
     """A whole regular file, as read_file_bytes; UnreadableFile (with the reason) for anything
     else: missing or unreadable, a directory / FIFO / device named like a file (opened without
-    blocking, never read), or, with `real_root` (``os.path.realpath`` of the landing root), a
-    symbolic link whose target is outside it. A link inside the area is followed. The link check
-    costs nothing for plain files (O_NOFOLLOW: only a link fails the first open)."""
+    blocking, never read), or a symbolic link, wherever it points (opened with O_NOFOLLOW: nothing
+    of its target is read; the reason names the link, inside `real_root`, the landing root, when
+    given, and says whether it points inside or outside the area, core/landing_files.py)."""
     try:
-        fd = os.open(path, _OPEN_FLAGS | _NOFOLLOW)
+        fd = open_file(path, real_root, _OPEN_FLAGS)
+    except LinkRefused as error:
+        raise UnreadableFile(str(error)) from None
     except OSError as error:
-        if not _NOFOLLOW or not os.path.islink(path):
-            raise UnreadableFile(f"unreadable: {error.strerror or error}") from None
-        target = os.path.realpath(path)
-        if real_root is not None and not inside(target, real_root):
-            raise UnreadableFile(f"a symbolic link to {target}, outside the landing area {real_root}") from None
-        try:
-            fd = os.open(path, _OPEN_FLAGS)
-        except OSError as error:
-            raise UnreadableFile(f"unreadable (a symbolic link to {target}): {error.strerror or error}") from None
+        raise UnreadableFile(f"unreadable: {error.strerror or error}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -112,6 +112,8 @@ def coverage(landing_root: Path, months: list[str], accounts: Iterable[str],
     for month in months:
         landed: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # account -> type -> ids
         for name, _ in month_alpha_files(landing_root, month):
+            if name.count("/") != 4:  # a link in place of a directory: the import quarantines it
+                continue
             _, alpha_type, _, account, file_name = name.split("/")
             if alpha_type in collections:
                 landed[account][alpha_type].add(file_name[: -len(".json")])

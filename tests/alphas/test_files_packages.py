@@ -26,6 +26,7 @@ from marketdata_assets.datasets.alpha_files import (
     read_alpha_file,
     write_if_changed,
 )
+from marketdata_assets.ingest.alphas.landing import decompose_dropped, dropped_packages, landing_changes
 from marketdata_assets.ingest.alphas.packages import (
     PackageError,
     build_package,
@@ -488,3 +489,43 @@ def test_orjson_path_when_installed(tmp_path, monkeypatch):
     assert _read(tmp_path, canonical_file_bytes(alpha)) == (alpha, None)
     assert _read(tmp_path, b'{"id": "A", "id": "B"}')[1].startswith("duplicate key 'id' with different values")
     assert len(calls) == 4
+
+
+# ---------------------------------------------------------------- links in the landing area
+
+
+def test_links_in_the_landing_area_are_listed_as_links_and_never_read(tmp_path):
+    """A link to an alpha file, in place of an account's or a month's directory, or of a dropped
+    package: listed as itself (the importer and the package drops quarantine it), never entered nor
+    read; the reason names the link and not its target; packaging and the sensor see no content."""
+    landing, outside, qroot = tmp_path / "landing", tmp_path / "outside-SECRET", tmp_path / "quarantine"
+    _land(landing, 2)
+    foreign = _land(outside, 3, account="other", first_seed=10)  # good alphas, but outside the area
+    july = landing / "alphas" / "REGULAR" / "2025-07"
+    (july / ACCOUNT / foreign[0].name).symlink_to(foreign[0])
+    (july / "linked").symlink_to(foreign[1].parent)
+    (landing / "alphas" / "SUPER").mkdir()
+    (landing / "alphas" / "SUPER" / "2025-07").symlink_to(foreign[1].parent.parent)
+    (landing / "packages").mkdir()
+    (landing / "packages" / f"{ACCOUNT}.jsonl.gz").symlink_to(outside / "x.jsonl.gz")
+    links = {f"alphas/REGULAR/2025-07/{ACCOUNT}/{foreign[0].name}", "alphas/REGULAR/2025-07/linked",
+             "alphas/SUPER/2025-07"}
+    listed = dict(month_alpha_files(landing, "2025-07"))
+    assert links <= set(listed) and len(listed) == 2 + len(links)
+    assert {p.name for p in iter_alpha_files(landing)} == {p.name for p in _land(tmp_path / "again", 2)}
+    for name in sorted(links):
+        obj, reason = read_alpha_file(listed[name])
+        assert obj is None and reason == (f"{listed[name]}: a symbolic link, not read (a landing area is read without "
+                                          "following links: put the file itself there)")
+        with pytest.raises(files_mod.UnreadableFile, match="^" + name + r": a symbolic link, not read \(it points "
+                           "outside the landing area; "):
+            files_mod.read_landing_file(listed[name], os.path.realpath(landing))
+    changes = {(c.path, c.month) for c in landing_changes(landing)}
+    assert {(name, "2025-07") for name in links} <= changes
+    assert (f"packages/{ACCOUNT}.jsonl.gz", None) in changes
+    (result,) = decompose_dropped(landing, {"2025-07"}, qroot)
+    assert (result.package, result.outcome) == (f"packages/{ACCOUNT}.jsonl.gz", "quarantined")
+    assert result.reason.startswith(f"packages/{ACCOUNT}.jsonl.gz: a symbolic link, not read (it points outside")
+    assert (qroot / "packages" / f"{ACCOUNT}.jsonl.gz").is_symlink() and dropped_packages(landing) == []
+    (_, manifest), = build_packages(landing, tmp_path / "packages")
+    assert manifest["count"] == 2  # the two alphas that are in the area, nothing through a link

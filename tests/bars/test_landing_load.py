@@ -3,6 +3,7 @@ seconds naming the server, and a file that can't be loaded is set aside while th
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import date
@@ -14,10 +15,14 @@ import pytest
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable
+from marketdata_assets.core.files import reason_file_of
+from marketdata_assets.core.landing_files import LinkRefused
 from marketdata_assets.ingest.minute_bars import landing as landing_load
+from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.resources import TimescaleResource
 from marketdata_assets.sources.minute_csv.profiles import load_profiles
+from marketdata_assets.sources.minute_csv.reader import open_minute_csv
 from tests.conftest import recreate_database, worker_name
 from tests.fault_proxy import FaultProxy
 
@@ -32,12 +37,12 @@ def resource(port: int) -> TimescaleResource:
                              connect_timeout_s=2)
 
 
-def load(root: Path, quarantine_root: Path, profiles=None) -> landing_load.LandingLoad:
+def load(root: Path, quarantine_root: Path, profiles=None, log=lambda message: None) -> landing_load.LandingLoad:
     """One load against the real server."""
     live = resource(int(settings.get("TIMESCALE_PORT")))
     try:
         return landing_load.load_landing(live.connection, root, MONTHS, quarantine_root=quarantine_root,
-                                         use_copy=True, workers=2, profiles=profiles)
+                                         use_copy=True, workers=2, profiles=profiles, log=log)
     finally:
         live.close()
 
@@ -170,3 +175,41 @@ def test_a_file_with_a_name_near_the_limit_loads_and_its_rejects_file_is_written
     assert written.exists() and len(written.name.encode()) <= 255 and written.name.endswith(".rejects.csv")
     assert "12.3abc" in written.read_text()
     assert stored().height == truth.height + bars.height - 1
+
+
+def test_a_link_in_the_landing_area_is_quarantined_unread_naming_the_link(landing, tmp_path):
+    """A link to a file outside whose first line is a secret, and a linked directory holding a CSV:
+    neither is read, both are quarantined with a reason naming the link in the landing area; the
+    secret and the target's path appear nowhere in the run's metadata, log or quarantine reasons (the
+    asset publishes these); the other files load. A link met at open time is refused too."""
+    root, truth = landing
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = "root:x:0:0:SECRET-7f3a9c:/root:/bin/bash"
+    (outside / "passwd").write_text(secret + "\n")
+    fx.write_text(outside / "688002.SH.csv", fx.render(fx.make_bars("688002.SH", DAYS, seed=7), "tushare"))
+    (root / "2026").mkdir()
+    (root / "2026" / "600999.SH.csv").symlink_to(outside / "passwd")
+    (root / "elsewhere").symlink_to(outside)  # a directory link: never entered
+    assert loader.landing_files(root) == sorted(root.glob("*.csv"))  # what the sensor reads: no link
+    lines: list[str] = []
+    report = load(root, tmp_path / "q", log=lines.append)
+    meta = report.metadata()
+    assert (meta["files_loaded"], meta["files_quarantined"]) == (16, 2)
+    reasons = {entry["file"]: entry["reason"] for entry in report.quarantined}
+    assert reasons == {name: f"{name}: a symbolic link, not read (it points outside the landing area; a landing "
+                             "area is read without following links: put the file itself there)"
+                       for name in ("2026/600999.SH.csv", "elsewhere")}
+    notes = [reason_file_of(tmp_path / "q" / name).read_text() for name in reasons]
+    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
+        recorded = conn.execute("SELECT source_file, reason, profiles FROM minute_bar_quarantine").fetchall()
+    assert sorted(recorded) == sorted((name, reason, None) for name, reason in reasons.items())
+    published = json.dumps([meta, report.quarantined, report.files_table(), lines, notes, recorded], default=str)
+    assert "SECRET-7f3a9c" not in published and str(outside) not in published and "688002" not in published
+    assert all("link_target: not recorded (it points outside the landing area)" in note for note in notes)
+    assert stored().equals(truth)
+    moved = tmp_path / "q" / "2026" / "600999.SH.csv"
+    assert moved.is_symlink() and (outside / "passwd").read_text() == secret + "\n"
+    with pytest.raises(LinkRefused) as refused:  # a link swapped in after the listing: refused when opened
+        open_minute_csv(moved)
+    assert "SECRET" not in str(refused.value) and str(outside) not in str(refused.value)

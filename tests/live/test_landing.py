@@ -11,8 +11,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
+from marketdata_assets.core.landing_files import LinkRefused
 from marketdata_assets.stores.landing import LandingWriter, closed_files, hour_key, read_file, recover
-from marketdata_assets.stores.landing.writer import HOUR_NS, PART
+from marketdata_assets.stores.landing.writer import HOUR_NS, PART, SUFFIX
 
 H0 = 1_790_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS  # the start of some UTC hour
 
@@ -119,3 +122,24 @@ def test_venues_and_channels_written_at_once(tmp_path):
             assert ks == list(range(channel, 600, 3)) and {json.loads(r["d"])["venue"] for r in read_file(path)} == {venue}
     live.close()
     assert len(closed_files(tmp_path, "BINANCE", "held")) == 1
+
+
+def test_a_link_in_the_landing_is_never_listed_nor_read(tmp_path):
+    """Links named like closed files, a `.part` or a channel directory, pointing outside: the
+    listing and the recovery pass them over, and opening one is refused; nothing of them is read."""
+    root, outside = tmp_path / "landing", tmp_path / "outside-SECRET"
+    with LandingWriter(root, "BINANCE") as writer:
+        writer.frame("btcusdt@trade", "c1", "{}", H0)
+    (closed,) = closed_files(root, "BINANCE", "btcusdt@trade")
+    outside.mkdir()
+    (outside / "secret").write_text("SECRET\n")
+    later = closed.with_name(f"{hour_key(H0)}.9{SUFFIX}")
+    later.symlink_to(outside / "secret")
+    closed.with_name(f"{hour_key(H0)}.10{SUFFIX}{PART}").symlink_to(outside / "secret")
+    (root / "BINANCE" / "ethusdt@trade").symlink_to(closed.parent)
+    assert closed_files(root, "BINANCE", "btcusdt@trade") == [closed]
+    assert closed_files(root, "BINANCE", "ethusdt@trade") == []
+    assert recover(root) == []
+    with pytest.raises(LinkRefused) as refused:
+        read_file(later)
+    assert "SECRET" not in str(refused.value) and (outside / "secret").read_text() == "SECRET\n"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from marketdata_assets.core.http import SourceDataError
+from marketdata_assets.core.landing_files import LinkRefused
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.dumps import dump_feed
 from marketdata_assets.ingest.engine import Engine
@@ -232,6 +233,28 @@ def test_the_landing_says_why_it_passes_files_over(tmp_path):
             assert name not in reasons
         else:
             assert item.ignored in reasons[name], (name, reasons.get(name))
+
+
+def test_a_link_in_the_landing_is_passed_over_unread_naming_the_link(tmp_path):
+    """A link to a good dump outside (a secret beside it) and a linked directory: neither is listed
+    to load, each is passed over (the sensor moves it aside) with a reason naming the link, never
+    its target; opening the link is refused (nothing of it read)."""
+    root, outside = tmp_path / "landing", tmp_path / "outside-SECRET"
+    root.mkdir()
+    outside.mkdir()
+    good = outside / f"LINKED-trades-{DAY}.csv"
+    good.write_text(trades())
+    (root / good.name).symlink_to(good)
+    (root / "more").symlink_to(outside)  # holds a loadable name: never entered
+    ignored: list[tuple[Path, str]] = []
+    assert list(landing_dumps(root, ignored)) == []
+    assert {path.name: why for path, why in ignored} == {
+        name: f"{name}: a symbolic link, not read (it points outside the landing area; a landing area is read "
+              "without following links: put the file itself there)" for name in (good.name, "more")}
+    for path in (root / good.name, root / "more"):
+        with pytest.raises(LinkRefused) as refused:
+            has_rows(path)
+        assert "SECRET" not in str(refused.value)
 
 
 # ---- the load path: every file beside the others in one run -------------------------------------

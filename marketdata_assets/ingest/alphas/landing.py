@@ -7,7 +7,8 @@ its reason instead, and the month goes on.
 
 `dropped_packages` / `decompose_dropped` handle packages put into ``<landing>/packages/``: each is
 verified against its manifest and written back as files; a corrupt one is quarantined whole
-(package and manifest) and nothing of it lands.
+(package and manifest) and nothing of it lands, and so is a symbolic link there, unread
+(core/landing_files.py: no landing area follows a link).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketdata_assets.core.files import atomic_write_bytes, quarantine, reason_file_of
+from marketdata_assets.core.landing_files import LinkRefused, Listing, is_link, link_reason, read_bytes, walk
 from marketdata_assets.datasets.alpha_files import (
     ALPHA_DIR,
     canonical_file_bytes,
@@ -72,8 +74,8 @@ def listing_path(landing_root: Path, month: str, account: str) -> Path:
 def read_listing(landing_root: Path, month: str, account: str) -> dict | None:
     """{"ids": {type: [id, ...]}, "unplaceable": n, ...} of the latest complete fetch, or None."""
     try:
-        return json.loads(listing_path(landing_root, month, account).read_bytes())
-    except FileNotFoundError:
+        return json.loads(read_bytes(listing_path(landing_root, month, account)))
+    except (FileNotFoundError, LinkRefused):  # a link is not ours: never read
         return None
 
 
@@ -122,11 +124,23 @@ async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path
     return landed
 
 
-def dropped_packages(landing_root: Path) -> list[Path]:
-    """Packages dropped under ``<landing>/packages/`` (any depth), with their manifests present."""
+def package_drops(landing_root: Path) -> Listing:
+    """The files under ``<landing>/packages/`` (any depth, dot files left out) and the symbolic links
+    there (never entered nor read: decompose_dropped quarantines them; core/landing_files.py), the
+    ``packages`` directory itself included."""
     base = landing_root / PACKAGE_DIR
-    return sorted(p for p in base.rglob(f"*{PACKAGE_SUFFIX}") if not p.name.startswith(".")
-                  and manifest_path_of(p).exists()) if base.is_dir() else []
+    return Listing(links=[base]) if is_link(base) else walk(base)
+
+
+def _packages(files: list[Path]) -> list[Path]:
+    present = set(files)
+    return [p for p in files if p.name.endswith(PACKAGE_SUFFIX) and manifest_path_of(p) in present]
+
+
+def dropped_packages(landing_root: Path) -> list[Path]:
+    """Packages dropped under ``<landing>/packages/`` (any depth), with their manifests present
+    (neither of them a link)."""
+    return _packages(package_drops(landing_root).files)
 
 
 def package_month(package: Path) -> str | None:
@@ -161,9 +175,15 @@ def decompose_dropped(landing_root: Path, months: set[str], quarantine_root: Pat
     """Decompose every dropped package of `months` (and `accounts`, when given) into landing files;
     quarantine the corrupt ones. A package whose manifest is unreadable is quarantined too (its
     month is unknown, so it can only be reported by the run that looks at every package: months
-    containing None)."""
+    containing None). A symbolic link there (a package's, a manifest's or a directory's name) is
+    no month's: every run quarantines it unread, the reason naming the link."""
+    drops = package_drops(landing_root)
     results = []
-    for package in dropped_packages(landing_root):
+    for link in drops.links:
+        name, reason = link.relative_to(landing_root).as_posix(), link_reason(link, landing_root)
+        quarantine(link, reason, quarantine_root, relative_to=landing_root)
+        results.append(Decomposed(name, None, "quarantined", reason=reason))
+    for package in _packages(drops.files):
         month = package_month(package)
         if month not in months and not (month is None and None in months):
             continue
@@ -193,6 +213,7 @@ __all__ = [
     "land_month",
     "landing_changes",
     "package_account",
+    "package_drops",
     "package_month",
 ]
 
@@ -218,18 +239,25 @@ def _scan(directory: str, depth: int, out: list, cursor: tuple[int, str], root_l
         for entry in entries:
             if entry.name.startswith("."):  # temp files of atomic writes
                 continue
-            if depth:
+            if entry.is_symlink():  # never entered nor read: the import of its month quarantines it
+                if depth <= 2 and (depth or entry.name.endswith(".json")):  # a file's, account's or month's
+                    _add(entry, out, cursor, root_len)
+            elif depth:
                 if entry.is_dir(follow_symlinks=False):
                     _scan(entry.path, depth - 1, out, cursor, root_len)
             elif entry.name.endswith(".json") and entry.is_file(follow_symlinks=False):
-                try:
-                    mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
-                except FileNotFoundError:  # moved away (quarantine) meanwhile
-                    continue
-                if mtime_ns >= cursor[0]:
-                    rel = entry.path[root_len:]
-                    if (mtime_ns, rel) > cursor:
-                        out.append((mtime_ns, rel))
+                _add(entry, out, cursor, root_len)
+
+
+def _add(entry: os.DirEntry, out: list, cursor: tuple[int, str], root_len: int) -> None:
+    try:
+        mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
+    except FileNotFoundError:  # moved away (quarantine) meanwhile
+        return
+    if mtime_ns >= cursor[0]:
+        rel = entry.path[root_len:]
+        if (mtime_ns, rel) > cursor:
+            out.append((mtime_ns, rel))
 
 
 def landing_changes(landing_root: Path, cursor: tuple[int, str] = (0, "")) -> list[LandingChange]:
@@ -239,25 +267,29 @@ def landing_changes(landing_root: Path, cursor: tuple[int, str] = (0, "")) -> li
     a package's month from its manifest."""
     root = str(landing_root).rstrip("/") + "/"
     found: list[tuple[int, str]] = []
-    _scan(root + "alphas", 3, found, cursor, len(root))
+    if not is_link(root + ALPHA_DIR):  # the import refuses a linked layout, naming it
+        _scan(root + ALPHA_DIR, 3, found, cursor, len(root))
     changes = []
     for mtime_ns, rel in found:
         parts = rel.split("/")
-        if len(parts) == 5:  # any *.json of an account directory: the import quarantines one not named <id>.json
+        # any *.json of an account directory: the import quarantines one not named <id>.json; 3 or 4
+        # parts: a link in place of a month's or an account's directory, quarantined by the import too
+        if len(parts) in (3, 4, 5):
             changes.append(LandingChange(mtime_ns, rel, "file", parts[2]))
-    base = landing_root / PACKAGE_DIR
-    if base.is_dir():
-        for path in base.rglob("*"):
-            if path.name.startswith(".") or not path.name.endswith((PACKAGE_SUFFIX, ".manifest.json")):
-                continue
-            try:
-                mtime_ns = path.stat().st_mtime_ns
-            except FileNotFoundError:
-                continue
-            rel = path.relative_to(landing_root).as_posix()
-            if (mtime_ns, rel) > cursor:
-                package = path if path.name.endswith(PACKAGE_SUFFIX) else \
-                    path.with_name(path.name[: -len(".manifest.json")] + PACKAGE_SUFFIX)
-                changes.append(LandingChange(mtime_ns, rel, "package", package_month(package)))
+    drops = package_drops(landing_root)
+    links = set(drops.links)
+    for path in drops.files + drops.links:
+        linked = path in links
+        if not linked and not path.name.endswith((PACKAGE_SUFFIX, ".manifest.json")):
+            continue
+        try:
+            mtime_ns = path.lstat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+        rel = path.relative_to(landing_root).as_posix()
+        if (mtime_ns, rel) > cursor:
+            package = path if path.name.endswith(PACKAGE_SUFFIX) else \
+                path.with_name(path.name[: -len(".manifest.json")] + PACKAGE_SUFFIX)
+            changes.append(LandingChange(mtime_ns, rel, "package", None if linked else package_month(package)))
     changes.sort(key=lambda c: (c.mtime_ns, c.path))
     return changes

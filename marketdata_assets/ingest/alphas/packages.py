@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from marketdata_assets.core.landing_files import open_binary, read_bytes
 from marketdata_assets.datasets.alpha_files import (
     alpha_dir,
     atomic_write_bytes,
@@ -106,7 +107,7 @@ def manifest_path_of(package_path: str | os.PathLike) -> Path:
 def read_manifest(package_path: str | os.PathLike) -> dict:
     path = manifest_path_of(package_path)
     try:
-        manifest = json.loads(path.read_bytes())
+        manifest = json.loads(read_bytes(path))  # never through a symbolic link (LinkRefused)
     except FileNotFoundError:
         raise PackageError(f"manifest {path} is missing: rebuild the package") from None
     except (OSError, ValueError) as exc:
@@ -122,7 +123,7 @@ def read_manifest(package_path: str | os.PathLike) -> dict:
 
 def _sha256_file(path: Path) -> tuple[str, int]:
     sha, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:  # never through a symbolic link (LinkRefused)
         while chunk := fh.read(_CHUNK):
             sha.update(chunk)
             size += len(chunk)
@@ -269,7 +270,7 @@ def build_packages(landing_root: str | os.PathLike, package_root: str | os.PathL
 def _lines(package_path: Path):
     """Decompressed lines of a package; gzip/zlib failures become PackageError."""
     try:
-        with gzip.open(package_path, "rb") as gz:
+        with open_binary(package_path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             yield from gz
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise PackageError(f"package {package_path} is corrupt: {exc}") from None

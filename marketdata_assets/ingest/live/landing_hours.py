@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from marketdata_assets.core.landing_files import read_bytes
 from marketdata_assets.datasets.wire import note_dropped
 from marketdata_assets.stores.landing import read_lines
 from marketdata_assets.stores.landing.writer import SUMMARY
@@ -115,7 +116,7 @@ def summary(path: Path) -> dict:
     """A closed file's summary (`<name>.json`), {} if it has none."""
     side = path.with_name(path.name + SUMMARY)
     try:
-        return json.loads(side.read_text())
+        return json.loads(read_bytes(side))  # never through a symbolic link (LinkRefused: an OSError)
     except (OSError, ValueError):
         return {}
 

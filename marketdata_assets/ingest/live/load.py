@@ -56,6 +56,7 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.core.identifiers import clickhouse_database
+from marketdata_assets.core.landing_files import LinkRefused, scan
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import TradeColumns, finish_trades, note_dropped
@@ -183,7 +184,10 @@ def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[s
     summary counts no gap is not read (a book channel's hour is its largest file)."""
     spec, out = LIVE_VENUES[venue], []
     venue_dir = Path(root) / venue
-    channels = sorted(p.name for p in venue_dir.iterdir() if p.is_dir()) if venue_dir.is_dir() else []
+    try:
+        channels = scan(venue_dir, root).dirs  # a link is never entered
+    except LinkRefused:
+        channels = []
     for channel in (c for c in channels if spec.is_book_channel(c, instrument)):
         for path in closed_files(root, venue, channel, hour):
             if summary(path).get("markers", {"gap": 1}).get("gap", 0) == 0:

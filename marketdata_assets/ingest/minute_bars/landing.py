@@ -6,7 +6,10 @@ largest first on `workers` connections, each file in its own transaction (loader
 file that can't be loaded — unreadable, no known layout, a time column that never parses, values
 the database refuses — is quarantined with its reason and every other file loads. Files no profile
 could read are recorded with the profile set's fingerprint; a later run with other profiles (a
-fixed or added one) moves them back and reads them again. A store that goes
+fixed or added one) moves them back and reads them again. A symbolic link in the landing area (to a
+file or a directory, wherever it points) is never read: every load quarantines it, the reason
+naming the link (core/landing_files.py), and a file swapped for a link after the listing is refused
+when it is opened. A store that goes
 away is different: the first StoreUnavailable cancels the queued files and fails the load at once,
 so a dead server costs seconds, not a pool timeout per file.
 """
@@ -28,6 +31,7 @@ import psycopg
 from marketdata_assets.core import metrics
 from marketdata_assets.core.errors import StoreUnavailable
 from marketdata_assets.core.files import quarantine, reason_file_of
+from marketdata_assets.core.landing_files import LinkRefused, link_reason
 from marketdata_assets.core.markdown import table
 from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.sources.minute_csv.profiles import CsvProfile, profiles_fingerprint
@@ -102,15 +106,17 @@ class LandingLoad:
                       for f in sorted(self.files, key=lambda f: f.file)))
 
 
-def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date]) -> list[LandingFile]:
+def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date],
+               files: Sequence[Path] | None = None) -> list[LandingFile]:
     """The files that may hold rows of `months`, largest first: indexed files with rows in them, and
-    every new or changed file (its months are learnt when it is read)."""
-    indexed, stale = loader.landing_index(conn, root)
+    every new or changed file (its months are learnt when it is read). `files`: the landing files
+    listed (default: loader.landing_files)."""
+    indexed, stale = loader.landing_index(conn, root, files)
     wanted = set(months)
     work = [LandingFile(root / rel, rel, None, sorted(wanted & set(file_months)))
             for rel, (file_months, error) in indexed.items() if not error and wanted & set(file_months)]
     work += [LandingFile(path, rel, stat, None) for path, rel, stat in stale]
-    return sorted(work, key=lambda item: item.path.stat().st_size, reverse=True)
+    return sorted(work, key=lambda item: item.path.lstat().st_size, reverse=True)
 
 
 def release_quarantined(conn: psycopg.Connection, root: Path, fingerprint: str) -> list[str]:
@@ -147,7 +153,8 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
         report.bootstrap = store.bootstrap(conn, migrate_max_rows=migrate_max_rows)
         fingerprint = profiles_fingerprint(profiles)
         report.released = release_quarantined(conn, root, fingerprint)
-        work = plan_files(conn, root, months)
+        listing = loader.landing_listing(root)
+        work = plan_files(conn, root, months, listing.files)
     for rel in report.released:
         log(f"released {rel} from quarantine: the profiles changed since it was set aside")
     log(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
@@ -175,6 +182,10 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
         except (psycopg.OperationalError, psycopg.InterfaceError):
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    for link in listing.links:  # whatever it points to, nothing of it is read
+        item = LandingFile(link, link.relative_to(root).as_posix(), None, None)
+        report.quarantined.append(_set_aside(connection, item, LinkRefused(link, root), root, quarantine_root,
+                                             fingerprint, log))
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -209,7 +220,7 @@ class _FileJob:
             todo = loader.months_to_load(conn, item.rel, sha, file_months, self.force)
             conn.commit()
             if not todo:
-                return loader.FileLoad(file=item.rel, size_bytes=item.path.stat().st_size,
+                return loader.FileLoad(file=item.rel, size_bytes=item.path.lstat().st_size,
                                        months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
             return loader.load_file(conn, item.path, item.rel, todo, sha256=sha, use_copy=self.use_copy,
                                     run_id=self.run_id, reject_dir=self.reject_dir, profiles=self.profiles,
@@ -222,7 +233,9 @@ def _set_aside(connection: Callable[[], AbstractContextManager[psycopg.Connectio
     """Move a file that can't be loaded into quarantine with its reason (recorded in
     minute_bar_quarantine); returns {file, reason} for the report."""
     reason = str(error)
-    if isinstance(error, psycopg.Error):  # the driver's message doesn't name the file
+    if isinstance(error, LinkRefused):  # named in the landing area, never by its target
+        reason = link_reason(item.path, root)
+    elif isinstance(error, psycopg.Error):  # the driver's message doesn't name the file
         reason = f"{item.rel}: the database refused the file's rows: {' '.join(reason.split())}"
     try:
         moved_to = quarantine(item.path, reason, quarantine_root, relative_to=root)

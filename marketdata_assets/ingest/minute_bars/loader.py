@@ -29,6 +29,7 @@ import polars as pl
 import psycopg
 from psycopg import errors, sql
 
+from marketdata_assets.core.landing_files import Listing, open_binary, walk
 from marketdata_assets.ingest.minute_bars.transforms import dedupe_bars
 from marketdata_assets.sources.minute_csv.profiles import CsvProfile
 from marketdata_assets.sources.minute_csv.reader import open_minute_csv, write_rejects
@@ -58,7 +59,7 @@ class FileLoad:
 
 def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:  # never through a link (LinkRefused)
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -72,29 +73,32 @@ def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
+def _is_csv(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith((".csv", ".csv.gz"))
+
+
+def landing_listing(root: Path) -> Listing:
+    """CSV (and .csv.gz) files under the landing root, ignoring hidden and partial files, and the
+    symbolic links in it (never entered nor read: the load quarantines them; core/landing_files.py)."""
+    return walk(root, keep=_is_csv)
+
+
 def landing_files(root: Path) -> list[Path]:
-    """CSV (and .csv.gz) files under the landing root, ignoring hidden and partial files."""
-    if not root.exists():
-        return []
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath, name) for name in filenames
-                     if not name.startswith(".") and name.lower().endswith((".csv", ".csv.gz")))
-    return sorted(found)
+    """The CSV files of `landing_listing` (no link among them)."""
+    return landing_listing(root).files
 
 
-def landing_index(conn: psycopg.Connection, root: Path
+def landing_index(conn: psycopg.Connection, root: Path, files: Sequence[Path] | None = None
                   ) -> tuple[dict[str, tuple[list[date], str | None]], list[tuple[Path, str, os.stat_result]]]:
-    """({relative path: (months, error)} of files indexed as they are now, [new or changed files]).
-    Entries of files gone from the landing area are dropped."""
+    """({relative path: (months, error)} of files indexed as they are now, [new or changed files])
+    of `files` (default: landing_files(root)). Entries of files gone from the landing area are dropped."""
     known = {row[0]: row[1:] for row in conn.execute(
         "SELECT source_file, size_bytes, mtime_ns, months, error FROM minute_bar_landing_files").fetchall()}
     current: dict[str, tuple[list[date], str | None]] = {}
     stale = []
-    for path in landing_files(root):
+    for path in landing_files(root) if files is None else files:
         rel = str(path.relative_to(root))
-        stat = path.stat()
+        stat = path.lstat()
         cached = known.get(rel)
         if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
             current[rel] = (list(cached[2]), cached[3])
@@ -151,7 +155,7 @@ def file_span(path: Path, profiles: Sequence[CsvProfile] | None = None
     """(first, last, months, parsed file or None) of a new or changed landing file: small files are
     parsed whole (the load reuses the batches), big ones scanned by their time column only.
     Raises CsvFileError when the file can't be read."""
-    if path.stat().st_size <= IN_MEMORY_BYTES:
+    if path.lstat().st_size <= IN_MEMORY_BYTES:
         parsed = parse_file(path, profiles)
         return parsed.first_time, parsed.last_time, parsed.months, parsed
     span = open_minute_csv(path, profiles).time_range()
@@ -179,7 +183,7 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
     """Load the rows of `path` that fall in `months`, replacing what an earlier load of the same rows
     wrote, in one transaction on `conn` (which must not be in a transaction)."""
     started = time.monotonic()
-    result = FileLoad(file=rel, size_bytes=path.stat().st_size, months=[f"{m:%Y-%m}" for m in months])
+    result = FileLoad(file=rel, size_bytes=path.lstat().st_size, months=[f"{m:%Y-%m}" for m in months])
     options = {"block_bytes": block_bytes} if block_bytes else {}
 
     # Pass 1: per-code time spans in the wanted months, and the rejects. A file that fits in memory

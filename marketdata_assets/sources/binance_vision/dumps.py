@@ -46,7 +46,6 @@ module.
 
 from __future__ import annotations
 
-import os
 import re
 import zipfile
 import zlib
@@ -61,6 +60,7 @@ from typing import IO, NamedTuple
 import polars as pl
 
 from marketdata_assets.core.http import SourceDataError
+from marketdata_assets.core.landing_files import link_reason, open_binary, walk
 from marketdata_assets.datasets.dump_csv import DumpCsvProfile
 from marketdata_assets.datasets.frames import BARS_SCHEMA, LIQUIDATIONS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.datasets.wire import note_dropped
@@ -216,10 +216,12 @@ def _open_binary(path: Path) -> tuple[IO[bytes], list]:
     """A binary stream of the CSV (a zip member is decompressed as it is read) + things to close.
     A zip must hold exactly one CSV, named like the zip (as data.binance.vision's do): ValueError
     naming the file otherwise."""
+    raw = open_binary(path)  # never through a symbolic link (LinkRefused, an OSError)
     if path.suffix.lower() == ".zip":
         try:
-            archive = zipfile.ZipFile(path)
+            archive = zipfile.ZipFile(raw)
         except READ_ERRORS as error:
+            raw.close()
             raise ValueError(f"{path.name}: not a readable zip ({type(error).__name__}: {error})") from None
         members = [m for m in archive.infolist() if not m.is_dir()]
         wanted = path.with_suffix(".csv").name
@@ -233,15 +235,16 @@ def _open_binary(path: Path) -> tuple[IO[bytes], list]:
             problem = f"the zip holds {members[0].filename!r}, not {wanted!r}: another file's rows?"
         if problem:
             archive.close()
+            raw.close()
             raise ValueError(f"{path.name}: {problem}")
         try:
             stream = archive.open(members[0])
         except (*READ_ERRORS, RuntimeError) as error:  # RuntimeError: an encrypted member
             archive.close()
+            raw.close()
             raise ValueError(f"{path.name}: {members[0].filename} cannot be read ({error})") from None
-        return stream, [stream, archive]
-    stream = open(path, "rb")  # noqa: SIM115 - closed by the caller (DumpReader.batches)
-    return stream, [stream]
+        return stream, [stream, archive, raw]
+    return raw, [raw]  # closed by the caller (DumpReader.batches)
 
 
 def has_rows(path: Path) -> bool:
@@ -607,34 +610,33 @@ def in_progress(name: str) -> bool:
 def landing_dumps(root: Path, ignored: list[tuple[Path, str]] | None = None) -> Iterator[tuple[Path, DumpName]]:
     """Every supported spot dump file under `root` (any depth, `ignored/` left out), with its parsed
     name; every other file is passed over, with the reason in `ignored` when given (a name that is
-    not a dump's, a family or period this domain does not load, a futures file)."""
-    if not root.is_dir():
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        if Path(dirpath) == root and IGNORED_DIR in dirnames:
-            dirnames.remove(IGNORED_DIR)
-        for filename in filenames:
-            path = Path(dirpath) / filename
-            try:
-                name = parse_dump_name(filename)
-            except ValueError as error:
-                why = str(error) if filename.endswith((".csv", ".zip")) else \
-                    f"{filename!r} is not a .csv or .zip dump file (a .CHECKSUM, .gz or other file)"
-                if ignored is not None and not filename.endswith(".CHECKSUM"):
-                    ignored.append((path, why))
-                continue
-            where = dirpath.replace("\\", "/") + "/"
-            archived = ((name.interval or "1m") in ARCHIVE_INTERVALS and "/futures/cm/" not in where
-                        and "_" not in name.instrument)
-            hint = ("; the binance_archives assets load it from data.binance.vision, verified against its CHECKSUM "
-                    "(binance_archives in data_providers.yaml)") if archived else ""
-            if "/futures/" in where:
-                why = f"a futures dump: this domain loads spot dumps{hint}"
-            elif not supported(name):
-                why = f"a {name.period} {name.interval or name.family} dump: this domain loads daily spot trades " \
-                      f"and 1m klines{hint}"
-            else:
-                yield path, name
-                continue
-            if ignored is not None:
+    not a dump's, a family or period this domain does not load, a futures file, a symbolic link:
+    never entered nor read, core/landing_files.py)."""
+    listing = walk(root, enter=lambda relative: relative != IGNORED_DIR, keep=lambda name: True)
+    if ignored is not None:  # moved aside with the reason like any file not loaded; nothing of it is read
+        ignored.extend((link, link_reason(link, root)) for link in listing.links)
+    for path in listing.files:
+        dirpath, filename = str(path.parent), path.name
+        try:
+            name = parse_dump_name(filename)
+        except ValueError as error:
+            why = str(error) if filename.endswith((".csv", ".zip")) else \
+                f"{filename!r} is not a .csv or .zip dump file (a .CHECKSUM, .gz or other file)"
+            if ignored is not None and not filename.endswith(".CHECKSUM"):
                 ignored.append((path, why))
+            continue
+        where = dirpath.replace("\\", "/") + "/"
+        archived = ((name.interval or "1m") in ARCHIVE_INTERVALS and "/futures/cm/" not in where
+                    and "_" not in name.instrument)
+        hint = ("; the binance_archives assets load it from data.binance.vision, verified against its CHECKSUM "
+                "(binance_archives in data_providers.yaml)") if archived else ""
+        if "/futures/" in where:
+            why = f"a futures dump: this domain loads spot dumps{hint}"
+        elif not supported(name):
+            why = f"a {name.period} {name.interval or name.family} dump: this domain loads daily spot trades " \
+                  f"and 1m klines{hint}"
+        else:
+            yield path, name
+            continue
+        if ignored is not None:
+            ignored.append((path, why))

@@ -71,6 +71,7 @@ import polars as pl
 
 from marketdata_assets.core import plausibility
 from marketdata_assets.core.files import atomic_write_bytes, fit_name
+from marketdata_assets.core.landing_files import LinkRefused, open_binary
 from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.sources.minute_csv.profiles import (
     AMOUNT_UNITS,
@@ -180,7 +181,24 @@ def empty_minute_frame() -> pl.DataFrame:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    """The file's bytes (a .gz decompressed), never through a symbolic link (LinkRefused: a landing
+    area is read without following links, core/landing_files.py)."""
+    raw = open_binary(path)
+    return _OwnedGzip(raw) if path.name.lower().endswith(".gz") else raw
+
+
+class _OwnedGzip(gzip.GzipFile):
+    """A gzip stream that closes the file it reads (GzipFile(fileobj=...) leaves it open)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        super().__init__(fileobj=raw, mode="rb")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 def _is_utf8(encoding: str) -> bool:
@@ -332,6 +350,8 @@ class MinuteCsvReader:
                 at_eof = not fh.read(1)
         except FileNotFoundError:
             raise CsvFileError(self.path, "file not found") from None
+        except LinkRefused:
+            raise  # not the file's content: no profile would ever read it (never released from quarantine)
         except (OSError, EOFError, zlib.error) as error:
             raise CsvFileError(self.path, f"cannot read the file: {error}") from None
         return sample, at_eof

@@ -1,6 +1,7 @@
 """Reading closed landing files back: the records of a file, and the closed files of a channel.
 
-Only closed files are read here (a `.part` is a writer's, or a crash's until `recover` closes it).
+Only closed files are read here (a `.part` is a writer's, or a crash's until `recover` closes it),
+and never through a symbolic link: a link is not listed, and opening one is refused.
 The hourly loaders of the batch layer and the tests read through these.
 """
 
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import zstandard
 
+from marketdata_assets.core.landing_files import LinkRefused, open_binary, scan
 from marketdata_assets.stores.landing.writer import PART, SUFFIX
 
 
 def read_lines(path: Path) -> Iterator[bytes]:
     """The record lines of a closed file, in order (each without its newline)."""
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:  # never through a symbolic link (LinkRefused)
         reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
         rest = b""
         while chunk := reader.read(1 << 16):
@@ -36,7 +38,14 @@ def read_file(path: Path) -> list[dict]:
 
 
 def closed_files(root: Path, venue: str, channel: str, hour: str | None = None) -> list[Path]:
-    """The closed files of a channel (of one hour, `2026-11-23T17Z`, if given), oldest first."""
+    """The closed files of a channel (of one hour, `2026-11-23T17Z`, if given), oldest first. A
+    symbolic link is not one (nor is a channel or venue directory that is a link entered): only
+    the collector writes here, and no landing area is read through a link (core/landing_files.py)."""
     directory = Path(root) / venue / channel
-    pattern = f"{hour}.*{SUFFIX}" if hour else f"*{SUFFIX}"
-    return sorted(directory.glob(pattern), key=lambda p: (p.name.split(".", 1)[0], int(p.name.split(".")[1])))
+    try:
+        names = scan(directory, root).files
+    except LinkRefused:
+        return []
+    prefix = f"{hour}." if hour else ""
+    paths = [directory / name for name in names if name.endswith(SUFFIX) and name.startswith(prefix)]
+    return sorted(paths, key=lambda p: (p.name.split(".", 1)[0], int(p.name.split(".")[1])))

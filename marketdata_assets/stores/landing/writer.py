@@ -36,6 +36,7 @@ import orjson
 import zstandard
 
 from marketdata_assets.core.files import fsync_directory
+from marketdata_assets.core.landing_files import LinkRefused, open_binary, walk
 
 SUFFIX = ".jsonl.zst"
 PART = ".part"
@@ -273,7 +274,7 @@ class Recovered:
 def _decodable(path: Path) -> bytes:
     """Everything a possibly truncated stream of zstd frames decodes to."""
     out = bytearray()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:  # never through a symbolic link (LinkRefused)
         reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
         with contextlib.suppress(zstandard.ZstdError):
             while chunk := reader.read(1 << 16):
@@ -326,10 +327,10 @@ def _recover_one(part: Path) -> Recovered:
 def recover(root: Path) -> list[Recovered]:
     """Close every `.part` file under `root` that no live writer holds (see the module doc)."""
     results = []
-    for part in sorted(Path(root).rglob(f"*{SUFFIX}{PART}")):
+    for part in walk(root, keep=lambda name: name.endswith(SUFFIX + PART)).files:  # a link is no .part of ours
         try:
-            handle = open(part, "rb")  # noqa: SIM115
-        except FileNotFoundError:  # closed meanwhile by its writer
+            handle = open_binary(part)
+        except (FileNotFoundError, LinkRefused):  # closed meanwhile by its writer; a link is never read
             continue
         with handle:
             try:
