@@ -1,7 +1,8 @@
 """A local HTTP server that answers from a script of responses, for testing the client policy.
 
 Vendor replay servers (real formats) build on the same idea; this one only serves what a test
-queues: status, headers, body, delay.
+queues: status, headers, body, delay, and what to do (in the handler thread) before answering and
+after the answer is written: wait for other requests, note when the answer left.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,6 +21,8 @@ class Reply:
     body: bytes = b"{}"
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     delay_s: float = 0.0
+    before: Callable[[], None] | None = None  # run before the delay and the answer
+    after: Callable[[], None] | None = None  # run once the answer is written
 
 
 class ScriptedServer:
@@ -31,6 +35,8 @@ class ScriptedServer:
             def _serve(self):
                 outer.requests.append((time.monotonic(), self.command, self.path))
                 reply = outer.replies.popleft() if outer.replies else Reply(404, b'{"detail":"no reply queued"}')
+                if reply.before is not None:
+                    reply.before()
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 self.send_response(reply.status)
@@ -39,6 +45,8 @@ class ScriptedServer:
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)
+                if reply.after is not None:
+                    reply.after()
 
             do_GET = do_POST = _serve
 

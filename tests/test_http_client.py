@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 
 import pytest
 
-from marketdata_assets.core.http import ApiClient, ApiError, RetryPolicy, TokenBucket, parse_retry_after
+from marketdata_assets.core.http import (
+    ApiClient,
+    ApiError,
+    ErrorTable,
+    Limits,
+    RetryPolicy,
+    SourceBanned,
+    TokenBucket,
+    WindowGate,
+    parse_retry_after,
+)
 from marketdata_assets.resources import HttpApiResource
 from tests.scripted_server import Reply, ScriptedServer
 
@@ -123,11 +134,155 @@ def test_token_bucket_paces_requests_on_a_fake_clock():
     assert slept == pytest.approx([0.5] * 4)
 
 
-def test_token_bucket_penalty_blocks_everyone():
-    now = [10.0]
-    bucket = TokenBucket(60, burst=5, clock=lambda: now[0])
-    bucket.penalize(3.0)
-    assert bucket.tokens == pytest.approx(-3.0)
+@pytest.mark.parametrize("per_minute, window_s, requests, over_s", [
+    (200, 60.0, 200, 60.0), (1200, 1.0, 20, 1.0), (0.5, 60.0, 1, 120.0), (90, 0.5, 1, 2 / 3)])
+def test_a_rate_is_a_limit_over_any_window(per_minute, window_s, requests, over_s):
+    gate = WindowGate.for_rate(per_minute, window_s)
+    assert (gate.requests, gate.window_s) == (requests, pytest.approx(over_s))
+
+
+# ---- pauses and limits against a server's own count -------------------------------------------
+
+RETRY_AFTER = 1.0
+
+
+def _held_slots(slots: int, status: int, body: bytes, retry_after: str) -> tuple[list[Reply], list[float]]:
+    """The first `slots` answers: all wait until `slots` requests are at the server (the client has
+    none left on the wire), then one gets `status` with Retry-After; the others are answered 0.2 s
+    after it left. Returns the replies and the list that gets the time the refusal went out."""
+    together, refused, went_out = threading.Barrier(slots), threading.Event(), []
+
+    def refuse():
+        together.wait(5)
+        time.sleep(0.2)  # a client that took tokens while waiting for a slot has them by now
+        went_out.append(time.monotonic())  # before the first byte: the client cannot see it earlier
+
+    def hold():
+        together.wait(5)
+        refused.wait(5)
+        time.sleep(0.2)
+
+    first = Reply(status, body, {"Content-Type": "application/json", "Retry-After": retry_after},
+                  before=refuse, after=refused.set)
+    return [first, *(Reply(200, b'{"ok":true}', before=hold) for _ in range(slots - 1))], went_out
+
+
+@pytest.mark.parametrize("status, workers, slots", [(429, 8, 4), (418, 12, 6)])
+def test_no_request_reaches_the_server_inside_a_retry_after(status, workers, slots):
+    """Whatever waits for a slot when the 429/418 comes back waits out its Retry-After: the server
+    sees nothing between sending it and Retry-After later (it held every slot's request when it
+    answered, so none was on the wire)."""
+    with ScriptedServer() as server:
+        replies, went_out = _held_slots(slots, status, b'{"detail":"slow down"}', str(RETRY_AFTER))
+        server.replies.extend([*replies, *(Reply(200, b'{"ok":true}', delay_s=0.01) for _ in range(3 * workers))])
+
+        async def worker(api, n):
+            return [await api.call("GET", f"/w{n}/{k}") for k in range(3)]
+
+        async def go():
+            async with ApiClient(server.url, retry=FAST, requests_per_minute=6000, max_concurrency=slots) as api:
+                return await asyncio.gather(*(worker(api, n) for n in range(workers))), api.stats
+
+        answers, stats = run(go())
+    assert all(answer == {"ok": True} for batch in answers for answer in batch)
+    assert (stats.requests, stats.rate_limited) == (3 * workers + 1, 1)
+    refused = went_out[0]
+    arrivals = sorted(t for t, _, _ in server.requests)
+    inside = [round(t - refused, 3) for t in arrivals if refused < t < refused + RETRY_AFTER - 0.01]
+    assert inside == [], f"requests reached the server {inside} s after the {status} was sent"
+    assert sum(t > refused for t in arrivals) == 3 * workers + 1 - slots  # everything else came after
+
+
+def test_a_ban_ends_the_pause_of_every_waiting_request():
+    """A 429 (Retry-After: 20) pauses everyone; a 418 ban from a request still in flight then fails
+    every paused or queued request at once, with the ban, the 429's retry too (not after 20 s), and
+    nothing more reaches the server."""
+    class Banning(ApiClient):
+        ERRORS = ErrorTable(status={418: "banned"})
+
+    together, refused, banned = threading.Barrier(4), threading.Event(), threading.Event()
+    ok = b'{"ok":true}'
+    with ScriptedServer() as server:
+        server.replies.extend([
+            Reply(429, b'{"detail":"slow down"}', {"Retry-After": "20"}, before=lambda: together.wait(5),
+                  after=refused.set),
+            Reply(418, b'{"msg":"IP banned"}', before=lambda: (together.wait(5), refused.wait(5), time.sleep(0.3)),
+                  after=banned.set),
+            *[Reply(200, ok, before=lambda: (together.wait(5), banned.wait(5)))] * 2])
+
+        async def worker(api, n):
+            return [await api.call("GET", f"/w{n}/{k}") for k in range(3)]
+
+        async def go():
+            async with Banning(server.url, retry=FAST, requests_per_minute=6000, max_concurrency=4) as api:
+                started = time.monotonic()
+                outcomes = await asyncio.gather(*(worker(api, n) for n in range(8)), return_exceptions=True)
+                return outcomes, time.monotonic() - started
+
+        outcomes, elapsed = run(go())
+    assert all(isinstance(outcome, SourceBanned) for outcome in outcomes), outcomes
+    assert elapsed < 5 and len(server.requests) == 4
+
+
+def test_a_pause_that_begins_after_the_checks_holds_the_request_at_the_wire():
+    """A 429 read by another task between this request's checks and its first byte (its connect,
+    say): the request is held back at the wire and sent once the pause is over, counted once."""
+    with ScriptedServer() as server:
+        server.replies.append(Reply(200, b'{"ok":true}'))
+
+        async def go():
+            async with ApiClient(server.url, retry=FAST) as api:
+                real, paused = api.http.request, []
+
+                def pause_then_send(*args, **kwargs):
+                    if not paused:
+                        paused.append(time.monotonic())
+                        api.pause_for(0.5)
+                    return real(*args, **kwargs)
+
+                api.http.request = pause_then_send
+                return await api.call("GET", "/x"), paused[0], api.stats
+
+        answer, paused, stats = run(go())
+    assert answer == {"ok": True} and stats.requests == 1 and len(server.requests) == 1
+    assert server.requests[0][0] - paused >= 0.5 - 0.01
+
+
+def test_a_refusal_pauses_everyone_as_soon_as_its_headers_arrive():
+    async def go():
+        async with ApiClient("http://127.0.0.1:9") as api:
+            trace = api._at_the_wire(None)
+            paused = []
+            for status, retry_after in ((200, b"5"), (503, b"5"), (429, b"soon"), (418, b"7200"), (429, b"2")):
+                await trace("http11.receive_response_headers.complete",
+                            {"return_value": (b"HTTP/1.1", status, b"", [(b"Retry-After", retry_after)])})
+                paused.append(api.pause_until)
+            return paused
+
+    paused = run(go())
+    assert paused[:4] == [0.0] * 4  # only a 429/418 with a usable Retry-After pauses
+    assert paused[4] - time.time() == pytest.approx(2.0, abs=0.5)
+
+
+def test_a_rolling_limit_holds_in_every_window_the_server_sees():
+    """At most 20 requests in any second; 30 asked at once, 4 in flight, answers taking 0-30 ms:
+    the server's count in its busiest sliding second is at most 20 (a bucket's burst on top of a
+    second's refill let 24 through)."""
+    class TwentyPerSecond(ApiClient):
+        LIMITS = Limits(requests_per_minute=1200, rate_window_s=1.0, max_concurrency=4)
+
+    total, rng = 30, random.Random(7)
+    with ScriptedServer() as server:
+        server.replies.extend(Reply(200, b'{"ok":true}', delay_s=rng.uniform(0, 0.03)) for _ in range(total))
+
+        async def go():
+            async with TwentyPerSecond(server.url, retry=FAST) as api:
+                return await asyncio.gather(*(api.call("GET", f"/r{n}") for n in range(total)))
+
+        assert run(go()) == [{"ok": True}] * total
+    arrivals = sorted(t for t, _, _ in server.requests)
+    busiest = max(sum(start <= t <= start + 1.0 for t in arrivals) for start in arrivals)
+    assert len(arrivals) == total and busiest <= 20
 
 
 def test_resource_builds_a_client_with_its_policy():

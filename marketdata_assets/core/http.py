@@ -6,12 +6,15 @@ as data, what their answers mean and what they allow (ccxt's `describe()['except
 - `ERRORS` (`ErrorTable`): which vendor codes, message fragments and HTTP statuses mean
   rate-limited, banned, quota used up, permission refused, unauthorized, not found, rejected or
   retryable; `error_fields(payload)` says where the code and message sit in the vendor's envelope.
-- `LIMITS` (`Limits`): requests per minute (token bucket), requests in flight (semaphore), a
-  request-weight budget per fixed window with per-endpoint weights (Binance), and requests per
-  sliding window for each endpoint (`endpoint_limits`: OKX's "20 requests per 2 seconds").
+- `LIMITS` (`Limits`): requests per minute (at most that many in any 60 s as the source counts
+  them, paced by a token bucket), requests in flight (semaphore), a request-weight budget per fixed
+  window with per-endpoint weights (Binance), and requests per sliding window for each endpoint
+  (`endpoint_limits`: OKX's "20 requests per 2 seconds").
 
-`call()` is the one path every request takes: wait for the bucket, the weight budget and any
-pause, refuse at send time what a ban, quota or permission error stopped, send, decode, classify
+`call()` is the one path every request takes: take a concurrency slot, then wait for every pause
+(a 429/418's Retry-After, set as soon as its headers arrive; a source's window) and limit (weight,
+rate, endpoint windows), check again right before the first byte goes out (httpcore's trace) that
+no pause began and no ban, quota or permission error stopped the endpoint, send, decode, classify
 with `ERRORS`, then retry (429/Retry-After or a vendor's HTTP-200 limit code, 5xx, timeouts,
 truncated bodies where the vendor declares them retryable) with exponential backoff and full
 jitter, or raise the `SourceError` the answer stands for. `request()` is the same loop for clients
@@ -29,6 +32,7 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import math
 import random
 import time
 from collections import deque
@@ -115,6 +119,10 @@ class SourceDataError(SourceError):
 STOP_ERRORS = (SourceBanned, SourcePermissionError)
 
 
+class _NotSent(Exception):
+    """A request held back right before its first byte went out: a pause or stop began meanwhile."""
+
+
 @dataclass(frozen=True)
 class Page:
     """Where an answer came from: errors about it name the source, instrument, day and request."""
@@ -178,16 +186,19 @@ class ErrorTable:
 
 @dataclass(frozen=True)
 class Limits:
-    """What a source allows: `requests_per_minute` (token bucket over every concurrent request),
-    `max_concurrency` (requests in flight) and, where the source counts request weight (Binance),
-    `weight_per_window` per fixed `weight_window_s`, spent up to `weight_headroom` of it, endpoint
-    weights in `weights` (1 if absent) and the response header carrying the source's own count.
-    `endpoint_limits` maps a path prefix to (requests, window_s): at most that many requests whose
-    path starts with it (the longest prefix that matches) in any `window_s` seconds as the source
-    counts them (`WindowGate`), over a window longer by `endpoint_margin` (a share of it: slack
-    for a source that counts by coarser clock ticks)."""
+    """What a source allows: `requests_per_minute` over every concurrent request, at most
+    `requests_per_minute * rate_window_s / 60` of them in any `rate_window_s` seconds as the source
+    counts them (a `WindowGate`), paced by a token bucket; `max_concurrency` (requests in flight)
+    and, where the source counts request weight (Binance), `weight_per_window` per fixed
+    `weight_window_s`, spent up to `weight_headroom` of it, endpoint weights in `weights` (1 if
+    absent) and the response header carrying the source's own count. `endpoint_limits` maps a path
+    prefix to (requests, window_s): at most that many requests whose path starts with it (the
+    longest prefix that matches) in any `window_s` seconds as the source counts them
+    (`WindowGate`), over a window longer by `endpoint_margin` (a share of it: slack for a source
+    that counts by coarser clock ticks)."""
 
     requests_per_minute: float = 600
+    rate_window_s: float = 60.0
     max_concurrency: int = 8
     weight_per_window: int | None = None
     weight_window_s: float = 60.0
@@ -233,7 +244,9 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
 # --------------------------------------------------------------------------------------------
 
 class TokenBucket:
-    """`rate_per_minute` requests per minute, bursts up to `burst`, shared by all tasks of a loop."""
+    """Paces requests: `rate_per_minute` a minute, bursts up to `burst`, shared by all tasks of a
+    loop. Not a limit over a window (a burst plus a minute's refill can exceed the rate in 60 s):
+    `WindowGate` is that limit."""
 
     def __init__(self, rate_per_minute: float, burst: int | None = None, clock=time.monotonic):
         if rate_per_minute <= 0:
@@ -262,11 +275,6 @@ class TokenBucket:
                 delay = (cost - self.tokens) / self.rate
                 waited += delay
                 await asyncio.sleep(delay)
-
-    def penalize(self, seconds: float) -> None:
-        """After a 429, nobody sends for `seconds`: drain the bucket into the future."""
-        self._refill()
-        self.tokens = min(self.tokens, -seconds * self.rate)  # several refusals at once do not stack
 
 
 class WeightGate:
@@ -322,6 +330,16 @@ class WindowGate:
         self.in_flight = 0
         self._changed = asyncio.Condition()
 
+    @classmethod
+    def for_rate(cls, per_minute: float, window_s: float = 60.0) -> WindowGate:
+        """`per_minute` requests a minute as a limit over any `window_s` seconds (a fractional
+        count: the whole requests it allows, over the window they take at that rate)."""
+        if per_minute <= 0 or window_s <= 0:
+            raise ValueError("requests_per_minute and its window must be positive")
+        allowed = per_minute * window_s / 60.0
+        whole = max(1, math.floor(allowed + 1e-9))
+        return cls(whole, window_s * whole / allowed)
+
     async def acquire(self) -> float:
         """Wait until one more request fits, count it as in flight; returns the seconds waited."""
         started = self.clock()
@@ -343,6 +361,25 @@ class WindowGate:
             self.in_flight -= 1
             self.done.append(self.clock())
             self._changed.notify_all()
+
+    async def cancel(self) -> None:
+        """The request never left (held back at the wire): its place frees at once."""
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+
+async def take_places(gates: list[WindowGate]) -> None:
+    """A place in each gate, in order: all of them, or (cancelled or failed meanwhile) none."""
+    taken: list[WindowGate] = []
+    try:
+        for gate in gates:
+            await gate.acquire()
+            taken.append(gate)
+    except BaseException:
+        for gate in taken:
+            await gate.cancel()
+        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,7 +470,8 @@ class ApiClient:
         rpm = requests_per_minute if requests_per_minute is not None else limits.requests_per_minute
         concurrency = max_concurrency if max_concurrency is not None else limits.max_concurrency
         self.base_url = base_url.rstrip("/")
-        self.bucket = TokenBucket(rpm, burst=max(1, concurrency))
+        self.bucket = TokenBucket(rpm, burst=max(1, concurrency))  # paces
+        self.rate_window = WindowGate.for_rate(rpm, limits.rate_window_s)  # caps any window
         self.semaphore = asyncio.Semaphore(concurrency)
         weight = weight_per_window if weight_per_window is not None else limits.weight_per_window
         self.weight = (WeightGate(weight, weight_window_s or limits.weight_window_s,
@@ -445,8 +483,9 @@ class ApiClient:
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self.rng = rng or random.Random()
-        self.pause_until = 0.0  # wall clock: no request leaves before (a source's per-window limit)
+        self.pause_until = 0.0  # wall clock: no request leaves before (Retry-After, a source's window)
         self.stopped: dict[str | None, SourceError] = {}  # endpoint (None: every one) -> why it stopped
+        self._stopping = asyncio.Event()  # set (and replaced) when something stops: wakes the paused
         # httpx's timeout bounds each read; a body dripped a byte at a time needs a deadline for the whole answer
         self.deadline_s = deadline_s if deadline_s is not None else 4 * timeout_s
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s),
@@ -531,41 +570,85 @@ class ApiClient:
         if stopped is not None:
             raise stopped
 
+    def _stop(self, endpoint: str | None, error: SourceError) -> None:
+        """Refuse `endpoint` (None: every one) from now on; requests waiting out a pause learn it now."""
+        self.stopped[endpoint] = error
+        self._stopping.set()
+        self._stopping = asyncio.Event()
+
+    def pause_for(self, seconds: float, since: float | None = None) -> None:
+        """No request of the client leaves for `seconds` from `since` (wall clock, default now);
+        several pauses at once do not stack."""
+        self.pause_until = max(self.pause_until, (time.time() if since is None else since) + seconds)
+
+    def _held(self, endpoint: str | None) -> bool:
+        """A pause is on, or something stopped the endpoint: the request must not leave now."""
+        return (self.pause_until > time.time() or None in self.stopped
+                or bool(endpoint and endpoint in self.stopped))
+
+    async def _clear(self, cost: float, gates: list[WindowGate], endpoint: str | None) -> None:
+        """Wait (holding a concurrency slot) for every pause and limit that applies, take the
+        request's weight, token and window places, and return once nothing holds it back; httpx's
+        trace (`_at_the_wire`) checks once more right before the first byte goes out."""
+        while True:
+            while (delay := self.pause_until - time.time()) > 0:
+                self._refuse(endpoint)
+                with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            self._refuse(endpoint)
+            if self.weight is not None:
+                waited = await self.weight.acquire(cost)
+                if waited:
+                    for stats in _tallies(self.stats):
+                        stats.weight_waits += 1
+                        stats.weight_wait_s += waited
+            await self.bucket.acquire(1.0)
+            await take_places(gates)  # as late as possible: right before the request leaves
+            if not self._held(endpoint):
+                return
+            for gate in gates:  # a pause or a stop began while it waited: wait that out first
+                await gate.cancel()
+
+    def _at_the_wire(self, endpoint: str | None):
+        """The request's httpcore trace: right before its first byte goes out, a pause or stop that
+        began since `_clear` holds it back (`_NotSent`); a 429/418 pauses every request for its
+        Retry-After as soon as its headers are in, before its body is read and classified."""
+        async def trace(event: str, info: dict) -> None:
+            if event.endswith(".send_request_headers.started") and self._held(endpoint):
+                raise _NotSent(event)
+            if event.endswith(".receive_response_headers.complete"):
+                _, status, _, headers = info["return_value"]
+                if status in RATE_LIMIT_STATUS:
+                    value = next((v for k, v in headers if k.lower() == b"retry-after"), None)
+                    seconds = parse_retry_after(value.decode("latin-1") if value is not None else None)
+                    if seconds is not None and seconds <= self.retry.max_retry_after_s:
+                        self.pause_for(seconds)
+        return trace
+
     async def _send(self, method: str, path: str, endpoint: str | None, kwargs: dict) -> httpx.Response:
-        """Wait for every gate, check at send time that nothing stopped the endpoint, send."""
+        """Wait for every gate and pause after taking a concurrency slot, check at the wire that
+        nothing paused or stopped the endpoint since, send."""
         cost = kwargs.pop("_weight", None) or self.LIMITS.weights.get(endpoint or path, 1)  # never sent to httpx
         consume = kwargs.pop("_consume", None)
+        kwargs["extensions"] = {**(kwargs.get("extensions") or {}), "trace": self._at_the_wire(endpoint)}
         self._refuse(endpoint)
-        if self.weight is not None:
-            waited = await self.weight.acquire(cost)
-            if waited:
-                for stats in _tallies(self.stats):
-                    stats.weight_waits += 1
-                    stats.weight_wait_s += waited
-        await self.bucket.acquire(1.0)
-        gate = self._gate(path)
+        gates = [gate for gate in (self.rate_window, self._gate(path)) if gate is not None]
         async with self.semaphore:
-            while (delay := self.pause_until - time.time()) > 0:
-                await asyncio.sleep(delay)
-            if gate is not None:  # taken as late as possible: right before the request leaves
-                await gate.acquire()
-            try:
-                self._refuse(endpoint)
-                for stats in _tallies(self.stats):
-                    stats.requests += 1
-                started = time.monotonic()
-                if consume is not None:  # a body streamed to its consumer: no whole-answer deadline
-                    response = await self._stream(method, path, consume, kwargs)
-                else:
-                    try:
-                        response = await asyncio.wait_for(self._http.request(method, path, **kwargs),
-                                                          self.deadline_s)
-                    except asyncio.TimeoutError:
-                        raise httpx.ReadTimeout("no complete answer within the "
-                                                f"{self.deadline_s:g} s deadline") from None
-            finally:
-                if gate is not None:
-                    await gate.release()
+            while True:
+                await self._clear(cost, gates, endpoint)
+                started, sent = time.monotonic(), True
+                try:
+                    response = await self._transmit(method, path, consume, kwargs)
+                except _NotSent:
+                    sent = False
+                finally:
+                    for gate in gates:
+                        await (gate.release() if sent else gate.cancel())
+                    if sent:
+                        for stats in _tallies(self.stats):
+                            stats.requests += 1
+                if sent:
+                    break
         latency = time.monotonic() - started
         metrics.http_response(self.metrics_source or self.api_name, response.status_code, latency)
         for stats in _tallies(self.stats):
@@ -577,6 +660,14 @@ class ApiClient:
                 for stats in _tallies(self.stats):
                     stats.max_used_weight = max(stats.max_used_weight, int(used))
         return response
+
+    async def _transmit(self, method: str, path: str, consume, kwargs: dict) -> httpx.Response:
+        if consume is not None:  # a body streamed to its consumer: no whole-answer deadline
+            return await self._stream(method, path, consume, kwargs)
+        try:
+            return await asyncio.wait_for(self._http.request(method, path, **kwargs), self.deadline_s)
+        except asyncio.TimeoutError:
+            raise httpx.ReadTimeout(f"no complete answer within the {self.deadline_s:g} s deadline") from None
 
     async def _stream(self, method: str, path: str, consume, kwargs: dict) -> httpx.Response:
         """Send; a 200 answer's body goes to `consume(response)` as it arrives (any other status is
@@ -631,6 +722,7 @@ class ApiClient:
                     metrics.http_rate_limited(self.metrics_source or self.api_name)
                     for stats in _tallies(self.stats):
                         stats.rate_limited += 1
+                    told = time.time()  # a source's own pause (Tushare's window) ends where it said
                     wait = self.rate_limit_wait(response, attempt, page=page, message=message, waits=waits)
                     waits += 1
                     if wait > self.retry.max_retry_after_s:
@@ -639,7 +731,8 @@ class ApiClient:
                                        f"told to wait {wait:.0f} s (Retry-After), more than the "
                                        f"{self.retry.max_retry_after_s:.0f} s allowed: {message[:200]} "
                                        f"({page.request})")
-                    self.bucket.penalize(wait)
+                    self.pause_for(wait, told)  # every request, this one's retry too, waits it out in `_clear`,
+                    wait = 0.0  # where a ban that comes meanwhile ends the wait at once
                     failure = f"rate limited: {message or response.text[:200]}"
                 elif category in ("retry", "bad_body"):
                     metrics.http_error(self.metrics_source or self.api_name,
@@ -662,9 +755,9 @@ class ApiClient:
                     error = self.make_error(category, status=status, code=code, message=message, page=page)
                     metrics.http_error(self.metrics_source or self.api_name, category)
                     if category in ("banned", "unauthorized"):
-                        self.stopped[None] = error
+                        self._stop(None, error)
                     elif category in ("quota", "permission") and endpoint:
-                        self.stopped[endpoint] = error
+                        self._stop(endpoint, error)
                     raise error
             if attempt >= self.retry.max_retries:
                 metrics.http_error(self.metrics_source or self.api_name, "gave_up")
