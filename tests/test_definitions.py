@@ -3,11 +3,15 @@ every asset has the resources it asks for, a partitioning where it ingests, and 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import dagster as dg
 
 # ingest assets -> the checks each must have (a check the refactor drops would go unnoticed otherwise)
 TICKS_CHECKS = {
-    "crypto_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive"},
+    "crypto_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive", "within_rest_reach"},
     "crypto_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive", "bars_on_the_1m_grid",
                        "no_unit_step"},
     "binance_dump_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive"},
@@ -23,8 +27,8 @@ TICKS_CHECKS = {
                              "bars_on_the_1m_grid", "no_unit_step"},
     "crypto_book_snapshots": {"prices_positive"},
     "crypto_tickers": {"ticker_not_crossed"},
-    "crypto_funding": {"funding_inside_cap", "timestamps_inside_day"},
-    "crypto_open_interest": {"open_interest_not_negative", "timestamps_inside_day"},
+    "crypto_funding": {"funding_inside_cap", "timestamps_inside_day", "within_rest_reach"},
+    "crypto_open_interest": {"open_interest_not_negative", "timestamps_inside_day", "within_rest_reach"},
     "crypto_open_interest_snapshots": {"open_interest_not_negative"},
     "crypto_liquidations": {"no_duplicate_liquidation_ids", "timestamps_inside_day"},
     "crypto_mark_bars_1m": {"bar_high_low_consistent", "mark_near_index", "timestamps_inside_day"},
@@ -127,3 +131,30 @@ def test_landing_sensors_look_as_often_as_configured(monkeypatch):
         settings.landing_sensor_interval_s()
     monkeypatch.delenv("LANDING_SENSOR_INTERVAL_S")
     assert importlib.reload(sensors).minute_bar_files.minimum_interval_seconds == 30
+
+
+# Each domain module imported on its own (load_from_defs_folder silences Dagster's warnings while it imports
+# them), then the code location; the deprecation-like warnings caught, as JSON.
+IMPORT_THE_DEFINITIONS = """
+import importlib, json, pkgutil, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import marketdata_assets.defs as domains
+    for module in pkgutil.walk_packages(domains.__path__, "marketdata_assets.defs."):
+        importlib.import_module(module.name)
+    from marketdata_assets.definitions import defs
+    defs().get_repository_def()
+print(json.dumps([[w.category.__name__, f"{w.filename}:{w.lineno}", str(w.message)] for w in caught
+                  if issubclass(w.category, (DeprecationWarning, FutureWarning))]))
+"""
+
+
+def test_the_definitions_use_no_deprecated_dagster_api():
+    """No Dagster deprecation (its "is deprecated and will be removed" DeprecationWarning) or
+    supersession warning when the definitions load, in a fresh process (not the modules this one cached)."""
+    result = subprocess.run([sys.executable, "-c", IMPORT_THE_DEFINITIONS], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    caught = json.loads(result.stdout.splitlines()[-1])
+    dagster = [w for w in caught if w[0] == "SupersessionWarning" or " is deprecated and will be removed in " in w[2]]
+    assert not dagster, "\n".join(" ".join(w) for w in dagster)

@@ -1,4 +1,5 @@
-"""What a console line and the summary say about a run (marketdata_assets.apps.launch): a degraded store."""
+"""What a console line and the summary say about a run (marketdata_assets.apps.launch): a degraded store,
+an asset that could not do everything (`partial`)."""
 
 from marketdata_assets.apps.launch import Outcome, summary
 
@@ -13,3 +14,32 @@ def test_a_degraded_store_is_on_the_runs_line_and_in_the_summary():
     assert "DEGRADED" not in plain.line()
     assert summary([degraded, plain]).endswith("; DEGRADED: minute bars 2026-01..2026-01")
     assert "DEGRADED" not in summary([plain])
+
+
+def test_an_asset_saying_what_it_could_not_do_makes_the_run_partial_not_failed():
+    why = "crypto_trades: 2 slice(s) past the venue's REST history, not fetched and not stored: ..."
+    partial = Outcome("crypto 2026-08-01", True, "0123456789ab", 2.0, assets=["crypto_trades"],
+                      partitions=["2026-08-01|BINANCE_UM"], rows=0, checks_passed=1, checks=2,
+                      warnings=["crypto_trades:within_rest_reach[2026-08-01|BINANCE_UM]"], partial=[why])
+    assert partial.success and partial.state == "partial"
+    assert partial.line() == ("[partial] crypto 2026-08-01: 1 asset, 1 partition, 0 rows, 1/2 checks passed "
+                              f"(1 warning), 2.0 s; partial: {why}; warnings: "
+                              "crypto_trades:within_rest_reach[2026-08-01|BINANCE_UM]  (run 01234567)")
+    many = Outcome("x", True, "0123456789ab", 1.0, partial=[f"a{i}: {i} rows rejected" for i in range(5)])
+    assert many.line().startswith("[partial] x: 0 assets, 0 rows, 1.0 s; partial: a0: 0 rows rejected; "
+                                  "a1: 1 rows rejected; a2: 2 rows rejected (+2)")
+    # failed wins over partial; a run without `partial` reads exactly as before
+    failed = Outcome("y", False, "ba9876543210", 1.0, partial=["y: 1 row rejected"])
+    plain = Outcome("z", True, "ba9876543210", 1.0, assets=["z"], rows=5)
+    assert failed.state == "FAILED" and failed.line().startswith("[FAILED] y:")
+    assert plain.line() == "[ok] z: 1 asset, 5 rows, 1.0 s  (run ba987654)"
+    assert summary([partial, plain, failed]).startswith("1/3 steps ok, 1 partial, 5 rows, 1/2 checks passed, 4.0 s; "
+                                                        "failed: y (run ba9876543210)")
+    assert summary([plain]) == "1/1 steps ok, 5 rows, 0/0 checks passed, 1.0 s"
+    # the README's sample reads such a line back (apps.readme): the same line, the same summary
+    from marketdata_assets.apps.readme import parse_step
+
+    for outcome in (partial, many):
+        again = parse_step(outcome.line())
+        assert again.state == "partial" and again.line() == outcome.line()
+    assert summary([parse_step(partial.line()), plain]).startswith("1/2 steps ok, 1 partial, ")

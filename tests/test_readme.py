@@ -51,6 +51,15 @@ def test_the_table_of_what_each_source_serves_is_the_declarations():
                                        "sources.registry.datasets_table()")
 
 
+def test_the_table_of_how_far_back_each_api_serves_is_the_declarations():
+    from marketdata_assets.sources.registry import reach_table
+
+    guide = (REPO / "docs" / "quickstart.md").read_text()
+    start, end = "<!-- reach-table -->\n", "\n<!-- /reach-table -->"
+    shown = guide[guide.index(start) + len(start):guide.index(end)]
+    assert shown == reach_table(), "docs/quickstart.md's reach table is stale: paste sources.registry.reach_table()"
+
+
 def test_the_layout_tree_matches_the_package():
     """Every package of marketdata_assets is in README's Layout tree, and every folder or file the
     tree names exists (a move that forgets the README fails here)."""

@@ -11,7 +11,7 @@ import marketdata_assets.sources as sources_pkg
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits
 from marketdata_assets.datasets.frames import DATASETS
 from marketdata_assets.sources.config import DEFAULT_CONFIG
-from marketdata_assets.sources.interface import FILES, HISTORY, SNAPSHOT, Source
+from marketdata_assets.sources.interface import FILES, HISTORY, SNAPSHOT, Reach, Source
 from marketdata_assets.sources.registry import SOURCES, datasets_table, source
 from marketdata_assets.sources.venues import CLIENTS, serves
 
@@ -58,3 +58,22 @@ def test_the_table_has_a_column_per_source_and_a_row_per_dataset():
     lines = datasets_table().splitlines()
     assert lines[0] == "| " + " | ".join(["dataset", *SOURCES]) + " |"
     assert any(line.startswith("| alphas | ") and line.endswith("| history |") for line in lines)
+
+
+def test_every_declared_reach_says_where_older_days_come_from_and_who_loads_them():
+    from marketdata_assets.definitions import defs
+
+    assets = {key.to_user_string() for key in defs().resolve_all_asset_keys()}
+    declared = {(s.name, dataset): reach for s in SOURCES.values() for dataset, reach in s.reach.items()}
+    assert {("BINANCE_UM", "trades"), ("BINANCE_UM", "open_interest"), ("OKX", "funding")} <= set(declared)
+    for (name, dataset), reach in declared.items():
+        assert isinstance(reach, Reach) and reach.span.total_seconds() > 0, (name, dataset)
+        assert reach.older_from.strip() and reach.doc.startswith("https://"), (name, dataset)
+        # named loaders exist; none named: the text says so
+        assert set(reach.assets) <= assets, (name, dataset, set(reach.assets) - assets)
+        assert reach.assets or reach.older_from.startswith("nowhere in this project"), (name, dataset)
+    assert declared[("BINANCE_UM", "trades")].text == "48 hours"
+    assert declared[("OKX", "funding")].text == "90 days"
+    # a venue's REACH is its Source's reach: what serves() and the runs read is what the table shows
+    for venue, client in CLIENTS.items():
+        assert dict(getattr(client, "REACH", {})) == dict(SOURCES[venue].reach), venue

@@ -30,7 +30,9 @@ from marketdata_assets.orchestration.sensing import RANGE_END, RANGE_START
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # the tap prints warnings
 VERBOSE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-ROW_KEYS = ("rows_loaded", "rows", "documents_imported", "alphas_fetched")  # the first one an asset reports
+# what an asset wrote, by the first of these keys it reports: rows loaded into a store, rows written
+# to files (the Parquet export), alpha documents inserted or changed by an import, alphas fetched
+ROW_KEYS = ("rows_loaded", "rows_written", "rows", "documents_written", "alphas_fetched")
 FILE_KEYS = ("files_written",)  # files a step wrote for others to read (the Parquet export), not stored rows
 EPHEMERAL_JOB = "__ephemeral_asset_job__"  # dg.materialize's job name
 WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
@@ -62,6 +64,12 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)  # WARN-severity checks that did not pass
     degraded: list[str] = field(default_factory=list)  # an asset's `degraded` metadata: a store's fallback
     errors: dict[str, str] = field(default_factory=dict)  # "step X" | "resource setup" | "run" -> what went wrong
+    partial: list[str] = field(default_factory=list)  # "<asset>: <its `partial` metadata>": what it could not do
+
+    @property
+    def state(self) -> str:
+        """ok | partial (it succeeded, but an asset says what it could not do) | FAILED."""
+        return "FAILED" if not self.success else "partial" if self.partial else "ok"
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
@@ -73,7 +81,10 @@ class Outcome:
         if self.checks:
             parts.append(f"{self.checks_passed}/{self.checks} checks passed"
                          + (f" ({len(self.warnings)} warning{'s' * (len(self.warnings) != 1)})" if self.warnings else ""))
-        text = f"[{'ok' if self.success else 'FAILED'}] {self.label}: {', '.join(parts)}, {self.seconds:.1f} s"
+        text = f"[{self.state}] {self.label}: {', '.join(parts)}, {self.seconds:.1f} s"
+        if self.partial:
+            text += f"; partial: {'; '.join(self.partial[:3])}" + (
+                f" (+{len(self.partial) - 3})" if len(self.partial) > 3 else "")
         if self.failed_partitions:
             text += f"; failed partitions: {', '.join(self.failed_partitions[:10])}" + (
                 f" (+{len(self.failed_partitions) - 10})" if len(self.failed_partitions) > 10 else "")
@@ -95,8 +106,10 @@ class Outcome:
 
 def summary(outcomes: list[Outcome]) -> str:
     failed = [o for o in outcomes if not o.success]
+    partial = [o for o in outcomes if o.state == "partial"]
     seconds = sum(o.seconds for o in outcomes)
-    text = (f"{len(outcomes) - len(failed)}/{len(outcomes)} steps ok, "
+    text = (f"{len(outcomes) - len(failed) - len(partial)}/{len(outcomes)} steps ok, "
+            + (f"{len(partial)} partial, " if partial else "") +
             f"{sum(o.rows for o in outcomes):,} rows, "
             f"{sum(o.checks_passed for o in outcomes)}/{sum(o.checks for o in outcomes)} checks passed, "
             f"{seconds:.1f} s")
@@ -108,7 +121,7 @@ def summary(outcomes: list[Outcome]) -> str:
     return text
 
 
-def _rows(materializations: list[dg.AssetMaterialization], keys: tuple[str, ...] = ROW_KEYS) -> int:
+def reported_rows(materializations: list[dg.AssetMaterialization], keys: tuple[str, ...] = ROW_KEYS) -> int:
     """Rows (or the figure of the first of `keys` an asset reports) per asset, summed (a range run repeats
     the run's figures on every partition: counted once)."""
     by_asset: dict = {}
@@ -229,13 +242,15 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
     return Outcome(
         label=label, success=result.success, run_id=result.run_id, seconds=time.monotonic() - started,
         assets=keys, partitions=sorted(done_partitions | set(planned)),
-        rows=_rows(materializations), files=_rows(materializations, FILE_KEYS),
+        rows=reported_rows(materializations), files=reported_rows(materializations, FILE_KEYS),
         checks_passed=sum(c.passed for c in checks), checks=len(checks),
         failed_partitions=[] if result.success else sorted(set(planned) - done_partitions) or planned,
         failed_checks=_named(c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN),
         warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN),
         degraded=sorted({str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}),
-        errors=dict(tap.failures))
+        errors=dict(tap.failures),
+        partial=sorted({f"{m.asset_key.to_user_string()}: {m.metadata['partial'].value}" for m in materializations
+                        if "partial" in m.metadata}))
 
 
 def _interrupted(result) -> bool:

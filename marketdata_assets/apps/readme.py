@@ -18,7 +18,7 @@ from marketdata_assets.core.files import atomic_write_bytes
 BEGIN, END = "<!-- make-run-output:begin -->", "<!-- make-run-output:end -->"
 README = settings.PROJECT_ROOT / "README.md"
 STEP = re.compile(
-    r"^\[(?P<status>ok|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, (?P<partitions>\d+) partitions?)?, "
+    r"^\[(?P<status>ok|partial|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, (?P<partitions>\d+) partitions?)?, "
     r"(?P<rows>[\d,]+) rows(?:, (?P<files>[\d,]+) files written)?(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: \((?P<warned>\d+) warnings?\))?)?, "
     r"(?P<seconds>\d+\.\d) s(?P<rest>.*?)  \(run (?P<run>[0-9a-f]{8})\)$")
 SUMMARY = re.compile(r"^make run: (?P<text>.*?), (?P<seconds>\d+\.\d) s$")
@@ -70,7 +70,7 @@ def parse_step(line: str):
     fields, rest = found.groupdict(), found.group("rest")
     warnings = _listed(rest, "warnings")
     warnings += [f"(more {i})" for i in range(int(fields["warned"] or 0) - len(warnings))]  # the line shows 10
-    outcome = Outcome(label=fields["label"], success=fields["status"] == "ok", run_id=fields["run"],
+    outcome = Outcome(label=fields["label"], success=fields["status"] != "FAILED", run_id=fields["run"],
                       seconds=float(fields["seconds"]), assets=["asset"] * int(fields["assets"]),
                       partitions=["partition"] * int(fields["partitions"] or 0),
                       rows=int(fields["rows"].replace(",", "")), files=int((fields["files"] or "0").replace(",", "")),
@@ -78,6 +78,10 @@ def parse_step(line: str):
                       checks=int(fields["checks"] or 0), failed_partitions=_listed(rest, "failed partitions"),
                       failed_checks=_listed(rest, "failed checks"), warnings=warnings)
     outcome.degraded.extend(re.findall(r"; DEGRADED: (.*?)(?=; [a-zA-Z ]+: |$)", rest))
+    # an asset's own words: up to the next of the line's sections, as one text
+    partial = re.search(r"^; partial: (.*?)(?=; (?:failed partitions|failed checks|warnings|DEGRADED): |$)", rest)
+    if partial:
+        outcome.partial.append(partial.group(1))
     return outcome
 
 

@@ -43,11 +43,31 @@ def apply(instance) -> dict[str, int]:
     return limits
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] != ["apply"]:
-        sys.exit("usage: python -m marketdata_assets.orchestration.pools apply")
+STORAGE_DOWN_EXIT = 3  # as the marketdata command's (apps/launch.py)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m marketdata_assets.orchestration.pools apply`: the limits set on the instance; a storage
+    that does not answer is one line naming its host:port and exit 3 (not Dagster's retries)."""
+    if argv != ["apply"]:
+        print("usage: python -m marketdata_assets.orchestration.pools apply", file=sys.stderr)
+        return 2
     import dagster as dg
 
+    from marketdata_assets.core.errors import StoreUnavailable
+    from marketdata_assets.orchestration.runs import storage_reachable
+
+    error = storage_reachable()
+    if error is not None:
+        error = StoreUnavailable(error.store, error.address, error.reason, "Start it with `make stack-up` (or set "
+                                 "DAGSTER_PG_HOST/DAGSTER_PG_PORT to a running server), then apply again.")
+        print(f"FAILED: {error}", file=sys.stderr)
+        return STORAGE_DOWN_EXIT
     with dg.DagsterInstance.get() as instance:
         applied = apply(instance)
     print("pool limits: " + ", ".join(f"{pool}={limit}" for pool, limit in applied.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -4,9 +4,10 @@ Every source package declares each source it holds as a `Source` (sources/regist
 its name (as the ingest log, the metrics and the pools call it), the venues whose data it gives, the
 datasets it serves and how (HISTORY: the rows of a time window; SNAPSHOT: the state now, added to
 today's slice; FILES: files dropped or downloaded, read whole), its client class (whose `ERRORS` and
-`LIMITS` are the source's error and limit tables), its entry in data_providers.yaml, and how far
-back a history reaches, and the config keys of its own (`Option`). Crypto venues' clients also answer `VenueClient`: one async method per
-dataset, `fetch(client, dataset, instrument, start, end)` the one way to call them.
+`LIMITS` are the source's error and limit tables), its entry in data_providers.yaml, how far back a
+history reaches and where older days come from (`Reach`), and the config keys of its own
+(`Option`). Crypto venues' clients also answer `VenueClient`: one async method per dataset,
+`fetch(client, dataset, instrument, start, end)` the one way to call them.
 """
 
 from __future__ import annotations
@@ -81,6 +82,29 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Reach:
+    """How far back (from now) a source's API serves a HISTORY dataset, as the vendor's docs say (`doc`),
+    and where the days older than that come from: `older_from` says it (or "nowhere in this project"),
+    `assets` names this project's assets that load them. A day starting before now - `span` has no
+    slice at the source (sources.venues `serves`); runs count such slices and say where to look."""
+
+    span: timedelta
+    older_from: str
+    doc: str                        # the vendor's page stating the limit
+    assets: tuple[str, ...] = ()    # the assets loading older days (none: nowhere in this project)
+
+    @property
+    def text(self) -> str:
+        """The span as people say it: '48 hours', '30 days'."""
+        return span_text(self.span)
+
+
+def span_text(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:g} hours" if hours <= 72 else f"{hours / 24:g} days"
+
+
+@dataclass(frozen=True)
 class IdSequence:
     """Sequential trade ids of one venue, as some sources load them (quality/continuity.py checks and
     refills them): declared by the venue, since what an id means is venue knowledge."""
@@ -104,7 +128,7 @@ class Source:
     datasets: Mapping[str, str]                 # dataset -> HISTORY | SNAPSHOT | FILES
     client: type | None = None                  # its ApiClient subclass (None: files on disk)
     config: str | None = None                   # its entry in data_providers.yaml
-    reach: Mapping[str, timedelta] = field(default_factory=dict)   # how far back a HISTORY goes
+    reach: Mapping[str, Reach] = field(default_factory=dict)       # how far back a HISTORY goes
     venue_api: bool = False                     # its client answers VenueClient (a crypto venue)
     options: Mapping[str, Option] = field(default_factory=dict)    # its own config keys
     stream: type | None = None                  # its live WebSocket protocol (sources/stream.py StreamProtocol)

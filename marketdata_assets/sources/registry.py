@@ -3,6 +3,8 @@ says what a declaration holds). A new source is a package with its declaration, 
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 from marketdata_assets.core.markdown import table
 from marketdata_assets.sources import (
     alpha_api,
@@ -52,3 +54,16 @@ def datasets_table(names: tuple[str, ...] | None = None) -> str:
     rows = [(d, *(SOURCES[n].datasets.get(d, "-") for n in names)) for d in datasets if d not in klines[1:]]
     return table(["dataset", *names], ((f"klines_<interval> ({len(klines)})" if r[0] in klines else r[0], *r[1:])
                                        for r in rows))
+
+
+def reach_table() -> str:
+    """Every source x dataset whose API history is limited, as a Markdown table (docs/quickstart.md):
+    how far back it serves, where older days come from and which assets load them, the vendor's page."""
+    rows = []
+    for name, declared in SOURCES.items():
+        for dataset, reach in sorted(declared.reach.items()):
+            assets = ", ".join(f"`{asset}`" for asset in reach.assets) or "-"
+            rows.append((name, dataset, reach.text, reach.older_from, assets,
+                         f"[{urlparse(reach.doc).netloc.removeprefix('www.')}]({reach.doc})"))
+    return table(["source", "dataset", "the API serves the last", "older days come from", "loaded by", "says who"],
+                 rows)

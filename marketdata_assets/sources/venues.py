@@ -10,8 +10,9 @@ The crypto venues answer one interface (`VenueClient`); `venue_client(venue, bas
 builds the client of a venue. Each client declares the datasets it serves in `DATASETS` (dataset
 -> HISTORY: `async <dataset>(instrument, start, end)`, the rows of [start, end); SNAPSHOT: `async
 <dataset>(instrument)`, the venue's state now, added to today's slice) and how far back a history
-goes where the venue limits it (`REACH`: dataset -> timedelta); `serves` reads them, and
-`venue_feed` / `snapshot_feed` tell the ingest engine how to ask. A new dataset is its table spec
+goes where the venue limits it (`REACH`: dataset -> `Reach`, with where older days come from);
+`serves` reads them (`beyond_reach`: the slices a run cannot fetch), and `venue_feed` /
+`snapshot_feed` tell the ingest engine how to ask. A new dataset is its table spec
 (datasets.frames) and, in each source that has it, one method and one DATASETS entry.
 """
 
@@ -25,7 +26,7 @@ from marketdata_assets.core.contracts import Contract
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.sources.interface import VenueClient, fetch
+from marketdata_assets.sources.interface import Reach, VenueClient, fetch
 from marketdata_assets.sources.registry import SOURCES
 
 CLIENTS = {s.name: s.client for s in SOURCES.values() if s.venue_api}  # the crypto venues, declared once
@@ -69,11 +70,36 @@ def serves(venue: str, dataset: str, instrument: str | None = None, day: date | 
     if mode is None or (instrument is not None and contracts is not None and naming is not None
                         and naming(instrument).contract_type not in contracts):
         return None
-    reach = getattr(cls, "REACH", {}).get(dataset)
+    reach = reach_of(venue, dataset)
     if (day is not None and reach is not None
-            and day_window(day)[0] < (now or datetime.now(timezone.utc)) - reach):
+            and day_window(day)[0] < (now or datetime.now(timezone.utc)) - reach.span):
         return None
     return mode
+
+
+def reach_of(venue: str, dataset: str) -> Reach | None:
+    """How far back `venue`'s REST API serves `dataset` (None: no limit known)."""
+    return getattr(client_class(venue), "REACH", {}).get(dataset)
+
+
+def beyond_reach(keys, now: datetime | None = None) -> list[SliceKey]:
+    """The slices of `keys` (each of a dataset its venue serves as HISTORY) whose day starts before
+    their venue's REST history reaches: such a slice cannot be fetched."""
+    now = now or datetime.now(timezone.utc)
+    return [k for k in keys if (reach := reach_of(k.venue, k.dataset)) is not None
+            and day_window(k.day)[0] < now - reach.span]
+
+
+def older_from(keys) -> str:
+    """Where the older days of these slices come from, per venue and dataset (' / ' between them):
+    'BINANCE_UM trades (REST: 48 hours): data.binance.vision archives ... (assets binance_archive_trades, ...)'."""
+    texts = []
+    for venue, dataset in sorted({(k.venue, k.dataset) for k in keys}):
+        reach = reach_of(venue, dataset)
+        if reach is not None:
+            assets = f" (assets {', '.join(reach.assets)})" if reach.assets else ""
+            texts.append(f"{venue} {dataset} (REST: {reach.text}): {reach.older_from}{assets}")
+    return " / ".join(texts)
 
 
 # --------------------------------------------------------------------------------------------

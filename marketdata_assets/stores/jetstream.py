@@ -20,11 +20,14 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import nats
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+
+from marketdata_assets.core.errors import StoreUnavailable
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -216,6 +219,28 @@ class PullBatches:
         return taken
 
 
+async def first_answering(servers: list[str], timeout_s: float) -> str:
+    """The first of the NATS `servers` that accepts a connection (host:port); StoreUnavailable naming
+    each one's host:port (never a URL's credentials) when none does within `timeout_s` each."""
+    addresses, reasons = [], []
+    for url in servers:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+        address = f"{host}:{port}"
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except (OSError, asyncio.TimeoutError) as error:
+            addresses.append(address)
+            reason = str(error) or f"no answer within {timeout_s:g} s"
+            reasons.append(f"{address}: {reason}" if len(servers) > 1 else reason)
+            continue
+        writer.close()
+        return address
+    raise StoreUnavailable("NATS JetStream", ", ".join(addresses), "; ".join(reasons),
+                           "Start it with `scripts/stack up nats` (which `make run` does) or set NATS_URL to a "
+                           "running server.")
+
+
 class JetStreamStore:
     """A connection to NATS with JetStream. `async with JetStreamStore(url) as js: ...`. `url`: one
     server, or a comma list of a cluster's (`nats://a:4222,nats://b:4222`, as NATS_URL is spelled for
@@ -231,8 +256,11 @@ class JetStreamStore:
         self._ack_prefix, self._batch = "", 0
 
     async def connect(self) -> JetStreamStore:
-        # reconnects forever: a NATS restart must not end the collector (publishes wait and are retried)
+        # reconnects forever once connected: a NATS restart must not end the collector (publishes wait
+        # and are retried); no server answering at the start is StoreUnavailable (the client would retry
+        # forever, a traceback each time)
         servers = [url.strip() for url in self.url.split(",") if url.strip()]
+        await first_answering(servers, min(self.connect_timeout_s, 3.0))
         self.nc = await nats.connect(servers, name=self.name, connect_timeout=self.connect_timeout_s,
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         self.js = self.nc.jetstream(timeout=self.ack_timeout_s)

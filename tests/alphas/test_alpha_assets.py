@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from marketdata_assets.apps.launch import reported_rows
 from marketdata_assets.datasets.alpha_files import iter_alpha_files, read_alpha_file
 from marketdata_assets.defs.alphas import sensors
 from marketdata_assets.defs.alphas.assets import (
@@ -149,6 +150,11 @@ def test_persona_check_fails_the_partition_without_retries(server, landing, reso
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
 
 
+def written_rows(result) -> int:
+    """What the console line of the run says was written (apps.launch counts it from the metadata)."""
+    return reported_rows([e.event_specific_data.materialization for e in result.get_asset_materialization_events()])
+
+
 def test_import_matches_the_api_and_every_check_passes(server, landing, resources):
     fetch(resources, "main")
     fetch(resources, "research")
@@ -163,13 +169,15 @@ def test_import_matches_the_api_and_every_check_passes(server, landing, resource
     meta = metadata(result, "regular_alphas")
     assert meta["inserted"] == len(truth["REGULAR"]) and meta["files_quarantined"] == 0
     assert metadata(result, "super_alphas")["inserted"] == len(truth["SUPER"])
+    assert meta["documents_written"] == len(truth["REGULAR"])
+    assert written_rows(result) == len(truth["REGULAR"]) + len(truth["SUPER"])  # the CLI's and make run's count
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 8 and all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks if not c.passed]
 
     # nothing changed: every file is skipped by the ledger
     again = import_month(resources)
     assert metadata(again, "regular_alphas")["files_skipped"] == len(list(iter_alpha_files(landing, "REGULAR", MONTH)))
-    assert metadata(again, "regular_alphas")["inserted"] == 0
+    assert metadata(again, "regular_alphas")["inserted"] == 0 and written_rows(again) == 0
 
     # a document lost behind the ledger's back, and one no import wrote: the ledger check names both
     lost = min(truth["REGULAR"])

@@ -17,17 +17,23 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from marketdata_assets.apps.launch import launch
 from marketdata_assets.datasets.frames import day_window
+from marketdata_assets.datasets.wire import columns_of
 from marketdata_assets.defs.crypto.assets import CRYPTO_ASSETS, SNAPSHOT_ASSETS
 from marketdata_assets.ingest.factors import FACTORS
 from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.venues import venue_client
+from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse import writer
 from tests.ticks.common import FAST, crypto_replay
 from tests.ticks.ticks_dagster import (
     UNUSED,
     crypto_resources,
     crypto_day,
     failure,
+    log_messages,
     materialize,
     metadata,
     query,
@@ -171,13 +177,52 @@ def test_a_damaged_funding_page_fails_its_slice_only_and_option_chains_snapshot_
     assert n == options > 20 and min_iv > 0 and 0 < puts < n
 
 
-def test_days_past_a_venues_rest_history_are_not_fetched_and_the_metadata_says_so(server, resources,
-                                                                                   instance):
+def test_days_past_a_venues_rest_history_are_not_fetched_and_the_run_says_what_it_could_not_do(server, resources,
+                                                                                                 instance):
     old = YESTERDAY - timedelta(days=40)  # past USD-M's and OKX's open interest history, inside funding's
     keys = ["BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL"]  # two venues' instruments
-    result = materialize(instance, resources, ["crypto_funding", "crypto_open_interest"], **crypto_day(old, keys))
-    assert result.success, failure(result)[0]
-    oi, funding = metadata(result, "crypto_open_interest"), metadata(result, "crypto_funding")
+    clickhouse = resources["clickhouse"]
+    # another USD-M instrument's open interest of that day is stored (as by a load of when it was in reach)
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+        columns = columns_of("open_interest")
+        columns.add(int(day_window(old)[0].timestamp()) * 1_000_000, 10.0, 1.0, "base", 10.0, 500_000.0)
+        writer.write_slice(client, clickhouse.database, "open_interest", columns.frame("BINANCE_UM", "ETHUSDT"),
+                           "BINANCE_UM", "ETHUSDT", old, "earlier")
+    day = crypto_day(old, keys)
+    outcome = launch("crypto old day", ticks_definitions(), instance=instance,
+                     resources={**crypto_resources(UNUSED), **stock_resources(UNUSED), **resources},
+                     selection=[dg.AssetKey("crypto_funding"), dg.AssetKey("crypto_open_interest")],
+                     tags=day["tags"], run_config={"ops": {"crypto_ticks": {"config": day["config"]["crypto_ticks"]}}})
+    assert outcome.success and outcome.state == "partial"
+    where = ("BINANCE_UM open_interest (REST: 30 days): nowhere in this project (data.binance.vision's um "
+             "`metrics` files hold it: not loaded)")
+    missing = f"BINANCE_UM:BTCUSDT {old}. Older days: {where}"
+    assert outcome.partial == [(f"crypto_open_interest: 1 slice(s) past the venue's REST history, not fetched "
+                                f"and not stored: {missing}")]
+    assert outcome.line().startswith("[partial] crypto old day: 2 assets, 2 partitions, ")
+    assert f"; partial: {outcome.partial[0]}; warnings: " in outcome.line()
+    materialized = {e.dagster_event.asset_key.to_user_string(): e.dagster_event.event_specific_data.materialization
+                    for e in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
+    oi = {k: v.value for k, v in materialized["crypto_open_interest"].metadata.items()}
+    funding = {k: v.value for k, v in materialized["crypto_funding"].metadata.items()}
     assert oi["beyond_rest_reach"] == 1 and "BINANCE_UM" not in oi["slices"]  # no slice, no request
+    assert oi["older_days_from"] == where
     assert funding["beyond_rest_reach"] == 0 and funding["summary"] == "Successful: 2/2"
+    assert "partial" not in funding and "older_days_from" not in funding
     assert not server.requests("BINANCE_UM", endpoint="open_interest")
+    warned = [m for m in log_messages(instance, outcome) if "older than the venue's REST history" in m]
+    assert warned == [(f"crypto_open_interest: 1 slice(s) older than the venue's REST history reaches, not fetched "
+                       f"(0 stored from elsewhere): ['BINANCE_UM:BTCUSDT {old}']; older days: {where}")]
+    # the WARN check names the day x venue's configured instruments past the history that nothing stored covers
+    assert outcome.warnings == [f"crypto_open_interest:within_rest_reach[{old}|BINANCE_UM]"]
+    (check,) = [e.dagster_event.event_specific_data
+                for e in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+                if e.dagster_event.event_specific_data.check_name == "within_rest_reach"
+                and e.dagster_event.event_specific_data.partition == f"{old}|BINANCE_UM"
+                and e.dagster_event.event_specific_data.asset_key.to_user_string() == "crypto_open_interest"]
+    configured = load_sources_config().crypto_instruments_by_venue()["BINANCE_UM"]
+    assert "ETHUSDT" in configured and not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description == f"{old}|BINANCE_UM: {outcome.partial[0].split(': ', 1)[1]}"
+    assert check.metadata["beyond_rest_reach"].value == len(configured)
+    assert check.metadata["not_stored"].value == len(configured) - 1  # ETHUSDT's is stored

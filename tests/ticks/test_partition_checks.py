@@ -20,6 +20,8 @@ CHECKS = ["no_duplicate_trade_ids", "prices_positive", "timestamps_inside_day"]
 TRADES = dg.AssetKey("crypto_trades")
 PER_DAY = 200
 
+pytestmark = pytest.mark.usefixtures("okx_trades_of_any_day")  # OKX trades of 2025-01-15
+
 
 @pytest.fixture(scope="module")
 def crypto_server():

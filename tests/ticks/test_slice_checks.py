@@ -142,10 +142,11 @@ def test_slices_of_partition_keys():
 
 def test_the_declarations_cover_every_ticks_asset_with_its_checks():
     from marketdata_assets.defs.live.checks import LIVE_DATASET_CHECKS, LIVE_TRADE_CHECKS
+    from marketdata_assets.quality.reach import CRYPTO_REACH_CHECKS
 
     declared: dict[str, set[str]] = {}
     for check in CRYPTO_CHECKS + CRYPTO_SNAPSHOT_CHECKS + OPTION_CHAIN_CHECKS + BINANCE_DUMP_CHECKS + A_SHARE_CHECKS \
-            + YAHOO_CHECKS + LIVE_TRADE_CHECKS + LIVE_DATASET_CHECKS:
+            + YAHOO_CHECKS + LIVE_TRADE_CHECKS + LIVE_DATASET_CHECKS + CRYPTO_REACH_CHECKS:
         assert check.name not in declared.get(check.asset, set()), f"{check.asset} declares {check.name} twice"
         declared.setdefault(check.asset, set()).add(check.name)
     continuity = {"crypto_trades", "binance_dump_trades", "live_trades"}

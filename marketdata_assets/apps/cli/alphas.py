@@ -108,10 +108,14 @@ def package_alphas(ctx, start_month, end_month, accounts, only) -> None:
     span = f"{months[0][:7]}..{months[-1][:7]}" + (f" ({', '.join(accounts)})" if accounts else "")
     steps = [("decompose", "dropped", "alpha_package_drops", "decompose alpha packages", "no packages dropped"),
              ("package", "files", "alpha_packages", "package alphas", "no alpha files")]
+    work = {step: any(f"{m}-01" in months and (not accounts or a in accounts) for m, a in found[held])
+            for step, held, *_ in steps if only in (None, step)}
+    if any(work.values()):
+        session.instance()  # a storage that does not answer is the one line said
     for step, held, asset, label, none in steps:
-        if only not in (None, step):
+        if step not in work:
             continue
-        if not any(f"{m}-01" in months and (not accounts or a in accounts) for m, a in found[held]):
+        if not work[step]:
             click.echo(f"{label} {span}: {none} in these months, nothing to do", err=True)
             continue
         run_range(session, f"{label} {span}", selection(session.definitions(), asset), months,

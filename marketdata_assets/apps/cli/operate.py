@@ -89,6 +89,7 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch) -> None:
     days = days_between({"crypto": crypto_days, "a_shares": a_share_days, "yahoo": yahoo_days}[domain],
                         start_date, end_date)
     runs = backfill_runs(domain, days, days_per_run or spec.days_per_run)
+    session.instance()  # a storage that does not answer is the one line said
     click.echo(f"backfill {domain} {days[0]}..{days[-1]}: {len(runs)} run{'s' * (len(runs) != 1)} of at most "
                f"{days_per_run or spec.days_per_run} {spec.unit}", err=True)
     assets = selection(defs, *spec.assets)

@@ -33,11 +33,13 @@ from marketdata_assets.defs.crypto.partitions import (
 )
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
+from marketdata_assets.quality.checks import ClickHouse
+from marketdata_assets.quality.reach import name, unreached
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
-from marketdata_assets.sources.venues import serves, snapshot_feed, venue_feed
+from marketdata_assets.sources.venues import beyond_reach, older_from, serves, snapshot_feed, venue_feed
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse.series import series, smiles
 
@@ -132,26 +134,45 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")
     keys = [k for k in keys if serves(k.venue, k.dataset, k.instrument) == HISTORY]
-    reachable = [k for k in keys if serves(k.venue, k.dataset, k.instrument, k.day) == HISTORY]
-    beyond = {d: sorted(f"{k.venue}:{k.instrument} {k.day}" for k in keys
-                        if k.dataset == d and k not in reachable)
-              for d in assets}
-    for dataset, names in beyond.items():
-        if names:
-            context.log.warning(f"{CRYPTO_ASSETS[dataset]}: {len(names)} slice(s) older than the venue's "
-                                "REST history reaches, not fetched (the README says where they come from): "
-                                f"{names[:5]}")
-    keys = reachable
+    beyond, reach_metadata = beyond_rest_reach(context, clickhouse, assets, keys)
+    keys = [k for k in keys if k not in beyond]
     report = IngestReport()
     feeds = [venue_feed(venue, resource.make_client, planned(clickhouse, config, venue, mine, report),
                         workers=config.workers or resource.workers, attempts=config.attempts)
              for venue, resource in venues.items() if (mine := [k for k in keys if k.venue == venue])]
     report.merge(engine(context, clickhouse, config).run([feeds]))
     extra = history_charts(clickhouse, assets, keys)
-    for dataset, names in beyond.items():
-        extra.setdefault(dataset, {})["beyond_rest_reach"] = dg.MetadataValue.int(len(names))
+    for dataset, metadata in reach_metadata.items():
+        extra.setdefault(dataset, {}).update(metadata)
     clickhouse.close()
     yield from materialize(context, report, assets, config.max_failed, extra)
+
+
+def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str, str], keys) -> tuple[set, dict]:
+    """The slices of `keys` older than their venue's REST history reaches (quality.reach: not fetched),
+    and per dataset its asset's metadata about them: `beyond_rest_reach` (how many), `older_days_from`
+    and, when nothing stored covers some of them, `partial` (the run's console line says `[partial]`;
+    the WARN check `within_rest_reach` fails alike). A warning per dataset names them."""
+    beyond, metadata = set(), {dataset: {"beyond_rest_reach": dg.MetadataValue.int(0)} for dataset in assets}
+    if not beyond_reach(keys):
+        return beyond, metadata
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+        store = ClickHouse(client, clickhouse.database)
+        for dataset, asset in assets.items():
+            found = unreached(store, [k for k in keys if k.dataset == dataset])
+            beyond.update(found.beyond)
+            metadata[dataset] = {"beyond_rest_reach": dg.MetadataValue.int(len(found.beyond))}
+            if not found.beyond:
+                continue
+            where = older_from(found.beyond)
+            metadata[dataset]["older_days_from"] = dg.MetadataValue.text(where)
+            if found.missing:
+                metadata[dataset]["partial"] = dg.MetadataValue.text(found.text())
+            context.log.warning(f"{asset}: {len(found.beyond)} slice(s) older than the venue's REST history "
+                                f"reaches, not fetched ({len(found.beyond) - len(found.missing)} stored from "
+                                f"elsewhere): {sorted(name(k) for k in found.beyond)[:5]}; older days: {where}")
+    return beyond, metadata
 
 
 CHARTS = {  # dataset -> (column, what it shows, bucket seconds, days drawn up to the run's last day)

@@ -190,7 +190,8 @@ class ImportStats:
 
     def as_metadata(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "flagged")} | {
-            "files_quarantined": len(self.quarantined), "files_flagged": len(self.flagged)}
+            "files_quarantined": len(self.quarantined), "files_flagged": len(self.flagged),
+            "documents_written": self.inserted + self.merged + self.replaced}
 
 
 @dataclass

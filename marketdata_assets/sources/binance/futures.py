@@ -51,7 +51,7 @@ from marketdata_assets.sources.binance.rest import (
     price_or_null,
     size_field,
 )
-from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach, span_text
 
 VENUE = "BINANCE_UM"
 DEFAULT_BASE_URL = "https://fapi.binance.com"
@@ -59,6 +59,14 @@ DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 FUNDING_HOURS = 8.0  # an instrument fundingInfo does not list
 TRADES_REACH = timedelta(hours=48)
 OPEN_INTEREST_REACH = timedelta(days=30)
+DOCS = "https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/"
+USD_M_REACH: dict[str, Reach] = {  # what the docs say, and where older days come from
+    "trades": Reach(TRADES_REACH, "data.binance.vision archives (market um): individual trades into `trades`, "
+                                  "aggregate trades into `agg_trades`", DOCS + "Compressed-Aggregate-Trades-List",
+                    ("binance_archive_trades", "binance_archive_agg_trades")),
+    "open_interest": Reach(OPEN_INTEREST_REACH, "nowhere in this project (data.binance.vision's um `metrics` "
+                                                "files hold it: not loaded)", DOCS + "Open-Interest-Statistics"),
+}
 OI_PERIOD, OI_PERIOD_MS = "5m", 300_000
 
 LIMITS = Limits(
@@ -176,11 +184,6 @@ def parse_ticker(book: Any, premium: Any, stats: Any, instrument: str,
     return cols.frame(VENUE, instrument)
 
 
-def _span(reach: timedelta) -> str:
-    hours = reach.total_seconds() / 3600
-    return f"{hours:g} hours" if hours <= 72 else f"{hours / 24:g} days"
-
-
 # --------------------------------------------------------------------------------------------
 # The client
 # --------------------------------------------------------------------------------------------
@@ -197,7 +200,7 @@ class BinanceFuturesClient(BinanceClient):
     DATASETS: ClassVar[dict[str, str]] = {
         "trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT, "funding": HISTORY,
         "open_interest": HISTORY, "mark_bars_1m": HISTORY, "index_bars_1m": HISTORY}
-    REACH: ClassVar[dict[str, timedelta]] = {"trades": TRADES_REACH, "open_interest": OPEN_INTEREST_REACH}
+    REACH: ClassVar[dict[str, Reach]] = USD_M_REACH
     AGG_TRADES = "/fapi/v1/aggTrades"
     HISTORICAL_TRADES = "/fapi/v1/historicalTrades"
     KLINES = "/fapi/v1/klines"
@@ -242,7 +245,7 @@ class BinanceFuturesClient(BinanceClient):
         if start < oldest:
             raise SourceDataError(
                 instrument, day_of(start),
-                f"Binance USD-M serves {what} of the last {_span(reach)} only ({path}); the window starts "
+                f"Binance USD-M serves {what} of the last {span_text(reach)} only ({path}); the window starts "
                 f"{start.isoformat()}, before {oldest.isoformat(timespec='seconds')}: not fetched",
                 source=self.name)
 

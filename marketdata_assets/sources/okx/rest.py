@@ -114,10 +114,12 @@ from marketdata_assets.datasets.wire import (
     number,
     positive,
 )
-from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach
 
 VENUE = "OKX"
 DEFAULT_BASE_URL = "https://www.okx.com"
+DOCS = "https://www.okx.com/docs-v5/en/"
+NOWHERE = "nowhere in this project"
 MAX_BOOK_DEPTH = 400
 
 TICKER = "/api/v5/market/ticker"
@@ -560,10 +562,14 @@ class OkxClient(ApiClient):
     DATASETS: ClassVar[dict[str, str]] = {
         "trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT, "funding": HISTORY,
         "open_interest": HISTORY, "liquidations": HISTORY, "mark_bars_1m": HISTORY, "index_bars_1m": HISTORY}
-    # how far back OKX's history goes (documented): funding-rate-history 3 months, rubik open interest
-    # the latest 1,440 rows (5 days of 5-minute rows)
-    REACH: ClassVar[dict[str, timedelta]] = {"funding": timedelta(days=90),
-                                             "open_interest": timedelta(minutes=5 * 1440)}
+    # how far back OKX's history goes (documented): history-trades "from the last 3 months",
+    # funding-rate-history "the last 3 months", rubik open interest "the latest 1,440 data entries"
+    # (5 days of 5-minute rows)
+    REACH: ClassVar[dict[str, Reach]] = {
+        "trades": Reach(timedelta(days=90), NOWHERE, DOCS + "#order-book-trading-market-data-get-trades-history"),
+        "funding": Reach(timedelta(days=90), NOWHERE, DOCS + "#public-data-rest-api-get-funding-rate-history"),
+        "open_interest": Reach(timedelta(minutes=5 * 1440), NOWHERE,
+                               DOCS + "#trading-statistics-rest-api-get-contract-open-interest-history")}
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100,
                  contract_values: dict[str, tuple[float, bool]] | None = None, **kwargs):

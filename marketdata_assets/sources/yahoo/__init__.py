@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from marketdata_assets.sources.interface import HISTORY, Option, Source
+from marketdata_assets.sources.interface import HISTORY, Option, Reach, Source
 from marketdata_assets.sources.yahoo.chart import (
     ERRORS,
     LIMITS,
@@ -17,9 +17,11 @@ from marketdata_assets.sources.yahoo.chart import (
 )
 from marketdata_assets.sources.yahoo.feeds import SOURCE
 
-# venues: the exchange each answer names (any Yahoo lists); 1-minute bars reach about 30 days back
-YAHOO = Source(SOURCE, (), {"bars_1m": HISTORY}, YahooChartClient, "yahoo", {"bars_1m": timedelta(days=30)},
-               options={"max_days_back": Option(30, nullable=True, description=(
+# 1-minute bars reach about 30 days back: observed (Yahoo documents chart v8 nowhere), as yfinance's users report
+BARS_REACH = Reach(timedelta(days=30), "nowhere in this project", "https://github.com/ranaroussi/yfinance/issues/2451")
+# venues: the exchange each answer names (any Yahoo lists)
+YAHOO = Source(SOURCE, (), {"bars_1m": HISTORY}, YahooChartClient, "yahoo", {"bars_1m": BARS_REACH},
+               options={"max_days_back": Option(BARS_REACH.span.days, nullable=True, description=(
                    "How many days back the chart API serves 1-minute bars; older days are not asked for. "
                    "null: no horizon (e.g. a replay)."))})
 

@@ -12,6 +12,7 @@ is such a server: one process serving the engine to all the others (local_server
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,18 @@ import clickhouse_connect
 from marketdata_assets.core.errors import StoreUnavailable, scrub
 from marketdata_assets.core.identifiers import sql_identifier
 from marketdata_assets.stores.clickhouse import cluster
+
+
+class _RaisedAnyway(logging.Filter):
+    """clickhouse-connect logs "Unexpected Http Driver Exception" just before it raises the error it
+    means; that error is what gets reported (StoreUnavailable naming host:port, a step's failure), so the
+    log line (a second line, on stderr when nothing handles logging) is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unexpected Http Driver Exception")
+
+
+logging.getLogger("clickhouse_connect.driver._backend.http_sync").addFilter(_RaisedAnyway())
 
 
 class EmbeddedLockTimeout(RuntimeError):
