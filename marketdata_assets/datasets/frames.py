@@ -17,6 +17,7 @@ Only the columns listed in ``NULLABLE`` may hold nulls.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
@@ -314,7 +315,9 @@ DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES,
 def spec_for(dataset: str) -> Dataset:
     """The declaration of a dataset (`DATASETS`: trades, books, bars_1m, funding, ...)."""
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: expected one of {sorted(DATASETS)}")
+        close = difflib.get_close_matches(str(dataset), sorted(DATASETS), n=3, cutoff=0.6)
+        hint = f" (closest: {', '.join(close)})" if close else ""
+        raise ValueError(f"unknown dataset {dataset!r}{hint}: expected one of {sorted(DATASETS)}")
     return DATASETS[dataset]
 
 

@@ -95,9 +95,12 @@ def test_load_files_of_every_layout_then_skip_then_force(bars_env):
     quarantined = Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars"
     assert "header not recognized" in (quarantined / "unknown_layout.csv.reason.txt").read_text()
     assert not (bars_env / "unknown_layout.csv").exists()
+    assert meta["partial"] == (f"1 file quarantined, not loaded at all: unknown_layout.csv (moved to {quarantined} "
+                               "with their reasons)")  # the run's line: [partial], not [ok]
 
     again = metadata(materialize(["stock_1min_qfq"]), "stock_1min_qfq")
     assert (again["files_loaded"], again["files_skipped"], again["rows_loaded"]) == (0, 3, 0)
+    assert "partial" not in again  # nothing rejected: [ok]
 
     forced = metadata(materialize(["stock_1min_qfq"], {"stock_1min_qfq": {"force": True, "workers": 1}}),
                       "stock_1min_qfq")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from importlib.metadata import version
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -194,3 +195,39 @@ def test_a_month_without_bars_fails_but_a_month_not_started_passes(minute_store)
     assert result.description() == "2026-09: no minute bars at all in 2026-09-01..2026-09-30 (21 trading days)"
     not_started = completeness.check_month(minute_store, SEP, as_of=SEP)
     assert not_started.passed and not_started.description() == "2026-09: no trading day to judge yet"
+
+
+def test_a_day_whose_rows_were_rejected_as_future_dated_is_named_not_a_suspension(minute_store, tmp_path,
+                                                                                    monkeypatch):
+    """A drop stamped ahead: its rows of a day still to come are rejected as future-dated. Once that day
+    has passed, the code without bars on it is no suspension: the check names the rejected rows, their
+    reason and rejects file; loading the file again (fixed) replaces that record."""
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    month = loader.next_month(today + timedelta(days=2))  # its first two trading days: ahead of now
+    day, after = calendars.trading_days("SSE", month, month + timedelta(days=20))[:2]
+    past = calendars.trading_days("SSE", today - timedelta(days=20), today - timedelta(days=1))[-1]
+    allow_future_until(monkeypatch, after + timedelta(days=1))  # the market's bars of both days, loaded
+    drop(minute_store, tmp_path, fx.make_bars("000001.SZ", [day, after], seed=2), "000001.SZ.csv")
+    drop(minute_store, tmp_path, fx.make_bars("600000.SH", [after], seed=1), "600000.SH.later.csv")
+    monkeypatch.setenv("TIMESTAMP_FUTURE_TOLERANCE_MINUTES", "10")  # the default: `day` is in the future
+    early = fx.make_bars("600000.SH", [past, day], seed=1)
+    drop(minute_store, tmp_path, early, "600000.SH.csv")
+    rejects = tmp_path / "rejects" / "600000.SH.csv.rejects.csv"
+    assert len(rejects.read_text().splitlines()) == 1 + 240
+
+    result = completeness.check_month(minute_store, month, as_of=after + timedelta(days=1))
+    assert result.suspended == [] and result.partial == [] and result.missing_days == []
+    assert [(c.code, c.day, c.verdict, c.rejects.rows, c.rejects.reasons) for c in result.rejected] == [
+        ("600000.SH", day, "rejected", 240, {"future-dated": 240})]
+    assert result.severity == "WARN"  # like a suspension: listed for a look (the load said partial)
+    text = result.description()
+    assert f"1 code-day(s) without bars whose rows a load rejected: 600000.SH {day}: 240 rows rejected " \
+           f"(future-dated; rejects in {rejects})" in text and "suspended" not in text
+    meta = result.metadata()
+    assert (meta["rejected_code_days"], meta["suspended_code_days"]) == (1, 0)
+    assert f"| 600000.SH | {day} | 240 | future-dated | {rejects} |" in meta["rejected"]
+
+    # the file again without the rows stamped ahead: its record is replaced, the day reads as a suspension
+    drop(minute_store, tmp_path, early.filter(pl.col("time").dt.date() == past), "600000.SH.csv")
+    again = completeness.check_month(minute_store, month, as_of=after + timedelta(days=1))
+    assert again.rejected == [] and [(c.code, c.day) for c in again.suspended] == [("600000.SH", day)]

@@ -263,6 +263,9 @@ def test_rejects_have_exact_lines_and_reasons(tmp_path):
     assert df["time"].dt.minute().to_list() == [31, 38, 40]
     assert df.row(1)[3:] == (None, None, 9.9, 10.1, None, None)
     assert reader.reject_count == 9 and reader.rows == 3
+    # per code and day: only the rejects whose code and time parsed (not a wrong field count's shifted fields)
+    assert reader.rejected_days.rows() == [("600000.SH", date(2026, 1, 5), "bad number in close", 1),
+                                           ("600000.SH", date(2026, 1, 5), "bad number in open", 1)]
 
 
 def test_truncated_last_line_rejects_just_that_line(tmp_path):

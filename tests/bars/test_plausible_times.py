@@ -90,3 +90,44 @@ def test_the_month_window_check_fails_on_a_row_planted_outside_its_window():
     assert "1 row(s) after now + the tolerance, 0 before the earliest plausible day, e.g. 600000.SH " \
            "2062-01-05 10:31 (after now + the tolerance)" in check.description
     assert check.metadata["rows_after_now"].value == 1
+
+
+def test_a_load_that_rejected_input_is_partial_on_the_runs_line_naming_rows_files_and_where():
+    """Rows rejected (the 2062 typo: future-dated) and a file quarantined whole make the run's line
+    `[partial]`, not `[ok]`, with the count, the files and where their rejects are; the rejected rows
+    are recorded per code and day. The file fixed and loaded again: `[ok]`, the record replaced."""
+    from marketdata_assets.apps.cli.session import selection
+    from marketdata_assets.apps.launch import launch
+    from tests.bars.test_bars_assets import definitions
+
+    landing = settings.minute_bars_landing_dir()
+    truth = year_typo_file(landing)
+    year_typo_file(landing, "000001.SZ", range(240))  # every row typed: quarantined
+    clean = fx.make_bars("601398.SH", [date(2026, 1, 5)], seed=3)
+    fx.write_text(landing / "601398.SH.csv", fx.render(clean, "tushare"))
+    quarantine = Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars"
+    with dg.DagsterInstance.ephemeral() as instance:
+        d = definitions()
+
+        def load():
+            return launch("minute bars 2026-01..2026-01", selection(d, "stock_1min_qfq"), instance=instance,
+                          resources=d.resources, partition_key="2026-01-01")
+
+        first = load()
+        assert first.success and first.state == "partial"
+        assert first.partial == [(
+            f"stock_1min_qfq: 30 rows rejected (implausible time: 30) from 1 of 2 files loaded: 600000.SH.csv (30); "
+            f"rejects files in {quarantine / 'rejects'}; 1 file quarantined, not loaded at all: 000001.SZ.csv "
+            f"(moved to {quarantine} with their reasons)")]
+        assert first.line().startswith("[partial] minute bars 2026-01..2026-01: 1 asset, 1 partition, 450 rows, ")
+        assert f"; partial: {first.partial[0]}" in first.line()
+        recorded = stored("SELECT source_file, code, day, reason, rejected_rows, rejects_file "
+                          "FROM minute_bar_rejected_rows")
+        assert recorded == [("600000.SH.csv", "600000.SH", date(2062, 1, 5), "future-dated", 30,
+                             str(quarantine / "rejects" / "600000.SH.csv.rejects.csv"))]
+
+        fx.write_text(landing / "600000.SH.csv", fx.render(truth, "cn_minute"))  # the typo fixed
+        fixed = load()
+        assert fixed.success and (fixed.state, fixed.partial) == ("ok", [])
+        assert fixed.line().startswith("[ok] minute bars 2026-01..2026-01: 1 asset, 1 partition, 240 rows, ")
+        assert stored("SELECT count(*) FROM minute_bar_rejected_rows") == [(0,)]

@@ -188,6 +188,7 @@ def test_bad_and_unstored_names_are_refused_and_an_empty_range_is_an_empty_frame
         (lambda: reader.trades("BINANCX", "BTCUSDT", START, END), "no trades of venue 'BINANCX' stored (closest: BINANCE"),
         (lambda: reader.trades("BINANCE", "BTCUSDX", START, END), "no trades of BINANCE:BTCUSDX stored (closest: BTCUSDT)"),
         (lambda: reader.dataset("books", "BINANCE", "BTCUSDT", START, END), "venues with books: none yet"),
+        (lambda: reader.dataset("trade", "BINANCE", "BTCUSDT", START, END), "unknown dataset 'trade' (closest: trades"),
     ]:
         with pytest.raises(ValueError) as error:
             call()

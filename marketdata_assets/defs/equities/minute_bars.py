@@ -96,7 +96,8 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
                    timescale: TimescaleResource) -> dg.MaterializeResult:
     """1-minute forward-adjusted A-share bars from the CSV landing area, one row per code and minute
     (Beijing wall-clock time). Each (file, month) loads once per content; re-loading replaces; a file
-    that can't be loaded is quarantined with its reason and the others load."""
+    that can't be loaded is quarantined with its reason and the others load. Rejected rows or
+    quarantined files make the materialization `partial` (how many, which files, where they are)."""
     capabilities = timescale.capabilities
     with _plain_table_failure():  # the load bootstraps the store first, whoever launched this run
         report = landing_load.load_landing(
@@ -115,6 +116,9 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
         context.log.warning("quarantined: " + "; ".join(f"{q['file']}: {q['reason']}" for q in report.quarantined))
     if report.released:
         metadata["released"] = dg.MetadataValue.json(report.released)
+    partial = report.partial()
+    if partial:  # input not loaded: the run's line says [partial] with it, not [ok]
+        metadata["partial"] = partial
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -65,6 +65,7 @@ class LandingLoad:
     released: list[str] = field(default_factory=list)
     seconds: float = 0.0
     bootstrap: store.StoreBootstrap | None = None  # done before the first file
+    quarantine_root: Path | None = None  # quarantined files; rejects files in its `rejects` directory
 
     def metadata(self) -> dict:
         """Plain values; the asset turns the tables into Markdown/JSON metadata."""
@@ -91,6 +92,32 @@ class LandingLoad:
             **(self.bootstrap.as_metadata() if self.bootstrap else {}),
         }
 
+    @property
+    def reject_dir(self) -> Path | None:
+        return self.quarantine_root / "rejects" if self.quarantine_root else None
+
+    def partial(self, shown: int = 3) -> str | None:
+        """What of the input was not loaded, or None: rows rejected (how many, why, from which files,
+        where their rejects files are) and files quarantined whole (a file not loaded at all)."""
+        parts = []
+        rejecting = sorted((f for f in self.files if f.rejects), key=lambda f: (-f.rejects, f.file))
+        if rejecting:
+            loaded = sum(f.outcome == "loaded" for f in self.files)
+            by_reason: Counter = Counter()
+            for f in rejecting:
+                by_reason.update(f.rejects_by_reason)
+            parts.append(f"{sum(f.rejects for f in rejecting):,} rows rejected "
+                         f"({', '.join(f'{why}: {n:,}' for why, n in by_reason.most_common())}) from {len(rejecting)} "
+                         f"of {loaded} file{'s' * (loaded != 1)} loaded: "
+                         f"{_first([f'{f.file} ({f.rejects:,})' for f in rejecting], shown)}; "
+                         f"rejects files in {self.reject_dir}")
+        if self.quarantined:
+            count = len(self.quarantined)
+            parts.append(f"{count} file{'s' * (count != 1)} quarantined, not loaded at all: "
+                         f"{_first(sorted(q['file'] for q in self.quarantined), shown)} "
+                         f"(moved to {self.quarantine_root} with their reasons)")
+        return "; ".join(parts) or None
+
     def progress(self, planned: int) -> str:
         """How far a load got (for the error of a store lost mid-load)."""
         loaded = [f for f in self.files if f.outcome == "loaded"]
@@ -104,6 +131,11 @@ class LandingLoad:
                      ([f.file, " ".join(f.months), f.outcome, f.rows, f.rows_deleted, f.rejects,
                        f.duplicates_dropped, f.seconds, f.rejects_file or ""]
                       for f in sorted(self.files, key=lambda f: f.file)))
+
+
+def _first(names: Sequence[str], shown: int) -> str:
+    """The first `shown` names, then how many more."""
+    return ", ".join(names[:shown]) + (f" (+{len(names) - shown})" if len(names) > shown else "")
 
 
 def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date],
@@ -148,7 +180,7 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
     resource's). Raises StoreUnavailable when the server goes away, PlainTableNotMigrated before any
     load when a plain table holds more than `migrate_max_rows` rows."""
     started = time.monotonic()
-    report = LandingLoad(months=list(months), use_copy=use_copy, workers=workers)
+    report = LandingLoad(months=list(months), use_copy=use_copy, workers=workers, quarantine_root=quarantine_root)
     with connection() as conn:
         report.bootstrap = store.bootstrap(conn, migrate_max_rows=migrate_max_rows)
         fingerprint = profiles_fingerprint(profiles)
@@ -161,7 +193,7 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
         f"({sum(f.months is None for f in work)} new or changed); "
         f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers")
     job = _FileJob(connection, set(months), force=force, use_copy=use_copy, run_id=run_id,
-                   reject_dir=quarantine_root / "rejects", profiles=profiles)
+                   reject_dir=report.reject_dir, profiles=profiles)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(job.load, item): item for item in work}
         try:

@@ -8,7 +8,9 @@ One file is one transaction:
 1. pass 1 streams the file and computes, per code, the first and last bar time in the wanted
    months (and collects rejected lines);
 2. DELETE those (code, time range) rows, stream the file again and write its rows (binary COPY,
-   or INSERT ... unnest on servers without COPY FROM STDIN), upsert etl_metadata, COMMIT.
+   or INSERT ... unnest on servers without COPY FROM STDIN), upsert etl_metadata, replace the
+   file's rejected rows per code and day (ledger.REJECTED_ROWS: what the completeness check names
+   as the cause of a day without bars), COMMIT.
 So re-loading a file replaces its rows and never duplicates them; a file covering one day of all
 codes does not touch other days; a killed load rolls back to the previous state. A file that
 repeats a (code, minute) across batches trips the unique index: it is then loaded again keeping
@@ -32,7 +34,8 @@ from psycopg import errors, sql
 from marketdata_assets.core.landing_files import Listing, open_binary, walk
 from marketdata_assets.ingest.minute_bars.transforms import dedupe_bars
 from marketdata_assets.sources.minute_csv.profiles import CsvProfile
-from marketdata_assets.sources.minute_csv.reader import open_minute_csv, write_rejects
+from marketdata_assets.sources.minute_csv.reader import REJECTED_DAYS_SCHEMA, open_minute_csv, write_rejects
+from marketdata_assets.stores.timescale import ledger
 from marketdata_assets.stores.timescale.copy_writer import insert_rows, table_identifier
 from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
 
@@ -134,6 +137,7 @@ class ParsedFile:
     first_time: datetime | None
     last_time: datetime | None
     months: list[date]
+    rejected_days: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECTED_DAYS_SCHEMA))
 
 
 def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **options) -> ParsedFile:
@@ -147,7 +151,7 @@ def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **optio
         last = hi if last is None or hi > last else last
         months.update(batch["time"].dt.truncate("1mo").dt.date().unique().to_list())
     return ParsedFile(batches, reader.rejects, reader.reject_count, dict(reader.reject_reasons), first, last,
-                      sorted(months))
+                      sorted(months), reader.rejected_days)
 
 
 def file_span(path: Path, profiles: Sequence[CsvProfile] | None = None
@@ -202,6 +206,7 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
     rejects = parsed.rejects if parsed is not None else reader.rejects
     result.rejects = parsed.reject_count if parsed is not None else reader.reject_count
     result.rejects_by_reason = dict(parsed.reject_reasons if parsed is not None else reader.reject_reasons)
+    rejected_days = parsed.rejected_days if parsed is not None else reader.rejected_days
     if rejects:
         result.rejects_file = str(write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv"))
     span = (pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())
@@ -230,6 +235,8 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
                     per_month[month] = per_month.get(month, 0) + count
             result.duplicates_dropped = duplicates
             result.rows = rows
+            ledger.replace_rejected_rows(conn, rel, *(rejected_days[c].to_list() for c in REJECTED_DAYS_SCHEMA),
+                                         rejects_file=result.rejects_file, run_id=run_id)
             for month in months:
                 conn.execute("""
                     INSERT INTO etl_metadata (source_file, month, sha256, size_bytes, rows_loaded, rows_rejected,

@@ -69,7 +69,8 @@ KLINE_VALIDATIONS = [_validation_check(validation) for validation in kline.VALID
 MINUTE_CHECKS = [
     _month_check("complete_minutes", MINUTES, completeness.check_month, (
         "Every code that traded in the month has every session minute (XSHG calendar, bars labelled by their "
-        "end) on every trading day: missing minutes and off-session bars ERROR; suspended code-days and "
+        "end) on every trading day: missing minutes and off-session bars ERROR; suspended code-days, code-days "
+        "without bars whose rows a load rejected (named with count, reason and rejects file) and "
         "closing-auction (14:58/14:59) gaps WARN; so does a month past the last session the installed "
         "exchange-calendars knows (judged provisionally: upgrade it).")),
     _month_check("no_unit_stretch", MINUTES, units.check_minutes, (

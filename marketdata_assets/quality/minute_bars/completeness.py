@@ -19,6 +19,10 @@ never traded in the month is not "incomplete"):
 - AUCTION GAP: only 14:58/14:59 missing;
 - SUSPENDED: no bar at all on a trading day on which the market has bars (停牌, or a file that never
   arrived: the per-day counts tell a one-code suspension from half the market missing);
+- REJECTED: no bar on such a day, but a load rejected rows of that code and day (future-dated,
+  bad numbers: the loader records them per code and day, stores/timescale/ledger.py): named with
+  their count, reason and rejects file instead of as a suspension (a code whose every row of the
+  month was rejected is listed too); partial code-days and missing days name such rows as well;
 - OFF-SESSION: bars at stamps outside the grid (lunch break, after 15:00, a start-labelled file's
   13:00, a UTC file's 01:31) or on a day that is not a trading day;
 - MISSING DAY: a trading day on which no code has a bar (a whole drop missing); a judged month
@@ -30,7 +34,8 @@ what the exchange traded: first/last prices and sums of the K-line can be wrong,
 start-labelled or UTC file shows up exactly this way. WARN when the only findings are
 suspended code-days or closing-auction gaps: both are normal in A-share data (suspensions happen
 every month; 14:58/14:59 carry no trade) but can also hide a missing file, so they are listed for a
-look and do not fail the partition. Nothing found: passed. **Provisional days** (after the last
+look and do not fail the partition; so are code-days whose rows a load rejected (that load's run
+already said `partial`). Nothing found: passed. **Provisional days** (after the last
 session the installed exchange-calendars knows, core/calendars): judged on weekdays minus the user's
 holiday file, so a finding there is at most a WARN, and a month with such days is a WARN even when
 nothing is found, naming the library version to upgrade and the days (findings on known days keep
@@ -63,6 +68,7 @@ from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.ingest.minute_bars.loader import next_month
 from marketdata_assets.stores.timescale.copy_writer import table_identifier
 from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
+from marketdata_assets.stores.timescale.ledger import RejectedDay, rejected_rows_between
 
 REQUIRED, AUCTION, OPTIONAL = "required", "auction", "optional"
 SAMPLE = 50  # problem code-days expanded and listed; counts cover all
@@ -195,12 +201,22 @@ def _stamps_text(stamps: list[datetime], total: int) -> str:
 class CodeDay:
     code: str
     day: date
-    verdict: str  # partial | auction_gap | suspended | off_session | off_calendar
+    verdict: str  # partial | auction_gap | suspended | rejected | off_session | off_calendar
     missing: int = 0  # required minutes missing
     auction_missing: int = 0
     off_session: int = 0  # bars outside the grid (all bars of an off-calendar day)
     bars: int = 0
     stamps: str = ""  # the first missing (or off-session) stamps
+    rejects: RejectedDay | None = None  # rows of this code and day a load rejected
+
+
+def rejects_text(rejects: RejectedDay, files: int = 2) -> str:
+    """'240 rows rejected (future-dated; rejects in <file>)'."""
+    reasons = (next(iter(rejects.reasons)) if len(rejects.reasons) == 1
+               else ", ".join(f"{why} {n:,}" for why, n in rejects.reasons.items()))
+    more = len(rejects.files) - files
+    shown = ", ".join(rejects.files[:files]) + (f" (+{more})" if more > 0 else "")
+    return f"{rejects.rows:,} row{'s' * (rejects.rows != 1)} rejected ({reasons}; rejects in {shown})"
 
 
 @dataclass
@@ -218,8 +234,10 @@ class MonthCompleteness:
     partial: list[CodeDay] = field(default_factory=list)
     auction_gaps: list[CodeDay] = field(default_factory=list)
     suspended: list[CodeDay] = field(default_factory=list)
+    rejected: list[CodeDay] = field(default_factory=list)  # no bar, but rows of the code-day were rejected
     off_session: list[CodeDay] = field(default_factory=list)  # off_session and off_calendar code-days
     missing_days: list[date] = field(default_factory=list)
+    missing_day_rejects: dict[date, RejectedDay] = field(default_factory=dict)  # rows rejected on missing days
     seconds: float = 0.0
     known_until: date | None = None  # the calendar's last known session, when the window goes past it
     provisional_days: list[date] = field(default_factory=list)  # trading days judged provisionally
@@ -243,7 +261,7 @@ class MonthCompleteness:
         errors = [c.day for c in self.partial + self.off_session] + self.missing_days
         if any(self.known_until is None or day <= self.known_until for day in errors):
             return "ERROR"
-        if errors or self.suspended or self.auction_gaps or self.known_until is not None:
+        if errors or self.suspended or self.rejected or self.auction_gaps or self.known_until is not None:
             return "WARN"
         return None
 
@@ -266,14 +284,21 @@ class MonthCompleteness:
                     f" ({self.trading_days} trading days)")
         parts = []
         if self.missing_days:
-            parts.append("no bars for any code on trading day(s) " + ", ".join(map(str, self.missing_days[:limit])))
+            parts.append("no bars for any code on trading day(s) " + ", ".join(
+                f"{d}" + (f" ({rejects_text(self.missing_day_rejects[d])})" if d in self.missing_day_rejects else "")
+                for d in self.missing_days[:limit]))
         if self.partial:
             parts.append(f"{len(self.partial)} code-day(s) with {self.missing_minutes:,} missing minute(s): "
-                         + "; ".join(f"{c.code} {c.day} {c.missing} missing ({c.stamps})" for c in self.partial[:limit]))
+                         + "; ".join(f"{c.code} {c.day} {c.missing} missing ({c.stamps})"
+                                     + (f", {rejects_text(c.rejects)}" if c.rejects else "")
+                                     for c in self.partial[:limit]))
         if self.off_session:
             parts.append(f"{self.off_session_bars:,} bar(s) outside the sessions: " + "; ".join(
                 f"{c.code} {c.day}{' (not a trading day)' if c.verdict == 'off_calendar' else ''} {c.stamps}"
                 for c in self.off_session[:limit]))
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} code-day(s) without bars whose rows a load rejected: " + "; ".join(
+                f"{c.code} {c.day}: {rejects_text(c.rejects)}" for c in self.rejected[:limit]))
         if self.suspended:
             parts.append(f"{len(self.suspended)} suspended code-day(s) (no bar on a trading day): " + "; ".join(
                 f"{code} {', '.join(days)}" for code, days in list(self.suspended_by_code().items())[:limit]))
@@ -303,16 +328,23 @@ class MonthCompleteness:
             if self.expected_bars else None,
             "partial_code_days": len(self.partial), "missing_minutes": self.missing_minutes,
             "auction_gap_code_days": len(self.auction_gaps), "auction_minutes_missing": self.auction_minutes_missing,
-            "suspended_code_days": len(self.suspended), "off_session_bars": self.off_session_bars,
+            "suspended_code_days": len(self.suspended), "rejected_code_days": len(self.rejected),
+            "off_session_bars": self.off_session_bars,
             "missing_days": [str(d) for d in self.missing_days], "seconds": self.seconds,
         }
         if self.known_until is not None:
             out["provisional_days"] = [str(d) for d in self.provisional_days]
             out["calendar"] = self.calendar_note
         if self.partial:
-            out["partial"] = markdown_table(["code", "day", "missing", "closing auction", "first missing"],
-                                            ([c.code, c.day, c.missing, c.auction_missing, c.stamps]
+            out["partial"] = markdown_table(["code", "day", "missing", "closing auction", "first missing", "rejected"],
+                                            ([c.code, c.day, c.missing, c.auction_missing, c.stamps,
+                                              rejects_text(c.rejects) if c.rejects else ""]
                                              for c in self.partial), limit=SAMPLE)
+        if self.rejected:
+            out["rejected"] = markdown_table(["code", "day", "rows rejected", "reasons", "rejects in"],
+                                             ([c.code, c.day, c.rejects.rows, ", ".join(c.rejects.reasons),
+                                               " ".join(c.rejects.files)] for c in self.rejected),
+                                             limit=SAMPLE)
         if self.off_session:
             out["off_session"] = markdown_table(
                 ["code", "day", "bars off-session", "trading day", "first stamps"],
@@ -375,6 +407,7 @@ def check_month(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as
             result.missing_days, result.expected_bars = list(missing_days), int(per_code) * result.codes
         for row in conn.execute(_PROBLEMS).fetchall():
             _classify(result, *row)
+        _name_rejected_rows(conn, result)
         _expand(conn, ident, result.partial[:sample], _MISSING_STAMPS, lambda c: c.missing + c.auction_missing)
         _expand(conn, ident, result.off_session[:sample], _OFF_STAMPS, lambda c: c.off_session)
     result.seconds = round(_time.monotonic() - started, 3)
@@ -398,6 +431,43 @@ def _classify(result: MonthCompleteness, code: str, day: date, off_calendar: boo
         result.auction_gaps.append(CodeDay(code, day, "auction_gap", 0, auction_missing, off, bars))
     if off:
         result.off_session.append(CodeDay(code, day, "off_session", off_session=off, bars=bars))
+
+
+def _name_rejected_rows(conn: psycopg.Connection, result: MonthCompleteness) -> None:
+    """Code-days without bars whose rows a load rejected become `rejected` (not suspended); partial
+    code-days and missing days get their rejected rows; so do codes with no bar in the month at all
+    on trading days that have bars (inside check_month's transaction: its temporary tables)."""
+    found = rejected_rows_between(conn, result.start, result.end)
+    if not found:
+        return
+    suspended, result.suspended = result.suspended, []
+    for c in suspended:
+        c.rejects = found.get((c.code, c.day))
+        c.verdict = "rejected" if c.rejects else c.verdict
+        (result.rejected if c.rejects else result.suspended).append(c)
+    for c in result.partial:
+        c.rejects = found.get((c.code, c.day))
+    for day in result.missing_days:
+        on_day = [r for (_, d), r in found.items() if d == day]
+        if on_day:
+            result.missing_day_rejects[day] = _merged(day, on_day)
+    codes = sorted({code for code, _ in found})
+    judged = {row[0] for row in conn.execute("SELECT DISTINCT code FROM _bar_days WHERE code = ANY(%s)", (codes,))}
+    days = {row[0] for row in conn.execute("SELECT day FROM _grid_days WHERE has_bars")}
+    unjudged = [r for (code, day), r in sorted(found.items()) if code not in judged and day in days]
+    result.rejected = sorted(result.rejected + [CodeDay(r.code, r.day, "rejected", rejects=r) for r in unjudged],
+                             key=lambda c: (c.code, c.day))
+
+
+def _merged(day: date, rejected: list[RejectedDay]) -> RejectedDay:
+    """The rejected rows of several codes on one day, as one."""
+    merged = RejectedDay("*", day)
+    for r in rejected:
+        merged.rows += r.rows
+        for why, n in r.reasons.items():
+            merged.reasons[why] = merged.reasons.get(why, 0) + n
+        merged.files += [f for f in r.files if f not in merged.files]
+    return merged
 
 
 def _expand(conn: psycopg.Connection, ident: sql.Composable, code_days: list[CodeDay], query: str, total) -> None:

@@ -14,7 +14,8 @@ sample at open time).
 What is kept and what is rejected:
 
 - Rejected rows go to ``reader.rejects`` as :class:`Reject` (file, 1-based physical line number
-  counting the header and blank lines, raw line text, reason): a time that doesn't parse or is
+  counting the header and blank lines, raw line text, reason; those whose code and time parsed are
+  also counted per code and day in ``reader.rejected_days``): a time that doesn't parse or is
   missing, a code that is missing or can't be normalized, a numeric field that isn't a number
   (or is +-inf), a wrong field count (a truncated last line), a line that can't be decoded, and a
   time outside the A-share venues' plausible window (core/plausibility.py: after now + the tolerance
@@ -176,6 +177,18 @@ class TimeRange(NamedTuple):
     months: list  # sorted month partition keys touched, "YYYY-MM"
 
 
+REJECTED_DAYS_SCHEMA = pl.Schema({"code": pl.String, "day": pl.Date, "reason": pl.String, "rows": pl.Int64})
+
+
+def reject_kind(reason: pl.Expr) -> pl.Expr:
+    """A reject reason's kind: 'future-dated' or 'before the earliest plausible day' for an implausible
+    time, else the (first) reason up to its ':' ('bad number in close')."""
+    implausible = reason.str.starts_with(f"{plausibility.REASON}:")
+    return (pl.when(implausible & reason.str.contains(" is after now", literal=True)).then(pl.lit("future-dated"))
+            .when(implausible).then(pl.lit("before the earliest plausible day"))
+            .otherwise(reason.str.extract(r"^([^:;]*)")))
+
+
 def empty_minute_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=MINUTE_SCHEMA)
 
@@ -321,6 +334,7 @@ class MinuteCsvReader:
         self.rejects: list[Reject] = []
         self.reject_count = 0
         self.reject_reasons: Counter = Counter()  # rejected rows by reason (up to its first ':')
+        self._rejected_days: list[pl.DataFrame] = []
         self.rows = 0
         # one window for the whole file (and both passes over it): the loosest of the A-share venues
         self.plausible = plausibility.window(A_SHARE_VENUES)
@@ -705,7 +719,14 @@ class MinuteCsvReader:
                   .then(pl.format(f"wrong field count: expected {ncols}, got {{}}", pl.col("_nf")))
                   .otherwise(pl.concat_str(reasons, separator="; ", ignore_nulls=True)))
         parsed = frame.with_columns(_reason=reason)
-        rejected = parsed.filter(pl.col("_reason") != "").select("line", "raw", reason="_reason")
+        rejected = parsed.filter(pl.col("_reason") != "")
+        if only_time:
+            rejected = rejected.select("line", "raw", reason="_reason")
+        else:  # with its code and time where they parsed (never from a line whose fields can't be trusted)
+            unparsed = pl.col("bad_decode") | ~pl.col("_count_ok")
+            rejected = rejected.select("line", "raw", reason="_reason",
+                                       code=pl.when(unparsed).then(None).otherwise(pl.col("code")),
+                                       time=pl.when(unparsed).then(None).otherwise(pl.col("time")))
         kept = parsed.filter(pl.col("_reason") == "")
         self._check_clock(kept)
         if only_time:
@@ -764,11 +785,16 @@ class MinuteCsvReader:
         if rejected.height == 0:
             return
         self.reject_count += rejected.height
+        days = (rejected.filter(pl.col("code").is_not_null() & pl.col("time").is_not_null())
+                .group_by("code", day=pl.col("time").dt.date(), reason=reject_kind(pl.col("reason")))
+                .agg(rows=pl.len().cast(pl.Int64)))
+        if days.height:
+            self._rejected_days.append(days)
         room = self.max_rejects - len(self.rejects)
         if room > 0:
             file = str(self.path)
-            self.rejects.extend(Reject(file, line, raw, reason)
-                                for line, raw, reason in rejected.head(room).iter_rows())
+            rows = rejected.head(room).select("line", "raw", "reason").iter_rows()
+            self.rejects.extend(Reject(file, line, raw, reason) for line, raw, reason in rows)
 
     def batches(self) -> Iterator[pl.DataFrame]:
         """Normalized batches (one per block, empty ones skipped); rejects accumulate on the reader.
@@ -787,6 +813,15 @@ class MinuteCsvReader:
             raise error
 
     __iter__ = batches
+
+    @property
+    def rejected_days(self) -> pl.DataFrame:
+        """Rejected rows whose code and time parsed, counted per code, day and kind (`reject_kind`):
+        columns code, day, reason, rows; every rejected row counts, beyond ``max_rejects`` too."""
+        if not self._rejected_days:
+            return pl.DataFrame(schema=REJECTED_DAYS_SCHEMA)
+        return (pl.concat(self._rejected_days).group_by("code", "day", "reason").agg(pl.col("rows").sum())
+                .sort("code", "day", "reason"))
 
     def read(self) -> pl.DataFrame:
         """The whole file as one frame (small files, tests)."""
