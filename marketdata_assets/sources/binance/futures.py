@@ -45,6 +45,7 @@ from marketdata_assets.datasets.wire import columns_of, epoch_us, field, finish,
 from marketdata_assets.sources.binance.rest import (
     ERRORS,
     BinanceClient,
+    PriceKline,
     best_quote,
     parse_depth,
     parse_klines,
@@ -156,7 +157,7 @@ def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None) -> 
 
 def parse_price_klines(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """`markPriceKlines` / `indexPriceKlines` 1-minute arrays → price bars (open, high, low, close)."""
-    return parse_klines(body, instrument, ctx, venue=VENUE).select(list(PRICE_BARS_SCHEMA))
+    return parse_klines(body, instrument, ctx, venue=VENUE, kind=PriceKline).select(list(PRICE_BARS_SCHEMA))
 
 
 def parse_ticker(book: Any, premium: Any, stats: Any, instrument: str,

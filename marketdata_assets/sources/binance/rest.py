@@ -47,6 +47,7 @@ import re
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
+import msgspec
 import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, split_pair, yymmdd
@@ -58,9 +59,21 @@ from marketdata_assets.core.http import (
     SourcePermissionError,
     describe_request,
 )
-from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, epoch_to_us, floor_ms, from_us, to_us
+from marketdata_assets.datasets.declared import Int64, all_flags, epoch_ok, one_of, page_of, stamped
+from marketdata_assets.datasets.declared import epoch_us as epoch_us_of
+from marketdata_assets.datasets.frames import (
+    BARS_SCHEMA,
+    EPOCH_MS_OR_US,
+    TRADES_SCHEMA,
+    as_utc,
+    ceil_ms,
+    day_of,
+    epoch_to_us,
+    floor_ms,
+    from_us,
+    to_us,
+)
 from marketdata_assets.datasets.wire import (
-    BarColumns,
     DropCounts,
     Trade,
     TradeColumns,
@@ -139,52 +152,127 @@ def _ctx(instrument: str, ctx: Page | None, venue: str = VENUE) -> Page:
     return ctx or Page(venue, instrument)
 
 
-def _bool(value: Any, what: str, ctx: Page) -> bool:
-    if isinstance(value, bool):
+class AggTrade(msgspec.Struct):
+    """One aggregate trade: `/api/v3/aggTrades` (USD-M `/fapi/v1/aggTrades`) and the `aggTrade` event."""
+
+    a: Int64        # aggregate trade id: the row's trade_id and seq
+    p: float        # price, quote per base (decimal text on the wire)
+    q: float        # quantity, base units (decimal text)
+    T: Int64        # trade time: epoch ms, or µs when asked with X-MBX-TIME-UNIT: MICROSECOND
+    m: Any          # true: the buyer was the maker, so the taker SOLD (true/false only)
+
+
+class HistoricalTrade(msgspec.Struct):
+    """One trade of `/api/v3/trades` and `historicalTrades` (and of the dump files)."""
+
+    id: Int64           # trade id: trade_id and seq
+    price: float        # quote per base (decimal text)
+    qty: float          # base units (decimal text)
+    quoteQty: float     # quote units traded: the row's amount
+    time: Int64         # epoch ms (µs when asked)
+    isBuyerMaker: Any   # true: the taker SOLD (true/false only)
+
+
+class Kline(msgspec.Struct, array_like=True):
+    """One `/api/v3/klines` row: a 12-element array (only the first 9 are read)."""
+
+    open_time: Int64    # epoch ms (µs when asked): the bar's ts
+    open: float         # decimal text, as the four prices
+    high: float
+    low: float
+    close: float
+    volume: float       # base units
+    close_time: Int64   # open_time + interval - 1 ms (or - 1 µs): tells the kline's interval
+    quote_volume: float  # quote units: the row's amount
+    trades: Int64       # number of trades
+    labels: ClassVar[dict[str, str]] = {"open_time": "open time", "close_time": "close time",
+                                        "quote_volume": "quote volume", "trades": "number of trades"}
+
+
+class PriceKline(msgspec.Struct, array_like=True):
+    """One USD-M `markPriceKlines` / `indexPriceKlines` row: a kline whose volumes are "Ignore"."""
+
+    open_time: Int64    # epoch ms: the bar's ts
+    open: float         # decimal text, as the four prices
+    high: float
+    low: float
+    close: float
+    ignore: Any         # "Ignore" in the docs (their example sends "0 ")
+    close_time: Int64   # open_time + interval - 1 ms
+    labels: ClassVar[dict[str, str]] = Kline.labels
+
+
+def _flag(value: Any, what: str, ctx: Page) -> bool:
+    if value is True or value is False:
         return value
     raise ctx.error(f"{what} is {value!r}, not true/false")
 
 
-def agg_trade(record: Any, what: str, ctx: Page, event_ms: int | None = None) -> Trade:
-    """One aggTrade `{a, p, q, T, m}` (REST, and USD-M's `aggTrade` stream event): trade_id = seq = `a`."""
-    agg_id = integer(field(record, "a", what, ctx), f"{what} a", ctx)
-    what = f"{what} (a={agg_id})"
-    price = positive(number(field(record, "p", what, ctx), f"{what} p", ctx), what, ctx)
-    qty = positive(number(field(record, "q", what, ctx), f"{what} q", ctx), what, ctx, "quantity")
-    ts = epoch_us(field(record, "T", what, ctx), f"{what} T", ctx)
-    maker = _bool(field(record, "m", what, ctx), f"{what} m", ctx)
-    return Trade(ts, str(agg_id), price, qty, _amount(price * qty, what, ctx), "sell" if maker else "buy", agg_id,
-                 event_ms or ts // 1000)
+def _finite(value: float, raw: Any, what: str, ctx: Page) -> float:
+    if not math.isfinite(value):
+        raise ctx.error(f"{what} is {raw!r}, not a finite number")
+    return value
+
+
+def _trade(ts_us: int, trade_id: int, price: float, qty: float, amount: float, taker_sold: bool, what: str,
+           ctx: Page, event_ms: int | None) -> Trade:
+    """The rules every Binance trade record keeps (a positive price and quantity) → a Trade."""
+    positive(price, what, ctx)
+    positive(qty, what, ctx, "quantity")
+    return Trade(ts_us, str(trade_id), price, qty, amount, "sell" if taker_sold else "buy", trade_id,
+                 event_ms or ts_us // 1000)
+
+
+def agg_trade(record: Any, what: str, ctx: Page, event_ms: int | None = None, t: AggTrade | None = None) -> Trade:
+    """One aggTrade (REST, and USD-M's `aggTrade` stream event): trade_id = seq = `a`, amount = p x q."""
+    t = t or one_of(AggTrade, record, what, ctx)
+    what = f"{what} (a={t.a})"
+    price = _finite(t.p, record.get("p") if isinstance(record, dict) else t.p, f"{what} p", ctx)
+    qty = _finite(t.q, record.get("q") if isinstance(record, dict) else t.q, f"{what} q", ctx)
+    ts_us = epoch_us(t.T, f"{what} T", ctx)
+    taker_sold = _flag(t.m, f"{what} m", ctx)
+    return _trade(ts_us, t.a, price, qty, _amount(price * qty, what, ctx), taker_sold, what, ctx, event_ms)
 
 
 def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
-    """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`)."""
+    """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`):
+    the page's rules checked on its columns; a page that breaks one is read record by record
+    (`agg_trade`), which names the first record that breaks it."""
     ctx = _ctx(instrument, ctx, venue)
-    if not isinstance(body, list):
-        raise ctx.error(f"aggTrades: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
-    cols = TradeColumns()
-    for i, record in enumerate(body):
-        cols.add(*agg_trade(record, f"aggTrade #{i}", ctx)[:7])
-    return cols.frame(venue, instrument)
+    records = page_of(AggTrade, body, "aggTrade", ctx)
+    page = pl.DataFrame({"seq": [t.a for t in records], "price": [t.p for t in records],
+                         "quantity": [t.q for t in records], "ts": [t.T for t in records]},
+                        schema={"seq": pl.Int64, "price": pl.Float64, "quantity": pl.Float64, "ts": pl.Int64})
+    sold = [t.m for t in records]
+    if not (all_flags(sold) and _trades_ok(page)):
+        for i, t in enumerate(records):
+            agg_trade(body[i], f"aggTrade #{i}", ctx, t=t)
+    return stamped(page.with_columns(epoch_us_of("ts"), pl.col("seq").cast(pl.Utf8).alias("trade_id"),
+                                     (pl.col("price") * pl.col("quantity")).alias("amount"),
+                                     pl.Series("side", sold, pl.Boolean).replace_strict({True: "sell", False: "buy"},
+                                                                                        return_dtype=pl.Utf8)),
+                   venue, instrument, TRADES_SCHEMA)
+
+
+def _trades_ok(page: pl.DataFrame) -> bool:
+    """Every trade of the page finite, positive, stamped in epoch ms or µs, its price x quantity finite."""
+    price, qty = pl.col("price"), pl.col("quantity")
+    return page.select((price.is_finite() & qty.is_finite() & (price > 0) & (qty > 0) & epoch_ok("ts")
+                        & (price * qty).is_finite()).all()).item()
 
 
 def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
     """`/api/v3/trades` / `historicalTrades` records → trades frame (amount = quoteQty, seq = id)."""
     ctx = _ctx(instrument, ctx, venue)
-    if not isinstance(body, list):
-        raise ctx.error(f"trades: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
     cols = TradeColumns()
-    for i, record in enumerate(body):
-        what = f"trade #{i}"
-        trade_id = integer(field(record, "id", what, ctx), f"{what} id", ctx)
-        what = f"{what} (id={trade_id})"
-        price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
-        qty = positive(number(field(record, "qty", what, ctx), f"{what} qty", ctx), what, ctx, "quantity")
-        quote = not_negative(number(field(record, "quoteQty", what, ctx), f"{what} quoteQty", ctx), f"{what} quoteQty",
-                             ctx)
-        ts = epoch_us(field(record, "time", what, ctx), f"{what} time", ctx)
-        maker = _bool(field(record, "isBuyerMaker", what, ctx), f"{what} isBuyerMaker", ctx)
-        cols.add(ts, str(trade_id), price, qty, quote, "sell" if maker else "buy", trade_id)
+    for i, t in enumerate(page_of(HistoricalTrade, body, "trade", ctx)):
+        what, raw = f"trade #{i} (id={t.id})", body[i]
+        price = _finite(t.price, raw["price"], f"{what} price", ctx)
+        qty = _finite(t.qty, raw["qty"], f"{what} qty", ctx)
+        quote = not_negative(_finite(t.quoteQty, raw["quoteQty"], f"{what} quoteQty", ctx), f"{what} quoteQty", ctx)
+        ts_us = epoch_us(t.time, f"{what} time", ctx)
+        taker_sold = _flag(t.isBuyerMaker, f"{what} isBuyerMaker", ctx)
+        cols.add(*_trade(ts_us, t.id, price, qty, quote, taker_sold, what, ctx, None)[:7])
     return cols.frame(venue, instrument)
 
 
@@ -195,33 +283,67 @@ def _amount(amount: float, what: str, ctx: Page) -> float:
 
 
 def parse_klines(body: Any, instrument: str, ctx: Page | None = None, interval_ms: int = 60_000,
-                 venue: str = VENUE) -> pl.DataFrame:
-    """`/api/v3/klines` 12-element arrays → bars frame (volume = base, amount = quote volume); every
-    kline must span `interval_ms` (closeTime = openTime + interval - 1 ms, or - 1 µs)."""
+                 venue: str = VENUE, kind: type = Kline) -> pl.DataFrame:
+    """`/api/v3/klines` rows (`Kline`; `PriceKline`: prices only) → bars frame (volume = base, amount =
+    quote volume); every kline must span `interval_ms` (closeTime = openTime + interval - 1 ms, or
+    - 1 µs). The rules run on the page's columns; a page that breaks one is read kline by kline
+    (`_kline`), which names the first that breaks it."""
     ctx = _ctx(instrument, ctx, venue)
-    if not isinstance(body, list):
-        raise ctx.error(f"klines: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
-    cols = BarColumns()
-    for i, row in enumerate(body):
-        if not isinstance(row, list) or len(row) < 12:
-            raise ctx.error(f"kline #{i} is not a 12-element array: {str(row)[:160]}")
-        what = f"kline #{i}"
-        open_us = epoch_us(row[0], f"{what} open time", ctx)
-        what = f"{what} ({from_us(open_us).strftime('%Y-%m-%d %H:%M')})"
-        span = epoch_us(row[6], f"{what} close time", ctx) - open_us
-        if not interval_ms * 1000 - 1000 <= span < interval_ms * 1000:
-            raise ctx.error(f"{what} spans {(span + 1) / 1e6:g} s (close time - open time), not {interval_ms / 1000:g} s: "
-                            "a kline of another interval")
-        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
-                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
-        volume = number(row[5], f"{what} volume", ctx)
-        amount = not_negative(number(row[7], f"{what} quote volume", ctx), f"{what} quote volume", ctx)
-        trades = integer(row[8], f"{what} number of trades", ctx)
-        check_bar(what, ctx, open_us, o, h, lo, c, volume, minute=interval_ms % 60_000 == 0)
-        if trades < 0:
-            raise ctx.error(f"{what} number of trades is {trades}, negative")
-        cols.add(open_us, o, h, lo, c, volume, amount, trades)
-    return cols.frame(venue, instrument)
+    if isinstance(body, list):
+        short = next((i for i, row in enumerate(body) if not isinstance(row, list) or len(row) < 12), None)
+        if short is not None:
+            raise ctx.error(f"kline #{short} is not a 12-element array: {str(body[short])[:160]}")
+    records = page_of(kind, body, "kline", ctx)
+    full = kind is Kline
+    names = ["open_time", "open", "high", "low", "close", "close_time", *(("volume", "quote_volume", "trades")
+                                                                           if full else ())]
+    page = pl.DataFrame({name: [getattr(k, name) for k in records] for name in names}, schema={
+        name: pl.Int64 if name in ("open_time", "close_time", "trades") else pl.Float64 for name in names})
+    if not full:
+        page = page.with_columns(volume=pl.lit(0.0), quote_volume=pl.lit(0.0), trades=pl.lit(0, pl.Int64))
+    page = page.with_columns(epoch_us_of("open_time"), epoch_us_of("close_time"))
+    if not _klines_ok(page, interval_ms):
+        for i, k in enumerate(records):
+            _kline(k, body[i], f"kline #{i}", ctx, interval_ms, full)
+    return stamped(page.rename({"open_time": "ts", "quote_volume": "amount"}), venue, instrument, BARS_SCHEMA)
+
+
+def _klines_ok(page: pl.DataFrame, interval_ms: int) -> bool:
+    """Every kline of the page stamped in epoch ms or µs, spanning the interval, opening on a minute (a
+    minute interval), finite, a bar that can be true (datasets.wire.check_bar), volumes not negative."""
+    o, h, lo, c, t = (pl.col(n) for n in ("open", "high", "low", "close", "open_time"))
+    span = pl.col("close_time") - t
+    rules = (span.is_between(interval_ms * 1000 - 1000, interval_ms * 1000, closed="left")
+             & pl.all_horizontal(pl.col("open", "high", "low", "close", "volume", "quote_volume").is_finite())
+             & (pl.min_horizontal(o, c) >= lo) & (pl.max_horizontal(o, c) <= h) & (lo > 0)
+             & (pl.col("volume") >= 0) & (pl.col("quote_volume") >= 0) & (pl.col("trades") >= 0)
+             & t.is_between(EPOCH_MS_OR_US[0] * 1000, EPOCH_MS_OR_US[1], closed="left"))
+    if interval_ms % 60_000 == 0:
+        rules = rules & (t % 60_000_000 == 0)
+    return page.select(rules.all()).item()
+
+
+def _kline(k: Kline | PriceKline, raw: list, what: str, ctx: Page, interval_ms: int, full: bool) -> None:
+    """One kline's rules, raising the error that names it (the page's rules failed)."""
+    open_us = epoch_us(k.open_time, f"{what} open time", ctx)
+    what = f"{what} ({from_us(open_us).strftime('%Y-%m-%d %H:%M')})"
+    span = epoch_us(k.close_time, f"{what} close time", ctx) - open_us
+    if not interval_ms * 1000 - 1000 <= span < interval_ms * 1000:
+        raise ctx.error(f"{what} spans {(span + 1) / 1e6:g} s (close time - open time), not {interval_ms / 1000:g} s: "
+                        "a kline of another interval")
+    o, h, lo, c = (_finite(v, raw[j], f"{what} {name}", ctx) for j, (name, v) in enumerate(
+        (("open", k.open), ("high", k.high), ("low", k.low), ("close", k.close)), start=1))
+    volume = _volumes(k, raw, what, ctx)[0] if full else 0.0
+    check_bar(what, ctx, open_us, o, h, lo, c, volume, minute=interval_ms % 60_000 == 0)
+
+
+def _volumes(k: Kline, raw: list, what: str, ctx: Page) -> tuple[float, float, int]:
+    """(volume, quote volume, number of trades) of a kline: finite, the last two not negative."""
+    volume = _finite(k.volume, raw[5], f"{what} volume", ctx)
+    amount = not_negative(_finite(k.quote_volume, raw[7], f"{what} quote volume", ctx), f"{what} quote volume", ctx)
+    if k.trades < 0:
+        raise ctx.error(f"{what} number of trades is {k.trades}, negative")
+    return volume, amount, k.trades
 
 
 def parse_depth(body: Any, instrument: str, received: datetime | None, ctx: Page | None = None,

@@ -1,0 +1,145 @@
+"""Wire records: each vendor message is declared once, in its source's package, as a typed record
+(a ``msgspec.Struct``, one comment per field: wire name, unit, meaning) and read here. A page of them is
+checked and converted in C; a record that does not fit is a SourceDataError naming the record, the
+field and the value, as the field-by-field readers of datasets.wire say it. The rules that are not
+types (a positive price, an epoch in milliseconds or microseconds) run on the columns afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+import msgspec
+import polars as pl
+
+from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
+
+_FAILURE = re.compile(r"^(?P<why>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_STEP = re.compile(r"\[(\d+)\]|\.([^.\[]+)")
+_TYPES = {"int": "an integer", "float": "a number", "bool": "true/false", "str": "a string",
+          "object": "an object", "array": "an array"}
+
+
+def page_of(kind: type, body: Any, what: str, page: Page) -> list:
+    """`body` (a decoded JSON array) as `kind` records; a SourceDataError naming what does not fit."""
+    if not isinstance(body, list):
+        raise page.error(f"{what}s: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+    try:
+        return msgspec.convert(body, list[kind], strict=False)
+    except msgspec.ValidationError as error:
+        raise page.error(explain(str(error), body, what, kind)) from None
+
+
+def one_of(kind: type, record: Any, what: str, page: Page) -> Any:
+    """One decoded JSON value as a `kind` record (a stream event, a snapshot answer)."""
+    try:
+        return msgspec.convert(record, kind, strict=False)
+    except msgspec.ValidationError as error:
+        raise page.error(explain(str(error), [record], what, kind, numbered=False)) from None
+
+
+def explain(message: str, body: Any, what: str, kind: type | None = None, numbered: bool = True) -> str:
+    """msgspec's "Expected `float`, got `str` - at `$[3].p`" as "aggTrade #3 p is 'abc', not a number" (an
+    array-like record's position by its field's name, or its `labels` entry)."""
+    found = _FAILURE.match(message)
+    why, path = found["why"], found["path"] or ""
+    steps = [int(i) if i else name for i, name in _STEP.findall(path)]
+    if not steps:
+        return f"{what}s: {why}"
+    index, fields = steps[0], [_name(kind, s) for s in steps[1:2]] + [str(s) for s in steps[2:]]
+    label = f"{what} #{index}" if numbered else what
+    value: Any = body
+    for step in steps:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            value = None
+            break
+    missing = re.match(r"Object missing required field `([^`]+)`", why)
+    if missing:
+        has = sorted(value)[:12] if isinstance(value, dict) else []
+        return f"{' '.join([label, *fields])} lacks field {missing[1]!r} (has {has})"
+    if why.startswith(("Expected `int` >=", "Expected `int` <")):
+        return f"{' '.join([label, *fields])} is {str(value)[:40]}, out of the 64-bit integer range"
+    if why.startswith("Number out of range"):
+        return f"{' '.join([label, *fields])} is {value!r}, not a finite number"
+    expected = re.match(r"Expected `([^`|]+)", why)
+    if expected:
+        kind = _TYPES.get(expected[1], expected[1])
+        shown = f"{type(value).__name__} {str(value)[:80]!r}" if isinstance(value, dict | list) else repr(value)
+        return f"{' '.join([label, *fields])} is {shown}, not {kind}"
+    return f"{' '.join([label, *fields])}: {why}"
+
+
+def _name(kind: type | None, step: int | str) -> str:
+    """A record field's name as messages say it: its `labels` entry, else its wire name (array-like
+    records: the name of the field at that position)."""
+    if kind is None:
+        return str(step)
+    name = kind.__struct_fields__[step] if isinstance(step, int) and step < len(kind.__struct_fields__) else str(step)
+    return getattr(kind, "labels", {}).get(name, name)
+
+
+def finite(values: Sequence[float], page: Page, describe: Callable[[int], str]) -> None:
+    """A SourceDataError `describe(i)` for the first value that is NaN or infinite."""
+    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise page.error(describe(bad))
+
+
+def flags(values: Sequence[Any], page: Page, describe: Callable[[int], str]) -> None:
+    """True/false wire values only (a lax "true" or 1 is an error): `describe(i)` of the first other."""
+    bad = next((i for i, v in enumerate(values) if v is not True and v is not False), None)
+    if bad is not None:
+        raise page.error(describe(bad))
+
+
+def first_failing(frame: pl.DataFrame, ok: pl.Expr) -> int | None:
+    """The index of the first row where `ok` is not true (None: every row passes)."""
+    bad = frame.select(pl.arg_where(~ok.fill_null(False)).first()).item()
+    return None if bad is None else int(bad)
+
+
+def require(frame: pl.DataFrame, ok: pl.Expr, page: Page, describe) -> None:
+    """A SourceDataError `describe(i)` for the first row `i` where `ok` fails (a vectorized rule)."""
+    bad = first_failing(frame, ok)
+    if bad is not None:
+        raise page.error(describe(bad))
+
+
+def epoch_us(column: str) -> pl.Expr:
+    """Epoch milliseconds or microseconds (by magnitude, as datasets.frames.epoch_to_us) → microseconds;
+    0 stays 0 (epoch zero: a placeholder the plausibility rule drops and counts)."""
+    raw = pl.col(column)
+    return pl.when(raw >= 100_000_000_000_000).then(raw).otherwise(raw * 1000).alias(column)
+
+
+def epoch_ok(column: str) -> pl.Expr:
+    """True where `column` is 0 or epoch milliseconds / microseconds (not seconds, not nanoseconds)."""
+    raw = pl.col(column)
+    return (raw == 0) | raw.is_between(EPOCH_MS_OR_US[0], EPOCH_MS_OR_US[1], closed="left")
+
+
+def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
+    """The `fields` of `records` as lists (one pass each, in C attribute access)."""
+    return {name: [getattr(r, name) for r in records] for name in fields}
+
+
+def all_flags(values: Sequence[Any]) -> bool:
+    """Every value a JSON true/false (a lax "true" or 1 is not)."""
+    return set(map(type, values)) <= {bool}
+
+
+def stamped(frame: pl.DataFrame, venue: str, instrument: str, schema: dict) -> pl.DataFrame:
+    """`frame` (its `ts` in epoch microseconds, the schema's other columns but venue and instrument) as a
+    frame of `schema`: ts a UTC time, venue and instrument constant columns, in the schema's order."""
+    return frame.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")), pl.lit(venue, pl.Utf8).alias("venue"),
+                              pl.lit(instrument, pl.Utf8).alias("instrument")).select(
+        [pl.col(name).cast(dtype) for name, dtype in schema.items()])
+
