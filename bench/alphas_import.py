@@ -235,7 +235,7 @@ def expect(stats: dict, **wanted: int) -> None:
 
 
 def fresh_databases() -> None:
-    from marketdata_assets.ingest.alphas.importer import ALPHA_INDEXES, ensure_alpha_indexes
+    from marketdata_assets.stores.mongo.alphas import ALPHA_INDEXES, ensure_alpha_indexes
 
     mongo = client()
     for name in (DB_REGULAR, DB_SUPER, DB_CEILING):

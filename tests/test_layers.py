@@ -36,6 +36,9 @@ def test_the_package_keeps_its_layer_contracts():
     ("stores/clickhouse/writer.py", "import dagster", "nothing imports Dagster"),
     ("sources/okx/rest.py", "from marketdata_assets.stores.clickhouse import writer", "Layers"),
     ("sources/okx/rest.py", "from marketdata_assets.ingest import engine", "Layers"),
+    # quality and ingest are siblings: neither imports the other
+    ("quality/checks.py", "from marketdata_assets.ingest import engine", "Layers"),
+    ("ingest/engine.py", "from marketdata_assets.quality import checks", "Layers"),
     ("stores/mongo/documents.py", "from marketdata_assets.sources import alpha_api", "Layers"),
     ("sources/okx/rest.py", "from marketdata_assets.sources.binance import rest", "Sources don't import"),
     ("stores/timescale/kline.py", "from marketdata_assets.stores.clickhouse import tables", "Stores don't import"),

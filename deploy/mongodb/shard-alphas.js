@@ -4,12 +4,12 @@
 // Databases and collection are the settings' defaults (ALPHA_DB_REGULAR, ALPHA_DB_SUPER,
 // ALPHA_COLLECTION); tests/deploy/test_mongodb_layout.py checks them and the key against the importer.
 //
-// Shard key { id: 1 }, unique: the importer's unique index `id` (ingest/alphas/importer.py,
+// Shard key { id: 1 }, unique: the importer's unique index `id` (stores/mongo/alphas.py,
 // ALPHA_INDEXES) must be prefixed by the shard key, or MongoDB refuses the index on a sharded
 // collection. Alpha ids are random 7-8 character codes, so a ranged key spreads writes evenly (no
 // monotonic hot chunk) and keeps a lookup by id on one shard; a hashed key cannot back a unique index.
 // The import ledger (import_ledger) stays unsharded on the database's primary shard: it is small.
-// The importer names this key in every upsert and delete filter (ingest/alphas/importer.py, SHARD_KEY,
+// The importer names this key in every upsert and delete filter (stores/mongo/alphas.py, SHARD_KEY,
 // by_ids: mongos refuses an upsert without it).
 const SHARD_KEY = { id: 1 };
 const NAMESPACES = ["regular_alphas.alphas", "super_alphas.alphas"];

@@ -18,6 +18,7 @@ API::
     convention_for("SSE")                                -> BarConvention(label="end", call_auction=False)
     is_provisional("SSE", date(2027, 1, 4))              -> True (exchange-calendars 4.13.2 ends XSHG in 2026)
     provisional_note("SSE")                              -> "provisional: exchange-calendars 4.13.2 knows ..."
+    next_month(date(2024, 12, 1))                        -> 2025-01-01 (the first day of the next month)
 
 **Bar labelling.** A 1-minute bar covers [t, t + 1 min); vendors stamp it with either end:
 
@@ -166,6 +167,11 @@ def convention_for(venue: str) -> BarConvention:
 def venue_timezone(venue: str) -> str:
     """The IANA time zone of the venue's sessions: "Asia/Shanghai" for SSE."""
     return str(calendar_for(venue).tz)
+
+
+def next_month(month: date) -> date:
+    """The first day of the month after `month`'s."""
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 def _day(value: date | datetime | str, what: str) -> date:

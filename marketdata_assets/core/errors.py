@@ -21,3 +21,12 @@ def scrub(text: str, *secrets: str) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def error_text(error: BaseException, label: str) -> str:
+    """The error's own message, prefixed with `label` (a slice: 'VENUE:INSTRUMENT day dataset') unless
+    it names the instrument already; the exception's type too unless it is a RuntimeError or ValueError."""
+    text = str(error).strip() or type(error).__name__
+    if not isinstance(error, (RuntimeError, ValueError)):
+        text = f"{type(error).__name__}: {text}"
+    return text if label.split(" ")[0].split(":")[-1] in text else f"{label}: {text}"

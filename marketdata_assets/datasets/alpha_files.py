@@ -51,7 +51,7 @@ from marketdata_assets.core.files import (  # noqa: F401
     quarantine,
     write_bytes_if_changed,
 )
-from marketdata_assets.core.landing_files import LinkRefused, is_link, open_file, scan, visible
+from marketdata_assets.core.landing_files import LinkRefused, is_link, open_file, read_bytes, scan, visible
 
 try:  # optional: faster parsing only
     import orjson as _orjson
@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 API_TZ = ZoneInfo("America/New_York")
 PLAUSIBILITY_VENUE = "ALPHA_API"  # the plausible window of dateCreated (core/plausibility.py)
 ALPHA_DIR = "alphas"
+LISTINGS = ".listings"  # under <landing>/alphas/: a dot directory, so no importer, sensor or package reads it
 _ID = re.compile(r"^[A-Za-z0-9]{7,8}$")
 _TYPE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}$")
@@ -308,6 +309,19 @@ def landing_root_of(path: str | os.PathLike) -> Path:
     """The <root> of a file in the layout."""
     parse_alpha_path(path)
     return Path(path).parents[4]
+
+
+def listing_path(landing_root: str | os.PathLike, month: str, account: str) -> Path:
+    """Where the ids of the latest complete fetch of (account, month) are kept."""
+    return Path(landing_root) / ALPHA_DIR / LISTINGS / check_month(month) / f"{check_account(account)}.json"
+
+
+def read_listing(landing_root: str | os.PathLike, month: str, account: str) -> dict | None:
+    """{"ids": {type: [id, ...]}, "unplaceable": n, ...} of the latest complete fetch, or None."""
+    try:
+        return json.loads(read_bytes(listing_path(landing_root, month, account)))
+    except (FileNotFoundError, LinkRefused):  # a link is not ours: never read
+        return None
 
 
 def _levels(directory: Path, wanted: str | None) -> list[str]:

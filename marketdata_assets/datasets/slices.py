@@ -4,13 +4,15 @@ name slices: the one shape they all share, with no behaviour beyond splitting a 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import polars as pl
+
+from marketdata_assets.core.naming import parse_partition_key
 
 
 @dataclass(frozen=True, order=True)
@@ -25,6 +27,16 @@ class SliceKey:
 
     def __str__(self) -> str:
         return f"{self.venue + ':' if self.venue else ''}{self.instrument} {self.day} {self.dataset}"
+
+
+def slices_of(partition_keys: Iterable[str], dataset: str) -> list[SliceKey]:
+    """The slices of day x instrument partition keys ('YYYY-MM-DD|VENUE:INSTRUMENT') of `dataset`."""
+    out = []
+    for key in partition_keys:
+        day, instrument = str(key).split("|")
+        parsed = parse_partition_key(instrument)
+        out.append(SliceKey(dataset, parsed.venue, parsed.instrument, date.fromisoformat(day)))
+    return out
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from typing import Any
 
 import polars as pl
 
+from marketdata_assets.core.errors import error_text
 from marketdata_assets.core.http import STOP_ERRORS, RequestStats, SourceRequestError, counting
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
@@ -72,14 +73,6 @@ class SliceOutcome:
 
     def settle(self, status: str, error: str = "") -> None:
         self.status, self.error, self.finished_at = status, error, datetime.now(UTC)
-
-
-def error_text(error: BaseException, label: str) -> str:
-    """The error's own message, prefixed with `label` unless it names the instrument already."""
-    text = str(error).strip() or type(error).__name__
-    if not isinstance(error, (RuntimeError, ValueError)):
-        text = f"{type(error).__name__}: {text}"
-    return text if label.split(" ")[0].split(":")[-1] in text else f"{label}: {text}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ documents); the collections are not partitioned."""
 from __future__ import annotations
 
 from marketdata_assets.datasets.alpha_files import to_utc
-from marketdata_assets.ingest.alphas.importer import ledger_entries
 from marketdata_assets.quality.checks import ALPHA_STORE, AlphaStore, Check, Verdict, whole
+from marketdata_assets.stores.mongo.alphas import ledger_entries
 from marketdata_assets.stores.mongo.documents import DATE_FIELDS, DATES_FIELD
 
 # Fields every alpha of the type carries (the BRAIN-style API answers them for every alpha).

@@ -1,6 +1,6 @@
 """The alphas domain's coverage picture: account x month, how much of what the API listed is in MongoDB.
 
-What a month should hold is the id list of its latest complete fetch (`landing.read_listing`; the
+What a month should hold is the id list of its latest complete fetch (`alpha_files.read_listing`; the
 alphas that could not be placed count as never stored), or the landed files of a month that was
 never fetched (it arrived as a package). A cell is the share of those ids stored in their type's
 collection: a quarantined alpha, a file not imported yet or a lost document lowers it. Files the
@@ -18,8 +18,7 @@ from typing import NamedTuple
 
 from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
-from marketdata_assets.datasets.alpha_files import month_alpha_files
-from marketdata_assets.ingest.alphas.landing import read_listing
+from marketdata_assets.datasets.alpha_files import month_alpha_files, read_listing
 from marketdata_assets.sources.alpha_api import month_window
 from marketdata_assets.stores.mongo.documents import DATES_FIELD
 

@@ -56,12 +56,12 @@ from typing import Any
 
 import polars as pl
 
+from marketdata_assets.core.errors import error_text
 from marketdata_assets.core.http import STOP_ERRORS, RequestStats, counting
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
-from marketdata_assets.ingest.engine import error_text
 from marketdata_assets.sources.interface import IdSequence
 from marketdata_assets.sources.registry import SOURCES
 from marketdata_assets.stores.clickhouse import tables, writer

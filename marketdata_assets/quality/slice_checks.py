@@ -19,9 +19,8 @@ from datetime import date, datetime, timezone
 from marketdata_assets.core import calendars
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
-from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.frames import spec_for
-from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.datasets.slices import slices_of
 from marketdata_assets.quality.checks import (
     CLICKHOUSE,
     DAY,
@@ -66,16 +65,6 @@ from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 
 # each stock source's bar convention: the bar opens a full day has (core.calendars underneath)
 SESSION_BAR_OPENS = {"TUSHARE": tushare_feeds.session_bar_opens, "YAHOO": yahoo_feeds.session_bar_opens}
-
-
-def slices_of(partition_keys: Iterable[str], dataset: str) -> list[SliceKey]:
-    """The slices of day x instrument partition keys ('YYYY-MM-DD|VENUE:INSTRUMENT') of `dataset`."""
-    out = []
-    for key in partition_keys:
-        day, instrument = str(key).split("|")
-        parsed = parse_partition_key(instrument)
-        out.append(SliceKey(dataset, parsed.venue, parsed.instrument, date.fromisoformat(day)))
-    return out
 
 
 def venue_day_keys(store: ClickHouse, dataset: str, partition_keys: Iterable[str],

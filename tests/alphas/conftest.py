@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from marketdata_assets.ingest.alphas.importer import ensure_alpha_indexes
+from marketdata_assets.stores.mongo.alphas import ensure_alpha_indexes
 
 
 @pytest.fixture

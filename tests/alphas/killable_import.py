@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 from pymongo import MongoClient
 
 from marketdata_assets.ingest.alphas.import_lock import partition_lock
-from marketdata_assets.ingest.alphas.importer import ensure_alpha_indexes, import_files
+from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.replay.alpha_factory import make_alpha
+from marketdata_assets.stores.mongo.alphas import ensure_alpha_indexes
 from tests import private_mongo
 from tests.alphas.test_importer import drop
 from tests.private_mongo import PrivateMongo

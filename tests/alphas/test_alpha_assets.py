@@ -23,11 +23,11 @@ from marketdata_assets.defs.alphas.assets import (
 )
 from marketdata_assets.defs.alphas.checks import alpha_checks
 from marketdata_assets.defs.alphas.schedules import alpha_fetch_daily
-from marketdata_assets.ingest.alphas.importer import LEDGER, collection_digest
 from marketdata_assets.ingest.alphas.packages import build_package
 from marketdata_assets.replay.alpha_api import AlphaReplayServer, ReplayAccount, ReplayConfig
 from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
 from marketdata_assets.sources.alpha_api import credential_vars
+from marketdata_assets.stores.mongo.alphas import LEDGER, collection_digest
 
 NY = ZoneInfo("America/New_York")
 MONTH, MONTH_KEY = "2025-07", "2025-07-01"
@@ -392,8 +392,8 @@ def test_coverage_draws_stored_over_listed_per_account_month_and_names_what_is_m
     import base64
     import re
 
+    from marketdata_assets.datasets.alpha_files import read_listing
     from marketdata_assets.defs.alphas.coverage import alphas_coverage, recent_months
-    from marketdata_assets.ingest.alphas.landing import read_listing
 
     assert recent_months(3, datetime(2026, 1, 15, tzinfo=NY)) == ["2025-11", "2025-12", "2026-01"]
     months = len(recent_months(400, datetime.now(NY))) - recent_months(400, datetime.now(NY)).index(MONTH)

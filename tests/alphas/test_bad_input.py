@@ -21,9 +21,10 @@ from marketdata_assets.core import settings
 from marketdata_assets.core.files import reason_file_of
 from marketdata_assets.datasets.alpha_files import canonical_file_bytes, land_alpha, month_alpha_files
 from marketdata_assets.ingest.alphas import importer
-from marketdata_assets.ingest.alphas.importer import ensure_alpha_indexes, import_files, ledger_entries
+from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.replay.alpha_factory import NY, make_alpha
 from marketdata_assets.resources import MongoResource
+from marketdata_assets.stores.mongo.alphas import ensure_alpha_indexes, ledger_entries
 from marketdata_assets.stores.mongo.documents import from_document
 
 MONTH = "2025-07"

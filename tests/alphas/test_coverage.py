@@ -8,8 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from marketdata_assets.datasets.alpha_files import land_alpha
-from marketdata_assets.ingest.alphas.landing import listing_path
+from marketdata_assets.datasets.alpha_files import land_alpha, listing_path
 from marketdata_assets.quality import alpha_coverage as cov
 from marketdata_assets.quality.alpha_coverage import AccountMonth, coverage
 

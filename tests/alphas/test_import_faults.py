@@ -29,15 +29,15 @@ from marketdata_assets.defs.alphas.assets import (
     alpha_store,
 )
 from marketdata_assets.ingest.alphas.import_lock import PartitionBusy, partition_lock
-from marketdata_assets.ingest.alphas.importer import (
+from marketdata_assets.ingest.alphas.importer import import_files
+from marketdata_assets.resources import AlphaStoreResource, MongoResource
+from marketdata_assets.stores.mongo.alphas import (
     LEDGER,
     ImportBlocked,
     collection_digest,
     ensure_alpha_indexes,
-    import_files,
     transaction_lifetime,
 )
-from marketdata_assets.resources import AlphaStoreResource, MongoResource
 from tests.alphas.killable_import import (
     ALPHAS,
     BATCH,

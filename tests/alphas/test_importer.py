@@ -14,14 +14,14 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from marketdata_assets.ingest.alphas.importer import (
+from marketdata_assets.ingest.alphas.importer import import_files
+from marketdata_assets.replay.alpha_factory import make_alpha
+from marketdata_assets.stores.mongo.alphas import (
     LEDGER,
     collection_digest,
     ensure_alpha_indexes,
-    import_files,
     ledger_entries,
 )
-from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.stores.mongo.documents import from_document, to_document
 
 REPO = Path(__file__).resolve().parents[2]

@@ -203,7 +203,7 @@ def test_a_day_whose_rows_were_rejected_as_future_dated_is_named_not_a_suspensio
     has passed, the code without bars on it is no suspension: the check names the rejected rows, their
     reason and rejects file; loading the file again (fixed) replaces that record."""
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    month = loader.next_month(today + timedelta(days=2))  # its first two trading days: ahead of now
+    month = calendars.next_month(today + timedelta(days=2))  # its first two trading days: ahead of now
     day, after = calendars.trading_days("SSE", month, month + timedelta(days=20))[:2]
     past = calendars.trading_days("SSE", today - timedelta(days=20), today - timedelta(days=1))[-1]
     allow_future_until(monkeypatch, after + timedelta(days=1))  # the market's bars of both days, loaded

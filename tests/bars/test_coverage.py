@@ -10,6 +10,7 @@ from xml.etree import ElementTree
 import polars as pl
 
 from marketdata_assets.apps.main import last_complete_months, write_replay_minute_files
+from marketdata_assets.core import calendars
 from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.quality.minute_bars import completeness, coverage, kline_coverage, units
 from marketdata_assets.replay import minute_csv as fx
@@ -56,7 +57,7 @@ def test_make_run_replay_data_verdict(minute_store, tmp_path):
         loader.load_file(minute_store, path, path.name, months, sha256=loader.file_sha256(path), use_copy=True,
                          run_id=None, reject_dir=tmp_path / "rejects")
     minute_store.commit()
-    kline.refresh_window(minute_store, months[0], loader.next_month(months[-1]))
+    kline.refresh_window(minute_store, months[0], calendars.next_month(months[-1]))
     for month in months:
         found = completeness.check_month(minute_store, month)
         assert (found.severity, found.codes, found.partial, found.suspended, found.off_session) == \

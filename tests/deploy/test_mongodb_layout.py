@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.alphas.importer import ALPHA_INDEXES, SHARD_KEY, by_ids
+from marketdata_assets.stores.mongo.alphas import ALPHA_INDEXES, SHARD_KEY, by_ids
 from tests.deploy import manifests as m
 
 DOCKER = m.REPO / "docker"

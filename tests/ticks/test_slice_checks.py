@@ -13,7 +13,7 @@ import pytest
 
 from marketdata_assets.core.markdown import Markdown
 from marketdata_assets.datasets.frames import TRADES_SCHEMA
-from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.datasets.slices import SliceKey, slices_of
 from marketdata_assets.datasets.wire import columns_of
 from marketdata_assets.quality.checks import (
     CLICKHOUSE,
@@ -35,7 +35,6 @@ from marketdata_assets.quality.slice_checks import (
     YAHOO_CHECKS,
     rule_check,
     rule_verdicts,
-    slices_of,
     trade_id_check,
 )
 from marketdata_assets.quality.slices import (

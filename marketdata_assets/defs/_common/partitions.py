@@ -14,8 +14,7 @@ from datetime import date
 import dagster as dg
 
 from marketdata_assets.core.naming import parse_partition_key
-from marketdata_assets.datasets.slices import SliceKey
-from marketdata_assets.quality.slice_checks import slices_of
+from marketdata_assets.datasets.slices import SliceKey, slices_of
 from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars

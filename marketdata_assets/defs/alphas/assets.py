@@ -36,17 +36,13 @@ from marketdata_assets.defs.alphas.partitions import (
     month_of_key,
 )
 from marketdata_assets.ingest.alphas.import_lock import PartitionBusy, partition_lock
-from marketdata_assets.ingest.alphas.importer import (
-    ImportBlocked,
-    ImportStats,
-    ensure_alpha_indexes,
-    import_files,
-)
+from marketdata_assets.ingest.alphas.importer import ImportStats, import_files
 from marketdata_assets.ingest.alphas.landing import decompose_dropped, land_month
 from marketdata_assets.ingest.alphas.packages import PackageError, build_package
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
 from marketdata_assets.sources.alpha_api import AlphaAuthError, AlphaConfigError, month_window
+from marketdata_assets.stores.mongo.alphas import ImportBlocked, ensure_alpha_indexes
 from marketdata_assets.stores.mongo.documents import DATES_FIELD
 
 GROUP = "alphas"

@@ -7,13 +7,12 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from marketdata_assets.core import settings
+from marketdata_assets.core import calendars, settings
 from marketdata_assets.core.charts import Candle, candlestick_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs.equities.partitions import minute_bar_months
 from marketdata_assets.ingest.minute_bars import landing as landing_load
-from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.ingest.minute_bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.minute_bars import coverage
@@ -76,7 +75,7 @@ def partition_months(context: dg.AssetExecutionContext) -> list[date]:
     end = date(window.end.year, window.end.month, 1)
     while month < end:
         months.append(month)
-        month = loader.next_month(month)
+        month = calendars.next_month(month)
     return months
 
 
@@ -141,7 +140,7 @@ def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineC
     """Monthly K-line per code (seed 004): a TimescaleDB continuous aggregate where the TSL features
     exist, otherwise a table refreshed per month with the same SQL; cleaning in its WHERE."""
     months = partition_months(context)
-    end = loader.next_month(months[-1])
+    end = calendars.next_month(months[-1])
     bootstrap = bootstrap_store(context, timescale)
     with timescale.connection() as conn:
         try:
@@ -191,7 +190,7 @@ def stock_daily_ma(context: dg.AssetExecutionContext, timescale: TimescaleResour
     """Daily bars per code with MA5/MA10/MA20 of the close (seed 001's handler example: clean minute
     bars -> daily bars -> moving averages), computed with enough history before the month."""
     months = partition_months(context)
-    end = loader.next_month(months[-1])
+    end = calendars.next_month(months[-1])
     with timescale.connection() as conn:
         with ledger.ddl_lock(conn):
             ensure_daily_ma_table(conn)

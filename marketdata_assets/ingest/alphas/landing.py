@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketdata_assets.core.files import atomic_write_bytes, quarantine, reason_file_of
-from marketdata_assets.core.landing_files import LinkRefused, Listing, is_link, link_reason, read_bytes, walk
+from marketdata_assets.core.landing_files import Listing, is_link, link_reason, walk
 from marketdata_assets.datasets.alpha_files import (
     ALPHA_DIR,
     canonical_file_bytes,
-    check_account,
-    check_month,
     land_alpha,
+    listing_path,
 )
 from marketdata_assets.ingest.alphas.packages import (
     PACKAGE_DIR,
@@ -63,26 +62,10 @@ class LandedMonth:
                 "seconds": self.seconds}
 
 
-LISTINGS = ".listings"  # under <landing>/alphas/: a dot directory, so no importer, sensor or package reads it
-
-
-def listing_path(landing_root: Path, month: str, account: str) -> Path:
-    """Where the ids of the latest complete fetch of (account, month) are kept."""
-    return Path(landing_root) / ALPHA_DIR / LISTINGS / check_month(month) / f"{check_account(account)}.json"
-
-
-def read_listing(landing_root: Path, month: str, account: str) -> dict | None:
-    """{"ids": {type: [id, ...]}, "unplaceable": n, ...} of the latest complete fetch, or None."""
-    try:
-        return json.loads(read_bytes(listing_path(landing_root, month, account)))
-    except (FileNotFoundError, LinkRefused):  # a link is not ours: never read
-        return None
-
-
 async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path, quarantine_root: Path, *,
                      on_progress: Callable[[LandedMonth], None] | None = None) -> LandedMonth:
     """Fetch every alpha of (account, month) and land it; returns the counts. A fetch that completes
-    also records the ids it listed (`read_listing`): what the coverage picture holds the store to."""
+    also records the ids it listed (`alpha_files.read_listing`): what the coverage picture holds the store to."""
     started = last_report = time.monotonic()
     landed = LandedMonth(account=account, month=month)
     listed: dict[str, list[str]] = {}

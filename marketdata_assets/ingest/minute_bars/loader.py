@@ -72,10 +72,6 @@ def month_start(value: date | datetime) -> date:
     return date(value.year, value.month, 1)
 
 
-def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
 def _is_csv(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith((".csv", ".csv.gz"))
 

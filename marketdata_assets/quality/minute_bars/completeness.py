@@ -65,7 +65,6 @@ from psycopg import sql
 from marketdata_assets.core import calendars
 from marketdata_assets.core.markdown import table as markdown_table
 from marketdata_assets.core.naming import A_SHARE_VENUES
-from marketdata_assets.ingest.minute_bars.loader import next_month
 from marketdata_assets.stores.timescale.copy_writer import table_identifier
 from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
 from marketdata_assets.stores.timescale.ledger import RejectedDay, rejected_rows_between
@@ -98,7 +97,7 @@ def month_window(month: date, as_of: date | None = None, venue: str = "SSE") -> 
     yesterday (in the venue's time zone) while it is in progress."""
     month = date(month.year, month.month, 1)
     today = as_of or datetime.now(ZoneInfo(calendars.venue_timezone(venue))).date()
-    return month, max(month, min(next_month(month), today))
+    return month, max(month, min(calendars.next_month(month), today))
 
 
 def expected_grid(venue: str, start: date, end: date) -> Grid:

@@ -29,8 +29,8 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
+from marketdata_assets.core.calendars import next_month
 from marketdata_assets.core.markdown import table as markdown_table
-from marketdata_assets.ingest.minute_bars.loader import next_month
 from marketdata_assets.quality.minute_bars.completeness import scan_settings
 from marketdata_assets.stores.timescale import kline
 from marketdata_assets.stores.timescale.copy_writer import table_identifier

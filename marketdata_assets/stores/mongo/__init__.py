@@ -1,1 +1,2 @@
-"""MongoDB: alpha JSON <-> documents, validation, routing, and the deep merge of the import."""
+"""MongoDB: alpha JSON <-> documents, validation, routing, the deep merge of the import, and the alpha
+store (alphas.py: indexes, the import ledger, transactions)."""
