@@ -1,39 +1,33 @@
 """Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`).
 
-Formats: `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}`; usIn/usOut in microseconds, trade
-timestamps in milliseconds; numbers are JSON numbers.
+Answers are `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}` (usIn/usOut in microseconds). What a
+page's `result` holds is declared once below (`TradePage`, `Chart`, `FundingRow`, `BookSummary`: one
+comment per field). Deribit's numbers are JSON numbers: a page of exactly the declared types is
+converted in C and its rules checked on its columns; any other page (a number sent as text, a field
+missing, a rule broken) is read record by record, which names the first record, field and value at
+fault, and reads what the record readers allow.
 
-- `get_last_trades_by_instrument_and_time` (start_timestamp, end_timestamp — both inclusive —,
-  count ≤ 1000, sorting=asc) → `result: {trades: [{trade_seq, trade_id ("ETH-284830839" for ETH,
-  digits for BTC), timestamp, tick_direction, direction, price, amount, mark_price, index_price,
-  instrument_name, ...}], has_more}`. Paging: while `has_more`, the next page starts AT the last
-  timestamp seen (it may hold more trades of that millisecond) and the trades of that millisecond
-  already seen are dropped by trade_id (counted as `duplicates`). A page made entirely of one millisecond cannot move the
-  start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`).
-  By sequence range (the trade-id refill, quality.continuity): `trades_by_seq` pages
-  `get_last_trades_by_instrument?start_seq=&end_seq=` (trade_seq: "the sequence number of the
-  trade within instrument").
+- Trades (`get_last_trades_by_instrument_and_time`: start_timestamp and end_timestamp both inclusive,
+  count <= 1000, sorting=asc). Paging: while `has_more`, the next page starts AT the last timestamp
+  seen (it may hold more trades of that millisecond) and the trades of that millisecond already seen
+  are dropped by trade_id (counted as `duplicates`). A page made entirely of one millisecond cannot
+  move the start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`),
+  as `trades_by_seq` does for the trade-id refill (quality.continuity: `&end_seq=`).
+- Liquidations: the trades' `liquidation` flags over the trades' paging; a row per liquidated side,
+  "<trade_id>-M|T", side = that order's (T: the taker's direction; M: the opposite).
+- Bars: `get_tradingview_chart_data` (resolution=1), in `CHART_WINDOW`s; trades = null.
+- Funding: `get_funding_rate_history`, hourly, perpetuals only. At most about a month an answer,
+  start_timestamp exclusive [inferred]: asked in `FUNDING_WINDOW`s as (start - 1 ms, end - 1 ms].
+- Option chains: `get_book_summary_by_currency?currency=BTC&kind=option` ("BTC-OPTIONS"); strike,
+  expiry (08:00 UTC) and type from the name. No bid_iv / ask_iv there (only in a ticker per
+  option): null.
 - `get_order_book` → `result: {timestamp, change_id, bids: [[price, amount]], asks, stats, ...}`.
-- `get_tradingview_chart_data` (resolution=1) → parallel arrays `ticks, open, high, low, close,
-  volume (base), cost (quote)`, `status` "ok" | "no_data" (any other is an error); trades = null.
 - `ticker` → `result: {timestamp, last_price, best_bid_price/_amount, best_ask_price/_amount (null,
   or 0 and 0, for an empty side), mark_price, index_price, current_funding, funding_8h, open_interest,
   stats: {volume (24h, base), volume_usd}}`. tickers: funding_rate = current_funding (the rate now),
   amount_24h = volume_usd (for USDC contracts taken as the quote amount [inferred]). open_interest
   (USD for inverse contracts, base coin for linear ones) / get_instruments `contract_size`
   (`CONTRACT_SIZES`, `contract_sizes=`) = contracts; base and quote via mark_price. No OI history.
-- `get_funding_rate_history` → `result: [{timestamp, index_price, prev_index_price, interest_1h,
-  interest_8h}]`, hourly, perpetuals only: rate = interest_1h (1 h), rate_8h = interest_8h. At most
-  about a month an answer, start_timestamp exclusive [inferred]: asked in `FUNDING_WINDOW`s as
-  (start - 1 ms, end - 1 ms].
-- liquidations: the trades' `liquidation` ("M" maker side liquidated, "T" taker, "MT" both) over
-  the trades' paging; a row per liquidated side, "<trade_id>-M|T", side = that order's (T: the
-  taker's direction; M: the opposite).
-- `get_book_summary_by_currency?currency=BTC&kind=option` (chain "BTC-OPTIONS") → `result:
-  [{instrument_name, creation_timestamp (each row's ts), underlying_price, underlying_index,
-  mark_price (coin), mark_iv, bid_price, ask_price (null without quotes), open_interest, volume}]`;
-  strike, expiry (08:00 UTC) and type from the name. No bid_iv / ask_iv there (only in a ticker per
-  option): null.
 
 A time in seconds, a price or amount that is not positive, a bar that cannot be true are errors
 naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
@@ -57,6 +51,7 @@ import re
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
+import msgspec
 import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, ddmmmyy, option_strike
@@ -70,7 +65,20 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms, from_us, to_us
+from marketdata_assets.datasets.declared import Int64, columns, epoch_ok, stamped
+from marketdata_assets.datasets.declared import epoch_us as epoch_us_of
+from marketdata_assets.datasets.frames import (
+    BARS_SCHEMA,
+    FUNDING_SCHEMA,
+    OPTION_CHAIN_SCHEMA,
+    TRADES_SCHEMA,
+    as_utc,
+    ceil_ms,
+    day_of,
+    floor_ms,
+    from_us,
+    to_us,
+)
 from marketdata_assets.datasets.wire import (
     BarColumns,
     DropCounts,
@@ -174,7 +182,96 @@ def chain_currency(instrument: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Parsers
+# What is inside `result` (the fields read; the rest are ignored)
+# --------------------------------------------------------------------------------------------
+
+class DeribitTrade(msgspec.Struct):
+    """One trade of `get_last_trades_by_instrument[_and_time]` (the `trades` channel's are read by
+    `trade_of`: the stream keeps the venue's number text)."""
+
+    trade_id: str       # unique: digits for BTC ("320450001"), prefixed for ETH ("ETH-284830839"): trade_id
+    trade_seq: Int64    # the trade's sequence number within its instrument: seq (paging by sequence)
+    timestamp: Int64    # epoch ms
+    price: float        # quote per base (USD per coin); options: the settlement coin per option
+    amount: float       # inverse contracts: USD; linear ones and options: base units (`base_and_quote`)
+    direction: str      # the taker's side: "buy" | "sell"
+    instrument_name: str | msgspec.UnsetType = msgspec.UNSET  # must be the instrument asked for
+    liquidation: str | None = None  # absent, or "M" | "T" | "MT": the maker's, the taker's, both liquidated
+
+
+class TradePage(msgspec.Struct):
+    """`result` of get_last_trades_by_instrument[_and_time]."""
+
+    trades: list[DeribitTrade]  # oldest first (sorting=asc)
+    has_more: bool              # more trades in the window asked: page on
+
+
+class Chart(msgspec.Struct):
+    """`result` of get_tradingview_chart_data: one bar per position of the parallel arrays."""
+
+    status: str           # "ok"; "no_data": no bars; any other is an error
+    ticks: list[Int64]    # bar open times, epoch ms on the minute
+    open: list[float]     # quote per base, as the three prices
+    high: list[float]
+    low: list[float]
+    close: list[float]
+    volume: list[float]   # base units
+    cost: list[float]     # quote units: the bar's amount
+
+
+class FundingRow(msgspec.Struct):
+    """One row of `get_funding_rate_history` (`result` is an array of them; prev_index_price unread)."""
+
+    timestamp: Int64        # epoch ms, on the hour: the row's ts
+    interest_1h: float      # the funding of the hour that ends there: rate (interval_hours 1)
+    interest_8h: float      # the same over 8 hours: rate_8h
+    index_price: float | None = None  # USD per coin then (absent or null: unknown)
+
+
+class BookSummary(msgspec.Struct):
+    """One option of `get_book_summary_by_currency?kind=option` (`result` is an array of them)."""
+
+    instrument_name: str        # "BTC-27DEC24-60000-C": strike, expiry and type (`contract`): option
+    creation_timestamp: Int64   # epoch ms of the summary: the row's ts
+    underlying_price: float     # the underlying's price (USD per coin), positive
+    underlying_index: str       # what it follows: "index_price" or the future's name ("BTC-27DEC24")
+    mark_price: float           # the settlement coin per option (BTC options: BTC)
+    mark_iv: float              # implied volatility of the mark, percent, positive
+    open_interest: float        # contracts (base units)
+    bid_price: float | None = None  # coin per option; null without a bid
+    ask_price: float | None = None  # null without an ask
+    volume: float | None = None     # 24 h, base units: volume_24h
+
+
+_DIRECTIONS = frozenset({"buy", "sell"})
+_OPTION_TYPES = {"C": "call", "P": "put"}
+_FLAGS = frozenset({None, *LIQUIDATION_SIDES})
+# The fields a page's rules and rows read, as columns.
+_TRADE_COLUMNS = {"timestamp": pl.Int64, "trade_id": pl.Utf8, "price": pl.Float64, "amount": pl.Float64,
+                  "direction": pl.Utf8, "trade_seq": pl.Int64}
+_FUNDING_COLUMNS = {"timestamp": pl.Int64, "interest_1h": pl.Float64, "interest_8h": pl.Float64,
+                    "index_price": pl.Float64}
+_SUMMARY_COLUMNS = {"creation_timestamp": pl.Int64, "instrument_name": pl.Utf8, "underlying_index": pl.Utf8,
+                    **dict.fromkeys(("underlying_price", "mark_price", "mark_iv", "bid_price", "ask_price",
+                                     "open_interest", "volume"), pl.Float64)}
+
+
+def _declared(kind: Any, value: Any) -> Any:
+    """`value` as `kind` if it is exactly that (JSON types as declared, no text read as a number),
+    else None: the record-by-record reader then names what is wrong, or reads what it allows."""
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        return None
+
+
+def _passes(page: pl.DataFrame, rules: pl.Expr) -> bool:
+    """Every row of `page` keeps `rules` (a null is a rule not kept)."""
+    return page.select(rules.fill_null(False).all()).item()
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers: each page's rules on its columns, else record by record (the words of each error)
 # --------------------------------------------------------------------------------------------
 
 def _result(body: Any, ctx: Page) -> Any:
@@ -217,9 +314,40 @@ def trade_of(record: Any, instrument: str, inverse: bool, what: str, ctx: Page) 
 
 def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
                      ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
-    """A trades response → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
+    """A trades response (`TradePage`) → (trades frame, has_more, {trade_id: liquidation flag} of the
+    flagged ones)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
+    page = _declared(TradePage, result)
+    frame = None if page is None else _trades_frame(page.trades, instrument)
+    if frame is None:
+        return _trade_page_by_record(result, instrument, ctx)
+    return frame, page.has_more, {t.trade_id: t.liquidation for t in page.trades if t.liquidation is not None}
+
+
+def _trades_frame(trades: list[DeribitTrade], instrument: str) -> pl.DataFrame | None:
+    """The page's trades sized (`base_and_quote`), or None if one breaks a rule: an id, the instrument
+    asked for, epoch ms, a finite positive price and amount, a direction, a known liquidation flag."""
+    inverse = is_inverse(instrument)
+    if inverse and trades:
+        note_conversion(instrument, INVERSE_CONVERSION)
+    if not ({t.instrument_name for t in trades} <= {instrument, msgspec.UNSET}
+            and {t.direction for t in trades} <= _DIRECTIONS and {t.liquidation for t in trades} <= _FLAGS):
+        return None
+    page = pl.DataFrame(columns(trades, _TRADE_COLUMNS), schema=_TRADE_COLUMNS)
+    price, amount = pl.col("price"), pl.col("amount")
+    if not _passes(page, (pl.col("trade_id").str.len_bytes() > 0) & epoch_ok("timestamp") & price.is_finite()
+                   & amount.is_finite() & (price > 0) & (amount > 0)):
+        return None
+    quantity, quote = (amount / price, amount) if inverse else (amount, price * amount)
+    page = page.select(epoch_us_of("timestamp").alias("ts"), "trade_id", "price", quantity=quantity,
+                       amount=quote, side="direction", seq="trade_seq")
+    return stamped(page, VENUE, instrument, TRADES_SCHEMA)
+
+
+def _trade_page_by_record(result: Any, instrument: str, ctx: Page
+                          ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
+    """`parse_trade_page` trade by trade (`trade_of`): the first thing wrong, in its words."""
     trades = field(result, "trades", "result", ctx)
     has_more = field(result, "has_more", "result", ctx)
     if not isinstance(trades, list):
@@ -332,9 +460,29 @@ def open_interest_of(ticker: Any, size: float, inverse: bool, ctx: Page) -> tupl
 
 
 def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
-    """get_funding_rate_history → funding rows (rate = interest_1h over 1 hour, rate_8h = interest_8h)."""
+    """get_funding_rate_history (`FundingRow`s) → funding rows (rate = interest_1h over 1 hour)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
+    rows = _declared(list[FundingRow], result)
+    frame = None if rows is None else _funding_frame(rows, instrument)
+    return _funding_by_row(result, instrument, ctx) if frame is None else frame
+
+
+def _funding_frame(rows: list[FundingRow], instrument: str) -> pl.DataFrame | None:
+    """The page's funding rows, or None if one breaks a rule: epoch ms, finite rates, an index price
+    that is null or positive."""
+    page = pl.DataFrame(columns(rows, _FUNDING_COLUMNS), schema=_FUNDING_COLUMNS)
+    rates, index = pl.col("interest_1h", "interest_8h"), pl.col("index_price")
+    if not _passes(page, epoch_ok("timestamp") & pl.all_horizontal(rates.is_finite())
+                   & (index.is_null() | (index.is_finite() & (index > 0)))):
+        return None
+    return stamped(page.select(epoch_us_of("timestamp").alias("ts"), "index_price", rate="interest_1h",
+                               interval_hours=pl.lit(1.0), rate_8h="interest_8h", mark_price=pl.lit(None)),
+                   VENUE, instrument, FUNDING_SCHEMA)
+
+
+def _funding_by_row(result: Any, instrument: str, ctx: Page) -> pl.DataFrame:
+    """`parse_funding` row by row: the first thing wrong, in its words."""
     if not isinstance(result, list):
         raise ctx.error(f"funding history result is {type(result).__name__}, not an array")
     cols = columns_of("funding")
@@ -352,11 +500,52 @@ def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.Dat
 
 
 def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
-    """get_book_summary_by_currency (kind=option) → the chain's option_chain rows (`instrument`:
-    "BTC-OPTIONS"); an option name that does not parse is an error naming it."""
+    """get_book_summary_by_currency (kind=option: `BookSummary`s) → the chain's option_chain rows
+    (`instrument`: "BTC-OPTIONS"); an option name that does not parse is an error naming it."""
     ctx = ctx or Page(VENUE, instrument)
     currency = chain_currency(instrument)
     result = _result(body, ctx)
+    rows = _declared(list[BookSummary], result)
+    frame = None if rows is None else _chain_frame(rows, currency, instrument)
+    frame = _chain_by_option(result, currency, instrument, ctx) if frame is None else frame
+    return finish("option_chain", [frame])
+
+
+def _chain_option(name: str, currency: str) -> Contract | None:
+    """The option `name` stands for, if it is one of the `currency` chain (USDC options settle in
+    their quote), else None."""
+    try:
+        named = contract(name)
+    except ValueError:
+        return None
+    settles = named.quote if "_" in name.split("-")[0] else named.base
+    return named if named.contract_type == "option" and settles == currency else None
+
+
+def _chain_frame(rows: list[BookSummary], currency: str, instrument: str) -> pl.DataFrame | None:
+    """The chain's rows, or None if one breaks a rule: an option of the chain, epoch ms, an index
+    name, finite numbers, a positive underlying price and mark_iv, the others not negative."""
+    named = [_chain_option(r.instrument_name, currency) for r in rows]
+    if any(n is None for n in named):
+        return None
+    page = pl.DataFrame(columns(rows, _SUMMARY_COLUMNS), schema=_SUMMARY_COLUMNS)
+    sizes, underlying, mark_iv = (pl.col("mark_price", "bid_price", "ask_price", "open_interest", "volume"),
+                                  pl.col("underlying_price"), pl.col("mark_iv"))
+    if not _passes(page, epoch_ok("creation_timestamp") & (pl.col("underlying_index").str.len_bytes() > 0)
+                   & underlying.is_finite() & mark_iv.is_finite() & (underlying > 0) & (mark_iv > 0)
+                   & pl.all_horizontal((sizes.is_finite() & (sizes >= 0)).fill_null(True))):
+        return None
+    page = page.with_columns(epoch_us_of("creation_timestamp").alias("ts"),
+                             pl.Series("expiry", [to_us(n.expires_at) for n in named], pl.Int64),
+                             pl.Series("strike", [n.strike for n in named], pl.Float64),
+                             pl.Series("option_type", [_OPTION_TYPES[n.option_type] for n in named], pl.Utf8),
+                             bid_iv=pl.lit(None), ask_iv=pl.lit(None))
+    return stamped(page.rename({"instrument_name": "option", "volume": "volume_24h"}), VENUE, instrument,
+                   OPTION_CHAIN_SCHEMA)
+
+
+def _chain_by_option(result: Any, currency: str, instrument: str, ctx: Page) -> pl.DataFrame:
+    """`parse_option_chain` option by option: the first thing wrong, in its words."""
     if not isinstance(result, list):
         raise ctx.error(f"book summary result is {type(result).__name__}, not an array")
     cols = columns_of("option_chain")
@@ -390,7 +579,7 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
         option_type = "call" if named.option_type == "C" else "put"
         cols.add(ts, name, to_us(named.expires_at), named.strike, option_type, underlying, index, mark,
                  mark_iv, None, None, bid, ask, open_interest, volume)
-    return finish("option_chain", [cols.frame(VENUE, instrument)])
+    return cols.frame(VENUE, instrument)
 
 
 def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -409,9 +598,33 @@ def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.
 
 
 def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
-    """get_tradingview_chart_data → bars frame (volume = base, amount = cost)."""
+    """get_tradingview_chart_data (`Chart`) → bars frame (volume = base, amount = cost)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
+    chart = _declared(Chart, result)  # "no_data" and any other status: `_chart_by_bar` answers or words it
+    frame = None if chart is None or chart.status != "ok" else _chart_frame(chart, instrument)
+    return _chart_by_bar(result, instrument, ctx) if frame is None else frame
+
+
+def _chart_frame(chart: Chart, instrument: str) -> pl.DataFrame | None:
+    """The chart's bars, or None if its arrays differ in length or a bar breaks a rule: epoch ms on a
+    minute, finite, a bar that can be true (datasets.wire.check_bar), volume and cost not negative."""
+    names = Chart.__struct_fields__[1:]  # ticks, open, high, low, close, volume, cost
+    if len({len(getattr(chart, name)) for name in names}) != 1:
+        return None
+    page = pl.DataFrame({name: getattr(chart, name) for name in names},
+                        schema={name: pl.Int64 if name == "ticks" else pl.Float64 for name in names})
+    o, h, lo, c = pl.col("open"), pl.col("high"), pl.col("low"), pl.col("close")
+    if not _passes(page, epoch_ok("ticks") & (epoch_us_of("ticks") % 60_000_000 == 0) & (lo > 0)
+                   & pl.all_horizontal(pl.col(names[1:]).is_finite()) & (pl.min_horizontal(o, c) >= lo)
+                   & (pl.max_horizontal(o, c) <= h) & (pl.col("volume") >= 0) & (pl.col("cost") >= 0)):
+        return None
+    return stamped(page.with_columns(epoch_us_of("ticks").alias("ts"), pl.col("cost").alias("amount"),
+                                     trades=pl.lit(None, pl.Int64)), VENUE, instrument, BARS_SCHEMA)
+
+
+def _chart_by_bar(result: Any, instrument: str, ctx: Page) -> pl.DataFrame:
+    """`parse_chart` bar by bar: the first thing wrong, in its words."""
     status = field(result, "status", "chart", ctx)
     if status == "no_data":
         return BarColumns().frame(VENUE, instrument)
