@@ -158,9 +158,9 @@ def _cpu_s() -> float:
 
 
 def _ceiling(client, database: str, csv_dir: Path) -> None:
-    from marketdata_assets.datasets.frames import TRADES
+    from marketdata_assets.datasets.frames import TRADES_SPEC
 
-    cols = ", ".join(f"`{c}`" for c in (*TRADES.column_names, "day", "load_id"))
+    cols = ", ".join(f"`{c}`" for c in (*TRADES_SPEC.column_names, "day", "load_id"))
     client.command(
         f"INSERT INTO `{database}`.trades ({cols})\n"
         "SELECT fromUnixTimestamp64Micro(time, 'UTC') AS ts, 'BINANCE', splitByChar('-', _file)[1], toString(id), "

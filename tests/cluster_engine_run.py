@@ -105,13 +105,13 @@ def write_orphan(client, database: str) -> None:
     """Rows of a load never made active, in February (an orphan once the grace is 0): the month keeps none."""
     import polars as pl
 
-    from marketdata_assets.datasets.frames import TRADES
+    from marketdata_assets.datasets.frames import TRADES_SPEC
     from marketdata_assets.stores.clickhouse import writer
 
     orphan = trades(["7", "8"], 99.0).with_columns(
         pl.col("ts").dt.offset_by("31d"), pl.lit("ETHUSDT").alias("instrument"))
     table = orphan.with_columns(pl.col("ts").dt.date().alias("day"), pl.lit(7, pl.UInt64).alias("load_id"))
-    writer._insert_arrow(client, database, TRADES, table.to_arrow(compat_level=pl.CompatLevel.oldest()), 100, [7])
+    writer._insert_arrow(client, database, TRADES_SPEC, table.to_arrow(compat_level=pl.CompatLevel.oldest()), 100, [7])
 
 
 def compaction(client, cluster_db: str, one_db: str) -> dict:
@@ -146,12 +146,12 @@ def compaction(client, cluster_db: str, one_db: str) -> dict:
 def trades(ids: list[str], price: float):
     import polars as pl
 
-    from marketdata_assets.datasets.frames import TRADES
+    from marketdata_assets.datasets.frames import TRADES_SPEC
 
     start = datetime(2026, 1, 5, 1, tzinfo=timezone.utc)
     return pl.DataFrame({"ts": [start.replace(minute=i) for i in range(len(ids))], "venue": "BINANCE",
                          "instrument": "BTCUSDT", "trade_id": ids, "price": price, "quantity": 1.0,
-                         "amount": price, "side": "buy", "seq": None}, schema=TRADES.schema)
+                         "amount": price, "side": "buy", "seq": None}, schema=TRADES_SPEC.schema)
 
 
 def main(directory: str) -> int:

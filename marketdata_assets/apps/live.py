@@ -6,8 +6,8 @@ the collector's endpoints, as `marketdata collect` / `marketdata consume` run th
   OKX, Deribit: `PROTOCOLS`), each collecting `options.datasets` where the venue has them (None: every
   dataset it has: trades, books, tickers, bars_1m, funding, mark_price, liquidations, open_interest),
   landing raw frames under its venue and publishing the messages to JetStream (`nats_url`), and/or
-  writing the trades straight to ClickHouse ``trades_live`` (`direct_write`, seed 002's
-  clickhouse_direct_write; alone it is the path for a machine without NATS). The venues share the
+  writing the trades straight to ClickHouse ``trades_live`` (`direct_write`, the setting
+  CLICKHOUSE_DIRECT_WRITE; alone it is the path for a machine without NATS). The venues share the
   process's one NATS connection and its sinks: a venue is a protocol and its connections, not a
   process (the JetStream client and the ClickHouse client are thread/loop-safe for this);
 - with `consume`, the durable consumer from JetStream into ``trades_live`` in the same process;

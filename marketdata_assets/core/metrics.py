@@ -90,11 +90,6 @@ LAST_SUCCESS = Gauge(
     "marketdata_last_success_timestamp_seconds", "Unix time of the latest committed load, by dataset and "
     "venue or store (the latest of every process).", ["dataset", "venue"], multiprocess_mode="max")
 
-# What the exporter and the docs name (the exposition adds _total / _bucket / _count / _sum).
-METRIC_NAMES = ("marketdata_http_requests_total", "marketdata_http_rate_limited_total",
-                "marketdata_http_retries_total", "marketdata_http_errors_total",
-                "marketdata_http_request_duration_seconds", "marketdata_rows_loaded_total",
-                "marketdata_loads_committed_total", "marketdata_last_success_timestamp_seconds")
 
 # ---- label values ------------------------------------------------------------------------------------
 

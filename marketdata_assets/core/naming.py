@@ -58,8 +58,6 @@ VENUE_ALIASES = {
     "SZ": "SZSE", "XSHE": "SZSE",
     "BJ": "BSE", "BJSE": "BSE", "XBSE": "BSE",
 }
-KNOWN_VENUES = frozenset({"BINANCE", "BINANCE_UM", "BINANCE_CM", "OKX", "DERIBIT", "BYBIT", "COINBASE",
-                          "SSE", "SZSE", "BSE"})
 
 _VENUE = re.compile(r"^[A-Z][A-Z0-9_]{1,23}$")
 # The shape of an instrument's name per venue, where the venue has one.

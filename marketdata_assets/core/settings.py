@@ -119,21 +119,21 @@ SETTINGS: tuple[Setting, ...] = (
                 read_by=("apps/cli/live.py", "defs/live/health.py")),
         Setting("COLLECTOR_METRICS_PORT", "9109", "Its port (0: a free one; `off`: no endpoints).",
                 read_by=("apps/cli/live.py", "defs/live/health.py")),
-        Setting("SYMBOLS", "", "Seed 002's name: the collector's instruments, a comma list of VENUE:NAME (a bare "
+        Setting("SYMBOLS", "", "The collector's instruments, a comma list of VENUE:NAME (a bare "
                 "name: Binance's, or the only enabled venue's; empty: each enabled venue's instruments in the sources "
                 "config); `--instruments` wins.", read_by=("apps/cli/live.py",)),
-        Setting("ENABLE_BINANCE", "true", "Seed 002's name: collect Binance spot (`--venue` wins).",
+        Setting("ENABLE_BINANCE", "true", "Collect Binance spot in `marketdata collect` (`--venue` wins).",
                 read_by=("apps/cli/live.py",)),
         Setting("ENABLE_BINANCE_UM", "false", "Collect Binance USD-M futures in `marketdata collect` (`--venue` "
-                "wins; not in seed 002, which predates the venue).", read_by=("apps/cli/live.py",)),
-        Setting("ENABLE_OKX", "false", "Seed 002's name: collect OKX in `marketdata collect` (`--venue` wins).",
-                read_by=("apps/cli/live.py",)),
-        Setting("ENABLE_DERIBIT", "false", "Seed 002's name: collect Deribit in `marketdata collect` (`--venue` "
                 "wins).", read_by=("apps/cli/live.py",)),
-        Setting("CLICKHOUSE_DIRECT_WRITE", "false", "Seed 002's `clickhouse_direct_write` (either spelling): the "
+        Setting("ENABLE_OKX", "false", "Collect OKX in `marketdata collect` (`--venue` wins).",
+                read_by=("apps/cli/live.py",)),
+        Setting("ENABLE_DERIBIT", "false", "Collect Deribit in `marketdata collect` (`--venue` wins).",
+                read_by=("apps/cli/live.py",)),
+        Setting("CLICKHOUSE_DIRECT_WRITE", "false", "(or `clickhouse_direct_write`) The "
                 "collector also writes its trades to ClickHouse `trades_live` in batches (for a machine without "
                 "NATS, with `--no-nats`).", read_by=("apps/cli/live.py",)),
-        Setting("REDIS_CACHE", "false", "Seed 002's `redis_cache` (either spelling): the collector keeps the last "
+        Setting("REDIS_CACHE", "false", "(or `redis_cache`) The collector keeps the last "
                 "trade, ticker and top of book per instrument in Redis (`md:latest:<venue>:<instrument>` hashes); "
                 "`scripts/stack up` starts redis-server when it is on (docker: `--profile cache`).",
                 read_by=("apps/cli/live.py", "scripts/stack.py")),
@@ -204,10 +204,10 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("ALPHA_PACKAGES_DIR", "", "Where alpha_packages builds monthly packages "
                 "(<TYPE>/<YYYY-MM>/<account>.jsonl.gz + .manifest.json). Empty means <state dir>/alpha_packages.",
                 read_by=("defs/alphas/assets.py",)),
-        Setting("ALPHA_DB_REGULAR", "regular_alphas", "MongoDB database of REGULAR alphas (the seed's "
+        Setting("ALPHA_DB_REGULAR", "regular_alphas", "MongoDB database of REGULAR alphas (AlphaStoreResource's "
                 "db_name_regular).", read_by=_TSDB),
-        Setting("ALPHA_DB_SUPER", "super_alphas", "MongoDB database of SUPER alphas (the seed's db_name_super).",
-                read_by=_TSDB),
+        Setting("ALPHA_DB_SUPER", "super_alphas", "MongoDB database of SUPER alphas (AlphaStoreResource's "
+                "db_name_super).", read_by=_TSDB),
         Setting("ALPHA_COLLECTION", "alphas", "Collection name in both alpha databases; the import ledger is "
                 "import_ledger in the regular database.", read_by=_TSDB),
     ),

@@ -7,9 +7,8 @@ types (a positive price, an epoch in milliseconds or microseconds) run on the co
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -84,33 +83,6 @@ def _name(kind: type | None, step: int | str) -> str:
         return str(step)
     name = kind.__struct_fields__[step] if isinstance(step, int) and step < len(kind.__struct_fields__) else str(step)
     return getattr(kind, "labels", {}).get(name, name)
-
-
-def finite(values: Sequence[float], page: Page, describe: Callable[[int], str]) -> None:
-    """A SourceDataError `describe(i)` for the first value that is NaN or infinite."""
-    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
-    if bad is not None:
-        raise page.error(describe(bad))
-
-
-def flags(values: Sequence[Any], page: Page, describe: Callable[[int], str]) -> None:
-    """True/false wire values only (a lax "true" or 1 is an error): `describe(i)` of the first other."""
-    bad = next((i for i, v in enumerate(values) if v is not True and v is not False), None)
-    if bad is not None:
-        raise page.error(describe(bad))
-
-
-def first_failing(frame: pl.DataFrame, ok: pl.Expr) -> int | None:
-    """The index of the first row where `ok` is not true (None: every row passes)."""
-    bad = frame.select(pl.arg_where(~ok.fill_null(False)).first()).item()
-    return None if bad is None else int(bad)
-
-
-def require(frame: pl.DataFrame, ok: pl.Expr, page: Page, describe) -> None:
-    """A SourceDataError `describe(i)` for the first row `i` where `ok` fails (a vectorized rule)."""
-    bad = first_failing(frame, ok)
-    if bad is not None:
-        raise page.error(describe(bad))
 
 
 def epoch_us(column: str) -> pl.Expr:

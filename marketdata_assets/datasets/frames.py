@@ -64,7 +64,7 @@ BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "volume": pl.Float64, "amount": 
 DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "pre_close": pl.Float64, "volume": pl.Float64,
                                              "amount": pl.Float64}
 
-# The rest of seed 002's data model (docs/crypto-datasets.md has the venues' formats).
+# The rest of the crypto data model (docs/crypto-datasets.md has the venues' formats).
 # Ticker snapshots: the top of the book and the day's activity as the venue reports them at `ts`.
 TICKERS_SCHEMA: dict[str, pl.DataType] = {
     "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
@@ -198,7 +198,7 @@ class Dataset:
         return tuple(name for name, _ in self.columns)
 
 
-TRADES = Dataset(
+TRADES_SPEC = Dataset(
     name="trades", code="trades", table="trades", schema=TRADES_SCHEMA, nullable=NULLABLE["trades"],
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
@@ -214,7 +214,7 @@ TRADES = Dataset(
     order_by=("venue", "instrument", "ts", "trade_id"),
     key="trade_id",
 )
-BOOKS = Dataset(
+BOOKS_SPEC = Dataset(
     name="books", code="books", table="book_snapshots", schema=BOOKS_SCHEMA, nullable=NULLABLE["books"],
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
@@ -229,7 +229,7 @@ BOOKS = Dataset(
     order_by=("venue", "instrument", "ts", "side", "level"),
 )
 _OHLC_COLUMNS = (("venue", LC), ("instrument", LC), ("open", FLOAT), ("high", FLOAT), ("low", FLOAT), ("close", FLOAT))
-BARS = Dataset(
+BARS_SPEC = Dataset(
     name="bars_1m", code="bars", table="bars_1m", schema=BARS_SCHEMA, nullable=NULLABLE["bars_1m"],
     columns=(
         ("ts", f"{TS} CODEC(DoubleDelta, ZSTD(1))"),  # the regular 1-minute grid
@@ -242,7 +242,7 @@ BARS = Dataset(
     key="ts",
     bars=MINUTE,
 )
-DAILY = Dataset(
+DAILY_SPEC = Dataset(
     name="daily_bars", code="daily", table="daily_bars", schema=DAILY_BARS_SCHEMA, nullable=NULLABLE["daily_bars"],
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
@@ -258,12 +258,13 @@ DAILY = Dataset(
 # data.binance.vision archives (sources.binance_vision.archives): aggregate trades apart from the
 # individual ones (`seq` is the aggregate id), and the daily files' kline intervals other than 1m, a
 # table each (`klines_1h`, ...: `bars_1d_v` is already the daily bars made from trades).
-AGG_TRADES = replace(TRADES, name="agg_trades", code="agg_trades", table="agg_trades")
+AGG_TRADES_SPEC = replace(TRADES_SPEC, name="agg_trades", code="agg_trades", table="agg_trades")
 KLINE_INTERVALS = ("1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-KLINES = {interval: replace(BARS, name=f"klines_{interval}", code=f"klines_{interval}", table=f"klines_{interval}",
-                            bars=Stamping(timedelta(**{_UNIT[interval[-1]]: int(interval[:-1])})))
-          for interval in KLINE_INTERVALS}
+KLINE_SPECS = {interval: replace(BARS_SPEC, name=f"klines_{interval}", code=f"klines_{interval}",
+                                table=f"klines_{interval}",
+                                bars=Stamping(timedelta(**{_UNIT[interval[-1]]: int(interval[:-1])})))
+               for interval in KLINE_INTERVALS}
 
 def _columns(schema: dict, types: dict) -> tuple:
     """(name, ClickHouse type) of every frame column: `types` by name, else by the Polars type."""
@@ -288,28 +289,29 @@ def _declare(name: str, code: str, table: str, schema: dict, *, nullable: str | 
 
 
 DERIVATIVES = ("perpetual", "future")
-TICKERS = _declare("tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"),
+TICKERS_SPEC = _declare("tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"),
                    key=None)
-FUNDING = _declare("funding", "funding", "funding_rates", FUNDING_SCHEMA,
+FUNDING_SPEC = _declare("funding", "funding", "funding_rates", FUNDING_SCHEMA,
                    order_by=("venue", "instrument", "ts"), key="ts", contracts=("perpetual",))
-OPEN_INTEREST = _declare("open_interest", "open_interest", "open_interest", OPEN_INTEREST_SCHEMA,
+OPEN_INTEREST_SPEC = _declare("open_interest", "open_interest", "open_interest", OPEN_INTEREST_SCHEMA,
                          order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
-LIQUIDATIONS = _declare("liquidations", "liquidations", "liquidations", LIQUIDATIONS_SCHEMA,
+LIQUIDATIONS_SPEC = _declare("liquidations", "liquidations", "liquidations", LIQUIDATIONS_SCHEMA,
                         order_by=("venue", "instrument", "ts", "liquidation_id"), key="liquidation_id",
                         contracts=DERIVATIVES, types={"liquidation_id": "String CODEC(ZSTD(1))"})
-MARK_BARS = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCHEMA, nullable="price_bars",
+MARK_BARS_SPEC = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCHEMA, nullable="price_bars",
                      order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES,
                      types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"}, bars=MINUTE)
-INDEX_BARS = replace(MARK_BARS, name="index_bars_1m", code="index_bars", table="index_bars_1m")
-MARK_FUNDING = _declare("mark_funding", "mark_funding", "mark_funding", MARK_FUNDING_SCHEMA,
+INDEX_BARS_SPEC = replace(MARK_BARS_SPEC, name="index_bars_1m", code="index_bars", table="index_bars_1m")
+MARK_FUNDING_SPEC = _declare("mark_funding", "mark_funding", "mark_funding", MARK_FUNDING_SCHEMA,
                         order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
-OPTION_CHAIN = _declare("option_chain", "option_chain", "option_chain", OPTION_CHAIN_SCHEMA,
+OPTION_CHAIN_SPEC = _declare("option_chain", "option_chain", "option_chain", OPTION_CHAIN_SCHEMA,
                         order_by=("venue", "instrument", "ts", "option"), key=None)
-FACTORS = _declare("factors", "factors", "factors", FACTORS_SCHEMA,
+FACTORS_SPEC = _declare("factors", "factors", "factors", FACTORS_SCHEMA,
                    order_by=("venue", "instrument", "ts", "factor"), key="factor")
-DATASETS = {spec.name: spec for spec in (TRADES, BOOKS, BARS, DAILY, AGG_TRADES, *KLINES.values(),
-                                         TICKERS, FUNDING, OPEN_INTEREST, LIQUIDATIONS, MARK_BARS,
-                                         INDEX_BARS, OPTION_CHAIN, FACTORS, MARK_FUNDING)}
+DATASETS = {spec.name: spec for spec in (
+    TRADES_SPEC, BOOKS_SPEC, BARS_SPEC, DAILY_SPEC, AGG_TRADES_SPEC, *KLINE_SPECS.values(), TICKERS_SPEC, FUNDING_SPEC,
+    OPEN_INTEREST_SPEC, LIQUIDATIONS_SPEC, MARK_BARS_SPEC, INDEX_BARS_SPEC, OPTION_CHAIN_SPEC, FACTORS_SPEC,
+    MARK_FUNDING_SPEC)}
 
 
 def spec_for(dataset: str) -> Dataset:
@@ -323,18 +325,6 @@ def spec_for(dataset: str) -> Dataset:
 
 def empty_trades() -> pl.DataFrame:
     return pl.DataFrame(schema=TRADES_SCHEMA)
-
-
-def empty_books() -> pl.DataFrame:
-    return pl.DataFrame(schema=BOOKS_SCHEMA)
-
-
-def empty_bars() -> pl.DataFrame:
-    return pl.DataFrame(schema=BARS_SCHEMA)
-
-
-def empty_daily_bars() -> pl.DataFrame:
-    return pl.DataFrame(schema=DAILY_BARS_SCHEMA)
 
 
 # --------------------------------------------------------------------------------------------

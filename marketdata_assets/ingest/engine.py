@@ -105,7 +105,7 @@ class IngestReport:
         return [o for o in self.outcomes.values() if o.status != "ok"]
 
     def summary(self, dataset: str | None = None) -> str:
-        """The seed's summary: "Successful: 148/150"."""
+        """The run's one-line summary: "Successful: 148/150"."""
         mine = self.of(dataset) if dataset else list(self.outcomes.values())
         return f"Successful: {sum(o.status == 'ok' for o in mine)}/{len(mine)}"
 

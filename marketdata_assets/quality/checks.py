@@ -37,7 +37,6 @@ DAY_VENUE = "day|venue"            # 'YYYY-MM-DD|VENUE': the venue's instruments
 DAY = "day"                        # 'YYYY-MM-DD'
 INSTRUMENT = "instrument"          # 'VENUE:INSTRUMENT' (an option chain: 'DERIBIT:BTC-OPTIONS')
 MONTH = "month"                    # 'YYYY-MM-01'
-HOUR_INSTRUMENT = "hour|instrument"  # 'YYYY-MM-DD-HH:MM|VENUE:INSTRUMENT' (a live hour of one instrument)
 HOUR = "hour"                      # 'YYYY-MM-DD-HH:MM' (Dagster's hourly keys: the live hours, instruments inside)
 
 

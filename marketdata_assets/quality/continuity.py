@@ -60,14 +60,13 @@ from marketdata_assets.core.errors import error_text
 from marketdata_assets.core.http import STOP_ERRORS, RequestStats, counting
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
-from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.frames import TRADES_SPEC, day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.sources.interface import IdSequence
 from marketdata_assets.sources.registry import SOURCES
 from marketdata_assets.stores.clickhouse import tables, writer
 
 UTC = timezone.utc
-TRADES = spec_for("trades")
 
 
 ID_SEQUENCES = tuple(seq for declared in SOURCES.values() for seq in declared.id_sequences)  # each venue's own
@@ -381,7 +380,8 @@ def _micro(client, database: str, found: SliceIds) -> bool:
     start, end = day_window(found.day)
     return bool(client.query(
         "SELECT max(toUnixTimestamp64Micro(ts) % 1000) > 0 FROM (SELECT ts FROM "
-        f"{clickhouse_database(database)}.`{TRADES.table}` WHERE venue = {{venue:String}} AND instrument = {{instrument:String}} "
+        f"{clickhouse_database(database)}.`{TRADES_SPEC.table}` "
+        "WHERE venue = {venue:String} AND instrument = {instrument:String} "
         "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} AND load_id = {load:UInt64} "
         "LIMIT 10000)", parameters={"venue": found.venue, "instrument": found.instrument, "start": start, "end": end,
                                     "load": found.load_id}).result_rows[0][0])
@@ -402,7 +402,7 @@ def _complete(client, database: str, venue: str, instrument: str, day: date, add
 
 def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Callable[[str], None]) -> None:
     found, frame = outcome.found, outcome.frame
-    current = _loads(client, database, [found.key], TRADES.code)
+    current = _loads(client, database, [found.key], TRADES_SPEC.code)
     expected = {found.day: found.load_id}
     if found.previous_load_id:
         expected[found.day - timedelta(days=1)] = found.previous_load_id
@@ -422,8 +422,9 @@ def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Call
         outcome.added[day], outcome.load_ids[day] = added, written.load_id
         stats = outcome.stats if day == found.day else RequestStats()  # the requests count on the checked day
         writer.log_ingest(client, database, [{  # under the slice's own source: the new load keeps its id sequence
-            "run_id": run_id, "source": current[(found.venue, found.instrument, day)][1], "dataset": TRADES.code,
-            "venue": found.venue, "instrument": found.instrument, "day": day, "rows": written.rows,
+            "run_id": run_id, "source": current[(found.venue, found.instrument, day)][1],
+            "dataset": TRADES_SPEC.code, "venue": found.venue, "instrument": found.instrument, "day": day,
+            "rows": written.rows,
             "requests": stats.requests, "retries": stats.retries, "rate_limited": stats.rate_limited, "outcome": "ok",
             "error": f"trade-id refill: +{added:,} trades ({found.sequence.name} ids)", "load_id": written.load_id,
             "started_at": started, "finished_at": datetime.now(UTC)}])

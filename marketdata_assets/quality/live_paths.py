@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.naming import parse_partition_key
-from marketdata_assets.datasets.frames import TRADES
+from marketdata_assets.datasets.frames import TRADES_SPEC
 from marketdata_assets.quality.checks import CLICKHOUSE, HOUR, WARN, Check, ClickHouse, Verdict, instruments_verdict
 
 LIVE_MATCHES_HOURLY = "live_matches_hourly"
@@ -52,7 +52,7 @@ def _compare_sql(db: str) -> str:
         "anyIf(quantity, src = 'l') AS lq, anyIf(quantity, src = 'b') AS bq, anyIf(amount, src = 'l') AS la, "
         "anyIf(amount, src = 'b') AS ba FROM ("
         f"SELECT 'l' AS src, {cols} FROM {db}.{TRADES_LIVE} FINAL WHERE {where} UNION ALL "
-        f"SELECT 'b' AS src, {cols} FROM {db}.`{TRADES.view}` WHERE {where}"
+        f"SELECT 'b' AS src, {cols} FROM {db}.`{TRADES_SPEC.view}` WHERE {where}"
         ") GROUP BY venue, instrument, trade_id)) GROUP BY venue, instrument, hour")
 
 

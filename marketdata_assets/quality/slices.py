@@ -91,7 +91,7 @@ BARS_CONSISTENT = {dataset: Rule(
     "AND (high < greatest(open, close) OR low > least(open, close))")
     for dataset in ("bars_1m", "daily_bars", "mark_bars_1m", "index_bars_1m")}
 
-# The rest of seed 002's datasets. The funding cap is per venue, as an 8-hour rate (the sources
+# The other crypto datasets. The funding cap is per venue, as an 8-hour rate (the sources
 # config's funding_caps, the rule's own parameters; a scope's `funding_caps` replace them); a venue
 # without a configured cap is not checked.
 def funding_caps(caps: dict[str, float] | None = None) -> dict:

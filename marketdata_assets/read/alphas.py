@@ -1,4 +1,4 @@
-"""Reads of the alpha store (MongoDB, seed 000) into Polars: one row per alpha, the fields a quant
+"""Reads of the alpha store (MongoDB) into Polars: one row per alpha, the fields a quant
 filters and ranks by, flattened.
 
 The filter is pushed to the server: the type picks the database (REGULAR / SUPER, as the importer

@@ -2,7 +2,7 @@
 and the monthly K-line (``stock_monthly_kline``).
 
 Both tables hold Beijing wall-clock times as ``timestamp without time zone`` (the loader's and the
-seed's convention), so ``start`` / ``end`` are Beijing times too: a naive value is taken as Beijing
+K-line's convention), so ``start`` / ``end`` are Beijing times too: a naive value is taken as Beijing
 wall-clock, an aware one is converted to it. Codes are normalized (core.naming.a_share_code:
 ``600000``, ``SH600000`` and ``600000.SH`` are the same code) and passed as one array parameter;
 the rows come back through ``COPY (SELECT ...) TO STDOUT`` as CSV (psycopg binds the parameters

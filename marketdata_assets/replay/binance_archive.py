@@ -28,7 +28,7 @@ replace(name)`, or `POST /_replay/<fault>?name=`):
 - `missing` {name}: 404 for the zip and its CHECKSUM, as S3 answers behind CloudFront
   (`<Error><Code>NoSuchKey</Code>...`, application/xml); days after `published_until` too;
 - `truncated` {name: hours}: a daily archive holding only its first hours (binance-public-data
-  issue #413), while the month's archive holds the whole day;
+  #413), while the month's archive holds the whole day;
 - `holed` {name: n}: a daily archive published without n rows from the middle of its day, with a
   checksum that matches (ids missing all the same; the trade-id continuity check finds them);
 - `malformed` {name: n}: the archive's n-th CSV line (0: the first) published without its last

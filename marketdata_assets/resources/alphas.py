@@ -1,4 +1,4 @@
-"""The alpha API (many accounts) and the two MongoDB databases alphas are imported into (seed 000)."""
+"""The alpha API (many accounts) and the two MongoDB databases alphas are imported into."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class AlphaApiResource(HttpApiResource):
 
 
 class AlphaStoreResource(dg.ConfigurableResource):
-    """Where alphas live in MongoDB: names as in the seed's mongo_config.json."""
+    """Where alphas live in MongoDB: a database per type (REGULAR, SUPER), one collection name in both."""
 
     mongo: MongoResource
     db_name_regular: str = Field(default="regular_alphas", description="Database of REGULAR alphas.")

@@ -38,7 +38,7 @@ __all__ = ["CryptoVenueResource", "SourceResource", "TushareResource", "YahooRes
 class SourceResource(HttpApiResource):
     """A market-data source: the shared HTTP policy plus how many fetches run at once."""
 
-    workers: int = Field(default=4, description="Instruments (or instrument-days) processed at once: the seed's --workers.")
+    workers: int = Field(default=4, description="Instruments (or instrument-days) processed at once (--workers).")
 
     def client_kwargs(self) -> dict:
         if self.workers < 1 or self.max_concurrency < 1 or self.requests_per_minute <= 0:

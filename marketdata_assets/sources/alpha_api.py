@@ -677,5 +677,5 @@ class AlphaApi:
         await self.aclose()
 
 
-# The BRAIN-style alpha API (seed 000): alphas of each account, listed by creation window.
+# The BRAIN-style alpha API: alphas of each account, listed by creation window.
 ALPHA_API = Source("ALPHA_API", (), {"alphas": HISTORY}, AlphaApiClient)

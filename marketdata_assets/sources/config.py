@@ -1,4 +1,4 @@
-"""The sources config file (seed 003's `data_providers.yaml`): an entry per declared source.
+"""The sources config file (`data_providers.yaml`): an entry per declared source.
 
     config = load_sources_config()               # the file TICKS_PROVIDERS_CONFIG names, else the shipped one
     config.sources["tushare"].requests_per_minute   # 200.0
@@ -15,7 +15,7 @@ unknown keys are errors too, with the nearest declared key (a typo would otherwi
 ignored limit), and so are missing required ones. Secrets never live in the file: only the NAME of
 the token's variable. A-share codes are normalized (``sh600000`` -> ``600000.SH``), crypto instruments checked against
 their venue (core.naming); duplicates are dropped, first occurrence kept. The keys ``symbols`` and
-``symbols_file`` are the seed's input names (``--symbols``); what they list are instruments.
+``symbols_file`` keep the CLI's option name (``--symbols``); what they list are instruments.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from marketdata_assets.sources.config_schema import (
 )
 from marketdata_assets.sources.interface import Option
 
-CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"  # seed 003's name, kept (as are the file's and the CLI's --providers-config)
+CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"  # the name deployments set (as are the file's and the CLI's --providers-config)
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "data_providers.yaml"
 ENTRIES = tuple(DECLARED)
 CRYPTO_SOURCES = {s.name: s.config for s in DECLARED.values() if s.venue_api}  # venue -> entry
@@ -161,7 +161,7 @@ class _Reader:
         return float(value)
 
     def instruments(self, raw: dict, where: str, section: Section) -> list[str]:
-        """The instruments a universe lists: its keys `symbols` and `symbols_file` (seed 003's names)."""
+        """The instruments a universe lists: its keys `symbols` and `symbols_file`."""
         out = [str(s) for s in self.get(raw, where, section, "symbols") or []]
         listed = self.get(raw, where, section, "symbols_file")
         if listed:
@@ -265,7 +265,7 @@ def _funding_caps(reader: _Reader, raw: Any) -> dict[str, float]:
 
 
 def _sources(reader: _Reader, top: dict, environ: Mapping[str, str]) -> dict[str, SourceSettings]:
-    """The `sources` section (or `providers`, its name in seed 003's file), every source's settings."""
+    """The `sources` section (or `providers`, its former name, still read), every source's settings."""
     if SECTION in top and OLD_SECTION in top:
         raise reader.error("top level", f"both {SECTION!r} and {OLD_SECTION!r} (its former name): keep one")
     name = OLD_SECTION if OLD_SECTION in top else SECTION

@@ -23,7 +23,7 @@ from marketdata_assets.sources.binance_vision.archive_settings import (
 from marketdata_assets.sources.interface import Option, Source
 from marketdata_assets.sources.registry import SOURCES
 
-SECTION, OLD_SECTION = "sources", "providers"  # the file's top-level key of the sources: new name, seed 003's
+SECTION, OLD_SECTION = "sources", "providers"  # the file's top-level key of the sources: its name, its former one
 DECLARED: dict[str, Source] = {s.config: s for s in SOURCES.values() if s.config}  # entry -> its declaration
 # Sources a file written before they existed may leave out: the vendor's defaults.
 OPTIONAL_SOURCES = {"binance_um": {"base_url": "https://fapi.binance.com", "base_url_env": "BINANCE_UM_BASE_URL"}}
@@ -47,7 +47,7 @@ COMMON: dict[str, Option] = {
         "Token bucket shared by every request of the run (one client per source and run).")),
     "max_concurrency": Option(4, "integer", minimum=1, description="Requests in flight at once."),
     "workers": Option(4, "integer", minimum=1, description=(
-        "Instruments (or instrument-days) processed at once: the seed's --workers.")),
+        "Instruments (or instrument-days) processed at once (`marketdata ingest --workers` overrides it).")),
     "timeout_s": Option(30.0, description="Seconds per request."),
     "max_retries": Option(5, "integer", minimum=0, description=(
         "Retries of 429/418 (after Retry-After), 5xx and timeouts; a ban or a permission error stops the "
@@ -65,7 +65,7 @@ def _entry(name: str, source: Source) -> Section:
 def _universe(start: str, what: str) -> dict[str, Option]:
     return {
         "history_start": Option(start, "date", description="The first day partition."),
-        "symbols": Option([], "list", nullable=True, description=f"{what} (the seed's --symbols; duplicates dropped)."),
+        "symbols": Option([], "list", nullable=True, description=f"{what} (duplicates dropped)."),
         "symbols_file": Option(None, "text", nullable=True, description=(
             "A file listing more, one a line (`#` starts a comment), relative to this file.")),
     }
@@ -103,7 +103,7 @@ ARCHIVES = {
 DEFAULT_ARCHIVES = {"instruments": ["BTCUSDT"]}  # no section: spot trades of BTCUSDT from 2025-01-01
 
 SCHEMA = Section("The sources config file.", {
-    SECTION: Section(f"An entry per declared source (`{OLD_SECTION}:`, seed 003's name, is read too; not both).",
+    SECTION: Section(f"An entry per declared source (`{OLD_SECTION}:`, its former name, is read too; not both).",
                      {name: _entry(name, source) for name, source in DECLARED.items()}, required=True),
     "universes": Section("What is fetched: the instruments and how far back.", {
         "a_shares": Section("Tushare A-share bars (absent: none).", _universe(

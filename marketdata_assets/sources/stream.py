@@ -36,15 +36,27 @@ import orjson
 import polars as pl
 
 from marketdata_assets.core.http import SourceError
+from marketdata_assets.datasets.frames import (
+    BARS_SPEC,
+    BOOKS_SPEC,
+    FUNDING_SPEC,
+    LIQUIDATIONS_SPEC,
+    MARK_FUNDING_SPEC,
+    OPEN_INTEREST_SPEC,
+    TICKERS_SPEC,
+    TRADES_SPEC,
+)
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.wire import Trade, book_frame
 
-# The datasets' names, as the rest of the project spells them (ClickHouse tables, the REST sources).
-TRADES, BOOKS, TICKERS, BARS_1M = "trades", "books", "tickers", "bars_1m"
-FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST = "funding", "mark_price", "liquidations", "open_interest"
+# The messages' datasets: the declared datasets' names (datasets.frames), and `mark_price`, whose messages
+# are stored merged with the funding ones (MARK_FUNDING).
+TRADES, BOOKS, TICKERS, BARS_1M = TRADES_SPEC.name, BOOKS_SPEC.name, TICKERS_SPEC.name, BARS_SPEC.name
+FUNDING, LIQUIDATIONS, OPEN_INTEREST = FUNDING_SPEC.name, LIQUIDATIONS_SPEC.name, OPEN_INTEREST_SPEC.name
+MARK_PRICE = "mark_price"
 LIVE_DATASETS = (TRADES, BOOKS, TICKERS, BARS_1M, FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST)
 DEFAULT_DATASETS = (TRADES, BOOKS, TICKERS)  # a venue's protocol collects these unless told otherwise
-MARK_FUNDING = "mark_funding"  # the stored dataset of the mark_price and funding messages (samples, merged by time)
+MARK_FUNDING = MARK_FUNDING_SPEC.name  # the stored dataset of the mark_price and funding messages (merged by time)
 BOOK_TOPS = "{}@book_top"  # where the collector lands its own top-N book snapshots (`book_top_channel`)
 # what a venue's frame reading raises on a frame it refuses (counted `malformed_<dataset>` / `bad_frame`)
 MALFORMED = (SourceError, KeyError, TypeError, ValueError, IndexError, AttributeError)

@@ -1,4 +1,4 @@
-"""Redis as the live collector's latest-state cache (issue #23, seed 002's `redis_cache`): per
+"""Redis as the live collector's latest-state cache (`REDIS_CACHE`): per
 instrument one hash `<prefix>:latest:<venue>:<instrument>` (prefix `md`, the subjects' own) holding
 the last message of each dataset the collector publishes (`trades`: the last trade of the newest batch; `books`: the top
 of book with its update id; any other dataset, e.g. `tickers`, under its own name), each as the

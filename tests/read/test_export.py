@@ -47,7 +47,7 @@ from marketdata_assets.stores.timescale import kline
 from tests.read.conftest import DAY, ingest
 
 START, END = day_window(DAY)
-TRADES = "trades/venue=BINANCE/date=2025-01-15/part-0.parquet"
+TRADES_FILE = "trades/venue=BINANCE/date=2025-01-15/part-0.parquet"
 NEW_YORK = ZoneInfo("America/New_York")
 KLINE_FILES = ["kline_monthly/venue=SSE/month=2025-01/part-0.parquet",
                "kline_monthly/venue=SZSE/month=2025-01/part-0.parquet"]
@@ -140,7 +140,7 @@ def test_duckdb_and_polars_read_the_export_back_as_the_stores_hold_it(loaded, tm
     root = tmp_path / "export"
     report = export_day(loaded, root, DAY)
     assert sorted(report.written) == sorted([
-        TRADES, "bars_1m/venue=BINANCE/date=2025-01-15/part-0.parquet",
+        TRADES_FILE, "bars_1m/venue=BINANCE/date=2025-01-15/part-0.parquet",
         "funding/venue=BINANCE_UM/date=2025-01-15/part-0.parquet",
         "minute_bars/venue=SSE/date=2025-01-15/part-0.parquet", "minute_bars/venue=SZSE/date=2025-01-15/part-0.parquet"])
     assert not list(root.rglob("*.tmp")) and report.bytes == sum(p.stat().st_size for p in root.rglob("*.parquet"))
@@ -160,7 +160,7 @@ def test_duckdb_and_polars_read_the_export_back_as_the_stores_hold_it(loaded, tm
     by_polars = scan(root, "minute_bars")
     assert by_polars["time"].dtype == pl.Datetime("us", "Asia/Shanghai")  # as read: Beijing, aware, end-stamped
     assert set(zip(by_polars["label"], by_polars["adjustment"])) == {("end", "qfq")}
-    identity = stored_identity(root / TRADES)
+    identity = stored_identity(root / TRADES_FILE)
     assert identity["rows"] == 800 and sorted(identity["loads"]) == ["BTCUSDT", "ETHUSDT"]
     assert META_KEY == "marketdata.export"
 
@@ -178,7 +178,7 @@ def test_an_unchanged_store_exports_nothing_and_a_reload_rewrites_just_its_parti
     third = export_day(loaded, root, DAY)
     assert sorted(third.written) == [
         "minute_bars/venue=SSE/date=2025-01-15/part-0.parquet", "minute_bars/venue=SZSE/date=2025-01-15/part-0.parquet",
-        TRADES]
+        TRADES_FILE]
     assert third.rows == 700 + 480
     changed = {p for p in root.rglob("*.parquet") if p.stat().st_mtime_ns != before[p]}
     assert {str(p.relative_to(root)) for p in changed} == set(third.written)
@@ -301,7 +301,7 @@ def test_the_asset_exports_a_partition_in_one_step(loaded, store, timescale, mon
     written = [line.strip("- `") for line in meta["written"].value.splitlines()]
     assert meta["path"].value == str(root) and meta["files_written"].value == len(written)
     assert sorted(p for p in written if not p.startswith("kline_monthly/")) == sorted(
-        [TRADES, "bars_1m/venue=BINANCE/date=2025-01-15/part-0.parquet",
+        [TRADES_FILE, "bars_1m/venue=BINANCE/date=2025-01-15/part-0.parquet",
          "funding/venue=BINANCE_UM/date=2025-01-15/part-0.parquet", *ALPHA_FILES])
     # rows_written counts every row written: ClickHouse's, the alphas' and the K-line's of this database
     assert meta["rows_written"].value == rows_in(root, written) == 800 + 1440 + 3 + 6 + rows_in(

@@ -30,7 +30,7 @@ from marketdata_assets.stores.clickhouse import tables as ct
 
 DAY = date(2025, 1, 15)
 DEC = date(2024, 12, 1)
-TRADES = "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip"
+TRADES_ARCHIVE = "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip"
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_a_good_archive_loads_into_its_dataset_and_its_checksum_is_recorded(stor
               SliceKey("klines_1h", "BINANCE", "BTCUSDT", DAY), SliceKey("bars_1m", "BINANCE_UM", "BTCUSDT", DAY)]
     report, recorded = load(store, replay, tmp_path, slices)
     assert report.summary() == "Successful: 4/4", report.failures_table()
-    assert_frame_equal(view(store, "trades", "BINANCE", "BTCUSDT"), replay.truth(TRADES).sort("ts", "trade_id"))
+    assert_frame_equal(view(store, "trades", "BINANCE", "BTCUSDT"), replay.truth(TRADES_ARCHIVE).sort("ts", "trade_id"))
     agg = view(store, "agg_trades", "BINANCE", "BTCUSDT")  # aggregate trades apart from the individual ones
     truth = replay.truth("data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-15.zip")
     assert agg.height == truth.height < 300 and agg["seq"].to_list() == truth["seq"].to_list()
@@ -101,10 +101,10 @@ def test_a_good_archive_loads_into_its_dataset_and_its_checksum_is_recorded(stor
     assert view(store, "bars_1m", "BINANCE", "BTCUSDT").height == 0
 
     by_path = {r["url"].split("/", 3)[3]: r for r in recorded}
-    record = by_path[TRADES]
-    assert record["sha256"] == record["published_sha256"] == served_sha256(replay, TRADES)
+    record = by_path[TRADES_ARCHIVE]
+    assert record["sha256"] == record["published_sha256"] == served_sha256(replay, TRADES_ARCHIVE)
     assert (record["rows"], record["status"], record["days"]) == (300, "loaded", [DAY])
-    first, last = replay.truth(TRADES)["seq"].min(), replay.truth(TRADES)["seq"].max()
+    first, last = replay.truth(TRADES_ARCHIVE)["seq"].min(), replay.truth(TRADES_ARCHIVE)["seq"].max()
     assert (record["first_id"], record["last_id"], record["id_count"]) == (first, last, 300)
     active = rows(store, "SELECT load_id FROM {db}.active_loads WHERE dataset = 'trades' AND venue = 'BINANCE'")
     assert record["load_ids"] == [active[0][0]]
@@ -145,8 +145,8 @@ def test_a_missing_day_is_reported_missing_and_the_other_days_load(store, replay
 
 
 def test_a_throttled_or_cut_download_is_retried_and_hashed_whole(store, replay, tmp_path):
-    replay.config.slow_down[TRADES] = 2
-    replay.config.cut[TRADES] = 1
+    replay.config.slow_down[TRADES_ARCHIVE] = 2
+    replay.config.cut[TRADES_ARCHIVE] = 1
     run = ia.ArchiveRun(lambda: a.ArchiveClient(replay.base_url, retry=RetryPolicy(max_retries=3, backoff_base_s=0.01)),
                        tmp_path / "work")
     report = Engine(store.get_client, store.database, "r").run([[run.feed(a.daily_jobs([SliceKey(
@@ -155,22 +155,22 @@ def test_a_throttled_or_cut_download_is_retried_and_hashed_whole(store, replay, 
     assert (outcome.status, outcome.rows, outcome.attempts) == ("ok", 300, 1)
     assert (outcome.stats.requests, outcome.stats.retries, outcome.stats.server_errors) == (5, 3, 2)
     assert [status for _, status in replay.requests("BTCUSDT-trades-2025-01-15.zip")] == [503, 503, 200, 200]
-    assert run.loaded[a.ArchiveKey.of_slice(outcome.key)].verified.sha256 == served_sha256(replay, TRADES)
+    assert run.loaded[a.ArchiveKey.of_slice(outcome.key)].verified.sha256 == served_sha256(replay, TRADES_ARCHIVE)
 
 
 def test_a_replaced_archive_is_found_by_the_recheck_and_its_slice_reloaded(store, replay, tmp_path):
     slices = [SliceKey("trades", "BINANCE", "BTCUSDT", DAY), SliceKey("klines_1h", "BINANCE", "BTCUSDT", DAY)]
     load(store, replay, tmp_path, slices)
-    old = served_sha256(replay, TRADES)
-    assert replay.replace(TRADES) == 1  # Binance re-publishes the day: other rows, another digest
-    new = served_sha256(replay, TRADES)
+    old = served_sha256(replay, TRADES_ARCHIVE)
+    assert replay.replace(TRADES_ARCHIVE) == 1  # Binance re-publishes the day: other rows, another digest
+    new = served_sha256(replay, TRADES_ARCHIVE)
     engine = Engine(store.get_client, store.database, "recheck-1")
     result = ia.recheck(client_of(replay), engine, tmp_path / "work")
-    assert result.checked == 2 and [(c.key.path, c.old, c.new) for c in result.changed] == [("/" + TRADES, old, new)]
+    assert result.checked == 2 and [(c.key.path, c.old, c.new) for c in result.changed] == [("/" + TRADES_ARCHIVE, old, new)]
     assert result.report.summary() == "Successful: 1/1"
     stored = view(store, "trades", "BINANCE", "BTCUSDT")
     assert stored.height == 307 and stored["trade_id"].n_unique() == 307  # the new rows only, no duplicates
-    assert_frame_equal(stored, replay.truth(TRADES).sort("ts", "trade_id"))
+    assert_frame_equal(stored, replay.truth(TRADES_ARCHIVE).sort("ts", "trade_id"))
     latest = rows(store, "SELECT sha256, previous_sha256, note FROM {db}.dump_archives WHERE family = 'trades' "
                          "ORDER BY verified_at DESC LIMIT 1")[0]
     assert latest[:2] == (new, old) and latest[2] == f"replaced: {old} -> {new}"
@@ -281,14 +281,14 @@ def test_the_assets_load_a_partition_and_the_recheck_reloads_what_changed(store,
                   for e in result.get_asset_materialization_events()}
         assert set(events) == set(defs.ARCHIVE_ASSETS.values())
         assert events["binance_archive_trades"]["rows"].value == 300
-        assert served_sha256(replay, TRADES) in events["binance_archive_trades"]["archives"].value
-        replay.replace(TRADES)
+        assert served_sha256(replay, TRADES_ARCHIVE) in events["binance_archive_trades"]["archives"].value
+        replay.replace(TRADES_ARCHIVE)
         recheck = dg.materialize(assets, resources={"clickhouse": store}, instance=instance,
                                  selection=["binance_archive_recheck"])
         assert recheck.success
         (event,) = recheck.get_asset_materialization_events()
         meta = event.materialization.metadata
-        assert meta["changed"].value == 1 and served_sha256(replay, TRADES) in meta["changes"].value
+        assert meta["changed"].value == 1 and served_sha256(replay, TRADES_ARCHIVE) in meta["changes"].value
         # January's monthly archive appears: it holds the 15th as first published, the daily one was replaced
         replay.config.published_until = date(2025, 2, 3)
         reconciled = dg.materialize(assets, resources={"clickhouse": store}, instance=instance,

@@ -203,7 +203,7 @@ def test_books_and_bars_views(ch):
     assert back.sort("side", "level").equals(book.sort("side", "level"))
     with pytest.raises(ValueError, match="unknown dataset 'book_snapshots'"):
         ct.spec_for("book_snapshots")  # no aliases: the dataset's one name
-    assert ct.spec_for("books") is frames.BOOKS and ct.spec_for("bars_1m") is frames.BARS
+    assert ct.spec_for("books") is frames.BOOKS_SPEC and ct.spec_for("bars_1m") is frames.BARS_SPEC
 
 
 def _garbage_of_every_kind(client, db) -> dict:

@@ -45,7 +45,7 @@ PER_DAY = 2000          # REST tape trades per instrument-day
 DUMP_TRADES = 3000      # individual trades per dump day
 DUMP_SEED = 7
 INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "OKX:BTC-USDT", "DERIBIT:BTC-PERPETUAL"]
-TRADES = dg.AssetKey("crypto_trades")
+TRADES_KEY = dg.AssetKey("crypto_trades")
 
 
 server, _clean = crypto_replay(ReplayConfig(seed=21, trades_per_day=PER_DAY, dump_trades_per_day=DUMP_TRADES,
@@ -77,7 +77,7 @@ def materialize(instance, server, store, selection, key: str, config: dict | Non
 
 def check(instance, server, store, key: str) -> dg.AssetCheckEvaluation:
     """The trade_ids_continuous evaluation of crypto_trades' venue-day of `key` (a checks-only run)."""
-    result = materialize(instance, server, store, dg.AssetSelection.checks(dg.AssetCheckKey(TRADES, CHECK)), key)
+    result = materialize(instance, server, store, dg.AssetSelection.checks(dg.AssetCheckKey(TRADES_KEY, CHECK)), key)
     assert result.success
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK]
     assert evaluation.partition == key.split(":")[0]

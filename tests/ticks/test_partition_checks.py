@@ -17,7 +17,7 @@ from tests.ticks.ticks_dagster import DAY, crypto_resources, day_range, material
 
 INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "OKX:BTC-USDT"]
 CHECKS = ["no_duplicate_trade_ids", "prices_positive", "timestamps_inside_day"]
-TRADES = dg.AssetKey("crypto_trades")
+TRADES_KEY = dg.AssetKey("crypto_trades")
 PER_DAY = 200
 
 pytestmark = pytest.mark.usefixtures("okx_trades_of_any_day")  # OKX trades of 2025-01-15
@@ -43,7 +43,7 @@ def instance():
 
 
 def evaluations(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], dg.AssetCheckEvaluation]:
-    found = [e for e in result.get_asset_check_evaluations() if e.asset_key == TRADES and e.check_name in CHECKS]
+    found = [e for e in result.get_asset_check_evaluations() if e.asset_key == TRADES_KEY and e.check_name in CHECKS]
     by_key = {(e.check_name, e.partition): e for e in found}
     assert len(by_key) == len(found), "two evaluations of one check on one partition"
     return by_key
@@ -53,7 +53,7 @@ def stored_status(instance, keys) -> dict[tuple[str, str | None], tuple[str, boo
     """(status, current) of each check partition as the UI reads it: the latest execution and
     whether it checked the partition's latest materialization."""
     infos = instance.event_log_storage.get_asset_check_partition_info(
-        [dg.AssetCheckKey(TRADES, name) for name in CHECKS], partition_keys=keys)
+        [dg.AssetCheckKey(TRADES_KEY, name) for name in CHECKS], partition_keys=keys)
     return {(i.check_key.name, i.partition_key): (i.latest_execution_status.value, i.is_current)
             for i in infos}
 
@@ -77,7 +77,7 @@ def test_a_range_run_records_each_check_on_each_partition(crypto, instance):
     assert checks[("prices_positive", keys[1])].metadata["checked"].value == keys[1]
     assert stored_status(instance, None) == {k: ("SUCCEEDED", True) for k in product(CHECKS, keys)}
     history = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(TRADES, "prices_positive"), limit=100)
+        dg.AssetCheckKey(TRADES_KEY, "prices_positive"), limit=100)
     assert sorted(r.partition for r in history) == sorted(keys)
     assert {r.status for r in history} == {AssetCheckExecutionRecordStatus.SUCCEEDED}  # nothing left PLANNED
     no_warnings(instance, result)
@@ -126,6 +126,6 @@ def test_a_single_partition_run_records_that_partition_once(crypto, instance):
     assert len(result.get_asset_materialization_events()) == 1
     target = checks[("prices_positive", key)].target_materialization_data
     assert target is not None and target.run_id == result.run_id
-    assert target.storage_id == instance.fetch_materializations(TRADES, limit=1).records[0].storage_id
+    assert target.storage_id == instance.fetch_materializations(TRADES_KEY, limit=1).records[0].storage_id
     assert stored_status(instance, [key]) == {(name, key): ("SUCCEEDED", True) for name in CHECKS}
     no_warnings(instance, result)

@@ -1,16 +1,16 @@
-"""`marketdata`: the seeds' command lines, as Dagster materializations of the same assets.
+"""`marketdata`: the project's command lines, as Dagster materializations of the same assets.
 
-Each subcommand mirrors a seed script's options and launches the assets in this process against
+Each subcommand keeps the options of the script it replaces and launches the assets in this process against
 the Dagster instance (DAGSTER_HOME), so its runs, metadata and checks are in the UI like any
 other. A progress bar follows the run's events; the exit code is 1 when a run fails, with the
 failing partitions named. `--demo` serves the vendors' replays (as `make run` does).
 
-session.py: what the subcommands share; alphas.py: seed 000's three steps (fetch-alphas,
-package-alphas, import-alphas); equities.py: seeds 003, 001 and 004 (ingest, load-minute-bars,
+session.py: what the subcommands share; alphas.py: the alphas' three steps (fetch-alphas,
+package-alphas, import-alphas); equities.py: bars and the monthly K-line (ingest, load-minute-bars,
 aggregate); operate.py: a first backfill split into runs that fit the deadline, and the daily schedules
 (backfill, schedules; docs/quickstart.md); exports.py: the Parquet export, dated snapshots too (export);
 live.py: the live collector and the NATS -> ClickHouse consumer
-(collect, consume; docs/live-capture.md). docs/cli.md lists every subcommand with the seed script it replaces.
+(collect, consume; docs/live-capture.md). docs/cli.md lists every subcommand with the script it replaces.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from marketdata_assets.apps.cli.session import Session
               "per failure.")
 @click.pass_context
 def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
-    """The seeds' commands, launched as Dagster materializations (they show in the UI)."""
+    """Market-data commands, launched as Dagster materializations (they show in the UI)."""
     if verbose:
         logging.basicConfig(level=logging.WARNING)
     ctx.obj = Session(demo, verbose)

@@ -1,4 +1,4 @@
-"""Seed 000's three steps as `marketdata` subcommands: fetch-alphas (1_fetch_all_alpha_main_async.py),
+"""The alphas' three steps as `marketdata` subcommands: fetch-alphas (1_fetch_all_alpha_main_async.py),
 package-alphas (2_alpha_files_packaging_and_decomposition.py), import-alphas (3_mongo_import_v4.py)."""
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from marketdata_assets.core import settings
 IMPORT_MODES = ["incremental", "overwrite", "rebuild", "time_range", "smart_merge"]
 
 
-@click.command("fetch-alphas", short_help="Seed 000 step 1 (1_fetch_all_alpha_main_async.py): alphas -> landing files.")
+@click.command("fetch-alphas", short_help="Alphas -> landing files (replaces 1_fetch_all_alpha_main_async.py).")
 @click.option("--start-month", type=MONTH, help="First month of dateCreated (New York); default: last complete month.")
 @click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
 @click.option("--account", "accounts", multiple=True, help="Account name (repeatable); default: every account.")
 @click.pass_context
 def fetch_alphas(ctx, start_month, end_month, accounts) -> None:
-    """Seed 000 step 1 (1_fetch_all_alpha_main_async.py): every alpha of the months, one file per
+    """Replaces 1_fetch_all_alpha_main_async.py: every alpha of the months, one file per
     alpha in the landing area (one run per month x account, as the daily schedule launches them)."""
     session: Session = ctx.obj
     defs = session.definitions()
@@ -84,8 +84,8 @@ def _check_accounts(accounts: tuple[str, ...], months: list[str], found: dict) -
                                  f"{months[-1][:7]}; accounts there: {sorted(present) or 'none'}", param_hint="--account")
 
 
-@click.command("package-alphas", short_help="Seed 000 step 2 (2_alpha_files_packaging_and_decomposition.py): "
-               "packages <-> landing files.")
+@click.command("package-alphas", short_help="Packages <-> landing files (replaces "
+               "2_alpha_files_packaging_and_decomposition.py).")
 @click.option("--start-month", type=MONTH, help="First month of dateCreated (New York); default: every month with "
               "landing files or dropped packages.")
 @click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
@@ -97,7 +97,7 @@ def _check_accounts(accounts: tuple[str, ...], months: list[str], found: dict) -
               "Default: decompose, then package.")
 @click.pass_context
 def package_alphas(ctx, start_month, end_month, accounts, only) -> None:
-    """Seed 000 step 2 (2_alpha_files_packaging_and_decomposition.py): dropped monthly packages
+    """Replaces 2_alpha_files_packaging_and_decomposition.py: dropped monthly packages
     decomposed into landing files, then the landing files packaged per type, month and account (a
     range run each: alpha_package_drops, alpha_packages). A step with nothing to do says so."""
     session: Session = ctx.obj
@@ -123,11 +123,13 @@ def package_alphas(ctx, start_month, end_month, accounts, only) -> None:
     finish(ctx)
 
 
-@click.command("import-alphas", short_help="Seed 000 step 3 (3_mongo_import_v4.py): landing files -> MongoDB.")
+@click.command("import-alphas", short_help="Landing files -> MongoDB (replaces 3_mongo_import_v4.py).")
 @click.option("--import-mode", type=click.Choice(IMPORT_MODES), default="incremental", show_default=True,
-              help="Seed 000's IMPORT_MODE.")
+              help="incremental: skip files already imported unchanged; overwrite: deep-merge every file; rebuild: "
+              "replace whole documents; time_range: alphas modified in [--start, --end); smart_merge: alphas "
+              "modified after the newest stored.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Documents per bulk write.")
-@click.option("--workers", type=click.IntRange(min=1), help="Accepted for the seed's scripts; the import pipelines "
+@click.option("--workers", type=click.IntRange(min=1), help="Accepted as the replaced script's; the import pipelines "
               "reading and writing itself (one reader, one writer), so it has no effect.")
 @click.option("--start-month", type=MONTH, help="First month (New York); default: last complete month.")
 @click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
@@ -135,7 +137,7 @@ def package_alphas(ctx, start_month, end_month, accounts, only) -> None:
 @click.option("--end", help="time_range: end (exclusive) of dateModified.")
 @click.pass_context
 def import_alphas(ctx, import_mode, batch_size, workers, start_month, end_month, start, end) -> None:
-    """Seed 000 step 3 (3_mongo_import_v4.py): the months' landing files deep-merged into MongoDB
+    """Replaces 3_mongo_import_v4.py: the months' landing files deep-merged into MongoDB
     (one range run), with the collection checks."""
     session: Session = ctx.obj
     if workers:

@@ -1,4 +1,4 @@
-"""Seeds 003, 001 and 004 as `marketdata` subcommands: ingest (data.ingestion.run: Tushare or Yahoo bars
+"""Bars and the monthly K-line as `marketdata` subcommands: ingest (data.ingestion.run: Tushare or Yahoo bars
 into ClickHouse), load-minute-bars (etl/scripts/run_etl.py, with load_data.main's --aggregate
 --force-backfill) and aggregate (load_data/aggregate.py: the monthly K-line)."""
 
@@ -25,7 +25,7 @@ ALL = "ALL"
 # source -> (its asset(s), the op that takes the run config, what the run's line calls it)
 INGESTS = {"tushare": (("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", "A-share bars"),
            "yahoo": (("yahoo_bars_1m",), "yahoo_bars_1m", "Yahoo bars")}
-WORKERS_HELP = "--max-workers is seed 001's name for it."
+WORKERS_HELP = "--max-workers is the replaced script's name for it."
 
 
 def _instruments(source: str, items: list[str]) -> list[str]:
@@ -60,8 +60,8 @@ def _universe_label(instruments: list[str]) -> str:
 
 
 @click.command("ingest", context_settings={"allow_extra_args": True},
-               short_help="Seed 003 (data.ingestion.run): Tushare or Yahoo bars -> ClickHouse.")
-@click.option("--symbols", multiple=True, help="Instruments: `--symbols 000001.SZ 600000.SH` as in the seed, or "
+               short_help="Tushare or Yahoo bars -> ClickHouse (replaces data.ingestion.run).")
+@click.option("--symbols", multiple=True, help="Instruments: `--symbols 000001.SZ 600000.SH` (spaces), or "
               "commas. ALL (tushare): every code Tushare lists today (stock_basic list_status L, ~5,400; asked once a "
               "Beijing day and kept under <state dir>/listings). Default: the sources config's universe.")
 @click.option("--source", "--provider", "source", type=click.Choice(list(INGESTS), case_sensitive=False),
@@ -76,7 +76,7 @@ def _universe_label(instruments: list[str]) -> str:
               help=f"Fetches at once, within the source's rate limits; 0: the providers config's. {WORKERS_HELP}")
 @click.pass_context
 def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) -> None:
-    """Seed 003 (python -m data.ingestion.run): 1-minute bars of the days (and daily bars from
+    """Replaces `python -m data.ingestion.run`: 1-minute bars of the days (and daily bars from
     Tushare) into ClickHouse, one range run within the source's rate limits, with its checks."""
     session: Session = ctx.obj
     if sources_config:
@@ -96,26 +96,26 @@ def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) 
     finish(ctx)
 
 
-@click.command("load-minute-bars", short_help="Seed 001 (run_etl.py) [+ seed 004 --aggregate]: CSV minute bars -> "
-               "TimescaleDB.")
-@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), help="The CSV directory (seed 001's "
-              "data dir); default: MINUTE_BARS_LANDING_DIR.")
+@click.command("load-minute-bars", short_help="CSV minute bars -> TimescaleDB [+ --aggregate: the monthly K-line] "
+               "(replaces run_etl.py).")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), help="The CSV directory; default: "
+              "MINUTE_BARS_LANDING_DIR.")
 @click.option("--force", is_flag=True, help="Reload files already loaded with the same content.")
 @click.option("--workers", "--max-workers", "workers", type=click.IntRange(min=1), default=4, show_default=True,
               help=f"Files loaded at once. {WORKERS_HELP}")
 @click.option("--start-month", type=MONTH, help="First month (Beijing); default: every month the files cover.")
 @click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
-@click.option("--aggregate", is_flag=True, help="Then refresh the monthly K-line of those months (seed 004).")
+@click.option("--aggregate", is_flag=True, help="Then refresh the monthly K-line of those months.")
 @click.option("--force-backfill", is_flag=True, help="With --aggregate: recompute the K-line's whole history "
-              "(2000-01 to now) after the load, in the same run (seed 004's `--aggregate --force-backfill`).")
+              "(2000-01 to now) after the load, in the same run.")
 @click.pass_context
 def load_minute_bars(ctx, data_dir, force, workers, start_month, end_month, aggregate, force_backfill) -> None:
-    """Seed 001's CSV ETL (etl/scripts/run_etl.py): the files' 1-minute bars into stock_1min_qfq
-    (one range run); with --aggregate, seed 004's load_data.main --aggregate [--force-backfill]."""
+    """Replaces etl/scripts/run_etl.py: the files' 1-minute bars into stock_1min_qfq (one range
+    run); with --aggregate [--force-backfill], load_data.main --aggregate [--force-backfill] too."""
     session: Session = ctx.obj
     if force_backfill and not aggregate:
-        raise click.UsageError("--force-backfill recomputes the monthly K-line: add --aggregate (seed 004: "
-                               "--aggregate --force-backfill), or run `marketdata aggregate --force-backfill`")
+        raise click.UsageError("--force-backfill recomputes the monthly K-line: add --aggregate "
+                               "(--aggregate --force-backfill), or run `marketdata aggregate --force-backfill`")
     if data_dir:
         os.environ["MINUTE_BARS_LANDING_DIR"] = os.path.abspath(data_dir)
     months = months_between(start_month, end_month, "Asia/Shanghai") if start_month else _file_months()
@@ -146,13 +146,13 @@ def _file_months() -> list[str]:
     return months_between(datetime.strptime(first, "%Y-%m"), datetime.strptime(last, "%Y-%m"), "Asia/Shanghai")
 
 
-@click.command("aggregate", short_help="Seed 004 (load_data/aggregate.py): the monthly K-line.")
-@click.option("--force-backfill", is_flag=True, help="Recompute the whole history (seed 004's --force-backfill).")
+@click.command("aggregate", short_help="The monthly K-line (replaces load_data/aggregate.py).")
+@click.option("--force-backfill", is_flag=True, help="Recompute the whole history (2000-01 to now).")
 @click.option("--start-month", type=MONTH, help="First month (Beijing); default: last complete month.")
 @click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
 @click.pass_context
 def aggregate(ctx, force_backfill, start_month, end_month) -> None:
-    """Seed 004's aggregation (load_data/aggregate.py): the monthly K-line of the months, with
+    """Replaces load_data/aggregate.py: the monthly K-line of the months, with
     validation queries A-E."""
     session: Session = ctx.obj
     months = months_between(start_month, end_month, "Asia/Shanghai")

@@ -1,10 +1,10 @@
 """`marketdata collect` and `marketdata consume`: the live collector and the NATS -> ClickHouse consumer
-as long-running commands (issue #23; docs/live-capture.md). Dagster-free: they run apps.live in
+as long-running commands (docs/live-capture.md). Dagster-free: they run apps.live in
 this process until SIGINT/SIGTERM and print their counters as JSON when they stop.
 
 Options come from the command line, else the environment (the settings table: COLLECTOR_METRICS_*,
 NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else the sources config (each venue's instruments).
-Seed 002's names are honoured as aliases: `SYMBOLS` (a comma list of instruments, `VENUE:NAME` for a
+Older deployments' names are honoured as aliases: `SYMBOLS` (a comma list of instruments, `VENUE:NAME` for a
 venue's own, a bare name for Binance's, or for the only venue enabled), `ENABLE_BINANCE` /
 `ENABLE_BINANCE_UM` / `ENABLE_OKX` / `ENABLE_DERIBIT` (every enabled venue runs in this one process, one collector each,
 sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_write` and
@@ -35,8 +35,9 @@ def upper_case(venue: str) -> bool:
 
 
 def env_flag(name: str) -> bool:
-    """A seed-002 switch: NAME or name in the environment, else the setting's default (a venue's
-    ENABLE_<VENUE> that the settings table does not list: off)."""
+    """An on/off switch (ENABLE_<VENUE>, CLICKHOUSE_DIRECT_WRITE, REDIS_CACHE): NAME or name in the
+    environment, else the setting's default (a venue's ENABLE_<VENUE> that the settings table does
+    not list: off)."""
     raw = os.environ.get(name.lower())
     if raw in (None, ""):
         raw = os.environ.get(name) or (settings.get(name) if settings.known(name) else "false")
@@ -63,7 +64,7 @@ def split_instruments(listed: str, venues: list[str]) -> dict[str, list[str]]:
 
 
 def default_instruments(venues: list[str]) -> dict[str, list[str]]:
-    """SYMBOLS (seed 002), else the sources config's instruments of each venue."""
+    """SYMBOLS, else the sources config's instruments of each venue."""
     listed = settings.get("SYMBOLS")
     if listed.strip():
         return split_instruments(listed, venues)

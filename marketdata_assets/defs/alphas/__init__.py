@@ -1,1 +1,1 @@
-"""Alphas: BRAIN-style API -> alpha files -> monthly packages -> MongoDB (seed 000)."""
+"""Alphas: BRAIN-style API -> alpha files -> monthly packages -> MongoDB."""

@@ -1,4 +1,4 @@
-"""Alphas (seed 000): API -> landing files -> MongoDB (deep merge) -> monthly packages.
+"""Alphas: API -> landing files -> MongoDB (deep merge) -> monthly packages.
 
     alpha_files (month x account) ─┐
     alpha_package_drops (month) ───┼─> regular_alphas, super_alphas (month) ─> alpha_packages (month)
@@ -126,7 +126,7 @@ def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) 
 
 
 class AlphaPackagesConfig(RunConfig):
-    """Which accounts' packages (seed 000's step 2 per user, as run_all_users does it)."""
+    """Which accounts' packages are built (one per account, type and month)."""
 
     accounts: list[str] = Field(default_factory=list)
     """Only these accounts' packages (default: every account)."""
@@ -162,7 +162,7 @@ def alpha_package_drops(context: dg.AssetExecutionContext, config: AlphaPackages
 
 
 class AlphaImportConfig(RunConfig):
-    """Seed 000's import options (mongo_config.json's IMPORT_MODE, batch_size)."""
+    """How the import runs: its mode, time window, bulk-write size, array merge keys and accounts."""
 
     mode: Literal["incremental", "overwrite", "rebuild", "time_range", "smart_merge"] = Field(
         default="incremental",
@@ -245,7 +245,7 @@ def _import_metadata(stats: ImportStats, months: list[str], collection, alpha_ty
     partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.MONGODB)
 def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig,
                     alpha_store: AlphaStoreResource):
-    """Import the month's landing files (seed 000's importer, five modes, resumable via the ledger)."""
+    """Import the month's landing files (deep merge, five modes, resumable via the ledger)."""
     months = partition_months(context)
     landing, quarantine_root = settings.alpha_landing_dir(), settings.quarantine_dir("alphas")
     time_range = config.time_range()

@@ -52,7 +52,6 @@ from marketdata_assets.sources.config import load_sources_config
 GROUP = "archives"
 ARCHIVES = load_sources_config().binance_archives  # the kinds and instruments: assets and partitions
 ARCHIVE_ASSETS = {dataset_of(f, i): f"binance_archive_{dataset_of(f, i)}" for f, i in ARCHIVES.files()}
-INSTRUMENTS = [key.partition_key for key in ARCHIVES.instrument_keys()]
 UNIVERSE: dict[str, list[str]] = {}  # venue -> its archive instruments (the config's binance_archives)
 for _key in ARCHIVES.instrument_keys():
     UNIVERSE.setdefault(_key.venue, []).append(_key.instrument)

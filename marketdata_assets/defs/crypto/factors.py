@@ -1,4 +1,4 @@
-"""Factors (seed 003's third ingest path): the registry's factors (ingest.factors) of each day x
+"""Factors (computed, not fetched): the registry's factors (ingest.factors) of each day x
 instrument, computed inside ClickHouse over the stored trades, bars, books, funding and mark/index
 bars and written as that partition's `factors` slice. Declarative automation materializes a
 partition when its upstream partitions change (once its trades are there)."""

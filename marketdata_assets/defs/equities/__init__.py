@@ -1,2 +1,2 @@
 """Equities: A-share and Yahoo bars from the vendors' APIs into ClickHouse, and A-share minute bars
-from CSV drops into TimescaleDB with the monthly K-line (seeds 001, 004)."""
+from CSV drops into TimescaleDB with the monthly K-line."""

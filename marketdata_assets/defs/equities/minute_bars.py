@@ -1,4 +1,4 @@
-"""A-share minute bars from CSV drops into TimescaleDB (seed 001/004): the table, the monthly loads
+"""A-share minute bars from CSV drops into TimescaleDB: the table, the monthly loads
 from the landing area, the monthly K-line, daily moving averages and the coverage picture."""
 
 from collections.abc import Iterator
@@ -81,7 +81,7 @@ def partition_months(context: dg.AssetExecutionContext) -> list[date]:
 
 class MinuteBarLoadConfig(RunConfig):
     force: bool = False
-    """Reload files already loaded with the same content (seed 001's --force)."""
+    """Reload files already loaded with the same content (`marketdata load-minute-bars --force`)."""
     workers: int = 4
     """Files loaded in parallel, largest first, each on its own connection (1 on single-session servers).
     On 2 cores, 4 measured best (1.24x psql \\copy; 3: 1.18x, 2: 1.15x): parsing overlaps the COPYs."""
@@ -123,7 +123,7 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
 
 class MonthlyKlineConfig(RunConfig):
     force_backfill: bool = False
-    """Refresh everything from 2000-01-01 to now (seed 004's --force-backfill)."""
+    """Refresh everything from 2000-01-01 to now (`marketdata aggregate --force-backfill`)."""
     recreate: bool = False
     """Drop and recreate stock_monthly_kline when its definition changed (DROP ... CASCADE). Never implicit."""
     chart_codes: int = 4
@@ -137,7 +137,7 @@ class MonthlyKlineConfig(RunConfig):
                                                    lower_bound_delta=timedelta(hours=1, minutes=30)))
 def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineConfig,
                         timescale: TimescaleResource) -> dg.MaterializeResult:
-    """Monthly K-line per code (seed 004): a TimescaleDB continuous aggregate where the TSL features
+    """Monthly K-line per code: a TimescaleDB continuous aggregate where the TSL features
     exist, otherwise a table refreshed per month with the same SQL; cleaning in its WHERE."""
     months = partition_months(context)
     end = calendars.next_month(months[-1])
@@ -187,8 +187,8 @@ def _kline_chart(conn, start: date, end: date, codes: int) -> str:
 @dg.asset(group_name=GROUP, partitions_def=minute_bar_months, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[stock_1min_qfq], pool=pools.TIMESCALEDB, kinds={"timescaledb", "polars"})
 def stock_daily_ma(context: dg.AssetExecutionContext, timescale: TimescaleResource) -> dg.MaterializeResult:
-    """Daily bars per code with MA5/MA10/MA20 of the close (seed 001's handler example: clean minute
-    bars -> daily bars -> moving averages), computed with enough history before the month."""
+    """Daily bars per code with MA5/MA10/MA20 of the close (clean minute bars -> daily bars ->
+    moving averages), computed with enough history before the month."""
     months = partition_months(context)
     end = calendars.next_month(months[-1])
     with timescale.connection() as conn:

@@ -1,5 +1,5 @@
 """Asset checks of the TimescaleDB minute bars and their monthly K-line (declared in
-quality/minute_bars/checks.py, made asset checks by defs/_common/checks.py): seed 004's validation
+quality/minute_bars/checks.py, made asset checks by defs/_common/checks.py): the validation
 queries A-E on the K-line (A warns, B-E block) in one step, on one connection; per month partition
 (every month has its own verdict in the UI; a range run, `make run`'s single-run backfill, reports
 one per month) completeness, unit stretches and the plausible time window of the minute bars, and

@@ -29,7 +29,6 @@ from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES
 
 VENUE_KEYS = {venue: CRYPTO_SOURCES[venue] for venue in LIVE_VENUES}  # each venue's REST resource
-BINANCE_KEY = VENUE_KEYS["BINANCE"]
 
 
 class LiveRefillConfig(RunConfig):

@@ -1,4 +1,4 @@
-"""Fetched alphas -> landing files, and dropped packages -> landing files (seed 000's steps 1 and 2).
+"""Fetched alphas -> landing files, and dropped packages -> landing files.
 
 `land_month` fetches one (account, month) from the API and writes each alpha as its own file in
 the landing layout (files.py), rewriting only alphas whose content changed. An alpha that can't be

@@ -1,4 +1,4 @@
-"""Daily bars with moving averages from the minute bars (seed 001's handler pipeline as an asset).
+"""Daily bars with moving averages from the minute bars (the transforms.py pipeline as an asset).
 
 Minute rows of the window (plus enough earlier history for MA20) come out of the database with
 COPY TO (works on every server, PGlite included), go through `transforms.ma_pipeline` (clean ->

@@ -1,7 +1,7 @@
 """Loading minute-bar CSV files into stock_1min_qfq, idempotently, per file and month.
 
 The unit of work is (file, month): the months of a run's partitions that a file has rows in.
-`etl_metadata` (seed 001) records each loaded (file, month) with the file's sha256: a file
+`etl_metadata` records each loaded (file, month) with the file's sha256: a file
 already loaded with the same content is skipped unless forced.
 
 One file is one transaction:
@@ -66,10 +66,6 @@ def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def month_start(value: date | datetime) -> date:
-    return date(value.year, value.month, 1)
 
 
 def _is_csv(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Small composable DataFrame -> DataFrame steps over minute bars (seed 001's handler pipeline).
+"""Small composable DataFrame -> DataFrame steps over minute bars (clean -> daily -> moving averages).
 
 Each transform is a plain function taking and returning a Polars DataFrame, so it can be tested
 alone and chained with :func:`pipeline`::
@@ -6,7 +6,7 @@ alone and chained with :func:`pipeline`::
     daily_ma = pipeline(clean_minute_bars, daily_bars, moving_averages)   # == ma_pipeline
     out = daily_ma(minute_frame)
 
-The cleaning rule is the monthly K-line's WHERE (seed 004), with SQL's NULL semantics::
+The cleaning rule is the monthly K-line's WHERE (stores/timescale/kline.py), with SQL's NULL semantics::
 
     volume >= 0 AND amount >= 0                       -- NULL volume/amount rows are dropped
     AND high >= GREATEST(open, close)                 -- GREATEST ignores NULLs, like max_horizontal

@@ -1,1 +1,1 @@
-"""Checks of the TimescaleDB minute bars and monthly K-line (seed 004's A-E and more)."""
+"""Checks of the TimescaleDB minute bars and monthly K-line (validation queries A-E and more)."""

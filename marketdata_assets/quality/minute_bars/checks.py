@@ -1,11 +1,11 @@
 """The checks of the TimescaleDB minute bars and their monthly K-line, declared (quality/checks.py's
 `Check`):
 
-- seed 004's validation queries A-E on the whole K-line (stores/timescale/kline.py `VALIDATIONS`):
+- the validation queries A-E on the whole K-line (stores/timescale/kline.py `VALIDATIONS`):
   A warns, B-E block;
-- per month partition, issue #13's proofs: minute completeness against the trading calendar
+- per month partition: minute completeness against the trading calendar
   (completeness.py), K-line coverage with the cleaning rule that removed a code (kline_coverage.py)
-  and x100 unit stretches (units.py), and issue #28's plausible time window of each month's codes
+  and x100 unit stretches (units.py), and the plausible time window of each month's codes
   (time_window.py). A month before the calendar's first session cannot be judged: a WARN saying so.
 """
 
@@ -36,7 +36,7 @@ MINUTES, KLINE = "stock_1min_qfq", kline.KLINE  # the assets
 
 
 def validation_verdict(validation: kline.Validation, conn: psycopg.Connection) -> Verdict:
-    """Seed 004's query `validation` over the whole K-line: the rows it finds (expected: none), a
+    """The validation query `validation` over the whole K-line: the rows it finds (expected: none), a
     sample of them and the query itself."""
     (result,) = kline.run_validations(conn, validations=[validation])
     metadata: dict[str, Any] = {"rows_found": result.rows_found, "query": Markdown(f"```sql\n{validation.sql}\n```")}

@@ -1,9 +1,9 @@
 """Does every code with minute bars in a month have its monthly K-line row? If not, why not.
 
-Seed 004's K-line keeps a minute row only when every condition of its cleaning WHERE is TRUE
+The monthly K-line keeps a minute row only when every condition of its cleaning WHERE is TRUE
 (:func:`kline.cleaning_rules`: ``volume >= 0``, ``amount >= 0``, ``high >= GREATEST(open, close)``,
 ``low <= LEAST(open, close)``; NULL fails). A code all of whose rows fail gets NO K-line row, and
-the seed's validation queries A-E, which only look at rows that exist, stay green: the motivating
+the K-line's validation queries A-E, which only look at rows that exist, stay green: the motivating
 case is an index file without an amount column (``symbol,dt,open,close,high,low,vol``), whose
 minute rows all load with amount NULL and all fall to ``amount >= 0``.
 

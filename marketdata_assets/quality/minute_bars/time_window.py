@@ -1,4 +1,4 @@
-"""Are a month's stored minute bars inside the plausible window? (issue #28's per-partition check)
+"""Are a month's stored minute bars inside the plausible window? (checked per month partition)
 
 The loader rejects implausible times (core/plausibility.py: after now + the tolerance in Beijing
 time, or before the A-share venues' first session), but rows loaded before that rule, or written by

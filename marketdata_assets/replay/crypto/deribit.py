@@ -40,8 +40,8 @@ from marketdata_assets.replay.crypto.tape import (
 )
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
-TRADES = ("get_last_trades_by_instrument_and_time", "get_last_trades_by_instrument")
-METHODS = (*TRADES, "get_order_book", "get_tradingview_chart_data", "ticker", "get_funding_rate_history",
+TRADE_METHODS = ("get_last_trades_by_instrument_and_time", "get_last_trades_by_instrument")
+METHODS = (*TRADE_METHODS, "get_order_book", "get_tradingview_chart_data", "ticker", "get_funding_rate_history",
            "get_book_summary_by_currency")
 BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000, 10000)
 CURRENCIES = ("BTC", "ETH", "USDC", "USDT", "EURR")
@@ -262,7 +262,7 @@ class Deribit(Venue):
     name = DERIBIT
     prefix = "/api/v2/"
     instrument_param = "instrument_name"
-    endpoints: ClassVar[dict[str, str]] = {**dict.fromkeys(TRADES, "trades"), "get_order_book": "book",
+    endpoints: ClassVar[dict[str, str]] = {**dict.fromkeys(TRADE_METHODS, "trades"), "get_order_book": "book",
                                            "get_tradingview_chart_data": "bars", "ticker": "tickers",
                                            "get_funding_rate_history": "funding",
                                            "get_book_summary_by_currency": "option_chain"}
@@ -345,7 +345,7 @@ class Deribit(Venue):
             if not inst.endswith("-PERPETUAL"):
                 raise invalid("not a perpetual", "instrument_name")  # the code Deribit uses is not documented
             return funding_history(self.market, inst, start, end)
-        if method in TRADES:
+        if method in TRADE_METHODS:
             count = int_param("count") or 10
             if not 1 <= count <= 1000:
                 raise invalid("must be between 1 and 1000", "count")

@@ -42,16 +42,17 @@ from marketdata_assets.replay.crypto.tape import (
 )
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
-TRADES = ("/api/v5/market/history-trades", "/api/v5/market/trades")
-BOOKS = "/api/v5/market/books"
-CANDLES = ("/api/v5/market/history-candles", "/api/v5/market/candles")
-TICKER = "/api/v5/market/ticker"
-FUNDING = "/api/v5/public/funding-rate-history"
-OPEN_INTEREST = "/api/v5/rubik/stat/contracts/open-interest-history"
-LIQUIDATIONS = "/api/v5/public/liquidation-orders"
-MARK_CANDLES = "/api/v5/market/history-mark-price-candles"
-INDEX_CANDLES = "/api/v5/market/history-index-candles"
-PATHS = (*TRADES, BOOKS, *CANDLES, TICKER, FUNDING, OPEN_INTEREST, LIQUIDATIONS, MARK_CANDLES, INDEX_CANDLES)
+TRADES_PATHS = ("/api/v5/market/history-trades", "/api/v5/market/trades")
+BOOKS_PATH = "/api/v5/market/books"
+CANDLES_PATHS = ("/api/v5/market/history-candles", "/api/v5/market/candles")
+TICKER_PATH = "/api/v5/market/ticker"
+FUNDING_PATH = "/api/v5/public/funding-rate-history"
+OPEN_INTEREST_PATH = "/api/v5/rubik/stat/contracts/open-interest-history"
+LIQUIDATIONS_PATH = "/api/v5/public/liquidation-orders"
+MARK_CANDLES_PATH = "/api/v5/market/history-mark-price-candles"
+INDEX_CANDLES_PATH = "/api/v5/market/history-index-candles"
+PATHS = (*TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH,
+         MARK_CANDLES_PATH, INDEX_CANDLES_PATH)
 FUNDING_HOURS = 8
 OI_STEP_US = 5 * MINUTE_US
 LIQUIDATION_DAYS = 1  # "liquidation orders in the last day" (older docs)
@@ -141,33 +142,33 @@ class Okx(Venue):
             return int(value)
 
         n = max(1, min(100, int_param("limit") or 100))
-        if path == LIQUIDATIONS:
+        if path == LIQUIDATIONS_PATH:
             return self._liquidations(query, int_param("after"), int_param("before"), n)
         inst = query.get("instId")
         if not inst:
             raise VendorError(200, {"code": "50014", "data": [], "msg": "Parameter instId can not be empty."})
-        if path == INDEX_CANDLES:
+        if path == INDEX_CANDLES_PATH:
             after, before = int_param("after"), int_param("before")
             return self._price_candles(self._index_tape(inst), "index", after, before, n, query.get("bar"))
         if inst not in self.config.instruments.get(OKX, []):
             raise UNKNOWN
-        if path in (FUNDING, OPEN_INTEREST, MARK_CANDLES) and not is_contract(inst):
+        if path in (FUNDING_PATH, OPEN_INTEREST_PATH, MARK_CANDLES_PATH) and not is_contract(inst):
             raise parameter_error("instId")
-        if path == TICKER:
+        if path == TICKER_PATH:
             return self._ticker(inst)
-        if path == FUNDING:
+        if path == FUNDING_PATH:
             return self._funding(inst, int_param("after"), int_param("before"),
                                  max(1, min(400, int_param("limit") or 400)))
-        if path == OPEN_INTEREST:
+        if path == OPEN_INTEREST_PATH:
             if (query.get("period") or "5m") != "5m":
                 raise parameter_error("period")
             return self._open_interest(inst, int_param("end"), int_param("begin"), n)
-        if path == MARK_CANDLES:
+        if path == MARK_CANDLES_PATH:
             after, before = int_param("after"), int_param("before")
             return self._price_candles(inst, "mark", after, before, n, query.get("bar"))
-        if path in TRADES:
+        if path in TRADES_PATHS:
             return self._trades(path, inst, query.get("type") or "1", int_param("after"), int_param("before"), n)
-        if path == BOOKS:
+        if path == BOOKS_PATH:
             _, bids, asks, ts = self.market.book(OKX, inst, max(1, min(400, int_param("sz") or 1)))
             rng = random.Random(f"okx-orders:{ts}")
             return ok([{"asks": [[fmt_plain(p), fmt_plain(q), "0", str(rng.randint(1, 30))] for p, q in asks],

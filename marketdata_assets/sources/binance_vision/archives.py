@@ -1,6 +1,6 @@
 """data.binance.vision archives: daily and monthly `.zip` + `.zip.CHECKSUM`, fetched, verified, loaded.
 
-Layout (binance/binance-public-data's README; the daily files: its issue #124)::
+Layout (binance/binance-public-data's README; the daily files: binance-public-data #124)::
 
     <base>/data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip
     <base>/data/spot/monthly/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01.zip
@@ -9,8 +9,8 @@ Layout (binance/binance-public-data's README; the daily files: its issue #124)::
 
 each with `<name>.CHECKSUM` beside it: `sha256sum`'s line, `<64 hex digits>  <name>`. A file that is
 not published (yet, or ever) answers 404 (S3's NoSuchKey behind CloudFront). Binance replaces
-archives after publication (the README's "Updates" list; issues #367 and #413: a day re-uploaded
-with its missing hours), which `recheck` finds.
+archives after publication (the README's "Updates" list; binance-public-data #367 and #413: a day
+re-uploaded with its missing hours), which `recheck` finds.
 
 An archive's way (`ArchiveRun`, one job of the ingest engine per archive):
 
@@ -30,13 +30,14 @@ An archive's way (`ArchiveRun`, one job of the ingest engine per archive):
 Liquidations (Binance has no REST history of them): USD-M `liquidationSnapshot` archives, daily
 only, e.g. `.../futures/um/daily/liquidationSnapshot/BTCUSDT/BTCUSDT-liquidationSnapshot-2024-03-31.zip`,
 into `liquidations` (venue BINANCE_UM). They stop after 2024-03-31 (binance-public-data #337; "no
-longer provided", #361) and were later taken off the site (#420): such a day is a 404, "missing",
-nothing is invented. Binance documents neither the files nor their columns; readers of the real
-files (dev.binance.vision thread 22392, public loaders) give: a header `time,side,order_type,
+longer provided", #361) and were later taken off the site (binance-public-data #420): such a day is a
+404, "missing", nothing is invented. Binance documents neither the files nor their columns; readers of
+the real files (dev.binance.vision thread 22392, public loaders) give: a header `time,side,order_type,
 time_in_force,original_quantity,price,average_price,order_status,last_fill_quantity,
 accumulated_fill_quantity`, `time` in ms, side BUY|SELL (the liquidation order's), base-unit
-quantities, and every line written twice (#259, #337). The columns are the `forceOrder` stream's
-(at most one liquidation per instrument and second; `time` its trade time [inferred]). A row becomes:
+quantities, and every line written twice (binance-public-data #259 and #337). The columns are the
+`forceOrder` stream's (at most one liquidation per instrument and second; `time` its trade time
+[inferred]). A row becomes:
 side lower-cased; quantity = accumulated_fill_quantity (what filled; = original_quantity on every
 row reported); price = average_price (the fills' average), the order's price if that is 0; amount =
 price * quantity; liquidation_id = `<ts µs>-<side>-<quantity>-<price>` in plain shortest decimals
@@ -62,7 +63,7 @@ import hashlib
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import date, timezone
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -76,7 +77,7 @@ from marketdata_assets.core.http import (
     SourceDataError,
     SourceNotFound,
 )
-from marketdata_assets.datasets.frames import BARS_SCHEMA, KLINES, spec_for
+from marketdata_assets.datasets.frames import BARS_SCHEMA, KLINE_SPECS, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.sources.binance_vision.dumps import LIQUIDATION_FAMILY, DumpReader
@@ -85,7 +86,6 @@ SOURCE = "BINANCE_ARCHIVE"          # the ingest_log provider of archive loads
 API_NAME = "data.binance.vision"
 MARKET_PATHS = {"spot": "spot", "um": "futures/um"}
 VENUE_MARKETS = {venue: market for market, venue in ARCHIVE_MARKETS.items()}
-UTC = timezone.utc
 _CHECKSUM = re.compile(r"([0-9a-fA-F]{64}) [ *]?(\S+)")
 
 
@@ -97,15 +97,15 @@ def dataset_of(family: str, interval: str = "") -> str:
         return "agg_trades"
     if family == "klines" and interval == "1m":
         return "bars_1m"
-    if family == "klines" and interval in KLINES:
-        return KLINES[interval].name
+    if family == "klines" and interval in KLINE_SPECS:
+        return KLINE_SPECS[interval].name
     if family == LIQUIDATION_FAMILY and not interval:
         return "liquidations"
     raise ValueError(f"no dataset for {family} {interval}".strip())
 
 
 ARCHIVED_DATASETS = {dataset_of(f, i): (f, i) for f, i in [("trades", ""), ("aggTrades", ""), ("klines", "1m"),
-                                                 *(("klines", i) for i in KLINES), (LIQUIDATION_FAMILY, "")]}
+                                                 *(("klines", i) for i in KLINE_SPECS), (LIQUIDATION_FAMILY, "")]}
 FAMILY_MARKETS = {LIQUIDATION_FAMILY: ("um",)}   # families published for some markets only
 DAILY_ONLY = {LIQUIDATION_FAMILY}                # families without monthly archives
 

@@ -52,7 +52,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timezone
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -67,7 +67,6 @@ from marketdata_assets.datasets.wire import note_dropped
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_INTERVALS
 
 VENUE = "BINANCE"
-UTC = timezone.utc
 MICROSECONDS_SINCE = date(2025, 1, 1)  # spot dumps switch to microsecond timestamps
 FUTURES_HEADER_SINCE = date(2022, 5, 1)  # futures dumps carry a header from about here
 DEFAULT_BATCH_BYTES = 16 << 20

@@ -64,8 +64,6 @@ import polars as pl
 
 from marketdata_assets.core.naming import EXCHANGE_ALIASES, EXCHANGE_BY_PREFIX, exchange_by_prefix
 
-NORMALIZED_COLUMNS = ("time", "code", "name", "open", "high", "low", "close", "volume", "amount")
-PRICE_COLUMNS = ("open", "high", "low", "close")
 NUMERIC_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 TARGETS = frozenset({"time", "date", "clock", "code", "name", *NUMERIC_COLUMNS})
 DEFAULT_ENCODINGS = ("utf-8-sig", "gbk", "gb18030")

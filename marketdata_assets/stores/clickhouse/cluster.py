@@ -1,4 +1,4 @@
-"""ClickHouse cluster mode (issue #25): the single-node DDL of stores.clickhouse.tables, history and live,
+"""ClickHouse cluster mode: the single-node DDL of stores.clickhouse.tables, history and live,
 rewritten for a cluster of replicated shards coordinated by ClickHouse Keeper, when ``CLICKHOUSE_CLUSTER``
 names a cluster of the server's ``remote_servers`` (empty: one node, today's statements, unchanged).
 

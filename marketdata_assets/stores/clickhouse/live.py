@@ -1,4 +1,4 @@
-"""ClickHouse tables of the live path (issue #23): ``trades_live``, fed by the NATS -> ClickHouse
+"""ClickHouse tables of the live path: ``trades_live``, fed by the NATS -> ClickHouse
 consumer (ingest.live.consumer) or the collector's direct writes, and ``trades_latest``, the view
 that shows the batch-loaded trades and, after them, the live ones.
 
@@ -30,17 +30,17 @@ from datetime import datetime, timezone
 import orjson
 
 from marketdata_assets.core.identifiers import clickhouse_database
-from marketdata_assets.datasets.frames import TRADES
+from marketdata_assets.datasets.frames import TRADES_SPEC
 from marketdata_assets.stores.clickhouse import cluster
 from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
 
 TRADES_LIVE = "trades_live"
 TRADES_LATEST = "trades_latest"
-LIVE_COLUMNS = (*TRADES.column_names, "event_ts", "recv_ts")
+LIVE_COLUMNS = (*TRADES_SPEC.column_names, "event_ts", "recv_ts")
 
 
 def _live_ddl(database: str) -> str:
-    cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in TRADES.columns)
+    cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in TRADES_SPEC.columns)
     return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{TRADES_LIVE} (\n    {cols},\n"
             "    `event_ts` DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),\n"
             "    `recv_ts` DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),\n"
@@ -51,15 +51,15 @@ def _live_ddl(database: str) -> str:
 
 def _latest_ddl(database: str) -> str:
     db = clickhouse_database(database)
-    cols = ", ".join(f"`{c}`" for c in TRADES.column_names)
-    live_cols = ", ".join(f"l.`{c}` AS `{c}`" for c in TRADES.column_names)
-    newest_day = (f"SELECT load_id FROM {db}.{LOADS} FINAL WHERE dataset = '{TRADES.code}' AND rows > 0 "
+    cols = ", ".join(f"`{c}`" for c in TRADES_SPEC.column_names)
+    live_cols = ", ".join(f"l.`{c}` AS `{c}`" for c in TRADES_SPEC.column_names)
+    newest_day = (f"SELECT load_id FROM {db}.{LOADS} FINAL WHERE dataset = '{TRADES_SPEC.code}' AND rows > 0 "
                   f"AND (venue, instrument, day) IN (SELECT venue, instrument, max(day) FROM {db}.{LOADS} FINAL "
-                  f"WHERE dataset = '{TRADES.code}' AND rows > 0 GROUP BY venue, instrument)")
-    loaded_until = (f"SELECT venue, instrument, max(ts) AS loaded_until FROM {db}.{TRADES.table} "
+                  f"WHERE dataset = '{TRADES_SPEC.code}' AND rows > 0 GROUP BY venue, instrument)")
+    loaded_until = (f"SELECT venue, instrument, max(ts) AS loaded_until FROM {db}.{TRADES_SPEC.table} "
                     f"WHERE load_id IN ({newest_day}) GROUP BY venue, instrument")
     return (f"CREATE OR REPLACE VIEW {db}.{TRADES_LATEST} AS\n"
-            f"SELECT {cols}, 'batch' AS path FROM {db}.`{TRADES.view}`\nUNION ALL\n"
+            f"SELECT {cols}, 'batch' AS path FROM {db}.`{TRADES_SPEC.view}`\nUNION ALL\n"
             f"SELECT {live_cols}, 'live' AS path FROM {db}.{TRADES_LIVE} AS l FINAL\n"
             f"LEFT JOIN ({loaded_until}) AS c ON l.venue = c.venue AND l.instrument = c.instrument\n"
             "WHERE c.loaded_until IS NULL OR l.ts > c.loaded_until\n"

@@ -1,5 +1,5 @@
 """Renaming stored columns of a ClickHouse table by rebuilding it, once, when a store of the previous
-version is opened (#22: one vocabulary in the stores as in the code: ``loads.kind`` became ``dataset``,
+version is opened (one vocabulary in the stores as in the code: ``loads.kind`` became ``dataset``,
 ``ingest_log.provider`` ``source`` and ``ingest_log.kind`` ``dataset``; the declarations are in
 stores.clickhouse.tables, which runs :func:`rename_columns` from ``ensure_tables``).
 

@@ -59,7 +59,7 @@ INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversio
 # gets its column modified once (ensure_tables; a small table's mutation). tickers.volume_24h: a live
 # best bid/ask (ingest/live/dataset_rows.py) carries no 24h volume.
 NULLABLE_SINCE = (("tickers", "volume_24h"),)
-# Columns renamed after the first release (#22), by a rebuild (a sorting-key column cannot be renamed):
+# Columns renamed after the first release, by a rebuild (a sorting-key column cannot be renamed):
 # migrations.rename_columns, from ensure_tables.
 RENAMED = (
     migrations.Rename(LOADS, {"kind": "dataset"}, ("dataset", "venue", "instrument", "day"), version="load_id"),

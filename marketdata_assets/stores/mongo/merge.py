@@ -1,6 +1,6 @@
 """Deep merge of alpha JSON objects (the alpha import tool's "smart deep merge").
 
-Rules (the seed's examples are the specification; every decision below is tested):
+Rules (every decision below is tested):
 
 * Objects merge recursively. A key only in the old object is kept; a key in the new object wins.
   A key present in the new object with ``null`` OVERWRITES the old value (the API sends
@@ -18,7 +18,7 @@ Rules (the seed's examples are the specification; every decision below is tested
     - result order: the items of the new array first, in the new order (each merged with its old
       partner, if any), then the old items that found no partner, in their old order. So
       old ``[{LOW_SHARPE 1.0}]`` + new ``[{LOW_SHARPE 2.5}, {NEW_CHECK 1.0}]`` gives
-      ``[{LOW_SHARPE 2.5}, {NEW_CHECK 1.0}]`` (the seed's example), and an empty new array keeps
+      ``[{LOW_SHARPE 2.5}, {NEW_CHECK 1.0}]``, and an empty new array keeps
       every old item.
     - keyed merging applies only when EVERY item of both arrays is an object that has the key
       with a scalar value; otherwise (and for arrays of scalars, arrays of arrays, arrays whose

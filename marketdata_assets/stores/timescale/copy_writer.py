@@ -323,11 +323,6 @@ def insert_rows(conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_
     return copy_binary(conn, df, table) if use_copy else insert_unnest(conn, df, table)
 
 
-def minute_rows_sql(table: str = MINUTE_TABLE) -> sql.Composable:
-    """SELECT of all minute-bar columns ordered by code, time (for tests and checks)."""
-    return sql.SQL("SELECT {} FROM {} ORDER BY code, time").format(_columns_sql(), table_identifier(table))
-
-
 def fetch_frame(conn: psycopg.Connection, table: str = MINUTE_TABLE,
                 codes: Sequence[str] | None = None) -> pl.DataFrame:
     """Rows of `table` (optionally only `codes`) as a MINUTE_SCHEMA frame ordered by code, time."""

@@ -1,11 +1,11 @@
-"""Monthly K-line (`stock_monthly_kline`) from 1-minute bars (`stock_1min_qfq`), seed 004.
+"""Monthly K-line (`stock_monthly_kline`) from 1-minute bars (`stock_1min_qfq`).
 
 Plain functions over a psycopg 3 connection (no Dagster). Two ways to the same rows, chosen by the
 server's TimescaleDB license (``license``: "timescale", "apache", or None without the extension;
 ``AUTO`` asks the server):
 
 - "timescale" (continuous aggregates available, e.g. the PGlite server): `stock_monthly_kline` is
-  the seed's continuous aggregate ``WITH (timescaledb.continuous) ... WITH NO DATA``, its index and
+  a continuous aggregate ``WITH (timescaledb.continuous) ... WITH NO DATA``, its index and
   its refresh policy; refreshing is ``CALL refresh_continuous_aggregate`` (autocommit, session
   TimeZone Asia/Shanghai); :func:`run_policy_now` runs the policy job (PGlite has no background
   workers, so policies never run by themselves there).
@@ -29,12 +29,12 @@ COMMENT. A difference raises :class:`KlineDefinitionChanged`; ``ensure_monthly_k
 recreate=True)`` drops the object (CASCADE: index, policy) and creates it again, after which a
 :func:`force_backfill` is needed.
 
-Note: the seed's ``CALL refresh_continuous_aggregate('stock_monthly_kline', '2000-01-01', NOW())``
+Note: the plain ``CALL refresh_continuous_aggregate('stock_monthly_kline', '2000-01-01', NOW())``
 fails on a ``timestamp without time zone`` aggregate ("invalid time argument type timestamp with
 time zone"); this module passes ``'2000-01-01'::timestamp`` and ``now()::timestamp`` (the Beijing
-wall-clock time, as the session TimeZone is Asia/Shanghai). The seed's status query on
-``continuous_aggregates.last_refresh`` does not work either (no such column); :func:`kline_status`
-reports the watermark and the policy job's stats instead.
+wall-clock time, as the session TimeZone is Asia/Shanghai). A status query on
+``continuous_aggregates.last_refresh`` does not work either (no such column); each refresh's
+:class:`RefreshResult` reports the watermark and the policy job's stats instead.
 
 Over 500 lines: the K-line's two ways to the same rows (continuous aggregate, plain table) and
 their SQL, kept side by side so they stay equal.
@@ -69,7 +69,7 @@ AUTO = "auto"
 MINUTE_COLUMNS = ("time", "code", "name", "open", "high", "low", "close", "volume", "amount")
 KLINE_COLUMNS = ("month", "code", "name", "open", "high", "low", "close", "volume", "amount")
 
-# --- The seed's SELECT: one body for every path ------------------------------------------------
+# --- The K-line's SELECT: one body for every path ---------------------------------------------
 
 _CLEANING = """volume >= 0  -- also drops NULL volume/amount (dirty rows)
   AND amount >= 0
@@ -109,7 +109,7 @@ def cleaning_rules() -> tuple[str, ...]:
 
 
 def monthly_select(dialect: str = "timescaledb", windowed: bool = False) -> str:
-    """The seed 004 SELECT. `windowed` adds ``time >= %(start)s AND time < %(end)s`` (table path)."""
+    """The K-line's SELECT. `windowed` adds ``time >= %(start)s AND time < %(end)s`` (table path)."""
     where = _CLEANING + ("\n  AND time >= %(start)s AND time < %(end)s" if windowed else "")
     return f"SELECT\n    {_SELECT_LIST[dialect]}\nFROM {MINUTE_TABLE}\nWHERE {where}\nGROUP BY month, code"
 
@@ -147,7 +147,7 @@ POLICY_SQL = f"""SELECT add_continuous_aggregate_policy('{KLINE}',
 REFRESH_SQL = f"CALL refresh_continuous_aggregate('{KLINE}', %s::timestamp, %s::timestamp)"
 BACKFILL_SQL = f"CALL refresh_continuous_aggregate('{KLINE}', '2000-01-01'::timestamp, now()::timestamp)"
 
-# --- Validation queries (seed 6.1, A-E) --------------------------------------------------------
+# --- Validation queries (A-E) ------------------------------------------------------------------
 
 VALIDATION_A_EXTREME_GAIN = f"""SELECT * FROM {KLINE}
 WHERE open > 0 AND (close - open) / open > 10.0"""
@@ -514,7 +514,7 @@ def refresh_window(conn: psycopg.Connection, start_month: date | datetime,
 
 def force_backfill(conn: psycopg.Connection, *, license: str | None = AUTO) -> RefreshResult:
     """Refresh everything from 2000-01-01 to now() (Beijing time): every complete month in between.
-    The month in progress is not included (as with the seed's refresh_continuous_aggregate call)."""
+    The month in progress is not included (as with a refresh_continuous_aggregate call up to now())."""
     with _refresh_session(conn):
         license = _resolve_license(conn, license)
         end = _floor_month(_beijing_now(conn))
@@ -612,12 +612,6 @@ def _watermark(conn: psycopg.Connection) -> datetime | None:
     return value if value > datetime(1900, 1, 1) else None  # the minimum means "nothing yet"
 
 
-def kline_status(conn: psycopg.Connection, *, license: str | None = AUTO) -> dict:
-    """What is materialized: rows, latest month, watermark and policy job (continuous aggregate)."""
-    with _read_only(conn):
-        return _status(conn, _resolve_license(conn, license))
-
-
 def _status(conn: psycopg.Connection, license: str | None) -> dict:
     path = _path(license)
     if _kline_relkind(conn) is None:
@@ -633,7 +627,7 @@ def _status(conn: psycopg.Connection, license: str | None) -> dict:
 
 def run_validations(conn: psycopg.Connection, sample_size: int = 5,
                     validations: Sequence[Validation] = VALIDATIONS) -> list[ValidationResult]:
-    """Run the seed's checks A-E: rows found and a few sample rows each (A warns, B-E block)."""
+    """Run the validation queries A-E: rows found and a few sample rows each (A warns, B-E block)."""
     results = []
     with _read_only(conn), conn.cursor(row_factory=dict_row) as cur:
         for check in validations:

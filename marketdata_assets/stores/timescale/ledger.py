@@ -1,4 +1,4 @@
-"""The minute-bar loader's bookkeeping tables (seed 001's `etl_metadata`, the landing index, the
+"""The minute-bar loader's bookkeeping tables (`etl_metadata`, the landing index, the
 quarantine, the rejected rows per code and day) and the project's DDL lock: schema changes of
 concurrent runs take it first."""
 
