@@ -2,20 +2,19 @@
 normalized frames (pure functions: usable on captured answers).
 
 An answer is `{request_id, code, msg, data: {fields, items, has_more, count}}` (column names once,
-rows as arrays, newest first), always with HTTP 200: `code` 0 is good, any other code is an error
-whose MESSAGE decides what it means (`ERRORS`). 40203 is a per-minute limit ("每分钟…", wait for
-the next window), an hourly or daily quota ("每小时…" / "每天…", stop that API) or a permission
-refusal; the limit messages also contain "权限" ("权限的具体详情访问…"), which is why the period
-words are matched first and the permission is the code's fallback.
+rows as arrays in that order, newest first), always with HTTP 200: `code` 0 is good, any other code
+is an error whose MESSAGE decides what it means (`ERRORS`). 40203 is a per-minute limit ("每分钟…",
+wait for the next window), an hourly or daily quota ("每小时…" / "每天…", stop that API) or a
+permission refusal; the limit messages also contain "权限" ("权限的具体详情访问…"), which is why the
+period words are matched first and the permission is the code's fallback.
 
-`stk_mins` labels a bar with its END in China time without a zone ("09:31" covers 09:30–09:31, so
-the day runs 09:30 (the opening auction) … 15:00, with zero-volume 14:58/14:59 while the closing
-auction runs): the frame's `ts` is the bar OPEN in UTC, `label − 1 minute` (China has no DST).
-`vol` is in shares, `amount` in yuan. `daily` sends `vol` in lots (×100 → shares) and `amount` in
-thousands of yuan (×1000 → yuan); its `ts` is 00:00 UTC of the trade date. Rows with nulls are
-dropped and counted, repeated rows are counted, rows of a day outside the asked window (`window`)
-are dropped and counted; a price that is not positive or a negative volume/amount, and anything
-else unexpected, is a `TushareResponseError` naming the instrument and day.
+A row of each API is declared once (`StkMinsRow`, `DailyRow`: field, unit, meaning). Tushare sends
+JSON numbers: a page whose columns (the items turned by `fields`) are exactly the declared types is
+converted in C and its rules checked on its columns; any other page is read row by row, which reads
+numbers sent as text as it always did and words the first thing wrong. Rows with nulls are dropped
+and counted, repeated rows are counted, rows of a day outside the asked window (`window`) are
+dropped and counted; a price that is not positive or a negative volume/amount, and anything else
+unexpected, is a `TushareResponseError` naming the instrument and day.
 
 Over 500 lines: the parsers of Tushare's answers (minute and daily bars, errors, units) in one
 module.
@@ -32,6 +31,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import msgspec
 import polars as pl
 
 from marketdata_assets.core.http import (
@@ -52,7 +52,6 @@ TOKEN_ENV = "TUSHARE_TOKEN"
 CHINA_TZ = "Asia/Shanghai"
 STK_MINS_ROW_LIMIT = 8000
 DAILY_ROW_LIMIT = 6000
-BARS_PER_DAY = 241
 STK_MINS_FIELDS = ("ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount")
 STK_MINS_REQUIRED = ("trade_time", "open", "high", "low", "close", "vol", "amount")
 DAILY_FIELDS = ("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "change",
@@ -244,6 +243,103 @@ def _table(answer: Mapping | str | bytes | Table, api_name: str, instrument: str
 
 
 # --------------------------------------------------------------------------------------------
+# A row of `items`, by field name (the fields read; the others are ignored)
+# --------------------------------------------------------------------------------------------
+
+class StkMinsRow(msgspec.Struct):
+    """One row of `stk_mins` (freq=1min): a bar labelled with its END. The day runs 09:30 (the opening
+    auction) … 15:00, with zero-volume 14:58/14:59 while the closing auction collects orders."""
+
+    trade_time: str       # "2025-06-05 09:31:00", China time (no zone, no DST): the bar's END: ts = label - 1 min, UTC
+    open: float | None    # yuan, unadjusted: positive (null: the row is dropped, counted)
+    close: float | None
+    high: float | None
+    low: float | None
+    vol: float | None     # shares
+    amount: float | None  # yuan
+    ts_code: str = ""     # "600000.SH" (not in `fields`: the instrument asked for)
+
+
+class DailyRow(msgspec.Struct):
+    """One row of `daily`: an instrument's trade date (change, pct_chg unread)."""
+
+    ts_code: str          # "600000.SH": one of the codes asked for
+    trade_date: str       # "20250605", YYYYMMDD: ts = 00:00 UTC of that date
+    open: float | None    # yuan, unadjusted: positive (null: the row is dropped, counted)
+    high: float | None
+    low: float | None
+    close: float | None
+    vol: float | None     # LOTS (手, 100 shares): volume = vol × 100
+    amount: float | None  # THOUSANDS of yuan: amount × 1000
+    pre_close: float | None = None  # the previous close, yuan (not in `fields`, or null: unknown)
+
+
+def _columns_of(row: type) -> type:
+    """`row`'s fields as columns: a list of its type each (a field with a default: None when the
+    answer's `fields` lack it)."""
+    return msgspec.defstruct(f"{row.__name__}Columns", [
+        (f.name, list[f.type]) if f.required else (f.name, list[f.type] | None, None)
+        for f in msgspec.structs.fields(row)])
+
+
+STK_MINS_COLUMNS, DAILY_COLUMNS = _columns_of(StkMinsRow), _columns_of(DailyRow)
+
+
+def _declared_columns(columns: type, table: Table) -> Any:
+    """The table's items turned into columns by `fields`, as `columns`; None if a value is not of its
+    declared JSON type (the row readers then read it as they always did, or say what is wrong)."""
+    width = len(table.fields)
+    if len(set(table.fields)) != width or not all(type(row) is list and len(row) == width for row in table.items):
+        return None
+    by_name = dict(zip(table.fields, list(zip(*table.items)) or [()] * width, strict=True))
+    try:
+        return msgspec.convert(by_name, columns, strict=True)
+    except msgspec.ValidationError:
+        return None
+
+
+def _venues(codes: list[str], allowed: set[str] | None) -> dict[str, str] | None:
+    """{code: venue} of the page's codes, or None unless each is written as Tushare writes it
+    ("600000.SH"), is one of `allowed` (None: any) and of a known venue."""
+    distinct = set(codes)
+    if not all(code and code == code.strip().upper() and (allowed is None or code in allowed) for code in distinct):
+        return None
+    try:
+        return {code: venue_of(code) for code in distinct}
+    except ValueError:
+        return None
+
+
+_NUMBERS = ("open", "high", "low", "close", "vol", "amount")  # a row without one of them is dropped
+MINUTE_FORMAT, DATE_FORMAT = "%Y-%m-%d %H:%M:%S", "%Y%m%d"  # trade_time, trade_date
+
+
+def _page(codes: list[str], labels: list[str], columns: Any, numbers: Sequence[str], when: pl.DataType,
+          label_format: str, window: tuple[date, date] | None) -> pl.DataFrame | None:
+    """The page as columns: instrument, label, `numbers` (NaN read as null), `when` (the label read) and
+    `dropped`, why a row is dropped (null_rows, partial_rows, outside, duplicates: the first row of an
+    instrument and time is kept); None if a row breaks a rule: a label written as `label_format`,
+    finite numbers, a complete row's prices positive and its vol and amount not negative."""
+    page = pl.DataFrame({"instrument": codes, "label": labels, **{name: getattr(columns, name) for name in numbers}},
+                        schema={"instrument": pl.Utf8, "label": pl.Utf8, **dict.fromkeys(numbers, pl.Float64)})
+    page = page.with_columns(pl.col(numbers).fill_nan(None), when=pl.col("label").str.strptime(
+        when, label_format, strict=False))
+    complete = pl.all_horizontal(pl.col(_NUMBERS).is_not_null())
+    prices = [name for name in numbers if name not in ("vol", "amount")]
+    if not page.select((pl.col("when").dt.strftime(label_format) == pl.col("label")).fill_null(False).all()
+                       & ~pl.any_horizontal(pl.col(numbers).is_infinite().any())
+                       & (~complete | (pl.min_horizontal(prices) > 0) & (pl.min_horizontal("vol", "amount") >= 0))
+                       .all()).item():
+        return None
+    nulls, day = pl.sum_horizontal(pl.col(_NUMBERS).is_null()), pl.col("when").cast(pl.Date)
+    inside = day.is_between(*window) if window is not None else pl.lit(True)
+    return page.with_columns(dropped=pl.when(nulls == len(_NUMBERS)).then(pl.lit("null_rows"))
+                             .when(nulls > 0).then(pl.lit("partial_rows")).when(~inside).then(pl.lit("outside"))
+                             .when(~pl.struct("instrument", "when", nulls == 0).is_first_distinct())
+                             .then(pl.lit("duplicates")))
+
+
+# --------------------------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------------------------
 
@@ -339,11 +435,50 @@ def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | N
     only ts_code in the rows; `window` (first, last China day), when given, drops and counts rows
     of other days (`outside`)."""
     table = _table(answer, "stk_mins", instrument, day, STK_MINS_REQUIRED)
+    parsed = _minutes_by_column(_declared_columns(STK_MINS_COLUMNS, table), instrument, bar_label, window)
+    return _minutes_by_row(table, instrument, day, bar_label, window) if parsed is None else parsed
+
+
+def _minutes_by_column(columns: Any, instrument: str | None, bar_label: Literal["end", "start"],
+                       window: tuple[date, date] | None) -> ParsedMinutes | None:
+    """The page's bars from its columns (`STK_MINS_COLUMNS`), or None if `_page` does not take them or a
+    ts_code is not `instrument` (`_venues`; no ts_code column: `instrument` is the code, None without one)."""
+    if columns is None or (columns.ts_code is None and instrument is None):
+        return None
+    codes = columns.ts_code if columns.ts_code is not None else [instrument] * len(columns.trade_time)
+    venues = _venues(codes, None if instrument is None else {instrument})
+    page = None if venues is None else _page(codes, columns.trade_time, columns, _NUMBERS, pl.Datetime("us"),
+                                              MINUTE_FORMAT, window)
+    if page is None:
+        return None
+    result = ParsedMinutes(frame=pl.DataFrame(schema=BARS_SCHEMA), received=page.height, oldest=page["when"].min(),
+                           **Counter(page["dropped"].drop_nulls().to_list()))
+    kept = page.filter(pl.col("dropped").is_null())
+    if kept.height:
+        result.frame = _minutes_frame(kept.select("when", "instrument", *_NUMBERS, venue=pl.col("instrument")
+                                                  .replace_strict(venues, return_dtype=pl.Utf8)), bar_label)
+    return result
+
+
+def _minutes_frame(bars: pl.DataFrame, bar_label: Literal["end", "start"]) -> pl.DataFrame:
+    """Bars (`when` the label, China time; venue, instrument, `_NUMBERS`) in `BARS_SCHEMA`, by instrument
+    and time."""
+    shift = timedelta(minutes=1) if bar_label == "end" else timedelta(0)
+    return bars.with_columns(
+        (pl.col("when").dt.replace_time_zone(CHINA_TZ).dt.convert_time_zone("UTC") - shift).cast(UTC_US).alias("ts"),
+        pl.col("vol").alias("volume"), pl.lit(None, dtype=pl.Int64).alias("trades"),
+    ).select(list(BARS_SCHEMA)).sort(["instrument", "ts"])
+
+
+def _minutes_by_row(table: Table, instrument: str | None, day: Any, bar_label: Literal["end", "start"],
+                    window: tuple[date, date] | None) -> ParsedMinutes:
+    """`parse_stk_mins` row by row: what the columns do not take, read (numbers sent as text) or
+    worded (the first thing wrong) as it always was."""
     index = {name: table.fields.index(name) for name in table.fields}
     code_at = index.get("ts_code")
     times: list[datetime] = []
     codes: list[str] = []
-    values: dict[str, list[float | None]] = {k: [] for k in ("open", "high", "low", "close", "vol", "amount")}
+    values: dict[str, list[float | None]] = {k: [] for k in _NUMBERS}
     result = ParsedMinutes(frame=pl.DataFrame(schema=BARS_SCHEMA), received=len(table.items))
     seen: set[tuple[str, datetime]] = set()
     for row in table.items:
@@ -384,17 +519,9 @@ def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | N
         venues = [venue_of(c) for c in codes]
     except ValueError as error:
         raise TushareResponseError(instrument, day, f"stk_mins: {error}") from None
-    shift = timedelta(minutes=1) if bar_label == "end" else timedelta(0)
-    frame = pl.DataFrame({
-        "ts": pl.Series(times, dtype=pl.Datetime("us")),
-        "venue": venues, "instrument": codes,
-        "open": values["open"], "high": values["high"], "low": values["low"], "close": values["close"],
-        "volume": values["vol"], "amount": values["amount"],
-    }, schema_overrides={k: pl.Float64 for k in ("open", "high", "low", "close", "volume", "amount")})
-    result.frame = frame.with_columns(
-        (pl.col("ts").dt.replace_time_zone(CHINA_TZ).dt.convert_time_zone("UTC") - shift).cast(UTC_US),
-        pl.lit(None, dtype=pl.Int64).alias("trades"),
-    ).select(list(BARS_SCHEMA)).sort(["instrument", "ts"])
+    result.frame = _minutes_frame(pl.DataFrame(
+        {"when": pl.Series(times, dtype=pl.Datetime("us")), "venue": venues, "instrument": codes, **values},
+        schema_overrides=dict.fromkeys(_NUMBERS, pl.Float64)), bar_label)
     return result
 
 
@@ -421,8 +548,55 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
     ×100, thousands of yuan → yuan ×1000). `instrument` may be a comma-separated ts_code list (as
     `daily` accepts it): every row must be of one of them."""
     table = _table(answer, "daily", instrument, day, DAILY_REQUIRED)
+    parsed = _daily_by_column(_declared_columns(DAILY_COLUMNS, table), instrument, window)
+    return _daily_by_row(table, instrument, day, window) if parsed is None else parsed
+
+
+def _daily_by_column(columns: Any, instrument: str | None, window: tuple[date, date] | None) -> ParsedDaily | None:
+    """The page's bars from its columns (`DAILY_COLUMNS`), or None if `_page` does not take them or a
+    ts_code is not one of `instrument`'s (`_venues`)."""
+    allowed = None if instrument is None else set(instrument.split(","))
+    venues = None if columns is None else _venues(columns.ts_code, allowed)
+    numbers = (*_NUMBERS, "pre_close") if venues is not None and columns.pre_close is not None else _NUMBERS
+    page = None if venues is None else _page(columns.ts_code, columns.trade_date, columns, numbers, pl.Date,
+                                              DATE_FORMAT, window)
+    if page is None:
+        return None
+    result = ParsedDaily(frame=pl.DataFrame(schema=DAILY_BARS_SCHEMA), received=page.height,
+                         oldest=page["when"].min(), counts={code: Counter(rows=rows)
+                                                            for code, rows in Counter(columns.ts_code).items()})
+    for code, reason in page.filter(pl.col("dropped").is_not_null()).select("instrument", "dropped").iter_rows():
+        result.counts[code][reason] += 1
+        setattr(result, reason, getattr(result, reason) + 1)
+    kept = page.filter(pl.col("dropped").is_null())
+    if kept.height:
+        result.frame = _daily_frame(kept.select(
+            "instrument", *numbers, day="when", venue=pl.col("instrument").replace_strict(venues, return_dtype=pl.Utf8)))
+    return result
+
+
+def _daily_frame(bars: pl.DataFrame) -> pl.DataFrame:
+    """Bars (day, venue, instrument, `_NUMBERS`, pre_close if sent) in `DAILY_BARS_SCHEMA`: volume in shares,
+    amount in yuan; by instrument and day."""
+    if "pre_close" not in bars.columns:
+        bars = bars.with_columns(pl.lit(None, dtype=pl.Float64).alias("pre_close"))
+    for code in bars["instrument"].unique(maintain_order=True):
+        note_conversion(code, f"volume lots -> shares (x{LOTS_TO_SHARES:g})")
+        note_conversion(code, f"amount thousand CNY -> CNY (x{THOUSANDS_TO_YUAN:g})")
+    # ×100 / ×1000 in binary floating point leaves noise (1279950.983 × 1000 = 1279950983.0000002):
+    # round back to the precision the vendor sends (2 decimals of lots, 3 of thousands of yuan).
+    return bars.with_columns(
+        pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
+        (pl.col("vol") * LOTS_TO_SHARES).round(4).alias("volume"),
+        (pl.col("amount") * THOUSANDS_TO_YUAN).round(3).alias("amount"),
+    ).select(list(DAILY_BARS_SCHEMA)).sort(["instrument", "ts"])
+
+
+def _daily_by_row(table: Table, instrument: str | None, day: Any, window: tuple[date, date] | None) -> ParsedDaily:
+    """`parse_daily` row by row: what the columns do not take, read (numbers sent as text) or worded
+    (the first thing wrong) as it always was."""
     index = {name: table.fields.index(name) for name in table.fields}
-    numeric = ["open", "high", "low", "close", "vol", "amount"] + (["pre_close"] if "pre_close" in index else [])
+    numeric = [*_NUMBERS] + (["pre_close"] if "pre_close" in index else [])
     allowed = set(instrument.split(",")) if instrument is not None else None
     result = ParsedDaily(frame=pl.DataFrame(schema=DAILY_BARS_SCHEMA), received=len(table.items))
     rows: dict[str, list] = {k: [] for k in ["day", "instrument", *numeric]}
@@ -443,7 +617,7 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
         counts = result.counts.setdefault(code, Counter())
         counts["rows"] += 1
         numbers = {k: _number(row[index[k]], k, f"{code} {label}", code, trade_day) for k in numeric}
-        core = [numbers[k] for k in ("open", "high", "low", "close", "vol", "amount")]
+        core = [numbers[k] for k in _NUMBERS]
         if dropped := nulls_in(core):
             setattr(result, dropped, getattr(result, dropped) + 1)
             counts[dropped] += 1
@@ -468,22 +642,10 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
         venues = [venue_of(c) for c in rows["instrument"]]
     except ValueError as error:
         raise TushareResponseError(instrument, day, f"daily: {error}") from None
-    frame = pl.DataFrame({
+    result.frame = _daily_frame(pl.DataFrame({
         "day": pl.Series(rows["day"], dtype=pl.Date), "venue": venues, "instrument": rows["instrument"],
         **{k: pl.Series(rows[k], dtype=pl.Float64) for k in numeric},
-    })
-    if "pre_close" not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("pre_close"))
-    for code in frame["instrument"].unique(maintain_order=True):
-        note_conversion(code, f"volume lots -> shares (x{LOTS_TO_SHARES:g})")
-        note_conversion(code, f"amount thousand CNY -> CNY (x{THOUSANDS_TO_YUAN:g})")
-    # ×100 / ×1000 in binary floating point leaves noise (1279950.983 × 1000 = 1279950983.0000002):
-    # round back to the precision the vendor sends (2 decimals of lots, 3 of thousands of yuan).
-    result.frame = frame.with_columns(
-        pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts"),
-        (pl.col("vol") * LOTS_TO_SHARES).round(4).alias("volume"),
-        (pl.col("amount") * THOUSANDS_TO_YUAN).round(3).alias("amount"),
-    ).select(list(DAILY_BARS_SCHEMA)).sort(["instrument", "ts"])
+    }))
     return result
 
 

@@ -1,14 +1,16 @@
 """Yahoo Finance chart v8: 1-minute bars of stocks as normalized `BARS_SCHEMA` frames.
 
-`GET /v8/finance/chart/{instrument}?interval=1m&period1=&period2=` answers `chart.result[0]`: `meta`,
-`timestamp[]` (epoch seconds, bar open) and parallel `indicators.quote[0].{open, high, low, close,
-volume}[]`. `parse_chart` (pure) undoes what would otherwise corrupt the bars: float32 noise in
-prices (101.19999694824219 → 101.2), minor currency units (GBp, ZAc, ILA: /100; KWF: /1000), null or
-partly null minutes (dropped, counted), a live bar stamped mid-minute (floored). `venue` is
-`meta.exchangeName`; `amount` is an ESTIMATE (volume × typical price: Yahoo sends no turnover).
-What it cannot undo is an error naming the instrument: no `meta.currency` where Yahoo may quote in
-a minor unit (London, Johannesburg, Tel Aviv, Kuwait: pence would become pounds; elsewhere it is
-counted), another `meta.dataGranularity` than 1m, times that are not epoch seconds, a negative volume.
+`GET /v8/finance/chart/{instrument}?interval=1m&period1=&period2=` answers `chart.result[0]`: its
+`meta` (`ChartMeta`) and parallel arrays, one bar per position (`Bars`, `Quote`). `parse_chart` (pure)
+undoes what would otherwise corrupt the bars: float32 noise in prices (101.19999694824219 → 101.2),
+minor currency units (GBp, ZAc, ILA: /100; KWF: /1000), null or partly null minutes (dropped,
+counted), a live bar stamped mid-minute (floored). `amount` is an ESTIMATE (volume × typical price:
+Yahoo sends no turnover). What it cannot undo is an error naming the instrument: no `meta.currency`
+where Yahoo may quote in a minor unit (London, Johannesburg, Tel Aviv, Kuwait: pence would become
+pounds; elsewhere it is counted), another `meta.dataGranularity` than 1m, times that are not epoch
+seconds, a negative volume. Yahoo sends JSON numbers: a page of exactly the declared types is
+converted in C and checked on its columns; any other is read bar by bar, which words the first
+thing wrong (text is not read as a number).
 
 `YahooChartClient` sends each request through the shared `ApiClient.call`, its `ERRORS` saying what
 Yahoo's answers mean (unknown instrument, rejected window, refused access; plain-text 429s and cut
@@ -34,6 +36,8 @@ from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import (
@@ -49,6 +53,7 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
+from marketdata_assets.datasets.declared import Int64
 from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US, as_utc
 from marketdata_assets.datasets.wire import count_quality, note_conversion, note_dropped, nulls_in
 
@@ -63,6 +68,7 @@ UTC = timezone.utc
 QUOTE_FIELDS = ("open", "high", "low", "close", "volume")
 PRICE_FIELDS = ("open", "high", "low", "close")
 MAX_DENOISE_DECIMALS = 6
+EXACT_BELOW = 1e9  # prices the columns snap and divide exactly as `_major_unit` does (`_major_units`)
 
 # Yahoo's minor-unit currency codes → (ISO currency, units per major unit)
 MINOR_UNITS: dict[str, tuple[str, int]] = {
@@ -161,6 +167,45 @@ def normalize_currency(currency: str | None) -> tuple[str | None, int]:
 
 
 # --------------------------------------------------------------------------------------------
+# What `chart.result[0]` holds (the fields read; the rest are ignored)
+# --------------------------------------------------------------------------------------------
+
+class ChartMeta(msgspec.Struct):
+    """`meta`: the fields read, as sent (`Any`: what a value of another type means is said where it is
+    read; the whole `meta` is kept in `ChartData.meta`)."""
+
+    symbol: Any = None                # "VOD.L": the instrument, when none was given
+    exchangeName: Any = None          # "LSE", "NMS": the bars' venue
+    fullExchangeName: Any = None      # "LSE", "NasdaqGS": the venue without an exchangeName
+    currency: Any = None              # the prices' unit: ISO 4217 ("USD") or a minor unit (`MINOR_UNITS`: "GBp" pence)
+    dataGranularity: Any = None       # "1m": must be the interval asked for (absent: not said)
+    exchangeTimezoneName: Any = None  # "Europe/London": ChartData.timezone
+    gmtoffset: Any = None             # seconds east of UTC at the answer's time: ChartData.gmtoffset
+
+
+class Quote(msgspec.Struct):
+    """`indicators.quote[0]`: one value per `timestamp`, null in a minute without trades."""
+
+    open: list[float | None]    # in meta.currency's unit (GBp: pence), float32 noise (101.19999694824219)
+    high: list[float | None]
+    low: list[float | None]
+    close: list[float | None]
+    volume: list[float | None]  # shares (integers)
+
+
+class Indicators(msgspec.Struct):
+    quote: list[Quote]  # one block: the first is read
+
+
+class Bars(msgspec.Struct):
+    """`chart.result[0]` but its meta: the bars, one per position of the arrays. Absent `timestamp`:
+    no bars in the window (`quote` is then `[{}]`)."""
+
+    timestamp: list[Int64]  # the bar's open, epoch SECONDS (a live bar: mid-minute, floored)
+    indicators: Indicators
+
+
+# --------------------------------------------------------------------------------------------
 # Parsing (pure: usable on captured responses)
 # --------------------------------------------------------------------------------------------
 
@@ -229,30 +274,28 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
     `meta.dataGranularity` is not `interval`.
     """
     page = Page(PROVIDER, instrument, _day_label(start), request)
-    result, meta, page = _chart_result(payload, page, status, interval)
-    data = _chart_data(meta, page)
+    result = _chart_result(payload, page, status)
+    data, page = _chart_data(result, page, interval)
     timestamps = result.get("timestamp")
     if timestamps is None:
         return data  # no trades in the window
     if not isinstance(timestamps, list):
         raise page.error("`timestamp` is not a list")
-    if not timestamps:
-        return data
-    columns = _quote_columns(result, len(timestamps), page)
-    kept: dict[int, dict[str, float | None]] = {}
-    for i, raw_ts in enumerate(timestamps):
-        epoch, row = _chart_row(i, raw_ts, columns, page)
-        minute = _keep_minute(data, epoch, row, kept, start, end)
-        if minute is not None:
-            kept[minute] = _major_unit_prices(data, row)
-    if kept:
-        data.frame = _bars_frame(kept, data.exchange, data.instrument)
+    if timestamps and not _bars_by_column(data, _declared(Bars, result), start, end):
+        _bars_by_row(data, result, timestamps, start, end, page)
     return data
 
 
-def _chart_result(payload: Mapping | str | bytes, page: Page, status: int,
-                  interval: str) -> tuple[Mapping, Mapping, Page]:
-    """chart.result[0] and its meta, the error answers raised; the page names the instrument."""
+def _declared(kind: Any, value: Any) -> Any:
+    """`value` as `kind` if it is exactly that (JSON numbers where numbers are declared), else None."""
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        return None
+
+
+def _chart_result(payload: Mapping | str | bytes, page: Page, status: int) -> Mapping:
+    """chart.result[0], the error answers raised."""
     try:
         payload = _load(payload)
     except ValueError as error:
@@ -266,27 +309,24 @@ def _chart_result(payload: Mapping | str | bytes, page: Page, status: int,
     results = chart.get("result") if isinstance(chart, Mapping) else None
     if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
         raise page.error("chart.result is missing or empty")
-    result = results[0]
-    meta = result.get("meta") if isinstance(result.get("meta"), Mapping) else {}
-    inst = page.instrument or str(meta.get("symbol") or "")
+    return results[0]
+
+
+def _chart_data(result: Mapping, page: Page, interval: str) -> tuple[ChartData, Page]:
+    """An empty `ChartData` with the answer's exchange and price unit (a minor unit is divided out), and
+    the page naming its instrument."""
+    raw = dict(result["meta"]) if isinstance(result.get("meta"), Mapping) else {}
+    meta = msgspec.convert(raw, ChartMeta)
+    inst = page.instrument or str(meta.symbol or "")
     if not inst:
         raise page.error("no instrument given and none in meta")
     page = dataclasses.replace(page, instrument=inst)
-    granularity = meta.get("dataGranularity")
-    if granularity is not None and granularity != interval:
-        raise page.error(f"meta.dataGranularity is {granularity!r} where {interval!r} bars were asked for: "
-                         f"not {interval} bars")
-    return result, meta, page
-
-
-def _chart_data(meta: Mapping, page: Page) -> ChartData:
-    """An empty `ChartData` with the answer's exchange and price unit (a minor unit is divided out)."""
-    inst = page.instrument
-    exchange = str(meta.get("exchangeName") or meta.get("fullExchangeName") or "YAHOO")
-    quote_currency = meta.get("currency")
-    no_currency = 0
+    if meta.dataGranularity is not None and meta.dataGranularity != interval:
+        raise page.error(f"meta.dataGranularity is {meta.dataGranularity!r} where {interval!r} bars were asked "
+                         f"for: not {interval} bars")
+    quote_currency, no_currency = meta.currency, 0
     if not known_currency(quote_currency):
-        market = minor_unit_market(inst, meta.get("exchangeName"))
+        market = minor_unit_market(inst, meta.exchangeName)
         if market is not None:
             said = "no meta.currency" if quote_currency in (None, "") else f"meta.currency {quote_currency!r}"
             raise page.error(f"{said}: on {market} Yahoo quotes prices in a major or a minor unit (GBp pence vs "
@@ -295,10 +335,101 @@ def _chart_data(meta: Mapping, page: Page) -> ChartData:
     currency, divisor = normalize_currency(quote_currency)
     if divisor != 1:
         note_conversion(inst, f"prices {quote_currency} -> {currency} (/{divisor})")
-    return ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
-                     quote_currency=quote_currency, price_divisor=divisor, exchange=exchange,
-                     timezone=meta.get("exchangeTimezoneName"), gmtoffset=meta.get("gmtoffset"), meta=dict(meta),
-                     no_currency=no_currency)
+    data = ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
+                     quote_currency=quote_currency, price_divisor=divisor,
+                     exchange=str(meta.exchangeName or meta.fullExchangeName or "YAHOO"),
+                     timezone=meta.exchangeTimezoneName, gmtoffset=meta.gmtoffset, meta=raw, no_currency=no_currency)
+    return data, page
+
+
+def _bars_by_column(data: ChartData, bars: Bars | None, start: int | None, end: int | None) -> bool:
+    """The bars into `data` from their columns; False (nothing done) if `_quote_page` does not take them."""
+    page = _quote_page(bars)
+    if page is None:
+        return False
+    epoch, minute = pl.col("epoch"), pl.col("minute")
+    nulls = pl.sum_horizontal(pl.col(QUOTE_FIELDS).is_null())
+    inside = (minute >= start if start is not None else pl.lit(True)) & (minute < end if end is not None else True)
+    page = page.with_columns(off=(nulls == 0) & (minute != epoch), dropped=(
+        pl.when(nulls == len(QUOTE_FIELDS)).then(pl.lit("null_rows")).when(nulls > 0).then(pl.lit("partial_rows"))
+        .when(~inside).then(pl.lit("outside_window"))
+        .when(~pl.struct(minute, nulls == 0).is_first_distinct()).then(pl.lit("duplicates"))))
+    data.off_minute += page["off"].sum()
+    for (reason, day), rows in Counter(page.filter(pl.col("dropped").is_not_null()).select("dropped", "day")
+                                       .iter_rows()).items():
+        data.dropped_on[(reason, day)] += rows
+        setattr(data, _COUNTED[reason], getattr(data, _COUNTED[reason]) + rows)
+    kept = page.filter(pl.col("dropped").is_null())
+    if kept.height:
+        data.frame = _bars_frame(_in_major_units(data, kept), data.exchange, data.instrument)
+    return True
+
+
+def _quote_page(bars: Bars | None) -> pl.DataFrame | None:
+    """The bars as columns (NaN read as null, the bar's minute and UTC day), or None if the arrays differ
+    in length or a bar breaks a rule: epoch seconds, finite values, a volume not negative, prices above
+    0 and below `EXACT_BELOW` (`_bars_by_row` reads those or says what is wrong)."""
+    quote = bars.indicators.quote[0] if bars is not None and bars.indicators.quote else None
+    if quote is None or any(len(getattr(quote, name)) != len(bars.timestamp) for name in QUOTE_FIELDS):
+        return None
+    epoch, prices, volume = pl.col("epoch"), pl.col(PRICE_FIELDS), pl.col("volume")
+    page = pl.DataFrame({"epoch": bars.timestamp, **{name: getattr(quote, name) for name in QUOTE_FIELDS}},
+                        schema={"epoch": pl.Int64, **dict.fromkeys(QUOTE_FIELDS, pl.Float64)}).with_columns(
+        pl.col(QUOTE_FIELDS).fill_nan(None), minute=epoch - epoch % 60, day=pl.from_epoch("epoch", "s").dt.date())
+    first, last, low, high, least, most = page.select(  # min and max pass nulls by
+        first=epoch.min(), last=epoch.max(), low=pl.min_horizontal(prices.min()),
+        high=pl.max_horizontal(prices.max()), least=volume.min(), most=volume.max()).row(0)
+    ok = (EPOCH_SECONDS[0] <= first and last < EPOCH_SECONDS[1] and (low is None or 0 < low and high < EXACT_BELOW)
+          and (least is None or 0 <= least and most < math.inf))
+    return page if ok else None
+
+
+# The row drops `_bars_by_column` counts: ChartData's name of each.
+_COUNTED = {"null_rows": "null_minutes", "partial_rows": "partial_rows", "outside_window": "outside",
+            "duplicates": "duplicates"}
+
+
+def _in_major_units(data: ChartData, kept: pl.DataFrame) -> pl.DataFrame:
+    """The kept bars' prices snapped from float32 noise and in the major unit, as `_major_unit` does."""
+    major, snapped = _major_units(kept.select(PRICE_FIELDS).to_numpy(), data.price_divisor)
+    data.denoised += int(snapped.sum())
+    return kept.with_columns(pl.Series(name, major[:, i]) for i, name in enumerate(PRICE_FIELDS))
+
+
+def _major_units(prices: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_major_unit` of finite prices below `EXACT_BELOW`: (the prices in the major unit, snapped or
+    not), the same doubles. A float32 value has 24 significant bits, so price × 10**d (d <= 6) and
+    its rounding `whole` are exact, whole / 10**d is the double round(price, d) gives, and
+    round(that / divisor, d + log10(divisor)) is whole / 10**(d + log10(divisor)) while whole < 2**50.
+    (numpy, not Polars: Polars divides by a constant as a product with its inverse, a different double.)"""
+    f32, shift = prices.astype(np.float32), round(math.log10(divisor))
+    left = f32.astype(np.float64) == prices  # float32 values, not snapped yet
+    major, clean = prices / divisor, prices.copy()
+    for decimals in range(MAX_DENOISE_DECIMALS + 1):
+        whole = np.rint(prices * 10.0**decimals)
+        candidate = whole / 10.0**decimals
+        fits = left & (candidate.astype(np.float32) == f32)
+        clean[fits], major[fits] = candidate[fits], whole[fits] / 10.0 ** (decimals + shift)
+        left &= ~fits
+    return major, clean != prices
+
+
+def _bars_by_row(data: ChartData, result: Mapping, timestamps: list, start: int | None, end: int | None,
+                 page: Page) -> None:
+    """The bars into `data` bar by bar: what `_bars_by_column` does not take, read or worded (the first
+    thing wrong) as it always was."""
+    columns = _quote_columns(result, len(timestamps), page)
+    kept: dict[int, dict[str, float | None]] = {}
+    for i, raw_ts in enumerate(timestamps):
+        epoch, row = _chart_row(i, raw_ts, columns, page)
+        minute = _keep_minute(data, epoch, row, kept, start, end)
+        if minute is not None:
+            kept[minute] = _major_unit_prices(data, row)
+    if kept:
+        rows = pl.DataFrame({"minute": list(kept), **{name: [row[name] for row in kept.values()]
+                                                      for name in (*PRICE_FIELDS, "volume")}},
+                            schema={"minute": pl.Int64, **dict.fromkeys((*PRICE_FIELDS, "volume"), pl.Float64)})
+        data.frame = _bars_frame(rows, data.exchange, data.instrument)
 
 
 def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
@@ -370,28 +501,30 @@ def _keep_minute(data: ChartData, epoch: int, row: Mapping, kept: Mapping[int, A
     return minute
 
 
+def _major_unit(price: float, divisor: int) -> tuple[float, bool]:
+    """`price` snapped from float32 noise and divided into the major unit; True if it was snapped."""
+    value, decimals = denoise_float32(price)
+    snapped = value != price
+    if divisor != 1:
+        value = value / divisor
+        if decimals is not None:  # exact decimal shift, no binary noise left over
+            value = round(value, decimals + round(math.log10(divisor)))
+    return value, snapped
+
+
 def _major_unit_prices(data: ChartData, row: Mapping[str, float]) -> dict[str, float]:
     """The row's prices snapped from float32 noise and divided into the major unit, and its volume."""
     out = {"volume": row["volume"]}
-    divisor = data.price_divisor
     for name in PRICE_FIELDS:
-        value, decimals = denoise_float32(row[name])
-        if decimals is not None:
-            data.denoised += value != row[name]
-        if divisor != 1:
-            value = value / divisor
-            if decimals is not None:  # exact decimal shift, no binary noise left over
-                value = round(value, decimals + round(math.log10(divisor)))
-        out[name] = value
+        out[name], snapped = _major_unit(row[name], data.price_divisor)
+        data.denoised += snapped
     return out
 
 
-def _bars_frame(kept: Mapping[int, Mapping[str, float]], exchange: str, instrument: str) -> pl.DataFrame:
-    columns = {name: pl.Series([row[name] for row in kept.values()], dtype=pl.Float64)
-               for name in (*PRICE_FIELDS, "volume")}
-    frame = pl.DataFrame({"ts": pl.Series(list(kept), dtype=pl.Int64) * 1_000_000, **columns})
-    return frame.with_columns(
-        pl.col("ts").cast(UTC_US),
+def _bars_frame(bars: pl.DataFrame, exchange: str, instrument: str) -> pl.DataFrame:
+    """Bars (`minute` in epoch seconds, the prices in the major unit, volume) in `BARS_SCHEMA`, oldest first."""
+    return bars.with_columns(
+        (pl.col("minute") * 1_000_000).cast(UTC_US).alias("ts"),
         pl.lit(exchange, dtype=pl.Utf8).alias("venue"),
         pl.lit(instrument, dtype=pl.Utf8).alias("instrument"),
         (pl.col("volume") * (pl.col("high") + pl.col("low") + pl.col("close")) / 3).round(6).alias("amount"),
