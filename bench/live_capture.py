@@ -27,7 +27,12 @@ are bench/live_capture_roles.py's. Three parts:
    table must reach the batch's newest event time; the latency of every row of the batch is that
    query's return time minus its `E` (the INSERT's own return time is reported beside it: the
    difference is the query). p50/p99 over every row, and over the rows after the first 10 s.
-   Target p99 < 1 s.
+   Target p99 < 1 s. Beside it, each row's stages (collector receive -> stored in JetStream, the ack
+   subject's time -> taken up by the consumer -> INSERT returned -> visible), the collector's queue
+   wait and publish calls, and from its landing files the frames it dropped (`overflow` markers) and
+   the trade ids they held (`gap` ranges against the holes in the landed ids). `--busy N`: N
+   processes spinning in pure Python at our priority during the run (a busy machine; the load
+   average is sampled); the target there is a bounded lag (p99 < 5 s) with every drop recorded.
 3. **Memory**: the same steady run lasts `--duration-s` (600); the collector's RSS (/proc) every
    `--rss-every-s` (5): start, end, max and the least-squares slope (MB per minute) over the run
    and over its second half (bounded queues: flat).
@@ -79,12 +84,14 @@ WARM_UP_S = 10.0
 # production's bounded queue the reader outruns the processor, and the CPU spent reading frames the
 # full queue then drops (counted as overflow, by design) is charged to the frames that were processed.
 WHOLE_WINDOW = 2_000_000
+WHOLE_WINDOW_S = 3600.0  # ... and no frame of it dropped for its wait (the lag bound, shedding.py)
 SHORT_QUEUE = 20_000  # --short: a smoke run does not process a whole window's frames at its stop
 
 
 @contextmanager
-def sender(rate: float, depth_share: float):
-    """The frame source, a process of its own; yields its base URL (WebSocket and REST on one port)."""
+def sender(rate: float, depth_share: float, counts: dict | None = None):
+    """The frame source, a process of its own; yields its base URL (WebSocket and REST on one port).
+    `counts["sent"]`: the frames it wrote, once it stopped."""
     process = subprocess.Popen([sys.executable, "-m", "bench.live_sender", "--rate", str(rate), "--depth-share",
                                 str(depth_share), "--instruments", ",".join(INSTRUMENTS)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -92,15 +99,31 @@ def sender(rate: float, depth_share: float):
         port = json.loads(process.stdout.readline())["port"]
         yield f"127.0.0.1:{port}"
     finally:
-        process.stdin.close()
         try:
-            process.wait(10)
+            rest, _ = process.communicate(timeout=10)  # closes its stdin: it stops
+            if counts is not None and rest.strip():
+                counts.update(last_json(rest))
         except subprocess.TimeoutExpired:
             process.kill()
 
 
+SPIN = "import os\nos.nice(0)\nwhile True:\n    pass\n"
+
+
+@contextmanager
+def busy_neighbours(count: int):
+    """`count` processes spinning in pure Python at our priority (a busy machine); killed after."""
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(count)]
+    try:
+        yield [p.pid for p in spinners]
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def role_argv(role: str, address: str, seconds: float, scratch: Path, nats_url: str, prefix: str,
-              queue_size: int | None = None) -> list[str]:
+              queue_size: int | None = None, max_lag_s: float | None = None) -> list[str]:
     streams = [s for name in INSTRUMENTS for s in (trade_stream(name), depth_stream(name))]
     argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--seconds", str(seconds)]
     if role == "bare":
@@ -108,7 +131,8 @@ def role_argv(role: str, address: str, seconds: float, scratch: Path, nats_url: 
     landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
     return argv + ["--url", f"ws://{address}", "--rest-url", f"http://{address}", "--instruments",
                    ",".join(INSTRUMENTS), "--landing", str(landing), "--nats-url", nats_url, "--prefix", prefix,
-                   *(["--queue-size", str(queue_size)] if queue_size else [])]
+                   *(["--queue-size", str(queue_size), "--max-lag-s", str(WHOLE_WINDOW_S)] if queue_size else []),
+                   *(["--max-lag-s", str(max_lag_s)] if max_lag_s else [])]
 
 
 PEERS = {"cryptofeed_noop": "noop", "cryptofeed_redis": "redis"}  # peer role -> its sink
@@ -169,32 +193,94 @@ def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, 
     return out
 
 
+# a row's way: collector receive -> JetStream stored (its ack subject's time) -> taken up by the consumer
+# (decoded) -> INSERT returned -> the query saw it
+STAGES = ("received_to_stored", "stored_to_taken", "taken_to_inserted", "inserted_to_visible")
+WINDOW_STAGES = ("received", "stored", "taken", "inserted", "visible")  # E -> received, then each stage's end
+
+
+class StagedConsumer(TradesConsumer):
+    """The production consumer, each message's JetStream store time (its ack subject's timestamp) and
+    the time the consumer took its batch up (decoded it) noted for `TimedInsert`, and the most
+    messages pending on the server at a fetch."""
+
+    def __init__(self, config: ConsumerConfig, store: JetStreamStore, insert: TimedInsert):
+        super().__init__(config, store, insert)
+        self.timed, self.most_pending = insert, 0
+
+    def decode(self, messages: list) -> tuple[list, list, list]:
+        taken_ms, times = time.time_ns() / 1e6, []
+        rows, good, bad = [], [], []
+        for msg in messages:
+            r, g, b = super().decode([msg])
+            rows.extend(r)
+            good.extend(g)
+            bad.extend(b)
+            meta = msg.metadata
+            times.append((len(r), meta.timestamp.timestamp() * 1000, taken_ms))
+            self.most_pending = max(self.most_pending, meta.num_pending)
+        self.timed.message_times = times
+        self.timed.decoded_ms = time.time_ns() / 1e6
+        self.timed.parts["decode"].append(self.timed.decoded_ms - taken_ms)
+        return rows, good, bad
+
+
 class TimedInsert:
     """The consumer's INSERT into `trades_live`, then the query that proves the batch visible; per row
-    the time from its event time `E` to the INSERT's return and to the query's (see part 2)."""
+    the time from its event time `E` to the INSERT's return and to the query's (see part 2), and the
+    stages of its way (`STAGES`; `message_times`: (rows, stored ms, taken ms) of each message of the
+    batch, set by `StagedConsumer`)."""
 
     def __init__(self, client, started_ms: float):
         self.client, self.started_ms = client, started_ms
         self.visible, self.inserted, self.received = array("f"), array("f"), array("f")  # ms per row
         self.warm_index, self.invisible_batches, self.rows = None, 0, 0
-        self.batches: list[tuple[float, float, float]] = []  # (s since start, worst, best ms) of each batch
+        # (s since start, worst, best ms, worst ms per stage) of each batch
+        self.batches: list[tuple[float, float, float, dict]] = []
+        self.stages = {name: array("f") for name in STAGES}
+        self.message_times: list[tuple[int, float, float]] = []
+        # a batch's parts, ms: decode, decoded -> the INSERT called (a thread hop), the INSERT, the query
+        self.parts = {name: array("f") for name in ("decode", "to_thread", "insert", "query")}
+        self.decoded_ms = 0.0
 
     def __call__(self, rows) -> int:
+        called_ms = time.time_ns() / 1e6
         n = insert_live_trades(self.client, DATABASE, rows)
         inserted_ms = time.time_ns() / 1e6
         newest = self.client.command(f"SELECT toUnixTimestamp64Milli(max(event_ts)) FROM `{DATABASE}`.trades_live")
         visible_ms = time.time_ns() / 1e6
+        for name, ms in (("to_thread", called_ms - self.decoded_ms), ("insert", inserted_ms - called_ms),
+                         ("query", visible_ms - inserted_ms)):
+            self.parts[name].append(ms)
         events = [row[9].timestamp() * 1000 for row in rows]
         if int(newest) < max(events):
             self.invisible_batches += 1
         if self.warm_index is None and min(events) > self.started_ms + WARM_UP_S * 1000:
             self.warm_index = len(self.visible)
         self.visible.extend(visible_ms - e for e in events)
-        self.batches.append(((visible_ms - self.started_ms) / 1000, visible_ms - min(events), visible_ms - max(events)))
         self.inserted.extend(inserted_ms - e for e in events)
-        self.received.extend(row[10].timestamp() * 1000 - e for row, e in zip(rows, events))
+        received = [row[10].timestamp() * 1000 for row in rows]
+        self.received.extend(r - e for r, e in zip(received, events))
+        worst = self.stage_times(events, received, inserted_ms, visible_ms)
+        self.batches.append(((visible_ms - self.started_ms) / 1000, visible_ms - min(events),
+                             visible_ms - max(events), worst))
         self.rows += n
         return n
+
+    def stage_times(self, events: list[float], received: list[float], inserted_ms: float, visible_ms: float) -> dict:
+        """Each row's stages; the batch's worst of each (E -> received first)."""
+        if sum(n for n, _, _ in self.message_times) != len(received):
+            return {}  # not the consumer's batch (rows of messages not timed)
+        stored = [t for n, t, _ in self.message_times for _ in range(n)]
+        taken = [t for n, _, t in self.message_times for _ in range(n)]
+        ways = {"received_to_stored": [s - r for s, r in zip(stored, received)],
+                "stored_to_taken": [f - s for f, s in zip(taken, stored)],
+                "taken_to_inserted": [inserted_ms - f for f in taken],
+                "inserted_to_visible": [visible_ms - inserted_ms]}
+        for name, values in ways.items():
+            self.stages[name].extend(values if name != "inserted_to_visible" else values * len(taken))
+        return {"received": round(max(r - e for r, e in zip(received, events))),
+                **{name.split("_to_")[1]: round(max(values)) for name, values in ways.items()}}
 
     def report(self) -> dict:
         def pct(values, start=0) -> dict:
@@ -208,16 +294,20 @@ class TimedInsert:
         warm = self.warm_index if self.warm_index is not None else len(self.visible)
         return {"queryable": pct(self.visible), "by_window": self.windows(), "queryable_after_warm_up": pct(self.visible, warm),
                 "insert_returned": pct(self.inserted), "received_by_collector": pct(self.received),
+                "stages": {name: pct(values) for name, values in self.stages.items()},
+                "batch_parts": {name: pct(values) for name, values in self.parts.items()},
                 "invisible_batches": self.invisible_batches, "rows": self.rows}
 
-
     def windows(self, width_s: float = 5.0) -> list[dict]:
-        """The batches' worst latency per `width_s` window of the run (when a tail happened)."""
+        """The batches' worst latency per `width_s` window of the run (when a tail happened), and the
+        worst of each stage (where it happened)."""
         out: dict[int, list] = {}
-        for t, worst, best in self.batches:
-            out.setdefault(int(t // width_s), []).append((worst, best))
-        return [{"from_s": k * width_s, "batches": len(v), "worst_ms": round(max(w for w, _ in v), 1),
-                 "best_ms": round(min(b for _, b in v), 1)} for k, v in sorted(out.items())]
+        for t, worst, best, stages in self.batches:
+            out.setdefault(int(t // width_s), []).append((worst, best, stages))
+        return [{"from_s": k * width_s, "batches": len(v), "worst_ms": round(max(w for w, _, _ in v), 1),
+                 "best_ms": round(min(b for _, b, _ in v), 1),
+                 "worst_stage_ms": {name: max(s.get(name, 0) for _, _, s in v) for name in WINDOW_STAGES}}
+                for k, v in sorted(out.items())]
 
 
 def rss_mb(pid: int) -> float | None:
@@ -247,8 +337,9 @@ def rss_report(series: list[tuple[float, float]]) -> dict:
             "series": [(round(t, 1), round(mb, 1)) for t, mb in series]}
 
 
-async def run_collector(argv: list[str], every_s: float) -> tuple[dict, list[tuple[float, float]]]:
-    """The collector process; its RSS every `every_s` from its first frame to its exit."""
+async def run_collector(argv: list[str], every_s: float, loads: list | None = None) -> tuple[dict, list[tuple[float, float]]]:
+    """The collector process; its RSS (and the 1-minute load average, into `loads`) every `every_s`
+    from its first frame to its exit."""
     process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.PIPE, cwd=REPO)
     ready = await process.stdout.readline()
@@ -260,6 +351,8 @@ async def run_collector(argv: list[str], every_s: float) -> tuple[dict, list[tup
         mb = rss_mb(process.pid)
         if mb is not None and process.returncode is None:
             series.append((time.monotonic() - t0, mb))
+            if loads is not None:
+                loads.append(round(os.getloadavg()[0], 2))
         await asyncio.wait({finished}, timeout=every_s)
     stdout, stderr = finished.result()
     if process.returncode:
@@ -268,8 +361,9 @@ async def run_collector(argv: list[str], every_s: float) -> tuple[dict, list[tup
 
 
 async def steady(rate: float, depth_share: float, duration_s: float, every_s: float, scratch: Path,
-                 nats_url: str, prefix: str) -> dict:
-    """Parts 2 and 3: collector -> JetStream -> consumer -> ClickHouse at `rate`, for `duration_s`."""
+                 nats_url: str, prefix: str, busy: int = 0, max_lag_s: float | None = None) -> dict:
+    """Parts 2 and 3: collector -> JetStream -> consumer -> ClickHouse at `rate`, for `duration_s`,
+    beside `busy` spinning neighbours (`max_lag_s`: the collector's lag bound, None: production's)."""
     client, locked = connection.open_client(f"chdb://{scratch / 'clickhouse'}", DATABASE, lock_timeout_s=5)
     ensure_live_tables(client, DATABASE)
     store = await JetStreamStore(nats_url, name="bench-live-capture-consumer").connect()
@@ -279,14 +373,15 @@ async def steady(rate: float, depth_share: float, duration_s: float, every_s: fl
         await store.ensure_stream(spec)
         insert = TimedInsert(client, time.time_ns() / 1e6)
         config = ConsumerConfig(stream=spec.name, subject_filter=f"{prefix}.trades.>", durable=DURABLE)
-        consumer = TradesConsumer(config, store, insert)
+        consumer = StagedConsumer(config, store, insert)
         await consumer.subscribe()
         stop = asyncio.Event()
         consuming = asyncio.create_task(consumer.run(stop))
-        with sender(rate, depth_share) as address:
+        counts, loads, cpu_start = {}, [], time.process_time()
+        with busy_neighbours(busy), sender(rate, depth_share, counts) as address:
             insert.started_ms = time.time_ns() / 1e6
-            argv = role_argv("collector", address, duration_s, scratch, nats_url, prefix)
-            result, series = await run_collector(argv, every_s)
+            argv = role_argv("collector", address, duration_s, scratch, nats_url, prefix, max_lag_s=max_lag_s)
+            result, series = await run_collector(argv, every_s, loads)
         try:  # a collector far behind leaves a backlog: reported (`caught_up`), not fatal
             await consumer.stats.wait_until(lambda s: s.inserted >= result["total_published"], 120 + duration_s / 4)
             caught_up = True
@@ -295,6 +390,7 @@ async def steady(rate: float, depth_share: float, duration_s: float, every_s: fl
         finally:
             stop.set()
             await consuming
+            consumer_cpu_s = time.process_time() - cpu_start  # this process: the consumer, its INSERTs, chDB
     finally:
         await store.delete_stream(spec.name)
         await store.close()
@@ -305,10 +401,14 @@ async def steady(rate: float, depth_share: float, duration_s: float, every_s: fl
                                         "stuck_tasks")}
     collected["cpu_share_of_a_core"] = round(result["cpu_s"] / result["wall_s"], 3)
     collected["achieved_frames_per_s"] = round(result["frames"] / result["wall_s"])  # the offered rate, if kept up
-    return {"rate_frames_per_s": rate, "depth_share": depth_share, "duration_s": duration_s,
-            "collector": collected, "consumer": consumer.counters(), "consumer_caught_up": caught_up,
-            "latency": insert.report(),
-            "rss": rss_report(series)}
+    for key in ("total_frames", "total_overflow_frames", "landing", "stages"):
+        collected[key] = result.get(key)
+    return {"rate_frames_per_s": rate, "depth_share": depth_share, "duration_s": duration_s, "busy": busy,
+            "max_lag_s": max_lag_s,
+            "frames_sent": counts.get("sent"), "load_average_during": loads,
+            "collector": collected, "consumer": {**consumer.counters(), "most_pending": consumer.most_pending,
+                                                 "cpu_s": round(consumer_cpu_s, 2)},
+            "consumer_caught_up": caught_up, "latency": insert.report(), "rss": rss_report(series)}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -320,6 +420,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steady-depth-share", type=float, default=0.0, help="steady run: share of depth diffs")
     parser.add_argument("--duration-s", type=float, default=600.0, help="steady run: seconds (latency and RSS)")
     parser.add_argument("--rss-every-s", type=float, default=5.0)
+    parser.add_argument("--max-lag-s", type=float, default=None, help="steady run: the collector's lag bound "
+                        "(default: production's)")
+    parser.add_argument("--busy", type=int, default=0, help="steady run: this many neighbour processes spinning "
+                        "at our priority (a busy machine)")
     parser.add_argument("--short", action="store_true", help="a smoke run: a few seconds of each part")
     parser.add_argument("--no-peers", action="store_true", help="throughput without the cryptofeed rows (they "
                         "run in a venv of their own, built once: bench/peer_venv.py)")
@@ -353,12 +457,31 @@ def print_table(report: dict) -> None:
         print(f"exchange time -> queryable: p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms, max {q.get('max_ms')} ms"
               f" (after the first {WARM_UP_S:.0f} s: p50 {w.get('p50_ms')}, p99 {w.get('p99_ms')}); "
               f"target p99 < {TARGET_P99_S * 1000:.0f} ms")
+        print_losses(s)
         if c.get("shutdown_hung"):
             print(f"collector stop did not end within its limit: {c.get('stuck_tasks')}")
         r = s["rss"]
         print(f"collector RSS: start {r.get('start_mb')} MB, end {r.get('end_mb')} MB, max {r.get('max_mb')} MB, "
               f"slope {r.get('slope_mb_per_min')} MB/min (second half {r.get('slope_second_half_mb_per_min')})")
     print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
+
+
+def print_losses(s: dict) -> None:
+    """The steady run's dropped frames and their gap records, and where the time went (p99 per stage)."""
+    c, g = s["collector"], s["collector"].get("landing") or {}
+    loads = s.get("load_average_during") or [0]
+    print(f"busy neighbours {s.get('busy', 0)}, load average during the run {min(loads)}-{max(loads)}; "
+          f"frames sent {s.get('frames_sent')}, dropped by the collector {c.get('total_overflow_frames')} "
+          f"(overflow records {g.get('overflow_records')} naming {g.get('overflow_recorded_frames')} frames); "
+          f"trade ids spanned {g.get('trade_ids_spanned')}, holes {g.get('trade_id_holes')}, in recorded gap "
+          f"ranges {g.get('holes_in_gap_ranges')} ({g.get('trade_gap_records')} records)")
+    stages = {**{f"collector {k}": v for k, v in ((c.get("stages") or {}).items()) if isinstance(v, dict)},
+              **s["latency"].get("stages", {})}
+    print("p50/p99/max ms per stage: " + "; ".join(f"{name} {v.get('p50_ms')}/{v.get('p99_ms')}/{v.get('max_ms')}"
+                                                  for name, v in stages.items() if v))
+    parts = s["latency"].get("batch_parts", {})
+    print("consumer batch parts, p50/p99 ms: " + "; ".join(f"{name} {v.get('p50_ms')}/{v.get('p99_ms')}"
+                                                          for name, v in parts.items() if v))
 
 
 async def drop_stream(nats_url: str, prefix: str) -> None:
@@ -382,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
                                               args.prefix, SHORT_QUEUE if args.short else WHOLE_WINDOW, peer)
         if "steady" not in args.skip:
             report["steady"] = asyncio.run(steady(args.rate, args.steady_depth_share, args.duration_s,
-                                                  args.rss_every_s, scratch, nats_url, args.prefix))
+                                                  args.rss_every_s, scratch, nats_url, args.prefix, args.busy,
+                                                  args.max_lag_s))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         asyncio.run(drop_stream(nats_url, args.prefix))

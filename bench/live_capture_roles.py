@@ -9,6 +9,10 @@ JSON line of results on stdout:
   scratch directory), books synced from the sender's REST snapshots, trades published to the
   stack's nats-server on the bench's own subject prefix and stream.
 
+The collector also reports its stages (`Stages`: each batch's wait on the frame queue, each publish
+call, the fill of its queue and publish buffer) and what its landing files say about the frames it
+dropped (`landing_gaps`: `overflow` markers, `gap` ranges, holes in the landed trade ids).
+
 Both count from their first frame for `seconds`, then stop (the collector lands and publishes what
 it holds: its clock stops when that is done), and report frames, wall and CPU seconds of the
 process (`time.process_time`: every thread, so the landing worker's zstd is included).
@@ -20,7 +24,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import time
+from array import array
 from pathlib import Path
 
 import websockets
@@ -30,6 +36,7 @@ from marketdata_assets.ingest.live.collector import run_streaming
 from marketdata_assets.sources.binance.stream import VENUE
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
+from marketdata_assets.stores.landing.reader import closed_files, read_lines
 
 PREFIX = "benchlc"  # the bench's subjects, `benchlc.trades.BINANCE.<instrument>`: no other stream sees them
 
@@ -60,15 +67,106 @@ async def bare(url: str, seconds: float) -> dict:
     return {"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
 
 
+def percentiles(values: array) -> dict:
+    """p50 / p99 / max of milliseconds (empty: {})."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    p50, p99 = (round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) for q in (0.5, 0.99))
+    return {"n": len(ordered), "p50_ms": p50, "p99_ms": p99, "max_ms": round(ordered[-1], 1)}
+
+
+class Stages:
+    """Cheap per-stage clocks inside the collector (bench only): each batch's wait on the frame queue
+    (its oldest frame's receive time to the processor taking it), each JetStream publish call's
+    duration, and the queue's and the publish buffer's fill, sampled."""
+
+    def __init__(self, live):
+        self.queue_wait, self.publish_ms = array("f"), array("f")
+        self.most_queued = self.most_buffered = 0
+        process, publish = live._process, live.store.publish
+
+        async def timed_process(batch):
+            oldest = next((item[2] for item in batch if item[0] == "frame"), None)  # not a drop's marker
+            if oldest is not None:
+                self.queue_wait.append((time.time_ns() - oldest) / 1e6)
+            await process(batch)
+
+        async def timed_publish(messages):
+            started = time.perf_counter()
+            try:
+                return await publish(messages)
+            finally:
+                self.publish_ms.append((time.perf_counter() - started) * 1000)
+        live._process, live.store.publish = timed_process, timed_publish
+        self.live = live
+
+    async def sample(self, every_s: float = 0.1) -> None:
+        while True:
+            self.most_queued = max(self.most_queued, self.live.queue.qsize())
+            self.most_buffered = max(self.most_buffered, self.live.buffered)
+            await asyncio.sleep(every_s)
+
+    def report(self) -> dict:
+        return {"queue_wait": percentiles(self.queue_wait), "publish_call": percentiles(self.publish_ms),
+                "most_queued_frames": self.most_queued, "most_buffered_records": self.most_buffered}
+
+
+TRADE_ID = re.compile(rb'\\"t\\":(\d+)')  # a trade frame's id, as the landing line escapes the frame
+
+
+def landing_gaps(landing: Path, instruments: list[str]) -> dict:
+    """What the landing files say about the frames the collector dropped: per instrument's trade
+    channel, the ids landed and the span from the first to the last (the sender's ids count up by
+    one), the holes in it, and the gap records: `overflow` markers (frames dropped; a connection's
+    markers are in each of its channels, and the bench's one connection carries them all: counted in
+    the first instrument's; a disconnect's `overflow_dropped` too) and trade-id ranges (`gap` markers
+    with `first_id`/`last_id`) covering holes."""
+    overflow: list[int] = []
+    span = landed = holes = covered = ranges = wrong = 0
+    for name in instruments:
+        ids, gaps = set(), []
+        for path in closed_files(landing, VENUE, f"{name.lower()}@trade"):
+            for line in read_lines(path):
+                if b',"m":"' not in line[:160]:
+                    match = TRADE_ID.search(line)
+                    if match:
+                        ids.add(int(match.group(1)))
+                    continue
+                record = json.loads(line)
+                details = record.get("x") or {}
+                if (record["m"] == "overflow" or details.get("overflow_dropped")) and name == instruments[0]:
+                    overflow.append(int(details.get("dropped") or details["overflow_dropped"]))
+                elif record["m"] == "gap" and "first_id" in details:
+                    gaps.append((int(details["first_id"]), int(details["last_id"])))
+        if not ids:
+            continue
+        missing = set(range(min(ids), max(ids) + 1)) - ids
+        recorded = {i for first, last in gaps for i in range(first, last + 1)}
+        span += max(ids) - min(ids) + 1
+        landed, holes, covered, ranges = landed + len(ids), holes + len(missing), covered + len(missing & recorded), \
+            ranges + len(gaps)
+        wrong += len(recorded & ids)
+    return {"trade_ids_spanned": span, "trade_ids_landed": landed, "trade_id_holes": holes,
+            "holes_in_gap_ranges": covered, "landed_ids_in_gap_ranges": wrong, "trade_gap_records": ranges,
+            "overflow_records": len(overflow),
+            "overflow_recorded_frames": sum(overflow)}
+
+
 async def collector(url: str, rest_url: str, instruments: list[str], seconds: float, landing: Path,
-                    nats_url: str, prefix: str = PREFIX, queue_size: int | None = None) -> dict:
+                    nats_url: str, prefix: str = PREFIX, queue_size: int | None = None,
+                    max_lag_s: float | None = None) -> dict:
     """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close).
-    `queue_size`: its frame queue (None: the production default)."""
+    `queue_size`, `max_lag_s`: its frame queue's bounds (None: the production defaults; a tree
+    without the lag bound ignores it)."""
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
+    bounds = {"queue_size": queue_size, "max_lag_s": max_lag_s}
     config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix,
-                             **({"queue_size": queue_size} if queue_size else {}))
+                             **{k: v for k, v in bounds.items() if v and k in CollectorConfig.__dataclass_fields__})
     live = BinanceSpotCollector(config, LandingWriter(landing, VENUE), store)
+    stages = Stages(live)
+    sampling = asyncio.create_task(stages.sample())
     stop = asyncio.Event()
     running = asyncio.create_task(live.run(stop))
     await live.stats.wait_until(lambda s: s.frames > 0, 60)
@@ -90,14 +188,17 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
     stuck = [] if not hung else [f"{t.get_name()}: " + " <- ".join(
         f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in t.get_stack(limit=8))
         for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    sampling.cancel()
     landed_bytes = sum(p.stat().st_size for p in landing.rglob("*.zst"))
+    gaps = {} if hung else landing_gaps(landing, instruments)
     return {"frames": s.frames - start[0], "trades": s.trades - start[1], "published": s.published - start[2],
             "overflow_frames": s.overflow_frames - start[3], "publish_dropped": s.publish_dropped,
             "publish_failures": s.publish_failures, "gaps": s.gaps, "snapshots": s.snapshots,
             "bad_frames": s.bad_frames, "duplicates": s.duplicates, "total_frames": s.frames,
             "total_trades": s.trades, "total_published": s.published, "unpublished": live.buffered,
             "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung, "stuck_tasks": stuck}
+            "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung, "stuck_tasks": stuck,
+            "total_overflow_frames": s.overflow_frames, "landing": gaps, "stages": stages.report()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,12 +213,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default=PREFIX, help="subject prefix (its stream: stream_spec)")
     parser.add_argument("--queue-size", type=int, default=None, help="the collector's frame queue (default: "
                         "production's; the throughput part holds every frame of its window: no overflow)")
+    parser.add_argument("--max-lag-s", type=float, default=None, help="the collector's lag bound (default: "
+                        "production's; the throughput part drops nothing for lag either)")
     args = parser.parse_args(argv)
     if args.role == "bare":  # on the collector's event loop (uvloop), as `marketdata collect` runs
         result = run_streaming(bare(args.url, args.seconds))
     else:
         result = run_streaming(collector(args.url, args.rest_url, args.instruments.split(","), args.seconds,
-                                       args.landing, args.nats_url, args.prefix, args.queue_size))
+                                       args.landing, args.nats_url, args.prefix, args.queue_size, args.max_lag_s))
     print(json.dumps(result), flush=True)
     if result.get("shutdown_hung"):
         os._exit(0)  # the stuck tasks would hold the process (the report says so)

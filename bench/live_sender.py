@@ -13,7 +13,7 @@ the previous u, the event time `E` (and a trade's `T`) the send time in ms, so a
 the path's.
 
 Run: `python -m bench.live_sender --rate 0` (0: as fast as the client reads); it prints
-`{"port": n}` on stdout and serves until stdin closes.
+`{"port": n}` on stdout, serves until stdin closes, then prints `{"sent": frames}`.
 """
 
 from __future__ import annotations
@@ -182,6 +182,7 @@ async def serve(rate: float, depth_share: float, instruments: list[str], port: i
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # the bench closes our stdin to stop us
     server.close()
+    print(json.dumps({"sent": market.n}), flush=True)  # frames written, every connection
 
 
 def main(argv: list[str] | None = None) -> None:

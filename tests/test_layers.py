@@ -69,13 +69,6 @@ def test_an_import_that_runs_back_up_breaks_a_contract(tmp_path, module, upward_
 # "seeds/", "seed script"; a random seed (`--seed 7`, `seed * 3`, "from the seed") is not one.
 PROVENANCE = re.compile(r"\bissues? #?\d|(?<![-\w])seeds?[ -]\d|\bseed's|\bseeds' |\bseeds/|\bseed scripts?\b|\(#\d",
                         re.IGNORECASE)
-# Lines of files other engineers are editing right now (file, what the line says); to be reworded there, then
-# dropped from here.
-PENDING = {
-    ("ingest/live/__init__.py", '"""Live capture (issue #23): '),
-    ("ingest/live/consumer.py", '"""The NATS -> ClickHouse path of live trades (issue #23): '),
-    ("ingest/live/sinks.py", "besides JetStream (issue #23, seed 002's"),
-}
 
 
 @pytest.mark.parametrize("line, provenance", [
@@ -91,14 +84,10 @@ def test_the_provenance_pattern(line, provenance):
     assert bool(PROVENANCE.search(line)) is provenance
 
 
-def _pending(path: str, line: str) -> bool:
-    return any(path == file and said in line for file, said in PENDING)
-
-
 def test_package_code_names_no_issue_and_no_design_document():
     package = REPO / "marketdata_assets"
     found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
              for path in sorted(package.rglob("*.py"))
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if PROVENANCE.search(line) and not _pending(path.relative_to(package).as_posix(), line)]
+             if PROVENANCE.search(line)]
     assert not found, "say what the requirement is, not its issue or design document:\n" + "\n".join(found)

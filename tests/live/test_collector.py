@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
@@ -169,6 +170,19 @@ class GatedWriter(LandingWriter):
         super().frames(*args, **kwargs)
 
 
+def lost_ids(root, instrument: str) -> tuple[set[int], set[int]]:
+    """(the trade ids missing between the instrument's first and last landed trade, the ids its trade
+    channel's `gap` markers say the dropped frames held); each range's ids are none of the landed."""
+    landed = set(trade_ids(root, instrument))
+    recorded = set()
+    for r in records(root, f"{instrument.lower()}@trade"):
+        if r.get("m") == "gap" and r["x"]["cause"] == "overflow":
+            ids = set(range(r["x"]["first_id"], r["x"]["last_id"] + 1))
+            assert len(ids) == r["x"]["trades"] and not ids & landed, r
+            recorded |= ids
+    return set(range(min(landed), max(landed) + 1)) - landed, recorded
+
+
 def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
     stack, rest, ws = replays()
     with stack:
@@ -186,12 +200,51 @@ def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
                 # the whole burst received: each of its trades processed or dropped and counted
                 await c.stats.wait_until(lambda s: s.markers.get("overflow", 0) >= 1
                                          and s.trades + s.overflow_frames >= 3000, WAIT_S)
+                after = c.stats.trades  # then trades of both instruments: each one's lost ids are known
+                await c.stats.wait_until(lambda s: s.trade_gaps >= 1 and s.trades >= after + 100, WAIT_S)
             return c.stats
         stats = asyncio.run(scenario())
     counted = sum(r["x"].get("dropped", 0) + r["x"].get("overflow_dropped", 0)
                   for r in records(tmp_path, "btcusdt@trade") if r.get("m") in ("overflow", "disconnect"))
     assert counted == stats.overflow_frames > 0  # every dropped frame is on record
     assert stats.trades + stats.overflow_frames >= 3000
+    (btc_missing, btc_recorded), (eth_missing, eth_recorded) = (lost_ids(tmp_path, name) for name in INSTRUMENTS)
+    assert btc_missing and btc_recorded == btc_missing  # ... and every trade id it held, as a gap range
+    assert eth_recorded == eth_missing
+
+
+def test_frames_that_waited_longer_than_the_lag_bound_are_dropped_and_marked(tmp_path):
+    """A processor stalled past `max_lag_s` (the landing blocked, as on a starved machine): the
+    frames that waited too long are dropped whole when it resumes, not processed late; each drop is
+    an `overflow` marker (cause `lag`) and the trade ids they held `gap` ranges; the queue (far from
+    full) dropped nothing itself."""
+    stack, rest, ws = replays()
+    with stack:
+        writer = GatedWriter(tmp_path, "BINANCE")
+        writer.gate.set()
+
+        async def scenario():
+            config = config_for(ws, rest, max_lag_s=0.2)
+            async with collecting(config, writer) as (c, _):
+                await c.stats.wait_until(lambda s: s.snapshots == 2 and s.trades >= 50, WAIT_S)
+                writer.gate.clear()
+                deadline = time.monotonic() + WAIT_S
+                while not (c.queue.items and time.time_ns() - c.queue.items[0][2] > 0.5e9):  # waited 2.5 x the bound
+                    assert time.monotonic() < deadline, "no frame queued behind the stalled landing"
+                    await asyncio.sleep(0.02)
+                writer.gate.set()
+                await c.stats.wait_until(lambda s: s.overflow_frames > 0 and s.trade_gaps >= 1, WAIT_S)
+                after = c.stats.trades
+                await c.stats.wait_until(lambda s: s.trades >= after + 100, WAIT_S)
+            return c.stats
+        stats = asyncio.run(scenario())
+    drops = [r["x"] for r in records(tmp_path, "btcusdt@trade") if r.get("m") == "overflow"]
+    assert drops and all(d["cause"] == "lag" and d["waited_s"] > 0.2 for d in drops)
+    assert sum(d["dropped"] for d in drops) == stats.overflow_frames  # every dropped frame is on record
+    lost = [lost_ids(tmp_path, name) for name in INSTRUMENTS]
+    assert all(recorded == missing for missing, recorded in lost) and any(missing for missing, _ in lost)
+    gaps = [r for name in INSTRUMENTS for r in records(tmp_path, f"{name.lower()}@trade") if r.get("m") == "gap"]
+    assert len(gaps) == stats.trade_gaps
 
 
 def test_a_refused_subscription_is_marked_and_retried(tmp_path):

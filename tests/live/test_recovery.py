@@ -91,6 +91,7 @@ class Fault:
     book_gaps: int | None = 0  # gap markers in the BTCUSDT book channel (None: any, each
     # resynced: a reconnect or an overflow may miss updates)
     no_holes: bool = False  # every trade came live (the connection was replaced before the venue cut it)
+    gaps_recorded: bool = False  # the holes are frames the collector dropped: each id in a `gap` marker's range
 
 
 FAULTS = {
@@ -105,7 +106,7 @@ FAULTS = {
     "subscribe_error": Fault([{"kind": "subscribe_error"}], collector={"url_streams": 1},
                              recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1),
     "burst": Fault([{"kind": "burst", "instrument": INSTRUMENT, "after": AFTER, "count": 3000}],
-                   collector={"queue_size": 64, "batch_size": 16}, book_gaps=None,
+                   collector={"queue_size": 64, "batch_size": 16}, book_gaps=None, gaps_recorded=True,
                    recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1),
 }
 
@@ -143,6 +144,14 @@ def landed_ids(root, feed: Feed = BINANCE_FEED) -> list[int]:
             for i in feed.ids(json.loads(r["d"]))]
 
 
+def recorded_gaps(root, feed: Feed) -> set[int]:
+    """The trade ids the `gap` markers of the trade channel name (cause `overflow`: frames the
+    collector dropped, the queue full or waited too long; ingest/live/shedding.py)."""
+    return {i for path in closed_files(root, feed.venue, feed.trades) for r in read_file(path)
+            if r.get("m") == "gap" and r["x"].get("cause") == "overflow"
+            for i in range(r["x"]["first_id"], r["x"]["last_id"] + 1)}
+
+
 def marks(root, feed: Feed) -> list[str]:
     return [r["m"] for path in closed_files(root, feed.venue, feed.book) for r in read_file(path) if "m" in r]
 
@@ -166,9 +175,10 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> l
 
 
 def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps: int | None,
-           feed: Feed = BINANCE_FEED, no_holes: bool = False) -> dict:
+           feed: Feed = BINANCE_FEED, no_holes: bool = False, gaps_recorded: bool = False) -> dict:
     """Load the landing hour(s), refill from the REST replay, and check the stored trades against
-    what the replay sent (see the module doc); the counts seen."""
+    what the replay sent (see the module doc); the counts seen. `gaps_recorded`: the holes are
+    exactly the ids of the collector's `gap` markers (it dropped their frames)."""
     landed, key = landed_ids(root, feed), f"{feed.venue}:{feed.instrument}"
     assert landed, "nothing landed"
     lo, hi = min(landed), max(landed)
@@ -196,6 +206,8 @@ def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps:
     print(f"{name}: {seen}")
     assert (from_landing, from_refill) == (len(set(landed)), len(missing))
     assert not (no_holes and missing), f"{len(missing)} trades missed live though the connection was replaced first"
+    if gaps_recorded:  # what the refill fetched is what the collector recorded as lost
+        assert missing and recorded_gaps(root, feed) == set(missing)
     assert seen["book_gaps"] == seen["resyncs"]  # a book gap always triggers a resync
     if book_gaps is not None:
         assert seen["book_gaps"] == book_gaps
@@ -209,7 +221,7 @@ def test_after_a_replay_fault_the_stored_trades_are_what_the_replay_sent(root, c
     stack, rest, ws = replays(WsConfig(tick_s=0.02, **fault.ws))
     with stack:
         sent, _ = collect(root, fault, rest, ws)
-        verify(root, clickhouse, rest, sent, name, fault.book_gaps)
+        verify(root, clickhouse, rest, sent, name, fault.book_gaps, gaps_recorded=fault.gaps_recorded)
 
 
 @dataclass(frozen=True)
@@ -409,7 +421,7 @@ def venue_faults(venue: str, instrument: str) -> dict[tuple[str, str], Fault]:
         "subscribe_error": Fault([{"kind": "subscribe_error"}],
                                  recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1),
         "burst": Fault([{"kind": "burst", "instrument": instrument, "after": AFTER, "count": 3000}],
-                       collector={"queue_size": 64, "batch_size": 16}, book_gaps=None,
+                       collector={"queue_size": 64, "batch_size": 16}, book_gaps=None, gaps_recorded=True,
                        recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1),
     }
     return {(venue, name): fault for name, fault in cells.items()}
@@ -434,4 +446,4 @@ def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sen
                 await c.stats.wait_until(lambda s: s.trades >= after + MORE and synced(c), WAIT_S)
         asyncio.run(scenario())
         verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted), f"{venue}_{name}",
-               fault.book_gaps, rig.feed, fault.no_holes)
+               fault.book_gaps, rig.feed, fault.no_holes, fault.gaps_recorded)

@@ -1,4 +1,4 @@
-"""Live capture (issue #23): long-running collectors that read venues' WebSocket streams, land
+"""Live capture: long-running collectors that read venues' WebSocket streams, land
 every frame raw (stores/landing), keep books correct and publish normalized messages to NATS
 JetStream (stores/jetstream). Dagster-free: the collector runs outside Dagster's runs; the batch
 layer loads the closed landing hours. Design and what is still to come: docs/live-capture.md.

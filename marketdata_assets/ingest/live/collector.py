@@ -11,10 +11,12 @@ Tasks of one `LiveCollector.run()`:
   one once the new one delivered data on every channel (a first frame is not enough: a book
   snapshot comes at once) or after the stale deadline (make before break: both
   deliver the overlap, the landing keeps both, the book drops repeats by sequence, JetStream by id);
-- the processor: takes batches off the bounded queue, decodes each frame once (`protocol.decode`),
-  lands the batch raw through the landing writer in a worker thread (a slow disk never blocks the
-  socket readers; a full queue is a counted, marked gap), sends the replies a venue asks for
-  (Deribit's `test_request`), then feeds book events to the venue's `BookSync` and every other
+- the processor: takes batches off the bounded queue, drops the frames that waited longer than
+  `max_lag_s` (a busy machine degrades to a bounded lag and marked gaps whose trade ids the repair
+  refills, not to minutes of lag: shedding.py), decodes each frame once (`protocol.decode`), lands
+  the batch raw through the landing writer in a worker thread (a slow disk never blocks the socket
+  readers; a full queue is a counted, marked gap), sends the replies a venue asks for (Deribit's
+  `test_request`), then feeds book events to the venue's `BookSync` and every other
   event to `protocol.messages` (trades, tickers, closed bars, funding, mark prices, liquidations,
   open interest: whichever the venue's `datasets` enable) and its messages to the publish buffer;
 - books: a gap or a wrong checksum is one `gap` marker in the book's channel, and one rebuild:
@@ -57,6 +59,7 @@ from marketdata_assets.ingest.live.connection import (
     Pacer,
     handshake_refusal,
 )
+from marketdata_assets.ingest.live.shedding import OVERFLOW, TradeGaps, shed
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import (
     BOOKS,
@@ -85,8 +88,9 @@ class CollectorConfig:
     rest_url: str | None = None  # REST base: snapshots (venues with `rest_snapshots`), every venue's gap-hour repair
     depth_speed_ms: int = 100
     snapshot_limit: int = 1000
-    queue_size: int = 10_000
-    batch_size: int = 500
+    queue_size: int = 50_000  # frames queued at most (memory); the bound that counts is `max_lag_s`
+    batch_size: int = 500  # frames the processor takes at a time (larger cost more CPU a frame: bench live_capture)
+    max_lag_s: float = 1.0  # a frame received longer ago when the processor gets to it is dropped (shedding.py)
     stale_s: float = 10.0
     rollover_s: float | None = None  # None: 15 min before the venue's cut (never, without one)
     backoff_base_s: float = 1.0
@@ -152,6 +156,8 @@ class LiveCollector(BookOutputs):
         self.stats = Stats()
         self.stats.warnings = getattr(protocol, "warnings", self.stats.warnings)  # the protocol counts them
         self.queue = FrameQueue(config.queue_size)
+        self.trade_gaps = TradeGaps()  # the trade ids lost with dropped frames (shedding.py)
+        self.gap_markers: list[tuple] = []  # their `gap` markers, landed with the next batch (`_land`'s entries)
         self.books = {name: protocol.new_book(name) for name in config.instruments}
         self.resyncing: set[str] = set()  # books rebuilt after a gap (marked `resync`, not `snapshot`)
         self.snapshotting: set[str] = set()
@@ -219,6 +225,8 @@ class LiveCollector(BookOutputs):
             await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
         if self.latest is not None:
             await self._flush_latest()
+        if self.gap_markers:  # found by the last batch
+            await asyncio.to_thread(self._land, self.gap_markers)
         await asyncio.to_thread(self.writer.close)
         for client in (self.rest, self.repair):
             if client is not None:
@@ -315,18 +323,29 @@ class LiveCollector(BookOutputs):
     # ---- processing -------------------------------------------------------------------------
 
     async def _process_forever(self) -> None:
+        """Batches of `batch_size` off the queue; frames that waited more than `max_lag_s` are dropped
+        whole and marked (shedding.py)."""
+        queue, config, stats = self.queue, self.config, self.stats
+        lag_ns = int(config.max_lag_s * 1e9)
         while True:
-            batch = await self.queue.take(self.config.batch_size)
+            batch = await queue.take(config.batch_size)
             try:
-                await self._process(batch)
+                now_ns = time.time_ns()
+                if batch[0][2] < now_ns - lag_ns:  # its oldest waited too long: the processor is behind
+                    kept, dropped = shed(batch, now_ns - lag_ns, now_ns)
+                    stats.overflow_frames += dropped
+                    await self._process(kept)
+                else:
+                    await self._process(batch)
             finally:
-                self.queue.task_done(len(batch))
-                self.stats.changed.set()
+                queue.task_done(len(batch))
+                stats.changed.set()
 
     async def _process(self, batch: list[tuple]) -> None:
         """Land the batch raw (in a worker thread), then handle what it means. Landed: a frame as
         (channel, conn, text, recv_ns), a marker as (None, conn, recv_ns, marker, its channels)."""
-        landed, parsed, decode = [], [], self.protocol.decode
+        landed, parsed, decode = self.gap_markers, [], self.protocol.decode
+        self.gap_markers = []
         for kind, conn, recv_ns, payload in batch:
             if kind == "marker":
                 landed.append((None, conn, recv_ns, payload, self._channels_of(conn)))
@@ -379,6 +398,8 @@ class LiveCollector(BookOutputs):
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
+        if marker[0] == OVERFLOW or marker[1].get("overflow_dropped"):
+            self.trade_gaps.dropped()  # each instrument's next trade says which ids were lost
         if marker[0] == "disconnect":
             streams = self.conn_streams.pop(conn_id, None) or []
             if marker[1].get("reason") not in ("rollover", "stop"):
@@ -438,7 +459,7 @@ class LiveCollector(BookOutputs):
         dataset = frame.dataset
         try:
             if dataset == TRADES:
-                self._on_trades(frame, recv_ns)
+                self._on_trades(frame, recv_ns, conn_id)
             elif dataset == BOOKS:
                 self._on_book(frame, conn_id, recv_ns)
             elif dataset is not None:
@@ -491,13 +512,17 @@ class LiveCollector(BookOutputs):
         self.buffered += room
         return room
 
-    def _on_trades(self, frame: Frame, recv_ns: int) -> None:
+    def _on_trades(self, frame: Frame, recv_ns: int, conn_id: str = "") -> None:
         """A trade frame's trades (`protocol.trades`, the one parse) into their instrument's batch, sealed
         after `trade_batch_s` (`_seal_trades`); with no sink, to the latest-state cache."""
         trades, stats = self.protocol.trades(frame), self.stats
         count = len(trades)
         if not count:
             return
+        gaps = self.trade_gaps
+        if gaps.watch:  # frames were dropped: did this instrument lose trades?
+            self._trade_gap(frame, trades[0].seq, conn_id, recv_ns)
+        gaps.last[frame.instrument] = trades[-1].seq
         messages = stats.messages
         messages[TRADES] = messages.get(TRADES, 0) + count
         stats.trades += count
@@ -520,6 +545,15 @@ class LiveCollector(BookOutputs):
             batch.extend((trade, recv_ns) for trade in trades[:room])
         if self.sealing is None:
             self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
+
+    def _trade_gap(self, frame: Frame, first_seq: int | None, conn_id: str, recv_ns: int) -> None:
+        """The trade ids an instrument lost with dropped frames, as a `gap` marker of its trade channel
+        (landed by the worker thread with the next batch: the loop never waits on the writer's lock)."""
+        lost = self.trade_gaps.after(frame.instrument, first_seq)
+        if lost is not None:
+            self.stats.trade_gaps += 1
+            details = {"cause": OVERFLOW, "first_id": lost[0], "last_id": lost[1], "trades": lost[1] - lost[0] + 1}
+            self.gap_markers.append((None, conn_id, recv_ns, ("gap", details), [frame.channel]))
 
     def _on_messages(self, frame: Frame, recv_ns: int) -> None:
         """An event's messages (tickers, bars, ...: `protocol.messages`) to the publish buffer, each to

@@ -14,7 +14,8 @@ as it comes with its receive time, put it on the collector's bounded queue, and 
   loop, not a polling sleep: a silent socket (no data, no pong) is noticed `stale_s` after its last
   frame, whatever the library's own ping timeout.
 - The bounded queue: a frame that finds the queue full is dropped and counted; before the next
-  frame that fits, an `overflow` marker with the count goes in, so the gap is on record.
+  frame that fits, an `overflow` marker with the count goes in (cause `full`), so the gap is on
+  record. (The processor drops frames that waited too long: ingest/live/shedding.py.)
 - `handshake_refusal`: a handshake the venue refused with HTTP 429 (too many requests) or 418
   (Binance: the IP is banned until a time, after repeated 429s), and how long it asks us to wait
   (`Retry-After`, seconds or an HTTP date); the collector waits at least that before trying again.
@@ -293,7 +294,7 @@ class Connection:
                 self.dropped += 1
                 self.stats.overflow_frames += 1
                 return
-            self._marker("overflow", dropped=self.dropped)
+            self._marker("overflow", dropped=self.dropped, cause="full")
             self.dropped = 0
         try:
             self.queue.put_nowait(item)

@@ -1,9 +1,11 @@
-"""The NATS -> ClickHouse path of live trades (issue #23): a durable JetStream pull consumer on
+"""The NATS -> ClickHouse path of live trades: a durable JetStream pull consumer on
 `md.trades.>` that inserts into ``trades_live`` (stores.clickhouse.live) and acknowledges only after
 the insert succeeded.
 
 - Batches are bounded by size (`batch_size` messages) and time (`max_wait_s` after the first
-  message of a batch): at most that long between a trade reaching the stream and its INSERT.
+  message of a batch): at most that long between a trade reaching the stream and its INSERT. The
+  next batch is fetched while the last one is inserted (one INSERT at a time): behind, a batch
+  holds what came during the last INSERT, up to `batch_size` messages (each a batch of trades).
 - A batch whose INSERT fails stays unacknowledged and is inserted again (backed off) until it goes
   in; if that takes longer than `ack_wait_s` the server redelivers it meanwhile, which does no harm.
 - Exactly once in the table although delivery is at least once: a consumer killed between its
@@ -87,17 +89,25 @@ class TradesConsumer:
         self.pull = await PullBatches(self.store, self.config.stream, self.config.durable).start()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch, insert, ack until `stop`; a batch being fetched when it is set is still stored and
-        acknowledged (a pull request lives `idle_poll_s` at most; what it delivers after the last
-        batch is given back, `PullBatches.stop`), so a clean stop leaves nothing pending."""
+        """Fetch, insert, ack until `stop`, the next batch fetched while the last one is inserted and
+        acknowledged (one INSERT at a time, in order: the next batch's wait for its messages overlaps
+        this one's INSERT instead of following it); a batch being fetched when `stop` is set is still
+        stored and acknowledged (a pull request lives `idle_poll_s` at most; what it delivers after the
+        last batch is given back, `PullBatches.stop`), so a clean stop leaves nothing pending."""
         if self.pull is None:
             await self.subscribe()
+        storing: asyncio.Task | None = None
         try:
             while not stop.is_set():
                 messages = await self.fetch_batch(stop)
+                if storing is not None:
+                    await storing
+                    storing = None
                 if messages:
-                    await self.store_batch(messages, stop)
+                    storing = asyncio.create_task(self.store_batch(messages, stop))
         finally:
+            if storing is not None:
+                await storing
             await self.pull.stop()
 
     async def fetch_batch(self, stop: asyncio.Event | None = None) -> list:

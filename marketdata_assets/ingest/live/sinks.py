@@ -1,5 +1,5 @@
-"""Optional sinks of the collector's normalized trades besides JetStream (issue #23, seed 002's
-`clickhouse_direct_write`): objects with JetStreamStore's `publish(messages)` shape, so the
+"""Optional sinks of the collector's normalized trades besides JetStream (the
+`CLICKHOUSE_DIRECT_WRITE` setting): objects with JetStreamStore's `publish(messages)` shape, so the
 collector's publisher batches, retries and counts them the same way.
 
 - `ClickHouseTradeSink`: each batch's trades (subjects `<prefix>.trades.<venue>.<instrument>`) are one

@@ -29,7 +29,8 @@ class Stats:
     rollovers: int = 0
     notices: int = 0  # the venue's warnings that it will close a connection soon (each rolled over)
     stale: int = 0
-    overflow_frames: int = 0  # frames dropped because the queue was full
+    overflow_frames: int = 0  # frames dropped: the queue was full, or they waited longer than max_lag_s
+    trade_gaps: int = 0  # trade-id ranges recorded as lost with dropped frames (`gap` markers, cause overflow)
     subscribe_errors: int = 0
     errors_by_code: dict[str, int] = field(default_factory=dict)  # the venue's error code -> refusals
     last_errors: dict[str, str] = field(default_factory=dict)  # code -> the venue's last error object (JSON text)

@@ -1,0 +1,63 @@
+"""The collector behind: frames that waited too long are dropped whole, and every drop is on record.
+
+- `shed`: a batch off the frame queue loses its frames received more than `max_lag_s` ago (the
+  oldest go first, so what is processed is fresh again; markers are never dropped), and gets an
+  `overflow` marker (cause `lag`) where each connection's first dropped frame was. A machine that
+  cannot keep up loses frames instead of falling minutes behind.
+- `TradeGaps`: after a drop (an `overflow` marker: the queue full at the reader, or the lag bound),
+  each instrument's next trade tells which trade ids were lost, those between the last one before
+  and it: a `gap` marker of its trade channel (cause `overflow`, `first_id`, `last_id`), the ids
+  the hourly load finds missing and `live_trade_id_refill` fetches from the venue.
+"""
+
+from __future__ import annotations
+
+OVERFLOW = "overflow"
+
+
+def shed(batch: list[tuple], cutoff_ns: int, now_ns: int) -> tuple[list[tuple], int]:
+    """(the batch without its frames received before `cutoff_ns`, with an `overflow` marker per
+    connection in place of its first dropped frame; how many frames were dropped). Items are the
+    frame queue's: ("frame", conn, recv_ns, text) or ("marker", conn, recv_ns, (kind, details))."""
+    kept: list = []
+    drops: dict[str, list[int]] = {}  # conn -> [frames, first recv ns, last recv ns, index of its marker]
+    for item in batch:
+        if item[0] == "frame" and item[2] < cutoff_ns:
+            drop = drops.get(item[1])
+            if drop is None:
+                drop = drops[item[1]] = [0, item[2], item[2], len(kept)]
+                kept.append(item)  # replaced by the marker below
+            drop[0] += 1
+            drop[2] = item[2]
+        else:
+            kept.append(item)
+    for conn, (count, first_ns, last_ns, at) in drops.items():
+        details = {"dropped": count, "cause": "lag", "first_ns": first_ns, "last_ns": last_ns,
+                   "waited_s": round((now_ns - first_ns) / 1e9, 3)}
+        kept[at] = ("marker", conn, first_ns, (OVERFLOW, details))
+    return kept, sum(drop[0] for drop in drops.values())
+
+
+class TradeGaps:
+    """Each instrument's last trade id (`seen`, per trade frame), and after a drop (`dropped`) the
+    trade-id range each instrument lost (`after`, at its next trade)."""
+
+    def __init__(self):
+        self.last: dict[str, int | None] = {}  # instrument -> id (seq) of its last trade processed
+        self.watch: dict[str, int | None] = {}  # instrument -> its last id before an unresolved drop
+
+    def dropped(self) -> None:
+        """Frames were dropped here: every instrument's next trade is checked against its last one."""
+        for instrument, seq in self.last.items():
+            self.watch.setdefault(instrument, seq)
+
+    def after(self, instrument: str, first_seq: int | None) -> tuple[int, int] | None:
+        """(first, last) trade id lost before `first_seq`, the instrument's first trade after a drop
+        (None: nothing lost, or ids that do not count up by one)."""
+        before = self.watch.pop(instrument, None)
+        if before is None or first_seq is None or first_seq <= before + 1:
+            return None
+        return before + 1, first_seq - 1
+
+
+__all__ = ["OVERFLOW", "TradeGaps", "shed"]
