@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -13,19 +14,25 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.core.http import (
+    Page,
     SourceDataError,
     SourceNotFound,
     SourcePermissionError,
     SourceRequestError,
 )
 from marketdata_assets.datasets.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.datasets.wire import BarColumns, TradeColumns, columns_of
 from marketdata_assets.replay.crypto import ReplayConfig
 from marketdata_assets.sources.okx import (
+    ContractSizer,
     OkxClient,
     parse_books,
     parse_candles,
     parse_history_trades,
+    parse_liquidations,
+    parse_open_interest_history,
 )
+from marketdata_assets.sources.okx.rest import candle, history_trade, liquidation_detail, open_interest
 from marketdata_assets.sources.venues import venue_client
 from tests.scripted_server import Reply, ScriptedServer
 from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
@@ -100,6 +107,61 @@ def test_candles_nine_strings_and_unconfirmed_bars_dropped_and_counted():
 def test_error_envelope_in_a_page_is_a_data_error():
     with pytest.raises(SourceDataError, match="envelope code '51001'"):
         parse_history_trades({"code": "51001", "msg": "Instrument ID doesn't exist", "data": []}, "BTC-USDT")
+
+
+def _page(data: list) -> dict:
+    return {"code": "0", "msg": "", "data": data}
+
+
+@pytest.mark.parametrize("instrument", ["BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-SWAP"])
+def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument):
+    """A page is read on its columns (the declared records, the rules, the contract sizing) into the
+    rows the record readers make of it one by one (the stream's readers, and the page's when a record
+    breaks a rule): spot, linear and inverse."""
+    sizer, ctx = ContractSizer(instrument), Page("OKX", instrument)
+    trades = [{"instId": instrument, "tradeId": str(9 - k), "px": px, "sz": sz, "side": side,
+               "ts": str(1654161646974 - k)}
+              for k, (px, sz, side) in enumerate([("29963.2", "0.00001", "sell"), ("0.0000255", "3", "buy")])]
+    expected = TradeColumns()
+    for k, record in enumerate(trades):
+        expected.add(*history_trade(record, instrument, sizer, f"trade #{k}", ctx)[:7])
+    assert_frame_equal(parse_history_trades(_page(trades), instrument), expected.frame("OKX", instrument))
+    rows = [["1597026420000", "3.721", "3.743", "3.677", "3.708", "8422410", "2269834.04", "22698348.1", "0"],
+            ["1597026360000", "3.731", "3.799", "3.494", "3.72", "24912403", "6763234.7", "67632347.3", "1"]]
+    bars = BarColumns()
+    for k, row in enumerate(rows):
+        bar = candle(row, sizer, f"candle #{k}", ctx)
+        if bar is not None:
+            bars.add(*bar, None)
+    assert_frame_equal(parse_candles(_page(rows), instrument), bars.frame("OKX", instrument))
+    if instrument == "BTC-USDT":
+        return
+    interest = [["1597026360000", "12345.6", "123.456", "11600000.5"], ["1597026060000", "0", "0", "0"]]
+    expected = columns_of("open_interest")
+    for row in interest:
+        expected.add(*open_interest(*row, sizer, ctx))
+    assert_frame_equal(parse_open_interest_history(_page(interest), instrument),
+                       expected.frame("OKX", instrument))
+    details = [{"side": side, "posSide": "long", "bkPx": "94000.5", "sz": sz, "bkLoss": "0", "ccy": "",
+                "ts": "1597026360123"} for side, sz in [("sell", "3"), ("buy", "1"), ("sell", "3")]]
+    expected = columns_of("liquidations")
+    for k, detail in enumerate(details):
+        ts, key, *values = liquidation_detail(detail, sizer, ctx)
+        expected.add(ts, f"{key}#1" if k == 2 else key, *values)
+    assert_frame_equal(parse_liquidations(_page([{"instId": instrument, "details": details}]), instrument),
+                       expected.frame("OKX", instrument))
+
+
+@pytest.mark.parametrize("ts", ["1654161646974.0", "1.654161646974e12"])
+def test_an_integer_written_as_a_number_with_a_point_is_refused(ts):
+    """OKX's integers are digit text, read as such: msgspec's lax int would take these, `integer`
+    refuses them."""
+    body = _page([{"instId": "BTC-USDT", "side": "buy", "sz": "0.5", "px": "29963.3", "tradeId": "1",
+                   "ts": ts}])
+    with pytest.raises(SourceDataError, match=re.escape(f"trade 1 ts is '{ts}', not an integer")):
+        parse_history_trades(body, "BTC-USDT")
+    with pytest.raises(SourceDataError, match=re.escape(f"candle #0 ts is '{ts}', not an integer")):
+        parse_candles(_page([[ts, "1", "1", "1", "1", "1", "1", "1", "1"]]), "BTC-USDT")
 
 
 BOOK_BODY = json.dumps({"code": "0", "msg": "", "data": [{"asks": [["41006.8", "0.6", "0", "1"]],

@@ -1,24 +1,33 @@
 """OKX v5 public market data: trades, books, 1-minute candles, tickers, funding, open interest,
 liquidations, mark and index price candles.
 
-Formats: the envelope is `{"code": "0", "msg": "", "data": [...]}` and every value is a string,
-`ts` included (milliseconds). Lists come newest first; `after=<t>` asks for records older than t.
+Answers are `{"code": "0", "msg": "", "data": [...]}` (any other code: `ERRORS`), newest first,
+every value a string (times: epoch ms); `after=<t>` asks for records older than t. The records of
+the paged endpoints are declared below (`HistoryTrade`, `Candle`, `PriceCandle`,
+`FundingSettlement`, `OpenInterestRow`, `LiquidationOrders`); a page is converted in C and its rules
+run on its columns (C builtins over the lists: min, max, count, set; a page holds at most 100
+records, where a Polars expression's fixed cost is more than the old record-by-record reading); a
+page that does not convert or breaks a rule is read record by record (`history_trade`, `candle`,
+`open_interest`, `liquidation_detail`: the stream's readers too), which words the error as before.
+OKX's integers (ts, tradeId) are declared as the digit text they are and read on the column:
+msgspec's lax int would also take "1.0" and "1e3", which `integer` refuses.
 
-- `/api/v5/market/history-trades` → `data: [{instId, side, sz, px, tradeId, ts}]`, newest first;
-  `side` is the taker's. Paging: the first page asks `type=2&after=<end ms>` (trades strictly before
-  `end`), every later page `type=1&after=<smallest tradeId so far>` (by trade id, so trades sharing
-  a millisecond across a page boundary are neither lost nor repeated) until a page reaches
-  before `start`. seq = tradeId (numeric, increasing per instrument). By id range (the trade-id
-  refill, quality.continuity): `trades_by_id` asks `type=1&after=<last_id + 1>` and pages back by
-  the smallest tradeId seen until it passes `first_id` (trade ids count up by one per instrument:
+What the records do not say:
+- history-trades: `side` is the taker's; seq = tradeId (trade ids count up by one per instrument:
   the `trades` channel's aggregation says so, "tradeId = 123 and count = 3 ... aggregates the
-  trades of tradeId = 123, 122, and 121"); history-trades holds the last 3 months.
+  trades of tradeId = 123, 122, and 121"), so pages go by id: the first asks `type=2&after=<end
+  ms>` (trades strictly before `end`), every later one `type=1&after=<smallest tradeId so far>`
+  (trades sharing a millisecond across a page boundary are neither lost nor repeated) until a page
+  reaches before `start`. `trades_by_id` (the trade-id refill, quality.continuity) asks
+  `type=1&after=<last_id + 1>` and pages back likewise past `first_id`; the last 3 months only.
 - `/api/v5/market/books?sz=N` → `data: [{asks: [[px, sz, "0", numOrders]], bids: [...], ts}]`
   (a `seqId` is read when present: update_id).
-- `/api/v5/market/history-candles?bar=1m` → `data: [[ts, o, h, l, c, vol, volCcy, volCcyQuote,
-  confirm]]`, newest first; unconfirmed bars (`confirm` "0") are dropped and counted; trades = null.
-  A candle carries no interval: one not opening on a minute is an error (a 1H body on minute
-  boundaries cannot be told from a sparse 1m one).
+- candles: a bar still forming (`confirm` "0") is dropped and counted; trades = null. A candle
+  carries no interval: one not opening on a minute is an error (a 1H body on minute boundaries
+  cannot be told from a sparse 1m one). Mark-price and index candles are paged like them (one
+  function for the three); the index is asked by its own id, the contract's underlying ("BTC-USDT"
+  for BTC-USDT-SWAP and its futures), and stored under the contract's name (noted as conversion
+  "index BTC-USDT").
 - `/api/v5/market/ticker?instId=` (`tickers`) → `data: [{last, lastSz, askPx, askSz, bidPx, bidSz,
   open24h, high24h, low24h, volCcy24h, vol24h, ts}]`. `vol24h` is base units for SPOT and contracts
   for derivatives; `volCcy24h` is quote units for SPOT and base units for derivatives. So
@@ -26,49 +35,36 @@ Formats: the envelope is `{"code": "0", "msg": "", "data": [...]}` and every val
   vol24h * ctVal (inverse: contracts are USD) or null (linear: OKX gives no quote volume).
   Bid and ask sizes go through the contract value. The ticker has no mark, index or funding
   rate: those columns are null. An empty string (no trade, an empty side) is null.
-- `/api/v5/public/funding-rate-history` (`funding`, perpetuals) → `data: [{instId, instType,
-  formulaType, fundingRate (predicted), realizedRate (actual), fundingTime, method}]`, newest
-  first, `after`/`before` by fundingTime, limit ≤ 400 (100 in older docs: 100 is asked), the last
-  3 months. rate = realizedRate. The interval is not in the answer (the docs: look at the spacing
-  of funding times; 8h, or 6/4/2/1h on some perpetuals), so interval_hours = the spacing to the
+- funding-rate-history: `after`/`before` by fundingTime, limit ≤ 400 (100 in older docs: 100 is
+  asked), the last 3 months. The interval is not in the answer (the docs: look at the spacing of
+  funding times; 8h, or 6/4/2/1h on some perpetuals), so interval_hours = the spacing to the
   previous settlement: paging goes on until a settlement before `start` is held. The oldest
   settlement OKX answers takes its successor's spacing, a lone one 8h [inferred]; a spacing over
-  8h (a settlement missing) is an error.
-  rate_8h = rate * 8 / interval_hours; mark_price and index_price are null.
-- `/api/v5/rubik/stat/contracts/open-interest-history?period=5m` (`open_interest`) → `data: [[ts,
-  oi, oiCcy, oiUsd]]` (contracts, coin, USD), newest first; `end`: records earlier than it,
-  `begin`: newer than it, limit ≤ 100. contracts = oi, base = oiCcy, quote = oiUsd (USD, taken as
-  the quote value), contract_size = ctVal in base ("base", linear) or USD ("quote", inverse). The
-  docs: "can retrieve the latest 1,440 data entries", and 5-minute data starts in February 2024:
-  with period=5m that is about the last 5 days [inferred]; older days come back empty. The docs'
-  own example is not self-consistent (oiCcy is not oi * ctVal), so the columns are not checked
-  against each other.
-- `/api/v5/public/liquidation-orders` (`liquidations`) is no longer in the docs (the WebSocket
-  `liquidation-orders` channel, same record shape, is). From the older docs and SDKs [inferred]:
-  `instType=SWAP|FUTURES`, `instFamily` (= `uly`, "BTC-USDT" for BTC-USDT-SWAP), `state=filled`,
-  `after`/`before` by ts (ms), limit ≤ 100 (taken to count details); the last day only ("in the
-  last day"; some SDKs copy "7 days"). `data: [{instId, instFamily, instType, uly, totalLoss, details: [{side,
-  posSide, bkPx, sz, bkLoss, ccy, ts}]}]`, one object per instrument (a SWAP without `instId` is
-  the family's perpetual). Only our instrument's details are kept (the others counted as
-  `other_instrument`). side = the liquidation order's side ("sell" closes a long), price = bkPx
-  (the bankruptcy price the order traded with the liquidation account at), quantity = sz
-  contracts in base, amount = price * base. OKX gives no id: liquidation_id =
-  "<ts>-<side>-<posSide>-<sz>-<bkPx>" from the strings as sent, "#n" appended to the n-th repeat of
-  the same within a page. Paging by time: after a full page `after=<its oldest ts + 1>` (the page
-  may have cut that millisecond; its repeats are dropped as duplicates), after a short one
-  `after=<its oldest ts>`; a full page of one millisecond cannot be paged past (an error).
-- `/api/v5/market/history-mark-price-candles` (`mark_bars_1m`) and
-  `/api/v5/market/history-index-candles` (`index_bars_1m`) → `data: [[ts, o, h, l, c, confirm]]`,
-  newest first, limit ≤ 100, paged like the candles (one function for the three). The index is
-  asked by its own id, the contract's underlying ("BTC-USDT" for BTC-USDT-SWAP and its futures),
-  and stored under the contract's name (noted as conversion "index BTC-USDT").
+  8h (a settlement missing) is an error. rate_8h = rate * 8 / interval_hours; mark_price and
+  index_price are null.
+- open-interest-history (period=5m): `end`: records earlier than it, `begin`: newer than it,
+  limit ≤ 100. contract_size = ctVal in base ("base", linear) or USD ("quote", inverse). The docs:
+  "can retrieve the latest 1,440 data entries", and 5-minute data starts in February 2024: with
+  period=5m that is about the last 5 days [inferred]; older days come back empty. The docs' own
+  example is not self-consistent (oiCcy is not oi * ctVal), so the columns are not checked against
+  each other.
+- `/api/v5/public/liquidation-orders` is no longer in the docs (the WebSocket `liquidation-orders`
+  channel, same record shape, is). From the older docs and SDKs [inferred]: `instType=SWAP|FUTURES`,
+  `instFamily` (= `uly`, "BTC-USDT" for BTC-USDT-SWAP), `state=filled`, `after`/`before` by ts (ms),
+  limit ≤ 100 (taken to count details); the last day only ("in the last day"; some SDKs copy "7
+  days"). Only our instrument's details are kept (the others counted as `other_instrument`);
+  amount = price * base. OKX gives no id: liquidation_id = "<ts>-<side>-<posSide>-<sz>-<bkPx>" from
+  the strings as sent, "#n" appended to the n-th repeat of the same within a page. Paging by time:
+  after a full page `after=<its oldest ts + 1>` (the page may have cut that millisecond; its
+  repeats are dropped as duplicates), after a short one `after=<its oldest ts>`; a full page of one
+  millisecond cannot be paged past (an error).
 
 A time in seconds, a price or size that is not positive, a bar that cannot be true are errors
 naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
 
 Quantities are base units: spot `sz` already is; for SWAP/FUTURES `sz` counts contracts, so
-quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal in USD);
-`CONTRACT_VALUES` holds the common ones, `contract_values=` adds others.
+quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal in USD)
+(`ContractSizer`); `CONTRACT_VALUES` holds the common ones, `contract_values=` adds others.
 
 Limits (`LIMITS`): per endpoint and IP, per 2 seconds: 20 history-trades, history-candles,
 ticker, history-mark-price-candles; 40 books; 10 funding-rate-history and open-interest-history
@@ -85,15 +81,34 @@ client), as the house rule asks.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import date, datetime, timedelta
+from itertools import compress
+from operator import le, mul, truediv
 from typing import Any, ClassVar
 
+import msgspec
 import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, option_strike, yymmdd
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, from_us, to_us
+from marketdata_assets.datasets.declared import columns
+from marketdata_assets.datasets.frames import (
+    BARS_SCHEMA,
+    EPOCH_MS_OR_US,
+    LIQUIDATIONS_SCHEMA,
+    OPEN_INTEREST_SCHEMA,
+    TRADES_SCHEMA,
+    UTC_US,
+    as_utc,
+    ceil_ms,
+    day_of,
+    epoch_to_us,
+    from_us,
+    spec_for,
+    to_us,
+)
 from marketdata_assets.datasets.wire import (
     BarColumns,
     DropCounts,
@@ -207,6 +222,134 @@ class ContractSizer:
         base = size * self.value
         return base, price * base
 
+    def sized(self, prices: list[float], sizes: list[float]) -> tuple[list[float], list[float]]:
+        """`base_and_quote` of a page's columns: (quantities in base units, amounts in quote units)."""
+        if not self.derivative:
+            return sizes, list(map(mul, prices, sizes))
+        contracts = [size * self.value for size in sizes]  # quote units (inverse) or base units (linear)
+        if self.inverse:
+            return list(map(truediv, contracts, prices)), contracts
+        return contracts, list(map(mul, prices, contracts))
+
+
+# --------------------------------------------------------------------------------------------
+# The records of the paged endpoints (the docs' names), converted in C
+# --------------------------------------------------------------------------------------------
+
+class HistoryTrade(msgspec.Struct):
+    """One trade of `/api/v5/market/history-trades` (and of the `trades` channel's push)."""
+
+    instId: str     # the instrument: the page's own
+    tradeId: str    # decimal digits (text): trade_id, and seq as a number
+    px: float       # price, quote per base (decimal text)
+    sz: float       # size (decimal text): base units (spot), contracts (SWAP/FUTURES: x ctVal)
+    side: str       # the taker's side: buy | sell
+    ts: str         # trade time, epoch ms (digit text)
+
+
+class Candle(msgspec.Struct, array_like=True):
+    """One `history-candles` row (and `candle1m` push): `[ts, o, h, l, c, vol, volCcy, volCcyQuote,
+    confirm]`."""
+
+    ts: str             # open time, epoch ms (digit text): the bar's ts
+    open: float         # decimal text, as the four prices
+    high: float
+    low: float
+    close: float
+    vol: float          # volume: base units (spot), contracts (SWAP/FUTURES)
+    volCcy: float       # volume: quote units (spot), base units (SWAP/FUTURES): the derivatives' volume
+    volCcyQuote: float  # quote units: the row's amount (a row without it is read by `candle`)
+    confirm: str = "1"  # "1": closed; "0": still forming (dropped and counted)
+
+
+class PriceCandle(msgspec.Struct, array_like=True):
+    """One `history-mark-price-candles` / `history-index-candles` row: `[ts, o, h, l, c, confirm]`."""
+
+    ts: str             # open time, epoch ms (digit text)
+    open: float         # decimal text, as the four prices
+    high: float
+    low: float
+    close: float
+    confirm: str = "1"  # as a candle's
+
+
+class FundingSettlement(msgspec.Struct):
+    """One settlement of `/api/v5/public/funding-rate-history` (perpetuals)."""
+
+    instId: str          # the perpetual: the page's own
+    fundingTime: str     # settlement time, epoch ms (digit text)
+    realizedRate: float  # the rate settled: the row's rate (fundingRate, the predicted one, is not read)
+
+
+class OpenInterestRow(msgspec.Struct, array_like=True):
+    """One `/api/v5/rubik/stat/contracts/open-interest-history` row: `[ts, oi, oiCcy, oiUsd]`."""
+
+    ts: str       # epoch ms (digit text)
+    oi: float     # contracts
+    oiCcy: float  # base units (the coin): the row's base
+    oiUsd: float  # USD: the row's quote
+
+
+class LiquidationDetail(msgspec.Struct):
+    """One liquidation of a `liquidation-orders` record (and of the channel's push)."""
+
+    side: str     # the liquidation order's side: "sell" closes a long
+    posSide: str  # the position's side: long | short | net (in the id only)
+    bkPx: float   # bankruptcy price (the price the order traded with the liquidation account at), text
+    sz: float     # contracts (decimal text; x ctVal)
+    ts: str       # epoch ms (digit text)
+
+
+class LiquidationOrders(msgspec.Struct):
+    """One record of `/api/v5/public/liquidation-orders`: one contract's filled liquidations."""
+
+    details: list[LiquidationDetail]
+    instId: str = ""      # the contract; none: the family's perpetual (instType SWAP)
+    instType: str = ""    # SWAP | FUTURES
+    instFamily: str = ""  # "BTC-USDT" for BTC-USDT-SWAP (uly: its older name)
+    uly: str = ""
+
+
+def _declared(kind: type, data: list) -> list | None:
+    """`data` as `kind` records, converted in C; None if one does not fit (the page is then read
+    record by record, whose reader words the error)."""
+    try:
+        return msgspec.convert(data, list[kind], strict=False)
+    except msgspec.ValidationError:
+        return None
+
+
+def _integers(texts: list[str]) -> list[int] | None:
+    """OKX's integers (digit text) as ints; None if one is not plain digits or does not fit Int64."""
+    joined = "".join(texts)
+    if texts and ("" in texts or not (joined.isascii() and joined.isdigit())):
+        return None
+    values = list(map(int, texts))
+    return None if values and max(values) >= 2**63 else values
+
+
+def _positive(*lists: list[float]) -> bool:
+    """Every value finite and above 0 (prices, sizes)."""
+    return all(not values or (min(values) > 0 and all(map(math.isfinite, values))) for values in lists)
+
+
+def _finite(*lists: list[float], low: float = -math.inf) -> bool:
+    """Every value finite and at least `low` (volumes: 0)."""
+    return all(not values or (min(values) >= low and all(map(math.isfinite, values))) for values in lists)
+
+
+def _epochs_ok(times: list[int]) -> bool:
+    """Every time 0 or epoch ms / µs (what `epoch_us` takes)."""
+    nonzero = [t for t in times if t]
+    return not nonzero or (EPOCH_MS_OR_US[0] <= min(nonzero) and max(nonzero) < EPOCH_MS_OR_US[1])
+
+
+def _frame(schema: dict, instrument: str, ts: list[int], **values: list) -> pl.DataFrame:
+    """A frame of `schema` from its columns (`ts`: epoch ms or µs; venue and instrument constant)."""
+    n = len(ts)
+    return pl.DataFrame({"ts": pl.Series(list(map(epoch_to_us, ts)), dtype=pl.Int64).cast(UTC_US),
+                         "venue": [VENUE] * n, "instrument": [instrument] * n, **values}, schema=schema)
+
 
 # --------------------------------------------------------------------------------------------
 # Parsers
@@ -261,13 +404,35 @@ def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str,
 
 def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
                          contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
-    """history-trades (or trades) envelope → trades frame (`history_trade`)."""
+    """history-trades envelope → trades frame (`HistoryTrade`s; the page's rules on its columns, else
+    trade by trade: `history_trade`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
+    data = _data(body, ctx)
+    page = _trades_page(data, instrument, sizer)
+    if page is not None:
+        return page
     cols = TradeColumns()
-    for i, record in enumerate(_data(body, ctx)):
+    for i, record in enumerate(data):
         cols.add(*history_trade(record, instrument, sizer, f"trade #{i}", ctx)[:7])
     return cols.frame(VENUE, instrument)
+
+
+def _trades_page(data: list, instrument: str, sizer: ContractSizer) -> pl.DataFrame | None:
+    """The trades frame of a page whose trades all keep `history_trade`'s rules (numeric trade ids);
+    None if one does not."""
+    records = _declared(HistoryTrade, data)
+    if records is None:
+        return None
+    cols = columns(records, ("instId", "tradeId", "px", "sz", "side", "ts"))
+    ts, seq = _integers(cols["ts"]), _integers(cols["tradeId"])
+    if (ts is None or seq is None or cols["instId"].count(instrument) < len(records)
+            or not set(cols["side"]) <= {"buy", "sell"} or not _positive(cols["px"], cols["sz"])
+            or not _epochs_ok(ts)):
+        return None
+    quantity, amount = sizer.sized(cols["px"], cols["sz"])
+    return _frame(TRADES_SCHEMA, instrument, ts, trade_id=cols["tradeId"], price=cols["px"],
+                  quantity=quantity, amount=amount, side=cols["side"], seq=seq)
 
 
 def parse_books(body: Any, instrument: str, ctx: Page | None = None,
@@ -292,12 +457,20 @@ def parse_books(body: Any, instrument: str, ctx: Page | None = None,
 def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
                   contract_values: dict[str, tuple[float, bool]] | None = None,
                   drops: Counter | None = None) -> pl.DataFrame:
-    """candles / history-candles envelope → bars frame (confirmed bars only, any order in; the
-    unconfirmed ones counted in `drops["unconfirmed"]`)."""
+    """candles / history-candles envelope (`Candle`s) → bars frame: confirmed bars only, any order in,
+    the unconfirmed ones counted in `drops["unconfirmed"]` (rules on the page's columns, else candle by
+    candle: `candle`). Volume in base units: vol (spot), volCcy (contracts); amount = volCcyQuote."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
+    data = _data(body, ctx)
+    page = _candles_page(Candle, data, drops)
+    if page is not None:
+        volume = page["volCcy" if sizer.derivative else "vol"]  # base units
+        return _frame(BARS_SCHEMA, instrument, page["ts"], open=page["open"], high=page["high"],
+                      low=page["low"], close=page["close"], volume=volume, amount=page["volCcyQuote"],
+                      trades=[None] * len(volume))
     cols = BarColumns()
-    for i, row in enumerate(_data(body, ctx)):
+    for i, row in enumerate(data):
         bar = candle(row, sizer, f"candle #{i}", ctx)
         if bar is None:  # the bar is still forming
             if drops is not None:
@@ -305,6 +478,38 @@ def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
             continue
         cols.add(*bar, None)
     return cols.frame(VENUE, instrument)
+
+
+def _candles_page(kind: type, data: list, drops: Counter | None) -> dict[str, list] | None:
+    """The confirmed candles (`Candle`, `PriceCandle`) of a page whose candles all keep the rules of
+    `candle` / `parse_price_candles` (an unconfirmed one: its time and confirm) as columns, the
+    unconfirmed counted; None if one does not."""
+    records = _declared(kind, data)
+    if records is None:
+        return None
+    cols = columns(records, kind.__struct_fields__)
+    times, confirms = _integers(cols["ts"]), cols["confirm"]
+    if times is None or not _epochs_ok(times) or not set(confirms) <= {"0", "1"}:
+        return None
+    cols["ts"] = times
+    unconfirmed = confirms.count("0")
+    if unconfirmed:
+        cols = {name: list(compress(values, [c == "1" for c in confirms])) for name, values in cols.items()}
+    if not _bars_ok(cols):
+        return None
+    if unconfirmed and drops is not None:
+        drops["unconfirmed"] += unconfirmed
+    return cols
+
+
+def _bars_ok(cols: dict[str, list]) -> bool:
+    """Every bar of the columns one `check_bar` takes (opening on a minute, finite, low > 0, low <=
+    open/close <= high), its volumes finite and not negative."""
+    o, h, lo, c = cols["open"], cols["high"], cols["low"], cols["close"]
+    volumes = [cols[name] for name in ("vol", "volCcy", "volCcyQuote") if name in cols]
+    return (_finite(o, h, c) and _positive(lo) and _finite(*volumes, low=0) and all(map(le, lo, o))
+            and all(map(le, lo, c)) and all(map(le, o, h)) and all(map(le, c, h))
+            and not any(epoch_to_us(t) % 60_000_000 for t in cols["ts"]))
 
 
 CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")  # candles, candle1m pushes
@@ -389,9 +594,14 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
 
 
 def _funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
-    """funding-rate-history envelope → [(fundingTime µs, realizedRate)] as sent."""
+    """funding-rate-history envelope → [(fundingTime µs, realizedRate)] as sent (`_funding_page`, else
+    record by record)."""
+    data = _data(body, ctx)
+    page = _funding_page(data, instrument)
+    if page is not None:
+        return page
     rows = []
-    for i, record in enumerate(_data(body, ctx)):
+    for i, record in enumerate(data):
         what = f"funding record #{i}"
         inst = field(record, "instId", what, ctx)
         if inst != instrument:
@@ -400,6 +610,20 @@ def _funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, floa
         what = f"funding at {from_us(ts).isoformat()}"
         rows.append((ts, number(field(record, "realizedRate", what, ctx), f"{what} realizedRate", ctx)))
     return rows
+
+
+def _funding_page(data: list, instrument: str) -> list[tuple[int, float]] | None:
+    """The (fundingTime µs, realizedRate) of a page of `FundingSettlement`s that keep the rules of
+    `_funding_rows`; None if one does not."""
+    records = _declared(FundingSettlement, data)
+    if records is None:
+        return None
+    cols = columns(records, ("instId", "fundingTime", "realizedRate"))
+    times = _integers(cols["fundingTime"])
+    if (times is None or cols["instId"].count(instrument) < len(records) or not _epochs_ok(times)
+            or not _finite(cols["realizedRate"])):
+        return None
+    return list(zip(map(epoch_to_us, times), cols["realizedRate"], strict=True))
 
 
 def funding_frame(rows: list[tuple[int, float]], instrument: str, ctx: Page | None = None,
@@ -442,17 +666,38 @@ def parse_funding_history(body: Any, instrument: str, ctx: Page | None = None) -
 
 def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = None,
                                 contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
-    """open-interest-history envelope (`[[ts, oi, oiCcy, oiUsd]]`) → open_interest frame."""
+    """open-interest-history envelope (`OpenInterestRow`s) → open_interest frame: contracts = oi, base =
+    oiCcy, quote = oiUsd (the page's rules on its columns, else row by row: `open_interest`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx, note=False)
     if not sizer.derivative:
         raise ctx.error("open interest exists for contracts only")
+    data = _data(body, ctx)
+    page = _open_interest_page(data, instrument, sizer)
+    if page is not None:
+        return page
     cols = columns_of("open_interest")
-    for i, row in enumerate(_data(body, ctx)):
+    for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) < 4:
             raise ctx.error(f"open interest #{i} is not a [ts, oi, oiCcy, oiUsd] array: {str(row)[:120]}")
         cols.add(*open_interest(*row[:4], sizer, ctx))
     return cols.frame(VENUE, instrument)
+
+
+def _open_interest_page(data: list, instrument: str, sizer: ContractSizer) -> pl.DataFrame | None:
+    """The open_interest frame of a page of `OpenInterestRow`s that keep `open_interest`'s rules; None if
+    one does not."""
+    records = _declared(OpenInterestRow, data)
+    if records is None:
+        return None
+    cols = columns(records, ("ts", "oi", "oiCcy", "oiUsd"))
+    ts = _integers(cols["ts"])
+    if ts is None or not _epochs_ok(ts) or not _finite(cols["oi"], cols["oiCcy"], cols["oiUsd"], low=0):
+        return None
+    n = len(ts)
+    return _frame(OPEN_INTEREST_SCHEMA, instrument, ts, contracts=cols["oi"], contract_size=[sizer.value] * n,
+                  size_unit=["quote" if sizer.inverse else "base"] * n, base=cols["oiCcy"],
+                  quote=cols["oiUsd"])
 
 
 def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSizer, ctx: Page) -> tuple:
@@ -469,12 +714,19 @@ def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSiz
 def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops: Counter | None
                   ) -> tuple[pl.DataFrame, list[int]]:
     """(liquidations frame of `instrument`, the ms time of every detail in the answer: the paging
-    cursor runs over all of them)."""
+    cursor runs over all of them): the page's rules on its columns, else detail by detail."""
     sizer = _sizer(instrument, contract_values, ctx)
+    data = _data(body, ctx)
+    page = _liquidations_page(data, instrument, sizer)
+    if page is not None:
+        frame, times, others = page
+        if others and drops is not None:
+            drops["other_instrument"] += others
+        return frame, times
     cols = columns_of("liquidations")
     times: list[int] = []
     repeats: Counter = Counter()
-    for i, group in enumerate(_data(body, ctx)):
+    for i, group in enumerate(data):
         what = f"liquidation record #{i}"
         details = field(group, "details", what, ctx)
         if not isinstance(details, list):
@@ -499,6 +751,41 @@ def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops:
             repeats[key] += 1
             cols.add(ts, key if not repeat else f"{key}#{repeat}", side, price, base, amount)
     return cols.frame(VENUE, instrument), times
+
+
+def _liquidations_page(data: list, instrument: str, sizer: ContractSizer
+                       ) -> tuple[pl.DataFrame, list[int], int] | None:
+    """(frame, the ms time of every detail, the other instruments' details) of a page whose records
+    and details all keep the rules of `_liquidations` and `liquidation_detail`; None if one does not."""
+    records = _declared(LiquidationOrders, data)
+    if records is None:
+        return None
+    ours: list[bool] = []
+    for record in records:
+        family = record.instFamily or record.uly
+        inst = record.instId or (f"{family}-SWAP" if record.instType == "SWAP" and family else None)
+        if inst is None:
+            return None
+        ours.extend([inst == instrument] * len(record.details))
+    details = [detail for record in records for detail in record.details]
+    times = _integers([detail.ts for detail in details])
+    if times is None or not _epochs_ok(times):
+        return None
+    mine = list(compress(details, ours))
+    sent = list(compress([detail for record in data for detail in record["details"]], ours))
+    cols = columns(mine, ("side", "bkPx", "sz"))
+    if not set(cols["side"]) <= {"buy", "sell"} or not _positive(cols["bkPx"], cols["sz"]):
+        return None
+    ids, seen = [], Counter()
+    for d in sent:
+        key = f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}"
+        ids.append(f"{key}#{seen[key]}" if seen[key] else key)
+        seen[key] += 1
+    quantity = sizer.sized(cols["bkPx"], cols["sz"])[0]
+    frame = _frame(LIQUIDATIONS_SCHEMA, instrument, list(compress(times, ours)), liquidation_id=ids,
+                   side=cols["side"], price=cols["bkPx"], quantity=quantity,
+                   amount=list(map(mul, cols["bkPx"], quantity)))
+    return frame, [epoch_to_us(t) // 1000 for t in times], len(ours) - len(mine)
 
 
 def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[int, str, str, float, float, float]:
@@ -528,13 +815,17 @@ def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,
 
 def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, drops: Counter | None = None,
                         dataset: str = "mark_bars_1m") -> pl.DataFrame:
-    """history-mark-price-candles / history-index-candles envelope (`[[ts, o, h, l, c, confirm]]`) →
-    a price bars frame (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in
-    `drops["unconfirmed"]`."""
+    """history-mark-price-candles / history-index-candles envelope (`PriceCandle`s) → a price bars frame
+    (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
+    data = _data(body, ctx)
+    page = _candles_page(PriceCandle, data, drops)
+    if page is not None:
+        return _frame(spec_for(dataset).schema, instrument, page["ts"], open=page["open"], high=page["high"],
+                      low=page["low"], close=page["close"])
     price = dataset.split("_")[0]
     cols = columns_of(dataset)
-    for i, row in enumerate(_data(body, ctx)):
+    for i, row in enumerate(data):
         ts, what, confirmed = _candle_head(row, f"{price} candle #{i}", PRICE_CANDLE_FIELDS, 5, f"{price} candle", ctx,
                                            shown=120)
         if not confirmed:
