@@ -176,7 +176,7 @@ def test_cluster_mode_reaches_the_engine_and_compaction_goes_to_the_cluster(clic
     answers that (the path is taken), and the month is left as it was."""
     from datetime import date
 
-    from tests.cluster_engine_run import trades
+    from tests.support.cluster_engine_run import trades
 
     with clickhouse.get_client() as client:
         tables.ensure_tables(client, clickhouse.database)
@@ -220,8 +220,8 @@ def test_a_retried_insert_block_is_deduplicated_by_its_token(clickhouse, env):
 
 @pytest.fixture(scope="module")
 def engine_run(tmp_path_factory) -> dict:
-    """What tests/cluster_engine_run.py saw (in its own process: chDB holds one data directory per process)."""
-    done = subprocess.run([sys.executable, "-m", "tests.cluster_engine_run", str(tmp_path_factory.mktemp("engine"))],
+    """What tests/support/cluster_engine_run.py saw (in its own process: chDB holds one data directory per process)."""
+    done = subprocess.run([sys.executable, "-m", "tests.support.cluster_engine_run", str(tmp_path_factory.mktemp("engine"))],
                           capture_output=True, check=False, text=True, timeout=300, cwd=Path(__file__).parent.parent,
                           env={**os.environ, "CLICKHOUSE_CLUSTER": ""})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -229,7 +229,7 @@ def engine_run(tmp_path_factory) -> dict:
 
 
 def test_the_distributed_layer_runs_on_the_engine(engine_run):
-    """tests/cluster_engine_run.py: the cluster statements minus what needs Keeper (ON CLUSTER, the
+    """tests/support/cluster_engine_run.py: the cluster statements minus what needs Keeper (ON CLUSTER, the
     Replicated prefix) run on chDB with a cluster of one shard on this host: the writer re-writes a slice
     through the Distributed table (the new rows only are read back), the daily bar comes from the view on
     the local table, ``trades_latest`` adds the live trade after the loaded ones; on two shards its join

@@ -32,7 +32,7 @@ import pytest
 from marketdata_assets.core import settings
 from marketdata_assets.core.sweep import process_tags
 from tests.conftest import recreate_database, worker_name
-from tests.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parent.parent
 MARKETDATA = Path(sys.executable).parent / "marketdata"
@@ -105,7 +105,7 @@ def marketdata(env: dict, *args: str) -> Proc:
 
 
 def launcher(env: dict, *assets: str) -> Proc:
-    return Proc([sys.executable, str(REPO / "tests" / "launch_assets.py"), *assets], env)
+    return Proc([sys.executable, str(REPO / "tests" / "support" / "launch_assets.py"), *assets], env)
 
 
 def replay_files(directory: Path, count: int = 5) -> Path:

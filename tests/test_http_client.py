@@ -21,7 +21,7 @@ from marketdata_assets.core.http import (
     parse_retry_after,
 )
 from marketdata_assets.resources import HttpApiResource
-from tests.scripted_server import Reply, ScriptedServer
+from tests.support.scripted_server import Reply, ScriptedServer
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
 

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from marketdata_assets.apps.exporter import start_exporter
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
-from tests.scripted_server import Reply, ScriptedServer
+from tests.support.scripted_server import Reply, ScriptedServer
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 60.0

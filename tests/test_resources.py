@@ -217,7 +217,7 @@ def test_mongo_server_that_stops_answering_fails_the_operation_instead_of_hangin
 
     from pymongo.errors import NetworkTimeout
 
-    from tests.fault_proxy import FaultProxy
+    from tests.support.fault_proxy import FaultProxy
 
     uri = urlsplit(settings.get("MONGODB_URI"))
     with FaultProxy(uri.hostname, uri.port) as proxy:

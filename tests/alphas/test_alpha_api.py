@@ -46,7 +46,7 @@ from marketdata_assets.sources.alpha_api import (
     month_window,
     rewrite_next,
 )
-from tests.scripted_server import Reply, ScriptedServer
+from tests.support.scripted_server import Reply, ScriptedServer
 
 NY = ZoneInfo("America/New_York")
 FAST = RetryPolicy(max_retries=4, backoff_base_s=0.01, backoff_max_s=0.05)

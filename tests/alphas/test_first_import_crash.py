@@ -13,7 +13,7 @@ from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.resources import MongoResource
 from marketdata_assets.stores.mongo.alphas import ALPHA_INDEXES, ensure_alpha_indexes, ledger_entries
-from tests.private_mongo import private_mongo  # noqa: F401 - the fixture
+from tests.support.private_mongo import private_mongo  # noqa: F401 - the fixture
 
 from .test_importer import assert_same_as_a_clean_import, drop
 

@@ -38,7 +38,7 @@ from marketdata_assets.stores.mongo.alphas import (
     ensure_alpha_indexes,
     transaction_lifetime,
 )
-from tests.alphas.killable_import import (
+from tests.support.killable_import import (
     ALPHAS,
     BATCH,
     MONTH,
@@ -50,7 +50,7 @@ from tests.alphas.killable_import import (
     sigkill,
     start_paused_importer,
 )
-from tests.private_mongo import PrivateMongo
+from tests.support.private_mongo import PrivateMongo
 
 LIFETIME_S = 8.0  # the private server's transaction lifetime in the wait-out test
 

@@ -22,7 +22,7 @@ from marketdata_assets.core import settings
 from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.stores.mongo.alphas import SHARD_KEY, collection_digest, ensure_alpha_indexes
 from tests.alphas.test_importer import alpha, drop
-from tests.private_mongo import PrivateMongo
+from tests.support.private_mongo import PrivateMongo
 
 WRITES = ("insert", "update", "delete", "commitTransaction")
 

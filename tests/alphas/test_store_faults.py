@@ -18,7 +18,7 @@ from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.resources import MongoResource
 from marketdata_assets.stores.mongo.alphas import ledger_entries
-from tests.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy
 
 from .test_importer import assert_same_as_a_clean_import, drop
 

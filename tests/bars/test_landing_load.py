@@ -24,7 +24,7 @@ from marketdata_assets.resources import TimescaleResource
 from marketdata_assets.sources.minute_csv.profiles import load_profiles
 from marketdata_assets.sources.minute_csv.reader import open_minute_csv
 from tests.conftest import recreate_database, worker_name
-from tests.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy
 
 DB = worker_name("marketdata_landing_load_test")
 DAYS = fx.trading_days(date(2026, 1, 5), 5)

@@ -16,7 +16,7 @@ from marketdata_assets.sources.binance.stream import (
     plan_connections,
     subscribe_messages,
 )
-from tests.live.conftest import replays
+from tests.support.live import replays
 
 
 def test_snapshot_then_diffs_follow_binance_rules():

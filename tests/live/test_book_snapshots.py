@@ -18,9 +18,9 @@ from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter
 from tests.live import test_venues
-from tests.live.conftest import INSTRUMENTS, collecting
-from tests.live.conftest import config_for as binance_config
-from tests.live.conftest import replays as binance_replays
+from tests.support.live import INSTRUMENTS, collecting
+from tests.support.live import config_for as binance_config
+from tests.support.live import replays as binance_replays
 
 WAIT_S = 15
 DEPTH = 5

@@ -28,7 +28,7 @@ from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay, WsConfig
 from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
 from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
 from marketdata_assets.stores.jetstream import JetStreamStore
-from tests.live.conftest import INSTRUMENTS, replays, stream_trades
+from tests.support.live import INSTRUMENTS, replays, stream_trades
 
 MARKETDATA = Path(sys.executable).parent / "marketdata"
 REPO = Path(__file__).resolve().parents[2]

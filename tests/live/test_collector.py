@@ -11,7 +11,7 @@ import time
 
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import (
+from tests.support.live import (
     INSTRUMENTS,
     books_match_at_rest,
     collecting,

@@ -25,7 +25,7 @@ from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.stream import DeribitStream, levels
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import collecting
+from tests.support.live import collecting
 
 WAIT_S = 15
 PERIOD_S = 1.0

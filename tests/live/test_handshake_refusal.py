@@ -17,7 +17,7 @@ from websockets.http11 import Response
 from marketdata_assets.ingest.live.connection import handshake_refusal
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import collecting, config_for, replays
+from tests.support.live import collecting, config_for, replays
 
 WAIT_S = 15
 

@@ -356,7 +356,7 @@ def test_the_collectors_books_are_stored_as_the_venue_had_them_and_pass_their_ch
     from marketdata_assets.defs.live.checks import live_dataset_checks
     from marketdata_assets.defs.live.datasets import live_dataset_assets
     from marketdata_assets.replay.crypto.binance_ws import WsConfig
-    from tests.live.conftest import collecting, config_for, replays
+    from tests.support.live import collecting, config_for, replays
 
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     with stack:

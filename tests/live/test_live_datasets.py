@@ -27,7 +27,7 @@ from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.sources.stream import LIVE_DATASETS
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import books_match_at_rest, collecting, stream_trades
+from tests.support.live import books_match_at_rest, collecting, stream_trades
 
 WAIT_S = 25
 # venue -> (replay, protocol, instruments, datasets published (books are kept, not published), bad-frame

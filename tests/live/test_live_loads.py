@@ -311,7 +311,7 @@ def tape(server, venue: str, hour: int) -> pl.DataFrame:
     stream carried)."""
     import asyncio
 
-    from tests.ticks.ticks_dagster import crypto_resources
+    from tests.support.ticks_dagster import crypto_resources
 
     async def fetch():
         async with crypto_resources(server.base_url)[venue.lower()].make_client() as api:
@@ -378,7 +378,7 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
     from marketdata_assets.defs.live.assets import live_trades
     from marketdata_assets.defs.live.continuity import live_trade_id_refill
     from marketdata_assets.stores.clickhouse.live import reconciliation
-    from tests.ticks.ticks_dagster import crypto_resources
+    from tests.support.ticks_dagster import crypto_resources
 
     complete = tape(rest_replay, "OKX", 10)
     missed = complete["seq"].to_list()[10:17]  # the live path missed 7 trades (a span)

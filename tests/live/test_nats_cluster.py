@@ -24,8 +24,8 @@ from marketdata_assets.stores.clickhouse import live
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from tests.conftest import free_port
-from tests.live.conftest import INSTRUMENTS, replays
 from tests.live.test_collect_cli import cli_env, get, start, stop
+from tests.support.live import INSTRUMENTS, replays
 
 WAIT_S = 45
 SPEC = StreamSpec(max_bytes=64 << 20, replicas=3)  # what `collect --stream-max-mb 64` with NATS_STREAM_REPLICAS=3 asks

@@ -38,7 +38,7 @@ from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import INSTRUMENTS, collecting, config_for, replays
+from tests.support.live import INSTRUMENTS, collecting, config_for, replays
 
 WAIT_S = 20
 INSTRUMENT, KEY, CHANNEL = "BTCUSDT", "BINANCE:BTCUSDT", "btcusdt@trade"
@@ -160,7 +160,7 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> l
     """`live_trades` then `live_trade_id_refill` of each landing hour (one run each); their metadata."""
     from marketdata_assets.defs.live.assets import live_trades
     from marketdata_assets.defs.live.continuity import live_trade_id_refill
-    from tests.ticks.ticks_dagster import crypto_resources
+    from tests.support.ticks_dagster import crypto_resources
 
     out = []
     for hour in hours:
@@ -229,7 +229,7 @@ class Rig:
     """One venue's replays and collector as these tests run them."""
 
     feed: Feed
-    replay: type | None  # its WebSocket replay (None: Binance's, tests/live/conftest.replays)
+    replay: type | None  # its WebSocket replay (None: Binance's, tests/support/live.replays)
     protocol: type | None  # its stream protocol (None: Binance spot's default collector)
 
     @property

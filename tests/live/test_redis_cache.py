@@ -24,7 +24,7 @@ from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter
 from marketdata_assets.stores.redis_cache import RedisLatestCache, key_of
 from tests.conftest import free_port
-from tests.live.conftest import INSTRUMENTS, config_for, replays
+from tests.support.live import INSTRUMENTS, config_for, replays
 
 WAIT_S = 15
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -23,7 +23,7 @@ from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.sources.stream import BOOKS, TRADES
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
-from tests.live.conftest import books_match_at_rest, collecting, stream_trades
+from tests.support.live import books_match_at_rest, collecting, stream_trades
 
 WAIT_S = 15
 VENUES = {

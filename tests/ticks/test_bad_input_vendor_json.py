@@ -33,8 +33,8 @@ from marketdata_assets.sources.tushare import (
     TushareResponseError,
 )
 from marketdata_assets.sources.yahoo import YahooChartClient, YahooInstrumentNotFound
-from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import FAST, run
+from tests.support.scripted_server import Reply, ScriptedServer
+from tests.support.ticks_common import FAST, run
 
 UTC = timezone.utc
 DAY = date(2025, 1, 15)

@@ -29,7 +29,7 @@ from marketdata_assets.sources.binance import (
 )
 from marketdata_assets.sources.interface import VenueClient
 from marketdata_assets.sources.venues import venue_client
-from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
+from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 
 def client(server: CryptoReplayServer, **kwargs) -> BinanceClient:

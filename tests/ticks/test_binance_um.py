@@ -32,7 +32,7 @@ from marketdata_assets.sources.binance.futures import (
 from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.interface import VenueClient
 from marketdata_assets.sources.venues import serves, venue_client
-from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
+from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 UM = "BINANCE_UM"
 NOW = datetime(2025, 1, 16, 6, tzinfo=UTC)  # the replay's clock: DAY lies inside the 48 h aggTrades reach

@@ -12,7 +12,7 @@ from marketdata_assets.datasets import frames
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer as w
-from tests.ticks.common import reads_around
+from tests.support.ticks_common import reads_around
 
 DAY = date(2024, 3, 31)           # a month end: the next day is in another partition
 UTC = timezone.utc

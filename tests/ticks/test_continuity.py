@@ -29,8 +29,8 @@ from marketdata_assets.replay.crypto import ReplayConfig
 from marketdata_assets.sources.binance import BinanceClient
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
-from tests.ticks.common import FAST, crypto_replay, run
-from tests.ticks.ticks_dagster import (
+from tests.support.ticks_common import FAST, crypto_replay, run
+from tests.support.ticks_dagster import (
     DAY,
     RANGE_END,
     RANGE_START,

@@ -27,11 +27,11 @@ from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
-from tests.ticks.common import FAST, crypto_replay
-from tests.ticks.ticks_dagster import (
+from tests.support.ticks_common import FAST, crypto_replay
+from tests.support.ticks_dagster import (
     UNUSED,
-    crypto_resources,
     crypto_day,
+    crypto_resources,
     failure,
     log_messages,
     materialize,

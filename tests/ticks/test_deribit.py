@@ -20,8 +20,8 @@ from marketdata_assets.sources.deribit import (
     parse_trades,
 )
 from marketdata_assets.sources.venues import venue_client
-from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
+from tests.support.scripted_server import Reply, ScriptedServer
+from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 
 def client(server, **kwargs) -> DeribitClient:

@@ -33,7 +33,7 @@ from marketdata_assets.sources.deribit import (
 )
 from marketdata_assets.sources.interface import SNAPSHOT
 from marketdata_assets.sources.venues import serves
-from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
+from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 PERPETUALS = ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"]
 NOW = datetime(2025, 1, 16, 10, 30, 15, 250000, tzinfo=UTC)

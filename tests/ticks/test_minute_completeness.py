@@ -21,7 +21,7 @@ from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
 from tests.conftest import allow_future_until
-from tests.ticks.common import FAST
+from tests.support.ticks_common import FAST
 
 UTC = timezone.utc
 DAY = date(2025, 6, 5)  # a Thursday, a trading day in Shanghai and New York

@@ -34,8 +34,8 @@ from marketdata_assets.sources.okx import (
 )
 from marketdata_assets.sources.okx.rest import candle, history_trade, liquidation_detail, open_interest
 from marketdata_assets.sources.venues import venue_client
-from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
+from tests.support.scripted_server import Reply, ScriptedServer
+from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 
 def client(base_url: str, **kwargs) -> OkxClient:

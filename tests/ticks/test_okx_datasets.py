@@ -30,8 +30,8 @@ from marketdata_assets.sources.okx import (
     underlying,
 )
 from marketdata_assets.sources.venues import serves
-from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import DAY, END, FAST, START, UTC, crypto_replay, run
+from tests.support.scripted_server import Reply, ScriptedServer
+from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 SEED = 7
 SWAP, ETH_SWAP = "BTC-USDT-SWAP", "ETH-USDT-SWAP"

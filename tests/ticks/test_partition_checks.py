@@ -13,7 +13,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from marketdata_assets.datasets.frames import spec_for
 from marketdata_assets.defs._common.partitions import crypto_key
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
-from tests.ticks.ticks_dagster import DAY, crypto_resources, day_range, materialize, query
+from tests.support.ticks_dagster import DAY, crypto_resources, day_range, materialize, query
 
 INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "OKX:BTC-USDT"]
 CHECKS = ["no_duplicate_trade_ids", "prices_positive", "timestamps_inside_day"]

@@ -21,8 +21,8 @@ from marketdata_assets.sources.okx import OkxClient
 from marketdata_assets.sources.venues import venue_feed
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
-from tests.scripted_server import Reply, ScriptedServer
-from tests.ticks.common import FAST
+from tests.support.scripted_server import Reply, ScriptedServer
+from tests.support.ticks_common import FAST
 
 UTC = timezone.utc
 DAY = date(2025, 1, 15)

@@ -4,14 +4,13 @@ ground truth through the read views; faults are injected into the replays."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 from pathlib import Path
@@ -32,11 +31,11 @@ from marketdata_assets.replay.stocks import StocksReplayServer
 from marketdata_assets.sources.binance_vision.dumps import read_dump
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
-from tests.ticks.ticks_dagster import (
+from tests.support.ticks_dagster import (
     DAY,
     STOCK_DAY,
-    crypto_resources,
     crypto_day,
+    crypto_resources,
     day_range,
     failure,
     log_messages,
@@ -276,7 +275,7 @@ import polars as pl
 from marketdata_assets.core import settings
 settings.apply_defaults()
 from marketdata_assets.resources import ClickHouseResource
-from tests.ticks.ticks_dagster import DAY, crypto_day, crypto_resources, materialize
+from tests.support.ticks_dagster import DAY, crypto_day, crypto_resources, materialize
 clickhouse = ClickHouseResource(dsn={dsn!r}, database="ticks")
 
 def state():

@@ -34,7 +34,7 @@ from marketdata_assets.sources.yahoo import (
     parse_chart,
 )
 from marketdata_assets.sources.yahoo.chart import chart_error
-from tests.scripted_server import Reply, ScriptedServer
+from tests.support.scripted_server import Reply, ScriptedServer
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
 UTC = timezone.utc

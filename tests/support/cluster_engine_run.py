@@ -1,7 +1,7 @@
 """The cluster DDL's Distributed layer run for real on the embedded engine (tests/test_clickhouse_cluster.py
 starts it in its own process: chDB holds one data directory per process).
 
-`python -m tests.cluster_engine_run DIR`: an engine in DIR whose config (chDB's ``config-file`` option)
+`python -m tests.support.cluster_engine_run DIR`: an engine in DIR whose config (chDB's ``config-file`` option)
 declares the cluster ``desk`` of one shard on this host (and ``pair``, two shards both on it) and the
 ``{shard}``/``{replica}`` macros. The
 statements of stores.clickhouse.cluster run with the two things that need ClickHouse Keeper taken out

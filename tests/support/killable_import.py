@@ -22,9 +22,9 @@ from marketdata_assets.ingest.alphas.import_lock import partition_lock
 from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.stores.mongo.alphas import ensure_alpha_indexes
-from tests import private_mongo
 from tests.alphas.test_importer import drop
-from tests.private_mongo import PrivateMongo
+from tests.support import private_mongo
+from tests.support.private_mongo import PrivateMongo
 
 REPO = Path(__file__).resolve().parents[2]
 MONTH = "2025-07"
@@ -43,7 +43,7 @@ sys.exit(main())
 
 
 class ShortLivedMongo(PrivateMongo):
-    """A private server (tests/private_mongo.py) whose transactions live `lifetime_s`."""
+    """A private server (tests/support/private_mongo.py) whose transactions live `lifetime_s`."""
 
     def __init__(self, root: Path, lifetime_s: float):
         super().__init__(root)
@@ -96,7 +96,7 @@ CHILD = """
 import sys, threading
 from pathlib import Path
 from pymongo import monitoring
-from tests.alphas.killable_import import locked_import
+from tests.support.killable_import import locked_import
 
 class PauseBeforeCommit(monitoring.CommandListener):
     commits = 0

@@ -1,4 +1,4 @@
-"""`python tests/launch_assets.py ASSET...`: what `make run` does for one step, for tests that need a
+"""`python tests/support/launch_assets.py ASSET...`: what `make run` does for one step, for tests that need a
 launcher run of one pool (e.g. clickhouse's tick_store) without the whole graph: the storage checked,
 dead runs swept, the assets launched in this process through marketdata_assets.apps.launch."""
 
@@ -26,7 +26,7 @@ def main(names: list[str]) -> int:
         sweep_and_say(instance)
         try:
             outcome = launch(" ".join(names), assets, instance=instance, resources=defs.resources or {},
-                             tags={"marketdata/launched_by": "tests/launch_assets.py"})
+                             tags={"marketdata/launched_by": "tests/support/launch_assets.py"})
         except Interrupted as interrupted:
             print(interrupted, file=sys.stderr, flush=True)
             return 130
