@@ -19,7 +19,7 @@ from marketdata_assets.sources.binance_vision.dumps import KLINES_1M_CSV, TRADES
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer as w
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DAY = date(2024, 3, 1)
 UTC = timezone.utc
 
@@ -194,7 +194,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, clickhouse_connect
     sys.path.insert(0, {tests!r})
     from marketdata_assets.stores.clickhouse import tables as ct, writer as w
-    from ticks.test_writer import make_trades, DAY
+    from stores.clickhouse.test_writer import make_trades, DAY
     client = clickhouse_connect.get_client(dsn={dsn!r})
     ct.ensure_tables(client, "ticks")
     w.write_slice(client, "ticks", "trades", make_trades(300, seed=1), "BINANCE", "BTCUSDT", DAY, "run-1")
@@ -214,7 +214,7 @@ READER = textwrap.dedent("""
     import json, sys, clickhouse_connect
     sys.path.insert(0, {tests!r})
     from marketdata_assets.stores.clickhouse import tables as ct
-    from ticks.test_writer import make_trades, DAY
+    from stores.clickhouse.test_writer import make_trades, DAY
     client = clickhouse_connect.get_client(dsn={dsn!r})
     back = ct.read_range(client, "ticks", "trades", "BINANCE", "BTCUSDT", DAY, "2024-03-02")
     print(json.dumps({{"raw": int(client.command("SELECT count() FROM ticks.trades")), "visible": back.height,

@@ -19,9 +19,9 @@ from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer as w
+from tests.stores.clickhouse.test_clickhouse_tables import insert_orphan, load_id_aged, parts, trades
 from tests.support.ticks_common import reads_around
 from tests.support.ticks_dagster import metadata
-from tests.ticks.test_clickhouse_tables import insert_orphan, load_id_aged, parts, trades
 
 UTC = timezone.utc
 DAY = date(2024, 3, 31)

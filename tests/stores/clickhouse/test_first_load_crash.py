@@ -16,7 +16,7 @@ import pytest
 
 from marketdata_assets.stores.clickhouse import tables as ct
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # The first load as every ticks writer does it: bootstrap (ensure_tables), then the slice. With
 # `pause` set, the process stops after that many DDL statements or after the first inserted batch
@@ -25,7 +25,7 @@ FIRST_LOAD = textwrap.dedent("""
     import json, sys, clickhouse_connect
     sys.path.insert(0, {tests!r})
     from marketdata_assets.stores.clickhouse import tables as ct, writer as w
-    from ticks.test_writer import make_trades, DAY
+    from stores.clickhouse.test_writer import make_trades, DAY
     client = clickhouse_connect.get_client(dsn={dsn!r})
     pause, at = {pause!r}
     done = {{"ddl": 0, "batch": 0}}
