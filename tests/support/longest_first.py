@@ -22,9 +22,9 @@ LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone f
     "tests/test_dead_runs.py",  # 96
     "tests/test_quickstart.py",  # 86
     "tests/test_webserver.py",  # 77
-    "tests/bars/test_minute_store_cli.py",  # 56
+    "tests/apps/cli/test_minute_store_cli.py",  # 56
     "tests/alphas/test_import_faults.py",  # 49
-    "tests/bars/test_bars_assets.py",  # 49
+    "tests/defs/equities/test_bars_assets.py",  # 49
     "tests/test_cli_seeds.py",  # 45
     "tests/live/test_live_loads.py",  # 43
     "tests/defs/crypto/test_crypto_dataset_assets.py",  # 39

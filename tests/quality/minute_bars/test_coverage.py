@@ -15,7 +15,7 @@ from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.quality.minute_bars import completeness, coverage, kline_coverage, units
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.stores.timescale import kline
-from tests.bars.test_completeness import SEP, SEP_DAYS, drop, without
+from tests.quality.minute_bars.test_completeness import SEP, SEP_DAYS, drop, without
 
 
 def test_worst_codes_one_row_each_and_the_others_in_one_band(minute_store, tmp_path):

@@ -18,8 +18,8 @@ from marketdata_assets.quality.minute_bars.checks import (
 )
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.stores.timescale import kline
-from tests.bars.test_completeness import SEP, SEP_DAYS, drop, without
-from tests.bars.test_kline_coverage import refresh
+from tests.quality.minute_bars.test_completeness import SEP, SEP_DAYS, drop, without
+from tests.quality.minute_bars.test_kline_coverage import refresh
 
 MONTH_KEY = SEP.isoformat()
 

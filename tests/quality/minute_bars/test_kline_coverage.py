@@ -11,7 +11,7 @@ import polars as pl
 from marketdata_assets.quality.minute_bars import kline_coverage
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.stores.timescale import kline
-from tests.bars.test_completeness import SEP, SEP_DAYS, drop
+from tests.quality.minute_bars.test_completeness import SEP, SEP_DAYS, drop
 
 OCT = date(2026, 10, 1)
 

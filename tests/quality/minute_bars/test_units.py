@@ -10,8 +10,8 @@ import polars as pl
 from marketdata_assets.quality.minute_bars import units
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.stores.timescale import kline
-from tests.bars.test_completeness import SEP, SEP_DAYS, drop
-from tests.bars.test_kline_coverage import OCT
+from tests.quality.minute_bars.test_completeness import SEP, SEP_DAYS, drop
+from tests.quality.minute_bars.test_kline_coverage import OCT
 
 PRICES = ("open", "high", "low", "close")
 

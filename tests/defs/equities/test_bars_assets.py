@@ -233,7 +233,7 @@ import sys
 from marketdata_assets.core import settings
 from marketdata_assets.core import calendars
 settings.apply_defaults()
-from tests.bars.test_bars_assets import materialize
+from tests.defs.equities.test_bars_assets import materialize
 materialize(["stock_1min_qfq"], {"stock_1min_qfq": {"force": True, "workers": 1}})
 """
 
@@ -242,7 +242,7 @@ def test_killed_load_then_rerun_gives_exactly_the_uninterrupted_rows(bars_env):
     big = [(f"{600000 + i}.SH", "tushare", {}) for i in range(12)]
     truth = write_files(bars_env, files=big)
     materialize(["bar_store"], tags=None)
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT], env=os.environ.copy(), cwd=Path(__file__).parents[2],
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT], env=os.environ.copy(), cwd=Path(__file__).parents[3],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not stored("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND query ILIKE 'COPY%%'", (DB,)):

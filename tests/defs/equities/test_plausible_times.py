@@ -16,7 +16,7 @@ import pytest
 from marketdata_assets.core import settings
 from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.stores.timescale import kline
-from tests.bars.test_bars_assets import DB, bars_env, materialize, metadata, stored  # noqa: F401 - a fixture
+from tests.defs.equities.test_bars_assets import DB, bars_env, materialize, metadata, stored  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("bars_env")  # a database and a landing area of their own
 
@@ -98,7 +98,7 @@ def test_a_load_that_rejected_input_is_partial_on_the_runs_line_naming_rows_file
     are recorded per code and day. The file fixed and loaded again: `[ok]`, the record replaced."""
     from marketdata_assets.apps.cli.session import selection
     from marketdata_assets.apps.launch import launch
-    from tests.bars.test_bars_assets import definitions
+    from tests.defs.equities.test_bars_assets import definitions
 
     landing = settings.minute_bars_landing_dir()
     truth = year_typo_file(landing)

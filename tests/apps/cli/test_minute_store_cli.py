@@ -23,7 +23,7 @@ from marketdata_assets.replay import minute_csv as fx
 from marketdata_assets.stores.timescale import ledger, minute_table
 from tests.conftest import recreate_database, worker_name
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MARKETDATA = Path(sys.executable).parent / "marketdata"
 DAGSTER_DB = worker_name("dagster_minute_store_cli_test")
 FRESH_DB = worker_name("marketdata_minute_store_cli_test")
