@@ -1,4 +1,4 @@
-"""A real alpha importer process for fault tests (tests/alphas/test_import_faults.py): an import under
+"""A real alpha importer process for fault tests (tests/ingest/alphas/test_import_faults.py): an import under
 its partition locks, paused right before it commits its n-th transaction (every statement of it
 sent) so the test can SIGKILL it there; kept free of Dagster so the process starts fast. And a
 private SecantusDB whose transactions live a few seconds, so a test can wait one out."""
@@ -22,7 +22,7 @@ from marketdata_assets.ingest.alphas.import_lock import partition_lock
 from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.stores.mongo.alphas import ensure_alpha_indexes
-from tests.alphas.test_importer import drop
+from tests.ingest.alphas.test_importer import drop
 from tests.support import private_mongo
 from tests.support.private_mongo import PrivateMongo
 

@@ -23,7 +23,7 @@ LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone f
     "tests/test_quickstart.py",  # 86
     "tests/test_webserver.py",  # 77
     "tests/apps/cli/test_minute_store_cli.py",  # 56
-    "tests/alphas/test_import_faults.py",  # 49
+    "tests/ingest/alphas/test_import_faults.py",  # 49
     "tests/defs/equities/test_bars_assets.py",  # 49
     "tests/test_cli_seeds.py",  # 45
     "tests/live/test_live_loads.py",  # 43
@@ -35,10 +35,10 @@ LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone f
     "tests/live/test_collect_cli.py",  # 26
     "tests/test_cli.py",  # 25
     "tests/test_bench_live_capture.py",  # 25
-    "tests/alphas/test_store_faults.py",  # 24
+    "tests/ingest/alphas/test_store_faults.py",  # 24
     "tests/stores/clickhouse/test_writer.py",  # 23
     "tests/live/test_venues.py",  # 22
-    "tests/alphas/test_alpha_assets.py",  # 22
+    "tests/defs/alphas/test_alpha_assets.py",  # 22
     "tests/test_project_cli.py",  # 22
 )
 

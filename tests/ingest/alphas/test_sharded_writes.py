@@ -21,7 +21,7 @@ from pymongo import monitoring
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.stores.mongo.alphas import SHARD_KEY, collection_digest, ensure_alpha_indexes
-from tests.alphas.test_importer import alpha, drop
+from tests.ingest.alphas.test_importer import alpha, drop
 from tests.support.private_mongo import PrivateMongo
 
 WRITES = ("insert", "update", "delete", "commitTransaction")
@@ -151,7 +151,7 @@ def test_the_one_by_one_path_names_the_shard_key_too(recorded, tmp_path, monkeyp
     """A batch the driver refuses (a document over the server's 48 MB message size) is written one
     document at a time: its replaced alphas by ``replace_one``, with the shard key in the filter."""
     from marketdata_assets.ingest.alphas import importer
-    from tests.alphas.test_bad_input import big, case_alpha, land_month
+    from tests.ingest.alphas.test_bad_input import big, case_alpha, land_month
 
     client, recorder, names = recorded
     monkeypatch.setattr(importer, "MAX_DOCUMENT_BYTES", 1 << 30)  # let the driver be the one refusing

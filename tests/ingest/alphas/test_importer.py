@@ -24,7 +24,7 @@ from marketdata_assets.stores.mongo.alphas import (
 )
 from marketdata_assets.stores.mongo.documents import from_document, to_document
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def alpha(alpha_id: str, modified: str = "2025-07-18T23:32:42-04:00", **fields) -> dict:
