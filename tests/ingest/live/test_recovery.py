@@ -272,7 +272,7 @@ def flushed(root) -> None:
 def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse):
     """`marketdata collect` SIGKILLed mid-stream (its .part files left open, a line maybe torn), then
     started again: it closes them, and the hour loads whole once refilled."""
-    from tests.live.test_collect_cli import cli_env, start, stop, wait_status
+    from tests.apps.cli.test_collect_cli import cli_env, start, stop, wait_status
 
     env = cli_env(tmp_path)
     stack, rest, ws = replays(WsConfig(tick_s=0.02))

@@ -106,7 +106,7 @@ def test_a_skipped_sequence_triggers_exactly_one_resync(tmp_path):
 def test_republish_over_overlapping_connections_is_not_duplicated(tmp_path, nats_url, stream_spec):
     """Rollover before the venue's cut: the new connection opens before the old one closes, so both
     deliver the same trades for a while; JetStream holds every trade (some twice, in the batches of
-    both connections: `trades_live`'s key keeps one, tests/live/test_consumer.py), nothing is lost."""
+    both connections: `trades_live`'s key keeps one, tests/ingest/live/test_consumer.py), nothing is lost."""
     stack, rest, ws = replays()
     with stack:
         async def scenario():

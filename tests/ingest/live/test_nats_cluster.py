@@ -23,8 +23,8 @@ from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.clickhouse import live
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
+from tests.apps.cli.test_collect_cli import cli_env, get, start, stop
 from tests.conftest import free_port
-from tests.live.test_collect_cli import cli_env, get, start, stop
 from tests.support.live import INSTRUMENTS, replays
 
 WAIT_S = 45

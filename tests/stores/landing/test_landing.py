@@ -59,7 +59,7 @@ while True:
 
 
 def test_a_killed_writer_leaves_a_part_that_the_next_start_closes(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                             env=env)
     flushed = 0

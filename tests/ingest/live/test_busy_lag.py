@@ -4,7 +4,7 @@ rate while two processes spin in pure Python at our priority on the machine's co
 exchange time to queryable stays bounded, and every frame the collector dropped (its lag bound is
 20 ms here, so a starved moment sheds frames instead of queueing them) is on record: the overflow
 markers count them all, and the trade ids they held are `gap` ranges covering exactly the holes in
-what landed (what `live_trade_id_refill` fetches: tests/live/test_recovery.py, the burst faults)."""
+what landed (what `live_trade_id_refill` fetches: tests/ingest/live/test_recovery.py, the burst faults)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BOUND_MS = 5_000  # generous: a quiet machine's p99 is ~0.5 s, the bench's busy runs 1-4 s at 10k frames/s
 
 

@@ -17,7 +17,7 @@ from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter
-from tests.live import test_venues
+from tests.ingest.live import test_venues
 from tests.support.live import INSTRUMENTS, collecting
 from tests.support.live import config_for as binance_config
 from tests.support.live import replays as binance_replays

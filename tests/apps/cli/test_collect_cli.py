@@ -31,7 +31,7 @@ from marketdata_assets.stores.jetstream import JetStreamStore
 from tests.support.live import INSTRUMENTS, replays, stream_trades
 
 MARKETDATA = Path(sys.executable).parent / "marketdata"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WAIT_S = 40
 
 
