@@ -1,4 +1,4 @@
-"""The cluster DDL's Distributed layer run for real on the embedded engine (tests/test_clickhouse_cluster.py
+"""The cluster DDL's Distributed layer run for real on the embedded engine (tests/stores/clickhouse/test_clickhouse_cluster.py
 starts it in its own process: chDB holds one data directory per process).
 
 `python -m tests.support.cluster_engine_run DIR`: an engine in DIR whose config (chDB's ``config-file`` option)

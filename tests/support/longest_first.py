@@ -17,15 +17,15 @@ import pytest
 
 LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone full run, 3 workers on 2 CPUs, 2026-11-24)
     "tests/defs/test_ticks_assets.py",  # 140
-    "tests/test_dead_runs_storage.py",  # 120
+    "tests/orchestration/test_dead_runs_storage.py",  # 120
     "tests/ingest/live/test_recovery.py",  # 114
-    "tests/test_dead_runs.py",  # 96
+    "tests/orchestration/test_dead_runs.py",  # 96
     "tests/test_quickstart.py",  # 86
     "tests/test_webserver.py",  # 77
     "tests/apps/cli/test_minute_store_cli.py",  # 56
     "tests/ingest/alphas/test_import_faults.py",  # 49
     "tests/defs/equities/test_bars_assets.py",  # 49
-    "tests/test_cli_seeds.py",  # 45
+    "tests/apps/cli/test_cli_seeds.py",  # 45
     "tests/defs/live/test_live_loads.py",  # 43
     "tests/defs/crypto/test_crypto_dataset_assets.py",  # 39
     "tests/defs/crypto/test_continuity.py",  # 31
@@ -33,8 +33,8 @@ LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone f
     "tests/sources/binance_vision/test_binance_archives.py",  # 28
     "tests/test_dotenv_precedence.py",  # 27
     "tests/apps/cli/test_collect_cli.py",  # 26
-    "tests/test_cli.py",  # 25
-    "tests/test_bench_live_capture.py",  # 25
+    "tests/apps/cli/test_cli.py",  # 25
+    "tests/bench/test_bench_live_capture.py",  # 25
     "tests/ingest/alphas/test_store_faults.py",  # 24
     "tests/stores/clickhouse/test_writer.py",  # 23
     "tests/ingest/live/test_venues.py",  # 22

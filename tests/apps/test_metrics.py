@@ -28,7 +28,7 @@ from marketdata_assets.apps.exporter import start_exporter
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from tests.support.scripted_server import Reply, ScriptedServer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 60.0
 
 

@@ -22,7 +22,7 @@ from marketdata_assets.stores.clickhouse import live as live_store
 from marketdata_assets.stores.clickhouse import tables as ct
 from tests.conftest import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 DATABASE = "shared"
 

@@ -25,7 +25,7 @@ from marketdata_assets.replay.alpha_factory import NY, make_alphas
 from marketdata_assets.replay.stock_market import StocksReplayConfig
 from marketdata_assets.replay.stocks import StocksReplayServer
 from marketdata_assets.sources.config import config_path
-from tests.test_cli import CLI_TIMESCALE_DB, cli_env, marketdata  # noqa: F401 - cli_env is a fixture
+from tests.apps.cli.test_cli import CLI_TIMESCALE_DB, cli_env, marketdata  # noqa: F401 - cli_env is a fixture
 
 DAY = "2025-06-05"  # a Thursday, a Shanghai session
 LISTED = 24

@@ -13,7 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_live_capture_bench_runs_end_to_end(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from marketdata_assets.core import settings
 from tests.conftest import TEST_DAGSTER_DB, recreate_database, worker_name
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 MARKETDATA = Path(sys.executable).parent / "marketdata"
 CLI_TIMESCALE_DB = worker_name("marketdata_cli_test")  # and the alpha databases: never the developer's
 COMMANDS = ["fetch-alphas", "package-alphas", "import-alphas", "ingest", "load-minute-bars", "aggregate"]

@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_live_consumer_bench_drains_every_trade_once(tmp_path):

@@ -34,7 +34,7 @@ from marketdata_assets.core.sweep import process_tags
 from tests.conftest import recreate_database, worker_name
 from tests.support.fault_proxy import FaultProxy
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MARKETDATA = Path(sys.executable).parent / "marketdata"
 DAGSTER_DB = worker_name("dagster_dead_runs_test")
 MARKET_DB = worker_name("marketdata_dead_runs_test")

@@ -59,7 +59,7 @@ def parts(formatted: str) -> dict:
 
 def test_single_node_ddl_is_unchanged_byte_for_byte():
     """Cluster mode off, the statements are exactly the ones of before cluster mode (a deliberate change
-    of the single-node DDL updates tests/clickhouse_single_node.sql with it)."""
+    of the single-node DDL updates tests/stores/clickhouse/clickhouse_single_node.sql with it)."""
     assert ";\n\n".join(single_node()) + ";\n" == GOLDEN.read_text()
 
 
@@ -222,7 +222,7 @@ def test_a_retried_insert_block_is_deduplicated_by_its_token(clickhouse, env):
 def engine_run(tmp_path_factory) -> dict:
     """What tests/support/cluster_engine_run.py saw (in its own process: chDB holds one data directory per process)."""
     done = subprocess.run([sys.executable, "-m", "tests.support.cluster_engine_run", str(tmp_path_factory.mktemp("engine"))],
-                          capture_output=True, check=False, text=True, timeout=300, cwd=Path(__file__).parent.parent,
+                          capture_output=True, check=False, text=True, timeout=300, cwd=Path(__file__).parents[3],
                           env={**os.environ, "CLICKHOUSE_CLUSTER": ""})
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -18,7 +18,7 @@ from marketdata_assets.core.processes import ProcessRef, age, process_start
 from marketdata_assets.core.sweep import RUN_TAG, RunView, dead_runs, process_tags, swept_line
 from tests.conftest import recreate_database, worker_name
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DAGSTER_DB = worker_name("dagster_sweep_test")
 
 

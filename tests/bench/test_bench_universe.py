@@ -12,7 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPOT, USDM, TRADES = 5, 3, 50
 
 

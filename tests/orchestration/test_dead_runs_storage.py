@@ -19,8 +19,8 @@ import dagster as dg
 import pytest
 
 from marketdata_assets.core.sweep import process_tags
-from tests import test_dead_runs
-from tests.test_dead_runs import (
+from tests.orchestration import test_dead_runs
+from tests.orchestration.test_dead_runs import (
     DAGSTER_DB,
     KILLED,
     MARKETDATA,

@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_live_floor_bench_publishes_every_message_once_and_reports_the_budget(tmp_path):

@@ -16,7 +16,7 @@ from sqlalchemy import event
 
 from marketdata_assets.orchestration.instance import command_instance, postgres_engines
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "runner", "user-set-Command-Instance-7"
 
 
