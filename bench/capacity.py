@@ -10,7 +10,7 @@ stack's), the runs this machine actually made: per run its wall time, its steps 
 Three kinds of figures, kept apart so the answer can be re-derived when one changes:
 
 - MEASURED: this machine's figures, each naming where it was measured (a bench, a doc's table, the
-  instance's runs). The model must reproduce what was measured here from them (tests/test_capacity.py:
+  instance's runs). The model must reproduce what was measured here from them (tests/bench/test_capacity.py:
   the crypto fetch bench's seconds per venue from its request counts and the declared limits; the
   runs' wall times from the fitted per-run and per-step overhead);
 - DECLARED: the request budgets the project declares (sources/data_providers.yaml, the clients'

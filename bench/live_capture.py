@@ -38,7 +38,7 @@ are bench/live_capture_roles.py's. Three parts:
    and over its second half (bounded queues: flat).
 
 Results: bench/results/live_capture.json (every sample of the rounds, the RSS series, the latency
-percentiles). `--short`: a few seconds of each (a smoke test, tests/test_bench_live_capture.py).
+percentiles). `--short`: a few seconds of each (a smoke test, tests/bench/test_bench_live_capture.py).
 Figures depend on the machine's load (recorded: load average before and after); re-measure on a
 quiet machine before comparing.
 Run: `scripts/with-env .venv/bin/python -m bench live_capture [--duration-s 600] [--short]`.

@@ -16,7 +16,13 @@ import psycopg
 import pytest
 
 from marketdata_assets.core import settings
-from tests.longest_first import pytest_xdist_make_scheduler  # noqa: F401  (the longest test files first)
+from tests.support.longest_first import pytest_xdist_make_scheduler  # noqa: F401  (the longest test files first)
+
+# The fixtures shared across the test folders (each module's fixtures as its folder's conftest had them):
+# the ClickHouse `store` and OKX's reach lifted (tests/fixtures/ticks.py), the alpha databases `dbs`,
+# the bars' PGlite server and TimescaleDB schemas (session-scoped: one per worker), the live tests'
+# nats-server, stream and landing root. The live tests' own `store` is tests/defs/live/conftest.py's.
+pytest_plugins = ["tests.fixtures.alphas", "tests.fixtures.bars", "tests.fixtures.live", "tests.fixtures.ticks"]
 
 # Two alpha accounts (the account dimension of alpha_files is read when the definitions load);
 # set, not defaulted: `make test` runs pytest with the settings' defaults already applied.
@@ -179,7 +185,7 @@ def private_postgres():
     """A PostgreSQL + TimescaleDB server of this test alone, which the test may stop, kill and restart."""
     from pathlib import Path
 
-    from tests.private_postgres import PrivatePostgres
+    from tests.support.private_postgres import PrivatePostgres
 
     # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
     server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()

@@ -187,7 +187,7 @@ def page(replays, tmp_path_factory):
     """The user's machine: a Postgres that lets them in with a password only, a home of their own."""
     import pymongo
 
-    from tests.private_postgres import PrivatePostgres
+    from tests.support.private_postgres import PrivatePostgres
 
     server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
     server.password_only(USER, PASSWORD, "dagster", "marketdata")

@@ -79,7 +79,7 @@ def served_project(tmp_path_factory):
 def write_minute_files(landing: Path) -> None:
     """All files appear at once (a hidden staging directory renamed into place): a sensor tick in
     the middle of writing them would otherwise request their months twice, in two batches."""
-    from tests.bars.test_bars_assets import NAMED, write_files
+    from tests.defs.equities.test_bars_assets import NAMED, write_files
 
     staging = landing / ".staging"
     staging.mkdir()

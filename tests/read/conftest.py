@@ -1,6 +1,6 @@
 """What the read tests share: a `reader` on the ticks tests' `store`, an engine run that loads from a
 crypto replay; the alpha tests' `dbs` and the bar tests' `minute_store` (a TimescaleDB schema of the
-test's own) are used here too."""
+test's own) are used here too (all three from tests/fixtures/, provided by tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.read import Reader
 from marketdata_assets.sources.venues import venue_client, venue_feed
-from tests.alphas.conftest import dbs  # noqa: F401  (the alpha databases, a fixture of the alpha tests)
-from tests.bars.conftest import minute_store, quality_db  # noqa: F401  (a TimescaleDB schema of the test's own)
-from tests.ticks.conftest import store  # noqa: F401  (the test's ClickHouse database with the tick tables)
 
 DAY = date(2025, 1, 15)
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
 
 
 @pytest.fixture
-def reader(store):  # noqa: F811  (the imported fixture, requested)
+def reader(store):
     with store.get_client() as client, Reader(clickhouse_client=client, clickhouse_database=store.database) as r:
         yield r
 

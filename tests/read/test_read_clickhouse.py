@@ -231,7 +231,7 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
 
     from marketdata_assets.apps.cli import cli
     from marketdata_assets.stores.clickhouse import writer
-    from tests.ticks.test_writer import make_trades
+    from tests.stores.clickhouse.test_writer import make_trades
 
     with store.get_client() as client:
         for instrument, days in (("BTCUSDT", (DAY, DAY + timedelta(days=2))), ("ETHUSDT", (DAY,))):

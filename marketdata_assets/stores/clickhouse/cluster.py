@@ -43,9 +43,9 @@ against its own rows and the whole ``loads``), ``SYSTEM SYNC REPLICA`` on the st
 TABLE t_local ON CLUSTER ... REPLACE PARTITION`` (one replica per shard runs it, Keeper replicates it),
 then the staging tables dropped; :func:`max_blocks_sql` sees a write that went in meanwhile.
 
-Checked offline only (tests/test_clickhouse_cluster.py): every statement parses with ClickHouse's own
+Checked offline only (tests/stores/clickhouse/test_clickhouse_cluster.py): every statement parses with ClickHouse's own
 parser (chDB's ``formatQuery``), the engines exist in chDB's ``system.table_engines``, and the local
-tables match the single-node tables column by column; tests/cluster_engine_run.py runs the Distributed
+tables match the single-node tables column by column; tests/support/cluster_engine_run.py runs the Distributed
 layer and the compaction on a cluster of one shard on this host (minus ``ON CLUSTER`` and ``SYSTEM SYNC
 REPLICA``). Nothing here has run against Keeper or a multi-node server: none can run on this machine
 (docs/scale-out.md).

@@ -1,0 +1,174 @@
+"""`marketdata load-minute-bars` on databases nobody bootstrapped (issue 27): a fresh database ends with
+the hypertable and its unique index; Postgres killed during the first load, then the same command
+again, gives exactly the files' rows; a server without TimescaleDB says so on the command's line, and
+its plain table is migrated later, or refused once with the command that migrates it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+
+from marketdata_assets.core import settings
+from marketdata_assets.ingest.minute_bars import loader
+from marketdata_assets.replay import minute_csv as fx
+from marketdata_assets.stores.timescale import ledger, minute_table
+from tests.conftest import recreate_database, worker_name
+
+REPO = Path(__file__).resolve().parents[3]
+MARKETDATA = Path(sys.executable).parent / "marketdata"
+DAGSTER_DB = worker_name("dagster_minute_store_cli_test")
+FRESH_DB = worker_name("marketdata_minute_store_cli_test")
+DAYS = fx.trading_days(date(2026, 1, 5), 16)  # in January 2026
+
+
+@pytest.fixture(scope="module")
+def dagster_db() -> str:
+    recreate_database(DAGSTER_DB)
+    return DAGSTER_DB
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
+    """24 files of 16 days (the loads only read them: every test shares them)."""
+    root = tmp_path_factory.mktemp("landing")
+    truths = []
+    for i in range(24):
+        bars = fx.make_bars(f"{600000 + i}.SH", DAYS, seed=i)
+        fx.write_text(root / f"{600000 + i}.SH.csv", fx.render(bars, "tushare"))
+        truths.append(fx.expected(bars, "tushare"))
+    return root, pl.concat(truths)
+
+
+def cli_env(tmp_path: Path, dagster_db: str, port: int, dbname: str) -> dict:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
+    return {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": dagster_db, "TIMESCALE_PORT": str(port),
+            "TIMESCALE_DB": dbname, "TIMESCALE_SSLMODE": "disable", "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
+            "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}"}
+
+
+def load_command(env: dict, root: Path) -> list[str]:
+    return [str(MARKETDATA), "load-minute-bars", "--data-dir", str(root), "--workers", "1"]
+
+
+def run(env: dict, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(load_command(env, root), env=env, cwd=env["MARKETDATA_STATE_DIR"].rsplit("/", 1)[0],
+                          capture_output=True, text=True, timeout=110, check=False)
+
+
+def store_state(port: int, dbname: str) -> dict:
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=dbname, connect_timeout=5) as conn:
+        extension = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        rows, distinct = conn.execute("SELECT count(*), count(DISTINCT (code, time)) FROM stock_1min_qfq").fetchone()
+        return {"hypertable": bool(extension) and minute_table.is_hypertable(conn, "stock_1min_qfq"),
+                "rows": rows, "distinct": distinct,
+                "rows_outside_chunks": conn.execute("SELECT count(*) FROM ONLY stock_1min_qfq").fetchone()[0],
+                "indexes": [r[0] for r in conn.execute(
+                    "SELECT indexdef FROM pg_indexes WHERE tablename = 'stock_1min_qfq'")]}
+
+
+def committed_rows(port: int, dbname: str) -> int:
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=dbname, connect_timeout=5) as conn:
+        if conn.execute("SELECT to_regclass('stock_1min_qfq')").fetchone()[0] is None:
+            return 0
+        return conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
+
+
+UNIQUE_INDEX = 'CREATE UNIQUE INDEX stock_1min_qfq_code_time ON public.stock_1min_qfq USING btree (code, "time" DESC)'
+
+
+def test_the_cli_into_a_fresh_database_makes_the_hypertable_with_its_unique_index(landing, tmp_path, dagster_db):
+    root, truth = landing
+    recreate_database(FRESH_DB)  # no extension, nothing bootstrapped
+    port = int(settings.get("TIMESCALE_PORT"))
+    result = run(cli_env(tmp_path, dagster_db, port, FRESH_DB), root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"[ok] minute bars 2026-01..2026-01: 1 asset, 1 partition, {truth.height:,} rows" in result.stdout
+    assert "DEGRADED" not in result.stdout
+    assert store_state(port, FRESH_DB) == {"hypertable": True, "rows": truth.height, "distinct": truth.height,
+                                           "rows_outside_chunks": 0, "indexes": [UNIQUE_INDEX]}
+
+
+def test_postgres_killed_during_the_first_load_of_a_fresh_database_then_the_rerun_is_exact(
+        landing, tmp_path, dagster_db, private_postgres):
+    root, truth = landing
+    private_postgres.create_database("fresh")  # no extension
+    env = cli_env(tmp_path, dagster_db, private_postgres.port, "fresh")
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(load_command(env, root), env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 100
+    while committed_rows(private_postgres.port, "fresh") == 0:  # the first file committed: crash right there
+        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+        time.sleep(0.02)
+    private_postgres.stop("immediate")
+    assert first.wait(timeout=100) == 1, (tmp_path / "first.log").read_text()
+    private_postgres.start()
+    partial = store_state(private_postgres.port, "fresh")
+    print(f"crashed after {partial['rows']:,} of {truth.height:,} rows")
+    assert 0 < partial["rows"] < truth.height and partial["hypertable"]  # bootstrapped before the first row
+
+    again = run(env, root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    state = store_state(private_postgres.port, "fresh")
+    print(f"re-run: {state['rows']:,} rows, {state['rows'] - state['distinct']} duplicates")
+    assert state == {"hypertable": True, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": 0,
+                     "indexes": [UNIQUE_INDEX]}
+
+
+def test_without_timescaledb_the_cli_line_says_the_store_is_degraded(landing, tmp_path, dagster_db,
+                                                                     private_postgres):
+    root, truth = landing
+    private_postgres.stop()
+    private_postgres.timescaledb = False  # the library is not preloaded: no extension can be created
+    private_postgres.start()
+    private_postgres.create_database("plain")
+    result = run(cli_env(tmp_path, dagster_db, private_postgres.port, "plain"), root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(li for li in result.stdout.splitlines() if li.startswith("[ok] minute bars"))
+    assert f"{truth.height:,} rows" in line
+    assert "DEGRADED: TimescaleDB is not available (the server does not preload it" in line
+    assert "stock_1min_qfq is a plain PostgreSQL table" in line
+    assert store_state(private_postgres.port, "plain")["hypertable"] is False
+
+
+def test_a_plain_table_above_the_limit_is_refused_once_then_the_named_command_migrates_it(landing, tmp_path,
+                                                                                          dagster_db):
+    """The files loaded into a plain table (as the command did where the extension was absent); the
+    server has TimescaleDB: a table above MINUTE_BARS_MIGRATE_MAX_ROWS fails the load once, naming the
+    table, its rows and the command, changing nothing; that command migrates it, every row kept."""
+    root, truth = landing
+    recreate_database(FRESH_DB)
+    port = int(settings.get("TIMESCALE_PORT"))
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=FRESH_DB) as conn:
+        minute_table.ensure_minute_table(conn)  # no extension in the database yet: a plain table
+        ledger.ensure_loader_tables(conn)
+        for path in sorted(root.glob("*.csv")):
+            loader.load_file(conn, path, path.name, [date(2026, 1, 1)], sha256=loader.file_sha256(path),
+                             use_copy=True, run_id=None, reject_dir=tmp_path / "rejects")
+    env = cli_env(tmp_path, dagster_db, port, FRESH_DB)
+    refused = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": "1000"}, root)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert f"stock_1min_qfq is a plain table (not a hypertable) holding {truth.height:,} rows" in said
+    command = f"MINUTE_BARS_MIGRATE_MAX_ROWS={truth.height} marketdata load-minute-bars"
+    assert command in said
+    assert store_state(port, FRESH_DB) == {
+        "hypertable": False, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": truth.height,
+        "indexes": [UNIQUE_INDEX]}  # nothing changed
+
+    migrated = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": str(truth.height)}, root)  # the command it named
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert "DEGRADED" not in migrated.stdout
+    assert store_state(port, FRESH_DB) == {
+        "hypertable": True, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": 0,
+        "indexes": [UNIQUE_INDEX]}

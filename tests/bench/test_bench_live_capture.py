@@ -1,0 +1,52 @@
+"""bench/live_capture.py end to end in its short mode: the frame sender, the bare client, the real
+collector against the stack's nats-server (a stream and subject prefix of this test's own), the
+consumer into an embedded ClickHouse of a scratch directory, the RSS samples; the report carries
+every figure the bench promises. No figure is judged here (a loaded machine misses the targets:
+exit status 1 is allowed), only that each part ran and counted what went through."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_live_capture_bench_runs_end_to_end(tmp_path):
+    results = tmp_path / "live_capture.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "bench", "live_capture", "--short", "--prefix",
+                           f"t{uuid.uuid4().hex[:10]}", "--results", str(results)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    report = json.loads(results.read_text())
+    t = report["throughput"]
+    for role in ("bare", "collector"):
+        assert t[f"{role}_frames_per_s"] > 0 and t[f"{role}_frames_per_cpu_s"] > 0
+        assert t[f"{role}_cpu_us_per_frame"] > 0
+    assert t["ratio_per_cpu_s"] > 0
+    collector = t["samples"]["collector"][0]
+    # stopped while publishing at full speed: the stop must end (nats-py swallowed the publisher's cancel,
+    # and the stop waited forever, before collector._cancel_until_done)
+    assert not collector["shutdown_hung"], collector["stuck_tasks"]
+    assert collector["frames"] > 0 and collector["trades"] > 0 and collector["landed_bytes"] > 0
+    assert collector["total_published"] + collector["unpublished"] + collector["publish_dropped"] >= \
+        collector["total_trades"] - collector["duplicates"]
+    s = report["steady"]
+    assert s["collector"]["trades"] > 0
+    assert s["consumer"]["inserted"] >= s["collector"]["published"] > 0  # every published trade reached ClickHouse
+    latency = s["latency"]
+    assert latency["invisible_batches"] == 0
+    for part in ("queryable", "insert_returned", "received_by_collector"):
+        assert latency[part]["rows"] == latency["rows"] > 0
+        assert 0 < latency[part]["p50_ms"] <= latency[part]["p99_ms"] <= latency[part]["max_ms"]
+    rss = s["rss"]
+    assert rss["samples"] >= 2 and 0 < rss["start_mb"] <= rss["max_mb"] and rss["end_mb"] <= rss["max_mb"]
+    assert "slope_mb_per_min" in rss
+    for line in ("ceiling: bare websockets client", "collector: WS->landing->NATS", "exchange time -> queryable",
+                 "collector RSS"):
+        assert line in done.stdout

@@ -1,0 +1,266 @@
+"""The Binance spot collector against the WebSocket replay (and its REST replay) and the stack's real
+nats-server: frames land raw and complete, books equal the replay's truth, every fault is survived
+and on record. Waits are on the collector's counters (Stats.wait_until), never on the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+from marketdata_assets.replay.crypto.binance_ws import WsConfig
+from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
+from tests.support.live import (
+    INSTRUMENTS,
+    books_match_at_rest,
+    collecting,
+    config_for,
+    replays,
+    stream_trades,
+)
+
+WAIT_S = 15
+
+
+def records(root, channel: str) -> list[dict]:
+    return [r for path in closed_files(root, "BINANCE", channel) for r in read_file(path)]
+
+
+async def books_at_rest(collector, ws) -> None:
+    await books_match_at_rest(collector, ws, INSTRUMENTS, WAIT_S)
+
+
+def trade_ids(root, instrument: str) -> list[int]:
+    return [json.loads(r["d"])["data"]["t"] for r in records(root, f"{instrument.lower()}@trade") if "d" in r]
+
+
+def test_frames_land_raw_and_complete_and_books_match(tmp_path, nats_url, stream_spec):
+    stack, rest, ws = replays(WsConfig(tick_s=0.02, record=True))
+    with stack:
+        async def scenario():
+            config = config_for(ws, rest, subject_prefix=stream_spec.subjects[0].split(".")[0])
+            async with collecting(config, LandingWriter(tmp_path, "BINANCE"), nats_url, stream_spec) as (c, store):
+                await c.stats.wait_until(lambda s: s.snapshots == 2 and s.published >= 200, WAIT_S)
+                await books_at_rest(c, ws)
+                ws.pause()  # the market stands still again: what it sent is final (a tick in flight counts too)
+                await c.stats.wait_until(lambda s: s.frames == sum(len(t) for t in ws.sent.values()), WAIT_S)
+                stored = await stream_trades(store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
+            return c.stats, stored
+        stats, stored = asyncio.run(scenario())
+    landed = {ch: [r["d"] for r in records(tmp_path, ch) if "d" in r]
+              for ch in {f"{i.lower()}@{k}" for i in INSTRUMENTS for k in ("trade", "depth@100ms")}}
+    (texts,) = ws.sent.values()
+    for channel, frames in landed.items():  # every frame, byte for byte, in order
+        assert frames == [t for t in texts if json.loads(t)["stream"] == channel], channel
+    assert stats.gaps == 0 and stats.bad_frames == {} and stats.overflow_frames == 0
+    assert len(stored) == stats.published == stats.trades  # each trade stored once
+    for name in INSTRUMENTS:
+        ids = trade_ids(tmp_path, name)
+        assert [int(t["trade_id"]) for t in stored if t["instrument"] == name] == ids  # in order, as landed
+        assert ids == list(range(ids[0], ids[0] + len(ids)))
+        snapshot = records(tmp_path, f"{name.lower()}@depth_snapshot")
+        assert len(snapshot) == 1 and "lastUpdateId" in json.loads(snapshot[0]["d"])
+
+
+def test_a_disconnect_is_marked_and_the_collector_resumes(tmp_path):
+    stack, rest, ws = replays()
+    with stack:
+        ws.add_fault(kind="disconnect", after=40)
+
+        async def scenario():
+            async with collecting(config_for(ws, rest), LandingWriter(tmp_path, "BINANCE")) as (c, _):
+                await c.stats.wait_until(lambda s: s.connects == 2 and s.trades >= 200, WAIT_S)
+                await books_at_rest(c, ws)
+            return c.stats
+        stats = asyncio.run(scenario())
+    assert stats.disconnects.get("dropped") == 1 and stats.connect_failures == 0
+    trade = records(tmp_path, "btcusdt@trade")
+    kinds = [r.get("m") for r in trade if "m" in r]
+    assert kinds[:3] == ["connect", "disconnect", "connect"]
+    dropped = next(r for r in trade if r.get("m") == "disconnect")
+    assert dropped["x"]["reason"] == "dropped" and dropped["x"]["frames"] > 40
+    conns = [r["c"] for r in trade if "d" in r]
+    assert len(set(conns)) == 2  # frames of both connections, each tagged with its own
+
+
+def test_a_skipped_sequence_triggers_exactly_one_resync(tmp_path):
+    stack, rest, ws = replays()
+    with stack:
+        ws.add_fault(kind="skip_sequence", instrument="BTCUSDT", after=30)
+
+        async def scenario():
+            async with collecting(config_for(ws, rest), LandingWriter(tmp_path, "BINANCE")) as (c, _):
+                await c.stats.wait_until(lambda s: s.gaps == 1 and s.snapshots == 3, WAIT_S)
+                await books_at_rest(c, ws)  # right again after the resync (a missed update would show)
+            return c.stats
+        stats = asyncio.run(scenario())
+    assert stats.gaps == 1 and stats.snapshots == 3
+    marks = [r for r in records(tmp_path, "btcusdt@depth@100ms") if r.get("m") in ("gap", "resync", "snapshot")]
+    assert [r["m"] for r in marks] == ["snapshot", "gap", "resync"]
+    gap = marks[1]["x"]
+    assert gap["got_first"] == gap["expected_first"] + 1  # one update id missing
+    assert not [r for r in records(tmp_path, "ethusdt@depth@100ms") if r.get("m") in ("gap", "resync")]
+
+
+def test_republish_over_overlapping_connections_is_not_duplicated(tmp_path, nats_url, stream_spec):
+    """Rollover before the venue's cut: the new connection opens before the old one closes, so both
+    deliver the same trades for a while; JetStream holds every trade (some twice, in the batches of
+    both connections: `trades_live`'s key keeps one, tests/ingest/live/test_consumer.py), nothing is lost."""
+    stack, rest, ws = replays()
+    with stack:
+        async def scenario():
+            config = config_for(ws, rest, rollover_s=0.5, subject_prefix=stream_spec.subjects[0].split(".")[0])
+            async with collecting(config, LandingWriter(tmp_path, "BINANCE"), nats_url, stream_spec) as (c, store):
+                await c.stats.wait_until(lambda s: s.rollovers >= 2, WAIT_S)
+                ws.pause()
+                await c.stats.wait_until(lambda s: not c.outbox and not c.buffered and s.published == s.trades, WAIT_S)
+                stored = await stream_trades(store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
+            return c.stats, stored
+        stats, stored = asyncio.run(scenario())
+    unique = {(name, i) for name in INSTRUMENTS for i in trade_ids(tmp_path, name)}  # ids count per instrument
+    assert stats.trades > len(unique)  # the overlap delivered some trades twice (both landed raw)
+    assert len(stored) == stats.published == stats.trades
+    assert {(t["instrument"], int(t["trade_id"])) for t in stored} == unique
+    assert stats.disconnects.get("rollover", 0) >= 2 and stats.gaps == 0
+
+
+def test_the_venue_cut_is_survived(tmp_path):
+    stack, rest, ws = replays(WsConfig(tick_s=0.02, lifetime_s=0.4))
+    with stack:
+        async def scenario():
+            async with collecting(config_for(ws, rest), LandingWriter(tmp_path, "BINANCE")) as (c, _):
+                await c.stats.wait_until(lambda s: s.disconnects.get("closed", 0) >= 2 and s.connects >= 3, WAIT_S)
+            return c.stats
+        stats = asyncio.run(scenario())
+    assert stats.gaps == 0 or stats.snapshots > 2  # a book that missed events across the cut was rebuilt
+    cuts = [r["x"]["reason"] for r in records(tmp_path, "btcusdt@trade") if r.get("m") == "disconnect"]
+    assert cuts[:2] == ["closed 1001 connection lifetime reached"] * 2
+
+
+def test_a_stalled_socket_is_detected_and_reconnected(tmp_path):
+    stack, rest, ws = replays()
+    with stack:
+        ws.add_fault(kind="stall", after=30)
+
+        async def scenario():
+            config = config_for(ws, rest, stale_s=0.5)
+            async with collecting(config, LandingWriter(tmp_path, "BINANCE")) as (c, _):
+                await c.stats.wait_until(lambda s: s.stale == 1 and s.connects == 2 and s.trades >= 150, WAIT_S)
+            return c.stats
+        stats = asyncio.run(scenario())
+    assert stats.disconnects.get("stale") == 1
+    marks = [r for r in records(tmp_path, "ethusdt@trade") if r.get("m") == "disconnect"]
+    assert marks[0]["x"]["reason"] == "stale"
+
+
+class GatedWriter(LandingWriter):
+    """A landing writer whose disk stops while `gate` is clear (a slow disk: the writer thread waits)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+
+    def frame(self, *args, **kwargs):
+        self.gate.wait(WAIT_S)
+        super().frame(*args, **kwargs)
+
+    def frames(self, *args, **kwargs):
+        self.gate.wait(WAIT_S)
+        super().frames(*args, **kwargs)
+
+
+def lost_ids(root, instrument: str) -> tuple[set[int], set[int]]:
+    """(the trade ids missing between the instrument's first and last landed trade, the ids its trade
+    channel's `gap` markers say the dropped frames held); each range's ids are none of the landed."""
+    landed = set(trade_ids(root, instrument))
+    recorded = set()
+    for r in records(root, f"{instrument.lower()}@trade"):
+        if r.get("m") == "gap" and r["x"]["cause"] == "overflow":
+            ids = set(range(r["x"]["first_id"], r["x"]["last_id"] + 1))
+            assert len(ids) == r["x"]["trades"] and not ids & landed, r
+            recorded |= ids
+    return set(range(min(landed), max(landed) + 1)) - landed, recorded
+
+
+def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
+    stack, rest, ws = replays()
+    with stack:
+        ws.add_fault(kind="burst", instrument="BTCUSDT", after=10, count=3000)
+        writer = GatedWriter(tmp_path, "BINANCE")
+        writer.gate.set()
+
+        async def scenario():
+            config = config_for(ws, rest, queue_size=64, batch_size=16)
+            async with collecting(config, writer) as (c, _):
+                await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
+                writer.gate.clear()
+                await c.stats.wait_until(lambda s: s.overflow_frames > 0, WAIT_S)
+                writer.gate.set()
+                # the whole burst received: each of its trades processed or dropped and counted
+                await c.stats.wait_until(lambda s: s.markers.get("overflow", 0) >= 1
+                                         and s.trades + s.overflow_frames >= 3000, WAIT_S)
+                after = c.stats.trades  # then trades of both instruments: each one's lost ids are known
+                await c.stats.wait_until(lambda s: s.trade_gaps >= 1 and s.trades >= after + 100, WAIT_S)
+            return c.stats
+        stats = asyncio.run(scenario())
+    counted = sum(r["x"].get("dropped", 0) + r["x"].get("overflow_dropped", 0)
+                  for r in records(tmp_path, "btcusdt@trade") if r.get("m") in ("overflow", "disconnect"))
+    assert counted == stats.overflow_frames > 0  # every dropped frame is on record
+    assert stats.trades + stats.overflow_frames >= 3000
+    (btc_missing, btc_recorded), (eth_missing, eth_recorded) = (lost_ids(tmp_path, name) for name in INSTRUMENTS)
+    assert btc_missing and btc_recorded == btc_missing  # ... and every trade id it held, as a gap range
+    assert eth_recorded == eth_missing
+
+
+def test_frames_that_waited_longer_than_the_lag_bound_are_dropped_and_marked(tmp_path):
+    """A processor stalled past `max_lag_s` (the landing blocked, as on a starved machine): the
+    frames that waited too long are dropped whole when it resumes, not processed late; each drop is
+    an `overflow` marker (cause `lag`) and the trade ids they held `gap` ranges; the queue (far from
+    full) dropped nothing itself."""
+    stack, rest, ws = replays()
+    with stack:
+        writer = GatedWriter(tmp_path, "BINANCE")
+        writer.gate.set()
+
+        async def scenario():
+            config = config_for(ws, rest, max_lag_s=0.2)
+            async with collecting(config, writer) as (c, _):
+                await c.stats.wait_until(lambda s: s.snapshots == 2 and s.trades >= 50, WAIT_S)
+                writer.gate.clear()
+                deadline = time.monotonic() + WAIT_S
+                while not (c.queue.items and time.time_ns() - c.queue.items[0][2] > 0.5e9):  # waited 2.5 x the bound
+                    assert time.monotonic() < deadline, "no frame queued behind the stalled landing"
+                    await asyncio.sleep(0.02)
+                writer.gate.set()
+                await c.stats.wait_until(lambda s: s.overflow_frames > 0 and s.trade_gaps >= 1, WAIT_S)
+                after = c.stats.trades
+                await c.stats.wait_until(lambda s: s.trades >= after + 100, WAIT_S)
+            return c.stats
+        stats = asyncio.run(scenario())
+    drops = [r["x"] for r in records(tmp_path, "btcusdt@trade") if r.get("m") == "overflow"]
+    assert drops and all(d["cause"] == "lag" and d["waited_s"] > 0.2 for d in drops)
+    assert sum(d["dropped"] for d in drops) == stats.overflow_frames  # every dropped frame is on record
+    lost = [lost_ids(tmp_path, name) for name in INSTRUMENTS]
+    assert all(recorded == missing for missing, recorded in lost) and any(missing for missing, _ in lost)
+    gaps = [r for name in INSTRUMENTS for r in records(tmp_path, f"{name.lower()}@trade") if r.get("m") == "gap"]
+    assert len(gaps) == stats.trade_gaps
+
+
+def test_a_refused_subscription_is_marked_and_retried(tmp_path):
+    stack, rest, ws = replays()
+    with stack:
+        ws.add_fault(kind="subscribe_error")  # the first SUBSCRIBE is refused
+
+        async def scenario():
+            config = config_for(ws, rest, url_streams=1)  # the other three streams by SUBSCRIBE
+            async with collecting(config, LandingWriter(tmp_path, "BINANCE")) as (c, _):
+                await c.stats.wait_until(lambda s: s.subscribe_errors == 1 and s.acks >= 1 and s.snapshots == 2
+                                         and s.trades >= 100, WAIT_S)
+            return c.stats
+        stats = asyncio.run(scenario())
+    assert stats.subscribe_errors == 1 and stats.connects == 1  # retried on the same connection
+    control = records(tmp_path, "_control")
+    assert [r.get("m") for r in control if "m" in r] == ["subscribe_error"]
+    assert any('"error"' in r["d"] for r in control if "d" in r) and any('"result":null' in r["d"] for r in control if "d" in r)
+    assert set(trade_ids(tmp_path, "ETHUSDT"))  # the refused streams flow after the retry

@@ -1,0 +1,184 @@
+"""The local stack's ClickHouse engine server (stores/clickhouse/local_server.py): clickhouse-connect's HTTP
+client against it as against a ClickHouse server, and every kind of local process sharing it at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import clickhouse_connect
+import httpx
+import pyarrow as pa
+import pytest
+
+from marketdata_assets.read import Reader
+from marketdata_assets.stores.clickhouse import connection
+from marketdata_assets.stores.clickhouse import live as live_store
+from marketdata_assets.stores.clickhouse import tables as ct
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[3]
+
+DATABASE = "shared"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The server on a data directory of its own: (dsn, data_dir)."""
+    data_dir = tmp_path_factory.mktemp("local_ch") / "clickhouse"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "marketdata_assets.stores.clickhouse.local_server",
+                             "--data-dir", str(data_dir), "--port", str(port)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dsn = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{dsn}/ping", timeout=1).text == "Ok.\n":
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"the engine server did not start: {proc.stdout.read()}")
+    client, _ = connection.open_client(dsn, DATABASE)
+    ct.ensure_tables(client, DATABASE)
+    live_store.ensure_live_tables(client, DATABASE)
+    client.close()
+    yield dsn, data_dir
+    proc.terminate()
+    assert proc.wait(20) == 0
+
+
+def test_the_client_api_works_against_it_as_against_a_server(server):
+    dsn, _ = server
+    for compress in (False, "lz4", "zstd"):  # our loopback clients send plain bodies; others compress
+        client = clickhouse_connect.get_client(dsn=dsn, database=DATABASE, compress=compress)
+        client.command("CREATE TABLE IF NOT EXISTS api (k LowCardinality(String), ts DateTime64(3, 'UTC'), "
+                       "v Nullable(Float64)) ENGINE = MergeTree ORDER BY ts")
+        client.command("TRUNCATE TABLE api")
+        client.insert("api", [["a", datetime(2024, 3, 1, tzinfo=timezone.utc), None]], column_names=["k", "ts", "v"])
+        client.insert_arrow("api", pa.table({"k": ["b"] * 500, "v": [2.0] * 500,
+                                             "ts": pa.array([datetime(2024, 3, 2)] * 500, pa.timestamp("ms", "UTC"))}))
+        assert client.query("SELECT k, count(), sum(v) FROM api GROUP BY k ORDER BY k").result_rows == \
+            [("a", 1, None), ("b", 500, 1000.0)]
+        assert client.query("SELECT {s:String}", parameters={"s": "it's"}).result_rows == [("it's",)]
+        assert client.query("SELECT %(s)s", parameters={"s": "it's"}).result_rows == [("it's",)]
+        assert client.query("SELECT value FROM system.settings WHERE name = 'max_threads'",
+                            settings={"max_threads": 3}).result_rows == [("3",)]
+        assert client.query_arrow("SELECT k, ts FROM api ORDER BY ts LIMIT 1").to_pylist() == \
+            [{"k": "a", "ts": datetime(2024, 3, 1, tzinfo=timezone.utc)}]
+        with pytest.raises(clickhouse_connect.driver.exceptions.DatabaseError, match="nope"):
+            client.query("SELECT * FROM nope")
+        client.close()
+    raw = httpx.post(f"{dsn}/", params={"database": DATABASE},  # an INSERT with its data in one body
+                     content=b'INSERT INTO api (k, ts) FORMAT JSONEachRow\n{"k": "c", "ts": "2024-03-03 00:00:00"}\n')
+    assert raw.status_code == 200 and json.loads(raw.headers["X-ClickHouse-Summary"])["written_rows"] == "1"
+    refused = httpx.post(f"{dsn}/", params={"bad name": "1"}, content=b"SELECT 1")
+    assert refused.status_code == 400 and "invalid setting name 'bad name'" in refused.text
+
+
+def test_an_embedded_client_is_told_who_holds_the_directory(server):
+    _, data_dir = server
+    with pytest.raises(connection.EmbeddedLockTimeout, match="local_server"):
+        connection.open_client(f"chdb://{data_dir}", DATABASE, lock_timeout_s=0.3)
+
+
+RUN = """
+import dagster as dg, polars as pl, json, sys, time
+from datetime import date, datetime, timedelta, timezone
+from marketdata_assets.datasets import frames
+from marketdata_assets.resources.clickhouse import ClickHouseResource
+from marketdata_assets.stores.clickhouse import writer, tables
+instrument, day = sys.argv[1], date(2024, 3, 1)
+times = []
+
+@dg.asset
+def slices(clickhouse: ClickHouseResource):
+    start = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    with clickhouse.get_client() as client:
+        for rep in range(6):
+            t = time.monotonic()
+            n = 2000
+            frame = pl.DataFrame({{"ts": [start + timedelta(seconds=i * 40) for i in range(n)], "venue": ["BINANCE"] * n,
+                "instrument": [instrument] * n, "trade_id": [str(i) for i in range(n)], "price": [1.0 + rep] * n,
+                "quantity": [0.5] * n, "amount": [0.5 + rep / 2] * n, "side": ["buy"] * n, "seq": [i for i in range(n)]}},
+                schema=frames.TRADES_SCHEMA)
+            writer.write_slices(client, "{db}", "trades", frame, "BINANCE", day, f"run-{{rep}}")
+            got = tables.read_range(client, "{db}", "trades", "BINANCE", instrument, day, day + timedelta(days=1))
+            assert got.height == n and got["price"].max() == 1.0 + rep, got.height
+            times.append((t, time.monotonic()))
+
+started = time.time()
+result = dg.materialize([slices], resources={{"clickhouse": ClickHouseResource(dsn="{dsn}", database="{db}")}})
+assert result.success
+print(json.dumps({{"role": "run " + instrument, "ops": len(times), "start": started, "end": time.time(),
+                  "slowest": max(b - a for a, b in times)}}))
+"""
+
+CONSUMER = """
+import json, time
+from datetime import datetime, timezone
+from marketdata_assets.stores.clickhouse import connection, live
+client, _ = connection.open_client("{dsn}", "{db}")
+started, ops, slowest = time.time(), 0, 0.0
+while time.time() - started < 8 or ops < 20:
+    t = time.monotonic()
+    now = datetime.now(timezone.utc)
+    rows = [(now, "BINANCE", "LIVEUSDT", f"{{ops}}-{{i}}", 1.0, 2.0, 2.0, "buy", None, now, now) for i in range(50)]
+    live.insert_live_trades(client, "{db}", rows)
+    slowest, ops = max(slowest, time.monotonic() - t), ops + 1
+    time.sleep(0.05)
+print(json.dumps({{"role": "consumer", "ops": ops, "start": started, "end": time.time(), "slowest": slowest}}))
+"""
+
+READER = """
+import json, time
+from marketdata_assets.read import Reader
+started, ops, slowest = time.time(), 0, 0.0
+with Reader(clickhouse_dsn="{dsn}", clickhouse_database="{db}") as reader:
+    while time.time() - started < 8 or ops < 20:
+        t = time.monotonic()
+        reader.catalog()  # the trades may not be written yet: a read of an unstored instrument is an error
+        slowest, ops = max(slowest, time.monotonic() - t), ops + 1
+        time.sleep(0.05)
+print(json.dumps({{"role": "second reader", "ops": ops, "start": started, "end": time.time(), "slowest": slowest}}))
+"""
+
+
+def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_progress(server):
+    """What one embedded engine could not do (one process at a time, the others waiting up to the lock
+    timeout): every process works at once, and the server admits statements in arrival order."""
+    dsn, _ = server
+    before = httpx.get(f"{dsn}/queue").json()
+    with Reader(clickhouse_dsn=dsn, clickhouse_database=DATABASE) as notebook:  # held open throughout
+        notebook.catalog()
+        scripts = [RUN.format(dsn=dsn, db=DATABASE) for _ in range(4)] + \
+            [CONSUMER.format(dsn=dsn, db=DATABASE), READER.format(dsn=dsn, db=DATABASE)]
+        args = [[i] for i in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")] + [[], []]
+        procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(s), *a], cwd=REPO, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s, a in zip(scripts, args)]
+        during = 0
+        while any(p.poll() is None for p in procs):
+            assert notebook.catalog() is not None
+            during += 1
+            time.sleep(0.2)
+        outcomes = [p.communicate(timeout=60) for p in procs]
+        for proc, (out, err) in zip(procs, outcomes):
+            assert proc.returncode == 0 and "EmbeddedLockTimeout" not in err, err[-3000:]
+        reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outcomes]
+        final = notebook.trades("BINANCE", "SOLUSDT", start="2024-03-01", end="2024-03-02")
+    assert final.height == 2000 and during >= 5
+    assert [r["ops"] for r in reports[:4]] == [6] * 4 and min(r["ops"] for r in reports[4:]) >= 20
+    # all of them at once: every process started before any of them ended
+    assert max(r["start"] for r in reports) < min(r["end"] for r in reports), reports
+    queue = httpx.get(f"{dsn}/queue").json()
+    assert queue["out_of_order"] == 0 and queue["admitted"] == queue["arrived"] > before["arrived"] + 200, queue
+    client, _ = connection.open_client(dsn, DATABASE)
+    assert live_store.live_count(client, DATABASE, "BINANCE")[0] == 50 * reports[4]["ops"]
+    client.close()

@@ -1,0 +1,145 @@
+"""The raw landing files: hour rollover, a killed writer's file recovered, a torn last line, and
+several venues and channels written at once. Real files, a real killed process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from marketdata_assets.core.landing_files import LinkRefused
+from marketdata_assets.stores.landing import LandingWriter, closed_files, hour_key, read_file, recover
+from marketdata_assets.stores.landing.writer import HOUR_NS, PART, SUFFIX
+
+H0 = 1_790_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS  # the start of some UTC hour
+
+
+def summary(path: Path) -> dict:
+    return json.loads(path.with_name(path.name + ".json").read_text())
+
+
+def test_hour_rollover_closes_the_hour_and_a_reader_never_sees_a_part(tmp_path):
+    writer = LandingWriter(tmp_path, "BINANCE")
+    for k in range(5):
+        writer.frame("btcusdt@trade", "c1", json.dumps({"t": k}), H0 + k)
+    assert closed_files(tmp_path, "BINANCE", "btcusdt@trade") == []  # open: only a .part exists
+    writer.marker("btcusdt@trade", "c1", "disconnect", H0 + HOUR_NS - 1, reason="dropped")
+    writer.frame("btcusdt@trade", "c2", '{"t":5}', H0 + HOUR_NS)  # the next hour closes the first
+    first = closed_files(tmp_path, "BINANCE", "btcusdt@trade")
+    assert [p.name.split(".")[0] for p in first] == [hour_key(H0)] == ["2026-09-21T14Z"]
+    records = read_file(first[0])
+    assert [r.get("d") for r in records[:5]] == [json.dumps({"t": k}) for k in range(5)]
+    assert records[5]["m"] == "disconnect" and records[5]["x"] == {"reason": "dropped"}
+    assert summary(first[0])["frames"] == 5 and summary(first[0])["markers"] == {"disconnect": 1}
+
+    assert writer.tick(H0 + HOUR_NS + 10) == []  # the second hour has not ended
+    closed = writer.tick(H0 + 2 * HOUR_NS)
+    assert len(closed) == 1 and read_file(closed[0]) == [{"t": H0 + HOUR_NS, "c": "c2", "d": '{"t":5}'}]
+    assert not list(tmp_path.rglob(f"*{PART}"))
+
+
+WRITER_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+from marketdata_assets.stores.landing import LandingWriter
+writer = LandingWriter(Path(sys.argv[1]), "BINANCE", flush_lines=50)
+k = 0
+while True:
+    writer.frame("btcusdt@trade", "c1", '{"k":%d,"pad":"%s"}' % (k, "x" * (k % 37)), time.time_ns())
+    k += 1
+    if k % 50 == 0:  # flush_lines reached: the 50 lines are with the OS
+        print(k, flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_a_part_that_the_next_start_closes(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    flushed = 0
+    while flushed < 2000:
+        flushed = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    parts = list(tmp_path.rglob(f"*{PART}"))
+    assert len(parts) == 1
+
+    writer = LandingWriter(tmp_path, "BINANCE")  # the next start
+    recovered = writer.recover_partials()
+    assert len(recovered) == 1 and recovered[0].lines >= flushed and recovered[0].bad_dropped == 0
+    records = read_file(recovered[0].path)
+    ks = [json.loads(r["d"])["k"] for r in records if "d" in r]
+    assert ks == list(range(len(ks))) and len(ks) == recovered[0].lines  # nothing lost before the cut, no hole
+    assert records[-1]["m"] == "crash" and records[-1]["x"]["lines"] == len(ks)
+    assert summary(recovered[0].path)["recovered"] is True
+    writer.frame("btcusdt@trade", "c9", '{"k":0}', records[-1]["t"] + 1)  # writing goes on in a new file
+    writer.close()
+    assert len(closed_files(tmp_path, "BINANCE", "btcusdt@trade")) == 2 and not list(tmp_path.rglob(f"*{PART}"))
+
+
+def test_a_torn_last_line_is_dropped_and_counted(tmp_path):
+    writer = LandingWriter(tmp_path, "OKX", flush_lines=10_000)
+    line = '{"seq":%d,"pad":"' + "y" * 997 + '"}'
+    for k in range(400):  # ~400 kB in one zstd frame: several 128 kB blocks
+        writer.frame("books", "c1", line % k, H0 + k)
+    writer.flush()
+    part = next(tmp_path.rglob(f"*{PART}"))
+    data = part.read_bytes()
+    writer.files.clear()  # the process "dies" here: its file handle is dropped without closing
+    part.write_bytes(data[:-200])  # the last block half written
+    recovered = recover(tmp_path)
+    assert len(recovered) == 1 and recovered[0].torn_dropped == 1
+    records = read_file(recovered[0].path)
+    seqs = [json.loads(r["d"])["seq"] for r in records if "d" in r]
+    assert 0 < len(seqs) < 400 and seqs == list(range(len(seqs))) and recovered[0].lines == len(seqs)
+    assert records[-1]["x"] == {"lines": len(seqs), "torn_dropped": 1, "bad_dropped": 0}
+
+
+def test_venues_and_channels_written_at_once(tmp_path):
+    def write(venue: str) -> None:
+        with LandingWriter(tmp_path, venue, flush_lines=7) as writer:
+            for k in range(600):
+                writer.frame(f"ch{k % 3}", f"{venue}-c", json.dumps({"venue": venue, "k": k}), H0 + k)
+
+    threads = [threading.Thread(target=write, args=(venue,)) for venue in ("BINANCE", "OKX", "DERIBIT")]
+    live = LandingWriter(tmp_path, "BINANCE")
+    live.frame("held", "c", "{}", H0)  # a live writer's open file: recovery must leave it alone
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert recover(tmp_path) == []
+    for venue in ("BINANCE", "OKX", "DERIBIT"):
+        for channel in range(3):
+            (path,) = closed_files(tmp_path, venue, f"ch{channel}")
+            ks = [json.loads(r["d"])["k"] for r in read_file(path)]
+            assert ks == list(range(channel, 600, 3)) and {json.loads(r["d"])["venue"] for r in read_file(path)} == {venue}
+    live.close()
+    assert len(closed_files(tmp_path, "BINANCE", "held")) == 1
+
+
+def test_a_link_in_the_landing_is_never_listed_nor_read(tmp_path):
+    """Links named like closed files, a `.part` or a channel directory, pointing outside: the
+    listing and the recovery pass them over, and opening one is refused; nothing of them is read."""
+    root, outside = tmp_path / "landing", tmp_path / "outside-SECRET"
+    with LandingWriter(root, "BINANCE") as writer:
+        writer.frame("btcusdt@trade", "c1", "{}", H0)
+    (closed,) = closed_files(root, "BINANCE", "btcusdt@trade")
+    outside.mkdir()
+    (outside / "secret").write_text("SECRET\n")
+    later = closed.with_name(f"{hour_key(H0)}.9{SUFFIX}")
+    later.symlink_to(outside / "secret")
+    closed.with_name(f"{hour_key(H0)}.10{SUFFIX}{PART}").symlink_to(outside / "secret")
+    (root / "BINANCE" / "ethusdt@trade").symlink_to(closed.parent)
+    assert closed_files(root, "BINANCE", "btcusdt@trade") == [closed]
+    assert closed_files(root, "BINANCE", "ethusdt@trade") == []
+    assert recover(root) == []
+    with pytest.raises(LinkRefused) as refused:
+        read_file(later)
+    assert "SECRET" not in str(refused.value) and (outside / "secret").read_text() == "SECRET\n"

@@ -1,0 +1,70 @@
+"""The order in which `make test` (pytest-xdist, `--dist loadfile`) hands test files to its workers:
+the longest files first, so no long file starts near the end and keeps the run waiting on one worker.
+
+xdist's own order is by number of tests, most first, which starts the few-but-slow files (the
+webserver, the CLI and crash tests: 2-8 tests of subprocesses each) last. Here LONGEST (each
+file's seconds summed over its tests, `--durations=0`, 2 CPUs, 3 workers) goes first, then the
+rest in xdist's order. A file missing from the list only loses its head start; a renamed file in
+it is ignored.
+
+A worker gets its next file when it is down to the last test of the one it runs (xdist gives it
+the next one two tests before the end): a file waits behind one test, not two.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone full run, 3 workers on 2 CPUs, 2026-11-24)
+    "tests/defs/test_ticks_assets.py",  # 140
+    "tests/orchestration/test_dead_runs_storage.py",  # 120
+    "tests/ingest/live/test_recovery.py",  # 114
+    "tests/orchestration/test_dead_runs.py",  # 96
+    "tests/test_quickstart.py",  # 86
+    "tests/test_webserver.py",  # 77
+    "tests/apps/cli/test_minute_store_cli.py",  # 56
+    "tests/ingest/alphas/test_import_faults.py",  # 49
+    "tests/defs/equities/test_bars_assets.py",  # 49
+    "tests/apps/cli/test_cli_seeds.py",  # 45
+    "tests/defs/live/test_live_loads.py",  # 43
+    "tests/defs/crypto/test_crypto_dataset_assets.py",  # 39
+    "tests/defs/crypto/test_continuity.py",  # 31
+    "tests/defs/live/test_live_dataset_loads.py",  # 31
+    "tests/sources/binance_vision/test_binance_archives.py",  # 28
+    "tests/test_dotenv_precedence.py",  # 27
+    "tests/apps/cli/test_collect_cli.py",  # 26
+    "tests/apps/cli/test_cli.py",  # 25
+    "tests/bench/test_bench_live_capture.py",  # 25
+    "tests/ingest/alphas/test_store_faults.py",  # 24
+    "tests/stores/clickhouse/test_writer.py",  # 23
+    "tests/ingest/live/test_venues.py",  # 22
+    "tests/defs/alphas/test_alpha_assets.py",  # 22
+    "tests/test_project_cli.py",  # 22
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    rank = {path: i for i, path in enumerate(LONGEST)}
+
+    class LongestFirst(LoadFileScheduling):
+        def _assign_work_unit(self, node) -> None:
+            first = min(self.workqueue, key=lambda scope: rank.get(scope, len(rank)))  # stable: queue order on ties
+            self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) > 1:  # the worker still has a next test to run
+                return
+            self._assign_work_unit(node)
+
+    return LongestFirst(config, log)
