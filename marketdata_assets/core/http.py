@@ -43,6 +43,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
+import msgspec
 
 from marketdata_assets.core import metrics
 
@@ -449,6 +450,19 @@ def _tallies(own: RequestStats) -> tuple[RequestStats, ...]:
 # The client
 # --------------------------------------------------------------------------------------------
 
+_JSON = msgspec.json.Decoder()
+
+
+def decode_json(content: bytes) -> Any:
+    """A JSON body, read in C (msgspec: ~2x the standard library's speed, integers of any size kept as
+    integers); what it refuses and the standard library takes (NaN, 1e400, lone surrogates, a BOM, UTF-16)
+    is read by the standard library, so an answer means the same either way."""
+    try:
+        return _JSON.decode(content)
+    except msgspec.DecodeError:
+        return json.loads(content)
+
+
 class ApiClient:
     """Async client with the shared policy. Use as `async with Client(...) as api: await api.call(...)`."""
 
@@ -689,7 +703,7 @@ class ApiClient:
                 return "retry", None, None, body_excerpt(response, 200)
             return None, response, None, ""
         try:
-            payload = json.loads(response.content)
+            payload = decode_json(response.content)
         except ValueError:
             payload = None
             if status < 400:

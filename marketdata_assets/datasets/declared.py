@@ -7,11 +7,13 @@ types (a positive price, an epoch in milliseconds or microseconds) run on the co
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import Page
@@ -106,6 +108,36 @@ def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
 def all_flags(values: Sequence[Any]) -> bool:
     """Every value a JSON true/false (a lax "true" or 1 is not)."""
     return set(map(type, values)) <= {bool}
+
+
+def all_positive(*lists: Sequence[float]) -> bool:
+    """Every value finite and above 0 (prices, sizes), on a page's columns."""
+    return all(not values or (min(values) > 0 and all(map(math.isfinite, values))) for values in lists)
+
+
+def all_finite(*lists: Sequence[float], low: float = -math.inf) -> bool:
+    """Every value finite and at least `low` (volumes: 0)."""
+    return all(not values or (min(values) >= low and all(map(math.isfinite, values))) for values in lists)
+
+
+def epochs_ok(times: Sequence[int]) -> bool:
+    """Every time 0 or epoch ms / µs (what datasets.frames.epoch_to_us takes; 0 is a placeholder the
+    plausibility rule drops and counts)."""
+    nonzero = [t for t in times if t] if 0 in times else times
+    return not nonzero or (EPOCH_MS_OR_US[0] <= min(nonzero) and max(nonzero) < EPOCH_MS_OR_US[1])
+
+
+def frame_of(schema: dict, venue: str, instrument: str, ts: Sequence[int], **values: Sequence) -> pl.DataFrame:
+    """A frame of `schema` built eagerly from a page's columns (no query plan per page): `ts` in epoch ms
+    or µs (by magnitude, as datasets.frames.epoch_to_us), venue and instrument constant, the other
+    columns of the schema from `values`."""
+    n = len(ts)
+    raw = np.fromiter(ts, np.int64, n)
+    built = {"ts": pl.Series("ts", np.where(raw >= 100_000_000_000_000, raw, raw * 1000)).cast(schema["ts"]),
+             "venue": pl.repeat(venue, n, dtype=pl.Utf8, eager=True).alias("venue"),
+             "instrument": pl.repeat(instrument, n, dtype=pl.Utf8, eager=True).alias("instrument")}
+    return pl.DataFrame([built[name] if name in built else pl.Series(name, values[name], dtype)
+                         for name, dtype in schema.items()])
 
 
 def stamped(frame: pl.DataFrame, venue: str, instrument: str, schema: dict) -> pl.DataFrame:

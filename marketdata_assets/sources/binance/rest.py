@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, timedelta
+from operator import mul
 from typing import Any, ClassVar
 
 import msgspec
@@ -59,7 +60,18 @@ from marketdata_assets.core.http import (
     SourcePermissionError,
     describe_request,
 )
-from marketdata_assets.datasets.declared import Int64, all_flags, epoch_ok, one_of, page_of, stamped
+from marketdata_assets.datasets.declared import (
+    Int64,
+    all_finite,
+    all_flags,
+    all_positive,
+    columns,
+    epochs_ok,
+    frame_of,
+    one_of,
+    page_of,
+    stamped,
+)
 from marketdata_assets.datasets.declared import epoch_us as epoch_us_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
@@ -240,25 +252,14 @@ def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue:
     (`agg_trade`), which names the first record that breaks it."""
     ctx = _ctx(instrument, ctx, venue)
     records = page_of(AggTrade, body, "aggTrade", ctx)
-    page = pl.DataFrame({"seq": [t.a for t in records], "price": [t.p for t in records],
-                         "quantity": [t.q for t in records], "ts": [t.T for t in records]},
-                        schema={"seq": pl.Int64, "price": pl.Float64, "quantity": pl.Float64, "ts": pl.Int64})
-    sold = [t.m for t in records]
-    if not (all_flags(sold) and _trades_ok(page)):
+    cols = columns(records, ("a", "p", "q", "T", "m"))
+    seq, price, qty, sold = cols["a"], cols["p"], cols["q"], cols["m"]
+    amount = list(map(mul, price, qty))
+    if not (all_flags(sold) and all_positive(price, qty) and all_finite(amount) and epochs_ok(cols["T"])):
         for i, t in enumerate(records):
             agg_trade(body[i], f"aggTrade #{i}", ctx, t=t)
-    return stamped(page.with_columns(epoch_us_of("ts"), pl.col("seq").cast(pl.Utf8).alias("trade_id"),
-                                     (pl.col("price") * pl.col("quantity")).alias("amount"),
-                                     pl.Series("side", sold, pl.Boolean).replace_strict({True: "sell", False: "buy"},
-                                                                                        return_dtype=pl.Utf8)),
-                   venue, instrument, TRADES_SCHEMA)
-
-
-def _trades_ok(page: pl.DataFrame) -> bool:
-    """Every trade of the page finite, positive, stamped in epoch ms or µs, its price x quantity finite."""
-    price, qty = pl.col("price"), pl.col("quantity")
-    return page.select((price.is_finite() & qty.is_finite() & (price > 0) & (qty > 0) & epoch_ok("ts")
-                        & (price * qty).is_finite()).all()).item()
+    return frame_of(TRADES_SCHEMA, venue, instrument, cols["T"], trade_id=list(map(str, seq)), price=price,
+                    quantity=qty, amount=amount, side=["sell" if s else "buy" for s in sold], seq=seq)
 
 
 def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
