@@ -158,13 +158,20 @@ def test_clickhouse_embedded_directory_held_by_another_process(tmp_path, capfd):
         said = capfd.readouterr().err  # the wait was on the console at once: where, who, how long, how to stop
         assert f"waiting for the embedded ClickHouse at {data_dir}: held by pid {holder.pid}" in said
         assert "up to 1 s" in said and "Ctrl-C stops" in said
-        # a wait that ends: one line when the holder is gone
-        patient = ClickHouseResource(dsn=f"chdb://{data_dir}", lock_timeout_s=60)
-        threading.Timer(1.0, holder.kill).start()
-        with patient.get_client() as client:
-            assert client.command("SELECT 1") == 1
-        patient.close()
-        lines = capfd.readouterr().err.splitlines()
+        # a wait that ends: one line when the holder is gone (the waiter a fresh process: chDB is one embedded
+        # engine a process, and this test's worker may have opened one at another path already)
+        patient = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            from marketdata_assets.resources import ClickHouseResource
+            patient = ClickHouseResource(dsn="chdb://{data_dir}", lock_timeout_s=60)
+            with patient.get_client() as client:
+                print(client.command("SELECT 1"), flush=True)
+            patient.close()
+        """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = patient.stderr.readline()  # it waits (said at once), then the holder goes
+        threading.Timer(0.5, holder.kill).start()
+        out, err = patient.communicate(timeout=90)
+        assert patient.returncode == 0 and out.strip() == "1", err[-2000:]
+        lines = [first, *err.splitlines()]
         assert [line for line in lines if "is free after" in line] and sum("waiting for" in x for x in lines) == 1
     finally:
         holder.kill()

@@ -81,7 +81,6 @@ client), as the house rule asks.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from datetime import date, datetime, timedelta
 from itertools import compress
@@ -93,14 +92,12 @@ import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, option_strike, yymmdd
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.declared import columns
+from marketdata_assets.datasets.declared import all_finite, all_positive, columns, epochs_ok, frame_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
-    EPOCH_MS_OR_US,
     LIQUIDATIONS_SCHEMA,
     OPEN_INTEREST_SCHEMA,
     TRADES_SCHEMA,
-    UTC_US,
     as_utc,
     ceil_ms,
     day_of,
@@ -328,29 +325,6 @@ def _integers(texts: list[str]) -> list[int] | None:
     return None if values and max(values) >= 2**63 else values
 
 
-def _positive(*lists: list[float]) -> bool:
-    """Every value finite and above 0 (prices, sizes)."""
-    return all(not values or (min(values) > 0 and all(map(math.isfinite, values))) for values in lists)
-
-
-def _finite(*lists: list[float], low: float = -math.inf) -> bool:
-    """Every value finite and at least `low` (volumes: 0)."""
-    return all(not values or (min(values) >= low and all(map(math.isfinite, values))) for values in lists)
-
-
-def _epochs_ok(times: list[int]) -> bool:
-    """Every time 0 or epoch ms / µs (what `epoch_us` takes)."""
-    nonzero = [t for t in times if t]
-    return not nonzero or (EPOCH_MS_OR_US[0] <= min(nonzero) and max(nonzero) < EPOCH_MS_OR_US[1])
-
-
-def _frame(schema: dict, instrument: str, ts: list[int], **values: list) -> pl.DataFrame:
-    """A frame of `schema` from its columns (`ts`: epoch ms or µs; venue and instrument constant)."""
-    n = len(ts)
-    return pl.DataFrame({"ts": pl.Series(list(map(epoch_to_us, ts)), dtype=pl.Int64).cast(UTC_US),
-                         "venue": [VENUE] * n, "instrument": [instrument] * n, **values}, schema=schema)
-
-
 # --------------------------------------------------------------------------------------------
 # Parsers
 # --------------------------------------------------------------------------------------------
@@ -427,12 +401,12 @@ def _trades_page(data: list, instrument: str, sizer: ContractSizer) -> pl.DataFr
     cols = columns(records, ("instId", "tradeId", "px", "sz", "side", "ts"))
     ts, seq = _integers(cols["ts"]), _integers(cols["tradeId"])
     if (ts is None or seq is None or cols["instId"].count(instrument) < len(records)
-            or not set(cols["side"]) <= {"buy", "sell"} or not _positive(cols["px"], cols["sz"])
-            or not _epochs_ok(ts)):
+            or not set(cols["side"]) <= {"buy", "sell"} or not all_positive(cols["px"], cols["sz"])
+            or not epochs_ok(ts)):
         return None
     quantity, amount = sizer.sized(cols["px"], cols["sz"])
-    return _frame(TRADES_SCHEMA, instrument, ts, trade_id=cols["tradeId"], price=cols["px"],
-                  quantity=quantity, amount=amount, side=cols["side"], seq=seq)
+    return frame_of(TRADES_SCHEMA, VENUE, instrument, ts, trade_id=cols["tradeId"], price=cols["px"],
+                    quantity=quantity, amount=amount, side=cols["side"], seq=seq)
 
 
 def parse_books(body: Any, instrument: str, ctx: Page | None = None,
@@ -466,9 +440,9 @@ def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
     page = _candles_page(Candle, data, drops)
     if page is not None:
         volume = page["volCcy" if sizer.derivative else "vol"]  # base units
-        return _frame(BARS_SCHEMA, instrument, page["ts"], open=page["open"], high=page["high"],
-                      low=page["low"], close=page["close"], volume=volume, amount=page["volCcyQuote"],
-                      trades=[None] * len(volume))
+        return frame_of(BARS_SCHEMA, VENUE, instrument, page["ts"], open=page["open"], high=page["high"],
+                        low=page["low"], close=page["close"], volume=volume, amount=page["volCcyQuote"],
+                        trades=[None] * len(volume))
     cols = BarColumns()
     for i, row in enumerate(data):
         bar = candle(row, sizer, f"candle #{i}", ctx)
@@ -489,7 +463,7 @@ def _candles_page(kind: type, data: list, drops: Counter | None) -> dict[str, li
         return None
     cols = columns(records, kind.__struct_fields__)
     times, confirms = _integers(cols["ts"]), cols["confirm"]
-    if times is None or not _epochs_ok(times) or not set(confirms) <= {"0", "1"}:
+    if times is None or not epochs_ok(times) or not set(confirms) <= {"0", "1"}:
         return None
     cols["ts"] = times
     unconfirmed = confirms.count("0")
@@ -507,7 +481,7 @@ def _bars_ok(cols: dict[str, list]) -> bool:
     open/close <= high), its volumes finite and not negative."""
     o, h, lo, c = cols["open"], cols["high"], cols["low"], cols["close"]
     volumes = [cols[name] for name in ("vol", "volCcy", "volCcyQuote") if name in cols]
-    return (_finite(o, h, c) and _positive(lo) and _finite(*volumes, low=0) and all(map(le, lo, o))
+    return (all_finite(o, h, c) and all_positive(lo) and all_finite(*volumes, low=0) and all(map(le, lo, o))
             and all(map(le, lo, c)) and all(map(le, o, h)) and all(map(le, c, h))
             and not any(epoch_to_us(t) % 60_000_000 for t in cols["ts"]))
 
@@ -620,8 +594,8 @@ def _funding_page(data: list, instrument: str) -> list[tuple[int, float]] | None
         return None
     cols = columns(records, ("instId", "fundingTime", "realizedRate"))
     times = _integers(cols["fundingTime"])
-    if (times is None or cols["instId"].count(instrument) < len(records) or not _epochs_ok(times)
-            or not _finite(cols["realizedRate"])):
+    if (times is None or cols["instId"].count(instrument) < len(records) or not epochs_ok(times)
+            or not all_finite(cols["realizedRate"])):
         return None
     return list(zip(map(epoch_to_us, times), cols["realizedRate"], strict=True))
 
@@ -692,12 +666,12 @@ def _open_interest_page(data: list, instrument: str, sizer: ContractSizer) -> pl
         return None
     cols = columns(records, ("ts", "oi", "oiCcy", "oiUsd"))
     ts = _integers(cols["ts"])
-    if ts is None or not _epochs_ok(ts) or not _finite(cols["oi"], cols["oiCcy"], cols["oiUsd"], low=0):
+    if ts is None or not epochs_ok(ts) or not all_finite(cols["oi"], cols["oiCcy"], cols["oiUsd"], low=0):
         return None
     n = len(ts)
-    return _frame(OPEN_INTEREST_SCHEMA, instrument, ts, contracts=cols["oi"], contract_size=[sizer.value] * n,
-                  size_unit=["quote" if sizer.inverse else "base"] * n, base=cols["oiCcy"],
-                  quote=cols["oiUsd"])
+    return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, ts, contracts=cols["oi"], contract_size=[sizer.value] * n,
+                    size_unit=["quote" if sizer.inverse else "base"] * n, base=cols["oiCcy"],
+                    quote=cols["oiUsd"])
 
 
 def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSizer, ctx: Page) -> tuple:
@@ -769,12 +743,12 @@ def _liquidations_page(data: list, instrument: str, sizer: ContractSizer
         ours.extend([inst == instrument] * len(record.details))
     details = [detail for record in records for detail in record.details]
     times = _integers([detail.ts for detail in details])
-    if times is None or not _epochs_ok(times):
+    if times is None or not epochs_ok(times):
         return None
     mine = list(compress(details, ours))
     sent = list(compress([detail for record in data for detail in record["details"]], ours))
     cols = columns(mine, ("side", "bkPx", "sz"))
-    if not set(cols["side"]) <= {"buy", "sell"} or not _positive(cols["bkPx"], cols["sz"]):
+    if not set(cols["side"]) <= {"buy", "sell"} or not all_positive(cols["bkPx"], cols["sz"]):
         return None
     ids, seen = [], Counter()
     for d in sent:
@@ -782,9 +756,9 @@ def _liquidations_page(data: list, instrument: str, sizer: ContractSizer
         ids.append(f"{key}#{seen[key]}" if seen[key] else key)
         seen[key] += 1
     quantity = sizer.sized(cols["bkPx"], cols["sz"])[0]
-    frame = _frame(LIQUIDATIONS_SCHEMA, instrument, list(compress(times, ours)), liquidation_id=ids,
-                   side=cols["side"], price=cols["bkPx"], quantity=quantity,
-                   amount=list(map(mul, cols["bkPx"], quantity)))
+    frame = frame_of(LIQUIDATIONS_SCHEMA, VENUE, instrument, list(compress(times, ours)), liquidation_id=ids,
+                     side=cols["side"], price=cols["bkPx"], quantity=quantity,
+                     amount=list(map(mul, cols["bkPx"], quantity)))
     return frame, [epoch_to_us(t) // 1000 for t in times], len(ours) - len(mine)
 
 
@@ -821,8 +795,8 @@ def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, dro
     data = _data(body, ctx)
     page = _candles_page(PriceCandle, data, drops)
     if page is not None:
-        return _frame(spec_for(dataset).schema, instrument, page["ts"], open=page["open"], high=page["high"],
-                      low=page["low"], close=page["close"])
+        return frame_of(spec_for(dataset).schema, VENUE, instrument, page["ts"], open=page["open"], high=page["high"],
+                        low=page["low"], close=page["close"])
     price = dataset.split("_")[0]
     cols = columns_of(dataset)
     for i, row in enumerate(data):
