@@ -693,7 +693,8 @@ class ApiClient:
                 await response.aread()
         return response
 
-    def _classify(self, response: httpx.Response, raw: bool) -> tuple[ErrorCategory | None, Any, Any, str]:
+    def _classify(self, response: httpx.Response, raw: bool, decode=decode_json
+                  ) -> tuple[ErrorCategory | None, Any, Any, str]:
         """(category or None, payload, code, message) of an answer."""
         status = response.status_code
         if raw:
@@ -703,7 +704,7 @@ class ApiClient:
                 return "retry", None, None, body_excerpt(response, 200)
             return None, response, None, ""
         try:
-            payload = decode_json(response.content)
+            payload = decode(response.content) if response.status_code == 200 else decode_json(response.content)
         except ValueError:
             payload = None
             if status < 400:
@@ -715,7 +716,7 @@ class ApiClient:
         return self.ERRORS.classify(status, code, str(message)), payload, code, str(message)
 
     async def _loop(self, method: str, path: str, *, page: Page | None, endpoint: str | None, raw: bool,
-                    **kwargs) -> Any:
+                    decode=decode_json, **kwargs) -> Any:
         attempt = waits = 0
         page = page or Page(self.api_name, request=describe_request(method, path, kwargs.get("params")))
         while True:
@@ -728,7 +729,7 @@ class ApiClient:
                 category, status, failure = "retry", None, f"{type(error).__name__}: {error}"
                 wait = backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
             else:
-                category, payload, code, message = self._classify(response, raw)
+                category, payload, code, message = self._classify(response, raw, decode)
                 status = response.status_code
                 if category is None:
                     return payload
@@ -784,12 +785,14 @@ class ApiClient:
             await asyncio.sleep(wait)
 
     async def call(self, method: str, path: str, *, page: Page | None = None, endpoint: str | None = None,
-                   **kwargs) -> Any:
+                   decode=decode_json, **kwargs) -> Any:
         """Send through the whole policy; the decoded JSON answer, or the `SourceError` it stands
         for (`ERRORS`). `endpoint` (default: the path) names what a quota or permission error stops
         (bans stop every endpoint) and keys the endpoint's weight in `LIMITS.weights`; pass a fixed
-        one where the path carries the instrument (Yahoo's chart path)."""
-        return await self._loop(method, path, page=page, endpoint=endpoint or path, raw=False, **kwargs)
+        one where the path carries the instrument (Yahoo's chart path). `decode`: how a 200 answer's
+        body is read (a declared page's records: datasets.declared.typed_pages)."""
+        return await self._loop(method, path, page=page, endpoint=endpoint or path, raw=False, decode=decode,
+                                **kwargs)
 
     async def stream(self, method: str, path: str, consume, *, page: Page | None = None, **kwargs) -> httpx.Response:
         """`request()` for a large body: a 200 answer is handed to `consume(response)` (an async

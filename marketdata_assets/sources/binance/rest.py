@@ -70,7 +70,9 @@ from marketdata_assets.datasets.declared import (
     frame_of,
     one_of,
     page_of,
+    raw,
     stamped,
+    typed_pages,
 )
 from marketdata_assets.datasets.declared import epoch_us as epoch_us_of
 from marketdata_assets.datasets.frames import (
@@ -214,6 +216,9 @@ class PriceKline(msgspec.Struct, array_like=True):
     labels: ClassVar[dict[str, str]] = Kline.labels
 
 
+AGG_TRADE_PAGES = typed_pages(AggTrade)  # an aggTrades answer's body reader
+
+
 def _flag(value: Any, what: str, ctx: Page) -> bool:
     if value is True or value is False:
         return value
@@ -256,6 +261,7 @@ def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue:
     seq, price, qty, sold = cols["a"], cols["p"], cols["q"], cols["m"]
     amount = list(map(mul, price, qty))
     if not (all_flags(sold) and all_positive(price, qty) and all_finite(amount) and epochs_ok(cols["T"])):
+        body = raw(body)
         for i, t in enumerate(records):
             agg_trade(body[i], f"aggTrade #{i}", ctx, t=t)
     return frame_of(TRADES_SCHEMA, venue, instrument, cols["T"], trade_id=list(map(str, seq)), price=price,
@@ -473,6 +479,8 @@ class BinanceClient(ApiClient):
         extra: dict[str, Any] = {"_weight": weight} if weight is not None else {}
         if time_unit:
             extra["headers"] = {"X-MBX-TIME-UNIT": time_unit}
+        if path == self.AGG_TRADES:  # decoded straight into AggTrade records
+            extra["decode"] = AGG_TRADE_PAGES
         return await self.call("GET", path, page=page, params=params, **extra), page
 
     # ---- trades -----------------------------------------------------------------------------
