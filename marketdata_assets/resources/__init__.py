@@ -33,11 +33,10 @@ def _env_int(name: str):
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     clickhouse_dsn = dg.EnvVar("CLICKHOUSE_DSN") if os.environ.get("CLICKHOUSE_DSN") else settings.clickhouse_dsn()
-    mongo = MongoResource(uri=_env("MONGODB_URI"), username=_env("MONGODB_USERNAME"),
-                          password=_env("MONGODB_PASSWORD"))
+    mongo = {"uri": _env("MONGODB_URI"), "username": _env("MONGODB_USERNAME"), "password": _env("MONGODB_PASSWORD")}
     return {
-        "mongo": mongo,
-        "alpha_store": AlphaStoreResource(mongo=mongo, db_name_regular=_env("ALPHA_DB_REGULAR"),
+        "mongo": MongoResource(**mongo),
+        "alpha_store": AlphaStoreResource(**mongo, db_name_regular=_env("ALPHA_DB_REGULAR"),
                                           db_name_super=_env("ALPHA_DB_SUPER"), collection=_env("ALPHA_COLLECTION")),
         "alpha_api": AlphaApiResource(base_url=_env("ALPHA_API_BASE_URL"), accounts=_env("ALPHA_API_ACCOUNTS"),
                                       requests_per_minute=float(settings.get("ALPHA_API_REQUESTS_PER_MINUTE")),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dagster as dg
 from pydantic import Field
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -31,13 +30,19 @@ class AlphaApiResource(HttpApiResource):
         return AlphaApi(self.base_url, accounts_from_env(self.account_names()), **self.client_kwargs())
 
 
-class AlphaStoreResource(dg.ConfigurableResource):
-    """Where alphas live in MongoDB: a database per type (REGULAR, SUPER), one collection name in both."""
+class AlphaStoreResource(MongoResource):
+    """Where alphas live in MongoDB: a database per type (REGULAR, SUPER), one collection name in both. It
+    is a MongoDB connection itself (the `mongo` resource's settings, MONGODB_*), not a resource nested in
+    another: Dagster initializes a nested resource through a deprecated call of its own."""
 
-    mongo: MongoResource
     db_name_regular: str = Field(default="regular_alphas", description="Database of REGULAR alphas.")
     db_name_super: str = Field(default="super_alphas", description="Database of SUPER alphas.")
     collection: str = Field(default="alphas", description="Collection name in both databases.")
+
+    @property
+    def mongo(self) -> MongoResource:
+        """The connection (this resource)."""
+        return self
 
     def databases(self) -> tuple[Database, Database]:
         """(regular database, super database)."""

@@ -66,7 +66,7 @@ def landing(tmp_path, monkeypatch):
 
 @pytest.fixture
 def resources(server, mongo, mongo_db_name):
-    store = AlphaStoreResource(mongo=mongo, db_name_regular=f"{mongo_db_name}_r", db_name_super=f"{mongo_db_name}_s")
+    store = AlphaStoreResource(uri=mongo.uri, db_name_regular=f"{mongo_db_name}_r", db_name_super=f"{mongo_db_name}_s")
     yield {"alpha_api": AlphaApiResource(base_url=server.base_url, accounts="main,research", backoff_base_s=0.01),
            "alpha_store": store, "mongo": mongo}
     for name in (store.db_name_regular, store.db_name_super):

@@ -221,7 +221,7 @@ def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_hold
 
 def import_month(server: PrivateMongo) -> tuple[dg.ExecuteInProcessResult, list[str]]:
     """The import asset for MONTH against `server`: (the result, its log messages)."""
-    store = AlphaStoreResource(mongo=MongoResource(uri=server.uri), db_name_regular=NAMES[0], db_name_super=NAMES[1])
+    store = AlphaStoreResource(uri=server.uri, db_name_regular=NAMES[0], db_name_super=NAMES[1])
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([alpha_documents, alpha_files.to_source_asset(), alpha_package_drops.to_source_asset(),
                                  alpha_store.to_source_asset()], resources={"alpha_store": store},
