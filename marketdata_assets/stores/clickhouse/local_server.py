@@ -114,17 +114,23 @@ class Admission:
         self.arrived += 1
         if self.running < self.slots and not self._waiting:
             self.running += 1
-        else:
-            turn = asyncio.get_running_loop().create_future()
-            self._waiting.append(turn)
-            try:
-                await turn  # the slot is handed over by the statement that leaves (running unchanged)
-            except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():
-                    self.leave()
-                else:
-                    self._waiting.remove(turn)
-                raise
+            self._admit(seq, started)
+            return
+        turn = asyncio.get_running_loop().create_future()
+        entry = (seq, started, turn)
+        self._waiting.append(entry)
+        try:
+            await turn  # the slot is handed over (and the admission counted) by the statement that leaves
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.leave()
+            else:
+                self._waiting.remove(entry)
+            raise
+
+    def _admit(self, seq: int, started: float) -> None:
+        """Count an admission when the slot is granted (a waiter resumes later: counted on resuming, a
+        statement that arrived meanwhile and found a slot free would look admitted before it)."""
         self.out_of_order += seq < self._last_admitted
         self._last_admitted = max(seq, self._last_admitted)
         self.admitted += 1
@@ -132,8 +138,9 @@ class Admission:
 
     def leave(self) -> None:
         while self._waiting:
-            turn = self._waiting.popleft()
+            seq, started, turn = self._waiting.popleft()
             if not turn.done():
+                self._admit(seq, started)
                 turn.set_result(None)
                 return
         self.running -= 1

@@ -182,3 +182,28 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
     client, _ = connection.open_client(dsn, DATABASE)
     assert live_store.live_count(client, DATABASE, "BINANCE")[0] == 50 * reports[4]["ops"]
     client.close()
+
+
+def test_a_slot_handed_to_a_waiter_counts_as_admitted_before_a_later_arrival():
+    """Two statements leave at once: the first hands its slot to the waiter, the second frees one, which a
+    statement that arrived meanwhile takes before the waiter resumes. The waiter was admitted first (at the
+    hand-over): in arrival order, not one out of order."""
+    import asyncio
+
+    from marketdata_assets.stores.clickhouse.local_server import Admission
+
+    async def scenario() -> dict:
+        admission = Admission(2)
+        await admission.enter()
+        await admission.enter()
+        waiter = asyncio.create_task(admission.enter())
+        await asyncio.sleep(0)  # it waits
+        later = asyncio.create_task(admission.enter())  # scheduled before the waiter's wake-up
+        admission.leave()  # hands the slot to the waiter
+        admission.leave()  # frees one: the later arrival takes it at once
+        await asyncio.gather(waiter, later)
+        return admission.report()
+
+    report = asyncio.run(scenario())
+    assert report["arrived"] == report["admitted"] == 4 and report["out_of_order"] == 0, report
+    assert report["running"] == 2 and report["waiting"] == 0
