@@ -152,22 +152,6 @@ def embedded_dir(dsn: str) -> Path | None:
 
 
 LOCK_TIMEOUT_S = 300.0  # how long a step waits for another process's embedded engine by default
-ENGINE_RELEASE_S = 5.0  # after such a wait, how long the engine's own lock may outlive ours (its holder exiting)
-
-
-def _open_embedded(dsn: str, retry_s: float):
-    """The chDB client; `retry_s` > 0 (the directory was just given up by another process): a refusal is
-    tried again, backed off, for that long: a process that exits closes its files in no set order, so the
-    engine's own lock on the directory may be released a moment after ours."""
-    deadline, pause = time.monotonic() + retry_s, 0.05
-    while True:
-        try:
-            return clickhouse_connect.get_client(dsn=dsn)
-        except Exception:  # noqa: BLE001 - whatever chDB raises; the caller words it
-            if time.monotonic() + pause > deadline:
-                raise
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
 
 
 def open_client(dsn: str, database: str, *, user: str = "default", password: str = "", connect_timeout_s: int = 5,
@@ -189,7 +173,7 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
             if waited and on_acquired:
                 on_acquired(waited)
         try:
-            client = _open_embedded(dsn, retry_s=ENGINE_RELEASE_S if data_dir is not None and waited else 0.0)
+            client = clickhouse_connect.get_client(dsn=dsn)
         except Exception as error:  # noqa: BLE001 - whatever chDB raises: the store is unavailable
             if data_dir is not None:
                 release_directory(data_dir)
