@@ -692,28 +692,7 @@ class MinuteCsvReader:
                                                                          naive=True))
         reasons = [time_reason]
         if not only_time:
-            columns: dict[str, pl.Expr] = {}
-            if "code" in positions:
-                frame = frame.with_columns(normalize_codes(frame["_code"], profile.code_format).alias("code"))
-                reasons.append(pl.when(pl.col("_code_null")).then(pl.lit("missing code"))
-                               .when(pl.col("code").is_null()).then(pl.format("bad code: '{}'", pl.col("_code"))))
-            else:
-                columns["code"] = pl.lit(self.file_code, dtype=pl.String)
-            if "name" in positions:
-                columns["name"] = pl.when(pl.col("_name_null")).then(None).otherwise(pl.col("_name"))
-            else:
-                columns["name"] = pl.lit(None, dtype=pl.String)
-            for target in NUMERIC_COLUMNS:
-                if target not in positions:
-                    columns[target] = pl.lit(None, dtype=pl.Float64)
-                    continue
-                columns[target] = (pl.when(pl.col(f"_{target}_null")).then(None).otherwise(pl.col(f"_{target}"))
-                                   .cast(pl.Float64, strict=False))
-                value = pl.col(target)
-                bad_number = ~pl.col(f"_{target}_null") & (value.is_null() | value.is_infinite() | value.is_nan())
-                reasons.append(pl.when(bad_number)
-                               .then(pl.format(f"bad number in {target}: '{{}}'", pl.col(f"_{target}"))))
-            frame = frame.with_columns(**columns)
+            frame = self._value_columns(frame, reasons)
         reason = (pl.when(pl.col("bad_decode")).then(pl.lit(f"line can't be decoded as {self.encoding}"))
                   .when(~pl.col("_count_ok"))
                   .then(pl.format(f"wrong field count: expected {ncols}, got {{}}", pl.col("_nf")))
@@ -737,6 +716,32 @@ class MinuteCsvReader:
             amount=pl.col("amount") * self.amount_factor if self.amount_factor != 1 else pl.col("amount"),
         ).cast(dict(MINUTE_SCHEMA))  # type: ignore[arg-type]
         return kept, rejected
+
+    def _value_columns(self, frame: pl.DataFrame, reasons: list[pl.Expr]) -> pl.DataFrame:
+        """`frame` with code, name and the numeric columns parsed from their `_<column>` fields (constants
+        where the profile has none); each column's rejection reason appended to `reasons`."""
+        positions, columns = self._match.positions, {}
+        if "code" in positions:
+            frame = frame.with_columns(normalize_codes(frame["_code"], self.profile.code_format).alias("code"))
+            reasons.append(pl.when(pl.col("_code_null")).then(pl.lit("missing code"))
+                           .when(pl.col("code").is_null()).then(pl.format("bad code: '{}'", pl.col("_code"))))
+        else:
+            columns["code"] = pl.lit(self.file_code, dtype=pl.String)
+        if "name" in positions:
+            columns["name"] = pl.when(pl.col("_name_null")).then(None).otherwise(pl.col("_name"))
+        else:
+            columns["name"] = pl.lit(None, dtype=pl.String)
+        for target in NUMERIC_COLUMNS:
+            if target not in positions:
+                columns[target] = pl.lit(None, dtype=pl.Float64)
+                continue
+            columns[target] = (pl.when(pl.col(f"_{target}_null")).then(None).otherwise(pl.col(f"_{target}"))
+                               .cast(pl.Float64, strict=False))
+            value = pl.col(target)
+            bad_number = ~pl.col(f"_{target}_null") & (value.is_null() | value.is_infinite() | value.is_nan())
+            reasons.append(pl.when(bad_number)
+                           .then(pl.format(f"bad number in {target}: '{{}}'", pl.col(f"_{target}"))))
+        return frame.with_columns(**columns)
 
     # ---- iteration --------------------------------------------------------------------------
 
