@@ -68,6 +68,16 @@ def raw(body: Any) -> Any:
     return decode_json(body.content) if isinstance(body, Records) else body
 
 
+def fits(kind: Any, value: Any, strict: bool = True) -> Any:
+    """`value` (decoded JSON) as `kind`, converted in C, or None if it does not fit: the record-by-record
+    reader then names what is wrong, or reads what it allows. `strict`: JSON types exactly as declared
+    (no text read as a number); lax for venues that send numbers as text."""
+    try:
+        return msgspec.convert(value, kind, strict=strict)
+    except msgspec.ValidationError:
+        return None
+
+
 def one_of(kind: type, record: Any, what: str, page: Page) -> Any:
     """One decoded JSON value as a `kind` record (a stream event, a snapshot answer)."""
     try:
@@ -163,8 +173,8 @@ def frame_of(schema: dict, venue: str, instrument: str, ts: Sequence[int], **val
     or µs (by magnitude, as datasets.frames.epoch_to_us), venue and instrument constant, the other
     columns of the schema from `values`."""
     n = len(ts)
-    raw = np.fromiter(ts, np.int64, n)
-    built = {"ts": pl.Series("ts", np.where(raw >= 100_000_000_000_000, raw, raw * 1000)).cast(schema["ts"]),
+    stamps = np.fromiter(ts, np.int64, n)
+    built = {"ts": pl.Series("ts", np.where(stamps >= 100_000_000_000_000, stamps, stamps * 1000)).cast(schema["ts"]),
              "venue": _constant("venue", venue, n), "instrument": _constant("instrument", instrument, n)}
     return pl.DataFrame([built[name] if name in built else pl.Series(name, values[name], dtype)
                          for name, dtype in schema.items()])

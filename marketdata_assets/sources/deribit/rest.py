@@ -65,7 +65,7 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.datasets.declared import Int64, columns, epoch_ok, stamped
+from marketdata_assets.datasets.declared import Int64, columns, epoch_ok, fits, stamped
 from marketdata_assets.datasets.declared import epoch_us as epoch_us_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
@@ -256,15 +256,6 @@ _SUMMARY_COLUMNS = {"creation_timestamp": pl.Int64, "instrument_name": pl.Utf8, 
                                      "open_interest", "volume"), pl.Float64)}
 
 
-def _declared(kind: Any, value: Any) -> Any:
-    """`value` as `kind` if it is exactly that (JSON types as declared, no text read as a number),
-    else None: the record-by-record reader then names what is wrong, or reads what it allows."""
-    try:
-        return msgspec.convert(value, kind)
-    except msgspec.ValidationError:
-        return None
-
-
 def _passes(page: pl.DataFrame, rules: pl.Expr) -> bool:
     """Every row of `page` keeps `rules` (a null is a rule not kept)."""
     return page.select(rules.fill_null(False).all()).item()
@@ -318,7 +309,7 @@ def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
     flagged ones)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
-    page = _declared(TradePage, result)
+    page = fits(TradePage, result)
     frame = None if page is None else _trades_frame(page.trades, instrument)
     if frame is None:
         return _trade_page_by_record(result, instrument, ctx)
@@ -463,7 +454,7 @@ def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.Dat
     """get_funding_rate_history (`FundingRow`s) → funding rows (rate = interest_1h over 1 hour)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
-    rows = _declared(list[FundingRow], result)
+    rows = fits(list[FundingRow], result)
     frame = None if rows is None else _funding_frame(rows, instrument)
     return _funding_by_row(result, instrument, ctx) if frame is None else frame
 
@@ -505,7 +496,7 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
     ctx = ctx or Page(VENUE, instrument)
     currency = chain_currency(instrument)
     result = _result(body, ctx)
-    rows = _declared(list[BookSummary], result)
+    rows = fits(list[BookSummary], result)
     frame = None if rows is None else _chain_frame(rows, currency, instrument)
     frame = _chain_by_option(result, currency, instrument, ctx) if frame is None else frame
     return finish("option_chain", [frame])
@@ -601,7 +592,7 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
     """get_tradingview_chart_data (`Chart`) → bars frame (volume = base, amount = cost)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
-    chart = _declared(Chart, result)  # "no_data" and any other status: `_chart_by_bar` answers or words it
+    chart = fits(Chart, result)  # "no_data" and any other status: `_chart_by_bar` answers or words it
     frame = None if chart is None or chart.status != "ok" else _chart_frame(chart, instrument)
     return _chart_by_bar(result, instrument, ctx) if frame is None else frame
 

@@ -92,7 +92,7 @@ import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, option_strike, yymmdd
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.declared import all_finite, all_positive, columns, epochs_ok, frame_of
+from marketdata_assets.datasets.declared import all_finite, all_positive, columns, epochs_ok, fits, frame_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     LIQUIDATIONS_SCHEMA,
@@ -307,15 +307,6 @@ class LiquidationOrders(msgspec.Struct):
     uly: str = ""
 
 
-def _declared(kind: type, data: list) -> list | None:
-    """`data` as `kind` records, converted in C; None if one does not fit (the page is then read
-    record by record, whose reader words the error)."""
-    try:
-        return msgspec.convert(data, list[kind], strict=False)
-    except msgspec.ValidationError:
-        return None
-
-
 def _integers(texts: list[str]) -> list[int] | None:
     """OKX's integers (digit text) as ints; None if one is not plain digits or does not fit Int64."""
     joined = "".join(texts)
@@ -395,7 +386,7 @@ def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
 def _trades_page(data: list, instrument: str, sizer: ContractSizer) -> pl.DataFrame | None:
     """The trades frame of a page whose trades all keep `history_trade`'s rules (numeric trade ids);
     None if one does not."""
-    records = _declared(HistoryTrade, data)
+    records = fits(list[HistoryTrade], data, strict=False)
     if records is None:
         return None
     cols = columns(records, ("instId", "tradeId", "px", "sz", "side", "ts"))
@@ -458,7 +449,7 @@ def _candles_page(kind: type, data: list, drops: Counter | None) -> dict[str, li
     """The confirmed candles (`Candle`, `PriceCandle`) of a page whose candles all keep the rules of
     `candle` / `parse_price_candles` (an unconfirmed one: its time and confirm) as columns, the
     unconfirmed counted; None if one does not."""
-    records = _declared(kind, data)
+    records = fits(list[kind], data, strict=False)
     if records is None:
         return None
     cols = columns(records, kind.__struct_fields__)
@@ -589,7 +580,7 @@ def _funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, floa
 def _funding_page(data: list, instrument: str) -> list[tuple[int, float]] | None:
     """The (fundingTime µs, realizedRate) of a page of `FundingSettlement`s that keep the rules of
     `_funding_rows`; None if one does not."""
-    records = _declared(FundingSettlement, data)
+    records = fits(list[FundingSettlement], data, strict=False)
     if records is None:
         return None
     cols = columns(records, ("instId", "fundingTime", "realizedRate"))
@@ -661,7 +652,7 @@ def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = N
 def _open_interest_page(data: list, instrument: str, sizer: ContractSizer) -> pl.DataFrame | None:
     """The open_interest frame of a page of `OpenInterestRow`s that keep `open_interest`'s rules; None if
     one does not."""
-    records = _declared(OpenInterestRow, data)
+    records = fits(list[OpenInterestRow], data, strict=False)
     if records is None:
         return None
     cols = columns(records, ("ts", "oi", "oiCcy", "oiUsd"))
@@ -731,7 +722,7 @@ def _liquidations_page(data: list, instrument: str, sizer: ContractSizer
                        ) -> tuple[pl.DataFrame, list[int], int] | None:
     """(frame, the ms time of every detail, the other instruments' details) of a page whose records
     and details all keep the rules of `_liquidations` and `liquidation_detail`; None if one does not."""
-    records = _declared(LiquidationOrders, data)
+    records = fits(list[LiquidationOrders], data, strict=False)
     if records is None:
         return None
     ours: list[bool] = []

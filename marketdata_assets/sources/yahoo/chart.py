@@ -53,7 +53,7 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.datasets.declared import Int64
+from marketdata_assets.datasets.declared import Int64, fits
 from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US, as_utc
 from marketdata_assets.datasets.wire import count_quality, note_conversion, note_dropped, nulls_in
 
@@ -281,17 +281,9 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
         return data  # no trades in the window
     if not isinstance(timestamps, list):
         raise page.error("`timestamp` is not a list")
-    if timestamps and not _bars_by_column(data, _declared(Bars, result), start, end):
+    if timestamps and not _bars_by_column(data, fits(Bars, result), start, end):
         _bars_by_row(data, result, timestamps, start, end, page)
     return data
-
-
-def _declared(kind: Any, value: Any) -> Any:
-    """`value` as `kind` if it is exactly that (JSON numbers where numbers are declared), else None."""
-    try:
-        return msgspec.convert(value, kind)
-    except msgspec.ValidationError:
-        return None
 
 
 def _chart_result(payload: Mapping | str | bytes, page: Page, status: int) -> Mapping:
