@@ -704,7 +704,7 @@ class ApiClient:
                 return "retry", None, None, body_excerpt(response, 200)
             return None, response, None, ""
         try:
-            payload = decode(response.content) if response.status_code == 200 else decode_json(response.content)
+            payload = (decode if status == 200 else decode_json)(response.content)
         except ValueError:
             payload = None
             if status < 400:

@@ -10,6 +10,7 @@ instruments with something stored in the range.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 
@@ -65,3 +66,16 @@ def message(what: str, venue: str, missing: Mapping[str, list[date]], expected: 
     return (f"{what} {venue}: {total} instrument-day(s) of {len(expected)} expected day(s) "
             f"({expected[0]}..{expected[-1]}) have nothing stored: {'; '.join(shown)}{more}. "
             "read.catalog() / `marketdata catalog` shows what is stored; the warning's .missing has every day")
+
+
+def warn_missing(what: str, venue: str, expected: list[date], stored: Iterable[tuple[str, date]],
+                 wanted: Iterable[str] | None, stacklevel: int) -> None:
+    """MissingDays (at the caller `stacklevel` frames up) if an instrument of `wanted` (None: every one with
+    something `stored`, (instrument, day) pairs) has an expected day with nothing stored."""
+    days: dict[str, set] = {name: set() for name in wanted or ()}
+    for name, day in stored:
+        if wanted is None or name in days:
+            days.setdefault(name, set()).add(day)
+    missing = missing_days(expected, days)
+    if missing:
+        warnings.warn(MissingDays(message(what, venue, missing, expected), missing), stacklevel=stacklevel + 1)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import sys
-import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Self
@@ -191,13 +190,7 @@ class Reader:
         if not days:
             return
         loaded = ct.loaded_slices(self.clickhouse(), self.database, spec.name, venue, days)
-        stored: dict[str, set] = {name: set() for name in instruments or ()}
-        for name, day in loaded:
-            if instruments is None or name in stored:
-                stored.setdefault(name, set()).add(day)
-        missing = gaps.missing_days(days, stored)
-        if missing:
-            warnings.warn(gaps.MissingDays(gaps.message(spec.name, venue, missing, days), missing), stacklevel=3)
+        gaps.warn_missing(spec.name, venue, days, loaded, instruments, stacklevel=3)
 
     def _require_stored(self, dataset: str, venue: str, instrument) -> None:
         """A venue or instrument with nothing of `dataset` stored is a ValueError naming the closest stored
@@ -268,13 +261,8 @@ class Reader:
                                   datetime.now(ts_reads.BEIJING).date())
         if not days:
             return
-        stored: dict[str, set] = {code: set() for code in wanted or ()}
-        for code, day in ts_reads.stored_days(self.timescale(), wanted, start, end):
-            stored.setdefault(code, set()).add(day)
-        missing = gaps.missing_days(days, stored)
-        if missing:
-            warnings.warn(gaps.MissingDays(gaps.message("minute bars", "A-shares", missing, days), missing),
-                          stacklevel=3)
+        gaps.warn_missing("minute bars", "A-shares", days, ts_reads.stored_days(self.timescale(), wanted, start, end),
+                          wanted, stacklevel=3)
 
     def kline(self, codes: str | Sequence[str] | None, start: Time, end: Time, *, tz: str | None = None,
               as_of: Time | None = None) -> pl.DataFrame:
