@@ -156,7 +156,11 @@ class OkxWsReplay(VenueWsReplay):
                     self.send_data(client, push)
         self._candles(name, move.event_ms)
 
-    def _push(self, channel: str, arg: dict, data: list) -> str:
+    def _push(self, channel: str, arg: dict, data: list) -> str | None:
+        """The push, or None when no client subscribes to it (so a `bad_frame` fault waits for one)."""
+        key = f"{arg.get('instId', arg.get('instType'))}@{channel}"
+        if not any(key in client.streams for client in self.clients.values()):
+            return None
         return text({"arg": arg if "instType" in arg else {"channel": channel, **arg},
                      "data": self.maybe_damaged(channel, data)})
 
@@ -222,7 +226,7 @@ class OkxWsReplay(VenueWsReplay):
             if update is not None:
                 self.send_data(client, update)
 
-    def _candle(self, name: str, bar: tuple, confirm: str) -> str:
+    def _candle(self, name: str, bar: tuple, confirm: str) -> str | None:
         ts, o, h, low, c, vol, quote, _, size_vol = bar[:9]
         vol_ccy = quote if instrument_spec(OKX, name).size_unit == "base" else vol
         return self._push("candle1m", {"instId": name}, [[str(ts // 1000), fmt_plain(o), fmt_plain(h), fmt_plain(low),
