@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import Page, decode_json
-from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
 
@@ -192,3 +192,114 @@ def stamped(frame: pl.DataFrame, venue: str, instrument: str, schema: dict) -> p
                               pl.lit(instrument, pl.Utf8).alias("instrument")).select(
         [pl.col(name).cast(dtype) for name, dtype in schema.items()])
 
+
+# ---- rules that are not types, kept by every record of a page ----------------------------------
+
+class Rule(NamedTuple):
+    """A rule every record of a page keeps, checked on the page's columns at once; `says` is how a
+    breach is told (a template over {what}: the record, {value}: its `column` value, {wire}: that
+    field's text as sent)."""
+
+    column: str                                # the column it reads (and names in {value}, {wire})
+    ok: Callable[[dict[str, np.ndarray]], Any]  # the page's columns → True where a record keeps it
+    says: str | Callable[[str, dict], str]     # the breach, as the record readers always said it (or
+    #                                            (what, the record's values) → the words)
+
+
+def is_finite(column: str, label: str | None = None) -> Rule:
+    """A number that is not NaN or infinite (said with the wire's text: 'NaN', '1e400')."""
+    return Rule(column, lambda cols: np.isfinite(cols[column]), f"{{what}} {label or column} is {{wire!r}}, not a finite number")
+
+
+def is_positive(column: str, label: str | None = None) -> Rule:
+    """A price or size above 0."""
+    return Rule(column, lambda cols: cols[column] > 0, f"{{what}} {label or column} is {{value}}, not positive")
+
+
+def is_not_negative(column: str, label: str | None = None) -> Rule:
+    """A volume, a count: 0 or more."""
+    return Rule(column, lambda cols: cols[column] >= 0, f"{{what}} {label or column} is {{value}}, negative")
+
+
+def is_epoch(column: str, label: str | None = None) -> Rule:
+    """0 (a placeholder the plausibility rule drops and counts) or epoch milliseconds / microseconds."""
+    def ok(cols):
+        t = cols[column]
+        return (t == 0) | ((t >= EPOCH_MS_OR_US[0]) & (t < EPOCH_MS_OR_US[1]))
+    return Rule(column, ok, f"{{what}} {label or column} is {{value}}: neither epoch milliseconds nor "
+                            "microseconds (seconds? nanoseconds?)")
+
+
+def is_flag(column: str, label: str | None = None) -> Rule:
+    """A JSON true/false (a lax "true" or 1 is not)."""
+    return Rule(column, lambda cols: np.fromiter(map(_is_bool, cols[column]), bool, len(cols[column])),
+                f"{{what}} {label or column} is {{value!r}}, not true/false")
+
+
+def _is_bool(value: Any) -> bool:
+    return value is True or value is False
+
+
+def bar_rules(ts: str = "ts", volume: str | None = "volume", minute: bool = True) -> tuple[Rule, ...]:
+    """A bar that can be true (datasets.wire.check_bar, said the same way): opens on a minute (`minute`;
+    `ts` in epoch µs), positive prices, low <= open/close <= high, volume >= 0."""
+    on_minute = (Rule(ts, lambda c: c[ts] % 60_000_000 == 0, lambda what, r: (
+        f"{what} opens at {from_us(int(r[ts])).isoformat()}, not on a minute: not a 1-minute bar")),) if minute else ()
+    prices = tuple(is_positive(name, name) for name in ("open", "high", "low", "close"))
+    shape = Rule("low", lambda c: (c["low"] <= np.minimum(c["open"], c["close"]))
+                 & (np.maximum(c["open"], c["close"]) <= c["high"]),
+                 lambda what, r: f"{what} is not a bar: open {r['open']}, high {r['high']}, low {r['low']}, "
+                                 f"close {r['close']}")
+    volumes = (is_not_negative(volume, "volume"),) if volume else ()
+    return on_minute + prices + (shape,) + volumes
+
+
+def check(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable[[int, dict], str], page: Page,
+          body: Any = None, kind: type | None = None) -> None:
+    """A SourceDataError telling how the first record (by position) that breaks a rule breaks it (its
+    first rule broken, in the rules' order); nothing if every record keeps every rule. `what` names
+    record i: a template over {i} and the record's columns ("aggTrade #{i} (a={a})") or (i, the record's
+    values) → its name; `body` (and
+    `kind`, for array-like records) gives a field's text as sent."""
+    arrays = {name: _array(values) for name, values in cols.items()}
+    first: tuple[int, int] | None = None
+    for k, rule in enumerate(rules):
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.asarray(rule.ok(arrays), bool)
+        if ok.size and not ok.all():
+            i = int(np.argmin(ok))
+            if first is None or i < first[0]:
+                first = (i, k)
+    if first is None:
+        return
+    i, rule = first[0], rules[first[1]]
+    record = {name: values[i] for name, values in cols.items()}
+    named = what(i, record) if callable(what) else what.format(i=i, **record)
+    if callable(rule.says):
+        raise page.error(rule.says(named, record))
+    raise page.error(rule.says.format(what=named, value=record.get(rule.column),
+                                      wire=_wire(body, kind, i, rule.column, record.get(rule.column))))
+
+
+def _wire(body: Any, kind: type | None, i: int, column: str, value: Any) -> Any:
+    """Field `column` of record i as the body sent it (`value` where the body does not have it)."""
+    try:
+        record = raw(body)[i]
+        return record[column] if isinstance(record, dict) else record[kind.__struct_fields__.index(column)]
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+        return value
+
+
+def _array(values: Sequence) -> np.ndarray:
+    """A column as numbers where it is numbers (ints as int64, else float64), else as objects."""
+    if isinstance(values, np.ndarray):
+        return values
+    kinds = set(map(type, values))
+    if kinds <= {int}:
+        try:
+            return np.fromiter(values, np.int64, len(values))
+        except OverflowError:
+            return np.array(values, object)
+    if kinds <= {float, int}:
+        return np.fromiter(values, np.float64, len(values))
+    return np.array(values, object)

@@ -40,11 +40,13 @@ from collections import deque
 from typing import Any, ClassVar
 
 from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.declared import one_of
+from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures import BinanceFuturesClient
-from marketdata_assets.sources.binance.rest import agg_trade
+from marketdata_assets.sources.binance.rest import AggTrade, agg_trade_columns
 from marketdata_assets.sources.binance.stream import (
     LIMITS,
     SUBSCRIBE_BATCH,
@@ -80,9 +82,14 @@ INCOMING_PER_S = 10
 
 
 def agg_trade_event(data: Any, instrument: str) -> list[Trade]:
-    """An `aggTrade` event through the REST parser's `agg_trade` (trade_id = seq = `a`), event time `E`."""
-    event_ms = data.get("E") if isinstance(data, dict) else None
-    return [agg_trade(data, "aggTrade event", Page(VENUE, instrument), event_ms if isinstance(event_ms, int) else None)]
+    """An `aggTrade` event read and checked as the REST pages are (trade_id = seq = `a`), event time `E`."""
+    page = Page(VENUE, instrument)
+    t = one_of(AggTrade, data, "aggTrade event", page)
+    cols = agg_trade_columns([t], "aggTrade event (a={a})", page, [data])
+    event_ms = data.get("E")
+    ts_us = epoch_to_us(t.T) if t.T else 0
+    return [Trade(ts_us, str(t.a), t.p, t.q, cols["amount"][0], "sell" if t.m else "buy", t.a,
+                  (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000)]
 
 
 def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:

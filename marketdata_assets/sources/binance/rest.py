@@ -42,13 +42,13 @@ is a ban (every later call is refused without a request); 403 with an HTML body 
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import date, datetime, timedelta
 from operator import mul
 from typing import Any, ClassVar
 
 import msgspec
+import numpy as np
 import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, split_pair, yymmdd
@@ -62,19 +62,19 @@ from marketdata_assets.core.http import (
 )
 from marketdata_assets.datasets.declared import (
     Int64,
-    all_finite,
-    all_flags,
-    all_positive,
+    Rule,
+    bar_rules,
+    check,
     columns,
-    epochs_ok,
     frame_of,
-    one_of,
+    is_epoch,
+    is_finite,
+    is_flag,
+    is_not_negative,
+    is_positive,
     page_of,
-    raw,
-    stamped,
     typed_pages,
 )
-from marketdata_assets.datasets.declared import epoch_us as epoch_us_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     EPOCH_MS_OR_US,
@@ -89,11 +89,8 @@ from marketdata_assets.datasets.frames import (
 )
 from marketdata_assets.datasets.wire import (
     DropCounts,
-    Trade,
-    TradeColumns,
     book_frame,
     book_levels,
-    check_bar,
     columns_of,
     epoch_us,
     field,
@@ -102,7 +99,6 @@ from marketdata_assets.datasets.wire import (
     integer,
     not_negative,
     number,
-    positive,
 )
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 
@@ -219,82 +215,67 @@ class PriceKline(msgspec.Struct, array_like=True):
 AGG_TRADE_PAGES = typed_pages(AggTrade)  # an aggTrades answer's body reader
 
 
-def _flag(value: Any, what: str, ctx: Page) -> bool:
-    if value is True or value is False:
-        return value
-    raise ctx.error(f"{what} is {value!r}, not true/false")
+AGG_TRADE_RULES = (is_finite("p"), is_finite("q"), is_epoch("T"), is_flag("m"), is_positive("p", "price"),
+                   is_positive("q", "quantity"),
+                   Rule("amount", lambda c: np.isfinite(c["amount"]),
+                        "{what} price x quantity is {value}: the numbers are out of range"))
+TRADE_RULES = (is_finite("price"), is_finite("qty"), is_finite("quoteQty"), is_not_negative("quoteQty"),
+               is_epoch("time"), is_flag("isBuyerMaker"), is_positive("price"), is_positive("qty", "quantity"))
 
 
-def _finite(value: float, raw: Any, what: str, ctx: Page) -> float:
-    if not math.isfinite(value):
-        raise ctx.error(f"{what} is {raw!r}, not a finite number")
-    return value
-
-
-def _trade(ts_us: int, trade_id: int, price: float, qty: float, amount: float, taker_sold: bool, what: str,
-           ctx: Page, event_ms: int | None) -> Trade:
-    """The rules every Binance trade record keeps (a positive price and quantity) → a Trade."""
-    positive(price, what, ctx)
-    positive(qty, what, ctx, "quantity")
-    return Trade(ts_us, str(trade_id), price, qty, amount, "sell" if taker_sold else "buy", trade_id,
-                 event_ms or ts_us // 1000)
-
-
-def agg_trade(record: Any, what: str, ctx: Page, event_ms: int | None = None, t: AggTrade | None = None) -> Trade:
-    """One aggTrade (REST, and USD-M's `aggTrade` stream event): trade_id = seq = `a`, amount = p x q."""
-    t = t or one_of(AggTrade, record, what, ctx)
-    what = f"{what} (a={t.a})"
-    price = _finite(t.p, record.get("p") if isinstance(record, dict) else t.p, f"{what} p", ctx)
-    qty = _finite(t.q, record.get("q") if isinstance(record, dict) else t.q, f"{what} q", ctx)
-    ts_us = epoch_us(t.T, f"{what} T", ctx)
-    taker_sold = _flag(t.m, f"{what} m", ctx)
-    return _trade(ts_us, t.a, price, qty, _amount(price * qty, what, ctx), taker_sold, what, ctx, event_ms)
+def agg_trade_columns(records: list[AggTrade], what: str, ctx: Page, body: Any = None) -> dict[str, list]:
+    """aggTrades (REST, and USD-M's `aggTrade` stream event) as checked columns, amount = p x q."""
+    cols = columns(records, ("a", "p", "q", "T", "m"))
+    cols["amount"] = list(map(mul, cols["p"], cols["q"]))
+    check(cols, AGG_TRADE_RULES, what, ctx, body)
+    return cols
 
 
 def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
-    """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`):
-    the page's rules checked on its columns; a page that breaks one is read record by record
-    (`agg_trade`), which names the first record that breaks it."""
+    """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`)."""
     ctx = _ctx(instrument, ctx, venue)
-    records = page_of(AggTrade, body, "aggTrade", ctx)
-    cols = columns(records, ("a", "p", "q", "T", "m"))
-    seq, price, qty, sold = cols["a"], cols["p"], cols["q"], cols["m"]
-    amount = list(map(mul, price, qty))
-    if not (all_flags(sold) and all_positive(price, qty) and all_finite(amount) and epochs_ok(cols["T"])):
-        body = raw(body)
-        for i, t in enumerate(records):
-            agg_trade(body[i], f"aggTrade #{i}", ctx, t=t)
-    return frame_of(TRADES_SCHEMA, venue, instrument, cols["T"], trade_id=list(map(str, seq)), price=price,
-                    quantity=qty, amount=amount, side=["sell" if s else "buy" for s in sold], seq=seq)
+    cols = agg_trade_columns(page_of(AggTrade, body, "aggTrade", ctx), "aggTrade #{i} (a={a})", ctx, body)
+    return frame_of(TRADES_SCHEMA, venue, instrument, cols["T"], trade_id=list(map(str, cols["a"])), price=cols["p"],
+                    quantity=cols["q"], amount=cols["amount"], side=["sell" if s else "buy" for s in cols["m"]],
+                    seq=cols["a"])
 
 
 def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
     """`/api/v3/trades` / `historicalTrades` records → trades frame (amount = quoteQty, seq = id)."""
     ctx = _ctx(instrument, ctx, venue)
-    cols = TradeColumns()
-    for i, t in enumerate(page_of(HistoricalTrade, body, "trade", ctx)):
-        what, raw = f"trade #{i} (id={t.id})", body[i]
-        price = _finite(t.price, raw["price"], f"{what} price", ctx)
-        qty = _finite(t.qty, raw["qty"], f"{what} qty", ctx)
-        quote = not_negative(_finite(t.quoteQty, raw["quoteQty"], f"{what} quoteQty", ctx), f"{what} quoteQty", ctx)
-        ts_us = epoch_us(t.time, f"{what} time", ctx)
-        taker_sold = _flag(t.isBuyerMaker, f"{what} isBuyerMaker", ctx)
-        cols.add(*_trade(ts_us, t.id, price, qty, quote, taker_sold, what, ctx, None)[:7])
-    return cols.frame(venue, instrument)
+    cols = columns(page_of(HistoricalTrade, body, "trade", ctx), HistoricalTrade.__struct_fields__)
+    check(cols, TRADE_RULES, "trade #{i} (id={id})", ctx, body)
+    return frame_of(TRADES_SCHEMA, venue, instrument, cols["time"], trade_id=list(map(str, cols["id"])),
+                    price=cols["price"], quantity=cols["qty"], amount=cols["quoteQty"],
+                    side=["sell" if s else "buy" for s in cols["isBuyerMaker"]], seq=cols["id"])
 
 
-def _amount(amount: float, what: str, ctx: Page) -> float:
-    if not math.isfinite(amount):
-        raise ctx.error(f"{what} price x quantity is {amount}: the numbers are out of range")
-    return amount
+def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:
+    """What every kline keeps, in the order a breach is told: its times, its span (the interval), finite
+    numbers, then a bar that can be true (volumes only on full klines)."""
+    span = Rule("span", lambda c: (c["span"] >= interval_ms * 1000 - 1000) & (c["span"] < interval_ms * 1000),
+                lambda what, r: f"{what} spans {(r['span'] + 1) / 1e6:g} s (close time - open time), not "
+                                f"{interval_ms / 1000:g} s: a kline of another interval")
+    volumes = (is_finite("volume"), is_finite("quote_volume", "quote volume"),
+               is_not_negative("quote_volume", "quote volume"), is_not_negative("trades", "number of trades"))
+    return (is_epoch("open_time", "open time"), is_epoch("close_time", "close time"), span,
+            *(is_finite(name) for name in ("open", "high", "low", "close")), *(volumes if full else ()),
+            *bar_rules("ts", "volume" if full else None, minute=interval_ms % 60_000 == 0))
+
+
+def _kline_name(i: int, kline: dict) -> str:
+    """kline #i, and its minute once its open time is one."""
+    t = kline["open_time"]
+    if t and not EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]:
+        return f"kline #{i}"
+    return f"kline #{i} ({from_us(int(kline['ts'])).strftime('%Y-%m-%d %H:%M')})"
 
 
 def parse_klines(body: Any, instrument: str, ctx: Page | None = None, interval_ms: int = 60_000,
                  venue: str = VENUE, kind: type = Kline) -> pl.DataFrame:
     """`/api/v3/klines` rows (`Kline`; `PriceKline`: prices only) → bars frame (volume = base, amount =
     quote volume); every kline must span `interval_ms` (closeTime = openTime + interval - 1 ms, or
-    - 1 µs). The rules run on the page's columns; a page that breaks one is read kline by kline
-    (`_kline`), which names the first that breaks it."""
+    - 1 µs)."""
     ctx = _ctx(instrument, ctx, venue)
     if isinstance(body, list):
         short = next((i for i, row in enumerate(body) if not isinstance(row, list) or len(row) < 12), None)
@@ -302,55 +283,17 @@ def parse_klines(body: Any, instrument: str, ctx: Page | None = None, interval_m
             raise ctx.error(f"kline #{short} is not a 12-element array: {str(body[short])[:160]}")
     records = page_of(kind, body, "kline", ctx)
     full = kind is Kline
-    names = ["open_time", "open", "high", "low", "close", "close_time", *(("volume", "quote_volume", "trades")
-                                                                           if full else ())]
-    page = pl.DataFrame({name: [getattr(k, name) for k in records] for name in names}, schema={
-        name: pl.Int64 if name in ("open_time", "close_time", "trades") else pl.Float64 for name in names})
+    cols = columns(records, ("open_time", "open", "high", "low", "close", "close_time",
+                             *(("volume", "quote_volume", "trades") if full else ())))
     if not full:
-        page = page.with_columns(volume=pl.lit(0.0), quote_volume=pl.lit(0.0), trades=pl.lit(0, pl.Int64))
-    page = page.with_columns(epoch_us_of("open_time"), epoch_us_of("close_time"))
-    if not _klines_ok(page, interval_ms):
-        for i, k in enumerate(records):
-            _kline(k, body[i], f"kline #{i}", ctx, interval_ms, full)
-    return stamped(page.rename({"open_time": "ts", "quote_volume": "amount"}), venue, instrument, BARS_SCHEMA)
-
-
-def _klines_ok(page: pl.DataFrame, interval_ms: int) -> bool:
-    """Every kline of the page stamped in epoch ms or µs, spanning the interval, opening on a minute (a
-    minute interval), finite, a bar that can be true (datasets.wire.check_bar), volumes not negative."""
-    o, h, lo, c, t = (pl.col(n) for n in ("open", "high", "low", "close", "open_time"))
-    span = pl.col("close_time") - t
-    rules = (span.is_between(interval_ms * 1000 - 1000, interval_ms * 1000, closed="left")
-             & pl.all_horizontal(pl.col("open", "high", "low", "close", "volume", "quote_volume").is_finite())
-             & (pl.min_horizontal(o, c) >= lo) & (pl.max_horizontal(o, c) <= h) & (lo > 0)
-             & (pl.col("volume") >= 0) & (pl.col("quote_volume") >= 0) & (pl.col("trades") >= 0)
-             & t.is_between(EPOCH_MS_OR_US[0] * 1000, EPOCH_MS_OR_US[1], closed="left"))
-    if interval_ms % 60_000 == 0:
-        rules = rules & (t % 60_000_000 == 0)
-    return page.select(rules.all()).item()
-
-
-def _kline(k: Kline | PriceKline, raw: list, what: str, ctx: Page, interval_ms: int, full: bool) -> None:
-    """One kline's rules, raising the error that names it (the page's rules failed)."""
-    open_us = epoch_us(k.open_time, f"{what} open time", ctx)
-    what = f"{what} ({from_us(open_us).strftime('%Y-%m-%d %H:%M')})"
-    span = epoch_us(k.close_time, f"{what} close time", ctx) - open_us
-    if not interval_ms * 1000 - 1000 <= span < interval_ms * 1000:
-        raise ctx.error(f"{what} spans {(span + 1) / 1e6:g} s (close time - open time), not {interval_ms / 1000:g} s: "
-                        "a kline of another interval")
-    o, h, lo, c = (_finite(v, raw[j], f"{what} {name}", ctx) for j, (name, v) in enumerate(
-        (("open", k.open), ("high", k.high), ("low", k.low), ("close", k.close)), start=1))
-    volume = _volumes(k, raw, what, ctx)[0] if full else 0.0
-    check_bar(what, ctx, open_us, o, h, lo, c, volume, minute=interval_ms % 60_000 == 0)
-
-
-def _volumes(k: Kline, raw: list, what: str, ctx: Page) -> tuple[float, float, int]:
-    """(volume, quote volume, number of trades) of a kline: finite, the last two not negative."""
-    volume = _finite(k.volume, raw[5], f"{what} volume", ctx)
-    amount = not_negative(_finite(k.quote_volume, raw[7], f"{what} quote volume", ctx), f"{what} quote volume", ctx)
-    if k.trades < 0:
-        raise ctx.error(f"{what} number of trades is {k.trades}, negative")
-    return volume, amount, k.trades
+        cols.update(volume=[0.0] * len(records), quote_volume=[0.0] * len(records), trades=[0] * len(records))
+    opens, closes = (np.fromiter(cols[name], np.int64, len(records)) for name in ("open_time", "close_time"))
+    cols["ts"] = np.where(opens >= 100_000_000_000_000, opens, opens * 1000)
+    cols["span"] = np.where(closes >= 100_000_000_000_000, closes, closes * 1000) - cols["ts"]
+    check(cols, kline_rules(interval_ms, full), _kline_name, ctx, body, kind)
+    return frame_of(BARS_SCHEMA, venue, instrument, cols["open_time"], open=cols["open"], high=cols["high"],
+                    low=cols["low"], close=cols["close"], volume=cols["volume"], amount=cols["quote_volume"],
+                    trades=cols["trades"])
 
 
 def parse_depth(body: Any, instrument: str, received: datetime | None, ctx: Page | None = None,
