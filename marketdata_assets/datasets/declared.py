@@ -232,7 +232,8 @@ def is_epoch(column: str, label: str | None = None) -> Rule:
 
 def is_flag(column: str, label: str | None = None) -> Rule:
     """A JSON true/false (a lax "true" or 1 is not)."""
-    return Rule(column, lambda cols: np.fromiter(map(_is_bool, cols[column]), bool, len(cols[column])),
+    return Rule(column, lambda cols: cols[column].dtype == bool or np.fromiter(map(_is_bool, cols[column]), bool,
+                                                                             len(cols[column])),
                 f"{{what}} {label or column} is {{value!r}}, not true/false")
 
 
@@ -291,15 +292,15 @@ def _wire(body: Any, kind: type | None, i: int, column: str, value: Any) -> Any:
 
 
 def _array(values: Sequence) -> np.ndarray:
-    """A column as numbers where it is numbers (ints as int64, else float64), else as objects."""
+    """A column as numbers where it is numbers (floats, ints as int64, true/false as bool), else objects."""
     if isinstance(values, np.ndarray):
         return values
-    kinds = set(map(type, values))
-    if kinds <= {int}:
-        try:
-            return np.fromiter(values, np.int64, len(values))
-        except OverflowError:
-            return np.array(values, object)
-    if kinds <= {float, int}:
-        return np.fromiter(values, np.float64, len(values))
+    kind = type(values[0]) if len(values) else None
+    try:
+        if kind is float:  # a declared float column (an int among them is read as its float; text raises)
+            return np.fromiter(values, np.float64, len(values))
+        if kind in (int, bool) and set(map(type, values)) == {kind}:
+            return np.fromiter(values, np.int64 if kind is int else bool, len(values))
+    except (TypeError, ValueError, OverflowError):
+        pass
     return np.array(values, object)

@@ -1,43 +1,7 @@
-"""Binance spot REST (`/api/v3`): aggregate trades, 1-minute klines, depth snapshots and tickers.
-
-Formats: aggTrades `[{a, p, q, f, l, T, m, M}]`: prices/quantities are strings, `T` in
-milliseconds, or microseconds when the request carried `X-MBX-TIME-UNIT: MICROSECOND` (decided per
-value by magnitude, so both work whatever was asked). `m` = the buyer was the maker → the taker
-SOLD. trade_id = seq = `a`; amount = price * quantity (aggTrades have no quoteQty).
-trades `[{id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch}]` (`parse_trades`, the dump
-files' record): amount = quoteQty. klines: 12-element mixed arrays `[openTime, "o", "h", "l", "c",
-"volume", closeTime, "quoteVolume", trades, "takerBase", "takerQuote", "0"]`; closeTime - openTime
-tells the interval (a kline of another interval is an error, not a 1-minute bar). A time in
-seconds, a price or quantity that is not positive, a bar that cannot be true are errors naming
-the instrument and request; rows dropped (repeats, outside the window) are counted by reason in
-`dropped` (`figures()`). depth
-`{lastUpdateId, bids:[[p, q]], asks:[[p, q]]}` has no timestamp: the snapshot's `ts` is the time
-the response was received (local clock, UTC). `ticker/24hr` (weight 2 with `symbol`): lastPrice,
-bidPrice/bidQty, askPrice/askQty, volume (base), quoteVolume (quote), closeTime; the ticker's `ts`
-is `closeTime`, "the end of the ticker interval": the rolling 24 hours end at the request (the docs
-say so of the rolling-window `ticker`'s closeTime), on Binance's clock, not ours. A price of 0 (no
-trade in 24 hours, an empty book side) is stored as null [inferred: the docs show no such answer];
-mark, index and funding are null on spot.
-
-Paging trades: windows of at most one hour (`startTime`/`endTime`, limit 1000); as soon as a window
-fills a page the client pages by `fromId` = last `a` + 1 until it passes `end` (ids are contiguous,
-so nothing is lost or repeated; a final filter keeps [start, end)).
-
-By id range (the trade-id refill, quality.continuity): `agg_trades_by_id` pages
-`aggTrades?fromId=` and `trades_by_id` pages `historicalTrades?fromId=` (individual trades: the
-dump files' ids; weight 25, no API key since 2023-07-11: Binance's spot CHANGELOG changed its
-security type from MARKET_DATA to NONE, `X-MBX-APIKEY` is ignored), each from `first_id` until
-`last_id` is passed or a page comes back empty; ids past `last_id` are dropped (counted).
-`time_unit="MICROSECOND"` asks for that request's times in microseconds.
-
-The venue's paths, depth limits and weights are class attributes, so `futures.BinanceFuturesClient`
-(USD-M, `/fapi/v1`) pages and parses with this same code; the parsers take the `venue` to stamp.
-
-Limits (`LIMITS`): Binance counts request WEIGHT per IP and minute and reports it in
-`X-MBX-USED-WEIGHT-1M`; the shared client adds each request's weight (`weights`) locally, trusts the
-header when it says more, and waits for the next minute rather than pass 90% of it. Errors
-(`ERRORS`): 429 (with Retry-After) is waited out and retried; 418 or -1003 "IP banned until ..."
-is a ban (every later call is refused without a request); 403 with an HTML body is the WAF.
+"""Binance spot REST (`/api/v3`): aggregate trades, trades, 1-minute klines, depth snapshots and tickers;
+the wire records and the rules their pages keep are declared below, the paging, limits and errors in
+`BinanceClient` (USD-M's `futures.BinanceFuturesClient` reuses both). docs/ticks.md ("Binance spot REST")
+has what the declarations do not say: time units, paging, the trade-id refill, weights and bans.
 """
 
 from __future__ import annotations
