@@ -262,6 +262,8 @@ def check(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable
     record i: a template over {i} and the record's columns ("aggTrade #{i} (a={a})") or (i, the record's
     values) → its name; `body` (and
     `kind`, for array-like records) gives a field's text as sent."""
+    if not len(next(iter(cols.values()), ())):
+        return
     arrays = {name: _array(values) for name, values in cols.items()}
     first: tuple[int, int] | None = None
     for k, rule in enumerate(rules):
