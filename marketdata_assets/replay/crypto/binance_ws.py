@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -37,7 +36,6 @@ from websockets.exceptions import ConnectionClosed
 
 from marketdata_assets.replay.crypto.config import BINANCE, ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument, fmt8, last_closed_bar, open_bar
-from marketdata_assets.replay.crypto.tape import Market
 from marketdata_assets.replay.crypto.ws_server import (
     WS_FAULT_KINDS,
     Client,
@@ -46,9 +44,6 @@ from marketdata_assets.replay.crypto.ws_server import (
     WsFault,
     WsServer,
 )
-
-if TYPE_CHECKING:
-    from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
 STREAM_KINDS = ("trade", "depth", "depth@100ms", "bookTicker", "kline_1m")
 
@@ -70,21 +65,7 @@ class BinanceWsReplay(WsServer):
     stream_kinds = STREAM_KINDS
     trade_kind = "trade"
 
-    def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
-                 replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
-        self.config = config or WsConfig()
-        self.market = rest.market if rest is not None else Market(replay or ReplayConfig())
-        seed = (rest.config if rest is not None else self.market.config).seed
-        names = self.market.config.instruments.get(self.venue, [])
-        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
-                            for name in names}
-        for name, live in self.instruments.items():
-            self.market.live_books[(self.venue, name)] = live.snapshot
-        self.host, self.port = host, port
-        self.clients: dict[int, Client] = {}
-        self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "limit_closes": 0}
-        self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
-        self._init_server()
+    counted = ("limit_closes",)
 
     # ---- connections ------------------------------------------------------------------------
 

@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from marketdata_assets.replay.crypto.config import ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
-from marketdata_assets.replay.crypto.tape import Market
-from marketdata_assets.replay.crypto.ws_server import Client, TickFaults, WsConfig, WsServer
-
-if TYPE_CHECKING:
-    from marketdata_assets.replay.crypto.server import CryptoReplayServer
+from marketdata_assets.replay.crypto.ws_server import Client, TickFaults, WsServer
 
 
 @dataclass
@@ -51,22 +45,7 @@ class VenueWsReplay(WsServer):
     path = "/"
     other_paths: tuple[str, ...] = ()  # more endpoints the venue serves (OKX's /ws/v5/business)
 
-    def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
-                 replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
-        self.config = config or WsConfig()
-        self.market = rest.market if rest is not None else Market(replay or ReplayConfig())
-        seed = (rest.config if rest is not None else self.market.config).seed
-        names = self.market.config.instruments.get(self.venue, [])
-        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
-                            for name in names}
-        for name, live in self.instruments.items():  # the REST replay's books (OKX `books`, Deribit
-            self.market.live_books[(self.venue, name)] = live.snapshot  # `get_order_book`) are these
-        self.host, self.port = host, port
-        self.clients: dict[int, Client] = {}
-        self.counts: dict[str, int] = {"connections": 0, "subscribes": 0, "ticks": 0, "pings": 0,
-                                       "idle_closes": 0, "heartbeat_closes": 0, "test_requests": 0}
-        self.sent: dict[int, list[str]] = {}
-        self._init_server()
+    counted = ("pings", "idle_closes", "heartbeat_closes", "test_requests")
 
     def refuse_subscribe(self) -> bool:
         """Count a subscribe request; True when a `subscribe_error` fault refuses it."""

@@ -3,8 +3,7 @@ around them (a background thread with its own event loop, start/stop, the tick l
 sender, pausing the market, the truth for tests). binance_ws.py, okx_ws.py and deribit_ws.py (through
 ws_replay.py) build on it; each says its venue's protocol.
 
-A subclass sets `venue`, `path`, `config`, `clients`, `instruments`, `host`/`port` and calls
-`_init_server()`; it defines `_serve(connection)` (arming `_arm_cut(client)`: the venue's forced
+A subclass sets `venue`, `path` and its own `counted` counters; it defines `_serve(connection)` (arming `_arm_cut(client)`: the venue's forced
 cut after `lifetime_s`) and `move(name, live, faults, event_ms)`: one instrument's move of a tick,
 sent its venue's way. The tick itself, and which faults fire on it, is one loop here for every venue.
 """
@@ -19,9 +18,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from marketdata_assets.replay.crypto.config import ReplayConfig
+from marketdata_assets.replay.crypto.live_book import LiveInstrument
+from marketdata_assets.replay.crypto.tape import Market
+
+if TYPE_CHECKING:
+    from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
 WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst",
                             "wrong_checksum", "bad_frame",  # wrong_checksum: OKX's replay only
@@ -121,8 +128,22 @@ class WsServer:
 
     venue = ""
     path = ""
+    counted: tuple[str, ...] = ()  # the venue's own counters, beside connections, subscribes and ticks
 
-    def _init_server(self) -> None:
+    def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
+                 replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.config = config or WsConfig()
+        self.market = rest.market if rest is not None else Market(replay or ReplayConfig())
+        seed = (rest.config if rest is not None else self.market.config).seed
+        names = self.market.config.instruments.get(self.venue, [])
+        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
+                            for name in names}
+        for name, live in self.instruments.items():  # the REST replay's books (OKX `books`, Deribit
+            self.market.live_books[(self.venue, name)] = live.snapshot  # `get_order_book`) are these
+        self.host, self.port = host, port
+        self.clients: dict[int, Client] = {}
+        self.counts: dict[str, int] = dict.fromkeys(("connections", "subscribes", "ticks", *self.counted), 0)
+        self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
         self.updates: dict[str, int] = dict.fromkeys(self.instruments, 0)  # ticks each instrument moved
         self.counts["lifetime_cuts"] = 0  # the venue's forced cuts (`_cut`, every venue)
         self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
