@@ -1,46 +1,11 @@
-"""Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`).
-
-Answers are `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}` (usIn/usOut in microseconds). What a
-page's `result` holds is declared once below (`TradePage`, `Chart`, `FundingRow`, `BookSummary`: one
-comment per field). Deribit's numbers are JSON numbers: a page of exactly the declared types is
-converted in C and its rules checked on its columns; any other page (a number sent as text, a field
-missing, a rule broken) is read record by record, which names the first record, field and value at
-fault, and reads what the record readers allow.
-
-- Trades (`get_last_trades_by_instrument_and_time`: start_timestamp and end_timestamp both inclusive,
-  count <= 1000, sorting=asc). Paging: while `has_more`, the next page starts AT the last timestamp
-  seen (it may hold more trades of that millisecond) and the trades of that millisecond already seen
-  are dropped by trade_id (counted as `duplicates`). A page made entirely of one millisecond cannot
-  move the start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`),
-  as `trades_by_seq` does for the trade-id refill (quality.continuity: `&end_seq=`).
-- Liquidations: the trades' `liquidation` flags over the trades' paging; a row per liquidated side,
-  "<trade_id>-M|T", side = that order's (T: the taker's direction; M: the opposite).
-- Bars: `get_tradingview_chart_data` (resolution=1), in `CHART_WINDOW`s; trades = null.
-- Funding: `get_funding_rate_history`, hourly, perpetuals only. At most about a month an answer,
-  start_timestamp exclusive [inferred]: asked in `FUNDING_WINDOW`s as (start - 1 ms, end - 1 ms].
-- Option chains: `get_book_summary_by_currency?currency=BTC&kind=option` ("BTC-OPTIONS"); strike,
-  expiry (08:00 UTC) and type from the name. No bid_iv / ask_iv there (only in a ticker per
-  option): null.
-- `get_order_book` → `result: {timestamp, change_id, bids: [[price, amount]], asks, stats, ...}`.
-- `ticker` → `result: {timestamp, last_price, best_bid_price/_amount, best_ask_price/_amount (null,
-  or 0 and 0, for an empty side), mark_price, index_price, current_funding, funding_8h, open_interest,
-  stats: {volume (24h, base), volume_usd}}`. tickers: funding_rate = current_funding (the rate now),
-  amount_24h = volume_usd (for USDC contracts taken as the quote amount [inferred]). open_interest
-  (USD for inverse contracts, base coin for linear ones) / get_instruments `contract_size`
-  (`CONTRACT_SIZES`, `contract_sizes=`) = contracts; base and quote via mark_price. No OI history.
-
-A time in seconds, a price or amount that is not positive, a bar that cannot be true are errors
-naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
-
-Amounts: inverse contracts (BTC-PERPETUAL, ETH-PERPETUAL, BTC-27DEC24: no "_" in the currency and
-no strike) trade in USD: quantity = amount / price (base units), amount = the USD amount. Linear
-ones (BTC_USDC-PERPETUAL) and options trade in base units: quantity = amount, amount = price * amount.
-
-Limits (`LIMITS`): public methods cost credits that refill at about 20 requests a second: 1200 a
-minute. Errors (`ERRORS`, read from `{"error": {"code", "message", "data": {reason, param}}}`):
-10028 too_many_requests (HTTP 429, or 400) is waited out and retried like a 429; 10040 ("retry")
-and 13888 (timed_out) are retried; 13009/13021 (unauthorized/forbidden) → SourcePermissionError;
-any other code → SourceRequestError with code, message and `data.reason`/`data.param`.
+"""Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`): the parsers of
+its answers and the client. What an answer's `result` holds is declared below (`DeribitTrade`, `Chart`,
+`FundingRow`, `BookSummary`: one comment per field), what each record keeps as datasets.declared rules
+(`trade_rules`, `FUNDING_RULES`, `chain_rules`, `CHART_RULES`): a page of exactly the declared types is
+converted in C, any other (a number sent as text, a field missing) read field by field by
+datasets.wire's readers; a breach names the record, field and value. Rows dropped are counted by
+reason in `dropped` (`figures()`). The methods, paging, amounts, limits and errors:
+docs/crypto-datasets.md, "Deribit REST".
 
 Over 500 lines: everything about one source in one module (parsers of its endpoints + the client).
 """
@@ -213,13 +178,6 @@ class DeribitTrade(msgspec.Struct):
     liquidation: str | None = None  # absent, or "M" | "T" | "MT": the maker's, the taker's, both liquidated
 
 
-class TradePage(msgspec.Struct):
-    """`result` of get_last_trades_by_instrument[_and_time]."""
-
-    trades: list[DeribitTrade]  # oldest first (sorting=asc)
-    has_more: bool              # more trades in the window asked: page on
-
-
 class Chart(msgspec.Struct):
     """`result` of get_tradingview_chart_data: one bar per position of the parallel arrays."""
 
@@ -277,7 +235,7 @@ def _time(record: dict, column: str) -> datetime | None:
     return from_us(epoch_to_us(t))
 
 
-def _read(records: list, kind: type, readers: dict[str, Any], ctx: Page, optional: dict | None = None) -> dict:
+def _read(records: list, kind: type, readers: dict, ctx: Page, optional: dict | None = None) -> dict:
     """The page's columns: of its declared `kind` where it is one (converted in C), else read field by
     field (`wire_columns`: a number sent as text, a field missing), for the `reads` rules to tell."""
     typed = fits(list[kind], records)
@@ -319,7 +277,8 @@ def trade_rules(instrument: str) -> tuple[Rule, ...]:
                  lambda what, r: f"{what} is for {r['instrument_name']!r}, not {instrument}"),
             reads("trade_seq", integer), reads("timestamp", integer), is_epoch("timestamp"),
             reads("price", number), is_positive("price"), reads("amount", number), is_positive("amount"),
-            reads("direction"), each("direction", ("buy", "sell").__contains__, "{what} direction is {value!r}, not buy/sell"),
+            reads("direction"),
+            each("direction", ("buy", "sell").__contains__, "{what} direction is {value!r}, not buy/sell"),
             each("liquidation", (None, *LIQUIDATION_SIDES).__contains__,
                  f"{{what}} liquidation is {{value!r}}, not one of {', '.join(LIQUIDATION_SIDES)}"))
 
@@ -332,7 +291,8 @@ def _trade_name(i: int, trade: dict) -> str:
 def trade_columns(trades: list, instrument: str, inverse: bool, ctx: Page) -> dict[str, Any]:
     """Trades (REST pages, the `trades` channel) as checked columns, sized (`base_and_quote`: quantity,
     quote)."""
-    cols = _read(trades, DeribitTrade, _TRADE_READERS, ctx, {"instrument_name": msgspec.UNSET, "liquidation": None})
+    optional = {"instrument_name": msgspec.UNSET, "liquidation": None}
+    cols = _read(trades, DeribitTrade, _TRADE_READERS, ctx, optional)
     check(cols, trade_rules(instrument), _trade_name, ctx)
     price, amount = cols["price"], cols["amount"]
     cols["quantity"], cols["quote"] = (([a / p for p, a in zip(price, amount)], amount) if inverse
@@ -342,8 +302,8 @@ def trade_columns(trades: list, instrument: str, inverse: bool, ctx: Page) -> di
 
 def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
                      ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
-    """A trades response (`TradePage`) → (trades frame, has_more, {trade_id: liquidation flag} of the
-    flagged ones)."""
+    """A trades response (`result`: {trades: `DeribitTrade`s oldest first, has_more: more in the window
+    asked, page on}) → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
     trades = field(result, "trades", "result", ctx)
@@ -359,7 +319,8 @@ def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
     frame = frame_of(TRADES_SCHEMA, VENUE, instrument, cols["timestamp"], trade_id=list(cols["trade_id"]),
                      price=cols["price"], quantity=cols["quantity"], amount=cols["quote"],
                      side=list(cols["direction"]), seq=cols["trade_seq"])
-    return frame, has_more, {t: flag for t, flag in zip(cols["trade_id"], cols["liquidation"]) if flag is not None}
+    flags = {t: flag for t, flag in zip(cols["trade_id"], cols["liquidation"]) if flag is not None}
+    return frame, has_more, flags
 
 
 def liquidations_of(trades: pl.DataFrame, flags: dict[str, str], instrument: str) -> pl.DataFrame:
@@ -453,9 +414,11 @@ def open_interest_of(ticker: Any, size: float, inverse: bool, ctx: Page) -> tupl
     return ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote
 
 
-_FUNDING_READERS = {"timestamp": integer, "interest_1h": number, "interest_8h": number, "index_price": _number_or_null}
+_FUNDING_READERS = {"timestamp": integer, "interest_1h": number, "interest_8h": number,
+                    "index_price": _number_or_null}
 FUNDING_RULES = (reads("timestamp", integer), is_epoch("timestamp"), reads("interest_1h", number),
-                 reads("interest_8h", number), reads("index_price", _number_or_null), or_null(is_positive("index_price")))
+                 reads("interest_8h", number), reads("index_price", _number_or_null),
+                 or_null(is_positive("index_price")))
 
 
 def _funding_name(i: int, row: dict) -> str:
@@ -487,17 +450,17 @@ def chain_rules(currency: str) -> tuple[Rule, ...]:
     """What every option of the `currency` chain keeps, in the order a breach is told: an option name
     of the chain, epoch ms, an index name, finite numbers, the prices and sizes not negative, a
     positive underlying price and mark_iv."""
+    sizes = ("mark_price", "bid_price", "ask_price", "volume", "open_interest")
     return (reads("instrument_name"), each("option", lambda n: not isinstance(n, ValueError), "{what}: {value}"),
-            each("option", _is_option, lambda what, r: f"{what} {r['instrument_name']!r} is not an option name "
-                                                       "(like BTC-27DEC24-60000-C)"),
+            each("option", _is_option, lambda what, r: (
+                f"{what} {r['instrument_name']!r} is not an option name (like BTC-27DEC24-60000-C)")),
             each("option", lambda n: _is_option(n) and _settles(n) == currency,
                  f"{{what}} is not an option of the {currency} chain"),
-            reads("creation_timestamp", integer), is_epoch("creation_timestamp"), reads("underlying_price", number),
-            reads("underlying_index"), each("underlying_index", _text, "{what} underlying_index is {value!r}, not a name"),
-            *(reads(name, _SUMMARY_READERS[name]) for name in ("mark_price", "mark_iv", "bid_price", "ask_price",
-                                                               "volume", "open_interest")),
-            *(or_null(is_not_negative(name)) for name in ("mark_price", "bid_price", "ask_price", "volume",
-                                                          "open_interest")),
+            reads("creation_timestamp", integer), is_epoch("creation_timestamp"),
+            reads("underlying_price", number), reads("underlying_index"),
+            each("underlying_index", _text, "{what} underlying_index is {value!r}, not a name"),
+            *(reads(name, _SUMMARY_READERS[name]) for name in ("mark_price", "mark_iv", *sizes[1:])),
+            *(or_null(is_not_negative(name)) for name in sizes),
             is_positive("underlying_price"), is_positive("mark_iv"))
 
 

@@ -229,10 +229,9 @@ class DeribitStream(StreamBase):
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades notification data is {type(frame.data).__name__}, not an array")
         cols = trade_columns(frame.data, instrument, self.contract(instrument)[0], ctx)
-        return [Trade(epoch_to_us(t), trade_id, price, quantity, quote, side, seq, epoch_to_us(t) // 1000)
-                for t, trade_id, price, quantity, quote, side, seq in zip(
-                    cols["timestamp"], cols["trade_id"], cols["price"], cols["quantity"], cols["quote"],
-                    cols["direction"], cols["trade_seq"])]
+        fields = ("trade_id", "price", "quantity", "quote", "direction", "trade_seq")
+        return [Trade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
+                for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))]
 
     def contract(self, instrument: str) -> tuple[bool, float | None]:
         """(inverse, contract size or None where undeclared: no open interest) of an instrument, kept;
