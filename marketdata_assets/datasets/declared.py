@@ -16,8 +16,9 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from marketdata_assets.core.http import Page, decode_json
+from marketdata_assets.core.http import Page, SourceDataError, decode_json
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
+from marketdata_assets.datasets.wire import field
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
 
@@ -306,3 +307,73 @@ def _array(values: Sequence) -> np.ndarray:
     except (TypeError, ValueError, OverflowError):
         pass
     return np.array(values, object)
+
+
+# ---- pages read field by field (datasets.wire's readers), for a page not of its declared types ----
+
+RECORD, UNREAD = "record", "unread"  # `wire_columns`' columns: the records as sent; the fields each
+#                                      record lacks or its reader refuses
+_QUIET = Page("")  # the page a reader is asked again on, for its words only
+
+
+def wire_columns(records: Sequence, readers: dict[str, Callable | None], page: Page,
+                 optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`records` (decoded JSON objects) as columns, each field read by its datasets.wire reader (number,
+    integer, ...; None: as sent), for `reads` rules to tell what does not read in the reader's words.
+    An `optional` field may be left out (its default); a field a record lacks, or its reader refuses,
+    is 0 in its column and named in the record's `UNREAD`."""
+    optional = optional or {}
+    unread: list[list[str]] = [[] for _ in records]
+    cols: dict[str, Any] = {RECORD: np.fromiter(records, object, len(records))}
+    for name, reader in readers.items():
+        values = []
+        for record, bad in zip(records, unread):
+            try:
+                value = record.get(name, optional[name]) if name in optional else record[name]
+                values.append(value if reader is None else reader(value, name, page))
+            except (SourceDataError, AttributeError, LookupError, TypeError, ValueError, ArithmeticError):
+                # not an object, no such field, or the reader refuses it: `reads` tells it
+                values.append(0)
+                bad.append(name)
+        cols[name] = values if reader else np.fromiter(values, object, len(values))
+    cols[UNREAD] = np.fromiter(unread, object, len(unread))
+    return cols
+
+
+def reads(column: str, reader: Callable | None = None, label: str | None = None) -> Rule:
+    """A field the record has and its datasets.wire `reader` reads (on `wire_columns`; a page decoded
+    to its declared types has them read), told as datasets.wire.field and the reader tell it."""
+    def ok(cols):
+        return True if UNREAD not in cols else np.fromiter(
+            (column not in bad for bad in cols[UNREAD]), bool, len(cols[UNREAD]))
+
+    def says(what: str, record: dict) -> str:
+        named = f"{what} {column if label is None else label}".rstrip()
+        try:
+            value = field(record[RECORD], column, what, _QUIET)
+            if reader is not None:
+                reader(value, named, _QUIET)
+        except SourceDataError as error:
+            return error.detail
+        raise AssertionError(f"{named} reads")  # pragma: no cover - `wire_columns` found it did not
+    return Rule(column, ok, says)
+
+
+def or_null(rule: Rule) -> Rule:
+    """`rule` on a number that may be null: a record whose value is null keeps it."""
+    def ok(cols):
+        values = cols[rule.column]
+        given = np.fromiter((v is not None for v in values), bool, len(values))
+        numbers = np.fromiter((math.nan if v is None else v for v in values), np.float64, len(values))
+        with np.errstate(invalid="ignore"):
+            return ~given | np.asarray(rule.ok({**cols, rule.column: numbers}), bool)
+    return rule._replace(ok=ok)
+
+
+def each(column: str, keeps: Callable[[Any], bool], says: str | Callable[[str, dict], str]) -> Rule:
+    """A rule on each value of `column` alone, asked value by value (a name, a side, a flag: what is
+    not a number)."""
+    return Rule(column, lambda cols: np.fromiter(map(keeps, cols[column]), bool, len(cols[column])), says)
+
+
+Finite = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]  # not NaN, not infinite

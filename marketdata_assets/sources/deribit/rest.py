@@ -1,46 +1,11 @@
-"""Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`).
-
-Answers are `{jsonrpc, id, result, usIn, usOut, usDiff, testnet}` (usIn/usOut in microseconds). What a
-page's `result` holds is declared once below (`TradePage`, `Chart`, `FundingRow`, `BookSummary`: one
-comment per field). Deribit's numbers are JSON numbers: a page of exactly the declared types is
-converted in C and its rules checked on its columns; any other page (a number sent as text, a field
-missing, a rule broken) is read record by record, which names the first record, field and value at
-fault, and reads what the record readers allow.
-
-- Trades (`get_last_trades_by_instrument_and_time`: start_timestamp and end_timestamp both inclusive,
-  count <= 1000, sorting=asc). Paging: while `has_more`, the next page starts AT the last timestamp
-  seen (it may hold more trades of that millisecond) and the trades of that millisecond already seen
-  are dropped by trade_id (counted as `duplicates`). A page made entirely of one millisecond cannot
-  move the start: the client then pages by `trade_seq` (`get_last_trades_by_instrument?start_seq=`),
-  as `trades_by_seq` does for the trade-id refill (quality.continuity: `&end_seq=`).
-- Liquidations: the trades' `liquidation` flags over the trades' paging; a row per liquidated side,
-  "<trade_id>-M|T", side = that order's (T: the taker's direction; M: the opposite).
-- Bars: `get_tradingview_chart_data` (resolution=1), in `CHART_WINDOW`s; trades = null.
-- Funding: `get_funding_rate_history`, hourly, perpetuals only. At most about a month an answer,
-  start_timestamp exclusive [inferred]: asked in `FUNDING_WINDOW`s as (start - 1 ms, end - 1 ms].
-- Option chains: `get_book_summary_by_currency?currency=BTC&kind=option` ("BTC-OPTIONS"); strike,
-  expiry (08:00 UTC) and type from the name. No bid_iv / ask_iv there (only in a ticker per
-  option): null.
-- `get_order_book` → `result: {timestamp, change_id, bids: [[price, amount]], asks, stats, ...}`.
-- `ticker` → `result: {timestamp, last_price, best_bid_price/_amount, best_ask_price/_amount (null,
-  or 0 and 0, for an empty side), mark_price, index_price, current_funding, funding_8h, open_interest,
-  stats: {volume (24h, base), volume_usd}}`. tickers: funding_rate = current_funding (the rate now),
-  amount_24h = volume_usd (for USDC contracts taken as the quote amount [inferred]). open_interest
-  (USD for inverse contracts, base coin for linear ones) / get_instruments `contract_size`
-  (`CONTRACT_SIZES`, `contract_sizes=`) = contracts; base and quote via mark_price. No OI history.
-
-A time in seconds, a price or amount that is not positive, a bar that cannot be true are errors
-naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
-
-Amounts: inverse contracts (BTC-PERPETUAL, ETH-PERPETUAL, BTC-27DEC24: no "_" in the currency and
-no strike) trade in USD: quantity = amount / price (base units), amount = the USD amount. Linear
-ones (BTC_USDC-PERPETUAL) and options trade in base units: quantity = amount, amount = price * amount.
-
-Limits (`LIMITS`): public methods cost credits that refill at about 20 requests a second: 1200 a
-minute. Errors (`ERRORS`, read from `{"error": {"code", "message", "data": {reason, param}}}`):
-10028 too_many_requests (HTTP 429, or 400) is waited out and retried like a 429; 10040 ("retry")
-and 13888 (timed_out) are retried; 13009/13021 (unauthorized/forbidden) → SourcePermissionError;
-any other code → SourceRequestError with code, message and `data.reason`/`data.param`.
+"""Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`): the parsers of
+its answers and the client. What an answer's `result` holds is declared below (`DeribitTrade`, `Chart`,
+`FundingRow`, `BookSummary`: one comment per field), what each record keeps as datasets.declared rules
+(`trade_rules`, `FUNDING_RULES`, `chain_rules`, `CHART_RULES`): a page of exactly the declared types is
+converted in C, any other (a number sent as text, a field missing) read field by field by
+datasets.wire's readers; a breach names the record, field and value. Rows dropped are counted by
+reason in `dropped` (`figures()`). The methods, paging, amounts, limits and errors:
+docs/crypto-datasets.md, "Deribit REST".
 
 Over 500 lines: everything about one source in one module (parsers of its endpoints + the client).
 """
@@ -52,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 import msgspec
+import numpy as np
 import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, ddmmmyy, option_strike
@@ -65,28 +31,42 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.datasets.declared import Int64, columns, epoch_ok, fits, stamped
-from marketdata_assets.datasets.declared import epoch_us as epoch_us_of
+from marketdata_assets.datasets.declared import (
+    UNREAD,
+    Finite,
+    Int64,
+    Rule,
+    bar_rules,
+    check,
+    columns,
+    each,
+    fits,
+    frame_of,
+    is_epoch,
+    is_not_negative,
+    is_positive,
+    or_null,
+    reads,
+    wire_columns,
+)
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
+    EPOCH_MS_OR_US,
     FUNDING_SCHEMA,
     OPTION_CHAIN_SCHEMA,
     TRADES_SCHEMA,
     as_utc,
     ceil_ms,
     day_of,
+    epoch_to_us,
     floor_ms,
     from_us,
     to_us,
 )
 from marketdata_assets.datasets.wire import (
-    BarColumns,
     DropCounts,
-    Trade,
-    TradeColumns,
     book_frame,
     book_levels,
-    check_bar,
     columns_of,
     epoch_us,
     field,
@@ -186,24 +166,16 @@ def chain_currency(instrument: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 class DeribitTrade(msgspec.Struct):
-    """One trade of `get_last_trades_by_instrument[_and_time]` (the `trades` channel's are read by
-    `trade_of`: the stream keeps the venue's number text)."""
+    """One trade of `get_last_trades_by_instrument[_and_time]` and of the `trades` channel."""
 
     trade_id: str       # unique: digits for BTC ("320450001"), prefixed for ETH ("ETH-284830839"): trade_id
     trade_seq: Int64    # the trade's sequence number within its instrument: seq (paging by sequence)
     timestamp: Int64    # epoch ms
-    price: float        # quote per base (USD per coin); options: the settlement coin per option
-    amount: float       # inverse contracts: USD; linear ones and options: base units (`base_and_quote`)
+    price: Finite       # quote per base (USD per coin); options: the settlement coin per option
+    amount: Finite      # inverse contracts: USD; linear ones and options: base units (`base_and_quote`)
     direction: str      # the taker's side: "buy" | "sell"
     instrument_name: str | msgspec.UnsetType = msgspec.UNSET  # must be the instrument asked for
     liquidation: str | None = None  # absent, or "M" | "T" | "MT": the maker's, the taker's, both liquidated
-
-
-class TradePage(msgspec.Struct):
-    """`result` of get_last_trades_by_instrument[_and_time]."""
-
-    trades: list[DeribitTrade]  # oldest first (sorting=asc)
-    has_more: bool              # more trades in the window asked: page on
 
 
 class Chart(msgspec.Struct):
@@ -211,21 +183,21 @@ class Chart(msgspec.Struct):
 
     status: str           # "ok"; "no_data": no bars; any other is an error
     ticks: list[Int64]    # bar open times, epoch ms on the minute
-    open: list[float]     # quote per base, as the three prices
-    high: list[float]
-    low: list[float]
-    close: list[float]
-    volume: list[float]   # base units
-    cost: list[float]     # quote units: the bar's amount
+    open: list[Finite]    # quote per base, as the three prices
+    high: list[Finite]
+    low: list[Finite]
+    close: list[Finite]
+    volume: list[Finite]  # base units
+    cost: list[Finite]    # quote units: the bar's amount
 
 
 class FundingRow(msgspec.Struct):
     """One row of `get_funding_rate_history` (`result` is an array of them; prev_index_price unread)."""
 
     timestamp: Int64        # epoch ms, on the hour: the row's ts
-    interest_1h: float      # the funding of the hour that ends there: rate (interval_hours 1)
-    interest_8h: float      # the same over 8 hours: rate_8h
-    index_price: float | None = None  # USD per coin then (absent or null: unknown)
+    interest_1h: Finite     # the funding of the hour that ends there: rate (interval_hours 1)
+    interest_8h: Finite     # the same over 8 hours: rate_8h
+    index_price: Finite | None = None  # USD per coin then (absent or null: unknown)
 
 
 class BookSummary(msgspec.Struct):
@@ -233,36 +205,50 @@ class BookSummary(msgspec.Struct):
 
     instrument_name: str        # "BTC-27DEC24-60000-C": strike, expiry and type (`contract`): option
     creation_timestamp: Int64   # epoch ms of the summary: the row's ts
-    underlying_price: float     # the underlying's price (USD per coin), positive
+    underlying_price: Finite    # the underlying's price (USD per coin), positive
     underlying_index: str       # what it follows: "index_price" or the future's name ("BTC-27DEC24")
-    mark_price: float           # the settlement coin per option (BTC options: BTC)
-    mark_iv: float              # implied volatility of the mark, percent, positive
-    open_interest: float        # contracts (base units)
-    bid_price: float | None = None  # coin per option; null without a bid
-    ask_price: float | None = None  # null without an ask
-    volume: float | None = None     # 24 h, base units: volume_24h
+    mark_price: Finite          # the settlement coin per option (BTC options: BTC)
+    mark_iv: Finite             # implied volatility of the mark, percent, positive
+    open_interest: Finite       # contracts (base units)
+    bid_price: Finite | None = None  # coin per option; null without a bid
+    ask_price: Finite | None = None  # null without an ask
+    volume: Finite | None = None     # 24 h, base units: volume_24h
 
 
-_DIRECTIONS = frozenset({"buy", "sell"})
 _OPTION_TYPES = {"C": "call", "P": "put"}
-_FLAGS = frozenset({None, *LIQUIDATION_SIDES})
-# The fields a page's rules and rows read, as columns.
-_TRADE_COLUMNS = {"timestamp": pl.Int64, "trade_id": pl.Utf8, "price": pl.Float64, "amount": pl.Float64,
-                  "direction": pl.Utf8, "trade_seq": pl.Int64}
-_FUNDING_COLUMNS = {"timestamp": pl.Int64, "interest_1h": pl.Float64, "interest_8h": pl.Float64,
-                    "index_price": pl.Float64}
-_SUMMARY_COLUMNS = {"creation_timestamp": pl.Int64, "instrument_name": pl.Utf8, "underlying_index": pl.Utf8,
-                    **dict.fromkeys(("underlying_price", "mark_price", "mark_iv", "bid_price", "ask_price",
-                                     "open_interest", "volume"), pl.Float64)}
 
 
-def _passes(page: pl.DataFrame, rules: pl.Expr) -> bool:
-    """Every row of `page` keeps `rules` (a null is a rule not kept)."""
-    return page.select(rules.fill_null(False).all()).item()
+def _number_or_null(value: Any, what: str, page: Page) -> float | None:
+    """A number the venue may send as null (datasets.wire.number otherwise)."""
+    return None if value is None else number(value, what, page)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _time(record: dict, column: str) -> datetime | None:
+    """The record's time once its `column` reads as epoch ms / µs (0: epoch zero), else None."""
+    t = record[column]
+    if column in record.get(UNREAD, ()) or not (t == 0 or EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]):
+        return None
+    return from_us(epoch_to_us(t))
+
+
+def _read(records: list, kind: type, readers: dict, ctx: Page, optional: dict | None = None) -> dict:
+    """The page's columns: of its declared `kind` where it is one (converted in C), else read field by
+    field (`wire_columns`: a number sent as text, a field missing), for the `reads` rules to tell."""
+    typed = fits(list[kind], records)
+    return columns(typed, readers) if typed is not None else wire_columns(records, readers, ctx, optional)
+
+
+def _us(times: list[int]) -> np.ndarray:
+    stamps = np.fromiter(times, np.int64, len(times))
+    return np.where(stamps >= 100_000_000_000_000, stamps, stamps * 1000)
 
 
 # --------------------------------------------------------------------------------------------
-# Parsers: each page's rules on its columns, else record by record (the words of each error)
+# Parsers: each page's rules declared, checked on its columns (the words of each error)
 # --------------------------------------------------------------------------------------------
 
 def _result(body: Any, ctx: Page) -> Any:
@@ -279,66 +265,47 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
     return frame, has_more
 
 
-def trade_of(record: Any, instrument: str, inverse: bool, what: str, ctx: Page) -> tuple[Trade, str | None]:
-    """One trade `{trade_id, trade_seq, timestamp, price, amount, direction, liquidation?}` (REST pages
-    and the `trades.<instrument>.<interval>` channel), sized (`base_and_quote`), and its liquidation flag."""
-    trade_id = field(record, "trade_id", what, ctx)
-    if not isinstance(trade_id, str) or not trade_id:
-        raise ctx.error(f"{what} trade_id is {trade_id!r}, not a string id")
-    what = f"trade {trade_id}"
-    inst = record.get("instrument_name", instrument)
-    if inst != instrument:
-        raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
-    seq = integer(field(record, "trade_seq", what, ctx), f"{what} trade_seq", ctx)
-    ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
-    price = positive(number(field(record, "price", what, ctx), f"{what} price", ctx), what, ctx)
-    amount = positive(number(field(record, "amount", what, ctx), f"{what} amount", ctx), what, ctx, "amount")
-    direction = field(record, "direction", what, ctx)
-    if direction not in ("buy", "sell"):
-        raise ctx.error(f"{what} direction is {direction!r}, not buy/sell")
-    flag = record.get("liquidation")
-    if flag is not None and flag not in LIQUIDATION_SIDES:
-        raise ctx.error(f"{what} liquidation is {flag!r}, not one of {', '.join(LIQUIDATION_SIDES)}")
-    quantity, quote = base_and_quote(inverse, price, amount)
-    return Trade(ts, trade_id, price, quantity, quote, direction, seq, ts // 1000), flag
+_TRADE_READERS = {"trade_id": None, "instrument_name": None, "trade_seq": integer, "timestamp": integer,
+                  "price": number, "amount": number, "direction": None, "liquidation": None}
+
+
+def trade_rules(instrument: str) -> tuple[Rule, ...]:
+    """What every trade keeps, in the order a breach is told: an id, the instrument asked for, a
+    sequence number, epoch ms, a positive price and amount, a direction, a known liquidation flag."""
+    return (reads("trade_id"), each("trade_id", _text, "{what} trade_id is {value!r}, not a string id"),
+            each("instrument_name", (msgspec.UNSET, instrument).__contains__,
+                 lambda what, r: f"{what} is for {r['instrument_name']!r}, not {instrument}"),
+            reads("trade_seq", integer), reads("timestamp", integer), is_epoch("timestamp"),
+            reads("price", number), is_positive("price"), reads("amount", number), is_positive("amount"),
+            reads("direction"),
+            each("direction", ("buy", "sell").__contains__, "{what} direction is {value!r}, not buy/sell"),
+            each("liquidation", (None, *LIQUIDATION_SIDES).__contains__,
+                 f"{{what}} liquidation is {{value!r}}, not one of {', '.join(LIQUIDATION_SIDES)}"))
+
+
+def _trade_name(i: int, trade: dict) -> str:
+    """trade #i, and its id once it has one."""
+    return f"trade {trade['trade_id']}" if _text(trade["trade_id"]) else f"trade #{i}"
+
+
+def trade_columns(trades: list, instrument: str, inverse: bool, ctx: Page) -> dict[str, Any]:
+    """Trades (REST pages, the `trades` channel) as checked columns, sized (`base_and_quote`: quantity,
+    quote)."""
+    optional = {"instrument_name": msgspec.UNSET, "liquidation": None}
+    cols = _read(trades, DeribitTrade, _TRADE_READERS, ctx, optional)
+    check(cols, trade_rules(instrument), _trade_name, ctx)
+    price, amount = cols["price"], cols["amount"]
+    cols["quantity"], cols["quote"] = (([a / p for p, a in zip(price, amount)], amount) if inverse
+                                       else (amount, [p * a for p, a in zip(price, amount)]))
+    return cols
 
 
 def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
                      ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
-    """A trades response (`TradePage`) → (trades frame, has_more, {trade_id: liquidation flag} of the
-    flagged ones)."""
+    """A trades response (`result`: {trades: `DeribitTrade`s oldest first, has_more: more in the window
+    asked, page on}) → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
-    page = fits(TradePage, result)
-    frame = None if page is None else _trades_frame(page.trades, instrument)
-    if frame is None:
-        return _trade_page_by_record(result, instrument, ctx)
-    return frame, page.has_more, {t.trade_id: t.liquidation for t in page.trades if t.liquidation is not None}
-
-
-def _trades_frame(trades: list[DeribitTrade], instrument: str) -> pl.DataFrame | None:
-    """The page's trades sized (`base_and_quote`), or None if one breaks a rule: an id, the instrument
-    asked for, epoch ms, a finite positive price and amount, a direction, a known liquidation flag."""
-    inverse = is_inverse(instrument)
-    if inverse and trades:
-        note_conversion(instrument, INVERSE_CONVERSION)
-    if not ({t.instrument_name for t in trades} <= {instrument, msgspec.UNSET}
-            and {t.direction for t in trades} <= _DIRECTIONS and {t.liquidation for t in trades} <= _FLAGS):
-        return None
-    page = pl.DataFrame(columns(trades, _TRADE_COLUMNS), schema=_TRADE_COLUMNS)
-    price, amount = pl.col("price"), pl.col("amount")
-    if not _passes(page, (pl.col("trade_id").str.len_bytes() > 0) & epoch_ok("timestamp") & price.is_finite()
-                   & amount.is_finite() & (price > 0) & (amount > 0)):
-        return None
-    quantity, quote = (amount / price, amount) if inverse else (amount, price * amount)
-    page = page.select(epoch_us_of("timestamp").alias("ts"), "trade_id", "price", quantity=quantity,
-                       amount=quote, side="direction", seq="trade_seq")
-    return stamped(page, VENUE, instrument, TRADES_SCHEMA)
-
-
-def _trade_page_by_record(result: Any, instrument: str, ctx: Page
-                          ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
-    """`parse_trade_page` trade by trade (`trade_of`): the first thing wrong, in its words."""
     trades = field(result, "trades", "result", ctx)
     has_more = field(result, "has_more", "result", ctx)
     if not isinstance(trades, list):
@@ -348,14 +315,12 @@ def _trade_page_by_record(result: Any, instrument: str, ctx: Page
     inverse = is_inverse(instrument)
     if inverse and trades:
         note_conversion(instrument, INVERSE_CONVERSION)
-    cols = TradeColumns()
-    flags: dict[str, str] = {}
-    for i, record in enumerate(trades):
-        trade, flag = trade_of(record, instrument, inverse, f"trade #{i}", ctx)
-        if flag is not None:
-            flags[trade.trade_id] = flag
-        cols.add(*trade[:7])
-    return cols.frame(VENUE, instrument), has_more, flags
+    cols = trade_columns(trades, instrument, inverse, ctx)
+    frame = frame_of(TRADES_SCHEMA, VENUE, instrument, cols["timestamp"], trade_id=list(cols["trade_id"]),
+                     price=cols["price"], quantity=cols["quantity"], amount=cols["quote"],
+                     side=list(cols["direction"]), seq=cols["trade_seq"])
+    flags = {t: flag for t, flag in zip(cols["trade_id"], cols["liquidation"]) if flag is not None}
+    return frame, has_more, flags
 
 
 def liquidations_of(trades: pl.DataFrame, flags: dict[str, str], instrument: str) -> pl.DataFrame:
@@ -379,8 +344,7 @@ def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None) -> t
 
 def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
     """A number the venue may leave out or send as null."""
-    value = record.get(key)
-    return None if value is None else number(value, f"{what} {key}", ctx)
+    return _number_or_null(record.get(key), f"{what} {key}", ctx)
 
 
 def _ticker_result(body: Any, instrument: str, ctx: Page) -> dict:
@@ -450,44 +414,78 @@ def open_interest_of(ticker: Any, size: float, inverse: bool, ctx: Page) -> tupl
     return ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote
 
 
+_FUNDING_READERS = {"timestamp": integer, "interest_1h": number, "interest_8h": number,
+                    "index_price": _number_or_null}
+FUNDING_RULES = (reads("timestamp", integer), is_epoch("timestamp"), reads("interest_1h", number),
+                 reads("interest_8h", number), reads("index_price", _number_or_null),
+                 or_null(is_positive("index_price")))
+
+
+def _funding_name(i: int, row: dict) -> str:
+    """funding row #i, and its time once its timestamp is one."""
+    t = _time(row, "timestamp")
+    return f"funding row #{i}" if t is None else f"funding at {t.isoformat()}"
+
+
 def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_funding_rate_history (`FundingRow`s) → funding rows (rate = interest_1h over 1 hour)."""
     ctx = ctx or Page(VENUE, instrument)
     result = _result(body, ctx)
-    rows = fits(list[FundingRow], result)
-    frame = None if rows is None else _funding_frame(rows, instrument)
-    return _funding_by_row(result, instrument, ctx) if frame is None else frame
-
-
-def _funding_frame(rows: list[FundingRow], instrument: str) -> pl.DataFrame | None:
-    """The page's funding rows, or None if one breaks a rule: epoch ms, finite rates, an index price
-    that is null or positive."""
-    page = pl.DataFrame(columns(rows, _FUNDING_COLUMNS), schema=_FUNDING_COLUMNS)
-    rates, index = pl.col("interest_1h", "interest_8h"), pl.col("index_price")
-    if not _passes(page, epoch_ok("timestamp") & pl.all_horizontal(rates.is_finite())
-                   & (index.is_null() | (index.is_finite() & (index > 0)))):
-        return None
-    return stamped(page.select(epoch_us_of("timestamp").alias("ts"), "index_price", rate="interest_1h",
-                               interval_hours=pl.lit(1.0), rate_8h="interest_8h", mark_price=pl.lit(None)),
-                   VENUE, instrument, FUNDING_SCHEMA)
-
-
-def _funding_by_row(result: Any, instrument: str, ctx: Page) -> pl.DataFrame:
-    """`parse_funding` row by row: the first thing wrong, in its words."""
     if not isinstance(result, list):
         raise ctx.error(f"funding history result is {type(result).__name__}, not an array")
-    cols = columns_of("funding")
-    for i, record in enumerate(result):
-        what = f"funding row #{i}"
-        ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
-        what = f"funding at {from_us(ts).isoformat()}"
-        rate = number(field(record, "interest_1h", what, ctx), f"{what} interest_1h", ctx)
-        rate_8h = number(field(record, "interest_8h", what, ctx), f"{what} interest_8h", ctx)
-        index = _optional(record, "index_price", what, ctx)
-        if index is not None:
-            positive(index, what, ctx, "index_price")
-        cols.add(ts, rate, 1.0, rate_8h, None, index)
-    return cols.frame(VENUE, instrument)
+    cols = _read(result, FundingRow, _FUNDING_READERS, ctx, {"index_price": None})
+    check(cols, FUNDING_RULES, _funding_name, ctx)
+    n = len(result)
+    return frame_of(FUNDING_SCHEMA, VENUE, instrument, cols["timestamp"], rate=cols["interest_1h"],
+                    interval_hours=[1.0] * n, rate_8h=cols["interest_8h"], mark_price=[None] * n,
+                    index_price=cols["index_price"])
+
+
+_SUMMARY_READERS = {"instrument_name": None, "creation_timestamp": integer, "underlying_price": number,
+                    "underlying_index": None, "mark_price": number, "mark_iv": number, "bid_price": _number_or_null,
+                    "ask_price": _number_or_null, "volume": _number_or_null, "open_interest": number}
+
+
+def chain_rules(currency: str) -> tuple[Rule, ...]:
+    """What every option of the `currency` chain keeps, in the order a breach is told: an option name
+    of the chain, epoch ms, an index name, finite numbers, the prices and sizes not negative, a
+    positive underlying price and mark_iv."""
+    sizes = ("mark_price", "bid_price", "ask_price", "volume", "open_interest")
+    return (reads("instrument_name"), each("option", lambda n: not isinstance(n, ValueError), "{what}: {value}"),
+            each("option", _is_option, lambda what, r: (
+                f"{what} {r['instrument_name']!r} is not an option name (like BTC-27DEC24-60000-C)")),
+            each("option", lambda n: _is_option(n) and _settles(n) == currency,
+                 f"{{what}} is not an option of the {currency} chain"),
+            reads("creation_timestamp", integer), is_epoch("creation_timestamp"),
+            reads("underlying_price", number), reads("underlying_index"),
+            each("underlying_index", _text, "{what} underlying_index is {value!r}, not a name"),
+            *(reads(name, _SUMMARY_READERS[name]) for name in ("mark_price", "mark_iv", *sizes[1:])),
+            *(or_null(is_not_negative(name)) for name in sizes),
+            is_positive("underlying_price"), is_positive("mark_iv"))
+
+
+def _named(name: Any) -> Contract | ValueError | None:
+    """What an option name stands for (`contract`; its ValueError if none; None for a name not text)."""
+    if not isinstance(name, str):
+        return None
+    try:
+        return contract(name)
+    except ValueError as error:
+        return error
+
+
+def _is_option(named: Any) -> bool:
+    return isinstance(named, Contract) and named.contract_type == "option"
+
+
+def _settles(option: Contract) -> str:
+    """The currency an option settles in (USDC options: their quote) = its chain's."""
+    return option.quote if "_" in option.instrument.split("-")[0] else option.base
+
+
+def _option_name(i: int, summary: dict) -> str:
+    """book summary #i, and its option's name once it is one."""
+    return f"option {summary['instrument_name']}" if _is_option(summary["option"]) else f"book summary #{i}"
 
 
 def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -496,81 +494,20 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
     ctx = ctx or Page(VENUE, instrument)
     currency = chain_currency(instrument)
     result = _result(body, ctx)
-    rows = fits(list[BookSummary], result)
-    frame = None if rows is None else _chain_frame(rows, currency, instrument)
-    frame = _chain_by_option(result, currency, instrument, ctx) if frame is None else frame
-    return finish("option_chain", [frame])
-
-
-def _chain_option(name: str, currency: str) -> Contract | None:
-    """The option `name` stands for, if it is one of the `currency` chain (USDC options settle in
-    their quote), else None."""
-    try:
-        named = contract(name)
-    except ValueError:
-        return None
-    settles = named.quote if "_" in name.split("-")[0] else named.base
-    return named if named.contract_type == "option" and settles == currency else None
-
-
-def _chain_frame(rows: list[BookSummary], currency: str, instrument: str) -> pl.DataFrame | None:
-    """The chain's rows, or None if one breaks a rule: an option of the chain, epoch ms, an index
-    name, finite numbers, a positive underlying price and mark_iv, the others not negative."""
-    named = [_chain_option(r.instrument_name, currency) for r in rows]
-    if any(n is None for n in named):
-        return None
-    page = pl.DataFrame(columns(rows, _SUMMARY_COLUMNS), schema=_SUMMARY_COLUMNS)
-    sizes, underlying, mark_iv = (pl.col("mark_price", "bid_price", "ask_price", "open_interest", "volume"),
-                                  pl.col("underlying_price"), pl.col("mark_iv"))
-    if not _passes(page, epoch_ok("creation_timestamp") & (pl.col("underlying_index").str.len_bytes() > 0)
-                   & underlying.is_finite() & mark_iv.is_finite() & (underlying > 0) & (mark_iv > 0)
-                   & pl.all_horizontal((sizes.is_finite() & (sizes >= 0)).fill_null(True))):
-        return None
-    page = page.with_columns(epoch_us_of("creation_timestamp").alias("ts"),
-                             pl.Series("expiry", [to_us(n.expires_at) for n in named], pl.Int64),
-                             pl.Series("strike", [n.strike for n in named], pl.Float64),
-                             pl.Series("option_type", [_OPTION_TYPES[n.option_type] for n in named], pl.Utf8),
-                             bid_iv=pl.lit(None), ask_iv=pl.lit(None))
-    return stamped(page.rename({"instrument_name": "option", "volume": "volume_24h"}), VENUE, instrument,
-                   OPTION_CHAIN_SCHEMA)
-
-
-def _chain_by_option(result: Any, currency: str, instrument: str, ctx: Page) -> pl.DataFrame:
-    """`parse_option_chain` option by option: the first thing wrong, in its words."""
     if not isinstance(result, list):
         raise ctx.error(f"book summary result is {type(result).__name__}, not an array")
-    cols = columns_of("option_chain")
-    for i, record in enumerate(result):
-        name = field(record, "instrument_name", f"book summary #{i}", ctx)
-        try:
-            named = contract(name) if isinstance(name, str) else None
-        except ValueError as error:
-            raise ctx.error(f"book summary #{i}: {error}") from None
-        if named is None or named.contract_type != "option":
-            raise ctx.error(f"book summary #{i} {name!r} is not an option name (like BTC-27DEC24-60000-C)")
-        what = f"option {name}"
-        settles = named.quote if "_" in name.split("-")[0] else named.base
-        if settles != currency:
-            raise ctx.error(f"{what} is not an option of the {currency} chain")
-        ts = epoch_us(field(record, "creation_timestamp", what, ctx), f"{what} creation_timestamp", ctx)
-        underlying = number(field(record, "underlying_price", what, ctx), f"{what} underlying_price", ctx)
-        index = field(record, "underlying_index", what, ctx)
-        if not isinstance(index, str) or not index:
-            raise ctx.error(f"{what} underlying_index is {index!r}, not a name")
-        mark = number(field(record, "mark_price", what, ctx), f"{what} mark_price", ctx)
-        mark_iv = number(field(record, "mark_iv", what, ctx), f"{what} mark_iv", ctx)
-        bid, ask, volume = (_optional(record, key, what, ctx) for key in ("bid_price", "ask_price", "volume"))
-        open_interest = number(field(record, "open_interest", what, ctx), f"{what} open_interest", ctx)
-        for key, value in (("mark_price", mark), ("bid_price", bid), ("ask_price", ask), ("volume", volume),
-                           ("open_interest", open_interest)):
-            if value is not None:
-                not_negative(value, f"{what} {key}", ctx)
-        positive(underlying, what, ctx, "underlying_price")
-        positive(mark_iv, what, ctx, "mark_iv")
-        option_type = "call" if named.option_type == "C" else "put"
-        cols.add(ts, name, to_us(named.expires_at), named.strike, option_type, underlying, index, mark,
-                 mark_iv, None, None, bid, ask, open_interest, volume)
-    return cols.frame(VENUE, instrument)
+    cols = _read(result, BookSummary, _SUMMARY_READERS, ctx, dict.fromkeys(("bid_price", "ask_price", "volume")))
+    options = cols["option"] = np.fromiter(map(_named, cols["instrument_name"]), object, len(result))
+    check(cols, chain_rules(currency), _option_name, ctx)
+    n = len(result)
+    frame = frame_of(OPTION_CHAIN_SCHEMA, VENUE, instrument, cols["creation_timestamp"],
+                     option=list(cols["instrument_name"]), expiry=[to_us(o.expires_at) for o in options],
+                     strike=[o.strike for o in options], option_type=[_OPTION_TYPES[o.option_type] for o in options],
+                     underlying_price=cols["underlying_price"], underlying_index=list(cols["underlying_index"]),
+                     mark_price=cols["mark_price"], mark_iv=cols["mark_iv"], bid_iv=[None] * n, ask_iv=[None] * n,
+                     bid_price=cols["bid_price"], ask_price=cols["ask_price"], open_interest=cols["open_interest"],
+                     volume_24h=cols["volume"])
+    return finish("option_chain", [frame])
 
 
 def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -588,56 +525,48 @@ def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
+_CHART_KEYS = Chart.__struct_fields__[1:]  # ticks, open, high, low, close, volume, cost
+CHART_RULES = (reads("ticks", integer, ""), is_epoch("ticks")._replace(
+    says="{what} is {value}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)"),
+    *(reads(name, number) for name in _CHART_KEYS[1:]), *bar_rules("ts"), is_not_negative("cost"))
+
+
+def _bar_name(i: int, bar: dict) -> str:
+    """chart ticks[i], and the bar's minute once its tick is a time."""
+    t = _time(bar, "ticks")
+    return f"chart ticks[{i}]" if t is None else f"bar {t.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
 def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_tradingview_chart_data (`Chart`) → bars frame (volume = base, amount = cost)."""
     ctx = ctx or Page(VENUE, instrument)
-    result = _result(body, ctx)
-    chart = fits(Chart, result)  # "no_data" and any other status: `_chart_by_bar` answers or words it
-    frame = None if chart is None or chart.status != "ok" else _chart_frame(chart, instrument)
-    return _chart_by_bar(result, instrument, ctx) if frame is None else frame
+    cols = _chart_columns(_result(body, ctx), ctx)
+    cols["ts"] = _us(cols["ticks"])
+    check(cols, CHART_RULES, _bar_name, ctx)
+    return frame_of(BARS_SCHEMA, VENUE, instrument, cols["ticks"], open=cols["open"], high=cols["high"],
+                    low=cols["low"], close=cols["close"], volume=cols["volume"], amount=cols["cost"],
+                    trades=[None] * len(cols["ticks"]))
 
 
-def _chart_frame(chart: Chart, instrument: str) -> pl.DataFrame | None:
-    """The chart's bars, or None if its arrays differ in length or a bar breaks a rule: epoch ms on a
-    minute, finite, a bar that can be true (datasets.wire.check_bar), volume and cost not negative."""
-    names = Chart.__struct_fields__[1:]  # ticks, open, high, low, close, volume, cost
-    if len({len(getattr(chart, name)) for name in names}) != 1:
-        return None
-    page = pl.DataFrame({name: getattr(chart, name) for name in names},
-                        schema={name: pl.Int64 if name == "ticks" else pl.Float64 for name in names})
-    o, h, lo, c = pl.col("open"), pl.col("high"), pl.col("low"), pl.col("close")
-    if not _passes(page, epoch_ok("ticks") & (epoch_us_of("ticks") % 60_000_000 == 0) & (lo > 0)
-                   & pl.all_horizontal(pl.col(names[1:]).is_finite()) & (pl.min_horizontal(o, c) >= lo)
-                   & (pl.max_horizontal(o, c) <= h) & (pl.col("volume") >= 0) & (pl.col("cost") >= 0)):
-        return None
-    return stamped(page.with_columns(epoch_us_of("ticks").alias("ts"), pl.col("cost").alias("amount"),
-                                     trades=pl.lit(None, pl.Int64)), VENUE, instrument, BARS_SCHEMA)
-
-
-def _chart_by_bar(result: Any, instrument: str, ctx: Page) -> pl.DataFrame:
-    """`parse_chart` bar by bar: the first thing wrong, in its words."""
+def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:
+    """A chart's bars as columns (none for status "no_data"): its arrays, all of one length."""
     status = field(result, "status", "chart", ctx)
     if status == "no_data":
-        return BarColumns().frame(VENUE, instrument)
+        return {key: [] for key in _CHART_KEYS}
     if status != "ok":
         raise ctx.error(f"chart status is {status!r}, not \"ok\" or \"no_data\"")
-    keys = ("ticks", "open", "high", "low", "close", "volume", "cost")
-    arrays = [field(result, key, "chart", ctx) for key in keys]
-    for key, array in zip(keys, arrays):
+    arrays = [field(result, key, "chart", ctx) for key in _CHART_KEYS]
+    for key, array in zip(_CHART_KEYS, arrays):
         if not isinstance(array, list):
             raise ctx.error(f"chart {key} is {type(array).__name__}, not an array")
-    lengths = {len(a) for a in arrays}
-    if len(lengths) != 1:
-        raise ctx.error(f"chart arrays differ in length: {dict(zip(keys, map(len, arrays)))}")
-    cols = BarColumns()
-    for i, tick in enumerate(arrays[0]):
-        ts = epoch_us(tick, f"chart ticks[{i}]", ctx)
-        what = f"bar {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
-        o, h, lo, c, v, cost = (number(arrays[k][i], f"{what} {keys[k]}", ctx) for k in range(1, 7))
-        check_bar(what, ctx, ts, o, h, lo, c, v)
-        not_negative(cost, f"{what} cost", ctx)
-        cols.add(ts, o, h, lo, c, v, cost, None)
-    return cols.frame(VENUE, instrument)
+    if len({len(a) for a in arrays}) != 1:
+        raise ctx.error(f"chart arrays differ in length: {dict(zip(_CHART_KEYS, map(len, arrays)))}")
+    chart = fits(Chart, result)
+    if chart is not None:
+        return {key: getattr(chart, key) for key in _CHART_KEYS}
+    readers = dict(zip(_CHART_KEYS, (integer, *[number] * 6)))
+    return wire_columns([dict(zip(_CHART_KEYS, bar)) for bar in zip(*arrays)], readers, ctx)
+
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import json
 from typing import ClassVar
 
 from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.records import Funding, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.deribit.rest import (
@@ -49,7 +50,7 @@ from marketdata_assets.sources.deribit.rest import (
     is_inverse,
     open_interest_of,
     parse_order_book,
-    trade_of,
+    trade_columns,
 )
 from marketdata_assets.sources.stream import (
     BOOK_TOPS,
@@ -222,13 +223,15 @@ class DeribitStream(StreamBase):
         return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
 
     def trades(self, frame: Frame) -> list[Trade]:
-        """A `trades.<instrument>.<interval>` notification through the REST parser's `trade_of`:
-        inverse contracts' USD amounts as base quantity and quote amount."""
+        """A `trades.<instrument>.<interval>` notification read and checked as the REST pages are
+        (`trade_columns`): inverse contracts' USD amounts as base quantity and quote amount."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades notification data is {type(frame.data).__name__}, not an array")
-        inverse = self.contract(instrument)[0]
-        return [trade_of(record, instrument, inverse, f"trade #{i}", ctx)[0] for i, record in enumerate(frame.data)]
+        cols = trade_columns(frame.data, instrument, self.contract(instrument)[0], ctx)
+        fields = ("trade_id", "price", "quantity", "quote", "direction", "trade_seq")
+        return [Trade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
+                for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))]
 
     def contract(self, instrument: str) -> tuple[bool, float | None]:
         """(inverse, contract size or None where undeclared: no open interest) of an instrument, kept;
