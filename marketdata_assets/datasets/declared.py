@@ -301,7 +301,9 @@ def _array(values: Sequence) -> np.ndarray:
     kind = type(values[0]) if len(values) else None
     try:
         if kind is float:  # a declared float column (an int among them is read as its float; text raises)
-            return np.fromiter(values, np.float64, len(values))
+            floats = np.fromiter(values, np.float64, len(values))
+            if not np.isnan(floats).any() or None not in values:  # numpy reads a None as NaN
+                return floats
         if kind in (int, bool) and set(map(type, values)) == {kind}:
             return np.fromiter(values, np.int64 if kind is int else bool, len(values))
     except (TypeError, ValueError, OverflowError):
