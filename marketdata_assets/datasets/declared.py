@@ -16,7 +16,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from marketdata_assets.core.http import Page, decode_json
+from marketdata_assets.core.http import Page, SourceDataError, decode_json
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
@@ -303,3 +303,24 @@ def _array(values: Sequence) -> np.ndarray:
     if kinds <= {float, int}:
         return np.fromiter(values, np.float64, len(values))
     return np.array(values, object)
+
+
+def check_at(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable[[int, dict], str],
+             page_at: Callable[[int, dict], Page], body: Any = None, kind: type | None = None) -> None:
+    """`check`, its breach told on `page_at(i, record)`: the page of the record that breaks a rule (its
+    own day, where one page's records span several days)."""
+    breach: list = []
+
+    def named(i: int, record: dict) -> str:
+        breach[:] = i, record
+        return what(i, record) if callable(what) else what.format(i=i, **record)
+    try:
+        check(cols, rules, named, Page(""), body, kind)
+    except SourceDataError as error:
+        raise page_at(*breach).error(error.detail) from None
+
+
+def objects(values: Sequence) -> np.ndarray:
+    """A column as sent (numbers, text, null, arrays, objects) as a 1-D array of its values, for rules
+    that read them one by one (numpy would make arrays of equal length a second dimension)."""
+    return np.fromiter(values, object, len(values))
