@@ -7,6 +7,7 @@ types (a positive price, an epoch in milliseconds or microseconds) run on the co
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -379,3 +380,81 @@ def each(column: str, keeps: Callable[[Any], bool], says: str | Callable[[str, d
 
 
 Finite = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]  # not NaN, not infinite
+def check_at(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable[[int, dict], str],
+             page_at: Callable[[int, dict], Page], body: Any = None, kind: type | None = None) -> None:
+    """`check`, its breach told on `page_at(i, record)`: the page of the record that breaks a rule (its
+    own day, where one page's records span several days)."""
+    breach: list = []
+
+    def named(i: int, record: dict) -> str:
+        breach[:] = i, record
+        return what(i, record) if callable(what) else what.format(i=i, **record)
+    try:
+        check(cols, rules, named, Page(""), body, kind)
+    except SourceDataError as error:
+        raise page_at(*breach).error(error.detail) from None
+
+
+def objects(values: Sequence) -> np.ndarray:
+    """A column as sent (numbers, text, null, arrays, objects) as a 1-D array of its values, for rules
+    that read them one by one (numpy would make arrays of equal length a second dimension)."""
+    return np.fromiter(values, object, len(values))
+
+
+# ---- records sent as JSON objects with values as text, read as datasets.wire reads them ---------
+
+READ, REFUSED, LACKS = 0, 1, 2  # "<field> read" of a record: its value read, refused by its reader, absent
+
+
+def read_records(kind: type, records: list, named: Callable[[int, dict], str], page: Page) -> dict[str, list]:
+    """`records` (JSON objects) declared as `kind` (fields `Any`; UNSET: one it must have), each field read
+    by its reader in `kind.reads` ((value, what, page) → the value, as datasets.wire.number): the fields'
+    columns. The first record (by position) that is no object, lacks a field or has a value its reader
+    refuses (the first in field order) is told as datasets.wire tells it, `named` naming the record."""
+    cols = {key: objects(values) for key, values in columns(
+        [fits(kind, record) or kind() for record in records], kind.__struct_fields__).items()}
+    cols["record"] = objects(records)
+    for key in kind.__struct_fields__:
+        read = kind.reads.get(key, lambda value, what, page: value)
+        cols[f"{key} value"] = objects([_reading(read, value) for value in cols[key]])
+        cols[f"{key} read"] = np.fromiter((LACKS if sent is msgspec.UNSET else REFUSED if value is msgspec.UNSET
+                                           else READ for sent, value in zip(cols[key], cols[f"{key} value"])),
+                                          np.int8, len(records))
+    check(cols, _read_rules(kind), named, page)
+    return {key: cols[f"{key} value"].tolist() for key in kind.__struct_fields__}
+
+
+def _reading(read: Callable[[Any, str, Page], Any], value: Any) -> Any:
+    """`value` as `read` reads it, UNSET where it refuses it (`_read_rules` tell why)."""
+    try:
+        return msgspec.UNSET if value is msgspec.UNSET else read(value, "", Page(""))
+    except (SourceDataError, ValueError, OverflowError):
+        return msgspec.UNSET
+
+
+@functools.cache
+def _read_rules(kind: type) -> tuple[Rule, ...]:
+    """What `kind`'s records keep, field by field: the field (one without a default: datasets.wire.field),
+    then a value its reader takes."""
+    rules: list[Rule] = []
+    for key in kind.__struct_fields__:
+        if getattr(kind(), key) is msgspec.UNSET:
+            says = _told(lambda record, what, page, key=key: field(record, key, what, page))
+            rules.append(Rule(key, lambda c, key=key: c[f"{key} read"] != LACKS,
+                              lambda what, r, says=says: says(r["record"], what)))
+        if key in kind.reads:
+            says = _told(kind.reads[key])
+            rules.append(Rule(key, lambda c, key=key: c[f"{key} read"] == READ,
+                              lambda what, r, key=key, says=says: says(r[key], f"{what} {key}")))
+    return tuple(rules)
+
+
+def _told(read: Callable[[Any, str, Page], Any]) -> Callable[[Any, str], str | None]:
+    """What `read` says of a value it refuses; what it raises besides (OverflowError, ValueError), it raises."""
+    def says(value: Any, what: str) -> str | None:
+        try:
+            read(value, what, Page(""))
+        except SourceDataError as error:
+            return error.detail
+        return None
+    return says

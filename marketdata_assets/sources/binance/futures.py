@@ -1,34 +1,6 @@
-"""Binance USD-M futures REST (`https://fapi.binance.com`, venue BINANCE_UM): trades, bars and books
-with spot's paging and parsers (`rest.BinanceClient`) over the `/fapi/v1` paths, and tickers,
-funding, open interest, mark and index price bars. From the USD-M docs (weights as of 2026):
-
-- `aggTrades` (weight 20): spot's records without `M`, ms; "only trade histories within the past 48
-  hours (counted from now) can be queried" (one year until May 2026): an older day is refused
-  (`trades_reach`), not fetched in part; it comes from data.binance.vision (`archives`).
-- `klines`, `markPriceKlines` (symbol), `indexPriceKlines` (pair: the symbol before any `_`): limit
-  <= 1500, weight 1/2/5/10 for limits < 100/500, <= 1000, more; mark/index klines carry "0" volumes
-  and the "number of basic data": only their prices are kept. `depth` (weight 2/5/10/20 for limits
-  <= 50/100/500/1000) adds `E` and `T` to spot's: the book's `ts` is `T` (transaction time).
-- tickers, 3 requests (none has every column): `ticker/bookTicker` (weight 2: bid/ask, sizes,
-  time), `premiumIndex` (1: markPrice, indexPrice, lastFundingRate, time), `ticker/24hr` (1:
-  lastPrice, volume (base), quoteVolume, closeTime); `ts` = the latest of the three times.
-  funding_rate = lastFundingRate, the period in progress [inferred: "the latest funding rate"].
-- `fundingRate` (startTime/endTime inclusive, limit <= 1000, ascending, the first `limit` from
-  startTime): paged forward from the last fundingTime + 1 ms; markPrice absent or "" in old rows ->
-  null. `fundingInfo` (weight 0; 500 requests / 5 min shared with fundingRate) lists only instruments
-  whose cap, floor or fundingIntervalHours were adjusted: asked once per client, else 8 hours;
-  rate_8h = rate * 8 / interval_hours. Today's interval labels every row [inferred: no history of
-  interval changes is published].
-- `/futures/data/openInterestHist` (period=5m, limit <= 500, weight 0, 1000 requests / 5 min):
-  "only the data of the latest 1 month" (30 days in older docs): a window starting over
-  `open_interest_reach` (30 days) ago is refused. sumOpenInterest is base units (contract size 1),
-  sumOpenInterestValue quote; the doc example's timestamp is a string. Which rows a range holding
-  more than `limit` answers is undocumented: each request spans at most `limit` periods.
-- Errors as spot (-1121, 429 / -1003 + Retry-After, 418 ban); 2400 weight a minute.
-
-No liquidations: `allForceOrders` answers "The endpoint has been out of maintenance" since 2021 and
-left the docs; USD-M `liquidationSnapshot` dump files stopped in 2024.
-"""
+"""Binance USD-M futures REST (`https://fapi.binance.com`, venue BINANCE_UM): spot's trades, bars and
+books (`rest.BinanceClient`) over `/fapi/v1`, and tickers, funding, open interest, mark and index price
+bars. What each endpoint answers, weighs and reaches: docs/crypto-datasets.md, "Binance USD-M REST"."""
 
 from __future__ import annotations
 
@@ -37,11 +9,22 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
+import msgspec
 import polars as pl
 
 from marketdata_assets.core.http import Limits, Page, SourceDataError
-from marketdata_assets.datasets.frames import PRICE_BARS_SCHEMA, as_utc, ceil_ms, day_of, from_us, to_us
-from marketdata_assets.datasets.wire import columns_of, epoch_us, field, finish, number
+from marketdata_assets.datasets.declared import READ, frame_of, read_records
+from marketdata_assets.datasets.frames import (
+    FUNDING_SCHEMA,
+    OPEN_INTEREST_SCHEMA,
+    PRICE_BARS_SCHEMA,
+    as_utc,
+    ceil_ms,
+    day_of,
+    from_us,
+    to_us,
+)
+from marketdata_assets.datasets.wire import columns_of, epoch_us, field, finish, not_negative, number
 from marketdata_assets.sources.binance.rest import (
     ERRORS,
     BinanceClient,
@@ -96,16 +79,48 @@ def _ctx(instrument: str | None, ctx: Page | None) -> Page:
     return ctx or Page(VENUE, instrument)
 
 
-def _array(body: Any, what: str, ctx: Page) -> list:
-    if not isinstance(body, list):
-        raise ctx.error(f"{what}: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
+def _json(body: Any, kind: type, what: str, ctx: Page) -> Any:
+    if not isinstance(body, kind):
+        raise ctx.error(f"{what}: expected a JSON {'array' if kind is list else 'object'}, got "
+                        f"{type(body).__name__} {str(body)[:120]!r}")
     return body
 
 
-def _object(body: Any, what: str, ctx: Page) -> dict:
-    if not isinstance(body, dict):
-        raise ctx.error(f"{what}: expected a JSON object, got {type(body).__name__} {str(body)[:120]!r}")
-    return body
+def _hours(value: Any, what: str, ctx: Page) -> float | None:
+    hours = None if value is None else number(value, what, ctx)
+    if hours is not None and hours <= 0:
+        raise ctx.error(f"{what} is {hours}, not positive")
+    return hours
+
+
+class FundingRate(msgspec.Struct):
+    """A `fundingRate` record as sent (`read_records`: UNSET a field it must have, `reads` its readers)."""
+    fundingTime: Any = msgspec.UNSET  # when the rate was settled, epoch ms
+    fundingRate: Any = msgspec.UNSET  # the rate settled, text ("0.00010000")
+    markPrice: Any = None             # text; absent or "" in old records: null
+    reads: ClassVar[dict] = {"fundingTime": epoch_us, "fundingRate": number, "markPrice": lambda value, what, ctx: (
+        None if value in (None, "") else price_or_null(value, what, ctx))}
+
+
+class FundingInfo(msgspec.Struct):
+    """A `fundingInfo` record (only instruments whose cap, floor or interval was adjusted)."""
+    symbol: Any = msgspec.UNSET       # the instrument
+    fundingIntervalHours: Any = None  # hours between fundings, above 0; absent: FUNDING_HOURS
+    reads: ClassVar[dict] = {"fundingIntervalHours": _hours}
+
+
+class OpenInterestHist(msgspec.Struct):
+    """An `openInterestHist` row."""
+    timestamp: Any = msgspec.UNSET             # the period's time, epoch ms (a string in the docs' example)
+    sumOpenInterest: Any = msgspec.UNSET       # base units (contract size 1), text
+    sumOpenInterestValue: Any = msgspec.UNSET  # quote units, text
+    reads: ClassVar[dict] = {"timestamp": epoch_us, **dict.fromkeys(("sumOpenInterest", "sumOpenInterestValue"), (
+        lambda value, what, ctx: not_negative(number(value, what, ctx), what, ctx)))}
+
+
+def _dated(name: str, key: str) -> Callable[[int, dict], str]:  # record i's name, its minute once read
+    return lambda i, r: (f"{name} #{i} ({from_us(r[f'{key} value']):%Y-%m-%d %H:%M})"
+                         if r[f"{key} read"] == READ else f"{name} #{i}")
 
 
 def parse_funding(body: Any, instrument: str, interval_hours: float = FUNDING_HOURS,
@@ -113,46 +128,31 @@ def parse_funding(body: Any, instrument: str, interval_hours: float = FUNDING_HO
     """`/fapi/v1/fundingRate` records → funding frame (rate settled at fundingTime for the
     `interval_hours` before it; mark_price null where markPrice is absent or "")."""
     ctx = _ctx(instrument, ctx)
-    cols = columns_of("funding")
-    for i, record in enumerate(_array(body, "fundingRate", ctx)):
-        what = f"funding #{i}"
-        ts = epoch_us(field(record, "fundingTime", what, ctx), f"{what} fundingTime", ctx)
-        what = f"{what} ({from_us(ts):%Y-%m-%d %H:%M})"
-        rate = number(field(record, "fundingRate", what, ctx), f"{what} fundingRate", ctx)
-        mark = record.get("markPrice")
-        mark = None if mark in (None, "") else price_or_null(mark, f"{what} markPrice", ctx)
-        cols.add(ts, rate, interval_hours, rate * 8 / interval_hours, mark, None)
-    return cols.frame(VENUE, instrument)
+    cols = read_records(FundingRate, _json(body, list, "fundingRate", ctx), _dated("funding", "fundingTime"), ctx)
+    rate = cols["fundingRate"]
+    return frame_of(FUNDING_SCHEMA, VENUE, instrument, cols["fundingTime"], rate=rate, index_price=[None] * len(rate),
+                    interval_hours=[interval_hours] * len(rate), rate_8h=[r * 8 / interval_hours for r in rate],
+                    mark_price=cols["markPrice"])
 
 
 def parse_funding_info(body: Any, ctx: Page | None = None) -> dict[str, float]:
     """`/fapi/v1/fundingInfo` → instrument -> fundingIntervalHours (instruments without one are left out)."""
     ctx = _ctx(None, ctx)
-    intervals: dict[str, float] = {}
-    for i, record in enumerate(_array(body, "fundingInfo", ctx)):
-        instrument = field(record, "symbol", f"fundingInfo #{i}", ctx)
-        hours = record.get("fundingIntervalHours")
-        if hours is None:
-            continue
-        hours = number(hours, f"fundingInfo {instrument} fundingIntervalHours", ctx)
-        if hours <= 0:
-            raise ctx.error(f"fundingInfo {instrument} fundingIntervalHours is {hours}, not positive")
-        intervals[str(instrument)] = hours
-    return intervals
+    cols = read_records(FundingInfo, _json(body, list, "fundingInfo", ctx), lambda i, r: (
+        f"fundingInfo #{i}" if r["symbol"] is msgspec.UNSET else f"fundingInfo {r['symbol']}"), ctx)
+    return {str(symbol): hours for symbol, hours in zip(cols["symbol"], cols["fundingIntervalHours"], strict=True)
+            if hours is not None}
 
 
 def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """`/futures/data/openInterestHist` rows → open_interest frame: one contract = 1 base unit, so
     contracts = base = sumOpenInterest; quote = sumOpenInterestValue."""
     ctx = _ctx(instrument, ctx)
-    cols = columns_of("open_interest")
-    for i, record in enumerate(_array(body, "openInterestHist", ctx)):
-        what = f"open interest #{i}"
-        ts = epoch_us(field(record, "timestamp", what, ctx), f"{what} timestamp", ctx)
-        what = f"{what} ({from_us(ts):%Y-%m-%d %H:%M})"
-        base = size_field(record, "sumOpenInterest", what, ctx)
-        cols.add(ts, base, 1.0, "base", base, size_field(record, "sumOpenInterestValue", what, ctx))
-    return cols.frame(VENUE, instrument)
+    cols = read_records(OpenInterestHist, _json(body, list, "openInterestHist", ctx),
+                        _dated("open interest", "timestamp"), ctx)
+    base, n = cols["sumOpenInterest"], len(cols["timestamp"])
+    return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, cols["timestamp"], contracts=base,
+                    contract_size=[1.0] * n, size_unit=["base"] * n, base=base, quote=cols["sumOpenInterestValue"])
 
 
 def parse_price_klines(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -165,9 +165,9 @@ def parse_ticker(book: Any, premium: Any, stats: Any, instrument: str,
     """`ticker/bookTicker`, `premiumIndex` and `ticker/24hr` of one instrument → one tickers row
     (ts = the latest of their times)."""
     book_ctx, premium_ctx, stats_ctx = (_ctx(instrument, page) for page in pages)
-    book = _object(book, "bookTicker", book_ctx)
-    premium = _object(premium, "premiumIndex", premium_ctx)
-    stats = _object(stats, "24hr ticker", stats_ctx)
+    book = _json(book, dict, "bookTicker", book_ctx)
+    premium = _json(premium, dict, "premiumIndex", premium_ctx)
+    stats = _json(stats, dict, "24hr ticker", stats_ctx)
     bid, bid_size = best_quote(book, "bidPrice", "bidQty", "bookTicker", book_ctx)
     ask, ask_size = best_quote(book, "askPrice", "askQty", "bookTicker", book_ctx)
     mark, index = (price_or_null(field(premium, key, "premiumIndex", premium_ctx), f"premiumIndex {key}",

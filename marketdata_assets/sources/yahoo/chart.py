@@ -1,21 +1,8 @@
-"""Yahoo Finance chart v8: 1-minute bars of stocks as normalized `BARS_SCHEMA` frames.
-
-`GET /v8/finance/chart/{instrument}?interval=1m&period1=&period2=` answers `chart.result[0]`: its
-`meta` (`ChartMeta`) and parallel arrays, one bar per position (`Bars`, `Quote`). `parse_chart` (pure)
-undoes what would otherwise corrupt the bars: float32 noise in prices (101.19999694824219 → 101.2),
-minor currency units (GBp, ZAc, ILA: /100; KWF: /1000), null or partly null minutes (dropped,
-counted), a live bar stamped mid-minute (floored). `amount` is an ESTIMATE (volume × typical price:
-Yahoo sends no turnover). What it cannot undo is an error naming the instrument: no `meta.currency`
-where Yahoo may quote in a minor unit (London, Johannesburg, Tel Aviv, Kuwait: pence would become
-pounds; elsewhere it is counted), another `meta.dataGranularity` than 1m, times that are not epoch
-seconds, a negative volume. Yahoo sends JSON numbers: a page of exactly the declared types is
-converted in C and checked on its columns; any other is read bar by bar, which words the first
-thing wrong (text is not read as a number).
-
-`YahooChartClient` sends each request through the shared `ApiClient.call`, its `ERRORS` saying what
-Yahoo's answers mean (unknown instrument, rejected window, refused access; plain-text 429s and cut
-bodies are retried), and cuts a window into requests of at most 7 days within the ~30 days Yahoo
-keeps 1-minute data for.
+"""Yahoo Finance chart v8: 1-minute bars of stocks as normalized `BARS_SCHEMA` frames. The answer's
+shape, what `parse_chart` undoes (float32 noise, minor units, null minutes, mid-minute stamps) and what
+it refuses: docs/ticks.md, "Yahoo chart v8". What every bar keeps is declared once (`BAR_RULES`) and
+checked on the page's columns. `YahooChartClient` asks through the shared `ApiClient.call` (`ERRORS`)
+in windows of at most 7 days within the ~30 days Yahoo keeps 1-minute bars for.
 
 Over 500 lines: everything about one source in one module (the chart parser, its units and
 exchange table + the client).
@@ -53,9 +40,9 @@ from marketdata_assets.core.http import (
     SourceRequestError,
     describe_request,
 )
-from marketdata_assets.datasets.declared import Int64, fits
+from marketdata_assets.datasets.declared import Rule, check_at, objects
 from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US, as_utc
-from marketdata_assets.datasets.wire import count_quality, note_conversion, note_dropped, nulls_in
+from marketdata_assets.datasets.wire import count_quality, note_conversion, note_dropped
 
 log = logging.getLogger(__name__)
 
@@ -183,28 +170,6 @@ class ChartMeta(msgspec.Struct):
     gmtoffset: Any = None             # seconds east of UTC at the answer's time: ChartData.gmtoffset
 
 
-class Quote(msgspec.Struct):
-    """`indicators.quote[0]`: one value per `timestamp`, null in a minute without trades."""
-
-    open: list[float | None]    # in meta.currency's unit (GBp: pence), float32 noise (101.19999694824219)
-    high: list[float | None]
-    low: list[float | None]
-    close: list[float | None]
-    volume: list[float | None]  # shares (integers)
-
-
-class Indicators(msgspec.Struct):
-    quote: list[Quote]  # one block: the first is read
-
-
-class Bars(msgspec.Struct):
-    """`chart.result[0]` but its meta: the bars, one per position of the arrays. Absent `timestamp`:
-    no bars in the window (`quote` is then `[{}]`)."""
-
-    timestamp: list[Int64]  # the bar's open, epoch SECONDS (a live bar: mid-minute, floored)
-    indicators: Indicators
-
-
 # --------------------------------------------------------------------------------------------
 # Parsing (pure: usable on captured responses)
 # --------------------------------------------------------------------------------------------
@@ -281,8 +246,8 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
         return data  # no trades in the window
     if not isinstance(timestamps, list):
         raise page.error("`timestamp` is not a list")
-    if timestamps and not _bars_by_column(data, fits(Bars, result), start, end):
-        _bars_by_row(data, result, timestamps, start, end, page)
+    if timestamps:
+        _bars_into(data, result, timestamps, start, end, page)
     return data
 
 
@@ -334,56 +299,119 @@ def _chart_data(result: Mapping, page: Page, interval: str) -> tuple[ChartData, 
     return data, page
 
 
-def _bars_by_column(data: ChartData, bars: Bars | None, start: int | None, end: int | None) -> bool:
-    """The bars into `data` from their columns; False (nothing done) if `_quote_page` does not take them."""
-    page = _quote_page(bars)
-    if page is None:
-        return False
+def _bars_into(data: ChartData, result: Mapping, timestamps: list, start: int | None, end: int | None,
+               page: Page) -> None:
+    """The bars into `data`: `BAR_RULES` checked on the page's columns (a breach told on the page of
+    its bar's day), then null, partly null, off-window and repeated minutes dropped and counted."""
+    cols = _bar_columns(timestamps, _quote_columns(result, len(timestamps), page))
+    check_at(cols, BAR_RULES, "timestamp[{i}]", lambda i, bar: dataclasses.replace(
+        page, day=_day_label(int(bar["epoch"]))) if bar["seconds"] else page)
     epoch, minute = pl.col("epoch"), pl.col("minute")
+    bars = pl.DataFrame({"epoch": cols["epoch"], **{name: cols[f"{name} value"] for name in QUOTE_FIELDS}})
+    bars = bars.with_columns(pl.col(QUOTE_FIELDS).fill_nan(None), minute=epoch - epoch % 60,
+                             day=pl.from_epoch("epoch", "s").dt.date())
     nulls = pl.sum_horizontal(pl.col(QUOTE_FIELDS).is_null())
     inside = (minute >= start if start is not None else pl.lit(True)) & (minute < end if end is not None else True)
-    page = page.with_columns(off=(nulls == 0) & (minute != epoch), dropped=(
+    bars = bars.with_columns(off=(nulls == 0) & (minute != epoch), dropped=(
         pl.when(nulls == len(QUOTE_FIELDS)).then(pl.lit("null_rows")).when(nulls > 0).then(pl.lit("partial_rows"))
         .when(~inside).then(pl.lit("outside_window"))
         .when(~pl.struct(minute, nulls == 0).is_first_distinct()).then(pl.lit("duplicates"))))
-    data.off_minute += page["off"].sum()
-    for (reason, day), rows in Counter(page.filter(pl.col("dropped").is_not_null()).select("dropped", "day")
+    data.off_minute += bars["off"].sum()
+    for (reason, day), rows in Counter(bars.filter(pl.col("dropped").is_not_null()).select("dropped", "day")
                                        .iter_rows()).items():
         data.dropped_on[(reason, day)] += rows
         setattr(data, _COUNTED[reason], getattr(data, _COUNTED[reason]) + rows)
-    kept = page.filter(pl.col("dropped").is_null())
+    kept = bars.filter(pl.col("dropped").is_null())
     if kept.height:
         data.frame = _bars_frame(_in_major_units(data, kept), data.exchange, data.instrument)
-    return True
 
 
-def _quote_page(bars: Bars | None) -> pl.DataFrame | None:
-    """The bars as columns (NaN read as null, the bar's minute and UTC day), or None if the arrays differ
-    in length or a bar breaks a rule: epoch seconds, finite values, a volume not negative, prices above
-    0 and below `EXACT_BELOW` (`_bars_by_row` reads those or says what is wrong)."""
-    quote = bars.indicators.quote[0] if bars is not None and bars.indicators.quote else None
-    if quote is None or any(len(getattr(quote, name)) != len(bars.timestamp) for name in QUOTE_FIELDS):
-        return None
-    epoch, prices, volume = pl.col("epoch"), pl.col(PRICE_FIELDS), pl.col("volume")
-    page = pl.DataFrame({"epoch": bars.timestamp, **{name: getattr(quote, name) for name in QUOTE_FIELDS}},
-                        schema={"epoch": pl.Int64, **dict.fromkeys(QUOTE_FIELDS, pl.Float64)}).with_columns(
-        pl.col(QUOTE_FIELDS).fill_nan(None), minute=epoch - epoch % 60, day=pl.from_epoch("epoch", "s").dt.date())
-    first, last, low, high, least, most = page.select(  # min and max pass nulls by
-        first=epoch.min(), last=epoch.max(), low=pl.min_horizontal(prices.min()),
-        high=pl.max_horizontal(prices.max()), least=volume.min(), most=volume.max()).row(0)
-    ok = (EPOCH_SECONDS[0] <= first and last < EPOCH_SECONDS[1] and (low is None or 0 < low and high < EXACT_BELOW)
-          and (least is None or 0 <= least and most < math.inf))
-    return page if ok else None
+def _bar_columns(timestamps: list, values: dict[str, list]) -> dict[str, np.ndarray]:
+    """The page's columns as sent, and what `BAR_RULES` read: "seconds" (the timestamp is epoch
+    seconds), "epoch" (it, whole; 0 where it is not), "<field> number" (a number or null), "<field>
+    value" (the double; NaN for null; inf for an int too large for one)."""
+    n = len(timestamps)
+    seconds = np.fromiter(map(_is_seconds, timestamps), bool, n)
+    cols = {"timestamp": objects(timestamps), "seconds": seconds,
+            "epoch": np.fromiter((int(t) if ok else 0 for t, ok in zip(timestamps, seconds)), np.int64, n)}
+    for name in QUOTE_FIELDS:
+        cols[name] = objects(values[name])
+        cols[f"{name} number"], cols[f"{name} value"] = _numbers(values[name])
+    return cols
 
 
-# The row drops `_bars_by_column` counts: ChartData's name of each.
+def _is_seconds(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and EPOCH_SECONDS[0] <= value < EPOCH_SECONDS[1])
+
+
+def _numbers(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """(number or null, the double) of each value."""
+    n = len(values)
+    if set(map(type, values)) <= {float, int, type(None)}:
+        try:
+            return np.ones(n, bool), np.array(values, np.float64)
+        except OverflowError:
+            pass
+    numeric = np.fromiter((v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values),
+                          bool, n)
+    return numeric, np.fromiter((_double(v) if ok and v is not None else math.nan for v, ok in zip(values, numeric)),
+                                np.float64, n)
+
+
+def _double(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _not_seconds(what: str, bar: dict) -> str:
+    value = bar["timestamp"]
+    if isinstance(value, int) and not isinstance(value, bool):
+        math.isfinite(value)  # an int too large for a double raises OverflowError, as the row reader did
+    return f"{what} is {value!r}, not epoch seconds"
+
+
+def _at(bar: dict) -> str:
+    return datetime.fromtimestamp(int(bar["epoch"]), UTC).isoformat()
+
+
+def _infinite(name: str) -> Callable[[str, dict], str]:
+    def says(what: str, bar: dict) -> str:
+        float(bar[name])  # an int too large for a double raises OverflowError, as the row reader did
+        return f"infinite {name} at {bar['epoch']}"
+    return says
+
+
+def _value_rules(name: str) -> tuple[Rule, Rule]:
+    """A bar's `name`: a number (or null: a minute without trades), not infinite (NaN is null)."""
+    return (Rule(name, lambda c: c[f"{name} number"],
+                 lambda what, bar: f"non-numeric {name} {bar[name]!r} at {_at(bar)}"),
+            Rule(name, lambda c: ~np.isinf(c[f"{name} value"]), _infinite(name)))
+
+
+# What every bar keeps, in the order a breach is told: its timestamp epoch seconds, numbers (or null)
+# that are not infinite, a volume not negative.
+BAR_RULES = (Rule("timestamp", lambda c: c["seconds"], _not_seconds),
+             *(rule for name in QUOTE_FIELDS for rule in _value_rules(name)),
+             Rule("volume", lambda c: ~(c["volume value"] < 0),
+                  lambda what, bar: f"volume {bar['volume value']:g} at {_at(bar)}, negative"))
+
+
+# The row drops `_bars_into` counts: ChartData's name of each.
 _COUNTED = {"null_rows": "null_minutes", "partial_rows": "partial_rows", "outside_window": "outside",
             "duplicates": "duplicates"}
 
 
 def _in_major_units(data: ChartData, kept: pl.DataFrame) -> pl.DataFrame:
-    """The kept bars' prices snapped from float32 noise and in the major unit, as `_major_unit` does."""
-    major, snapped = _major_units(kept.select(PRICE_FIELDS).to_numpy(), data.price_divisor)
+    """The kept bars' prices snapped from float32 noise and in the major unit: on the columns
+    (`_major_units`) where that is exact, one by one (`_major_unit`) elsewhere."""
+    prices = kept.select(PRICE_FIELDS).to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        major, snapped = _major_units(prices, data.price_divisor)
+    for i, j in zip(*np.nonzero(~((prices > 0) & (prices < EXACT_BELOW))), strict=True):
+        major[i, j], snapped[i, j] = _major_unit(float(prices[i, j]), data.price_divisor)
     data.denoised += int(snapped.sum())
     return kept.with_columns(pl.Series(name, major[:, i]) for i, name in enumerate(PRICE_FIELDS))
 
@@ -406,24 +434,6 @@ def _major_units(prices: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarr
     return major, clean != prices
 
 
-def _bars_by_row(data: ChartData, result: Mapping, timestamps: list, start: int | None, end: int | None,
-                 page: Page) -> None:
-    """The bars into `data` bar by bar: what `_bars_by_column` does not take, read or worded (the first
-    thing wrong) as it always was."""
-    columns = _quote_columns(result, len(timestamps), page)
-    kept: dict[int, dict[str, float | None]] = {}
-    for i, raw_ts in enumerate(timestamps):
-        epoch, row = _chart_row(i, raw_ts, columns, page)
-        minute = _keep_minute(data, epoch, row, kept, start, end)
-        if minute is not None:
-            kept[minute] = _major_unit_prices(data, row)
-    if kept:
-        rows = pl.DataFrame({"minute": list(kept), **{name: [row[name] for row in kept.values()]
-                                                      for name in (*PRICE_FIELDS, "volume")}},
-                            schema={"minute": pl.Int64, **dict.fromkeys((*PRICE_FIELDS, "volume"), pl.Float64)})
-        data.frame = _bars_frame(rows, data.exchange, data.instrument)
-
-
 def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
     """indicators.quote[0]'s lists, one per QUOTE_FIELDS name, each as long as `timestamp`."""
     indicators = result.get("indicators")
@@ -442,57 +452,6 @@ def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
     return columns
 
 
-def _chart_row(i: int, raw_ts: Any, columns: Mapping[str, list], page: Page) -> tuple[int, dict]:
-    """Row i as (epoch seconds, {field: float | None}); a value that is no number fails the page."""
-    if (isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float)) or not math.isfinite(raw_ts)
-            or not EPOCH_SECONDS[0] <= raw_ts < EPOCH_SECONDS[1]):
-        raise page.error(f"timestamp[{i}] is {raw_ts!r}, not epoch seconds")
-    epoch = int(raw_ts)
-
-    def at() -> Page:  # the page of this row's day, for an error
-        return dataclasses.replace(page, day=_day_label(epoch))
-
-    row: dict[str, float | None] = {}
-    for name in QUOTE_FIELDS:
-        value = columns[name][i]
-        if value is None:
-            row[name] = None
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise at().error(f"non-numeric {name} {value!r} at {datetime.fromtimestamp(epoch, UTC).isoformat()}")
-        row[name] = None if (isinstance(value, float) and math.isnan(value)) else float(value)
-        if row[name] is not None and math.isinf(row[name]):
-            raise at().error(f"infinite {name} at {epoch}")
-    if row["volume"] is not None and row["volume"] < 0:
-        raise at().error(f"volume {row['volume']:g} at {datetime.fromtimestamp(epoch, UTC).isoformat()}, negative")
-    return epoch, row
-
-
-def _keep_minute(data: ChartData, epoch: int, row: Mapping, kept: Mapping[int, Any], start: int | None,
-                 end: int | None) -> int | None:
-    """The row's minute if it is kept; otherwise None, with the reason counted in `data`."""
-    day = _day_label(epoch)
-    if dropped := nulls_in(list(row.values())):
-        if dropped == "null_rows":
-            data.null_minutes += 1
-        else:
-            data.partial_rows += 1
-        data.dropped_on[(dropped, day)] += 1
-        return None
-    minute = epoch - epoch % 60
-    if minute != epoch:
-        data.off_minute += 1
-    if (start is not None and minute < start) or (end is not None and minute >= end):
-        data.outside += 1
-        data.dropped_on[("outside_window", day)] += 1
-        return None
-    if minute in kept:
-        data.duplicates += 1
-        data.dropped_on[("duplicates", day)] += 1
-        return None
-    return minute
-
-
 def _major_unit(price: float, divisor: int) -> tuple[float, bool]:
     """`price` snapped from float32 noise and divided into the major unit; True if it was snapped."""
     value, decimals = denoise_float32(price)
@@ -502,15 +461,6 @@ def _major_unit(price: float, divisor: int) -> tuple[float, bool]:
         if decimals is not None:  # exact decimal shift, no binary noise left over
             value = round(value, decimals + round(math.log10(divisor)))
     return value, snapped
-
-
-def _major_unit_prices(data: ChartData, row: Mapping[str, float]) -> dict[str, float]:
-    """The row's prices snapped from float32 noise and divided into the major unit, and its volume."""
-    out = {"volume": row["volume"]}
-    for name in PRICE_FIELDS:
-        out[name], snapped = _major_unit(row[name], data.price_divisor)
-        data.denoised += snapped
-    return out
 
 
 def _bars_frame(bars: pl.DataFrame, exchange: str, instrument: str) -> pl.DataFrame:
