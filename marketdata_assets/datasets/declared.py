@@ -403,58 +403,25 @@ def objects(values: Sequence) -> np.ndarray:
 
 # ---- records sent as JSON objects with values as text, read as datasets.wire reads them ---------
 
-READ, REFUSED, LACKS = 0, 1, 2  # "<field> read" of a record: its value read, refused by its reader, absent
-
-
 def read_records(kind: type, records: list, named: Callable[[int, dict], str], page: Page) -> dict[str, list]:
-    """`records` (JSON objects) declared as `kind` (fields `Any`; UNSET: one it must have), each field read
-    by its reader in `kind.reads` ((value, what, page) → the value, as datasets.wire.number): the fields'
-    columns. The first record (by position) that is no object, lacks a field or has a value its reader
-    refuses (the first in field order) is told as datasets.wire tells it, `named` naming the record."""
-    cols = {key: objects(values) for key, values in columns(
-        [fits(kind, record) or kind() for record in records], kind.__struct_fields__).items()}
-    cols["record"] = objects(records)
-    for key in kind.__struct_fields__:
-        read = kind.reads.get(key, lambda value, what, page: value)
-        cols[f"{key} value"] = objects([_reading(read, value) for value in cols[key]])
-        cols[f"{key} read"] = np.fromiter((LACKS if sent is msgspec.UNSET else REFUSED if value is msgspec.UNSET
-                                           else READ for sent, value in zip(cols[key], cols[f"{key} value"])),
-                                          np.int8, len(records))
+    """`records` (JSON objects) declared as `kind` (fields `Any`; UNSET: one it must have, else its
+    default), each field read by its reader in `kind.reads` ((value, what, page) → the value, as
+    datasets.wire.number): the fields' columns (`wire_columns`). The first record (by position) that is
+    no object, lacks a field or has a value its reader refuses (the first in field order) is told as
+    datasets.wire tells it (`reads`), `named` naming the record."""
+    fields, blank = kind.__struct_fields__, kind()
+    readers = {key: kind.reads.get(key, _as_sent) for key in fields}
+    optional = {key: getattr(blank, key) for key in fields if getattr(blank, key) is not msgspec.UNSET}
+    cols = wire_columns(records, readers, page, optional)
     check(cols, _read_rules(kind), named, page)
-    return {key: cols[f"{key} value"].tolist() for key in kind.__struct_fields__}
+    return {key: cols[key] for key in fields}
 
 
-def _reading(read: Callable[[Any, str, Page], Any], value: Any) -> Any:
-    """`value` as `read` reads it, UNSET where it refuses it (`_read_rules` tell why)."""
-    try:
-        return msgspec.UNSET if value is msgspec.UNSET else read(value, "", Page(""))
-    except (SourceDataError, ValueError, OverflowError):
-        return msgspec.UNSET
+def _as_sent(value: Any, what: str, page: Page) -> Any:
+    return value
 
 
 @functools.cache
 def _read_rules(kind: type) -> tuple[Rule, ...]:
-    """What `kind`'s records keep, field by field: the field (one without a default: datasets.wire.field),
-    then a value its reader takes."""
-    rules: list[Rule] = []
-    for key in kind.__struct_fields__:
-        if getattr(kind(), key) is msgspec.UNSET:
-            says = _told(lambda record, what, page, key=key: field(record, key, what, page))
-            rules.append(Rule(key, lambda c, key=key: c[f"{key} read"] != LACKS,
-                              lambda what, r, says=says: says(r["record"], what)))
-        if key in kind.reads:
-            says = _told(kind.reads[key])
-            rules.append(Rule(key, lambda c, key=key: c[f"{key} read"] == READ,
-                              lambda what, r, key=key, says=says: says(r[key], f"{what} {key}")))
-    return tuple(rules)
-
-
-def _told(read: Callable[[Any, str, Page], Any]) -> Callable[[Any, str], str | None]:
-    """What `read` says of a value it refuses; what it raises besides (OverflowError, ValueError), it raises."""
-    def says(value: Any, what: str) -> str | None:
-        try:
-            read(value, what, Page(""))
-        except SourceDataError as error:
-            return error.detail
-        return None
-    return says
+    """What `kind`'s records keep, field by field: the field, then a value its reader takes."""
+    return tuple(reads(key, kind.reads.get(key)) for key in kind.__struct_fields__)

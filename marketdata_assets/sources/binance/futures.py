@@ -13,7 +13,7 @@ import msgspec
 import polars as pl
 
 from marketdata_assets.core.http import Limits, Page, SourceDataError
-from marketdata_assets.datasets.declared import READ, frame_of, read_records
+from marketdata_assets.datasets.declared import UNREAD, frame_of, read_records
 from marketdata_assets.datasets.frames import (
     FUNDING_SCHEMA,
     OPEN_INTEREST_SCHEMA,
@@ -119,8 +119,8 @@ class OpenInterestHist(msgspec.Struct):
 
 
 def _dated(name: str, key: str) -> Callable[[int, dict], str]:  # record i's name, its minute once read
-    return lambda i, r: (f"{name} #{i} ({from_us(r[f'{key} value']):%Y-%m-%d %H:%M})"
-                         if r[f"{key} read"] == READ else f"{name} #{i}")
+    return lambda i, r: (f"{name} #{i} ({from_us(r[key]):%Y-%m-%d %H:%M})" if key not in r[UNREAD]
+                         else f"{name} #{i}")
 
 
 def parse_funding(body: Any, instrument: str, interval_hours: float = FUNDING_HOURS,
@@ -139,7 +139,7 @@ def parse_funding_info(body: Any, ctx: Page | None = None) -> dict[str, float]:
     """`/fapi/v1/fundingInfo` → instrument -> fundingIntervalHours (instruments without one are left out)."""
     ctx = _ctx(None, ctx)
     cols = read_records(FundingInfo, _json(body, list, "fundingInfo", ctx), lambda i, r: (
-        f"fundingInfo #{i}" if r["symbol"] is msgspec.UNSET else f"fundingInfo {r['symbol']}"), ctx)
+        f"fundingInfo #{i}" if "symbol" in r[UNREAD] else f"fundingInfo {r['symbol']}"), ctx)
     return {str(symbol): hours for symbol, hours in zip(cols["symbol"], cols["fundingIntervalHours"], strict=True)
             if hours is not None}
 
