@@ -425,3 +425,170 @@ def _as_sent(value: Any, what: str, page: Page) -> Any:
 def _read_rules(kind: type) -> tuple[Rule, ...]:
     """What `kind`'s records keep, field by field: the field, then a value its reader takes."""
     return tuple(reads(key, kind.reads.get(key)) for key in kind.__struct_fields__)
+
+
+# ---- a page that does not fit its declaration: told as datasets.wire's readers tell it ----------
+
+class _Missing:
+    """A field a record lacks (or a position past an array's end)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+
+
+class PageColumns(dict):
+    """A page's columns (`page_columns`); `fit`: every record fit the declaration (converted in C)."""
+
+    fit: bool = False
+
+
+def page_columns(kind: type, data: list) -> PageColumns:
+    """The columns of a page by `kind`'s fields (arrays of objects), as datasets.wire reads them:
+    converted in C (lax: numbers as text) where every record fits the declaration (its "-0" read as
+    float() reads it: -0.0), else the values as sent (MISSING where a record lacks one) for the rules
+    to name what is wrong; "record": the records as sent."""
+    fields, records = kind.__struct_fields__, fits(list[kind], data, strict=False)
+    cols = PageColumns()
+    array_like = kind.__struct_config__.array_like
+    if records is not None:
+        cols.fit = True
+        for k, info in enumerate(msgspec.structs.fields(kind)):
+            values = [getattr(r, info.name) for r in records]
+            if info.type is float and 0.0 in values:
+                values = [-0.0 if v == 0 and (row[k] if array_like else row[info.name]) == "-0" else v
+                          for v, row in zip(values, data, strict=True)]
+            cols[info.name] = _objects(values)
+    elif array_like:
+        cols.update({name: _objects([r[k] if isinstance(r, list) and k < len(r) else MISSING for r in data])
+                     for k, name in enumerate(fields)})
+    else:
+        cols.update({name: _objects([r.get(name, MISSING) if isinstance(r, dict) else MISSING for r in data])
+                     for name in fields})
+    cols["record"] = _objects(data)
+    return cols
+
+
+def _objects(values: Sequence) -> np.ndarray:
+    """`values` as a flat array of objects (lists stay elements, not a second dimension)."""
+    return np.fromiter(values, object, len(values))
+
+
+def _each(values: Sequence, keeps: Callable[[Any], bool]) -> np.ndarray:
+    return np.fromiter(map(keeps, values), bool, len(values))
+
+
+def _number(value: Any) -> float | None:
+    """datasets.wire.number's reading: None where it reads no number (an integer too big for a float
+    raises OverflowError, as there)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _reads_number(value: Any) -> bool:
+    try:
+        return _number(value) is not None
+    except OverflowError:
+        return False
+
+
+def numbers(values: Sequence) -> list[float]:
+    """Values as datasets.wire.number reads them, NaN where it reads none (`is_number` tells those)."""
+    if set(map(type, values)) <= {float}:
+        return list(values)
+    return [float(value) if _reads_number(value) else math.nan for value in values]
+
+
+def _integer(value: Any) -> int | None:
+    """datasets.wire.integer's reading: None where it reads no integer (digits int() does not read
+    raise ValueError, as there)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
+
+def _reads_int64(value: Any) -> bool:
+    try:
+        read = _integer(value)
+    except ValueError:
+        return False
+    return read is not None and -(2**63) <= read < 2**63
+
+
+def integers(values: Sequence) -> list[int]:
+    """Values as datasets.wire.integer reads them, 0 where it reads none or past Int64 (`is_integer`)."""
+    return [_integer(value) if _reads_int64(value) else 0 for value in values]
+
+
+def is_object() -> Rule:
+    """The record is a JSON object (column "record", `page_columns`)."""
+    return Rule("record", lambda c: _each(c["record"], lambda r: isinstance(r, dict)), lambda what, r: (
+        f"{what} is {type(r['record']).__name__} {str(r['record'])[:80]!r}, not an object"))
+
+
+def is_array(length: int, fields: Sequence[str], shown: int) -> Rule:
+    """The record is a JSON array of at least `length` values (column "record", `page_columns`)."""
+    return Rule("record", lambda c: _each(c["record"], lambda r: isinstance(r, list) and len(r) >= length),
+                lambda what, r: f"{what} is not a [{', '.join(fields)}] array: {str(r['record'])[:shown]}")
+
+
+def has_field(column: str) -> Rule:
+    """The record (a JSON object, column "record") sent field `column`."""
+    return Rule(column, lambda c: _each(c[column], lambda v: v is not MISSING), lambda what, r: (
+        f"{what} lacks field {column!r} (has {sorted(r['record'])[:12]})"))
+
+
+def is_number(column: str, read: str, label: str | None = None) -> tuple[Rule, Rule]:
+    """A finite number as datasets.wire.number reads one: `column` the values as sent, `read` them as
+    numbers (`numbers`). Not a number (true/false, null, other text), then not finite ('NaN', '1e400')."""
+    name = label or column
+
+    def not_a_number(what: str, r: dict) -> str:
+        _number(r[column])
+        return f"{what} {name} is {r[column]!r}, not a number"
+    return (Rule(column, lambda c: _each(c[column], _reads_number), not_a_number),
+            Rule(column, lambda c: np.isfinite(c[read]), f"{{what}} {name} is {{wire!r}}, not a finite number"))
+
+
+def is_integer(column: str, label: str | None = None) -> Rule:
+    """An Int64 as datasets.wire.integer reads one (a JSON integer, an integral float, digit text);
+    `integers` reads the column."""
+    name = label or column
+
+    def says(what: str, r: dict) -> str:
+        value = r[column]
+        if _integer(value) is None:
+            return f"{what} {name} is {value!r}, not an integer"
+        return f"{what} {name} is {str(value)[:40]}, out of the 64-bit integer range"
+    return Rule(column, lambda c: _each(c[column], _reads_int64), says)
+
+
+def is_one_of(column: str, allowed: Sequence, says: str | Callable[[str, dict], str]) -> Rule:
+    """A value among `allowed` (a side, a confirm flag, the page's instrument)."""
+    return Rule(column, lambda c: _each(c[column], lambda v: v in allowed), says)
+
+
+def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    """`rules` kept only by the records where `column` is true (a bar still forming has no prices to check)."""
+    return tuple(Rule(rule.column, lambda c, ok=rule.ok: ~np.asarray(c[column], bool) | np.asarray(ok(c), bool),
+                      rule.says) for rule in rules)
+
+
+def keeps(cols: dict[str, Sequence], rules: Sequence[Rule]) -> np.ndarray:
+    """True where a record keeps every one of `rules` (a name it earns by them: its time, its id)."""
+    arrays = {name: _array(values) for name, values in cols.items()}
+    kept = np.ones(len(next(iter(arrays.values()))), bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for rule in rules:
+            kept &= np.asarray(rule.ok(arrays), bool)
+    return kept

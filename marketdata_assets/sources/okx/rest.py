@@ -1,98 +1,52 @@
 """OKX v5 public market data: trades, books, 1-minute candles, tickers, funding, open interest,
 liquidations, mark and index price candles.
 
-Answers are `{"code": "0", "msg": "", "data": [...]}` (any other code: `ERRORS`), newest first,
-every value a string (times: epoch ms); `after=<t>` asks for records older than t. The records of
-the paged endpoints are declared below (`HistoryTrade`, `Candle`, `PriceCandle`,
-`FundingSettlement`, `OpenInterestRow`, `LiquidationOrders`); a page is converted in C and its rules
-run on its columns (C builtins over the lists: min, max, count, set; a page holds at most 100
-records, where a Polars expression's fixed cost is more than the old record-by-record reading); a
-page that does not convert or breaks a rule is read record by record (`history_trade`, `candle`,
-`open_interest`, `liquidation_detail`: the stream's readers too), which words the error as before.
-OKX's integers (ts, tradeId) are declared as the digit text they are and read on the column:
-msgspec's lax int would also take "1.0" and "1e3", which `integer` refuses.
-
-What the records do not say:
-- history-trades: `side` is the taker's; seq = tradeId (trade ids count up by one per instrument:
-  the `trades` channel's aggregation says so, "tradeId = 123 and count = 3 ... aggregates the
-  trades of tradeId = 123, 122, and 121"), so pages go by id: the first asks `type=2&after=<end
-  ms>` (trades strictly before `end`), every later one `type=1&after=<smallest tradeId so far>`
-  (trades sharing a millisecond across a page boundary are neither lost nor repeated) until a page
-  reaches before `start`. `trades_by_id` (the trade-id refill, quality.continuity) asks
-  `type=1&after=<last_id + 1>` and pages back likewise past `first_id`; the last 3 months only.
-- `/api/v5/market/books?sz=N` → `data: [{asks: [[px, sz, "0", numOrders]], bids: [...], ts}]`
-  (a `seqId` is read when present: update_id).
-- candles: a bar still forming (`confirm` "0") is dropped and counted; trades = null. A candle
-  carries no interval: one not opening on a minute is an error (a 1H body on minute boundaries
-  cannot be told from a sparse 1m one). Mark-price and index candles are paged like them (one
-  function for the three); the index is asked by its own id, the contract's underlying ("BTC-USDT"
-  for BTC-USDT-SWAP and its futures), and stored under the contract's name (noted as conversion
-  "index BTC-USDT").
-- `/api/v5/market/ticker?instId=` (`tickers`) → `data: [{last, lastSz, askPx, askSz, bidPx, bidSz,
-  open24h, high24h, low24h, volCcy24h, vol24h, ts}]`. `vol24h` is base units for SPOT and contracts
-  for derivatives; `volCcy24h` is quote units for SPOT and base units for derivatives. So
-  volume_24h = vol24h (spot) or volCcy24h (derivatives), and amount_24h = volCcy24h (spot),
-  vol24h * ctVal (inverse: contracts are USD) or null (linear: OKX gives no quote volume).
-  Bid and ask sizes go through the contract value. The ticker has no mark, index or funding
-  rate: those columns are null. An empty string (no trade, an empty side) is null.
-- funding-rate-history: `after`/`before` by fundingTime, limit ≤ 400 (100 in older docs: 100 is
-  asked), the last 3 months. The interval is not in the answer (the docs: look at the spacing of
-  funding times; 8h, or 6/4/2/1h on some perpetuals), so interval_hours = the spacing to the
-  previous settlement: paging goes on until a settlement before `start` is held. The oldest
-  settlement OKX answers takes its successor's spacing, a lone one 8h [inferred]; a spacing over
-  8h (a settlement missing) is an error. rate_8h = rate * 8 / interval_hours; mark_price and
-  index_price are null.
-- open-interest-history (period=5m): `end`: records earlier than it, `begin`: newer than it,
-  limit ≤ 100. contract_size = ctVal in base ("base", linear) or USD ("quote", inverse). The docs:
-  "can retrieve the latest 1,440 data entries", and 5-minute data starts in February 2024: with
-  period=5m that is about the last 5 days [inferred]; older days come back empty. The docs' own
-  example is not self-consistent (oiCcy is not oi * ctVal), so the columns are not checked against
-  each other.
-- `/api/v5/public/liquidation-orders` is no longer in the docs (the WebSocket `liquidation-orders`
-  channel, same record shape, is). From the older docs and SDKs [inferred]: `instType=SWAP|FUTURES`,
-  `instFamily` (= `uly`, "BTC-USDT" for BTC-USDT-SWAP), `state=filled`, `after`/`before` by ts (ms),
-  limit ≤ 100 (taken to count details); the last day only ("in the last day"; some SDKs copy "7
-  days"). Only our instrument's details are kept (the others counted as `other_instrument`);
-  amount = price * base. OKX gives no id: liquidation_id = "<ts>-<side>-<posSide>-<sz>-<bkPx>" from
-  the strings as sent, "#n" appended to the n-th repeat of the same within a page. Paging by time:
-  after a full page `after=<its oldest ts + 1>` (the page may have cut that millisecond; its
-  repeats are dropped as duplicates), after a short one `after=<its oldest ts>`; a full page of one
-  millisecond cannot be paged past (an error).
-
-A time in seconds, a price or size that is not positive, a bar that cannot be true are errors
-naming the instrument and request; rows dropped are counted by reason in `dropped` (`figures()`).
-
-Quantities are base units: spot `sz` already is; for SWAP/FUTURES `sz` counts contracts, so
-quantity = sz * ctVal (linear, ctVal in base) or sz * ctVal / px (inverse, ctVal in USD)
-(`ContractSizer`); `CONTRACT_VALUES` holds the common ones, `contract_values=` adds others.
-
-Limits (`LIMITS`): per endpoint and IP, per 2 seconds: 20 history-trades, history-candles,
-ticker, history-mark-price-candles; 40 books; 10 funding-rate-history and open-interest-history
-(per IP and instrument: held per endpoint here, stricter); 10 history-index-candles; 20
-liquidation-orders (older docs: 40 [inferred]). `endpoint_limits={}` turns the gates off.
-Errors (`ERRORS`; any envelope code but "0" is an error): code 50011 is a rate limit whether it
-comes with HTTP 429 or 200 (waited out and retried, like any 429); "busy/unavailable" codes are
-retried; 401 is a SourcePermissionError; 51001 (unknown instrument) a SourceNotFound; a 404 with a
-NUMERIC code is an unknown path; any other code a SourceRequestError (not retried).
-
-Over 500 lines: everything about one source in one module (parsers of nine endpoints + the
-client), as the house rule asks.
+Answers are `{"code": "0", "msg": "", "data": [...]}` (any other code: `ERRORS`), newest first, every
+value a string. The records of the paged endpoints are declared below (`HistoryTrade`, `Candle`, ...)
+with the rules each keeps: a page is converted in C (or, where it does not fit, read value by value)
+and its rules run on its columns, a breach told as datasets.wire's readers tell it. Sizes in contracts
+become base units (`ContractSizer`). What the answers do not say, the paging, the limits and errors:
+docs/crypto-datasets.md, "OKX v5 REST as read". Over 500 lines: everything about one source in one
+module, as the house rule asks.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from itertools import compress
-from operator import le, mul, truediv
+from operator import mul, truediv
 from typing import Any, ClassVar
 
 import msgspec
+import numpy as np
 import polars as pl
 
 from marketdata_assets.core.contracts import Contract, bad_name, option_strike, yymmdd
-from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.declared import all_finite, all_positive, columns, epochs_ok, fits, frame_of
+from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, SourceDataError, describe_request
+from marketdata_assets.datasets.declared import (
+    MISSING,
+    PageColumns,
+    Rule,
+    bar_rules,
+    check,
+    frame_of,
+    has_field,
+    integers,
+    is_array,
+    is_epoch,
+    is_integer,
+    is_not_negative,
+    is_number,
+    is_object,
+    is_one_of,
+    is_positive,
+    keeps,
+    numbers,
+    page_columns,
+    where,
+)
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     LIQUIDATIONS_SCHEMA,
@@ -107,13 +61,10 @@ from marketdata_assets.datasets.frames import (
     to_us,
 )
 from marketdata_assets.datasets.wire import (
-    BarColumns,
     DropCounts,
     Trade,
-    TradeColumns,
     book_frame,
     book_levels,
-    check_bar,
     columns_of,
     epoch_us,
     field,
@@ -141,7 +92,7 @@ LIQUIDATION_ORDERS = "/api/v5/public/liquidation-orders"
 HISTORY_CANDLES = "/api/v5/market/history-candles"
 MARK_CANDLES = "/api/v5/market/history-mark-price-candles"
 INDEX_CANDLES = "/api/v5/market/history-index-candles"
-FUNDING_INTERVAL_HOURS = 8.0  # OKX's usual and longest interval (a lone settlement's: the module docstring)
+FUNDING_INTERVAL_HOURS = 8.0  # OKX's usual and longest interval (a lone settlement's: docs/crypto-datasets.md)
 
 LIMITS = Limits(requests_per_minute=600, max_concurrency=8, endpoint_limits={
     "/api/v5/market/history-trades": (20, 2.0), "/api/v5/market/books": (40, 2.0), HISTORY_CANDLES: (20, 2.0),
@@ -230,7 +181,7 @@ class ContractSizer:
 
 
 # --------------------------------------------------------------------------------------------
-# The records of the paged endpoints (the docs' names), converted in C
+# The records of the paged endpoints (the docs' names) and the rules each keeps
 # --------------------------------------------------------------------------------------------
 
 class HistoryTrade(msgspec.Struct):
@@ -245,28 +196,27 @@ class HistoryTrade(msgspec.Struct):
 
 
 class Candle(msgspec.Struct, array_like=True):
-    """One `history-candles` row (and `candle1m` push): `[ts, o, h, l, c, vol, volCcy, volCcyQuote,
-    confirm]`."""
+    """One `history-candles` row (and `candle1m` push)."""
 
     ts: str             # open time, epoch ms (digit text): the bar's ts
-    open: float         # decimal text, as the four prices
-    high: float
-    low: float
-    close: float
+    o: float            # open, high, low, close (decimal text)
+    h: float
+    l: float
+    c: float
     vol: float          # volume: base units (spot), contracts (SWAP/FUTURES)
     volCcy: float       # volume: quote units (spot), base units (SWAP/FUTURES): the derivatives' volume
-    volCcyQuote: float  # quote units: the row's amount (a row without it is read by `candle`)
+    volCcyQuote: float  # quote units: the row's amount (a row may lack it: volCcy, or volCcy x c)
     confirm: str = "1"  # "1": closed; "0": still forming (dropped and counted)
 
 
 class PriceCandle(msgspec.Struct, array_like=True):
-    """One `history-mark-price-candles` / `history-index-candles` row: `[ts, o, h, l, c, confirm]`."""
+    """One `history-mark-price-candles` / `history-index-candles` row."""
 
     ts: str             # open time, epoch ms (digit text)
-    open: float         # decimal text, as the four prices
-    high: float
-    low: float
-    close: float
+    o: float            # open, high, low, close (decimal text)
+    h: float
+    l: float
+    c: float
     confirm: str = "1"  # as a candle's
 
 
@@ -279,7 +229,7 @@ class FundingSettlement(msgspec.Struct):
 
 
 class OpenInterestRow(msgspec.Struct, array_like=True):
-    """One `/api/v5/rubik/stat/contracts/open-interest-history` row: `[ts, oi, oiCcy, oiUsd]`."""
+    """One `/api/v5/rubik/stat/contracts/open-interest-history` row."""
 
     ts: str       # epoch ms (digit text)
     oi: float     # contracts
@@ -307,13 +257,93 @@ class LiquidationOrders(msgspec.Struct):
     uly: str = ""
 
 
-def _integers(texts: list[str]) -> list[int] | None:
-    """OKX's integers (digit text) as ints; None if one is not plain digits or does not fit Int64."""
-    joined = "".join(texts)
-    if texts and ("" in texts or not (joined.isascii() and joined.isdigit())):
-        return None
-    values = list(map(int, texts))
-    return None if values and max(values) >= 2**63 else values
+SIDE = is_one_of("side", ("buy", "sell"), "{what} side is {value!r}, not buy/sell")
+
+
+def _of(instrument: str) -> Rule:
+    """The record's instId is the page's instrument."""
+    return is_one_of("instId", (instrument,), lambda what, r: f"{what} is for {r['instId']!r}, not {instrument}")
+
+
+def _trade_rules(instrument: str) -> tuple[Rule, ...]:
+    """What every trade keeps, in the order a breach is told: a string id (the trade named by its
+    position until then, by its id after), its instrument, price, size, time, side; an id of digits
+    is read as seq (digits int() does not read fail as int() does)."""
+    return (is_object(), has_field("tradeId"),
+            Rule("tradeId", lambda c: np.array([isinstance(t, str) and t != "" for t in c["tradeId"]], bool),
+                 "{what} tradeId is {value!r}, not a string id"),
+            has_field("instId"), _of(instrument), has_field("px"), *is_number("px", "price"), is_positive("price"),
+            has_field("sz"), *is_number("sz", "size"), is_positive("size"), has_field("ts"), is_integer("ts"),
+            is_epoch("time", "ts"), has_field("side"), SIDE,
+            Rule("tradeId", lambda c: np.array([not (isinstance(t, str) and t.isdigit()) or t.isdecimal()
+                                                for t in c["tradeId"]], bool),
+                 lambda what, r: str(int(r["tradeId"]))))
+
+
+def _candle_rules(kind: type, least: int, shown: int) -> tuple[Rule, ...]:
+    """What every candle row keeps, in the order a breach is told: its shape and time (the row named by
+    its position until then, by its time after), a confirm flag; a closed one (not "0") finite prices
+    and volumes, a bar that can be true (datasets.wire.check_bar), a quote volume not negative."""
+    head = (is_array(least, kind.__struct_fields__, shown), is_integer("ts"), is_epoch("time", "ts"),
+            is_one_of("confirm", ("0", "1", MISSING), '{what} confirm is {value!r}, not "0" or "1"'))
+    prices = tuple(rule for raw, name in zip("ohlc", ("open", "high", "low", "close"), strict=True)
+                   for rule in is_number(raw, name, name))
+    if kind is PriceCandle:
+        return head + where("closed", prices + bar_rules("ts_us", None))
+    volumes = (*is_number("vol", "volume"), *is_number("volCcy", "vol_ccy"), is_not_negative("vol_ccy", "volCcy"),
+               *where("quoted", is_number("volCcyQuote", "quote")))
+    return head + where("closed", prices + volumes + bar_rules("ts_us", "volume")
+                        + where("quoted", (is_not_negative("quote", "volCcyQuote"),)))
+
+
+CANDLE_RULES, PRICE_CANDLE_RULES = _candle_rules(Candle, 7, 160), _candle_rules(PriceCandle, 5, 120)
+OPEN_INTEREST_RULES = (is_array(4, OpenInterestRow.__struct_fields__, 120), is_integer("ts"), is_epoch("time", "ts"),
+                       *(rule for name, read in (("oi", "contracts"), ("oiCcy", "base"), ("oiUsd", "quote"))
+                         for rule in (*is_number(name, read), is_not_negative(read, name))))
+LIQUIDATION_RECORD_RULES = (
+    is_object(), has_field("details"),
+    Rule("details", lambda c: np.array([isinstance(d, list) for d in c["details"]], bool),
+         lambda what, r: f"{what} details is {type(r['details']).__name__}, not an array"),
+    Rule("named", lambda c: c["named"], lambda what, r: (
+        f"{what} names no instId (instType {r['record'].get('instType')!r}, "
+        f"instFamily {r['record'].get('instFamily') or r['record'].get('uly')!r})")))
+LIQUIDATION_RULES = (is_object(), has_field("ts"), is_integer("ts"), is_epoch("time", "ts"), *where("ours", (
+    has_field("side"), SIDE, has_field("posSide"), has_field("bkPx"), has_field("sz"), *is_number("bkPx", "price"),
+    is_positive("price", "bkPx"), *is_number("sz", "size"), is_positive("size", "sz"))))
+
+
+def _names(cols: dict, rules: Sequence[Rule], named: Callable[[dict], str], unnamed: Callable[[int], str]):
+    """A broken record's name: `named(record)` once it keeps `rules` (its id, its time), else `unnamed(i)`."""
+    kept = keeps(cols, rules)
+    return lambda i, r: named(r) if kept[i] else unnamed(i)
+
+
+def _check(cols: dict, rules: Sequence[Rule], name, ctx: Page, body: Any, kind: type | None = None,
+           drops: Counter | None = None, reason: str = "", dropped: Sequence[bool] = ()) -> None:
+    """`check`, counting in `drops[reason]` the `dropped` records before the first that breaks a rule
+    (every one if none does), as a reader going record by record had counted them when it raised."""
+    broke: list[int] = []
+    try:
+        check(cols, rules, lambda i, r: broke.append(i) or name(i, r), ctx, body, kind)
+    finally:
+        n = sum(dropped[:broke[0]] if broke else dropped)
+        if n and drops is not None:
+            drops[reason] += n
+
+
+def _in_c(cols: PageColumns, kind: type, times: Sequence[str], **values: list[float]) -> list[list[float]]:
+    """`values` (by the field each is read from) as the page reader read them: a page that fit its
+    declaration, its `times` plain digits, was read in C, where "-0" is 0.0 (not float()'s -0.0)."""
+    joined = "".join(times) if cols.fit else ""
+    if not (joined.isascii() and joined.isdigit()):
+        return list(values.values())
+    position = {name: k for k, name in enumerate(kind.__struct_fields__)} if kind.__struct_config__.array_like else {}
+    return [[0.0 if v == 0 and record[position.get(name, name)] == "-0" else v
+             for v, record in zip(column, cols["record"], strict=True)] for name, column in values.items()]
+
+
+def _iso(ms_or_us: int) -> str:
+    return from_us(epoch_to_us(int(ms_or_us))).isoformat()
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,58 +376,39 @@ def _sizer(instrument: str, contract_values, ctx: Page, note: bool = True) -> Co
     return sizer
 
 
+def history_trades(data: list, instrument: str, sizer: ContractSizer, ctx: Page,
+                   number: str = "trade #{i}") -> dict[str, list]:
+    """Trades (`HistoryTrade`: history-trades, and the `trades` channel's push) as checked columns, sized
+    by `sizer`: ts (µs), trade_id = tradeId, price, quantity, amount, side, seq = int(tradeId)."""
+    cols = page_columns(HistoryTrade, data)
+    cols["price"], cols["size"], cols["time"] = numbers(cols["px"]), numbers(cols["sz"]), integers(cols["ts"])
+    rules = _trade_rules(instrument)
+    check(cols, rules, _names(cols, rules[:3], lambda r: f"trade {r['tradeId']}", lambda i: number.format(i=i)),
+          ctx, data)
+    ids = list(cols["tradeId"])
+    quantity, amount = sizer.sized(cols["price"], cols["size"])
+    return {"ts": list(map(epoch_to_us, cols["time"])), "trade_id": ids, "price": cols["price"], "quantity": quantity,
+            "amount": amount, "side": list(cols["side"]), "seq": [int(t) if t.isdigit() else None for t in ids]}
+
+
+def trades_of(cols: dict[str, list]) -> list[Trade]:
+    """`history_trades` columns as Trades (event time: the trade's)."""
+    return [Trade(*row, row[0] // 1000) for row in zip(*cols.values(), strict=True)]
+
+
 def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str, ctx: Page) -> Trade:
-    """One trade `{instId, tradeId, px, sz, side, ts}` (history-trades, and the `trades` channel's
-    push), sized by `sizer`: trade_id = tradeId, seq = int(tradeId)."""
-    trade_id = field(record, "tradeId", what, ctx)
-    if not isinstance(trade_id, str) or not trade_id:
-        raise ctx.error(f"{what} tradeId is {trade_id!r}, not a string id")
-    what = f"trade {trade_id}"
-    inst = field(record, "instId", what, ctx)
-    if inst != instrument:
-        raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
-    price = positive(number(field(record, "px", what, ctx), f"{what} px", ctx), what, ctx)
-    size = positive(number(field(record, "sz", what, ctx), f"{what} sz", ctx), what, ctx, "size")
-    ts = epoch_us(field(record, "ts", what, ctx), f"{what} ts", ctx)
-    side = field(record, "side", what, ctx)
-    if side not in ("buy", "sell"):
-        raise ctx.error(f"{what} side is {side!r}, not buy/sell")
-    quantity, amount = sizer.base_and_quote(price, size)
-    return Trade(ts, trade_id, price, quantity, amount, side, int(trade_id) if trade_id.isdigit() else None,
-                 ts // 1000)
+    """One trade, named `what` until its id is read (`history_trades` of one)."""
+    return trades_of(history_trades([record], instrument, sizer, ctx, what))[0]
 
 
 def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
                          contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
-    """history-trades envelope → trades frame (`HistoryTrade`s; the page's rules on its columns, else
-    trade by trade: `history_trade`)."""
+    """history-trades envelope → trades frame (`history_trades`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
-    data = _data(body, ctx)
-    page = _trades_page(data, instrument, sizer)
-    if page is not None:
-        return page
-    cols = TradeColumns()
-    for i, record in enumerate(data):
-        cols.add(*history_trade(record, instrument, sizer, f"trade #{i}", ctx)[:7])
-    return cols.frame(VENUE, instrument)
-
-
-def _trades_page(data: list, instrument: str, sizer: ContractSizer) -> pl.DataFrame | None:
-    """The trades frame of a page whose trades all keep `history_trade`'s rules (numeric trade ids);
-    None if one does not."""
-    records = fits(list[HistoryTrade], data, strict=False)
-    if records is None:
-        return None
-    cols = columns(records, ("instId", "tradeId", "px", "sz", "side", "ts"))
-    ts, seq = _integers(cols["ts"]), _integers(cols["tradeId"])
-    if (ts is None or seq is None or cols["instId"].count(instrument) < len(records)
-            or not set(cols["side"]) <= {"buy", "sell"} or not all_positive(cols["px"], cols["sz"])
-            or not epochs_ok(ts)):
-        return None
-    quantity, amount = sizer.sized(cols["px"], cols["sz"])
-    return frame_of(TRADES_SCHEMA, VENUE, instrument, ts, trade_id=cols["tradeId"], price=cols["px"],
-                    quantity=quantity, amount=amount, side=cols["side"], seq=seq)
+    cols = history_trades(_data(body, ctx), instrument, sizer, ctx)
+    return frame_of(TRADES_SCHEMA, VENUE, instrument, cols.pop("ts"),
+                    **{**cols, "seq": pl.Series(cols["seq"], dtype=pl.Int64)})
 
 
 def parse_books(body: Any, instrument: str, ctx: Page | None = None,
@@ -419,101 +430,71 @@ def parse_books(body: Any, instrument: str, ctx: Page | None = None,
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
-def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
-                  contract_values: dict[str, tuple[float, bool]] | None = None,
-                  drops: Counter | None = None) -> pl.DataFrame:
-    """candles / history-candles envelope (`Candle`s) → bars frame: confirmed bars only, any order in,
-    the unconfirmed ones counted in `drops["unconfirmed"]` (rules on the page's columns, else candle by
-    candle: `candle`). Volume in base units: vol (spot), volCcy (contracts); amount = volCcyQuote."""
-    ctx = ctx or Page(VENUE, instrument)
-    sizer = _sizer(instrument, contract_values, ctx)
-    data = _data(body, ctx)
-    page = _candles_page(Candle, data, drops)
-    if page is not None:
-        volume = page["volCcy" if sizer.derivative else "vol"]  # base units
-        return frame_of(BARS_SCHEMA, VENUE, instrument, page["ts"], open=page["open"], high=page["high"],
-                        low=page["low"], close=page["close"], volume=volume, amount=page["volCcyQuote"],
-                        trades=[None] * len(volume))
-    cols = BarColumns()
-    for i, row in enumerate(data):
-        bar = candle(row, sizer, f"candle #{i}", ctx)
-        if bar is None:  # the bar is still forming
-            if drops is not None:
-                drops["unconfirmed"] += 1
-            continue
-        cols.add(*bar, None)
-    return cols.frame(VENUE, instrument)
+def candles(kind: type, data: list, ctx: Page, label: str = "candle", number: str = "candle #{i}",
+            drops: Counter | None = None, page: bool = False) -> dict[str, list]:
+    """Candle rows (`Candle`, `PriceCandle`) as checked columns of the closed ones: ts_us, open, high,
+    low, close (candles: also volume = vol, vol_ccy, quote = volCcyQuote and whether the row has it);
+    the rows still forming are counted in `drops["unconfirmed"]`. `page`: volumes as a page is read."""
+    cols = page_columns(kind, data)
+    cols["time"] = integers(cols["ts"])
+    cols["ts_us"] = list(map(epoch_to_us, cols["time"]))
+    for raw, name in zip("ohlc", ("open", "high", "low", "close"), strict=True):
+        cols[name] = numbers(cols[raw])
+    cols["closed"] = np.array([confirm != "0" for confirm in cols["confirm"]], bool)
+    names = ["ts_us", "open", "high", "low", "close"]
+    if kind is Candle:
+        cols["volume"], cols["vol_ccy"], cols["quote"] = (numbers(cols[k]) for k in ("vol", "volCcy", "volCcyQuote"))
+        cols["quoted"] = np.array([q is not MISSING and q != "" for q in cols["volCcyQuote"]], bool)
+        names += ["volume", "vol_ccy", "quote", "quoted"]
+    rules = CANDLE_RULES if kind is Candle else PRICE_CANDLE_RULES
+    named = _names(cols, rules[:3], lambda r: f"{label} {from_us(r['ts_us']).strftime('%Y-%m-%d %H:%M:%S')}",
+                   lambda i: number.format(i=i))
+    _check(cols, rules, named, ctx, data, kind, drops, "unconfirmed", [c == "0" for c in cols["confirm"]])
+    if page and kind is Candle:
+        cols["volume"], cols["vol_ccy"], cols["quote"] = _in_c(cols, kind, cols["ts"], vol=cols["volume"],
+                                                               volCcy=cols["vol_ccy"], volCcyQuote=cols["quote"])
+    return {name: list(compress(cols[name], cols["closed"])) for name in names}
 
 
-def _candles_page(kind: type, data: list, drops: Counter | None) -> dict[str, list] | None:
-    """The confirmed candles (`Candle`, `PriceCandle`) of a page whose candles all keep the rules of
-    `candle` / `parse_price_candles` (an unconfirmed one: its time and confirm) as columns, the
-    unconfirmed counted; None if one does not."""
-    records = fits(list[kind], data, strict=False)
-    if records is None:
-        return None
-    cols = columns(records, kind.__struct_fields__)
-    times, confirms = _integers(cols["ts"]), cols["confirm"]
-    if times is None or not epochs_ok(times) or not set(confirms) <= {"0", "1"}:
-        return None
-    cols["ts"] = times
-    unconfirmed = confirms.count("0")
-    if unconfirmed:
-        cols = {name: list(compress(values, [c == "1" for c in confirms])) for name, values in cols.items()}
-    if not _bars_ok(cols):
-        return None
-    if unconfirmed and drops is not None:
-        drops["unconfirmed"] += unconfirmed
-    return cols
-
-
-def _bars_ok(cols: dict[str, list]) -> bool:
-    """Every bar of the columns one `check_bar` takes (opening on a minute, finite, low > 0, low <=
-    open/close <= high), its volumes finite and not negative."""
-    o, h, lo, c = cols["open"], cols["high"], cols["low"], cols["close"]
-    volumes = [cols[name] for name in ("vol", "volCcy", "volCcyQuote") if name in cols]
-    return (all_finite(o, h, c) and all_positive(lo) and all_finite(*volumes, low=0) and all(map(le, lo, o))
-            and all(map(le, lo, c)) and all(map(le, o, h)) and all(map(le, c, h))
-            and not any(epoch_to_us(t) % 60_000_000 for t in cols["ts"]))
-
-
-CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")  # candles, candle1m pushes
-PRICE_CANDLE_FIELDS = ("ts", "o", "h", "l", "c", "confirm")  # mark-price and index candles
-
-
-def _candle_head(row: Any, what: str, fields: tuple[str, ...], required: int, label: str, ctx: Page,
-                 shown: int) -> tuple[int, str, bool]:
-    """(ts µs, `label` named by the candle's time, confirmed) of a candle array of `fields` (at least
-    `required` of them; the last, confirm, "1" when absent)."""
-    if not isinstance(row, list) or len(row) < required:
-        raise ctx.error(f"{what} is not a [{', '.join(fields)}] array: {str(row)[:shown]}")
-    ts = epoch_us(row[0], f"{what} ts", ctx)
-    named = f"{label} {from_us(ts).strftime('%Y-%m-%d %H:%M:%S')}"
-    confirm = row[len(fields) - 1] if len(row) >= len(fields) else "1"
-    if confirm not in ("0", "1"):
-        raise ctx.error(f"{named} confirm is {confirm!r}, not \"0\" or \"1\"")
-    return ts, named, confirm == "1"
+def candle_bars(data: list, sizer: ContractSizer, ctx: Page, number: str = "candle #{i}",
+                drops: Counter | None = None, page: bool = False) -> dict[str, list]:
+    """Closed candles (history-candles, and the candle1m push) as bars: ts_us, open, high, low, close,
+    volume in base units (vol: spot; volCcy: contracts), amount in quote units (volCcyQuote; without
+    it volCcy (spot) or volCcy x close)."""
+    cols = candles(Candle, data, ctx, number=number, drops=drops, page=page)
+    if sizer.derivative:
+        volume, fallback = cols["vol_ccy"], list(map(mul, cols["vol_ccy"], cols["close"]))
+    else:
+        volume, fallback = cols["volume"], cols["vol_ccy"]
+    amount = [q if quoted else f for q, quoted, f in zip(cols["quote"], cols["quoted"], fallback, strict=True)]
+    return {**{k: cols[k] for k in ("ts_us", "open", "high", "low", "close")}, "volume": volume, "amount": amount}
 
 
 def candle(row: Any, sizer: ContractSizer, what: str, ctx: Page) -> tuple | None:
-    """One candle `[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]` (REST, and the candle1m push):
-    (ts µs, o, h, l, c, volume in base units, amount in quote units), None while unconfirmed."""
-    ts, what, confirmed = _candle_head(row, what, CANDLE_FIELDS, 7, "candle", ctx, shown=160)
-    if not confirmed:
-        return None
-    o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
-                   ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
-    vol = number(row[5], f"{what} vol", ctx)
-    vol_ccy = not_negative(number(row[6], f"{what} volCcy", ctx), f"{what} volCcy", ctx)
-    quote = number(row[7], f"{what} volCcyQuote", ctx) if len(row) >= 8 and row[7] != "" else None
-    check_bar(what, ctx, ts, o, h, lo, c, vol)
-    if quote is not None:
-        not_negative(quote, f"{what} volCcyQuote", ctx)
-    if not sizer.derivative:
-        return ts, o, h, lo, c, vol, (quote if quote is not None else vol_ccy)
-    return ts, o, h, lo, c, vol_ccy, (quote if quote is not None else vol_ccy * c)  # vol in contracts, volCcy in base
+    """One candle row, named `what` until its time is read: (ts µs, o, h, l, c, volume, amount), None
+    while unconfirmed (`candle_bars` of one)."""
+    return next(zip(*candle_bars([row], sizer, ctx, what).values()), None)
 
 
+def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
+                  contract_values: dict[str, tuple[float, bool]] | None = None,
+                  drops: Counter | None = None) -> pl.DataFrame:
+    """candles / history-candles envelope → bars frame of the confirmed bars (`candle_bars`), any order
+    in, the unconfirmed ones counted in `drops["unconfirmed"]`."""
+    ctx = ctx or Page(VENUE, instrument)
+    sizer = _sizer(instrument, contract_values, ctx)
+    bars = candle_bars(_data(body, ctx), sizer, ctx, drops=drops, page=True)
+    return frame_of(BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars, trades=[None] * len(bars["open"]))
+
+
+def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, drops: Counter | None = None,
+                        dataset: str = "mark_bars_1m") -> pl.DataFrame:
+    """history-mark-price-candles / history-index-candles envelope (`PriceCandle`s) → a price bars frame
+    (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in `drops["unconfirmed"]`."""
+    ctx = ctx or Page(VENUE, instrument)
+    price = dataset.split("_")[0]
+    cols = candles(PriceCandle, _data(body, ctx), ctx, f"{price} candle", f"{price} candle #{{i}}", drops)
+    return frame_of(spec_for(dataset).schema, VENUE, instrument, cols.pop("ts_us"), **cols)
 def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
     """A number that OKX sends as "" when there is none (no trade yet, an empty book side)."""
     value = field(record, key, what, ctx)
@@ -522,8 +503,8 @@ def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
 
 def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
                  contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
-    """ticker envelope → tickers frame: one row stamped with the ticker's `ts` (volumes: the module
-    docstring; mark, index and funding rate null)."""
+    """ticker envelope → tickers frame: one row stamped with the ticker's `ts` (volumes:
+    docs/crypto-datasets.md; mark, index and funding rate null)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
     data = _data(body, ctx)
@@ -558,37 +539,18 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
     return cols.frame(VENUE, instrument)
 
 
+
 def _funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
-    """funding-rate-history envelope → [(fundingTime µs, realizedRate)] as sent (`_funding_page`, else
-    record by record)."""
+    """funding-rate-history envelope (`FundingSettlement`s) → [(fundingTime µs, realizedRate)] as sent."""
     data = _data(body, ctx)
-    page = _funding_page(data, instrument)
-    if page is not None:
-        return page
-    rows = []
-    for i, record in enumerate(data):
-        what = f"funding record #{i}"
-        inst = field(record, "instId", what, ctx)
-        if inst != instrument:
-            raise ctx.error(f"{what} is for {inst!r}, not {instrument}")
-        ts = epoch_us(field(record, "fundingTime", what, ctx), f"{what} fundingTime", ctx)
-        what = f"funding at {from_us(ts).isoformat()}"
-        rows.append((ts, number(field(record, "realizedRate", what, ctx), f"{what} realizedRate", ctx)))
-    return rows
-
-
-def _funding_page(data: list, instrument: str) -> list[tuple[int, float]] | None:
-    """The (fundingTime µs, realizedRate) of a page of `FundingSettlement`s that keep the rules of
-    `_funding_rows`; None if one does not."""
-    records = fits(list[FundingSettlement], data, strict=False)
-    if records is None:
-        return None
-    cols = columns(records, ("instId", "fundingTime", "realizedRate"))
-    times = _integers(cols["fundingTime"])
-    if (times is None or cols["instId"].count(instrument) < len(records) or not epochs_ok(times)
-            or not all_finite(cols["realizedRate"])):
-        return None
-    return list(zip(map(epoch_to_us, times), cols["realizedRate"], strict=True))
+    cols = page_columns(FundingSettlement, data)
+    cols["time"], cols["rate"] = integers(cols["fundingTime"]), numbers(cols["realizedRate"])
+    rules = (is_object(), has_field("instId"), _of(instrument), has_field("fundingTime"), is_integer("fundingTime"),
+             is_epoch("time", "fundingTime"), has_field("realizedRate"), *is_number("realizedRate", "rate"))
+    check(cols, rules, _names(cols, rules[:6], lambda r: f"funding at {_iso(r['time'])}",
+                              lambda i: f"funding record #{i}"), ctx, data)
+    return list(zip(map(epoch_to_us, cols["time"]), *_in_c(cols, FundingSettlement, cols["fundingTime"],
+                                                                     realizedRate=cols["rate"]), strict=True))
 
 
 def funding_frame(rows: list[tuple[int, float]], instrument: str, ctx: Page | None = None,
@@ -629,145 +591,110 @@ def parse_funding_history(body: Any, instrument: str, ctx: Page | None = None) -
     return funding_frame(_funding_rows(body, instrument, ctx), instrument, ctx)
 
 
+
+def open_interests(rows: list, sizer: ContractSizer, ctx: Page, page: bool = False) -> dict[str, list]:
+    """Open interest rows (`OpenInterestRow`: REST, and the open-interest push's fields) as checked
+    columns: ts (µs), contracts, contract_size, size_unit, base, quote (`page`: as a page is read)."""
+    cols = page_columns(OpenInterestRow, rows)
+    cols["time"] = integers(cols["ts"])
+    cols["contracts"], cols["base"], cols["quote"] = (numbers(cols[k]) for k in ("oi", "oiCcy", "oiUsd"))
+    shaped = keeps(cols, OPEN_INTEREST_RULES[:1])
+    check(cols, OPEN_INTEREST_RULES, _names(cols, OPEN_INTEREST_RULES[:3], lambda r: f"open interest at {_iso(r['time'])}",
+                                            lambda i: "open interest" if shaped[i] else f"open interest #{i}"),
+          ctx, rows, OpenInterestRow)
+    values = {"oi": cols["contracts"], "oiCcy": cols["base"], "oiUsd": cols["quote"]}
+    contracts, base, quote = _in_c(cols, OpenInterestRow, cols["ts"], **values) if page else values.values()
+    n = len(rows)
+    return {"ts": list(map(epoch_to_us, cols["time"])), "contracts": contracts, "contract_size": [sizer.value] * n,
+            "size_unit": ["quote" if sizer.inverse else "base"] * n, "base": base, "quote": quote}
+
+
+def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSizer, ctx: Page) -> tuple:
+    """One open interest: (ts µs, contracts, contract size, its unit, base, quote) (`open_interests` of one)."""
+    return next(zip(*open_interests([[ts, oi, oi_ccy, oi_usd]], sizer, ctx).values()))
+
+
 def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = None,
                                 contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
-    """open-interest-history envelope (`OpenInterestRow`s) → open_interest frame: contracts = oi, base =
-    oiCcy, quote = oiUsd (the page's rules on its columns, else row by row: `open_interest`)."""
+    """open-interest-history envelope → open_interest frame: contracts = oi, base = oiCcy, quote = oiUsd."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx, note=False)
     if not sizer.derivative:
         raise ctx.error("open interest exists for contracts only")
-    data = _data(body, ctx)
-    page = _open_interest_page(data, instrument, sizer)
-    if page is not None:
-        return page
-    cols = columns_of("open_interest")
-    for i, row in enumerate(data):
-        if not isinstance(row, list) or len(row) < 4:
-            raise ctx.error(f"open interest #{i} is not a [ts, oi, oiCcy, oiUsd] array: {str(row)[:120]}")
-        cols.add(*open_interest(*row[:4], sizer, ctx))
-    return cols.frame(VENUE, instrument)
+    cols = open_interests(_data(body, ctx), sizer, ctx, page=True)
+    return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, cols.pop("ts"), **cols)
 
 
-def _open_interest_page(data: list, instrument: str, sizer: ContractSizer) -> pl.DataFrame | None:
-    """The open_interest frame of a page of `OpenInterestRow`s that keep `open_interest`'s rules; None if
-    one does not."""
-    records = fits(list[OpenInterestRow], data, strict=False)
-    if records is None:
-        return None
-    cols = columns(records, ("ts", "oi", "oiCcy", "oiUsd"))
-    ts = _integers(cols["ts"])
-    if ts is None or not epochs_ok(ts) or not all_finite(cols["oi"], cols["oiCcy"], cols["oiUsd"], low=0):
-        return None
-    n = len(ts)
-    return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, ts, contracts=cols["oi"], contract_size=[sizer.value] * n,
-                    size_unit=["quote" if sizer.inverse else "base"] * n, base=cols["oiCcy"],
-                    quote=cols["oiUsd"])
+def liquidation_details(details: list, sizer: ContractSizer, ctx: Page, name: Callable[[int], str],
+                        ours: Sequence[bool] | None = None, drops: Counter | None = None) -> dict[str, list]:
+    """Liquidation details (`LiquidationDetail`: liquidation-orders, and the channel's push) as checked
+    columns of those `ours` (all by default; the others only timed, and counted in
+    `drops["other_instrument"]`): ts (µs), key `<ts>-<side>-<posSide>-<sz>-<bkPx>` as sent (OKX gives no
+    id), side, price, quantity (base), amount; and "times": every detail's ms. `name(i)`: a detail
+    until its time is read."""
+    cols = page_columns(LiquidationDetail, details)
+    cols["time"], cols["price"], cols["size"] = integers(cols["ts"]), numbers(cols["bkPx"]), numbers(cols["sz"])
+    cols["ours"] = np.ones(len(details), bool) if ours is None else np.array(ours, bool)
+    named = _names(cols, LIQUIDATION_RULES[:4], lambda r: f"liquidation at {_iso(r['time'])}", name)
+    _check(cols, LIQUIDATION_RULES, named, ctx, details, None, drops, "other_instrument", [not o for o in cols["ours"]])
+    mine = list(compress(details, cols["ours"]))
+    price = list(compress(cols["price"], cols["ours"]))
+    quantity = sizer.sized(price, list(compress(cols["size"], cols["ours"])))[0]
+    return {"ts": [epoch_to_us(t) for t in compress(cols["time"], cols["ours"])],
+            "key": [f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}" for d in mine],
+            "side": [d["side"] for d in mine], "price": price, "quantity": quantity,
+            "amount": list(map(mul, price, quantity)), "times": [epoch_to_us(t) // 1000 for t in cols["time"]]}
 
 
-def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSizer, ctx: Page) -> tuple:
-    """One open interest (REST `[ts, oi, oiCcy, oiUsd]`, and the open-interest push's fields):
-    (ts µs, contracts, contract size, its unit, base, quote)."""
-    ts_us = epoch_us(ts, "open interest ts", ctx)
-    what = f"open interest at {from_us(ts_us).isoformat()}"
-    values = (not_negative(number(value, f"{what} {name}", ctx), f"{what} {name}", ctx)
-              for value, name in ((oi, "oi"), (oi_ccy, "oiCcy"), (oi_usd, "oiUsd")))
-    contracts, coin, usd = values
-    return ts_us, contracts, sizer.value, "quote" if sizer.inverse else "base", coin, usd
+def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[int, str, str, float, float, float]:
+    """One liquidation detail (the channel's push): (ts µs, key, side, price, base, quote)
+    (`liquidation_details` of one)."""
+    cols = liquidation_details([detail], sizer, ctx, lambda i: "liquidation")
+    return next(zip(*list(cols.values())[:6]))
 
 
 def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops: Counter | None
                   ) -> tuple[pl.DataFrame, list[int]]:
     """(liquidations frame of `instrument`, the ms time of every detail in the answer: the paging
-    cursor runs over all of them): the page's rules on its columns, else detail by detail."""
+    cursor runs over all of them). A record names its contract (`instId`, else its family's perpetual);
+    a detail before a broken record is told first, as a reader going record by record told it."""
     sizer = _sizer(instrument, contract_values, ctx)
     data = _data(body, ctx)
-    page = _liquidations_page(data, instrument, sizer)
-    if page is not None:
-        frame, times, others = page
-        if others and drops is not None:
-            drops["other_instrument"] += others
-        return frame, times
-    cols = columns_of("liquidations")
-    times: list[int] = []
-    repeats: Counter = Counter()
-    for i, group in enumerate(data):
-        what = f"liquidation record #{i}"
-        details = field(group, "details", what, ctx)
-        if not isinstance(details, list):
-            raise ctx.error(f"{what} details is {type(details).__name__}, not an array")
-        inst = group.get("instId") or ""
-        if not inst:  # a family has one perpetual; a dated future must say which it is
-            family = group.get("instFamily") or group.get("uly")
-            if group.get("instType") != "SWAP" or not family:
-                raise ctx.error(f"{what} names no instId (instType {group.get('instType')!r}, "
-                                f"instFamily {family!r})")
-            inst = f"{family}-SWAP"
-        for j, detail in enumerate(details):
-            raw_ts = field(detail, "ts", f"{inst} liquidation #{j}", ctx)
-            ts = epoch_us(raw_ts, f"{inst} liquidation #{j} ts", ctx)
-            times.append(ts // 1000)
-            if inst != instrument:
-                if drops is not None:
-                    drops["other_instrument"] += 1
-                continue
-            _, key, side, price, base, amount = liquidation_detail(detail, sizer, ctx)
-            repeat = repeats[key]
-            repeats[key] += 1
-            cols.add(ts, key if not repeat else f"{key}#{repeat}", side, price, base, amount)
-    return cols.frame(VENUE, instrument), times
+    records = page_columns(LiquidationOrders, data)
+    contracts = [_contract(record) for record in data]
+    records["named"] = np.array([inst is not None for inst in contracts], bool)
+    broke: list[int] = []
+    try:
+        check(records, LIQUIDATION_RECORD_RULES, lambda i, r: broke.append(i) or f"liquidation record #{i}", ctx, data)
+    except SourceDataError:
+        _liquidation_page(data[:broke[0]], contracts, instrument, sizer, ctx, drops)
+        raise
+    return _liquidation_page(data, contracts, instrument, sizer, ctx, drops)
 
 
-def _liquidations_page(data: list, instrument: str, sizer: ContractSizer
-                       ) -> tuple[pl.DataFrame, list[int], int] | None:
-    """(frame, the ms time of every detail, the other instruments' details) of a page whose records
-    and details all keep the rules of `_liquidations` and `liquidation_detail`; None if one does not."""
-    records = fits(list[LiquidationOrders], data, strict=False)
-    if records is None:
+def _contract(record: Any) -> Any:
+    """A liquidation-orders record's contract: its instId, else its family's perpetual; None: neither."""
+    if not isinstance(record, dict):
         return None
-    ours: list[bool] = []
-    for record in records:
-        family = record.instFamily or record.uly
-        inst = record.instId or (f"{family}-SWAP" if record.instType == "SWAP" and family else None)
-        if inst is None:
-            return None
-        ours.extend([inst == instrument] * len(record.details))
-    details = [detail for record in records for detail in record.details]
-    times = _integers([detail.ts for detail in details])
-    if times is None or not epochs_ok(times):
-        return None
-    mine = list(compress(details, ours))
-    sent = list(compress([detail for record in data for detail in record["details"]], ours))
-    cols = columns(mine, ("side", "bkPx", "sz"))
-    if not set(cols["side"]) <= {"buy", "sell"} or not all_positive(cols["bkPx"], cols["sz"]):
-        return None
+    family = record.get("instFamily") or record.get("uly")
+    return record.get("instId") or (f"{family}-SWAP" if record.get("instType") == "SWAP" and family else None)
+
+
+def _liquidation_page(data: list, contracts: list, instrument: str, sizer: ContractSizer, ctx: Page,
+                      drops: Counter | None) -> tuple[pl.DataFrame, list[int]]:
+    """`_liquidations` of records that keep their rules: our contract's details as a frame, the n-th
+    repeat of a key within the page "#n"."""
+    details = [detail for record in data for detail in record["details"]]
+    names = [f"{inst} liquidation #{j}" for record, inst in zip(data, contracts) for j in range(len(record["details"]))]
+    ours = [inst == instrument for record, inst in zip(data, contracts) for _ in record["details"]]
+    cols = liquidation_details(details, sizer, ctx, names.__getitem__, ours, drops)
     ids, seen = [], Counter()
-    for d in sent:
-        key = f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}"
+    for key in cols["key"]:
         ids.append(f"{key}#{seen[key]}" if seen[key] else key)
         seen[key] += 1
-    quantity = sizer.sized(cols["bkPx"], cols["sz"])[0]
-    frame = frame_of(LIQUIDATIONS_SCHEMA, VENUE, instrument, list(compress(times, ours)), liquidation_id=ids,
-                     side=cols["side"], price=cols["bkPx"], quantity=quantity,
-                     amount=list(map(mul, cols["bkPx"], quantity)))
-    return frame, [epoch_to_us(t) // 1000 for t in times], len(ours) - len(mine)
-
-
-def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[int, str, str, float, float, float]:
-    """One detail `{side, posSide, bkPx, sz, ts}` of a liquidation-orders record (REST, and the channel's
-    push): (ts µs, id `<ts>-<side>-<posSide>-<sz>-<bkPx>` (OKX gives none), side, price, base, quote)."""
-    raw_ts = field(detail, "ts", "liquidation", ctx)
-    ts = epoch_us(raw_ts, "liquidation ts", ctx)
-    what = f"liquidation at {from_us(ts).isoformat()}"
-    side = field(detail, "side", what, ctx)
-    if side not in ("buy", "sell"):
-        raise ctx.error(f"{what} side is {side!r}, not buy/sell")
-    pos_side = field(detail, "posSide", what, ctx)
-    raw_px, raw_sz = field(detail, "bkPx", what, ctx), field(detail, "sz", what, ctx)
-    price = positive(number(raw_px, f"{what} bkPx", ctx), what, ctx, "bkPx")
-    size = positive(number(raw_sz, f"{what} sz", ctx), what, ctx, "sz")
-    base = sizer.base_and_quote(price, size)[0]
-    return ts, f"{raw_ts}-{side}-{pos_side}-{raw_sz}-{raw_px}", side, price, base, price * base
+    frame = frame_of(LIQUIDATIONS_SCHEMA, VENUE, instrument, cols["ts"], liquidation_id=ids, side=cols["side"],
+                     price=cols["price"], quantity=cols["quantity"], amount=cols["amount"])
+    return frame, cols["times"]
 
 
 def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,
@@ -776,32 +703,6 @@ def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,
     """liquidation-orders envelope → liquidations frame of `instrument` (other instruments' details
     counted in `drops["other_instrument"]`)."""
     return _liquidations(body, instrument, ctx or Page(VENUE, instrument), contract_values, drops)[0]
-
-
-def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, drops: Counter | None = None,
-                        dataset: str = "mark_bars_1m") -> pl.DataFrame:
-    """history-mark-price-candles / history-index-candles envelope (`PriceCandle`s) → a price bars frame
-    (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in `drops["unconfirmed"]`."""
-    ctx = ctx or Page(VENUE, instrument)
-    data = _data(body, ctx)
-    page = _candles_page(PriceCandle, data, drops)
-    if page is not None:
-        return frame_of(spec_for(dataset).schema, VENUE, instrument, page["ts"], open=page["open"], high=page["high"],
-                        low=page["low"], close=page["close"])
-    price = dataset.split("_")[0]
-    cols = columns_of(dataset)
-    for i, row in enumerate(data):
-        ts, what, confirmed = _candle_head(row, f"{price} candle #{i}", PRICE_CANDLE_FIELDS, 5, f"{price} candle", ctx,
-                                           shown=120)
-        if not confirmed:
-            if drops is not None:
-                drops["unconfirmed"] += 1
-            continue
-        o, h, lo, c = (number(row[k], f"{what} {name}", ctx) for k, name in
-                       ((1, "open"), (2, "high"), (3, "low"), (4, "close")))
-        check_bar(what, ctx, ts, o, h, lo, c, 0.0)
-        cols.add(ts, o, h, lo, c)
-    return cols.frame(VENUE, instrument)
 
 
 # --------------------------------------------------------------------------------------------

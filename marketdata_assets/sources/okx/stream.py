@@ -61,11 +61,12 @@ from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.okx.rest import (
     ContractSizer,
     OkxClient,
-    candle,
-    history_trade,
-    liquidation_detail,
+    candle_bars,
+    history_trades,
+    liquidation_details,
     open_interest,
     parse_books,
+    trades_of,
 )
 from marketdata_assets.sources.stream import (
     BARS_1M,
@@ -137,16 +138,11 @@ def ticker_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSi
 
 
 def candle_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
-    """Closed bars (confirm "1") of a candle1m push, through the REST parser's `candle` (volume in base
-    units); the open bar's pushes: none."""
-    out, ctx = [], Page(VENUE, instrument)
-    for k, row in enumerate(data):
-        bar = candle(row, sizer, f"candle #{k}", ctx)
-        if bar is not None:
-            open_ms = bar[0] // 1000
-            out.append(record_message(BARS_1M, VENUE, instrument, open_ms, open_ms + 60_000, recv_ns,
-                                      Bar(open_ms, *bar[1:], None)))
-    return out
+    """Closed bars (confirm "1") of a candle1m push, read as the REST pages are (`candle_bars`: volume in
+    base units); the open bar's pushes: none."""
+    bars = candle_bars(data, sizer, Page(VENUE, instrument))
+    return [record_message(BARS_1M, VENUE, instrument, ts // 1000, ts // 1000 + 60_000, recv_ns,
+                           Bar(ts // 1000, *values, None)) for ts, *values in zip(*bars.values(), strict=True)]
 
 
 def funding_messages(data: list, instrument: str, recv_ns: int, warnings: dict | None = None) -> list[LiveMessage]:
@@ -171,7 +167,7 @@ def mark_price_messages(data: list, instrument: str, recv_ns: int, sizer=None) -
 
 
 def open_interest_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
-    """Through the REST parser's `open_interest`: contracts, ctVal, base (`oiCcy`) and quote (`oiUsd`)."""
+    """Each through the REST parser's `open_interest`: contracts, ctVal, base (`oiCcy`) and quote (`oiUsd`)."""
     out, ctx = [], Page(VENUE, instrument)
     for o in data:
         ts, *values = open_interest(o["ts"], o["oi"], o["oiCcy"], o.get("oiUsd"), sizer, ctx)
@@ -315,25 +311,26 @@ class OkxStream(StreamBase):
         return MESSAGES[kind](frame.data, frame.instrument, recv_ns, self.sizer(frame.instrument))
 
     def liquidation_messages(self, data: list, recv_ns: int) -> list[LiveMessage]:
-        """Each detail of each contract's entry, under the contract's instId, through the REST parser's
-        `liquidation_detail` (base quantity, OKX's id-less key)."""
+        """Each detail of each contract's entry, under the contract's instId, read as the REST pages are
+        (`liquidation_details`: base quantity, OKX's id-less key)."""
         out = []
         for entry in data:
             instrument = str(entry["instId"])
             sizer, ctx = self.sizer(instrument), Page(VENUE, instrument)
-            for detail in entry["details"]:
-                ts, key, side, price, base, amount = liquidation_detail(detail, sizer, ctx)
+            details = entry["details"]
+            cols = liquidation_details(details, sizer, ctx, lambda i: "liquidation")
+            for detail, ts, key, side, _, base, amount in zip(details, *list(cols.values())[:6], strict=True):
                 record = Liquidation(key, side, venue_number(detail["bkPx"]), base, amount)
                 out.append(record_message(LIQUIDATIONS, VENUE, instrument, key, ts // 1000, recv_ns, record))
         return out
 
     def trades(self, frame: Frame) -> list[Trade]:
-        """A `trades` push through the REST parser's `history_trade`, sizes in base units (x ctVal)."""
+        """A `trades` push read as the REST pages are (`history_trades`), sizes in base units (x ctVal)."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades push data is {type(frame.data).__name__}, not an array")
         sizer = self.sizer(instrument)
-        return [history_trade(record, instrument, sizer, f"trade #{i}", ctx) for i, record in enumerate(frame.data)]
+        return trades_of(history_trades(frame.data, instrument, sizer, ctx))
 
     def sizer(self, instrument: str) -> ContractSizer:
         """The instrument's contract sizing (kept: one lookup a frame is enough); SourceDataError if unknown."""
