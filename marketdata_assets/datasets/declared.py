@@ -130,17 +130,6 @@ def _name(kind: type | None, step: int | str) -> str:
     return getattr(kind, "labels", {}).get(name, name)
 
 
-def epoch_us(column: str) -> pl.Expr:
-    """Epoch milliseconds or microseconds (by magnitude, as datasets.frames.epoch_to_us) → microseconds;
-    0 stays 0 (epoch zero: a placeholder the plausibility rule drops and counts)."""
-    raw = pl.col(column)
-    return pl.when(raw >= 100_000_000_000_000).then(raw).otherwise(raw * 1000).alias(column)
-
-
-def epoch_ok(column: str) -> pl.Expr:
-    """True where `column` is 0 or epoch milliseconds / microseconds (not seconds, not nanoseconds)."""
-    raw = pl.col(column)
-    return (raw == 0) | raw.is_between(EPOCH_MS_OR_US[0], EPOCH_MS_OR_US[1], closed="left")
 
 
 def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
@@ -148,26 +137,8 @@ def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
     return {name: [getattr(r, name) for r in records] for name in fields}
 
 
-def all_flags(values: Sequence[Any]) -> bool:
-    """Every value a JSON true/false (a lax "true" or 1 is not)."""
-    return set(map(type, values)) <= {bool}
 
 
-def all_positive(*lists: Sequence[float]) -> bool:
-    """Every value finite and above 0 (prices, sizes), on a page's columns."""
-    return all(not values or (min(values) > 0 and all(map(math.isfinite, values))) for values in lists)
-
-
-def all_finite(*lists: Sequence[float], low: float = -math.inf) -> bool:
-    """Every value finite and at least `low` (volumes: 0)."""
-    return all(not values or (min(values) >= low and all(map(math.isfinite, values))) for values in lists)
-
-
-def epochs_ok(times: Sequence[int]) -> bool:
-    """Every time 0 or epoch ms / µs (what datasets.frames.epoch_to_us takes; 0 is a placeholder the
-    plausibility rule drops and counts)."""
-    nonzero = [t for t in times if t] if 0 in times else times
-    return not nonzero or (EPOCH_MS_OR_US[0] <= min(nonzero) and max(nonzero) < EPOCH_MS_OR_US[1])
 
 
 def frame_of(schema: dict, venue: str, instrument: str, ts: Sequence[int], **values: Sequence) -> pl.DataFrame:
@@ -186,13 +157,6 @@ def _constant(name: str, value: str, n: int) -> pl.Series:
     """`n` times `value` (eagerly: `pl.repeat` builds a query plan, ~30x the cost for a page)."""
     return pl.Series(name, [value], pl.Utf8).new_from_index(0, n) if n else pl.Series(name, [], pl.Utf8)
 
-
-def stamped(frame: pl.DataFrame, venue: str, instrument: str, schema: dict) -> pl.DataFrame:
-    """`frame` (its `ts` in epoch microseconds, the schema's other columns but venue and instrument) as a
-    frame of `schema`: ts a UTC time, venue and instrument constant columns, in the schema's order."""
-    return frame.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")), pl.lit(venue, pl.Utf8).alias("venue"),
-                              pl.lit(instrument, pl.Utf8).alias("instrument")).select(
-        [pl.col(name).cast(dtype) for name, dtype in schema.items()])
 
 
 # ---- rules that are not types, kept by every record of a page ----------------------------------
@@ -327,7 +291,7 @@ def wire_columns(records: Sequence, readers: dict[str, Callable | None], page: P
     is 0 in its column and named in the record's `UNREAD`."""
     optional = optional or {}
     unread: list[list[str]] = [[] for _ in records]
-    cols: dict[str, Any] = {RECORD: np.fromiter(records, object, len(records))}
+    cols: dict[str, Any] = {RECORD: objects(records)}
     for name, reader in readers.items():
         values = []
         for record, bad in zip(records, unread):
@@ -460,20 +424,15 @@ def page_columns(kind: type, data: list) -> PageColumns:
             if info.type is float and 0.0 in values:
                 values = [-0.0 if v == 0 and (row[k] if array_like else row[info.name]) == "-0" else v
                           for v, row in zip(values, data, strict=True)]
-            cols[info.name] = _objects(values)
+            cols[info.name] = objects(values)
     elif array_like:
-        cols.update({name: _objects([r[k] if isinstance(r, list) and k < len(r) else MISSING for r in data])
+        cols.update({name: objects([r[k] if isinstance(r, list) and k < len(r) else MISSING for r in data])
                      for k, name in enumerate(fields)})
     else:
-        cols.update({name: _objects([r.get(name, MISSING) if isinstance(r, dict) else MISSING for r in data])
+        cols.update({name: objects([r.get(name, MISSING) if isinstance(r, dict) else MISSING for r in data])
                      for name in fields})
-    cols["record"] = _objects(data)
+    cols[RECORD] = objects(data)
     return cols
-
-
-def _objects(values: Sequence) -> np.ndarray:
-    """`values` as a flat array of objects (lists stay elements, not a second dimension)."""
-    return np.fromiter(values, object, len(values))
 
 
 def _each(values: Sequence, keeps: Callable[[Any], bool]) -> np.ndarray:
@@ -532,20 +491,20 @@ def integers(values: Sequence) -> list[int]:
 
 def is_object() -> Rule:
     """The record is a JSON object (column "record", `page_columns`)."""
-    return Rule("record", lambda c: _each(c["record"], lambda r: isinstance(r, dict)), lambda what, r: (
-        f"{what} is {type(r['record']).__name__} {str(r['record'])[:80]!r}, not an object"))
+    return Rule(RECORD, lambda c: _each(c[RECORD], lambda r: isinstance(r, dict)), lambda what, r: (
+        f"{what} is {type(r[RECORD]).__name__} {str(r[RECORD])[:80]!r}, not an object"))
 
 
 def is_array(length: int, fields: Sequence[str], shown: int) -> Rule:
     """The record is a JSON array of at least `length` values (column "record", `page_columns`)."""
-    return Rule("record", lambda c: _each(c["record"], lambda r: isinstance(r, list) and len(r) >= length),
-                lambda what, r: f"{what} is not a [{', '.join(fields)}] array: {str(r['record'])[:shown]}")
+    return Rule(RECORD, lambda c: _each(c[RECORD], lambda r: isinstance(r, list) and len(r) >= length),
+                lambda what, r: f"{what} is not a [{', '.join(fields)}] array: {str(r[RECORD])[:shown]}")
 
 
 def has_field(column: str) -> Rule:
     """The record (a JSON object, column "record") sent field `column`."""
     return Rule(column, lambda c: _each(c[column], lambda v: v is not MISSING), lambda what, r: (
-        f"{what} lacks field {column!r} (has {sorted(r['record'])[:12]})"))
+        f"{what} lacks field {column!r} (has {sorted(r[RECORD])[:12]})"))
 
 
 def is_number(column: str, read: str, label: str | None = None) -> tuple[Rule, Rule]:
@@ -571,11 +530,6 @@ def is_integer(column: str, label: str | None = None) -> Rule:
             return f"{what} {name} is {value!r}, not an integer"
         return f"{what} {name} is {str(value)[:40]}, out of the 64-bit integer range"
     return Rule(column, lambda c: _each(c[column], _reads_int64), says)
-
-
-def is_one_of(column: str, allowed: Sequence, says: str | Callable[[str, dict], str]) -> Rule:
-    """A value among `allowed` (a side, a confirm flag, the page's instrument)."""
-    return Rule(column, lambda c: _each(c[column], lambda v: v in allowed), says)
 
 
 def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:

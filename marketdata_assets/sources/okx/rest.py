@@ -31,6 +31,7 @@ from marketdata_assets.datasets.declared import (
     Rule,
     bar_rules,
     check,
+    each,
     frame_of,
     has_field,
     integers,
@@ -40,7 +41,6 @@ from marketdata_assets.datasets.declared import (
     is_not_negative,
     is_number,
     is_object,
-    is_one_of,
     is_positive,
     keeps,
     numbers,
@@ -257,12 +257,12 @@ class LiquidationOrders(msgspec.Struct):
     uly: str = ""
 
 
-SIDE = is_one_of("side", ("buy", "sell"), "{what} side is {value!r}, not buy/sell")
+SIDE = each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell")
 
 
 def _of(instrument: str) -> Rule:
     """The record's instId is the page's instrument."""
-    return is_one_of("instId", (instrument,), lambda what, r: f"{what} is for {r['instId']!r}, not {instrument}")
+    return each("instId", (instrument,).__contains__, lambda what, r: f"{what} is for {r['instId']!r}, not {instrument}")
 
 
 def _trade_rules(instrument: str) -> tuple[Rule, ...]:
@@ -285,7 +285,7 @@ def _candle_rules(kind: type, least: int, shown: int) -> tuple[Rule, ...]:
     its position until then, by its time after), a confirm flag; a closed one (not "0") finite prices
     and volumes, a bar that can be true (datasets.wire.check_bar), a quote volume not negative."""
     head = (is_array(least, kind.__struct_fields__, shown), is_integer("ts"), is_epoch("time", "ts"),
-            is_one_of("confirm", ("0", "1", MISSING), '{what} confirm is {value!r}, not "0" or "1"'))
+            each("confirm", ("0", "1", MISSING).__contains__, '{what} confirm is {value!r}, not "0" or "1"'))
     prices = tuple(rule for raw, name in zip("ohlc", ("open", "high", "low", "close"), strict=True)
                    for rule in is_number(raw, name, name))
     if kind is PriceCandle:
