@@ -26,13 +26,11 @@ In-process: `with CryptoReplayServer(cfg) as rest, BinanceWsReplay(WsConfig(), r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from marketdata_assets.replay.crypto.config import BINANCE, ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument, fmt8, last_closed_bar, open_bar
@@ -97,19 +95,7 @@ class BinanceWsReplay(WsServer):
         if client is None:
             await connection.close(1008, "Invalid request")
             return
-        self.clients[client.number] = client
-        sender = asyncio.create_task(self._send_forever(client))
-        cut = self._arm_cut(client)
-        try:
-            async for message in connection:
-                if not await self._control(client, message):
-                    break
-        except ConnectionClosed:
-            pass
-        finally:
-            cut.cancel()
-            sender.cancel()
-            self.clients.pop(client.number, None)
+        await self._converse(client, self._control)
 
     def _deliver(self, client: Client, stream: str, payload: dict) -> None:
         if client.stalled or stream not in client.streams:

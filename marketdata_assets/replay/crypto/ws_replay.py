@@ -19,7 +19,6 @@ import asyncio
 from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.ws_server import Client, TickFaults, WsServer
@@ -62,21 +61,7 @@ class VenueWsReplay(WsServer):
         self.counts["connections"] += 1
         client = Client(self.counts["connections"], connection, set(), combined=False, path=path)
         client.last_in = client.last_out = asyncio.get_running_loop().time()
-        self.clients[client.number] = client
-        sender = asyncio.create_task(self._send_forever(client))
-        cut = self._arm_cut(client)
-        try:
-            async for message in connection:
-                client.last_in = asyncio.get_running_loop().time()
-                if not await self.control(client, message):
-                    break
-        except ConnectionClosed:
-            pass
-        finally:
-            cut.cancel()
-            sender.cancel()
-            self.closed(client)
-            self.clients.pop(client.number, None)
+        await self._converse(client, self.control, self.closed)
 
     def closed(self, client: Client) -> None:
         """A client went away (a subclass stops what it runs for it)."""

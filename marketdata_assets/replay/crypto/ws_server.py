@@ -242,6 +242,26 @@ class WsServer:
 
     # ---- the venue's forced cut ---------------------------------------------------------------
 
+    async def _converse(self, client: Client, control, closed=None) -> None:
+        """A connected client until it or the venue closes: its sender, its forced cut, and each message
+        it sends handed to `control` (False: close); `closed(client)` once it is gone."""
+        self.clients[client.number] = client
+        sender = asyncio.create_task(self._send_forever(client))
+        cut = self._arm_cut(client)
+        try:
+            async for message in client.connection:
+                client.last_in = asyncio.get_running_loop().time()
+                if not await control(client, message):
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            cut.cancel()
+            sender.cancel()
+            if closed is not None:
+                closed(client)
+            self.clients.pop(client.number, None)
+
     def _arm_cut(self, client: Client) -> asyncio.TimerHandle:
         """The cut `lifetime_s` after the connection opened (cancel the handle when it closes)."""
         return asyncio.get_running_loop().call_later(self.config.lifetime_s, self._cut, client)
