@@ -29,9 +29,11 @@ from typing import ClassVar
 import polars as pl
 
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.wire import TradeColumns, epoch_us, field, finish_trades, number, positive
+from marketdata_assets.datasets.declared import frame_of
+from marketdata_assets.datasets.frames import TRADES_SCHEMA
+from marketdata_assets.datasets.wire import field, finish_trades
 from marketdata_assets.sources.interface import HISTORY, venue_source
-from marketdata_assets.sources.toyex.stream import ToyexStream
+from marketdata_assets.sources.toyex.stream import ToyexStream, trade_columns
 
 VENUE = "TOYEX"
 
@@ -50,14 +52,11 @@ class ToyexClient(ApiClient):
         params = {"instrument": instrument, "from": int(start.timestamp() * 1000), "to": int(end.timestamp() * 1000)}
         page = Page(VENUE, instrument, start.date(), describe_request("GET", "/trades", params))
         body = await self.call("GET", "/trades", page=page, params=params)
-        cols = TradeColumns()
-        for i, trade in enumerate(field(body, "trades", "answer", page)):
-            what = f"trade #{i}"
-            price = positive(number(field(trade, "p", what, page), what, page), what, page)
-            quantity = positive(number(field(trade, "q", what, page), what, page), what, page, "quantity")
-            cols.add(epoch_us(field(trade, "t", what, page), what, page), str(trade["id"]), price, quantity,
-                     price * quantity, field(trade, "side", what, page), int(trade["id"]))
-        return finish_trades([cols.frame(VENUE, instrument)], start, end)
+        cols = trade_columns(field(body, "trades", "answer", page), page)
+        frame = frame_of(TRADES_SCHEMA, VENUE, instrument, cols["t"], trade_id=[str(i) for i in cols["id"]],
+                         price=cols["p"], quantity=cols["q"], amount=[p * q for p, q in zip(cols["p"], cols["q"])],
+                         side=cols["side"], seq=cols["id"])
+        return finish_trades([frame], start, end)
 
 
 TOYEX = venue_source(VENUE, ToyexClient, "toyex", stream=ToyexStream)
@@ -70,14 +69,39 @@ update, "seq", "prev", "bids", "asks", "ts"}`, each update's prev the seq before
 
 import json
 
+import msgspec
+
 from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.declared import Int64, check, columns, each, is_epoch, is_finite, is_positive, page_of
+from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.records import Funding
-from marketdata_assets.datasets.wire import Trade, epoch_us, number, positive
+from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.stream import (BOOK_TOPS, BOOKS, FUNDING, MARK_FUNDING, TRADES, ChainedBookSync, Frame,
                                               StreamBase, json_text, record_message, trade_messages, venue_number)
 
 VENUE = "TOYEX"
 KINDS = {"trades": TRADES, "book": BOOKS, "funding": FUNDING}
+
+
+class ToyTrade(msgspec.Struct):
+    """One trade, as the REST answer and the trades channel both send it."""
+
+    id: Int64   # trade id: the row's trade_id and seq
+    t: Int64    # trade time, epoch ms
+    p: float    # price, quote per base (a number on REST, text on the stream)
+    q: float    # quantity, base units
+    side: str   # the taker's side
+
+
+TRADE_RULES = (is_epoch("t"), is_finite("p"), is_finite("q"), is_positive("p", "price"), is_positive("q", "quantity"),
+               each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell"))
+
+
+def trade_columns(data, page):
+    """A page of trades (REST's or a push) as checked columns: the one parse both paths use."""
+    cols = columns(page_of(ToyTrade, data, "trade", page), ToyTrade.__struct_fields__)
+    check(cols, TRADE_RULES, "trade #{i} (id={id})", page, data)
+    return cols
 
 
 class ToyexBook(ChainedBookSync):
@@ -114,13 +138,9 @@ class ToyexStream(StreamBase):
         return ToyexBook(instrument)
 
     def trades(self, frame):
-        ctx = Page(VENUE, frame.instrument)
-        out = []
-        for t in frame.data:
-            price, quantity = (positive(number(t[k], k, ctx), "trade", ctx) for k in ("p", "q"))
-            out.append(Trade(epoch_us(t["t"], "t", ctx), str(t["id"]), price, quantity, price * quantity, t["side"],
-                             int(t["id"]), int(t["t"])))
-        return out
+        c = trade_columns(frame.data, Page(VENUE, frame.instrument))
+        return [Trade(epoch_to_us(t), str(i), p, q, p * q, side, i, t)
+                for i, t, p, q, side in zip(c["id"], c["t"], c["p"], c["q"], c["side"])]
 
     def messages(self, frame, recv_ns):
         if frame.dataset == TRADES:
