@@ -269,6 +269,10 @@ class LiveCollector(BookOutputs):
             conn = self._new_connection(streams)
             try:
                 await conn.open()
+            except asyncio.CancelledError:  # a stop while connecting: this connection never was
+                self.connections.pop(conn.conn_id, None)
+                self.conn_streams.pop(conn.conn_id, None)
+                raise
             except (OSError, asyncio.TimeoutError, Exception) as error:  # noqa: BLE001  (any failure: retry)
                 self.connections.pop(conn.conn_id, None)
                 self.conn_streams.pop(conn.conn_id, None)

@@ -317,8 +317,10 @@ class Connection:
             return
         if self.reason == "open":  # a stop during a rollover's close keeps the first reason
             self.reason = reason
-        if self.ws is not None:
-            await self.ws.close(CLOSE_TIMEOUT_S)
+        if self.ws is None:  # never connected (its opening was cancelled): nothing to wait for
+            self.ended.set()
+            return
+        await self.ws.close(CLOSE_TIMEOUT_S)
         await self.ended.wait()
 
     async def _finish(self) -> None:

@@ -264,3 +264,25 @@ def test_a_refused_subscription_is_marked_and_retried(tmp_path):
     assert [r.get("m") for r in control if "m" in r] == ["subscribe_error"]
     assert any('"error"' in r["d"] for r in control if "d" in r) and any('"result":null' in r["d"] for r in control if "d" in r)
     assert set(trade_ids(tmp_path, "ETHUSDT"))  # the refused streams flow after the retry
+
+
+def test_a_stop_while_a_connection_is_still_opening_ends_at_once(tmp_path):
+    """A venue that accepts the TCP connection and never answers the handshake (a reconnect in flight
+    when the stop comes): the stop ends the collector within the close timeout, not never."""
+    from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+
+    async def scenario() -> float:
+        silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        config = CollectorConfig(list(INSTRUMENTS), f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", stale_s=5.0)
+        collector = BinanceSpotCollector(config, LandingWriter(tmp_path, "BINANCE"), None)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        while not collector.connections:  # the connection is registered, its handshake pending
+            await asyncio.sleep(0.01)
+        stop.set()
+        started = time.monotonic()
+        await asyncio.wait_for(task, 20)
+        silent.close()
+        return time.monotonic() - started
+    assert asyncio.run(scenario()) < 5
