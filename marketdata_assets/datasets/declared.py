@@ -19,7 +19,7 @@ import polars as pl
 
 from marketdata_assets.core.http import Page, SourceDataError, decode_json
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
-from marketdata_assets.datasets.wire import field
+from marketdata_assets.datasets.wire import field, integer
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
 
@@ -279,47 +279,120 @@ def _array(values: Sequence) -> np.ndarray:
 # ---- pages read field by field (datasets.wire's readers), for a page not of its declared types ----
 
 RECORD, UNREAD = "record", "unread"  # `wire_columns`' columns: the records as sent; the fields each
-#                                      record lacks or its reader refuses
+#                                      record lacks or its reader refuses (field → the value as sent)
 _QUIET = Page("")  # the page a reader is asked again on, for its words only
 
 
+class _Lacks:
+    """A field a record lacks (it is no object, or no array that long): `reads` tells it as `field` does."""
+
+
+LACKS = _Lacks()
+
+
 def wire_columns(records: Sequence, readers: dict[str, Callable | None], page: Page,
-                 optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`records` (decoded JSON objects) as columns, each field read by its datasets.wire reader (number,
-    integer, ...; None: as sent), for `reads` rules to tell what does not read in the reader's words.
-    An `optional` field may be left out (its default); a field a record lacks, or its reader refuses,
-    is 0 in its column and named in the record's `UNREAD`."""
+                 optional: dict[str, Any] | None = None, array: Sequence[str] = ()) -> dict[str, Any]:
+    """`records` (decoded JSON objects; with `array`, the names of an array-like record's positions:
+    JSON arrays) as columns, each field read by its datasets.wire reader (number, integer, ...; None:
+    as sent), for `reads` rules to tell what does not read in the reader's words. An `optional` field
+    may be left out (its default); a field a record lacks, or its reader refuses, is 0 in its column
+    and named in the record's `UNREAD` with its value as sent (`LACKS`: none)."""
     optional = optional or {}
-    unread: list[list[str]] = [[] for _ in records]
+    unread: list[dict[str, Any]] = [{} for _ in records]
     cols: dict[str, Any] = {RECORD: objects(records)}
     for name, reader in readers.items():
+        at = array.index(name) if array else -1
         values = []
         for record, bad in zip(records, unread):
+            shaped = isinstance(record, list if array else dict)  # an object (an array) may lack an optional field
+            if not shaped:
+                sent = LACKS
+            elif array:
+                sent = record[at] if at < len(record) else LACKS
+            else:
+                sent = record.get(name, LACKS)
             try:
-                value = record.get(name, optional[name]) if name in optional else record[name]
+                value = optional.get(name, LACKS) if sent is LACKS and shaped else sent
+                if value is LACKS:
+                    raise LookupError(name)
                 values.append(value if reader is None else reader(value, name, page))
             except (SourceDataError, AttributeError, LookupError, TypeError, ValueError, ArithmeticError):
                 # not an object, no such field, or the reader refuses it: `reads` tells it
                 values.append(0)
-                bad.append(name)
-        cols[name] = values if reader else np.fromiter(values, object, len(values))
-    cols[UNREAD] = np.fromiter(unread, object, len(unread))
+                bad[name] = sent
+        cols[name] = values if reader else objects(values)
+    cols[UNREAD] = objects(unread)
     return cols
 
 
+def lax_columns(kind: type, records: list, readers: dict[str, Callable | None], page: Page,
+                optional: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+    """`wire_columns` of a page of `kind` records that may send numbers as text, and whether the page fit
+    `kind` (lax): where it does, its columns are the records converted in C (a float as
+    datasets.wire.number reads it: "-0" is -0.0; a text field with a reader, an epoch as digits, read
+    by it); a page that does not fit, or has a value a reader refuses (a number not finite), is read
+    field by field."""
+    typed = fits(list[kind], records, strict=False)
+    cols = None if typed is None else _typed_columns(kind, typed, records, readers, page)
+    if cols is None:
+        cols = wire_columns(records, readers, page, optional,
+                            kind.__struct_fields__ if kind.__struct_config__.array_like else ())
+    return cols, typed is not None
+
+
+def _typed_columns(kind: type, typed: list, records: list, readers: dict[str, Callable | None],
+                   page: Page) -> dict[str, Any] | None:
+    """`lax_columns` of a page that fit `kind`; None where a reader refuses one of its values."""
+    at = {name: k for k, name in enumerate(kind.__struct_fields__)} if kind.__struct_config__.array_like else {}
+    types = _types(kind)
+    cols: dict[str, Any] = {RECORD: objects(records)}
+    for name, reader in readers.items():
+        values = [getattr(r, name) for r in typed]
+        if types[name] is float:
+            if 0.0 in values:  # C reads "-0" as 0.0, float() as -0.0
+                key = at.get(name, name)
+                values = [-0.0 if v == 0 and row[key] == "-0" else v for v, row in zip(values, records, strict=True)]
+            if reader is not None and not np.isfinite(np.fromiter(values, np.float64, len(values))).all():
+                return None
+        elif reader is integer and _digits(values):
+            values = list(map(int, values))
+        elif reader is not None:
+            try:
+                values = [reader(value, name, page) for value in values]
+            except (SourceDataError, TypeError, ValueError, ArithmeticError):
+                return None
+        cols[name] = values if reader else objects(values)
+    return cols
+
+
+@functools.cache
+def _types(kind: type) -> dict[str, Any]:
+    return {info.name: info.type for info in msgspec.structs.fields(kind)}
+
+
+def _digits(values: list) -> bool:
+    """Every value text of 1 to 18 ASCII digits (an Int64 as datasets.wire.integer reads it: int())."""
+    joined = "".join(values) if set(map(type, values)) == {str} else ""
+    return joined.isascii() and joined.isdigit() and min(map(len, values)) > 0 and max(map(len, values)) <= 18
+
+
 def reads(column: str, reader: Callable | None = None, label: str | None = None) -> Rule:
-    """A field the record has and its datasets.wire `reader` reads (on `wire_columns`; a page decoded
-    to its declared types has them read), told as datasets.wire.field and the reader tell it."""
+    """A field the record has (`wire_columns`; a page decoded to its declared types has them) and, with
+    a datasets.wire `reader`, one it reads, told as datasets.wire.field and the reader tell it."""
     def ok(cols):
-        return True if UNREAD not in cols else np.fromiter(
-            (column not in bad for bad in cols[UNREAD]), bool, len(cols[UNREAD]))
+        if UNREAD not in cols:
+            return True
+        return np.fromiter((column not in bad or (reader is None and bad[column] is not LACKS)
+                            for bad in cols[UNREAD]), bool, len(cols[UNREAD]))
 
     def says(what: str, record: dict) -> str:
         named = f"{what} {column if label is None else label}".rstrip()
+        sent = record[UNREAD][column]
         try:
-            value = field(record[RECORD], column, what, _QUIET)
-            if reader is not None:
-                reader(value, named, _QUIET)
+            if sent is LACKS:
+                field(record[RECORD], column, what, _QUIET)
+            elif reader is not None:
+                reader(sent, named, _QUIET)
         except SourceDataError as error:
             return error.detail
         raise AssertionError(f"{named} reads")  # pragma: no cover - `wire_columns` found it did not
@@ -391,145 +464,12 @@ def _read_rules(kind: type) -> tuple[Rule, ...]:
     return tuple(reads(key, kind.reads.get(key)) for key in kind.__struct_fields__)
 
 
-# ---- a page that does not fit its declaration: told as datasets.wire's readers tell it ----------
-
-class _Missing:
-    """A field a record lacks (or a position past an array's end)."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING = _Missing()
-
-
-class PageColumns(dict):
-    """A page's columns (`page_columns`); `fit`: every record fit the declaration (converted in C)."""
-
-    fit: bool = False
-
-
-def page_columns(kind: type, data: list) -> PageColumns:
-    """The columns of a page by `kind`'s fields (arrays of objects), as datasets.wire reads them:
-    converted in C (lax: numbers as text) where every record fits the declaration (its "-0" read as
-    float() reads it: -0.0), else the values as sent (MISSING where a record lacks one) for the rules
-    to name what is wrong; "record": the records as sent."""
-    fields, records = kind.__struct_fields__, fits(list[kind], data, strict=False)
-    cols = PageColumns()
-    array_like = kind.__struct_config__.array_like
-    if records is not None:
-        cols.fit = True
-        for k, info in enumerate(msgspec.structs.fields(kind)):
-            values = [getattr(r, info.name) for r in records]
-            if info.type is float and 0.0 in values:
-                values = [-0.0 if v == 0 and (row[k] if array_like else row[info.name]) == "-0" else v
-                          for v, row in zip(values, data, strict=True)]
-            cols[info.name] = objects(values)
-    elif array_like:
-        cols.update({name: objects([r[k] if isinstance(r, list) and k < len(r) else MISSING for r in data])
-                     for k, name in enumerate(fields)})
-    else:
-        cols.update({name: objects([r.get(name, MISSING) if isinstance(r, dict) else MISSING for r in data])
-                     for name in fields})
-    cols[RECORD] = objects(data)
-    return cols
-
-
-def _each(values: Sequence, keeps: Callable[[Any], bool]) -> np.ndarray:
-    return np.fromiter(map(keeps, values), bool, len(values))
-
-
-def _number(value: Any) -> float | None:
-    """datasets.wire.number's reading: None where it reads no number (an integer too big for a float
-    raises OverflowError, as there)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _reads_number(value: Any) -> bool:
-    try:
-        return _number(value) is not None
-    except OverflowError:
-        return False
-
-
-def numbers(values: Sequence) -> list[float]:
-    """Values as datasets.wire.number reads them, NaN where it reads none (`is_number` tells those)."""
-    if set(map(type, values)) <= {float}:
-        return list(values)
-    return [float(value) if _reads_number(value) else math.nan for value in values]
-
-
-def _integer(value: Any) -> int | None:
-    """datasets.wire.integer's reading: None where it reads no integer (digits int() does not read
-    raise ValueError, as there)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return int(value) if isinstance(value, float) and value.is_integer() else None
-
-
-def _reads_int64(value: Any) -> bool:
-    try:
-        read = _integer(value)
-    except ValueError:
-        return False
-    return read is not None and -(2**63) <= read < 2**63
-
-
-def integers(values: Sequence) -> list[int]:
-    """Values as datasets.wire.integer reads them, 0 where it reads none or past Int64 (`is_integer`)."""
-    return [_integer(value) if _reads_int64(value) else 0 for value in values]
-
-
-def is_object() -> Rule:
-    """The record is a JSON object (column "record", `page_columns`)."""
-    return Rule(RECORD, lambda c: _each(c[RECORD], lambda r: isinstance(r, dict)), lambda what, r: (
-        f"{what} is {type(r[RECORD]).__name__} {str(r[RECORD])[:80]!r}, not an object"))
-
+# ---- array-like records, and rules kept only where a column says so ----------------------------
 
 def is_array(length: int, fields: Sequence[str], shown: int) -> Rule:
-    """The record is a JSON array of at least `length` values (column "record", `page_columns`)."""
-    return Rule(RECORD, lambda c: _each(c[RECORD], lambda r: isinstance(r, list) and len(r) >= length),
+    """The record (column `RECORD`) is a JSON array of at least `length` values: its `fields` by position."""
+    return each(RECORD, lambda r: isinstance(r, list) and len(r) >= length,
                 lambda what, r: f"{what} is not a [{', '.join(fields)}] array: {str(r[RECORD])[:shown]}")
-
-
-def has_field(column: str) -> Rule:
-    """The record (a JSON object, column "record") sent field `column`."""
-    return Rule(column, lambda c: _each(c[column], lambda v: v is not MISSING), lambda what, r: (
-        f"{what} lacks field {column!r} (has {sorted(r[RECORD])[:12]})"))
-
-
-def is_number(column: str, read: str, label: str | None = None) -> tuple[Rule, Rule]:
-    """A finite number as datasets.wire.number reads one: `column` the values as sent, `read` them as
-    numbers (`numbers`). Not a number (true/false, null, other text), then not finite ('NaN', '1e400')."""
-    name = label or column
-
-    def not_a_number(what: str, r: dict) -> str:
-        _number(r[column])
-        return f"{what} {name} is {r[column]!r}, not a number"
-    return (Rule(column, lambda c: _each(c[column], _reads_number), not_a_number),
-            Rule(column, lambda c: np.isfinite(c[read]), f"{{what}} {name} is {{wire!r}}, not a finite number"))
-
-
-def is_integer(column: str, label: str | None = None) -> Rule:
-    """An Int64 as datasets.wire.integer reads one (a JSON integer, an integral float, digit text);
-    `integers` reads the column."""
-    name = label or column
-
-    def says(what: str, r: dict) -> str:
-        value = r[column]
-        if _integer(value) is None:
-            return f"{what} {name} is {value!r}, not an integer"
-        return f"{what} {name} is {str(value)[:40]}, out of the 64-bit integer range"
-    return Rule(column, lambda c: _each(c[column], _reads_int64), says)
 
 
 def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:

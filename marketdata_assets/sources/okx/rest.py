@@ -26,25 +26,19 @@ import polars as pl
 from marketdata_assets.core.contracts import Contract, bad_name, option_strike, yymmdd
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, SourceDataError, describe_request
 from marketdata_assets.datasets.declared import (
-    MISSING,
-    PageColumns,
+    RECORD,
     Rule,
     bar_rules,
     check,
     each,
     frame_of,
-    has_field,
-    integers,
     is_array,
     is_epoch,
-    is_integer,
     is_not_negative,
-    is_number,
-    is_object,
     is_positive,
     keeps,
-    numbers,
-    page_columns,
+    lax_columns,
+    reads,
     where,
 )
 from marketdata_assets.datasets.frames import (
@@ -258,6 +252,15 @@ class LiquidationOrders(msgspec.Struct):
 
 
 SIDE = each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell")
+_TRADE = {"tradeId": None, "instId": None, "px": number, "sz": number, "ts": integer, "side": None}
+_CANDLE = {"ts": integer, **dict.fromkeys("ohlc", number), "vol": number, "volCcy": number, "volCcyQuote": number,
+           "confirm": None}
+_PRICE_CANDLE = {"ts": integer, **dict.fromkeys("ohlc", number), "confirm": None}
+_CANDLE_OPTIONAL = {"volCcyQuote": "", "confirm": "1"}  # a row may end before them (confirm: closed)
+_FUNDING = {"instId": None, "fundingTime": integer, "realizedRate": number}
+_OPEN_INTEREST = {"ts": integer, "oi": number, "oiCcy": number, "oiUsd": number}
+_DETAIL = {"ts": integer, "side": None, "posSide": None, "bkPx": number, "sz": number}
+_PRICES = ("open", "high", "low", "close")
 
 
 def _of(instrument: str) -> Rule:
@@ -265,51 +268,56 @@ def _of(instrument: str) -> Rule:
     return each("instId", (instrument,).__contains__, lambda what, r: f"{what} is for {r['instId']!r}, not {instrument}")
 
 
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
 def _trade_rules(instrument: str) -> tuple[Rule, ...]:
     """What every trade keeps, in the order a breach is told: a string id (the trade named by its
     position until then, by its id after), its instrument, price, size, time, side; an id of digits
     is read as seq (digits int() does not read fail as int() does)."""
-    return (is_object(), has_field("tradeId"),
-            Rule("tradeId", lambda c: np.array([isinstance(t, str) and t != "" for t in c["tradeId"]], bool),
-                 "{what} tradeId is {value!r}, not a string id"),
-            has_field("instId"), _of(instrument), has_field("px"), *is_number("px", "price"), is_positive("price"),
-            has_field("sz"), *is_number("sz", "size"), is_positive("size"), has_field("ts"), is_integer("ts"),
-            is_epoch("time", "ts"), has_field("side"), SIDE,
-            Rule("tradeId", lambda c: np.array([not (isinstance(t, str) and t.isdigit()) or t.isdecimal()
-                                                for t in c["tradeId"]], bool),
-                 lambda what, r: str(int(r["tradeId"]))))
+    return (reads("tradeId"), each("tradeId", _text, "{what} tradeId is {value!r}, not a string id"),
+            reads("instId"), _of(instrument), reads("px", number), is_positive("px", "price"), reads("sz", number),
+            is_positive("sz", "size"), reads("ts", integer), is_epoch("ts"), reads("side"), SIDE,
+            Rule("tradeId", _decimal, lambda what, r: str(int(r["tradeId"]))))
+
+
+def _decimal(cols: dict) -> Any:
+    """An id of digits is of decimal digits ("²" is a digit int() does not read): one pass for a page of them."""
+    ids = cols["tradeId"]
+    if set(map(type, ids)) == {str} and "".join(ids).isdecimal():
+        return True
+    return np.fromiter((not (isinstance(t, str) and t.isdigit()) or t.isdecimal() for t in ids), bool, len(ids))
 
 
 def _candle_rules(kind: type, least: int, shown: int) -> tuple[Rule, ...]:
     """What every candle row keeps, in the order a breach is told: its shape and time (the row named by
     its position until then, by its time after), a confirm flag; a closed one (not "0") finite prices
     and volumes, a bar that can be true (datasets.wire.check_bar), a quote volume not negative."""
-    head = (is_array(least, kind.__struct_fields__, shown), is_integer("ts"), is_epoch("time", "ts"),
-            each("confirm", ("0", "1", MISSING).__contains__, '{what} confirm is {value!r}, not "0" or "1"'))
-    prices = tuple(rule for raw, name in zip("ohlc", ("open", "high", "low", "close"), strict=True)
-                   for rule in is_number(raw, name, name))
+    head = (is_array(least, kind.__struct_fields__, shown), reads("ts", integer), is_epoch("ts"),
+            each("confirm", ("0", "1").__contains__, '{what} confirm is {value!r}, not "0" or "1"'))
+    prices = tuple(reads(raw, number, name) for raw, name in zip("ohlc", _PRICES, strict=True))
     if kind is PriceCandle:
         return head + where("closed", prices + bar_rules("ts_us", None))
-    volumes = (*is_number("vol", "volume"), *is_number("volCcy", "vol_ccy"), is_not_negative("vol_ccy", "volCcy"),
-               *where("quoted", is_number("volCcyQuote", "quote")))
-    return head + where("closed", prices + volumes + bar_rules("ts_us", "volume")
-                        + where("quoted", (is_not_negative("quote", "volCcyQuote"),)))
+    volumes = (reads("vol", number), reads("volCcy", number), is_not_negative("volCcy"),
+               *where("quoted", (reads("volCcyQuote", number),)))
+    return head + where("closed", prices + volumes + bar_rules("ts_us", "vol")
+                        + where("quoted", (is_not_negative("volCcyQuote"),)))
 
 
 CANDLE_RULES, PRICE_CANDLE_RULES = _candle_rules(Candle, 7, 160), _candle_rules(PriceCandle, 5, 120)
-OPEN_INTEREST_RULES = (is_array(4, OpenInterestRow.__struct_fields__, 120), is_integer("ts"), is_epoch("time", "ts"),
-                       *(rule for name, read in (("oi", "contracts"), ("oiCcy", "base"), ("oiUsd", "quote"))
-                         for rule in (*is_number(name, read), is_not_negative(read, name))))
+OPEN_INTEREST_RULES = (is_array(4, OpenInterestRow.__struct_fields__, 120), reads("ts", integer), is_epoch("ts"),
+                       *(rule for name in ("oi", "oiCcy", "oiUsd") for rule in (reads(name, number),
+                                                                                 is_not_negative(name))))
 LIQUIDATION_RECORD_RULES = (
-    is_object(), has_field("details"),
-    Rule("details", lambda c: np.array([isinstance(d, list) for d in c["details"]], bool),
-         lambda what, r: f"{what} details is {type(r['details']).__name__}, not an array"),
+    reads("details"), each("details", lambda d: isinstance(d, list),
+                           lambda what, r: f"{what} details is {type(r['details']).__name__}, not an array"),
     Rule("named", lambda c: c["named"], lambda what, r: (
         f"{what} names no instId (instType {r['record'].get('instType')!r}, "
         f"instFamily {r['record'].get('instFamily') or r['record'].get('uly')!r})")))
-LIQUIDATION_RULES = (is_object(), has_field("ts"), is_integer("ts"), is_epoch("time", "ts"), *where("ours", (
-    has_field("side"), SIDE, has_field("posSide"), has_field("bkPx"), has_field("sz"), *is_number("bkPx", "price"),
-    is_positive("price", "bkPx"), *is_number("sz", "size"), is_positive("size", "sz"))))
+LIQUIDATION_RULES = (reads("ts", integer), is_epoch("ts"), *where("ours", (
+    reads("side"), SIDE, reads("posSide"), reads("bkPx"), reads("sz"), reads("bkPx", number),
+    is_positive("bkPx"), reads("sz", number), is_positive("sz"))))
 
 
 def _names(cols: dict, rules: Sequence[Rule], named: Callable[[dict], str], unnamed: Callable[[int], str]):
@@ -318,28 +326,28 @@ def _names(cols: dict, rules: Sequence[Rule], named: Callable[[dict], str], unna
     return lambda i, r: named(r) if kept[i] else unnamed(i)
 
 
-def _check(cols: dict, rules: Sequence[Rule], name, ctx: Page, body: Any, kind: type | None = None,
-           drops: Counter | None = None, reason: str = "", dropped: Sequence[bool] = ()) -> None:
+def _check(cols: dict, rules: Sequence[Rule], name, ctx: Page, drops: Counter | None = None, reason: str = "",
+           dropped: Sequence[bool] = ()) -> None:
     """`check`, counting in `drops[reason]` the `dropped` records before the first that breaks a rule
     (every one if none does), as a reader going record by record had counted them when it raised."""
     broke: list[int] = []
     try:
-        check(cols, rules, lambda i, r: broke.append(i) or name(i, r), ctx, body, kind)
+        check(cols, rules, lambda i, r: broke.append(i) or name(i, r), ctx)
     finally:
         n = sum(dropped[:broke[0]] if broke else dropped)
         if n and drops is not None:
             drops[reason] += n
 
 
-def _in_c(cols: PageColumns, kind: type, times: Sequence[str], **values: list[float]) -> list[list[float]]:
-    """`values` (by the field each is read from) as the page reader read them: a page that fit its
-    declaration, its `times` plain digits, was read in C, where "-0" is 0.0 (not float()'s -0.0)."""
-    joined = "".join(times) if cols.fit else ""
-    if not (joined.isascii() and joined.isdigit()):
-        return list(values.values())
+def _in_c(cols: dict, fit: bool, kind: type, time: str, *names: str) -> list[list[float]]:
+    """The columns `names` as the page reader read them: a page that fit its declaration (`fit`), its
+    `time` field plain digits, was read in C, where "-0" is 0.0 (not float()'s -0.0)."""
     position = {name: k for k, name in enumerate(kind.__struct_fields__)} if kind.__struct_config__.array_like else {}
+    joined = "".join(record[position.get(time, time)] for record in cols[RECORD]) if fit else ""
+    if not (joined.isascii() and joined.isdigit()):
+        return [cols[name] for name in names]
     return [[0.0 if v == 0 and record[position.get(name, name)] == "-0" else v
-             for v, record in zip(column, cols["record"], strict=True)] for name, column in values.items()]
+             for v, record in zip(cols[name], cols[RECORD], strict=True)] for name in names]
 
 
 def _iso(ms_or_us: int) -> str:
@@ -380,14 +388,12 @@ def history_trades(data: list, instrument: str, sizer: ContractSizer, ctx: Page,
                    number: str = "trade #{i}") -> dict[str, list]:
     """Trades (`HistoryTrade`: history-trades, and the `trades` channel's push) as checked columns, sized
     by `sizer`: ts (µs), trade_id = tradeId, price, quantity, amount, side, seq = int(tradeId)."""
-    cols = page_columns(HistoryTrade, data)
-    cols["price"], cols["size"], cols["time"] = numbers(cols["px"]), numbers(cols["sz"]), integers(cols["ts"])
-    rules = _trade_rules(instrument)
-    check(cols, rules, _names(cols, rules[:3], lambda r: f"trade {r['tradeId']}", lambda i: number.format(i=i)),
-          ctx, data)
+    cols, _ = lax_columns(HistoryTrade, data, _TRADE, ctx)
+    check(cols, _trade_rules(instrument),
+          lambda i, r: f"trade {r['tradeId']}" if _text(r["tradeId"]) else number.format(i=i), ctx)
     ids = list(cols["tradeId"])
-    quantity, amount = sizer.sized(cols["price"], cols["size"])
-    return {"ts": list(map(epoch_to_us, cols["time"])), "trade_id": ids, "price": cols["price"], "quantity": quantity,
+    quantity, amount = sizer.sized(cols["px"], cols["sz"])
+    return {"ts": list(map(epoch_to_us, cols["ts"])), "trade_id": ids, "price": cols["px"], "quantity": quantity,
             "amount": amount, "side": list(cols["side"]), "seq": [int(t) if t.isdigit() else None for t in ids]}
 
 
@@ -435,24 +441,20 @@ def candles(kind: type, data: list, ctx: Page, label: str = "candle", number: st
     """Candle rows (`Candle`, `PriceCandle`) as checked columns of the closed ones: ts_us, open, high,
     low, close (candles: also volume = vol, vol_ccy, quote = volCcyQuote and whether the row has it);
     the rows still forming are counted in `drops["unconfirmed"]`. `page`: volumes as a page is read."""
-    cols = page_columns(kind, data)
-    cols["time"] = integers(cols["ts"])
-    cols["ts_us"] = list(map(epoch_to_us, cols["time"]))
-    for raw, name in zip("ohlc", ("open", "high", "low", "close"), strict=True):
-        cols[name] = numbers(cols[raw])
+    cols, fit = lax_columns(kind, data, _CANDLE if kind is Candle else _PRICE_CANDLE, ctx, _CANDLE_OPTIONAL)
+    cols["ts_us"] = list(map(epoch_to_us, cols["ts"]))
+    cols.update(zip(_PRICES, (cols[raw] for raw in "ohlc"), strict=True))
     cols["closed"] = np.array([confirm != "0" for confirm in cols["confirm"]], bool)
-    names = ["ts_us", "open", "high", "low", "close"]
+    names = ["ts_us", *_PRICES]
     if kind is Candle:
-        cols["volume"], cols["vol_ccy"], cols["quote"] = (numbers(cols[k]) for k in ("vol", "volCcy", "volCcyQuote"))
-        cols["quoted"] = np.array([q is not MISSING and q != "" for q in cols["volCcyQuote"]], bool)
-        names += ["volume", "vol_ccy", "quote", "quoted"]
+        cols["quoted"] = np.array([isinstance(r, list) and len(r) > 7 and r[7] != "" for r in cols[RECORD]], bool)
+        names += ["vol", "volCcy", "volCcyQuote", "quoted"]
     rules = CANDLE_RULES if kind is Candle else PRICE_CANDLE_RULES
     named = _names(cols, rules[:3], lambda r: f"{label} {from_us(r['ts_us']).strftime('%Y-%m-%d %H:%M:%S')}",
                    lambda i: number.format(i=i))
-    _check(cols, rules, named, ctx, data, kind, drops, "unconfirmed", [c == "0" for c in cols["confirm"]])
+    _check(cols, rules, named, ctx, drops, "unconfirmed", [c == "0" for c in cols["confirm"]])
     if page and kind is Candle:
-        cols["volume"], cols["vol_ccy"], cols["quote"] = _in_c(cols, kind, cols["ts"], vol=cols["volume"],
-                                                               volCcy=cols["vol_ccy"], volCcyQuote=cols["quote"])
+        cols["vol"], cols["volCcy"], cols["volCcyQuote"] = _in_c(cols, fit, kind, "ts", "vol", "volCcy", "volCcyQuote")
     return {name: list(compress(cols[name], cols["closed"])) for name in names}
 
 
@@ -463,10 +465,10 @@ def candle_bars(data: list, sizer: ContractSizer, ctx: Page, number: str = "cand
     it volCcy (spot) or volCcy x close)."""
     cols = candles(Candle, data, ctx, number=number, drops=drops, page=page)
     if sizer.derivative:
-        volume, fallback = cols["vol_ccy"], list(map(mul, cols["vol_ccy"], cols["close"]))
+        volume, fallback = cols["volCcy"], list(map(mul, cols["volCcy"], cols["close"]))
     else:
-        volume, fallback = cols["volume"], cols["vol_ccy"]
-    amount = [q if quoted else f for q, quoted, f in zip(cols["quote"], cols["quoted"], fallback, strict=True)]
+        volume, fallback = cols["vol"], cols["volCcy"]
+    amount = [q if quoted else f for q, quoted, f in zip(cols["volCcyQuote"], cols["quoted"], fallback, strict=True)]
     return {**{k: cols[k] for k in ("ts_us", "open", "high", "low", "close")}, "volume": volume, "amount": amount}
 
 
@@ -543,14 +545,13 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
 def _funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
     """funding-rate-history envelope (`FundingSettlement`s) → [(fundingTime µs, realizedRate)] as sent."""
     data = _data(body, ctx)
-    cols = page_columns(FundingSettlement, data)
-    cols["time"], cols["rate"] = integers(cols["fundingTime"]), numbers(cols["realizedRate"])
-    rules = (is_object(), has_field("instId"), _of(instrument), has_field("fundingTime"), is_integer("fundingTime"),
-             is_epoch("time", "fundingTime"), has_field("realizedRate"), *is_number("realizedRate", "rate"))
-    check(cols, rules, _names(cols, rules[:6], lambda r: f"funding at {_iso(r['time'])}",
-                              lambda i: f"funding record #{i}"), ctx, data)
-    return list(zip(map(epoch_to_us, cols["time"]), *_in_c(cols, FundingSettlement, cols["fundingTime"],
-                                                                     realizedRate=cols["rate"]), strict=True))
+    cols, fit = lax_columns(FundingSettlement, data, _FUNDING, ctx)
+    rules = (reads("instId"), _of(instrument), reads("fundingTime", integer), is_epoch("fundingTime"),
+             reads("realizedRate", number))
+    check(cols, rules, _names(cols, rules[:4], lambda r: f"funding at {_iso(r['fundingTime'])}",
+                              lambda i: f"funding record #{i}"), ctx)
+    return list(zip(map(epoch_to_us, cols["fundingTime"]),
+                    *_in_c(cols, fit, FundingSettlement, "fundingTime", "realizedRate"), strict=True))
 
 
 def funding_frame(rows: list[tuple[int, float]], instrument: str, ctx: Page | None = None,
@@ -595,17 +596,13 @@ def parse_funding_history(body: Any, instrument: str, ctx: Page | None = None) -
 def open_interests(rows: list, sizer: ContractSizer, ctx: Page, page: bool = False) -> dict[str, list]:
     """Open interest rows (`OpenInterestRow`: REST, and the open-interest push's fields) as checked
     columns: ts (µs), contracts, contract_size, size_unit, base, quote (`page`: as a page is read)."""
-    cols = page_columns(OpenInterestRow, rows)
-    cols["time"] = integers(cols["ts"])
-    cols["contracts"], cols["base"], cols["quote"] = (numbers(cols[k]) for k in ("oi", "oiCcy", "oiUsd"))
+    cols, fit = lax_columns(OpenInterestRow, rows, _OPEN_INTEREST, ctx)
     shaped = keeps(cols, OPEN_INTEREST_RULES[:1])
-    check(cols, OPEN_INTEREST_RULES, _names(cols, OPEN_INTEREST_RULES[:3], lambda r: f"open interest at {_iso(r['time'])}",
-                                            lambda i: "open interest" if shaped[i] else f"open interest #{i}"),
-          ctx, rows, OpenInterestRow)
-    values = {"oi": cols["contracts"], "oiCcy": cols["base"], "oiUsd": cols["quote"]}
-    contracts, base, quote = _in_c(cols, OpenInterestRow, cols["ts"], **values) if page else values.values()
+    check(cols, OPEN_INTEREST_RULES, _names(cols, OPEN_INTEREST_RULES[:3], lambda r: f"open interest at {_iso(r['ts'])}",
+                                            lambda i: "open interest" if shaped[i] else f"open interest #{i}"), ctx)
+    contracts, base, quote = _in_c(cols, fit and page, OpenInterestRow, "ts", "oi", "oiCcy", "oiUsd")
     n = len(rows)
-    return {"ts": list(map(epoch_to_us, cols["time"])), "contracts": contracts, "contract_size": [sizer.value] * n,
+    return {"ts": list(map(epoch_to_us, cols["ts"])), "contracts": contracts, "contract_size": [sizer.value] * n,
             "size_unit": ["quote" if sizer.inverse else "base"] * n, "base": base, "quote": quote}
 
 
@@ -632,18 +629,17 @@ def liquidation_details(details: list, sizer: ContractSizer, ctx: Page, name: Ca
     `drops["other_instrument"]`): ts (µs), key `<ts>-<side>-<posSide>-<sz>-<bkPx>` as sent (OKX gives no
     id), side, price, quantity (base), amount; and "times": every detail's ms. `name(i)`: a detail
     until its time is read."""
-    cols = page_columns(LiquidationDetail, details)
-    cols["time"], cols["price"], cols["size"] = integers(cols["ts"]), numbers(cols["bkPx"]), numbers(cols["sz"])
+    cols, _ = lax_columns(LiquidationDetail, details, _DETAIL, ctx)
     cols["ours"] = np.ones(len(details), bool) if ours is None else np.array(ours, bool)
-    named = _names(cols, LIQUIDATION_RULES[:4], lambda r: f"liquidation at {_iso(r['time'])}", name)
-    _check(cols, LIQUIDATION_RULES, named, ctx, details, None, drops, "other_instrument", [not o for o in cols["ours"]])
+    named = _names(cols, LIQUIDATION_RULES[:2], lambda r: f"liquidation at {_iso(r['ts'])}", name)
+    _check(cols, LIQUIDATION_RULES, named, ctx, drops, "other_instrument", [not o for o in cols["ours"]])
     mine = list(compress(details, cols["ours"]))
-    price = list(compress(cols["price"], cols["ours"]))
-    quantity = sizer.sized(price, list(compress(cols["size"], cols["ours"])))[0]
-    return {"ts": [epoch_to_us(t) for t in compress(cols["time"], cols["ours"])],
+    price = list(compress(cols["bkPx"], cols["ours"]))
+    quantity = sizer.sized(price, list(compress(cols["sz"], cols["ours"])))[0]
+    return {"ts": [epoch_to_us(t) for t in compress(cols["ts"], cols["ours"])],
             "key": [f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}" for d in mine],
             "side": [d["side"] for d in mine], "price": price, "quantity": quantity,
-            "amount": list(map(mul, price, quantity)), "times": [epoch_to_us(t) // 1000 for t in cols["time"]]}
+            "amount": list(map(mul, price, quantity)), "times": [epoch_to_us(t) // 1000 for t in cols["ts"]]}
 
 
 def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[int, str, str, float, float, float]:
@@ -660,12 +656,12 @@ def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops:
     a detail before a broken record is told first, as a reader going record by record told it."""
     sizer = _sizer(instrument, contract_values, ctx)
     data = _data(body, ctx)
-    records = page_columns(LiquidationOrders, data)
+    records, _ = lax_columns(LiquidationOrders, data, {"details": None}, ctx)
     contracts = [_contract(record) for record in data]
     records["named"] = np.array([inst is not None for inst in contracts], bool)
     broke: list[int] = []
     try:
-        check(records, LIQUIDATION_RECORD_RULES, lambda i, r: broke.append(i) or f"liquidation record #{i}", ctx, data)
+        check(records, LIQUIDATION_RECORD_RULES, lambda i, r: broke.append(i) or f"liquidation record #{i}", ctx)
     except SourceDataError:
         _liquidation_page(data[:broke[0]], contracts, instrument, sizer, ctx, drops)
         raise
