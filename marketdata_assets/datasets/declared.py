@@ -230,7 +230,7 @@ def check(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable
     `kind`, for array-like records) gives a field's text as sent."""
     if not len(next(iter(cols.values()), ())):
         return
-    arrays = {name: _array(values) for name, values in cols.items()}
+    arrays = _Arrays(cols)
     first: tuple[int, int] | None = None
     for k, rule in enumerate(rules):
         with np.errstate(invalid="ignore", over="ignore"):
@@ -257,6 +257,21 @@ def _wire(body: Any, kind: type | None, i: int, column: str, value: Any) -> Any:
         return record[column] if isinstance(record, dict) else record[kind.__struct_fields__.index(column)]
     except (TypeError, KeyError, IndexError, ValueError, AttributeError):
         return value
+
+
+class _Arrays(dict):
+    """A page's columns as arrays for the rules, each converted when a rule first reads it."""
+
+    def __init__(self, cols: dict[str, Sequence]):
+        super().__init__()
+        self.cols = cols
+
+    def __missing__(self, name: str) -> np.ndarray:
+        array = self[name] = _array(self.cols[name])
+        return array
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.cols
 
 
 def _array(values: Sequence) -> np.ndarray:
@@ -480,8 +495,8 @@ def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:
 
 def keeps(cols: dict[str, Sequence], rules: Sequence[Rule]) -> np.ndarray:
     """True where a record keeps every one of `rules` (a name it earns by them: its time, its id)."""
-    arrays = {name: _array(values) for name, values in cols.items()}
-    kept = np.ones(len(next(iter(arrays.values()))), bool)
+    arrays = _Arrays(cols)
+    kept = np.ones(len(next(iter(cols.values()))), bool)
     with np.errstate(invalid="ignore", over="ignore"):
         for rule in rules:
             kept &= np.asarray(rule.ok(arrays), bool)
