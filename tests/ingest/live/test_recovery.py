@@ -129,6 +129,7 @@ def collect(root, fault: Fault, rest, ws) -> tuple[dict[int, tuple], object]:
             await c.stats.wait_until(fault.recovered, WAIT_S)
             after = c.stats.trades
             await c.stats.wait_until(lambda s: s.trades >= after + MORE and s.snapshots >= 2 and synced(c), WAIT_S)
+            await settle(c, ws)
         return c.stats
     stats = asyncio.run(scenario())
     return dict(ws.instruments[INSTRUMENT].emitted), stats
@@ -137,6 +138,13 @@ def collect(root, fault: Fault, rest, ws) -> tuple[dict[int, tuple], object]:
 def synced(collector) -> bool:
     """No book awaits its resync (a gap late in the run is resynced before the collector stops)."""
     return not any(sync.needs_snapshot for sync in collector.books.values())
+
+
+async def settle(collector, ws) -> None:
+    """The replay paused, every frame read handled and no book awaiting its resync: a gap that the last
+    frames reveal is resynced before the stop (one found while stopping could not be)."""
+    ws.pause()
+    await collector.stats.wait_until(lambda s: collector.queue.unfinished <= 0 and synced(collector), WAIT_S)
 
 
 def landed_ids(root, feed: Feed = BINANCE_FEED) -> list[int]:
@@ -444,6 +452,7 @@ def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sen
                 await c.stats.wait_until(fault.recovered, WAIT_S)
                 after = c.stats.trades
                 await c.stats.wait_until(lambda s: s.trades >= after + MORE and synced(c), WAIT_S)
+                await settle(c, ws)
         asyncio.run(scenario())
         verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted), f"{venue}_{name}",
                fault.book_gaps, rig.feed, fault.no_holes, fault.gaps_recorded)
