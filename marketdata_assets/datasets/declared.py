@@ -133,8 +133,13 @@ def _name(kind: type | None, step: int | str) -> str:
 
 
 def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
-    """The `fields` of `records` as lists (one pass each, in C attribute access)."""
-    return {name: [getattr(r, name) for r in records] for name in fields}
+    """The `fields` of `records` (declared records of one kind) as lists: each record's values taken at
+    once and transposed, in C."""
+    if not records:
+        return {name: [] for name in fields}
+    values = zip(*map(msgspec.structs.astuple, records))
+    every = dict(zip(type(records[0]).__struct_fields__, values, strict=True))
+    return {name: list(every[name]) for name in fields}
 
 
 
@@ -361,8 +366,9 @@ def _typed_columns(kind: type, typed: list, records: list, readers: dict[str, Ca
     at = {name: k for k, name in enumerate(kind.__struct_fields__)} if kind.__struct_config__.array_like else {}
     types = _types(kind)
     cols: dict[str, Any] = {RECORD: objects(records)}
+    taken = columns(typed, readers)
     for name, reader in readers.items():
-        values = [getattr(r, name) for r in typed]
+        values = taken[name]
         if types[name] is float:
             if 0.0 in values:  # C reads "-0" as 0.0, float() as -0.0
                 key = at.get(name, name)
