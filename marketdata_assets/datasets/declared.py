@@ -231,15 +231,13 @@ def check(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable
     """A SourceDataError telling how the first record (by position) that breaks a rule breaks it (its
     first rule broken, in the rules' order); nothing if every record keeps every rule. `what` names
     record i: a template over {i} and the record's columns ("aggTrade #{i} (a={a})") or (i, the record's
-    values) → its name; `body` (and
-    `kind`, for array-like records) gives a field's text as sent."""
+    values) → its name; `body` (and `kind`, for array-like records) gives a field's text as sent."""
     if not len(next(iter(cols.values()), ())):
         return
     arrays = _Arrays(cols)
     first: tuple[int, int] | None = None
     for k, rule in enumerate(rules):
-        with np.errstate(invalid="ignore", over="ignore"):
-            ok = np.asarray(rule.ok(arrays), bool)
+        ok = _kept(arrays, rule)
         if ok.size and not ok.all():
             i = int(np.argmin(ok))
             if first is None or i < first[0]:
@@ -253,6 +251,12 @@ def check(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable
         raise page.error(rule.says(named, record))
     raise page.error(rule.says.format(what=named, value=record.get(rule.column),
                                       wire=_wire(body, kind, i, rule.column, record.get(rule.column))))
+
+
+def _kept(arrays: _Arrays, rule: Rule) -> np.ndarray:
+    """Where the records keep `rule` (a NaN or an overflow in its test is a breach, not a warning)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(rule.ok(arrays), bool)
 
 
 def _wire(body: Any, kind: type | None, i: int, column: str, value: Any) -> Any:
@@ -503,7 +507,6 @@ def keeps(cols: dict[str, Sequence], rules: Sequence[Rule]) -> np.ndarray:
     """True where a record keeps every one of `rules` (a name it earns by them: its time, its id)."""
     arrays = _Arrays(cols)
     kept = np.ones(len(next(iter(cols.values()))), bool)
-    with np.errstate(invalid="ignore", over="ignore"):
-        for rule in rules:
-            kept &= np.asarray(rule.ok(arrays), bool)
+    for rule in rules:
+        kept &= _kept(arrays, rule)
     return kept

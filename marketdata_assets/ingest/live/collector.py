@@ -269,13 +269,11 @@ class LiveCollector(BookOutputs):
             conn = self._new_connection(streams)
             try:
                 await conn.open()
-            except asyncio.CancelledError:  # a stop while connecting: this connection never was
+            except (asyncio.CancelledError, Exception) as error:  # any failure: retry; a stop: end
                 self.connections.pop(conn.conn_id, None)
                 self.conn_streams.pop(conn.conn_id, None)
-                raise
-            except (OSError, asyncio.TimeoutError, Exception) as error:  # noqa: BLE001  (any failure: retry)
-                self.connections.pop(conn.conn_id, None)
-                self.conn_streams.pop(conn.conn_id, None)
+                if isinstance(error, asyncio.CancelledError):  # a stop while connecting: this connection never was
+                    raise
                 self.stats.connect_failures += 1
                 await asyncio.sleep(self._connect_failed(conn.conn_id, error, backoff))
                 continue
