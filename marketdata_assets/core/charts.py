@@ -23,8 +23,8 @@ PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 10, 24, 26
 
 def _panel(title: str, width: int, height: int) -> tuple[list[str], float, float]:
     """The opening of a chart (background, title) and the plot area's width and height."""
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+              f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'),
              f'<rect width="{width}" height="{height}" fill="white"/>',
              f'<text x="{PAD_LEFT}" y="15" font-size="13" font-weight="bold">{escape(title)}</text>']
     return parts, width - PAD_LEFT - PAD_RIGHT, height - PAD_TOP - PAD_BOTTOM
@@ -33,6 +33,11 @@ def _panel(title: str, width: int, height: int) -> tuple[list[str], float, float
 def _empty(parts: list[str], height: int, message: str) -> str:
     parts.append(f'<text x="{PAD_LEFT}" y="{height // 2}" fill="{AXIS}">{message}</text></svg>')
     return "".join(parts)
+
+
+def _x_label(x: float, height: int, text: str) -> str:
+    """A label under the plot, centred on `x`."""
+    return f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">{escape(text)}</text>'
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,7 @@ def candlestick_svg(title: str, candles: Sequence[Candle], width: int = 560, hei
         parts.append(f'<rect x="{cx - body_w / 2:.1f}" y="{top:.1f}" width="{body_w:.1f}" '
                      f'height="{max(1.0, bottom - top):.1f}" fill="{color}"/>')
         if i % label_every == 0:
-            parts.append(f'<text x="{cx:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
-                         f'{c.period:%Y-%m}</text>')
+            parts.append(_x_label(cx, height, f"{c.period:%Y-%m}"))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -101,8 +105,7 @@ def bar_chart_svg(title: str, bars: Sequence[tuple[str, float]], width: int = 56
         parts.append(f'<rect x="{x:.1f}" y="{pad_top + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                      f'fill="{color}"><title>{escape(label)}: {value:,.0f}</title></rect>')
         if i % label_every == 0:
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
-                         f'{escape(label)}</text>')
+            parts.append(_x_label(x + bar_w / 2, height, label))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -186,9 +189,7 @@ def line_chart_svg(title: str, series: dict[str, Sequence[tuple[datetime | float
         parts.append(f'<line x1="{PAD_LEFT}" y1="{y0:.1f}" x2="{PAD_LEFT + plot_w}" y2="{y0:.1f}" '
                      f'stroke="{AXIS}" stroke-dasharray="3,3"/>')
     for x in (first_x, last_x):
-        label = f"{x:%Y-%m-%d %H:%M}" if times else f"{x:,.6g}{escape(x_unit)}"
-        parts.append(f'<text x="{xy(x, low)[0]:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">'
-                     f'{label}</text>')
+        parts.append(_x_label(xy(x, low)[0], height, f"{x:%Y-%m-%d %H:%M}" if times else f"{x:,.6g}{x_unit}"))
     for i, (name, values) in enumerate(series.items()):
         color = LINE_COLORS[i % len(LINE_COLORS)]
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in (xy(x, v) for x, v in values if v is not None))
