@@ -58,9 +58,9 @@ from typing import ClassVar
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.records import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.sources.okx.client import OkxClient
+from marketdata_assets.sources.okx.instruments import ContractSizer
 from marketdata_assets.sources.okx.rest import (
-    ContractSizer,
-    OkxClient,
     candle_bars,
     history_trades,
     liquidation_details,
