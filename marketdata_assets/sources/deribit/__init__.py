@@ -1,14 +1,14 @@
 """Deribit v2 public market data: the client and the pure parsers of its answers."""
 
-from marketdata_assets.sources.deribit.rest import (
+from marketdata_assets.sources.deribit.client import ERRORS, LIMITS, DeribitClient
+from marketdata_assets.sources.deribit.instruments import (
     CONTRACT_SIZES,
-    ERRORS,
-    LIMITS,
-    DeribitClient,
     chain_currency,
     contract,
     contract_size,
     is_inverse,
+)
+from marketdata_assets.sources.deribit.rest import (
     liquidations_of,
     parse_chart,
     parse_funding,
@@ -28,7 +28,7 @@ DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit", stream=DeribitStream
                "Deribit trade_seq"),
 ), contract=contract)
 
-__all__ = ["DERIBIT", "CONTRACT_SIZES", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
+__all__ = ["CONTRACT_SIZES", "DERIBIT", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
            "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",
            "parse_open_interest", "parse_option_chain", "parse_order_book", "parse_ticker",
            "parse_trade_page", "parse_trades"]

@@ -42,16 +42,14 @@ from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.records import Funding, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
-from marketdata_assets.sources.deribit.rest import (
-    DeribitClient,
+from marketdata_assets.sources.deribit.client import DeribitClient
+from marketdata_assets.sources.deribit.instruments import (
     base_and_quote,
     contract_size,
     declared_size,
     is_inverse,
-    open_interest_of,
-    parse_order_book,
-    trade_columns,
 )
+from marketdata_assets.sources.deribit.rest import open_interest_of, parse_order_book, trade_columns
 from marketdata_assets.sources.stream import (
     BOOK_TOPS,
     BOOKS,
