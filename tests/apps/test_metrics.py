@@ -100,7 +100,7 @@ FETCH_AND_LOAD = """
     import clickhouse_connect
     from marketdata_assets.core.http import RetryPolicy
     from marketdata_assets.stores.clickhouse import tables as ct, writer as w
-    from marketdata_assets.sources.binance.rest import BinanceClient
+    from marketdata_assets.sources.binance.client import BinanceClient
 
     async def fetch():
         retry = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)

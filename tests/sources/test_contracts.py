@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from marketdata_assets.sources.binance.rest import contract as binance_contract
+from marketdata_assets.sources.binance.instruments import contract as binance_contract
 from marketdata_assets.sources.venues import contract_of
 
 

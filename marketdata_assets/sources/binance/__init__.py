@@ -1,11 +1,19 @@
-"""Binance, the venue: spot REST market data (`rest`), USD-M futures REST (`futures`, venue BINANCE_UM)
-and their WebSocket streams (`stream`, `futures_stream`). The data.binance.vision files (dumps and
-archives) are a source of their own: sources/binance_vision."""
+"""Binance, the venue: spot REST market data (client `client`, parsers `rest`), USD-M futures REST
+(`futures_client`, `futures`, venue BINANCE_UM), their wire records (`records`), what a symbol means
+(`instruments`) and their WebSocket streams (`stream`, `futures_stream`). The data.binance.vision files
+(dumps and archives) are a source of their own: sources/binance_vision."""
 
-from marketdata_assets.sources.binance.futures import BinanceFuturesClient
+from marketdata_assets.sources.binance.client import ERRORS, LIMITS, BinanceClient, ban_until, depth_weight
+from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
-from marketdata_assets.sources.binance.rest import *  # noqa: F403
-from marketdata_assets.sources.binance.rest import BinanceClient, contract
+from marketdata_assets.sources.binance.instruments import contract
+from marketdata_assets.sources.binance.rest import (
+    parse_agg_trades,
+    parse_depth,
+    parse_klines,
+    parse_ticker_24hr,
+    parse_trades,
+)
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.interface import IdSequence, Option, venue_source
 
@@ -31,3 +39,7 @@ USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um", _weights(
     IdSequence("aggTrade", "BINANCE_UM", ("BINANCE_UM", BinanceUsdmStream.live_source), "agg_trades_by_id", 1000,
                True, "Binance USD-M aggregate trade ids (aggTrades `a`: REST and the live aggTrade stream)"),
 ), contract=lambda instrument: contract("BINANCE_UM", instrument))
+
+__all__ = ["ERRORS", "LIMITS", "SPOT", "TRADE_IDS", "USD_M", "BinanceClient", "BinanceFuturesClient",
+           "BinanceSpotStream", "BinanceUsdmStream", "ban_until", "contract", "depth_weight", "parse_agg_trades",
+           "parse_depth", "parse_klines", "parse_ticker_24hr", "parse_trades"]

@@ -45,8 +45,9 @@ from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.wire import Trade
-from marketdata_assets.sources.binance.futures import BinanceFuturesClient
-from marketdata_assets.sources.binance.rest import AggTrade, agg_trade_columns
+from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
+from marketdata_assets.sources.binance.records import AggTrade
+from marketdata_assets.sources.binance.rest import agg_trade_columns
 from marketdata_assets.sources.binance.stream import (
     LIMITS,
     SUBSCRIBE_BATCH,

@@ -50,7 +50,8 @@ from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
-from marketdata_assets.sources.binance.rest import BinanceClient, parse_depth
+from marketdata_assets.sources.binance.client import BinanceClient
+from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOK_TOPS,
