@@ -1,75 +1,48 @@
-"""Yahoo Finance chart v8: 1-minute bars of stocks as normalized `BARS_SCHEMA` frames. The answer's
-shape, what `parse_chart` undoes (float32 noise, minor units, null minutes, mid-minute stamps) and what
-it refuses: docs/ticks.md, "Yahoo chart v8". What every bar keeps is declared once (`BAR_RULES`) and
-checked on the page's columns. `YahooChartClient` asks through the shared `ApiClient.call` (`ERRORS`)
-in windows of at most 7 days within the ~30 days Yahoo keeps 1-minute bars for.
-
-Over 500 lines: everything about one source in one module (the chart parser, its units and
-exchange table + the client).
+"""Yahoo Finance chart v8 answers read into 1-minute bars of stocks as normalized `BARS_SCHEMA` frames
+(pure: usable on captured answers). The answer's shape, what `parse_chart` undoes (float32 noise, minor
+units, null minutes, mid-minute stamps) and what it refuses: docs/ticks.md, "Yahoo chart v8". What every
+bar keeps (`BAR_RULES`) is checked on the page's columns; an error answer is read by `ERRORS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
-import struct
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import (
-    ApiClient,
     ErrorCategory,
     ErrorTable,
-    Limits,
     Page,
-    RetryPolicy,
     SourceDataError,
     SourceError,
     SourcePermissionError,
     SourceRequestError,
-    describe_request,
 )
-from marketdata_assets.datasets.declared import Rule, check_at, objects
-from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US, as_utc
-from marketdata_assets.datasets.wire import count_quality, note_conversion, note_dropped
-
-log = logging.getLogger(__name__)
+from marketdata_assets.datasets.declared import check_at, objects
+from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US
+from marketdata_assets.datasets.wire import note_conversion
+from marketdata_assets.sources.yahoo.instruments import (
+    EXACT_BELOW,
+    _major_unit,
+    _major_units,
+    known_currency,
+    minor_unit_market,
+    normalize_currency,
+)
+from marketdata_assets.sources.yahoo.records import BAR_RULES, QUOTE_FIELDS, ChartData, ChartMeta
 
 PROVIDER = "Yahoo Finance"
-DEFAULT_BASE_URL = "https://query2.finance.yahoo.com"
-CHART_PATH = "/v8/finance/chart/"
-DEFAULT_USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                      "Chrome/124.0 Safari/537.36")
 UTC = timezone.utc
-QUOTE_FIELDS = ("open", "high", "low", "close", "volume")
 PRICE_FIELDS = ("open", "high", "low", "close")
-MAX_DENOISE_DECIMALS = 6
-EXACT_BELOW = 1e9  # prices the columns snap and divide exactly as `_major_unit` does (`_major_units`)
-
-# Yahoo's minor-unit currency codes → (ISO currency, units per major unit)
-MINOR_UNITS: dict[str, tuple[str, int]] = {
-    "GBp": ("GBP", 100),
-    "GBX": ("GBP", 100),
-    "ZAc": ("ZAR", 100),
-    "ZAC": ("ZAR", 100),
-    "ILA": ("ILS", 100),
-    "KWF": ("KWD", 1000),
-}
-# Where Yahoo quotes (some) instruments in a minor unit: the unit of a bar there depends on
-# `meta.currency`, so an answer without a currency it knows is not read (symbol suffix, exchangeName).
-MINOR_UNIT_SUFFIXES = {".L": "London", ".IL": "London", ".JO": "Johannesburg", ".TA": "Tel Aviv", ".KW": "Kuwait"}
-MINOR_UNIT_EXCHANGES = {"LSE": "London", "IOB": "London", "JNB": "Johannesburg", "TLV": "Tel Aviv", "KUW": "Kuwait"}
 EPOCH_SECONDS = (100_000_000, 10_000_000_000)  # 1973 .. 2286: milliseconds would be far above
 
 
@@ -97,7 +70,6 @@ ERRORS = ErrorTable(
     status={400: "rejected", 401: "permission", 403: "permission", 404: "not_found", 422: "rejected",
             429: "rate_limited"},
 )
-LIMITS = Limits(requests_per_minute=2000, max_concurrency=8)
 
 
 def chart_error(payload: Any) -> tuple[str, str] | None:
@@ -124,82 +96,8 @@ def yahoo_error(category: ErrorCategory, *, status: int, code: Any, message: str
 
 
 # --------------------------------------------------------------------------------------------
-# Units and float32 noise
-# --------------------------------------------------------------------------------------------
-
-def _float32(x: float) -> float:
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
-def denoise_float32(x: float) -> tuple[float, int | None]:
-    """(value, decimals): the shortest decimal with <= 6 places that float32 stores as `x`, when
-    `x` is exactly a float32 value; else (x, None) unchanged."""
-    if not math.isfinite(x) or abs(x) >= 3.0e38:
-        return x, None
-    f = _float32(x)
-    if f != x:
-        return x, None  # not a float32 value: a genuine float64, keep it
-    for decimals in range(MAX_DENOISE_DECIMALS + 1):
-        candidate = round(x, decimals)
-        if _float32(candidate) == f:
-            return candidate, decimals
-    return x, None
-
-
-def normalize_currency(currency: str | None) -> tuple[str | None, int]:
-    """("GBP", 100) for "GBp"; (currency, 1) for a major-unit currency."""
-    if currency in MINOR_UNITS:
-        return MINOR_UNITS[currency]
-    return currency, 1
-
-
-# --------------------------------------------------------------------------------------------
-# What `chart.result[0]` holds (the fields read; the rest are ignored)
-# --------------------------------------------------------------------------------------------
-
-class ChartMeta(msgspec.Struct):
-    """`meta`: the fields read, as sent (`Any`: what a value of another type means is said where it is
-    read; the whole `meta` is kept in `ChartData.meta`)."""
-
-    symbol: Any = None                # "VOD.L": the instrument, when none was given
-    exchangeName: Any = None          # "LSE", "NMS": the bars' venue
-    fullExchangeName: Any = None      # "LSE", "NasdaqGS": the venue without an exchangeName
-    currency: Any = None              # the prices' unit: ISO 4217 ("USD") or a minor unit (`MINOR_UNITS`: "GBp" pence)
-    dataGranularity: Any = None       # "1m": must be the interval asked for (absent: not said)
-    exchangeTimezoneName: Any = None  # "Europe/London": ChartData.timezone
-    gmtoffset: Any = None             # seconds east of UTC at the answer's time: ChartData.gmtoffset
-
-
-# --------------------------------------------------------------------------------------------
 # Parsing (pure: usable on captured responses)
 # --------------------------------------------------------------------------------------------
-
-@dataclass
-class ChartData:
-    instrument: str
-    frame: pl.DataFrame  # BARS_SCHEMA, oldest first, prices in major units
-    currency: str | None = None  # normalized: "GBP" for "GBp"
-    quote_currency: str | None = None  # as Yahoo sent it
-    price_divisor: int = 1
-    exchange: str = "YAHOO"
-    timezone: str | None = None  # meta.exchangeTimezoneName
-    gmtoffset: int | None = None
-    meta: dict = field(default_factory=dict)
-    null_minutes: int = 0
-    partial_rows: int = 0
-    off_minute: int = 0  # timestamps not on a minute boundary (floored)
-    duplicates: int = 0
-    outside: int = 0  # rows outside the requested window (dropped)
-    denoised: int = 0  # prices snapped from float32 noise
-    no_currency: int = 0  # answers without meta.currency where the unit does not depend on it
-    requests: int = 0
-    dropped_on: Counter = field(default_factory=Counter)  # (DROP_REASONS reason, UTC day) -> rows dropped
-
-    def counts(self) -> dict[str, int]:
-        return {"null_minutes": self.null_minutes, "partial_rows": self.partial_rows,
-                "off_minute": self.off_minute, "duplicates": self.duplicates, "outside": self.outside,
-                "denoised": self.denoised, "no_currency": self.no_currency}
-
 
 def _load(payload: Mapping | str | bytes) -> Mapping:
     if isinstance(payload, (str, bytes, bytearray)):
@@ -211,19 +109,6 @@ def _load(payload: Mapping | str | bytes) -> Mapping:
 
 def _day_label(epoch: int | None) -> date | None:
     return datetime.fromtimestamp(epoch, UTC).date() if epoch is not None else None
-
-
-def minor_unit_market(instrument: str, exchange: Any) -> str | None:
-    """The market's name where Yahoo may quote `instrument` in a minor unit (pence, cents, agorot,
-    fils), None elsewhere."""
-    suffix = instrument[instrument.rfind("."):].upper() if "." in instrument else ""
-    return MINOR_UNIT_SUFFIXES.get(suffix) or MINOR_UNIT_EXCHANGES.get(str(exchange or "").upper())
-
-
-def known_currency(currency: Any) -> bool:
-    """A currency code the units can be read from: a minor-unit code, or an ISO 4217 code."""
-    return isinstance(currency, str) and (currency in MINOR_UNITS or (len(currency) == 3 and currency.isalpha()
-                                                                       and currency.isupper()))
 
 
 def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *, start: int | None = None,
@@ -366,39 +251,6 @@ def _double(value: float) -> float:
         return math.inf
 
 
-def _not_seconds(what: str, bar: dict) -> str:
-    value = bar["timestamp"]
-    if isinstance(value, int) and not isinstance(value, bool):
-        math.isfinite(value)  # an int too large for a double raises OverflowError, as the row reader did
-    return f"{what} is {value!r}, not epoch seconds"
-
-
-def _at(bar: dict) -> str:
-    return datetime.fromtimestamp(int(bar["epoch"]), UTC).isoformat()
-
-
-def _infinite(name: str) -> Callable[[str, dict], str]:
-    def says(what: str, bar: dict) -> str:
-        float(bar[name])  # an int too large for a double raises OverflowError, as the row reader did
-        return f"infinite {name} at {bar['epoch']}"
-    return says
-
-
-def _value_rules(name: str) -> tuple[Rule, Rule]:
-    """A bar's `name`: a number (or null: a minute without trades), not infinite (NaN is null)."""
-    return (Rule(name, lambda c: c[f"{name} number"],
-                 lambda what, bar: f"non-numeric {name} {bar[name]!r} at {_at(bar)}"),
-            Rule(name, lambda c: ~np.isinf(c[f"{name} value"]), _infinite(name)))
-
-
-# What every bar keeps, in the order a breach is told: its timestamp epoch seconds, numbers (or null)
-# that are not infinite, a volume not negative.
-BAR_RULES = (Rule("timestamp", lambda c: c["seconds"], _not_seconds),
-             *(rule for name in QUOTE_FIELDS for rule in _value_rules(name)),
-             Rule("volume", lambda c: ~(c["volume value"] < 0),
-                  lambda what, bar: f"volume {bar['volume value']:g} at {_at(bar)}, negative"))
-
-
 # The row drops `_bars_into` counts: ChartData's name of each.
 _COUNTED = {"null_rows": "null_minutes", "partial_rows": "partial_rows", "outside_window": "outside",
             "duplicates": "duplicates"}
@@ -414,24 +266,6 @@ def _in_major_units(data: ChartData, kept: pl.DataFrame) -> pl.DataFrame:
         major[i, j], snapped[i, j] = _major_unit(float(prices[i, j]), data.price_divisor)
     data.denoised += int(snapped.sum())
     return kept.with_columns(pl.Series(name, major[:, i]) for i, name in enumerate(PRICE_FIELDS))
-
-
-def _major_units(prices: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_major_unit` of finite prices below `EXACT_BELOW`: (the prices in the major unit, snapped or
-    not), the same doubles. A float32 value has 24 significant bits, so price × 10**d (d <= 6) and
-    its rounding `whole` are exact, whole / 10**d is the double round(price, d) gives, and
-    round(that / divisor, d + log10(divisor)) is whole / 10**(d + log10(divisor)) while whole < 2**50.
-    (numpy, not Polars: Polars divides by a constant as a product with its inverse, a different double.)"""
-    f32, shift = prices.astype(np.float32), round(math.log10(divisor))
-    left = f32.astype(np.float64) == prices  # float32 values, not snapped yet
-    major, clean = prices / divisor, prices.copy()
-    for decimals in range(MAX_DENOISE_DECIMALS + 1):
-        whole = np.rint(prices * 10.0**decimals)
-        candidate = whole / 10.0**decimals
-        fits = left & (candidate.astype(np.float32) == f32)
-        clean[fits], major[fits] = candidate[fits], whole[fits] / 10.0 ** (decimals + shift)
-        left &= ~fits
-    return major, clean != prices
 
 
 def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
@@ -450,17 +284,6 @@ def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
             raise page.error(f"indicators.quote[0].{name} has {len(values)} values for {rows} timestamps")
         columns[name] = values
     return columns
-
-
-def _major_unit(price: float, divisor: int) -> tuple[float, bool]:
-    """`price` snapped from float32 noise and divided into the major unit; True if it was snapped."""
-    value, decimals = denoise_float32(price)
-    snapped = value != price
-    if divisor != 1:
-        value = value / divisor
-        if decimals is not None:  # exact decimal shift, no binary noise left over
-            value = round(value, decimals + round(math.log10(divisor)))
-    return value, snapped
 
 
 def _bars_frame(bars: pl.DataFrame, exchange: str, instrument: str) -> pl.DataFrame:
@@ -502,120 +325,5 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
     return merged
 
 
-# --------------------------------------------------------------------------------------------
-# The client
-# --------------------------------------------------------------------------------------------
-
-class YahooChartClient(ApiClient):
-    """Chart v8 client on the shared policy (`ERRORS`, `LIMITS`; a body that is not JSON is retried).
-
-    `async with YahooChartClient(base_url) as yahoo: data = await yahoo.fetch_bars("VOD.L", start, end)`.
-    """
-
-    api_name = PROVIDER
-    ERRORS = ERRORS
-    LIMITS = LIMITS
-    bad_body = "retry"  # a 200 cut short by a proxy: asked again, then a SourceDataError
-
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, requests_per_minute: float | None = None,
-                 max_concurrency: int | None = None, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
-                 max_days_per_request: float = 7.0, max_days_back: float | None = 30.0,
-                 clock: Callable[[], float] = time.time, user_agent: str = DEFAULT_USER_AGENT, rng=None):
-        # Yahoo answers 429 to clients without a browser-like User-Agent.
-        super().__init__(base_url, requests_per_minute=requests_per_minute, max_concurrency=max_concurrency,
-                         timeout_s=timeout_s, retry=retry, rng=rng,
-                         headers={"User-Agent": user_agent, "Accept": "application/json"})
-        self.max_days_per_request = float(max_days_per_request)
-        self.max_days_back = max_days_back
-        self.clock = clock
-        self.quality: dict[str, Counter] = {}  # instrument -> drop counts, requests, clipped windows
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
-
-    # ---- what Yahoo's answers mean -------------------------------------------------------------
-
-    def error_fields(self, payload: Any) -> tuple[Any, str] | None:
-        return chart_error(payload)
-
-    def make_error(self, category: ErrorCategory, *, status: int, code: Any, message: str, page: Page) -> SourceError:
-        if category in ("banned", "quota", "data"):
-            return super().make_error(category, status=status, code=code, message=message, page=page)
-        return yahoo_error(category, status=status, code=code, message=message, instrument=page.instrument or "?",
-                           request=page.request)
-
-    # ---- one request ---------------------------------------------------------------------------
-
-    async def chart(self, instrument: str, period1: int, period2: int) -> ChartData:
-        """One request for [period1, period2) (epoch seconds, at most `max_days_per_request`)."""
-        path = CHART_PATH + quote(instrument, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
-        params = {"interval": "1m", "period1": str(int(period1)), "period2": str(int(period2)),
-                  "includePrePost": "false"}
-        page = Page(PROVIDER, instrument, _day_label(period1), describe_request("GET", path, params))
-        # endpoint "chart": a 401/403 stops every instrument's requests, not only this path's
-        payload = await self.call("GET", path, page=page, endpoint="chart", params=params)
-        data = parse_chart(payload, instrument, start=int(period1), end=int(period2), request=page.request)
-        data.requests = 1
-        return data
-
-    # ---- windows -------------------------------------------------------------------------------
-
-    def windows(self, start: datetime, end: datetime, instrument: str = "") -> list[tuple[int, int]]:
-        """[start, end) → request windows (epoch seconds) of at most `max_days_per_request`,
-        clipped to Yahoo's 1-minute horizon (`max_days_back`, with 10 minutes of slack; the
-        clipping is logged and counted as `clipped_windows`)."""
-        lo, hi = math.floor(as_utc(start).timestamp()), math.ceil(as_utc(end).timestamp())
-        now = self.clock()
-        hi = min(hi, int(now) + 60)
-        if self.max_days_back is not None:
-            horizon = int(now - self.max_days_back * 86400 + 600)
-            if hi <= horizon:
-                raise SourceDataError(instrument or None, as_utc(start).date(),
-                                      f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
-                                      f"the window ends {as_utc(end).isoformat()}, before "
-                                      f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", source=PROVIDER)
-            if lo < horizon:
-                log.warning("%s %s: 1-minute bars exist for the last %g days only: window start %s clipped to %s",
-                            PROVIDER, instrument, self.max_days_back, datetime.fromtimestamp(lo, UTC).isoformat(),
-                            datetime.fromtimestamp(horizon, UTC).isoformat())
-                self._count(instrument, clipped_windows=1)
-                lo = horizon
-        step = int(self.max_days_per_request * 86400)
-        out, cursor = [], lo
-        while cursor < hi:
-            out.append((cursor, min(hi, cursor + step)))
-            cursor += step
-        return out
-
-    def _count(self, instrument: str, **counts: int) -> None:
-        count_quality(self.quality, instrument, counts)
-
-    async def fetch_bars(self, instrument: str, start: datetime, end: datetime) -> ChartData:
-        """Bars opening in [start, end) (aware datetimes, naive = UTC), chunked and merged, with
-        the currency, exchange and drop counts."""
-        parts = [await self.chart(instrument, p1, p2) for p1, p2 in self.windows(start, end, instrument)]
-        data = merge_chart_data(parts, instrument)
-        count_quality(self.quality, instrument, {"requests": data.requests, **data.counts()}, note=False)
-        for (reason, day), rows in data.dropped_on.items():
-            note_dropped(instrument, reason, rows, day)
-        if data.null_minutes or data.partial_rows:
-            log.info("%s %s: dropped %d null minutes and %d partially null rows", PROVIDER, instrument,
-                     data.null_minutes, data.partial_rows)
-        return data
-
-    def figures(self) -> dict[str, Any]:
-        """Request counters and data-quality counts, for materialization metadata."""
-        totals: Counter = Counter()
-        for counter in self.quality.values():
-            totals.update(counter)
-        return {**super().figures(), "dropped_null_minutes": totals.get("null_minutes", 0),
-                "dropped_partial_rows": totals.get("partial_rows", 0),
-                "dropped_duplicates": totals.get("duplicates", 0), "dropped_outside_window": totals.get("outside", 0),
-                "denoised_prices": totals.get("denoised", 0), "floored_off_minute": totals.get("off_minute", 0),
-                "answers_without_currency": totals.get("no_currency", 0),
-                "clipped_windows": totals.get("clipped_windows", 0)}
-
-
-__all__ = ["ERRORS", "LIMITS", "PROVIDER", "ChartData", "YahooChartClient", "YahooInstrumentNotFound",
-           "YahooRequestError", "chart_error", "denoise_float32", "merge_chart_data", "normalize_currency",
+__all__ = ["ERRORS", "PROVIDER", "YahooInstrumentNotFound", "YahooRequestError", "chart_error", "merge_chart_data",
            "parse_chart", "yahoo_error"]
