@@ -23,7 +23,6 @@ from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms,
 from marketdata_assets.datasets.wire import DropCounts, finish, finish_bars, finish_trades
 from marketdata_assets.sources.deribit.instruments import VENUE, chain_currency, declared_size
 from marketdata_assets.sources.deribit.rest import (
-    _result,
     liquidations_of,
     parse_chart,
     parse_funding,
@@ -32,6 +31,7 @@ from marketdata_assets.sources.deribit.rest import (
     parse_order_book,
     parse_ticker,
     parse_trade_page,
+    rpc_result,
 )
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 
@@ -188,7 +188,7 @@ class DeribitClient(ApiClient):
         venue_depth = next((d for d in BOOK_DEPTHS if d >= depth), BOOK_DEPTHS[-1])
         body, ctx = await self._public("get_order_book", {"instrument_name": instrument, "depth": venue_depth},
                                        instrument=instrument, day=day_of(datetime.now().astimezone()))
-        result = _result(body, ctx)
+        result = rpc_result(body, ctx)
         if not isinstance(result, dict) or not isinstance(result.get("change_id"), int) or \
                 not all(isinstance(result.get(side), list) for side in ("bids", "asks")):
             raise ctx.error("get_order_book: no result with change_id, bids and asks")

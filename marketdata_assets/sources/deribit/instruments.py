@@ -80,7 +80,7 @@ def declared_size(instrument: str, contract_sizes: dict[str, float] | None = Non
     return size
 
 
-def _named(name: Any) -> Contract | ValueError | None:
+def option_named(name: Any) -> Contract | ValueError | None:
     """What an option name stands for (`contract`; its ValueError if none; None for a name not text)."""
     if not isinstance(name, str):
         return None
@@ -90,11 +90,11 @@ def _named(name: Any) -> Contract | ValueError | None:
         return error
 
 
-def _is_option(named: Any) -> bool:
+def is_option(named: Any) -> bool:
     return isinstance(named, Contract) and named.contract_type == "option"
 
 
-def _settles(option: Contract) -> str:
+def settles_in(option: Contract) -> str:
     """The currency an option settles in (USDC options: their quote) = its chain's."""
     return option.quote if "_" in option.instrument.split("-")[0] else option.base
 

@@ -22,7 +22,7 @@ from marketdata_assets.datasets.declared import (
     reads,
 )
 from marketdata_assets.datasets.wire import integer, number
-from marketdata_assets.sources.deribit.instruments import _is_option, _settles
+from marketdata_assets.sources.deribit.instruments import is_option, settles_in
 
 LIQUIDATION_SIDES = ("M", "T", "MT")
 
@@ -81,23 +81,23 @@ class BookSummary(msgspec.Struct):
     volume: Finite | None = None     # 24 h, base units: volume_24h
 
 
-def _number_or_null(value: Any, what: str, page: Page) -> float | None:
+def number_or_null(value: Any, what: str, page: Page) -> float | None:
     """A number the venue may send as null (datasets.wire.number otherwise)."""
     return None if value is None else number(value, what, page)
 
 
-def _text(value: Any) -> bool:
+def is_text(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
-_TRADE_READERS = {"trade_id": None, "instrument_name": None, "trade_seq": integer, "timestamp": integer,
+TRADE_READERS = {"trade_id": None, "instrument_name": None, "trade_seq": integer, "timestamp": integer,
                   "price": number, "amount": number, "direction": None, "liquidation": None}
 
 
 def trade_rules(instrument: str) -> tuple[Rule, ...]:
     """What every trade keeps, in the order a breach is told: an id, the instrument asked for, a
     sequence number, epoch ms, a positive price and amount, a direction, a known liquidation flag."""
-    return (reads("trade_id"), each("trade_id", _text, "{what} trade_id is {value!r}, not a string id"),
+    return (reads("trade_id"), each("trade_id", is_text, "{what} trade_id is {value!r}, not a string id"),
             each("instrument_name", (msgspec.UNSET, instrument).__contains__,
                  lambda what, r: f"{what} is for {r['instrument_name']!r}, not {instrument}"),
             reads("trade_seq", integer), reads("timestamp", integer), is_epoch("timestamp"),
@@ -108,16 +108,16 @@ def trade_rules(instrument: str) -> tuple[Rule, ...]:
                  f"{{what}} liquidation is {{value!r}}, not one of {', '.join(LIQUIDATION_SIDES)}"))
 
 
-_FUNDING_READERS = {"timestamp": integer, "interest_1h": number, "interest_8h": number,
-                    "index_price": _number_or_null}
+FUNDING_READERS = {"timestamp": integer, "interest_1h": number, "interest_8h": number,
+                    "index_price": number_or_null}
 FUNDING_RULES = (reads("timestamp", integer), is_epoch("timestamp"), reads("interest_1h", number),
-                 reads("interest_8h", number), reads("index_price", _number_or_null),
+                 reads("interest_8h", number), reads("index_price", number_or_null),
                  or_null(is_positive("index_price")))
 
 
-_SUMMARY_READERS = {"instrument_name": None, "creation_timestamp": integer, "underlying_price": number,
-                    "underlying_index": None, "mark_price": number, "mark_iv": number, "bid_price": _number_or_null,
-                    "ask_price": _number_or_null, "volume": _number_or_null, "open_interest": number}
+SUMMARY_READERS = {"instrument_name": None, "creation_timestamp": integer, "underlying_price": number,
+                    "underlying_index": None, "mark_price": number, "mark_iv": number, "bid_price": number_or_null,
+                    "ask_price": number_or_null, "volume": number_or_null, "open_interest": number}
 
 
 def chain_rules(currency: str) -> tuple[Rule, ...]:
@@ -126,19 +126,19 @@ def chain_rules(currency: str) -> tuple[Rule, ...]:
     positive underlying price and mark_iv."""
     sizes = ("mark_price", "bid_price", "ask_price", "volume", "open_interest")
     return (reads("instrument_name"), each("option", lambda n: not isinstance(n, ValueError), "{what}: {value}"),
-            each("option", _is_option, lambda what, r: (
+            each("option", is_option, lambda what, r: (
                 f"{what} {r['instrument_name']!r} is not an option name (like BTC-27DEC24-60000-C)")),
-            each("option", lambda n: _is_option(n) and _settles(n) == currency,
+            each("option", lambda n: is_option(n) and settles_in(n) == currency,
                  f"{{what}} is not an option of the {currency} chain"),
             reads("creation_timestamp", integer), is_epoch("creation_timestamp"),
             reads("underlying_price", number), reads("underlying_index"),
-            each("underlying_index", _text, "{what} underlying_index is {value!r}, not a name"),
-            *(reads(name, _SUMMARY_READERS[name]) for name in ("mark_price", "mark_iv", *sizes[1:])),
+            each("underlying_index", is_text, "{what} underlying_index is {value!r}, not a name"),
+            *(reads(name, SUMMARY_READERS[name]) for name in ("mark_price", "mark_iv", *sizes[1:])),
             *(or_null(is_not_negative(name)) for name in sizes),
             is_positive("underlying_price"), is_positive("mark_iv"))
 
 
-_CHART_KEYS = Chart.__struct_fields__[1:]  # ticks, open, high, low, close, volume, cost
+CHART_KEYS = Chart.__struct_fields__[1:]  # ticks, open, high, low, close, volume, cost
 CHART_RULES = (reads("ticks", integer, ""), is_epoch("ticks")._replace(
     says="{what} is {value}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)"),
-    *(reads(name, number) for name in _CHART_KEYS[1:]), *bar_rules("ts"), is_not_negative("cost"))
+    *(reads(name, number) for name in CHART_KEYS[1:]), *bar_rules("ts"), is_not_negative("cost"))

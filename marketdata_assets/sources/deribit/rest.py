@@ -51,27 +51,27 @@ from marketdata_assets.datasets.wire import (
 from marketdata_assets.sources.deribit.instruments import (
     INVERSE_CONVERSION,
     VENUE,
-    _is_option,
-    _named,
     base_and_quote,
     chain_currency,
     declared_size,
     is_inverse,
+    is_option,
+    option_named,
 )
 from marketdata_assets.sources.deribit.records import (
-    _CHART_KEYS,
-    _FUNDING_READERS,
-    _SUMMARY_READERS,
-    _TRADE_READERS,
+    CHART_KEYS,
     CHART_RULES,
+    FUNDING_READERS,
     FUNDING_RULES,
+    SUMMARY_READERS,
+    TRADE_READERS,
     BookSummary,
     Chart,
     DeribitTrade,
     FundingRow,
-    _number_or_null,
-    _text,
     chain_rules,
+    is_text,
+    number_or_null,
     trade_rules,
 )
 
@@ -102,7 +102,7 @@ def _us(times: list[int]) -> np.ndarray:
 # Parsers: each page's rules declared, checked on its columns (the words of each error)
 # --------------------------------------------------------------------------------------------
 
-def _result(body: Any, ctx: Page) -> Any:
+def rpc_result(body: Any, ctx: Page) -> Any:
     if not isinstance(body, dict):
         raise ctx.error(f"expected a JSON-RPC object, got {type(body).__name__} {str(body)[:120]!r}")
     if "error" in body:
@@ -118,14 +118,14 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
 
 def _trade_name(i: int, trade: dict) -> str:
     """trade #i, and its id once it has one."""
-    return f"trade {trade['trade_id']}" if _text(trade["trade_id"]) else f"trade #{i}"
+    return f"trade {trade['trade_id']}" if is_text(trade["trade_id"]) else f"trade #{i}"
 
 
 def trade_columns(trades: list, instrument: str, inverse: bool, ctx: Page) -> dict[str, Any]:
     """Trades (REST pages, the `trades` channel) as checked columns, sized (`base_and_quote`: quantity,
     quote)."""
     optional = {"instrument_name": msgspec.UNSET, "liquidation": None}
-    cols = _read(trades, DeribitTrade, _TRADE_READERS, ctx, optional)
+    cols = _read(trades, DeribitTrade, TRADE_READERS, ctx, optional)
     check(cols, trade_rules(instrument), _trade_name, ctx)
     price, amount = cols["price"], cols["amount"]
     cols["quantity"], cols["quote"] = (([a / p for p, a in zip(price, amount)], amount) if inverse
@@ -138,7 +138,7 @@ def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
     """A trades response (`result`: {trades: `DeribitTrade`s oldest first, has_more: more in the window
     asked, page on}) → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
     ctx = ctx or Page(VENUE, instrument)
-    result = _result(body, ctx)
+    result = rpc_result(body, ctx)
     trades = field(result, "trades", "result", ctx)
     has_more = field(result, "has_more", "result", ctx)
     if not isinstance(trades, list):
@@ -177,11 +177,11 @@ def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None) -> t
 
 def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
     """A number the venue may leave out or send as null."""
-    return _number_or_null(record.get(key), f"{what} {key}", ctx)
+    return number_or_null(record.get(key), f"{what} {key}", ctx)
 
 
 def _ticker_result(body: Any, instrument: str, ctx: Page) -> dict:
-    result = _result(body, ctx)
+    result = rpc_result(body, ctx)
     if not isinstance(result, dict):
         raise ctx.error(f"ticker result is {type(result).__name__}, not an object")
     inst = result.get("instrument_name", instrument)
@@ -248,10 +248,10 @@ def _funding_name(i: int, row: dict) -> str:
 def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_funding_rate_history (`FundingRow`s) → funding rows (rate = interest_1h over 1 hour)."""
     ctx = ctx or Page(VENUE, instrument)
-    result = _result(body, ctx)
+    result = rpc_result(body, ctx)
     if not isinstance(result, list):
         raise ctx.error(f"funding history result is {type(result).__name__}, not an array")
-    cols = _read(result, FundingRow, _FUNDING_READERS, ctx, {"index_price": None})
+    cols = _read(result, FundingRow, FUNDING_READERS, ctx, {"index_price": None})
     check(cols, FUNDING_RULES, _funding_name, ctx)
     n = len(result)
     return frame_of(FUNDING_SCHEMA, VENUE, instrument, cols["timestamp"], rate=cols["interest_1h"],
@@ -261,7 +261,7 @@ def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.Dat
 
 def _option_name(i: int, summary: dict) -> str:
     """book summary #i, and its option's name once it is one."""
-    return f"option {summary['instrument_name']}" if _is_option(summary["option"]) else f"book summary #{i}"
+    return f"option {summary['instrument_name']}" if is_option(summary["option"]) else f"book summary #{i}"
 
 
 def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -269,11 +269,11 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
     (`instrument`: "BTC-OPTIONS"); an option name that does not parse is an error naming it."""
     ctx = ctx or Page(VENUE, instrument)
     currency = chain_currency(instrument)
-    result = _result(body, ctx)
+    result = rpc_result(body, ctx)
     if not isinstance(result, list):
         raise ctx.error(f"book summary result is {type(result).__name__}, not an array")
-    cols = _read(result, BookSummary, _SUMMARY_READERS, ctx, dict.fromkeys(("bid_price", "ask_price", "volume")))
-    options = cols["option"] = np.fromiter(map(_named, cols["instrument_name"]), object, len(result))
+    cols = _read(result, BookSummary, SUMMARY_READERS, ctx, dict.fromkeys(("bid_price", "ask_price", "volume")))
+    options = cols["option"] = np.fromiter(map(option_named, cols["instrument_name"]), object, len(result))
     check(cols, chain_rules(currency), _option_name, ctx)
     n = len(result)
     frame = frame_of(OPTION_CHAIN_SCHEMA, VENUE, instrument, cols["creation_timestamp"],
@@ -289,7 +289,7 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
 def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_order_book → books frame (ts = result.timestamp, update_id = change_id)."""
     ctx = ctx or Page(VENUE, instrument)
-    result = _result(body, ctx)
+    result = rpc_result(body, ctx)
     ts = epoch_us(field(result, "timestamp", "order book", ctx), "order book timestamp", ctx)
     change_id = field(result, "change_id", "order book", ctx)
     update_id = integer(change_id, "order book change_id", ctx) if change_id is not None else None
@@ -310,7 +310,7 @@ def _bar_name(i: int, bar: dict) -> str:
 def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """get_tradingview_chart_data (`Chart`) → bars frame (volume = base, amount = cost)."""
     ctx = ctx or Page(VENUE, instrument)
-    cols = _chart_columns(_result(body, ctx), ctx)
+    cols = _chart_columns(rpc_result(body, ctx), ctx)
     cols["ts"] = _us(cols["ticks"])
     check(cols, CHART_RULES, _bar_name, ctx)
     return frame_of(BARS_SCHEMA, VENUE, instrument, cols["ticks"], open=cols["open"], high=cols["high"],
@@ -322,20 +322,20 @@ def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:
     """A chart's bars as columns (none for status "no_data"): its arrays, all of one length."""
     status = field(result, "status", "chart", ctx)
     if status == "no_data":
-        return {key: [] for key in _CHART_KEYS}
+        return {key: [] for key in CHART_KEYS}
     if status != "ok":
         raise ctx.error(f"chart status is {status!r}, not \"ok\" or \"no_data\"")
-    arrays = [field(result, key, "chart", ctx) for key in _CHART_KEYS]
-    for key, array in zip(_CHART_KEYS, arrays):
+    arrays = [field(result, key, "chart", ctx) for key in CHART_KEYS]
+    for key, array in zip(CHART_KEYS, arrays):
         if not isinstance(array, list):
             raise ctx.error(f"chart {key} is {type(array).__name__}, not an array")
     if len({len(a) for a in arrays}) != 1:
-        raise ctx.error(f"chart arrays differ in length: {dict(zip(_CHART_KEYS, map(len, arrays)))}")
+        raise ctx.error(f"chart arrays differ in length: {dict(zip(CHART_KEYS, map(len, arrays)))}")
     chart = fits(Chart, result)
     if chart is not None:
-        return {key: getattr(chart, key) for key in _CHART_KEYS}
-    readers = dict(zip(_CHART_KEYS, (integer, *[number] * 6)))
-    return wire_columns([dict(zip(_CHART_KEYS, bar)) for bar in zip(*arrays)], readers, ctx)
+        return {key: getattr(chart, key) for key in CHART_KEYS}
+    readers = dict(zip(CHART_KEYS, (integer, *[number] * 6)))
+    return wire_columns([dict(zip(CHART_KEYS, bar)) for bar in zip(*arrays)], readers, ctx)
 
 
 __all__ = ["liquidations_of", "parse_chart", "parse_funding", "parse_liquidations", "parse_open_interest",

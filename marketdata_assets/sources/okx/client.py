@@ -24,10 +24,10 @@ from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach
 from marketdata_assets.sources.okx.instruments import contract, underlying
 from marketdata_assets.sources.okx.rest import (
     VENUE,
-    _data,
-    _liquidations,
+    envelope_data,
     funding_frame,
     funding_rows,
+    liquidation_answer,
     parse_books,
     parse_candles,
     parse_history_trades,
@@ -179,7 +179,7 @@ class OkxClient(ApiClient):
         depth = max(1, min(depth, MAX_BOOK_DEPTH))
         body, ctx = await self._get("/api/v5/market/books", {"instId": instrument, "sz": str(depth)},
                                     instrument=instrument, day=day_of(datetime.now().astimezone()))
-        data = _data(body, ctx)
+        data = envelope_data(body, ctx)
         if not data or not isinstance(data[0], dict) or not all(isinstance(data[0].get(s), list) for s in ("bids", "asks")):
             raise ctx.error("books: no data[0] with bids and asks lists")
         return body
@@ -307,7 +307,7 @@ class OkxClient(ApiClient):
                       "state": "filled", "after": str(after), "limit": str(self.page_limit)}
             body, ctx = await self._get(LIQUIDATION_ORDERS, params, instrument=instrument,
                                         day=day_of(from_us(after * 1000 - 1)))
-            page, times = _liquidations(body, instrument, ctx, self.contract_values, drops)
+            page, times = liquidation_answer(body, instrument, ctx, self.contract_values, drops)
             if not times:
                 break
             frames.append(page)

@@ -122,7 +122,7 @@ def _iso(ms_or_us: int) -> str:
 # Parsers
 # --------------------------------------------------------------------------------------------
 
-def _data(body: Any, ctx: Page) -> list:
+def envelope_data(body: Any, ctx: Page) -> list:
     """The `data` array of an envelope (a bare list is accepted too)."""
     if isinstance(body, list):
         return body
@@ -176,7 +176,7 @@ def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
     """history-trades envelope → trades frame (`history_trades`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
-    cols = history_trades(_data(body, ctx), instrument, sizer, ctx)
+    cols = history_trades(envelope_data(body, ctx), instrument, sizer, ctx)
     return frame_of(TRADES_SCHEMA, VENUE, instrument, cols.pop("ts"),
                     **{**cols, "seq": pl.Series(cols["seq"], dtype=pl.Int64)})
 
@@ -186,7 +186,7 @@ def parse_books(body: Any, instrument: str, ctx: Page | None = None,
     """books envelope → books frame (ts from the book's `ts`; update_id = seqId when present)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
-    data = _data(body, ctx)
+    data = envelope_data(body, ctx)
     if not data:
         raise ctx.error("books: empty data array")
     book = data[0]
@@ -249,7 +249,7 @@ def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
     in, the unconfirmed ones counted in `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
-    bars = candle_bars(_data(body, ctx), sizer, ctx, drops=drops, page=True)
+    bars = candle_bars(envelope_data(body, ctx), sizer, ctx, drops=drops, page=True)
     return frame_of(BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars, trades=[None] * len(bars["open"]))
 
 
@@ -259,7 +259,7 @@ def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, dro
     (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
     price = dataset.split("_")[0]
-    cols = candles(PriceCandle, _data(body, ctx), ctx, f"{price} candle", f"{price} candle #{{i}}", drops)
+    cols = candles(PriceCandle, envelope_data(body, ctx), ctx, f"{price} candle", f"{price} candle #{{i}}", drops)
     return frame_of(spec_for(dataset).schema, VENUE, instrument, cols.pop("ts_us"), **cols)
 def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
     """A number that OKX sends as "" when there is none (no trade yet, an empty book side)."""
@@ -273,7 +273,7 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
     docs/crypto-datasets.md; mark, index and funding rate null)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, contract_values, ctx)
-    data = _data(body, ctx)
+    data = envelope_data(body, ctx)
     if not data:
         raise ctx.error("ticker: empty data array")
     what = "ticker"
@@ -308,7 +308,7 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
 
 def funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
     """funding-rate-history envelope (`FundingSettlement`s) → [(fundingTime µs, realizedRate)] as sent."""
-    data = _data(body, ctx)
+    data = envelope_data(body, ctx)
     cols, fit = lax_columns(FundingSettlement, data, FUNDING, ctx)
     rules = (reads("instId"), of(instrument), reads("fundingTime", integer), is_epoch("fundingTime"),
              reads("realizedRate", number))
@@ -382,7 +382,7 @@ def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = N
     sizer = _sizer(instrument, contract_values, ctx, note=False)
     if not sizer.derivative:
         raise ctx.error("open interest exists for contracts only")
-    cols = open_interests(_data(body, ctx), sizer, ctx, page=True)
+    cols = open_interests(envelope_data(body, ctx), sizer, ctx, page=True)
     return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, cols.pop("ts"), **cols)
 
 
@@ -413,13 +413,13 @@ def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[in
     return next(zip(*list(cols.values())[:6]))
 
 
-def _liquidations(body: Any, instrument: str, ctx: Page, contract_values, drops: Counter | None
+def liquidation_answer(body: Any, instrument: str, ctx: Page, contract_values, drops: Counter | None
                   ) -> tuple[pl.DataFrame, list[int]]:
     """(liquidations frame of `instrument`, the ms time of every detail in the answer: the paging
     cursor runs over all of them). A record names its contract (`instId`, else its family's perpetual);
     a detail before a broken record is told first, as a reader going record by record told it."""
     sizer = _sizer(instrument, contract_values, ctx)
-    data = _data(body, ctx)
+    data = envelope_data(body, ctx)
     records, _ = lax_columns(LiquidationOrders, data, {"details": None}, ctx)
     contracts = [_contract(record) for record in data]
     records["named"] = np.array([inst is not None for inst in contracts], bool)
@@ -442,7 +442,7 @@ def _contract(record: Any) -> Any:
 
 def _liquidation_page(data: list, contracts: list, instrument: str, sizer: ContractSizer, ctx: Page,
                       drops: Counter | None) -> tuple[pl.DataFrame, list[int]]:
-    """`_liquidations` of records that keep their rules: our contract's details as a frame, the n-th
+    """`liquidation_answer` of records that keep their rules: our contract's details as a frame, the n-th
     repeat of a key within the page "#n"."""
     details = [detail for record in data for detail in record["details"]]
     names = [f"{inst} liquidation #{j}" for record, inst in zip(data, contracts) for j in range(len(record["details"]))]
@@ -462,7 +462,7 @@ def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,
                        drops: Counter | None = None) -> pl.DataFrame:
     """liquidation-orders envelope → liquidations frame of `instrument` (other instruments' details
     counted in `drops["other_instrument"]`)."""
-    return _liquidations(body, instrument, ctx or Page(VENUE, instrument), contract_values, drops)[0]
+    return liquidation_answer(body, instrument, ctx or Page(VENUE, instrument), contract_values, drops)[0]
 
 
 __all__ = ["funding_frame", "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",

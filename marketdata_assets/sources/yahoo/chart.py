@@ -32,9 +32,9 @@ from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US
 from marketdata_assets.datasets.wire import note_conversion
 from marketdata_assets.sources.yahoo.instruments import (
     EXACT_BELOW,
-    _major_unit,
-    _major_units,
     known_currency,
+    major_unit,
+    major_units,
     minor_unit_market,
     normalize_currency,
 )
@@ -107,7 +107,7 @@ def _load(payload: Mapping | str | bytes) -> Mapping:
     return payload
 
 
-def _day_label(epoch: int | None) -> date | None:
+def day_label(epoch: int | None) -> date | None:
     return datetime.fromtimestamp(epoch, UTC).date() if epoch is not None else None
 
 
@@ -123,7 +123,7 @@ def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *
     So is an answer whose unit is unknown (no `meta.currency` on a minor-unit market) or whose
     `meta.dataGranularity` is not `interval`.
     """
-    page = Page(PROVIDER, instrument, _day_label(start), request)
+    page = Page(PROVIDER, instrument, day_label(start), request)
     result = _chart_result(payload, page, status)
     data, page = _chart_data(result, page, interval)
     timestamps = result.get("timestamp")
@@ -190,7 +190,7 @@ def _bars_into(data: ChartData, result: Mapping, timestamps: list, start: int | 
     its bar's day), then null, partly null, off-window and repeated minutes dropped and counted."""
     cols = _bar_columns(timestamps, _quote_columns(result, len(timestamps), page))
     check_at(cols, BAR_RULES, "timestamp[{i}]", lambda i, bar: dataclasses.replace(
-        page, day=_day_label(int(bar["epoch"]))) if bar["seconds"] else page)
+        page, day=day_label(int(bar["epoch"]))) if bar["seconds"] else page)
     epoch, minute = pl.col("epoch"), pl.col("minute")
     bars = pl.DataFrame({"epoch": cols["epoch"], **{name: cols[f"{name} value"] for name in QUOTE_FIELDS}})
     bars = bars.with_columns(pl.col(QUOTE_FIELDS).fill_nan(None), minute=epoch - epoch % 60,
@@ -258,12 +258,12 @@ _COUNTED = {"null_rows": "null_minutes", "partial_rows": "partial_rows", "outsid
 
 def _in_major_units(data: ChartData, kept: pl.DataFrame) -> pl.DataFrame:
     """The kept bars' prices snapped from float32 noise and in the major unit: on the columns
-    (`_major_units`) where that is exact, one by one (`_major_unit`) elsewhere."""
+    (`major_units`) where that is exact, one by one (`major_unit`) elsewhere."""
     prices = kept.select(PRICE_FIELDS).to_numpy()
     with np.errstate(over="ignore", invalid="ignore"):
-        major, snapped = _major_units(prices, data.price_divisor)
+        major, snapped = major_units(prices, data.price_divisor)
     for i, j in zip(*np.nonzero(~((prices > 0) & (prices < EXACT_BELOW))), strict=True):
-        major[i, j], snapped[i, j] = _major_unit(float(prices[i, j]), data.price_divisor)
+        major[i, j], snapped[i, j] = major_unit(float(prices[i, j]), data.price_divisor)
     data.denoised += int(snapped.sum())
     return kept.with_columns(pl.Series(name, major[:, i]) for i, name in enumerate(PRICE_FIELDS))
 

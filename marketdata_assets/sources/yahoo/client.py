@@ -28,8 +28,8 @@ from marketdata_assets.datasets.wire import count_quality, note_dropped
 from marketdata_assets.sources.yahoo.chart import (
     ERRORS,
     PROVIDER,
-    _day_label,
     chart_error,
+    day_label,
     merge_chart_data,
     parse_chart,
     yahoo_error,
@@ -91,7 +91,7 @@ class YahooChartClient(ApiClient):
         path = CHART_PATH + quote(instrument, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
         params = {"interval": "1m", "period1": str(int(period1)), "period2": str(int(period2)),
                   "includePrePost": "false"}
-        page = Page(PROVIDER, instrument, _day_label(period1), describe_request("GET", path, params))
+        page = Page(PROVIDER, instrument, day_label(period1), describe_request("GET", path, params))
         # endpoint "chart": a 401/403 stops every instrument's requests, not only this path's
         payload = await self.call("GET", path, page=page, endpoint="chart", params=params)
         data = parse_chart(payload, instrument, start=int(period1), end=int(period2), request=page.request)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 MAX_DENOISE_DECIMALS = 6
-EXACT_BELOW = 1e9  # prices the columns snap and divide exactly as `_major_unit` does (`_major_units`)
+EXACT_BELOW = 1e9  # prices the columns snap and divide exactly as `major_unit` does (`major_units`)
 
 # Yahoo's minor-unit currency codes → (ISO currency, units per major unit)
 MINOR_UNITS: dict[str, tuple[str, int]] = {
@@ -67,8 +67,8 @@ def known_currency(currency: Any) -> bool:
                                                                        and currency.isupper()))
 
 
-def _major_units(prices: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_major_unit` of finite prices below `EXACT_BELOW`: (the prices in the major unit, snapped or
+def major_units(prices: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarray]:
+    """`major_unit` of finite prices below `EXACT_BELOW`: (the prices in the major unit, snapped or
     not), the same doubles. A float32 value has 24 significant bits, so price × 10**d (d <= 6) and
     its rounding `whole` are exact, whole / 10**d is the double round(price, d) gives, and
     round(that / divisor, d + log10(divisor)) is whole / 10**(d + log10(divisor)) while whole < 2**50.
@@ -85,7 +85,7 @@ def _major_units(prices: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarr
     return major, clean != prices
 
 
-def _major_unit(price: float, divisor: int) -> tuple[float, bool]:
+def major_unit(price: float, divisor: int) -> tuple[float, bool]:
     """`price` snapped from float32 noise and divided into the major unit; True if it was snapped."""
     value, decimals = denoise_float32(price)
     snapped = value != price
