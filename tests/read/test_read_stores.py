@@ -21,7 +21,8 @@ from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.replay.minute_csv import expected, make_bars, render, trading_days, write_text
 from marketdata_assets.replay.tushare import ashare_minutes
 from marketdata_assets.sources.minute_csv.reader import MINUTE_SCHEMA
-from marketdata_assets.sources.tushare.parse import STK_MINS_FIELDS, parse_stk_mins
+from marketdata_assets.sources.tushare.parse import parse_stk_mins
+from marketdata_assets.sources.tushare.records import STK_MINS_FIELDS
 from marketdata_assets.stores.clickhouse import writer
 from marketdata_assets.stores.timescale import kline
 

@@ -10,6 +10,15 @@ from marketdata_assets.sources.tushare.client import (
     TushareClient,
     token_from_env,
 )
+from marketdata_assets.sources.tushare.errors import (
+    ERRORS,
+    PROVIDER,
+    TushareLimitReached,
+    TusharePermissionError,
+    TushareResponseError,
+    TushareTokenError,
+    error_fields,
+)
 from marketdata_assets.sources.tushare.feeds import SOURCE
 from marketdata_assets.sources.tushare.listing import (
     ListedInstrument,
@@ -18,22 +27,13 @@ from marketdata_assets.sources.tushare.listing import (
     parse_stock_basic,
 )
 from marketdata_assets.sources.tushare.parse import (
-    DAILY_FIELDS,
-    ERRORS,
-    PROVIDER,
-    STK_MINS_FIELDS,
-    Table,
-    TushareLimitReached,
-    TusharePermissionError,
-    TushareResponseError,
-    TushareTokenError,
-    error_fields,
     normalize_ts_code,
     parse_daily,
     parse_stk_mins,
     response_table,
     venue_of,
 )
+from marketdata_assets.sources.tushare.records import DAILY_FIELDS, STK_MINS_FIELDS, Table
 
 TUSHARE = Source(SOURCE, A_SHARE_VENUES, {"bars_1m": HISTORY, "daily_bars": HISTORY}, TushareClient, "tushare",
                  options={"token_env": Option("TUSHARE_TOKEN", "text", description=(

@@ -1,5 +1,5 @@
 """Tushare Pro client: A-share 1-minute bars (`stk_mins`) and daily bars (`daily`) on the shared
-`ApiClient`, which classifies Tushare's HTTP-200 error codes with `ERRORS` (parse.py).
+`ApiClient`, which classifies Tushare's HTTP-200 error codes with `ERRORS` (errors.py).
 
 Every call is `POST {api_name, token, params, fields}` to `/dataapi/{api_name}` (the current SDK)
 or to the root (the legacy SDK, `path_style="root"`). The api_name is the call's endpoint: a
@@ -36,6 +36,16 @@ from marketdata_assets.core.errors import scrub
 from marketdata_assets.core.http import ApiClient, ApiError, Limits, Page, RetryPolicy, SourceError
 from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
 from marketdata_assets.datasets.wire import count_quality
+from marketdata_assets.sources.tushare.errors import (
+    ERRORS,
+    PROVIDER,
+    TOKEN_ENV,
+    TushareLimitReached,
+    TushareResponseError,
+    TushareTokenError,
+    answer_error,
+    error_fields,
+)
 from marketdata_assets.sources.tushare.listing import (
     EXCHANGES,
     STOCK_BASIC_FIELDS,
@@ -45,28 +55,20 @@ from marketdata_assets.sources.tushare.listing import (
     parse_stock_basic,
 )
 from marketdata_assets.sources.tushare.parse import (
-    DAILY_FIELDS,
-    DAILY_REQUIRED,
-    DAILY_ROW_LIMIT,
-    ERRORS,
-    PROVIDER,
-    STK_MINS_FIELDS,
-    STK_MINS_REQUIRED,
-    STK_MINS_ROW_LIMIT,
-    TOKEN_ENV,
-    Table,
-    TushareLimitReached,
-    TushareResponseError,
-    TushareTokenError,
-    answer_error,
-    as_date,
-    day_windows,
-    error_fields,
     normalize_ts_code,
     parse_daily,
     parse_stk_mins,
     response_table,
     without_day,
+)
+from marketdata_assets.sources.tushare.records import (
+    DAILY_FIELDS,
+    DAILY_REQUIRED,
+    DAILY_ROW_LIMIT,
+    STK_MINS_FIELDS,
+    STK_MINS_REQUIRED,
+    STK_MINS_ROW_LIMIT,
+    Table,
 )
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,30 @@ class TusharePage(Page):
 
 def _label(first: date, last: date) -> date | str:
     return first if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+
+def day_windows(start: date, end: date, days: int) -> list[tuple[date, date]]:
+    """[start, end] (inclusive) cut into inclusive windows of at most `days` calendar days."""
+    if end < start:
+        return []
+    if days < 1:
+        raise ValueError("window days must be >= 1")
+    windows, cursor = [], start
+    while cursor <= end:
+        last = min(end, cursor + timedelta(days=days - 1))
+        windows.append((cursor, last))
+        cursor = last + timedelta(days=1)
+    return windows
+
+
+def as_date(value: date | datetime | str) -> date:
+    """A date from a date, a datetime, "YYYY-MM-DD" or "YYYYMMDD"."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    return datetime.strptime(text, "%Y%m%d").date() if text.isdigit() else date.fromisoformat(text)
 
 
 class TushareClient(ApiClient):

@@ -29,7 +29,8 @@ from zoneinfo import ZoneInfo
 
 from marketdata_assets.core.files import atomic_write_bytes
 from marketdata_assets.core.naming import a_share_code
-from marketdata_assets.sources.tushare.parse import PROVIDER, Table, TushareResponseError
+from marketdata_assets.sources.tushare.errors import PROVIDER, TushareResponseError
+from marketdata_assets.sources.tushare.records import Table
 
 log = logging.getLogger(__name__)
 

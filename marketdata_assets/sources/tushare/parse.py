@@ -1,23 +1,13 @@
-"""Tushare Pro answers: what their error codes mean, and how `stk_mins` / `daily` read into the
-normalized frames (pure functions: usable on captured answers).
+"""Tushare Pro answers read into the normalized frames: `stk_mins` / `daily` (pure functions: usable on
+captured answers). An answer is `{request_id, code, msg, data: {fields, items, has_more, count}}`; an
+error answer raises what it stands for (errors.py).
 
-An answer is `{request_id, code, msg, data: {fields, items, has_more, count}}` (column names once,
-rows as arrays in that order, newest first), always with HTTP 200: `code` 0 is good, any other code
-is an error whose MESSAGE decides what it means (`ERRORS`). 40203 is a per-minute limit ("每分钟…",
-wait for the next window), an hourly or daily quota ("每小时…" / "每天…", stop that API) or a
-permission refusal; the limit messages also contain "权限" ("权限的具体详情访问…"), which is why the
-period words are matched first and the permission is the code's fallback.
-
-A row of each API is declared once (`StkMinsRow`, `DailyRow`: field, unit, meaning). Tushare sends
-JSON numbers: a page whose columns (the items turned by `fields`) are exactly the declared types is
-converted in C and its rules checked on its columns; any other page is read row by row, which reads
-numbers sent as text as it always did and words the first thing wrong. Rows with nulls are dropped
-and counted, repeated rows are counted, rows of a day outside the asked window (`window`) are
+Tushare sends JSON numbers: a page whose columns (the items turned by `fields`) are exactly the declared
+types (records.py) is converted in C and its rules checked on its columns; any other page is read row by
+row, which reads numbers sent as text as it always did and words the first thing wrong. Rows with nulls
+are dropped and counted, repeated rows are counted, rows of a day outside the asked window (`window`) are
 dropped and counted; a price that is not positive or a negative volume/amount, and anything else
 unexpected, is a `TushareResponseError` naming the instrument and day.
-
-Over 500 lines: the parsers of Tushare's answers (minute and daily bars, errors, units) in one
-module.
 """
 
 from __future__ import annotations
@@ -29,135 +19,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
-import msgspec
 import polars as pl
 
-from marketdata_assets.core.http import (
-    ErrorCategory,
-    ErrorTable,
-    SourceBanned,
-    SourceDataError,
-    SourceError,
-    SourcePermissionError,
-    SourceRequestError,
-)
 from marketdata_assets.core.naming import a_share_code, a_share_venue
-from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US, as_utc
+from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US
 from marketdata_assets.datasets.wire import note_conversion, nulls_in
-
-PROVIDER = "Tushare Pro"
-TOKEN_ENV = "TUSHARE_TOKEN"
-CHINA_TZ = "Asia/Shanghai"
-STK_MINS_ROW_LIMIT = 8000
-DAILY_ROW_LIMIT = 6000
-STK_MINS_FIELDS = ("ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount")
-STK_MINS_REQUIRED = ("trade_time", "open", "high", "low", "close", "vol", "amount")
-DAILY_FIELDS = ("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "change",
-                "pct_chg", "vol", "amount")
-DAILY_REQUIRED = ("ts_code", "trade_date", "open", "high", "low", "close", "vol", "amount")
-LOTS_TO_SHARES = 100.0  # daily `vol` is in lots (手)
-THOUSANDS_TO_YUAN = 1000.0  # daily `amount` is in thousands of yuan
-
-# --------------------------------------------------------------------------------------------
-# What an answer means
-# --------------------------------------------------------------------------------------------
-
-# The period words of 40203 limit messages ("抱歉，您每分钟最多访问该接口200次，权限的具体详情访问：…").
-MINUTE_WORDS = ("每分钟", "per minute")
-HOUR_WORDS = ("每小时", "per hour")
-DAY_WORDS = ("每天", "每日", "per day")
-
-ERRORS = ErrorTable(
-    broad=(*((word, "rate_limited", "40203") for word in MINUTE_WORDS),
-           *((word, "quota", "40203") for word in HOUR_WORDS + DAY_WORDS)),
-    # 40203 without a period word: "抱歉，您没有访问该接口的权限…", "…没有权限访问该接口…".
-    # Any other non-zero code (-2001 bad parameter, …) falls through to "rejected".
-    exact={"40203": "permission", "2002": "permission", "40101": "unauthorized"},
+from marketdata_assets.sources.tushare.errors import (
+    CHINA_TZ,
+    ERRORS,
+    TushareResponseError,
+    answer_error,
+    error_fields,
 )
-
-
-def error_fields(payload: Any) -> tuple[Any, str] | None:
-    """(code, msg) of an error answer; None for a good one (`code` 0, "0") or one without a code
-    (the table reader says what is wrong with it)."""
-    if not isinstance(payload, Mapping) or payload.get("code") is None:
-        return None
-    code = payload["code"]
-    try:
-        if int(code) == 0:
-            return None
-    except (TypeError, ValueError):
-        pass
-    return code, str(payload.get("msg") or "")
-
-
-class TushareLimitReached(SourceBanned):
-    """A per-hour or per-day quota of an API is used up (or per-minute limits never clear): stop
-    calling that API in this run."""
-
-    def __init__(self, api_name: str, period: str, message: str, *, until: datetime | None = None):
-        self.api_name, self.period, self.message = api_name, period, message
-        super().__init__(PROVIDER, f"40203: {message}", until=until, request=api_name)
-        self.args = (f"{PROVIDER}: the {period} quota of {api_name!r} is used up (40203: {message}); not "
-                     f"retried: rerun after the {period} window resets"
-                     + (f" (about {until.isoformat()})" if until else "") + " or raise the account's quota",)
-
-
-class TusharePermissionError(SourcePermissionError):
-    """The token's account has no permission for an API (40203 permission message, or code 2002)."""
-
-    def __init__(self, api_name: str, code: Any, message: str):
-        self.api_name, self.code, self.message = api_name, code, message
-        super().__init__(PROVIDER, 200, f"code {code}: {message}", request=api_name)
-        self.args = ((f"{PROVIDER}: no permission for {api_name!r} (code {code}: {message}); not retried: "
-                      "the account needs the API's points or a separate grant"),)
-
-
-class TushareTokenError(SourcePermissionError):
-    """The token was refused (40101) or is missing."""
-
-    def __init__(self, detail: str):
-        super().__init__(PROVIDER, 200, detail)
-        self.args = ((f"{PROVIDER}: {detail}; set {TOKEN_ENV} to the token from https://tushare.pro/user/token "
-                      "(its value is never printed)"),)
-
-
-class TushareResponseError(SourceDataError):
-    """An answer for one instrument/window that is not what Tushare documents."""
-
-    def __init__(self, instrument: str | None, day: Any, detail: str, *, request: str | None = None):
-        super().__init__(instrument, day, detail, source=PROVIDER, request=request)
-
-
-def next_china_boundary(unit: Literal["hour", "day"]) -> datetime:
-    """The next full hour / China midnight, as an aware UTC datetime (when a quota resets)."""
-    now = datetime.now(ZoneInfo(CHINA_TZ))
-    if unit == "hour":
-        nxt = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    else:
-        nxt = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
-    return as_utc(nxt)
-
-
-def answer_error(category: ErrorCategory, api_name: str, code: Any, message: str, *, instrument: str | None = None,
-                 request: str | None = None) -> SourceError:
-    """The exception a Tushare error answer classified as `category` (`ERRORS`) stands for."""
-    if category == "quota":
-        hourly = any(word in message.lower() for word in HOUR_WORDS)
-        return TushareLimitReached(api_name, "hourly" if hourly else "daily", message,
-                                   until=next_china_boundary("hour" if hourly else "day"))
-    if category == "rate_limited":  # only for a parser caller: the client waits these out
-        return TushareLimitReached(api_name, "per-minute", message)
-    if category == "permission":
-        return TusharePermissionError(api_name, code, message)
-    if category == "unauthorized":
-        return TushareTokenError(f"the token was refused (code {code}: {message})")
-    if category == "banned":
-        return SourceBanned(PROVIDER, f"code {code}: {message}", request=request or api_name)
-    return SourceRequestError(PROVIDER, instrument, 200, code, message or "(no message)",
-                              request=request or api_name)
-
+from marketdata_assets.sources.tushare.records import (
+    DAILY_COLUMNS,
+    DAILY_REQUIRED,
+    LOTS_TO_SHARES,
+    STK_MINS_COLUMNS,
+    STK_MINS_REQUIRED,
+    THOUSANDS_TO_YUAN,
+    Table,
+    declared_columns,
+)
 
 # --------------------------------------------------------------------------------------------
 # Naming
@@ -176,16 +60,6 @@ def normalize_ts_code(ts_code: str) -> str:
 # --------------------------------------------------------------------------------------------
 # The `data` table of an answer
 # --------------------------------------------------------------------------------------------
-
-@dataclass
-class Table:
-    """`data` of a Tushare answer: columns by name, rows newest first as sent."""
-
-    fields: list[str]
-    items: list[list[Any]]
-    has_more: bool
-    count: Any
-
 
 def response_table(answer: Mapping | str | bytes, api_name: str, *, instrument: str | None = None,
                    day: Any = None, required: Sequence[str] = ()) -> Table:
@@ -240,62 +114,6 @@ def _table(answer: Mapping | str | bytes | Table, api_name: str, instrument: str
         raise TushareResponseError(instrument, day, f"{api_name}: the response has no field {missing} "
                                                     f"(fields: {table.fields})")
     return table
-
-
-# --------------------------------------------------------------------------------------------
-# A row of `items`, by field name (the fields read; the others are ignored)
-# --------------------------------------------------------------------------------------------
-
-class StkMinsRow(msgspec.Struct):
-    """One row of `stk_mins` (freq=1min): a bar labelled with its END. The day runs 09:30 (the opening
-    auction) … 15:00, with zero-volume 14:58/14:59 while the closing auction collects orders."""
-
-    trade_time: str       # "2025-06-05 09:31:00", China time (no zone, no DST): the bar's END: ts = label - 1 min, UTC
-    open: float | None    # yuan, unadjusted: positive (null: the row is dropped, counted)
-    close: float | None
-    high: float | None
-    low: float | None
-    vol: float | None     # shares
-    amount: float | None  # yuan
-    ts_code: str = ""     # "600000.SH" (not in `fields`: the instrument asked for)
-
-
-class DailyRow(msgspec.Struct):
-    """One row of `daily`: an instrument's trade date (change, pct_chg unread)."""
-
-    ts_code: str          # "600000.SH": one of the codes asked for
-    trade_date: str       # "20250605", YYYYMMDD: ts = 00:00 UTC of that date
-    open: float | None    # yuan, unadjusted: positive (null: the row is dropped, counted)
-    high: float | None
-    low: float | None
-    close: float | None
-    vol: float | None     # LOTS (手, 100 shares): volume = vol × 100
-    amount: float | None  # THOUSANDS of yuan: amount × 1000
-    pre_close: float | None = None  # the previous close, yuan (not in `fields`, or null: unknown)
-
-
-def _columns_of(row: type) -> type:
-    """`row`'s fields as columns: a list of its type each (a field with a default: None when the
-    answer's `fields` lack it)."""
-    return msgspec.defstruct(f"{row.__name__}Columns", [
-        (f.name, list[f.type]) if f.required else (f.name, list[f.type] | None, None)
-        for f in msgspec.structs.fields(row)])
-
-
-STK_MINS_COLUMNS, DAILY_COLUMNS = _columns_of(StkMinsRow), _columns_of(DailyRow)
-
-
-def _declared_columns(columns: type, table: Table) -> Any:
-    """The table's items turned into columns by `fields`, as `columns`; None if a value is not of its
-    declared JSON type (the row readers then read it as they always did, or say what is wrong)."""
-    width = len(table.fields)
-    if len(set(table.fields)) != width or not all(type(row) is list and len(row) == width for row in table.items):
-        return None
-    by_name = dict(zip(table.fields, list(zip(*table.items)) or [()] * width, strict=True))
-    try:
-        return msgspec.convert(by_name, columns, strict=True)
-    except msgspec.ValidationError:
-        return None
 
 
 def _venues(codes: list[str], allowed: set[str] | None) -> dict[str, str] | None:
@@ -435,7 +253,7 @@ def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | N
     only ts_code in the rows; `window` (first, last China day), when given, drops and counts rows
     of other days (`outside`)."""
     table = _table(answer, "stk_mins", instrument, day, STK_MINS_REQUIRED)
-    parsed = _minutes_by_column(_declared_columns(STK_MINS_COLUMNS, table), instrument, bar_label, window)
+    parsed = _minutes_by_column(declared_columns(STK_MINS_COLUMNS, table), instrument, bar_label, window)
     return _minutes_by_row(table, instrument, day, bar_label, window) if parsed is None else parsed
 
 
@@ -548,7 +366,7 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
     ×100, thousands of yuan → yuan ×1000). `instrument` may be a comma-separated ts_code list (as
     `daily` accepts it): every row must be of one of them."""
     table = _table(answer, "daily", instrument, day, DAILY_REQUIRED)
-    parsed = _daily_by_column(_declared_columns(DAILY_COLUMNS, table), instrument, window)
+    parsed = _daily_by_column(declared_columns(DAILY_COLUMNS, table), instrument, window)
     return _daily_by_row(table, instrument, day, window) if parsed is None else parsed
 
 
@@ -654,31 +472,3 @@ def without_day(table: Table, day: date) -> Table:
     at = table.fields.index("trade_date")
     items = [row for row in table.items if parse_trade_date(row[at]) != day]
     return Table(table.fields, items, table.has_more, table.count)
-
-
-# --------------------------------------------------------------------------------------------
-# Windows
-# --------------------------------------------------------------------------------------------
-
-def day_windows(start: date, end: date, days: int) -> list[tuple[date, date]]:
-    """[start, end] (inclusive) cut into inclusive windows of at most `days` calendar days."""
-    if end < start:
-        return []
-    if days < 1:
-        raise ValueError("window days must be >= 1")
-    windows, cursor = [], start
-    while cursor <= end:
-        last = min(end, cursor + timedelta(days=days - 1))
-        windows.append((cursor, last))
-        cursor = last + timedelta(days=1)
-    return windows
-
-
-def as_date(value: date | datetime | str) -> date:
-    """A date from a date, a datetime, "YYYY-MM-DD" or "YYYYMMDD"."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = str(value).strip()
-    return datetime.strptime(text, "%Y%m%d").date() if text.isdigit() else date.fromisoformat(text)
