@@ -232,7 +232,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         except (TypeError, ValueError, IndexError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if seconds == seconds else None  # NaN -> None
+    return None if math.isnan(seconds) else max(0.0, seconds)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -473,6 +473,7 @@ class ApiClient:
     # What a body that is not JSON means on a 2xx answer: "data" (a SourceDataError naming the
     # request) or "retry" (a proxy that cut the body: asked again with backoff, then the data error).
     bad_body: ErrorCategory = "data"
+    dropped: Any = None  # the rows a source's parsers dropped, by reason (datasets.wire.DropCounts): in `figures`
 
     def __init__(self, base_url: str, *, requests_per_minute: float | None = None, max_concurrency: int | None = None,
                  timeout_s: float = 30.0, retry: RetryPolicy | None = None, headers: dict[str, str] | None = None,
@@ -519,8 +520,9 @@ class ApiClient:
         return self._http
 
     def figures(self) -> dict[str, Any]:
-        """The client's request counters (and a source's own counts, where it overrides this)."""
-        return self.stats.as_metadata()
+        """The client's request counters and, where the source keeps them (`dropped`: datasets.wire.DropCounts),
+        the rows it dropped by reason; a source with counts of its own overrides this."""
+        return {**self.stats.as_metadata(), **(self.dropped.figures() if self.dropped is not None else {})}
 
     # ---- what a source declares beyond its tables (override where the vendor differs) ------
 

@@ -105,9 +105,6 @@ class BinanceClient(ApiClient):
         self.page_limit = page_limit
         self.dropped = DropCounts()
 
-    def figures(self) -> dict[str, Any]:
-        return {**super().figures(), **self.dropped.figures()}
-
     # ---- what Binance's answers mean ---------------------------------------------------------
 
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:

@@ -73,9 +73,6 @@ class DeribitClient(ApiClient):
         self.contract_sizes = contract_sizes
         self.dropped = DropCounts()
 
-    def figures(self) -> dict[str, Any]:
-        return {**super().figures(), **self.dropped.figures()}
-
     # ---- what Deribit's answers mean --------------------------------------------------------
 
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:

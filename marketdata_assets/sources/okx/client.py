@@ -91,9 +91,6 @@ class OkxClient(ApiClient):
         self.contract_values = contract_values
         self.dropped = DropCounts()
 
-    def figures(self) -> dict[str, Any]:
-        return {**super().figures(), **self.dropped.figures()}
-
     # ---- what OKX's answers mean ------------------------------------------------------------
 
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:
