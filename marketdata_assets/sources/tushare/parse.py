@@ -3,11 +3,11 @@ captured answers). An answer is `{request_id, code, msg, data: {fields, items, h
 error answer raises what it stands for (errors.py).
 
 Tushare sends JSON numbers: a page whose columns (the items turned by `fields`) are exactly the declared
-types (records.py) is converted in C and its rules checked on its columns; any other page is read row by
-row, which reads numbers sent as text as it always did and words the first thing wrong. Rows with nulls
-are dropped and counted, repeated rows are counted, rows of a day outside the asked window (`window`) are
-dropped and counted; a price that is not positive or a negative volume/amount, and anything else
-unexpected, is a `TushareResponseError` naming the instrument and day.
+types (records.py) is converted in C; any other page is read value by value (numbers sent as text, another
+time format), its rules checked on its columns and the first row that breaks one told. Either way one path
+drops and counts rows with nulls, repeated rows and rows of a day outside the asked window (`window`); a
+price that is not positive or a negative volume/amount, and anything else unexpected, is a
+`TushareResponseError` naming the instrument and day.
 """
 
 from __future__ import annotations
@@ -15,16 +15,19 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import polars as pl
 
 from marketdata_assets.core.naming import a_share_code, a_share_venue
+from marketdata_assets.datasets.declared import Rule, check_at, each
 from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA, UTC_US
-from marketdata_assets.datasets.wire import note_conversion, nulls_in
+from marketdata_assets.datasets.wire import note_conversion
 from marketdata_assets.sources.tushare.errors import (
     CHINA_TZ,
     ERRORS,
@@ -116,18 +119,6 @@ def _table(answer: Mapping | str | bytes | Table, api_name: str, instrument: str
     return table
 
 
-def _venues(codes: list[str], allowed: set[str] | None) -> dict[str, str] | None:
-    """{code: venue} of the page's codes, or None unless each is written as Tushare writes it
-    ("600000.SH"), is one of `allowed` (None: any) and of a known venue."""
-    distinct = set(codes)
-    if not all(code and code == code.strip().upper() and (allowed is None or code in allowed) for code in distinct):
-        return None
-    try:
-        return {code: venue_of(code) for code in distinct}
-    except ValueError:
-        return None
-
-
 _NUMBERS = ("open", "high", "low", "close", "vol", "amount")  # a row without one of them is dropped
 MINUTE_FORMAT, DATE_FORMAT = "%Y-%m-%d %H:%M:%S", "%Y%m%d"  # trade_time, trade_date
 
@@ -155,45 +146,6 @@ def _page(codes: list[str], labels: list[str], columns: Any, numbers: Sequence[s
                              .when(nulls > 0).then(pl.lit("partial_rows")).when(~inside).then(pl.lit("outside"))
                              .when(~pl.struct("instrument", "when", nulls == 0).is_first_distinct())
                              .then(pl.lit("duplicates")))
-
-
-# --------------------------------------------------------------------------------------------
-# Values
-# --------------------------------------------------------------------------------------------
-
-def _number(value: Any, field_name: str, row_label: str, instrument: str | None, day: Any) -> float | None:
-    """A float from a JSON value; None for null/NaN; TushareResponseError for anything non-numeric."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise TushareResponseError(instrument, day, f"non-numeric {field_name} {value!r} at {row_label}")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise TushareResponseError(instrument, day, f"non-numeric {field_name} {value!r} at {row_label}") from None
-    else:
-        raise TushareResponseError(instrument, day, f"non-numeric {field_name} {value!r} at {row_label}")
-    if math.isnan(number):
-        return None
-    if math.isinf(number):
-        raise TushareResponseError(instrument, day, f"infinite {field_name} at {row_label}")
-    return number
-
-
-def _plausible(numbers: dict[str, float], row_label: str, instrument: str | None, day: Any) -> None:
-    """Unadjusted prices are positive, volumes and amounts not negative."""
-    for name, value in numbers.items():
-        if name in ("open", "high", "low", "close", "pre_close") and value is not None and value <= 0:
-            raise TushareResponseError(instrument, day, f"{name} is {value} at {row_label}, not a positive price")
-        if name in ("vol", "amount") and value is not None and value < 0:
-            raise TushareResponseError(instrument, day, f"{name} is {value} at {row_label}, negative")
-
-
-def _outside(day: date, window: tuple[date, date] | None) -> bool:
-    return window is not None and not window[0] <= day <= window[1]
 
 
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y%m%d %H:%M:%S", "%Y%m%d%H%M%S")
@@ -231,6 +183,151 @@ def _day_label(text: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
+# A page's rows: in C where they are of their declared types, else read value by value
+# --------------------------------------------------------------------------------------------
+
+class _Api(NamedTuple):
+    """How one API's rows are read (`MINUTES`, `DAILY`)."""
+
+    name: str                     # the API, the first word of its errors
+    columns: type                 # its declared columns (records.py)
+    label: str                    # the row's time field, written as `label_format` and read as `when`
+    label_format: str
+    when: pl.DataType
+    read_label: Callable[[Any], date]  # the label as a datetime / date (ValueError: it is none)
+    label_error: Callable[[Any, str], tuple[Any, str]]  # (a label not read, why) -> (the error's day, words)
+    no_code: str                  # a row without a ts_code (over {label})
+
+
+MINUTES = _Api("stk_mins", STK_MINS_COLUMNS, "trade_time", MINUTE_FORMAT, pl.Datetime("us"), parse_china_time,
+               lambda label, why: (_day_label(label), f"stk_mins: {why}"), "stk_mins: row at {label} has no ts_code")
+DAILY = _Api("daily", DAILY_COLUMNS, "trade_date", DATE_FORMAT, pl.Date, parse_trade_date,
+             lambda label, why: (label, f"daily: trade_date {label!r} is not YYYYMMDD"), "daily: a row has no ts_code")
+
+
+class _At(NamedTuple):
+    """Where a row's error is told: the instrument and day its TushareResponseError names."""
+
+    instrument: str | None
+    day: Any
+
+    def error(self, detail: str) -> TushareResponseError:
+        return TushareResponseError(self.instrument, self.day, detail)
+
+
+def _rows(api: _Api, table: Table, instrument: str | None, day: Any, allowed: set[str] | None,
+          window: tuple[date, date] | None) -> pl.DataFrame:
+    """The page's rows as `_page` takes them: its declared columns, converted in C, where every code is
+    written as Tushare writes it ("600000.SH") and one of `allowed` (None: any) and `_page` takes them;
+    else the rows read value by value (`_read`), which raises the first thing wrong."""
+    columns = declared_columns(api.columns, table)
+    codes = None if columns is None else columns.ts_code if columns.ts_code is not None else (
+        None if instrument is None else [instrument] * len(table.items))
+    if codes is not None and all(code and code == code.strip().upper() and (allowed is None or code in allowed)
+                                 for code in set(codes)):
+        page = _page(codes, getattr(columns, api.label), columns, _numbers(table), api.when, api.label_format, window)
+        if page is not None:
+            return page
+    columns = _read(api, table, instrument, day, allowed)
+    return _page(columns.ts_code, getattr(columns, api.label), columns, _numbers(table), api.when, api.label_format,
+                 window)
+
+
+def _numbers(table: Table) -> tuple[str, ...]:
+    """The number fields a row is read with: `_NUMBERS`, and `pre_close` where the answer sends it."""
+    return (*_NUMBERS, "pre_close") if "pre_close" in table.fields else _NUMBERS
+
+
+def _read(api: _Api, table: Table, instrument: str | None, day: Any, allowed: set[str] | None) -> SimpleNamespace:
+    """The page's rows read value by value (numbers sent as text, a label in another format, a code
+    written otherwise), as `_page` takes them; the first row (by position) with something wrong is a
+    TushareResponseError telling the first thing wrong in it (`_RULES`' order)."""
+    at: dict[str, int] = {}
+    for k, name in enumerate(table.fields):
+        at.setdefault(name, k)
+    sent = {name: [row[k] for row in table.items] for name, k in at.items()}
+    labels, numbers = sent[api.label], _numbers(table)
+    read = [_label(api.read_label, label) for label in labels]
+    codes = sent.get("ts_code", [instrument] * len(labels))
+    cols: dict[str, Any] = {"label": labels, "when": [w for w, _ in read], "why": [y for _, y in read],
+                            "code": [c.strip().upper() if isinstance(c, str) and c else None for c in codes]}
+    for name in numbers:
+        values = [_number(value) for value in sent[name]]
+        cols[name], cols[f"{name}!"], cols[f"{name}~"] = [v for v, _ in values], [p for _, p in values], sent[name]
+        cols[f"{name}#"] = np.array([math.nan if v is None else v for v, _ in values], np.float64)
+    cols["complete"] = np.array([all(cols[name][i] is not None for name in _NUMBERS) for i in range(len(labels))],
+                                bool)
+    check_at(cols, _rules(api, numbers, instrument, allowed), lambda i, r: f"{r['code']} {r['label']}",
+             lambda i, r: _at(api, r, instrument, allowed))
+    return SimpleNamespace(ts_code=cols["code"], **{api.label: [w.strftime(api.label_format) for w in cols["when"]]},
+                           **{name: cols[name] for name in numbers})
+
+
+def _label(read: Callable[[Any], date], label: Any) -> tuple[date | None, str | None]:
+    """(the label read, None) or (None, why it is not one)."""
+    try:
+        return read(label), None
+    except ValueError as error:
+        return None, str(error)
+
+
+def _number(value: Any) -> tuple[float | None, str | None]:
+    """A JSON value as a float (None: null or NaN), and what is wrong with it: "non-numeric", "infinite"."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None, "non-numeric"
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except ValueError:
+        return None, "non-numeric"
+    if math.isnan(number):
+        return None, None
+    return (None, "infinite") if math.isinf(number) else (number, None)
+
+
+def _rules(api: _Api, numbers: Sequence[str], instrument: str | None, allowed: set[str] | None) -> tuple[Rule, ...]:
+    """What each row keeps, in the order its first breach is told: a label that reads, a ts_code, one of
+    `allowed`, every number readable and finite, and when none is null, prices positive and vol and amount
+    not negative."""
+    def read(name: str) -> Rule:
+        return each(f"{name}!", lambda p: p is None, lambda what, r: (
+            f"non-numeric {name} {r[f'{name}~']!r} at {what}" if r[f"{name}!"] == "non-numeric"
+            else f"infinite {name} at {what}"))
+
+    def plausible(name: str) -> Rule:
+        if name in ("vol", "amount"):
+            return Rule(name, lambda c: ~c["complete"] | ~(c[f"{name}#"] < 0), f"{name} is {{value}} at {{what}}, negative")
+        return Rule(name, lambda c: ~c["complete"] | ~(c[f"{name}#"] <= 0),
+                    f"{name} is {{value}} at {{what}}, not a positive price")
+    return (each("why", lambda why: why is None, lambda what, r: api.label_error(r["label"], r["why"])[1]),
+            each("code", lambda code: code is not None, lambda what, r: api.no_code.format(label=r["label"])),
+            each("code", lambda code: allowed is None or code in allowed,
+                 lambda what, r: f"{api.name}: a row of {r['code']} in the answer for {instrument}"),
+            *map(read, numbers), *map(plausible, numbers))
+
+
+def _at(api: _Api, row: dict, instrument: str | None, allowed: set[str] | None) -> _At:
+    """Where a row's first breach (`_rules`) is told: a label not read on its own day (`api.label_error`),
+    a code missing or not asked for on the instrument asked, a number on the row's own code."""
+    if row["why"] is not None:
+        return _At(instrument, api.label_error(row["label"], row["why"])[0])
+    when = row["when"].date() if isinstance(row["when"], datetime) else row["when"]
+    if row["code"] is None or (allowed is not None and row["code"] not in allowed):
+        return _At(instrument, when)
+    return _At(row["code"], when)
+
+
+def _venues(api: _Api, kept: pl.DataFrame, instrument: str | None, day: Any) -> pl.Expr:
+    """The venue of each kept row's code; a code of no known venue is a TushareResponseError."""
+    try:
+        venues = {code: venue_of(code) for code in kept["instrument"].unique(maintain_order=True)}
+    except ValueError as error:
+        raise TushareResponseError(instrument, day, f"{api.name}: {error}") from None
+    return pl.col("instrument").replace_strict(venues, return_dtype=pl.Utf8)
+
+
+# --------------------------------------------------------------------------------------------
 # stk_mins
 # --------------------------------------------------------------------------------------------
 
@@ -253,28 +350,13 @@ def parse_stk_mins(answer: Mapping | str | bytes | Table, *, instrument: str | N
     only ts_code in the rows; `window` (first, last China day), when given, drops and counts rows
     of other days (`outside`)."""
     table = _table(answer, "stk_mins", instrument, day, STK_MINS_REQUIRED)
-    parsed = _minutes_by_column(declared_columns(STK_MINS_COLUMNS, table), instrument, bar_label, window)
-    return _minutes_by_row(table, instrument, day, bar_label, window) if parsed is None else parsed
-
-
-def _minutes_by_column(columns: Any, instrument: str | None, bar_label: Literal["end", "start"],
-                       window: tuple[date, date] | None) -> ParsedMinutes | None:
-    """The page's bars from its columns (`STK_MINS_COLUMNS`), or None if `_page` does not take them or a
-    ts_code is not `instrument` (`_venues`; no ts_code column: `instrument` is the code, None without one)."""
-    if columns is None or (columns.ts_code is None and instrument is None):
-        return None
-    codes = columns.ts_code if columns.ts_code is not None else [instrument] * len(columns.trade_time)
-    venues = _venues(codes, None if instrument is None else {instrument})
-    page = None if venues is None else _page(codes, columns.trade_time, columns, _NUMBERS, pl.Datetime("us"),
-                                              MINUTE_FORMAT, window)
-    if page is None:
-        return None
+    page = _rows(MINUTES, table, instrument, day, None if instrument is None else {instrument}, window)
     result = ParsedMinutes(frame=pl.DataFrame(schema=BARS_SCHEMA), received=page.height, oldest=page["when"].min(),
                            **Counter(page["dropped"].drop_nulls().to_list()))
     kept = page.filter(pl.col("dropped").is_null())
     if kept.height:
-        result.frame = _minutes_frame(kept.select("when", "instrument", *_NUMBERS, venue=pl.col("instrument")
-                                                  .replace_strict(venues, return_dtype=pl.Utf8)), bar_label)
+        result.frame = _minutes_frame(kept.select("when", "instrument", *_NUMBERS,
+                                                  venue=_venues(MINUTES, kept, instrument, day)), bar_label)
     return result
 
 
@@ -286,61 +368,6 @@ def _minutes_frame(bars: pl.DataFrame, bar_label: Literal["end", "start"]) -> pl
         (pl.col("when").dt.replace_time_zone(CHINA_TZ).dt.convert_time_zone("UTC") - shift).cast(UTC_US).alias("ts"),
         pl.col("vol").alias("volume"), pl.lit(None, dtype=pl.Int64).alias("trades"),
     ).select(list(BARS_SCHEMA)).sort(["instrument", "ts"])
-
-
-def _minutes_by_row(table: Table, instrument: str | None, day: Any, bar_label: Literal["end", "start"],
-                    window: tuple[date, date] | None) -> ParsedMinutes:
-    """`parse_stk_mins` row by row: what the columns do not take, read (numbers sent as text) or
-    worded (the first thing wrong) as it always was."""
-    index = {name: table.fields.index(name) for name in table.fields}
-    code_at = index.get("ts_code")
-    times: list[datetime] = []
-    codes: list[str] = []
-    values: dict[str, list[float | None]] = {k: [] for k in _NUMBERS}
-    result = ParsedMinutes(frame=pl.DataFrame(schema=BARS_SCHEMA), received=len(table.items))
-    seen: set[tuple[str, datetime]] = set()
-    for row in table.items:
-        label = row[index["trade_time"]]
-        try:
-            when = parse_china_time(label)
-        except ValueError as error:
-            raise TushareResponseError(instrument, _day_label(label), f"stk_mins: {error}") from None
-        row_day = when.date()
-        code = row[code_at] if code_at is not None else instrument
-        if not isinstance(code, str) or not code:
-            raise TushareResponseError(instrument, row_day, f"stk_mins: row at {label} has no ts_code")
-        code = code.strip().upper()
-        if instrument is not None and code != instrument:
-            raise TushareResponseError(instrument, row_day, f"stk_mins: a row of {code} in the answer for {instrument}")
-        if result.oldest is None or when < result.oldest:
-            result.oldest = when
-        numbers = {k: _number(row[index[k]], k, f"{code} {label}", instrument or code, row_day) for k in values}
-        if dropped := nulls_in(list(numbers.values())):
-            setattr(result, dropped, getattr(result, dropped) + 1)
-            continue
-        _plausible(numbers, f"{code} {label}", instrument or code, row_day)
-        if _outside(row_day, window):
-            result.outside += 1
-            continue
-        key = (code, when)
-        if key in seen:
-            result.duplicates += 1
-            continue
-        seen.add(key)
-        times.append(when)
-        codes.append(code)
-        for k, v in numbers.items():
-            values[k].append(v)
-    if not times:
-        return result
-    try:
-        venues = [venue_of(c) for c in codes]
-    except ValueError as error:
-        raise TushareResponseError(instrument, day, f"stk_mins: {error}") from None
-    result.frame = _minutes_frame(pl.DataFrame(
-        {"when": pl.Series(times, dtype=pl.Datetime("us")), "venue": venues, "instrument": codes, **values},
-        schema_overrides=dict.fromkeys(_NUMBERS, pl.Float64)), bar_label)
-    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,30 +393,16 @@ def parse_daily(answer: Mapping | str | bytes | Table, *, instrument: str | None
     ×100, thousands of yuan → yuan ×1000). `instrument` may be a comma-separated ts_code list (as
     `daily` accepts it): every row must be of one of them."""
     table = _table(answer, "daily", instrument, day, DAILY_REQUIRED)
-    parsed = _daily_by_column(declared_columns(DAILY_COLUMNS, table), instrument, window)
-    return _daily_by_row(table, instrument, day, window) if parsed is None else parsed
-
-
-def _daily_by_column(columns: Any, instrument: str | None, window: tuple[date, date] | None) -> ParsedDaily | None:
-    """The page's bars from its columns (`DAILY_COLUMNS`), or None if `_page` does not take them or a
-    ts_code is not one of `instrument`'s (`_venues`)."""
-    allowed = None if instrument is None else set(instrument.split(","))
-    venues = None if columns is None else _venues(columns.ts_code, allowed)
-    numbers = (*_NUMBERS, "pre_close") if venues is not None and columns.pre_close is not None else _NUMBERS
-    page = None if venues is None else _page(columns.ts_code, columns.trade_date, columns, numbers, pl.Date,
-                                              DATE_FORMAT, window)
-    if page is None:
-        return None
-    result = ParsedDaily(frame=pl.DataFrame(schema=DAILY_BARS_SCHEMA), received=page.height,
-                         oldest=page["when"].min(), counts={code: Counter(rows=rows)
-                                                            for code, rows in Counter(columns.ts_code).items()})
+    page = _rows(DAILY, table, instrument, day, None if instrument is None else set(instrument.split(",")), window)
+    result = ParsedDaily(frame=pl.DataFrame(schema=DAILY_BARS_SCHEMA), received=page.height, oldest=page["when"].min(),
+                         counts={code: Counter(rows=rows) for code, rows in Counter(page["instrument"]).items()})
     for code, reason in page.filter(pl.col("dropped").is_not_null()).select("instrument", "dropped").iter_rows():
         result.counts[code][reason] += 1
         setattr(result, reason, getattr(result, reason) + 1)
     kept = page.filter(pl.col("dropped").is_null())
     if kept.height:
-        result.frame = _daily_frame(kept.select(
-            "instrument", *numbers, day="when", venue=pl.col("instrument").replace_strict(venues, return_dtype=pl.Utf8)))
+        result.frame = _daily_frame(kept.select("instrument", *_numbers(table), day="when",
+                                                venue=_venues(DAILY, kept, instrument, day)))
     return result
 
 
@@ -408,63 +421,6 @@ def _daily_frame(bars: pl.DataFrame) -> pl.DataFrame:
         (pl.col("vol") * LOTS_TO_SHARES).round(4).alias("volume"),
         (pl.col("amount") * THOUSANDS_TO_YUAN).round(3).alias("amount"),
     ).select(list(DAILY_BARS_SCHEMA)).sort(["instrument", "ts"])
-
-
-def _daily_by_row(table: Table, instrument: str | None, day: Any, window: tuple[date, date] | None) -> ParsedDaily:
-    """`parse_daily` row by row: what the columns do not take, read (numbers sent as text) or worded
-    (the first thing wrong) as it always was."""
-    index = {name: table.fields.index(name) for name in table.fields}
-    numeric = [*_NUMBERS] + (["pre_close"] if "pre_close" in index else [])
-    allowed = set(instrument.split(",")) if instrument is not None else None
-    result = ParsedDaily(frame=pl.DataFrame(schema=DAILY_BARS_SCHEMA), received=len(table.items))
-    rows: dict[str, list] = {k: [] for k in ["day", "instrument", *numeric]}
-    seen: set[tuple[str, date]] = set()
-    for row in table.items:
-        label, code = row[index["trade_date"]], row[index["ts_code"]]
-        try:
-            trade_day = parse_trade_date(label)
-        except ValueError:
-            raise TushareResponseError(instrument, label, f"daily: trade_date {label!r} is not YYYYMMDD") from None
-        if not isinstance(code, str) or not code:
-            raise TushareResponseError(instrument, trade_day, "daily: a row has no ts_code")
-        code = code.strip().upper()
-        if allowed is not None and code not in allowed:
-            raise TushareResponseError(instrument, trade_day, f"daily: a row of {code} in the answer for {instrument}")
-        if result.oldest is None or trade_day < result.oldest:
-            result.oldest = trade_day
-        counts = result.counts.setdefault(code, Counter())
-        counts["rows"] += 1
-        numbers = {k: _number(row[index[k]], k, f"{code} {label}", code, trade_day) for k in numeric}
-        core = [numbers[k] for k in _NUMBERS]
-        if dropped := nulls_in(core):
-            setattr(result, dropped, getattr(result, dropped) + 1)
-            counts[dropped] += 1
-            continue
-        _plausible(numbers, f"{code} {label}", code, trade_day)
-        if _outside(trade_day, window):
-            result.outside += 1
-            counts["outside"] += 1
-            continue
-        if (code, trade_day) in seen:
-            result.duplicates += 1
-            counts["duplicates"] += 1
-            continue
-        seen.add((code, trade_day))
-        rows["day"].append(trade_day)
-        rows["instrument"].append(code)
-        for k in numeric:
-            rows[k].append(numbers[k])
-    if not rows["day"]:
-        return result
-    try:
-        venues = [venue_of(c) for c in rows["instrument"]]
-    except ValueError as error:
-        raise TushareResponseError(instrument, day, f"daily: {error}") from None
-    result.frame = _daily_frame(pl.DataFrame({
-        "day": pl.Series(rows["day"], dtype=pl.Date), "venue": venues, "instrument": rows["instrument"],
-        **{k: pl.Series(rows[k], dtype=pl.Float64) for k in numeric},
-    }))
-    return result
 
 
 def without_day(table: Table, day: date) -> Table:
