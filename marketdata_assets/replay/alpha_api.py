@@ -1,46 +1,9 @@
 """A local replay of the WorldQuant BRAIN-style alpha API: real formats, quirks and faults.
 
-Answers like the vendor:
-
-- `POST /authentication` (HTTP Basic) → 201 `{user:{id}, token:{expiry}, permissions}` and the
-  session cookie `t`; wrong credentials → 401; an account configured for `persona` → 401 with
-  `WWW-Authenticate: persona` and a `Location`. `GET /authentication` → 200 while the session is
-  valid, 401 once it expired (after `session_ttl_s`, or after `faults.expire_session_after`
-  requests). `DELETE /authentication` ends it.
-- `GET /users/self/alphas` → `{count, next, previous, results}` (Django REST framework
-  limit/offset pagination): `limit` at most `max_limit` (larger is clamped), `offset + limit` at
-  most `max_offset` (400 beyond), `order` on any field (`-` for descending, ties by id),
-  filters with the operator in the key (`dateCreated%3E=V` is >=, `dateCreated%3CV` is <,
-  `type!=SUPER`, `status=A%1FB` is "A or B", dotted fields such as `settings.region=USA`).
-  `next`/`previous` come back as `http://HOST:443/...` with the query re-encoded and sorted, as
-  the real API does behind its proxy: a client has to rewrite them.
-- `GET /alphas/<id>` → one alpha of the account.
-
-Each account sees only its own alphas, generated deterministically from the seed (ids of 7–8
-characters, dateCreated spread over the months configured in New York time with -05:00/-04:00
-offsets, plus boundary alphas: the first and last second of every month, same-second bursts,
-both 01:30s of the autumn DST change). The alpha objects come from an `alpha_factory(seed,
-type, date_created)` callable (date_created an aware New York datetime), by default
-`replay.alpha_factory.make_alpha` (every field and check variant), or another one passed in by
-tests or `--factory module:callable`; the server sets `id`, `type`, `author` and `dateCreated`.
-
-Faults (config, CLI flags, or `POST /_replay/faults` at run time) on the data endpoints, counted
-over all data requests: latency, 429 every N (Retry-After as given, e.g. "1" or "0.5", body of
-DRF's throttle or `CONCURRENT_SIMULATION_LIMIT_EXCEEDED`), 5xx every N, truncated JSON every N
-(Content-Length matches the cut body), a connection dropped mid-body every N, and sessions that
-expire after N requests.
-
-Control endpoints (no auth; for tests and people): `GET /_replay/state`, `POST /_replay/faults`
-(JSON fields of `Faults`, `{"reset_counters": true}` too), `POST /_replay/expire`
-(`{"account": NAME}` or all), `POST /_replay/persona` (`{"account": NAME, "required": bool}`),
-`GET /_replay/truth?account=&month=YYYY-MM&type=` (ids, the ground truth).
-
-In-process: `with AlphaReplayServer(ReplayConfig(...), alpha_factory=make_alpha) as server:
-server.base_url`. CLI: `python -m marketdata_assets.replay.alpha_api --port 8765 --seed 7
---alphas 500 --accounts main,research` (see `--help`).
-
-Over 500 lines: the whole vendor replay (generation, query language, paging, faults) in one
-module, mirroring sources/alpha_api.py.
+Sessions, paging and filters as the vendor answers them, deterministic alphas per account, faults and
+`/_replay/` control endpoints. Over 500 lines: the whole vendor replay (generation, query language,
+paging, faults) in one module, mirroring sources/alpha_api.py.
+Endpoints, faults, control and use: docs/alphas.md, "The API's replay".
 """
 
 from __future__ import annotations

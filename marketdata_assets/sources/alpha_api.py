@@ -1,38 +1,9 @@
 """Client of the WorldQuant BRAIN-style alpha API: sessions per account, month listing by windows.
 
-The vendor's quirks that this module handles:
-
-- `POST /authentication` with HTTP Basic answers 201 and a session cookie `t`; the body's
-  `token.expiry` (seconds) is when the session ends. A 401 on a normal request means the
-  session expired: re-authenticate once and retry that request; a second 401 is an error.
-- A 401 with `WWW-Authenticate: persona` (and a `Location`) means the account must pass an
-  interactive biometric check: stop with an error naming the account and the Location URL,
-  never retry (and never touch the API again for that account in this client).
-- 429 with `Retry-After` ("5", "5.0") and `{"detail":"CONCURRENT_SIMULATION_LIMIT_EXCEEDED"}`
-  bodies are rate limits (the base `ApiClient` waits and retries); 5xx and timeouts are retried
-  with backoff and jitter; a truncated or invalid JSON body (a proxy fault) is retried the same
-  way, then fails naming the URL.
-- The list `GET /users/self/alphas` returns `{count, next, previous, results}` (Django REST
-  framework's limit/offset pagination). `next` comes back as `http://HOST:443/...`: we keep
-  only its path and query and join them to the configured base URL (see `rewrite_next`).
-- Filters use BRAIN's operator-in-the-key convention: `dateCreated%3E=V` is `dateCreated >= V`
-  and `dateCreated%3CV` (no `=`) is `dateCreated < V`, so a window is half-open [start, end)
-  and adjacent windows neither lose nor duplicate an alpha (`date_created_filter`).
-- The API refuses offsets past a limit (offset + limit <= 10,000): a month is listed as
-  dateCreated windows, and a window whose `count` is above the limit is split in half,
-  recursively. If the server's limit turns out lower than configured (a 400 on a deep page),
-  the window is split too and the limit lowered for the rest of the run.
-- Times are New York time: a month "YYYY-MM" is [first day 00:00, next month's first day 00:00)
-  in America/New_York, sent with its -05:00/-04:00 offset.
-
-Types: each type in `types` (REGULAR and SUPER by default) is listed with its own `type=`
-filter, so counts (and thus window splits) are per type and other types are never fetched.
-
-Credentials are read by the caller (`accounts_from_env`) and passed in as `AlphaAccount`, whose
-repr/str never show the password; no message of this module contains it.
-
-Over 500 lines: everything about the alpha API source in one module (auth, paging, windows,
-errors).
+It handles the vendor's quirks (session cookie, persona 401, rate limits, `next` links to rewrite, an
+offset limit that splits a month into dateCreated windows) and never shows a password. Over 500 lines:
+everything about the alpha API source in one module (auth, paging, windows, errors).
+The quirks, one by one: docs/alphas.md, "The vendor's API as the client reads it".
 """
 
 from __future__ import annotations

@@ -1,37 +1,9 @@
 """Deep-merge import of alpha files into MongoDB, in five modes; the store it writes through (indexes,
 ledger, transactions) is stores/mongo/alphas.py.
 
-Modes:
-- `incremental`: files already in the ledger with the same sha256 are skipped; the rest deep-merge.
-- `overwrite`: every file, deep merge (old fields kept, new values win).
-- `rebuild`: every file, the stored document is replaced whole (old-only fields go).
-- `time_range`: only alphas whose dateModified lies in [start, end); deep merge.
-- `smart_merge`: only alphas modified after the newest dateModified already stored (per
-  collection, read once at the start); deep merge.
-
-The merge happens here, in Python: an alpha not stored yet is inserted (its merge with nothing is
-itself), a changed one replaces the stored document whole, an unchanged one is not written at all;
-no key of the data ever reaches the server as an operator or a path (`documents.to_document`).
-Stored documents are read only for alphas whose file the ledger has seen: an alpha from a file it
-has never seen is inserted unread, and one stored after all (the ledger was dropped, another file
-holds it, another import stored it since) fails with a duplicate key and is merged into what is stored.
-
-Batches are written by one background thread, in order, while the next batch is read, parsed and
-merged; a batch whose alphas are still being written waits for that write before reading them. The
-first batches of a run are small, so the server starts early. `_Import` is the importing thread's
-side (read, check, queue, prepare a batch, quarantine, count), `_BatchStore` the writer's: a batch
-that replaces documents in one transaction with its ledger entries, new alphas plainly and then
-their entries, so a killed import re-runs only the files without an entry and ends identical to an
-uninterrupted one. After a crash (`after_crash`, from import_lock) every batch goes through a
-transaction: a plain insert of an alpha the dead transaction wrote would wait on the server without
-a word (SecantusDB: until a transaction statement comes by after its lifetime).
-
-One bad file never stops an import: whatever is wrong with a file (unreadable, not a regular file,
-a link out of the landing area, bad JSON, a key twice with different values, a name that is not its
-alpha's id, fields of the wrong JSON type, a document over 16 MB, anything the server refuses for
-it) quarantines it with the reason and the others load; what is accepted but unusual is flagged
-(``ImportStats.flagged``) or counted (``files_keys_escaped``). A store that goes away fails the
-import at once with StoreUnavailable.
+The merge is done here, in Python; a background thread writes the batches with their ledger entries,
+so a killed import re-runs only what is missing; a bad file is quarantined and never stops the import.
+Modes, batches, crashes, quarantine: docs/alphas.md, "The importer".
 """
 
 from __future__ import annotations

@@ -1,36 +1,8 @@
 """Alpha JSON object <-> MongoDB document, validation and collection routing.
 
-Document shape (decisions):
-
-* ``_id`` = the alpha's ``id`` (the ``id`` field itself stays in the document too).
-* Every field of the alpha is kept at the top level, values untouched; dates keep their original
-  ISO strings with the New York offset (``"dateCreated": "2025-07-18T23:32:42-04:00"``).
-* ``_dates`` sidecar: ``{dateCreated, dateModified, dateSubmitted}`` as timezone-aware UTC
-  datetimes (BSON dates, millisecond precision) for range queries and indexes; a field that is
-  ``null`` in the alpha is ``None`` here, a field absent from the alpha is absent here.
-* Top-level names starting with ``_`` are OURS (``_id``, ``_dates``, any future sidecar). An alpha
-  field that starts with ``_`` is stored escaped (``_x`` -> ``\\uff3c_x``) so it can never collide;
-  ``from_document`` drops every top-level ``_`` field and unescapes the rest.
-* Key escaping (all depths, keys only, never values): MongoDB treats a leading ``$`` as an
-  operator and ``.`` as a path separator, and BSON keys can't hold NUL. Escape character is the
-  full-width reverse solidus ``＼`` (U+FF3C):
-  ``＼`` -> ``＼＼``, ``＄`` -> ``＼＄``, ``．`` -> ``＼．`` (literal full-width characters in
-  original keys), then ``$`` -> ``＄`` (U+FF04), ``.`` -> ``．`` (U+FF0E), NUL -> ``＼0``.
-  Unescaping reads ``＼c`` as ``c`` (``＼0`` as NUL), ``＄`` as ``$``, ``．`` as ``.``. The mapping
-  is a bijection, so ``from_document(to_document(a)) == a`` for every alpha (tested), and a stored
-  document has no key with ``$``, ``.`` or NUL anywhere (``unsafe_keys`` checks it).
-* Writing: whole-document ``ReplaceOne({"_id": id, "id": id}, doc, upsert=True)`` (``replace_payload``, shard key ``id``): the
-  merge is done in Python (``merged_document``), which is ~3x cheaper on the server than many
-  dotted ``$set`` paths and never turns data keys into update paths.
-
-Routing: REGULAR -> collection ``regular``, SUPER -> ``super``. Any other type is NOT stored: it is
-quarantined with the problem ``unsupported type 'X'`` (``validate_alpha``/``collection_for``).
-
-Known fields of the API's alpha object (``FIELD_JSON_TYPES``: ``status`` a string, ``settings`` an
-object, every ``checks`` an array of objects, ...) must hold their JSON type or null; another type
-is a problem naming the field (``status: expected a string or null, got an object``): the deep
-merge would let it replace a good stored value, and the indexes and checks read these fields.
-Unknown fields are stored as they come. Nesting is limited to MongoDB's 100 levels (MAX_DEPTH).
+``_id`` = the alpha's id, every field kept as it is plus the ``_dates`` sidecar; keys MongoDB would
+misread are escaped reversibly; REGULAR and SUPER go to their store, any other type to quarantine.
+Document shape, key escaping, field types: docs/alphas.md, "Alpha documents".
 """
 
 from __future__ import annotations

@@ -1,40 +1,8 @@
 """Deep merge of alpha JSON objects (the alpha import tool's "smart deep merge").
 
-Rules (every decision below is tested):
-
-* Objects merge recursively. A key only in the old object is kept; a key in the new object wins.
-  A key present in the new object with ``null`` OVERWRITES the old value (the API sends
-  ``"dateSubmitted": null`` on purpose). Only a key that is ABSENT from the new object keeps the
-  old value. When the types differ (object vs. scalar, list vs. object, ...) the new value wins.
-* Arrays whose path is configured in ``array_keys`` are merged item by item by a unique key
-  (default ``{"checks": "name", "classifications": "id"}``):
-    - a bare name (``"checks"``) matches the field at any depth (``is.checks``, ``train.checks``,
-      ``os.checks``, ...); a dotted path (``"is.checks"``) matches that exact path from the root
-      (array items are transparent in paths: ``is.checks.pyramids``) and wins over a bare name;
-      mapping a path to ``None`` switches keyed merging off there.
-    - keys that repeat (MATCHES_THEMES twice, IS_LADDER_SHARPE once per ladder year) are paired by
-      OCCURRENCE: the n-th item with key K in the new array merges with the n-th item with key K in
-      the old array.
-    - result order: the items of the new array first, in the new order (each merged with its old
-      partner, if any), then the old items that found no partner, in their old order. So
-      old ``[{LOW_SHARPE 1.0}]`` + new ``[{LOW_SHARPE 2.5}, {NEW_CHECK 1.0}]`` gives
-      ``[{LOW_SHARPE 2.5}, {NEW_CHECK 1.0}]``, and an empty new array keeps
-      every old item.
-    - keyed merging applies only when EVERY item of both arrays is an object that has the key
-      with a scalar value; otherwise (and for arrays of scalars, arrays of arrays, arrays whose
-      path is not configured) the new array replaces the old one.
-* Key order of merged objects: the new object's keys first (in its order), then old-only keys.
-  Merging into ``None``/nothing therefore returns a copy of the new object, key order included.
-* Pure: inputs are never mutated and the result shares no dict/list with them (scalars, including
-  datetimes, are immutable and shared). With ``share=True`` the result may share dicts and lists
-  with both inputs (no copies: for callers that never mutate any of them, like the importer).
-* Speed: a subtree identical in both (same values, JSON types and key order: ``_identical``) is
-  taken whole without walking it (the result is the same as merging it).
-
-``merge_changed`` also reports whether the merged value differs from the old one, so an importer
-can skip unchanged documents. The comparison is strict JSON equality: ``1`` vs ``1.0`` vs ``true``
-are different values (they serialize differently), list order matters, object key order does not,
-and bson's ``Int64`` (pymongo's type for large stored integers) equals the same plain ``int``.
+Objects merge recursively (only a key absent from the new object keeps the old value); arrays set in
+``array_keys`` merge item by item by key; ``merge_changed`` also says whether anything changed, so an
+importer can skip unchanged documents. Rules, order, equality: docs/alphas.md, "The deep merge".
 """
 
 from __future__ import annotations
