@@ -1,48 +1,9 @@
 """Trade-id continuity of the crypto venues, and the refill of what is missing (no Dagster here).
 
-Where a venue numbers its trades one by one per instrument, a stored slice must hold every id from
-its first to its last, and its first id must follow the last id of the previous day when that day
-is stored with ids of the same sequence. Which ids those are depends on the source of the slice's
-ACTIVE load (its `ingest_log.source`), declared by each venue (`Source.id_sequences`), here
-`ID_SEQUENCES`:
-
-| sequence | venue | loaded by | what the id is |
-|---|---|---|---|
-| aggTrade | BINANCE | BINANCE (REST) | aggregate trade id `a` (aggTrades) |
-| trade | BINANCE | BINANCE_DUMPS, BINANCE_ARCHIVE, BINANCE_LIVE | individual trade id (dump files, archives, live `trade` streams, historicalTrades) |
-| aggTrade | BINANCE_UM | BINANCE_UM (REST), BINANCE_UM_LIVE | aggregate trade id `a` (USD-M aggTrades, the live `aggTrade` stream) |
-| tradeId | OKX | OKX, OKX_LIVE | tradeId (history-trades, the live `trades` channel) |
-| trade_seq | DERIBIT | DERIBIT, DERIBIT_LIVE | trade_seq ("the sequence number of the trade within instrument"; REST and the live `trades` channel) |
-| aggTrade (dataset agg_trades) | BINANCE | BINANCE_ARCHIVE | aggregate trade id of the aggTrades archives |
-
-A Binance slice's ids are aggregate ids or individual ids depending on which source loaded it, so
-two days are compared across midnight only when both are of the same sequence (the day before must be
-stored with rows: its last id is compared; an earlier day is not looked at). Sources without
-sequential ids (Tushare / Yahoo bars, book snapshots) have no sequence and are never checked; neither
-is a slice whose active load no ingest_log row names (its sequence is unknown).
-
-`find_holes` works inside ClickHouse over the active loads of the checked slices, two queries for a
-whole range run (plus one for the slices' loads and sources):
-
-1. per load: rows, first and last id, rows without an id, and the number of DISTINCT ids (a
-   roaring bitmap of the ids' low 32 bits, `groupBitmap`: exact while a slice's ids span less than
-   2^32, which one instrument's day always does; a wider slice goes to step 2 as it is), so
-   `last - first + 1 - distinct` is the exact count of missing ids (a repeated id does not hide a
-   hole); the previous days' last ids come from the same scan;
-2. only for the loads that miss ids: the hole ranges with a window function over the ids in order
-   (`lagInFrame(seq)`: a row whose id is more than one above its predecessor's ends a hole), the
-   number of ranges, and the first `max_ranges` of them (`groupArraySorted`).
-
-A hole at midnight (this day's first id vs the previous day's last) counts for the later day.
-`refill` fetches exactly the missing ranges from the venue's REST API by id (`IdSequence.fetch`:
-Binance `aggTrades?fromId=` / `historicalTrades?fromId=`, OKX history-trades `type=1&after=`,
-Deribit `get_last_trades_by_instrument?start_seq=&end_seq=`; holes closer together than a page are
-fetched as one span), and writes each completed slice ONCE: the slice's active rows plus the fetched
-ones, each trade id once, through `writer.write_slice` (one pointer flip; nothing else of the day
-changes), with an ingest_log row under the slice's own source (so the new load keeps its id
-sequence). Rows of a midnight hole stamped before the day complete the previous day's slice the same
-way. A slice reloaded while its holes were being fetched is left alone (its active load changed).
-A second run finds no hole and sends no request; ids the venue does not serve stay reported.
+Where a venue numbers its trades one by one per instrument (`ID_SEQUENCES`, by the active load's source),
+`find_holes` finds the ids a stored slice lacks, inside its day and at midnight, in ClickHouse; `refill`
+fetches exactly those from the venue's REST API by id and writes each completed slice once. Sequences,
+queries and edge cases: docs/crypto-datasets.md, "Trade-id continuity and its refill".
 """
 
 from __future__ import annotations

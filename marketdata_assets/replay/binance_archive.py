@@ -1,44 +1,9 @@
 """A replay of data.binance.vision: daily and monthly archives (`.zip` + `.zip.CHECKSUM`) in the vendor's
 layout, generated on request, deterministic per (seed, archive, generation).
 
-    GET /data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip[.CHECKSUM]
-    GET /data/spot/monthly/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-12.zip[.CHECKSUM]
-    GET /data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2025-01-15.zip[.CHECKSUM]
-    GET /data/futures/um/daily/...                                      (USD-M futures)
-    GET /data/futures/um/daily/liquidationSnapshot/BTCUSDT/BTCUSDT-liquidationSnapshot-2024-03-31.zip
-
-What it serves is what the vendor's files hold (sources.binance_vision.dumps describes the
-layouts): spot files without a header, `True/False`, 8 decimals, µs timestamps from 2025; USD-M
-files with a header from 2022-05, `true/false`, ms. A zip holds one CSV named like itself; its
-CHECKSUM is `<sha256 hex>  <name>\\n`. Any instrument is served; a day is published once it is on or
-before `published_until` (default: yesterday UTC), a month once its last day is. aggTrades group a
-day's consecutive trades of one price and side; klines are the trades' OHLCV per interval; a monthly
-archive holds its days' rows, as the daily archives first published them. USD-M liquidationSnapshot
-archives (daily only; on any day, where the real site had them until 2024-03-31 only) hold about one
-trade in 11 of the day's trades, the latest of each second, as liquidation orders with their header,
-every line twice as Binance writes them (sources.binance_vision.archives has the layout).
-
-The faults archives have (config fields keyed by an archive's name, which hits it in every market,
-or its path without the leading slash, `data/spot/daily/...zip`, which hits that one; `server.
-replace(name)`, or `POST /_replay/<fault>?name=`):
-
-- `replaced` {name: generation}: Binance re-published the archive: other rows, another digest
-  (`replace(name)` bumps it, so two fetches see two generations);
-- `corrupt` {name}: the zip bytes do not match the published CHECKSUM (one byte flipped);
-- `missing` {name}: 404 for the zip and its CHECKSUM, as S3 answers behind CloudFront
-  (`<Error><Code>NoSuchKey</Code>...`, application/xml); days after `published_until` too;
-- `truncated` {name: hours}: a daily archive holding only its first hours (binance-public-data
-  #413), while the month's archive holds the whole day;
-- `holed` {name: n}: a daily archive published without n rows from the middle of its day, with a
-  checksum that matches (ids missing all the same; the trade-id continuity check finds them);
-- `malformed` {name: n}: the archive's n-th CSV line (0: the first) published without its last
-  field, with a checksum that matches (the reader refuses the file, naming it);
-- `slow_down` {name: n}: the next n requests of the zip answer 503 SlowDown (S3's throttle); `cut`
-  {name: n}: the next n transfers of the zip stop halfway (the whole length announced).
-
-`GET /_replay/state` lists the faults and the requests served. In-process:
-`with BinanceArchiveReplayServer(ArchiveReplayConfig(...)) as server: server.base_url`;
-CLI: `python -m marketdata_assets.replay.binance_archive --port 8767`.
+It serves what the vendor's files hold and the faults archives have (re-published, corrupt, missing,
+truncated, holed, malformed, throttled, cut: `ArchiveReplayConfig`, or `POST /_replay/<fault>?name=`).
+Paths, formats, faults and use: docs/crypto-datasets.md, "The data.binance.vision replay".
 """
 
 from __future__ import annotations

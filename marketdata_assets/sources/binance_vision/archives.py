@@ -1,58 +1,9 @@
 """data.binance.vision archives: daily and monthly `.zip` + `.zip.CHECKSUM`, fetched, verified, loaded.
 
-Layout (binance/binance-public-data's README; the daily files: binance-public-data #124)::
-
-    <base>/data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip
-    <base>/data/spot/monthly/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01.zip
-    <base>/data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-01-15.zip
-    <base>/data/futures/um/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-15.zip     (USD-M futures)
-
-each with `<name>.CHECKSUM` beside it: `sha256sum`'s line, `<64 hex digits>  <name>`. A file that is
-not published (yet, or ever) answers 404 (S3's NoSuchKey behind CloudFront). Binance replaces
-archives after publication (the README's "Updates" list; binance-public-data #367 and #413: a day
-re-uploaded with its missing hours), which `recheck` finds.
-
-An archive's way (`ArchiveRun`, one job of the ingest engine per archive):
-
-1. its CHECKSUM is read; a 404 is `ArchiveMissing`: that archive's slices fail as "missing", the
-   other archives go on;
-2. the zip streams into a work directory, hashed as it arrives (hashlib); a digest other than the
-   published one is `ChecksumMismatch` naming the file and both digests: nothing of it is loaded;
-3. the dump reader reads it (`DumpReader`: strict, streamed in batches, the spot/futures layouts);
-   a daily archive's rows must all be of its day, a monthly one's of its month, cut into daily
-   slices; the engine writes each slice into its dataset (`dataset_of`: trades -> `trades`,
-   aggTrades -> `agg_trades`, 1m klines -> `bars_1m`, other intervals -> `klines_<interval>`; venue
-   BINANCE for spot, BINANCE_UM for USD-M), replacing it atomically with the load pointer;
-4. `ArchiveRun.record` writes the verified archive into `dump_archives` (ingest/archives.py: the
-   run, the record, `recheck` and `reconcile`): url, digests, size, the slices it wrote and their
-   load ids, rows, first/last id, when.
-
-Liquidations (Binance has no REST history of them): USD-M `liquidationSnapshot` archives, daily
-only, e.g. `.../futures/um/daily/liquidationSnapshot/BTCUSDT/BTCUSDT-liquidationSnapshot-2024-03-31.zip`,
-into `liquidations` (venue BINANCE_UM). They stop after 2024-03-31 (binance-public-data #337; "no
-longer provided", #361) and were later taken off the site (binance-public-data #420): such a day is a
-404, "missing", nothing is invented. Binance documents neither the files nor their columns; readers of
-the real files (dev.binance.vision thread 22392, public loaders) give: a header `time,side,order_type,
-time_in_force,original_quantity,price,average_price,order_status,last_fill_quantity,
-accumulated_fill_quantity`, `time` in ms, side BUY|SELL (the liquidation order's), base-unit
-quantities, and every line written twice (binance-public-data #259 and #337). The columns are the
-`forceOrder` stream's (at most one liquidation per instrument and second; `time` its trade time
-[inferred]). A row becomes:
-side lower-cased; quantity = accumulated_fill_quantity (what filled; = original_quantity on every
-row reported); price = average_price (the fills' average), the order's price if that is 0; amount =
-price * quantity; liquidation_id = `<ts µs>-<side>-<quantity>-<price>` in plain shortest decimals
-(no id in the files; unique with one row per second [inferred]); `dump_archives` first/last id: ts
-µs. A line repeated verbatim is dropped as `duplicates` (an occurrence number would store each
-liquidation twice); one id on lines that differ fails the file; a row that filled nothing is
-dropped as `not_filled` (none reported [inferred]); a header-only file is a day without
-liquidations [inferred]. COIN-M files hold contracts (100 USD for BTC, else 10 USD), not base
-units: not loaded.
-
-`recheck` reads the published CHECKSUM of every recorded archive again and reloads those whose
-digest changed (the old and new digests recorded); `reconcile` compares a monthly archive, day by
-day (rows, first and last id, distinct ids), with the daily slices stored, fills the days no daily
-archive loaded and, only when asked, replaces mismatched days (see docs/ticks.md for why not by
-default).
+The source side of an archive: its name and URL (`ArchiveKey`), the published CHECKSUM (a 404 is
+`ArchiveMissing`), the zip hashed as it streams in (another digest: `ChecksumMismatch`, nothing loaded),
+its rows cut into daily slices of their dataset (`read_archive`, `dataset_of`); ingest/archives.py runs,
+records, re-checks and reconciles. Layout, liquidation files: docs/crypto-datasets.md, "Binance archives".
 """
 
 from __future__ import annotations

@@ -1,47 +1,10 @@
 """data.binance.vision dump files (trades, aggTrades, klines, liquidationSnapshot) → normalized
 frames, in batches.
 
-File names: `BTCUSDT-trades-2025-01-15.csv|.zip`, `BTCUSDT-aggTrades-2025-01-15.zip`,
-`BTCUSDT-1m-2025-01-15.zip`, monthly `BTCUSDT-trades-2025-01.zip`; `parse_dump_name` → DumpName.
-
-Formats, and how they are told apart:
-
-- spot files have NO header and booleans `True/False`; spot trades are
-  `id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch` (7 columns), aggTrades
-  `a,p,q,f,l,T,m,M` (8), klines 12 columns.
-- USD-M / COIN-M futures files have a header only from ~2022-05 and booleans `true/false`:
-  trades `id,price,qty,quote_qty,time,is_buyer_maker` (6; COIN-M: `base_qty` instead of
-  `quote_qty`, qty in contracts), aggTrades 7 columns, klines 12. A header is detected by its first
-  field not being a number; the market by the column count, the header names, the path
-  (`.../spot/...`, `.../futures/um/...`, `.../futures/cm/...`) or `market=`.
-- spot timestamps switch to 16-digit MICROSECONDS from 2025-01-01: decided per row by magnitude.
-- booleans are compared case-insensitively; isBuyerMaker true → the taker SOLD.
-- USD-M `liquidationSnapshot` files (the liquidations dataset): `archives.py`'s docstring has the
-  layout, its sources and how a row becomes a liquidation (`liquidation_rows`).
-
-The reading is strict (`DumpReader`, and the engine's reader through `TRADES_CSV` / `KLINES_1M_CSV`):
-a zip holds exactly one CSV named like itself; every row has every column (a short line is an
-error, never a default); prices and quantities are positive and finite; a kline spans its file's
-interval and can be true (low <= open/close <= high); an id (a kline's open time) appears once;
-times are milliseconds or microseconds; an empty line is a short one. Any of these names the file,
-instrument and day. `is_best_match` is not stored, nor checked; the order of the rows does not
-matter (stored sorted).
-
-Reading is streamed: a zip member is decompressed as it is read, the text is cut at line ends into
-blocks of `batch_bytes` and each block is parsed by Polars with an explicit schema and no header
-(`DumpReader.batches`), so a 1 GB file never has to be in memory at once; `read_dump`
-concatenates the batches (same result as one shot).
-
-Loading is ingest/dumps.py's (`dump_feed`: a plain CSV on the engine's disk is read by ClickHouse
-itself through `TRADES_CSV` / `KLINES_1M_CSV`, zips and anything on a ClickHouse server through
-`read_dump`). `landing_dumps` finds the files this domain loads (daily spot trades and 1-minute klines) and
-says why it passed over the others (`ignored`: the `binance_dump_files` sensor moves them into
-`ignored/` of the landing directory with a `.reason.txt`; aggTrades, other kline intervals, USD-M and
-monthly files come verified from data.binance.vision through the archive assets instead:
-`archives.py`); a file that cannot be read fails its slice with the reason, the other files load.
-
-Over 500 lines: the dump files' layouts, streamed reader and strict checks: one format, one
-module.
+`parse_dump_name` reads a file's name; `DumpReader` reads the spot and futures layouts strictly (a short
+line, a bad price or a repeated id fails the file, naming it) and streamed, so a 1 GB file is never in
+memory at once; `landing_dumps` picks the files the landing loads. One format, one module (hence its
+length). Layouts, checks, loading: docs/crypto-datasets.md, "Binance dump files".
 """
 
 from __future__ import annotations
