@@ -1,36 +1,9 @@
 """The live collector's core, venue-neutral: streams in, raw landing, books, messages to JetStream.
 
-A venue is a `StreamProtocol` (sources/stream.py; Binance spot, OKX, Deribit): channel names, URL and
-subscribe frames, limits, how to read a frame, the book's rules, the trade messages, the keepalive.
-Tasks of one `LiveCollector.run()`:
-- a slot per planned connection (at most the venue's channels per connection): connect with the
-  channels the URL names and the rest subscribed by paced messages (after the venue's opening
-  messages, e.g. Deribit's `public/set_heartbeat`); on a disconnect, reconnect after a jittered
-  backoff; before a venue's forced cut (`rollover_s`, Binance: 24 h), or when the venue announces
-  one (a `notice` frame: OKX's service upgrade), open the next connection first and close the old
-  one once the new one delivered data on every channel (a first frame is not enough: a book
-  snapshot comes at once) or after the stale deadline (make before break: both
-  deliver the overlap, the landing keeps both, the book drops repeats by sequence, JetStream by id);
-- the processor: takes batches off the bounded queue, drops the frames that waited longer than
-  `max_lag_s` (a busy machine degrades to a bounded lag and marked gaps whose trade ids the repair
-  refills, not to minutes of lag: shedding.py), decodes each frame once (`protocol.decode`), lands
-  the batch raw through the landing writer in a worker thread (a slow disk never blocks the socket
-  readers; a full queue is a counted, marked gap), sends the replies a venue asks for (Deribit's
-  `test_request`), then feeds book events to the venue's `BookSync` and every other
-  event to `protocol.messages` (trades, tickers, closed bars, funding, mark prices, liquidations,
-  open interest: whichever the venue's `datasets` enable) and its messages to the publish buffer;
-- books: a gap or a wrong checksum is one `gap` marker in the book's channel, and one rebuild:
-  from a REST snapshot (Binance: landed raw too, `<instrument>@depth_snapshot`; a snapshot older
-  than the buffered events is taken again) or by subscribing the book's channel again on the
-  connection that broke (OKX, Deribit: a `resubscribe` marker; the venue sends a fresh snapshot);
-  the rebuilt book is marked `resync` (the first one `snapshot`);
-- the publisher: batches of messages to JetStream (`md.<dataset>.<venue>.<instrument>`) with
-  `Nats-Msg-Id`, an instrument's trades of `trade_batch_s` (50 ms) as one message (one publish and
-  one ack per batch, not per trade); a failed batch is kept and published again (what was stored
-  is deduplicated by the server; a trade two connections delivered, by `trades_live`'s key);
-- a ticker flushing the landing files each second and closing the hours that ended;
-- on their own clocks (book_outputs.py): top-N book snapshots to JetStream, the REST snapshot that
-  repairs an hour with a book gap at its end, the optional latest-state cache (Redis).
+`LiveCollector` runs a venue's `StreamProtocol` (sources/stream.py): its connections (make before
+break at the venue's cut), a processor that decodes each frame once, lands it raw and feeds the books
+and the messages, the JetStream publisher, the landing's ticker. Design, limits and figures:
+docs/live-capture.md, "The collector" (its "tasks of one `LiveCollector.run()`").
 """
 
 from __future__ import annotations

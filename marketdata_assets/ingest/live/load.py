@@ -1,45 +1,9 @@
-"""The batch side of live capture: closed landing hours of live trades (Binance spot, OKX, Deribit:
-`LIVE_VENUES`) loaded into the `trades` day slices through the ingest engine (no Dagster here;
-defs/live calls it).
+"""The batch side of live capture: closed landing hours of live trades (the venues of `LIVE_VENUES`)
+loaded into the `trades` day slices through the ingest engine (no Dagster here; defs/live calls it).
 
-Per venue (`trade_frames.LiveVenue`: the venue's stream protocol): its trade channel (`btcusdt@trade`,
-`BTC-USDT@trades`, `trades.BTC-PERPETUAL.100ms`), its ingest_log source (`BINANCE_LIVE`, `OKX_LIVE`,
-`DERIBIT_LIVE`: the venue's trade-id sequence in quality/continuity.py) and its frame reading (the
-protocol's own parse, the one the collector's messages come from). What follows holds for every venue.
-
-Why here: it moves data from a store (the raw landing files) into ClickHouse like the batch engine's
-other feeds, beside the collector that wrote those files (ingest/live), and it runs inside Dagster's
-runs (the collector outside).
-
-- What is read: a channel's CLOSED files only (`stores.landing.closed_files`: never a `.part`, a
-  writer's or a crash's until `recover` closes it), of every hour that can hold the day's trades:
-  the day's 24 hours plus the hour before and the hour after (a file's hour is the RECEIVE hour: a
-  trade at 23:59:59.999 received at 00:00:00.040 is in the next day's first file).
-- Discarded, each counted with its reason (`DROP_REASONS`, in ingest_log `dropped` and per landing
-  hour in `HourFigures`): `duplicates` (the same trade id again: both connections' frames are landed
-  during a make-before-break overlap, and a reconnect may repeat), `not_a_trade` (an ack, an error,
-  another event), `bad_frame` (not JSON, or a trade with a missing or wrong field), `other_instrument`
-  (a trade of another instrument in the channel), `implausible_time` (core/plausibility.py). Markers
-  are records, not frames: counted by kind (connect, disconnect, gap, overflow, crash, ...).
-  One trade id with DIFFERENT values in two frames is an error failing the slice.
-- The unit is the store's: a (trades, venue, instrument, UTC day) slice, written with one pointer
-  flip. `hour_slices(hour)` says which days a landing hour feeds: its own day, and the day before for
-  the 00Z hour (the late trades of 23:59). Loading a slice rewrites it from every closed file of its
-  hours as they are NOW: idempotent (the same files give the same rows, the load pointer replaces the
-  previous load) and exact (no append, no merge with what was stored). Cost: each hourly load of a day
-  re-reads the day's files so far, so a day's 24 loads read ~12 days' worth of its files (~23 µs a
-  frame measured: a 1 M-trade day ~25 s at its last hour); the reward is that any re-run, of any hour,
-  in any order, leaves the same slice.
-- Except what the trade-id refill added: when a slice's active load is a live one (its ingest_log
-  source the venue's live one: a live load, or the refill, which writes under the slice's own source), its
-  stored trades whose ids no landing file holds are kept (`stored_live_rows`, read before the run;
-  `kept_from_store` in the figures): those came from the venue's REST API by id, and the next hour
-  must not drop them. Every other stored row is in the files, so the rewrite is still the files'
-  trades plus the refilled ones, each id once, whatever the order of loads and refills. A slice
-  whose active load another source wrote (REST aggregate trades, dumps) is replaced as a whole,
-  as those sources replace each other.
-- A slice with no closed file in its hours fails (nothing to load is not an empty day: writing an
-  empty slice would replace what another source stored).
+A load rewrites a day slice from every closed file of its hours (idempotent, exact), keeping what the
+trade-id refill added. What is read, discarded and kept, and the cost: docs/live-capture.md, "The
+batch side: hourly live loads (Dagster)".
 """
 
 from __future__ import annotations

@@ -1,37 +1,9 @@
 """Binance USD-M futures WebSocket market streams (venue BINANCE_UM): the protocol as documented, its
 book's sync rule, as a `StreamProtocol` (spot's, sources/binance/stream.py, with USD-M's differences).
 
-What the venue documents (developers.binance.com, derivatives/usds-margined-futures,
-"Websocket Market Streams" and the stream pages; check it before changing):
-- Base `wss://fstream.binance.com`; raw streams `/ws/<stream>`, combined `/stream?streams=a/b`
-  (events wrapped `{"stream", "data"}`), lowercase names; SUBSCRIBE/UNSUBSCRIBE as spot.
-- Limits: 10 incoming messages a second per connection (beyond: disconnected, a repeat offender's
-  IP banned; we send at most 9), 1,024 streams a connection, a connection lives 24 hours; the
-  server pings every 3 minutes and drops a connection without a pong within 10 minutes (the
-  WebSocket library answers). No connection-attempt cap is given for fstream: spot's 300 per 5
-  minutes is kept.
-- Trades: USD-M documents `<instrument>@aggTrade` only (no `@trade` stream): `{e: "aggTrade", E,
-  s, a (the aggregate trade id, counting per instrument), p, q, f, l, T, m}`; what the REST
-  `/fapi/v1/aggTrades` answers too. Published as `BINANCE_UM.<instrument>.<a>`.
-- Books: `<instrument>@depth@100ms` `{e: "depthUpdate", E, T, s, U, u, pu, b, a}`; a local book
-  (`UsdmDepthSync`): buffer the events, get `/fapi/v1/depth` (`lastUpdateId`), drop events with
-  u < lastUpdateId (we: u <= it, the snapshot has them), the first kept must straddle it (U <=
-  lastUpdateId + 1 <= u: the documented U <= lastUpdateId <= u, with the event that starts right
-  after the snapshot allowed too) or continue it (pu = lastUpdateId), and from then on each
-  event's `pu` must equal the previous event's `u`; otherwise the book is dropped and rebuilt from
-  a fresh REST snapshot. U is not the previous u + 1 on USD-M (spot's rule would see false gaps):
-  only `pu` chains the events.
-- `<instrument>@bookTicker` `{e, u, E, T, s, b, B, a, A}` (tickers, id `u`);
-  `<instrument>@kline_1m` as spot's (bars_1m, a closed bar only, id its open time);
-  `<instrument>@markPrice@1s` `{e: "markPriceUpdate", E, s, p (mark), i (index), P (estimated
-  settle), r (funding rate), T (next funding time)}`: a mark_price message (mark and index) and a
-  funding message (the current rate and the next funding time), both keyed by `E`;
-  `<instrument>@forceOrder` `{e: "forceOrder", E, o: {s, S, o, f, q, p, ap, X, l, z, T}}` (the
-  latest liquidation of the instrument in each 1000 ms, as a snapshot): liquidations, keyed by the
-  order's time `T` and side `S` (the venue gives no id); collected from the all-market
-  `!forceOrder@arr` (the same event, every symbol's, one a push). `!markPrice@arr[@1s]`: an array
-  of every symbol's markPriceUpdate (read if subscribed; a delivery contract's `r`/`T` are "").
-Default datasets: trades, books, tickers (`BinanceUsdmStream(datasets=...)` for more).
+Follows developers.binance.com, derivatives/usds-margined-futures, "Websocket Market Streams" and the
+stream pages (check them before changing). Frames, limits, the `pu` chain and ids:
+docs/live-capture.md, "Binance USD-M futures (venue BINANCE_UM)".
 """
 
 from __future__ import annotations

@@ -1,38 +1,8 @@
 """Binance spot WebSocket market streams: the protocol as documented, and the book's sync rules.
 
-What the venue documents (binance-spot-api-docs, web-socket-streams.md; check it before changing):
-- Base `wss://stream.binance.com:9443`. Raw streams at `/ws/<stream>`, combined streams at
-  `/stream?streams=<a>/<b>`, whose events come wrapped as `{"stream": <name>, "data": <payload>}`.
-  Stream names are lowercase: `<instrument>@trade`, `<instrument>@depth@100ms`.
-- Limits (`LIMITS`): 1,024 streams a connection; 5 incoming messages a second per connection
-  (ping and pong frames and JSON control messages count; beyond it the connection is dropped and a
-  repeat offender's IP banned); 300 connection attempts per 5 minutes per IP; a connection lives
-  24 hours; the server pings every 20 s and drops a connection whose pong has not come within 1 min.
-- Control: `{"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [streams], "id": n}` is acknowledged by
-  `{"result": null, "id": n}`; a refused request by `{"error": {"code": c, "msg": ...}, "id": n}`.
-- `trade` events `{e: "trade", E, s, t, p, q, T, m, M}` (t the trade id, T the trade time in ms,
-  m: the buyer was the maker, so the taker sold); `depthUpdate` events `{e, E, s, U, u, b, a}`
-  (U first and u final update id of the event, b/a [price, quantity] strings, the quantity absolute,
-  "0" removing the level).
-- `bookTicker` events `{u, s, b, B, a, A}` (u the book's update id; best bid/ask price and
-  quantity; spot sends no event time), `<instrument>@kline_1m` events `{e: "kline", E, s, k: {t, T,
-  s, i, f, L, o, c, h, l, v, n, x, q, V, Q, B}}` pushed every second or two while the bar is open
-  (`x` false) and once more when it closes (`x` true).
-- A local book (`DepthSync`): buffer the events, get a REST snapshot (`lastUpdateId`); a snapshot
-  older than the first buffered event (lastUpdateId < its U) is useless: get another; drop events
-  with u <= lastUpdateId; the first kept must straddle it (U <= lastUpdateId + 1 <= u); from then
-  on each U must be the previous u + 1. A break is a gap: the book is dropped and rebuilt from a
-  fresh snapshot. An event with u <= the book's update id is old (a repeat from an overlapping
-  connection) and ignored.
-
-Datasets (`BinanceSpotStream(datasets=...)`, default trades, books, tickers): trades (`@trade`,
-id `BINANCE.<instrument>.<t>`), books (`@depth@100ms`, kept, not published per event), tickers
-(`@bookTicker`, id `tickers.BINANCE.<instrument>.<u>`), bars_1m (`@kline_1m`: only a closed bar is
-published, id `bars_1m.BINANCE.<instrument>.<open time t>`; the open bar's updates are landed raw
-and not published: the closed one carries the bar's final values).
-
-Only what the book and the published messages need is read from a frame: the capture loop keeps
-frames raw (no model object per frame).
+Follows binance-spot-api-docs, web-socket-streams.md (check it before changing): `BinanceSpotStream`
+and its local book, `DepthSync`; frames are kept raw, read only as far as the book and the messages
+need. Frames, limits, sync rules and ids: docs/live-capture.md, "Binance spot".
 """
 
 from __future__ import annotations

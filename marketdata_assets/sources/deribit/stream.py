@@ -1,36 +1,9 @@
 """Deribit API v2 over WebSocket (JSON-RPC 2.0): the protocol as documented, the book's rules, as a
 `StreamProtocol`.
 
-What the venue documents (docs.deribit.com: "public/subscribe", "public/set_heartbeat",
-"public/test", the `book` and `trades` channels; check before changing):
-- `wss://www.deribit.com/ws/api/v2`. Requests `{"jsonrpc": "2.0", "id": n, "method", "params"}`,
-  answered `{"jsonrpc", "id", "result"}` or `{"jsonrpc", "id", "error": {"code", "message"}}`.
-  `public/subscribe` `{"channels": [..]}` answers the list of channels subscribed.
-- Heartbeat: `public/set_heartbeat` `{"interval": s}` (at least 10 s); the server then sends
-  `{"method": "heartbeat", "params": {"type": "heartbeat" | "test_request"}}`; a `test_request`
-  must be answered with a `public/test` request, or the server closes the connection at once.
-- Notifications `{"method": "subscription", "params": {"channel", "data"}}`. `trades.<instrument>.100ms`:
-  a list of trades `{trade_id (string, unique), trade_seq, timestamp, price, amount, direction
-  (the taker's), ..}`. `book.<instrument>.100ms`: first `{"type": "snapshot", change_id, bids,
-  asks}` with `["new", price, amount]` entries, then `{"type": "change", prev_change_id,
-  change_id, bids, asks}` with `[action, price, amount]` (`new` | `change` | `delete`); each
-  change's prev_change_id is the change_id before it. A break: subscribe again (a new snapshot).
-- Limits: requests are rate-limited by credits (public, non-matching-engine: about 20 a second
-  sustained); no channels-per-connection cap or forced cut is documented. We pace at 5 requests a
-  second, 100 channels a request, at most 500 channels a connection, 10 connection attempts a
-  minute.
-
-- `ticker.<instrument>.100ms` (docs.deribit.com "ticker.{instrument_name}.{interval}"): `{timestamp,
-  instrument_name, best_bid_price, best_bid_amount, best_ask_price, best_ask_amount, last_price,
-  mark_price, index_price, open_interest, settlement_price, stats, state, ..}` and, for
-  perpetuals, `current_funding` and `funding_8h`. One ticker feeds four datasets, as enabled:
-  tickers (best bid/ask, last), mark_price (mark and index), funding (perpetuals: current_funding,
-  funding_8h) and open_interest (contracts in the venue's amount unit).
-
-Prices and amounts are JSON numbers, read as their JSON text (`parse_float=str`): the book keys
-them, and the messages carry them, exactly as the venue wrote them. Trades go to JetStream as `DERIBIT.<instrument>.<trade_id>`; a
-ticker's messages as `<dataset>.DERIBIT.<instrument>.<timestamp>`. Default datasets: trades,
-books, tickers (`DeribitStream(datasets=...)`).
+Follows docs.deribit.com ("public/subscribe", "public/set_heartbeat", "public/test", the `book`,
+`trades` and `ticker` channels; check them before changing). Frames, heartbeat, limits and ids:
+docs/live-capture.md, "Deribit (API v2, JSON-RPC over WebSocket)".
 """
 
 from __future__ import annotations

@@ -1,52 +1,9 @@
 """OKX v5 public WebSocket: the protocol as documented, the book's rules, as a `StreamProtocol`.
 
-What the venue documents (OKX API v5, "WebSocket" and "Order book channel"; check before changing):
-- `wss://ws.okx.com/ws/v5/public` (port 443; 8443 reported retired on 2026-10-31). Subscribe with
-  `{"id": "<n>", "op": "subscribe", "args": [{"channel": "trades", "instId": ..}, {"channel": "books",
-  "instId": ..}]}`; each arg is
-  answered `{"id", "event": "subscribe", "arg": {..}, "connId"}`, a refusal `{"id", "event":
-  "error", "code": "60018", "msg": .., "connId"}`; `unsubscribe` likewise.
-- Limits: 3 connection requests a second per IP; 480 subscribe/unsubscribe/login requests an hour
-  per connection; a request's args at most 64 KB. We pace at 1 request a second, 50 args a request,
-  and keep at most 480 channels on a connection. No forced daily cut is documented; before a
-  service upgrade OKX sends `{"event": "notice", "code": "64008", "msg", "connId"}` ~30 s before it
-  closes the connection (a `notice` frame: the collector opens the next connection first).
-- Keepalive: a connection with no traffic for 30 s is closed; the client sends the text "ping"
-  when it has received nothing for N < 30 s (we: 20 s) and gets "pong".
-- Pushes: `{"arg": {"channel", "instId"}, "data": [..]}`; trades `[{instId, tradeId, px, sz, side
-  (the taker's), ts, count}]`; books (`books`, 400 levels) `{"arg", "action": "snapshot" | "update",
-  "data": [{asks, bids: [[px, sz, "0", numOrders]], ts, checksum, prevSeqId, seqId}]}`: a size "0"
-  removes the level. The first push after a subscribe is the snapshot (prevSeqId -1); each update's
-  prevSeqId is the seqId before it; an update with no change has seqId = prevSeqId; after a
-  sequence reset seqId may be below prevSeqId (still continuous).
-- Checksum: CRC32 of the top 25 levels, bid and ask interleaved (`bidPx:bidSz:askPx:askSz:..`,
-  the side with more levels continuing alone), the price and size strings exactly as sent, as a
-  signed 32-bit integer. OKX announced (May 2026) that from 23 June 2026 the field stays but is
-  always 0 and seqId/prevSeqId is the check: a 0 is therefore not checked; any other value is.
-- A sequence break or a wrong checksum: unsubscribe and subscribe the book again (a fresh snapshot).
-
-Other channels (OKX API v5, "Public Data / Market Data WebSocket"; every push `{"arg", "data": [..]}`):
-- `tickers` (tickers): `{instType, instId, last, lastSz, askPx, askSz, bidPx, bidSz, open24h, high24h,
-  low24h, vol24h, volCcy24h, sodUtc0, sodUtc8, ts}`, pushed at most every 100 ms;
-- `candle1m` (bars_1m): `[[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]]`, confirm "1" once the
-  bar closed: only those are published (the open bar's pushes are landed raw). OKX serves candles
-  on the business endpoint `/ws/v5/business`, not /public (a subscribe there is refused 60018): the
-  collector gives them connections of their own (`endpoint`), opened on the business URL
-  (`endpoint_url`: the public URL's `/ws/v5/public` replaced by `/ws/v5/business`);
-- `funding-rate` (funding, SWAP only): `{instType, instId, fundingRate, nextFundingRate?, fundingTime,
-  nextFundingTime, method, ts}` every 30-90 s; `mark-price` (mark_price, contracts only):
-  `{instType, instId, markPx, ts}` on change, at most every 200 ms; `open-interest`
-  (open_interest, contracts only): `{instType, instId, oi, oiCcy, oiUsd, ts}` every 3 s;
-- `liquidation-orders` (liquidations), subscribed by instType (`{"channel": "liquidation-orders",
-  "instType": "SWAP"}`, every perpetual's, landed as `SWAP@liquidation-orders`): `[{instId,
-  instFamily, instType, uly, details: [{bkLoss, bkPx, ccy, posSide, side, sz, ts}]}]`, at most one a
-  second per contract; every instrument's are published (the channel has no instrument filter).
-`index-tickers` (the index price) is not collected: mark-price carries no index, so OKX's
-mark_price messages have none.
-
-Message ids: trades `OKX.<instId>.<tradeId>` (OKX's trade ids count per instrument); the others
-`<dataset>.OKX.<instId>.<ts>` (a bar: its open time; a liquidation: `<ts>.<side>.<posSide>.<sz>.<bkPx>`,
-OKX gives no id). Default datasets: trades, books, tickers (`OkxStream(datasets=...)`).
+Follows OKX API v5, "WebSocket", "Order book channel" and "Public Data / Market Data WebSocket"
+(check them before changing): trades, books (seqId chain, CRC32 checksum), tickers, 1-minute candles
+(business endpoint), funding, mark price, open interest, liquidations. Frames, limits and ids:
+docs/live-capture.md, "OKX (public WebSocket v5)".
 """
 
 from __future__ import annotations
