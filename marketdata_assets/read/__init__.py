@@ -1,35 +1,9 @@
-"""The read API: the stores' data as Polars frames, without Dagster (docs/read.md has the examples).
-
-    from marketdata_assets import read
-
-    with read.Reader() as r:                      # one session: each store opened on first use
-        trades = r.trades("BINANCE", "BTCUSDT", "2025-01-15", "2025-01-16")
-        bars = r.bars("BINANCE", ["BTCUSDT", "ETHUSDT"], "2025-01-01", "2025-02-01")
-        before = r.trades("BINANCE", "BTCUSDT", "2025-01-15", "2025-01-16", as_of="2025-01-16T06:00")
-        minutes = r.minute_bars(["600000.SH", "000001.SZ"], "2025-01-02", "2025-01-03")
-        monthly = r.kline("600000.SH", "2024-01-01", "2025-01-01")
-        alphas = r.alphas("REGULAR", "2025-07-01", "2025-08-01", region="USA")
-
-    read.trades("BINANCE", "BTCUSDT", "2025-01-15", "2025-01-16")   # the same, one session per call
-
-ClickHouse datasets (``Reader.dataset(name, venue, instrument, start, end, *, as_of, columns)`` and
-the shortcuts ``trades``, ``agg_trades``, ``bars`` (bars_1m), ``daily_bars``, ``books``,
-``funding``, ``open_interest``, ``factors``, ``tickers``, ``liquidations``, ``mark_bars``,
-``index_bars``, ``option_chain``): ``instrument`` is one name, a list, or None (every instrument of
-the venue); ``[start, end)`` in UTC (naive = UTC, a date = its 00:00); only the active loads,
-filtered in the store; the frame has the dataset's schema (datasets.frames) in the table's key
-order. ``as_of``: what the store showed at that time, from the load history
-(stores/clickhouse/history.py); superseded rows that compaction dropped raise
-:class:`CompactedAway`. ``Reader.loads(...)`` lists the flips themselves, ``catalog()`` what is stored per
-dataset x venue x instrument; a venue or instrument with nothing of the dataset stored is a ValueError
-naming the closest stored names.
-
-Bars state their convention (read.conventions: an aware time column, ``label`` and ``adjustment``) and
-read in another with ``label=`` / ``tz=``; days with nothing stored warn (:class:`MissingDays`).
-TimescaleDB (``minute_bars``, ``kline``; Beijing times) and MongoDB (``alphas``) keep no earlier
-versions: ``as_of`` there raises :class:`AsOfUnsupported`.
-
+"""The read API: the stores' data as Polars frames, without Dagster: a :class:`Reader` (one session,
+each store opened on first use) and one-call functions (``read.trades(...)``, a session per call) over
+the ClickHouse datasets (with ``as_of``), the TimescaleDB minute bars and K-line and the MongoDB alphas.
 The Parquet export of the same data: :mod:`marketdata_assets.read.export`.
+
+Arguments, conventions, ``as_of`` and examples: docs/read.md, "The API".
 """
 
 from __future__ import annotations

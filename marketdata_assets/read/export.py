@@ -1,33 +1,7 @@
-"""Parquet export of the stores, Hive-partitioned, incremental and atomic per file (docs/read.md).
+"""Parquet export of the stores, Hive-partitioned, incremental and atomic per file, with dated
+snapshots that are never changed once written.
 
-Layout under the export root, one file per partition:
-
-- ``<dataset>/venue=<VENUE>/date=<YYYY-MM-DD>/part-0.parquet``: every ClickHouse dataset
-  (datasets.frames.DATASETS: the day is the slices' UTC day) and the TimescaleDB minute bars as
-  ``minute_bars`` (venue from the code's exchange: SSE, SZSE, BSE; the day is the Beijing trading
-  day), for the days asked;
-- ``kline_monthly/venue=<VENUE>/month=<YYYY-MM>/part-0.parquet``: the monthly K-line;
-- ``alphas/type=<REGULAR|SUPER>/month=<YYYY-MM>/part-0.parquet``: the alphas (the Reader's flat
-  frame) by the New York month of dateCreated (the alpha partitions' month).
-
-The K-line and the alphas are exported whole by every export (whatever its days): their trees mirror
-the store, a month no longer stored loses its file. The partition columns live in the path only (a
-file has no ``venue``, ``type`` or ``month`` column): DuckDB's ``read_parquet(..., hive_partitioning
-= true)`` and Polars' ``scan_parquet(..., hive_partitioning=True)`` add them back.
-
-A file's key-value metadata ``marketdata.export`` is JSON naming its partition, its rows and what
-identifies them: a ClickHouse file the ``loads`` ({instrument: load id}) it holds exactly; the other
-stores keep no load ids, so a ``fingerprint`` of the content: the row count and the sum of a hash of
-every row computed by TimescaleDB (one scan), the sha256 of the rows' CSV text for the alphas (read
-anyway: MongoDB computes no such hash). A partition is rewritten only when that identity changed; a
-ClickHouse partition whose loads hold no rows loses its file. Each file is written beside its final
-name and renamed over it (after an fsync), so a reader sees the old file or the new one, never a part.
-
-Dated snapshots (``dated=True``): the same layout under ``<root>/snapshots/<export date, UTC>/``, one
-directory per date, never changed once written. A partition already in the date's snapshot with the
-same identity is skipped; one that would change (the store changed since that date's earlier export)
-is refused with :class:`SnapshotConflict`, before anything is written; a new file is published with a
-hard link, which fails if the name exists, so a concurrent export cannot replace it either.
+Layout, the files' identity metadata and the snapshots: docs/read.md, "The Parquet export".
 """
 
 from __future__ import annotations

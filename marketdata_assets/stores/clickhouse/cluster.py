@@ -1,54 +1,9 @@
-"""ClickHouse cluster mode: the single-node DDL of stores.clickhouse.tables, history and live,
-rewritten for a cluster of replicated shards coordinated by ClickHouse Keeper, when ``CLICKHOUSE_CLUSTER``
-names a cluster of the server's ``remote_servers`` (empty: one node, today's statements, unchanged).
+"""ClickHouse cluster mode: the single-node DDL of stores.clickhouse.tables, history and live, rewritten
+for replicated shards under ClickHouse Keeper when ``CLICKHOUSE_CLUSTER`` names a cluster (empty: one
+node, unchanged) by one declaration (:data:`PLACEMENT`) and one engine rule, not a second copy of the
+DDL (:func:`on_cluster`); also the cluster's insert and read settings and its per-shard compaction.
 
-Not a second copy of every statement: :func:`on_cluster` transforms each single-node statement by a
-declaration (:data:`PLACEMENT`: per table, sharded by a key or replicated on every node) and one
-engine rule, so a column added to the single-node DDL is in the cluster DDL too. What it makes:
-
-- ``CREATE DATABASE ... ON CLUSTER``; every statement runs ``ON CLUSTER <cluster>`` (Keeper's DDL queue);
-- a **sharded** table ``t`` becomes ``t_local`` (``Replicated<Engine>('/clickhouse/tables/{shard}/
-  {database}/{table}', '{replica}', <the engine's arguments>)``, same columns, PARTITION BY and ORDER BY)
-  and ``t`` itself a ``Distributed(<cluster>, <db>, t_local, <key>)`` table with the same columns: the
-  name every query, view and insert of the code uses. Tick tables, the daily aggregate and
-  ``trades_live`` are sharded by ``cityHash64(instrument)``: a slice (venue, instrument, day) and its
-  load live on one shard, so the writer's count of a new load, the range views and compaction touch one
-  shard per instrument, and ``trades_live``'s copies of a trade (same instrument) merge on one shard;
-- a **replicated, non-sharded** table (``loads``, ``ingest_log``, ``load_history``) keeps its name,
-  engine ``Replicated<Engine>('/clickhouse/tables/all/{database}/{table}', '{replica}', ...)``: one
-  Keeper path for all nodes, so every node holds all of it. The load pointer must not be sharded: every
-  read path filters ``load_id IN (SELECT ... FROM loads FINAL ...)``, which each shard evaluates against
-  its local ``loads`` when it runs its part of a Distributed query, and one flip (one insert of many
-  slices' pointers, the commit point) must stay one atomic block, not be split across shards. The
-  ingest log is small (a row per attempt) and read beside the pointer (the history backfill), so it
-  stays whole with it. Reads see the latest quorum-written flip with ``select_sequential_consistency=1``
-  (:func:`client_settings`, which also makes a JOIN or IN over two Distributed tables ``GLOBAL``);
-- materialized views read and write the *local* tables (``trades_1d_mv``: ``trades_local`` ->
-  ``trades_1d_agg_local``; ``load_history_mv``: ``loads`` -> ``load_history``): a materialized view
-  fires on the node that receives the block, which for a Distributed insert is the shard's replica.
-
-Inserts (:func:`insert_settings`): ``insert_quorum='auto'`` (a majority of the shard's replicas),
-``insert_quorum_parallel=0`` (quorum inserts linearized, which ``select_sequential_consistency``
-needs), ``distributed_foreground_insert=1`` (the Distributed table forwards the block before the
-INSERT returns, so the writer's count check right after it sees the rows, and a quorum failure is the
-writer's error) and ``insert_deduplication_token`` = the slice's load id(s) and the batch's offset: an
-INSERT the driver retries after a lost answer is dropped by the shard's replicated deduplication, so
-a retried block never doubles the rows the count check expects. A retried *slice* takes a new load id
-(tables: the pointer flips only after the count), so its earlier rows are never shown either.
-
-Compaction (:func:`compaction_statements`, run by ``tables.compact_month`` in cluster mode): per shard,
-``ON CLUSTER``: a staging ``_local`` table + Distributed twin, ``INSERT ... SELECT`` with
-``parallel_distributed_insert_select = 2`` (each shard copies its own rows, the keep rule evaluated
-against its own rows and the whole ``loads``), ``SYSTEM SYNC REPLICA`` on the staging table, ``ALTER
-TABLE t_local ON CLUSTER ... REPLACE PARTITION`` (one replica per shard runs it, Keeper replicates it),
-then the staging tables dropped; :func:`max_blocks_sql` sees a write that went in meanwhile.
-
-Checked offline only (tests/stores/clickhouse/test_clickhouse_cluster.py): every statement parses with ClickHouse's own
-parser (chDB's ``formatQuery``), the engines exist in chDB's ``system.table_engines``, and the local
-tables match the single-node tables column by column; tests/support/cluster_engine_run.py runs the Distributed
-layer and the compaction on a cluster of one shard on this host (minus ``ON CLUSTER`` and ``SYSTEM SYNC
-REPLICA``). Nothing here has run against Keeper or a multi-node server: none can run on this machine
-(docs/scale-out.md).
+Design, limits and what was checked: docs/scale-out.md, "ClickHouse cluster mode".
 """
 
 from __future__ import annotations

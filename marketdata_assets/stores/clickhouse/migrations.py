@@ -1,39 +1,9 @@
 """Renaming stored columns of a ClickHouse table by rebuilding it, once, when a store of the previous
-version is opened (one vocabulary in the stores as in the code: ``loads.kind`` became ``dataset``,
-``ingest_log.provider`` ``source`` and ``ingest_log.kind`` ``dataset``; the declarations are in
-stores.clickhouse.tables, which runs :func:`rename_columns` from ``ensure_tables``).
+version is opened (``loads.kind`` -> ``dataset``, ``ingest_log.provider`` / ``kind`` -> ``source`` /
+``dataset``): ClickHouse cannot rename a column of the sorting key. stores.clickhouse.tables declares
+the renames and runs :func:`rename_columns` from ``ensure_tables``.
 
-ClickHouse refuses ``RENAME COLUMN`` on a column of the sorting key (``kind`` in ``loads``, ``provider``
-in ``ingest_log``), so a table that still has an old name is rebuilt:
-
-1. claim: ``CREATE TABLE <table>_dataset_columns_new`` with the new schema, without ``IF NOT EXISTS``:
-   of two processes only one creates it; the other waits (below);
-2. copy: ``INSERT INTO <new> SELECT kind AS dataset, ... FROM <table>``, every row as it is (with
-   ``optimize_on_insert = 0`` a ReplacingMergeTree keeps the superseded rows of the block too);
-3. swap: ``EXCHANGE TABLES <table> AND <new>``, atomic in an Atomic database (ClickHouse's default and
-   chDB's; a multi-table ``RENAME`` is not atomic): a reader sees the old table or the new one, never
-   none; then ``after_swap()`` recreates the read views, which name the columns;
-4. catch up: an insert that reached the old table after the copy (a process still running the previous
-   version; this version's writers wait for the migration or fail on the new names) is copied over: the
-   old table's rows whose identity (``Rename.identity``) is not in the new one (for ``loads``, a
-   ReplacingMergeTree whose merges may drop superseded rows: the slices of the old table's FINAL state
-   without a load as recent in the new one), repeated until the old table's row count stops changing;
-5. verify: no row of the old table is missing from the new one so; otherwise it raises and drops nothing;
-6. ``RENAME TABLE <new> TO <table>_before_dataset_columns``: the old table is kept as it was (drop it by
-   hand once content; it is never read), which also releases the claim. One log line with the counts.
-
-Idempotent: a table that has the new names already (or does not exist: a new store gets the new DDL)
-costs one query of ``system.columns``. Two processes at once: the one whose claim fails waits (polling,
-up to ``wait_s``) while the table has the old names and the claim exists; when the claim goes away it
-looks again (migrated: done; still old, because the other failed before its swap and dropped its copy:
-it claims itself). A process that finds the table migrated does not wait.
-
-Killed midway: before the swap the table is untouched and ``<table>_dataset_columns_new`` (new names)
-is a partial copy: waiters time out naming it (drop it and run again). After the swap the new table is in
-use and ``<table>_dataset_columns_new`` holds the old table (old names): every ``ensure_tables`` logs how
-to finish (``tables.finish_column_renames``: steps 4-6). No step drops a table holding old rows; the
-one residual gap is an insert into the old table still running when the last catch-up round counted it
-(it lands in the kept table; only a previous-version process can make one).
+Steps, concurrency and recovery: docs/datasets.md, "Renaming stored columns by a rebuild".
 """
 
 from __future__ import annotations

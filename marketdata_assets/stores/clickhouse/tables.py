@@ -1,34 +1,9 @@
 """ClickHouse tables for normalized ticks: DDL, read views, and the load pointer that makes re-writes
-exact without ``ALTER TABLE ... DELETE`` (the design and its measurements: docs/ticks.md).
+exact without ``ALTER TABLE ... DELETE``, with the reads and the compaction: one module because they
+share their SQL.
 
-Tables (one database, name checked by identifiers.sql_identifier): one per dataset
-(datasets.frames.DATASETS: ``trades``, ``book_snapshots``, ``bars_1m``, ``daily_bars``), each the
-frame's columns plus ``day Date`` (the UTC day of ``ts``: the write unit) and ``load_id UInt64``
-(which write produced the row), ``MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (venue, instrument,
-ts, ...)``; ``loads``, the pointer (``ReplacingMergeTree(load_id)`` keyed by the slice
-``(dataset, venue, instrument, day)``, ``dataset`` holding the dataset's code, ``Dataset.code``);
-``trades_1d_agg`` + ``trades_1d_mv``, daily bars from trades aggregated at insert time per load;
-``ingest_log``, one row per (run, source, dataset, instrument, day) attempt; ``load_history``, every
-flip of the pointer kept (stores.clickhouse.history: the record ``as_of`` reads go by). A store written before these
-columns were named ``dataset`` and ``source`` (``loads.kind``, ``ingest_log.provider`` / ``kind``) is
-rebuilt with the new names by :func:`ensure_tables` (stores.clickhouse.migrations; the old tables are kept
-as ``loads_before_dataset_columns`` and ``ingest_log_before_dataset_columns``).
-
-A write (stores.clickhouse.writer) inserts a slice's rows under a new snowflake ``load_id``, counts them,
-and only then inserts ONE row into ``loads``: the flip. Every read path (``trades_v``,
-``book_snapshots_v``, ``bars_1m_v``, ``daily_bars_v``, ``bars_1d_v`` and the parameterized
-``*_range(venue=, instrument=, start=, end=)`` views) filters ``load_id IN (the active loads)``, so
-a re-write shows exactly the new rows at once, a killed write leaves the previous state, an empty
-frame empties the day, and two concurrent writers of a slice resolve to the larger load id.
-:func:`compact_month` drops superseded and orphaned rows with an atomic ``REPLACE PARTITION`` (a
-partition swap, not a mutation; on a cluster each shard swaps its own, stores.clickhouse.cluster); it
-must not run concurrently with writes into the same month.
-:func:`compact_store` runs it on every month that has such rows (the weekly ``tick_compaction`` asset).
-``bars_1d_v`` / ``bars_1d_range`` read the materialized aggregate (:func:`daily_bars`). Days are
-UTC days, which for A-shares (trading 01:30-07:00 UTC) are the trading days.
-
-Over 500 lines: the ClickHouse bookkeeping in one place: DDL, load pointer, views, reads and
-compaction share their SQL.
+Tables, views and compaction: docs/datasets.md, "The tables, views and compaction"; the design and its
+measurements: docs/ticks.md, "The load pointer".
 """
 
 from __future__ import annotations
