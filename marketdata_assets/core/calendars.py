@@ -1,47 +1,9 @@
 """Trading calendars: which days a venue trades and which 1-minute bar stamps a day must have.
 
-Holidays and session hours come from the `exchange-calendars` library (kept up to date by its
-maintainers; never a hand-written holiday list). Venues are OUR codes (core/naming:
-``SSE``, ``SZSE``, ``BSE`` and the exchanges Yahoo names in ``meta.exchangeName``), mapped to
-exchange_calendars' ISO codes by :data:`VENUE_CALENDARS`; an ISO code it knows (``XNYS``, ``XHKG``)
-is accepted as it is. exchange_calendars' own short aliases are NOT used: its ``BSE`` is Bombay.
-
-API::
-
-    calendar_for("SSE")                                  -> exchange_calendars.ExchangeCalendar (XSHG)
-    trading_days("SSE", date(2024, 9, 30), date(2024, 10, 9))   -> [2024-09-30, 2024-10-08, 2024-10-09]
-    is_trading_day("NYSE", date(2024, 11, 29))           -> True (a half day)
-    session_minutes("SSE", date(2024, 10, 8))            -> 240 UTC-aware bar stamps
-    session_minutes("SSE", day, call_auction=True)       -> 241 (the 09:30 opening-auction bar first)
-    session_minutes("NYSE", date(2024, 11, 29))          -> 210 stamps, 09:30..12:59 New York time
-    venue_timezone("SSE")                                -> "Asia/Shanghai"
-    convention_for("SSE")                                -> BarConvention(label="end", call_auction=False)
-    is_provisional("SSE", date(2027, 1, 4))              -> True (exchange-calendars 4.13.2 ends XSHG in 2026)
-    provisional_note("SSE")                              -> "provisional: exchange-calendars 4.13.2 knows ..."
-    next_month(date(2024, 12, 1))                        -> 2025-01-01 (the first day of the next month)
-
-**Bar labelling.** A 1-minute bar covers [t, t + 1 min); vendors stamp it with either end:
-
-- A-shares (SSE, SZSE, BSE): the bar is labelled by its END. Our CSV drops (sources/minute_csv/reader,
-  replay/minute_csv) have 240 bars a day, 09:31..11:30 and 13:01..15:00 Beijing time, the opening
-  call auction (09:15-09:25, matched at 09:25) folded into the 09:31 bar. Tushare ``stk_mins``
-  (sources/tushare/parse.py) is labelled by its end too but has 241 bars: a separate
-  09:30 bar carrying the opening auction, then 09:31..15:00. Defaults: ``label="end"``,
-  ``call_auction=False`` (the CSV drops); ``call_auction=True`` gives Tushare's 241.
-  14:58 and 14:59 are inside the closing call auction (14:57-15:00, no continuous trading): they
-  are session minutes, with zero volume when a vendor writes them.
-- Everything else (Yahoo chart v8 ``interval=1m``): labelled by its START, e.g. 09:30..15:59 New
-  York time on a full XNYS day (390 bars), 08:00..16:29 London time on XLON (510; the closing
-  auction is not a bar). Default ``label="start"``.
-
-**Range limits.** A calendar knows the sessions between its first session (2000 or the venue's
-earliest, whichever is later) and its last one (about a year ahead; for XSHG the last year whose
-lunar holidays the installed exchange-calendars knows: upgrade the package each December). A day
-before the first raises ``OutOfCalendar`` (a ValueError) naming the venue, the day and the bounds.
-A day after the last is judged **provisionally** (:func:`is_provisional`): the calendar's weekdays
-(its weekmask) minus the holidays listed for it in the user's holiday file (MARKETDATA_HOLIDAYS_FILE,
-YAML: calendar or venue code -> ISO dates), with the hours of its regular session. Callers mark
-such verdicts as provisional (a WARN with :func:`provisional_note`: which library to upgrade).
+Holidays and session hours come from `exchange-calendars` (never a hand-written list), looked up by
+our venue codes (:data:`VENUE_CALENDARS`); bars are labelled by their end (A-shares) or start (Yahoo).
+Days after the library's last session are judged provisionally. API, bar conventions and range
+limits: docs/completeness.md, "The calendars".
 """
 
 from __future__ import annotations

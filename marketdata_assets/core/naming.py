@@ -1,46 +1,9 @@
 """Instrument naming across venues: one key, (venue, instrument), everywhere (frames, ClickHouse, partitions).
 
-The key
--------
-``venue``
-    Upper-case code of the market the data comes from: ``BINANCE`` (spot), ``BINANCE_UM``
-    (USDⓈ-M futures), ``BINANCE_CM`` (COIN-M futures), ``OKX``, ``DERIBIT``, ``BYBIT``, ``COINBASE``,
-    and for A-shares the exchange: ``SSE`` (Shanghai), ``SZSE`` (Shenzhen), ``BSE`` (Beijing).
-    Binance spot and USDⓈ-M futures both call their BTC/USDT market ``BTCUSDT``: they are
-    different instruments, so they are different venues. Any other ``[A-Z][A-Z0-9_]{1,23}`` code is
-    accepted as-is; exchange aliases map to one spelling (SH, XSHG -> SSE; SZ, XSHE -> SZSE; BJ -> BSE).
-``instrument``
-    The venue's own name of it (what its API calls the symbol), exactly as the API spells it (upper
-    case), never a made-up unified name: ``BTCUSDT`` on BINANCE, ``BTC-USDT`` / ``BTC-USDT-SWAP`` on
-    OKX, ``BTC-PERPETUAL`` / ``BTC-28JUN24-60000-C`` on DERIBIT. Crypto instruments are letters,
-    digits, ``-``, ``_`` and ``.`` (at most 64), and venues with a known shape are checked (OKX and
-    DERIBIT instruments contain ``-``, Binance's never do), which catches an instrument filed under
-    the wrong venue.
-    A-shares use ``<6 digits>.<SH|SZ|BJ>`` (``600000.SH``, ``000001.SZ``, ``830799.BJ``) under their
-    exchange's venue; :func:`a_share_code` converts the other spellings in circulation.
-
-Text forms
-----------
-``"VENUE:INSTRUMENT"`` (``BINANCE:BTCUSDT``, ``SSE:600000.SH``) is the display form, the argument
-of :func:`parse_instrument` and also the Dagster partition key (:func:`partition_key`): it never
-contains ``| , [ ]`` (forbidden in multi-partition keys) or ``...`` (range syntax), and it is
-reversible because a venue code never contains ``:`` and neither does an instrument
-(:func:`parse_partition_key`). An A-share code alone (``600000.SH``, ``sh600000``, ``600000``)
-parses too: the exchange gives the venue; with a venue, a bare code belongs to that exchange
-(``SSE:000001`` is ``000001.SH``).
-
-A-share codes
--------------
-Accepted spellings of one stock: ``600000.SH``, ``600000.sh``, ``600000.SS`` (Yahoo),
-``600000.XSHG`` / ``000001.XSHE`` (JoinQuant/MIC style), ``sh600000``, ``SH600000``, ``sh.600000``
-(baostock), ``SHSE.600000`` (gm), ``SH:600000``, and the bare ``600000``. An explicit exchange always wins: ``000001.SH``
-is the SSE Composite index and ``000001.SZ`` is Ping An Bank. Without one, the exchange is inferred
-from the code's leading digits, longest prefix first (:data:`EXCHANGE_BY_PREFIX`, the one table every
-domain reads): ``92`` -> BJ (the Beijing exchange's 920 range), ``4``/``8`` -> BJ, ``6`` -> SH
-(``688`` STAR Market), ``9`` -> SH (``900`` B shares), ``5`` -> SH (funds/ETFs), ``0``/``2``/``3`` -> SZ
-(``300`` ChiNext, ``200`` B shares), ``15``/``16`` -> SZ (ETFs, LOFs). Other ``1xxxxx`` codes (bonds,
-repos) and ``7xxxxx`` (subscription codes) are used by both Shanghai and Shenzhen: they need an explicit
-exchange.
+A venue is our upper-case code of a market (``BINANCE_UM``, ``SSE``), an instrument the venue's own
+spelling (``BTC-USDT-SWAP``, ``600000.SH``); ``VENUE:INSTRUMENT`` is the display form and partition
+key, and every A-share spelling maps to one code (:data:`EXCHANGE_BY_PREFIX`). The rules, the
+accepted spellings and the prefix table: docs/ticks.md, "Naming: venues, instruments, A-share codes".
 """
 
 from __future__ import annotations

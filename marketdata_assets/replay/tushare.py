@@ -1,35 +1,9 @@
 """The replay of Tushare Pro (the A-share minute and daily bars): its formats, limits and faults.
 
-Answers `POST /dataapi/{api_name}` (current SDK) and `POST /` (legacy SDK, `api_name` in the body),
-JSON `{api_name, token, params, fields}` → `{request_id, code, msg, data:{fields, items, has_more,
-count}}`, errors with HTTP 200 and a non-zero `code`:
-
-- `stk_mins` (freq "1min", ts_code, start_date/end_date "YYYY-MM-DD HH:MM:SS" inclusive): rows
-  NEWEST first, at most `stk_mins_row_limit` (8000) rows (the newest ones; `has_more` stays false
-  unless `has_more` is configured: clients must count rows), trade_time in China time without a
-  zone, END-labelled: 09:30 (the opening call auction, or folded into 09:31 with
-  `tushare_auction_bar=False`: 240 bars), 09:31–11:30, 13:01–15:00 = 241 bars, 14:58 and 14:59 with
-  zero volume (the closing call auction matches at 15:00); `vol` in shares, `amount` in yuan.
-- `daily` (ts_code, possibly comma-separated; trade_date or start_date/end_date "YYYYMMDD"):
-  newest first, `vol` in lots (手), `amount` in thousands of yuan, at most `daily_row_limit` rows.
-  Its values are the day's minute bars aggregated (so they agree with `stk_mins`).
-- `stock_basic` (list_status L|D|P|G, default L; exchange SSE|SZSE|BSE; ts_code, comma-separated;
-  market): the listing of `replay.a_share_listing`, `tushare_listed` listed codes plus a delisted
-  and a suspended one, by ts_code, at most `stock_basic_row_limit` rows (the first ones). Without
-  `fields` it sends Tushare's default columns. `stk_mins` and `daily` agree with it: no bars before
-  a code's list_date, from its delist_date on, or while its listing is suspended.
-- `fields` (comma-separated) selects and orders the columns, as the real API does.
-- Tokens: any non-empty token, or only `tushare_tokens` when set; others get 40101 "您的token不对，
-  请确认。". Limits per (token, api_name): `tushare_minute_limit` calls per `limit_window_s`
-  window aligned on the wall clock → 40203 "抱歉，您每分钟最多访问该接口N次，权限的具体详情访问：…";
-  `tushare_hour_limit` / `tushare_day_limit` calls since start (or the last counter reset) → the
-  "每小时" / "每天" variants. Refused calls do not count.
-- Faults of its own: `tushare_error` (any code/msg), `tushare_permission` (40203 "抱歉，您没有访问该接口
-  的权限…"), `bad_token` (40101), `null_data` (`data: null`); and `latency`, `http_error` (an HTML
-  5xx), `malformed_json`, `missing_field`, `non_numeric` (a column of `fields`).
-
-The ground truth: `ashare_minutes` and `ashare_daily` (pure functions of seed, ts_code and day).
-`replay.stocks` serves this replay beside Yahoo's on one port.
+Answers `stk_mins`, `daily` and `stock_basic` as the real API does (JSON envelope, errors with HTTP
+200), with its row caps, tokens, per-minute/hour/day limits and faults; the ground truth is
+`ashare_minutes` / `ashare_daily`, and `replay.stocks` serves it beside Yahoo's on one port.
+Endpoints, limits and faults: docs/ticks.md, "The Tushare Pro replay".
 """
 
 from __future__ import annotations

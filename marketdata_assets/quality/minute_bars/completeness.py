@@ -1,54 +1,9 @@
 """Are a month's minute bars complete? Every code that traded in the month against the trading calendar.
 
-The expected grid comes from core/calendars (exchange_calendars' XSHG sessions: holidays and hours,
-no hand-written list), in the A-share convention of our CSV drops: bars labelled by their END, 240 a
-day, 09:31..11:30 and 13:01..15:00 Beijing time. Each stamp of the grid has a need:
-
-- ``required``: a bar must be there;
-- ``auction``: 14:58 and 14:59, inside the closing call auction (14:57-15:00: no continuous
-  trading, the match is in the 15:00 bar). Vendors write them as zero-volume placeholders or leave
-  them out (docs: "missing 14:58/14:59"), so a missing one loses no trade: reported apart;
-- ``optional``: 09:30, the opening-auction bar of 241-bar vendors (Tushare ``stk_mins``); neither
-  missing when absent nor off-session when present.
-
-Per code and trading day (only codes with at least one bar in the month are judged; a code that
-never traded in the month is not "incomplete"):
-
-- COMPLETE: every required and auction stamp present, nothing else;
-- PARTIAL: some required minutes missing (counted; the first ones listed);
-- AUCTION GAP: only 14:58/14:59 missing;
-- SUSPENDED: no bar at all on a trading day on which the market has bars (停牌, or a file that never
-  arrived: the per-day counts tell a one-code suspension from half the market missing);
-- REJECTED: no bar on such a day, but a load rejected rows of that code and day (future-dated,
-  bad numbers: the loader records them per code and day, stores/timescale/ledger.py): named with
-  their count, reason and rejects file instead of as a suspension (a code whose every row of the
-  month was rejected is listed too); partial code-days and missing days name such rows as well;
-- OFF-SESSION: bars at stamps outside the grid (lunch break, after 15:00, a start-labelled file's
-  13:00, a UTC file's 01:31) or on a day that is not a trading day;
-- MISSING DAY: a trading day on which no code has a bar (a whole drop missing); a judged month
-  with trading days and no bar at all is every day missing.
-
-**Verdict and severity** (:attr:`MonthCompleteness.severity`): ERROR when a required minute is missing,
-a bar is off-session or a whole trading day is missing — the month's bars are then provably not
-what the exchange traded: first/last prices and sums of the K-line can be wrong, and a
-start-labelled or UTC file shows up exactly this way. WARN when the only findings are
-suspended code-days or closing-auction gaps: both are normal in A-share data (suspensions happen
-every month; 14:58/14:59 carry no trade) but can also hide a missing file, so they are listed for a
-look and do not fail the partition; so are code-days whose rows a load rejected (that load's run
-already said `partial`). Nothing found: passed. **Provisional days** (after the last
-session the installed exchange-calendars knows, core/calendars): judged on weekdays minus the user's
-holiday file, so a finding there is at most a WARN, and a month with such days is a WARN even when
-nothing is found, naming the library version to upgrade and the days (findings on known days keep
-their severity).
-
-**How it is computed** (fast enough for 5,000 codes x a month, ~26M rows): one pass over the month's
-rows, hash-joined to the grid (a few thousand stamps) and grouped per code and day into a temporary
-table of counts (about codes x days rows); every verdict comes from those counts. Only the first
-``sample`` problem code-days are expanded afterwards (missing stamps by anti-join against the grid,
-off-session stamps through the (code, time) index), so the cost stays one scan whatever is wrong.
-
-The month in progress is judged up to yesterday (``as_of``, default today in Beijing): today's bars
-may still be arriving.
+One verdict per code and trading day (complete, partial, auction gap, suspended, rejected,
+off-session, missing day) from one scan of the month's rows against the XSHG grid of core/calendars,
+and the month's severity: ERROR where the bars are provably not what the exchange traded.
+Verdicts, severities, cost and figures: docs/completeness.md, "Minute bars".
 """
 
 from __future__ import annotations

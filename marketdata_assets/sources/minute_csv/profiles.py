@@ -1,54 +1,9 @@
 """Column profiles for A-share 1-minute bar CSVs, header detection and stock-code normalization.
 
-A profile says how one source's CSV maps to the normalized bar columns
-``time, code, name, open, high, low, close, volume, amount`` and in which units it counts.
-Built-in profiles cover the layouts A-share 1-minute CSVs are stored in by people and vendors
-(English and Chinese headers, BOM, GBK, lots or shares); more can be added from configuration
-with :func:`load_profiles`.
-
-Profile dict schema (plain JSON, every key except ``name`` and ``columns`` optional)::
-
-    {
-      "name": "my_vendor",                   # unique; user profiles win ties over built-ins
-      "columns": {                           # source header -> normalized target. Headers match
-        "datetime": "time",                  #   case-insensitively after trimming spaces, quotes
-        "ticker": "code",                    #   and a BOM; column order never matters. Several
-        "o": "open", "h": "high",            #   headers may map to one target (aliases: the
-        "l": "low", "c": "close",            #   first one present in the file is used).
-        "v": "volume", "turnover": "amount", # Targets: time, date + clock (a date column and a
-        "stock_name": "name"                 #   time-of-day column, combined), code, name, open,
-      },                                     #   high, low, close, volume, amount.
-      "required": ["time", "open", "high", "low", "close", "volume"],
-                                             # targets that must be present for the profile to
-                                             # match; default: time (or date + clock) and the
-                                             # OHLC + volume targets the profile maps. code is
-                                             # never required: without it the code comes from the
-                                             # file name (sh600000.csv, 600000.SH_2024.csv).
-      "encodings": ["utf-8-sig", "gbk", "gb18030"],   # tried in this order
-      "time_formats": ["auto"],              # "auto" (see below) and/or strptime formats such as
-                                             # "%Y/%m/%d %H:%M", tried in order
-      "volume_unit": "shares",               # shares | lots (1 lot = 100 shares) | auto
-      "volume_unit_fallback": "shares",      # what "auto" uses when the sample can't tell
-      "amount_unit": "yuan",                 # yuan | thousands | ten_thousands (万元)
-      "code_format": "auto",                 # auto | suffix | prefix | joinquant | bare
-      "separator": ","                       # default: detected from the header (, tab ; |)
-    }
-
-"auto" time parsing accepts ``2026/01/05 09:30`` and ``2026/1/5 9:30`` (no seconds, Excel style),
-``YYYY-MM-DD HH:MM[:SS[.ffffff]]`` (also with ``T``), ``YYYYMMDD HHMMSS`` / ``YYYYMMDDHHMM[SS]``
-and a trailing UTC offset (converted to Beijing wall-clock). Normalized volume is in SHARES and
-amount in YUAN. "auto" volume units decide per file from a sample: A-share volumes in shares are
-multiples of 100 (board lots) outside the STAR and Beijing markets, and amount / (volume * close)
-is ~1 for shares and ~100 for lots.
-
-:func:`profiles_fingerprint` is a stable sha256 of a profile set (and of the reader's rules version):
-the loader records it with a quarantined file, so that fixing or adding a profile retries the file.
-
-Codes are normalized to ``600000.SH`` form from ``600000.SH``, ``sh600000``, ``SH600000``,
-``sh.600000`` (baostock), ``SHSE.600000`` (gm), ``600000.SS`` (Yahoo), ``600000.XSHG`` /
-``000001.XSHE`` (JoinQuant) and bare ``600000`` (exchange inferred from the digits; 1-5 digit
-codes that lost their leading zeros in a spreadsheet are zero-padded). An explicit exchange always
-wins: ``000001.XSHG`` is the SSE Composite index ``000001.SH``, not Ping An Bank ``000001.SZ``.
+A profile says how one source's CSV maps to the normalized bar columns and in which units it counts;
+built-in profiles cover the layouts people and vendors store, :func:`load_profiles` adds more from
+configuration. The profile JSON schema, time formats, units and code spellings: docs/minute-bars.md,
+"Column profiles".
 """
 
 from __future__ import annotations

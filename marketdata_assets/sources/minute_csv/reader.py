@@ -1,56 +1,9 @@
-"""Streaming reader for A-share 1-minute bar CSVs of every layout people store (see csv_profiles).
+"""Streaming reader for A-share 1-minute bar CSVs of every layout people store (see profiles.py).
 
-Output: batches of a normalized Polars DataFrame (``MINUTE_SCHEMA``)::
-
-    time    Datetime("us"), naive Beijing wall-clock    code  Utf8 ("600000.SH")
-    name    Utf8, nullable                              open/high/low/close  Float64, nullable
-    volume  Float64 in SHARES, nullable                 amount  Float64 in YUAN, nullable
-
-Memory stays bounded for any file size: the file is read in blocks of ``block_bytes`` (cut at line
-ends), each block is split into lines and parsed with vectorized Polars expressions, and one batch
-is yielded per block. Batching never changes the result (the volume unit is decided from a fixed
-sample at open time).
-
-What is kept and what is rejected:
-
-- Rejected rows go to ``reader.rejects`` as :class:`Reject` (file, 1-based physical line number
-  counting the header and blank lines, raw line text, reason; those whose code and time parsed are
-  also counted per code and day in ``reader.rejected_days``): a time that doesn't parse or is
-  missing, a code that is missing or can't be normalized, a numeric field that isn't a number
-  (or is +-inf), a wrong field count (a truncated last line), a line that can't be decoded, and a
-  time outside the A-share venues' plausible window (core/plausibility.py: after now + the tolerance
-  in Beijing time, a 2062 typo for 2026, or before the first session), as "implausible time: ...".
-- Dirty but valid rows are KEPT unchanged: negative forward-adjusted prices, open = 0, zero-volume
-  placeholder bars, float32 cent noise, duplicated or missing minutes. Cleaning belongs to the
-  aggregates (the monthly K-line's WHERE, transforms.clean_minute_bars).
-- Empty or null-like numeric fields ("", nan, null, None, -, --, N/A) become NULL and are kept:
-  the aggregate's ``volume >= 0 AND amount >= 0 AND high >= GREATEST(open, close) ...`` filters them.
-  A file without an amount column (symbol,dt,... layout) gives amount NULL for every row.
-- Whole-file problems raise :class:`CsvFileError` naming the file (and the line where relevant):
-  empty file, no header, a header no profile matches (:class:`UnknownHeaderError` lists the headers
-  seen, the profiles tried and what the closest one is missing), bytes no candidate encoding can
-  decode, no code column and no code in the file name, a file that can't be read to its end
-  (a truncated gzip), and data rows none of which can be read (a file is never "done" with 0 rows
-  and only rejects; a header-only file is fine).
-- Time columns (:class:`TimeColumnError`, a CsvFileError naming the column, the profile and sample
-  values): a time column that parses in NO row is the file's error, not per-row rejects (dates as
-  MM/DD/YYYY, DD-MM-YYYY, Excel serials, epoch numbers, AM/PM the profile doesn't read); it is raised
-  at open when no row of the first ``SAMPLE_BYTES`` parses, else when the file ends. A few bad times
-  among good ones stay rejects. So do implausible times, unless every row of the file has one: the
-  file is then refused naming the column and sample values (never at open from a sample alone).
-  A 12-hour clock without AM/PM is the file's error too: a day with
-  bars at 01:00-03:00 and none from 12:00 on (A-share sessions are 09:30-11:30 and 13:00-15:00
-  Beijing time, so the afternoon lost its 12 hours; UTC times without an offset look the same). Its
-  morning bars are right but a file of half days would load as if complete, so none of it loads.
-  Other out-of-session times are kept, like other dirty rows.
-
-Encodings: tried per profile candidates (default utf-8-sig, gbk, gb18030) on a sample of the file;
-UTF-8 wins when most non-ASCII lines are valid UTF-8 (a few corrupt lines are then rejected, not
-read as mojibake); an incomplete last line is ignored when detecting. Files ending in ``.gz`` are
-read through gzip.
-
-Over 500 lines: one class, the streaming reader, whose steps (sniff, decode, header, times,
-checks, rejects) share its state; the parse expressions sit beside it.
+Batches of a normalized Polars DataFrame (``MINUTE_SCHEMA``) in bounded memory; dirty but valid rows
+kept, bad rows rejected with their line, whole-file problems raised as :class:`CsvFileError`. Over
+500 lines: one class whose steps (sniff, decode, header, times, checks, rejects) share its state, the
+parse expressions beside it. What is kept and rejected: docs/minute-bars.md, "The CSV reader".
 """
 
 from __future__ import annotations

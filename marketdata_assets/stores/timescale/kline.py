@@ -1,43 +1,9 @@
 """Monthly K-line (`stock_monthly_kline`) from 1-minute bars (`stock_1min_qfq`).
 
-Plain functions over a psycopg 3 connection (no Dagster). Two ways to the same rows, chosen by the
-server's TimescaleDB license (``license``: "timescale", "apache", or None without the extension;
-``AUTO`` asks the server):
-
-- "timescale" (continuous aggregates available, e.g. the PGlite server): `stock_monthly_kline` is
-  a continuous aggregate ``WITH (timescaledb.continuous) ... WITH NO DATA``, its index and
-  its refresh policy; refreshing is ``CALL refresh_continuous_aggregate`` (autocommit, session
-  TimeZone Asia/Shanghai); :func:`run_policy_now` runs the policy job (PGlite has no background
-  workers, so policies never run by themselves there).
-- "apache" or no extension (the native server): `stock_monthly_kline` is a TABLE with the same
-  columns (+ PRIMARY KEY (code, month)) and the same index; refreshing a window deletes its rows and
-  inserts the same SELECT restricted to ``time`` in the window, in one transaction. Without the
-  extension the SELECT uses ``date_trunc('month', time)`` and ordered aggregates for first/last.
-
-Both paths refresh exactly the complete months inside a window (TimescaleDB refreshes only the
-buckets that lie entirely inside the refresh window; the table path does the same), so they give
-identical rows for the same minute bars.
-
-Times: ``time`` is the Beijing wall-clock time as ``timestamp without time zone``; months are naive
-month starts (``time_bucket('1 month', time)`` cuts on the literal value, no zone conversion). The
-session TimeZone (Asia/Shanghai) only matters for ``now()`` (force backfill, policy windows).
-
-Definitions never change silently: a continuous aggregate's stored query (pg_get_viewdef of its
-direct view, as `timescaledb_information.continuous_aggregates.view_definition`) is compared with the
-code's SELECT deparsed by the same server; a table carries the SHA-256 of the code's SELECT in its
-COMMENT. A difference raises :class:`KlineDefinitionChanged`; ``ensure_monthly_kline(...,
-recreate=True)`` drops the object (CASCADE: index, policy) and creates it again, after which a
-:func:`force_backfill` is needed.
-
-Note: the plain ``CALL refresh_continuous_aggregate('stock_monthly_kline', '2000-01-01', NOW())``
-fails on a ``timestamp without time zone`` aggregate ("invalid time argument type timestamp with
-time zone"); this module passes ``'2000-01-01'::timestamp`` and ``now()::timestamp`` (the Beijing
-wall-clock time, as the session TimeZone is Asia/Shanghai). A status query on
-``continuous_aggregates.last_refresh`` does not work either (no such column); each refresh's
-:class:`RefreshResult` reports the watermark and the policy job's stats instead.
-
-Over 500 lines: the K-line's two ways to the same rows (continuous aggregate, plain table) and
-their SQL, kept side by side so they stay equal.
+Plain functions over a psycopg 3 connection (no Dagster): a continuous aggregate where the server's
+TimescaleDB license has them, else a table refreshed with the same SELECT; identical rows either way.
+Over 500 lines: the two ways and their SQL, kept side by side so they stay equal. Design, limits and
+refresh bounds: docs/minute-bars.md, "The K-line's two ways to the same rows".
 """
 
 from __future__ import annotations
