@@ -41,6 +41,9 @@ class WsClient(asyncio.Protocol):
         self.opened = asyncio.get_running_loop().create_future()
         self.ended = asyncio.Event()
         self.fragments: list[bytes] = []  # a message sent in several frames, until its last
+        self.head = b""  # the handshake's answer so far (until its end is seen)
+        self.framed = False  # the frames after the handshake are cut here (`_frames`)
+        self.pending = b""  # the start of a frame not yet whole
 
     @classmethod
     async def connect(cls, url: str, open_timeout: float = 10.0) -> WsClient:
@@ -77,6 +80,59 @@ class WsClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         recv_ns = time.time_ns()
+        if self.framed:
+            self._frames(self.pending + data if self.pending else data, recv_ns)
+        elif self.protocol.state is State.CONNECTING:
+            self._answer(data, recv_ns)
+        else:
+            self._parsed(data, recv_ns)
+        self._flush()  # pongs, the answer to a close frame
+
+    def _answer(self, data: bytes, recv_ns: int) -> None:
+        """The handshake's answer, to the protocol; once it opened the connection, the frames after it
+        are cut here (the protocol's parser stands at a frame's start: it took the answer and nothing more)."""
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            self._parsed(data, recv_ns)
+            return
+        cut = len(data) - (len(self.head) - end - 4)
+        self.head = b""
+        self._parsed(data[:cut], recv_ns)
+        if self.protocol.state is State.OPEN:
+            self.framed = True
+            self._frames(data[cut:], recv_ns)
+        elif cut < len(data):
+            self._parsed(data[cut:], recv_ns)
+
+    def _frames(self, buf: bytes, recv_ns: int) -> None:
+        """The whole frames in `buf`: a message in one unmasked text frame (nearly all) is handed on here,
+        without the protocol's frame objects (bench live_capture: 2.7 -> 0.5 us a frame); any other frame
+        (control, a message in pieces, binary, after a close) goes whole to the protocol; the rest waits."""
+        size, pos, protocol, on_text = len(buf), 0, self.protocol, self.on_text
+        while size - pos >= 2:
+            first, second = buf[pos], buf[pos + 1]
+            length, start = second & 0x7F, pos + 2
+            if length == 126:
+                length, start = int.from_bytes(buf[start:start + 2]), start + 2
+            elif length == 127:
+                length, start = int.from_bytes(buf[start:start + 8]), start + 8
+            end = start + length + (4 if second & 0x80 else 0)
+            if end > size:
+                break
+            if first == 0x81 and second < 0x80 and on_text is not None and not self.fragments \
+                    and protocol.state is State.OPEN:
+                try:
+                    on_text(buf[start:end].decode(), recv_ns)
+                except UnicodeDecodeError:
+                    self._invalid_text()
+            else:
+                self._parsed(buf[pos:end], recv_ns)
+            pos = end
+        self.pending = buf[pos:]
+
+    def _parsed(self, data: bytes, recv_ns: int) -> None:
+        """`data` parsed by the protocol, and what it made of it handed on."""
         protocol, on_text = self.protocol, self.on_text
         protocol.receive_data(data)
         for event in protocol.events_received():
@@ -90,7 +146,6 @@ class WsClient(asyncio.Protocol):
                 self._handshaken()
             elif opcode is TEXT or opcode is BINARY or opcode is CONT:
                 self._message_part(event.data, event.fin, recv_ns)
-        self._flush()  # pongs, the answer to a close frame
 
     def _message_part(self, data: bytes, last: bool, recv_ns: int) -> None:
         """A frame of a message sent in several (or before `start`): the message once its last came."""
@@ -110,6 +165,9 @@ class WsClient(asyncio.Protocol):
             self.on_text(text, recv_ns)
 
     def eof_received(self) -> bool | None:
+        if self.pending:  # a frame cut by the end: the protocol tells it as it would have
+            self._parsed(self.pending, time.time_ns())
+            self.pending = b""
         self.protocol.receive_eof()
         self._flush()
         return None
