@@ -1,6 +1,7 @@
 """A WebSocket client for the collector: the `websockets` library's own protocol (Sans-I/O: handshake,
-frame parsing, control frames, closing) on an asyncio transport, each frame handed to a callback
-as the bytes arrive.
+control frames, messages in pieces, closing) on an asyncio transport, each message handed to a
+callback as the bytes arrive; after the handshake the frames are cut here, and a message in one
+unmasked text frame (nearly all) goes straight to the callback (docs/live-capture.md, Bench).
 
 Why not `websockets.connect`: its asyncio client hands frames over one `await recv()` at a time,
 through an assembler, a future and the reader's task; at tens of thousands of frames a second that
