@@ -57,6 +57,17 @@ async def _raw_server(talk):
     return await asyncio.start_server(on_client, "127.0.0.1", 0)
 
 
+async def _collect(talk) -> tuple[list[str], WsClient]:
+    """The messages a client receives from `_raw_server(talk)` until the connection ends, and the client."""
+    server = await _raw_server(talk)
+    async with server:
+        client = await WsClient.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+        got: list[str] = []
+        client.start(lambda text, recv_ns: got.append(text))
+        await asyncio.wait_for(client.ended.wait(), 5)
+        return got, client
+
+
 def test_frames_are_cut_right_however_the_bytes_arrive():
     """The frames after the handshake are cut by the client itself: frames in the handshake's own read, every
     length encoding, a stream delivered a byte at a time, a ping answered between messages, a message in
@@ -77,18 +88,10 @@ def test_frames_are_cut_right_however_the_bytes_arrive():
         writer.write(_frame(b"last") + _frame((1000).to_bytes(2), opcode=0x8))
         await writer.drain()
 
-    async def main():
-        server = await _raw_server(talk)
-        async with server:
-            client = await WsClient.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
-            got = []
-            client.start(lambda text, recv_ns: got.append(text))
-            await asyncio.wait_for(client.ended.wait(), 5)
-            return got, client.close_rcvd
-    got, close_rcvd = asyncio.run(main())
+    got, client = asyncio.run(_collect(talk))
     assert got == ["in-the-answer", mid, big, "byte-by-byte", "fragmented", "last"]
     assert pong.is_set()
-    assert close_rcvd.code == 1000
+    assert client.close_rcvd.code == 1000
 
 
 def test_a_masked_frame_from_the_server_fails_the_connection():
@@ -98,14 +101,6 @@ def test_a_masked_frame_from_the_server_fails_the_connection():
         await writer.drain()
         await reader.read()
 
-    async def main():
-        server = await _raw_server(talk)
-        async with server:
-            client = await WsClient.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
-            got = []
-            client.start(lambda text, recv_ns: got.append(text))
-            await asyncio.wait_for(client.ended.wait(), 5)
-            return got, client.protocol.close_sent
-    got, close_sent = asyncio.run(main())
+    got, client = asyncio.run(_collect(talk))
     assert got == ["fine"]
-    assert close_sent.code == 1002
+    assert client.protocol.close_sent.code == 1002
