@@ -1,25 +1,9 @@
 """Deterministic, realistic BRAIN-style alpha objects (REGULAR and SUPER) for tests, replay and benchmarks.
 
-``make_alpha(seed, type="REGULAR", date_created=None, ...)`` returns a plain JSON-ready dict with
-every field and quirk of the vendor's alpha object, about 4 KB as canonical JSON:
-
-* top level: id (7 chars, unique per (seed, type)), type, author, settings, regular | combo +
-  selection, dateCreated / dateSubmitted / dateModified (ISO 8601 with the New York offset, or
-  null), name, favorite, hidden, color, category, tags, classifications [{id, name}], grade, stage,
-  status, is, os, train, test, prod, competitions, themes, pyramids, pyramidThemes, team and,
-  for some alphas, osmosisPoints.
-* settings with testPeriod "P1Y"; SUPER adds selectionHandling, selectionLimit,
-  componentActivation; SUPER has combo and selection blocks with operatorCount null.
-* ``is`` (and ``os`` for submitted alphas, ``train``/``test`` for some) with integer pnl, float
-  stats, nested investabilityConstrained and riskNeutralized blocks; GLB alphas add per-area blocks
-  (amer / apac / emea) that nest their own investabilityConstrained block.
-* ``checks``: plain {name, result}; + limit, value; + ratio; a WARNING with a message; PENDING;
-  MATCHES_PYRAMID with effective, multiplier, pyramids[]; MATCHES_THEMES twice (once for ~1 in 4
-  alphas); IS_LADDER_SHARPE two to four times with year/startDate/endDate, endDate BEFORE
-  startDate for about half of the alphas (the vendor quirk).
-
-Same arguments, same dict, on every machine (random.Random seeded with a string). No imports from
-the project: the replay server and the benchmark import this module as it is.
+``make_alpha(seed, type="REGULAR", date_created=None, ...)`` returns a plain JSON-ready dict with every
+field and quirk of the vendor's alpha object; same arguments, same dict, on every machine. No imports
+from the project: the replay server and the benchmark import this module as it is. The fields, blocks
+and check variants: docs/tests.md, "The alpha factory".
 """
 
 from __future__ import annotations

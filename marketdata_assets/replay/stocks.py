@@ -1,24 +1,8 @@
 """The stocks replay: Tushare Pro (`replay.tushare`) and Yahoo Finance chart v8 (`replay.yahoo`)
 served on one port, with the fault list, the request log and the control endpoints they share.
 
-Data are deterministic per (seed, instrument, day) (`replay.stock_market`). The ground truth is
-available in process (`server.tushare.minutes` / `.daily`, `server.yahoo.rows`; the functions
-`ashare_minutes`, `ashare_daily`, `yahoo_minutes`) and at `GET /_replay/truth`.
-
-Faults (`Fault`, targeted at instruments (`symbols`) and/or an API, every Nth matching request, at most N times),
-set by config, `server.add_fault(...)` or `POST /_replay/faults`: `latency`, `http_error` (5xx),
-`malformed_json` (a 200 with a cut body), `missing_field`, `non_numeric`, `tushare_error` (any
-code/msg), `tushare_permission` (40203 "抱歉，您没有访问该接口的权限…"), `bad_token` (40101),
-`null_data` (Tushare `data: null`), `too_many_requests` (Yahoo 429 with a PLAIN TEXT body "Too Many
-Requests" / "Edge: Too Many Requests"), `not_found` (Yahoo 404 "No data found, symbol may be
-delisted"), `bad_request` (Yahoo 400).
-
-Control endpoints (no auth): `GET /_replay/state`, `POST /_replay/faults` (`{"add": [fault...],
-"clear": true, "config": {field: value}, "reset_counters": true}`), `GET /_replay/truth?
-provider=tushare|tushare_daily|yahoo&symbol=&day=YYYY-MM-DD`, `GET /_replay/requests`.
-
-In-process: `with StocksReplayServer(StocksReplayConfig(...)) as server: server.base_url`.
-CLI: `python -m marketdata_assets.replay.stocks --port 8766 --seed 7` (see `--help`).
+Deterministic data (`replay.stock_market`) with the ground truth in process and at `GET /_replay/truth`.
+Faults, control endpoints, in-process use and CLI: docs/tests.md, "The stocks replay".
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
 """The replay of Yahoo Finance chart v8 (1-minute bars of stocks on several exchanges): its format,
 quirks, limits and faults.
 
-Answers `GET /v8/finance/chart/{symbol}?interval=1m&period1=&period2=` (or `range=1d|5d|7d`):
-
-- `chart.result[0]` = `meta` (currency as Yahoo writes it: "GBp" pence for `.L`, "ZAc" for `.JO`,
-  "ILA" for `.TA`; exchangeName, exchangeTimezoneName, gmtoffset, tradingPeriods, currentTradingPeriod;
-  `range` only when `range=` was asked), `timestamp[]` in epoch SECONDS (bar open, regular session
-  only), `indicators.quote[0].{open,high,low,close,volume}` with float32 noise in prices
-  (101.2 → 101.19999694824219), whole null minutes and partially null rows. No bars in the window
-  → no `timestamp` key and `quote:[{}]`.
-- Windows of more than 8 days → 422 "Only 8 days worth of 1m granularity data…"; starting before
-  `yahoo_days_back` (30) days → 422 "…within the last 30 days"; period1 > period2 → 400
-  "Bad Request"; another interval → 400.
-- Errors as `{"chart":{"result":null,"error":{code, description}}}`.
-- Faults of its own: `too_many_requests` (429 with a PLAIN TEXT body "Too Many Requests" / "Edge: Too
-  Many Requests"), `not_found` (404 "No data found, symbol may be delisted"), `bad_request` (400); and
-  `latency`, `http_error` (an HTML 5xx), `malformed_json`, `missing_field` (a quote field,
-  "timestamp" or "meta.<key>"), `non_numeric` (a quote field).
-
-The ground truth: `yahoo_minutes` (a pure function of seed, instrument and day).
-`replay.stocks` serves this replay beside Tushare's on one port.
+Answers `GET /v8/finance/chart/{symbol}` as Yahoo does, with its window limits, error bodies and
+faults; the ground truth is `yahoo_minutes`, and `replay.stocks` serves it beside Tushare's on one
+port. Format, limits and faults: docs/tests.md, "The Yahoo Finance chart replay".
 """
 
 from __future__ import annotations

@@ -2,24 +2,9 @@
 answers it, for venue BINANCE_UM: the spot venue's code (`binance.Binance`) over USD-M's paths,
 weights (`config.binance_um_weight_limit`, 2400 a minute) and formats.
 
-- `aggTrades` (spot's records without `M`), `klines` (limit ≤ 1500), `depth` (spot's plus `E`, `T`:
-  the book's time), `ticker/24hr` (spot's without prevClosePrice and bid/ask), `ping`, `time`:
-  from the BINANCE_UM tapes. Only the last 48 hours of aggregate trades exist (the docs' reach):
-  older ones are silently absent, as a venue with a limited history answers [inferred].
-- `ticker/bookTicker`: the best level of a book of the market's; `premiumIndex`: mark and index
-  closes of the last minute that ended (`derived.mark_bar` / `index_bar`), `lastFundingRate` = the
-  last rate settled, nextFundingTime, time.
-- `fundingRate` (startTime/endTime inclusive, limit ≤ 1000, ascending, the first `limit` from
-  startTime): settlements every `FUNDING_INFO` interval (8 h unless listed; ETHUSDT every 4 h here)
-  at `derived.settlements`, rate `derived.funding_rate`, markPrice the mark close of the minute
-  before; `fundingInfo` lists `FUNDING_INFO` (BTCUSDT: cap adjusted, 8 h; ETHUSDT: 4 h).
-- `markPriceKlines` (symbol) / `indexPriceKlines` (pair): the derived bars, volumes "0", 60 "basic
-  data" a minute; only minutes that have ended.
-- `openInterestHist` (period 5m..1d, limit ≤ 500): `derived.open_interest` on the period grid,
-  value = it x the mark close of the minute before; only the last 30 days exist (older rows are
-  silently absent [inferred]); more rows than `limit` answer the first `limit` from startTime
-  [inferred].
-Errors as spot (-1121 unknown symbol, -1100 bad parameter, -1120 bad interval, 429 + -1003).
+Trades, klines, depth and tickers from the BINANCE_UM tapes; premium index, funding, mark/index klines
+and open interest from `derived`. Endpoints, their limits and reach: docs/tests.md,
+"The Binance USD-M futures REST replay".
 """
 
 from __future__ import annotations

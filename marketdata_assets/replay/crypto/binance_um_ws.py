@@ -2,22 +2,8 @@
 sources/binance/futures_stream.py documents it): spot's replay (binance_ws.py: combined streams,
 SUBSCRIBE, limits, faults) with USD-M's streams, on the BINANCE_UM tapes and books.
 
-- `<instrument>@aggTrade`: the tape's aggregate trades (`a` = the tape id, `f`/`l` its trade span,
-  as REST `/fapi/v1/aggTrades` answers them);
-- `<instrument>@depth@100ms`: `depthUpdate` with `T` and `pu` = the `u` before it (a skipped
-  sequence: the event whose `pu` names an event never sent); `U` is one above the event's first
-  update when it holds several (USD-M's U is not the previous u + 1 [inferred from the docs'
-  rule, which chains by pu only]: a client that checks U as on spot sees false gaps); REST
-  `/fapi/v1/depth` of the replay answers the same book (`lastUpdateId` fits the stream);
-- `<instrument>@bookTicker` (`e`, `E`, `T` added to spot's), `<instrument>@kline_1m` as spot's;
-- `<instrument>@markPrice@1s`: every `derived_every_s`, the REST `premiumIndex` answer
-  (`binance_um.BinanceUm.premium_index`: mark and index of the last minute that ended, the last
-  settled funding rate, the next funding time) as a `markPriceUpdate`;
-- `<instrument>@forceOrder`: a trade `derived.is_liquidation` picks, as a filled IOC order (the
-  latest of the tick, at most one a second per instrument, as the venue's snapshot stream), and the
-  same order on the all-market `!forceOrder@arr` (every symbol's, one event a push);
-  `!markPrice@arr@1s` (`!markPrice@arr`): each instrument's markPriceUpdate, in an array.
-The `bad_frame` fault damages the next frame of its `channel` (a stream kind: "markPrice", ...).
+aggTrade, depth (chained by `pu`), bookTicker, kline, markPrice and forceOrder streams, the all-market
+arrays, and `bad_frame`: docs/tests.md, "The Binance USD-M WebSocket replay".
 """
 
 from __future__ import annotations

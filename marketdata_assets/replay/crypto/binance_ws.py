@@ -1,27 +1,9 @@
 """Binance spot WebSocket market streams, replayed: the venue's protocol, limits and misbehaviour.
 
-Protocol (as sources/binance/stream.py documents it): combined streams at `/stream?streams=a/b`
-(events wrapped `{"stream", "data"}`), raw streams at `/ws/<stream>`; live `SUBSCRIBE` /
-`UNSUBSCRIBE` / `LIST_SUBSCRIPTIONS` / `SET_PROPERTY` / `GET_PROPERTY` answered `{"result": ..,
-"id": n}`, refused `{"error": {"code": c, "msg": ..}, "id": n}`; streams `<instrument>@trade` and
-`<instrument>@depth@100ms` (or `@depth`). Every `tick_s` each instrument moves (live_book.py): one
-`depthUpdate` with real U/u sequencing and `trades_per_tick` trades from the tape. A REST replay
-passed in (`CryptoReplayServer`) answers `/api/v3/depth` from the same books, so its
-`lastUpdateId` fits the diff stream.
-
-Limits: at most `max_streams` streams a connection; more than `control_per_s` JSON control messages
-in one second closes the connection (1008), as Binance drops a connection over its 5 a second (the
-library answers ping/pong frames itself, so those are not counted here); the server pings every
-`ping_interval_s` and drops a client whose pong has not come within `pong_timeout_s`; every
-connection is cut after `lifetime_s` (Binance's 24 h; short in tests).
-
-Faults (`WsFault`, `add_fault`): `disconnect` (the TCP connection dropped without a close frame,
-after `after` data frames on a connection), `stall` (after `after` data frames: nothing more is sent
-and nothing read, so pings go unanswered), `skip_sequence` (the instrument's `after`-th diff event
-comes with one update id missing), `subscribe_error` (the `after`-th SUBSCRIBE is refused),
-`burst` (at tick `after`, `count` trades of the instrument at once). Each fires at most `times`.
-
-In-process: `with CryptoReplayServer(cfg) as rest, BinanceWsReplay(WsConfig(), rest=rest) as ws: ws.url`.
+Combined and raw streams, live control messages, `trade` and `depthUpdate` events (real U/u) from the
+tapes, with a REST replay passed in answering `/api/v3/depth` from the same books; Binance's control,
+ping and lifetime limits, and faults. What it serves, its faults and limits: docs/tests.md,
+"The Binance spot WebSocket replay".
 """
 
 from __future__ import annotations

@@ -1,23 +1,9 @@
 """The live side of one Binance spot instrument in the replay: a true order book that moves by
 numbered updates, and the tape's trades played forward.
 
-The book starts from the REST replay's book around the tape's price and changes a few levels per
-update; every update has an id (one more than the last), and a diff event carries updates U..u with
-each touched level's final absolute quantity, as Binance's `depthUpdate` does. `snapshot` answers
-the REST `/api/v3/depth` of the same book at the update id it stands at, so a snapshot and the diff
-stream agree the way they do at the venue. A skipped sequence (`step(skip=True)`) applies one
-update to the truth without sending it: a client that does not resync ends with a wrong book.
-
-Bars (`last_closed_bar`, `open_bar`) are the tape's minute bars, the ones the REST replays' klines and
-candles answer, so a live closed bar equals the REST bar of that minute.
-
-Trades are the tape's (replay.crypto.tape), from the trade current at the start onwards: ids,
-prices, sizes and sides as the REST replay's `/api/v3/trades` gives them; the event and trade times
-are the wall clock when they are sent (the stream plays the tape faster than it was recorded).
-Every trade played is kept as sent (`emitted`: id -> (trade time ms, price, size, the taker bought),
-the last `EMITTED_KEPT`), and the REST replay answers those ids with exactly that
-(`Market.live_trades`: Binance `historicalTrades`, OKX `history-trades` by tradeId), as a venue's REST and stream tell one history:
-a trade the live path missed and a REST refill fetched by id equals the one the stream sent.
+Its snapshot and diff events agree as at the venue, its bars are the REST replays' bars, and every trade
+played is kept as sent so the REST replay answers those ids the same. How the book, bars and trades
+are made: docs/tests.md, "The live book".
 """
 
 from __future__ import annotations

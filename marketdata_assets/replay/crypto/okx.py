@@ -1,24 +1,9 @@
 """OKX v5 public market data (`/api/v5/...`) as the venue answers it.
 
-`history-trades` (type=1 pages by tradeId, type=2 by ts; after/before, limit ≤ 100, newest
-first; the tradeIds the WebSocket replay sent answer as it sent them, `live_book.LiveInstrument
-.emitted`), `trades`, `books` (sz ≤ 400, levels `[px, sz, "0", numOrders]`), `history-candles` and
-`candles` (bar=1m, newest first), `ticker`, `public/funding-rate-history`,
-`rubik/stat/contracts/open-interest-history` (period=5m), `public/liquidation-orders`,
-`history-mark-price-candles` and `history-index-candles`. Every value is a string in the envelope
-`{"code": "0", "msg": "", "data": [...]}`; most errors come back with HTTP 200 and a non-zero
-`code` (50011 rate limit, 50014/51000/51001 parameters). Beyond `okx_requests_per_2s` requests to
-one path in 2 seconds (sliding): HTTP 429 `{"code": "50011"}`, counted in `limit_refusals`.
-
-From the derived series (derived.py), for a contract: funding settled every 8 hours
-(realizedRate = fundingRate = derived.funding_rate); open interest every 5 minutes (oi =
-derived.open_interest, oiCcy = oi * ctVal, oiUsd = oiCcy * the close of the mark minute before);
-liquidations = the tape's trades `derived.is_liquidation` picks (side = the trade's taker side,
-bkPx = its price, sz = its size; the last `LIQUIDATION_DAYS` only, limit ≤ 100 details); mark
-candles = derived.mark_bar; index candles (instId = the index, "BTC-USDT") = derived.index_bar on
-the perpetual's tape ("BTC-USDT-SWAP" when configured, else the spot pair's), so mark and index
-stay close. The ticker: the last trade, the top of a book around it, the last 24 hours' trades.
-History is served from the whole tape (no retention limit but the liquidations').
+Trades (the WebSocket replay's as it sent them), books, candles, ticker, funding, open interest,
+liquidations and mark/index candles, in OKX's string envelope with its HTTP-200 errors and its
+per-path limit; a contract's series come from `derived`. Endpoints, limits and the derived series:
+docs/tests.md, "The OKX v5 REST replay".
 """
 
 from __future__ import annotations

@@ -1,31 +1,9 @@
 """OKX's public WebSocket v5, replayed (the protocol as sources/okx/stream.py documents it).
 
-`/ws/v5/public`: `{"id", "op": "subscribe" | "unsubscribe", "args": [{"channel", "instId"}]}`
-answered per arg `{"id", "event": "subscribe", "arg", "connId"}`, refused `{"id", "event": "error",
-"code", "msg", "connId"}` (an unknown channel or instrument: 60018; the `subscribe_error` fault:
-60012); the text "ping" answered "pong"; a connection with no traffic either way for `idle_s`
-(OKX: 30 s) is closed. Channels `trades` and `books`: subscribing `books` sends the snapshot of the
-true book at once (`action: snapshot`, prevSeqId -1, the checksum of its top 25 levels), then every
-tick an `update` (prevSeqId = the update id before the move, seqId = after it; the touched levels'
-final sizes, "0" removing) with the checksum of the true book after it, and the tape's trades.
-Faults (ws_replay.py): disconnect, stall, skip_sequence (seqId continuity broken), wrong_checksum
-(one update's checksum off by one; its data right), subscribe_error, burst, bad_frame (`channel`: an
-OKX channel name; the next push of it has its fields missing); the service-upgrade cut after
-`lifetime_s`: the `notice` (code 64008) first, the close `cut_notice_s` later.
-
-The other channels, from the generators the REST replay (okx.py) answers with, so live and REST agree:
-- `tickers`: every `ticker_every_s`, the live book's best bid/ask and the last trade sent;
-- `mark-price` (contracts): every `derived_every_s`, `derived.mark_bar`'s close of the last minute
-  that ended; `funding-rate` (SWAP): the rate `derived.funding_rate` settles at the next funding
-  time (fundingTime), nextFundingTime 8 h later; `open-interest` (contracts): `Okx.open_interest_row`
-  of the current 5-minute grid point (its `ts`), as REST's history has it;
-- `liquidation-orders` (`instType` SWAP): the SWAP trades `derived.is_liquidation` picks, in REST's
-  detail format;
-- `candle1m`, on `/ws/v5/business` only (OKX refuses it on /public with 60018, and /public's
-  channels there): the tape's bar of the minute in progress (confirm "0") about every second,
-  and the last closed bar (confirm "1", REST's candle of that minute) at the minute's turn and at
-  once to a new subscriber (OKX pushes the open bar at once; a closed one only at the turn: a test
-  cannot wait that long; a bar sent twice has one id).
+Subscriptions, ping/pong and the idle close; `books` snapshots and updates with real seqIds and
+checksums, the tape's trades, and tickers, mark price, funding, open interest, liquidations and candles
+from the REST replay's generators, so live and REST agree. What it serves, its faults and limits:
+docs/tests.md, "The OKX WebSocket replay".
 """
 
 from __future__ import annotations
