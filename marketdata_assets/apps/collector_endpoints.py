@@ -1,24 +1,9 @@
 """The live collector's own endpoints: `/metrics` (Prometheus), `/health` and `/status`, served by the
-collector process on COLLECTOR_METRICS_HOST:COLLECTOR_METRICS_PORT (docs/metrics.md, docs/live-capture.md).
+collector process on COLLECTOR_METRICS_HOST:COLLECTOR_METRICS_PORT from its in-memory counters at
+scrape time (not the exporter's multiprocess directory), one `venue` label per collector.
 
-Why its own endpoint and not the exporter's multiprocess directory: the collector is one long-lived
-process whose counters already live in memory (ingest.live.stats.Stats, the consumer's
-ConsumerStats); a custom prometheus-client Collector reads them at scrape time, so the hot path
-records nothing twice and no sample file grows. Names follow the exporter's conventions
-(`marketdata_` prefix, `_total` counters, seconds, small label sets: `venue`, `channel` (the kind of
-stream: `trade`, `depth`, `_control`, `_bad`; never an instrument), `dataset`, `reason`).
-
-One process may run a collector per venue (`marketdata collect` with several venues enabled): every
-metric carries its `venue` label, and /health and /status judge and show each venue.
-
-- `/health`: 200 `ok` while every venue has a connection open and a frame within the stale
-  deadline; 503 with the reasons otherwise (starting, disconnected, stale), venue by venue.
-- `/status`: JSON of every counter: `venues` (per venue: health, connections, newest frame's age,
-  queue depths, its collector's counters), `collector` (the venues' counters summed), with
-  `--consume` the consumer's.
-
-Served from a daemon thread (wsgiref, like the exporter); the counters are plain ints and dicts
-copied under the GIL, so a scrape never blocks the event loop.
+Why, the names, what /health and /status say: docs/live-capture.md ("Endpoints" in "The NATS →
+ClickHouse consumer, ...") and docs/metrics.md ("The live collector's metrics").
 """
 
 from __future__ import annotations

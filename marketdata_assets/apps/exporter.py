@@ -1,25 +1,9 @@
 """The Prometheus exporter: `python -m marketdata_assets.apps.exporter [--host H] [--port P]` (defaults
-METRICS_HOST / METRICS_PORT, 127.0.0.1:9108). docs/metrics.md lists the metrics.
+METRICS_HOST / METRICS_PORT, 127.0.0.1:9108): `/metrics`, `/health`, `/status`.
 
-- `/metrics`: the samples every process wrote to the multiprocess directory (core.metrics), merged
-  by prometheus-client's `MultiProcessCollector`, plus figures computed at scrape time from the
-  Dagster instance: per asset key the time of its latest materialization and the seconds since
-  (freshness lag), from one query (`instance.get_asset_records()`).
-- `/health`: 200 `ok` when the instance storage answers a cheap query, 503 with the reason if not.
-- `/status`: JSON: exporter version and start time, metrics directory, demo mode, per asset the
-  latest materialization and lag, per dataset × venue the last success and rows loaded.
-
-Nothing a scrape does can make /metrics fail: a failing or slow instance query (bounded by
-`query_timeout_s`; one query at a time, a slow one is not queued behind) or an unreadable
-multiprocess file only drop those figures and count `marketdata_exporter_errors_total{part}`, and
-`marketdata_dagster_instance_up` says whether the instance answered.
-
-Multiprocess files are never removed here: counters, histograms and the `max` timestamp gauges of
-dead processes are part of the totals, and no gauge uses a `live*` mode (the only files
-`multiprocess.mark_process_dead` would remove).
-
-`start_exporter(host, port)` serves from a daemon thread (port 0: a free one) and returns an
-`Exporter` with `.url` and `.stop()`; the CLI runs it until SIGTERM or SIGINT.
+Serves the multiprocess samples (core.metrics) merged, plus asset freshness from the Dagster
+instance; nothing a scrape does can make /metrics fail. `start_exporter(host, port)` serves from a
+daemon thread. The metrics and endpoints: docs/metrics.md, "The metrics" and "Endpoints".
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
 """The Prometheus metrics of the loads, defined once: vendor HTTP requests and what came back, rows
 loaded per dataset, and when each dataset × venue last committed a load (docs/metrics.md).
 
-Plain and Dagster-free: the instrumented code calls one function per event (`http_response`,
-`http_rate_limited`, `http_retry`, `http_error`, `http_transport_error`, `loaded`). None of them
-ever raises: a metrics failure is logged once and the load goes on.
-
-Processes. Runs, steps and sensors are many short-lived processes, so prometheus-client's
-multiprocess mode is used when PROMETHEUS_MULTIPROC_DIR is set (settings.apply_defaults sets it to
-<state dir>/metrics): every process writes its samples to files `<type>_<pid>.db` there, and the
-exporter (marketdata_assets.apps.exporter) merges them with `MultiProcessCollector`. prometheus-client
-decides the mode when it is imported, from that variable, so the directory is created here before
-the first sample is written (a missing directory would make every write fail). Without the
-variable, the metrics live in the default in-process registry (`prometheus_client.REGISTRY`).
-
-The gauge holds unix timestamps merged with `multiprocess_mode="max"` (the latest success of any
-process, living or dead): no gauge uses a `live*` mode, so nothing has to be cleaned when a
-process dies (`multiprocess.mark_process_dead` only removes live-gauge files).
-
-Label values come from small fixed sets (source names, dataset names, venues, status classes,
-error categories) and are reduced to `[A-Za-z0-9_.:-]`, at most 64 characters: never a URL, a query
-string or a credential. The error category's label is named `kind` (a series name Prometheus keeps:
-renaming it would split every stored series and alert).
+Plain and Dagster-free: one recording function per event, none of which ever raises. Multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR, created here before the first sample) and the label rules:
+docs/metrics.md, "Processes: multiprocess mode" and "The metrics".
 """
 
 from __future__ import annotations

@@ -1,24 +1,9 @@
 """One venue WebSocket connection of the collector, and the pacing rules around connections.
 
-What it does: connect, subscribe (paced below the venue's control-message rate), read every frame
-as it comes with its receive time, put it on the collector's bounded queue, and end with a
-`disconnect` marker saying why. Nothing here parses a frame.
-
-- `Backoff`: reconnect delays `min(2^(n-1), cap)` seconds for the n-th failure in a row, jittered
-  (each delay drawn between half and all of it), so many collectors do not reconnect in step.
-- `AttemptWindow`: at most N connection attempts in a sliding window (Binance: 300 per 5 min).
-- `Pacer`: at most N control messages a second (Binance counts 5 incoming a second, pings and
-  pongs included: the collector keeps one a second for them).
-- The stale deadline: a timer armed at the last frame's time + `stale_s`, re-armed when it fires
-  early; when it fires for real, the connection is aborted (`reason` "stale"). A timer on the
-  loop, not a polling sleep: a silent socket (no data, no pong) is noticed `stale_s` after its last
-  frame, whatever the library's own ping timeout.
-- The bounded queue: a frame that finds the queue full is dropped and counted; before the next
-  frame that fits, an `overflow` marker with the count goes in (cause `full`), so the gap is on
-  record. (The processor drops frames that waited too long: ingest/live/shedding.py.)
-- `handshake_refusal`: a handshake the venue refused with HTTP 429 (too many requests) or 418
-  (Binance: the IP is banned until a time, after repeated 429s), and how long it asks us to wait
-  (`Retry-After`, seconds or an HTTP date); the collector waits at least that before trying again.
+A connection connects, subscribes (paced), reads every frame with its receive time onto the
+collector's bounded queue, and ends with a `disconnect` marker saying why; nothing here parses a
+frame. Backoff, attempt window, pacer, stale deadline, the full queue and refused handshakes:
+docs/live-capture.md, "One connection (`ingest/live/connection.py`)".
 """
 
 from __future__ import annotations

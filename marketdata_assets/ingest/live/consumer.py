@@ -1,26 +1,9 @@
 """The NATS -> ClickHouse path of live trades: a durable JetStream pull consumer on
 `md.trades.>` that inserts into ``trades_live`` (stores.clickhouse.live) and acknowledges only after
-the insert succeeded.
+the insert succeeded. Dagster-free: `marketdata consume` / `marketdata collect --consume`.
 
-- Batches are bounded by size (`batch_size` messages) and time (`max_wait_s` after the first
-  message of a batch): at most that long between a trade reaching the stream and its INSERT. The
-  next batch is fetched while the last one is inserted (one INSERT at a time): behind, a batch
-  holds what came during the last INSERT, up to `batch_size` messages (each a batch of trades).
-- A batch whose INSERT fails stays unacknowledged and is inserted again (backed off) until it goes
-  in; if that takes longer than `ack_wait_s` the server redelivers it meanwhile, which does no harm.
-- Exactly once in the table although delivery is at least once: a consumer killed between its
-  INSERT and its acks gets the batch redelivered after `ack_wait_s` and inserts it again; the
-  table's ReplacingMergeTree key (venue, instrument, trade_id) and the reads' FINAL keep one row.
-- A message is a batch of one instrument's trades (a JSON array; one trade object from an older
-  collector). A message that is not trades is terminated (never redelivered) and counted with its reason.
-- Messages come through `stores.jetstream.PullBatches` (pull requests on one callback subscription)
-  and are acknowledged a batch at a time (plain acks, the last one confirmed, all sent again while
-  NATS is away): at 10k trades/s nats-py's per-message `fetch` tasks and per-message confirmed acks
-  were the consumer's largest costs (bench live_capture; docs/live-capture.md).
-
-Dagster-free, like the collector: `marketdata consume` / `marketdata collect --consume`, or
-`TradesConsumer(...).run(stop)` in an event loop. The insert is a callable, so the caller owns the
-ClickHouse client (one process holds an embedded engine's directory).
+Batches, retries, exactly once in the table, pulls and acks, figures: docs/live-capture.md, "The
+NATS → ClickHouse consumer, `marketdata collect`, and the collector's endpoints" and its Bench section.
 """
 
 from __future__ import annotations

@@ -1,31 +1,9 @@
-"""The batch side of live capture for the datasets other than trades (tickers, bars_1m, liquidations,
-open_interest, mark_funding, books: ingest/live/dataset_rows.py says which venue lands which): closed
-landing hours loaded into the dataset's day slices through the ingest engine, as the trades are
-(ingest/live/load.py; no Dagster here, defs/live calls it). One loader, parameterised by dataset.
+"""The batch side of live capture for the datasets other than trades: closed landing hours loaded
+into the dataset's day slices through the ingest engine, as the trades are (ingest/live/load.py; no
+Dagster here, defs/live calls it). One loader, parameterised by dataset.
 
-- What is read: the CLOSED files of the dataset's channels of an instrument, of every hour that can
-  hold the day's events (the day's 24 hours plus the hour before and after: a file's hour is the
-  receive hour; `landing_hours.hours_of_day`). A frame goes through the venue's own protocol
-  (`decode`, then `messages`: the same normalized messages the collector publishes), and each
-  message of the dataset becomes a row (dataset_rows.py).
-- Each message once, by its id (`Nats-Msg-Id`: `<dataset>.<VENUE>.<instrument>.<key>`, the venue's
-  update id or the event's time): the same event from two overlapping connections, a reconnect or
-  a bar the venue sends twice counts once, the others as `duplicates`; one id with DIFFERENT values
-  fails the slice (Binance spot's tickers, stamped with the receive time, are compared without it).
-- Discarded, each counted by reason (ingest_log `dropped`, and per landing hour): `duplicates`,
-  `bad_frame` (not JSON, or an event its protocol or the row cannot read), `not_an_event` (an ack,
-  an error, a heartbeat), `unconfirmed` (an open bar's update: only closed bars are stored),
-  `no_message` (an event with no message of the dataset), `other_instrument` (OKX's liquidations
-  channel carries every perpetual's), `implausible_time`; rows outside the day belong to the
-  neighbouring slice. Markers are records, not frames: counted by kind.
-- The unit is the store's: a (dataset, venue, instrument, UTC day) slice written with one pointer
-  flip, rewritten from every closed file of its hours as they are now: idempotent (a re-run leaves
-  the same rows, one active load) and exact; the 00Z hour rewrites the day before too. A slice
-  none of whose hours has a closed file fails (an empty slice would replace what another source
-  stored). What another source (the REST snapshots, say) stored in the slice is replaced whole, as
-  sources replace each other.
-- mark_funding rows of one (instrument, ts) are merged (OKX sends mark and funding apart; Binance
-  USD-M and Deribit give both in one event, two messages).
+What is read, deduplication, discards and the slice: docs/live-capture.md, "Other live datasets in
+ClickHouse".
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
-"""ClickHouse tables of the live path: ``trades_live``, fed by the NATS -> ClickHouse
-consumer (ingest.live.consumer) or the collector's direct writes, and ``trades_latest``, the view
-that shows the batch-loaded trades and, after them, the live ones.
+"""ClickHouse tables of the live path: ``trades_live`` (a ReplacingMergeTree read with FINAL, fed by the
+consumer or the collector's direct writes), the view ``trades_latest`` (the batch loads, then the live
+rows) and ``live_reconciliation``; created idempotently, no existing table changed.
 
-Why a ReplacingMergeTree keyed by ``(venue, instrument, trade_id)`` and not insert deduplication
-tokens: a token deduplicates a repeated *block* (the same rows in the same order; on a non-replicated
-MergeTree only with ``non_replicated_deduplication_window`` set), but a redelivered message comes
-back in whatever batch the consumer fetches after a restart, next to other messages, so the block
-differs and its token would too. The ReplacingMergeTree keeps one row per sorting key however the
-rows were batched; ClickHouse documents that it removes duplicates only when parts merge, at no set
-time, so every read here says ``FINAL`` (the rows are de-duplicated at query time) and the answer
-is exact before any merge. A trade's ``ts`` is part of the row, so its copies fall in the same
-monthly partition (deduplication works within a partition).
-
-``trades_latest``: the active batch loads (``trades_v``, through the load pointer) and, per
-(venue, instrument), the live rows after the last loaded trade (``ts`` greater than the ``ts`` of
-the newest trade in that instrument's newest loaded day). When an hour or day is loaded, its live
-rows drop out of the view: the batch load supersedes them. A live trade sharing the exact ``ts`` of
-the last loaded trade is not shown (the batch load of its hour will hold it).
-
-Created by :func:`ensure_live_tables` (idempotent), beside tables.ensure_tables; it changes no
-existing table.
+Why a ReplacingMergeTree and not insert deduplication tokens, and what the view shows:
+docs/live-capture.md, `trades_live` and `trades_latest` in "The NATS → ClickHouse consumer, ...".
 """
 
 from __future__ import annotations
