@@ -1,23 +1,9 @@
 """What a crypto instrument is, read from the venue's own name of it: spot pair, perpetual, dated future
 or option, with its base and quote currencies, expiry, strike and option type.
 
-Instrument names stay the venues' own (core.naming). This module holds the `Contract` and the readers
-every venue's naming shares (expiries, strikes, quote assets); each venue reads its own names in its
-package (`contract` in sources/<venue>/rest.py, declared on its `Source`, reached through
-sources/venues.py `contract_of`), so a new venue declares its naming and nothing here changes. The
-shapes of the venues here, as each documents its instrument names:
-
-| venue | spot | perpetual | future | option |
-|---|---|---|---|---|
-| DERIBIT | `BTC_USDC` | `BTC-PERPETUAL` (inverse, USD), `BTC_USDC-PERPETUAL` (linear) | `BTC-27DEC24` | `BTC-27DEC24-60000-C`, `XRP_USDC-30JUN23-0d625-C` (`d`: the decimal point) |
-| OKX | `BTC-USDT` | `BTC-USDT-SWAP`, `BTC-USD-SWAP` | `BTC-USD-250328` (YYMMDD) | `BTC-USD-250328-100000-C` |
-| BINANCE | `BTCUSDT` | — | — | — |
-| BINANCE_UM | — | `BTCUSDT` | `BTCUSDT_250328` | — |
-| BINANCE_CM | — | `BTCUSD_PERP` | `BTCUSD_250328` | — |
-
-Deribit's and OKX's dated instruments expire at 08:00 UTC of the expiry day (`Contract.expires_at`).
-A Binance symbol's base and quote are split at the longest known quote asset (`QUOTES`). A name
-that fits none of these is a `ValueError` naming venue and instrument.
+The `Contract` and the readers every venue's naming shares (expiries, strikes, quote assets); each
+venue reads its own names in its package, so a new venue changes nothing here. The venues' shapes,
+expiry time and quote split: docs/crypto-datasets.md, "What an instrument is".
 """
 
 from __future__ import annotations

@@ -1,29 +1,9 @@
 """The base of every vendor HTTP client: one request/retry/classify path, and the sources' errors.
 
-Vendor clients (alpha API, Tushare, Yahoo, Binance, OKX, Deribit) subclass `ApiClient` and declare,
-as data, what their answers mean and what they allow (ccxt's `describe()['exceptions']` model):
-
-- `ERRORS` (`ErrorTable`): which vendor codes, message fragments and HTTP statuses mean
-  rate-limited, banned, quota used up, permission refused, unauthorized, not found, rejected or
-  retryable; `error_fields(payload)` says where the code and message sit in the vendor's envelope.
-- `LIMITS` (`Limits`): requests per minute (at most that many in any 60 s as the source counts
-  them, paced by a token bucket), requests in flight (semaphore), a request-weight budget per fixed
-  window with per-endpoint weights (Binance), and requests per sliding window for each endpoint
-  (`endpoint_limits`: OKX's "20 requests per 2 seconds").
-
-`call()` is the one path every request takes: take a concurrency slot, then wait for every pause
-(a 429/418's Retry-After, set as soon as its headers arrive; a source's window) and limit (weight,
-rate, endpoint windows), check again right before the first byte goes out (httpcore's trace) that
-no pause began and no ban, quota or permission error stopped the endpoint, send, decode, classify
-with `ERRORS`, then retry (429/Retry-After or a vendor's HTTP-200 limit code, 5xx, timeouts,
-truncated bodies where the vendor declares them retryable) with exponential backoff and full
-jitter, or raise the `SourceError` the answer stands for. `request()` is the same loop for clients
-that read raw responses themselves (the alpha API). Counters go to the client's `stats` and to
-the `RequestStats` of the slice being fetched (`counting(stats)`), for metadata and the ingest log,
-and to the Prometheus metrics (core.metrics, label `source`: `metrics_source`, else from `api_name`).
-
-Over 500 lines: the one request/retry/classify path with its limiters and error tables: kept whole
-so no second loop grows elsewhere.
+Vendor clients subclass `ApiClient` and declare, as data, what their answers mean (`ERRORS`) and what
+they allow (`LIMITS`); `call()` paces, sends, classifies and retries every request. Over 500 lines: that
+one path with its limiters and error tables, kept whole so no second loop grows elsewhere. Limits, the
+steps of `call()`, counters: docs/ticks.md, "The HTTP client"; error kinds: "Errors and limits".
 """
 
 from __future__ import annotations

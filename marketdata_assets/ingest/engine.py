@@ -1,26 +1,9 @@
 """The ingest engine of the ticks domain: slices in, one `IngestReport` out (no Dagster here).
 
-A run is a list of stages (a stock range goes a block of days at a time, to bound memory); a
-stage is a list of `Feed`s run concurrently, one per source. A feed holds the `Job`s to do (one job
-= the slices one fetch answers: a crypto instrument-day, an instrument's block of days, a batch of
-codes' daily bars, a dump file), the source's client and its `fetch(client, job)`. The engine:
-
-- plans: `plan(...)` drops slices the retry options leave out (`retry_failed`: the latest
-  ingest_log attempt succeeded; `retry_failed_from_run`: not failed in that run);
-- fetches: `workers` jobs of a feed at once through ONE client (its limits hold for the run), a
-  failed job retried after the others up to `attempts` (a batch is split per instrument first, so
-  one bad code fails alone; a rejected request is not retried), a ban or permission error stops
-  the feed (its remaining jobs are `skipped`, no request is sent), and so does the run's deadline
-  (`deadline_s`: a fetch still going then is cut off and fails; a run never holds a source forever);
-- writes: the fetched frame is cut into slices; each (dataset, venue, day) group is written when
-  all its slices are settled, with ONE pointer flip (`writer.write_slices`), on a writer thread
-  while fetches go on; a group that does not validate is written instrument by instrument, so a
-  bad frame fails its slice only; `append` datasets (book snapshots) add to the day's rows;
-  `skip_empty_days` feeds (stocks) write nothing for a day without any bar (a holiday);
-- logs every slice to `ingest_log` and returns the report (outcomes, per-source figures).
-
-Over 500 lines: the engine's plan, fetch workers and writer thread share one run's state
-(_FeedRun); the report is the rest.
+Stages of concurrent `Feed`s (one per source) of `Job`s: plan, fetch through one client per source,
+write each (dataset, venue, day) with one pointer flip, log. Over 500 lines: the plan, fetch workers
+and writer thread share one run's state (_FeedRun); the report is the rest. Retries, stops, deadline
+and writes: docs/ticks.md, "The ingest engine".
 """
 
 from __future__ import annotations

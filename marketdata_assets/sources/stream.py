@@ -1,26 +1,9 @@
 """What a venue's public WebSocket stream is to the live collector: one shape for every venue.
 
-The REST side has `sources/interface.py` (`VenueClient`, `Source`); this is its streaming twin. A
-venue module (`sources/<venue>/stream.py`) declares a `StreamProtocol`: how to connect and subscribe
-(URL, subscribe frames, batching and rate limits), how to read a frame (`Frame`: its landing
-channel, dataset, instrument, a control answer or an error), the keepalive (a text ping every N
-seconds, or an answer to the server's heartbeat request), how a book is kept (`BookSync`: the
-venue's sequencing rules, and whether a fresh snapshot comes from REST or by subscribing again),
-which datasets it collects (`datasets`, a declaration per venue, `DEFAULT_DATASETS` unless told)
-and how an event becomes JetStream messages (`messages`: `LiveMessage`s of any dataset, published
-to `md.<dataset>.<venue>.<instrument>`). `ingest/live/collector.py` runs any of them; adding a venue
-is these declarations, a replay and its tests.
-
-Message ids (`Nats-Msg-Id`, what JetStream deduplicates on, across the whole stream): a trade's is
-`<VENUE>.<instrument>.<trade id>` (the venue-native id); every other dataset's is
-`<dataset>.<VENUE>.<instrument>.<key>`, the key the venue's own update/event id where it has one
-(Binance bookTicker `u`), else the event's time (a closed bar's open time, a ticker's or a mark
-price's `ts`): the same event received again, after a reconnect or from an overlapping
-connection, gets the same id and is stored once. The dataset is in the id because one event may
-feed several datasets (Deribit's ticker: tickers, mark_price, funding, open_interest).
-
-Frames stay raw in the capture loop: `decode` is one `json.loads` and a look at a few keys; a
-message is a tuple and its payload one `json.dumps` (no model object per frame).
+The streaming twin of `sources/interface.py`: a venue module declares a `StreamProtocol` (connect and
+subscribe, read a `Frame`, keepalive, `BookSync`, datasets, `messages`) and `ingest/live/collector.py`
+runs any of them. What each declaration says, message ids, raw frames: docs/live-capture.md, "The
+venue stream protocol" and "The collector".
 """
 
 from __future__ import annotations

@@ -2,23 +2,8 @@
 (sources.binance_vision.archives): the assets, their partitions, the re-check, the monthly
 reconcile and their schedules, all here.
 
-- `binance_archives`: one asset per configured dataset (`binance_archive_trades`,
-  `binance_archive_agg_trades`, `binance_archive_bars_1m`, `binance_archive_klines_<interval>`,
-  `binance_archive_liquidations`: USD-M only, files up to 2024-03-31, see archives.py),
-  partitioned by UTC day (from the config's `start_date`) x venue (BINANCE for spot, BINANCE_UM for
-  USD-M futures): each run loads the venue's instruments of data_providers.yaml's `binance_archives`
-  (or the `instruments` it names) and the configured families and intervals. A slice is one
-  slice whichever source wrote it: a BINANCE:BTCUSDT trades day from an archive, a dropped dump
-  file or the REST API replace each other (the last load wins).
-- `binance_archive_recheck`: the CHECKSUM of every recorded archive read again; the replaced ones
-  reloaded and recorded with their old and new digests.
-- `binance_archive_reconcile` (check `monthly_matches_daily`): monthly archives of the last complete
-  months compared day by day with the daily slices; days without one are filled from them.
-- Schedules `binance_archives_daily` (04:00 UTC: the two last days, only slices not loaded yet) and
-  `binance_archive_upkeep_daily` (05:30 UTC: re-check, then reconcile). They call data.binance.vision,
-  so they are stopped by default.
-
-Group `archives`. The step holds the `clickhouse` pool: the embedded engine is one process.
+Group `archives`; each step holds the `clickhouse` pool. Assets, partitions and schedules:
+docs/ticks.md, "Binance archives from data.binance.vision".
 """
 
 import tempfile

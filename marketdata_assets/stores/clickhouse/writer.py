@@ -1,27 +1,9 @@
 """Write normalized frames into ClickHouse, idempotently per (dataset, venue, instrument, day),
-with the active-load pointer of stores.clickhouse.tables (measured rates: docs/ticks.md).
+with the active-load pointer of stores.clickhouse.tables.
 
-:func:`write_slice` (one frame = one slice; :func:`write_slices`: one venue and day, many
-instruments, one insert and ONE pointer flip):
-  1. checks the frame against its dataset (columns, dtypes, nulls, NaN, side values, venue and
-     instrument columns, every ``ts`` plausible for the venue (core/plausibility.py: parsers drop and
-     count such rows; one that reaches the writer fails the slice) and inside the UTC day) and
-     raises ``ValueError`` naming the slice and the first offending row,
-  2. takes a new load id (``generateSnowflakeID()``, larger than the slice's active load),
-  3. inserts the rows tagged with it, counts them, then flips the pointer with one row in
-     ``loads``. A failure or a kill before the flip leaves the previous state visible.
-
-Rows go in through Arrow: ``method="python"`` (the default on the embedded engine: ``INSERT ...
-SELECT ... FROM Python(tbl)`` on the chDB connection behind clickhouse-connect's ChdbClient,
-``client._backend._handle``, which has no public accessor in clickhouse-connect 1.12) or
-``"arrow"`` (the default on a server: ``insert_arrow`` of ``batch_rows`` batches, plain strings,
-not string_view). :func:`load_csv_files` lets the engine read dump CSVs on its own disk with
-``file()`` under a source's :class:`DumpCsvProfile` (the instrument and day from the file name inside
-SQL); each file is a slice, and all the files' pointers flip in one insert after the row counts and
-the day of every row are checked. :func:`log_ingest` appends rows to ``ingest_log``. In cluster mode
-(stores.clickhouse.cluster) every insert carries a quorum and a deduplication token (the loads' ids).
-
-Over 500 lines: every write path (validation, load ids, inserts, CSV loads, flip, log) in one place.
+Validate, take a load id, insert, count, flip: a failure before the flip leaves the previous state
+visible. Over 500 lines: every write path (validation, load ids, inserts, CSV loads, flip, log) in one
+place. Steps, insert methods and CSV loads: docs/ticks.md, "The ClickHouse writer"; rates: "Write rates".
 """
 
 from __future__ import annotations

@@ -1,28 +1,9 @@
 """Write normalized minute bars (minute_csv.MINUTE_SCHEMA) into PostgreSQL/TimescaleDB.
 
-Target table (DDL owned by minute_table.ensure_minute_table)::
-
-    stock_1min_qfq (time timestamp without time zone, code text, name text,
-                    open, high, low, close, volume, amount double precision)
-    + a UNIQUE index on (code, time DESC)
-
-Two insert paths, same rows:
-
-- :func:`copy_binary`: ``COPY ... FROM STDIN (FORMAT BINARY)`` fed with PGCOPY bytes encoded by
-  numpy straight from the Polars/Arrow buffers (no Python object per value): rows are grouped by
-  layout (text lengths, which fields are NULL) and each group is one packed structured array, so
-  a block is a handful of vectorized assignments. Blocks of ~8 MB are handed to psycopg's queued
-  writer, so the next block is encoded while the previous one is on the wire.
-- :func:`insert_unnest`: ``INSERT ... SELECT * FROM unnest(%b::timestamp[], ...)`` in chunks of
-  ~20k rows, for servers where COPY FROM STDIN is unusable (PGlite aborts on it). Each column is
-  one parameter already encoded as a binary PostgreSQL array by numpy (:func:`binary_array_params`):
-  psycopg's own list adaptation costs ~30 us per row, this ~1 us.
-
-Neither commits: `loader.load_file` deletes what a file wrote before and writes it again in one
-transaction, which is what makes a re-load replace rather than duplicate.
-
-Table names are validated (identifiers.qualified_name: ``table`` or ``schema.table``) and composed
-with psycopg.sql.Identifier; values always travel as data, never as SQL text.
+Two insert paths, same rows: binary COPY encoded by numpy, and `INSERT ... SELECT FROM unnest` for
+servers without COPY FROM STDIN. Neither commits (the loader's transaction makes a re-load replace);
+table names are validated and composed as identifiers, values travel as data. Table, blocks, chunks
+and costs: docs/minute-bars.md, "Writing the bars".
 """
 
 from __future__ import annotations
