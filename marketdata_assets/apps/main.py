@@ -1,25 +1,9 @@
 """The main job of `make run`: materialize the whole asset graph on offline replay data.
 
-Runs in-process against the instance in DAGSTER_HOME (Postgres storage), so the materializations
-show up in the UI that `make run` serves next:
-
-1. the store assets (databases, extensions, indexes), unpartitioned;
-2. minute bars: replay CSV drops for the last three complete months (Beijing time) are written
-   into the landing area once, then stock_1min_qfq, the monthly K-line and the daily MAs are
-   materialized for those months as one range run (single-run backfill), with their checks;
-3. alphas: alpha_files is fetched for the last three complete New York months x every account of
-   ALPHA_API_ACCOUNTS (one run each, as the schedule does), then the import, the package drops and the packages run for the three months as one
-   range run, with the eight checks;
-4. ticks: the configured crypto instruments are added as the snapshots' partitions, then: yesterday's
-   (UTC) history datasets (trades, 1-minute bars, funding, open interest, liquidations, mark/index bars)
-   of every venue (its instruments inside) as one range run, a snapshot of each (book, ticker, open interest), the
-   option chains, the factors of yesterday, the A-share and Yahoo bars of the last trading day, and
-   two Binance dump files (of REPLAY_FILE_DAY) dropped into the dump landing area and loaded, and that
-   day's Binance archives; with checks;
-5. yesterday's Parquet export (every ClickHouse dataset of the day, under MARKETDATA_EXPORT_DIR);
-6. upkeep: re-checks, compaction and the coverage pictures of what is loaded.
-The vendors are the replays of marketdata_assets.apps.demo unless configured for real (MARKETDATA_DEMO).
-Run it again and the loads are skipped (same content already loaded): only the refreshes redo work.
+Runs in-process against the instance in DAGSTER_HOME, step by step (stores, minute bars, alphas,
+ticks, the Parquet export, upkeep), on the replays of marketdata_assets.apps.demo unless configured
+for real; run again, the loads are skipped and only the refreshes redo work.
+The steps: docs/cli.md, "`make run`'s job".
 """
 
 from __future__ import annotations

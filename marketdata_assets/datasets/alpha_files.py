@@ -1,32 +1,9 @@
 """Landing files for fetched alphas: layout, canonical JSON, atomic writes, robust reads, quarantine.
 
-Layout: ``<root>/alphas/<TYPE>/<YYYY-MM>/<account>/<alpha_id>.json`` where YYYY-MM is the month of
-``dateCreated`` in America/New_York, the API's time zone (2025-07-31T23:30:00-04:00 is July even
-though it is already August in UTC). The month is computed from the INSTANT, so an offset that
-does not match New York's (``Z``, a wrong DST offset) still lands in the right New York month.
-Timestamps without an offset are rejected rather than guessed, and so is a ``dateCreated`` outside
-the alpha API's plausible window (core/plausibility.py, venue ``ALPHA_API``: after now + the
-tolerance, a 2062 typo, or before 2016): it places no alpha in any month.
-
-Canonical JSON (file content, package lines, change detection) is the standard library's
-``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
-encoded as UTF-8, plus one ``\\n`` at the end of a file. It is always produced by the standard
-library, never orjson, because orjson formats some floats differently (``1e-05`` vs ``1e-5``):
-the bytes, and so every sha256, must not depend on whether orjson is installed. orjson is only
-used to PARSE package lines, when importable (it is optional; the fallback is ``json``): alpha
-files are parsed by ``json`` with a duplicate-key check (orjson, like ``json`` by default, keeps the
-last of two equal keys without a word). NaN/Infinity are not JSON: they are rejected when reading
-and writing.
-
-Reading an alpha file (``parse_alpha_file``): a key twice in one object with different values is
-an error (which one holds can't be known); twice with the same value, or a byte order mark, is
-accepted with a note the importer counts as a flag. Only regular files are read: a directory or
-FIFO named ``*.json`` is an error, as is a symbolic link, wherever it points (``read_landing_file``;
-listings never enter a linked directory: core/landing_files.py).
-
-Writes are atomic: a temp file ``.<name>.<pid>.<n>.tmp`` in the same directory, fsync, then
-``os.replace``; a reader never sees a half-written file. The directory entry itself is made durable
-by ``fsync_directory`` (call it once per directory after a batch; ``sync_dir=True`` per write).
+One file per alpha under ``<root>/alphas/<TYPE>/<YYYY-MM>/<account>/<alpha_id>.json`` (the New York
+month of ``dateCreated``), in canonical JSON from the standard library so bytes and sha256s never
+depend on what is installed; written atomically, read only from regular files, duplicate keys caught.
+Layout, canonical JSON, reads and writes: docs/alphas.md, "Landing files".
 """
 
 from __future__ import annotations

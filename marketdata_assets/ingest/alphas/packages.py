@@ -1,29 +1,9 @@
 """Monthly alpha packages: ``.jsonl.gz`` + manifest, built from landing files and decomposed back.
 
-One package per (TYPE, month, account), i.e. per directory of the landing layout:
-``<package_root>/<TYPE>/<YYYY-MM>/<account>.jsonl.gz`` and ``<account>.manifest.json`` next to it
-(default `package_root`: ``<landing root>/packages``). The account is part of the package's
-identity because the alpha object does not name the account it was fetched with, and the file
-layout does; so files -> package -> files restores every path.
-
-Package content: one alpha per line, canonical JSON (see files.py), ``\\n`` after every line,
-sorted by id, so a line is byte-for-byte the content of the alpha's landing file. gzip with
-``mtime=0`` and no file name in the header: the same alphas always give the same package bytes
-(same zlib), so package -> files -> package reproduces the same sha256 and a rebuild of an
-unchanged month keeps the existing package and manifest untouched.
-
-Manifest (JSON): ``format, type, month, account, count, sha256_jsonl (uncompressed bytes),
-jsonl_bytes, sha256_package (the .jsonl.gz file), package_bytes, package (file name), compresslevel,
-created_at (UTC ISO), files (optional: ["<id>.json", ...] with list_files=True)``. Packages hold any
-valid JSON losslessly (integers beyond 64 bits too: BSON limits are the MongoDB import's business,
-documents.validate_alpha). The package is written first,
-then the manifest, both atomically: a crash in between leaves a package whose sha256 does not match
-the manifest, which decompose refuses until the package is rebuilt.
-
-Both directions stream one alpha at a time (memory: the file names or ids, a few hundred bytes per
-alpha, plus one alpha and the zlib state), with the cyclic GC paused during the bulk JSON work.
-Measured with 50,000 alphas (216 MB of JSON, 22 MB packaged): peak RSS 43 MB building, 21 MB
-decomposing.
+One package per (TYPE, month, account), whose lines are the landing files' bytes sorted by id, gzipped
+without timestamps, so files -> package -> files restores every path and byte and an unchanged month
+keeps its package; both directions stream one alpha at a time.
+Layout, manifest, crash safety and memory figures: docs/alphas.md, "Monthly packages".
 """
 
 from __future__ import annotations

@@ -1,23 +1,9 @@
 """Does every code with minute bars in a month have its monthly K-line row? If not, why not.
 
-The monthly K-line keeps a minute row only when every condition of its cleaning WHERE is TRUE
-(:func:`kline.cleaning_rules`: ``volume >= 0``, ``amount >= 0``, ``high >= GREATEST(open, close)``,
-``low <= LEAST(open, close)``; NULL fails). A code all of whose rows fail gets NO K-line row, and
-the K-line's validation queries A-E, which only look at rows that exist, stay green: the motivating
-case is an index file without an amount column (``symbol,dt,open,close,high,low,vol``), whose
-minute rows all load with amount NULL and all fall to ``amount >= 0``.
-
-:func:`check_month` answers, for one month, in the database:
-
-- the codes with minute bars and no K-line row, each with the rule(s) that removed its rows and
-  how many (``amount >= 0``: 4,800 of 4,800 rows, all with amount NULL), or "stale" when rows pass
-  the cleaning but the month was not refreshed since they loaded;
-- K-line rows of codes that have no minute bars any more (stale the other way round).
-
-One pass over the month's rows grouped by code (the plain ``GROUP BY code``), full-joined to the
-month's K-line rows; only the missing codes' reasons are computed, from their own rows (through
-the (code, time) index), so the check costs about what counting the month's rows per code does. A missing code or a stale row FAILS the
-check (severity ERROR): the K-line silently lacks an instrument.
+A code all of whose minute rows fail the K-line's cleaning WHERE gets no K-line row while the
+validation queries A-E stay green; :func:`check_month` names such codes with the rule(s) that removed
+their rows (or "stale"), and K-line rows whose code has no minute bars any more.
+The case, what is reported, the cost: docs/minute-bars.md, "K-line coverage".
 """
 
 from __future__ import annotations

@@ -1,24 +1,9 @@
 """The alpha store in MongoDB: the collections' indexes, the import ledger, and how a batch is written.
 
-Collections: one per alpha type database (regular, super), with ALPHA_INDEXES; every upsert and
-delete filter names the shard key ``id`` next to ``_id`` (`by_ids`: mongos refuses an upsert
-without it), and every write and commit waits for ``w: majority`` unless MONGODB_URI names a ``w``
-of its own (`with_majority`). Stored documents are read with `$in` lists of STORED_READ_CHUNK ids.
-
-The ledger (`import_ledger`, in the regular database) has one entry per imported file (LEDGER_FIELDS)
-with the ``mode, imported_at, run_id`` of the write that committed it, stored one document per
-landing directory and write, a column per field (`ledger_documents`; `ledger_entries` reads rows
-back): one document per file would cost the server about a fifth of an import, and three columns of
-50,000 entries read in ~0.15 s where embedded entries took ~0.45 s. Documents of earlier versions
-(one per file, no ``dir``) still read as entries.
-
-Writes (`AlphaCollections`): a batch in one transaction (`in_transaction`; replaced documents are
-deleted and inserted again, SecantusDB spending ~25% less on that than on a ReplaceOne, then the
-ledger entries), or plainly (InsertOne / ReplaceOne, then the entries) on a server without
-transactions. A transaction is retried only on a transient error from a live server: a write
-conflict with one a killed importer left open is waited out (`ConflictWait`, up to the server's
-transaction lifetime), then ImportBlocked names the server and the remedy; a lost server raises
-StoreUnavailable at once (`store_unavailable`).
+Writes name the shard key and wait for a majority; the ledger keeps a document per landing directory
+and write, a column per field; a batch commits with its ledger entries (in one transaction where the
+server has them), conflicts with a killed importer's transaction are waited out, a lost server fails.
+Collections, ledger layout and figures, writes and retries: docs/alphas.md, "The alpha store".
 """
 
 from __future__ import annotations
