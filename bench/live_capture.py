@@ -327,13 +327,18 @@ def slope_mb_per_min(series: list[tuple[float, float]]) -> float | None:
     return round(statistics.linear_regression(ts, ys).slope * 60, 3)
 
 
-def rss_report(series: list[tuple[float, float]]) -> dict:
-    if not series:
+def rss_report(series: list[tuple[float, float]], run_s: float | None = None) -> dict:
+    """Start, end, max and slopes of the samples taken while the collector ran (the first `run_s`
+    seconds); the samples after (its stop, and the role reading its landing files back for the report)
+    only as `after_run_max_mb`, since they are not the collector's steady state."""
+    running = [(t, mb) for t, mb in series if run_s is None or t <= run_s] or series
+    if not running:
         return {}
-    values = [mb for _, mb in series]
-    return {"samples": len(series), "start_mb": round(values[0], 1), "end_mb": round(values[-1], 1),
-            "max_mb": round(max(values), 1), "slope_mb_per_min": slope_mb_per_min(series),
-            "slope_second_half_mb_per_min": slope_mb_per_min(series[len(series) // 2:]),
+    values, after = [mb for _, mb in running], [mb for t, mb in series if run_s is not None and t > run_s]
+    return {"samples": len(running), "start_mb": round(values[0], 1), "end_mb": round(values[-1], 1),
+            "max_mb": round(max(values), 1), "slope_mb_per_min": slope_mb_per_min(running),
+            "slope_second_half_mb_per_min": slope_mb_per_min(running[len(running) // 2:]),
+            "after_run_max_mb": round(max(after), 1) if after else None,
             "series": [(round(t, 1), round(mb, 1)) for t, mb in series]}
 
 
@@ -408,7 +413,7 @@ async def steady(rate: float, depth_share: float, duration_s: float, every_s: fl
             "frames_sent": counts.get("sent"), "load_average_during": loads,
             "collector": collected, "consumer": {**consumer.counters(), "most_pending": consumer.most_pending,
                                                  "cpu_s": round(consumer_cpu_s, 2)},
-            "consumer_caught_up": caught_up, "latency": insert.report(), "rss": rss_report(series)}
+            "consumer_caught_up": caught_up, "latency": insert.report(), "rss": rss_report(series, duration_s)}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -462,7 +467,8 @@ def print_table(report: dict) -> None:
             print(f"collector stop did not end within its limit: {c.get('stuck_tasks')}")
         r = s["rss"]
         print(f"collector RSS: start {r.get('start_mb')} MB, end {r.get('end_mb')} MB, max {r.get('max_mb')} MB, "
-              f"slope {r.get('slope_mb_per_min')} MB/min (second half {r.get('slope_second_half_mb_per_min')})")
+              f"slope {r.get('slope_mb_per_min')} MB/min (second half {r.get('slope_second_half_mb_per_min')}) "
+              f"while it ran; after (its stop, the landing read back): max {r.get('after_run_max_mb')} MB")
     print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
 
 
