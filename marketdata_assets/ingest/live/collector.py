@@ -114,7 +114,7 @@ async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
 
 
 class LiveCollector(BookOutputs):
-    """See the module doc. `await run(stop)` until `stop` is set; `stats` counts what happened."""
+    """docs/live-capture.md, "The collector". `await run(stop)` until `stop` is set; `stats` counts what happened."""
 
     def __init__(self, protocol: StreamProtocol, config: CollectorConfig, writer: LandingWriter,
                  store: JetStreamStore | None = None, *, snapshot_store: JetStreamStore | None = None,

@@ -155,7 +155,7 @@ class FrameQueue:
 
 
 class Connection:
-    """One WebSocket connection carrying `streams` (see the module doc)."""
+    """One WebSocket connection carrying `streams` (docs/live-capture.md, "One connection")."""
 
     def __init__(self, conn_id: str, url: str, streams: list[str], subscribe: list[tuple[int, str]],
                  queue: FrameQueue, stats: Stats, *, stale_s: float, pacer: Pacer,

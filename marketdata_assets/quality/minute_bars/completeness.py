@@ -175,7 +175,7 @@ def rejects_text(rejects: RejectedDay, files: int = 2) -> str:
 
 @dataclass
 class MonthCompleteness:
-    """What :func:`check_month` found in one month (see the module docstring)."""
+    """What :func:`check_month` found in one month (docs/completeness.md, "Minute bars")."""
 
     month: date
     start: date
@@ -211,7 +211,7 @@ class MonthCompleteness:
 
     @property
     def severity(self) -> str | None:
-        """"ERROR", "WARN" or None (passed): see the module docstring."""
+        """"ERROR", "WARN" or None (passed): see docs/completeness.md, "Minute bars"."""
         errors = [c.day for c in self.partial + self.off_session] + self.missing_days
         if any(self.known_until is None or day <= self.known_until for day in errors):
             return "ERROR"
@@ -338,9 +338,9 @@ def build_code_days(conn: psycopg.Connection, grid: Grid, table: str = MINUTE_TA
 
 def check_month(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as_of: date | None = None,
                 table: str = MINUTE_TABLE, sample: int = SAMPLE) -> MonthCompleteness:
-    """Judge the minute bars of `month` (see the module docstring). Read-only: runs in a transaction
+    """Judge the minute bars of `month` (docs/completeness.md, "Minute bars"). Read-only: runs in a transaction
     that is rolled back (its temporary tables go with it). Days after the calendar's last known
-    session are judged provisionally (see the module docstring); calendars.OutOfCalendar before its first."""
+    session are judged provisionally (docs/completeness.md, "Minute bars"); calendars.OutOfCalendar before its first."""
     started = _time.monotonic()
     start, end = month_window(month, as_of, venue)
     grid = expected_grid(venue, start, end)

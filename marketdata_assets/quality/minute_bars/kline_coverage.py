@@ -118,7 +118,8 @@ class KlineCoverage:
 
 def check_month(conn: psycopg.Connection, month: date, *, minutes: str = kline.MINUTE_TABLE,
                 kline_table: str = kline.KLINE) -> KlineCoverage:
-    """Compare the month's minute-bar codes with its K-line rows (read-only; see the module docstring)."""
+    """Compare the month's minute-bar codes with its K-line rows (read-only; docs/minute-bars.md, "K-line
+    coverage")."""
     started = _time.monotonic()
     start = date(month.year, month.month, 1)
     params = {"start": start, "end": next_month(start)}

@@ -189,7 +189,7 @@ class OkxWsReplay(VenueWsReplay):
 
     def _candles(self, name: str, event_ms: int) -> None:
         """candle1m on the business endpoint: the open bar about every second, the last closed bar
-        to each subscriber that has not had it (module doc)."""
+        to each subscriber that has not had it (docs/tests.md, "The OKX WebSocket replay")."""
         stream = f"{name}@candle1m"
         clients = [c for c in self.clients.values() if stream in c.streams]
         if not clients:

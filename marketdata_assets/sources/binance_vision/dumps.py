@@ -102,7 +102,8 @@ LAYOUTS = {
         ("close_time", _I), ("quote_volume", _F), ("count", _I), ("taker_buy_volume", _F),
         ("taker_buy_quote_volume", _F), ("ignore", _S))),
 }
-# USD-M only: COIN-M files hold contracts of a USD value, not base units (archives.py's docstring)
+# USD-M only: COIN-M files hold contracts of a USD value, not base units
+# (docs/crypto-datasets.md, "Liquidation snapshot files")
 LIQUIDATION_FAMILY = "liquidationSnapshot"
 LAYOUTS[(LIQUIDATION_FAMILY, "um")] = Layout(LIQUIDATION_FAMILY, "um", (
     ("time", _I), ("side", _S), ("order_type", _S), ("time_in_force", _S), ("original_quantity", _F),
@@ -405,7 +406,7 @@ class DumpReader:
     def _once(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Each liquidation once: a line repeated verbatim (the vendor writes every line twice) is
         dropped as `duplicates`, one liquidation_id on lines that differ is an error; the rows that
-        filled nothing are dropped as `not_filled` (archives.py's docstring)."""
+        filled nothing are dropped as `not_filled` (docs/crypto-datasets.md, "Liquidation snapshot files")."""
         keep, ids = [], []
         for ts, side, quantity, price, line in zip(rows["ts"].dt.epoch("us"), rows["side"], rows["quantity"],
                                                    rows["price"], rows["_line"]):

@@ -113,7 +113,7 @@ def _object(statement: str, cluster: str) -> list[str]:
 
 
 def on_cluster(statements: Iterable[str], cluster: str) -> list[str]:
-    """The cluster statements of single-node DDL statements (module docstring), in order."""
+    """The cluster statements of single-node DDL statements (docs/scale-out.md, "ClickHouse cluster mode"), in order."""
     sql_identifier(cluster, "ClickHouse cluster")
     out: list[str] = []
     for statement in statements:
@@ -137,7 +137,8 @@ def client_settings() -> dict:
 
 
 def insert_settings(token: str | Callable[[], str] | None = None) -> dict | None:
-    """Settings of one INSERT: None on a single node; in cluster mode the quorum (module docstring) and,
+    """Settings of one INSERT: None on a single node; in cluster mode the quorum (docs/scale-out.md,
+    "ClickHouse cluster mode") and,
     given a ``token`` (or a function making it, called only in cluster mode), the block's deduplication token."""
     if not configured():
         return None
@@ -161,7 +162,8 @@ def rows_token(prefix: str, rows: Sequence) -> str:
 
 def compaction_statements(database: str, cluster: str, table: str, month: str, keep_where: str,
                           staging: str, replace_from_empty: bool = True) -> list[str]:
-    """One month's compaction of a sharded table on the cluster (module docstring), in order: the
+    """One month's compaction of a sharded table on the cluster (docs/scale-out.md, "ClickHouse cluster
+    mode"), in order: the
     staging ``_local`` table and its Distributed twin; the kept rows (``keep_where``, SQL of the caller
     over the table's columns, run by each shard on its own rows) copied shard by shard; every replica of
     the staging table synced (the replica that runs the swap reads its own copy); each shard's partition

@@ -84,7 +84,8 @@ def columns_of(client, database: str, tables) -> dict[str, list[str]]:
 
 def rename_columns(client, database: str, rename: Rename, create: Callable[[str], str],
                    after_swap: Callable[[], None], wait_s: float = 600.0) -> Moved | None:
-    """Rebuild ``rename.table`` with the new column names if it still has an old one (module docstring).
+    """Rebuild ``rename.table`` with the new column names if it still has an old one (docs/datasets.md,
+    "Renaming stored columns by a rebuild").
     ``create(name)``: the CREATE TABLE statement (no IF NOT EXISTS) of the new schema under ``name``.
     Returns what was moved, or None (nothing to do, or another process did it)."""
     table, staging, kept = rename.table, rename.staging, rename.kept
@@ -128,7 +129,8 @@ def _count(client, db: str, table: str, where: str = "") -> int:
 
 
 def _migrate(client, database: str, rename: Rename, after_swap: Callable[[], None]) -> Moved | None:
-    """Steps 2-3 of the module docstring with the claim (``rename.staging``) held, then :func:`finish_rename`."""
+    """Steps 2-3 of docs/datasets.md, "Renaming stored columns by a rebuild", with the claim
+    (``rename.staging``) held, then :func:`finish_rename`."""
     db, table, staging = clickhouse_database(database), rename.table, rename.staging
     started = time.monotonic()
     try:
@@ -178,7 +180,8 @@ def _missing(db: str, rename: Rename, sources: list[str]) -> str:
 
 
 def finish_rename(client, database: str, rename: Rename, copied: int = 0, started: float | None = None) -> Moved:
-    """Steps 4-6 of the module docstring: the new table is ``rename.table`` and the old one
+    """Steps 4-6 of docs/datasets.md, "Renaming stored columns by a rebuild": the new table is
+    ``rename.table`` and the old one
     ``rename.staging``. Also what finishes a migration killed after its swap, by hand, when no other
     process is migrating: it copies what is missing and renames the old table to ``rename.kept``."""
     db, table, old = clickhouse_database(database), rename.table, rename.staging

@@ -314,7 +314,7 @@ def _write_day(client, database: str, spec: Dataset, data: pl.DataFrame, venue: 
 def write_slice(client, database: str, dataset: str, frame: pl.DataFrame, venue: str, instrument: str,
                 day: date | str, run_id: str, *, method: str = "auto",
                 batch_rows: int = DEFAULT_BATCH_ROWS) -> WriteResult:
-    """Replace one (dataset, venue, instrument, day) slice with ``frame`` (see the module docstring).
+    """Replace one (dataset, venue, instrument, day) slice with ``frame`` (docs/ticks.md, "The ClickHouse writer").
     The previous rows stay visible until the new ones are all in; an empty frame empties the day."""
     spec = spec_for(dataset)
     key = normalize_instrument(venue, instrument)

@@ -389,7 +389,7 @@ def date_sidecar(obj: Mapping) -> dict:
 
 
 def to_document(obj: dict, *, validate: bool = True, escape: bool | None = None) -> dict:
-    """The MongoDB document of an alpha (see module doc). InvalidAlpha if it has problems.
+    """The MongoDB document of an alpha (docs/alphas.md, "Alpha documents"). InvalidAlpha if it has problems.
 
     Validation here is structural (type support is the caller's routing decision via
     `collection_for`). The document is a new top-level dict; nested values are SHARED with `obj`

@@ -213,10 +213,10 @@ def _merge_keyed(old: list, new: list, key: str, path: tuple[str, ...], keys: _K
 
 def merge_changed(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None, *,
                   share: bool = False) -> tuple[Any, bool]:
-    """Deep-merge `new` into `old` (see module doc); returns (merged, changed vs. old).
+    """Deep-merge `new` into `old` (docs/alphas.md, "The deep merge"); returns (merged, changed vs. old).
 
     `old` None means "no previous version": the result is a copy of `new` and changed is True.
-    `share`: the result may share dicts and lists with the inputs (see module doc).
+    `share`: the result may share dicts and lists with the inputs (docs/alphas.md, "The deep merge").
     """
     keys = _Keys(array_keys, share)
     if old is None:
@@ -227,7 +227,7 @@ def merge_changed(old: Any, new: Any, array_keys: Mapping[str, str | None] | Non
 
 
 def deep_merge(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None) -> Any:
-    """Deep-merge `new` into `old` and return the result (inputs untouched). See module doc."""
+    """Deep-merge `new` into `old` and return the result (inputs untouched). See docs/alphas.md, "The deep merge"."""
     return merge_changed(old, new, array_keys)[0]
 
 

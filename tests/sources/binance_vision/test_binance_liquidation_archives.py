@@ -35,7 +35,8 @@ PATH = f"data/futures/um/daily/liquidationSnapshot/BTCUSDT/{NAME}.zip"
 SLICE = SliceKey("liquidations", "BINANCE_UM", "BTCUSDT", DAY)
 HEADER = ("time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
           "last_fill_quantity,accumulated_fill_quantity")
-# The real files' layout (see archives.py's docstring): a header, ms, BUY/SELL, every line twice.
+# The real files' layout (docs/crypto-datasets.md, "Liquidation snapshot files"): a header, ms, BUY/SELL,
+# every line twice.
 SAMPLE = f"""{HEADER}
 1711843200123,SELL,LIMIT,IOC,0.014,69660.2,70010.5,FILLED,0.014,0.014
 1711843200123,SELL,LIMIT,IOC,0.014,69660.2,70010.5,FILLED,0.014,0.014
