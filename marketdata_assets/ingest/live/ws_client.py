@@ -134,16 +134,11 @@ class WsClient(asyncio.Protocol):
 
     def _parsed(self, data: bytes, recv_ns: int) -> None:
         """`data` parsed by the protocol, and what it made of it handed on."""
-        protocol, on_text = self.protocol, self.on_text
+        protocol = self.protocol
         protocol.receive_data(data)
         for event in protocol.events_received():
             opcode = getattr(event, "opcode", None)  # a Response (the handshake's answer) has none
-            if opcode is TEXT and event.fin and on_text is not None and not self.fragments:  # nearly all
-                try:
-                    on_text(event.data.decode(), recv_ns)
-                except UnicodeDecodeError:
-                    self._invalid_text()
-            elif opcode is None:
+            if opcode is None:
                 self._handshaken()
             elif opcode is TEXT or opcode is BINARY or opcode is CONT:
                 self._message_part(event.data, event.fin, recv_ns)

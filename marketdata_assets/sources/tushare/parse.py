@@ -241,7 +241,7 @@ def _numbers(table: Table) -> tuple[str, ...]:
 def _read(api: _Api, table: Table, instrument: str | None, day: Any, allowed: set[str] | None) -> SimpleNamespace:
     """The page's rows read value by value (numbers sent as text, a label in another format, a code
     written otherwise), as `_page` takes them; the first row (by position) with something wrong is a
-    TushareResponseError telling the first thing wrong in it (`_RULES`' order)."""
+    TushareResponseError telling the first thing wrong in it (`_rules`' order)."""
     at: dict[str, int] = {}
     for k, name in enumerate(table.fields):
         at.setdefault(name, k)
@@ -251,12 +251,11 @@ def _read(api: _Api, table: Table, instrument: str | None, day: Any, allowed: se
     codes = sent.get("ts_code", [instrument] * len(labels))
     cols: dict[str, Any] = {"label": labels, "when": [w for w, _ in read], "why": [y for _, y in read],
                             "code": [c.strip().upper() if isinstance(c, str) and c else None for c in codes]}
-    for name in numbers:
+    for name in numbers:  # each number: read (None: null), `!` what is wrong with it, `~` as sent, `#` as floats
         values = [_number(value) for value in sent[name]]
         cols[name], cols[f"{name}!"], cols[f"{name}~"] = [v for v, _ in values], [p for _, p in values], sent[name]
         cols[f"{name}#"] = np.array([math.nan if v is None else v for v, _ in values], np.float64)
-    cols["complete"] = np.array([all(cols[name][i] is not None for name in _NUMBERS) for i in range(len(labels))],
-                                bool)
+    cols["complete"] = ~np.isnan(np.array([cols[f"{name}#"] for name in _NUMBERS])).any(0)
     check_at(cols, _rules(api, numbers, instrument, allowed), lambda i, r: f"{r['code']} {r['label']}",
              lambda i, r: _at(api, r, instrument, allowed))
     return SimpleNamespace(ts_code=cols["code"], **{api.label: [w.strftime(api.label_format) for w in cols["when"]]},
