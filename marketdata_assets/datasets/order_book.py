@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 
-def _is_zero(size: str) -> bool:
+def _is_zero(size: Any) -> bool:
     """Whether a level's size is zero: a plain decimal string ("0.00000000", "1.5") by its digits (a
-    depth diff has tens of levels: Decimal for each was a book's largest cost), anything else by value."""
-    if isinstance(size, str) and size.replace(".", "", 1).isdigit():
+    Decimal for each level of a diff cost more than the rest of the book), anything else by value;
+    ValueError naming it if it is no number."""
+    if isinstance(size, str) and size.isascii() and size.replace(".", "", 1).isdigit():
         return not size.strip("0.")
-    return Decimal(size) == 0
+    try:
+        return Decimal(size) == 0
+    except (ArithmeticError, TypeError, ValueError):
+        raise ValueError(f"book level size {size!r} is not a number") from None
 
 
 class OrderBook:
@@ -37,16 +42,16 @@ class OrderBook:
 
     def apply(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
         """Set each level to its new absolute size (0 removes it; removing an absent level is normal).
-        A level is [price, size, ...]; `_is_zero` inlined for the plain decimal strings venues send
-        (a diff has tens of levels: this loop is a book's whole cost)."""
+        A level is [price, size, ...]; a plain decimal size (ASCII digits and a point) is weighed by its
+        digits, any other by value (`_is_zero`): a diff has tens of levels, this loop is a book's whole cost."""
         for side, levels in ((self.bids, bids), (self.asks, asks)):
             pop = side.pop
             for level in levels:
                 price, size = level[0], level[1]
-                if size.__class__ is str and size.replace(".", "", 1).isdigit():
+                if size.__class__ is str and size.isascii() and size.replace(".", "", 1).isdigit():
                     zero = not size.strip("0.")
                 else:
-                    zero = Decimal(size) == 0
+                    zero = _is_zero(size)
                 if zero:
                     pop(price, None)
                 else:

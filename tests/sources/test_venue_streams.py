@@ -204,3 +204,34 @@ def test_deribit_numbers_are_kept_as_the_venue_wrote_them():
     assert b'"bid":0.00000255,' in ticker and b'"ask":0.0000026,' in ticker  # as the venue wrote them, not 2.55e-06
     assert json.loads(ticker)["bid_size"] == 1000.0 / 0.00000255  # an inverse contract's USD amount in BTC
     assert b'"mark_price":0.0000025512,"index_price":0.00000255' in mark
+
+
+def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a_dead_processor(tmp_path):
+    """A size no Decimal reads ("abc") raised decimal's InvalidOperation, which no handler took: the
+    processor task died with it. It is now a ValueError naming the size, counted as `malformed_books`,
+    and the frames after it are still handled; a zero spelled in other digits ("٠") removes its level."""
+    from marketdata_assets.datasets.order_book import OrderBook
+    from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector
+
+    book = OrderBook()
+    book.reset(1, [["1", "1"], ["2", "1"]], [])
+    book.apply(2, [["1", "٠"]], [])  # Arabic-Indic zero: isdigit() says digits, the level is still zero
+    assert book.bids == {"2": "1"}
+
+    def depth(first: int, bids: list) -> str:
+        return json.dumps({"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate", "E": 1, "s": "BTCUSDT",
+                                                                     "U": first, "u": first, "b": bids, "a": []}})
+
+    async def scenario():
+        writer = LandingWriter(tmp_path, "BINANCE")
+        collector = BinanceSpotCollector(CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9"), writer)
+        collector.books["BTCUSDT"].on_snapshot(10, [["1", "1"]], [["2", "1"]])
+        frames = [depth(11, [["1", "abc"]]), depth(11, [["1", "²"]]),
+                  json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 5,
+                                                                  "p": "1", "q": "1", "T": 1672515782136, "m": True}})]
+        await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        writer.close()
+        return collector.stats
+    stats = asyncio.run(scenario())
+    assert stats.bad_frames == {"malformed_books": 2}
+    assert stats.trades == 1 and stats.frames == 3
