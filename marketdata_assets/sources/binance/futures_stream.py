@@ -151,6 +151,7 @@ class BinanceUsdmStream(BinanceSpotStream):
              "kline_1m": (BARS_1M, "kline_1m", lambda d, i, r: kline_message(d, i, r, VENUE)),
              "markPrice": (MARK_PRICE, "markPrice@1s", None), "funding": (FUNDING, "markPrice@1s", None),
              "forceOrder": (LIQUIDATIONS, "forceOrder", force_order_message)}
+    TYPED: ClassVar[dict] = {}  # every frame read as decoded JSON
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         """Per instrument as spot's (markPrice once for mark and funding); liquidations from the

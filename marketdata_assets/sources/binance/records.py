@@ -34,6 +34,25 @@ class AggTrade(msgspec.Struct):
     m: Any          # true: the buyer was the maker, so the taker SOLD (true/false only)
 
 
+class TradeEvent(msgspec.Struct, gc=False):
+    """A spot `trade` stream event in the types its documentation gives (any other spelling of a field is
+    read field by field: `stream.trade_event`)."""
+
+    t: Int64        # trade id: trade_id and seq
+    p: str          # price, quote per base (decimal text)
+    q: str          # quantity, base units (decimal text)
+    T: Int64        # trade time, epoch ms
+    m: bool         # true: the buyer was the maker, so the taker SOLD
+    E: Int64 | None = None  # event time, epoch ms (absent: the trade's time)
+
+
+class TradeFrame(msgspec.Struct, gc=False):
+    """A combined-stream frame of a `trade` stream, decoded in one pass."""
+
+    stream: str         # `<symbol>@trade`
+    data: TradeEvent    # the event
+
+
 class HistoricalTrade(msgspec.Struct):
     """One trade of `/api/v3/trades` and `historicalTrades` (and of the dump files)."""
 

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgspec
 import orjson
 
 from marketdata_assets.core.http import Page
@@ -21,6 +22,7 @@ from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
+from marketdata_assets.sources.binance.records import TradeEvent, TradeFrame
 from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.stream import (
     BARS_1M,
@@ -122,20 +124,22 @@ def classify(frame: Any) -> Frame:
 
 
 def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
-    """The trade of a `trade` event `{e, E, s, t, p, q, T, m}`: trade_id = seq = `t`, ts = `T` (ms, or µs
-    if asked for), amount = price x quantity (the event has no quote quantity), side from `m` (the
-    buyer was the maker: the taker sold). SourceDataError if malformed. A well-formed event is read
-    straight (the checks below hold: ids and times integers, prices and sizes positive finite strings,
-    `m` a boolean); anything else goes through the field-by-field reading that names what is wrong."""
+    """The trade of a `trade` event `{e, E, s, t, p, q, T, m}` (a `TradeEvent`, or the decoded JSON of a frame
+    not in the documented types): trade_id = seq = `t`, ts = `T` (ms, or µs if asked for), amount = price x
+    quantity (the event has no quote quantity), side from `m` (the buyer was the maker: the taker sold).
+    SourceDataError if malformed. A well-formed event is read straight (ids and times integers, prices and
+    sizes positive finite strings, `m` a boolean); anything else field by field, naming what is wrong."""
     try:
-        trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
+        if data.__class__ is TradeEvent:
+            trade_id, ts, maker, p, q, event_ms = data.t, data.T, data.m, data.p, data.q, data.E
+        else:
+            trade_id, ts, maker, p, q, event_ms = data["t"], data["T"], data["m"], data["p"], data["q"], data.get("E")
         price, qty = float(p), float(q)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return _checked_trade_event(data, instrument, venue)
     if not (type(trade_id) is int and 0 <= trade_id < _INT64 and type(ts) is int and _MS_LOW <= ts < _MS_HIGH
             and type(p) is str and type(q) is str and 0 < price < _INF and 0 < qty < _INF and maker.__class__ is bool):
         return _checked_trade_event(data, instrument, venue)
-    event_ms = data.get("E")
     return [Trade(ts * 1000, str(trade_id), price, qty, price * qty, "sell" if maker else "buy", trade_id,
                   event_ms if type(event_ms) is int else ts)]
 
@@ -146,6 +150,8 @@ _MS_LOW, _MS_HIGH, _INT64, _INF = EPOCH_MS_OR_US[0], 100_000_000_000_000, 2**63,
 
 def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
     ctx = Page(venue, instrument)
+    if data.__class__ is TradeEvent:
+        data = msgspec.structs.asdict(data)
     trade_id = integer(field(data, "t", "trade event", ctx), "trade event t", ctx)
     what = f"trade {trade_id}"
     price = positive(number(field(data, "p", what, ctx), f"{what} p", ctx), what, ctx)
@@ -267,11 +273,13 @@ class BinanceSpotStream:
     KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_event), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
              "kline_1m": (BARS_1M, "kline_1m", kline_message)}
+    TYPED: ClassVar[dict] = {"trade": msgspec.json.Decoder(TradeFrame)}  # stream kind -> its frames' decoder
 
     def __init__(self, datasets=None):
         self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
         self.datasets = enabled(datasets, self.supported)
         self.streams_seen: dict[str, tuple[str, str | None, Any]] = {}  # stream name -> `_stream_of`
+        self.typed_frames: dict[str, msgspec.json.Decoder] = {}  # stream name -> its frames' decoder
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
@@ -300,6 +308,15 @@ class BinanceSpotStream:
         return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
 
     def decode(self, text: str) -> StreamFrame:
+        typed = self.typed_frames.get(text[11:text.find('"', 11)]) if text.startswith('{"stream":"') else None
+        if typed is not None:  # a stream whose frames have a declared record (its name read ahead: a guess,
+            try:  # so the stream decoded must be one of that record too)
+                frame = typed.decode(text)
+                if self.typed_frames.get(frame.stream) is typed:
+                    known = self.streams_seen[frame.stream]
+                    return StreamFrame("event", frame.stream, known[1], known[0], frame.data)
+            except msgspec.MsgspecError:  # another shape or other types: read as any frame
+                pass
         value = orjson.loads(text)  # orjson.JSONDecodeError is a ValueError, as json's
         if type(value) is dict and "stream" in value and "data" in value:  # a stream's event: the common case
             stream = str(value["stream"])
@@ -310,10 +327,12 @@ class BinanceSpotStream:
 
     def _stream_of(self, stream: str) -> tuple[str, str | None, Any]:
         """(instrument, dataset, reading) of a stream name, kept in `streams_seen` (a frame's look-up is
-        one dict get)."""
+        one dict get); its frames' decoder into `typed_frames` if its kind has one."""
         instrument, kind = stream_kind(stream)
         dataset, _, reading = self.KINDS.get(kind, (None, None, None))
         known = self.streams_seen[stream] = (instrument, dataset, reading)
+        if kind in self.TYPED:
+            self.typed_frames[stream] = self.TYPED[kind]
         return known
 
     def messages(self, frame: StreamFrame, recv_ns: int) -> list[LiveMessage]:
