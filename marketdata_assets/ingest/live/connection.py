@@ -129,6 +129,15 @@ class FrameQueue:
         if self.finished.is_set():
             self.finished.clear()
 
+    def put_many(self, items: list[Item]) -> None:
+        """Items that fit (the caller checked the room), as `put_nowait` each."""
+        self.items.extend(items)
+        self.unfinished += len(items)
+        if not self.ready.is_set():
+            self.ready.set()
+        if self.finished.is_set():
+            self.finished.clear()
+
     async def put(self, item: Item) -> None:
         while len(self.items) >= self.maxsize:
             self.room.clear()
@@ -166,9 +175,10 @@ class Connection:
         self.queue, self.stats, self.stale_s, self.pacer = queue, stats, stale_s, pacer
         self.ws = None
         self.first_frame = asyncio.Event()
-        self.first_data = asyncio.Event()  # set by the collector when a data frame of it was processed
-        self.all_data = asyncio.Event()  # ... and when every one of its channels delivered data (`saw`)
+        self.all_data = asyncio.Event()  # set when every one of its channels delivered data (`saw`)
         self.unseen: set[str] = set(streams)  # its channels that delivered no data yet
+        if not self.unseen:
+            self.all_data.set()
         self.ended = asyncio.Event()
         self.warned = asyncio.Event()  # the venue said it will close this connection soon (OKX's notice)
         self.reason = "open"
@@ -183,7 +193,6 @@ class Connection:
     def saw(self, channel: str | None) -> None:
         """A data frame of `channel` was processed (a rollover closes the predecessor once every
         channel of its successor delivered: before that, the old connection still carries some)."""
-        self.first_data.set()
         self.unseen.discard(channel)
         if not self.unseen:
             self.all_data.set()
@@ -195,7 +204,7 @@ class Connection:
         self.opened_at = self._last_seen = loop.time()
         self._arm(loop)
         self._marker("connect", url=self.url.split("?", 1)[0], streams=len(self.streams))
-        self.ws.start(self._on_text)
+        self.ws.start(self._on_text, self._on_texts)
         self._tasks = [asyncio.create_task(self._until_lost()), asyncio.create_task(self._subscribe(self.subscriptions)),
                        asyncio.create_task(self._ping(self.stale_s))]
         if self.keepalive is not None:
@@ -259,6 +268,20 @@ class Connection:
             queue.put_nowait(("frame", self.conn_id, recv_ns, text))
         else:
             self._enqueue(("frame", self.conn_id, recv_ns, text))
+
+    def _on_texts(self, texts: list[str], recv_ns: int) -> None:
+        """The messages of one read off the socket: as `_on_text` each, queued at once when they fit."""
+        queue = self.queue
+        if self.dropped or len(queue.items) + len(texts) > queue.maxsize:
+            for text in texts:
+                self._on_text(text, recv_ns)
+            return
+        self._last_seen = self._loop_time()
+        if not self.frames:
+            self.first_frame.set()
+        self.frames += len(texts)
+        conn_id = self.conn_id
+        queue.put_many([("frame", conn_id, recv_ns, text) for text in texts])
 
     async def _until_lost(self) -> None:
         try:
