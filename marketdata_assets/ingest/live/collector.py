@@ -49,6 +49,7 @@ from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
 
 T = TypeVar("T")
+DATA = "data"  # a parsed frame that is an event and asks for no reply (`_process`)
 CONTROL_CHANNEL = "_control"  # acks, errors, heartbeats, frames of no channel
 BAD_CHANNEL = "_bad"  # frames that are not JSON
 NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollover
@@ -333,10 +334,13 @@ class LiveCollector(BookOutputs):
                 landed.append((BAD_CHANNEL, conn, payload, recv_ns))
                 continue
             landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
-            parsed.append((kind, conn, recv_ns, frame))
+            parsed.append((DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame))
         await asyncio.to_thread(self._land, landed)
+        on_event = self._on_event
         for kind, conn, recv_ns, item in parsed:
-            if kind == "marker":
+            if kind is DATA:  # nearly every frame
+                on_event(conn, recv_ns, item)
+            elif kind == "marker":
                 self._on_marker(conn, item)
             else:
                 self._on_frame(conn, recv_ns, item)
@@ -401,9 +405,7 @@ class LiveCollector(BookOutputs):
             self._rest_snapshot(instrument, channel)
 
     def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
-        if frame.kind == "event" and frame.reply is None:  # data: nearly every frame
-            self._on_event(conn_id, recv_ns, frame)
-            return
+        """A frame that is not plain data (`_process` hands those to `_on_event`)."""
         if frame.reply is not None:
             conn = self.connections.get(conn_id)
             if conn is not None:
@@ -429,7 +431,7 @@ class LiveCollector(BookOutputs):
 
     def _on_event(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
         conn = self.connections.get(conn_id)
-        if conn is not None and not conn.all_data.is_set():
+        if conn is not None and conn.unseen:
             conn.saw(frame.channel)  # the data flows: a rollover may close its predecessor
         dataset = frame.dataset
         try:
@@ -513,7 +515,11 @@ class LiveCollector(BookOutputs):
         batch = self.trade_batches.get(frame.instrument)
         if batch is None:
             batch = self.trade_batches[frame.instrument] = []
-        room = self._room(count)
+        buffered = self.buffered + count
+        if buffered <= self.config.publish_buffer:  # room for them all: the common case
+            self.buffered, room = buffered, count
+        else:
+            room = self._room(count)
         if room == 1:  # one trade a frame (Binance's): no generator
             batch.append((trades[0], recv_ns))
         else:
