@@ -61,9 +61,12 @@ def checked_component(name: str, what: str) -> str:
     return name
 
 
+FRAME_LINE = b'{"t":%d,"c":%b,"d":%b}\n'  # a frame's record: receive time, connection, the frame as a JSON string
+
+
 def frame_line(recv_ns: int, conn: str, text: str) -> bytes:
     """A frame's record (orjson writes the JSON strings: json.dumps cost a microsecond a frame)."""
-    return b'{"t":%d,"c":%b,"d":%b}\n' % (recv_ns, orjson.dumps(conn), orjson.dumps(text))
+    return FRAME_LINE % (recv_ns, orjson.dumps(conn), orjson.dumps(text))
 
 
 def marker_line(recv_ns: int, conn: str, kind: str, details: dict) -> bytes:
@@ -180,8 +183,11 @@ class LandingWriter:
         """Many (channel, conn, text, recv_ns) frames at once, in order within each channel: one lock, one
         compressor write per channel and hour (the collector lands its batches so)."""
         lines: dict[str, list[tuple[int, bytes]]] = {}
+        conns: dict[str, bytes] = {}  # a connection's id as JSON, written once a call
+        dumps = orjson.dumps
         for channel, conn, text, recv_ns in frames:
-            lines.setdefault(channel, []).append((recv_ns, frame_line(recv_ns, conn, text)))
+            written = conns.get(conn) or conns.setdefault(conn, dumps(conn))
+            lines.setdefault(channel, []).append((recv_ns, FRAME_LINE % (recv_ns, written, dumps(text))))
         with self.lock:
             for channel, records in lines.items():
                 start = 0
