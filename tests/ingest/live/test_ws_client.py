@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from websockets.asyncio.server import serve
 from websockets.utils import accept_key
 
@@ -57,21 +58,25 @@ async def _raw_server(talk):
     return await asyncio.start_server(on_client, "127.0.0.1", 0)
 
 
-async def _collect(talk) -> tuple[list[str], WsClient]:
-    """The messages a client receives from `_raw_server(talk)` until the connection ends, and the client."""
+async def _collect(talk, together: bool = False) -> tuple[list[str], WsClient]:
+    """The messages a client receives from `_raw_server(talk)` until the connection ends, and the client;
+    `together`: the messages cut from one read come in one call (as the collector takes them)."""
     server = await _raw_server(talk)
     async with server:
         client = await WsClient.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
         got: list[str] = []
-        client.start(lambda text, recv_ns: got.append(text))
+        client.start(lambda text, recv_ns: got.append(text), (lambda texts, recv_ns: got.extend(texts)) if together
+                     else None)
         await asyncio.wait_for(client.ended.wait(), 5)
         return got, client
 
 
-def test_frames_are_cut_right_however_the_bytes_arrive():
+@pytest.mark.parametrize("together", [False, True])
+def test_frames_are_cut_right_however_the_bytes_arrive(together):
     """The frames after the handshake are cut by the client itself: frames in the handshake's own read, every
     length encoding, a stream delivered a byte at a time, a ping answered between messages, a message in
-    pieces, and a close frame: the same messages, in order, as the protocol would give."""
+    pieces, and a close frame: the same messages, in order, as the protocol would give (also when the
+    messages of one read are handed on together: those the protocol gives stay in their place)."""
     big, mid = "x" * 70_000, "é" * 100  # 64-bit and 16-bit lengths (é: two bytes of UTF-8)
     pong = asyncio.Event()
 
@@ -85,11 +90,12 @@ def test_frames_are_cut_right_however_the_bytes_arrive():
         await reader.readexactly(4 + (head[1] & 0x7F))
         if head[0] & 0x0F == 0xA:
             pong.set()
+        writer.write(_frame(b"before") + _frame(b"pie", fin=False) + _frame(b"ces", opcode=0x0) + _frame(b"after"))
         writer.write(_frame(b"last") + _frame((1000).to_bytes(2), opcode=0x8))
         await writer.drain()
 
-    got, client = asyncio.run(_collect(talk))
-    assert got == ["in-the-answer", mid, big, "byte-by-byte", "fragmented", "last"]
+    got, client = asyncio.run(_collect(talk, together))
+    assert got == ["in-the-answer", mid, big, "byte-by-byte", "fragmented", "before", "pieces", "after", "last"]
     assert pong.is_set()
     assert client.close_rcvd.code == 1000
 
