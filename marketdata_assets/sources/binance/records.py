@@ -4,7 +4,7 @@ streams to read them from."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 import numpy as np
@@ -21,6 +21,7 @@ from marketdata_assets.datasets.declared import (
     is_positive,
     typed_pages,
 )
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
 from marketdata_assets.datasets.wire import epoch_us, not_negative, number
 
 
@@ -34,14 +35,18 @@ class AggTrade(msgspec.Struct):
     m: Any          # true: the buyer was the maker, so the taker SOLD (true/false only)
 
 
-class TradeEvent(msgspec.Struct, gc=False):
-    """A spot `trade` stream event in the types its documentation gives (any other spelling of a field is
-    read field by field: `stream.trade_event`)."""
+TradeId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a trade id the tables' Int64 holds
+EpochMs = Annotated[int, msgspec.Meta(ge=EPOCH_MS_OR_US[0], lt=EPOCH_MS_OR_US[1] // 1000)]  # epoch ms, not µs
 
-    t: Int64        # trade id: trade_id and seq
+
+class TradeEvent(msgspec.Struct, gc=False):
+    """A spot `trade` stream event in the types its documentation gives (any other spelling of a field, or
+    a time in µs, is read field by field: `stream.trade_event`)."""
+
+    t: TradeId      # trade id: trade_id and seq
     p: str          # price, quote per base (decimal text)
     q: str          # quantity, base units (decimal text)
-    T: Int64        # trade time, epoch ms
+    T: EpochMs      # trade time, epoch ms
     m: bool         # true: the buyer was the maker, so the taker SOLD
     E: Int64 | None = None  # event time, epoch ms (absent: the trade's time)
 

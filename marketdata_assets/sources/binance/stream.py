@@ -7,6 +7,7 @@ need. Frames, limits, sync rules and ids: docs/live-capture.md, "Binance spot".
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import deque
@@ -129,19 +130,30 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
     quantity (the event has no quote quantity), side from `m` (the buyer was the maker: the taker sold).
     SourceDataError if malformed. A well-formed event is read straight (ids and times integers, prices and
     sizes positive finite strings, `m` a boolean); anything else field by field, naming what is wrong."""
+    if data.__class__ is TradeEvent:  # its types checked as it was decoded: the numbers are left
+        try:
+            price, qty = float(data.p), float(data.q)
+        except ValueError:
+            return _checked_trade_event(data, instrument, venue)
+        if not (0 < price < _INF and 0 < qty < _INF):
+            return _checked_trade_event(data, instrument, venue)
+        trade_id, ts, event_ms = data.t, data.T, data.E
+        return [_trade((ts * 1000, str(trade_id), price, qty, price * qty, "sell" if data.m else "buy", trade_id,
+                        ts if event_ms is None else event_ms))]
     try:
-        if data.__class__ is TradeEvent:
-            trade_id, ts, maker, p, q, event_ms = data.t, data.T, data.m, data.p, data.q, data.E
-        else:
-            trade_id, ts, maker, p, q, event_ms = data["t"], data["T"], data["m"], data["p"], data["q"], data.get("E")
+        trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
         price, qty = float(p), float(q)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError):
         return _checked_trade_event(data, instrument, venue)
     if not (type(trade_id) is int and 0 <= trade_id < _INT64 and type(ts) is int and _MS_LOW <= ts < _MS_HIGH
             and type(p) is str and type(q) is str and 0 < price < _INF and 0 < qty < _INF and maker.__class__ is bool):
         return _checked_trade_event(data, instrument, venue)
+    event_ms = data.get("E")
     return [Trade(ts * 1000, str(trade_id), price, qty, price * qty, "sell" if maker else "buy", trade_id,
                   event_ms if type(event_ms) is int else ts)]
+
+
+_trade = functools.partial(tuple.__new__, Trade)  # a Trade of its fields in order, without NamedTuple's __new__ call
 
 
 # epoch milliseconds (`epoch_us` reads µs too: the checked path), the Int64 range, infinity
