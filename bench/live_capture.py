@@ -80,7 +80,7 @@ DURABLE = "bench-live-capture"
 TARGET_RATIO, TARGET_P99_S = 0.5, 1.0
 WARM_UP_S = 10.0
 # The throughput part's frame queue: every frame of its window fits (the sender sends as fast as the
-# client reads: the collector's reader takes up to ~700k frames a second while its processor runs,
+# client reads: the collector's reader takes ~650k frames a second while its processor runs,
 # 2.5 GB of queued frames at most), so each frame read goes the whole path and counts; with a smaller
 # queue the reader outruns the processor, and the CPU spent reading frames the full queue then drops
 # (counted as overflow, by design) is charged to the frames that were processed (2,000,000 did so
