@@ -101,23 +101,9 @@ def best_level(price: Any, size: Any, sized: Callable[[float, float], float] | N
     return venue_number(price), venue_number(size) if sized is None else sized(float(price), float(size))
 
 
-def trade_fields(venue: str, instrument: str, t: Trade, recv_ns: int) -> dict:
-    """A trade as every sink stores it (sized: quantity in base units, amount in quote units), with
-    venue, instrument and the receive time: the JSON object of a trade in a message."""
-    return {"venue": venue, "instrument": instrument, "trade_id": t.trade_id, "price": t.price,
-            "quantity": t.quantity, "amount": t.amount, "side": t.side, "seq": t.seq, "ts_us": t.ts_us,
-            "event_ms": t.event_ms, "recv_ns": recv_ns}
-
-
-def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: int) -> list[LiveMessage]:
-    """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload
-    `trade_fields` (the collector publishes them in batches: `trade_batch`)."""
-    return [LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{t.trade_id}",
-                        json_bytes(trade_fields(venue, instrument, t, recv_ns)), t.event_ms) for t in trades]
-
-
 class TradeMessage(msgspec.Struct, gc=False):
-    """A trade in a batch message: `trade_fields`, in its order (a Struct encodes without a dict a trade)."""
+    """A trade as every sink stores it (sized: quantity in base units, amount in quote units), with venue,
+    instrument and the receive time: the JSON object of a trade in a message (a Struct: no dict a trade)."""
 
     venue: str
     instrument: str
@@ -135,14 +121,25 @@ class TradeMessage(msgspec.Struct, gc=False):
 _ENCODE = msgspec.json.Encoder().encode  # its bytes are their own size (orjson's keep a 4 KB buffer: json_bytes)
 
 
+def trade_records(venue: str, instrument: str, trades: list[tuple[Trade, int]]) -> list[TradeMessage]:
+    """(trade, receive time)s of one instrument as the objects of its messages."""
+    return [TradeMessage(venue, instrument, trade_id, price, quantity, amount, side, seq, ts_us, event_ms, recv_ns)
+            for (ts_us, trade_id, price, quantity, amount, side, seq, event_ms), recv_ns in trades]
+
+
+def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: int) -> list[LiveMessage]:
+    """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload a
+    `TradeMessage` (the collector publishes them in batches: `trade_batch`)."""
+    return [LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{m.trade_id}", _ENCODE(m), m.event_ms)
+            for m in trade_records(venue, instrument, [(t, recv_ns) for t in trades])]
+
+
 def trade_batch(venue: str, instrument: str, trades: list[tuple[Trade, int]]) -> tuple[str, bytes]:
     """(msg id, payload) of one instrument's (trade, receive time)s sent as one message: the payload a
-    JSON array of `trade_fields`; the id `<venue>.<instrument>.<first trade id>~<last trade id>.<count>.
+    JSON array of `TradeMessage`s; the id `<venue>.<instrument>.<first trade id>~<last trade id>.<count>.
     <crc32 of the payload>`, made from the content, so the same batch published again is stored once
     (a trade two connections delivered may be in two batches: `trades_live`'s key keeps it once)."""
-    payload = _ENCODE([TradeMessage(venue, instrument, trade_id, price, quantity, amount, side, seq, ts_us, event_ms,
-                                    recv_ns)
-                       for (ts_us, trade_id, price, quantity, amount, side, seq, event_ms), recv_ns in trades])
+    payload = _ENCODE(trade_records(venue, instrument, trades))
     first, last = trades[0][0].trade_id, trades[-1][0].trade_id
     return f"{venue}.{instrument}.{first}~{last}.{len(trades)}.{zlib.crc32(payload):08x}", payload
 
