@@ -13,6 +13,7 @@ import email.utils
 import random
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from websockets.exceptions import InvalidStatus
@@ -122,15 +123,10 @@ class FrameQueue:
         if len(self.items) >= self.maxsize:
             self.room.clear()
             raise asyncio.QueueFull
-        self.items.append(item)
-        self.unfinished += 1
-        if not self.ready.is_set():
-            self.ready.set()
-        if self.finished.is_set():
-            self.finished.clear()
+        self.put_many((item,))
 
-    def put_many(self, items: list[Item]) -> None:
-        """Items that fit (the caller checked the room), as `put_nowait` each."""
+    def put_many(self, items: Sequence[Item]) -> None:
+        """Items that fit (the caller checked the room)."""
         self.items.extend(items)
         self.unfinished += len(items)
         if not self.ready.is_set():
@@ -259,29 +255,21 @@ class Connection:
 
     def _on_text(self, text: str, recv_ns: int) -> None:
         """A message off the socket (called as the bytes are parsed)."""
-        self._last_seen = self._loop_time()
-        self.frames += 1
-        if self.frames == 1:
-            self.first_frame.set()
-        queue = self.queue
-        if not self.dropped and len(queue.items) < queue.maxsize:  # room, no overflow to mark: the common case
-            queue.put_nowait(("frame", self.conn_id, recv_ns, text))
-        else:
-            self._enqueue(("frame", self.conn_id, recv_ns, text))
+        self._on_texts([text], recv_ns)
 
     def _on_texts(self, texts: list[str], recv_ns: int) -> None:
-        """The messages of one read off the socket: as `_on_text` each, queued at once when they fit."""
-        queue = self.queue
-        if self.dropped or len(queue.items) + len(texts) > queue.maxsize:
-            for text in texts:
-                self._on_text(text, recv_ns)
-            return
+        """The messages of one read off the socket: queued at once when they fit (the common case), else
+        one by one, the overflow marked (`_enqueue`)."""
         self._last_seen = self._loop_time()
         if not self.frames:
             self.first_frame.set()
         self.frames += len(texts)
-        conn_id = self.conn_id
-        queue.put_many([("frame", conn_id, recv_ns, text) for text in texts])
+        queue, conn_id = self.queue, self.conn_id
+        if not self.dropped and len(queue.items) + len(texts) <= queue.maxsize:
+            queue.put_many([("frame", conn_id, recv_ns, text) for text in texts])
+        else:
+            for text in texts:
+                self._enqueue(("frame", conn_id, recv_ns, text))
 
     async def _until_lost(self) -> None:
         try:
