@@ -515,11 +515,7 @@ class LiveCollector(BookOutputs):
         batch = self.trade_batches.get(frame.instrument)
         if batch is None:
             batch = self.trade_batches[frame.instrument] = []
-        buffered = self.buffered + count
-        if buffered <= self.config.publish_buffer:  # room for them all: the common case
-            self.buffered, room = buffered, count
-        else:
-            room = self._room(count)
+        room = self._room(count)
         if room == 1:  # one trade a frame (Binance's): no generator
             batch.append((trades[0], recv_ns))
         else:
