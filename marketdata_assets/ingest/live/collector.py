@@ -321,9 +321,10 @@ class LiveCollector(BookOutputs):
         """Land the batch raw (in a worker thread), then handle what it means. Landed: a frame as
         (channel, conn, text, recv_ns), a marker as (None, conn, recv_ns, marker, its channels)."""
         landed, parsed, decode = self.gap_markers, [], self.protocol.decode
-        self.gap_markers = []
+        self.gap_markers, marked = [], bool(landed)
         for kind, conn, recv_ns, payload in batch:
             if kind == "marker":
+                marked = True
                 landed.append((None, conn, recv_ns, payload, self._channels_of(conn)))
                 parsed.append((kind, conn, recv_ns, payload))
                 continue
@@ -335,7 +336,7 @@ class LiveCollector(BookOutputs):
                 continue
             landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
             parsed.append((DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame))
-        await asyncio.to_thread(self._land, landed)
+        await asyncio.to_thread(self._land_frames if not marked else self._land, landed)
         on_event = self._on_event
         for kind, conn, recv_ns, item in parsed:
             if kind is DATA:  # nearly every frame
@@ -367,13 +368,12 @@ class LiveCollector(BookOutputs):
             self._land_frames(frames)
 
     def _land_frames(self, frames: list[tuple[str, str, str, int]]) -> None:
-        self.writer.frames(frames)
-        stats = self.stats
+        landed, stats = self.writer.frames(frames), self.stats
         stats.frames += len(frames)
         counts = stats.channel_frames
-        for channel, _, _, _ in frames:
-            counts[channel] = counts.get(channel, 0) + 1
-        stats.last_frame_ns = max(stats.last_frame_ns, max(recv_ns for _, _, _, recv_ns in frames))
+        for channel, (count, last_ns) in landed.items():
+            counts[channel] = counts.get(channel, 0) + count
+            stats.last_frame_ns = max(stats.last_frame_ns, last_ns)
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])

@@ -179,27 +179,38 @@ class LandingWriter:
         """One frame as received (`text` exactly as it came off the socket)."""
         self._write(channel, frame_line(recv_ns, conn, text), recv_ns, None)
 
-    def frames(self, frames: list[tuple[str, str, str, int]]) -> None:
+    def frames(self, frames: list[tuple[str, str, str, int]]) -> dict[str, tuple[int, int]]:
         """Many (channel, conn, text, recv_ns) frames at once, in order within each channel: one lock, one
-        compressor write per channel and hour (the collector lands its batches so)."""
-        lines: dict[str, list[tuple[int, bytes]]] = {}
+        compressor write per channel and hour (the collector lands its batches so). Returns each
+        channel's (frames landed, newest receive time)."""
+        runs: dict[str, tuple[list[bytes], list[int]]] = {}  # channel -> its lines and their receive times
         conns: dict[str, bytes] = {}  # a connection's id as JSON, written once a call
         dumps = orjson.dumps
         for channel, conn, text, recv_ns in frames:
-            written = conns.get(conn) or conns.setdefault(conn, dumps(conn))
-            lines.setdefault(channel, []).append((recv_ns, FRAME_LINE % (recv_ns, written, dumps(text))))
+            run = runs.get(channel)
+            if run is None:
+                run = runs[channel] = ([], [])
+            run[0].append(FRAME_LINE % (recv_ns, conns.get(conn) or conns.setdefault(conn, dumps(conn)), dumps(text)))
+            run[1].append(recv_ns)
+        landed = {}
         with self.lock:
-            for channel, records in lines.items():
-                start = 0
-                for k in range(1, len(records) + 1):  # a run of one hour at a time
-                    if k == len(records) or records[k][0] // HOUR_NS != records[start][0] // HOUR_NS:
-                        self._write_run(channel, records[start:k])
-                        start = k
+            for channel, (lines, times) in runs.items():
+                first, last = min(times), max(times)
+                if first // HOUR_NS == last // HOUR_NS:  # nearly always: the batch is within one hour
+                    self._append(channel, b"".join(lines), first, None, len(lines), last)
+                else:
+                    self._write_hours(channel, lines, times)
+                landed[channel] = (len(lines), last)
+        return landed
 
-    def _write_run(self, channel: str, records: list[tuple[int, bytes]]) -> None:
-        """Frames of one channel and hour, under the lock."""
-        times = [t for t, _ in records]
-        self._append(channel, b"".join(line for _, line in records), min(times), None, len(records), max(times))
+    def _write_hours(self, channel: str, lines: list[bytes], times: list[int]) -> None:
+        """Frames of one channel across hours, under the lock: each run of one hour at once."""
+        start = 0
+        for k in range(1, len(lines) + 1):
+            if k == len(lines) or times[k] // HOUR_NS != times[start] // HOUR_NS:
+                run = times[start:k]
+                self._append(channel, b"".join(lines[start:k]), min(run), None, k - start, max(run))
+                start = k
 
     def _file(self, channel: str, recv_ns: int) -> _OpenFile:
         """The open file of a channel for a receive time: a file of another hour is closed first."""

@@ -167,7 +167,7 @@ class GatedWriter(LandingWriter):
 
     def frames(self, *args, **kwargs):
         self.gate.wait(WAIT_S)
-        super().frames(*args, **kwargs)
+        return super().frames(*args, **kwargs)
 
 
 def lost_ids(root, instrument: str) -> tuple[set[int], set[int]]:

@@ -44,6 +44,26 @@ def test_hour_rollover_closes_the_hour_and_a_reader_never_sees_a_part(tmp_path):
     assert not list(tmp_path.rglob(f"*{PART}"))
 
 
+
+def test_a_batch_of_frames_lands_by_channel_and_hour_and_says_what_it_landed(tmp_path):
+    """`frames`: a batch whose trade channel crosses an hour (and whose clock steps back over it once)
+    lands each frame in its own hour's file, in order; the answer is each channel's count and newest time."""
+    writer = LandingWriter(tmp_path, "BINANCE")
+    trade, depth = "btcusdt@trade", "btcusdt@depth"
+    times = [H0 + HOUR_NS - 2, H0 + HOUR_NS - 1, H0 + HOUR_NS, H0 + HOUR_NS - 1, H0 + HOUR_NS + 5]
+    batch = [(trade, "c1", f'{{"k":{k}}}', t) for k, t in enumerate(times)]
+    batch.insert(2, (depth, "c2", '{"d":"\\"}', H0 + 7))
+    assert writer.frames(batch) == {trade: (5, H0 + HOUR_NS + 5), depth: (1, H0 + 7)}
+    writer.close()
+    files = closed_files(tmp_path, "BINANCE", trade)
+    by_hour = {}
+    for path in files:
+        by_hour.setdefault(path.name.split(".")[0], []).extend(r["d"] for r in read_file(path))
+    assert by_hour == {hour_key(H0): ['{"k":0}', '{"k":1}', '{"k":3}'], hour_key(H0 + HOUR_NS): ['{"k":2}', '{"k":4}']}
+    assert sum(summary(p)["frames"] for p in files) == 5
+    [depth_file] = closed_files(tmp_path, "BINANCE", depth)
+    assert read_file(depth_file) == [{"t": H0 + 7, "c": "c2", "d": '{"d":"\\"}'}]
+
 WRITER_SCRIPT = r"""
 import sys, time
 from pathlib import Path
