@@ -160,7 +160,12 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
             info["url"] = endpoints.url
         if on_ready is not None:
             on_ready(info)
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.gather(*tasks)
+        except Exception:
+            stop.set()  # one venue (or the consumer) failed: the others stop cleanly before the error goes up
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
     return _counters(collectors, consumer)
 
 

@@ -114,6 +114,10 @@ async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
             task.exception()
 
 
+class CollectorFailed(RuntimeError):
+    """A collector's service task (processing, publishing, the landing's ticks, ...) failed: it stopped."""
+
+
 class LiveCollector(BookOutputs):
     """docs/live-capture.md, "The collector". `await run(stop)` until `stop` is set; `stats` counts what happened."""
 
@@ -177,19 +181,54 @@ class LiveCollector(BookOutputs):
             self.service_tasks.append(asyncio.create_task(self._latest_forever()))
         if self.repair is not None:
             self.service_tasks.append(asyncio.create_task(self._repair_forever()))
+        failed = None
         try:
-            await stop.wait()
+            failed = await self._stopped_or_failed(stop)
         finally:
-            await self._shutdown()
+            if failed is None:  # stopped (or cancelled)
+                await self._shutdown()
+        if failed is not None:
+            await self._fail(failed)
 
-    async def _shutdown(self) -> None:
-        """Stop reading, land what was read, publish what was parsed, close the files."""
+    async def _stopped_or_failed(self, stop: asyncio.Event) -> asyncio.Task | None:
+        """Wait for `stop`, or for a service or connection slot task to end: they run until cancelled, so
+        one that ends has failed (the landing disk full, a bug); that task, or None when stopped."""
+        stopping = asyncio.ensure_future(stop.wait())
+        watched = [*self.service_tasks, *self.slot_tasks]
+        try:
+            done, _ = await asyncio.wait([stopping, *watched], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        return next((task for task in watched if task in done), None)
+
+    async def _fail(self, failed: asyncio.Task) -> None:
+        """A service task failed: stop as a stop does, as far as it can, then raise `CollectorFailed` naming
+        the venue, the task and the error, so the process exits and its supervisor restarts it (the
+        landing recovers its files then), instead of reading on into a queue nobody takes from. A failed
+        processor's batch and the frames still queued are lost, counted in `lost_frames`."""
+        error = failed.exception() if not failed.cancelled() else asyncio.CancelledError()
+        processing = not self.service_tasks[0].done()  # the processor (`run` starts it first)
+        if not processing:
+            self.stats.lost_frames += self.queue.qsize()
+        also = ""
+        try:
+            await self._shutdown(drain=processing)
+        except Exception as again:  # noqa: BLE001  (the same fault again, most likely: the first one is the story)
+            also = f"; stopping after it failed too: {again!r}"
+        name = failed.get_coro().__name__.strip("_")
+        raise CollectorFailed(f"{self.protocol.venue} collector stopped: its {name} task failed with {error!r}; "
+                              f"frames read and never processed: {self.stats.lost_frames}{also}") from error
+
+    async def _shutdown(self, drain: bool = True) -> None:
+        """Stop reading, land what was read (`drain`: the processor is alive), publish what was parsed,
+        close the files."""
         for task in self.slot_tasks:
             task.cancel()
         await asyncio.gather(*self.slot_tasks, return_exceptions=True)
         await asyncio.gather(*(conn.close("stop") for conn in list(self.connections.values())))  # at once, each
         # bounded by the close timeout: a stop is as quick for 8 connections as for 1
-        await self.queue.join()
+        if drain:
+            await self.queue.join()
         async with self.publish_lock:  # no publish is cut short: a batch the server stored is counted once
             await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))
         if self.store is not None:
@@ -313,6 +352,9 @@ class LiveCollector(BookOutputs):
                     await self._process(kept)
                 else:
                     await self._process(batch)
+            except Exception:
+                stats.lost_frames += len(batch)  # the processor fails with them (`_fail`)
+                raise
             finally:
                 queue.task_done(len(batch))
                 stats.changed.set()

@@ -63,6 +63,7 @@ class Stats:
     latest_failures: int = 0  # its failed flushes (Redis away or slow: capture goes on, tried again)
     channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames received
     last_frame_ns: int = 0  # receive time of the newest frame (0: none yet)
+    lost_frames: int = 0  # frames read and never processed: a failed processor's batch and the queue (CollectorFailed)
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))  # last: +Inf
     lag_sum_s: float = 0.0
     started_ns: int = field(default_factory=time.time_ns)

@@ -5,10 +5,14 @@ and on record. Waits are on the collector's counters (Stats.wait_until), never o
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import threading
 import time
 
+import pytest
+
+from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.support.live import (
@@ -269,7 +273,6 @@ def test_a_refused_subscription_is_marked_and_retried(tmp_path):
 def test_a_stop_while_a_connection_is_still_opening_ends_at_once(tmp_path):
     """A venue that accepts the TCP connection and never answers the handshake (a reconnect in flight
     when the stop comes): the stop ends the collector within the close timeout, not never."""
-    from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
 
     async def scenario() -> float:
         silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
@@ -286,3 +289,59 @@ def test_a_stop_while_a_connection_is_still_opening_ends_at_once(tmp_path):
         silent.close()
         return time.monotonic() - started
     assert asyncio.run(scenario()) < 5
+
+
+class FullDisk(LandingWriter):
+    """A landing writer whose disk fills after `batches` batches of frames."""
+
+    def __init__(self, *args, batches: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = batches
+
+    def frames(self, *args, **kwargs):
+        self.batches -= 1
+        if self.batches < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().frames(*args, **kwargs)
+
+
+def test_a_failed_processor_stops_the_collector_with_the_error_and_closes_its_files(tmp_path):
+    """The landing disk fills: the processing task fails. The collector does not read on into a queue no
+    one takes from (a stop then waited forever for it): it stops at once, closes what it landed, and raises
+    `CollectorFailed` naming the venue, the task and the error, the frames it lost counted."""
+    from marketdata_assets.ingest.live.collector import CollectorFailed
+
+    stack, rest, ws = replays(WsConfig(tick_s=0.02))
+    with stack:
+        async def scenario():
+            collector = BinanceSpotCollector(config_for(ws, rest), FullDisk(tmp_path, "BINANCE", batches=3), None)
+            task = asyncio.create_task(collector.run(asyncio.Event()))  # never stopped: it must end by itself
+            with pytest.raises(CollectorFailed) as failed:
+                await asyncio.wait_for(task, WAIT_S)
+            return collector, failed.value
+        collector, error = asyncio.run(scenario())
+    assert "BINANCE collector stopped: its process_forever task failed with OSError(28" in str(error)
+    assert isinstance(error.__cause__, OSError) and error.__cause__.errno == errno.ENOSPC
+    assert collector.stats.lost_frames >= 1 and f"never processed: {collector.stats.lost_frames}" in str(error)
+    assert collector.stats.frames >= 1 and not list(tmp_path.rglob("*.part"))  # what it landed is closed
+    landed = sum(len(records(tmp_path, f"{i.lower()}@trade")) for i in INSTRUMENTS)
+    assert landed >= 1
+
+
+def test_a_failed_connection_slot_stops_the_collector_with_the_error(tmp_path):
+    """A connection slot that fails (a bug, not a lost connection: those it survives) is not left dead while
+    the collector runs on without its streams: the collector stops and says which task failed."""
+    from marketdata_assets.ingest.live.collector import CollectorFailed
+
+    class Broken(BinanceSpotCollector):
+        async def _open(self, streams, backoff):
+            raise RuntimeError("a bug in opening")
+
+    async def scenario():
+        config = CollectorConfig(list(INSTRUMENTS), "ws://127.0.0.1:9", "http://127.0.0.1:9")
+        collector = Broken(config, LandingWriter(tmp_path, "BINANCE"), None)
+        with pytest.raises(CollectorFailed) as failed:
+            await asyncio.wait_for(collector.run(asyncio.Event()), WAIT_S)
+        return failed.value
+    error = asyncio.run(scenario())
+    assert "its slot task failed with RuntimeError('a bug in opening')" in str(error)
