@@ -40,6 +40,7 @@ COUNTERS = {
     "duplicates": ("marketdata_live_duplicates", "Republished trades JetStream already had."),
     "publish_failures": ("marketdata_live_publish_failures", "Publish batches that failed (published again)."),
     "publish_dropped": ("marketdata_live_publish_dropped", "Trades dropped from a full publish buffer."),
+    "publish_refused": ("marketdata_live_publish_refused", "Trades a sink could not store as they are (still landed)."),
 }
 CONSUMER_COUNTERS = {
     "fetched": "Messages the NATS -> ClickHouse consumer received (redeliveries included).",

@@ -101,6 +101,7 @@ class PublishResult:
     duplicates: int = 0
     duplicate_at: frozenset[int] = frozenset()  # which messages of the batch were duplicates
     passed_at: frozenset[int] = frozenset()  # which ones the sink does not keep (another sink's datasets)
+    refused_at: frozenset[int] = frozenset()  # which ones the sink cannot store as they are (malformed, out of range)
 
 
 class PullBatches:

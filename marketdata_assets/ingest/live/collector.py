@@ -718,8 +718,10 @@ class LiveCollector(BookOutputs):
         records = [n for _, _, _, n in batch]
         repeated = sum(records[k] for k in result.duplicate_at)
         passed = sum(records[k] for k in result.passed_at)  # a sink's datasets it does not keep
+        refused = sum(records[k] for k in result.refused_at)
         self.buffered -= sum(records)
-        self.stats.published += sum(records) - repeated - passed
+        self.stats.published += sum(records) - repeated - passed - refused
+        self.stats.publish_refused += refused
         self.stats.duplicates += repeated
         self.stats.changed.set()
         return True

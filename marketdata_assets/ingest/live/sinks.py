@@ -41,7 +41,13 @@ class ClickHouseTradeSink:
 
     async def publish(self, messages: Iterable[tuple[str, str, bytes]]) -> PublishResult:
         batch = list(messages)
-        rows = [row for subject, _, payload in batch if is_trade(subject) for row in trade_rows(payload)]
+        rows, refused = [], set()
+        for k, (where, _, payload) in enumerate(batch):
+            if is_trade(where):
+                try:
+                    rows.extend(trade_rows(payload))
+                except (KeyError, TypeError, ValueError):  # a message the table cannot hold: sending it with the
+                    refused.add(k)  # others would fail the INSERT every time (counted by the publisher)
         try:
             await asyncio.to_thread(self._insert, rows)
         except Exception:
@@ -49,7 +55,7 @@ class ClickHouseTradeSink:
             raise
         self.rows += len(rows)
         passed = frozenset(k for k, (subject, _, _) in enumerate(batch) if not is_trade(subject))
-        return PublishResult(stored=len(rows), passed_at=passed)
+        return PublishResult(stored=len(rows), passed_at=passed, refused_at=frozenset(refused))
 
 
 class Tee:

@@ -51,6 +51,7 @@ class Stats:
     published: int = 0  # records stored by JetStream (every dataset; a trade batch counts its trades)
     duplicates: int = 0  # republished records JetStream already had (in batches it had)
     publish_failures: int = 0  # batches that failed and were republished
+    publish_refused: int = 0  # records a sink could not store as they are (ClickHouse: a time or id out of range)
     publish_dropped: int = 0  # messages dropped from a full publish buffer (still in the landing files)
     book_snapshots: int = 0  # top-N book snapshots stored by JetStream
     book_tops_landed: int = 0  # top-N book snapshots landed (`<instrument>@book_top`, every one taken)

@@ -59,29 +59,40 @@ def ensure_live_tables(client, database: str) -> list[str]:
     return [TRADES_LIVE, TRADES_LATEST]
 
 
-def _utc_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+# What the columns hold: DateTime64 from 1900 to 2299 (a time past it is stored as another, silently),
+# `seq` an Int64 (a larger id fails the whole INSERT: a message with one would stop the consumer for good)
+_US_LOW, _US_HIGH = -2_208_988_800_000_000, 10_413_792_000_000_000  # 1900-01-01, 2300-01-01 (µs)
+_INT64 = 2**63
 
 
-def _utc_us(us: int) -> datetime:
+def _utc_us(us: int, field: str = "ts_us") -> datetime:
+    if not _US_LOW <= us < _US_HIGH:
+        raise ValueError(f"{field} {us} is outside the years 1900-2299 the table stores")
     return datetime.fromtimestamp(us // 1_000_000, tz=timezone.utc).replace(microsecond=us % 1_000_000)
+
+
+def _utc_ms(ms: int, field: str) -> datetime:
+    return _utc_us(ms * 1000, field)
 
 
 def trade_row(message: dict) -> tuple:
     """A row of ``trades_live`` (:data:`LIVE_COLUMNS`) from a published trade (sources/stream.py
     `trade_messages`: the venue's parse, sized: venue, instrument, trade_id, price, quantity, amount,
     side, seq, ts_us, event_ms, recv_ns), stored as it is. A message of an older collector (ts_ms, no
-    amount: spot trades only) is read too. KeyError, TypeError or ValueError on a malformed message."""
+    amount: spot trades only) is read too. KeyError, TypeError or ValueError on a malformed message, or
+    one the table cannot hold as it is (a time outside its years, a `seq` outside Int64)."""
     price, quantity = float(message["price"]), float(message["quantity"])
     amount = float(message["amount"]) if message.get("amount") is not None else price * quantity
-    ts = _utc_us(int(message["ts_us"])) if "ts_us" in message else _utc_ms(int(message["ts_ms"]))
-    seq = message.get("seq")
+    ts = _utc_us(int(message["ts_us"])) if "ts_us" in message else _utc_ms(int(message["ts_ms"]), "ts_ms")
+    seq = None if message.get("seq") is None else int(message["seq"])
+    if seq is not None and not -_INT64 <= seq < _INT64:
+        raise ValueError(f"seq {seq} is outside Int64")
     venue, instrument, trade_id = str(message["venue"]), str(message["instrument"]), str(message["trade_id"])
     if not (venue and instrument and trade_id):
         raise ValueError("venue, instrument and trade_id must not be empty")
-    event = _utc_ms(int(message["event_ms"])) if message.get("event_ms") else ts
-    return (ts, venue, instrument, trade_id, price, quantity, amount, str(message["side"]),
-            None if seq is None else int(seq), event, _utc_us(int(message["recv_ns"]) // 1000))
+    event = _utc_ms(int(message["event_ms"]), "event_ms") if message.get("event_ms") else ts
+    return (ts, venue, instrument, trade_id, price, quantity, amount, str(message["side"]), seq, event,
+            _utc_us(int(message["recv_ns"]) // 1000, "recv_ns / 1000"))
 
 
 def trade_rows(data: bytes) -> list[tuple]:

@@ -13,10 +13,12 @@ from datetime import date, datetime, timezone
 import polars as pl
 import pytest
 
+from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer, consumer_config
 from marketdata_assets.stores.clickhouse import live
 from marketdata_assets.stores.clickhouse.writer import write_slice
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec, subject
+from marketdata_assets.stores.landing import LandingWriter
 
 WAIT_S = 20
 T0_MS = 1_763_900_000_000  # 2025-11-23 12:13:20 UTC
@@ -157,15 +159,19 @@ def test_bad_messages_are_terminated_and_counted(clickhouse, nats_url, stream_sp
 
         async def scenario():
             async with store_for(nats_url, stream_spec) as store:
+                unstorable = [json.dumps({**trade("BTCUSDT", 90 + k), **change}).encode() for k, change in
+                              enumerate([{"seq": 2**63}, {"ts_us": 220_000_000_000_000_000}])]  # Int64; year 8941
                 await store.publish([(target, "bad-1", b"{not json"), (target, "bad-2", b'{"venue": "BINANCE"}'),
+                                     *[(target, f"bad-{3 + k}", data) for k, data in enumerate(unstorable)],
                                      *messages(prefix, range(5))])
                 async with consuming(store, config, client, clickhouse.database) as consumer:
-                    await consumer.stats.wait_until(lambda s: s.acked == 5 and sum(s.bad_messages.values()) == 2,
+                    await consumer.stats.wait_until(lambda s: s.acked == 5 and sum(s.bad_messages.values()) == 4,
                                                     WAIT_S)
                     assert await ack_pending(store, config) == 0
                 return consumer.stats
         stats = asyncio.run(scenario())
-    assert stats.bad_messages == {"not_json": 1, "bad_KeyError": 1}
+    assert stats.bad_messages == {"not_json": 1, "bad_KeyError": 1, "bad_ValueError": 2}
+    assert stats.insert_failures == 0  # the unstorable were never sent: an INSERT with one failed for good
     assert ids_in(client, clickhouse.database) == list(range(5))
 
 
@@ -198,9 +204,10 @@ def test_consumer_config_is_durable_explicit_ack():
     assert cfg.ack_policy.value == "explicit"
 
 
-def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, stream_spec):
+def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, stream_spec, tmp_path):
     """The collector's optional sinks (ingest.live.sinks): JetStream then ClickHouse; a batch sent again
-    (the collector's retry) is stored once in each; a refused INSERT raises (the collector keeps it)."""
+    (the collector's retry) is stored once in each; a message the table cannot hold is left out of the
+    INSERT and named (it would fail every INSERT); a refused INSERT raises (the collector keeps it)."""
     from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
 
     with clickhouse.get_client() as client:
@@ -216,6 +223,16 @@ def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, s
                 again = await tee.publish(messages(prefix, range(10, 30)))
                 held = await store.message_count(stream_spec.name)
                 stored = ids_in(client, db)
+                mixed = messages(prefix, range(40, 43))  # and one the table cannot hold: left out, said so
+                mixed.insert(1, (mixed[0][0], "x", json.dumps({**trade("BTCUSDT", 99), "seq": 2**63}).encode()))
+                partial = await sink.publish(mixed)
+                collector = BinanceSpotCollector(CollectorConfig(["BTCUSDT"], "ws://127.0.0.1:9", "http://127.0.0.1:9"),
+                                                 LandingWriter(tmp_path, "BINANCE"), sink)
+                collector.outbox.extend((where, msg_id, payload, 1) for where, msg_id, payload in
+                                        [*messages(prefix, range(50, 52)), mixed[1]])
+                collector.buffered = 3
+                assert await collector._publish_batch()  # the collector counts what the sink left out
+                assert (collector.stats.published, collector.stats.publish_refused, collector.buffered) == (2, 1, 0)
                 client.command(f"DROP TABLE `{db}`.{live.TRADES_LIVE}")
                 try:
                     await tee.publish(messages(prefix, range(30, 31)))
@@ -223,12 +240,13 @@ def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, s
                     refused = True
                 else:
                     refused = False
-                return first, again, held, stored, refused
-        first, again, held, stored, refused = asyncio.run(scenario())
+                return first, again, held, stored, refused, partial
+        first, again, held, stored, refused, partial = asyncio.run(scenario())
         live.ensure_live_tables(client, db)
     assert (first.stored, again.stored, again.duplicates, held) == (20, 10, 10, 30)
     assert stored == list(range(30))
-    assert refused and sink.failures == 1 and sink.rows == 40
+    assert (partial.stored, partial.refused_at) == (3, {1})
+    assert refused and sink.failures == 1 and sink.rows == 45
 
 
 def test_the_stream_replicas_come_from_the_setting_and_a_change_updates_the_stream(monkeypatch):
