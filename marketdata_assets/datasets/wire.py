@@ -210,6 +210,7 @@ DROP_REASONS: dict[str, str] = {
     "not_a_trade": "a landed live frame of a trade channel that is not a trade event (an ack, an error, "
                    "another event)",
     "bad_frame": "a landed live frame that is not JSON, or a trade event with a missing or wrong field",
+    "bad_line": "a line of a closed landing file that is no record (damaged: not JSON, or no receive time)",
     "not_an_event": "a landed live frame of a dataset's channel that is no event of it (an ack, an error, a "
                     "heartbeat)",
     "no_message": "a live event that makes no row of the dataset (a Deribit ticker of a dated future read for "

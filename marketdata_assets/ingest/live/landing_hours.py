@@ -121,6 +121,15 @@ def summary(path: Path) -> dict:
         return {}
 
 
+def _record(line: bytes) -> dict | None:
+    """A landing line's record: a JSON object with its receive time `t` (ns); None if it is not one."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and type(record.get("t")) is int else None
+
+
 class LandingReader:
     """Reads a channel's closed files, oldest first: markers counted by kind, each frame handed to
     `_frame(record, figures)` (None: kept; else the reason it is discarded), all on the hour of its
@@ -139,7 +148,10 @@ class LandingReader:
         figures.recovered += bool(about.get("recovered"))
         figures.torn_dropped += int(about.get("torn_dropped") or 0)
         for line in read_lines(path):
-            record = json.loads(line)
+            record = _record(line)
+            if record is None:  # a closed file holds whole lines: one that is no record is counted, not fatal
+                figures.discarded["bad_line"] += 1
+                continue
             if "m" in record:
                 figures.markers[record["m"]] += 1
                 continue

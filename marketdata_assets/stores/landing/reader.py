@@ -17,12 +17,20 @@ from marketdata_assets.core.landing_files import LinkRefused, open_binary, scan
 from marketdata_assets.stores.landing.writer import PART, SUFFIX
 
 
+def _chunk(reader, path: Path) -> bytes:
+    try:
+        return reader.read(1 << 16)
+    except zstandard.ZstdError as error:
+        raise ValueError(f"{path}: damaged zstd stream ({error}): move the file aside to load the rest") from None
+
+
 def read_lines(path: Path) -> Iterator[bytes]:
-    """The record lines of a closed file, in order (each without its newline)."""
+    """The record lines of a closed file, in order (each without its newline); ValueError naming the file
+    if its zstd stream is damaged (the lines before are yielded)."""
     with open_binary(path) as handle:  # never through a symbolic link (LinkRefused)
         reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
         rest = b""
-        while chunk := reader.read(1 << 16):
+        while chunk := _chunk(reader, path):
             pieces = (rest + chunk).split(b"\n")
             rest = pieces.pop()
             yield from pieces

@@ -136,7 +136,7 @@ class _OpenFile:
         else:
             raise FileExistsError(f"no free segment name for {directory / summary.hour}")
         fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.stream = zstandard.ZstdCompressor(level=level).stream_writer(self.handle, closefd=False)
+        self.stream = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(self.handle, closefd=False)
 
     def write(self, data: bytes, recv_ns: int, marker: str | None, lines: int = 1, last_ns: int | None = None) -> None:
         """`lines` whole records (received from `recv_ns` to `last_ns`) into the zstd stream."""
@@ -330,7 +330,7 @@ def _recover_one(part: Path) -> Recovered:
     summary.count(crash_ns, "crash")
     rewritten = final.with_name(final.name + ".recovering")
     with open(rewritten, "wb") as out:
-        with zstandard.ZstdCompressor(level=3).stream_writer(out, closefd=False) as stream:
+        with zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(out, closefd=False) as stream:
             for line in lines:
                 stream.write(line)
         out.flush()

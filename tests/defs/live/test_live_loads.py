@@ -120,6 +120,7 @@ def test_an_hour_loads_every_trade_once_and_counts_what_it_discards(root, instan
     writer.frame(CHANNEL, "c2", '{"result":null,"id":1}', recv)  # an ack: not a trade
     writer.frame(CHANNEL, "c2", '{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTC', recv + 1)  # cut: not JSON
     writer.frame(CHANNEL, "c2", trade(999, at(10, 64), "ETHUSDT")[0], recv + 2)  # another instrument's
+    writer._write(CHANNEL, b'{"t":5,"c":"c2","d":"{\\"stre\n', recv + 3, None)  # a damaged line: counted, not fatal
     writer.close()
     later = LandingWriter(root, "BINANCE")  # a restart within the hour: a second segment, still open
     land(later, "c3", range(61, 71), 10)
@@ -130,14 +131,14 @@ def test_an_hour_loads_every_trade_once_and_counts_what_it_discards(root, instan
     assert stored(store) == [expected[tid] for tid in range(1, 61)]  # the .part is not read
     figures = metadata(result)
     assert (figures["rows"], figures["frames"], figures["trades"]) == (60, 73, 60)
-    assert figures["discarded_by_reason"] == {"bad_frame": 1, "duplicates": 10, "not_a_trade": 1,
+    assert figures["discarded_by_reason"] == {"bad_frame": 1, "bad_line": 1, "duplicates": 10, "not_a_trade": 1,
                                               "other_instrument": 1}
     assert figures["markers"] == {"connect": 2, "disconnect": 1, "overflow": 1}
     assert (figures["disconnects"], figures["overflows"], figures["gaps"]) == (1, 1, 0)
     assert figures["lag_p50_ms"] == figures["lag_p95_ms"] == LAG_MS
     assert figures["dropped_by_reason"] == figures["discarded_by_reason"]  # ingest_log's, the slice's
     seen = observation(instance, pkey(10))
-    assert (seen["frames"], seen["trades"], seen["discarded"], seen["connects"]) == (73, 60, 13, 2)
+    assert (seen["frames"], seen["trades"], seen["discarded"], seen["connects"]) == (73, 60, 14, 2)
     assert checks_passed(result) == {"no_duplicate_trade_ids": True, "timestamps_inside_day": True,
                                      "prices_positive": True, "trade_ids_continuous": True,
                                      "live_matches_hourly": True}  # no trades_live here: no live path ran

@@ -64,6 +64,19 @@ def test_a_batch_of_frames_lands_by_channel_and_hour_and_says_what_it_landed(tmp
     [depth_file] = closed_files(tmp_path, "BINANCE", depth)
     assert read_file(depth_file) == [{"t": H0 + 7, "c": "c2", "d": '{"d":"\\"}'}]
 
+
+def test_a_damaged_file_is_refused_naming_it(tmp_path):
+    """Every zstd frame of a landing file carries its checksum: a flipped byte is an error naming the
+    file (without it, the damaged lines were read as if they had been received so)."""
+    writer = LandingWriter(tmp_path, "BINANCE")
+    writer.frames([("btcusdt@trade", "c1", f'{{"k":{k},"pad":"{"ab" * (k % 50)}"}}', H0 + k) for k in range(3000)])
+    [path] = writer.close()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{path.name}: damaged zstd stream .*checksum"):
+        read_file(path)
+
 WRITER_SCRIPT = r"""
 import sys, time
 from pathlib import Path
