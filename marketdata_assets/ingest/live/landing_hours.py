@@ -121,7 +121,7 @@ def summary(path: Path) -> dict:
         return {}
 
 
-def _record(line: bytes) -> dict | None:
+def landing_record(line: bytes) -> dict | None:
     """A landing line's record: a JSON object with its receive time `t` (ns); None if it is not one."""
     try:
         record = json.loads(line)
@@ -148,7 +148,7 @@ class LandingReader:
         figures.recovered += bool(about.get("recovered"))
         figures.torn_dropped += int(about.get("torn_dropped") or 0)
         for line in read_lines(path):
-            record = _record(line)
+            record = landing_record(line)
             if record is None:  # a closed file holds whole lines: one that is no record is counted, not fatal
                 figures.discarded["bad_line"] += 1
                 continue

@@ -9,7 +9,6 @@ batch side: hourly live loads (Dagster)".
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour he
     hour_key,
     hour_slices,
     hours_of_day,
+    landing_record,
     note_hour_drops,
     parse_hour,
     summary,
@@ -159,8 +159,8 @@ def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[s
             for line in read_lines(path):
                 if b'"gap"' not in line:
                     continue
-                record = json.loads(line)
-                if record.get("m") == "gap":
+                record = landing_record(line)  # None: a damaged line (the book's loads count it)
+                if record is not None and record.get("m") == "gap":
                     at = datetime.fromtimestamp(record["t"] / 1e9, UTC).isoformat(timespec="milliseconds")
                     out.append({"at": at, "channel": channel, "connection": record.get("c"), **(record.get("x") or {})})
     return out
