@@ -186,8 +186,9 @@ class Keepalive:
 
 
 class Frame(msgspec.Struct):
-    """What a decoded frame is (a Struct: built in C, one a frame). `kind`: event (data of a channel) | ack (a request accepted) |
-    error (refused) | control (heartbeat, pong, ...: landed, nothing to do but maybe `reply`) |
+    """What a decoded frame is (a Struct: built in C, one a frame). `kind`: event (data of a channel) |
+    ack (a request accepted) | error (refused) | control (heartbeat, pong, ...: landed, nothing to do but
+    maybe `reply`) |
     notice (the venue will close this connection soon: OKX's service-upgrade notice; the collector
     opens the next one first) | unknown. `channel` is the landing channel (None: the control channel)."""
 

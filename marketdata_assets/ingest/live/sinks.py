@@ -41,21 +41,22 @@ class ClickHouseTradeSink:
 
     async def publish(self, messages: Iterable[tuple[str, str, bytes]]) -> PublishResult:
         batch = list(messages)
-        rows, refused = [], set()
+        rows, passed, refused = [], set(), set()
         for k, (where, _, payload) in enumerate(batch):
-            if is_trade(where):
-                try:
-                    rows.extend(trade_rows(payload))
-                except (KeyError, TypeError, ValueError):  # a message the table cannot hold: sending it with the
-                    refused.add(k)  # others would fail the INSERT every time (counted by the publisher)
+            if not is_trade(where):
+                passed.add(k)  # another sink's dataset
+                continue
+            try:
+                rows.extend(trade_rows(payload))
+            except (KeyError, TypeError, ValueError):  # a message the table cannot hold: sending it with the
+                refused.add(k)  # others would fail the INSERT every time (counted by the publisher)
         try:
             await asyncio.to_thread(self._insert, rows)
         except Exception:
             self.failures += 1
             raise
         self.rows += len(rows)
-        passed = frozenset(k for k, (subject, _, _) in enumerate(batch) if not is_trade(subject))
-        return PublishResult(stored=len(rows), passed_at=passed, refused_at=frozenset(refused))
+        return PublishResult(stored=len(rows), passed_at=frozenset(passed), refused_at=frozenset(refused))
 
 
 class Tee:
