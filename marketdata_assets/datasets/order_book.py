@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+NOTED_LIMIT = 4096  # deferred levels (distinct prices) a book takes in at once, if nobody read it before
+
 
 def _is_zero(size: Any) -> bool:
     """Whether a level's size is zero: a plain decimal string ("0.00000000", "1.5") by its digits (a
@@ -27,36 +29,66 @@ def _is_zero(size: Any) -> bool:
 
 
 class OrderBook:
-    """Bids and asks as {price string: size string}, and the update id they stand at."""
+    """Bids and asks as {price string: size string}, and the update id they stand at.
+
+    `apply` sets levels at once (a venue whose checksum reads the book after every update); `defer`
+    only notes them, last one winning per price (`dict.update`, in C), and the book takes them in at
+    its next read (`bids`, `asks`, `top`, `levels`): between two reads a price moves many times and is
+    weighed once, which makes a fast stream's book several times cheaper. Either way the book read is
+    the one the updates in order make."""
 
     def __init__(self) -> None:
-        self.bids: dict[str, str] = {}
-        self.asks: dict[str, str] = {}
+        self._bids: dict[str, str] = {}
+        self._asks: dict[str, str] = {}
+        self._noted: tuple[dict[str, str], dict[str, str]] | None = None  # deferred levels, not yet taken in
         self.update_id: int | None = None
+
+    @property
+    def bids(self) -> dict[str, str]:
+        if self._noted is not None:
+            self.settle()
+        return self._bids
+
+    @property
+    def asks(self) -> dict[str, str]:
+        if self._noted is not None:
+            self.settle()
+        return self._asks
 
     def reset(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
         """Replace the book by a snapshot ([price, size] pairs)."""
-        self.bids = {str(p): str(q) for p, q, *_ in bids if not _is_zero(str(q))}
-        self.asks = {str(p): str(q) for p, q, *_ in asks if not _is_zero(str(q))}
+        self._bids = {str(p): str(q) for p, q, *_ in bids if not _is_zero(str(q))}
+        self._asks = {str(p): str(q) for p, q, *_ in asks if not _is_zero(str(q))}
+        self._noted = None
         self.update_id = update_id
 
     def apply(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
-        """Set each level to its new absolute size (0 removes it; removing an absent level is normal).
-        A level is [price, size, ...]; a plain decimal size (ASCII digits and a point) is weighed by its
-        digits, any other by value (`_is_zero`): a diff has tens of levels, this loop is a book's whole cost."""
-        for side, levels in ((self.bids, bids), (self.asks, asks)):
-            pop = side.pop
-            for level in levels:
-                price, size = level[0], level[1]
-                if size.__class__ is str and size.isascii() and size.replace(".", "", 1).isdigit():
-                    zero = not size.strip("0.")
-                else:
-                    zero = _is_zero(size)
-                if zero:
-                    pop(price, None)
-                else:
-                    side[price] = size
+        """Set each level to its new absolute size (0 removes it; removing an absent level is normal)."""
+        if self._noted is not None:
+            self.settle()
+        _set_levels(self._bids, bids)
+        _set_levels(self._asks, asks)
         self.update_id = update_id
+
+    def defer(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
+        """`apply`, taken in at the next read. Each level must be a [price, size] pair (ValueError or
+        TypeError here if not); a size that is no number raises ValueError at that read (`settle`)."""
+        noted = self._noted
+        if noted is None:
+            noted = self._noted = ({}, {})
+        noted[0].update(bids)
+        noted[1].update(asks)
+        self.update_id = update_id
+        if len(noted[0]) + len(noted[1]) > NOTED_LIMIT:  # a book nobody reads stays bounded
+            self.settle()
+
+    def settle(self) -> None:
+        """Take the deferred levels in. A size that is no number: ValueError naming it, after the
+        others are in (the book is then not to be trusted: its keeper drops it)."""
+        noted, self._noted = self._noted, None
+        if noted is not None:
+            _set_levels(self._bids, noted[0].items())
+            _set_levels(self._asks, noted[1].items())
 
     def top(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The best `depth` levels of each side, best first."""
@@ -68,3 +100,26 @@ class OrderBook:
         """Both sides as numbers (prices and sizes compared by value, not by their spelling)."""
         return {"bids": {Decimal(p): Decimal(q) for p, q in self.bids.items()},
                 "asks": {Decimal(p): Decimal(q) for p, q in self.asks.items()}}
+
+
+def _set_levels(side: dict[str, str], levels: Iterable) -> None:
+    """Each level ([price, size, ...]) into `side`; a plain decimal size (ASCII digits and a point) is
+    weighed by its digits, any other by value (`_is_zero`): a diff has tens of levels, this loop is an
+    eager book's whole cost. Sizes that are no number: ValueError naming them, after the others are set."""
+    pop, bad = side.pop, []
+    for level in levels:
+        price, size = level[0], level[1]
+        if size.__class__ is str and size.isascii() and size.replace(".", "", 1).isdigit():
+            zero = not size.strip("0.")
+        else:
+            try:
+                zero = _is_zero(size)
+            except ValueError:
+                bad.append(size)
+                continue
+        if zero:
+            pop(price, None)
+        else:
+            side[price] = size
+    if bad:
+        raise ValueError(f"book level size {bad[0]!r} is not a number" + (f" (and {len(bad) - 1} more)" if bad[1:] else ""))

@@ -8,11 +8,14 @@ import asyncio
 import json
 import zlib
 
+import pytest
+
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxBookSync, OkxStream, checksum
 from marketdata_assets.sources.stream import ChainedBookSync
 from marketdata_assets.stores.landing import LandingWriter
+from marketdata_assets.stores.landing.reader import read_lines
 
 
 def test_okx_checksum_interleaves_the_raw_strings_and_is_signed():
@@ -209,7 +212,9 @@ def test_deribit_numbers_are_kept_as_the_venue_wrote_them():
 def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a_dead_processor(tmp_path):
     """A size no Decimal reads ("abc") raised decimal's InvalidOperation, which no handler took: the
     processor task died with it. It is now a ValueError naming the size, counted as `malformed_books`,
-    and the frames after it are still handled; a zero spelled in other digits ("٠") removes its level."""
+    and the frames after it are still handled; a zero spelled in other digits ("٠") removes its level.
+    Binance's books take their levels in when read (`OrderBook.defer`): a bad size is counted at that
+    read, the other levels are in; a level that is no [price, size] pair is counted with its frame."""
     from marketdata_assets.datasets.order_book import OrderBook
     from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector
 
@@ -217,6 +222,9 @@ def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a
     book.reset(1, [["1", "1"], ["2", "1"]], [])
     book.apply(2, [["1", "٠"]], [])  # Arabic-Indic zero: isdigit() says digits, the level is still zero
     assert book.bids == {"2": "1"}
+    with pytest.raises(ValueError, match="'abc' is not a number"):
+        book.apply(3, [["2", "abc"], ["3", "1"]], [])
+    assert book.bids == {"2": "1", "3": "1"}
 
     def depth(first: int, bids: list) -> str:
         return json.dumps({"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate", "E": 1, "s": "BTCUSDT",
@@ -225,13 +233,63 @@ def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a
     async def scenario():
         writer = LandingWriter(tmp_path, "BINANCE")
         collector = BinanceSpotCollector(CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9"), writer)
-        collector.books["BTCUSDT"].on_snapshot(10, [["1", "1"]], [["2", "1"]])
-        frames = [depth(11, [["1", "abc"]]), depth(11, [["1", "²"]]),
+        collector.books["BTCUSDT"].on_snapshot(10, [["1", "1"], ["3", "1"]], [["2", "1"]])
+        collector.conn_streams["c1"] = collector.streams()  # the connection carrying its channels
+        frames = [depth(11, [["1", "abc"], ["0.5", "2"]]), depth(12, [["1.5", "²"]]), depth(13, [["3", "1", "x"]]),
                   json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 5,
                                                                   "p": "1", "q": "1", "T": 1672515782136, "m": True}})]
         await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        in_frames = dict(collector.stats.bad_frames)
+        read = collector._book_snapshot("BTCUSDT")
+        rebuilding = collector.books["BTCUSDT"].needs_snapshot and collector.snapshotting == {"BTCUSDT"}
+        await _cancel(collector.snapshot_tasks)
         writer.close()
-        return collector.stats
-    stats = asyncio.run(scenario())
-    assert stats.bad_frames == {"malformed_books": 2}
-    assert stats.trades == 1 and stats.frames == 3
+        return collector.stats, in_frames, read, rebuilding
+    stats, in_frames, read, rebuilding = asyncio.run(scenario())
+    assert in_frames == {"malformed_books": 1}  # the level of three items, with its frame
+    assert stats.bad_frames == {"malformed_books": 2}  # and the sizes that are no numbers, at the read
+    assert read is None and rebuilding and stats.gaps == 1  # the book is rebuilt from a fresh snapshot
+    lines = [json.loads(line) for path in sorted((tmp_path / "BINANCE" / "btcusdt@depth@100ms").glob("*.zst")) for line in read_lines(path)]
+    markers = [(line["m"], line["x"]) for line in lines if "m" in line]
+    assert [(kind, x["cause"]) for kind, x in markers] == [("gap", "malformed")]
+    assert markers[0][1]["error"] == "book level size 'abc' is not a number (and 1 more)"
+    assert stats.trades == 1 and stats.frames == 4
+
+
+async def _cancel(tasks) -> None:
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_a_deferred_book_reads_as_the_updates_applied_in_order_make_it():
+    """`OrderBook.defer` notes levels (last one per price wins) and takes them in at the next read:
+    over random diffs of few prices (each moved many times, set to zero in several spellings, removed
+    when absent) and reads at random points, both books read the same, levels and update id; a book
+    nobody reads takes its levels in once it has noted `NOTED_LIMIT` prices."""
+    import random
+
+    from marketdata_assets.datasets import order_book
+    from marketdata_assets.datasets.order_book import OrderBook
+
+    rng = random.Random(7)
+    sizes = ["0", "0.00000000", "0.0", "1.5", "0.001", "12", "3.25000000"]
+    for case in range(300):
+        eager, deferred = OrderBook(), OrderBook()
+        snapshot = [[str(p), "1"] for p in range(1, 6)], [[str(p), "1"] for p in range(6, 11)]
+        eager.reset(1, *snapshot)
+        deferred.reset(1, *snapshot)
+        for update_id in range(2, rng.randint(3, 40)):
+            bids = [[str(rng.randint(1, 8)), rng.choice(sizes)] for _ in range(rng.randint(0, 6))]
+            asks = [[str(rng.randint(4, 12)), rng.choice(sizes)] for _ in range(rng.randint(0, 6))]
+            eager.apply(update_id, bids, asks)
+            deferred.defer(update_id, bids, asks)
+            if rng.random() < 0.2:
+                assert (deferred.bids, deferred.asks) == (eager.bids, eager.asks), case
+        assert deferred.top(3) == eager.top(3) and deferred.levels() == eager.levels(), case
+        assert deferred.update_id == eager.update_id
+    unread = OrderBook()
+    unread.reset(1, [], [])
+    for k in range(order_book.NOTED_LIMIT + 1):
+        unread.defer(k + 2, [[str(k), "1"]], [])
+    assert unread._noted is None and len(unread._bids) == order_book.NOTED_LIMIT + 1

@@ -108,7 +108,11 @@ class BookOutputs:
         update_id = sync.book.update_id
         if update_id is None or self.snapshot_ids.get(instrument) == update_id:
             return None
-        bids, asks = sync.book.top(self.config.book_depth)
+        try:
+            bids, asks = sync.book.top(self.config.book_depth)
+        except ValueError as error:  # a deferred level's size is no number: the book is rebuilt
+            self._book_unreadable(instrument, error)
+            return None
         recv_ns, exchange_ms = self.book_times.get(instrument, (0, None))
         venue = self.protocol.venue
         payload = {"venue": venue, "instrument": instrument, "update_id": update_id, "depth": self.config.book_depth,

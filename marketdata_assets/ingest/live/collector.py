@@ -434,9 +434,7 @@ class LiveCollector(BookOutputs):
         carried = {c for other, conn in self.connections.items() if other != conn_id and not conn.ended.is_set()
                    for c in conn.streams}
         for instrument, sync in list(self.books.items()):
-            name = instrument.lower() if self.protocol.lower_channels else instrument
-            prefix = self.protocol.book_channel_format.format(name)
-            channel = next((c for c in streams if c.startswith(prefix)), None)
+            channel = self._book_channel(instrument, streams)
             if channel is None or channel in carried or sync.needs_snapshot:
                 continue
             self.books[instrument] = self.protocol.new_book(instrument)
@@ -445,6 +443,23 @@ class LiveCollector(BookOutputs):
             self.writer.marker(channel, conn_id, "gap", cause="disconnect", last_update_id=sync.book.update_id)
             self._gap_period(instrument, channel)
             self._rest_snapshot(instrument, channel)
+
+    def _book_channel(self, instrument: str, streams: list[str]) -> str | None:
+        name = instrument.lower() if self.protocol.lower_channels else instrument
+        prefix = self.protocol.book_channel_format.format(name)
+        return next((c for c in streams if c.startswith(prefix)), None)
+
+    def _book_unreadable(self, instrument: str, error: ValueError) -> None:
+        """A book whose deferred levels hold a size that is no number (`OrderBook.settle`): counted as a
+        malformed book and rebuilt from a fresh snapshot, as after a gap (cause `malformed`)."""
+        self.stats.bad("malformed_books")
+        conn_id, channel = next(((conn, channel) for conn, streams in self.conn_streams.items()
+                                 if (channel := self._book_channel(instrument, streams))), ("collector", None))
+        channel = channel or self.protocol.book_channel_format.format(
+            instrument.lower() if self.protocol.lower_channels else instrument)
+        self.books[instrument] = self.protocol.new_book(instrument)
+        self._on_gap(instrument, channel, conn_id, "malformed", {"error": str(error)})
+        self._rest_snapshot(instrument, channel)
 
     def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
         """A frame that is not plain data (`_process` hands those to `_on_event`)."""
@@ -639,7 +654,7 @@ class LiveCollector(BookOutputs):
         self.stats.gaps += 1
         self.stats.checksum_mismatches += outcome == "mismatch"
         self.resyncing.add(instrument)
-        details = {"cause": "checksum" if outcome == "mismatch" else "sequence", **details}
+        details = {"cause": {"mismatch": "checksum", "malformed": "malformed"}.get(outcome, "sequence"), **details}
         self.writer.marker(channel, conn_id, "gap", **details)
         self._gap_period(instrument, channel)
         conn = self.connections.get(conn_id)

@@ -105,7 +105,7 @@ class UsdmDepthSync:
             self.buffer.clear()
             self.buffer.append((first, last, prev, bids, asks))
             return "gap"
-        self.book.apply(last, bids, asks)
+        self.book.defer(last, bids, asks)
         self.chained = True
         return "applied"
 

@@ -224,7 +224,7 @@ class DepthSync:
             self._drop(current + 1, first)
             self.buffer.append((first, last, bids, asks))
             return "gap"
-        self.book.apply(last, bids, asks)
+        self.book.defer(last, bids, asks)
         return "applied"
 
     def on_snapshot(self, last_update_id: int, bids: list, asks: list) -> str:
