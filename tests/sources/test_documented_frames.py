@@ -133,6 +133,12 @@ def test_binance_spot_documented_frames():
     sync = spot.new_book("BNBBTC")
     assert sync.on_frame(depth.data) == "buffered" and sync.on_snapshot(158, [["0.0024", "1"]], []) == "synced"
     assert sync.book.top(1)[0] == [("0.0024", "10")]
+    again = spot.decode(BINANCE["depthUpdate"])  # the stream known: read into its declared record (DepthEvent)
+    assert type(again.data).__name__ == "DepthEvent" and again.instrument == "BNBBTC"
+    assert spot.book_time_ms(again.data) == spot.book_time_ms(depth.data) == 1672515782136
+    typed = spot.new_book("BNBBTC")
+    assert typed.on_frame(again.data) == "buffered" and typed.on_snapshot(158, [["0.0024", "1"]], []) == "synced"
+    assert typed.book.top(1) == sync.book.top(1) and typed.book.update_id == sync.book.update_id == 160
     assert spot.decode(BINANCE["ack"]).kind == "ack"
     error = spot.decode(BINANCE["error"])
     assert (error.kind, error.request_id, error.code, json.loads(error.error)["msg"]) == (

@@ -58,6 +58,30 @@ class TradeFrame(msgspec.Struct, gc=False):
     data: TradeEvent    # the event
 
 
+Level = tuple[str, str]  # one book level: [price, quantity] as decimal text (quantity 0: the level is gone)
+
+
+class DepthEvent(msgspec.Struct, gc=False):
+    """A spot `depthUpdate` event (`<symbol>@depth` / `@depth@100ms`) in the types its documentation gives
+    (any other spelling is read as decoded JSON: `DepthSync.on_frame`)."""
+
+    e: str          # event type: "depthUpdate"
+    E: Int64        # event time, epoch ms
+    s: str          # symbol
+    U: Int64        # first update id in the event
+    u: Int64        # final update id in the event
+    b: list[Level]  # bids to set, each the absolute quantity at its price
+    a: list[Level]  # asks to set
+
+
+class DepthFrame(msgspec.Struct, gc=False):
+    """A combined-stream frame of a `depth` stream, decoded in one pass (levels as tuples, no dicts: a
+    third of the cost of reading it as any JSON)."""
+
+    stream: str         # `<symbol>@depth@100ms`
+    data: DepthEvent    # the event
+
+
 class HistoricalTrade(msgspec.Struct):
     """One trade of `/api/v3/trades` and `historicalTrades` (and of the dump files)."""
 

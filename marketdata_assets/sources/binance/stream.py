@@ -23,7 +23,7 @@ from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
-from marketdata_assets.sources.binance.records import TradeEvent, TradeFrame
+from marketdata_assets.sources.binance.records import DepthEvent, DepthFrame, TradeEvent, TradeFrame
 from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.stream import (
     BARS_1M,
@@ -240,8 +240,10 @@ class DepthSync:
                 return "gap"
         return "synced"
 
-    def on_frame(self, data: dict) -> str:
-        """`on_event` of a decoded `depthUpdate` (the collector's entry point)."""
+    def on_frame(self, data: Any) -> str:
+        """`on_event` of a `depthUpdate` (a `DepthEvent`, or decoded JSON): the collector's entry point."""
+        if data.__class__ is DepthEvent:
+            return self.on_event(data.U, data.u, data.b, data.a)
         return self.on_event(int(data["U"]), int(data["u"]), data["b"], data["a"])
 
     def on_snapshot_body(self, body: dict) -> str:
@@ -285,7 +287,8 @@ class BinanceSpotStream:
     KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_event), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
              "kline_1m": (BARS_1M, "kline_1m", kline_message)}
-    TYPED: ClassVar[dict] = {"trade": msgspec.json.Decoder(TradeFrame)}  # stream kind -> its frames' decoder
+    TYPED: ClassVar[dict] = {"trade": msgspec.json.Decoder(TradeFrame),  # stream kind -> its frames' decoder
+                             "depth": msgspec.json.Decoder(DepthFrame)}
 
     def __init__(self, datasets=None):
         self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
@@ -366,6 +369,8 @@ class BinanceSpotStream:
 
     def book_time_ms(self, data: Any) -> int | None:
         """A `depthUpdate`'s event time `E`."""
+        if data.__class__ is DepthEvent:
+            return data.E
         return int(data["E"]) if isinstance(data, dict) and data.get("E") is not None else None
 
     def snapshot_source(self, rest_url: str) -> RestSnapshots:
