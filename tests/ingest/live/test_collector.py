@@ -345,3 +345,25 @@ def test_a_failed_connection_slot_stops_the_collector_with_the_error(tmp_path):
         return failed.value
     error = asyncio.run(scenario())
     assert "its slot task failed with RuntimeError('a bug in opening')" in str(error)
+
+
+def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_still_landed(tmp_path):
+    """The publish buffer holds `publish_buffer` records (NATS away for long): the trades past it are
+    dropped from publishing and counted (`publish_dropped`), every frame is still landed."""
+    def trade(k: int) -> str:
+        return json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1672515782136, "s": "BTCUSDT",
+                                                               "t": k, "p": "1.5", "q": "2", "T": 1672515782136,
+                                                               "m": False}})
+
+    async def scenario():
+        writer = LandingWriter(tmp_path, "BINANCE")
+        config = CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9", publish_buffer=3)
+        collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: nothing is sealed
+        await collector._process([("frame", "c1", 1_000 + k, trade(k)) for k in range(5)])
+        collector.sealing.cancel()
+        writer.close()
+        return collector
+    collector = asyncio.run(scenario())
+    assert collector.stats.trades == 5 and collector.stats.publish_dropped == 2 and collector.buffered == 3
+    assert [t.seq for t, _ in collector.trade_batches["BTCUSDT"]] == [0, 1, 2]
+    assert trade_ids(tmp_path, "BTCUSDT") == [0, 1, 2, 3, 4]
