@@ -159,8 +159,15 @@ def test_binance_usdm_documented_frames():
     (ticker,) = payloads("BINANCE_UM", USDM["bookTicker"])
     assert (ticker["bid"], ticker["ask_size"], ticker["ts_ms"]) == (25.3519, 40.66, 1568014460893)
     sync = um.new_book("BTCUSDT")
-    sync.on_frame(um.decode(USDM["depthUpdate"]).data)
+    first = um.decode(USDM["depthUpdate"])
+    sync.on_frame(first.data)
     assert sync.on_snapshot(158, [], []) == "synced" and sync.book.update_id == 160  # U <= lastUpdateId + 1 <= u
+    again = um.decode(USDM["depthUpdate"])  # the stream known: read into its declared record (UsdmDepthEvent)
+    assert type(again.data).__name__ == "UsdmDepthEvent" and um.book_time_ms(again.data) == um.book_time_ms(
+        first.data) == 123456789
+    typed = um.new_book("BTCUSDT")
+    typed.on_frame(again.data)
+    assert typed.on_snapshot(158, [], []) == "synced" and typed.book.top(5) == sync.book.top(5)
 
 
 def test_okx_documented_frames():

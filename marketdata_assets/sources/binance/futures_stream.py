@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, ClassVar
 
+import msgspec
+
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import one_of
 from marketdata_assets.datasets.frames import epoch_to_us
@@ -18,7 +20,7 @@ from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
-from marketdata_assets.sources.binance.records import AggTrade
+from marketdata_assets.sources.binance.records import AggTrade, UsdmDepthEvent, UsdmDepthFrame
 from marketdata_assets.sources.binance.rest import agg_trade_columns
 from marketdata_assets.sources.binance.stream import (
     LIMITS,
@@ -122,7 +124,9 @@ class UsdmDepthSync:
                 return "gap"
         return "synced"
 
-    def on_frame(self, data: dict) -> str:
+    def on_frame(self, data: Any) -> str:
+        if data.__class__ is UsdmDepthEvent:
+            return self.on_event(data.U, data.u, data.pu, data.b, data.a)
         return self.on_event(int(data["U"]), int(data["u"]), int(data["pu"]), data["b"], data["a"])
 
     def on_snapshot_body(self, body: dict) -> str:
@@ -151,7 +155,7 @@ class BinanceUsdmStream(BinanceSpotStream):
              "kline_1m": (BARS_1M, "kline_1m", lambda d, i, r: kline_message(d, i, r, VENUE)),
              "markPrice": (MARK_PRICE, "markPrice@1s", None), "funding": (FUNDING, "markPrice@1s", None),
              "forceOrder": (LIQUIDATIONS, "forceOrder", force_order_message)}
-    TYPED: ClassVar[dict] = {}  # every frame read as decoded JSON
+    TYPED: ClassVar[dict] = {"depth": msgspec.json.Decoder(UsdmDepthFrame)}  # the others read as decoded JSON
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         """Per instrument as spot's (markPrice once for mark and funding); liquidations from the

@@ -82,6 +82,27 @@ class DepthFrame(msgspec.Struct, gc=False):
     data: DepthEvent    # the event
 
 
+class UsdmDepthEvent(msgspec.Struct, gc=False):
+    """A USD-M `depthUpdate` event: spot's, with the transaction time and the previous event's final id."""
+
+    e: str          # event type: "depthUpdate"
+    E: Int64        # event time, epoch ms
+    T: Int64        # transaction time, epoch ms
+    s: str          # symbol
+    U: Int64        # first update id in the event
+    u: Int64        # final update id in the event
+    pu: Int64       # final update id of the previous event (`u` of the one before: the chain)
+    b: list[Level]  # bids to set, each the absolute quantity at its price
+    a: list[Level]  # asks to set
+
+
+class UsdmDepthFrame(msgspec.Struct, gc=False):
+    """A combined-stream frame of a USD-M `depth` stream, decoded in one pass."""
+
+    stream: str             # `<symbol>@depth@100ms`
+    data: UsdmDepthEvent    # the event
+
+
 class HistoricalTrade(msgspec.Struct):
     """One trade of `/api/v3/trades` and `historicalTrades` (and of the dump files)."""
 

@@ -368,10 +368,10 @@ class BinanceSpotStream:
         return DepthSync(instrument)
 
     def book_time_ms(self, data: Any) -> int | None:
-        """A `depthUpdate`'s event time `E`."""
-        if data.__class__ is DepthEvent:
-            return data.E
-        return int(data["E"]) if isinstance(data, dict) and data.get("E") is not None else None
+        """A `depthUpdate`'s event time `E` (decoded JSON, or a declared depth event: spot's or USD-M's)."""
+        if isinstance(data, dict):
+            return int(data["E"]) if data.get("E") is not None else None
+        return data.E
 
     def snapshot_source(self, rest_url: str) -> RestSnapshots:
         return rest_depth(rest_url)
