@@ -72,15 +72,16 @@ class OrderBook:
 
     def defer(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
         """`apply`, taken in at the next read. Each level must be a [price, size] pair (ValueError or
-        TypeError here if not); a size that is no number raises ValueError at that read (`settle`)."""
+        TypeError here if not, the update id unchanged); a size that is no number raises ValueError at
+        that read (`settle`)."""
         noted = self._noted
         if noted is None:
             noted = self._noted = ({}, {})
         noted[0].update(bids)
         noted[1].update(asks)
+        if len(noted[0]) + len(noted[1]) > NOTED_LIMIT:  # a book nobody reads stays bounded (a bad size
+            self.settle()  # raises here, the id stays: the next diff is a gap, as after a bad `apply`)
         self.update_id = update_id
-        if len(noted[0]) + len(noted[1]) > NOTED_LIMIT:  # a book nobody reads stays bounded
-            self.settle()
 
     def settle(self) -> None:
         """Take the deferred levels in. A size that is no number: ValueError naming it, after the

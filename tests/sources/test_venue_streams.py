@@ -293,3 +293,8 @@ def test_a_deferred_book_reads_as_the_updates_applied_in_order_make_it():
     for k in range(order_book.NOTED_LIMIT + 1):
         unread.defer(k + 2, [[str(k), "1"]], [])
     assert unread._noted is None and len(unread._bids) == order_book.NOTED_LIMIT + 1
+    for k in range(order_book.NOTED_LIMIT):  # a size that is no number among them: raised there, the id kept
+        unread.defer(k + 10_000, [[f"{k}.5", "abc" if k == 7 else "1"]], [])
+    with pytest.raises(ValueError, match="'abc' is not a number"):
+        unread.defer(20_000, [["0.25", "1"]], [])
+    assert unread.update_id == order_book.NOTED_LIMIT + 10_000 - 1 and "0.25" in unread.bids and "7.5" not in unread.bids
