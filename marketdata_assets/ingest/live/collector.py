@@ -163,6 +163,7 @@ class LiveCollector(BookOutputs):
         self.snapshot_ids: dict[str, int] = {}  # instrument -> update id of its last published top-N snapshot
         self.slot_tasks: list[asyncio.Task] = []
         self.service_tasks: list[asyncio.Task] = []
+        self.processor: asyncio.Task | None = None  # of the service tasks, the one taking frames off the queue
 
     def streams(self) -> list[str]:
         return self.protocol.channels(self.config.instruments, self.config.depth_speed_ms)
@@ -173,7 +174,8 @@ class LiveCollector(BookOutputs):
         plans = plan_connections(self.streams(), self.config.max_streams or self.limits.max_channels,
                                  self.protocol.endpoint)
         self.slot_tasks = [asyncio.create_task(self._slot(streams)) for streams in plans]
-        self.service_tasks = [asyncio.create_task(self._process_forever()), asyncio.create_task(self._tick_forever())]
+        self.processor = asyncio.create_task(self._process_forever())
+        self.service_tasks = [self.processor, asyncio.create_task(self._tick_forever())]
         if self.store is not None:
             self.service_tasks.append(asyncio.create_task(self._publish_forever()))
         if BOOKS in getattr(self.protocol, "datasets", (BOOKS,)) and self.config.book_snapshot_s > 0:
@@ -208,7 +210,7 @@ class LiveCollector(BookOutputs):
         landing recovers its files then), instead of reading on into a queue nobody takes from. A failed
         processor's batch and the frames still queued are lost, counted in `lost_frames`."""
         error = failed.exception() if not failed.cancelled() else asyncio.CancelledError()
-        processing = not self.service_tasks[0].done()  # the processor (`run` starts it first)
+        processing = not self.processor.done()
         if not processing:
             self.stats.lost_frames += self.queue.qsize()
         also = ""
@@ -445,9 +447,12 @@ class LiveCollector(BookOutputs):
             self._gap_period(instrument, channel)
             self._rest_snapshot(instrument, channel)
 
+    def _book_prefix(self, instrument: str) -> str:
+        """How the venue's book channels of an instrument begin (Binance: `btcusdt@depth`)."""
+        return self.protocol.book_channel_format.format(instrument.lower() if self.protocol.lower_channels else instrument)
+
     def _book_channel(self, instrument: str, streams: list[str]) -> str | None:
-        name = instrument.lower() if self.protocol.lower_channels else instrument
-        prefix = self.protocol.book_channel_format.format(name)
+        prefix = self._book_prefix(instrument)
         return next((c for c in streams if c.startswith(prefix)), None)
 
     def _book_unreadable(self, instrument: str, error: ValueError) -> None:
@@ -456,8 +461,7 @@ class LiveCollector(BookOutputs):
         self.stats.bad("malformed_books")
         conn_id, channel = next(((conn, channel) for conn, streams in self.conn_streams.items()
                                  if (channel := self._book_channel(instrument, streams))), ("collector", None))
-        channel = channel or self.protocol.book_channel_format.format(
-            instrument.lower() if self.protocol.lower_channels else instrument)
+        channel = channel or self._book_prefix(instrument)
         self.books[instrument] = self.protocol.new_book(instrument)
         self._on_gap(instrument, channel, conn_id, "malformed", {"error": str(error)})
         self._rest_snapshot(instrument, channel)

@@ -64,6 +64,14 @@ def checked_component(name: str, what: str) -> str:
 FRAME_LINE = b'{"t":%d,"c":%b,"d":%b}\n'  # a frame's record: receive time, connection, the frame as a JSON string
 
 
+LEVEL = 3  # zstd level of the landing files
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """The landing's zstd compressor: each frame carries its checksum (a damaged file is an error naming it)."""
+    return zstandard.ZstdCompressor(level=level, write_checksum=True)
+
+
 def frame_line(recv_ns: int, conn: str, text: str) -> bytes:
     """A frame's record (orjson writes the JSON strings: json.dumps cost a microsecond a frame)."""
     return FRAME_LINE % (recv_ns, orjson.dumps(conn), orjson.dumps(text))
@@ -136,7 +144,7 @@ class _OpenFile:
         else:
             raise FileExistsError(f"no free segment name for {directory / summary.hour}")
         fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.stream = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(self.handle, closefd=False)
+        self.stream = _compressor(level).stream_writer(self.handle, closefd=False)
 
     def write(self, data: bytes, recv_ns: int, marker: str | None, lines: int = 1, last_ns: int | None = None) -> None:
         """`lines` whole records (received from `recv_ns` to `last_ns`) into the zstd stream."""
@@ -162,7 +170,7 @@ class _OpenFile:
 class LandingWriter:
     """Hourly landing files of one venue, one open file per channel (see the module doc)."""
 
-    def __init__(self, root: Path, venue: str, *, level: int = 3, flush_lines: int = 1000,
+    def __init__(self, root: Path, venue: str, *, level: int = LEVEL, flush_lines: int = 1000,
                  flush_interval_s: float = 1.0):
         self.root, self.venue = Path(root), checked_component(venue, "venue")
         self.level, self.flush_lines, self.flush_interval_ns = level, flush_lines, int(flush_interval_s * 1e9)
@@ -330,7 +338,7 @@ def _recover_one(part: Path) -> Recovered:
     summary.count(crash_ns, "crash")
     rewritten = final.with_name(final.name + ".recovering")
     with open(rewritten, "wb") as out:
-        with zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(out, closefd=False) as stream:
+        with _compressor(LEVEL).stream_writer(out, closefd=False) as stream:
             for line in lines:
                 stream.write(line)
         out.flush()
