@@ -13,7 +13,13 @@ from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream, 
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
-from marketdata_assets.sources.stream import DEFAULT_DATASETS, LIVE_DATASETS, plan_connections, trade_batch
+from marketdata_assets.sources.stream import (
+    DEFAULT_DATASETS,
+    LIVE_DATASETS,
+    plan_connections,
+    read_trade_frames,
+    trade_batch,
+)
 
 
 def test_datasets_are_declared_and_unknown_ones_refused():
@@ -95,7 +101,7 @@ def test_a_buffered_message_costs_its_own_size_not_the_json_encoders_buffer():
     frames = [protocol.decode(text) for text in texts]
     tracemalloc.start()
     try:
-        kept = [trade_batch("BINANCE", "BTCUSDT", [(t, time.time_ns()) for t in protocol.trades(frame)])[1]
+        kept = [trade_batch("BINANCE", "BTCUSDT", protocol.read_trades([frame], [time.time_ns()], []))[1]
                 for frame in frames]
         held, _ = tracemalloc.get_traced_memory()
     finally:
@@ -128,3 +134,30 @@ def test_deribit_trades_stay_on_the_channel_the_hourly_load_reads_whatever_the_b
     deribit = DeribitStream(datasets=("trades", "books"))
     assert deribit.channels(["BTC-PERPETUAL"], 0) == ["trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.raw"]
     assert deribit.trade_channel_format.format("BTC-PERPETUAL") == "trades.BTC-PERPETUAL.100ms"
+
+
+def test_binance_trade_frames_read_at_once_are_the_records_trades_reads_one_by_one():
+    """`BinanceSpotStream.read_trades` (the collector's hot path, no `Trade` between) against
+    `read_trade_frames` (each frame through `trades`, as the hourly loads read the landing): the same
+    records and the same frames refused, over events of the documented types, other spellings, and
+    numbers at and past their edges."""
+    import random
+
+    protocol, rng = BinanceSpotStream(datasets=("trades",)), random.Random(7)
+    numbers = ["1", "0.00000255", "94574.68", "0", "-1", "NaN", "1e400", "abc", "", 5, None]
+    texts = []
+    for k in range(600):
+        data = {"e": "trade", "E": 1672515782136 + k, "s": "BTCUSDT", "t": rng.choice([k, 2**63, str(k), -1]),
+                "p": rng.choice(numbers) if k % 3 == 0 else "40000.5", "q": rng.choice(numbers) if k % 5 == 0 else "0.01",
+                "T": rng.choice([1672515782136, 1672515782136000, "x"]) if k % 7 == 0 else 1672515782000 + k,
+                "m": rng.choice([True, False, "true", 1]) if k % 11 == 0 else bool(k % 2), "M": True}
+        if k % 13 == 0:
+            del data[rng.choice(["E", "m", "p"])]
+        texts.append(json.dumps({"stream": "btcusdt@trade", "data": data}))
+    frames, recvs = [protocol.decode(text) for text in texts], list(range(10**18, 10**18 + len(texts)))
+    at_once, one_by_one = [], []
+    records = protocol.read_trades(frames, recvs, at_once)
+    assert records == read_trade_frames(protocol, frames, recvs, one_by_one)
+    assert [(frames.index(f), str(e)) for f, e in at_once] == [(frames.index(f), str(e)) for f, e in one_by_one]
+    assert 200 < len(records) < 500 and len(at_once) == 600 - len(records)  # both kinds, many of each
+    assert {r.side for r in records} == {"buy", "sell"} and all(r.amount == r.price * r.quantity for r in records)

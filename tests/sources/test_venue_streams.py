@@ -108,6 +108,7 @@ def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path)
                               "data": [{"instId": "BTC-USDT", "tradeId": "1", "px": "1", "sz": "1", "side": "buy",
                                         "ts": "1630048897897"}]})]
         await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        collector._seal_trades()  # the trade frames read (at the latest `trade_batch_s` after)
         writer.close()
         return collector.stats
     stats = asyncio.run(scenario())
@@ -239,6 +240,7 @@ def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a
                   json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 5,
                                                                   "p": "1", "q": "1", "T": 1672515782136, "m": True}})]
         await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        collector._seal_trades()
         in_frames = dict(collector.stats.bad_frames)
         read = collector._book_snapshot("BTCUSDT")
         rebuilding = collector.books["BTCUSDT"].needs_snapshot and collector.snapshotting == {"BTCUSDT"}

@@ -74,7 +74,7 @@ def test_the_cache_holds_the_last_trade_and_the_top_of_book(tmp_path, nats_url, 
                     ws.pause()  # at rest: the cache must end at the replay's last trade and true book
 
                     def at_rest(stats) -> bool:
-                        return not c.outbox and not latest.pending and all(
+                        return not c.trade_frames and not c.outbox and not latest.pending and all(
                             c.snapshot_ids.get(n) == ws.truth_book(n)[0] for n in INSTRUMENTS)
                     await c.stats.wait_until(at_rest, WAIT_S)
                     await latest.flush()

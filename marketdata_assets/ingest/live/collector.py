@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.ingest.live.book_outputs import BookOutputs, LatestState
 from marketdata_assets.ingest.live.connection import (
     AttemptWindow,
@@ -43,7 +42,6 @@ from marketdata_assets.sources.stream import (
     StreamProtocol,
     plan_connections,
     trade_batch,
-    trade_messages,
 )
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 from marketdata_assets.stores.landing import LandingWriter
@@ -141,9 +139,10 @@ class LiveCollector(BookOutputs):
         self.snapshotting: set[str] = set()
         self.snapshot_tasks: set[asyncio.Task] = set()
         self.outbox: deque[tuple[str, str, bytes, int]] = deque()  # (subject, msg id, payload, records)
-        self.buffered = 0  # records in the outbox and in the trade batches being filled
+        self.buffered = 0  # records in the outbox (trade frames not yet sealed are not records yet)
         self.publish_buffer = config.publish_buffer  # at most so many (`_room`)
-        self.trade_batches: dict[str, list[tuple[Trade, int]]] = {}  # instrument -> (trade, recv ns) of its batch
+        # instrument -> its trade frames since the last seal, their receive times, the first one's connection
+        self.trade_frames: dict[str, tuple[list[Frame], list[int], str]] = {}
         self.sealing: asyncio.TimerHandle | None = None
         self.subjects: dict[tuple[str, str], str] = {}  # (dataset, instrument) -> its subject
         self.outbox_ready = asyncio.Event()
@@ -234,10 +233,8 @@ class LiveCollector(BookOutputs):
             await self.queue.join()
         async with self.publish_lock:  # no publish is cut short: a batch the server stored is counted once
             await _cancel_until_done(self.service_tasks + list(self.snapshot_tasks))
+        self._seal_trades()
         if self.store is not None:
-            if self.sealing is not None:
-                self.sealing.cancel()
-            self._seal_trades()
             await self._drain_outbox()  # the publisher is stopped: nothing else takes from the buffer
         if self.latest is not None:
             await self._flush_latest()
@@ -423,6 +420,7 @@ class LiveCollector(BookOutputs):
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
         if marker[0] == OVERFLOW or marker[1].get("overflow_dropped"):
+            self._seal_trades()  # the trades read before the drop first: the ids after it are checked
             self.trade_gaps.dropped()  # each instrument's next trade says which ids were lost
         if marker[0] == "disconnect":
             streams = self.conn_streams.pop(conn_id, None) or []
@@ -556,40 +554,13 @@ class LiveCollector(BookOutputs):
         return room
 
     def _on_trades(self, frame: Frame, recv_ns: int, conn_id: str = "") -> None:
-        """A trade frame's trades (`protocol.trades`, the one parse) into their instrument's batch, sealed
-        after `trade_batch_s` (`_seal_trades`); with no sink, to the latest-state cache. One trade a frame
-        (Binance's) takes the short way: this runs for nearly every frame."""
-        trades, stats, instrument = self.protocol.trades(frame), self.stats, frame.instrument
-        count = len(trades)
-        if not count:
-            return
-        gaps = self.trade_gaps
-        if gaps.watch:  # frames were dropped: did this instrument lose trades?
-            self._trade_gap(frame, trades[0].seq, conn_id, recv_ns)
-        gaps.last[instrument] = trades[-1].seq
-        messages = stats.messages
-        messages[TRADES] = messages.get(TRADES, 0) + count
-        stats.trades += count
-        if count == 1:
-            stats.lagged(recv_ns, trades[0].event_ms)
-        else:
-            lagged = stats.lagged
-            for trade in trades:
-                lagged(recv_ns, trade.event_ms)
-        if self.store is None:
-            if self.latest is not None:  # no sink to publish to: the cache is fed here
-                where = self._subject(TRADES, instrument)
-                self.latest.offer([(where, m.msg_id, m.payload) for m in
-                                   trade_messages(self.protocol.venue, instrument, trades[-1:], recv_ns)])
-            return
-        batch = self.trade_batches.get(instrument)
-        if batch is None:
-            batch = self.trade_batches[instrument] = []
-        if count == 1 and self.buffered < self.publish_buffer:  # the buffer has room (nearly always)
-            self.buffered += 1
-            batch.append((trades[0], recv_ns))
-        else:
-            batch.extend((trade, recv_ns) for trade in trades[:self._room(count)])
+        """A trade frame, kept with its receive time for its instrument's next batch: read all at once
+        when sealed (`_seal_trades`). This runs for nearly every frame: it only keeps it."""
+        pending = self.trade_frames.get(frame.instrument)
+        if pending is None:
+            pending = self.trade_frames[frame.instrument] = ([], [], conn_id)
+        pending[0].append(frame)
+        pending[1].append(recv_ns)
         if self.sealing is None:
             self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
 
@@ -622,17 +593,42 @@ class LiveCollector(BookOutputs):
                 self.outbox_ready.set()
 
     def _seal_trades(self) -> None:
-        """Each instrument's trades of the last `trade_batch_s` into one message of the outbox
-        (sources/stream.py `trade_batch`: a JSON array, an id made from its content)."""
-        self.sealing = None
-        batches, self.trade_batches = self.trade_batches, {}
-        venue = self.protocol.venue
-        for instrument, trades in batches.items():
-            if trades:
-                self.outbox.append((self._subject(TRADES, instrument), *trade_batch(venue, instrument, trades),
-                                    len(trades)))
-        if batches:
-            self.outbox_ready.set()
+        """Each instrument's trade frames of the last `trade_batch_s` read into their records (the venue's
+        `read_trades`: the one parse), counted, and sealed into one message of the outbox (sources/stream.py
+        `trade_batch`: a JSON array, an id made from its content); with no sink, to the latest-state cache."""
+        if self.sealing is not None:
+            self.sealing.cancel()  # (when sealed early: before a drop is noted, at a stop)
+            self.sealing = None
+        pending, self.trade_frames = self.trade_frames, {}
+        for instrument, (frames, recvs, conn_id) in pending.items():
+            records = self._read_trades(instrument, frames, recvs, conn_id)
+            if self.store is None:
+                if self.latest is not None and records:  # no sink to publish to: the cache is fed here
+                    self.latest.offer(((self._subject(TRADES, instrument),
+                                        *trade_batch(self.protocol.venue, instrument, records[-1:])),))
+                continue
+            records = records[:self._room(len(records))]
+            if records:
+                self.outbox.append((self._subject(TRADES, instrument),
+                                    *trade_batch(self.protocol.venue, instrument, records), len(records)))
+                self.outbox_ready.set()
+
+    def _read_trades(self, instrument: str, frames: list[Frame], recvs: list[int], conn_id: str) -> list:
+        """One instrument's trade frames as records, counted (trades, lag; a frame the venue refuses as
+        `malformed_trades`); after dropped frames, the trade ids they held (`_trade_gap`)."""
+        bad: list = []
+        records, stats = self.protocol.read_trades(frames, recvs, bad), self.stats
+        for _ in bad:
+            stats.bad(f"malformed_{TRADES}")
+        if records:
+            gaps = self.trade_gaps
+            if gaps.watch:  # frames were dropped: did this instrument lose trades?
+                self._trade_gap(frames[0], records[0].seq, conn_id, recvs[0])
+            gaps.last[instrument] = records[-1].seq
+            stats.messages[TRADES] = stats.messages.get(TRADES, 0) + len(records)
+            stats.trades += len(records)
+            stats.lagged_many(records)
+        return records
 
     def _on_book(self, frame: Frame, conn_id: str, recv_ns: int = 0) -> None:
         instrument = frame.instrument

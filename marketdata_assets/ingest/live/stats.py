@@ -81,6 +81,15 @@ class Stats:
         self.lag_buckets[bisect.bisect_left(LAG_BUCKETS_S, lag_s)] += 1
         self.lag_sum_s += lag_s
 
+    def lagged_many(self, records: list) -> None:
+        """`lagged` of many records at once (each with `recv_ns` and `event_ms`: trade records)."""
+        buckets, find, bounds, total = self.lag_buckets, bisect.bisect_left, LAG_BUCKETS_S, 0.0
+        for record in records:
+            lag_s = record.recv_ns / 1e9 - record.event_ms / 1e3
+            buckets[find(bounds, lag_s)] += 1
+            total += lag_s
+        self.lag_sum_s += total
+
     def bad(self, reason: str) -> None:
         self.bad_frames[reason] = self.bad_frames.get(reason, 0) + 1
 

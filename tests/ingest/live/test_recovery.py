@@ -380,7 +380,7 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
                     after = c.stats.trades
                     await c.stats.wait_until(lambda s: s.trades >= after + MORE, WAIT_S)
                     ws.pause()
-                    await c.stats.wait_until(lambda s: not c.outbox and s.published + s.duplicates == s.trades, WAIT_S)
+                    await c.stats.wait_until(lambda s: not c.trade_frames and not c.outbox and s.published + s.duplicates == s.trades, WAIT_S)
                     await consumer.stats.wait_until(lambda s: s.acked >= c.stats.published, WAIT_S)
                 finally:
                     stop.set()

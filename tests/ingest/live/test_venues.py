@@ -79,7 +79,7 @@ def test_books_match_and_trades_are_published_with_venue_ids(venue, tmp_path, na
             await c.stats.wait_until(lambda s: s.snapshots == 2 and s.published >= 100, WAIT_S)
             await books_at_rest(c, ws, instruments)
             ws.pause()
-            await c.stats.wait_until(lambda s: not c.outbox and s.published == s.trades, WAIT_S)
+            await c.stats.wait_until(lambda s: not c.trade_frames and not c.outbox and s.published == s.trades, WAIT_S)
             trades = f"{stream_spec.subjects[0].split('.')[0]}.trades.>"  # the stream holds book snapshots too
             first = await store.js.get_msg(stream_spec.name, 1, subject=trades, next=True)
             return await stream_trades(store, stream_spec.name, trades), first
