@@ -296,7 +296,8 @@ class BinanceSpotStream:
         self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
         self.datasets = enabled(datasets, self.supported)
         self.streams_seen: dict[str, tuple[str, str | None, Any]] = {}  # stream name -> `_stream_of`
-        self.typed_frames: dict[str, msgspec.json.Decoder] = {}  # stream name -> its frames' decoder
+        # stream name -> (its frames' decoder, instrument, dataset), for streams whose frames are declared
+        self.typed_frames: dict[str, tuple[Any, str, str | None]] = {}
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
@@ -325,13 +326,13 @@ class BinanceSpotStream:
         return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
 
     def decode(self, text: str) -> StreamFrame:
-        typed = self.typed_frames.get(text[11:text.find('"', 11)]) if text.startswith('{"stream":"') else None
+        name = text[11:text.find('"', 11)] if text.startswith('{"stream":"') else None
+        typed = self.typed_frames.get(name)
         if typed is not None:  # a stream whose frames have a declared record (its name read ahead: a guess,
-            try:  # so the stream decoded must be one of that record too)
-                frame = typed.decode(text)
-                if self.typed_frames.get(frame.stream) is typed:
-                    known = self.streams_seen[frame.stream]
-                    return StreamFrame("event", frame.stream, known[1], known[0], frame.data)
+            try:  # so the stream decoded must be that one)
+                frame = typed[0](text)
+                if frame.stream == name:
+                    return StreamFrame("event", name, typed[2], typed[1], frame.data)
             except msgspec.MsgspecError:  # another shape or other types: read as any frame
                 pass
         value = orjson.loads(text)  # orjson.JSONDecodeError is a ValueError, as json's
@@ -349,7 +350,7 @@ class BinanceSpotStream:
         dataset, _, reading = self.KINDS.get(kind, (None, None, None))
         known = self.streams_seen[stream] = (instrument, dataset, reading)
         if kind in self.TYPED:
-            self.typed_frames[stream] = self.TYPED[kind]
+            self.typed_frames[stream] = (self.TYPED[kind].decode, instrument, dataset)
         return known
 
     def messages(self, frame: StreamFrame, recv_ns: int) -> list[LiveMessage]:
