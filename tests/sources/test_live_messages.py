@@ -10,6 +10,7 @@ import json
 import pytest
 
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream, UsdmDepthSync
+from marketdata_assets.sources.binance.records import TradeEvent
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
@@ -144,20 +145,24 @@ def test_binance_trade_frames_read_at_once_are_the_records_trades_reads_one_by_o
     import random
 
     protocol, rng = BinanceSpotStream(datasets=("trades",)), random.Random(7)
-    numbers = ["1", "0.00000255", "94574.68", "0", "-1", "NaN", "1e400", "abc", "", 5, None]
+    numbers = ["1", "0.00000255", "94574.68", "0", "-1", "NaN", "1e400", "abc", "", "5.", "1_000", 5, None]
     texts = []
     for k in range(600):
-        data = {"e": "trade", "E": 1672515782136 + k, "s": "BTCUSDT", "t": rng.choice([k, 2**63, str(k), -1]),
-                "p": rng.choice(numbers) if k % 3 == 0 else "40000.5", "q": rng.choice(numbers) if k % 5 == 0 else "0.01",
+        data = {"e": "trade", "E": 1672515782136 + k, "s": "BTCUSDT", "t": rng.choice([k, 2**63, str(k), -1]) if k % 17 == 0 else k,
+                "p": rng.choice(numbers) if k % 9 == 0 else "40000.5", "q": rng.choice(numbers) if k % 10 == 0 else "0.01",
                 "T": rng.choice([1672515782136, 1672515782136000, "x"]) if k % 7 == 0 else 1672515782000 + k,
                 "m": rng.choice([True, False, "true", 1]) if k % 11 == 0 else bool(k % 2), "M": True}
-        if k % 13 == 0:
+        if k % 23 == 0:
             del data[rng.choice(["E", "m", "p"])]
-        texts.append(json.dumps({"stream": "btcusdt@trade", "data": data}))
+        texts.append(json.dumps({"stream": "btcusdt@trade", "data": data}, separators=(",", ":")))  # as Binance sends
     frames, recvs = [protocol.decode(text) for text in texts], list(range(10**18, 10**18 + len(texts)))
-    at_once, one_by_one = [], []
-    records = protocol.read_trades(frames, recvs, at_once)
-    assert records == read_trade_frames(protocol, frames, recvs, one_by_one)
+    records, at_once, one_by_one, start, straight = [], [], [], 0, 0
+    while start < len(frames):  # batches of 1 to 12 frames: some all of the documented types, some not
+        end = start + rng.randint(1, 12)
+        batch = protocol.read_trades(frames[start:end], recvs[start:end], at_once)
+        assert batch == read_trade_frames(protocol, frames[start:end], recvs[start:end], one_by_one)
+        straight += all(f.data.__class__ is TradeEvent for f in frames[start:end])
+        records, start = records + batch, end
     assert [(frames.index(f), str(e)) for f, e in at_once] == [(frames.index(f), str(e)) for f, e in one_by_one]
-    assert 200 < len(records) < 500 and len(at_once) == 600 - len(records)  # both kinds, many of each
+    assert 200 < len(records) < 500 and len(at_once) == 600 - len(records) and straight > 20  # both kinds
     assert {r.side for r in records} == {"buy", "sell"} and all(r.amount == r.price * r.quantity for r in records)

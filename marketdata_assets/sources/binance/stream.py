@@ -155,6 +155,7 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
                   event_ms if type(event_ms) is int else ts)]
 
 
+_floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
 _trade = functools.partial(tuple.__new__, Trade)  # a Trade of its fields in order, without NamedTuple's __new__ call
 
 
@@ -363,23 +364,24 @@ class BinanceSpotStream:
 
     def read_trades(self, frames: list[StreamFrame], recvs: list[int],
                     bad: list[tuple[StreamFrame, Exception]]) -> list[TradeMessage]:
-        """`trades` of many frames, each event of the documented types read straight into its record (the
-        collector's hot path: no `Trade` between); any other frame as `trades` reads it, one by one."""
+        """`trades` of many frames, events of the documented types read straight into their records (the
+        collector's hot path: no `Trade` between), their prices and quantities parsed at once (msgspec reads
+        decimal text into the floats `float` makes, in a quarter of its time); a batch with another event
+        or number spelling, and any trade the rules refuse, read as `trades` reads it, frame by frame."""
+        events = [frame.data for frame in frames]
+        try:
+            prices, sizes = _floats([event.p for event in events]), _floats([event.q for event in events])
+        except (AttributeError, msgspec.ValidationError):  # decoded JSON (no `p`), or "5.", "1e400", ...
+            return read_trade_frames(self, frames, recvs, bad)
         venue, records, inf = self.venue, [], _INF
-        for frame, recv_ns in zip(frames, recvs, strict=True):
-            event = frame.data
-            if event.__class__ is TradeEvent:  # the rules of `trade_event`'s first branch
-                try:
-                    price, qty = float(event.p), float(event.q)
-                except ValueError:
-                    price = qty = 0.0
-                if 0 < price < inf and 0 < qty < inf:
-                    trade_id, ts, event_ms = event.t, event.T, event.E
-                    records.append(TradeMessage(venue, frame.instrument, str(trade_id), price, qty, price * qty,
-                                                "sell" if event.m else "buy", trade_id, ts * 1000,
-                                                ts if event_ms is None else event_ms, recv_ns))
-                    continue
-            records += read_trade_frames(self, [frame], [recv_ns], bad)
+        for frame, event, price, qty, recv_ns in zip(frames, events, prices, sizes, recvs, strict=True):
+            if 0 < price < inf and 0 < qty < inf:  # the rules of `trade_event`'s first branch
+                trade_id, ts, event_ms = event.t, event.T, event.E
+                records.append(TradeMessage(venue, frame.instrument, str(trade_id), price, qty, price * qty,
+                                            "sell" if event.m else "buy", trade_id, ts * 1000,
+                                            ts if event_ms is None else event_ms, recv_ns))
+            else:
+                records += read_trade_frames(self, [frame], [recv_ns], bad)
         return records
 
     def _reading(self, stream: str):
