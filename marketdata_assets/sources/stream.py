@@ -201,8 +201,9 @@ class Keepalive:
     every_s: float
 
 
-class Frame(msgspec.Struct):
-    """What a decoded frame is (a Struct: built in C, one a frame). `kind`: event (data of a channel) |
+class Frame(msgspec.Struct, gc=False):
+    """What a decoded frame is (a Struct: built in C, one a frame; never in a reference cycle, so not
+    tracked by the garbage collector). `kind`: event (data of a channel) |
     ack (a request accepted) | error (refused) | control (heartbeat, pong, ...: landed, nothing to do but
     maybe `reply`) |
     notice (the venue will close this connection soon: OKX's service-upgrade notice; the collector

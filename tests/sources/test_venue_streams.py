@@ -300,3 +300,30 @@ def test_a_deferred_book_reads_as_the_updates_applied_in_order_make_it():
     with pytest.raises(ValueError, match="'abc' is not a number"):
         unread.defer(20_000, [["0.25", "1"]], [])
     assert unread.update_id == order_book.NOTED_LIMIT + 10_000 - 1 and "0.25" in unread.bids and "7.5" not in unread.bids
+
+
+def test_binance_depth_events_take_the_same_way_through_on_frame_as_through_on_event():
+    """`DepthSync.on_frame`'s short way for a declared `DepthEvent` answers and keeps the book as
+    `on_event` does, over random update-id ranges (repeats, overlaps, gaps, a snapshot between)."""
+    import random
+
+    from marketdata_assets.sources.binance.records import DepthEvent
+    from marketdata_assets.sources.binance.stream import DepthSync
+
+    rng = random.Random(3)
+    for _ in range(200):
+        short, plain, last = DepthSync("BTCUSDT"), DepthSync("BTCUSDT"), 100
+        for sync in (short, plain):
+            sync.on_snapshot(last, [["1", "1"]], [["2", "1"]])
+        for _ in range(30):
+            first = last + rng.choice([-3, -1, 0, 1, 1, 1, 2, 5])
+            end = first + rng.randint(0, 4)
+            bids = [[str(rng.randint(1, 5)), rng.choice(["0", "1.5", "2"])]]
+            event = DepthEvent("depthUpdate", 1, "BTCUSDT", first, end, bids, [])
+            assert short.on_frame(event) == plain.on_event(first, end, bids, [])
+            last = max(last, end)
+            if short.needs_snapshot and rng.random() < 0.5:
+                for sync in (short, plain):
+                    sync.on_snapshot(last, [["1", "1"]], [["2", "1"]])
+            assert (short.book.update_id, short.book.bids, short.needs_snapshot) == \
+                (plain.book.update_id, plain.book.bids, plain.needs_snapshot)

@@ -245,7 +245,11 @@ class DepthSync:
 
     def on_frame(self, data: Any) -> str:
         """`on_event` of a `depthUpdate` (a `DepthEvent`, or decoded JSON): the collector's entry point."""
-        if data.__class__ is DepthEvent:
+        if data.__class__ is DepthEvent:  # nearly always: `on_event`'s common case here
+            book = self.book
+            if not self.needs_snapshot and data.U <= book.update_id + 1 < data.u + 1:
+                book.defer(data.u, data.b, data.a)
+                return "applied"
             return self.on_event(data.U, data.u, data.b, data.a)
         return self.on_event(int(data["U"]), int(data["u"]), data["b"], data["a"])
 
