@@ -494,10 +494,17 @@ class LiveCollector(BookOutputs):
         if conn is not None and conn.unseen:
             conn.saw(frame.channel)  # the data flows: a rollover may close its predecessor
         dataset = frame.dataset
+        if dataset == TRADES:  # nearly every frame: kept with its receive time for its instrument's next
+            pending = self.trade_frames.get(frame.instrument)  # batch, read all at once when it is sealed
+            if pending is None:
+                pending = self.trade_frames[frame.instrument] = ([], [], conn_id)
+            pending[0].append(frame)
+            pending[1].append(recv_ns)
+            if self.sealing is None:
+                self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
+            return
         try:
-            if dataset == TRADES:
-                self._on_trades(frame, recv_ns, conn_id)
-            elif dataset == BOOKS:
+            if dataset == BOOKS:
                 self._on_book(frame, conn_id, recv_ns)
             elif dataset is not None:
                 self._on_messages(frame, recv_ns)
@@ -552,17 +559,6 @@ class LiveCollector(BookOutputs):
         self.stats.publish_dropped += wanted - room
         self.buffered += room
         return room
-
-    def _on_trades(self, frame: Frame, recv_ns: int, conn_id: str = "") -> None:
-        """A trade frame, kept with its receive time for its instrument's next batch: read all at once
-        when sealed (`_seal_trades`). This runs for nearly every frame: it only keeps it."""
-        pending = self.trade_frames.get(frame.instrument)
-        if pending is None:
-            pending = self.trade_frames[frame.instrument] = ([], [], conn_id)
-        pending[0].append(frame)
-        pending[1].append(recv_ns)
-        if self.sealing is None:
-            self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
 
     def _trade_gap(self, frame: Frame, first_seq: int | None, conn_id: str, recv_ns: int) -> None:
         """The trade ids an instrument lost with dropped frames, as a `gap` marker of its trade channel
