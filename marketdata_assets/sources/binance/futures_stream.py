@@ -44,6 +44,8 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     StreamLimits,
+    TradeMessage,
+    read_trade_frames,
     record_message,
     venue_number,
 )
@@ -173,6 +175,11 @@ class BinanceUsdmStream(BinanceSpotStream):
             kind = frame.channel[1:].split("@", 1)[0]
             return StreamFrame("event", frame.channel, ALL_MARKET.get(kind), "", frame.data)
         return frame
+
+    def read_trades(self, frames: list[StreamFrame], recvs: list[int],
+                    bad: list[tuple[StreamFrame, Exception]]) -> list[TradeMessage]:
+        """Frame by frame through `trades` (`aggTrade` events: spot's straight reading is of `trade` ones)."""
+        return read_trade_frames(self, frames, recvs, bad)
 
     def messages(self, frame, recv_ns: int) -> list[LiveMessage]:
         if frame.channel.startswith("!"):
