@@ -128,7 +128,7 @@ def trade_records(venue: str, instrument: str, trades: list[tuple[Trade, int]]) 
 
 
 def read_trade_frames(protocol: StreamProtocol, frames: list[Frame], recvs: list[int],
-                bad: list[tuple[Frame, Exception]]) -> list[TradeMessage]:
+                      bad: list[tuple[Frame, Exception]]) -> list[TradeMessage]:
     """The trades of trade frames (in order, each received at its `recvs` time) as message records,
     through `protocol.trades`, the one parse; a frame it refuses goes to `bad` with the error. A
     protocol's `read_trades` is this, or a faster reading of the same records (Binance's)."""

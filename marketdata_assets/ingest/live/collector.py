@@ -40,6 +40,7 @@ from marketdata_assets.sources.stream import (
     Frame,
     Keepalive,
     StreamProtocol,
+    TradeMessage,
     plan_connections,
     trade_batch,
 )
@@ -609,7 +610,7 @@ class LiveCollector(BookOutputs):
                                     *trade_batch(self.protocol.venue, instrument, records), len(records)))
                 self.outbox_ready.set()
 
-    def _read_trades(self, instrument: str, frames: list[Frame], recvs: list[int], conn_id: str) -> list:
+    def _read_trades(self, instrument: str, frames: list[Frame], recvs: list[int], conn_id: str) -> list[TradeMessage]:
         """One instrument's trade frames as records, counted (trades, lag; a frame the venue refuses as
         `malformed_trades`); after dropped frames, the trade ids they held (`_trade_gap`)."""
         bad: list = []
