@@ -112,7 +112,7 @@ class Stages:
                 "most_queued_frames": self.most_queued, "most_buffered_records": self.most_buffered}
 
 
-TRADE_ID = re.compile(rb'\\"t\\":(\d+)')  # a trade frame's id, as the landing line escapes the frame
+TRADE_ID = re.compile(rb'\\?"t\\?":(\d+)')  # a trade frame's id, in the frame as sent (`r`) or escaped (`d`)
 
 
 def landing_gaps(landing: Path, instruments: list[str]) -> dict:
@@ -129,7 +129,7 @@ def landing_gaps(landing: Path, instruments: list[str]) -> dict:
         for path in closed_files(landing, VENUE, f"{name.lower()}@trade"):
             for line in read_lines(path):
                 if b',"m":"' not in line[:160]:
-                    match = TRADE_ID.search(line)
+                    match = TRADE_ID.search(line, line.find(b'"r":') + 1 or line.find(b'"d":'))  # past the record's `t`
                     if match:
                         ids.add(int(match.group(1)))
                     continue

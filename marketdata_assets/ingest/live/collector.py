@@ -45,12 +45,11 @@ from marketdata_assets.sources.stream import (
     trade_batch,
 )
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
-from marketdata_assets.stores.landing import LandingWriter
+from marketdata_assets.stores.landing import BAD_CHANNEL, LandingWriter
 
 T = TypeVar("T")
 DATA = "data"  # a parsed frame that is an event and asks for no reply (`_process`)
 CONTROL_CHANNEL = "_control"  # acks, errors, heartbeats, frames of no channel
-BAD_CHANNEL = "_bad"  # frames that are not JSON
 NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollover
 
 

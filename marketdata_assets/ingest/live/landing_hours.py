@@ -21,7 +21,7 @@ from typing import Any
 
 from marketdata_assets.core.landing_files import read_bytes
 from marketdata_assets.datasets.wire import note_dropped
-from marketdata_assets.stores.landing import read_lines
+from marketdata_assets.stores.landing import read_lines, record
 from marketdata_assets.stores.landing.writer import SUMMARY
 
 UTC = timezone.utc
@@ -124,10 +124,10 @@ def summary(path: Path) -> dict:
 def landing_record(line: bytes) -> dict | None:
     """A landing line's record: a JSON object with its receive time `t` (ns); None if it is not one."""
     try:
-        record = json.loads(line)
+        found = record(line)
     except ValueError:
         return None
-    return record if isinstance(record, dict) and type(record.get("t")) is int else None
+    return found if isinstance(found, dict) and type(found.get("t")) is int else None
 
 
 class LandingReader:

@@ -10,12 +10,15 @@ Layout under the landing root (settings.live_landing_dir()):
     <venue>/<channel>/<YYYY-MM-DD>T<HH>Z.<segment>.jsonl.zst.json  its summary, written just before it
     <venue>/<channel>/<YYYY-MM-DD>T<HH>Z.<segment>.jsonl.zst.part  open, written now (or left by a crash)
 `segment` tells apart two files of one hour (a restart within the hour opens a new one). A record
-is one line: `{"t": receive ns, "c": connection id, "d": the frame text}` for a frame, `{"t", "c",
-"m": marker kind, "x": {details}}` for a marker (connect, disconnect, subscribe, gap, resync,
-overflow). See writer.py for the write/close/recover protocol.
+is one line: `{"t": receive ns, "c": connection id, "r": the frame}` for a frame that is a JSON
+object on one line (nearly all: embedded as sent, byte for byte), `{"t", "c", "d": the frame text
+as a JSON string}` for any other, `{"t", "c", "m": marker kind, "x": {details}}` for a marker
+(connect, disconnect, subscribe, gap, resync, overflow). `record` reads a line back, a frame's text
+as `d` either way. See writer.py for the write/close/recover protocol.
 """
 
-from marketdata_assets.stores.landing.reader import closed_files, read_file, read_lines
-from marketdata_assets.stores.landing.writer import LandingWriter, Recovered, hour_key, recover
+from marketdata_assets.stores.landing.reader import closed_files, read_file, read_lines, record
+from marketdata_assets.stores.landing.writer import BAD_CHANNEL, LandingWriter, Recovered, hour_key, recover
 
-__all__ = ["LandingWriter", "Recovered", "closed_files", "hour_key", "read_file", "read_lines", "recover"]
+__all__ = ["BAD_CHANNEL", "LandingWriter", "Recovered", "closed_files", "hour_key", "read_file", "read_lines",
+           "record", "recover"]

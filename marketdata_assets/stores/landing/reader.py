@@ -8,6 +8,7 @@ The hourly loaders of the batch layer and the tests read through these.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,11 +39,24 @@ def read_lines(path: Path) -> Iterator[bytes]:
         raise ValueError(f"{path}: the last record has no newline: not a closed landing file")
 
 
+_AS_SENT = re.compile(rb'\{"t":(\d+),"c":("(?:[^"\\]|\\.)*"),"r":(\{.*\})\}\Z', re.DOTALL)  # a frame's line, the frame as sent
+
+
+def record(line: bytes) -> dict:
+    """A record line decoded (ValueError if it is not JSON): a frame's `d` is its text as received,
+    whether the line holds it as a JSON string (`d`) or as sent (`r`, sliced out byte for byte)."""
+    sent = _AS_SENT.match(line)
+    if sent is None:
+        return json.loads(line)
+    return {"t": int(sent[1]), "c": json.loads(sent[2]), "d": sent[3].decode()}
+
+
 def read_file(path: Path) -> list[dict]:
-    """The records of a closed file, decoded (`d` stays the frame's text as received)."""
+    """The records of a closed file, decoded (`d` stays the frame's text as received); the whole file
+    is read (its zstd checksums checked) before a line is decoded, so damage is an error naming it."""
     if path.name.endswith(PART):
         raise ValueError(f"{path} is still open (or left by a crash: recover() closes it)")
-    return [json.loads(line) for line in read_lines(path)]
+    return [record(line) for line in list(read_lines(path))]
 
 
 def closed_files(root: Path, venue: str, channel: str, hour: str | None = None) -> list[Path]:

@@ -62,6 +62,8 @@ def checked_component(name: str, what: str) -> str:
 
 
 FRAME_LINE = b'{"t":%d,"c":%b,"d":%b}\n'  # a frame's record: receive time, connection, the frame as a JSON string
+BAD_CHANNEL = "_bad"  # the collector's channel of frames that are not JSON: always written as strings
+LINE_PIECES = 4  # a line of `frames`: its head ({"t":..,"c":..,), "r": or "d":, the frame, "}\n"
 
 
 LEVEL = 3  # zstd level of the landing files
@@ -190,34 +192,43 @@ class LandingWriter:
     def frames(self, frames: list[tuple[str, str, str, int]]) -> dict[str, tuple[int, int]]:
         """Many (channel, conn, text, recv_ns) frames at once, in order within each channel: one lock, one
         compressor write per channel and hour (the collector lands its batches so). Returns each
-        channel's (frames landed, newest receive time)."""
-        runs: dict[str, tuple[list[bytes], list[int]]] = {}  # channel -> its lines and their receive times
-        conns: dict[str, bytes] = {}  # a connection's id as JSON, written once a call
-        dumps = orjson.dumps
+        channel's (frames landed, newest receive time). A frame that is a JSON object on one line (its
+        shape; that it is JSON, the caller's word: a frame it decoded, any channel but `BAD_CHANNEL`) is
+        written as sent (`r`), any other as a JSON string (`d`); `record` reads either back as its text."""
+        runs: dict[str, tuple[list[str], list[int]]] = {}  # channel -> its lines in pieces, their receive times
+        conns: dict[str, str] = {}  # a connection's id as JSON
+        last_ns = last_conn = head = None
         for channel, conn, text, recv_ns in frames:
             run = runs.get(channel)
             if run is None:
                 run = runs[channel] = ([], [])
-            run[0].append(FRAME_LINE % (recv_ns, conns.get(conn) or conns.setdefault(conn, dumps(conn)), dumps(text)))
+            if recv_ns != last_ns or conn != last_conn:  # the frames of one read share both: one head for all
+                last_ns, last_conn = recv_ns, conn
+                head = f'{{"t":{recv_ns},"c":{conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())},'
+            if text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL:  # nearly all
+                run[0].extend((head, '"r":', text, "}\n"))
+            else:
+                run[0].extend((head, '"d":', orjson.dumps(text).decode(), "}\n"))
             run[1].append(recv_ns)
         landed = {}
         with self.lock:
-            for channel, (lines, times) in runs.items():
+            for channel, (pieces, times) in runs.items():
                 first, last = min(times), max(times)
                 if first // HOUR_NS == last // HOUR_NS:  # nearly always: the batch is within one hour
-                    self._append(channel, b"".join(lines), first, None, len(lines), last)
+                    self._append(channel, "".join(pieces).encode(), first, None, len(times), last)
                 else:
-                    self._write_hours(channel, lines, times)
-                landed[channel] = (len(lines), last)
+                    self._write_hours(channel, pieces, times)
+                landed[channel] = (len(times), last)
         return landed
 
-    def _write_hours(self, channel: str, lines: list[bytes], times: list[int]) -> None:
-        """Frames of one channel across hours, under the lock: each run of one hour at once."""
+    def _write_hours(self, channel: str, pieces: list[str], times: list[int]) -> None:
+        """Frames of one channel across hours (`LINE_PIECES` pieces a line), under the lock: each run of
+        one hour at once."""
         start = 0
-        for k in range(1, len(lines) + 1):
-            if k == len(lines) or times[k] // HOUR_NS != times[start] // HOUR_NS:
-                run = times[start:k]
-                self._append(channel, b"".join(lines[start:k]), min(run), None, k - start, max(run))
+        for k in range(1, len(times) + 1):
+            if k == len(times) or times[k] // HOUR_NS != times[start] // HOUR_NS:
+                run, lines = times[start:k], pieces[LINE_PIECES * start:LINE_PIECES * k]
+                self._append(channel, "".join(lines).encode(), min(run), None, k - start, max(run))
                 start = k
 
     def _file(self, channel: str, recv_ns: int) -> _OpenFile:

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from marketdata_assets.core.landing_files import LinkRefused
-from marketdata_assets.stores.landing import LandingWriter, closed_files, hour_key, read_file, recover
+from marketdata_assets.stores.landing import (
+    BAD_CHANNEL,
+    LandingWriter,
+    closed_files,
+    hour_key,
+    read_file,
+    read_lines,
+    recover,
+)
 from marketdata_assets.stores.landing.writer import HOUR_NS, PART, SUFFIX
 
 H0 = 1_790_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS  # the start of some UTC hour
@@ -65,17 +73,55 @@ def test_a_batch_of_frames_lands_by_channel_and_hour_and_says_what_it_landed(tmp
     assert read_file(depth_file) == [{"t": H0 + 7, "c": "c2", "d": '{"d":"\\"}'}]
 
 
+def test_a_json_frame_lands_as_sent_and_every_frame_reads_back_as_its_text(tmp_path):
+    """A frame that is a JSON object on one line is embedded as sent (`r`: the line is JSON a tool reads
+    in one decode); any other is written as a JSON string (`d`): not an object, a newline in it, a frame
+    on the collector's channel of frames that are not JSON, and any frame `frame` lands alone. Each
+    reads back as its text, byte for byte, from a closed file and from what a crash left (recovered)."""
+    as_sent = ['{"e":"trade","p":"0.00000255","q":"1E-3","s":"\\u00e9 \\"x\\" \\\\"}', '{ "a" : [ ] ,"b":null }',
+               '{"é":"ü ✓ 𝄞","r":"}","t":1}', '{}']
+    escaped = ["pong", '{"a":\n1}', "[1,2]", "", '"{}"', " {}", '{"a":1} ']
+    writer = LandingWriter(tmp_path / "live", "OKX")
+    channel = "books-BTC-USDT"
+    batch = [(channel, "1-2", text, H0 + k) for k, text in enumerate(as_sent + escaped)]
+    batch.append((BAD_CHANNEL, "1-2", '{"a":1}}', H0 + 50))
+    writer.frames(batch)
+    writer.frame(channel, "rest", '{"alone":true}', H0 + 60)
+    writer.flush()
+    crashed = tmp_path / "crashed" / "OKX"
+    for part in (tmp_path / "live").rglob(f"*{PART}"):  # a copy of the open files: no writer holds them
+        (crashed / part.parent.name).mkdir(parents=True)
+        (crashed / part.parent.name / part.name).write_bytes(part.read_bytes())
+    recovered = {r.path.parent.name: r.path for r in recover(crashed.parent)}
+    [closed] = [p for p in writer.close() if p.parent.name == channel]
+    for path in (closed, recovered[channel]):
+        lines = list(read_lines(path))
+        assert [json.loads(line)["r"] for line in lines[:len(as_sent)]] == [json.loads(t) for t in as_sent]
+        assert all(b'"d":' in line and b'"r":' not in line[:40] for line in lines[len(as_sent):len(batch) - 1])
+        records = [record for record in read_file(path) if "m" not in record]
+        assert [r["d"] for r in records] == as_sent + escaped + ['{"alone":true}']
+        assert [r["t"] for r in records] == [H0 + k for k in range(len(batch) - 1)] + [H0 + 60]
+        assert {r["c"] for r in records} == {"1-2", "rest"}
+    [bad] = [p for p in writer.closed if p.parent.name == BAD_CHANNEL]
+    assert read_file(bad) == [{"t": H0 + 50, "c": "1-2", "d": '{"a":1}}'}]
+    assert b'"d":"{\\"a\\":1}}"' in b"".join(read_lines(bad))
+
+
 def test_a_damaged_file_is_refused_naming_it(tmp_path):
     """Every zstd frame of a landing file carries its checksum: a flipped byte is an error naming the
     file (without it, the damaged lines were read as if they had been received so)."""
     writer = LandingWriter(tmp_path, "BINANCE")
     writer.frames([("btcusdt@trade", "c1", f'{{"k":{k},"pad":"{"ab" * (k % 50)}"}}', H0 + k) for k in range(3000)])
     [path] = writer.close()
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=f"{path.name}: damaged zstd stream .*checksum"):
-        read_file(path)
+    whole, errors = path.read_bytes(), []
+    for at in range(len(whole) // 4, 3 * len(whole) // 4, len(whole) // 40):  # 20 places, each flipped alone
+        data = bytearray(whole)
+        data[at] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=f"{path.name}: damaged zstd stream") as refused:
+            read_file(path)
+        errors.append(str(refused.value))
+    assert any("checksum" in error for error in errors)  # some refused by the checksum alone
 
 WRITER_SCRIPT = r"""
 import sys, time
