@@ -129,7 +129,8 @@ def landing_gaps(landing: Path, instruments: list[str]) -> dict:
         for path in closed_files(landing, VENUE, f"{name.lower()}@trade"):
             for line in read_lines(path):
                 if b',"m":"' not in line[:160]:
-                    match = TRADE_ID.search(line, line.find(b'"r":') + 1 or line.find(b'"d":'))  # past the record's `t`
+                    frame_at = line.find(b'"r":')  # the frame, past the record's own `t`
+                    match = TRADE_ID.search(line, frame_at if frame_at >= 0 else line.find(b'"d":'))
                     if match:
                         ids.add(int(match.group(1)))
                     continue

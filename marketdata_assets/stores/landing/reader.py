@@ -39,7 +39,8 @@ def read_lines(path: Path) -> Iterator[bytes]:
         raise ValueError(f"{path}: the last record has no newline: not a closed landing file")
 
 
-_AS_SENT = re.compile(rb'\{"t":(\d+),"c":("(?:[^"\\]|\\.)*"),"r":(\{.*\})\}\Z', re.DOTALL)  # a frame's line, the frame as sent
+# a frame's line with the frame as sent: its receive time, connection (a JSON string) and the frame
+_AS_SENT = re.compile(rb'\{"t":(\d+),"c":("(?:[^"\\]|\\.)*"),"r":(\{.*\})\}\Z', re.DOTALL)
 
 
 def record(line: bytes) -> dict:

@@ -204,7 +204,8 @@ class LandingWriter:
                 run = runs[channel] = ([], [])
             if recv_ns != last_ns or conn != last_conn:  # the frames of one read share both: one head for all
                 last_ns, last_conn = recv_ns, conn
-                head = f'{{"t":{recv_ns},"c":{conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())},'
+                conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
+                head = f'{{"t":{recv_ns},"c":{conn_json},'
             if text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL:  # nearly all
                 run[0].extend((head, '"r":', text, "}\n"))
             else:
