@@ -22,8 +22,25 @@ def test_one_failed_venue_stops_the_others_cleanly_then_the_error_goes_up(tmp_pa
 
     async def scenario():
         stop = asyncio.Event()
+        running = asyncio.ensure_future(run_live(options, stop))
+        await asyncio.wait({running}, timeout=20)
+        assert running.done(), f"not stopped within 20 s; the tasks, where each waits: {_where_tasks_wait()}"
         with pytest.raises(CollectorFailed, match="OKX collector stopped: its slot task failed with NotADirectoryError"):
-            await asyncio.wait_for(run_live(options, stop), 20)
+            running.result()
         return stop.is_set(), [t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     stopped, pending = asyncio.run(scenario())
     assert stopped and pending == []
+
+
+def _where_tasks_wait() -> list[str]:
+    """Each other task's chain of awaits, outermost first (`Task.get_stack` gives only the outermost)."""
+    chains = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        links, coro = [], task.get_coro()
+        while coro is not None and getattr(coro, "cr_frame", None) is not None:
+            links.append(f"{coro.cr_code.co_name}:{coro.cr_frame.f_lineno}")
+            coro = coro.cr_await
+        chains.append(" > ".join(links) + (f" > {coro!r}" if coro is not None else ""))
+    return chains
