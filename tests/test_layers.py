@@ -91,3 +91,20 @@ def test_package_code_names_no_issue_and_no_design_document():
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if PROVENANCE.search(line)]
     assert not found, "say what the requirement is, not its issue or design document:\n" + "\n".join(found)
+
+
+WAIT_FOR = re.compile(r"\basyncio\.wait_for\(|\bfrom asyncio import .*\bwait_for\b")
+
+
+def test_package_code_never_waits_with_asyncio_wait_for():
+    """On Python 3.11 `asyncio.wait_for` takes a cancel that lands as its awaitable ends for that end
+    (CPython gh-86296): a collector's stop once waited forever on a reconnect that swallowed it.
+    `async with asyncio.timeout(...)` keeps the cancel."""
+    assert WAIT_FOR.search("await asyncio.wait_for(event.wait(), 5)") and WAIT_FOR.search("from asyncio import wait_for")
+    assert not WAIT_FOR.search("self.writer.wait_for(alpha_type, ids)")
+    package = REPO / "marketdata_assets"
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+             for path in sorted(package.rglob("*.py"))
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if WAIT_FOR.search(line)]
+    assert not found, "use `async with asyncio.timeout(...)`:\n" + "\n".join(found)

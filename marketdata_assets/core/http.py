@@ -334,7 +334,8 @@ class WindowGate:
                     return self.clock() - started
                 timeout = self.done[0] + self.window_s - now if self.done else None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait()
 
     async def release(self) -> None:
         """The request's answer came back (or it failed): its place frees `window_s` from now."""
@@ -590,7 +591,8 @@ class ApiClient:
             while (delay := self.pause_until - time.time()) > 0:
                 self._refuse(endpoint)
                 with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
             self._refuse(endpoint)
             if self.weight is not None:
                 waited = await self.weight.acquire(cost)
@@ -661,8 +663,9 @@ class ApiClient:
         if consume is not None:  # a body streamed to its consumer: no whole-answer deadline
             return await self._stream(method, path, consume, kwargs)
         try:
-            return await asyncio.wait_for(self._http.request(method, path, **kwargs), self.deadline_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.deadline_s):
+                return await self._http.request(method, path, **kwargs)
+        except TimeoutError:
             raise httpx.ReadTimeout(f"no complete answer within the {self.deadline_s:g} s deadline") from None
 
     async def _stream(self, method: str, path: str, consume, kwargs: dict) -> httpx.Response:

@@ -320,7 +320,8 @@ class _FeedRun:
                     outcome.started_at = outcome.started_at or datetime.now(UTC)
                 try:
                     with counting(stats), noting(notes):
-                        fetched = await asyncio.wait_for(self.feed.fetch(api, job), remaining)
+                        async with asyncio.timeout(remaining):
+                            fetched = await self.feed.fetch(api, job)
                 except STOP_ERRORS as error:
                     if self.stopped is None:
                         self.stopped = error

@@ -143,8 +143,9 @@ class PullBatches:
         end = self.expires_at + self.GRACE_S
         while self.remaining > 0 and time.monotonic() < end and not self.store.nc.is_closed:
             self.arrived.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), end - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(end - time.monotonic()):
+                    await self.arrived.wait()
         left, self.buffer = self.buffer, []
         with contextlib.suppress(Exception):  # a closed connection: the server redelivers after ack_wait
             for msg in left:
@@ -214,8 +215,9 @@ class PullBatches:
                 if self.buffer and fill_end is None:
                     continue  # the first came meanwhile: start the fill deadline
             self.arrived.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), end - now)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(end - now):
+                    await self.arrived.wait()
         taken, self.buffer = self.buffer[:size], self.buffer[size:]
         return taken
 
@@ -229,8 +231,9 @@ async def first_answering(servers: list[str], timeout_s: float) -> str:
         host, port = parts.hostname or "127.0.0.1", parts.port or 4222
         address = f"{host}:{port}"
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-        except (OSError, asyncio.TimeoutError) as error:
+            async with asyncio.timeout(timeout_s):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as error:
             addresses.append(address)
             reason = str(error) or f"no answer within {timeout_s:g} s"
             reasons.append(f"{address}: {reason}" if len(servers) > 1 else reason)
@@ -310,7 +313,8 @@ class JetStreamStore:
                 await publish(subj, payload, reply=f"{prefix}{i}", headers={"Nats-Msg-Id": msg_id})
                 batch.expected += 1
             batch.all_sent()
-            await asyncio.wait_for(batch.done.wait(), self.ack_timeout_s * 2)
+            async with asyncio.timeout(self.ack_timeout_s * 2):
+                await batch.done.wait()
         finally:
             self._acks.pop(number, None)
         if batch.error is not None:

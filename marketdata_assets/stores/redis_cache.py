@@ -93,7 +93,7 @@ class RedisLatestCache:
                     pipe.hset(key, mapping={**fields, "updated_ns": now})
                     pipe.expire(key, self.ttl_s)
                 await pipe.execute()
-        except (RedisError, OSError, asyncio.TimeoutError) as error:
+        except (RedisError, OSError, TimeoutError) as error:
             self.failures += 1
             self.last_error = f"{type(error).__name__}: {error}"
             self._keep(batch)

@@ -99,9 +99,10 @@ def streaming_gc(gen0: int = 50_000) -> None:
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task]) -> None:
-    """Cancel the tasks, again while any still runs: nats-py swallows a CancelledError that lands in a
-    publish (`Client._flush_pending`: `except asyncio.CancelledError: pass`), so a publisher cancelled
-    mid-batch would carry on, then wait for the next batch forever, and the stop with it."""
+    """Cancel the tasks, again while any still runs: a cancel can be swallowed below us, and the task
+    then carries on, and the stop waits for it forever. nats-py swallows one that lands in a publish
+    (`Client._flush_pending`: `except asyncio.CancelledError: pass`); Python 3.11's `asyncio.wait_for`
+    one that lands as its awaitable ends (CPython gh-86296), in any library that still uses it."""
     pending = set(tasks)
     while pending:
         for task in pending:
@@ -224,9 +225,7 @@ class LiveCollector(BookOutputs):
     async def _shutdown(self, drain: bool = True) -> None:
         """Stop reading, land what was read (`drain`: the processor is alive), publish what was parsed,
         close the files."""
-        for task in self.slot_tasks:
-            task.cancel()
-        await asyncio.gather(*self.slot_tasks, return_exceptions=True)
+        await _cancel_until_done(self.slot_tasks)
         await asyncio.gather(*(conn.close("stop") for conn in list(self.connections.values())))  # at once, each
         # bounded by the close timeout: a stop is as quick for 8 connections as for 1
         if drain:
@@ -317,9 +316,11 @@ class LiveCollector(BookOutputs):
         while True:
             waits = {asyncio.create_task(asyncio.sleep(self.rollover_s)), asyncio.create_task(conn.ended.wait()),
                      asyncio.create_task(conn.warned.wait())}  # the cut's time, a loss, the venue's notice
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits:
-                waiting.cancel()
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # a stop too: none of them outlives the slot
+                for waiting in waits:
+                    waiting.cancel()
             if conn.ended.is_set():
                 self.connections.pop(conn.conn_id, None)
                 if conn.frames:
@@ -328,8 +329,9 @@ class LiveCollector(BookOutputs):
                 conn = await self._open(streams, backoff)
                 continue
             successor = await self._open(streams, backoff)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(successor.all_data.wait(), self.config.stale_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.stale_s):
+                    await successor.all_data.wait()
             self.stats.rollovers += 1
             await conn.close("rollover")
             self.connections.pop(conn.conn_id, None)

@@ -132,8 +132,9 @@ class TradesConsumer:
                 self.stats.changed.set()
                 if stop.is_set():
                     return False
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff.next_delay())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff.next_delay()):
+                        await stop.wait()
         self.stats.inserted += len(rows)
         # `acked`: what the consumer no longer holds (a stop right after leaves nothing pending); acks not
         # confirmed within ack_wait come back as redeliveries, inserted again, harmlessly

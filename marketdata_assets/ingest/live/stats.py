@@ -104,8 +104,9 @@ class Stats:
                 self.changed.clear()
                 await self.changed.wait()
         try:
-            await asyncio.wait_for(watch(), timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s):
+                await watch()
+        except TimeoutError:
             raise TimeoutError(f"condition not reached within {timeout_s} s; counters: {self}") from None
 
 

@@ -60,7 +60,8 @@ class WsClient(asyncio.Protocol):
                                          server_hostname=wsuri.host if secure else None)
             await client.opened
         try:
-            await asyncio.wait_for(handshake(), open_timeout)
+            async with asyncio.timeout(open_timeout):
+                await handshake()
         except BaseException:
             client.abort()
             raise
@@ -240,8 +241,9 @@ class WsClient(asyncio.Protocol):
             self.protocol.send_close(1000)
             self._flush()
         try:
-            await asyncio.wait_for(self.ended.wait(), timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s):
+                await self.ended.wait()
+        except TimeoutError:
             self.abort()
 
     def abort(self) -> None:

@@ -293,6 +293,34 @@ def test_a_stop_while_a_connection_is_still_opening_ends_at_once(tmp_path):
     assert asyncio.run(scenario()) < 5
 
 
+def test_a_stop_at_any_step_of_a_refused_connect_ends_the_collector(tmp_path):
+    """Nothing listens, so each attempt is refused at once. The stop lands at each of the first loop steps
+    after the attempt starts, the step its refusal comes back among them: there a cancel was once taken
+    for the refusal (Python 3.11's `asyncio.wait_for`), and the slot reconnected on, its stop waited for
+    forever. Every one of these stops ends the collector within 5 s."""
+
+    async def stop_after(steps: int) -> float:
+        config = CollectorConfig(list(INSTRUMENTS), "ws://127.0.0.1:9", "http://127.0.0.1:9")
+        collector = BinanceSpotCollector(config, LandingWriter(tmp_path / str(steps), "BINANCE"), None)
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        while not collector.connections:  # the attempt is registered, its connect under way
+            await asyncio.sleep(0)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        stop.set()
+        started = time.monotonic()
+        await asyncio.wait({task}, timeout=10)
+        took = time.monotonic() - started
+        task.cancel()
+        return took
+
+    async def scenario() -> dict[int, float]:
+        return {steps: await stop_after(steps) for steps in range(12)}
+    took = asyncio.run(scenario())
+    assert max(took.values()) < 5, took
+
+
 class FullDisk(LandingWriter):
     """A landing writer whose disk fills after `batches` batches of frames."""
 

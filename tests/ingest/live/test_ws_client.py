@@ -35,6 +35,27 @@ def test_messages_fragments_and_invalid_text():
     assert close_sent.code == 1007
 
 
+def test_a_cancel_as_the_connect_is_refused_is_a_cancel():
+    """Nothing listens on port 9: the connect is refused within a few loop steps. Cancelled at each step in
+    turn, the connect ends cancelled whenever the cancel came first, the step the refusal comes back too:
+    a cancel taken for the refusal (Python 3.11's `asyncio.wait_for`) let a collector's stop wait forever."""
+
+    async def cancelled_after(steps: int) -> tuple[bool, str]:
+        connecting = asyncio.create_task(WsClient.connect("ws://127.0.0.1:9"))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        ended_first = connecting.done()
+        connecting.cancel()
+        await asyncio.wait({connecting})
+        return ended_first, "cancelled" if connecting.cancelled() else type(connecting.exception()).__name__
+
+    async def scenario():
+        return [await cancelled_after(steps) for steps in range(12)]
+    outcomes = asyncio.run(scenario())
+    assert all(outcome == "cancelled" for ended_first, outcome in outcomes if not ended_first), outcomes
+    assert (False, "cancelled") in outcomes and (True, "ConnectionRefusedError") in outcomes, outcomes  # both sides seen
+
+
 def _frame(payload: bytes, opcode: int = 0x1, fin: bool = True, mask: bytes | None = None) -> bytes:
     """A frame as a server writes it (RFC 6455 5.2): 7-bit, 16-bit or 64-bit length; `mask` only to break the rule."""
     n, first = len(payload), (0x80 if fin else 0) | opcode
