@@ -11,6 +11,7 @@ sent its venue's way. The tick itself, and which faults fire on it, is one loop 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -351,6 +352,30 @@ class WsServer:
                 await client.connection.send(text)
             except ConnectionClosed:
                 return
+            client.outbox.task_done()
+
+    async def delivered(self, timeout_s: float = 15.0) -> None:
+        """Awaited from the caller's loop, once paused: every frame queued to each open client was sent
+        and read by it (a WebSocket ping after the last of them came back: TCP keeps the order)."""
+        async def sent_and_read(client: Client) -> None:
+            with contextlib.suppress(ConnectionClosed):
+                await client.outbox.join()
+                await (await client.connection.ping())
+
+        async def each_client() -> None:  # not a stalled one (it reads nothing), nor one gone meanwhile
+            for client in [c for c in self.clients.values() if not c.stalled]:
+                waits = {asyncio.ensure_future(sent_and_read(client)),
+                         asyncio.ensure_future(client.connection.wait_closed())}
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+
+        async def bounded() -> None:
+            async with asyncio.timeout(timeout_s):
+                await each_client()
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(bounded(), self._loop))
 
     def _abort_after_outbox(self, client: Client) -> None:
         """Drop the TCP connection once what was queued has gone (a cut mid-stream, no close frame)."""

@@ -141,9 +141,11 @@ def synced(collector) -> bool:
 
 
 async def settle(collector, ws) -> None:
-    """The replay paused, every frame read handled and no book awaiting its resync: a gap that the last
-    frames reveal is resynced before the stop (one found while stopping could not be)."""
+    """The replay paused, every frame it sent read (not just the queue empty for a moment: a burst's tail
+    may still be on its way), each handled and no book awaiting its resync: a gap that the last frames
+    reveal is resynced before the stop (one found while stopping could not be)."""
     ws.pause()
+    await ws.delivered(WAIT_S)
     await collector.stats.wait_until(lambda s: collector.queue.unfinished <= 0 and synced(collector), WAIT_S)
 
 
