@@ -61,6 +61,7 @@ class Market:
         self.sides = [self._side(rng, sign) for sign in (-1, 1) for _ in range(61)]
         self.depth_every = round(1 / depth_share) if depth_share > 0 else 0
         self.n = 0
+        self.turns = {"trade": 0, "depth": 0}  # each kind goes round every instrument in turn
 
     @staticmethod
     def _side(rng: random.Random, sign: int) -> str:
@@ -75,14 +76,18 @@ class Market:
         return {"lastUpdateId": self.update_ids.get(instrument, 0), "bids": bids, "asks": asks}
 
     def render(self, instruments: list[str], count: int) -> bytes:
-        """`count` framed events over `instruments` (round robin), stamped now."""
+        """`count` framed events, trades and depth diffs each going round `instruments`, stamped now."""
         now_ms = time.time_ns() // 1_000_000
         out = []
+        turns = self.turns
         for _ in range(count):
             self.n += 1
-            name = instruments[self.n % len(instruments)]
+            depth = bool(self.depth_every) and self.n % self.depth_every == 0
+            kind = "depth" if depth else "trade"
+            turns[kind] += 1
+            name = instruments[turns[kind] % len(instruments)]
             lower = name.lower()
-            if self.depth_every and self.n % self.depth_every == 0:
+            if depth:
                 first = self.update_ids[name] + 1
                 last = self.update_ids[name] = first + 6
                 text = DEPTH % (lower, now_ms, name, first, last, self.sides[self.n % 61], self.sides[61 + self.n % 61])
