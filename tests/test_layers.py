@@ -84,12 +84,16 @@ def test_the_provenance_pattern(line, provenance):
     assert bool(PROVENANCE.search(line)) is provenance
 
 
+def package_lines(pattern: re.Pattern) -> list[str]:
+    """The package's lines that match `pattern`, as `path:line: text`."""
+    return [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+            for path in sorted((REPO / "marketdata_assets").rglob("*.py"))
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if pattern.search(line)]
+
+
 def test_package_code_names_no_issue_and_no_design_document():
-    package = REPO / "marketdata_assets"
-    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-             for path in sorted(package.rglob("*.py"))
-             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if PROVENANCE.search(line)]
+    found = package_lines(PROVENANCE)
     assert not found, "say what the requirement is, not its issue or design document:\n" + "\n".join(found)
 
 
@@ -102,9 +106,5 @@ def test_package_code_never_waits_with_asyncio_wait_for():
     `async with asyncio.timeout(...)` keeps the cancel."""
     assert WAIT_FOR.search("await asyncio.wait_for(event.wait(), 5)") and WAIT_FOR.search("from asyncio import wait_for")
     assert not WAIT_FOR.search("self.writer.wait_for(alpha_type, ids)")
-    package = REPO / "marketdata_assets"
-    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-             for path in sorted(package.rglob("*.py"))
-             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if WAIT_FOR.search(line)]
+    found = package_lines(WAIT_FOR)
     assert not found, "use `async with asyncio.timeout(...)`:\n" + "\n".join(found)
