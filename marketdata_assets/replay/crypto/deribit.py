@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
-from marketdata_assets.replay.crypto import derived
+from marketdata_assets.replay.crypto import derived, reference
 from marketdata_assets.replay.crypto.config import DERIBIT, Fault
 from marketdata_assets.replay.crypto.derived import HOUR_US
 from marketdata_assets.replay.crypto.tape import (
@@ -82,11 +82,9 @@ def rpc_error(message: str, code: int, **extra) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def contract_size(instrument: str) -> float:
-    """get_instruments' contract_size: USD for inverse contracts (BTC 10, others 1), base coin for linear."""
-    root = instrument.split("-")[0].split("_")[0]
-    if instrument_spec(DERIBIT, instrument).size_unit == "inverse":
-        return 10.0 if root == "BTC" else 1.0
-    return 0.001 if root == "BTC" else 0.01
+    """get_instruments' contract_size (reference.terms): USD for inverse contracts (BTC 10, others 1), base
+    coin for linear ones (BTC 0.001, others 0.01), 1 coin for options."""
+    return reference.terms(DERIBIT, instrument).ct_val
 
 
 def liquidation_flag(seed: int, instrument: str, seq: int) -> str | None:
@@ -107,7 +105,6 @@ def ticker(market: Market, instrument: str) -> dict:
     """public/ticker now: best bid/ask of a fresh book (market.book, depth 1), the last 24 hours' trades."""
     now = market.now_us()
     ts = now - now % 1000
-    spec = instrument_spec(DERIBIT, instrument)
     minute = ts - ts % MINUTE_US - MINUTE_US  # the last minute that has ended
     index = derived.index_bar(market, DERIBIT, instrument, minute)[3]
     mark = derived.mark_bar(market, DERIBIT, instrument, minute)[3]
@@ -116,7 +113,7 @@ def ticker(market: Market, instrument: str) -> dict:
     last = market.rows_before_ts(DERIBIT, instrument, ts, 1)
     volume = volume_usd = 0.0
     for tape, i in rows:
-        base, quote = base_and_quote(spec, tape.price[i], tape.size[i])
+        base, quote = base_and_quote(tape.spec, tape.price[i], tape.size[i])
         volume += base
         volume_usd += quote
     prices = [tape.price[i] for tape, i in rows]

@@ -16,7 +16,7 @@ import math
 import random
 import zlib
 
-from marketdata_assets.replay.crypto.tape import MINUTE_US, Market, day_of_us, day_us, instrument_spec
+from marketdata_assets.replay.crypto.tape import MINUTE_US, Market, day_of_us, day_us
 
 HOUR_US = 3_600_000_000
 FUNDING_CAP = 0.0075  # ±0.75% a period: inside every venue's cap for the majors
@@ -75,7 +75,7 @@ def settlements(first_us: int, last_us: int, interval_hours: float) -> list[int]
 
 def open_interest(market: Market, venue: str, instrument: str, ts_us: int) -> float:
     """Open interest in contracts (the venue's units) at `ts_us`, whole contracts."""
-    spec = instrument_spec(venue, instrument)
+    spec = market.spec(venue, instrument, ts_us)  # contracts of the value valid then
     level = 40_000 * spec.size_mean
     day = ts_us // (24 * HOUR_US)
     phase = (ts_us % (24 * HOUR_US)) / (24 * HOUR_US)

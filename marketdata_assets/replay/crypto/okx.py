@@ -23,7 +23,6 @@ from marketdata_assets.replay.crypto.tape import (
     base_and_quote,
     day_of_us,
     day_us,
-    instrument_spec,
 )
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
@@ -201,7 +200,7 @@ class Okx(Venue):
             if before is not None:
                 lo = max(lo, before * 1000 + 1)
             bars = self.market.bars_between(OKX, inst, lo, hi)[-n:]
-        spec = instrument_spec(OKX, inst)
+        spec = self.market.spec(OKX, inst)
         data = []
         for bar in reversed(bars):
             ts, o, h, lo_p, c, vol, quote, _, size_vol = bar[:9]
@@ -222,14 +221,14 @@ class Okx(Venue):
         raise UNKNOWN
 
     def _ticker(self, inst: str) -> dict:
-        market, spec = self.market, instrument_spec(OKX, inst)
+        market, spec = self.market, self.market.spec(OKX, inst)
         now = market.now_us()
         _, bids, asks, ts = market.book(OKX, inst, 1)
         day = market.rows_between(OKX, inst, now - DAY_US, now - 1)
         last = day[-1] if day else (market.rows_before_ts(OKX, inst, now, 1) or [None])[0]
         vol = vol_ccy = 0.0
         for tape, i in day:
-            base, quote = base_and_quote(spec, tape.price[i], tape.size[i])
+            base, quote = base_and_quote(tape.spec, tape.price[i], tape.size[i])
             vol += tape.size[i]
             vol_ccy += quote if spec.size_unit == "base" else base  # spot: quote; contracts: base
         prices = [tape.price[i] for tape, i in day]
@@ -270,10 +269,11 @@ class Okx(Venue):
     def open_interest_row(self, inst: str, ts: int) -> tuple[float, float, float]:
         """(oi contracts, oiCcy coin, oiUsd) at `ts`, a multiple of 5 minutes (the minute before it
         has ended: its mark price values the coin)."""
-        spec = instrument_spec(OKX, inst)
+        spec = self.market.spec(OKX, inst, ts)  # the contract value valid at ts
         contracts = derived.open_interest(self.market, OKX, inst, ts)
         price = derived.mark_bar(self.market, OKX, inst, ts - MINUTE_US)[3]
-        coin = contracts * spec.ct_val if spec.size_unit != "inverse" else contracts * spec.ct_val / price
+        inverse = spec.size_unit in ("inverse", "inverse_contracts")
+        coin = contracts * spec.ct_val / price if inverse else contracts * spec.ct_val
         return contracts, coin, coin * price
 
     def _open_interest(self, inst: str, end: int | None, begin: int | None, n: int) -> dict:

@@ -12,13 +12,13 @@ import bisect
 import math
 import random
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta, timezone
 from typing import Any
 
+from marketdata_assets.replay.crypto import reference
 from marketdata_assets.replay.crypto.config import BINANCE, BINANCE_UM, DERIBIT, OKX, ReplayConfig
 
 UTC = timezone.utc
@@ -26,7 +26,7 @@ DAY_US = 86_400_000_000
 MINUTE_US = 60_000_000
 EPOCH_DAY = date(2017, 1, 1)
 ID_BASE = {BINANCE: 3_000_000_000, BINANCE_UM: 5_000_000_000, OKX: 500_000_000, DERIBIT: 100_000_000}
-OKX_CONTRACT_VALUES = {"BTC-USDT-SWAP": 0.01, "ETH-USDT-SWAP": 0.1}
+OKX_CONTRACT_VALUES = reference.OKX_CONTRACT_VALUES  # the configured contracts' ctVal (reference holds it)
 CACHED_TAPES = 96
 
 Rows = list[tuple["DayTape", int]]  # trades as (tape, index in the tape)
@@ -42,28 +42,22 @@ class Spec:
     tick: float
     size_step: float
     size_mean: float  # in size units
-    size_unit: str  # "base" | "inverse" (size in USD) | "contracts" (size * ct_val = base)
-    ct_val: float = 1.0
+    size_unit: str  # "base" | "inverse" (size in USD) | "contracts" (size * ct_val = base) |
+    # "inverse_contracts" (size * ct_val = USD)
+    ct_val: float = 1.0  # what one contract is worth (OKX ctVal x ctMult)
 
 
-def instrument_spec(venue: str, instrument: str) -> Spec:
-    root = instrument[:3]
-    base = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 550.0}.get(root, 100.0)
-    if venue == BINANCE:
-        return Spec(base, 0.01, 0.00001, 3_000.0 / base, "base")
-    if venue == BINANCE_UM:  # USD-M perpetuals: quantities in base units, whole-millisecond times
-        return Spec(base, 0.1 if base >= 10_000 else 0.01, 0.001, 3_000.0 / base, "base")
-    if venue == OKX:
-        tick = 0.1 if base >= 10_000 else 0.01
-        if instrument in OKX_CONTRACT_VALUES:
-            ct = OKX_CONTRACT_VALUES[instrument]
-            return Spec(base, tick, 0.01, 3_000.0 / base / ct, "contracts", ct)
-        return Spec(base, tick, 0.00000001, 3_000.0 / base, "base")
-    tick = 0.5 if base >= 10_000 else 0.05
-    parts = instrument.split("-")
-    if "_" not in parts[0] and len(parts) == 2:
-        return Spec(base, tick, 10.0 if root == "BTC" else 1.0, 3_000.0, "inverse")
-    return Spec(base, tick, 0.0001, 3_000.0 / base, "base")
+def instrument_spec(venue: str, instrument: str, at_us: int | None = None, now_us: int | None = None) -> Spec:
+    """The tape's spec of an instrument from its reference terms (`reference.terms`); with `at_us`
+    and `now_us`, the terms valid then (a contract value that changed in the history)."""
+    if at_us is None or now_us is None:
+        found = reference.terms(venue, instrument)
+    else:
+        found = reference.terms_at(venue, instrument, at_us, now_us)
+    value = found.contract_value
+    mean = {"base": 3_000.0 / found.base_price, "inverse": 3_000.0, "contracts": 3_000.0 / found.base_price / value,
+            "inverse_contracts": 3_000.0 / value}[found.size_unit]
+    return Spec(found.base_price, found.tick, found.step, max(mean, found.step), found.size_unit, value)
 
 
 def _decimals(step: float) -> int:
@@ -81,6 +75,8 @@ def base_and_quote(spec: Spec, price: float, size: float) -> tuple[float, float]
     if spec.size_unit == "contracts":
         base = size * spec.ct_val
         return base, price * base
+    if spec.size_unit == "inverse_contracts":
+        return size * spec.ct_val / price, size * spec.ct_val
     return size, price * size
 
 
@@ -161,8 +157,13 @@ def trades_per_day(config: ReplayConfig, instrument: str) -> int:
 
 
 def generate_tape(config: ReplayConfig, venue: str, instrument: str, day: date) -> DayTape:
-    spec = instrument_spec(venue, instrument)
-    n = trades_per_day(config, instrument)
+    """The day's trades; an instrument listed, delisted or expired that day trades only in the part of
+    the day it was live (as many trades, ids contiguous), none on days it was not."""
+    now = reference.clock_us(config)
+    spec = instrument_spec(venue, instrument, day_us(day), now)
+    listed, ended = reference.window(config, venue, instrument)
+    lo, hi = max(day_us(day), listed), min(day_us(day) + DAY_US, ended if ended is not None else 1 << 62)
+    n = trades_per_day(config, instrument) if hi > lo else 0
     rng = random.Random(f"crypto-replay:{config.seed}:{venue}:{instrument}:{day.isoformat()}")
     start_of_day = day_us(day)
     busy_hour = rng.randrange(24)
@@ -172,6 +173,8 @@ def generate_tape(config: ReplayConfig, venue: str, instrument: str, day: date) 
             times.append(start_of_day + busy_hour * 3_600_000_000 + rng.randrange(3_600_000_000))
         else:
             times.append(start_of_day + rng.randrange(DAY_US))
+    if (lo, hi) != (start_of_day, start_of_day + DAY_US):  # squeezed into the hours it was live
+        times = [lo + (t - start_of_day) * (hi - lo) // DAY_US for t in times]
     times.sort()
     for i in range(1, n):
         if rng.random() < config.burst_share:
@@ -189,7 +192,7 @@ def generate_tape(config: ReplayConfig, venue: str, instrument: str, day: date) 
         prices.append(price)
         sizes.append(max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean), spec.size_step)))
         buys.append(rng.random() < 0.5)
-    first_id = ID_BASE[venue] + (day - EPOCH_DAY).days * n
+    first_id = ID_BASE[venue] + (day - EPOCH_DAY).days * trades_per_day(config, instrument)
     return DayTape(venue, instrument, day, spec, first_id, open_price, times, prices, sizes, buys)
 
 
@@ -216,11 +219,25 @@ class Market:
         self.live_trades: dict[tuple[str, str], Any] = {}
 
     def now_us(self) -> int:
-        if self.config.now:
-            when = datetime.fromisoformat(self.config.now.replace("Z", "+00:00"))
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
-            return int(when.timestamp() * 1_000_000)
-        return int(time.time() * 1_000_000)
+        return reference.clock_us(self.config)
+
+    def spec(self, venue: str, instrument: str, at_us: int | None = None) -> Spec:
+        """The instrument's spec at `at_us` (default: now)."""
+        now = self.now_us()
+        return instrument_spec(venue, instrument, now if at_us is None else at_us, now)
+
+    def window(self, venue: str, instrument: str) -> tuple[int, int]:
+        """[listed, ended) of the instrument: the span its trades can fall in (reference.window)."""
+        listed, ended = reference.window(self.config, venue, instrument)
+        return max(listed, day_us(EPOCH_DAY)), ended if ended is not None else 1 << 62
+
+    def exists(self, venue: str, instrument: str) -> bool:
+        """Listed by now and not delisted or expired yet."""
+        listed, ended = self.window(venue, instrument)
+        return listed <= self.now_us() < ended
+
+    def first_day(self, venue: str, instrument: str) -> date:
+        return day_of_us(self.window(venue, instrument)[0])
 
     def tape(self, venue: str, instrument: str, day: date) -> DayTape:
         key = (venue, instrument, day)
@@ -243,8 +260,9 @@ class Market:
     def rows_between(self, venue: str, instrument: str, lo_us: int, hi_us: int, limit: int | None = None,
                      newest_first: bool = False) -> Rows:
         """Trades with lo_us <= ts <= hi_us (and before now), oldest first (or newest first), at most `limit`."""
-        hi_us = min(hi_us, self.now_us() - 1)
-        lo_us = max(lo_us, day_us(EPOCH_DAY))
+        listed, ended = self.window(venue, instrument)
+        hi_us = min(hi_us, self.now_us() - 1, ended - 1)
+        lo_us = max(lo_us, listed)
         out: Rows = []
         if hi_us < lo_us:
             return out
@@ -264,7 +282,8 @@ class Market:
     def rows_from_id(self, venue: str, instrument: str, first: int, limit: int) -> Rows:
         """Up to `limit` trades with id >= first, ascending (before now)."""
         now = self.now_us()
-        first = max(first, ID_BASE[venue])
+        first_day = self.first_day(venue, instrument)
+        first = max(first, ID_BASE[venue] + (first_day - EPOCH_DAY).days * trades_per_day(self.config, instrument))
         day, i = self._id_location(venue, instrument, first)
         out: Rows = []
         while len(out) < limit and day_us(day) < now:
@@ -285,8 +304,10 @@ class Market:
         if below <= ID_BASE[venue]:
             return out
         day, i = self._id_location(venue, instrument, below - 1)
-        while len(out) < limit and day >= EPOCH_DAY:
+        first_day = self.first_day(venue, instrument)
+        while len(out) < limit and day >= first_day:
             tape = self.tape(venue, instrument, day)
+            i = min(i, tape.n - 1)
             while i >= 0 and len(out) < limit:
                 if tape.ts[i] < now:
                     out.append((tape, i))
@@ -300,7 +321,8 @@ class Market:
         below_us = min(below_us, self.now_us())
         out: Rows = []
         day = day_of_us(below_us - 1)
-        while len(out) < limit and day >= EPOCH_DAY:
+        first_day = self.first_day(venue, instrument)
+        while len(out) < limit and day >= first_day:
             tape = self.tape(venue, instrument, day)
             i = bisect.bisect_left(tape.ts, below_us) - 1
             while i >= 0 and len(out) < limit:
@@ -314,7 +336,7 @@ class Market:
         return list(reversed(self.rows_before_id(venue, instrument, self.last_id(venue, instrument) + 1, limit)))
 
     def last_id(self, venue: str, instrument: str) -> int:
-        now = self.now_us()
+        now = min(self.now_us(), self.window(venue, instrument)[1])
         tape = self.tape(venue, instrument, day_of_us(now))
         i = bisect.bisect_left(tape.ts, now) - 1
         if i >= 0:
@@ -323,7 +345,9 @@ class Market:
 
     def bars_between(self, venue: str, instrument: str, lo_us: int, hi_us: int) -> list[tuple]:
         """Minute bars opening in [lo_us, hi_us], only minutes that have ended by now."""
-        hi_us = min(hi_us, self.now_us() - MINUTE_US)
+        listed, ended = self.window(venue, instrument)
+        hi_us = min(hi_us, self.now_us() - MINUTE_US, ended - 1)
+        lo_us = max(lo_us, listed - listed % MINUTE_US)
         out: list[tuple] = []
         if hi_us < lo_us:
             return out
@@ -344,7 +368,7 @@ class Market:
             return self._live_book(venue, instrument, live(depth))
         self.book_counter += 1
         now = self.now_us()
-        spec = instrument_spec(venue, instrument)
+        spec = self.spec(venue, instrument)
         tape = self.tape(venue, instrument, day_of_us(now))
         i = bisect.bisect_left(tape.ts, now) - 1
         mid = tape.price[i] if i >= 0 else tape.open_price
@@ -374,7 +398,7 @@ class Market:
 
     def _live_book(self, venue: str, instrument: str, book: tuple[int, list, list, int]) -> tuple[int, list, list, int]:
         update_id, bids, asks, ts = book
-        spec = instrument_spec(venue, instrument)
+        spec = self.spec(venue, instrument)
         rows = [("bid", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(bids)] + \
                [("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)]
         self.books[(venue, instrument)] = (ts, update_id, rows)
