@@ -17,6 +17,7 @@ futures) subclasses.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import threading
 import time
@@ -26,6 +27,7 @@ from datetime import date, timedelta
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
+from marketdata_assets.replay.crypto import reference
 from marketdata_assets.replay.crypto.config import BINANCE, Fault, ReplayConfig
 from marketdata_assets.replay.crypto.tape import (
     DAY_US,
@@ -38,7 +40,8 @@ from marketdata_assets.replay.crypto.tape import (
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
 HOUR_US = 3_600_000_000
-WEIGHTS = {"aggTrades": 4, "trades": 25, "historicalTrades": 25, "klines": 2, "24hr": 2}  # depth: by limit
+WEIGHTS = {"aggTrades": 4, "trades": 25, "historicalTrades": 25, "klines": 2, "24hr": 2,
+           "exchangeInfo": 20}  # depth: by limit
 BAD_NUMBER = "6O123.45"
 WAF_PAGE = (b"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01 Transitional//EN\">\n<HTML><HEAD><META "
             b"HTTP-EQUIV=\"Content-Type\" CONTENT=\"text/html; charset=iso-8859-1\">\n<TITLE>ERROR: The request "
@@ -187,6 +190,58 @@ class DumpTrades:
         return out[::-1]
 
 
+INVALID_SYMBOL = VendorError(400, {"code": -1121, "msg": "Invalid symbol."})
+COMBINATION = VendorError(400, {"code": -1128, "msg": "Combination of optional parameters invalid."})
+SYMBOL_STATUSES = ("PRE_TRADING", "TRADING", "POST_TRADING", "END_OF_DAY", "HALT", "AUCTION_MATCH", "BREAK")
+
+
+def symbols_param(query: dict) -> list[str] | None:
+    """`symbols` as Binance takes it: a JSON array literal (["BTCUSDT","BNBBTC"]); -1100 otherwise."""
+    value = query.get("symbols")
+    if value in (None, ""):
+        return None
+    try:
+        names = json.loads(value)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise VendorError(400, {"code": -1100, "msg": "Illegal characters found in parameter 'symbols'; legal range "
+                                                      "is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'."})
+    return names
+
+
+def spot_symbol(item: reference.Instrument) -> dict:
+    """One `symbols[]` record of GET /api/v3/exchangeInfo."""
+    t = item.terms
+    return {
+        "symbol": item.name, "status": item.status, "baseAsset": item.base, "baseAssetPrecision": 8,
+        "quoteAsset": item.quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+                       "TAKE_PROFIT_LIMIT"],
+        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True, "cancelReplaceAllowed": True, "amendAllowed": True,
+        "pegInstructionsAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": item.quote == "USDT",
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": fmt8(t.tick), "maxPrice": fmt8(max(1_000_000.0, t.tick * 1e6)),
+             "tickSize": fmt8(t.tick)},
+            {"filterType": "LOT_SIZE", "minQty": fmt8(t.step), "maxQty": fmt8(9_000_000 if t.step >= 1 else 9_000.0),
+             "stepSize": fmt8(t.step)},
+            {"filterType": "ICEBERG_PARTS", "limit": 10},
+            {"filterType": "MARKET_LOT_SIZE", "minQty": fmt8(0), "maxQty": fmt8(100_000.0), "stepSize": fmt8(0)},
+            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
+             "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
+            {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2",
+             "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
+            {"filterType": "NOTIONAL", "minNotional": fmt8(0.0001 if item.quote == "BTC" else 5.0),
+             "applyMinToMarket": True, "maxNotional": fmt8(9_000_000.0), "applyMaxToMarket": False, "avgPriceMins": 5},
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5}],
+        "permissions": [], "permissionSets": [["SPOT", "MARGIN"] if item.quote == "USDT" else ["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]}
+
+
 def too_much_weight(limit: int) -> dict:
     return {"code": -1003, "msg": f"Too much request weight used; current limit is {limit} request weight per "
                                   f"1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}
@@ -197,7 +252,8 @@ class Binance(Venue):
     prefix = "/api/v3/"
     instrument_param = "symbol"
     endpoints: ClassVar[dict[str, str]] = {"aggTrades": "trades", "trades": "trades", "historicalTrades": "trades",
-                                           "depth": "book", "klines": "bars", "24hr": "tickers"}
+                                           "depth": "book", "klines": "bars", "24hr": "tickers",
+                                           "exchangeInfo": "reference"}
     bar_decimals = 8
     bar_trade_counts = True
     KLINE_MAX = 1000
@@ -245,8 +301,9 @@ class Binance(Venue):
         if not instrument:
             raise VendorError(400, {"code": -1102, "msg": f"Mandatory parameter '{param}' was not sent, was "
                                                           "empty/null, or malformed."})
-        if instrument not in self.config.instruments.get(self.name, []):
-            raise VendorError(400, {"code": -1121, "msg": "Invalid symbol."})
+        if instrument not in self.config.instruments.get(self.name, []) or not self.market.exists(self.name,
+                                                                                                 instrument):
+            raise INVALID_SYMBOL  # not listed yet, delisted or expired: not in exchangeInfo either
         return instrument
 
     def answer(self, path: str, query: dict, headers) -> Any:
@@ -257,6 +314,8 @@ class Binance(Venue):
             return {}
         if name == "time":
             return {"serverTime": int(time.time() * 1000)}
+        if name == "exchangeInfo":
+            return self.exchange_info(query)
         instrument = self._checked_instrument(query)
         if name == "aggTrades":
             return self.agg_trades(instrument, p)
@@ -386,6 +445,43 @@ class Binance(Venue):
         before = self.market.rows_before_ts(self.name, instrument, us, 1)
         return before[0][0].price[before[0][1]] if before else 0.0
 
+    # ---- reference -------------------------------------------------------------------------
+
+    def rate_limits(self) -> list[dict]:
+        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": self.weight_limit},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}]
+
+    def listed(self, query: dict) -> list[reference.Instrument]:
+        """The venue's instruments live now that `symbol` / `symbols` name (all without them): -1121
+        if one is not (a delisted symbol is not), -1128 for both at once."""
+        now = self.market.now_us()
+        universe = reference.universe(self.config.seed, now)
+        named = symbols_param(query)
+        if query.get("symbol"):
+            if named is not None:
+                raise COMBINATION
+            named = [query["symbol"]]
+        if named is None:
+            return universe.live(self.name, now)
+        found = [universe.get(self.name, n) for n in named]
+        if any(item is None or not item.live(now) for item in found):
+            raise INVALID_SYMBOL
+        return found
+
+    def exchange_info(self, query: dict) -> dict:
+        """GET /api/v3/exchangeInfo: symbols live now (optionally `symbol`, `symbols`, `symbolStatus`)."""
+        status = query.get("symbolStatus")
+        if status is not None and status not in SYMBOL_STATUSES:
+            raise VendorError(400, {"code": -1122, "msg": "Invalid symbolStatus."})
+        if status is not None and (query.get("symbol") or query.get("symbols")):
+            raise COMBINATION
+        symbols = [spot_symbol(i) for i in self.listed(query) if status is None or i.status == status]
+        return {"timezone": "UTC", "serverTime": self.market.now_us() // 1000, "rateLimits": self.rate_limits(),
+                "exchangeFilters": [], "symbols": symbols}
+
     # ---- faults ----------------------------------------------------------------------------
 
     def fault_reply(self, fault: Fault) -> Reply:
@@ -416,6 +512,12 @@ class Binance(Venue):
             damage(middle(payload), 4, fault_kind, BAD_NUMBER)  # the close
         elif name == "24hr":
             damage(payload, "lastPrice", fault_kind, BAD_NUMBER)
+        elif name == "exchangeInfo" and payload.get("symbols"):
+            symbol = middle(payload["symbols"])
+            if fault_kind == "missing_field":
+                del symbol["status"]
+            else:
+                symbol["filters"][0]["tickSize"] = BAD_NUMBER
         elif name == "depth":
             if fault_kind == "missing_field":
                 del payload["lastUpdateId"]

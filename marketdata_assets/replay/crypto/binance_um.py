@@ -9,15 +9,18 @@ and open interest from `derived`. Endpoints, their limits and reach: docs/tests.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
-from marketdata_assets.replay.crypto import derived
+from marketdata_assets.replay.crypto import derived, reference
 from marketdata_assets.replay.crypto.binance import BAD_NUMBER, Binance, Params, fmt8
 from marketdata_assets.replay.crypto.config import BINANCE_UM
+from marketdata_assets.replay.crypto.okx import fmt_plain
 from marketdata_assets.replay.crypto.tape import DAY_US, EPOCH_DAY, MINUTE_US, day_us
 from marketdata_assets.replay.crypto.venue import VendorError, damage, middle
 
 HOUR_US = 3_600_000_000
+PERPETUAL_DELIVERY_MS = 4_133_404_800_000  # a perpetual's deliveryDate (2100-12-25 08:00 UTC)
 TRADES_REACH_US = 48 * HOUR_US
 OPEN_INTEREST_REACH_US = 30 * DAY_US
 OI_PERIODS = {"5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360, "12h": 720,
@@ -43,6 +46,39 @@ def request_weight(name: str, query: dict) -> int:
     return WEIGHTS.get(name, 1)
 
 
+def decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def um_symbol(item: reference.Instrument) -> dict:
+    """One `symbols[]` record of GET /fapi/v1/exchangeInfo."""
+    t = item.terms
+    delivery = item.expires_us // 1000 if item.expires_us is not None else PERPETUAL_DELIVERY_MS
+    return {
+        "symbol": item.name, "pair": item.family, "contractType": item.alias, "deliveryDate": delivery,
+        "onboardDate": item.listed_us // 1000, "status": "TRADING", "maintMarginPercent": "2.5000",
+        "requiredMarginPercent": "5.0000", "baseAsset": item.base, "quoteAsset": item.quote,
+        "marginAsset": item.settle, "pricePrecision": decimals(t.tick), "quantityPrecision": decimals(t.step),
+        "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
+        "settlePlan": 0, "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+        "maxMoveOrderLimit": 10000,
+        "filters": [
+            {"minPrice": fmt_plain(t.tick), "maxPrice": fmt_plain(t.tick * 10_000_000), "filterType": "PRICE_FILTER",
+             "tickSize": fmt_plain(t.tick)},
+            {"stepSize": fmt_plain(t.step), "filterType": "LOT_SIZE", "maxQty": fmt_plain(t.step * 1_000_000),
+             "minQty": fmt_plain(t.step)},
+            {"stepSize": fmt_plain(t.step), "filterType": "MARKET_LOT_SIZE", "maxQty": fmt_plain(t.step * 120_000),
+             "minQty": fmt_plain(t.step)},
+            {"limit": 200, "filterType": "MAX_NUM_ORDERS"},
+            {"limit": 10, "filterType": "MAX_NUM_ALGO_ORDERS"},
+            {"notional": "5" if item.kind == "perpetual" else "100", "filterType": "MIN_NOTIONAL"},
+            {"multiplierDown": "0.9500", "multiplierUp": "1.0500", "multiplierDecimal": "4",
+             "filterType": "PERCENT_PRICE"}],
+        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                       "TRAILING_STOP_MARKET"],
+        "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"]}
+
+
 def funding_hours(instrument: str) -> int:
     return FUNDING_INFO[instrument][2] if instrument in FUNDING_INFO else FUNDING_HOURS
 
@@ -53,7 +89,8 @@ class BinanceUm(Binance):
     endpoints: ClassVar[dict[str, str]] = {
         "aggTrades": "trades", "klines": "bars", "depth": "book", "24hr": "tickers", "bookTicker": "tickers",
         "premiumIndex": "tickers", "fundingRate": "funding", "fundingInfo": "funding_info",
-        "openInterestHist": "open_interest", "markPriceKlines": "mark_bars", "indexPriceKlines": "index_bars"}
+        "openInterestHist": "open_interest", "markPriceKlines": "mark_bars", "indexPriceKlines": "index_bars",
+        "exchangeInfo": "reference"}
     KLINE_MAX = 1500
     DEPTH_DEFAULT, DEPTH_MAX = 500, 1000
     agg_best_match = False
@@ -85,6 +122,8 @@ class BinanceUm(Binance):
             return {}
         if name == "time":
             return {"serverTime": now // 1000}
+        if name == "exchangeInfo":
+            return self.exchange_info(query)
         if name == "fundingInfo":
             return [{"symbol": instrument, "adjustedFundingRateCap": cap, "adjustedFundingRateFloor": floor,
                      "fundingIntervalHours": hours, "disclaimer": False}
@@ -175,6 +214,23 @@ class BinanceUm(Binance):
             rows.append({"symbol": instrument, "sumOpenInterest": fmt8(contracts),
                          "sumOpenInterestValue": fmt8(contracts * mark), "timestamp": t // 1000})
         return rows
+
+    # ---- reference -------------------------------------------------------------------------
+
+    def rate_limits(self) -> list[dict]:
+        return [{"interval": "MINUTE", "intervalNum": 1, "limit": self.weight_limit, "rateLimitType": "REQUEST_WEIGHT"},
+                {"interval": "MINUTE", "intervalNum": 1, "limit": 1200, "rateLimitType": "ORDERS"},
+                {"interval": "SECOND", "intervalNum": 10, "limit": 300, "rateLimitType": "ORDERS"}]
+
+    def exchange_info(self, query: dict) -> dict:
+        """GET /fapi/v1/exchangeInfo: every contract live now (no parameters, weight 1)."""
+        now = self.market.now_us()
+        symbols = [um_symbol(i) for i in reference.universe(self.config.seed, now).live(self.name, now)]
+        return {"timezone": "UTC", "serverTime": now // 1000, "futuresType": "U_MARGINED",
+                "rateLimits": self.rate_limits(), "exchangeFilters": [],
+                "assets": [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000"}
+                           for a in ("USDT", "USDC", "BTC", "BNB", "ETH")],
+                "symbols": symbols}
 
     # ---- faults ----------------------------------------------------------------------------
 

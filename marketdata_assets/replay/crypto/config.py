@@ -82,6 +82,8 @@ class ReplayConfig:
     # enforced. Beyond it: the venue's own rate-limit answer, counted in `limit_refusals`.
     okx_requests_per_2s: int = 0
     deribit_requests_per_s: float = 0
+    # Deribit's public/get_instruments has its own sustained rate (1 a second); 0: not enforced
+    deribit_instruments_per_s: float = 0
     # Binance's individual trades (`historicalTrades`) are the dump files' trades of
     # replay.binance_dumps.generate_trades(instrument, day, dump_trades_per_day, seed): the files
     # `make run` writes (main.DUMP_INSTRUMENTS, 20,000 trades a day, seed = the index) by default.

@@ -42,7 +42,7 @@ from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, mi
 
 TRADE_METHODS = ("get_last_trades_by_instrument_and_time", "get_last_trades_by_instrument")
 METHODS = (*TRADE_METHODS, "get_order_book", "get_tradingview_chart_data", "ticker", "get_funding_rate_history",
-           "get_book_summary_by_currency")
+           "get_book_summary_by_currency", "get_instruments", "get_instrument")
 BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000, 10000)
 CURRENCIES = ("BTC", "ETH", "USDC", "USDT", "EURR")
 FUNDING_ROWS = 744  # one get_funding_rate_history answer: about a month, the newest rows [inferred]
@@ -255,6 +255,55 @@ def sent_page(inst: str, sent: list[tuple], count: int, sorting: str | None) -> 
             "has_more": len(sent) > count}
 
 
+class Credits:
+    """A bucket refilled at `rate` a second, holding one second's worth at most."""
+
+    def __init__(self):
+        self.refilled: float | None = None  # when last refilled (monotonic)
+        self.left = 0.0
+
+    def take(self, rate: float, now: float) -> str | None:
+        """Spend a credit: None, or the Retry-After (seconds) when none is left; rate <= 0: unlimited."""
+        if rate <= 0:
+            return None
+        if self.refilled is None:
+            self.refilled, self.left = now, rate
+        self.left = min(rate, self.left + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.left < 1:
+            return str(max(1, math.ceil((1 - self.left) / rate)))
+        self.left -= 1
+        return None
+
+
+PERPETUAL_EXPIRY_MS = 32_503_708_800_000  # a perpetual's expiration_timestamp (3000-01-01)
+KINDS = ("future", "option", "spot", "future_combo", "option_combo")
+
+
+def instrument_record(item: reference.Instrument, now_us: int) -> dict:
+    """One get_instruments / get_instrument result, every field of Deribit's documented example
+    (options add option_type and strike)."""
+    t, active = item.terms, item.live(now_us)
+    kind = "future" if item.kind == "perpetual" else item.kind
+    option = item.kind == "option"
+    record = {
+        "tick_size": t.tick, "tick_size_steps": [], "taker_commission": 0.0003 if option else 0.0005,
+        "settlement_period": item.alias, "settlement_currency": item.settle,
+        "quote_currency": item.base if option else item.quote, "price_index": item.family,
+        "min_trade_amount": t.step, "max_liquidation_commission": 0.0075, "max_leverage": 50,
+        "maker_commission": 0.0003 if option else 0.0, "kind": kind, "is_active": active,
+        "instrument_name": item.name, "instrument_id": item.number,
+        "instrument_type": "linear" if item.settle in ("USDC", "USDT") else "reversed",
+        "expiration_timestamp": item.expires_us // 1000 if item.expires_us is not None else PERPETUAL_EXPIRY_MS,
+        "creation_timestamp": item.listed_us // 1000, "counter_currency": item.quote, "contract_size": t.ct_val,
+        "block_trade_tick_size": 0.0001 if option else 0.01, "block_trade_min_trade_amount": 25 if option else 200000,
+        "block_trade_commission": 0.00015 if option else 0.00025, "base_currency": item.base,
+        "state": "open" if active else "closed"}
+    if option:
+        record.update(option_type="call" if item.option_type == "C" else "put", strike=item.strike)
+    return record
+
+
 class Deribit(Venue):
     name = DERIBIT
     prefix = "/api/v2/"
@@ -262,12 +311,12 @@ class Deribit(Venue):
     endpoints: ClassVar[dict[str, str]] = {**dict.fromkeys(TRADE_METHODS, "trades"), "get_order_book": "book",
                                            "get_tradingview_chart_data": "bars", "ticker": "tickers",
                                            "get_funding_rate_history": "funding",
-                                           "get_book_summary_by_currency": "option_chain"}
+                                           "get_book_summary_by_currency": "option_chain",
+                                           "get_instruments": "reference", "get_instrument": "reference"}
 
     def __init__(self, config, market):
         super().__init__(config, market)
-        self.refilled: float | None = None  # when `credits` were last refilled (monotonic)
-        self.credits = 0.0
+        self.credits, self.instrument_credits = Credits(), Credits()
 
     def instrument(self, query: dict) -> str | None:
         """instrument_name, or the chain ("BTC-OPTIONS") a book summary of options asks for."""
@@ -276,27 +325,23 @@ class Deribit(Venue):
         return query.get("instrument_name")
 
     def admit(self, path: str, query: dict) -> tuple[dict[str, str], Reply | None]:
-        """Deribit's credits as a bucket: `deribit_requests_per_s` refilled each second, as many at
-        most (one second's worth); a request without a credit is refused with 10028."""
-        rate = self.config.deribit_requests_per_s
-        if rate <= 0:
-            return {}, None
+        """Deribit's credits as buckets: `deribit_requests_per_s` for every request, and
+        `deribit_instruments_per_s` for get_instruments besides (its own sustained rate); a request
+        without a credit is refused with 10028."""
+        buckets = [(self.credits, self.config.deribit_requests_per_s)]
+        if path.endswith("/get_instruments"):
+            buckets.append((self.instrument_credits, self.config.deribit_instruments_per_s))
         now = time.monotonic()
-        if self.refilled is None:
-            self.refilled, self.credits = now, rate
-        self.credits = min(rate, self.credits + (now - self.refilled) * rate)
-        self.refilled = now
-        if self.credits < 1:
-            self.limit_refusals += 1
-            # Retry-After, as the 10028 faults send it
-            wait = str(max(1, math.ceil((1 - self.credits) / rate)))
-            return {}, json_reply(429, rpc_error("too_many_requests", 10028), {"Retry-After": wait})
-        self.credits -= 1
+        for bucket, rate in buckets:
+            wait = bucket.take(rate, now)
+            if wait is not None:
+                self.limit_refusals += 1
+                return {}, json_reply(429, rpc_error("too_many_requests", 10028), {"Retry-After": wait})
         return {}, None
 
     def reset(self) -> None:
         super().reset()
-        self.refilled, self.credits = None, 0.0
+        self.credits, self.instrument_credits = Credits(), Credits()
 
     def envelope(self, payload: Any, query: dict) -> Any:
         return rpc(payload, query)
@@ -330,11 +375,16 @@ class Deribit(Venue):
             if query.get("kind") != "option":
                 raise invalid("only kind=option is replayed", "kind")
             return option_chain(self.market, currency)
+        if method == "get_instruments":
+            return self._instruments(query)
         inst = query.get("instrument_name")
         if not inst:
             raise invalid("required", "instrument_name")
-        if inst not in self.config.instruments.get(DERIBIT, []):
-            raise invalid("instrument not found", "instrument_name")
+        if method == "get_instrument":
+            return self._instrument(inst)
+        if inst not in self.config.instruments.get(DERIBIT, []) or self.market.window(DERIBIT, inst)[0] > \
+                self.market.now_us():
+            raise invalid("instrument not found", "instrument_name")  # expired ones stay known
         if method == "ticker":
             return ticker(self.market, inst)
         if method == "get_funding_rate_history":
@@ -366,6 +416,33 @@ class Deribit(Venue):
         return {"volume": [b[5] for b in bars], "ticks": [b[0] // 1000 for b in bars], "status": "ok",
                 "open": [b[1] for b in bars], "low": [b[3] for b in bars], "high": [b[2] for b in bars],
                 "cost": [b[6] for b in bars], "close": [b[4] for b in bars]}
+
+    def _instruments(self, query: dict) -> list[dict]:
+        """public/get_instruments: active instruments of `currency` (or any) and `kind`, or with
+        expired=true the recently expired ones."""
+        currency, kind, expired = query.get("currency"), query.get("kind"), query.get("expired") or "false"
+        if not currency:
+            raise invalid("required", "currency")
+        if currency not in (*CURRENCIES, "any"):
+            raise invalid("invalid currency", "currency")
+        if kind not in (None, "", *KINDS):
+            raise invalid(f"must be one of {', '.join(KINDS)}", "kind")
+        if expired not in ("true", "false"):
+            raise invalid("must be boolean", "expired")
+        now = self.market.now_us()
+        universe = reference.universe(self.config.seed, now)
+        found = universe.recently_expired(DERIBIT, now) if expired == "true" else universe.live(DERIBIT, now)
+        return [instrument_record(i, now) for i in found
+                if (not kind or ("future" if i.kind == "perpetual" else i.kind) == kind)
+                and currency in ("any", i.base if i.kind == "spot" else i.settle)]
+
+    def _instrument(self, inst: str) -> dict:
+        """public/get_instrument: any instrument listed by now (expired ones with is_active false)."""
+        now = self.market.now_us()
+        found = reference.universe(self.config.seed, now).get(DERIBIT, inst)
+        if found is None or found.listed_us > now:
+            raise invalid("instrument not found", "instrument_name")
+        return instrument_record(found, now)
 
     def _book(self, inst: str, depth: int) -> dict:
         update_id, bids, asks, ts = self.market.book(DERIBIT, inst, depth)
@@ -443,9 +520,9 @@ class Deribit(Venue):
         result = payload.get("result")
         name = path.rsplit("/", 1)[-1]
         missing = fault_kind == "missing_field"
-        if name in ("get_funding_rate_history", "get_book_summary_by_currency"):
+        if name in ("get_funding_rate_history", "get_book_summary_by_currency", "get_instruments"):
             if result:
-                key = "interest_1h" if name == "get_funding_rate_history" else "mark_iv"
+                key = {"get_funding_rate_history": "interest_1h", "get_instruments": "contract_size"}.get(name, "mark_iv")
                 damage(middle(result), key, fault_kind, "n/a")
             return
         if not isinstance(result, dict):
@@ -454,6 +531,8 @@ class Deribit(Venue):
             trades = result.get("trades") or []
             if trades:
                 damage(middle(trades), "price", fault_kind, "n/a")
+        elif name == "get_instrument":
+            damage(result, "contract_size", fault_kind, "n/a")
         elif name == "ticker":
             if missing:
                 del result["timestamp"]

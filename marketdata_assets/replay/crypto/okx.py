@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
-from marketdata_assets.replay.crypto import derived
+from marketdata_assets.replay.crypto import derived, reference
 from marketdata_assets.replay.crypto.config import OKX, Fault, ReplayConfig
 from marketdata_assets.replay.crypto.tape import (
     DAY_US,
@@ -35,7 +35,10 @@ OPEN_INTEREST_PATH = "/api/v5/rubik/stat/contracts/open-interest-history"
 LIQUIDATIONS_PATH = "/api/v5/public/liquidation-orders"
 MARK_CANDLES_PATH = "/api/v5/market/history-mark-price-candles"
 INDEX_CANDLES_PATH = "/api/v5/market/history-index-candles"
-PATHS = (*TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH,
+INSTRUMENTS_PATH = "/api/v5/public/instruments"
+INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
+KINDS = {"SPOT": "spot", "MARGIN": "spot", "SWAP": "perpetual", "FUTURES": "future", "OPTION": "option"}
+PATHS = (INSTRUMENTS_PATH, *TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH,
          MARK_CANDLES_PATH, INDEX_CANDLES_PATH)
 FUNDING_HOURS = 8
 OI_STEP_US = 5 * MINUTE_US
@@ -64,6 +67,30 @@ def ok(data: list) -> dict:
 UNKNOWN = VendorError(200, {"code": "51001", "data": [], "msg": "Instrument ID or Spread ID doesn't exist."})
 
 
+def instrument_record(item: reference.Instrument, inst_type: str, now_us: int) -> dict:
+    """One `data[]` record of GET /api/v5/public/instruments, every field OKX documents (strings but
+    instIdCode, futureSettlement and tradeQuoteCcyList)."""
+    t = reference.terms_at(OKX, item.name, now_us, now_us)
+    spot, inverse = item.kind == "spot", t.size_unit == "inverse_contracts"
+    text = (lambda v: fmt_plain(v) if v is not None else "")
+    lever = "10" if inst_type == "MARGIN" else "" if spot or item.kind == "option" else "100" if inverse else "50"
+    return {
+        "alias": item.alias, "auctionEndTime": "", "baseCcy": item.base if spot else "", "category": "1",
+        "contTdSwTime": "", "ctMult": "" if spot else text(t.ct_mult), "ctType": "" if spot or item.kind == "option"
+        else "inverse" if inverse else "linear", "ctVal": "" if spot else text(t.ct_val),
+        "ctValCcy": "" if spot else "USD" if inverse else item.base, "expTime": text(
+            item.expires_us // 1000 if item.expires_us is not None else None), "futureSettlement": False,
+        "instFamily": item.family, "instId": item.name, "instIdCode": item.number, "instType": inst_type,
+        "lever": lever, "listTime": str(item.listed_us // 1000), "lotSz": text(t.step), "maxIcebergSz": "999999999",
+        "maxLmtAmt": "20000000", "maxLmtSz": "999999999", "maxMktAmt": "1000000" if spot else "",
+        "maxMktSz": "1000000", "maxPlatOILmt": "", "maxStopSz": "1000000", "maxTriggerSz": "999999999",
+        "maxTwapSz": "999999999", "minSz": text(t.step), "openType": "", "optType": item.option_type or "",
+        "posLmtAmt": "", "posLmtPct": "", "preMktSwTime": "", "quoteCcy": item.quote if spot else "",
+        "ruleType": "normal", "settleCcy": item.settle, "state": "live",
+        "stk": text(item.strike), "tickSz": text(t.tick), "tradeQuoteCcyList": [item.quote] if spot else [],
+        "uly": item.family}
+
+
 def is_contract(instrument: str) -> bool:
     """BTC-USDT-SWAP, BTC-USD-250328: a contract; BTC-USDT: a spot pair."""
     return len(instrument.split("-")) >= 3
@@ -81,7 +108,7 @@ class Okx(Venue):
         "history-trades": "trades", "trades": "trades", "books": "book", "history-candles": "bars",
         "candles": "bars", "ticker": "tickers", "funding-rate-history": "funding",
         "open-interest-history": "open_interest", "liquidation-orders": "liquidations",
-        "history-mark-price-candles": "mark_bars", "history-index-candles": "index_bars"}
+        "history-mark-price-candles": "mark_bars", "history-index-candles": "index_bars", "instruments": "reference"}
 
     def __init__(self, config: ReplayConfig, market: Market):
         super().__init__(config, market)
@@ -125,6 +152,8 @@ class Okx(Venue):
                 raise parameter_error(name)
             return int(value)
 
+        if path == INSTRUMENTS_PATH:
+            return self._instruments(query)
         n = max(1, min(100, int_param("limit") or 100))
         if path == LIQUIDATIONS_PATH:
             return self._liquidations(query, int_param("after"), int_param("before"), n)
@@ -134,8 +163,8 @@ class Okx(Venue):
         if path == INDEX_CANDLES_PATH:
             after, before = int_param("after"), int_param("before")
             return self._price_candles(self._index_tape(inst), "index", after, before, n, query.get("bar"))
-        if inst not in self.config.instruments.get(OKX, []):
-            raise UNKNOWN
+        if inst not in self.config.instruments.get(OKX, []) or not self.market.exists(OKX, inst):
+            raise UNKNOWN  # not listed yet or expired: gone from the instruments too
         if path in (FUNDING_PATH, OPEN_INTEREST_PATH, MARK_CANDLES_PATH) and not is_contract(inst):
             raise parameter_error("instId")
         if path == TICKER_PATH:
@@ -209,6 +238,30 @@ class Okx(Venue):
             data.append([str(ts // 1000), fmt_plain(o), fmt_plain(h), fmt_plain(lo_p), fmt_plain(c),
                          fmt_plain(size_vol), fmt_plain(vol_ccy), fmt_plain(quote), confirm])
         return ok(data)
+
+    # ---- reference ---------------------------------------------------------------------------
+
+    def _instruments(self, query: dict) -> dict:
+        """GET /api/v5/public/instruments: the instruments of `instType` live now, by `uly` /
+        `instFamily` (required for OPTION) and `instId`; ctVal as valid now."""
+        inst_type = query.get("instType")
+        if not inst_type:
+            raise VendorError(200, {"code": "50014", "data": [], "msg": "Parameter instType can not be empty."})
+        if inst_type not in INST_TYPES:
+            raise parameter_error("instType")
+        family = query.get("instFamily") or query.get("uly")
+        if inst_type == "OPTION" and not family:
+            raise VendorError(200, {"code": "50015", "data": [],
+                                    "msg": "Either parameter uly or instFamily is required."})
+        now = self.market.now_us()
+        found = [i for i in reference.universe(self.config.seed, now).live(OKX, now)
+                 if i.kind == KINDS[inst_type] and (inst_type != "MARGIN" or i.quote == "USDT")
+                 and (inst_type in ("SPOT", "MARGIN") or not family or i.family == family)]
+        if query.get("instId"):
+            found = [i for i in found if i.name == query["instId"]]
+            if not found:
+                raise UNKNOWN
+        return ok([instrument_record(i, inst_type, now) for i in found])
 
     # ---- the derived datasets ----------------------------------------------------------------
 
@@ -397,6 +450,8 @@ class Okx(Venue):
             damage(middle(data), "px", fault_kind, "6O123.4")
         elif name == "ticker":
             damage(data[0], "bidPx", fault_kind, "6O123.4")
+        elif name == "instruments":
+            damage(middle(data), "ctVal" if data[0]["instType"] != "SPOT" else "tickSz", fault_kind, "0.O1")
         elif name == "funding-rate-history":
             damage(middle(data), "realizedRate", fault_kind, "0.0O01")
         elif name == "liquidation-orders":

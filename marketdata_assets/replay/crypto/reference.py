@@ -93,8 +93,8 @@ def base_price(root: str) -> float:
 
 
 def price_tick(price: float, ceiling: float) -> float:
-    """`ceiling` for prices of 100 and more (the replay's ticks), else 5 significant digits."""
-    return ceiling if price >= 100 else min(ceiling, 10.0 ** (math.floor(math.log10(price)) - 4))
+    """`ceiling` for prices of 100 and more (the replay's ticks), else 5 significant digits (>= 1e-8)."""
+    return ceiling if price >= 100 else max(1e-8, min(ceiling, 10.0 ** (math.floor(math.log10(price)) - 4)))
 
 
 def size_step(price: float, floor: float, fine: float) -> float:
@@ -146,7 +146,7 @@ def okx_terms(name: str) -> Terms:
         return Terms(price, tick, 1.0, "inverse_contracts", value)
     if swap in OKX_CONTRACT_VALUES:
         return Terms(price, tick, 0.01 if swap in OKX_FINE_LOTS else 1.0, "contracts", OKX_CONTRACT_VALUES[swap])
-    value = 10.0 ** min(6, max(-4, round(math.log10(100 / price))))
+    value = 10.0 ** min(3, max(-2, round(math.log10(100 / price))))
     if unit("ctMult", swap) < 0.1 and value >= 10:  # a few quote their value as ctVal x ctMult 10
         return Terms(price, tick, 1.0, "contracts", value / 10, 10.0)
     return Terms(price, tick, 1.0, "contracts", value)
