@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from email.utils import format_datetime
 from urllib.parse import parse_qsl, urlsplit
+from xml.sax.saxutils import escape
 
 import polars as pl
 
@@ -35,6 +36,7 @@ from marketdata_assets.replay import (
     serve_until_terminated,
 )
 from marketdata_assets.replay.binance_dumps import _dump_rows, generate_trades
+from marketdata_assets.replay.crypto import reference
 from marketdata_assets.sources.binance_vision.dumps import (
     FUTURES_HEADER_SINCE,
     LIQUIDATION_FAMILY,
@@ -69,6 +71,7 @@ class ArchiveReplayConfig:
     malformed: dict[str, int] = field(default_factory=dict)     # name -> a CSV line without its last field
     slow_down: dict[str, int] = field(default_factory=dict)     # name -> 503 SlowDown answers still to give
     cut: dict[str, int] = field(default_factory=dict)           # name -> transfers still to cut halfway
+    reference_seed: int = 0  # the crypto replay's universe the listing names (replay.crypto.reference)
 
     @classmethod
     def from_dict(cls, data: dict) -> ArchiveReplayConfig:
@@ -254,6 +257,18 @@ NOT_FOUND = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Co
              'not exist.</Message><Key>{key}</Key><RequestId>{request}</RequestId><HostId>replay</HostId></Error>')
 
 
+LISTING_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+BUCKET_PATHS = ("/", "/data.binance.vision", "/data.binance.vision/")
+FAMILIES = {"spot": ("aggTrades", "klines", "trades"), "um": ("aggTrades", "klines", LIQUIDATION_FAMILY, "trades")}
+KLINE_INTERVALS = ("12h", "15m", "1d", "1h", "1m", "1s", "2h", "30m", "3m", "4h", "5m", "6h", "8h")
+
+
+def entry_xml(key: str, modified: datetime, data: bytes) -> str:
+    return (f"<Contents><Key>{escape(key)}</Key><LastModified>{modified.strftime('%Y-%m-%dT%H:%M:%S.000Z')}"
+            f"</LastModified><ETag>&quot;{hashlib.md5(data).hexdigest()}&quot;</ETag><Size>{len(data)}</Size>"
+            f"<StorageClass>STANDARD</StorageClass></Contents>")
+
+
 SLOW_DOWN = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request '
              'rate.</Message><RequestId>replay</RequestId><HostId>replay</HostId></Error>')
 
@@ -286,6 +301,18 @@ class BinanceArchiveReplayServer(BackgroundServer):
     def published_until(self) -> date:
         return self.config.published_until or (datetime.now(UTC).date() - timedelta(days=1))
 
+    def universe(self) -> reference.Universe:
+        """The crypto replay's instruments as of the day after the last published one (its lifecycle:
+        a symbol listed 3 days before, one delisted 2 days before)."""
+        day = self.published_until() + timedelta(days=1)
+        return reference.universe(self.config.reference_seed, reference.EPOCH_US + (day - date(2017, 1, 1)).days
+                                  * reference.DAY_US)
+
+    def life(self, market: str, instrument: str) -> tuple[int, int | None] | None:
+        """(listed, ended) µs of a symbol the universe holds, None for another (served on every day)."""
+        found = self.universe().get(VENUES[market], instrument)
+        return (found.listed_us, found.ends_us) if found is not None else None
+
     # ---- content ---------------------------------------------------------------------------
 
     def frames(self, archive: Archive, generation: int = 0) -> list[pl.DataFrame]:
@@ -294,6 +321,10 @@ class BinanceArchiveReplayServer(BackgroundServer):
         out = []
         for day in archive.days():  # a monthly archive: its days as first published (unless it is replaced)
             trades = day_trades(archive, day, self.config.seed, self.config.trades_per_day, generation)
+            life = self.life(archive.market, archive.instrument)
+            if life is not None:  # a listing or delisting day: the hours the symbol traded
+                ts_us = pl.col("ts").dt.epoch("us")
+                trades = trades.filter((ts_us >= life[0]) & (ts_us < (life[1] if life[1] is not None else 1 << 62)))
             hours = archive.lookup(self.config.truncated) if archive.period == "daily" else None
             if hours is not None:
                 trades = trades.filter(pl.col("ts") < datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -349,8 +380,15 @@ class BinanceArchiveReplayServer(BackgroundServer):
                             pl.col("quote_volume").alias("amount"), pl.col("count").alias("trades"))
 
     def is_published(self, archive: Archive) -> bool:
-        last = archive.days()[-1]
-        return last <= self.published_until() and not archive.lookup(self.config.missing)
+        """Published by now, not missing, and (a symbol of the universe) inside the days it traded."""
+        days = archive.days()
+        if days[-1] > self.published_until() or archive.lookup(self.config.missing):
+            return False
+        life = self.life(archive.market, archive.instrument)
+        if life is None:
+            return True
+        first, last = reference.to_date(life[0]), reference.to_date(life[1] - 1) if life[1] else days[-1]
+        return first <= days[0] and days[-1] <= last
 
     # ---- requests --------------------------------------------------------------------------
 
@@ -358,7 +396,8 @@ class BinanceArchiveReplayServer(BackgroundServer):
         url = urlsplit(target)
         if url.path.startswith("/_replay/"):
             return self.control(method, url.path, dict(parse_qsl(url.query)))
-        reply = self.serve_path(url.path)
+        reply = (self.listing(dict(parse_qsl(url.query, keep_blank_values=True))) if url.path in BUCKET_PATHS
+                 else self.serve_path(url.path))
         with self.lock:
             self.log.append((url.path, reply.status))
         return reply
@@ -389,6 +428,77 @@ class BinanceArchiveReplayServer(BackgroundServer):
             middle = len(data) // 2
             data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
         return Reply(200, data, {"Content-Type": "application/zip", "ETag": f'"{hashlib.md5(data).hexdigest()}"', **s3})
+
+    # ---- the bucket listing ------------------------------------------------------------------
+
+    def children(self, folder: str) -> list[str]:
+        """The folders (ending in /) and files directly under `folder` (a prefix ending in /)."""
+        parts = folder.strip("/").split("/") if folder else []
+        if len(parts) <= 1:
+            return ["data/"] if not parts else ["data/futures/", "data/spot/"]
+        market = "um" if parts[1] == "futures" else "spot"
+        depth = 3 if market == "um" else 2  # the parts before the period
+        if parts[1] == "futures" and len(parts) == 2:
+            return ["data/futures/um/"]
+        if len(parts) == depth:
+            return [f"{folder}daily/", f"{folder}monthly/"]
+        period, rest = parts[depth], parts[depth + 1:]
+        if not rest:
+            families = [f for f in FAMILIES[market] if f != LIQUIDATION_FAMILY or period == "daily"]
+            return [f"{folder}{f}/" for f in families]
+        if len(rest) == 1:
+            until = reference.EPOCH_US + ((self.published_until() - date(2017, 1, 1)).days + 1) * reference.DAY_US
+            return sorted(f"{folder}{i.name}/" for i in self.universe().ever(VENUES[market], until))
+        if rest[0] == "klines" and len(rest) == 2:
+            return [f"{folder}{interval}/" for interval in KLINE_INTERVALS]
+        return self.files(folder, market, period, rest)
+
+    def files(self, folder: str, market: str, period: str, rest: list[str]) -> list[str]:
+        """The archives (and their CHECKSUMs) of one symbol folder, the days or months it traded."""
+        family, instrument, interval = rest[0], rest[1], rest[2] if len(rest) > 2 else ""
+        life = self.life(market, instrument)
+        if life is None:
+            return []
+        first, last = reference.to_date(life[0]), self.published_until()
+        if life[1] is not None:
+            last = min(last, reference.to_date(life[1] - 1))
+        token, out = interval or family, []
+        if period == "daily":
+            days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
+            names = [f"{instrument}-{token}-{d.isoformat()}.zip" for d in days]
+        else:  # the months it traded whole
+            month, names = first.replace(day=1), []
+            while month <= last:
+                end = month.replace(day=calendar.monthrange(month.year, month.month)[1])
+                if first <= month and end <= last:
+                    names.append(f"{instrument}-{token}-{month.strftime('%Y-%m')}.zip")
+                month = end + timedelta(days=1)
+        for name in names:
+            out += [folder + name, folder + name + ".CHECKSUM"]
+        return sorted(out)
+
+    def listing(self, query: dict) -> Reply:
+        """S3's ListObjects (the site's index pages read it): `prefix`, `delimiter` "/", `marker`,
+        `max-keys` (1,000 at most); folders as CommonPrefixes, archives with their size and ETag."""
+        prefix, marker = query.get("prefix", ""), query.get("marker", "")
+        limit = max(1, min(1000, int(query.get("max-keys") or 1000)))
+        names = [n for n in self.children(prefix[:prefix.rfind("/") + 1]) if n.startswith(prefix) and n > marker]
+        page, truncated = names[:limit], len(names) > limit
+        body = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{LISTING_NS}">'
+                f"<Name>data.binance.vision</Name><Prefix>{escape(prefix)}</Prefix><Marker>{escape(marker)}</Marker>"
+                + (f"<NextMarker>{escape(page[-1])}</NextMarker>" if truncated else "")
+                + f"<MaxKeys>{limit}</MaxKeys><Delimiter>/</Delimiter>"
+                f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
+        for name in page:
+            if name.endswith("/"):
+                body.append(f"<CommonPrefixes><Prefix>{escape(name)}</Prefix></CommonPrefixes>")
+                continue
+            archive, is_checksum = parse_path(name)
+            modified = datetime.combine(archive.days()[-1] + timedelta(days=1), datetime.min.time(), UTC)
+            data = self.checksum(archive).encode() if is_checksum else self.content(archive)[0]
+            body.append(entry_xml(name, modified, data))
+        body.append("</ListBucketResult>")
+        return Reply(200, "".join(body).encode(), {"Content-Type": "application/xml", "Server": "AmazonS3"})
 
     @staticmethod
     def not_found(path: str) -> Reply:
