@@ -219,7 +219,7 @@ def spot_symbol(item: reference.Instrument) -> dict:
         "quoteCommissionPrecision": 8,
         "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
                        "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "quoteOrderQtyMarketAllowed": True,
+        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "opoAllowed": True, "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": True, "cancelReplaceAllowed": True, "amendAllowed": True,
         "pegInstructionsAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": item.quote == "USDT",
         "filters": [
@@ -479,8 +479,10 @@ class Binance(Venue):
         if status is not None and (query.get("symbol") or query.get("symbols")):
             raise COMBINATION
         symbols = [spot_symbol(i) for i in self.listed(query) if status is None or i.status == status]
+        sor = [s["symbol"] for s in symbols if s["symbol"] in ("BTCUSDT", "BTCFDUSD")]
         return {"timezone": "UTC", "serverTime": self.market.now_us() // 1000, "rateLimits": self.rate_limits(),
-                "exchangeFilters": [], "symbols": symbols}
+                "exchangeFilters": [], "symbols": symbols,
+                **({"sors": [{"baseAsset": "BTC", "symbols": sor}]} if len(sor) > 1 else {})}
 
     # ---- faults ----------------------------------------------------------------------------
 

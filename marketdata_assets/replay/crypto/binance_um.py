@@ -226,8 +226,7 @@ class BinanceUm(Binance):
         """GET /fapi/v1/exchangeInfo: every contract live now (no parameters, weight 1)."""
         now = self.market.now_us()
         symbols = [um_symbol(i) for i in reference.universe(self.config.seed, now).live(self.name, now)]
-        return {"timezone": "UTC", "serverTime": now // 1000, "futuresType": "U_MARGINED",
-                "rateLimits": self.rate_limits(), "exchangeFilters": [],
+        return {"timezone": "UTC", "serverTime": now // 1000, "rateLimits": self.rate_limits(), "exchangeFilters": [],
                 "assets": [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000"}
                            for a in ("USDT", "USDC", "BTC", "BNB", "ETH")],
                 "symbols": symbols}

@@ -298,7 +298,7 @@ def instrument_record(item: reference.Instrument, now_us: int) -> dict:
         "creation_timestamp": item.listed_us // 1000, "counter_currency": item.quote, "contract_size": t.ct_val,
         "block_trade_tick_size": 0.0001 if option else 0.01, "block_trade_min_trade_amount": 25 if option else 200000,
         "block_trade_commission": 0.00015 if option else 0.00025, "base_currency": item.base,
-        "state": "open" if active else "closed"}
+        "state": "open" if active else "closed", "rfq": False}
     if option:
         record.update(option_type="call" if item.option_type == "C" else "put", strike=item.strike)
     return record

@@ -69,7 +69,7 @@ UNKNOWN = VendorError(200, {"code": "51001", "data": [], "msg": "Instrument ID o
 
 def instrument_record(item: reference.Instrument, inst_type: str, now_us: int) -> dict:
     """One `data[]` record of GET /api/v5/public/instruments, every field OKX documents (strings but
-    instIdCode, futureSettlement and tradeQuoteCcyList)."""
+    instIdCode, futureSettlement, tradeQuoteCcyList and upcChg)."""
     t = reference.terms_at(OKX, item.name, now_us, now_us)
     spot, inverse = item.kind == "spot", t.size_unit == "inverse_contracts"
     text = (lambda v: fmt_plain(v) if v is not None else "")
@@ -78,7 +78,8 @@ def instrument_record(item: reference.Instrument, inst_type: str, now_us: int) -
         "alias": item.alias, "auctionEndTime": "", "baseCcy": item.base if spot else "", "category": "1",
         "contTdSwTime": "", "ctMult": "" if spot else text(t.ct_mult), "ctType": "" if spot or item.kind == "option"
         else "inverse" if inverse else "linear", "ctVal": "" if spot else text(t.ct_val),
-        "ctValCcy": "" if spot else "USD" if inverse else item.base, "expTime": text(
+        "ctValCcy": "" if spot else "USD" if inverse else item.base, "groupId": "1", "instCategory": "1",
+        "upcChg": [], "expTime": text(
             item.expires_us // 1000 if item.expires_us is not None else None), "futureSettlement": False,
         "instFamily": item.family, "instId": item.name, "instIdCode": item.number, "instType": inst_type,
         "lever": lever, "listTime": str(item.listed_us // 1000), "lotSz": text(t.step), "maxIcebergSz": "999999999",
