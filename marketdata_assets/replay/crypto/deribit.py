@@ -339,6 +339,11 @@ class Deribit(Venue):
                 return {}, json_reply(429, rpc_error("too_many_requests", 10028), {"Retry-After": wait})
         return {}, None
 
+    @property
+    def refilled(self) -> float | None:
+        """When the general bucket was last refilled (None: not since the start or a reset)."""
+        return self.credits.refilled
+
     def reset(self) -> None:
         super().reset()
         self.credits, self.instrument_credits = Credits(), Credits()
