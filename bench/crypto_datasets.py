@@ -47,18 +47,10 @@ def universe(n: int) -> dict[str, list[str]]:
             "DERIBIT": [f"{c}_USDC-PERPETUAL" for c in names[um + okx:]]}
 
 
-def client_options(venue: str, instruments: list[str]) -> dict:
-    if venue == "OKX":  # made-up swaps: one base unit a contract (the replay's own value for them)
-        return {"contract_values": {i: (1.0, False) for i in instruments}}
-    if venue == "DERIBIT":
-        return {"contract_sizes": dict.fromkeys(instruments, 1.0)}
-    return {}
-
-
 async def fetch_venue(base_url: str, venue: str, instruments: list[str], day) -> dict:
     start, end = day_window(day)
     rows = requests = 0
-    async with venue_client(venue, base_url, **client_options(venue, instruments)) as api:
+    async with venue_client(venue, base_url) as api:  # contract sizes: looked up at the replay, once each
         gate = asyncio.Semaphore(WORKERS)
 
         async def one(instrument: str, dataset: str) -> int:

@@ -33,9 +33,9 @@ def rest_base(venue: str, override: str | None = None) -> str:
     file's `base_url`: the vendor's public host)."""
     if override:
         return override.rstrip("/")
-    from marketdata_assets.sources.config import load_sources_config
+    from marketdata_assets.sources.config import rest_base as configured
 
-    return load_sources_config().sources[venue.lower()].base_url
+    return configured(venue)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -349,3 +349,9 @@ def load_sources_config(path: str | os.PathLike | None = None,
         raise SourcesConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
                                  f"(file {path})") from None
     return parse_sources_config(data, path, environ)
+
+
+def rest_base(source: str) -> str:
+    """The REST base of `source` (binance, okx, deribit, ...): its `base_url_env` variable when set, else
+    the sources file's `base_url` (the vendor's public host)."""
+    return load_sources_config().sources[source.lower()].base_url

@@ -330,8 +330,12 @@ class StreamProtocol(Protocol):
         through the venue's REST book parser (its units)."""
 
     def check(self, dataset: str, instrument: str) -> None:
-        """Raise (naming the instrument) if the venue's rows of `dataset` cannot be made for it (an
-        undeclared contract value or size): the load of its slice fails at once."""
+        """Raise (naming the instrument) if the venue's rows of `dataset` cannot be made for it (a
+        contract value or size its reference data does not know): the load of its slice fails at once."""
+
+    def use_reference(self, rest_url: str, master: Any = None) -> None:
+        """Contract sizes from `master` (a datasets.instruments.Master; None: a new one), an instrument it
+        never saw looked up once at the venue's REST reference endpoint at `rest_url`."""
 
 
 class StreamBase:
@@ -405,6 +409,10 @@ class StreamBase:
 
     def check(self, dataset: str, instrument: str) -> None:
         return None
+
+    def use_reference(self, rest_url: str, master: Any = None) -> None:
+        """Sizes from the venue's reference data at `rest_url` (a venue whose sizes need none: nothing)."""
+        return
 
 
 BOOK_TOP = "book_top"  # the landing channel kind of the collector's own top-N book snapshots

@@ -12,6 +12,8 @@ import json
 import math
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
+
 from marketdata_assets.ingest.live.load import read_day
 from marketdata_assets.quality.checks import ClickHouse
 from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK, judge
@@ -22,6 +24,7 @@ from marketdata_assets.sources.registry import stream_protocol
 from marketdata_assets.stores.clickhouse import live
 from marketdata_assets.stores.clickhouse.writer import write_slice
 from marketdata_assets.stores.landing import LandingWriter
+from tests.support.reference import ReferenceServer, documented, known
 
 DAY = date(2026, 11, 20)
 MS = int(datetime(2026, 11, 20, 10, 0, 1, tzinfo=timezone.utc).timestamp() * 1000)
@@ -58,7 +61,9 @@ def okx(instrument: str) -> tuple[list[str], list]:
     data = [{"instId": instrument, "tradeId": str(130639474 + k), "px": p, "sz": q, "side": "sell" if maker else "buy",
              "ts": str(MS + k), "count": "1", "source": "0", "seqId": 1234 + k} for k, (p, q, maker) in enumerate(TRADES)]
     push = {"arg": {"channel": "trades", "instId": instrument}, "data": data}
-    return [json.dumps(push)], parse_history_trades({"code": "0", "msg": "", "data": data}, instrument).rows()
+    reference = known("OKX", instrument) if instrument.endswith("-SWAP") else None  # the venue's ctVal x ctMult
+    return [json.dumps(push)], parse_history_trades({"code": "0", "msg": "", "data": data}, instrument,
+                                                    reference=reference).rows()
 
 
 def deribit(instrument: str) -> tuple[list[str], list]:
@@ -101,14 +106,22 @@ def same(got: list[tuple], want: list[tuple]) -> bool:
         for g, w in zip(got, want))
 
 
-def test_the_same_trades_are_the_same_rows_on_every_path_and_the_check_says_so(clickhouse, tmp_path):
+@pytest.fixture
+def okx_reference(monkeypatch):
+    """OKX's REST base, where the hourly loads look contract values up, at the documented reference data."""
+    with ReferenceServer() as server:
+        monkeypatch.setenv("OKX_BASE_URL", server.url)
+        yield server
+
+
+def test_the_same_trades_are_the_same_rows_on_every_path_and_the_check_says_so(clickhouse, tmp_path, okx_reference):
     with clickhouse.get_client() as client:
         db = clickhouse.database
         live.ensure_live_tables(client, db)
         store = ClickHouse(client, db)
         for (venue, instrument), case in CASES.items():
             frames, rest_rows = case()
-            protocol, landing = stream_protocol(venue, "all"), LandingWriter(tmp_path, venue)
+            protocol, landing = documented(stream_protocol(venue, "all")), LandingWriter(tmp_path, venue)
             messages = []
             for k, text in enumerate(frames):
                 recv_ns = (MS + 50 + k) * 1_000_000

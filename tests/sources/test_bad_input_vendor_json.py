@@ -543,13 +543,15 @@ def test_parsers_name_their_conversions():
     from marketdata_assets.sources.okx.rest import parse_history_trades
     from marketdata_assets.sources.tushare import parse_daily
     from marketdata_assets.sources.yahoo import parse_chart
+    from tests.support.reference import known
 
     with noting(FetchNotes()) as notes:
         parse_chart(dumps(yahoo()), "VOD.L")
         parse_daily(dumps(stk(daily_row(), fields=DAILY_FIELDS)), instrument="600000.SH")
-        parse_history_trades(okx([okx_trade(inst="BTC-USDT-SWAP")]), "BTC-USDT-SWAP")
+        parse_history_trades(okx([okx_trade(inst="BTC-USDT-SWAP")]), "BTC-USDT-SWAP",
+                             reference=known("OKX", "BTC-USDT-SWAP"))
         parse_history_trades(okx([okx_trade()]), "BTC-USDT")
     assert notes.conversions == {
         "VOD.L": {"prices GBp -> GBP (/100)": None},
         "600000.SH": {"volume lots -> shares (x100)": None, "amount thousand CNY -> CNY (x1000)": None},
-        "BTC-USDT-SWAP": {"size contracts -> base (x ctVal 0.01)": None}}
+        "BTC-USDT-SWAP": {"size contracts -> base (x ctVal x ctMult 0.01)": None}}

@@ -17,6 +17,7 @@ import pytest
 
 from marketdata_assets.sources.registry import stream_protocol
 from marketdata_assets.sources.stream import MALFORMED
+from tests.support.reference import documented
 
 BINANCE = {
     "trade": '{"stream":"bnbbtc@trade","data":{"e": "trade","E": 1672515782136,"s": "BNBBTC","t": 12345,'
@@ -114,7 +115,7 @@ DERIBIT = {
 
 
 def payloads(venue: str, text: str, datasets="all") -> list[dict]:
-    protocol = stream_protocol(venue, datasets)
+    protocol = documented(stream_protocol(venue, datasets))  # sizes: the venues' documented reference data
     return [json.loads(m.payload) for m in protocol.messages(protocol.decode(text), 1)]
 
 
@@ -171,7 +172,7 @@ def test_binance_usdm_documented_frames():
 
 
 def test_okx_documented_frames():
-    okx = stream_protocol("OKX", "all")
+    okx = documented(stream_protocol("OKX", "all"))
     (trade,) = okx.trades(okx.decode(OKX["trades"]))
     assert (trade.trade_id, trade.price, trade.quantity, trade.side, trade.seq) == (
         "130639474", 42219.9, 0.12060306, "buy", 130639474)
@@ -202,7 +203,7 @@ def test_okx_documented_frames():
 
 
 def test_deribit_documented_frames():
-    deribit = stream_protocol("DERIBIT", "all")
+    deribit = documented(stream_protocol("DERIBIT", "all"))
     (trade,) = deribit.trades(deribit.decode(DERIBIT["trades"]))
     assert (trade.trade_id, trade.seq, trade.price, trade.quantity, trade.amount, trade.side) == (
         "48079269", 30289442, 8950.0, 10 / 8950, 10.0, "sell")  # inverse: the USD amount and its BTC
@@ -230,7 +231,7 @@ def test_deribit_documented_frames():
     ("BINANCE_UM", USDM["aggTrade"].replace('"m": true', '"m": "yes"')),
 ])
 def test_a_documented_frame_with_a_wrong_field_is_refused_naming_it(venue, text):
-    protocol = stream_protocol(venue, "all")
+    protocol = documented(stream_protocol(venue, "all"))
     with pytest.raises(MALFORMED) as refused:
         protocol.trades(protocol.decode(text))
     assert venue in str(refused.value)

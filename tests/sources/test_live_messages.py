@@ -21,6 +21,7 @@ from marketdata_assets.sources.stream import (
     read_trade_frames,
     trade_batch,
 )
+from tests.support.reference import documented
 
 
 def test_datasets_are_declared_and_unknown_ones_refused():
@@ -33,7 +34,7 @@ def test_datasets_are_declared_and_unknown_ones_refused():
 
 
 def test_okx_channels_follow_instrument_types_and_candles_get_the_business_endpoint():
-    okx = OkxStream(LIVE_DATASETS)
+    okx = documented(OkxStream(LIVE_DATASETS))
     channels = okx.channels(["BTC-USDT", "BTC-USDT-SWAP"], 100)
     assert "BTC-USDT@funding-rate" not in channels and "BTC-USDT@mark-price" not in channels  # spot
     assert {"BTC-USDT-SWAP@funding-rate", "BTC-USDT-SWAP@open-interest", "SWAP@liquidation-orders"} <= set(channels)
@@ -60,7 +61,7 @@ def test_a_kline_is_published_once_closed_with_its_open_time_as_id():
 
 
 def test_a_deribit_ticker_feeds_the_enabled_datasets_perpetuals_funding_only():
-    deribit = DeribitStream(datasets=["tickers", "mark_price", "funding", "open_interest"])
+    deribit = documented(DeribitStream(datasets=["tickers", "mark_price", "funding", "open_interest"]))
     ticker = {"timestamp": 1623060194301, "best_bid_price": 1.0, "best_bid_amount": 2.0, "best_ask_price": 1.5,
               "best_ask_amount": 3.0, "mark_price": 1.2, "index_price": 1.1, "open_interest": 50.0}
 
@@ -71,7 +72,7 @@ def test_a_deribit_ticker_feeds_the_enabled_datasets_perpetuals_funding_only():
     perpetual = messages("BTC-PERPETUAL", current_funding=0.0001, funding_8h=0.0002)
     assert [m.msg_id for m in perpetual] == [f"{d}.DERIBIT.BTC-PERPETUAL.1623060194301" for d in
                                              ("tickers", "mark_price", "funding", "open_interest")]
-    assert [m.dataset for m in messages("BTC-27MAR26")] == ["tickers", "mark_price", "open_interest"]
+    assert [m.dataset for m in messages("BTC-27DEC24")] == ["tickers", "mark_price", "open_interest"]  # documented: 10 USD
 
 
 def test_usdm_events_chain_by_pu_only():

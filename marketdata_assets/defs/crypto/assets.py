@@ -32,6 +32,7 @@ from marketdata_assets.defs.crypto.partitions import (
     option_chains,
 )
 from marketdata_assets.ingest.engine import IngestReport
+from marketdata_assets.ingest.instruments import keep_learned, sized_by, stored_master
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.checks import ClickHouse
 from marketdata_assets.quality.reach import name, unreached
@@ -137,10 +138,15 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     beyond, reach_metadata = beyond_rest_reach(context, clickhouse, assets, keys)
     keys = [k for k in keys if k not in beyond]
     report = IngestReport()
-    feeds = [venue_feed(venue, resource.make_client, planned(clickhouse, config, venue, mine, report),
+    with clickhouse.get_client() as client:  # contract sizes: the stored master, valid on each slice's day
+        master = stored_master(client, clickhouse.database, set(venues))
+    feeds = [venue_feed(venue, sized_by(resource.make_client, master),
+                        planned(clickhouse, config, venue, mine, report),
                         workers=config.workers or resource.workers, attempts=config.attempts)
              for venue, resource in venues.items() if (mine := [k for k in keys if k.venue == venue])]
     report.merge(engine(context, clickhouse, config).run([feeds]))
+    with clickhouse.get_client() as client:
+        keep_learned(client, clickhouse.database, master)
     extra = history_charts(clickhouse, assets, keys)
     for dataset, metadata in reach_metadata.items():
         extra.setdefault(dataset, {}).update(metadata)
@@ -215,14 +221,18 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
     clickhouse: ClickHouseResource = context.resources.clickhouse
     depth = config.depth or load_sources_config().book_depth
     instruments = [parse_partition_key(key) for key in context.partition_keys]
-    feeds = [snapshot_feed(venue, resource.make_client, dataset, mine, depth=depth, workers=resource.workers)
+    with clickhouse.get_client() as client:
+        ct.ensure_tables(client, clickhouse.database)
+        master = stored_master(client, clickhouse.database)
+    feeds = [snapshot_feed(venue, sized_by(resource.make_client, master), dataset, mine, depth=depth,
+                           workers=resource.workers)
              for venue, resource in venue_resources(context).items()
              for dataset in assets
              if (mine := [i.instrument for i in instruments
                           if i.venue == venue and serves(venue, dataset, i.instrument) == SNAPSHOT])]
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
     report = engine(context, clickhouse, config).run([feeds])
+    with clickhouse.get_client() as client:
+        keep_learned(client, clickhouse.database, master)
     clickhouse.close()
     yield from materialize(context, report, assets, 0)
 

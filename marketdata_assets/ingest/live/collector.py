@@ -158,6 +158,8 @@ class LiveCollector(BookOutputs):
         self.attempts = AttemptWindow(self.limits.connections_per_window, self.limits.window_s)
         self.rest = protocol.snapshot_source(config.rest_url) if protocol.rest_snapshots else None
         self.repair = protocol.repair_source(config.rest_url) if config.rest_url else None
+        if config.rest_url:  # contract sizes: the venue's reference data (one lookup a new instrument)
+            protocol.use_reference(config.rest_url)
         self.gap_periods: dict[str, tuple[str, set[int]]] = {}  # instrument -> (book channel, periods with a gap)
         self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
         self.snapshot_ids: dict[str, int] = {}  # instrument -> update id of its last published top-N snapshot

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from marketdata_assets.sources.registry import STREAMS, stream_protocol
+from marketdata_assets.ingest.live.trade_frames import referenced
+from marketdata_assets.sources.registry import STREAMS
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOKS,
@@ -44,7 +45,7 @@ MESSAGES_OF = {MARK_FUNDING: (MARK_PRICE, FUNDING)}  # a stored dataset -> the m
 def protocol(venue: str):
     """The venue's stream protocol with every dataset it supports enabled (a landed frame gives all
     its messages; each load keeps its dataset's)."""
-    return stream_protocol(venue, "all")
+    return referenced(venue)
 
 
 def _us(ms: Any) -> int | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.registry import STREAMS, stream_protocol
 from marketdata_assets.sources.stream import MALFORMED, TRADES
 
@@ -66,5 +67,13 @@ class LiveVenue:
             return "bad_frame"
 
 
-LIVE_VENUES = {venue: LiveVenue(venue, stream_protocol(venue, "all")) for venue in STREAMS}
+def referenced(venue: str):
+    """The venue's stream protocol with every dataset enabled, its contract sizes from the venue's reference
+    data (the sources config's REST base, read at the first lookup)."""
+    protocol = stream_protocol(venue, "all")
+    protocol.use_reference(lambda: rest_base(venue))
+    return protocol
+
+
+LIVE_VENUES = {venue: LiveVenue(venue, referenced(venue)) for venue in STREAMS}
 LIVE_SOURCES = {v.source: v.venue for v in LIVE_VENUES.values()}

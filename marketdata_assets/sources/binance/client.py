@@ -20,7 +20,9 @@ from marketdata_assets.core.http import (
     describe_request,
 )
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, epoch_to_us, floor_ms, from_us, to_us
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.wire import DropCounts, field, finish_bars, finish_trades, integer
+from marketdata_assets.sources.binance import reference
 from marketdata_assets.sources.binance.records import AGG_TRADE_PAGES
 from marketdata_assets.sources.binance.rest import (
     VENUE,
@@ -40,7 +42,7 @@ LIMITS = Limits(
     requests_per_minute=1200, max_concurrency=4,
     weight_per_window=6000, weight_window_s=60.0, weight_headroom=0.9, weight_header="X-MBX-USED-WEIGHT-1M",
     weights={"/api/v3/aggTrades": 4, "/api/v3/trades": 25, "/api/v3/historicalTrades": 25,
-             "/api/v3/klines": 2, "/api/v3/ticker/24hr": 2},
+             "/api/v3/klines": 2, "/api/v3/ticker/24hr": 2, "/api/v3/exchangeInfo": 20},
     # depth: depth_weight(limit)
 )
 ERRORS = ErrorTable(
@@ -85,6 +87,7 @@ class BinanceClient(ApiClient):
     HISTORICAL_TRADES = "/api/v3/historicalTrades"
     KLINES = "/api/v3/klines"
     DEPTH = "/api/v3/depth"
+    EXCHANGE_INFO = reference.SPOT_PATH
     TICKER_24HR = "/api/v3/ticker/24hr"
     DEPTH_LIMITS: ClassVar[tuple[int, ...]] = DEPTH_LIMITS
     KLINE_LIMIT = 1000  # the most klines one request answers
@@ -140,6 +143,13 @@ class BinanceClient(ApiClient):
         if path == self.AGG_TRADES:  # decoded straight into AggTrade records
             extra["decode"] = AGG_TRADE_PAGES
         return await self.call("GET", path, page=page, params=params, **extra), page
+
+    # ---- the instrument master (reference.py) -----------------------------------------------
+
+    async def listing(self) -> list[Instrument]:
+        """Every symbol exchangeInfo lists now (a delisted one is absent: the archive's listing has it)."""
+        body, page = await self._get(self.EXCHANGE_INFO, {}, instrument="exchangeInfo", day=None)
+        return reference.instruments_of(self.name, body, page)
 
     # ---- trades -----------------------------------------------------------------------------
 

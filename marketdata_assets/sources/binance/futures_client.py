@@ -49,7 +49,7 @@ LIMITS = Limits(
     # weight of its own in the docs (a request limit instead): counted as 1 [inferred].
     weights={"/fapi/v1/aggTrades": 20, "/fapi/v1/historicalTrades": 200, "/fapi/v1/ticker/24hr": 1,
              "/fapi/v1/ticker/bookTicker": 2, "/fapi/v1/premiumIndex": 1, "/fapi/v1/fundingRate": 1,
-             "/fapi/v1/fundingInfo": 0, "/futures/data/openInterestHist": 0},
+             "/fapi/v1/fundingInfo": 0, "/futures/data/openInterestHist": 0, "/fapi/v1/exchangeInfo": 1},
     # fundingRate and fundingInfo share 500 requests / 5 min; openInterestHist has 1000 / 5 min
     endpoint_limits={"/fapi/v1/funding": (500, 300.0), "/futures/data/openInterestHist": (1000, 300.0)},
 )
@@ -72,6 +72,7 @@ class BinanceFuturesClient(BinanceClient):
     HISTORICAL_TRADES = "/fapi/v1/historicalTrades"
     KLINES = "/fapi/v1/klines"
     DEPTH = "/fapi/v1/depth"
+    EXCHANGE_INFO = "/fapi/v1/exchangeInfo"
     TICKER_24HR = "/fapi/v1/ticker/24hr"
     BOOK_TICKER = "/fapi/v1/ticker/bookTicker"
     PREMIUM_INDEX = "/fapi/v1/premiumIndex"

@@ -418,5 +418,9 @@ class BinanceSpotStream:
                 "T": book_ms(payload)}
         return frame_rows(parse_depth(body, instrument, None, venue=self.venue, stamp="T"))
 
+    def use_reference(self, rest_url, master=None) -> None:
+        """Binance's sizes are in base units: no contract values to look up."""
+        return
+
     def check(self, dataset: str, instrument: str) -> None:
         return None

@@ -2,11 +2,10 @@
 
 from marketdata_assets.sources.deribit.client import ERRORS, LIMITS, DeribitClient
 from marketdata_assets.sources.deribit.instruments import (
-    CONTRACT_SIZES,
     chain_currency,
     contract,
-    contract_size,
     is_inverse,
+    size_of,
 )
 from marketdata_assets.sources.deribit.rest import (
     liquidations_of,
@@ -28,7 +27,22 @@ DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit", stream=DeribitStream
                "Deribit trade_seq"),
 ), contract=contract)
 
-__all__ = ["CONTRACT_SIZES", "DERIBIT", "ERRORS", "LIMITS", "DeribitClient", "chain_currency", "contract_size",
-           "is_inverse", "liquidations_of", "parse_chart", "parse_funding", "parse_liquidations",
-           "parse_open_interest", "parse_option_chain", "parse_order_book", "parse_ticker",
-           "parse_trade_page", "parse_trades"]
+__all__ = [
+    "DERIBIT",
+    "ERRORS",
+    "LIMITS",
+    "DeribitClient",
+    "chain_currency",
+    "is_inverse",
+    "liquidations_of",
+    "parse_chart",
+    "parse_funding",
+    "parse_liquidations",
+    "parse_open_interest",
+    "parse_option_chain",
+    "parse_order_book",
+    "parse_ticker",
+    "parse_trade_page",
+    "parse_trades",
+    "size_of",
+]

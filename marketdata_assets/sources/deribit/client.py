@@ -4,6 +4,7 @@ paging, amounts, limits and errors: docs/crypto-datasets.md, "Deribit REST"."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -20,8 +21,10 @@ from marketdata_assets.core.http import (
     describe_request,
 )
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms, from_us, to_us
+from marketdata_assets.datasets.instruments import Instrument, Master
 from marketdata_assets.datasets.wire import DropCounts, finish, finish_bars, finish_trades
-from marketdata_assets.sources.deribit.instruments import VENUE, chain_currency, declared_size
+from marketdata_assets.sources.deribit import reference
+from marketdata_assets.sources.deribit.instruments import VENUE, chain_currency, size_of
 from marketdata_assets.sources.deribit.rest import (
     liquidations_of,
     parse_chart,
@@ -65,12 +68,12 @@ class DeribitClient(ApiClient):
         "open_interest": SNAPSHOT, "liquidations": HISTORY, "option_chain": SNAPSHOT}
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_size: int = 1000,
-                 contract_sizes: dict[str, float] | None = None, **kwargs):
+                 master: Master | None = None, **kwargs):
         super().__init__(base_url, **kwargs)
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size: 1..1000")
         self.page_size = page_size
-        self.contract_sizes = contract_sizes
+        self.master = master if master is not None else Master()  # contract sizes: the venue's reference data
         self.dropped = DropCounts()
 
     # ---- what Deribit's answers mean --------------------------------------------------------
@@ -98,6 +101,40 @@ class DeribitClient(ApiClient):
         path = f"/api/v2/public/{method}"
         page = Page(VENUE, instrument, day, describe_request("GET", path, params))
         return await self.call("GET", path, page=page, params=params), page
+
+    # ---- the instrument master (reference.py) -----------------------------------------------
+
+    async def instruments(self, currency: str = "any", kind: str | None = None, expired: bool = False
+                          ) -> list[Instrument]:
+        """get_instruments of `currency` (BTC, ETH, USDC, USDT, any) and `kind` (None: every kind), active
+        ones or (`expired`) the recently expired ones."""
+        params = {"currency": currency, "expired": str(expired).lower(), **({"kind": kind} if kind else {})}
+        body, ctx = await self._public(reference.LIST_METHOD.removeprefix("public/"), params, instrument=currency,
+                                       day=None)
+        return reference.instruments_of(rpc_result(body, ctx), ctx)
+
+    async def listing(self) -> list[Instrument]:
+        """The whole master: every currency's active instruments and the recently expired ones."""
+        return [*await self.instruments("any"), *await self.instruments("any", expired=True)]
+
+    async def lookup(self, instrument: str) -> list[Instrument]:
+        """get_instrument of one name ([] if Deribit does not know it)."""
+        try:
+            body, ctx = await self._public(reference.ONE_METHOD.removeprefix("public/"),
+                                           {"instrument_name": instrument}, instrument=instrument, day=None)
+        except SourceRequestError as error:  # not found: its 10020, or get_instrument's -32602 "instrument not found"
+            if isinstance(error, SourceNotFound) or getattr(error, "code", None) in reference.UNKNOWN_INSTRUMENT:
+                return []
+            raise
+        return reference.instruments_of(rpc_result(body, ctx), ctx)
+
+    async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
+        """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
+        if never seen (rate-limited by the master); None if Deribit does not know it."""
+        if self.master.needs_lookup(VENUE, instrument):
+            await asyncio.sleep(self.master.pause(VENUE))
+            self.master.learn(VENUE, instrument, await self.lookup(instrument))
+        return self.master.at(VENUE, instrument, when)
 
     # ---- trades, book, bars -----------------------------------------------------------------
 
@@ -216,9 +253,10 @@ class DeribitClient(ApiClient):
         return parse_ticker(body, instrument, ctx)
 
     async def open_interest(self, instrument: str) -> pl.DataFrame:
-        declared_size(instrument, self.contract_sizes)  # an unknown size fails before asking
+        known = await self.reference(instrument)
+        size_of(instrument, known)  # a size the venue does not know fails before asking
         body, ctx = await self._ticker(instrument)
-        return parse_open_interest(body, instrument, ctx, self.contract_sizes)
+        return parse_open_interest(body, instrument, ctx, known)
 
     async def funding(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         """Hourly funding of [start, end), in windows of `FUNDING_WINDOW`."""

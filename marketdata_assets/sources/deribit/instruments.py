@@ -1,6 +1,6 @@
 """What a Deribit instrument name stands for and how its sizes convert, for the parsers, the client and the
 stream alike: futures, perpetuals and options (`contract`), inverse USD amounts (`base_and_quote`), the
-declared contract sizes, option chain names."""
+contract size of the venue's reference data (`size_of`), option chain names."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import re
 from typing import Any
 
 from marketdata_assets.core.contracts import Contract, bad_name, ddmmmyy, option_strike
+from marketdata_assets.datasets.instruments import Instrument
 
 VENUE = "DERIBIT"
-# get_instruments `contract_size`: USD for inverse futures and perpetuals, the base coin for linear ones
-# (BTC_USDC-PERPETUAL: 0.001 as get_instrument answers it); a dated inverse future: its perpetual's.
-CONTRACT_SIZES: dict[str, float] = {"BTC-PERPETUAL": 10.0, "ETH-PERPETUAL": 1.0, "BTC_USDC-PERPETUAL": 0.001}
 _CHAIN = re.compile(r"^([A-Z0-9]+)-OPTIONS$")
 
 
@@ -52,15 +50,14 @@ def base_and_quote(instrument_inverse: bool, price: float, amount: float) -> tup
     return amount, price * amount
 
 
-def contract_size(instrument: str, extra: dict[str, float] | None = None) -> float | None:
-    """The contract size of a future or perpetual (`CONTRACT_SIZES`, then `extra`); None if unknown."""
-    table = {**CONTRACT_SIZES, **(extra or {})}
-    if instrument in table:
-        return table[instrument]
-    named = contract(instrument)
-    if named.contract_type == "future" and named.inverse:
-        return table.get(f"{named.base}-PERPETUAL")
-    return None
+def size_of(instrument: str, reference: Instrument | None) -> float:
+    """The contract size of get_instruments (`reference`: the master's version of the instrument): USD for
+    inverse futures and perpetuals, the coin for linear ones and options; ValueError if the venue's
+    reference data does not know it."""
+    if reference is None:
+        raise ValueError(f"{VENUE} {instrument}: the venue's reference data (public/get_instruments) does not "
+                         "know its contract size")
+    return reference.size
 
 
 def chain_currency(instrument: str) -> str:
@@ -70,14 +67,6 @@ def chain_currency(instrument: str) -> str:
         raise ValueError(f"{VENUE}:{instrument} is not an option chain name: expected <CURRENCY>-OPTIONS "
                          "(BTC-OPTIONS: every BTC option)")
     return match.group(1)
-
-
-def declared_size(instrument: str, contract_sizes: dict[str, float] | None = None) -> float:
-    size = contract_size(instrument, contract_sizes)
-    if size is None:
-        raise ValueError(f"{VENUE} {instrument}: no contract size declared (get_instruments contract_size); "
-                         f"pass contract_sizes={{'{instrument}': size}}")
-    return size
 
 
 def option_named(name: Any) -> Contract | ValueError | None:
@@ -99,4 +88,4 @@ def settles_in(option: Contract) -> str:
     return option.quote if "_" in option.instrument.split("-")[0] else option.base
 
 
-__all__ = ["CONTRACT_SIZES", "chain_currency", "contract_size", "is_inverse"]
+__all__ = ["chain_currency", "is_inverse", "size_of"]

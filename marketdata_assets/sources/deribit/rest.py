@@ -35,6 +35,7 @@ from marketdata_assets.datasets.frames import (
     from_us,
     to_us,
 )
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.wire import (
     book_frame,
     book_levels,
@@ -53,10 +54,10 @@ from marketdata_assets.sources.deribit.instruments import (
     VENUE,
     base_and_quote,
     chain_currency,
-    declared_size,
     is_inverse,
     is_option,
     option_named,
+    size_of,
 )
 from marketdata_assets.sources.deribit.records import (
     CHART_KEYS,
@@ -218,10 +219,13 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None) -> pl.Data
 
 
 def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None,
-                        contract_sizes: dict[str, float] | None = None) -> pl.DataFrame:
+                        reference: Instrument | None = None) -> pl.DataFrame:
     """public/ticker → one open_interest row: open_interest (amount units) in contracts, base and quote."""
     ctx = ctx or Page(VENUE, instrument)
-    size = declared_size(instrument, contract_sizes)
+    try:
+        size = size_of(instrument, reference)
+    except ValueError as error:
+        raise ctx.error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
     cols = columns_of("open_interest")
     cols.add(*open_interest_of(_ticker_result(body, instrument, ctx), size, is_inverse(instrument), ctx))
     return cols.frame(VENUE, instrument)

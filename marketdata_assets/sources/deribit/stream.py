@@ -11,17 +11,14 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from marketdata_assets.core.http import Page
+from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.frames import epoch_to_us
+from marketdata_assets.datasets.instruments import Master
 from marketdata_assets.datasets.records import Funding, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.client import DeribitClient
-from marketdata_assets.sources.deribit.instruments import (
-    base_and_quote,
-    contract_size,
-    declared_size,
-    is_inverse,
-)
+from marketdata_assets.sources.deribit.instruments import base_and_quote, is_inverse, size_of
 from marketdata_assets.sources.deribit.rest import open_interest_of, parse_order_book, trade_columns
 from marketdata_assets.sources.stream import (
     BOOK_TOPS,
@@ -135,6 +132,8 @@ class DeribitStream(StreamBase):
     def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
         self.heartbeat_s = heartbeat_s
         self._contracts: dict[str, tuple[bool, float | None]] = {}
+        self._inverse: dict[str, bool] = {}
+        self.master = Master()  # contract sizes: the venue's reference data (`use_reference`)
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
         super().__init__(datasets)  # `warnings`: what could not be made, counted (the collector's stats show it)
 
@@ -199,20 +198,41 @@ class DeribitStream(StreamBase):
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades notification data is {type(frame.data).__name__}, not an array")
-        cols = trade_columns(frame.data, instrument, self.contract(instrument)[0], ctx)
+        cols = trade_columns(frame.data, instrument, self.inverse(instrument), ctx)
         fields = ("trade_id", "price", "quantity", "quote", "direction", "trade_seq")
         return [Trade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
                 for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))]
 
+    def inverse(self, instrument: str) -> bool:
+        """Amounts in USD (inverse), read from the name (trades need no size); SourceDataError for a name of
+        no Deribit shape."""
+        known = self._inverse.get(instrument)
+        if known is None:
+            try:
+                known = self._inverse[instrument] = is_inverse(instrument)
+            except ValueError as error:
+                raise Page(VENUE, instrument).error(str(error)) from None
+        return known
+
+    def use_reference(self, rest_url: str, master: Master | None = None) -> None:
+        """Contract sizes from `master` (else a new one), an instrument it never saw looked up at the
+        venue's REST `rest_url` (get_instrument, once, rate-limited)."""
+        self.master = master if master is not None else Master()
+        self.master.connect(reference.sync_lookup(rest_url))
+        self._contracts.clear()
+
     def contract(self, instrument: str) -> tuple[bool, float | None]:
-        """(inverse, contract size or None where undeclared: no open interest) of an instrument, kept;
-        SourceDataError for a name of no Deribit shape."""
+        """(inverse, contract size or None where the venue's reference data does not know it: no open
+        interest) of an instrument, kept once known; SourceDataError for a name of no Deribit shape."""
         known = self._contracts.get(instrument)
         if known is None:
             try:
-                known = self._contracts[instrument] = (is_inverse(instrument), contract_size(instrument))
-            except ValueError as error:
+                found = self.master.at(VENUE, instrument)
+                known = (is_inverse(instrument), found.size if found else None)
+            except (ValueError, SourceError) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None
+            if known[1] is not None:
+                self._contracts[instrument] = known
         return known
 
     def book_time_ms(self, data: object) -> int | None:
@@ -235,6 +255,6 @@ class DeribitStream(StreamBase):
         """Open interest is counted in contracts: the size must be declared (SourceDataError if not)."""
         if dataset == OPEN_INTEREST:
             try:
-                declared_size(instrument)
-            except ValueError as error:
+                size_of(instrument, self.master.at(VENUE, instrument))
+            except (ValueError, SourceError) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None

@@ -2,7 +2,7 @@
 
 from marketdata_assets.sources.interface import IdSequence, venue_source
 from marketdata_assets.sources.okx.client import ERRORS, LIMITS, OkxClient
-from marketdata_assets.sources.okx.instruments import CONTRACT_VALUES, ContractSizer, contract, underlying
+from marketdata_assets.sources.okx.instruments import ContractSizer, contract, underlying
 from marketdata_assets.sources.okx.rest import (
     funding_frame,
     parse_books,
@@ -20,7 +20,7 @@ OKX = venue_source("OKX", OkxClient, "okx", stream=OkxStream, id_sequences=(
     IdSequence("tradeId", "OKX", ("OKX", OkxStream.live_source), "trades_by_id", 100, False, "OKX tradeId"),
 ), contract=contract)
 
-__all__ = ["CONTRACT_VALUES", "ERRORS", "LIMITS", "OKX", "ContractSizer", "OkxClient", "funding_frame",
+__all__ = ["ERRORS", "LIMITS", "OKX", "ContractSizer", "OkxClient", "funding_frame",
            "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",
            "parse_liquidations", "parse_open_interest_history", "parse_price_candles", "parse_ticker",
            "underlying"]

@@ -5,13 +5,15 @@ read: docs/crypto-datasets.md, "OKX v5 REST as read".
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 import polars as pl
 
-from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, from_us, to_us
+from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, SourceNotFound, describe_request
+from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, day_window, from_us, to_us
+from marketdata_assets.datasets.instruments import Instrument, Master
 from marketdata_assets.datasets.wire import (
     DropCounts,
     finish,
@@ -21,7 +23,8 @@ from marketdata_assets.datasets.wire import (
     note_conversion,
 )
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach
-from marketdata_assets.sources.okx.instruments import contract, underlying
+from marketdata_assets.sources.okx import reference
+from marketdata_assets.sources.okx.instruments import contract, is_derivative, underlying
 from marketdata_assets.sources.okx.rest import (
     VENUE,
     envelope_data,
@@ -52,7 +55,8 @@ INDEX_CANDLES = "/api/v5/market/history-index-candles"
 LIMITS = Limits(requests_per_minute=600, max_concurrency=8, endpoint_limits={
     "/api/v5/market/history-trades": (20, 2.0), "/api/v5/market/books": (40, 2.0), HISTORY_CANDLES: (20, 2.0),
     TICKER: (20, 2.0), FUNDING_HISTORY: (10, 2.0), OPEN_INTEREST_HISTORY: (10, 2.0),
-    LIQUIDATION_ORDERS: (20, 2.0), MARK_CANDLES: (20, 2.0), INDEX_CANDLES: (10, 2.0)})
+    LIQUIDATION_ORDERS: (20, 2.0), MARK_CANDLES: (20, 2.0), INDEX_CANDLES: (10, 2.0),
+    reference.PATH: (20, 2.0), reference.UNDERLYING_PATH: (20, 2.0)})
 ERRORS = ErrorTable(exact={
     "50011": "rate_limited",  # "Too Many Requests" (HTTP 429, or 200)
     "50001": "retry",  # service temporarily unavailable
@@ -83,12 +87,12 @@ class OkxClient(ApiClient):
                                DOCS + "#trading-statistics-rest-api-get-contract-open-interest-history")}
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100,
-                 contract_values: dict[str, tuple[float, bool]] | None = None, **kwargs):
+                 master: Master | None = None, **kwargs):
         super().__init__(base_url, **kwargs)
         if not 1 <= page_limit <= 100:
             raise ValueError("page_limit: 1..100")
         self.page_limit = page_limit
-        self.contract_values = contract_values
+        self.master = master if master is not None else Master()  # contract values: the venue's reference data
         self.dropped = DropCounts()
 
     # ---- what OKX's answers mean ------------------------------------------------------------
@@ -109,6 +113,48 @@ class OkxClient(ApiClient):
         page = Page(VENUE, instrument, day, describe_request("GET", path, params))
         return await self.call("GET", path, page=page, params=params), page
 
+    # ---- the instrument master (reference.py) -----------------------------------------------
+
+    async def instruments(self, inst_type: str, family: str | None = None) -> list[Instrument]:
+        """Every instrument of `inst_type` (SPOT, SWAP, FUTURES; OPTION: of the `family`, as OKX requires)."""
+        params = {"instType": inst_type, **({"instFamily": family} if family else {})}
+        body, ctx = await self._get(reference.PATH, params, instrument=family or inst_type, day=None)
+        return reference.instruments_of(envelope_data(body, ctx), ctx)
+
+    async def option_families(self) -> list[str]:
+        """The option families OKX lists (`/api/v5/public/underlying?instType=OPTION`: [[BTC-USD, ...]])."""
+        body, ctx = await self._get(reference.UNDERLYING_PATH, {"instType": "OPTION"}, instrument="OPTION", day=None)
+        data = envelope_data(body, ctx)
+        return [str(name) for name in (data[0] if data and isinstance(data[0], list) else data)]
+
+    async def listing(self) -> list[Instrument]:
+        """The whole master: spot, swaps, futures, and the options of every family."""
+        out = [item for inst_type in reference.INST_TYPES[:3] for item in await self.instruments(inst_type)]
+        for family in await self.option_families():
+            out.extend(await self.instruments("OPTION", family))
+        return out
+
+    async def lookup(self, instrument: str) -> list[Instrument]:
+        """One instrument as the venue lists it ([] if OKX does not know it: its 51001, or no data)."""
+        named = contract(instrument)
+        inst_type = reference.INST_TYPE_OF[named.contract_type]
+        params = reference.lookup_params(instrument, inst_type, f"{named.base}-{named.quote}")
+        try:
+            body, ctx = await self._get(reference.PATH, params, instrument=instrument, day=None)
+        except SourceNotFound:
+            return []
+        return reference.instruments_of(envelope_data(body, ctx), ctx)
+
+    async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
+        """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
+        if never seen (at most one lookup every `master` interval); None for spot, or what OKX does not know."""
+        if not is_derivative(instrument):
+            return None
+        if self.master.needs_lookup(VENUE, instrument):
+            await asyncio.sleep(self.master.pause(VENUE))
+            self.master.learn(VENUE, instrument, await self.lookup(instrument))
+        return self.master.at(VENUE, instrument, when)
+
     # ---- trades, book, bars -----------------------------------------------------------------
 
     async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
@@ -118,11 +164,12 @@ class OkxClient(ApiClient):
         start_us = to_us(start)
         params: dict[str, Any] = {"instId": instrument, "type": "2", "after": str(ceil_ms(end)),
                                   "limit": str(self.page_limit)}
+        ref = await self.reference(instrument, start)
         frames: list[pl.DataFrame] = []
         day = day_of(from_us(to_us(end) - 1))  # the first page holds the newest trades
         while True:
             body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
-            page = parse_history_trades(body, instrument, ctx, self.contract_values)
+            page = parse_history_trades(body, instrument, ctx, ref)
             if page.height == 0:
                 break
             frames.append(page)
@@ -144,11 +191,12 @@ class OkxClient(ApiClient):
         `after`); `day` names the slice in errors."""
         frames: list[pl.DataFrame] = []
         after = last_id + 1
+        ref = await self.reference(instrument, day_window(day)[0] if day else None)
         while after > first_id:
             params = {"instId": instrument, "type": "1", "after": str(after),
                       "limit": str(min(self.page_limit, after - first_id))}
             body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
-            page = parse_history_trades(body, instrument, ctx, self.contract_values)
+            page = parse_history_trades(body, instrument, ctx, ref)
             if page.height == 0:
                 break
             smallest = page["seq"].min()
@@ -166,9 +214,10 @@ class OkxClient(ApiClient):
     async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
         if not 1 <= depth <= MAX_BOOK_DEPTH:
             raise ValueError(f"OKX books depth: 1..{MAX_BOOK_DEPTH}")
+        ref = await self.reference(instrument)
         body, ctx = await self._get("/api/v5/market/books", {"instId": instrument, "sz": str(depth)},
                                     instrument=instrument, day=day_of(datetime.now().astimezone()))
-        return parse_books(body, instrument, ctx, self.contract_values).filter(pl.col("level") < depth)
+        return parse_books(body, instrument, ctx, ref).filter(pl.col("level") < depth)
 
     async def books_body(self, instrument: str, depth: int = MAX_BOOK_DEPTH) -> dict:
         """The `/api/v5/market/books` answer as sent (the envelope, levels as the venue's strings): the
@@ -206,9 +255,10 @@ class OkxClient(ApiClient):
 
     async def bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         drops = self.dropped.of(instrument)
+        ref = await self.reference(instrument, as_utc(start))
         frames = await self._candle_pages(
             HISTORY_CANDLES, instrument, instrument, start, end,
-            lambda body, ctx: parse_candles(body, instrument, ctx, self.contract_values, drops))
+            lambda body, ctx: parse_candles(body, instrument, ctx, ref, drops))
         return finish_bars(frames, start, end, drops, paged="backward")
 
     async def mark_bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
@@ -234,9 +284,10 @@ class OkxClient(ApiClient):
 
     async def tickers(self, instrument: str) -> pl.DataFrame:
         """The ticker now (one row stamped with OKX's `ts`)."""
+        ref = await self.reference(instrument)
         body, ctx = await self._get(TICKER, {"instId": instrument}, instrument=instrument,
                                     day=day_of(datetime.now().astimezone()))
-        return parse_ticker(body, instrument, ctx, self.contract_values)
+        return parse_ticker(body, instrument, ctx, ref)
 
     async def funding(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         """Funding settled in [start, end) (funding-rate-history, newest first, `after` = the oldest
@@ -273,11 +324,12 @@ class OkxClient(ApiClient):
         start_ms, end_ms = ceil_ms(start), ceil_ms(end)
         frames: list[pl.DataFrame] = []
         while end_ms > start_ms:
+            ref = await self.reference(instrument, from_us(end_ms * 1000 - 1))
             params = {"instId": instrument, "period": "5m", "begin": str(start_ms - 1), "end": str(end_ms),
                       "limit": str(self.page_limit)}
             body, ctx = await self._get(OPEN_INTEREST_HISTORY, params, instrument=instrument,
                                         day=day_of(from_us(end_ms * 1000 - 1)))
-            page = parse_open_interest_history(body, instrument, ctx, self.contract_values)
+            page = parse_open_interest_history(body, instrument, ctx, ref)
             if page.height == 0:
                 break
             frames.append(page)
@@ -298,13 +350,14 @@ class OkxClient(ApiClient):
             raise ValueError(f"OKX {instrument}: liquidations exist for SWAP and FUTURES only")
         drops = self.dropped.of(instrument)
         start_us, after = to_us(start), ceil_ms(end)
+        ref = await self.reference(instrument, start)
         frames: list[pl.DataFrame] = []
         while after * 1000 > start_us:
             params = {"instType": inst_type, "instFamily": f"{named.base}-{named.quote}",
                       "state": "filled", "after": str(after), "limit": str(self.page_limit)}
             body, ctx = await self._get(LIQUIDATION_ORDERS, params, instrument=instrument,
                                         day=day_of(from_us(after * 1000 - 1)))
-            page, times = liquidation_answer(body, instrument, ctx, self.contract_values, drops)
+            page, times = liquidation_answer(body, instrument, ctx, ref, drops)
             if not times:
                 break
             frames.append(page)

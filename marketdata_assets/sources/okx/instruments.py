@@ -1,5 +1,6 @@
 """What an OKX instrument name stands for (`contract`, `underlying`) and how its sizes convert: a
-derivative's sizes are in contracts, worth `CONTRACT_VALUES` each (`ContractSizer`).
+derivative's sizes are in contracts, each worth ctVal x ctMult of the venue's reference data (the
+master's `Instrument`, reference.py reads it; `ContractSizer`).
 """
 
 from __future__ import annotations
@@ -7,12 +8,7 @@ from __future__ import annotations
 from operator import mul, truediv
 
 from marketdata_assets.core.contracts import Contract, bad_name, option_strike, yymmdd
-
-# instId -> (contract value, inverse?) for derivatives; linear ctVal in base units, inverse in USD.
-CONTRACT_VALUES: dict[str, tuple[float, bool]] = {
-    "BTC-USDT-SWAP": (0.01, False), "ETH-USDT-SWAP": (0.1, False), "SOL-USDT-SWAP": (1.0, False),
-    "BTC-USD-SWAP": (100.0, True), "ETH-USD-SWAP": (10.0, True),
-}
+from marketdata_assets.datasets.instruments import Instrument
 
 
 def contract(instrument: str) -> Contract:
@@ -49,18 +45,19 @@ def underlying(instrument: str) -> str:
 
 
 class ContractSizer:
-    """sz (and candle vol) → base quantity and quote amount for an instrument."""
+    """sz (and candle vol) → base quantity and quote amount for an instrument, by its reference data
+    (`reference`: the master's version of it; a spot pair needs none). ValueError for a contract whose
+    reference data is not known: its sizes cannot be read."""
 
-    def __init__(self, instrument: str, contract_values: dict[str, tuple[float, bool]] | None = None):
+    def __init__(self, instrument: str, reference: Instrument | None = None):
         self.instrument = instrument
         self.derivative = is_derivative(instrument)
         self.value, self.inverse = (1.0, False)
         if self.derivative:
-            table = {**CONTRACT_VALUES, **(contract_values or {})}
-            if instrument not in table:
-                raise ValueError(f"OKX {instrument}: sizes are in contracts and the contract value is unknown; "
-                                 f"pass contract_values={{'{instrument}': (ctVal, inverse)}}")
-            self.value, self.inverse = table[instrument]
+            if reference is None:
+                raise ValueError(f"OKX {instrument}: sizes are in contracts and the venue's reference data "
+                                 f"(GET /api/v5/public/instruments) does not know its contract value")
+            self.value, self.inverse = reference.size, reference.inverse
 
     def base_and_quote(self, price: float, size: float) -> tuple[float, float]:
         if not self.derivative:
@@ -81,4 +78,4 @@ class ContractSizer:
         return contracts, list(map(mul, prices, contracts))
 
 
-__all__ = ["CONTRACT_VALUES", "ContractSizer", "underlying"]
+__all__ = ["ContractSizer", "underlying"]

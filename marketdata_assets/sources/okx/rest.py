@@ -40,6 +40,7 @@ from marketdata_assets.datasets.frames import (
     from_us,
     spec_for,
 )
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.wire import (
     Trade,
     book_frame,
@@ -137,14 +138,14 @@ def envelope_data(body: Any, ctx: Page) -> list:
     return data
 
 
-def _sizer(instrument: str, contract_values, ctx: Page, note: bool = True) -> ContractSizer:
+def _sizer(instrument: str, reference: Instrument | None, ctx: Page, note: bool = True) -> ContractSizer:
     try:
-        sizer = ContractSizer(instrument, contract_values)
+        sizer = ContractSizer(instrument, reference)
     except ValueError as error:
-        raise ctx.error(str(error)) from None
+        raise ctx.error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
     if sizer.derivative and note:
-        note_conversion(instrument, "size contracts -> " + (f"coin (x ctVal {sizer.value:g} USD / price)" if sizer.inverse
-                                                             else f"base (x ctVal {sizer.value:g})"))
+        note_conversion(instrument, "size contracts -> " + (f"coin (x ctVal x ctMult {sizer.value:g} USD / price)" if sizer.inverse
+                                                             else f"base (x ctVal x ctMult {sizer.value:g})"))
     return sizer
 
 
@@ -172,20 +173,20 @@ def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str,
 
 
 def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
-                         contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+                         reference: Instrument | None = None) -> pl.DataFrame:
     """history-trades envelope → trades frame (`history_trades`)."""
     ctx = ctx or Page(VENUE, instrument)
-    sizer = _sizer(instrument, contract_values, ctx)
+    sizer = _sizer(instrument, reference, ctx)
     cols = history_trades(envelope_data(body, ctx), instrument, sizer, ctx)
     return frame_of(TRADES_SCHEMA, VENUE, instrument, cols.pop("ts"),
                     **{**cols, "seq": pl.Series(cols["seq"], dtype=pl.Int64)})
 
 
 def parse_books(body: Any, instrument: str, ctx: Page | None = None,
-                contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+                reference: Instrument | None = None) -> pl.DataFrame:
     """books envelope → books frame (ts from the book's `ts`; update_id = seqId when present)."""
     ctx = ctx or Page(VENUE, instrument)
-    sizer = _sizer(instrument, contract_values, ctx)
+    sizer = _sizer(instrument, reference, ctx)
     data = envelope_data(body, ctx)
     if not data:
         raise ctx.error("books: empty data array")
@@ -243,12 +244,12 @@ def candle(row: Any, sizer: ContractSizer, what: str, ctx: Page) -> tuple | None
 
 
 def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
-                  contract_values: dict[str, tuple[float, bool]] | None = None,
+                  reference: Instrument | None = None,
                   drops: Counter | None = None) -> pl.DataFrame:
     """candles / history-candles envelope → bars frame of the confirmed bars (`candle_bars`), any order
     in, the unconfirmed ones counted in `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
-    sizer = _sizer(instrument, contract_values, ctx)
+    sizer = _sizer(instrument, reference, ctx)
     bars = candle_bars(envelope_data(body, ctx), sizer, ctx, drops=drops, page=True)
     return frame_of(BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars, trades=[None] * len(bars["open"]))
 
@@ -268,11 +269,11 @@ def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
 
 
 def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
-                 contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+                 reference: Instrument | None = None) -> pl.DataFrame:
     """ticker envelope → tickers frame: one row stamped with the ticker's `ts` (volumes:
     docs/crypto-datasets.md; mark, index and funding rate null)."""
     ctx = ctx or Page(VENUE, instrument)
-    sizer = _sizer(instrument, contract_values, ctx)
+    sizer = _sizer(instrument, reference, ctx)
     data = envelope_data(body, ctx)
     if not data:
         raise ctx.error("ticker: empty data array")
@@ -376,10 +377,10 @@ def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSiz
 
 
 def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = None,
-                                contract_values: dict[str, tuple[float, bool]] | None = None) -> pl.DataFrame:
+                                reference: Instrument | None = None) -> pl.DataFrame:
     """open-interest-history envelope → open_interest frame: contracts = oi, base = oiCcy, quote = oiUsd."""
     ctx = ctx or Page(VENUE, instrument)
-    sizer = _sizer(instrument, contract_values, ctx, note=False)
+    sizer = _sizer(instrument, reference, ctx, note=False)
     if not sizer.derivative:
         raise ctx.error("open interest exists for contracts only")
     cols = open_interests(envelope_data(body, ctx), sizer, ctx, page=True)
@@ -413,12 +414,12 @@ def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[in
     return next(zip(*list(cols.values())[:6]))
 
 
-def liquidation_answer(body: Any, instrument: str, ctx: Page, contract_values, drops: Counter | None
+def liquidation_answer(body: Any, instrument: str, ctx: Page, reference: Instrument | None, drops: Counter | None
                   ) -> tuple[pl.DataFrame, list[int]]:
     """(liquidations frame of `instrument`, the ms time of every detail in the answer: the paging
     cursor runs over all of them). A record names its contract (`instId`, else its family's perpetual);
     a detail before a broken record is told first, as a reader going record by record told it."""
-    sizer = _sizer(instrument, contract_values, ctx)
+    sizer = _sizer(instrument, reference, ctx)
     data = envelope_data(body, ctx)
     records, _ = lax_columns(LiquidationOrders, data, {"details": None}, ctx)
     contracts = [_contract(record) for record in data]
@@ -458,11 +459,11 @@ def _liquidation_page(data: list, contracts: list, instrument: str, sizer: Contr
 
 
 def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,
-                       contract_values: dict[str, tuple[float, bool]] | None = None,
+                       reference: Instrument | None = None,
                        drops: Counter | None = None) -> pl.DataFrame:
     """liquidation-orders envelope → liquidations frame of `instrument` (other instruments' details
     counted in `drops["other_instrument"]`)."""
-    return liquidation_answer(body, instrument, ctx or Page(VENUE, instrument), contract_values, drops)[0]
+    return liquidation_answer(body, instrument, ctx or Page(VENUE, instrument), reference, drops)[0]
 
 
 __all__ = ["funding_frame", "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",

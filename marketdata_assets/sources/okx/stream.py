@@ -12,11 +12,13 @@ import json
 import zlib
 from typing import ClassVar
 
-from marketdata_assets.core.http import Page
+from marketdata_assets.core.http import Page, SourceError
+from marketdata_assets.datasets.instruments import Master
 from marketdata_assets.datasets.records import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.client import OkxClient
-from marketdata_assets.sources.okx.instruments import ContractSizer
+from marketdata_assets.sources.okx.instruments import ContractSizer, is_derivative
 from marketdata_assets.sources.okx.rest import (
     candle_bars,
     history_trades,
@@ -202,6 +204,14 @@ class OkxStream(StreamBase):
         self.supported = tuple(CHANNEL_DATASET.values())
         super().__init__(datasets)  # `warnings`: fields the venue left out, filled with null (in the collector's stats)
         self._sizers: dict[str, ContractSizer] = {}
+        self.master = Master()  # contract values: the venue's reference data (`use_reference`)
+
+    def use_reference(self, rest_url: str, master: Master | None = None) -> None:
+        """Contract values from `master` (else a new one), an instrument it never saw looked up at the
+        venue's REST `rest_url` (once, rate-limited)."""
+        self.master = master if master is not None else Master()
+        self.master.connect(reference.sync_lookup(rest_url))
+        self._sizers.clear()
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
@@ -265,6 +275,8 @@ class OkxStream(StreamBase):
             return funding_messages(frame.data, frame.instrument, recv_ns, self.warnings)
         if kind == "liquidation-orders":
             return self.liquidation_messages(frame.data, recv_ns)
+        if kind == "mark-price":  # a price: no size to read, so never refused for want of a contract value
+            return mark_price_messages(frame.data, frame.instrument, recv_ns)
         return MESSAGES[kind](frame.data, frame.instrument, recv_ns, self.sizer(frame.instrument))
 
     def liquidation_messages(self, data: list, recv_ns: int) -> list[LiveMessage]:
@@ -290,13 +302,15 @@ class OkxStream(StreamBase):
         return trades_of(history_trades(frame.data, instrument, sizer, ctx))
 
     def sizer(self, instrument: str) -> ContractSizer:
-        """The instrument's contract sizing (kept: one lookup a frame is enough); SourceDataError if unknown."""
+        """The instrument's contract sizing by the master (kept: one lookup a frame is enough); SourceDataError
+        if the venue does not know its contract value (or the lookup failed: asked again by a later frame)."""
         sizer = self._sizers.get(instrument)
         if sizer is None:
             try:
-                sizer = self._sizers[instrument] = ContractSizer(instrument)
-            except ValueError as error:
-                raise Page(VENUE, instrument).error(str(error)) from None
+                known = self.master.at(VENUE, instrument) if is_derivative(instrument) else None
+                sizer = self._sizers[instrument] = ContractSizer(instrument, known)
+            except (ValueError, SourceError) as error:
+                raise Page(VENUE, instrument).error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
         return sizer
 
     def book_time_ms(self, frame: object) -> int | None:
@@ -316,7 +330,8 @@ class OkxStream(StreamBase):
         book = {"ts": str(book_ms(payload)), "seqId": payload["update_id"],
                 "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
                 "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]]}
-        return frame_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument))
+        known = self.master.at(VENUE, instrument) if is_derivative(instrument) else None
+        return frame_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument, reference=known))
 
     def check(self, dataset: str, instrument: str) -> None:
         """Sizes need the contract value of a contract (SourceDataError if undeclared)."""

@@ -22,12 +22,27 @@ from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.ingest.live.dataset_load import LiveDatasetLoad
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter
+from tests.support.reference import ReferenceServer
 
 UTC = timezone.utc
 DAY = (datetime.now(UTC) - timedelta(days=1)).date()  # yesterday: every hour closed and plausible
 HOUR = 10
 T0 = datetime(DAY.year, DAY.month, DAY.day, HOUR, tzinfo=UTC)
 MS = int(T0.timestamp() * 1000)
+
+
+@pytest.fixture(scope="module")
+def reference_server():
+    with ReferenceServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def venues_reference(reference_server, monkeypatch):
+    """The venues' REST bases (where contract sizes are looked up) at the documented reference data."""
+    monkeypatch.setenv("OKX_BASE_URL", reference_server.url)
+    monkeypatch.setenv("DERIBIT_BASE_URL", reference_server.url)
+    return reference_server
 
 
 def ts(ms: int) -> datetime:

@@ -33,6 +33,7 @@ from marketdata_assets.sources.deribit import (
 )
 from marketdata_assets.sources.interface import SNAPSHOT
 from marketdata_assets.sources.venues import serves
+from tests.support.reference import known
 from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
 PERPETUALS = ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"]
@@ -93,22 +94,22 @@ def test_the_documented_ticker_is_a_tickers_row_in_base_units():
 
 
 def test_the_documented_ticker_open_interest_in_contracts_base_and_quote():
-    frame = parse_open_interest(TICKER_BODY, "BTC-PERPETUAL")
+    frame = parse_open_interest(TICKER_BODY, "BTC-PERPETUAL", reference=known("DERIBIT", "BTC-PERPETUAL"))
     assert frame.schema == pl.Schema(OPEN_INTEREST_SCHEMA)
     # 502,231,260 USD of 10-USD contracts
     assert frame.rows() == [(TICKER_TS, "DERIBIT", "BTC-PERPETUAL", 50223126.0, 10.0, "quote",
                              502231260 / 36288.31, 502231260.0)]
     linear = copy.deepcopy(TICKER_BODY)
     linear["result"].update(instrument_name="BTC_USDC-PERPETUAL", open_interest=487.25)
-    assert parse_open_interest(linear, "BTC_USDC-PERPETUAL").row(0)[3:] == (487250.0, 0.001, "base", 487.25,
+    assert parse_open_interest(linear, "BTC_USDC-PERPETUAL", reference=known("DERIBIT", "BTC_USDC-PERPETUAL")).row(0)[3:] == (487250.0, 0.001, "base", 487.25,
                                                                            487.25 * 36288.31)
-    with pytest.raises(ValueError, match="SOL_USDC-PERPETUAL: no contract size declared"):
+    with pytest.raises(SourceDataError, match="SOL_USDC-PERPETUAL: the venue's reference data .* does not know"):
         parse_open_interest(linear, "SOL_USDC-PERPETUAL")
     sol = {**linear, "result": {**linear["result"], "instrument_name": "SOL_USDC-PERPETUAL"}}
-    sizes = {"SOL_USDC-PERPETUAL": 0.1}
-    assert parse_open_interest(sol, "SOL_USDC-PERPETUAL", contract_sizes=sizes).row(0)[3] == 4872.5
+    sizes = known("DERIBIT", "BTC_USDC-PERPETUAL")._replace(instrument="SOL_USDC-PERPETUAL", base="SOL", contract_value=0.1)
+    assert parse_open_interest(sol, "SOL_USDC-PERPETUAL", reference=sizes).row(0)[3] == 4872.5
     future = {**TICKER_BODY, "result": {**TICKER_BODY["result"], "instrument_name": "BTC-27DEC24"}}
-    assert parse_open_interest(future, "BTC-27DEC24")["contract_size"][0] == 10.0  # its perpetual's size
+    assert parse_open_interest(future, "BTC-27DEC24", reference=known("DERIBIT", "BTC-27DEC24"))["contract_size"][0] == 10.0
 
 
 FUNDING_BODY = {"jsonrpc": "2.0", "id": 7617, "result": [
@@ -271,7 +272,7 @@ def test_a_ticker_is_the_market_now(server, instrument):
     ("BTC-PERPETUAL", 10.0, "quote"), ("ETH-PERPETUAL", 1.0, "quote"), ("BTC_USDC-PERPETUAL", 0.001, "base")])
 def test_open_interest_is_the_derived_contracts(server, instrument, size, unit):
     frame, stats = fetch(server, "open_interest", instrument)
-    assert stats.requests == 1 and frame.schema == pl.Schema(OPEN_INTEREST_SCHEMA)
+    assert stats.requests == 2 and frame.schema == pl.Schema(OPEN_INTEREST_SCHEMA)  # the size looked up, the ticker
     contracts = derived.open_interest(server.market, "DERIBIT", instrument, us(NOW))
     amount = round(contracts * size, 8)  # Deribit's open_interest is in amount units
     minute = us(NOW) - us(NOW) % MINUTE_US - MINUTE_US
@@ -349,9 +350,9 @@ def test_unknown_instruments_and_chains(server):
     before = len(server.requests("DERIBIT"))
     with pytest.raises(ValueError, match="BTC-PERPETUAL is not an option chain name"):
         fetch(server, "option_chain", "BTC-PERPETUAL")
-    with pytest.raises(ValueError, match="SOL_USDC-PERPETUAL: no contract size declared"):
-        fetch(server, "open_interest", "SOL_USDC-PERPETUAL")
-    assert len(server.requests("DERIBIT")) == before  # refused before asking
+    with pytest.raises(ValueError, match="XYZ_USDC-PERPETUAL: the venue's reference data .* does not know"):
+        fetch(server, "open_interest", "XYZ_USDC-PERPETUAL")
+    assert len(server.requests("DERIBIT")) == before + 1  # one reference lookup, refused before asking the ticker
     assert fetch(server, "option_chain", "USDC-OPTIONS")[0].height == 0  # a currency without a replayed chain
 
 

@@ -34,6 +34,7 @@ from marketdata_assets.sources.okx import (
 )
 from marketdata_assets.sources.okx.rest import candle, history_trade, liquidation_detail, open_interest
 from marketdata_assets.sources.venues import venue_client
+from tests.support.reference import known
 from tests.support.scripted_server import Reply, ScriptedServer
 from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
@@ -64,9 +65,10 @@ def test_history_trades_everything_is_a_string():
 def test_swap_sizes_are_contracts():
     body = {"code": "0", "msg": "", "data": [{"instId": "BTC-USDT-SWAP", "side": "buy", "sz": "3", "px": "60000",
                                                "tradeId": "1", "ts": "1654161646974"}]}
-    row = parse_history_trades(body, "BTC-USDT-SWAP").row(0, named=True)
+    row = parse_history_trades(body, "BTC-USDT-SWAP", reference=known("OKX", "BTC-USDT-SWAP")).row(0, named=True)
     assert row["quantity"] == pytest.approx(0.03) and row["amount"] == pytest.approx(1800.0)
-    inverse = parse_history_trades({**body, "data": [{**body["data"][0], "instId": "BTC-USD-SWAP"}]}, "BTC-USD-SWAP")
+    inverse = parse_history_trades({**body, "data": [{**body["data"][0], "instId": "BTC-USD-SWAP"}]}, "BTC-USD-SWAP",
+                                   reference=known("OKX", "BTC-USD-SWAP"))
     assert inverse["amount"][0] == 300.0 and inverse["quantity"][0] == pytest.approx(0.005)
     with pytest.raises(SourceDataError, match="contract value"):
         parse_history_trades({**body, "data": [{**body["data"][0], "instId": "XYZ-USDT-SWAP"}]}, "XYZ-USDT-SWAP")
@@ -118,14 +120,15 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
     """A page is read on its columns (the declared records, the rules, the contract sizing) into the
     rows the record readers make of it one by one (the stream's readers, and the page's when a record
     breaks a rule): spot, linear and inverse."""
-    sizer, ctx = ContractSizer(instrument), Page("OKX", instrument)
+    ref = known("OKX", instrument) if instrument.endswith("SWAP") else None
+    sizer, ctx = ContractSizer(instrument, ref), Page("OKX", instrument)
     trades = [{"instId": instrument, "tradeId": str(9 - k), "px": px, "sz": sz, "side": side,
                "ts": str(1654161646974 - k)}
               for k, (px, sz, side) in enumerate([("29963.2", "0.00001", "sell"), ("0.0000255", "3", "buy")])]
     expected = TradeColumns()
     for k, record in enumerate(trades):
         expected.add(*history_trade(record, instrument, sizer, f"trade #{k}", ctx)[:7])
-    assert_frame_equal(parse_history_trades(_page(trades), instrument), expected.frame("OKX", instrument))
+    assert_frame_equal(parse_history_trades(_page(trades), instrument, reference=ref), expected.frame("OKX", instrument))
     rows = [["1597026420000", "3.721", "3.743", "3.677", "3.708", "8422410", "2269834.04", "22698348.1", "0"],
             ["1597026360000", "3.731", "3.799", "3.494", "3.72", "24912403", "6763234.7", "67632347.3", "1"]]
     bars = BarColumns()
@@ -133,14 +136,14 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
         bar = candle(row, sizer, f"candle #{k}", ctx)
         if bar is not None:
             bars.add(*bar, None)
-    assert_frame_equal(parse_candles(_page(rows), instrument), bars.frame("OKX", instrument))
+    assert_frame_equal(parse_candles(_page(rows), instrument, reference=ref), bars.frame("OKX", instrument))
     if instrument == "BTC-USDT":
         return
     interest = [["1597026360000", "12345.6", "123.456", "11600000.5"], ["1597026060000", "0", "0", "0"]]
     expected = columns_of("open_interest")
     for row in interest:
         expected.add(*open_interest(*row, sizer, ctx))
-    assert_frame_equal(parse_open_interest_history(_page(interest), instrument),
+    assert_frame_equal(parse_open_interest_history(_page(interest), instrument, reference=ref),
                        expected.frame("OKX", instrument))
     details = [{"side": side, "posSide": "long", "bkPx": "94000.5", "sz": sz, "bkLoss": "0", "ccy": "",
                 "ts": "1597026360123"} for side, sz in [("sell", "3"), ("buy", "1"), ("sell", "3")]]
@@ -148,7 +151,8 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
     for k, detail in enumerate(details):
         ts, key, *values = liquidation_detail(detail, sizer, ctx)
         expected.add(ts, f"{key}#1" if k == 2 else key, *values)
-    assert_frame_equal(parse_liquidations(_page([{"instId": instrument, "details": details}]), instrument),
+    assert_frame_equal(parse_liquidations(_page([{"instId": instrument, "details": details}]), instrument,
+                                          reference=ref),
                        expected.frame("OKX", instrument))
 
 

@@ -30,6 +30,7 @@ from marketdata_assets.sources.okx import (
     underlying,
 )
 from marketdata_assets.sources.venues import serves
+from tests.support.reference import documented_master, known
 from tests.support.scripted_server import Reply, ScriptedServer
 from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
@@ -120,7 +121,7 @@ DOC_TS = datetime(2020, 8, 10, 2, 26, 23, 85000, tzinfo=UTC)
 
 
 def test_ticker_docs_example_inverse_swap_and_spot():
-    row = parse_ticker(TICKER_DOC, "BTC-USD-SWAP").row(0, named=True)
+    row = parse_ticker(TICKER_DOC, "BTC-USD-SWAP", reference=known("OKX", "BTC-USD-SWAP")).row(0, named=True)
     # contracts of 100 USD: sizes in coin at their own price, volCcy24h is coin, vol24h * 100 the USD amount
     assert row == {"ts": DOC_TS, "venue": "OKX", "instrument": "BTC-USD-SWAP", "last": 9999.99,
                    "bid": 8888.88, "bid_size": 500 / 8888.88, "ask": 9999.99, "ask_size": 1100 / 9999.99,
@@ -130,7 +131,7 @@ def test_ticker_docs_example_inverse_swap_and_spot():
     row = parse_ticker({**TICKER_DOC, "data": [spot]}, "BTC-USDT").row(0, named=True)
     assert (row["bid_size"], row["ask_size"], row["volume_24h"], row["amount_24h"]) == (5, 11, 2222, 2222)
     linear = {**TICKER_DOC["data"][0], "instId": SWAP}  # linear: no quote volume
-    row = parse_ticker({**TICKER_DOC, "data": [linear]}, SWAP).row(0, named=True)
+    row = parse_ticker({**TICKER_DOC, "data": [linear]}, SWAP, reference=known("OKX", SWAP)).row(0, named=True)
     assert (row["bid_size"], row["volume_24h"], row["amount_24h"]) == (0.05, 2222.0, None)
     empty = {**spot, "bidPx": "", "bidSz": "", "last": ""}  # no trade yet, an empty side
     row = parse_ticker({**TICKER_DOC, "data": [empty]}, "BTC-USDT").row(0, named=True)
@@ -168,12 +169,12 @@ def test_funding_docs_example_realized_rate_and_interval_from_spacing():
 def test_open_interest_docs_example_ts_oi_oiccy_oiusd():
     body = {"code": "0", "msg": "", "data": [["1701417600000", "731377.57500501", "111", "8888888"],
                                              ["1701417500000", "731377.57500501", "111", "8888888"]]}
-    frame_ = parse_open_interest_history(body, SWAP)
+    frame_ = parse_open_interest_history(body, SWAP, reference=known("OKX", SWAP))
     assert frame_.rows()[0] == (datetime(2023, 12, 1, 8, tzinfo=UTC), "OKX", SWAP, 731377.57500501, 0.01,
                                 "base", 111.0, 8888888.0)
-    assert parse_open_interest_history(body, "BTC-USD-SWAP")["size_unit"].to_list() == ["quote", "quote"]
+    assert parse_open_interest_history(body, "BTC-USD-SWAP", reference=known("OKX", "BTC-USD-SWAP"))["size_unit"].to_list() == ["quote", "quote"]
     with pytest.raises(SourceDataError, match="not a \\[ts, oi, oiCcy, oiUsd\\] array"):
-        parse_open_interest_history({**body, "data": [["1701417600000", "1"]]}, SWAP)
+        parse_open_interest_history({**body, "data": [["1701417600000", "1"]]}, SWAP, reference=known("OKX", SWAP))
 
 
 # the liquidation-orders channel's example, as the REST answer has it
@@ -185,8 +186,9 @@ LIQUIDATION_DOC = {"code": "0", "msg": "", "data": [{
 
 
 def test_liquidations_docs_example_bankruptcy_price_and_contracts():
-    values = {"IOST-USDT-SWAP": (1000.0, False)}
-    row = parse_liquidations(LIQUIDATION_DOC, "IOST-USDT-SWAP", contract_values=values).row(0, named=True)
+    values = known("OKX", SWAP)._replace(instrument="IOST-USDT-SWAP", base="IOST", contract_unit="IOST",
+                                         contract_value=1000.0)  # ctVal 1000 IOST, as OKX lists it
+    row = parse_liquidations(LIQUIDATION_DOC, "IOST-USDT-SWAP", reference=values).row(0, named=True)
     assert row == {"ts": datetime(2023, 8, 17, 10, 0, 34, 10000, tzinfo=UTC), "venue": "OKX",
                    "instrument": "IOST-USDT-SWAP", "liquidation_id": "1692266434010-buy-short-13-0.007831",
                    "side": "buy", "price": 0.007831, "quantity": 13000.0, "amount": 0.007831 * 13000.0}
@@ -196,13 +198,13 @@ def test_liquidations_docs_example_bankruptcy_price_and_contracts():
     future = {**group, "instId": "IOST-USDT-250328", "instType": "FUTURES"}
     drops = Counter()
     frame_ = parse_liquidations({**LIQUIDATION_DOC, "data": [no_id, future]}, "IOST-USDT-SWAP",
-                                contract_values=values, drops=drops)
+                                reference=values, drops=drops)
     assert frame_["liquidation_id"].to_list() == ["1692266434010-buy-short-13-0.007831",
                                                   "1692266434010-buy-short-13-0.007831#1"]
     assert drops == {"other_instrument": 1}
     with pytest.raises(SourceDataError, match="names no instId"):
         parse_liquidations({**LIQUIDATION_DOC, "data": [{**future, "instId": ""}]}, "IOST-USDT-SWAP",
-                           contract_values=values)
+                           reference=values)
 
 
 def test_mark_and_index_candles_docs_shape_unconfirmed_dropped():
@@ -308,7 +310,7 @@ def test_liquidations_sharing_a_millisecond_across_a_page_boundary_are_kept():
                                  page(("6", ms - 7)), page()])  # short: the next asks before its oldest
 
         async def go():
-            async with client(scripted.url, page_limit=3) as api:
+            async with client(scripted.url, page_limit=3, master=documented_master()) as api:  # sizes known: no lookup
                 return await api.liquidations(SWAP, START, END), api.dropped.of(SWAP)
 
         liquidations, drops = run(go())

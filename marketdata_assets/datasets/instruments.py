@@ -1,0 +1,242 @@
+"""The instrument master: what each venue says an instrument is (its reference data, one normalized
+`Instrument` per venue listing), kept point in time as versions that are never overwritten.
+
+A venue package reads its reference endpoint into `Instrument`s; `changes` turns a fresh listing into
+the versions to append (a new contract value, status or tick size is a new version from the time it
+was seen; an instrument that left the listing gets a closing version); `Master` answers "what was
+this instrument on that day" and "what was listed that day" from the stored versions, and asks the
+venue (one rate-limited lookup) for an instrument it has never seen. docs/instruments.md has the model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta, timezone
+from typing import NamedTuple
+
+import polars as pl
+
+from marketdata_assets.datasets.frames import UTC_US
+
+TYPES = ("spot", "perpetual", "future", "option")
+TRADING = ("live", "trading")                 # statuses of an instrument that trades
+CLOSED = ("delisted", "expired", "gone")      # statuses after its end (gone: it left the listing unannounced)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class Instrument(NamedTuple):
+    """One instrument as its venue's reference data describes it, in the master's units."""
+
+    venue: str                  # BINANCE | BINANCE_UM | OKX | DERIBIT | SSE | SZSE | BSE
+    instrument: str             # the venue's own name (symbol, instId, instrument_name, ts_code)
+    type: str                   # spot | perpetual | future | option
+    base: str                   # base currency (an option: its underlying's base)
+    quote: str                  # quote currency (prices are quote per base)
+    settle: str                 # settlement currency (spot: the quote)
+    inverse: bool               # sizes counted in `contract_unit` = the quote (USD), settled in the base
+    contract_value: float       # what one contract is worth, in `contract_unit` (spot: 1 base)
+    contract_multiplier: float  # OKX ctMult, else 1: a contract is contract_value x contract_multiplier
+    contract_unit: str          # the currency contract_value counts (OKX ctValCcy; Deribit: USD or the coin)
+    tick_size: float | None     # price increment
+    lot_size: float | None      # size increment, in the venue's size unit (contracts for OKX derivatives)
+    min_size: float | None      # the smallest order, in the same unit
+    listed: datetime | None     # listing time (None: the venue does not say)
+    expires: datetime | None    # expiry (futures, options) or delisting time; None: open-ended
+    status: str                 # live | suspended | preopen | delisted | expired | gone | ...
+    strike: float | None = None     # options
+    option_type: str | None = None  # call | put
+    underlying: str | None = None   # the index or family it derives from (OKX uly, Deribit price_index)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.venue, self.instrument
+
+    @property
+    def size(self) -> float:
+        """What one contract is worth, in `contract_unit`: contract_value x contract_multiplier."""
+        return self.contract_value * self.contract_multiplier
+
+    def base_and_quote(self, price: float, size: float) -> tuple[float, float]:
+        """A size in the venue's unit (contracts for a contract, base units for spot) at `price` as
+        (base quantity, quote amount)."""
+        if self.type == "spot":
+            return size, price * size
+        value = size * self.size
+        if self.inverse:
+            return value / price, value
+        return value, price * value
+
+    def traded_on(self, day: date) -> bool:
+        """Listed before the end of `day`, not ended before its start."""
+        start = datetime.combine(day, datetime.min.time(), timezone.utc)
+        return (self.listed is None or self.listed < start + timedelta(days=1)) and (
+            self.expires is None or self.expires > start)
+
+
+# The fields whose change makes a new version (the rest: names and times the venue may restate).
+VERSIONED = ("type", "settle", "inverse", "contract_value", "contract_multiplier", "contract_unit", "tick_size",
+             "lot_size", "min_size", "listed", "expires", "status", "strike", "option_type", "underlying")
+
+# The stored master: a row per version; `valid_from` when it starts to hold, `seen` when we learned it.
+SCHEMA: dict[str, pl.DataType] = {
+    "valid_from": UTC_US, "seen": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "type": pl.Utf8,
+    "base": pl.Utf8, "quote": pl.Utf8, "settle": pl.Utf8, "inverse": pl.Boolean, "contract_value": pl.Float64,
+    "contract_multiplier": pl.Float64, "contract_unit": pl.Utf8, "tick_size": pl.Float64, "lot_size": pl.Float64,
+    "min_size": pl.Float64, "listed": UTC_US, "expires": UTC_US, "status": pl.Utf8, "strike": pl.Float64,
+    "option_type": pl.Utf8, "underlying": pl.Utf8,
+}
+
+
+class Version(NamedTuple):
+    valid_from: datetime   # when this description starts to hold
+    seen: datetime         # when the master learned it
+    instrument: Instrument
+
+
+def changes(current: dict[tuple[str, str], Instrument], listing: Iterable[Instrument], now: datetime,
+            complete: bool = True) -> list[Version]:
+    """The versions to append when the venue lists `listing` at `now`, given each instrument's current
+    version: a new instrument from its listing time (or `now` if unknown; a first sight describes its
+    past too), a changed one from `now`. With `complete` (the listing is the venue's whole master), an
+    instrument missing from it ends: expired if its expiry passed, else gone (the checks flag it)."""
+    out: list[Version] = []
+    listed: set[tuple[str, str]] = set()
+    for item in listing:
+        listed.add(item.key)
+        before = current.get(item.key)
+        if before is None:
+            out.append(Version(min(item.listed or EPOCH, now) if item.listed else EPOCH, now, item))
+        elif any(getattr(before, name) != getattr(item, name) for name in VERSIONED):
+            out.append(Version(now, now, item))
+    if complete:
+        venues = {key[0] for key in listed}
+        for key, before in current.items():
+            if key in listed or key[0] not in venues or before.status in CLOSED:
+                continue
+            expired = before.expires is not None and before.expires <= now
+            ended = before._replace(status="expired" if expired else "gone",
+                                    expires=before.expires if expired else now)
+            out.append(Version(before.expires if expired else now, now, ended))
+    return out
+
+
+def frame(versions: Iterable[Version]) -> pl.DataFrame:
+    """Versions as the stored master's rows (`SCHEMA`)."""
+    rows = [{"valid_from": v.valid_from, "seen": v.seen, **v.instrument._asdict()} for v in versions]
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
+
+
+def from_frame(rows: pl.DataFrame) -> list[Version]:
+    """The stored master's rows back as versions."""
+    fields = Instrument._fields
+    return [Version(row["valid_from"], row["seen"], Instrument(**{name: row[name] for name in fields}))
+            for row in rows.iter_rows(named=True)]
+
+
+class Master:
+    """The point-in-time master of some venues, in memory: every version of every instrument, ordered.
+
+    `at(venue, instrument, when)` is the version valid at `when` (before the first: the first, so a day
+    before our first sight is sized as first seen); an instrument never seen is asked of `lookup`
+    (venue, instrument -> its Instruments, or [] if the venue does not know it) once, at most one lookup
+    every `min_interval_s` per venue; what the venue does not know is remembered as unknown.
+    """
+
+    def __init__(self, versions: Iterable[Version] = (), lookup: Callable[[str, str], list[Instrument]] | None = None,
+                 min_interval_s: float = 0.2, clock: Callable[[], datetime] | None = None):
+        self._versions: dict[tuple[str, str], list[Version]] = {}
+        self._lookup, self._interval, self._clock = lookup, min_interval_s, clock or _now
+        self._unknown: set[tuple[str, str]] = set()
+        self._last_lookup: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.lookups = 0          # reference lookups made
+        self.added: list[Version] = []  # versions learned by lookups, for the caller to store
+        self.add(versions)
+
+    def connect(self, lookup: Callable[[str, str], list[Instrument]]) -> None:
+        """Ask `lookup` for an instrument never seen (the venue's reference endpoint)."""
+        self._lookup = lookup
+
+    def add(self, versions: Iterable[Version]) -> None:
+        for version in versions:
+            self._versions.setdefault(version.instrument.key, []).append(version)
+        for history in self._versions.values():
+            history.sort(key=lambda v: (v.valid_from, v.seen))
+
+    def current(self, venue: str | None = None) -> dict[tuple[str, str], Instrument]:
+        """Each instrument's latest version (of `venue`)."""
+        return {key: history[-1].instrument for key, history in self._versions.items()
+                if venue is None or key[0] == venue}
+
+    def history(self, venue: str, instrument: str) -> list[Version]:
+        return list(self._versions.get((venue, instrument), ()))
+
+    def at(self, venue: str, instrument: str, when: datetime | None = None) -> Instrument | None:
+        """The version of (venue, instrument) valid at `when` (None: now); None if the venue does not know it."""
+        history = self._versions.get((venue, instrument)) or self._learn(venue, instrument)
+        if not history:
+            return None
+        if when is None:
+            return history[-1].instrument
+        valid = [v for v in history if v.valid_from <= when]
+        return (valid[-1] if valid else history[0]).instrument
+
+    def listed_on(self, venue: str, day: date) -> list[Instrument]:
+        """The instruments of `venue` trading on `day`, as each was described that day (no survivors' bias:
+        an instrument that later ended is there; one listed later is not)."""
+        end = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(days=1)
+        out = []
+        for (name, _), history in sorted(self._versions.items()):
+            if name != venue:
+                continue
+            valid = [v for v in history if v.valid_from < end]
+            if not valid:
+                continue
+            item = valid[-1].instrument
+            if item.status in CLOSED:  # ended: it traded on `day` if it ended after the day started
+                item = valid[-2].instrument if len(valid) > 1 else item
+                if valid[-1].valid_from < end - timedelta(days=1):
+                    continue
+            if item.traded_on(day):
+                out.append(item)
+        return out
+
+    def needs_lookup(self, venue: str, instrument: str) -> bool:
+        """Never seen, and not already answered "unknown" by the venue."""
+        return (venue, instrument) not in self._versions and (venue, instrument) not in self._unknown
+
+    def learn(self, venue: str, instrument: str, found: list[Instrument]) -> list[Version]:
+        """What a lookup of (venue, instrument) answered (`found`: what the venue listed, [] if it does not
+        know it), added as versions (`added` keeps them for the caller to store)."""
+        learned = changes(self.current(venue), found, self._clock(), complete=False)
+        self.added.extend(learned)
+        self.add(learned)
+        if (venue, instrument) not in self._versions:
+            self._unknown.add((venue, instrument))
+        return self._versions.get((venue, instrument), [])
+
+    def pause(self, venue: str) -> float:
+        """Seconds to wait before the next lookup of `venue` (at most one every `min_interval_s`); counts it."""
+        now = time.monotonic()
+        wait = max(0.0, self._last_lookup.get(venue, -1e9) + self._interval - now)
+        self._last_lookup[venue] = now + wait
+        self.lookups += 1
+        return wait
+
+    def _learn(self, venue: str, instrument: str) -> list[Version]:
+        if self._lookup is None or not self.needs_lookup(venue, instrument):
+            return self._versions.get((venue, instrument), [])
+        with self._lock:
+            if not self.needs_lookup(venue, instrument):
+                return self._versions.get((venue, instrument), [])
+            time.sleep(self.pause(venue))
+            return self.learn(venue, instrument, self._lookup(venue, instrument))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+__all__ = ["CLOSED", "SCHEMA", "TYPES", "Instrument", "Master", "Version", "changes", "frame", "from_frame"]

@@ -1,0 +1,83 @@
+"""Binance's instrument master: spot `GET /api/v3/exchangeInfo` and USD-M `GET /fapi/v1/exchangeInfo` read
+into the master's `Instrument`s (status, tick and lot sizes from the filters; USD-M listing and delivery).
+Sizes on Binance are base units: a USD-M contract is one unit of its base. A delisted symbol is absent
+from both: the archive's listing (sources/binance_vision) remembers it.
+https://developers.binance.com/docs/binance-spot-api-docs/rest-api/general-endpoints#exchange-information
+https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Exchange-Information
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.declared import page_of
+from marketdata_assets.datasets.frames import from_us
+from marketdata_assets.datasets.instruments import Instrument
+
+SPOT_PATH, USDM_PATH = "/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo"
+STATUSES = {"TRADING": "live", "BREAK": "suspended", "HALT": "suspended", "AUCTION_MATCH": "preopen",
+            "PRE_TRADING": "preopen", "POST_TRADING": "suspended", "END_OF_DAY": "suspended",
+            "PENDING_TRADING": "preopen", "SETTLING": "suspended", "CLOSE": "delisted", "DELIVERING": "suspended",
+            "DELIVERED": "expired"}
+OPEN_ENDED_YEAR = 2090  # a perpetual's deliveryDate is 4133404800000 (2100-12-25): none
+
+
+class Filter(msgspec.Struct):
+    """One entry of a symbol's `filters` (only the ones the master keeps are read)."""
+
+    filterType: str                 # PRICE_FILTER | LOT_SIZE | NOTIONAL | ...
+    tickSize: str | None = None     # PRICE_FILTER: price increment
+    stepSize: str | None = None     # LOT_SIZE: quantity increment (base units)
+    minQty: str | None = None       # LOT_SIZE: the smallest quantity
+
+
+class BinanceSymbol(msgspec.Struct):
+    """One `symbols` entry of spot or USD-M exchangeInfo."""
+
+    symbol: str                     # BTCUSDT; USD-M dated: BTCUSDT_250328
+    status: str                     # TRADING | BREAK | HALT | ... (spot); TRADING | SETTLING | ... (USD-M)
+    baseAsset: str                  # BTC
+    quoteAsset: str                 # USDT
+    filters: list[Filter] = []      # PRICE_FILTER, LOT_SIZE, ...
+    contractType: str = ""          # USD-M: PERPETUAL | CURRENT_QUARTER | NEXT_QUARTER | ...
+    deliveryDate: int | None = None  # USD-M: delivery time, epoch ms (perpetuals: 2100)
+    onboardDate: int | None = None  # USD-M: listing time, epoch ms
+    marginAsset: str = ""           # USD-M: the settlement asset
+    pair: str = ""                  # USD-M: the underlying pair (BTCUSDT)
+
+
+def _filter(symbol: BinanceSymbol, kind: str, name: str) -> float | None:
+    for item in symbol.filters:
+        value = getattr(item, name)
+        if item.filterType == kind and value not in (None, ""):
+            return float(value)
+    return None
+
+
+def _time(ms: int | None):
+    stamp = from_us(ms * 1000) if ms else None
+    return stamp if stamp is None or stamp.year < OPEN_ENDED_YEAR else None
+
+
+def instrument_of(venue: str, row: BinanceSymbol) -> Instrument:
+    """One symbol as the master's `Instrument` (venue BINANCE: spot; BINANCE_UM: USD-M, linear)."""
+    spot = venue == "BINANCE"
+    kind = "spot" if spot else ("perpetual" if row.contractType in ("PERPETUAL", "TRADIFI_PERPETUAL") else "future")
+    step = _filter(row, "LOT_SIZE", "stepSize")
+    return Instrument(venue, row.symbol, kind, row.baseAsset, row.quoteAsset, row.marginAsset or row.quoteAsset,
+                      False, 1.0, 1.0, row.baseAsset, _filter(row, "PRICE_FILTER", "tickSize"), step,
+                      _filter(row, "LOT_SIZE", "minQty"), _time(row.onboardDate), _time(row.deliveryDate),
+                      STATUSES.get(row.status, row.status.lower()), underlying=row.pair or None)
+
+
+def instruments_of(venue: str, body: Any, page: Page) -> list[Instrument]:
+    """An exchangeInfo answer's `symbols` as Instruments; a SourceDataError names what does not fit."""
+    if not isinstance(body, dict) or not isinstance(body.get("symbols"), list):
+        raise page.error(f"exchangeInfo: expected an object with a symbols array, got {str(body)[:120]!r}")
+    return [instrument_of(venue, row) for row in page_of(BinanceSymbol, body["symbols"], "symbol", page)]
+
+
+__all__ = ["SPOT_PATH", "USDM_PATH", "BinanceSymbol", "instrument_of", "instruments_of"]

@@ -1,0 +1,97 @@
+"""Deribit's instrument master: `public/get_instruments` (per currency and kind, active and expired) and
+`public/get_instrument` read into the master's `Instrument`s: contract size, inverse ("reversed") or
+linear, tick size, minimum amount, creation and expiration, strike. Fields as documented:
+https://docs.deribit.com/#public-get_instruments
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from marketdata_assets.core.http import Page, SourceError
+from marketdata_assets.datasets.declared import page_of
+from marketdata_assets.datasets.frames import from_us
+from marketdata_assets.datasets.instruments import Instrument
+
+VENUE = "DERIBIT"
+LIST_METHOD, ONE_METHOD = "public/get_instruments", "public/get_instrument"
+KINDS = ("future", "option", "spot")
+OPEN_ENDED_YEAR = 2900  # a perpetual's expiration_timestamp is 32503708800000 (year 3000): none
+UNKNOWN_INSTRUMENT = (10020, -32602)  # invalid_or_unsupported_instrument; invalid params (no such name)
+
+
+class DeribitInstrument(msgspec.Struct):
+    """One instrument of `public/get_instruments` / `public/get_instrument` (`result`)."""
+
+    instrument_name: str                # BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-60000-C, BTC_USDC
+    kind: str                           # future | option | spot | future_combo | option_combo
+    base_currency: str                  # BTC
+    counter_currency: str = ""          # USD (inverse), USDC (linear)
+    quote_currency: str = ""            # the currency prices are quoted in (an option's: the coin, or USDC)
+    settlement_currency: str = ""       # BTC (inverse), USDC (linear); spot: absent
+    instrument_type: str = ""           # reversed (inverse: amounts in USD) | linear
+    contract_size: float = 1.0          # what one contract is: USD (inverse) or the coin (linear, options)
+    tick_size: float | None = None      # price increment
+    min_trade_amount: float | None = None  # the smallest amount, in the amount unit
+    creation_timestamp: int | None = None  # listing time, epoch ms
+    expiration_timestamp: int | None = None  # expiry, epoch ms (perpetuals: year 3000)
+    is_active: bool = True              # false once expired (expired=true listings)
+    settlement_period: str = ""         # perpetual | day | week | month
+    option_type: str | None = None      # call | put
+    strike: float | None = None         # options
+    price_index: str = ""               # the index it follows: btc_usd
+
+
+def _time(ms: int | None) -> datetime | None:
+    stamp = from_us(ms * 1000) if ms else None
+    return stamp if stamp is None or stamp.year < OPEN_ENDED_YEAR else None
+
+
+def instrument_of(row: DeribitInstrument) -> Instrument:
+    """One documented record as the master's `Instrument` (a combo is not kept: ValueError)."""
+    if row.kind not in KINDS:
+        raise ValueError(f"{VENUE}:{row.instrument_name}: kind {row.kind!r} is not kept (combos)")
+    kind = {"future": "perpetual" if row.settlement_period == "perpetual" else "future"}.get(row.kind, row.kind)
+    inverse = row.instrument_type == "reversed" and row.kind == "future"
+    quote = row.counter_currency or row.quote_currency
+    unit = quote if inverse else row.base_currency
+    expires = _time(row.expiration_timestamp)
+    status = "live" if row.is_active else "expired"
+    return Instrument(VENUE, row.instrument_name, kind, row.base_currency, quote,
+                      row.settlement_currency or quote, inverse, float(row.contract_size), 1.0, unit, row.tick_size,
+                      row.min_trade_amount, row.min_trade_amount, _time(row.creation_timestamp), expires, status,
+                      row.strike, row.option_type, row.price_index or None)
+
+
+def instruments_of(result: Any, page: Page) -> list[Instrument]:
+    """A `result` array (or one record) as Instruments; combos are left out; a SourceDataError names what
+    does not fit."""
+    rows = page_of(DeribitInstrument, result if isinstance(result, list) else [result], "instrument", page)
+    return [instrument_of(row) for row in rows if row.kind in KINDS]
+
+
+def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 10.0) -> Callable[[str, str], list[Instrument]]:
+    """A blocking `public/get_instrument` of one instrument at `rest_url` (the live stream's): [] when
+    Deribit does not know it; SourceError for another error, so it is asked again later."""
+    def lookup(venue: str, instrument: str) -> list[Instrument]:
+        url = f"{(rest_url() if callable(rest_url) else rest_url).rstrip('/')}/api/v2/{ONE_METHOD}"
+        try:
+            body = httpx.get(url, params={"instrument_name": instrument}, timeout=timeout_s).json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise SourceError(f"{VENUE} {instrument}: reference lookup failed: {error}") from None
+        if isinstance(body, dict) and "error" in body:
+            code = body["error"].get("code") if isinstance(body["error"], dict) else None
+            if code in UNKNOWN_INSTRUMENT:
+                return []
+            raise SourceError(f"{VENUE} {instrument}: reference lookup answered {str(body)[:200]}")
+        return instruments_of((body or {}).get("result") or [], Page(VENUE, instrument, None, f"GET {ONE_METHOD}"))
+
+    return lookup
+
+
+__all__ = ["KINDS", "DeribitInstrument", "instrument_of", "instruments_of", "sync_lookup"]

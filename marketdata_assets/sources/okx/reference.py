@@ -1,0 +1,130 @@
+"""OKX's instrument master: `GET /api/v5/public/instruments` (instType SPOT, SWAP, FUTURES, OPTION; an
+option's family by `instFamily`) read into the master's `Instrument`s: contract value and multiplier,
+linear or inverse, tick and lot sizes, listing and expiry, state. Fields as documented:
+https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgspec
+
+from marketdata_assets.core.http import Page, SourceError
+from marketdata_assets.datasets.declared import page_of
+from marketdata_assets.datasets.frames import from_us
+from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.sources.okx.instruments import contract
+
+VENUE = "OKX"
+PATH = "/api/v5/public/instruments"
+UNDERLYING_PATH = "/api/v5/public/underlying"
+INST_TYPES = ("SPOT", "SWAP", "FUTURES", "OPTION")
+TYPES = {"SPOT": "spot", "SWAP": "perpetual", "FUTURES": "future", "OPTION": "option"}
+INST_TYPE_OF = {kind: inst_type for inst_type, kind in TYPES.items()}
+STATES = {"live": "live", "suspend": "suspended", "preopen": "preopen", "test": "test", "expired": "expired"}
+OPTION_TYPES = {"C": "call", "P": "put"}
+
+
+class OkxInstrument(msgspec.Struct):
+    """One instrument of `/api/v5/public/instruments` (every value text; "" where it does not apply)."""
+
+    instType: str          # SPOT | MARGIN | SWAP | FUTURES | OPTION
+    instId: str            # BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-60000-C
+    uly: str = ""          # the index it derives from (BTC-USD); "" for spot
+    instFamily: str = ""   # the family (BTC-USD); "" for spot
+    baseCcy: str = ""      # spot's base currency ("" for contracts)
+    quoteCcy: str = ""     # spot's quote currency ("" for contracts)
+    settleCcy: str = ""    # the settlement currency of a contract (BTC for inverse, USDT for linear)
+    ctVal: str = ""        # contract value, in ctValCcy
+    ctMult: str = ""       # contract multiplier: a contract is ctVal x ctMult ctValCcy
+    ctValCcy: str = ""     # the currency ctVal counts (the coin for linear and options, USD for inverse)
+    ctType: str = ""       # linear | inverse (SWAP and FUTURES)
+    optType: str = ""      # C | P (options)
+    stk: str = ""          # strike (options)
+    listTime: str = ""     # listing time, epoch ms
+    expTime: str = ""      # expiry or delisting time, epoch ms ("" when none is set)
+    tickSz: str = ""       # price increment
+    lotSz: str = ""        # size increment (contracts for derivatives, base for spot)
+    minSz: str = ""        # minimum order size, in the same unit
+    state: str = ""        # live | suspend | preopen | test
+
+
+def _number(text: str, default: float | None = None) -> float | None:
+    return float(text) if text not in ("", None) else default
+
+
+def _time(text: str):
+    return from_us(int(text) * 1000) if text not in ("", None) and str(text).isdigit() and int(text) > 0 else None
+
+
+def instrument_of(row: OkxInstrument) -> Instrument:
+    """One documented record as the master's `Instrument`."""
+    kind = TYPES.get(row.instType)
+    if kind is None:
+        raise ValueError(f"{VENUE}:{row.instId}: instType {row.instType!r} is not one of {', '.join(INST_TYPES)}")
+    family = row.instFamily or row.uly
+    if kind == "spot":
+        base, quote = row.baseCcy, row.quoteCcy
+        value, multiplier, unit, settle, inverse = 1.0, 1.0, base, quote, False
+    else:
+        base, _, quote = family.partition("-")
+        inverse = row.ctType == "inverse"
+        value, multiplier = _number(row.ctVal, 1.0), _number(row.ctMult, 1.0)
+        unit, settle = row.ctValCcy or (quote if inverse else base), row.settleCcy or (base if inverse else quote)
+    return Instrument(
+        VENUE, row.instId, kind, base, quote, settle, inverse, value, multiplier, unit, _number(row.tickSz),
+        _number(row.lotSz), _number(row.minSz), _time(row.listTime), _time(row.expTime),
+        STATES.get(row.state, row.state or "live"), _number(row.stk), OPTION_TYPES.get(row.optType),
+        family or None)
+
+
+def instruments_of(data: Any, page: Page) -> list[Instrument]:
+    """An answer's `data` array (records of any instType) as Instruments; a SourceDataError names what
+    does not fit; a record of a type the master does not keep (MARGIN) is left out."""
+    rows = page_of(OkxInstrument, data, "instrument", page)
+    out = []
+    for row in rows:
+        if row.instType in TYPES:
+            try:
+                out.append(instrument_of(row))
+            except ValueError as error:
+                raise page.error(str(error)) from None
+    return out
+
+
+def lookup_params(instrument: str, inst_type: str, family: str) -> dict[str, str]:
+    """The query of one instrument: its instType and instId (an option: its family too, as OKX requires)."""
+    params = {"instType": inst_type, "instId": instrument}
+    if inst_type == "OPTION":
+        params["instFamily"] = family
+    return params
+
+
+def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 10.0) -> Callable[[str, str], list[Instrument]]:
+    """A blocking lookup of one instrument at `rest_url` (the live stream's: a frame of an instrument never
+    seen waits for it once): [] when OKX does not know it (51001 or no data); SourceError when the
+    answer is an error of another kind, so the frame is refused and the lookup asked again later
+    (`rest_url` may be a function: the base is read at the first lookup)."""
+    def lookup(venue: str, instrument: str) -> list[Instrument]:
+        url = (rest_url() if callable(rest_url) else rest_url).rstrip("/") + PATH
+        named = contract(instrument)
+        params = lookup_params(instrument, INST_TYPE_OF[named.contract_type], f"{named.base}-{named.quote}")
+        page = Page(VENUE, instrument, None, f"GET {PATH}")
+        try:
+            body = httpx.get(url, params=params, timeout=timeout_s).json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise SourceError(f"{VENUE} {instrument}: reference lookup failed: {error}") from None
+        code = body.get("code") if isinstance(body, dict) else None
+        if code == "51001":
+            return []
+        if code != "0":
+            raise SourceError(f"{VENUE} {instrument}: reference lookup answered {str(body)[:200]}")
+        return instruments_of(body.get("data") or [], page)
+
+    return lookup
+
+
+__all__ = ["INST_TYPES", "PATH", "OkxInstrument", "instrument_of", "instruments_of", "lookup_params"]
