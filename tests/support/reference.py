@@ -6,9 +6,9 @@ public/get_instrument(s)), counting what it was asked."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 import threading
 from collections import Counter
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
