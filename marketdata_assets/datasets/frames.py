@@ -88,10 +88,14 @@ OPEN_INTEREST_SCHEMA: dict[str, pl.DataType] = {
     "contracts": pl.Float64, "contract_size": pl.Float64, "size_unit": pl.Utf8,
     "base": pl.Float64, "quote": pl.Float64,
 }
-# Forced liquidations: `side` is the liquidation order's side (sell: a long was closed).
+# Forced liquidations: `side` is the liquidation order's side (sell: a long was closed); `price` what it
+# filled at (Binance: the fills' average `ap`, the order's price while nothing filled; OKX bkPx; Deribit
+# the trade's), `order_price` the liquidation order's own price where the venue sends it apart (Binance
+# `p`, and the archives' `price`; null elsewhere), quote per base as `price`.
 LIQUIDATIONS_SCHEMA: dict[str, pl.DataType] = {
     "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "liquidation_id": pl.Utf8,
     "side": pl.Utf8, "price": pl.Float64, "quantity": pl.Float64, "amount": pl.Float64,
+    "order_price": pl.Float64,
 }
 # Mark, index and funding-rate samples as a contract's live stream reports them at `ts` (Binance
 # USD-M markPrice, OKX mark-price and funding-rate, Deribit ticker): NOT settlements (`funding`):
@@ -129,7 +133,7 @@ NULLABLE: dict[str, frozenset[str]] = {
     "mark_funding": frozenset({"mark_price", "index_price", "funding_rate", "next_funding_time"}),
     "funding": frozenset({"mark_price", "index_price"}),
     "open_interest": frozenset(),
-    "liquidations": frozenset(),
+    "liquidations": frozenset({"order_price"}),
     "price_bars": frozenset(),
     "option_chain": frozenset({"bid_iv", "ask_iv", "bid_price", "ask_price", "volume_24h"}),
     "factors": frozenset({"value"}),

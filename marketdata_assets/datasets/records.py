@@ -37,9 +37,10 @@ class Bar(NamedTuple):
 class Liquidation(NamedTuple):
     liquidation_id: str    # the venue's id, or a key made of what identifies it where it gives none
     side: str              # the liquidation order's side: buy | sell (sell: a long was closed)
-    price: Any
+    price: Any             # what it filled at, quote per base (Binance: the fills' average `ap`; OKX bkPx)
     quantity: Any          # base units
     amount: Any            # quote units
+    order_price: Any = None  # the liquidation order's own price (Binance `p`); null where the venue sends none
 
 
 class OpenInterest(NamedTuple):

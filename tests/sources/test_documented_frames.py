@@ -44,6 +44,10 @@ USDM = {
     "forceOrderArr": '{"stream":"!forceOrder@arr","data":{"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT",'
                      '"S":"SELL","o":"LIMIT","f":"IOC","q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014",'
                      '"z":"0.014","T":1568014460893}}}',
+    # "Liquidation Order Streams" (`<symbol>@forceOrder`): the page's response example, in its stream's frame
+    "forceOrder": '{"stream":"btcusdt@forceOrder","data":{"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT",'
+                  '"S":"SELL","o":"LIMIT","f":"IOC","q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014",'
+                  '"z":"0.014","T":1568014460893}}}',
     "bookTicker": '{"stream":"bnbusdt@bookTicker","data":{"e":"bookTicker","u":400900217,"E": 1568014460893,'
                   '"T": 1568014460891,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000",'
                   '"A":"40.66000000"}}',
@@ -155,7 +159,14 @@ def test_binance_usdm_documented_frames():
     assert [p["instrument"] for p in payloads("BINANCE_UM", USDM["markPriceArr"])] == ["BTCUSDT", "BTCUSDT"]
     (liquidation,) = payloads("BINANCE_UM", USDM["forceOrderArr"])
     assert (liquidation["instrument"], liquidation["side"], liquidation["price"], liquidation["quantity"],
-            liquidation["ts_ms"]) == ("BTCUSDT", "sell", 9910, 0.014, 1568014460893)
+            liquidation["ts_ms"], liquidation["order_price"]) == ("BTCUSDT", "sell", 9910, 0.014, 1568014460893, 9910)
+    assert payloads("BINANCE_UM", USDM["forceOrder"]) == [liquidation]  # the symbol's stream: the same record
+    # the example fills at its order's price; one that filled better keeps both: price `ap`, order_price `p`
+    (better,) = payloads("BINANCE_UM", USDM["forceOrder"].replace('"ap":"9910"', '"ap":"9925.5"'))
+    assert (better["price"], better["order_price"], better["amount"]) == (9925.5, 9910, 9925.5 * 0.014)
+    (unfilled,) = payloads("BINANCE_UM", USDM["forceOrder"].replace('"ap":"9910"', '"ap":"0"').replace(
+        '"z":"0.014"', '"z":"0"'))  # nothing filled: the order's price and quantity, as the archives
+    assert (unfilled["price"], unfilled["order_price"], unfilled["quantity"]) == (9910, 9910, 0.014)
     (ticker,) = payloads("BINANCE_UM", USDM["bookTicker"])
     assert (ticker["bid"], ticker["ask_size"], ticker["ts_ms"]) == (25.3519, 40.66, 1568014460893)
     sync = um.new_book("BTCUSDT")

@@ -73,7 +73,8 @@ def bar_row(payload, protocol, instrument) -> list[Row]:
 
 
 def liquidation_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _ts(payload), **{k: payload[k] for k in ("liquidation_id", "side", "price", "quantity", "amount")}}]
+    return [{"ts": _ts(payload), **{k: payload[k] for k in ("liquidation_id", "side", "price", "quantity", "amount",
+                                                           "order_price")}}]
 
 
 def open_interest_row(payload, protocol, instrument) -> list[Row]:

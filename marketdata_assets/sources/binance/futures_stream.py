@@ -71,7 +71,8 @@ def agg_trade_event(data: Any, instrument: str) -> list[Trade]:
 
 def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
     """A `forceOrder` event: id `<T>.<S>` (the venue gives none), at the order's time `T`; price the
-    average fill price `ap` and quantity the filled `z` (the order's `p` and `q` while nothing filled)."""
+    average fill price `ap` and quantity the filled `z` (the order's `p` and `q` while nothing filled);
+    order_price the order's own price `p` (as the archives' liquidationSnapshot `price`)."""
     order = data["o"]
     ts, side = int(order["T"]), str(order["S"])
     if side not in ("BUY", "SELL"):
@@ -79,7 +80,7 @@ def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveM
     filled = float(order.get("z") or 0) > 0 and float(order.get("ap") or 0) > 0
     price, quantity = (order["ap"], order["z"]) if filled else (order["p"], order["q"])
     record = Liquidation(f"{ts}.{side}", side.lower(), venue_number(price), venue_number(quantity),
-                         float(price) * float(quantity))
+                         float(price) * float(quantity), venue_number(order["p"]))
     return [record_message(LIQUIDATIONS, VENUE, instrument, f"{ts}.{side}", ts, recv_ns, record)]
 
 

@@ -99,7 +99,8 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
             ("!forceOrder@arr", binance("!forceOrder@arr", force)),
             ("!forceOrder@arr", binance("!forceOrder@arr", {**force, "o": {**force["o"], "s": "ETHUSDT"}}))],
                                          [{"ts": ts(MS + 2000), "liquidation_id": f"{MS + 2000}.SELL", "side": "sell",
-                                           "price": 39010.5, "quantity": 0.014, "amount": 39010.5 * 0.014}]),
+                                           "price": 39010.5, "quantity": 0.014, "amount": 39010.5 * 0.014,
+                                           "order_price": 39000.0}]),  # `ap`, and the order's `p`
         ("OKX", "tickers"): ("BTC-USDT-SWAP", [("BTC-USDT-SWAP@tickers", okx("tickers", "BTC-USDT-SWAP", [{
             "instId": "BTC-USDT-SWAP", "last": "40000.5", "lastSz": "2", "bidPx": "40000.4", "bidSz": "10",
             "askPx": "40000.6", "askSz": "20", "ts": str(MS + 7)}]))],
@@ -123,7 +124,7 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
         ("OKX", "liquidations"): ("BTC-USDT-SWAP", [("SWAP@liquidation-orders", okx(
             "liquidation-orders", "SWAP", [liquidation, other], by_type=True))],
             [{"ts": ts(MS + 3000), "liquidation_id": f"{MS + 3000}-sell-long-3-39000.5", "side": "sell",
-              "price": 39000.5, "quantity": 0.03, "amount": 39000.5 * 0.03}]),
+              "price": 39000.5, "quantity": 0.03, "amount": 39000.5 * 0.03, "order_price": None}]),
         ("DERIBIT", "tickers"): ("BTC-PERPETUAL", [("ticker.BTC-PERPETUAL.100ms", deribit(
             "ticker.BTC-PERPETUAL.100ms", deribit_ticker(1)))],
             [{"ts": ts(MS + 1000), "last": 40000.5, "bid": 40001.5, "bid_size": 1000.0 / 40001.5, "ask": 40002.0,
