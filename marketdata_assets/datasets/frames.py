@@ -100,11 +100,13 @@ LIQUIDATIONS_SCHEMA: dict[str, pl.DataType] = {
 # Mark, index and funding-rate samples as a contract's live stream reports them at `ts` (Binance
 # USD-M markPrice, OKX mark-price and funding-rate, Deribit ticker): NOT settlements (`funding`):
 # `funding_rate` is the running period's current/predicted rate, `next_funding_time` the settlement
-# it is for (null where the venue funds continuously: Deribit). Each column null where the sample
-# does not carry it (OKX sends mark and funding apart).
+# it is for (null where the venue funds continuously: Deribit), `funding_rate_8h` the rate over 8 hours
+# where the venue sends it beside the current one (Deribit's ticker `funding_8h`, as `funding.rate_8h` is
+# its `interest_8h`). Each column null where the sample does not carry it (OKX sends mark and funding apart).
 MARK_FUNDING_SCHEMA: dict[str, pl.DataType] = {
     "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
     "mark_price": pl.Float64, "index_price": pl.Float64, "funding_rate": pl.Float64, "next_funding_time": UTC_US,
+    "funding_rate_8h": pl.Float64,
 }
 # Mark and index price 1-minute bars (prices only; `ts` = bar open).
 PRICE_BARS_SCHEMA: dict[str, pl.DataType] = dict(_OHLC)
@@ -130,7 +132,7 @@ NULLABLE: dict[str, frozenset[str]] = {
     "daily_bars": frozenset({"pre_close"}),
     "tickers": frozenset({"last", "bid", "bid_size", "ask", "ask_size", "volume_24h", "amount_24h", "mark_price",
                           "index_price", "funding_rate"}),  # volume_24h: a live best bid/ask has none
-    "mark_funding": frozenset({"mark_price", "index_price", "funding_rate", "next_funding_time"}),
+    "mark_funding": frozenset({"mark_price", "index_price", "funding_rate", "next_funding_time", "funding_rate_8h"}),
     "funding": frozenset({"mark_price", "index_price"}),
     "open_interest": frozenset(),
     "liquidations": frozenset({"order_price"}),

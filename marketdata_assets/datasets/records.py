@@ -59,3 +59,4 @@ class MarkPrice(NamedTuple):
 class Funding(NamedTuple):
     funding_rate: Any      # the running period's current (predicted) rate; null if the venue left it out
     next_funding_ms: int | None  # the settlement it is for, epoch ms (null: continuous funding, or not sent)
+    funding_rate_8h: Any = None  # the rate over 8 hours, where the venue sends it beside (Deribit `funding_8h`)

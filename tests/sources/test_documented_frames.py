@@ -223,8 +223,8 @@ def test_deribit_documented_frames():
     assert sync.book.top(5) == ([], [("5042.64", "40"), ("5043.3", "40")])
     ticker, mark, funding, oi = payloads("DERIBIT", DERIBIT["ticker"])
     assert (ticker["bid"], ticker["bid_size"], ticker["funding_rate"]) == (36442.5, 5000 / 36442.5, 0)
-    assert (mark["mark_price"], mark["index_price"], funding["funding_rate"], funding["next_funding_ms"]) == (
-        36446.51, 36441.64, 0, None)
+    assert (mark["mark_price"], mark["index_price"], funding["funding_rate"], funding["next_funding_ms"],
+            funding["funding_rate_8h"]) == (36446.51, 36441.64, 0, None, 0.0000211)  # current_funding, funding_8h
     assert (oi["contracts"], oi["contract_size"], oi["size_unit"], oi["quote"]) == (50209759.0, 10.0, "quote",
                                                                                      502097590.0)
     beat = deribit.decode(DERIBIT["test_request"])

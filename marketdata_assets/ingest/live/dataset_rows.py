@@ -10,7 +10,8 @@ venues' declarations, read from the registry, give `CHANNELS`:
   spot's bookTicker) is stamped with the receive time (its id, the book update id, still dedupes it).
 - bars_1m: the closed bar only; liquidations, open_interest: the record's fields at its time.
 - mark_funding: samples, not settlements (never `funding_rates`): the mark_price message gives mark
-  and index, the funding message the current rate and the settlement it is for; one row per
+  and index, the funding message the current rate, the settlement it is for and the 8-hour rate where
+  the venue sends one (Deribit); one row per
   (instrument, ts), the two merged where both exist.
 - books: the collector's own top-N snapshots (`<instrument>@book_top`, landed beside the raw frames),
   each through the venue's `book_rows` (its REST book parser: its units), `ts` the book's last
@@ -84,12 +85,12 @@ def open_interest_row(payload, protocol, instrument) -> list[Row]:
 
 def mark_row(payload, protocol, instrument) -> list[Row]:
     return [{"ts": _ts(payload), "mark_price": payload["mark_price"], "index_price": payload["index_price"],
-             "funding_rate": None, "next_funding_time": None}]
+             "funding_rate": None, "next_funding_time": None, "funding_rate_8h": None}]
 
 
 def funding_row(payload, protocol, instrument) -> list[Row]:
     return [{"ts": _ts(payload), "mark_price": None, "index_price": None, "funding_rate": payload["funding_rate"],
-             "next_funding_time": _us(payload["next_funding_ms"])}]
+             "next_funding_time": _us(payload["next_funding_ms"]), "funding_rate_8h": payload["funding_rate_8h"]}]
 
 
 def book_rows(payload, protocol, instrument) -> list[Row]:

@@ -36,8 +36,9 @@ INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversio
 NULLABLE_SINCE = (("tickers", "volume_24h"),)
 # Dataset columns added after their table's first release (nullable: the rows of before hold null), added
 # to a store created before by ensure_tables (migrations.add_columns). liquidations.order_price: the
-# liquidation order's own price (Binance forceOrder `p`, liquidationSnapshot `price`).
-ADDED_SINCE = (("liquidations", "order_price"),)
+# liquidation order's own price (Binance forceOrder `p`, liquidationSnapshot `price`);
+# mark_funding.funding_rate_8h: the 8-hour rate beside the current one (Deribit ticker `funding_8h`).
+ADDED_SINCE = (("liquidations", "order_price"), ("mark_funding", "funding_rate_8h"))
 # Columns renamed after the first release, by a rebuild (a sorting-key column cannot be renamed):
 # migrations.rename_columns, from ensure_tables.
 RENAMED = (

@@ -50,7 +50,7 @@ def deribit_ticker(k: int) -> dict:
     return {"timestamp": MS + k * 1000, "instrument_name": "BTC-PERPETUAL", "best_bid_price": 40000.5 + k,
             "best_bid_amount": 1000.0, "best_ask_price": 40001.0 + k, "best_ask_amount": 2000.0,
             "last_price": 40000.5, "mark_price": 40000.0 + k, "index_price": 39990.0, "open_interest": 500000.0,
-            "current_funding": 0.0001 * k, "funding_8h": 0.0002, "stats": {"volume": 10.0}}
+            "current_funding": 0.0001 * k, "funding_8h": 0.0008 * k, "stats": {"volume": 10.0}}
 
 
 def book_top(venue: str, instrument: str, bids: list, asks: list, update_id: int = 1234, ms: int = MS + 20) -> str:
@@ -94,7 +94,8 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
                                       "volume": 12.5, "amount": 1262.5, "trades": 42}]),
         ("BINANCE_UM", "mark_funding"): ("BTCUSDT", [("btcusdt@markPrice@1s", binance("btcusdt@markPrice@1s", mark))],
                                          [{"ts": ts(MS + 1000), "mark_price": 40001.5, "index_price": 40000.25,
-                                           "funding_rate": 0.0001, "next_funding_time": ts(MS + 6 * 3600_000)}]),
+                                           "funding_rate": 0.0001, "next_funding_time": ts(MS + 6 * 3600_000),
+                                           "funding_rate_8h": None}]),
         ("BINANCE_UM", "liquidations"): ("BTCUSDT", [  # the all-market stream: every symbol's, one a push
             ("!forceOrder@arr", binance("!forceOrder@arr", force)),
             ("!forceOrder@arr", binance("!forceOrder@arr", {**force, "o": {**force["o"], "s": "ETHUSDT"}}))],
@@ -145,7 +146,7 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
         ("DERIBIT", "mark_funding"): ("BTC-PERPETUAL", [("ticker.BTC-PERPETUAL.100ms", deribit(
             "ticker.BTC-PERPETUAL.100ms", deribit_ticker(2)))],
             [{"ts": ts(MS + 2000), "mark_price": 40002.0, "index_price": 39990.0, "funding_rate": 0.0002,
-              "next_funding_time": None}]),
+              "next_funding_time": None, "funding_rate_8h": 0.0016}]),  # current_funding, funding_8h
     }
 
 
