@@ -23,6 +23,21 @@ class Ticker(NamedTuple):
     funding_rate: Any = None  # the current rate, where the ticker carries it (Deribit perpetuals)
 
 
+class AggregateTrade(NamedTuple):
+    """One aggregate trade (the fills of one taker order at one price), as the `agg_trades` dataset stores it
+    (the archives' convention: datasets/frames.py AGG_TRADES_SPEC)."""
+
+    ts_us: int             # the trade time, epoch microseconds: the row's ts
+    trade_id: str          # the aggregate trade id (Binance `a`)
+    price: Any             # quote per base
+    quantity: Any          # base units
+    amount: Any            # quote units (price x quantity)
+    side: str              # the taker's side: buy | sell
+    seq: int               # the aggregate trade id as a number (the id sequence the continuity check reads)
+    first_trade_id: int | None  # the first individual trade it aggregates (Binance `f`; in the message only)
+    last_trade_id: int | None   # the last one (Binance `l`; in the message only: the table has no column)
+
+
 class Bar(NamedTuple):
     open_ms: int           # the bar's open time, epoch ms (a closed 1-minute bar)
     open: Any

@@ -21,6 +21,9 @@ from marketdata_assets.sources.stream import MALFORMED
 BINANCE = {
     "trade": '{"stream":"bnbbtc@trade","data":{"e": "trade","E": 1672515782136,"s": "BNBBTC","t": 12345,'
              '"p": "0.001","q": "100","T": 1672515782136,"m": true,"M": true}}',
+    # "Aggregate Trade Streams" (`<symbol>@aggTrade`, the opt-in agg_trades): the page's payload, in its stream's frame
+    "aggTrade": '{"stream":"bnbbtc@aggTrade","data":{"e": "aggTrade","E": 1672515782136,"s": "BNBBTC","a": 12345,'
+                '"p": "0.001","q": "100","f": 100,"l": 105,"T": 1672515782136,"m": true,"M": true}}',
     "bookTicker": '{"stream":"bnbusdt@bookTicker","data":{"u":400900217,"s":"BNBUSDT","b":"25.35190000",'
                   '"B":"31.21000000","a":"25.36520000","A":"40.66000000"}}',
     "kline": '{"stream":"bnbbtc@kline_1m","data":{"e": "kline","E": 1672515782136,"s": "BNBBTC","k": {'
@@ -147,6 +150,37 @@ def test_binance_spot_documented_frames():
     error = spot.decode(BINANCE["error"])
     assert (error.kind, error.request_id, error.code, json.loads(error.error)["msg"]) == (
         "error", 3, "2", "Invalid request: property name must be a string")
+
+
+def test_binance_spot_aggregate_trades_are_opt_in_and_the_archives_rows():
+    """Spot's `aggTrade` is the agg_trades dataset, collected only when named (not by default, nor by
+    `marketdata collect`'s every-dataset default); its row is the one the data.binance.vision aggTrades
+    archive gives the same aggregate (trade_id = seq = `a`, ts = `T`, amount = p x q, side from `m`), and
+    the message keeps the first and last individual trade ids `f`, `l`."""
+    import polars as pl
+
+    from marketdata_assets.apps.live import venue_protocol
+    from marketdata_assets.ingest.live.dataset_rows import agg_trade_row
+    from marketdata_assets.sources.binance_vision.dumps import LAYOUTS, normalize
+
+    assert "agg_trades" not in stream_protocol("BINANCE").datasets and "agg_trades" not in venue_protocol("BINANCE").datasets
+    spot = stream_protocol("BINANCE", ["agg_trades"])
+    assert spot.channels(["BNBBTC"], 100) == ["bnbbtc@aggTrade"]
+    (message,) = spot.messages(spot.decode(BINANCE["aggTrade"]), 1)
+    assert (message.dataset, message.instrument, message.msg_id, message.event_ms) == (
+        "agg_trades", "BNBBTC", "agg_trades.BINANCE.BNBBTC.12345", 1672515782136)
+    payload = json.loads(message.payload)
+    assert (payload["trade_id"], payload["seq"], payload["price"], payload["quantity"], payload["amount"],
+            payload["side"], payload["ts_us"], payload["first_trade_id"], payload["last_trade_id"]) == (
+        "12345", 12345, 0.001, 100.0, 0.1, "sell", 1672515782136_000, 100, 105)  # m true: the taker sold
+    archived = pl.DataFrame({"agg_trade_id": [12345], "price": [0.001], "quantity": [100.0], "first_trade_id": [100],
+                             "last_trade_id": [105], "transact_time": [1672515782136], "is_buyer_maker": [True],
+                             "is_best_match": ["True"]})
+    (want,) = normalize(archived, LAYOUTS[("aggTrades", "spot")], "BNBBTC").to_dicts()
+    (row,) = agg_trade_row(payload, spot, "BNBBTC")
+    assert row["ts"] == 1672515782136_000 and want["ts"].timestamp() == 1672515782.136
+    assert {k: row[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")} == {
+        k: want[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")}
 
 
 def test_binance_usdm_documented_frames():

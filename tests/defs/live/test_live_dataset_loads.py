@@ -82,7 +82,12 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
         {"side": "sell", "posSide": "long", "bkPx": "39000.5", "sz": "3", "bkLoss": "0", "ccy": "", "ts": str(MS + 3000)}]}
     other = {"instId": "ETH-USDT-SWAP", "details": [
         {"side": "buy", "posSide": "short", "bkPx": "2000", "sz": "1", "bkLoss": "0", "ts": str(MS + 3000)}]}
+    agg = {"e": "aggTrade", "E": MS + 31, "s": "BTCUSDT", "a": 5001, "p": "40000.5", "q": "0.25", "f": 9001, "l": 9003,
+           "T": MS + 30, "m": False, "M": True}
     return {
+        ("BINANCE", "agg_trades"): ("BTCUSDT", [("btcusdt@aggTrade", binance("btcusdt@aggTrade", agg))],  # opt-in
+                                    [{"ts": ts(MS + 30), "trade_id": "5001", "price": 40000.5, "quantity": 0.25,
+                                      "amount": 40000.5 * 0.25, "side": "buy", "seq": 5001}]),  # the archives' way
         ("BINANCE", "tickers"): ("BTCUSDT", [("btcusdt@bookTicker", binance("btcusdt@bookTicker", {
             "u": 900, "s": "BTCUSDT", "b": "40000.1", "B": "0.5", "a": "40000.3", "A": "0.75"}))],
             [{"bid": 40000.1, "bid_size": 0.5, "ask": 40000.3, "ask_size": 0.75, "last": None, "volume_24h": None}]),
