@@ -61,7 +61,8 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
     # the groups are the domains (defs/<group>/)
     assert set(groups) == {"alphas", "crypto", "equities", "archives", "exports", "live", "upkeep"}
     assert groups["live"] == {"live_trades", "live_trade_id_refill", "live_tickers", "live_bars_1m",
-                              "live_liquidations", "live_open_interest", "live_mark_funding", "live_books"}
+                              "live_liquidations", "live_open_interest", "live_mark_funding", "live_books",
+                              "live_agg_trades"}
     assert groups["upkeep"] == {"tick_store", "tick_compaction", "ticks_coverage"}
     assert groups["exports"] == {"parquet_export"}
     assert groups["crypto"] == {"crypto_factors", "trade_id_refill",

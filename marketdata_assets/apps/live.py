@@ -31,6 +31,7 @@ from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
+from marketdata_assets.sources.stream import OPT_IN_DATASETS
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -188,10 +189,13 @@ def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, late
 
 
 def venue_protocol(venue: str, datasets: tuple[str, ...] | None = None):
-    """The venue's stream protocol collecting `datasets` where it has them (None: every one it has)."""
+    """The venue's stream protocol collecting `datasets` where it has them (None: every one it has but the
+    opt-in ones, `OPT_IN_DATASETS`: agg_trades)."""
     cls = PROTOCOLS[venue]
     supported = cls().supported
-    return cls(datasets=supported if datasets is None else tuple(d for d in supported if d in datasets))
+    if datasets is None:
+        return cls(datasets=tuple(d for d in supported if d not in OPT_IN_DATASETS))
+    return cls(datasets=tuple(d for d in supported if d in datasets))
 
 
 def _counters(collectors: list[Venue], consumer) -> dict:

@@ -149,12 +149,13 @@ def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
 def frame_of(schema: dict, venue: str, instrument: str, ts: Sequence[int], **values: Sequence) -> pl.DataFrame:
     """A frame of `schema` built eagerly from a page's columns (no query plan per page): `ts` in epoch ms
     or µs (by magnitude, as datasets.frames.epoch_to_us), venue and instrument constant, the other
-    columns of the schema from `values`."""
+    columns of the schema from `values`; a column not in `values` is null (a nullable column this venue
+    has nothing for; the writer refuses nulls where the dataset allows none)."""
     n = len(ts)
     stamps = np.fromiter(ts, np.int64, n)
     built = {"ts": pl.Series("ts", np.where(stamps >= 100_000_000_000_000, stamps, stamps * 1000)).cast(schema["ts"]),
              "venue": _constant("venue", venue, n), "instrument": _constant("instrument", instrument, n)}
-    return pl.DataFrame([built[name] if name in built else pl.Series(name, values[name], dtype)
+    return pl.DataFrame([built[name] if name in built else pl.Series(name, values.get(name, [None] * n), dtype)
                          for name, dtype in schema.items()])
 
 

@@ -88,19 +88,25 @@ OPEN_INTEREST_SCHEMA: dict[str, pl.DataType] = {
     "contracts": pl.Float64, "contract_size": pl.Float64, "size_unit": pl.Utf8,
     "base": pl.Float64, "quote": pl.Float64,
 }
-# Forced liquidations: `side` is the liquidation order's side (sell: a long was closed).
+# Forced liquidations: `side` is the liquidation order's side (sell: a long was closed); `price` what it
+# filled at (Binance: the fills' average `ap`, the order's price while nothing filled; OKX bkPx; Deribit
+# the trade's), `order_price` the liquidation order's own price where the venue sends it apart (Binance
+# `p`, and the archives' `price`; null elsewhere), quote per base as `price`.
 LIQUIDATIONS_SCHEMA: dict[str, pl.DataType] = {
     "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "liquidation_id": pl.Utf8,
     "side": pl.Utf8, "price": pl.Float64, "quantity": pl.Float64, "amount": pl.Float64,
+    "order_price": pl.Float64,
 }
 # Mark, index and funding-rate samples as a contract's live stream reports them at `ts` (Binance
 # USD-M markPrice, OKX mark-price and funding-rate, Deribit ticker): NOT settlements (`funding`):
 # `funding_rate` is the running period's current/predicted rate, `next_funding_time` the settlement
-# it is for (null where the venue funds continuously: Deribit). Each column null where the sample
-# does not carry it (OKX sends mark and funding apart).
+# it is for (null where the venue funds continuously: Deribit), `funding_rate_8h` the rate over 8 hours
+# where the venue sends it beside the current one (Deribit's ticker `funding_8h`, as `funding.rate_8h` is
+# its `interest_8h`). Each column null where the sample does not carry it (OKX sends mark and funding apart).
 MARK_FUNDING_SCHEMA: dict[str, pl.DataType] = {
     "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
     "mark_price": pl.Float64, "index_price": pl.Float64, "funding_rate": pl.Float64, "next_funding_time": UTC_US,
+    "funding_rate_8h": pl.Float64,
 }
 # Mark and index price 1-minute bars (prices only; `ts` = bar open).
 PRICE_BARS_SCHEMA: dict[str, pl.DataType] = dict(_OHLC)
@@ -126,10 +132,10 @@ NULLABLE: dict[str, frozenset[str]] = {
     "daily_bars": frozenset({"pre_close"}),
     "tickers": frozenset({"last", "bid", "bid_size", "ask", "ask_size", "volume_24h", "amount_24h", "mark_price",
                           "index_price", "funding_rate"}),  # volume_24h: a live best bid/ask has none
-    "mark_funding": frozenset({"mark_price", "index_price", "funding_rate", "next_funding_time"}),
+    "mark_funding": frozenset({"mark_price", "index_price", "funding_rate", "next_funding_time", "funding_rate_8h"}),
     "funding": frozenset({"mark_price", "index_price"}),
     "open_interest": frozenset(),
-    "liquidations": frozenset(),
+    "liquidations": frozenset({"order_price"}),
     "price_bars": frozenset(),
     "option_chain": frozenset({"bid_iv", "ask_iv", "bid_price", "ask_price", "volume_24h"}),
     "factors": frozenset({"value"}),

@@ -372,7 +372,8 @@ class BinanceArchiveReplayServer(BackgroundServer):
                 "ts", pl.lit(archive.venue).alias("venue"), pl.lit(archive.instrument).alias("instrument"),
                 pl.Series("liquidation_id", ids, dtype=pl.Utf8), pl.col("side").str.to_lowercase(),
                 pl.col("average_price").alias("price"), pl.col("accumulated_fill_quantity").alias("quantity"),
-                (pl.col("average_price") * pl.col("accumulated_fill_quantity")).alias("amount")).sort("ts")
+                (pl.col("average_price") * pl.col("accumulated_fill_quantity")).alias("amount"),
+                pl.col("price").alias("order_price")).sort("ts")
         if archive.family != "klines":
             return frame.select(list(TRADES_SCHEMA))
         return frame.select(pl.col("open_us").cast(BARS_SCHEMA["ts"]).alias("ts"), pl.lit(archive.venue).alias("venue"),

@@ -21,6 +21,7 @@ import polars as pl
 
 from marketdata_assets.core.http import SourceError
 from marketdata_assets.datasets.frames import (
+    AGG_TRADES_SPEC,
     BARS_SPEC,
     BOOKS_SPEC,
     FUNDING_SPEC,
@@ -38,8 +39,12 @@ from marketdata_assets.datasets.wire import Trade, book_frame
 TRADES, BOOKS, TICKERS, BARS_1M = TRADES_SPEC.name, BOOKS_SPEC.name, TICKERS_SPEC.name, BARS_SPEC.name
 FUNDING, LIQUIDATIONS, OPEN_INTEREST = FUNDING_SPEC.name, LIQUIDATIONS_SPEC.name, OPEN_INTEREST_SPEC.name
 MARK_PRICE = "mark_price"
-LIVE_DATASETS = (TRADES, BOOKS, TICKERS, BARS_1M, FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST)
+AGG_TRADES = AGG_TRADES_SPEC.name  # aggregate trades, where the venue streams them beside its individual ones
+LIVE_DATASETS = (TRADES, BOOKS, TICKERS, BARS_1M, FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST, AGG_TRADES)
 DEFAULT_DATASETS = (TRADES, BOOKS, TICKERS)  # a venue's protocol collects these unless told otherwise
+# collected only when named, even where "every dataset the venue has" is asked (`marketdata collect`):
+# Binance spot's aggTrade repeats its trade stream's fills, aggregated
+OPT_IN_DATASETS = (AGG_TRADES,)
 MARK_FUNDING = MARK_FUNDING_SPEC.name  # the stored dataset of the mark_price and funding messages (merged by time)
 BOOK_TOPS = "{}@book_top"  # where the collector lands its own top-N book snapshots (`book_top_channel`)
 # what a venue's frame reading raises on a frame it refuses (counted `malformed_<dataset>` / `bad_frame`)

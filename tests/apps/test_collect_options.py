@@ -129,11 +129,13 @@ def test_collect_takes_every_dataset_each_venue_has_unless_told(monkeypatch, tmp
         "DERIBIT": ("trades", "books", "tickers", "mark_price", "funding", "open_interest")}
     assert collected("--datasets", "funding,trades") == {"BINANCE": ("trades",), "BINANCE_UM": ("trades", "funding"),
                                                          "OKX": ("trades", "funding"), "DERIBIT": ("trades", "funding")}
+    # Binance spot's aggregate trades: opt-in (not in every-dataset default above), collected when named
+    assert collected("--datasets", "trades,agg_trades")["BINANCE"] == ("trades", "agg_trades")
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--venue", "okx", "--datasets", "trades,quotes"], "quotes: the chosen venues stream"),
-    (["--venue", "binance", "--datasets", "funding"], "funding: the chosen venues stream bars_1m, books, tickers, trades"),
+    (["--venue", "binance", "--datasets", "funding"], "funding: the chosen venues stream agg_trades, bars_1m, books, tickers, trades"),
     (["--venue", "binance", "--venue", "okx", "--datasets", "funding"], "BINANCE streams none of funding (it has trades"),
     (["--venue", "okx", "--datasets", " , "], "none named"),
 ])

@@ -112,7 +112,7 @@ def test_a_mark_price_far_from_its_index_is_named_with_its_premium(store):
 
 
 def test_duplicate_liquidation_ids_are_found(store):
-    rows = [(us(MIDNIGHT + timedelta(minutes=i)), f"liq-{i}", "sell", 95_000.0, 0.1, 9_500.0)
+    rows = [(us(MIDNIGHT + timedelta(minutes=i)), f"liq-{i}", "sell", 95_000.0, 0.1, 9_500.0, None)
             for i in range(5)]
     key = write(store, "liquidations", frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows), "DERIBIT",
                 "BTC-PERPETUAL")

@@ -22,6 +22,9 @@ from tests.support.reference import documented
 BINANCE = {
     "trade": '{"stream":"bnbbtc@trade","data":{"e": "trade","E": 1672515782136,"s": "BNBBTC","t": 12345,'
              '"p": "0.001","q": "100","T": 1672515782136,"m": true,"M": true}}',
+    # "Aggregate Trade Streams" (`<symbol>@aggTrade`, the opt-in agg_trades): the page's payload, in its stream's frame
+    "aggTrade": '{"stream":"bnbbtc@aggTrade","data":{"e": "aggTrade","E": 1672515782136,"s": "BNBBTC","a": 12345,'
+                '"p": "0.001","q": "100","f": 100,"l": 105,"T": 1672515782136,"m": true,"M": true}}',
     "bookTicker": '{"stream":"bnbusdt@bookTicker","data":{"u":400900217,"s":"BNBUSDT","b":"25.35190000",'
                   '"B":"31.21000000","a":"25.36520000","A":"40.66000000"}}',
     "kline": '{"stream":"bnbbtc@kline_1m","data":{"e": "kline","E": 1672515782136,"s": "BNBBTC","k": {'
@@ -45,6 +48,10 @@ USDM = {
     "forceOrderArr": '{"stream":"!forceOrder@arr","data":{"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT",'
                      '"S":"SELL","o":"LIMIT","f":"IOC","q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014",'
                      '"z":"0.014","T":1568014460893}}}',
+    # "Liquidation Order Streams" (`<symbol>@forceOrder`): the page's response example, in its stream's frame
+    "forceOrder": '{"stream":"btcusdt@forceOrder","data":{"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT",'
+                  '"S":"SELL","o":"LIMIT","f":"IOC","q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014",'
+                  '"z":"0.014","T":1568014460893}}}',
     "bookTicker": '{"stream":"bnbusdt@bookTicker","data":{"e":"bookTicker","u":400900217,"E": 1568014460893,'
                   '"T": 1568014460891,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000",'
                   '"A":"40.66000000"}}',
@@ -146,6 +153,37 @@ def test_binance_spot_documented_frames():
         "error", 3, "2", "Invalid request: property name must be a string")
 
 
+def test_binance_spot_aggregate_trades_are_opt_in_and_the_archives_rows():
+    """Spot's `aggTrade` is the agg_trades dataset, collected only when named (not by default, nor by
+    `marketdata collect`'s every-dataset default); its row is the one the data.binance.vision aggTrades
+    archive gives the same aggregate (trade_id = seq = `a`, ts = `T`, amount = p x q, side from `m`), and
+    the message keeps the first and last individual trade ids `f`, `l`."""
+    import polars as pl
+
+    from marketdata_assets.apps.live import venue_protocol
+    from marketdata_assets.ingest.live.dataset_rows import agg_trade_row
+    from marketdata_assets.sources.binance_vision.dumps import LAYOUTS, normalize
+
+    assert "agg_trades" not in stream_protocol("BINANCE").datasets and "agg_trades" not in venue_protocol("BINANCE").datasets
+    spot = stream_protocol("BINANCE", ["agg_trades"])
+    assert spot.channels(["BNBBTC"], 100) == ["bnbbtc@aggTrade"]
+    (message,) = spot.messages(spot.decode(BINANCE["aggTrade"]), 1)
+    assert (message.dataset, message.instrument, message.msg_id, message.event_ms) == (
+        "agg_trades", "BNBBTC", "agg_trades.BINANCE.BNBBTC.12345", 1672515782136)
+    payload = json.loads(message.payload)
+    assert (payload["trade_id"], payload["seq"], payload["price"], payload["quantity"], payload["amount"],
+            payload["side"], payload["ts_us"], payload["first_trade_id"], payload["last_trade_id"]) == (
+        "12345", 12345, 0.001, 100.0, 0.1, "sell", 1672515782136_000, 100, 105)  # m true: the taker sold
+    archived = pl.DataFrame({"agg_trade_id": [12345], "price": [0.001], "quantity": [100.0], "first_trade_id": [100],
+                             "last_trade_id": [105], "transact_time": [1672515782136], "is_buyer_maker": [True],
+                             "is_best_match": ["True"]})
+    (want,) = normalize(archived, LAYOUTS[("aggTrades", "spot")], "BNBBTC").to_dicts()
+    (row,) = agg_trade_row(payload, spot, "BNBBTC")
+    assert row["ts"] == 1672515782136_000 and want["ts"].timestamp() == 1672515782.136
+    assert {k: row[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")} == {
+        k: want[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")}
+
+
 def test_binance_usdm_documented_frames():
     um = stream_protocol("BINANCE_UM", "all")
     (trade,) = um.trades(um.decode(USDM["aggTrade"]))
@@ -156,7 +194,14 @@ def test_binance_usdm_documented_frames():
     assert [p["instrument"] for p in payloads("BINANCE_UM", USDM["markPriceArr"])] == ["BTCUSDT", "BTCUSDT"]
     (liquidation,) = payloads("BINANCE_UM", USDM["forceOrderArr"])
     assert (liquidation["instrument"], liquidation["side"], liquidation["price"], liquidation["quantity"],
-            liquidation["ts_ms"]) == ("BTCUSDT", "sell", 9910, 0.014, 1568014460893)
+            liquidation["ts_ms"], liquidation["order_price"]) == ("BTCUSDT", "sell", 9910, 0.014, 1568014460893, 9910)
+    assert payloads("BINANCE_UM", USDM["forceOrder"]) == [liquidation]  # the symbol's stream: the same record
+    # the example fills at its order's price; one that filled better keeps both: price `ap`, order_price `p`
+    (better,) = payloads("BINANCE_UM", USDM["forceOrder"].replace('"ap":"9910"', '"ap":"9925.5"'))
+    assert (better["price"], better["order_price"], better["amount"]) == (9925.5, 9910, 9925.5 * 0.014)
+    (unfilled,) = payloads("BINANCE_UM", USDM["forceOrder"].replace('"ap":"9910"', '"ap":"0"').replace(
+        '"z":"0.014"', '"z":"0"'))  # nothing filled: the order's price and quantity, as the archives
+    assert (unfilled["price"], unfilled["order_price"], unfilled["quantity"]) == (9910, 9910, 0.014)
     (ticker,) = payloads("BINANCE_UM", USDM["bookTicker"])
     assert (ticker["bid"], ticker["ask_size"], ticker["ts_ms"]) == (25.3519, 40.66, 1568014460893)
     sync = um.new_book("BTCUSDT")
@@ -213,8 +258,8 @@ def test_deribit_documented_frames():
     assert sync.book.top(5) == ([], [("5042.64", "40"), ("5043.3", "40")])
     ticker, mark, funding, oi = payloads("DERIBIT", DERIBIT["ticker"])
     assert (ticker["bid"], ticker["bid_size"], ticker["funding_rate"]) == (36442.5, 5000 / 36442.5, 0)
-    assert (mark["mark_price"], mark["index_price"], funding["funding_rate"], funding["next_funding_ms"]) == (
-        36446.51, 36441.64, 0, None)
+    assert (mark["mark_price"], mark["index_price"], funding["funding_rate"], funding["next_funding_ms"],
+            funding["funding_rate_8h"]) == (36446.51, 36441.64, 0, None, 0.0000211)  # current_funding, funding_8h
     assert (oi["contracts"], oi["contract_size"], oi["size_unit"], oi["quote"]) == (50209759.0, 10.0, "quote",
                                                                                      502097590.0)
     beat = deribit.decode(DERIBIT["test_request"])

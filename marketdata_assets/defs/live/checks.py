@@ -7,7 +7,7 @@ each instrument's (`by_hour`):
   grid, prices positive; open interest not negative; no duplicate liquidation id; tickers not
   crossed; book levels' prices positive and, in each snapshot, the best bid below the best ask; and
   every timestamp inside its day (mark_funding, tickers and books too, the rule made for their
-  tables)."""
+  tables); agg_trades: the trades' rules and trade-id continuity, over the aggregate ids."""
 
 from dataclasses import replace
 
@@ -40,12 +40,15 @@ LIVE_DATASET_RULES = {
     "open_interest": (OPEN_INTEREST_NOT_NEGATIVE, inside_day("open_interest")),
     "mark_funding": (inside_day("mark_funding"),),
     "books": (PRICES_POSITIVE["books"], BOOK_NOT_CROSSED, inside_day("books")),
+    "agg_trades": tuple(replace(rule, dataset="agg_trades") for rule in TRADE_RULES),  # the trades' rules
 }
 # the live hours of trades (every venue of ingest/live/load.py) and of the other datasets (their venues)
 LIVE_TRADE_CHECKS = [*(by_hour(rule_check("live_trades", rule), "trades", list(LIVE_VENUES)) for rule in TRADE_RULES),
                      by_hour(trade_id_check("live_trades"), "trades", list(LIVE_VENUES)), LIVE_MATCHES_HOURLY_CHECK]
-LIVE_DATASET_CHECKS = [by_hour(rule_check(asset_name(dataset), rule), rule.dataset, list(CHANNELS[dataset]))
-                       for dataset, rules in LIVE_DATASET_RULES.items() for rule in rules]
+LIVE_DATASET_CHECKS = [*(by_hour(rule_check(asset_name(dataset), rule), rule.dataset, list(CHANNELS[dataset]))
+                         for dataset, rules in LIVE_DATASET_RULES.items() for rule in rules),
+                       by_hour(trade_id_check(asset_name("agg_trades"), "agg_trades"), "agg_trades",
+                               list(CHANNELS["agg_trades"]))]
 
 live_checks = asset_checks(LIVE_TRADE_CHECKS, live_partitions)
 live_dataset_checks = asset_checks(LIVE_DATASET_CHECKS, live_partitions)

@@ -1,4 +1,5 @@
-"""`live_tickers`, `live_bars_1m`, `live_liquidations`, `live_open_interest`, `live_mark_funding`: the
+"""`live_tickers`, `live_bars_1m`, `live_liquidations`, `live_open_interest`, `live_mark_funding`,
+`live_books`, `live_agg_trades` (opt-in at the collector: Binance spot's aggTrade): the
 live datasets other than trades from the collector's closed landing hours (ingest/live/dataset_load.py;
 which venue lands which: ingest/live/dataset_rows.py), by hour like `live_trades`, in the
 same ClickHouse slices as the REST loads of the dataset (mark_funding: its own table, the live
@@ -39,6 +40,7 @@ DESCRIPTIONS = {
     "open_interest": "open interest as the venues stream it, in `open_interest`",
     "mark_funding": "mark, index and current funding-rate samples (not settlements), in `mark_funding`",
     "books": "top-N book snapshots (the collector's books, each second they moved), in `book_snapshots`",
+    "agg_trades": "aggregate trades of a collector that enabled them (opt-in), in `agg_trades`",
 }
 
 

@@ -10,8 +10,11 @@ venues' declarations, read from the registry, give `CHANNELS`:
   spot's bookTicker) is stamped with the receive time (its id, the book update id, still dedupes it).
 - bars_1m: the closed bar only; liquidations, open_interest: the record's fields at its time.
 - mark_funding: samples, not settlements (never `funding_rates`): the mark_price message gives mark
-  and index, the funding message the current rate and the settlement it is for; one row per
+  and index, the funding message the current rate, the settlement it is for and the 8-hour rate where
+  the venue sends one (Deribit); one row per
   (instrument, ts), the two merged where both exist.
+- agg_trades (opt-in: Binance spot's `aggTrade`): the aggregate trade in the archives' aggTrades
+  convention (trade_id = seq = the aggregate id, ts the trade time), into the same `agg_trades` table.
 - books: the collector's own top-N snapshots (`<instrument>@book_top`, landed beside the raw frames),
   each through the venue's `book_rows` (its REST book parser: its units), `ts` the book's last
   update's exchange time, one snapshot per update id.
@@ -27,6 +30,7 @@ from typing import Any
 from marketdata_assets.ingest.live.trade_frames import referenced
 from marketdata_assets.sources.registry import STREAMS
 from marketdata_assets.sources.stream import (
+    AGG_TRADES,
     BARS_1M,
     BOOKS,
     FUNDING,
@@ -38,7 +42,7 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
 )
 
-LIVE_DATASET_NAMES = (TICKERS, BARS_1M, LIQUIDATIONS, OPEN_INTEREST, MARK_FUNDING, BOOKS)
+LIVE_DATASET_NAMES = (TICKERS, BARS_1M, LIQUIDATIONS, OPEN_INTEREST, MARK_FUNDING, BOOKS, AGG_TRADES)
 MESSAGES_OF = {MARK_FUNDING: (MARK_PRICE, FUNDING)}  # a stored dataset -> the messages of its rows (else its own)
 
 
@@ -74,7 +78,8 @@ def bar_row(payload, protocol, instrument) -> list[Row]:
 
 
 def liquidation_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _ts(payload), **{k: payload[k] for k in ("liquidation_id", "side", "price", "quantity", "amount")}}]
+    return [{"ts": _ts(payload), **{k: payload[k] for k in ("liquidation_id", "side", "price", "quantity", "amount",
+                                                           "order_price")}}]
 
 
 def open_interest_row(payload, protocol, instrument) -> list[Row]:
@@ -84,12 +89,17 @@ def open_interest_row(payload, protocol, instrument) -> list[Row]:
 
 def mark_row(payload, protocol, instrument) -> list[Row]:
     return [{"ts": _ts(payload), "mark_price": payload["mark_price"], "index_price": payload["index_price"],
-             "funding_rate": None, "next_funding_time": None}]
+             "funding_rate": None, "next_funding_time": None, "funding_rate_8h": None}]
 
 
 def funding_row(payload, protocol, instrument) -> list[Row]:
     return [{"ts": _ts(payload), "mark_price": None, "index_price": None, "funding_rate": payload["funding_rate"],
-             "next_funding_time": _us(payload["next_funding_ms"])}]
+             "next_funding_time": _us(payload["next_funding_ms"]), "funding_rate_8h": payload["funding_rate_8h"]}]
+
+
+def agg_trade_row(payload, protocol, instrument) -> list[Row]:
+    return [{"ts": int(payload["ts_us"]), **{k: payload[k] for k in ("trade_id", "price", "quantity", "amount", "side",
+                                                                     "seq")}}]
 
 
 def book_rows(payload, protocol, instrument) -> list[Row]:
@@ -98,7 +108,7 @@ def book_rows(payload, protocol, instrument) -> list[Row]:
 
 MAPPERS: dict[str, Mapper] = {TICKERS: ticker_row, BARS_1M: bar_row, LIQUIDATIONS: liquidation_row,
                               OPEN_INTEREST: open_interest_row, MARK_PRICE: mark_row, FUNDING: funding_row,
-                              BOOKS: book_rows}
+                              BOOKS: book_rows, AGG_TRADES: agg_trade_row}
 
 
 def own_messages(record: dict, venue: str) -> list[LiveMessage]:

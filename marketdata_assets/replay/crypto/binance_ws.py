@@ -1,7 +1,7 @@
 """Binance spot WebSocket market streams, replayed: the venue's protocol, limits and misbehaviour.
 
 Combined and raw streams, live control messages, `trade` and `depthUpdate` events (real U/u) from the
-tapes, with a REST replay passed in answering `/api/v3/depth` from the same books; Binance's control,
+tapes (and `aggTrade`, each trade an aggregate of its one fill), with a REST replay passed in answering `/api/v3/depth` from the same books; Binance's control,
 ping and lifetime limits, and faults. What it serves, its faults and limits: docs/tests.md,
 "The Binance spot WebSocket replay".
 """
@@ -25,7 +25,13 @@ from marketdata_assets.replay.crypto.ws_server import (
     WsServer,
 )
 
-STREAM_KINDS = ("trade", "depth", "depth@100ms", "bookTicker", "kline_1m")
+STREAM_KINDS = ("trade", "depth", "depth@100ms", "bookTicker", "kline_1m", "aggTrade")
+
+
+def agg_trade(trade: dict) -> dict:
+    """Spot's `aggTrade` event of a replayed `trade`: an aggregate of that one fill (a = f = l = its id)."""
+    return {"e": "aggTrade", "E": trade["E"], "s": trade["s"], "a": trade["t"], "p": trade["p"], "q": trade["q"],
+            "f": trade["t"], "l": trade["t"], "T": trade["T"], "m": trade["m"], "M": True}
 
 
 def kline(instrument: str, bar: tuple, closed: bool, event_ms: int) -> dict:
@@ -158,6 +164,8 @@ class BinanceWsReplay(WsServer):
                 self._deliver(client, f"{lower}@{kind}", depth)
             for trade in trades:
                 self._deliver(client, f"{lower}@{self.trade_kind}", trade)
+                if self.trade_kind == "trade" and f"{lower}@aggTrade" in client.streams:
+                    self._deliver(client, f"{lower}@aggTrade", agg_trade(trade))
             if ticker is not None:
                 self._deliver(client, f"{lower}@bookTicker", self.book_ticker(ticker, event_ms))
         self.bars(name, event_ms)

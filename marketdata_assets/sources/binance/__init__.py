@@ -34,6 +34,9 @@ SPOT = venue_source("BINANCE", BinanceClient, "binance", _weights(6000), Binance
     IdSequence("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
                "Binance aggregate trade ids (aggTrades `a`: the REST path)"),
     IdSequence("trade", "BINANCE", (BinanceSpotStream.live_source,), "trades_by_id", 1000, True, TRADE_IDS),
+    IdSequence("aggTrade", "BINANCE", (BinanceSpotStream.live_source,), "agg_trades_by_id", 1000, True,
+               "Binance aggregate trade ids (the live aggTrade stream `a`, opt-in; the archives' agg_trades ids)",
+               dataset="agg_trades"),
 ), contract=lambda instrument: contract("BINANCE", instrument))
 USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um", _weights(2400), BinanceUsdmStream, (
     IdSequence("aggTrade", "BINANCE_UM", ("BINANCE_UM", BinanceUsdmStream.live_source), "agg_trades_by_id", 1000,

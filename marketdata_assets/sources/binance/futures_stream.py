@@ -13,15 +13,11 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import one_of
-from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
-from marketdata_assets.sources.binance.records import AggTrade, UsdmDepthEvent, UsdmDepthFrame
-from marketdata_assets.sources.binance.rest import agg_trade_columns
+from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame
 from marketdata_assets.sources.binance.stream import (
     LIMITS,
     SUBSCRIBE_BATCH,
@@ -30,6 +26,9 @@ from marketdata_assets.sources.binance.stream import (
     book_ticker_message,
     kline_message,
     rest_depth,
+)
+from marketdata_assets.sources.binance.stream import (
+    agg_trade_event as spot_agg_trade_event,
 )
 from marketdata_assets.sources.stream import (
     BARS_1M,
@@ -59,19 +58,14 @@ INCOMING_PER_S = 10
 
 
 def agg_trade_event(data: Any, instrument: str) -> list[Trade]:
-    """An `aggTrade` event read and checked as the REST pages are (trade_id = seq = `a`), event time `E`."""
-    page = Page(VENUE, instrument)
-    t = one_of(AggTrade, data, "aggTrade event", page)
-    cols = agg_trade_columns([t], "aggTrade event (a={a})", page, [data])
-    event_ms = data.get("E")
-    ts_us = epoch_to_us(t.T) if t.T else 0
-    return [Trade(ts_us, str(t.a), t.p, t.q, cols["amount"][0], "sell" if t.m else "buy", t.a,
-                  (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000)]
+    """An `aggTrade` event: USD-M's trades (spot's reading, `stream.agg_trade_event`: trade_id = seq = `a`)."""
+    return spot_agg_trade_event(data, instrument, VENUE)
 
 
 def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:
     """A `forceOrder` event: id `<T>.<S>` (the venue gives none), at the order's time `T`; price the
-    average fill price `ap` and quantity the filled `z` (the order's `p` and `q` while nothing filled)."""
+    average fill price `ap` and quantity the filled `z` (the order's `p` and `q` while nothing filled);
+    order_price the order's own price `p` (as the archives' liquidationSnapshot `price`)."""
     order = data["o"]
     ts, side = int(order["T"]), str(order["S"])
     if side not in ("BUY", "SELL"):
@@ -79,7 +73,7 @@ def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveM
     filled = float(order.get("z") or 0) > 0 and float(order.get("ap") or 0) > 0
     price, quantity = (order["ap"], order["z"]) if filled else (order["p"], order["q"])
     record = Liquidation(f"{ts}.{side}", side.lower(), venue_number(price), venue_number(quantity),
-                         float(price) * float(quantity))
+                         float(price) * float(quantity), venue_number(order["p"]))
     return [record_message(LIQUIDATIONS, VENUE, instrument, f"{ts}.{side}", ts, recv_ns, record)]
 
 

@@ -18,14 +18,16 @@ import msgspec
 import orjson
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
+from marketdata_assets.datasets.declared import one_of
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.records import Bar, Ticker
+from marketdata_assets.datasets.records import AggregateTrade, Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
-from marketdata_assets.sources.binance.records import DepthEvent, DepthFrame, TradeEvent, TradeFrame
-from marketdata_assets.sources.binance.rest import parse_depth
+from marketdata_assets.sources.binance.records import AggTrade, DepthEvent, DepthFrame, TradeEvent, TradeFrame
+from marketdata_assets.sources.binance.rest import agg_trade_columns, parse_depth
 from marketdata_assets.sources.stream import (
+    AGG_TRADES,
     BARS_1M,
     BOOK_TOPS,
     BOOKS,
@@ -180,6 +182,29 @@ def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
                   event_ms if isinstance(event_ms, int) else ts // 1000)]
 
 
+def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
+    """An `aggTrade` event read and checked as the REST aggTrades pages are (`AggTrade`, `agg_trade_columns`):
+    trade_id = seq = `a`, ts = `T`, amount = p x q, side from `m`; event time `E` (else the trade's)."""
+    page = Page(venue, instrument)
+    t = one_of(AggTrade, data, "aggTrade event", page)
+    cols = agg_trade_columns([t], "aggTrade event (a={a})", page, [data])
+    event_ms = data.get("E")
+    ts_us = epoch_to_us(t.T) if t.T else 0
+    return [Trade(ts_us, str(t.a), t.p, t.q, cols["amount"][0], "sell" if t.m else "buy", t.a,
+                  (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000)]
+
+
+def agg_trade_message(data: Any, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
+    """A spot `aggTrade` event as the opt-in agg_trades dataset (the archives' aggTrades convention:
+    trade_id = seq = the aggregate id `a`, ts = `T`), with the first and last individual trade ids `f`,
+    `l`; id the aggregate id, at the event time `E`."""
+    (trade,) = agg_trade_event(data, instrument, venue)
+    first, last = data.get("f"), data.get("l")
+    record = AggregateTrade(trade.ts_us, trade.trade_id, trade.price, trade.quantity, trade.amount, trade.side,
+                            trade.seq, first if type(first) is int else None, last if type(last) is int else None)
+    return [record_message(AGG_TRADES, venue, instrument, trade.seq, trade.event_ms, recv_ns, record)]
+
+
 def book_ticker_message(data: dict, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
     """A `bookTicker` event: the best bid and ask (base units), id the book's update id `u` (spot sends
     no event time: None; USD-M's `E`)."""
@@ -288,12 +313,14 @@ class BinanceSpotStream:
     live_source = "BINANCE_LIVE"
     default_instruments = ("BTCUSDT", "ETHUSDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trade", "{}@depth", True
-    landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",), BOOKS: (BOOK_TOPS,)}
+    landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",), BOOKS: (BOOK_TOPS,),
+                              AGG_TRADES: ("{}@aggTrade",)}
     shared_carries: ClassVar[dict] = {}
-    # stream kind -> (dataset, the stream's name after the instrument, its messages)
+    # stream kind -> (dataset, the stream's name after the instrument, its messages); agg_trades is opt-in
     KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_event), "depth": (BOOKS, None, None),
              "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
-             "kline_1m": (BARS_1M, "kline_1m", kline_message)}
+             "kline_1m": (BARS_1M, "kline_1m", kline_message),
+             "aggTrade": (AGG_TRADES, "aggTrade", agg_trade_message)}
     TYPED: ClassVar[dict] = {"trade": msgspec.json.Decoder(TradeFrame),  # stream kind -> its frames' decoder
                              "depth": msgspec.json.Decoder(DepthFrame)}
 

@@ -258,7 +258,8 @@ def liquidation_id(ts_us: int, side: str, quantity: float, price: float) -> str:
 def liquidation_rows(raw: pl.DataFrame, instrument: str, venue: str) -> pl.DataFrame:
     """A liquidationSnapshot batch (LAYOUTS' columns) → the liquidations frame (`liquidation_id` not
     set yet) + `_line` (the row's fields as read): price = average_price (the fills' average; the
-    order's price when it is 0), quantity = accumulated_fill_quantity (0: nothing filled)."""
+    order's price when it is 0), quantity = accumulated_fill_quantity (0: nothing filled), order_price =
+    the order's price (the forceOrder stream's `p`)."""
     t = pl.col("time")
     time_us = pl.when(t >= 100_000_000_000_000).then(t).otherwise(t * 1000)
     side = pl.col("side").str.to_lowercase()
@@ -268,7 +269,7 @@ def liquidation_rows(raw: pl.DataFrame, instrument: str, venue: str) -> pl.DataF
         time_us.cast(LIQUIDATIONS_SCHEMA["ts"]).alias("ts"), pl.lit(venue, pl.Utf8).alias("venue"),
         pl.lit(instrument, pl.Utf8).alias("instrument"), pl.lit("", pl.Utf8).alias("liquidation_id"),
         side.alias("side"), price.alias("price"), quantity.alias("quantity"),
-        (price * quantity).alias("amount"),
+        (price * quantity).alias("amount"), pl.col("price").cast(pl.Float64).alias("order_price"),
         pl.concat_str([pl.col(c).cast(pl.Utf8) for c in raw.columns], separator=",").alias("_line"))
 
 

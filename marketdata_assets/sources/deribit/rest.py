@@ -166,7 +166,7 @@ def liquidations_of(trades: pl.DataFrame, flags: dict[str, str], instrument: str
                 "ts", "trade_id", "price", "quantity", "amount", "side").iter_rows():
             for who in flags[trade_id]:  # T: the taker's order; M: the resting one, on the other side
                 order_side = side if who == "T" else ("sell" if side == "buy" else "buy")
-                cols.add(to_us(ts), f"{trade_id}-{who}", order_side, price, quantity, amount)
+                cols.add(to_us(ts), f"{trade_id}-{who}", order_side, price, quantity, amount, None)  # no order price
     return cols.frame(VENUE, instrument)
 
 

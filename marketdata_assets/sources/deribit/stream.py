@@ -55,7 +55,8 @@ def ticker_messages(data: dict, instrument: str, recv_ns: int, datasets: tuple[s
                     size: float | None) -> list[LiveMessage]:
     """The enabled datasets of one `ticker` notification, each keyed by its `timestamp`: tickers (sizes in
     base units: an inverse contract's USD amounts / price; with mark, index and the current funding),
-    mark_price, funding (perpetuals: `current_funding`, continuous: no settlement time) and
+    mark_price, funding (perpetuals: `current_funding` and the 8-hour `funding_8h`, continuous: no
+    settlement time) and
     open_interest (through the REST parser's `open_interest_of`: contracts of `size`)."""
     ts = int(data["timestamp"])
     out = []
@@ -72,7 +73,8 @@ def ticker_messages(data: dict, instrument: str, recv_ns: int, datasets: tuple[s
         out.append(record_message(MARK_PRICE, VENUE, instrument, ts, ts, recv_ns, mark))
     if FUNDING in datasets and "current_funding" in data:
         out.append(record_message(FUNDING, VENUE, instrument, ts, ts, recv_ns,
-                                  Funding(venue_number(data["current_funding"]), None)))
+                                  Funding(venue_number(data["current_funding"]), None,
+                                          venue_number(data.get("funding_8h")))))
     if OPEN_INTEREST in datasets and size is not None:
         _, *values = open_interest_of(data, size, inverse, Page(VENUE, instrument))
         out.append(record_message(OPEN_INTEREST, VENUE, instrument, ts, ts, recv_ns, OpenInterest(*values)))

@@ -1,7 +1,8 @@
 """Renaming stored columns of a ClickHouse table by rebuilding it, once, when a store of the previous
 version is opened (``loads.kind`` -> ``dataset``, ``ingest_log.provider`` / ``kind`` -> ``source`` /
 ``dataset``): ClickHouse cannot rename a column of the sorting key. stores.clickhouse.tables declares
-the renames and runs :func:`rename_columns` from ``ensure_tables``.
+the renames and runs :func:`rename_columns` from ``ensure_tables``; and the dataset columns added since a
+store was made (:func:`add_columns`, stores.clickhouse.tables ``ADDED_SINCE``).
 
 Steps, concurrency and recovery: docs/datasets.md, "Renaming stored columns by a rebuild".
 """
@@ -80,6 +81,25 @@ def columns_of(client, database: str, tables) -> dict[str, list[str]]:
             "ORDER BY table, position", parameters={"db": database, "tables": list(tables)}).result_rows:
         found.setdefault(table, []).append(name)
     return found
+
+
+def add_columns(client, database: str, added) -> list[str]:
+    """Columns declared after their table's first release, added to the tables of a store created before
+    (``added``: (table, column, its declared type, the column it follows), in declaration order): a
+    metadata-only ALTER (no part is rewritten; the rows of before read the column's default, null), before
+    the views that name it are made. A table that does not exist yet is left alone (made whole later).
+    Returns ``table.column`` of each column added."""
+    db = clickhouse_database(database)
+    found = columns_of(client, database, {table for table, *_ in added})
+    done = []
+    for table, column, ctype, after in added:
+        if table in found and column not in found[table]:
+            client.command(f"ALTER TABLE {db}.`{table}` ADD COLUMN IF NOT EXISTS `{column}` {ctype} AFTER `{after}`")
+            found[table].append(column)
+            done.append(f"{table}.{column}")
+    if done:
+        log.warning("ClickHouse %s: added the column(s) %s", database, ", ".join(done))
+    return done
 
 
 def rename_columns(client, database: str, rename: Rename, create: Callable[[str], str],

@@ -34,6 +34,11 @@ INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversio
 # gets its column modified once (ensure_tables; a small table's mutation). tickers.volume_24h: a live
 # best bid/ask (ingest/live/dataset_rows.py) carries no 24h volume.
 NULLABLE_SINCE = (("tickers", "volume_24h"),)
+# Dataset columns added after their table's first release (nullable: the rows of before hold null), added
+# to a store created before by ensure_tables (migrations.add_columns). liquidations.order_price: the
+# liquidation order's own price (Binance forceOrder `p`, liquidationSnapshot `price`);
+# mark_funding.funding_rate_8h: the 8-hour rate beside the current one (Deribit ticker `funding_8h`).
+ADDED_SINCE = (("liquidations", "order_price"), ("mark_funding", "funding_rate_8h"))
 # Columns renamed after the first release, by a rebuild (a sorting-key column cannot be renamed):
 # migrations.rename_columns, from ensure_tables.
 RENAMED = (
@@ -194,12 +199,23 @@ def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
         migrations.rename_columns(client, database, rename,
                                   lambda name, table=rename.table: _CREATE[table](database, name, exists_ok=False),
                                   after_swap=create_all, wait_s=wait_s)
+    migrations.add_columns(client, database, added_columns())  # before the views: they name them
     create_all()
     for column, ctype in INGEST_LOG_ADDED.items():  # a metadata-only ALTER, not a mutation
         client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
     _make_nullable(client, database)
     history.ensure_history(client, database)  # after ingest_log's added columns: its backfill reads them
     return _object_names()
+
+
+def added_columns() -> list[tuple[str, str, str, str]]:
+    """(table, column, declared type, the column before it) of each of `ADDED_SINCE`."""
+    out = []
+    for table, column in ADDED_SINCE:
+        columns = next(spec for spec in DATASETS.values() if spec.table == table).columns
+        names = [name for name, _ in columns]
+        out.append((table, column, dict(columns)[column], names[names.index(column) - 1]))
+    return out
 
 
 def _make_nullable(client, database: str) -> None:

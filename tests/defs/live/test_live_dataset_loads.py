@@ -65,7 +65,7 @@ def deribit_ticker(k: int) -> dict:
     return {"timestamp": MS + k * 1000, "instrument_name": "BTC-PERPETUAL", "best_bid_price": 40000.5 + k,
             "best_bid_amount": 1000.0, "best_ask_price": 40001.0 + k, "best_ask_amount": 2000.0,
             "last_price": 40000.5, "mark_price": 40000.0 + k, "index_price": 39990.0, "open_interest": 500000.0,
-            "current_funding": 0.0001 * k, "funding_8h": 0.0002, "stats": {"volume": 10.0}}
+            "current_funding": 0.0001 * k, "funding_8h": 0.0008 * k, "stats": {"volume": 10.0}}
 
 
 def book_top(venue: str, instrument: str, bids: list, asks: list, update_id: int = 1234, ms: int = MS + 20) -> str:
@@ -97,7 +97,12 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
         {"side": "sell", "posSide": "long", "bkPx": "39000.5", "sz": "3", "bkLoss": "0", "ccy": "", "ts": str(MS + 3000)}]}
     other = {"instId": "ETH-USDT-SWAP", "details": [
         {"side": "buy", "posSide": "short", "bkPx": "2000", "sz": "1", "bkLoss": "0", "ts": str(MS + 3000)}]}
+    agg = {"e": "aggTrade", "E": MS + 31, "s": "BTCUSDT", "a": 5001, "p": "40000.5", "q": "0.25", "f": 9001, "l": 9003,
+           "T": MS + 30, "m": False, "M": True}
     return {
+        ("BINANCE", "agg_trades"): ("BTCUSDT", [("btcusdt@aggTrade", binance("btcusdt@aggTrade", agg))],  # opt-in
+                                    [{"ts": ts(MS + 30), "trade_id": "5001", "price": 40000.5, "quantity": 0.25,
+                                      "amount": 40000.5 * 0.25, "side": "buy", "seq": 5001}]),  # the archives' way
         ("BINANCE", "tickers"): ("BTCUSDT", [("btcusdt@bookTicker", binance("btcusdt@bookTicker", {
             "u": 900, "s": "BTCUSDT", "b": "40000.1", "B": "0.5", "a": "40000.3", "A": "0.75"}))],
             [{"bid": 40000.1, "bid_size": 0.5, "ask": 40000.3, "ask_size": 0.75, "last": None, "volume_24h": None}]),
@@ -109,12 +114,14 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
                                       "volume": 12.5, "amount": 1262.5, "trades": 42}]),
         ("BINANCE_UM", "mark_funding"): ("BTCUSDT", [("btcusdt@markPrice@1s", binance("btcusdt@markPrice@1s", mark))],
                                          [{"ts": ts(MS + 1000), "mark_price": 40001.5, "index_price": 40000.25,
-                                           "funding_rate": 0.0001, "next_funding_time": ts(MS + 6 * 3600_000)}]),
+                                           "funding_rate": 0.0001, "next_funding_time": ts(MS + 6 * 3600_000),
+                                           "funding_rate_8h": None}]),
         ("BINANCE_UM", "liquidations"): ("BTCUSDT", [  # the all-market stream: every symbol's, one a push
             ("!forceOrder@arr", binance("!forceOrder@arr", force)),
             ("!forceOrder@arr", binance("!forceOrder@arr", {**force, "o": {**force["o"], "s": "ETHUSDT"}}))],
                                          [{"ts": ts(MS + 2000), "liquidation_id": f"{MS + 2000}.SELL", "side": "sell",
-                                           "price": 39010.5, "quantity": 0.014, "amount": 39010.5 * 0.014}]),
+                                           "price": 39010.5, "quantity": 0.014, "amount": 39010.5 * 0.014,
+                                           "order_price": 39000.0}]),  # `ap`, and the order's `p`
         ("OKX", "tickers"): ("BTC-USDT-SWAP", [("BTC-USDT-SWAP@tickers", okx("tickers", "BTC-USDT-SWAP", [{
             "instId": "BTC-USDT-SWAP", "last": "40000.5", "lastSz": "2", "bidPx": "40000.4", "bidSz": "10",
             "askPx": "40000.6", "askSz": "20", "ts": str(MS + 7)}]))],
@@ -138,7 +145,7 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
         ("OKX", "liquidations"): ("BTC-USDT-SWAP", [("SWAP@liquidation-orders", okx(
             "liquidation-orders", "SWAP", [liquidation, other], by_type=True))],
             [{"ts": ts(MS + 3000), "liquidation_id": f"{MS + 3000}-sell-long-3-39000.5", "side": "sell",
-              "price": 39000.5, "quantity": 0.03, "amount": 39000.5 * 0.03}]),
+              "price": 39000.5, "quantity": 0.03, "amount": 39000.5 * 0.03, "order_price": None}]),
         ("DERIBIT", "tickers"): ("BTC-PERPETUAL", [("ticker.BTC-PERPETUAL.100ms", deribit(
             "ticker.BTC-PERPETUAL.100ms", deribit_ticker(1)))],
             [{"ts": ts(MS + 1000), "last": 40000.5, "bid": 40001.5, "bid_size": 1000.0 / 40001.5, "ask": 40002.0,
@@ -159,7 +166,7 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
         ("DERIBIT", "mark_funding"): ("BTC-PERPETUAL", [("ticker.BTC-PERPETUAL.100ms", deribit(
             "ticker.BTC-PERPETUAL.100ms", deribit_ticker(2)))],
             [{"ts": ts(MS + 2000), "mark_price": 40002.0, "index_price": 39990.0, "funding_rate": 0.0002,
-              "next_funding_time": None}]),
+              "next_funding_time": None, "funding_rate_8h": 0.0016}]),  # current_funding, funding_8h
     }
 
 

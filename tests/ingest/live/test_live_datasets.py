@@ -33,8 +33,8 @@ WAIT_S = 25
 # venue -> (replay, protocol, instruments, datasets published (books are kept, not published), bad-frame
 # channels: (the replay's channel kind, the dataset whose frames it carries))
 VENUES = {
-    "BINANCE": (BinanceWsReplay, BinanceSpotStream, ["BTCUSDT"], ("trades", "tickers", "bars_1m"),
-                [("bookTicker", "tickers"), ("kline_1m", "bars_1m")]),
+    "BINANCE": (BinanceWsReplay, BinanceSpotStream, ["BTCUSDT"], ("trades", "tickers", "bars_1m", "agg_trades"),
+                [("bookTicker", "tickers"), ("kline_1m", "bars_1m"), ("aggTrade", "agg_trades")]),
     "BINANCE_UM": (BinanceUmWsReplay, BinanceUsdmStream, ["BTCUSDT", "ETHUSDT"],
                    ("trades", "tickers", "bars_1m", "mark_price", "funding", "liquidations"),
                    [("bookTicker", "tickers"), ("kline_1m", "bars_1m"), ("markPrice", "mark_price"),
@@ -50,7 +50,8 @@ VENUES = {
 FIELDS = {"trades": ("trade_id", "price", "quantity", "amount", "side"), "tickers": ("bid", "bid_size", "ask", "ask_size"),
           "bars_1m": ("open_ms", "open", "high", "low", "close", "volume", "amount"), "funding": ("funding_rate",),
           "mark_price": ("mark_price", "index_price"), "liquidations": ("liquidation_id", "side", "price", "quantity"),
-          "open_interest": ("contracts", "contract_size", "size_unit", "base", "quote")}
+          "open_interest": ("contracts", "contract_size", "size_unit", "base", "quote"),
+          "agg_trades": ("trade_id", "price", "quantity", "amount", "side", "seq", "first_trade_id", "last_trade_id")}
 
 
 def replays(venue: str, ws_config: WsConfig, seed: int = 7):

@@ -86,7 +86,8 @@ def test_the_reader_reads_the_real_layout_once_per_liquidation(tmp_path):
         "liquidation_id": ["1711843200123000-sell-0.014-70010.5", "1711843260500000-buy-1.5-70900",
                            "1711929599999000-sell-20-3366.9"],
         "side": ["sell", "buy", "sell"], "price": [70010.5, 70900.0, 3366.9], "quantity": [0.014, 1.5, 20.0],
-        "amount": [70010.5 * 0.014, 70900.0 * 1.5, 3366.9 * 20.0]}, schema=LIQUIDATIONS_SCHEMA)
+        "amount": [70010.5 * 0.014, 70900.0 * 1.5, 3366.9 * 20.0],
+        "order_price": [69660.2, 71254.6, 3350.1]}, schema=LIQUIDATIONS_SCHEMA)  # the order's own price
     assert_frame_equal(frame, expected)
     assert reader.dropped == {"duplicates": 2, "not_filled": 1}
     assert notes.dropped_on == {("BTCUSDT", DAY): {"duplicates": 2, "not_filled": 1}}
@@ -95,8 +96,8 @@ def test_the_reader_reads_the_real_layout_once_per_liquidation(tmp_path):
     headless.parent.mkdir()
     headless.write_text("1711843200123,BUY,LIMIT,IOC,2,71000,0,FILLED,2,2\n")
     row = read_dump(headless, market="um", venue="BINANCE_UM").row(0, named=True)
-    assert (row["price"], row["quantity"], row["amount"], row["liquidation_id"]) == (
-        71000.0, 2.0, 142000.0, "1711843200123000-buy-2-71000")
+    assert (row["price"], row["quantity"], row["amount"], row["liquidation_id"], row["order_price"]) == (
+        71000.0, 2.0, 142000.0, "1711843200123000-buy-2-71000", 71000.0)
 
 
 @pytest.mark.parametrize("text, message", [

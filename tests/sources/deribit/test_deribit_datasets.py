@@ -156,9 +156,9 @@ def test_flagged_trades_are_one_liquidation_per_liquidated_side():
     t = datetime(2020, 5, 26, 9, 9, 16, 350000, tzinfo=UTC)
     t1 = t + timedelta(milliseconds=1)
     assert frame.rows() == [  # 48079255: a taker bought from a liquidated seller's resting order
-        (t, "DERIBIT", "BTC-PERPETUAL", "48079255-M", "sell", 8950.5, 1500 / 8950.5, 1500.0),
-        (t1, "DERIBIT", "BTC-PERPETUAL", "48079256-M", "buy", 8951.0, 200 / 8951.0, 200.0),
-        (t1, "DERIBIT", "BTC-PERPETUAL", "48079256-T", "sell", 8951.0, 200 / 8951.0, 200.0)]
+        (t, "DERIBIT", "BTC-PERPETUAL", "48079255-M", "sell", 8950.5, 1500 / 8950.5, 1500.0, None),
+        (t1, "DERIBIT", "BTC-PERPETUAL", "48079256-M", "buy", 8951.0, 200 / 8951.0, 200.0, None),
+        (t1, "DERIBIT", "BTC-PERPETUAL", "48079256-T", "sell", 8951.0, 200 / 8951.0, 200.0, None)]  # a trade: no order price
     bad = copy.deepcopy(TRADES_BODY)
     bad["result"]["trades"][1]["liquidation"] = "X"
     with pytest.raises(SourceDataError, match="trade 48079255 liquidation is 'X', not one of M, T, MT"):
@@ -289,7 +289,7 @@ def liquidation_truth(server, instrument: str) -> pl.DataFrame:
         for who in flag or "":
             side = trade["side"] if who == "T" else {"buy": "sell", "sell": "buy"}[trade["side"]]
             rows.append((trade["ts"], "DERIBIT", instrument, f"{trade['trade_id']}-{who}", side,
-                         trade["price"], trade["quantity"], trade["amount"]))
+                         trade["price"], trade["quantity"], trade["amount"], None))
     return pl.DataFrame(rows, schema=LIQUIDATIONS_SCHEMA, orient="row").sort("ts", "liquidation_id")
 
 

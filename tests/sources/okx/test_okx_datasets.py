@@ -96,7 +96,7 @@ def truth_liquidations(server, instrument: str) -> pl.DataFrame:
         lid = f"{key}#{repeats[key]}" if repeats[key] else key
         repeats[key] += 1
         base = base_and_quote(tape.spec, tape.price[i], tape.size[i])[0]
-        rows.append((tape.ts[i], lid, side, tape.price[i], base, tape.price[i] * base))
+        rows.append((tape.ts[i], lid, side, tape.price[i], base, tape.price[i] * base, None))
     truth = frame("liquidations", rows, instrument)
     return truth.sort(["ts", "liquidation_id"])
 
@@ -191,7 +191,8 @@ def test_liquidations_docs_example_bankruptcy_price_and_contracts():
     row = parse_liquidations(LIQUIDATION_DOC, "IOST-USDT-SWAP", reference=values).row(0, named=True)
     assert row == {"ts": datetime(2023, 8, 17, 10, 0, 34, 10000, tzinfo=UTC), "venue": "OKX",
                    "instrument": "IOST-USDT-SWAP", "liquidation_id": "1692266434010-buy-short-13-0.007831",
-                   "side": "buy", "price": 0.007831, "quantity": 13000.0, "amount": 0.007831 * 13000.0}
+                   "side": "buy", "price": 0.007831, "quantity": 13000.0, "amount": 0.007831 * 13000.0,
+                   "order_price": None}  # OKX sends the bankruptcy price only
     group = LIQUIDATION_DOC["data"][0]
     twice = {**group, "details": group["details"] * 2}  # the same detail twice: told apart by "#1"
     no_id = {key: value for key, value in twice.items() if key != "instId"}  # a SWAP family's perpetual

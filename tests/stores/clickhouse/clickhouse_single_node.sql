@@ -342,6 +342,7 @@ CREATE TABLE IF NOT EXISTS `marketdata`.`liquidations` (
     `price` Float64 CODEC(ZSTD(1)),
     `quantity` Float64 CODEC(ZSTD(1)),
     `amount` Float64 CODEC(ZSTD(1)),
+    `order_price` Nullable(Float64) CODEC(ZSTD(1)),
     `day` Date CODEC(Delta, ZSTD(1)),
     `load_id` UInt64 CODEC(Delta, ZSTD(1))
 ) ENGINE = MergeTree
@@ -420,6 +421,7 @@ CREATE TABLE IF NOT EXISTS `marketdata`.`mark_funding` (
     `index_price` Nullable(Float64) CODEC(ZSTD(1)),
     `funding_rate` Nullable(Float64) CODEC(ZSTD(1)),
     `next_funding_time` Nullable(DateTime64(6, 'UTC')) CODEC(ZSTD(1)),
+    `funding_rate_8h` Nullable(Float64) CODEC(ZSTD(1)),
     `day` Date CODEC(Delta, ZSTD(1)),
     `load_id` UInt64 CODEC(Delta, ZSTD(1))
 ) ENGINE = MergeTree
@@ -728,12 +730,12 @@ WHERE venue = {venue:String} AND instrument = {instrument:String}
   AND load_id IN (SELECT load_id FROM `marketdata`.loads FINAL WHERE dataset = 'open_interest' AND venue = {venue:String} AND instrument = {instrument:String} AND day >= toDate({start:DateTime64(6, 'UTC')}) AND day <= toDate({end:DateTime64(6, 'UTC')}));
 
 CREATE OR REPLACE VIEW `marketdata`.`liquidations_v` AS
-SELECT `ts`, `venue`, `instrument`, `liquidation_id`, `side`, `price`, `quantity`, `amount`
+SELECT `ts`, `venue`, `instrument`, `liquidation_id`, `side`, `price`, `quantity`, `amount`, `order_price`
 FROM `marketdata`.`liquidations`
 WHERE load_id IN (SELECT load_id FROM `marketdata`.loads FINAL WHERE dataset = 'liquidations');
 
 CREATE OR REPLACE VIEW `marketdata`.`liquidations_range` AS
-SELECT `ts`, `venue`, `instrument`, `liquidation_id`, `side`, `price`, `quantity`, `amount`
+SELECT `ts`, `venue`, `instrument`, `liquidation_id`, `side`, `price`, `quantity`, `amount`, `order_price`
 FROM `marketdata`.`liquidations`
 WHERE venue = {venue:String} AND instrument = {instrument:String}
   AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')}
@@ -788,12 +790,12 @@ WHERE venue = {venue:String} AND instrument = {instrument:String}
   AND load_id IN (SELECT load_id FROM `marketdata`.loads FINAL WHERE dataset = 'factors' AND venue = {venue:String} AND instrument = {instrument:String} AND day >= toDate({start:DateTime64(6, 'UTC')}) AND day <= toDate({end:DateTime64(6, 'UTC')}));
 
 CREATE OR REPLACE VIEW `marketdata`.`mark_funding_v` AS
-SELECT `ts`, `venue`, `instrument`, `mark_price`, `index_price`, `funding_rate`, `next_funding_time`
+SELECT `ts`, `venue`, `instrument`, `mark_price`, `index_price`, `funding_rate`, `next_funding_time`, `funding_rate_8h`
 FROM `marketdata`.`mark_funding`
 WHERE load_id IN (SELECT load_id FROM `marketdata`.loads FINAL WHERE dataset = 'mark_funding');
 
 CREATE OR REPLACE VIEW `marketdata`.`mark_funding_range` AS
-SELECT `ts`, `venue`, `instrument`, `mark_price`, `index_price`, `funding_rate`, `next_funding_time`
+SELECT `ts`, `venue`, `instrument`, `mark_price`, `index_price`, `funding_rate`, `next_funding_time`, `funding_rate_8h`
 FROM `marketdata`.`mark_funding`
 WHERE venue = {venue:String} AND instrument = {instrument:String}
   AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')}

@@ -340,3 +340,28 @@ def test_a_migration_killed_after_its_swap_is_finished_by_hand(clickhouse, caplo
         assert after["ingest_log"] == before["ingest_log"] and ct.finish_column_renames(client, db) == []
         assert columns(client, db, "loads_dataset_columns_new") == [] and "kind" in columns(
             client, db, "loads_before_dataset_columns")
+
+
+def test_a_store_older_than_an_added_dataset_column_gets_it_once_its_rows_reading_null(clickhouse, caplog):
+    """`ADDED_SINCE` (liquidations.order_price): a table created before the column was declared gets it, in
+    its declared place and type, before the views that name it; its rows read null; a second run adds nothing."""
+    db, spec = clickhouse.database, frames.LIQUIDATIONS_SPEC
+    with clickhouse.get_client() as client:
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        client.command(ct._table_ddl(db, spec).replace(",\n    `order_price` Nullable(Float64) CODEC(ZSTD(1))", ""))
+        assert "order_price" not in columns(client, db, "liquidations")
+        at = datetime(DAY.year, DAY.month, DAY.day, 1, tzinfo=UTC)
+        client.insert("liquidations", [[at, "BINANCE_UM", "BTCUSDT", "1.SELL", "sell", 9910.0, 0.014, 138.74, DAY, 7]],
+                      column_names=["ts", "venue", "instrument", "liquidation_id", "side", "price", "quantity",
+                                    "amount", "day", "load_id"], database=db)
+        with caplog.at_level(logging.WARNING, logger=migrations.__name__):
+            ct.ensure_tables(client, db)
+        assert "added the column(s) liquidations.order_price" in caplog.text
+        assert columns(client, db, "liquidations") == [*spec.column_names, "day", "load_id"]
+        assert rows(client, "SELECT type FROM system.columns WHERE database = {d:String} AND table = 'liquidations' "
+                            "AND name = 'order_price'", d=db) == [("Nullable(Float64)",)]
+        client.insert("loads", [["liquidations", "BINANCE_UM", "BTCUSDT", DAY, 7, 1, "run-7"]],
+                      column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id"], database=db)
+        stored = ct.read_range(client, db, "liquidations", "BINANCE_UM", "BTCUSDT", DAY, DAY + timedelta(days=1))
+        assert stored.select("liquidation_id", "price", "order_price").rows() == [("1.SELL", 9910.0, None)]
+        assert migrations.add_columns(client, db, ct.added_columns()) == []  # once
