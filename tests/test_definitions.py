@@ -16,6 +16,7 @@ TICKS_CHECKS = {
                        "no_unit_step"},
     "binance_dump_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive"},
     "live_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive", "trade_ids_continuous"},
+    "live_agg_trades": {"no_duplicate_trade_ids", "timestamps_inside_day", "prices_positive", "trade_ids_continuous"},
     "live_bars_1m": {"bar_high_low_consistent", "timestamps_inside_day", "prices_positive", "bars_on_the_1m_grid",
                      "no_unit_step"},
     "live_tickers": {"ticker_not_crossed", "timestamps_inside_day"},
@@ -65,7 +66,7 @@ def test_the_code_location_loads_and_every_asset_has_its_resources_partitions_an
                               "live_agg_trades"}
     assert groups["upkeep"] == {"tick_store", "tick_compaction", "ticks_coverage"}
     assert groups["exports"] == {"parquet_export"}
-    assert groups["crypto"] == {"crypto_factors", "trade_id_refill",
+    assert groups["crypto"] == {"crypto_factors", "trade_id_refill", "instrument_master",
                                 *(name for name in TICKS_CHECKS if name.startswith("crypto_"))}
     assert {"binance_dump_trades", "binance_dump_bars_1m", "binance_archive_recheck",
             "binance_archive_reconcile"} <= groups["archives"]

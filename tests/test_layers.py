@@ -108,3 +108,31 @@ def test_package_code_never_waits_with_asyncio_wait_for():
     assert not WAIT_FOR.search("self.writer.wait_for(alpha_type, ids)")
     found = package_lines(WAIT_FOR)
     assert not found, "use `async with asyncio.timeout(...)`:\n" + "\n".join(found)
+
+
+CONTRACT_NAME = re.compile(r"-SWAP$|PERPETUAL$|-\d{6}$|-\d{1,2}[A-Z]{3}\d{2}$|-[CP]$")
+
+
+def contract_tables(source: str) -> list[str]:
+    """The dict literals of `source` that map contract names to numbers (a size table typed into code)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict) and node.keys and all(
+                isinstance(k, ast.Constant) and isinstance(k.value, str) and CONTRACT_NAME.search(k.value)
+                for k in node.keys) and all(isinstance(v, (ast.Constant, ast.Tuple)) for v in node.values):
+            found.append(f"line {node.lineno}: {', '.join(k.value for k in node.keys)[:80]}")
+    return found
+
+
+def test_no_contract_size_table_in_package_code():
+    """Contract values and sizes come from the venues' reference data (the instrument master), never from a
+    table typed into code; the replays are the venues and keep their own."""
+    assert contract_tables('SIZES = {"BTC-PERPETUAL": 10.0, "ETH-PERPETUAL": 1.0}')
+    assert contract_tables('V = {"BTC-USDT-SWAP": (0.01, False)}')
+    assert not contract_tables('CHANNEL = {"trades": 1}')
+    found = [f"{path.relative_to(REPO)} {table}"
+             for path in sorted((REPO / "marketdata_assets").rglob("*.py")) if "replay" not in path.parts
+             for table in contract_tables(path.read_text(encoding="utf-8"))]
+    assert not found, "a contract-size table in package code (use the instrument master):\n" + "\n".join(found)

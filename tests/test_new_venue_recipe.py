@@ -28,8 +28,11 @@ from typing import ClassVar
 
 import polars as pl
 
+import msgspec
+
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, describe_request
-from marketdata_assets.datasets.declared import frame_of
+from marketdata_assets.datasets.declared import frame_of, page_of
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.frames import TRADES_SCHEMA
 from marketdata_assets.datasets.wire import field, finish_trades
 from marketdata_assets.sources.interface import HISTORY, venue_source
@@ -57,6 +60,23 @@ class ToyexClient(ApiClient):
                          price=cols["p"], quantity=cols["q"], amount=[p * q for p, q in zip(cols["p"], cols["q"])],
                          side=cols["side"], seq=cols["id"])
         return finish_trades([frame], start, end)
+
+    async def listing(self) -> list[Instrument]:
+        """Its reference endpoint: `GET /instruments` -> `{"instruments": [ToyexInstrument]}`."""
+        page = Page(VENUE, "instruments", None, describe_request("GET", "/instruments", {}))
+        body = await self.call("GET", "/instruments", page=page)
+        return [Instrument(VENUE, r.symbol, "spot", r.base, r.quote, r.quote, False, 1.0, 1.0, r.base, r.tick, r.lot,
+                           r.lot, None, None, "live" if r.trading else "suspended")
+                for r in page_of(ToyexInstrument, field(body, "instruments", "answer", page), "instrument", page)]
+
+
+class ToyexInstrument(msgspec.Struct):
+    symbol: str     # BTCUSD
+    base: str       # BTC
+    quote: str      # USD
+    tick: float     # price increment
+    lot: float      # size increment (base units)
+    trading: bool   # open for trading now
 
 
 TOYEX = venue_source(VENUE, ToyexClient, "toyex", stream=ToyexStream)
@@ -221,6 +241,9 @@ class ToyexReplay(BackgroundServer):
     def dispatch(self, method, target, headers, body):
         url = urlsplit(target)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        if url.path == "/instruments":
+            return json_reply(200, {"instruments": [{"symbol": "BTCUSD", "base": "BTC", "quote": "USD", "tick": 0.5,
+                                                     "lot": 0.001, "trading": True}]})
         if url.path != "/trades":
             return json_reply(404, {"code": "NOT_FOUND"})
         return json_reply(200, {"trades": trades_of(int(query["from"]), int(query["to"]))})
@@ -252,10 +275,16 @@ with ToyexReplay() as replay:
         result = dg.materialize([d.get_assets_def("crypto_trades")], resources={{**d.resources, "clickhouse": clickhouse}},
                                 instance=instance, selection=["crypto_trades"], raise_on_error=False,
                                 partition_key=dg.MultiPartitionKey({{"day": day.isoformat(), "venue": "TOYEX"}}))
+        master = dg.materialize([d.get_assets_def("instrument_master")], resources={{**d.resources, "clickhouse": clickhouse}},
+                                instance=instance, raise_on_error=False,
+                                run_config={{"ops": {{"instrument_master": {{"config": {{"venues": ["TOYEX"]}}}}}}}})
     with clickhouse.get_client() as client:
         rows = client.query("SELECT count(), uniqExact(trade_id), round(sum(quantity), 6), min(price) "
                             "FROM recipe.trades_v WHERE venue = 'TOYEX' AND instrument = 'BTCUSD'").result_rows[0]
-print(json.dumps({{"success": result.success, "rows": list(rows), "refused": refused, "resource": type(d.resources["toyex"]).__name__,
+        listed = client.query("SELECT instrument, tick_size, status FROM recipe.instruments FINAL "
+                              "WHERE venue = 'TOYEX'").result_rows
+print(json.dumps({{"success": result.success, "rows": list(rows), "master": master.success,
+                  "listed": [list(r) for r in listed], "refused": refused, "resource": type(d.resources["toyex"]).__name__,
                   "truth": [len(truth), len(truth), round(sum(t["q"] for t in truth), 6), min(t["p"] for t in truth)]}}))
 '''
 
@@ -358,6 +387,7 @@ def test_a_new_venue_is_a_package_a_registry_line_a_replay_and_a_config_entry(tm
     assert found["resource"] == "CryptoVenueResource"  # built by the resources' loop
     assert found["success"], done.stderr[-3000:]
     assert found["rows"] == found["truth"] and found["truth"][0] == 96  # every trade of the day, each once
+    assert found["master"] and found["listed"] == [["BTCUSD", 0.5, "live"]]  # its reference endpoint, in the master
 
 
 def test_the_new_venue_streams_live_through_marketdata_collect_to_trades_live_and_the_hourly_loads(tmp_path):

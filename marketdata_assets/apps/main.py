@@ -110,6 +110,7 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
 
     a_share_day, yahoo_day = last_trading_day("SSE"), last_trading_day("NYSE")
     return [
+        ("instrument master", ticks + [keys("instrument_master")], {}, None),  # the universes resolve from it
         (f"crypto history datasets {yesterday}", ticks + [keys(*CRYPTO_ASSETS.values())],
          day_range(yesterday, venues[0], venues[-1]), None),
         ("crypto snapshots (books, tickers, open interest)",
@@ -153,7 +154,8 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     monthly_alphas = [a for a in alphas if a not in fetch]
     unpartitioned = [a for a in assets if a.partitions_def is None]
     stores = [a for a in unpartitioned if not any(a.asset_deps.values())]  # the tables and collections
-    upkeep = [a for a in unpartitioned if a not in stores]  # re-checks, compaction, coverage: of what is loaded
+    upkeep = [a for a in unpartitioned if a not in stores  # re-checks, compaction, coverage: of what is loaded
+              and dg.AssetKey("instrument_master") not in a.keys]  # (the master: a step of its own, first)
     steps = [
         ("stores", stores, {}, None),
         (f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}", bars + checks_of(defs, bars), _range_tags(months), None),

@@ -89,6 +89,10 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+class LookupFailed(RuntimeError):
+    """The venue's reference endpoint could not be asked (not: it does not know the instrument)."""
+
+
 class Version(NamedTuple):
     valid_from: datetime   # when this description starts to hold
     seen: datetime         # when the master learned it
@@ -145,15 +149,22 @@ class Master:
     """
 
     def __init__(self, versions: Iterable[Version] = (), lookup: Callable[[str, str], list[Instrument]] | None = None,
-                 min_interval_s: float = 0.2, clock: Callable[[], datetime] | None = None):
+                 min_interval_s: float = 0.2, clock: Callable[[], datetime] | None = None, retry_s: float = 60.0):
         self._versions: dict[tuple[str, str], list[Version]] = {}
         self._lookup, self._interval, self._clock = lookup, min_interval_s, clock or _now
         self._unknown: set[tuple[str, str]] = set()
         self._last_lookup: dict[str, float] = {}
+        self._failed: dict[tuple[str, str], tuple[float, str]] = {}  # a lookup that failed: when, why
+        self._retry_s = retry_s
         self._lock = threading.Lock()
         self.lookups = 0          # reference lookups made
         self.added: list[Version] = []  # versions learned by lookups, for the caller to store
         self.add(versions)
+
+    @property
+    def connected(self) -> bool:
+        """It asks the venue for an instrument never seen."""
+        return self._lookup is not None
 
     def connect(self, lookup: Callable[[str, str], list[Instrument]]) -> None:
         """Ask `lookup` for an instrument never seen (the venue's reference endpoint)."""
@@ -226,17 +237,29 @@ class Master:
         return wait
 
     def _learn(self, venue: str, instrument: str) -> list[Version]:
+        """A blocking lookup; one that failed (the venue unreachable) is not asked again for `retry_s`:
+        until then the same error is raised at once (the caller refuses the frame, counted)."""
+        key = (venue, instrument)
         if self._lookup is None or not self.needs_lookup(venue, instrument):
-            return self._versions.get((venue, instrument), [])
+            return self._versions.get(key, [])
         with self._lock:
             if not self.needs_lookup(venue, instrument):
-                return self._versions.get((venue, instrument), [])
+                return self._versions.get(key, [])
+            failed = self._failed.get(key)
+            if failed is not None and time.monotonic() - failed[0] < self._retry_s:
+                raise LookupFailed(f"{venue} {instrument}: {failed[1]} (asked again {self._retry_s:g} s after)")
             time.sleep(self.pause(venue))
-            return self.learn(venue, instrument, self._lookup(venue, instrument))
+            try:
+                found = self._lookup(venue, instrument)
+            except Exception as error:
+                self._failed[key] = (time.monotonic(), str(error))
+                raise
+            self._failed.pop(key, None)
+            return self.learn(venue, instrument, found)
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-__all__ = ["CLOSED", "SCHEMA", "TYPES", "Instrument", "Master", "Version", "changes", "frame", "from_frame"]
+__all__ = ["CLOSED", "SCHEMA", "TYPES", "Instrument", "LookupFailed", "Master", "Version", "changes", "frame", "from_frame"]

@@ -5,6 +5,7 @@ and a run's clients sized by the stored master (`sized_by`), what they had to lo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -73,3 +74,28 @@ def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime
 
 
 __all__ = ["Refresh", "keep_learned", "refresh", "sized_by", "stored_master"]
+
+
+async def venue_listing(make_client: Callable) -> list[Instrument]:
+    """The venue's whole master now (its client's `listing`)."""
+    async with make_client() as api:
+        return await api.listing()
+
+
+def refresh_venues(client, database: str, makers: dict[str, Callable], now: datetime | None = None
+                   ) -> tuple[list[Refresh], dict[str, str]]:
+    """Each venue's listing read and its versions stored: (the refreshes, venue -> the error of a venue
+    whose listing could not be read; the others are stored)."""
+    now = now or datetime.now(timezone.utc)
+    master = stored_master(client, database, set(makers))
+    done, failed = [], {}
+    for venue, make in sorted(makers.items()):
+        try:
+            listing = asyncio.run(venue_listing(make))
+        except Exception as error:  # noqa: BLE001  (one venue's failure is reported, the others go on)
+            failed[venue] = f"{type(error).__name__}: {error}"
+            continue
+        result = refresh(master, venue, listing, now)
+        store_versions(client, database, result.versions)
+        done.append(result)
+    return done, failed

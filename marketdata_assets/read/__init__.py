@@ -16,7 +16,7 @@ from marketdata_assets.stores.clickhouse.connection import EmbeddedLockTimeout
 from marketdata_assets.stores.clickhouse.history import CompactedAway
 
 __all__ = ["AsOfUnsupported", "CompactedAway", "EmbeddedLockTimeout", "MissingDays", "Reader", "agg_trades", "alphas", "bars",
-           "books", "catalog", "daily_bars", "dataset", "factors", "funding", "index_bars", "kline", "liquidations", "loads",
+           "books", "catalog", "daily_bars", "dataset", "factors", "funding", "index_bars", "instruments", "kline", "liquidations", "loads",
            "mark_bars", "minute_bars", "open_interest", "option_chain", "tickers", "trades"]
 
 
@@ -35,6 +35,7 @@ def _one_session(name: str):
 dataset = _one_session("dataset")
 catalog = _one_session("catalog")
 loads = _one_session("loads")
+instruments = _one_session("instruments")
 minute_bars = _one_session("minute_bars")
 kline = _one_session("kline")
 alphas = _one_session("alphas")

@@ -214,6 +214,30 @@ class Reader:
         last_loaded_at and failed_days (slices whose latest ingest attempt did not succeed)."""
         return ct.coverage(self.clickhouse(), self.database)
 
+    def instruments(self, venue: str | None = None, as_of: Time | None = None, *, history: bool = False
+                    ) -> pl.DataFrame:
+        """The instrument master (`instrument_master`): each instrument of `venue` (None: every venue) as its
+        reference data described it at `as_of` (None: now; a day means its end), one row each with the
+        version's `valid_from` and `seen`; an instrument first listed after `as_of` is not there, one that
+        ended before is, with its ending status. `history`: every version up to `as_of` instead."""
+        from marketdata_assets.datasets.instruments import frame
+        from marketdata_assets.stores.clickhouse.instruments import ensure_instruments_table, read_versions
+
+        if isinstance(as_of, str) and len(as_of.strip()) == 10:
+            as_of = date.fromisoformat(as_of.strip())
+        when = ch_reads.utc_time(as_of, "as_of") if as_of is not None else None
+        if isinstance(as_of, date) and not isinstance(as_of, datetime):
+            when = datetime.combine(as_of, datetime.max.time(), UTC)
+        client = self.clickhouse()
+        ensure_instruments_table(client, self.database)
+        versions = read_versions(client, self.database, venue.upper() if venue else None, as_of=when)
+        if not history:
+            latest = {}
+            for version in versions:  # oldest first: the last of each instrument is the one valid then
+                latest[version.instrument.key] = version
+            versions = list(latest.values())
+        return frame(versions).sort("venue", "instrument", "valid_from")
+
     def loads(self, name: str, venue: str | None = None, instrument: str | Sequence[str] | None = None,
               start: Time | None = None, end: Time | None = None) -> pl.DataFrame:
         """Every flip of the pointer of a dataset's slices (the load history), newest first per slice:

@@ -24,7 +24,7 @@ import difflib
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import yaml
 
 from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
+from marketdata_assets.datasets.universe import Rule
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.sources.config_schema import (
     DECLARED,
@@ -89,9 +90,16 @@ class SourcesConfig:
     funding_caps: Mapping[str, float] = field(default_factory=dict)  # venue -> |rate| cap, as an 8-hour rate
     catch_up_days: int = 7
     binance_archives: ArchiveSettings | None = None  # parsed: the section, or its defaults when absent
+    crypto_universe_rules: Mapping[str, Rule] = field(default_factory=dict)  # venue -> its universe rule
 
     def crypto_partition_keys(self) -> list[str]:
         return [key.partition_key for key in self.crypto_instruments]
+
+    def crypto_rules(self) -> dict[str, Rule]:
+        """venue -> its universe: the rule (if any) with the explicit instruments, for every venue with either."""
+        explicit = self.crypto_instruments_by_venue()
+        return {venue: replace(self.crypto_universe_rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
+                for venue in sorted(set(explicit) | set(self.crypto_universe_rules))}
 
     def crypto_instruments_by_venue(self) -> dict[str, list[str]]:
         """venue -> its configured instruments, in the file's order."""
@@ -289,6 +297,32 @@ def _crypto_instruments(reader: _Reader, raw: Any) -> list[InstrumentKey]:
     return instruments
 
 
+RULE_KEYS = ("types", "quotes", "settles", "bases", "statuses", "include", "exclude")
+
+
+def _crypto_rules(reader: _Reader, raw: Any) -> dict[str, Rule]:
+    """universes.crypto.rules: VENUE -> a mapping of RULE_KEYS, each a list of text."""
+    rules = {}
+    for venue, spec in reader.mapping(raw, "universes.crypto.rules").items():
+        where, name = f"universes.crypto.rules.{venue}", str(venue).upper()
+        if name not in CRYPTO_SOURCES:
+            raise reader.error(where, f"unknown venue; expected one of {sorted(CRYPTO_SOURCES)}")
+        if not isinstance(spec, dict) or set(spec) - set(RULE_KEYS):
+            extra = sorted(set(spec) - set(RULE_KEYS)) if isinstance(spec, dict) else []
+            raise reader.error(where, f"expected a mapping of {', '.join(RULE_KEYS)}"
+                               + (f"; unknown key(s) {', '.join(extra)}" if extra else ""))
+        values = {}
+        for key, listed in spec.items():
+            if not isinstance(listed, list) or not all(isinstance(v, str) and v.strip() for v in listed):
+                raise reader.error(f"{where}.{key}", "expected a list of names")
+            values[key] = tuple(v.strip() for v in listed)
+        try:
+            rules[name] = Rule(name, **values)
+        except ValueError as error:
+            raise reader.error(where, str(error)) from None
+    return rules
+
+
 def _stock_universe(reader: _Reader, universes: dict, name: str, normalize) -> tuple[tuple[str, ...], date]:
     """(instruments, history_start) of universes.a_shares or universes.yahoo."""
     where, section = f"universes.{name}", SCHEMA.keys["universes"].keys[name]
@@ -322,6 +356,7 @@ def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | Non
         crypto_history_start=reader.get(c_raw, "universes.crypto", crypto, "history_start"),
         book_depth=reader.get(c_raw, "universes.crypto", crypto, "book_depth"),
         option_chains=_option_chains(reader, c_raw.get("option_chains") or {}),
+        crypto_universe_rules=_crypto_rules(reader, c_raw.get("rules") or {}),
         funding_caps=_funding_caps(reader, c_raw.get("funding_caps") or {}),
         catch_up_days=reader.get(top, "", SCHEMA, "catch_up_days"),
         binance_archives=_archives(reader, top.get("binance_archives") or DEFAULT_ARCHIVES, environ),

@@ -78,6 +78,10 @@ CRYPTO = {
     "instruments": Option({}, "mapping", description=(
         "VENUE: [instrument, ...] for the venues " + ", ".join(s.name for s in DECLARED.values() if s.venue_api)
         + "; each checked against its venue. The partitions VENUE:INSTRUMENT of `crypto_instruments`.")),
+    "rules": Option({}, "mapping", description=(
+        "VENUE: {types, quotes, settles, bases, statuses, include, exclude}: the venue's universe as a rule over "
+        "its point-in-time instrument master (the `instrument_master` asset), resolved per day from what was "
+        "listed that day; with the explicit `instruments` (in on every day). docs/instruments.md.")),
     "option_chains": Option({}, "mapping", description=(
         "DERIBIT: [BTC, ETH, ...]: the option chains snapshotted (partitions DERIBIT:BTC-OPTIONS, ...).")),
     "funding_caps": Option({}, "mapping", description=(

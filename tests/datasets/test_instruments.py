@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from marketdata_assets.datasets.instruments import Instrument, Master, changes, frame, from_frame
+import pytest
+
+from marketdata_assets.datasets.instruments import (
+    Instrument,
+    LookupFailed,
+    Master,
+    changes,
+    frame,
+    from_frame,
+)
 
 T0 = datetime(2025, 1, 10, tzinfo=timezone.utc)
 
@@ -83,3 +92,19 @@ def test_sizes_follow_the_venue_arithmetic():
     assert option.base_and_quote(0.05, 2) == (0.02, 0.05 * 0.02)
     spot = swap("BTC-USDT", 1.0, type="spot")
     assert spot.base_and_quote(100.0, 2.5) == (2.5, 250.0)
+
+
+def test_a_failed_lookup_is_not_asked_again_at_once():
+    calls: list[str] = []
+
+    def down(venue: str, instrument: str) -> list[Instrument]:
+        calls.append(instrument)
+        raise ConnectionError("venue unreachable")
+
+    master = Master(lookup=down, min_interval_s=0.0, retry_s=60.0)
+    with pytest.raises(ConnectionError):
+        master.at("OKX", "BTC-USD-SWAP")
+    for _ in range(5):  # every frame in the next minute: refused at once, the venue not asked
+        with pytest.raises(LookupFailed, match="venue unreachable"):
+            master.at("OKX", "BTC-USD-SWAP")
+    assert calls == ["BTC-USD-SWAP"]

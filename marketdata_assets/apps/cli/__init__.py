@@ -22,7 +22,7 @@ import sys
 
 import click
 
-from marketdata_assets.apps.cli import alphas, equities, exports, live, operate
+from marketdata_assets.apps.cli import alphas, equities, exports, instruments, live, operate
 from marketdata_assets.apps.cli.session import Session
 
 
@@ -38,7 +38,8 @@ def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
     ctx.obj = Session(demo, verbose)
 
 
-for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS, *exports.COMMANDS, *live.COMMANDS):
+for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS, *exports.COMMANDS, *live.COMMANDS,
+                *instruments.COMMANDS):
     cli.add_command(command)
 cli.add_command(operate.status, name="catalog")  # read.catalog()'s name for the same table
 

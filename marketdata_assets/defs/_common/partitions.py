@@ -8,7 +8,7 @@ dump files (defs/archives) are day x venue too, with their own instruments (`sli
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date
 
 import dagster as dg
@@ -33,22 +33,26 @@ def crypto_key(day: date | str, instrument_or_venue: str) -> str:
 
 
 def slice_keys(partition_keys, datasets, only: Collection[str] = (),
-               universe: Mapping[str, Sequence[str]] | None = None) -> list[SliceKey]:
+               universe: Mapping[str, Sequence[str]] | Callable[[str, date], Sequence[str]] | None = None
+               ) -> list[SliceKey]:
     """The slices of a run's partition keys for each dataset: a day x instrument key is one slice, a day x
-    venue key one per instrument of the venue in `universe` (venue -> instruments; default: the sources
-    config's crypto universe), or in `only` (VENUE:INSTRUMENT keys) when given."""
+    venue key one per instrument of the venue in `universe` (venue -> instruments, or a function of venue
+    and day: the universe resolved that day; default: the sources config's explicit crypto instruments), or
+    in `only` (VENUE:INSTRUMENT keys) when given."""
     if only:
         named: dict[str, list[str]] = {}
         for key in only:
             parsed = parse_partition_key(key)
             named.setdefault(parsed.venue, []).append(parsed.instrument)
-        by_venue: Mapping[str, Sequence[str]] = named
-    else:
-        by_venue = load_sources_config().crypto_instruments_by_venue() if universe is None else universe
+        universe = named
+    elif universe is None:
+        universe = load_sources_config().crypto_instruments_by_venue()
+    of_day = universe if callable(universe) else (lambda venue, day, listed=universe: listed.get(venue, ()))
     keys = []
     for partition in map(str, partition_keys):
         day, second = partition.split("|")
-        keys += [partition] if ":" in second else [f"{day}|{second}:{i}" for i in by_venue.get(second, ())]
+        keys += [partition] if ":" in second else [f"{day}|{second}:{i}"
+                                                    for i in of_day(second, date.fromisoformat(day))]
     return [key for partition in keys for dataset in datasets for key in slices_of([partition], dataset)]
 
 

@@ -16,6 +16,7 @@ import dagster as dg
 from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
 from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.datasets.universe import resolve
 from marketdata_assets.defs._common.ingest import (
     TICK_STORE,
     IngestConfig,
@@ -40,7 +41,14 @@ from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
-from marketdata_assets.sources.venues import beyond_reach, older_from, serves, snapshot_feed, venue_feed
+from marketdata_assets.sources.venues import (
+    beyond_reach,
+    contract_of,
+    older_from,
+    serves,
+    snapshot_feed,
+    venue_feed,
+)
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse.series import series, smiles
 
@@ -98,8 +106,9 @@ class CryptoIngestConfig(IngestConfig):
     configured one (with retry_failed: every one whose latest attempt did not succeed)."""
 
 
-def run_slices(context, datasets, config: CryptoIngestConfig) -> list:
-    """The slices of the run's day x venue partitions, or a Failure naming a malformed or unknown instrument."""
+def run_slices(context, datasets, config: CryptoIngestConfig, master=None) -> list:
+    """The slices of the run's day x venue partitions (each venue's universe resolved per day from `master`
+    where the sources file gives it a rule), or a Failure naming a malformed or unknown instrument."""
     bad = []
     for key in config.instruments:
         try:
@@ -109,7 +118,31 @@ def run_slices(context, datasets, config: CryptoIngestConfig) -> list:
             bad.append(str(error))
     if bad:
         raise dg.Failure(f"crypto_ticks: instruments config refused: {'; '.join(bad)}")
-    return slice_keys(context.partition_keys, datasets, config.instruments)
+    rules = load_sources_config().crypto_rules()
+    if master is None or not any(rule.selects for rule in rules.values()):
+        return slice_keys(context.partition_keys, datasets, config.instruments)
+    unreadable: set[str] = set()
+
+    def universe(venue: str, day) -> list[str]:
+        names = resolve(master, rules[venue], day) if venue in rules else []
+        explicit = set(rules[venue].explicit) if venue in rules else set()
+        readable = [name for name in names if name in explicit or _readable(venue, name)]
+        unreadable.update(f"{venue}:{name}" for name in names if name not in readable)
+        return readable
+
+    keys = slice_keys(context.partition_keys, datasets, config.instruments, universe)
+    if unreadable:  # listed by the venue, but named in no shape its naming reads: not loaded, said
+        context.log.warning(f"crypto_ticks: {len(unreadable)} instrument(s) of the universe skipped, their names "
+                            f"unreadable: {', '.join(sorted(unreadable)[:20])}")
+    return keys
+
+
+def _readable(venue: str, instrument: str) -> bool:
+    try:
+        contract_of(venue, instrument)
+    except ValueError:
+        return False
+    return True
 
 
 def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:
@@ -130,7 +163,9 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     assets = {d: a for d, a in CRYPTO_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     clickhouse: ClickHouseResource = context.resources.clickhouse
     venues = venue_resources(context)
-    keys = run_slices(context, assets, config)
+    with clickhouse.get_client() as client:  # contract sizes and universes: the stored master
+        master = stored_master(client, clickhouse.database, set(venues))
+    keys = run_slices(context, assets, config, master)
     unknown = sorted({f"{k.venue}:{k.instrument}" for k in keys if k.venue not in venues})
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")
@@ -138,8 +173,6 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     beyond, reach_metadata = beyond_rest_reach(context, clickhouse, assets, keys)
     keys = [k for k in keys if k not in beyond]
     report = IngestReport()
-    with clickhouse.get_client() as client:  # contract sizes: the stored master, valid on each slice's day
-        master = stored_master(client, clickhouse.database, set(venues))
     feeds = [venue_feed(venue, sized_by(resource.make_client, master),
                         planned(clickhouse, config, venue, mine, report),
                         workers=config.workers or resource.workers, attempts=config.attempts)

@@ -33,6 +33,7 @@ from marketdata_assets.ingest.live.connection import (
 )
 from marketdata_assets.ingest.live.shedding import OVERFLOW, TradeGaps, shed
 from marketdata_assets.ingest.live.stats import Stats
+from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.stream import (
     BOOKS,
     MALFORMED,
@@ -158,8 +159,11 @@ class LiveCollector(BookOutputs):
         self.attempts = AttemptWindow(self.limits.connections_per_window, self.limits.window_s)
         self.rest = protocol.snapshot_source(config.rest_url) if protocol.rest_snapshots else None
         self.repair = protocol.repair_source(config.rest_url) if config.rest_url else None
-        if config.rest_url:  # contract sizes: the venue's reference data (one lookup a new instrument)
-            protocol.use_reference(config.rest_url)
+        # contract sizes: the venue's reference data (one lookup a new instrument), at the REST base given,
+        # else where the protocol already asks, else the sources config's (read at the first lookup)
+        master = getattr(protocol, "master", None)
+        if config.rest_url or (master is not None and not master.connected):
+            protocol.use_reference(config.rest_url or (lambda: rest_base(protocol.venue)), master)
         self.gap_periods: dict[str, tuple[str, set[int]]] = {}  # instrument -> (book channel, periods with a gap)
         self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
         self.snapshot_ids: dict[str, int] = {}  # instrument -> update id of its last published top-N snapshot

@@ -36,9 +36,10 @@ LIQUIDATIONS_PATH = "/api/v5/public/liquidation-orders"
 MARK_CANDLES_PATH = "/api/v5/market/history-mark-price-candles"
 INDEX_CANDLES_PATH = "/api/v5/market/history-index-candles"
 INSTRUMENTS_PATH = "/api/v5/public/instruments"
+UNDERLYING_PATH = "/api/v5/public/underlying"  # {"code":"0","data":[["BTC-USD","ETH-USD"]],"msg":""}
 INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 KINDS = {"SPOT": "spot", "MARGIN": "spot", "SWAP": "perpetual", "FUTURES": "future", "OPTION": "option"}
-PATHS = (INSTRUMENTS_PATH, *TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH,
+PATHS = (INSTRUMENTS_PATH, UNDERLYING_PATH, *TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH,
          MARK_CANDLES_PATH, INDEX_CANDLES_PATH)
 FUNDING_HOURS = 8
 OI_STEP_US = 5 * MINUTE_US
@@ -109,7 +110,8 @@ class Okx(Venue):
         "history-trades": "trades", "trades": "trades", "books": "book", "history-candles": "bars",
         "candles": "bars", "ticker": "tickers", "funding-rate-history": "funding",
         "open-interest-history": "open_interest", "liquidation-orders": "liquidations",
-        "history-mark-price-candles": "mark_bars", "history-index-candles": "index_bars", "instruments": "reference"}
+        "history-mark-price-candles": "mark_bars", "history-index-candles": "index_bars", "instruments": "reference",
+        "underlying": "reference"}
 
     def __init__(self, config: ReplayConfig, market: Market):
         super().__init__(config, market)
@@ -155,6 +157,8 @@ class Okx(Venue):
 
         if path == INSTRUMENTS_PATH:
             return self._instruments(query)
+        if path == UNDERLYING_PATH:
+            return self._underlying(query)
         n = max(1, min(100, int_param("limit") or 100))
         if path == LIQUIDATIONS_PATH:
             return self._liquidations(query, int_param("after"), int_param("before"), n)
@@ -241,6 +245,16 @@ class Okx(Venue):
         return ok(data)
 
     # ---- reference ---------------------------------------------------------------------------
+
+    def _underlying(self, query: dict) -> dict:
+        """GET /api/v5/public/underlying?instType=SWAP|FUTURES|OPTION: the families live now, in one array."""
+        inst_type = query.get("instType")
+        if inst_type not in ("SWAP", "FUTURES", "OPTION"):
+            raise parameter_error("instType")
+        now = self.market.now_us()
+        families = sorted({i.family for i in reference.universe(self.config.seed, now).live(OKX, now)
+                           if i.kind == KINDS[inst_type] and i.family})
+        return ok([families])
 
     def _instruments(self, query: dict) -> dict:
         """GET /api/v5/public/instruments: the instruments of `instType` live now, by `uly` /

@@ -75,7 +75,7 @@ def instruments_of(result: Any, page: Page) -> list[Instrument]:
     return [instrument_of(row) for row in rows if row.kind in KINDS]
 
 
-def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 10.0) -> Callable[[str, str], list[Instrument]]:
+def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Callable[[str, str], list[Instrument]]:
     """A blocking `public/get_instrument` of one instrument at `rest_url` (the live stream's): [] when
     Deribit does not know it; SourceError for another error, so it is asked again later."""
     def lookup(venue: str, instrument: str) -> list[Instrument]:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.frames import epoch_to_us
-from marketdata_assets.datasets.instruments import Master
+from marketdata_assets.datasets.instruments import LookupFailed, Master
 from marketdata_assets.datasets.records import Funding, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.deribit import reference
@@ -231,7 +231,7 @@ class DeribitStream(StreamBase):
             try:
                 found = self.master.at(VENUE, instrument)
                 known = (is_inverse(instrument), found.size if found else None)
-            except (ValueError, SourceError) as error:
+            except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None
             if known[1] is not None:
                 self._contracts[instrument] = known
@@ -258,5 +258,5 @@ class DeribitStream(StreamBase):
         if dataset == OPEN_INTEREST:
             try:
                 size_of(instrument, self.master.at(VENUE, instrument))
-            except (ValueError, SourceError) as error:
+            except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None

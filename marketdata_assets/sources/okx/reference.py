@@ -103,7 +103,7 @@ def lookup_params(instrument: str, inst_type: str, family: str) -> dict[str, str
     return params
 
 
-def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 10.0) -> Callable[[str, str], list[Instrument]]:
+def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Callable[[str, str], list[Instrument]]:
     """A blocking lookup of one instrument at `rest_url` (the live stream's: a frame of an instrument never
     seen waits for it once): [] when OKX does not know it (51001 or no data); SourceError when the
     answer is an error of another kind, so the frame is refused and the lookup asked again later

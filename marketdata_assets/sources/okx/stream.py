@@ -13,7 +13,7 @@ import zlib
 from typing import ClassVar
 
 from marketdata_assets.core.http import Page, SourceError
-from marketdata_assets.datasets.instruments import Master
+from marketdata_assets.datasets.instruments import LookupFailed, Master
 from marketdata_assets.datasets.records import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.okx import reference
@@ -309,7 +309,7 @@ class OkxStream(StreamBase):
             try:
                 known = self.master.at(VENUE, instrument) if is_derivative(instrument) else None
                 sizer = self._sizers[instrument] = ContractSizer(instrument, known)
-            except (ValueError, SourceError) as error:
+            except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
         return sizer
 

@@ -72,6 +72,7 @@ def run(venue: str, body, tmp_path, nats_url=None, spec=None, config: WsConfig |
 
     async def scenario():
         protocol = VENUES[venue][1](datasets=[d for d in LIVE_DATASETS if d in VENUES[venue][1]().supported])
+        protocol.use_reference(rest.base_url)  # contract sizes: the venue's reference data (its REST replay)
         prefix = {"subject_prefix": spec.subjects[0].split(".")[0]} if spec is not None else {}
         config = CollectorConfig(list(VENUES[venue][2]), ws.url, rest.base_url if protocol.rest_snapshots else None,
                                  **{"backoff_base_s": 0.05, "stale_s": 10.0, **prefix})

@@ -1,0 +1,139 @@
+"""The instrument master over the replays' lifecycle (replay/crypto/reference.py LIFECYCLE): a listing in the
+middle of the history, a delisting, an expiry and an OKX contract-value change. A day before a listing has
+no slice; a delisted instrument's days load; the change splits the master's versions and each day is
+sized by the value valid that day; `marketdata universe --as-of` shows each case."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from marketdata_assets.core.http import SourceNotFound
+from marketdata_assets.datasets.instruments import Master, changes
+from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.datasets.universe import Rule, resolve
+from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.ingest.instruments import refresh_venues, stored_master
+from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.replay.crypto.reference import LIFECYCLE, lifecycle
+from marketdata_assets.sources.binance_vision.archives import (
+    ArchiveClient,
+    ArchiveKey,
+    fetch_verified,
+    read_archive,
+)
+from marketdata_assets.sources.venues import venue_client
+from marketdata_assets.stores.clickhouse.instruments import store_versions
+
+NOW = datetime(2025, 3, 20, 12, tzinfo=UTC)
+TODAY = NOW.date()
+DAY = timedelta(days=1)
+XRP = LIFECYCLE.ct_change_instrument
+
+
+@pytest.fixture(scope="module")
+def replay():
+    config = ReplayConfig(seed=3, trades_per_day=300, now=NOW.isoformat())
+    lifecycle(int(NOW.timestamp() * 1e6)).enable(config)
+    with CryptoReplayServer(config) as server:
+        yield server
+
+
+def makers(url: str) -> dict:
+    return {venue: (lambda venue=venue: venue_client(venue, url, requests_per_minute=60_000))
+            for venue in ("BINANCE", "OKX", "DERIBIT")}
+
+
+def listing(url: str, venue: str) -> list:
+    async def go():
+        async with venue_client(venue, url, requests_per_minute=60_000) as api:
+            return await api.listing()
+    return asyncio.run(go())
+
+
+def trades(url: str, master: Master, venue: str, instrument: str, day):
+    async def go():
+        async with venue_client(venue, url, requests_per_minute=60_000) as api:
+            if hasattr(api, "master"):
+                api.master = master
+            start = datetime.combine(day, datetime.min.time(), UTC)
+            return await api.trades(instrument, start, start + DAY)
+    return asyncio.run(go())
+
+
+def archived_trades(workdir, instrument: str, day):
+    """The day's trades of `instrument` from the data.binance.vision replay (its listing names the same
+    universe), downloaded, verified and read as the archive loads read them."""
+    config = ArchiveReplayConfig(trades_per_day=50, published_until=TODAY - DAY, reference_seed=3)
+    key = ArchiveKey.of_slice(SliceKey("trades", "BINANCE", instrument, day))
+
+    async def go(url: str):
+        async with ArchiveClient(url) as api:
+            return await fetch_verified(api, key, workdir)
+
+    with BinanceArchiveReplayServer(config) as server:
+        verified = asyncio.run(go(server.base_url))
+    return read_archive(verified.path, key, keep=[day])[0]
+
+
+def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp_path):
+    events = lifecycle(int(NOW.timestamp() * 1e6))
+    change = events.event("ct_val_changed")
+    changed_at = datetime.fromtimestamp(change.at_us / 1e6, UTC)
+    delisted = events.event("delisted")
+    url = replay.base_url
+    with clickhouse.get_client() as client:
+        # what a refresh the day before the change stored: XRP at its old value, OLDCOIN still listed
+        okx_then = [i._replace(contract_value=change.before) if i.instrument == XRP else i for i in listing(url, "OKX")]
+        template = next(i for i in listing(url, "BINANCE") if i.instrument == "BTCUSDT")
+        binance_then = [*listing(url, "BINANCE"), template._replace(instrument=delisted.instrument, base="OLDCOIN")]
+        stored_master(client, clickhouse.database)  # the table made
+        store_versions(client, clickhouse.database, changes({}, okx_then + binance_then, changed_at - DAY))
+        # the refresh that ran at the change, and today's
+        refresh_venues(client, clickhouse.database, makers(url), now=changed_at)
+        done, failed = refresh_venues(client, clickhouse.database, makers(url), now=NOW)
+        assert not failed and {r.venue for r in done} == {"BINANCE", "OKX", "DERIBIT"}
+        assert sum(r.listed for r in done) > 2_000  # a realistic universe
+        master = stored_master(client, clickhouse.database)
+
+    history = master.history("OKX", XRP)
+    assert [(v.valid_from, v.instrument.contract_value) for v in history][-2:] == [
+        (history[-2].valid_from, change.before), (changed_at, change.after)]  # two versions, nothing overwritten
+    for day, value in ((changed_at.date() - DAY, change.before), (changed_at.date() + DAY, change.after)):
+        got = trades(url, master, "OKX", XRP, day)
+        truth = replay.truth_trades("OKX", XRP, day)
+        assert got.height == truth.height > 0
+        assert got["quantity"].to_list() == pytest.approx(truth["quantity"].to_list())  # sized as the venue did
+        assert master.at("OKX", XRP, datetime.combine(day, datetime.min.time(), UTC)).size == value
+
+    listed = events.event("listed", "OKX")
+    listed_day = datetime.fromtimestamp(listed.at_us / 1e6, UTC).date()
+    rule = Rule("OKX", types=("spot",), bases=("NEWCOIN",))
+    assert resolve(master, rule, listed_day - DAY) == [] and resolve(master, rule, listed_day) == [listed.instrument]
+    keys = slice_keys([f"{listed_day - DAY}|OKX", f"{listed_day}|OKX"], ["trades"],
+                      universe=lambda venue, day: resolve(master, rule, day))
+    assert [(k.instrument, k.day) for k in keys] == [(listed.instrument, listed_day)]  # no slice before the listing
+
+    gone = Rule("BINANCE", types=("spot",), bases=("OLDCOIN",))
+    delisted_day = datetime.fromtimestamp(delisted.at_us / 1e6, UTC).date()
+    assert resolve(master, gone, delisted_day - DAY) == [delisted.instrument]  # its days stay in history
+    assert resolve(master, gone, TODAY + DAY) == []  # left the listing: not after
+    with pytest.raises(SourceNotFound, match="-1121"):  # Binance's REST forgets a delisted symbol ...
+        trades(url, master, "BINANCE", delisted.instrument, delisted_day - DAY)
+    archived = archived_trades(tmp_path, delisted.instrument, delisted_day - DAY)  # ... its archive keeps its days
+    assert archived.height > 0 and set(archived["instrument"]) == {delisted.instrument}
+
+    expired = events.event("expired", "DERIBIT")
+    assert master.at("DERIBIT", expired.instrument).status == "expired"  # get_instruments expired=true
+
+    monkeypatch.setenv("CLICKHOUSE_DSN", clickhouse.dsn)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", clickhouse.database)
+    from marketdata_assets.apps.cli import cli
+
+    shown = CliRunner().invoke(cli, ["universe", "--venue", "OKX", "--as-of", str(changed_at.date() - DAY), "--list"])
+    assert shown.exit_code == 0, shown.output
+    assert "BTC-USDT-SWAP  perpetual  0.01 BTC  live" in shown.output
