@@ -83,14 +83,21 @@ def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
 
 
 def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
+    from marketdata_assets.apps.cli.live import universe_today
+
     venues = {replay.venue: replay for replay in live.replays}
-    instruments = [f"{venue}:{name}" for venue, replay in venues.items() for name in replay.instruments]
+    universe = universe_today([venue.lower() for venue in venues], refresh_from=rest.base_url)
+    instruments = [f"{venue}:{name}" for venue, replay in venues.items() for name in universe.get(venue, [])
+                   if name in replay.instruments]
+    unreplayed = sorted(f"{venue}:{name}" for venue in venues for name in universe.get(venue, [])
+                        if name not in venues[venue].instruments)
     argv = command({venue: replay.url for venue, replay in venues.items()}, rest.base_url, instruments, extra)
     try:
         live.process = subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, stdin=subprocess.DEVNULL)
     except OSError as error:
         live.line = f"live collector: not started ({error})"
         return live
-    live.line = (f"live collector: {', '.join(instruments)} from the WebSocket replays -> "
-                 f"{settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live")
+    live.line = (f"live collector: {', '.join(instruments)} (the universe resolved today"
+                 + (f"; not replayed: {', '.join(unreplayed)}" if unreplayed else "") + ") from the WebSocket "
+                 f"replays -> {settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live")
     return live

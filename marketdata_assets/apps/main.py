@@ -169,8 +169,9 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     if instance is not None:
         archived = {dg.AssetKey(name) for name in ARCHIVE_ASSETS.values()}
         archives = [a for a in _group(assets, "archives") if set(a.keys) <= archived]
-        ticks = [a for a in _group(assets, "crypto", "equities", "archives") if a not in bars + archives]
-        sources = [a.to_source_asset() for a in unpartitioned]
+        master = [a for a in unpartitioned if a not in stores + upkeep]  # instrument_master: the universes' source
+        ticks = [a for a in _group(assets, "crypto", "equities", "archives") if a not in bars + archives] + master
+        sources = [a.to_source_asset() for a in unpartitioned if a in stores + upkeep]  # (the master runs in ticks)
         steps += tick_steps(instance, ticks + checks_of(defs, ticks) + sources)
         steps += archive_steps(archives + checks_of(defs, archives) + sources)
         exports = _group(assets, "exports")

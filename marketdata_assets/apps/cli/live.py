@@ -15,6 +15,7 @@ sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_wr
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -64,17 +65,43 @@ def split_instruments(listed: str, venues: list[str]) -> dict[str, list[str]]:
 
 
 def default_instruments(venues: list[str]) -> dict[str, list[str]]:
-    """SYMBOLS, else the sources config's instruments of each venue."""
+    """SYMBOLS, else each venue's universe today: its rule resolved from the stored instrument master, with
+    the sources config's explicit instruments (an empty or unreachable master: those alone, said)."""
     listed = settings.get("SYMBOLS")
     if listed.strip():
         return split_instruments(listed, venues)
-    from marketdata_assets.sources.config import load_sources_config
+    return universe_today(venues)
 
-    out: dict[str, list[str]] = {}
-    for key in load_sources_config().crypto_instruments:
-        if key.venue.lower() in venues:
-            out.setdefault(key.venue, []).append(key.instrument)
-    return out
+
+def universe_today(venues: list[str], refresh_from: str | None = None) -> dict[str, list[str]]:
+    """Each of `venues`' universe resolved today (UTC) from the stored instrument master (`refresh_from`: a
+    REST base whose reference endpoints fill the master first where it holds nothing of a venue)."""
+    from datetime import UTC, datetime
+
+    from marketdata_assets.core.errors import error_text
+    from marketdata_assets.datasets.instruments import Master
+    from marketdata_assets.datasets.universe import resolve
+    from marketdata_assets.ingest.instruments import refresh_venues, stored_master
+    from marketdata_assets.read import Reader
+    from marketdata_assets.sources.config import load_sources_config
+    from marketdata_assets.sources.venues import venue_client
+
+    rules = {venue: rule for venue, rule in load_sources_config().crypto_rules().items() if venue.lower() in venues}
+    master = Master()
+    if any(rule.selects for rule in rules.values()):
+        try:
+            with Reader() as reader:
+                master = stored_master(reader.clickhouse(), reader.database, set(rules))
+                empty = [venue for venue in rules if not master.current(venue)]
+                if refresh_from and empty:
+                    refresh_venues(reader.clickhouse(), reader.database, {venue: functools.partial(
+                        venue_client, venue, refresh_from) for venue in empty})
+                    master = stored_master(reader.clickhouse(), reader.database, set(rules))
+        except Exception as error:  # noqa: BLE001  (the store down: the explicit lists still collect)
+            click.echo(f"collect: {error_text(error, 'the instrument master')}: the sources config's explicit "
+                       "instruments only", err=True)
+    today = datetime.now(UTC).date()
+    return {venue: names for venue, rule in rules.items() if (names := resolve(master, rule, today))}
 
 
 def chosen_venues(venues: tuple[str, ...]) -> list[str]:

@@ -60,12 +60,13 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
     ]
     metadata = {"venues": dg.MetadataValue.md(table(["venue", "listed", "new", "changed", "ended", "versions stored"],
                                                     _counts(refreshes))),
-                "listed": sum(r.listed for r in refreshes), "versions_stored": sum(len(r.versions) for r in refreshes)}
+                "listed": sum(r.listed for r in refreshes),
+                "rows_written": sum(len(r.versions) for r in refreshes)}  # versions: nothing changed, none
     if failed:
         raise dg.Failure(f"instrument_master: {len(failed)} venue(s) not refreshed (the others are stored): "
                          + "; ".join(f"{v}: {e}" for v, e in failed.items()), metadata=metadata)
     context.log.info(f"instrument_master: {metadata['listed']:,} instruments listed, "
-                     f"{metadata['versions_stored']:,} versions stored")
+                     f"{metadata['rows_written']:,} versions stored")
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
