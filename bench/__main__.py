@@ -29,7 +29,8 @@ WITH_OPTIONS = {
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
-    "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs direct
+    "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs direct;
+    # --resolve [--rounds --days]: the capacity model's universe from the venues' reference data
 }
 
 if __name__ == "__main__":

@@ -384,6 +384,10 @@ def missed_goals(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--resolve" in (argv or []):  # the universe from the venues' reference data (bench/universe_rules.py)
+        from bench import universe_rules
+
+        return universe_rules.main(argv)
     args = parse(argv or [])
     settings.apply_defaults()
     instruments = universe(args.spot, args.usdm)

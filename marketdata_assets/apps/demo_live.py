@@ -83,7 +83,7 @@ def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
 
 
 def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
-    from marketdata_assets.apps.cli.live import universe_today
+    from marketdata_assets.apps.universes import universe_today
 
     venues = {replay.venue: replay for replay in live.replays}
     universe = universe_today([venue.lower() for venue in venues], refresh_from=rest.base_url)

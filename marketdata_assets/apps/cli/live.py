@@ -3,7 +3,8 @@ as long-running commands (docs/live-capture.md). Dagster-free: they run apps.liv
 this process until SIGINT/SIGTERM and print their counters as JSON when they stop.
 
 Options come from the command line, else the environment (the settings table: COLLECTOR_METRICS_*,
-NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else the sources config (each venue's instruments).
+NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else each venue's universe resolved today
+(its rule over the stored instrument master, with the sources config's explicit instruments).
 Older deployments' names are honoured as aliases: `SYMBOLS` (a comma list of instruments, `VENUE:NAME` for a
 venue's own, a bare name for Binance's, or for the only venue enabled), `ENABLE_BINANCE` /
 `ENABLE_BINANCE_UM` / `ENABLE_OKX` / `ENABLE_DERIBIT` (every enabled venue runs in this one process, one collector each,
@@ -15,7 +16,6 @@ sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_wr
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import signal
@@ -70,38 +70,9 @@ def default_instruments(venues: list[str]) -> dict[str, list[str]]:
     listed = settings.get("SYMBOLS")
     if listed.strip():
         return split_instruments(listed, venues)
-    return universe_today(venues)
+    from marketdata_assets.apps.universes import universe_today
 
-
-def universe_today(venues: list[str], refresh_from: str | None = None) -> dict[str, list[str]]:
-    """Each of `venues`' universe resolved today (UTC) from the stored instrument master (`refresh_from`: a
-    REST base whose reference endpoints fill the master first where it holds nothing of a venue)."""
-    from datetime import UTC, datetime
-
-    from marketdata_assets.core.errors import error_text
-    from marketdata_assets.datasets.instruments import Master
-    from marketdata_assets.datasets.universe import resolve
-    from marketdata_assets.ingest.instruments import refresh_venues, stored_master
-    from marketdata_assets.read import Reader
-    from marketdata_assets.sources.config import load_sources_config
-    from marketdata_assets.sources.venues import venue_client
-
-    rules = {venue: rule for venue, rule in load_sources_config().crypto_rules().items() if venue.lower() in venues}
-    master = Master()
-    if any(rule.selects for rule in rules.values()):
-        try:
-            with Reader() as reader:
-                master = stored_master(reader.clickhouse(), reader.database, set(rules))
-                empty = [venue for venue in rules if not master.current(venue)]
-                if refresh_from and empty:
-                    refresh_venues(reader.clickhouse(), reader.database, {venue: functools.partial(
-                        venue_client, venue, refresh_from) for venue in empty})
-                    master = stored_master(reader.clickhouse(), reader.database, set(rules))
-        except Exception as error:  # noqa: BLE001  (the store down: the explicit lists still collect)
-            click.echo(f"collect: {error_text(error, 'the instrument master')}: the sources config's explicit "
-                       "instruments only", err=True)
-    today = datetime.now(UTC).date()
-    return {venue: names for venue, rule in rules.items() if (names := resolve(master, rule, today))}
+    return universe_today(venues, say=lambda text: click.echo(f"collect: {text}", err=True))
 
 
 def chosen_venues(venues: tuple[str, ...]) -> list[str]:
@@ -170,7 +141,7 @@ def _common(function):
 
 @click.command("collect")
 @click.option("--instruments", default=None, help="Comma list of VENUE:NAME (a bare name: the only venue's, else "
-              "Binance's; default SYMBOLS, else the sources config's instruments of each venue).")
+              "Binance's; default SYMBOLS, else each venue's universe resolved today).")
 @click.option("--venue", "venues", multiple=True, type=click.Choice(VENUES, case_sensitive=False),
               help="Venues to collect, one collector each in this process (default: the ENABLE_* switches).")
 @click.option("--ws-url", default=None, help="Binance spot's WebSocket base (default Binance's; a replay's in tests).")

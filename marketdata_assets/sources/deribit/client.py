@@ -39,7 +39,8 @@ from marketdata_assets.sources.deribit.rest import (
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 
 DEFAULT_BASE_URL = "https://www.deribit.com"
-LIMITS = Limits(requests_per_minute=1200, max_concurrency=8)
+# get_instruments: "Sustained rate: 1 request/second" (its own limit, apart from the other public methods)
+LIMITS = Limits(requests_per_minute=1200, max_concurrency=8, endpoint_limits={"/api/v2/public/get_instruments": (1, 1.0)})
 ERRORS = ErrorTable(exact={
     "10028": "rate_limited",  # too_many_requests (HTTP 429, or 400)
     "10040": "retry",  # "retry": the request cannot be processed now and should be retried
