@@ -92,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     replay = ReplayServer.__new__(ReplayServer)
     replay.start(workdir, LIMITED)
     try:
-        rounds = [one_round(replay.base_url, args.database, args.days) for _ in range(args.rounds)]
+        rounds = []
+        for _ in range(args.rounds):
+            rounds.append(one_round(replay.base_url, args.database, args.days))
+            time.sleep(1.1)  # Deribit's get_instruments limit is per IP, a client's gate its own: a round's
+            # new clients must not ask within a second of the last round's last request
     finally:
         replay.stop()
         drop_database(args.database)

@@ -197,8 +197,8 @@ class Master:
     def listed_on(self, venue: str, day: date) -> list[Instrument]:
         """The instruments of `venue` trading on `day`, as each was described that day (no survivors' bias:
         an instrument that later ended is there; one listed later is not)."""
-        end = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(days=1)
-        out = []
+        start = datetime.combine(day, datetime.min.time(), timezone.utc)
+        end, out = start + timedelta(days=1), []
         for (name, _), history in sorted(self._versions.items()):
             if name != venue:
                 continue
@@ -207,10 +207,13 @@ class Master:
                 continue
             item = valid[-1].instrument
             if item.status in CLOSED:  # ended: it traded on `day` if it ended after the day started
-                item = valid[-2].instrument if len(valid) > 1 else item
-                if valid[-1].valid_from < end - timedelta(days=1):
+                if (item.expires or valid[-1].valid_from) <= start:
                     continue
-            if item.traded_on(day):
+                before = valid[-2].instrument if len(valid) > 1 else item
+                item = before if before.status not in CLOSED else item
+                if item.listed is None or item.listed < end:
+                    out.append(item)
+            elif item.traded_on(day):
                 out.append(item)
         return out
 

@@ -6,11 +6,14 @@ and a run's clients sized by the stored master (`sized_by`), what they had to lo
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
 
 from marketdata_assets.datasets.instruments import CLOSED, Instrument, Master, Version, changes
+from marketdata_assets.sources.binance_vision import listing
+from marketdata_assets.sources.venues import contract_of
 from marketdata_assets.stores.clickhouse.instruments import (
     ensure_instruments_table,
     read_versions,
@@ -50,7 +53,8 @@ class Refresh:
     versions: list[Version]    # to append: new instruments, changes, endings
     new: list[str]             # never seen before
     changed: dict[str, list[str]]  # instrument -> the fields that changed (contract_value, status, ...)
-    ended: dict[str, str]      # instrument -> its ending status (expired, gone)
+    ended: dict[str, str]      # instrument -> its ending status (expired, gone, delisted)
+    skipped: dict[str, int] = field(default_factory=dict)  # archived symbols not taken, by reason
 
 
 def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime | None = None) -> Refresh:
@@ -76,26 +80,62 @@ def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime
 __all__ = ["Refresh", "keep_learned", "refresh", "sized_by", "stored_master"]
 
 
+ARCHIVED = {"BINANCE": "spot", "BINANCE_UM": "um"}  # venues whose delisted symbols the archive site lists
+
+
 async def venue_listing(make_client: Callable) -> list[Instrument]:
     """The venue's whole master now (its client's `listing`)."""
     async with make_client() as api:
         return await api.listing()
 
 
-def refresh_venues(client, database: str, makers: dict[str, Callable], now: datetime | None = None
-                   ) -> tuple[list[Refresh], dict[str, str]]:
-    """Each venue's listing read and its versions stored: (the refreshes, venue -> the error of a venue
-    whose listing could not be read; the others are stored)."""
+async def archived_only(make_archive: Callable, venue: str, listed: set[str], known: dict, today: date,
+                        skipped: Counter) -> list[Instrument]:
+    """The symbols the archive site has daily trade files for that the venue no longer lists (delisted), each
+    once: listed on its first file's day, ended after its last (a name the venue's naming cannot read is
+    skipped, counted)."""
+    out = []
+    async with make_archive() as api:
+        for name in await listing.symbols(api, ARCHIVED[venue]):
+            before = known.get((venue, name))
+            if name in listed or (before is not None and before.status in CLOSED):
+                continue  # still listed, or its end already known
+            try:
+                named = contract_of(venue, name)
+            except ValueError:
+                skipped["unreadable_name"] += 1
+                continue
+            days = await listing.first_and_last_day(api, ARCHIVED[venue], name, today)
+            if days is None:
+                skipped["no_daily_files"] += 1
+                continue
+            first, last = (datetime.combine(d, datetime.min.time(), timezone.utc) for d in days)
+            out.append(Instrument(venue, name, named.contract_type, named.base, named.quote, named.quote, False, 1.0,
+                                  1.0, named.base, None, None, None, first, last + timedelta(days=1), "delisted"))
+    return out
+
+
+def refresh_venues(client, database: str, makers: dict[str, Callable], now: datetime | None = None,
+                   archive: Callable | None = None) -> tuple[list[Refresh], dict[str, str]]:
+    """Each venue's listing read and its versions stored (with `archive`, a client maker of the archive
+    site: the Binance symbols only it still lists, as delisted): (the refreshes, venue -> the error of a
+    venue whose listing could not be read; the others are stored)."""
     now = now or datetime.now(timezone.utc)
     master = stored_master(client, database, set(makers))
     done, failed = [], {}
     for venue, make in sorted(makers.items()):
         try:
-            listing = asyncio.run(venue_listing(make))
+            venue_now = asyncio.run(venue_listing(make))
+            if archive is not None and venue in ARCHIVED:
+                skipped: Counter = Counter()
+                venue_now += asyncio.run(archived_only(archive, venue, {i.instrument for i in venue_now},
+                                                       master.current(venue), now.date(), skipped))
         except Exception as error:  # noqa: BLE001  (one venue's failure is reported, the others go on)
             failed[venue] = f"{type(error).__name__}: {error}"
             continue
-        result = refresh(master, venue, listing, now)
+        result = refresh(master, venue, venue_now, now)
+        if archive is not None and venue in ARCHIVED:
+            result = replace(result, skipped=dict(skipped))
         store_versions(client, database, result.versions)
         done.append(result)
     return done, failed

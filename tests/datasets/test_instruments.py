@@ -59,8 +59,8 @@ def test_a_day_universe_has_no_survivor_bias():
     assert names(listed.date()) == ["BTC-USDT-250117", "BTC-USDT-SWAP", "ETH-USDT-SWAP"]
     assert names((T0 + timedelta(days=7)).date()) == ["BTC-USDT-250117", "BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # expiry day
     assert names((T0 + timedelta(days=8)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
-    assert names(gone_at.date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # its last day
-    assert names((gone_at + timedelta(days=1)).date()) == ["ETH-USDT-SWAP"]
+    assert names((gone_at - timedelta(days=1)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # its last day
+    assert names(gone_at.date()) == ["ETH-USDT-SWAP"]  # missed at 00:00: not listed that day
 
 
 def test_an_instrument_never_seen_is_looked_up_once_and_what_the_venue_does_not_know_is_remembered():
@@ -108,3 +108,15 @@ def test_a_failed_lookup_is_not_asked_again_at_once():
         with pytest.raises(LookupFailed, match="venue unreachable"):
             master.at("OKX", "BTC-USD-SWAP")
     assert calls == ["BTC-USD-SWAP"]
+
+
+def test_an_instrument_first_seen_delisted_keeps_the_days_it_traded():
+    """A symbol only the archive remembers: one version, delisted, listed on its first file's day and ended
+    after its last."""
+    first, ended = T0 - timedelta(days=40), T0 - timedelta(days=2)
+    old = swap("OLD-USDT-SWAP", listed=first, expires=ended, status="delisted")
+    master = Master(changes({}, [old], T0))
+    assert [i.instrument for i in master.listed_on("OKX", (first - timedelta(days=1)).date())] == []
+    assert [i.instrument for i in master.listed_on("OKX", first.date())] == ["OLD-USDT-SWAP"]
+    assert [i.instrument for i in master.listed_on("OKX", (ended - timedelta(days=1)).date())] == ["OLD-USDT-SWAP"]
+    assert [i.instrument for i in master.listed_on("OKX", ended.date())] == []

@@ -26,8 +26,8 @@ def test_a_rule_resolves_per_day_without_survivor_bias():
     book, rule = master(), Rule("OKX", types=("perpetual",), settles=("USDT",))
     assert resolve(book, rule, T0.date()) == ["BTC-USDT-SWAP"]  # ETH not listed yet
     assert resolve(book, rule, (T0 + timedelta(days=3)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
-    assert resolve(book, rule, (T0 + timedelta(days=5)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # its last day
-    assert resolve(book, rule, (T0 + timedelta(days=6)).date()) == ["ETH-USDT-SWAP"]
+    assert resolve(book, rule, (T0 + timedelta(days=4)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # its last day
+    assert resolve(book, rule, (T0 + timedelta(days=5)).date()) == ["ETH-USDT-SWAP"]  # missed at 00:00 that day
     assert explain(book, rule, T0.date()) == {"listed": 3, "by rule": 1, "explicit": 0, "in the universe": 1}
 
 

@@ -87,15 +87,16 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     delisted = events.event("delisted")
     url = replay.base_url
     with clickhouse.get_client() as client:
-        # what a refresh the day before the change stored: XRP at its old value, OLDCOIN still listed
+        # what a refresh the day before the change stored: XRP at its old value
         okx_then = [i._replace(contract_value=change.before) if i.instrument == XRP else i for i in listing(url, "OKX")]
-        template = next(i for i in listing(url, "BINANCE") if i.instrument == "BTCUSDT")
-        binance_then = [*listing(url, "BINANCE"), template._replace(instrument=delisted.instrument, base="OLDCOIN")]
         stored_master(client, clickhouse.database)  # the table made
-        store_versions(client, clickhouse.database, changes({}, okx_then + binance_then, changed_at - DAY))
-        # the refresh that ran at the change, and today's
+        store_versions(client, clickhouse.database, changes({}, okx_then, changed_at - DAY))
+        # the refresh that ran at the change, and today's (the archive site lists the delisted symbol)
         refresh_venues(client, clickhouse.database, makers(url), now=changed_at)
-        done, failed = refresh_venues(client, clickhouse.database, makers(url), now=NOW)
+        with BinanceArchiveReplayServer(ArchiveReplayConfig(trades_per_day=20, published_until=TODAY - DAY,
+                                                            reference_seed=3)) as archive:
+            done, failed = refresh_venues(client, clickhouse.database, makers(url), now=NOW,
+                                          archive=lambda: ArchiveClient(archive.base_url))
         assert not failed and {r.venue for r in done} == {"BINANCE", "OKX", "DERIBIT"}
         assert sum(r.listed for r in done) > 2_000  # a realistic universe
         master = stored_master(client, clickhouse.database)
@@ -121,7 +122,9 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     gone = Rule("BINANCE", types=("spot",), bases=("OLDCOIN",))
     delisted_day = datetime.fromtimestamp(delisted.at_us / 1e6, UTC).date()
     assert resolve(master, gone, delisted_day - DAY) == [delisted.instrument]  # its days stay in history
-    assert resolve(master, gone, TODAY + DAY) == []  # left the listing: not after
+    assert resolve(master, gone, delisted_day + DAY) == []  # not after its last archived day
+    old = master.at("BINANCE", delisted.instrument)
+    assert (old.status, old.expires.date()) == ("delisted", delisted_day + DAY)  # learned from the archive listing
     with pytest.raises(SourceNotFound, match="-1121"):  # Binance's REST forgets a delisted symbol ...
         trades(url, master, "BINANCE", delisted.instrument, delisted_day - DAY)
     archived = archived_trades(tmp_path, delisted.instrument, delisted_day - DAY)  # ... its archive keeps its days

@@ -13,6 +13,8 @@ from marketdata_assets.defs.crypto.assets import GROUP, VENUE_KEYS, venue_resour
 from marketdata_assets.ingest.instruments import refresh_venues
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.sources.binance_vision.archives import ArchiveClient
+from marketdata_assets.sources.config import load_sources_config
 
 CHECKS = [
     dg.AssetCheckSpec("no_unannounced_ending", asset="instrument_master", description=(
@@ -31,7 +33,7 @@ class MasterConfig(RunConfig):
 
 def _counts(refreshes) -> list[tuple]:
     return [(r.venue, f"{r.listed:,}", f"{len(r.new):,}", f"{len(r.changed):,}", f"{len(r.ended):,}",
-             f"{len(r.versions):,}") for r in refreshes]
+             f"{len(r.versions):,}", ", ".join(f"{k} {v:,}" for k, v in r.skipped.items()) or "-") for r in refreshes]
 
 
 @dg.asset(group_name=GROUP, deps=[TICK_STORE], pool=pools.CRYPTO_VENUES, kinds={"clickhouse"},
@@ -43,8 +45,10 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
     clickhouse: ClickHouseResource = context.resources.clickhouse
     makers = {venue: resource.make_client for venue, resource in
               venue_resources(context, config.venues or None).items()}
+    archives = load_sources_config().binance_archives  # the archive site lists what exchangeInfo forgot
     with clickhouse.get_client() as client:
-        refreshes, failed = refresh_venues(client, clickhouse.database, makers)
+        refreshes, failed = refresh_venues(client, clickhouse.database, makers,
+                                           archive=lambda: ArchiveClient.from_settings(archives))
     clickhouse.close()
     gone = [(r.venue, name) for r in refreshes for name, status in sorted(r.ended.items()) if status == "gone"]
     values = [(r.venue, name, ", ".join(fields)) for r in refreshes for name, fields in sorted(r.changed.items())
@@ -58,7 +62,7 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
                             "instruments": dg.MetadataValue.md(
                                 table(["venue", "instrument", "changed"], values, limit=100) if values else "none")}),
     ]
-    metadata = {"venues": dg.MetadataValue.md(table(["venue", "listed", "new", "changed", "ended", "versions stored"],
+    metadata = {"venues": dg.MetadataValue.md(table(["venue", "listed", "new", "changed", "ended", "versions stored", "archive symbols skipped"],
                                                     _counts(refreshes))),
                 "listed": sum(r.listed for r in refreshes),
                 "rows_written": sum(len(r.versions) for r in refreshes)}  # versions: nothing changed, none
