@@ -20,7 +20,7 @@ import polars as pl
 
 from marketdata_assets.datasets.frames import UTC_US
 
-TYPES = ("spot", "perpetual", "future", "option")
+TYPES = ("spot", "perpetual", "future", "option", "equity")
 TRADING = ("live", "trading")                 # statuses of an instrument that trades
 CLOSED = ("delisted", "expired", "gone")      # statuses after its end (gone: it left the listing unannounced)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -31,7 +31,7 @@ class Instrument(NamedTuple):
 
     venue: str                  # BINANCE | BINANCE_UM | OKX | DERIBIT | SSE | SZSE | BSE
     instrument: str             # the venue's own name (symbol, instId, instrument_name, ts_code)
-    type: str                   # spot | perpetual | future | option
+    type: str                   # spot | perpetual | future | option | equity (a share)
     base: str                   # base currency (an option: its underlying's base)
     quote: str                  # quote currency (prices are quote per base)
     settle: str                 # settlement currency (spot: the quote)

@@ -61,7 +61,8 @@ def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime
     """What `listing` (the venue's whole master now) adds to the stored one: never overwrites, ends what
     left the listing (expired if its expiry passed, else gone)."""
     now = now or datetime.now(timezone.utc)
-    current = master.current(venue)
+    venues = {item.venue for item in listing} | {venue}  # a source may list several venues (Tushare: SSE, SZSE, BSE)
+    current = {key: item for key, item in master.current().items() if key[0] in venues}
     versions = changes(current, listing, now, complete=True)
     new = [v.instrument.instrument for v in versions if v.instrument.key not in current]
     ended = {v.instrument.instrument: v.instrument.status for v in versions

@@ -133,3 +133,14 @@ def test_history_clients_look_an_instrument_up_once():
         first, again, unknown, spot, option = asyncio.run(go(server.url))
         assert first == again and first.size == 100.0 and unknown is None and spot is None and option.size == 1.0
         assert server.asked == {okx.PATH: 2, "/api/v2/public/get_instrument": 1}  # the future, the unknown; none for spot
+
+
+def test_tushare_stock_basic_rows_are_shares_listed_and_delisted():
+    from marketdata_assets.sources.tushare.listing import ListedInstrument, instrument_of
+
+    live = instrument_of(ListedInstrument("600000.SH", "浦发银行", "SSE", "主板", "L", "19991110"))
+    gone = instrument_of(ListedInstrument("600087.SH", "退市长油", "SSE", "主板", "D", "19970611", "20140605"))
+    assert (live.venue, live.type, live.quote, live.lot_size, live.status, live.expires) == (
+        "SSE", "equity", "CNY", 100.0, "live", None)
+    assert live.listed == datetime(1999, 11, 10, 1, 30, tzinfo=timezone.utc)  # 09:30 Beijing
+    assert (gone.status, gone.expires) == ("delisted", datetime(2014, 6, 5, 7, 0, tzinfo=timezone.utc))

@@ -28,7 +28,7 @@ CHECKS = [
 
 class MasterConfig(RunConfig):
     venues: list[str] = []
-    """The venues to refresh (default: every crypto venue)."""
+    """The venues to refresh (default: every crypto venue, and TUSHARE's A-shares when TUSHARE_TOKEN is set)."""
 
 
 def _counts(refreshes) -> list[tuple]:
@@ -37,14 +37,18 @@ def _counts(refreshes) -> list[tuple]:
 
 
 @dg.asset(group_name=GROUP, deps=[TICK_STORE], pool=pools.CRYPTO_VENUES, kinds={"clickhouse"},
-          check_specs=CHECKS, required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
+          check_specs=CHECKS, required_resource_keys={"clickhouse", "tushare", *VENUE_KEYS.values()})
 def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -> dg.MaterializeResult:
-    """Each venue's instruments from its reference endpoints (Binance spot and USD-M exchangeInfo, OKX
-    public/instruments of every type, Deribit get_instruments active and expired), appended to the
+    """Each venue's instruments from its reference endpoints (Binance spot and USD-M exchangeInfo and the
+    archive site's delisted symbols, OKX public/instruments of every type, Deribit get_instruments active and
+    expired, Tushare stock_basic listed and delisted), appended to the
     point-in-time master (read: `read.instruments(venue, as_of=...)`, `marketdata universe`)."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
     makers = {venue: resource.make_client for venue, resource in
               venue_resources(context, config.venues or None).items()}
+    tushare = context.resources.tushare
+    if (not config.venues or "TUSHARE" in config.venues) and (tushare.token or "").strip():
+        makers["TUSHARE"] = tushare.make_client  # the A-share master: stock_basic, listed and delisted
     archives = load_sources_config().binance_archives  # the archive site lists what exchangeInfo forgot
     with clickhouse.get_client() as client:
         refreshes, failed = refresh_venues(client, clickhouse.database, makers,

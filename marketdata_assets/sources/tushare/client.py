@@ -35,6 +35,7 @@ import polars as pl
 from marketdata_assets.core.errors import scrub
 from marketdata_assets.core.http import ApiClient, ApiError, Limits, Page, RetryPolicy, SourceError
 from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.wire import count_quality
 from marketdata_assets.sources.tushare.errors import (
     ERRORS,
@@ -52,6 +53,7 @@ from marketdata_assets.sources.tushare.listing import (
     STOCK_BASIC_REQUIRED,
     STOCK_BASIC_ROW_LIMIT,
     ListedInstrument,
+    instrument_of,
     parse_stock_basic,
 )
 from marketdata_assets.sources.tushare.parse import (
@@ -362,6 +364,15 @@ class TushareClient(ApiClient):
                 dropped["repeated"] += instrument.code in found
                 found.setdefault(instrument.code, instrument)
         return [found[code] for code in sorted(found)], dict(dropped)
+
+    async def listing(self, statuses: Sequence[str] = ("L", "D", "P")) -> list[Instrument]:
+        """The A-share master: every code `stock_basic` lists as listed (L), delisted (D, with its delist_date)
+        or suspended (P), as the master's Instruments (a request per status)."""
+        out = []
+        for status in statuses:
+            rows, _ = await self.listed_instruments(status)
+            out += [instrument_of(row) for row in rows]
+        return out
 
     async def _listing(self, list_status: str, exchange: str = "") -> Table:
         params = {"list_status": list_status, **({"exchange": exchange} if exchange else {})}

@@ -28,7 +28,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from marketdata_assets.core.files import atomic_write_bytes
-from marketdata_assets.core.naming import a_share_code
+from marketdata_assets.core.naming import a_share_code, a_share_venue
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.sources.tushare.errors import PROVIDER, TushareResponseError
 from marketdata_assets.sources.tushare.records import Table
 
@@ -100,6 +101,23 @@ def parse_stock_basic(table: Table, list_status: str = "L") -> tuple[list[Listed
                                        str(value(row, "market") or ""), list_status,
                                        str(value(row, "list_date") or ""), value(row, "delist_date") or None)
     return [found[code] for code in sorted(found)], dropped
+
+
+STATUSES = {"L": "live", "D": "delisted", "P": "suspended", "G": "preopen"}
+
+
+def _beijing(day: str | None, hour: int, minute: int) -> datetime | None:
+    """A YYYYMMDD day's time in Beijing, as an aware datetime (None: no day)."""
+    text = str(day or "").strip()
+    return datetime.strptime(text, "%Y%m%d").replace(hour=hour, minute=minute, tzinfo=CHINA) if len(text) == 8 else None
+
+
+def instrument_of(row: ListedInstrument) -> Instrument:
+    """One `stock_basic` row as the master's `Instrument`: a share on its exchange (SSE, SZSE, BSE), listed
+    at the open of its list_date, ended after the close of its delist_date; sizes in shares (lots of 100)."""
+    return Instrument(a_share_venue(row.code), row.code, "equity", row.code, "CNY", "CNY", False, 1.0, 1.0, "share",
+                      0.01, 100.0, 100.0, _beijing(row.list_date, 9, 30), _beijing(row.delist_date, 15, 0),
+                      STATUSES.get(row.list_status, row.list_status.lower()))
 
 
 def beijing_today(now: datetime | None = None) -> date:
