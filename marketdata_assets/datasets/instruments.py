@@ -151,7 +151,8 @@ class Master:
     def __init__(self, versions: Iterable[Version] = (), lookup: Callable[[str, str], list[Instrument]] | None = None,
                  min_interval_s: float = 0.2, clock: Callable[[], datetime] | None = None, retry_s: float = 60.0):
         self._versions: dict[tuple[str, str], list[Version]] = {}
-        self._lookup, self._interval, self._clock = lookup, min_interval_s, clock or _now
+        self._lookups: dict[str | None, Callable] = {None: lookup} if lookup is not None else {}  # venue -> lookup
+        self._interval, self._clock = min_interval_s, clock or _now
         self._unknown: set[tuple[str, str]] = set()
         self._last_lookup: dict[str, float] = {}
         self._failed: dict[tuple[str, str], tuple[float, str]] = {}  # a lookup that failed: when, why
@@ -161,25 +162,31 @@ class Master:
         self.added: list[Version] = []  # versions learned by lookups, for the caller to store
         self.add(versions)
 
-    @property
-    def connected(self) -> bool:
-        """It asks the venue for an instrument never seen."""
-        return self._lookup is not None
+    def connected(self, venue: str | None = None) -> bool:
+        """It asks the venue (any venue) for an instrument never seen."""
+        return bool(self._lookups) if venue is None else venue in self._lookups or None in self._lookups
 
-    def connect(self, lookup: Callable[[str, str], list[Instrument]]) -> None:
-        """Ask `lookup` for an instrument never seen (the venue's reference endpoint)."""
-        self._lookup = lookup
+    def connect(self, lookup: Callable[[str, str], list[Instrument]], venue: str | None = None) -> None:
+        """Ask `lookup` for an instrument of `venue` (None: of any venue) never seen (its reference endpoint)."""
+        self._lookups[venue] = lookup
 
     def add(self, versions: Iterable[Version]) -> None:
+        """Versions into the histories; one already held (same instrument and validity start) is not added again."""
         for version in versions:
-            self._versions.setdefault(version.instrument.key, []).append(version)
-        for history in self._versions.values():
-            history.sort(key=lambda v: (v.valid_from, v.seen))
+            history = self._versions.setdefault(version.instrument.key, [])
+            if all(v.valid_from != version.valid_from for v in history):
+                history.append(version)
+                self._unknown.discard(version.instrument.key)
+                history.sort(key=lambda v: (v.valid_from, v.seen))
 
     def current(self, venue: str | None = None) -> dict[tuple[str, str], Instrument]:
         """Each instrument's latest version (of `venue`)."""
         return {key: history[-1].instrument for key, history in self._versions.items()
                 if venue is None or key[0] == venue}
+
+    def history_versions(self) -> list[Version]:
+        """Every version held, of every instrument."""
+        return [v for history in self._versions.values() for v in history]
 
     def history(self, venue: str, instrument: str) -> list[Version]:
         return list(self._versions.get((venue, instrument), ()))
@@ -231,6 +238,15 @@ class Master:
             self._unknown.add((venue, instrument))
         return self._versions.get((venue, instrument), [])
 
+    def learn_listing(self, venue: str, asked: list[str], found: list[Instrument]) -> int:
+        """A listing answered in one request for `asked` (instruments never seen): its instruments added, the
+        asked ones it lacks remembered as unknown to the venue; returns the versions added."""
+        learned = changes(self.current(venue), found, self._clock(), complete=False)
+        self.added.extend(learned)
+        self.add(learned)
+        self._unknown.update((venue, name) for name in asked if (venue, name) not in self._versions)
+        return len(learned)
+
     def pause(self, venue: str) -> float:
         """Seconds to wait before the next lookup of `venue` (at most one every `min_interval_s`); counts it."""
         now = time.monotonic()
@@ -242,8 +258,8 @@ class Master:
     def _learn(self, venue: str, instrument: str) -> list[Version]:
         """A blocking lookup; one that failed (the venue unreachable) is not asked again for `retry_s`:
         until then the same error is raised at once (the caller refuses the frame, counted)."""
-        key = (venue, instrument)
-        if self._lookup is None or not self.needs_lookup(venue, instrument):
+        key, lookup = (venue, instrument), self._lookups.get(venue) or self._lookups.get(None)
+        if lookup is None or not self.needs_lookup(venue, instrument):
             return self._versions.get(key, [])
         with self._lock:
             if not self.needs_lookup(venue, instrument):
@@ -253,7 +269,7 @@ class Master:
                 raise LookupFailed(f"{venue} {instrument}: {failed[1]} (asked again {self._retry_s:g} s after)")
             time.sleep(self.pause(venue))
             try:
-                found = self._lookup(venue, instrument)
+                found = lookup(venue, instrument)
             except Exception as error:
                 self._failed[key] = (time.monotonic(), str(error))
                 raise

@@ -342,6 +342,14 @@ class StreamProtocol(Protocol):
         """Contract sizes from `master` (a datasets.instruments.Master; None: a new one), an instrument it
         never saw looked up once at the venue's REST reference endpoint at `rest_url`."""
 
+    def size_at(self, when: Any) -> None:
+        """Contract sizes by the master's versions valid at `when` (a datetime; None: the latest): a landed
+        frame re-read later is sized as when it was received."""
+
+    def reference_ready(self, instruments: list[str]) -> int:
+        """The contract sizes of `instruments` known before their first frame (one listing request per kind,
+        not a lookup each); returns the versions learned."""
+
 
 class StreamBase:
     """What most venues' streams share, so a new venue declares only what is its own: its URL, limits,
@@ -418,6 +426,15 @@ class StreamBase:
     def use_reference(self, rest_url: str, master: Any = None) -> None:
         """Sizes from the venue's reference data at `rest_url` (a venue whose sizes need none: nothing)."""
         return
+
+    def size_at(self, when: Any) -> None:
+        """Sizes by the reference data valid at `when` (a venue whose sizes need none: nothing)."""
+        return
+
+    def reference_ready(self, instruments: list[str]) -> int:
+        """The reference data of `instruments` known before their first frame (a venue whose sizes need none:
+        nothing); returns the versions learned."""
+        return 0
 
 
 BOOK_TOP = "book_top"  # the landing channel kind of the collector's own top-N book snapshots

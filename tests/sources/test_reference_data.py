@@ -144,3 +144,17 @@ def test_tushare_stock_basic_rows_are_shares_listed_and_delisted():
         "SSE", "equity", "CNY", 100.0, "live", None)
     assert live.listed == datetime(1999, 11, 10, 1, 30, tzinfo=timezone.utc)  # 09:30 Beijing
     assert (gone.status, gone.expires) == ("delisted", datetime(2014, 6, 5, 7, 0, tzinfo=timezone.utc))
+
+
+def test_a_collectors_instruments_are_sized_by_a_listing_per_type_before_their_first_frame():
+    names = ["BTC-USD-SWAP", "BTC-USDT-SWAP", "BTC-USD-241220", "BTC-USD-241217-92000-C", "NOPE-USD-SWAP"]
+    with ReferenceServer() as server:
+        protocol = stream_protocol("OKX", "all")
+        protocol.use_reference(server.url)
+        assert protocol.reference_ready(names) > 0
+        assert server.asked == {okx.PATH: 3}  # SWAP, FUTURES, the BTC-USD options: not a lookup each
+        (trade,) = protocol.trades(protocol.decode(TRADES % ("BTC-USD-241220", "BTC-USD-241220", "40000")))
+        assert trade.quantity == pytest.approx(3 * 100 / 40000)
+        with pytest.raises(SourceDataError, match="NOPE-USD-SWAP"):  # not listed: unknown, not asked again
+            protocol.trades(protocol.decode(TRADES % ("NOPE-USD-SWAP", "NOPE-USD-SWAP", "1")))
+        assert server.asked == {okx.PATH: 3}

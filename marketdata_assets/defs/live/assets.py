@@ -45,6 +45,7 @@ from marketdata_assets.ingest.live.load import (
     parse_hour,
     stored_live_rows,
 )
+from marketdata_assets.ingest.live.trade_frames import keep_looked_up, seed_master
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse.live import record_reconciliation
@@ -198,9 +199,12 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
         slices += planned(clickhouse, config, LIVE_VENUES[venue].source, mine, report)
     with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/load.py)
         stored = stored_live_rows(client, clickhouse.database, slices)
+        seed_master(client, clickhouse.database)  # contract sizes: the stored master, each hour's valid version
     root = settings.live_landing_dir()
     load = LiveTradesLoad(root, slices, stored)
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
+    with clickhouse.get_client() as client:
+        keep_looked_up(client, clickhouse.database)
     records = reconcile(clickhouse, root, load.origins, triples)
     clickhouse.close()
     by_key = {(r["hour"], r["venue"], r["instrument"]): r for r in records}

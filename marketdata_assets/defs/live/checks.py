@@ -17,7 +17,13 @@ from marketdata_assets.defs.live.partitions import live_partitions
 from marketdata_assets.ingest.live.dataset_rows import CHANNELS
 from marketdata_assets.ingest.live.load import LIVE_VENUES
 from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
-from marketdata_assets.quality.slice_checks import CRYPTO_BAR_RULES, TRADE_RULES, by_hour, rule_check, trade_id_check
+from marketdata_assets.quality.slice_checks import (
+    CRYPTO_BAR_RULES,
+    TRADE_RULES,
+    by_hour,
+    rule_check,
+    trade_id_check,
+)
 from marketdata_assets.quality.slices import (
     BOOK_NOT_CROSSED,
     NO_DUPLICATE_LIQUIDATION_IDS,

@@ -30,6 +30,7 @@ from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.ingest.live.dataset_load import LiveDatasetLoad, dataset_slices
 from marketdata_assets.ingest.live.dataset_rows import CHANNELS, LIVE_DATASET_NAMES, SOURCES
 from marketdata_assets.ingest.live.landing_hours import HourFigures
+from marketdata_assets.ingest.live.trade_frames import keep_looked_up, seed_master
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 
@@ -63,8 +64,12 @@ def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource
         mine = dict.fromkeys(key for hour, v, instrument in triples if v == venue
                              for key in dataset_slices(dataset, [hour], [(v, instrument)]))
         slices += planned(clickhouse, config, SOURCES[venue], list(mine), report)
+    with clickhouse.get_client() as client:  # contract sizes: the stored master, each hour's valid version
+        seed_master(client, clickhouse.database)
     load = LiveDatasetLoad(settings.live_landing_dir(), slices)
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
+    with clickhouse.get_client() as client:
+        keep_looked_up(client, clickhouse.database)
     clickhouse.close()
     hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)), triples)
     yield from materialize(context, report, {dataset: asset_name(dataset)}, config.max_failed,

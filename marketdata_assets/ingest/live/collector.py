@@ -162,7 +162,7 @@ class LiveCollector(BookOutputs):
         # contract sizes: the venue's reference data (one lookup a new instrument), at the REST base given,
         # else where the protocol already asks, else the sources config's (read at the first lookup)
         master = getattr(protocol, "master", None)
-        if config.rest_url or (master is not None and not master.connected):
+        if config.rest_url or (master is not None and not master.connected(protocol.venue)):
             protocol.use_reference(config.rest_url or (lambda: rest_base(protocol.venue)), master)
         self.gap_periods: dict[str, tuple[str, set[int]]] = {}  # instrument -> (book channel, periods with a gap)
         self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
@@ -177,6 +177,8 @@ class LiveCollector(BookOutputs):
     async def run(self, stop: asyncio.Event) -> None:
         recovered = await asyncio.to_thread(self.writer.recover_partials)
         self.stats.markers["recovered_files"] = len(recovered)
+        # the subscribed instruments' sizes known before their first frame (a listing, not a lookup each)
+        await asyncio.to_thread(self.protocol.reference_ready, list(self.config.instruments))
         plans = plan_connections(self.streams(), self.config.max_streams or self.limits.max_channels,
                                  self.protocol.endpoint)
         self.slot_tasks = [asyncio.create_task(self._slot(streams)) for streams in plans]

@@ -42,6 +42,7 @@ from marketdata_assets.ingest.live.landing_hours import (
     hours_of_day,
     note_hour_drops,
 )
+from marketdata_assets.ingest.live.trade_frames import sized_at_hour
 from marketdata_assets.sources.stream import MALFORMED
 from marketdata_assets.stores.landing import closed_files
 
@@ -155,8 +156,10 @@ def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None =
                                 f"channels {venue_dataset(key.dataset, key.venue).channel_names(key.instrument)} in "
                                 f"its hours under {root}")
     reader = MessageReader(key.dataset, key.venue, key.instrument, figures)
-    for path in paths:
+    for path in paths:  # each hour sized by the reference data valid then
+        sized_at_hour(reader.protocol, path)
         reader.read(path)
+    sized_at_hour(reader.protocol, None)
     note_hour_drops(figures, key.instrument, key.day)
     drops: Counter = Counter()
     frame, _ = drop_implausible(reader.frame(), drops)  # before the day: a 1970 stamp is no neighbour's row

@@ -38,7 +38,7 @@ from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour he
     parse_hour,
     summary,
 )
-from marketdata_assets.ingest.live.trade_frames import LIVE_SOURCES, LIVE_VENUES, VENUE
+from marketdata_assets.ingest.live.trade_frames import LIVE_SOURCES, LIVE_VENUES, VENUE, sized_at_hour
 from marketdata_assets.stores.clickhouse import tables
 from marketdata_assets.stores.landing import closed_files, read_lines
 
@@ -111,8 +111,10 @@ def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigu
         raise FileNotFoundError(f"{venue}:{instrument} {day}: no closed landing file of channel "
                                 f"{trade_channel(instrument, venue)} in its hours under {root}")
     reader = ChannelReader(instrument, figures, venue)
-    for path in paths:
+    for path in paths:  # each hour sized by the reference data valid then
+        sized_at_hour(reader.venue.protocol, path)
         reader.read(path)
+    sized_at_hour(reader.venue.protocol, None)
     note_hour_drops(figures, instrument, day)
     start, end = day_window(day)
     frame = reader.frame()

@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from marketdata_assets.datasets.instruments import Master
 from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.ingest.instruments import keep_learned, stored_master
+from marketdata_assets.ingest.live.landing_hours import file_hour, parse_hour
 from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.registry import STREAMS, stream_protocol
 from marketdata_assets.sources.stream import MALFORMED, TRADES
@@ -67,12 +70,30 @@ class LiveVenue:
             return "bad_frame"
 
 
+MASTER = Master()  # the live loads' contract sizes: the stored master (`seed_master`) and what they look up
+
+
 def referenced(venue: str):
-    """The venue's stream protocol with every dataset enabled, its contract sizes from the venue's reference
-    data (the sources config's REST base, read at the first lookup)."""
+    """The venue's stream protocol with every dataset enabled, its contract sizes from `MASTER` (an instrument
+    it never saw: the venue's reference endpoint at the sources config's REST base, read at the first lookup)."""
     protocol = stream_protocol(venue, "all")
-    protocol.use_reference(lambda: rest_base(venue))
+    protocol.use_reference(lambda: rest_base(venue), MASTER)
     return protocol
+
+
+def seed_master(client, database: str) -> None:
+    """The stored instrument master into `MASTER` (the versions it does not hold yet)."""
+    MASTER.add(stored_master(client, database).history_versions())
+
+
+def keep_looked_up(client, database: str) -> int:
+    """What the live loads looked up at the venues, stored into the master (once)."""
+    return keep_learned(client, database, MASTER)
+
+
+def sized_at_hour(protocol, path) -> None:
+    """Size the landing file's frames by the reference data valid at its hour's start."""
+    protocol.size_at(parse_hour(file_hour(path)) if path is not None else None)
 
 
 LIVE_VENUES = {venue: LiveVenue(venue, referenced(venue)) for venue in STREAMS}

@@ -449,5 +449,13 @@ class BinanceSpotStream:
         """Binance's sizes are in base units: no contract values to look up."""
         return
 
+    def size_at(self, when) -> None:
+        """Binance's sizes are in base units: nothing to size."""
+        return
+
+    def reference_ready(self, instruments: list[str]) -> int:
+        """Binance's sizes are in base units: nothing to look up."""
+        return 0
+
     def check(self, dataset: str, instrument: str) -> None:
         return None

@@ -94,4 +94,16 @@ def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Ca
     return lookup
 
 
+def sync_listing(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> list[Instrument]:
+    """One blocking `public/get_instruments?currency=any` (every active instrument); SourceError on an error."""
+    url = f"{(rest_url() if callable(rest_url) else rest_url).rstrip('/')}/api/v2/{LIST_METHOD}"
+    try:
+        body = httpx.get(url, params={"currency": "any"}, timeout=timeout_s).json()
+    except (httpx.HTTPError, ValueError) as error:
+        raise SourceError(f"{VENUE}: reference listing failed: {error}") from None
+    if not isinstance(body, dict) or "error" in body:
+        raise SourceError(f"{VENUE}: reference listing answered {str(body)[:200]}")
+    return instruments_of(body.get("result") or [], Page(VENUE, "instruments", None, f"GET {LIST_METHOD}"))
+
+
 __all__ = ["KINDS", "DeribitInstrument", "instrument_of", "instruments_of", "sync_lookup"]

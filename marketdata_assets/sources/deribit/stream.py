@@ -136,6 +136,8 @@ class DeribitStream(StreamBase):
         self._contracts: dict[str, tuple[bool, float | None]] = {}
         self._inverse: dict[str, bool] = {}
         self.master = Master()  # contract sizes: the venue's reference data (`use_reference`)
+        self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
+        self._rest_url = None  # where the reference data is asked (`use_reference`)
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
         super().__init__(datasets)  # `warnings`: what could not be made, counted (the collector's stats show it)
 
@@ -220,8 +222,29 @@ class DeribitStream(StreamBase):
         """Contract sizes from `master` (else a new one), an instrument it never saw looked up at the
         venue's REST `rest_url` (get_instrument, once, rate-limited)."""
         self.master = master if master is not None else Master()
-        self.master.connect(reference.sync_lookup(rest_url))
+        self.master.connect(reference.sync_lookup(rest_url), VENUE)
+        self._rest_url = rest_url
         self._contracts.clear()
+
+    def reference_ready(self, instruments: list[str]) -> int:
+        """The contract sizes of `instruments` known before their first frame: one get_instruments of every
+        active instrument for those the master never saw, not a lookup each; returns the versions learned (a
+        listing that fails: they are looked up one by one later)."""
+        missing = [name for name in instruments if self.master.needs_lookup(VENUE, name)]
+        if not missing or self._rest_url is None:
+            return 0
+        try:
+            found = reference.sync_listing(self._rest_url)
+        except SourceError:
+            return 0
+        self._contracts.clear()
+        return self.master.learn_listing(VENUE, missing, found)
+
+    def size_at(self, when) -> None:
+        """Size by the master's versions valid at `when` (None: the latest): a landing hour re-read later."""
+        if when != self._as_of:
+            self._as_of = when
+            self._contracts.clear()
 
     def contract(self, instrument: str) -> tuple[bool, float | None]:
         """(inverse, contract size or None where the venue's reference data does not know it: no open
@@ -229,7 +252,7 @@ class DeribitStream(StreamBase):
         known = self._contracts.get(instrument)
         if known is None:
             try:
-                found = self.master.at(VENUE, instrument)
+                found = self.master.at(VENUE, instrument, self._as_of)
                 known = (is_inverse(instrument), found.size if found else None)
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None
@@ -257,6 +280,6 @@ class DeribitStream(StreamBase):
         """Open interest is counted in contracts: the size must be declared (SourceDataError if not)."""
         if dataset == OPEN_INTEREST:
             try:
-                size_of(instrument, self.master.at(VENUE, instrument))
+                size_of(instrument, self.master.at(VENUE, instrument, self._as_of))
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None

@@ -127,4 +127,29 @@ def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Ca
     return lookup
 
 
+def sync_listing(rest_url: str | Callable[[], str], params: dict[str, str], timeout_s: float = 5.0) -> list[Instrument]:
+    """One blocking `/api/v5/public/instruments` listing (`params`: instType[, instFamily]); SourceError on
+    an error answer."""
+    url = (rest_url() if callable(rest_url) else rest_url).rstrip("/") + PATH
+    try:
+        body = httpx.get(url, params=params, timeout=timeout_s).json()
+    except (httpx.HTTPError, ValueError) as error:
+        raise SourceError(f"{VENUE} {params}: reference listing failed: {error}") from None
+    if not isinstance(body, dict) or body.get("code") != "0":
+        raise SourceError(f"{VENUE} {params}: reference listing answered {str(body)[:200]}")
+    return instruments_of(body.get("data") or [], Page(VENUE, params.get("instType", ""), None, f"GET {PATH}"))
+
+
+def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[str]]]:
+    """The listings that hold `instruments` (contracts), each with its instruments: one per type, an option's
+    per family."""
+    out: dict[tuple[str, ...], tuple[dict[str, str], list[str]]] = {}
+    for name in instruments:
+        named = contract(name)
+        inst_type = INST_TYPE_OF[named.contract_type]
+        params = {"instType": inst_type, **({"instFamily": f"{named.base}-{named.quote}"} if inst_type == "OPTION" else {})}
+        out.setdefault(tuple(params.values()), (params, []))[1].append(name)
+    return list(out.values())
+
+
 __all__ = ["INST_TYPES", "PATH", "OkxInstrument", "instrument_of", "instruments_of", "lookup_params"]

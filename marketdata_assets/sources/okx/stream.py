@@ -205,13 +205,39 @@ class OkxStream(StreamBase):
         super().__init__(datasets)  # `warnings`: fields the venue left out, filled with null (in the collector's stats)
         self._sizers: dict[str, ContractSizer] = {}
         self.master = Master()  # contract values: the venue's reference data (`use_reference`)
+        self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
+        self._rest_url = None  # where the reference data is asked (`use_reference`)
 
     def use_reference(self, rest_url: str, master: Master | None = None) -> None:
         """Contract values from `master` (else a new one), an instrument it never saw looked up at the
         venue's REST `rest_url` (once, rate-limited)."""
         self.master = master if master is not None else Master()
-        self.master.connect(reference.sync_lookup(rest_url))
+        self.master.connect(reference.sync_lookup(rest_url), VENUE)
+        self._rest_url = rest_url
         self._sizers.clear()
+
+    def reference_ready(self, instruments: list[str]) -> int:
+        """The contract values of `instruments` known before their first frame: a listing request per
+        instrument type (an option's per family) for those the master never saw, not a lookup each; returns
+        the versions learned (a listing that fails: those instruments are looked up one by one later)."""
+        missing = [name for name in instruments if is_derivative(name) and self.master.needs_lookup(VENUE, name)]
+        if not missing or self._rest_url is None:
+            return 0
+        learned = 0
+        for params, names in reference.listing_requests(missing):
+            try:
+                found = reference.sync_listing(self._rest_url, params)
+            except SourceError:
+                continue
+            learned += self.master.learn_listing(VENUE, names, found)
+        self._sizers.clear()
+        return learned
+
+    def size_at(self, when) -> None:
+        """Size by the master's versions valid at `when` (None: the latest): a landing hour re-read later."""
+        if when != self._as_of:
+            self._as_of = when
+            self._sizers.clear()
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
@@ -307,7 +333,7 @@ class OkxStream(StreamBase):
         sizer = self._sizers.get(instrument)
         if sizer is None:
             try:
-                known = self.master.at(VENUE, instrument) if is_derivative(instrument) else None
+                known = self.master.at(VENUE, instrument, self._as_of) if is_derivative(instrument) else None
                 sizer = self._sizers[instrument] = ContractSizer(instrument, known)
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
@@ -330,7 +356,7 @@ class OkxStream(StreamBase):
         book = {"ts": str(book_ms(payload)), "seqId": payload["update_id"],
                 "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
                 "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]]}
-        known = self.master.at(VENUE, instrument) if is_derivative(instrument) else None
+        known = self.master.at(VENUE, instrument, self._as_of) if is_derivative(instrument) else None
         return frame_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument, reference=known))
 
     def check(self, dataset: str, instrument: str) -> None:
