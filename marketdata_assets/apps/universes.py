@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 
 from marketdata_assets.core.errors import error_text
 from marketdata_assets.datasets.instruments import Master
-from marketdata_assets.datasets.universe import resolve
-from marketdata_assets.ingest.instruments import refresh_venues, stored_master
+from marketdata_assets.ingest.instruments import refresh_venues, stored_master, universe_resolver
 from marketdata_assets.read import Reader
 from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.venues import venue_client
@@ -34,5 +33,10 @@ def universe_today(venues: list[str], refresh_from: str | None = None,
                     master = stored_master(reader.clickhouse(), reader.database, set(rules))
         except Exception as error:  # noqa: BLE001  (the store down: the explicit lists still collect)
             say(f"{error_text(error, 'the instrument master')}: the sources config's explicit instruments only")
-    today = datetime.now(UTC).date()
-    return {venue: names for venue, rule in rules.items() if (names := resolve(master, rule, today))}
+    today, unreadable = datetime.now(UTC).date(), set()
+    universe = universe_resolver(master, rules, unreadable)
+    out = {venue: names for venue in rules if (names := universe(venue, today))}
+    if unreadable:  # listed by the venue, but named in no shape its naming reads: not subscribed, said
+        say(f"{len(unreadable)} instrument(s) of the universe skipped, their names unreadable: "
+            f"{', '.join(sorted(unreadable)[:20])}")
+    return out

@@ -10,9 +10,10 @@ venue (one rate-limited lookup) for an instrument it has never seen. docs/instru
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
 from typing import NamedTuple
 
@@ -184,10 +185,6 @@ class Master:
         return {key: history[-1].instrument for key, history in self._versions.items()
                 if venue is None or key[0] == venue}
 
-    def history_versions(self) -> list[Version]:
-        """Every version held, of every instrument."""
-        return [v for history in self._versions.values() for v in history]
-
     def history(self, venue: str, instrument: str) -> list[Version]:
         return list(self._versions.get((venue, instrument), ()))
 
@@ -206,9 +203,7 @@ class Master:
         an instrument that later ended is there; one listed later is not)."""
         start = datetime.combine(day, datetime.min.time(), timezone.utc)
         end, out = start + timedelta(days=1), []
-        for (name, _), history in sorted(self._versions.items()):
-            if name != venue:
-                continue
+        for _, history in sorted(item for item in self._versions.items() if item[0][0] == venue):
             valid = [v for v in history if v.valid_from < end]
             if not valid:
                 continue
@@ -228,24 +223,24 @@ class Master:
         """Never seen, and not already answered "unknown" by the venue."""
         return (venue, instrument) not in self._versions and (venue, instrument) not in self._unknown
 
-    def learn(self, venue: str, instrument: str, found: list[Instrument]) -> list[Version]:
-        """What a lookup of (venue, instrument) answered (`found`: what the venue listed, [] if it does not
-        know it), added as versions (`added` keeps them for the caller to store)."""
-        learned = changes(self.current(venue), found, self._clock(), complete=False)
-        self.added.extend(learned)
-        self.add(learned)
-        if (venue, instrument) not in self._versions:
-            self._unknown.add((venue, instrument))
-        return self._versions.get((venue, instrument), [])
-
-    def learn_listing(self, venue: str, asked: list[str], found: list[Instrument]) -> int:
-        """A listing answered in one request for `asked` (instruments never seen): its instruments added, the
-        asked ones it lacks remembered as unknown to the venue; returns the versions added."""
+    def learn(self, venue: str, asked: list[str], found: list[Instrument]) -> int:
+        """What the venue answered for `asked` (instruments never seen; one lookup, or a listing holding them):
+        `found` added as versions (`added` keeps them for the caller to store), the asked ones it lacks
+        remembered as unknown to the venue; returns the versions added."""
         learned = changes(self.current(venue), found, self._clock(), complete=False)
         self.added.extend(learned)
         self.add(learned)
         self._unknown.update((venue, name) for name in asked if (venue, name) not in self._versions)
         return len(learned)
+
+    async def resolve(self, venue: str, instrument: str, when: datetime | None,
+                      lookup: Callable[[str], Awaitable[list[Instrument]]]) -> Instrument | None:
+        """`at`, an instrument never seen asked first of the async `lookup` (a venue client's; the same spacing
+        of lookups as the blocking ones)."""
+        if self.needs_lookup(venue, instrument):
+            await asyncio.sleep(self.pause(venue))
+            self.learn(venue, [instrument], await lookup(instrument))
+        return self.at(venue, instrument, when)
 
     def pause(self, venue: str) -> float:
         """Seconds to wait before the next lookup of `venue` (at most one every `min_interval_s`); counts it."""
@@ -274,7 +269,8 @@ class Master:
                 self._failed[key] = (time.monotonic(), str(error))
                 raise
             self._failed.pop(key, None)
-            return self.learn(venue, instrument, found)
+            self.learn(venue, [instrument], found)
+            return self._versions.get(key, [])
 
 
 def _now() -> datetime:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 from marketdata_assets.core.errors import error_text
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.sources.binance_vision.dumps import DUMP_DATASETS, SOURCE, has_rows, landing_dumps, read_dump
+from marketdata_assets.sources.binance_vision.dumps import (
+    DUMP_DATASETS,
+    SOURCE,
+    has_rows,
+    landing_dumps,
+    read_dump,
+)
 from marketdata_assets.stores.clickhouse import writer
 
 log = logging.getLogger(__name__)

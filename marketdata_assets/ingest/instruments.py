@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
-from marketdata_assets.datasets.instruments import CLOSED, Instrument, Master, Version, changes
+from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument, Master, Version, changes
+from marketdata_assets.datasets.universe import Rule, resolve
 from marketdata_assets.sources.binance_vision import listing
 from marketdata_assets.sources.venues import contract_of
 from marketdata_assets.stores.clickhouse.instruments import (
@@ -21,11 +22,15 @@ from marketdata_assets.stores.clickhouse.instruments import (
 )
 
 
-def stored_master(client, database: str, venues=None) -> Master:
-    """The stored versions (of `venues`; None: all) as a master (the table made if missing)."""
+def stored_versions(client, database: str, venues=None) -> list[Version]:
+    """The stored versions (of `venues`; None: all), the table made if missing."""
     ensure_instruments_table(client, database)
-    versions = read_versions(client, database)
-    return Master([v for v in versions if venues is None or v.instrument.venue in venues])
+    return [v for v in read_versions(client, database) if venues is None or v.instrument.venue in venues]
+
+
+def stored_master(client, database: str, venues=None) -> Master:
+    """The stored versions (of `venues`; None: all) as a master."""
+    return Master(stored_versions(client, database, venues))
 
 
 def sized_by(make_client: Callable, master: Master) -> Callable:
@@ -42,6 +47,27 @@ def keep_learned(client, database: str, master: Master) -> int:
     """Store what the clients looked up during the run (once); returns the versions stored."""
     learned, master.added[:] = list(master.added), []
     return store_versions(client, database, learned) if learned else 0
+
+
+def universe_resolver(master: Master, rules: dict[str, Rule], unreadable: set[str]) -> Callable[[str, date], list[str]]:
+    """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> Rule), without the names
+    its naming cannot read (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit
+    instruments always stay."""
+    def universe(venue: str, day: date) -> list[str]:
+        rule = rules.get(venue)
+        names = resolve(master, rule, day) if rule is not None else []
+        readable = [name for name in names if name in rule.explicit or _readable(venue, name)]
+        unreadable.update(f"{venue}:{name}" for name in names if name not in readable)
+        return readable
+    return universe
+
+
+def _readable(venue: str, instrument: str) -> bool:
+    try:
+        contract_of(venue, instrument)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -68,17 +94,10 @@ def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime
     ended = {v.instrument.instrument: v.instrument.status for v in versions
              if v.instrument.key in current and v.instrument.status in CLOSED
              and current[v.instrument.key].status not in CLOSED}
-    changed = {}
-    for v in versions:
-        before = current.get(v.instrument.key)
-        if before is not None and v.instrument.instrument not in ended:
-            changed[v.instrument.instrument] = [f for f in ("contract_value", "contract_multiplier", "tick_size",
-                                                            "lot_size", "min_size", "status", "expires")
-                                                if getattr(before, f) != getattr(v.instrument, f)]
+    changed = {v.instrument.instrument: [f for f in VERSIONED if getattr(before, f) != getattr(v.instrument, f)]
+               for v in versions if (before := current.get(v.instrument.key)) is not None
+               and v.instrument.instrument not in ended}
     return Refresh(venue, len(listing), versions, new, changed, ended)
-
-
-__all__ = ["Refresh", "keep_learned", "refresh", "sized_by", "stored_master"]
 
 
 ARCHIVED = {"BINANCE": "spot", "BINANCE_UM": "um"}  # venues whose delisted symbols the archive site lists
@@ -125,18 +144,20 @@ def refresh_venues(client, database: str, makers: dict[str, Callable], now: date
     master = stored_master(client, database, set(makers))
     done, failed = [], {}
     for venue, make in sorted(makers.items()):
+        skipped: Counter = Counter()
         try:
             venue_now = asyncio.run(venue_listing(make))
             if archive is not None and venue in ARCHIVED:
-                skipped: Counter = Counter()
                 venue_now += asyncio.run(archived_only(archive, venue, {i.instrument for i in venue_now},
                                                        master.current(venue), now.date(), skipped))
         except Exception as error:  # noqa: BLE001  (one venue's failure is reported, the others go on)
             failed[venue] = f"{type(error).__name__}: {error}"
             continue
-        result = refresh(master, venue, venue_now, now)
-        if archive is not None and venue in ARCHIVED:
-            result = replace(result, skipped=dict(skipped))
+        result = replace(refresh(master, venue, venue_now, now), skipped=dict(skipped))
         store_versions(client, database, result.versions)
         done.append(result)
     return done, failed
+
+
+__all__ = ["Refresh", "archived_only", "keep_learned", "refresh", "refresh_venues", "sized_by", "stored_master",
+           "stored_versions", "universe_resolver", "venue_listing"]

@@ -16,7 +16,6 @@ import dagster as dg
 from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
 from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.frames import spec_for
-from marketdata_assets.datasets.universe import resolve
 from marketdata_assets.defs._common.ingest import (
     TICK_STORE,
     IngestConfig,
@@ -33,7 +32,7 @@ from marketdata_assets.defs.crypto.partitions import (
     option_chains,
 )
 from marketdata_assets.ingest.engine import IngestReport
-from marketdata_assets.ingest.instruments import keep_learned, sized_by, stored_master
+from marketdata_assets.ingest.instruments import keep_learned, sized_by, stored_master, universe_resolver
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.checks import ClickHouse
 from marketdata_assets.quality.reach import name, unreached
@@ -41,14 +40,7 @@ from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
-from marketdata_assets.sources.venues import (
-    beyond_reach,
-    contract_of,
-    older_from,
-    serves,
-    snapshot_feed,
-    venue_feed,
-)
+from marketdata_assets.sources.venues import beyond_reach, older_from, serves, snapshot_feed, venue_feed
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse.series import series, smiles
 
@@ -122,27 +114,11 @@ def run_slices(context, datasets, config: CryptoIngestConfig, master=None) -> li
     if master is None or not any(rule.selects for rule in rules.values()):
         return slice_keys(context.partition_keys, datasets, config.instruments)
     unreadable: set[str] = set()
-
-    def universe(venue: str, day) -> list[str]:
-        names = resolve(master, rules[venue], day) if venue in rules else []
-        explicit = set(rules[venue].explicit) if venue in rules else set()
-        readable = [name for name in names if name in explicit or _readable(venue, name)]
-        unreadable.update(f"{venue}:{name}" for name in names if name not in readable)
-        return readable
-
-    keys = slice_keys(context.partition_keys, datasets, config.instruments, universe)
+    keys = slice_keys(context.partition_keys, datasets, config.instruments, universe_resolver(master, rules, unreadable))
     if unreadable:  # listed by the venue, but named in no shape its naming reads: not loaded, said
         context.log.warning(f"crypto_ticks: {len(unreadable)} instrument(s) of the universe skipped, their names "
                             f"unreadable: {', '.join(sorted(unreadable)[:20])}")
     return keys
-
-
-def _readable(venue: str, instrument: str) -> bool:
-    try:
-        contract_of(venue, instrument)
-    except ValueError:
-        return False
-    return True
 
 
 def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:

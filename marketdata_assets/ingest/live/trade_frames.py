@@ -16,7 +16,7 @@ from typing import Any
 
 from marketdata_assets.datasets.instruments import Master
 from marketdata_assets.datasets.wire import Trade
-from marketdata_assets.ingest.instruments import keep_learned, stored_master
+from marketdata_assets.ingest.instruments import keep_learned, stored_versions
 from marketdata_assets.ingest.live.landing_hours import file_hour, parse_hour
 from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.registry import STREAMS, stream_protocol
@@ -83,7 +83,7 @@ def referenced(venue: str):
 
 def seed_master(client, database: str) -> None:
     """The stored instrument master into `MASTER` (the versions it does not hold yet)."""
-    MASTER.add(stored_master(client, database).history_versions())
+    MASTER.add(stored_versions(client, database))
 
 
 def keep_looked_up(client, database: str) -> int:

@@ -4,7 +4,6 @@ paging, amounts, limits and errors: docs/crypto-datasets.md, "Deribit REST"."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -132,10 +131,7 @@ class DeribitClient(ApiClient):
     async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
         """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
         if never seen (rate-limited by the master); None if Deribit does not know it."""
-        if self.master.needs_lookup(VENUE, instrument):
-            await asyncio.sleep(self.master.pause(VENUE))
-            self.master.learn(VENUE, instrument, await self.lookup(instrument))
-        return self.master.at(VENUE, instrument, when)
+        return await self.master.resolve(VENUE, instrument, when, self.lookup)
 
     # ---- trades, book, bars -----------------------------------------------------------------
 

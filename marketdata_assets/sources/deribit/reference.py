@@ -10,10 +10,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
 import msgspec
 
-from marketdata_assets.core.http import Page, SourceError
+from marketdata_assets.core.http import Page, SourceError, get_json_now
 from marketdata_assets.datasets.declared import page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
@@ -79,16 +78,13 @@ def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Ca
     """A blocking `public/get_instrument` of one instrument at `rest_url` (the live stream's): [] when
     Deribit does not know it; SourceError for another error, so it is asked again later."""
     def lookup(venue: str, instrument: str) -> list[Instrument]:
-        url = f"{(rest_url() if callable(rest_url) else rest_url).rstrip('/')}/api/v2/{ONE_METHOD}"
-        try:
-            body = httpx.get(url, params={"instrument_name": instrument}, timeout=timeout_s).json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise SourceError(f"{VENUE} {instrument}: reference lookup failed: {error}") from None
+        what = f"{VENUE} {instrument}: reference lookup"
+        body = get_json_now(rest_url, f"/api/v2/{ONE_METHOD}", {"instrument_name": instrument}, what, timeout_s)
         if isinstance(body, dict) and "error" in body:
             code = body["error"].get("code") if isinstance(body["error"], dict) else None
             if code in UNKNOWN_INSTRUMENT:
                 return []
-            raise SourceError(f"{VENUE} {instrument}: reference lookup answered {str(body)[:200]}")
+            raise SourceError(f"{what} answered {str(body)[:200]}")
         return instruments_of((body or {}).get("result") or [], Page(VENUE, instrument, None, f"GET {ONE_METHOD}"))
 
     return lookup
@@ -96,13 +92,10 @@ def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Ca
 
 def sync_listing(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> list[Instrument]:
     """One blocking `public/get_instruments?currency=any` (every active instrument); SourceError on an error."""
-    url = f"{(rest_url() if callable(rest_url) else rest_url).rstrip('/')}/api/v2/{LIST_METHOD}"
-    try:
-        body = httpx.get(url, params={"currency": "any"}, timeout=timeout_s).json()
-    except (httpx.HTTPError, ValueError) as error:
-        raise SourceError(f"{VENUE}: reference listing failed: {error}") from None
+    what = f"{VENUE}: reference listing"
+    body = get_json_now(rest_url, f"/api/v2/{LIST_METHOD}", {"currency": "any"}, what, timeout_s)
     if not isinstance(body, dict) or "error" in body:
-        raise SourceError(f"{VENUE}: reference listing answered {str(body)[:200]}")
+        raise SourceError(f"{what} answered {str(body)[:200]}")
     return instruments_of(body.get("result") or [], Page(VENUE, "instruments", None, f"GET {LIST_METHOD}"))
 
 

@@ -238,7 +238,7 @@ class DeribitStream(StreamBase):
         except SourceError:
             return 0
         self._contracts.clear()
-        return self.master.learn_listing(VENUE, missing, found)
+        return self.master.learn(VENUE, missing, found)
 
     def size_at(self, when) -> None:
         """Size by the master's versions valid at `when` (None: the latest): a landing hour re-read later."""

@@ -5,7 +5,6 @@ read: docs/crypto-datasets.md, "OKX v5 REST as read".
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -150,10 +149,7 @@ class OkxClient(ApiClient):
         if never seen (at most one lookup every `master` interval); None for spot, or what OKX does not know."""
         if not is_derivative(instrument):
             return None
-        if self.master.needs_lookup(VENUE, instrument):
-            await asyncio.sleep(self.master.pause(VENUE))
-            self.master.learn(VENUE, instrument, await self.lookup(instrument))
-        return self.master.at(VENUE, instrument, when)
+        return await self.master.resolve(VENUE, instrument, when, self.lookup)
 
     # ---- trades, book, bars -----------------------------------------------------------------
 

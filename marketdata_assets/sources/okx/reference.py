@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import msgspec
 
-from marketdata_assets.core.http import Page, SourceError
+from marketdata_assets.core.http import Page, SourceError, get_json_now
 from marketdata_assets.datasets.declared import page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
@@ -109,20 +108,16 @@ def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Ca
     answer is an error of another kind, so the frame is refused and the lookup asked again later
     (`rest_url` may be a function: the base is read at the first lookup)."""
     def lookup(venue: str, instrument: str) -> list[Instrument]:
-        url = (rest_url() if callable(rest_url) else rest_url).rstrip("/") + PATH
         named = contract(instrument)
         params = lookup_params(instrument, INST_TYPE_OF[named.contract_type], f"{named.base}-{named.quote}")
-        page = Page(VENUE, instrument, None, f"GET {PATH}")
-        try:
-            body = httpx.get(url, params=params, timeout=timeout_s).json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise SourceError(f"{VENUE} {instrument}: reference lookup failed: {error}") from None
+        what = f"{VENUE} {instrument}: reference lookup"
+        body = get_json_now(rest_url, PATH, params, what, timeout_s)
         code = body.get("code") if isinstance(body, dict) else None
         if code == "51001":
             return []
         if code != "0":
-            raise SourceError(f"{VENUE} {instrument}: reference lookup answered {str(body)[:200]}")
-        return instruments_of(body.get("data") or [], page)
+            raise SourceError(f"{what} answered {str(body)[:200]}")
+        return instruments_of(body.get("data") or [], Page(VENUE, instrument, None, f"GET {PATH}"))
 
     return lookup
 
@@ -130,13 +125,10 @@ def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Ca
 def sync_listing(rest_url: str | Callable[[], str], params: dict[str, str], timeout_s: float = 5.0) -> list[Instrument]:
     """One blocking `/api/v5/public/instruments` listing (`params`: instType[, instFamily]); SourceError on
     an error answer."""
-    url = (rest_url() if callable(rest_url) else rest_url).rstrip("/") + PATH
-    try:
-        body = httpx.get(url, params=params, timeout=timeout_s).json()
-    except (httpx.HTTPError, ValueError) as error:
-        raise SourceError(f"{VENUE} {params}: reference listing failed: {error}") from None
+    what = f"{VENUE} {params}: reference listing"
+    body = get_json_now(rest_url, PATH, params, what, timeout_s)
     if not isinstance(body, dict) or body.get("code") != "0":
-        raise SourceError(f"{VENUE} {params}: reference listing answered {str(body)[:200]}")
+        raise SourceError(f"{what} answered {str(body)[:200]}")
     return instruments_of(body.get("data") or [], Page(VENUE, params.get("instType", ""), None, f"GET {PATH}"))
 
 

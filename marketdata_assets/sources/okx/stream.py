@@ -229,7 +229,7 @@ class OkxStream(StreamBase):
                 found = reference.sync_listing(self._rest_url, params)
             except SourceError:
                 continue
-            learned += self.master.learn_listing(VENUE, names, found)
+            learned += self.master.learn(VENUE, names, found)
         self._sizers.clear()
         return learned
 
