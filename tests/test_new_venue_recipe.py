@@ -139,8 +139,11 @@ class ToyexStream(StreamBase):
     def channels(self, instruments, depth_speed_ms):
         return [f"{i}@{kind}" for i in instruments for kind, dataset in KINDS.items() if dataset in self.datasets]
 
-    def subscribe_messages(self, channels, first_id):
-        return [(first_id, json_text({"op": "subscribe", "id": first_id, "channels": channels}))] if channels else []
+    def subscribe_messages(self, channels, first_id, op="subscribe"):
+        return [(first_id, json_text({"op": op, "id": first_id, "channels": channels}))] if channels else []
+
+    def unsubscribe_messages(self, channels, first_id):
+        return self.subscribe_messages(channels, first_id, "unsubscribe")
 
     def decode(self, text):
         frame = json.loads(text)

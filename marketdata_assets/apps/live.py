@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +29,10 @@ from pathlib import Path
 
 from marketdata_assets.apps.collector import PROTOCOLS
 from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched, summed
+from marketdata_assets.core.errors import error_text
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
+from marketdata_assets.ingest.live.parts import Part
 from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
 from marketdata_assets.sources.stream import OPT_IN_DATASETS
 from marketdata_assets.stores.clickhouse import connection
@@ -37,6 +40,9 @@ from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
 from marketdata_assets.stores.redis_cache import RedisLatestCache
+
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +57,9 @@ class VenueOptions:
     rest_url: str | None = None
     stale_s: float | None = None
     rollover_s: float | None = None
+    part: Part = Part()  # the share of the venue's universe this process collects (ingest/live/parts.py)
+    resolve: Callable[[], list[str]] | None = None  # the venue's universe today, again (None: a fixed list)
+    resolve_every_s: float = 3600.0  # how often `resolve` runs
 
 
 @dataclass
@@ -154,6 +163,9 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
             sink = _sink(options, store, clickhouse)
             collectors = [_collector(options, venue, sink, store, latest) for venue in options.venues]
             tasks += [asyncio.create_task(venue.collector.run(stop)) for venue in collectors]
+            resolving = [asyncio.create_task(_resolve_forever(given, running.collector))
+                         for given, running in zip(options.venues, collectors, strict=True) if given.resolve]
+            stack.callback(lambda: [task.cancel() for task in resolving])
         info = {"tasks": len(tasks), "venues": [v.venue for v in collectors]}
         if collectors and options.metrics_port is not None:
             endpoints = Endpoints(Watched(collectors, consumer), options.metrics_host, options.metrics_port)
@@ -182,10 +194,29 @@ def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, late
     protocol = venue_protocol(venue.venue, options.datasets)
     stale_s = venue.stale_s or protocol.stale_s
     config = CollectorConfig(list(venue.instruments), venue.ws_url or protocol.ws_url, venue.rest_url, stale_s=stale_s,
-                             rollover_s=venue.rollover_s, subject_prefix=options.subject_prefix)
+                             rollover_s=venue.rollover_s, subject_prefix=options.subject_prefix, part=venue.part)
     writer = LandingWriter(options.landing_dir, protocol.venue)
     return Venue(LiveCollector(protocol, config, writer, sink, snapshot_store=store, latest=latest), protocol.venue,
                  stale_s)
+
+
+async def _resolve_forever(venue: VenueOptions, collector: LiveCollector) -> None:
+    """The venue's universe resolved again every `resolve_every_s` and applied to its running collector (new
+    listings subscribed, delisted and expired ones unsubscribed); a resolution that fails (the master's store
+    away) keeps what it collects, logged and counted (`universe_failures`)."""
+    while True:
+        await asyncio.sleep(venue.resolve_every_s)
+        try:
+            universe = await asyncio.to_thread(venue.resolve)
+            if not universe:
+                raise ValueError("an empty universe (kept the current one)")
+            counts = await collector.set_instruments(universe)
+        except Exception as error:  # noqa: BLE001  (the next resolution tries again)
+            collector.stats.universe_failures += 1
+            LOG.warning("%s: the universe not resolved again: %s", venue.venue, error_text(error, "the universe"))
+            continue
+        if counts["added"] or counts["removed"]:
+            LOG.info("%s universe: %s", venue.venue, counts)
 
 
 def venue_protocol(venue: str, datasets: tuple[str, ...] | None = None):

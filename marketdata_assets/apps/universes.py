@@ -17,9 +17,10 @@ from marketdata_assets.sources.venues import venue_client
 
 
 def universe_today(venues: list[str], refresh_from: str | None = None,
-                   say: Callable[[str], None] = print) -> dict[str, list[str]]:
+                   say: Callable[[str], None] = print, strict: bool = False) -> dict[str, list[str]]:
     """Each of `venues`' universe resolved today (UTC) from the stored instrument master (`refresh_from`: a
-    REST base whose reference endpoints fill the master first where it holds nothing of a venue)."""
+    REST base whose reference endpoints fill the master first where it holds nothing of a venue). The
+    master's store away: the explicit instruments only, said (`strict`: raised)."""
     rules = {venue: rule for venue, rule in load_sources_config().crypto_rules().items() if venue.lower() in venues}
     master = Master()
     if any(rule.selects for rule in rules.values()):
@@ -32,6 +33,8 @@ def universe_today(venues: list[str], refresh_from: str | None = None,
                         venue_client, venue, refresh_from) for venue in empty})
                     master = stored_master(reader.clickhouse(), reader.database, set(rules))
         except Exception as error:  # noqa: BLE001  (the store down: the explicit lists still collect)
+            if strict:
+                raise
             say(f"{error_text(error, 'the instrument master')}: the sources config's explicit instruments only")
     today, unreadable = datetime.now(UTC).date(), set()
     universe = universe_resolver(master, rules, unreadable)

@@ -119,6 +119,12 @@ SETTINGS: tuple[Setting, ...] = (
                 read_by=("apps/cli/live.py", "defs/live/health.py")),
         Setting("COLLECTOR_METRICS_PORT", "9109", "Its port (0: a free one; `off`: no endpoints).",
                 read_by=("apps/cli/live.py", "defs/live/health.py")),
+        Setting("COLLECTOR_PART", "", "This collector's part of each venue's universe, `K/N` (every instrument in "
+                "exactly one of N parts, by a stable hash of its name; the channels of every instrument in part 1); "
+                "empty: all of it. `--part` wins.", read_by=("apps/cli/live.py",)),
+        Setting("COLLECTOR_RESOLVE_S", "3600", "How often the collector resolves a rule's universe again from the "
+                "instrument master and applies it without a restart (0: never). `--resolve-every-s` wins.",
+                read_by=("apps/cli/live.py",)),
         Setting("SYMBOLS", "", "The collector's instruments, a comma list of VENUE:NAME (a bare "
                 "name: Binance's, or the only enabled venue's; empty: each enabled venue's instruments in the sources "
                 "config); `--instruments` wins.", read_by=("apps/cli/live.py",)),

@@ -195,6 +195,9 @@ class StreamLimits:
     lifetime_s: float | None = None  # the venue cuts a connection after this long (Binance: 24 h)
     url_channels: int = 0  # channels named in the connection URL; the rest are subscribed by messages
     subscribe_batch: int = 100  # channels per subscribe message
+    control_per_hour: int | None = None  # control messages per hour per connection (OKX: 480), None: no cap
+    control_per_ip: bool = False  # `control_per_s` counts every connection's together (Deribit's credits)
+    max_connections: int | None = None  # open connections per IP at most (Deribit: 32, HTTP included)
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,8 @@ class StreamProtocol(Protocol):
     def endpoint_url(self, base: str, endpoint: str) -> str: ...  # the base URL of an endpoint ("": `base`)
 
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]: ...
+
+    def unsubscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]: ...
 
     def opening_messages(self, first_id: int) -> list[tuple[int, str]]: ...
 
@@ -455,6 +460,12 @@ def book_top_channel(protocol: StreamProtocol, instrument: str) -> str:
     """Where the collector lands its top-N snapshots of a book: `<instrument>@book_top`, the instrument
     spelled as the venue's channels spell it (beside `<instrument>@depth_snapshot`)."""
     return f"{protocol.snapshot_channel(instrument).rpartition('@')[0]}@{BOOK_TOP}"
+
+
+def shared_channels(protocol: StreamProtocol) -> set[str]:
+    """The channels carrying every instrument's events (`landed` entries naming no instrument: OKX
+    `SWAP@liquidation-orders`, Binance USD-M `!forceOrder@arr`): one collector of a split carries them."""
+    return {channel for channels in protocol.landed.values() for channel in channels if "{}" not in channel}
 
 
 def plan_connections(channels: list[str], max_channels: int, endpoint=None) -> list[list[str]]:

@@ -144,3 +144,45 @@ def test_collect_refuses_datasets_no_chosen_venue_streams(monkeypatch, args, mes
     monkeypatch.setenv("SYMBOLS", "BINANCE:BTCUSDT,OKX:BTC-USDT")
     result = CliRunner().invoke(cli.collect, [*args, "--no-nats", "--metrics-port", "off"])
     assert result.exit_code == 2 and message in result.output and "--datasets" in result.output, result.output
+
+
+def test_a_part_and_the_re_resolution_of_a_rule_universe(caught, monkeypatch):
+    """`--part 2/3` reaches every venue's collector; a universe named by the user (--instruments, SYMBOLS)
+    is fixed, one resolved from the instrument master is resolved again (COLLECTOR_RESOLVE_S)."""
+    from marketdata_assets.ingest.live.parts import Part
+
+    named = caught("--venue", "okx", "--instruments", "OKX:BTC-USDT", "--part", "2/3")
+    assert named["OKX"].part == Part(1, 3) and named["OKX"].resolve is None
+    monkeypatch.setattr(cli, "default_instruments", lambda venues: {"OKX": ["BTC-USDT", "ETH-USDT"]})
+    resolved = caught("--venue", "okx", COLLECTOR_PART="1/2", COLLECTOR_RESOLVE_S="120")
+    assert resolved["OKX"].part == Part(0, 2) and resolved["OKX"].resolve_every_s == 120
+    assert resolved["OKX"].resolve is not None
+    assert caught("--venue", "okx", "--resolve-every-s", "0")["OKX"].resolve is None  # 0: never
+    result = CliRunner().invoke(cli.collect, ["--no-nats", "--venue", "okx", "--part", "3/2"])
+    assert result.exit_code == 2 and "3/2" in result.output
+
+
+def test_a_re_resolution_applies_each_universe_and_keeps_the_last_on_failure(tmp_path):
+    """The venue's universe every `resolve_every_s`: a resolution that fails, or finds nothing, keeps what
+    is collected (counted in `universe_failures`); the next one applies."""
+    from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+    from marketdata_assets.sources.okx.stream import OkxStream
+    from marketdata_assets.stores.landing import LandingWriter
+
+    answers = [RuntimeError("the master's store is away"), [], ["ETH-USDT", "SOL-USDT"]]
+
+    def resolve():
+        answer = answers.pop(0) if answers else ["ETH-USDT", "SOL-USDT"]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    venue = live_app.VenueOptions("OKX", ["BTC-USDT"], resolve=resolve, resolve_every_s=0.01)
+    collector = LiveCollector(OkxStream(), CollectorConfig(["BTC-USDT"], "ws://unused"), LandingWriter(tmp_path, "OKX"))
+
+    async def scenario():
+        task = asyncio.create_task(live_app._resolve_forever(venue, collector))
+        await collector.stats.wait_until(lambda s: collector.instruments != ["BTC-USDT"], 5)
+        task.cancel()
+    asyncio.run(scenario())
+    assert collector.stats.universe_failures == 2 and collector.instruments == ["ETH-USDT", "SOL-USDT"]
+    assert sorted(collector.books) == ["ETH-USDT", "SOL-USDT"]

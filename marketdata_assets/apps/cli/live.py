@@ -16,6 +16,7 @@ sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_wr
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -106,10 +107,18 @@ def _run(options) -> None:
         def ready(info: dict) -> None:
             what = "collecting" if options.collect else "consuming"
             where = f"; endpoints {info['url']} (/metrics /health /status)" if "url" in info else ""
-            names = "; ".join(f"{v.venue} {','.join(v.instruments)}" for v in options.venues) or "md.trades"
+            names = "; ".join(_named(v) for v in options.venues) or "md.trades"
             click.echo(f"{what}: {names}{where}", err=True)
         return await run_live(options, stop, ready)
     click.echo(json.dumps(run_streaming(main()), default=str))
+
+
+def _named(venue) -> str:
+    """A venue's collector as its start line says it: its instruments (a count beyond ten), its part."""
+    names = ",".join(venue.instruments) if len(venue.instruments) <= 10 else f"{len(venue.instruments):,} instruments"
+    part = f" (part {venue.part} of its universe)" if venue.part.count > 1 else ""
+    again = f", resolved again every {venue.resolve_every_s:g} s" if venue.resolve is not None else ""
+    return f"{venue.venue} {names}{part}{again}"
 
 
 def _consumer_config(durable: str, batch_size: int, max_wait_s: float, stream: str, prefix: str):
@@ -171,9 +180,13 @@ def _common(function):
 @click.option("--metrics-port", default=None, help="Default COLLECTOR_METRICS_PORT (0: a free one; off: none).")
 @click.option("--stale-s", type=float, default=None, help="A silent socket is dropped after this (default: the "
               "venue's: 10 s, Deribit 15 s).")
+@click.option("--part", default=None, metavar="K/N", help="Collect part K of N of each venue's universe (every "
+              "instrument in exactly one part; default COLLECTOR_PART; empty: all of it).")
+@click.option("--resolve-every-s", type=float, default=None, help="A universe resolved from the instrument master is "
+              "resolved again this often and applied without a restart (default COLLECTOR_RESOLVE_S; 0: never).")
 @_common
 def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, redis_cache, consume, metrics_host, metrics_port,
-            stale_s, **common) -> None:
+            stale_s, part, resolve_every_s, **common) -> None:
     """The live collector (Binance spot and USD-M, OKX, Deribit; trades, books and the other datasets each
     venue streams): raw landing, JetStream, optional sinks."""
     chosen = chosen_venues(venues)
@@ -182,9 +195,11 @@ def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, r
                        direct_write=env_flag("CLICKHOUSE_DIRECT_WRITE") if direct_write is None else direct_write)
     if consume and no_nats:
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
+    listed = instruments or settings.get("SYMBOLS").strip()
     names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen)
     common["urls"] = venue_urls(common.pop("urls", ()))
     options.venues = [_venue(v.upper(), names.get(v.upper(), []), common, stale_s) for v in chosen]
+    _share(options.venues, part, resolve_every_s, resolved=not listed)
     options.datasets = chosen_datasets(datasets, [v.venue for v in options.venues])
     empty = [v.venue for v in options.venues if not v.instruments]
     if empty:
@@ -195,6 +210,25 @@ def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, r
     options.metrics_port = parse_port(metrics_port)
     options.redis_url = settings.get("REDIS_URL") if use_redis else None
     _run(options)
+
+
+def _share(venues: list, part: str | None, every_s: float | None, resolved: bool) -> None:
+    """Each venue's part of its universe (`--part`, COLLECTOR_PART) and, for a universe resolved from the
+    instrument master (no --instruments, no SYMBOLS), its resolution again every `every_s` (COLLECTOR_RESOLVE_S)."""
+    from marketdata_assets.apps.universes import universe_today
+    from marketdata_assets.ingest.live.parts import Part
+
+    try:
+        share = Part.parse(part if part is not None else settings.get("COLLECTOR_PART"))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--part") from error
+    every_s = every_s if every_s is not None else float(settings.get("COLLECTOR_RESOLVE_S"))
+    for venue in venues:
+        venue.part = share
+        if resolved and every_s > 0:
+            venue.resolve = functools.partial(lambda name: universe_today([name.lower()], strict=True).get(name, []),
+                                              venue.venue)
+            venue.resolve_every_s = every_s
 
 
 def chosen_datasets(listed: str | None, venues: list[str]) -> tuple[str, ...] | None:

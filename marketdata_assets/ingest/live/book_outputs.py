@@ -127,7 +127,7 @@ class BookOutputs:
         next one is fresher (counted)."""
         if BOOKS not in getattr(self.protocol, "datasets", (BOOKS,)):  # books not collected: no snapshots
             return
-        snapshots = {name: snap for name in self.config.instruments if (snap := self._book_snapshot(name)) is not None}
+        snapshots = {name: snap for name in list(self.books) if (snap := self._book_snapshot(name)) is not None}
         if not snapshots:
             return
         await asyncio.to_thread(self._land_book_tops, snapshots)

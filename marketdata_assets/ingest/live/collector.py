@@ -31,6 +31,7 @@ from marketdata_assets.ingest.live.connection import (
     Pacer,
     handshake_refusal,
 )
+from marketdata_assets.ingest.live.parts import Part
 from marketdata_assets.ingest.live.shedding import OVERFLOW, TradeGaps, shed
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.config import rest_base
@@ -43,6 +44,7 @@ from marketdata_assets.sources.stream import (
     StreamProtocol,
     TradeMessage,
     plan_connections,
+    shared_channels,
     trade_batch,
 )
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
@@ -80,6 +82,7 @@ class CollectorConfig:
     latest_flush_s: float = 0.1  # how often the latest-state cache (Redis) is written
     repair_period_s: float = 3600.0  # an hour with a book gap gets a REST snapshot at its end (tests: shorter)
     repair_depth: int = 1000  # levels asked for (each venue's REST clamps to what it serves)
+    part: Part = Part()  # the share of `instruments` this collector takes (ingest/live/parts.py): all of them
 
 
 def run_streaming(main: Coroutine[Any, Any, T]) -> T:
@@ -136,7 +139,10 @@ class LiveCollector(BookOutputs):
         self.queue = FrameQueue(config.queue_size)
         self.trade_gaps = TradeGaps()  # the trade ids lost with dropped frames (shedding.py)
         self.gap_markers: list[tuple] = []  # their `gap` markers, landed with the next batch (`_land`'s entries)
-        self.books = {name: protocol.new_book(name) for name in config.instruments}
+        self.part = config.part
+        self.instruments = config.part.take(config.instruments)  # what it collects (`set_instruments` changes it)
+        self.books = {name: protocol.new_book(name) for name in self.instruments}
+        self.retired: set[str] = set()  # instruments unsubscribed (their frames still in flight are counted)
         self.resyncing: set[str] = set()  # books rebuilt after a gap (marked `resync`, not `snapshot`)
         self.snapshotting: set[str] = set()
         self.snapshot_tasks: set[asyncio.Task] = set()
@@ -167,21 +173,42 @@ class LiveCollector(BookOutputs):
         self.gap_periods: dict[str, tuple[str, set[int]]] = {}  # instrument -> (book channel, periods with a gap)
         self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
         self.snapshot_ids: dict[str, int] = {}  # instrument -> update id of its last published top-N snapshot
+        self.slots: list[list[str]] = []  # each connection slot's channels (a universe change edits them in place)
         self.slot_tasks: list[asyncio.Task] = []
+        self.replanned = asyncio.Event()  # the slots changed: the watch on them starts over
+        self.universe_lock = asyncio.Lock()
+        # a venue counting every connection's control messages together (Deribit) gets one pacer for all
+        self.pacer = Pacer(self.limits.control_per_s, self.limits.control_per_hour) if self.limits.control_per_ip else None
         self.service_tasks: list[asyncio.Task] = []
         self.processor: asyncio.Task | None = None  # of the service tasks, the one taking frames off the queue
 
-    def streams(self) -> list[str]:
-        return self.protocol.channels(self.config.instruments, self.config.depth_speed_ms)
+    def streams(self, instruments: list[str] | None = None) -> list[str]:
+        """The channels of `instruments` (default: its own), the shared ones only in the first part."""
+        channels = self.protocol.channels(self.instruments if instruments is None else instruments,
+                                          self.config.depth_speed_ms)
+        if self.part.shared:
+            return channels
+        shared = shared_channels(self.protocol)
+        return [channel for channel in channels if channel not in shared]
+
+    def _plan(self, channels: list[str]) -> list[list[str]]:
+        """`channels` over connections within the venue's channels a connection; beyond its connections
+        per IP (Deribit: 32), refused naming the remedy: a split over collectors (`Part`)."""
+        plans = plan_connections(channels, self.config.max_streams or self.limits.max_channels, self.protocol.endpoint)
+        most = self.limits.max_connections
+        if most is not None and len(self.slots) + len(plans) > most:
+            raise ValueError(f"{self.protocol.venue}: {len(channels)} channels need {len(self.slots) + len(plans)} "
+                             f"connections, above the venue's {most} per IP: split the universe over collectors "
+                             "(--part K/N) on several addresses")
+        return plans
 
     async def run(self, stop: asyncio.Event) -> None:
         recovered = await asyncio.to_thread(self.writer.recover_partials)
         self.stats.markers["recovered_files"] = len(recovered)
         # the subscribed instruments' sizes known before their first frame (a listing, not a lookup each)
-        await asyncio.to_thread(self.protocol.reference_ready, list(self.config.instruments))
-        plans = plan_connections(self.streams(), self.config.max_streams or self.limits.max_channels,
-                                 self.protocol.endpoint)
-        self.slot_tasks = [asyncio.create_task(self._slot(streams)) for streams in plans]
+        await asyncio.to_thread(self.protocol.reference_ready, list(self.instruments))
+        self.slots = self._plan(self.streams())
+        self.slot_tasks = [asyncio.create_task(self._slot(streams)) for streams in self.slots]
         self.processor = asyncio.create_task(self._process_forever())
         self.service_tasks = [self.processor, asyncio.create_task(self._tick_forever())]
         if self.store is not None:
@@ -205,12 +232,21 @@ class LiveCollector(BookOutputs):
         """Wait for `stop`, or for a service or connection slot task to end: they run until cancelled, so
         one that ends has failed (the landing disk full, a bug); that task, or None when stopped."""
         stopping = asyncio.ensure_future(stop.wait())
-        watched = [*self.service_tasks, *self.slot_tasks]
         try:
-            done, _ = await asyncio.wait([stopping, *watched], return_when=asyncio.FIRST_COMPLETED)
+            while True:  # again after each universe change (`replanned`): slots came, slots went
+                self.replanned.clear()
+                replanned = asyncio.ensure_future(self.replanned.wait())
+                watched = [*self.service_tasks, *self.slot_tasks]
+                try:
+                    done, _ = await asyncio.wait([stopping, replanned, *watched], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    replanned.cancel()
+                current = {*self.service_tasks, *self.slot_tasks}  # a slot retired meanwhile did not fail
+                failed = next((task for task in watched if task in done and task in current), None)
+                if failed is not None or stopping in done:
+                    return failed
         finally:
             stopping.cancel()
-        return next((task for task in watched if task in done), None)
 
     async def _fail(self, failed: asyncio.Task) -> None:
         """A service task failed: stop as a stop does, as far as it can, then raise `CollectorFailed` naming
@@ -276,7 +312,8 @@ class LiveCollector(BookOutputs):
             keepalive = Keepalive(keepalive.text, every)
         base = protocol.endpoint_url(self.config.ws_url, protocol.endpoint(streams[0]) if streams else "")
         conn = Connection(conn_id, protocol.url(base, named), streams, opening + messages, self.queue,
-                          self.stats, stale_s=self.config.stale_s, pacer=Pacer(self.limits.control_per_s),
+                          self.stats, stale_s=self.config.stale_s,
+                          pacer=self.pacer or Pacer(self.limits.control_per_s, self.limits.control_per_hour),
                           keepalive=keepalive)
         self.connections[conn_id] = conn
         self.conn_streams[conn_id] = list(streams)
@@ -344,6 +381,125 @@ class LiveCollector(BookOutputs):
             await conn.close("rollover")
             self.connections.pop(conn.conn_id, None)
             conn = successor
+
+    # ---- the universe changing ------------------------------------------------------------
+
+    async def set_instruments(self, universe: list[str]) -> dict[str, int]:
+        """Collect this part's share of `universe` from now on, without a restart (a re-resolved universe:
+        new listings in, delisted and expired ones out): the instruments that left unsubscribed on their
+        connections, the new ones' sizes looked up, then subscribed where connections have room, else
+        on new connections. Their slots keep the change across reconnects. Counts of the change."""
+        async with self.universe_lock:
+            wanted = self.part.take(universe)
+            kept = set(wanted)
+            new = [name for name in wanted if name not in self.books]
+            gone = [name for name in self.instruments if name not in kept]
+            if not new and not gone:
+                return {"added": 0, "removed": 0, "subscribed": 0, "unsubscribed": 0}
+            if new:
+                await asyncio.to_thread(self.protocol.reference_ready, new)
+            if self.processor is None:  # not running yet: `run` subscribes what it holds then
+                self.instruments, self.books = list(wanted), {name: self.protocol.new_book(name) for name in wanted}
+                self.stats.changed.set()
+                return {"added": len(new), "removed": len(gone), "subscribed": 0, "unsubscribed": 0}
+            before, after = self.streams(), self.streams(wanted)
+            now_set, then_set = set(after), set(before)
+            leaving = [channel for channel in before if channel not in now_set]
+            joining = [channel for channel in after if channel not in then_set]
+            self.instruments = list(wanted)
+            for name in gone:
+                self.books.pop(name, None)
+                self.book_times.pop(name, None)
+                self.snapshot_ids.pop(name, None)
+                self.retired.add(name)
+            for name in new:
+                self.books[name] = self.protocol.new_book(name)
+                self.retired.discard(name)
+            await self._unsubscribe(leaving)
+            self._subscribe_more(joining)
+            counts = {"added": len(new), "removed": len(gone), "subscribed": len(joining), "unsubscribed": len(leaving)}
+            self.stats.universe_changes += 1
+            self.writer.marker(CONTROL_CHANNEL, "collector", "universe", **counts, instruments=len(self.instruments))
+            self.stats.changed.set()
+            return counts
+
+    def _carrying(self, slot: list[str]) -> list[Connection]:
+        """The open (or opening) connections of a slot: one, two during a rollover."""
+        return [conn for conn in self.connections.values() if conn.streams is slot and not conn.ended.is_set()]
+
+    def _send(self, conn: Connection, messages: list[tuple[int, str]], channels: list[str], joined: bool) -> None:
+        """Subscribe or unsubscribe messages on a connection, awaited as any request (`pending`)."""
+        for message_id, _ in messages:
+            self.pending[message_id] = conn.conn_id
+        marked = self.conn_streams.get(conn.conn_id)
+        if marked is not None:
+            self.conn_streams[conn.conn_id] = (marked + channels if joined else
+                                               [c for c in marked if c not in set(channels)])
+        if not joined:  # a rollover's successor waits for data of its channels only
+            for channel in channels:
+                conn.saw(channel)
+        conn.send(messages)
+
+    async def _unsubscribe(self, channels: list[str]) -> None:
+        """Each channel out of its slot, unsubscribed on the slot's connections; a slot left with none
+        is retired (its connection closed, reason `unsubscribed`)."""
+        gone, retired = set(channels), []
+        for slot in self.slots:
+            leaving = [channel for channel in slot if channel in gone]
+            if not leaving:
+                continue
+            slot[:] = [channel for channel in slot if channel not in gone]
+            if not slot:
+                retired.append(slot)
+                continue
+            for conn in self._carrying(slot):
+                self._send(conn, self._requests(lambda first: self.protocol.unsubscribe_messages(leaving, first)),
+                           leaving, joined=False)
+        self.stats.unsubscribed += len(channels)
+        for slot in retired:
+            await self._retire(slot)
+
+    async def _retire(self, slot: list[str]) -> None:
+        index = next(k for k, other in enumerate(self.slots) if other is slot)
+        task = self.slot_tasks.pop(index)
+        self.slots.pop(index)
+        self.replanned.set()
+        conns = self._carrying(slot)
+        await _cancel_until_done([task])
+        await asyncio.gather(*(conn.close("unsubscribed") for conn in conns))
+        for conn in conns:
+            self.connections.pop(conn.conn_id, None)
+
+    def _subscribe_more(self, channels: list[str]) -> None:
+        """New channels into the slots with room (same endpoint), subscribed on their connections; the
+        rest on new connections (their own slots)."""
+        most, endpoint, rest = self.config.max_streams or self.limits.max_channels, self.protocol.endpoint, channels
+        for slot in self.slots:
+            if not rest:
+                break
+            where = endpoint(slot[0]) if slot else ""
+            fits = [channel for channel in rest if endpoint(channel) == where][:max(0, most - len(slot))]
+            if not fits:
+                continue
+            taken = set(fits)
+            rest = [channel for channel in rest if channel not in taken]
+            slot.extend(fits)
+            for conn in self._carrying(slot):
+                self._send(conn, self._requests(lambda first, fits=fits: self.protocol.subscribe_messages(fits, first)),
+                           fits, joined=True)
+        if rest:
+            plans = plan_connections(rest, most, endpoint)
+            room = len(plans) if self.limits.max_connections is None else self.limits.max_connections - len(self.slots)
+            unplaced = sum(len(plan) for plan in plans[max(0, room):])
+            if unplaced:  # the venue's connections per IP are all taken: said, counted, never silently dropped
+                plans = plans[:max(0, room)]
+                self.stats.unplaced_channels += unplaced
+                self.writer.marker(CONTROL_CHANNEL, "collector", "over_connection_limit", channels=unplaced,
+                                   connections=self.limits.max_connections)
+            self.slots.extend(plans)
+            self.slot_tasks.extend(asyncio.create_task(self._slot(plan)) for plan in plans)
+            self.replanned.set()
+        self.stats.subscribed_later += len(channels)
 
     # ---- processing -------------------------------------------------------------------------
 
@@ -434,7 +590,7 @@ class LiveCollector(BookOutputs):
             self.trade_gaps.dropped()  # each instrument's next trade says which ids were lost
         if marker[0] == "disconnect":
             streams = self.conn_streams.pop(conn_id, None) or []
-            if marker[1].get("reason") not in ("rollover", "stop"):
+            if marker[1].get("reason") not in ("rollover", "stop", "unsubscribed"):
                 self._reset_books(conn_id, streams)
 
     def _reset_books(self, conn_id: str, streams: list[str]) -> None:
@@ -480,7 +636,7 @@ class LiveCollector(BookOutputs):
             conn = self.connections.get(conn_id)
             if conn is not None:
                 self.stats.replies += 1
-                conn.resubscribe([(0, frame.reply)], mark=False)
+                conn.reply(frame.reply)
         if frame.kind == "event":
             self._on_event(conn_id, recv_ns, frame)
         elif frame.kind == "ack":
@@ -640,7 +796,10 @@ class LiveCollector(BookOutputs):
         instrument = frame.instrument
         sync = self.books.get(instrument)
         if sync is None:
-            self.stats.bad("unknown_instrument")
+            if instrument in self.retired:  # unsubscribed: its last frames, landed, not read into a book
+                self.stats.after_unsubscribe += 1
+            else:
+                self.stats.bad("unknown_instrument")
             return
         outcome = sync.on_frame(frame.data)
         if outcome in ("snapshot", "applied"):

@@ -81,21 +81,31 @@ class AttemptWindow:
 
 
 class Pacer:
-    """At most `per_s` messages in any second."""
+    """At most `per_s` messages in any second (and `per_hour` in any hour, when set)."""
 
-    def __init__(self, per_s: int):
-        self.per_s = max(1, per_s)
-        self.sent: deque[float] = deque()
+    def __init__(self, per_s: int, per_hour: int | None = None):
+        self.windows = [(1.0, max(1, per_s), deque())]
+        if per_hour:
+            self.windows.append((3600.0, per_hour, deque()))
+        self.turn = asyncio.Lock()  # first come, first sent: an unsubscribe is not overtaken by a later subscribe
 
     async def wait(self) -> None:
+        async with self.turn:
+            await self._wait()
+
+    async def _wait(self) -> None:
         while True:
-            now = time.monotonic()
-            while self.sent and self.sent[0] <= now - 1.0:
-                self.sent.popleft()
-            if len(self.sent) < self.per_s:
-                self.sent.append(now)
+            now, delay = time.monotonic(), 0.0
+            for width, most, sent in self.windows:
+                while sent and sent[0] <= now - width:
+                    sent.popleft()
+                if len(sent) >= most:
+                    delay = max(delay, sent[0] + width - now)
+            if not delay:
+                for _, _, sent in self.windows:
+                    sent.append(now)
                 return
-            await asyncio.sleep(self.sent[0] + 1.0 - now)
+            await asyncio.sleep(delay)
 
 
 class FrameQueue:
@@ -206,19 +216,31 @@ class Connection:
         if self.keepalive is not None:
             self._tasks.append(asyncio.create_task(self._keep_alive(self.keepalive)))
 
-    async def _subscribe(self, messages: list[tuple[int, str]], mark: bool = True) -> None:
+    async def _subscribe(self, messages: list[tuple[int, str]]) -> None:
         for message_id, text in messages:
             await self.pacer.wait()
             if not self.ws.send(text):
                 return
-            if mark:
-                self.requests[message_id] = text
-                self._marker("subscribe", id=message_id)
+            self.requests[message_id] = text
+            self._marker("subscribe", id=message_id)
 
-    def resubscribe(self, messages: list[tuple[int, str]], mark: bool = True) -> None:
-        """Send messages (subscriptions again, a reply the venue asked for), paced like the first ones."""
+    def send(self, messages: list[tuple[int, str]]) -> None:
+        """Requests after the first ones (a universe change): sent once it is open, paced like them."""
+        if self.ws is None:  # still connecting: they follow its subscriptions
+            self.subscriptions.extend(messages)
+        else:
+            self.resubscribe(messages)
+
+    def resubscribe(self, messages: list[tuple[int, str]]) -> None:
+        """Send requests (subscriptions again, a universe's change), paced like the first ones."""
         if not self.ended.is_set():
-            self._tasks.append(asyncio.create_task(self._subscribe(messages, mark)))
+            self._tasks.append(asyncio.create_task(self._subscribe(messages)))
+
+    def reply(self, text: str) -> None:
+        """Answer the venue's own request (Deribit's `test_request`) at once: the venue paces its requests,
+        and its limit on ours is on subscriptions (a reply waiting behind them would be late)."""
+        if not self.ended.is_set() and self.ws is not None:
+            self.ws.send(text)
 
     async def _keep_alive(self, keepalive: Keepalive) -> None:
         """Send the venue's text ping whenever the connection has been quiet for `every_s`."""

@@ -43,6 +43,12 @@ class Stats:
     gaps: int = 0  # book sequence breaks and checksum mismatches
     checksum_mismatches: int = 0  # of the gaps, those a wrong checksum showed (OKX)
     book_resets: int = 0  # books dropped when their connection was lost (each rebuilt from a fresh snapshot)
+    universe_changes: int = 0  # re-resolved universes applied without a restart (`set_instruments`)
+    subscribed_later: int = 0  # channels subscribed by those changes
+    unsubscribed: int = 0  # channels unsubscribed by them (instruments delisted, expired, out of the rule)
+    universe_failures: int = 0  # re-resolutions that failed (the collected universe kept)
+    unplaced_channels: int = 0  # channels of a change beyond the venue's connections per IP (not subscribed)
+    after_unsubscribe: int = 0  # book frames of an unsubscribed instrument still in flight (landed, not read)
     resubscribes: int = 0  # book channels subscribed again for a fresh snapshot (OKX, Deribit)
     pings: int = 0  # keepalive texts sent (OKX's "ping")
     replies: int = 0  # answers to the venue's requests (Deribit's test_request)

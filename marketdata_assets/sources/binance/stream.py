@@ -348,6 +348,9 @@ class BinanceSpotStream:
     def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         return subscribe_messages(channels, first_id) if channels else []
 
+    def unsubscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
+        return subscribe_messages(channels, first_id, "UNSUBSCRIBE") if channels else []
+
     def opening_messages(self, first_id: int) -> list[tuple[int, str]]:
         return []
 

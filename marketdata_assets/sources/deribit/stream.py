@@ -118,8 +118,12 @@ class DeribitStream(StreamBase):
 
     venue = VENUE
     ws_url = WS_URL
-    limits = StreamLimits(max_channels=500, control_per_s=5, connections_per_window=10, window_s=60.0,
-                          lifetime_s=None, url_channels=0, subscribe_batch=100)
+    # public/subscribe: ~3.3 requests a second sustained (3,000 credits each of 30,000), per IP, every
+    # connection's together; 32 connections per IP, HTTP requests included (docs.deribit.com, "Rate Limits",
+    # "public/subscribe", "Connection Management"); no cap on channels a connection is documented
+    limits = StreamLimits(max_channels=500, control_per_s=3, connections_per_window=10, window_s=60.0,
+                          lifetime_s=None, url_channels=0, subscribe_batch=100, control_per_ip=True,
+                          max_connections=30)
     keepalive = None  # the server's heartbeat (set at the start), answered in `decode`
     rest_snapshots = False
     stale_s = 15.0  # the heartbeat (10 s) is the least a quiet connection carries
@@ -151,10 +155,14 @@ class DeribitStream(StreamBase):
             kinds.append(("ticker", "100ms"))
         return [f"{kind}.{name}.{every}" for name in instruments for kind, every in kinds]
 
-    def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
+    def subscribe_messages(self, channels: list[str], first_id: int,
+                           method: str = "public/subscribe") -> list[tuple[int, str]]:
         step = self.limits.subscribe_batch
-        return [(first_id + k, rpc(first_id + k, "public/subscribe", {"channels": channels[i:i + step]}))
+        return [(first_id + k, rpc(first_id + k, method, {"channels": channels[i:i + step]}))
                 for k, i in enumerate(range(0, len(channels), step))]
+
+    def unsubscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
+        return self.subscribe_messages(channels, first_id, "public/unsubscribe")
 
     def opening_messages(self, first_id: int) -> list[tuple[int, str]]:
         return [(first_id, rpc(first_id, "public/set_heartbeat", {"interval": self.heartbeat_s}))]

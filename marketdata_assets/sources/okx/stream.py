@@ -187,7 +187,7 @@ class OkxStream(StreamBase):
     venue = VENUE
     ws_url = WS_URL
     limits = StreamLimits(max_channels=480, control_per_s=1, connections_per_window=3, window_s=1.0,
-                          lifetime_s=None, url_channels=0, subscribe_batch=50)
+                          lifetime_s=None, url_channels=0, subscribe_batch=50, control_per_hour=480)
     keepalive = Keepalive("ping", 20.0)
     rest_snapshots = False
     stale_s = 10.0  # a quiet book is kept talking by our pings (at stale_s / 2)
@@ -256,10 +256,13 @@ class OkxStream(StreamBase):
     def _request(self, op: str, channels: list[str], request_id: int) -> str:
         return json_text({"id": str(request_id), "op": op, "args": [split_channel(c) for c in channels]})
 
-    def subscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
+    def subscribe_messages(self, channels: list[str], first_id: int, op: str = "subscribe") -> list[tuple[int, str]]:
         step = self.limits.subscribe_batch
-        return [(first_id + k, self._request("subscribe", channels[i:i + step], first_id + k))
+        return [(first_id + k, self._request(op, channels[i:i + step], first_id + k))
                 for k, i in enumerate(range(0, len(channels), step))]
+
+    def unsubscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
+        return self.subscribe_messages(channels, first_id, "unsubscribe")
 
     def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
         return [(first_id, self._request("unsubscribe", [channel], first_id)),

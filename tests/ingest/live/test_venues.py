@@ -42,8 +42,8 @@ def replays(venue: str, ws_config: WsConfig | None = None, seed: int = 5):
 
 
 def config_for(venue: str, ws, **overrides) -> CollectorConfig:
-    return CollectorConfig(list(VENUES[venue][2]), ws.url, None,
-                           **{"backoff_base_s": 0.05, "stale_s": 5.0, **overrides})
+    return CollectorConfig(list(VENUES[venue][2]), ws.url, **{"rest_url": None, "backoff_base_s": 0.05, "stale_s": 5.0,
+                                                              **overrides})
 
 
 def records(root, venue: str, channel: str) -> list[dict]:
@@ -275,3 +275,44 @@ def test_deribit_test_requests_are_answered(tmp_path):
             await c.stats.wait_until(lambda s: s.replies >= 5 and ws.counts["test_requests"] >= 6, WAIT_S)
         stats, _ = run("DERIBIT", ws, body, tmp_path)
     assert stats.connects == 1 and ws.counts["heartbeat_closes"] == 0 and set(stats.disconnects) <= {"stop"}
+
+
+THIRD = {"OKX": "BTC-USDT-SWAP", "DERIBIT": "BTC_USDC-PERPETUAL"}
+
+
+@pytest.mark.parametrize("venue", list(VENUES))
+def test_a_re_resolved_universe_changes_the_subscriptions_without_a_restart(venue, tmp_path):
+    """Three channels a connection: A and B's trades and books fill one and a half. The universe becomes
+    B and C: A's channels are unsubscribed, C's take the room on the first connection (no new one);
+    then C alone: B's book left alone on the second connection, which is closed (`unsubscribed`). The
+    venue's replay holds exactly the channels of the universe, and the books match its truth."""
+    a, b = VENUES[venue][2]
+    c_name = THIRD[venue]
+    stack = contextlib.ExitStack()
+    rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=5, instruments={venue: [a, b, c_name]})))
+    ws = stack.enter_context(VENUES[venue][0](WsConfig(tick_s=0.02), rest=rest))
+    channels = [VENUES[venue][k].format(name) for name in (a, b, c_name) for k in (4, 3)]
+
+    def held():
+        return sorted(s for client in ws.clients.values() for s in client.streams)
+    with stack:
+        async def body(c, _):
+            await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
+            first = await c.set_instruments([b, c_name])
+            await c.stats.wait_until(lambda s: s.snapshots == 3 and not c.pending, WAIT_S)
+            await books_at_rest(c, ws, [b, c_name])
+            middle = held(), c.stats.connects
+            second = await c.set_instruments([c_name])
+            await c.stats.wait_until(lambda s: s.disconnects.get("unsubscribed") == 1 and not c.pending, WAIT_S)
+            await books_at_rest(c, ws, [c_name])
+            return first, second, middle, held()
+        # C's sizes from the venue's reference data (its REST replay): a swap's trades need its contract value
+        stats, (first, second, middle, last) = run(venue, ws, body, tmp_path, max_streams=3, rest_url=rest.base_url)
+    assert first == {"added": 1, "removed": 1, "subscribed": 2, "unsubscribed": 2}
+    assert second == {"added": 0, "removed": 1, "subscribed": 0, "unsubscribed": 2}
+    assert middle == (sorted(channels[2:]), 2)  # C's channels in the first connection's room: no third one
+    assert last == sorted(channels[4:])
+    assert stats.connects == 2 and stats.universe_changes == 2 and stats.subscribe_errors == 0
+    assert stats.bad_frames == {} and stats.gaps == 0
+    marks = [r["x"] for r in records(tmp_path, venue, "_control") if r.get("m") == "universe"]
+    assert [m["instruments"] for m in marks] == [2, 1]
