@@ -20,7 +20,12 @@ PYTEST_ARGS ?= -n $(WORKERS) --dist loadfile --durations=15
 help:
 	@echo "make run     set up everything, materialize the asset graph on replay data, serve the UI on http://$(UI_HOST):$(UI_PORT)"
 	@echo "make test    set up everything, run the full test suite against the real local servers"
-	@echo "make stack-up | stack-down | stack-status | env | bench | clean"
+	@echo "make materialize  the same as run, without the UI (the graph materialized once, then exit)"
+	@echo "make ui      the UI alone on the real vendors (no replays), as make run serves it"
+	@echo "make install | dotenv   the Python environment | the project .env (an exported variable always wins)"
+	@echo "make stack-up | stack-down | stack-status   the local servers (Postgres, ClickHouse, NATS, ...)"
+	@echo "make env     what is configured (secrets hidden) | make bench   the benches | make clean   remove .stack and .venv"
+	@echo "make browser | deploy-tools   what the tests need beside the stack (Debian's chromium, kustomize)"
 
 # The Python environment: uv (from PyPI) installs the pinned set much faster than pip. Bytecode is
 # compiled once here: with PYTHONDONTWRITEBYTECODE set, every process of the suite would compile its imports.

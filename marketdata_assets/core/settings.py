@@ -119,6 +119,9 @@ SETTINGS: tuple[Setting, ...] = (
                 read_by=("apps/cli/live.py", "defs/live/health.py")),
         Setting("COLLECTOR_METRICS_PORT", "9109", "Its port (0: a free one; `off`: no endpoints).",
                 read_by=("apps/cli/live.py", "defs/live/health.py")),
+        Setting("LIVE_PARTITIONS_START", "2026-11-01", "The first day (UTC) of the hourly live partitions: when "
+                "your live capture began (earlier hours have no landing files to load).",
+                read_by=("defs/live/partitions.py",)),
         Setting("COLLECTOR_PART", "", "This collector's part of each venue's universe, `K/N` (every instrument in "
                 "exactly one of N parts, by a stable hash of its name; the channels of every instrument in part 1); "
                 "empty: all of it. `--part` wins.", read_by=("apps/cli/live.py",)),

@@ -149,6 +149,22 @@ def test_user_code_and_run_pods_mount_the_state_volume_and_the_sources_file():
             f"{who}: TICKS_PROVIDERS_CONFIG {sources} is not a file of a mounted ConfigMap ({mounts})")
 
 
+def test_every_dagster_pod_runs_as_the_kustomize_pods_do():
+    """The webserver, the daemon, the user code and every run pod: the image's user, and `fsGroup` so the
+    shared state volume is writable by it (as deploy/k8s's collectors, consumer and exporter set)."""
+    kustomize = {obj["spec"]["template"]["spec"]["securityContext"]["fsGroup"]
+                 for obj in m.objects(m.rendered(m.OVERLAY), "Deployment").values()
+                 if "securityContext" in obj["spec"]["template"]["spec"]}
+    values = m.values()
+    pods = {"webserver": values["dagsterWebserver"]["podSecurityContext"],
+            "daemon": values["dagsterDaemon"]["podSecurityContext"],
+            "run pods": values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"][
+                "securityContext"]}
+    pods |= {d["name"]: d["podSecurityContext"] for d in values["dagster-user-deployments"]["deployments"]}
+    for who, context in pods.items():
+        assert {context.get("fsGroup")} == kustomize and context.get("runAsUser") == 1000, f"{who}: {context}"
+
+
 def test_postgres_storage_is_the_one_the_configmap_names_and_the_password_a_secret():
     values, env = m.values(), m.configmap_data(m.rendered(m.OVERLAY))
     postgresql = values["postgresql"]

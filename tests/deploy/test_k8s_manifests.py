@@ -257,3 +257,9 @@ def test_mongodb_is_the_replica_set_the_uri_names_with_majority_writes():
     assert f"--replSet {replica_set}" in args and "--keyFile" in args
     keyfile = [v for v in m.pod_spec(mongodb)["volumes"] if "secret" in v]
     assert keyfile and keyfile[0]["secret"]["defaultMode"] == 0o400, "the keyfile is not a private Secret volume"
+
+
+def test_the_deploy_page_counts_the_objects_the_overlay_renders():
+    page = (m.REPO / "docs" / "deploy.md").read_text()
+    said = int(re.search(r"every rendered object \((\d+) in the overlay", page).group(1))
+    assert said == len(m.rendered(m.OVERLAY))

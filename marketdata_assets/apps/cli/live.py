@@ -136,7 +136,8 @@ def _common(function):
         click.option("--stream-max-mb", type=int, default=1024, show_default=True,
                      help="The stream's size limit (reserved on the server's JetStream storage), MiB."),
         click.option("--subject-prefix", default="md", show_default=True, help="Subjects <prefix>.trades.<venue>.<instrument>."),
-        click.option("--clickhouse-dsn", default=None, help="Default CLICKHOUSE_DSN (empty: the embedded engine)."),
+        click.option("--clickhouse-dsn", default=None, help="Default CLICKHOUSE_DSN (empty: the local stack's "
+                     "engine server, http://127.0.0.1:<STACK_CLICKHOUSE_PORT>)."),
         click.option("--database", default=None, help="Default CLICKHOUSE_DATABASE."),
         click.option("--durable", default="trades-clickhouse", show_default=True, help="The consumer's durable name."),
         click.option("--batch-size", type=int, default=1000, show_default=True, help="Consumer: messages per INSERT at most."),

@@ -6,16 +6,29 @@ under Dagster's ~100,000 per asset whatever the universe (hour x instrument was 
 instrument). The collector closes one file per channel (instrument) and hour; the sensor requests the
 hour with the instruments whose files closed; each instrument's day slice is still loaded, counted and
 checked on its own (the run's metadata and each check's `by_instrument` table show them). The hours start
-at `LIVE_START` (this project's live capture began in November 2026: earlier hours have no landing
-files), and include the running hour (`end_offset=1`: a collector stopped cleanly mid-hour closes that
-hour's file, which is loadable at once).
+at LIVE_PARTITIONS_START (a day, UTC: when your live capture began; earlier hours have no landing files),
+and include the running hour (`end_offset=1`: a collector stopped cleanly mid-hour closes that hour's
+file, which is loadable at once).
 """
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
-LIVE_START = "2026-11-01-00:00"
+from marketdata_assets.core import settings
+
+
+def live_start(value: str | None = None) -> str:
+    """The first hour key of the live partitions from LIVE_PARTITIONS_START (`YYYY-MM-DD`), or a ValueError
+    naming the setting."""
+    text = (value if value is not None else settings.get("LIVE_PARTITIONS_START")).strip()
+    try:
+        return f"{date.fromisoformat(text).isoformat()}-00:00"
+    except ValueError:
+        raise ValueError(f"LIVE_PARTITIONS_START={text!r}: expected a day, YYYY-MM-DD (UTC)") from None
+
+
+LIVE_START = live_start()
 
 live_hours = dg.HourlyPartitionsDefinition(start_date=LIVE_START, timezone="UTC", end_offset=1)
 live_partitions = live_hours

@@ -430,3 +430,13 @@ def test_the_sensor_requests_every_venues_closed_hours(root):
     assert request.partition_key == pkey(10).split("|")[0]
     assert request.run_config["ops"]["live_trades"]["config"]["instruments"] == [
         "BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT"]
+
+
+def test_the_live_hours_start_where_the_setting_says(monkeypatch):
+    from marketdata_assets.defs.live.partitions import live_start
+
+    assert live_start() == "2026-11-01-00:00"  # the default: this project's capture began then
+    monkeypatch.setenv("LIVE_PARTITIONS_START", "2025-03-04")
+    assert live_start() == "2025-03-04-00:00"
+    with pytest.raises(ValueError, match="LIVE_PARTITIONS_START='2025-03-04-07:00'"):
+        live_start("2025-03-04-07:00")
