@@ -29,10 +29,18 @@ import polars as pl
 from marketdata_assets import read
 from marketdata_assets.core.charts import line_chart_svg
 
+if {"-h", "--help"} & set(sys.argv[1:]):
+    print(__doc__)
+    raise SystemExit(0)
 args = [a for a in sys.argv[1:] if a != "--demo"]
 DEMO = "--demo" in sys.argv[1:]
+if len(args) > 3 or any(a.startswith("-") for a in args):
+    raise SystemExit(f"usage: read_plot.py [--demo] [VENUE INSTRUMENT DAY]; got {' '.join(sys.argv[1:])}")
 VENUE, INSTRUMENT, DAY = (args + ["BINANCE", "BTCUSDT", "2025-01-15"][len(args):])[:3]
-DAY = date.fromisoformat(DAY)
+try:
+    DAY = date.fromisoformat(DAY)
+except ValueError:
+    raise SystemExit(f"read_plot.py: DAY {DAY!r} is not a day, YYYY-MM-DD") from None
 OUT = Path(tempfile.gettempdir()) / f"read_plot_{VENUE}_{INSTRUMENT}_{DAY}.png"
 
 

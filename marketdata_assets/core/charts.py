@@ -35,9 +35,14 @@ def _empty(parts: list[str], height: int, message: str) -> str:
     return "".join(parts)
 
 
-def _x_label(x: float, height: int, text: str) -> str:
-    """A label under the plot, centred on `x`."""
-    return f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" fill="{AXIS}">{escape(text)}</text>'
+def _x_label(x: float, height: int, text: str, anchor: str = "middle") -> str:
+    """A label under the plot at `x` (centred; `start`/`end`: the axis's first/last, kept inside the chart)."""
+    return f'<text x="{x:.1f}" y="{height - 8}" text-anchor="{anchor}" fill="{AXIS}">{escape(text)}</text>'
+
+
+def _value_label(value: float) -> str:
+    """A value axis label that fits the left margin: 95,123 rather than 9.512e+04."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 @dataclass(frozen=True)
@@ -183,13 +188,14 @@ def line_chart_svg(title: str, series: dict[str, Sequence[tuple[datetime | float
                  f'stroke="{AXIS}"/>')
     for value in (high, low):
         parts.append(f'<text x="{PAD_LEFT - 4}" y="{xy(first_x, value)[1] + 4:.1f}" text-anchor="end" '
-                     f'fill="{AXIS}">{value:.4g}{escape(unit)}</text>')
+                     f'fill="{AXIS}">{_value_label(value)}{escape(unit)}</text>')
     if low < 0 < high:
         y0 = xy(first_x, 0.0)[1]
         parts.append(f'<line x1="{PAD_LEFT}" y1="{y0:.1f}" x2="{PAD_LEFT + plot_w}" y2="{y0:.1f}" '
                      f'stroke="{AXIS}" stroke-dasharray="3,3"/>')
-    for x in (first_x, last_x):
-        parts.append(_x_label(xy(x, low)[0], height, f"{x:%Y-%m-%d %H:%M}" if times else f"{x:,.6g}{x_unit}"))
+    for x, anchor in ((first_x, "start"), (last_x, "end")):
+        text = f"{x:%Y-%m-%d %H:%M}" if times else f"{x:,.6g}{x_unit}"
+        parts.append(_x_label(xy(x, low)[0], height, text, anchor))
     for i, (name, values) in enumerate(series.items()):
         color = LINE_COLORS[i % len(LINE_COLORS)]
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in (xy(x, v) for x, v in values if v is not None))

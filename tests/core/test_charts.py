@@ -96,3 +96,16 @@ def test_lines_over_numbers_label_the_axis_with_the_numbers():
     (line,) = root.findall(f"{ns}polyline")
     xs = [float(p.split(",")[0]) for p in line.get("points").split()]
     assert xs == sorted(xs) and xs[1] - xs[0] == xs[2] - xs[1]  # strikes evenly apart, evenly drawn
+
+
+def test_a_line_charts_labels_stay_inside_it():
+    """The axis's first and last times anchored inward (a centred last label ran off the right edge), large
+    values written out (95,123, not 9.512e+04, which ran off the left)."""
+    from datetime import datetime
+
+    from marketdata_assets.core.charts import line_chart_svg
+
+    svg = line_chart_svg("BTCUSDT", {"vwap": [(datetime(2025, 1, 15), 95123.4), (datetime(2025, 1, 15, 23, 59), 96001.0)]})
+    texts = {t.text: t.attrib for t in ElementTree.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
+    assert texts["2025-01-15 00:00"]["text-anchor"] == "start" and texts["2025-01-15 23:59"]["text-anchor"] == "end"
+    assert "95,123" in texts and "96,001" in texts and not any("e+" in (text or "") for text in texts)
