@@ -10,6 +10,8 @@ instruments with something stored in the range.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
@@ -69,13 +71,23 @@ def message(what: str, venue: str, missing: Mapping[str, list[date]], expected: 
 
 
 def warn_missing(what: str, venue: str, expected: list[date], stored: Iterable[tuple[str, date]],
-                 wanted: Iterable[str] | None, stacklevel: int) -> None:
-    """MissingDays (at the caller `stacklevel` frames up) if an instrument of `wanted` (None: every one with
-    something `stored`, (instrument, day) pairs) has an expected day with nothing stored."""
+                 wanted: Iterable[str] | None) -> None:
+    """MissingDays (naming the caller's line: the first outside the read package) if an instrument of
+    `wanted` (None: every one with something `stored`, (instrument, day) pairs) has an expected day with
+    nothing stored."""
     days: dict[str, set] = {name: set() for name in wanted or ()}
     for name, day in stored:
         if wanted is None or name in days:
             days.setdefault(name, set()).add(day)
     missing = missing_days(expected, days)
     if missing:
-        warnings.warn(MissingDays(message(what, venue, missing, expected), missing), stacklevel=stacklevel + 1)
+        warnings.warn(MissingDays(message(what, venue, missing, expected), missing), stacklevel=_callers_level())
+
+
+def _callers_level() -> int:
+    """The `stacklevel` of the first frame outside this package, seen from the function calling `warn`
+    (a read through a shortcut, `dataset` or `minute_bars` alike names the user's line)."""
+    here, frame, level = os.path.dirname(__file__), sys._getframe(2), 2  # 1: the line calling warn
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        frame, level = frame.f_back, level + 1
+    return level

@@ -190,7 +190,7 @@ class Reader:
         if not days:
             return
         loaded = ct.loaded_slices(self.clickhouse(), self.database, spec.name, venue, days)
-        gaps.warn_missing(spec.name, venue, days, loaded, instruments, stacklevel=3)
+        gaps.warn_missing(spec.name, venue, days, loaded, instruments)
 
     def _require_stored(self, dataset: str, venue: str, instrument) -> None:
         """A venue or instrument with nothing of `dataset` stored is a ValueError naming the closest stored
@@ -286,7 +286,7 @@ class Reader:
         if not days:
             return
         gaps.warn_missing("minute bars", "A-shares", days, ts_reads.stored_days(self.timescale(), wanted, start, end),
-                          wanted, stacklevel=3)
+                          wanted)
 
     def kline(self, codes: str | Sequence[str] | None, start: Time, end: Time, *, tz: str | None = None,
               as_of: Time | None = None) -> pl.DataFrame:

@@ -94,6 +94,7 @@ def test_days_with_nothing_stored_warn_naming_them_and_bars_read_in_another_labe
     before, after = DAY - timedelta(days=2), DAY + timedelta(days=1)
     assert warned[0].message.missing == {p: [before, before + timedelta(days=1), after] for p in PAIRS}
     assert f"BTCUSDT {before}..{before + timedelta(days=1)}, {after}" in str(warned[0].message)
+    assert warned[0].filename == __file__  # the warning names the caller's line, not the read package's
     with pytest.warns(MissingDays) as every:  # None: the instruments stored in the range
         reader.funding("BINANCE_UM", None, START, END + timedelta(days=1))
     assert every[0].message.missing == {"BTCUSDT": [after]}
