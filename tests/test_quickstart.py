@@ -247,6 +247,7 @@ def test_step_6_turns_on_the_daily_use_schedules_of_those_feeds_only(page):
     assert {"crypto_ticks_daily", "crypto_ticks_catch_up", "crypto_snapshots_every_15_minutes", "a_share_after_close",
             "a_share_catch_up", "alpha_fetch_daily", "alpha_monthly_catchup", "crypto_instruments_from_config"} <= listed
     assert not {"yahoo_after_close", "binance_archives_daily"} & listed  # only the feeds the page turned on
+    assert "\x1b[" not in out and " - dagster" not in out  # its own lines only: no code server's coloured log
 
 
 def test_every_command_of_the_page_was_run(page):

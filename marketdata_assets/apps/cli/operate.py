@@ -140,7 +140,11 @@ def schedules(ctx, feeds, stop) -> None:
     """Start the schedules and sensors to turn on for daily use of FEEDS (crypto, a_shares, yahoo,
     binance_archives, minute_bars, alphas, parquet_export: docs/configuration.md, "Daily use"), for the
     code location the UI serves (its daemon ticks them); then list what runs."""
-    from dagster._cli.workspace.cli_target import get_repository_from_cli_opts
+    from dagster._cli.workspace.cli_target import (
+        get_code_location_from_workspace,
+        get_remote_repository_from_code_location,
+        get_workspace_from_cli_opts,
+    )
     from dagster_shared.cli import WorkspaceOpts
 
     from marketdata_assets.defs._common.runs import FEEDS
@@ -151,7 +155,9 @@ def schedules(ctx, feeds, stop) -> None:
     names = daily_use(ctx.obj.definitions(), set(feeds))
     instance = ctx.obj.instance()
     workspace = WorkspaceOpts(workspace=[str(settings.PROJECT_ROOT / "workspace.yaml")])
-    with get_repository_from_cli_opts(instance, dg.__version__, workspace, None) as repo:
+    # the code server it starts logs at WARNING: its INFO lines (with colour codes) are not this command's output
+    with get_workspace_from_cli_opts(instance, dg.__version__, workspace, log_level="WARNING") as context:
+        repo = get_remote_repository_from_code_location(get_code_location_from_workspace(context, None), None)
         for name in names:
             switch(instance, repo, name, stop)
         for name in running(instance, repo):
