@@ -183,8 +183,11 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
 def ui_command(host: str, port: int) -> list[str]:
     """`dg dev` of this interpreter's environment, in the project directory: the location is named by
     pyproject's [tool.dg.project] (`dagster dev -w` is superseded, and a workspace naming the location
-    otherwise made Dagster warn at every load of the definitions)."""
-    return [str(Path(sys.prefix) / "bin" / "dg"), "dev", "-h", host, "-p", str(port)]
+    otherwise made Dagster warn at every load of the definitions). Its services log warnings and errors:
+    at INFO the daemon wrote a line per sensor tick (341 in 15 minutes), burying them; the runs' own logs
+    are in the UI."""
+    return [str(Path(sys.prefix) / "bin" / "dg"), "dev", "-h", host, "-p", str(port), "--log-level", "warning",
+            "--code-server-log-level", "warning"]
 
 
 def _ui_environ() -> dict[str, str]:

@@ -57,8 +57,9 @@ def alpha_landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     file_months = set(partitions_to_request(context.instance, IMPORT_KEYS[0], newest_by_partition(file_changes)))
     package_months = set(partitions_to_request(context.instance, alpha_package_drops.key,
                                                newest_by_partition(package_changes)))
-    context.log.info(f"{len(changes)} changes since the cursor, {handled} handled in "
-                     f"{time.monotonic() - started:.2f} s: months to import {sorted(file_months | package_months)}")
+    if changes:  # a quiet tick logs nothing (every 30 s it filled the daemon's terminal)
+        context.log.info(f"{len(changes)} changes since the cursor, {handled} handled in "
+                         f"{time.monotonic() - started:.2f} s: months to import {sorted(file_months | package_months)}")
     requests = []
     for key in sorted(file_months | package_months):
         selection = ([alpha_package_drops.key] if key in package_months else []) + IMPORT_KEYS + [alpha_packages.key]
