@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -313,6 +313,39 @@ def loaded_slices(client, database: str, dataset: str, venue: str, days: Sequenc
         "AND venue = {venue:String} AND day IN {days:Array(Date)}",
         parameters={"code": spec_for(dataset).code, "venue": venue, "days": list(days)}).result_rows
     return {(instrument, day) for instrument, day in rows}
+
+
+def load_sources_sql(database: str, where: str = "1") -> str:
+    """``SELECT load_id, source FROM ingest_log ...``: the source whose ingest_log row names each load
+    (every engine write logs its load id under the feed's source; `where` narrows the log read)."""
+    return (f"SELECT load_id, argMax(source, finished_at) AS source FROM {clickhouse_database(database)}.{INGEST_LOG} "
+            f"WHERE outcome = 'ok' AND load_id != 0 AND {where} GROUP BY load_id")
+
+
+def active_sources(client, database: str, dataset: str, instruments: Iterable[str],
+                   days: Iterable[date]) -> dict[tuple[str, str, date], tuple[int, str]]:
+    """{(venue, instrument, day): (active load id, the source that wrote it, '' when no ingest_log row
+    names it)} of the slices of `dataset` of `instruments` ('VENUE:INSTRUMENT') on `days` that have an
+    active load."""
+    days, instruments = sorted(set(days)), sorted(set(instruments))
+    if not days or not instruments:
+        return {}
+    rows = client.query(
+        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.source FROM {clickhouse_database(database)}.active_loads "
+        f"AS a LEFT JOIN ({load_sources_sql(database, 'dataset = {code:String} AND day IN {days:Array(Date)}')}) "
+        "AS l ON a.load_id = l.load_id WHERE a.dataset = {code:String} AND a.day IN {days:Array(Date)} "
+        "AND concat(a.venue, ':', a.instrument) IN {instruments:Array(String)}",
+        parameters={"code": spec_for(dataset).code, "days": days, "instruments": instruments}).result_rows
+    return {(r[0], r[1], r[2]): (int(r[3]), r[4] or "") for r in rows}
+
+
+def load_sources(client, database: str, load_ids: Iterable[int]) -> dict[int, str]:
+    """{load id: the source whose ingest_log row names it} (a load no row names is left out)."""
+    ids = sorted(set(load_ids))
+    if not ids:
+        return {}
+    rows = client.query(load_sources_sql(database, "load_id IN {ids:Array(UInt64)}"), parameters={"ids": ids})
+    return {int(load_id): source for load_id, source in rows.result_rows}
 
 
 def stored_names(client, database: str, dataset: str) -> dict[str, set[str]]:
