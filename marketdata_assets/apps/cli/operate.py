@@ -165,7 +165,8 @@ def schedules(ctx, feeds, stop) -> None:
 @click.option("--gaps-only", is_flag=True, help="Only instruments with missing or failed days.")
 def status(dataset, venue, gaps_only) -> None:
     """Per dataset x venue x instrument what the ClickHouse store holds: first and last day, days loaded,
-    days missing between them, failed days (the latest attempt did not succeed), rows, the latest load."""
+    days missing between them, failed days (the latest attempt did not succeed), rows, the latest load, the
+    sources of the loads (and their days)."""
     from marketdata_assets.read import Reader
 
     with Reader() as reader:
@@ -176,9 +177,11 @@ def status(dataset, venue, gaps_only) -> None:
         frame = frame.filter(frame["venue"] == venue.upper())
     if gaps_only:
         frame = frame.filter((frame["missing_days"] > 0) | (frame["failed_days"] > 0))
-    header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load")
+    header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load",
+              "sources")
     rows = [(r["dataset"], r["venue"], r["instrument"], str(r["first_day"]), str(r["last_day"]), f"{r['days']:,}",
-             f"{r['missing_days']:,}", f"{r['failed_days']:,}", f"{r['rows']:,}", f"{r['last_loaded_at']:%Y-%m-%d %H:%M}")
+             f"{r['missing_days']:,}", f"{r['failed_days']:,}", f"{r['rows']:,}", f"{r['last_loaded_at']:%Y-%m-%d %H:%M}",
+             r["sources"] or "")
             for r in frame.iter_rows(named=True)]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)] if rows else map(len, header)
     for line in (header, *rows):

@@ -358,16 +358,28 @@ def stored_names(client, database: str, dataset: str) -> dict[str, set[str]]:
     return out
 
 
+def _sources_sql(database: str) -> str:
+    """Per dataset x venue x instrument, the sources of the active loads and their days: 'BINANCE 3,
+    BINANCE_ARCHIVE 1' (a load no ingest_log row names: 'unknown')."""
+    return (
+        "SELECT dataset, venue, instrument, arrayStringConcat(arraySort(groupArray(concat(if(source = '', "
+        "'unknown', source), ' ', toString(n)))), ', ') AS sources FROM (SELECT a.dataset AS dataset, a.venue AS venue, "
+        f"a.instrument AS instrument, s.source AS source, count() AS n FROM {clickhouse_database(database)}.{LOADS} "
+        f"AS a FINAL LEFT JOIN ({load_sources_sql(database)}) AS s ON a.load_id = s.load_id "
+        "GROUP BY dataset, venue, instrument, source) GROUP BY dataset, venue, instrument")
+
+
 def coverage(client, database: str) -> pl.DataFrame:
     """Per dataset x venue x instrument what is stored: first and last day, days with an active load
-    (and of them with rows), days missing between the first and the last, rows, the latest load, and
-    the slices whose latest ingest attempt did not succeed (failed or skipped, never loaded since)."""
+    (and of them with rows), days missing between the first and the last, rows, the latest load, the
+    slices whose latest ingest attempt did not succeed (failed or skipped, never loaded since), and the
+    sources the active loads came from with their days (`sources`)."""
     db = clickhouse_database(database)
     sql = (
         "SELECT l.dataset AS code, l.venue AS venue, l.instrument AS instrument, l.first_day AS first_day, "
         "l.last_day AS last_day, l.days AS days, l.days_with_rows AS days_with_rows, "
         "toUInt32(dateDiff('day', l.first_day, l.last_day) + 1 - l.days) AS missing_days, l.stored_rows AS rows, "
-        "l.last_loaded_at AS last_loaded_at, ifNull(f.failed, 0) AS failed_days FROM ("
+        "l.last_loaded_at AS last_loaded_at, ifNull(f.failed, 0) AS failed_days, src.sources AS sources FROM ("
         f"SELECT dataset, venue, instrument, min(day) AS first_day, max(day) AS last_day, count() AS days, "
         f"countIf(rows > 0) AS days_with_rows, sum(rows) AS stored_rows, max(loaded_at) AS last_loaded_at "
         f"FROM {db}.{LOADS} FINAL GROUP BY dataset, venue, instrument) AS l LEFT JOIN ("
@@ -375,12 +387,14 @@ def coverage(client, database: str) -> pl.DataFrame:
         f"SELECT dataset, venue, instrument, day, argMax(outcome, finished_at) AS last FROM {db}.{INGEST_LOG} "
         "GROUP BY dataset, venue, instrument, day) WHERE last != 'ok' GROUP BY dataset, venue, instrument) AS f "
         "ON l.dataset = f.dataset AND l.venue = f.venue AND l.instrument = f.instrument "
+        f"LEFT JOIN ({_sources_sql(database)}) AS src "
+        "ON l.dataset = src.dataset AND l.venue = src.venue AND l.instrument = src.instrument "
         "ORDER BY code, venue, instrument")
     frame = pl.from_arrow(client.query_arrow(sql))
     names = {spec.code: spec.name for spec in DATASETS.values()}
     return frame.with_columns(pl.col("code").replace_strict(names, default=pl.col("code")).alias("dataset")).select(
         "dataset", "venue", "instrument", "first_day", "last_day", "days", "days_with_rows", "missing_days", "rows",
-        "last_loaded_at", "failed_days")
+        "last_loaded_at", "failed_days", "sources")
 
 
 # ---- maintenance -------------------------------------------------------------------------------------
