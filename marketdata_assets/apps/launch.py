@@ -65,6 +65,8 @@ class Outcome:
     degraded: list[str] = field(default_factory=list)  # an asset's `degraded` metadata: a store's fallback
     errors: dict[str, str] = field(default_factory=dict)  # "step X" | "resource setup" | "run" -> what went wrong
     partial: list[str] = field(default_factory=list)  # "<asset>: <its `partial` metadata>": what it could not do
+    covered: list[str] = field(default_factory=list)  # "<asset>: <its `covered` metadata>": slices left to a more
+    # faithful source's load (not a failure: the run is ok)
 
     @property
     def state(self) -> str:
@@ -85,6 +87,9 @@ class Outcome:
         if self.partial:
             text += f"; partial: {'; '.join(self.partial[:3])}" + (
                 f" (+{len(self.partial) - 3})" if len(self.partial) > 3 else "")
+        if self.covered:
+            text += f"; covered: {'; '.join(self.covered[:3])}" + (
+                f" (+{len(self.covered) - 3})" if len(self.covered) > 3 else "")
         if self.failed_partitions:
             text += f"; failed partitions: {', '.join(self.failed_partitions[:10])}" + (
                 f" (+{len(self.failed_partitions) - 10})" if len(self.failed_partitions) > 10 else "")
@@ -249,8 +254,13 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN),
         degraded=sorted({str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}),
         errors=dict(tap.failures),
-        partial=sorted({f"{m.asset_key.to_user_string()}: {m.metadata['partial'].value}" for m in materializations
-                        if "partial" in m.metadata}))
+        partial=_said(materializations, "partial"), covered=_said(materializations, "covered"))
+
+
+def _said(materializations: list[dg.AssetMaterialization], key: str) -> list[str]:
+    """"<asset>: <its `key` metadata>" of each asset that says it (a range run repeats it: once)."""
+    return sorted({f"{m.asset_key.to_user_string()}: {m.metadata[key].value}" for m in materializations
+                   if key in m.metadata})
 
 
 def _interrupted(result) -> bool:

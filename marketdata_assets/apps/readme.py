@@ -79,9 +79,11 @@ def parse_step(line: str):
                       failed_checks=_listed(rest, "failed checks"), warnings=warnings)
     outcome.degraded.extend(re.findall(r"; DEGRADED: (.*?)(?=; [a-zA-Z ]+: |$)", rest))
     # an asset's own words: up to the next of the line's sections, as one text
-    partial = re.search(r"^; partial: (.*?)(?=; (?:failed partitions|failed checks|warnings|DEGRADED): |$)", rest)
-    if partial:
-        outcome.partial.append(partial.group(1))
+    for name in ("partial", "covered"):
+        said = re.search(rf"; {name}: (.*?)(?=; (?:covered|failed partitions|failed checks|warnings|DEGRADED): |$)",
+                         rest)
+        if said:
+            getattr(outcome, name).append(said.group(1))
     return outcome
 
 

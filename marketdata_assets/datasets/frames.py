@@ -190,6 +190,19 @@ class Dataset:
     key: str | None = None         # the column no two rows of a slice share (None: snapshots append)
     contracts: frozenset | None = None  # the contract types it exists for (core.contracts); None: all
     bars: Stamping | None = None   # a bar dataset: how its `ts` is stamped (None: events and snapshots)
+    # The sources whose loads are more faithful than the venues' own APIs and streams, the most faithful
+    # first: a load never replaces an active one of a source ranked above it unless asked (`replace`);
+    # every source not named ranks below them, alike (the last load of those wins). Source names, as
+    # sources.registry declares them (datasets import no source).
+    fidelity: tuple[str, ...] = ()
+
+    def rank(self, source: str) -> int:
+        """How faithful a load of `source` is: 0 for the first of `fidelity`, len(fidelity) for any other."""
+        return self.fidelity.index(source) if source in self.fidelity else len(self.fidelity)
+
+    def outranks(self, source: str, other: str) -> bool:
+        """Whether a load of `source` is more faithful than one of `other` (it is kept over it)."""
+        return self.rank(source) < self.rank(other)
 
     @property
     def view(self) -> str:
@@ -204,8 +217,14 @@ class Dataset:
         return tuple(name for name, _ in self.columns)
 
 
+# Fidelity (Dataset.fidelity): a verified archive of data.binance.vision (its published SHA-256 checked)
+# over a dump file dropped in the landing (the same files, unverified) over the venues' REST APIs and
+# live streams (Binance's REST trades are aggregate trades: docs/ticks.md, "Fidelity").
+_ARCHIVE = "BINANCE_ARCHIVE"
+_FILES_FIRST = (_ARCHIVE, "BINANCE_DUMPS")
 TRADES_SPEC = Dataset(
     name="trades", code="trades", table="trades", schema=TRADES_SCHEMA, nullable=NULLABLE["trades"],
+    fidelity=_FILES_FIRST,
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
         ("venue", LC),
@@ -247,6 +266,7 @@ BARS_SPEC = Dataset(
     order_by=("venue", "instrument", "ts"),
     key="ts",
     bars=MINUTE,
+    fidelity=_FILES_FIRST,
 )
 DAILY_SPEC = Dataset(
     name="daily_bars", code="daily", table="daily_bars", schema=DAILY_BARS_SCHEMA, nullable=NULLABLE["daily_bars"],
@@ -264,11 +284,11 @@ DAILY_SPEC = Dataset(
 # data.binance.vision archives (sources.binance_vision.archives): aggregate trades apart from the
 # individual ones (`seq` is the aggregate id), and the daily files' kline intervals other than 1m, a
 # table each (`klines_1h`, ...: `bars_1d_v` is already the daily bars made from trades).
-AGG_TRADES_SPEC = replace(TRADES_SPEC, name="agg_trades", code="agg_trades", table="agg_trades")
+AGG_TRADES_SPEC = replace(TRADES_SPEC, name="agg_trades", code="agg_trades", table="agg_trades", fidelity=(_ARCHIVE,))
 KLINE_INTERVALS = ("1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 KLINE_SPECS = {interval: replace(BARS_SPEC, name=f"klines_{interval}", code=f"klines_{interval}",
-                                table=f"klines_{interval}",
+                                table=f"klines_{interval}", fidelity=(_ARCHIVE,),
                                 bars=Stamping(timedelta(**{_UNIT[interval[-1]]: int(interval[:-1])})))
                for interval in KLINE_INTERVALS}
 
@@ -301,9 +321,10 @@ FUNDING_SPEC = _declare("funding", "funding", "funding_rates", FUNDING_SCHEMA,
                    order_by=("venue", "instrument", "ts"), key="ts", contracts=("perpetual",))
 OPEN_INTEREST_SPEC = _declare("open_interest", "open_interest", "open_interest", OPEN_INTEREST_SCHEMA,
                          order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
-LIQUIDATIONS_SPEC = _declare("liquidations", "liquidations", "liquidations", LIQUIDATIONS_SCHEMA,
-                        order_by=("venue", "instrument", "ts", "liquidation_id"), key="liquidation_id",
-                        contracts=DERIVATIVES, types={"liquidation_id": "String CODEC(ZSTD(1))"})
+LIQUIDATIONS_SPEC = replace(_declare("liquidations", "liquidations", "liquidations", LIQUIDATIONS_SCHEMA,
+                                     order_by=("venue", "instrument", "ts", "liquidation_id"), key="liquidation_id",
+                                     contracts=DERIVATIVES, types={"liquidation_id": "String CODEC(ZSTD(1))"}),
+                            fidelity=(_ARCHIVE,))  # liquidationSnapshot files over the live forceOrder snapshots
 MARK_BARS_SPEC = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCHEMA, nullable="price_bars",
                      order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES,
                      types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"}, bars=MINUTE)

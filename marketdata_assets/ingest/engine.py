@@ -67,10 +67,13 @@ class IngestReport:
     outcomes: dict[SliceKey, SliceOutcome] = field(default_factory=dict)
     sources: dict[str, dict] = field(default_factory=dict)     # source -> request figures
     left_out: dict[str, int] = field(default_factory=dict)     # dataset -> slices left out by the retry options
+    covered: dict[str, Counter] = field(default_factory=dict)  # dataset -> {source: slices a more faithful load holds}
     seconds: float = 0.0
 
     def merge(self, other: IngestReport) -> None:
         self.outcomes.update(other.outcomes)
+        for dataset, by in other.covered.items():
+            self.covered.setdefault(dataset, Counter()).update(by)
         for name, figures in other.sources.items():
             mine = self.sources.setdefault(name, {})
             for key, value in figures.items():
@@ -91,6 +94,15 @@ class IngestReport:
         """The run's one-line summary: "Successful: 148/150"."""
         mine = self.of(dataset) if dataset else list(self.outcomes.values())
         return f"Successful: {sum(o.status == 'ok' for o in mine)}/{len(mine)}"
+
+    def covered_text(self, dataset: str) -> str:
+        """"2 slices covered by BINANCE_ARCHIVE, 1 by BINANCE_DUMPS" ('' when none was)."""
+        by = sorted(self.covered.get(dataset, Counter()).items(), key=lambda item: (-item[1], item[0]))
+        if not by:
+            return ""
+        first, *rest = by
+        return (f"{first[1]:,} slice{'s' * (first[1] != 1)} covered by {first[0]}"
+                + "".join(f", {n:,} by {source}" for source, n in rest))
 
     def failures_table(self, limit: int = 200) -> str:
         return table(["slice", "outcome", "error", "attempts"],
@@ -123,6 +135,8 @@ class IngestReport:
             "slices_ok": len(ok), "slices_failed": sum(o.status == "failed" for o in mine),
             "slices_skipped": sum(o.status == "skipped" for o in mine),
             "left_out_by_retry_options": self.left_out.get(dataset, 0),
+            "slices_covered": sum(self.covered.get(dataset, Counter()).values()),
+            "covered_by": dict(sorted(self.covered.get(dataset, Counter()).items())),
             "days": ", ".join(map(str, days)) if len(days) <= 5 else f"{days[0]}..{days[-1]} ({len(days)})",
             "instruments": len({o.key.instrument for o in mine}),
             "venues": ", ".join(sorted({o.key.venue for o in ok if o.key.venue})),
@@ -176,9 +190,26 @@ def not_ok_in_run(client, database: str, run_id: str, source: str, dataset: str,
     return {(r[0], r[1]) for r in rows}
 
 
+def covered(client, database: str, source: str, keys: Iterable[SliceKey]) -> dict[SliceKey, str]:
+    """The slices of `keys` whose active load is of a source more faithful than `source` (the dataset's
+    `fidelity`), with that source: a load of `source` would replace them with something less."""
+    keys = [k for k in keys if spec_for(k.dataset).fidelity]
+    found: dict[SliceKey, str] = {}
+    for dataset in sorted({k.dataset for k in keys}):
+        spec, mine = spec_for(dataset), [k for k in keys if k.dataset == dataset]
+        active = tables.active_sources(client, database, dataset, {f"{k.venue}:{k.instrument}" for k in mine},
+                                       {k.day for k in mine})
+        for key in mine:
+            holder = active.get((key.venue, key.instrument, key.day), (0, ""))[1]
+            if spec.outranks(holder, source):
+                found[key] = holder
+    return found
+
+
 def plan(client, database: str, source: str, keys: Iterable[SliceKey], *, retry_failed: bool = False,
-         retry_failed_from_run: str = "", report: IngestReport | None = None) -> list[SliceKey]:
-    """The slices to fetch under the retry options (the others are counted in `report.left_out`)."""
+         retry_failed_from_run: str = "", replace: bool = False, report: IngestReport | None = None) -> list[SliceKey]:
+    """The slices to fetch under the retry options (the others are counted in `report.left_out`), less
+    those a more faithful source's load holds unless `replace` (counted in `report.covered` by source)."""
     keys = list(dict.fromkeys(keys))
     keep = keys
     for dataset in sorted({k.dataset for k in keys}):
@@ -194,7 +225,13 @@ def plan(client, database: str, source: str, keys: Iterable[SliceKey], *, retry_
         keep = [k for k in keep if k not in drop]
         if report is not None:
             report.left_out[dataset] = report.left_out.get(dataset, 0) + len(drop)
-    return keep
+    if replace:
+        return keep
+    held = covered(client, database, source, keep)
+    if report is not None:
+        for key, holder in held.items():
+            report.covered.setdefault(key.dataset, Counter())[holder] += 1
+    return [k for k in keep if k not in held]
 
 
 def day_blocks(days: Sequence[date], most: int, instruments: int, rows_per_day: int,

@@ -24,28 +24,13 @@ from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import TRADES_SPEC, day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.sources.interface import IdSequence
-from marketdata_assets.sources.registry import SOURCES
+from marketdata_assets.sources.registry import SEQUENCED_DATASETS, id_sequence, same_ids
 from marketdata_assets.stores.clickhouse import tables, writer
 
 UTC = timezone.utc
 
 
-ID_SEQUENCES = tuple(seq for declared in SOURCES.values() for seq in declared.id_sequences)  # each venue's own
-_SEQUENCES = {(seq.dataset, seq.venue, source): seq for seq in ID_SEQUENCES for source in seq.sources}
-CHECKED_DATASETS = tuple(sorted({seq.dataset for seq in ID_SEQUENCES}))
-
-
-def same_ids(one: IdSequence | None, other: IdSequence | None) -> bool:
-    """Whether two declarations are of one id sequence (a venue's and a file source's share of Binance's
-    trade ids are declared apart)."""
-    return one is not None and other is not None and (one.venue, one.name, one.dataset) == (
-        other.venue, other.name, other.dataset)
-
-
-def id_sequence(venue: str, source: str, dataset: str = "trades") -> IdSequence | None:
-    """The sequence of ids a load of `source` holds for `venue` in `dataset`; None: not sequential,
-    or unknown."""
-    return _SEQUENCES.get((dataset, venue, source))
+CHECKED_DATASETS = SEQUENCED_DATASETS  # the datasets whose ids are declared sequential (sources.registry)
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,20 +116,11 @@ class SliceIds:
 
 
 def _loads(client, database: str, slices: list[SliceKey],
-           code: str) -> dict[tuple[str, str, date], tuple[int, str]]:
-    """{(venue, instrument, day): (active trades load, its ingest_log source or '')} of the slices
-    and of the day before each."""
-    days = sorted({s.day for s in slices} | {s.day - timedelta(days=1) for s in slices})
-    rows = client.query(
-        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.source FROM {clickhouse_database(database)}.active_loads AS a "
-        f"LEFT JOIN (SELECT load_id, argMax(source, finished_at) AS source FROM {clickhouse_database(database)}.ingest_log "
-        "WHERE dataset = {code:String} AND day IN {days:Array(Date)} AND outcome = 'ok' AND load_id != 0 "
-        "GROUP BY load_id) AS l ON a.load_id = l.load_id "
-        "WHERE a.dataset = {code:String} AND a.day IN {days:Array(Date)} "
-        "AND concat(a.venue, ':', a.instrument) IN {instruments:Array(String)}",
-        parameters={"code": code, "days": days,
-                    "instruments": sorted({f"{s.venue}:{s.instrument}" for s in slices})}).result_rows
-    return {(r[0], r[1], r[2]): (int(r[3]), r[4] or "") for r in rows}
+           dataset: str) -> dict[tuple[str, str, date], tuple[int, str]]:
+    """{(venue, instrument, day): (active load, its ingest_log source or '')} of the slices and of the
+    day before each."""
+    days = {s.day for s in slices} | {s.day - timedelta(days=1) for s in slices}
+    return tables.active_sources(client, database, dataset, {f"{s.venue}:{s.instrument}" for s in slices}, days)
 
 
 def _rows_where(slices: list[SliceKey]) -> tuple[str, dict]:
@@ -172,7 +148,7 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
         return {}
     if not 1 <= max_ranges <= 1_000_000:
         raise ValueError("max_ranges: 1..1,000,000")
-    loads = _loads(client, database, slices, spec.code)
+    loads = _loads(client, database, slices, spec.name)
     found: dict[str, SliceIds] = {}
     for s in slices:
         if (s.venue, s.instrument, s.day) not in loads:
@@ -363,7 +339,7 @@ def _complete(client, database: str, venue: str, instrument: str, day: date, add
 
 def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Callable[[str], None]) -> None:
     found, frame = outcome.found, outcome.frame
-    current = _loads(client, database, [found.key], TRADES_SPEC.code)
+    current = _loads(client, database, [found.key], TRADES_SPEC.name)
     expected = {found.day: found.load_id}
     if found.previous_load_id:
         expected[found.day - timedelta(days=1)] = found.previous_load_id

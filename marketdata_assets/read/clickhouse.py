@@ -9,6 +9,10 @@ Polars frame with the dataset's frame schema (datasets.frames).
 
 ``as_of``: the loads that were active then (stores.clickhouse.history.loads_as_of) instead of the
 pointer, after checking that compaction has not dropped their rows (history.check_not_compacted).
+
+A read of trade ids (``trade_id`` or ``seq`` of trades, agg_trades) states which id sequence each row's
+slice holds, in the column ``id_sequence`` (``ID_SEQUENCE``: aggTrade, trade, ...): a Binance slice holds
+aggregate ids or individual ones depending on the source that loaded it (docs/ticks.md, "Fidelity").
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ import polars as pl
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.naming import normalize_instrument, normalize_venue
 from marketdata_assets.datasets.frames import Dataset, spec_for
-from marketdata_assets.stores.clickhouse import history
+from marketdata_assets.sources.registry import ID_SEQUENCES, SEQUENCED_DATASETS, id_sequence
+from marketdata_assets.stores.clickhouse import history, tables
 
 UTC = timezone.utc
+IDS = "id_sequence"
+UNKNOWN_IDS = "unknown"  # a load no ingest_log row names, or of a source declaring no sequence
+ID_SEQUENCE = pl.Enum(sorted({seq.name for seq in ID_SEQUENCES}) + [UNKNOWN_IDS])
 
 
 def parse_time(value: datetime | date | str, what: str) -> datetime:
@@ -110,11 +118,38 @@ def query_params(spec: Dataset, venue: str, instruments: list[str] | None, start
     return params
 
 
+def states_ids(spec: Dataset, columns: Sequence[str]) -> bool:
+    """Whether a read of `columns` of `spec` says which id sequence its rows hold (`IDS`)."""
+    return spec.name in SEQUENCED_DATASETS and bool({"trade_id", "seq"} & set(columns))
+
+
+def sequence_name(venue: str, source: str, dataset: str) -> str:
+    """The name of the id sequence a load of `source` holds (sources.registry.id_sequence), else `UNKNOWN_IDS`."""
+    return getattr(id_sequence(venue, source, dataset), "name", UNKNOWN_IDS)
+
+
+def sequences_of_loads(client, database: str, dataset: str, venue: str, load_ids) -> dict[int, str]:
+    """{load id: the name of the id sequence it holds}, from the ingest_log source of each."""
+    ids = {int(i) for i in load_ids}
+    sources = tables.load_sources(client, database, ids)
+    return {i: sequence_name(venue, sources.get(i, ""), dataset) for i in ids}
+
+
+def _with_ids(client, database: str, spec: Dataset, venue: str, frame: pl.DataFrame, answer) -> pl.DataFrame:
+    """`frame` with `IDS`, from the load id of each row of the Arrow `answer` (same rows, same order)."""
+    if frame.height == 0:
+        return frame.with_columns(pl.Series(IDS, [], dtype=ID_SEQUENCE))
+    loads = pl.from_arrow(answer.column("load_id"))
+    names = sequences_of_loads(client, database, spec.name, venue, loads.unique().to_list())
+    return frame.with_columns(loads.replace_strict(names, return_dtype=ID_SEQUENCE).alias(IDS))
+
+
 def read(client, database: str, dataset: str, venue: str, instrument, start, end, *, as_of=None,
          columns: Sequence[str] | None = None) -> pl.DataFrame:
     """Rows of ``dataset`` for ``venue`` and ``instrument`` (one, a list, or None: all) with ``ts`` in
     ``[start, end)``, as the store shows them now (the active loads) or at ``as_of`` (see the module
-    docstring), as a Polars frame of the dataset's schema, ordered by the table's key."""
+    docstring), as a Polars frame of the dataset's schema, ordered by the table's key; with `IDS` where
+    it reads trade ids."""
     spec = spec_for(dataset)
     venue, instruments = instruments_of(venue, instrument)
     start, end = time_range(start, end)
@@ -126,5 +161,9 @@ def read(client, database: str, dataset: str, venue: str, instrument, start, end
                                     params["last_day"], when)
         history.check_not_compacted(client, database, spec, loads, when)
         params = {**params, "ids": [h.load_id for h in loads]}
-    sql = select_sql(database, spec, cols, all_instruments=instruments is None, as_of=as_of is not None)
-    return to_frame(client.query_arrow(sql, parameters=params), spec, cols)
+    stated = states_ids(spec, cols)
+    sql = select_sql(database, spec, [*cols, "load_id"] if stated else cols, all_instruments=instruments is None,
+                     as_of=as_of is not None)
+    answer = client.query_arrow(sql, parameters=params)
+    frame = to_frame(answer, spec, cols)
+    return _with_ids(client, database, spec, venue, frame, answer) if stated else frame

@@ -181,16 +181,24 @@ def clickhouse_partitions(client, database: str, day: date, datasets: Sequence[s
 
 
 def _clickhouse_tables(client, database: str, spec: Dataset, part: Partition) -> Iterable[pa.Table]:
-    """The partition's rows (exactly its loads), in the table's order, without ``venue``, batch by batch."""
+    """The partition's rows (exactly its loads), in the table's order, without ``venue``, batch by batch;
+    trade ids with the sequence each instrument's slice holds (read.clickhouse.IDS)."""
     columns = [c for c in spec.column_names if c != "venue"]
     start, end = day_window(part.day)
     sql = ch_reads.select_sql(database, spec, columns, all_instruments=True, as_of=True)
-    params = {**ch_reads.query_params(spec, part.venue, None, start, end), "ids": list(part.identity["loads"].values())}
+    loads = part.identity["loads"]
+    params = {**ch_reads.query_params(spec, part.venue, None, start, end), "ids": list(loads.values())}
     schema = {c: spec.schema[c] for c in columns}
+    ids = None
+    if ch_reads.states_ids(spec, columns):
+        names = ch_reads.sequences_of_loads(client, database, spec.name, part.venue, loads.values())
+        ids = pl.col("instrument").replace_strict({i: names[load] for i, load in loads.items()},
+                                                  return_dtype=ch_reads.ID_SEQUENCE).alias(ch_reads.IDS)
     with client.query_arrow_stream(sql, parameters=params) as stream:
         for batch in stream:
             table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
             frame = ch_reads.to_frame(table, spec, columns).select(list(schema))
+            frame = frame.with_columns(ids) if ids is not None else frame
             yield _arrow(conventions.stated(frame, "ts", spec.bars) if spec.bars else frame)
 
 
@@ -295,7 +303,8 @@ def _alpha_jobs(reader) -> list[_Job]:
 
 # ---- the export -----------------------------------------------------------------------------------
 
-FORMAT = 2  # 2: bars state their convention (label, adjustment, an aware time): files of 1 are rewritten
+FORMAT = 3  # 2: bars state their convention (label, adjustment, an aware time); 3: trades their id sequence
+# (id_sequence): files of an earlier format are rewritten
 
 
 def _identity(part: Partition) -> dict:
@@ -350,6 +359,8 @@ def _daily_jobs(reader, days: list[date], datasets: list[str] | None, minute_bar
             spec = spec_for(part.dataset)
             schema = {c: t for c, t in spec.schema.items() if c != "venue"}
             schema = _stated_schema(schema, "ts", spec.bars) if spec.bars else schema
+            if ch_reads.states_ids(spec, schema):
+                schema[ch_reads.IDS] = ch_reads.ID_SEQUENCE
             jobs.append(_Job(part, schema, lambda s=spec, p=part: _clickhouse_tables(client, database, s, p)))
     if days and minute_bars and (datasets is None or MINUTE_BARS in datasets):
         jobs += _minute_jobs(reader.timescale(), days)

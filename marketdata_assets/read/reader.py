@@ -30,6 +30,7 @@ from marketdata_assets.read import alphas as alpha_reads
 from marketdata_assets.read import clickhouse as ch_reads
 from marketdata_assets.read import conventions, gaps
 from marketdata_assets.read import timescale as ts_reads
+from marketdata_assets.sources.registry import SEQUENCED_DATASETS
 from marketdata_assets.stores.clickhouse import connection, history
 from marketdata_assets.stores.clickhouse import tables as ct
 
@@ -211,7 +212,8 @@ class Reader:
     def catalog(self) -> pl.DataFrame:
         """What the ClickHouse store holds, per dataset x venue x instrument: first_day, last_day, days
         (with an active load), days_with_rows, missing_days (between first and last), rows,
-        last_loaded_at and failed_days (slices whose latest ingest attempt did not succeed)."""
+        last_loaded_at, failed_days (slices whose latest ingest attempt did not succeed) and sources (the
+        sources of the active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1')."""
         return ct.coverage(self.clickhouse(), self.database)
 
     def instruments(self, venue: str | None = None, as_of: Time | None = None, *, history: bool = False
@@ -241,7 +243,9 @@ class Reader:
     def loads(self, name: str, venue: str | None = None, instrument: str | Sequence[str] | None = None,
               start: Time | None = None, end: Time | None = None) -> pl.DataFrame:
         """Every flip of the pointer of a dataset's slices (the load history), newest first per slice:
-        venue, instrument, day, load_id, rows, run_id, loaded_at, active (the slice's current load)."""
+        venue, instrument, day, load_id, source (the ingest_log source that wrote it; '' when none names
+        it), rows, run_id, loaded_at, active (the slice's current load); trades and agg_trades also
+        id_sequence (the ids it holds: read.clickhouse.ID_SEQUENCE)."""
         spec = spec_for(name)
         client = self.clickhouse()
         self._ensure_history()
@@ -258,11 +262,19 @@ class Reader:
                 where.append(f"day {op} {{{bound}:Date}}")
                 params[bound] = ch_reads.utc_time(value, bound).date()
         db = clickhouse_database(self.database)
-        sql = (f"SELECT venue, instrument, day, load_id, any(rows) AS rows, any(run_id) AS run_id, "
-               f"min(loaded_at) AS loaded_at, load_id IN (SELECT load_id FROM {db}.loads FINAL WHERE "
-               f"{' AND '.join(where)}) AS active FROM {db}.{history.LOAD_HISTORY} WHERE {' AND '.join(where)} "
+        sql = (f"SELECT venue, instrument, day, load_id, any(source) AS source, any(rows) AS rows, "
+               f"any(run_id) AS run_id, min(loaded_at) AS loaded_at, load_id IN (SELECT load_id FROM {db}.loads FINAL "
+               f"WHERE {' AND '.join(where)}) AS active FROM {db}.{history.LOAD_HISTORY} LEFT JOIN "
+               f"({ct.load_sources_sql(self.database, 'dataset = {code:String}')}) AS s USING (load_id) "
+               f"WHERE {' AND '.join(where)} "
                "GROUP BY venue, instrument, day, load_id ORDER BY venue, instrument, day, load_id DESC")
-        return pl.from_arrow(client.query_arrow(sql, parameters=params)).with_columns(pl.col("active").cast(pl.Boolean))
+        flips = pl.from_arrow(client.query_arrow(sql, parameters=params)).with_columns(pl.col("active").cast(pl.Boolean))
+        if spec.name not in SEQUENCED_DATASETS:
+            return flips
+        pair = pl.concat_str("venue", "source", separator=":")
+        names = {f"{venue}:{source}": ch_reads.sequence_name(venue, source, spec.name)
+                 for venue, source in flips.select("venue", "source").unique().iter_rows()}
+        return flips.with_columns(pair.replace_strict(names, return_dtype=ch_reads.ID_SEQUENCE).alias(ch_reads.IDS))
 
     # ---- TimescaleDB and MongoDB -----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from marketdata_assets.sources import (
     tushare,
     yahoo,
 )
-from marketdata_assets.sources.interface import Source
+from marketdata_assets.sources.interface import IdSequence, Source
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
     binance.SPOT, binance.USD_M, okx.OKX, deribit.DERIBIT,      # crypto venues (VenueClient)
@@ -26,6 +26,23 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 )}
 
 STREAMS: dict[str, type] = {s.name: s.stream for s in SOURCES.values() if s.stream is not None}  # live venues
+
+ID_SEQUENCES = tuple(seq for declared in SOURCES.values() for seq in declared.id_sequences)  # each venue's own
+_SEQUENCES = {(seq.dataset, seq.venue, source): seq for seq in ID_SEQUENCES for source in seq.sources}
+SEQUENCED_DATASETS = tuple(sorted({seq.dataset for seq in ID_SEQUENCES}))  # trades, agg_trades
+
+
+def id_sequence(venue: str, source: str, dataset: str = "trades") -> IdSequence | None:
+    """The sequence of ids a load of `source` holds for `venue` in `dataset`; None: not sequential,
+    or unknown."""
+    return _SEQUENCES.get((dataset, venue, source))
+
+
+def same_ids(one: IdSequence | None, other: IdSequence | None) -> bool:
+    """Whether two declarations are of one id sequence (a venue's and a file source's share of Binance's
+    trade ids are declared apart)."""
+    return one is not None and other is not None and (one.venue, one.name, one.dataset) == (
+        other.venue, other.name, other.dataset)
 
 
 def stream_protocol(venue: str, datasets=None):

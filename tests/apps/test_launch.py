@@ -43,3 +43,22 @@ def test_an_asset_saying_what_it_could_not_do_makes_the_run_partial_not_failed()
         again = parse_step(outcome.line())
         assert again.state == "partial" and again.line() == outcome.line()
     assert summary([parse_step(partial.line()), plain]).startswith("1/2 steps ok, 1 partial, ")
+
+
+def test_slices_left_to_a_more_faithful_source_are_on_the_line_and_the_run_stays_ok():
+    said = "crypto_trades: 1 slice covered by BINANCE_ARCHIVE"
+    covered = Outcome("crypto 2025-01-02", True, "0123456789ab", 1.2, assets=["crypto_trades"],
+                      partitions=["2025-01-02|BINANCE"], checks_passed=4, checks=5, covered=[said],
+                      warnings=["crypto_trades:within_rest_reach[2025-01-02|BINANCE]"])
+    assert covered.state == "ok"
+    assert covered.line() == ("[ok] crypto 2025-01-02: 1 asset, 1 partition, 0 rows, 4/5 checks passed (1 warning), "
+                              "1.2 s; "
+                              f"covered: {said}; warnings: crypto_trades:within_rest_reach[2025-01-02|BINANCE]"
+                              "  (run 01234567)")
+    from marketdata_assets.apps.readme import parse_step
+
+    both = Outcome("x", True, "0123456789ab", 1.0, partial=["a: 2 rows rejected"], covered=[said])
+    for outcome in (covered, both):  # read back (apps.readme) as the same line
+        again = parse_step(outcome.line())
+        assert again.covered == outcome.covered and again.partial == outcome.partial
+        assert again.line() == outcome.line()

@@ -113,9 +113,10 @@ def monthly(minute_store, alpha_dbs, mongo, tmp_path):
 
 def comparable(frame: pl.DataFrame) -> pl.DataFrame:
     """A read frame or a file's rows, to compare: aware times in UTC, the bar convention columns (label,
-    adjustment: Enums in a read, dictionary text in a file) as text. The files say what the reads say."""
+    adjustment) and the trades' id_sequence (Enums in a read, dictionary text in a file) as text. The files
+    say what the reads say."""
     aware = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
-    stated = [c for c in ("label", "adjustment") if c in frame.columns]
+    stated = [c for c in ("label", "adjustment", "id_sequence") if c in frame.columns]
     return frame.with_columns(*(pl.col(c).dt.convert_time_zone("UTC") for c in aware),
                               *(pl.col(c).cast(pl.String) for c in stated))
 
@@ -153,6 +154,7 @@ def test_duckdb_and_polars_read_the_export_back_as_the_stores_hold_it(loaded, tm
         by_polars = pl.scan_parquet(root / dataset / "**" / "*.parquet", hive_partitioning=True).collect()
         assert_frame_equal(comparable(by_polars.select(stored.columns)).sort(order), stored.sort(order))
     assert scan(root, "bars_1m")["label"].unique().to_list() == ["start"]  # the bars' convention travels with them
+    assert scan(root, "trades")["id_sequence"].unique().to_list() == ["aggTrade"]  # and the trades' ids theirs
     minutes = loaded.minute_bars(None, DAY, "2025-01-16")
     by_duckdb = duck(root, "minute_bars")
     assert sorted(by_duckdb["venue"].unique()) == ["SSE", "SZSE"] and by_duckdb.height == minutes.height == 480
@@ -182,7 +184,7 @@ def test_an_unchanged_store_exports_nothing_and_a_reload_rewrites_just_its_parti
     assert third.rows == 700 + 480
     changed = {p for p in root.rglob("*.parquet") if p.stat().st_mtime_ns != before[p]}
     assert {str(p.relative_to(root)) for p in changed} == set(third.written)
-    assert_frame_equal(comparable(duck(root, "trades").select(spec_for("trades").column_names)).sort(
+    assert_frame_equal(comparable(duck(root, "trades").select(*spec_for("trades").column_names, "id_sequence")).sort(
         "instrument", "ts", "trade_id"), comparable(loaded.trades("BINANCE", None, START, END)))
     # a re-load that empties the day: the partition loses its file
     with store.get_client() as client:

@@ -24,6 +24,7 @@ from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.quality.slices import PRICES_POSITIVE, TIMESTAMPS_INSIDE_DAY, count, slice_scope
 from marketdata_assets.read import CompactedAway, EmbeddedLockTimeout, MissingDays, Reader, conventions
+from marketdata_assets.read.clickhouse import ID_SEQUENCE
 from marketdata_assets.read.conventions import ADJUSTMENT, LABEL
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.sources.venues import venue_client
@@ -62,10 +63,13 @@ def first_load(store):
 def test_a_read_returns_exactly_the_rows_the_checks_count_and_the_venue_served(store, reader, first_load):
     for (dataset, venue, instrument), served in first_load.items():
         got = reader.dataset(dataset, venue, instrument, START, END)
-        stated = {"label": LABEL, "adjustment": ADJUSTMENT} if spec_for(dataset).bars else {}
-        assert got.schema == pl.Schema(spec_for(dataset).schema | stated)  # bars say their convention
-        if stated:
+        stated = ({"label": LABEL, "adjustment": ADJUSTMENT} if spec_for(dataset).bars
+                  else {"id_sequence": ID_SEQUENCE} if dataset == "trades" else {})
+        assert got.schema == pl.Schema(spec_for(dataset).schema | stated)  # bars say their convention, trades their ids
+        if spec_for(dataset).bars:
             assert got["label"].unique().to_list() == ["start"] and got["adjustment"].unique().to_list() == ["none"]
+        if dataset == "trades":  # Binance's REST trades: aggregate ids
+            assert got["id_sequence"].unique().to_list() == ["aggTrade"]
         assert_frame_equal(got.drop(*stated), served.select(got.drop(*stated).columns))
         with store.get_client() as client:
             rule = PRICES_POSITIVE.get(dataset) or TIMESTAMPS_INSIDE_DAY[dataset]
@@ -76,7 +80,8 @@ def test_a_read_returns_exactly_the_rows_the_checks_count_and_the_venue_served(s
     both = reader.trades("BINANCE", PAIRS, START, END)
     assert both.height == sum(first_load[("trades", "BINANCE", p)].height for p in PAIRS)
     assert both["instrument"].unique().sort().to_list() == PAIRS
-    # a part of the day: the same rows as filtering the whole day; a projection keeps the key order
+    # a part of the day: the same rows as filtering the whole day; a projection keeps the key order (no id read:
+    # no id sequence to state)
     noon = START + timedelta(hours=12)
     part = reader.trades("BINANCE", "btcusdt", noon, noon + timedelta(hours=3), columns=["price", "ts"])
     whole = first_load[("trades", "BINANCE", "BTCUSDT")]
@@ -122,7 +127,7 @@ def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_comp
         new_btc = fetched(server.base_url, "BINANCE", "trades", "BTCUSDT")
     latest = reader.trades("BINANCE", PAIRS, START, END)
     eth = first_load[("trades", "BINANCE", "ETHUSDT")]
-    assert_frame_equal(latest, pl.concat([new_btc, eth]))  # the re-load's rows, the other pair untouched
+    assert_frame_equal(latest.drop("id_sequence"), pl.concat([new_btc, eth]))  # the re-load's rows, the other pair untouched
     assert not new_btc.equals(first_load[("trades", "BINANCE", "BTCUSDT")])
     with store.get_client() as client:  # the checks count the re-load's rows, as the read shows them
         counted = count(client, store.database, PRICES_POSITIVE["trades"], slice_scope(
@@ -132,10 +137,11 @@ def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_comp
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=between), old)
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=datetime.now(UTC)), latest)
     empty = reader.trades("BINANCE", PAIRS, START, END, as_of=before_any)
-    assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema)
+    assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema | {"id_sequence": ID_SEQUENCE})
     flips = reader.loads("trades", "BINANCE", "BTCUSDT")
     assert flips["rows"].to_list() == [500, 400] and flips["active"].to_list() == [True, False]
-    assert flips["run_id"].to_list() == ["run-2", "run-1"]
+    assert flips["run_id"].to_list() == ["run-2", "run-1"] and flips["source"].to_list() == ["BINANCE"] * 2
+    assert flips["id_sequence"].to_list() == ["aggTrade"] * 2
 
     with store.get_client() as client:
         ct.compact_store(client, store.database, datasets=["trades"])
@@ -144,7 +150,7 @@ def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_comp
     message = str(error.value)
     assert f"BINANCE:BTCUSDT {DAY}" in message and "400 rows, 0 left" in message and "compaction" in message
     assert "ETHUSDT" not in message  # its load at that time is still the active one
-    assert_frame_equal(reader.trades("BINANCE", "ETHUSDT", START, END, as_of=between), eth)
+    assert_frame_equal(reader.trades("BINANCE", "ETHUSDT", START, END, as_of=between).drop("id_sequence"), eth)
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END), latest)  # the latest is never compacted
 
 
@@ -168,7 +174,7 @@ def test_a_store_without_history_gets_it_back_from_loads_and_the_ingest_log(stor
             f"SELECT count() FROM `{db}`.{history.LOAD_HISTORY}") == 5  # backfilled once
         with Reader(clickhouse_client=client, clickhouse_database=db) as reader:
             old = reader.trades("BINANCE", "BTCUSDT", START, END, as_of=between)
-        assert_frame_equal(old, first_load[("trades", "BINANCE", "BTCUSDT")])
+        assert_frame_equal(old.drop("id_sequence"), first_load[("trades", "BINANCE", "BTCUSDT")])
         # gone again: an as_of read rebuilds it the same way (a store no writer has touched since)
         client.command(f"DROP VIEW `{db}`.{history.LOAD_HISTORY_MV}")
         client.command(f"DROP TABLE `{db}`.{history.LOAD_HISTORY}")
@@ -196,7 +202,7 @@ def test_bad_and_unstored_names_are_refused_and_an_empty_range_is_an_empty_frame
         assert words in str(error.value)
     with pytest.warns(MissingDays, match="BTCUSDT 2025-02-01"):  # stored, not that range: empty, and said so
         empty = reader.dataset("trades", "BINANCE", "BTCUSDT", "2025-02-01", "2025-02-02")
-    assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema)
+    assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema | {"id_sequence": ID_SEQUENCE})
     other = Reader(clickhouse_client=reader.clickhouse(), clickhouse_database="nothing_here")
     with pytest.raises(LookupError, match="no table trades in the ClickHouse database nothing_here"):
         other.trades("BINANCE", "BTCUSDT", START, END)
@@ -248,6 +254,7 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
     assert (btc["first_day"], btc["last_day"], btc["days"], btc["missing_days"], btc["rows"], btc["failed_days"]) == (
         DAY, DAY + timedelta(days=2), 2, 1, 20, 0)
     assert (eth["days"], eth["missing_days"], eth["failed_days"]) == (1, 0, 1)
+    assert (btc["sources"], eth["sources"]) == ("unknown 2", "unknown 1")  # written without an ingest_log row
 
     monkeypatch.setenv("CLICKHOUSE_DSN", store.dsn)
     monkeypatch.setenv("CLICKHOUSE_DATABASE", store.database)
@@ -255,7 +262,7 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
     assert out.exit_code == 0, out.output
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows",
-                                "last", "load"]
+                                "last", "load", "sources"]
     assert [line.split()[:8] for line in lines[1:]] == [
         ["trades", "BINANCE", "BTCUSDT", str(DAY), str(DAY + timedelta(days=2)), "2", "1", "0"],
         ["trades", "BINANCE", "ETHUSDT", str(DAY), str(DAY), "1", "0", "1"]]

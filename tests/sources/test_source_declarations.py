@@ -46,6 +46,19 @@ def test_each_declaration_is_complete_and_consistent():
             assert s.config in config, f"{s.name}: no {s.config!r} entry in data_providers.yaml"
 
 
+def test_a_datasets_fidelity_names_sources_that_load_it_from_files_the_most_faithful_first():
+    for spec in DATASETS.values():
+        for name in spec.fidelity:
+            assert SOURCES[name].datasets.get(spec.name) == FILES, (spec.name, name)
+        assert [spec.rank(name) for name in spec.fidelity] == list(range(len(spec.fidelity)))
+    trades = DATASETS["trades"]
+    assert trades.fidelity == ("BINANCE_ARCHIVE", "BINANCE_DUMPS")
+    assert trades.outranks("BINANCE_ARCHIVE", "BINANCE_DUMPS") and trades.outranks("BINANCE_DUMPS", "BINANCE")
+    # the venues' APIs and streams rank alike (the last of their loads wins), and unknown ones with them
+    assert not trades.outranks("BINANCE", "BINANCE_UM_LIVE") and not trades.outranks("BINANCE_UM_LIVE", "BINANCE")
+    assert not trades.outranks("", "BINANCE") and not trades.outranks("BINANCE_ARCHIVE", "BINANCE_ARCHIVE")
+
+
 def test_the_venue_registry_and_serves_read_the_declarations():
     assert CLIENTS == {name: SOURCES[name].client for name in ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")}
     for venue in CLIENTS:

@@ -10,8 +10,10 @@ schedule's unit: ~10 minutes for five busy instruments) and an A-share run 20 tr
 universe (one `stk_mins` request per code: ~5,050 requests at Tushare's 200 a minute, ~25 minutes for
 the whole market). Dagster's own backfill (the UI's "Launch backfill") splits crypto the same way,
 one run per day, but puts an A-share range in ONE run (its single-run backfill policy): the command
-is the way that fits both. Slices already loaded are skipped (`retry_failed`), so the same command
-run again resumes where an interrupted one stopped; `--refetch` loads everything again.
+is the way that fits both. Slices the source already loaded are skipped (`retry_failed`), so the same
+command run again resumes where an interrupted one stopped; `--refetch` fetches them again. Slices a
+more faithful source holds (a verified archive, a dump file: each dataset's `fidelity`) are not fetched
+and each run's line says so (`covered: ... covered by BINANCE_ARCHIVE`); `--replace` loads over them.
 
 **schedules** starts (or `--stop`s) the schedules and sensors of the feeds named that are marked for
 daily use (their `daily_use` metadata, defs/_common/runs.py: what docs/configuration.md lists), in the
@@ -65,20 +67,29 @@ def backfill_runs(domain: str, days: list[str], days_per_run: int) -> list[tuple
              day_range_tags(b[0], b[-1], venues[0], venues[-1]), len(b) * len(venues)) for b in blocks]
 
 
+def backfill_config(domain: str, *, refetch: bool = False, replace: bool = False) -> dict:
+    """The run config of every run of a backfill: only the slices the source has not loaded (all of them:
+    `refetch`), never over a slice a more faithful source holds (unless `replace`)."""
+    from marketdata_assets.defs._common.runs import op_config
+
+    return op_config(BACKFILL[domain].op, {"retry_failed": not refetch, "replace": replace})
+
+
 @click.command("backfill")
 @click.argument("domain", type=click.Choice(sorted(BACKFILL)))
 @click.option("--start-date", type=DAY, required=True, help="First day (crypto: UTC; A-shares: China).")
 @click.option("--end-date", type=DAY, required=True, help="Last day.")
 @click.option("--days-per-run", type=click.IntRange(min=1), help="Days one run loads (default: crypto 1, a_shares "
               "20, yahoo 30: each run inside the 180-minute deadline).")
-@click.option("--refetch", is_flag=True, help="Fetch slices already loaded again (default: only what is not loaded "
-              "yet, so the same command run again resumes).")
+@click.option("--refetch", is_flag=True, help="Fetch slices this source already loaded again (default: only what it "
+              "has not loaded yet, so the same command run again resumes).")
+@click.option("--replace", is_flag=True, help="Load over slices a more faithful source holds (a verified archive, a "
+              "dump file); default: they are not fetched, and each run's line says `covered by <source>`.")
 @click.pass_context
-def backfill(ctx, domain, start_date, end_date, days_per_run, refetch) -> None:
+def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) -> None:
     """A first load of history: the domain's days from the sources config's universe, split into runs
     that each fit the run deadline, one after the other (each shows in the UI)."""
     from marketdata_assets.defs._common.partitions import crypto_days
-    from marketdata_assets.defs._common.runs import op_config
     from marketdata_assets.defs.equities.partitions import a_share_days, yahoo_days
 
     session = ctx.obj
@@ -93,7 +104,7 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch) -> None:
     click.echo(f"backfill {domain} {days[0]}..{days[-1]}: {len(runs)} run{'s' * (len(runs) != 1)} of at most "
                f"{days_per_run or spec.days_per_run} {spec.unit}", err=True)
     assets = selection(defs, *spec.assets)
-    config = op_config(spec.op, {"retry_failed": not refetch})
+    config = backfill_config(domain, refetch=refetch, replace=replace)
     for label, tags, partitions in runs:
         session.run(label, assets, tags=tags, run_config=config, expected=partitions * len(spec.assets))
     finish(ctx)
@@ -171,7 +182,8 @@ def schedules(ctx, feeds, stop) -> None:
 @click.option("--gaps-only", is_flag=True, help="Only instruments with missing or failed days.")
 def status(dataset, venue, gaps_only) -> None:
     """Per dataset x venue x instrument what the ClickHouse store holds: first and last day, days loaded,
-    days missing between them, failed days (the latest attempt did not succeed), rows, the latest load."""
+    days missing between them, failed days (the latest attempt did not succeed), rows, the latest load, the
+    sources of the loads (and their days)."""
     from marketdata_assets.read import Reader
 
     with Reader() as reader:
@@ -182,9 +194,11 @@ def status(dataset, venue, gaps_only) -> None:
         frame = frame.filter(frame["venue"] == venue.upper())
     if gaps_only:
         frame = frame.filter((frame["missing_days"] > 0) | (frame["failed_days"] > 0))
-    header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load")
+    header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load",
+              "sources")
     rows = [(r["dataset"], r["venue"], r["instrument"], str(r["first_day"]), str(r["last_day"]), f"{r['days']:,}",
-             f"{r['missing_days']:,}", f"{r['failed_days']:,}", f"{r['rows']:,}", f"{r['last_loaded_at']:%Y-%m-%d %H:%M}")
+             f"{r['missing_days']:,}", f"{r['failed_days']:,}", f"{r['rows']:,}", f"{r['last_loaded_at']:%Y-%m-%d %H:%M}",
+             r["sources"] or "")
             for r in frame.iter_rows(named=True)]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)] if rows else map(len, header)
     for line in (header, *rows):

@@ -29,6 +29,10 @@ class IngestConfig(RunDeadline):
     """Only slices whose latest ingest_log attempt did not succeed (failed, skipped, never tried)."""
     retry_failed_from_run: str = ""
     """Only slices that failed or were skipped in this run id."""
+    replace: bool = False
+    """Load over slices a more faithful source holds (each dataset's `fidelity`: a verified archive, then a
+    dump file, then the venues' APIs and streams); off: such a slice is not fetched and is counted as
+    covered by that source (`covered` in the asset's metadata and on the run's console line)."""
     attempts: int = 2
     """Fetch attempts per slice (on top of the HTTP retries of 429/5xx/timeouts)."""
     max_failed: int = 0
@@ -46,7 +50,7 @@ def planned(clickhouse: ClickHouseResource, config: IngestConfig, source: str, k
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
         return plan(client, clickhouse.database, source, keys, retry_failed=config.retry_failed,
-                    retry_failed_from_run=config.retry_failed_from_run, report=report)
+                    retry_failed_from_run=config.retry_failed_from_run, replace=config.replace, report=report)
 
 
 def materialize(context, report: IngestReport, assets: dict[str, str], max_failed: int,
@@ -56,7 +60,9 @@ def materialize(context, report: IngestReport, assets: dict[str, str], max_faile
     metadata = {dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})}
                 for dataset in assets}
     for dataset, asset in assets.items():
-        context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows")
+        covered = report.covered_text(dataset)
+        context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows"
+                         + (f"; {covered} (not fetched: run config `replace` loads over them)" if covered else ""))
     failures = report.failures()
     if len(failures) > max_failed:
         first = "; ".join(o.error[:300] for o in failures[:3])
@@ -75,8 +81,13 @@ def materialize(context, report: IngestReport, assets: dict[str, str], max_faile
 
 
 def _metadata(report: IngestReport, dataset: str) -> dict:
+    """The report's metadata of `dataset`; `covered` (read by the console line, apps/launch.py) only
+    when a more faithful source's slices were left as they are."""
     plain = report.metadata(dataset)
-    return {**plain, "rows": dg.MetadataValue.int(plain["rows"]), "slices": dg.MetadataValue.md(plain["slices"]),
+    covered = report.covered_text(dataset)
+    return {**plain, **({"covered": dg.MetadataValue.text(covered)} if covered else {}),
+            "covered_by": dg.MetadataValue.json(plain["covered_by"]),
+            "rows": dg.MetadataValue.int(plain["rows"]), "slices": dg.MetadataValue.md(plain["slices"]),
             "rows_dropped": dg.MetadataValue.int(plain["rows_dropped"]),
             "dropped_by_reason": dg.MetadataValue.json(plain["dropped_by_reason"]),
             "conversions": dg.MetadataValue.md(plain["conversions"]),

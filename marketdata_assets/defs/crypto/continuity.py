@@ -15,8 +15,9 @@ from marketdata_assets.defs._common.refill import refill_result
 from marketdata_assets.defs.crypto.assets import VENUE_KEYS, venue_resources
 from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.orchestration import pools
-from marketdata_assets.quality.continuity import ID_SEQUENCES, refill
+from marketdata_assets.quality.continuity import refill
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.sources.registry import ID_SEQUENCES
 
 GROUP = "crypto"
 
@@ -32,7 +33,7 @@ class RefillConfig(RunConfig):
     """Only these instruments (VENUE:INSTRUMENT) of the run's venues; empty: every configured one."""
 
 
-# the venues whose trade ids can be fetched by id (quality.continuity.ID_SEQUENCES)
+# the venues whose trade ids can be fetched by id (sources.registry.ID_SEQUENCES)
 REFILL_VENUES = sorted({seq.venue for seq in ID_SEQUENCES})
 
 

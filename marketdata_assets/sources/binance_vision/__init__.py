@@ -13,6 +13,8 @@ DUMPS = Source(dumps.SOURCE, (dumps.VENUE,), {dataset: FILES for dataset, _, _ i
 ARCHIVES = Source(archives.SOURCE, tuple(archives.VENUE_MARKETS), {d: FILES for d in archives.ARCHIVED_DATASETS},
                   archives.ArchiveClient, id_sequences=(
                       IdSequence("trade", "BINANCE", (archives.SOURCE,), "trades_by_id", 1000, True, TRADE_IDS),
+                      IdSequence("trade", "BINANCE_UM", (archives.SOURCE,), "trades_by_id", 1000, False,
+                                 "Binance USD-M trade ids (archives: every individual trade; historicalTrades)"),
                       IdSequence("aggTrade", "BINANCE", (archives.SOURCE,), "agg_trades_by_id", 1000, True,
                                  "Binance aggregate trade ids (archives of aggTrades, their own dataset)",
                                  dataset="agg_trades")))

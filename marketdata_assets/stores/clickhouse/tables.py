@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -315,6 +315,39 @@ def loaded_slices(client, database: str, dataset: str, venue: str, days: Sequenc
     return {(instrument, day) for instrument, day in rows}
 
 
+def load_sources_sql(database: str, where: str = "1") -> str:
+    """``SELECT load_id, source FROM ingest_log ...``: the source whose ingest_log row names each load
+    (every engine write logs its load id under the feed's source; `where` narrows the log read)."""
+    return (f"SELECT load_id, argMax(source, finished_at) AS source FROM {clickhouse_database(database)}.{INGEST_LOG} "
+            f"WHERE outcome = 'ok' AND load_id != 0 AND {where} GROUP BY load_id")
+
+
+def active_sources(client, database: str, dataset: str, instruments: Iterable[str],
+                   days: Iterable[date]) -> dict[tuple[str, str, date], tuple[int, str]]:
+    """{(venue, instrument, day): (active load id, the source that wrote it, '' when no ingest_log row
+    names it)} of the slices of `dataset` of `instruments` ('VENUE:INSTRUMENT') on `days` that have an
+    active load."""
+    days, instruments = sorted(set(days)), sorted(set(instruments))
+    if not days or not instruments:
+        return {}
+    rows = client.query(
+        f"SELECT a.venue, a.instrument, a.day, a.load_id, l.source FROM {clickhouse_database(database)}.active_loads "
+        f"AS a LEFT JOIN ({load_sources_sql(database, 'dataset = {code:String} AND day IN {days:Array(Date)}')}) "
+        "AS l ON a.load_id = l.load_id WHERE a.dataset = {code:String} AND a.day IN {days:Array(Date)} "
+        "AND concat(a.venue, ':', a.instrument) IN {instruments:Array(String)}",
+        parameters={"code": spec_for(dataset).code, "days": days, "instruments": instruments}).result_rows
+    return {(r[0], r[1], r[2]): (int(r[3]), r[4] or "") for r in rows}
+
+
+def load_sources(client, database: str, load_ids: Iterable[int]) -> dict[int, str]:
+    """{load id: the source whose ingest_log row names it} (a load no row names is left out)."""
+    ids = sorted(set(load_ids))
+    if not ids:
+        return {}
+    rows = client.query(load_sources_sql(database, "load_id IN {ids:Array(UInt64)}"), parameters={"ids": ids})
+    return {int(load_id): source for load_id, source in rows.result_rows}
+
+
 def stored_names(client, database: str, dataset: str) -> dict[str, set[str]]:
     """Venue -> the instruments with any load of `dataset` (active or not)."""
     rows = client.query(f"SELECT DISTINCT venue, instrument FROM {clickhouse_database(database)}.{LOADS} "
@@ -325,16 +358,28 @@ def stored_names(client, database: str, dataset: str) -> dict[str, set[str]]:
     return out
 
 
+def _sources_sql(database: str) -> str:
+    """Per dataset x venue x instrument, the sources of the active loads and their days: 'BINANCE 3,
+    BINANCE_ARCHIVE 1' (a load no ingest_log row names: 'unknown')."""
+    return (
+        "SELECT dataset, venue, instrument, arrayStringConcat(arraySort(groupArray(concat(if(source = '', "
+        "'unknown', source), ' ', toString(n)))), ', ') AS sources FROM (SELECT a.dataset AS dataset, a.venue AS venue, "
+        f"a.instrument AS instrument, s.source AS source, count() AS n FROM {clickhouse_database(database)}.{LOADS} "
+        f"AS a FINAL LEFT JOIN ({load_sources_sql(database)}) AS s ON a.load_id = s.load_id "
+        "GROUP BY dataset, venue, instrument, source) GROUP BY dataset, venue, instrument")
+
+
 def coverage(client, database: str) -> pl.DataFrame:
     """Per dataset x venue x instrument what is stored: first and last day, days with an active load
-    (and of them with rows), days missing between the first and the last, rows, the latest load, and
-    the slices whose latest ingest attempt did not succeed (failed or skipped, never loaded since)."""
+    (and of them with rows), days missing between the first and the last, rows, the latest load, the
+    slices whose latest ingest attempt did not succeed (failed or skipped, never loaded since), and the
+    sources the active loads came from with their days (`sources`)."""
     db = clickhouse_database(database)
     sql = (
         "SELECT l.dataset AS code, l.venue AS venue, l.instrument AS instrument, l.first_day AS first_day, "
         "l.last_day AS last_day, l.days AS days, l.days_with_rows AS days_with_rows, "
         "toUInt32(dateDiff('day', l.first_day, l.last_day) + 1 - l.days) AS missing_days, l.stored_rows AS rows, "
-        "l.last_loaded_at AS last_loaded_at, ifNull(f.failed, 0) AS failed_days FROM ("
+        "l.last_loaded_at AS last_loaded_at, ifNull(f.failed, 0) AS failed_days, src.sources AS sources FROM ("
         f"SELECT dataset, venue, instrument, min(day) AS first_day, max(day) AS last_day, count() AS days, "
         f"countIf(rows > 0) AS days_with_rows, sum(rows) AS stored_rows, max(loaded_at) AS last_loaded_at "
         f"FROM {db}.{LOADS} FINAL GROUP BY dataset, venue, instrument) AS l LEFT JOIN ("
@@ -342,12 +387,14 @@ def coverage(client, database: str) -> pl.DataFrame:
         f"SELECT dataset, venue, instrument, day, argMax(outcome, finished_at) AS last FROM {db}.{INGEST_LOG} "
         "GROUP BY dataset, venue, instrument, day) WHERE last != 'ok' GROUP BY dataset, venue, instrument) AS f "
         "ON l.dataset = f.dataset AND l.venue = f.venue AND l.instrument = f.instrument "
+        f"LEFT JOIN ({_sources_sql(database)}) AS src "
+        "ON l.dataset = src.dataset AND l.venue = src.venue AND l.instrument = src.instrument "
         "ORDER BY code, venue, instrument")
     frame = pl.from_arrow(client.query_arrow(sql))
     names = {spec.code: spec.name for spec in DATASETS.values()}
     return frame.with_columns(pl.col("code").replace_strict(names, default=pl.col("code")).alias("dataset")).select(
         "dataset", "venue", "instrument", "first_day", "last_day", "days", "days_with_rows", "missing_days", "rows",
-        "last_loaded_at", "failed_days")
+        "last_loaded_at", "failed_days", "sources")
 
 
 # ---- maintenance -------------------------------------------------------------------------------------
