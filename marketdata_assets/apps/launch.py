@@ -34,6 +34,7 @@ VERBOSE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # to files (the Parquet export), alpha documents inserted or changed by an import, alphas fetched
 ROW_KEYS = ("rows_loaded", "rows_written", "rows", "documents_written", "alphas_fetched")
 FILE_KEYS = ("files_written",)  # files a step wrote for others to read (the Parquet export), not stored rows
+UNCHANGED_KEYS = ("unchanged",)  # records a step found already stored as they are (an alpha re-import's documents)
 EPHEMERAL_JOB = "__ephemeral_asset_job__"  # dg.materialize's job name
 WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
 STORAGE_DOWN_EXIT = 3
@@ -56,6 +57,7 @@ class Outcome:
     assets: list[str] = field(default_factory=list)
     partitions: list[str] = field(default_factory=list)
     rows: int = 0
+    unchanged: int = 0  # records already stored as they are (0 rows written is then not "nothing done")
     files: int = 0
     checks_passed: int = 0
     checks: int = 0
@@ -77,7 +79,7 @@ class Outcome:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
         if self.partitions:
             parts.append(f"{len(self.partitions)} partition{'s' * (len(self.partitions) != 1)}")
-        parts.append(f"{self.rows:,} rows")
+        parts.append(f"{self.rows:,} rows" + (f" ({self.unchanged:,} unchanged)" if self.unchanged else ""))
         if self.files:
             parts.append(f"{self.files:,} files written")
         if self.checks:
@@ -248,6 +250,7 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         label=label, success=result.success, run_id=result.run_id, seconds=time.monotonic() - started,
         assets=keys, partitions=sorted(done_partitions | set(planned)),
         rows=reported_rows(materializations), files=reported_rows(materializations, FILE_KEYS),
+        unchanged=reported_rows(materializations, UNCHANGED_KEYS),
         checks_passed=sum(c.passed for c in checks), checks=len(checks),
         failed_partitions=[] if result.success else sorted(set(planned) - done_partitions) or planned,
         failed_checks=_named(c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN),

@@ -19,7 +19,7 @@ BEGIN, END = "<!-- make-run-output:begin -->", "<!-- make-run-output:end -->"
 README = settings.PROJECT_ROOT / "README.md"
 STEP = re.compile(
     r"^\[(?P<status>ok|partial|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, (?P<partitions>\d+) partitions?)?, "
-    r"(?P<rows>[\d,]+) rows(?:, (?P<files>[\d,]+) files written)?(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: \((?P<warned>\d+) warnings?\))?)?, "
+    r"(?P<rows>[\d,]+) rows(?: \((?P<unchanged>[\d,]+) unchanged\))?(?:, (?P<files>[\d,]+) files written)?(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: \((?P<warned>\d+) warnings?\))?)?, "
     r"(?P<seconds>\d+\.\d) s(?P<rest>.*?)  \(run (?P<run>[0-9a-f]{8})\)$")
 SUMMARY = re.compile(r"^make run: (?P<text>.*?), (?P<seconds>\d+\.\d) s$")
 
@@ -74,6 +74,7 @@ def parse_step(line: str):
                       seconds=float(fields["seconds"]), assets=["asset"] * int(fields["assets"]),
                       partitions=["partition"] * int(fields["partitions"] or 0),
                       rows=int(fields["rows"].replace(",", "")), files=int((fields["files"] or "0").replace(",", "")),
+                      unchanged=int((fields["unchanged"] or "0").replace(",", "")),
                       checks_passed=int(fields["passed"] or 0),
                       checks=int(fields["checks"] or 0), failed_partitions=_listed(rest, "failed partitions"),
                       failed_checks=_listed(rest, "failed checks"), warnings=warnings)

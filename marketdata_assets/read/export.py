@@ -83,7 +83,8 @@ class _Job:
 class ExportReport:
     root: str                                     # where the files are (a dated export: its snapshot)
     written: list = field(default_factory=list)   # relative paths
-    skipped: list = field(default_factory=list)   # unchanged partitions
+    skipped: list = field(default_factory=list)   # unchanged partitions (their file as it would be written)
+    empty: list = field(default_factory=list)     # partitions with no rows stored, and no file to remove
     removed: list = field(default_factory=list)   # partitions emptied by a re-load / no longer stored
     rows: int = 0                                 # rows written now
     bytes: int = 0                                # bytes written now
@@ -96,7 +97,8 @@ class ExportReport:
 
     def summary(self) -> str:
         return (f"{len(self.written)} file(s) written ({self.rows:,} rows, {self.bytes:,} bytes), "
-                f"{len(self.skipped)} unchanged, {len(self.removed)} removed, {self.seconds:.1f} s, under "
+                f"{len(self.skipped)} unchanged, {len(self.removed)} removed, {len(self.empty)} with no rows, "
+                f"{self.seconds:.1f} s, under "
                 f"{self.root}{' (dated snapshot)' if self.dated else ''}")
 
 
@@ -320,8 +322,8 @@ def _export(root: Path, job: _Job, report: ExportReport, *, replace: bool) -> No
         if path.exists():
             path.unlink()
             report.removed.append(relative)
-        else:
-            report.skipped.append(relative)
+        else:  # nothing stored and no file: not "unchanged" (an export into an empty directory said so)
+            report.empty.append(relative)
         return
     if stored_identity(path) == identity:
         report.skipped.append(relative)

@@ -62,3 +62,14 @@ def test_slices_left_to_a_more_faithful_source_are_on_the_line_and_the_run_stays
         again = parse_step(outcome.line())
         assert again.covered == outcome.covered and again.partial == outcome.partial
         assert again.line() == outcome.line()
+
+
+def test_a_run_that_found_everything_stored_says_so_beside_its_zero_rows():
+    """An alpha re-import writes no document (every one unchanged): "0 rows" alone read as nothing done."""
+    again = Outcome("alphas 2026-08..2026-10", True, "0123456789ab", 1.9, assets=["a"] * 4,
+                    partitions=["p"] * 3, rows=0, unchanged=284, checks_passed=8, checks=8)
+    assert again.line() == ("[ok] alphas 2026-08..2026-10: 4 assets, 3 partitions, 0 rows (284 unchanged), "
+                            "8/8 checks passed, 1.9 s  (run 01234567)")
+    from marketdata_assets.apps.readme import parse_step
+
+    assert parse_step(again.line()).line() == again.line()

@@ -193,6 +193,8 @@ def test_an_unchanged_store_exports_nothing_and_a_reload_rewrites_just_its_parti
     fourth = export_day(loaded, root, DAY, datasets=["funding"])
     assert fourth.removed == ["funding/venue=BINANCE_UM/date=2025-01-15/part-0.parquet"] and not fourth.written
     assert not (root / fourth.removed[0]).exists()
+    fifth = export_day(loaded, tmp_path / "fresh", DAY, datasets=["funding"])  # an empty directory: no file to keep
+    assert fifth.empty == fourth.removed and not fifth.skipped and "1 with no rows" in fifth.summary()
 
 
 def test_the_kline_and_the_alphas_are_exported_whole_and_read_back_as_the_reader_reads_them(monthly, alpha_dbs,

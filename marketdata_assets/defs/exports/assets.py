@@ -50,7 +50,8 @@ def parquet_export(context: dg.AssetExecutionContext, config: ParquetExportConfi
     context.log.info(f"parquet_export: {report.summary()}")
     return dg.MaterializeResult(metadata={
         "files_written": report.files_written, "files_skipped": len(report.skipped),
-        "files_removed": len(report.removed), "rows_written": dg.MetadataValue.int(report.rows),
+        "files_removed": len(report.removed), "partitions_without_rows": len(report.empty),
+        "rows_written": dg.MetadataValue.int(report.rows),
         "bytes_written": dg.MetadataValue.int(report.bytes), "path": dg.MetadataValue.path(report.root),
         "dated": config.dated,
         "written": dg.MetadataValue.md("\n".join(f"- `{p}`" for p in report.written[:200]) or "none"),
