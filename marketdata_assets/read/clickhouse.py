@@ -24,9 +24,9 @@ import polars as pl
 
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.naming import normalize_instrument, normalize_venue
-from marketdata_assets.datasets.frames import Dataset, spec_for
-from marketdata_assets.sources.registry import ID_SEQUENCES, SEQUENCED_DATASETS, id_sequence
-from marketdata_assets.stores.clickhouse import history, tables
+from marketdata_assets.datasets.frames import TRADES_SPEC, Dataset, spec_for
+from marketdata_assets.sources.registry import ID_SEQUENCES, SEQUENCED_DATASETS, STREAMS, id_sequence
+from marketdata_assets.stores.clickhouse import history, live, tables
 
 UTC = timezone.utc
 IDS = "id_sequence"
@@ -167,3 +167,73 @@ def read(client, database: str, dataset: str, venue: str, instrument, start, end
     answer = client.query_arrow(sql, parameters=params)
     frame = to_frame(answer, spec, cols)
     return _with_ids(client, database, spec, venue, frame, answer) if stated else frame
+
+
+def _live_params(client, database: str, venue: str, instrument, start, end) -> tuple[dict, bool] | None:
+    """The live read's parameters and whether it reads every instrument; None: no live table in the store."""
+    if not tables.exists(client, database, live.TRADES_LATEST):
+        return None
+    venue, instruments = instruments_of(venue, instrument)
+    first, last = time_range(start, end)
+    params = {"venue": venue, "start": first, "end": last}
+    if instruments is not None:
+        params["instruments"] = instruments
+    return params, instruments is None
+
+
+def live_tail(client, database: str, venue: str, instrument, start, end,
+              columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """The live trades of ``[start, end)`` no hourly load holds yet (stores.clickhouse.live, the view
+    ``trades_latest``'s live path), as trades, with `IDS` (the venue's live stream's ids) where read."""
+    cols = columns_of(TRADES_SPEC, columns)
+    found = _live_params(client, database, venue, instrument, start, end)
+    if found is None:
+        frame = to_frame(None, TRADES_SPEC, cols)
+    else:
+        params, every = found
+        frame = to_frame(client.query_arrow(live.live_tail_sql(database, cols, all_instruments=every),
+                                            parameters=params), TRADES_SPEC, cols)
+    if not states_ids(TRADES_SPEC, cols):
+        return frame
+    name = sequence_name(normalize_venue(venue), STREAMS[normalize_venue(venue)].live_source, TRADES_SPEC.name) \
+        if normalize_venue(venue) in STREAMS else UNKNOWN_IDS
+    return frame.with_columns(pl.lit(name, dtype=ID_SEQUENCE).alias(IDS))
+
+
+def live_tail_count(client, database: str, venue: str, instrument, start, end) -> int:
+    found = _live_params(client, database, venue, instrument, start, end)
+    if found is None:
+        return 0
+    params, every = found
+    return int(client.query(live.live_tail_sql(database, (), all_instruments=every, count=True),
+                            parameters=params).result_rows[0][0])
+
+
+def with_live_coverage(client, database: str, coverage: pl.DataFrame) -> pl.DataFrame:
+    """The catalog (`tables.coverage`) and, as dataset ``trades_live``, what the live table holds per venue x
+    instrument, its `lag_s` (now minus its newest trade's time; null on the other rows)."""
+    frame = coverage.with_columns(pl.lit(None, dtype=pl.Float64).alias("lag_s"))
+    if not tables.exists(client, database, live.TRADES_LIVE):
+        return frame
+    rows = pl.from_arrow(client.query_arrow(live.live_coverage_sql(database)))
+    if rows.height == 0:
+        return frame
+    now = datetime.now(UTC)
+    sources = {venue: cls.live_source for venue, cls in STREAMS.items()}
+    rows = rows.with_columns(
+        pl.lit(live.TRADES_LIVE).alias("dataset"), pl.col("days").alias("days_with_rows"),
+        pl.lit(0, dtype=pl.UInt32).alias("missing_days"), pl.lit(0, dtype=pl.UInt64).alias("failed_days"),
+        pl.col("venue").replace_strict(sources, default="live").alias("sources"),
+        ((pl.lit(now) - pl.col("last_ts")).dt.total_milliseconds() / 1000).alias("lag_s"))
+    return pl.concat([frame, rows.select(frame.columns)], how="vertical_relaxed")
+
+
+def live_names(client, database: str) -> dict[str, set[str]]:
+    """Venue -> the instruments ``trades_live`` holds (none without the live table)."""
+    if not tables.exists(client, database, live.TRADES_LIVE):
+        return {}
+    out: dict[str, set[str]] = {}
+    for venue, instrument in client.query(f"SELECT DISTINCT venue, instrument FROM "
+                                          f"{clickhouse_database(database)}.{live.TRADES_LIVE}").result_rows:
+        out.setdefault(venue, set()).add(instrument)
+    return out

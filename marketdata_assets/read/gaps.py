@@ -29,6 +29,21 @@ class MissingDays(UserWarning):
         self.missing = dict(missing)
 
 
+class LiveRowsNotRead(UserWarning):
+    """A trades read's range holds live trades no hourly load holds yet (today's open hours): read them
+    with ``live=True``; ``rows`` counts them."""
+
+    def __init__(self, message: str, rows: int):
+        super().__init__(message)
+        self.rows = rows
+
+
+def warn_live(venue: str, rows: int) -> None:
+    warnings.warn(LiveRowsNotRead(f"{rows:,} live {venue} trade(s) in the range are not loaded into trades yet "
+                                  "(their hours are still open): read with live=True to have them, marked "
+                                  "path='live'", rows), stacklevel=_callers_level())
+
+
 def expected_days(venue: str, first: date, last: date, today: date) -> list[date]:
     """The days of ``[first, last]`` that are over by `today` and that `venue` trades."""
     last = min(last, today - timedelta(days=1))

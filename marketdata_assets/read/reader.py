@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Self
@@ -25,7 +26,7 @@ import pymongo
 from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable, scrub
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
-from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.datasets.frames import TRADES_SPEC, spec_for
 from marketdata_assets.read import alphas as alpha_reads
 from marketdata_assets.read import clickhouse as ch_reads
 from marketdata_assets.read import conventions, gaps
@@ -161,14 +162,18 @@ class Reader:
 
     def dataset(self, name: str, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
                 as_of: Time | None = None, columns: Sequence[str] | None = None, label: str | None = None,
-                tz: str | None = None) -> pl.DataFrame:
+                tz: str | None = None, live: bool = False) -> pl.DataFrame:
         """Rows of a ClickHouse dataset (datasets.frames.DATASETS: trades, bars_1m, funding, ...) of
         ``venue`` and ``instrument`` (one, a list, None: all) with ``ts`` in ``[start, end)`` (naive = UTC,
         or wall-clock in ``tz``), as the store shows them now, or as it showed them at ``as_of``; only
         ``columns`` if given. Bars carry their convention (read.conventions: ``label``, ``adjustment``,
         the zone in ``ts``' dtype) and can be read stamped by their ``label`` start or end, in ``tz``.
-        Days with nothing stored warn (read.gaps.MissingDays) naming them."""
+        Days with nothing stored warn (read.gaps.MissingDays) naming them. ``live`` (trades): with the
+        live rows no hourly load holds yet (today's open hours), each row's ``path`` "history" or "live";
+        without it, such rows in the range warn (read.gaps.LiveRowsNotRead)."""
         spec = spec_for(name)
+        if live:
+            return self._with_live(spec, venue, instrument, start, end, as_of, columns, tz)
         self._require_table(spec.table)
         self._require_stored(spec.name, venue, instrument)
         if as_of is not None:
@@ -178,9 +183,33 @@ class Reader:
                               as_of=as_of, columns=columns)
         if as_of is None and spec.key is not None:
             self._warn_missing(spec, venue, instrument, first, last)
+        if as_of is None and spec.name == TRADES_SPEC.name:
+            self._warn_live(venue, instrument, first, last)
         if spec.bars is not None:
             return conventions.stated(frame, "ts", spec.bars, label, tz)
         return conventions.in_zone(frame, "ts", tz)
+
+    def _with_live(self, spec, venue: str, instrument, start, end, as_of, columns, tz) -> pl.DataFrame:
+        """The history rows and after them the live rows no load holds yet, each with its `path`."""
+        if spec.name != TRADES_SPEC.name or as_of is not None:
+            raise ValueError(f"live=True reads trades as they are now (the live table holds trades only, and no "
+                             f"history of itself): not {spec.name}{' as_of' if as_of is not None else ''}")
+        with warnings.catch_warnings():  # the live rows answer what the history misses of today
+            warnings.simplefilter("ignore", gaps.LiveRowsNotRead)
+            history_rows = self.dataset(spec.name, venue, instrument, start, end, columns=columns, tz=tz)
+        live_rows = ch_reads.live_tail(self.clickhouse(), self.database, venue, instrument, start, end, columns)
+        frames = [history_rows.with_columns(pl.lit("history").alias(PATH)),
+                  conventions.in_zone(live_rows, "ts", tz).with_columns(pl.lit("live").alias(PATH))]
+        return pl.concat(frames, how="vertical_relaxed")
+
+    def _warn_live(self, venue: str, instrument, first: datetime, last: datetime) -> None:
+        """LiveRowsNotRead when the live table holds trades of the range no hourly load holds yet (asked only
+        for ranges reaching the last two days: older hours are loaded)."""
+        if last < datetime.now(UTC) - LIVE_REACH:
+            return
+        count = ch_reads.live_tail_count(self.clickhouse(), self.database, venue, instrument, first, last)
+        if count:
+            gaps.warn_live(venue, count)
 
     def _warn_missing(self, spec, venue: str, instrument, first: datetime, last: datetime) -> None:
         """MissingDays naming the days of ``[first, last)`` with no active load (history datasets)."""
@@ -198,6 +227,9 @@ class Reader:
         names (a typo reads as an error, not as an empty frame)."""
         if dataset not in self._stored:
             self._stored[dataset] = ct.stored_names(self.clickhouse(), self.database, dataset)
+            if dataset == TRADES_SPEC.name:  # an instrument collected live and not loaded yet is there too
+                for name, names in ch_reads.live_names(self.clickhouse(), self.database).items():
+                    self._stored[dataset].setdefault(name, set()).update(names)
         stored = self._stored[dataset]
         venue, instruments = ch_reads.instruments_of(venue, instrument)
         if venue not in stored:
@@ -213,8 +245,10 @@ class Reader:
         """What the ClickHouse store holds, per dataset x venue x instrument: first_day, last_day, days
         (with an active load), days_with_rows, missing_days (between first and last), rows,
         last_loaded_at, failed_days (slices whose latest ingest attempt did not succeed) and sources (the
-        sources of the active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1')."""
-        return ct.coverage(self.clickhouse(), self.database)
+        sources of the active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1'); and the live table
+        (dataset ``trades_live``: today's trades before their hourly load) with its ``lag_s``."""
+        client = self.clickhouse()
+        return ch_reads.with_live_coverage(client, self.database, ct.coverage(client, self.database))
 
     def instruments(self, venue: str | None = None, as_of: Time | None = None, *, history: bool = False
                     ) -> pl.DataFrame:
@@ -323,12 +357,17 @@ class Reader:
                                   fields=fields)
 
 
+PATH = "path"  # a live read's column: "history" (a load of the dataset) or "live" (trades_live, not loaded yet)
+LIVE_REACH = timedelta(days=2)  # hours older than this are loaded (the hourly loads run within the hour)
+
+
 def _shortcut(name: str):
     """Reader.<name>(venue, instrument, start, end, *, as_of=None, columns=None): ``dataset(name, ...)``."""
     def read(self: Reader, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
              as_of: Time | None = None, columns: Sequence[str] | None = None, label: str | None = None,
-             tz: str | None = None) -> pl.DataFrame:
-        return self.dataset(name, venue, instrument, start, end, as_of=as_of, columns=columns, label=label, tz=tz)
+             tz: str | None = None, **live) -> pl.DataFrame:
+        return self.dataset(name, venue, instrument, start, end, as_of=as_of, columns=columns, label=label, tz=tz,
+                            **live)
 
     spec = spec_for(name)
     read.__name__ = read.__qualname__ = name

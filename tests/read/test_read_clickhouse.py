@@ -262,7 +262,40 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
     assert out.exit_code == 0, out.output
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows",
-                                "last", "load", "sources"]
+                                "last", "load", "lag", "sources"]
     assert [line.split()[:8] for line in lines[1:]] == [
         ["trades", "BINANCE", "BTCUSDT", str(DAY), str(DAY + timedelta(days=2)), "2", "1", "0"],
         ["trades", "BINANCE", "ETHUSDT", str(DAY), str(DAY), "1", "0", "1"]]
+
+    for option, typo, closest in (("--venue", "BINANCX", "BINANCE"), ("--dataset", "trade", "trades")):
+        wrong = CliRunner().invoke(cli, ["status", option, typo])
+        assert wrong.exit_code == 2 and f"closest: {closest}" in wrong.output, wrong.output
+
+
+def test_todays_live_trades_are_read_marked_and_listed_with_their_lag(store, reader):
+    """Trades of the open hours are in trades_live only: a default read warns that they are there, a read
+    with live=True returns them after the history, marked path 'live', with the live stream's id sequence;
+    the catalog lists the live table with its lag."""
+    from marketdata_assets.read.gaps import LiveRowsNotRead
+    from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades, trade_row
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    today = now.date()
+    messages = [{"venue": "BINANCE", "instrument": "SOLUSDT", "trade_id": str(900 + k), "price": "150.5",
+                 "quantity": "2", "side": "buy", "seq": 900 + k, "ts_us": int((now - timedelta(minutes=k)).timestamp() * 1e6),
+                 "recv_ns": int(now.timestamp() * 1e9)} for k in range(3)]
+    with store.get_client() as client:
+        ensure_live_tables(client, store.database)
+        insert_live_trades(client, store.database, [trade_row(m) for m in messages])
+    with pytest.warns(LiveRowsNotRead, match="3 live BINANCE trade"):
+        assert reader.trades("BINANCE", "SOLUSDT", today, today + timedelta(days=1)).height == 0
+    both = reader.trades("BINANCE", "SOLUSDT", today, today + timedelta(days=1), live=True)
+    assert both["path"].to_list() == ["live"] * 3 and both["trade_id"].to_list() == ["902", "901", "900"]  # by time
+    assert both["ts"].is_sorted() and set(both["id_sequence"].to_list()) == {"trade"}
+    assert both["amount"].to_list() == [301.0] * 3  # the same units as the loaded trades
+    with pytest.raises(ValueError, match="live=True reads trades"):
+        reader.funding("BINANCE_UM", None, today, today + timedelta(days=1), live=True)
+    live_rows = reader.catalog().filter(pl.col("dataset") == "trades_live").row(0, named=True)
+    assert (live_rows["venue"], live_rows["instrument"], live_rows["rows"], live_rows["sources"]) == (
+        "BINANCE", "SOLUSDT", 3, "BINANCE_LIVE")
+    assert 0 <= live_rows["lag_s"] < 600

@@ -4,10 +4,10 @@ and seeing what it holds (docs/quickstart.md).
 **backfill** loads a history range as runs that each finish inside a run's deadline (RunDeadline,
 180 minutes), launched in this process one after the other like the other `marketdata` commands (they
 show in the UI with their checks). One run over the whole range would not: three months of Binance
-BTCUSDT alone are ~1,500 aggregate-trade pages a day at weight 4 of 5,400 a minute, ~10 hours; the
-deadline then skips the rest. So a crypto run is one UTC day of every configured instrument (the
+BTCUSDT alone are ~1,500 aggregate-trade pages a day at weight 4 of 5,400 a minute, ~100 minutes, five
+busy instruments over 8 hours; the deadline then skips the rest. So a crypto run is one UTC day of every configured instrument (the
 schedule's unit: ~10 minutes for five busy instruments) and an A-share run 20 trading days of the
-universe (one `stk_mins` request per code: ~5,050 requests at Tushare's 200 a minute, ~25 minutes for
+universe (one `stk_mins` request per code: ~5,450 requests at Tushare's 200 a minute, ~27 minutes for
 the whole market). Dagster's own backfill (the UI's "Launch backfill") splits crypto the same way,
 one run per day, but puts an A-share range in ONE run (its single-run backfill policy): the command
 is the way that fits both. Slices the source already loaded are skipped (`retry_failed`), so the same
@@ -23,6 +23,7 @@ would start them for another location name, which that daemon never ticks), and 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import click
@@ -183,29 +184,40 @@ def schedules(ctx, feeds, stop) -> None:
 def status(dataset, venue, gaps_only) -> None:
     """Per dataset x venue x instrument what the ClickHouse store holds: first and last day, days loaded,
     days missing between them, failed days (the latest attempt did not succeed), rows, the latest load, the
-    sources of the loads (and their days)."""
+    sources of the loads (and their days); the live table `trades_live` with its lag."""
     from marketdata_assets.read import Reader
 
     with Reader() as reader:
         frame = reader.catalog()
-    if dataset:
-        frame = frame.filter(frame["dataset"] == dataset)
-    if venue:
-        frame = frame.filter(frame["venue"] == venue.upper())
+    for option, column, value in (("--dataset", "dataset", dataset), ("--venue", "venue", venue and venue.upper())):
+        if value:
+            _known(option, value, frame[column].unique().to_list())
+            frame = frame.filter(frame[column] == value)
     if gaps_only:
         frame = frame.filter((frame["missing_days"] > 0) | (frame["failed_days"] > 0))
     header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load",
-              "sources")
+              "lag", "sources")
     rows = [(r["dataset"], r["venue"], r["instrument"], str(r["first_day"]), str(r["last_day"]), f"{r['days']:,}",
              f"{r['missing_days']:,}", f"{r['failed_days']:,}", f"{r['rows']:,}", f"{r['last_loaded_at']:%Y-%m-%d %H:%M}",
-             r["sources"] or "")
+             "" if r["lag_s"] is None else f"{r['lag_s']:,.0f} s", r["sources"] or "")
             for r in frame.iter_rows(named=True)]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)] if rows else map(len, header)
     for line in (header, *rows):
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
     gaps = sum(1 for r in frame.iter_rows(named=True) if r["missing_days"] or r["failed_days"])
     click.echo(f"{frame.height:,} instrument-dataset(s) of {frame['venue'].n_unique()} venue(s); {gaps:,} with "
-               "missing or failed days (retry: marketdata backfill ... resumes from the ingest log)", err=True)
+               "missing or failed days. Days within the venues' REST reach: `marketdata backfill <domain>` fetches "
+               "them again (resuming from the ingest log); older Binance days come from its archives (the "
+               "binance_archive_* assets: docs/ticks.md); trades_live's rows reach `trades` with their hour's load",
+               err=True)
+
+
+def _known(option: str, value: str, stored: list[str]) -> None:
+    """A filter naming nothing stored exits 2 naming the closest stored names (a typo is not an empty table)."""
+    if value not in stored:
+        found = difflib.get_close_matches(value, sorted(stored), n=3, cutoff=0.5)
+        raise click.BadParameter(f"{value!r} is not stored{' (closest: ' + ', '.join(found) + ')' if found else ''}; "
+                                 f"stored: {', '.join(sorted(stored)) or 'nothing yet'}", param_hint=option)
 
 
 COMMANDS = [backfill, schedules, status]

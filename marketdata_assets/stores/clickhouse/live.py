@@ -50,6 +50,26 @@ def _latest_ddl(database: str) -> str:
             "SETTINGS join_use_nulls = 1")
 
 
+def live_tail_sql(database: str, columns: Sequence[str], *, all_instruments: bool, count: bool = False) -> str:
+    """The live trades of [start, end) that no batch load holds yet (``trades_latest``'s live path: after
+    each instrument's loaded_until), ordered as ``trades``; parameters venue, instruments, start, end."""
+    match = "venue = {venue:String}" + ("" if all_instruments else " AND instrument IN {instruments:Array(String)}")
+    what = "count()" if count else ", ".join(f"`{c}`" for c in columns)
+    order = "" if count else f" ORDER BY {', '.join(TRADES_SPEC.order_by)}"
+    return (f"SELECT {what} FROM {clickhouse_database(database)}.{TRADES_LATEST} "
+            f"WHERE path = 'live' AND {match} AND ts >= {{start:DateTime64(6, 'UTC')}} "
+            f"AND ts < {{end:DateTime64(6, 'UTC')}}{order}")
+
+
+def live_coverage_sql(database: str) -> str:
+    """Per venue x instrument what ``trades_live`` holds: first and last day, days, rows, the newest row's
+    insert time and trade time (its lag is now minus that)."""
+    return ("SELECT venue, instrument, min(toDate(ts)) AS first_day, max(toDate(ts)) AS last_day, "
+            "toUInt64(uniqExact(toDate(ts))) AS days, count() AS rows, max(inserted_at) AS last_loaded_at, "
+            f"max(ts) AS last_ts FROM {clickhouse_database(database)}.{TRADES_LIVE} FINAL "
+            "GROUP BY venue, instrument ORDER BY venue, instrument")
+
+
 def ensure_live_tables(client, database: str) -> list[str]:
     """The batch tables (tables.ensure_tables, idempotent) and the live ones; returns the live names."""
     ensure_tables(client, database)

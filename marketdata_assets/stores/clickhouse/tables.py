@@ -369,6 +369,12 @@ def _sources_sql(database: str) -> str:
         "GROUP BY dataset, venue, instrument, source) GROUP BY dataset, venue, instrument")
 
 
+def exists(client, database: str, table: str) -> bool:
+    """Whether `table` (or view) is in the database."""
+    return bool(client.query("SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                             parameters={"db": database, "t": table}).result_rows[0][0])
+
+
 def coverage(client, database: str) -> pl.DataFrame:
     """Per dataset x venue x instrument what is stored: first and last day, days with an active load
     (and of them with rows), days missing between the first and the last, rows, the latest load, the
