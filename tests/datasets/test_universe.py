@@ -103,3 +103,14 @@ def test_a_day_before_the_first_snapshot_is_flagged_as_look_ahead_and_no_snapsho
     with pytest.raises(ValueError, match="top is 0"):
         Rule("OKX", top=0)
 
+
+def test_the_resolver_of_the_runs_keeps_each_days_cut_and_says_the_look_ahead_days():
+    from marketdata_assets.ingest.instruments import cut_warnings, universe_resolver
+
+    book, cuts = spot_master(), {}
+    universe = universe_resolver(book, {"OKX": Rule("OKX", types=("spot",), top=1)}, set(), BOOK, cuts)
+    days = [(T0 + timedelta(days=k)).date() for k in (-2, -1, 0, 3)]
+    assert [universe("OKX", day) for day in days] == [["BTC-USDT"]] * 4
+    assert [cuts[("OKX", day)].snapshot.look_ahead for day in days] == [True, True, False, False]
+    assert cut_warnings(cuts) == [f"OKX {days[0]}..{days[1]} (2 day(s)): top 1 by 24 h volume as of "
+                                  f"{FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead"]
