@@ -143,12 +143,18 @@ ARCHIVED = {"BINANCE": "spot", "BINANCE_UM": "um"}  # venues whose delisted symb
 
 
 async def venue_listing(make_client: Callable, taken: datetime | None = None
-                        ) -> tuple[list[Instrument], list[Volume]]:
+                        ) -> tuple[list[Instrument], list[Volume], str | None]:
     """The venue's whole master now (its client's `listing`) and, with `taken`, every instrument's 24 h volume
-    stamped so (its client's `volumes`; none for a venue without them), in one session of the client."""
+    stamped so (its client's `volumes`; none for a venue without them), in one session of the client; the
+    error of volumes that could not be read (the listing still counts)."""
     async with make_client() as api:
         listed = await api.listing()
-        return listed, (await api.volumes(taken) if taken is not None and hasattr(api, "volumes") else [])
+        if taken is None or not hasattr(api, "volumes"):
+            return listed, [], None
+        try:
+            return listed, await api.volumes(taken), None
+        except Exception as error:  # noqa: BLE001  (reported; the listing is stored all the same)
+            return listed, [], f"{type(error).__name__}: {error}"
 
 
 async def archived_only(make_archive: Callable, venue: str, listed: set[str], known: dict, today: date,
@@ -181,8 +187,8 @@ def refresh_venues(client, database: str, makers: dict[str, Callable], now: date
                    archive: Callable | None = None) -> tuple[list[Refresh], dict[str, str]]:
     """Each venue's listing read and its versions stored, with a snapshot of its 24 h volumes stamped `now`
     (with `archive`, a client maker of the archive site: the Binance symbols only it still lists, as
-    delisted): (the refreshes, venue -> the error of a venue whose listing or volumes could not be read;
-    the others are stored)."""
+    delisted): (the refreshes, venue -> the error of a venue whose listing could not be read, or whose
+    volumes could not: its versions are stored all the same; the others are stored)."""
     now = now or datetime.now(timezone.utc)
     master = stored_master(client, database, set(makers))
     ensure_volumes_table(client, database)
@@ -190,7 +196,7 @@ def refresh_venues(client, database: str, makers: dict[str, Callable], now: date
     for venue, make in sorted(makers.items()):
         skipped: Counter = Counter()
         try:
-            venue_now, volumes = asyncio.run(venue_listing(make, now))
+            venue_now, volumes, volumes_failed = asyncio.run(venue_listing(make, now))
             if archive is not None and venue in ARCHIVED:
                 venue_now += asyncio.run(archived_only(archive, venue, {i.instrument for i in venue_now},
                                                        master.current(venue), now.date(), skipped))
@@ -201,6 +207,8 @@ def refresh_venues(client, database: str, makers: dict[str, Callable], now: date
         store_versions(client, database, result.versions)
         store_volumes(client, database, volumes)
         done.append(result)
+        if volumes_failed:
+            failed[venue] = f"its 24 h volumes: {volumes_failed} (its versions are stored)"
     return done, failed
 
 

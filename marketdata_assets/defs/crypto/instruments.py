@@ -74,7 +74,7 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
                 "listed": sum(r.listed for r in refreshes),
                 "rows_written": sum(len(r.versions) for r in refreshes)}  # versions: nothing changed, none
     if failed:
-        raise dg.Failure(f"instrument_master: {len(failed)} venue(s) not refreshed (the others are stored): "
+        raise dg.Failure(f"instrument_master: {len(failed)} venue(s) not refreshed in full (the rest is stored): "
                          + "; ".join(f"{v}: {e}" for v, e in failed.items()), metadata=metadata)
     context.log.info(f"instrument_master: {metadata['listed']:,} instruments listed, "
                      f"{metadata['rows_written']:,} versions stored")
