@@ -112,5 +112,5 @@ def test_the_resolver_of_the_runs_keeps_each_days_cut_and_says_the_look_ahead_da
     days = [(T0 + timedelta(days=k)).date() for k in (-2, -1, 0, 3)]
     assert [universe("OKX", day) for day in days] == [["BTC-USDT"]] * 4
     assert [cuts[("OKX", day)].snapshot.look_ahead for day in days] == [True, True, False, False]
-    assert cut_warnings(cuts) == [f"OKX {days[0]}..{days[1]} (2 day(s)): top 1 by 24 h volume as of "
-                                  f"{FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead"]
+    assert cut_warnings(cuts) == [(f"OKX {days[0]}..{days[1]} (2 day(s)): top 1 by 24 h volume as of "
+                                   f"{FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead")]
