@@ -1,6 +1,7 @@
 """Each crypto venue's universe today, as the live collector subscribes it: the venue's rule resolved from the
-stored instrument master (filled first from a REST base's reference endpoints where it holds nothing, as the
-demo does against its replays), with the sources config's explicit instruments."""
+stored instrument master and its 24 h volume snapshots (filled first from a REST base's reference and ticker
+endpoints where it holds nothing, as the demo does against its replays), with the sources config's explicit
+instruments."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from datetime import UTC, datetime
 
 from marketdata_assets.core.errors import error_text
 from marketdata_assets.datasets.instruments import Master
-from marketdata_assets.ingest.instruments import refresh_venues, stored_master, universe_resolver
+from marketdata_assets.datasets.volumes import Volumes
+from marketdata_assets.ingest.instruments import (
+    cut_warnings,
+    refresh_venues,
+    stored_master,
+    stored_volumes,
+    universe_resolver,
+)
 from marketdata_assets.read import Reader
 from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.venues import venue_client
@@ -18,27 +26,33 @@ from marketdata_assets.sources.venues import venue_client
 
 def universe_today(venues: list[str], refresh_from: str | None = None,
                    say: Callable[[str], None] = print, strict: bool = False) -> dict[str, list[str]]:
-    """Each of `venues`' universe resolved today (UTC) from the stored instrument master (`refresh_from`: a
-    REST base whose reference endpoints fill the master first where it holds nothing of a venue). The
-    master's store away: the explicit instruments only, said (`strict`: raised)."""
+    """Each of `venues`' universe resolved today (UTC) from the stored instrument master and volume snapshots
+    (`refresh_from`: a REST base whose reference and ticker endpoints fill them first where they hold nothing
+    of a venue). The master's store away: the explicit instruments only, said (`strict`: raised)."""
     rules = {venue: rule for venue, rule in load_sources_config().crypto_rules().items() if venue.lower() in venues}
-    master = Master()
+    master, volumes, today = Master(), Volumes(), datetime.now(UTC).date()
     if any(rule.selects for rule in rules.values()):
         try:
             with Reader() as reader:
-                master = stored_master(reader.clickhouse(), reader.database, set(rules))
-                empty = [venue for venue in rules if not master.current(venue)]
+                client, database = reader.clickhouse(), reader.database
+                master = stored_master(client, database, set(rules))
+                volumes = stored_volumes(client, database, rules, [today])
+                empty = [venue for venue, rule in rules.items()
+                         if not master.current(venue) or (rule.top and not volumes.times.get(venue))]
                 if refresh_from and empty:
-                    refresh_venues(reader.clickhouse(), reader.database, {venue: functools.partial(
+                    refresh_venues(client, database, {venue: functools.partial(
                         venue_client, venue, refresh_from) for venue in empty})
-                    master = stored_master(reader.clickhouse(), reader.database, set(rules))
+                    master = stored_master(client, database, set(rules))
+                    volumes = stored_volumes(client, database, rules, [today])
         except Exception as error:  # noqa: BLE001  (the store down: the explicit lists still collect)
             if strict:
                 raise
             say(f"{error_text(error, 'the instrument master')}: the sources config's explicit instruments only")
-    today, unreadable = datetime.now(UTC).date(), set()
-    universe = universe_resolver(master, rules, unreadable)
+    unreadable, cuts = set(), {}
+    universe = universe_resolver(master, rules, unreadable, volumes, cuts)
     out = {venue: names for venue in rules if (names := universe(venue, today))}
+    for line in cut_warnings(cuts):  # a top N with no snapshot to rank by: said
+        say(line)
     if unreadable:  # listed by the venue, but named in no shape its naming reads: not subscribed, said
         say(f"{len(unreadable)} instrument(s) of the universe skipped, their names unreadable: "
             f"{', '.join(sorted(unreadable)[:20])}")

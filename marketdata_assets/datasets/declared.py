@@ -443,6 +443,9 @@ def each(column: str, keeps: Callable[[Any], bool], says: str | Callable[[str, d
 
 
 Finite = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]  # not NaN, not infinite
+Amount = Annotated[float, msgspec.Meta(ge=0, le=1.7976931348623157e308)]  # a finite amount, not negative
+
+
 def check_at(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable[[int, dict], str],
              page_at: Callable[[int, dict], Page], body: Any = None, kind: type | None = None) -> None:
     """`check`, its breach told on `page_at(i, record)`: the page of the record that breaks a rule (its

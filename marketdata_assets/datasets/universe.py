@@ -1,7 +1,8 @@
 """A universe is a rule: per venue, which instruments of its point-in-time master belong to it (types,
-quote, settlement or base currencies, statuses, include and exclude lists), resolved per day from what
-was listed that day, so history has no survivorship bias and a new listing joins without an edit.
-The sources file declares the rules (`universes.crypto.rules`); `resolve` applies one to a day.
+quote, settlement or base currencies, statuses, include and exclude lists, and optionally only the top N
+by the venue's 24 h volume), resolved per day from what was listed that day, so history has no
+survivorship bias and a new listing joins without an edit. The sources file declares the rules
+(`universes.crypto.rules`); `resolve` applies one to a day, the volume snapshots passed in (no I/O here).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from marketdata_assets.datasets.instruments import TYPES, Instrument, Master
+from marketdata_assets.datasets.volumes import Snapshot, Volumes
 
 
 @dataclass(frozen=True)
@@ -25,12 +27,15 @@ class Rule:
     include: tuple[str, ...] = ()      # always in, on the days the venue listed them
     exclude: tuple[str, ...] = ()      # never in
     explicit: tuple[str, ...] = field(default=())  # the sources file's explicit list: in on every day
+    top: int | None = None             # only the N the selectors admit with the largest 24 h volume
 
     def __post_init__(self):
         unknown = sorted(set(self.types) - set(TYPES))
         if unknown:
             raise ValueError(f"universe rule of {self.venue}: type(s) {', '.join(unknown)} are not one of "
                              f"{', '.join(TYPES)}")
+        if self.top is not None and (isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1):
+            raise ValueError(f"universe rule of {self.venue}: top is {self.top!r}, not a whole number >= 1")
 
     @property
     def selects(self) -> bool:
@@ -42,27 +47,85 @@ class Rule:
             return False
         if item.instrument in self.include:
             return True
+        return self.selected(item)
+
+    def selected(self, item: Instrument) -> bool:
+        """The selectors (not include or exclude) admit it."""
         return bool(self.types or self.quotes or self.settles or self.bases or self.statuses) and all((
             not self.types or item.type in self.types, not self.quotes or item.quote in self.quotes,
             not self.settles or item.settle in self.settles, not self.bases or item.base in self.bases,
             not self.statuses or item.status in self.statuses))
 
 
-def resolve(master: Master, rule: Rule, day: date) -> list[str]:
-    """The instruments of `rule`'s venue in the universe on `day`: the explicit list, and what the rule
-    admits of what the venue listed that day (as described that day), sorted."""
+@dataclass(frozen=True)
+class Cut:
+    """How a day's top N was made: from which snapshot, and how many instruments it ranked and kept."""
+
+    top: int
+    snapshot: Snapshot | None  # None: the venue has no volume snapshot (none is taken by volume)
+    admitted: int              # the selectors admitted that day (before the cut)
+    ranked: int                # of them with a volume in the snapshot
+    kept: int                  # after the cut
+    units: tuple[str, ...]     # the currencies the ranked volumes count (more than one: not comparable)
+
+    @property
+    def text(self) -> str:
+        """"top 20 by 24 h volume as of 2026-11-25 00:10 UTC", with a look-ahead or no snapshot said."""
+        if self.snapshot is None:
+            return (f"top {self.top} by 24 h volume: no volume snapshot (refresh the instrument master), "
+                    "none taken by volume")
+        text = f"top {self.top} by 24 h volume as of {self.snapshot.taken:%Y-%m-%d %H:%M} UTC"
+        if self.snapshot.look_ahead:
+            text += " — after the day: look-ahead"
+        if len(self.units) > 1:
+            text += f" (volumes in {', '.join(self.units)}: not comparable)"
+        return text
+
+
+def top_cut(rule: Rule, selected: list[Instrument], snapshot: Snapshot | None) -> tuple[list[str], Cut]:
+    """The `rule.top` instruments of `selected` with the largest volume in `snapshot` (ties: by name); one
+    without a volume there is not ranked. No snapshot: none."""
+    volumes = snapshot.volumes if snapshot is not None else {}
+    ranked = sorted((item.instrument for item in selected if item.instrument in volumes),
+                    key=lambda name: (-volumes[name].quote_volume, name))
+    kept = ranked[:rule.top]
+    units = tuple(sorted({volumes[name].unit for name in ranked}))
+    return kept, Cut(rule.top or 0, snapshot, len(selected), len(ranked), len(kept), units)
+
+
+def choose(master: Master, rule: Rule, day: date, volumes: Volumes | None = None
+           ) -> tuple[list[str], list[Instrument], list[Instrument], Cut | None]:
+    """(the universe on `day` sorted, what the venue listed, what the rule admitted, the top-N cut if any)."""
     chosen = {name for name in rule.explicit if name not in rule.exclude}
-    if rule.selects:
-        chosen |= {item.instrument for item in master.listed_on(rule.venue, day) if rule.admits(item)}
-    return sorted(chosen)
-
-
-def explain(master: Master, rule: Rule, day: date) -> dict[str, int]:
-    """How `resolve` came to its answer on `day`, as counts: listed, admitted by the rule, explicit, in all."""
     listed = master.listed_on(rule.venue, day) if rule.selects else []
-    admitted = [i for i in listed if rule.admits(i)]
-    return {"listed": len(listed), "by rule": len(admitted), "explicit": len(rule.explicit),
-            "in the universe": len(resolve(master, rule, day))}
+    admitted = [item for item in listed if rule.admits(item)]
+    cut = None
+    if rule.top is None:
+        chosen |= {item.instrument for item in admitted}
+    else:
+        snapshot = volumes.for_day(rule.venue, day) if volumes is not None else None
+        kept, cut = top_cut(rule, [item for item in admitted if rule.selected(item)], snapshot)
+        chosen |= set(kept) | {item.instrument for item in admitted if item.instrument in rule.include}
+    return sorted(chosen), listed, admitted, cut
 
 
-__all__ = ["Rule", "explain", "resolve"]
+def resolve(master: Master, rule: Rule, day: date, volumes: Volumes | None = None) -> list[str]:
+    """The instruments of `rule`'s venue in the universe on `day`: the explicit list, and what the rule
+    admits of what the venue listed that day (as described that day; with `top`, the N the selectors admit
+    with the largest 24 h volume in the snapshot `day` uses, and the included ones), sorted."""
+    return choose(master, rule, day, volumes)[0]
+
+
+def explain(master: Master, rule: Rule, day: date, volumes: Volumes | None = None) -> dict[str, int | str]:
+    """How `resolve` came to its answer on `day`: listed, admitted by the rule, explicit, in all; with `top`,
+    the count before and after the cut and which snapshot it used (`Cut.text`)."""
+    names, listed, admitted, cut = choose(master, rule, day, volumes)
+    out: dict[str, int | str] = {"listed": len(listed), "by rule": len(admitted), "explicit": len(rule.explicit),
+                                 "in the universe": len(names)}
+    if cut is not None:
+        out.update({"before the cut": cut.admitted, "with a volume": cut.ranked, "after the cut": cut.kept,
+                    "top": cut.text})
+    return out
+
+
+__all__ = ["Cut", "Rule", "choose", "explain", "resolve", "top_cut"]

@@ -1,6 +1,7 @@
 """The instrument master at work: a venue's listing read and turned into the versions to store (`refresh`),
-and a run's clients sized by the stored master (`sized_by`), what they had to look up stored back
-(`keep_learned`), so a day's sizes come from the version valid that day and no instrument is asked twice.
+with a snapshot of its 24 h volumes beside them (universe rules' top N); a run's clients sized by the stored
+master (`sized_by`), what they had to look up stored back (`keep_learned`), so a day's sizes come from the
+version valid that day and no instrument is asked twice; the universes resolved from both (`universe_resolver`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
 from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument, Master, Version, changes
-from marketdata_assets.datasets.universe import Rule, resolve
+from marketdata_assets.datasets.universe import Cut, Rule, choose
+from marketdata_assets.datasets.volumes import Volume, Volumes, needed
 from marketdata_assets.sources.binance_vision import listing
 from marketdata_assets.sources.venues import contract_of
 from marketdata_assets.stores.clickhouse.instruments import (
     ensure_instruments_table,
     read_versions,
     store_versions,
+)
+from marketdata_assets.stores.clickhouse.volumes import (
+    ensure_volumes_table,
+    read_volumes,
+    snapshot_times,
+    store_volumes,
 )
 
 
@@ -49,17 +57,47 @@ def keep_learned(client, database: str, master: Master) -> int:
     return store_versions(client, database, learned) if learned else 0
 
 
-def universe_resolver(master: Master, rules: dict[str, Rule], unreadable: set[str]) -> Callable[[str, date], list[str]]:
-    """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> Rule), without the names
-    its naming cannot read (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit
-    instruments always stay."""
+def stored_volumes(client, database: str, rules: dict[str, Rule], days) -> Volumes:
+    """The volume snapshots the top-N rules of `rules` use on `days` (each venue's snapshot times, and the
+    rows of those the days use: one read for the whole resolution), the table made if missing."""
+    venues = {venue for venue, rule in rules.items() if rule.top is not None}
+    if not venues:
+        return Volumes()
+    ensure_volumes_table(client, database)
+    times = snapshot_times(client, database, venues)
+    return Volumes(read_volumes(client, database, needed(times, days)), times)
+
+
+def universe_resolver(master: Master, rules: dict[str, Rule], unreadable: set[str], volumes: Volumes | None = None,
+                      cuts: dict[tuple[str, date], Cut] | None = None) -> Callable[[str, date], list[str]]:
+    """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> Rule; a top N ranked by
+    `volumes`, each day's cut kept in `cuts` for the caller to say), without the names its naming cannot
+    read (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit instruments
+    always stay."""
     def universe(venue: str, day: date) -> list[str]:
         rule = rules.get(venue)
-        names = resolve(master, rule, day) if rule is not None else []
+        if rule is None:
+            return []
+        names, _, _, cut = choose(master, rule, day, volumes)
+        if cut is not None and cuts is not None:
+            cuts[(venue, day)] = cut
         readable = [name for name in names if name in rule.explicit or _readable(venue, name)]
         unreadable.update(f"{venue}:{name}" for name in names if name not in readable)
         return readable
     return universe
+
+
+def cut_warnings(cuts: dict[tuple[str, date], Cut]) -> list[str]:
+    """What a resolution must say of its top-N cuts: the days ranked by a snapshot taken after them
+    (look-ahead) and the days of a venue with no snapshot, each venue's in one line."""
+    out = []
+    for venue in sorted({v for v, _ in cuts}):
+        mine = sorted((day, cut) for (v, day), cut in cuts.items() if v == venue)
+        flagged = [(day, cut) for day, cut in mine if cut.snapshot is None or cut.snapshot.look_ahead]
+        if flagged:
+            days = [day for day, _ in flagged]
+            out.append(f"{venue} {days[0]}..{days[-1]} ({len(days)} day(s)): {flagged[0][1].text}")
+    return out
 
 
 def _readable(venue: str, instrument: str) -> bool:
@@ -81,6 +119,7 @@ class Refresh:
     changed: dict[str, list[str]]  # instrument -> the fields that changed (contract_value, status, ...)
     ended: dict[str, str]      # instrument -> its ending status (expired, gone, delisted)
     skipped: dict[str, int] = field(default_factory=dict)  # archived symbols not taken, by reason
+    volumes: int = 0               # instruments in the 24 h volume snapshot taken with it
 
 
 def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime | None = None) -> Refresh:
@@ -103,10 +142,19 @@ def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime
 ARCHIVED = {"BINANCE": "spot", "BINANCE_UM": "um"}  # venues whose delisted symbols the archive site lists
 
 
-async def venue_listing(make_client: Callable) -> list[Instrument]:
-    """The venue's whole master now (its client's `listing`)."""
+async def venue_listing(make_client: Callable, taken: datetime | None = None
+                        ) -> tuple[list[Instrument], list[Volume], str | None]:
+    """The venue's whole master now (its client's `listing`) and, with `taken`, every instrument's 24 h volume
+    stamped so (its client's `volumes`; none for a venue without them), in one session of the client; the
+    error of volumes that could not be read (the listing still counts)."""
     async with make_client() as api:
-        return await api.listing()
+        listed = await api.listing()
+        if taken is None or not hasattr(api, "volumes"):
+            return listed, [], None
+        try:
+            return listed, await api.volumes(taken), None
+        except Exception as error:  # noqa: BLE001  (reported; the listing is stored all the same)
+            return listed, [], f"{type(error).__name__}: {error}"
 
 
 async def archived_only(make_archive: Callable, venue: str, listed: set[str], known: dict, today: date,
@@ -137,27 +185,32 @@ async def archived_only(make_archive: Callable, venue: str, listed: set[str], kn
 
 def refresh_venues(client, database: str, makers: dict[str, Callable], now: datetime | None = None,
                    archive: Callable | None = None) -> tuple[list[Refresh], dict[str, str]]:
-    """Each venue's listing read and its versions stored (with `archive`, a client maker of the archive
-    site: the Binance symbols only it still lists, as delisted): (the refreshes, venue -> the error of a
-    venue whose listing could not be read; the others are stored)."""
+    """Each venue's listing read and its versions stored, with a snapshot of its 24 h volumes stamped `now`
+    (with `archive`, a client maker of the archive site: the Binance symbols only it still lists, as
+    delisted): (the refreshes, venue -> the error of a venue whose listing could not be read, or whose
+    volumes could not: its versions are stored all the same; the others are stored)."""
     now = now or datetime.now(timezone.utc)
     master = stored_master(client, database, set(makers))
+    ensure_volumes_table(client, database)
     done, failed = [], {}
     for venue, make in sorted(makers.items()):
         skipped: Counter = Counter()
         try:
-            venue_now = asyncio.run(venue_listing(make))
+            venue_now, volumes, volumes_failed = asyncio.run(venue_listing(make, now))
             if archive is not None and venue in ARCHIVED:
                 venue_now += asyncio.run(archived_only(archive, venue, {i.instrument for i in venue_now},
                                                        master.current(venue), now.date(), skipped))
         except Exception as error:  # noqa: BLE001  (one venue's failure is reported, the others go on)
             failed[venue] = f"{type(error).__name__}: {error}"
             continue
-        result = replace(refresh(master, venue, venue_now, now), skipped=dict(skipped))
+        result = replace(refresh(master, venue, venue_now, now), skipped=dict(skipped), volumes=len(volumes))
         store_versions(client, database, result.versions)
+        store_volumes(client, database, volumes)
         done.append(result)
+        if volumes_failed:
+            failed[venue] = f"its 24 h volumes: {volumes_failed} (its versions are stored)"
     return done, failed
 
 
-__all__ = ["Refresh", "archived_only", "keep_learned", "refresh", "refresh_venues", "sized_by", "stored_master",
-           "stored_versions", "universe_resolver", "venue_listing"]
+__all__ = ["Refresh", "archived_only", "cut_warnings", "keep_learned", "refresh", "refresh_venues", "sized_by",
+           "stored_master", "stored_versions", "stored_volumes", "universe_resolver", "venue_listing"]

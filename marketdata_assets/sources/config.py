@@ -297,11 +297,11 @@ def _crypto_instruments(reader: _Reader, raw: Any) -> list[InstrumentKey]:
     return instruments
 
 
-RULE_KEYS = ("types", "quotes", "settles", "bases", "statuses", "include", "exclude")
+RULE_KEYS = ("types", "quotes", "settles", "bases", "statuses", "include", "exclude", "top")
 
 
 def _crypto_rules(reader: _Reader, raw: Any) -> dict[str, Rule]:
-    """universes.crypto.rules: VENUE -> a mapping of RULE_KEYS, each a list of text."""
+    """universes.crypto.rules: VENUE -> a mapping of RULE_KEYS, each a list of text but `top` (a whole number)."""
     rules = {}
     for venue, spec in reader.mapping(raw, "universes.crypto.rules").items():
         where, name = f"universes.crypto.rules.{venue}", str(venue).upper()
@@ -313,6 +313,11 @@ def _crypto_rules(reader: _Reader, raw: Any) -> dict[str, Rule]:
                                + (f"; unknown key(s) {', '.join(extra)}" if extra else ""))
         values = {}
         for key, listed in spec.items():
+            if key == "top":
+                if isinstance(listed, bool) or not isinstance(listed, int) or listed < 1:
+                    raise reader.error(f"{where}.top", "expected a whole number >= 1 (the N by 24 h volume)")
+                values[key] = listed
+                continue
             if not isinstance(listed, list) or not all(isinstance(v, str) and v.strip() for v in listed):
                 raise reader.error(f"{where}.{key}", "expected a list of names")
             values[key] = tuple(v.strip() for v in listed)

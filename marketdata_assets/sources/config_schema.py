@@ -79,9 +79,11 @@ CRYPTO = {
         "VENUE: [instrument, ...] for the venues " + ", ".join(s.name for s in DECLARED.values() if s.venue_api)
         + "; each checked against its venue. The partitions VENUE:INSTRUMENT of `crypto_instruments`.")),
     "rules": Option({}, "mapping", description=(
-        "VENUE: {types, quotes, settles, bases, statuses, include, exclude}: the venue's universe as a rule over "
-        "its point-in-time instrument master (the `instrument_master` asset), resolved per day from what was "
-        "listed that day; with the explicit `instruments` (in on every day). docs/instruments.md.")),
+        "VENUE: {types, quotes, settles, bases, statuses, include, exclude, top}: the venue's universe as a rule "
+        "over its point-in-time instrument master (the `instrument_master` asset), resolved per day from what was "
+        "listed that day (`top: 20`: only the 20 the selectors admit with the largest 24 h volume in the "
+        "snapshot taken before the day ended); with the explicit `instruments` (in on every day). "
+        "docs/instruments.md.")),
     "option_chains": Option({}, "mapping", description=(
         "DERIBIT: [BTC, ETH, ...]: the option chains snapshotted (partitions DERIBIT:BTC-OPTIONS, ...).")),
     "funding_caps": Option({}, "mapping", description=(

@@ -1,14 +1,16 @@
 """A universe is a rule over the point-in-time master (datasets/universe.py): resolved per day, a
-listing joins on its day, a delisted instrument belongs to the days it traded, excludes win."""
+listing joins on its day, a delisted instrument belongs to the days it traded, excludes win; a top N ranks
+by the volume snapshot taken before the day ended, a look-ahead said."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from marketdata_assets.datasets.instruments import Master, changes
 from marketdata_assets.datasets.universe import Rule, explain, resolve
+from marketdata_assets.datasets.volumes import Volume, Volumes, pick
 from tests.datasets.test_instruments import T0, swap
 
 
@@ -38,3 +40,77 @@ def test_explicit_lists_include_and_exclude():
     assert resolve(book, rule, T0.date()) == ["BTC-USDT", "BTC-USDT-SWAP"]
     with pytest.raises(ValueError, match="type.*swap"):
         Rule("OKX", types=("swap",))
+
+
+# ---- top N by the venue's 24 h volume ---------------------------------------------------------
+
+COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE")
+
+
+def spot_master() -> Master:
+    items = [swap(f"{coin}-USDT", 1.0, type="spot", base=coin) for coin in COINS]
+    items.append(swap("PEPE-USDT", 1.0, type="spot", base="PEPE", listed=T0 + timedelta(days=2, hours=9)))
+    return Master(changes({}, items, T0))
+
+
+def snapshot(taken, **volumes) -> list[Volume]:
+    return [Volume("OKX", f"{coin}-USDT", taken, quote_volume, "USDT") for coin, quote_volume in volumes.items()]
+
+
+FIRST, SECOND = T0 + timedelta(hours=0, minutes=10), T0 + timedelta(days=3, minutes=10)  # two daily refreshes
+BOOK = Volumes([*snapshot(FIRST, BTC=900.0, ETH=500.0, SOL=500.0, XRP=20.0, DOGE=10.0),
+                *snapshot(SECOND, BTC=900.0, ETH=30.0, SOL=40.0, XRP=700.0, DOGE=600.0)])
+
+
+def test_top_n_takes_the_largest_volumes_ties_by_name_and_keeps_explicit_and_include():
+    book, day = spot_master(), T0.date()
+    rule = Rule("OKX", types=("spot",), top=2)
+    assert resolve(book, rule, day, BOOK) == ["BTC-USDT", "ETH-USDT"]  # ETH and SOL tie at 500: by name
+    assert resolve(book, rule, day, BOOK) == resolve(spot_master(), rule, day, BOOK)  # deterministic
+    rule = Rule("OKX", types=("spot",), top=2, include=("DOGE-USDT",), exclude=("BTC-USDT",),
+                explicit=("XRP-USDT",))
+    assert resolve(book, rule, day, BOOK) == ["DOGE-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT"]
+    counts = explain(book, rule, day, BOOK)
+    assert (counts["before the cut"], counts["with a volume"], counts["after the cut"]) == (4, 4, 2)
+    assert counts["top"] == f"top 2 by 24 h volume as of {FIRST:%Y-%m-%d %H:%M} UTC"
+    assert explain(book, Rule("OKX", types=("spot",)), day, BOOK) == {  # no top: counts as before
+        "listed": 5, "by rule": 5, "explicit": 0, "in the universe": 5}
+
+
+def test_each_day_ranks_by_the_snapshot_taken_before_it_ended():
+    book, rule = spot_master(), Rule("OKX", types=("spot",), top=2)
+    days = {offset: (T0 + timedelta(days=offset)).date() for offset in range(5)}
+    assert resolve(book, rule, days[2], BOOK) == ["BTC-USDT", "ETH-USDT"]  # the first snapshot still
+    assert resolve(book, rule, days[3], BOOK) == ["BTC-USDT", "XRP-USDT"]  # the second: taken that day
+    assert resolve(book, rule, days[4], BOOK) == ["BTC-USDT", "XRP-USDT"]
+    assert pick([FIRST, SECOND], days[2]) == (FIRST, False) and pick([FIRST, SECOND], days[3]) == (SECOND, False)
+    at_midnight = datetime.combine(days[3], datetime.min.time(), timezone.utc)
+    assert pick([FIRST, at_midnight], days[2]) == (FIRST, False)  # 00:00 of the next day is not the day's
+    # PEPE, listed on day 2, is in no snapshot of BOOK: never ranked; one that holds it ranks it
+    assert "PEPE-USDT" not in resolve(book, Rule("OKX", types=("spot",), top=6), days[2], BOOK)
+    assert resolve(book, rule, days[3], Volumes(snapshot(SECOND, PEPE=5000.0, BTC=1.0))) == ["BTC-USDT", "PEPE-USDT"]
+
+
+def test_a_day_before_the_first_snapshot_is_flagged_as_look_ahead_and_no_snapshot_takes_none():
+    book, rule, before = spot_master(), Rule("OKX", types=("spot",), top=2), (T0 - timedelta(days=1)).date()
+    assert resolve(book, rule, before, BOOK) == ["BTC-USDT", "ETH-USDT"]  # the first snapshot, after the day
+    assert explain(book, rule, before, BOOK)["top"] == (
+        f"top 2 by 24 h volume as of {FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead")
+    nothing = explain(book, Rule("OKX", types=("spot",), top=2, explicit=("BTC-USDT",)), before)
+    assert nothing["in the universe"] == 1 and "no volume snapshot" in nothing["top"]  # the explicit one only
+    with pytest.raises(KeyError, match="not read"):  # a snapshot the resolution did not read: never guessed
+        resolve(book, rule, T0.date(), Volumes(snapshot(SECOND, BTC=1.0), {"OKX": [FIRST, SECOND]}))
+    with pytest.raises(ValueError, match="top is 0"):
+        Rule("OKX", top=0)
+
+
+def test_the_resolver_of_the_runs_keeps_each_days_cut_and_says_the_look_ahead_days():
+    from marketdata_assets.ingest.instruments import cut_warnings, universe_resolver
+
+    book, cuts = spot_master(), {}
+    universe = universe_resolver(book, {"OKX": Rule("OKX", types=("spot",), top=1)}, set(), BOOK, cuts)
+    days = [(T0 + timedelta(days=k)).date() for k in (-2, -1, 0, 3)]
+    assert [universe("OKX", day) for day in days] == [["BTC-USDT"]] * 4
+    assert [cuts[("OKX", day)].snapshot.look_ahead for day in days] == [True, True, False, False]
+    assert cut_warnings(cuts) == [(f"OKX {days[0]}..{days[1]} (2 day(s)): top 1 by 24 h volume as of "
+                                   f"{FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead")]

@@ -1,7 +1,9 @@
 """The instrument master over the replays' lifecycle (replay/crypto/reference.py LIFECYCLE): a listing in the
 middle of the history, a delisting, an expiry and an OKX contract-value change. A day before a listing has
 no slice; a delisted instrument's days load; the change splits the master's versions and each day is
-sized by the value valid that day; `marketdata universe --as-of` shows each case."""
+sized by the value valid that day; `marketdata universe --as-of` shows each case, and a top N by the
+volume snapshot each refresh took (a day before the first: a look-ahead, said); tickers that fail leave
+the listing stored, and say so."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from marketdata_assets.core.http import SourceNotFound
-from marketdata_assets.datasets.instruments import Master, changes
+from marketdata_assets.datasets.instruments import Instrument, Master, changes
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.datasets.universe import Rule, resolve
 from marketdata_assets.defs._common.partitions import slice_keys
@@ -26,6 +29,7 @@ from marketdata_assets.sources.binance_vision.archives import (
     fetch_verified,
     read_archive,
 )
+from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.stores.clickhouse.instruments import store_versions
 
@@ -99,6 +103,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
                                           archive=lambda: ArchiveClient(archive.base_url))
         assert not failed and {r.venue for r in done} == {"BINANCE", "OKX", "DERIBIT"}
         assert sum(r.listed for r in done) > 2_000  # a realistic universe
+        assert all(r.volumes > 0.9 * r.listed for r in done if r.venue != "DERIBIT")  # a volume snapshot each
         master = stored_master(client, clickhouse.database)
 
     history = master.history("OKX", XRP)
@@ -140,3 +145,38 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     shown = CliRunner().invoke(cli, ["universe", "--venue", "OKX", "--as-of", str(changed_at.date() - DAY), "--list"])
     assert shown.exit_code == 0, shown.output
     assert "BTC-USDT-SWAP  perpetual  0.01 BTC  live" in shown.output
+
+    # a top N ranks by the snapshot each refresh took: a day before the first is said to look ahead
+    sources = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    sources["universes"]["crypto"]["rules"]["OKX"] = {"types": ["perpetual"], "settles": ["USDT"], "top": 3}
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources), encoding="utf-8")
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "sources.yaml"))
+    early, today = (CliRunner().invoke(cli, ["universe", "--venue", "OKX", "--as-of", str(day)]).output
+                    for day in (changed_at.date() - DAY, TODAY))
+    assert f"top 3 by 24 h volume as of {changed_at:%Y-%m-%d %H:%M} UTC — after the day: look-ahead: 3 of " in early
+    assert f"top 3 by 24 h volume as of {NOW:%Y-%m-%d %H:%M} UTC: 3 of " in today and "look-ahead" not in today
+
+
+class TickersDown:
+    """A venue whose listing answers and whose 24 h tickers do not (a mirror that serves only the reference)."""
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+    async def listing(self):
+        return [Instrument("OKX", "BTC-USDT", "spot", "BTC", "USDT", "USDT", False, 1.0, 1.0, "BTC", 0.1, 1e-8, 1e-5,
+                           NOW - 30 * DAY, None, "live")]
+
+    async def volumes(self, taken):
+        raise SourceNotFound("OKX", "tickers", 404, None, "unknown path /api/v5/market/tickers")
+
+
+def test_tickers_that_fail_are_said_and_the_listing_is_stored_all_the_same(clickhouse):
+    with clickhouse.get_client() as client:
+        done, failed = refresh_venues(client, clickhouse.database, {"OKX": TickersDown}, now=NOW)
+        assert [(r.venue, r.listed, r.volumes) for r in done] == [("OKX", 1, 0)]
+        assert failed["OKX"].startswith("its 24 h volumes: SourceNotFound") and "versions are stored" in failed["OKX"]
+        assert stored_master(client, clickhouse.database).at("OKX", "BTC-USDT").tick_size == 0.1

@@ -1,6 +1,6 @@
 """Each venue's reference endpoint, read from its own documented examples (tests/fixtures/reference/,
 README there): the master's fields, the arithmetic of sizes, and the one lookup an instrument never
-seen costs, live and in history."""
+seen costs, live and in history; its 24 h tickers as the volumes universe rules rank by."""
 
 from __future__ import annotations
 
@@ -70,6 +70,37 @@ def test_binance_documented_exchange_info():
                                      Page("BINANCE_UM", "exchangeInfo"))
     assert (perp.type, perp.listed, perp.expires, perp.tick_size, perp.lot_size, perp.min_size, perp.size) == (
         "perpetual", utc(1598252400000), None, 0.0001, 1.0, 1.0, 1.0)
+
+
+def test_the_documented_24h_tickers_read_as_quote_volumes():
+    taken = utc(1700000000000)
+    spot = binance.volumes_of("BINANCE", json.loads((FIXTURES / "binance_spot_ticker_24hr.json").read_text()), taken,
+                              Page("BINANCE", "ticker/24hr"))
+    mini = binance.volumes_of("BINANCE", json.loads((FIXTURES / "binance_spot_ticker_24hr_mini.json").read_text()),
+                              taken, Page("BINANCE", "ticker/24hr"))
+    assert [(v.instrument, v.quote_volume, v.unit, v.taken) for v in spot] == [("BNBBTC", 15.3, "BTC", taken)]
+    assert [(v.instrument, v.quote_volume) for v in mini] == [("BNBBTC", 15.3), ("LTCBTC", 0.77)]
+    (um,) = binance.volumes_of("BINANCE_UM", json.loads((FIXTURES / "binance_um_ticker_24hr.json").read_text()),
+                               taken, Page("BINANCE_UM", "ticker/24hr"))
+    assert (um.venue, um.instrument, um.quote_volume, um.unit) == ("BINANCE_UM", "BTCUSDT", 15.3, "USDT")
+    okx_docs = json.loads((FIXTURES / "okx_tickers.json").read_text())["data"]
+    swaps = okx.volumes_of([(okx_docs, Page("OKX", "tickers"))], taken)  # volCcy24h is base: x last
+    assert [(v.instrument, v.unit) for v in swaps] == [("LTC-USD-SWAP", "USD"), ("BTC-USD-SWAP", "USD")]
+    assert [v.quote_volume for v in swaps] == pytest.approx([2222 * 9999.99] * 2)
+    option = {"instType": "OPTION", "instId": "BTC-USD-241217-92000-C", "last": "0.05", "volCcy24h": "3"}
+    priced = {v.instrument: v for v in okx.volumes_of([(okx_docs, Page("OKX", "tickers")), ([option], Page("OKX", "o"))],
+                                                       taken)}["BTC-USD-241217-92000-C"]
+    assert (priced.quote_volume, priced.unit) == (pytest.approx(3 * 0.05 * 9999.99), "USD")  # x BTC-USD-SWAP's last
+    (alone,) = okx.volumes_of([([{**option, "instType": "SPOT", "instId": "BTC-USDT"}], Page("OKX", "t"))], taken)
+    assert (alone.quote_volume, alone.unit) == (3.0, "USDT")  # spot's volCcy24h is the quote already
+    result = json.loads((FIXTURES / "deribit_get_book_summary_by_currency.json").read_text())["result"]
+    summaries = deribit.volumes_of(result, taken, Page("DERIBIT", "BTC future"))
+    assert [(v.instrument, v.quote_volume, v.unit) for v in summaries] == [("BTC-22FEB19", 0.0, "USD"),
+                                                                           ("BTC-PERPETUAL", 22440.0, "USD")]
+    no_usd = {**result[1], "volume_usd": None}
+    assert deribit.volumes_of([no_usd], taken, Page("DERIBIT", "x"))[0].quote_volume == 6.24 * 3595  # volume x last
+    with pytest.raises(SourceDataError, match="quoteVolume"):
+        binance.volumes_of("BINANCE", [{"symbol": "BTCUSDT", "quoteVolume": "-1"}], taken, Page("BINANCE", "t"))
 
 
 TRADES = ('{"arg":{"channel":"trades","instId":"%s"},"data":[{"instId":"%s","tradeId":"130639474","px":"%s",'

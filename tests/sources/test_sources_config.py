@@ -113,6 +113,10 @@ def test_five_thousand_instruments_load(tmp_path):
      "universes.crypto.option_chains.DERIBIT: expected a list of currencies"),
     (lambda d: d["universes"]["crypto"].update(option_chains={"OKX": ["BTC"]}),
      "universes.crypto.option_chains.OKX: unknown key; allowed in universes.crypto.option_chains: DERIBIT"),
+    (lambda d: d["universes"]["crypto"]["rules"]["OKX"].update(top=0),
+     "universes.crypto.rules.OKX.top: expected a whole number >= 1"),
+    (lambda d: d["universes"]["crypto"]["rules"]["OKX"].update(top=[20]),
+     "universes.crypto.rules.OKX.top: expected a whole number >= 1"),
     (lambda d: d["universes"]["crypto"].update(funding_caps={"OKX": 2}),
      "universes.crypto.funding_caps.OKX: expected a number > 0 and <= 1, got 2"),
     (lambda d: d["universes"]["yahoo"].update(history_start="June"), "universes.yahoo.history_start: expected a date YYYY-MM-DD, got 'June'"),
@@ -125,6 +129,13 @@ def test_invalid_files_name_the_file_and_the_key(tmp_path, change, message):
         load_sources_config(write(tmp_path, data, "mine.yaml"), environ={})
     assert str(raised.value).startswith("mine.yaml: ") and message in str(raised.value)
     assert str(raised.value).endswith(f"(file {tmp_path.resolve() / 'mine.yaml'})")
+
+
+def test_a_rule_takes_a_top_n_by_volume(tmp_path):
+    data = shipped()
+    data["universes"]["crypto"]["rules"]["BINANCE"]["top"] = 20
+    rules = load_sources_config(write(tmp_path, data), environ={}).crypto_rules()
+    assert rules["BINANCE"].top == 20 and rules["OKX"].top is None
 
 
 def test_missing_and_unparsable_files(tmp_path):

@@ -57,5 +57,5 @@ def slice_keys(partition_keys, datasets, only: Collection[str] = (),
 
 
 def days_of(partition_keys) -> list[date]:
-    """The days of a daily-partitioned run, in order."""
-    return sorted({date.fromisoformat(str(key)) for key in partition_keys})
+    """The days of a daily-partitioned run (or a day x venue / instrument one), in order."""
+    return sorted({date.fromisoformat(str(key).split("|")[0]) for key in partition_keys})

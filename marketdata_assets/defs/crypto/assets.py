@@ -24,7 +24,7 @@ from marketdata_assets.defs._common.ingest import (
     materialize,
     planned,
 )
-from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs._common.partitions import days_of, slice_keys
 from marketdata_assets.defs.crypto.partitions import (
     FRESHNESS,
     crypto_instruments,
@@ -32,7 +32,14 @@ from marketdata_assets.defs.crypto.partitions import (
     option_chains,
 )
 from marketdata_assets.ingest.engine import IngestReport
-from marketdata_assets.ingest.instruments import keep_learned, sized_by, stored_master, universe_resolver
+from marketdata_assets.ingest.instruments import (
+    cut_warnings,
+    keep_learned,
+    sized_by,
+    stored_master,
+    stored_volumes,
+    universe_resolver,
+)
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.checks import ClickHouse
 from marketdata_assets.quality.reach import name, unreached
@@ -98,9 +105,10 @@ class CryptoIngestConfig(IngestConfig):
     configured one (with retry_failed: every one whose latest attempt did not succeed)."""
 
 
-def run_slices(context, datasets, config: CryptoIngestConfig, master=None) -> list:
+def run_slices(context, datasets, config: CryptoIngestConfig, master=None, volumes=None) -> list:
     """The slices of the run's day x venue partitions (each venue's universe resolved per day from `master`
-    where the sources file gives it a rule), or a Failure naming a malformed or unknown instrument."""
+    where the sources file gives it a rule, a top N ranked by `volumes`), or a Failure naming a malformed or
+    unknown instrument."""
     bad = []
     for key in config.instruments:
         try:
@@ -114,7 +122,11 @@ def run_slices(context, datasets, config: CryptoIngestConfig, master=None) -> li
     if master is None or not any(rule.selects for rule in rules.values()):
         return slice_keys(context.partition_keys, datasets, config.instruments)
     unreadable: set[str] = set()
-    keys = slice_keys(context.partition_keys, datasets, config.instruments, universe_resolver(master, rules, unreadable))
+    cuts: dict = {}
+    keys = slice_keys(context.partition_keys, datasets, config.instruments,
+                      universe_resolver(master, rules, unreadable, volumes, cuts))
+    for line in cut_warnings(cuts):  # a top N ranked by a snapshot taken after the day, or by none: said
+        context.log.warning(f"crypto_ticks: {line}")
     if unreadable:  # listed by the venue, but named in no shape its naming reads: not loaded, said
         context.log.warning(f"crypto_ticks: {len(unreadable)} instrument(s) of the universe skipped, their names "
                             f"unreadable: {', '.join(sorted(unreadable)[:20])}")
@@ -141,7 +153,9 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     venues = venue_resources(context)
     with clickhouse.get_client() as client:  # contract sizes and universes: the stored master
         master = stored_master(client, clickhouse.database, set(venues))
-    keys = run_slices(context, assets, config, master)
+        volumes = stored_volumes(client, clickhouse.database, load_sources_config().crypto_rules(),
+                                 days_of(context.partition_keys))
+    keys = run_slices(context, assets, config, master, volumes)
     unknown = sorted({f"{k.venue}:{k.instrument}" for k in keys if k.venue not in venues})
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")

@@ -1,7 +1,8 @@
 """The instrument master as an asset: every crypto venue's reference data read daily (spot, perpetuals,
 futures, options, with contract values, tick and lot sizes, listing and expiry) and stored point in
-time in ClickHouse `instruments` (a change is a new version, nothing is overwritten); its checks flag
-an instrument that left a listing without a delisting or expiry, and a changed contract value."""
+time in ClickHouse `instruments` (a change is a new version, nothing is overwritten), with a snapshot of
+the venues' 24 h volumes in `instrument_volumes` (universe rules' top N); its checks flag an instrument
+that left a listing without a delisting or expiry, and a changed contract value."""
 
 import dagster as dg
 
@@ -33,7 +34,8 @@ class MasterConfig(RunConfig):
 
 def _counts(refreshes) -> list[tuple]:
     return [(r.venue, f"{r.listed:,}", f"{len(r.new):,}", f"{len(r.changed):,}", f"{len(r.ended):,}",
-             f"{len(r.versions):,}", ", ".join(f"{k} {v:,}" for k, v in r.skipped.items()) or "-") for r in refreshes]
+             f"{len(r.versions):,}", f"{r.volumes:,}", ", ".join(f"{k} {v:,}" for k, v in r.skipped.items()) or "-")
+            for r in refreshes]
 
 
 @dg.asset(group_name=GROUP, deps=[TICK_STORE], pool=pools.CRYPTO_VENUES, kinds={"clickhouse"},
@@ -41,8 +43,9 @@ def _counts(refreshes) -> list[tuple]:
 def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -> dg.MaterializeResult:
     """Each venue's instruments from its reference endpoints (Binance spot and USD-M exchangeInfo and the
     archive site's delisted symbols, OKX public/instruments of every type, Deribit get_instruments active and
-    expired, Tushare stock_basic listed and delisted), appended to the
-    point-in-time master (read: `read.instruments(venue, as_of=...)`, `marketdata universe`)."""
+    expired, Tushare stock_basic listed and delisted), appended to the point-in-time master, and each crypto
+    venue's 24 h volumes (its ticker endpoint) as a snapshot (read: `read.instruments(venue, as_of=...)`,
+    `marketdata universe`)."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
     makers = {venue: resource.make_client for venue, resource in
               venue_resources(context, config.venues or None).items()}
@@ -66,12 +69,12 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
                             "instruments": dg.MetadataValue.md(
                                 table(["venue", "instrument", "changed"], values, limit=100) if values else "none")}),
     ]
-    metadata = {"venues": dg.MetadataValue.md(table(["venue", "listed", "new", "changed", "ended", "versions stored", "archive symbols skipped"],
-                                                    _counts(refreshes))),
+    metadata = {"venues": dg.MetadataValue.md(table(["venue", "listed", "new", "changed", "ended", "versions stored",
+                                                     "24 h volumes", "archive symbols skipped"], _counts(refreshes))),
                 "listed": sum(r.listed for r in refreshes),
                 "rows_written": sum(len(r.versions) for r in refreshes)}  # versions: nothing changed, none
     if failed:
-        raise dg.Failure(f"instrument_master: {len(failed)} venue(s) not refreshed (the others are stored): "
+        raise dg.Failure(f"instrument_master: {len(failed)} venue(s) not refreshed in full (the rest is stored): "
                          + "; ".join(f"{v}: {e}" for v, e in failed.items()), metadata=metadata)
     context.log.info(f"instrument_master: {metadata['listed']:,} instruments listed, "
                      f"{metadata['rows_written']:,} versions stored")

@@ -4,7 +4,8 @@
 `historicalTrades` (symbol, fromId, limit ≤ 1000: individual trades, the dump files' ids, see
 `DumpTrades`; ids the WebSocket replay sent answer as it sent them, `live_book.LiveInstrument.emitted`),
 `klines` (interval=1m), `depth`, `ticker/24hr` (the rolling 24 hours before now:
-last trade, volumes from the tape, best bid/ask from a book of the market's), `ping`, `time`.
+last trade, volumes from the tape, best bid/ask from a book of the market's; without a symbol every
+symbol of the reference universe, volumes from `volumes`), `exchangeInfo`, `ping`, `time`.
 Prices and quantities are 8-decimal strings, times milliseconds, or MICROSECONDS when the request
 carries `X-MBX-TIME-UNIT: MICROSECOND`.
 Every answer carries `X-MBX-USED-WEIGHT-1M`: request weight counted per fixed window of
@@ -27,7 +28,7 @@ from datetime import date, timedelta
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
-from marketdata_assets.replay.crypto import reference
+from marketdata_assets.replay.crypto import reference, volumes
 from marketdata_assets.replay.crypto.config import BINANCE, Fault, ReplayConfig
 from marketdata_assets.replay.crypto.tape import (
     DAY_US,
@@ -62,6 +63,8 @@ def request_weight(path: str, query: dict) -> int:
         except ValueError:
             n = 100
         return 5 if n <= 100 else 25 if n <= 500 else 50 if n <= 1000 else 250
+    if name == "24hr" and not query.get("symbol"):
+        return 80  # "symbol parameter is omitted: 80"
     return WEIGHTS.get(name, 1)
 
 
@@ -316,6 +319,8 @@ class Binance(Venue):
             return {"serverTime": int(time.time() * 1000)}
         if name == "exchangeInfo":
             return self.exchange_info(query)
+        if name == "ticker/24hr" and not query.get("symbol"):
+            return self.all_tickers(p)
         instrument = self._checked_instrument(query)
         if name == "aggTrades":
             return self.agg_trades(instrument, p)
@@ -441,6 +446,40 @@ class Binance(Venue):
                       "lastId": rows[-1][0].first_id + rows[-1][1] if rows else -1, "count": len(rows)})
         return stats
 
+    def all_tickers(self, p: Params) -> list[dict]:
+        """`ticker/24hr` without a symbol: every symbol live now, in the documented FULL shape (MINI with
+        `type=MINI`), its 24 h volume from `volumes` (the configured symbols' too: one answer for the whole
+        universe, not a tape each)."""
+        if (p.query.get("type") or "FULL") not in ("FULL", "MINI"):
+            raise VendorError(400, {"code": -1100, "msg": "Illegal characters found in parameter 'type'."})
+        now = self.market.now_us()
+        return [self.volume_stats(item, now, p.query.get("type") == "MINI", p)
+                for item in reference.universe(self.config.seed, now).live(self.name, now)]
+
+    def volume_stats(self, item: reference.Instrument, now: int, mini: bool, p: Params) -> dict:
+        """One symbol's record of `all_tickers` (spot's FULL adds prevClosePrice and the best bid and ask)."""
+        quote, last = volumes.quote_volume(self.config.seed, item, now), volumes.last_price(item)
+        opened = last * (1 + 0.04 * (reference.unit("open", item.name, now // DAY_US) - 0.5))
+        count = int(quote / last / item.terms.step) % 900_000 + 1 if quote else 0
+        first_id = int(reference.unit("first-id", item.name) * 1e9)
+        times = {"openTime": p.out(now - DAY_US), "closeTime": p.out(now), "firstId": first_id,
+                 "lastId": first_id + count - 1, "count": count}
+        prices = {"openPrice": fmt8(opened), "highPrice": fmt8(max(opened, last) * 1.01),
+                  "lowPrice": fmt8(min(opened, last) * 0.99), "lastPrice": fmt8(last)}
+        sizes = {"volume": fmt8(quote / last), "quoteVolume": fmt8(quote)}
+        if mini:
+            return {"symbol": item.name, **prices, **sizes, **times}
+        spot = self.prev_close  # spot's FULL record: prevClosePrice and the book's best (USD-M's has neither)
+        tick = item.terms.tick
+        return {"symbol": item.name, "priceChange": fmt8(last - opened),
+                "priceChangePercent": f"{(last / opened - 1) * 100:.3f}",
+                "weightedAvgPrice": fmt8((opened + last) / 2), **({"prevClosePrice": fmt8(opened)} if spot else {}),
+                "lastPrice": prices["lastPrice"], "lastQty": fmt8(item.terms.step),
+                **({"bidPrice": fmt8(last - tick), "bidQty": fmt8(item.terms.step * 10), "askPrice": fmt8(last + tick),
+                    "askQty": fmt8(item.terms.step * 10)} if spot else {}),
+                "openPrice": prices["openPrice"], "highPrice": prices["highPrice"], "lowPrice": prices["lowPrice"],
+                **sizes, **times}
+
     def _close_before(self, instrument: str, us: int) -> float:
         before = self.market.rows_before_ts(self.name, instrument, us, 1)
         return before[0][0].price[before[0][1]] if before else 0.0
@@ -512,6 +551,9 @@ class Binance(Venue):
             damage(middle(payload), "p" if name == "aggTrades" else "price", fault_kind, BAD_NUMBER)
         elif name == "klines" and payload:
             damage(middle(payload), 4, fault_kind, BAD_NUMBER)  # the close
+        elif name == "24hr" and isinstance(payload, list):  # every symbol's: a volume damaged
+            if payload:
+                damage(middle(payload), "quoteVolume", fault_kind, BAD_NUMBER)
         elif name == "24hr":
             damage(payload, "lastPrice", fault_kind, BAD_NUMBER)
         elif name == "exchangeInfo" and payload.get("symbols"):

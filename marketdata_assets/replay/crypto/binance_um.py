@@ -43,6 +43,8 @@ def request_weight(name: str, query: dict) -> int:
         return 1 if n < 100 else 2 if n < 500 else 5 if n <= 1000 else 10
     if name == "depth":
         return 2 if n <= 50 else 5 if n <= 100 else 10 if n <= 500 else 20
+    if name == "ticker/24hr" and not query.get("symbol"):
+        return 40  # "40 when the symbol parameter is omitted"
     return WEIGHTS.get(name, 1)
 
 
@@ -129,6 +131,8 @@ class BinanceUm(Binance):
                      "fundingIntervalHours": hours, "disclaimer": False}
                     for instrument, (cap, floor, hours) in FUNDING_INFO.items()
                     if instrument in self.config.instruments.get(self.name, [])]
+        if name == "ticker/24hr" and not query.get("symbol"):
+            return self.all_tickers(p)
         instrument = self._checked_instrument(query, "pair" if name == "indexPriceKlines" else "symbol")
         if name == "aggTrades":
             return self.agg_trades(instrument, p, oldest_us=now - TRADES_REACH_US)

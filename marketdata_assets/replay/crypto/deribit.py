@@ -3,9 +3,10 @@
 `get_last_trades_by_instrument_and_time`, `get_last_trades_by_instrument` (start_seq/end_seq; the trade_seqs the WebSocket replay sent
 answer as it sent them, `live_book.LiveInstrument.emitted`),
 `get_order_book`, `get_tradingview_chart_data` (resolution=1), `ticker`, `get_funding_rate_history`,
-`get_book_summary_by_currency` (kind=option), `get_time`. Every answer, errors included, is a
-JSON-RPC envelope with usIn/usOut/usDiff/testnet; numbers are JSON numbers, inverse perpetuals count
-amounts in USD. Errors: -32602 invalid params, -32601 unknown method, 10028 too many requests (HTTP
+`get_book_summary_by_currency` (options: the chain below; futures and spot: every one of the reference
+universe, 24 h volumes from `volumes`), `get_instruments`, `get_instrument`, `get_time`. Every answer,
+errors included, is a JSON-RPC envelope with usIn/usOut/usDiff/testnet; numbers are JSON numbers, inverse
+perpetuals count amounts in USD. Errors: -32602 invalid params, -32601 unknown method, 10028 too many requests (HTTP
 429, also when the credits of `deribit_requests_per_s` run out), 13009 unauthorized.
 
 From the derived series (derived.py): the trades `liquidation_flag` marks; the ticker's mark and
@@ -27,7 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
-from marketdata_assets.replay.crypto import derived, reference
+from marketdata_assets.replay.crypto import derived, reference, volumes
 from marketdata_assets.replay.crypto.config import DERIBIT, Fault
 from marketdata_assets.replay.crypto.derived import HOUR_US
 from marketdata_assets.replay.crypto.tape import (
@@ -304,6 +305,29 @@ def instrument_record(item: reference.Instrument, now_us: int) -> dict:
     return record
 
 
+def of_currency(item: reference.Instrument, currency: str) -> bool:
+    """An instrument a `currency` parameter asks for: a spot pair by its base, another by its settlement."""
+    return currency in ("any", item.base if item.kind == "spot" else item.settle)
+
+
+def book_volume(seed: int, item: reference.Instrument, now_us: int) -> dict:
+    """One future's or spot pair's get_book_summary_by_currency record, the fields of Deribit's documented
+    example (volume in the base coin, volume_usd, and volume_notional in the quote: "futures and spots only")."""
+    usd, last, tick = volumes.usd_volume(seed, item, now_us), volumes.last_price(item), item.terms.tick
+    opened = last * (1 + 0.04 * (reference.unit("open", item.name, now_us // DAY_US) - 0.5))
+    record = {"volume_usd": round(usd, 2), "volume": round(usd / volumes.usd_price(item.base), 8),
+              "volume_notional": round(usd / volumes.usd_price(item.quote), 2), "quote_currency": item.quote,
+              "price_change": round((last / opened - 1) * 100, 4), "mid_price": last, "mark_price": last,
+              "low": round(min(opened, last) * 0.99, 8), "last": last, "instrument_name": item.name,
+              "high": round(max(opened, last) * 1.01, 8), "creation_timestamp": now_us // 1000,
+              "bid_price": round(last - tick, 8), "base_currency": item.base, "ask_price": round(last + tick, 8)}
+    if item.kind != "spot":  # "Optional (only for derivatives)"
+        record.update(open_interest=round(usd / 4, 2), estimated_delivery_price=last)
+    if item.kind == "perpetual":
+        record.update(funding_8h=0.0001, current_funding=0.0)
+    return record
+
+
 class Deribit(Venue):
     name = DERIBIT
     prefix = "/api/v2/"
@@ -377,9 +401,7 @@ class Deribit(Venue):
                 raise invalid("required", "currency")
             if currency not in CURRENCIES:
                 raise invalid(f"must be one of {', '.join(CURRENCIES)}", "currency")
-            if query.get("kind") != "option":
-                raise invalid("only kind=option is replayed", "kind")
-            return option_chain(self.market, currency)
+            return self._book_summaries(currency, query.get("kind"))
         if method == "get_instruments":
             return self._instruments(query)
         inst = query.get("instrument_name")
@@ -438,8 +460,20 @@ class Deribit(Venue):
         universe = reference.universe(self.config.seed, now)
         found = universe.recently_expired(DERIBIT, now) if expired == "true" else universe.live(DERIBIT, now)
         return [instrument_record(i, now) for i in found
-                if (not kind or ("future" if i.kind == "perpetual" else i.kind) == kind)
-                and currency in ("any", i.base if i.kind == "spot" else i.settle)]
+                if (not kind or ("future" if i.kind == "perpetual" else i.kind) == kind) and of_currency(i, currency)]
+
+    def _book_summaries(self, currency: str, kind: str | None) -> list[dict]:
+        """get_book_summary_by_currency: options the chain (`option_chain`), futures and spot every one of
+        the currency live now (`book_volume`); no kind: all three; combos none."""
+        if kind not in (None, "", *KINDS):
+            raise invalid(f"must be one of {', '.join(KINDS)}", "kind")
+        out = option_chain(self.market, currency) if kind in (None, "", "option") else []
+        if kind in (None, "", "future", "spot"):
+            now = self.market.now_us()
+            out += [book_volume(self.config.seed, i, now) for i in reference.universe(self.config.seed, now).live(
+                DERIBIT, now) if i.kind in ("perpetual", "future", "spot") and of_currency(i, currency)
+                and kind in (None, "", "future" if i.kind != "spot" else "spot")]
+        return out
 
     def _instrument(self, inst: str) -> dict:
         """public/get_instrument: any instrument listed by now (expired ones with is_active false)."""
@@ -527,8 +561,10 @@ class Deribit(Venue):
         missing = fault_kind == "missing_field"
         if name in ("get_funding_rate_history", "get_book_summary_by_currency", "get_instruments"):
             if result:
-                key = {"get_funding_rate_history": "interest_1h", "get_instruments": "contract_size"}.get(name, "mark_iv")
-                damage(middle(result), key, fault_kind, "n/a")
+                record = middle(result)
+                key = {"get_funding_rate_history": "interest_1h", "get_instruments": "contract_size"}.get(
+                    name, "mark_iv" if "mark_iv" in record else "volume_usd")  # a future's summary: its volume
+                damage(record, key, fault_kind, "n/a")
             return
         if not isinstance(result, dict):
             return

@@ -1,7 +1,8 @@
 """OKX v5 public market data (`/api/v5/...`) as the venue answers it.
 
 Trades (the WebSocket replay's as it sent them), books, candles, ticker, funding, open interest,
-liquidations and mark/index candles, in OKX's string envelope with its HTTP-200 errors and its
+liquidations and mark/index candles, the reference universe's instruments and tickers (24 h volumes,
+`volumes`), in OKX's string envelope with its HTTP-200 errors and its
 per-path limit; a contract's series come from `derived`. Endpoints, limits and the derived series:
 docs/tests.md, "The OKX v5 REST replay".
 """
@@ -14,7 +15,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
-from marketdata_assets.replay.crypto import derived, reference
+from marketdata_assets.replay.crypto import derived, reference, volumes
 from marketdata_assets.replay.crypto.config import OKX, Fault, ReplayConfig
 from marketdata_assets.replay.crypto.tape import (
     DAY_US,
@@ -30,6 +31,7 @@ TRADES_PATHS = ("/api/v5/market/history-trades", "/api/v5/market/trades")
 BOOKS_PATH = "/api/v5/market/books"
 CANDLES_PATHS = ("/api/v5/market/history-candles", "/api/v5/market/candles")
 TICKER_PATH = "/api/v5/market/ticker"
+TICKERS_PATH = "/api/v5/market/tickers"
 FUNDING_PATH = "/api/v5/public/funding-rate-history"
 OPEN_INTEREST_PATH = "/api/v5/rubik/stat/contracts/open-interest-history"
 LIQUIDATIONS_PATH = "/api/v5/public/liquidation-orders"
@@ -39,8 +41,8 @@ INSTRUMENTS_PATH = "/api/v5/public/instruments"
 UNDERLYING_PATH = "/api/v5/public/underlying"  # {"code":"0","data":[["BTC-USD","ETH-USD"]],"msg":""}
 INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 KINDS = {"SPOT": "spot", "MARGIN": "spot", "SWAP": "perpetual", "FUTURES": "future", "OPTION": "option"}
-PATHS = (INSTRUMENTS_PATH, UNDERLYING_PATH, *TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH,
-         MARK_CANDLES_PATH, INDEX_CANDLES_PATH)
+PATHS = (INSTRUMENTS_PATH, UNDERLYING_PATH, *TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, TICKERS_PATH,
+         FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH, MARK_CANDLES_PATH, INDEX_CANDLES_PATH)
 FUNDING_HOURS = 8
 OI_STEP_US = 5 * MINUTE_US
 LIQUIDATION_DAYS = 1  # "liquidation orders in the last day" (older docs)
@@ -93,6 +95,25 @@ def instrument_record(item: reference.Instrument, inst_type: str, now_us: int) -
         "uly": item.family}
 
 
+def ticker_record(seed: int, item: reference.Instrument, inst_type: str, now_us: int) -> dict:
+    """One `data[]` record of GET /api/v5/market/tickers, every field OKX documents (strings)."""
+    usd, last = volumes.usd_volume(seed, item, now_us), volumes.last_price(item)
+    t = reference.terms_at(OKX, item.name, now_us, now_us)
+    if item.kind == "spot":
+        vol_ccy = usd / volumes.usd_price(item.quote)  # the quote
+        vol = vol_ccy / last  # the base
+    else:  # the base coin traded (an option's: the premium over its price, the coin notional), in contracts
+        vol_ccy = usd / volumes.usd_price(item.base) / (last if item.kind == "option" else 1.0)
+        vol = (usd if t.size_unit == "inverse_contracts" else vol_ccy) / t.contract_value  # inverse: USD each
+    opened = last * (1 + 0.04 * (reference.unit("open", item.name, now_us // DAY_US) - 0.5))
+    text = (lambda v: fmt_plain(round(v, 8)))
+    return {"instType": inst_type, "instId": item.name, "last": text(last), "lastSz": text(t.step),
+            "askPx": text(last + t.tick), "askSz": text(t.step * 10), "bidPx": text(max(t.tick, last - t.tick)),
+            "bidSz": text(t.step * 10), "open24h": text(opened), "high24h": text(max(opened, last) * 1.01),
+            "low24h": text(min(opened, last) * 0.99), "volCcy24h": text(vol_ccy), "vol24h": text(vol),
+            "sodUtc0": text(opened), "sodUtc8": text(opened), "ts": str(now_us // 1000)}
+
+
 def is_contract(instrument: str) -> bool:
     """BTC-USDT-SWAP, BTC-USD-250328: a contract; BTC-USDT: a spot pair."""
     return len(instrument.split("-")) >= 3
@@ -111,7 +132,7 @@ class Okx(Venue):
         "candles": "bars", "ticker": "tickers", "funding-rate-history": "funding",
         "open-interest-history": "open_interest", "liquidation-orders": "liquidations",
         "history-mark-price-candles": "mark_bars", "history-index-candles": "index_bars", "instruments": "reference",
-        "underlying": "reference"}
+        "underlying": "reference", "tickers": "volumes"}
 
     def __init__(self, config: ReplayConfig, market: Market):
         super().__init__(config, market)
@@ -159,6 +180,8 @@ class Okx(Venue):
             return self._instruments(query)
         if path == UNDERLYING_PATH:
             return self._underlying(query)
+        if path == TICKERS_PATH:
+            return self._tickers(query)
         n = max(1, min(100, int_param("limit") or 100))
         if path == LIQUIDATIONS_PATH:
             return self._liquidations(query, int_param("after"), int_param("before"), n)
@@ -277,6 +300,20 @@ class Okx(Venue):
             if not found:
                 raise UNKNOWN
         return ok([instrument_record(i, inst_type, now) for i in found])
+
+    def _tickers(self, query: dict) -> dict:
+        """GET /api/v5/market/tickers: every instrument of `instType` live now (by `instFamily` / `uly`), its 24 h
+        volumes from `volumes` as OKX documents them: volCcy24h the quote for SPOT, the base coin for
+        derivatives; vol24h base for SPOT, contracts for derivatives."""
+        inst_type = query.get("instType")
+        if not inst_type:
+            raise VendorError(200, {"code": "50014", "data": [], "msg": "Parameter instType can not be empty."})
+        if inst_type not in ("SPOT", "SWAP", "FUTURES", "OPTION"):
+            raise parameter_error("instType")
+        family, now = query.get("instFamily") or query.get("uly"), self.market.now_us()
+        found = [i for i in reference.universe(self.config.seed, now).live(OKX, now)
+                 if i.kind == KINDS[inst_type] and (inst_type == "SPOT" or not family or i.family == family)]
+        return ok([ticker_record(self.config.seed, i, inst_type, now) for i in found])
 
     # ---- the derived datasets ----------------------------------------------------------------
 
@@ -465,6 +502,8 @@ class Okx(Venue):
             damage(middle(data), "px", fault_kind, "6O123.4")
         elif name == "ticker":
             damage(data[0], "bidPx", fault_kind, "6O123.4")
+        elif name == "tickers":
+            damage(middle(data), "volCcy24h", fault_kind, "2O22")
         elif name == "instruments":
             damage(middle(data), "ctVal" if data[0]["instType"] != "SPOT" else "tickSz", fault_kind, "0.O1")
         elif name == "funding-rate-history":

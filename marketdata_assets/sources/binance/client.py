@@ -21,6 +21,7 @@ from marketdata_assets.core.http import (
 )
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, epoch_to_us, floor_ms, from_us, to_us
 from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.datasets.wire import DropCounts, field, finish_bars, finish_trades, integer
 from marketdata_assets.sources.binance import reference
 from marketdata_assets.sources.binance.records import AGG_TRADE_PAGES
@@ -150,6 +151,13 @@ class BinanceClient(ApiClient):
         """Every symbol exchangeInfo lists now (a delisted one is absent: the archive's listing has it)."""
         body, page = await self._get(self.EXCHANGE_INFO, {}, instrument="exchangeInfo", day=None)
         return reference.instruments_of(self.name, body, page)
+
+    async def volumes(self, taken: datetime) -> list[Volume]:
+        """Every symbol's 24 h volume in its quote asset, stamped `taken`: one `ticker/24hr` without a symbol
+        (weight 80 spot, 40 USD-M)."""
+        body, page = await self._get(self.TICKER_24HR, {}, instrument="ticker/24hr", day=None,
+                                     weight=reference.ALL_TICKERS_WEIGHT[self.name])
+        return reference.volumes_of(self.name, body, taken, page)
 
     # ---- trades -----------------------------------------------------------------------------
 

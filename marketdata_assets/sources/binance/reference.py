@@ -1,23 +1,31 @@
 """Binance's instrument master: spot `GET /api/v3/exchangeInfo` and USD-M `GET /fapi/v1/exchangeInfo` read
 into the master's `Instrument`s (status, tick and lot sizes from the filters; USD-M listing and delivery).
 Sizes on Binance are base units: a USD-M contract is one unit of its base. A delisted symbol is absent
-from both: the archive's listing (sources/binance_vision) remembers it.
+from both: the archive's listing (sources/binance_vision) remembers it. The 24 h volumes universe rules
+rank by: `GET /api/v3/ticker/24hr` and `GET /fapi/v1/ticker/24hr` without a symbol (every symbol's
+`quoteVolume`, "Total trade volume (in quote asset)"; weight 80 spot, 40 USD-M).
 https://developers.binance.com/docs/binance-spot-api-docs/rest-api/general-endpoints#exchange-information
 https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Exchange-Information
+https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints#24hr-ticker-price-change-statistics
+https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/24hr-Ticker-Price-Change-Statistics
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import page_of
+from marketdata_assets.datasets.declared import Amount, Finite, page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.datasets.volumes import Volume
+from marketdata_assets.sources.binance.instruments import contract
 
 SPOT_PATH, USDM_PATH = "/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo"
+ALL_TICKERS_WEIGHT = {"BINANCE": 80, "BINANCE_UM": 40}  # ticker/24hr without a symbol
 STATUSES = {"TRADING": "live", "BREAK": "suspended", "HALT": "suspended", "AUCTION_MATCH": "preopen",
             "PRE_TRADING": "preopen", "POST_TRADING": "suspended", "END_OF_DAY": "suspended",
             "PENDING_TRADING": "preopen", "SETTLING": "suspended", "CLOSE": "delisted", "DELIVERING": "suspended",
@@ -80,4 +88,27 @@ def instruments_of(venue: str, body: Any, page: Page) -> list[Instrument]:
     return [instrument_of(venue, row) for row in page_of(BinanceSymbol, body["symbols"], "symbol", page)]
 
 
-__all__ = ["SPOT_PATH", "USDM_PATH", "BinanceSymbol", "instrument_of", "instruments_of"]
+class Ticker24h(msgspec.Struct):
+    """One entry of spot or USD-M `ticker/24hr` without a symbol (FULL or MINI; only what the volumes use)."""
+
+    symbol: str                     # BTCUSDT
+    quoteVolume: Amount             # the rolling 24 hours' traded volume in the quote asset (text on the wire)
+    lastPrice: Finite = 0.0         # the last trade's price
+    closeTime: int = 0              # the end of the rolling 24 hours, epoch ms
+
+
+def volumes_of(venue: str, body: Any, taken: datetime, page: Page) -> list[Volume]:
+    """A `ticker/24hr` answer (every symbol) as `Volume`s in each symbol's quote asset (the unit "" for a
+    name the naming cannot read); a SourceDataError names what does not fit."""
+    out = []
+    for row in page_of(Ticker24h, body, "ticker", page):
+        try:
+            unit = contract(venue, row.symbol).quote
+        except ValueError:
+            unit = ""
+        out.append(Volume(venue, row.symbol, taken, row.quoteVolume, unit))
+    return out
+
+
+__all__ = ["ALL_TICKERS_WEIGHT", "SPOT_PATH", "USDM_PATH", "BinanceSymbol", "Ticker24h", "instrument_of",
+           "instruments_of", "volumes_of"]

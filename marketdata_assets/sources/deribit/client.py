@@ -21,6 +21,7 @@ from marketdata_assets.core.http import (
 )
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms, from_us, to_us
 from marketdata_assets.datasets.instruments import Instrument, Master
+from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.datasets.wire import DropCounts, finish, finish_bars, finish_trades
 from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.instruments import VENUE, chain_currency, size_of
@@ -116,6 +117,18 @@ class DeribitClient(ApiClient):
     async def listing(self) -> list[Instrument]:
         """The whole master: every currency's active instruments and the recently expired ones."""
         return [*await self.instruments("any"), *await self.instruments("any", expired=True)]
+
+    async def volumes(self, taken: datetime) -> list[Volume]:
+        """Every instrument's 24 h volume, stamped `taken` (`reference.volumes_of`): a book summary per currency
+        and kind (future, option, spot)."""
+        out = []
+        for currency in reference.CURRENCIES:
+            for kind in reference.KINDS:
+                body, ctx = await self._public(reference.SUMMARY_METHOD.removeprefix("public/"),
+                                               {"currency": currency, "kind": kind}, instrument=f"{currency} {kind}",
+                                               day=None)
+                out += reference.volumes_of(rpc_result(body, ctx), taken, ctx)
+        return out
 
     async def lookup(self, instrument: str) -> list[Instrument]:
         """get_instrument of one name ([] if Deribit does not know it)."""

@@ -2,6 +2,9 @@
 `public/get_instrument` read into the master's `Instrument`s: contract size, inverse ("reversed") or
 linear, tick size, minimum amount, creation and expiration, strike. Fields as documented:
 https://docs.deribit.com/#public-get_instruments
+The 24 h volumes universe rules rank by: `public/get_book_summary_by_currency` per currency and kind
+(`volumes_of` says the measure; the general public-method credits, no limit of its own):
+https://docs.deribit.com/#public-get_book_summary_by_currency
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from typing import Any
 import msgspec
 
 from marketdata_assets.core.http import Page, SourceError, get_json_now
-from marketdata_assets.datasets.declared import page_of
+from marketdata_assets.datasets.declared import Amount, page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.datasets.volumes import Volume
 
 VENUE = "DERIBIT"
 LIST_METHOD, ONE_METHOD = "public/get_instruments", "public/get_instrument"
+SUMMARY_METHOD = "public/get_book_summary_by_currency"
 KINDS = ("future", "option", "spot")
+CURRENCIES = ("BTC", "ETH", "USDC", "USDT", "EURR")  # get_book_summary_by_currency's `currency` values
 OPEN_ENDED_YEAR = 2900  # a perpetual's expiration_timestamp is 32503708800000 (year 3000): none
 UNKNOWN_INSTRUMENT = (10020, -32602)  # invalid_or_unsupported_instrument; invalid params (no such name)
 
@@ -99,4 +105,33 @@ def sync_listing(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> l
     return instruments_of(body.get("result") or [], Page(VENUE, "instruments", None, f"GET {LIST_METHOD}"))
 
 
-__all__ = ["KINDS", "DeribitInstrument", "instrument_of", "instruments_of", "sync_lookup"]
+class BookVolume(msgspec.Struct):
+    """One instrument of `get_book_summary_by_currency` (`result`), of any kind: what the volumes use
+    (records.BookSummary reads an option chain's fields of the same answer)."""
+
+    instrument_name: str                # BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-60000-C, BTC_USDC
+    volume: Amount = 0.0                # "The total 24h traded volume (in base currency)"
+    volume_usd: Amount | None = None    # "Volume in USD"
+    volume_notional: Amount | None = None  # "Volume in quote currency (futures and spots only)"
+    quote_currency: str = ""            # the currency prices are quoted in
+    last: Amount | None = None          # the latest trade's price, null without trades
+    mark_price: Amount | None = None    # the instrument's mark price
+
+
+def volumes_of(result: Any, taken: datetime, page: Page) -> list[Volume]:
+    """A `result` array as `Volume`s: `volume_usd` (USD) where given, else `volume_notional` (the quote),
+    else `volume` (base) x the last price (or the mark price), in the quote currency."""
+    out = []
+    for row in page_of(BookVolume, result, "book summary", page):
+        if row.volume_usd is not None:
+            volume, unit = row.volume_usd, "USD"
+        elif row.volume_notional is not None:
+            volume, unit = row.volume_notional, row.quote_currency
+        else:
+            volume, unit = row.volume * (row.last or row.mark_price or 0.0), row.quote_currency
+        out.append(Volume(VENUE, row.instrument_name, taken, volume, unit))
+    return out
+
+
+__all__ = ["CURRENCIES", "KINDS", "BookVolume", "DeribitInstrument", "instrument_of", "instruments_of", "sync_lookup",
+           "volumes_of"]

@@ -13,6 +13,7 @@ import polars as pl
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, SourceNotFound, describe_request
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, day_window, from_us, to_us
 from marketdata_assets.datasets.instruments import Instrument, Master
+from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.datasets.wire import (
     DropCounts,
     finish,
@@ -55,7 +56,7 @@ LIMITS = Limits(requests_per_minute=600, max_concurrency=8, endpoint_limits={
     "/api/v5/market/history-trades": (20, 2.0), "/api/v5/market/books": (40, 2.0), HISTORY_CANDLES: (20, 2.0),
     TICKER: (20, 2.0), FUNDING_HISTORY: (10, 2.0), OPEN_INTEREST_HISTORY: (10, 2.0),
     LIQUIDATION_ORDERS: (20, 2.0), MARK_CANDLES: (20, 2.0), INDEX_CANDLES: (10, 2.0),
-    reference.PATH: (20, 2.0), reference.UNDERLYING_PATH: (20, 2.0)})
+    reference.PATH: (20, 2.0), reference.UNDERLYING_PATH: (20, 2.0), reference.TICKERS_PATH: (20, 2.0)})
 ERRORS = ErrorTable(exact={
     "50011": "rate_limited",  # "Too Many Requests" (HTTP 429, or 200)
     "50001": "retry",  # service temporarily unavailable
@@ -132,6 +133,17 @@ class OkxClient(ApiClient):
         for family in await self.option_families():
             out.extend(await self.instruments("OPTION", family))
         return out
+
+    async def volumes(self, taken: datetime) -> list[Volume]:
+        """Every instrument's 24 h volume, stamped `taken` (`reference.volumes_of`): the tickers of SPOT, SWAP,
+        FUTURES and of each option family."""
+        asked = [{"instType": inst_type} for inst_type in reference.INST_TYPES[:3]]
+        asked += [{"instType": "OPTION", "instFamily": family} for family in await self.option_families()]
+        pages = []
+        for params in asked:
+            body, ctx = await self._get(reference.TICKERS_PATH, params, instrument="tickers", day=None)
+            pages.append((envelope_data(body, ctx), ctx))
+        return reference.volumes_of(pages, taken)
 
     async def lookup(self, instrument: str) -> list[Instrument]:
         """One instrument as the venue lists it ([] if OKX does not know it: its 51001, or no data)."""

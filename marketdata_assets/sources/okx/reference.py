@@ -2,24 +2,29 @@
 option's family by `instFamily`) read into the master's `Instrument`s: contract value and multiplier,
 linear or inverse, tick and lot sizes, listing and expiry, state. Fields as documented:
 https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments
+The 24 h volumes universe rules rank by: `GET /api/v5/market/tickers` (per instType; 20 requests / 2 s):
+https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-tickers (`volumes_of` says the measure).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from marketdata_assets.core.http import Page, SourceError, get_json_now
-from marketdata_assets.datasets.declared import page_of
+from marketdata_assets.datasets.declared import Amount, page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.sources.okx.instruments import contract
 
 VENUE = "OKX"
 PATH = "/api/v5/public/instruments"
 UNDERLYING_PATH = "/api/v5/public/underlying"
+TICKERS_PATH = "/api/v5/market/tickers"
 INST_TYPES = ("SPOT", "SWAP", "FUTURES", "OPTION")
 TYPES = {"SPOT": "spot", "SWAP": "perpetual", "FUTURES": "future", "OPTION": "option"}
 INST_TYPE_OF = {kind: inst_type for inst_type, kind in TYPES.items()}
@@ -144,4 +149,48 @@ def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[
     return list(out.values())
 
 
-__all__ = ["INST_TYPES", "PATH", "OkxInstrument", "instrument_of", "instruments_of", "lookup_params"]
+class OkxTicker(msgspec.Struct):
+    """One instrument of `/api/v5/market/tickers` (only what the volumes use; every value text)."""
+
+    instType: str           # SPOT | SWAP | FUTURES | OPTION
+    instId: str             # BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-60000-C
+    volCcy24h: Amount       # 24 h volume "with a unit of currency": the quote for SPOT, the base coin for derivatives
+    vol24h: Amount = 0.0    # 24 h volume in contracts (derivatives) or base (SPOT)
+    last: str = ""          # the last trade's price ("" before any trade); options: coin per option
+
+
+def _price(row: OkxTicker, page: Page) -> float:
+    """A ticker's `last` as a number (0 before any trade); a SourceDataError for text that is not a price."""
+    try:
+        price = _number(row.last, 0.0)
+    except ValueError:
+        price = None
+    if price is None or not 0 <= price < float("inf"):
+        raise page.error(f"ticker {row.instId}: last is {row.last!r}, not a price")
+    return price
+
+
+def volumes_of(pages: list[tuple[Any, Page]], taken: datetime) -> list[Volume]:
+    """`tickers` answers (each one's `data` and page, of any instType) as `Volume`s, one comparable measure per
+    type. SPOT: `volCcy24h`, in the quote currency. SWAP and FUTURES: `volCcy24h` is the base coin (OKX:
+    "If it is a derivatives contract, the value is the number of base currency"), so volCcy24h x last, in
+    the family's quote (USDT for linear, USD for inverse). OPTION: volCcy24h x last is the premium traded,
+    in the coin; x the family's perpetual's last price (BTC-USD-SWAP in the same answers) it is USD, else
+    it stays in the coin."""
+    rows = [(row, _price(row, page)) for data, page in pages for row in page_of(OkxTicker, data, "ticker", page)]
+    last = {row.instId: price for row, price in rows}
+    out = []
+    for row, price in rows:
+        parts = row.instId.split("-")
+        volume, unit = row.volCcy24h, parts[1] if len(parts) > 1 else ""
+        if row.instType in ("SWAP", "FUTURES"):
+            volume = row.volCcy24h * price
+        elif row.instType == "OPTION":
+            premium, coin_price = row.volCcy24h * price, last.get(f"{parts[0]}-{parts[1]}-SWAP")
+            volume, unit = (premium * coin_price, "USD") if coin_price else (premium, parts[0])
+        out.append(Volume(VENUE, row.instId, taken, volume, unit))
+    return out
+
+
+__all__ = ["INST_TYPES", "PATH", "TICKERS_PATH", "OkxInstrument", "OkxTicker", "instrument_of", "instruments_of",
+           "lookup_params", "volumes_of"]

@@ -42,6 +42,8 @@ PLACEMENT: dict[str, Placement] = {
     "ingest_log": Placement(None, "small (a row per attempt), read beside the pointer: kept whole with it"),
     "live_reconciliation": Placement(None, "small (a row per venue-hour of live trades): whole on every node"),
     "load_history": Placement(None, "fed by the MV on loads (whole on every node): whole too"),
+    "instruments": Placement(None, "the point-in-time master: small, read whole by every run's universe and sizes"),
+    "instrument_volumes": Placement(None, "the 24 h volume snapshots: small, read beside the master"),
 }
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<db>`\w+`)\.`?(?P<name>\w+)`? ")
@@ -126,6 +128,20 @@ def on_cluster(statements: Iterable[str], cluster: str) -> list[str]:
         else:
             raise ValueError(f"no cluster form for the statement: {statement.splitlines()[0][:120]}")
     return out
+
+
+def run_ddl(client, statements: Iterable[str]) -> None:
+    """Run single-node DDL statements: as they are, or their cluster forms in cluster mode (`on_cluster`)."""
+    statements = list(statements)
+    for statement in on_cluster(statements, name) if (name := configured()) else statements:
+        client.command(statement)
+
+
+def insert_frame(client, database: str, table: str, rows) -> int:
+    """A polars frame's rows into `table` (one INSERT, cluster mode's settings); returns how many were sent."""
+    if rows.height:
+        client.insert_arrow(table, rows.to_arrow(), database=database, settings=insert_settings())
+    return rows.height
 
 
 def client_settings() -> dict:

@@ -42,18 +42,13 @@ def ddl(database: str) -> str:
 
 
 def ensure_instruments_table(client, database: str) -> str:
-    statements = [ddl(database)]
-    for statement in cluster.on_cluster(statements, name) if (name := cluster.configured()) else statements:
-        client.command(statement)
+    cluster.run_ddl(client, [ddl(database)])
     return TABLE
 
 
 def store_versions(client, database: str, versions: Iterable[Version]) -> int:
     """Append versions (one INSERT); returns how many were sent."""
-    rows = frame(versions)
-    if rows.height:
-        client.insert_arrow(TABLE, rows.to_arrow(), database=database, settings=cluster.insert_settings())
-    return rows.height
+    return cluster.insert_frame(client, database, TABLE, frame(versions))
 
 
 def read_versions(client, database: str, venue: str | None = None, as_of: datetime | None = None) -> list[Version]:

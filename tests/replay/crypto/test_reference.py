@@ -1,8 +1,9 @@
-"""The crypto replays' reference endpoints against the venues' documented examples
+"""The crypto replays' reference and 24 h ticker endpoints against the venues' documented examples
 (tests/fixtures/reference/, README there), their errors and limits, and the lifecycle events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
@@ -12,15 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
-from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, reference
+from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, reference, volumes
 from marketdata_assets.replay.crypto.config import BINANCE, BINANCE_UM, DEFAULT_INSTRUMENTS, DERIBIT, OKX
 from marketdata_assets.replay.crypto.deribit import contract_size
 from marketdata_assets.replay.crypto.tape import instrument_spec
+from marketdata_assets.sources.venues import venue_client
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "reference"
 NOW = "2026-11-25T12:00:00Z"
 NOW_US = int(datetime(2026, 11, 25, 12, tzinfo=timezone.utc).timestamp() * 1_000_000)
+TAKEN = datetime(2026, 11, 25, 12, 10, tzinfo=timezone.utc)
 LIFE = reference.lifecycle(NOW_US)
 
 
@@ -193,6 +197,51 @@ def test_deribit_get_instruments_has_its_own_rate():
         second = get(server, "/api/v2/public/get_instruments?currency=ETH&kind=future")
         other = get(server, "/api/v2/public/get_instrument?instrument_name=ETH-PERPETUAL")
     assert first[0] == 200 and second[0] == 429 and second[1]["error"]["code"] == 10028 and other[0] == 200
+
+
+def volumes_of(server, venue: str) -> dict[str, Volume]:
+    """What the venue's client reads of the replay's 24 h tickers (one snapshot)."""
+    async def go():
+        async with venue_client(venue, server.base_url, requests_per_minute=60_000) as api:
+            return await api.volumes(TAKEN)
+    return {v.instrument: v for v in asyncio.run(go())}
+
+
+def test_the_replays_serve_every_instruments_24h_ticker_as_documented(replay):
+    universe = reference.universe(replay.config.seed, NOW_US)
+    documented = {"/api/v3/ticker/24hr": fixture("binance_spot_ticker_24hr.json")[0],
+                  "/api/v3/ticker/24hr?type=MINI": fixture("binance_spot_ticker_24hr_mini.json")[0],
+                  "/fapi/v1/ticker/24hr": fixture("binance_um_ticker_24hr.json")[0],
+                  "/api/v5/market/tickers?instType=SWAP": fixture("okx_tickers.json")["data"][0],
+                  "/api/v2/public/get_book_summary_by_currency?currency=BTC&kind=future":
+                      fixture("deribit_get_book_summary_by_currency.json")["result"][1]}
+    only = {"mark_iv", "funding_8h", "current_funding"}  # the docs' future has a mark_iv; perpetuals only: funding
+    used = {}
+    for target, example in documented.items():
+        status, body, used[target] = get(replay, target)
+        records = body if isinstance(body, list) else body.get("data") or body["result"]
+        assert status == 200 and records, target
+        for record in records[:100]:
+            same_shape({k: 0 if v is None else v for k, v in example.items() if k not in only}, record)  # null: a number
+            assert set(record) <= set(example) | {"volume_notional"}, target  # documented fields only
+    for target, weight in (("/api/v3/ticker/24hr?type=MINI", 80), ("/fapi/v1/ticker/24hr", 40)):  # no symbol
+        first, then = (int(headers["X-MBX-USED-WEIGHT-1M"]) for headers in (used[target], get(replay, target)[2]))
+        assert then - first == weight or then == weight  # (or a new minute began between them)
+    for venue in (BINANCE, BINANCE_UM, OKX):
+        read = volumes_of(replay, venue)
+        assert set(read) == {i.name for i in universe.live(venue, NOW_US)}, venue
+        dollars = [v.quote_volume for v in read.values() if v.unit in ("USDT", "USD")]
+        assert len(set(dollars)) == len(dollars) and max(dollars) > 1e4 * min(dollars) > 0  # they differ, widely
+        top = sorted(read.values(), key=lambda v: -v.quote_volume)[:3]
+        assert all(v.unit in ("USDT", "USD", "USDC") for v in top) and any(v.instrument.startswith("BTC") for v in top)
+    deribit = volumes_of(replay, DERIBIT)
+    assert {i.name for i in universe.live(DERIBIT, NOW_US) if i.kind != "option"} <= set(deribit)
+    assert {v.unit for v in deribit.values()} == {"USD"} and deribit["BTC-PERPETUAL"].quote_volume > 1e6
+    options = volumes_of(replay, OKX)
+    assert {v.unit for name, v in options.items() if name.endswith(("-C", "-P"))} == {"USD"}  # x BTC-USD-SWAP
+    later = [volumes.usd_volume(0, i, NOW_US + 86_400_000_000) for i in universe.live(BINANCE, NOW_US)[:200]]
+    today = [volumes.usd_volume(0, i, NOW_US) for i in universe.live(BINANCE, NOW_US)[:200]]
+    assert sorted(range(200), key=today.__getitem__) != sorted(range(200), key=later.__getitem__)  # a new day
 
 
 def test_a_listing_in_the_history(replay):

@@ -1,16 +1,22 @@
 """The stored master (stores/clickhouse/instruments.py): versions appended, read back as they were,
-storing twice keeps one, `as_of` reads what was valid then."""
+storing twice keeps one, `as_of` reads what was valid then; the volume snapshots beside it
+(stores/clickhouse/volumes.py): a snapshot stored twice keeps one row each, a resolution reads the ones
+its days use."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from marketdata_assets.datasets.instruments import Master, changes
+from marketdata_assets.datasets.universe import Rule, resolve
+from marketdata_assets.datasets.volumes import Volume
+from marketdata_assets.ingest.instruments import stored_volumes
 from marketdata_assets.stores.clickhouse.instruments import (
     ensure_instruments_table,
     read_versions,
     store_versions,
 )
+from marketdata_assets.stores.clickhouse.volumes import ensure_volumes_table, snapshot_times, store_volumes
 from tests.datasets.test_instruments import T0, swap
 
 
@@ -33,3 +39,26 @@ def test_versions_round_trip_once_each(clickhouse):
         then = Master(read_versions(client, clickhouse.database, "OKX", as_of=later - timedelta(seconds=1)))
         assert then.at("OKX", "BTC-USDT-SWAP").contract_value == 0.01  # the master as it was
         assert read_versions(client, clickhouse.database, "DERIBIT") == []
+
+
+def test_volume_snapshots_round_trip_once_each_and_a_resolution_reads_what_its_days_use(clickhouse):
+    master = Master(changes({}, [swap(), swap("ETH-USDT-SWAP", 0.1, base="ETH")], T0))
+    first, second = T0 + timedelta(minutes=10), T0 + timedelta(days=2, minutes=10)
+    rows = [Volume("OKX", "BTC-USDT-SWAP", first, 9.0, "USDT"), Volume("OKX", "ETH-USDT-SWAP", first, 1.0, "USDT"),
+            Volume("OKX", "BTC-USDT-SWAP", second, 1.0, "USDT"), Volume("OKX", "ETH-USDT-SWAP", second, 9.5, "USDT"),
+            Volume("DERIBIT", "BTC-PERPETUAL", second, 5.0, "USD")]
+    rules = {"OKX": Rule("OKX", types=("perpetual",), top=1), "BINANCE": Rule("BINANCE", types=("spot",))}
+    with clickhouse.get_client() as client:
+        ensure_volumes_table(client, clickhouse.database)
+        ensure_volumes_table(client, clickhouse.database)  # idempotent
+        assert store_volumes(client, clickhouse.database, rows) == 5
+        store_volumes(client, clickhouse.database, rows[:2])  # a retried refresh
+        assert snapshot_times(client, clickhouse.database, ["OKX", "DERIBIT"]) == {"OKX": [first, second],
+                                                                                   "DERIBIT": [second]}
+        days = [(T0 + timedelta(days=k)).date() for k in range(4)]
+        volumes = stored_volumes(client, clickhouse.database, rules, days[:2])  # both days use the first
+        later = stored_volumes(client, clickhouse.database, rules, days)
+    assert set(volumes.rows) == {("OKX", first)} and set(later.rows) == {("OKX", first), ("OKX", second)}
+    assert sorted(later.rows[("OKX", first)].values()) == sorted(rows[:2])  # once each, as stored
+    rule = rules["OKX"]
+    assert [resolve(master, rule, day, later) for day in days] == [["BTC-USDT-SWAP"]] * 2 + [["ETH-USDT-SWAP"]] * 2
