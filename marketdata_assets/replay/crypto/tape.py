@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta, timezone
 from typing import Any
 
-from marketdata_assets.replay.crypto import reference
+from marketdata_assets.replay.crypto import paths, reference
 from marketdata_assets.replay.crypto.config import BINANCE, BINANCE_UM, DERIBIT, OKX, ReplayConfig
 
 UTC = timezone.utc
@@ -185,10 +185,21 @@ def generate_tape(config: ReplayConfig, venue: str, instrument: str, day: date) 
             times[i] = times[at]
     if venue != BINANCE:
         times = [t - t % 1000 for t in times]
-    open_price = round_step(spec.base_price * math.exp(rng.uniform(-0.15, 0.15)), spec.tick)
+    coin = paths.coin_of(venue, instrument)
+    if coin is not None and spec.base_price != reference.base_price(coin):
+        coin = None  # priced in another unit than the coin's dollars
+    if coin is None:  # its own walk (options' premiums, a pair against another coin)
+        open_price = round_step(spec.base_price * math.exp(rng.uniform(-0.15, 0.15)), spec.tick)
+    else:  # the coin's path, shared by every venue, a few basis points off it
+        level = spec.base_price * (1 + paths.basis(config.seed, venue, instrument))
+        open_price = round_step(paths.price_at(config.seed, coin, level, day, 0), spec.tick)
     price, prices, sizes, buys = open_price, [], [], []
-    for _ in range(n):
-        price = max(spec.tick, round_step(price * (1 + rng.gauss(0, 0.0003)), spec.tick))
+    for t in times:
+        if coin is None:
+            price = max(spec.tick, round_step(price * (1 + rng.gauss(0, 0.0003)), spec.tick))
+        else:
+            on_path = paths.price_at(config.seed, coin, level, day, t - start_of_day)
+            price = max(spec.tick, round_step(on_path * (1 + rng.gauss(0, paths.NOISE)), spec.tick))
         prices.append(price)
         sizes.append(max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean), spec.size_step)))
         buys.append(rng.random() < 0.5)
