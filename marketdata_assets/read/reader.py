@@ -244,7 +244,7 @@ class Reader:
 
     def catalog(self) -> pl.DataFrame:
         """What every store holds, one row per dataset x venue x instrument, in the same columns (null where
-        one does not apply: docs/read.md, "The catalog"). The ClickHouse datasets: first_day, last_day, days
+        one does not apply: docs/read.md, "What is stored"). The ClickHouse datasets: first_day, last_day, days
         (with an active load), days_with_rows, missing_days (between first and last), rows, last_loaded_at,
         failed_days (slices whose latest ingest attempt did not succeed) and sources (the sources of the
         active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1'); the live table (dataset
@@ -255,7 +255,7 @@ class Reader:
         parts = [self._catalog_of("ClickHouse", self._clickhouse_catalog),
                  self._catalog_of("TimescaleDB", lambda: cat.timescale_coverage(self.timescale())),
                  self._catalog_of("MongoDB", lambda: cat.alpha_coverage(self._alpha_collections()))]
-        return pl.concat([part.cast(dict(cat.SCHEMA)) for part in parts])
+        return pl.concat([part.select(list(cat.SCHEMA)).cast(dict(cat.SCHEMA)) for part in parts])
 
     def _clickhouse_catalog(self) -> pl.DataFrame:
         client = self.clickhouse()
