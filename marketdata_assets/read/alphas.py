@@ -18,6 +18,7 @@ from datetime import datetime
 
 import polars as pl
 
+from marketdata_assets.read.coverage import closest
 from marketdata_assets.stores.mongo.documents import COLLECTIONS, DATE_FIELDS, DATES_FIELD
 
 UTC_US = pl.Datetime("us", "UTC")
@@ -70,6 +71,14 @@ def query_of(start: datetime | None, end: datetime | None, by: str, region: str 
     return query
 
 
+def _require_region(region: str, collections: list) -> None:
+    """A region no alpha of these collections has is a ValueError naming the closest stored regions."""
+    stored = {r for c in collections for r in c.distinct("settings.region") if isinstance(r, str)}
+    if region not in stored:
+        raise ValueError(f"no alphas of region {region!r} stored{closest(region, stored)}; regions stored: "
+                         f"{', '.join(sorted(stored)) or 'none yet'} (read.Reader().catalog() lists them)")
+
+
 def alphas(collections: dict, alpha_type: str | None, start: datetime | None, end: datetime | None, *,
            by: str = "dateCreated", region: str | None = None, status: str | None = None,
            fields: Sequence[str] = ()) -> pl.DataFrame:
@@ -79,12 +88,15 @@ def alphas(collections: dict, alpha_type: str | None, start: datetime | None, en
     types = list(COLLECTIONS) if alpha_type is None else [str(alpha_type).upper()]
     unknown = [t for t in types if t not in COLLECTIONS]
     if unknown:
-        raise ValueError(f"unknown alpha type {alpha_type!r}: one of {list(COLLECTIONS)} (or None: both)")
+        raise ValueError(f"unknown alpha type {alpha_type!r}{closest(unknown[0], COLLECTIONS)}: one of "
+                         f"{list(COLLECTIONS)} (or None: both)")
     extra = [f for f in dict.fromkeys(fields) if f not in COLUMNS]
     bad = [f for f in extra if not isinstance(f, str) or not f or f.startswith(("$", "_")) or "\x00" in f]
     if bad:
         raise ValueError(f"invalid field path(s) {bad}: dotted names of the alpha's fields")
     query = query_of(start, end, by, region, status)
+    if region is not None:
+        _require_region(region, [collections[t] for t in types])
     projection = {path: 1 for path, _ in COLUMNS.values()} | dict.fromkeys(extra, 1) | {"_id": 0}
     rows = [doc for t in types for doc in collections[t].find(query, projection)]
     data = {name: [_get(doc, path) for doc in rows] for name, (path, _) in COLUMNS.items()}

@@ -30,11 +30,9 @@ from marketdata_assets.read import clickhouse as ch_reads
 from marketdata_assets.read import conventions
 from marketdata_assets.read import timescale as ts_reads
 from marketdata_assets.read.alphas import SCHEMA as ALPHA_SCHEMA  # (read.alphas is also a function)
+from marketdata_assets.read.coverage import ALPHAS, KLINE_MONTHLY, MINUTE_BARS, has_table
 
 META_KEY = "marketdata.export"
-MINUTE_BARS = "minute_bars"
-KLINE_MONTHLY = "kline_monthly"
-ALPHAS = "alphas"
 WHOLE_STORE = (KLINE_MONTHLY, ALPHAS)  # exported whole by every export, not by day
 EXPORTED = (*DATASETS, MINUTE_BARS, *WHOLE_STORE)
 SNAPSHOTS = "snapshots"
@@ -216,14 +214,10 @@ _KLINE_FINGERPRINT = """SELECT to_char(month, 'YYYY-MM') AS month, split_part(co
 FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"""
 
 
-def _has_table(conn, table: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
-
-
 def minute_partitions(conn, day: date) -> list[Partition]:
     """Each exchange's minute bars of the Beijing ``day``: rows and a fingerprint of their content
     (none when the database has no minute table: nothing was loaded there)."""
-    if not _has_table(conn, ts_reads.MINUTE_TABLE):
+    if not has_table(conn, ts_reads.MINUTE_TABLE):
         return []
     start = ts_reads.beijing_time(day, "day")
     query = sql.SQL(_FINGERPRINT).format(table=sql.Identifier(ts_reads.MINUTE_TABLE))
@@ -235,7 +229,7 @@ def minute_partitions(conn, day: date) -> list[Partition]:
 def kline_partitions(conn) -> list[Partition]:
     """Each (month, exchange) of the monthly K-line: rows and a fingerprint of their content (one scan;
     none when there is no K-line)."""
-    if not _has_table(conn, ts_reads.KLINE):
+    if not has_table(conn, ts_reads.KLINE):
         return []
     rows = conn.execute(sql.SQL(_KLINE_FINGERPRINT).format(table=sql.Identifier(ts_reads.KLINE))).fetchall()
     return [Partition(KLINE_MONTHLY, A_SHARE_VENUE_BY_SUFFIX[exchange], None, int(n),

@@ -38,6 +38,20 @@ class LiveRowsNotRead(UserWarning):
         self.rows = rows
 
 
+class StoreNotRead(UserWarning):
+    """The catalog could not read one store (``store`` names it): its rows are missing, the others' are there."""
+
+    def __init__(self, message: str, store: str):
+        super().__init__(message)
+        self.store = store
+
+
+def warn_not_read(store: str, error: BaseException) -> None:
+    reason = f"{type(error).__name__}: {(str(error).strip() or '-').splitlines()[0]}"
+    warnings.warn(StoreNotRead(f"the catalog lists nothing of {store}: it could not be read ({reason})", store),
+                  stacklevel=_callers_level())
+
+
 def warn_live(venue: str, rows: int) -> None:
     warnings.warn(LiveRowsNotRead(f"{rows:,} live {venue} trade(s) in the range are not loaded into trades yet "
                                   "(their hours are still open): read with live=True to have them, marked "

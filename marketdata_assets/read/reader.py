@@ -12,7 +12,6 @@ Keep a Reader open for a batch of reads, not for the day.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import warnings
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Self
 import polars as pl
 import psycopg
 import pymongo
+import pymongo.errors
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable, scrub
@@ -30,6 +30,7 @@ from marketdata_assets.datasets.frames import TRADES_SPEC, spec_for
 from marketdata_assets.read import alphas as alpha_reads
 from marketdata_assets.read import clickhouse as ch_reads
 from marketdata_assets.read import conventions, gaps
+from marketdata_assets.read import coverage as cat
 from marketdata_assets.read import timescale as ts_reads
 from marketdata_assets.sources.registry import SEQUENCED_DATASETS
 from marketdata_assets.stores.clickhouse import connection, history
@@ -233,22 +234,42 @@ class Reader:
         stored = self._stored[dataset]
         venue, instruments = ch_reads.instruments_of(venue, instrument)
         if venue not in stored:
-            raise ValueError(f"no {dataset} of venue {venue!r} stored{_closest(venue, stored)}; venues with "
+            raise ValueError(f"no {dataset} of venue {venue!r} stored{cat.closest(venue, stored)}; venues with "
                              f"{dataset}: {', '.join(sorted(stored)) or 'none yet'} (read.Reader().catalog() lists all)")
         for name in instruments or ():
             if name not in stored[venue]:
-                raise ValueError(f"no {dataset} of {venue}:{name} stored{_closest(name, stored[venue])}; "
+                raise ValueError(f"no {dataset} of {venue}:{name} stored{cat.closest(name, stored[venue])}; "
                                  f"{venue} has {len(stored[venue]):,} instrument(s) with {dataset} "
                                  "(read.Reader().catalog() lists them)")
 
     def catalog(self) -> pl.DataFrame:
-        """What the ClickHouse store holds, per dataset x venue x instrument: first_day, last_day, days
-        (with an active load), days_with_rows, missing_days (between first and last), rows,
-        last_loaded_at, failed_days (slices whose latest ingest attempt did not succeed) and sources (the
-        sources of the active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1'); and the live table
-        (dataset ``trades_live``: today's trades before their hourly load) with its ``lag_s``."""
+        """What every store holds, one row per dataset x venue x instrument, in the same columns (null where
+        one does not apply: docs/read.md, "What is stored"). The ClickHouse datasets: first_day, last_day, days
+        (with an active load), days_with_rows, missing_days (between first and last), rows, last_loaded_at,
+        failed_days (slices whose latest ingest attempt did not succeed) and sources (the sources of the
+        active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1'); the live table (dataset
+        ``trades_live``: today's trades before their hourly load) with its ``lag_s``; ``minute_bars`` and
+        ``kline_monthly`` (TimescaleDB) per exchange and code; ``alphas`` (MongoDB) per type (venue) and
+        region (instrument). A store that cannot be read warns (read.StoreNotRead, naming it) and
+        the others are listed."""
+        parts = [self._catalog_of("ClickHouse", self._clickhouse_catalog),
+                 self._catalog_of("TimescaleDB", lambda: cat.timescale_coverage(self.timescale())),
+                 self._catalog_of("MongoDB", lambda: cat.alpha_coverage(self._alpha_collections()))]
+        return pl.concat([part.select(list(cat.SCHEMA)).cast(dict(cat.SCHEMA)) for part in parts])
+
+    def _clickhouse_catalog(self) -> pl.DataFrame:
         client = self.clickhouse()
         return ch_reads.with_live_coverage(client, self.database, ct.coverage(client, self.database))
+
+    @staticmethod
+    def _catalog_of(store: str, rows) -> pl.DataFrame:
+        """`rows()`, or no rows and a StoreNotRead warning when `store` cannot be reached."""
+        try:
+            return rows()
+        except (StoreUnavailable, connection.EmbeddedLockTimeout, psycopg.OperationalError,
+                pymongo.errors.ConnectionFailure) as error:
+            gaps.warn_not_read(store, error)
+            return cat.of_schema([])
 
     def instruments(self, venue: str | None = None, as_of: Time | None = None, *, history: bool = False
                     ) -> pl.DataFrame:
@@ -319,9 +340,16 @@ class Reader:
         _no_as_of(as_of, "minute bars", "the loader replaces a file's bars in place (DELETE + COPY in one "
                                         "transaction) and keeps no earlier values")
         first, last = conventions.store_range(ts_reads.MINUTE_STAMPING, start, end, label, tz)
+        self._require_codes(ts_reads.MINUTE_TABLE, "minute bars", codes)
         frame = ts_reads.minute_bars(self.timescale(), codes, first, last)
         self._warn_missing_minutes(codes, first, last)
         return conventions.stated(frame, "time", ts_reads.MINUTE_STAMPING, label, tz)
+
+    def _require_codes(self, table: str, what: str, codes) -> None:
+        """A code nothing of `table` is stored for is a ValueError naming the closest stored codes."""
+        conn = self.timescale()
+        ts_reads.require_table(conn, table)
+        cat.require_codes(conn, table, what, ts_reads.codes_of(codes))
 
     def _warn_missing_minutes(self, codes, first: datetime, last: datetime) -> None:
         """MissingDays naming each code's trading days of the range with no bar stored."""
@@ -340,6 +368,7 @@ class Reader:
         ``[start, end)``; ``month`` is the month's first day, 00:00 Beijing (or that instant in ``tz``)."""
         _no_as_of(as_of, "the monthly K-line", "it is recomputed from the minute bars, which keep no earlier values")
         first, last = conventions.store_range(ts_reads.KLINE_STAMPING, start, end, None, tz)
+        self._require_codes(ts_reads.KLINE, "K-line", codes)
         frame = ts_reads.kline(self.timescale(), codes, first, last)
         return conventions.stated(frame, "month", ts_reads.KLINE_STAMPING, None, tz)
 
@@ -348,13 +377,16 @@ class Reader:
                fields: Sequence[str] = (), as_of: Time | None = None) -> pl.DataFrame:
         """Alphas (MongoDB) whose ``by`` date (dateCreated | dateModified, UTC) is in ``[start, end)``."""
         _no_as_of(as_of, "alphas", "an import deep-merges each alpha into its stored document in place")
-        client = self.mongo()
-        names = {"REGULAR": settings.get("ALPHA_DB_REGULAR"), "SUPER": settings.get("ALPHA_DB_SUPER")}
-        collections = {t: client[db][settings.get("ALPHA_COLLECTION")] for t, db in names.items()}
+        collections = self._alpha_collections()
         first = None if start is None else ch_reads.utc_time(start, "start")
         last = None if end is None else ch_reads.utc_time(end, "end")
         return alpha_reads.alphas(collections, alpha_type, first, last, by=by, region=region, status=status,
                                   fields=fields)
+
+    def _alpha_collections(self) -> dict:
+        """Alpha type -> its collection (ALPHA_DB_REGULAR / ALPHA_DB_SUPER, ALPHA_COLLECTION)."""
+        names = {"REGULAR": settings.get("ALPHA_DB_REGULAR"), "SUPER": settings.get("ALPHA_DB_SUPER")}
+        return {t: self.mongo()[db][settings.get("ALPHA_COLLECTION")] for t, db in names.items()}
 
 
 PATH = "path"  # a live read's column: "history" (a load of the dataset) or "live" (trades_live, not loaded yet)
@@ -384,8 +416,3 @@ SHORTCUTS = {"trades": "trades", "agg_trades": "agg_trades", "bars": "bars_1m", 
 for _method, _dataset in SHORTCUTS.items():
     setattr(Reader, _method, _shortcut(_dataset))
 
-
-def _closest(name: str, names) -> str:
-    """' (closest: A, B)' of the stored names most like `name`, or ''."""
-    found = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
-    return f" (closest: {', '.join(found)})" if found else ""

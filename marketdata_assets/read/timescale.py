@@ -26,6 +26,7 @@ from psycopg import sql
 from marketdata_assets.core.naming import a_share_code
 from marketdata_assets.datasets.frames import Stamping
 from marketdata_assets.read.clickhouse import parse_time
+from marketdata_assets.read.coverage import has_table
 from marketdata_assets.stores.timescale.kline import KLINE, KLINE_COLUMNS, MINUTE_COLUMNS, MINUTE_TABLE
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -67,7 +68,7 @@ def copy_frame(conn: psycopg.Connection, query: sql.Composable, params: dict, sc
 
 def require_table(conn: psycopg.Connection, table: str) -> None:
     """LookupError naming the database when ``table`` is not there (nothing loaded, or another database)."""
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+    if not has_table(conn, table):
         raise LookupError(f"no table {table} in the TimescaleDB database {conn.info.dbname!r} at "
                           f"{conn.info.host}:{conn.info.port}: nothing loaded there yet, or TIMESCALE_DB names another")
 

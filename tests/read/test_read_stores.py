@@ -16,6 +16,7 @@ from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.ingest.minute_bars.loader import file_sha256, load_file
 from marketdata_assets.read import AsOfUnsupported, MissingDays, Reader
 from marketdata_assets.read.conventions import ADJUSTMENT, LABEL
+from marketdata_assets.read.coverage import SCHEMA
 from marketdata_assets.read.timescale import BEIJING, MINUTE_BARS_SCHEMA
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.replay.minute_csv import expected, make_bars, render, trading_days, write_text
@@ -150,3 +151,67 @@ def test_alphas_are_read_by_date_region_and_type_with_dates_in_utc(mongo, dbs, t
     sharpe = {a["id"]: a["is"]["sharpe"] for a in made}
     assert dict(zip(every["id"], every["sharpe"])) == sharpe
     assert every["is.checks"].dtype == pl.String and json.loads(every["is.checks"][0])
+
+
+def test_the_catalog_lists_every_store_and_a_name_nothing_is_stored_for_is_refused_naming_the_closest(
+        store, minute_store, minute_reader, mongo, dbs, tmp_path, monkeypatch):
+    """Minute bars and K-line per code, alphas per type and region, next to the ClickHouse datasets; a store
+    that cannot be reached warns naming it and the others are listed; a typo'd code, alpha type, region or
+    `marketdata status` filter is an error naming the closest stored name."""
+    from click.testing import CliRunner
+
+    from marketdata_assets.apps.cli import cli
+    from marketdata_assets.read import StoreNotRead
+
+    _, truth = minute_reader
+    made = [make_alpha(i, kind, date_created=datetime(2025, 7, day, 10, tzinfo=timezone.utc), region=region)
+            for i, (kind, region, day) in enumerate([("REGULAR", "USA", 1), ("REGULAR", "USA", 1),
+                                                     ("REGULAR", "USA", 3), ("REGULAR", "CHN", 2), ("SUPER", "CHN", 2)])]
+    files = []
+    for alpha in made:
+        (tmp_path / f"{alpha['id']}.json").write_text(json.dumps(alpha))
+        files.append((f"{alpha['id']}.json", tmp_path / f"{alpha['id']}.json"))
+    import_files(files, db_regular=dbs[0], db_super=dbs[1])
+    monkeypatch.setenv("ALPHA_DB_REGULAR", dbs[0].name)
+    monkeypatch.setenv("ALPHA_DB_SUPER", dbs[1].name)
+    with store.get_client() as client, Reader(clickhouse_client=client, clickhouse_database=store.database,
+                                              timescale_conn=minute_store, mongo_client=mongo.client) as reader:
+        frame = reader.catalog()
+        for call, closest in ((lambda: reader.minute_bars("600001.SH", DAYS[0], DAYS[1]), "600000.SH"),
+                              (lambda: reader.kline(["000001.SZ", "000002.SZ"], "2025-01-01", "2025-02-01"), "000001.SZ"),
+                              (lambda: reader.alphas("REGULR"), "REGULAR"), (lambda: reader.alphas(region="USB"), "USA")):
+            with pytest.raises(ValueError, match=f"closest: {closest}"):
+                call()
+    rows = {(r["dataset"], r["venue"], r["instrument"]): r for r in frame.iter_rows(named=True)}
+    per_code = dict(truth.group_by("code").len().iter_rows())
+    for code, venue in (("600000.SH", "SSE"), ("000001.SZ", "SZSE")):
+        bars, kline_row = rows[("minute_bars", venue, code)], rows[("kline_monthly", venue, code)]
+        assert (bars["first_day"], bars["last_day"], bars["days"], bars["missing_days"], bars["rows"]) == (
+            DAYS[0], DAYS[-1], 3, 0, per_code[code])
+        assert (kline_row["first_day"], kline_row["rows"], kline_row["days"]) == (date(2025, 1, 1), 1, None)
+    regular = rows[("alphas", "REGULAR", "USA")]
+    assert (regular["first_day"], regular["last_day"], regular["days"], regular["rows"]) == (
+        date(2025, 7, 1), date(2025, 7, 3), 2, 3)
+    assert rows[("alphas", "SUPER", "CHN")]["rows"] == rows[("alphas", "REGULAR", "CHN")]["rows"] == 1
+    assert frame.schema == SCHEMA  # the ClickHouse datasets' columns, for every store
+
+    monkeypatch.setenv("CLICKHOUSE_DSN", store.dsn)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", store.database)
+    monkeypatch.setenv("TIMESCALE_PORT", "1")  # nothing listens there: refused at once
+    with pytest.warns(StoreNotRead, match="TimescaleDB") as warned, Reader(mongo_client=mongo.client) as reader:
+        partial = reader.catalog()
+    assert [w.message.store for w in warned] == ["TimescaleDB"]
+    assert set(partial["dataset"]) >= {"alphas"} and "minute_bars" not in set(partial["dataset"])
+
+    schema = minute_store.execute("SELECT current_schema()").fetchone()[0]
+    monkeypatch.setenv("TIMESCALE_PORT", str(minute_store.info.port))
+    monkeypatch.setenv("TIMESCALE_DB", minute_store.info.dbname)
+    monkeypatch.setenv("PGOPTIONS", f"-c search_path={schema},public")  # the CLI's connection sees the test's tables
+    out = CliRunner().invoke(cli, ["status", "--dataset", "minute_bars"])
+    assert out.exit_code == 0, out.output
+    assert [line.split()[:6] for line in out.stdout.splitlines()[1:]] == [
+        ["minute_bars", "SZSE", "000001.SZ", str(DAYS[0]), str(DAYS[-1]), "3"],
+        ["minute_bars", "SSE", "600000.SH", str(DAYS[0]), str(DAYS[-1]), "3"]]
+    for option, typo, closest in (("--dataset", "minute_bar", "minute_bars"), ("--venue", "REGULR", "REGULAR")):
+        wrong = CliRunner().invoke(cli, ["status", option, typo])
+        assert wrong.exit_code == 2 and f"closest: {closest}" in wrong.output, wrong.output

@@ -178,45 +178,62 @@ def schedules(ctx, feeds, stop) -> None:
 
 
 @click.command("status")
-@click.option("--dataset", help="Only this dataset (trades, bars_1m, funding, ...).")
-@click.option("--venue", help="Only this venue (BINANCE, OKX, ...).")
+@click.option("--dataset", help="Only this dataset (trades, bars_1m, funding, ..., trades_live, minute_bars, "
+                                "kline_monthly, alphas).")
+@click.option("--venue", help="Only this venue (BINANCE, OKX, ..., SSE, SZSE, BSE; the alpha type: REGULAR, SUPER).")
 @click.option("--gaps-only", is_flag=True, help="Only instruments with missing or failed days.")
 def status(dataset, venue, gaps_only) -> None:
-    """Per dataset x venue x instrument what the ClickHouse store holds: first and last day, days loaded,
-    days missing between them, failed days (the latest attempt did not succeed), rows, the latest load, the
-    sources of the loads (and their days); the live table `trades_live` with its lag."""
+    """Per dataset x venue x instrument what the stores hold (read.catalog()): first and last day, days
+    loaded, days missing between them, failed days (the latest attempt did not succeed), rows, the latest
+    load, the sources of the loads (and their days) of the ClickHouse datasets; the live table `trades_live`
+    with its lag; the A-share minute bars and monthly K-line (TimescaleDB) per exchange and code; the alphas
+    (MongoDB) per type and region. A blank cell does not apply to that store (docs/cli.md)."""
     from marketdata_assets.read import Reader
+    from marketdata_assets.read.coverage import NAMES
 
     with Reader() as reader:
         frame = reader.catalog()
-    for option, column, value in (("--dataset", "dataset", dataset), ("--venue", "venue", venue and venue.upper())):
+    for option, column, value, known in (("--dataset", "dataset", dataset, NAMES),
+                                         ("--venue", "venue", venue and venue.upper(), ())):
         if value:
-            _known(option, value, frame[column].unique().to_list())
+            _known(option, value, frame[column].drop_nulls().unique().to_list(), known)
             frame = frame.filter(frame[column] == value)
     if gaps_only:
-        frame = frame.filter((frame["missing_days"] > 0) | (frame["failed_days"] > 0))
+        frame = frame.filter((frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0))
+    _print_status(frame)
+
+
+def _cell(value, spec: str = "") -> str:
+    """A status cell: `value` formatted, blank when null (the column does not apply to its store)."""
+    return "" if value is None else format(value, spec)
+
+
+def _print_status(frame) -> None:
     header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load",
               "lag", "sources")
-    rows = [(r["dataset"], r["venue"], r["instrument"], str(r["first_day"]), str(r["last_day"]), f"{r['days']:,}",
-             f"{r['missing_days']:,}", f"{r['failed_days']:,}", f"{r['rows']:,}", f"{r['last_loaded_at']:%Y-%m-%d %H:%M}",
-             "" if r["lag_s"] is None else f"{r['lag_s']:,.0f} s", r["sources"] or "")
+    rows = [(r["dataset"], _cell(r["venue"]), _cell(r["instrument"]), _cell(r["first_day"]), _cell(r["last_day"]),
+             _cell(r["days"], ","), _cell(r["missing_days"], ","), _cell(r["failed_days"], ","), _cell(r["rows"], ","),
+             _cell(r["last_loaded_at"], "%Y-%m-%d %H:%M"), "" if r["lag_s"] is None else f"{r['lag_s']:,.0f} s",
+             r["sources"] or "")
             for r in frame.iter_rows(named=True)]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)] if rows else map(len, header)
     for line in (header, *rows):
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
-    gaps = sum(1 for r in frame.iter_rows(named=True) if r["missing_days"] or r["failed_days"])
+    gaps = frame.filter((frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0)).height
     click.echo(f"{frame.height:,} instrument-dataset(s) of {frame['venue'].n_unique()} venue(s); {gaps:,} with "
                "missing or failed days. Days within the venues' REST reach: `marketdata backfill <domain>` fetches "
                "them again (resuming from the ingest log); older Binance days come from its archives (the "
-               "binance_archive_* assets: docs/ticks.md); trades_live's rows reach `trades` with their hour's load",
-               err=True)
+               "binance_archive_* assets: docs/ticks.md); trades_live's rows reach `trades` with their hour's load; "
+               "a blank cell does not apply to its store (minute bars, K-line, alphas: docs/cli.md)", err=True)
 
 
-def _known(option: str, value: str, stored: list[str]) -> None:
-    """A filter naming nothing stored exits 2 naming the closest stored names (a typo is not an empty table)."""
+def _known(option: str, value: str, stored: list[str], known=()) -> None:
+    """A filter naming nothing stored exits 2 naming the closest stored (or `known`) names (a typo is not an
+    empty table)."""
     if value not in stored:
-        found = difflib.get_close_matches(value, sorted(stored), n=3, cutoff=0.5)
-        raise click.BadParameter(f"{value!r} is not stored{' (closest: ' + ', '.join(found) + ')' if found else ''}; "
+        found = difflib.get_close_matches(value, sorted((set(stored) | set(known)) - {value}), n=3, cutoff=0.5)
+        what = "has nothing stored" if value in known else "is not stored"
+        raise click.BadParameter(f"{value!r} {what}{' (closest: ' + ', '.join(found) + ')' if found else ''}; "
                                  f"stored: {', '.join(sorted(stored)) or 'nothing yet'}", param_hint=option)
 
 
