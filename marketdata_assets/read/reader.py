@@ -242,7 +242,7 @@ class Reader:
                                  f"{venue} has {len(stored[venue]):,} instrument(s) with {dataset} "
                                  "(read.Reader().catalog() lists them)")
 
-    def catalog(self) -> pl.DataFrame:
+    def catalog(self, required: Sequence[str] = ()) -> pl.DataFrame:
         """What every store holds, one row per dataset x venue x instrument, in the same columns (null where
         one does not apply: docs/read.md, "What is stored"). The ClickHouse datasets: first_day, last_day, days
         (with an active load), days_with_rows, missing_days (between first and last), rows, last_loaded_at,
@@ -251,10 +251,10 @@ class Reader:
         ``trades_live``: today's trades before their hourly load) with its ``lag_s``; ``minute_bars`` and
         ``kline_monthly`` (TimescaleDB) per exchange and code; ``alphas`` (MongoDB) per type (venue) and
         region (instrument). A store that cannot be read warns (read.StoreNotRead, naming it) and
-        the others are listed."""
-        parts = [self._catalog_of("ClickHouse", self._clickhouse_catalog),
-                 self._catalog_of("TimescaleDB", lambda: cat.timescale_coverage(self.timescale())),
-                 self._catalog_of("MongoDB", lambda: cat.alpha_coverage(self._alpha_collections()))]
+        the others are listed; one of `required` ("ClickHouse", "TimescaleDB", "MongoDB") raises."""
+        parts = [self._catalog_of("ClickHouse", self._clickhouse_catalog, required),
+                 self._catalog_of("TimescaleDB", lambda: cat.timescale_coverage(self.timescale()), required),
+                 self._catalog_of("MongoDB", lambda: cat.alpha_coverage(self._alpha_collections()), required)]
         return pl.concat([part.select(list(cat.SCHEMA)).cast(dict(cat.SCHEMA)) for part in parts])
 
     def _clickhouse_catalog(self) -> pl.DataFrame:
@@ -262,12 +262,15 @@ class Reader:
         return ch_reads.with_live_coverage(client, self.database, ct.coverage(client, self.database))
 
     @staticmethod
-    def _catalog_of(store: str, rows) -> pl.DataFrame:
-        """`rows()`, or no rows and a StoreNotRead warning when `store` cannot be reached."""
+    def _catalog_of(store: str, rows, required: Sequence[str] = ()) -> pl.DataFrame:
+        """`rows()`, or no rows and a StoreNotRead warning when `store` cannot be reached (raised when it
+        is `required`)."""
         try:
             return rows()
         except (StoreUnavailable, connection.EmbeddedLockTimeout, psycopg.OperationalError,
                 pymongo.errors.ConnectionFailure) as error:
+            if store in required:
+                raise
             gaps.warn_not_read(store, error)
             return cat.of_schema([])
 

@@ -192,7 +192,7 @@ def status(dataset, venue, gaps_only) -> None:
     from marketdata_assets.read.coverage import NAMES
 
     with Reader() as reader:
-        frame = reader.catalog()
+        frame = reader.catalog(required=("ClickHouse",))  # the others' absence is said, theirs fails the command
     for option, column, value, known in (("--dataset", "dataset", dataset, NAMES),
                                          ("--venue", "venue", venue and venue.upper(), ())):
         if value:
