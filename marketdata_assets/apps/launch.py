@@ -34,7 +34,7 @@ VERBOSE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # to files (the Parquet export), alpha documents inserted or changed by an import, alphas fetched
 ROW_KEYS = ("rows_loaded", "rows_written", "rows", "documents_written", "alphas_fetched")
 FILE_KEYS = ("files_written",)  # files a step wrote for others to read (the Parquet export), not stored rows
-UNCHANGED_KEYS = ("unchanged",)  # records a step found already stored as they are (an alpha re-import's documents)
+UNCHANGED_KEYS = ("records_unchanged",)  # records a step found stored as they are (an alpha re-import's)
 EPHEMERAL_JOB = "__ephemeral_asset_job__"  # dg.materialize's job name
 WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
 STORAGE_DOWN_EXIT = 3

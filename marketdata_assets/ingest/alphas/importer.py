@@ -85,7 +85,9 @@ class ImportStats:
     def as_metadata(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "flagged")} | {
             "files_quarantined": len(self.quarantined), "files_flagged": len(self.flagged),
-            "documents_written": self.inserted + self.merged + self.replaced}
+            "documents_written": self.inserted + self.merged + self.replaced,
+            # stored as they are: alphas found unchanged, and files the ledger knew (one alpha each), not read
+            "records_unchanged": self.unchanged + self.files_skipped}
 
 
 @dataclass
