@@ -251,6 +251,7 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         raise Interrupted(f"interrupted: {label} stopped (run {run_id[:8]} marked failed); nothing stays claimed")
     events = result.get_asset_materialization_events()
     materializations = [e.event_specific_data.materialization for e in events]
+    not_stored = _not_stored(result.all_events)
     keys = sorted(key.to_user_string() for key in selection) if selection else sorted(
         {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
     checks = result.get_asset_check_evaluations()
@@ -266,19 +267,21 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN),
         degraded=sorted({str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}),
         errors=dict(tap.failures),
-        partial=_said(materializations, "partial"), covered=_said(materializations, "covered"),
-        not_stored=_not_stored(result.all_events))
+        partial=_said([*materializations, *not_stored], "partial"),
+        covered=_said([*materializations, *not_stored], "covered"),
+        not_stored=sorted(f"{o.asset_key.to_user_string()}[{o.partition}]" for o in not_stored))
 
 
-def _not_stored(events) -> list[str]:
-    """"<asset>[<partition>]" of each partition the run observed as not stored (nothing could be)."""
-    return sorted(f"{e.asset_key.to_user_string()}[{e.partition}]" for e in (
-        event.event_specific_data.asset_observation for event in events
-        if event.event_type_value == "ASSET_OBSERVATION") if "not_stored" in e.metadata)
+def _not_stored(events) -> list[dg.AssetObservation]:
+    """The observations of the partitions where nothing could be stored (left unmaterialized, their
+    `not_stored` metadata says why; defs/_common/ingest.py)."""
+    return [o for o in (event.event_specific_data.asset_observation for event in events
+                        if event.event_type_value == "ASSET_OBSERVATION") if "not_stored" in o.metadata]
 
 
-def _said(materializations: list[dg.AssetMaterialization], key: str) -> list[str]:
-    """"<asset>: <its `key` metadata>" of each asset that says it (a range run repeats it: once)."""
+def _said(materializations: list, key: str) -> list[str]:
+    """"<asset>: <its `key` metadata>" of each asset (materialized, or a partition not stored) that says it
+    (a range run repeats it: once)."""
     return sorted({f"{m.asset_key.to_user_string()}: {m.metadata[key].value}" for m in materializations
                    if key in m.metadata})
 

@@ -196,6 +196,7 @@ def reach_metadata(found: Unreached) -> dict:
 
 
 STORED_BEYOND_REACH = "stored, past the venue's REST history"  # a held slice's why
+NOT_STORED_BEYOND_REACH = "past the venue's REST history, not fetched and not stored"  # a not fetched one's
 
 
 def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str, str], keys,
@@ -218,8 +219,7 @@ def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str,
                 continue
             where = older_from(found.beyond)
             report.held.update(dict.fromkeys(set(found.beyond) - set(found.missing), STORED_BEYOND_REACH))
-            report.not_fetched.update({k: f"past the venue's REST history, not fetched and not stored (older "
-                                          f"days: {older_from([k])})" for k in found.missing})
+            report.not_fetched.update(dict.fromkeys(found.missing, NOT_STORED_BEYOND_REACH))
             context.log.warning(f"{asset}: {len(found.beyond)} slice(s) older than the venue's REST history "
                                 f"reaches, not fetched ({len(found.beyond) - len(found.missing)} stored from "
                                 f"elsewhere): {sorted(name(k) for k in found.beyond)[:5]}; older days: {where}")
