@@ -136,14 +136,15 @@ def summary(outcomes: list[Outcome]) -> str:
 
 def reported_rows(materializations: list[dg.AssetMaterialization], keys: tuple[str, ...] = ROW_KEYS) -> int:
     """Rows (or the figure of the first of `keys` an asset reports) per asset, summed. A partition's
-    materialization that carries `run_rows` (defs/_common/ingest.py) reports its own figures: summed over
-    the partitions; another asset's range run repeats the run's figures on every partition: counted once."""
+    materialization that carries `run_partitions` (defs/_common/ingest.py, the alpha import) reports its
+    own figures: summed over the partitions; another asset's range run repeats the run's figures on every
+    partition: counted once."""
     by_asset: dict = {}
     total = 0
     for materialization in materializations:
         metadata = materialization.metadata
         value = next((metadata[key].value for key in keys if key in metadata), None)
-        if isinstance(value, (int, float)) and "run_rows" in metadata:
+        if isinstance(value, (int, float)) and "run_partitions" in metadata:
             total += int(value)
         elif isinstance(value, (int, float)):
             by_asset.setdefault(materialization.asset_key, set()).add((materialization.partition, value))

@@ -107,7 +107,8 @@ def _fail_when_too_many(context, report: IngestReport, assets: dict[str, str], m
 
 def _run_figures(metadata: dict, partitions: int) -> dict:
     """What a partition's materialization says of its run: the run's summary, rows and partitions, and
-    the run-wide extras (charts); `run_rows` also tells the console that `rows` is the partition's own."""
+    the run-wide extras (charts); `run_partitions` also tells the console (apps/launch.py) that `rows`
+    is the partition's own."""
     mine = {key: value for key, value in metadata.items() if key in RUN_WIDE}
     return {**mine, "run_summary": metadata["summary"], "run_rows": dg.MetadataValue.int(metadata["rows"].value),
             "run_partitions": dg.MetadataValue.int(partitions)}
