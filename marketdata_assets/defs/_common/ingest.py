@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.ingest.engine import Engine, IngestReport, plan
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -114,7 +114,7 @@ def _run_figures(metadata: dict, partitions: int) -> dict:
             "run_partitions": dg.MetadataValue.int(partitions)}
 
 
-RUN_WIDE = ("chart", "sources", "source_figures")  # a run's figures, not a partition's
+RUN_WIDE = ("chart", "sources", "source_figures", "archives")  # a run's figures, not a partition's
 
 
 def _by_partition(context, report: IngestReport, dataset: str, asset: str, partitions: dict,

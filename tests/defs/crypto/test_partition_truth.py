@@ -13,7 +13,13 @@ import pytest
 from marketdata_assets.apps.launch import launch
 from marketdata_assets.replay.crypto import ReplayConfig
 from tests.support.ticks_common import crypto_replay
-from tests.support.ticks_dagster import UNUSED, crypto_day, crypto_resources, stock_resources, ticks_definitions
+from tests.support.ticks_dagster import (
+    UNUSED,
+    crypto_day,
+    crypto_resources,
+    stock_resources,
+    ticks_definitions,
+)
 
 YESTERDAY = datetime.now(timezone.utc).date() - timedelta(days=1)
 INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT",
