@@ -114,7 +114,7 @@ def _run_figures(metadata: dict, partitions: int) -> dict:
             "run_partitions": dg.MetadataValue.int(partitions)}
 
 
-RUN_WIDE = ("chart", "sources", "source_figures", "archives")  # a run's figures, not a partition's
+RUN_WIDE = ("chart", "sources", "source_figures", "archives", "universe")  # a run's figures, not a partition's
 
 
 def _by_partition(context, report: IngestReport, dataset: str, asset: str, partitions: dict,
