@@ -9,14 +9,19 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from marketdata_assets.apps.launch import launch
+from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.replay.crypto import ReplayConfig
+from marketdata_assets.stores.clickhouse import tables as ct
 from tests.support.ticks_common import crypto_replay
 from tests.support.ticks_dagster import (
     UNUSED,
     crypto_day,
     crypto_resources,
+    query,
     stock_resources,
     ticks_definitions,
 )
@@ -49,10 +54,19 @@ def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the
     server.clear_faults()
     assert outcome.success, outcome.errors
 
-    # Dagster's own view: OKX's partition is not materialized, the three others are
+    # Dagster's own view: OKX's partition is not materialized, the three others are; the partition status the
+    # UI's partition bar reads says the same, and nothing failed (the run did not)
     stored = {f"{YESTERDAY}|{venue}" for venue in ("BINANCE", "BINANCE_UM", "DERIBIT")}
     assert instance.get_materialized_partitions(TRADES) == stored
+    status = get_and_update_asset_status_cache_value(instance, TRADES, crypto_partitions)
+    assert set(status.deserialize_materialized_partition_subsets(crypto_partitions).get_partition_keys()) == stored
+    assert not list(status.deserialize_failed_partition_subsets(crypto_partitions).get_partition_keys())
     okx = f"{YESTERDAY}|OKX"
+    # the store (what `marketdata status` reads) agrees: each venue's rows of the day, none of OKX's
+    loads = dict(query(clickhouse, f"SELECT venue, sum(rows) FROM {{db}}.{ct.LOADS} FINAL WHERE day = {{day:Date}} "
+                                   "AND dataset = {code:String} GROUP BY venue", day=YESTERDAY,
+                       code=spec_for("trades").code))
+    assert loads == {"BINANCE": 300, "BINANCE_UM": 300, "DERIBIT": 300}
     assert instance.get_latest_materialization_event(TRADES) is not None
     records = instance.fetch_materializations(TRADES, limit=10).records
     own = {r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records}
