@@ -96,11 +96,11 @@ class IngestReport:
     def part(self, keys: Iterable[SliceKey]) -> IngestReport:
         """The report of `keys` alone (one partition's slices): its outcomes, held and not fetched slices,
         covered counts; the request figures (`sources`) stay the run's."""
-        wanted = set(keys)
-        mine = IngestReport(outcomes={k: o for k, o in self.outcomes.items() if k in wanted},
+        wanted = list(dict.fromkeys(keys))  # looked up, not scanned: a run of many partitions stays linear
+        mine = IngestReport(outcomes={k: self.outcomes[k] for k in wanted if k in self.outcomes},
                             sources=self.sources, seconds=self.seconds,
-                            held={k: why for k, why in self.held.items() if k in wanted},
-                            not_fetched={k: why for k, why in self.not_fetched.items() if k in wanted})
+                            held={k: self.held[k] for k in wanted if k in self.held},
+                            not_fetched={k: self.not_fetched[k] for k in wanted if k in self.not_fetched})
         for key, why in mine.held.items():
             if why.startswith(COVERED_BY):
                 mine.covered.setdefault(key.dataset, Counter())[why[len(COVERED_BY):]] += 1

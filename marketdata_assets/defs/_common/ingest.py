@@ -75,7 +75,8 @@ def materialize(context, report: IngestReport, assets: dict[str, str], max_faile
         context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows"
                          + (f"; {covered} (not fetched: run config `replace` loads over them)" if covered else ""))
     _fail_when_too_many(context, report, assets, max_failed)
-    partitions = {str(key): key for key in context.partition_keys} if partition_of and _partitioned(context) else {}
+    partitions = {str(key): key for key in context.partition_keys} if partition_of and _partitioned(context) \
+        else {}
     for dataset, asset in assets.items():
         if not partitions:
             yield dg.MaterializeResult(asset_key=asset, metadata=metadata[dataset])
@@ -128,8 +129,8 @@ def _by_partition(context, report: IngestReport, dataset: str, asset: str, parti
     own, empty = {}, {}
     for partition, keys in slices.items():
         part = report.part(keys)
-        own[partition] = {**_metadata(part, dataset), **(partition_extra(dataset, part) if partition_extra else {}),
-                          **run}
+        own[partition] = {**_metadata(part, dataset),
+                          **(partition_extra(dataset, part) if partition_extra else {}), **run}
         if (part.outcomes or part.not_fetched) and not part.held and not any(
                 o.status == "ok" for o in part.outcomes.values()):
             empty[partition] = not_stored_text(part)
@@ -139,14 +140,14 @@ def _by_partition(context, report: IngestReport, dataset: str, asset: str, parti
         yield dg.MaterializeResult(asset_key=asset)
         return
     for partition, metadata in own.items():
+        tags = partition_tags(partitions[partition])
         if partition in empty:
             context.log.warning(f"{asset} {partition}: nothing stored ({empty[partition]}): the partition is not "
                                 f"materialized")
-            yield dg.AssetObservation(asset_key=asset, partition=partition, tags=partition_tags(partitions[partition]),
+            yield dg.AssetObservation(asset_key=asset, partition=partition, tags=tags,
                                       metadata={"not_stored": dg.MetadataValue.text(empty[partition]), **metadata})
         else:
-            yield dg.AssetMaterialization(asset_key=asset, partition=partition, tags=partition_tags(partitions[partition]),
-                                          metadata=metadata)
+            yield dg.AssetMaterialization(asset_key=asset, partition=partition, tags=tags, metadata=metadata)
 
 
 def not_stored_text(part: IngestReport) -> str:
@@ -158,7 +159,8 @@ def not_stored_text(part: IngestReport) -> str:
         texts.append(f"{len(failed)} slice(s) failed: {failed[0].error[:200]}")
     skipped = sum(o.status == "skipped" for o in outcomes)
     if skipped:
-        texts.append(f"{skipped} slice(s) skipped (the run's deadline or a stop)")
+        texts.append(f"{skipped} slice(s) skipped (the run's deadline, or its source stopped: a ban, a "
+                     f"permission error)")
     return ", ".join(texts)
 
 
