@@ -69,11 +69,14 @@ class Outcome:
     partial: list[str] = field(default_factory=list)  # "<asset>: <its `partial` metadata>": what it could not do
     covered: list[str] = field(default_factory=list)  # "<asset>: <its `covered` metadata>": slices left to a more
     # faithful source's load (not a failure: the run is ok)
+    not_stored: list[str] = field(default_factory=list)  # "<asset>[<partition>]": a partition of the run where
+    # nothing could be stored, left unmaterialized (an observation's `not_stored` says why)
 
     @property
     def state(self) -> str:
-        """ok | partial (it succeeded, but an asset says what it could not do) | FAILED."""
-        return "FAILED" if not self.success else "partial" if self.partial else "ok"
+        """ok | partial (it succeeded, but an asset says what it could not do, or a partition stored nothing)
+        | FAILED."""
+        return "FAILED" if not self.success else "partial" if self.partial or self.not_stored else "ok"
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
@@ -92,6 +95,9 @@ class Outcome:
         if self.covered:
             text += f"; covered: {'; '.join(self.covered[:3])}" + (
                 f" (+{len(self.covered) - 3})" if len(self.covered) > 3 else "")
+        if self.not_stored:
+            text += f"; not stored: {', '.join(self.not_stored[:10])}" + (
+                f" (+{len(self.not_stored) - 10})" if len(self.not_stored) > 10 else "")
         if self.failed_partitions:
             text += f"; failed partitions: {', '.join(self.failed_partitions[:10])}" + (
                 f" (+{len(self.failed_partitions) - 10})" if len(self.failed_partitions) > 10 else "")
@@ -129,15 +135,19 @@ def summary(outcomes: list[Outcome]) -> str:
 
 
 def reported_rows(materializations: list[dg.AssetMaterialization], keys: tuple[str, ...] = ROW_KEYS) -> int:
-    """Rows (or the figure of the first of `keys` an asset reports) per asset, summed (a range run repeats
-    the run's figures on every partition: counted once)."""
+    """Rows (or the figure of the first of `keys` an asset reports) per asset, summed. A partition's
+    materialization that carries `run_partitions` (defs/_common/ingest.py, the alpha import) reports its
+    own figures: summed over the partitions; another asset's range run repeats the run's figures on every
+    partition: counted once."""
     by_asset: dict = {}
+    total = 0
     for materialization in materializations:
         metadata = materialization.metadata
         value = next((metadata[key].value for key in keys if key in metadata), None)
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and "run_partitions" in metadata:
+            total += int(value)
+        elif isinstance(value, (int, float)):
             by_asset.setdefault(materialization.asset_key, set()).add((materialization.partition, value))
-    total = 0
     for values in by_asset.values():
         figures = {value for _, value in values}
         total += int(next(iter(figures))) if len(figures) == 1 else int(sum(v for _, v in values))
@@ -242,6 +252,7 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         raise Interrupted(f"interrupted: {label} stopped (run {run_id[:8]} marked failed); nothing stays claimed")
     events = result.get_asset_materialization_events()
     materializations = [e.event_specific_data.materialization for e in events]
+    not_stored = _not_stored(result.all_events)
     keys = sorted(key.to_user_string() for key in selection) if selection else sorted(
         {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
     checks = result.get_asset_check_evaluations()
@@ -257,11 +268,21 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
         warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN),
         degraded=sorted({str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}),
         errors=dict(tap.failures),
-        partial=_said(materializations, "partial"), covered=_said(materializations, "covered"))
+        partial=_said([*materializations, *not_stored], "partial"),
+        covered=_said([*materializations, *not_stored], "covered"),
+        not_stored=sorted(f"{o.asset_key.to_user_string()}[{o.partition}]" for o in not_stored))
 
 
-def _said(materializations: list[dg.AssetMaterialization], key: str) -> list[str]:
-    """"<asset>: <its `key` metadata>" of each asset that says it (a range run repeats it: once)."""
+def _not_stored(events) -> list[dg.AssetObservation]:
+    """The observations of the partitions where nothing could be stored (left unmaterialized, their
+    `not_stored` metadata says why; defs/_common/ingest.py)."""
+    return [o for o in (event.event_specific_data.asset_observation for event in events
+                        if event.event_type_value == "ASSET_OBSERVATION") if "not_stored" in o.metadata]
+
+
+def _said(materializations: list, key: str) -> list[str]:
+    """"<asset>: <its `key` metadata>" of each asset (materialized, or a partition not stored) that says it
+    (a range run repeats it: once)."""
     return sorted({f"{m.asset_key.to_user_string()}: {m.metadata[key].value}" for m in materializations
                    if key in m.metadata})
 

@@ -77,11 +77,12 @@ def parse_step(line: str):
                       unchanged=int((fields["unchanged"] or "0").replace(",", "")),
                       checks_passed=int(fields["passed"] or 0),
                       checks=int(fields["checks"] or 0), failed_partitions=_listed(rest, "failed partitions"),
-                      failed_checks=_listed(rest, "failed checks"), warnings=warnings)
+                      failed_checks=_listed(rest, "failed checks"), warnings=warnings,
+                      not_stored=_listed(rest, "not stored"))
     outcome.degraded.extend(re.findall(r"; DEGRADED: (.*?)(?=; [a-zA-Z ]+: |$)", rest))
     # an asset's own words: up to the next of the line's sections, as one text
     for name in ("partial", "covered"):
-        said = re.search(rf"; {name}: (.*?)(?=; (?:covered|failed partitions|failed checks|warnings|DEGRADED): |$)",
+        said = re.search(rf"; {name}: (.*?)(?=; (?:covered|not stored|failed partitions|failed checks|warnings|DEGRADED): |$)",
                          rest)
         if said:
             getattr(outcome, name).append(said.group(1))

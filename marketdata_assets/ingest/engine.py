@@ -31,6 +31,8 @@ from marketdata_assets.stores.clickhouse import tables, writer
 
 UTC = timezone.utc
 OUTCOMES = ("ok", "failed", "skipped")
+COVERED_BY = "covered by "  # a held slice's why, then the source whose load holds it
+LEFT_OUT = "left out by the retry options"
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,9 +71,16 @@ class IngestReport:
     left_out: dict[str, int] = field(default_factory=dict)     # dataset -> slices left out by the retry options
     covered: dict[str, Counter] = field(default_factory=dict)  # dataset -> {source: slices a more faithful load holds}
     seconds: float = 0.0
+    # slices the run did not fetch, each with why: `held` ones are stored already (a more faithful source's
+    # load, a load the retry options leave as it is, a load of when the day was in the venue's reach);
+    # `not_fetched` ones are not (past the venue's REST history and stored nowhere)
+    held: dict[SliceKey, str] = field(default_factory=dict)
+    not_fetched: dict[SliceKey, str] = field(default_factory=dict)
 
     def merge(self, other: IngestReport) -> None:
         self.outcomes.update(other.outcomes)
+        self.held.update(other.held)
+        self.not_fetched.update(other.not_fetched)
         for dataset, by in other.covered.items():
             self.covered.setdefault(dataset, Counter()).update(by)
         for name, figures in other.sources.items():
@@ -83,6 +92,25 @@ class IngestReport:
                     mine[key] = max(mine.get(key, 0), value)
                 else:
                     mine[key] = mine.get(key, 0) + value
+
+    def part(self, keys: Iterable[SliceKey]) -> IngestReport:
+        """The report of `keys` alone (one partition's slices): its outcomes, held and not fetched slices,
+        covered counts; the request figures (`sources`) stay the run's."""
+        wanted = list(dict.fromkeys(keys))  # looked up, not scanned: a run of many partitions stays linear
+        mine = IngestReport(outcomes={k: self.outcomes[k] for k in wanted if k in self.outcomes},
+                            sources=self.sources, seconds=self.seconds,
+                            held={k: self.held[k] for k in wanted if k in self.held},
+                            not_fetched={k: self.not_fetched[k] for k in wanted if k in self.not_fetched})
+        for key, why in mine.held.items():
+            if why.startswith(COVERED_BY):
+                mine.covered.setdefault(key.dataset, Counter())[why[len(COVERED_BY):]] += 1
+            elif why == LEFT_OUT:
+                mine.left_out[key.dataset] = mine.left_out.get(key.dataset, 0) + 1
+        return mine
+
+    def slice_keys(self) -> set[SliceKey]:
+        """Every slice the run was about: fetched, held or not fetched."""
+        return set(self.outcomes) | set(self.held) | set(self.not_fetched)
 
     def of(self, dataset: str) -> list[SliceOutcome]:
         return [o for k, o in self.outcomes.items() if k.dataset == dataset]
@@ -225,12 +253,14 @@ def plan(client, database: str, source: str, keys: Iterable[SliceKey], *, retry_
         keep = [k for k in keep if k not in drop]
         if report is not None:
             report.left_out[dataset] = report.left_out.get(dataset, 0) + len(drop)
+            report.held.update(dict.fromkeys(drop, LEFT_OUT))
     if replace:
         return keep
     held = covered(client, database, source, keep)
     if report is not None:
         for key, holder in held.items():
             report.covered.setdefault(key.dataset, Counter())[holder] += 1
+            report.held[key] = COVERED_BY + holder
     return [k for k in keep if k not in held]
 
 

@@ -68,6 +68,12 @@ def metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
     return {k: v.value for k, v in events[0].materialization.metadata.items()}
 
 
+def summed(result: dg.ExecuteInProcessResult, key: str, field: str) -> int:
+    """A figure of `key`'s materializations summed over the run's partitions (each carries its own)."""
+    return sum(e.materialization.metadata[field].value for e in result.get_asset_materialization_events()
+               if e.asset_key.to_user_string() == key)
+
+
 def failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict]:
     """(description, metadata) of the step failure of a failed run."""
     (event,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][:1]

@@ -6,10 +6,11 @@ as one MaterializeResult per asset (or the step's failure naming what did not lo
 it by key, so no domain imports another.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
+from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.ingest.engine import Engine, IngestReport, plan
 from marketdata_assets.resources import ClickHouseResource
@@ -54,30 +55,128 @@ def planned(clickhouse: ClickHouseResource, config: IngestConfig, source: str, k
 
 
 def materialize(context, report: IngestReport, assets: dict[str, str], max_failed: int,
-                extra: dict[str, dict] | None = None) -> Iterator:
-    """The report as one MaterializeResult per asset (dataset -> asset, with `extra[dataset]` (charts,
-    counts) added to its metadata), or the step's failure."""
+                extra: dict[str, dict] | None = None, partition_of: Callable[[SliceKey], str] | None = None,
+                partition_extra: Callable[[str, IngestReport], dict] | None = None) -> Iterator:
+    """The report as one materialization per asset (dataset -> asset, with `extra[dataset]` (charts,
+    counts) added to its metadata), or the step's failure.
+
+    With `partition_of` (a slice's partition key) each partition of the run carries its own metadata
+    (its slices' rows, outcomes, instruments; `partition_extra(dataset, its report)` added) and the
+    run's figures under `run_*`. A partition where nothing is stored (no slice loaded, none held by an
+    earlier or more faithful load) is not materialized: Dagster cannot fail one partition of a run, so
+    the asset's output is skipped, each other partition gets its own AssetMaterialization, and the empty
+    one an AssetObservation whose `not_stored` says why (the asset's checks are then skipped in this run:
+    Dagster skips a step whose asset output was skipped). A partition with no slice at all (a venue that
+    serves no such dataset) is materialized with 0 rows: nothing was to be stored."""
     metadata = {dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})}
                 for dataset in assets}
     for dataset, asset in assets.items():
         covered = report.covered_text(dataset)
         context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows"
                          + (f"; {covered} (not fetched: run config `replace` loads over them)" if covered else ""))
-    failures = report.failures()
-    if len(failures) > max_failed:
-        first = "; ".join(o.error[:300] for o in failures[:3])
-        more = f" (and {len(failures) - 3} more, see the failures table)" if len(failures) > 3 else ""
-        summaries = ", ".join(f"{asset} {report.summary(dataset)}" for dataset, asset in assets.items())
-        raise dg.Failure(
-            description=f"{', '.join(assets.values())}: {len(failures)} slice(s) not loaded ({summaries}); the "
-                        f"others are written; rerun with retry_failed_from_run: {context.run.run_id} to load only "
-                        f"those. {first}{more}",
-            metadata={**{f"{asset}_summary": report.summary(dataset) for dataset, asset in assets.items()},
-                      "failures": dg.MetadataValue.md(report.failures_table()),
-                      "sources": dg.MetadataValue.md(report.sources_table())},
-            allow_retries=False)
+    _fail_when_too_many(context, report, assets, max_failed)
+    partitions = {str(key): key for key in context.partition_keys} if partition_of and _partitioned(context) \
+        else {}
     for dataset, asset in assets.items():
-        yield dg.MaterializeResult(asset_key=asset, metadata=metadata[dataset])
+        if not partitions:
+            yield dg.MaterializeResult(asset_key=asset, metadata=metadata[dataset])
+            continue
+        yield from _by_partition(context, report, dataset, asset, partitions, partition_of, partition_extra,
+                                 _run_figures(metadata[dataset], len(partitions)))
+
+
+def _partitioned(context) -> bool:
+    return context.has_partition_key or context.has_partition_key_range
+
+
+def _fail_when_too_many(context, report: IngestReport, assets: dict[str, str], max_failed: int) -> None:
+    failures = report.failures()
+    if len(failures) <= max_failed:
+        return
+    first = "; ".join(o.error[:300] for o in failures[:3])
+    more = f" (and {len(failures) - 3} more, see the failures table)" if len(failures) > 3 else ""
+    summaries = ", ".join(f"{asset} {report.summary(dataset)}" for dataset, asset in assets.items())
+    raise dg.Failure(
+        description=f"{', '.join(assets.values())}: {len(failures)} slice(s) not loaded ({summaries}); the "
+                    f"others are written; rerun with retry_failed_from_run: {context.run.run_id} to load only "
+                    f"those. {first}{more}",
+        metadata={**{f"{asset}_summary": report.summary(dataset) for dataset, asset in assets.items()},
+                  "failures": dg.MetadataValue.md(report.failures_table()),
+                  "sources": dg.MetadataValue.md(report.sources_table())},
+        allow_retries=False)
+
+
+def _run_figures(metadata: dict, partitions: int) -> dict:
+    """What a partition's materialization says of its run: the run's summary, rows and partitions, and
+    the run-wide extras (charts); `run_partitions` also tells the console (apps/launch.py) that `rows`
+    is the partition's own."""
+    mine = {key: value for key, value in metadata.items() if key in RUN_WIDE}
+    return {**mine, "run_summary": metadata["summary"], "run_rows": dg.MetadataValue.int(metadata["rows"].value),
+            "run_partitions": dg.MetadataValue.int(partitions)}
+
+
+RUN_WIDE = ("chart", "sources", "source_figures", "archives", "universe")  # a run's figures, not a partition's
+
+
+def _by_partition(context, report: IngestReport, dataset: str, asset: str, partitions: dict,
+                  partition_of: Callable[[SliceKey], str], partition_extra, run: dict) -> Iterator:
+    """Each partition's own metadata; materialized through the output when every partition stored
+    something, else per partition (the empty ones observed with why)."""
+    slices: dict[str, list[SliceKey]] = {key: [] for key in partitions}
+    for key in report.slice_keys():
+        if key.dataset == dataset and partition_of(key) in slices:
+            slices[partition_of(key)].append(key)
+    own, empty = {}, {}
+    for partition, keys in slices.items():
+        part = report.part(keys)
+        own[partition] = {**_metadata(part, dataset),
+                          **(partition_extra(dataset, part) if partition_extra else {}), **run}
+        if (part.outcomes or part.not_fetched) and not part.held and not any(
+                o.status == "ok" for o in part.outcomes.values()):
+            empty[partition] = not_stored_text(part)
+    if not empty:
+        for partition, metadata in own.items():
+            context.add_asset_metadata(metadata, asset_key=asset, partition_key=partition)
+        yield dg.MaterializeResult(asset_key=asset)
+        return
+    for partition, metadata in own.items():
+        tags = partition_tags(partitions[partition])
+        if partition in empty:
+            context.log.warning(f"{asset} {partition}: nothing stored ({empty[partition]}): the partition is not "
+                                f"materialized")
+            yield dg.AssetObservation(asset_key=asset, partition=partition, tags=tags,
+                                      metadata={"not_stored": dg.MetadataValue.text(empty[partition]), **metadata})
+        else:
+            yield dg.AssetMaterialization(asset_key=asset, partition=partition, tags=tags, metadata=metadata)
+
+
+def not_stored_text(part: IngestReport) -> str:
+    """Why nothing of a partition is stored: its slices not fetched (and why), failed, skipped."""
+    outcomes = list(part.outcomes.values())
+    texts = [f"{len(keys)} slice(s) {why}" for why, keys in _grouped(part.not_fetched).items()]
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        texts.append(f"{len(failed)} slice(s) failed: {failed[0].error[:200]}")
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    if skipped:
+        texts.append(f"{skipped} slice(s) skipped (the run's deadline, or its source stopped: a ban, a "
+                     f"permission error)")
+    return ", ".join(texts)
+
+
+def _grouped(whys: dict[SliceKey, str]) -> dict[str, list[SliceKey]]:
+    out: dict[str, list[SliceKey]] = {}
+    for key, why in whys.items():
+        out.setdefault(why, []).append(key)
+    return out
+
+
+def partition_tags(partition) -> dict[str, str]:
+    """The per-dimension tags Dagster puts on an output's materialization of a multi-partition key
+    (`dagster/partition/day`, `dagster/partition/venue`), so the UI's dimension views see a reported
+    event alike."""
+    dimensions = getattr(partition, "keys_by_dimension", {})
+    return {f"dagster/partition/{dimension}": value for dimension, value in dimensions.items()}
 
 
 def _metadata(report: IngestReport, dataset: str) -> dict:

@@ -218,10 +218,25 @@ def _created_chart(collection, months: list[str], alpha_type: str) -> str:
     return svg_markdown_image(bar_chart_svg(title, [(label, counts.get(label, 0)) for label in labels]), title)
 
 
+MONTH_COUNTS = ("inserted", "merged", "replaced", "unchanged")  # ImportStats' counts of alphas, also per month
+
+
+def _month_metadata(stats: ImportStats, month: str, files: int, months: int) -> dict:
+    """One month partition's own figures (its alphas inserted, merged, replaced, unchanged; the files of
+    the month read), and its run's as `run_*` (`run_partitions` tells the console the figures are the
+    month's own: apps/launch.py)."""
+    counts = stats.by_month.get(month, {})
+    mine = {count: counts.get(count, 0) for count in MONTH_COUNTS}
+    return {"month": month, **mine, "documents_written": mine["inserted"] + mine["merged"] + mine["replaced"],
+            "files": files, **{f"run_{key}": value for key, value in stats.as_metadata().items()},
+            "run_partitions": months}
+
+
 def _import_metadata(stats: ImportStats, months: list[str], collection, alpha_type: str) -> dict:
+    """What the import did to the collection (its documents, the chart, quarantined and flagged files);
+    each month's own figures are added per partition (_month_metadata)."""
     metadata = {
         "months": f"{months[0]}..{months[-1]}",
-        **{key: value for key, value in stats.as_metadata().items()},
         "documents_per_second": round((stats.inserted + stats.merged + stats.replaced) / stats.seconds)
         if stats.seconds else None,
         "documents_in_collection": collection.estimated_document_count(),
@@ -291,6 +306,10 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
         context.log.info(f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
                          f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
                          f"{len(stats.quarantined)} quarantined, {len(stats.flagged)} flagged in {stats.seconds} s")
+        files_of = Counter(name.split("/")[2] for name, _ in files)  # alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json
+        for key in context.partition_keys:
+            context.add_asset_metadata(_month_metadata(stats, month_of_key(key), files_of[month_of_key(key)],
+                                                       len(months)), asset_key=asset_name, partition_key=key)
         yield dg.MaterializeResult(asset_key=asset_name, metadata=_import_metadata(stats, months, collection, alpha_type))
 
 

@@ -24,14 +24,20 @@ from marketdata_assets.defs._common.ingest import (
     materialize,
     planned,
 )
-from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs._common.partitions import crypto_key, slice_keys
 from marketdata_assets.defs._common.runs import UTC, daily_use, day_range_tags
 from marketdata_assets.ingest import archives
 from marketdata_assets.ingest.archives import ArchiveRun
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.sources.binance_vision.archives import SOURCE, ArchiveClient, archived, daily_jobs, dataset_of
+from marketdata_assets.sources.binance_vision.archives import (
+    SOURCE,
+    ArchiveClient,
+    archived,
+    daily_jobs,
+    dataset_of,
+)
 from marketdata_assets.sources.config import load_sources_config
 
 GROUP = "archives"
@@ -93,7 +99,7 @@ def _venues(dataset: str) -> str:
 
 
 def _specs() -> list[dg.AssetSpec]:
-    return [dg.AssetSpec(asset, deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"},
+    return [dg.AssetSpec(asset, deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"}, skippable=True,
                          description=f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
                                      f"published CHECKSUM), in ClickHouse `{dataset}` ({_venues(dataset)}).")
             for dataset, asset in ARCHIVE_ASSETS.items()]
@@ -117,10 +123,10 @@ def binance_archives(context: dg.AssetExecutionContext, config: ArchiveIngestCon
         with clickhouse.get_client() as client:
             recorded = run.record(client, clickhouse.database, report, context.run.run_id)
     clickhouse.close()
-    for dataset, asset in assets.items():
-        context.add_asset_metadata({"archives": _recorded([r for r in recorded if r["dataset"] == dataset])},
-                                   asset_key=asset)
-    yield from materialize(context, report, assets, config.max_failed)
+    archives = {dataset: {"archives": _recorded([r for r in recorded if r["dataset"] == dataset])}
+                for dataset in assets}
+    yield from materialize(context, report, assets, config.max_failed, archives,
+                           partition_of=lambda key: crypto_key(key.day, key.venue))
 
 
 @dg.asset(group_name=GROUP, deps=[TICK_STORE], pool=pools.CLICKHOUSE, kinds={"clickhouse"})

@@ -11,7 +11,7 @@ import dagster as dg
 
 from marketdata_assets.core import settings
 from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
-from marketdata_assets.defs._common.partitions import slice_keys
+from marketdata_assets.defs._common.partitions import crypto_key, slice_keys
 from marketdata_assets.defs.archives.partitions import binance_dump_partitions
 from marketdata_assets.ingest.dumps import dump_feed
 from marketdata_assets.ingest.engine import IngestReport
@@ -30,10 +30,10 @@ DUMP_ASSETS = {"trades": "binance_dump_trades", "bars_1m": "binance_dump_bars_1m
 
 def _specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec("binance_dump_trades", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"},
+        dg.AssetSpec("binance_dump_trades", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"}, skippable=True,
                      description="Binance spot trades from data.binance.vision daily dump files in the landing "
                                  "directory, in ClickHouse `trades` (venue BINANCE; every individual trade)."),
-        dg.AssetSpec("binance_dump_bars_1m", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"},
+        dg.AssetSpec("binance_dump_bars_1m", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"}, skippable=True,
                      description="Binance spot 1-minute klines from daily dump files, in ClickHouse `bars_1m`."),
     ]
 
@@ -56,4 +56,5 @@ def binance_dumps(context: dg.AssetExecutionContext, config: DumpIngestConfig, c
                      database=clickhouse.database, run_id=context.run.run_id)
     report.merge(engine(context, clickhouse, config).run([[feed]]))
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed)
+    yield from materialize(context, report, assets, config.max_failed,
+                           partition_of=lambda key: crypto_key(key.day, key.venue))

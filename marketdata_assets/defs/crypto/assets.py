@@ -24,7 +24,7 @@ from marketdata_assets.defs._common.ingest import (
     materialize,
     planned,
 )
-from marketdata_assets.defs._common.partitions import days_of, slice_keys
+from marketdata_assets.defs._common.partitions import crypto_key, days_of, slice_keys
 from marketdata_assets.defs.crypto.partitions import (
     FRESHNESS,
     crypto_instruments,
@@ -42,7 +42,7 @@ from marketdata_assets.ingest.instruments import (
 )
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.checks import ClickHouse
-from marketdata_assets.quality.reach import name, unreached
+from marketdata_assets.quality.reach import Unreached, name, unreached
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
@@ -140,7 +140,7 @@ def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:
 
 
 @dg.multi_asset(name="crypto_ticks", partitions_def=crypto_partitions, can_subset=True,
-                specs=[_spec(d, a, text, freshness_policy=FRESHNESS) for d, (a, text) in
+                specs=[_spec(d, a, text, freshness_policy=FRESHNESS, skippable=True) for d, (a, text) in
                        HISTORY_ASSETS.items()],
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES,
                 required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
@@ -160,9 +160,9 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")
     keys = [k for k in keys if serves(k.venue, k.dataset, k.instrument) == HISTORY]
-    beyond, reach_metadata = beyond_rest_reach(context, clickhouse, assets, keys)
-    keys = [k for k in keys if k not in beyond]
     report = IngestReport()
+    beyond, reach_metadata = beyond_rest_reach(context, clickhouse, assets, keys, report)
+    keys = [k for k in keys if k not in beyond]
     feeds = [venue_feed(venue, sized_by(resource.make_client, master),
                         planned(clickhouse, config, venue, mine, report),
                         workers=config.workers or resource.workers, attempts=config.attempts)
@@ -174,13 +174,36 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     for dataset, metadata in reach_metadata.items():
         extra.setdefault(dataset, {}).update(metadata)
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed, extra)
+    yield from materialize(context, report, assets, config.max_failed, extra,
+                           partition_of=lambda key: crypto_key(key.day, key.venue), partition_extra=reach_of_part)
 
 
-def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str, str], keys) -> tuple[set, dict]:
-    """The slices of `keys` older than their venue's REST history reaches (quality.reach: not fetched),
-    and per dataset its asset's metadata about them: `beyond_rest_reach` (how many), `older_days_from`
-    and, when nothing stored covers some of them, `partial` (the run's console line says `[partial]`;
+def reach_of_part(dataset: str, part: IngestReport) -> dict:
+    """One partition's reach metadata (its slices past the venue's REST history), as beyond_rest_reach's."""
+    return reach_metadata(Unreached(tuple(part.not_fetched) + tuple(k for k, why in part.held.items()
+                                                                  if why == STORED_BEYOND_REACH),
+                                    tuple(part.not_fetched)))
+
+
+def reach_metadata(found: Unreached) -> dict:
+    """`beyond_rest_reach` (how many), `older_days_from` and, when nothing stored covers some, `partial`."""
+    metadata = {"beyond_rest_reach": dg.MetadataValue.int(len(found.beyond))}
+    if found.beyond:
+        metadata["older_days_from"] = dg.MetadataValue.text(older_from(found.beyond))
+    if found.missing:
+        metadata["partial"] = dg.MetadataValue.text(found.text())
+    return metadata
+
+
+STORED_BEYOND_REACH = "stored, past the venue's REST history"  # a held slice's why
+NOT_STORED_BEYOND_REACH = "past the venue's REST history, not fetched and not stored"  # a not fetched one's
+
+
+def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str, str], keys,
+                      report: IngestReport) -> tuple[set, dict]:
+    """The slices of `keys` older than their venue's REST history reaches (quality.reach: not fetched; in
+    `report`, held when stored from elsewhere, else not fetched), and per dataset its asset's metadata
+    about them (reach_metadata: the run's console line says `[partial]` when nothing stored covers some;
     the WARN check `within_rest_reach` fails alike). A warning per dataset names them."""
     beyond, metadata = set(), {dataset: {"beyond_rest_reach": dg.MetadataValue.int(0)} for dataset in assets}
     if not beyond_reach(keys):
@@ -191,13 +214,12 @@ def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str,
         for dataset, asset in assets.items():
             found = unreached(store, [k for k in keys if k.dataset == dataset])
             beyond.update(found.beyond)
-            metadata[dataset] = {"beyond_rest_reach": dg.MetadataValue.int(len(found.beyond))}
+            metadata[dataset] = reach_metadata(found)
             if not found.beyond:
                 continue
             where = older_from(found.beyond)
-            metadata[dataset]["older_days_from"] = dg.MetadataValue.text(where)
-            if found.missing:
-                metadata[dataset]["partial"] = dg.MetadataValue.text(found.text())
+            report.held.update(dict.fromkeys(set(found.beyond) - set(found.missing), STORED_BEYOND_REACH))
+            report.not_fetched.update(dict.fromkeys(found.missing, NOT_STORED_BEYOND_REACH))
             context.log.warning(f"{asset}: {len(found.beyond)} slice(s) older than the venue's REST history "
                                 f"reaches, not fetched ({len(found.beyond) - len(found.missing)} stored from "
                                 f"elsewhere): {sorted(name(k) for k in found.beyond)[:5]}; older days: {where}")
@@ -234,7 +256,7 @@ class SnapshotConfig(RunDeadline):
 
 
 @dg.multi_asset(name="crypto_snapshots", partitions_def=crypto_instruments, can_subset=True,
-                specs=[_spec(d, a, text) for d, (a, text) in SNAPSHOT_ASSETS.items()],
+                specs=[_spec(d, a, text, skippable=True) for d, (a, text) in SNAPSHOT_ASSETS.items()],
                 backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES,
                 required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
 def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
@@ -257,7 +279,7 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
     with clickhouse.get_client() as client:
         keep_learned(client, clickhouse.database, master)
     clickhouse.close()
-    yield from materialize(context, report, assets, 0)
+    yield from materialize(context, report, assets, 0, partition_of=lambda key: f"{key.venue}:{key.instrument}")
 
 
 @dg.asset(group_name=GROUP, partitions_def=option_chains, backfill_policy=dg.BackfillPolicy.single_run(),

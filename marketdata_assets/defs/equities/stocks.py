@@ -69,11 +69,11 @@ def a_share_universe(context, config: StockBarsConfig, tushare: TushareResource)
 def _a_share_specs() -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec("a_share_bars_1m", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
-                     freshness_policy=FRESHNESS["a_share"],
+                     freshness_policy=FRESHNESS["a_share"], skippable=True,
                      description="A-share 1-minute bars (Tushare stk_mins; 241 a day, ts = bar open in UTC) of the "
                                  "whole universe per China trading day, in ClickHouse `bars_1m` (venues SSE, SZSE, BSE)."),
         dg.AssetSpec("a_share_daily_bars", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
-                     freshness_policy=FRESHNESS["a_share"],
+                     freshness_policy=FRESHNESS["a_share"], skippable=True,
                      description="A-share daily bars (Tushare daily: volume in shares, amount in yuan, pre_close) per "
                                  "China trading day, in ClickHouse `daily_bars` (read: daily_bars_v, daily_bars_range)."),
     ]
@@ -99,11 +99,12 @@ def a_share_bars(context: dg.AssetExecutionContext, config: StockBarsConfig, cli
     report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()
     yield from materialize(context, report, assets, config.max_failed,
-                           extra={dataset: {"universe": said} for dataset in assets})
+                           extra={dataset: {"universe": said} for dataset in assets}, partition_of=_day_of)
 
 
 @dg.asset(group_name=GROUP, partitions_def=yahoo_days, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[TICK_STORE], pool=pools.YAHOO, kinds={"clickhouse", "polars"}, freshness_policy=FRESHNESS["yahoo"])
+          deps=[TICK_STORE], pool=pools.YAHOO, kinds={"clickhouse", "polars"}, freshness_policy=FRESHNESS["yahoo"],
+          output_required=False)
 def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, clickhouse: ClickHouseResource,
                   yahoo: YahooResource):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the
@@ -119,4 +120,9 @@ def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, cl
 
     report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()
-    yield from materialize(context, report, {"bars_1m": "yahoo_bars_1m"}, config.max_failed)
+    yield from materialize(context, report, {"bars_1m": "yahoo_bars_1m"}, config.max_failed, partition_of=_day_of)
+
+
+def _day_of(key: SliceKey) -> str:
+    """A slice's daily partition key."""
+    return key.day.isoformat()

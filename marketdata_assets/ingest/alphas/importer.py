@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,9 +82,11 @@ class ImportStats:
     flagged: list[dict] = field(default_factory=list)  # {file, flag}: imported, but something was unusual
     seconds: float = 0.0
     seconds_waiting_for_conflicts: float = 0.0  # for a transaction left open on the server (a killed import)
+    # 'YYYY-MM' (New York month of dateCreated) -> {inserted, merged, replaced, unchanged}: alphas per month
+    by_month: dict[str, Counter] = field(default_factory=dict)
 
     def as_metadata(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "flagged")} | {
+        return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "flagged", "by_month")} | {
             "files_quarantined": len(self.quarantined), "files_flagged": len(self.flagged),
             "documents_written": self.inserted + self.merged + self.replaced,
             # stored as they are: alphas found unchanged, and files the ledger knew (one alpha each), not read
@@ -111,7 +114,7 @@ class _Batch:
     entries: list[dict]
     counts: dict[str, int]
     sources: dict[str, tuple[str, Path]]  # alpha id -> (name, path) of the file it came from
-    counted: dict[str, str]     # alpha id -> the count it is in (inserted, merged, replaced)
+    counted: dict[str, str]     # alpha id -> the count it is in (inserted, merged, replaced, unchanged)
 
 
 class _Writer:
@@ -251,7 +254,15 @@ class _Import:
         self.pending = {alpha_type: _Pending() for alpha_type in types}
         self.limits = {alpha_type: min(batch_size, FIRST_BATCH) for alpha_type in types}
         self.real_root = os.path.realpath(landing_root) if landing_root is not None else None
-        self.writer = _Writer(batches.write, self.done)
+        self.writer = _Writer(self.write, self.done)
+
+    def write(self, batch: _Batch) -> dict:
+        """The batch written (in the writer thread), its counts with each alpha's by month of dateCreated."""
+        counts = self.batches.write(batch)
+        months = {entry["alpha_id"]: entry["month"] for entry in batch.entries}
+        counts["by_month"] = Counter((months[alpha_id], count) for alpha_id, count in batch.counted.items()
+                                     if alpha_id in months)
+        return counts
 
     def load(self, files: list[tuple[str, Path]]) -> None:
         """Every file queued, every batch written (the last error of the writer raised here)."""
@@ -376,6 +387,7 @@ class _Import:
                 merged, changed = resolve_for_mode(stored[0], alpha, mode, array_keys, share=True)
                 if not changed:
                     counts["unchanged"] += 1
+                    counted[alpha_id] = "unchanged"
                     continue
                 doc, count = _encoded(to_document(merged, validate=False, escape=escape or stored[1])), "merged"
             if len(doc.raw) > MAX_DOCUMENT_BYTES:  # the server would refuse it (and with it the batch)
@@ -395,6 +407,8 @@ class _Import:
         for name, path, reason in counts.pop("rejected", ()):
             self.reject(name, path, reason)
             stats.files_imported -= 1
+        for (month, count), n in counts.pop("by_month", {}).items():
+            stats.by_month.setdefault(month, Counter())[count] += n
         for key, value in counts.items():
             setattr(stats, key, getattr(stats, key) + value)
         if self.on_progress is not None:
@@ -517,4 +531,4 @@ class _BatchStore:
             else:
                 counts["unchanged"] += 1
                 del batch.docs[alpha_id]
-                del batch.counted[alpha_id]
+                batch.counted[alpha_id] = "unchanged"

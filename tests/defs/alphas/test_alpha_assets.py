@@ -167,7 +167,7 @@ def test_import_matches_the_api_and_every_check_passes(server, landing, resource
     assert stored["_dates"]["dateCreated"].tzinfo is not None
     assert stored["regular"]["code"] and stored["settings"]["region"]
     meta = metadata(result, "regular_alphas")
-    assert meta["inserted"] == len(truth["REGULAR"]) and meta["files_quarantined"] == 0
+    assert meta["inserted"] == len(truth["REGULAR"]) and meta["run_files_quarantined"] == 0
     assert metadata(result, "super_alphas")["inserted"] == len(truth["SUPER"])
     assert meta["documents_written"] == len(truth["REGULAR"])
     assert written_rows(result) == len(truth["REGULAR"]) + len(truth["SUPER"])  # the CLI's and make run's count
@@ -176,7 +176,7 @@ def test_import_matches_the_api_and_every_check_passes(server, landing, resource
 
     # nothing changed: every file is skipped by the ledger
     again = import_month(resources)
-    assert metadata(again, "regular_alphas")["files_skipped"] == len(list(iter_alpha_files(landing, "REGULAR", MONTH)))
+    assert metadata(again, "regular_alphas")["run_files_skipped"] == len(list(iter_alpha_files(landing, "REGULAR", MONTH)))
     assert metadata(again, "regular_alphas")["inserted"] == 0 and written_rows(again) == 0
 
     # a document lost behind the ledger's back, and one no import wrote: the ledger check names both
@@ -212,7 +212,7 @@ def test_import_modes_through_run_config(server, landing, resources):
 
     time_range = import_month(resources, mode="time_range", start="2031-08-01T00:00:00-04:00",
                               end="2031-08-04T00:00:00-04:00")
-    assert metadata(time_range, "regular_alphas")["alphas_filtered_out"] == len(list(iter_alpha_files(landing, "REGULAR", MONTH))) - 1
+    assert metadata(time_range, "regular_alphas")["run_alphas_filtered_out"] == len(list(iter_alpha_files(landing, "REGULAR", MONTH))) - 1
 
     rebuild = import_month(resources, mode="rebuild")
     doc = regular.find_one({"_id": alpha["id"]})
@@ -236,7 +236,7 @@ def test_bad_files_are_quarantined_with_reasons_and_the_rest_imports(server, lan
                                                      "dateCreated": "2025-07-02T10:00:00-04:00"}))
     result = import_month(resources)
     meta = metadata(result, "regular_alphas")
-    assert meta["files_quarantined"] == 3 and meta["inserted"] == good
+    assert meta["run_files_quarantined"] == 3 and meta["inserted"] == good
     quarantine = tmp_path / "state" / "quarantine" / "alphas"
     reasons = {p.name: p.read_text() for p in quarantine.rglob("*.reason.txt")}
     assert set(reasons) == {"Trunc001.json.reason.txt", "NoIdAlph.json.reason.txt", "Power001.json.reason.txt"}
@@ -260,7 +260,7 @@ def test_flags_and_rejects_of_item_9_are_in_the_run_metadata(server, landing, re
     files[3].write_text('{"type": "REGULAR", ' + json.dumps(alphas[3])[1:])         # type twice, the same
     files[4].write_bytes(b"\xef\xbb\xbf" + json.dumps(alphas[4]).encode())          # a UTF-8 BOM
     meta = metadata(import_month(resources), "regular_alphas")
-    assert (meta["files_quarantined"], meta["files_flagged"], meta["inserted"]) == (3, 2, good - 3)
+    assert (meta["run_files_quarantined"], meta["run_files_flagged"], meta["inserted"]) == (3, 2, good - 3)
     assert "disagrees with the alpha's id 'Renamed1' (expected Renamed1.json)" in meta["quarantined"]
     assert "status: expected a string or null, got an object" in meta["quarantined"]
     assert "duplicate key 'id' with different values ('Other12', then " in meta["quarantined"]
@@ -436,3 +436,22 @@ def test_coverage_draws_stored_over_listed_per_account_month_and_names_what_is_m
     assert cells["research 25-07"] == "100.0%" and cells["main 25-08"] == "0.0%"
     assert f"| main | {MONTH} | {len(truth['main'])} | {len(truth['main']) - 1} | 0 | {lost} |" in meta["heat_map"]
     assert "| main | 2025-08 | 1 (files; never fetched) | 0 | 0 | Orphan01 |" in meta["heat_map"]
+
+
+def test_a_range_of_months_carries_each_months_own_counts(server, landing, resources):
+    months = {"2025-06-01": "2025-06", MONTH_KEY: MONTH}
+    for key in months:
+        fetch(resources, "main", month=key)
+    result = materialize([*IMPORT, *ALL_UPSTREAM], resources,
+                         tags={"dagster/asset_partition_range_start": "2025-06-01",
+                               "dagster/asset_partition_range_end": MONTH_KEY})
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "regular_alphas"]
+    own = {e.partition: {k: v.value for k, v in e.materialization.metadata.items()} for e in events}
+    assert set(own) == set(months)
+    truth = {key: len(server.truth("main", month, "REGULAR")) for key, month in months.items()}
+    assert len(set(truth.values())) == 2 and all(truth.values())  # the months differ: each shows its own
+    for key, month in months.items():
+        assert own[key]["month"] == month and own[key]["inserted"] == own[key]["documents_written"] == truth[key]
+        assert own[key]["files"] == truth[key] and own[key]["run_inserted"] == sum(truth.values())
+    supers = sum(len(server.truth("main", month, "SUPER")) for month in months.values())
+    assert written_rows(result) == sum(truth.values()) + supers  # the months summed, each once

@@ -91,12 +91,12 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
     assert result.success, failure(result)[0]
     funding = metadata(result, "crypto_funding")
     # perpetuals only: a spot pair has no funding slice (and is no failure)
-    assert funding["summary"] == "Successful: 3/3" and funding["slices_failed"] == 0
+    assert funding["run_summary"] == "Successful: 3/3" and funding["slices_failed"] == 0  # the run's; its partition's
     assert "data:image/svg+xml;base64," in funding["chart"]
-    assert metadata(result, "crypto_trades")["summary"] == "Successful: 5/5"
+    assert metadata(result, "crypto_trades")["run_summary"] == "Successful: 5/5"
     # Deribit has no mark history
-    assert metadata(result, "crypto_mark_bars_1m")["summary"] == "Successful: 2/2"
-    assert metadata(result, "crypto_liquidations")["summary"] == "Successful: 2/2"  # OKX and Deribit
+    assert metadata(result, "crypto_mark_bars_1m")["run_summary"] == "Successful: 2/2"
+    assert metadata(result, "crypto_liquidations")["run_summary"] == "Successful: 2/2"  # OKX and Deribit
     for dataset, keys in (("funding", PERPETUALS),
                           ("open_interest", ["BINANCE_UM:BTCUSDT", "OKX:BTC-USDT-SWAP"]),
                           ("liquidations", ["DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT-SWAP"]),
@@ -119,9 +119,9 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
                             tags={"dagster/asset_partition_range_start": INSTRUMENTS[0],
                                   "dagster/asset_partition_range_end": INSTRUMENTS[-1]})
     assert snapshots.success, failure(snapshots)[0]
-    assert metadata(snapshots, "crypto_tickers")["summary"] == "Successful: 5/5"
+    assert metadata(snapshots, "crypto_tickers")["run_summary"] == "Successful: 5/5"
     # Deribit only
-    assert metadata(snapshots, "crypto_open_interest_snapshots")["summary"] == "Successful: 1/1"
+    assert metadata(snapshots, "crypto_open_interest_snapshots")["run_summary"] == "Successful: 1/1"
     assert all(c.passed for c in snapshots.get_asset_check_evaluations())
 
     # the factors of yesterday's partitions: requested by the automation condition, then computed
@@ -201,26 +201,42 @@ def test_days_past_a_venues_rest_history_are_not_fetched_and_the_run_says_what_i
     assert outcome.partial == [(f"crypto_open_interest: 1 slice(s) past the venue's REST history, not fetched "
                                 f"and not stored: {missing}")]
     assert outcome.line().startswith("[partial] crypto old day: 2 assets, 2 partitions, ")
-    assert f"; partial: {outcome.partial[0]}; warnings: " in outcome.line()
-    materialized = {e.dagster_event.asset_key.to_user_string(): e.dagster_event.event_specific_data.materialization
+    empty = f"{old}|BINANCE_UM"
+    assert outcome.not_stored == [f"crypto_open_interest[{empty}]"]
+    assert f"; partial: {outcome.partial[0]}; not stored: crypto_open_interest[{empty}]" in outcome.line()
+    materialized = {(e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition):
+                    {k: v.value for k, v in e.dagster_event.event_specific_data.materialization.metadata.items()}
                     for e in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
-    oi = {k: v.value for k, v in materialized["crypto_open_interest"].metadata.items()}
-    funding = {k: v.value for k, v in materialized["crypto_funding"].metadata.items()}
+    # USD-M's open interest of that day: nothing stored, not materialized; observed with why
+    assert set(materialized) == {("crypto_funding", empty), ("crypto_funding", f"{old}|DERIBIT"),
+                                 ("crypto_open_interest", f"{old}|DERIBIT")}
+    (observed,) = [r.asset_observation for r in instance.fetch_observations(dg.AssetKey("crypto_open_interest"),
+                                                                            limit=5).records]
+    oi = {k: v.value for k, v in observed.metadata.items()}
+    assert observed.partition == empty and oi["not_stored"] == ("1 slice(s) past the venue's REST history, not "
+                                                                "fetched and not stored")
     assert oi["beyond_rest_reach"] == 1 and "BINANCE_UM" not in oi["slices"]  # no slice, no request
-    assert oi["older_days_from"] == where
-    assert funding["beyond_rest_reach"] == 0 and funding["summary"] == "Successful: 2/2"
-    assert "partial" not in funding and "older_days_from" not in funding
+    assert oi["older_days_from"] == where and oi["partial"] == outcome.partial[0].split(": ", 1)[1]
+    # Deribit serves no open interest history: no slice, nothing was to be stored (materialized, 0 rows)
+    deribit = materialized[("crypto_open_interest", f"{old}|DERIBIT")]
+    assert deribit["summary"] == "Successful: 0/0" and deribit["rows"] == 0 and deribit["beyond_rest_reach"] == 0
+    for partition in (empty, f"{old}|DERIBIT"):
+        funding = materialized[("crypto_funding", partition)]
+        assert funding["beyond_rest_reach"] == 0 and funding["summary"] == "Successful: 1/1"
+        assert funding["run_summary"] == "Successful: 2/2" and funding["venues"] == partition.split("|")[1]
+        assert "partial" not in funding and "older_days_from" not in funding
     assert not server.requests("BINANCE_UM", endpoint="open_interest")
     warned = [m for m in log_messages(instance, outcome) if "older than the venue's REST history" in m]
     assert warned == [(f"crypto_open_interest: 1 slice(s) older than the venue's REST history reaches, not fetched "
                        f"(0 stored from elsewhere): ['BINANCE_UM:BTCUSDT {old}']; older days: {where}")]
-    # the WARN check names the day x venue's configured instruments past the history that nothing stored covers
-    assert outcome.warnings == [f"crypto_open_interest:within_rest_reach[{old}|BINANCE_UM]"]
-    (check,) = [e.dagster_event.event_specific_data
-                for e in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-                if e.dagster_event.event_specific_data.check_name == "within_rest_reach"
-                and e.dagster_event.event_specific_data.partition == f"{old}|BINANCE_UM"
-                and e.dagster_event.event_specific_data.asset_key.to_user_string() == "crypto_open_interest"]
+    # its output skipped, Dagster skips the asset's checks in that run; a checks-only run: the WARN check names
+    # the day x venue's configured instruments past the history that nothing stored covers
+    assert not outcome.warnings
+    checks = materialize(instance, resources, dg.AssetSelection.checks_for_assets("crypto_open_interest"),
+                         tags=day["tags"])
+    assert checks.success and not checks.get_asset_materialization_events()
+    (check,) = [c for c in checks.get_asset_check_evaluations()
+                if c.check_name == "within_rest_reach" and c.partition == empty]
     configured = load_sources_config().crypto_instruments_by_venue()["BINANCE_UM"]
     assert "ETHUSDT" in configured and not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.description == f"{old}|BINANCE_UM: {outcome.partial[0].split(': ', 1)[1]}"
