@@ -228,6 +228,7 @@ def _month_metadata(stats: ImportStats, month: str, files: int, months: int) -> 
     counts = stats.by_month.get(month, {})
     mine = {count: counts.get(count, 0) for count in MONTH_COUNTS}
     return {"month": month, **mine, "documents_written": mine["inserted"] + mine["merged"] + mine["replaced"],
+            "records_unchanged": mine["unchanged"] + counts.get("skipped", 0),  # and the files the ledger knew
             "files": files, **{f"run_{key}": value for key, value in stats.as_metadata().items()},
             "run_partitions": months}
 

@@ -307,6 +307,8 @@ class _Import:
         sha = sha256_bytes(data)
         if self.mode == "incremental" and sha in self.ledgered.get(name, ()):
             self.stats.files_skipped += 1
+            month = path.parent.parent.name  # <TYPE>/<YYYY-MM>/<account>/<id>.json: its month's own count
+            self.stats.by_month.setdefault(month, Counter())["skipped"] += 1
             return None
         alpha, problem, notes = parse_alpha_file(data)
         problems, escape = ([problem], False) if problem else inspect_alpha(alpha)

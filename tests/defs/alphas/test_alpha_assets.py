@@ -178,6 +178,11 @@ def test_import_matches_the_api_and_every_check_passes(server, landing, resource
     again = import_month(resources)
     assert metadata(again, "regular_alphas")["run_files_skipped"] == len(list(iter_alpha_files(landing, "REGULAR", MONTH)))
     assert metadata(again, "regular_alphas")["inserted"] == 0 and written_rows(again) == 0
+    from marketdata_assets.apps.launch import UNCHANGED_KEYS, reported_rows
+
+    skipped = len(list(iter_alpha_files(landing, None, MONTH)))  # what the console says beside its 0 rows
+    assert reported_rows([e.event_specific_data.materialization for e in again.get_asset_materialization_events()],
+                         UNCHANGED_KEYS) == skipped == len(truth["REGULAR"]) + len(truth["SUPER"])
 
     # a document lost behind the ledger's back, and one no import wrote: the ledger check names both
     lost = min(truth["REGULAR"])
