@@ -193,8 +193,11 @@ class _Tap(logging.Handler):
         meta = getattr(record, "dagster_meta", None) or {}
         if self.say_warnings and record.levelno >= logging.WARNING and meta.get("orig_message"):
             where = f"{meta['step_key']}: " if meta.get("step_key") else ""
-            level = logging.getLevelName(record.levelno).lower()
-            print(f"{level}: {where}{meta['orig_message']}", file=sys.stderr, flush=True)
+            line = f"{logging.getLevelName(record.levelno).lower()}: {where}{meta['orig_message']}"
+            if self.on_event is not None:  # the console prints it (above its progress bar)
+                self.on_event("warning", line)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
 
 def error_line(error) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from marketdata_assets.core import progress
 from marketdata_assets.core.errors import error_text
 from marketdata_assets.core.http import STOP_ERRORS, RequestStats, SourceRequestError, counting
 from marketdata_assets.core.identifiers import clickhouse_database
@@ -339,6 +340,9 @@ class _FeedRun:
             self.unsettled[group] = self.unsettled.get(group, 0) + 1
         self.done = 0
         self.last_report: float | None = None  # the first settled slice is reported at once
+        self.started = time.monotonic()
+        self.progress_key = f"{feed.source}#{id(self)}"  # this feed's slices, for whoever shows progress
+        progress.report(self.progress_key, 0, len(self.outcomes))
 
     async def run(self, api) -> None:
         feed = self.feed
@@ -581,6 +585,7 @@ class _FeedRun:
 
     def _count_done(self) -> None:
         self.done += 1
+        progress.report(self.progress_key, self.done, len(self.outcomes))
         self._progress()
 
     def _progress(self, force: bool = False) -> None:
@@ -590,5 +595,7 @@ class _FeedRun:
         self.last_report = now
         counts = {s: sum(o.status == s for o in self.outcomes.values()) for s in OUTCOMES}
         rows = sum(o.rows for o in self.outcomes.values() if o.status == "ok")
+        eta = progress.eta_text(self.done, len(self.outcomes), now - self.started)
         self.engine.log(f"{self.feed.source}: {self.done}/{len(self.outcomes)} slices settled ({counts['ok']} ok, "
-                        f"{counts['failed']} failed, {counts['skipped']} skipped), {rows:,} rows written")
+                        f"{counts['failed']} failed, {counts['skipped']} skipped), {rows:,} rows written"
+                        + (f", {eta}" if eta else ""))

@@ -4,6 +4,7 @@ code), the assets of a command with their checks and upstream stand-ins, and mon
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 import click
 import dagster as dg
 
-from marketdata_assets.core import settings
+from marketdata_assets.core import progress, settings
 from marketdata_assets.orchestration.sensing import range_tags
 
 MONTH = click.DateTime(formats=["%Y-%m"])
@@ -67,19 +68,12 @@ class Session:
         defs = self.definitions()
         instance = self.instance()
         with click.progressbar(length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
-            seen = set()
-
-            def on_event(what: str, event) -> None:
-                if what == "materialization":
-                    key = (event.asset_key, event.partition)
-                    if key not in seen and len(seen) < expected:
-                        seen.add(key)
-                        bar.update(1)
-
+            on_event, on_progress = _bar_listeners(bar, label, expected)
             try:
-                outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
-                    "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
-                    run_config=run_config, on_event=on_event, verbose=self.verbose)
+                with progress.listening(on_progress):
+                    outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
+                        "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
+                        run_config=run_config, on_event=on_event, verbose=self.verbose)
             except Interrupted as interrupted:
                 click.echo(f"\n{interrupted}", err=True)
                 self.stack.close()
@@ -100,6 +94,35 @@ class Session:
             for line in outcome.error_lines() or [fallback]:
                 click.echo(line, err=True)
         return 1 if failed else 0
+
+
+def _bar_listeners(bar, label: str, expected: int):
+    """What moves a run's bar: the slices its ingest feeds settled, of their known total (core.progress), once
+    any feed reports; until then its partitions materialized, of `expected`. A warning of the run is printed
+    above the bar (the line cleared, the bar drawn again below it), not into it."""
+    slices: dict[str, tuple[int, int]] = {}
+    seen: set = set()
+    lock = threading.Lock()
+
+    def move(done: int, total: int, unit: str) -> None:
+        bar.length, bar.label = max(total, 1), f"{label} ({unit})"
+        if done > bar.pos:
+            bar.update(done - bar.pos)
+
+    def on_progress(what: str, done: int, total: int) -> None:
+        with lock:
+            slices[what] = (done, total)
+            move(sum(d for d, _ in slices.values()), sum(t for _, t in slices.values()), "slices")
+
+    def on_event(what: str, event) -> None:
+        with lock:
+            if what == "warning":
+                click.echo(f"\r\x1b[K{event}" if bar.is_hidden is False else event, file=sys.stderr)
+                bar.render_progress()
+            elif what == "materialization" and not slices:
+                seen.add((event.asset_key, event.partition))
+                move(min(len(seen), expected), expected, "partitions")
+    return on_event, on_progress
 
 
 def run_range(session: Session, label: str, assets: list, keys: list[str], run_config: dict | None = None, *,

@@ -94,3 +94,35 @@ def test_bad_options_are_usage_errors_naming_the_option(cli_env):
     assert result.returncode == 2 and "unknown accounts ['nobody']" in result.stderr
     result = marketdata(cli_env, "ingest", "--start-date", "2025-06-07", "--end-date", "2025-06-08")  # a weekend
     assert result.returncode == 2 and "no partition between 2025-06-07 and 2025-06-08" in result.stderr
+
+
+def test_a_backfill_under_a_terminal_shows_its_slices_advancing_during_the_fetch(cli_env):
+    """Under a pseudo-terminal the bar counts the slices the fetch settles, of their total, with an ETA (it sat
+    at 0 partitions for the whole fetch, then ran through the checks), and the run's line follows on its own."""
+    import pty
+    import re
+
+    main, child = pty.openpty()
+    process = subprocess.Popen([str(MARKETDATA), "--demo", "backfill", "a_shares", "--start-date", "2025-06-05",
+                                "--end-date", "2025-06-06"], env=cli_env, cwd=cli_env["MARKETDATA_STATE_DIR"],
+                               stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    assert process.wait(timeout=110) == 0, screen.decode(errors="replace")[-2000:]
+    text = screen.decode(errors="replace")
+    states = [(int(done), int(total)) for done, total in re.findall(r"\(slices\)\s+\[[#-]*\]\s+(\d+)/(\d+)", text)]
+    totals = {total for _, total in states}
+    assert len(totals) == 1 and (total := totals.pop()) > 4, states  # every slice of the run, known from the start
+    assert [done for done, _ in states] == sorted(done for done, _ in states)  # only forward
+    assert {1, total // 2, total - 1} <= {done for done, _ in states}  # advancing through the fetch
+    assert re.search(r"\d/\d+\s+\d\d:\d\d:\d\d", text)  # an ETA from the rate so far
+    assert re.search(r"\r?\n\[ok\] a_shares 2025-06-05\.\.2025-06-06: ", text)  # the line after the bar
