@@ -25,7 +25,7 @@ WITH_OPTIONS = {
     "imports": "bench.imports",
     "compare": "bench.compare",  # two trees' data-path benches interleaved (old layout vs new)
     "capacity": "bench.capacity",  # the capacity model of docs/scale-out.md (no benchmark: arithmetic)
-    "live_capture": "bench.live_capture",  # --duration-s, --short, ... (plain `make bench`: the defaults)
+    "live_capture": "bench.live_capture",  # --duration-s, --short, --universe N, ... (plain `make bench`: the defaults)
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run

@@ -38,7 +38,9 @@ are bench/live_capture_roles.py's. Three parts:
    and over its second half (bounded queues: flat).
 
 Results: bench/results/live_capture.json (every sample of the rounds, the RSS series, the latency
-percentiles). `--short`: a few seconds of each (a smoke test, tests/bench/test_bench_live_capture.py).
+percentiles). `--universe N`: the collector on N instruments over several connections against the
+bare client on the same ones, subscription within Binance's limits, RSS per 1,000 instruments
+(bench/live_capture_universe.py; results in bench/results/live_capture_universe.json). `--short`: a few seconds of each (a smoke test, tests/bench/test_bench_live_capture.py).
 Figures depend on the machine's load (recorded: load average before and after); re-measure on a
 quiet machine before comparing.
 Run: `scripts/with-env .venv/bin/python -m bench live_capture [--duration-s 600] [--short]`.
@@ -63,7 +65,7 @@ from pathlib import Path
 
 import numpy
 
-from bench.live_capture_roles import PREFIX, stream_spec
+from bench.live_capture_roles import PREFIX, rss_mb, stream_spec
 from bench.peer_venv import ensure_peer_python
 from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
@@ -91,11 +93,11 @@ SHORT_QUEUE = 20_000  # --short: a smoke run does not process a whole window's f
 
 
 @contextmanager
-def sender(rate: float, depth_share: float, counts: dict | None = None):
-    """The frame source, a process of its own; yields its base URL (WebSocket and REST on one port).
-    `counts["sent"]`: the frames it wrote, once it stopped."""
+def sender(rate: float, depth_share: float, counts: dict | None = None, extra: tuple[str, ...] = ()):
+    """The frame source, a process of its own (`extra`: more of its options); yields its base URL
+    (WebSocket and REST on one port). `counts`: its report once it stopped (`sent`: the frames it wrote)."""
     process = subprocess.Popen([sys.executable, "-m", "bench.live_sender", "--rate", str(rate), "--depth-share",
-                                str(depth_share), "--instruments", ",".join(INSTRUMENTS)],
+                                str(depth_share), "--instruments", ",".join(INSTRUMENTS), *extra],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         port = json.loads(process.stdout.readline())["port"]
@@ -161,7 +163,11 @@ def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_
                               text=True, cwd=REPO, timeout=seconds + 300)
     if done.returncode:
         raise RuntimeError(f"{role} failed ({done.returncode}): {done.stderr[-2000:]}")
-    result = last_json(done.stdout)
+    return per_frame(last_json(done.stdout))
+
+
+def per_frame(result: dict) -> dict:
+    """A role's result with its frames a second, a CPU second, and its CPU µs a frame."""
     result["frames_per_s"] = round(result["frames"] / result["wall_s"])
     result["frames_per_cpu_s"] = round(result["frames"] / max(result["cpu_s"], 1e-6))
     result["cpu_us_per_frame"] = round(1e6 * result["cpu_s"] / max(result["frames"], 1), 2)
@@ -312,16 +318,6 @@ class TimedInsert:
                 for k, v in sorted(out.items())]
 
 
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def slope_mb_per_min(series: list[tuple[float, float]]) -> float | None:
     if len(series) < 3:
         return None
@@ -434,13 +430,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--short", action="store_true", help="a smoke run: a few seconds of each part")
     parser.add_argument("--no-peers", action="store_true", help="throughput without the cryptofeed rows (they "
                         "run in a venv of their own, built once: bench/peer_venv.py)")
-    parser.add_argument("--skip", choices=("throughput", "steady"), action="append", default=[])
+    parser.add_argument("--skip", choices=("throughput", "steady", "memory"), action="append", default=[])
     parser.add_argument("--prefix", default=PREFIX, help="NATS subject prefix (and stream) of the run")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON report goes")
+    parser.add_argument("--results", type=Path, default=None, help="where the JSON report goes (default: "
+                        "bench/results/live_capture.json, with --universe live_capture_universe.json)")
+    universe = parser.add_argument_group("the universe run (bench/live_capture_universe.py)")
+    universe.add_argument("--universe", type=int, default=0, help="this many instruments instead of the 8")
+    universe.add_argument("--baseline", type=int, default=10, help="instruments of the baseline run beside (0: none)")
+    universe.add_argument("--max-streams", type=int, default=None, help="streams a connection (default: Binance's)")
+    universe.add_argument("--memory-rate", type=float, default=10_000.0, help="memory part: frames a second in all")
+    universe.add_argument("--memory-s", type=float, default=30.0, help="memory part: seconds")
     args = parser.parse_args(argv)
     if args.short:
         args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 1.0, 3.0, 1.0
-        args.rate = min(args.rate, 2_000.0)
+        args.rate, args.memory_s = min(args.rate, 2_000.0), 2.0
     return args
 
 
@@ -503,6 +506,11 @@ async def drop_stream(nats_url: str, prefix: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.universe:
+        from bench.live_capture_universe import main as universe
+
+        return universe(args)
+    args.results = args.results or RESULTS
     nats_url = settings.get("NATS_URL")
     tmp = settings.state_dir() / "tmp"
     scratch = Path(tempfile.mkdtemp(prefix="bench-live-capture-", dir=tmp if tmp.is_dir() else None))

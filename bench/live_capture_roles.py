@@ -9,13 +9,21 @@ JSON line of results on stdout:
   scratch directory), books synced from the sender's REST snapshots, trades published to the
   stack's nats-server on the bench's own subject prefix and stream.
 
+`--universe N` (bench/live_capture_universe.py): both on `universe_names(N)`, trade and depth@100ms
+streams each, split over connections as the collector splits them (`universe_plan`: at most
+`--max-streams` a connection, the venue's 1,024 by default; the first 100 in the URL, the rest
+SUBSCRIBEd 100 a message: the collector paces them itself, the bare client spaces them `SPACING_S`);
+both count from the moment every SUBSCRIBE was acknowledged (the collector: processed), having told
+the sender (`--held`) to send as fast as they read from then on.
+
 The collector also reports its stages (`Stages`: each batch's wait on the frame queue, each publish
 call, the fill of its queue and publish buffer) and what its landing files say about the frames it
 dropped (`landing_gaps`: `overflow` markers, `gap` ranges, holes in the landed trade ids).
 
-Both count from their first frame for `seconds`, then stop (the collector lands and publishes what
-it holds: its clock stops when that is done), and report frames, wall and CPU seconds of the
-process (`time.process_time`: every thread, so the landing worker's zstd is included).
+Both count from their first frame (and every acknowledgement) for `seconds`, then stop (the collector
+lands and publishes what it holds: its clock stops when that is done), and report frames, wall and
+CPU seconds of the process (`time.process_time`: every thread, so the landing worker's zstd is
+included).
 """
 
 from __future__ import annotations
@@ -26,14 +34,24 @@ import json
 import os
 import re
 import time
+import urllib.request
 from array import array
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import websockets
 
+from bench.live_sender import FLOOD, universe_names
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
 from marketdata_assets.ingest.live.collector import run_streaming
-from marketdata_assets.sources.binance.stream import VENUE
+from marketdata_assets.sources.binance.stream import (
+    URL_STREAMS,
+    VENUE,
+    BinanceSpotStream,
+    combined_url,
+    subscribe_messages,
+)
+from marketdata_assets.sources.stream import BOOKS, TRADES, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
 from marketdata_assets.stores.landing.reader import closed_files, read_lines
@@ -65,6 +83,81 @@ async def bare(url: str, seconds: float) -> dict:
                 break
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+
+
+# The bare client's SUBSCRIBEs: one every 0.35 s, so that a second at the sender holds at most 3 of them
+# (and a ping) even if the network or the sender's loop takes up to 0.4 s longer over one than another.
+SPACING_S = 0.35
+
+
+def universe_plan(instruments: list[str], max_streams: int | None = None) -> list[list[str]]:
+    """The streams of `instruments` (trades and depth@100ms, as the collector names them) split over
+    connections as the collector splits them (at most `max_streams` each; None: the venue's)."""
+    streams = BinanceSpotStream((TRADES, BOOKS)).channels(instruments, 100)
+    return plan_connections(streams, max_streams or BinanceSpotStream.limits.max_channels)
+
+
+def subscribes(plan: list[str]) -> list[tuple[int, str]]:
+    """The SUBSCRIBE messages of a connection's streams past those its URL names."""
+    return subscribe_messages(plan[URL_STREAMS:], 1) if plan[URL_STREAMS:] else []
+
+
+class Discard:
+    """The bare client's connections' receiving: acknowledgements counted until every SUBSCRIBE was
+    answered (or, with none to send, the first frame), then frames while `counting`."""
+
+    def __init__(self, expected: int):
+        self.expected, self.acks, self.frames, self.counting = expected, 0, 0, False
+        self.subscribed = asyncio.Event()
+
+    async def receive(self, ws) -> None:
+        async for text in ws:
+            if self.counting:
+                self.frames += 1
+            elif not self.subscribed.is_set():
+                self.acks += text.startswith('{"result"')
+                if self.acks >= self.expected:
+                    self.subscribed.set()
+
+    async def subscribe(self, ws, plan: list[str]) -> None:
+        """The collector's SUBSCRIBE messages, evenly spaced (`SPACING_S`)."""
+        for k, (_, text) in enumerate(subscribes(plan)):
+            if k:
+                await asyncio.sleep(SPACING_S)
+            await ws.send(text)
+
+
+async def flood(url: str) -> None:
+    """Tell the sender (`--held`) at `url`'s host to send as fast as read from now on."""
+    where = urlsplit(url)
+    await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{where.netloc}{FLOOD}", timeout=10).read())
+
+
+async def bare_universe(base: str, plans: list[list[str]], seconds: float) -> dict:
+    """The ceiling on a universe: a connection a plan, subscribed as the collector subscribes, each
+    receiving and discarding; `seconds` counted from the moment every SUBSCRIBE was acknowledged (the
+    sender, held until then, told to send as fast as read)."""
+    discard, started = Discard(sum(len(subscribes(plan)) for plan in plans)), time.perf_counter()
+    sockets = await asyncio.gather(*(websockets.connect(
+        combined_url(base, plan[:URL_STREAMS]), open_timeout=10, ping_interval=STALE_S, ping_timeout=STALE_S,
+        max_size=None, max_queue=256, compression=None, proxy=None) for plan in plans))
+    tasks = [asyncio.create_task(discard.receive(ws)) for ws in sockets]
+    tasks += [asyncio.create_task(discard.subscribe(ws, plan)) for ws, plan in zip(sockets, plans)]
+    try:
+        async with asyncio.timeout(120):
+            await discard.subscribed.wait()
+        subscribed_s = time.perf_counter() - started
+        await flood(base)
+        t0, c0, discard.counting = time.perf_counter(), time.process_time(), True
+        await asyncio.sleep(seconds)
+        discard.counting = False
+        frames, wall, cpu = discard.frames, time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "connections": len(plans),
+            "acks": discard.acks, "subscribed_s": round(subscribed_s, 3)}
 
 
 def percentiles(values: array) -> dict:
@@ -156,29 +249,35 @@ def landing_gaps(landing: Path, instruments: list[str]) -> dict:
 
 async def collector(url: str, rest_url: str, instruments: list[str], seconds: float, landing: Path,
                     nats_url: str, prefix: str = PREFIX, queue_size: int | None = None,
-                    max_lag_s: float | None = None) -> dict:
-    """The collector, `seconds` from its first landed frame, then a clean stop (land, publish, close).
-    `queue_size`, `max_lag_s`: its frame queue's bounds (None: the production defaults; a tree
-    without the lag bound ignores it)."""
+                    max_lag_s: float | None = None, max_streams: int | None = None, held: bool = False,
+                    shutdown_s: float = SHUTDOWN_S) -> dict:
+    """The collector, `seconds` from its first landed frame and every SUBSCRIBE acknowledged (`held`:
+    the sender told to send as fast as read from there), then a clean stop (land, publish, close)
+    within `shutdown_s`. `queue_size`, `max_lag_s`: its frame queue's bounds (None: the production
+    defaults; a tree without the lag bound ignores it); `max_streams` a connection (None: the venue's)."""
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
-    bounds = {"queue_size": queue_size, "max_lag_s": max_lag_s}
+    bounds = {"queue_size": queue_size, "max_lag_s": max_lag_s, "max_streams": max_streams}
     config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix,
                              **{k: v for k, v in bounds.items() if v and k in CollectorConfig.__dataclass_fields__})
     live = BinanceSpotCollector(config, LandingWriter(landing, VENUE), store)
     stages = Stages(live)
     sampling = asyncio.create_task(stages.sample())
     stop = asyncio.Event()
+    plans, began = len(universe_plan(instruments, max_streams)), time.perf_counter()
     running = asyncio.create_task(live.run(stop))
-    await live.stats.wait_until(lambda s: s.frames > 0, 60)
-    s = live.stats
+    await live.stats.wait_until(lambda s: s.frames > 0 and subscribed(live, plans), 300)
+    s, at_subscribed = live.stats, {"subscribed_s": round(time.perf_counter() - began, 3), "rss_subscribed_mb": rss_mb()}
+    if held:
+        await flood(url)
     start = (s.frames, s.trades, s.published, s.overflow_frames, time.perf_counter(), time.process_time())
     print(json.dumps({"ready": True}), flush=True)  # the bench starts its clocks (RSS samples, ...)
     await asyncio.sleep(seconds)
+    window_end = {"rss_end_mb": rss_mb(), **book_state(live)}
     stop.set()
     stopping = time.perf_counter()
     try:  # a stop that never ends is a finding, not a hung bench
-        await asyncio.wait_for(asyncio.shield(running), SHUTDOWN_S)
+        await asyncio.wait_for(asyncio.shield(running), shutdown_s)
         hung = False
     except asyncio.TimeoutError:
         hung = True
@@ -199,7 +298,32 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
             "total_trades": s.trades, "total_published": s.published, "unpublished": live.buffered,
             "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung, "stuck_tasks": stuck,
-            "total_overflow_frames": s.overflow_frames, "landing": gaps, "stages": stages.report()}
+            "total_overflow_frames": s.overflow_frames, "landing": gaps, "stages": stages.report(),
+            **at_subscribed, **window_end, "acks": s.acks, "connects": s.connects, "disconnects": s.disconnects,
+            "subscribe_errors": s.subscribe_errors, "connect_failures": s.connect_failures}
+
+
+def subscribed(live, connections: int) -> bool:
+    """Every connection of the collector open and each of its SUBSCRIBEs acknowledged (and processed)."""
+    return len(live.connections) == connections and not any(c in live.connections for c in live.pending.values())
+
+
+def book_state(live) -> dict:
+    """Its books, those synced, and the depth diffs the others hold while they wait for a REST snapshot."""
+    books = live.books.values()
+    return {"books": len(books), "books_synced": sum(not b.needs_snapshot for b in books),
+            "buffered_diffs": sum(len(b.buffer) for b in books)}
+
+
+def rss_mb(pid: int | str = "self") -> float | None:
+    """A process's resident set (/proc), MB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,12 +340,22 @@ def main(argv: list[str] | None = None) -> None:
                         "production's; the throughput part holds every frame of its window: no overflow)")
     parser.add_argument("--max-lag-s", type=float, default=None, help="the collector's lag bound (default: "
                         "production's; the throughput part drops nothing for lag either)")
+    parser.add_argument("--universe", type=int, default=0, help="instead of --instruments: this many, "
+                        "`universe_names`, over connections (`universe_plan`)")
+    parser.add_argument("--max-streams", type=int, default=None, help="streams a connection (default: the venue's)")
+    parser.add_argument("--held", action="store_true", help="the collector: tell the sender (--held) to send as "
+                        "fast as read once subscribed (the bare client's universe always does)")
+    parser.add_argument("--shutdown-s", type=float, default=SHUTDOWN_S, help="a longer stop is reported as hung")
     args = parser.parse_args(argv)
-    if args.role == "bare":  # on the collector's event loop (uvloop), as `marketdata collect` runs
+    instruments = universe_names(args.universe) if args.universe else args.instruments.split(",")
+    if args.role == "bare" and args.universe:  # on the collector's event loop (uvloop), as `marketdata collect` runs
+        result = run_streaming(bare_universe(args.url, universe_plan(instruments, args.max_streams), args.seconds))
+    elif args.role == "bare":
         result = run_streaming(bare(args.url, args.seconds))
     else:
-        result = run_streaming(collector(args.url, args.rest_url, args.instruments.split(","), args.seconds,
-                                       args.landing, args.nats_url, args.prefix, args.queue_size, args.max_lag_s))
+        result = run_streaming(collector(args.url, args.rest_url, instruments, args.seconds, args.landing,
+                                         args.nats_url, args.prefix, args.queue_size, args.max_lag_s, args.max_streams,
+                                         args.held, args.shutdown_s))
     print(json.dumps(result), flush=True)
     if result.get("shutdown_hung"):
         os._exit(0)  # the stuck tasks would hold the process (the report says so)

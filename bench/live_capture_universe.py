@@ -1,0 +1,248 @@
+"""`bench live_capture --universe N`: the collector on a universe of N replayed Binance spot instruments.
+
+Each instrument has its trade and depth@100ms streams: 2N streams over ceil(2N / 1,024) connections,
+the first 100 of each named in its URL, the rest SUBSCRIBEd 100 a message (the collector's plan,
+`universe_plan`). The sender (bench/live_sender.py) serves them as Binance does and enforces Binance
+spot's WebSocket Limits (5 incoming messages a second a connection, 1,024 streams a connection; its
+doc cites them); it times every control message, so each run reports its subscription time (the first
+connect to the last stream added) against the floor the limits allow, the most control messages a
+connection sent within a second (at most 5) and the sender's refusals (goal 0).
+
+Two parts, each at N and at a baseline of a few instruments (`--baseline`, 10: one connection, every
+stream in its URL) in the same session:
+1. Throughput, `--rounds` rounds of four runs (bare and collector at N and at the baseline, the order
+   flipped each round): a client subscribes at the sender's warm rate (1,000 frames a second a
+   connection), then tells the sender to send as fast as it reads and counts `--window-s` from there
+   (bench/live_capture_roles.py); frames a CPU second of each, the ratio collector / bare (median of
+   the rounds), the measure of bench/live_capture.py's part 1 (its queue holds the whole window).
+2. Memory: the collector alone at a steady `--memory-rate` (frames a second in all, spread over its
+   connections; production's queue and lag bound) for `--memory-s`; its RSS after subscription and at
+   the end, and per 1,000 instruments: (RSS at N - RSS at the baseline) / ((N - baseline) / 1,000); its
+   CPU a frame at that rate, and its books: synced, or buffering diffs while their REST snapshot waits
+   on the collector's request-weight budget (`book_sync_floor_min`: N books at that budget).
+
+Results: bench/results/live_capture_universe.json; `--short`: one round of a second, the queue of
+bench/live_capture.py's smoke run (tests/bench/test_bench_live_capture_universe.py). Figures depend
+on the machine's load (the load average is recorded at every run). Run:
+`scripts/with-env .venv/bin/python -m bench live_capture --universe 2000 [--rounds 3] [--baseline 10]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.live_capture import (
+    SHORT_QUEUE,
+    WHOLE_WINDOW,
+    WHOLE_WINDOW_S,
+    drop_stream,
+    last_json,
+    per_frame,
+    sender,
+)
+from bench.live_capture_roles import subscribes, universe_plan
+from bench.live_sender import CONTROL_PER_S, universe_names
+from marketdata_assets.ingest.live.collector import CollectorConfig
+from marketdata_assets.sources.binance.client import LIMITS, depth_weight
+from marketdata_assets.sources.binance.stream import BinanceSpotStream
+
+RESULTS = Path(__file__).resolve().parent / "results" / "live_capture_universe.json"
+REPO = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 0.4  # at N instruments, of the bare client's frames a CPU second
+WARM_RATE = 1000.0  # frames a second a connection while the client subscribes
+SHUTDOWN_S = 900.0  # the collector's stop lands and publishes its whole window: at scale that takes minutes
+
+
+def subscription_floor(plans: list[list[str]], per_s: int) -> int:
+    """The least time, in whole seconds, every connection's SUBSCRIBEs take at `per_s` messages in any
+    second (connections in parallel; a connection's k-th message, from 0, no sooner than k // per_s s
+    after its first)."""
+    return max(((len(subscribes(plan)) - 1) // per_s for plan in plans if subscribes(plan)), default=0)
+
+
+def book_sync_floor_min(instruments: int) -> float:
+    """Minutes the collector's REST budget takes to fetch a snapshot of every book: Binance's request
+    weight a minute (`LIMITS`, spent up to its headroom) over a depth snapshot's weight at the
+    collector's `snapshot_limit`."""
+    weight = depth_weight(CollectorConfig.__dataclass_fields__["snapshot_limit"].default)
+    return round(instruments / (LIMITS.weight_per_window * LIMITS.weight_headroom / weight), 1)
+
+
+def role_argv(role: str, address: str, n: int, seconds: float, args, scratch: Path, nats_url: str,
+              steady: bool = False) -> list[str]:
+    """A role's command line on the universe of `n`: the throughput part's collector holds its whole
+    window (`--short`: the smoke run's queue) and starts the flood; `steady`: production's bounds."""
+    argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--universe", str(n), "--seconds", str(seconds),
+            "--url", f"ws://{address}", *(["--max-streams", str(args.max_streams)] if args.max_streams else [])]
+    if role == "bare":
+        return argv
+    landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
+    argv += ["--rest-url", f"http://{address}", "--landing", str(landing), "--nats-url", nats_url,
+             "--prefix", args.prefix, "--shutdown-s", str(SHUTDOWN_S)]
+    if steady:
+        return argv
+    queue = SHORT_QUEUE if args.short else WHOLE_WINDOW
+    return argv + ["--held", "--queue-size", str(queue), "--max-lag-s", str(WHOLE_WINDOW_S)]
+
+
+def run(role: str, n: int, args, scratch: Path, nats_url: str, steady: bool = False) -> dict:
+    """One run of a role on the universe of `n` against a sender of its own; the sender's report
+    beside (its REST snapshots counted, not listed)."""
+    plans = universe_plan(universe_names(n), args.max_streams)
+    counts: dict = {}
+    rate = args.memory_rate / len(plans) if steady else 0.0  # the sender's rate is a connection's
+    extra = ("--universe", str(n), *(() if steady else ("--held", "--warm-rate", str(WARM_RATE))))
+    seconds = args.memory_s if steady else args.window_s
+    with sender(rate, args.depth_share, counts, extra) as address:
+        done = subprocess.run(role_argv(role, address, n, seconds, args, scratch, nats_url, steady), check=False,
+                              capture_output=True, text=True, cwd=REPO, timeout=seconds + SHUTDOWN_S + 600)
+    if done.returncode:
+        raise RuntimeError(f"{role} at {n} failed ({done.returncode}): {done.stderr[-2000:]}")
+    result = per_frame(last_json(done.stdout))
+    snapshots = counts.pop("snapshots", [])
+    counts["snapshots_served"], counts["last_snapshot_s"] = len(snapshots), max((t for t, _ in snapshots), default=None)
+    return {**result, "instruments": n, "sender": counts, "load_average": round(os.getloadavg()[0], 2)}
+
+
+def throughput(args, sizes: list[int], scratch: Path, nats_url: str) -> dict:
+    """`args.rounds` rounds of bare and collector at each size, the order flipped each round; per size
+    the runs and their medians (see the module doc, part 1)."""
+    pairs = [[("bare", n), ("collector", n)] for n in sizes]
+    samples: dict[tuple[str, int], list[dict]] = {run_: [] for pair in pairs for run_ in pair}
+    for round_ in range(args.rounds):
+        flip = round_ % 2
+        for role, n in [r for pair in (pairs[::-1] if flip else pairs) for r in (pair[::-1] if flip else pair)]:
+            samples[role, n].append(run(role, n, args, scratch, nats_url))
+            print(f"  {role} at {n}: {samples[role, n][-1]['cpu_us_per_frame']} us of CPU a frame", flush=True)
+    return {str(n): size_summary(samples["bare", n], samples["collector", n]) for n in sizes}
+
+
+def size_summary(bare: list[dict], collector: list[dict]) -> dict:
+    """One size's rounds: frames a CPU second and the ratio (medians, the ratio's range), the
+    subscription and the limits as the sender saw them (worst of the runs), the collector's books."""
+    ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(bare, collector)]
+    runs = bare + collector
+    return {"instruments": collector[0]["instruments"], "streams": max(r["sender"]["streams"] for r in runs),
+            "connections": len(collector[0]["sender"]["sessions"]) - sum(
+                s["closed_for"] is not None for s in collector[0]["sender"]["sessions"]),
+            "ratio_per_cpu_s": round(statistics.median(ratios), 3),
+            "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+            **{f"{name}_{key}": statistics.median(r[key] for r in rs) for name, rs in (("bare", bare), ("collector", collector))
+               for key in ("frames_per_cpu_s", "frames_per_s", "cpu_us_per_frame")},
+            "subscription_s": {name: [r["sender"]["subscription_s"] for r in rs]
+                               for name, rs in (("bare", bare), ("collector", collector))},
+            "max_control_per_s": max(r["sender"]["max_control_per_s"] for r in runs),
+            "sender_refusals": {k: sum(r["sender"]["refusals"][k] for r in runs) for k in ("rate", "streams")},
+            "collector_disconnects": [r.get("disconnects") for r in collector],
+            "collector_books_synced": [r.get("books_synced") for r in collector],
+            "load_average": [r["load_average"] for r in runs], "runs": {"bare": bare, "collector": collector}}
+
+
+def memory(args, sizes: list[int], scratch: Path, nats_url: str) -> dict:
+    """The collector at a steady rate at each size (part 2); RSS per 1,000 instruments from the first
+    two sizes (N, then the baseline)."""
+    runs = {str(n): run("collector", n, args, scratch, nats_url, steady=True) for n in sizes}
+    out = {"rate_frames_per_s": args.memory_rate, "duration_s": args.memory_s, "runs": runs}
+    if len(sizes) == 2:
+        (big, a), (small, b) = ((n, runs[str(n)]) for n in sizes)
+        per_k = (big - small) / 1000
+        for when in ("subscribed", "end"):
+            out[f"rss_per_1000_instruments_{when}_mb"] = round((a[f"rss_{when}_mb"] - b[f"rss_{when}_mb"]) / per_k, 1)
+    return out
+
+
+def limits_report(args, n: int) -> dict:
+    """What the limits allow at `n`: connections, streams, the subscription floors (Binance's 5 messages
+    a second; the collector's own pacing) and the books' REST floor."""
+    plans = universe_plan(universe_names(n), args.max_streams)
+    return {"instruments": n, "streams": sum(map(len, plans)), "connections": len(plans),
+            "subscribe_messages": [len(subscribes(plan)) for plan in plans],
+            "subscription_floor_s": subscription_floor(plans, CONTROL_PER_S),
+            "collector_paced_floor_s": subscription_floor(plans, BinanceSpotStream.limits.control_per_s),
+            "book_sync_floor_min": book_sync_floor_min(n)}
+
+
+def run_universe(args, nats_url: str, scratch: Path) -> dict:
+    """Both parts (unless skipped) at `args.universe` and at the baseline; the report."""
+    sizes = [args.universe] + ([args.baseline] if args.baseline else [])
+    report = {"limits": {str(n): limits_report(args, n) for n in sizes}}
+    try:
+        if "throughput" not in args.skip:
+            report["throughput"] = throughput(args, sizes, scratch, nats_url)
+        if "memory" not in args.skip:
+            report["memory"] = memory(args, sizes, scratch, nats_url)
+    finally:
+        asyncio.run(drop_stream(nats_url, args.prefix))
+    return report
+
+
+def missed(report: dict, n: int) -> list[str]:
+    """The targets a report misses at `n`: the ratio, and the limits (every stream acknowledged, no
+    refusal, at most 5 control messages in a second)."""
+    t, out = report.get("throughput", {}).get(str(n)), []
+    if t:
+        if t["ratio_per_cpu_s"] < TARGET_RATIO:
+            out.append(f"ratio at {n} {t['ratio_per_cpu_s']} < {TARGET_RATIO}")
+        if t["streams"] < report["limits"][str(n)]["streams"]:
+            out.append(f"streams acknowledged {t['streams']} < {report['limits'][str(n)]['streams']}")
+        if any(t["sender_refusals"].values()) or t["max_control_per_s"] > CONTROL_PER_S:
+            out.append(f"sender refusals {t['sender_refusals']}, most control messages in a second "
+                       f"{t['max_control_per_s']}")
+    return out
+
+
+def print_report(report: dict) -> None:
+    for n, t in report.get("throughput", {}).items():
+        lim = report["limits"][n]
+        print(f"{int(n):,} instruments, {t['streams']:,} streams over {t['connections']} connections: "
+              f"bare {t['bare_frames_per_cpu_s']:,.0f} frames/CPU-s ({t['bare_cpu_us_per_frame']} us), "
+              f"collector {t['collector_frames_per_cpu_s']:,.0f} ({t['collector_cpu_us_per_frame']} us); "
+              f"ratio {t['ratio_per_cpu_s']} (rounds {t['ratio_min_max']})")
+        print(f"  subscription s {t['subscription_s']} (floor at {CONTROL_PER_S}/s: {lim['subscription_floor_s']} s, "
+              f"at the collector's pacing: {lim['collector_paced_floor_s']} s); most control messages in a "
+              f"second {t['max_control_per_s']}; sender refusals {t['sender_refusals']}; collector disconnects "
+              f"{t['collector_disconnects']}; books synced {t['collector_books_synced']} of {int(n):,} "
+              f"(all of them: {lim['book_sync_floor_min']} min at the REST budget); load {t['load_average']}")
+    m = report.get("memory")
+    if m:
+        for n, r in m["runs"].items():
+            print(f"steady {m['rate_frames_per_s']:,.0f} frames/s, {int(n):,} instruments: RSS {r['rss_subscribed_mb']:.0f} MB "
+                  f"subscribed, {r['rss_end_mb']:.0f} MB after {m['duration_s']:.0f} s; {r['cpu_us_per_frame']} us "
+                  f"of CPU a frame; books synced {r['books_synced']}, diffs buffered {r['buffered_diffs']:,}")
+        if "rss_per_1000_instruments_end_mb" in m:
+            print(f"RSS per 1,000 instruments: {m['rss_per_1000_instruments_subscribed_mb']} MB subscribed, "
+                  f"{m['rss_per_1000_instruments_end_mb']} MB at the end")
+
+
+def main(args) -> int:
+    """`python -m bench live_capture --universe N ...` (the options: bench/live_capture.py `parse`)."""
+    from marketdata_assets.core import settings
+
+    nats_url = settings.get("NATS_URL")
+    tmp = settings.state_dir() / "tmp"
+    scratch = Path(tempfile.mkdtemp(prefix="bench-live-universe-", dir=tmp if tmp.is_dir() else None))
+    report = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+              "load_average_before": [round(x, 2) for x in os.getloadavg()], "args": vars(args)}
+    try:
+        report.update(run_universe(args, nats_url, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results = args.results or RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_report(report)
+    print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
+    failed = missed(report, args.universe)
+    if failed:
+        print(f"targets missed: {'; '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
