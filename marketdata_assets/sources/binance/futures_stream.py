@@ -143,7 +143,7 @@ class BinanceUsdmStream(BinanceSpotStream):
                               LIQUIDATIONS: (ALL_LIQUIDATIONS, "{}@forceOrder"),
                               MARK_FUNDING: ("{}@markPrice@1s", "!markPrice@arr@1s", "!markPrice@arr"),
                               BOOKS: (BOOK_TOPS,)}
-    limits = StreamLimits(max_channels=1024, control_per_s=INCOMING_PER_S - 1,
+    limits = StreamLimits(max_channels=1024, control_per_s=INCOMING_PER_S - 2,  # room for a ping and a pong
                           connections_per_window=LIMITS.connections_per_5min, lifetime_s=86_400.0,
                           url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
     KINDS: ClassVar[dict] = {"aggTrade": (TRADES, "aggTrade", agg_trade_event), "depth": (BOOKS, None, None),
