@@ -65,7 +65,7 @@ FLOOD = "/_bench/flood"  # with --held: a GET of it starts the sending as fast a
 def universe_names(n: int) -> list[str]:
     """`n` USDT pairs named as Binance spot's are (the replay's coin names: the majors, then made-up
     tickers of 3 to 5 letters), the same for every process."""
-    return [f"{coin}USDT" for coin in coin_names(random.Random("bench-universe"), n)]
+    return [f"{coin}USDT" for coin in coin_names(random.Random("bench-universe"), n)[:n]]
 
 
 def frame(payload: bytes, opcode: int = 0x1) -> bytes:
