@@ -88,8 +88,9 @@ async def bare(url: str, seconds: float) -> dict:
     return {"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
 
 
-# The bare client's SUBSCRIBEs: one every 0.35 s, so that a second at the sender holds at most 3 of them
-# (and a ping) even if the network or the sender's loop takes up to 0.4 s longer over one than another.
+# The bare client's SUBSCRIBEs: one every 0.35 s. Five span 1.4 s, so a second at the sender holds at most
+# four of them and a ping, unless the network or the sender's loop delays a message 0.4 s more than the
+# fourth after it.
 SPACING_S = 0.35
 
 
