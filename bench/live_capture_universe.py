@@ -24,6 +24,11 @@ stream in its URL) in the same session:
    it landed of those sent, dropped, its markers, and the acknowledgements it never processed (the lag
    bound sheds them with the frames).
 
+Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.195 at 2,000 instruments over
+4 connections, 0.517 at 10 (target at N: >= 0.4); the collector's subscription 2.0-4.7 s (floor 1 s at
+5 messages a second, 2 s at its own pacing), its connections closed for 6 messages in a second in 2 of
+3 runs; 1.7 GB of RSS per 1,000 instruments, most of it the landing's zstd stream per channel.
+
 Results: bench/results/live_capture_universe.json; `--short`: one round of a second, the queue of
 bench/live_capture.py's smoke run (tests/bench/test_bench_live_capture_universe.py). Figures depend
 on the machine's load (the load average is recorded at every run). Run:
@@ -143,7 +148,8 @@ def size_summary(bare: list[dict], collector: list[dict]) -> dict:
                 s["closed_for"] is not None for s in collector[0]["sender"]["sessions"]),
             "ratio_per_cpu_s": round(statistics.median(ratios), 3),
             "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
-            **{f"{name}_{key}": statistics.median(r[key] for r in rs) for name, rs in (("bare", bare), ("collector", collector))
+            **{f"{name}_{key}": statistics.median(r[key] for r in rs)
+               for name, rs in (("bare", bare), ("collector", collector))
                for key in ("frames_per_cpu_s", "frames_per_s", "cpu_us_per_frame")},
             "subscription_s": {name: [r["sender"]["subscription_s"] for r in rs]
                                for name, rs in (("bare", bare), ("collector", collector))},
@@ -226,8 +232,8 @@ def print_report(report: dict) -> None:
     m = report.get("memory")
     if m:
         for n, r in m["runs"].items():
-            print(f"steady {m['rate_frames_per_s']:,.0f} frames/s, {int(n):,} instruments: RSS {r['rss_subscribed_mb']:.0f} MB "
-                  f"subscribed, {r['rss_end_mb']:.0f} MB after {m['duration_s']:.0f} s; {r['cpu_us_per_frame']} us "
+            print(f"steady {m['rate_frames_per_s']:,.0f} frames/s, {int(n):,} instruments: RSS "
+                  f"{r['rss_subscribed_mb']:.0f} MB subscribed, {r['rss_end_mb']:.0f} MB after {m['duration_s']:.0f} s; {r['cpu_us_per_frame']} us "
                   f"of CPU a frame; books synced {r['books_synced']}, diffs buffered {r['buffered_diffs']:,}")
         p = m["production_bounds"]
         print(f"with production's queue bounds (50,000 frames, 1 s), {int(p['instruments']):,} instruments at "
