@@ -40,7 +40,8 @@ are bench/live_capture_roles.py's. Three parts:
 Results: bench/results/live_capture.json (every sample of the rounds, the RSS series, the latency
 percentiles). `--universe N`: the collector on N instruments over several connections against the
 bare client on the same ones, subscription within Binance's limits, RSS per 1,000 instruments
-(bench/live_capture_universe.py; results in bench/results/live_capture_universe.json). `--short`: a few seconds of each (a smoke test, tests/bench/test_bench_live_capture.py).
+(bench/live_capture_universe.py; results in bench/results/live_capture_universe.json). `--short`: a
+few seconds of each (a smoke test, tests/bench/test_bench_live_capture.py).
 Figures depend on the machine's load (recorded: load average before and after); re-measure on a
 quiet machine before comparing.
 Run: `scripts/with-env .venv/bin/python -m bench live_capture [--duration-s 600] [--short]`.

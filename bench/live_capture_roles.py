@@ -33,7 +33,9 @@ import asyncio
 import json
 import os
 import re
+import sys
 import time
+import traceback
 import urllib.request
 from array import array
 from pathlib import Path
@@ -44,6 +46,7 @@ import websockets
 from bench.live_sender import FLOOD, universe_names
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
 from marketdata_assets.ingest.live.collector import run_streaming
+from marketdata_assets.ingest.live.connection import CLOSE_TIMEOUT_S
 from marketdata_assets.sources.binance.stream import (
     URL_STREAMS,
     VENUE,
@@ -85,8 +88,9 @@ async def bare(url: str, seconds: float) -> dict:
     return {"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
 
 
-# The bare client's SUBSCRIBEs: one every 0.35 s, so that a second at the sender holds at most 3 of them
-# (and a ping) even if the network or the sender's loop takes up to 0.4 s longer over one than another.
+# The bare client's SUBSCRIBEs: one every 0.35 s. Five span 1.4 s, so a second at the sender holds at most
+# four of them and a ping, unless the network or the sender's loop delays a message 0.4 s more than the
+# fourth after it.
 SPACING_S = 0.35
 
 
@@ -140,7 +144,7 @@ async def bare_universe(base: str, plans: list[list[str]], seconds: float) -> di
     discard, started = Discard(sum(len(subscribes(plan)) for plan in plans)), time.perf_counter()
     sockets = await asyncio.gather(*(websockets.connect(
         combined_url(base, plan[:URL_STREAMS]), open_timeout=10, ping_interval=STALE_S, ping_timeout=STALE_S,
-        max_size=None, max_queue=256, compression=None, proxy=None) for plan in plans))
+        max_size=None, max_queue=256, compression=None, proxy=None, close_timeout=CLOSE_TIMEOUT_S) for plan in plans))
     tasks = [asyncio.create_task(discard.receive(ws)) for ws in sockets]
     tasks += [asyncio.create_task(discard.subscribe(ws, plan)) for ws, plan in zip(sockets, plans)]
     try:
@@ -250,11 +254,13 @@ def landing_gaps(landing: Path, instruments: list[str]) -> dict:
 async def collector(url: str, rest_url: str, instruments: list[str], seconds: float, landing: Path,
                     nats_url: str, prefix: str = PREFIX, queue_size: int | None = None,
                     max_lag_s: float | None = None, max_streams: int | None = None, held: bool = False,
-                    shutdown_s: float = SHUTDOWN_S) -> dict:
-    """The collector, `seconds` from its first landed frame and every SUBSCRIBE acknowledged (`held`:
-    the sender told to send as fast as read from there), then a clean stop (land, publish, close)
-    within `shutdown_s`. `queue_size`, `max_lag_s`: its frame queue's bounds (None: the production
-    defaults; a tree without the lag bound ignores it); `max_streams` a connection (None: the venue's)."""
+                    shutdown_s: float = SHUTDOWN_S, subscribe_timeout_s: float = 300.0) -> dict:
+    """The collector, `seconds` from its first landed frame and every SUBSCRIBE acknowledged (or, if
+    that takes longer than `subscribe_timeout_s`, from then: `subscribed_s` None, its `pending_acks`
+    said; `held`: the sender told to send as fast as read from there), then a clean stop (land,
+    publish, close) within `shutdown_s`. `queue_size`, `max_lag_s`: its frame queue's bounds (None:
+    the production defaults; a tree without the lag bound ignores it); `max_streams` a connection
+    (None: the venue's)."""
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
     bounds = {"queue_size": queue_size, "max_lag_s": max_lag_s, "max_streams": max_streams}
@@ -266,8 +272,13 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
     stop = asyncio.Event()
     plans, began = len(universe_plan(instruments, max_streams)), time.perf_counter()
     running = asyncio.create_task(live.run(stop))
-    await live.stats.wait_until(lambda s: s.frames > 0 and subscribed(live, plans), 300)
-    s, at_subscribed = live.stats, {"subscribed_s": round(time.perf_counter() - began, 3), "rss_subscribed_mb": rss_mb()}
+    try:
+        await live.stats.wait_until(lambda s: s.frames > 0 and subscribed(live, plans), subscribe_timeout_s)
+        subscribed_s = round(time.perf_counter() - began, 3)
+    except TimeoutError:
+        subscribed_s = None
+    s, at_subscribed = live.stats, {"subscribed_s": subscribed_s, "rss_subscribed_mb": rss_mb(),
+                                    "pending_acks": sum(c in live.connections for c in live.pending.values())}
     if held:
         await flood(url)
     start = (s.frames, s.trades, s.published, s.overflow_frames, time.perf_counter(), time.process_time())
@@ -300,7 +311,7 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
             "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung, "stuck_tasks": stuck,
             "total_overflow_frames": s.overflow_frames, "landing": gaps, "stages": stages.report(),
             **at_subscribed, **window_end, "acks": s.acks, "connects": s.connects, "disconnects": s.disconnects,
-            "subscribe_errors": s.subscribe_errors, "connect_failures": s.connect_failures}
+            "subscribe_errors": s.subscribe_errors, "connect_failures": s.connect_failures, "markers": dict(s.markers)}
 
 
 def subscribed(live, connections: int) -> bool:
@@ -346,16 +357,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held", action="store_true", help="the collector: tell the sender (--held) to send as "
                         "fast as read once subscribed (the bare client's universe always does)")
     parser.add_argument("--shutdown-s", type=float, default=SHUTDOWN_S, help="a longer stop is reported as hung")
+    parser.add_argument("--subscribe-timeout-s", type=float, default=300.0, help="the collector: count from "
+                        "then if its SUBSCRIBEs are not all acknowledged by then")
     args = parser.parse_args(argv)
     instruments = universe_names(args.universe) if args.universe else args.instruments.split(",")
     if args.role == "bare" and args.universe:  # on the collector's event loop (uvloop), as `marketdata collect` runs
-        result = run_streaming(bare_universe(args.url, universe_plan(instruments, args.max_streams), args.seconds))
+        role = bare_universe(args.url, universe_plan(instruments, args.max_streams), args.seconds)
     elif args.role == "bare":
-        result = run_streaming(bare(args.url, args.seconds))
+        role = bare(args.url, args.seconds)
     else:
-        result = run_streaming(collector(args.url, args.rest_url, instruments, args.seconds, args.landing,
-                                         args.nats_url, args.prefix, args.queue_size, args.max_lag_s, args.max_streams,
-                                         args.held, args.shutdown_s))
+        role = collector(args.url, args.rest_url, instruments, args.seconds, args.landing, args.nats_url, args.prefix,
+                         args.queue_size, args.max_lag_s, args.max_streams, args.held, args.shutdown_s,
+                         args.subscribe_timeout_s)
+    try:
+        result = run_streaming(role)
+    except Exception:  # noqa: BLE001  (said, and out: the loop's close would wait on the collector's tasks)
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
     print(json.dumps(result), flush=True)
     if result.get("shutdown_hung"):
         os._exit(0)  # the stuck tasks would hold the process (the report says so)

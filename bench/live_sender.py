@@ -22,7 +22,8 @@ binance/binance-connector-go issue 90, nautilus_trader issue 5012, which also re
 rolling); more than 1,024 streams is refused: a SUBSCRIBE going past is answered
 `{"error":{"code":4,"msg":"Too many subscriptions"},"id":N}` (Binance's answer as reported in
 oliver-zehentleitner/unicorn-binance-websocket-api issue 17), its streams not added; a URL naming more
-gets HTTP 400 (Binance documents no answer for it). Each connection's control messages are timed, so the report gives the most in any second.
+gets HTTP 400 (Binance documents no answer for it). Each connection's control messages are timed, so
+the report gives the most in any second.
 The third limit, 300 connection attempts per 5 minutes per IP, is not enforced (a run opens a few).
 
 With `--held`, the frames go at `--warm-rate` a second a connection until the client GETs
@@ -65,7 +66,7 @@ FLOOD = "/_bench/flood"  # with --held: a GET of it starts the sending as fast a
 def universe_names(n: int) -> list[str]:
     """`n` USDT pairs named as Binance spot's are (the replay's coin names: the majors, then made-up
     tickers of 3 to 5 letters), the same for every process."""
-    return [f"{coin}USDT" for coin in coin_names(random.Random("bench-universe"), n)]
+    return [f"{coin}USDT" for coin in coin_names(random.Random("bench-universe"), n)[:n]]
 
 
 def frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -283,7 +284,8 @@ def streams_of(target: str) -> list[str]:
     return [s for s in parse_qs(urlsplit(target).query).get("streams", [""])[0].split("/") if s]
 
 
-async def handle(market: Market, rate: float, warm_rate: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def handle(market: Market, rate: float, warm_rate: float, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
     try:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

@@ -109,6 +109,7 @@ def test_the_sender_enforces_binances_websocket_limits():
     assert status == 400
     assert report["refusals"] == {"rate": 1, "streams": 2}
     first, second = report["sessions"]
-    assert (first["acks"], first["control_messages"], first["max_control_per_s"], first["closed_for"]) == (5, 6, 6, "rate")
+    assert (first["acks"], first["control_messages"], first["closed_for"]) == (5, 6, "rate")
+    assert first["max_control_per_s"] == 6
     assert (second["streams"], second["acks"], second["errors"], second["closed_for"]) == (1024, 1, 1, None)
     assert report["max_control_per_s"] == 6
