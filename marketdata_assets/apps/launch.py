@@ -194,9 +194,11 @@ class _Tap(logging.Handler):
         if self.say_warnings and record.levelno >= logging.WARNING and meta.get("orig_message"):
             where = f"{meta['step_key']}: " if meta.get("step_key") else ""
             line = f"{logging.getLevelName(record.levelno).lower()}: {where}{meta['orig_message']}"
-            if self.on_event is not None:  # the console prints it (above its progress bar)
-                self.on_event("warning", line)
-            else:
+            try:
+                if self.on_event is None:
+                    raise LookupError("no console")
+                self.on_event("warning", line)  # the console prints it (above its progress bar)
+            except Exception:  # noqa: BLE001  (the console's trouble never fails the step it reports on)
                 print(line, file=sys.stderr, flush=True)
 
 

@@ -102,7 +102,7 @@ def _bar_listeners(bar, label: str, expected: int):
     above the bar (the line cleared, the bar drawn again below it), not into it."""
     slices: dict[str, tuple[int, int]] = {}
     seen: set = set()
-    lock = threading.Lock()
+    lock, tty = threading.Lock(), sys.stderr.isatty()
 
     def move(done: int, total: int, unit: str) -> None:
         bar.length, bar.label = max(total, 1), f"{label} ({unit})"
@@ -116,8 +116,8 @@ def _bar_listeners(bar, label: str, expected: int):
 
     def on_event(what: str, event) -> None:
         with lock:
-            if what == "warning":
-                click.echo(f"\r\x1b[K{event}" if bar.is_hidden is False else event, file=sys.stderr)
+            if what == "warning":  # on a terminal: the bar's line cleared, the warning, the bar drawn again
+                click.echo(f"\r\x1b[K{event}" if tty else event, file=sys.stderr)
                 bar.render_progress()
             elif what == "materialization" and not slices:
                 seen.add((event.asset_key, event.partition))
