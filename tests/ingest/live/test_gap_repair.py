@@ -75,12 +75,13 @@ def test_an_hour_with_a_book_gap_gets_a_rest_snapshot_at_its_end(venue, tmp_path
     with contextlib.ExitStack() as stack:
         rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=7, instruments={venue: list(instruments)})))
         ws = stack.enter_context(replay_class(WsConfig(tick_s=0.02), rest=rest))
-        ws.add_fault(kind="skip_sequence", instrument=broken, after=25)
-
         async def scenario():
             config = CollectorConfig(list(instruments), ws.url, rest.base_url, backoff_base_s=0.05, stale_s=5.0,
                                      repair_period_s=PERIOD_S, repair_depth=100)
             async with collecting(config, LandingWriter(tmp_path, venue), protocol=protocol_class()) as (c, _):
+                # the break once the books are subscribed (on a busy machine a fault armed before could fire first)
+                await c.stats.wait_until(lambda s: s.snapshots == len(instruments), WAIT_S)
+                ws.add_fault(kind="skip_sequence", instrument=broken, after=0)
                 await c.stats.wait_until(lambda s: s.gaps == 1 and s.repair_snapshots == 1, WAIT_S)
                 ws.pause()  # at rest: the rebuilt book must end at the truth
 
