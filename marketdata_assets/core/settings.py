@@ -129,8 +129,8 @@ SETTINGS: tuple[Setting, ...] = (
                 "instrument master and applies it without a restart (0: never). `--resolve-every-s` wins.",
                 read_by=("apps/cli/live.py",)),
         Setting("SYMBOLS", "", "The collector's instruments, a comma list of VENUE:NAME (a bare "
-                "name: Binance's, or the only enabled venue's; empty: each enabled venue's instruments in the sources "
-                "config); `--instruments` wins.", read_by=("apps/cli/live.py",)),
+                "name: Binance's, or the only enabled venue's; empty: each enabled venue's universe resolved today from "
+                "the instrument master, with the sources config's explicit instruments); `--instruments` wins.", read_by=("apps/cli/live.py",)),
         Setting("ENABLE_BINANCE", "true", "Collect Binance spot in `marketdata collect` (`--venue` wins).",
                 read_by=("apps/cli/live.py",)),
         Setting("ENABLE_BINANCE_UM", "false", "Collect Binance USD-M futures in `marketdata collect` (`--venue` "

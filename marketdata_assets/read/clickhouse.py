@@ -195,8 +195,8 @@ def live_tail(client, database: str, venue: str, instrument, start, end,
                                             parameters=params), TRADES_SPEC, cols)
     if not states_ids(TRADES_SPEC, cols):
         return frame
-    name = sequence_name(normalize_venue(venue), STREAMS[normalize_venue(venue)].live_source, TRADES_SPEC.name) \
-        if normalize_venue(venue) in STREAMS else UNKNOWN_IDS
+    venue = normalize_venue(venue)
+    name = sequence_name(venue, STREAMS[venue].live_source, TRADES_SPEC.name) if venue in STREAMS else UNKNOWN_IDS
     return frame.with_columns(pl.lit(name, dtype=ID_SEQUENCE).alias(IDS))
 
 
