@@ -286,25 +286,25 @@ def streams_of(target: str) -> list[str]:
 
 async def handle(market: Market, rate: float, warm_rate: float, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
-    try:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-        writer.close()
-        return
-    target = head.split(" ", 2)[1]
+    while True:  # REST requests on a kept-alive connection (as Binance's), until a WebSocket upgrade
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            writer.close()
+            return
+        target = head.split(" ", 2)[1]
+        if not target.startswith("/api/v3/depth"):
+            break
+        query = parse_qs(urlsplit(target).query)
+        market.snapshots.append((time.monotonic(), int(query.get("limit", ["100"])[0])))
+        body = json.dumps(market.snapshot(query.get("symbol", [""])[0])).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head.split("\r\n")[1:])}
     if target == FLOOD:
         market.flood_at = market.flood_at if market.flood_at is not None else time.monotonic()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        writer.close()
-        return
-    if target.startswith("/api/v3/depth"):
-        query = parse_qs(urlsplit(target).query)
-        market.snapshots.append((time.monotonic(), int(query.get("limit", ["100"])[0])))
-        body = json.dumps(market.snapshot(query.get("symbol", [""])[0])).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         await writer.drain()
         writer.close()
         return

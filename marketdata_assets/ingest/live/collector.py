@@ -62,7 +62,7 @@ class CollectorConfig:
     ws_url: str
     rest_url: str | None = None  # REST base: snapshots (venues with `rest_snapshots`), every venue's gap-hour repair
     depth_speed_ms: int = 100
-    snapshot_limit: int = 1000
+    snapshot_limit: int = 100  # levels of the snapshot a book starts from (Binance: weight 5 at 100, 50 at 1,000)
     queue_size: int = 50_000  # frames queued at most (memory); the bound that counts is `max_lag_s`
     batch_size: int = 500  # frames the processor takes at a time (larger cost more CPU a frame: bench live_capture)
     max_lag_s: float = 1.0  # a frame received longer ago when the processor gets to it is dropped (shedding.py)
@@ -72,7 +72,9 @@ class CollectorConfig:
     backoff_cap_s: float = 32.0
     publish_batch: int = 500  # messages a JetStream batch (a trade batch message counts once)
     publish_buffer: int = 200_000  # records waiting to be published, at most
-    trade_batch_s: float = 0.05  # an instrument's trades of this long go out as one message
+    trade_batch_s: float = 0.05  # every this long, an instrument's trades go out as one message when they are
+    trade_batch_frames: int = 20  # this many frames or more,
+    trade_batch_max_s: float = 0.25  # or the oldest waited this long (a sparse instrument: fewer, fuller messages)
     max_streams: int | None = None  # None: the venue's channels per connection
     url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
     keepalive_s: float | None = None  # None: the venue's interval (OKX: 20 s) or stale_s / 2, the shorter
@@ -135,6 +137,7 @@ class LiveCollector(BookOutputs):
         lifetime = self.limits.lifetime_s
         self.rollover_s = config.rollover_s or (lifetime - 15 * 60 if lifetime else NO_CUT_S)
         self.stats = Stats()
+        self.stats.channel_frames = writer.landed  # the writer counts them as it flushes
         self.stats.warnings = getattr(protocol, "warnings", self.stats.warnings)  # the protocol counts them
         self.queue = FrameQueue(config.queue_size)
         self.trade_gaps = TradeGaps()  # the trade ids lost with dropped frames (shedding.py)
@@ -150,8 +153,10 @@ class LiveCollector(BookOutputs):
         self.buffered = 0  # records in the outbox (trade frames not yet sealed are not records yet)
         self.publish_buffer = config.publish_buffer  # at most so many (`_room`)
         # instrument -> its trade frames since the last seal, their receive times, the first one's connection
-        self.trade_frames: dict[str, tuple[list[Frame], list[int], str]] = {}
+        self.trade_frames: dict[str, tuple[list[Frame], list[int], str, int]] = {}  # frames, recvs, conn, first tick
         self.sealing: asyncio.TimerHandle | None = None
+        self.seal_ticks = 0  # sealing ticks so far (`_seal_due`)
+        self.max_ticks = max(1, round(config.trade_batch_max_s / config.trade_batch_s))  # a sparse batch's ticks
         self.subjects: dict[tuple[str, str], str] = {}  # (dataset, instrument) -> its subject
         self.outbox_ready = asyncio.Event()
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
@@ -576,12 +581,10 @@ class LiveCollector(BookOutputs):
             self._land_frames(frames)
 
     def _land_frames(self, frames: list[tuple[str, str, str, int]]) -> None:
-        landed, stats = self.writer.frames(frames), self.stats
+        self.writer.frames(frames)
+        stats = self.stats
         stats.frames += len(frames)
-        counts = stats.channel_frames
-        for channel, (count, last_ns) in landed.items():
-            counts[channel] = counts.get(channel, 0) + count
-            stats.last_frame_ns = max(stats.last_frame_ns, last_ns)
+        stats.last_frame_ns = max(stats.last_frame_ns, frames[-1][3])
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])
@@ -663,11 +666,11 @@ class LiveCollector(BookOutputs):
         if dataset == TRADES:  # nearly every frame: kept with its receive time for its instrument's next
             pending = self.trade_frames.get(frame.instrument)  # batch, read all at once when it is sealed
             if pending is None:
-                pending = self.trade_frames[frame.instrument] = ([], [], conn_id)
+                pending = self.trade_frames[frame.instrument] = ([], [], conn_id, self.seal_ticks)
             pending[0].append(frame)
             pending[1].append(recv_ns)
             if self.sealing is None:
-                self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_trades)
+                self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_due)
             return
         try:
             if dataset == BOOKS:
@@ -754,15 +757,38 @@ class LiveCollector(BookOutputs):
                 self.outbox.append((where, message.msg_id, message.payload, 1))
                 self.outbox_ready.set()
 
+    def _seal_due(self) -> None:
+        """The sealing tick: the instruments holding `trade_batch_frames` trade frames, or whose oldest
+        waited `trade_batch_max_s` in the collector, sealed (`_seal`); the tick again while others wait (their
+        wait counted in ticks from their first frame's processing, not its receive time: a backlog's frames are
+        all old, and batching is what lets the collector work a backlog off). At a universe most
+        instruments trade a few times a second: a message each 50 ms would carry one trade, and its
+        message work (the batch, its id, the publish, its ack) would cost more than the trade's."""
+        self.sealing = None
+        self.seal_ticks += 1
+        pending, enough, started = self.trade_frames, self.config.trade_batch_frames, self.seal_ticks - self.max_ticks
+        due = {name: p for name, p in pending.items() if len(p[0]) >= enough or p[3] <= started}
+        if len(due) == len(pending):
+            self.trade_frames = {}
+        else:
+            for name in due:
+                del pending[name]
+            self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_due)
+        self._seal(due)
+
     def _seal_trades(self) -> None:
-        """Each instrument's trade frames of the last `trade_batch_s` read into their records (the venue's
-        `read_trades`: the one parse), counted, and sealed into one message of the outbox (sources/stream.py
-        `trade_batch`: a JSON array, an id made from its content); with no sink, to the latest-state cache."""
+        """Every instrument's trade frames sealed now (before a drop is noted, at a stop)."""
         if self.sealing is not None:
-            self.sealing.cancel()  # (when sealed early: before a drop is noted, at a stop)
+            self.sealing.cancel()
             self.sealing = None
         pending, self.trade_frames = self.trade_frames, {}
-        for instrument, (frames, recvs, conn_id) in pending.items():
+        self._seal(pending)
+
+    def _seal(self, pending: dict[str, tuple[list[Frame], list[int], str, int]]) -> None:
+        """Instruments' trade frames read into their records (the venue's `read_trades`: the one parse),
+        counted, and sealed into one message each in the outbox (sources/stream.py `trade_batch`: a JSON
+        array, an id made from its content); with no sink, to the latest-state cache."""
+        for instrument, (frames, recvs, conn_id, _) in pending.items():
             records = self._read_trades(instrument, frames, recvs, conn_id)
             if self.store is None:
                 if self.latest is not None and records:  # no sink to publish to: the cache is fed here

@@ -19,6 +19,7 @@ from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
 from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame
 from marketdata_assets.sources.binance.stream import (
+    BUFFER_TAIL,
     LIMITS,
     SUBSCRIBE_BATCH,
     URL_STREAMS,
@@ -81,7 +82,7 @@ class UsdmDepthSync:
     """One USD-M book from a REST snapshot and `depthUpdate` events chained by `pu` (module doc).
     Answers as spot's `DepthSync`: "buffered", "applied", "old", "gap"; snapshots "synced" | "stale" | "gap"."""
 
-    def __init__(self, instrument: str, buffer_limit: int = 10_000):
+    def __init__(self, instrument: str, buffer_limit: int = BUFFER_TAIL):
         self.instrument = instrument
         self.book = OrderBook()
         self.buffer: deque[tuple[int, int, int, list, list]] = deque(maxlen=buffer_limit)

@@ -52,10 +52,6 @@ def hour_key(ns: int) -> str:
     return datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).strftime("%Y-%m-%dT%HZ")
 
 
-def hour_end_ns(ns: int) -> int:
-    return (ns // HOUR_NS + 1) * HOUR_NS
-
-
 def checked_component(name: str, what: str) -> str:
     """A venue or channel name as a path component: letters, digits, `@._=!-` only, never `.`/`..`."""
     if not _COMPONENT.match(name) or name in (".", ".."):
@@ -65,7 +61,6 @@ def checked_component(name: str, what: str) -> str:
 
 FRAME_LINE = b'{"t":%d,"c":%b,"d":%b}\n'  # a frame's record: receive time, connection, the frame as a JSON string
 BAD_CHANNEL = "_bad"  # the collector's channel of frames that are not JSON: always written as strings
-LINE_PIECES = 4  # a line of `frames`: its head ({"t":..,"c":..,), "r": or "d":, the frame, "}\n"
 
 
 LEVEL = 3  # zstd level of the landing files
@@ -132,12 +127,14 @@ def _publish(source: Path, final: Path, summary: Summary) -> Path:
 
 
 class _OpenFile:
-    """One `.part` file being written: its lines since the last flush, its lock and its running summary."""
+    """One `.part` file being written: its lines since the last flush, its lock and its running summary.
+    A frame costs two list appends (`add`): its count and times reach the summary at the next flush."""
 
     def __init__(self, directory: Path, summary: Summary, segment: int, compressor: zstandard.ZstdCompressor):
         directory.mkdir(parents=True, exist_ok=True)
-        self.summary, self.pending, self.compressor = summary, 0, compressor
-        self.buffer: list[bytes] = []  # whole records not yet flushed
+        self.summary, self.compressor = summary, compressor
+        self.buffer: list[str] = []  # whole records not yet flushed
+        self.times: list[int] = []  # receive times of the frames in `buffer`, not yet in the summary
         self.hour_start_ns = segment // HOUR_NS * HOUR_NS  # the receive times this file takes: its hour
         for attempt in range(100):
             self.part = directory / f"{summary.hour}.{segment + attempt}{SUFFIX}{PART}"
@@ -150,25 +147,46 @@ class _OpenFile:
             raise FileExistsError(f"no free segment name for {directory / summary.hour}")
         fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    def write(self, data: bytes, recv_ns: int, marker: str | None, lines: int = 1, last_ns: int | None = None) -> None:
-        """`lines` whole records (received from `recv_ns` to `last_ns`), kept for the next flush."""
-        self.buffer.append(data)
-        self.summary.count(recv_ns, marker, lines, last_ns)
-        self.pending += lines
+    def takes(self, recv_ns: int) -> bool:
+        return 0 <= recv_ns - self.hour_start_ns < HOUR_NS
 
-    def flush(self) -> None:
-        """The records since the last flush as one zstd frame (with its checksum), handed to the OS."""
-        if self.pending:
-            self.handle.write(self.compressor.compress(b"".join(self.buffer)))
+    def add(self, line: str, recv_ns: int) -> None:
+        """One frame's whole record, kept for the next flush."""
+        self.buffer.append(line)
+        self.times.append(recv_ns)
+
+    def write(self, data: bytes, recv_ns: int, marker: str | None) -> None:
+        """One whole record (a marker's when `marker` names its kind), kept for the next flush."""
+        if marker is None:
+            self.add(data.decode(), recv_ns)
+        else:
+            self.buffer.append(data.decode())
+            self.summary.count(recv_ns, marker)
+
+    def counted(self) -> int:
+        """The frames since the last call into the summary; how many."""
+        times, n = self.times, len(self.times)
+        if n:
+            self.summary.count(min(times), None, n, max(times))
+            self.times = []
+        return n
+
+    def flush(self) -> int:
+        """The records since the last flush as one zstd frame (with its checksum), handed to the OS;
+        the frames it held (now in the summary)."""
+        n = self.counted()
+        if self.buffer:
+            self.handle.write(self.compressor.compress("".join(self.buffer).encode()))
             self.handle.flush()
-            self.buffer, self.pending = [], 0
+            self.buffer = []
+        return n
 
-    def close(self) -> Path:
-        self.flush()
+    def close(self) -> tuple[Path, int]:
+        n = self.flush()
         os.fsync(self.handle.fileno())
         final = _publish(self.part, closed_name(self.part), self.summary)
         self.handle.close()  # releases the lock after the rename: recovery never sees it unlocked
-        return final
+        return final, n
 
 
 class LandingWriter:
@@ -181,6 +199,7 @@ class LandingWriter:
         self.compressor = _compressor(level)  # every file's (used under the lock)
         self.files: dict[str, _OpenFile] = {}
         self.closed: list[Path] = []
+        self.landed: dict[str, int] = {}  # channel -> frames landed (counted at each flush: at most a second late)
         self.lock = threading.Lock()
         self.last_flush_ns = time.time_ns()
 
@@ -192,54 +211,50 @@ class LandingWriter:
         """One frame as received (`text` exactly as it came off the socket)."""
         self._write(channel, frame_line(recv_ns, conn, text), recv_ns, None)
 
-    def frames(self, frames: list[tuple[str, str, str, int]]) -> dict[str, tuple[int, int]]:
-        """Many (channel, conn, text, recv_ns) frames at once, in order within each channel: one lock, one
-        compressor write per channel and hour (the collector lands its batches so). Returns each
-        channel's (frames landed, newest receive time). A frame that is a JSON object on one line (its
-        shape; that it is JSON, the caller's word: a frame it decoded, any channel but `BAD_CHANNEL`) is
-        written as sent (`r`), any other as a JSON string (`d`); `record` reads either back as its text."""
-        runs: dict[str, tuple[list[str], list[int]]] = {}  # channel -> its lines in pieces, their receive times
+    def frames(self, frames: list[tuple[str, str, str, int]]) -> None:
+        """Many (channel, conn, text, recv_ns) frames at once, in order within each channel, under one lock
+        (the collector lands its batches so): each line goes straight to its channel's open file, a frame of
+        another hour to that hour's file. A frame that is a JSON object on one line (its shape; that it is
+        JSON, the caller's word: a frame it decoded, any channel but `BAD_CHANNEL`) is written as sent
+        (`r`), any other as a JSON string (`d`); `record` reads either back as its text. `landed` counts
+        them at each flush."""
         conns: dict[str, str] = {}  # a connection's id as JSON
         last_ns = last_conn = head = None
-        for channel, conn, text, recv_ns in frames:
-            run = runs.get(channel)
-            if run is None:
-                run = runs[channel] = ([], [])
-            if recv_ns != last_ns or conn != last_conn:  # the frames of one read share both: one head for all
-                last_ns, last_conn = recv_ns, conn
-                conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
-                head = f'{{"t":{recv_ns},"c":{conn_json},'
-            if text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL:  # nearly all
-                run[0].extend((head, '"r":', text, "}\n"))
-            else:
-                run[0].extend((head, '"d":', orjson.dumps(text).decode(), "}\n"))
-            run[1].append(recv_ns)
-        landed = {}
+        files, flush_lines = self.files, self.flush_lines
         with self.lock:
-            for channel, (pieces, times) in runs.items():
-                first, last = min(times), max(times)
-                if first // HOUR_NS == last // HOUR_NS:  # nearly always: the batch is within one hour
-                    self._append(channel, "".join(pieces).encode(), first, None, len(times), last)
+            for channel, conn, text, recv_ns in frames:
+                if recv_ns != last_ns or conn != last_conn:  # the frames of one read share both: one head for all
+                    last_ns, last_conn = recv_ns, conn
+                    conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
+                    head = f'{{"t":{recv_ns},"c":{conn_json},'
+                f = files.get(channel)
+                if f is None or not 0 <= recv_ns - f.hour_start_ns < HOUR_NS:
+                    f = self._file(channel, recv_ns)
+                if text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL:  # nearly all
+                    f.add(f'{head}"r":{text}}}\n', recv_ns)
                 else:
-                    self._write_hours(channel, pieces, times)
-                landed[channel] = (len(times), last)
-        return landed
+                    f.add(f'{head}"d":{orjson.dumps(text).decode()}}}\n', recv_ns)
+                if len(f.buffer) >= flush_lines:
+                    self._flushed(f)
 
-    def _write_hours(self, channel: str, pieces: list[str], times: list[int]) -> None:
-        """Frames of one channel across hours (`LINE_PIECES` pieces a line), under the lock: each run of
-        one hour at once."""
-        start = 0
-        for k in range(1, len(times) + 1):
-            if k == len(times) or times[k] // HOUR_NS != times[start] // HOUR_NS:
-                run, lines = times[start:k], pieces[LINE_PIECES * start:LINE_PIECES * k]
-                self._append(channel, "".join(lines).encode(), min(run), None, k - start, max(run))
-                start = k
+    def _flushed(self, f: _OpenFile) -> None:
+        """Flush one file (under the lock); its frames counted in `landed`."""
+        n = f.flush()
+        if n:
+            self.landed[f.summary.channel] = self.landed.get(f.summary.channel, 0) + n
+
+    def _closed(self, f: _OpenFile) -> Path:
+        path, n = f.close()
+        if n:
+            self.landed[f.summary.channel] = self.landed.get(f.summary.channel, 0) + n
+        self.closed.append(path)
+        return path
 
     def _file(self, channel: str, recv_ns: int) -> _OpenFile:
         """The open file of a channel for a receive time: a file of another hour is closed first."""
         current = self.files.get(channel)
-        if current is not None and not 0 <= recv_ns - current.hour_start_ns < HOUR_NS:
-            self.closed.append(self.files.pop(channel).close())
+        if current is not None and not current.takes(recv_ns):
+            self._closed(self.files.pop(channel))
             current = None
         if current is None:
             directory = self.root / self.venue / checked_component(channel, "channel")
@@ -253,43 +268,36 @@ class LandingWriter:
         self._write(channel, marker_line(recv_ns, conn, kind, details), recv_ns, kind)
 
     def _write(self, channel: str, line: bytes, recv_ns: int, marker: str | None) -> None:
+        """One record into the channel's file of its hour; flushed every `flush_lines`."""
         with self.lock:
-            self._append(channel, line, recv_ns, marker)
-
-    def _append(self, channel: str, data: bytes, recv_ns: int, marker: str | None, lines: int = 1,
-                last_ns: int | None = None) -> None:
-        """Whole records of one hour into the channel's file (under the lock); flushed every `flush_lines`."""
-        current = self._file(channel, recv_ns)
-        current.write(data, recv_ns, marker, lines, last_ns)
-        if current.pending >= self.flush_lines:
-            current.flush()
+            current = self._file(channel, recv_ns)
+            current.write(line, recv_ns, marker)
+            if len(current.buffer) >= self.flush_lines:
+                self._flushed(current)
 
     def tick(self, now_ns: int | None = None) -> list[Path]:
         """Flush every file if `flush_interval_s` has passed; close the files whose hour ended
         before `now_ns`. Returns the files closed by this call."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         with self.lock:
-            ended = [channel for channel, f in self.files.items() if f.summary.last_ns is not None
-                     and now_ns >= hour_end_ns(f.summary.last_ns)]
-            closed = [self.files.pop(channel).close() for channel in ended]
+            ended = [channel for channel, f in self.files.items() if now_ns >= f.hour_start_ns + HOUR_NS]
+            closed = [self._closed(self.files.pop(channel)) for channel in ended]
             if now_ns - self.last_flush_ns >= self.flush_interval_ns:
                 for f in self.files.values():
-                    f.flush()
+                    self._flushed(f)
                 self.last_flush_ns = now_ns
-            self.closed.extend(closed)
             return closed
 
     def flush(self) -> None:
         with self.lock:
             for f in self.files.values():
-                f.flush()
+                self._flushed(f)
 
     def close(self) -> list[Path]:
         """Close every open file (a clean stop: the hour's file is complete as far as it goes)."""
         with self.lock:
-            closed = [f.close() for f in self.files.values()]
+            closed = [self._closed(f) for f in self.files.values()]
             self.files.clear()
-            self.closed.extend(closed)
             return closed
 
     def __enter__(self):

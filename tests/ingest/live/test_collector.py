@@ -398,3 +398,39 @@ def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_s
     ((subject, _, payload, count),) = collector.outbox
     assert subject.endswith(".BTCUSDT") and count == 3 and [t["seq"] for t in json.loads(payload)] == [0, 1, 2]
     assert trade_ids(tmp_path, "BTCUSDT") == [0, 1, 2, 3, 4]
+
+
+def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_its_ticks(tmp_path):
+    """Sealing: at each `trade_batch_s` tick an instrument with `trade_batch_frames` trade frames goes out as
+    one message; one with fewer waits until `trade_batch_max_s` has passed in ticks since its first frame was
+    processed (not since it was received: a backlog's frames are all old), so a sparse instrument's message
+    carries several trades instead of one; a stop seals everything."""
+    def trade(symbol: str, k: int) -> str:
+        return json.dumps({"stream": f"{symbol.lower()}@trade", "data": {
+            "e": "trade", "E": 1672515782136, "s": symbol, "t": k, "p": "1.5", "q": "2", "T": 1672515782136, "m": False}})
+
+    async def scenario():
+        writer = LandingWriter(tmp_path, "BINANCE")
+        config = CollectorConfig(["BTCUSDT", "ETHUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_s=0.01,
+                                 trade_batch_frames=3, trade_batch_max_s=0.04)
+        collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: the outbox holds them
+        old = time.time_ns() - 60 * 10**9  # received a minute ago
+        sent = []
+        await collector._process([("frame", "c1", old + k, trade("BTCUSDT", k)) for k in range(3)]
+                                 + [("frame", "c1", old, trade("ETHUSDT", 100))])
+        for tick in range(1, 5):
+            collector.sealing.cancel()
+            collector._seal_due()
+            sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.outbox])
+            collector.outbox.clear()
+            if tick == 2:
+                await collector._process([("frame", "c1", old, trade("ETHUSDT", 101))])
+        await collector._process([("frame", "c1", old, trade("ETHUSDT", 102))])
+        collector._seal_trades()
+        sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.outbox])
+        writer.close()
+        return collector, sent
+    collector, sent = asyncio.run(scenario())
+    assert collector.max_ticks == 4
+    assert sent == [[("BTCUSDT", 3)], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
+    assert not collector.trade_frames and collector.sealing is None and collector.stats.trades == 6
