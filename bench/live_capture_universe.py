@@ -24,11 +24,10 @@ stream in its URL) in the same session:
    it landed of those sent, dropped, its markers, and the acknowledgements it never processed (the lag
    bound sheds them with the frames).
 
-Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.195 and 0.169 at 2,000
-instruments over 4 connections, 0.517 and 0.478 at 10 (two runs of 3 rounds; target at N: >= 0.4); the
-collector's subscription 2.0-7.7 s (floor 1 s at 5 messages a second, 2 s at its own pacing), its
-connections closed for 6 messages in a second in 5 of 6 runs; 1.7 GB of RSS per 1,000 instruments,
-most of it the landing's zstd stream per channel.
+Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.283 at 2,000 instruments over 4
+connections (rounds 0.234-0.298; 0.195 and 0.169 before the landing, sealing and book-buffer changes), 0.512 at
+10 (target at N: >= 0.4: missed); subscription 3.0 s at the collector's pacing, 0 refusals; 44.9 MB of RSS
+per 1,000 instruments subscribed; every frame landed under production's queue bounds.
 
 Results: bench/results/live_capture_universe.json; `--short`: one round of a second, the queue of
 bench/live_capture.py's smoke run (tests/bench/test_bench_live_capture_universe.py). Figures depend

@@ -137,7 +137,7 @@ class LiveCollector(BookOutputs):
         lifetime = self.limits.lifetime_s
         self.rollover_s = config.rollover_s or (lifetime - 15 * 60 if lifetime else NO_CUT_S)
         self.stats = Stats()
-        self.stats.channel_frames = writer.landed  # the writer counts them as it flushes
+        self.stats.channel_frames = writer.landed  # the writer counts them as it lands them
         self.stats.warnings = getattr(protocol, "warnings", self.stats.warnings)  # the protocol counts them
         self.queue = FrameQueue(config.queue_size)
         self.trade_gaps = TradeGaps()  # the trade ids lost with dropped frames (shedding.py)

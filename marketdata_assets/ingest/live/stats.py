@@ -68,7 +68,7 @@ class Stats:
     repair_failures: int = 0  # such snapshots that failed (tried again at the next hour boundary)
     latest_writes: int = 0  # latest-state cache (Redis) hash writes
     latest_failures: int = 0  # its failed flushes (Redis away or slow: capture goes on, tried again)
-    channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames landed (at each flush)
+    channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames received (the writer's count)
     last_frame_ns: int = 0  # receive time of the newest frame (0: none yet)
     lost_frames: int = 0  # frames read and never processed: a failed processor's batch and the queue (CollectorFailed)
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))  # last: +Inf

@@ -163,30 +163,24 @@ class _OpenFile:
             self.buffer.append(data.decode())
             self.summary.count(recv_ns, marker)
 
-    def counted(self) -> int:
-        """The frames since the last call into the summary; how many."""
-        times, n = self.times, len(self.times)
-        if n:
-            self.summary.count(min(times), None, n, max(times))
+    def flush(self) -> None:
+        """The records since the last flush as one zstd frame (with its checksum), handed to the OS; their
+        frames counted in the summary."""
+        times = self.times
+        if times:
+            self.summary.count(min(times), None, len(times), max(times))
             self.times = []
-        return n
-
-    def flush(self) -> int:
-        """The records since the last flush as one zstd frame (with its checksum), handed to the OS;
-        the frames it held (now in the summary)."""
-        n = self.counted()
         if self.buffer:
             self.handle.write(self.compressor.compress("".join(self.buffer).encode()))
             self.handle.flush()
             self.buffer = []
-        return n
 
-    def close(self) -> tuple[Path, int]:
-        n = self.flush()
+    def close(self) -> Path:
+        self.flush()
         os.fsync(self.handle.fileno())
         final = _publish(self.part, closed_name(self.part), self.summary)
         self.handle.close()  # releases the lock after the rename: recovery never sees it unlocked
-        return final, n
+        return final
 
 
 class LandingWriter:
@@ -199,7 +193,7 @@ class LandingWriter:
         self.compressor = _compressor(level)  # every file's (used under the lock)
         self.files: dict[str, _OpenFile] = {}
         self.closed: list[Path] = []
-        self.landed: dict[str, int] = {}  # channel -> frames landed (counted at each flush: at most a second late)
+        self.landed: dict[str, int] = {}  # channel -> frames landed by `frames` (what was received)
         self.lock = threading.Lock()
         self.last_flush_ns = time.time_ns()
 
@@ -217,12 +211,13 @@ class LandingWriter:
         another hour to that hour's file. A frame that is a JSON object on one line (its shape; that it is
         JSON, the caller's word: a frame it decoded, any channel but `BAD_CHANNEL`) is written as sent
         (`r`), any other as a JSON string (`d`); `record` reads either back as its text. `landed` counts
-        them at each flush."""
+        them by channel."""
         conns: dict[str, str] = {}  # a connection's id as JSON
         last_ns = last_conn = head = None
-        files, flush_lines = self.files, self.flush_lines
+        files, flush_lines, landed = self.files, self.flush_lines, self.landed
         with self.lock:
             for channel, conn, text, recv_ns in frames:
+                landed[channel] = landed.get(channel, 0) + 1
                 if recv_ns != last_ns or conn != last_conn:  # the frames of one read share both: one head for all
                     last_ns, last_conn = recv_ns, conn
                     conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
@@ -235,18 +230,10 @@ class LandingWriter:
                 else:
                     f.add(f'{head}"d":{orjson.dumps(text).decode()}}}\n', recv_ns)
                 if len(f.buffer) >= flush_lines:
-                    self._flushed(f)
-
-    def _flushed(self, f: _OpenFile) -> None:
-        """Flush one file (under the lock); its frames counted in `landed`."""
-        n = f.flush()
-        if n:
-            self.landed[f.summary.channel] = self.landed.get(f.summary.channel, 0) + n
+                    f.flush()
 
     def _closed(self, f: _OpenFile) -> Path:
-        path, n = f.close()
-        if n:
-            self.landed[f.summary.channel] = self.landed.get(f.summary.channel, 0) + n
+        path = f.close()
         self.closed.append(path)
         return path
 
@@ -273,7 +260,7 @@ class LandingWriter:
             current = self._file(channel, recv_ns)
             current.write(line, recv_ns, marker)
             if len(current.buffer) >= self.flush_lines:
-                self._flushed(current)
+                current.flush()
 
     def tick(self, now_ns: int | None = None) -> list[Path]:
         """Flush every file if `flush_interval_s` has passed; close the files whose hour ended
@@ -284,14 +271,14 @@ class LandingWriter:
             closed = [self._closed(self.files.pop(channel)) for channel in ended]
             if now_ns - self.last_flush_ns >= self.flush_interval_ns:
                 for f in self.files.values():
-                    self._flushed(f)
+                    f.flush()
                 self.last_flush_ns = now_ns
             return closed
 
     def flush(self) -> None:
         with self.lock:
             for f in self.files.values():
-                self._flushed(f)
+                f.flush()
 
     def close(self) -> list[Path]:
         """Close every open file (a clean stop: the hour's file is complete as far as it goes)."""

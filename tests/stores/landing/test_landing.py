@@ -55,16 +55,16 @@ def test_hour_rollover_closes_the_hour_and_a_reader_never_sees_a_part(tmp_path):
 
 def test_a_batch_of_frames_lands_by_channel_and_hour_and_says_what_it_landed(tmp_path):
     """`frames`: a batch whose trade channel crosses an hour (and whose clock steps back over it once)
-    lands each frame in its own hour's file, in order; `landed` counts each channel's frames as they are flushed."""
+    lands each frame in its own hour's file, in order; `landed` counts each channel's frames of `frames`."""
     writer = LandingWriter(tmp_path, "BINANCE")
     trade, depth = "btcusdt@trade", "btcusdt@depth"
     times = [H0 + HOUR_NS - 2, H0 + HOUR_NS - 1, H0 + HOUR_NS, H0 + HOUR_NS - 1, H0 + HOUR_NS + 5]
     batch = [(trade, "c1", f'{{"k":{k}}}', t) for k, t in enumerate(times)]
     batch.insert(2, (depth, "c2", '{"d":"\\"}', H0 + 7))
     writer.frames(batch)
-    assert writer.landed == {trade: 4}  # the three files closed as its clock crossed the hour, back and again
-    writer.close()
+    writer.frame(depth, "rest", '{"snapshot":1}', H0 + 8)  # one frame alone (a REST snapshot): not counted
     assert writer.landed == {trade: 5, depth: 1}
+    writer.close()
     files = closed_files(tmp_path, "BINANCE", trade)
     by_hour = {}
     for path in files:
@@ -72,7 +72,9 @@ def test_a_batch_of_frames_lands_by_channel_and_hour_and_says_what_it_landed(tmp
     assert by_hour == {hour_key(H0): ['{"k":0}', '{"k":1}', '{"k":3}'], hour_key(H0 + HOUR_NS): ['{"k":2}', '{"k":4}']}
     assert sum(summary(p)["frames"] for p in files) == 5
     [depth_file] = closed_files(tmp_path, "BINANCE", depth)
-    assert read_file(depth_file) == [{"t": H0 + 7, "c": "c2", "d": '{"d":"\\"}'}]
+    assert read_file(depth_file) == [{"t": H0 + 7, "c": "c2", "d": '{"d":"\\"}'},
+                                     {"t": H0 + 8, "c": "rest", "d": '{"snapshot":1}'}]
+    assert summary(depth_file)["frames"] == 2
 
 
 def test_a_json_frame_lands_as_sent_and_every_frame_reads_back_as_its_text(tmp_path):
