@@ -411,8 +411,8 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
 
     async def scenario():
         writer = LandingWriter(tmp_path, "BINANCE")
-        config = CollectorConfig(["BTCUSDT", "ETHUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_s=0.01,
-                                 trade_batch_frames=3, trade_batch_max_s=0.04)
+        config = CollectorConfig(["BTCUSDT", "ETHUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_s=60,
+                                 trade_batch_frames=3, trade_batch_max_s=240)  # the ticks are the test's (`_seal_due`)
         collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: the outbox holds them
         old = time.time_ns() - 60 * 10**9  # received a minute ago
         sent = []
