@@ -281,6 +281,7 @@ class StreamProtocol(Protocol):
     rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
     stale_s: float  # the stale deadline to use: above the longest silence of a healthy connection
     live_source: str  # the ingest_log source of its live loads (`<VENUE>_LIVE`)
+    data_prefix: str | None  # how a stream's data frame begins (None: unknown, any frame may be shed when late)
     default_instruments: tuple[str, ...]  # collected when none are named (two majors)
     trade_channel_format: str  # an instrument's trade channel, `{}` the instrument as channels spell it
     book_channel_format: str  # the start of an instrument's book channels (depth / interval follow)
@@ -367,6 +368,7 @@ class StreamBase:
     ws_url: str
     live_source: str
     supported: tuple[str, ...]
+    data_prefix: str | None = None
     default_instruments: tuple[str, ...] = ()
     trade_channel_format = "{}@trades"
     book_channel_format = "{}@book"

@@ -518,7 +518,7 @@ class LiveCollector(BookOutputs):
             try:
                 now_ns = time.time_ns()
                 if batch[0][2] < now_ns - lag_ns:  # its oldest waited too long: the processor is behind
-                    kept, dropped = shed(batch, now_ns - lag_ns, now_ns)
+                    kept, dropped = shed(batch, now_ns - lag_ns, now_ns, self.protocol.data_prefix)
                     stats.overflow_frames += dropped
                     await self._process(kept)
                 else:

@@ -1,7 +1,8 @@
 """The collector behind: frames that waited too long are dropped whole, and every drop is on record.
 
-- `shed`: a batch off the frame queue loses its frames received more than `max_lag_s` ago (the
-  oldest go first, so what is processed is fresh again; markers are never dropped), and gets an
+- `shed`: a batch off the frame queue loses its data frames received more than `max_lag_s` ago (the
+  oldest go first, so what is processed is fresh again; markers are never dropped, nor any frame that
+  is not a stream's data: an acknowledgement, a refusal to retry, a heartbeat to answer), and gets an
   `overflow` marker (cause `lag`) where each connection's first dropped frame was. A machine that
   cannot keep up loses frames instead of falling minutes behind.
 - `TradeGaps`: after a drop (an `overflow` marker: the queue full at the reader, or the lag bound),
@@ -15,14 +16,17 @@ from __future__ import annotations
 OVERFLOW = "overflow"
 
 
-def shed(batch: list[tuple], cutoff_ns: int, now_ns: int) -> tuple[list[tuple], int]:
+def shed(batch: list[tuple], cutoff_ns: int, now_ns: int, data_prefix: str | None = None
+         ) -> tuple[list[tuple], int]:
     """(the batch without its frames received before `cutoff_ns`, with an `overflow` marker per
     connection in place of its first dropped frame; how many frames were dropped). Items are the
-    frame queue's: ("frame", conn, recv_ns, text) or ("marker", conn, recv_ns, (kind, details))."""
+    frame queue's: ("frame", conn, recv_ns, text) or ("marker", conn, recv_ns, (kind, details)). With
+    the venue's `data_prefix`, only frames that begin with it are dropped (one that does not is kept:
+    a control frame, or data spelled otherwise, processed late)."""
     kept: list = []
     drops: dict[str, list[int]] = {}  # conn -> [frames, first recv ns, last recv ns, index of its marker]
     for item in batch:
-        if item[0] == "frame" and item[2] < cutoff_ns:
+        if item[0] == "frame" and item[2] < cutoff_ns and (data_prefix is None or item[3].startswith(data_prefix)):
             drop = drops.get(item[1])
             if drop is None:
                 drop = drops[item[1]] = [0, item[2], item[2], len(kept)]

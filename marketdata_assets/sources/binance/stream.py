@@ -319,6 +319,7 @@ class BinanceSpotStream:
     rest_snapshots = True
     stale_s = 10.0  # data every 100 ms; the server pings every 20 s
     live_source = "BINANCE_LIVE"
+    data_prefix = '{"stream":'  # a combined stream's event; acks and errors are {"result"/"error",...,"id"}
     default_instruments = ("BTCUSDT", "ETHUSDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trade", "{}@depth", True
     landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",), BOOKS: (BOOK_TOPS,),

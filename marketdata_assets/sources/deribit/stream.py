@@ -129,6 +129,8 @@ class DeribitStream(StreamBase):
     stale_s = 15.0  # the heartbeat (10 s) is the least a quiet connection carries
 
     live_source = "DERIBIT_LIVE"
+    data_prefix = '{"jsonrpc":"2.0","method":"subscription"'  # a notification; replies carry an id, heartbeats
+    # (test_request, to be answered) are method "heartbeat"
     default_instruments = ("BTC-PERPETUAL", "ETH-PERPETUAL")
     trade_channel_format, book_channel_format, lower_channels = "trades.{}.100ms", "book.{}.", False
     landed: ClassVar[dict] = {TICKERS: ("ticker.{}.100ms",), OPEN_INTEREST: ("ticker.{}.100ms",),

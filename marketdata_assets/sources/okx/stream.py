@@ -193,6 +193,7 @@ class OkxStream(StreamBase):
     stale_s = 10.0  # a quiet book is kept talking by our pings (at stale_s / 2)
 
     live_source = "OKX_LIVE"
+    data_prefix = '{"arg":'  # a push; subscribe acks, errors and notices are {"event":...}
     default_instruments = ("BTC-USDT", "ETH-USDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trades", "{}@books", False
     landed: ClassVar[dict] = {TICKERS: ("{}@tickers",), BARS_1M: ("{}@candle1m",),

@@ -96,8 +96,9 @@ def test_every_dataset_arrives_on_its_subject_and_a_republish_is_deduplicated(ve
         await c.stats.wait_until(lambda s: all(s.messages.get(d, 0) >= 1 for d in expected) and s.published >= 20,
                                  WAIT_S)
         ws.pause()
-        await c.stats.wait_until(lambda s: not c.trade_frames and not c.outbox and s.published + s.duplicates == s.parsed,
-                                 WAIT_S)
+        await ws.delivered(WAIT_S)  # every frame the replay sent was read (one in flight came after `held` before)
+        await c.stats.wait_until(lambda s: c.queue.unfinished <= 0 and not c.trade_frames and not c.outbox
+                                 and s.published + s.duplicates == s.parsed, WAIT_S)
         last = {}
         for dataset in expected:
             for instrument in c.config.instruments:
