@@ -438,8 +438,11 @@ class LiveCollector(BookOutputs):
             self.pending[message_id] = conn.conn_id
         marked = self.conn_streams.get(conn.conn_id)
         if marked is not None:
-            leaving = set() if joined else set(channels)
-            self.conn_streams[conn.conn_id] = marked + channels if joined else [c for c in marked if c not in leaving]
+            if joined:
+                self.conn_streams[conn.conn_id] = marked + channels
+            else:
+                leaving = set(channels)
+                self.conn_streams[conn.conn_id] = [c for c in marked if c not in leaving]
         if not joined:  # a rollover's successor waits for data of its channels only
             for channel in channels:
                 conn.saw(channel)

@@ -239,7 +239,7 @@ class DepthSync:
     Waiting for its snapshot it keeps the last `BUFFER_TAIL` events only: the snapshot, taken when its
     request goes out, is newer than the tail's oldest event (at 100 ms, 5 s back), so the older ones
     would be dropped as old anyway; a book queued minutes for the REST budget holds a few KB, not minutes
-    of decoded diffs (at 2,000 books those were ~90% of the cycle collector's work)."""
+    of decoded diffs for the cycle collector to scan (docs/live-capture.md, "The universe run")."""
 
     def __init__(self, instrument: str, buffer_limit: int = BUFFER_TAIL):
         self.instrument = instrument

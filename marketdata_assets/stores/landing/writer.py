@@ -223,7 +223,7 @@ class LandingWriter:
                     conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
                     head = f'{{"t":{recv_ns},"c":{conn_json},'
                 f = files.get(channel)
-                if f is None or not 0 <= recv_ns - f.hour_start_ns < HOUR_NS:
+                if f is None or not f.takes(recv_ns):
                     f = self._file(channel, recv_ns)
                 if text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL:  # nearly all
                     f.add(f'{head}"r":{text}}}\n', recv_ns)
