@@ -2,7 +2,7 @@
 
 Why strings: venues' checksums (OKX's CRC32) are computed over the exact strings they sent, and a
 float round trip would change them; equality of two books (the collector's against the replay's
-truth) is exact too. Levels are keyed by the price string; ordering converts to Decimal only when
+truth) is exact too. Levels are keyed by the price string; ordering reads prices as numbers only when
 the top of the book is asked for. The venue's sequencing rules live with the venue (for Binance:
 sources/binance/stream.py `DepthSync`); this is only the book.
 """
@@ -92,10 +92,14 @@ class OrderBook:
             _set_levels(self._asks, noted[1].items())
 
     def top(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """The best `depth` levels of each side, best first."""
-        bids = sorted(self.bids.items(), key=lambda level: Decimal(level[0]), reverse=True)[:depth]
-        asks = sorted(self.asks.items(), key=lambda level: Decimal(level[0]))[:depth]
-        return bids, asks
+        """The best `depth` levels of each side, best first. Prices are ordered as floats, the prices
+        alone sorted (`float` in C: a sixth of a Decimal sort; a venue's decimal prices have far fewer
+        than the 15 significant digits a float keeps exactly, and the conversion is monotonic): a
+        collector snapshots thousands of books a second, an OKX book is read at every update for its
+        checksum. A price that is no number: ValueError."""
+        bids, asks = self.bids, self.asks
+        return ([(p, bids[p]) for p in sorted(bids, key=float, reverse=True)[:depth]],
+                [(p, asks[p]) for p in sorted(asks, key=float)[:depth]])
 
     def levels(self) -> dict[str, dict[Decimal, Decimal]]:
         """Both sides as numbers (prices and sizes compared by value, not by their spelling)."""
