@@ -75,6 +75,8 @@ class CollectorConfig:
     trade_batch_s: float = 0.05  # every this long, an instrument's trades go out as one message when they are
     trade_batch_frames: int = 20  # this many frames or more,
     trade_batch_max_s: float = 0.25  # or the oldest waited this long (a sparse instrument: fewer, fuller messages)
+    trade_batch_behind_s: float = 1.0  # the same while the processor is behind (its frames waited longer than
+    # trade_batch_max_s already: catching up, not the batch's wait, is what their lag waits on)
     max_streams: int | None = None  # None: the venue's channels per connection
     url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
     keepalive_s: float | None = None  # None: the venue's interval (OKX: 20 s) or stale_s / 2, the shorter
@@ -157,6 +159,8 @@ class LiveCollector(BookOutputs):
         self.sealing: asyncio.TimerHandle | None = None
         self.seal_ticks = 0  # sealing ticks so far (`_seal_due`)
         self.max_ticks = max(1, round(config.trade_batch_max_s / config.trade_batch_s))  # a sparse batch's ticks
+        self.behind_ticks = max(self.max_ticks, round(config.trade_batch_behind_s / config.trade_batch_s))
+        self.behind = False  # the processor's last batch had waited longer than trade_batch_max_s
         self.subjects: dict[tuple[str, str], str] = {}  # (dataset, instrument) -> its subject
         self.outbox_ready = asyncio.Event()
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
@@ -515,11 +519,12 @@ class LiveCollector(BookOutputs):
         """Batches of `batch_size` off the queue; frames that waited more than `max_lag_s` are dropped
         whole and marked (shedding.py)."""
         queue, config, stats = self.queue, self.config, self.stats
-        lag_ns = int(config.max_lag_s * 1e9)
+        lag_ns, behind_ns = int(config.max_lag_s * 1e9), int(config.trade_batch_max_s * 1e9)
         while True:
             batch = await queue.take(config.batch_size)
             try:
                 now_ns = time.time_ns()
+                self.behind = batch[0][2] < now_ns - behind_ns
                 if batch[0][2] < now_ns - lag_ns:  # its oldest waited too long: the processor is behind
                     kept, dropped = shed(batch, now_ns - lag_ns, now_ns, self.protocol.data_prefix)
                     stats.overflow_frames += dropped
@@ -766,10 +771,12 @@ class LiveCollector(BookOutputs):
         wait counted in ticks from their first frame's processing, not its receive time: a backlog's frames are
         all old, and batching is what lets the collector work a backlog off). At a universe most
         instruments trade a few times a second: a message each 50 ms would carry one trade, and its
-        message work (the batch, its id, the publish, its ack) would cost more than the trade's."""
+        message work (the batch, its id, the publish, its ack) would cost more than the trade's. While the
+        processor is behind, the wait is `trade_batch_behind_s`: fuller messages, a backlog worked off sooner."""
         self.sealing = None
         self.seal_ticks += 1
-        pending, enough, started = self.trade_frames, self.config.trade_batch_frames, self.seal_ticks - self.max_ticks
+        pending, enough = self.trade_frames, self.config.trade_batch_frames
+        started = self.seal_ticks - (self.behind_ticks if self.behind else self.max_ticks)
         due = {name: p for name, p in pending.items() if len(p[0]) >= enough or p[3] <= started}
         if len(due) == len(pending):
             self.trade_frames = {}

@@ -400,11 +400,36 @@ def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_s
     assert trade_ids(tmp_path, "BTCUSDT") == [0, 1, 2, 3, 4]
 
 
-def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_its_ticks(tmp_path):
+def test_the_processor_is_behind_while_the_batches_it_takes_waited_longer_than_a_sparse_batch(tmp_path):
+    """`_process_forever` tells `behind` from the oldest frame of each batch it takes: received more than
+    `trade_batch_max_s` ago (and less than `max_lag_s`: not shed), behind; a fresh batch, not."""
+    frame = json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1672515782136, "s": "BTCUSDT", "t": 1,
+                                                            "p": "1.5", "q": "2", "T": 1672515782136, "m": False}})
+
+    async def scenario():
+        config = CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_max_s=0.25, max_lag_s=60)
+        collector = BinanceSpotCollector(config, LandingWriter(tmp_path, "BINANCE"), store=object())
+        processing = asyncio.create_task(collector._process_forever())
+        seen = []
+        for waited_s in (2.0, 0.0, 5.0):
+            collector.queue.put_many([("frame", "c1", time.time_ns() - int(waited_s * 1e9), frame)])
+            await collector.queue.join()
+            seen.append(collector.behind)
+        processing.cancel()
+        collector._seal_trades()
+        collector.writer.close()
+        return seen, collector.stats
+    seen, stats = asyncio.run(scenario())
+    assert seen == [True, False, True] and stats.overflow_frames == 0 and stats.frames == 3
+
+
+@pytest.mark.parametrize("behind", [False, True])
+def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_its_ticks(tmp_path, behind):
     """Sealing: at each `trade_batch_s` tick an instrument with `trade_batch_frames` trade frames goes out as
     one message; one with fewer waits until `trade_batch_max_s` has passed in ticks since its first frame was
     processed (not since it was received: a backlog's frames are all old), so a sparse instrument's message
-    carries several trades instead of one; a stop seals everything."""
+    carries several trades instead of one; while the processor is behind (its last batch had waited longer
+    than `trade_batch_max_s`, as `_process_forever` finds), `trade_batch_behind_s`; a stop seals everything."""
     def trade(symbol: str, k: int) -> str:
         return json.dumps({"stream": f"{symbol.lower()}@trade", "data": {
             "e": "trade", "E": 1672515782136, "s": symbol, "t": k, "p": "1.5", "q": "2", "T": 1672515782136, "m": False}})
@@ -412,13 +437,15 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
     async def scenario():
         writer = LandingWriter(tmp_path, "BINANCE")
         config = CollectorConfig(["BTCUSDT", "ETHUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_s=60,
-                                 trade_batch_frames=3, trade_batch_max_s=240)  # the ticks are the test's (`_seal_due`)
+                                 trade_batch_frames=3, trade_batch_max_s=240,  # the ticks are the test's (`_seal_due`)
+                                 trade_batch_behind_s=360)
         collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: the outbox holds them
+        collector.behind = behind
         old = time.time_ns() - 60 * 10**9  # received a minute ago
         sent = []
         await collector._process([("frame", "c1", old + k, trade("BTCUSDT", k)) for k in range(3)]
                                  + [("frame", "c1", old, trade("ETHUSDT", 100))])
-        for tick in range(1, 5):
+        for tick in range(1, 7 if behind else 5):
             collector.sealing.cancel()
             collector._seal_due()
             sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.outbox])
@@ -431,6 +458,9 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
         writer.close()
         return collector, sent
     collector, sent = asyncio.run(scenario())
-    assert collector.max_ticks == 4
-    assert sent == [[("BTCUSDT", 3)], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
+    assert collector.max_ticks == 4 and collector.behind_ticks == 6
+    if behind:
+        assert sent == [[("BTCUSDT", 3)], [], [], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
+    else:
+        assert sent == [[("BTCUSDT", 3)], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
     assert not collector.trade_frames and collector.sealing is None and collector.stats.trades == 6
