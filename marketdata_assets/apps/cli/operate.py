@@ -35,36 +35,62 @@ from marketdata_assets.core import settings
 
 @dataclass(frozen=True)
 class Domain:
-    """What a backfill of a domain materializes, and how many days one run takes."""
+    """What a backfill of a domain materializes, and how many days one run takes; `partitions`: the module
+    and names of its day partitions and (day x venue domains) its venue partitions."""
 
     assets: tuple[str, ...]
     op: str
     days_per_run: int
     unit: str
+    partitions: tuple[str, str, str | None]
+
+
+def _archive_assets() -> tuple[str, ...]:
+    from marketdata_assets.defs.archives.archives import ARCHIVE_ASSETS
+
+    return tuple(ARCHIVE_ASSETS.values())
 
 
 BACKFILL = {
     "crypto": Domain(("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_open_interest",
                       "crypto_liquidations", "crypto_mark_bars_1m", "crypto_index_bars_1m"),
-                     "crypto_ticks", 1, "UTC day x every venue (its configured instruments inside)"),
+                     "crypto_ticks", 1, "UTC day x every venue (its configured instruments inside)",
+                     ("marketdata_assets.defs._common.partitions", "crypto_days", "crypto_venues")),
+    "archives": Domain((), "binance_archives", 1, "UTC day x archive venue (its archive instruments inside)",
+                       ("marketdata_assets.defs.archives.archives", "binance_archive_days", "binance_archive_venues")),
     "a_shares": Domain(("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", 20,
-                       "trading days x the configured universe"),
-    "yahoo": Domain(("yahoo_bars_1m",), "yahoo_bars_1m", 30, "days x the configured universe"),
+                       "trading days x the configured universe",
+                       ("marketdata_assets.defs.equities.partitions", "a_share_days", None)),
+    "yahoo": Domain(("yahoo_bars_1m",), "yahoo_bars_1m", 30, "days x the configured universe",
+                    ("marketdata_assets.defs.equities.partitions", "yahoo_days", None)),
 }
 
 
+def _partitions(domain: str) -> tuple:
+    """(day partitions, venue partitions or None) of a domain."""
+    import importlib
+
+    module, days, venues = BACKFILL[domain].partitions
+    found = importlib.import_module(module)
+    return getattr(found, days), (getattr(found, venues) if venues else None)
+
+
+def domain_assets(domain: str) -> tuple[str, ...]:
+    return BACKFILL[domain].assets or _archive_assets()
+
+
 def backfill_runs(domain: str, days: list[str], days_per_run: int) -> list[tuple[str, dict, int]]:
-    """(label, run tags, partitions) of each run: `days_per_run` days at a time; crypto: those days x every
-    venue (each venue's configured instruments inside the run)."""
-    from marketdata_assets.defs._common.partitions import crypto_venues
+    """(label, run tags, partitions) of each run: `days_per_run` days at a time; a day x venue domain (crypto,
+    archives): those days x every venue (each venue's configured instruments inside the run)."""
     from marketdata_assets.defs._common.runs import day_range_tags
     from marketdata_assets.orchestration.sensing import range_tags
 
     blocks = [days[i:i + days_per_run] for i in range(0, len(days), days_per_run)]
-    if domain != "crypto":
+    venue_partitions = _partitions(domain)[1]
+    if venue_partitions is None:
         return [(f"{domain} {b[0]}..{b[-1]}", range_tags(b[0], b[-1]), len(b)) for b in blocks]
-    venues = crypto_venues.get_partition_keys()
-    return [(f"crypto {b[0]}" + (f"..{b[-1]}" if len(b) > 1 else "") + f" x {len(venues)} venues",
+    venues = venue_partitions.get_partition_keys()
+    return [(f"{domain} {b[0]}" + (f"..{b[-1]}" if len(b) > 1 else "") + f" x {len(venues)} venues",
              day_range_tags(b[0], b[-1], venues[0], venues[-1]), len(b) * len(venues)) for b in blocks]
 
 
@@ -80,8 +106,8 @@ def backfill_config(domain: str, *, refetch: bool = False, replace: bool = False
 @click.argument("domain", type=click.Choice(sorted(BACKFILL)))
 @click.option("--start-date", type=DAY, required=True, help="First day (crypto: UTC; A-shares: China).")
 @click.option("--end-date", type=DAY, required=True, help="Last day.")
-@click.option("--days-per-run", type=click.IntRange(min=1), help="Days one run loads (default: crypto 1, a_shares "
-              "20, yahoo 30: each run inside the 180-minute deadline).")
+@click.option("--days-per-run", type=click.IntRange(min=1), help="Days one run loads (default: crypto and archives 1, "
+              "a_shares 20, yahoo 30: each run inside the 180-minute deadline).")
 @click.option("--refetch", is_flag=True, help="Fetch slices this source already loaded again (default: only what it "
               "has not loaded yet, so the same command run again resumes).")
 @click.option("--replace", is_flag=True, help="Load over slices a more faithful source holds (a verified archive, a "
@@ -89,25 +115,23 @@ def backfill_config(domain: str, *, refetch: bool = False, replace: bool = False
 @click.pass_context
 def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) -> None:
     """A first load of history: the domain's days from the sources config's universe, split into runs
-    that each fit the run deadline, one after the other (each shows in the UI)."""
-    from marketdata_assets.defs._common.partitions import crypto_days
-    from marketdata_assets.defs.equities.partitions import a_share_days, yahoo_days
-
+    that each fit the run deadline, one after the other (each shows in the UI). `archives`: the Binance
+    days data.binance.vision publishes (older than the venues' REST reach), verified before they load."""
     session = ctx.obj
     spec = BACKFILL[domain]
     defs = session.definitions()
     if end_date < start_date:
         raise click.BadParameter("the end date is before the start date")
-    days = days_between({"crypto": crypto_days, "a_shares": a_share_days, "yahoo": yahoo_days}[domain],
-                        start_date, end_date)
+    days = days_between(_partitions(domain)[0], start_date, end_date)
     runs = backfill_runs(domain, days, days_per_run or spec.days_per_run)
     session.instance()  # a storage that does not answer is the one line said
     click.echo(f"backfill {domain} {days[0]}..{days[-1]}: {len(runs)} run{'s' * (len(runs) != 1)} of at most "
                f"{days_per_run or spec.days_per_run} {spec.unit}", err=True)
-    assets = selection(defs, *spec.assets)
+    names = domain_assets(domain)
+    assets = selection(defs, *names)
     config = backfill_config(domain, refetch=refetch, replace=replace)
     for label, tags, partitions in runs:
-        session.run(label, assets, tags=tags, run_config=config, expected=partitions * len(spec.assets))
+        session.run(label, assets, tags=tags, run_config=config, expected=partitions * len(names))
     finish(ctx)
 
 
@@ -222,8 +246,8 @@ def _print_status(frame) -> None:
     gaps = frame.filter((frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0)).height
     click.echo(f"{frame.height:,} instrument-dataset(s) of {frame['venue'].n_unique()} venue(s); {gaps:,} with "
                "missing or failed days. Days within the venues' REST reach: `marketdata backfill <domain>` fetches "
-               "them again (resuming from the ingest log); older Binance days come from its archives (the "
-               "binance_archive_* assets: docs/ticks.md); trades_live's rows reach `trades` with their hour's load; "
+               "them again (resuming from the ingest log); older Binance days come from its archives (`marketdata "
+               "backfill archives`: docs/ticks.md); trades_live's rows reach `trades` with their hour's load; "
                "a blank cell does not apply to its store (minute bars, K-line, alphas: docs/cli.md)", err=True)
 
 
