@@ -63,8 +63,12 @@ def rebuilt(venue: str, snapshot: dict, diffs: list[dict]) -> OrderBook:
     book.reset(result["change_id"], [(str(p), str(q)) for p, q in result["bids"]],
                [(str(p), str(q)) for p, q in result["asks"]])
     for data in (json.loads(r["d"])["params"]["data"] for r in diffs):
-        if data["type"] == "change" and data["change_id"] > book.update_id:
+        if data["change_id"] <= book.update_id:
+            continue
+        if data["type"] == "change":
             book.apply(data["change_id"], levels(data["bids"]), levels(data["asks"]))
+        else:  # the stream's own snapshot (a resubscription's first notification: it may land after the REST one)
+            book.reset(data["change_id"], levels(data["bids"]), levels(data["asks"]))
     return book
 
 
