@@ -144,21 +144,32 @@ def alpha_package_drops(context: dg.AssetExecutionContext, config: AlphaPackages
     for result in results:
         log = context.log.warning if result.outcome == "quarantined" else context.log.info
         log(f"{result.outcome} {result.package}: {result.reason or f'{result.count:,} alphas, {result.written:,} files written'}")
+    for key in context.partition_keys:  # each month's own packages; the run's as run_*
+        context.add_asset_metadata(_drop_figures([r for r in results if r.month == month_of_key(key)]),
+                                   partition_key=key)
+    run = _drop_figures(results)
+    metadata = {"months": f"{months[0]}..{months[-1]}", **{f"run_{name}": value for name, value in run.items()
+                                                          if name in DROP_COUNTS}, "run_partitions": len(months)}
     quarantined = [r for r in results if r.outcome == "quarantined"]
-    metadata = {
-        "months": f"{months[0]}..{months[-1]}",
-        "packages_decomposed": sum(r.outcome == "decomposed" for r in results),
-        "packages_quarantined": len(quarantined),
-        "files_written": sum(r.written for r in results),
-        "files_unchanged": sum(r.unchanged for r in results),
-    }
-    if results:
-        metadata["packages"] = dg.MetadataValue.md(table(
-            ["package", "month", "outcome", "alphas", "written", "unchanged", "reason"],
-            ([r.package, r.month, r.outcome, r.count, r.written, r.unchanged, r.reason] for r in results)))
     if quarantined:
         metadata["quarantined"] = dg.MetadataValue.json([{"package": r.package, "reason": r.reason} for r in quarantined])
     return dg.MaterializeResult(metadata=metadata)
+
+
+DROP_COUNTS = ("packages_decomposed", "packages_quarantined", "files_written", "files_unchanged")
+
+
+def _drop_figures(results: list) -> dict:
+    """Dropped packages' figures (a month's, or the run's): decomposed, quarantined, files written and unchanged,
+    and their table."""
+    figures = {"packages_decomposed": sum(r.outcome == "decomposed" for r in results),
+               "packages_quarantined": sum(r.outcome == "quarantined" for r in results),
+               "files_written": sum(r.written for r in results), "files_unchanged": sum(r.unchanged for r in results)}
+    if results:
+        figures["packages"] = dg.MetadataValue.md(table(
+            ["package", "month", "outcome", "alphas", "written", "unchanged", "reason"],
+            ([r.package, r.month, r.outcome, r.count, r.written, r.unchanged, r.reason] for r in results)))
+    return figures
 
 
 class AlphaImportConfig(RunConfig):
@@ -338,16 +349,21 @@ def alpha_packages(context: dg.AssetExecutionContext, config: AlphaPackagesConfi
                 continue
             rows.append([alpha_type, month, account, manifest["count"], manifest["package_bytes"],
                          manifest["sha256_package"][:12], manifest["created_at"]])
-    metadata = {
-        "packages": len(rows),
-        "alphas_packaged": sum(r[3] for r in rows),
-        "package_bytes": sum(r[4] for r in rows),
-        "package_dir": str(package_root),
-        "manifests": dg.MetadataValue.md(table(["type", "month", "account", "alphas", "bytes", "sha256", "built"], rows))
-        if rows else "none",
-    }
+    for key in context.partition_keys:  # each month's own packages; the run's as run_*
+        context.add_asset_metadata(_package_figures([r for r in rows if r[1] == month_of_key(key)]),
+                                   partition_key=key)
+    run = _package_figures(rows)
+    metadata = {**{f"run_{name}": value for name, value in run.items() if name != "manifests"},
+                "run_partitions": len(context.partition_keys), "package_dir": str(package_root)}
     if failures:
         raise dg.Failure(description=f"{len(failures)} package(s) could not be built: "
                                      + "; ".join(f["error"] for f in failures[:3]),
                          metadata={**metadata, "failures": dg.MetadataValue.json(failures)})
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _package_figures(rows: list[list]) -> dict:
+    """Built packages' figures (a month's, or the run's): packages, alphas, bytes and their manifests."""
+    return {"packages": len(rows), "alphas_packaged": sum(r[3] for r in rows), "package_bytes": sum(r[4] for r in rows),
+            "manifests": dg.MetadataValue.md(table(["type", "month", "account", "alphas", "bytes", "sha256", "built"],
+                                                   rows)) if rows else "none"}

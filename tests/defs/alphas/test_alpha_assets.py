@@ -443,7 +443,7 @@ def test_coverage_draws_stored_over_listed_per_account_month_and_names_what_is_m
     assert "| main | 2025-08 | 1 (files; never fetched) | 0 | 0 | Orphan01 |" in meta["heat_map"]
 
 
-def test_a_range_of_months_carries_each_months_own_counts(server, landing, resources):
+def test_a_range_of_months_carries_each_months_own_counts(server, landing, resources, tmp_path):
     months = {"2025-06-01": "2025-06", MONTH_KEY: MONTH}
     for key in months:
         fetch(resources, "main", month=key)
@@ -460,3 +460,22 @@ def test_a_range_of_months_carries_each_months_own_counts(server, landing, resou
         assert own[key]["files"] == truth[key] and own[key]["run_inserted"] == sum(truth.values())
     supers = sum(len(server.truth("main", month, "SUPER")) for month in months.values())
     assert written_rows(result) == sum(truth.values()) + supers  # the months summed, each once
+
+    # the packages of the range, and their drops decomposed again: each month its own packages
+    tags = {"dagster/asset_partition_range_start": "2025-06-01", "dagster/asset_partition_range_end": MONTH_KEY}
+    built = materialize([alpha_packages, *[dg.AssetSpec(k) for k in ("regular_alphas", "super_alphas")]], resources,
+                        tags=tags)
+    files = {key: len(list(iter_alpha_files(landing, None, month))) for key, month in months.items()}
+    for key, meta in by_partition(built, "alpha_packages").items():
+        assert meta["packages"] == 2 and meta["alphas_packaged"] == files[key]  # REGULAR and SUPER of "main"
+        assert meta["run_packages"] == 4 and meta["run_alphas_packaged"] == sum(files.values())
+    shutil.copytree(tmp_path / "packages", landing / "packages", dirs_exist_ok=True)
+    dropped = materialize([alpha_package_drops], resources, tags=tags)
+    for key, meta in by_partition(dropped, "alpha_package_drops").items():
+        assert meta["packages_decomposed"] == 2 and meta["files_unchanged"] == files[key] and meta["files_written"] == 0
+        assert meta["run_packages_decomposed"] == 4 and meta["run_partitions"] == 2
+
+
+def by_partition(result, key: str) -> dict[str, dict]:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return {e.partition: {k: v.value for k, v in e.materialization.metadata.items()} for e in events}
