@@ -297,10 +297,13 @@ def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline,
         ct.ensure_tables(client, clickhouse.database)
     report = engine(context, clickhouse, config).run([feeds])
     with clickhouse.get_client() as client:
-        charts = {f"smile_{c.instrument}": dg.MetadataValue.md(svg_markdown_image(line_chart_svg(
-            f"{c}: mark IV by strike, nearest expiries",
-            smiles(client, clickhouse.database, c.venue, c.instrument),
-            unit="%"), f"{c} smile")) for c in chains}
+        charts = {f"{c.venue}:{c.instrument}": {f"smile_{c.instrument}": dg.MetadataValue.md(svg_markdown_image(
+            line_chart_svg(f"{c}: mark IV by strike, nearest expiries",
+                           smiles(client, clickhouse.database, c.venue, c.instrument), unit="%"), f"{c} smile"))}
+                  for c in chains}
     clickhouse.close()
+
+    def chart_of(_dataset: str, part) -> dict:  # a chain's partition: its own smile
+        return next((charts.get(f"{key.venue}:{key.instrument}", {}) for key in part.slice_keys()), {})
     yield from materialize(context, report, {"option_chain": "crypto_option_chains"}, 0,
-                           {"option_chain": charts})
+                           partition_of=lambda key: f"{key.venue}:{key.instrument}", partition_extra=chart_of)
