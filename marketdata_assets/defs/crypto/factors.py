@@ -3,7 +3,7 @@ instrument, computed inside ClickHouse over the stored trades, bars, books, fund
 bars and written as that partition's `factors` slice. Declarative automation materializes a
 partition when its upstream partitions change (once its trades are there)."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -61,9 +61,10 @@ def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseReso
                                 instruments=instruments)
             rows += [(day, f"{venue}:{i}", name, value) for i, name, value in
                      zip(frame["instrument"], frame["factor"], frame["value"])]
+        _each_partition(context, groups, rows)
         if not keys:
             context.log.info("crypto_factors: no instrument of the run's venue-days has trades loaded")
-            return dg.MaterializeResult(metadata={"slices": 0, "rows": dg.MetadataValue.int(0)})
+            return dg.MaterializeResult(metadata={"run_slices": 0, "run_rows": dg.MetadataValue.int(0)})
         last = max(k.day for k in keys)
         first = last - timedelta(days=CHART_DAYS - 1)
         pairs = {(k.venue, k.instrument) for k in keys}
@@ -73,10 +74,22 @@ def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseReso
                    where={"factor": name})), name)) for name in CHARTED}
     context.log.info(f"crypto_factors: {len(keys)} instrument-day(s), {len(rows)} values")
     return dg.MaterializeResult(metadata={
-        "slices": len(keys), "rows": dg.MetadataValue.int(len(rows)), "values": len(rows),
-        "nulls": sum(value is None for *_, value in rows),
+        "run_slices": len(keys), "run_rows": dg.MetadataValue.int(len(rows)),
         "factors": dg.MetadataValue.md(table(["factor", "description"],
                                              ((f.name, f.description) for f in FACTORS))),
         "values_table": dg.MetadataValue.md(table(["day", "instrument", "factor", "value"], rows, limit=300)),
         **charts,
     })
+
+
+def _each_partition(context, groups: dict[tuple[str, date], list[str]], rows: list[tuple]) -> None:
+    """Each day x venue partition's own figures: its instruments with trades (slices), its values and nulls
+    (`run_partitions`: the console sums the partitions' rows, apps/launch.py)."""
+    keys = context.partition_keys
+    for key in keys:
+        dims = key.keys_by_dimension
+        venue, day = dims["venue"], date.fromisoformat(dims["day"])
+        mine = [value for d, name, _, value in rows if d == day and name.startswith(f"{venue}:")]
+        context.add_asset_metadata({"slices": len(groups.get((venue, day), [])), "rows": dg.MetadataValue.int(len(mine)),
+                                    "values": len(mine), "nulls": sum(value is None for value in mine),
+                                    "run_partitions": len(keys)}, partition_key=key)

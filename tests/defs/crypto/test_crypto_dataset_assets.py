@@ -38,6 +38,7 @@ from tests.support.ticks_dagster import (
     metadata,
     query,
     stock_resources,
+    summed,
     ticks_definitions,
     view_rows,
 )
@@ -133,7 +134,8 @@ def test_a_day_of_every_history_dataset_then_snapshots_then_factors_by_automatio
                           tags=crypto_day(YESTERDAY, INSTRUMENTS)["tags"])
     assert factors.success, failure(factors)[0]
     meta = metadata(factors, "crypto_factors")
-    assert meta["slices"] == 5 and meta["values"] == 5 * len(FACTORS)
+    assert summed(factors, "crypto_factors", "slices") == 5 == meta["run_slices"]  # each venue-day its own
+    assert summed(factors, "crypto_factors", "values") == 5 * len(FACTORS) == meta["run_rows"]
     assert all("data:image/svg+xml" in meta[f"chart_{name}"] for name in ("return", "realized_vol"))
     values = {(venue, instrument, factor): value for venue, instrument, factor, value in query(
         clickhouse, "SELECT venue, instrument, factor, value FROM {db}.factors_v "
