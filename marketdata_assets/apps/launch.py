@@ -136,14 +136,19 @@ def summary(outcomes: list[Outcome]) -> str:
 
 def reported_rows(materializations: list[dg.AssetMaterialization], keys: tuple[str, ...] = ROW_KEYS) -> int:
     """Rows (or the figure of the first of `keys` an asset reports) per asset, summed. A partition's
-    materialization that carries `run_partitions` (defs/_common/ingest.py, the alpha import) reports its
-    own figures: summed over the partitions; another asset's range run repeats the run's figures on every
-    partition: counted once."""
+    materialization that carries the run's figure as `run_<key>` counts that once (the Parquet export: the
+    whole K-line and alphas are no day's own); one that carries `run_partitions` (defs/_common/ingest.py,
+    the alpha import) reports its own figures: summed over the partitions; another asset's range run
+    repeats the run's figures on every partition: counted once."""
     by_asset: dict = {}
     total = 0
     for materialization in materializations:
         metadata = materialization.metadata
-        value = next((metadata[key].value for key in keys if key in metadata), None)
+        key = next((key for key in keys if key in metadata or f"run_{key}" in metadata), None)
+        if key is not None and isinstance(getattr(metadata.get(f"run_{key}"), "value", None), (int, float)):
+            by_asset.setdefault(materialization.asset_key, set()).add((None, metadata[f"run_{key}"].value))
+            continue
+        value = metadata[key].value if key in metadata else None
         if isinstance(value, (int, float)) and "run_partitions" in metadata:
             total += int(value)
         elif isinstance(value, (int, float)):

@@ -86,12 +86,22 @@ class ExportReport:
     removed: list = field(default_factory=list)   # partitions emptied by a re-load / no longer stored
     rows: int = 0                                 # rows written now
     bytes: int = 0                                # bytes written now
+    rows_of: dict = field(default_factory=dict)   # relative path -> rows written now
     seconds: float = 0.0
     dated: bool = False
 
     @property
     def files_written(self) -> int:
         return len(self.written)
+
+    def of_day(self, day: date) -> dict:
+        """A day's own files (`date=<day>` partitions: the whole K-line and alphas are the run's): written,
+        their rows, unchanged, with no rows."""
+        mine = f"/date={day.isoformat()}/"
+        written = [path for path in self.written if mine in path]
+        return {"files_written": len(written), "rows_written": sum(self.rows_of[path] for path in written),
+                "files_skipped": sum(mine in path for path in self.skipped),
+                "partitions_without_rows": sum(mine in path for path in self.empty)}
 
     def summary(self) -> str:
         return (f"{len(self.written)} file(s) written ({self.rows:,} rows, {self.bytes:,} bytes), "
@@ -328,6 +338,7 @@ def _export(root: Path, job: _Job, report: ExportReport, *, replace: bool) -> No
         said = "its loads hold" if "loads" in part.identity else "its fingerprint counted"
         raise RuntimeError(f"export of {relative}: {rows} rows read, {said} {part.rows}; file removed")
     report.written.append(relative)
+    report.rows_of[relative] = rows
     report.rows += rows
     report.bytes += size
 

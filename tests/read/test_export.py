@@ -303,17 +303,19 @@ def test_the_asset_exports_a_partition_in_one_step(loaded, store, timescale, mon
     root = tmp_path / "asset_export"
     meta = run(dated=False)
     written = [line.strip("- `") for line in meta["written"].value.splitlines()]
-    assert meta["path"].value == str(root) and meta["files_written"].value == len(written)
-    assert sorted(p for p in written if not p.startswith("kline_monthly/")) == sorted(
-        [TRADES_FILE, "bars_1m/venue=BINANCE/date=2025-01-15/part-0.parquet",
-         "funding/venue=BINANCE_UM/date=2025-01-15/part-0.parquet", *ALPHA_FILES])
-    # rows_written counts every row written: ClickHouse's, the alphas' and the K-line's of this database
-    assert meta["rows_written"].value == rows_in(root, written) == 800 + 1440 + 3 + 6 + rows_in(
+    daily = [TRADES_FILE, "bars_1m/venue=BINANCE/date=2025-01-15/part-0.parquet",
+             "funding/venue=BINANCE_UM/date=2025-01-15/part-0.parquet"]
+    assert meta["path"].value == str(root) and meta["run_files_written"].value == len(written)
+    assert sorted(p for p in written if not p.startswith("kline_monthly/")) == sorted([*daily, *ALPHA_FILES])
+    # the day's own files and rows; the run's count every row written: the alphas' and the K-line's too
+    assert meta["files_written"].value == len(daily) and meta["rows_written"].value == 800 + 1440 + 3
+    assert meta["run_rows_written"].value == rows_in(root, written) == 800 + 1440 + 3 + 6 + rows_in(
         root, [p for p in written if p.startswith("kline_monthly/")])
     meta = run(dated=False)
-    assert meta["files_written"].value == 0 and meta["files_skipped"].value == len(written)
+    assert meta["run_files_written"].value == 0 and meta["run_files_skipped"].value == len(written)
+    assert meta["files_written"].value == 0 and meta["files_skipped"].value == len(daily)
     meta = run(dated=True)  # a dated snapshot of the same: every file again, under snapshots/<today>
-    assert meta["path"].value == str(snapshot_dir(root)) and meta["files_written"].value == len(written)
-    assert meta["rows_written"].value == rows_in(snapshot_dir(root), written)
+    assert meta["path"].value == str(snapshot_dir(root)) and meta["run_files_written"].value == len(written)
+    assert meta["run_rows_written"].value == rows_in(snapshot_dir(root), written)
     meta = run(dated=True)
-    assert meta["files_written"].value == 0 and meta["rows_written"].value == 0
+    assert meta["run_files_written"].value == 0 and meta["run_rows_written"].value == 0

@@ -48,10 +48,12 @@ def parquet_export(context: dg.AssetExecutionContext, config: ParquetExportConfi
         report = parquet.export_days(reader, settings.export_dir(), days, dated=config.dated)
     clickhouse.close()
     context.log.info(f"parquet_export: {report.summary()}")
+    for day in days:  # each day's own files; the run's (the whole K-line and alphas too) as run_*
+        context.add_asset_metadata({**report.of_day(day), "run_partitions": len(days)}, partition_key=day.isoformat())
     return dg.MaterializeResult(metadata={
-        "files_written": report.files_written, "files_skipped": len(report.skipped),
-        "files_removed": len(report.removed), "partitions_without_rows": len(report.empty),
-        "rows_written": dg.MetadataValue.int(report.rows),
+        "run_files_written": report.files_written, "run_files_skipped": len(report.skipped),
+        "files_removed": len(report.removed), "run_partitions_without_rows": len(report.empty),
+        "run_rows_written": dg.MetadataValue.int(report.rows),
         "bytes_written": dg.MetadataValue.int(report.bytes), "path": dg.MetadataValue.path(report.root),
         "dated": config.dated,
         "written": dg.MetadataValue.md("\n".join(f"- `{p}`" for p in report.written[:200]) or "none"),
