@@ -1,4 +1,8 @@
-"""The `marketdata` command: the seeds' options, real runs recorded in a Dagster instance, exit codes."""
+"""The `marketdata` command: the seeds' options, real runs recorded in a Dagster instance, exit codes.
+
+Help and usage errors need no run: they are parsed in this process (click's CliRunner, `in_process`);
+one real process each proves what the installed command adds (exit 0 for --help, exit 2 for a usage
+error), and every run is a real process."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from pathlib import Path
 import dagster as dg
 import pymongo
 import pytest
+from click.testing import CliRunner
 
+from marketdata_assets.apps.cli import cli
 from marketdata_assets.core import settings
 from tests.conftest import TEST_DAGSTER_DB, recreate_database, worker_name
 
@@ -39,7 +45,7 @@ def cli_env(tmp_path_factory):
 
 def marketdata(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(MARKETDATA), *args], env=env, cwd=env["MARKETDATA_STATE_DIR"], capture_output=True,
-                          text=True, timeout=110)
+                          text=True, timeout=110, check=False)
 
 
 def runs(env: dict) -> list:
@@ -48,23 +54,41 @@ def runs(env: dict) -> list:
         return list(instance.get_runs(dg.RunsFilter(tags={"marketdata/launched_by": "marketdata CLI"})))
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_seed_command_has_help_with_its_options(command):
-    result = subprocess.run([str(MARKETDATA), command, "--help"], capture_output=True, text=True, timeout=60)
+def in_process(monkeypatch, env: dict, *args: str):
+    """`marketdata args` parsed in this process (its environment `env`, restored afterwards): what main() does
+    with a usage error (the message, exit 2) is what click's standalone mode does here."""
+    monkeypatch.setattr(os, "environ", dict(env))
+    return CliRunner().invoke(cli, list(args), prog_name="marketdata")
+
+
+HELP = {"import-alphas": (["--import-mode", "--batch-size", "--workers"], "3_mongo_import_v4.py"),
+        "ingest": (["--symbols", "--start-date", "--end-date", "--providers-config", "--workers", "--max-workers",
+                    "--source", "--provider"], "data.ingestion.run"),
+        "load-minute-bars": (["--data-dir", "--force", "--workers", "--max-workers", "--aggregate",
+                              "--force-backfill"], "run_etl.py"),
+        "aggregate": (["--force-backfill"], "load_data/aggregate.py"),
+        "fetch-alphas": (["--start-month", "--account"], "1_fetch_all_alpha_main_async.py"),
+        "package-alphas": (["--start-month", "--end-month", "--account", "--only"],
+                           "2_alpha_files_packaging_and_decomposition.py")}
+
+
+def assert_help_of(command: str, text: str) -> None:
+    options, seed_script = HELP[command]
+    assert all(option in text for option in options), text
+    assert seed_script in " ".join(text.split())  # the help names the seed script it replaces
+
+
+def test_every_seed_command_has_help_with_its_options(monkeypatch):
+    assert set(HELP) == set(COMMANDS)
+    for command in COMMANDS:
+        result = in_process(monkeypatch, os.environ, command, "--help")
+        assert result.exit_code == 0, result.output
+        assert_help_of(command, result.stdout)
+    # the installed command prints the same help and exits 0
+    result = subprocess.run([str(MARKETDATA), "import-alphas", "--help"], capture_output=True, text=True, timeout=60,
+                            check=False)
     assert result.returncode == 0, result.stderr
-    expected = {"import-alphas": ["--import-mode", "--batch-size", "--workers"],
-                "ingest": ["--symbols", "--start-date", "--end-date", "--providers-config", "--workers", "--max-workers",
-                           "--source", "--provider"],
-                "load-minute-bars": ["--data-dir", "--force", "--workers", "--max-workers", "--aggregate",
-                                     "--force-backfill"],
-                "aggregate": ["--force-backfill"], "fetch-alphas": ["--start-month", "--account"],
-                "package-alphas": ["--start-month", "--end-month", "--account", "--only"]}[command]
-    assert all(option in result.stdout for option in expected)
-    seed_script = {"fetch-alphas": "1_fetch_all_alpha_main_async.py",
-                   "package-alphas": "2_alpha_files_packaging_and_decomposition.py",
-                   "import-alphas": "3_mongo_import_v4.py", "ingest": "data.ingestion.run",
-                   "load-minute-bars": "run_etl.py", "aggregate": "load_data/aggregate.py"}[command]
-    assert seed_script in " ".join(result.stdout.split())  # the help names the seed script it replaces
+    assert_help_of("import-alphas", result.stdout)
 
 
 def test_ingest_on_the_replays_is_a_dagster_run_with_its_checks(cli_env, monkeypatch):
@@ -89,9 +113,9 @@ def test_a_failing_run_exits_non_zero_naming_its_partitions(cli_env):
     assert "Traceback" not in result.stderr and "Stack Trace" not in result.stderr
 
 
-def test_bad_options_are_usage_errors_naming_the_option(cli_env):
-    result = marketdata(cli_env, "fetch-alphas", "--account", "nobody")
-    assert result.returncode == 2 and "unknown accounts ['nobody']" in result.stderr
+def test_bad_options_are_usage_errors_naming_the_option(cli_env, monkeypatch):
+    result = in_process(monkeypatch, cli_env, "fetch-alphas", "--account", "nobody")
+    assert result.exit_code == 2 and "unknown accounts ['nobody']" in result.stderr
     result = marketdata(cli_env, "ingest", "--start-date", "2025-06-07", "--end-date", "2025-06-08")  # a weekend
     assert result.returncode == 2 and "no partition between 2025-06-07 and 2025-06-08" in result.stderr
 

@@ -2,7 +2,8 @@
 replay (served by this test, configured as the vendors would be: no --demo): `ingest --symbols ALL`
 is every code Tushare lists (asked once a Beijing day), `ingest --source yahoo`, `--max-workers`
 reaching the run config, `load-minute-bars --aggregate --force-backfill` in one run, and
-`package-alphas` (seed 000 step 2) round-tripping the landing files through packages."""
+`package-alphas` (seed 000 step 2) round-tripping the landing files through packages. Usage errors are
+parsed in this process (test_cli proves a real process's exit 2); every run is a real process."""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ from marketdata_assets.replay.alpha_factory import NY, make_alphas
 from marketdata_assets.replay.stock_market import StocksReplayConfig
 from marketdata_assets.replay.stocks import StocksReplayServer
 from marketdata_assets.sources.config import config_path
-from tests.apps.cli.test_cli import CLI_TIMESCALE_DB, cli_env, marketdata  # noqa: F401 - cli_env is a fixture
+from tests.apps.cli.test_cli import CLI_TIMESCALE_DB, cli_env, in_process, marketdata  # noqa: F401 - cli_env is a fixture
 
 DAY = "2025-06-05"  # a Thursday, a Shanghai session
-LISTED = 24
+LISTED = 18  # the 16 codes of the shipped sources config, and 2 of the synthetic ones
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_ingest_from_yahoo(vendors, replay, monkeypatch):
     assert materialization(vendors, run, "yahoo_bars_1m")["rows"] > 0
 
 
-def test_bad_values_are_usage_errors_naming_them(vendors):
+def test_bad_values_are_usage_errors_naming_them(vendors, monkeypatch):
     cases = [
         (["ingest", "--source", "yahoo", "--symbols", "ALL"], "ALL: Yahoo publishes no listing"),
         (["ingest", "--symbols", "ALL", "600000.SH"], "ALL stands alone (every listed code), not with ['600000.SH']"),
@@ -125,8 +126,8 @@ def test_bad_values_are_usage_errors_naming_them(vendors):
     for args, said in cases:
         if args[0] == "ingest":
             args = [*args, "--start-date", DAY, "--end-date", DAY]
-        result = marketdata(vendors, *args)
-        assert result.returncode == 2 and said in result.stderr, (args, result.stderr)
+        result = in_process(monkeypatch, vendors, *args)
+        assert result.exit_code == 2 and said in result.stderr, (args, result.stderr)
 
 
 def test_load_minute_bars_aggregate_force_backfill_is_one_run(vendors, tmp_path, monkeypatch):
@@ -157,7 +158,7 @@ def land(root: Path, account: str, count: int, first_seed: int) -> None:
         land_alpha(root, account, alpha, fsync=False)
 
 
-def test_package_alphas_round_trips_the_landing_files_through_packages(vendors, tmp_path):
+def test_package_alphas_round_trips_the_landing_files_through_packages(vendors, tmp_path, monkeypatch):
     landing, packages = tmp_path / "landing", tmp_path / "packages"
     env = {**vendors, "ALPHA_LANDING_DIR": str(landing), "ALPHA_PACKAGES_DIR": str(packages)}
     land(landing, "main", 12, 0)
@@ -178,8 +179,8 @@ def test_package_alphas_round_trips_the_landing_files_through_packages(vendors, 
     originals = {p.relative_to(landing): p.read_bytes() for p in iter_alpha_files(landing, None, None, "main")}
     assert {p.relative_to(fresh): p.read_bytes() for p in iter_alpha_files(fresh)} == originals
 
-    nothing = marketdata(env, "package-alphas", "--start-month", "2025-06", "--account", "nobody")
-    assert nothing.returncode == 2 and "no alpha files or dropped packages of ['nobody'] in 2025-06..2025-06" \
+    nothing = in_process(monkeypatch, env, "package-alphas", "--start-month", "2025-06", "--account", "nobody")
+    assert nothing.exit_code == 2 and "no alpha files or dropped packages of ['nobody'] in 2025-06..2025-06" \
         in nothing.stderr and "accounts there: ['main', 'research']" in nothing.stderr
-    empty = marketdata({**env, "ALPHA_LANDING_DIR": str(tmp_path / "none")}, "package-alphas")
-    assert empty.returncode == 2 and "nothing to package or decompose" in empty.stderr
+    empty = in_process(monkeypatch, {**env, "ALPHA_LANDING_DIR": str(tmp_path / "none")}, "package-alphas")
+    assert empty.exit_code == 2 and "nothing to package or decompose" in empty.stderr

@@ -1,7 +1,9 @@
 """`marketdata load-minute-bars` on databases nobody bootstrapped (issue 27): a fresh database ends with
 the hypertable and its unique index; Postgres killed during the first load, then the same command
 again, gives exactly the files' rows; a server without TimescaleDB says so on the command's line, and
-its plain table is migrated later, or refused once with the command that migrates it."""
+the plain table it loaded, the server given TimescaleDB, is refused once with the command that migrates
+it, which migrates it. The tests that stop their server share one private server (module-scoped), each
+test in a database of its own."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -18,16 +21,16 @@ import psycopg
 import pytest
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.minute_bars import loader
 from marketdata_assets.replay import minute_csv as fx
-from marketdata_assets.stores.timescale import ledger, minute_table
+from marketdata_assets.stores.timescale import minute_table
 from tests.conftest import recreate_database, worker_name
+from tests.support.private_postgres import PrivatePostgres
 
 REPO = Path(__file__).resolve().parents[3]
 MARKETDATA = Path(sys.executable).parent / "marketdata"
 DAGSTER_DB = worker_name("dagster_minute_store_cli_test")
 FRESH_DB = worker_name("marketdata_minute_store_cli_test")
-DAYS = fx.trading_days(date(2026, 1, 5), 16)  # in January 2026
+DAYS = fx.trading_days(date(2026, 1, 5), 6)  # in January 2026: 1,440 rows a file
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def dagster_db() -> str:
 
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
-    """24 files of 16 days (the loads only read them: every test shares them)."""
+    """24 files of 6 days (the loads only read them: every test shares them). 24 files, one worker: the first
+    load is still at its first files when the server is stopped after the first commit."""
     root = tmp_path_factory.mktemp("landing")
     truths = []
     for i in range(24):
@@ -84,6 +88,28 @@ def committed_rows(port: int, dbname: str) -> int:
         return conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
 
 
+@pytest.fixture(scope="module")
+def private_server():
+    """A PostgreSQL + TimescaleDB server of this module's (tests/support/private_postgres.py), which its tests
+    stop, kill and restart: initdb once, a database per test."""
+    # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def private_postgres(private_server):
+    """The module's private server, running with TimescaleDB preloaded (restarted so if a test left it
+    otherwise)."""
+    if not private_server.timescaledb or not private_server.running():
+        if private_server.running():
+            private_server.stop()
+        private_server.timescaledb = True
+        private_server.start()
+    return private_server
+
+
 UNIQUE_INDEX = 'CREATE UNIQUE INDEX stock_1min_qfq_code_time ON public.stock_1min_qfq USING btree (code, "time" DESC)'
 
 
@@ -125,14 +151,18 @@ def test_postgres_killed_during_the_first_load_of_a_fresh_database_then_the_reru
                      "indexes": [UNIQUE_INDEX]}
 
 
-def test_without_timescaledb_the_cli_line_says_the_store_is_degraded(landing, tmp_path, dagster_db,
-                                                                     private_postgres):
+def test_without_timescaledb_the_cli_line_says_degraded_then_the_plain_table_is_refused_once_then_migrated(
+        landing, tmp_path, dagster_db, private_postgres):
+    """The command on a server without TimescaleDB loads a plain table and its line says DEGRADED. The server
+    restarted with TimescaleDB: that plain table, above MINUTE_BARS_MIGRATE_MAX_ROWS, fails the load once,
+    naming the table, its rows and the command, changing nothing; that command migrates it, every row kept."""
     root, truth = landing
     private_postgres.stop()
     private_postgres.timescaledb = False  # the library is not preloaded: no extension can be created
     private_postgres.start()
     private_postgres.create_database("plain")
-    result = run(cli_env(tmp_path, dagster_db, private_postgres.port, "plain"), root)
+    env = cli_env(tmp_path, dagster_db, private_postgres.port, "plain")
+    result = run(env, root)
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(li for li in result.stdout.splitlines() if li.startswith("[ok] minute bars"))
     assert f"{truth.height:,} rows" in line
@@ -140,35 +170,22 @@ def test_without_timescaledb_the_cli_line_says_the_store_is_degraded(landing, tm
     assert "stock_1min_qfq is a plain PostgreSQL table" in line
     assert store_state(private_postgres.port, "plain")["hypertable"] is False
 
-
-def test_a_plain_table_above_the_limit_is_refused_once_then_the_named_command_migrates_it(landing, tmp_path,
-                                                                                          dagster_db):
-    """The files loaded into a plain table (as the command did where the extension was absent); the
-    server has TimescaleDB: a table above MINUTE_BARS_MIGRATE_MAX_ROWS fails the load once, naming the
-    table, its rows and the command, changing nothing; that command migrates it, every row kept."""
-    root, truth = landing
-    recreate_database(FRESH_DB)
-    port = int(settings.get("TIMESCALE_PORT"))
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=FRESH_DB) as conn:
-        minute_table.ensure_minute_table(conn)  # no extension in the database yet: a plain table
-        ledger.ensure_loader_tables(conn)
-        for path in sorted(root.glob("*.csv")):
-            loader.load_file(conn, path, path.name, [date(2026, 1, 1)], sha256=loader.file_sha256(path),
-                             use_copy=True, run_id=None, reject_dir=tmp_path / "rejects")
-    env = cli_env(tmp_path, dagster_db, port, FRESH_DB)
+    private_postgres.stop()  # the server has TimescaleDB now; the database has no extension yet
+    private_postgres.timescaledb = True
+    private_postgres.start()
     refused = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": "1000"}, root)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     said = refused.stdout + refused.stderr
     assert f"stock_1min_qfq is a plain table (not a hypertable) holding {truth.height:,} rows" in said
     command = f"MINUTE_BARS_MIGRATE_MAX_ROWS={truth.height} marketdata load-minute-bars"
     assert command in said
-    assert store_state(port, FRESH_DB) == {
+    assert store_state(private_postgres.port, "plain") == {
         "hypertable": False, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": truth.height,
         "indexes": [UNIQUE_INDEX]}  # nothing changed
 
     migrated = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": str(truth.height)}, root)  # the command it named
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert "DEGRADED" not in migrated.stdout
-    assert store_state(port, FRESH_DB) == {
+    assert store_state(private_postgres.port, "plain") == {
         "hypertable": True, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": 0,
         "indexes": [UNIQUE_INDEX]}

@@ -17,7 +17,7 @@ from tests.support.private_mongo import private_mongo  # noqa: F401 - the fixtur
 
 from .test_importer import assert_same_as_a_clean_import, drop
 
-FILES = 400
+FILES = 200  # the server dies in the import's progress callback: 4 batches of 25 are left to fail on
 KILL_AFTER = 100  # documents stored before the server dies
 
 

@@ -22,7 +22,7 @@ from tests.support.fault_proxy import FaultProxy
 
 from .test_importer import assert_same_as_a_clean_import, drop
 
-FILES = 600
+FILES = 200  # the kill waits in the import's progress callback: 2 batches of 50 are left for it to fail on
 KILL_AFTER = 100  # documents stored before the proxy dies
 
 
