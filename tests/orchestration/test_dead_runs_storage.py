@@ -1,50 +1,92 @@
-"""A run that dies never blocks the next (#26), when the Dagster storage itself goes: a Postgres
-crashed mid-load, a storage stopped before any run or crashed mid-step (one line per failure, exit
-within seconds, the next run cleans up), a holder dying while a step waits, and `--verbose`.
-Split from test_dead_runs.py (its helpers) so the two halves run on two workers.
+"""A run that dies never blocks the next (#26): a run SIGKILLed mid-step, and the Dagster storage
+itself going: a Postgres crashed mid-load, a storage stopped before any run or crashed mid-step (one
+line per failure, exit within seconds, the next run cleans up), and `--verbose`.
+Each store's scenario is one sequence: a run killed mid-step (left STARTED, holding the pool's only
+slot); the next run fails it, frees its slot and runs, until the storage crashes under it; after the
+restart the run after that cleans up in turn and runs to the end. One private Postgres serves the
+module (each test: databases of its own). Split from test_dead_runs.py (its helpers) so the two halves
+run on two workers.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from contextlib import closing
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from marketdata_assets.core.sweep import process_tags
 from tests.orchestration import test_dead_runs
 from tests.orchestration.test_dead_runs import (
     DAGSTER_DB,
     KILLED,
     MARKETDATA,
     REPO,
-    WAITERS,
     Proc,
     claims_of,
     marketdata,
     replay_files,
     slot_taken_by,
+    timescale_held,
 )
 
-run_env = test_dead_runs.run_env  # the fixture, shared
+run_env = test_dead_runs.run_env  # the fixture, shared (one per module)
 
 
-def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_loads_the_rest(private_postgres,
-                                                                                          tmp_path, monkeypatch):
-    """Dagster's storage and the market database on one server (as in the local stack), crashed while
-    the fifth of five files loads: the first four committed, the command says so and exits within
-    seconds; after a restart the next command fails the dead run, frees its slot, loads the fifth."""
+@pytest.fixture(scope="module")
+def module_postgres():
+    """A PostgreSQL + TimescaleDB server of this module, which its tests stop, crash and restart."""
+    from tests.support.private_postgres import PrivatePostgres
+
+    # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg(module_postgres):
+    """The module's server, up (a test that failed while it was down left it stopped)."""
+    if not module_postgres.running():
+        module_postgres.start()
+    return module_postgres
+
+
+def kill_mid_step(instance: dg.DagsterInstance, pool: str, victim: Proc) -> str:
+    """SIGKILL `victim` once its step holds the pool's slot (held mid-step): its run id. What #26 found:
+    the killed run stays STARTED and keeps its slot (the pool's only one here)."""
+    try:
+        dead_run = slot_taken_by(instance, pool, victim)
+    finally:
+        victim.popen.kill()
+    victim.wait()
+    assert instance.get_run_by_id(dead_run).status == dg.DagsterRunStatus.STARTED
+    assert claims_of(instance, pool)[0] == [dead_run]
+    return dead_run
+
+
+def cleaned_up(output: str, dead_run: str, pool: str) -> None:
+    """The next run's first words: the dead run failed, its slot freed."""
+    assert (f"cleaned up: 1 earlier run found dead (process gone) and marked failed: run {dead_run[:8]}"
+            in output), output
+    assert f"1 pool slot freed ({pool} 1)" in output, output
+
+
+def test_a_killed_load_is_cleaned_up_then_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_loads_the_rest(
+        pg, tmp_path, monkeypatch):
+    """Dagster's storage and the market database on one server (as in the local stack). A load SIGKILLed
+    in its first step (held at the DDL advisory lock) stays STARTED with the pool's slot; the next load
+    fails it, frees the slot and runs, until the server crashes while the fifth of five files loads: the
+    first four committed, the command says so and exits within seconds; after a restart the next command
+    fails the dead run, frees its slot, loads the fifth."""
     from marketdata_assets.ingest.minute_bars import loader
     from marketdata_assets.stores.timescale import ledger
 
-    pg = private_postgres
     pg.create_database("dagster")
     pg.create_database("market", extension=True)
     home = tmp_path / "dagster_home"
@@ -55,8 +97,14 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
     env = {**os.environ, "DAGSTER_HOME": str(home), "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
            "DAGSTER_PG_DB": "dagster", "TIMESCALE_DB": "market", "PYTHONUNBUFFERED": "1",
            **{f"DAGSTER_PG_{k}": v for k, v in server.items()}, **{f"TIMESCALE_{k}": v for k, v in server.items()}}
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(pg.port))
+    monkeypatch.setenv("DAGSTER_PG_DB", "dagster")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     csv = replay_files(tmp_path / "csv")
     last = min(csv.iterdir(), key=lambda path: path.stat().st_size)  # loaded last (largest first, one worker)
+    with dg.DagsterInstance.get() as instance, timescale_held(env):
+        killed = kill_mid_step(instance, "timescaledb", marketdata(env, "load-minute-bars", "--data-dir", str(csv),
+                                                                   "--workers", "1"))
     blocker, watcher = pg.connect("market"), pg.connect("market")  # both die with the server
     with closing(blocker), closing(watcher):
         blocker.autocommit = False
@@ -68,7 +116,7 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
         try:
             deadline = time.monotonic() + 120
             while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                      "AND datname = 'market'").fetchone()[0]:
+                                      "AND wait_event <> 'advisory' AND datname = 'market'").fetchone()[0]:
                 assert time.monotonic() < deadline and load.popen.poll() is None, load.output
                 time.sleep(0.1)
             committed = watcher.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
@@ -79,6 +127,7 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
         finally:
             if load.popen.poll() is None:
                 load.popen.kill()
+    cleaned_up(load.output, killed, "timescaledb")  # the killed load's slot: freed by the next, which ran
     assert code == 3, load.output
     failures = [line for line in load.lines if line.startswith("FAILED")]
     assert len(failures) == 2, load.output
@@ -88,20 +137,18 @@ def test_a_postgres_crash_mid_load_is_one_line_per_failure_and_the_next_run_load
     assert failures[1].startswith(f"FAILED: Dagster's storage (Postgres) at 127.0.0.1:{pg.port} (database dagster")
     assert "Traceback" not in load.output and "Retrying" not in load.output
     pg.start()
-    monkeypatch.setenv("DAGSTER_PG_PORT", str(pg.port))
-    monkeypatch.setenv("DAGSTER_PG_DB", "dagster")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     following = marketdata(env, "load-minute-bars", "--data-dir", str(csv), "--workers", "1")
     assert following.wait(timeout=180) == 0, following.output
-    assert "cleaned up: 1 earlier run found dead (process gone) and marked failed" in following.output
-    assert "1 pool slot freed (timescaledb 1)" in following.output
-    with pg.connect("market") as conn:
-        rows, distinct = conn.execute("SELECT count(*), count(DISTINCT (code, time)) FROM stock_1min_qfq").fetchone()
-    assert rows == distinct > committed
-    assert f"{rows - committed:,} rows" in following.output  # exactly the fifth file's
     with dg.DagsterInstance.get() as instance:
         (dead,) = [r for r in instance.get_runs() if r.tags.get("marketdata/pid") == str(load.popen.pid)]
+        cleaned_up(following.output, dead.run_id, "timescaledb")
+        assert "Traceback" not in following.output
+        with pg.connect("market") as conn:
+            rows, distinct = conn.execute("SELECT count(*), count(DISTINCT (code, time)) FROM stock_1min_qfq").fetchone()
+        assert rows == distinct > committed
+        assert f"{rows - committed:,} rows" in following.output  # exactly the fifth file's
         assert dead.status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
         assert claims_of(instance, "timescaledb") == ([], [])
 
 
@@ -125,24 +172,28 @@ def test_a_stopped_dagster_storage_is_one_line_and_exit_3_before_any_run(run_env
     assert "Traceback" not in proc.output and "Retrying" not in proc.output
 
 
-@pytest.mark.parametrize("pool", ["mongodb", "clickhouse", "tushare"])
-def test_dagster_storage_crashed_mid_step_is_one_line_and_the_next_run_cleans_up(run_env, tmp_path, monkeypatch,
-                                                                                 private_postgres, pool):
-    """The other stores' steps when only Dagster's Postgres crashes under them: the command ends with
-    one line as soon as the run needs its storage; after the restart the next run fails the dead one
-    and frees its slot."""
-    pg = private_postgres
-    pg.create_database("dagster")
+# The minute-bar load's (timescaledb) sequence is the test above; tushare's step is a ClickHouse step like
+# tick_store (the same embedded store left open by a dead process), launched by the `marketdata` CLI like
+# the import and the load (the same startup sweep), freed by the same sweep with another pool name.
+@pytest.mark.parametrize("pool", ["mongodb", "clickhouse"])
+def test_a_run_killed_mid_step_is_freed_by_the_next_which_a_storage_crash_ends_in_one_line_and_the_next_cleans_up(
+        run_env, tmp_path, monkeypatch, pg, pool):
+    """The other stores' steps. A run SIGKILLed mid-step stays STARTED with the pool's only slot; the next
+    run fails it, frees its slot and runs its step, until only Dagster's Postgres crashes under it: the
+    command ends with one line as soon as the run needs its storage; after the restart the run after
+    that fails the dead one, frees its slot and runs to the end."""
+    database = pg.create_database(f"dagster_{pool}")
     env = {**run_env, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(pg.port), "DAGSTER_PG_USER": "postgres",
-           "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster"}
+           "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": database}
     for key in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
         monkeypatch.setenv(key, env[key])
     command, held = KILLED[pool]
     with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as hold:
         changed = hold.enter_context(held(env))
+        killed = kill_mid_step(instance, pool, command({**env, **changed}, tmp_path))
         victim = command({**env, **changed}, tmp_path)
         try:
-            dead_run = slot_taken_by(instance, pool, victim)
+            dead_run = slot_taken_by(instance, pool, victim)  # the killed run's slot: freed, taken
             pg.stop("immediate")
         except BaseException:
             victim.popen.kill()
@@ -156,46 +207,22 @@ def test_dagster_storage_crashed_mid_step_is_one_line_and_the_next_run_cleans_up
             if victim.popen.poll() is None:
                 victim.popen.kill()
         print(f"{pool}: exit {code} {time.monotonic() - crashed:.1f} s after the step was let go:\n{victim.output}")
+        cleaned_up(victim.output, killed, pool)
         assert code == 3, victim.output
         storage_lines = [line for line in victim.lines if line.startswith("FAILED: Dagster's storage (Postgres) at "
-                                                                          f"127.0.0.1:{pg.port} (database dagster")]
+                                                                          f"127.0.0.1:{pg.port} (database {database}")]
         assert len(storage_lines) == 1 and f"The run {dead_run[:8]}" in storage_lines[0], victim.output
         assert [line for line in victim.lines if line.startswith("FAILED")] == storage_lines  # the one cause
         assert "Traceback" not in victim.output and "Retrying" not in victim.output
         pg.start()
+        hold.close()
         following = command(env, tmp_path)
         assert following.wait(timeout=180) == 0, following.output
-        assert f"marked failed: run {dead_run[:8]}" in following.output
-        assert f"1 pool slot freed ({pool} 1)" in following.output
+        cleaned_up(following.output, dead_run, pool)
+        assert "Traceback" not in following.output
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(dead_run).status == dg.DagsterRunStatus.FAILURE
         assert claims_of(instance, pool) == ([], [])
-
-
-def test_a_holder_that_dies_while_a_step_waits_is_cleaned_up_and_the_step_runs(run_env, tmp_path):
-    from marketdata_assets.core.processes import ProcessRef, process_start
-
-    holder_process = subprocess.Popen(["sleep", "600"])
-    try:
-        ref = ProcessRef(socket.gethostname(), holder_process.pid, process_start(holder_process.pid))
-        with dg.DagsterInstance.get() as instance:
-            holder = str(uuid.uuid4())
-            instance.run_storage.add_run(dg.DagsterRun(job_name="holder", run_id=holder,
-                                                       status=dg.DagsterRunStatus.STARTED,
-                                                       tags=process_tags(holder, "a load elsewhere", ref)))
-            instance.event_log_storage.set_concurrency_slots("timescaledb", 1)
-            assert instance.event_log_storage.claim_concurrency_slot("timescaledb", holder, "step").is_claimed
-            waiter = WAITERS["timescaledb"](run_env, tmp_path)
-            line = waiter.wait_for_line("waits for a slot of pool 'timescaledb'")
-            assert f"run {holder[:8]} (a load elsewhere)" in line and f"process {ref.pid} on this host alive" in line
-            holder_process.kill()
-            holder_process.wait()
-            assert waiter.wait(timeout=120) == 0, waiter.output
-            assert f"marked failed: run {holder[:8]} (a load elsewhere); 1 pool slot freed (timescaledb 1)" in (
-                waiter.output)
-            assert "[ok] minute bars" in waiter.output
-            assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
-    finally:
-        holder_process.kill()
 
 
 def test_verbose_shows_what_dagster_says_about_a_stopped_storage(run_env, tmp_path):
