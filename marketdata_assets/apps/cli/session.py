@@ -65,8 +65,8 @@ class Session:
             expected: int = 1) -> None:
         from marketdata_assets.apps.launch import Interrupted, launch
 
+        instance = self.instance()  # a stopped storage is said before the definitions load (seconds)
         defs = self.definitions()
-        instance = self.instance()
         with click.progressbar(length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
             on_event, on_progress = _bar_listeners(bar, label, expected)
             try:
