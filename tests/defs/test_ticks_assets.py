@@ -71,7 +71,15 @@ def stock_server():
 
 @pytest.fixture
 def instance():
-    # persistent (a temporary SQLite instance): schedule contexts only take persistent instances
+    # in memory: its event log is Dagster's SQL storage on an in-memory SQLite, without a file's commits
+    with dg.DagsterInstance.ephemeral() as inst:
+        inst.add_dynamic_partitions("crypto_instruments", CRYPTO)
+        yield inst
+
+
+@pytest.fixture
+def persistent_instance():
+    # a temporary SQLite instance: schedule contexts only take persistent instances
     with dg.instance_for_test() as inst:
         inst.add_dynamic_partitions("crypto_instruments", CRYPTO)
         yield inst
@@ -115,7 +123,10 @@ def test_crypto_day_loads_every_instrument_once_and_a_rerun_replaces(crypto_serv
     assert first.success
     meta = metadata(first, "crypto_trades")
     assert meta["run_summary"] == "Successful: 6/6" and meta["slices_failed"] == 0
-    assert summed(first, "crypto_trades", "requests") > 6 and meta["first_ts"].startswith(str(DAY))
+    (binance,) = [e.materialization.metadata for e in first.get_asset_materialization_events()
+                  if e.asset_key.to_user_string() == "crypto_trades" and e.partition.endswith("|BINANCE")]
+    # each venue-day's own first trade (the events of a run's partitions come in no set order: BINANCE_UM's has none)
+    assert summed(first, "crypto_trades", "requests") > 6 and binance["first_ts"].value.startswith(str(DAY))
     assert "BINANCE" in meta["sources"]
     assert summed(first, "crypto_bars_1m", "rows") == metadata(first, "crypto_bars_1m")["run_rows"] == 6 * 1440
     for key in CRYPTO:
@@ -303,9 +314,10 @@ def test_a_killed_run_then_a_rerun_leaves_exactly_the_uninterrupted_rows(tmp_pat
     """SIGKILL a crypto run (its own chDB directory) after its first slice was written and while the
     next is being fetched; a re-run gives exactly the replay's rows, each once."""
     keys = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "BINANCE:SOLUSDT"]
+    per_day = 4000  # 4 pages of 1,000 a slice, each page 50 ms late: a slice takes 200 ms or more
     options = {"dsn": f"chdb://{tmp_path / 'ch'}", "keys": keys, "out": str(tmp_path / "final.parquet")}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with CryptoReplayServer(ReplayConfig(seed=9, trades_per_day=10_000)) as server:
+    with CryptoReplayServer(ReplayConfig(seed=9, trades_per_day=per_day)) as server:
         server.add_fault(kind="latency", latency_s=0.05)
         killed = KILLED_RUN.format(base_url=server.base_url, rerun=False, **options)
         proc = subprocess.Popen([sys.executable, "-c", killed], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -317,7 +329,10 @@ def test_a_killed_run_then_a_rerun_leaves_exactly_the_uninterrupted_rows(tmp_pat
             if "slices settled (1 ok" in line:  # the first slice written (reported at once)
                 break
             assert time.monotonic() < deadline, "the run never wrote a slice"
-        time.sleep(0.2)  # into the next slice's pages
+        # into the next slice's pages: a second instrument asked for (one slice at a time)
+        while len({r["instrument"] for r in server.requests(venue="BINANCE")}) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "the run never fetched a second slice"
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])
@@ -331,8 +346,8 @@ def test_a_killed_run_then_a_rerun_leaves_exactly_the_uninterrupted_rows(tmp_pat
         truth = pl.concat([server.truth_trades("BINANCE", key.split(":")[1], DAY) for key in keys])
     before = json.loads(out.split("BEFORE ", 1)[1].splitlines()[0])
     after = json.loads(out.split("AFTER ", 1)[1].splitlines()[0])
-    assert 1 <= len(before) < 3 and all(count == [10_000, 10_000] for count in before.values())  # whole slices only
-    assert after == {key.split(":")[1]: [10_000, 10_000] for key in keys}
+    assert 1 <= len(before) < 3 and all(count == [per_day, per_day] for count in before.values())  # whole slices only
+    assert after == {key.split(":")[1]: [per_day, per_day] for key in keys}
     assert_same_rows(pl.read_parquet(tmp_path / "final.parquet"), truth, ["instrument", "ts", "trade_id"])
 
 
@@ -343,7 +358,9 @@ def test_a_killed_run_then_a_rerun_leaves_exactly_the_uninterrupted_rows(tmp_pat
 A_SHARES = [f"{600000 + i}.SH" for i in range(75)] + [f"{i:06d}.SZ" for i in range(1, 76)]
 
 
-def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_it(stock_server, stocks, instance):
+def test_a_share_universe_one_bad_symbol_fails_alone_and_a_follow_up_loads_only_it(stock_server, stocks,
+                                                                                 persistent_instance):
+    instance = persistent_instance  # a schedule context below
     bad = "600010.SH"
     stock_server.add_fault("non_numeric", symbols=[bad], api="stk_mins", field="close")
     config = {"a_share_bars": {"instruments": A_SHARES, "attempts": 2}}
@@ -511,9 +528,11 @@ def test_instruments_from_config_sensor_adds_the_missing_ones():
 # Schedules
 # --------------------------------------------------------------------------------------------
 
-def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance):
+def test_after_close_schedules_request_the_day_in_the_venues_time_zone(persistent_instance):
     from marketdata_assets.defs.crypto import schedules as crypto_schedules
     from marketdata_assets.defs.equities import schedules as equity_schedules
+
+    instance = persistent_instance  # schedule contexts below
 
     def run(schedule, when: datetime):
         with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
@@ -535,11 +554,13 @@ def test_after_close_schedules_request_the_day_in_the_venues_time_zone(instance)
     assert chains.run_key == "option_chains:2025-01-16T09"
 
 
-def test_crypto_catch_up_retries_a_failed_instrument_alone_from_the_ingest_log(crypto_server, crypto, instance):
+def test_crypto_catch_up_retries_a_failed_instrument_alone_from_the_ingest_log(crypto_server, crypto,
+                                                                              persistent_instance):
     """One run over the last days x every venue with retry_failed: the ingest log, not a partition per
     instrument, says what to fetch (a failed instrument, days never loaded), and nothing loaded twice."""
     from marketdata_assets.defs.crypto.schedules import crypto_catch_up_requests
 
+    instance = persistent_instance  # a schedule context below
     keys = CRYPTO[:3]  # BINANCE:BTCUSDT, BINANCE:ETHUSDT, OKX:BTC-USDT
     day2, day3 = DAY + timedelta(days=1), DAY + timedelta(days=2)
     assert materialize(instance, crypto, ["crypto_trades"], **crypto_day(day3, keys)).success

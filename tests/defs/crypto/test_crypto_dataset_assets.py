@@ -54,7 +54,7 @@ server, _clean = crypto_replay(ReplayConfig(seed=11, trades_per_day=600))
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as inst:
+    with dg.DagsterInstance.ephemeral() as inst:
         inst.add_dynamic_partitions("crypto_instruments", INSTRUMENTS)
         yield inst
 

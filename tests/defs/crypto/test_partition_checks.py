@@ -1,5 +1,5 @@
 """The ticks checks record Passed/Failed per partition, range runs included: crypto_trades and three
-of its checks (trade-id continuity: test_continuity.py) on the crypto replay, the real embedded ClickHouse, a temporary Dagster instance."""
+of its checks (trade-id continuity: test_continuity.py) on the crypto replay, the real embedded ClickHouse, an ephemeral Dagster instance."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def crypto(crypto_server, clickhouse):
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as inst:
+    with dg.DagsterInstance.ephemeral() as inst:
         yield inst
 
 

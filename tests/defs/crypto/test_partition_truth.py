@@ -36,7 +36,7 @@ server, _clean = crypto_replay(ReplayConfig(seed=5, trades_per_day=300))
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as inst:
+    with dg.DagsterInstance.ephemeral() as inst:
         yield inst
 
 

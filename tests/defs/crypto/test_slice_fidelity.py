@@ -95,7 +95,7 @@ def test_a_rest_backfill_leaves_the_archives_slice_saying_so_and_replace_loads_o
     load_files(store, archive_replay, tmp_path, [SPOT])
     assert loads(store).select("source", "id_sequence", "active").rows() == [
         ("BINANCE_ARCHIVE", "trade", True), ("BINANCE_DUMPS", "trade", False)]
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         covered = backfill(store, server, instance, replace=False)
         assert covered.success and covered.state == "ok"
         assert covered.covered == ["crypto_trades: 1 slice covered by BINANCE_ARCHIVE"]

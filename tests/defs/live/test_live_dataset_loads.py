@@ -263,7 +263,7 @@ def test_live_mark_funding_materializes_an_hour_with_its_checks(root, store):
     hour = f"{T0:%Y-%m-%d-%H}:00"  # the instrument found from the hour's closed files (no config)
     asset = next(a for a in live_dataset_assets if a.key == dg.AssetKey("live_mark_funding"))
     checks = [c for c in live_dataset_checks if dg.AssetKey("live_mark_funding") in {k.asset_key for k in c.check_keys}]
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([asset, *checks], resources={"clickhouse": store}, instance=instance,
                                 partition_key=hour, raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -284,7 +284,7 @@ def test_the_sensor_requests_each_assets_hour_when_its_files_close(root):
     land(root, "DERIBIT", deribit_frames, noise=False)
     land(root, "OKX", cases()[("OKX", "liquidations")][1], noise=False)
     land(root, "OKX", cases()[("OKX", "bars_1m")][1], noise=False)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         first = live_landing_hours(dg.build_sensor_context(instance=instance))
         hour = f"{T0:%Y-%m-%d-%H}:00"
 
@@ -344,7 +344,7 @@ def test_live_trades_of_an_hour_loads_the_instruments_with_trade_files_and_draws
 
     trade = {"e": "trade", "E": MS + 3, "s": "BTCUSDT", "t": 1, "p": "40000", "q": "0.5", "T": MS, "m": False, "M": True}
     land(root, "BINANCE", [("btcusdt@trade", binance("btcusdt@trade", trade))], noise=False)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([live_trades], resources={"clickhouse": store}, instance=instance,
                                 partition_key=f"{T0:%Y-%m-%d-%H}:00", raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -397,7 +397,7 @@ def test_the_collectors_books_are_stored_as_the_venue_had_them_and_pass_their_ch
     checks = [c for c in live_dataset_checks if dg.AssetKey("live_books") in {k.asset_key for k in c.check_keys}]
     assert len(checks) == 3
     counts, first_day = [], datetime.strptime(hours[0][:10], "%Y-%m-%d").date()
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for _ in range(2):
             for hour in hours:  # 2026-11-24T04Z -> 2026-11-24-04:00
                 result = dg.materialize([asset, *checks], resources={"clickhouse": store}, instance=instance,

@@ -73,7 +73,7 @@ def active_load(clickhouse) -> int:
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as inst:
+    with dg.DagsterInstance.ephemeral() as inst:
         yield inst
 
 
@@ -272,7 +272,7 @@ def test_one_run_loads_an_hour_of_several_instruments(root, store):
             for tid in range(1, 6):
                 text, recv_ns, _ = trade(tid, at(10, tid + k), instrument)
                 landing.frame(f"{instrument.lower()}@trade", "c1", text, recv_ns)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         first = live_landing_hours(dg.build_sensor_context(instance=instance))
         (request,) = first.run_requests  # the hour, both instruments named
         assert request.partition_key == pkey(10).split("|")[0]
@@ -360,7 +360,7 @@ def venue_rows(store, venue: str) -> pl.DataFrame:
 def test_a_usdm_okx_or_deribit_hour_is_loaded_as_the_rest_parsers_store_it(root, store, rest_replay, venue):
     expected = tape(rest_replay, venue, 10)
     land_tape(root, venue, expected)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(instance, store, venue_key(venue, 10))
     got = venue_rows(store, venue).select(*STORED)
     assert got.height == expected.height > 20
@@ -388,7 +388,7 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
         writer.marker(VENUE_CHANNELS["OKX"][2], "c1", "gap", int(at(10, 600).timestamp() * 1e9), cause="checksum",
                       seq=42)
     key = venue_key("OKX", 10)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         loaded = materialize(instance, store, key)
         assert checks_passed(loaded)["trade_ids_continuous"] is False
         before = metadata(loaded)
@@ -424,7 +424,7 @@ def test_the_sensor_requests_every_venues_closed_hours(root):
             writer.frame(book, "c1", "{}", int(at(10, 5).timestamp() * 1e9))  # a book channel: never requested
     with LandingWriter(root, "BINANCE") as writer:
         land(writer, "c1", range(1, 3), 10)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = live_landing_hours(dg.build_sensor_context(instance=instance))
     (request,) = result.run_requests  # one run: the hour, its four venues' instruments
     assert request.partition_key == pkey(10).split("|")[0]
