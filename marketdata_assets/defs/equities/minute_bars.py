@@ -106,8 +106,12 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
             profiles=load_profiles(config.profiles_file or None), run_id=context.run.run_id,
             migrate_max_rows=settings.minute_bars_migrate_max_rows(), log=context.log.info)
     report_bootstrap(context, timescale, report.bootstrap)
-    metadata = report.metadata()
-    metadata["rows_loaded"] = dg.MetadataValue.int(metadata["rows_loaded"])
+    for key in context.partition_keys:  # each month's own rows and files; the run's as run_*
+        own = report.of_month(date.fromisoformat(key))
+        context.add_asset_metadata({**own, "rows_loaded": dg.MetadataValue.int(own["rows_loaded"]),
+                                    "run_partitions": len(context.partition_keys)}, partition_key=key)
+    metadata = {(f"run_{name}" if name in OWN else name): value for name, value in report.metadata().items()}
+    metadata["run_rows_loaded"] = dg.MetadataValue.int(metadata["run_rows_loaded"])
     metadata["rejected_by_reason"] = dg.MetadataValue.json(metadata["rejected_by_reason"])
     metadata["files"] = dg.MetadataValue.md(report.files_table()) if report.files else "none"
     if report.quarantined:
@@ -119,6 +123,9 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
     if partial:  # input not loaded: the run's line says [partial] with it, not [ok]
         metadata["partial"] = partial
     return dg.MaterializeResult(metadata=metadata)
+
+
+OWN = ("rows_loaded", "files_loaded", "files_skipped")  # a month's own in its partition; the run's as run_*
 
 
 class MonthlyKlineConfig(RunConfig):

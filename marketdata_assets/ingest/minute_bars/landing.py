@@ -92,6 +92,15 @@ class LandingLoad:
             **(self.bootstrap.as_metadata() if self.bootstrap else {}),
         }
 
+    def of_month(self, month: date) -> dict:
+        """A month's own figures: the rows written in it, the files that loaded rows of it or skipped it
+        (loaded before with the same content). Rejected rows and quarantined files are the run's input's."""
+        key = f"{month:%Y-%m}"
+        mine = [f for f in self.files if key in f.months]
+        return {"month": key, "rows_loaded": sum(f.rows_by_month.get(key, 0) for f in mine if f.outcome == "loaded"),
+                "files_loaded": sum(f.outcome == "loaded" and f.rows_by_month.get(key, 0) > 0 for f in mine),
+                "files_skipped": sum(f.outcome == "skipped" for f in mine)}
+
     @property
     def reject_dir(self) -> Path | None:
         return self.quarantine_root / "rejects" if self.quarantine_root else None

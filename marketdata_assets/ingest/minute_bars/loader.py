@@ -52,6 +52,7 @@ class FileLoad:
     months: list[str] = field(default_factory=list)
     outcome: str = "pending"  # loaded | skipped (a file that can't be loaded is quarantined)
     rows: int = 0
+    rows_by_month: dict = field(default_factory=dict)  # "YYYY-MM" -> rows written in that month
     rows_deleted: int = 0
     rejects: int = 0
     rejects_by_reason: dict = field(default_factory=dict)  # reason (up to its first ':') -> rows
@@ -227,6 +228,7 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
                     per_month[month] = per_month.get(month, 0) + count
             result.duplicates_dropped = duplicates
             result.rows = rows
+            result.rows_by_month = {f"{month:%Y-%m}": count for month, count in sorted(per_month.items())}
             ledger.replace_rejected_rows(conn, rel, *(rejected_days[c].to_list() for c in REJECTED_DAYS_SCHEMA),
                                          rejects_file=result.rejects_file, run_id=run_id)
             for month in months:

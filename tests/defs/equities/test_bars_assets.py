@@ -67,6 +67,12 @@ def materialize(keys: list[str], config: dict | None = None, tags: dict | None =
                               run_config={"ops": {k: {"config": v} for k, v in (config or {}).items()}})
 
 
+def by_month(result) -> dict[str, dict]:
+    """stock_1min_qfq's materialization of each month partition of the run, by partition key."""
+    return {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "stock_1min_qfq"}
+
+
 def stored(query: str, params=()) -> list[tuple]:
     with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
         return conn.execute(query, params).fetchall()
@@ -90,7 +96,11 @@ def test_load_files_of_every_layout_then_skip_then_force_then_a_changed_file_rep
     first = materialize(["stock_1min_qfq"])
     assert first.success
     meta = metadata(first, "stock_1min_qfq")
-    assert (meta["files_loaded"], meta["files_quarantined"], meta["rows_loaded"]) == (3, 1, truth.height)
+    assert (meta["run_files_loaded"], meta["files_quarantined"], meta["run_rows_loaded"]) == (3, 1, truth.height)
+    per_month = dict(truth.group_by(pl.col("time").dt.strftime("%Y-%m-01")).len().iter_rows())
+    assert len(per_month) == 3 and {key: (m["month"], m["files_loaded"], m["rows_loaded"], m["run_partitions"])
+                                    for key, m in by_month(first).items()} == {
+        key: (key[:7], 3, rows, 3) for key, rows in per_month.items()}  # each month its own rows, the run's beside
     assert stored_minutes().equals(truth)
     quarantined = Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars"
     assert "header not recognized" in (quarantined / "unknown_layout.csv.reason.txt").read_text()
@@ -99,12 +109,13 @@ def test_load_files_of_every_layout_then_skip_then_force_then_a_changed_file_rep
                                "with their reasons)")  # the run's line: [partial], not [ok]
 
     again = metadata(materialize(["stock_1min_qfq"]), "stock_1min_qfq")
-    assert (again["files_loaded"], again["files_skipped"], again["rows_loaded"]) == (0, 3, 0)
+    assert (again["run_files_loaded"], again["run_files_skipped"], again["run_rows_loaded"]) == (0, 3, 0)
+    assert (again["files_loaded"], again["files_skipped"], again["rows_loaded"]) == (0, 3, 0)  # a month's own
     assert "partial" not in again  # nothing rejected: [ok]
 
     forced = metadata(materialize(["stock_1min_qfq"], {"stock_1min_qfq": {"force": True, "workers": 1}}),
                       "stock_1min_qfq")
-    assert forced["files_loaded"] == 3 and forced["rows_replaced"] == truth.height
+    assert forced["run_files_loaded"] == 3 and forced["rows_replaced"] == truth.height
     assert stored_minutes().equals(truth)  # replaced, never duplicated
     assert stored("SELECT count(*), sum(rows_loaded) FROM etl_metadata") == [(9, truth.height)]  # 3 files x 3 months
 
@@ -113,7 +124,7 @@ def test_load_files_of_every_layout_then_skip_then_force_then_a_changed_file_rep
     fx.write_text(bars_env / "600000.SH.csv", fx.render(changed, "cn_minute"), bom=True)
 
     feb = materialize(["stock_1min_qfq"], tags={"dagster/partition": "2026-02-01"})
-    assert metadata(feb, "stock_1min_qfq")["files_loaded"] == 1  # only the changed file, only February
+    assert metadata(feb, "stock_1min_qfq")["run_files_loaded"] == 1  # only the changed file, only February
     rows = stored("SELECT date_trunc('month', time)::date, round(avg(close)) FROM stock_1min_qfq "
                   "WHERE code = '600000.SH' GROUP BY 1 ORDER BY 1")
     assert [r[0] for r in rows] == [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
@@ -373,8 +384,8 @@ def test_a_bars_asset_run_alone_on_a_fresh_database_bootstraps_the_store_first(b
         ("stock_1min_qfq_code_time",)]
     assert "degraded" not in meta
     if asset == "stock_1min_qfq":
-        assert (meta["store_mode"], meta["extension_created"], meta["rows_loaded"]) == ("hypertable", True,
-                                                                                        truth.height)
+        assert (meta["store_mode"], meta["extension_created"], meta["run_rows_loaded"]) == ("hypertable", True,
+                                                                                            truth.height)
     else:
         assert meta["aggregation"].startswith("table refreshed per month with time_bucket and first/last")
 
