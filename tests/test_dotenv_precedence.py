@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tests.test_project_cli import plain_environment
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-USER, PASSWORD, DB = "quant", "user-set-Secret-24", "user_marketdata"
+USER, PASSWORD, DB, CLI_DB = "quant", "user-set-Secret-24", "user_marketdata", "user_marketdata_cli"
 
 
 def test_the_generated_file_fills_in_only_what_the_environment_leaves_unset(tmp_path, monkeypatch):
@@ -73,24 +74,32 @@ def test_an_empty_clickhouse_dsn_stays_derived_when_read(tmp_path, monkeypatch):
     assert "CLICKHOUSE_DSN=${CLICKHOUSE_DSN:-http://clickhouse.internal:8123}\n" in path.read_text()
 
 
-@pytest.fixture
-def password_server(private_postgres):
-    """A private server on which USER gets in with PASSWORD only (scram-sha-256), owning DB."""
-    private_postgres.password_only(USER, PASSWORD, DB)
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(host="127.0.0.1", port=private_postgres.port, user=USER, password="wrong", dbname=DB,
-                        connect_timeout=5).close()
-    return private_postgres
+@pytest.fixture(scope="module")
+def password_server():
+    """A private server of this module on which USER gets in with PASSWORD only (scram-sha-256), owning DB
+    (the `dagster dev`/`dg` test's) and CLI_DB (the `marketdata` test's: each test starts from an empty one)."""
+    from tests.support.private_postgres import PrivatePostgres
+
+    # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="marketdata-private-pg-"))).init()
+    try:
+        server.password_only(USER, PASSWORD, DB, CLI_DB)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(host="127.0.0.1", port=server.port, user=USER, password="wrong", dbname=DB,
+                            connect_timeout=5).close()
+        yield server
+    finally:
+        server.close()
 
 
-def user_shell(server, tmp_path: Path) -> dict[str, str]:
+def user_shell(server, tmp_path: Path, db: str = DB) -> dict[str, str]:
     """A shell in an activated venv where the user exported their own servers (a host name the
     generated .env does not have, their port, user, password, database and Dagster home)."""
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "dagster.yaml").write_text("{}\n")  # a SQLite instance of this test
     return {**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1",
             "TIMESCALE_HOST": "localhost", "TIMESCALE_PORT": str(server.port), "TIMESCALE_USER": USER,
-            "TIMESCALE_PASSWORD": PASSWORD, "TIMESCALE_DB": DB, "TIMESCALE_SSLMODE": "disable",
+            "TIMESCALE_PASSWORD": PASSWORD, "TIMESCALE_DB": db, "TIMESCALE_SSLMODE": "disable",
             "DAGSTER_HOME": str(tmp_path / "home"), "MARKETDATA_STATE_DIR": str(tmp_path / "state")}
 
 
@@ -143,7 +152,7 @@ def test_dagster_dev_and_dg_from_the_repo_root_use_the_exported_host_and_passwor
 
 def test_the_marketdata_cli_uses_the_exported_host_and_password(password_server, tmp_path):
     settings.write_dotenv()
-    env = user_shell(password_server, tmp_path)
+    env = user_shell(password_server, tmp_path, CLI_DB)
     drop = tmp_path / "drop"
     drop.mkdir()
     bars = fx.make_bars("600000.SH", fx.trading_days(date(2026, 3, 2), 2), seed=1)
@@ -151,7 +160,7 @@ def test_the_marketdata_cli_uses_the_exported_host_and_password(password_server,
     result = subprocess.run([str(BIN / "marketdata"), "load-minute-bars", "--data-dir", str(drop)], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    with psycopg.connect(host="127.0.0.1", port=password_server.port, user=USER, password=PASSWORD, dbname=DB,
+    with psycopg.connect(host="127.0.0.1", port=password_server.port, user=USER, password=PASSWORD, dbname=CLI_DB,
                          connect_timeout=5) as conn:
         assert conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0] == bars.height == 480
     assert PASSWORD not in result.stdout + result.stderr

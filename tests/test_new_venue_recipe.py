@@ -5,9 +5,10 @@ The copy gets exactly what the recipe lists, nothing else: a source package `sou
 `sources/registry.py`, a replay `replay/toyex.py` speaking its wire format, and a `toyex:` entry
 (plus its instruments) in `sources/data_providers.yaml`. No line of `defs/`, `resources/` or
 `sources/config.py` is touched: the config's entries, the source resources and the crypto assets'
-venue map come from the declarations. A fresh interpreter then loads the code location and
-materializes `crypto_trades` for TOYEX:BTCUSD from the replay into ClickHouse (its own embedded
-store), and the rows must be the replay's trades, each once.
+venue map come from the declarations. The recipe is followed once; a fresh interpreter then runs
+`marketdata collect` of the venue's stream, loads the code location and materializes `crypto_trades`
+for TOYEX:BTCUSD from the replay and the hourly live assets into ClickHouse (its own embedded store,
+a database for each path), and the rows must be the replay's trades, each once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -252,52 +255,14 @@ class ToyexReplay(BackgroundServer):
         return json_reply(200, {"trades": trades_of(int(query["from"]), int(query["to"]))})
 '''
 
-RUN = '''
-import json, os
-from datetime import datetime, timedelta, timezone
-import dagster as dg
-from marketdata_assets.replay.toyex import ToyexReplay, trades_of
-from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.sources.config import load_sources_config
-from marketdata_assets.sources.config import SourcesConfigError
-
-day = datetime.now(timezone.utc).date() - timedelta(days=1)
-start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-truth = trades_of(int(start.timestamp() * 1000), int((start + timedelta(days=1)).timestamp() * 1000))
-try:
-    load_sources_config({without_entry!r})
-    refused = ""
-except SourcesConfigError as error:
-    refused = str(error)
-with ToyexReplay() as replay:
-    os.environ["TOYEX_BASE_URL"] = replay.base_url
-    from marketdata_assets.definitions import defs
-    d = defs()
-    clickhouse = ClickHouseResource(dsn={dsn!r}, database="recipe")
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize([d.get_assets_def("crypto_trades")], resources={{**d.resources, "clickhouse": clickhouse}},
-                                instance=instance, selection=["crypto_trades"], raise_on_error=False,
-                                partition_key=dg.MultiPartitionKey({{"day": day.isoformat(), "venue": "TOYEX"}}))
-        master = dg.materialize([d.get_assets_def("instrument_master")], resources={{**d.resources, "clickhouse": clickhouse}},
-                                instance=instance, raise_on_error=False,
-                                run_config={{"ops": {{"instrument_master": {{"config": {{"venues": ["TOYEX"]}}}}}}}})
-    with clickhouse.get_client() as client:
-        rows = client.query("SELECT count(), uniqExact(trade_id), round(sum(quantity), 6), min(price) "
-                            "FROM recipe.trades_v WHERE venue = 'TOYEX' AND instrument = 'BTCUSD'").result_rows[0]
-        listed = client.query("SELECT instrument, tick_size, status FROM recipe.instruments FINAL "
-                              "WHERE venue = 'TOYEX'").result_rows
-print(json.dumps({{"success": result.success, "rows": list(rows), "master": master.success,
-                  "listed": [list(r) for r in listed], "refused": refused, "resource": type(d.resources["toyex"]).__name__,
-                  "truth": [len(truth), len(truth), round(sum(t["q"] for t in truth), 6), min(t["p"] for t in truth)]}}))
-'''
-
-
 RUN_LIVE = '''
 import json, os, re, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 import dagster as dg
-from marketdata_assets.replay.toyex import ToyexWsReplay
+from marketdata_assets.replay.toyex import ToyexReplay, ToyexWsReplay
 
+replay = ToyexReplay().start()  # the REST replay, for RUN_REST: its URL in the environment the definitions read
+os.environ["TOYEX_BASE_URL"] = replay.base_url
 state = Path({state!r})
 landing, count, start_ms = state / "landing" / "live", 60, int(time.time() * 1000) - 3000
 with ToyexWsReplay(count, start_ms) as ws:
@@ -323,6 +288,11 @@ from marketdata_assets.definitions import defs
 from marketdata_assets.resources import ClickHouseResource
 d = defs()
 clickhouse = ClickHouseResource(dsn=os.environ["CLICKHOUSE_DSN"], database="recipe")
+# one client held open to the end (as tests/conftest.py's clickhouse_dsn): the embedded engine starts once,
+# not again at each step's open after the last client closed; the steps open and close their own
+keeper = ClickHouseResource(dsn=os.environ["CLICKHOUSE_DSN"], database="default")
+with keeper.get_client():  # opened, and open until keeper.close()
+    pass
 hours = sorted({{p.name[:14] for p in (landing / "TOYEX" / "BTCUSD@trades").glob("*.jsonl.zst")}})
 results = {{}}
 with dg.DagsterInstance.ephemeral() as instance:
@@ -352,6 +322,43 @@ print(json.dumps({{"results": results, "live": live, "hourly": hourly, "funding"
 '''
 
 
+# The REST path, after RUN_LIVE in the same interpreter (its `d`, the replay's URL set before `defs()`):
+# the config without the entry is refused; crypto_trades of yesterday and the venue's instrument master.
+RUN_REST = '''
+from datetime import datetime, timedelta, timezone
+from marketdata_assets.replay.toyex import trades_of
+from marketdata_assets.sources.config import load_sources_config
+from marketdata_assets.sources.config import SourcesConfigError
+
+day = datetime.now(timezone.utc).date() - timedelta(days=1)
+start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+truth = trades_of(int(start.timestamp() * 1000), int((start + timedelta(days=1)).timestamp() * 1000))
+try:
+    load_sources_config({without_entry!r})
+    refused = ""
+except SourcesConfigError as error:
+    refused = str(error)
+clickhouse = ClickHouseResource(dsn=os.environ["CLICKHOUSE_DSN"], database="recipe_rest")
+with dg.DagsterInstance.ephemeral() as instance:
+    result = dg.materialize([d.get_assets_def("crypto_trades")], resources={{**d.resources, "clickhouse": clickhouse}},
+                            instance=instance, selection=["crypto_trades"], raise_on_error=False,
+                            partition_key=dg.MultiPartitionKey({{"day": day.isoformat(), "venue": "TOYEX"}}))
+    master = dg.materialize([d.get_assets_def("instrument_master")], resources={{**d.resources, "clickhouse": clickhouse}},
+                            instance=instance, raise_on_error=False,
+                            run_config={{"ops": {{"instrument_master": {{"config": {{"venues": ["TOYEX"]}}}}}}}})
+with clickhouse.get_client() as client:
+    rows = client.query("SELECT count(), uniqExact(trade_id), round(sum(quantity), 6), min(price) "
+                        "FROM recipe_rest.trades_v WHERE venue = 'TOYEX' AND instrument = 'BTCUSD'").result_rows[0]
+    listed = client.query("SELECT instrument, tick_size, status FROM recipe_rest.instruments FINAL "
+                          "WHERE venue = 'TOYEX'").result_rows
+replay.stop()
+keeper.close()
+print(json.dumps({{"success": result.success, "rows": list(rows), "master": master.success,
+                  "listed": [list(r) for r in listed], "refused": refused, "resource": type(d.resources["toyex"]).__name__,
+                  "truth": [len(truth), len(truth), round(sum(t["q"] for t in truth), 6), min(t["p"] for t in truth)]}}))
+'''
+
+
 def _follow_the_recipe(tree: Path) -> Path:
     """The recipe's steps on the copy; returns the config without the new entry (for the refusal)."""
     package = tree / "marketdata_assets"
@@ -375,39 +382,44 @@ def _follow_the_recipe(tree: Path) -> Path:
     return without_entry
 
 
-def test_a_new_venue_is_a_package_a_registry_line_a_replay_and_a_config_entry(tmp_path):
-    tree = tmp_path / "tree"
-    shutil.copytree(REPO / "marketdata_assets", tree / "marketdata_assets", ignore=shutil.ignore_patterns("__pycache__"))
+@pytest.fixture(scope="module")
+def followed(tmp_path_factory) -> dict:
+    """The recipe followed once on a copy of the package, then one fresh interpreter: RUN_LIVE (`marketdata
+    collect` as its child, the hourly live assets), then RUN_REST; {"live": ..., "rest": ...} they printed.
+    The copy keeps the package's bytecode caches (Python recompiles each file the recipe changed or added:
+    their timestamps no longer match)."""
+    tmp = tmp_path_factory.mktemp("recipe")
+    tree = tmp / "tree"
+    shutil.copytree(REPO / "marketdata_assets", tree / "marketdata_assets")
     shutil.copy(REPO / "pyproject.toml", tree / "pyproject.toml")  # the code location's project file
     without_entry = _follow_the_recipe(tree)
-    env = {key: value for key, value in os.environ.items() if key != "TICKS_PROVIDERS_CONFIG"}
-    script = RUN.format(dsn=f"chdb://{tmp_path / 'ch'}", without_entry=str(without_entry))
-    done = subprocess.run([sys.executable, "-c", script], cwd=tree, env={**env, "PYTHONPATH": str(tree)},
-                          capture_output=True, text=True, timeout=300)  # a hang guard
+    env = {key: value for key, value in os.environ.items() if key not in ("TICKS_PROVIDERS_CONFIG", "SYMBOLS")}
+    env.update(PYTHONPATH=str(tree), MARKETDATA_STATE_DIR=str(tmp / "state"),
+               CLICKHOUSE_DSN=f"chdb://{tmp / 'ch'}", CLICKHOUSE_DATABASE="recipe")
+    script = RUN_LIVE.format(state=str(tmp / "state")) + RUN_REST.format(without_entry=str(without_entry))
+    done = subprocess.run([sys.executable, "-c", script], check=False, cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=420)  # a hang guard
     assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    (live,) = [found for found in printed if "results" in found]
+    (rest,) = [found for found in printed if "success" in found]
+    return {"live": live, "rest": rest, "stderr": done.stderr[-3000:]}
+
+
+def test_a_new_venue_is_a_package_a_registry_line_a_replay_and_a_config_entry(followed):
+    found = followed["rest"]
     assert "sources.toyex: missing" in found["refused"]  # the entry is required once declared
     assert found["resource"] == "CryptoVenueResource"  # built by the resources' loop
-    assert found["success"], done.stderr[-3000:]
+    assert found["success"], followed["stderr"]
     assert found["rows"] == found["truth"] and found["truth"][0] == 96  # every trade of the day, each once
     assert found["master"] and found["listed"] == [["BTCUSD", 0.5, "live"]]  # its reference endpoint, in the master
 
 
-def test_the_new_venue_streams_live_through_marketdata_collect_to_trades_live_and_the_hourly_loads(tmp_path):
+def test_the_new_venue_streams_live_through_marketdata_collect_to_trades_live_and_the_hourly_loads(followed):
     """The same recipe, with the venue's stream (trades, a book, funding) in its package: `marketdata collect`
     (direct writes, no NATS) lands it and fills trades_live; the hourly live assets load trades, the
     funding sample and the book from the landing, and trades_live equals the hourly trades row for row."""
-    tree = tmp_path / "tree"
-    shutil.copytree(REPO / "marketdata_assets", tree / "marketdata_assets", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "pyproject.toml", tree / "pyproject.toml")
-    _follow_the_recipe(tree)
-    env = {key: value for key, value in os.environ.items() if key not in ("TICKS_PROVIDERS_CONFIG", "SYMBOLS")}
-    env.update(PYTHONPATH=str(tree), MARKETDATA_STATE_DIR=str(tmp_path / "state"),
-               CLICKHOUSE_DSN=f"chdb://{tmp_path / 'ch'}", CLICKHOUSE_DATABASE="recipe")
-    done = subprocess.run([sys.executable, "-c", RUN_LIVE.format(state=str(tmp_path / "state"))], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=300)  # a hang guard
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = followed["live"]
     assert found["results"] and all(ok and all(checks.values()) for ok, checks in found["results"].values()), found["results"]
     assert found["live"] == found["hourly"] == found["truth"]  # every trade once, the same row on both paths
     assert found["funding"] == [[0.0001, found["next"]]]

@@ -1,6 +1,6 @@
-"""docs/quickstart.md, run: its shell blocks in order, as a user would type them (one test per step, the
-backfill's commands one test each, sharing the user's machine), against the vendors'
-replays started as a separate process and configured as if they were the vendors (their addresses
+"""docs/quickstart.md, run: its shell blocks in order, as a user would type them (one test per step,
+sharing the user's machine; step 5's four commands as its one block, then the stores read once), against
+the vendors' replays started as a separate process and configured as if they were the vendors (their addresses
 in the copy of the sources file; no MARKETDATA_DEMO, no --demo), with the user's own Postgres that
 lets them in with a password only (Dagster's storage and TimescaleDB on it). Then the stores hold
 exactly what the replays served for the chosen instruments and days, and the schedules the page
@@ -148,9 +148,9 @@ class Page:
                 found[int(number.group(1))] = blocks(section)
         return found
 
-    def run(self, step: int, lines: slice | None = None) -> str:
-        """Run step `step`'s shell blocks (only `lines` of its one block, when given), after the steps
-        before it; its yaml block is the user's edit of the copy."""
+    def run(self, step: int) -> str:
+        """Run step `step`'s shell blocks, after the steps before it; its yaml block is the user's edit of
+        the copy."""
         assert self.done >= step - 1, f"step {step - 1} did not run (an earlier test failed)"
         printed = []
         for index, (language, body, run) in enumerate(self.steps()[step]):
@@ -158,11 +158,10 @@ class Page:
                 edit_the_copy(Path(self.env["HOME"]) / "marketdata" / "sources.yaml", body, self.replay, self.when)
             if language != "bash" or not run:
                 continue
-            commands = body if lines is None else "\n".join(body.strip().splitlines()[lines])
-            printed.append(self.shell(commands))
+            printed.append(self.shell(body))
             self.ran.append((step, index))
         self.outputs.setdefault(step, []).extend(printed)
-        self.done = max(self.done, step if lines is None or lines.stop is None else step - 1)
+        self.done = max(self.done, step)
         return "\n".join(printed)
 
     def shell(self, body: str) -> str:
@@ -216,23 +215,19 @@ def test_steps_2_to_4_point_every_tool_at_the_users_servers(page):
     assert "TUSHARE_TOKEN=***" in "".join(page.outputs[4])  # step 4 masks the secret
 
 
-def test_step_5_the_crypto_backfill_stores_what_the_venues_served(page):
-    page.run(5, slice(0, 1))
+def test_step_5_the_backfills_and_alpha_commands_store_what_the_vendors_served(page):
+    """The crypto and A-share backfills and the alphas' fetch and import (step 5's block, its commands one
+    after the other in one terminal): the stores then hold what each vendor served, read once."""
+    page.run(5)
     stored, expected = page.stored(), truth(page.when)
+    # the crypto backfill: what the venues served
     assert stored["trades_v"] == expected["trades_v"]
     assert only(stored["bars_1m_v"], tuple(CRYPTO)) == only(expected["bars_1m_v"], tuple(CRYPTO))
-
-
-def test_step_5_the_a_share_backfill_stores_what_tushare_served(page):
-    page.run(5, slice(1, 2))
-    stored, expected = page.stored(), truth(page.when)
+    # the A-share backfill: what Tushare served
     assert only(stored["bars_1m_v"], ("SSE", "SZSE")) == only(expected["bars_1m_v"], ("SSE", "SZSE"))
     assert stored["daily_bars_v"] == expected["daily_bars_v"]
-
-
-def test_step_5_the_alphas_are_fetched_and_imported(page):
-    page.run(5, slice(2, None))
-    assert page.stored()["alphas"] == truth(page.when)["alphas"]
+    # the alphas, fetched and imported
+    assert stored["alphas"] == expected["alphas"]
     # Dagster's storage is the user's server (password only): the runs are there
     with psycopg.connect(host="127.0.0.1", port=page.port, user=USER, password=PASSWORD, dbname="dagster",
                          connect_timeout=5) as conn:
