@@ -261,7 +261,7 @@ def hourly_load(clickhouse, ws, sent: set[tuple[str, str]]) -> tuple[set[tuple[s
 
     moments = {name: [ws.instruments[name].emitted[int(t)][0] for n, t in sent if n == name] for name in INSTRUMENTS}
     verdicts, stored = {}, set()
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:  # in memory: no commit per event
         for name, ms in moments.items():
             for hour in sorted({f"{datetime.fromtimestamp(m / 1000, UTC):%Y-%m-%d-%H}:00" for m in ms}):
                 key = f"{hour}|BINANCE:{name}"

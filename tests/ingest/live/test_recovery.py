@@ -196,7 +196,7 @@ def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps:
     hours = sorted({f"{datetime.fromtimestamp(sent[t][0] / 1000, UTC):%Y-%m-%d-%H}:00" for t in (lo, hi)})
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:  # in memory: no commit per event
         refill = [run["live_trade_id_refill"] for run in load_and_refill(instance, clickhouse, rest, hours, key)]
     first_day = datetime.fromtimestamp(sent[lo][0] / 1000, UTC).date()
     with clickhouse.get_client() as client:

@@ -223,7 +223,7 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
         mine = importlib.reload(defs)  # the assets of this config
         assert mine.ARCHIVE_ASSETS == {"trades": "binance_archive_trades",
                                        "liquidations": "binance_archive_liquidations"}
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:  # in memory: no commit per event
             for partition in (f"{DAY}|BINANCE_UM", f"{DAY}|BINANCE"):  # BTCUSDT of each: the config's one
                 result = dg.materialize([tick_store, mine.binance_archives], resources={"clickhouse": store},
                                         instance=instance, selection=["binance_archive_liquidations"],
