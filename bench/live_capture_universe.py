@@ -24,9 +24,9 @@ stream in its URL) in the same session:
    it landed of those sent, dropped, its markers, and the acknowledgements it never processed (the lag
    bound sheds them with the frames).
 
-Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.283 at 2,000 instruments over 4
-connections (rounds 0.234-0.298; 0.195 and 0.169 before the landing, sealing and book-buffer changes), 0.512 at
-10 (target at N: >= 0.4: missed); subscription 3.0 s at the collector's pacing, 0 refusals; 44.9 MB of RSS
+Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.341 at 2,000 instruments over 4
+connections (rounds 0.282-0.371, the bare client's CPU a frame moving 5.1-8.2 us; 0.283 the session before,
+0.195 and 0.169 before the landing, sealing and book-buffer changes), 0.495 at 10 (target at N: >= 0.4: missed); subscription 3.0 s at the collector's pacing, 0 refusals; 44.9 MB of RSS
 per 1,000 instruments subscribed; every frame landed under production's queue bounds.
 
 Results: bench/results/live_capture_universe.json; `--short`: one round of a second, the queue of
