@@ -15,31 +15,35 @@ from __future__ import annotations
 
 import pytest
 
-LONGEST = (  # tests/... files, longest first (worker seconds in a clean-clone full run, 3 workers on 2 CPUs, 2026-11-24)
-    "tests/defs/test_ticks_assets.py",  # 140
-    "tests/orchestration/test_dead_runs_storage.py",  # 120
-    "tests/ingest/live/test_recovery.py",  # 114
-    "tests/orchestration/test_dead_runs.py",  # 96
-    "tests/test_quickstart.py",  # 86
-    "tests/test_webserver.py",  # 77
-    "tests/apps/cli/test_minute_store_cli.py",  # 56
-    "tests/ingest/alphas/test_import_faults.py",  # 49
-    "tests/defs/equities/test_bars_assets.py",  # 49
-    "tests/apps/cli/test_cli_seeds.py",  # 45
-    "tests/defs/live/test_live_loads.py",  # 43
+LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-26)
+    "tests/defs/test_ticks_assets.py",  # 97
+    "tests/ingest/live/test_recovery.py",  # 96
+    "tests/orchestration/test_dead_runs_storage.py",  # 89
+    "tests/test_quickstart.py",  # 89
+    "tests/test_webserver.py",  # 82
+    "tests/apps/cli/test_minute_store_cli.py",  # 71
+    "tests/defs/equities/test_bars_assets.py",  # 65
+    "tests/ingest/alphas/test_import_faults.py",  # 60
+    "tests/apps/cli/test_cli.py",  # 45
+    "tests/orchestration/test_dead_runs.py",  # 45
+    "tests/apps/cli/test_cli_seeds.py",  # 44
+    "tests/defs/live/test_live_loads.py",  # 41
     "tests/defs/crypto/test_crypto_dataset_assets.py",  # 39
-    "tests/defs/crypto/test_continuity.py",  # 31
-    "tests/defs/live/test_live_dataset_loads.py",  # 31
-    "tests/sources/binance_vision/test_binance_archives.py",  # 28
-    "tests/test_dotenv_precedence.py",  # 27
-    "tests/apps/cli/test_collect_cli.py",  # 26
-    "tests/apps/cli/test_cli.py",  # 25
+    "tests/apps/cli/test_collect_cli.py",  # 39
+    "tests/test_dotenv_precedence.py",  # 37
+    "tests/ingest/live/test_venues.py",  # 37
+    "tests/defs/live/test_live_dataset_loads.py",  # 36
+    "tests/sources/binance_vision/test_binance_archives.py",  # 33
+    "tests/bench/test_bench_universe.py",  # 31
+    "tests/stores/clickhouse/test_clickhouse_local_server.py",  # 29
+    "tests/defs/alphas/test_alpha_assets.py",  # 27
+    "tests/defs/crypto/test_continuity.py",  # 27
     "tests/bench/test_bench_live_capture.py",  # 25
-    "tests/ingest/alphas/test_store_faults.py",  # 24
-    "tests/stores/clickhouse/test_writer.py",  # 23
-    "tests/ingest/live/test_venues.py",  # 22
-    "tests/defs/alphas/test_alpha_assets.py",  # 22
-    "tests/test_project_cli.py",  # 22
+    "tests/ingest/live/test_nats_cluster.py",  # 22
+    "tests/ingest/alphas/test_store_faults.py",  # 21
+    "tests/read/test_read_clickhouse.py",  # 21
+    "tests/test_project_cli.py",  # 21
+    "tests/bench/test_bench_live_capture_universe.py",  # 20
 )
 
 
