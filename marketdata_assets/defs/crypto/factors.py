@@ -83,8 +83,8 @@ def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseReso
 
 
 def _each_partition(context, groups: dict[tuple[str, date], list[str]], rows: list[tuple]) -> None:
-    """Each day x venue partition's own figures: its instruments with trades (slices), its values and nulls
-    (`run_partitions`: the console sums the partitions' rows, apps/launch.py)."""
+    """Each day x venue partition's own figures: its instruments with trades (slices), its values and nulls;
+    the run's are `run_*` on the output (the console counts `run_rows` once, apps/launch.py)."""
     keys = context.partition_keys
     for key in keys:
         dims = key.keys_by_dimension
