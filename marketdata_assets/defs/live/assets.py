@@ -77,11 +77,13 @@ def hour_instruments(partition_keys, asset: str, instruments=(), venues=LIVE_VEN
     return triples
 
 
-def hour_observations(context, figures_of, triples, extra_of=None) -> list[HourFigures]:
+def hour_observations(context, figures_of, triples, extra_of=None, own_rows: bool = False) -> list[HourFigures]:
     """One AssetObservation per hour partition of the run: the hour's figures (its instruments' merged) and
-    a table of each instrument's; returns every (hour, instrument)'s figures."""
+    a table of each instrument's; returns every (hour, instrument)'s figures. `own_rows` (trades): each hour's
+    materialization carries those figures too, its `rows` the trades its files gave (the run's are `run_*`)."""
     everything = []
-    for key in context.partition_keys:
+    keys = context.partition_keys
+    for key in keys:
         hour = landing_hour(str(key))
         mine = [(venue, instrument) for h, venue, instrument in triples if h == hour]
         figures = [figures_of(venue, instrument, hour) for venue, instrument in mine]
@@ -93,6 +95,10 @@ def hour_observations(context, figures_of, triples, extra_of=None) -> list[HourF
             ["instrument", "frames", "kept", "discarded", "gaps", *(["live / refilled / book gaps"] if extra_of else [])],
             rows) if rows else "none")
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata=plain))
+        if own_rows:
+            own = sum(f.trades for f in figures)
+            context.add_asset_metadata({**plain, "rows": dg.MetadataValue.int(own), "run_partitions": len(keys)},
+                                       partition_key=key)
     return everything
 
 
@@ -214,9 +220,11 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
         return f"{r.get('live_trades', 0):,} / {r.get('refilled_trades', 0):,} / {len(r.get('book_gaps', ())):,}"
 
     hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)),
-                              triples, found)
+                              triples, found, own_rows=True)
     run = hour_metadata(merged(hours)) if hours else {}
-    extra = {"trades": {("hours" if name == "hour" else name): value for name, value in run.items()}}
+    extra = {"trades": {f"run_{name}": value for name, value in run.items() if name != "hour"}}
+    extra["trades"]["hours"] = run.get("hour", "")
+    extra["trades"]["run_rows"] = dg.MetadataValue.int(report.metadata("trades")["rows"])  # the day slices written
     extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
     extra["trades"].update(reconciliation_metadata(records))
     if triples:

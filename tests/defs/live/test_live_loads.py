@@ -160,7 +160,8 @@ def test_a_reload_is_idempotent_and_a_later_hour_extends_the_day(root, instance,
         expected |= land(writer, "c1", range(31, 51), 11)
     result = materialize(instance, store, pkey(11), checks=False)
     assert stored(store) == [expected[t] for t in range(1, 51)]
-    assert metadata(result)["trades"] == 20  # the hour's own figures
+    figures = metadata(result)  # the hour's own figures; the run rewrote the day so far (run_rows)
+    assert (figures["trades"], figures["rows"], figures["run_rows"], figures["run_partitions"]) == (20, 20, 50, 1)
     materialize(instance, store, pkey(10), checks=False)  # an earlier hour again: the whole day so far, no less
     assert stored(store) == [expected[t] for t in range(1, 51)]
 
