@@ -137,14 +137,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def hold_slot(instance: dg.DagsterInstance, pool: str) -> str:
-    """A live run of this test process holding the pool's only slot."""
+def hold_slot(instance: dg.DagsterInstance, pool: str, label: str = "test holder", process=None) -> str:
+    """A live run holding the pool's only slot: of this test process, or of `process` (a ProcessRef)."""
     run_id = str(uuid.uuid4())
     instance.run_storage.add_run(dg.DagsterRun(job_name="holder", run_id=run_id, status=dg.DagsterRunStatus.STARTED,
-                                               tags=process_tags(run_id, "test holder")))
+                                               tags=process_tags(run_id, label, process)))
     instance.event_log_storage.set_concurrency_slots(pool, 1)
     assert instance.event_log_storage.claim_concurrency_slot(pool, run_id, "holder_step").is_claimed
     return run_id
+
+
+def queued_behind(instance: dg.DagsterInstance, pool: str, waiter: Proc, holder: str, label: str, pid: int):
+    """The waiter's run, once its line names the holder's run and live process and it is queued for the slot."""
+    line = waiter.wait_for_line(f"waits for a slot of pool '{pool}'")
+    assert f"run {holder[:8]} ({label})" in line and f"process {pid} on this host alive" in line
+    (run,) = runs_by_pid(instance, waiter.popen.pid)
+    assert run.run_id in claims_of(instance, pool)[1]  # queued for the slot
+    return run
 
 
 def claims_of(instance: dg.DagsterInstance, pool: str) -> tuple[list[str], list[str]]:
@@ -184,18 +193,10 @@ def test_a_waiter_names_a_live_holder_waits_at_no_cpu_and_runs_once_the_holder_d
     try:
         ref = ProcessRef(socket.gethostname(), holder_process.pid, process_start(holder_process.pid))
         with dg.DagsterInstance.get() as instance:
-            holder = str(uuid.uuid4())
-            instance.run_storage.add_run(dg.DagsterRun(job_name="holder", run_id=holder,
-                                                       status=dg.DagsterRunStatus.STARTED,
-                                                       tags=process_tags(holder, "a load elsewhere", ref)))
-            instance.event_log_storage.set_concurrency_slots(pool, 1)
-            assert instance.event_log_storage.claim_concurrency_slot(pool, holder, "step").is_claimed
+            holder = hold_slot(instance, pool, "a load elsewhere", ref)
             waiter = WAITERS[pool](run_env, tmp_path)
             try:
-                line = waiter.wait_for_line(f"waits for a slot of pool '{pool}'")
-                assert f"run {holder[:8]} (a load elsewhere)" in line and f"process {ref.pid} on this host alive" in line
-                (run,) = runs_by_pid(instance, waiter.popen.pid)
-                assert run.run_id in claims_of(instance, pool)[1]  # queued for the slot
+                queued_behind(instance, pool, waiter, holder, "a load elsewhere", ref.pid)
                 # the mechanism (pool_wait) is the same for every pool: measured once
                 before, started = cpu_seconds(waiter.popen.pid), time.monotonic()
                 time.sleep(4)  # 400 clock ticks: a 5% share is 20 of them
@@ -227,10 +228,7 @@ def test_a_waiter_names_the_holder_and_stops_on_sigterm_leaving_nothing_claimed(
         try:
             waiter = WAITERS[pool](run_env, tmp_path)
             try:
-                line = waiter.wait_for_line(f"waits for a slot of pool '{pool}'")
-                assert f"run {holder[:8]} (test holder)" in line and f"process {os.getpid()} on this host alive" in line
-                (run,) = runs_by_pid(instance, waiter.popen.pid)
-                assert run.run_id in claims_of(instance, pool)[1]  # queued for the slot
+                run = queued_behind(instance, pool, waiter, holder, "test holder", os.getpid())
                 sent = time.monotonic()
                 waiter.popen.send_signal(signal.SIGTERM)
                 # said by the wait loop, or by the launcher when the signal lands between two of its checks
