@@ -86,10 +86,13 @@ def _each_partition(context, groups: dict[tuple[str, date], list[str]], rows: li
     """Each day x venue partition's own figures: its instruments with trades (slices), its values and nulls;
     the run's are `run_*` on the output (the console counts `run_rows` once, apps/launch.py)."""
     keys = context.partition_keys
+    values: dict[tuple[str, date], list] = {}  # (venue, day) -> its values: one pass over the run's rows
+    for day, name, _, value in rows:
+        values.setdefault((name.split(":", 1)[0], day), []).append(value)
     for key in keys:
         dims = key.keys_by_dimension
         venue, day = dims["venue"], date.fromisoformat(dims["day"])
-        mine = [value for d, name, _, value in rows if d == day and name.startswith(f"{venue}:")]
+        mine = values.get((venue, day), [])
         context.add_asset_metadata({"slices": len(groups.get((venue, day), [])), "rows": dg.MetadataValue.int(len(mine)),
                                     "values": len(mine), "nulls": sum(value is None for value in mine),
                                     "run_partitions": len(keys)}, partition_key=key)
