@@ -1,6 +1,7 @@
-"""Progress of long work inside this process: the work says how much of its known total is done (the
-ingest engine: slices settled of a feed's slices), whoever shows it listens (the CLI's bar). Nothing
-listens in a Dagster run process: the work's own log lines carry the same counts there."""
+"""Progress of long work inside this process: the work says how much of its known total is done, in its
+unit (the ingest engine: slices settled of a feed's slices; an import or a load: files; the export:
+partitions), whoever shows it listens (the CLI's bar). Nothing listens in a Dagster run process: the
+work's own log lines carry the same counts there."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-Listener = Callable[[str, int, int], None]  # (what: a key per piece of work, done, total)
+Listener = Callable[[str, int, int, str], None]  # (what: a key per piece of work, done, total, unit)
 
 _listeners: list[Listener] = []
 _lock = threading.Lock()
 
 
-def report(what: str, done: int, total: int) -> None:
-    """`done` of `total` of the work `what` (one key per piece: a feed's slices)."""
+def report(what: str, done: int, total: int, unit: str = "slices") -> None:
+    """`done` of `total` `unit` of the work `what` (one key per piece: a feed's slices, an import's files)."""
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:
-        listener(what, done, total)
+        listener(what, done, total, unit)
 
 
 @contextmanager

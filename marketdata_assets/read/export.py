@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from marketdata_assets.core import settings
+from marketdata_assets.core import progress, settings
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.core.naming import A_SHARE_EXCHANGES, A_SHARE_VENUE_BY_SUFFIX
 from marketdata_assets.datasets.alpha_files import API_TZ
@@ -417,8 +417,10 @@ def export_days(reader, root: Path | str, days: Iterable[date], *, datasets: Seq
     for path in stale:
         path.unlink()
         report.removed.append(str(path.relative_to(target)))
-    for job in jobs:
+    key = f"export#{id(report)}"  # partitions settled of the export's, for a bar
+    for done, job in enumerate(jobs, start=1):
         _export(target, job, report, replace=not dated)
+        progress.report(key, done, len(jobs), "partitions")
     report.seconds = round(time.monotonic() - started, 3)
     return report
 

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 from marketdata_assets.apps.cli import cli
+from marketdata_assets.core import progress
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.wire import columns_of
 from marketdata_assets.defs.exports.assets import parquet_export
@@ -170,7 +171,11 @@ def test_duckdb_and_polars_read_the_export_back_as_the_stores_hold_it(loaded, tm
 def test_an_unchanged_store_exports_nothing_and_a_reload_rewrites_just_its_partition(
         loaded, store, minute_store, tmp_path):
     root = tmp_path / "export"
-    first = export_day(loaded, root, DAY)
+    heard = []
+    with progress.listening(lambda *report: heard.append(report)):
+        first = export_day(loaded, root, DAY)
+    total = len(first.written) + len(first.skipped) + len(first.empty) + len(first.removed)
+    assert [(done, t, unit) for _, done, t, unit in heard] == [(k, total, "partitions") for k in range(1, total + 1)]
     again = export_day(loaded, root, DAY)
     assert again.written == [] and sorted(again.skipped) == sorted(first.written) and again.rows == 0
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from marketdata_assets.apps.cli.session import DAY
+from marketdata_assets.apps.cli.session import DAY, work_bar
 
 
 @click.command("export")
@@ -43,7 +43,7 @@ def export(datasets, start_date, end_date, dated, root) -> None:
             raise click.BadParameter("the end date is before the start date", param_hint="--end-date")
         days = [start_date.date() + timedelta(days=i) for i in range((end_date - start_date).days + 1)]
     try:
-        with Reader() as reader:
+        with Reader() as reader, work_bar("export"):
             if dated:
                 report = parquet.snapshot(reader, names, days, root=root)
             else:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 import threading
-from contextlib import ExitStack
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -67,13 +69,11 @@ class Session:
 
         instance = self.instance()  # a stopped storage is said before the definitions load (seconds)
         defs = self.definitions()
-        with click.progressbar(length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
-            on_event, on_progress = _bar_listeners(bar, label, expected)
+        with work_bar(label, expected) as on_event:
             try:
-                with progress.listening(on_progress):
-                    outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
-                        "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
-                        run_config=run_config, on_event=on_event, verbose=self.verbose)
+                outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
+                    "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
+                    run_config=run_config, on_event=on_event, verbose=self.verbose)
             except Interrupted as interrupted:
                 click.echo(f"\n{interrupted}", err=True)
                 self.stack.close()
@@ -96,30 +96,44 @@ class Session:
         return 1 if failed else 0
 
 
+@contextmanager
+def work_bar(label: str, expected: int = 1) -> Iterator[Callable[[str, object], None]]:
+    """A progress bar on stderr for the work done inside the block (`_bar_listeners`); yields what takes a
+    run's events (its warnings printed above the bar, its materializations counted until work reports)."""
+    with click.progressbar(length=max(expected, 1), label=label, file=sys.stderr, show_pos=True) as bar:
+        on_event, on_progress = _bar_listeners(bar, label, expected)
+        with progress.listening(on_progress):
+            yield on_event
+
+
 def _bar_listeners(bar, label: str, expected: int):
-    """What moves a run's bar: the slices its ingest feeds settled, of their known total (core.progress), once
-    any feed reports; until then its partitions materialized, of `expected`. A warning of the run is printed
-    above the bar (the line cleared, the bar drawn again below it), not into it."""
-    slices: dict[str, tuple[int, int]] = {}
+    """What moves a run's bar: the work its steps report done of their known total (core.progress: an ingest
+    feed's slices, an import's or a load's files), summed over the pieces in the unit reported last, once any
+    reports; until then its partitions materialized, of `expected`. A warning of the run is printed above the
+    bar (the line cleared, the bar drawn again below it), not into it."""
+    pieces: dict[str, tuple[int, int, str]] = {}
     seen: set = set()
     lock, tty = threading.Lock(), sys.stderr.isatty()
 
     def move(done: int, total: int, unit: str) -> None:
-        bar.length, bar.label = max(total, 1), f"{label} ({unit})"
+        if bar.label != f"{label} ({unit})":  # another unit: its own count and rate from 0
+            bar.label, bar.pos, bar.finished, bar.start, bar.avg = f"{label} ({unit})", 0, False, time.time(), []
+        bar.length = max(total, 1)
         if done > bar.pos:
             bar.update(done - bar.pos)
 
-    def on_progress(what: str, done: int, total: int) -> None:
+    def on_progress(what: str, done: int, total: int, unit: str) -> None:
         with lock:
-            slices[what] = (done, total)
-            move(sum(d for d, _ in slices.values()), sum(t for _, t in slices.values()), "slices")
+            pieces[what] = (done, total, unit)
+            mine = [(d, t) for d, t, u in pieces.values() if u == unit]
+            move(sum(d for d, _ in mine), sum(t for _, t in mine), unit)
 
     def on_event(what: str, event) -> None:
         with lock:
             if what == "warning":  # on a terminal: the bar's line cleared, the warning, the bar drawn again
                 click.echo(f"\r\x1b[K{event}" if tty else event, file=sys.stderr)
                 bar.render_progress()
-            elif what == "materialization" and not slices:
+            elif what == "materialization" and not pieces:
                 seen.add((event.asset_key, event.partition))
                 move(min(len(seen), expected), expected, "partitions")
     return on_event, on_progress

@@ -31,7 +31,7 @@ from pymongo.errors import (
     WriteError,
 )
 
-from marketdata_assets.core import metrics
+from marketdata_assets.core import metrics, progress
 from marketdata_assets.core.files import quarantine
 from marketdata_assets.datasets.alpha_files import (
     UnreadableFile,
@@ -255,6 +255,8 @@ class _Import:
         self.limits = {alpha_type: min(batch_size, FIRST_BATCH) for alpha_type in types}
         self.real_root = os.path.realpath(landing_root) if landing_root is not None else None
         self.writer = _Writer(self.write, self.done)
+        self.progress_key, self.total = f"alpha import#{id(self)}", len(files)  # files read of all, for a bar
+        progress.report(self.progress_key, 0, self.total, "files")
 
     def write(self, batch: _Batch) -> dict:
         """The batch written (in the writer thread), its counts with each alpha's by month of dateCreated."""
@@ -285,6 +287,7 @@ class _Import:
                     if batch.docs or batch.files:
                         writer.submit(self.prepare(alpha_type))
                 writer.wait()
+                progress.report(self.progress_key, stats.files_seen, self.total, "files")
             finally:
                 writer.close()
 
@@ -413,6 +416,7 @@ class _Import:
             stats.by_month.setdefault(month, Counter())[count] += n
         for key, value in counts.items():
             setattr(stats, key, getattr(stats, key) + value)
+        progress.report(self.progress_key, stats.files_seen, self.total, "files")
         if self.on_progress is not None:
             self.on_progress(stats)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 
-from marketdata_assets.core import metrics
+from marketdata_assets.core import metrics, progress
 from marketdata_assets.core.errors import StoreUnavailable
 from marketdata_assets.core.files import quarantine, reason_file_of
 from marketdata_assets.core.landing_files import LinkRefused, link_reason
@@ -203,10 +203,13 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
         f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers")
     job = _FileJob(connection, set(months), force=force, use_copy=use_copy, run_id=run_id,
                    reject_dir=report.reject_dir, profiles=profiles)
+    progress_key = f"minute bars load#{id(job)}"  # files settled of the load's, for a bar
+    progress.report(progress_key, 0, len(work), "files")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(job.load, item): item for item in work}
         try:
             for done, future in enumerate(as_completed(futures), start=1):
+                progress.report(progress_key, done, len(work), "files")
                 item = futures[future]
                 try:
                     outcome = future.result()

@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from marketdata_assets.core import progress
 from marketdata_assets.ingest.alphas.importer import import_files
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.stores.mongo.alphas import (
@@ -68,7 +69,11 @@ def test_the_seeds_two_examples(dbs, tmp_path):
                 checks=[{"name": "LOW_SHARPE", "value": 1.0}])
     new = alpha("AAAAAAA", settings={"region": "ASI", "decay": 5},
                 checks=[{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}])
-    run(dbs, [drop(tmp_path, "v1/a.json", old)])
+    heard = []
+    with progress.listening(lambda *report: heard.append(report[1:])):
+        run(dbs, [drop(tmp_path, "v1/a.json", old), drop(tmp_path, "v1/not-json.json", "{")])
+    assert heard[0] == (0, 2, "files") and heard[-1] == (2, 2, "files")  # files read of the import's, for a bar
+    assert [done for done, _, _ in heard] == sorted(done for done, _, _ in heard)
     stats = run(dbs, [drop(tmp_path, "v2/a.json", new)], mode="overwrite")
     doc = stored(dbs[0], "AAAAAAA")
     assert doc["settings"] == {"region": "ASI", "delay": 0, "decay": 5}

@@ -13,7 +13,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from marketdata_assets.core import settings
+from marketdata_assets.core import progress, settings
 from marketdata_assets.core.errors import StoreUnavailable
 from marketdata_assets.core.files import reason_file_of
 from marketdata_assets.core.landing_files import LinkRefused
@@ -113,9 +113,12 @@ def test_a_file_the_database_refuses_is_quarantined_and_the_others_load(landing,
     root, truth = landing
     bad = fx.make_bars("688001.SH", DAYS[:1], seed=99).with_columns(name=pl.lit("bad\x00name"))
     fx.write_text(root / "688001.SH.csv", fx.render(bad, "cn_minute"))
-    report = load(root, tmp_path / "q")
+    heard = []
+    with progress.listening(lambda *report: heard.append(report[1:])):
+        report = load(root, tmp_path / "q")
     meta = report.metadata()
     assert (meta["files_loaded"], meta["files_quarantined"]) == (16, 1)
+    assert heard == [(k, 17, "files") for k in range(18)]  # every file settled, the quarantined one too
     (entry,) = report.quarantined
     assert entry["file"] == "688001.SH.csv"
     assert entry["reason"].startswith("688001.SH.csv: the database refused the file's rows: ")
