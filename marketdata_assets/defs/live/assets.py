@@ -77,10 +77,12 @@ def hour_instruments(partition_keys, asset: str, instruments=(), venues=LIVE_VEN
     return triples
 
 
-def hour_observations(context, figures_of, triples, extra_of=None, own_rows: bool = False) -> list[HourFigures]:
-    """One AssetObservation per hour partition of the run: the hour's figures (its instruments' merged) and
-    a table of each instrument's; returns every (hour, instrument)'s figures. `own_rows` (trades): each hour's
-    materialization carries those figures too, its `rows` the trades its files gave (the run's are `run_*`)."""
+def hour_observations(context, figures_of, triples, extra_of=None, own_rows=None,
+                      kept: str = "trades") -> list[HourFigures]:
+    """One AssetObservation per hour partition of the run: the hour's figures (its instruments' merged; the
+    rows kept named `kept`) and a table of each instrument's; returns every (hour, instrument)'s figures.
+    With `own_rows` (an instrument-hour's figures -> its rows stored) each hour's materialization carries
+    those figures too, its `rows` its own (the run's figures are `run_*`: `run_hours_metadata`)."""
     everything = []
     keys = context.partition_keys
     for key in keys:
@@ -88,18 +90,26 @@ def hour_observations(context, figures_of, triples, extra_of=None, own_rows: boo
         mine = [(venue, instrument) for h, venue, instrument in triples if h == hour]
         figures = [figures_of(venue, instrument, hour) for venue, instrument in mine]
         everything += figures
-        plain = hour_metadata(merged(figures)) if figures else {}
+        plain = hour_metadata(merged(figures), kept) if figures else {}
         rows = [(f"{v}:{i}", f.frames, f.trades, sum(f.discarded.values()), f.markers.get("gap", 0),
                  *((extra_of(hour, v, i),) if extra_of else ())) for (v, i), f in zip(mine, figures)]
         plain["instruments"] = dg.MetadataValue.md(table(
             ["instrument", "frames", "kept", "discarded", "gaps", *(["live / refilled / book gaps"] if extra_of else [])],
             rows) if rows else "none")
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata=plain))
-        if own_rows:
-            own = sum(f.trades for f in figures)
+        if own_rows is not None:
+            own = sum(own_rows(f) for f in figures)
             context.add_asset_metadata({**plain, "rows": dg.MetadataValue.int(own), "run_partitions": len(keys)},
                                        partition_key=key)
     return everything
+
+
+def run_hours_metadata(hours: list[HourFigures], rows: int, kept: str = "trades") -> dict:
+    """The run's figures beside each hour's own: `run_<figure>` of its hours merged, `hours` (the first
+    three), `run_rows` (the rows of the day slices the run wrote, counted once by the console)."""
+    run = hour_metadata(merged(hours), kept) if hours else {}
+    return {**{f"run_{name}": value for name, value in run.items() if name != "hour"},
+            "hours": run.get("hour", ""), "run_rows": dg.MetadataValue.int(rows)}
 
 
 def merged(figures: list[HourFigures]) -> HourFigures:
@@ -115,8 +125,9 @@ def merged(figures: list[HourFigures]) -> HourFigures:
     return total
 
 
-def hour_metadata(figures: HourFigures) -> dict:
+def hour_metadata(figures: HourFigures, kept: str = "trades") -> dict:
     plain = figures.metadata()
+    plain[kept] = plain.pop("trades")
     return {**plain, "discarded_by_reason": dg.MetadataValue.json(plain["discarded_by_reason"]),
             "markers": dg.MetadataValue.json(plain["markers"]),
             **{k: dg.MetadataValue.float(plain[k]) for k in ("lag_p50_ms", "lag_p95_ms") if plain[k] is not None}}
@@ -220,11 +231,8 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
         return f"{r.get('live_trades', 0):,} / {r.get('refilled_trades', 0):,} / {len(r.get('book_gaps', ())):,}"
 
     hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)),
-                              triples, found, own_rows=True)
-    run = hour_metadata(merged(hours)) if hours else {}
-    extra = {"trades": {f"run_{name}": value for name, value in run.items() if name != "hour"}}
-    extra["trades"]["hours"] = run.get("hour", "")
-    extra["trades"]["run_rows"] = dg.MetadataValue.int(report.metadata("trades")["rows"])  # the day slices written
+                              triples, found, own_rows=lambda f: f.trades)
+    extra = {"trades": run_hours_metadata(hours, report.metadata("trades")["rows"])}
     extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
     extra["trades"].update(reconciliation_metadata(records))
     if triples:

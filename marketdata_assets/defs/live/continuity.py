@@ -10,6 +10,8 @@ Partitioned like live_trades (hour x instrument: the hour's day slice); run it b
 backfill on the hours whose check failed. It calls a vendor, so nothing runs it by default. What it
 adds survives the day's later hourly loads: a live load keeps the stored trades of a live slice
 whose ids no landing file holds (ingest/live/load.py, `kept_from_store` in live_trades' metadata).
+Each hour's materialization carries its own reconciliation; the refill's figures (its day slices') are
+`run_*`.
 """
 
 from datetime import date
@@ -21,7 +23,7 @@ from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.refill import refill_result
 from marketdata_assets.defs.live.assets import GROUP, hour_instruments, reconcile, reconciliation_metadata
-from marketdata_assets.defs.live.partitions import live_partitions
+from marketdata_assets.defs.live.partitions import landing_hour, live_partitions
 from marketdata_assets.ingest.live.load import LIVE_VENUES, day_origins
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.continuity import refill
@@ -60,4 +62,9 @@ def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillCo
     records = reconcile(clickhouse, root, origins, triples)
     clickhouse.close()
     result = refill_result("live_trade_id_refill", report, config.max_failed)
-    return dg.MaterializeResult(metadata={**(result.metadata or {}), **reconciliation_metadata(records)})
+    keys = context.partition_keys
+    for key in keys:  # each hour's own reconciliation: its trades from the landing and from the refill
+        mine = [r for r in records if r["hour"] == landing_hour(str(key))]
+        context.add_asset_metadata({**reconciliation_metadata(mine), "run_partitions": len(keys)}, partition_key=key)
+    run = {**(result.metadata or {}), **reconciliation_metadata(records)}  # the day slices' refill: the run's
+    return dg.MaterializeResult(metadata={f"run_{name}": value for name, value in run.items()})

@@ -20,9 +20,8 @@ from marketdata_assets.defs.live.assets import (
     GROUP,
     LiveIngestConfig,
     hour_instruments,
-    hour_metadata,
     hour_observations,
-    merged,
+    run_hours_metadata,
 )
 from marketdata_assets.defs.live.landed import asset_name
 from marketdata_assets.defs.live.partitions import FRESHNESS, live_partitions
@@ -46,13 +45,6 @@ DESCRIPTIONS = {
 
 
 
-def run_metadata(hours: list[HourFigures]) -> dict:
-    """The run's hours' figures (the trades loader's, `trades` named `messages`: what was kept)."""
-    run = hour_metadata(merged(hours))
-    run["messages"] = run.pop("trades")
-    return {("hours" if name == "hour" else name): value for name, value in run.items()}
-
-
 def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource, dataset: str):
     """The run's hours of `dataset` loaded (one engine run), their observations logged; the asset's
     MaterializeResult (or the step's failure)."""
@@ -71,9 +63,10 @@ def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource
     with clickhouse.get_client() as client:
         keep_looked_up(client, clickhouse.database)
     clickhouse.close()
-    hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)), triples)
+    hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)), triples,
+                              own_rows=lambda f: f.stored, kept="messages")
     yield from materialize(context, report, {dataset: asset_name(dataset)}, config.max_failed,
-                           {dataset: run_metadata(hours)})
+                           {dataset: run_hours_metadata(hours, report.metadata(dataset)["rows"], "messages")})
 
 
 def live_dataset_asset(dataset: str) -> dg.AssetsDefinition:

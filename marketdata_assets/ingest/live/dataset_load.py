@@ -46,6 +46,7 @@ from marketdata_assets.ingest.live.trade_frames import sized_at_hour
 from marketdata_assets.sources.stream import MALFORMED
 from marketdata_assets.stores.landing import closed_files
 
+HOUR = "__landing_hour"  # a row's landing hour while a slice is read (each hour's share of the slice)
 
 def venue_dataset(dataset: str, venue: str) -> VenueDataset:
     """What a venue lands of a live dataset; ValueError if it lands none."""
@@ -69,6 +70,7 @@ class MessageReader(LandingReader):
         self.spec.prepare(instrument)  # a contract the venue cannot size fails the slice, naming it
         self.seen: dict[str, tuple] = {}
         self.rows: list[dict[str, Any]] = []
+        self.hours: list[str] = []  # the landing hour of each row
 
     def _messages(self, record: dict) -> list | str:
         """The frame's messages, or the reason it is discarded."""
@@ -119,23 +121,26 @@ class MessageReader(LandingReader):
             figures.discarded["duplicates"] += 1
             return
         self.rows.extend(rows)
+        self.hours += [figures.hour] * len(rows)
         figures.trades += len(rows)
         if message.event_ms is not None:
             figures.lags_ms.append(record["t"] / 1e6 - message.event_ms)
 
     def frame(self) -> pl.DataFrame:
-        """The rows kept, as the dataset's stored frame (mark_funding: one row per ts, merged)."""
+        """The rows kept, as the dataset's stored frame (mark_funding: one row per ts, merged), and `HOUR`:
+        the landing hour of each (a merged row's: its first message's)."""
         spec = spec_for(self.dataset)
         fields = [name for name in spec.schema if name not in ("venue", "instrument")]
         times = [name for name, dtype in spec.schema.items() if dtype == pl.Datetime("us", "UTC")]
         frame = pl.DataFrame(self.rows, schema={name: pl.Int64 if name in times else spec.schema[name]
                                                 for name in fields}, orient="row")
         frame = frame.with_columns(*(pl.col(name).cast(spec.schema[name]) for name in times),
+                                   pl.Series(HOUR, self.hours, dtype=pl.String),
                                    venue=pl.lit(self.venue), instrument=pl.lit(self.instrument))
         if self.dataset == MARK_FUNDING:
             frame = frame.group_by("ts", "venue", "instrument", maintain_order=True).agg(
-                *(pl.col(name).drop_nulls().first() for name in fields if name != "ts"))
-        return frame.select(list(spec.schema))
+                *(pl.col(name).drop_nulls().first() for name in fields if name != "ts"), pl.col(HOUR).first())
+        return frame.select(*spec.schema, HOUR)
 
 
 def day_files(root: Path, dataset: str, venue: str, instrument: str, day: date) -> list[Path]:
@@ -167,7 +172,9 @@ def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None =
         note_dropped(key.instrument, reason, count, key.day)
     start, end = day_window(key.day)
     frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
-    return frame.sort([c for c in spec_for(key.dataset).order_by if c not in ("venue", "instrument")])
+    for hour, rows in frame.group_by(HOUR).len().iter_rows():  # each hour's share of the stored slice
+        figures.setdefault(hour, HourFigures(hour)).stored += rows
+    return frame.drop(HOUR).sort([c for c in spec_for(key.dataset).order_by if c not in ("venue", "instrument")])
 
 
 @dataclass

@@ -90,6 +90,7 @@ class HourFigures:
     files: list[str] = field(default_factory=list)
     frames: int = 0
     trades: int = 0  # rows kept (each trade id / message id once)
+    stored: int = 0  # of those, rows of the stored slice (a live dataset's: merged, inside its day, plausible)
     discarded: Counter = field(default_factory=Counter)
     markers: Counter = field(default_factory=Counter)
     lags_ms: list[float] = field(default_factory=list)

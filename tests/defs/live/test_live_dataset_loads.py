@@ -170,11 +170,11 @@ def cases() -> dict[tuple[str, str], tuple[str, list[tuple[str, str]], list[dict
     }
 
 
-def land(root, venue: str, frames: list[tuple[str, str]], noise: bool = True) -> None:
+def land(root, venue: str, frames: list[tuple[str, str]], noise: bool = True, hour: int = 0) -> None:
     """Each frame landed by connection c1, then again by c2 (an overlap: duplicates), plus an ack and
-    a torn frame on the first channel."""
+    a torn frame on the first channel; a minute into the hour `hour` hours after T0's."""
     with LandingWriter(root, venue) as writer:
-        recv = int(T0.timestamp() * 1e9) + 60 * 10**9  # a minute into the hour
+        recv = int(T0.timestamp() * 1e9) + (60 + 3600 * hour) * 10**9
         for k, conn in enumerate(("c1", "c2")):
             writer.marker(frames[0][0], conn, "connect", recv + k)
             for i, (channel, text) in enumerate(frames):
@@ -275,6 +275,36 @@ def test_live_mark_funding_materializes_an_hour_with_its_checks(root, store):
               if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert passed == {"timestamps_inside_day": True}
     assert_rows(stored(store, "mark_funding", "BINANCE_UM", instrument), expected)
+
+
+def test_each_hour_of_a_multi_hour_run_carries_its_own_figures_and_the_run_its_own_as_run_figures(root, store):
+    """A run over hours 10 and 11 of `live_tickers`: each hour's materialization has its own rows (its share
+    of the day slice stored), messages and frames; the run's totals are `run_*`; the console counts the
+    run's rows once."""
+    from marketdata_assets.apps.launch import launch
+    from marketdata_assets.defs.live.datasets import live_dataset_assets
+
+    def ticker(u: int, ms: int) -> tuple[str, str]:
+        return "btcusdt@bookTicker", binance("btcusdt@bookTicker", {
+            "e": "bookTicker", "u": u, "E": ms, "T": ms - 1, "s": "BTCUSDT", "b": "40000.1", "B": "1.5",
+            "a": "40000.2", "A": "2.25"})
+
+    land(root, "BINANCE_UM", [ticker(777, MS + 5)])
+    land(root, "BINANCE_UM", [ticker(778 + k, MS + 3600_000 + 5 + k) for k in range(3)], noise=False, hour=1)
+    asset = next(a for a in live_dataset_assets if a.key == dg.AssetKey("live_tickers"))
+    hours = [f"{T0 + timedelta(hours=k):%Y-%m-%d-%H}:00" for k in (0, 1)]
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcome = launch("live tickers", [asset], instance=instance, resources={"clickhouse": store},
+                         tags={"dagster/asset_partition_range_start": hours[0],
+                               "dagster/asset_partition_range_end": hours[1]})
+        assert outcome.success, outcome.errors
+        records = instance.fetch_materializations(dg.AssetKey("live_tickers"), limit=10).records
+    own = {r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records}
+    assert [(own[h]["rows"], own[h]["messages"], own[h]["frames"]) for h in hours] == [(1, 1, 4), (3, 3, 6)]
+    assert {(m["run_rows"], m["run_messages"], m["run_frames"], m["run_partitions"]) for m in own.values()} == {
+        (4, 4, 10, 2)}
+    assert outcome.rows == 4  # the run's rows, once
+    assert len(stored(store, "tickers", "BINANCE_UM", "BTCUSDT")) == 4
 
 
 def test_the_sensor_requests_each_assets_hour_when_its_files_close(root):

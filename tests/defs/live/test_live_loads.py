@@ -396,14 +396,20 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
         assert (before["live_trades_from_landing"], before["trades_from_refill"]) == (complete.height - 7, 0)
         assert [(g["cause"], g["seq"], g["channel"]) for g in before["book_gaps"]] == [("checksum", 42, "BTC-USDT@books")]
 
+        hours = [key.split("|")[0], venue_key("OKX", 11).split("|")[0]]  # hours 10 and 11: one run, each its own
         refilled = dg.materialize([live_trades, live_trade_id_refill], selection=[dg.AssetKey("live_trade_id_refill")],
                                   resources={"clickhouse": store, **crypto_resources(rest_replay.base_url)},
-                                  instance=instance, partition_key=key.split("|")[0], run_config={"ops": {
-                                      "live_trade_id_refill": {"config": {"instruments": [key.split("|")[1]]}}}})
+                                  instance=instance, tags={"dagster/asset_partition_range_start": hours[0],
+                                                           "dagster/asset_partition_range_end": hours[1]},
+                                  run_config={"ops": {"live_trade_id_refill": {"config": {
+                                      "instruments": [key.split("|")[1]]}}}})
         assert refilled.success
-        (event,) = refilled.get_asset_materialization_events()
-        after = {k: v.value for k, v in event.materialization.metadata.items()}
-        assert (after["live_trades_from_landing"], after["trades_from_refill"]) == (complete.height - 7, 7)
+        after = {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+                 for e in refilled.get_asset_materialization_events()}
+        assert [(after[h]["live_trades_from_landing"], after[h]["trades_from_refill"]) for h in hours] == [
+            (complete.height - 7, 7), (0, 0)]
+        assert {(m["run_trades_added"], m["run_trades_from_refill"], m["run_partitions"]) for m in after.values()} == {
+            (7, 7, 2)}
         assert venue_rows(store, "OKX").select(*STORED).to_dicts() == complete.select(*STORED).to_dicts()
 
         again = materialize(instance, store, key)  # the hour loaded again: the refill's trades stay, counted as such
