@@ -10,8 +10,8 @@ with the crypto checks in quality/slice_checks.py, as the dump and archive trade
 import dagster as dg
 
 from marketdata_assets.defs._common.config import RunConfig
-from marketdata_assets.defs._common.partitions import slice_keys
-from marketdata_assets.defs._common.refill import refill_result
+from marketdata_assets.defs._common.partitions import crypto_key, slice_keys
+from marketdata_assets.defs._common.refill import refill_by_partition
 from marketdata_assets.defs.crypto.assets import VENUE_KEYS, venue_resources
 from marketdata_assets.defs.crypto.partitions import crypto_partitions
 from marketdata_assets.orchestration import pools
@@ -29,7 +29,7 @@ class RefillConfig(RunConfig):
     """Slices fetched at once per venue."""
     max_failed: int = 0
     """The step fails when more slices than this could not be refilled (the others are written)."""
-    instruments: list[str] = []
+    instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
     """Only these instruments (VENUE:INSTRUMENT) of the run's venues; empty: every configured one."""
 
 
@@ -49,4 +49,5 @@ def trade_id_refill(context: dg.AssetExecutionContext, config: RefillConfig) -> 
                     slice_keys(context.partition_keys, ["trades"], config.instruments), clients, max_ranges=config.max_ranges,
                     workers=config.workers, log=context.log.info)
     clickhouse.close()
-    return refill_result("trade_id_refill", report, config.max_failed)
+    return refill_by_partition(context, "trade_id_refill", report, config.max_failed,
+                               lambda key: crypto_key(key.day, key.venue))

@@ -93,6 +93,19 @@ def refill_run(instance, server, store, key: str) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
+def refill_days_venues(instance, server, store, key: str, last: str) -> dict[str, dict]:
+    """trade_id_refill of the instrument of `key` alone, in one run over the partitions from its day x venue
+    to `last`: each partition's metadata."""
+    config = {"trade_id_refill": {"config": {"instruments": [key.split("|")[1]]}}}
+    resources = {**stock_resources(UNUSED), **crypto_resources(server.base_url), "clickhouse": store}
+    result = dg.materialize([*ticks_definitions(), *archive_checks, trade_id_refill], resources=resources,
+                            instance=instance, selection=[dg.AssetKey("trade_id_refill")], run_config={"ops": config},
+                            tags={RANGE_START: key.split(":")[0], RANGE_END: last}, raise_on_error=False)
+    assert result.success
+    return {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
 def without(frame: pl.DataFrame, holes) -> pl.DataFrame:
     keep = pl.lit(True)
     for lo, hi in holes:
@@ -196,12 +209,15 @@ def test_refill_fetches_exactly_the_missing_agg_ids_and_a_second_run_fetches_not
     key = crypto_key(DAY, "BINANCE:ETHUSDT")
     server.reset()
 
-    done = refill_run(instance, server, store, key)
+    runs = refill_days_venues(instance, server, store, key, crypto_key(DAY, "BINANCE_UM"))  # BINANCE_UM: no slice
     pages = requests(server, "/api/v3/aggTrades")
     assert [(r["query"]["fromId"], r["query"]["limit"]) for r in pages] == [
         (str(first + 100), "50"), (str(first + 1500), "301")]  # the two holes, nothing else
     assert len(server.requests()) == 2
+    done, other = runs[crypto_key(DAY, "BINANCE")], runs[crypto_key(DAY, "BINANCE_UM")]
     assert (done["ids_missing_before"], done["trades_added"], done["ids_still_missing"]) == (351, 351, 0)
+    assert (other["slices_checked"], other["trades_added"], other["run_trades_added"]) == (0, 0, 351)  # each its own
+    assert done["run_partitions"] == other["run_partitions"] == 2
     after = stored(store, "BINANCE", "ETHUSDT", DAY)
     assert after.height == truth.height == PER_DAY and after["trade_id"].is_unique().all()
     assert_frame_equal(after, truth.sort("seq"))
