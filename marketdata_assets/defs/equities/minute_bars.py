@@ -126,6 +126,7 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
 
 
 OWN = ("rows_loaded", "files_loaded", "files_skipped")  # a month's own in its partition; the run's as run_*
+RUN_COUNTS = ("rows_deleted", "rows_inserted", "rows_in_window", "months", "seconds")  # a K-line refresh's: the run's
 
 
 class MonthlyKlineConfig(RunConfig):
@@ -163,7 +164,12 @@ def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineC
         context.log.info(f"refreshed {kline.KLINE} [{refreshed.window_start:%Y-%m}, {refreshed.window_end:%Y-%m}) "
                          f"on the {refreshed.path} path in {refreshed.seconds} s")
         chart = _kline_chart(conn, months[0], end, config.chart_codes)
-    metadata = {key: (dg.MetadataValue.json(value) if isinstance(value, dict) else value)
+        by_month = kline.rows_by_month(conn, months[0], end)
+    for month in months:  # each month its own rows; the refresh's counts are the run's
+        context.add_asset_metadata({"rows": dg.MetadataValue.int(by_month.get(month, 0)),
+                                    "run_partitions": len(months)}, partition_key=f"{month:%Y-%m-%d}")
+    metadata = {(f"run_{key}" if key in RUN_COUNTS else key): (dg.MetadataValue.json(value) if isinstance(value, dict)
+                                                              else value)
                 for key, value in refreshed.as_metadata().items() if value is not None}
     metadata["created"] = ensured.created
     metadata["aggregation"] = kline.aggregation_path(timescale.capabilities.license)

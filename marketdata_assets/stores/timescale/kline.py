@@ -529,6 +529,13 @@ def _refresh(conn: psycopg.Connection, license: str | None, start: datetime, end
     return _result(conn, license, action, start, end, started, deleted, inserted)
 
 
+def rows_by_month(conn: psycopg.Connection, start: date, end: date) -> dict[date, int]:
+    """The K-line's rows (one per code) of each month in [start, end)."""
+    rows = conn.execute(f"SELECT month, count(*) FROM {KLINE} WHERE month >= %s AND month < %s GROUP BY month",
+                        (start, end)).fetchall()
+    return {(month.date() if isinstance(month, datetime) else month): n for month, n in rows}
+
+
 def _result(conn: psycopg.Connection, license: str | None, action: str, start: datetime,
             end: datetime, started: float, deleted: int | None = None,
             inserted: int | None = None) -> RefreshResult:

@@ -83,8 +83,9 @@ def stored_minutes() -> pl.DataFrame:
     return pl.DataFrame(rows, schema=fx.MINUTE_SCHEMA, orient="row")
 
 
-def metadata(result, key: str) -> dict:
-    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key][:1]
+def metadata(result, key: str, partition: str | None = None) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key
+                and partition in (None, e.partition)][:1]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
@@ -183,8 +184,10 @@ def test_kline_daily_ma_and_checks_and_the_same_kline_on_the_tsl_server(bars_env
     # One month refreshes only its own window.
     refreshed = materialize(["stock_monthly_kline"], tags={"dagster/partition": "2026-02-01"})
     rmeta = metadata(refreshed, "stock_monthly_kline")
-    assert (rmeta["action"], rmeta["window_start"], rmeta["window_end"], rmeta["rows_in_window"]) == \
+    assert (rmeta["action"], rmeta["window_start"], rmeta["window_end"], rmeta["run_rows_in_window"]) == \
         ("refresh_window", "2026-02-01 00:00:00", "2026-03-01 00:00:00", 3)
+    assert rmeta["rows"] == 3 and [metadata(result, "stock_monthly_kline", month)["rows"]  # each month its own rows
+                                   for month in ("2026-01-01", "2026-02-01", "2026-03-01")] == [3, 3, 3]
 
     # The same files on the TSL server, the K-line compared with the native server's table.
     query = "SELECT month, code, name, open, high, low, close, volume, amount FROM stock_monthly_kline ORDER BY code, month"
