@@ -32,7 +32,13 @@ from typing import Any
 import yaml
 
 from marketdata_assets.core.identifiers import instrument_key
-from marketdata_assets.core.naming import InstrumentKey, a_share_code, normalize_instrument
+from marketdata_assets.core.naming import (
+    A_SHARE_VENUES,
+    InstrumentKey,
+    a_share_code,
+    a_share_venue,
+    normalize_instrument,
+)
 from marketdata_assets.datasets.universe import Rule
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.sources.config_schema import (
@@ -91,6 +97,7 @@ class SourcesConfig:
     catch_up_days: int = 7
     binance_archives: ArchiveSettings | None = None  # parsed: the section, or its defaults when absent
     crypto_universe_rules: Mapping[str, Rule] = field(default_factory=dict)  # venue -> its universe rule
+    a_share_universe_rules: Mapping[str, Rule] = field(default_factory=dict)  # SSE, SZSE, BSE -> its rule
 
     def crypto_partition_keys(self) -> list[str]:
         return [key.partition_key for key in self.crypto_instruments]
@@ -100,6 +107,18 @@ class SourcesConfig:
         explicit = self.crypto_instruments_by_venue()
         return {venue: replace(self.crypto_universe_rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
                 for venue in sorted(set(explicit) | set(self.crypto_universe_rules))}
+
+    def a_share_rules(self) -> dict[str, Rule]:
+        """SSE, SZSE, BSE -> its universe: the rule (if any) with the explicit codes, for every venue with either."""
+        explicit: dict[str, list[str]] = {}
+        for code in self.a_shares:
+            explicit.setdefault(a_share_venue(code), []).append(code)
+        return {venue: replace(self.a_share_universe_rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
+                for venue in sorted(set(explicit) | set(self.a_share_universe_rules))}
+
+    def universe_rules(self) -> dict[str, Rule]:
+        """Every venue's universe (crypto and A-share): `crypto_rules` and `a_share_rules`."""
+        return {**self.crypto_rules(), **self.a_share_rules()}
 
     def crypto_instruments_by_venue(self) -> dict[str, list[str]]:
         """venue -> its configured instruments, in the file's order."""
@@ -300,16 +319,17 @@ def _crypto_instruments(reader: _Reader, raw: Any) -> list[InstrumentKey]:
 RULE_KEYS = ("types", "quotes", "settles", "bases", "statuses", "include", "exclude", "top")
 
 
-def _crypto_rules(reader: _Reader, raw: Any) -> dict[str, Rule]:
-    """universes.crypto.rules: VENUE -> a mapping of RULE_KEYS, each a list of text but `top` (a whole number)."""
+def _rules(reader: _Reader, raw: Any, section: str, venues, keys: tuple[str, ...] = RULE_KEYS) -> dict[str, Rule]:
+    """universes.<section>.rules: VENUE (one of `venues`) -> a mapping of `keys`, each a list of text but `top`
+    (a whole number)."""
     rules = {}
-    for venue, spec in reader.mapping(raw, "universes.crypto.rules").items():
-        where, name = f"universes.crypto.rules.{venue}", str(venue).upper()
-        if name not in CRYPTO_SOURCES:
-            raise reader.error(where, f"unknown venue; expected one of {sorted(CRYPTO_SOURCES)}")
-        if not isinstance(spec, dict) or set(spec) - set(RULE_KEYS):
-            extra = sorted(set(spec) - set(RULE_KEYS)) if isinstance(spec, dict) else []
-            raise reader.error(where, f"expected a mapping of {', '.join(RULE_KEYS)}"
+    for venue, spec in reader.mapping(raw, f"universes.{section}.rules").items():
+        where, name = f"universes.{section}.rules.{venue}", str(venue).upper()
+        if name not in venues:
+            raise reader.error(where, f"unknown venue; expected one of {sorted(venues)}")
+        if not isinstance(spec, dict) or set(spec) - set(keys):
+            extra = sorted(set(spec) - set(keys)) if isinstance(spec, dict) else []
+            raise reader.error(where, f"expected a mapping of {', '.join(keys)}"
                                + (f"; unknown key(s) {', '.join(extra)}" if extra else ""))
         values = {}
         for key, listed in spec.items():
@@ -351,6 +371,7 @@ def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | Non
         raise reader.error("universes", "missing; expected a mapping")
     universes = reader.section(top["universes"], "universes", SCHEMA.keys["universes"])
     a_shares, a_start = _stock_universe(reader, universes, "a_shares", a_share_code)
+    a_raw = universes.get("a_shares") or {}
     yahoo, y_start = _stock_universe(reader, universes, "yahoo", lambda i: instrument_key(i.strip().upper()))
     crypto = SCHEMA.keys["universes"].keys["crypto"]
     c_raw = reader.section(universes.get("crypto") or {}, "universes.crypto", crypto)
@@ -361,7 +382,9 @@ def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | Non
         crypto_history_start=reader.get(c_raw, "universes.crypto", crypto, "history_start"),
         book_depth=reader.get(c_raw, "universes.crypto", crypto, "book_depth"),
         option_chains=_option_chains(reader, c_raw.get("option_chains") or {}),
-        crypto_universe_rules=_crypto_rules(reader, c_raw.get("rules") or {}),
+        crypto_universe_rules=_rules(reader, c_raw.get("rules") or {}, "crypto", CRYPTO_SOURCES),
+        # no `top`: no A-share volume snapshot is kept
+        a_share_universe_rules=_rules(reader, a_raw.get("rules") or {}, "a_shares", A_SHARE_VENUES, RULE_KEYS[:-1]),
         funding_caps=_funding_caps(reader, c_raw.get("funding_caps") or {}),
         catch_up_days=reader.get(top, "", SCHEMA, "catch_up_days"),
         binance_archives=_archives(reader, top.get("binance_archives") or DEFAULT_ARCHIVES, environ),

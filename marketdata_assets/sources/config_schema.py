@@ -112,8 +112,13 @@ SCHEMA = Section("The sources config file.", {
     SECTION: Section(f"An entry per declared source (`{OLD_SECTION}:`, its former name, is read too; not both).",
                      {name: _entry(name, source) for name, source in DECLARED.items()}, required=True),
     "universes": Section("What is fetched: the instruments and how far back.", {
-        "a_shares": Section("Tushare A-share bars (absent: none).", _universe(
-            "2024-01-01", "A-share codes in any spelling (sh600000, 600000.XSHG -> 600000.SH)")),
+        "a_shares": Section("Tushare A-share bars (absent: none).", {**_universe(
+            "2024-01-01", "A-share codes in any spelling (sh600000, 600000.XSHG -> 600000.SH)"),
+            "rules": Option({}, "mapping", description=(
+                "SSE | SZSE | BSE: {types, statuses, include, exclude}: the exchange's codes as a rule over the "
+                "point-in-time instrument master (Tushare stock_basic, listed and delisted: the `instrument_master` "
+                "asset with TUSHARE_TOKEN set), resolved per China day from what was listed that day; with the "
+                "explicit `symbols` (in on every day). docs/instruments.md."))}),
         "yahoo": Section("Yahoo chart v8 1-minute bars (absent: none).", _universe(
             "2025-01-01", "Yahoo's names (AAPL, VOD.L)")),
         "crypto": Section("The crypto venues (absent: none).", CRYPTO),

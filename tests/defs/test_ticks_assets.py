@@ -445,6 +445,49 @@ def test_yahoo_day_in_major_units_a_delisted_symbol_tolerated_and_a_rerun_replac
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
 
+def test_a_share_rules_resolve_each_day_from_the_master_a_listing_and_a_delisting(stock_server, stocks, instance,
+                                                                                   monkeypatch, tmp_path):
+    """`universes.a_shares.rules` over the master's shares (as Tushare stock_basic lists them): a code listed on
+    the second day has no slice the day before, one delisted on the first day has its last day and none after;
+    `marketdata universe --venue SSE` shows both."""
+    import yaml
+    from click.testing import CliRunner
+
+    from marketdata_assets.apps.cli import cli
+    from marketdata_assets.datasets.instruments import changes
+    from marketdata_assets.ingest.instruments import stored_master
+    from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG
+    from marketdata_assets.sources.tushare.listing import ListedInstrument, instrument_of
+    from marketdata_assets.stores.clickhouse.instruments import store_versions
+
+    first, second = STOCK_DAY - timedelta(days=1), STOCK_DAY
+    listed = [ListedInstrument("600100.SH", "新股", "SSE", "主板", "L", f"{second:%Y%m%d}"),
+              ListedInstrument("600101.SH", "退市", "SSE", "主板", "D", "20100104", f"{first:%Y%m%d}"),
+              ListedInstrument("600102.SH", "老股", "SSE", "主板", "L", "20100104")]
+    clickhouse = stocks["clickhouse"]
+    with clickhouse.get_client() as client:
+        stored_master(client, clickhouse.database)  # the table made
+        store_versions(client, clickhouse.database, changes({}, [instrument_of(i) for i in listed],
+                                                            datetime(2025, 6, 1, tzinfo=timezone.utc)))
+    sources = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    sources["universes"]["a_shares"] = {"history_start": "2024-01-01", "rules": {"SSE": {"types": ["equity"]}}}
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "sources.yaml"))
+    result = materialize(instance, stocks, ["a_share_daily_bars"], tags={RANGE_START: str(first), RANGE_END: str(second)})
+    assert result.success
+    assert sorted((r["instrument"], r["day"]) for r in ingest_log(clickhouse, "dataset = 'daily'")) == [
+        ("600100.SH", second), ("600101.SH", first), ("600102.SH", first), ("600102.SH", second)]
+    assert "2-2 codes a day, universes.a_shares.rules" in metadata(result, "a_share_daily_bars")["universe"]
+
+    monkeypatch.setenv("CLICKHOUSE_DSN", clickhouse.dsn)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", clickhouse.database)
+    shown = CliRunner().invoke(cli, ["universe", "--venue", "SSE", "--as-of", str(second), "--list"])
+    assert shown.exit_code == 0, shown.output
+    assert (f"SSE {second}: 2 in the universe (2 of 2 listed that day by the rule, 0 explicit); joined 1: 600100.SH; "
+            "left 1: 600101.SH") in shown.output
+    assert "600100.SH  equity  -  live" in shown.output
+
+
 def test_a_holiday_writes_nothing_and_materializes(stock_server, stocks, instance):
     stock_server.configure(holidays=["2025-06-06"])
     try:

@@ -117,6 +117,11 @@ def test_five_thousand_instruments_load(tmp_path):
      "universes.crypto.rules.OKX.top: expected a whole number >= 1"),
     (lambda d: d["universes"]["crypto"]["rules"]["OKX"].update(top=[20]),
      "universes.crypto.rules.OKX.top: expected a whole number >= 1"),
+    (lambda d: d["universes"]["a_shares"].update(rules={"SSE": {"types": ["equity"], "top": 20}}),
+     ("universes.a_shares.rules.SSE: expected a mapping of types, quotes, settles, bases, statuses, include, "
+      "exclude; unknown key(s) top")),  # no A-share volume snapshot to rank by
+    (lambda d: d["universes"]["a_shares"].update(rules={"HKEX": {"types": ["equity"]}}),
+     "universes.a_shares.rules.HKEX: unknown venue; expected one of ['BSE', 'SSE', 'SZSE']"),
     (lambda d: d["universes"]["crypto"].update(funding_caps={"OKX": 2}),
      "universes.crypto.funding_caps.OKX: expected a number > 0 and <= 1, got 2"),
     (lambda d: d["universes"]["yahoo"].update(history_start="June"), "universes.yahoo.history_start: expected a date YYYY-MM-DD, got 'June'"),
@@ -129,6 +134,17 @@ def test_invalid_files_name_the_file_and_the_key(tmp_path, change, message):
         load_sources_config(write(tmp_path, data, "mine.yaml"), environ={})
     assert str(raised.value).startswith("mine.yaml: ") and message in str(raised.value)
     assert str(raised.value).endswith(f"(file {tmp_path.resolve() / 'mine.yaml'})")
+
+
+def test_an_a_share_rule_joins_the_explicit_codes_of_its_exchange(tmp_path):
+    data = shipped()
+    data["universes"]["a_shares"]["rules"] = {"SZSE": {"types": ["equity"], "exclude": ["000002.SZ"]}}
+    config = load_sources_config(write(tmp_path, data), environ={})
+    rules = config.a_share_rules()
+    assert rules["SZSE"].types == ("equity",) and rules["SZSE"].exclude == ("000002.SZ",)
+    assert set(rules["SZSE"].explicit) == {c for c in config.a_shares if c.endswith(".SZ")}
+    assert not rules["SSE"].selects and set(rules["SSE"].explicit) == {c for c in config.a_shares if c.endswith(".SH")}
+    assert set(config.universe_rules()) == set(config.crypto_rules()) | set(rules)
 
 
 def test_a_rule_takes_a_top_n_by_volume(tmp_path):

@@ -21,25 +21,25 @@ def _rows(master, rule, day: date, volumes) -> list[tuple[str, ...]]:
         if item is None:
             out.append((name, "-", "-", "not in the master"))
         else:
-            size = f"{item.size:g} {item.contract_unit}" if item.type != "spot" else "-"
+            size = f"{item.size:g} {item.contract_unit}" if item.type not in ("spot", "equity") else "-"
             out.append((name, item.type, size, item.status))
     return out
 
 
 @click.command("universe")
-@click.option("--venue", help="Only this venue (BINANCE, BINANCE_UM, OKX, DERIBIT).")
+@click.option("--venue", help="Only this venue (BINANCE, BINANCE_UM, OKX, DERIBIT; SSE, SZSE, BSE).")
 @click.option("--as-of", "as_of", type=DAY, help="The day (UTC) the universe is resolved for (default: today).")
 @click.option("--list", "listed", is_flag=True, help="Every instrument: its type, contract size and status that day.")
 def universe(venue, as_of, listed) -> None:
-    """Each crypto venue's universe on a day from its rule and explicit list (sources file
-    `universes.crypto`), resolved from the stored instrument master (`instrument_master` asset)."""
+    """Each venue's universe on a day from its rule and explicit list (sources file `universes.crypto`,
+    `universes.a_shares`), resolved from the stored instrument master (`instrument_master` asset)."""
     from marketdata_assets.datasets.universe import explain, resolve
     from marketdata_assets.ingest.instruments import stored_master, stored_volumes
     from marketdata_assets.read import Reader
     from marketdata_assets.sources.config import load_sources_config
 
     day = (as_of or datetime.now(timezone.utc)).date()
-    rules = load_sources_config().crypto_rules()
+    rules = load_sources_config().universe_rules()
     if venue:
         if venue.upper() not in rules:
             raise click.UsageError(f"no universe of {venue!r}: the sources file has {', '.join(sorted(rules))}")

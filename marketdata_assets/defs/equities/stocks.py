@@ -1,7 +1,8 @@
 """Stocks: A-share 1-minute and daily bars from Tushare Pro, 1-minute bars from Yahoo Finance.
 
 Daily partitions (A-shares: China days; Yahoo: UTC days); the universe is processed INSIDE the run
-(the sources config's, or `instruments` in the run config; for A-shares `instruments: [ALL]` is every
+(the sources config's: for A-shares also rules resolved per day from the instrument master; or
+`instruments` in the run config; for A-shares `instruments: [ALL]` is every
 code Tushare lists today: `stock_basic`, asked once per Beijing day and kept in
 `<state dir>/listings/`, ~5,400 codes, fetched within the run's Tushare rate limits), a block of days
 at a time (`day_blocks`: memory stays at one block of the universe). All instruments of a day go
@@ -10,6 +11,7 @@ trading day: nothing is written and the ingest log says so.
 """
 
 import asyncio
+from datetime import date
 
 import dagster as dg
 
@@ -18,10 +20,12 @@ from marketdata_assets.core.http import ApiError, SourceError
 from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.core.naming import a_share_code, a_share_venue
 from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.datasets.universe import resolve
 from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
 from marketdata_assets.defs._common.partitions import days_of
 from marketdata_assets.defs.equities.partitions import FRESHNESS, a_share_days, yahoo_days
 from marketdata_assets.ingest.engine import IngestReport, day_blocks
+from marketdata_assets.ingest.instruments import stored_master
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import TushareResource, YahooResource
@@ -51,11 +55,34 @@ def universe(config: StockBarsConfig, default, normalize) -> list[str]:
         raise dg.Failure(f"run config instruments: {error}") from None
 
 
-def a_share_universe(context, config: StockBarsConfig, tushare: TushareResource) -> tuple[list[str], str]:
-    """(codes, what they are): the run config's, the sources config's, or with [ALL] the day's listing."""
-    if [i.strip().upper() for i in config.instruments] != [ALL]:
-        codes = universe(config, load_sources_config().a_shares, a_share_code)
-        return codes, f"{len(codes)} {'run config' if config.instruments else 'sources config'} codes"
+def a_share_universe(context, config: StockBarsConfig, tushare: TushareResource, clickhouse: ClickHouseResource
+                     ) -> tuple[dict[date, list[str]], str]:
+    """(each of the run's days -> its codes, what they are): the run config's, the sources config's rules resolved
+    per day from the instrument master (with its explicit codes), its explicit codes, or with [ALL] the listing."""
+    days = days_of(context.partition_keys)
+    if [i.strip().upper() for i in config.instruments] == [ALL]:
+        codes, said = _listed_today(context, tushare)
+        return dict.fromkeys(days, codes), said
+    sources = load_sources_config()
+    rules = sources.a_share_rules()
+    if config.instruments or not any(rule.selects for rule in rules.values()):
+        codes = universe(config, sources.a_shares, a_share_code)
+        return dict.fromkeys(days, codes), f"{len(codes)} {'run config' if config.instruments else 'sources config'} codes"
+    with clickhouse.get_client() as client:
+        master = stored_master(client, clickhouse.database, set(rules))
+    if not any(master.current(venue) for venue in rules):
+        raise dg.Failure("a_share_bars: universes.a_shares.rules select from the instrument master, which holds no "
+                         "A-share: materialize `instrument_master` with TUSHARE_TOKEN set (Tushare stock_basic)")
+    by_day = {day: sorted(code for rule in rules.values() for code in resolve(master, rule, day)) for day in days}
+    sizes = sorted(len(codes) for codes in by_day.values())
+    said = (f"{sizes[0]:,}-{sizes[-1]:,} codes a day, universes.a_shares.rules resolved per day from the instrument "
+            f"master ({', '.join(sorted(rules))})")
+    context.log.info(f"a_share_bars: {said}")
+    return by_day, said
+
+
+def _listed_today(context, tushare: TushareResource) -> tuple[list[str], str]:
+    """Every code Tushare lists today (stock_basic, asked once a Beijing day), and what they are."""
     try:
         listing = asyncio.run(listed_today(tushare.make_client, settings.state_dir() / "listings"))
     except (SourceError, ApiError) as error:
@@ -87,12 +114,13 @@ def a_share_bars(context: dg.AssetExecutionContext, config: StockBarsConfig, cli
     assets = {d: a for d, a in A_SHARE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     if not (tushare.token or "").strip():  # say which variable, before any request
         raise dg.Failure(f"a_share_bars: {TushareTokenError(f'{tushare.token_env} is not set')}")
-    codes, said = a_share_universe(context, config, tushare)
+    by_day, said = a_share_universe(context, config, tushare, clickhouse)
     report = IngestReport()
 
     def stages():
-        for block in day_blocks(days_of(context.partition_keys), tushare_feeds.BLOCK_DAYS, len(codes), 241):
-            keys = [SliceKey(d, a_share_venue(c), c, day) for d in assets for day in block for c in codes]
+        widest = max((len(codes) for codes in by_day.values()), default=0)
+        for block in day_blocks(sorted(by_day), tushare_feeds.BLOCK_DAYS, widest, 241):
+            keys = [SliceKey(d, a_share_venue(c), c, day) for d in assets for day in block for c in by_day[day]]
             yield tushare_feeds.feeds(tushare.make_client, planned(clickhouse, config, tushare_feeds.SOURCE, keys, report),
                                 workers=config.workers or tushare.workers, attempts=config.attempts)
 
