@@ -29,6 +29,7 @@ from pathlib import Path
 
 from marketdata_assets.apps.collector import PROTOCOLS
 from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched, summed
+from marketdata_assets.apps.universes import keep_looked_up
 from marketdata_assets.core.errors import error_text
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
@@ -41,8 +42,8 @@ from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
 from marketdata_assets.stores.redis_cache import RedisLatestCache
 
-
 LOG = logging.getLogger(__name__)
+KEEP_LOOKED_UP_S = 60.0  # how often the versions the collectors looked up reach the stored master
 
 
 @dataclass
@@ -165,6 +166,10 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
             tasks += [asyncio.create_task(venue.collector.run(stop)) for venue in collectors]
             resolving = [asyncio.create_task(_resolve_forever(given, running.collector))
                          for given, running in zip(options.venues, collectors, strict=True) if given.resolve]
+            masters = [m for v in collectors if (m := getattr(v.collector.protocol, "master", None)) is not None]
+            if masters:  # the versions looked up live, stored each minute and at the stop
+                stack.callback(keep_looked_up, masters, LOG.warning)
+                resolving.append(asyncio.create_task(_keep_looked_up_forever(masters)))
             stack.callback(lambda: [task.cancel() for task in resolving])
         info = {"tasks": len(tasks), "venues": [v.venue for v in collectors]}
         if collectors and options.metrics_port is not None:
@@ -217,6 +222,14 @@ async def _resolve_forever(venue: VenueOptions, collector: LiveCollector) -> Non
             continue
         if counts["added"] or counts["removed"]:
             LOG.info("%s universe: %s", venue.venue, counts)
+
+
+async def _keep_looked_up_forever(masters: list, every_s: float = KEEP_LOOKED_UP_S) -> None:
+    """`keep_looked_up` every `every_s`: what the venues answered the collectors' lookups reaches the stored
+    master while they run, not only through the next hourly load."""
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(keep_looked_up, masters, LOG.warning)
 
 
 def venue_protocol(venue: str, datasets: tuple[str, ...] | None = None):

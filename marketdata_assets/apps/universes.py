@@ -14,6 +14,7 @@ from marketdata_assets.datasets.instruments import Master
 from marketdata_assets.datasets.volumes import Volumes
 from marketdata_assets.ingest.instruments import (
     cut_warnings,
+    keep_learned,
     refresh_venues,
     stored_master,
     stored_volumes,
@@ -57,3 +58,19 @@ def universe_today(venues: list[str], refresh_from: str | None = None,
         say(f"{len(unreadable)} instrument(s) of the universe skipped, their names unreadable: "
             f"{', '.join(sorted(unreadable)[:20])}")
     return out
+
+
+def keep_looked_up(masters: list[Master], say: Callable[[str], None] = print) -> int:
+    """The versions the collectors' lookups learned (instruments their masters did not know, answered by the
+    venue's reference endpoint) stored in the instrument master, as the hourly loads store theirs; the store
+    away: kept for the next call, said. Returns the versions stored."""
+    pending = [master for master in masters if master.added]
+    if not pending:
+        return 0
+    try:
+        with Reader() as reader:
+            return sum(keep_learned(reader.clickhouse(), reader.database, master) for master in pending)
+    except Exception as error:  # noqa: BLE001  (collecting goes on; the next call stores them)
+        say(f"{error_text(error, 'the instrument master')}: {sum(len(m.added) for m in pending)} looked-up "
+            "version(s) kept for the next try")
+        return 0

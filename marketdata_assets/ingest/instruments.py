@@ -52,9 +52,14 @@ def sized_by(make_client: Callable, master: Master) -> Callable:
 
 
 def keep_learned(client, database: str, master: Master) -> int:
-    """Store what the clients looked up during the run (once); returns the versions stored."""
-    learned, master.added[:] = list(master.added), []
-    return store_versions(client, database, learned) if learned else 0
+    """Store what the clients looked up (once: taken off `master.added` when stored; a store that fails
+    leaves them for the next call); returns the versions stored."""
+    learned = list(master.added)
+    if not learned:
+        return 0
+    stored = store_versions(client, database, learned)
+    del master.added[:len(learned)]  # lookups of other threads append after them
+    return stored
 
 
 def stored_volumes(client, database: str, rules: dict[str, Rule], days) -> Volumes:

@@ -180,3 +180,28 @@ def test_tickers_that_fail_are_said_and_the_listing_is_stored_all_the_same(click
         assert [(r.venue, r.listed, r.volumes) for r in done] == [("OKX", 1, 0)]
         assert failed["OKX"].startswith("its 24 h volumes: SourceNotFound") and "versions are stored" in failed["OKX"]
         assert stored_master(client, clickhouse.database).at("OKX", "BTC-USDT").tick_size == 0.1
+
+
+def test_what_a_collector_looked_up_reaches_the_stored_master_once_and_waits_while_the_store_is_away(
+        clickhouse, monkeypatch):
+    """`apps.universes.keep_looked_up` (the live process, each minute and at its stop): the versions a collector's
+    master learned from the venue are stored once; with the store away they are kept, said, and stored later."""
+    from marketdata_assets.apps.universes import keep_looked_up
+
+    swap = Instrument("OKX", "UNI-USD-SWAP", "perpetual", "UNI", "USD", "UNI", True, 10.0, 1.0, "USD", 0.001, 1.0,
+                      1.0, NOW - 300 * DAY, None, "live")
+    master = Master()
+    master.learn("OKX", ["UNI-USD-SWAP"], [swap])  # what a lookup of a frame's unknown instrument answered
+    said = []
+    monkeypatch.setenv("CLICKHOUSE_DSN", "http://127.0.0.1:9")  # nothing listens there
+    assert keep_looked_up([master], said.append) == 0 and len(master.added) == 1
+    assert "1 looked-up version(s) kept for the next try" in said[0]
+    with clickhouse.get_client() as client:
+        stored_master(client, clickhouse.database)  # the database and its table made
+    monkeypatch.setenv("CLICKHOUSE_DSN", clickhouse.dsn)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", clickhouse.database)
+    assert keep_looked_up([master], said.append) == 1 and master.added == []
+    assert keep_looked_up([master], said.append) == 0  # stored once
+    with clickhouse.get_client() as client:
+        stored = stored_master(client, clickhouse.database, {"OKX"})
+    assert stored.at("OKX", "UNI-USD-SWAP").size == 10.0
