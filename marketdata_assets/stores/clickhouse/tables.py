@@ -8,6 +8,7 @@ measurements: docs/ticks.md, "The load pointer".
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -188,6 +189,9 @@ def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
                                              *history.history_ddl(database)], name):
             client.command(statement)
         return _object_names()
+    fingerprint = schema_fingerprint(database)
+    if _is_current(client, database, fingerprint):  # one query, not ~85 statements: every run ensures its store
+        return _object_names()
     client.command(create_database)
     statements = ddl_statements(database)
 
@@ -205,7 +209,39 @@ def ensure_tables(client, database: str, wait_s: float = 600.0) -> list[str]:
         client.command(f"ALTER TABLE {clickhouse_database(database)}.{INGEST_LOG} ADD COLUMN IF NOT EXISTS `{column}` {ctype}")
     _make_nullable(client, database)
     history.ensure_history(client, database)  # after ingest_log's added columns: its backfill reads them
+    _mark_current(client, database, fingerprint)
     return _object_names()
+
+
+ENSURED = "schema_ensured"  # the fingerprint of the schema a full `ensure_tables` left, and when
+
+
+def schema_fingerprint(database: str) -> str:
+    """What `ensure_tables` makes of `database`, hashed: its statements and the migrations it runs (a change
+    to any of them is a new fingerprint, so the next call does the whole work again)."""
+    declared = [*ddl_statements(database), *history.history_ddl(database), repr(RENAMED), repr(added_columns()),
+                repr(sorted(INGEST_LOG_ADDED.items())), repr(NULLABLE_SINCE)]
+    return hashlib.sha256("\n".join(declared).encode()).hexdigest()
+
+
+def _is_current(client, database: str, fingerprint: str) -> bool:
+    """A full `ensure_tables` of this very schema finished here, and every object it makes is still there."""
+    names = _object_names()
+    try:
+        present, marked = client.query(
+            f"SELECT (SELECT count() FROM system.tables WHERE database = {{db:String}} AND name IN {{names:Array(String)}}), "
+            f"(SELECT count() FROM {clickhouse_database(database)}.{ENSURED} WHERE fingerprint = {{f:String}})",
+            parameters={"db": database, "names": names, "f": fingerprint}).result_rows[0]
+    except Exception:  # noqa: BLE001 - no database or no marker yet (the server's own error kinds): not current
+        return False
+    return present == len(set(names)) and marked > 0
+
+
+def _mark_current(client, database: str, fingerprint: str) -> None:
+    db = clickhouse_database(database)
+    client.command(f"CREATE TABLE IF NOT EXISTS {db}.{ENSURED} (fingerprint String, ensured_at DateTime64(3, 'UTC')) "
+                   "ENGINE = ReplacingMergeTree ORDER BY fingerprint")
+    client.command(f"INSERT INTO {db}.{ENSURED} VALUES ({{f:String}}, now64(3))", parameters={"f": fingerprint})
 
 
 def added_columns() -> list[tuple[str, str, str, str]]:
