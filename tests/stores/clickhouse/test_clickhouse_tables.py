@@ -91,6 +91,28 @@ def test_ddl_is_idempotent_and_shaped_for_the_queries(clickhouse):
         assert "DELETE" not in statement.upper()
 
 
+def test_a_store_this_schema_made_is_checked_not_made_again_unless_an_object_is_gone_or_the_schema_changed(
+        clickhouse, monkeypatch):
+    def marks(client) -> set[str]:
+        return {r[0] for r in client.query(f"SELECT fingerprint FROM `{db}`.{ct.ENSURED} FINAL").result_rows}
+
+    with clickhouse.get_client() as client:
+        db = clickhouse.database
+        ct.ensure_tables(client, db)
+        original = ct.schema_fingerprint(db)
+        assert marks(client) == {original}  # the full work done, its schema recorded
+        assert original != ct.schema_fingerprint(db + "_other")
+        client.command(f"DROP VIEW `{db}`.trades_v")
+        ct.ensure_tables(client, db)  # an object gone: made again
+        assert client.command(f"SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'trades_v'") == 1
+        monkeypatch.setattr(ct, "schema_fingerprint", lambda database: "a later version's")
+        client.command(f"DROP VIEW `{db}`.active_loads")
+        monkeypatch.setattr(ct, "_object_names", lambda: ["trades"])  # nothing missing by the names: the fingerprint
+        ct.ensure_tables(client, db)  # another schema: the whole work again, then recorded
+        assert client.command(f"SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'active_loads'") == 1
+        assert marks(client) == {original, "a later version's"}
+
+
 @pytest.mark.parametrize("bad", ["bad-name", "x; DROP TABLE y", "", "1abc"])
 def test_database_name_is_validated(bad):
     with pytest.raises(ValueError, match="ClickHouse database"):
