@@ -89,6 +89,17 @@ def test_an_embedded_client_is_told_who_holds_the_directory(server):
         connection.open_client(f"chdb://{data_dir}", DATABASE, lock_timeout_s=0.3)
 
 
+# Every process waits at this barrier until all six are ready, then works: they work at the same time
+# whatever their start-up took (Dagster's import takes seconds on a loaded machine).
+BARRIER = """
+import pathlib, time
+ready = pathlib.Path("{ready}")
+(ready / "{role}").touch()
+deadline = time.time() + 120
+while len(list(ready.iterdir())) < 6 and time.time() < deadline:
+    time.sleep(0.02)
+"""
+
 RUN = """
 import dagster as dg, polars as pl, json, sys, time
 from datetime import date, datetime, timedelta, timezone
@@ -114,6 +125,7 @@ def slices(clickhouse: ClickHouseResource):
             assert got.height == n and got["price"].max() == 1.0 + rep, got.height
             times.append((t, time.monotonic()))
 
+{barrier}
 started = time.time()
 result = dg.materialize([slices], resources={{"clickhouse": ClickHouseResource(dsn="{dsn}", database="{db}")}})
 assert result.success
@@ -126,6 +138,7 @@ import json, time
 from datetime import datetime, timezone
 from marketdata_assets.stores.clickhouse import connection, live
 client, _ = connection.open_client("{dsn}", "{db}")
+{barrier}
 started, ops, slowest = time.time(), 0, 0.0
 while time.time() - started < 8 or ops < 20:
     t = time.monotonic()
@@ -140,6 +153,7 @@ print(json.dumps({{"role": "consumer", "ops": ops, "start": started, "end": time
 READER = """
 import json, time
 from marketdata_assets.read import Reader
+{barrier}
 started, ops, slowest = time.time(), 0, 0.0
 with Reader(clickhouse_dsn="{dsn}", clickhouse_database="{db}") as reader:
     while time.time() - started < 8 or ops < 20:
@@ -151,16 +165,23 @@ print(json.dumps({{"role": "second reader", "ops": ops, "start": started, "end":
 """
 
 
-def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_progress(server):
+def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_progress(server, tmp_path):
     """What one embedded engine could not do (one process at a time, the others waiting up to the lock
-    timeout): every process works at once, and the server admits statements in arrival order."""
+    timeout): every process works at once (from a common start), and the server admits statements in
+    arrival order."""
     dsn, _ = server
     before = httpx.get(f"{dsn}/queue").json()
+    names = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
+
+    def barrier(role: str) -> str:
+        return BARRIER.format(ready=tmp_path, role=role)
+
     with Reader(clickhouse_dsn=dsn, clickhouse_database=DATABASE) as notebook:  # held open throughout
         notebook.catalog()
-        scripts = [RUN.format(dsn=dsn, db=DATABASE) for _ in range(4)] + \
-            [CONSUMER.format(dsn=dsn, db=DATABASE), READER.format(dsn=dsn, db=DATABASE)]
-        args = [[i] for i in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")] + [[], []]
+        scripts = [RUN.format(dsn=dsn, db=DATABASE, barrier=barrier(name)) for name in names] + [
+            CONSUMER.format(dsn=dsn, db=DATABASE, barrier=barrier("consumer")),
+            READER.format(dsn=dsn, db=DATABASE, barrier=barrier("reader"))]
+        args = [[i] for i in names] + [[], []]
         procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(s), *a], cwd=REPO, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s, a in zip(scripts, args)]
         during = 0
@@ -175,7 +196,7 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
         final = notebook.trades("BINANCE", "SOLUSDT", start="2024-03-01", end="2024-03-02")
     assert final.height == 2000 and during >= 5
     assert [r["ops"] for r in reports[:4]] == [6] * 4 and min(r["ops"] for r in reports[4:]) >= 20
-    # all of them at once: every process started before any of them ended
+    assert len(list(tmp_path.iterdir())) == 6  # all of them at once: each started its work once all six were ready
     assert max(r["start"] for r in reports) < min(r["end"] for r in reports), reports
     queue = httpx.get(f"{dsn}/queue").json()
     assert queue["out_of_order"] == 0 and queue["admitted"] == queue["arrived"] > before["arrived"] + 200, queue
