@@ -15,35 +15,32 @@ from __future__ import annotations
 
 import pytest
 
-LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-26)
-    "tests/defs/test_ticks_assets.py",  # 97
-    "tests/ingest/live/test_recovery.py",  # 96
-    "tests/orchestration/test_dead_runs_storage.py",  # 89
-    "tests/test_quickstart.py",  # 89
-    "tests/test_webserver.py",  # 82
-    "tests/apps/cli/test_minute_store_cli.py",  # 71
-    "tests/defs/equities/test_bars_assets.py",  # 65
-    "tests/ingest/alphas/test_import_faults.py",  # 60
-    "tests/apps/cli/test_cli.py",  # 45
-    "tests/orchestration/test_dead_runs.py",  # 45
-    "tests/apps/cli/test_cli_seeds.py",  # 44
-    "tests/defs/live/test_live_loads.py",  # 41
-    "tests/defs/crypto/test_crypto_dataset_assets.py",  # 39
-    "tests/apps/cli/test_collect_cli.py",  # 39
-    "tests/test_dotenv_precedence.py",  # 37
-    "tests/ingest/live/test_venues.py",  # 37
-    "tests/defs/live/test_live_dataset_loads.py",  # 36
-    "tests/sources/binance_vision/test_binance_archives.py",  # 33
-    "tests/bench/test_bench_universe.py",  # 31
-    "tests/stores/clickhouse/test_clickhouse_local_server.py",  # 29
-    "tests/defs/alphas/test_alpha_assets.py",  # 27
-    "tests/defs/crypto/test_continuity.py",  # 27
-    "tests/bench/test_bench_live_capture.py",  # 25
-    "tests/ingest/live/test_nats_cluster.py",  # 22
-    "tests/ingest/alphas/test_store_faults.py",  # 21
-    "tests/read/test_read_clickhouse.py",  # 21
-    "tests/test_project_cli.py",  # 21
-    "tests/bench/test_bench_live_capture_universe.py",  # 20
+LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-27)
+    "tests/orchestration/test_dead_runs_storage.py",  # 76
+    "tests/test_quickstart.py",  # 73
+    "tests/defs/test_ticks_assets.py",  # 70
+    "tests/test_webserver.py",  # 67
+    "tests/ingest/live/test_recovery.py",  # 67
+    "tests/defs/equities/test_bars_assets.py",  # 57
+    "tests/ingest/alphas/test_import_faults.py",  # 54
+    "tests/apps/cli/test_minute_store_cli.py",  # 51
+    "tests/defs/alphas/test_alpha_assets.py",  # 49
+    "tests/apps/cli/test_cli_seeds.py",  # 39
+    "tests/defs/crypto/test_continuity.py",  # 38
+    "tests/orchestration/test_dead_runs.py",  # 36
+    "tests/ingest/live/test_venues.py",  # 35
+    "tests/defs/live/test_live_dataset_loads.py",  # 33
+    "tests/bench/test_bench_universe.py",  # 33
+    "tests/apps/cli/test_collect_cli.py",  # 33
+    "tests/apps/cli/test_cli.py",  # 33
+    "tests/stores/clickhouse/test_clickhouse_local_server.py",  # 31
+    "tests/test_dotenv_precedence.py",  # 29
+    "tests/sources/binance_vision/test_binance_archives.py",  # 26
+    "tests/bench/test_bench_live_capture.py",  # 26
+    "tests/stores/clickhouse/test_writer.py",  # 24
+    "tests/defs/crypto/test_crypto_dataset_assets.py",  # 24
+    "tests/stores/clickhouse/test_clickhouse_tables.py",  # 21
+    "tests/test_new_venue_recipe.py",  # 20
 )
 
 
