@@ -382,7 +382,11 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
                     after = c.stats.trades
                     await c.stats.wait_until(lambda s: s.trades >= after + MORE, WAIT_S)
                     ws.pause()
-                    await c.stats.wait_until(lambda s: not c.trade_frames and not c.outbox and s.published + s.duplicates == s.trades, WAIT_S)
+                    await ws.delivered(WAIT_S)  # every frame sent was read: none is landed at the stop unpublished
+                    last = ws.trade_ids(rig.feed.instrument)[1]  # ... and the last trade sent was read, sealed, published
+                    await c.stats.wait_until(lambda s: c.trade_gaps.last.get(rig.feed.instrument) == last
+                                             and c.queue.unfinished <= 0 and not c.trade_frames and not c.outbox
+                                             and s.published + s.duplicates == s.trades, WAIT_S)
                     await consumer.stats.wait_until(lambda s: s.acked >= c.stats.published, WAIT_S)
                 finally:
                     stop.set()
