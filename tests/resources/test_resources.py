@@ -209,12 +209,14 @@ def test_unset_variables_fall_back_to_the_local_stack(monkeypatch):
     from marketdata_assets.core import settings
     from marketdata_assets.resources import build_resources
 
-    for name in ("MONGODB_URI", "TIMESCALE_PORT", "CLICKHOUSE_DSN", "MARKETDATA_STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("MONGODB_URI", "TIMESCALE_PORT", "CLICKHOUSE_DSN", "MARKETDATA_STATE_DIR", "STACK_CLICKHOUSE_PORT"):
+        monkeypatch.delenv(name, raising=False)  # hermetic: whatever the shell running the suite exports
     resources = build_resources()
     assert resources["mongo"].uri == "mongodb://127.0.0.1:57017"
     assert resources["timescale"].port == 55432
     assert resources["clickhouse"].dsn == "http://127.0.0.1:58123"  # the stack's engine server
+    monkeypatch.setenv("STACK_CLICKHOUSE_PORT", "59999")  # a stack moved to another port: followed
+    assert build_resources()["clickhouse"].dsn == "http://127.0.0.1:59999"
 
 
 def test_mongo_server_that_stops_answering_fails_the_operation_instead_of_hanging():
