@@ -42,13 +42,16 @@ class EmbeddedLockTimeout(RuntimeError):
     """Another process holds the embedded engine's data directory (the message names it)."""
 
 
-def process_description(pid: str) -> str:
-    """`pid N (its command line)`, as far as /proc tells (the holder of a lock, for a message)."""
+def process_description(pid: str, most: int = 100) -> str:
+    """`pid N (program and its first arguments)`, as far as /proc tells (the holder of a lock, for a message):
+    one line whatever the command line holds (a `python -c` script's newlines), at most `most` characters of it."""
     try:
-        argv = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
-        command = " ".join(a.decode(errors="replace") for a in argv if a)[:200]
+        argv = [a.decode(errors="replace") for a in Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0") if a]
     except (OSError, ValueError):
-        command = ""
+        argv = []
+    words = [Path(argv[0]).name, *argv[1:]] if argv else []
+    command = " ".join(" ".join(word.split()) for word in words)
+    command = command if len(command) <= most else command[:most - 1].rstrip() + "…"
     return f"pid {pid} ({command})" if command else f"pid {pid}"
 
 

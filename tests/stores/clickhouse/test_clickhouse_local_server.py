@@ -89,6 +89,23 @@ def test_an_embedded_client_is_told_who_holds_the_directory(server):
         connection.open_client(f"chdb://{data_dir}", DATABASE, lock_timeout_s=0.3)
 
 
+def test_a_holder_is_named_on_one_short_line_whatever_its_command_line_holds():
+    """A `python -c` script of many lines holding the directory: the wait line and the CLI's FAILED line stay
+    one line (the script's newlines folded, the command cut at 100 characters)."""
+    script = "import time\n" + "\n".join(f"x{i} = {i}" for i in range(60)) + "\ntime.sleep(60)\n"
+    holder = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        described = connection.process_description(str(holder.pid))
+        line = connection.wait_line(Path("/state/clickhouse"), str(holder.pid), 900)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert described.startswith(f"pid {holder.pid} ({Path(sys.executable).name} -c import time x0 = 0 x1 = 1")
+    assert described.endswith("…)") and len(described) <= len(f"pid {holder.pid} ()") + 100
+    assert "\n" not in line and described in line
+    assert connection.process_description("999999999") == "pid 999999999"  # gone: its pid alone
+
+
 # Every process waits at this barrier until all six are ready, then works: they work at the same time
 # whatever their start-up took (Dagster's import takes seconds on a loaded machine).
 BARRIER = """
