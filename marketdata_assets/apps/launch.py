@@ -75,8 +75,10 @@ class Outcome:
     @property
     def state(self) -> str:
         """ok | partial (it succeeded, but an asset says what it could not do, or a partition stored nothing)
-        | FAILED."""
-        return "FAILED" if not self.success else "partial" if self.partial or self.not_stored else "ok"
+        | checks failed (it stored what it fetched, and a check of ERROR severity did not pass) | FAILED."""
+        if not self.success:
+            return "FAILED"
+        return "checks failed" if self.failed_checks else "partial" if self.partial or self.not_stored else "ok"
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
@@ -120,9 +122,11 @@ class Outcome:
 def summary(outcomes: list[Outcome]) -> str:
     failed = [o for o in outcomes if not o.success]
     partial = [o for o in outcomes if o.state == "partial"]
+    unchecked = [o for o in outcomes if o.state == "checks failed"]
     seconds = sum(o.seconds for o in outcomes)
-    text = (f"{len(outcomes) - len(failed) - len(partial)}/{len(outcomes)} steps ok, "
-            + (f"{len(partial)} partial, " if partial else "") +
+    text = (f"{len(outcomes) - len(failed) - len(partial) - len(unchecked)}/{len(outcomes)} steps ok, "
+            + (f"{len(partial)} partial, " if partial else "")
+            + (f"{len(unchecked)} with failed checks, " if unchecked else "") +
             f"{sum(o.rows for o in outcomes):,} rows, "
             f"{sum(o.checks_passed for o in outcomes)}/{sum(o.checks for o in outcomes)} checks passed, "
             f"{seconds:.1f} s")

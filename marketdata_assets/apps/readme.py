@@ -18,7 +18,7 @@ from marketdata_assets.core.files import atomic_write_bytes
 BEGIN, END = "<!-- make-run-output:begin -->", "<!-- make-run-output:end -->"
 README = settings.PROJECT_ROOT / "README.md"
 STEP = re.compile(
-    r"^\[(?P<status>ok|partial|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, (?P<partitions>\d+) partitions?)?, "
+    r"^\[(?P<status>ok|partial|checks failed|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, (?P<partitions>\d+) partitions?)?, "
     r"(?P<rows>[\d,]+) rows(?: \((?P<unchanged>[\d,]+) unchanged\))?(?:, (?P<files>[\d,]+) files written)?(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: \((?P<warned>\d+) warnings?\))?)?, "
     r"(?P<seconds>\d+\.\d) s(?P<rest>.*?)  \(run (?P<run>[0-9a-f]{8})\)$")
 SUMMARY = re.compile(r"^make run: (?P<text>.*?), (?P<seconds>\d+\.\d) s$")

@@ -73,3 +73,21 @@ def test_a_run_that_found_everything_stored_says_so_beside_its_zero_rows():
     from marketdata_assets.apps.readme import parse_step
 
     assert parse_step(again.line()).line() == again.line()
+
+
+def test_a_check_of_error_severity_that_failed_is_never_behind_ok():
+    """A run that stored what it fetched but failed a check of ERROR severity says `[checks failed]`, naming the
+    check; the summary does not count it ok; the README's sample reads the line back."""
+    from marketdata_assets.apps.readme import parse_step
+
+    unchecked = Outcome("a-share ingest 2025-06-02..2025-06-06", True, "0123456789ab", 4.0, assets=["a_share_bars_1m"],
+                        partitions=["2025-06-02"], rows=241, checks_passed=3, checks=4,
+                        failed_checks=["a_share_bars_1m:minutes_complete[2025-06-02]"], partial=["a: 1 row rejected"])
+    assert unchecked.state == "checks failed"  # it wins over partial: the data is suspect
+    assert unchecked.line().startswith("[checks failed] a-share ingest 2025-06-02..2025-06-06: 1 asset, 1 partition, "
+                                       "241 rows, 3/4 checks passed, 4.0 s; ")
+    assert "; failed checks: a_share_bars_1m:minutes_complete[2025-06-02]" in unchecked.line()
+    plain = Outcome("z", True, "ba9876543210", 1.0, assets=["z"], rows=5)
+    assert summary([unchecked, plain]).startswith("1/2 steps ok, 1 with failed checks, 246 rows, 3/4 checks passed")
+    again = parse_step(unchecked.line())
+    assert again.state == "checks failed" and again.line() == unchecked.line()
