@@ -74,11 +74,12 @@ class Outcome:
 
     @property
     def state(self) -> str:
-        """ok | partial (it succeeded, but an asset says what it could not do, or a partition stored nothing)
-        | checks failed (it stored what it fetched, and a check of ERROR severity did not pass) | FAILED."""
+        """ok | checks failed (it stored what it fetched, and a check of ERROR severity did not pass) | partial
+        (it succeeded, but an asset says what it could not do, or a partition stored nothing) | FAILED; the
+        line names the failed checks whatever its state."""
         if not self.success:
             return "FAILED"
-        return "checks failed" if self.failed_checks else "partial" if self.partial or self.not_stored else "ok"
+        return "partial" if self.partial or self.not_stored else "checks failed" if self.failed_checks else "ok"
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]

@@ -82,8 +82,10 @@ def test_a_check_of_error_severity_that_failed_is_never_behind_ok():
 
     unchecked = Outcome("a-share ingest 2025-06-02..2025-06-06", True, "0123456789ab", 4.0, assets=["a_share_bars_1m"],
                         partitions=["2025-06-02"], rows=241, checks_passed=3, checks=4,
-                        failed_checks=["a_share_bars_1m:minutes_complete[2025-06-02]"], partial=["a: 1 row rejected"])
-    assert unchecked.state == "checks failed"  # it wins over partial: the data is suspect
+                        failed_checks=["a_share_bars_1m:minutes_complete[2025-06-02]"])
+    assert unchecked.state == "checks failed"
+    both = Outcome("x", True, "0123456789ab", 1.0, failed_checks=["x:c"], partial=["a: 1 row rejected"])
+    assert both.state == "partial" and "; failed checks: x:c" in both.line()  # what it could not do first
     assert unchecked.line().startswith("[checks failed] a-share ingest 2025-06-02..2025-06-06: 1 asset, 1 partition, "
                                        "241 rows, 3/4 checks passed, 4.0 s; ")
     assert "; failed checks: a_share_bars_1m:minutes_complete[2025-06-02]" in unchecked.line()

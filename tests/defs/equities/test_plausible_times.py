@@ -95,7 +95,7 @@ def test_the_month_window_check_fails_on_a_row_planted_outside_its_window():
 def test_a_load_that_rejected_input_is_partial_on_the_runs_line_naming_rows_files_and_where():
     """Rows rejected (the 2062 typo: future-dated) and a file quarantined whole make the run's line
     `[partial]`, not `[ok]`, with the count, the files and where their rejects are; the rejected rows
-    are recorded per code and day. The file fixed and loaded again: `[ok]`, the record replaced."""
+    are recorded per code and day. The file fixed and loaded again: no longer partial, the record replaced."""
     from marketdata_assets.apps.cli.session import selection
     from marketdata_assets.apps.launch import launch
     from tests.defs.equities.test_bars_assets import definitions
@@ -127,7 +127,8 @@ def test_a_load_that_rejected_input_is_partial_on_the_runs_line_naming_rows_file
                              str(quarantine / "rejects" / "600000.SH.csv.rejects.csv"))]
 
         fx.write_text(landing / "600000.SH.csv", fx.render(truth, "cn_minute"))  # the typo fixed
-        fixed = load()
-        assert fixed.success and (fixed.state, fixed.partial) == ("ok", [])
-        assert fixed.line().startswith("[ok] minute bars 2026-01..2026-01: 1 asset, 1 partition, 240 rows, ")
+        fixed = load()  # nothing rejected now; the month holds one day of bars (01-05): its check says so
+        assert fixed.success and (fixed.state, fixed.partial) == ("checks failed", [])
+        assert fixed.failed_checks == ["stock_1min_qfq:complete_minutes[2026-01-01]"]
+        assert fixed.line().startswith("[checks failed] minute bars 2026-01..2026-01: 1 asset, 1 partition, 240 rows, ")
         assert stored("SELECT count(*) FROM minute_bar_rejected_rows") == [(0,)]
