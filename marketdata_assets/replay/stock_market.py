@@ -2,7 +2,7 @@
 both draw from, and what the one-port server (`replay.stocks`) gives each of them (`Host`,
 `SourceReplay`).
 
-The market: weekdays are trading days (minus `holidays`), prices are random walks around a slow
+The market: an exchange's sessions (its calendar, core.calendars; minus `holidays`) are trading days, prices are random walks around a slow
 per-instrument reference (`reference_price`), every number a pure function of (seed, instrument,
 day) so that the ground truth can be recomputed at any time.
 
@@ -19,8 +19,10 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any, Protocol
 
+from marketdata_assets.core import calendars
 from marketdata_assets.replay import Reply, json_reply
 
 
@@ -142,8 +144,18 @@ def seeded_random(*parts: Any) -> random.Random:
     return random.Random("|".join(str(p) for p in parts))  # str seeds hash with SHA-512: stable
 
 
-def is_session_day(day: date, holidays: tuple[str, ...] = ()) -> bool:
-    return day.weekday() < 5 and day.isoformat() not in holidays
+def is_session_day(day: date, holidays: tuple[str, ...] = (), venue: str | None = None) -> bool:
+    """A weekday not in `holidays` and, for a `venue`, a session of its exchange's calendar (a vendor serves
+    no bars on a market holiday) where the calendar knows the day."""
+    return day.weekday() < 5 and day.isoformat() not in holidays and (venue is None or _venue_session(venue, day))
+
+
+@lru_cache(maxsize=65_536)
+def _venue_session(venue: str, day: date) -> bool:
+    try:
+        return bool(calendars.trading_days(venue, day, day))
+    except ValueError:  # no calendar for the venue, or a day before it: a weekday trades
+        return True
 
 
 def reference_price(seed: int, instrument: str, day: date, lo: float, hi: float) -> float:

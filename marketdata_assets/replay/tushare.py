@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from marketdata_assets.core.naming import a_share_venue
 from marketdata_assets.replay import Reply, a_share_listing
 from marketdata_assets.replay.stock_market import (
     Host,
@@ -69,7 +70,7 @@ def ashare_minutes(seed: int, ts_code: str, day: date, auction_bar: bool = True,
                    holidays: tuple[str, ...] = ()) -> tuple[tuple, ...]:
     """The day's `stk_mins` rows, OLDEST first, in the API's field order (STK_MINS_FIELDS):
     (ts_code, "YYYY-MM-DD HH:MM:SS", open, close, high, low, vol shares, amount yuan)."""
-    if not is_session_day(day, holidays):
+    if not is_session_day(day, holidays, _venue(ts_code)):
         return ()
     rng = seeded_random(seed, "cn", ts_code, day)
     ref = reference_price(seed, ts_code, day, 3.0, 180.0)
@@ -110,9 +111,17 @@ def ashare_minutes(seed: int, ts_code: str, day: date, auction_bar: bool = True,
     return tuple(rows)
 
 
-def _previous_session(day: date, holidays: tuple[str, ...]) -> date:
+def _venue(ts_code: str) -> str | None:
+    """The exchange of a code (SSE, SZSE, BSE), whose calendar says its sessions; None for a code of no exchange."""
+    try:
+        return a_share_venue(ts_code)
+    except (KeyError, ValueError):
+        return None
+
+
+def _previous_session(day: date, holidays: tuple[str, ...], venue: str | None = None) -> date:
     d = day - timedelta(days=1)
-    while not is_session_day(d, holidays):
+    while not is_session_day(d, holidays, venue):
         d -= timedelta(days=1)
     return d
 
@@ -125,7 +134,7 @@ def ashare_daily(seed: int, ts_code: str, day: date, auction_bar: bool = True,
     bars = ashare_minutes(seed, ts_code, day, auction_bar, holidays)
     if not bars:
         return None
-    prev = ashare_minutes(seed, ts_code, _previous_session(day, holidays), auction_bar, holidays)
+    prev = ashare_minutes(seed, ts_code, _previous_session(day, holidays, _venue(ts_code)), auction_bar, holidays)
     o, c = bars[0][2], bars[-1][3]
     h, lo = max(b[4] for b in bars), min(b[5] for b in bars)
     vol = sum(b[6] for b in bars)

@@ -69,9 +69,9 @@ def yahoo_minutes(seed: int, instrument: str, day: date, null_rate: float = 0.02
     volume, fill, missing_field) with CLEAN prices in the quote currency (pence for GBp);
     fill "ok" | "empty" (every value null) | "partial" (`missing_field` null); the truth endpoint
     names that column `kind`."""
-    if not is_session_day(day, holidays):
-        return ()
     ex = yahoo_exchange(instrument)
+    if not is_session_day(day, holidays, ex.code):
+        return ()
     tz = ZoneInfo(ex.timezone)
     rng = seeded_random(seed, "yahoo", instrument, day)
     t = datetime(day.year, day.month, day.day, *ex.open, tzinfo=tz)

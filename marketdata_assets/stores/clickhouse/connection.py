@@ -42,9 +42,9 @@ class EmbeddedLockTimeout(RuntimeError):
     """Another process holds the embedded engine's data directory (the message names it)."""
 
 
-def process_description(pid: str, most: int = 100) -> str:
-    """`pid N (program and its first arguments)`, as far as /proc tells (the holder of a lock, for a message):
-    one line whatever the command line holds (a `python -c` script's newlines), at most `most` characters of it."""
+def process_description(pid: str, most: int = 160) -> str:
+    """`pid N (program and its arguments)`, as far as /proc tells (the holder of a lock, for a message): one
+    line whatever the command line holds (a `python -c` script's newlines folded), at most `most` characters."""
     try:
         argv = [a.decode(errors="replace") for a in Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0") if a]
     except (OSError, ValueError):

@@ -52,7 +52,7 @@ FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
 CHINA = ZoneInfo("Asia/Shanghai")
 UTC = timezone.utc
 TOKEN = "tok-3f9a1c-SECRET-never-print"
-WEEK = [date(2025, 6, 2) + timedelta(days=i) for i in range(5)]  # Mon..Fri
+WEEK = [date(2025, 6, 9) + timedelta(days=i) for i in range(5)]  # Mon..Fri (06-02 was the Dragon Boat holiday: the replay follows the exchange calendar)
 
 
 def run(coro):
@@ -296,7 +296,7 @@ def test_minute_bars_equal_the_servers_ground_truth(path_style):
 
 @pytest.mark.parametrize("server_limit, client_limit, window_days, days", [
     (8000, 8000, 60, (date(2025, 3, 3), date(2025, 5, 30))),  # 44 trading days in a window: > 8000 rows
-    (1000, 1000, 30, (date(2025, 6, 2), date(2025, 6, 13))),  # pages that cut days in the middle
+    (1000, 1000, 30, (date(2025, 6, 9), date(2025, 6, 20))),  # pages that cut days in the middle
 ])
 def test_newest_first_paging_loses_and_repeats_nothing(server_limit, client_limit, window_days, days):
     with StocksReplayServer(StocksReplayConfig(stk_mins_row_limit=server_limit)) as server:
@@ -375,7 +375,7 @@ def test_daily_asks_once_for_every_code():
 
 def test_daily_pages_backward_through_a_date_cut_in_the_middle():
     # 3 codes x 10 trade days = 30 rows, 7 a page: pages end inside a date, which is asked again whole
-    codes, days = ["600000.SH", "000001.SZ", "830799.BJ"], (date(2025, 6, 2), date(2025, 6, 13))
+    codes, days = ["600000.SH", "000001.SZ", "830799.BJ"], (date(2025, 6, 9), date(2025, 6, 20))
     with StocksReplayServer(StocksReplayConfig(daily_row_limit=7)) as server:
         async def go():
             async with client(server, daily_row_limit=7) as ts:
@@ -710,3 +710,19 @@ def test_per_symbol_isolation_with_parallel_workers():
     assert "malformed JSON body" in str(results["601398.SH"]) and "after 4 attempts" in str(results["601398.SH"])
     assert results["601398.SH"].instrument == "601398.SH"
     assert isinstance(results["830799.BJ"], ApiError) and results["830799.BJ"].status == 500
+
+
+def test_the_replays_serve_no_bars_on_their_exchanges_holidays():
+    """As the vendors do: no Tushare bars on a Shanghai/Shenzhen holiday (the Dragon Boat Monday 2025-06-02),
+    no Yahoo bars on a New York one (Thanksgiving 2025-11-27) while London trades; the next session has them,
+    and a daily row's pre_close is the last session's close."""
+    from marketdata_assets.replay.tushare import DAILY_FIELDS, ashare_daily, ashare_minutes
+    from marketdata_assets.replay.yahoo import yahoo_minutes
+
+    holiday, after = date(2025, 6, 2), date(2025, 6, 3)
+    assert ashare_minutes(7, "600000.SH", holiday) == () and ashare_minutes(7, "000001.SZ", holiday) == ()
+    assert len(ashare_minutes(7, "600000.SH", after)) == 241
+    friday = ashare_minutes(7, "600000.SH", date(2025, 5, 30))
+    assert ashare_daily(7, "600000.SH", after)[DAILY_FIELDS.index("pre_close")] == friday[-1][3]  # the last close
+    assert yahoo_minutes(7, "AAPL", date(2025, 11, 27)) == () and len(yahoo_minutes(7, "AAPL", date(2025, 11, 28))) > 0
+    assert len(yahoo_minutes(7, "VOD.L", date(2025, 11, 27))) > 0

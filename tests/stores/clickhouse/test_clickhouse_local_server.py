@@ -91,7 +91,7 @@ def test_an_embedded_client_is_told_who_holds_the_directory(server):
 
 def test_a_holder_is_named_on_one_short_line_whatever_its_command_line_holds():
     """A `python -c` script of many lines holding the directory: the wait line and the CLI's FAILED line stay
-    one line (the script's newlines folded, the command cut at 100 characters)."""
+    one line (the script's newlines folded, the command cut at 160 characters)."""
     script = "import time\n" + "\n".join(f"x{i} = {i}" for i in range(60)) + "\ntime.sleep(60)\n"
     holder = subprocess.Popen([sys.executable, "-c", script])
     try:
@@ -101,7 +101,7 @@ def test_a_holder_is_named_on_one_short_line_whatever_its_command_line_holds():
         holder.kill()
         holder.wait()
     assert described.startswith(f"pid {holder.pid} ({Path(sys.executable).name} -c import time x0 = 0 x1 = 1")
-    assert described.endswith("…)") and len(described) <= len(f"pid {holder.pid} ()") + 100
+    assert described.endswith("…)") and len(described) <= len(f"pid {holder.pid} ()") + 160
     assert "\n" not in line and described in line
     assert connection.process_description("999999999") == "pid 999999999"  # gone: its pid alone
 
