@@ -8,6 +8,7 @@ limits: docs/completeness.md, "The calendars".
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -82,10 +83,15 @@ def _resolve(venue: str) -> tuple[str, BarConvention]:
                      "or an exchange_calendars ISO code (XNYS, XLON, XHKG, ...)")
 
 
+_LIBRARY = threading.RLock()  # `warnings.catch_warnings` swaps the process's filters: one thread at a time
+
+
 @contextmanager
 def _library() -> Iterator[None]:
-    """exchange_calendars 4.13 on pandas 3.1 warns about its own use of `.values`: not ours to fix."""
-    with warnings.catch_warnings():
+    """exchange_calendars 4.13 on pandas 3.1 warns about its own use of `.values`: not ours to fix. Threads
+    take turns (a replay's request threads ask calendars too): another thread's exit from `catch_warnings`
+    would restore the filters under this one."""
+    with _LIBRARY, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         yield
