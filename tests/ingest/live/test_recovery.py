@@ -94,6 +94,10 @@ class Fault:
     gaps_recorded: bool = False  # the holes are frames the collector dropped: each id in a `gap` marker's range
 
 
+# A burst overflows the queue for sure: the processor takes one frame a turn (a thread hop each, ~50 µs) while the
+# reader puts the burst's 3,000 frames at a few µs each (with 16 a turn the two were close: a loaded run kept up).
+BURST_COLLECTOR = {"queue_size": 16, "batch_size": 1}
+
 FAULTS = {
     "disconnect": Fault([{"kind": "disconnect", "after": AFTER * 4}],
                         recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2, book_gaps=None),
@@ -106,7 +110,7 @@ FAULTS = {
     "subscribe_error": Fault([{"kind": "subscribe_error"}], collector={"url_streams": 1},
                              recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1),
     "burst": Fault([{"kind": "burst", "instrument": INSTRUMENT, "after": AFTER, "count": 3000}],
-                   collector={"queue_size": 64, "batch_size": 16}, book_gaps=None, gaps_recorded=True,
+                   collector=BURST_COLLECTOR, book_gaps=None, gaps_recorded=True,
                    recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1),
 }
 
@@ -435,7 +439,7 @@ def venue_faults(venue: str, instrument: str) -> dict[tuple[str, str], Fault]:
         "subscribe_error": Fault([{"kind": "subscribe_error"}],
                                  recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1),
         "burst": Fault([{"kind": "burst", "instrument": instrument, "after": AFTER, "count": 3000}],
-                       collector={"queue_size": 64, "batch_size": 16}, book_gaps=None, gaps_recorded=True,
+                       collector=BURST_COLLECTOR, book_gaps=None, gaps_recorded=True,
                        recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1),
     }
     return {(venue, name): fault for name, fault in cells.items()}
