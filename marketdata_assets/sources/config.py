@@ -104,17 +104,14 @@ class SourcesConfig:
 
     def crypto_rules(self) -> dict[str, Rule]:
         """venue -> its universe: the rule (if any) with the explicit instruments, for every venue with either."""
-        explicit = self.crypto_instruments_by_venue()
-        return {venue: replace(self.crypto_universe_rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
-                for venue in sorted(set(explicit) | set(self.crypto_universe_rules))}
+        return _with_explicit(self.crypto_universe_rules, self.crypto_instruments_by_venue())
 
     def a_share_rules(self) -> dict[str, Rule]:
         """SSE, SZSE, BSE -> its universe: the rule (if any) with the explicit codes, for every venue with either."""
         explicit: dict[str, list[str]] = {}
         for code in self.a_shares:
             explicit.setdefault(a_share_venue(code), []).append(code)
-        return {venue: replace(self.a_share_universe_rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
-                for venue in sorted(set(explicit) | set(self.a_share_universe_rules))}
+        return _with_explicit(self.a_share_universe_rules, explicit)
 
     def universe_rules(self) -> dict[str, Rule]:
         """Every venue's universe (crypto and A-share): `crypto_rules` and `a_share_rules`."""
@@ -314,6 +311,12 @@ def _crypto_instruments(reader: _Reader, raw: Any) -> list[InstrumentKey]:
             except ValueError as error:
                 raise reader.error(where, str(error)) from None
     return instruments
+
+
+def _with_explicit(rules: Mapping[str, Rule], explicit: Mapping[str, list[str]]) -> dict[str, Rule]:
+    """venue -> its rule (if any) with its explicit instruments, for every venue with either."""
+    return {venue: replace(rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
+            for venue in sorted(set(explicit) | set(rules))}
 
 
 RULE_KEYS = ("types", "quotes", "settles", "bases", "statuses", "include", "exclude", "top")
