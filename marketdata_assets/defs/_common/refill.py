@@ -6,6 +6,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from marketdata_assets.datasets.slices import SliceKey
+from marketdata_assets.defs._common.figures import add_own, as_run
 from marketdata_assets.quality.continuity import RefillReport
 
 
@@ -27,8 +28,8 @@ def refill_by_partition(context, asset: str, report: RefillReport, max_failed: i
     keys = [str(key) for key in context.partition_keys]
     for key in keys:
         mine = RefillReport([o for o in report.outcomes if partition_of(o.found.key) == key])
-        context.add_asset_metadata({**_metadata(mine), "run_partitions": len(keys)}, partition_key=key)
-    return dg.MaterializeResult(metadata={f"run_{name}": value for name, value in (result.metadata or {}).items()})
+        add_own(context, key, _metadata(mine), len(keys))
+    return dg.MaterializeResult(metadata=as_run(result.metadata or {}))
 
 
 def _metadata(report: RefillReport) -> dict:

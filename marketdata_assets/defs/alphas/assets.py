@@ -29,6 +29,7 @@ from marketdata_assets.datasets.alpha_files import (
     parse_api_datetime,
 )
 from marketdata_assets.defs._common.config import RunConfig
+from marketdata_assets.defs._common.figures import as_run
 from marketdata_assets.defs.alphas.partitions import (
     ALL_ACCOUNTS_OF_MONTH,
     alpha_months,
@@ -240,7 +241,7 @@ def _month_metadata(stats: ImportStats, month: str, files: int, months: int) -> 
     mine = {count: counts.get(count, 0) for count in MONTH_COUNTS}
     return {"month": month, **mine, "documents_written": mine["inserted"] + mine["merged"] + mine["replaced"],
             "records_unchanged": mine["unchanged"] + counts.get("skipped", 0),  # and the files the ledger knew
-            "files": files, **{f"run_{key}": value for key, value in stats.as_metadata().items()},
+            "files": files, **as_run(stats.as_metadata()),
             "run_partitions": months}
 
 
@@ -353,7 +354,7 @@ def alpha_packages(context: dg.AssetExecutionContext, config: AlphaPackagesConfi
         context.add_asset_metadata(_package_figures([r for r in rows if r[1] == month_of_key(key)]),
                                    partition_key=key)
     run = _package_figures(rows)
-    metadata = {**{f"run_{name}": value for name, value in run.items() if name != "manifests"},
+    metadata = {**as_run({name: value for name, value in run.items() if name != "manifests"}),
                 "run_partitions": len(context.partition_keys), "package_dir": str(package_root)}
     if failures:
         raise dg.Failure(description=f"{len(failures)} package(s) could not be built: "

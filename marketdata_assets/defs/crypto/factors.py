@@ -9,6 +9,7 @@ import dagster as dg
 
 from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
+from marketdata_assets.defs._common.figures import add_own
 from marketdata_assets.defs._common.ingest import TICK_STORE
 from marketdata_assets.defs._common.partitions import slice_keys
 from marketdata_assets.defs.crypto.assets import GROUP
@@ -93,6 +94,5 @@ def _each_partition(context, groups: dict[tuple[str, date], list[str]], rows: li
         dims = key.keys_by_dimension
         venue, day = dims["venue"], date.fromisoformat(dims["day"])
         mine = values.get((venue, day), [])
-        context.add_asset_metadata({"slices": len(groups.get((venue, day), [])), "rows": dg.MetadataValue.int(len(mine)),
-                                    "values": len(mine), "nulls": sum(value is None for value in mine),
-                                    "run_partitions": len(keys)}, partition_key=key)
+        add_own(context, key, {"slices": len(groups.get((venue, day), [])), "rows": dg.MetadataValue.int(len(mine)),
+                               "values": len(mine), "nulls": sum(value is None for value in mine)}, len(keys))

@@ -11,6 +11,7 @@ from marketdata_assets.core import calendars, settings
 from marketdata_assets.core.charts import Candle, candlestick_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
 from marketdata_assets.defs._common.config import RunConfig
+from marketdata_assets.defs._common.figures import add_own, as_run
 from marketdata_assets.defs.equities.partitions import minute_bar_months
 from marketdata_assets.ingest.minute_bars import landing as landing_load
 from marketdata_assets.ingest.minute_bars.daily import daily_ma_frame, ensure_daily_ma_table, replace_daily_ma
@@ -108,9 +109,9 @@ def stock_1min_qfq(context: dg.AssetExecutionContext, config: MinuteBarLoadConfi
     report_bootstrap(context, timescale, report.bootstrap)
     for key in context.partition_keys:  # each month's own rows and files; the run's as run_*
         own = report.of_month(date.fromisoformat(key))
-        context.add_asset_metadata({**own, "rows_loaded": dg.MetadataValue.int(own["rows_loaded"]),
-                                    "run_partitions": len(context.partition_keys)}, partition_key=key)
-    metadata = {(f"run_{name}" if name in OWN else name): value for name, value in report.metadata().items()}
+        add_own(context, key, {**own, "rows_loaded": dg.MetadataValue.int(own["rows_loaded"])},
+                len(context.partition_keys))
+    metadata = as_run(report.metadata(), OWN)
     metadata["run_rows_loaded"] = dg.MetadataValue.int(metadata["run_rows_loaded"])
     metadata["rejected_by_reason"] = dg.MetadataValue.json(metadata["rejected_by_reason"])
     metadata["files"] = dg.MetadataValue.md(report.files_table()) if report.files else "none"
@@ -166,11 +167,9 @@ def stock_monthly_kline(context: dg.AssetExecutionContext, config: MonthlyKlineC
         chart = _kline_chart(conn, months[0], end, config.chart_codes)
         by_month = kline.rows_by_month(conn, months[0], end)
     for month in months:  # each month its own rows; the refresh's counts are the run's
-        context.add_asset_metadata({"rows": dg.MetadataValue.int(by_month.get(month, 0)),
-                                    "run_partitions": len(months)}, partition_key=f"{month:%Y-%m-%d}")
-    metadata = {(f"run_{key}" if key in RUN_COUNTS else key): (dg.MetadataValue.json(value) if isinstance(value, dict)
-                                                              else value)
-                for key, value in refreshed.as_metadata().items() if value is not None}
+        add_own(context, f"{month:%Y-%m-%d}", {"rows": dg.MetadataValue.int(by_month.get(month, 0))}, len(months))
+    metadata = as_run({key: (dg.MetadataValue.json(value) if isinstance(value, dict) else value)
+                       for key, value in refreshed.as_metadata().items() if value is not None}, RUN_COUNTS)
     metadata["created"] = ensured.created
     metadata["aggregation"] = kline.aggregation_path(timescale.capabilities.license)
     if bootstrap.degraded:

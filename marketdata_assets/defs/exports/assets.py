@@ -17,6 +17,7 @@ import dagster as dg
 from pydantic import Field
 
 from marketdata_assets.core import settings
+from marketdata_assets.defs._common.figures import add_own
 from marketdata_assets.defs._common.partitions import crypto_days
 from marketdata_assets.defs._common.runs import daily_use
 from marketdata_assets.orchestration import pools
@@ -49,7 +50,7 @@ def parquet_export(context: dg.AssetExecutionContext, config: ParquetExportConfi
     clickhouse.close()
     context.log.info(f"parquet_export: {report.summary()}")
     for day in days:  # each day's own files; the run's (the whole K-line and alphas too) as run_*
-        context.add_asset_metadata({**report.of_day(day), "run_partitions": len(days)}, partition_key=day.isoformat())
+        add_own(context, day.isoformat(), report.of_day(day), len(days))
     return dg.MaterializeResult(metadata={
         "run_files_written": report.files_written, "run_files_skipped": len(report.skipped),
         "files_removed": len(report.removed), "run_partitions_without_rows": len(report.empty),

@@ -24,6 +24,7 @@ from marketdata_assets.core import settings
 from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
 from marketdata_assets.core.naming import parse_partition_key, partition_key
+from marketdata_assets.defs._common.figures import add_own, as_run
 from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
 from marketdata_assets.defs.live.landed import hour_instruments_landed
 from marketdata_assets.defs.live.partitions import (
@@ -99,8 +100,7 @@ def hour_observations(context, figures_of, triples, extra_of=None, own_rows=None
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata=plain))
         if own_rows is not None:
             own = sum(own_rows(f) for f in figures)
-            context.add_asset_metadata({**plain, "rows": dg.MetadataValue.int(own), "run_partitions": len(keys)},
-                                       partition_key=key)
+            add_own(context, key, {**plain, "rows": dg.MetadataValue.int(own)}, len(keys))
     return everything
 
 
@@ -108,7 +108,7 @@ def run_hours_metadata(hours: list[HourFigures], rows: int, kept: str = "trades"
     """The run's figures beside each hour's own: `run_<figure>` of its hours merged, `hours` (the first
     three), `run_rows` (the rows of the day slices the run wrote, counted once by the console)."""
     run = hour_metadata(merged(hours), kept) if hours else {}
-    return {**{f"run_{name}": value for name, value in run.items() if name != "hour"},
+    return {**as_run({name: value for name, value in run.items() if name != "hour"}),
             "hours": run.get("hour", ""), "run_rows": dg.MetadataValue.int(rows)}
 
 

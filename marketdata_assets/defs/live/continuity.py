@@ -21,6 +21,7 @@ import dagster as dg
 from marketdata_assets.core import settings
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
+from marketdata_assets.defs._common.figures import add_own, as_run
 from marketdata_assets.defs._common.refill import refill_result
 from marketdata_assets.defs.live.assets import GROUP, hour_instruments, reconcile, reconciliation_metadata
 from marketdata_assets.defs.live.partitions import landing_hour, live_partitions
@@ -65,6 +66,6 @@ def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillCo
     keys = context.partition_keys
     for key in keys:  # each hour's own reconciliation: its trades from the landing and from the refill
         mine = [r for r in records if r["hour"] == landing_hour(str(key))]
-        context.add_asset_metadata({**reconciliation_metadata(mine), "run_partitions": len(keys)}, partition_key=key)
+        add_own(context, key, reconciliation_metadata(mine), len(keys))
     run = {**(result.metadata or {}), **reconciliation_metadata(records)}  # the day slices' refill: the run's
-    return dg.MaterializeResult(metadata={f"run_{name}": value for name, value in run.items()})
+    return dg.MaterializeResult(metadata=as_run(run))
