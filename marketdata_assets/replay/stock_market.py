@@ -2,9 +2,9 @@
 both draw from, and what the one-port server (`replay.stocks`) gives each of them (`Host`,
 `SourceReplay`).
 
-The market: an exchange's sessions (its calendar, core.calendars; minus `holidays`) are trading days, prices are random walks around a slow
-per-instrument reference (`reference_price`), every number a pure function of (seed, instrument,
-day) so that the ground truth can be recomputed at any time.
+The market: an exchange's sessions (its calendar, core.calendars; minus `holidays`) are trading days,
+prices are random walks around a slow per-instrument reference (`reference_price`), every number a pure
+function of (seed, instrument, day) so that the ground truth can be recomputed at any time.
 
 The field names of `Fault` and of the config are the replay's own format (the control endpoint's
 JSON, the CLI's `--fault` and `--config`): `Fault.symbols` names the instruments a fault targets.

@@ -48,6 +48,7 @@ from marketdata_assets.stores.landing import closed_files
 
 HOUR = "__landing_hour"  # a row's landing hour while a slice is read (each hour's share of the slice)
 
+
 def venue_dataset(dataset: str, venue: str) -> VenueDataset:
     """What a venue lands of a live dataset; ValueError if it lands none."""
     venues = CHANNELS.get(dataset)
