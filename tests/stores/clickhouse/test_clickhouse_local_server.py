@@ -92,14 +92,17 @@ def test_an_embedded_client_is_told_who_holds_the_directory(server):
 def test_a_holder_is_named_on_one_short_line_whatever_its_command_line_holds():
     """A `python -c` script of many lines holding the directory: the wait line and the CLI's FAILED line stay
     one line (the script's newlines folded, the command cut at 160 characters)."""
-    script = "import time\n" + "\n".join(f"x{i} = {i}" for i in range(60)) + "\ntime.sleep(60)\n"
-    holder = subprocess.Popen([sys.executable, "-c", script])
+    lines = ["import time", *(f"x{i} = {i}" for i in range(60)), "print('ready', flush=True)", "time.sleep(60)"]
+    script = "\n".join(lines) + "\n"
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout.readline().strip() == "ready"  # running its script (not still starting)
         described = connection.process_description(str(holder.pid))
         line = connection.wait_line(Path("/state/clickhouse"), str(holder.pid), 900)
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     assert described.startswith(f"pid {holder.pid} ({Path(sys.executable).name} -c import time x0 = 0 x1 = 1")
     assert described.endswith("…)") and len(described) <= len(f"pid {holder.pid} ()") + 160
     assert "\n" not in line and described in line
