@@ -16,6 +16,7 @@ BENCHMARKS = {
     "crypto_datasets": "bench.crypto_datasets",
     "imports": "bench.imports",
     "read": "bench.read",
+    "server_read": "bench.server_read",
     "live_capture": "bench.live_capture",
     "live_consumer": "bench.live_consumer",
     "live_floor": "bench.live_floor",

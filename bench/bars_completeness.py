@@ -47,7 +47,8 @@ NO_AMOUNT_CODES = range(400, 403)  # amount NULL: no K-line row
 
 def ensure_database() -> None:
     with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"), dbname="postgres", autocommit=True) as conn:
+                         user=settings.get("TIMESCALE_USER"),
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     with connect(autocommit=True) as conn:

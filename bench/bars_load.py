@@ -81,7 +81,8 @@ def connect(**kw) -> psycopg.Connection:
 
 def fresh_database() -> None:
     with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"), dbname="postgres", autocommit=True) as conn:
+                         user=settings.get("TIMESCALE_USER"),
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB}")
     with connect(autocommit=True) as conn:

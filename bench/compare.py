@@ -322,7 +322,8 @@ def drop_postgres_databases(benches: list[str], suffix: str) -> None:
     from marketdata_assets.core import settings
 
     with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"), dbname="postgres", autocommit=True) as conn:
+                         user=settings.get("TIMESCALE_USER"),
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", autocommit=True) as conn:
         for label in LABELS:
             for name in database_names(BENCHES["bars_load"], suffix, label).values():
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

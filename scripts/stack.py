@@ -13,6 +13,12 @@ Starts, on 127.0.0.1, under the project's state directory (MARKETDATA_STATE_DIR,
 
 `up` installs what is missing (Debian packages, the TimescaleDB build, SecantusDB into the
 project's Python environment), is idempotent and takes about a second once installed.
+Every server lets no one in without the credentials generated once per state directory
+(<state>/stack-secrets, 0600; an exported variable wins): Postgres scram-sha-256 on TCP (peer on its
+socket for the stack's own user), SecantusDB SCRAM (`--auth`), nats-server a token, redis-server
+`requirepass`, the ClickHouse engine server HTTP basic. The state directory is the owner's alone (0700;
+0710 with group postgres when run as root, since Postgres runs as `postgres`). A server started before
+its credentials, or with others, is restarted by `up` (an old clone upgrades in place).
 `down` stops only processes whose pid file it wrote and whose command line names this state
 directory. Ports come from the same variables the project's clients read (TIMESCALE_PORT,
 DAGSTER_PG_PORT, MONGODB_URI, NATS_URL), so the two cannot disagree.
@@ -23,6 +29,8 @@ Standard library only: it runs before anything else is set up.
 from __future__ import annotations
 
 import argparse
+import grp
+import hashlib
 import os
 import pwd
 import shutil
@@ -130,14 +138,68 @@ def apt_install(packages: list[str]) -> None:
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], "apt-get install", env=env)
 
 
+def stamp(*secrets: str) -> str:
+    """What the stack records of the credentials a server was started with (never the secret itself)."""
+    return hashlib.sha256("\0".join(secrets).encode()).hexdigest()[:16]
+
+
+def private_file(path: Path, text: str) -> Path:
+    """A file only its owner can read (a config holding a secret), written whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def secure_state(state: Path) -> None:
+    """The state directory is its owner's alone; as root, group `postgres` may pass through it (Postgres runs
+    as that user and keeps its data below). The landing areas and the ClickHouse data are 0700."""
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        postgres_gid = grp.getgrnam("postgres").gr_gid if os.geteuid() == 0 else None
+    except KeyError:
+        postgres_gid = None
+    if postgres_gid is not None:
+        os.chown(state, 0, postgres_gid)
+    state.chmod(0o710 if postgres_gid is not None else 0o700)
+    for sub in ("landing", "clickhouse", "run", "logs"):
+        (state / sub).mkdir(exist_ok=True)
+        (state / sub).chmod(0o700 if sub != "logs" or postgres_gid is None else 0o770)
+    if postgres_gid is not None:
+        os.chown(state / "logs", 0, postgres_gid)
+
+
 class Service:
     name = ""
+    secrets: tuple[str, ...] = ()  # the settings its credentials come from
 
     def __init__(self, state: Path):
         self.state = state
         self.dir = state / self.name
         self.pidfile = state / "run" / f"{self.name}.pid"
         self.logfile = state / "logs" / f"{self.name}.log"
+        self.stampfile = state / "run" / f"{self.name}.credentials"
+
+    def credentials(self) -> tuple[str, ...]:
+        return tuple(settings.get(name) for name in self.secrets)
+
+    def running(self) -> str | None:
+        """'already running ...' when our server runs with today's credentials; one started before them (or
+        with others) is stopped, so `up` starts it again with them."""
+        pid = self.pid()
+        if not pid:
+            return None
+        if self.stampfile.exists() and self.stampfile.read_text().strip() == stamp(*self.credentials()):
+            return f"already running (pid {pid}, port {self.port})"
+        print(f"{self.name:<11} restarting pid {pid}: it was started without today's credentials", flush=True)
+        self.down()
+        return None
+
+    def stamped(self, pid: int) -> int:
+        self.stampfile.write_text(stamp(*self.credentials()) + "\n")
+        return pid
 
     def pid(self) -> int | None:
         """Our process's pid, only if the pid file is ours and the process still runs with our state dir."""
@@ -149,13 +211,14 @@ class Service:
             return pid
         return None
 
-    def spawn(self, cmd: list[str], port: int, timeout_s: float) -> int:
+    def spawn(self, cmd: list[str], port: int, timeout_s: float, env: dict | None = None) -> int:
         """Start a detached server process with its log and pid file; wait until it listens."""
         for path in (self.dir, self.logfile.parent, self.pidfile.parent):
             path.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
         with open(self.logfile, "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=self.dir)
+                                    start_new_session=True, cwd=self.dir, env=env)
         self.pidfile.write_text(f"{proc.pid}\n")
         if not wait_for_port(port, timeout_s, lambda: proc.poll() is None):
             if proc.poll() is None:
@@ -176,6 +239,7 @@ class Service:
         if pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
+        self.stampfile.unlink(missing_ok=True)
         return f"stopped (pid {pid})"
 
     def status(self) -> str:
@@ -229,26 +293,79 @@ class Postgres(Service):
             return entry.pw_uid, entry.pw_gid
         return os.getuid(), os.getgid()
 
+    @property
+    def socket_dir(self) -> Path:
+        return self.dir / "socket"
+
+    def roles(self) -> dict[str, str]:
+        """The login roles the clients use and their passwords (the generated one unless exported)."""
+        roles = {settings.get("DAGSTER_PG_USER"): settings.get("DAGSTER_PG_PASSWORD")}
+        if self.serves_market_db:
+            user, password = settings.get("TIMESCALE_USER"), settings.get("TIMESCALE_PASSWORD")
+            if roles.get(user, password) != password:
+                raise StackError(f"DAGSTER_PG_PASSWORD and TIMESCALE_PASSWORD differ for the same role {user} on "
+                                 "the same server: set one value, or different users")
+            roles[user] = password
+        if not all(roles.values()):
+            raise StackError("empty Postgres password: the stack lets no one in without one")
+        return roles
+
+    def write_access(self) -> None:
+        """pg_hba.conf and pg_ident.conf: scram-sha-256 on TCP for everyone; on the socket (only its owner
+        reaches it) peer authentication, the stack's own OS user mapped to the postgres role."""
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        (self.data / "pg_hba.conf").write_text(
+            "# Written by scripts/stack on every `up`: no connection without its password.\n"
+            "local   all   all                  peer map=stack\n"
+            "host    all   all   127.0.0.1/32   scram-sha-256\n"
+            "host    all   all   ::1/128        scram-sha-256\n")
+        (self.data / "pg_ident.conf").write_text(
+            f"# Written by scripts/stack: who may administer over the socket.\nstack   {me}   postgres\n"
+            "stack   postgres   postgres\n")
+        uid, gid = self._owner()
+        for name in ("pg_hba.conf", "pg_ident.conf"):
+            os.chown(self.data / name, uid, gid)
+            (self.data / name).chmod(0o600)
+
+    def set_passwords(self) -> None:
+        """Each role's password (created when missing), sent on psql's stdin, never on a command line."""
+        script = []
+        for role, password in self.roles().items():
+            literal, name = password.replace("'", "''"), role.replace('"', '""')
+            script.append(f"""DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role.replace("'", "''")}') THEN
+    CREATE ROLE "{name}" LOGIN SUPERUSER;
+  END IF;
+END $$;
+ALTER ROLE "{name}" PASSWORD '{literal}';""")
+        self.psql("postgres", "\n".join(script))
+
     def up(self) -> str:
         port = self.port
         if self.pid():
+            self.write_access()
+            run([*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "reload"], "postgres reload")
+            self.set_passwords()
             return f"already running (pid {self.pid()}, port {port})"
         self.check_port_free(port, "DAGSTER_PG_PORT (and TIMESCALE_PORT)")
         self.install()
+        secure_state(self.state)
         uid, gid = self._owner()
         for path in (self.dir, self.logfile.parent, self.pidfile.parent):
             path.mkdir(parents=True, exist_ok=True)
         os.chown(self.dir, uid, gid)
-        socket_dir = self.dir / "socket"
-        socket_dir.mkdir(exist_ok=True)
-        os.chown(socket_dir, uid, gid)
+        self.dir.chmod(0o700)
+        self.socket_dir.mkdir(exist_ok=True)
+        os.chown(self.socket_dir, uid, gid)
         if not (self.data / "PG_VERSION").exists():
-            run([*self._as_owner(), str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-E", "UTF8",
-                 "--locale=C.UTF-8", "-U", "postgres"], "initdb")
+            run([*self._as_owner(), str(PG_BIN / "initdb"), "-D", str(self.data), "--auth-local=peer",
+                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "-U", "postgres"], "initdb")
+        self.write_access()
         self.logfile.touch()
         os.chown(self.logfile, uid, gid)
         options = " ".join([
-            f"-c port={port}", "-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={socket_dir}",
+            f"-c port={port}", "-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={self.socket_dir}",
+            "-c unix_socket_permissions=0700", "-c password_encryption=scram-sha-256",
             "-c shared_preload_libraries=timescaledb", "-c timescaledb.telemetry_level=off",
             "-c max_connections=200", "-c shared_buffers=256MB", "-c max_wal_size=2GB",
             "-c max_locks_per_transaction=256",
@@ -257,6 +374,7 @@ class Postgres(Service):
              "-o", options, "-w", "-t", "60", "start"], "postgres start", log=self.logfile)
         postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
         self.pidfile.write_text(f"{postmaster_pid}\n")
+        self.set_passwords()
         databases = [settings.get("DAGSTER_PG_DB")] + ([settings.get("TIMESCALE_DB")] if self.serves_market_db else [])
         for database in databases:
             exists = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'")
@@ -267,8 +385,9 @@ class Postgres(Service):
         return f"started (pid {postmaster_pid}, port {port}, databases {' + '.join(databases)})"
 
     def psql(self, database: str, sql: str) -> str:
-        return run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
-                    "-v", "ON_ERROR_STOP=1", "-tAqc", sql], f"psql on {database}").stdout
+        """As the postgres role over the server's socket (peer: the stack's own OS user), the SQL on stdin."""
+        return run(["psql", "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-d", database,
+                    "-v", "ON_ERROR_STOP=1", "-tAq", "-f", "-"], f"psql on {database}", input=sql).stdout
 
     def down(self) -> str:
         pid = self.pid()
@@ -309,16 +428,47 @@ class MongoWire(Service):
             [sys.executable, "-m", "pip", "install", "-q", SECANTUS_SPEC]
         run(cmd, "SecantusDB install")
 
+    secrets = ("MONGODB_USERNAME", "MONGODB_PASSWORD")
+
+    def command(self, port: int, *more: str) -> list[str]:
+        return [str(self.executable()), "--host", "127.0.0.1", "--port", str(port),
+                "--storage-path", str(self.dir / "data"), "--log-level", "WARNING", *more]
+
+    def provision(self) -> None:
+        """The user and its password, set on a server of the same data started without `--auth` on a free port
+        no client knows (SecantusDB has no localhost exception), stopped before the real one starts."""
+        user, password = self.credentials()
+        if not (user and password):
+            raise StackError("empty MONGODB_USERNAME or MONGODB_PASSWORD: the stack lets no one in without them")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with open(self.logfile, "ab") as log:
+            proc = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=self.dir)
+        script = ("import sys, time, pymongo\n"
+                  "user, password = sys.stdin.read().split('\\n', 1)\n"
+                  f"client = pymongo.MongoClient('mongodb://127.0.0.1:{port}/?directConnection=true', "
+                  "serverSelectionTimeoutMS=60000)\n"
+                  "known = client.admin.command('usersInfo', user)['users']\n"
+                  "client.admin.command('updateUser' if known else 'createUser', user, pwd=password, "
+                  "**({} if known else {'roles': ['root']}))\n")
+        try:
+            run([sys.executable, "-c", script], "setting the MongoDB user", input=f"{user}\n{password}")
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
     def up(self) -> str:
         port = self.port
-        if self.pid():
-            return f"already running (pid {self.pid()}, port {port})"
+        if already := self.running():
+            return already
         self.check_port_free(port, "MONGODB_URI")
         self.install()
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
-        pid = self.spawn([str(self.executable()), "--host", "127.0.0.1", "--port", str(port),
-                          "--storage-path", str(self.dir / "data"), "--log-level", "WARNING"], port, 60)
-        return f"started (pid {pid}, port {port})"
+        self.provision()
+        pid = self.spawn(self.command(port, "--auth"), port, 60)
+        return f"started (pid {self.stamped(pid)}, port {port}, SCRAM user {self.credentials()[0]})"
 
 
 class DebianUrlServer(Service):
@@ -354,33 +504,38 @@ class Nats(DebianUrlServer):
 
     name = "nats"
     url_setting, package, binary, default_port = "NATS_URL", "nats-server", Path("/usr/sbin/nats-server"), 4222
+    secrets = ("NATS_TOKEN",)
 
     def config(self, port: int) -> Path:
-        """The server's config file: JetStream on, its store in our state dir, bounded (the streams
-        carry their own limits too)."""
-        path = self.dir / "nats-server.conf"
+        """The server's config file (the owner's alone: it holds the token): JetStream on, its store in our
+        state dir, bounded (the streams carry their own limits too); every client presents the token."""
+        token = self.credentials()[0]
+        if not token or '"' in token or "\\" in token:
+            raise StackError('NATS_TOKEN must be set and hold no " or \\ (it is written into the server\'s config)')
         store = self.dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"""# Written by scripts/stack on every `up`.
+        return private_file(self.dir / "nats-server.conf", f"""# Written by scripts/stack on every `up`.
 listen: 127.0.0.1:{port}
 server_name: marketdata_stack
+authorization {{
+  token: "{token}"
+}}
 jetstream {{
   store_dir: "{store}"
   max_memory_store: 256MB
   max_file_store: 4GB
 }}
 """)
-        return path
 
     def up(self) -> str:
         port = self.port
-        if self.pid():
-            return f"already running (pid {self.pid()}, port {port})"
+        if already := self.running():
+            return already
         self.check_port_free(port, "NATS_URL")
         self.install()
         self.dir.mkdir(parents=True, exist_ok=True)
         pid = self.spawn([self.executable(), "-c", str(self.config(port))], port, 30)
-        return f"started (pid {pid}, port {port}, JetStream store {self.dir / 'jetstream'})"
+        return f"started (pid {self.stamped(pid)}, port {port}, JetStream store {self.dir / 'jetstream'}, token)"
 
 
 class Redis(DebianUrlServer):
@@ -397,20 +552,37 @@ class Redis(DebianUrlServer):
         raw = os.environ.get("redis_cache") or settings.get("REDIS_CACHE")  # seed 002's spelling too
         return named or raw.strip().lower() in ("1", "true", "yes", "on")
 
+    secrets = ("REDIS_PASSWORD",)
+
+    def config(self, port: int) -> Path:
+        """Its config file, the owner's alone (it holds `requirepass`; a command line is readable by all)."""
+        password = self.credentials()[0]
+        if not password or any(c in password for c in "\"\\ \n"):
+            raise StackError('REDIS_PASSWORD must be set and hold no space, " or \\')
+        return private_file(self.dir / "redis.conf", f"""# Written by scripts/stack on every `up`.
+bind 127.0.0.1
+port {port}
+dir "{self.dir}"
+save ""
+appendonly no
+maxmemory 256mb
+maxmemory-policy allkeys-lru
+daemonize no
+requirepass "{password}"
+""")
+
     def up(self, named: bool = True) -> str:
         port = self.port
-        if self.pid():
-            return f"already running (pid {self.pid()}, port {port})"
+        if already := self.running():
+            return already
         if not self.wanted(named):
             return "not started (REDIS_CACHE off; `scripts/stack up redis` starts it)"
         self.check_port_free(port, "REDIS_URL")
         self.install()
         self.dir.mkdir(parents=True, exist_ok=True)
-        pid = self.spawn([self.executable(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.dir),
-                          "--save", "", "--appendonly", "no", "--maxmemory", "256mb",
-                          "--maxmemory-policy", "allkeys-lru", "--daemonize", "no",
-                          "--set-proc-title", "no"], port, 30)  # its command line names our dir (`pid`)
-        return f"started (pid {pid}, port {port}, no persistence)"
+        pid = self.spawn([self.executable(), str(self.config(port)), "--set-proc-title", "no"],
+                         port, 30)  # its command line names our dir (`pid`)
+        return f"started (pid {self.stamped(pid)}, port {port}, no persistence, requirepass)"
 
 
 class PgliteTimescale(Service):
@@ -449,6 +621,7 @@ class LocalClickHouse(Service):
     Reader, runs, the live consumer all share it. Started when CLICKHOUSE_DSN is empty."""
 
     name = "clickhouse"
+    secrets = ("CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD")
 
     @property
     def port(self) -> int:
@@ -462,12 +635,14 @@ class LocalClickHouse(Service):
         if not self.managed():
             return self.status()
         port = self.port
-        if self.pid():
-            return f"already running (pid {self.pid()}, port {port})"
+        if already := self.running():
+            return already
         self.check_port_free(port, "STACK_CLICKHOUSE_PORT")
+        user, password = self.credentials()
+        env = {**os.environ, "CLICKHOUSE_USER": user, "CLICKHOUSE_PASSWORD": password}  # never on the command line
         pid = self.spawn([sys.executable, "-m", "marketdata_assets.stores.clickhouse.local_server",
-                          "--data-dir", str(self.dir), "--host", "127.0.0.1", "--port", str(port)], port, 60)
-        return f"started (pid {pid}, port {port}, data dir {self.dir})"
+                          "--data-dir", str(self.dir), "--host", "127.0.0.1", "--port", str(port)], port, 60, env)
+        return f"started (pid {self.stamped(pid)}, port {port}, data dir {self.dir}, user {user})"
 
     def status(self) -> str:
         """Where the data lives when CLICKHOUSE_DSN names it; else the server's state."""
@@ -497,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
     started = time.monotonic()
     failed = False
+    if args.command == "up":
+        secure_state(state)
     for service in services(state):
         if args.services and service.name not in args.services:
             continue

@@ -95,7 +95,8 @@ def recreate_database(name: str, extension: bool = False) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
     if extension:
         with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                             user=settings.get("TIMESCALE_USER"), dbname=name, autocommit=True) as conn:
+                             user=settings.get("TIMESCALE_USER"),
+                             password=settings.get("TIMESCALE_PASSWORD"), dbname=name, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 
 

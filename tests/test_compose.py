@@ -275,6 +275,11 @@ def test_the_live_profile_collects_into_its_nats_and_the_state_the_dagster_servi
     assert _host_port(environment("collector")["REDIS_URL"]) == ("redis", 6379)
     redis = command("redis")
     assert flag(redis, "--save") == "" and flag(redis, "--appendonly") == "no", f"service redis: persists: {redis}"
+    # both let in only the clients holding the token/password the services get
+    assert REFERENCE.match(flag(nats, "--auth"))["name"] == "NATS_TOKEN" == \
+        REFERENCE.match(environment("collector")["NATS_TOKEN"])["name"], f"service nats: no token: {nats}"
+    assert REFERENCE.match(flag(redis, "--requirepass"))["name"] == "REDIS_PASSWORD" == \
+        REFERENCE.match(environment("collector")["REDIS_PASSWORD"])["name"], f"service redis: no password: {redis}"
 
 
 @pytest.mark.parametrize("service", ("code-location", "webserver", "daemon"))

@@ -34,7 +34,9 @@ def test_the_generated_file_fills_in_only_what_the_environment_leaves_unset(tmp_
     monkeypatch.setenv("TIMESCALE_PASSWORD", "never-copied")
     settings.write_dotenv(path)
     text = path.read_text()
-    assert "TIMESCALE_HOST=${TIMESCALE_HOST:-127.0.0.1}\n" in text and "TIMESCALE_PASSWORD=${TIMESCALE_PASSWORD:-}\n" in text
+    generated = settings.stack_secrets()  # the local stack's, the default of a secret whose server it is
+    assert "TIMESCALE_HOST=${TIMESCALE_HOST:-127.0.0.1}\n" in text
+    assert f"TIMESCALE_PASSWORD=${{TIMESCALE_PASSWORD:-{generated['postgres']}}}\n" in text
     assert "never-copied" not in text and oct(path.stat().st_mode & 0o777) == "0o600"
     monkeypatch.setenv("TIMESCALE_HOST", "tsdb.internal")
     monkeypatch.setenv("TIMESCALE_PASSWORD", PASSWORD)
@@ -44,11 +46,12 @@ def test_the_generated_file_fills_in_only_what_the_environment_leaves_unset(tmp_
     monkeypatch.delenv("TIMESCALE_PASSWORD")
     values = dotenv_values(path)
     assert (values["TIMESCALE_HOST"], values["TIMESCALE_PASSWORD"], values["TIMESCALE_DB"]) == \
-        ("127.0.0.1", "", settings.get("TIMESCALE_DB"))
+        ("127.0.0.1", generated["postgres"], settings.get("TIMESCALE_DB"))
     assert set(values) == {s.name for s in settings.SETTINGS} | {"DAGSTER_HOME"}
 
     # a secret the user typed into the file is kept on regeneration; an unsafe default is not written
-    path.write_text(text.replace("MONGODB_PASSWORD=${MONGODB_PASSWORD:-}", "MONGODB_PASSWORD=typed-in"))
+    path.write_text(text.replace(f"MONGODB_PASSWORD=${{MONGODB_PASSWORD:-{generated['mongodb']}}}",
+                                 "MONGODB_PASSWORD=typed-in"))
     monkeypatch.setenv("TICKS_PROVIDERS_CONFIG", "/opt/conf/$HOME}/x.yaml")
     settings.write_dotenv(path)
     regenerated = path.read_text()
@@ -100,7 +103,9 @@ def user_shell(server, tmp_path: Path, db: str = DB) -> dict[str, str]:
     return {**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1",
             "TIMESCALE_HOST": "localhost", "TIMESCALE_PORT": str(server.port), "TIMESCALE_USER": USER,
             "TIMESCALE_PASSWORD": PASSWORD, "TIMESCALE_DB": db, "TIMESCALE_SSLMODE": "disable",
-            "DAGSTER_HOME": str(tmp_path / "home"), "MARKETDATA_STATE_DIR": str(tmp_path / "state")}
+            "DAGSTER_HOME": str(tmp_path / "home"), "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
+            # the stack's Dagster storage, whose password is generated under the stack's state dir, not this one
+            "DAGSTER_PG_PASSWORD": settings.get("DAGSTER_PG_PASSWORD")}
 
 
 def user_tables(server) -> set[str]:
@@ -134,7 +139,7 @@ def test_dagster_dev_and_dg_from_the_repo_root_use_the_exported_host_and_passwor
     settings.write_dotenv()  # what every `make` target writes, the local stack's values in it
     generated = dotenv_values(REPO / ".env", interpolate=False)
     assert generated["TIMESCALE_HOST"].startswith("${TIMESCALE_HOST:-") and generated["TIMESCALE_PASSWORD"] == \
-        "${TIMESCALE_PASSWORD:-}"
+        f"${{TIMESCALE_PASSWORD:-{settings.stack_secrets()['postgres']}}}"
     env = user_shell(password_server, tmp_path)
     probe = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env={**env, "EXPORTED": PASSWORD},
                            capture_output=True, text=True, timeout=120, check=False)

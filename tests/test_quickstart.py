@@ -100,7 +100,8 @@ def substitutions(server, replay: dict[str, str], home: Path, when: dict) -> dic
         "CLICKHOUSE_DSN=https://clickhouse.internal:8443": f"CLICKHOUSE_DSN=chdb://{home}/state/clickhouse",
         "CLICKHOUSE_PASSWORD='ch-password'": "CLICKHOUSE_PASSWORD=''",
         "'mongodb://mongo.internal:27017/?replicaSet=rs0'": f"'{settings.get('MONGODB_URI')}'",
-        "MONGODB_USERNAME=quant MONGODB_PASSWORD='mongo-password'": "MONGODB_USERNAME= MONGODB_PASSWORD=",
+        "MONGODB_USERNAME=quant MONGODB_PASSWORD='mongo-password'":  # the stack's server and its user
+            f"MONGODB_USERNAME={settings.get('MONGODB_USERNAME')} MONGODB_PASSWORD='{settings.get('MONGODB_PASSWORD')}'",
         "'your-tushare-token'": f"'{replay['TUSHARE_TOKEN']}'",
         "ALPHA_API_BASE_URL=https://api.worldquantbrain.com": f"ALPHA_API_BASE_URL={replay['ALPHA_API_BASE_URL']}",
         "'you@example.com'": f"'{replay['ALPHA_API_USER_MAIN']}'",
@@ -200,7 +201,7 @@ def page(replays, tmp_path_factory):
         yield Page(env, substitutions(server, replays, home, when), replays, when, server.port)
     finally:
         server.close()
-        mongo = pymongo.MongoClient(settings.get("MONGODB_URI"))
+        mongo = pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth())
         for name in (env["ALPHA_DB_REGULAR"], env["ALPHA_DB_SUPER"]):
             mongo.drop_database(name)
 
@@ -265,7 +266,7 @@ with clickhouse.get_client() as client:
                             "GROUP BY venue, instrument, toDate(ts)").result_rows
         counts[view] = {f"{v}:{i} {d}": n for v, i, d, n in rows}
 clickhouse.close()
-mongo = pymongo.MongoClient(settings.get("MONGODB_URI"))
+mongo = pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth())
 counts["alphas"] = sorted(d["_id"] for db in (settings.get("ALPHA_DB_REGULAR"), settings.get("ALPHA_DB_SUPER"))
                           for d in mongo[db][settings.get("ALPHA_COLLECTION")].find({}, {"_id": 1}))
 print(json.dumps(counts))

@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.conftest import free_port
@@ -86,9 +88,10 @@ def test_lifecycle_and_down_stops_only_its_own(tmp_path):
         stranger.wait()
 
 
-def test_nats_with_jetstream_lifecycle(tmp_path):
+def test_nats_with_jetstream_lifecycle(tmp_path, monkeypatch):
     import asyncio
 
+    from marketdata_assets.core.errors import StoreUnavailable
     from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 
     port = free_port()
@@ -103,6 +106,60 @@ def test_nats_with_jetstream_lifecycle(tmp_path):
     try:
         assert asyncio.run(jetstream()) == "created"  # JetStream is on, its store in the state dir
         assert (tmp_path / "nats" / "jetstream").is_dir()
+        # a server a stack before credentials started (no record of them) is restarted with them, as is one
+        # whose token the user changed since: the new token is the one it takes, the stream kept
+        pid = (tmp_path / "run" / "nats.pid").read_text().strip()
+        (tmp_path / "run" / "nats.credentials").unlink()
+        upgraded = stack(tmp_path, "up", "nats", **env).stdout
+        assert f"restarting pid {pid}: it was started without today's credentials" in upgraded and "started" in upgraded
+        env["NATS_TOKEN"] = "the-users-own-token"
+        assert "restarting pid" in stack(tmp_path, "up", "nats", **env).stdout
+        with monkeypatch.context() as users_shell:
+            users_shell.setenv("NATS_TOKEN", env["NATS_TOKEN"])
+            assert asyncio.run(jetstream()) == "unchanged"
+        with pytest.raises(StoreUnavailable, match="Authorization Violation"):
+            asyncio.run(jetstream())  # the old token no longer gets in
     finally:
         assert "stopped" in stack(tmp_path, "down", "nats", **env).stdout
     assert "stopped" in stack(tmp_path, "status", "nats", **env).stdout
+
+
+def test_postgres_takes_the_users_password_and_an_old_trusting_server_is_locked_in_place(postgres_readable_dir):
+    """`up` on a running server whose pg_hba.conf trusts everyone (what the stack wrote before credentials)
+    rewrites it and reloads: the same server, now asking every TCP client for the password."""
+    state, port = postgres_readable_dir, str(free_port())
+    env = {"DAGSTER_PG_PORT": port, "TIMESCALE_PORT": port, "DAGSTER_PG_PASSWORD": "users-own",
+           "TIMESCALE_PASSWORD": "users-own", "DAGSTER_PG_DB": "dagster_t", "TIMESCALE_DB": "market_t"}
+    login = {"host": "127.0.0.1", "port": port, "user": "postgres", "dbname": "market_t", "connect_timeout": 5,
+             "passfile": os.devnull}
+    assert "started" in stack(state, "up", "postgres", **env).stdout
+    try:
+        with psycopg.connect(**login, password="users-own") as conn:
+            assert conn.execute("SELECT extname FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        hba = state / "postgres" / "data" / "pg_hba.conf"
+        hba.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")  # a clone from before
+        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+                        str(hba.parent), "reload"], check=True, capture_output=True)
+        assert _settles(login, "in")  # the postmaster rereads its files on the signal
+        pid = (state / "run" / "postgres.pid").read_text().strip()
+        assert f"already running (pid {pid}" in stack(state, "up", "postgres", **env).stdout
+        assert _settles(login, "fe_sendauth: no password supplied")
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(**login, password="generated-one-would-be-wrong").close()
+        psycopg.connect(**login, password="users-own").close()
+    finally:
+        assert "stopped" in stack(state, "down", "postgres", **env).stdout
+
+
+def _settles(login: dict, outcome: str, within_s: float = 10) -> bool:
+    """Whether a password-less connection ends in `outcome` ("in", or a piece of the refusal) within the time."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            psycopg.connect(**login).close()
+            answer = "in"
+        except psycopg.OperationalError as error:
+            answer = str(error)
+        if outcome in answer or time.monotonic() > deadline:
+            return outcome in answer
+        time.sleep(0.05)

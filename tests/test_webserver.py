@@ -181,7 +181,8 @@ def test_run_launched_through_graphql_is_stored_in_postgres(served_project, mong
         monkeypatch.setenv("DAGSTER_PG_DB", TEST_DAGSTER_DB)
         assert wait_for_run_end(run_id) == "RUN_SUCCESS"
         with psycopg.connect(host=settings.get("DAGSTER_PG_HOST"), port=settings.get("DAGSTER_PG_PORT"),
-                             user=settings.get("DAGSTER_PG_USER"), dbname=TEST_DAGSTER_DB, autocommit=True) as conn:
+                             user=settings.get("DAGSTER_PG_USER"),
+                             password=settings.get("DAGSTER_PG_PASSWORD"), dbname=TEST_DAGSTER_DB, autocommit=True) as conn:
             # the run's end event is stored (and notified) before its row's status is updated: a busy
             # machine showed 'STARTED' in between; the row must reach its end within seconds
             deadline = time.monotonic() + 10

@@ -101,8 +101,8 @@ SETTINGS: tuple[Setting, ...] = (
         "MongoDB (alphas)",
         Setting("MONGODB_URI", "mongodb://127.0.0.1:57017", "MongoDB URI, without credentials.",
                 read_by=(*_TSDB, "scripts/stack.py")),
-        Setting("MONGODB_USERNAME", "", "MongoDB user; empty means no authentication (authSource defaults to "
-                "admin).", read_by=_TSDB),
+        Setting("MONGODB_USERNAME", "", "MongoDB user (authSource admin); empty means `marketdata` on the local "
+                "stack's server, else no authentication.", read_by=_TSDB),
         Setting("MONGODB_PASSWORD", "", "MongoDB password.", secret=True, read_by=_TSDB),
     ),
     *_group(
@@ -110,6 +110,9 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("NATS_URL", "nats://127.0.0.1:54222", "NATS server (with JetStream) the live collector publishes "
                 "to; the local stack starts one on this port. docker/compose.yaml runs one (`nats`).",
                 read_by=("apps/collector.py", "scripts/stack.py", "apps/cli/live.py")),
+        Setting("NATS_TOKEN", "", "The NATS server's token (its `authorization`); empty: the local stack's generated "
+                "one when NATS_URL is on this machine, else none.", secret=True,
+                read_by=("stores/jetstream.py", "scripts/stack.py")),
         Setting("NATS_STREAM_REPLICAS", "1", "Copies of the live stream on a JetStream cluster (deploy/k8s runs three "
                 "servers and sets 3); the local stack's single server takes 1.",
                 read_by=("apps/cli/live.py",)),
@@ -150,6 +153,9 @@ SETTINGS: tuple[Setting, ...] = (
                 "stack starts one on this port when the cache is on (and for `make test`); docker: the `redis` "
                 "service.",
                 read_by=("apps/cli/live.py", "scripts/stack.py")),
+        Setting("REDIS_PASSWORD", "", "Redis' password (`requirepass`); empty: the local stack's generated one when "
+                "REDIS_URL is on this machine, else none.", secret=True,
+                read_by=("stores/redis_cache.py", "scripts/stack.py")),
     ),
     *_group(
         "ClickHouse (ticks, bars, archives)",
@@ -280,11 +286,79 @@ def known(name: str) -> bool:
     return name in _BY_NAME
 
 
+def is_secret(name: str) -> bool:
+    return name in _BY_NAME and _BY_NAME[name].secret
+
+
 def get(name: str) -> str:
-    """The variable's value, or its documented default."""
+    """The variable's value, or its documented default (a stack server's credential: the generated one
+    while the server it opens is the local stack's)."""
     setting = _BY_NAME[name]
     value = os.environ.get(name)
-    return value if value not in (None, "") else setting.default
+    if value not in (None, ""):
+        return value
+    return _generated(name) or setting.default
+
+
+# The local stack's servers let no one in without credentials, generated once per state directory
+# (<state dir>/stack-secrets, mode 0600). A credential left unset takes its generated value while the
+# address it opens is the stack's own, so a server elsewhere never receives the stack's secret.
+STACK_SECRET_NAMES = ("postgres", "mongodb", "clickhouse", "nats", "redis")
+_STACK_SECRET_OF = {"DAGSTER_PG_PASSWORD": "postgres", "TIMESCALE_PASSWORD": "postgres",
+                    "MONGODB_PASSWORD": "mongodb", "CLICKHOUSE_PASSWORD": "clickhouse", "NATS_TOKEN": "nats",
+                    "REDIS_PASSWORD": "redis"}
+_STACK_CREDENTIALS = {**{name: "" for name in _STACK_SECRET_OF}, "MONGODB_USERNAME": "marketdata"}
+_LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+def _stack_serves(name: str) -> bool:
+    """Whether the server `name` opens is the local stack's (scripts/stack.py serves these addresses)."""
+    from urllib.parse import urlsplit
+
+    if name == "DAGSTER_PG_PASSWORD":
+        return get("DAGSTER_PG_HOST") in _LOCAL_HOSTS
+    if name == "TIMESCALE_PASSWORD":
+        return get("TIMESCALE_HOST") in _LOCAL_HOSTS and get("TIMESCALE_PORT") == get("DAGSTER_PG_PORT")
+    if name == "CLICKHOUSE_PASSWORD":
+        return clickhouse_dsn() == stack_clickhouse_url()
+    url = get({"MONGODB_PASSWORD": "MONGODB_URI", "MONGODB_USERNAME": "MONGODB_URI", "NATS_TOKEN": "NATS_URL",
+               "REDIS_PASSWORD": "REDIS_URL"}[name])
+    return "," not in url and urlsplit(url).hostname in _LOCAL_HOSTS
+
+
+def mongo_auth() -> dict[str, str]:
+    """pymongo's credential options from MONGODB_USERNAME/MONGODB_PASSWORD (none without a user)."""
+    user = get("MONGODB_USERNAME")
+    return {"username": user, "password": get("MONGODB_PASSWORD"), "authSource": "admin"} if user else {}
+
+
+def stack_secrets() -> dict[str, str]:
+    """The local stack's generated secrets, one per server, created on first use (and completed when a
+    server was added since); the file is the owner's alone."""
+    import fcntl
+    import secrets
+
+    root = state_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "stack-secrets"
+    with open(root / ".stack-secrets.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                key, sep, value = line.partition("=")
+                if sep and value:
+                    known[key] = value
+        if all(known.get(key) for key in STACK_SECRET_NAMES):
+            return known
+        known = {key: known.get(key) or secrets.token_urlsafe(24) for key in STACK_SECRET_NAMES} | known
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.touch(mode=0o600)
+        tmp.chmod(0o600)
+        tmp.write_text("# The local stack's credentials (scripts/stack.py); an exported variable wins.\n"
+                       + "".join(f"{key}={value}\n" for key, value in known.items()))
+        tmp.replace(path)
+        return known
 
 
 def landing_sensor_interval_s() -> int:
@@ -349,8 +423,13 @@ def quarantine_dir(domain: str) -> Path:
     return state_dir() / "quarantine" / domain
 
 
+def stack_clickhouse_url() -> str:
+    """The local stack's ClickHouse engine server."""
+    return f"http://127.0.0.1:{get('STACK_CLICKHOUSE_PORT')}"
+
+
 def clickhouse_dsn() -> str:
-    return get("CLICKHOUSE_DSN") or f"http://127.0.0.1:{get('STACK_CLICKHOUSE_PORT')}"
+    return get("CLICKHOUSE_DSN") or stack_clickhouse_url()
 
 
 INSTANCE_YAML = PROJECT_ROOT / "instance" / "dagster.yaml"
@@ -381,6 +460,10 @@ def apply_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
     environ = os.environ if environ is None else environ
     for setting in SETTINGS:
         environ.setdefault(setting.name, setting.default)
+    if environ is os.environ:
+        for name in _STACK_CREDENTIALS:
+            if not environ.get(name):
+                environ[name] = get(name)
     environ["MARKETDATA_STATE_DIR"] = str(state_dir())
     if not environ.get("CLICKHOUSE_DSN"):
         environ["CLICKHOUSE_DSN"] = clickhouse_dsn()
@@ -402,6 +485,13 @@ _UNSAFE_IN_DOTENV = set("$}\"'\\#\n")  # a default holding one of these cannot s
 _DERIVED_WHEN_EMPTY = frozenset({"CLICKHOUSE_DSN"})
 
 
+def _generated(name: str) -> str:
+    """A stack credential's generated value while its server is the stack's (never an exported value)."""
+    if name not in _STACK_CREDENTIALS or not _stack_serves(name):
+        return ""
+    return _STACK_CREDENTIALS[name] or stack_secrets()[_STACK_SECRET_OF[name]]
+
+
 def write_dotenv(path: Path = DOTENV) -> Path:
     """The project `.env` that `dagster dev`, `dg` and `dagster asset materialize` read from the
     working directory, so the plain tools work in an activated venv. Dagster lets `.env` win over
@@ -410,7 +500,8 @@ def write_dotenv(path: Path = DOTENV) -> Path:
     always wins and the file only fills in what is unset. Defaults are the effective values now
     (the settings table's, or what you exported when it was written). Secrets are never copied
     from the environment: a secret's line is `${NAME:-}` unless you wrote a value into it (kept on
-    regeneration; a value written there is your choice and wins)."""
+    regeneration; a value written there is your choice and wins); its default is the local stack's
+    generated credential while its server is the stack's (the file is the owner's alone)."""
     old = {}
     if path.exists():
         for line in path.read_text().splitlines():
@@ -426,10 +517,10 @@ def write_dotenv(path: Path = DOTENV) -> Path:
     for name, value, secret in [(s.name, effective[s.name], s.secret) for s in SETTINGS] + \
             [("DAGSTER_HOME", environ["DAGSTER_HOME"], False)]:
         written = old.get(name, "")
-        if secret and written and written != f"${{{name}:-}}":
+        if secret and written and not written.startswith(f"${{{name}:-"):
             lines.append(f"{name}={written}")
         elif secret or not _UNSAFE_IN_DOTENV & set(value):
-            lines.append(f"{name}=${{{name}:-{'' if secret else value}}}")
+            lines.append(f"{name}=${{{name}:-{_generated(name) if secret else value}}}")
         else:
             lines.append(f"# {name}: its value holds a character a .env default cannot; export it instead")
     tmp = path.with_name(path.name + ".tmp")

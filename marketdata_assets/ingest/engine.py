@@ -21,14 +21,14 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.core import progress
-from marketdata_assets.core.errors import error_text
+from marketdata_assets.core.errors import StoreUnavailable, error_text
 from marketdata_assets.core.http import STOP_ERRORS, RequestStats, SourceRequestError, counting
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Fetched, Job, SliceKey
 from marketdata_assets.datasets.wire import FetchNotes, drop_implausible, noting
-from marketdata_assets.stores.clickhouse import tables, writer
+from marketdata_assets.stores.clickhouse import connection, tables, writer
 
 UTC = timezone.utc
 OUTCOMES = ("ok", "failed", "skipped")
@@ -358,6 +358,8 @@ class _FeedRun:
             for key in self.outcomes.keys() - results.keys():
                 results[key] = RuntimeError("the loader returned nothing for it")
             for key, result in results.items():
+                if unavailable := connection.gone(result, self.client):
+                    raise unavailable from None
                 if isinstance(result, BaseException):
                     self._fail(key, error_text(result, str(key)))
                 else:
@@ -487,7 +489,15 @@ class _FeedRun:
         if self.unsettled[group] == 0:
             slices = self.groups.pop(group, {})
             if slices:
-                writes.append(asyncio.ensure_future(self._call(self._write_group, group, slices)))
+                write = asyncio.ensure_future(self._call(self._write_group, group, slices))
+                write.add_done_callback(self._stop_when_gone)
+                writes.append(write)
+
+    def _stop_when_gone(self, write: asyncio.Future) -> None:
+        """The store went away under a write: no further fetch (the write's error ends the run)."""
+        if not write.cancelled() and isinstance(write.exception(), StoreUnavailable) and self.stopped is None:
+            self.stopped = write.exception()
+            self.engine.log(f"{self.feed.source}: STOPPED: {self.stopped}")
 
     def _group(self, key: SliceKey) -> tuple:
         return (key.dataset, key.day) if self.feed.by_day else (key.dataset, key.day, key.instrument)
@@ -508,6 +518,8 @@ class _FeedRun:
             try:
                 self._write_venue(client, dataset, venue, day, items)
             except Exception as error:  # noqa: BLE001 - the write failed: its slices failed
+                if unavailable := connection.gone(error, client):
+                    raise unavailable from None  # the server went away: the run stops, the next one resumes
                 message = f"{self.feed.source} {venue}:{dataset} {day}: write failed: {error}"
                 self.engine.log(message)
                 for key in items:

@@ -110,10 +110,8 @@ class Reader:
 
     def mongo(self) -> pymongo.MongoClient:
         if self._mongo is None:
-            user = settings.get("MONGODB_USERNAME")
-            auth = {"username": user, "password": settings.get("MONGODB_PASSWORD"), "authSource": "admin"} if user else {}
             self._mongo = pymongo.MongoClient(settings.get("MONGODB_URI"), serverSelectionTimeoutMS=4000,
-                                              tz_aware=True, appname="marketdata-assets read", **auth)
+                                              tz_aware=True, appname="marketdata-assets read", **settings.mongo_auth())
             self._owned.add("mongo")
         return self._mongo
 

@@ -4,7 +4,7 @@ The vendor sources' resources are the ticks domain's own (resources/sources.py);
 (definitions.py) puts the two together.
 
 A variable that is set is passed as `dg.EnvVar`, so the UI shows its name, never its value;
-an unset one falls back to the local stack's default.
+an unset one falls back to the local stack's default (an unset secret too, through the environment).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ __all__ = ["AlphaApiResource", "AlphaStoreResource", "ClickHouseResource", "Http
 
 
 def _env(name: str):
+    if not os.environ.get(name) and settings.is_secret(name) and settings.get(name):
+        os.environ[name] = settings.get(name)  # the stack's generated credential: by name, never by value
     return dg.EnvVar(name) if os.environ.get(name) else settings.get(name)
 
 

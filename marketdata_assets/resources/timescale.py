@@ -24,6 +24,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from pydantic import Field, PrivateAttr
 
+from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable, scrub
 
 # How long a step waits on the pool before checking that the server is still there.
@@ -69,7 +70,8 @@ class TimescaleResource(dg.ConfigurableResource):
     host: str = Field(description="TIMESCALE_HOST")
     port: int = Field(default=5432, description="TIMESCALE_PORT")
     user: str = Field(default="postgres", description="TIMESCALE_USER")
-    password: str = Field(default="", description="TIMESCALE_PASSWORD")
+    password: str = Field(default="", description="TIMESCALE_PASSWORD (empty: the variable's value, else the local "
+                          "stack's generated one for its own server)")
     dbname: str = Field(default="marketdata", description="TIMESCALE_DB")
     sslmode: str = Field(default="prefer", description="TIMESCALE_SSLMODE")
     pool_size: int = Field(default=4, description="TIMESCALE_POOL_SIZE: connections per process "
@@ -89,7 +91,8 @@ class TimescaleResource(dg.ConfigurableResource):
 
     def _conninfo(self) -> str:
         return psycopg.conninfo.make_conninfo(
-            host=self.host, port=self.port, user=self.user, password=self.password or None, dbname=self.dbname,
+            host=self.host, port=self.port, user=self.user, password=self.password or settings.get("TIMESCALE_PASSWORD")
+            or None, dbname=self.dbname,
             sslmode=self.sslmode, connect_timeout=self.connect_timeout_s, application_name=self.application_name,
             # a host that vanishes without closing the socket is noticed in ~25 s, not never
             keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
@@ -97,7 +100,8 @@ class TimescaleResource(dg.ConfigurableResource):
     def _error(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(
             "TimescaleDB", f"{self.address} (database {self.dbname}, user {self.user})",
-            scrub(reason.strip().splitlines()[0] if reason.strip() else reason, self.password),
+            scrub(reason.strip().splitlines()[0] if reason.strip() else reason, self.password,
+                  settings.get("TIMESCALE_PASSWORD")),
             "Start the local stack with `make stack-up` (or `scripts/stack up`), or set TIMESCALE_HOST/TIMESCALE_PORT "
             "to a running server.")
 

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import nats
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -245,6 +247,22 @@ async def first_answering(servers: list[str], timeout_s: float) -> str:
                            "running server.")
 
 
+async def authorized(address: str, token: str | None, timeout_s: float) -> None:
+    """One connection without retries: a refused token fails here, in one line naming the server, not in
+    the client's endless reconnection loop."""
+    async def quiet(_error) -> None:
+        return None
+
+    try:
+        probe = await nats.connect([address], token=token, allow_reconnect=False, connect_timeout=timeout_s,
+                                   error_cb=quiet)
+    except NatsError as error:
+        raise StoreUnavailable("NATS JetStream", address, str(error).removeprefix("nats: ").strip("'"),
+                               "Set NATS_TOKEN to the server's token (the local stack's is generated per state "
+                               "directory; scripts/with-env sets it).") from None
+    await probe.close()
+
+
 class JetStreamStore:
     """A connection to NATS with JetStream. `async with JetStreamStore(url) as js: ...`. `url`: one
     server, or a comma list of a cluster's (`nats://a:4222,nats://b:4222`, as NATS_URL is spelled for
@@ -264,9 +282,11 @@ class JetStreamStore:
         # and are retried); no server answering at the start is StoreUnavailable (the client would retry
         # forever, a traceback each time)
         servers = [url.strip() for url in self.url.split(",") if url.strip()]
-        await first_answering(servers, min(self.connect_timeout_s, 3.0))
+        token = settings.get("NATS_TOKEN") or None
+        await authorized(await first_answering(servers, min(self.connect_timeout_s, 3.0)), token,
+                         self.connect_timeout_s)
         self.nc = await nats.connect(servers, name=self.name, connect_timeout=self.connect_timeout_s,
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5, token=token)
         self.js = self.nc.jetstream(timeout=self.ack_timeout_s)
         return self
 

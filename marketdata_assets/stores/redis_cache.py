@@ -26,6 +26,8 @@ from collections.abc import Iterable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from marketdata_assets.core import settings
+
 FIELD_OF = {"trades": "trade", "books": "book"}  # other datasets: the field is the dataset's name
 
 
@@ -61,7 +63,8 @@ class RedisLatestCache:
     def __init__(self, url: str, *, ttl_s: int = 3600, timeout_s: float = 1.0):
         self.url, self.ttl_s = url, ttl_s
         self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                              retry_on_timeout=False, health_check_interval=0)
+                                              retry_on_timeout=False, health_check_interval=0,
+                                              password=settings.get("REDIS_PASSWORD") or None)
         self.pending: dict[str, dict[str, str]] = {}  # key -> field -> value, the newest of each
         self.offered = 0  # messages folded in
         self.writes = 0  # hash writes Redis took

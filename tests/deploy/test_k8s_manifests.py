@@ -229,7 +229,7 @@ def _nats_check(conf: str, tmp_path: Path) -> subprocess.CompletedProcess:
     path = tmp_path / "nats.conf"
     path.write_text(conf)
     return subprocess.run([_nats_server(), "-c", str(path), "-t"], capture_output=True, text=True, timeout=60,
-                          check=False, env={"SERVER_NAME": "nats-0", "PATH": "/usr/bin:/bin"})
+                          check=False, env={"SERVER_NAME": "nats-0", "NATS_TOKEN": "t0ken", "PATH": "/usr/bin:/bin"})
 
 
 def test_nats_server_accepts_the_config_and_rejects_a_broken_one(tmp_path):

@@ -52,7 +52,7 @@ def run_env(tmp_path_factory):
     """A Dagster instance and stores of this module alone (on the stack's servers)."""
     recreate_database(DAGSTER_DB)
     recreate_database(MARKET_DB, extension=True)
-    with pymongo.MongoClient(settings.get("MONGODB_URI"), serverSelectionTimeoutMS=5000) as client:
+    with pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth(), serverSelectionTimeoutMS=5000) as client:
         for suffix in ("regular", "super"):
             client.drop_database(f"{MARKET_DB}_{suffix}")
     tmp_path = tmp_path_factory.mktemp("dead_runs")

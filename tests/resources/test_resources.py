@@ -46,15 +46,8 @@ def test_mongo_stopped_server_fails_fast_with_address(tmp_path):
                                "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(tmp_path),
                                "--log-level", "ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        resource = MongoResource(uri=f"mongodb://127.0.0.1:{port}", server_selection_timeout_ms=2000)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                resource.connect().close()
-                break
-            except StoreUnavailable:
-                assert time.monotonic() < deadline, "test server did not come up"
-                time.sleep(0.2)
+        with pymongo.MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=30_000) as probe:
+            probe.admin.command("ping")  # up (this server takes no credentials)
     finally:
         server.kill()
         server.wait()
@@ -206,12 +199,18 @@ def test_secrets_travel_as_env_var_names_not_values(monkeypatch):
 
 
 def test_unset_variables_fall_back_to_the_local_stack(monkeypatch):
+    import dagster as dg
+
     from marketdata_assets.core import settings
     from marketdata_assets.resources import build_resources
 
-    for name in ("MONGODB_URI", "TIMESCALE_PORT", "CLICKHOUSE_DSN", "MARKETDATA_STATE_DIR", "STACK_CLICKHOUSE_PORT"):
+    for name in ("MONGODB_URI", "TIMESCALE_PORT", "CLICKHOUSE_DSN", "MARKETDATA_STATE_DIR", "STACK_CLICKHOUSE_PORT",
+                 "CLICKHOUSE_PASSWORD"):
         monkeypatch.delenv(name, raising=False)  # hermetic: whatever the shell running the suite exports
     resources = build_resources()
+    # the stack's generated password: passed by its variable's name, its value in no config the UI shows
+    assert resources["clickhouse"].password == dg.EnvVar("CLICKHOUSE_PASSWORD")
+    assert settings.stack_secrets()["clickhouse"] not in repr(resources)
     assert resources["mongo"].uri == "mongodb://127.0.0.1:57017"
     assert resources["timescale"].port == 55432
     assert resources["clickhouse"].dsn == "http://127.0.0.1:58123"  # the stack's engine server

@@ -78,7 +78,8 @@ def test_the_cache_holds_the_last_trade_and_the_top_of_book(tmp_path, nats_url, 
                             c.snapshot_ids.get(n) == ws.truth_book(n)[0] for n in INSTRUMENTS)
                     await c.stats.wait_until(at_rest, WAIT_S)
                     await latest.flush()
-                    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+                    client = aioredis.Redis.from_url(redis_url, decode_responses=True,
+                                                     password=settings.get("REDIS_PASSWORD"))
                     got = {n: (await client.hgetall(f"{prefix}:latest:BINANCE:{n}"),
                                await client.ttl(f"{prefix}:latest:BINANCE:{n}")) for n in INSTRUMENTS}
                     await client.delete(*[f"{prefix}:latest:BINANCE:{n}" for n in INSTRUMENTS])
@@ -118,11 +119,11 @@ def test_a_redis_outage_never_stops_capture_and_the_cache_catches_up(tmp_path):
                                          WAIT_S)
                 assert c.stats.latest_writes == 0
                 server = await asyncio.create_subprocess_exec(REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port),
-                                                              "--save", "", "--appendonly", "no",
-                                                              stdout=subprocess.DEVNULL)
+                                                              "--save", "", "--appendonly", "no", "--requirepass",
+                                                              settings.get("REDIS_PASSWORD"), stdout=subprocess.DEVNULL)
                 try:
                     await c.stats.wait_until(lambda s: s.latest_writes >= len(INSTRUMENTS), WAIT_S)
-                    client = aioredis.Redis.from_url(url, decode_responses=True)
+                    client = aioredis.Redis.from_url(url, decode_responses=True, password=settings.get("REDIS_PASSWORD"))
                     books = [await client.hget(f"{prefix}:latest:BINANCE:{n}", "book") for n in INSTRUMENTS]
                     await client.aclose()
                 finally:

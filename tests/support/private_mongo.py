@@ -18,6 +18,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
+from marketdata_assets.core import settings
 from tests.conftest import free_port
 
 SERVER = Path(sys.executable).parent / "secantusd-py"
@@ -49,6 +50,7 @@ class PrivateMongo:
             while True:
                 try:
                     probe.admin.command("ping")
+                    self._provision(probe)
                     return self
                 except pymongo.errors.PyMongoError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
@@ -56,6 +58,14 @@ class PrivateMongo:
                         raise RuntimeError(f"secantusd-py did not come up on port {self.port}:\n"
                                            f"{self.logfile.read_text()[-3000:]}") from None
                     time.sleep(0.1)
+
+    @staticmethod
+    def _provision(client: pymongo.MongoClient) -> None:
+        """The stack's user (MONGODB_USERNAME/PASSWORD), so the project's clients, which present it, get in
+        (this server runs without `--auth`, but refuses a user it does not know)."""
+        user = settings.get("MONGODB_USERNAME")
+        if user and not client.admin.command("usersInfo", user)["users"]:
+            client.admin.command("createUser", user, pwd=settings.get("MONGODB_PASSWORD"), roles=["root"])
 
     def kill(self) -> None:
         """What a crash or a power cut looks like to the clients."""

@@ -14,13 +14,16 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import OperationalError
 
+from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable, scrub
 from marketdata_assets.core.identifiers import sql_identifier
 from marketdata_assets.stores.clickhouse import cluster
@@ -147,6 +150,22 @@ def address(dsn: str) -> str:
     return f"{parts.hostname}:{parts.port or (8443 if parts.scheme == 'https' else 8123)}"
 
 
+_CAUSE = re.compile(r"\[Errno \d+\] ([^'\")]+)|(Connection aborted|RemoteDisconnected|Failed to read response data)")
+
+
+def gone(error: BaseException, client) -> StoreUnavailable | None:
+    """The error as StoreUnavailable naming the server when the server went away under a call (a refused,
+    reset or cut connection: the call never reached or never left the engine); None for anything else
+    (the server answered with an error about what it was asked)."""
+    if not isinstance(error, OperationalError) or not getattr(client, "url", ""):
+        return None
+    cause = _CAUSE.search(str(error))
+    reason = next(filter(None, cause.groups())) if cause else "the connection failed"
+    return StoreUnavailable("ClickHouse", address(client.url), f"{reason.strip()} (the server went away)",
+                            "What was acknowledged before is stored; restart the server (`scripts/stack up "
+                            "clickhouse`, which `make run` does) and run the same command again")
+
+
 def embedded_dir(dsn: str) -> Path | None:
     """The data directory of an embedded DSN (None: a server, or chdb://memory)."""
     if not dsn.startswith("chdb:") or dsn == "chdb://memory":
@@ -157,13 +176,15 @@ def embedded_dir(dsn: str) -> Path | None:
 LOCK_TIMEOUT_S = 300.0  # how long a step waits for another process's embedded engine by default
 
 
-def open_client(dsn: str, database: str, *, user: str = "default", password: str = "", connect_timeout_s: int = 5,
+def open_client(dsn: str, database: str, *, user: str | None = None, password: str | None = None,
+                connect_timeout_s: int = 5,
                 lock_timeout_s: float = LOCK_TIMEOUT_S, on_wait=None, on_acquired=None, create_database: bool = True):
     """(client, locked data directory or None). On the embedded engine the data directory's lock is
     taken first (waiting up to ``lock_timeout_s``, ``on_wait(holder pid)`` once when it has to wait and
     ``on_acquired(seconds)`` when such a wait ends;
     :class:`EmbeddedLockTimeout` naming the holder after that); release it with :func:`release_directory`
-    after closing the client. A server that cannot be reached raises StoreUnavailable (no password in it)."""
+    after closing the client. A server that cannot be reached raises StoreUnavailable (no password in it).
+    `user` and `password` default to CLICKHOUSE_USER and CLICKHOUSE_PASSWORD (the stack's generated one)."""
     sql_identifier(database, "ClickHouse database")
     data_dir = embedded_dir(dsn)
     if dsn.startswith("chdb:") and cluster.configured():
@@ -184,6 +205,8 @@ def open_client(dsn: str, database: str, *, user: str = "default", password: str
                                    "Another process may hold the data directory; set CLICKHOUSE_DSN to another "
                                    "path or a server.") from None
     else:
+        user = settings.get("CLICKHOUSE_USER") if user is None else user
+        password = settings.get("CLICKHOUSE_PASSWORD") if password is None else password
         loopback = urlsplit(dsn).hostname in ("127.0.0.1", "localhost", "::1")
         try:
             client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password, compress=not loopback,

@@ -8,15 +8,23 @@ behind one that arrived after it; `GET /queue` reports the admissions. Served: w
 sends — the statement in the `query` parameter or the body, `INSERT ... FORMAT f` data in the body
 (spooled to a file and run as `INSERT ... FROM INFILE`), `param_*` bindings, settings as URL
 parameters, a compressed request body; `/ping`. Sessions are not kept: every statement stands alone.
+Every request but `/ping` carries the server's one user and password, as ClickHouse takes them (HTTP
+basic, `X-ClickHouse-User`/`X-ClickHouse-Key`, or the `user`/`password` parameters); anything else gets
+ClickHouse's 401 and code 516. The password comes from the environment (CLICKHOUSE_PASSWORD), never argv.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import collections
 import contextlib
 import gzip
+import hmac
+import io
+import itertools
 import json
 import os
 import re
@@ -25,11 +33,13 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import chdb
+import pyarrow as pa
 import uvicorn
 
 from marketdata_assets.core.identifiers import sql_identifier
@@ -48,6 +58,12 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # `INSERT INTO t [(cols)] FORMAT f` followed by its data (from the first whitespace after the name).
 _INSERT_FORMAT = re.compile(rb"^\s*INSERT\s+INTO\s.*?\sFORMAT\s+([A-Za-z0-9_]+)[ \t]*(?:\r?\n)?", re.IGNORECASE | re.DOTALL)
 _ERROR_CODE = re.compile(r"Code:\s*(\d+)")
+_FORMAT = re.compile(rb"\sFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
+# Formats whose blocks, as the engine makes them, concatenate into the whole result.
+CONCATENATED = frozenset({"native", "tabseparated", "tsv", "tabseparatedraw", "tsvraw", "csv", "jsoneachrow",
+                          "jsonlines", "ndjson", "jsoncompacteachrow", "rowbinary", "values", "lineasstring"})
+ARROW_BATCH_ROWS = 65_536
+_READ = re.compile(rb"^(?:\s|--[^\n]*\n|/\*.*?\*/)*(?:SELECT|WITH)\b", re.IGNORECASE | re.DOTALL)
 
 
 class BadRequest(ValueError):
@@ -91,12 +107,95 @@ class Engine:
             self._idle[settings].append(entry)
         return result
 
+    def open_stream(self, statement: Statement) -> Streamed:
+        """A read on a connection of its own until the stream is closed (its blocks as the engine makes them)."""
+        entry = self._take(statement.settings)
+        conn, used = entry
+        try:
+            if statement.database and statement.database != used:
+                conn.query(f"USE `{sql_identifier(statement.database, 'database')}`", "TabSeparated")
+                entry[1] = statement.database
+            if statement.streamed == "blocks":
+                stream = conn.send_query(statement.sql.decode(), "TabSeparated", params=statement.params)
+                return Streamed(self, entry, stream, _blocks(stream))
+            stream = conn.send_query(statement.without_format(), "Arrow", params=statement.params)
+            return Streamed(self, entry, stream, _arrow_ipc(stream, statement.streamed == "arrow"))
+        except BaseException:
+            conn.close()
+            raise
+
+    def give_back(self, settings: tuple, entry: list) -> None:
+        with self._lock:
+            self._idle[settings].append(entry)
+
     def close(self) -> None:
         with self._lock:
             for entries in self._idle.values():
                 for conn, _ in entries:
                     conn.close()
             self._idle.clear()
+
+
+def _blocks(stream) -> Iterator[bytes]:
+    while (block := stream.fetch()) is not None:
+        if block.has_error():
+            raise RuntimeError(block.error_message())
+        yield block.bytes()
+
+
+class _Drain(io.RawIOBase):
+    """What an Arrow IPC writer wrote since it was last taken."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+def _arrow_ipc(stream, file_format: bool) -> Iterator[bytes]:
+    """The result as one Arrow IPC file (or stream), written a batch at a time (nothing for no rows: the
+    caller runs such a query whole, for the schema ClickHouse's empty Arrow result carries)."""
+    batches = iter(stream.record_batch(rows_per_batch=ARROW_BATCH_ROWS))
+    first = next(batches, None)
+    if first is None:
+        return
+    drain = _Drain()
+    sink = pa.PythonFile(drain, mode="w")
+    writer = (pa.ipc.new_file if file_format else pa.ipc.new_stream)(sink, first.schema)
+    for batch in itertools.chain([first], batches):
+        writer.write_batch(batch)
+        yield drain.take()
+    writer.close()
+    yield drain.take()
+
+
+class Streamed:
+    """A read's result, one engine block at a time: memory is a block's, whatever the result's size."""
+
+    def __init__(self, engine: Engine, entry: list, stream, blocks: Iterator[bytes]):
+        self.engine, self.entry, self.stream, self.blocks = engine, entry, stream, blocks
+
+    def next_block(self) -> bytes | None:
+        return next(self.blocks, None)
+
+    def close(self, settings: tuple, whole: bool) -> None:
+        """Back to the pool after the whole result; else cancelled and its connection closed."""
+        if whole:
+            self.engine.give_back(settings, self.entry)
+            return
+        with contextlib.suppress(Exception):
+            self.stream.cancel()
+        self.entry[0].close()
 
 
 class Admission:
@@ -211,6 +310,21 @@ class Statement:
             out.write(data)
         return statement + b" FROM INFILE " + _quoted(self.data_file).encode() + b" FORMAT " + fmt
 
+    @property
+    def streamed(self) -> str | None:
+        """How a query's result goes out block by block: "blocks" (a format whose blocks concatenate),
+        "arrow"/"arrowstream" (Arrow IPC written batch by batch); None: run whole (a statement, or a format
+        with a header or footer of its own: Parquet, *WithNames, ...)."""
+        if self.data_file or _READ.match(self.sql[:4096]) is None:
+            return None
+        named = _FORMAT.search(self.sql)
+        name = named.group(1).decode().lower() if named else "tabseparated"
+        return "blocks" if name in CONCATENATED else name if name in ("arrow", "arrowstream") else None
+
+    def without_format(self) -> str:
+        named = _FORMAT.search(self.sql)
+        return (self.sql[:named.start()] if named else self.sql).decode()
+
     def discard(self) -> None:
         if self.data_file:
             Path(self.data_file).unlink(missing_ok=True)
@@ -222,10 +336,46 @@ def _error(message: str) -> tuple[int, dict, bytes]:
     return 500, headers, (message.rstrip() + "\n").encode()
 
 
+def _presented(params: dict, headers: dict) -> tuple[str, str]:
+    """The user and password a request presents, as ClickHouse's HTTP interface reads them."""
+    basic = headers.get("authorization", "")
+    if basic[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(basic[6:].strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return "", ""
+        return user or "default", password
+    if "x-clickhouse-user" in headers or "x-clickhouse-key" in headers:
+        return headers.get("x-clickhouse-user") or "default", headers.get("x-clickhouse-key", "")
+    return params.get("user") or "default", params.get("password", "")
+
+
+class Credentials:
+    """The one user the server lets in; compared in constant time."""
+
+    def __init__(self, user: str, password: str):
+        if not password:
+            raise ValueError("no password for the local ClickHouse server (CLICKHOUSE_PASSWORD is empty): it lets "
+                             "no one in without credentials")
+        self.user, self.password = user.encode(), password.encode()
+
+    def refusal(self, params: dict, headers: dict) -> tuple[int, dict, bytes] | None:
+        """None when the request's credentials are the server's; else ClickHouse's answer to wrong ones."""
+        user, password = _presented(params, headers)
+        right_user = hmac.compare_digest(user.encode(), self.user)
+        if hmac.compare_digest(password.encode(), self.password) and right_user:
+            return None
+        message = (f"Code: 516. DB::Exception: {user}: Authentication failed: password is incorrect, or there "
+                   "is no user with such name. (AUTHENTICATION_FAILED)\n")
+        return 401, {"X-ClickHouse-Exception-Code": "516",
+                     "WWW-Authenticate": 'Basic realm="ClickHouse server HTTP API"'}, message.encode()
+
+
 class LocalServer:
     """The ASGI application: ClickHouse's HTTP interface in front of :class:`Engine`."""
 
-    def __init__(self, data_dir: Path, slots: int):
+    def __init__(self, data_dir: Path, slots: int, credentials: Credentials):
+        self.credentials = credentials
         self.engine = Engine(data_dir)
         self.spool = data_dir.parent / f".{data_dir.name}.inserts"
         self.spool.mkdir(parents=True, exist_ok=True)
@@ -239,6 +389,11 @@ class LocalServer:
         path = scope["path"]
         if path == "/ping":
             return await _respond(send, 200, {}, b"Ok.\n")
+        params = dict(parse_qsl(scope["query_string"].decode(), keep_blank_values=True))
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        refused = self.credentials.refusal(params, headers)
+        if refused:
+            return await _respond(send, *refused)
         if path == "/queue":
             return await _respond(send, 200, {"Content-Type": "application/json"},
                                   json.dumps(self.admission.report()).encode())
@@ -250,20 +405,58 @@ class LocalServer:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        status, extra, payload = await self._statement(dict(parse_qsl(scope["query_string"].decode(),
-                                                                     keep_blank_values=True)), bytes(body), headers)
-        await _respond(send, status, {"X-ClickHouse-Timezone": self.timezone,
-                                      "X-ClickHouse-Server-Display-Name": "marketdata-local", **extra}, payload)
-
-    async def _statement(self, params: dict, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+        own = {"X-ClickHouse-Timezone": self.timezone, "X-ClickHouse-Server-Display-Name": "marketdata-local"}
         try:
-            body = _decompress(body, headers.get("content-encoding", ""))
+            body = _decompress(bytes(body), headers.get("content-encoding", ""))
             if headers.get("content-type", "").startswith("multipart/form-data"):
                 params, body = {**params, **_form_fields(body, headers["content-type"])}, b""
             statement = Statement(params, body, self.spool)
         except (BadRequest, ValueError, OSError) as error:
-            return 400, {"X-ClickHouse-Exception-Code": "27"}, f"Code: 27. bad request: {error}\n".encode()
+            return await _respond(send, 400, {**own, "X-ClickHouse-Exception-Code": "27"},
+                                  f"Code: 27. bad request: {error}\n".encode())
+        if statement.streamed and await self._stream(send, statement, own):
+            return
+        status, extra, payload = await self._statement(statement)
+        await _respond(send, status, {**own, **extra}, payload)
+
+    async def _stream(self, send, statement: Statement, own: dict) -> bool:
+        """A read sent block by block as the engine makes them (uvicorn's send waits while the client is
+        behind, so the server holds about a block); an error after the first block ends the body with
+        ClickHouse's exception text, as a server streaming its result does."""
+        loop = asyncio.get_running_loop()
+        await self.admission.enter()
+        streamed, whole = None, False
+        try:
+            try:
+                streamed = await loop.run_in_executor(self.executor, self.engine.open_stream, statement)
+                block = await loop.run_in_executor(self.executor, streamed.next_block)
+            except Exception as error:  # noqa: BLE001 - the engine's error goes back to the client
+                await _respond(send, *_error(str(error)))
+                return True
+            if block is None:  # no rows: the whole run gives the format's empty result (a header, a schema)
+                whole = True
+                return False
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(k.encode(), str(v).encode()) for k, v in own.items()]})
+            while block is not None:
+                await send({"type": "http.response.body", "body": block, "more_body": True})
+                try:
+                    block = await loop.run_in_executor(self.executor, streamed.next_block)
+                except Exception as error:  # noqa: BLE001 - mid-result: the text ends the body
+                    block = None
+                    await send({"type": "http.response.body", "body": (str(error).rstrip() + "\n").encode(),
+                                "more_body": True})
+                    break
+            else:
+                whole = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return True
+        finally:
+            if streamed is not None:
+                await loop.run_in_executor(self.executor, streamed.close, statement.settings, whole)
+            self.admission.leave()
+
+    async def _statement(self, statement: Statement) -> tuple[int, dict, bytes]:
         await self.admission.enter()
         try:
             result = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: self.engine.run(
@@ -297,12 +490,13 @@ class _Server(uvicorn.Server):
         yield
 
 
-def serve(data_dir: Path, host: str, port: int, slots: int, lock_timeout_s: float = 10) -> None:
+def serve(data_dir: Path, host: str, port: int, slots: int, credentials: Credentials,
+          lock_timeout_s: float = 10) -> None:
     """Hold the data directory and serve it until SIGTERM/SIGINT."""
     data_dir.mkdir(parents=True, exist_ok=True)
     acquire_directory(data_dir, lock_timeout_s)
     try:
-        app = LocalServer(data_dir, slots)
+        app = LocalServer(data_dir, slots, credentials)
         print(f"serving the ClickHouse engine at {data_dir} on http://{host}:{port} ({slots} statements at once, "
               f"time zone {app.timezone})", flush=True)
         server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
@@ -320,8 +514,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--slots", type=int, default=4, help="statements run at once; the rest queue in order")
+    parser.add_argument("--user", default=os.environ.get("CLICKHOUSE_USER") or "default")
     args = parser.parse_args(argv)
-    serve(args.data_dir.resolve(), args.host, args.port, args.slots)
+    try:
+        credentials = Credentials(args.user, os.environ.get("CLICKHOUSE_PASSWORD", ""))
+    except ValueError as error:
+        parser.error(str(error))
+    serve(args.data_dir.resolve(), args.host, args.port, args.slots, credentials)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ COMMANDS = ["fetch-alphas", "package-alphas", "import-alphas", "ingest", "load-m
 def cli_env(tmp_path_factory):
     recreate_database(TEST_DAGSTER_DB)
     recreate_database(CLI_TIMESCALE_DB, extension=True)
-    with pymongo.MongoClient(settings.get("MONGODB_URI"), serverSelectionTimeoutMS=5000) as client:
+    with pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth(), serverSelectionTimeoutMS=5000) as client:
         for suffix in ("regular", "super"):
             client.drop_database(f"{CLI_TIMESCALE_DB}_{suffix}")
     home = tmp_path_factory.mktemp("dagster_home")

@@ -145,7 +145,8 @@ def test_load_minute_bars_aggregate_force_backfill_is_one_run(vendors, tmp_path,
     kline = materialization(vendors, run, "stock_monthly_kline")
     assert kline["action"] == "force_backfill" and kline["window_start"].startswith("2000-01-01")
     with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"), dbname=CLI_TIMESCALE_DB) as conn:
+                         user=settings.get("TIMESCALE_USER"),
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname=CLI_TIMESCALE_DB) as conn:
         months = conn.execute("SELECT code, month::date FROM stock_monthly_kline ORDER BY code").fetchall()
     assert months == [("000001.SZ", date(2025, 3, 1)), ("600000.SH", date(2025, 3, 1))]
 

@@ -71,7 +71,8 @@ def run(env: dict, root: Path) -> subprocess.CompletedProcess:
 
 
 def store_state(port: int, dbname: str) -> dict:
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=dbname, connect_timeout=5) as conn:
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres",
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname=dbname, connect_timeout=5) as conn:
         extension = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
         rows, distinct = conn.execute("SELECT count(*), count(DISTINCT (code, time)) FROM stock_1min_qfq").fetchone()
         return {"hypertable": bool(extension) and minute_table.is_hypertable(conn, "stock_1min_qfq"),
@@ -82,7 +83,8 @@ def store_state(port: int, dbname: str) -> dict:
 
 
 def committed_rows(port: int, dbname: str) -> int:
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=dbname, connect_timeout=5) as conn:
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres",
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname=dbname, connect_timeout=5) as conn:
         if conn.execute("SELECT to_regclass('stock_1min_qfq')").fetchone()[0] is None:
             return 0
         return conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]

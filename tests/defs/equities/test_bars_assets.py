@@ -74,7 +74,8 @@ def by_month(result) -> dict[str, dict]:
 
 
 def stored(query: str, params=()) -> list[tuple]:
-    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
+    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres",
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname=DB) as conn:
         return conn.execute(query, params).fetchall()
 
 
@@ -198,7 +199,8 @@ def test_kline_daily_ma_and_checks_and_the_same_kline_on_the_tsl_server(bars_env
         monkeypatch.setenv(name, str(value))
 
     def pglite() -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=pglite_server["port"], user="postgres", dbname="postgres",
+        return psycopg.connect(host="127.0.0.1", port=pglite_server["port"], user="postgres",
+                               password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres",
                                sslmode="disable", autocommit=True)
 
     try:

@@ -70,7 +70,8 @@ def test_the_2062_typo_file_loads_its_2026_rows_and_rejects_the_others_with_reas
         (210, datetime(2026, 1, 5, 9, 31), datetime(2026, 1, 5, 15, 0))]
     stored_times = {r[0] for r in stored("SELECT time FROM stock_1min_qfq")}
     assert stored_times == set(truth["time"].to_list()) - {truth["time"][i] for i in TYPED}
-    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
+    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres",
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname=DB) as conn:
         kline.refresh_window(conn, date(2062, 1, 1), date(2062, 2, 1))  # what a refresh covering 2062 would see
     assert stored("SELECT month::date, code FROM stock_monthly_kline") == [(date(2026, 1, 1), "600000.SH")]
     assert checks_of(result)[("times_inside_window", "2026-01-01")].passed

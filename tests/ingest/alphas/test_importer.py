@@ -215,7 +215,7 @@ from marketdata_assets.core import settings
 settings.apply_defaults()
 import pymongo
 from marketdata_assets.ingest.alphas.importer import import_files
-client = pymongo.MongoClient(settings.get("MONGODB_URI"))
+client = pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth())
 root = Path(sys.argv[1])
 files = [(p.name, p) for p in sorted(root.glob("*.json"))]
 import_files(files, db_regular=client[sys.argv[2]], db_super=client[sys.argv[3]], batch_size=25)

@@ -102,7 +102,7 @@ def check_writes(commands: list[tuple[str, dict]]) -> dict[str, int]:
 def recorded(mongo):
     """A client of the stack's server that records its writes (MONGODB_URI as configured: no ``w``)."""
     recorder = Recorder()
-    client = pymongo.MongoClient(settings.get("MONGODB_URI"), event_listeners=[recorder])
+    client = pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth(), event_listeners=[recorder])
     names = (f"test_shard_r_{id(recorder):x}", f"test_shard_s_{id(recorder):x}")
     yield client, recorder, names
     for name in names:

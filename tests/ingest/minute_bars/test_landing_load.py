@@ -48,7 +48,8 @@ def load(root: Path, quarantine_root: Path, profiles=None, log=lambda message: N
 
 
 def stored() -> pl.DataFrame:
-    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
+    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres",
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname=DB) as conn:
         rows = conn.execute("SELECT time, code, name, open, high, low, close, volume, amount "
                             "FROM stock_1min_qfq ORDER BY code, time").fetchall()
     return pl.DataFrame(rows, schema=fx.MINUTE_SCHEMA, orient="row")
@@ -204,7 +205,8 @@ def test_a_link_in_the_landing_area_is_quarantined_unread_naming_the_link(landin
                              "area is read without following links: put the file itself there)"
                        for name in ("2026/600999.SH.csv", "elsewhere")}
     notes = [reason_file_of(tmp_path / "q" / name).read_text() for name in reasons]
-    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres", dbname=DB) as conn:
+    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres",
+                         password=settings.get("TIMESCALE_PASSWORD"), dbname=DB) as conn:
         recorded = conn.execute("SELECT source_file, reason, profiles FROM minute_bar_quarantine").fetchall()
     assert sorted(recorded) == sorted((name, reason, None) for name, reason in reasons.items())
     published = json.dumps([meta, report.quarantined, report.files_table(), lines, notes, recorded], default=str)

@@ -16,6 +16,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
+from marketdata_assets.core import settings
 from marketdata_assets.read import Reader
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse import live as live_store
@@ -25,6 +26,10 @@ from tests.conftest import free_port
 REPO = Path(__file__).resolve().parents[3]
 
 DATABASE = "shared"
+# The server takes CLICKHOUSE_USER/CLICKHOUSE_PASSWORD of its environment: this process's (scripts/with-env
+# exports the stack's generated password), which the clients below present.
+LOGIN = {"username": settings.get("CLICKHOUSE_USER"), "password": settings.get("CLICKHOUSE_PASSWORD")}
+BASIC = (LOGIN["username"], LOGIN["password"])
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +60,35 @@ def server(tmp_path_factory):
     assert proc.wait(20) == 0
 
 
+def test_no_one_gets_in_without_the_user_and_password_as_clickhouse_says_it(server):
+    """Every way ClickHouse's HTTP interface takes credentials works with the right ones; none, a wrong
+    password or another user get ClickHouse's 401 and code 516; /ping needs none (as ClickHouse's)."""
+    dsn, _ = server
+    user, password = LOGIN["username"], LOGIN["password"]
+    ways = {"basic": {"auth": BASIC}, "headers": {"headers": {"X-ClickHouse-User": user, "X-ClickHouse-Key": password}},
+            "parameters": {"params": {"user": user, "password": password}}}
+    for way, login in ways.items():
+        answer = httpx.post(f"{dsn}/", content=b"SELECT 1", **login)
+        assert (answer.status_code, answer.text) == (200, "1\n"), way
+    wrong = [{}, {"auth": (user, password + "x")}, {"auth": ("admin", password)},
+             {"headers": {"X-ClickHouse-User": user, "X-ClickHouse-Key": ""}}, {"params": {"password": "nope"}},
+             {"headers": {"Authorization": "Basic !!not-base64"}}]
+    for login in wrong:
+        answer = httpx.post(f"{dsn}/", content=b"CREATE DATABASE intruder", **login)
+        assert answer.status_code == 401 and answer.headers["X-ClickHouse-Exception-Code"] == "516", login
+        assert "Authentication failed: password is incorrect, or there is no user with such name. " \
+               "(AUTHENTICATION_FAILED)" in answer.text and answer.headers["WWW-Authenticate"].startswith("Basic")
+        assert password not in answer.text
+    assert httpx.get(f"{dsn}/queue").status_code == 401
+    assert httpx.get(f"{dsn}/ping").text == "Ok.\n"
+    assert httpx.post(f"{dsn}/", content=b"SELECT count() FROM system.databases WHERE name = 'intruder'",
+                      auth=BASIC).text == "0\n"
+
+
 def test_the_client_api_works_against_it_as_against_a_server(server):
     dsn, _ = server
     for compress in (False, "lz4", "zstd"):  # our loopback clients send plain bodies; others compress
-        client = clickhouse_connect.get_client(dsn=dsn, database=DATABASE, compress=compress)
+        client = clickhouse_connect.get_client(dsn=dsn, database=DATABASE, compress=compress, **LOGIN)
         client.command("CREATE TABLE IF NOT EXISTS api (k LowCardinality(String), ts DateTime64(3, 'UTC'), "
                        "v Nullable(Float64)) ENGINE = MergeTree ORDER BY ts")
         client.command("TRUNCATE TABLE api")
@@ -76,10 +106,10 @@ def test_the_client_api_works_against_it_as_against_a_server(server):
         with pytest.raises(clickhouse_connect.driver.exceptions.DatabaseError, match="nope"):
             client.query("SELECT * FROM nope")
         client.close()
-    raw = httpx.post(f"{dsn}/", params={"database": DATABASE},  # an INSERT with its data in one body
+    raw = httpx.post(f"{dsn}/", params={"database": DATABASE}, auth=BASIC,  # an INSERT with its data in one body
                      content=b'INSERT INTO api (k, ts) FORMAT JSONEachRow\n{"k": "c", "ts": "2024-03-03 00:00:00"}\n')
     assert raw.status_code == 200 and json.loads(raw.headers["X-ClickHouse-Summary"])["written_rows"] == "1"
-    refused = httpx.post(f"{dsn}/", params={"bad name": "1"}, content=b"SELECT 1")
+    refused = httpx.post(f"{dsn}/", params={"bad name": "1"}, content=b"SELECT 1", auth=BASIC)
     assert refused.status_code == 400 and "invalid setting name 'bad name'" in refused.text
 
 
@@ -190,7 +220,7 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
     timeout): every process works at once (from a common start), and the server admits statements in
     arrival order."""
     dsn, _ = server
-    before = httpx.get(f"{dsn}/queue").json()
+    before = httpx.get(f"{dsn}/queue", auth=BASIC).json()
     names = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 
     def barrier(role: str) -> str:
@@ -218,7 +248,7 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
     assert [r["ops"] for r in reports[:4]] == [6] * 4 and min(r["ops"] for r in reports[4:]) >= 20
     assert len(list(tmp_path.iterdir())) == 6  # all of them at once: each started its work once all six were ready
     assert max(r["start"] for r in reports) < min(r["end"] for r in reports), reports
-    queue = httpx.get(f"{dsn}/queue").json()
+    queue = httpx.get(f"{dsn}/queue", auth=BASIC).json()
     assert queue["out_of_order"] == 0 and queue["admitted"] == queue["arrived"] > before["arrived"] + 200, queue
     client, _ = connection.open_client(dsn, DATABASE)
     assert live_store.live_count(client, DATABASE, "BINANCE")[0] == 50 * reports[4]["ops"]

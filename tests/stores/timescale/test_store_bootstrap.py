@@ -32,7 +32,7 @@ FINGERPRINT = "SELECT count(*), count(DISTINCT (code, time)), sum(hashtext(code 
 
 def connect(dbname: str = DB, port: int | None = None) -> psycopg.Connection:
     return psycopg.connect(host="127.0.0.1", port=port or settings.get("TIMESCALE_PORT"), user="postgres",
-                           dbname=dbname, connect_timeout=5)
+                           password=settings.get("TIMESCALE_PASSWORD"), dbname=dbname, connect_timeout=5)
 
 
 def shape(conn: psycopg.Connection, table: str = minute_table.MINUTE_TABLE) -> dict:
