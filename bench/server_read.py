@@ -6,8 +6,8 @@ copy of the module to run instead, for old vs new in one session) serves `SELECT
 (BENCH_SERVER_ROWS, 50 million; an id, a float and a short string a row) to clickhouse-connect's
 streaming Arrow read (`query_arrow_stream`, every batch consumed and dropped) and Native read
 (`raw_stream`). The server's resident memory is sampled every 20 ms: idle before, the peak (VmHWM) and
-after. The native side is the engine's Arrow export of the same SELECT in this process (chDB's
-`send_query(..., "Arrow")` record batches, consumed alike). Rounds interleave (BENCH_SERVER_ROUNDS, 3).
+after. The native side is the engine's own Arrow export of the same SELECT in this process (chDB's
+`FORMAT ArrowStream` blocks as it makes them, each decoded into Arrow batches, consumed alike). Rounds interleave (BENCH_SERVER_ROUNDS, 3).
 Results: bench/results/server_read.json.
 Run: `scripts/with-env .venv/bin/python -m bench server_read`.
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 import chdb
 import clickhouse_connect
 import httpx
+import pyarrow as pa
 
 from marketdata_assets.core import settings
 
@@ -95,8 +96,11 @@ def main() -> int:
         with client.raw_stream(SQL, fmt="Native") as stream:
             return sum(len(chunk) for chunk in stream) and ROWS
 
-    def native_export() -> int:
-        return sum(batch.num_rows for batch in engine.send_query(SQL, "Arrow").record_batch(rows_per_batch=65_536))
+    def native_export() -> int:  # the engine's ArrowStream blocks, each decoded into Arrow batches
+        stream, rows = engine.send_query(SQL + " FORMAT ArrowStream", "TabSeparated"), 0
+        while (block := stream.fetch()) is not None:
+            rows += sum(batch.num_rows for batch in pa.ipc.open_stream(pa.py_buffer(block.bytes())))
+        return rows
 
     try:
         idle = rss_mb(server.pid)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
+import pyarrow as pa
 
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.naming import normalize_instrument, normalize_venue
@@ -164,9 +165,17 @@ def read(client, database: str, dataset: str, venue: str, instrument, start, end
     stated = states_ids(spec, cols)
     sql = select_sql(database, spec, [*cols, "load_id"] if stated else cols, all_instruments=instruments is None,
                      as_of=as_of is not None)
-    answer = client.query_arrow(sql, parameters=params)
+    answer = streamed_arrow(client, sql, params)
     frame = to_frame(answer, spec, cols)
     return _with_ids(client, database, spec, venue, frame, answer) if stated else frame
+
+
+def streamed_arrow(client, sql: str, params: dict) -> pa.Table:
+    """The answer read as the server sends it, batch by batch (the client never holds the whole body beside
+    the table); a result with no rows is asked again whole, for its schema."""
+    with client.query_arrow_stream(sql, parameters=params) as stream:
+        parts = list(stream)
+    return pa.Table.from_batches(parts) if parts else client.query_arrow(sql, parameters=params)
 
 
 def _live_params(client, database: str, venue: str, instrument, start, end) -> tuple[dict, bool] | None:

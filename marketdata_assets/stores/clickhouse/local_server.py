@@ -62,7 +62,6 @@ _FORMAT = re.compile(rb"\sFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
 # Formats whose blocks, as the engine makes them, concatenate into the whole result.
 CONCATENATED = frozenset({"native", "tabseparated", "tsv", "tabseparatedraw", "tsvraw", "csv", "jsoneachrow",
                           "jsonlines", "ndjson", "jsoncompacteachrow", "rowbinary", "values", "lineasstring"})
-ARROW_BATCH_ROWS = 65_536
 _READ = re.compile(rb"^(?:\s|--[^\n]*\n|/\*.*?\*/)*(?:SELECT|WITH)\b", re.IGNORECASE | re.DOTALL)
 
 
@@ -118,8 +117,10 @@ class Engine:
             if statement.streamed == "blocks":
                 stream = conn.send_query(statement.sql.decode(), "TabSeparated", params=statement.params)
                 return Streamed(self, entry, stream, _blocks(stream))
-            stream = conn.send_query(statement.without_format(), "Arrow", params=statement.params)
-            return Streamed(self, entry, stream, _arrow_ipc(stream, statement.streamed == "arrow"))
+            stream = conn.send_query(statement.without_format() + " FORMAT ArrowStream", "TabSeparated",
+                                     params=statement.params)
+            blocks = _arrow_file(stream) if statement.streamed == "arrow" else _arrow_stream(stream)
+            return Streamed(self, entry, stream, blocks)
         except BaseException:
             conn.close()
             raise
@@ -162,21 +163,47 @@ class _Drain(io.RawIOBase):
         return out
 
 
-def _arrow_ipc(stream, file_format: bool) -> Iterator[bytes]:
-    """The result as one Arrow IPC file (or stream), written a batch at a time (nothing for no rows: the
-    caller runs such a query whole, for the schema ClickHouse's empty Arrow result carries)."""
-    batches = iter(stream.record_batch(rows_per_batch=ARROW_BATCH_ROWS))
-    first = next(batches, None)
-    if first is None:
-        return
-    drain = _Drain()
-    sink = pa.PythonFile(drain, mode="w")
-    writer = (pa.ipc.new_file if file_format else pa.ipc.new_stream)(sink, first.schema)
-    for batch in itertools.chain([first], batches):
-        writer.write_batch(batch)
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def _schema_length(stream: bytes) -> int:
+    """Bytes of the schema message an Arrow IPC stream opens with (continuation, length, metadata)."""
+    if stream[:4] != b"\xff\xff\xff\xff":
+        raise RuntimeError("the engine's ArrowStream block does not open with a schema message")
+    return 8 + int.from_bytes(stream[4:8], "little")
+
+
+def _arrow_stream(stream) -> Iterator[bytes]:
+    """One Arrow IPC stream from the engine's ArrowStream blocks, each a whole stream of its own (schema,
+    batches, end marker): spliced as bytes, the first block's schema and the last end marker kept."""
+    first = True
+    for block in _blocks(stream):
+        if not block.endswith(_END_OF_STREAM):
+            raise RuntimeError("the engine's ArrowStream block has no end marker")
+        yield block[:-8] if first else block[_schema_length(block):-8]
+        first = False
+    if not first:
+        yield _END_OF_STREAM
+
+
+def _arrow_file(stream) -> Iterator[bytes]:
+    """The Arrow IPC file format (its footer lists every batch): the engine's batches framed again by
+    pyarrow as they come, lz4-compressed as ClickHouse's Arrow output is."""
+    drain, writer = _Drain(), None
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    for block in _arrow_stream(stream):
+        if block == _END_OF_STREAM:
+            break
+        reader = pa.ipc.open_stream(pa.py_buffer(block if writer is None else schema + block))
+        if writer is None:
+            schema = block[:_schema_length(block)]
+            writer = pa.ipc.new_file(pa.PythonFile(drain, mode="w"), reader.schema, options=options)
+        for batch in reader:
+            writer.write_batch(batch)
         yield drain.take()
-    writer.close()
-    yield drain.take()
+    if writer is not None:
+        writer.close()
+        yield drain.take()
 
 
 class Streamed:
@@ -313,7 +340,7 @@ class Statement:
     @property
     def streamed(self) -> str | None:
         """How a query's result goes out block by block: "blocks" (a format whose blocks concatenate),
-        "arrow"/"arrowstream" (Arrow IPC written batch by batch); None: run whole (a statement, or a format
+        "arrow"/"arrowstream" (Arrow IPC, spliced or framed block by block); None: run whole (a statement, or a format
         with a header or footer of its own: Parquet, *WithNames, ...)."""
         if self.data_file or _READ.match(self.sql[:4096]) is None:
             return None

@@ -278,3 +278,30 @@ def test_a_slot_handed_to_a_waiter_counts_as_admitted_before_a_later_arrival():
     report = asyncio.run(scenario())
     assert report["arrived"] == report["admitted"] == 4 and report["out_of_order"] == 0, report
     assert report["running"] == 2 and report["waiting"] == 0
+
+
+def test_a_read_streams_in_blocks_in_every_format_the_clients_ask_and_equals_the_whole(server):
+    """300,000 rows leave as several engine blocks: Native and TabSeparated blocks as they come, Arrow
+    streams spliced, the Arrow file framed batch by batch; each equals the rows. A format with a header of its
+    own (CSVWithNames), an empty result (an Arrow schema, no rows) and an error before the first block are
+    answered whole, as before."""
+    dsn, _ = server
+    sql = "SELECT number AS id, toFloat64(number) / 4 AS price, toString(number % 7) AS tag FROM numbers(300000)"
+    client = clickhouse_connect.get_client(dsn=dsn, compress=False, **LOGIN)
+    expected = {"id": list(range(300_000)), "price": [n / 4 for n in range(300_000)],
+                "tag": [str(n % 7) for n in range(300_000)]}
+    try:
+        assert client.query(sql).result_columns[0] == list(range(300_000))  # Native
+        assert client.query_arrow(sql).to_pydict() == expected  # the Arrow file format
+        with client.query_arrow_stream(sql) as stream:  # ArrowStream
+            assert pa.Table.from_batches(list(stream)).to_pydict() == expected
+        tsv = httpx.post(f"{dsn}/", content=f"{sql} FORMAT TabSeparated".encode(), auth=BASIC, timeout=60)
+        assert tsv.text.splitlines()[299_999] == "299999\t74999.75\t0" and tsv.text.count("\n") == 300_000
+        csv = httpx.post(f"{dsn}/", content=f"{sql} FORMAT CSVWithNames".encode(), auth=BASIC, timeout=60)
+        assert csv.text.count('"id","price","tag"') == 1 and csv.text.count("\n") == 300_001
+        empty = client.query_arrow("SELECT number AS id FROM numbers(10) WHERE id > 10")
+        assert empty.num_rows == 0 and empty.schema.names == ["id"]
+        with pytest.raises(clickhouse_connect.driver.exceptions.DatabaseError, match="Code: 395"):
+            client.query("SELECT throwIf(number = 3) FROM numbers(10)")
+    finally:
+        client.close()
