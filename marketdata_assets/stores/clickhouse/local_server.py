@@ -24,7 +24,6 @@ import contextlib
 import gzip
 import hmac
 import io
-import itertools
 import json
 import os
 import re
@@ -194,10 +193,12 @@ def _arrow_file(stream) -> Iterator[bytes]:
     for block in _arrow_stream(stream):
         if block == _END_OF_STREAM:
             break
-        reader = pa.ipc.open_stream(pa.py_buffer(block if writer is None else schema + block))
-        if writer is None:
+        if writer is None:  # later blocks are batches alone: read each behind the first block's schema
             schema = block[:_schema_length(block)]
+            reader = pa.ipc.open_stream(pa.py_buffer(block))
             writer = pa.ipc.new_file(pa.PythonFile(drain, mode="w"), reader.schema, options=options)
+        else:
+            reader = pa.ipc.open_stream(pa.py_buffer(schema + block))
         for batch in reader:
             writer.write_batch(batch)
         yield drain.take()
