@@ -15,7 +15,7 @@ Starts, on 127.0.0.1, under the project's state directory (MARKETDATA_STATE_DIR,
 project's Python environment), is idempotent and takes about a second once installed.
 Every server lets no one in without the credentials generated once per state directory
 (<state>/stack-secrets, 0600; an exported variable wins): Postgres scram-sha-256 on TCP (peer on its
-socket for the stack's own user), SecantusDB SCRAM (`--auth`), nats-server a token, redis-server
+socket for the stack's own user), the PGlite server SCRAM-SHA-256, SecantusDB SCRAM (`--auth`), nats-server a token, redis-server
 `requirepass`, the ClickHouse engine server HTTP basic. The state directory is the owner's alone (0700;
 0710 with group postgres when run as root, since Postgres runs as `postgres`). A server started before
 its credentials, or with others, is restarted by `up` (an old clone upgrades in place).
@@ -604,15 +604,22 @@ class PgliteTimescale(Service):
             run(["npm", "ci", "--legacy-peer-deps", "--no-audit", "--no-fund", "--loglevel=error"],
                 "npm ci (scripts/pglite)", cwd=self.app)
 
+    def credentials(self) -> tuple[str, ...]:
+        """The postgres role's password: TIMESCALE_PASSWORD when the market database is this server, else the
+        stack's generated Postgres password (one role, one password on both servers)."""
+        serves = settings.get("TIMESCALE_PORT") == str(self.port)
+        return (settings.get("TIMESCALE_PASSWORD") if serves else settings.stack_secrets()["postgres"],)
+
     def up(self) -> str:
         port = self.port
-        if self.pid():
-            return f"already running (pid {self.pid()}, port {port})"
+        if already := self.running():
+            return already
         self.check_port_free(port, "STACK_PGLITE_PORT")
         self.install()
+        env = {**os.environ, "PGLITE_PASSWORD": self.credentials()[0]}  # SCRAM-SHA-256; never on the command line
         pid = self.spawn(["node", str(self.app / "server.mjs"), "--data-dir", str(self.dir / "data"),
-                          "--host", "127.0.0.1", "--port", str(port)], port, 120)
-        return f"started (pid {pid}, port {port}, database postgres)"
+                          "--host", "127.0.0.1", "--port", str(port)], port, 120, env)
+        return f"started (pid {self.stamped(pid)}, port {port}, database postgres, SCRAM-SHA-256)"
 
 
 class LocalClickHouse(Service):

@@ -43,6 +43,18 @@ def test_postgres_asks_every_tcp_client_for_its_password(monkeypatch):
     assert all(rule[3:] == ["peer", "map=stack"] for rule in rules if rule[0] == "local")
 
 
+def test_the_pglite_server_asks_for_the_password_by_scram():
+    """The stack's PGlite server (one session at a time: this test's connections are short)."""
+    login = {"host": "127.0.0.1", "port": settings.get("STACK_PGLITE_PORT"), "user": "postgres", "dbname": "postgres",
+             "sslmode": "disable", "connect_timeout": 30, "passfile": os.devnull}
+    with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+        psycopg.connect(**login).close()
+    with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "postgres"'):
+        psycopg.connect(**login, password="wrong").close()
+    with psycopg.connect(**login, password=settings.stack_secrets()["postgres"]) as conn:  # libpq checks the
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)  # server's proof too
+
+
 def test_the_clickhouse_server_answers_401_and_code_516_without_its_password():
     url = settings.stack_clickhouse_url()
     if settings.clickhouse_dsn() != url:

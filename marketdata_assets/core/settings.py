@@ -317,8 +317,9 @@ def _stack_serves(name: str) -> bool:
 
     if name == "DAGSTER_PG_PASSWORD":
         return get("DAGSTER_PG_HOST") in _LOCAL_HOSTS
-    if name == "TIMESCALE_PASSWORD":
-        return get("TIMESCALE_HOST") in _LOCAL_HOSTS and get("TIMESCALE_PORT") == get("DAGSTER_PG_PORT")
+    if name == "TIMESCALE_PASSWORD":  # the stack's Postgres, or its PGlite server (the same role and password)
+        return get("TIMESCALE_HOST") in _LOCAL_HOSTS and get("TIMESCALE_PORT") in (get("DAGSTER_PG_PORT"),
+                                                                                   get("STACK_PGLITE_PORT"))
     if name == "CLICKHOUSE_PASSWORD":
         return clickhouse_dsn() == stack_clickhouse_url()
     url = get({"MONGODB_PASSWORD": "MONGODB_URI", "MONGODB_USERNAME": "MONGODB_URI", "NATS_TOKEN": "NATS_URL",

@@ -21,13 +21,15 @@
 //     process exit with status 70 and a "FATAL" line on stderr, for a supervisor to notice;
 //   - --idle-timeout S (default 0: off): a connection owning the session that stays idle S seconds
 //     while others wait is closed (FATAL 57P05), like Postgres' idle_session_timeout.
-// Authentication: any password is accepted (trust; bind to 127.0.0.1 only). User must be
-// "postgres", database "postgres" (the only database served). No TLS: clients using sslmode=prefer
+// Authentication: SCRAM-SHA-256, as Postgres does it, when PGLITE_PASSWORD is set in the environment
+// (scripts/stack sets it: never on the command line); else any password is accepted (trust; bind to
+// 127.0.0.1 only). User must be "postgres", database "postgres" (the only database served). No TLS: clients using sslmode=prefer
 // are told "no TLS" and continue in clear text; sslmode=require fails.
 //
 // stdout: one line "PGLITE READY host=H port=P ..." once it listens. stderr: the log.
 // Files: everything is inside --data-dir (the PGlite data directory); nothing else is written.
 
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
@@ -41,6 +43,19 @@ const GSSENC_REQUEST = 80877104
 const CANCEL_REQUEST = 80877102
 const MAX_STARTUP_PACKET = 10000
 const EXIT_WASM_ABORT = 70
+
+// SCRAM-SHA-256 (RFC 5802 and 7677) with one verifier derived at start from PGLITE_PASSWORD.
+const SCRAM = (() => {
+  const password = process.env.PGLITE_PASSWORD || ''
+  if (!password) return null
+  const salt = crypto.randomBytes(16)
+  const iterations = 4096
+  const salted = crypto.pbkdf2Sync(password, salt, iterations, 32, 'sha256')
+  const hmac = (key, text) => crypto.createHmac('sha256', key).update(text).digest()
+  const clientKey = hmac(salted, 'Client Key')
+  return { salt: salt.toString('base64'), iterations, hmac,
+    storedKey: crypto.createHash('sha256').update(clientKey).digest(), serverKey: hmac(salted, 'Server Key') }
+})()
 
 const COPY_REFUSAL_MESSAGE =
   'COPY ... FROM STDIN is not supported by the PGlite server (it would abort the WebAssembly Postgres)'
@@ -354,6 +369,7 @@ class Client {
     this.buffer = Buffer.alloc(0)
     this.closed = false
     this.startup = null // startup parameters and the GUCs to apply, once greeted
+    this.auth = null // the SCRAM exchange under way (PGLITE_PASSWORD set)
     this.queued = false
     this.waiter = null
     this.since = Date.now()
@@ -363,7 +379,8 @@ class Client {
   push(data) {
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, data]) : data
     this.lastActivity = Date.now()
-    if (!this.startup) this.handleStartup()
+    if (!this.startup && !this.auth) this.handleStartup()
+    if (this.auth) this.handleAuth()
     if (this.startup && !this.queued && !this.closed && this.buffer.length >= 1) {
       if (this.buffer[0] === 'X'.charCodeAt(0)) { this.socket.end(); return } // left before any query
       this.queued = true
@@ -439,8 +456,74 @@ class Client {
       const key = REPORTED.find((r) => r.toLowerCase() === name.toLowerCase())
       if (key) reported[key] = value
     }
+    const greeting = { params, gucs, reported, minor, unknownProtocolOptions }
+    if (SCRAM) {
+      this.auth = { greeting, stage: 'first' }
+      this.socket.write(message('R', Buffer.concat([int32(10), cstring('SCRAM-SHA-256'), Buffer.from([0])])))
+      return
+    }
+    this.welcome(greeting)
+  }
+
+  // SASLInitialResponse, then SASLResponse: the client proves it knows the password; the server proves
+  // it knows the verifier (AuthenticationSASLFinal), then AuthenticationOk.
+  handleAuth() {
+    while (this.auth && !this.closed && this.buffer.length >= 5) {
+      const length = this.buffer.readInt32BE(1)
+      if (this.buffer.length < 1 + length) return
+      const type = String.fromCharCode(this.buffer[0])
+      const body = this.buffer.subarray(5, 1 + length)
+      this.buffer = this.buffer.subarray(1 + length)
+      if (type !== 'p') return this.fail('08P01', `expected a SASL response, got message type "${type}"`)
+      if (this.auth.stage === 'first') this.scramFirst(body)
+      else this.scramFinal(body)
+    }
+  }
+
+  scramFirst(body) {
+    const end = body.indexOf(0)
+    const mechanism = body.subarray(0, end).toString()
+    if (mechanism !== 'SCRAM-SHA-256') {
+      return this.fail('28000', `SASL authentication mechanism ${mechanism} is not supported (SCRAM-SHA-256 is)`)
+    }
+    const first = body.subarray(end + 5).toString()
+    const gs2End = first.indexOf(',', first.indexOf(',') + 1) + 1
+    const bare = first.slice(gs2End)
+    const nonce = /(?:^|,)r=([^,]+)/.exec(bare)?.[1]
+    if (!gs2End || !nonce || first.startsWith('p=')) {
+      return this.fail('08P01', 'malformed SCRAM client-first-message')
+    }
+    const serverNonce = nonce + crypto.randomBytes(18).toString('base64')
+    const serverFirst = `r=${serverNonce},s=${SCRAM.salt},i=${SCRAM.iterations}`
+    Object.assign(this.auth, { stage: 'final', gs2: first.slice(0, gs2End), bare, serverFirst, serverNonce })
+    this.socket.write(message('R', Buffer.concat([int32(11), Buffer.from(serverFirst)])))
+  }
+
+  scramFinal(body) {
+    const { gs2, bare, serverFirst, serverNonce, greeting } = this.auth
+    const final = body.toString()
+    const proofAt = final.lastIndexOf(',p=')
+    const withoutProof = final.slice(0, proofAt)
+    const fields = Object.fromEntries(withoutProof.split(',').map((f) => [f[0], f.slice(2)]))
+    const authMessage = `${bare},${serverFirst},${withoutProof}`
+    const proof = Buffer.from(final.slice(proofAt + 3), 'base64')
+    const signature = SCRAM.hmac(SCRAM.storedKey, authMessage)
+    const proven = proofAt > 0 && proof.length === signature.length && fields.r === serverNonce &&
+      fields.c === Buffer.from(gs2).toString('base64') &&
+      crypto.timingSafeEqual(crypto.createHash('sha256').update(proof.map((b, i) => b ^ signature[i])).digest(),
+        SCRAM.storedKey)
+    if (!proven) {
+      return this.fail('28P01', `password authentication failed for user "${greeting.params.user}"`)
+    }
+    const verifier = SCRAM.hmac(SCRAM.serverKey, authMessage).toString('base64')
+    this.socket.write(message('R', Buffer.concat([int32(12), Buffer.from(`v=${verifier}`)])))
+    this.auth = null
+    this.welcome(greeting)
+  }
+
+  welcome({ params, gucs, reported, minor, unknownProtocolOptions }) {
     this.startup = { params, gucs, reported }
-    const parts = [message('R', int32(0))] // AuthenticationOk (trust)
+    const parts = [message('R', int32(0))] // AuthenticationOk
     if (minor !== 0 || unknownProtocolOptions.length) {
       parts.push(message('v', Buffer.concat([int32(0), int32(unknownProtocolOptions.length),
         ...unknownProtocolOptions.map(cstring)])))

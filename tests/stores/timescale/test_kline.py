@@ -33,8 +33,9 @@ JAN, FEB, MAR, APR = (datetime(2024, m, 1) for m in (1, 2, 3, 4))
 
 
 def pglite_connect(server: dict) -> psycopg.Connection:
-    return psycopg.connect(host=server["host"], port=server["port"], user="postgres", password="postgres",
-                           dbname="postgres", sslmode="disable", connect_timeout=10)
+    return psycopg.connect(host=server["host"], port=server["port"], user="postgres",
+                           password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", sslmode="disable",
+                           connect_timeout=10)
 
 
 @contextmanager
