@@ -166,7 +166,7 @@ def secure_state(state: Path) -> None:
     state.chmod(0o710 if postgres_gid is not None else 0o700)
     for sub in ("landing", "clickhouse", "run", "logs"):
         (state / sub).mkdir(exist_ok=True)
-        (state / sub).chmod(0o700 if sub != "logs" or postgres_gid is None else 0o770)
+        (state / sub).chmod(0o700 if sub != "logs" or postgres_gid is None else 0o750)  # postgres appends its log
     if postgres_gid is not None:
         os.chown(state / "logs", 0, postgres_gid)
 

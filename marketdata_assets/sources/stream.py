@@ -282,6 +282,7 @@ class StreamProtocol(Protocol):
     stale_s: float  # the stale deadline to use: above the longest silence of a healthy connection
     live_source: str  # the ingest_log source of its live loads (`<VENUE>_LIVE`)
     data_prefix: str | None  # how a stream's data frame begins (None: unknown, any frame may be shed when late)
+    trade_marks: tuple[str, ...]  # what a trade frame holds near its start: shed after books and tops
     default_instruments: tuple[str, ...]  # collected when none are named (two majors)
     trade_channel_format: str  # an instrument's trade channel, `{}` the instrument as channels spell it
     book_channel_format: str  # the start of an instrument's book channels (depth / interval follow)
@@ -369,6 +370,7 @@ class StreamBase:
     live_source: str
     supported: tuple[str, ...]
     data_prefix: str | None = None
+    trade_marks: tuple[str, ...] = ()  # what a trade frame holds near its start (shed after books and tops)
     default_instruments: tuple[str, ...] = ()
     trade_channel_format = "{}@trades"
     book_channel_format = "{}@book"

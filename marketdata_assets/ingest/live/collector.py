@@ -32,7 +32,7 @@ from marketdata_assets.ingest.live.connection import (
     handshake_refusal,
 )
 from marketdata_assets.ingest.live.parts import Part
-from marketdata_assets.ingest.live.shedding import OVERFLOW, TradeGaps, shed
+from marketdata_assets.ingest.live.shedding import OVERFLOW, TRADE_LAG_FACTOR, TradeGaps, shed
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.stream import (
@@ -323,7 +323,7 @@ class LiveCollector(BookOutputs):
         conn = Connection(conn_id, protocol.url(base, named), streams, opening + messages, self.queue,
                           self.stats, stale_s=self.config.stale_s,
                           pacer=self.pacer or Pacer(self.limits.control_per_s, self.limits.control_per_hour),
-                          keepalive=keepalive)
+                          keepalive=keepalive, trade_marks=protocol.trade_marks)
         self.connections[conn_id] = conn
         self.conn_streams[conn_id] = list(streams)
         return conn
@@ -526,7 +526,8 @@ class LiveCollector(BookOutputs):
                 now_ns = time.time_ns()
                 self.behind = batch[0][2] < now_ns - behind_ns
                 if batch[0][2] < now_ns - lag_ns:  # its oldest waited too long: the processor is behind
-                    kept, dropped = shed(batch, now_ns - lag_ns, now_ns, self.protocol.data_prefix)
+                    kept, dropped = shed(batch, now_ns - lag_ns, now_ns, self.protocol.data_prefix,
+                                         self.protocol.trade_marks, now_ns - TRADE_LAG_FACTOR * lag_ns)
                     stats.overflow_frames += dropped
                     await self._process(kept)
                 else:

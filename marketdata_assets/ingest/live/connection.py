@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from websockets.exceptions import InvalidStatus
 
+from marketdata_assets.ingest.live.shedding import is_trade
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.ingest.live.ws_client import WsClient
 from marketdata_assets.sources.stream import Keepalive
@@ -114,6 +115,9 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
+TRADE_SLACK = 4  # a full queue still takes trade frames up to a quarter more
+
+
 class FrameQueue:
     """The bounded queue between the socket readers and the processor, taken a batch at a time: the
     parts of `asyncio.Queue` the collector uses, without its per-item waiter bookkeeping (one frame is
@@ -180,8 +184,9 @@ class Connection:
 
     def __init__(self, conn_id: str, url: str, streams: list[str], subscribe: list[tuple[int, str]],
                  queue: FrameQueue, stats: Stats, *, stale_s: float, pacer: Pacer,
-                 keepalive: Keepalive | None = None):
+                 keepalive: Keepalive | None = None, trade_marks: tuple[str, ...] = ()):
         self.conn_id, self.url, self.streams, self.keepalive = conn_id, url, streams, keepalive
+        self.trade_marks = trade_marks  # a trade frame may take TRADE_SLACK more of a full queue (shedding.py)
         self.subscriptions = subscribe  # (id, text) of the SUBSCRIBE messages after connecting
         self.requests: dict[int, str] = {}  # id -> text of every request sent (a refused one is sent again)
         self.queue, self.stats, self.stale_s, self.pacer = queue, stats, stale_s, pacer
@@ -313,6 +318,14 @@ class Connection:
         return f"closed {received.code} {received.reason}".strip()
 
     def _enqueue(self, item: Item) -> None:
+        queue = self.queue
+        if len(queue.items) >= queue.maxsize and self.trade_marks and \
+                len(queue.items) < queue.maxsize + queue.maxsize // TRADE_SLACK and is_trade(item[3], self.trade_marks):
+            if self.dropped:  # the frames dropped before it are marked before it: its trade gap is then known
+                queue.put_many((self._marker_item("overflow", dropped=self.dropped, cause="full"),))
+                self.dropped = 0
+            queue.put_many((item,))  # past the bound: books and tops are dropped before a trade
+            return
         if self.dropped:
             if self.queue.maxsize - self.queue.qsize() < 2:
                 self.dropped += 1
@@ -327,9 +340,12 @@ class Connection:
             self.stats.overflow_frames += 1
             self.stats.changed.set()  # the processor is behind: whoever waits on the counters must hear it
 
+    def _marker_item(self, kind: str, **details) -> Item:
+        return "marker", self.conn_id, time.time_ns(), (kind, details)
+
     def _marker(self, kind: str, **details) -> None:
         """A marker into the queue; it waits for room (markers are rare, and must not be lost)."""
-        item = ("marker", self.conn_id, time.time_ns(), (kind, details))
+        item = self._marker_item(kind, **details)
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:

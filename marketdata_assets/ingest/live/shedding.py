@@ -5,6 +5,10 @@
   is not a stream's data: an acknowledgement, a refusal to retry, a heartbeat to answer), and gets an
   `overflow` marker (cause `lag`) where each connection's first dropped frame was. A machine that
   cannot keep up loses frames instead of falling minutes behind.
+- What goes first: what a snapshot rebuilds (book diffs, tops, tickers). A frame of a trade channel
+  (`is_trade`: one of the venue's `trade_marks` near its start) is kept until it waited
+  `TRADE_LAG_FACTOR` times the bound, and at the reader it may take a quarter more of the queue than
+  the rest (connection.py), so a busy machine loses books before it loses trades.
 - `TradeGaps`: after a drop (an `overflow` marker: the queue full at the reader, or the lag bound),
   each instrument's next trade tells which trade ids were lost, those between the last one before
   and it: a `gap` marker of its trade channel (cause `overflow`, `first_id`, `last_id`), the ids
@@ -14,30 +18,44 @@
 from __future__ import annotations
 
 OVERFLOW = "overflow"
+TRADE_LAG_FACTOR = 3  # a trade frame is shed only once it waited this many times the lag bound
+TRADE_HEAD = 120  # characters of a frame's start where a venue names its channel
 
 
-def shed(batch: list[tuple], cutoff_ns: int, now_ns: int, data_prefix: str | None = None
-         ) -> tuple[list[tuple], int]:
+def is_trade(text: str, trade_marks: tuple[str, ...]) -> bool:
+    """Whether a frame is of a trade channel (the venue's `trade_marks`, one near its start)."""
+    head = text[:TRADE_HEAD]
+    return any(mark in head for mark in trade_marks)
+
+
+def shed(batch: list[tuple], cutoff_ns: int, now_ns: int, data_prefix: str | None = None,
+         trade_marks: tuple[str, ...] = (), trade_cutoff_ns: int | None = None) -> tuple[list[tuple], int]:
     """(the batch without its frames received before `cutoff_ns`, with an `overflow` marker per
     connection in place of its first dropped frame; how many frames were dropped). Items are the
     frame queue's: ("frame", conn, recv_ns, text) or ("marker", conn, recv_ns, (kind, details)). With
     the venue's `data_prefix`, only frames that begin with it are dropped (one that does not is kept:
-    a control frame, or data spelled otherwise, processed late)."""
+    a control frame, or data spelled otherwise, processed late). With `trade_cutoff_ns` (older than
+    `cutoff_ns`), a trade frame is dropped only if received before it; each marker counts its trades."""
     kept: list = []
-    drops: dict[str, list[int]] = {}  # conn -> [frames, first recv ns, last recv ns, index of its marker]
+    drops: dict[str, list[int]] = {}  # conn -> [frames, first recv ns, last recv ns, index of its marker, trades]
     for item in batch:
         if item[0] == "frame" and item[2] < cutoff_ns and (data_prefix is None or item[3].startswith(data_prefix)):
+            trade = bool(trade_marks) and is_trade(item[3], trade_marks)
+            if trade and trade_cutoff_ns is not None and item[2] >= trade_cutoff_ns:
+                kept.append(item)  # books and tops go first: a snapshot rebuilds them, nothing rebuilds a trade
+                continue
             drop = drops.get(item[1])
             if drop is None:
-                drop = drops[item[1]] = [0, item[2], item[2], len(kept)]
+                drop = drops[item[1]] = [0, item[2], item[2], len(kept), 0]
                 kept.append(item)  # replaced by the marker below
             drop[0] += 1
             drop[2] = item[2]
+            drop[4] += trade
         else:
             kept.append(item)
-    for conn, (count, first_ns, last_ns, at) in drops.items():
+    for conn, (count, first_ns, last_ns, at, trades) in drops.items():
         details = {"dropped": count, "cause": "lag", "first_ns": first_ns, "last_ns": last_ns,
-                   "waited_s": round((now_ns - first_ns) / 1e9, 3)}
+                   "waited_s": round((now_ns - first_ns) / 1e9, 3), **({"trades": trades} if trade_marks else {})}
         kept[at] = ("marker", conn, first_ns, (OVERFLOW, details))
     return kept, sum(drop[0] for drop in drops.values())
 
@@ -64,4 +82,4 @@ class TradeGaps:
         return before + 1, first_seq - 1
 
 
-__all__ = ["OVERFLOW", "TradeGaps", "shed"]
+__all__ = ["OVERFLOW", "TRADE_LAG_FACTOR", "TradeGaps", "is_trade", "shed"]

@@ -320,6 +320,7 @@ class BinanceSpotStream:
     stale_s = 10.0  # data every 100 ms; the server pings every 20 s
     live_source = "BINANCE_LIVE"
     data_prefix = '{"stream":'  # a combined stream's event; acks and errors are {"result"/"error",...,"id"}
+    trade_marks = ('@trade"', '@aggTrade"')  # {"stream":"btcusdt@trade","data":...}
     default_instruments = ("BTCUSDT", "ETHUSDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trade", "{}@depth", True
     landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",), BOOKS: (BOOK_TOPS,),

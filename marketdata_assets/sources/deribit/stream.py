@@ -130,6 +130,7 @@ class DeribitStream(StreamBase):
 
     live_source = "DERIBIT_LIVE"
     data_prefix = '{"jsonrpc":"2.0","method":"subscription"'  # a notification; replies carry an id, heartbeats
+    trade_marks = ('"channel":"trades.',)  # {...,"params":{"channel":"trades.BTC-PERPETUAL.100ms",...}
     # (test_request, to be answered) are method "heartbeat"
     default_instruments = ("BTC-PERPETUAL", "ETH-PERPETUAL")
     trade_channel_format, book_channel_format, lower_channels = "trades.{}.100ms", "book.{}.", False

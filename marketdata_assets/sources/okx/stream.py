@@ -194,6 +194,7 @@ class OkxStream(StreamBase):
 
     live_source = "OKX_LIVE"
     data_prefix = '{"arg":'  # a push; subscribe acks, errors and notices are {"event":...}
+    trade_marks = ('"channel":"trades',)  # {"arg":{"channel":"trades",...} (and trades-all)
     default_instruments = ("BTC-USDT", "ETH-USDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trades", "{}@books", False
     landed: ClassVar[dict] = {TICKERS: ("{}@tickers",), BARS_1M: ("{}@candle1m",),

@@ -40,7 +40,7 @@ from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.support.live import INSTRUMENTS, collecting, config_for, replays
 
-WAIT_S = 20
+WAIT_S = 60  # progress waits (on counters): a bound for a busy host, reached in seconds when idle
 INSTRUMENT, KEY, CHANNEL = "BTCUSDT", "BINANCE:BTCUSDT", "btcusdt@trade"
 
 

@@ -1,9 +1,13 @@
 """The lag bound sheds a venue's late data frames and never its control frames: each venue's documented
 acknowledgements, refusals, notices and heartbeats stay in the batch (a refusal is retried, a Deribit
 test_request answered), however late; its data frames are dropped and counted under one `overflow`
-marker per connection. Each frame is the venue's documented example, the way its protocol decodes it."""
+marker per connection; books go before trades, which are shed only past a longer bound, and a full
+queue still takes a quarter more trades. Each frame is the venue's documented example, the way its
+protocol decodes it."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -53,3 +57,56 @@ def test_late_data_frames_are_shed_and_control_frames_kept(venue):
     assert [item[3] for item in kept[1:]] == [*control, data[0]]  # in order, the fresh data frame too
     everything, _ = shed(batch, cutoff, 10_000)  # a venue that declares no data prefix: any late frame goes
     assert [item[0] for item in everything] == ["marker", "frame"]
+
+
+# venue -> a book frame of its documentation (what a snapshot rebuilds; shed first)
+BOOK_FRAMES = {
+    "BINANCE": '{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1672515782136,"s":"BNBBTC","U":157,'
+               '"u":160,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}}',
+    "BINANCE_UM": '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":123456789,"T":123456788,'
+                  '"s":"BTCUSDT","U":157,"u":160,"pu":149,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}}',
+    "OKX": '{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[["8476.98","415","0",'
+           '"13"]],"bids":[["8476.97","256","0","12"]],"ts":"1597026383085","checksum":-855196043,"prevSeqId":123,'
+           '"seqId":124}]}',
+    "DERIBIT": '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":'
+               '{"type":"change","timestamp":1554373911330,"prev_change_id":297217,"instrument_name":"BTC-PERPETUAL",'
+               '"change_id":297218,"bids":[["new",5042.34,30]],"asks":[]}}}',
+}
+
+
+@pytest.mark.parametrize("venue", list(FRAMES))
+def test_books_are_shed_before_trades_which_go_only_past_the_longer_bound(venue):
+    protocol = stream_protocol(venue, "all")
+    trade, book = FRAMES[venue][0][0], BOOK_FRAMES[venue]
+    assert protocol.decode(book).kind == "event"
+    older, late, fresh = 500, 1_000, 5_000  # trade bound 800 < late < lag bound 2,000
+    batch = [("frame", "c1", older, trade), ("frame", "c1", older, book), ("frame", "c1", late, book),
+             ("frame", "c1", late, trade), ("frame", "c1", fresh, book)]
+    kept, dropped = shed(batch, 2_000, 10_000, protocol.data_prefix, protocol.trade_marks, 800)
+    assert dropped == 3  # the older trade and both late books
+    marker = kept[0][3][1]
+    assert kept[0][3][0] == OVERFLOW and (marker["dropped"], marker["trades"]) == (3, 1)
+    assert [(item[2], item[3]) for item in kept[1:]] == [(late, trade), (fresh, book)]
+
+
+def test_a_full_queue_takes_a_quarter_more_trades_and_drops_books_first():
+    from marketdata_assets.ingest.live.connection import Connection, FrameQueue, Pacer
+    from marketdata_assets.ingest.live.stats import Stats
+
+    protocol = stream_protocol("BINANCE", "all")
+    trade, book = FRAMES["BINANCE"][0][0], BOOK_FRAMES["BINANCE"]
+
+    async def scenario() -> tuple[list, Stats]:
+        queue, stats = FrameQueue(8), Stats()
+        conn = Connection("c1", "ws://x", ["btcusdt@trade"], [], queue, stats, stale_s=10, pacer=Pacer(5),
+                          trade_marks=protocol.trade_marks)
+        conn._on_texts([book] * 8, 1)  # full
+        conn._on_texts([book, trade, book, trade, trade, trade], 2)
+        return list(queue.items), stats
+    items, stats = asyncio.run(scenario())
+    assert [item[3] for item in items[:8]] == [book] * 8
+    # past the bound: the book before the trade dropped and marked ahead of it (its trade gap is known), the
+    # trade queued; then the quarter's room is used up, and the next book and trades are dropped
+    assert items[8][0] == "marker" and items[8][3] == ("overflow", {"dropped": 1, "cause": "full"})
+    assert items[9][3] == trade and len(items) == 10
+    assert stats.overflow_frames == 5
