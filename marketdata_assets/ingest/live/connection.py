@@ -201,6 +201,7 @@ class Connection:
         self.reason = "open"
         self.frames = 0
         self.dropped = 0
+        self.dropped_trades = 0  # trade frames among them
         self.opened_at = 0.0
         self._last_seen = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -321,31 +322,41 @@ class Connection:
         queue = self.queue
         if len(queue.items) >= queue.maxsize and self.trade_marks and \
                 len(queue.items) < queue.maxsize + queue.maxsize // TRADE_SLACK and is_trade(item[3], self.trade_marks):
-            if self.dropped:  # the frames dropped before it are marked before it: its trade gap is then known
-                queue.put_many((self._marker_item("overflow", dropped=self.dropped, cause="full"),))
-                self.dropped = 0
+            if self.dropped_trades:  # trades dropped before it are marked before it: its trade gap is then known
+                queue.put_many((self._overflow(),))
             queue.put_many((item,))  # past the bound: books and tops are dropped before a trade
             return
         if self.dropped:
             if self.queue.maxsize - self.queue.qsize() < 2:
-                self.dropped += 1
-                self.stats.overflow_frames += 1
+                self._drop(item)
                 return
-            self._marker("overflow", dropped=self.dropped, cause="full")
-            self.dropped = 0
+            self._put(self._overflow())
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
-            self.dropped += 1
-            self.stats.overflow_frames += 1
-            self.stats.changed.set()  # the processor is behind: whoever waits on the counters must hear it
+            self._drop(item)
+
+    def _drop(self, item: Item) -> None:
+        self.dropped += 1
+        self.dropped_trades += bool(self.trade_marks) and is_trade(item[3], self.trade_marks)
+        self.stats.overflow_frames += 1
+        self.stats.changed.set()  # the processor is behind: whoever waits on the counters must hear it
+
+    def _overflow(self) -> Item:
+        """The `overflow` marker of the frames dropped since the last one (how many, how many trades)."""
+        details = {"dropped": self.dropped, "cause": "full", **({"trades": self.dropped_trades} if self.trade_marks
+                                                                 else {})}
+        self.dropped = self.dropped_trades = 0
+        return self._marker_item("overflow", **details)
 
     def _marker_item(self, kind: str, **details) -> Item:
         return "marker", self.conn_id, time.time_ns(), (kind, details)
 
     def _marker(self, kind: str, **details) -> None:
+        self._put(self._marker_item(kind, **details))
+
+    def _put(self, item: Item) -> None:
         """A marker into the queue; it waits for room (markers are rare, and must not be lost)."""
-        item = self._marker_item(kind, **details)
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -374,5 +385,5 @@ class Connection:
         self.stats.disconnects[self.reason.split(" ")[0]] = self.stats.disconnects.get(self.reason.split(" ")[0], 0) + 1
         self._marker("disconnect", reason=self.reason, frames=self.frames,
                      overflow_dropped=self.dropped, age_s=round(asyncio.get_running_loop().time() - self.opened_at, 3))
-        self.dropped = 0
+        self.dropped = self.dropped_trades = 0
         self.ended.set()

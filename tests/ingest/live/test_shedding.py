@@ -96,17 +96,19 @@ def test_a_full_queue_takes_a_quarter_more_trades_and_drops_books_first():
     protocol = stream_protocol("BINANCE", "all")
     trade, book = FRAMES["BINANCE"][0][0], BOOK_FRAMES["BINANCE"]
 
-    async def scenario() -> tuple[list, Stats]:
+    async def scenario() -> tuple[list, list, Stats]:
         queue, stats = FrameQueue(8), Stats()
         conn = Connection("c1", "ws://x", ["btcusdt@trade"], [], queue, stats, stale_s=10, pacer=Pacer(5),
                           trade_marks=protocol.trade_marks)
         conn._on_texts([book] * 8, 1)  # full
         conn._on_texts([book, trade, book, trade, trade, trade], 2)
-        return list(queue.items), stats
-    items, stats = asyncio.run(scenario())
-    assert [item[3] for item in items[:8]] == [book] * 8
-    # past the bound: the book before the trade dropped and marked ahead of it (its trade gap is known), the
-    # trade queued; then the quarter's room is used up, and the next book and trades are dropped
-    assert items[8][0] == "marker" and items[8][3] == ("overflow", {"dropped": 1, "cause": "full"})
-    assert items[9][3] == trade and len(items) == 10
-    assert stats.overflow_frames == 5
+        full = list(queue.items)
+        await queue.take(len(full))  # the processor catches up
+        conn._on_texts([trade], 3)
+        return full, list(queue.items), stats
+    full, after, stats = asyncio.run(scenario())
+    # past the bound the books are dropped and the trades queued, up to a quarter more; then trades drop too
+    assert [item[3] for item in full] == [book] * 8 + [trade] * 2 and stats.overflow_frames == 4
+    # the next frame with room: one marker first, with every drop and the trades among them (their gap)
+    assert after[0][0] == "marker" and after[0][3] == ("overflow", {"dropped": 4, "cause": "full", "trades": 2})
+    assert after[1][3] == trade and len(after) == 2
