@@ -398,7 +398,8 @@ class WsServer:
 
     def tick(self) -> None:
         """Move every instrument once, each move sent its venue's way (`move`), with the faults that
-        fire on this tick: `skip_sequence` / `wrong_checksum` after `after` moves of the instrument,
+        fire on this tick: `skip_sequence` / `wrong_checksum` after `after` moves of the instrument made
+        while a client was subscribed (not before a slow collector's subscription: the fault would be unseen),
         `burst` after `after` ticks."""
         if self.paused:
             return
@@ -407,8 +408,9 @@ class WsServer:
         if self.config.trade_ids_file is not None and time.monotonic_ns() - self.saved_ns > 1e9:
             self.saved_ns = time.monotonic_ns()
             self.save_trade_ids()
+        listened = any(client.streams for client in self.clients.values())
         for name, live in self.instruments.items():
-            self.updates[name] += 1
+            self.updates[name] += listened  # a fault's `after` counts the moves someone subscribed to
             self.move(name, live, self._tick_faults(name), event_ms)
 
     def _tick_faults(self, name: str) -> TickFaults:
