@@ -146,6 +146,7 @@ class WsServer:
         self.counts: dict[str, int] = dict.fromkeys(("connections", "subscribes", "ticks", *self.counted), 0)
         self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
         self.updates: dict[str, int] = dict.fromkeys(self.instruments, 0)  # ticks each instrument moved
+        self.listened_ticks = 0  # ticks while a client was subscribed (a fault's `after` counts these)
         self.counts["lifetime_cuts"] = 0  # the venue's forced cuts (`_cut`, every venue)
         self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
         self.paused = False  # the market stands still (tests compare books at rest)
@@ -400,7 +401,7 @@ class WsServer:
         """Move every instrument once, each move sent its venue's way (`move`), with the faults that
         fire on this tick: `skip_sequence` / `wrong_checksum` after `after` moves of the instrument made
         while a client was subscribed (not before a slow collector's subscription: the fault would be unseen),
-        `burst` after `after` ticks."""
+        `burst` after `after` such ticks."""
         if self.paused:
             return
         self.counts["ticks"] += 1
@@ -409,6 +410,7 @@ class WsServer:
             self.saved_ns = time.monotonic_ns()
             self.save_trade_ids()
         listened = any(client.streams for client in self.clients.values())
+        self.listened_ticks += listened
         for name, live in self.instruments.items():
             self.updates[name] += listened  # a fault's `after` counts the moves someone subscribed to
             self.move(name, live, self._tick_faults(name), event_ms)
@@ -416,7 +418,7 @@ class WsServer:
     def _tick_faults(self, name: str) -> TickFaults:
         def due(kind: str, count: int) -> list[WsFault]:
             return [f for f in self.faults(kind) if f.instrument in (None, name) and count > f.after]
-        burst = sum(f.count for f in due("burst", self.counts["ticks"]) if f.take())
+        burst = sum(f.count for f in due("burst", self.listened_ticks) if f.take())
         return TickFaults(skip=any(f.take() for f in due("skip_sequence", self.updates[name])),
                           bad_checksum=any(f.take() for f in due("wrong_checksum", self.updates[name])),
                           trades=burst or self.config.trades_per_tick)
