@@ -143,16 +143,6 @@ def stamp(*secrets: str) -> str:
     return hashlib.sha256("\0".join(secrets).encode()).hexdigest()[:16]
 
 
-def private_file(path: Path, text: str) -> Path:
-    """A file only its owner can read (a config holding a secret), written whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def secure_state(state: Path) -> None:
     """The state directory is its owner's alone; as root, group `postgres` may pass through it (Postgres runs
     as that user and keeps its data below). The landing areas and the ClickHouse data are 0700."""
@@ -514,7 +504,7 @@ class Nats(DebianUrlServer):
             raise StackError('NATS_TOKEN must be set and hold no " or \\ (it is written into the server\'s config)')
         store = self.dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
-        return private_file(self.dir / "nats-server.conf", f"""# Written by scripts/stack on every `up`.
+        return settings.write_private(self.dir / "nats-server.conf", f"""# Written by scripts/stack on every `up`.
 listen: 127.0.0.1:{port}
 server_name: marketdata_stack
 authorization {{
@@ -559,7 +549,7 @@ class Redis(DebianUrlServer):
         password = self.credentials()[0]
         if not password or any(c in password for c in "\"\\ \n"):
             raise StackError('REDIS_PASSWORD must be set and hold no space, " or \\')
-        return private_file(self.dir / "redis.conf", f"""# Written by scripts/stack on every `up`.
+        return settings.write_private(self.dir / "redis.conf", f"""# Written by scripts/stack on every `up`.
 bind 127.0.0.1
 port {port}
 dir "{self.dir}"

@@ -353,13 +353,20 @@ def stack_secrets() -> dict[str, str]:
         if all(known.get(key) for key in STACK_SECRET_NAMES):
             return known
         known = {key: known.get(key) or secrets.token_urlsafe(24) for key in STACK_SECRET_NAMES} | known
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.touch(mode=0o600)
-        tmp.chmod(0o600)
-        tmp.write_text("# The local stack's credentials (scripts/stack.py); an exported variable wins.\n"
-                       + "".join(f"{key}={value}\n" for key, value in known.items()))
-        tmp.replace(path)
+        write_private(path, "# The local stack's credentials (scripts/stack.py); an exported variable wins.\n"
+                      + "".join(f"{key}={value}\n" for key, value in known.items()))
         return known
+
+
+def write_private(path: Path, text: str) -> Path:
+    """A file only its owner can read (it holds a secret), written whole: never readable by others, even
+    while it is being written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
 
 
 def landing_sensor_interval_s() -> int:
@@ -524,11 +531,7 @@ def write_dotenv(path: Path = DOTENV) -> Path:
             lines.append(f"{name}=${{{name}:-{_generated(name) if secret else value}}}")
         else:
             lines.append(f"# {name}: its value holds a character a .env default cannot; export it instead")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return path
+    return write_private(path, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str]) -> int:

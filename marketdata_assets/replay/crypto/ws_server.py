@@ -145,7 +145,6 @@ class WsServer:
         self.clients: dict[int, Client] = {}
         self.counts: dict[str, int] = dict.fromkeys(("connections", "subscribes", "ticks", *self.counted), 0)
         self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
-        self.updates: dict[str, int] = dict.fromkeys(self.instruments, 0)  # ticks each instrument moved
         self.listened_ticks = 0  # ticks while a client was subscribed (a fault's `after` counts these)
         self.counts["lifetime_cuts"] = 0  # the venue's forced cuts (`_cut`, every venue)
         self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
@@ -397,6 +396,11 @@ class WsServer:
     def check_idle(self) -> None:
         """A venue's replay closes the connections the venue would (OKX: no traffic for `idle_s`)."""
 
+    @property
+    def updates(self) -> dict[str, int]:
+        """Each instrument's moves a fault's `after` counts (every instrument moves on every tick)."""
+        return dict.fromkeys(self.instruments, self.listened_ticks)
+
     def tick(self) -> None:
         """Move every instrument once, each move sent its venue's way (`move`), with the faults that
         fire on this tick: `skip_sequence` / `wrong_checksum` after `after` moves of the instrument made
@@ -409,18 +413,16 @@ class WsServer:
         if self.config.trade_ids_file is not None and time.monotonic_ns() - self.saved_ns > 1e9:
             self.saved_ns = time.monotonic_ns()
             self.save_trade_ids()
-        listened = any(client.streams for client in self.clients.values())
-        self.listened_ticks += listened
+        self.listened_ticks += any(client.streams for client in self.clients.values())
         for name, live in self.instruments.items():
-            self.updates[name] += listened  # a fault's `after` counts the moves someone subscribed to
             self.move(name, live, self._tick_faults(name), event_ms)
 
     def _tick_faults(self, name: str) -> TickFaults:
         def due(kind: str, count: int) -> list[WsFault]:
             return [f for f in self.faults(kind) if f.instrument in (None, name) and count > f.after]
         burst = sum(f.count for f in due("burst", self.listened_ticks) if f.take())
-        return TickFaults(skip=any(f.take() for f in due("skip_sequence", self.updates[name])),
-                          bad_checksum=any(f.take() for f in due("wrong_checksum", self.updates[name])),
+        return TickFaults(skip=any(f.take() for f in due("skip_sequence", self.listened_ticks)),
+                          bad_checksum=any(f.take() for f in due("wrong_checksum", self.listened_ticks)),
                           trades=burst or self.config.trades_per_tick)
 
     def move(self, name: str, live, faults: TickFaults, event_ms: int) -> None:

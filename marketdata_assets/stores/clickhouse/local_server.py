@@ -21,6 +21,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import gzip
 import hmac
 import io
@@ -338,20 +339,22 @@ class Statement:
             out.write(data)
         return statement + b" FROM INFILE " + _quoted(self.data_file).encode() + b" FORMAT " + fmt
 
-    @property
+    @functools.cached_property
     def streamed(self) -> str | None:
         """How a query's result goes out block by block: "blocks" (a format whose blocks concatenate),
         "arrow"/"arrowstream" (Arrow IPC, spliced or framed block by block); None: run whole (a statement, or a format
         with a header or footer of its own: Parquet, *WithNames, ...)."""
         if self.data_file or _READ.match(self.sql[:4096]) is None:
             return None
-        named = _FORMAT.search(self.sql)
-        name = named.group(1).decode().lower() if named else "tabseparated"
+        name = self._format.group(1).decode().lower() if self._format else "tabseparated"
         return "blocks" if name in CONCATENATED else name if name in ("arrow", "arrowstream") else None
 
+    @functools.cached_property
+    def _format(self) -> re.Match | None:
+        return _FORMAT.search(self.sql)
+
     def without_format(self) -> str:
-        named = _FORMAT.search(self.sql)
-        return (self.sql[:named.start()] if named else self.sql).decode()
+        return (self.sql[:self._format.start()] if self._format else self.sql).decode()
 
     def discard(self) -> None:
         if self.data_file:
