@@ -1,8 +1,8 @@
 """The code location: every asset, check, schedule and sensor under defs/, plus the resources.
 
 Runs execute their steps in processes forked from a server that has already imported the project
-(forkserver with the code location preloaded): a step starts in milliseconds instead of importing
-Dagster, Polars, chDB and the project again, which made a three-step run mostly start-up time.
+(forkserver, preloading step_preload: the code location, every defs/ module, the instance's storage): a
+step does not import Dagster, Polars, chDB and the project again, which made a run mostly start-up time.
 A step waiting for a pool slot waits quietly and can be stopped (pool_wait); the dead_run_sweep
 sensor fails runs whose process died and frees their slots (runs).
 """
@@ -19,7 +19,7 @@ from marketdata_assets.resources.sources import source_resources
 pool_wait.install()  # every process that runs steps imports this module (see pool_wait)
 
 EXECUTOR = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["marketdata_assets.definitions"]}}})
+    {"start_method": {"forkserver": {"preload_modules": ["marketdata_assets.step_preload"]}}})
 
 
 # Declarative automation (crypto_factors when its upstream partitions change, the coverage pictures on

@@ -50,3 +50,15 @@ def test_dagster_definitions_validate():
     result = cli("dagster", "definitions", "validate", "-w", "workspace.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_a_steps_forkserver_preloads_every_module_of_the_location_without_a_warning():
+    """What the run's forkserver preloads (definitions.EXECUTOR) is all the location's load imports, so a
+    step's process builds its definitions from modules already imported; and it says nothing doing so."""
+    script = ("import sys; import marketdata_assets.step_preload; before = set(sys.modules); "
+              "from marketdata_assets.definitions import defs; defs(); "
+              "print(sorted(m for m in set(sys.modules) - before if m.startswith('marketdata_assets')))")
+    result = subprocess.run([sys.executable, "-W", "error", "-c", script], check=False, cwd=REPO, capture_output=True, text=True,
+                            env={**plain_environment(), "NO_COLOR": "1"}, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
