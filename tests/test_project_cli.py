@@ -58,7 +58,7 @@ def test_a_steps_forkserver_preloads_every_module_of_the_location_without_a_warn
     script = ("import sys; import marketdata_assets.step_preload; before = set(sys.modules); "
               "from marketdata_assets.definitions import defs; defs(); "
               "print(sorted(m for m in set(sys.modules) - before if m.startswith('marketdata_assets')))")
-    result = subprocess.run([sys.executable, "-W", "error", "-c", script], check=False, cwd=REPO, capture_output=True, text=True,
-                            env={**plain_environment(), "NO_COLOR": "1"}, timeout=120)
+    result = subprocess.run([sys.executable, "-W", "error", "-c", script], check=False, cwd=REPO, text=True,
+                            capture_output=True, env={**plain_environment(), "NO_COLOR": "1"}, timeout=120)
     assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
