@@ -260,17 +260,19 @@ def hourly_load(clickhouse, ws, sent: set[tuple[str, str]]) -> tuple[set[tuple[s
     from marketdata_assets.defs.live.checks import live_checks
 
     moments = {name: [ws.instruments[name].emitted[int(t)][0] for n, t in sent if n == name] for name in INSTRUMENTS}
+    hours: dict[str, list[str]] = {}  # each hour's instruments, loaded together: the hour's checks judge them all
+    for name, ms in moments.items():
+        for hour in {f"{datetime.fromtimestamp(m / 1000, UTC):%Y-%m-%d-%H}:00" for m in ms}:
+            hours.setdefault(hour, []).append(f"BINANCE:{name}")
     verdicts, stored = {}, set()
     with dg.DagsterInstance.ephemeral() as instance:  # in memory: no commit per event
-        for name, ms in moments.items():
-            for hour in sorted({f"{datetime.fromtimestamp(m / 1000, UTC):%Y-%m-%d-%H}:00" for m in ms}):
-                key = f"{hour}|BINANCE:{name}"
-                result = dg.materialize([live_trades, *live_checks], resources={"clickhouse": clickhouse},
-                                        instance=instance, partition_key=hour, raise_on_error=False, run_config={
-                                            "ops": {"live_trades": {"config": {"instruments": [f"BINANCE:{name}"]}}}})
-                assert result.success, [e.message for e in result.all_events if e.is_failure]
-                verdicts[key] = {e.event_specific_data.asset_check_key.name: e.event_specific_data.passed
-                                 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        for hour, names in sorted(hours.items()):
+            result = dg.materialize([live_trades, *live_checks], resources={"clickhouse": clickhouse},
+                                    instance=instance, partition_key=hour, raise_on_error=False, run_config={
+                                        "ops": {"live_trades": {"config": {"instruments": sorted(names)}}}})
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+            verdicts[hour] = {e.event_specific_data.asset_check_key.name: e.event_specific_data.passed
+                              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     with clickhouse.get_client() as client:
         for name, ms in moments.items():
             day = datetime.fromtimestamp(min(ms) / 1000, UTC).date()
