@@ -327,12 +327,12 @@ class Connection:
             queue.put_many((item,))  # past the bound: books and tops are dropped before a trade
             return
         if self.dropped:
-            if self.queue.maxsize - self.queue.qsize() < 2:
+            if queue.maxsize - queue.qsize() < 2:
                 self._drop(item)
                 return
             self._put(self._overflow())
         try:
-            self.queue.put_nowait(item)
+            queue.put_nowait(item)
         except asyncio.QueueFull:
             self._drop(item)
 
