@@ -70,8 +70,23 @@ class DepthEvent(msgspec.Struct, gc=False):
     s: str          # symbol
     U: Int64        # first update id in the event
     u: Int64        # final update id in the event
-    b: list[Level]  # bids to set, each the absolute quantity at its price
-    a: list[Level]  # asks to set
+    b: msgspec.Raw  # bids to set, list[Level], each the absolute quantity at its price (read by `levels`)
+    a: msgspec.Raw  # asks to set, the same
+
+
+LEVELS = msgspec.json.Decoder(list[Level])  # a side's levels, read once the book takes them
+
+
+def levels(side: Any) -> list:
+    """A side's levels: read from its text (`DepthEvent`: only a book that takes them pays for it, not a
+    book waiting for its snapshot, whose older events are dropped unread); another spelling than
+    [price, quantity] text pairs is read as plain JSON, for the book to judge; a list stays itself."""
+    if side.__class__ is not msgspec.Raw:
+        return side
+    try:
+        return LEVELS.decode(side)
+    except msgspec.ValidationError:
+        return msgspec.json.decode(side)
 
 
 class DepthFrame(msgspec.Struct, gc=False):

@@ -24,7 +24,14 @@ from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import AggregateTrade, Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
-from marketdata_assets.sources.binance.records import AggTrade, DepthEvent, DepthFrame, TradeEvent, TradeFrame
+from marketdata_assets.sources.binance.records import (
+    AggTrade,
+    DepthEvent,
+    DepthFrame,
+    TradeEvent,
+    TradeFrame,
+    levels,
+)
 from marketdata_assets.sources.binance.rest import agg_trade_columns, parse_depth
 from marketdata_assets.sources.stream import (
     AGG_TRADES,
@@ -259,7 +266,7 @@ class DepthSync:
             self._drop(current + 1, first)
             self.buffer.append((first, last, bids, asks))
             return "gap"
-        self.book.defer(last, bids, asks)
+        self.book.defer(last, levels(bids), levels(asks))
         return "applied"
 
     def on_snapshot(self, last_update_id: int, bids: list, asks: list) -> str:
@@ -280,7 +287,7 @@ class DepthSync:
         if data.__class__ is DepthEvent:  # nearly always: `on_event`'s common case here
             book = self.book
             if not self.needs_snapshot and data.U <= book.update_id + 1 < data.u + 1:
-                book.defer(data.u, data.b, data.a)
+                book.defer(data.u, levels(data.b), levels(data.a))
                 return "applied"
             return self.on_event(data.U, data.u, data.b, data.a)
         return self.on_event(int(data["U"]), int(data["u"]), data["b"], data["a"])

@@ -141,3 +141,30 @@ def test_a_restarted_replay_never_sends_a_trade_id_again(tmp_path):
     # ETH (nothing sent) starts from the trade of now, as without the file (the clock moves on between them)
     assert eth_before <= again.instruments["ETHUSDT"].tape_trades(1)[0][0] <= \
         without.instruments["ETHUSDT"].tape_trades(1)[0][0]
+
+
+def test_a_waiting_book_keeps_its_events_levels_as_text_and_reads_those_the_snapshot_leaves():
+    """A decoded `depthUpdate` holds its sides as text (`msgspec.Raw`): a book waiting for its snapshot
+    buffers them unread, and reads only the events the snapshot leaves, into the book the documented rules
+    make; a side spelled otherwise (numbers, not text) is read as plain JSON, for the book to judge."""
+    import msgspec
+
+    from marketdata_assets.sources.binance.records import DepthFrame
+
+    decode = msgspec.json.Decoder(DepthFrame).decode
+
+    def event(first: int, last: int, bids: str, asks: str = "[]"):
+        return decode('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+                      f'"U":{first},"u":{last},"b":{bids},"a":{asks}}}}}').data
+
+    sync = DepthSync("BTCUSDT")
+    assert sync.on_frame(event(95, 99, '[["1.0","5"]]')) == "buffered"
+    assert sync.on_frame(event(100, 103, '[["1.0","6"]]', '[["2.0","1"]]')) == "buffered"
+    assert all(type(b) is msgspec.Raw and type(a) is msgspec.Raw for _, _, b, a in sync.buffer)
+    assert sync.on_snapshot(101, [["1.0", "4"], ["0.9", "1"]], [["2.0", "3"]]) == "synced"
+    assert sync.book.update_id == 103 and sync.book.bids == {"1.0": "6", "0.9": "1"} and sync.book.asks == {"2.0": "1"}
+    assert sync.on_frame(event(104, 104, '[[0.9, 2]]', '[["2.0","0"]]')) == "applied"  # numbers: plain JSON
+    assert sync.book.asks == {} and sync.book.bids[0.9] == 2
+    with pytest.raises(ValueError, match="length 1"):  # a level that is no pair: malformed, as any spelling
+        sync.on_frame(event(105, 105, '[["0.8"]]'))
+    assert sync.book.update_id == 104
