@@ -17,7 +17,7 @@ from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.records import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
-from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame
+from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame, levels
 from marketdata_assets.sources.binance.stream import (
     BUFFER_TAIL,
     LIMITS,
@@ -104,7 +104,7 @@ class UsdmDepthSync:
             self.buffer.clear()
             self.buffer.append((first, last, prev, bids, asks))
             return "gap"
-        self.book.defer(last, bids, asks)
+        self.book.defer(last, levels(bids), levels(asks))
         self.chained = True
         return "applied"
 

@@ -107,8 +107,8 @@ class UsdmDepthEvent(msgspec.Struct, gc=False):
     U: Int64        # first update id in the event
     u: Int64        # final update id in the event
     pu: Int64       # final update id of the previous event (`u` of the one before: the chain)
-    b: list[Level]  # bids to set, each the absolute quantity at its price
-    a: list[Level]  # asks to set
+    b: msgspec.Raw  # bids to set, list[Level], each the absolute quantity at its price (read by `levels`)
+    a: msgspec.Raw  # asks to set, the same
 
 
 class UsdmDepthFrame(msgspec.Struct, gc=False):
