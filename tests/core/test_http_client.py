@@ -367,3 +367,23 @@ def test_a_body_dripped_a_byte_at_a_time_is_cut_off_by_the_deadline():
         listener.close()
     assert time.monotonic() - started < 5  # two attempts of 0.5 s, not 20 s of dripping each
     assert len(served) == 2 and "gave up after 2 attempts" in str(error.value)
+
+
+def test_every_client_shares_one_verifying_tls_context():
+    """The CA bundle is read once a process, not once a client, and verification stays what httpx's is."""
+    import ssl
+
+    from marketdata_assets.core.http import tls_context
+
+    async def contexts():
+        clients = [ApiClient("https://example.invalid"), ApiClient("https://example.invalid/other")]
+        try:
+            return [client._http._transport._pool._ssl_context for client in clients]
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    first, second = run(contexts())
+    assert first is second is tls_context()
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    assert first.cert_store_stats()["x509_ca"] > 50  # certifi's CAs (or SSL_CERT_FILE's), loaded
