@@ -154,13 +154,23 @@ def clickhouse_dsn(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def clickhouse(clickhouse_dsn):
+def clickhouse(clickhouse_dsn, request):
+    """The test's database. A test with a `store` (every one makes the tables) gets an emptied one of an
+    earlier test's store where there is one (tests/support/store_pool.py); any database left as a fresh
+    store is emptied for the next, any other dropped."""
     from marketdata_assets.resources import ClickHouseResource
+    from tests.support import store_pool
 
-    resource = ClickHouseResource(dsn=clickhouse_dsn, database=f"test_{uuid.uuid4().hex[:8]}", lock_timeout_s=5)
+    database = None
+    if "store" in request.fixturenames:
+        with ClickHouseResource(dsn=clickhouse_dsn, database="default", lock_timeout_s=5).get_client() as client:
+            database = store_pool.take(client, clickhouse_dsn)
+    resource = ClickHouseResource(dsn=clickhouse_dsn, database=database or f"test_{uuid.uuid4().hex[:8]}",
+                                  lock_timeout_s=5)
     yield resource
     with resource.get_client() as client:
-        client.command(f"DROP DATABASE IF EXISTS `{resource.database}`")
+        if not store_pool.give_back(client, clickhouse_dsn, resource.database):
+            client.command(f"DROP DATABASE IF EXISTS `{resource.database}`")
     resource.close()
 
 
