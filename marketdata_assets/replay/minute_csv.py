@@ -94,29 +94,34 @@ def make_bars(code: str = "600000.SH", days: Sequence[date] = (date(2026, 1, 5),
 
 # ---- formatting -------------------------------------------------------------------------------
 
+_EXCHANGE_JQ = {"SH": "XSHG", "SZ": "XSHE", "BJ": "BJ"}
+_CODE_STYLES: dict[str, Callable[[str, str, str], str]] = {  # (code, digits, exchange) -> the code as written
+    "suffix": lambda code, digits, exchange: code,
+    "suffix_lower": lambda code, digits, exchange: code.lower(),
+    "prefix_lower": lambda code, digits, exchange: exchange.lower() + digits,
+    "prefix_upper": lambda code, digits, exchange: exchange + digits,
+    "baostock": lambda code, digits, exchange: f"{exchange.lower()}.{digits}",
+    "bare": lambda code, digits, exchange: digits,
+    "joinquant": lambda code, digits, exchange: f"{digits}.{_EXCHANGE_JQ[exchange]}",
+    "yahoo": lambda code, digits, exchange: f"{digits}.{'SS' if exchange == 'SH' else exchange}",
+}
+_TIME_STYLES: dict[str, Callable[[datetime], str]] = {  # one style formatted a row, not every one
+    "iso_seconds": lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),
+    "iso_minute": lambda t: t.strftime("%Y-%m-%d %H:%M"),
+    "slash_minute": lambda t: t.strftime("%Y/%m/%d %H:%M"),
+    "excel": lambda t: f"{t.year}/{t.month}/{t.day} {t.hour}:{t.minute:02d}",
+    "compact": lambda t: t.strftime("%Y%m%d %H%M%S"),
+    "iso_t": lambda t: t.strftime("%Y-%m-%dT%H:%M:%S"),
+}
+
+
 def format_code(code: str, style: str) -> str:
     digits, exchange = code.split(".")
-    return {
-        "suffix": code,
-        "suffix_lower": code.lower(),
-        "prefix_lower": exchange.lower() + digits,
-        "prefix_upper": exchange + digits,
-        "baostock": f"{exchange.lower()}.{digits}",
-        "bare": digits,
-        "joinquant": f"{digits}.{ {'SH': 'XSHG', 'SZ': 'XSHE', 'BJ': 'BJ'}[exchange] }",
-        "yahoo": f"{digits}.{'SS' if exchange == 'SH' else exchange}",
-    }[style]
+    return _CODE_STYLES[style](code, digits, exchange)
 
 
 def format_time(t: datetime, style: str) -> str:
-    return {
-        "iso_seconds": t.strftime("%Y-%m-%d %H:%M:%S"),
-        "iso_minute": t.strftime("%Y-%m-%d %H:%M"),
-        "slash_minute": t.strftime("%Y/%m/%d %H:%M"),
-        "excel": f"{t.year}/{t.month}/{t.day} {t.hour}:{t.minute:02d}",
-        "compact": t.strftime("%Y%m%d %H%M%S"),
-        "iso_t": t.strftime("%Y-%m-%dT%H:%M:%S"),
-    }[style]
+    return _TIME_STYLES[style](t)
 
 
 def format_number(value: float | None) -> str:
