@@ -24,6 +24,8 @@ stream in its URL) in the same session:
    it landed of those sent, dropped, its markers, and the acknowledgements it never processed (the lag
    bound sheds them with the frames).
 
+Measured 2026-11-27 (docs/live-capture.md, "Session 38"): ratio 0.421 at 2,000 instruments (rounds 0.338-0.431;
+waiting books no longer read their diffs' levels).
 Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.341 at 2,000 instruments over 4
 connections (rounds 0.282-0.371, the bare client's CPU a frame moving 5.1-8.2 us; 0.283 the session before,
 0.195 and 0.169 before the landing, sealing and book-buffer changes), 0.495 at 10 (target at N: >= 0.4: missed); subscription 3.0 s at the collector's pacing, 0 refusals; 44.9 MB of RSS
