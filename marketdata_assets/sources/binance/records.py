@@ -90,8 +90,8 @@ def levels(side: Any) -> list:
 
 
 class DepthFrame(msgspec.Struct, gc=False):
-    """A combined-stream frame of a `depth` stream, decoded in one pass (levels as tuples, no dicts: a
-    third of the cost of reading it as any JSON)."""
+    """A combined-stream frame of a `depth` stream, decoded in one pass (its sides kept as their text until a
+    book takes them: `levels`)."""
 
     stream: str         # `<symbol>@depth@100ms`
     data: DepthEvent    # the event
