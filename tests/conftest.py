@@ -163,8 +163,10 @@ def clickhouse(clickhouse_dsn, request):
 
     database = None
     if "store" in request.fixturenames:
-        with ClickHouseResource(dsn=clickhouse_dsn, database="default", lock_timeout_s=5).get_client() as client:
+        picker = ClickHouseResource(dsn=clickhouse_dsn, database="default", lock_timeout_s=5)
+        with picker.get_client() as client:
             database = store_pool.take(client, clickhouse_dsn)
+        picker.close()  # `get_client` leaves its client open and the directory lock held until `close`
     resource = ClickHouseResource(dsn=clickhouse_dsn, database=database or f"test_{uuid.uuid4().hex[:8]}",
                                   lock_timeout_s=5)
     yield resource
