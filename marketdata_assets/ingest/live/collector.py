@@ -53,6 +53,7 @@ from marketdata_assets.stores.landing import BAD_CHANNEL, LandingWriter
 T = TypeVar("T")
 DATA = "data"  # a parsed frame that is an event and asks for no reply (`_process`)
 CONTROL_CHANNEL = "_control"  # acks, errors, heartbeats, frames of no channel
+OVERFLOW_MARK_EVERY_NS = 1_000_000_000  # a connection's channels get at most one `overflow` marker a second
 NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollover
 
 
@@ -166,6 +167,7 @@ class LiveCollector(BookOutputs):
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
         self.connections: dict[str, Connection] = {}
         self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
+        self.overflow_marked: dict[str, int] = {}  # conn -> when its channels last got an `overflow` marker
         self.pending: dict[int, str] = {}  # subscribe request id -> connection id
         self.refusals: dict[str, Backoff] = {}  # a refused request (without its id) -> its backoff
         self.refused_ids: dict[int, str] = {}  # the id a refused request was sent again with -> that request
@@ -547,7 +549,7 @@ class LiveCollector(BookOutputs):
         for kind, conn, recv_ns, payload in batch:
             if kind == "marker":
                 marked = True
-                landed.append((None, conn, recv_ns, payload, self._channels_of(conn)))
+                landed.append((None, conn, recv_ns, payload, self._marker_channels(conn, recv_ns, payload[0])))
                 parsed.append((kind, conn, recv_ns, payload))
                 continue
             try:
@@ -568,10 +570,22 @@ class LiveCollector(BookOutputs):
             else:
                 self._on_frame(conn, recv_ns, item)
 
-    def _channels_of(self, conn_id: str) -> list[str]:
-        """Where a connection's markers go: every channel it carries (each channel's file tells its
-        own story), or the control channel."""
-        return self.conn_streams.get(conn_id) or [CONTROL_CHANNEL]
+    def _marker_channels(self, conn_id: str, recv_ns: int, kind: str) -> list[str]:
+        """Where a connection's marker lands: every channel it carries (each channel's file tells its
+        own story), or the control channel. An `overflow` marker, one a batch while the processor is
+        behind, lands in the control channel every time (its counts are the whole record of the drops)
+        and in the connection's channels at most once a second: written into each of ~1,000 channels
+        of a connection, the markers cost more than the frames they stand for, and the collector would
+        never catch up (docs/live-capture.md)."""
+        channels = self.conn_streams.get(conn_id)
+        if not channels:
+            return [CONTROL_CHANNEL]
+        if kind != OVERFLOW:
+            return channels
+        if recv_ns < self.overflow_marked.get(conn_id, 0) + OVERFLOW_MARK_EVERY_NS:
+            return [CONTROL_CHANNEL]
+        self.overflow_marked[conn_id] = recv_ns
+        return [*channels, CONTROL_CHANNEL]
 
     def _land(self, landed: list[tuple]) -> None:
         """The batch into the landing files in order: runs of frames at once, markers one by one."""
@@ -602,6 +616,7 @@ class LiveCollector(BookOutputs):
             self.trade_gaps.dropped()  # each instrument's next trade says which ids were lost
         if marker[0] == "disconnect":
             streams = self.conn_streams.pop(conn_id, None) or []
+            self.overflow_marked.pop(conn_id, None)
             if marker[1].get("reason") not in ("rollover", "stop", "unsubscribed"):
                 self._reset_books(conn_id, streams)
 

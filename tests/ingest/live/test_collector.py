@@ -13,6 +13,7 @@ import time
 import pytest
 
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.ingest.live.collector import CONTROL_CHANNEL, OVERFLOW_MARK_EVERY_NS
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.support.live import (
@@ -211,8 +212,8 @@ def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
                 await c.stats.wait_until(lambda s: s.trade_gaps >= 1 and s.trades >= after + 100, WAIT_S)
             return c.stats
         stats = asyncio.run(scenario())
-    counted = sum(r["x"].get("dropped", 0) + r["x"].get("overflow_dropped", 0)
-                  for r in records(tmp_path, "btcusdt@trade") if r.get("m") in ("overflow", "disconnect"))
+    counted = sum(r["x"]["dropped"] for r in records(tmp_path, CONTROL_CHANNEL) if r.get("m") == "overflow") + \
+        sum(r["x"].get("overflow_dropped", 0) for r in records(tmp_path, "btcusdt@trade") if r.get("m") == "disconnect")
     assert counted == stats.overflow_frames > 0  # every dropped frame is on record
     assert stats.trades + stats.overflow_frames >= 3000
     (btc_missing, btc_recorded), (eth_missing, eth_recorded) = (lost_ids(tmp_path, name) for name in INSTRUMENTS)
@@ -223,15 +224,16 @@ def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
 def test_frames_that_waited_longer_than_the_lag_bound_are_dropped_and_marked(tmp_path):
     """A processor stalled past `max_lag_s` (the landing blocked, as on a starved machine): the
     frames that waited too long are dropped whole when it resumes, not processed late; each drop is
-    an `overflow` marker (cause `lag`) and the trade ids they held `gap` ranges; the queue (far from
-    full) dropped nothing itself."""
+    an `overflow` marker (cause `lag`) in the control channel, which the connection's channels hear of
+    at most once a second, and the trade ids they held `gap` ranges; the queue (far from full) dropped
+    nothing itself."""
     stack, rest, ws = replays()
     with stack:
         writer = GatedWriter(tmp_path, "BINANCE")
         writer.gate.set()
 
         async def scenario():
-            config = config_for(ws, rest, max_lag_s=0.2)
+            config = config_for(ws, rest, max_lag_s=0.2, batch_size=16)  # one marker a batch
             async with collecting(config, writer) as (c, _):
                 await c.stats.wait_until(lambda s: s.snapshots == 2 and s.trades >= 50, WAIT_S)
                 writer.gate.clear()
@@ -246,9 +248,14 @@ def test_frames_that_waited_longer_than_the_lag_bound_are_dropped_and_marked(tmp
                 await c.stats.wait_until(lambda s: s.trades >= after + 100, WAIT_S)
             return c.stats
         stats = asyncio.run(scenario())
-    drops = [r["x"] for r in records(tmp_path, "btcusdt@trade") if r.get("m") == "overflow"]
+    drops = [r["x"] for r in records(tmp_path, CONTROL_CHANNEL) if r.get("m") == "overflow"]
     assert drops and all(d["cause"] == "lag" and d["waited_s"] > 0.2 for d in drops)
     assert sum(d["dropped"] for d in drops) == stats.overflow_frames  # every dropped frame is on record
+    for channel in ("btcusdt@trade", "ethusdt@depth@100ms"):  # a channel hears of its connection's drops ...
+        marked = [(r["c"], r["t"]) for r in records(tmp_path, channel) if r.get("m") == "overflow"]
+        assert marked and all(a[0] != b[0] or b[1] - a[1] >= OVERFLOW_MARK_EVERY_NS  # ... at most once a second
+                              for a, b in zip(sorted(marked), sorted(marked)[1:]))
+        assert len(marked) < len(drops)  # one marker a batch in the control channel, in a second or two
     lost = [lost_ids(tmp_path, name) for name in INSTRUMENTS]
     assert all(recorded == missing for missing, recorded in lost) and any(missing for missing, _ in lost)
     gaps = [r for name in INSTRUMENTS for r in records(tmp_path, f"{name.lower()}@trade") if r.get("m") == "gap"]
