@@ -75,8 +75,16 @@ SHUTDOWN_S = 90.0  # a collector's stop (land and publish what it holds) taking 
 
 async def bare(url: str, seconds: float) -> dict:
     """Receive and discard, `seconds` from the first frame."""
-    async with websockets.connect(url, open_timeout=10, ping_interval=STALE_S, ping_timeout=STALE_S, max_size=None,
-                                  max_queue=256, compression=None, proxy=None) as ws:
+    async with websockets.connect(
+        url,
+        open_timeout=10,
+        ping_interval=STALE_S,
+        ping_timeout=STALE_S,
+        max_size=None,
+        max_queue=256,
+        compression=None,
+        proxy=None,
+    ) as ws:
         await ws.recv()
         frames, t0, c0 = 0, time.perf_counter(), time.process_time()
         deadline = t0 + seconds
@@ -134,7 +142,9 @@ class Discard:
 async def flood(url: str) -> None:
     """Tell the sender (`--held`) at `url`'s host to send as fast as read from now on."""
     where = urlsplit(url)
-    await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{where.netloc}{FLOOD}", timeout=10).read())
+    await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://{where.netloc}{FLOOD}", timeout=10).read()
+    )
 
 
 async def bare_universe(base: str, plans: list[list[str]], seconds: float) -> dict:
@@ -142,9 +152,22 @@ async def bare_universe(base: str, plans: list[list[str]], seconds: float) -> di
     receiving and discarding; `seconds` counted from the moment every SUBSCRIBE was acknowledged (the
     sender, held until then, told to send as fast as read)."""
     discard, started = Discard(sum(len(subscribes(plan)) for plan in plans)), time.perf_counter()
-    sockets = await asyncio.gather(*(websockets.connect(
-        combined_url(base, plan[:URL_STREAMS]), open_timeout=10, ping_interval=STALE_S, ping_timeout=STALE_S,
-        max_size=None, max_queue=256, compression=None, proxy=None, close_timeout=CLOSE_TIMEOUT_S) for plan in plans))
+    sockets = await asyncio.gather(
+        *(
+            websockets.connect(
+                combined_url(base, plan[:URL_STREAMS]),
+                open_timeout=10,
+                ping_interval=STALE_S,
+                ping_timeout=STALE_S,
+                max_size=None,
+                max_queue=256,
+                compression=None,
+                proxy=None,
+                close_timeout=CLOSE_TIMEOUT_S,
+            )
+            for plan in plans
+        )
+    )
     tasks = [asyncio.create_task(discard.receive(ws)) for ws in sockets]
     tasks += [asyncio.create_task(discard.subscribe(ws, plan)) for ws, plan in zip(sockets, plans)]
     try:
@@ -160,8 +183,14 @@ async def bare_universe(base: str, plans: list[list[str]], seconds: float) -> di
         for task in tasks:
             task.cancel()
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return {"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "connections": len(plans),
-            "acks": discard.acks, "subscribed_s": round(subscribed_s, 3)}
+    return {
+        "frames": frames,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "connections": len(plans),
+        "acks": discard.acks,
+        "subscribed_s": round(subscribed_s, 3),
+    }
 
 
 def percentiles(values: array) -> dict:
@@ -195,18 +224,23 @@ class Stages:
                 return await publish(messages)
             finally:
                 self.publish_ms.append((time.perf_counter() - started) * 1000)
+
         live._process, live.store.publish = timed_process, timed_publish
         self.live = live
 
     async def sample(self, every_s: float = 0.1) -> None:
         while True:
             self.most_queued = max(self.most_queued, self.live.queue.qsize())
-            self.most_buffered = max(self.most_buffered, self.live.buffered)
+            self.most_buffered = max(self.most_buffered, self.live.publisher.buffered)
             await asyncio.sleep(every_s)
 
     def report(self) -> dict:
-        return {"queue_wait": percentiles(self.queue_wait), "publish_call": percentiles(self.publish_ms),
-                "most_queued_frames": self.most_queued, "most_buffered_records": self.most_buffered}
+        return {
+            "queue_wait": percentiles(self.queue_wait),
+            "publish_call": percentiles(self.publish_ms),
+            "most_queued_frames": self.most_queued,
+            "most_buffered_records": self.most_buffered,
+        }
 
 
 TRADE_ID = re.compile(rb'\\?"t\\?":(\d+)')  # a trade frame's id, in the frame as sent (`r`) or escaped (`d`)
@@ -242,19 +276,40 @@ def landing_gaps(landing: Path, instruments: list[str]) -> dict:
         missing = set(range(min(ids), max(ids) + 1)) - ids
         recorded = {i for first, last in gaps for i in range(first, last + 1)}
         span += max(ids) - min(ids) + 1
-        landed, holes, covered, ranges = landed + len(ids), holes + len(missing), covered + len(missing & recorded), \
-            ranges + len(gaps)
+        landed, holes, covered, ranges = (
+            landed + len(ids),
+            holes + len(missing),
+            covered + len(missing & recorded),
+            ranges + len(gaps),
+        )
         wrong += len(recorded & ids)
-    return {"trade_ids_spanned": span, "trade_ids_landed": landed, "trade_id_holes": holes,
-            "holes_in_gap_ranges": covered, "landed_ids_in_gap_ranges": wrong, "trade_gap_records": ranges,
-            "overflow_records": len(overflow),
-            "overflow_recorded_frames": sum(overflow)}
+    return {
+        "trade_ids_spanned": span,
+        "trade_ids_landed": landed,
+        "trade_id_holes": holes,
+        "holes_in_gap_ranges": covered,
+        "landed_ids_in_gap_ranges": wrong,
+        "trade_gap_records": ranges,
+        "overflow_records": len(overflow),
+        "overflow_recorded_frames": sum(overflow),
+    }
 
 
-async def collector(url: str, rest_url: str, instruments: list[str], seconds: float, landing: Path,
-                    nats_url: str, prefix: str = PREFIX, queue_size: int | None = None,
-                    max_lag_s: float | None = None, max_streams: int | None = None, held: bool = False,
-                    shutdown_s: float = SHUTDOWN_S, subscribe_timeout_s: float = 300.0) -> dict:
+async def collector(
+    url: str,
+    rest_url: str,
+    instruments: list[str],
+    seconds: float,
+    landing: Path,
+    nats_url: str,
+    prefix: str = PREFIX,
+    queue_size: int | None = None,
+    max_lag_s: float | None = None,
+    max_streams: int | None = None,
+    held: bool = False,
+    shutdown_s: float = SHUTDOWN_S,
+    subscribe_timeout_s: float = 300.0,
+) -> dict:
     """The collector, `seconds` from its first landed frame and every SUBSCRIBE acknowledged (or, if
     that takes longer than `subscribe_timeout_s`, from then: `subscribed_s` None, its `pending_acks`
     said; `held`: the sender told to send as fast as read from there), then a clean stop (land,
@@ -264,8 +319,13 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
     bounds = {"queue_size": queue_size, "max_lag_s": max_lag_s, "max_streams": max_streams}
-    config = CollectorConfig(instruments, url.rsplit("/stream", 1)[0], rest_url, subject_prefix=prefix,
-                             **{k: v for k, v in bounds.items() if v and k in CollectorConfig.__dataclass_fields__})
+    config = CollectorConfig(
+        instruments,
+        url.rsplit("/stream", 1)[0],
+        rest_url,
+        subject_prefix=prefix,
+        **{k: v for k, v in bounds.items() if v and k in CollectorConfig.__dataclass_fields__},
+    )
     live = BinanceSpotCollector(config, LandingWriter(landing, VENUE), store)
     stages = Stages(live)
     sampling = asyncio.create_task(stages.sample())
@@ -277,8 +337,14 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
         subscribed_s = round(time.perf_counter() - began, 3)
     except TimeoutError:
         subscribed_s = None
-    s, at_subscribed = live.stats, {"subscribed_s": subscribed_s, "rss_subscribed_mb": rss_mb(),
-                                    "pending_acks": sum(c in live.connections for c in live.pending.values())}
+    s, at_subscribed = (
+        live.stats,
+        {
+            "subscribed_s": subscribed_s,
+            "rss_subscribed_mb": rss_mb(),
+            "pending_acks": sum(c in live.connections for c in live.conns.requests.pending.values()),
+        },
+    )
     if held:
         await flood(url)
     start = (s.frames, s.trades, s.published, s.overflow_frames, time.perf_counter(), time.process_time())
@@ -290,40 +356,78 @@ async def collector(url: str, rest_url: str, instruments: list[str], seconds: fl
     try:  # a stop that never ends is a finding, not a hung bench
         await asyncio.wait_for(asyncio.shield(running), shutdown_s)
         hung = False
-    except asyncio.TimeoutError:
+    except TimeoutError:
         hung = True
     wall, cpu = time.perf_counter() - start[4], time.process_time() - start[5]
     shutdown_s = time.perf_counter() - stopping
     if not hung:
         await store.close()
-    stuck = [] if not hung else [f"{t.get_name()}: " + " <- ".join(
-        f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in t.get_stack(limit=8))
-        for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    stuck = (
+        []
+        if not hung
+        else [
+            f"{t.get_name()}: "
+            + " <- ".join(
+                f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}"
+                for f in t.get_stack(limit=8)
+            )
+            for t in asyncio.all_tasks()
+            if t is not asyncio.current_task()
+        ]
+    )
     sampling.cancel()
     landed_bytes = sum(p.stat().st_size for p in landing.rglob("*.zst"))
     gaps = {} if hung else landing_gaps(landing, instruments)
-    return {"frames": s.frames - start[0], "trades": s.trades - start[1], "published": s.published - start[2],
-            "overflow_frames": s.overflow_frames - start[3], "publish_dropped": s.publish_dropped,
-            "publish_failures": s.publish_failures, "gaps": s.gaps, "snapshots": s.snapshots,
-            "bad_frames": s.bad_frames, "duplicates": s.duplicates, "total_frames": s.frames,
-            "total_trades": s.trades, "total_published": s.published, "unpublished": live.buffered,
-            "landed_bytes": landed_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "shutdown_s": round(shutdown_s, 3), "shutdown_hung": hung, "stuck_tasks": stuck,
-            "total_overflow_frames": s.overflow_frames, "landing": gaps, "stages": stages.report(),
-            **at_subscribed, **window_end, "acks": s.acks, "connects": s.connects, "disconnects": s.disconnects,
-            "subscribe_errors": s.subscribe_errors, "connect_failures": s.connect_failures, "markers": dict(s.markers)}
+    return {
+        "frames": s.frames - start[0],
+        "trades": s.trades - start[1],
+        "published": s.published - start[2],
+        "overflow_frames": s.overflow_frames - start[3],
+        "publish_dropped": s.publish_dropped,
+        "publish_failures": s.publish_failures,
+        "gaps": s.gaps,
+        "snapshots": s.snapshots,
+        "bad_frames": s.bad_frames,
+        "duplicates": s.duplicates,
+        "total_frames": s.frames,
+        "total_trades": s.trades,
+        "total_published": s.published,
+        "unpublished": live.publisher.buffered,
+        "landed_bytes": landed_bytes,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "shutdown_s": round(shutdown_s, 3),
+        "shutdown_hung": hung,
+        "stuck_tasks": stuck,
+        "total_overflow_frames": s.overflow_frames,
+        "landing": gaps,
+        "stages": stages.report(),
+        **at_subscribed,
+        **window_end,
+        "acks": s.acks,
+        "connects": s.connects,
+        "disconnects": s.disconnects,
+        "subscribe_errors": s.subscribe_errors,
+        "connect_failures": s.connect_failures,
+        "markers": dict(s.markers),
+    }
 
 
 def subscribed(live, connections: int) -> bool:
     """Every connection of the collector open and each of its SUBSCRIBEs acknowledged (and processed)."""
-    return len(live.connections) == connections and not any(c in live.connections for c in live.pending.values())
+    return len(live.connections) == connections and not any(
+        c in live.connections for c in live.conns.requests.pending.values()
+    )
 
 
 def book_state(live) -> dict:
     """Its books, those synced, and the depth diffs the others hold while they wait for a REST snapshot."""
-    books = live.books.values()
-    return {"books": len(books), "books_synced": sum(not b.needs_snapshot for b in books),
-            "buffered_diffs": sum(len(b.buffer) for b in books)}
+    books = live.books.by_instrument.values()
+    return {
+        "books": len(books),
+        "books_synced": sum(not b.needs_snapshot for b in books),
+        "buffered_diffs": sum(len(b.buffer) for b in books),
+    }
 
 
 def rss_mb(pid: int | str = "self") -> float | None:
@@ -347,28 +451,68 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--landing", type=Path)
     parser.add_argument("--nats-url", default="")
     parser.add_argument("--prefix", default=PREFIX, help="subject prefix (its stream: stream_spec)")
-    parser.add_argument("--queue-size", type=int, default=None, help="the collector's frame queue (default: "
-                        "production's; the throughput part holds every frame of its window: no overflow)")
-    parser.add_argument("--max-lag-s", type=float, default=None, help="the collector's lag bound (default: "
-                        "production's; the throughput part drops nothing for lag either)")
-    parser.add_argument("--universe", type=int, default=0, help="instead of --instruments: this many, "
-                        "`universe_names`, over connections (`universe_plan`)")
-    parser.add_argument("--max-streams", type=int, default=None, help="streams a connection (default: the venue's)")
-    parser.add_argument("--held", action="store_true", help="the collector: tell the sender (--held) to send as "
-                        "fast as read once subscribed (the bare client's universe always does)")
-    parser.add_argument("--shutdown-s", type=float, default=SHUTDOWN_S, help="a longer stop is reported as hung")
-    parser.add_argument("--subscribe-timeout-s", type=float, default=300.0, help="the collector: count from "
-                        "then if its SUBSCRIBEs are not all acknowledged by then")
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=None,
+        help="the collector's frame queue (default: "
+        "production's; the throughput part holds every frame of its window: no overflow)",
+    )
+    parser.add_argument(
+        "--max-lag-s",
+        type=float,
+        default=None,
+        help="the collector's lag bound (default: "
+        "production's; the throughput part drops nothing for lag either)",
+    )
+    parser.add_argument(
+        "--universe",
+        type=int,
+        default=0,
+        help="instead of --instruments: this many, `universe_names`, over connections (`universe_plan`)",
+    )
+    parser.add_argument(
+        "--max-streams", type=int, default=None, help="streams a connection (default: the venue's)"
+    )
+    parser.add_argument(
+        "--held",
+        action="store_true",
+        help="the collector: tell the sender (--held) to send as "
+        "fast as read once subscribed (the bare client's universe always does)",
+    )
+    parser.add_argument(
+        "--shutdown-s", type=float, default=SHUTDOWN_S, help="a longer stop is reported as hung"
+    )
+    parser.add_argument(
+        "--subscribe-timeout-s",
+        type=float,
+        default=300.0,
+        help="the collector: count from then if its SUBSCRIBEs are not all acknowledged by then",
+    )
     args = parser.parse_args(argv)
     instruments = universe_names(args.universe) if args.universe else args.instruments.split(",")
-    if args.role == "bare" and args.universe:  # on the collector's event loop (uvloop), as `marketdata collect` runs
+    if (
+        args.role == "bare" and args.universe
+    ):  # on the collector's event loop (uvloop), as `marketdata collect` runs
         role = bare_universe(args.url, universe_plan(instruments, args.max_streams), args.seconds)
     elif args.role == "bare":
         role = bare(args.url, args.seconds)
     else:
-        role = collector(args.url, args.rest_url, instruments, args.seconds, args.landing, args.nats_url, args.prefix,
-                         args.queue_size, args.max_lag_s, args.max_streams, args.held, args.shutdown_s,
-                         args.subscribe_timeout_s)
+        role = collector(
+            args.url,
+            args.rest_url,
+            instruments,
+            args.seconds,
+            args.landing,
+            args.nats_url,
+            args.prefix,
+            args.queue_size,
+            args.max_lag_s,
+            args.max_streams,
+            args.held,
+            args.shutdown_s,
+            args.subscribe_timeout_s,
+        )
     try:
         result = run_streaming(role)
     except Exception:  # noqa: BLE001  (said, and out: the loop's close would wait on the collector's tasks)

@@ -21,8 +21,12 @@ from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
 from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
 from marketdata_assets.sources.config import load_sources_config
 
-VENUE_ENV = {"BINANCE": "BINANCE_BASE_URL", "BINANCE_UM": "BINANCE_UM_BASE_URL", "OKX": "OKX_BASE_URL",
-             "DERIBIT": "DERIBIT_BASE_URL"}
+VENUE_ENV = {
+    "BINANCE": "BINANCE_BASE_URL",
+    "BINANCE_UM": "BINANCE_UM_BASE_URL",
+    "OKX": "OKX_BASE_URL",
+    "DERIBIT": "DERIBIT_BASE_URL",
+}
 
 
 @pytest.fixture
@@ -36,16 +40,31 @@ def caught(monkeypatch):
     def invoke(*args: str, **env: str):
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        result = CliRunner().invoke(cli.collect, ["--no-nats", "--metrics-port", "off", *args], catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli.collect, ["--no-nats", "--metrics-port", "off", *args], catch_exceptions=False
+        )
         assert result.exit_code == 0, result.output
         return {v.venue: v for v in seen.pop().venues}
+
     return invoke
 
 
 def test_every_venue_gets_its_own_rest_base_flag_then_variable_then_file(caught):
-    venues = caught("--venue", "binance", "--venue", "binance_um", "--venue", "okx", "--venue", "deribit",
-                    "--instruments", "BINANCE:btcusdt,BINANCE_UM:ethusdt,OKX:BTC-USDT,DERIBIT:BTC-PERPETUAL",
-                    "--okx-rest-url", "http://127.0.0.1:9/okx/", DERIBIT_BASE_URL="http://127.0.0.1:9/deribit")
+    venues = caught(
+        "--venue",
+        "binance",
+        "--venue",
+        "binance_um",
+        "--venue",
+        "okx",
+        "--venue",
+        "deribit",
+        "--instruments",
+        "BINANCE:btcusdt,BINANCE_UM:ethusdt,OKX:BTC-USDT,DERIBIT:BTC-PERPETUAL",
+        "--okx-rest-url",
+        "http://127.0.0.1:9/okx/",
+        DERIBIT_BASE_URL="http://127.0.0.1:9/deribit",
+    )
     assert venues["OKX"].rest_url == "http://127.0.0.1:9/okx"  # the flag
     assert venues["DERIBIT"].rest_url == "http://127.0.0.1:9/deribit"  # the variable
     hosts = {name: s.default_base_url for name, s in load_sources_config().sources.items()}
@@ -60,27 +79,36 @@ def test_enable_binance_um_switch_and_its_instruments(caught):
     assert venues["BINANCE_UM"].rest_url == "https://fapi.binance.com"
 
 
-@pytest.mark.parametrize(("venue", "replay_class", "instrument"), [("OKX", OkxWsReplay, "BTC-USDT"),
-                                                                   ("DERIBIT", DeribitWsReplay, "BTC-PERPETUAL")])
-def test_collect_arms_the_gap_hour_repair_of_okx_and_deribit(caught, tmp_path, venue, replay_class, instrument):
+@pytest.mark.parametrize(
+    ("venue", "replay_class", "instrument"),
+    [("OKX", OkxWsReplay, "BTC-USDT"), ("DERIBIT", DeribitWsReplay, "BTC-PERPETUAL")],
+)
+def test_collect_arms_the_gap_hour_repair_of_okx_and_deribit(
+    caught, tmp_path, venue, replay_class, instrument
+):
     """Their books start from the stream (no REST snapshot), yet an hour with a book gap needs a REST
     snapshot: the collector `collect` builds holds a repair source on the venue's REST base, and it
     answers with the venue's book."""
-    with CryptoReplayServer(ReplayConfig(seed=7, instruments={venue: [instrument]})) as rest, \
-            replay_class(WsConfig(tick_s=0.02), rest=rest) as ws:
+    with (
+        CryptoReplayServer(ReplayConfig(seed=7, instruments={venue: [instrument]})) as rest,
+        replay_class(WsConfig(tick_s=0.02), rest=rest) as ws,
+    ):
         ws.pause()
         flag = "--okx-rest-url" if venue == "OKX" else "--deribit-rest-url"
-        options = caught("--venue", venue.lower(), "--instruments", f"{venue}:{instrument}", flag, rest.base_url)
+        options = caught(
+            "--venue", venue.lower(), "--instruments", f"{venue}:{instrument}", flag, rest.base_url
+        )
         venue_options = options[venue]
         built = live_app._collector(live_app.LiveOptions(landing_dir=tmp_path), venue_options, None)
         collector = built.collector
-        assert collector.rest is None and collector.repair is not None
+        assert collector.books.rest is None and collector.books.repair is not None
 
         async def fetch():
             try:
-                return await collector.repair.fetch(instrument, 20)
+                return await collector.books.repair.fetch(instrument, 20)
             finally:
-                await collector.repair.aclose()
+                await collector.books.repair.aclose()
+
         body = asyncio.run(fetch())
     book = body["data"][0] if venue == "OKX" else body["result"]
     assert book["bids"] and book["asks"]
@@ -113,32 +141,70 @@ def test_collect_takes_every_dataset_each_venue_has_unless_told(monkeypatch, tmp
     seen = []
     monkeypatch.setattr(cli, "_run", seen.append)
     monkeypatch.delenv("SYMBOLS", raising=False)
-    every = ["--venue", "binance", "--venue", "binance_um", "--venue", "okx", "--venue", "deribit", "--instruments",
-             "BINANCE:btcusdt,BINANCE_UM:btcusdt,OKX:BTC-USDT,DERIBIT:BTC-PERPETUAL", "--no-nats", "--metrics-port", "off"]
+    every = [
+        "--venue",
+        "binance",
+        "--venue",
+        "binance_um",
+        "--venue",
+        "okx",
+        "--venue",
+        "deribit",
+        "--instruments",
+        "BINANCE:btcusdt,BINANCE_UM:btcusdt,OKX:BTC-USDT,DERIBIT:BTC-PERPETUAL",
+        "--no-nats",
+        "--metrics-port",
+        "off",
+    ]
 
     def collected(*args: str) -> dict[str, tuple[str, ...]]:
         result = CliRunner().invoke(cli.collect, [*every, *args], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         options = seen.pop()
-        return {v.venue: live_app._collector(options, v, None).collector.protocol.datasets for v in options.venues}
+        return {
+            v.venue: live_app._collector(options, v, None).collector.protocol.datasets for v in options.venues
+        }
 
     assert collected() == {
         "BINANCE": ("trades", "books", "tickers", "bars_1m"),
         "BINANCE_UM": ("trades", "books", "tickers", "bars_1m", "mark_price", "funding", "liquidations"),
-        "OKX": ("trades", "books", "tickers", "bars_1m", "funding", "mark_price", "open_interest", "liquidations"),
-        "DERIBIT": ("trades", "books", "tickers", "mark_price", "funding", "open_interest")}
-    assert collected("--datasets", "funding,trades") == {"BINANCE": ("trades",), "BINANCE_UM": ("trades", "funding"),
-                                                         "OKX": ("trades", "funding"), "DERIBIT": ("trades", "funding")}
+        "OKX": (
+            "trades",
+            "books",
+            "tickers",
+            "bars_1m",
+            "funding",
+            "mark_price",
+            "open_interest",
+            "liquidations",
+        ),
+        "DERIBIT": ("trades", "books", "tickers", "mark_price", "funding", "open_interest"),
+    }
+    assert collected("--datasets", "funding,trades") == {
+        "BINANCE": ("trades",),
+        "BINANCE_UM": ("trades", "funding"),
+        "OKX": ("trades", "funding"),
+        "DERIBIT": ("trades", "funding"),
+    }
     # Binance spot's aggregate trades: opt-in (not in every-dataset default above), collected when named
     assert collected("--datasets", "trades,agg_trades")["BINANCE"] == ("trades", "agg_trades")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--venue", "okx", "--datasets", "trades,quotes"], "quotes: the chosen venues stream"),
-    (["--venue", "binance", "--datasets", "funding"], "funding: the chosen venues stream agg_trades, bars_1m, books, tickers, trades"),
-    (["--venue", "binance", "--venue", "okx", "--datasets", "funding"], "BINANCE streams none of funding (it has trades"),
-    (["--venue", "okx", "--datasets", " , "], "none named"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--venue", "okx", "--datasets", "trades,quotes"], "quotes: the chosen venues stream"),
+        (
+            ["--venue", "binance", "--datasets", "funding"],
+            "funding: the chosen venues stream agg_trades, bars_1m, books, tickers, trades",
+        ),
+        (
+            ["--venue", "binance", "--venue", "okx", "--datasets", "funding"],
+            "BINANCE streams none of funding (it has trades",
+        ),
+        (["--venue", "okx", "--datasets", " , "], "none named"),
+    ],
+)
 def test_collect_refuses_datasets_no_chosen_venue_streams(monkeypatch, args, message):
     monkeypatch.setattr(cli, "_run", lambda options: pytest.fail("ran despite bad --datasets"))
     monkeypatch.setenv("SYMBOLS", "BINANCE:BTCUSDT,OKX:BTC-USDT")
@@ -176,13 +242,17 @@ def test_a_re_resolution_applies_each_universe_and_keeps_the_last_on_failure(tmp
         if isinstance(answer, Exception):
             raise answer
         return answer
+
     venue = live_app.VenueOptions("OKX", ["BTC-USDT"], resolve=resolve, resolve_every_s=0.01)
-    collector = LiveCollector(OkxStream(), CollectorConfig(["BTC-USDT"], "ws://unused"), LandingWriter(tmp_path, "OKX"))
+    collector = LiveCollector(
+        OkxStream(), CollectorConfig(["BTC-USDT"], "ws://unused"), LandingWriter(tmp_path, "OKX")
+    )
 
     async def scenario():
         task = asyncio.create_task(live_app._resolve_forever(venue, collector))
         await collector.stats.wait_until(lambda s: collector.instruments != ["BTC-USDT"], 5)
         task.cancel()
+
     asyncio.run(scenario())
     assert collector.stats.universe_failures == 2 and collector.instruments == ["ETH-USDT", "SOL-USDT"]
-    assert sorted(collector.books) == ["ETH-USDT", "SOL-USDT"]
+    assert sorted(collector.books.by_instrument) == ["ETH-USDT", "SOL-USDT"]

@@ -30,8 +30,13 @@ def test_okx_checksum_interleaves_the_raw_strings_and_is_signed():
 
 
 def okx_books(action: str, prev: int, seq: int, bids=(), asks=(), check: int = 0) -> dict:
-    data = {"bids": [[*b, "0", "1"] for b in bids], "asks": [[*a, "0", "1"] for a in asks],
-            "prevSeqId": prev, "seqId": seq, "checksum": check}
+    data = {
+        "bids": [[*b, "0", "1"] for b in bids],
+        "asks": [[*a, "0", "1"] for a in asks],
+        "prevSeqId": prev,
+        "seqId": seq,
+        "checksum": check,
+    }
     return {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [data]}
 
 
@@ -63,57 +68,141 @@ def test_chained_rules_no_change_reset_repeat_and_one_gap():
 def test_frames_are_read_by_shape():
     okx = OkxStream()
     assert okx.decode("pong").kind == "control"
-    error = okx.decode(json.dumps({"id": "7", "event": "error", "code": "60018", "msg": "nope", "connId": "a"}))
+    error = okx.decode(
+        json.dumps({"id": "7", "event": "error", "code": "60018", "msg": "nope", "connId": "a"})
+    )
     assert (error.kind, error.request_id, error.code) == ("error", 7, "60018")
-    assert json.loads(error.error) == {"id": "7", "event": "error", "code": "60018", "msg": "nope", "connId": "a"}
-    refused = deribit_error = DeribitStream().decode(json.dumps({"jsonrpc": "2.0", "id": 8, "error": {
-        "code": -32602, "message": "Invalid params", "data": {"reason": "wrong format", "param": "channels"}}}))
-    assert (refused.kind, refused.code, json.loads(deribit_error.error)["data"]["param"]) == ("error", "-32602", "channels")
+    assert json.loads(error.error) == {
+        "id": "7",
+        "event": "error",
+        "code": "60018",
+        "msg": "nope",
+        "connId": "a",
+    }
+    refused = deribit_error = DeribitStream().decode(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 8,
+                "error": {
+                    "code": -32602,
+                    "message": "Invalid params",
+                    "data": {"reason": "wrong format", "param": "channels"},
+                },
+            }
+        )
+    )
+    assert (refused.kind, refused.code, json.loads(deribit_error.error)["data"]["param"]) == (
+        "error",
+        "-32602",
+        "channels",
+    )
     event = okx.decode(json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": []}))
     assert (event.channel, event.dataset, event.instrument) == ("BTC-USDT@trades", "trades", "BTC-USDT")
-    notice = okx.decode(json.dumps({"event": "notice", "code": "64008", "msg": "The connection will soon be closed "
-                                    "for a service upgrade. Please reconnect.", "connId": "a4d3ae55"}))
+    notice = okx.decode(
+        json.dumps(
+            {
+                "event": "notice",
+                "code": "64008",
+                "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
+                "connId": "a4d3ae55",
+            }
+        )
+    )
     assert (notice.kind, notice.error.split(":")[0]) == ("notice", "64008")  # the collector rolls over on it
     assert okx.decode(json.dumps({"event": "notice", "code": "99999", "msg": "?"})).kind == "control"
     deribit = DeribitStream()
-    beat = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}))
+    beat = deribit.decode(
+        json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}})
+    )
     assert beat.kind == "control" and json.loads(beat.reply)["method"] == "public/test"
-    plain = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "heartbeat"}}))
+    plain = deribit.decode(
+        json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "heartbeat"}})
+    )
     assert plain.reply is None
-    note = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription",
-                                      "params": {"channel": "book.BTC_USDC-PERPETUAL.100ms", "data": {}}}))
+    note = deribit.decode(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "subscription",
+                "params": {"channel": "book.BTC_USDC-PERPETUAL.100ms", "data": {}},
+            }
+        )
+    )
     assert (note.dataset, note.instrument) == ("books", "BTC_USDC-PERPETUAL")
-    trades = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
-        "channel": "trades.BTC-PERPETUAL.100ms",
-        "data": [{"trade_id": "81", "trade_seq": 30, "timestamp": 1590484512188, "price": 8950.0, "amount": 10.0,
-                  "direction": "sell"}]}}))
+    trades = deribit.decode(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "subscription",
+                "params": {
+                    "channel": "trades.BTC-PERPETUAL.100ms",
+                    "data": [
+                        {
+                            "trade_id": "81",
+                            "trade_seq": 30,
+                            "timestamp": 1590484512188,
+                            "price": 8950.0,
+                            "amount": 10.0,
+                            "direction": "sell",
+                        }
+                    ],
+                },
+            }
+        )
+    )
     ((dataset, instrument, msg_id, payload, event_ms),) = deribit.messages(trades, 9)
     assert (dataset, instrument, msg_id) == ("trades", "BTC-PERPETUAL", "DERIBIT.BTC-PERPETUAL.81")
     assert json.loads(payload)["side"] == "sell" and event_ms == 1590484512188
-    assert (json.loads(payload)["quantity"], json.loads(payload)["amount"]) == (10.0 / 8950.0, 10.0)  # inverse: USD
+    assert (json.loads(payload)["quantity"], json.loads(payload)["amount"]) == (
+        10.0 / 8950.0,
+        10.0,
+    )  # inverse: USD
 
 
 def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path):
     """Through the collector's processing (real landing files, no socket): each bad frame counted
     with its reason, landed raw, and the good frame after them still handled."""
+
     async def scenario():
         writer = LandingWriter(tmp_path, "OKX")
         collector = LiveCollector(OkxStream(), CollectorConfig(["BTC-USDT"], "ws://unused"), writer)
         books = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update"}
-        frames = ['{"arg": {"channel": "books"', json.dumps({**books, "data": [{"seqId": "x"}]}),
-                  json.dumps({"arg": {"channel": "opt-summary", "instId": "BTC-USDT"}, "data": []}),
-                  json.dumps({**books, "arg": {"channel": "books", "instId": "DOGE-USDT"}, "data": []}),
-                  json.dumps([1, 2]),
-                  json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"},
-                              "data": [{"instId": "BTC-USDT", "tradeId": "1", "px": "1", "sz": "1", "side": "buy",
-                                        "ts": "1630048897897"}]})]
+        frames = [
+            '{"arg": {"channel": "books"',
+            json.dumps({**books, "data": [{"seqId": "x"}]}),
+            json.dumps({"arg": {"channel": "opt-summary", "instId": "BTC-USDT"}, "data": []}),
+            json.dumps({**books, "arg": {"channel": "books", "instId": "DOGE-USDT"}, "data": []}),
+            json.dumps([1, 2]),
+            json.dumps(
+                {
+                    "arg": {"channel": "trades", "instId": "BTC-USDT"},
+                    "data": [
+                        {
+                            "instId": "BTC-USDT",
+                            "tradeId": "1",
+                            "px": "1",
+                            "sz": "1",
+                            "side": "buy",
+                            "ts": "1630048897897",
+                        }
+                    ],
+                }
+            ),
+        ]
         await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
-        collector._seal_trades()  # the trade frames read (at the latest `trade_batch_s` after)
+        collector.publisher.seal_trades()  # the trade frames read (at the latest `trade_batch_s` after)
         writer.close()
         return collector.stats
+
     stats = asyncio.run(scenario())
-    assert stats.bad_frames == {"not_json": 1, "malformed_books": 1, "unknown_stream": 1, "unknown_instrument": 1,
-                                "unknown_shape": 1}
+    assert stats.bad_frames == {
+        "not_json": 1,
+        "malformed_books": 1,
+        "unknown_stream": 1,
+        "unknown_instrument": 1,
+        "unknown_shape": 1,
+    }
     assert stats.trades == 1 and stats.frames == 6
 
 
@@ -122,8 +211,12 @@ def test_okx_books_without_sequence_ids_are_kept_by_their_checksum_alone():
     sync = OkxBookSync("BTC-USDT")
 
     def push(action, bids, asks, check, ts):
-        data = {"asks": [[*a, "0", "1"] for a in asks], "bids": [[*b, "0", "1"] for b in bids], "ts": str(ts),
-                "checksum": check}
+        data = {
+            "asks": [[*a, "0", "1"] for a in asks],
+            "bids": [[*b, "0", "1"] for b in bids],
+            "ts": str(ts),
+            "checksum": check,
+        }
         return {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [data]}
 
     bids, asks = [("8476.98", "415")], [("8476.99", "3")]
@@ -137,34 +230,74 @@ def test_okx_books_without_sequence_ids_are_kept_by_their_checksum_alone():
 
 def test_okx_funding_rate_fields_the_venue_leaves_out_are_null_and_counted():
     okx = OkxStream(datasets=("funding",))
-    full = {"instType": "SWAP", "instId": "BTC-USD-SWAP", "fundingRate": "0.0001875391284828", "fundingTime":
-            "1700726400000", "method": "current_period", "nextFundingRate": "", "nextFundingTime": "1700755200000",
-            "ts": "1700724675402"}
-    frame = okx.decode(json.dumps({"arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
-                                   "data": [full, {k: v for k, v in full.items()
-                                                   if k not in ("fundingRate", "nextFundingTime")}]}))
-    first, second = (json.loads(m.payload) for m in okx.messages(frame, 1))  # the rate for the settlement at fundingTime
+    full = {
+        "instType": "SWAP",
+        "instId": "BTC-USD-SWAP",
+        "fundingRate": "0.0001875391284828",
+        "fundingTime": "1700726400000",
+        "method": "current_period",
+        "nextFundingRate": "",
+        "nextFundingTime": "1700755200000",
+        "ts": "1700724675402",
+    }
+    frame = okx.decode(
+        json.dumps(
+            {
+                "arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
+                "data": [
+                    full,
+                    {k: v for k, v in full.items() if k not in ("fundingRate", "nextFundingTime")},
+                ],
+            }
+        )
+    )
+    first, second = (
+        json.loads(m.payload) for m in okx.messages(frame, 1)
+    )  # the rate for the settlement at fundingTime
     assert (first["funding_rate"], first["next_funding_ms"]) == (0.0001875391284828, 1700726400000)
     assert (second["funding_rate"], second["next_funding_ms"]) == (None, 1700726400000)
     bare = {k: v for k, v in full.items() if k not in ("fundingTime", "nextFundingTime", "nextFundingRate")}
-    (third,) = okx.messages(okx.decode(json.dumps({"arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
-                                                   "data": [bare]})), 1)
+    (third,) = okx.messages(
+        okx.decode(
+            json.dumps({"arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"}, "data": [bare]})
+        ),
+        1,
+    )
     assert json.loads(third.payload)["next_funding_ms"] is None  # optional fields optional
     assert okx.warnings == {"funding_rate_missing": 1}  # the collector's stats show this dict
 
 
 def test_deribit_grouped_book_channels_are_read_as_whole_books():
     deribit = DeribitStream()
-    note = deribit.decode(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
-        "channel": "book.BTC-PERPETUAL.none.10.100ms", "data": {
-            "timestamp": 1554375447971, "instrument_name": "BTC-PERPETUAL", "change_id": 297217,
-            "bids": [[5042.34, 30], [5041.94, 20]], "asks": [[5042.64, 40], [5043.3, 40]]}}}))
+    note = deribit.decode(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "subscription",
+                "params": {
+                    "channel": "book.BTC-PERPETUAL.none.10.100ms",
+                    "data": {
+                        "timestamp": 1554375447971,
+                        "instrument_name": "BTC-PERPETUAL",
+                        "change_id": 297217,
+                        "bids": [[5042.34, 30], [5041.94, 20]],
+                        "asks": [[5042.64, 40], [5043.3, 40]],
+                    },
+                },
+            }
+        )
+    )
     assert (note.dataset, note.instrument) == ("books", "BTC-PERPETUAL")
     sync = deribit.new_book("BTC-PERPETUAL")
-    assert sync.on_frame(note.data) == "snapshot" and sync.book.top(1) == ([("5042.34", "30")], [("5042.64", "40")])
+    assert sync.on_frame(note.data) == "snapshot" and sync.book.top(1) == (
+        [("5042.34", "30")],
+        [("5042.64", "40")],
+    )
     later = {**note.data, "change_id": 297218, "bids": [[5042.5, 10]], "asks": [[5043.3, 40]]}
     assert sync.on_frame(later) == "applied" and sync.book.top(5) == ([("5042.5", "10")], [("5043.3", "40")])
-    assert sync.on_frame(note.data) == "old"  # an older whole book (an overlapping connection) changes nothing
+    assert (
+        sync.on_frame(note.data) == "old"
+    )  # an older whole book (an overlapping connection) changes nothing
 
 
 def test_a_refused_request_is_sent_again_after_a_growing_jittered_backoff(tmp_path):
@@ -175,37 +308,51 @@ def test_a_refused_request_is_sent_again_after_a_growing_jittered_backoff(tmp_pa
     async def scenario():
         config = CollectorConfig(["BTC-PERPETUAL"], "ws://unused", backoff_base_s=1.0, backoff_cap_s=8.0)
         collector = LiveCollector(DeribitStream(), config, LandingWriter(tmp_path, "DERIBIT"))
-        conn = Connection("c1", "ws://unused", [], [], collector.queue, collector.stats, stale_s=5, pacer=Pacer(5))
+        conn = Connection(
+            "c1", "ws://unused", [], [], collector.queue, collector.stats, stale_s=5, pacer=Pacer(5)
+        )
         collector.connections["c1"] = conn
-        text = '{"jsonrpc":"2.0","id":1,"method":"public/subscribe","params":{"channels":["trades.BTC-PERPETUAL.100ms"]}}'
+        text = (
+            '{"jsonrpc":"2.0","id":1,"method":"public/subscribe",'
+            '"params":{"channels":["trades.BTC-PERPETUAL.100ms"]}}'
+        )
         request_id, waits = 1, []
         for _ in range(5):
             conn.requests[request_id] = collector.protocol.with_id(text, request_id)
-            error = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": 10028,
-                                                                               "message": "too_many_requests"}})
+            error = json.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "error": {"code": 10028, "message": "too_many_requests"}}
+            )
             collector._on_frame("c1", 0, collector.protocol.decode(error))
             waits.append(collector.stats.retry_wait_s)
-            request_id = max(collector.refused_ids)
-        collector._on_frame("c1", 0, collector.protocol.decode(json.dumps({"jsonrpc": "2.0", "id": request_id,
-                                                                           "result": []})))
+            request_id = max(collector.conns.requests.refused_ids)
+        collector._on_frame(
+            "c1", 0, collector.protocol.decode(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": []}))
+        )
         collector.writer.close()
         return collector, waits
+
     collector, waits = asyncio.run(scenario())
     for k, wait in enumerate(waits):  # base x 2^k, drawn between half and all of it, capped at 8 s
-        assert min(8.0, 2 ** k) / 2 <= wait <= min(8.0, 2 ** k), waits
+        assert min(8.0, 2**k) / 2 <= wait <= min(8.0, 2**k), waits
     assert collector.stats.errors_by_code == {"10028": 5} and collector.stats.refused_retries == 5
     assert json.loads(collector.stats.last_errors["10028"]) == {"code": 10028, "message": "too_many_requests"}
-    assert collector.refusals == {}  # acknowledged: the next refusal starts from the base again
+    assert (
+        collector.conns.requests.refusals == {}
+    )  # acknowledged: the next refusal starts from the base again
 
 
 def test_deribit_numbers_are_kept_as_the_venue_wrote_them():
     deribit = DeribitStream(datasets=("tickers", "mark_price"))
-    text = ('{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":'
-            '{"timestamp":1623060194301,"instrument_name":"BTC-PERPETUAL","best_bid_price":0.00000255,'
-            '"best_bid_amount":1000.0,"best_ask_price":0.0000026,"best_ask_amount":10,"last_price":0.00000255,'
-            '"mark_price":0.0000025512,"index_price":0.00000255,"open_interest":1.5}}}')
+    text = (
+        '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":'
+        '{"timestamp":1623060194301,"instrument_name":"BTC-PERPETUAL","best_bid_price":0.00000255,'
+        '"best_bid_amount":1000.0,"best_ask_price":0.0000026,"best_ask_amount":10,"last_price":0.00000255,'
+        '"mark_price":0.0000025512,"index_price":0.00000255,"open_interest":1.5}}}'
+    )
     ticker, mark = (m.payload for m in deribit.messages(deribit.decode(text), 1))
-    assert b'"bid":0.00000255,' in ticker and b'"ask":0.0000026,' in ticker  # as the venue wrote them, not 2.55e-06
+    assert (
+        b'"bid":0.00000255,' in ticker and b'"ask":0.0000026,' in ticker
+    )  # as the venue wrote them, not 2.55e-06
     assert json.loads(ticker)["bid_size"] == 1000.0 / 0.00000255  # an inverse contract's USD amount in BTC
     assert b'"mark_price":0.0000025512,"index_price":0.00000255' in mark
 
@@ -228,30 +375,68 @@ def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a
     assert book.bids == {"2": "1", "3": "1"}
 
     def depth(first: int, bids: list) -> str:
-        return json.dumps({"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate", "E": 1, "s": "BTCUSDT",
-                                                                     "U": first, "u": first, "b": bids, "a": []}})
+        return json.dumps(
+            {
+                "stream": "btcusdt@depth@100ms",
+                "data": {
+                    "e": "depthUpdate",
+                    "E": 1,
+                    "s": "BTCUSDT",
+                    "U": first,
+                    "u": first,
+                    "b": bids,
+                    "a": [],
+                },
+            }
+        )
 
     async def scenario():
         writer = LandingWriter(tmp_path, "BINANCE")
-        collector = BinanceSpotCollector(CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9"), writer)
-        collector.books["BTCUSDT"].on_snapshot(10, [["1", "1"], ["3", "1"]], [["2", "1"]])
-        collector.conn_streams["c1"] = collector.streams()  # the connection carrying its channels
-        frames = [depth(11, [["1", "abc"], ["0.5", "2"]]), depth(12, [["1.5", "²"]]), depth(13, [["3", "1", "x"]]),
-                  json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 5,
-                                                                  "p": "1", "q": "1", "T": 1672515782136, "m": True}})]
+        collector = BinanceSpotCollector(
+            CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9"), writer
+        )
+        collector.books.by_instrument["BTCUSDT"].on_snapshot(10, [["1", "1"], ["3", "1"]], [["2", "1"]])
+        collector.conns.conn_streams["c1"] = collector.streams()  # the connection carrying its channels
+        frames = [
+            depth(11, [["1", "abc"], ["0.5", "2"]]),
+            depth(12, [["1.5", "²"]]),
+            depth(13, [["3", "1", "x"]]),
+            json.dumps(
+                {
+                    "stream": "btcusdt@trade",
+                    "data": {
+                        "e": "trade",
+                        "E": 1,
+                        "s": "BTCUSDT",
+                        "t": 5,
+                        "p": "1",
+                        "q": "1",
+                        "T": 1672515782136,
+                        "m": True,
+                    },
+                }
+            ),
+        ]
         await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
-        collector._seal_trades()
+        collector.publisher.seal_trades()
         in_frames = dict(collector.stats.bad_frames)
-        read = collector._book_snapshot("BTCUSDT")
-        rebuilding = collector.books["BTCUSDT"].needs_snapshot and collector.snapshotting == {"BTCUSDT"}
-        await _cancel(collector.snapshot_tasks)
+        read = collector.books.book_snapshot("BTCUSDT")
+        rebuilding = collector.books.by_instrument[
+            "BTCUSDT"
+        ].needs_snapshot and collector.books.snapshotting == {"BTCUSDT"}
+        await _cancel(collector.books.snapshot_tasks)
         writer.close()
         return collector.stats, in_frames, read, rebuilding
+
     stats, in_frames, read, rebuilding = asyncio.run(scenario())
     assert in_frames == {"malformed_books": 1}  # the level of three items, with its frame
     assert stats.bad_frames == {"malformed_books": 2}  # and the sizes that are no numbers, at the read
     assert read is None and rebuilding and stats.gaps == 1  # the book is rebuilt from a fresh snapshot
-    lines = [json.loads(line) for path in sorted((tmp_path / "BINANCE" / "btcusdt@depth@100ms").glob("*.zst")) for line in read_lines(path)]
+    lines = [
+        json.loads(line)
+        for path in sorted((tmp_path / "BINANCE" / "btcusdt@depth@100ms").glob("*.zst"))
+        for line in read_lines(path)
+    ]
     markers = [(line["m"], line["x"]) for line in lines if "m" in line]
     assert [(kind, x["cause"]) for kind, x in markers] == [("gap", "malformed")]
     assert markers[0][1]["error"] == "book level size 'abc' is not a number (and 1 more)"
@@ -299,7 +484,11 @@ def test_a_deferred_book_reads_as_the_updates_applied_in_order_make_it():
         unread.defer(k + 10_000, [[f"{k}.5", "abc" if k == 7 else "1"]], [])
     with pytest.raises(ValueError, match="'abc' is not a number"):
         unread.defer(20_000, [["0.25", "1"]], [])
-    assert unread.update_id == order_book.NOTED_LIMIT + 10_000 - 1 and "0.25" in unread.bids and "7.5" not in unread.bids
+    assert (
+        unread.update_id == order_book.NOTED_LIMIT + 10_000 - 1
+        and "0.25" in unread.bids
+        and "7.5" not in unread.bids
+    )
 
 
 def test_binance_depth_events_take_the_same_way_through_on_frame_as_through_on_event():
@@ -325,5 +514,8 @@ def test_binance_depth_events_take_the_same_way_through_on_frame_as_through_on_e
             if short.needs_snapshot and rng.random() < 0.5:
                 for sync in (short, plain):
                     sync.on_snapshot(last, [["1", "1"]], [["2", "1"]])
-            assert (short.book.update_id, short.book.bids, short.needs_snapshot) == \
-                (plain.book.update_id, plain.book.bids, plain.needs_snapshot)
+            assert (short.book.update_id, short.book.bids, short.needs_snapshot) == (
+                plain.book.update_id,
+                plain.book.bids,
+                plain.needs_snapshot,
+            )

@@ -54,11 +54,14 @@ def test_key_and_field_come_from_the_subject():
 
 
 @pytest.mark.parametrize("with_nats", [True, False], ids=["nats", "no_nats"])
-def test_the_cache_holds_the_last_trade_and_the_top_of_book(tmp_path, nats_url, stream_spec, redis_url, with_nats):
+def test_the_cache_holds_the_last_trade_and_the_top_of_book(
+    tmp_path, nats_url, stream_spec, redis_url, with_nats
+):
     """Fed from the publish path, and with no sink at all (`collect --no-nats`: from the messages)."""
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     prefix = stream_spec.subjects[0].split(".")[0]
     with stack:
+
         async def scenario():
             latest = RedisLatestCache(redis_url, ttl_s=120)
             config = config_for(ws, rest, subject_prefix=prefix, book_snapshot_s=0.05)
@@ -70,26 +73,43 @@ def test_the_cache_holds_the_last_trade_and_the_top_of_book(tmp_path, nats_url, 
                     stores.push_async_callback(store.delete_stream, stream_spec.name)
 
                 async def body(c):
-                    await c.stats.wait_until(lambda s: s.latest_writes > 0 and s.book_tops_landed >= 2, WAIT_S)
+                    await c.stats.wait_until(
+                        lambda s: s.latest_writes > 0 and s.book_tops_landed >= 2, WAIT_S
+                    )
                     ws.pause()  # at rest: the cache must end at the replay's last trade and true book
 
                     def at_rest(stats) -> bool:
-                        return not c.trade_frames and not c.outbox and not latest.pending and all(
-                            c.snapshot_ids.get(n) == ws.truth_book(n)[0] for n in INSTRUMENTS)
+                        return (
+                            not c.publisher.trade_frames
+                            and not c.publisher.outbox
+                            and not latest.pending
+                            and all(c.books.snapshot_ids.get(n) == ws.truth_book(n)[0] for n in INSTRUMENTS)
+                        )
+
                     await c.stats.wait_until(at_rest, WAIT_S)
                     await latest.flush()
-                    client = aioredis.Redis.from_url(redis_url, decode_responses=True,
-                                                     password=settings.get("REDIS_PASSWORD"))
-                    got = {n: (await client.hgetall(f"{prefix}:latest:BINANCE:{n}"),
-                               await client.ttl(f"{prefix}:latest:BINANCE:{n}")) for n in INSTRUMENTS}
+                    client = aioredis.Redis.from_url(
+                        redis_url, decode_responses=True, password=settings.get("REDIS_PASSWORD")
+                    )
+                    got = {
+                        n: (
+                            await client.hgetall(f"{prefix}:latest:BINANCE:{n}"),
+                            await client.ttl(f"{prefix}:latest:BINANCE:{n}"),
+                        )
+                        for n in INSTRUMENTS
+                    }
                     await client.delete(*[f"{prefix}:latest:BINANCE:{n}" for n in INSTRUMENTS])
                     await client.aclose()
                     truth = {n: (ws.truth_book(n), ws.trade_ids(n)[1]) for n in INSTRUMENTS}
                     ws.resume()
                     return got, truth
-                c, (got, truth) = await run_collector(config, LandingWriter(tmp_path, "BINANCE"), store, latest, body)
+
+                c, (got, truth) = await run_collector(
+                    config, LandingWriter(tmp_path, "BINANCE"), store, latest, body
+                )
             await latest.aclose()
             return c.stats, got, truth
+
         stats, got, truth = asyncio.run(scenario())
     for name in INSTRUMENTS:
         fields, ttl = got[name]
@@ -110,29 +130,46 @@ def test_a_redis_outage_never_stops_capture_and_the_cache_catches_up(tmp_path):
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     prefix = f"t{uuid.uuid4().hex[:8]}"
     with stack:
+
         async def scenario():
             latest = RedisLatestCache(url, ttl_s=60, timeout_s=0.2)
             config = config_for(ws, rest, subject_prefix=prefix, book_snapshot_s=0.05, latest_flush_s=0.05)
 
             async def body(c):
-                await c.stats.wait_until(lambda s: s.latest_failures >= 3 and s.snapshots == 2 and s.trades >= 100,
-                                         WAIT_S)
+                await c.stats.wait_until(
+                    lambda s: s.latest_failures >= 3 and s.snapshots == 2 and s.trades >= 100, WAIT_S
+                )
                 assert c.stats.latest_writes == 0
-                server = await asyncio.create_subprocess_exec(REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port),
-                                                              "--save", "", "--appendonly", "no", "--requirepass",
-                                                              settings.get("REDIS_PASSWORD"), stdout=subprocess.DEVNULL)
+                server = await asyncio.create_subprocess_exec(
+                    REDIS_SERVER,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--requirepass",
+                    settings.get("REDIS_PASSWORD"),
+                    stdout=subprocess.DEVNULL,
+                )
                 try:
                     await c.stats.wait_until(lambda s: s.latest_writes >= len(INSTRUMENTS), WAIT_S)
-                    client = aioredis.Redis.from_url(url, decode_responses=True, password=settings.get("REDIS_PASSWORD"))
+                    client = aioredis.Redis.from_url(
+                        url, decode_responses=True, password=settings.get("REDIS_PASSWORD")
+                    )
                     books = [await client.hget(f"{prefix}:latest:BINANCE:{n}", "book") for n in INSTRUMENTS]
                     await client.aclose()
                 finally:
                     server.terminate()
                     await asyncio.wait_for(server.wait(), 10)
                 return books
+
             c, books = await run_collector(config, LandingWriter(tmp_path, "BINANCE"), None, latest, body)
             await latest.aclose()
             return c.stats, books
+
         stats, books = asyncio.run(scenario())
     assert all(json.loads(book)["bid"] for book in books)  # the top of book arrived once Redis was up
     assert stats.latest_failures >= 3 and stats.gaps == 0 and stats.bad_frames == {}

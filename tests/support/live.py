@@ -30,15 +30,22 @@ INSTRUMENTS = ["BTCUSDT", "ETHUSDT"]
 def replays(ws_config: WsConfig | None = None, seed: int = 3):
     """The REST replay and the WebSocket replay on its market, as one context manager."""
     stack = contextlib.ExitStack()
-    rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=seed, instruments={"BINANCE": list(INSTRUMENTS)})))
+    rest = stack.enter_context(
+        CryptoReplayServer(ReplayConfig(seed=seed, instruments={"BINANCE": list(INSTRUMENTS)}))
+    )
     ws = stack.enter_context(BinanceWsReplay(ws_config or WsConfig(tick_s=0.02), rest=rest))
     return stack, rest, ws
 
 
 @contextlib.asynccontextmanager
-async def collecting(config: CollectorConfig, writer: LandingWriter, nats_url: str | None = None,
-                     spec: StreamSpec | None = None, protocol=None,
-                     keep_stream: bool = False) -> AsyncIterator[tuple[LiveCollector, JetStreamStore | None]]:
+async def collecting(
+    config: CollectorConfig,
+    writer: LandingWriter,
+    nats_url: str | None = None,
+    spec: StreamSpec | None = None,
+    protocol=None,
+    keep_stream: bool = False,
+) -> AsyncIterator[tuple[LiveCollector, JetStreamStore | None]]:
     """A collector running in this event loop (its stream created first); stopped and drained on exit.
     `protocol`: a venue's stream (sources/<venue>/stream.py); default Binance spot. `keep_stream`: the
     stream outlives the block (the test counts what it holds once the collector stopped, then deletes it)."""
@@ -46,8 +53,11 @@ async def collecting(config: CollectorConfig, writer: LandingWriter, nats_url: s
     if nats_url is not None:
         store = await JetStreamStore(nats_url, ack_timeout_s=5).connect()
         await store.ensure_stream(spec)
-    collector = BinanceSpotCollector(config, writer, store) if protocol is None else \
-        LiveCollector(protocol, config, writer, store)
+    collector = (
+        BinanceSpotCollector(config, writer, store)
+        if protocol is None
+        else LiveCollector(protocol, config, writer, store)
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))
     try:
@@ -62,8 +72,9 @@ async def collecting(config: CollectorConfig, writer: LandingWriter, nats_url: s
 
 
 def config_for(ws: BinanceWsReplay, rest: CryptoReplayServer, **overrides) -> CollectorConfig:
-    return CollectorConfig(list(INSTRUMENTS), ws.url, rest.base_url, **{"backoff_base_s": 0.05, "stale_s": 5.0,
-                                                                      **overrides})
+    return CollectorConfig(
+        list(INSTRUMENTS), ws.url, rest.base_url, **{"backoff_base_s": 0.05, "stale_s": 5.0, **overrides}
+    )
 
 
 def landing(tmp_path: Path) -> Path:
@@ -80,12 +91,16 @@ async def books_match_at_rest(collector, ws, instruments: list[str], timeout_s: 
     ws.pause()
 
     def caught_up(stats) -> bool:
-        return all(not collector.books[name].needs_snapshot
-                   and collector.books[name].book.update_id == ws.truth_book(name)[0] for name in instruments)
+        return all(
+            not collector.books.by_instrument[name].needs_snapshot
+            and collector.books.by_instrument[name].book.update_id == ws.truth_book(name)[0]
+            for name in instruments
+        )
+
     await collector.stats.wait_until(caught_up, timeout_s)
     for name in instruments:
         _, bids, asks = ws.truth_book(name)
-        book = collector.books[name].book
+        book = collector.books.by_instrument[name].book
         assert (levels(book.bids), levels(book.asks)) == (levels(bids), levels(asks)), name
     ws.resume()
 

@@ -1,6 +1,5 @@
-"""What the live collector makes of its books besides keeping them, and its latest-state cache: the
-parts of `LiveCollector` (collector.py) that run on a clock rather than on frames, kept apart so the
-core stays readable.
+"""What the live collector makes of its books besides keeping them: the parts of `Books` (books.py)
+that run on a clock rather than on frames, and the latest-state cache's protocol.
 
 - Top-N book snapshots (`book_snapshot_s`, default 1 s; `book_depth`, default 20): every synced book
   that moved since its last one is landed as the collector's own record in `<instrument>@book_top`
@@ -16,7 +15,8 @@ core stays readable.
   after a `repair` marker naming the hours it repairs, so each hour's book can be rebuilt from the
   landing files. A failed one is marked and tried again at the next boundary.
 - The latest-state cache (stores/redis_cache.py, optional): what is published is offered to it, and
-  it is written every `latest_flush_s`; its failures are counted and never hold capture back.
+  it is written every `latest_flush_s` (publishing.py); its failures are counted and never hold
+  capture back.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class LatestState(Protocol):
 
 
 class BookOutputs:
-    """Mixed into `LiveCollector`, whose attributes these use: config, protocol, books, book_times,
+    """Mixed into `Books` (books.py), whose attributes these use: config, protocol, by_instrument, book_times,
     snapshot_ids, snapshot_store, latest, repair, gap_periods, publish_lock, writer, stats."""
 
     def _gap_period(self, instrument: str, channel: str) -> None:
@@ -52,7 +52,7 @@ class BookOutputs:
         _, periods = self.gap_periods.setdefault(instrument, (channel, set()))
         periods.add(int(time.time() // self.config.repair_period_s))
 
-    async def _repair_forever(self) -> None:
+    async def repair_forever(self) -> None:
         """At every hour boundary, a REST snapshot for each book that had a gap in an hour now ended."""
         period = self.config.repair_period_s
         while True:
@@ -92,16 +92,16 @@ class BookOutputs:
         self.stats.changed.set()
         return True
 
-    async def _book_snapshots_forever(self) -> None:
+    async def book_snapshots_forever(self) -> None:
         """Every `book_snapshot_s`, the top N of every synced book that moved since its last one."""
         while True:
             await asyncio.sleep(self.config.book_snapshot_s)
-            await self._publish_book_snapshots()
+            await self.publish_book_snapshots()
 
-    def _book_snapshot(self, instrument: str) -> tuple[int, tuple[str, str, bytes]] | None:
+    def book_snapshot(self, instrument: str) -> tuple[int, tuple[str, str, bytes]] | None:
         """(update id, (subject, msg id, payload)) of a book's top-N snapshot; None while it awaits a resync (counted)
         or when it has not moved since the last one."""
-        sync = self.books[instrument]
+        sync = self.by_instrument[instrument]
         if sync.needs_snapshot:
             self.stats.book_snapshots_skipped += 1
             return None
@@ -121,13 +121,13 @@ class BookOutputs:
         return update_id, (subject(BOOKS, venue, instrument, self.config.subject_prefix),
                            f"{venue}.{instrument}.{update_id}", json.dumps(payload, separators=(",", ":")).encode())
 
-    async def _publish_book_snapshots(self) -> None:
+    async def publish_book_snapshots(self) -> None:
         """One batch of top-N snapshots to JetStream (`md.books.<venue>.<instrument>`, Nats-Msg-Id
         `<venue>.<instrument>.<update id>`: a repeat is deduplicated). A failed batch is not kept: the
         next one is fresher (counted)."""
         if BOOKS not in getattr(self.protocol, "datasets", (BOOKS,)):  # books not collected: no snapshots
             return
-        snapshots = {name: snap for name in list(self.books) if (snap := self._book_snapshot(name)) is not None}
+        snapshots = {name: snap for name in list(self.by_instrument) if (snap := self.book_snapshot(name)) is not None}
         if not snapshots:
             return
         await asyncio.to_thread(self._land_book_tops, snapshots)
@@ -155,18 +155,3 @@ class BookOutputs:
         for instrument, (_, (_, _, payload)) in snapshots.items():
             self.writer.frame(book_top_channel(self.protocol, instrument), "collector", payload.decode(), now)
         self.stats.book_tops_landed += len(snapshots)
-
-    async def _latest_forever(self) -> None:
-        """Write the latest-state cache every `latest_flush_s`; a failure is counted and tried again
-        at the next turn (Redis away never holds capture back)."""
-        while True:
-            await asyncio.sleep(self.config.latest_flush_s)
-            await self._flush_latest()
-
-    async def _flush_latest(self) -> None:
-        try:
-            await self.latest.flush()
-        except Exception:  # noqa: BLE001  (a cache's failure of any kind: counted, capture goes on)
-            self.latest.failures += 1
-        self.stats.latest_writes, self.stats.latest_failures = self.latest.writes, self.latest.failures
-        self.stats.changed.set()

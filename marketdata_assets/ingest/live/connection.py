@@ -29,6 +29,21 @@ Item = tuple  # ("frame", conn, recv_ns, text) | ("marker", conn, recv_ns, (kind
 CLOSE_TIMEOUT_S = 1.0
 
 
+async def cancel_until_done(tasks: list[asyncio.Task]) -> None:
+    """Cancel the tasks, again while any still runs: a cancel can be swallowed below us, and the task
+    then carries on, and the stop waits for it forever. nats-py swallows one that lands in a publish
+    (`Client._flush_pending`: `except asyncio.CancelledError: pass`); Python 3.11's `asyncio.wait_for`
+    one that lands as its awaitable ends (CPython gh-86296), in any library that still uses it."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:  # retrieved, as gather(return_exceptions=True) did: no "never retrieved" log
+        if not task.cancelled():
+            task.exception()
+
+
 @dataclass
 class Backoff:
     base_s: float = 1.0

@@ -18,7 +18,24 @@ as `d` either way. See writer.py for the write/close/recover protocol.
 """
 
 from marketdata_assets.stores.landing.reader import closed_files, read_file, read_lines, record
-from marketdata_assets.stores.landing.writer import BAD_CHANNEL, LandingWriter, Recovered, hour_key, recover
+from marketdata_assets.stores.landing.writer import (
+    BAD_CHANNEL,
+    CONTROL_CHANNEL,
+    LandingWriter,
+    Recovered,
+    hour_key,
+    recover,
+)
 
-__all__ = ["BAD_CHANNEL", "LandingWriter", "Recovered", "closed_files", "hour_key", "read_file", "read_lines",
-           "record", "recover"]
+__all__ = [
+    "BAD_CHANNEL",
+    "CONTROL_CHANNEL",
+    "LandingWriter",
+    "Recovered",
+    "closed_files",
+    "hour_key",
+    "read_file",
+    "read_lines",
+    "record",
+    "recover",
+]

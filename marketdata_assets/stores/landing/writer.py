@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -44,12 +44,14 @@ SUFFIX = ".jsonl.zst"
 PART = ".part"
 SUMMARY = ".json"
 HOUR_NS = 3_600_000_000_000
-_COMPONENT = re.compile(r"^[A-Za-z0-9@._=!-]{1,120}$")  # `!`: Binance's all-market streams (`!forceOrder@arr`)
+_COMPONENT = re.compile(
+    r"^[A-Za-z0-9@._=!-]{1,120}$"
+)  # `!`: Binance's all-market streams (`!forceOrder@arr`)
 
 
 def hour_key(ns: int) -> str:
     """The UTC hour of a receive time, as file names carry it: `2026-11-23T17Z`."""
-    return datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).strftime("%Y-%m-%dT%HZ")
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%HZ")
 
 
 def checked_component(name: str, what: str) -> str:
@@ -59,15 +61,19 @@ def checked_component(name: str, what: str) -> str:
     return name
 
 
-FRAME_LINE = b'{"t":%d,"c":%b,"d":%b}\n'  # a frame's record: receive time, connection, the frame as a JSON string
+FRAME_LINE = (
+    b'{"t":%d,"c":%b,"d":%b}\n'  # a frame's record: receive time, connection, the frame as a JSON string
+)
 BAD_CHANNEL = "_bad"  # the collector's channel of frames that are not JSON: always written as strings
+CONTROL_CHANNEL = "_control"  # the collector's channel of acks, errors, heartbeats, frames of no channel
 
 
 LEVEL = 3  # zstd level of the landing files
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
-    """The landing's zstd compressor: each frame carries its checksum (a damaged file is an error naming it)."""
+    """The landing's zstd compressor: each frame carries its checksum (a damaged file is an error naming
+    it)."""
     return zstandard.ZstdCompressor(level=level, write_checksum=True)
 
 
@@ -77,8 +83,10 @@ def frame_line(recv_ns: int, conn: str, text: str) -> bytes:
 
 
 def marker_line(recv_ns: int, conn: str, kind: str, details: dict) -> bytes:
-    return (f'{{"t":{recv_ns},"c":{json.dumps(conn)},"m":{json.dumps(kind)},'
-            f'"x":{json.dumps(details, separators=(",", ":"), default=str)}}}\n').encode()
+    return (
+        f'{{"t":{recv_ns},"c":{json.dumps(conn)},"m":{json.dumps(kind)},'
+        f'"x":{json.dumps(details, separators=(",", ":"), default=str)}}}\n'
+    ).encode()
 
 
 @dataclass
@@ -186,8 +194,15 @@ class _OpenFile:
 class LandingWriter:
     """Hourly landing files of one venue, one open file per channel (see the module doc)."""
 
-    def __init__(self, root: Path, venue: str, *, level: int = LEVEL, flush_lines: int = 1000,
-                 flush_interval_s: float = 1.0):
+    def __init__(
+        self,
+        root: Path,
+        venue: str,
+        *,
+        level: int = LEVEL,
+        flush_lines: int = 1000,
+        flush_interval_s: float = 1.0,
+    ):
         self.root, self.venue = Path(root), checked_component(venue, "venue")
         self.level, self.flush_lines, self.flush_interval_ns = level, flush_lines, int(flush_interval_s * 1e9)
         self.compressor = _compressor(level)  # every file's (used under the lock)
@@ -218,14 +233,18 @@ class LandingWriter:
         with self.lock:
             for channel, conn, text, recv_ns in frames:
                 landed[channel] = landed.get(channel, 0) + 1
-                if recv_ns != last_ns or conn != last_conn:  # the frames of one read share both: one head for all
+                if (
+                    recv_ns != last_ns or conn != last_conn
+                ):  # the frames of one read share both: one head for all
                     last_ns, last_conn = recv_ns, conn
                     conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
                     head = f'{{"t":{recv_ns},"c":{conn_json},'
                 f = files.get(channel)
                 if f is None or not f.takes(recv_ns):
                     f = self._file(channel, recv_ns)
-                if text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL:  # nearly all
+                if (
+                    text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL
+                ):  # nearly all
                     f.add(f'{head}"r":{text}}}\n', recv_ns)
                 else:
                     f.add(f'{head}"d":{orjson.dumps(text).decode()}}}\n', recv_ns)
@@ -245,8 +264,9 @@ class LandingWriter:
             current = None
         if current is None:
             directory = self.root / self.venue / checked_component(channel, "channel")
-            current = self.files[channel] = _OpenFile(directory, Summary(self.venue, channel, hour_key(recv_ns)),
-                                                      recv_ns, self.compressor)
+            current = self.files[channel] = _OpenFile(
+                directory, Summary(self.venue, channel, hour_key(recv_ns)), recv_ns, self.compressor
+            )
         return current
 
     def marker(self, channel: str, conn: str, kind: str, recv_ns: int | None = None, **details) -> None:
@@ -298,6 +318,7 @@ class LandingWriter:
 # Recovery
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Recovered:
     path: Path  # the closed file
@@ -343,8 +364,14 @@ def _recover_one(part: Path) -> Recovered:
     lines = _kept_lines(_decodable(part), summary)
     kept = summary.lines
     crash_ns = summary.last_ns if summary.last_ns is not None else time.time_ns()
-    lines.append(marker_line(crash_ns, "", "crash", {"lines": kept, "torn_dropped": summary.torn_dropped,
-                                                     "bad_dropped": summary.bad_dropped}))
+    lines.append(
+        marker_line(
+            crash_ns,
+            "",
+            "crash",
+            {"lines": kept, "torn_dropped": summary.torn_dropped, "bad_dropped": summary.bad_dropped},
+        )
+    )
     summary.count(crash_ns, "crash")
     rewritten = final.with_name(final.name + ".recovering")
     with open(rewritten, "wb") as out:
@@ -362,7 +389,9 @@ def _recover_one(part: Path) -> Recovered:
 def recover(root: Path) -> list[Recovered]:
     """Close every `.part` file under `root` that no live writer holds (see the module doc)."""
     results = []
-    for part in walk(root, keep=lambda name: name.endswith(SUFFIX + PART)).files:  # a link is no .part of ours
+    for part in walk(
+        root, keep=lambda name: name.endswith(SUFFIX + PART)
+    ).files:  # a link is no .part of ours
         try:
             handle = open_binary(part)
         except (FileNotFoundError, LinkRefused):  # closed meanwhile by its writer; a link is never read

@@ -58,7 +58,7 @@ def test_top_n_snapshots_equal_the_true_book(venue, tmp_path, nats_url, stream_s
                 ws.pause()  # the market stands still: the next snapshot of each book is final
 
                 def published_last(stats) -> bool:
-                    return all(c.snapshot_ids.get(name) == ws.truth_book(name)[0] for name in instruments)
+                    return all(c.books.snapshot_ids.get(name) == ws.truth_book(name)[0] for name in instruments)
                 await c.stats.wait_until(published_last, WAIT_S)
                 got = {name: await last_snapshot(store, stream_spec.name, f"{prefix}.books.{venue}.{name}")
                        for name in instruments}
@@ -87,20 +87,20 @@ def test_a_book_awaiting_resync_publishes_nothing_and_a_repeat_is_deduplicated(t
         async with JetStreamStore(nats_url) as store:
             await store.ensure_stream(stream_spec)
             collector = LiveCollector(BinanceSpotStream(), config, LandingWriter(tmp_path, "BINANCE"), store)
-            await collector._publish_book_snapshots()  # no book synced yet: nothing, each skip counted
+            await collector.books.publish_book_snapshots()  # no book synced yet: nothing, each skip counted
             skipped = collector.stats.book_snapshots_skipped
-            sync = collector.books[INSTRUMENTS[0]]
+            sync = collector.books.by_instrument[INSTRUMENTS[0]]
             sync.on_snapshot_body({"lastUpdateId": 7, "bids": [["10.0", "1"], ["9.5", "2"], ["9.0", "3"]],
                                    "asks": [["11.0", "1"]]})
-            await collector._publish_book_snapshots()
-            await collector._publish_book_snapshots()  # unchanged: not sent again
-            collector.snapshot_ids.clear()  # a restarted collector: sent again, the server drops it
-            await collector._publish_book_snapshots()
+            await collector.books.publish_book_snapshots()
+            await collector.books.publish_book_snapshots()  # unchanged: not sent again
+            collector.books.snapshot_ids.clear()  # a restarted collector: sent again, the server drops it
+            await collector.books.publish_book_snapshots()
             held = await store.message_count(stream_spec.name, f"{prefix}.books.>")
             last = await last_snapshot(store, stream_spec.name, f"{prefix}.books.BINANCE.{INSTRUMENTS[0]}")
             await store.delete_stream(stream_spec.name)
             collector.writer.close()
-            await collector.rest.aclose()
+            await collector.books.rest.aclose()
             return collector.stats, skipped, held, last
     stats, skipped, held, (snapshot, msg_id) = asyncio.run(scenario())
     assert skipped == len(INSTRUMENTS) and stats.book_snapshots_skipped == len(INSTRUMENTS) + 3  # the other book

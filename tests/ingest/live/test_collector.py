@@ -12,10 +12,10 @@ import time
 
 import pytest
 
+from marketdata_assets.ingest.live.batch_landing import OVERFLOW_MARK_EVERY_NS
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
-from marketdata_assets.ingest.live.collector import CONTROL_CHANNEL, OVERFLOW_MARK_EVERY_NS
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
-from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
+from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter, closed_files, read_file
 from tests.support.live import (
     INSTRUMENTS,
     books_match_at_rest,
@@ -50,7 +50,7 @@ def test_frames_land_raw_and_complete_and_books_match(tmp_path, nats_url, stream
                 await books_at_rest(c, ws)
                 ws.pause()  # the market stands still again: what it sent is final (a tick in flight counts too)
                 await c.stats.wait_until(lambda s: s.frames == sum(len(t) for t in ws.sent.values()), WAIT_S)
-                await c.stats.wait_until(lambda s: not c.trade_frames and not c.outbox and s.published == s.trades,
+                await c.stats.wait_until(lambda s: not c.publisher.trade_frames and not c.publisher.outbox and s.published == s.trades,
                                          WAIT_S)
                 stored = await stream_trades(store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
             return c.stats, stored
@@ -121,7 +121,7 @@ def test_republish_over_overlapping_connections_is_not_duplicated(tmp_path, nats
             async with collecting(config, LandingWriter(tmp_path, "BINANCE"), nats_url, stream_spec) as (c, store):
                 await c.stats.wait_until(lambda s: s.rollovers >= 2, WAIT_S)
                 ws.pause()
-                await c.stats.wait_until(lambda s: not c.trade_frames and not c.outbox and not c.buffered and s.published == s.trades, WAIT_S)
+                await c.stats.wait_until(lambda s: not c.publisher.trade_frames and not c.publisher.outbox and not c.publisher.buffered and s.published == s.trades, WAIT_S)
                 stored = await stream_trades(store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
             return c.stats, stored
         stats, stored = asyncio.run(scenario())
@@ -372,13 +372,13 @@ def test_a_failed_connection_slot_stops_the_collector_with_the_error(tmp_path):
     the collector runs on without its streams: the collector stops and says which task failed."""
     from marketdata_assets.ingest.live.collector import CollectorFailed
 
-    class Broken(BinanceSpotCollector):
-        async def _open(self, streams, backoff):
-            raise RuntimeError("a bug in opening")
+    async def broken_open(streams, backoff):
+        raise RuntimeError("a bug in opening")
 
     async def scenario():
         config = CollectorConfig(list(INSTRUMENTS), "ws://127.0.0.1:9", "http://127.0.0.1:9")
-        collector = Broken(config, LandingWriter(tmp_path, "BINANCE"), None)
+        collector = BinanceSpotCollector(config, LandingWriter(tmp_path, "BINANCE"), None)
+        collector.conns._open = broken_open  # each slot's first connect fails as a bug would
         with pytest.raises(CollectorFailed) as failed:
             await asyncio.wait_for(collector.run(asyncio.Event()), WAIT_S)
         return failed.value
@@ -399,12 +399,12 @@ def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_s
         config = CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9", publish_buffer=3)
         collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: nothing is sealed
         await collector._process([("frame", "c1", 1_000 + k, trade(k)) for k in range(5)])
-        collector._seal_trades()  # read and sealed: the outbox takes what the buffer has room for
+        collector.publisher.seal_trades()  # read and sealed: the outbox takes what the buffer has room for
         writer.close()
         return collector
     collector = asyncio.run(scenario())
-    assert collector.stats.trades == 5 and collector.stats.publish_dropped == 2 and collector.buffered == 3
-    ((subject, _, payload, count),) = collector.outbox
+    assert collector.stats.trades == 5 and collector.stats.publish_dropped == 2 and collector.publisher.buffered == 3
+    ((subject, _, payload, count),) = collector.publisher.outbox
     assert subject.endswith(".BTCUSDT") and count == 3 and [t["seq"] for t in json.loads(payload)] == [0, 1, 2]
     assert trade_ids(tmp_path, "BTCUSDT") == [0, 1, 2, 3, 4]
 
@@ -423,9 +423,9 @@ def test_the_processor_is_behind_while_the_batches_it_takes_waited_longer_than_a
         for waited_s in (2.0, 0.0, 5.0):
             collector.queue.put_many([("frame", "c1", time.time_ns() - int(waited_s * 1e9), frame)])
             await collector.queue.join()
-            seen.append(collector.behind)
+            seen.append(collector.publisher.behind)
         processing.cancel()
-        collector._seal_trades()
+        collector.publisher.seal_trades()
         collector.writer.close()
         return seen, collector.stats
     seen, stats = asyncio.run(scenario())
@@ -449,27 +449,27 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
                                  trade_batch_frames=3, trade_batch_max_s=240,  # the ticks are the test's (`_seal_due`)
                                  trade_batch_behind_s=360)
         collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: the outbox holds them
-        collector.behind = behind
+        collector.publisher.behind = behind
         old = time.time_ns() - 60 * 10**9  # received a minute ago
         sent = []
         await collector._process([("frame", "c1", old + k, trade("BTCUSDT", k)) for k in range(3)]
                                  + [("frame", "c1", old, trade("ETHUSDT", 100))])
         for tick in range(1, 7 if behind else 5):
-            collector.sealing.cancel()
-            collector._seal_due()
-            sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.outbox])
-            collector.outbox.clear()
+            collector.publisher.sealing.cancel()
+            collector.publisher._seal_due()
+            sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.publisher.outbox])
+            collector.publisher.outbox.clear()
             if tick == 2:
                 await collector._process([("frame", "c1", old, trade("ETHUSDT", 101))])
         await collector._process([("frame", "c1", old, trade("ETHUSDT", 102))])
-        collector._seal_trades()
-        sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.outbox])
+        collector.publisher.seal_trades()
+        sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.publisher.outbox])
         writer.close()
         return collector, sent
     collector, sent = asyncio.run(scenario())
-    assert collector.max_ticks == 4 and collector.behind_ticks == 6
+    assert collector.publisher.max_ticks == 4 and collector.publisher.behind_ticks == 6
     if behind:
         assert sent == [[("BTCUSDT", 3)], [], [], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
     else:
         assert sent == [[("BTCUSDT", 3)], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
-    assert not collector.trade_frames and collector.sealing is None and collector.stats.trades == 6
+    assert not collector.publisher.trade_frames and collector.publisher.sealing is None and collector.stats.trades == 6

@@ -228,11 +228,11 @@ def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, s
                 partial = await sink.publish(mixed)
                 collector = BinanceSpotCollector(CollectorConfig(["BTCUSDT"], "ws://127.0.0.1:9", "http://127.0.0.1:9"),
                                                  LandingWriter(tmp_path, "BINANCE"), sink)
-                collector.outbox.extend((where, msg_id, payload, 1) for where, msg_id, payload in
+                collector.publisher.outbox.extend((where, msg_id, payload, 1) for where, msg_id, payload in
                                         [*messages(prefix, range(50, 52)), mixed[1]])
-                collector.buffered = 3
-                assert await collector._publish_batch()  # the collector counts what the sink left out
-                assert (collector.stats.published, collector.stats.publish_refused, collector.buffered) == (2, 1, 0)
+                collector.publisher.buffered = 3
+                assert await collector.publisher.publish_batch()  # the collector counts what the sink left out
+                assert (collector.stats.published, collector.stats.publish_refused, collector.publisher.buffered) == (2, 1, 0)
                 client.command(f"DROP TABLE `{db}`.{live.TRADES_LIVE}")
                 try:
                     await tee.publish(messages(prefix, range(30, 31)))

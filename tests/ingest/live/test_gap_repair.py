@@ -90,7 +90,7 @@ def test_an_hour_with_a_book_gap_gets_a_rest_snapshot_at_its_end(venue, tmp_path
                 ws.pause()  # at rest: the rebuilt book must end at the truth
 
                 def caught_up(stats) -> bool:
-                    return all(not c.books[n].needs_snapshot and c.books[n].book.update_id == ws.truth_book(n)[0]
+                    return all(not c.books.by_instrument[n].needs_snapshot and c.books.by_instrument[n].book.update_id == ws.truth_book(n)[0]
                                for n in instruments)
                 await c.stats.wait_until(caught_up, WAIT_S)
                 truth = ws.truth_book(broken)

@@ -97,7 +97,7 @@ def test_every_dataset_arrives_on_its_subject_and_a_republish_is_deduplicated(ve
                                  WAIT_S)
         ws.pause()
         await ws.delivered(WAIT_S)  # every frame the replay sent was read (one in flight came after `held` before)
-        await c.stats.wait_until(lambda s: c.queue.unfinished <= 0 and not c.trade_frames and not c.outbox
+        await c.stats.wait_until(lambda s: c.queue.unfinished <= 0 and not c.publisher.trade_frames and not c.publisher.outbox
                                  and s.published + s.duplicates == s.parsed, WAIT_S)
         last = {}
         for dataset in expected:

@@ -141,7 +141,7 @@ def collect(root, fault: Fault, rest, ws) -> tuple[dict[int, tuple], object]:
 
 def synced(collector) -> bool:
     """No book awaits its resync (a gap late in the run is resynced before the collector stops)."""
-    return not any(sync.needs_snapshot for sync in collector.books.values())
+    return not any(sync.needs_snapshot for sync in collector.books.by_instrument.values())
 
 
 async def settle(collector, ws) -> None:
@@ -388,8 +388,8 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
                     ws.pause()
                     await ws.delivered(WAIT_S)  # every frame sent was read: none is landed at the stop unpublished
                     last = ws.trade_ids(rig.feed.instrument)[1]  # ... and the last trade sent was read, sealed, published
-                    await c.stats.wait_until(lambda s: c.trade_gaps.last.get(rig.feed.instrument) == last
-                                             and c.queue.unfinished <= 0 and not c.trade_frames and not c.outbox
+                    await c.stats.wait_until(lambda s: c.publisher.trade_gaps.last.get(rig.feed.instrument) == last
+                                             and c.queue.unfinished <= 0 and not c.publisher.trade_frames and not c.publisher.outbox
                                              and s.published + s.duplicates == s.trades, WAIT_S)
                     await consumer.stats.wait_until(lambda s: s.acked >= c.stats.published, WAIT_S)
                 finally:

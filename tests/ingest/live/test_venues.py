@@ -79,7 +79,7 @@ def test_books_match_and_trades_are_published_with_venue_ids(venue, tmp_path, na
             await c.stats.wait_until(lambda s: s.snapshots == 2 and s.published >= 100, WAIT_S)
             await books_at_rest(c, ws, instruments)
             ws.pause()
-            await c.stats.wait_until(lambda s: not c.trade_frames and not c.outbox and s.published == s.trades, WAIT_S)
+            await c.stats.wait_until(lambda s: not c.publisher.trade_frames and not c.publisher.outbox and s.published == s.trades, WAIT_S)
             trades = f"{stream_spec.subjects[0].split('.')[0]}.trades.>"  # the stream holds book snapshots too
             first = await store.js.get_msg(stream_spec.name, 1, subject=trades, next=True)
             return await stream_trades(store, stream_spec.name, trades), first
@@ -175,7 +175,7 @@ def test_trades_over_overlapping_connections_are_stored_once(venue, tmp_path, na
     unique = {(name, json.dumps(t, sort_keys=True)) for name in VENUES[venue][2]
               for r in records(tmp_path, venue, trades.format(name)) if "d" in r
               for t in (json.loads(r["d"]).get("data") if venue == "OKX" else json.loads(r["d"])["params"]["data"])}
-    assert not c.outbox and stats.publish_dropped == 0 and stats.published + stats.duplicates == stats.trades
+    assert not c.publisher.outbox and stats.publish_dropped == 0 and stats.published + stats.duplicates == stats.trades
     assert stats.trades > len(unique)  # the overlaps delivered some trades twice (both landed raw)
     # the stream holds every trade the collector parsed, and the counters say so
     assert len(stored) == stats.published == stats.trades, (len(stored), stats.published, stats)
@@ -299,11 +299,11 @@ def test_a_re_resolved_universe_changes_the_subscriptions_without_a_restart(venu
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
             first = await c.set_instruments([b, c_name])
-            await c.stats.wait_until(lambda s: s.snapshots == 3 and not c.pending, WAIT_S)
+            await c.stats.wait_until(lambda s: s.snapshots == 3 and not c.conns.requests.pending, WAIT_S)
             await books_at_rest(c, ws, [b, c_name])
             middle = held(), c.stats.connects
             second = await c.set_instruments([c_name])
-            await c.stats.wait_until(lambda s: s.disconnects.get("unsubscribed") == 1 and not c.pending, WAIT_S)
+            await c.stats.wait_until(lambda s: s.disconnects.get("unsubscribed") == 1 and not c.conns.requests.pending, WAIT_S)
             await books_at_rest(c, ws, [c_name])
             return first, second, middle, held()
         # C's sizes from the venue's reference data (its REST replay): a swap's trades need its contract value
